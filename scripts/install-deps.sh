@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs, from Debian 12's packages, everything netsem needs to build, test
+# and fuzz. Safe to run again: apt-get skips what is already there.
+set -euo pipefail
+packages=(
+  cmake ninja-build g++ pkg-config  # the build
+  libasio-dev                       # standalone Asio: the server's event loop and sockets
+  libcli11-dev                      # CLI11: command lines of netsemd and netsem
+  libspdlog-dev libfmt-dev          # spdlog (with fmt): logging
+  zlib1g-dev                        # zlib's crc32: checksums of journal records
+  libgtest-dev libgmock-dev         # GoogleTest: unit and integration tests
+  libbenchmark-dev                  # Google Benchmark: micro-benchmarks
+  clang libclang-rt-14-dev          # clang + libFuzzer runtime: the fuzz targets
+  netcat-openbsd                    # nc, to talk to the server by hand
+)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,173 @@
+// The INI reader (see ini.h). parse_ini follows the loop of CPython's
+// configparser.RawConfigParser._read with its default settings
+// (empty_lines_in_values=True, strict=True, no inline comment prefixes), so
+// that a file configparser reads one way is read here the same way.
+#include "common/ini.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <optional>
+#include <sstream>
+
+#include <fmt/format.h>
+
+namespace netsem {
+namespace {
+
+constexpr std::string_view kWhitespace = " \t\r\n\f\v";
+
+std::string_view trim(std::string_view s) {
+  const auto first = s.find_first_not_of(kWhitespace);
+  if (first == std::string_view::npos) return {};
+  const auto last = s.find_last_not_of(kWhitespace);
+  return s.substr(first, last - first + 1);
+}
+
+bool is_comment(std::string_view trimmed) {
+  return !trimmed.empty() && (trimmed.front() == '#' || trimmed.front() == ';');
+}
+
+Status syntax_error(std::string_view file, int line, std::string_view what) {
+  return Status(StatusCode::kInvalidArgument, fmt::format("{}:{}: {}", file, line, what));
+}
+
+constexpr std::string_view kExpected = "expected `key = value` or `[section]`";
+
+// The section name of a header line (already trimmed, starting with '['), or
+// nullopt when the line is not a well-formed header.
+std::optional<std::string_view> header_name(std::string_view trimmed) {
+  const auto close = trimmed.find(']');
+  if (close == std::string_view::npos || close == 1) return std::nullopt;
+  // configparser would take `[a] junk` as section `a`; only a comment may
+  // follow here, so that a stray character is reported, not ignored.
+  const auto rest = trim(trimmed.substr(close + 1));
+  if (!rest.empty() && !is_comment(rest)) return std::nullopt;
+  return trimmed.substr(1, close - 1);
+}
+
+}  // namespace
+
+const IniEntry* IniSection::find(std::string_view key) const {
+  for (const auto& entry : entries) {
+    if (entry.key == key) return &entry;
+  }
+  return nullptr;
+}
+
+const IniSection* IniFile::find(std::string_view name) const {
+  for (const auto& section : sections) {
+    if (section.name == name) return &section;
+  }
+  return nullptr;
+}
+
+std::string IniFile::location(int line) const { return fmt::format("{}:{}", file_name, line); }
+
+Result<IniFile> parse_ini(std::string_view text, std::string_view file_name, IniOptions options) {
+  IniFile file;
+  file.file_name = std::string(file_name);
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
+
+  IniSection* section = nullptr;
+  IniEntry* entry = nullptr;  // the entry a deeper-indented line would continue
+  std::size_t entry_indent = std::numeric_limits<std::size_t>::max();
+  int blank_lines = 0;  // blank lines seen since `entry`'s last value line
+
+  int line_number = 0;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    const auto end = text.find('\n', pos);
+    const auto raw = text.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
+    pos = end == std::string_view::npos ? text.size() : end + 1;
+    ++line_number;
+
+    const auto line = trim(raw);
+    // Comments neither end nor extend a value; blank lines are kept inside a
+    // value if a continuation line follows them.
+    if (is_comment(line)) continue;
+    if (line.empty()) {
+      if (entry != nullptr && entry->has_value) ++blank_lines;
+      continue;
+    }
+
+    const auto indent = raw.find_first_not_of(kWhitespace);
+    if (entry != nullptr && indent > entry_indent) {
+      if (!entry->has_value) {
+        return syntax_error(file_name, line_number,
+                            fmt::format("indented line continues `{}`, which has no value", entry->key));
+      }
+      entry->value.append(static_cast<std::size_t>(blank_lines) + 1, '\n');
+      entry->value += line;
+      entry->last_line = line_number;
+      blank_lines = 0;
+      continue;
+    }
+    entry_indent = indent;
+    blank_lines = 0;
+
+    if (line.front() == '[') {
+      const auto name = header_name(line);
+      if (!name) return syntax_error(file_name, line_number, kExpected);
+      if (const auto* previous = file.find(*name)) {
+        return syntax_error(file_name, line_number,
+                            fmt::format("duplicate section [{}] (first at line {})", *name, previous->line));
+      }
+      file.sections.push_back(IniSection{std::string(*name), line_number, {}});
+      section = &file.sections.back();
+      entry = nullptr;
+      continue;
+    }
+
+    IniEntry parsed;
+    parsed.line = parsed.last_line = line_number;
+    const auto delimiter = line.find_first_of("=:");
+    if (delimiter == std::string_view::npos) {
+      if (!options.allow_no_value) return syntax_error(file_name, line_number, kExpected);
+      parsed.key = std::string(line);
+      parsed.has_value = false;
+    } else {
+      parsed.key = std::string(trim(line.substr(0, delimiter)));
+      parsed.value = std::string(trim(line.substr(delimiter + 1)));
+      if (parsed.key.empty()) return syntax_error(file_name, line_number, kExpected);
+    }
+    if (section == nullptr) {
+      return syntax_error(file_name, line_number, fmt::format("`{}` comes before any [section]", parsed.key));
+    }
+    if (const auto* previous = section->find(parsed.key)) {
+      return syntax_error(file_name, line_number,
+                          fmt::format("duplicate key `{}` in [{}] (first at line {})", parsed.key,
+                                      section->name, previous->line));
+    }
+    section->entries.push_back(std::move(parsed));
+    entry = &section->entries.back();
+  }
+  return file;
+}
+
+Result<std::string> read_text_file(const std::filesystem::path& path) {
+  // An ifstream opens a directory without complaint and then reads nothing.
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return Status(StatusCode::kIoError, fmt::format("{}: cannot read: is a directory", path.string()));
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return Status(StatusCode::kIoError, fmt::format("{}: cannot read: {}", path.string(), std::strerror(errno)));
+  }
+  std::ostringstream content;
+  content << in.rdbuf();
+  if (in.bad()) {
+    return Status(StatusCode::kIoError, fmt::format("{}: cannot read: {}", path.string(), std::strerror(errno)));
+  }
+  return content.str();
+}
+
+Result<IniFile> read_ini_file(const std::filesystem::path& path, IniOptions options) {
+  auto text = read_text_file(path);
+  if (!text) return text.status();
+  return parse_ini(*text, path.string(), options);
+}
+
+}  // namespace netsem

@@ -1,0 +1,125 @@
+// Semaphore names on the wire: percent-decoding, the validity rules, and the
+// two encodings (the server's minimal one for answers and the status file, the
+// client's wider one for requests). The codec calls decode_name for every name
+// field and the LIST prefix; the server and the client library call the
+// encoders. Everything here works on bytes: a name is UTF-8 only because
+// check_name says so.
+#include "protocol/names.h"
+
+#include <cstdint>
+
+namespace netsem::protocol {
+namespace {
+
+constexpr char kHexDigits[] = "0123456789ABCDEF";
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool is_control(unsigned char byte) { return byte < 0x20 || byte == 0x7f; }
+
+}  // namespace
+
+ErrorCode decode_name(std::string_view field, std::string& out) {
+  out.clear();
+  // A name is never longer than its field, so one reservation covers the
+  // loop; reserve() keeps the capacity a reused `out` already has.
+  out.reserve(field.size());
+  for (std::size_t i = 0; i < field.size(); ++i) {
+    const char c = field[i];
+    if (c != '%') {
+      out.push_back(c);
+      continue;
+    }
+    if (field.size() - i < 3) return ErrorCode::kBadName;  // `%` needs two digits after it
+    const int high = hex_value(field[i + 1]);
+    const int low = hex_value(field[i + 2]);
+    if (high < 0 || low < 0) return ErrorCode::kBadName;
+    out.push_back(static_cast<char>(high * 16 + low));
+    i += 2;
+  }
+  return check_name(out);
+}
+
+ErrorCode check_name(std::string_view name) {
+  if (name.empty() || name.size() > kMaxNameBytes) return ErrorCode::kBadName;
+  if (name.front() == '$') return ErrorCode::kBadName;
+  for (const char c : name) {
+    if (is_control(static_cast<unsigned char>(c))) return ErrorCode::kBadName;
+  }
+  return is_valid_utf8(name) ? ErrorCode::kNone : ErrorCode::kBadName;
+}
+
+void append_encoded_name(std::string& out, std::string_view name) {
+  for (const char c : name) {
+    if (c == '%') {
+      out.append("%25");
+    } else if (c == ' ') {
+      out.append("%20");
+    } else {
+      out.push_back(c);
+    }
+  }
+}
+
+std::string encode_name_for_request(std::string_view name) {
+  std::string out;
+  out.reserve(name.size());
+  for (const char c : name) {
+    const auto byte = static_cast<unsigned char>(c);
+    // Anything the server would split on, strip, or refuse as a raw byte in a
+    // field goes encoded; the server decodes before it checks, so the name
+    // arrives intact (and is then judged by check_name like any other).
+    if (c == '%' || byte < 0x21 || byte == 0x7f) {
+      out.push_back('%');
+      out.push_back(kHexDigits[byte >> 4]);
+      out.push_back(kHexDigits[byte & 0x0f]);
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+bool is_valid_utf8(std::string_view text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const auto* const end = p + text.size();
+  while (p < end) {
+    const unsigned char lead = *p;
+    if (lead < 0x80) {
+      ++p;
+      continue;
+    }
+    std::size_t length = 0;
+    // The bounds on the second byte are what rule out overlong forms,
+    // surrogates (ED A0..BF) and code points above U+10FFFF (F4 90.. and F5..).
+    unsigned char second_min = 0x80;
+    unsigned char second_max = 0xbf;
+    if (lead >= 0xc2 && lead <= 0xdf) {
+      length = 2;
+    } else if (lead >= 0xe0 && lead <= 0xef) {
+      length = 3;
+      if (lead == 0xe0) second_min = 0xa0;
+      if (lead == 0xed) second_max = 0x9f;
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+      length = 4;
+      if (lead == 0xf0) second_min = 0x90;
+      if (lead == 0xf4) second_max = 0x8f;
+    } else {
+      return false;  // a continuation byte, C0/C1 (always overlong) or F5..FF
+    }
+    if (static_cast<std::size_t>(end - p) < length) return false;
+    if (p[1] < second_min || p[1] > second_max) return false;
+    for (std::size_t k = 2; k < length; ++k) {
+      if (p[k] < 0x80 || p[k] > 0xbf) return false;
+    }
+    p += length;
+  }
+  return true;
+}
+
+}  // namespace netsem::protocol

@@ -1,0 +1,545 @@
+// The [server] option table and the two configuration loaders (see config.h).
+// API: parse_server_config reads the INI text once leniently (ACE's reader
+// allows a key without a value), then hands it to parse_ace_file when it has
+// [service_network_semaphore], or re-reads it strictly for parse_netsem_file.
+// Both end in check_semaphore_count. Option values go through the table's
+// apply functions in both formats, so a value means the same everywhere.
+#include "server/config.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <limits>
+#include <map>
+
+#include <arpa/inet.h>
+#include <fmt/format.h>
+
+#include "common/ini.h"
+#include "common/log.h"
+#include "protocol/names.h"
+
+namespace netsem::server {
+namespace {
+
+constexpr std::string_view kServerSection = "server";
+constexpr std::string_view kSemaphoresSection = "semaphores";
+constexpr std::string_view kClientSection = "client";
+constexpr std::string_view kAceSection = "service_network_semaphore";
+constexpr std::string_view kAceDefaultSection = "DEFAULT";  // configparser's, case-sensitive
+constexpr std::string_view kAceSemaphorePrefix = "semaphore_";
+constexpr std::int64_t kMaxLimit = 2147483647;
+constexpr std::string_view kNameRules = "1-255 bytes of UTF-8, no control characters, not starting with `$`";
+
+Status invalid(std::string message) { return Status(StatusCode::kInvalidArgument, std::move(message)); }
+
+Result<std::int64_t> parse_int(std::string_view text, std::int64_t min, std::int64_t max) {
+  std::int64_t n = 0;
+  const auto* last = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), last, n);
+  if (text.empty() || ptr != last || (ec != std::errc() && ec != std::errc::result_out_of_range)) {
+    return invalid(fmt::format("`{}` is not a whole number", text));
+  }
+  if (ec == std::errc::result_out_of_range || n < min || n > max) {
+    return invalid(fmt::format("{} is out of range {}..{}", text, min, max));
+  }
+  return n;
+}
+
+// Python's int(): an optional sign, then digits with single `_` between
+// them. ACE reads its integers with configparser's getint, which is int().
+// Python's integers are unbounded; here they saturate, which the callers'
+// range checks reject just the same.
+Result<std::int64_t> parse_python_int(std::string_view text) {
+  std::string digits;
+  std::string_view rest = text;
+  if (!rest.empty() && (rest.front() == '+' || rest.front() == '-')) {
+    if (rest.front() == '-') digits += '-';
+    rest.remove_prefix(1);
+  }
+  bool ok = !rest.empty();
+  for (std::size_t i = 0; ok && i < rest.size(); ++i) {
+    if (rest[i] == '_') {
+      ok = i > 0 && i + 1 < rest.size() && rest[i - 1] != '_' && std::isdigit(static_cast<unsigned char>(rest[i + 1]));
+    } else {
+      ok = std::isdigit(static_cast<unsigned char>(rest[i])) != 0;
+      digits += rest[i];
+    }
+  }
+  if (!ok) return invalid(fmt::format("`{}` is not a whole number", text));
+  std::int64_t n = 0;
+  const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+  if (ec == std::errc::result_out_of_range) {
+    return digits.front() == '-' ? std::numeric_limits<std::int64_t>::min() : std::numeric_limits<std::int64_t>::max();
+  }
+  return n;
+}
+
+template <auto Member>
+Status apply_integer(const OptionSpec& spec, std::string_view value, ServerConfig& config) {
+  auto n = parse_int(value, spec.min, spec.max);
+  if (!n) return n.status();
+  using Field = std::remove_reference_t<decltype(config.*Member)>;
+  config.*Member = static_cast<Field>(*n);
+  return Status::ok();
+}
+
+template <auto Member>
+std::string show_integer(const ServerConfig& config) {
+  return std::to_string(config.*Member);
+}
+
+template <auto Member>
+Status apply_path(const OptionSpec&, std::string_view value, ServerConfig& config) {
+  if (value.empty()) return invalid("a directory is required");
+  if (std::any_of(value.begin(), value.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
+    return invalid(fmt::format("`{}` contains a control character", value));
+  }
+  config.*Member = std::filesystem::path(value);
+  return Status::ok();
+}
+
+template <auto Member>
+std::string show_path(const ServerConfig& config) {
+  return (config.*Member).string();
+}
+
+// The word of `value` among the ", "-separated choices of spec.bounds, or an
+// error listing them.
+Result<std::string_view> pick_choice(const OptionSpec& spec, std::string_view value) {
+  std::string_view choices = spec.bounds;
+  while (!choices.empty()) {
+    const auto comma = choices.find(", ");
+    const auto word = choices.substr(0, comma);
+    if (word == value) return word;
+    choices = comma == std::string_view::npos ? std::string_view() : choices.substr(comma + 2);
+  }
+  return invalid(fmt::format("`{}` is not one of {}", value, spec.bounds));
+}
+
+constexpr std::pair<std::string_view, FsyncPolicy> kFsyncNames[] = {
+    {"always", FsyncPolicy::kAlways}, {"everysec", FsyncPolicy::kEverySec}, {"no", FsyncPolicy::kNo}};
+
+Status apply_fsync(const OptionSpec& spec, std::string_view value, ServerConfig& config) {
+  auto word = pick_choice(spec, value);
+  if (!word) return word.status();
+  for (const auto& [name, policy] : kFsyncNames) {
+    if (name == *word) config.fsync = policy;
+  }
+  return Status::ok();
+}
+
+std::string show_fsync(const ServerConfig& config) {
+  for (const auto& [name, policy] : kFsyncNames) {
+    if (policy == config.fsync) return std::string(name);
+  }
+  return "?";
+}
+
+Status apply_log_level(const OptionSpec& spec, std::string_view value, ServerConfig& config) {
+  auto word = pick_choice(spec, value);
+  if (!word) return word.status();
+  config.log_level = std::string(*word);
+  return Status::ok();
+}
+
+Status apply_bind_address(const OptionSpec&, std::string_view value, ServerConfig& config) {
+  const std::string text(value);
+  unsigned char buffer[16];
+  if (inet_pton(AF_INET, text.c_str(), buffer) != 1 && inet_pton(AF_INET6, text.c_str(), buffer) != 1) {
+    return invalid(fmt::format("`{}` is not an IPv4 or IPv6 address (host names are not accepted)", value));
+  }
+  config.bind_address = text;
+  return Status::ok();
+}
+
+Status apply_allowed_networks(const OptionSpec&, std::string_view value, ServerConfig& config) {
+  auto list = AllowList::parse(value);
+  if (!list) return list.status();
+  config.allowed_networks = std::move(list).value();
+  config.allowed_networks_text = std::string(value);
+  return Status::ok();
+}
+
+std::vector<OptionSpec> make_server_options() {
+  using C = ServerConfig;
+  return {
+      {.name = "bind_address", .type = "address", .default_text = "127.0.0.1", .bounds = "IPv4 or IPv6, no host name",
+       .help = "Address to listen on; 0.0.0.0 or :: for every interface.",
+       .apply = apply_bind_address, .show = [](const C& c) { return c.bind_address; }},
+      {.name = "bind_port", .type = "integer", .default_text = "53559", .bounds = "0..65535 (0: any free port)",
+       .help = "TCP port to listen on. 0 lets the system pick a free port, which tests use.",
+       .min = 0, .max = 65535, .apply = apply_integer<&C::bind_port>, .show = show_integer<&C::bind_port>},
+      {.name = "allowed_networks", .type = "networks", .default_text = "127.0.0.0/8, ::1",
+       .bounds = "comma-separated, at least one",
+       .help = "Peers allowed to connect, as IPv4 and IPv6 networks in CIDR form (a plain address is one host; "
+               "0.0.0.0/0 is any IPv4 address). Any other peer is told * ERR DENIED and closed. An IPv4 "
+               "client reaching a dual-stack socket is matched against the IPv4 networks.",
+       .reloadable = true, .apply = apply_allowed_networks,
+       .show = [](const C& c) { return c.allowed_networks_text; }},
+      {.name = "stats_dir", .type = "path", .default_text = "var/netsem", .bounds = "directory",
+       .help = "Directory of the status file, rewritten every status_interval_ms. A relative path is relative "
+               "to the working directory of netsemd.",
+       .apply = apply_path<&C::stats_dir>, .show = show_path<&C::stats_dir>},
+      {.name = "data_dir", .type = "path", .default_text = "var/netsem", .bounds = "directory",
+       .help = "Directory of the journal that keeps created semaphores and fences across restarts. A relative "
+               "path is relative to the working directory of netsemd.",
+       .apply = apply_path<&C::data_dir>, .show = show_path<&C::data_dir>},
+      {.name = "fsync", .type = "choice", .default_text = "everysec", .bounds = "always, everysec, no",
+       .help = "When the journal is flushed to disk: after every change (always), once a second (everysec: a "
+               "power loss can lose the last second of changes), or when the kernel decides (no).",
+       .apply = apply_fsync, .show = show_fsync},
+      {.name = "status_interval_ms", .type = "integer", .default_text = "1000", .bounds = "10..3600000",
+       .help = "How often the status file is rewritten, in milliseconds.", .min = 10, .max = 3600000,
+       .apply = apply_integer<&C::status_interval_ms>, .show = show_integer<&C::status_interval_ms>},
+      {.name = "session_timeout_ms", .type = "integer", .default_text = "0", .bounds = "0..86400000 (0: off)",
+       .help = "A session that completes no request line for this long, in milliseconds, is closed and its "
+               "permits released. Clients ping at a third of it. ACE holders are timed out only when it is at "
+               "least 10000; queued ACE clients never.",
+       .min = 0, .max = 86400000, .apply = apply_integer<&C::session_timeout_ms>,
+       .show = show_integer<&C::session_timeout_ms>},
+      {.name = "max_connections", .type = "integer", .default_text = "10000", .bounds = "1..1000000",
+       .help = "Most open sessions. A further peer is told * ERR LIMIT and closed.", .min = 1, .max = 1000000,
+       .apply = apply_integer<&C::max_connections>, .show = show_integer<&C::max_connections>},
+      {.name = "max_pending_per_session", .type = "integer", .default_text = "1024", .bounds = "1..1000000",
+       .help = "Most queued ACQUIRE and WAIT requests of one session, all names together. A request that would "
+               "queue beyond it is answered ERR LIMIT.",
+       .min = 1, .max = 1000000, .apply = apply_integer<&C::max_pending_per_session>,
+       .show = show_integer<&C::max_pending_per_session>},
+      {.name = "max_semaphores", .type = "integer", .default_text = "1000000", .bounds = "1..100000000",
+       .help = "Most semaphores in the table: defined, created and undefined ones in use. A CREATE, or an "
+               "ACQUIRE that would make an undefined semaphore, beyond it is answered ERR LIMIT.",
+       .min = 1, .max = 100000000, .apply = apply_integer<&C::max_semaphores>,
+       .show = show_integer<&C::max_semaphores>},
+      {.name = "log_level", .type = "choice", .default_text = "info", .bounds = "trace, debug, info, warning, error",
+       .help = "The least severe messages written to the log (stderr).", .apply = apply_log_level,
+       .show = [](const C& c) { return c.log_level; }},
+  };
+}
+
+// Hints added to a value error, for the two configparser rules that surprise.
+std::string value_hints(const IniEntry& entry) {
+  std::string hints;
+  if (entry.last_line > entry.line) {
+    hints += fmt::format(" (the value continues on line {}: a line indented deeper than its key continues it)",
+                         entry.last_line);
+  }
+  if (entry.value.find(" ;") != std::string::npos || entry.value.find(" #") != std::string::npos) {
+    hints += " (comments must be on a line of their own)";
+  }
+  return hints;
+}
+
+Status entry_error(const IniFile& ini, const IniEntry& entry, const Status& error) {
+  return invalid(fmt::format("{}: {}: {}{}", ini.location(entry.line), entry.key, error.message(), value_hints(entry)));
+}
+
+Status apply_entry(const IniFile& ini, const IniEntry& entry, const OptionSpec& spec, std::string_view value,
+                   ServerConfig& config) {
+  if (auto status = spec.apply(spec, value, config); !status) return entry_error(ini, entry, status);
+  return Status::ok();
+}
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// The defined semaphores count against max_semaphores; more than that could
+// never all exist, so it is a configuration error rather than a surprise.
+Status check_semaphore_count(const IniFile& ini, int line, const ServerConfig& config) {
+  if (config.semaphores.size() <= config.max_semaphores) return Status::ok();
+  return invalid(fmt::format("{}: {} semaphores are defined, more than max_semaphores ({})", ini.location(line),
+                             config.semaphores.size(), config.max_semaphores));
+}
+
+Status parse_server_section(const IniFile& ini, const IniSection& section, ServerConfig& config) {
+  for (const auto& entry : section.entries) {
+    const auto* spec = find_server_option(entry.key);
+    if (spec == nullptr) {
+      std::string hint;
+      if (find_server_option(lower(entry.key)) != nullptr) {
+        hint = fmt::format(" (option names are case-sensitive: {}?)", lower(entry.key));
+      }
+      return invalid(fmt::format("{}: unknown option `{}` in [server]{}", ini.location(entry.line), entry.key, hint));
+    }
+    if (auto status = apply_entry(ini, entry, *spec, entry.value, config); !status) return status;
+  }
+  return Status::ok();
+}
+
+Status parse_semaphores_section(const IniFile& ini, const IniSection& section, ServerConfig& config) {
+  std::map<std::string, const IniEntry*, std::less<>> seen;
+  std::string name;
+  for (const auto& entry : section.entries) {
+    if (protocol::decode_name(entry.key, name) != protocol::ErrorCode::kNone) {
+      return invalid(fmt::format("{}: `{}` is not a valid semaphore name ({}; `%` must start a %XX escape)",
+                                 ini.location(entry.line), entry.key, kNameRules));
+    }
+    auto limit = parse_int(entry.value, 1, kMaxLimit);
+    if (!limit) {
+      // `host:10.0.0.1 = 2` splits at the `:`, leaving `10.0.0.1 = 2` as the value.
+      const bool split = entry.value.find_first_of("=:") != std::string::npos;
+      return invalid(fmt::format("{}{}", entry_error(ini, entry, limit.status()).message(),
+                                 split ? " (write `:` and `=` in a name as %3A and %3D)" : ""));
+    }
+    const auto [it, inserted] = seen.emplace(name, &entry);
+    if (!inserted) {
+      return invalid(fmt::format("{}: semaphore `{}` is defined twice (first at line {} as `{}`)",
+                                 ini.location(entry.line), name, it->second->line, it->second->key));
+    }
+    config.semaphores.emplace_back(name, *limit);
+  }
+  return check_semaphore_count(ini, section.line, config);
+}
+
+Result<ServerConfig> parse_netsem_file(const IniFile& ini) {
+  ServerConfig config = default_server_config();
+  // [server] first: max_semaphores bounds [semaphores] wherever it is written.
+  if (const auto* server = ini.find(kServerSection)) {
+    if (auto status = parse_server_section(ini, *server, config); !status) return status;
+  }
+  for (const auto& section : ini.sections) {
+    if (section.name == kServerSection || section.name == kClientSection) continue;
+    if (section.name == kSemaphoresSection) {
+      if (auto status = parse_semaphores_section(ini, section, config); !status) return status;
+      continue;
+    }
+    std::string hint = " (netsemd reads [server] and [semaphores]; [client] is for the client library)";
+    if (section.name == "network_semaphore") {
+      hint = " (an older ACE file? netsemd reads ACE's [service_network_semaphore])";
+    } else if (const auto folded = lower(section.name);
+               folded == kServerSection || folded == kSemaphoresSection || folded == kClientSection) {
+      hint = fmt::format(" (section names are case-sensitive: [{}]?)", folded);
+    }
+    return invalid(fmt::format("{}: unknown section [{}]{}", ini.location(section.line), section.name, hint));
+  }
+  return config;
+}
+
+// ---- ACE ----
+
+bool ace_ignored_key(std::string_view key) {
+  static constexpr std::string_view kIgnored[] = {"module", "class", "description", "enabled", "instance_type"};
+  return key.starts_with("remote_") || std::find(std::begin(kIgnored), std::end(kIgnored), key) != std::end(kIgnored);
+}
+
+// allowed_ipv4 as ACE reads it (split on `,`, each entry stripped), except
+// that `0.0.0.0`, ACE's shipped example, means any IPv4 address.
+Status apply_allowed_ipv4(const IniFile& ini, const IniEntry& entry, ServerConfig& config) {
+  std::string rules;
+  bool any = false;
+  std::size_t start = 0;
+  while (true) {
+    const auto comma = entry.value.find(',', start);
+    auto rule = std::string_view(entry.value).substr(start, comma == std::string::npos ? comma : comma - start);
+    while (!rule.empty() && std::isspace(static_cast<unsigned char>(rule.front()))) rule.remove_prefix(1);
+    while (!rule.empty() && std::isspace(static_cast<unsigned char>(rule.back()))) rule.remove_suffix(1);
+    if (rule == "0.0.0.0") {
+      rule = "0.0.0.0/0";
+      any = true;
+    }
+    if (!rules.empty() || start > 0) rules += ',';
+    rules += rule;
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  auto list = AllowList::parse(rules);
+  if (!list) return entry_error(ini, entry, list.status());
+  config.allowed_networks = std::move(list).value();
+  config.allowed_networks_text = entry.value;
+  if (any) {
+    config.warnings.push_back(fmt::format("{}: allowed_ipv4 lists 0.0.0.0: any IPv4 address may connect",
+                                          ini.location(entry.line)));
+  }
+  return Status::ok();
+}
+
+Status apply_ace_semaphore(const IniFile& ini, const IniEntry& entry, std::string_view key, ServerConfig& config) {
+  const auto name = key.substr(kAceSemaphorePrefix.size());
+  if (protocol::check_name(name) != protocol::ErrorCode::kNone) {
+    return invalid(fmt::format("{}: `{}` is not a valid semaphore name ({})", ini.location(entry.line), name,
+                               kNameRules));
+  }
+  auto limit = parse_python_int(entry.value);
+  if (!limit) return entry_error(ini, entry, limit.status());
+  if (*limit == 0) {
+    return entry_error(ini, entry, invalid("a limit of 0 is not supported (ACE would block every request "
+                                           "for ever); the limit must be 1..2147483647"));
+  }
+  if (*limit < 1 || *limit > kMaxLimit) {
+    return entry_error(ini, entry, invalid(fmt::format("{} is out of range 1..{}", entry.value, kMaxLimit)));
+  }
+  if (entry.key.substr(kAceSemaphorePrefix.size()) != name) {
+    config.warnings.push_back(fmt::format("{}: `{}` defines semaphore `{}`: ACE folds keys to lower case",
+                                          ini.location(entry.line), entry.key, name));
+  }
+  const auto ace_char = [](char c) { return c >= 0x20 && c < 0x7f && c != '|'; };
+  if (!std::all_of(name.begin(), name.end(), ace_char)) {
+    config.warnings.push_back(fmt::format("{}: semaphore `{}` cannot be requested by an ACE client (printable "
+                                          "ASCII without `|` only); protocol v1 clients can use it",
+                                          ini.location(entry.line), name));
+  }
+  config.semaphores.emplace_back(std::string(name), *limit);
+  return Status::ok();
+}
+
+struct AceKey {
+  std::string folded;
+  const IniEntry* entry;
+  bool inherited;  // from [DEFAULT]: unknown ones are someone else's, no warning
+};
+
+// The keys of `section` folded to lower case, as configparser's optionxform;
+// two keys folding to the same one are configparser's DuplicateOptionError.
+Status fold_keys(const IniFile& ini, const IniSection& section, bool inherited, std::vector<AceKey>& out) {
+  std::map<std::string, const IniEntry*, std::less<>> seen;
+  for (const auto& entry : section.entries) {
+    auto folded = lower(entry.key);
+    const auto [it, inserted] = seen.emplace(folded, &entry);
+    if (!inserted) {
+      return invalid(fmt::format("{}: duplicate key `{}` in [{}] (first at line {} as `{}`; ACE's keys ignore case)",
+                                 ini.location(entry.line), entry.key, section.name, it->second->line,
+                                 it->second->key));
+    }
+    out.push_back(AceKey{std::move(folded), &entry, inherited});
+  }
+  return Status::ok();
+}
+
+Result<ServerConfig> parse_ace_file(const IniFile& ini, const IniSection& ace) {
+  ServerConfig config = default_server_config();
+  config.ace_format = true;
+  for (const auto& section : ini.sections) {
+    if (section.name == kServerSection || section.name == kSemaphoresSection) {
+      config.warnings.push_back(fmt::format("{}: [{}] is ignored: this is an ACE configuration file (it has [{}])",
+                                            ini.location(section.line), section.name, kAceSection));
+    }
+  }
+
+  std::vector<AceKey> keys;
+  if (auto status = fold_keys(ini, ace, false, keys); !status) return status;
+  if (const auto* defaults = ini.find(kAceDefaultSection)) {
+    std::vector<AceKey> inherited;
+    if (auto status = fold_keys(ini, *defaults, true, inherited); !status) return status;
+    for (auto& key : inherited) {
+      const bool overridden =
+          std::any_of(keys.begin(), keys.end(), [&](const AceKey& own) { return own.folded == key.folded; });
+      if (!overridden) keys.push_back(std::move(key));
+    }
+  }
+
+  for (const auto& [key, entry, inherited] : keys) {
+    const bool used = key == "bind_address" || key == "bind_port" || key == "allowed_ipv4" || key == "stats_dir" ||
+                      key.starts_with(kAceSemaphorePrefix);
+    if (used && !entry->has_value) {
+      return invalid(fmt::format("{}: `{}` has no value", ini.location(entry->line), entry->key));
+    }
+    Status status;
+    if (key == "bind_address" || key == "stats_dir") {
+      status = apply_entry(ini, *entry, *find_server_option(key), entry->value, config);
+    } else if (key == "bind_port") {
+      // The table's apply checks the range; it sees the value in its own syntax.
+      auto port = parse_python_int(entry->value);
+      if (port && (*port < 0 || *port > 65535)) {
+        port = invalid(fmt::format("{} is out of range 0..65535", entry->value));
+      }
+      status = port ? apply_entry(ini, *entry, *find_server_option(key), std::to_string(*port), config)
+                    : entry_error(ini, *entry, port.status());
+    } else if (key == "allowed_ipv4") {
+      status = apply_allowed_ipv4(ini, *entry, config);
+    } else if (key.starts_with(kAceSemaphorePrefix)) {
+      status = apply_ace_semaphore(ini, *entry, key, config);
+    } else if (!ace_ignored_key(key) && !inherited) {
+      config.warnings.push_back(fmt::format("{}: unknown key `{}` in [{}] is ignored", ini.location(entry->line),
+                                            entry->key, kAceSection));
+    }
+    if (!status) return status;
+  }
+  // ACE has one directory; netsem keeps its journal next to the status file.
+  config.data_dir = config.stats_dir;
+  if (auto status = check_semaphore_count(ini, ace.line, config); !status) return status;
+  return config;
+}
+
+void append_wrapped(std::string& out, std::string_view text, std::string_view indent, std::size_t width) {
+  std::size_t column = 0;
+  while (!text.empty()) {
+    const auto space = text.find(' ');
+    const auto word = text.substr(0, space);
+    text = space == std::string_view::npos ? std::string_view() : text.substr(space + 1);
+    if (column > 0 && column + 1 + word.size() > width) {
+      out += '\n';
+      column = 0;
+    }
+    if (column == 0) {
+      out += indent;
+      column = indent.size();
+    } else {
+      out += ' ';
+      ++column;
+    }
+    out += word;
+    column += word.size();
+  }
+  out += '\n';
+}
+
+}  // namespace
+
+const std::vector<OptionSpec>& server_options() {
+  static const std::vector<OptionSpec> options = make_server_options();
+  return options;
+}
+
+const OptionSpec* find_server_option(std::string_view name) {
+  for (const auto& spec : server_options()) {
+    if (spec.name == name) return &spec;
+  }
+  return nullptr;
+}
+
+ServerConfig default_server_config() { return ServerConfig{}; }
+
+Result<ServerConfig> load_server_config(const std::filesystem::path& file) {
+  auto text = read_text_file(file);
+  if (!text) return text.status();
+  return parse_server_config(*text, file.string());
+}
+
+Result<ServerConfig> parse_server_config(std::string_view text, std::string_view file_name) {
+  auto lenient = parse_ini(text, file_name, IniOptions{.allow_no_value = true});
+  if (!lenient) return lenient.status();
+  if (const auto* ace = lenient->find(kAceSection)) return parse_ace_file(*lenient, *ace);
+  // netsem's own format has no valueless keys; the strict reader reports them.
+  auto strict = parse_ini(text, file_name);
+  if (!strict) return strict.status();
+  return parse_netsem_file(*strict);
+}
+
+std::vector<std::string_view> options_needing_restart(const ServerConfig& running, const ServerConfig& loaded) {
+  std::vector<std::string_view> names;
+  for (const auto& spec : server_options()) {
+    if (!spec.reloadable && spec.show(running) != spec.show(loaded)) names.push_back(spec.name);
+  }
+  return names;
+}
+
+std::string describe_options() {
+  std::string out = "Configuration file options, section [server] (see docs/configuration.md):\n";
+  for (const auto& spec : server_options()) {
+    out += fmt::format("  {} = {}\n", spec.name, spec.default_text);
+    const auto kind = spec.type == "choice" ? fmt::format("one of {}", spec.bounds)
+                                            : fmt::format("{}, {}", spec.type, spec.bounds);
+    append_wrapped(out, fmt::format("{}. {}{}", kind, spec.help,
+                                    spec.reloadable ? " Taken over by a reload (SIGHUP)." : ""),
+                   "      ", 80);
+  }
+  out += "Section [semaphores]: one `name = limit` line per defined semaphore\n"
+         "(limit 1..2147483647; the name percent-decoded, e.g. host%3A10.0.0.1 for host:10.0.0.1).\n"
+         "A file with a [service_network_semaphore] section is read as an ACE configuration.\n";
+  return out;
+}
+
+}  // namespace netsem::server

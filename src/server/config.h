@@ -1,0 +1,121 @@
+// The configuration of netsemd: the ServerConfig it runs with, the one table
+// of [server] options (server_options()) that drives the parser, the --help
+// text, docs/configuration.md and etc/netsem.ini (tests/server/config_test.cc
+// checks that all four agree), and the loader for both file formats:
+//   - netsem's own: [server] options, [semaphores] `name = limit` lines, and
+//     a [client] section left to the client library;
+//   - ACE's, read unchanged: any file with a [service_network_semaphore]
+//     section (see parse_server_config).
+// The syntax is configparser's (common/ini.h). Every problem is reported as
+// "file:line: message"; an error stops the start (or the reload), a warning
+// is kept in ServerConfig::warnings for the caller to log once.
+//
+// Thread safety: pure functions over values; server_options() is built once
+// and read-only afterwards.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "netsem/status.h"
+#include "server/allow_list.h"
+#include "server/journal.h"
+
+namespace netsem::server {
+
+struct ServerConfig {
+  std::string bind_address = "127.0.0.1";
+  std::uint16_t bind_port = 53559;  // 0: the OS picks a free port (tests)
+  AllowList allowed_networks = AllowList::loopback();
+  std::string allowed_networks_text = "127.0.0.0/8, ::1";  // as written, for logs
+  // Relative paths are relative to netsemd's working directory.
+  std::filesystem::path stats_dir = "var/netsem";
+  std::filesystem::path data_dir = "var/netsem";
+  FsyncPolicy fsync = FsyncPolicy::kEverySec;
+  std::int64_t status_interval_ms = 1000;
+  std::int64_t session_timeout_ms = 0;  // 0 = off
+  std::size_t max_connections = 10000;
+  std::size_t max_pending_per_session = 1024;
+  std::size_t max_semaphores = 1000000;
+  std::string log_level = "info";  // trace debug info warning error
+  // The defined semaphores: [semaphores] (or ACE's semaphore_<name> keys) in
+  // file order, names decoded and valid, limits 1..2^31-1, no name twice.
+  std::vector<std::pair<std::string, std::int64_t>> semaphores;
+  bool ace_format = false;  // read from an ACE [service_network_semaphore] file
+  std::vector<std::string> warnings;  // "file:line: ...", to log once at start
+};
+
+// One option of [server]. The text fields are what --help, the docs and the
+// example configuration show; apply and show are what the parser and the
+// reload check use.
+struct OptionSpec {
+  std::string_view name;
+  std::string_view type;          // "address", "integer", "networks", "path", "choice"
+  std::string_view default_text;  // the default, exactly as written in a file
+  // Integers: "min..max", optionally followed by a note; choices: the
+  // accepted words separated by ", "; otherwise a short description.
+  std::string_view bounds;
+  std::string_view help;  // one paragraph, no `|` (it goes into a Markdown table)
+  // Taken over by a reload (SIGHUP); any other option needs a restart.
+  bool reloadable = false;
+  // Integers only: the accepted range, which `bounds` starts with.
+  std::int64_t min = 0;
+  std::int64_t max = 0;
+  // Parses `value` (trimmed, as read) into `config`. kInvalidArgument with a
+  // message naming the value and, for a range, its bounds; the caller adds
+  // "file:line: name: " in front. `config` is unchanged on error.
+  Status (*apply)(const OptionSpec& spec, std::string_view value, ServerConfig& config) = nullptr;
+  // The option's value in `config`, written as apply accepts it:
+  // show(default_server_config()) == default_text.
+  std::string (*show)(const ServerConfig& config) = nullptr;
+};
+
+// Every option of [server], in the order the docs and --help list them.
+const std::vector<OptionSpec>& server_options();
+// The option named exactly `name`, or nullptr. For command-line overrides
+// (--bind, --port), which apply through the same code as the file.
+const OptionSpec* find_server_option(std::string_view name);
+
+// The configuration netsemd runs with when no file is given: every option at
+// its default, no defined semaphores, no warnings.
+ServerConfig default_server_config();
+
+// Reads and parses `file` as parse_server_config. kIoError "file: cannot
+// read: <reason>" when it cannot be read.
+Result<ServerConfig> load_server_config(const std::filesystem::path& file);
+
+// Parses a whole configuration file; `file_name` only labels messages.
+// Returns kInvalidArgument "file:line: message" for the first error:
+//   syntax (see common/ini.h); an unknown section; in [server] an unknown
+//   option or a bad value; in [semaphores] a bad name (percent-decoded, then
+//   checked as on the wire), a limit outside 1..2147483647, a name defined
+//   twice (also when two spellings decode to the same name), or more names
+//   than max_semaphores. [client] is not looked at.
+// An ACE file (one with a [service_network_semaphore] section) is read as
+// ACE does: keys folded to lower case (a warning when that changes a
+// semaphore's name), a duplicate key after folding is an error, keys of a
+// [DEFAULT] section are inherited, integers in Python's int() syntax;
+// bind_address, bind_port, stats_dir (data_dir follows it), allowed_ipv4
+// (where `0.0.0.0` means any IPv4 address, with a warning) and
+// semaphore_<name> = <limit> (the name taken literally, not percent-decoded)
+// are used; remote_*, module, class, description, enabled and instance_type
+// are ignored, unknown keys too with a warning, and every other section with
+// a warning for [server] and [semaphores]. Other options keep their defaults.
+Result<ServerConfig> parse_server_config(std::string_view text, std::string_view file_name);
+
+// The names of the options that differ between `running` and `loaded` and
+// that a reload cannot take over (reloadable == false), in table order: what
+// the server warns about on SIGHUP.
+std::vector<std::string_view> options_needing_restart(const ServerConfig& running, const ServerConfig& loaded);
+
+// The text `netsemd --help` prints after its flags: every [server] option with
+// its type, bounds, default and help, then a note on [semaphores] and ACE
+// files. Lines are at most 80 columns.
+std::string describe_options();
+
+}  // namespace netsem::server

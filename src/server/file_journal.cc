@@ -1,0 +1,635 @@
+// FileJournal and its on-disk format: the pure encoder/reader first, then the
+// file-descriptor helpers, then recovery, batching, fsync and compaction.
+// docs/durability.md describes the format and the crash cases these steps
+// are ordered for.
+#include "server/file_journal.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <system_error>
+#include <utility>
+
+#include <fmt/format.h>
+
+namespace netsem::server {
+
+namespace fs = std::filesystem;
+using journal_detail::UniqueFd;
+namespace jf = journal_format;
+
+// ---------------------------------------------------------------- policies
+
+Result<FsyncPolicy> parse_fsync_policy(std::string_view text) {
+  std::string lower(text);
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c); });
+  if (lower == "always") return FsyncPolicy::kAlways;
+  if (lower == "everysec") return FsyncPolicy::kEverySec;
+  if (lower == "no") return FsyncPolicy::kNo;
+  return Status(StatusCode::kInvalidArgument,
+                fmt::format("fsync policy '{}' is not one of always, everysec, no", text));
+}
+
+std::string_view fsync_policy_name(FsyncPolicy policy) {
+  switch (policy) {
+    case FsyncPolicy::kAlways: return "always";
+    case FsyncPolicy::kEverySec: return "everysec";
+    case FsyncPolicy::kNo: return "no";
+  }
+  return "unknown";
+}
+
+std::string_view replay_stop_name(ReplayStop stop) {
+  switch (stop) {
+    case ReplayStop::kCleanEnd: return "clean end";
+    case ReplayStop::kTornTail: return "torn tail";
+    case ReplayStop::kChecksumMismatch: return "checksum mismatch";
+    case ReplayStop::kBadRecord: return "bad record";
+    case ReplayStop::kBadHeader: return "bad header";
+  }
+  return "unknown";
+}
+
+// ---------------------------------------------------------------- format
+
+namespace {
+
+std::uint32_t crc_of(std::string_view bytes) {
+  // Bodies are at most kMaxRecordBody bytes, far below uInt's range.
+  return static_cast<std::uint32_t>(
+      ::crc32(::crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size())));
+}
+
+void put_u16(std::string& out, std::uint16_t v) {
+  out.push_back(static_cast<char>(v & 0xff));
+  out.push_back(static_cast<char>(v >> 8));
+}
+void put_u32(std::string& out, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void put_u64(std::string& out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+std::uint64_t get_le(std::string_view bytes, std::size_t at, int width) {
+  std::uint64_t v = 0;
+  for (int i = width - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(bytes[at + static_cast<std::size_t>(i)]);
+  return v;
+}
+
+std::string_view magic_of(jf::FileKind kind) {
+  switch (kind) {
+    case jf::FileKind::kJournal: return "nsemjrnl";
+    case jf::FileKind::kSnapshot: return "nsemsnap";
+    case jf::FileKind::kFences: return "nsemfenc";
+  }
+  return "";
+}
+
+bool valid_state(const CreatedState& state) { return state.value >= 0 && state.value <= state.max; }
+
+// Frames `body` (type + payload) as a record.
+void append_record(std::string& out, std::string_view body) {
+  put_u32(out, static_cast<std::uint32_t>(body.size()));
+  put_u32(out, crc_of(body));
+  out.append(body);
+}
+
+std::string name_body(jf::RecordType type, std::string_view name) {
+  assert(!name.empty() && name.size() <= jf::kMaxNameSize);
+  std::string body;
+  body.reserve(3 + name.size() + 16);
+  body.push_back(static_cast<char>(type));
+  put_u16(body, static_cast<std::uint16_t>(name.size()));
+  body.append(name);
+  return body;
+}
+
+// Applies one checksummed body; false when it does not parse or is not
+// allowed in a file of `kind`. `end_count` receives an END record's count.
+bool apply_body(jf::FileKind kind, std::string_view body, std::map<std::string, CreatedState>& state,
+                std::optional<std::uint64_t>& end_count) {
+  const auto type = static_cast<jf::RecordType>(static_cast<unsigned char>(body[0]));
+  if (type == jf::RecordType::kEnd) {
+    if (kind != jf::FileKind::kSnapshot || body.size() != 9) return false;
+    end_count = get_le(body, 1, 8);
+    return true;
+  }
+  if (type != jf::RecordType::kSet && type != jf::RecordType::kDelete) return false;
+  if (body.size() < 3) return false;
+  const std::size_t name_size = get_le(body, 1, 2);
+  if (name_size == 0) return false;
+  const std::string_view name = body.substr(3, name_size);
+  if (type == jf::RecordType::kDelete) {
+    if (kind != jf::FileKind::kJournal || body.size() != 3 + name_size) return false;
+    state.erase(std::string(name));
+    return true;
+  }
+  if (body.size() != 3 + name_size + 16) return false;
+  CreatedState value;
+  value.value = static_cast<std::int64_t>(get_le(body, 3 + name_size, 8));
+  value.max = static_cast<std::int64_t>(get_le(body, 3 + name_size + 8, 8));
+  if (!valid_state(value)) return false;
+  state[std::string(name)] = value;
+  return true;
+}
+
+bool all_zero(std::string_view bytes) {
+  return std::all_of(bytes.begin(), bytes.end(), [](char c) { return c == 0; });
+}
+
+ReplayResult replay(jf::FileKind kind, std::string_view bytes, std::map<std::string, CreatedState>& state) {
+  ReplayResult result;
+  auto header = jf::parse_header(bytes, kind);
+  if (!header) return result;  // kBadHeader
+  result.generation = *header;
+  std::size_t pos = jf::kHeaderSize;
+  result.good_bytes = pos;
+  std::optional<std::uint64_t> end_count;
+  // Everything from `pos` on is cut; a tail of zeros is what a crash leaves
+  // when the file size reached the disk before the data did, so it counts as
+  // torn rather than corrupt.
+  auto stop = [&](ReplayStop why) {
+    result.stop = (why != ReplayStop::kTornTail && all_zero(bytes.substr(pos))) ? ReplayStop::kTornTail : why;
+    return result;
+  };
+  while (pos < bytes.size()) {
+    if (end_count) return stop(ReplayStop::kBadRecord);  // bytes after a snapshot's END
+    const std::size_t left = bytes.size() - pos;
+    if (left < jf::kRecordPrefixSize) return stop(ReplayStop::kTornTail);
+    const std::size_t length = get_le(bytes, pos, 4);
+    if (length == 0 || length > jf::kMaxRecordBody) return stop(ReplayStop::kBadRecord);
+    if (length > left - jf::kRecordPrefixSize) return stop(ReplayStop::kTornTail);
+    const std::string_view body = bytes.substr(pos + jf::kRecordPrefixSize, length);
+    if (crc_of(body) != get_le(bytes, pos + 4, 4)) return stop(ReplayStop::kChecksumMismatch);
+    if (!apply_body(kind, body, state, end_count)) return stop(ReplayStop::kBadRecord);
+    if (end_count) {
+      if (*end_count != result.records) return stop(ReplayStop::kBadRecord);
+    } else {
+      ++result.records;
+    }
+    pos += jf::kRecordPrefixSize + length;
+    result.good_bytes = pos;
+  }
+  // A snapshot is written whole before it is renamed into place: one without
+  // its END was cut short.
+  if (kind == jf::FileKind::kSnapshot && !end_count) return stop(ReplayStop::kTornTail);
+  result.stop = ReplayStop::kCleanEnd;
+  return result;
+}
+
+}  // namespace
+
+namespace journal_format {
+
+std::string encode_header(FileKind kind, std::uint64_t word) {
+  std::string out(magic_of(kind));
+  put_u32(out, kVersion);
+  put_u64(out, word);
+  put_u32(out, crc_of(out));
+  return out;
+}
+
+Result<std::uint64_t> parse_header(std::string_view bytes, FileKind kind) {
+  if (bytes.size() < kHeaderSize) {
+    return Status(StatusCode::kCorruption, fmt::format("{} bytes, shorter than a header", bytes.size()));
+  }
+  if (bytes.substr(0, 8) != magic_of(kind)) {
+    return Status(StatusCode::kCorruption, fmt::format("bad magic (expected '{}')", magic_of(kind)));
+  }
+  // The version before the checksum: another version may lay its header out differently.
+  if (const auto version = get_le(bytes, 8, 4); version != kVersion) {
+    return Status(StatusCode::kCorruption, fmt::format("unsupported format version {} (this build reads {})",
+                                                       version, kVersion));
+  }
+  if (crc_of(bytes.substr(0, 20)) != get_le(bytes, 20, 4)) {
+    return Status(StatusCode::kCorruption, "header checksum mismatch");
+  }
+  return get_le(bytes, 12, 8);
+}
+
+void append_set(std::string& out, std::string_view name, const CreatedState& state) {
+  assert(valid_state(state));
+  std::string body = name_body(RecordType::kSet, name);
+  put_u64(body, static_cast<std::uint64_t>(state.value));
+  put_u64(body, static_cast<std::uint64_t>(state.max));
+  append_record(out, body);
+}
+
+void append_delete(std::string& out, std::string_view name) { append_record(out, name_body(RecordType::kDelete, name)); }
+
+void append_end(std::string& out, std::uint64_t records) {
+  std::string body(1, static_cast<char>(RecordType::kEnd));
+  put_u64(body, records);
+  append_record(out, body);
+}
+
+std::string encode_snapshot(std::uint64_t generation, const std::map<std::string, CreatedState>& state) {
+  std::string out = encode_header(FileKind::kSnapshot, generation);
+  for (const auto& [name, value] : state) append_set(out, name, value);
+  append_end(out, state.size());
+  return out;
+}
+
+}  // namespace journal_format
+
+ReplayResult replay_journal(std::string_view bytes, std::map<std::string, CreatedState>& state) {
+  return replay(jf::FileKind::kJournal, bytes, state);
+}
+
+ReplayResult replay_snapshot(std::string_view bytes, std::map<std::string, CreatedState>& state) {
+  return replay(jf::FileKind::kSnapshot, bytes, state);
+}
+
+// ---------------------------------------------------------------- file I/O
+
+void journal_detail::UniqueFd::reset(int fd) {
+  // No retry on EINTR: Linux releases the descriptor even then, and a retry
+  // could close one another thread just opened.
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+}
+
+namespace {
+
+constexpr const char* kLockFile = "lock";
+constexpr const char* kSnapshotFile = "snapshot";
+constexpr const char* kJournalFile = "journal";
+constexpr const char* kFencesFile = "fences";
+constexpr const char* kJournalTemp = "journal.tmp";
+
+std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
+
+Status io_error(std::string_view what, const fs::path& path, int err) {
+  return Status(StatusCode::kIoError, fmt::format("{} {}: {}", what, path.string(), errno_text(err)));
+}
+
+// Opens `name` inside the directory `dir_fd`; `dir` only names it in errors.
+Result<UniqueFd> open_at(int dir_fd, const fs::path& dir, const char* name, int flags) {
+  for (;;) {
+    const int fd = ::openat(dir_fd, name, flags | O_CLOEXEC, 0644);
+    if (fd >= 0) return UniqueFd(fd);
+    if (errno != EINTR) return io_error("cannot open", dir / name, errno);
+  }
+}
+
+// Writes all of `data`, through short writes and EINTR. `written` counts the
+// bytes that reached the file even when an error ends the loop.
+Status write_all(int fd, std::string_view data, std::size_t& written, std::uint64_t& calls) {
+  written = 0;
+  while (written < data.size()) {
+    ++calls;
+    const ssize_t n = ::write(fd, data.data() + written, data.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status(StatusCode::kIoError, errno_text(errno));
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  return Status::ok();
+}
+
+int sync_fd(int fd, bool data_only) {
+  for (;;) {
+    if ((data_only ? ::fdatasync(fd) : ::fsync(fd)) == 0) return 0;
+    if (errno != EINTR) return errno;
+  }
+}
+
+// The whole of `name` in `dir_fd`, or nullopt if there is no such file.
+Result<std::optional<std::string>> read_file(int dir_fd, const fs::path& dir, const char* name) {
+  const int fd = ::openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::optional<std::string>();
+    return io_error("cannot open", dir / name, errno);
+  }
+  UniqueFd file(fd);
+  std::string bytes;
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && st.st_size > 0) bytes.reserve(static_cast<std::size_t>(st.st_size));
+  char buffer[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return io_error("cannot read", dir / name, errno);
+    }
+    bytes.append(buffer, static_cast<std::size_t>(n));
+  }
+  return std::optional<std::string>(std::move(bytes));
+}
+
+Status sync_dir(int dir_fd, const fs::path& dir) {
+  if (const int err = sync_fd(dir_fd, false)) return io_error("cannot fsync directory", dir, err);
+  return Status::ok();
+}
+
+// Makes `name` hold exactly `bytes`, atomically and durably: temp file,
+// fsync, rename over `name`, fsync of the directory.
+Status replace_file(int dir_fd, const fs::path& dir, const char* name, std::string_view bytes) {
+  const std::string temp = std::string(name) + ".tmp";
+  auto file = open_at(dir_fd, dir, temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC);
+  if (!file) return file.status();
+  std::size_t written = 0;
+  std::uint64_t calls = 0;
+  Status status = write_all(file->get(), bytes, written, calls);
+  if (!status) status = Status(StatusCode::kIoError, fmt::format("cannot write {}: {}", (dir / temp).string(), status.message()));
+  if (status) {
+    if (const int err = sync_fd(file->get(), false)) status = io_error("cannot fsync", dir / temp, err);
+  }
+  if (status && ::renameat(dir_fd, temp.c_str(), dir_fd, name) != 0) {
+    status = io_error("cannot rename into place", dir / name, errno);
+  }
+  if (!status) {
+    ::unlinkat(dir_fd, temp.c_str(), 0);
+    return status;
+  }
+  return sync_dir(dir_fd, dir);
+}
+
+// Creates the missing directories of `dir` one by one, fsyncing each parent
+// so that a new data directory does not vanish in a crash with its contents.
+Status make_directories(const fs::path& dir) {
+  std::error_code ec;
+  std::vector<fs::path> missing;
+  for (fs::path p = dir; !p.empty(); p = p.parent_path()) {
+    if (fs::exists(p, ec)) break;
+    missing.push_back(p);
+    if (p == p.parent_path()) break;
+  }
+  for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+    if (::mkdir(it->c_str(), 0755) != 0 && errno != EEXIST) return io_error("cannot create directory", *it, errno);
+    const fs::path parent = it->has_parent_path() ? it->parent_path() : fs::path(".");
+    const int fd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return io_error("cannot open directory", parent, errno);
+    UniqueFd parent_fd(fd);
+    if (Status s = sync_dir(parent_fd.get(), parent); !s) return s;
+  }
+  return Status::ok();
+}
+
+// Takes the flock on `dir/lock` and writes our pid there for the next one
+// who finds it taken. flock (not fcntl) locks belong to the open file
+// description, so a second open in this same process is refused too.
+Result<UniqueFd> lock_directory(int dir_fd, const fs::path& dir) {
+  auto lock = open_at(dir_fd, dir, kLockFile, O_RDWR | O_CREAT);
+  if (!lock) return lock.status();
+  while (::flock(lock->get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EINTR) continue;
+    if (errno != EWOULDBLOCK) return io_error("cannot lock", dir / kLockFile, errno);
+    char text[32] = {};
+    const ssize_t n = ::pread(lock->get(), text, sizeof text - 1, 0);
+    const long pid = n > 0 ? std::strtol(text, nullptr, 10) : 0;
+    const std::string holder = pid > 0 ? fmt::format("pid {}", pid) : std::string("pid unknown");
+    return Status(StatusCode::kBusy, fmt::format("data directory {} is in use by another netsemd ({})",
+                                                 dir.string(), holder));
+  }
+  // The pid is only a hint for that message: failing to write it is harmless.
+  const std::string pid = fmt::format("{}\n", ::getpid());
+  if (::ftruncate(lock->get(), 0) == 0) {
+    [[maybe_unused]] const ssize_t n = ::pwrite(lock->get(), pid.data(), pid.size(), 0);
+  }
+  return lock;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- recovery
+
+FileJournal::FileJournal(fs::path dir, const JournalOptions& options, UniqueFd dir_fd, UniqueFd lock_fd)
+    : dir_(std::move(dir)), options_(options), dir_fd_(std::move(dir_fd)), lock_fd_(std::move(lock_fd)) {}
+
+FileJournal::~FileJournal() = default;
+
+Result<std::unique_ptr<FileJournal>> FileJournal::open(const fs::path& dir, const JournalOptions& options,
+                                                        RecoveredState& recovered) {
+  recovered = RecoveredState{};
+  if (Status s = make_directories(dir); !s) return s;
+  const int raw_dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (raw_dir_fd < 0) return io_error("cannot open data directory", dir, errno);
+  UniqueFd dir_fd(raw_dir_fd);
+  auto lock = lock_directory(dir_fd.get(), dir);
+  if (!lock) return lock.status();
+  // Leftovers of an interrupted replace_file or compaction; never renamed in, never read.
+  for (const char* temp : {"snapshot.tmp", "fences.tmp", kJournalTemp}) ::unlinkat(dir_fd.get(), temp, 0);
+
+  std::unique_ptr<FileJournal> journal(
+      new FileJournal(dir, options, std::move(dir_fd), std::move(*lock)));
+  const int dfd = journal->dir_fd_.get();
+
+  auto fences = read_file(dfd, dir, kFencesFile);
+  if (!fences) return fences.status();
+  if (*fences) {
+    auto bound = jf::parse_header(**fences, jf::FileKind::kFences);
+    if (!bound || (*fences)->size() != jf::kHeaderSize) {
+      return Status(StatusCode::kCorruption, fmt::format("fences file {}: {}", (dir / kFencesFile).string(),
+                                                         bound ? "trailing bytes" : bound.status().message()));
+    }
+    journal->fence_bound_ = *bound;
+  }
+
+  // Filled locally and handed over only on success: on error `recovered` stays empty.
+  std::map<std::string, CreatedState> state;
+  std::vector<std::string> warnings;
+  auto snapshot = read_file(dfd, dir, kSnapshotFile);
+  if (!snapshot) return snapshot.status();
+  std::uint64_t snapshot_generation = 0;
+  if (*snapshot) {
+    const ReplayResult r = replay_snapshot(**snapshot, state);
+    if (r.stop != ReplayStop::kCleanEnd) {
+      const std::string why = r.stop == ReplayStop::kBadHeader
+                                  ? jf::parse_header(**snapshot, jf::FileKind::kSnapshot).status().message()
+                                  : fmt::format("{} at offset {}", replay_stop_name(r.stop), r.good_bytes);
+      return Status(StatusCode::kCorruption,
+                    fmt::format("snapshot {}: {}; it is written atomically, so this is not a crash: "
+                                "move it away to start without it",
+                                (dir / kSnapshotFile).string(), why));
+    }
+    snapshot_generation = r.generation;
+  }
+  journal->generation_ = snapshot_generation;
+
+  auto log = read_file(dfd, dir, kJournalFile);
+  if (!log) return log.status();
+  if (!*log) {
+    if (*snapshot) warnings.push_back("journal: missing; recovered from the snapshot alone");
+  } else {
+    const std::string& bytes = **log;
+    auto generation = jf::parse_header(bytes, jf::FileKind::kJournal);
+    if (!generation) {
+      return Status(StatusCode::kCorruption,
+                    fmt::format("journal {}: {}", (dir / kJournalFile).string(), generation.status().message()));
+    }
+    if (*generation > snapshot_generation) {
+      return Status(StatusCode::kCorruption,
+                    fmt::format("journal {} is of generation {} but the snapshot of {}: the snapshot it "
+                                "follows is missing",
+                                (dir / kJournalFile).string(), *generation, snapshot_generation));
+    }
+    if (*generation < snapshot_generation) {
+      // A crash between the snapshot's rename and the new journal's: the snapshot already holds it.
+      warnings.push_back(fmt::format("journal: generation {} is older than the snapshot ({}); skipped",
+                                               *generation, snapshot_generation));
+    } else {
+      const ReplayResult r = replay_journal(bytes, state);
+      if (r.stop != ReplayStop::kCleanEnd) {
+        std::string warning = fmt::format("journal: {} at offset {} ({} bytes cut)", replay_stop_name(r.stop),
+                                          r.good_bytes, bytes.size() - r.good_bytes);
+        // The cut bytes may be worth a look; keep them under another name.
+        const std::string kept = fmt::format("journal-{}.damaged", r.generation);
+        if (::linkat(dfd, kJournalFile, dfd, kept.c_str(), 0) == 0) {
+          warning += fmt::format("; the damaged journal is kept as {}", kept);
+        }
+        warnings.push_back(std::move(warning));
+      }
+    }
+  }
+  if (Status s = journal->compact(state); !s) return s;
+  recovered.created = std::move(state);
+  recovered.fence_floor = journal->fence_bound_;
+  recovered.warnings = std::move(warnings);
+  return journal;
+}
+
+// ---------------------------------------------------------------- records
+
+void FileJournal::record_set(std::string_view name, const CreatedState& state) {
+  jf::append_set(batch_, name, state);
+}
+
+void FileJournal::record_delete(std::string_view name) { jf::append_delete(batch_, name); }
+
+std::uint64_t FileJournal::reserve_fences(std::uint64_t needed) {
+  if (needed <= fence_bound_) return fence_bound_;
+  Status status = replace_file(dir_fd_.get(), dir_, kFencesFile, jf::encode_header(jf::FileKind::kFences, needed));
+  if (!status) {
+    const std::string why = fmt::format(
+        "cannot reserve fences up to {}: {}; stopping, since a restart could hand out fences already granted",
+        needed, status.message());
+    // Both: the log is where operators look, stderr is what survives a log
+    // set-up that has not flushed by the time of the abort.
+    spdlog::critical("{}", why);
+    spdlog::shutdown();
+    std::fprintf(stderr, "netsemd: fatal: %s\n", why.c_str());
+    std::abort();
+  }
+  fence_bound_ = needed;
+  return fence_bound_;
+}
+
+Status FileJournal::flush() {
+  if (!batch_.empty()) {
+    if (!journal_fd_.valid()) {
+      return Status(StatusCode::kIoError,
+                    fmt::format("journal {} is unusable after a failed compaction; compact() again",
+                                (dir_ / kJournalFile).string()));
+    }
+    std::size_t written = 0;
+    Status status = write_all(journal_fd_.get(), batch_, written, writes_);
+    // What reached the file leaves the batch, so a retry appends exactly the rest.
+    batch_.erase(0, written);
+    journal_bytes_ += written;
+    dirty_ = dirty_ || written > 0;
+    if (!status) {
+      return Status(StatusCode::kIoError, fmt::format("cannot write journal {}: {} ({} bytes still batched)",
+                                                      (dir_ / kJournalFile).string(), status.message(),
+                                                      batch_.size()));
+    }
+  }
+  // Under kAlways this also retries the fsync a previous flush() failed.
+  if (options_.fsync == FsyncPolicy::kAlways) return sync();
+  return Status::ok();
+}
+
+Status FileJournal::sync() {
+  if (!dirty_ || !journal_fd_.valid()) return Status::ok();
+  if (const int err = sync_fd(journal_fd_.get(), true)) {
+    needs_rewrite_ = true;
+    return io_error("cannot fsync journal", dir_ / kJournalFile, err);
+  }
+  dirty_ = false;
+  ++syncs_;
+  return Status::ok();
+}
+
+bool FileJournal::wants_compaction() const {
+  if (needs_rewrite_ || !journal_fd_.valid()) return true;
+  return journal_bytes_ > options_.compact_bytes && journal_bytes_ > 2 * snapshot_bytes_;
+}
+
+JournalStats FileJournal::stats() const {
+  JournalStats s;
+  s.journal_bytes = journal_bytes_;
+  s.snapshot_bytes = snapshot_bytes_;
+  s.pending_bytes = batch_.size();
+  s.generation = generation_;
+  s.fence_bound = fence_bound_;
+  s.writes = writes_;
+  s.syncs = syncs_;
+  s.compactions = compactions_;
+  return s;
+}
+
+// ---------------------------------------------------------------- compaction
+
+Status FileJournal::compact(const std::map<std::string, CreatedState>& state) {
+  const int dfd = dir_fd_.get();
+  const std::uint64_t generation = generation_ + 1;
+
+  // The new journal is made durable under a temporary name first, so that
+  // once the snapshot is in place only a rename is left to do.
+  auto next = open_at(dfd, dir_, kJournalTemp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND);
+  if (!next) return next.status();
+  const std::string header = jf::encode_header(jf::FileKind::kJournal, generation);
+  std::size_t written = 0;
+  std::uint64_t calls = 0;
+  Status status = write_all(next->get(), header, written, calls);
+  if (!status) status = Status(StatusCode::kIoError, fmt::format("cannot write {}: {}", (dir_ / kJournalTemp).string(), status.message()));
+  if (status) {
+    if (const int err = sync_fd(next->get(), false)) status = io_error("cannot fsync", dir_ / kJournalTemp, err);
+  }
+  const std::string snapshot = jf::encode_snapshot(generation, state);
+  if (status) status = replace_file(dfd, dir_, kSnapshotFile, snapshot);
+  if (!status) {
+    ::unlinkat(dfd, kJournalTemp, 0);
+    return status;
+  }
+
+  // The snapshot of `generation` is durable: every older journal, and the
+  // batch, are in it. From here a crash recovers the new state.
+  generation_ = generation;
+  snapshot_bytes_ = snapshot.size();
+  batch_.clear();
+  journal_fd_.reset();
+  journal_bytes_ = 0;
+  dirty_ = false;
+  needs_rewrite_ = false;
+
+  if (::renameat(dfd, kJournalTemp, dfd, kJournalFile) != 0) {
+    status = io_error("cannot rename into place (journal must be compacted again)", dir_ / kJournalFile, errno);
+  } else {
+    // Until the rename is durable a crash would bring back the old journal
+    // (skipped, being older) while records went to the new one: not usable yet.
+    status = sync_dir(dfd, dir_);
+    if (!status) status = Status(StatusCode::kIoError, status.message() + " (journal must be compacted again)");
+  }
+  if (!status) return status;
+  journal_fd_ = std::move(*next);
+  journal_bytes_ = header.size();
+  ++compactions_;
+  return Status::ok();
+}
+
+}  // namespace netsem::server

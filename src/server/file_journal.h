@@ -1,0 +1,273 @@
+// FileJournal: the durable Journal. It keeps created semaphores and the fence
+// bound in the server's data directory so that they survive a restart, even a
+// kill -9 or (with FsyncPolicy::kAlways) a power loss.
+//
+// Files in the data directory (docs/durability.md has the byte layout):
+//   lock      held with flock(2) for the life of the object; holds the pid
+//   snapshot  every created semaphore at the start of the current journal
+//   journal   records appended since: SET(name, value, max), DELETE(name)
+//   fences    the highest fence reserved so far
+// Records carry absolute states, so replay is idempotent. Each file starts
+// with a header (magic, version, a word: the generation, or the fence bound);
+// a snapshot covers exactly the journals of older generations, which is how
+// recovery tells a stale journal from the current one after a crash in the
+// middle of a compaction.
+//
+// API: open() recovers the state and compacts; then the server calls
+// record_set/record_delete as the table changes (they only append to an
+// in-memory batch), flush() before it sends the answers of the requests that
+// made the records (one write(2), and an fsync under kAlways), sync() from its
+// once-a-second timer under kEverySec, and compact() when wants_compaction().
+// reserve_fences() is synchronous and durable before it returns.
+//
+// The reader of the format (replay_journal, replay_snapshot, parse_header and
+// the encoders in journal_format) is pure, for tests and the fuzzer.
+//
+// Thread safety: none. The server uses a FileJournal from its event-loop
+// thread only; the free functions are reentrant.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "netsem/status.h"
+#include "server/journal.h"
+
+namespace netsem::server {
+
+// "always", "everysec" or "no" (ASCII case-insensitive), as Redis's
+// appendfsync. kInvalidArgument for anything else.
+Result<FsyncPolicy> parse_fsync_policy(std::string_view text);
+// "always", "everysec", "no".
+std::string_view fsync_policy_name(FsyncPolicy policy);
+
+struct JournalOptions {
+  FsyncPolicy fsync = FsyncPolicy::kEverySec;
+  // wants_compaction() once the journal grows past this many bytes and past
+  // twice the size of the last snapshot.
+  std::uint64_t compact_bytes = 64 << 20;
+};
+
+// What open() found in the data directory.
+struct RecoveredState {
+  std::map<std::string, CreatedState> created;
+  std::uint64_t fence_floor = 0;      // every fence handed out before is <= this
+  std::vector<std::string> warnings;  // e.g. "journal: torn tail at offset N (M bytes cut)"
+};
+
+// Counters for STATS and tests.
+struct JournalStats {
+  std::uint64_t journal_bytes = 0;   // size of the journal file, header included
+  std::uint64_t snapshot_bytes = 0;  // size of the last snapshot written
+  std::uint64_t pending_bytes = 0;   // batched records not yet written
+  std::uint64_t generation = 0;      // of the current snapshot and journal
+  std::uint64_t fence_bound = 0;     // highest fence reserved
+  std::uint64_t writes = 0;          // write(2) calls on the journal
+  std::uint64_t syncs = 0;           // successful fsyncs of the journal
+  std::uint64_t compactions = 0;     // successful compactions, the one in open() included
+};
+
+namespace journal_detail {
+
+// An owned file descriptor: closed on destruction, movable, not copyable.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) reset(other.release());
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  // Gives up ownership without closing.
+  int release() {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  // Closes the descriptor held, if any, and takes `fd`.
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace journal_detail
+
+class FileJournal final : public Journal {
+ public:
+  // Opens the data directory `dir`, creating it and its parents if missing.
+  // Locks it with `dir/lock` for the life of the object: a directory that
+  // another FileJournal holds (in any process, this one included) is kBusy,
+  // naming the holder's pid when known. Reads the fences file, the snapshot
+  // and the journal into `recovered` (cleared first). A torn or corrupt tail
+  // of the journal is cut at the last good record and reported in
+  // `recovered.warnings` (the damaged journal is kept as
+  // `journal-<generation>.damaged`); earlier records are never lost. Then
+  // compacts: a fresh snapshot of the recovered state and an empty journal.
+  //
+  // On error `recovered` is left empty. Errors: kBusy (locked), kIoError (a file operation failed, with the path
+  // and errno text), kCorruption (a damaged header, snapshot or fences file:
+  // those are written atomically, so damage there is not a crash and is left
+  // for the operator rather than silently dropped).
+  static Result<std::unique_ptr<FileJournal>> open(const std::filesystem::path& dir, const JournalOptions& options,
+                                                   RecoveredState& recovered);
+
+  // Writes nothing: a destroyed FileJournal behaves as a crash for whatever
+  // is batched or unsynced. Call flush() and sync() first to shut down clean.
+  ~FileJournal() override;
+  FileJournal(const FileJournal&) = delete;
+  FileJournal& operator=(const FileJournal&) = delete;
+
+  // Append one record to the in-memory batch; nothing is written until
+  // flush(). REQUIRES: 1 <= name.size() <= journal_format::kMaxNameSize;
+  // 0 <= state.value <= state.max.
+  void record_set(std::string_view name, const CreatedState& state) override;
+  void record_delete(std::string_view name) override;
+
+  // Durably raises the fence bound to `needed` (temp file, fsync, rename,
+  // fsync of the directory) and returns it; returns the current bound at once
+  // when it is already >= needed. The caller reserves in large steps.
+  // Fail-stop: if the bound cannot be made durable the process aborts after
+  // logging why, since handing out fences a restart could hand out again
+  // would break the one promise fences make (the interface has no error path,
+  // and no fence may be granted above an undurable bound).
+  std::uint64_t reserve_fences(std::uint64_t needed) override;
+
+  // Writes the batch with one write(2) (more only after a short write), then
+  // fsyncs under kAlways (also when nothing is batched but an earlier fsync
+  // failed). Under kEverySec and kNo, OK at once when nothing is batched. On error
+  // (kIoError with errno text) whatever was not written stays batched, so a
+  // later flush() continues exactly where this one stopped and the file never
+  // holds a record twice or a gap. Also kIoError while the journal is
+  // unusable after a failed compaction: compact() again.
+  Status flush();
+
+  // fsyncs the journal if anything was written since the last successful
+  // sync; OK at once otherwise. Called by the server's once-a-second timer
+  // under kEverySec; callable under any policy. After a failed fsync the page
+  // cache can no longer be trusted (Linux may drop the dirty pages), so
+  // wants_compaction() turns true: compaction rewrites everything from memory.
+  Status sync();
+
+  // True when the journal outgrew compact_bytes and twice the last snapshot,
+  // or a failed fsync or compaction asks for a rewrite.
+  bool wants_compaction() const;
+
+  // Replaces snapshot and journal with a snapshot of `state` and an empty
+  // journal of the next generation: the new journal is prepared first, the
+  // snapshot written to a temp file, fsynced and renamed over the old one,
+  // the directory fsynced, then the new journal renamed in place and the
+  // directory fsynced again. A crash at any point recovers either the old
+  // snapshot + journal or the new snapshot (+ the empty journal). Batched
+  // records are dropped on success: the snapshot holds them.
+  // REQUIRES: `state` is the state every record so far (batched ones
+  // included) leads to, i.e. the table's created semaphores now.
+  // On error (kIoError) nothing changed unless the message says the journal
+  // must be compacted again, in which case flush() fails until it is.
+  Status compact(const std::map<std::string, CreatedState>& state);
+
+  // Size of the journal file, header included (batched records are not).
+  std::uint64_t journal_bytes() const { return journal_bytes_; }
+  // True when records are batched and flush() has something to write.
+  bool has_pending() const { return !batch_.empty(); }
+  FsyncPolicy fsync_policy() const { return options_.fsync; }
+  const std::filesystem::path& dir() const { return dir_; }
+  JournalStats stats() const;
+
+ private:
+  FileJournal(std::filesystem::path dir, const JournalOptions& options, journal_detail::UniqueFd dir_fd,
+              journal_detail::UniqueFd lock_fd);
+
+  std::filesystem::path dir_;
+  JournalOptions options_;
+  journal_detail::UniqueFd dir_fd_;      // every file is opened relative to it
+  journal_detail::UniqueFd lock_fd_;     // holds the flock
+  journal_detail::UniqueFd journal_fd_;  // invalid after a failed compaction
+  std::string batch_;                    // encoded records not yet written
+  std::uint64_t generation_ = 0;
+  std::uint64_t fence_bound_ = 0;
+  std::uint64_t journal_bytes_ = 0;
+  std::uint64_t snapshot_bytes_ = 0;
+  std::uint64_t writes_ = 0;
+  std::uint64_t syncs_ = 0;
+  std::uint64_t compactions_ = 0;
+  bool dirty_ = false;         // written since the last successful fsync
+  bool needs_rewrite_ = false; // a failed fsync: only a compaction makes the state durable again
+};
+
+// --- The format, for tests and the fuzzer (docs/durability.md) ---
+
+namespace journal_format {
+
+// Every file starts with: magic (8 bytes), version (u32), word (u64), crc32 of
+// the 20 bytes before it (u32). The word is the generation for a journal or
+// a snapshot, the reserved fence bound for the fences file.
+inline constexpr std::size_t kHeaderSize = 24;
+inline constexpr std::uint32_t kVersion = 1;
+// Every record: body length (u32), crc32 of the body (u32), body (type u8,
+// payload).
+inline constexpr std::size_t kRecordPrefixSize = 8;
+inline constexpr std::size_t kMaxNameSize = 65535;  // the name length is a u16
+// SET: type, name length (u16), name, value (i64), max (i64).
+inline constexpr std::size_t kMaxRecordBody = 1 + 2 + kMaxNameSize + 8 + 8;
+
+enum class FileKind : std::uint8_t { kJournal, kSnapshot, kFences };
+enum class RecordType : std::uint8_t { kSet = 1, kDelete = 2, kEnd = 3 };
+
+// The 24-byte header of a file of `kind`.
+std::string encode_header(FileKind kind, std::uint64_t word);
+// The header's word. kCorruption when `bytes` is shorter than a header or its
+// magic, version or checksum is wrong; the message says which.
+Result<std::uint64_t> parse_header(std::string_view bytes, FileKind kind);
+
+// Append one record to `out`. REQUIRES as FileJournal::record_set.
+void append_set(std::string& out, std::string_view name, const CreatedState& state);
+void append_delete(std::string& out, std::string_view name);
+// The last record of a snapshot: the number of SET records before it.
+void append_end(std::string& out, std::uint64_t records);
+// A whole snapshot file: header, one SET per entry, END.
+std::string encode_snapshot(std::uint64_t generation, const std::map<std::string, CreatedState>& state);
+
+}  // namespace journal_format
+
+// Why a replay stopped.
+enum class ReplayStop : std::uint8_t {
+  kCleanEnd,          // every byte was a good record (a snapshot: ended by its END record)
+  kTornTail,          // the last record is incomplete, or the rest of the file is zeros
+  kChecksumMismatch,  // a complete record whose crc32 does not match
+  kBadRecord,         // a record with a good checksum that does not parse (a length out of range,
+                      // an unknown type, value > max, a record where this file allows none)
+  kBadHeader,         // the header is missing or wrong: nothing was applied
+};
+// "clean end", "torn tail", "checksum mismatch", "bad record", "bad header".
+std::string_view replay_stop_name(ReplayStop stop);
+
+struct ReplayResult {
+  ReplayStop stop = ReplayStop::kBadHeader;
+  std::uint64_t generation = 0;  // from the header
+  std::size_t good_bytes = 0;    // the good prefix: the header and every record applied
+  std::size_t records = 0;       // records applied (a snapshot's END not counted)
+};
+
+// Applies the good records of a journal file (header included) to `state`,
+// in order, and stops at the first bad byte. Never reads outside `bytes`.
+// Replaying bytes[0, good_bytes) gives the same state and kCleanEnd.
+ReplayResult replay_journal(std::string_view bytes, std::map<std::string, CreatedState>& state);
+// Likewise for a snapshot file: SET records then END with their count. A
+// snapshot without its END, or with bytes after it, is not kCleanEnd.
+ReplayResult replay_snapshot(std::string_view bytes, std::map<std::string, CreatedState>& state);
+
+}  // namespace netsem::server

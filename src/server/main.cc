@@ -1,0 +1,84 @@
+// netsemd's entry point: flags, configuration, run the server, map the
+// outcome to an exit code (0 clean stop, 1 failed to start, 2 bad command
+// line or configuration).
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <string>
+
+#include "common/log.h"
+#include "netsem/version.h"
+#include "protocol/codec.h"
+#include "server/config.h"
+#include "server/server.h"
+
+namespace {
+
+constexpr int kExitStartFailed = 1;
+constexpr int kExitBadConfig = 2;
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using netsem::server::ServerConfig;
+
+  CLI::App app{"netsemd: the netsem network semaphore server"};
+  std::string config_file;
+  std::string bind_address;
+  int port = -1;
+  bool check_config = false;
+  bool show_version = false;
+  app.add_option("-c,--config", config_file, "configuration file (INI, or an ACE configuration); default: embedded defaults");
+  app.add_option("--bind", bind_address, "address to listen on (overrides bind_address)");
+  app.add_option("--port", port, "port to listen on, 0 for any free port (overrides bind_port)")
+      ->check(CLI::Range(0, 65535));
+  app.add_flag("--check-config", check_config, "load and check the configuration, print a summary, then exit");
+  app.add_flag("--version", show_version, "print the version and exit");
+  app.footer(netsem::server::describe_options());
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error) == 0 ? 0 : kExitBadConfig;
+  }
+  if (show_version) {
+    std::printf("netsemd %s (protocol %d)\n", netsem::kVersion, netsem::protocol::kProtocolVersion);
+    return 0;
+  }
+
+  netsem::Result<ServerConfig> loaded =
+      config_file.empty() ? netsem::Result<ServerConfig>(netsem::server::default_server_config())
+                          : netsem::server::load_server_config(config_file);
+  if (!loaded) {
+    std::fprintf(stderr, "netsemd: %s\n", loaded.status().message().c_str());
+    return kExitBadConfig;
+  }
+  ServerConfig config = std::move(*loaded);
+  if (!bind_address.empty()) config.bind_address = bind_address;
+  if (port >= 0) config.bind_port = static_cast<std::uint16_t>(port);
+
+  if (auto status = netsem::init_logging(config.log_level); !status) {
+    std::fprintf(stderr, "netsemd: %s\n", status.message().c_str());
+    return kExitBadConfig;
+  }
+  for (const auto& warning : config.warnings) spdlog::warn("{}", warning);
+  if (check_config) {
+    std::printf("configuration OK: listen %s:%u, %zu defined semaphores, allowed %s, data_dir %s\n",
+                config.bind_address.c_str(), static_cast<unsigned>(config.bind_port), config.semaphores.size(),
+                config.allowed_networks_text.c_str(), config.data_dir.string().c_str());
+    return 0;
+  }
+
+  // Writes to a peer that vanished must be errors, not a fatal signal.
+  std::signal(SIGPIPE, SIG_IGN);
+  asio::io_context io(1);
+  netsem::server::Server server(io, std::move(config), config_file);
+  if (auto status = server.start(); !status) {
+    spdlog::error("cannot start: {}", status.to_string());
+    return kExitStartFailed;
+  }
+  io.run();
+  spdlog::info("netsemd stopped");
+  return 0;
+}

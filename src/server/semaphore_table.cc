@@ -1,0 +1,528 @@
+// SemaphoreTable's implementation (the contract is in semaphore_table.h).
+//
+// Layout: semaphores live in a hash map keyed by name with heterogeneous
+// lookup, so a request's string_view finds its semaphore without allocating.
+// Each semaphore owns its FIFO queue as a std::list of Waiters; a Waiter is
+// also reachable from its session (by tag) and, when it has a deadline, from
+// one ordered deadline index, and it stores the iterators that let cancel,
+// expire and close_session unlink it in O(1) (O(log n) for the index).
+// Sessions keep their holds in a small vector: a session holds one or two
+// names, so a linear scan beats any map. Undefined semaphores come and go on
+// every ACQUIRE/RELEASE of an unlisted name, so their map nodes are recycled
+// through a small pool of extracted nodes instead of being freed.
+//
+// Invariant between calls: no queue head fits (head.count > value), which is
+// why "settle" (grant from the head while it fits) is all a change needs.
+#include "server/semaphore_table.h"
+
+#include <algorithm>
+#include <cassert>
+#include <limits>
+
+#include "protocol/codec.h"
+
+namespace netsem::server {
+namespace {
+
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+template <class V>
+using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
+
+// Map nodes kept for reuse; enough for the undefined names in flux at once.
+constexpr std::size_t kSpareNodes = 64;
+// Holds reserved per session so that its first grants do not allocate.
+constexpr std::size_t kHoldsPerSession = 2;
+
+// The deadline of a request queued at `now`; none when it lies beyond the
+// clock's range, which is as good as forever.
+std::optional<TimePoint> deadline_after(TimePoint now, std::int64_t timeout_ms) {
+  using Duration = TimePoint::duration;
+  const auto per_ms = std::chrono::duration_cast<Duration>(std::chrono::milliseconds(1)).count();
+  const auto now_count = now.time_since_epoch().count();
+  const auto room = now_count >= 0 ? Duration::max().count() - now_count : Duration::max().count();
+  if (timeout_ms > room / per_ms) return std::nullopt;
+  return now + Duration(timeout_ms * per_ms);
+}
+
+}  // namespace
+
+std::string_view kind_name(SemaphoreKind kind) {
+  switch (kind) {
+    case SemaphoreKind::kDefined: return "defined";
+    case SemaphoreKind::kUndefined: return "undefined";
+    case SemaphoreKind::kCreated: return "created";
+    case SemaphoreKind::kAbsent: break;
+  }
+  return "absent";
+}
+
+struct SemaphoreTable::Impl {
+  struct Session;
+  struct Semaphore;
+
+  struct Waiter {
+    Session* session = nullptr;
+    Semaphore* sem = nullptr;
+    std::string tag;
+    TakeMode mode = TakeMode::kAcquire;
+    std::int64_t count = 1;
+    bool has_deadline = false;
+    std::multimap<TimePoint, Waiter*>::iterator deadline;
+    std::list<Waiter>::iterator self;
+  };
+
+  struct Hold {
+    Semaphore* sem;
+    std::int64_t count;
+  };
+
+  struct Session {
+    SessionId id = 0;
+    std::vector<Hold> holds;
+    StringMap<Waiter*> pending;  // by tag
+  };
+
+  struct Semaphore {
+    std::string_view name;  // the key of this node in `semaphores`
+    SemaphoreKind kind = SemaphoreKind::kUndefined;
+    std::int64_t value = 1;  // negative after a reload lowered max below use
+    std::int64_t max = 1;
+    std::int64_t held = 0;  // permits held through ACQUIRE, all sessions
+    std::uint64_t holders = 0;
+    std::list<Waiter> queue;
+    bool touched = false;  // listed in Impl::touched
+  };
+
+  using SemaphoreMap = StringMap<Semaphore>;
+
+  Impl(Journal& j, TableLimits l, std::uint64_t& change_count) : journal(j), limits(l), changes(change_count) {
+    spare.reserve(kSpareNodes);
+  }
+
+  Journal& journal;
+  const TableLimits limits;
+  std::uint64_t& changes;
+  SemaphoreMap semaphores;
+  std::vector<SemaphoreMap::node_type> spare;
+  std::unordered_map<SessionId, Session> sessions;
+  std::multimap<TimePoint, Waiter*> deadlines;
+  std::vector<Semaphore*> touched;  // to settle at the end of a bulk change
+  std::uint64_t last_fence = 0;
+  std::uint64_t reserved_fence = 0;
+  std::uint64_t grants = 0;
+  std::uint64_t held_total = 0;
+  std::uint64_t waiter_total = 0;
+
+  Session& session(SessionId id) {
+    auto it = sessions.find(id);
+    assert(it != sessions.end() && "session not open");
+    return it->second;
+  }
+
+  Semaphore* find(std::string_view name) {
+    auto it = semaphores.find(name);
+    return it == semaphores.end() ? nullptr : &it->second;
+  }
+  const Semaphore* find(std::string_view name) const {
+    auto it = semaphores.find(name);
+    return it == semaphores.end() ? nullptr : &it->second;
+  }
+
+  Semaphore& insert(std::string_view name, SemaphoreKind kind, std::int64_t value, std::int64_t max) {
+    SemaphoreMap::iterator it;
+    if (!spare.empty()) {
+      SemaphoreMap::node_type node = std::move(spare.back());
+      spare.pop_back();
+      node.key().assign(name.data(), name.size());
+      it = semaphores.insert(std::move(node)).position;
+    } else {
+      it = semaphores.try_emplace(std::string(name)).first;
+    }
+    Semaphore& s = it->second;
+    s.name = it->first;
+    s.kind = kind;
+    s.value = value;
+    s.max = max;
+    assert(s.held == 0 && s.holders == 0 && s.queue.empty() && !s.touched);
+    ++changes;
+    return s;
+  }
+
+  // REQUIRES: nothing refers to `s` (no holds, no waiters).
+  void erase(Semaphore& s) {
+    auto it = semaphores.find(s.name);
+    if (spare.size() < kSpareNodes) {
+      spare.push_back(semaphores.extract(it));
+    } else {
+      semaphores.erase(it);
+    }
+    ++changes;
+  }
+
+  std::uint64_t next_fence() {
+    if (last_fence >= reserved_fence) {
+      reserved_fence = journal.reserve_fences(last_fence + kFenceReserveStep);
+      assert(reserved_fence > last_fence);
+    }
+    return ++last_fence;
+  }
+
+  std::uint64_t grant(Session& ses, Semaphore& s, TakeMode mode, std::int64_t count) {
+    s.value -= count;
+    if (mode == TakeMode::kAcquire) {
+      s.held += count;
+      held_total += static_cast<std::uint64_t>(count);
+      auto hold = std::find_if(ses.holds.begin(), ses.holds.end(), [&](const Hold& h) { return h.sem == &s; });
+      if (hold != ses.holds.end()) {
+        hold->count += count;
+      } else {
+        ses.holds.push_back({&s, count});
+        ++s.holders;
+      }
+    }
+    ++grants;
+    ++changes;
+    return next_fence();
+  }
+
+  void journal_state(const Semaphore& s) { journal.record_set(s.name, {s.value + s.held, s.max}); }
+
+  // Removes `w` from its queue, its session and the deadline index; returns
+  // its tag for the completion.
+  std::string unlink(Waiter& w) {
+    w.session->pending.erase(w.tag);
+    if (w.has_deadline) deadlines.erase(w.deadline);
+    std::string tag = std::move(w.tag);
+    w.sem->queue.erase(w.self);
+    --waiter_total;
+    ++changes;
+    return tag;
+  }
+
+  // Grants from the head of the queue while it fits, then journals a created
+  // semaphore if anything consumed permits (or `journal_anyway`), then
+  // removes an undefined one that is idle. Returns the value before removal,
+  // clamped at 0, for RELEASE and POST to answer.
+  std::int64_t settle(Semaphore& s, Completions& out, bool journal_anyway) {
+    bool consumed = false;
+    while (!s.queue.empty() && s.queue.front().count <= s.value) {
+      Waiter& w = s.queue.front();
+      Session& ses = *w.session;
+      consumed |= w.mode == TakeMode::kWait;
+      const std::uint64_t fence = grant(ses, s, w.mode, w.count);
+      out.push_back({ses.id, unlink(w), Completion::Type::kGranted, fence});
+    }
+    if (s.kind == SemaphoreKind::kCreated && (journal_anyway || consumed)) journal_state(s);
+    const std::int64_t value = std::max<std::int64_t>(s.value, 0);
+    if (s.kind == SemaphoreKind::kUndefined && s.value == s.max && s.held == 0 && s.queue.empty()) erase(s);
+    return value;
+  }
+
+  void touch(Semaphore& s) {
+    if (!s.touched) {
+      s.touched = true;
+      touched.push_back(&s);
+    }
+  }
+
+  void settle_touched(Completions& out) {
+    // settle() may erase its semaphore but never another one, so the
+    // remaining pointers stay valid.
+    for (Semaphore* s : touched) {
+      s->touched = false;
+      settle(*s, out, false);
+    }
+    touched.clear();
+  }
+
+  // A reload's new max: value moves by the same amount (permits in use stay
+  // in use), and requests that can never fit now are refused.
+  void resize(Semaphore& s, std::int64_t max, Completions& out) {
+    s.value += max - s.max;
+    s.max = max;
+    ++changes;
+    for (auto it = s.queue.begin(); it != s.queue.end();) {
+      Waiter& w = *it++;
+      if (w.count > max) out.push_back({w.session->id, unlink(w), Completion::Type::kTooMany, 0});
+    }
+    touch(s);
+  }
+
+  static SemaphoreInfo info(const Semaphore& s) {
+    return {s.name, std::max<std::int64_t>(s.value, 0), s.max, s.holders, s.queue.size(), s.kind};
+  }
+
+  // Pointers to the matching semaphores in byte order of names.
+  std::vector<const Semaphore*> sorted(const std::function<bool(const Semaphore&)>& keep) const {
+    std::vector<const Semaphore*> found;
+    for (const auto& [name, s] : semaphores) {
+      if (keep(s)) found.push_back(&s);
+    }
+    std::sort(found.begin(), found.end(), [](const Semaphore* a, const Semaphore* b) { return a->name < b->name; });
+    return found;
+  }
+};
+
+SemaphoreTable::SemaphoreTable(Journal& journal, TableLimits limits)
+    : impl_(std::make_unique<Impl>(journal, limits, change_count_)) {}
+
+SemaphoreTable::~SemaphoreTable() = default;
+
+void SemaphoreTable::set_fence_floor(std::uint64_t floor) {
+  Impl& t = *impl_;
+  t.last_fence = std::max(t.last_fence, floor);
+  t.reserved_fence = std::max(t.reserved_fence, floor);
+}
+
+bool SemaphoreTable::restore_created(std::string_view name, const CreatedState& state) {
+  Impl& t = *impl_;
+  if (state.max < 1 || state.max > protocol::kMaxCount || state.value < 0 || state.value > state.max) return false;
+  Impl::Semaphore* s = t.find(name);
+  if (s == nullptr) {
+    t.insert(name, SemaphoreKind::kCreated, state.value, state.max);
+    return true;
+  }
+  if (s->kind != SemaphoreKind::kCreated || s->held != 0 || !s->queue.empty()) return false;
+  s->value = state.value;
+  s->max = state.max;
+  ++change_count_;
+  return true;
+}
+
+std::vector<std::string> SemaphoreTable::configure_defined(
+    const std::vector<std::pair<std::string, std::int64_t>>& limits, Completions& out) {
+  Impl& t = *impl_;
+  // A name listed twice takes its last limit; a fixed order keeps the
+  // completions reproducible.
+  std::map<std::string_view, std::int64_t> wanted;
+  for (const auto& [name, limit] : limits) {
+    assert(limit >= 1 && limit <= protocol::kMaxCount);
+    wanted[name] = limit;
+  }
+  std::vector<std::string> created;
+  for (const auto& [name, limit] : wanted) {
+    Impl::Semaphore* s = t.find(name);
+    if (s == nullptr) {
+      t.insert(name, SemaphoreKind::kDefined, limit, limit);
+    } else if (s->kind == SemaphoreKind::kCreated) {
+      created.emplace_back(name);
+    } else {
+      s->kind = SemaphoreKind::kDefined;
+      t.resize(*s, limit, out);
+    }
+  }
+  std::vector<Impl::Semaphore*> dropped;
+  for (auto& [name, s] : t.semaphores) {
+    if (s.kind == SemaphoreKind::kDefined && !wanted.contains(name)) dropped.push_back(&s);
+  }
+  std::sort(dropped.begin(), dropped.end(),
+            [](const Impl::Semaphore* a, const Impl::Semaphore* b) { return a->name < b->name; });
+  for (Impl::Semaphore* s : dropped) {
+    s->kind = SemaphoreKind::kUndefined;
+    t.resize(*s, 1, out);
+  }
+  t.settle_touched(out);
+  return created;
+}
+
+void SemaphoreTable::open_session(SessionId session) {
+  auto [it, inserted] = impl_->sessions.try_emplace(session);
+  assert(inserted && "session already open");
+  it->second.id = session;
+  it->second.holds.reserve(kHoldsPerSession);
+  ++change_count_;
+}
+
+void SemaphoreTable::close_session(SessionId session, Completions& out) {
+  Impl& t = *impl_;
+  auto it = t.sessions.find(session);
+  assert(it != t.sessions.end() && "session not open");
+  Impl::Session& ses = it->second;
+  // Unlinked by hand: the whole pending map goes with the session.
+  for (auto& [tag, w] : ses.pending) {
+    if (w->has_deadline) t.deadlines.erase(w->deadline);
+    t.touch(*w->sem);
+    w->sem->queue.erase(w->self);
+    --t.waiter_total;
+  }
+  for (const Impl::Hold& h : ses.holds) {
+    h.sem->value += h.count;
+    h.sem->held -= h.count;
+    --h.sem->holders;
+    t.held_total -= static_cast<std::uint64_t>(h.count);
+    t.touch(*h.sem);
+  }
+  t.sessions.erase(it);
+  ++change_count_;
+  t.settle_touched(out);
+}
+
+bool SemaphoreTable::is_pending(SessionId session, std::string_view tag) const {
+  auto it = impl_->sessions.find(session);
+  return it != impl_->sessions.end() && it->second.pending.contains(tag);
+}
+
+std::size_t SemaphoreTable::pending_count(SessionId session) const {
+  auto it = impl_->sessions.find(session);
+  return it == impl_->sessions.end() ? 0 : it->second.pending.size();
+}
+
+TakeResult SemaphoreTable::take(const TakeRequest& request, Completions& out) {
+  (void)out;  // a take finishes no other request: it only ever takes permits
+  Impl& t = *impl_;
+  assert(request.count >= 1 && request.count <= protocol::kMaxCount);
+  assert(request.timeout_ms >= -1);
+  const auto error = [](ErrorCode code) { return TakeResult{TakeResult::Type::kError, 0, 0, code}; };
+  Impl::Session& ses = t.session(request.session);
+  if (ses.pending.contains(request.tag)) return error(ErrorCode::kDuplicateTag);
+
+  Impl::Semaphore* s = t.find(request.name);
+  if (s == nullptr) {
+    if (request.mode == TakeMode::kWait) return error(ErrorCode::kNotFound);
+    if (request.count > 1) return error(ErrorCode::kTooMany);
+    if (t.semaphores.size() >= t.limits.max_semaphores) return error(ErrorCode::kLimit);
+    s = &t.insert(request.name, SemaphoreKind::kUndefined, 1, 1);
+  }
+  if (request.count > s->max) return error(ErrorCode::kTooMany);
+
+  if (s->queue.empty() && s->value >= request.count) {
+    const std::uint64_t fence = t.grant(ses, *s, request.mode, request.count);
+    if (request.mode == TakeMode::kWait && s->kind == SemaphoreKind::kCreated) t.journal_state(*s);
+    return {TakeResult::Type::kGranted, fence, 0, ErrorCode::kNone};
+  }
+  if (request.timeout_ms == 0) return {TakeResult::Type::kTimedOut, 0, 0, ErrorCode::kNone};
+  if (ses.pending.size() >= t.limits.max_pending_per_session) return error(ErrorCode::kLimit);
+
+  Impl::Waiter& w = s->queue.emplace_back();
+  w.self = std::prev(s->queue.end());
+  w.session = &ses;
+  w.sem = s;
+  w.tag = request.tag;
+  w.mode = request.mode;
+  w.count = request.count;
+  if (request.timeout_ms > 0) {
+    if (const auto deadline = deadline_after(request.now, request.timeout_ms)) {
+      w.has_deadline = true;
+      w.deadline = t.deadlines.emplace(*deadline, &w);
+    }
+  }
+  ses.pending.emplace(w.tag, &w);
+  ++t.waiter_total;
+  ++change_count_;
+  return {TakeResult::Type::kQueued, 0, s->queue.size(), ErrorCode::kNone};
+}
+
+ErrorCode SemaphoreTable::release(SessionId session, std::string_view name, std::int64_t count, std::int64_t& value,
+                                  Completions& out) {
+  Impl& t = *impl_;
+  assert(count >= 1);
+  Impl::Session& ses = t.session(session);
+  Impl::Semaphore* s = t.find(name);
+  if (s == nullptr) return ErrorCode::kNotFound;
+  auto hold = std::find_if(ses.holds.begin(), ses.holds.end(), [&](const Impl::Hold& h) { return h.sem == s; });
+  if (hold == ses.holds.end() || hold->count < count) return ErrorCode::kNotHeld;
+  hold->count -= count;
+  if (hold->count == 0) {
+    *hold = ses.holds.back();
+    ses.holds.pop_back();
+    --s->holders;
+  }
+  s->held -= count;
+  s->value += count;
+  t.held_total -= static_cast<std::uint64_t>(count);
+  ++change_count_;
+  value = t.settle(*s, out, false);
+  return ErrorCode::kNone;
+}
+
+ErrorCode SemaphoreTable::post(std::string_view name, std::int64_t count, std::int64_t& value, Completions& out) {
+  Impl& t = *impl_;
+  assert(count >= 1 && count <= protocol::kMaxCount);
+  Impl::Semaphore* s = t.find(name);
+  if (s == nullptr) return ErrorCode::kNotFound;
+  // Permits held through ACQUIRE are spoken for by their RELEASE.
+  if (s->value + s->held + count > s->max) return ErrorCode::kOverflow;
+  s->value += count;
+  ++change_count_;
+  value = t.settle(*s, out, true);
+  return ErrorCode::kNone;
+}
+
+ErrorCode SemaphoreTable::cancel(SessionId session, std::string_view tag, Completions& out) {
+  Impl& t = *impl_;
+  Impl::Session& ses = t.session(session);
+  auto it = ses.pending.find(tag);
+  if (it == ses.pending.end()) return ErrorCode::kNotFound;
+  Impl::Waiter& w = *it->second;
+  Impl::Semaphore& s = *w.sem;
+  out.push_back({session, t.unlink(w), Completion::Type::kCancelled, 0});
+  t.settle(s, out, false);
+  return ErrorCode::kNone;
+}
+
+ErrorCode SemaphoreTable::create(std::string_view name, std::int64_t value, std::int64_t max, bool exclusive) {
+  Impl& t = *impl_;
+  assert(max >= 1 && max <= protocol::kMaxCount && value >= 0 && value <= max);
+  if (const Impl::Semaphore* s = t.find(name)) {
+    return s->kind == SemaphoreKind::kCreated && !exclusive ? ErrorCode::kNone : ErrorCode::kExists;
+  }
+  if (t.semaphores.size() >= t.limits.max_semaphores) return ErrorCode::kLimit;
+  t.journal_state(t.insert(name, SemaphoreKind::kCreated, value, max));
+  return ErrorCode::kNone;
+}
+
+ErrorCode SemaphoreTable::remove(std::string_view name) {
+  Impl& t = *impl_;
+  Impl::Semaphore* s = t.find(name);
+  if (s == nullptr) return ErrorCode::kNotFound;
+  if (s->kind != SemaphoreKind::kCreated || s->held != 0 || !s->queue.empty()) return ErrorCode::kBusy;
+  t.journal.record_delete(s->name);
+  t.erase(*s);
+  return ErrorCode::kNone;
+}
+
+SemaphoreInfo SemaphoreTable::get(std::string_view name) const {
+  if (const Impl::Semaphore* s = impl_->find(name)) return Impl::info(*s);
+  return {name, 1, 1, 0, 0, SemaphoreKind::kAbsent};
+}
+
+void SemaphoreTable::list(std::string_view prefix, const std::function<void(const SemaphoreInfo&)>& visit) const {
+  for (const Impl::Semaphore* s : impl_->sorted([&](const Impl::Semaphore& x) { return x.name.starts_with(prefix); })) {
+    visit(Impl::info(*s));
+  }
+}
+
+void SemaphoreTable::for_each_created(const std::function<void(std::string_view, const CreatedState&)>& visit) const {
+  for (const Impl::Semaphore* s :
+       impl_->sorted([](const Impl::Semaphore& x) { return x.kind == SemaphoreKind::kCreated; })) {
+    visit(s->name, {s->value + s->held, s->max});
+  }
+}
+
+TableStats SemaphoreTable::stats() const {
+  const Impl& t = *impl_;
+  return {t.sessions.size(), t.semaphores.size(), t.held_total, t.waiter_total, t.grants, t.last_fence};
+}
+
+void SemaphoreTable::expire(TimePoint now, Completions& out) {
+  Impl& t = *impl_;
+  // Every expired request leaves before anyone is granted: a request whose
+  // deadline has passed must not be granted by another one timing out.
+  while (!t.deadlines.empty() && t.deadlines.begin()->first <= now) {
+    Impl::Waiter& w = *t.deadlines.begin()->second;
+    t.touch(*w.sem);
+    const SessionId session = w.session->id;
+    out.push_back({session, t.unlink(w), Completion::Type::kTimedOut, 0});
+  }
+  t.settle_touched(out);
+}
+
+std::optional<TimePoint> SemaphoreTable::next_deadline() const {
+  if (impl_->deadlines.empty()) return std::nullopt;
+  return impl_->deadlines.begin()->first;
+}
+
+}  // namespace netsem::server

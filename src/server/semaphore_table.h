@@ -1,0 +1,208 @@
+// SemaphoreTable: every semaphore of the server, its FIFO queue, the permits
+// each session holds, and fences. Pure logic: no sockets, no clock (the
+// caller passes `now`), no files (changes to created semaphores go to a
+// Journal). This is the server's core and the thing the fuzzer drives.
+//
+// API: the network layer opens a session per connection and passes each
+// request to take/release/post/cancel/create/remove/get/list. A call answers
+// its own request through its return value, and appends to `out` a
+// Completion for every *queued* request it finished (granted, timed out,
+// cancelled, refused after a reload), in the order they happened; the caller
+// writes its own answer first, then the completions. expire() finishes the
+// queued requests whose deadline passed; next_deadline() tells when to call
+// it next. close_session() gives back everything a session held and drops its
+// queued requests (no completions for them).
+//
+// Rules (the contract's "Semaphore model"): strict FIFO per semaphore with
+// counts; a try (timeout 0) never overtakes a queued waiter; whenever a
+// queue's head leaves, every waiter that now fits is granted at once. Kinds:
+// defined (from the configuration, never removed), undefined (made by the
+// first ACQUIRE of an unknown name with max 1, removed as soon as it is idle),
+// created (CREATE/DELETE, durable through the Journal). After a reload lowers
+// a defined limit below what is in use, value is negative inside the table
+// until enough permits come back; get() and list() report it as 0.
+//
+// Thread safety: none. The server uses it from its event-loop thread only.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "protocol/error_code.h"
+#include "server/journal.h"
+
+namespace netsem::server {
+
+using SessionId = std::uint64_t;
+using TimePoint = std::chrono::steady_clock::time_point;
+using protocol::ErrorCode;
+
+enum class SemaphoreKind : std::uint8_t { kDefined, kUndefined, kCreated, kAbsent };
+// "defined", "undefined", "created", "absent".
+std::string_view kind_name(SemaphoreKind kind);
+
+// ACQUIRE holds permits for the session; WAIT consumes them (POSIX sem_wait).
+enum class TakeMode : std::uint8_t { kAcquire, kWait };
+
+struct TableLimits {
+  std::size_t max_semaphores = 1'000'000;
+  std::size_t max_pending_per_session = 1024;
+};
+
+// How a queued request ended, for the session that queued it.
+struct Completion {
+  enum class Type : std::uint8_t { kGranted, kTimedOut, kCancelled, kTooMany };
+  SessionId session = 0;
+  std::string tag;
+  Type type = Type::kGranted;
+  std::uint64_t fence = 0;  // kGranted
+};
+using Completions = std::vector<Completion>;
+
+struct TakeRequest {
+  SessionId session = 0;
+  std::string_view tag;
+  std::string_view name;  // decoded and valid
+  TakeMode mode = TakeMode::kAcquire;
+  std::int64_t count = 1;        // 1 .. 2^31-1
+  std::int64_t timeout_ms = -1;  // -1 forever, 0 try, > 0 at most that long
+  TimePoint now{};
+};
+
+struct TakeResult {
+  enum class Type : std::uint8_t { kGranted, kQueued, kTimedOut, kError };
+  Type type = Type::kError;
+  std::uint64_t fence = 0;     // kGranted
+  std::uint64_t position = 0;  // kQueued: 1 = head of the queue
+  ErrorCode error = ErrorCode::kNone;  // kError: TOO_MANY, NOT_FOUND, LIMIT, DUPLICATE_TAG
+};
+
+// What GET, LIST and the status file show of one semaphore.
+struct SemaphoreInfo {
+  std::string_view name;
+  std::int64_t value = 1;  // clamped at 0
+  std::int64_t max = 1;
+  std::uint64_t holders = 0;  // sessions holding permits of it
+  std::uint64_t waiters = 0;  // queued requests
+  SemaphoreKind kind = SemaphoreKind::kAbsent;
+};
+
+struct TableStats {
+  std::uint64_t sessions = 0;
+  std::uint64_t semaphores = 0;
+  std::uint64_t held = 0;     // permits held through ACQUIRE, all sessions
+  std::uint64_t waiters = 0;  // queued requests, all semaphores
+  std::uint64_t grants = 0;   // grants since start (immediate and queued)
+  std::uint64_t last_fence = 0;
+};
+
+class SemaphoreTable {
+ public:
+  // Fences are reserved from the journal in steps of this many.
+  static constexpr std::uint64_t kFenceReserveStep = 1 << 16;
+
+  SemaphoreTable(Journal& journal, TableLimits limits);
+  ~SemaphoreTable();
+  SemaphoreTable(const SemaphoreTable&) = delete;
+  SemaphoreTable& operator=(const SemaphoreTable&) = delete;
+
+  // --- start and reload ---
+
+  // Fences handed out from now on are all above `floor` (what the journal
+  // recovered). REQUIRES: called before the first grant.
+  void set_fence_floor(std::uint64_t floor);
+  // Brings back a created semaphore recovered from the journal (replacing a
+  // created one of that name: records are absolute states). Writes no
+  // journal record and ignores max_semaphores. Returns false, changing
+  // nothing, for a name that is defined or in use, or a state outside
+  // 0 <= value <= max, 1 <= max <= 2^31-1.
+  bool restore_created(std::string_view name, const CreatedState& state);
+  // Makes `limits` (name -> limit >= 1) the defined semaphores, at start and
+  // on reload: a new name becomes defined (an undefined one in use keeps its
+  // holders); a raised limit grants waiters at once; a lowered one revokes
+  // nothing; a defined name no longer listed becomes undefined (max 1) and
+  // is removed when idle; a queued request whose count now exceeds its max
+  // completes kTooMany. A created name keeps its kind: listed names that are
+  // created are returned so the caller can warn.
+  std::vector<std::string> configure_defined(const std::vector<std::pair<std::string, std::int64_t>>& limits,
+                                             Completions& out);
+
+  // --- sessions ---
+
+  // REQUIRES: `session` not open.
+  void open_session(SessionId session);
+  // Gives back every permit the session holds, drops its queued requests,
+  // and grants whoever that lets in. REQUIRES: `session` open.
+  void close_session(SessionId session, Completions& out);
+  // True while `tag` names a queued request of the session.
+  bool is_pending(SessionId session, std::string_view tag) const;
+  // The number of queued requests of the session.
+  std::size_t pending_count(SessionId session) const;
+
+  // --- requests --- REQUIRES: the session is open, names are valid.
+
+  // ACQUIRE and WAIT. kError codes: TOO_MANY (count > max, or count > 1 for
+  // an unknown name), NOT_FOUND (WAIT of an unknown name), LIMIT (would make
+  // a semaphore past max_semaphores, or queue past max_pending_per_session),
+  // DUPLICATE_TAG (tag already queued by this session).
+  TakeResult take(const TakeRequest& request, Completions& out);
+  // Gives back `count` permits the session holds through ACQUIRE. On success
+  // `value` is the value after the grants the release caused (clamped at 0,
+  // as get()). NOT_HELD when the session holds fewer, NOT_FOUND for an
+  // unknown name.
+  ErrorCode release(SessionId session, std::string_view name, std::int64_t count, std::int64_t& value,
+                    Completions& out);
+  // Adds `count` permits (POSIX sem_post); `value` as for release(). OVERFLOW
+  // when value + held + count would exceed max; NOT_FOUND for an unknown name.
+  ErrorCode post(std::string_view name, std::int64_t count, std::int64_t& value, Completions& out);
+  // Cancels the session's queued request `tag`: it completes kCancelled (in
+  // `out`). NOT_FOUND when no such request is queued.
+  ErrorCode cancel(SessionId session, std::string_view tag, Completions& out);
+  // CREATE. EXISTS for a defined or undefined name, or a created one with
+  // `exclusive`; OK and no change for a created one without it. LIMIT past
+  // max_semaphores. REQUIRES: 0 <= value <= max, 1 <= max <= 2^31-1.
+  ErrorCode create(std::string_view name, std::int64_t value, std::int64_t max, bool exclusive);
+  // DELETE. NOT_FOUND for a name that is not a semaphore; BUSY for a defined
+  // one, or a created one that is held or waited on. An undefined one is BUSY
+  // too (it exists only while in use).
+  ErrorCode remove(std::string_view name);
+
+  // --- observation ---
+
+  // kind kAbsent (value = max = 1) for an unknown name.
+  SemaphoreInfo get(std::string_view name) const;
+  // Every semaphore whose name starts with `prefix`, in byte order of names.
+  void list(std::string_view prefix, const std::function<void(const SemaphoreInfo&)>& visit) const;
+  // Every created semaphore with its journal state (for compaction).
+  void for_each_created(const std::function<void(std::string_view, const CreatedState&)>& visit) const;
+  TableStats stats() const;
+  // Changes whenever anything a status file shows may have changed.
+  std::uint64_t change_count() const { return change_count_; }
+
+  // --- time ---
+
+  // Times out every queued request whose deadline is <= now.
+  void expire(TimePoint now, Completions& out);
+  // The earliest deadline of a queued request, if any.
+  std::optional<TimePoint> next_deadline() const;
+
+ private:
+  // Everything else lives in semaphore_table.cc, so the network layer does
+  // not rebuild when the table's containers change.
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::uint64_t change_count_ = 0;  // bumped by Impl through a reference
+};
+
+}  // namespace netsem::server

@@ -1,0 +1,347 @@
+// Server: accept loop with the allow-list and connection limit, the session
+// registry, completion dispatch, the end-of-turn flush (journal, then
+// answers), the timers and the signal handling (stop and reload).
+#include "server/server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <csignal>
+#include <map>
+
+#include "server/session.h"
+#include "server/status_file.h"
+
+namespace netsem::server {
+
+namespace {
+
+// One read of a readable socket takes at most this much.
+constexpr std::size_t kReadBufferBytes = 64 << 10;
+// Denied or over-limit peers being told why; past this, a flood is closed
+// without a word rather than grow the server.
+constexpr std::size_t kMaxRejecting = 256;
+constexpr auto kRejectDrainTime = std::chrono::milliseconds(500);
+constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
+
+// A connection refused at accept: one `*` line, the sending side shut, input
+// discarded briefly so the peer reads the line instead of a reset.
+class Rejection : public std::enable_shared_from_this<Rejection> {
+ public:
+  Rejection(asio::ip::tcp::socket socket, std::size_t& live) : socket_(std::move(socket)), timer_(socket_.get_executor()), live_(live) {
+    ++live_;
+  }
+  ~Rejection() { --live_; }
+
+  void start(std::string_view line) {
+    std::error_code ignored;
+    socket_.non_blocking(true, ignored);
+    // A fresh socket's send buffer takes one short line whole.
+    socket_.write_some(asio::buffer(line.data(), line.size()), ignored);
+    socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+    timer_.expires_after(kRejectDrainTime);
+    timer_.async_wait([self = shared_from_this()](const std::error_code&) { self->close(); });
+    drain();
+  }
+
+ private:
+  void drain() {
+    socket_.async_wait(asio::socket_base::wait_read, [self = shared_from_this()](const std::error_code& error) {
+      if (error || !self->socket_.is_open()) return;
+      std::error_code read_error;
+      self->socket_.read_some(asio::buffer(self->sink_), read_error);
+      if (read_error && read_error != asio::error::would_block) {
+        self->close();
+        return;
+      }
+      self->drain();
+    });
+  }
+  void close() {
+    std::error_code ignored;
+    timer_.cancel();
+    socket_.close(ignored);
+  }
+
+  asio::ip::tcp::socket socket_;
+  asio::steady_timer timer_;
+  std::size_t& live_;
+  std::array<char, 512> sink_{};
+};
+
+std::string describe_peer(const asio::ip::tcp::endpoint& endpoint) {
+  const auto address = endpoint.address();
+  if (address.is_v6()) return "[" + address.to_string() + "]:" + std::to_string(endpoint.port());
+  return address.to_string() + ":" + std::to_string(endpoint.port());
+}
+
+}  // namespace
+
+Server::Server(asio::io_context& io, ServerConfig config, std::filesystem::path config_file)
+    : io_(io),
+      config_(std::move(config)),
+      config_file_(std::move(config_file)),
+      acceptor_(io),
+      signals_(io),
+      deadline_timer_(io),
+      status_timer_(io),
+      sync_timer_(io),
+      accept_retry_timer_(io) {}
+
+Server::~Server() = default;
+
+Status Server::start() {
+  started_ = std::chrono::steady_clock::now();
+  read_buffer_.resize(kReadBufferBytes);
+
+  RecoveredState recovered;
+  JournalOptions journal_options;
+  journal_options.fsync = config_.fsync;
+  auto journal = FileJournal::open(config_.data_dir, journal_options, recovered);
+  if (!journal) return journal.status();
+  journal_ = std::move(*journal);
+  for (const auto& warning : recovered.warnings) spdlog::warn("{}", warning);
+
+  table_ = std::make_unique<SemaphoreTable>(
+      *journal_, TableLimits{config_.max_semaphores, config_.max_pending_per_session});
+  table_->set_fence_floor(recovered.fence_floor);
+  // Created semaphores first: they are durable user data, and a defined
+  // limit of the same name must not silently replace them.
+  for (const auto& [name, state] : recovered.created) (void)table_->restore_created(name, state);
+  for (const auto& name : table_->configure_defined(config_.semaphores, completions_)) {
+    spdlog::warn("semaphore {} is listed in [semaphores] but was created by CREATE; it stays a created semaphore",
+                 name);
+  }
+  completions_.clear();
+  spdlog::info("data directory {}: {} created semaphores, fences above {}", config_.data_dir.string(),
+               recovered.created.size(), recovered.fence_floor);
+
+  std::error_code error;
+  std::filesystem::create_directories(config_.stats_dir, error);
+  if (error) {
+    return Status(StatusCode::kIoError, "cannot create stats_dir " + config_.stats_dir.string() + ": " + error.message());
+  }
+
+  const auto address = asio::ip::make_address(config_.bind_address, error);
+  if (error) return Status(StatusCode::kInvalidArgument, "bad bind_address '" + config_.bind_address + "'");
+  const asio::ip::tcp::endpoint endpoint(address, config_.bind_port);
+  acceptor_.open(endpoint.protocol(), error);
+  if (!error) acceptor_.set_option(asio::socket_base::reuse_address(true), error);
+  if (!error) acceptor_.bind(endpoint, error);
+  if (!error) acceptor_.listen(asio::socket_base::max_listen_connections, error);
+  if (error) {
+    return Status(StatusCode::kIoError, "cannot listen on " + describe_peer(endpoint) + ": " + error.message());
+  }
+  port_ = acceptor_.local_endpoint().port();
+  acceptor_.non_blocking(true, error);
+  spdlog::info("netsemd listening on {} ({} defined semaphores, allowed {})",
+               describe_peer(acceptor_.local_endpoint()), config_.semaphores.size(), config_.allowed_networks_text);
+
+  signals_.add(SIGINT);
+  signals_.add(SIGTERM);
+  signals_.add(SIGHUP);
+  wait_signals();
+  accept_next();
+  write_status_file();
+  arm_status_timer();
+  arm_sync_timer();
+  return Status::ok();
+}
+
+void Server::accept_next() {
+  if (stopping_) return;
+  acceptor_.async_accept([this](const std::error_code& error, asio::ip::tcp::socket socket) {
+    if (error == asio::error::operation_aborted || stopping_) return;
+    if (error) {
+      // Out of descriptors or the like: retry a little later instead of
+      // spinning; existing sessions carry on.
+      spdlog::warn("accept failed: {}", error.message());
+      accept_retry_timer_.expires_after(kAcceptRetryDelay);
+      accept_retry_timer_.async_wait([this](const std::error_code& timer_error) {
+        if (!timer_error) accept_next();
+      });
+      return;
+    }
+    on_accept(std::move(socket));
+    accept_next();
+    end_turn();
+  });
+}
+
+void Server::on_accept(asio::ip::tcp::socket socket) {
+  std::error_code error;
+  const auto remote = socket.remote_endpoint(error);
+  if (error) return;  // already gone
+  const std::string peer = describe_peer(remote);
+  const auto address = remote.address();
+  const bool allowed = address.is_v4() ? config_.allowed_networks.allows_v4(address.to_v4().to_uint())
+                                       : config_.allowed_networks.allows(address.to_v6().to_bytes());
+  if (!allowed) {
+    ++counters_.denied_total;
+    spdlog::warn("denied connection from {}: not in allowed_networks", peer);
+    reject(std::move(socket), "* ERR DENIED address " + address.to_string() + " is not allowed\n");
+    return;
+  }
+  if (sessions_.size() >= config_.max_connections) {
+    spdlog::warn("refused connection from {}: max_connections ({}) reached", peer, config_.max_connections);
+    reject(std::move(socket), "* ERR LIMIT too many connections\n");
+    return;
+  }
+  ++counters_.connections_total;
+  const SessionId id = next_session_id_++;
+  auto session = std::make_shared<Session>(*this, std::move(socket), id, peer);
+  sessions_.emplace(id, session);
+  spdlog::debug("session {} from {}", id, peer);
+  session->start();
+}
+
+void Server::reject(asio::ip::tcp::socket socket, std::string_view line) {
+  if (rejecting_ >= kMaxRejecting) return;  // the socket closes as it goes out of scope
+  std::make_shared<Rejection>(std::move(socket), rejecting_)->start(line);
+}
+
+void Server::wait_signals() {
+  signals_.async_wait([this](const std::error_code& error, int signal) {
+    if (error) return;
+    if (signal == SIGHUP) {
+      reload();
+      wait_signals();
+    } else {
+      spdlog::info("signal {}: shutting down", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+      stop();
+    }
+    end_turn();
+  });
+}
+
+void Server::stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  std::error_code ignored;
+  acceptor_.close(ignored);
+  signals_.cancel(ignored);
+  accept_retry_timer_.cancel();
+  std::vector<std::shared_ptr<Session>> live;
+  live.reserve(sessions_.size());
+  for (const auto& [id, session] : sessions_) live.push_back(session);
+  spdlog::info("closing {} sessions", live.size());
+  for (const auto& session : live) session->shut_down();
+  end_turn();
+  write_status_file();
+  if (journal_) {
+    if (auto status = journal_->sync(); !status) spdlog::error("journal: {}", status.to_string());
+  }
+  deadline_timer_.cancel();
+  status_timer_.cancel();
+  sync_timer_.cancel();
+}
+
+void Server::reload() {
+  if (config_file_.empty()) {
+    spdlog::info("SIGHUP: running on embedded defaults, no configuration file to reload");
+    return;
+  }
+  auto loaded = load_server_config(config_file_);
+  if (!loaded) {
+    spdlog::error("SIGHUP: {}; keeping the running configuration", loaded.status().message());
+    return;
+  }
+  for (const auto& warning : loaded->warnings) spdlog::warn("{}", warning);
+  for (const auto& name : table_->configure_defined(loaded->semaphores, completions_)) {
+    spdlog::warn("semaphore {} is listed in [semaphores] but was created by CREATE; it stays a created semaphore",
+                 name);
+  }
+  dispatch_completions();
+  for (const auto option : options_needing_restart(config_, *loaded)) {
+    spdlog::warn("SIGHUP: {} changed; it takes effect after a restart", option);
+  }
+  config_.semaphores = std::move(loaded->semaphores);
+  config_.allowed_networks = std::move(loaded->allowed_networks);
+  config_.allowed_networks_text = std::move(loaded->allowed_networks_text);
+  spdlog::info("SIGHUP: reloaded {} defined semaphores, allowed {}", config_.semaphores.size(),
+               config_.allowed_networks_text);
+}
+
+void Server::dispatch_completions() {
+  // A delivery can end a session, whose close appends more completions: the
+  // outer loop picks them up, so a nested call returns at once.
+  if (dispatching_) return;
+  dispatching_ = true;
+  for (std::size_t i = 0; i < completions_.size(); ++i) {
+    const Completion completion = std::move(completions_[i]);
+    const auto found = sessions_.find(completion.session);
+    if (found != sessions_.end()) found->second->deliver(completion);
+  }
+  completions_.clear();
+  dispatching_ = false;
+}
+
+void Server::mark_dirty(std::shared_ptr<Session> session) { dirty_.push_back(std::move(session)); }
+
+void Server::end_turn() {
+  if (journal_ && !dirty_.empty()) {
+    // Recorded before answered: the answers of this turn go out only after
+    // the journal records of this turn are written.
+    if (auto status = journal_->flush(); !status) spdlog::error("journal: {}", status.to_string());
+  }
+  while (!dirty_.empty()) {
+    flushing_.swap(dirty_);
+    for (const auto& session : flushing_) session->flush();
+    flushing_.clear();
+  }
+  if (table_) arm_deadline_timer();
+  compact_if_due();
+}
+
+void Server::forget(SessionId id) { sessions_.erase(id); }
+
+void Server::arm_deadline_timer() {
+  const auto next = table_->next_deadline();
+  if (!next || (deadline_armed_ && *deadline_armed_ <= *next) || stopping_) return;
+  deadline_armed_ = *next;
+  deadline_timer_.expires_at(*next);
+  deadline_timer_.async_wait([this](const std::error_code& error) {
+    if (error) return;
+    deadline_armed_.reset();
+    table_->expire(std::chrono::steady_clock::now(), completions_);
+    dispatch_completions();
+    end_turn();
+  });
+}
+
+void Server::arm_status_timer() {
+  status_timer_.expires_after(std::chrono::milliseconds(config_.status_interval_ms));
+  status_timer_.async_wait([this](const std::error_code& error) {
+    if (error || stopping_) return;
+    if (table_->change_count() != status_written_change_) write_status_file();
+    arm_status_timer();
+  });
+}
+
+void Server::write_status_file() {
+  if (!table_) return;
+  status_written_change_ = table_->change_count();
+  if (auto status = netsem::server::write_status_file(config_.stats_dir, *table_); !status) {
+    spdlog::error("status file: {}", status.to_string());
+  }
+}
+
+void Server::arm_sync_timer() {
+  if (config_.fsync != FsyncPolicy::kEverySec) return;
+  sync_timer_.expires_after(std::chrono::seconds(1));
+  sync_timer_.async_wait([this](const std::error_code& error) {
+    if (error || stopping_) return;
+    if (auto status = journal_->sync(); !status) spdlog::error("journal: {}", status.to_string());
+    arm_sync_timer();
+  });
+}
+
+void Server::compact_if_due() {
+  if (!journal_ || !journal_->wants_compaction()) return;
+  std::map<std::string, CreatedState> state;
+  table_->for_each_created(
+      [&](std::string_view name, const CreatedState& created) { state.emplace(std::string(name), created); });
+  if (auto status = journal_->compact(state); !status) spdlog::error("journal compaction: {}", status.to_string());
+}
+
+}  // namespace netsem::server

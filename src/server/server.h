@@ -1,0 +1,121 @@
+// Server: netsemd's network layer on one Asio event loop. It owns the
+// listening socket, the live sessions, the semaphore table and the journal,
+// and the timers (queued-request deadlines, status file, fsync, idle
+// sessions); it handles SIGTERM/SIGINT (clean shutdown) and SIGHUP (reload).
+//
+// API: construct with a loaded configuration, start() (opens the data
+// directory, binds, listens), then run the io_context. Every event handler
+// ends its work with end_turn(): the journal is flushed before any answer of
+// that turn is written, then every session with answers writes them in one
+// go. That ordering is the durability promise ("recorded before the server
+// answers"), and batching it per turn is what keeps the grant path cheap.
+//
+// Thread safety: everything runs on the io_context's single thread.
+#pragma once
+
+#include <asio.hpp>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "netsem/status.h"
+#include "server/config.h"
+#include "server/file_journal.h"
+#include "server/semaphore_table.h"
+
+namespace netsem::server {
+
+class Session;
+
+// Counters STATS reports beyond the table's own.
+struct ServerCounters {
+  std::uint64_t requests = 0;
+  std::uint64_t connections_total = 0;
+  std::uint64_t denied_total = 0;
+};
+
+class Server {
+ public:
+  // `config_file` is re-read on SIGHUP; empty means embedded defaults (reload
+  // then only logs that there is nothing to reload).
+  Server(asio::io_context& io, ServerConfig config, std::filesystem::path config_file);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Opens and locks the data directory, restores created semaphores and the
+  // fence floor, binds and listens. kBusy when another netsemd holds the data
+  // directory, kIoError when the address cannot be bound.
+  Status start();
+  // The port actually bound (useful with bind_port = 0).
+  std::uint16_t port() const { return port_; }
+  // Begins a clean shutdown: stop accepting, tell v1 sessions, close them,
+  // write the status file, flush the journal. The io_context then runs out.
+  void stop();
+  // Re-reads the configuration file: [semaphores] and allowed_networks.
+  void reload();
+
+  // --- for sessions ---
+  SemaphoreTable& table() { return *table_; }
+  const ServerConfig& config() const { return config_; }
+  ServerCounters& counters() { return counters_; }
+  std::chrono::steady_clock::time_point started() const { return started_; }
+  // The shared read buffer (sessions copy out only partial lines).
+  std::string& read_buffer() { return read_buffer_; }
+  // Hands the completions in `completions_` to their sessions, then clears it.
+  void dispatch_completions();
+  Completions& completions() { return completions_; }
+  // Schedules `session` to write its answers at the end of this turn.
+  void mark_dirty(std::shared_ptr<Session> session);
+  // The end of every event handler: journal flush, then writes, timers.
+  void end_turn();
+  // A session ended: forget it.
+  void forget(SessionId id);
+  bool stopping() const { return stopping_; }
+
+ private:
+  void accept_next();
+  void on_accept(asio::ip::tcp::socket socket);
+  void reject(asio::ip::tcp::socket socket, std::string_view line);
+  void wait_signals();
+  void arm_deadline_timer();
+  void on_deadline();
+  void arm_status_timer();
+  void write_status_file();
+  void arm_sync_timer();
+  void compact_if_due();
+
+  asio::io_context& io_;
+  ServerConfig config_;
+  std::filesystem::path config_file_;
+  std::unique_ptr<FileJournal> journal_;
+  std::unique_ptr<SemaphoreTable> table_;  // made by start(), once the journal is open
+  asio::ip::tcp::acceptor acceptor_;
+  asio::signal_set signals_;
+  asio::steady_timer deadline_timer_;
+  std::optional<std::chrono::steady_clock::time_point> deadline_armed_;
+  asio::steady_timer status_timer_;
+  asio::steady_timer sync_timer_;
+  asio::steady_timer accept_retry_timer_;
+  std::uint64_t status_written_change_ = ~std::uint64_t{0};
+
+  std::unordered_map<SessionId, std::shared_ptr<Session>> sessions_;
+  std::vector<std::shared_ptr<Session>> dirty_;
+  std::vector<std::shared_ptr<Session>> flushing_;  // dirty_ of the turn being written
+  bool dispatching_ = false;
+  Completions completions_;
+  std::string read_buffer_;
+  SessionId next_session_id_ = 1;
+  std::size_t rejecting_ = 0;  // connections being told DENIED/LIMIT
+  ServerCounters counters_;
+  std::chrono::steady_clock::time_point started_;
+  std::uint16_t port_ = 0;
+  bool stopping_ = false;
+};
+
+}  // namespace netsem::server

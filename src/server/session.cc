@@ -1,0 +1,274 @@
+// Session I/O and lifetime: readiness waits on a non-blocking socket, reads
+// into the server's shared buffer, batched writes, the one timer (idle
+// timeout, ACE heartbeat or drain deadline), and the orderly end of a session
+// (permits back at once, last answers written, sending side shut, input
+// discarded a moment so the peer reads our last line rather than a reset).
+#include "server/session.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+#include "server/server.h"
+
+namespace netsem::server {
+
+namespace {
+
+// Answers a peer has not read past this are dropped with the session: a
+// client that never reads must not grow the server without bound.
+constexpr std::size_t kMaxOutputBytes = 4 << 20;
+// How long an ending session discards input after shutting its sending side.
+constexpr auto kDrainTime = std::chrono::milliseconds(500);
+// The ACE client expects a `wait|` about once a second while queued.
+constexpr auto kAceHeartbeat = std::chrono::seconds(1);
+// ACE holders ping every 3 s; a shorter timeout would drop healthy ones.
+constexpr auto kAceMinIdleTimeout = std::chrono::seconds(10);
+// A buffer that grew for a burst is given back once it is this large.
+constexpr std::size_t kKeepOutputCapacity = 64 << 10;
+
+}  // namespace
+
+Session::Session(Server& server, asio::ip::tcp::socket socket, SessionId id, std::string peer)
+    : server_(server), socket_(std::move(socket)), id_(id), peer_(std::move(peer)) {}
+
+Session::~Session() = default;
+
+void Session::start() {
+  std::error_code ignored;
+  socket_.non_blocking(true, ignored);
+  socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+  last_activity_ = Clock::now();
+  server_.table().open_session(id_);
+  table_open_ = true;
+  arm_idle_timer();
+  wait_readable();
+}
+
+void Session::wait_readable() {
+  if (read_waiting_ || state_ == State::kClosed) return;
+  read_waiting_ = true;
+  socket_.async_wait(asio::socket_base::wait_read, [self = shared_from_this()](const std::error_code& error) {
+    self->read_waiting_ = false;
+    if (self->state_ == State::kClosed) return;
+    if (error) {
+      self->close_now();
+    } else {
+      self->on_readable();
+    }
+    self->server_.end_turn();
+  });
+}
+
+void Session::on_readable() {
+  std::string& buffer = server_.read_buffer();
+  std::error_code error;
+  const std::size_t n = socket_.read_some(asio::buffer(buffer.data(), buffer.size()), error);
+  if (error == asio::error::would_block || error == asio::error::try_again) {
+    wait_readable();
+    return;
+  }
+  if (error) {
+    // End of input (FIN) or a reset: the peer is gone or done sending. The
+    // requests already read are answered, then the connection closes.
+    if (state_ == State::kOpen) {
+      end(error == asio::error::eof ? "end of input" : error.message());
+    }
+    if (state_ == State::kDraining && out_sent_ == out_.size()) close_now();
+    return;
+  }
+  if (state_ == State::kOpen) consume(std::string_view(buffer.data(), n));
+  if (state_ != State::kClosed) wait_readable();
+}
+
+void Session::consume(std::string_view data) {
+  if (dialect_ == protocol::Dialect::kUndecided) {
+    partial_.append(data);
+    dialect_ = protocol::detect_dialect(partial_);
+    if (dialect_ == protocol::Dialect::kUndecided) return;
+    std::string first = std::move(partial_);
+    partial_.clear();
+    if (dialect_ == protocol::Dialect::kAce) {
+      handle_ace(first);
+    } else {
+      handle_v1(first);
+    }
+  } else if (dialect_ == protocol::Dialect::kAce) {
+    handle_ace(data);
+  } else {
+    handle_v1(data);
+  }
+  if (out_.size() - out_sent_ > kMaxOutputBytes) {
+    spdlog::warn("session {} ({}): closed, {} bytes of answers unread", id_, peer_, out_.size() - out_sent_);
+    close_now();
+  }
+}
+
+void Session::mark_dirty() {
+  if (dirty_ || state_ == State::kClosed) return;
+  dirty_ = true;
+  server_.mark_dirty(shared_from_this());
+}
+
+void Session::flush() {
+  dirty_ = false;
+  if (state_ == State::kClosed || write_waiting_) return;
+  while (out_sent_ < out_.size()) {
+    std::error_code error;
+    const std::size_t n =
+        socket_.write_some(asio::buffer(out_.data() + out_sent_, out_.size() - out_sent_), error);
+    if (error == asio::error::would_block || error == asio::error::try_again) {
+      wait_writable();
+      return;
+    }
+    if (error) {
+      if (state_ == State::kOpen) end(error.message());
+      close_now();
+      return;
+    }
+    out_sent_ += n;
+  }
+  out_.clear();
+  out_sent_ = 0;
+  if (out_.capacity() > kKeepOutputCapacity) out_.shrink_to_fit();
+  if (state_ == State::kDraining) {
+    // Everything said: shut the sending side, then discard input until the
+    // peer closes or the drain time is up.
+    std::error_code ignored;
+    socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+    if (!timer_) timer_.emplace(socket_.get_executor());
+    timer_->expires_after(kDrainTime);
+    timer_->async_wait([self = shared_from_this()](const std::error_code& error) {
+      if (!error) self->on_timer();
+    });
+    wait_readable();
+  }
+}
+
+void Session::wait_writable() {
+  write_waiting_ = true;
+  socket_.async_wait(asio::socket_base::wait_write, [self = shared_from_this()](const std::error_code& error) {
+    self->write_waiting_ = false;
+    if (self->state_ == State::kClosed) return;
+    if (error) {
+      self->close_now();
+    } else {
+      self->flush();
+    }
+    self->server_.end_turn();
+  });
+}
+
+Session::Clock::duration Session::idle_timeout() const {
+  const auto configured = std::chrono::milliseconds(server_.config().session_timeout_ms);
+  if (configured.count() <= 0) return Clock::duration::zero();
+  if (dialect_ != protocol::Dialect::kAce) return configured;
+  // A queued ACE client has nothing to send; a holder pings every 3 s.
+  if (ace_state_ != AceState::kHolding || configured < kAceMinIdleTimeout) return Clock::duration::zero();
+  return configured;
+}
+
+void Session::arm_idle_timer() {
+  if (state_ != State::kOpen) return;
+  const auto timeout = idle_timeout();
+  if (timeout == Clock::duration::zero()) {
+    if (timer_) timer_->cancel();
+    return;
+  }
+  if (!timer_) timer_.emplace(socket_.get_executor());
+  timer_->expires_at(last_activity_ + timeout);
+  timer_->async_wait([self = shared_from_this()](const std::error_code& error) {
+    if (!error) self->on_timer();
+  });
+}
+
+void Session::on_timer() {
+  switch (state_) {
+    case State::kClosed:
+      return;
+    case State::kDraining:
+      close_now();
+      break;
+    case State::kOpen:
+      if (dialect_ == protocol::Dialect::kAce && ace_state_ == AceState::kQueued) {
+        ace_heartbeat();
+      } else {
+        idle_deadline_check();
+      }
+      break;
+  }
+  server_.end_turn();
+}
+
+void Session::idle_deadline_check() {
+  const auto timeout = idle_timeout();
+  if (timeout == Clock::duration::zero()) return;
+  if (Clock::now() - last_activity_ >= timeout) {
+    spdlog::info("session {} ({}): no request for {} ms, closed and released", id_, peer_,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count());
+    end("session timeout");
+    return;
+  }
+  arm_idle_timer();
+}
+
+void Session::end(std::string_view reason) {
+  if (state_ != State::kOpen) return;
+  state_ = State::kDraining;
+  spdlog::debug("session {} ({}): ending: {}", id_, peer_, reason);
+  if (timer_) timer_->cancel();
+  if (table_open_) {
+    table_open_ = false;
+    server_.table().close_session(id_, server_.completions());
+    server_.dispatch_completions();
+  }
+  mark_dirty();
+}
+
+void Session::end_with_error(protocol::ErrorCode code, std::string_view message) {
+  if (state_ != State::kOpen) return;
+  if (dialect_ != protocol::Dialect::kAce) protocol::append_error(out_, {}, code, message);
+  end(message);
+}
+
+void Session::shut_down() {
+  if (state_ != State::kOpen) return;
+  end_with_error(protocol::ErrorCode::kShutdown, "server is shutting down");
+}
+
+void Session::close_now() {
+  if (state_ == State::kClosed) return;
+  if (state_ == State::kOpen) end("closed");
+  state_ = State::kClosed;
+  if (timer_) timer_->cancel();
+  std::error_code ignored;
+  socket_.close(ignored);
+  server_.forget(id_);
+}
+
+void Session::deliver(const Completion& completion) {
+  if (state_ != State::kOpen) return;
+  if (dialect_ == protocol::Dialect::kAce) {
+    deliver_ace(completion);
+    return;
+  }
+  switch (completion.type) {
+    case Completion::Type::kGranted:
+      protocol::append_ok_number(out_, completion.tag, completion.fence);
+      break;
+    case Completion::Type::kTimedOut:
+      protocol::append_timeout(out_, completion.tag);
+      break;
+    case Completion::Type::kCancelled:
+      protocol::append_cancelled(out_, completion.tag);
+      break;
+    case Completion::Type::kTooMany:
+      protocol::append_error(out_, completion.tag, protocol::ErrorCode::kTooMany,
+                             "count exceeds the semaphore's max after a reload");
+      break;
+  }
+  mark_dirty();
+  if (out_.size() - out_sent_ > kMaxOutputBytes) close_now();
+}
+
+}  // namespace netsem::server

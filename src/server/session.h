@@ -1,0 +1,127 @@
+// Session: one client connection of netsemd, in either dialect (protocol v1
+// or ACE), from accept to close.
+//
+// The socket is non-blocking and driven by readiness waits: when it is
+// readable the server reads into one shared buffer, and only a trailing
+// partial line is copied into the session, so an idle session costs a few
+// hundred bytes. Answers are appended to `out_` while a read is processed and
+// written once per turn (Server::end_turn), after the journal flush, so a
+// pipelined batch costs one write. session.cc holds the I/O and lifetime,
+// v1_session.cc the protocol v1 verbs, ace_session.cc the ACE dialect.
+//
+// Lifetime: owned by shared_ptr; pending waits and the timer hold a reference,
+// the Server's registry holds one until the session ends. Ending a session
+// (end()) gives its permits back at once; the socket may linger a moment to
+// drain (see close_after_flush).
+//
+// Thread safety: event-loop thread only.
+#pragma once
+
+#include <asio.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "protocol/ace_codec.h"
+#include "protocol/codec.h"
+#include "server/semaphore_table.h"
+
+namespace netsem::server {
+
+class Server;
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  Session(Server& server, asio::ip::tcp::socket socket, SessionId id, std::string peer);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Starts reading. REQUIRES: called once, right after construction.
+  void start();
+
+  SessionId id() const { return id_; }
+  const std::string& peer() const { return peer_; }
+  protocol::Dialect dialect() const { return dialect_; }
+  bool ended() const { return state_ != State::kOpen; }
+
+  // A queued request of this session finished (granted, timed out, ...).
+  void deliver(const Completion& completion);
+  // The server is stopping: tell a v1 peer why, then close.
+  void shut_down();
+  // Writes what `out_` holds (called by the server at the end of a turn).
+  void flush();
+  // Applies a new session timeout (reload keeps sessions; start-up sets it).
+  void arm_idle_timer();
+
+ private:
+  enum class State : std::uint8_t {
+    kOpen,      // reading requests
+    kDraining,  // ended: flushing the last answers, then discarding input briefly
+    kClosed,
+  };
+  enum class AceState : std::uint8_t { kAwaitAcquire, kQueued, kHolding };
+
+  friend class Server;
+
+  // --- I/O (session.cc) ---
+  void wait_readable();
+  void on_readable();
+  void wait_writable();
+  void on_timer();
+  void mark_dirty();
+  // Ends the session: gives back its permits and drops its queued requests,
+  // then writes what is left and closes (after draining input a moment).
+  void end(std::string_view reason);
+  // Like end(), after writing `star_line` ("* ERR ...") to a v1 peer.
+  void end_with_error(protocol::ErrorCode code, std::string_view message);
+  void close_now();
+  void consume(std::string_view data);
+  void idle_deadline_check();
+  Clock::duration idle_timeout() const;
+
+  // --- protocol v1 (v1_session.cc) ---
+  void handle_v1(std::string_view data);
+  void handle_v1_line(std::string_view line);
+  void handle_take(TakeMode mode);
+  void answer_error(std::string_view tag, protocol::ErrorCode code, std::string_view detail = {});
+  void append_stats(std::string_view tag);
+
+  // --- ACE (ace_session.cc) ---
+  void handle_ace(std::string_view data);
+  void deliver_ace(const Completion& completion);
+  void ace_heartbeat();
+  void write_token(std::string_view token);
+
+  Server& server_;
+  asio::ip::tcp::socket socket_;
+  const SessionId id_;
+  const std::string peer_;
+  std::string label_;  // HELLO label, for logs
+
+  State state_ = State::kOpen;
+  protocol::Dialect dialect_ = protocol::Dialect::kUndecided;
+  AceState ace_state_ = AceState::kAwaitAcquire;
+  bool table_open_ = false;    // the table knows this session
+  bool quit_ = false;          // QUIT seen: ignore the rest of the batch
+  bool dirty_ = false;         // in the server's list of sessions to flush
+  bool write_waiting_ = false;  // a writable wait is pending
+  bool read_waiting_ = false;   // a readable wait is pending
+
+  std::string partial_;  // bytes of an unfinished line or token
+  std::string out_;      // answers not yet written
+  std::size_t out_sent_ = 0;
+  protocol::Request request_;  // reused for every line: no allocation per request
+  protocol::AceParser ace_;
+  std::string ace_name_;  // the one name an ACE session asks for
+
+  Clock::time_point last_activity_;
+  std::optional<asio::steady_timer> timer_;  // idle timeout, ACE heartbeat or drain deadline
+};
+
+}  // namespace netsem::server

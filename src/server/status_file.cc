@@ -1,0 +1,51 @@
+// Rendering and atomic replacement of the status file.
+#include "server/status_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "protocol/names.h"
+
+namespace netsem::server {
+
+std::string render_status(const SemaphoreTable& table) {
+  std::string text = "# netsem status v1: name kind value max holders waiters\n";
+  table.list({}, [&](const SemaphoreInfo& info) {
+    protocol::append_encoded_name(text, info.name);
+    text += ' ';
+    text += kind_name(info.kind);
+    text += ' ' + std::to_string(info.value) + ' ' + std::to_string(info.max) + ' ' + std::to_string(info.holders) +
+            ' ' + std::to_string(info.waiters) + '\n';
+  });
+  return text;
+}
+
+Status write_status_file(const std::filesystem::path& dir, const SemaphoreTable& table) {
+  const std::string text = render_status(table);
+  const std::filesystem::path final_path = dir / kStatusFileName;
+  std::filesystem::path temp_path = final_path;
+  temp_path += ".tmp";
+  const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status(StatusCode::kIoError, "open " + temp_path.string() + ": " + std::strerror(errno));
+  std::size_t written = 0;
+  while (written < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const std::string reason = std::strerror(errno);
+      ::close(fd);
+      return Status(StatusCode::kIoError, "write " + temp_path.string() + ": " + reason);
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  if (::rename(temp_path.c_str(), final_path.c_str()) != 0) {
+    return Status(StatusCode::kIoError, "rename to " + final_path.string() + ": " + std::strerror(errno));
+  }
+  return Status::ok();
+}
+
+}  // namespace netsem::server

@@ -1,0 +1,243 @@
+// Protocol v1 on a session: splitting input into lines (a trailing partial
+// line is kept for the next read), and one handler per verb, each a thin
+// step from the parsed Request to the table and back to an answer line.
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+#include "netsem/version.h"
+#include "protocol/names.h"
+#include "server/server.h"
+#include "server/session.h"
+
+namespace netsem::server {
+
+using protocol::ErrorCode;
+using protocol::Verb;
+
+namespace {
+
+std::string_view detail_for(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kNotFound: return "no such semaphore";
+    case ErrorCode::kNotHeld: return "this session holds fewer permits than that";
+    case ErrorCode::kOverflow: return "value would exceed max";
+    case ErrorCode::kTooMany: return "count exceeds the semaphore's max";
+    case ErrorCode::kExists: return "a semaphore of that name exists";
+    case ErrorCode::kBusy: return "the semaphore is defined, held or waited on";
+    case ErrorCode::kDuplicateTag: return "the tag names a request still pending";
+    case ErrorCode::kLimit: return "a server limit was reached";
+    default: return "request refused";
+  }
+}
+
+}  // namespace
+
+void Session::handle_v1(std::string_view data) {
+  bool saw_line = false;
+  if (!partial_.empty()) {
+    const auto newline = data.find('\n');
+    if (newline == std::string_view::npos) {
+      partial_.append(data);
+      // One byte of slack for the "\r" of a "\r\n" ending.
+      if (partial_.size() > protocol::kMaxLineBytes + 1) {
+        end_with_error(ErrorCode::kLineTooLong, "request line longer than 4096 bytes");
+      }
+      return;
+    }
+    partial_.append(data.substr(0, newline));
+    data.remove_prefix(newline + 1);
+    // The line is consumed before handling, so partial_ must not be reused
+    // while the view is alive: move it out.
+    std::string line = std::move(partial_);
+    partial_.clear();
+    handle_v1_line(line);
+    saw_line = true;
+  }
+  while (!data.empty() && state_ == State::kOpen && !quit_) {
+    const void* found = std::memchr(data.data(), '\n', data.size());
+    if (found == nullptr) {
+      if (data.size() > protocol::kMaxLineBytes + 1) {
+        end_with_error(ErrorCode::kLineTooLong, "request line longer than 4096 bytes");
+      } else {
+        partial_.assign(data);
+      }
+      break;
+    }
+    const auto length = static_cast<std::size_t>(static_cast<const char*>(found) - data.data());
+    handle_v1_line(data.substr(0, length));
+    data.remove_prefix(length + 1);
+    saw_line = true;
+  }
+  if (saw_line) last_activity_ = Clock::now();
+}
+
+void Session::handle_v1_line(std::string_view line) {
+  if (state_ != State::kOpen || quit_) return;
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.size() > protocol::kMaxLineBytes) {
+    end_with_error(ErrorCode::kLineTooLong, "request line longer than 4096 bytes");
+    return;
+  }
+  if (std::memchr(line.data(), '\0', line.size()) != nullptr) {
+    end_with_error(ErrorCode::kBadRequest, "NUL byte in request line");
+    return;
+  }
+  ++server_.counters().requests;
+  protocol::ParseError parse_error;
+  switch (protocol::parse_request(line, request_, parse_error)) {
+    case protocol::ParseStatus::kEmpty:
+      return;
+    case protocol::ParseStatus::kError:
+      protocol::append_error(out_, parse_error.tag, parse_error.code, parse_error.message);
+      mark_dirty();
+      return;
+    case protocol::ParseStatus::kRequest:
+      break;
+  }
+  auto& table = server_.table();
+  const std::string_view tag = request_.tag;
+  mark_dirty();
+  if (table.pending_count(id_) != 0 && table.is_pending(id_, tag)) {
+    answer_error(tag, ErrorCode::kDuplicateTag);
+    return;
+  }
+  std::int64_t value = 0;
+  switch (request_.verb) {
+    case Verb::kAcquire:
+      handle_take(TakeMode::kAcquire);
+      return;
+    case Verb::kWait:
+      handle_take(TakeMode::kWait);
+      return;
+    case Verb::kRelease: {
+      const auto error = table.release(id_, request_.name, request_.count, value, server_.completions());
+      if (error != ErrorCode::kNone) return answer_error(tag, error);
+      protocol::append_ok_number(out_, tag, static_cast<std::uint64_t>(value));
+      server_.dispatch_completions();
+      return;
+    }
+    case Verb::kPost: {
+      const auto error = table.post(request_.name, request_.count, value, server_.completions());
+      if (error != ErrorCode::kNone) return answer_error(tag, error);
+      protocol::append_ok_number(out_, tag, static_cast<std::uint64_t>(value));
+      server_.dispatch_completions();
+      return;
+    }
+    case Verb::kCancel: {
+      const auto error = table.cancel(id_, request_.pending_tag, server_.completions());
+      if (error != ErrorCode::kNone) return answer_error(tag, error, "no pending request with that tag");
+      protocol::append_ok(out_, tag);
+      server_.dispatch_completions();
+      return;
+    }
+    case Verb::kCreate: {
+      const auto error = table.create(request_.name, request_.value, request_.max, request_.exclusive);
+      if (error != ErrorCode::kNone) return answer_error(tag, error);
+      protocol::append_ok(out_, tag);
+      return;
+    }
+    case Verb::kDelete: {
+      const auto error = table.remove(request_.name);
+      if (error != ErrorCode::kNone) return answer_error(tag, error);
+      protocol::append_ok(out_, tag);
+      return;
+    }
+    case Verb::kGet: {
+      const SemaphoreInfo info = table.get(request_.name);
+      protocol::append_get(out_, tag,
+                           {info.name, info.value, info.max, info.holders, info.waiters, kind_name(info.kind)});
+      return;
+    }
+    case Verb::kList: {
+      std::uint64_t count = 0;
+      table.list(request_.has_name ? std::string_view(request_.name) : std::string_view(),
+                 [&](const SemaphoreInfo& info) {
+                   protocol::append_item(
+                       out_, tag, {info.name, info.value, info.max, info.holders, info.waiters, kind_name(info.kind)});
+                   ++count;
+                 });
+      protocol::append_end(out_, tag, count);
+      return;
+    }
+    case Verb::kStats:
+      append_stats(tag);
+      return;
+    case Verb::kPing:
+      protocol::append_pong(out_, tag, request_.text, request_.has_text);
+      return;
+    case Verb::kHello: {
+      if (request_.has_text) label_.assign(request_.text);
+      std::string text = "netsem " + std::to_string(protocol::kProtocolVersion) + " " + std::to_string(id_);
+      protocol::append_ok_text(out_, tag, text);
+      if (!label_.empty()) spdlog::debug("session {} ({}) is {}", id_, peer_, label_);
+      return;
+    }
+    case Verb::kQuit:
+      protocol::append_ok(out_, tag);
+      quit_ = true;
+      end("QUIT");
+      return;
+  }
+}
+
+void Session::handle_take(TakeMode mode) {
+  TakeRequest take;
+  take.session = id_;
+  take.tag = request_.tag;
+  take.name = request_.name;
+  take.mode = mode;
+  take.count = request_.count;
+  take.timeout_ms = request_.timeout_ms;
+  take.now = Clock::now();
+  const TakeResult result = server_.table().take(take, server_.completions());
+  switch (result.type) {
+    case TakeResult::Type::kGranted:
+      protocol::append_ok_number(out_, take.tag, result.fence);
+      break;
+    case TakeResult::Type::kQueued:
+      protocol::append_queued(out_, take.tag, result.position);
+      break;
+    case TakeResult::Type::kTimedOut:
+      protocol::append_timeout(out_, take.tag);
+      break;
+    case TakeResult::Type::kError:
+      answer_error(take.tag, result.error);
+      break;
+  }
+  server_.dispatch_completions();
+}
+
+void Session::answer_error(std::string_view tag, ErrorCode code, std::string_view detail) {
+  if (detail.empty()) detail = detail_for(code);
+  std::string message(detail);
+  const Verb verb = request_.verb;
+  const bool names_semaphore = verb == Verb::kAcquire || verb == Verb::kWait || verb == Verb::kRelease ||
+                               verb == Verb::kPost || verb == Verb::kCreate || verb == Verb::kDelete;
+  if (names_semaphore && code != ErrorCode::kDuplicateTag && code != ErrorCode::kLimit) {
+    message += ": ";
+    protocol::append_encoded_name(message, request_.name);
+  }
+  protocol::append_error(out_, tag, code, message);
+}
+
+void Session::append_stats(std::string_view tag) {
+  const TableStats stats = server_.table().stats();
+  const auto& counters = server_.counters();
+  const auto uptime =
+      std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - server_.started()).count();
+  std::string json = "{\"sessions\":" + std::to_string(stats.sessions) +
+                     ",\"semaphores\":" + std::to_string(stats.semaphores) +
+                     ",\"held\":" + std::to_string(stats.held) + ",\"waiters\":" + std::to_string(stats.waiters) +
+                     ",\"grants\":" + std::to_string(stats.grants) +
+                     ",\"requests\":" + std::to_string(counters.requests) +
+                     ",\"uptime_s\":" + std::to_string(uptime) +
+                     ",\"last_fence\":" + std::to_string(stats.last_fence) +
+                     ",\"session_timeout_ms\":" + std::to_string(server_.config().session_timeout_ms) +
+                     ",\"connections_total\":" + std::to_string(counters.connections_total) +
+                     ",\"denied_total\":" + std::to_string(counters.denied_total) + ",\"version\":\"" +
+                     kVersion + "\"}";
+  protocol::append_ok_text(out_, tag, json);
+}
+
+}  // namespace netsem::server

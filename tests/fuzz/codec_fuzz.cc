@@ -1,0 +1,332 @@
+// libFuzzer target for the protocol codec: random bytes go through the line
+// framer (in chunks of a size the input picks), every line through
+// parse_request, the answer formatters and parse_answer, and the same bytes
+// through detect_dialect and the ACE token parser. Each step checks what the
+// contract promises, so a crash here is a broken rule, not just a bad read.
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "protocol/ace_codec.h"
+#include "protocol/codec.h"
+#include "protocol/names.h"
+
+namespace {
+
+using namespace netsem::protocol;
+
+// assert() vanishes under NDEBUG (RelWithDebInfo); these checks must not.
+#define FUZZ_CHECK(cond)                                                  \
+  do {                                                                    \
+    if (!(cond)) {                                                        \
+      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+      std::abort();                                                       \
+    }                                                                     \
+  } while (false)
+
+bool is_control(char c) {
+  const auto byte = static_cast<unsigned char>(c);
+  return byte < 0x20 || byte == 0x7f;
+}
+
+// A valid name survives both encodings and decodes to itself.
+void check_name_round_trips(std::string_view name) {
+  FUZZ_CHECK(check_name(name) == ErrorCode::kNone);
+  std::string field;
+  append_encoded_name(field, name);
+  FUZZ_CHECK(field.find(' ') == std::string::npos);
+  std::string decoded;
+  FUZZ_CHECK(decode_name(field, decoded) == ErrorCode::kNone);
+  FUZZ_CHECK(decoded == name);
+  const std::string request_field = encode_name_for_request(name);
+  for (const char c : request_field) FUZZ_CHECK(c != ' ' && !is_control(c));
+  FUZZ_CHECK(decode_name(request_field, decoded) == ErrorCode::kNone);
+  FUZZ_CHECK(decoded == name);
+}
+
+// Formats `text` as one answer line, strips its "\n" and reads it back.
+Answer read_back(const std::string& out, std::string& line_storage) {
+  FUZZ_CHECK(!out.empty() && out.back() == '\n');
+  FUZZ_CHECK(out.find('\n') == out.size() - 1);
+  line_storage.assign(out, 0, out.size() - 1);
+  Answer answer;
+  FUZZ_CHECK(parse_answer(line_storage, answer));
+  return answer;
+}
+
+void check_answer(const std::string& out, std::string_view tag, AnswerType type) {
+  std::string line;
+  const Answer answer = read_back(out, line);
+  FUZZ_CHECK(answer.type == type);
+  FUZZ_CHECK(answer.tag == (tag.empty() ? std::string_view("*") : tag));
+}
+
+// Builds the canonical line for a parsed request and checks that it parses to
+// the same request: what a client library would send for it.
+void check_request_round_trips(const Request& request) {
+  std::string line(request.tag);
+  auto add = [&line](std::string_view field) {
+    line.push_back(' ');
+    line.append(field);
+  };
+  auto add_number = [&add](std::int64_t n) { add(std::to_string(n)); };
+  switch (request.verb) {
+    case Verb::kAcquire:
+    case Verb::kWait:
+      add(request.verb == Verb::kAcquire ? "ACQUIRE" : "wait");
+      add(encode_name_for_request(request.name));
+      add_number(request.count);
+      add_number(request.timeout_ms);
+      break;
+    case Verb::kRelease:
+    case Verb::kPost:
+      add(request.verb == Verb::kRelease ? "Release" : "POST");
+      add(encode_name_for_request(request.name));
+      add_number(request.count);
+      break;
+    case Verb::kCreate:
+      add("CREATE");
+      add(encode_name_for_request(request.name));
+      add_number(request.value);
+      add_number(request.max);
+      if (request.exclusive) add("EXCL");
+      break;
+    case Verb::kDelete:
+    case Verb::kGet:
+      add(request.verb == Verb::kDelete ? "DELETE" : "GET");
+      add(encode_name_for_request(request.name));
+      break;
+    case Verb::kList:
+      add("LIST");
+      if (request.has_name) add(encode_name_for_request(request.name));
+      break;
+    case Verb::kCancel:
+      add("CANCEL");
+      add(request.pending_tag);
+      break;
+    case Verb::kHello:
+      add("HELLO");
+      add_number(request.version);
+      if (request.has_text) add(request.text);
+      break;
+    case Verb::kPing:
+      add("PING");
+      if (request.has_text) add(request.text);
+      break;
+    case Verb::kStats: add("STATS"); break;
+    case Verb::kQuit: add("QUIT"); break;
+  }
+  Request again;
+  ParseError error;
+  FUZZ_CHECK(parse_request(line, again, error) == ParseStatus::kRequest);
+  FUZZ_CHECK(again.tag == request.tag);
+  FUZZ_CHECK(again.verb == request.verb);
+  FUZZ_CHECK(again.name == request.name);
+  FUZZ_CHECK(again.has_name == request.has_name);
+  FUZZ_CHECK(again.count == request.count);
+  FUZZ_CHECK(again.timeout_ms == request.timeout_ms);
+  FUZZ_CHECK(again.value == request.value);
+  FUZZ_CHECK(again.max == request.max);
+  FUZZ_CHECK(again.exclusive == request.exclusive);
+  FUZZ_CHECK(again.version == request.version);
+  FUZZ_CHECK(again.text == request.text);
+  FUZZ_CHECK(again.has_text == request.has_text);
+  FUZZ_CHECK(again.pending_tag == request.pending_tag);
+}
+
+void check_request(std::string_view line, const Request& request) {
+  FUZZ_CHECK(is_valid_tag(request.tag));
+  FUZZ_CHECK(request.count >= 1 && request.count <= kMaxCount);
+  FUZZ_CHECK(request.timeout_ms >= -1);
+  if (request.has_name) check_name_round_trips(request.name);
+  if (request.verb == Verb::kCreate) {
+    FUZZ_CHECK(request.max >= 1 && request.max <= kMaxCount);
+    FUZZ_CHECK(request.value >= 0 && request.value <= request.max);
+  }
+  if (request.verb == Verb::kHello) FUZZ_CHECK(request.version == kProtocolVersion);
+  if (request.verb == Verb::kCancel) FUZZ_CHECK(is_valid_tag(request.pending_tag));
+  if (request.has_text) {
+    FUZZ_CHECK(!request.text.empty() && request.text.find(' ') == std::string_view::npos);
+    // Raw: a view into the line, not a copy or a decoding.
+    FUZZ_CHECK(request.text.data() >= line.data() && request.text.data() + request.text.size() <= line.data() + line.size());
+  }
+  check_request_round_trips(request);
+
+  std::string out;
+  append_ok(out, request.tag);
+  check_answer(out, request.tag, AnswerType::kOk);
+  out.clear();
+  append_ok_number(out, request.tag, static_cast<std::uint64_t>(request.timeout_ms));
+  check_answer(out, request.tag, AnswerType::kOk);
+  out.clear();
+  append_queued(out, request.tag, static_cast<std::uint64_t>(request.count));
+  check_answer(out, request.tag, AnswerType::kQueued);
+  out.clear();
+  append_timeout(out, request.tag);
+  check_answer(out, request.tag, AnswerType::kTimeout);
+  out.clear();
+  append_cancelled(out, request.tag);
+  check_answer(out, request.tag, AnswerType::kCancelled);
+  out.clear();
+  append_pong(out, request.tag, request.text, request.has_text);
+  {
+    std::string answer_line;
+    const Answer answer = read_back(out, answer_line);
+    FUZZ_CHECK(answer.type == AnswerType::kPong);
+    FUZZ_CHECK(answer.rest == request.text);  // echoed byte for byte
+  }
+  if (request.has_name) {
+    const SemaphoreView view{request.name, request.value, request.max, static_cast<std::uint64_t>(request.count), 7,
+                             "created"};
+    out.clear();
+    append_get(out, request.tag, view);
+    check_answer(out, request.tag, AnswerType::kOk);
+    out.clear();
+    append_item(out, request.tag, view);
+    std::string answer_line;
+    const Answer answer = read_back(out, answer_line);
+    FUZZ_CHECK(answer.type == AnswerType::kItem);
+    const std::string_view field = answer.rest.substr(0, answer.rest.find(' '));
+    std::string decoded;
+    FUZZ_CHECK(decode_name(field, decoded) == ErrorCode::kNone);
+    FUZZ_CHECK(decoded == request.name);
+  }
+}
+
+void check_parse_error(const ParseError& error) {
+  FUZZ_CHECK(error.code != ErrorCode::kNone);
+  FUZZ_CHECK(!error.message.empty());
+  FUZZ_CHECK(error.tag.empty() || is_valid_tag(error.tag));
+  std::string out;
+  append_error(out, error.tag, error.code, error.message);
+  std::string line;
+  const Answer answer = read_back(out, line);
+  FUZZ_CHECK(answer.type == AnswerType::kError);
+  FUZZ_CHECK(answer.error == error.code);
+  FUZZ_CHECK(answer.tag == (error.tag.empty() ? std::string_view("*") : error.tag));
+}
+
+// Whatever parse_answer accepts has the parts it promises.
+void check_any_answer(std::string_view line) {
+  Answer answer;
+  if (!parse_answer(line, answer)) return;
+  FUZZ_CHECK(answer.tag == "*" || is_valid_tag(answer.tag));
+  FUZZ_CHECK(line.substr(0, answer.tag.size()) == answer.tag);
+  FUZZ_CHECK(answer.rest.empty() || line.ends_with(answer.rest));
+  if (answer.type == AnswerType::kError) {
+    FUZZ_CHECK(!answer.rest.empty());
+    FUZZ_CHECK(answer.rest.ends_with(answer.message));
+  } else {
+    FUZZ_CHECK(answer.error == ErrorCode::kNone && answer.message.empty());
+  }
+}
+
+void fuzz_lines(std::string_view data, std::size_t chunk) {
+  LineFramer framer;
+  std::size_t fed = 0;
+  std::size_t offset = 0;  // where in `data` the next line starts
+  Request request;
+  while (fed < data.size()) {
+    const std::size_t n = std::min(chunk, data.size() - fed);
+    framer.buffer().append(data.substr(fed, n));
+    fed += n;
+    while (true) {
+      std::string_view line;
+      const LineFramer::Status status = framer.next(line);
+      if (status == LineFramer::Status::kNeedMore) {
+        FUZZ_CHECK(framer.pending_bytes() == fed - offset);
+        FUZZ_CHECK(framer.pending_bytes() <= kMaxLineBytes + 1);
+        framer.compact();
+        break;
+      }
+      if (status != LineFramer::Status::kLine) {
+        const std::string_view rest = data.substr(offset, fed - offset);
+        const std::size_t newline = rest.find('\n');
+        const std::string_view upto = rest.substr(0, newline);
+        if (status == LineFramer::Status::kNul) {
+          FUZZ_CHECK(upto.find('\0') != std::string_view::npos);
+        } else {
+          FUZZ_CHECK(upto.size() > kMaxLineBytes);
+        }
+        return;  // the session closes
+      }
+      FUZZ_CHECK(line.size() <= kMaxLineBytes);
+      FUZZ_CHECK(line.find('\n') == std::string_view::npos);
+      FUZZ_CHECK(line.find('\0') == std::string_view::npos);
+      // The line is exactly the next bytes of the input, then "\n" or "\r\n".
+      FUZZ_CHECK(data.substr(offset, line.size()) == line);
+      std::size_t end = offset + line.size();
+      if (data[end] == '\r') ++end;
+      FUZZ_CHECK(data[end] == '\n');
+      offset = end + 1;
+
+      ParseError error;
+      switch (parse_request(line, request, error)) {
+        case ParseStatus::kEmpty: FUZZ_CHECK(line.empty()); break;
+        case ParseStatus::kRequest: check_request(line, request); break;
+        case ParseStatus::kError: check_parse_error(error); break;
+      }
+      check_any_answer(line);
+      std::string decoded;
+      if (decode_name(line, decoded) == ErrorCode::kNone) check_name_round_trips(decoded);
+      std::int64_t number = 0;
+      if (parse_int(line, INT64_MIN, INT64_MAX, number)) {
+        std::int64_t again = 0;
+        FUZZ_CHECK(parse_int(std::to_string(number), INT64_MIN, INT64_MAX, again) && again == number);
+      }
+    }
+  }
+}
+
+void fuzz_ace(std::string_view data, std::size_t chunk) {
+  const Dialect dialect = detect_dialect(data);
+  FUZZ_CHECK((dialect == Dialect::kAce) == data.starts_with(kAcePrefix));
+  FUZZ_CHECK((dialect == Dialect::kUndecided) == (data.size() < kAcePrefix.size() && kAcePrefix.starts_with(data)));
+
+  AceParser parser;
+  std::size_t fed = 0;
+  while (fed < data.size()) {
+    const std::size_t n = std::min(chunk, data.size() - fed);
+    parser.buffer().append(data.substr(fed, n));
+    fed += n;
+    while (true) {
+      const AceParser::Token token = parser.next();
+      if (token == AceParser::Token::kNeedMore) {
+        // Only a partial token stays buffered, and never one past the limit.
+        FUZZ_CHECK(parser.buffer().size() < kAcePrefix.size() + kMaxNameBytes + 1);
+        FUZZ_CHECK(parser.buffer().find('|') == std::string::npos);
+        break;
+      }
+      if (token == AceParser::Token::kBad) {
+        parser.buffer().append("wait|");
+        FUZZ_CHECK(parser.next() == AceParser::Token::kBad);
+        return;
+      }
+      if (token == AceParser::Token::kAcquire) {
+        const std::string_view name = parser.name();
+        FUZZ_CHECK(!name.empty() && name.size() <= kMaxNameBytes);
+        FUZZ_CHECK(name.front() != '$');
+        for (const char c : name) FUZZ_CHECK(c >= 0x20 && c <= 0x7e && c != '|');
+        // An ACE name is a valid netsem name, so v1 clients can reach it.
+        check_name_round_trips(name);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t size) {
+  if (size == 0) return 0;
+  // The first byte picks the read size, so that splits at every position get
+  // tried; 0 means everything at once.
+  const std::size_t chunk = bytes[0] == 0 ? size : bytes[0];
+  const std::string_view data(reinterpret_cast<const char*>(bytes) + 1, size - 1);
+  fuzz_lines(data, chunk);
+  fuzz_ace(data, chunk);
+  return 0;
+}

@@ -1,0 +1,546 @@
+// libFuzzer target for SemaphoreTable: the input bytes become a sequence of
+// operations (sessions opening and closing, ACQUIRE/WAIT with counts and
+// timeouts, RELEASE, POST, CANCEL, CREATE, DELETE, time passing, reloads) on
+// a few names and sessions. A shadow model, written the slow obvious way
+// (vectors and linear scans, straight from the contract), runs the same
+// operations; after every step the table must agree with it: every answer,
+// the completions per name in order (each for a request that was queued,
+// delivered once), what get/list/stats/pending show, the next deadline, and
+// the journal's created state. Fences must rise strictly and stay within what
+// was reserved from the journal.
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "protocol/codec.h"
+#include "server/journal.h"
+#include "server/semaphore_table.h"
+
+#define CHECK(cond)                                                           \
+  do {                                                                        \
+    if (!(cond)) {                                                            \
+      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+      std::abort();                                                           \
+    }                                                                         \
+  } while (0)
+
+namespace {
+
+using namespace netsem::server;
+using netsem::protocol::ErrorCode;
+using netsem::protocol::kMaxCount;
+
+// Names of several lengths, so that recycled map nodes change key size.
+const std::string kNames[] = {"a", "bb", "a-rather-longer-name-that-is-not-in-sso", "d"};
+constexpr SessionId kSessions = 4;  // ids 1 .. kSessions
+const std::string kTags[] = {"t0", "t1", "t2"};
+
+class Input {
+ public:
+  Input(const std::uint8_t* data, std::size_t size) : data_(data), size_(size) {}
+  bool empty() const { return pos_ >= size_; }
+  std::uint8_t byte() { return pos_ < size_ ? data_[pos_++] : 0; }
+  std::size_t pick(std::size_t n) { return byte() % n; }
+  // Mostly small; sometimes the largest count the protocol allows.
+  std::int64_t count() {
+    const std::uint8_t b = byte();
+    return b >= 0xF8 ? kMaxCount : 1 + b % 4;
+  }
+
+ private:
+  const std::uint8_t* data_;
+  std::size_t size_;
+  std::size_t pos_ = 0;
+};
+
+using Event = std::tuple<SessionId, std::string, Completion::Type>;
+using EventsByName = std::map<std::string, std::vector<Event>>;
+
+// The contract, executed naively. Time in nanoseconds since TimePoint{}.
+struct Model {
+  struct Waiter {
+    SessionId session;
+    std::string tag;
+    TakeMode mode;
+    std::int64_t count;
+    bool has_deadline;
+    std::int64_t deadline;
+    std::uint64_t seq;
+  };
+  struct Sem {
+    SemaphoreKind kind;
+    std::int64_t value;
+    std::int64_t max;
+    std::int64_t consumed = 0;  // taken by WAIT, not yet POSTed back
+    std::vector<Waiter> queue;
+  };
+  static Sem fresh(SemaphoreKind kind, std::int64_t value, std::int64_t max) {
+    return Sem{kind, value, max, max - value, {}};
+  }
+
+  TableLimits limits;
+  std::map<std::string, Sem> sems;
+  std::map<SessionId, std::map<std::string, std::int64_t>> sessions;  // open sessions' holds
+  EventsByName events;  // this step's completions
+  std::uint64_t seq = 0;
+
+  std::int64_t held(const std::string& name) const {
+    std::int64_t sum = 0;
+    for (const auto& [id, holds] : sessions) {
+      auto it = holds.find(name);
+      if (it != holds.end()) sum += it->second;
+    }
+    return sum;
+  }
+  std::uint64_t holders(const std::string& name) const {
+    std::uint64_t n = 0;
+    for (const auto& [id, holds] : sessions) n += holds.count(name);
+    return n;
+  }
+  std::size_t pending(SessionId session) const {
+    std::size_t n = 0;
+    for (const auto& [name, s] : sems) {
+      for (const Waiter& w : s.queue) n += w.session == session;
+    }
+    return n;
+  }
+  const std::string* queued_on(SessionId session, const std::string& tag) const {
+    for (const auto& [name, s] : sems) {
+      for (const Waiter& w : s.queue) {
+        if (w.session == session && w.tag == tag) return &name;
+      }
+    }
+    return nullptr;
+  }
+
+  // Grants from the head while it fits.
+  void grant_all(const std::string& name) {
+    Sem& s = sems.at(name);
+    while (!s.queue.empty() && s.queue.front().count <= s.value) {
+      const Waiter w = s.queue.front();
+      s.queue.erase(s.queue.begin());
+      s.value -= w.count;
+      if (w.mode == TakeMode::kAcquire) {
+        sessions.at(w.session)[name] += w.count;
+      } else {
+        s.consumed += w.count;
+      }
+      events[name].emplace_back(w.session, w.tag, Completion::Type::kGranted);
+    }
+  }
+  void drop_if_idle(const std::string& name) {
+    const Sem& s = sems.at(name);
+    if (s.kind == SemaphoreKind::kUndefined && s.value == s.max && held(name) == 0 && s.queue.empty()) {
+      sems.erase(name);
+    }
+  }
+  void settle(const std::string& name) {
+    grant_all(name);
+    drop_if_idle(name);
+  }
+  // RELEASE and POST answer the value after the grants, before an idle
+  // undefined semaphore goes.
+  void settle_and_report(const std::string& name, std::int64_t& value) {
+    grant_all(name);
+    value = std::max<std::int64_t>(sems.at(name).value, 0);
+    drop_if_idle(name);
+  }
+
+  TakeResult take(SessionId session, const std::string& tag, const std::string& name, TakeMode mode,
+                  std::int64_t count, std::int64_t timeout_ms, std::int64_t now) {
+    const auto error = [](ErrorCode code) {
+      TakeResult r;
+      r.error = code;
+      return r;
+    };
+    if (queued_on(session, tag) != nullptr) return error(ErrorCode::kDuplicateTag);
+    if (!sems.contains(name)) {
+      if (mode == TakeMode::kWait) return error(ErrorCode::kNotFound);
+      if (count > 1) return error(ErrorCode::kTooMany);
+      if (sems.size() >= limits.max_semaphores) return error(ErrorCode::kLimit);
+      sems[name] = fresh(SemaphoreKind::kUndefined, 1, 1);
+    }
+    Sem& s = sems.at(name);
+    if (count > s.max) return error(ErrorCode::kTooMany);
+    TakeResult r;
+    if (s.queue.empty() && s.value >= count) {
+      s.value -= count;
+      if (mode == TakeMode::kAcquire) {
+        sessions.at(session)[name] += count;
+      } else {
+        s.consumed += count;
+      }
+      r.type = TakeResult::Type::kGranted;
+      return r;
+    }
+    if (timeout_ms == 0) {
+      r.type = TakeResult::Type::kTimedOut;
+      return r;
+    }
+    if (pending(session) >= limits.max_pending_per_session) return error(ErrorCode::kLimit);
+    Waiter w{session, tag, mode, count, false, 0, seq++};
+    std::int64_t span = 0;
+    if (timeout_ms > 0 && !__builtin_mul_overflow(timeout_ms, std::int64_t{1'000'000}, &span) &&
+        !__builtin_add_overflow(now, span, &w.deadline)) {
+      w.has_deadline = true;
+    }
+    s.queue.push_back(w);
+    r.type = TakeResult::Type::kQueued;
+    r.position = s.queue.size();
+    return r;
+  }
+
+  ErrorCode release(SessionId session, const std::string& name, std::int64_t count, std::int64_t& value) {
+    if (!sems.contains(name)) return ErrorCode::kNotFound;
+    auto& holds = sessions.at(session);
+    auto it = holds.find(name);
+    if (it == holds.end() || it->second < count) return ErrorCode::kNotHeld;
+    if ((it->second -= count) == 0) holds.erase(it);
+    Sem& s = sems.at(name);
+    s.value += count;
+    settle_and_report(name, value);
+    return ErrorCode::kNone;
+  }
+
+  ErrorCode post(const std::string& name, std::int64_t count, std::int64_t& value) {
+    if (!sems.contains(name)) return ErrorCode::kNotFound;
+    Sem& s = sems.at(name);
+    if (s.value + held(name) + count > s.max) return ErrorCode::kOverflow;
+    s.value += count;
+    s.consumed -= count;
+    settle_and_report(name, value);
+    return ErrorCode::kNone;
+  }
+
+  ErrorCode cancel(SessionId session, const std::string& tag) {
+    const std::string* name = queued_on(session, tag);
+    if (name == nullptr) return ErrorCode::kNotFound;
+    const std::string n = *name;
+    auto& q = sems.at(n).queue;
+    q.erase(std::find_if(q.begin(), q.end(), [&](const Waiter& w) { return w.session == session && w.tag == tag; }));
+    events[n].emplace_back(session, tag, Completion::Type::kCancelled);
+    settle(n);
+    return ErrorCode::kNone;
+  }
+
+  ErrorCode create(const std::string& name, std::int64_t value, std::int64_t max, bool exclusive) {
+    auto it = sems.find(name);
+    if (it != sems.end()) {
+      return it->second.kind == SemaphoreKind::kCreated && !exclusive ? ErrorCode::kNone : ErrorCode::kExists;
+    }
+    if (sems.size() >= limits.max_semaphores) return ErrorCode::kLimit;
+    sems[name] = fresh(SemaphoreKind::kCreated, value, max);
+    return ErrorCode::kNone;
+  }
+
+  ErrorCode remove(const std::string& name) {
+    auto it = sems.find(name);
+    if (it == sems.end()) return ErrorCode::kNotFound;
+    if (it->second.kind != SemaphoreKind::kCreated || held(name) > 0 || !it->second.queue.empty()) {
+      return ErrorCode::kBusy;
+    }
+    sems.erase(it);
+    return ErrorCode::kNone;
+  }
+
+  void close(SessionId session) {
+    std::set<std::string> touched;
+    for (auto& [name, s] : sems) {
+      const auto before = s.queue.size();
+      std::erase_if(s.queue, [&](const Waiter& w) { return w.session == session; });
+      if (s.queue.size() != before) touched.insert(name);
+    }
+    for (const auto& [name, count] : sessions.at(session)) {
+      sems.at(name).value += count;
+      touched.insert(name);
+    }
+    sessions.erase(session);
+    for (const std::string& name : touched) settle(name);
+  }
+
+  void expire(std::int64_t now) {
+    std::vector<std::tuple<std::int64_t, std::uint64_t, std::string>> due;
+    for (const auto& [name, s] : sems) {
+      for (const Waiter& w : s.queue) {
+        if (w.has_deadline && w.deadline <= now) due.emplace_back(w.deadline, w.seq, name);
+      }
+    }
+    std::sort(due.begin(), due.end());
+    std::set<std::string> touched;
+    for (const auto& [deadline, id, name] : due) {
+      auto& q = sems.at(name).queue;
+      auto it = std::find_if(q.begin(), q.end(), [&, id = id](const Waiter& w) { return w.seq == id; });
+      events[name].emplace_back(it->session, it->tag, Completion::Type::kTimedOut);
+      q.erase(it);
+      touched.insert(name);
+    }
+    for (const std::string& name : touched) settle(name);
+  }
+
+  std::vector<std::string> configure(const std::map<std::string, std::int64_t>& wanted) {
+    std::vector<std::string> created;
+    std::set<std::string> touched;
+    const auto resize = [&](const std::string& name, std::int64_t max) {
+      Sem& s = sems.at(name);
+      s.value += max - s.max;
+      s.max = max;
+      for (const Waiter& w : s.queue) {
+        if (w.count > max) events[name].emplace_back(w.session, w.tag, Completion::Type::kTooMany);
+      }
+      std::erase_if(s.queue, [&](const Waiter& w) { return w.count > max; });
+      touched.insert(name);
+    };
+    for (const auto& [name, limit] : wanted) {
+      auto it = sems.find(name);
+      if (it == sems.end()) {
+        sems[name] = fresh(SemaphoreKind::kDefined, limit, limit);
+      } else if (it->second.kind == SemaphoreKind::kCreated) {
+        created.push_back(name);
+      } else {
+        it->second.kind = SemaphoreKind::kDefined;
+        resize(name, limit);
+      }
+    }
+    for (auto& [name, s] : sems) {
+      if (s.kind == SemaphoreKind::kDefined && !wanted.contains(name)) {
+        s.kind = SemaphoreKind::kUndefined;
+        resize(name, 1);
+      }
+    }
+    for (const std::string& name : touched) settle(name);
+    return created;
+  }
+};
+
+class Harness {
+ public:
+  Harness(Input& in, TableLimits limits) : table_(journal_, limits) {
+    model_.limits = limits;
+    // Start-up as the server does it: journal recovery, then configuration.
+    const std::uint64_t floor = in.byte() * 1000ull;
+    journal_.reserve_fences(floor);  // what an earlier run reserved
+    table_.set_fence_floor(floor);
+    last_fence_ = floor;
+    for (const std::string& name : kNames) {
+      if (in.pick(4) != 0) continue;
+      const std::int64_t max = in.count();
+      const std::int64_t value = std::min<std::int64_t>(max, in.byte() % 5);
+      journal_.record_set(name, {value, max});
+      CHECK(table_.restore_created(name, {value, max}));
+      model_.sems[name] = Model::fresh(SemaphoreKind::kCreated, value, max);
+    }
+    configure(in);
+    for (SessionId s = 1; s <= kSessions; ++s) {
+      table_.open_session(s);
+      model_.sessions[s];
+    }
+    check_state();
+  }
+
+  void step(Input& in) {
+    pending_before_.clear();
+    for (const auto& [name, s] : model_.sems) {
+      for (const Model::Waiter& w : s.queue) pending_before_[{w.session, w.tag}] = name;
+    }
+    model_.events.clear();
+    out_.clear();
+
+    const SessionId session = 1 + in.pick(kSessions);
+    const std::string& name = kNames[in.pick(std::size(kNames))];
+    const std::string& tag = kTags[in.pick(std::size(kTags))];
+    const bool open = model_.sessions.contains(session);
+    switch (in.pick(11)) {
+      case 0:
+      case 1:
+        if (open) {
+          table_.close_session(session, out_);
+          model_.close(session);
+        } else {
+          table_.open_session(session);
+          model_.sessions[session];
+        }
+        break;
+      case 2:
+      case 3:
+      case 4:
+        if (open) take(in, session, tag, name);
+        break;
+      case 5:
+        if (open) {
+          const std::int64_t count = in.count();
+          std::int64_t got = -1, want = -1;
+          CHECK(table_.release(session, name, count, got, out_) == model_.release(session, name, count, want));
+          CHECK(got == want);
+        }
+        break;
+      case 6: {
+        const std::int64_t count = in.count();
+        std::int64_t got = -1, want = -1;
+        CHECK(table_.post(name, count, got, out_) == model_.post(name, count, want));
+        CHECK(got == want);
+        break;
+      }
+      case 7:
+        if (open) CHECK(table_.cancel(session, tag, out_) == model_.cancel(session, tag));
+        break;
+      case 8: {
+        const std::int64_t max = in.count();
+        const std::int64_t value = in.pick(2) != 0 ? max : std::min<std::int64_t>(max, in.byte() % 4);
+        const bool exclusive = in.pick(2) != 0;
+        CHECK(table_.create(name, value, max, exclusive) == model_.create(name, value, max, exclusive));
+        break;
+      }
+      case 9:
+        CHECK(table_.remove(name) == model_.remove(name));
+        break;
+      case 10:
+        if (in.pick(4) == 0) {
+          configure(in);
+        } else {
+          now_ns_ += static_cast<std::int64_t>(in.byte()) * 1'000'000;
+          table_.expire(TimePoint(TimePoint::duration(now_ns_)), out_);
+          model_.expire(now_ns_);
+        }
+        break;
+    }
+    check_completions();
+    check_state();
+  }
+
+ private:
+  void take(Input& in, SessionId session, const std::string& tag, const std::string& name) {
+    TakeRequest r;
+    r.session = session;
+    r.tag = tag;
+    r.name = name;
+    r.mode = in.pick(3) == 0 ? TakeMode::kWait : TakeMode::kAcquire;
+    r.count = in.count();
+    const std::int64_t room_ms = (INT64_MAX - now_ns_) / 1'000'000;
+    switch (in.pick(8)) {
+      case 0: r.timeout_ms = 0; break;
+      case 1: r.timeout_ms = -1; break;
+      case 2: r.timeout_ms = INT64_MAX; break;
+      case 3: r.timeout_ms = room_ms + in.pick(2); break;  // the clock's edge
+      default: r.timeout_ms = 1 + in.byte(); break;
+    }
+    r.now = TimePoint(TimePoint::duration(now_ns_));
+    const TakeResult got = table_.take(r, out_);
+    const TakeResult want = model_.take(session, tag, name, r.mode, r.count, r.timeout_ms, now_ns_);
+    CHECK(got.type == want.type);
+    CHECK(got.error == want.error);
+    CHECK(got.position == want.position);
+    if (got.type == TakeResult::Type::kGranted) check_fence(got.fence);
+  }
+
+  void configure(Input& in) {
+    std::vector<std::pair<std::string, std::int64_t>> limits;
+    std::map<std::string, std::int64_t> wanted;  // last one wins
+    for (std::size_t n = in.pick(6); n > 0; --n) {
+      const std::string& name = kNames[in.pick(std::size(kNames))];
+      const std::int64_t limit = in.count();
+      limits.emplace_back(name, limit);
+      wanted[name] = limit;
+    }
+    CHECK(table_.configure_defined(limits, out_) == model_.configure(wanted));
+  }
+
+  void check_fence(std::uint64_t fence) {
+    CHECK(fence > last_fence_);
+    CHECK(fence <= journal_.reserved_fences());
+    last_fence_ = fence;
+  }
+
+  void check_completions() {
+    EventsByName got;
+    for (const Completion& c : out_) {
+      auto it = pending_before_.find({c.session, c.tag});
+      CHECK(it != pending_before_.end());  // queued before, and not yet delivered
+      got[it->second].emplace_back(c.session, c.tag, c.type);
+      pending_before_.erase(it);
+      if (c.type == Completion::Type::kGranted) check_fence(c.fence);
+    }
+    std::erase_if(model_.events, [](const auto& e) { return e.second.empty(); });
+    CHECK(got == model_.events);
+  }
+
+  void check_state() {
+    std::uint64_t held = 0, waiters = 0;
+    std::map<std::string, CreatedState> created;
+    std::vector<std::string> names;
+    std::optional<std::int64_t> next;
+    for (const auto& [name, s] : model_.sems) {
+      const std::int64_t h = model_.held(name);
+      held += static_cast<std::uint64_t>(h);
+      waiters += s.queue.size();
+      names.push_back(name);
+      // Permits are free, held or consumed; only a lowered reload makes value negative.
+      CHECK(s.value + h + s.consumed == s.max);
+      CHECK(s.value <= s.max && s.consumed >= 0);
+      if (s.kind == SemaphoreKind::kCreated) created[name] = {s.value + h, s.max};
+      const SemaphoreInfo info = table_.get(name);
+      CHECK(info.name == name);
+      CHECK(info.kind == s.kind);
+      CHECK(info.value == std::max<std::int64_t>(s.value, 0));
+      CHECK(info.max == s.max);
+      CHECK(info.holders == model_.holders(name));
+      CHECK(info.waiters == s.queue.size());
+      for (const Model::Waiter& w : s.queue) {
+        if (w.has_deadline && (!next || w.deadline < *next)) next = w.deadline;
+      }
+    }
+    for (const std::string& name : kNames) {
+      if (!model_.sems.contains(name)) CHECK(table_.get(name).kind == SemaphoreKind::kAbsent);
+    }
+    std::vector<std::string> listed;
+    table_.list("", [&](const SemaphoreInfo& i) { listed.emplace_back(i.name); });
+    CHECK(listed == names);  // std::map order is byte order too
+    CHECK(journal_.created() == created);
+    std::map<std::string, CreatedState> visited;
+    table_.for_each_created([&](std::string_view n, const CreatedState& c) { visited[std::string(n)] = c; });
+    CHECK(visited == created);
+
+    const TableStats stats = table_.stats();
+    CHECK(stats.sessions == model_.sessions.size());
+    CHECK(stats.semaphores == model_.sems.size());
+    CHECK(stats.held == held);
+    CHECK(stats.waiters == waiters);
+    CHECK(stats.last_fence == last_fence_);
+    CHECK(journal_.reserved_fences() >= stats.last_fence);
+
+    const std::optional<TimePoint> deadline = table_.next_deadline();
+    CHECK(deadline.has_value() == next.has_value());
+    if (next) CHECK(deadline->time_since_epoch().count() == *next);
+    for (const auto& [session, holds] : model_.sessions) {
+      CHECK(table_.pending_count(session) == model_.pending(session));
+      for (const std::string& tag : kTags) {
+        CHECK(table_.is_pending(session, tag) == (model_.queued_on(session, tag) != nullptr));
+      }
+    }
+  }
+
+  MemoryJournal journal_;
+  SemaphoreTable table_;
+  Model model_;
+  Completions out_;
+  std::map<std::pair<SessionId, std::string>, std::string> pending_before_;
+  std::int64_t now_ns_ = 0;
+  std::uint64_t last_fence_ = 0;
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  Input in(data, size);
+  TableLimits limits;
+  limits.max_semaphores = 1 + in.pick(5);
+  limits.max_pending_per_session = in.pick(4);
+  Harness harness(in, limits);
+  while (!in.empty()) harness.step(in);
+  return 0;
+}

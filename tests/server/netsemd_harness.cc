@@ -1,0 +1,280 @@
+// The integration-test harness: netsemd as a child process (fork + exec of
+// the built binary, its log in a file the harness reads to learn the port)
+// and a poll()-based client so that no test can hang on a read.
+#include "netsemd_harness.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#ifndef NETSEMD_PATH
+#error "NETSEMD_PATH must name the netsemd binary"
+#endif
+
+namespace netsem::testing {
+
+namespace {
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void write_file(const std::filesystem::path& path, std::string_view text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+}
+
+std::string replace_all(std::string text, std::string_view from, std::string_view to) {
+  for (std::size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+    text.replace(at, from.size(), to);
+  }
+  return text;
+}
+
+}  // namespace
+
+TempDir::TempDir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "netsem-test-XXXXXX").string();
+  if (::mkdtemp(pattern.data()) == nullptr) std::abort();
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+std::string render_config(const Netsemd::Options& options, const std::filesystem::path& data_dir,
+                          std::uint16_t port) {
+  if (!options.raw_config.empty()) {
+    return replace_all(replace_all(options.raw_config, "@DIR@", data_dir.string()), "@PORT@", std::to_string(port));
+  }
+  std::string text = "[server]\nbind_address = 127.0.0.1\nbind_port = " + std::to_string(port) +
+                     "\nstats_dir = " + data_dir.string() + "\ndata_dir = " + data_dir.string() +
+                     "\nlog_level = debug\nstatus_interval_ms = 50\n" + options.server_options + "\n";
+  text += "[semaphores]\n" + options.semaphores + "\n";
+  return text;
+}
+
+std::unique_ptr<Netsemd> Netsemd::start(const Options& options, std::string* error) {
+  std::unique_ptr<Netsemd> server(new Netsemd());
+  server->dir_ = std::make_unique<TempDir>();
+  server->data_dir_ = options.data_dir.empty() ? server->dir_->path() / "data" : options.data_dir;
+  std::filesystem::create_directories(server->data_dir_);
+  server->config_path_ = server->dir_->path() / "netsem.ini";
+  server->log_path_ = server->dir_->path() / "netsemd.log";
+  write_file(server->config_path_, render_config(options, server->data_dir_, 0));
+
+  const pid_t pid = ::fork();
+  if (pid < 0) return nullptr;
+  if (pid == 0) {
+    const int log_fd = ::open(server->log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(log_fd, STDERR_FILENO);
+    ::dup2(log_fd, STDOUT_FILENO);
+    const std::string config = server->config_path_.string();
+    ::execl(NETSEMD_PATH, "netsemd", "--config", config.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  server->pid_ = pid;
+  static const std::regex kListening(R"(listening on [^ ]*:(\d+))");
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::smatch match;
+    const std::string log = server->log();
+    if (std::regex_search(log, match, kListening)) {
+      server->port_ = static_cast<std::uint16_t>(std::stoi(match[1]));
+      return server;
+    }
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      server->exited_ = true;
+      if (error) *error = "netsemd exited at start: " + log;
+      return nullptr;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  if (error) *error = "netsemd did not listen within 10 s: " + server->log();
+  return nullptr;
+}
+
+Netsemd::~Netsemd() {
+  if (pid_ > 0 && !exited_) {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+}
+
+void Netsemd::rewrite_config(const Options& options) {
+  write_file(config_path_, render_config(options, data_dir_, port_));
+}
+
+void Netsemd::send_signal(int signal) { ::kill(pid_, signal); }
+
+std::optional<int> Netsemd::wait_exit(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      exited_ = true;
+      return status;
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  return std::nullopt;
+}
+
+std::string Netsemd::log() const { return read_file(log_path_); }
+
+bool Netsemd::wait_for_log(std::string_view text, std::chrono::milliseconds timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  do {
+    if (log().find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(10ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  return false;
+}
+
+std::unique_ptr<Client> Client::connect(std::uint16_t port, const char* host) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return nullptr;
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  ::inet_pton(AF_INET, host, &address.sin_addr);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    ::close(fd);
+    return nullptr;
+  }
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return std::unique_ptr<Client>(new Client(fd));
+}
+
+Client::~Client() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Client::send(std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ADD_FAILURE() << "send failed: " << std::strerror(errno);
+      return;
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+void Client::send_line(std::string_view line) {
+  std::string text(line);
+  text += '\n';
+  send(text);
+}
+
+bool Client::fill(std::chrono::milliseconds timeout) {
+  if (eof_) return false;
+  pollfd poll_fd{fd_, POLLIN, 0};
+  if (::poll(&poll_fd, 1, static_cast<int>(timeout.count())) <= 0) return false;
+  char chunk[65536];
+  const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+  if (n <= 0) {
+    eof_ = true;
+    return false;
+  }
+  buffer_.append(chunk, static_cast<std::size_t>(n));
+  return true;
+}
+
+std::optional<std::string> Client::read_line(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const auto newline = buffer_.find('\n');
+    if (newline != std::string::npos) {
+      std::string line = buffer_.substr(0, newline);
+      buffer_.erase(0, newline + 1);
+      return line;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || !fill(left)) return std::nullopt;
+  }
+}
+
+std::string Client::request(std::string_view line, std::chrono::milliseconds timeout) {
+  send_line(line);
+  return read_line(timeout).value_or("<no answer>");
+}
+
+std::string Client::read_some(std::chrono::milliseconds timeout) {
+  if (buffer_.empty()) fill(timeout);
+  std::string out = std::move(buffer_);
+  buffer_.clear();
+  return out;
+}
+
+bool Client::wait_closed(std::chrono::milliseconds timeout, std::string* rest) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!eof_) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd poll_fd{fd_, POLLIN, 0};
+    if (::poll(&poll_fd, 1, static_cast<int>(left.count())) <= 0) break;
+    char chunk[65536];
+    const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n <= 0) {
+      eof_ = true;
+      break;
+    }
+    buffer_.append(chunk, static_cast<std::size_t>(n));
+  }
+  if (rest) *rest = buffer_;
+  return eof_;
+}
+
+bool Client::quiet_for(std::chrono::milliseconds timeout) {
+  if (!buffer_.empty()) return false;
+  pollfd poll_fd{fd_, POLLIN, 0};
+  return ::poll(&poll_fd, 1, static_cast<int>(timeout.count())) == 0;
+}
+
+void Client::shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+
+void Client::reset() {
+  linger option{1, 0};
+  ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &option, sizeof option);
+  ::close(fd_);
+  fd_ = -1;
+}
+
+std::vector<std::string> fields(std::string_view text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  for (;;) {
+    const auto space = text.find(' ', start);
+    out.emplace_back(text.substr(start, space - start));
+    if (space == std::string_view::npos) break;
+    start = space + 1;
+  }
+  return out;
+}
+
+}  // namespace netsem::testing

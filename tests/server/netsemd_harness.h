@@ -1,0 +1,125 @@
+// Test harness for integration tests: starts the real netsemd binary on a
+// free 127.0.0.1 port with a generated configuration in a temporary
+// directory, and talks to it over real sockets with a blocking client that
+// never waits without a deadline.
+//
+// Thread safety: one object per test thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace netsem::testing {
+
+using namespace std::chrono_literals;
+
+// A scratch directory removed (recursively) on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A running netsemd. The destructor kills it (SIGKILL) if it still runs.
+class Netsemd {
+ public:
+  struct Options {
+    std::string server_options;  // extra `key = value` lines for [server]
+    std::string semaphores;      // body of [semaphores]
+    // A complete configuration file instead of the generated one; `@DIR@` is
+    // replaced by the working directory and `@PORT@` by 0.
+    std::string raw_config;
+    // Data and stats directory; by default a fresh one under the temp dir.
+    std::filesystem::path data_dir;
+  };
+
+  // Starts netsemd and waits (at most 10 s) until it listens. On failure
+  // returns nullptr and puts the reason (with the server's log) in `error`.
+  static std::unique_ptr<Netsemd> start(const Options& options, std::string* error = nullptr);
+  ~Netsemd();
+
+  std::uint16_t port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  const std::filesystem::path& data_dir() const { return data_dir_; }
+  const std::filesystem::path& config_path() const { return config_path_; }
+  // Rewrites the configuration file (for SIGHUP tests) from `options`.
+  void rewrite_config(const Options& options);
+  void send_signal(int signal);
+  // Waits for the process to exit; returns its wait status, or nullopt on timeout.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout = 10s);
+  // Everything the server logged so far.
+  std::string log() const;
+  // Waits until the log contains `text`.
+  bool wait_for_log(std::string_view text, std::chrono::milliseconds timeout = 5s) const;
+
+ private:
+  Netsemd() = default;
+  std::unique_ptr<TempDir> dir_;
+  std::filesystem::path data_dir_;
+  std::filesystem::path config_path_;
+  std::filesystem::path log_path_;
+  pid_t pid_ = -1;
+  std::uint16_t port_ = 0;
+  bool exited_ = false;
+};
+
+// Renders a configuration file for `options` with `port` (0 = any).
+std::string render_config(const Netsemd::Options& options, const std::filesystem::path& data_dir,
+                          std::uint16_t port);
+
+// A blocking TCP client with deadlines on every read.
+class Client {
+ public:
+  // Connects to 127.0.0.1:port (or `host`); nullptr on failure.
+  static std::unique_ptr<Client> connect(std::uint16_t port, const char* host = "127.0.0.1");
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Sends raw bytes (all of them, or the test fails).
+  void send(std::string_view bytes);
+  // Sends `line` + "\n".
+  void send_line(std::string_view line);
+  // The next line without its "\n"; nullopt on timeout or end of stream.
+  std::optional<std::string> read_line(std::chrono::milliseconds timeout = 3s);
+  // send_line + read_line.
+  std::string request(std::string_view line, std::chrono::milliseconds timeout = 3s);
+  // Whatever arrives within `timeout` (for ACE tokens: returns after the first read).
+  std::string read_some(std::chrono::milliseconds timeout = 3s);
+  // True when the server closes the connection within `timeout` (buffered
+  // and newly read bytes are discarded into `rest` if given).
+  bool wait_closed(std::chrono::milliseconds timeout = 3s, std::string* rest = nullptr);
+  // True when nothing arrives within `timeout`.
+  bool quiet_for(std::chrono::milliseconds timeout);
+  void shutdown_write();
+  // Closes with an RST (SO_LINGER 0).
+  void reset();
+  int fd() const { return fd_; }
+
+ private:
+  explicit Client(int fd) : fd_(fd) {}
+  // Reads once into buffer_ waiting at most `timeout`; false on timeout/EOF.
+  bool fill(std::chrono::milliseconds timeout);
+  int fd_ = -1;
+  std::string buffer_;
+  bool eof_ = false;
+};
+
+// Splits `text` on single spaces.
+std::vector<std::string> fields(std::string_view text);
+
+}  // namespace netsem::testing

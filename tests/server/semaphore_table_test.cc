@@ -1,0 +1,800 @@
+// Tests of SemaphoreTable: most behaviour as scripts (one table row per
+// step: a request in a compact, wire-like notation and the expected answer
+// followed by the completions it caused), then the parts a script cannot
+// show: fence reservation, journal records, restore, observation, and the
+// allocation-free hot path (counted through a replaced global operator new).
+#include "server/semaphore_table.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <new>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "protocol/codec.h"
+
+namespace {
+
+std::size_t g_allocations = 0;
+
+}  // namespace
+
+// The replaced pair below is malloc/free on both sides; g++ 12 cannot see
+// that through inlining and warns.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+void* operator new(std::size_t size) {
+  ++g_allocations;
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+namespace netsem::server {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::vector<std::string> split(std::string_view line) {
+  std::vector<std::string> out;
+  std::istringstream in{std::string(line)};
+  for (std::string word; in >> word;) out.push_back(word);
+  return out;
+}
+
+std::string_view completion_text(Completion::Type type) {
+  switch (type) {
+    case Completion::Type::kGranted: return "OK";
+    case Completion::Type::kTimedOut: return "TIMEOUT";
+    case Completion::Type::kCancelled: return "CANCELLED";
+    case Completion::Type::kTooMany: return "ERR TOO_MANY";
+  }
+  return "?";
+}
+
+std::string error_text(ErrorCode code) {
+  return code == ErrorCode::kNone ? "OK" : "ERR " + std::string(protocol::error_code_name(code));
+}
+
+// A table, its journal and a clock, driven by one-line commands:
+//   <s> <tag> ACQUIRE|WAIT <name> [count] [timeout_ms]   -> OK <fence> | QUEUED <pos> | TIMEOUT | ERR <code>
+//   <s> RELEASE <name> [count]   POST <name> [count]      -> OK <value> | ERR <code>
+//   <s> CANCEL <tag>   CREATE <name> <value> [max] [EXCL]   DELETE <name>
+//   GET <name> -> "<value> <max> <holders> <waiters> <kind>"   LIST <prefix> -> names
+//   open <s>   close <s>   TICK <ms> (advance the clock, then expire)
+//   RELOAD [name=limit ...] -> OK [created:<names>]   JOURNAL -> name=value/max ... #records
+// Every answer is followed by " | <s>:<tag> <outcome>" per completion.
+// Sessions 1 to 4 are open from the start.
+class Harness {
+ public:
+  explicit Harness(TableLimits limits = {}) : table(journal, limits) {
+    for (SessionId s = 1; s <= 4; ++s) table.open_session(s);
+  }
+
+  std::string run(std::string_view line) {
+    Completions out;
+    std::string answer = dispatch(split(line), out);
+    for (const Completion& c : out) {
+      answer += " | " + std::to_string(c.session) + ":" + c.tag + " " + std::string(completion_text(c.type));
+      if (c.type == Completion::Type::kGranted) answer += " " + std::to_string(c.fence);
+    }
+    return answer;
+  }
+
+  MemoryJournal journal;
+  SemaphoreTable table;
+  TimePoint now{};
+
+ private:
+  static std::int64_t arg(const std::vector<std::string>& w, std::size_t i, std::int64_t fallback) {
+    return i < w.size() ? std::stoll(w[i]) : fallback;
+  }
+
+  std::string dispatch(const std::vector<std::string>& w, Completions& out) {
+    const std::string& verb = w.at(0);
+    if (verb == "open") {
+      table.open_session(std::stoull(w.at(1)));
+      return "OK";
+    }
+    if (verb == "close") {
+      table.close_session(std::stoull(w.at(1)), out);
+      return "OK";
+    }
+    if (verb == "TICK") {
+      now += std::chrono::milliseconds(std::stoll(w.at(1)));
+      table.expire(now, out);
+      return "OK";
+    }
+    if (verb == "POST") {
+      std::int64_t value = -1;
+      const ErrorCode e = table.post(w.at(1), arg(w, 2, 1), value, out);
+      return e == ErrorCode::kNone ? "OK " + std::to_string(value) : error_text(e);
+    }
+    if (verb == "CREATE") {
+      const std::int64_t value = std::stoll(w.at(2));
+      const bool excl = w.back() == "EXCL";
+      const std::int64_t max = w.size() > 3 && w[3] != "EXCL" ? std::stoll(w[3]) : value;
+      return error_text(table.create(w.at(1), value, max, excl));
+    }
+    if (verb == "DELETE") return error_text(table.remove(w.at(1)));
+    if (verb == "GET") {
+      const SemaphoreInfo i = table.get(w.at(1));
+      std::ostringstream s;
+      s << i.value << ' ' << i.max << ' ' << i.holders << ' ' << i.waiters << ' ' << kind_name(i.kind);
+      return s.str();
+    }
+    if (verb == "LIST") {
+      std::string names;
+      table.list(w.size() > 1 ? w[1] : "", [&](const SemaphoreInfo& i) {
+        names += (names.empty() ? "" : " ") + std::string(i.name);
+      });
+      return names;
+    }
+    if (verb == "RELOAD") {
+      std::vector<std::pair<std::string, std::int64_t>> limits;
+      for (std::size_t i = 1; i < w.size(); ++i) {
+        const auto eq = w[i].find('=');
+        limits.emplace_back(w[i].substr(0, eq), std::stoll(w[i].substr(eq + 1)));
+      }
+      std::string answer = "OK";
+      const std::vector<std::string> created = table.configure_defined(limits, out);
+      for (std::size_t i = 0; i < created.size(); ++i) answer += (i == 0 ? " created:" : ",") + created[i];
+      return answer;
+    }
+    if (verb == "JOURNAL") {
+      std::string state;
+      for (const auto& [name, c] : journal.created()) {
+        state += name + "=" + std::to_string(c.value) + "/" + std::to_string(c.max) + " ";
+      }
+      return state + "#" + std::to_string(journal.records());
+    }
+    const SessionId session = std::stoull(verb);
+    if (w.at(1) == "RELEASE") {
+      std::int64_t value = -1;
+      const ErrorCode e = table.release(session, w.at(2), arg(w, 3, 1), value, out);
+      return e == ErrorCode::kNone ? "OK " + std::to_string(value) : error_text(e);
+    }
+    if (w.at(1) == "CANCEL") return error_text(table.cancel(session, w.at(2), out));
+    TakeRequest r;
+    r.session = session;
+    r.tag = w.at(1);
+    r.mode = w.at(2) == "WAIT" ? TakeMode::kWait : TakeMode::kAcquire;
+    EXPECT_TRUE(w.at(2) == "WAIT" || w.at(2) == "ACQUIRE") << w.at(2);
+    r.name = w.at(3);
+    r.count = arg(w, 4, 1);
+    r.timeout_ms = arg(w, 5, -1);
+    r.now = now;
+    const TakeResult t = table.take(r, out);
+    switch (t.type) {
+      case TakeResult::Type::kGranted: return "OK " + std::to_string(t.fence);
+      case TakeResult::Type::kQueued: return "QUEUED " + std::to_string(t.position);
+      case TakeResult::Type::kTimedOut: return "TIMEOUT";
+      case TakeResult::Type::kError: return error_text(t.error);
+    }
+    return "?";
+  }
+};
+
+struct Step {
+  const char* command;
+  const char* expected;
+};
+
+struct ScriptCase {
+  const char* name;
+  std::vector<Step> steps;
+  TableLimits limits{};
+};
+
+class Script : public testing::TestWithParam<ScriptCase> {};
+
+TEST_P(Script, Answers) {
+  Harness h(GetParam().limits);
+  for (const Step& step : GetParam().steps) {
+    EXPECT_EQ(h.run(step.command), step.expected) << "after: " << step.command;
+  }
+}
+
+const ScriptCase kFifo[] = {
+    {"LaterSmallWaiterNeverOvertakesEarlierBig",
+     {{"RELOAD s=3", "OK"},
+      {"1 a ACQUIRE s 2", "OK 1"},
+      {"2 b ACQUIRE s 2", "QUEUED 1"},
+      {"3 c ACQUIRE s 1", "QUEUED 2"},
+      {"GET s", "1 3 1 2 defined"},
+      {"1 RELEASE s 2", "OK 0 | 2:b OK 2 | 3:c OK 3"}}},
+    {"TryNeverBargesPastQueue",
+     {{"RELOAD s=2", "OK"},
+      {"1 a ACQUIRE s 2", "OK 1"},
+      {"2 b ACQUIRE s 2", "QUEUED 1"},
+      {"1 RELEASE s 1", "OK 1"},
+      {"3 c ACQUIRE s 1 0", "TIMEOUT"},
+      {"3 c WAIT s 1 0", "TIMEOUT"},
+      {"GET s", "1 2 1 1 defined"}}},
+    {"TryGrantsWhenQueueEmpty",
+     {{"RELOAD s=2", "OK"}, {"1 a ACQUIRE s 1 0", "OK 1"}, {"2 b ACQUIRE s 2 0", "TIMEOUT"}, {"2 b ACQUIRE s 1 0", "OK 2"}}},
+    {"GrantedHeadGrantsEveryoneThatFits",
+     {{"RELOAD s=3", "OK"},
+      {"1 a ACQUIRE s 3", "OK 1"},
+      {"2 b ACQUIRE s 1", "QUEUED 1"},
+      {"3 c ACQUIRE s 1", "QUEUED 2"},
+      {"4 d ACQUIRE s 2", "QUEUED 3"},
+      {"1 RELEASE s 2", "OK 0 | 2:b OK 2 | 3:c OK 3"},
+      {"GET s", "0 3 3 1 defined"}}},
+    {"CancelledHeadGrantsNext",
+     {{"RELOAD s=3", "OK"},
+      {"1 a ACQUIRE s 2", "OK 1"},
+      {"2 b ACQUIRE s 3", "QUEUED 1"},
+      {"3 c ACQUIRE s 1", "QUEUED 2"},
+      {"4 d ACQUIRE s 1", "QUEUED 3"},
+      {"2 CANCEL b", "OK | 2:b CANCELLED | 3:c OK 2"},
+      {"GET s", "0 3 2 1 defined"}}},
+    {"TimedOutHeadGrantsNext",
+     {{"RELOAD s=3", "OK"},
+      {"1 a ACQUIRE s 2", "OK 1"},
+      {"2 b ACQUIRE s 3 100", "QUEUED 1"},
+      {"3 c ACQUIRE s 1", "QUEUED 2"},
+      {"TICK 99", "OK"},
+      {"TICK 1", "OK | 2:b TIMEOUT | 3:c OK 2"}}},
+    {"ClosedSessionHeadGrantsNext",
+     {{"RELOAD s=3", "OK"},
+      {"1 a ACQUIRE s 2", "OK 1"},
+      {"2 b ACQUIRE s 3", "QUEUED 1"},
+      {"3 c ACQUIRE s 1", "QUEUED 2"},
+      {"close 2", "OK | 3:c OK 2"},
+      {"GET s", "0 3 2 0 defined"},
+      {"3 c ACQUIRE s 1 0", "TIMEOUT"}}},
+    {"LeavingMiddleWaiterKeepsOrder",
+     {{"RELOAD s=1", "OK"},
+      {"1 a ACQUIRE s", "OK 1"},
+      {"2 b ACQUIRE s", "QUEUED 1"},
+      {"3 c ACQUIRE s", "QUEUED 2"},
+      {"4 d ACQUIRE s", "QUEUED 3"},
+      {"3 CANCEL c", "OK | 3:c CANCELLED"},
+      {"1 RELEASE s", "OK 0 | 2:b OK 2"},
+      {"2 RELEASE s", "OK 0 | 4:d OK 3"}}},
+    {"WaitConsumesAcquireHolds",
+     {{"RELOAD s=2", "OK"},
+      {"1 a WAIT s 2", "OK 1"},
+      {"GET s", "0 2 0 0 defined"},
+      {"1 RELEASE s", "ERR NOT_HELD"},
+      {"2 b ACQUIRE s", "QUEUED 1"},
+      {"POST s", "OK 0 | 2:b OK 2"},
+      {"GET s", "0 2 1 0 defined"}}},
+};
+INSTANTIATE_TEST_SUITE_P(Fifo, Script, testing::ValuesIn(kFifo), [](const auto& p) { return p.param.name; });
+
+const ScriptCase kTimeouts[] = {
+    {"ExpiresAtItsDeadlineNotBefore",
+     {{"RELOAD s=1", "OK"},
+      {"1 a ACQUIRE s", "OK 1"},
+      {"TICK 10", "OK"},
+      {"2 b ACQUIRE s 1 50", "QUEUED 1"},
+      {"3 c WAIT s 1 20", "QUEUED 2"},
+      {"TICK 19", "OK"},
+      {"TICK 1", "OK | 3:c TIMEOUT"},
+      {"TICK 29", "OK"},
+      {"TICK 1", "OK | 2:b TIMEOUT"},
+      {"GET s", "0 1 1 0 defined"}}},
+    {"ForeverAndHugeTimeoutsNeverExpire",
+     {{"RELOAD s=1", "OK"},
+      {"1 a ACQUIRE s", "OK 1"},
+      {"2 b ACQUIRE s 1 -1", "QUEUED 1"},
+      {"3 c ACQUIRE s 1 9223372036854775807", "QUEUED 2"},
+      {"TICK 3000000000000", "OK"},
+      {"GET s", "0 1 1 2 defined"}}},
+    {"AllExpiredLeaveBeforeAnyGrant",
+     {{"RELOAD s=2", "OK"},
+      {"1 a ACQUIRE s 2", "OK 1"},
+      {"2 b ACQUIRE s 2 100", "QUEUED 1"},
+      {"3 c ACQUIRE s 1 100", "QUEUED 2"},
+      {"4 d ACQUIRE s 1", "QUEUED 3"},
+      {"1 RELEASE s 1", "OK 1"},
+      {"TICK 100", "OK | 2:b TIMEOUT | 3:c TIMEOUT | 4:d OK 2"}}},
+    {"TimeoutAfterGrantIsForgotten",
+     {{"RELOAD s=1", "OK"},
+      {"1 a ACQUIRE s", "OK 1"},
+      {"2 b ACQUIRE s 1 100", "QUEUED 1"},
+      {"1 RELEASE s", "OK 0 | 2:b OK 2"},
+      {"TICK 1000", "OK"}}},
+};
+INSTANTIATE_TEST_SUITE_P(Timeouts, Script, testing::ValuesIn(kTimeouts),
+                         [](const auto& p) { return p.param.name; });
+
+const ScriptCase kKinds[] = {
+    {"UndefinedMadeByAcquireRemovedWhenIdle",
+     {{"GET u", "1 1 0 0 absent"},
+      {"1 a ACQUIRE u", "OK 1"},
+      {"GET u", "0 1 1 0 undefined"},
+      {"1 RELEASE u", "OK 1"},
+      {"GET u", "1 1 0 0 absent"}}},
+    {"UndefinedStaysWhileWaitedOn",
+     {{"1 a ACQUIRE u", "OK 1"},
+      {"2 b ACQUIRE u", "QUEUED 1"},
+      {"1 RELEASE u", "OK 0 | 2:b OK 2"},
+      {"GET u", "0 1 1 0 undefined"},
+      {"close 2", "OK"},
+      {"GET u", "1 1 0 0 absent"}}},
+    {"UndefinedConsumedByWaitStaysUntilPost",
+     {{"1 a ACQUIRE u", "OK 1"},
+      {"2 b WAIT u", "QUEUED 1"},
+      {"1 RELEASE u", "OK 0 | 2:b OK 2"},
+      {"GET u", "0 1 0 0 undefined"},
+      {"POST u", "OK 1"},
+      {"GET u", "1 1 0 0 absent"}}},
+    {"UndefinedPassesToWaiterWhenHolderCloses",
+     {{"1 a ACQUIRE u", "OK 1"},
+      {"2 b ACQUIRE u", "QUEUED 1"},
+      {"close 1", "OK | 2:b OK 2"},
+      {"2 RELEASE u", "OK 1"},
+      {"GET u", "1 1 0 0 absent"}}},
+    {"UnknownNameErrors",
+     {{"1 a ACQUIRE u 2", "ERR TOO_MANY"},
+      {"GET u", "1 1 0 0 absent"},
+      {"1 a WAIT u", "ERR NOT_FOUND"},
+      {"POST u", "ERR NOT_FOUND"},
+      {"1 RELEASE u", "ERR NOT_FOUND"},
+      {"DELETE u", "ERR NOT_FOUND"},
+      {"1 CANCEL a", "ERR NOT_FOUND"}}},
+    {"CountAboveMaxIsTooMany",
+     {{"RELOAD d=2", "OK"},
+      {"CREATE c 0 3", "OK"},
+      {"1 a ACQUIRE d 3", "ERR TOO_MANY"},
+      {"1 a WAIT c 4 0", "ERR TOO_MANY"},
+      {"1 a ACQUIRE u", "OK 1"},
+      {"2 a ACQUIRE u 2", "ERR TOO_MANY"}}},
+    {"DefinedNeverRemoved",
+     {{"RELOAD d=2", "OK"},
+      {"GET d", "2 2 0 0 defined"},
+      {"1 a ACQUIRE d 2", "OK 1"},
+      {"1 RELEASE d 2", "OK 2"},
+      {"GET d", "2 2 0 0 defined"},
+      {"DELETE d", "ERR BUSY"}}},
+    {"CreatedStaysUntilDelete",
+     {{"CREATE c 0 2", "OK"},
+      {"GET c", "0 2 0 0 created"},
+      {"POST c 2", "OK 2"},
+      {"1 a WAIT c 2", "OK 1"},
+      {"GET c", "0 2 0 0 created"},
+      {"DELETE c", "OK"},
+      {"GET c", "1 1 0 0 absent"},
+      {"1 a ACQUIRE c", "OK 2"},
+      {"GET c", "0 1 1 0 undefined"}}},
+};
+INSTANTIATE_TEST_SUITE_P(Kinds, Script, testing::ValuesIn(kKinds), [](const auto& p) { return p.param.name; });
+
+const ScriptCase kErrors[] = {
+    {"PostOverflowCountsHeldPermits",
+     {{"CREATE c 1 3", "OK"},
+      {"1 a ACQUIRE c", "OK 1"},
+      {"POST c 2", "OK 2"},
+      {"POST c 1", "ERR OVERFLOW"},
+      {"GET c", "2 3 1 0 created"},
+      {"1 RELEASE c", "OK 3"},
+      {"POST c 1", "ERR OVERFLOW"},
+      {"1 a ACQUIRE u", "OK 2"},
+      {"POST u", "ERR OVERFLOW"}}},
+    {"ReleaseNotHeld",
+     {{"RELOAD d=3", "OK"},
+      {"1 RELEASE d", "ERR NOT_HELD"},
+      {"1 a ACQUIRE d", "OK 1"},
+      {"1 RELEASE d 2", "ERR NOT_HELD"},
+      {"2 RELEASE d", "ERR NOT_HELD"},
+      {"1 a ACQUIRE d", "OK 2"},
+      {"1 RELEASE d 2", "OK 3"},
+      {"1 RELEASE d", "ERR NOT_HELD"}}},
+    {"DeleteBusyAndNotFound",
+     {{"RELOAD d=1", "OK"},
+      {"CREATE c 1 1", "OK"},
+      {"DELETE d", "ERR BUSY"},
+      {"1 a ACQUIRE u", "OK 1"},
+      {"DELETE u", "ERR BUSY"},
+      {"DELETE nope", "ERR NOT_FOUND"},
+      {"1 a ACQUIRE c", "OK 2"},
+      {"DELETE c", "ERR BUSY"},
+      {"2 b WAIT c", "QUEUED 1"},
+      {"1 RELEASE c", "OK 0 | 2:b OK 3"},
+      {"3 c ACQUIRE c", "QUEUED 1"},
+      {"DELETE c", "ERR BUSY"},
+      {"3 CANCEL c", "OK | 3:c CANCELLED"},
+      {"DELETE c", "OK"},
+      {"DELETE c", "ERR NOT_FOUND"}}},
+    {"CreateExistsRules",
+     {{"RELOAD d=1", "OK"},
+      {"CREATE d 1", "ERR EXISTS"},
+      {"1 a ACQUIRE u", "OK 1"},
+      {"CREATE u 1", "ERR EXISTS"},
+      {"CREATE c 1 2", "OK"},
+      {"CREATE c 0 5", "OK"},
+      {"GET c", "1 2 0 0 created"},
+      {"CREATE c 1 2 EXCL", "ERR EXISTS"},
+      {"CREATE e 2 EXCL", "OK"},
+      {"GET e", "2 2 0 0 created"}}},
+    {"MaxSemaphoresLimit",
+     {{"RELOAD d=1", "OK"},
+      {"CREATE c 1", "OK"},
+      {"CREATE e 1", "ERR LIMIT"},
+      {"1 a ACQUIRE u", "ERR LIMIT"},
+      {"GET u", "1 1 0 0 absent"},
+      {"CREATE c 1", "OK"},
+      {"CREATE d 1", "ERR EXISTS"},
+      {"1 a ACQUIRE d", "OK 1"},
+      {"RELOAD d=1 x=2", "OK"},
+      {"GET x", "2 2 0 0 defined"},
+      {"DELETE c", "OK"},
+      {"CREATE e 1", "ERR LIMIT"}},
+     {2, 1024}},
+    {"MaxPendingPerSessionLimit",
+     {{"RELOAD d=1 e=1", "OK"},
+      {"1 a ACQUIRE d", "OK 1"},
+      {"1 a ACQUIRE e", "OK 2"},
+      {"2 b ACQUIRE d", "QUEUED 1"},
+      {"2 c ACQUIRE e", "ERR LIMIT"},
+      {"2 c WAIT e 1 0", "TIMEOUT"},
+      {"3 c ACQUIRE d", "QUEUED 2"},
+      {"2 CANCEL b", "OK | 2:b CANCELLED"},
+      {"2 c ACQUIRE e", "QUEUED 1"}},
+     {1'000'000, 1}},
+    {"DuplicateTag",
+     {{"RELOAD d=1", "OK"},
+      {"1 a ACQUIRE d", "OK 1"},
+      {"2 b ACQUIRE d", "QUEUED 1"},
+      {"2 b ACQUIRE e", "ERR DUPLICATE_TAG"},
+      {"2 b WAIT d 1 0", "ERR DUPLICATE_TAG"},
+      {"3 b ACQUIRE d", "QUEUED 2"},
+      {"1 RELEASE d", "OK 0 | 2:b OK 2"},
+      {"2 b ACQUIRE e", "OK 3"}}},
+    {"CancelOnlyOwnQueuedTags",
+     {{"RELOAD d=1", "OK"},
+      {"1 a ACQUIRE d", "OK 1"},
+      {"1 CANCEL a", "ERR NOT_FOUND"},
+      {"2 b ACQUIRE d", "QUEUED 1"},
+      {"3 CANCEL b", "ERR NOT_FOUND"},
+      {"2 CANCEL b", "OK | 2:b CANCELLED"},
+      {"2 CANCEL b", "ERR NOT_FOUND"}}},
+    {"CloseSessionGivesBackHoldsAndDropsWaiters",
+     {{"RELOAD d=2 e=1", "OK"},
+      {"1 a ACQUIRE d 2", "OK 1"},
+      {"1 b ACQUIRE e", "OK 2"},
+      {"1 b ACQUIRE e 2", "ERR TOO_MANY"},
+      {"2 c ACQUIRE e", "QUEUED 1"},
+      {"2 d ACQUIRE d", "QUEUED 1"},
+      {"3 e ACQUIRE d 2", "QUEUED 2"},
+      {"close 2", "OK"},
+      {"GET d", "0 2 1 1 defined"},
+      {"close 1", "OK | 3:e OK 3"},
+      {"GET d", "0 2 1 0 defined"},
+      {"GET e", "1 1 0 0 defined"},
+      {"open 1", "OK"},
+      {"1 RELEASE e", "ERR NOT_HELD"}}},
+};
+INSTANTIATE_TEST_SUITE_P(Errors, Script, testing::ValuesIn(kErrors), [](const auto& p) { return p.param.name; });
+
+const ScriptCase kReload[] = {
+    {"RaiseWakesWaiters",
+     {{"RELOAD d=2", "OK"},
+      {"1 a ACQUIRE d 2", "OK 1"},
+      {"2 b ACQUIRE d", "QUEUED 1"},
+      {"3 c ACQUIRE d 2", "QUEUED 2"},
+      {"RELOAD d=3", "OK | 2:b OK 2"},
+      {"RELOAD d=5", "OK | 3:c OK 3"}}},
+    {"LowerRevokesNothingAndNewGrantsWaitUntilUseFits",
+     {{"RELOAD d=3", "OK"},
+      {"1 a ACQUIRE d 3", "OK 1"},
+      {"RELOAD d=1", "OK"},
+      {"GET d", "0 1 1 0 defined"},
+      {"2 b ACQUIRE d", "QUEUED 1"},
+      {"3 c ACQUIRE d 1 0", "TIMEOUT"},
+      {"POST d", "ERR OVERFLOW"},
+      {"1 RELEASE d", "OK 0"},
+      {"1 RELEASE d", "OK 0"},
+      {"1 RELEASE d", "OK 0 | 2:b OK 2"}}},
+    {"RemovedNameBecomesUndefined",
+     {{"RELOAD d=2", "OK"},
+      {"1 a ACQUIRE d", "OK 1"},
+      {"RELOAD", "OK"},
+      {"GET d", "0 1 1 0 undefined"},
+      {"1 RELEASE d", "OK 1"},
+      {"GET d", "1 1 0 0 absent"}}},
+    {"RemovedIdleNameDisappears", {{"RELOAD d=2 e=1", "OK"}, {"RELOAD e=1", "OK"}, {"LIST", "e"}}},
+    {"QueuedCountAboveNewMaxIsTooMany",
+     {{"RELOAD d=3", "OK"},
+      {"1 a ACQUIRE d 3", "OK 1"},
+      {"2 b ACQUIRE d 3", "QUEUED 1"},
+      {"3 c ACQUIRE d", "QUEUED 2"},
+      {"4 d WAIT d 2", "QUEUED 3"},
+      {"RELOAD d=2", "OK | 2:b ERR TOO_MANY"},
+      {"GET d", "0 2 1 2 defined"},
+      {"1 RELEASE d 3", "OK 1 | 3:c OK 2"},
+      {"RELOAD", "OK | 4:d ERR TOO_MANY"},
+      {"GET d", "0 1 1 0 undefined"}}},
+    {"UndefinedInUseBecomesDefinedKeepingHolders",
+     {{"1 a ACQUIRE u", "OK 1"},
+      {"2 b ACQUIRE u", "QUEUED 1"},
+      {"RELOAD u=3", "OK | 2:b OK 2"},
+      {"GET u", "1 3 2 0 defined"},
+      {"1 RELEASE u", "OK 2"},
+      {"2 RELEASE u", "OK 3"},
+      {"GET u", "3 3 0 0 defined"}}},
+    {"CreatedNameKeepsItsKind",
+     {{"CREATE c 1", "OK"},
+      {"CREATE b 1", "OK"},
+      {"RELOAD c=5 b=2 d=1", "OK created:b,c"},
+      {"GET c", "1 1 0 0 created"},
+      {"RELOAD", "OK"},
+      {"GET c", "1 1 0 0 created"}}},
+    {"LastLimitOfRepeatedNameWins",
+     {{"RELOAD d=3", "OK"},
+      {"1 a ACQUIRE d 3", "OK 1"},
+      {"2 b ACQUIRE d 3", "QUEUED 1"},
+      {"RELOAD d=2 d=4", "OK"},
+      {"GET d", "1 4 1 1 defined"},
+      {"1 RELEASE d", "OK 2"},
+      {"1 RELEASE d", "OK 0 | 2:b OK 2"}}},
+};
+INSTANTIATE_TEST_SUITE_P(Reload, Script, testing::ValuesIn(kReload), [](const auto& p) { return p.param.name; });
+
+const ScriptCase kJournal[] = {
+    {"RecordsCreatedChangesButNotHolds",
+     {{"CREATE c 2 3", "OK"},
+      {"JOURNAL", "c=2/3 #1"},
+      {"1 a ACQUIRE c", "OK 1"},
+      {"1 RELEASE c", "OK 2"},
+      {"1 a ACQUIRE c 2", "OK 2"},
+      {"JOURNAL", "c=2/3 #1"},
+      {"POST c", "OK 1"},
+      {"JOURNAL", "c=3/3 #2"},
+      {"2 b WAIT c", "OK 3"},
+      {"JOURNAL", "c=2/3 #3"},
+      {"2 b WAIT c 1 0", "TIMEOUT"},
+      {"2 b WAIT c", "QUEUED 1"},
+      {"JOURNAL", "c=2/3 #3"},
+      {"1 RELEASE c", "OK 0 | 2:b OK 4"},
+      {"JOURNAL", "c=1/3 #4"},
+      {"CREATE c 0 1", "OK"},
+      {"JOURNAL", "c=1/3 #4"},
+      {"close 1", "OK"},
+      {"JOURNAL", "c=1/3 #4"},
+      {"DELETE c", "OK"},
+      {"JOURNAL", "#5"}}},
+    {"WaitGrantsAsCompletionsAreRecorded",
+     {{"CREATE c 0 2", "OK"},
+      {"1 a WAIT c", "QUEUED 1"},
+      {"2 b WAIT c", "QUEUED 2"},
+      {"POST c 2", "OK 0 | 1:a OK 1 | 2:b OK 2"},
+      {"JOURNAL", "c=0/2 #2"},
+      {"3 c WAIT c 1 10", "QUEUED 1"},
+      {"3 d WAIT c 1", "QUEUED 2"},
+      {"TICK 10", "OK | 3:c TIMEOUT"},
+      {"JOURNAL", "c=0/2 #2"},
+      {"POST c 1", "OK 0 | 3:d OK 3"},
+      {"JOURNAL", "c=0/2 #3"}}},
+    {"DefinedAndUndefinedAreNeverRecorded",
+     {{"RELOAD d=2", "OK"}, {"1 a WAIT d", "OK 1"}, {"POST d", "OK 2"}, {"1 a ACQUIRE u", "OK 2"}, {"JOURNAL", "#0"}}},
+};
+INSTANTIATE_TEST_SUITE_P(Journal, Script, testing::ValuesIn(kJournal), [](const auto& p) { return p.param.name; });
+
+TakeRequest acquire(SessionId session, std::string_view name, std::int64_t count = 1, std::int64_t timeout_ms = -1,
+                    std::string_view tag = "t", TimePoint now = {}) {
+  TakeRequest r;
+  r.session = session;
+  r.tag = tag;
+  r.name = name;
+  r.count = count;
+  r.timeout_ms = timeout_ms;
+  r.now = now;
+  return r;
+}
+
+TEST(SemaphoreTable, FencesAreReservedFromTheJournalInSteps) {
+  MemoryJournal journal;
+  SemaphoreTable table(journal, {});
+  table.set_fence_floor(1000);
+  table.open_session(1);
+  Completions out;
+  ASSERT_TRUE(table.configure_defined({{"d", 1}}, out).empty());
+  EXPECT_EQ(journal.reserved_fences(), 0u);
+  std::uint64_t last = 1000;
+  std::int64_t value = 0;
+  for (std::uint64_t i = 0; i < SemaphoreTable::kFenceReserveStep + 1; ++i) {
+    const TakeResult r = table.take(acquire(1, "d"), out);
+    ASSERT_EQ(r.type, TakeResult::Type::kGranted);
+    ASSERT_GT(r.fence, last);
+    last = r.fence;
+    ASSERT_LE(last, journal.reserved_fences());
+    ASSERT_EQ(table.release(1, "d", 1, value, out), ErrorCode::kNone);
+    if (i == 0) {
+      EXPECT_EQ(journal.reserved_fences(), 1000 + SemaphoreTable::kFenceReserveStep);
+    }
+  }
+  EXPECT_EQ(last, 1001 + SemaphoreTable::kFenceReserveStep);
+  EXPECT_EQ(journal.reserved_fences(), 1000 + 2 * SemaphoreTable::kFenceReserveStep);
+  EXPECT_EQ(table.stats().last_fence, last);
+  EXPECT_TRUE(out.empty());
+}
+
+TEST(SemaphoreTable, FencesIncreaseAcrossNamesAndQueuedGrants) {
+  Harness h;
+  EXPECT_EQ(h.run("1 a ACQUIRE x"), "OK 1");
+  EXPECT_EQ(h.run("1 a ACQUIRE y"), "OK 2");
+  EXPECT_EQ(h.run("2 b ACQUIRE x"), "QUEUED 1");
+  EXPECT_EQ(h.run("3 c ACQUIRE z"), "OK 3");
+  EXPECT_EQ(h.run("1 RELEASE x"), "OK 0 | 2:b OK 4");
+}
+
+TEST(SemaphoreTable, RestoreCreated) {
+  MemoryJournal journal;
+  SemaphoreTable table(journal, {1, 1});
+  Completions out;
+  table.configure_defined({{"d", 3}}, out);
+  EXPECT_TRUE(table.restore_created("c", {2, 3}));  // past max_semaphores: the state is durable
+  EXPECT_TRUE(table.restore_created("b", {0, 1}));
+  EXPECT_FALSE(table.restore_created("d", {1, 1}));
+  EXPECT_FALSE(table.restore_created("x", {2, 1}));
+  EXPECT_FALSE(table.restore_created("x", {-1, 1}));
+  EXPECT_FALSE(table.restore_created("x", {0, 0}));
+  EXPECT_FALSE(table.restore_created("x", {0, protocol::kMaxCount + 1}));
+  EXPECT_TRUE(table.restore_created("b", {1, 2}));  // a later record replaces an earlier one
+  EXPECT_EQ(journal.records(), 0u);
+  EXPECT_EQ(table.get("d").kind, SemaphoreKind::kDefined);
+  EXPECT_EQ(table.get("d").max, 3);
+  EXPECT_EQ(table.get("x").kind, SemaphoreKind::kAbsent);
+
+  std::vector<std::string> seen;
+  table.for_each_created([&](std::string_view name, const CreatedState& state) {
+    seen.push_back(std::string(name) + "=" + std::to_string(state.value) + "/" + std::to_string(state.max));
+  });
+  EXPECT_EQ(seen, (std::vector<std::string>{"b=1/2", "c=2/3"}));
+
+  table.open_session(1);
+  EXPECT_EQ(table.take(acquire(1, "c"), out).type, TakeResult::Type::kGranted);
+  EXPECT_FALSE(table.restore_created("c", {0, 3}));  // in use: not start-up any more
+  seen.clear();
+  table.for_each_created([&](std::string_view name, const CreatedState& state) {
+    seen.push_back(std::string(name) + "=" + std::to_string(state.value) + "/" + std::to_string(state.max));
+  });
+  EXPECT_EQ(seen, (std::vector<std::string>{"b=1/2", "c=2/3"}));  // holds count as free
+}
+
+TEST(SemaphoreTable, ListIsSortedByNameBytesAndFilteredByPrefix) {
+  Harness h;
+  h.run("RELOAD b=1 ab=2");
+  h.run("CREATE a 1");
+  h.run("CREATE \xc3\xa9t\xc3\xa9 1");
+  h.run("1 a ACQUIRE Z");
+  h.run("1 b ACQUIRE a%20b");
+  EXPECT_EQ(h.run("LIST"), "Z a a%20b ab b \xc3\xa9t\xc3\xa9");
+  EXPECT_EQ(h.run("LIST a"), "a a%20b ab");
+  EXPECT_EQ(h.run("LIST ab"), "ab");
+  EXPECT_EQ(h.run("LIST q"), "");
+}
+
+TEST(SemaphoreTable, GetClampsValueAndNamesAbsent) {
+  Harness h;
+  const SemaphoreInfo absent = h.table.get("none");
+  EXPECT_EQ(absent.name, "none");
+  EXPECT_EQ(absent.kind, SemaphoreKind::kAbsent);
+  h.run("RELOAD d=4");
+  h.run("1 a ACQUIRE d 4");
+  h.run("RELOAD d=1");
+  EXPECT_EQ(h.table.get("d").value, 0);
+  h.table.list("", [](const SemaphoreInfo& i) { EXPECT_EQ(i.value, 0); });
+}
+
+TEST(SemaphoreTable, KindNames) {
+  EXPECT_EQ(kind_name(SemaphoreKind::kDefined), "defined");
+  EXPECT_EQ(kind_name(SemaphoreKind::kUndefined), "undefined");
+  EXPECT_EQ(kind_name(SemaphoreKind::kCreated), "created");
+  EXPECT_EQ(kind_name(SemaphoreKind::kAbsent), "absent");
+}
+
+TEST(SemaphoreTable, StatsCountSessionsSemaphoresHeldWaitersGrants) {
+  Harness h;
+  h.run("RELOAD d=3");
+  h.run("1 a ACQUIRE d 2");
+  h.run("2 b WAIT d 1");
+  h.run("3 c ACQUIRE d 1");
+  h.run("1 d ACQUIRE u");
+  TableStats s = h.table.stats();
+  EXPECT_EQ(s.sessions, 4u);
+  EXPECT_EQ(s.semaphores, 2u);
+  EXPECT_EQ(s.held, 3u);
+  EXPECT_EQ(s.waiters, 1u);
+  EXPECT_EQ(s.grants, 3u);
+  EXPECT_EQ(s.last_fence, 3u);
+  h.run("close 1");
+  s = h.table.stats();
+  EXPECT_EQ(s.sessions, 3u);
+  EXPECT_EQ(s.semaphores, 1u);
+  EXPECT_EQ(s.held, 1u);
+  EXPECT_EQ(s.waiters, 0u);
+  EXPECT_EQ(s.grants, 4u);
+}
+
+TEST(SemaphoreTable, PendingTagsAndNextDeadline) {
+  Harness h;
+  h.run("RELOAD d=1");
+  EXPECT_FALSE(h.table.next_deadline());
+  h.run("1 a ACQUIRE d");
+  h.run("TICK 5");
+  h.run("2 b ACQUIRE d 1 100");
+  h.run("2 c ACQUIRE d 1 30");
+  h.run("2 e ACQUIRE d 1 -1");
+  EXPECT_TRUE(h.table.is_pending(2, "b"));
+  EXPECT_FALSE(h.table.is_pending(1, "b"));
+  EXPECT_FALSE(h.table.is_pending(9, "b"));
+  EXPECT_EQ(h.table.pending_count(2), 3u);
+  EXPECT_EQ(h.table.pending_count(1), 0u);
+  EXPECT_EQ(h.table.next_deadline(), TimePoint{} + 35ms);
+  h.run("2 CANCEL c");
+  EXPECT_EQ(h.table.next_deadline(), TimePoint{} + 105ms);
+  h.run("TICK 100");
+  EXPECT_FALSE(h.table.next_deadline());
+  EXPECT_EQ(h.table.pending_count(2), 1u);
+}
+
+TEST(SemaphoreTable, ChangeCountMovesOnChangesOnly) {
+  Harness h;
+  h.run("RELOAD d=1");
+  std::uint64_t seen = h.table.change_count();
+  const auto changed = [&](const char* command) {
+    h.run(command);
+    const bool moved = h.table.change_count() != seen;
+    seen = h.table.change_count();
+    return moved;
+  };
+  EXPECT_TRUE(changed("1 a ACQUIRE d"));
+  EXPECT_FALSE(changed("GET d"));
+  EXPECT_FALSE(changed("LIST"));
+  EXPECT_TRUE(changed("2 b ACQUIRE d"));
+  EXPECT_TRUE(changed("2 CANCEL b"));
+  EXPECT_TRUE(changed("2 b ACQUIRE d 1 10"));
+  EXPECT_TRUE(changed("TICK 10"));
+  EXPECT_TRUE(changed("1 RELEASE d"));
+  EXPECT_TRUE(changed("1 a ACQUIRE u"));
+  EXPECT_TRUE(changed("1 RELEASE u"));
+  EXPECT_TRUE(changed("CREATE c 0 1"));
+  EXPECT_TRUE(changed("POST c"));
+  EXPECT_TRUE(changed("DELETE c"));
+  EXPECT_TRUE(changed("close 3"));
+  EXPECT_TRUE(changed("RELOAD d=2"));
+}
+
+// The server's hot path: a take granted at once and a release nobody waits
+// for. After a warm-up neither may touch the heap, for defined names and for
+// undefined ones that come and go on every cycle (long names included).
+TEST(SemaphoreTable, HotPathDoesNotAllocate) {
+  MemoryJournal journal;
+  SemaphoreTable table(journal, {});
+  Completions out;
+  out.reserve(4);
+  table.configure_defined({{"splunk", 2}}, out);
+  table.open_session(1);
+  table.open_session(2);
+  const std::string long_name(200, 'n');
+  std::int64_t value = 0;
+  const auto cycle = [&] {
+    for (const std::string_view name : {std::string_view("splunk"), std::string_view("tmp"),
+                                        std::string_view(long_name)}) {
+      ASSERT_EQ(table.take(acquire(1, name), out).type, TakeResult::Type::kGranted);
+      ASSERT_EQ(table.take(acquire(2, name, 1, 0), out).type,
+                name == "splunk" ? TakeResult::Type::kGranted : TakeResult::Type::kTimedOut);
+      ASSERT_EQ(table.release(1, name, 1, value, out), ErrorCode::kNone);
+      if (name == "splunk") {
+        ASSERT_EQ(table.release(2, name, 1, value, out), ErrorCode::kNone);
+      }
+    }
+  };
+  cycle();
+  const std::size_t before = g_allocations;
+  for (int i = 0; i < 1000; ++i) cycle();
+  EXPECT_EQ(g_allocations, before);
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(table.get("tmp").kind, SemaphoreKind::kAbsent);
+}
+
+}  // namespace
+}  // namespace netsem::server
