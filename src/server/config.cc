@@ -16,7 +16,6 @@
 #include <fmt/format.h>
 
 #include "common/ini.h"
-#include "common/log.h"
 #include "protocol/names.h"
 
 namespace netsem::server {
@@ -536,9 +535,9 @@ std::string describe_options() {
                                     spec.reloadable ? " Taken over by a reload (SIGHUP)." : ""),
                    "      ", 80);
   }
-  out += "Section [semaphores]: one `name = limit` line per defined semaphore\n"
-         "(limit 1..2147483647; the name percent-decoded, e.g. host%3A10.0.0.1 for host:10.0.0.1).\n"
-         "A file with a [service_network_semaphore] section is read as an ACE configuration.\n";
+  out += "Section [semaphores]: one `name = limit` line per defined semaphore (limit\n"
+         "1..2147483647; the name percent-decoded: host%3A10.0.0.1 for host:10.0.0.1).\n"
+         "A file with a [service_network_semaphore] section is an ACE configuration.\n";
   return out;
 }
 

@@ -99,21 +99,31 @@ std::string_view magic_of(jf::FileKind kind) {
 
 bool valid_state(const CreatedState& state) { return state.value >= 0 && state.value <= state.max; }
 
-// Frames `body` (type + payload) as a record.
-void append_record(std::string& out, std::string_view body) {
-  put_u32(out, static_cast<std::uint32_t>(body.size()));
-  put_u32(out, crc_of(body));
-  out.append(body);
+// Records are built in place in `out` (the batch, or a whole snapshot):
+// begin_record reserves the prefix, finish_record fills it in once the body
+// is there. No temporary per record: a snapshot of a million entries is
+// built in one buffer.
+std::size_t begin_record(std::string& out, jf::RecordType type) {
+  const std::size_t start = out.size();
+  out.append(jf::kRecordPrefixSize, '\0');
+  out.push_back(static_cast<char>(type));
+  return start;
 }
 
-std::string name_body(jf::RecordType type, std::string_view name) {
+void finish_record(std::string& out, std::size_t start) {
+  const std::string_view body = std::string_view(out).substr(start + jf::kRecordPrefixSize);
+  const auto length = static_cast<std::uint32_t>(body.size());
+  const std::uint32_t crc = crc_of(body);
+  for (std::size_t i = 0; i < 4; ++i) {
+    out[start + i] = static_cast<char>((length >> (8 * i)) & 0xff);
+    out[start + 4 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
+  }
+}
+
+void put_name(std::string& out, std::string_view name) {
   assert(!name.empty() && name.size() <= jf::kMaxNameSize);
-  std::string body;
-  body.reserve(3 + name.size() + 16);
-  body.push_back(static_cast<char>(type));
-  put_u16(body, static_cast<std::uint16_t>(name.size()));
-  body.append(name);
-  return body;
+  put_u16(out, static_cast<std::uint16_t>(name.size()));
+  out.append(name);
 }
 
 // Applies one checksummed body; false when it does not parse or is not
@@ -141,7 +151,8 @@ bool apply_body(jf::FileKind kind, std::string_view body, std::map<std::string, 
   value.value = static_cast<std::int64_t>(get_le(body, 3 + name_size, 8));
   value.max = static_cast<std::int64_t>(get_le(body, 3 + name_size + 8, 8));
   if (!valid_state(value)) return false;
-  state[std::string(name)] = value;
+  // A snapshot lists names in order: the end hint makes its inserts O(1).
+  state.insert_or_assign(state.end(), std::string(name), value);
   return true;
 }
 
@@ -221,22 +232,30 @@ Result<std::uint64_t> parse_header(std::string_view bytes, FileKind kind) {
 
 void append_set(std::string& out, std::string_view name, const CreatedState& state) {
   assert(valid_state(state));
-  std::string body = name_body(RecordType::kSet, name);
-  put_u64(body, static_cast<std::uint64_t>(state.value));
-  put_u64(body, static_cast<std::uint64_t>(state.max));
-  append_record(out, body);
+  const std::size_t start = begin_record(out, RecordType::kSet);
+  put_name(out, name);
+  put_u64(out, static_cast<std::uint64_t>(state.value));
+  put_u64(out, static_cast<std::uint64_t>(state.max));
+  finish_record(out, start);
 }
 
-void append_delete(std::string& out, std::string_view name) { append_record(out, name_body(RecordType::kDelete, name)); }
+void append_delete(std::string& out, std::string_view name) {
+  const std::size_t start = begin_record(out, RecordType::kDelete);
+  put_name(out, name);
+  finish_record(out, start);
+}
 
 void append_end(std::string& out, std::uint64_t records) {
-  std::string body(1, static_cast<char>(RecordType::kEnd));
-  put_u64(body, records);
-  append_record(out, body);
+  const std::size_t start = begin_record(out, RecordType::kEnd);
+  put_u64(out, records);
+  finish_record(out, start);
 }
 
 std::string encode_snapshot(std::uint64_t generation, const std::map<std::string, CreatedState>& state) {
   std::string out = encode_header(FileKind::kSnapshot, generation);
+  std::size_t size = kRecordPrefixSize + 9;
+  for (const auto& entry : state) size += kRecordPrefixSize + 19 + entry.first.size();
+  out.reserve(out.size() + size);
   for (const auto& [name, value] : state) append_set(out, name, value);
   append_end(out, state.size());
   return out;

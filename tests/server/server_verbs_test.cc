@@ -1,18 +1,262 @@
-// Integration: every verb of protocol v1 against the real netsemd.
+// Integration: every verb of protocol v1 against the real netsemd, FIFO
+// across sessions, disconnects while holding and while queued, timeouts,
+// cancellation and pipelining.
 #include <gtest/gtest.h>
+
+#include <thread>
 
 #include "netsemd_harness.h"
 
 namespace netsem::testing {
 namespace {
 
-TEST(ServerVerbs, PingAnswersPong) {
-  std::string error;
-  auto server = Netsemd::start({}, &error);
-  ASSERT_TRUE(server) << error;
-  auto client = Client::connect(server->port());
-  ASSERT_TRUE(client);
-  EXPECT_EQ(client->request("p1 PING hello"), "p1 PONG hello");
+class ServerVerbs : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Netsemd::Options options;
+    options.semaphores = "splunk = 1\npool = 3\n";
+    std::string error;
+    server_ = Netsemd::start(options, &error);
+    ASSERT_TRUE(server_) << error;
+  }
+  std::unique_ptr<Client> connect() {
+    auto client = Client::connect(server_->port());
+    EXPECT_TRUE(client);
+    return client;
+  }
+  std::unique_ptr<Netsemd> server_;
+};
+
+std::uint64_t fence_of(const std::string& answer) {
+  const auto parts = fields(answer);
+  EXPECT_EQ(parts.size(), 3u) << answer;
+  EXPECT_EQ(parts.size() > 1 ? parts[1] : "", "OK") << answer;
+  return parts.size() == 3 ? std::stoull(parts[2]) : 0;
+}
+
+TEST_F(ServerVerbs, ContractExampleGrantsQueuesAndHandsOver) {
+  auto a = connect();
+  auto b = connect();
+  const auto first = fence_of(a->request("a1 ACQUIRE splunk 1 5000"));
+  EXPECT_EQ(b->request("b1 ACQUIRE splunk 1 5000"), "b1 QUEUED 1");
+  EXPECT_EQ(a->request("r1 RELEASE splunk"), "r1 OK 0");
+  const auto second = fence_of(b->read_line().value_or(""));
+  EXPECT_GT(second, first);
+}
+
+TEST_F(ServerVerbs, EveryVerbAnswersAsTheContractSays) {
+  auto c = connect();
+  const struct {
+    const char* request;
+    const char* answer;
+  } cases[] = {
+      {"h HELLO 1 test-client", nullptr},
+      {"h2 HELLO 2", "h2 ERR BAD_ARG"},
+      {"p PING", "p PONG"},
+      {"p2 PING payload", "p2 PONG payload"},
+      {"g GET nothing", "g OK 1 1 0 0 absent"},
+      {"g2 GET pool", "g2 OK 3 3 0 0 defined"},
+      {"c CREATE jobs 0 5", "c OK"},
+      {"c2 CREATE jobs 0 5", "c2 OK"},
+      {"c3 CREATE jobs 0 5 EXCL", "c3 ERR EXISTS"},
+      {"c4 CREATE pool 1", "c4 ERR EXISTS"},
+      {"w WAIT jobs 1 0", "w TIMEOUT"},
+      {"po POST jobs 2", "po OK 2"},
+      {"w2 WAIT jobs 1 0", nullptr},
+      {"g3 GET jobs", "g3 OK 1 5 0 0 created"},
+      {"po2 POST jobs 5", "po2 ERR OVERFLOW"},
+      {"po3 POST nothing", "po3 ERR NOT_FOUND"},
+      {"w3 WAIT nothing", "w3 ERR NOT_FOUND"},
+      {"r RELEASE pool", "r ERR NOT_HELD"},
+      {"a ACQUIRE pool 2", nullptr},
+      {"g4 GET pool", "g4 OK 1 3 1 0 defined"},
+      {"a2 ACQUIRE pool 4", "a2 ERR TOO_MANY"},
+      {"a3 ACQUIRE fresh 2", "a3 ERR TOO_MANY"},
+      {"r2 RELEASE pool 2", "r2 OK 3"},
+      {"d DELETE pool", "d ERR BUSY"},
+      {"d2 DELETE nothing", "d2 ERR NOT_FOUND"},
+      {"d3 DELETE jobs", "d3 OK"},
+      {"g5 GET jobs", "g5 OK 1 1 0 0 absent"},
+      {"x CANCEL nope", "x ERR NOT_FOUND"},
+      {"v FROB x", "v ERR UNKNOWN_VERB"},
+      {"n ACQUIRE $local", "n ERR BAD_NAME"},
+      {"n2 ACQUIRE bad%zz", "n2 ERR BAD_NAME"},
+      {"e ACQUIRE x 0", "e ERR BAD_ARG"},
+      {"e2 ACQUIRE x 1 -2", "e2 ERR BAD_ARG"},
+      {"e3 ACQUIRE x 1 5 extra", "e3 ERR BAD_REQUEST"},
+      {"e4 ACQUIRE", "e4 ERR BAD_REQUEST"},
+      {"e5 ACQUIRE  x", "e5 ERR BAD_REQUEST"},
+      {"bad!tag PING", "* ERR BAD_REQUEST"},
+      {"s stats", "s OK {"},
+  };
+  for (const auto& test_case : cases) {
+    const std::string answer = c->request(test_case.request);
+    if (test_case.answer != nullptr) {
+      EXPECT_EQ(answer.rfind(test_case.answer, 0), 0u) << test_case.request << " -> " << answer;
+    } else {
+      EXPECT_NE(answer.find(" OK"), std::string::npos) << test_case.request << " -> " << answer;
+    }
+  }
+  c->send_line("");  // an empty line is ignored
+  EXPECT_EQ(c->request("q QUIT"), "q OK");
+  EXPECT_TRUE(c->wait_closed());
+}
+
+TEST_F(ServerVerbs, NamesArePercentDecodedAndEncodedInAnswers) {
+  auto c = connect();
+  fence_of(c->request("a ACQUIRE host:10.0.0.1%20web"));
+  EXPECT_EQ(c->request("g GET host%3A10.0.0.1%20web"), "g OK 0 1 1 0 undefined");
+  c->send_line("l LIST host");
+  EXPECT_EQ(c->read_line(), "l ITEM host:10.0.0.1%20web 0 1 1 0 undefined");
+  EXPECT_EQ(c->read_line(), "l END 1");
+  c->send_line("l2 LIST");
+  std::vector<std::string> items;
+  for (auto line = c->read_line(); line && line->rfind("l2 END", 0) != 0; line = c->read_line()) items.push_back(*line);
+  ASSERT_EQ(items.size(), 3u);  // sorted: host..., pool, splunk
+  EXPECT_EQ(items[1], "l2 ITEM pool 3 3 0 0 defined");
+}
+
+TEST_F(ServerVerbs, FifoAcrossSessionsWithCounts) {
+  auto holder = connect();
+  auto big = connect();
+  auto small = connect();
+  fence_of(holder->request("a ACQUIRE pool 2"));
+  EXPECT_EQ(big->request("b ACQUIRE pool 3"), "b QUEUED 1");
+  // One permit is free, but the small request must not overtake the big one.
+  EXPECT_EQ(small->request("s ACQUIRE pool 1"), "s QUEUED 2");
+  // A try never barges either.
+  auto tryer = connect();
+  EXPECT_EQ(tryer->request("t ACQUIRE pool 1 0"), "t TIMEOUT");
+  EXPECT_EQ(holder->request("r RELEASE pool 2"), "r OK 0");
+  fence_of(big->read_line().value_or(""));
+  EXPECT_TRUE(small->quiet_for(100ms));
+  EXPECT_EQ(big->request("r RELEASE pool 3"), "r OK 2");
+  fence_of(small->read_line().value_or(""));
+}
+
+TEST_F(ServerVerbs, HeadLeavingGrantsEveryWaiterThatNowFits) {
+  auto holder = connect();
+  auto head = connect();
+  auto second = connect();
+  auto third = connect();
+  fence_of(holder->request("a ACQUIRE pool 1"));
+  EXPECT_EQ(head->request("h ACQUIRE pool 3"), "h QUEUED 1");
+  EXPECT_EQ(second->request("s ACQUIRE pool 1"), "s QUEUED 2");
+  EXPECT_EQ(third->request("t ACQUIRE pool 1"), "t QUEUED 3");
+  // The head gives up: both smaller waiters fit at once.
+  EXPECT_EQ(head->request("c CANCEL h"), "c OK");
+  EXPECT_EQ(head->read_line(), "h CANCELLED");
+  fence_of(second->read_line().value_or(""));
+  fence_of(third->read_line().value_or(""));
+}
+
+TEST_F(ServerVerbs, QueuedRequestTimesOut) {
+  auto holder = connect();
+  auto waiter = connect();
+  fence_of(holder->request("a ACQUIRE splunk"));
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(waiter->request("w ACQUIRE splunk 1 200"), "w QUEUED 1");
+  EXPECT_EQ(waiter->read_line(), "w TIMEOUT");
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(waited, 190ms);
+  EXPECT_LT(waited, 2s);
+  EXPECT_EQ(holder->request("g GET splunk"), "g OK 0 1 1 0 defined");
+}
+
+TEST_F(ServerVerbs, DuplicateTagWhilePending) {
+  auto holder = connect();
+  auto waiter = connect();
+  fence_of(holder->request("a ACQUIRE splunk"));
+  EXPECT_EQ(waiter->request("w ACQUIRE splunk"), "w QUEUED 1");
+  EXPECT_EQ(waiter->request("w PING").rfind("w ERR DUPLICATE_TAG", 0), 0u);
+  EXPECT_EQ(waiter->request("c CANCEL w"), "c OK");
+  EXPECT_EQ(waiter->read_line(), "w CANCELLED");
+  EXPECT_EQ(waiter->request("w PING"), "w PONG");
+}
+
+TEST_F(ServerVerbs, DisconnectWhileHoldingReleasesAndWhileQueuedLeavesTheQueue) {
+  auto holder = connect();
+  auto leaver = connect();
+  auto waiter = connect();
+  fence_of(holder->request("a ACQUIRE splunk"));
+  EXPECT_EQ(leaver->request("l ACQUIRE splunk"), "l QUEUED 1");
+  EXPECT_EQ(waiter->request("w ACQUIRE splunk"), "w QUEUED 2");
+  leaver.reset();  // queued, then gone
+  holder.reset();  // holding, then gone
+  fence_of(waiter->read_line().value_or(""));
+  EXPECT_EQ(waiter->request("g GET splunk"), "g OK 0 1 1 0 defined");
+}
+
+TEST_F(ServerVerbs, WaitConsumesAndPostGivesBack) {
+  auto producer = connect();
+  auto consumer = connect();
+  EXPECT_EQ(producer->request("c CREATE queue 0 100"), "c OK");
+  EXPECT_EQ(consumer->request("w WAIT queue 2"), "w QUEUED 1");
+  EXPECT_EQ(producer->request("p POST queue"), "p OK 1");
+  EXPECT_TRUE(consumer->quiet_for(50ms));
+  EXPECT_EQ(producer->request("p2 POST queue"), "p2 OK 0");
+  fence_of(consumer->read_line().value_or(""));
+  // Consumed permits are not held: closing the consumer gives nothing back.
+  consumer.reset();
+  EXPECT_EQ(producer->request("g GET queue"), "g OK 0 100 0 0 created");
+}
+
+TEST_F(ServerVerbs, PostCannotReturnPermitsHeldThroughAcquire) {
+  auto c = connect();
+  EXPECT_EQ(c->request("c CREATE lic 2"), "c OK");
+  fence_of(c->request("a ACQUIRE lic 2"));
+  EXPECT_EQ(c->request("p POST lic").rfind("p ERR OVERFLOW", 0), 0u);
+  EXPECT_EQ(c->request("r RELEASE lic 2"), "r OK 2");
+}
+
+TEST_F(ServerVerbs, UndefinedSemaphoreIsRemovedWhenIdle) {
+  auto c = connect();
+  fence_of(c->request("a ACQUIRE temp"));
+  EXPECT_EQ(c->request("g GET temp"), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(c->request("c CREATE temp 1").rfind("c ERR EXISTS", 0), 0u);
+  EXPECT_EQ(c->request("r RELEASE temp"), "r OK 1");
+  EXPECT_EQ(c->request("g2 GET temp"), "g2 OK 1 1 0 0 absent");
+}
+
+TEST_F(ServerVerbs, FencesStrictlyIncrease) {
+  auto c = connect();
+  std::uint64_t last = 0;
+  for (int i = 0; i < 50; ++i) {
+    const auto fence = fence_of(c->request("a ACQUIRE pool"));
+    EXPECT_GT(fence, last);
+    last = fence;
+    EXPECT_EQ(c->request("r RELEASE pool"), "r OK 3");
+  }
+}
+
+TEST_F(ServerVerbs, TenThousandPipelinedRequestsAnswerInOrder) {
+  auto c = connect();
+  constexpr int kPairs = 5000;
+  std::string batch;
+  for (int i = 0; i < kPairs; ++i) {
+    batch += "a" + std::to_string(i) + " ACQUIRE pool\n";
+    batch += "r" + std::to_string(i) + " RELEASE pool\n";
+  }
+  std::thread sender([&] { c->send(batch); });
+  std::uint64_t last_fence = 0;
+  for (int i = 0; i < kPairs; ++i) {
+    const auto acquired = c->read_line(5s).value_or("");
+    ASSERT_EQ(acquired.rfind("a" + std::to_string(i) + " OK ", 0), 0u) << acquired;
+    const auto fence = std::stoull(fields(acquired)[2]);
+    EXPECT_GT(fence, last_fence);
+    last_fence = fence;
+    ASSERT_EQ(c->read_line(5s), "r" + std::to_string(i) + " OK 3");
+  }
+  sender.join();
+}
+
+TEST_F(ServerVerbs, StatsReportsTheContractFields) {
+  auto c = connect();
+  const std::string answer = c->request("s STATS");
+  for (const char* field : {"sessions", "semaphores", "held", "waiters", "grants", "requests", "uptime_s",
+                            "last_fence", "session_timeout_ms"}) {
+    EXPECT_NE(answer.find("\"" + std::string(field) + "\":"), std::string::npos) << field << " in " << answer;
+  }
 }
 
 }  // namespace

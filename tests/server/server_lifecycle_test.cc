@@ -1,0 +1,191 @@
+// Integration: the server's life — clean shutdown on SIGTERM, reload on
+// SIGHUP (raised and lowered limits, a bad file), durability of created
+// semaphores and fences across kill -9, the data-directory lock, the status
+// file.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "netsemd_harness.h"
+
+namespace netsem::testing {
+namespace {
+
+std::unique_ptr<Netsemd> start_or_fail(const Netsemd::Options& options) {
+  std::string error;
+  auto server = Netsemd::start(options, &error);
+  EXPECT_TRUE(server) << error;
+  return server;
+}
+
+std::uint64_t fence_of(const std::string& answer) {
+  const auto parts = fields(answer);
+  EXPECT_EQ(parts.size(), 3u) << answer;
+  return parts.size() == 3 ? std::stoull(parts[2]) : 0;
+}
+
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+TEST(ServerLifecycle, SigtermTellsSessionsWritesStatusAndExitsZero) {
+  Netsemd::Options options;
+  options.semaphores = "db = 2\n";
+  auto server = start_or_fail(options);
+  ASSERT_TRUE(server);
+  auto holder = Client::connect(server->port());
+  fence_of(holder->request("a ACQUIRE db"));
+  auto idle = Client::connect(server->port());
+  EXPECT_EQ(idle->request("p PING"), "p PONG");
+  server->send_signal(SIGTERM);
+  for (auto* client : {holder.get(), idle.get()}) {
+    const auto line = client->read_line();
+    ASSERT_TRUE(line);
+    EXPECT_EQ(line->rfind("* ERR SHUTDOWN", 0), 0u) << *line;
+    EXPECT_TRUE(client->wait_closed());
+  }
+  const auto status = server->wait_exit();
+  ASSERT_TRUE(status);
+  EXPECT_TRUE(WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
+  const std::string text = read_text(server->data_dir() / "semaphore.status");
+  EXPECT_NE(text.find("db defined 2 2 0 0"), std::string::npos) << text;
+}
+
+TEST(ServerLifecycle, StatusFileListsDefinedAndInUseSemaphores) {
+  Netsemd::Options options;
+  options.semaphores = "db = 2\nidle = 1\n";
+  auto server = start_or_fail(options);
+  ASSERT_TRUE(server);
+  auto holder = Client::connect(server->port());
+  fence_of(holder->request("a ACQUIRE db"));
+  fence_of(holder->request("b ACQUIRE web%20host"));
+  auto waiter = Client::connect(server->port());
+  EXPECT_EQ(waiter->request("w ACQUIRE web%20host"), "w QUEUED 1");
+  const auto path = server->data_dir() / "semaphore.status";
+  std::string text;
+  for (int i = 0; i < 100 && text.find("web%20host") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(20ms);
+    text = read_text(path);
+  }
+  EXPECT_NE(text.find("db defined 1 2 1 0\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("idle defined 1 1 0 0\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("web%20host undefined 0 1 1 1\n"), std::string::npos) << text;
+}
+
+TEST(ServerLifecycle, SighupRaisesAndLowersLimitsWithoutDroppingSessions) {
+  Netsemd::Options options;
+  options.semaphores = "db = 1\n";
+  auto server = start_or_fail(options);
+  ASSERT_TRUE(server);
+  auto a = Client::connect(server->port());
+  auto b = Client::connect(server->port());
+  auto c = Client::connect(server->port());
+  fence_of(a->request("a ACQUIRE db"));
+  EXPECT_EQ(b->request("b ACQUIRE db"), "b QUEUED 1");
+
+  // Raised: the waiter is granted at once.
+  options.semaphores = "db = 3\n";
+  server->rewrite_config(options);
+  server->send_signal(SIGHUP);
+  fence_of(b->read_line().value_or(""));
+  EXPECT_EQ(c->request("g GET db"), "g OK 1 3 2 0 defined");
+
+  // Lowered below use: nothing is revoked; new grants wait until use fits.
+  options.semaphores = "db = 1\n";
+  server->rewrite_config(options);
+  server->send_signal(SIGHUP);
+  ASSERT_TRUE(server->wait_for_log("reloaded 1 defined"));
+  EXPECT_EQ(c->request("g2 GET db"), "g2 OK 0 1 2 0 defined");
+  EXPECT_EQ(c->request("c ACQUIRE db"), "c QUEUED 1");
+  EXPECT_EQ(a->request("r RELEASE db"), "r OK 0");
+  EXPECT_TRUE(c->quiet_for(100ms));  // b still holds the one permit
+  EXPECT_EQ(b->request("r RELEASE db"), "r OK 0");
+  fence_of(c->read_line().value_or(""));
+  // Sessions survived both reloads.
+  EXPECT_EQ(a->request("p PING"), "p PONG");
+}
+
+TEST(ServerLifecycle, SighupWithABadFileKeepsTheRunningConfiguration) {
+  Netsemd::Options options;
+  options.semaphores = "db = 2\n";
+  auto server = start_or_fail(options);
+  ASSERT_TRUE(server);
+  Netsemd::Options broken = options;
+  broken.semaphores = "db = not-a-number\n";
+  server->rewrite_config(broken);
+  server->send_signal(SIGHUP);
+  ASSERT_TRUE(server->wait_for_log("keeping the running configuration"));
+  auto c = Client::connect(server->port());
+  EXPECT_EQ(c->request("g GET db"), "g OK 2 2 0 0 defined");
+}
+
+TEST(ServerLifecycle, SighupRemovedNameBecomesUndefinedAndOversizedWaiterIsRefused) {
+  Netsemd::Options options;
+  options.semaphores = "db = 3\n";
+  auto server = start_or_fail(options);
+  ASSERT_TRUE(server);
+  auto a = Client::connect(server->port());
+  auto b = Client::connect(server->port());
+  fence_of(a->request("a ACQUIRE db 2"));
+  EXPECT_EQ(b->request("b ACQUIRE db 2"), "b QUEUED 1");
+  options.semaphores = "";
+  server->rewrite_config(options);
+  server->send_signal(SIGHUP);
+  const auto refused = b->read_line().value_or("");
+  EXPECT_EQ(refused.rfind("b ERR TOO_MANY", 0), 0u) << refused;
+  EXPECT_EQ(a->request("g GET db").rfind("g OK 0 1 1 0 undefined", 0), 0u);
+  EXPECT_EQ(a->request("r RELEASE db 2").rfind("r OK", 0), 0u);
+  EXPECT_EQ(a->request("g2 GET db"), "g2 OK 1 1 0 0 absent");
+}
+
+TEST(ServerLifecycle, CreatedSemaphoresAndFencesSurviveKill9) {
+  auto first = start_or_fail({});
+  ASSERT_TRUE(first);
+  const auto data_dir = first->data_dir();
+  std::uint64_t last_fence = 0;
+  {
+    auto c = Client::connect(first->port());
+    EXPECT_EQ(c->request("c CREATE jobs 3 10"), "c OK");
+    EXPECT_EQ(c->request("c2 CREATE gone 1"), "c2 OK");
+    EXPECT_EQ(c->request("p POST jobs 4"), "p OK 7");
+    fence_of(c->request("w WAIT jobs 2"));
+    // Held permits count as free in what survives: the holder dies with the server.
+    fence_of(c->request("a ACQUIRE jobs 1"));
+    EXPECT_EQ(c->request("d DELETE gone"), "d OK");
+    for (int i = 0; i < 5; ++i) last_fence = fence_of(c->request("a" + std::to_string(i) + " ACQUIRE x"));
+    first->send_signal(SIGKILL);
+    ASSERT_TRUE(first->wait_exit());
+  }
+  Netsemd::Options options;
+  options.data_dir = data_dir;
+  auto second = start_or_fail(options);
+  ASSERT_TRUE(second);
+  auto c = Client::connect(second->port());
+  EXPECT_EQ(c->request("g GET jobs"), "g OK 5 10 0 0 created");
+  EXPECT_EQ(c->request("g2 GET gone"), "g2 OK 1 1 0 0 absent");
+  EXPECT_GT(fence_of(c->request("a ACQUIRE x")), last_fence);
+}
+
+TEST(ServerLifecycle, SecondServerOnTheSameDataDirectoryIsRefused) {
+  auto first = start_or_fail({});
+  ASSERT_TRUE(first);
+  Netsemd::Options options;
+  options.data_dir = first->data_dir();
+  std::string error;
+  auto second = Netsemd::start(options, &error);
+  EXPECT_FALSE(second);
+  EXPECT_NE(error.find("cannot start"), std::string::npos) << error;
+  auto c = Client::connect(first->port());
+  EXPECT_EQ(c->request("p PING"), "p PONG");
+}
+
+}  // namespace
+}  // namespace netsem::testing
