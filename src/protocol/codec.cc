@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <charconv>
 #include <cstring>
 #include <limits>
@@ -412,6 +413,7 @@ void append_pong(std::string& out, std::string_view tag, std::string_view payloa
 }
 
 void append_error(std::string& out, std::string_view tag, ErrorCode code, std::string_view message) {
+  assert(code != ErrorCode::kNone);
   append_tag(out, tag);
   out.append(" ERR ");
   out.append(error_code_name(code));

@@ -33,7 +33,9 @@ class LineFramer {
     kLine,         // `line` holds one line without its terminator
     kNeedMore,     // no complete line buffered
     kLineTooLong,  // more than kMaxLineBytes before a "\n": close the session
-    kNul,          // a NUL byte in a line: close the session
+                   // (reported once the bytes buffered show it, without the "\n";
+                   // a line of exactly kMaxLineBytes may still end in "\r\n")
+    kNul,          // a NUL byte in a line: close the session (reported on sight)
   };
 
   // The buffer to append read bytes to.
@@ -148,7 +150,7 @@ struct Answer {
   std::string_view tag;  // "*" for a line the server sent on its own
   AnswerType type = AnswerType::kOk;
   std::string_view rest;  // everything after the answer word (may be empty)
-  ErrorCode error = ErrorCode::kNone;  // kError: the code
+  ErrorCode error = ErrorCode::kNone;  // kError: the code; kNone for a code this build does not know
   std::string_view message;            // kError: the human-readable part
 };
 

@@ -27,13 +27,12 @@ int main(int argc, char** argv) {
   CLI::App app{"netsemd: the netsem network semaphore server"};
   std::string config_file;
   std::string bind_address;
-  int port = -1;
+  std::string port;
   bool check_config = false;
   bool show_version = false;
   app.add_option("-c,--config", config_file, "configuration file (INI, or an ACE configuration); default: embedded defaults");
   app.add_option("--bind", bind_address, "address to listen on (overrides bind_address)");
-  app.add_option("--port", port, "port to listen on, 0 for any free port (overrides bind_port)")
-      ->check(CLI::Range(0, 65535));
+  app.add_option("--port", port, "port to listen on, 0 for any free port (overrides bind_port)");
   app.add_flag("--check-config", check_config, "load and check the configuration, print a summary, then exit");
   app.add_flag("--version", show_version, "print the version and exit");
   app.footer(netsem::server::describe_options());
@@ -55,8 +54,16 @@ int main(int argc, char** argv) {
     return kExitBadConfig;
   }
   ServerConfig config = std::move(*loaded);
-  if (!bind_address.empty()) config.bind_address = bind_address;
-  if (port >= 0) config.bind_port = static_cast<std::uint16_t>(port);
+  // The flags follow the same rules as the options they override.
+  for (const auto& [option, value] : {std::pair{"bind_address", bind_address}, std::pair{"bind_port", port}}) {
+    if (value.empty()) continue;
+    const auto* spec = netsem::server::find_server_option(option);
+    if (auto status = spec->apply(*spec, value, config); !status) {
+      std::fprintf(stderr, "netsemd: --%s: %s\n", option == std::string_view("bind_port") ? "port" : "bind",
+                   status.message().c_str());
+      return kExitBadConfig;
+    }
+  }
 
   if (auto status = netsem::init_logging(config.log_level); !status) {
     std::fprintf(stderr, "netsemd: %s\n", status.message().c_str());

@@ -1,1 +1,542 @@
-// placeholder: being written this session
+// Integration: bad input and limits against the real netsemd. Random bytes,
+// half lines, NUL bytes, overlong lines, connection floods, every limit of
+// the contract ("Limits", "Connections"), the session timeout, end of input,
+// the allow-list and resets. Every load here targets 127.0.0.1, is bounded in
+// count and time, and ends by itself; each test checks what survives (the
+// server answers, other sessions keep their permits) and what does not (the
+// offending session's permits go back).
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <optional>
+#include <random>
+#include <thread>
+
+#include "netsemd_harness.h"
+
+namespace netsem::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::unique_ptr<Netsemd> start_server(const Netsemd::Options& options = {}) {
+  std::string error;
+  auto server = Netsemd::start(options, &error);
+  EXPECT_TRUE(server) << error;
+  return server;
+}
+
+bool server_alive(const Netsemd& server) { return ::kill(server.pid(), 0) == 0; }
+
+// Sends `request` until the answer is `expected` (state that changes a
+// moment after an event, e.g. a close seen by the server), or the deadline.
+std::string await_answer(Client& client, std::string_view request, std::string_view expected,
+                         std::chrono::milliseconds timeout = 3s) {
+  const auto deadline = Clock::now() + timeout;
+  std::string answer;
+  do {
+    answer = client.request(request);
+    if (answer == expected) break;
+    std::this_thread::sleep_for(20ms);
+  } while (Clock::now() < deadline);
+  return answer;
+}
+
+// Sends what the socket takes, ignoring errors: for peers the server may
+// close at any moment. False once a send failed.
+bool send_best_effort(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+// What happened while pumping bytes into a socket without blocking.
+struct Pumped {
+  std::size_t sent = 0;
+  std::string received;
+  bool send_failed = false;  // EPIPE, ECONNRESET: the server closed
+  bool eof = false;          // an orderly end of the stream
+  bool reset = false;        // the stream ended with an error (RST)
+};
+
+// Sends `bytes` with a non-blocking loop until all are sent, a send fails or
+// `limit` passes. With `read`, also reads whatever arrives, and after the
+// sending keeps reading until the end of the stream (or `limit`).
+Pumped pump(int fd, std::string_view bytes, std::chrono::milliseconds limit, bool read) {
+  Pumped out;
+  const int flags = ::fcntl(fd, F_GETFL);
+  ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  const auto deadline = Clock::now() + limit;
+  while (Clock::now() < deadline) {
+    const bool sending = out.sent < bytes.size() && !out.send_failed;
+    const bool reading = read && !out.eof && !out.reset;
+    if (!sending && !reading) break;
+    pollfd poll_fd{fd, static_cast<short>((sending ? POLLOUT : 0) | (reading ? POLLIN : 0)), 0};
+    if (::poll(&poll_fd, 1, 100) <= 0) continue;
+    if (reading && (poll_fd.revents & (POLLIN | POLLHUP | POLLERR))) {
+      char chunk[65536];
+      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+      if (n > 0) {
+        out.received.append(chunk, static_cast<std::size_t>(n));
+      } else if (n == 0) {
+        out.eof = true;
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        out.reset = true;
+      }
+    }
+    if (sending && (poll_fd.revents & (POLLOUT | POLLERR | POLLHUP))) {
+      const ssize_t n = ::send(fd, bytes.data() + out.sent, bytes.size() - out.sent, MSG_NOSIGNAL);
+      if (n > 0) {
+        out.sent += static_cast<std::size_t>(n);
+      } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        out.send_failed = true;
+      }
+    }
+  }
+  ::fcntl(fd, F_SETFL, flags);
+  return out;
+}
+
+std::string letters(std::size_t count) {
+  std::string text;
+  text.reserve(count);
+  for (std::size_t i = 0; i < count; ++i) text += static_cast<char>('a' + i % 26);
+  return text;
+}
+
+TEST(ServerRobustness, RandomBytesNeitherCrashNorTouchOtherPermits) {
+  auto server = start_server();
+  ASSERT_TRUE(server);
+  auto holder = Client::connect(server->port());
+  ASSERT_TRUE(holder);
+  ASSERT_TRUE(holder->request("h ACQUIRE keep").starts_with("h OK "));
+
+  std::mt19937 random(20240611);  // seeded: a failure replays
+  const char* const kVerbs[] = {"ACQUIRE", "RELEASE", "WAIT", "POST", "CREATE", "DELETE",
+                                "GET", "LIST", "CANCEL", "PING", "STATS", "HELLO"};
+  const char* const kNames[] = {"keep", "r1", "r2", "%zz", "$local", "a%20b"};
+  const auto started = Clock::now();
+  for (int batch = 0; batch < 8 && Clock::now() - started < 3s; ++batch) {
+    std::vector<std::unique_ptr<Client>> clients;
+    for (int i = 0; i < 10; ++i) {
+      auto client = Client::connect(server->port());
+      ASSERT_TRUE(client) << "the server stopped accepting";
+      std::string bytes;
+      switch (random() % 4) {
+        case 0:  // any bytes at all
+          for (std::size_t n = 1 + random() % 4096; n > 0; --n) bytes += static_cast<char>(random());
+          break;
+        case 1:  // ACE's prefix, then any bytes
+          bytes = "acquire:";
+          for (std::size_t n = random() % 300; n > 0; --n) bytes += static_cast<char>(random());
+          break;
+        case 2:  // printable lines with random tokens
+          for (std::size_t n = 1 + random() % 50; n > 0; --n) {
+            bytes += static_cast<char>('!' + random() % 94);
+            if (random() % 8 == 0) bytes += random() % 2 ? ' ' : '\n';
+          }
+          break;
+        default:  // request-shaped lines, some valid, on the names above
+          for (std::size_t n = 1 + random() % 20; n > 0; --n) {
+            bytes += "t" + std::to_string(random() % 5) + " " + kVerbs[random() % std::size(kVerbs)] + " " +
+                     kNames[random() % std::size(kNames)];
+            for (std::size_t args = random() % 4; args > 0; --args) {
+              bytes += " " + std::to_string(static_cast<int>(random() % 7) - 2);
+            }
+            bytes += random() % 10 == 0 ? "\r\n" : "\n";
+          }
+          break;
+      }
+      send_best_effort(client->fd(), bytes);
+      clients.push_back(std::move(client));
+    }
+    // End them in different ways: close, reset, or half-close and read.
+    for (std::size_t i = 0; i < clients.size(); ++i) {
+      switch (random() % 3) {
+        case 0:
+          clients[i].reset();
+          break;
+        case 1:
+          clients[i]->reset();
+          clients[i].reset();
+          break;
+        default:
+          clients[i]->shutdown_write();
+          clients[i]->wait_closed(1s);
+          clients[i].reset();
+          break;
+      }
+    }
+  }
+  ASSERT_TRUE(server_alive(*server)) << server->log();
+  EXPECT_EQ(await_answer(*holder, "g GET keep", "g OK 0 1 1 0 undefined"), "g OK 0 1 1 0 undefined");
+  auto fresh = Client::connect(server->port());
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ(fresh->request("p PING still-here"), "p PONG still-here");
+  EXPECT_EQ(fresh->request("a ACQUIRE keep 1 0"), "a TIMEOUT");
+}
+
+TEST(ServerRobustness, HalfLinesThenClose) {
+  auto server = start_server();
+  ASSERT_TRUE(server);
+  const std::string kHalves[] = {"a ACQ", "acquire:ha", "acq", "a PING " + letters(4000), "\r", "b GET x\r"};
+  for (const auto& half : kHalves) {
+    auto client = Client::connect(server->port());
+    ASSERT_TRUE(client);
+    client->send(half);
+    EXPECT_TRUE(client->quiet_for(100ms)) << "a half line was answered: " << half.substr(0, 20);
+  }
+  // A holder whose last line never ends: the close still releases.
+  auto holder = Client::connect(server->port());
+  ASSERT_TRUE(holder);
+  ASSERT_TRUE(holder->request("a ACQUIRE h").starts_with("a OK "));
+  holder->send("b RELEASE h");
+  auto observer = Client::connect(server->port());
+  ASSERT_TRUE(observer);
+  EXPECT_EQ(observer->request("g GET h"), "g OK 0 1 1 0 undefined");
+  holder.reset();
+  EXPECT_EQ(await_answer(*observer, "g GET h", "g OK 1 1 0 0 absent"), "g OK 1 1 0 0 absent");
+
+  // A half line before a half-close is no request: no answer, then the close.
+  auto half_closer = Client::connect(server->port());
+  ASSERT_TRUE(half_closer);
+  half_closer->send("p PING never-ended");
+  half_closer->shutdown_write();
+  std::string rest;
+  EXPECT_TRUE(half_closer->wait_closed(2s, &rest));
+  EXPECT_EQ(rest, "");
+  EXPECT_EQ(observer->request("p PING ok"), "p PONG ok");
+}
+
+TEST(ServerRobustness, NulByteIsBadRequestThenClose) {
+  auto server = start_server();
+  ASSERT_TRUE(server);
+  auto client = Client::connect(server->port());
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(client->request("a ACQUIRE nul").starts_with("a OK "));
+  client->send(std::string("p PING 1\nn PING a\0b\nq PING 2\n", 29));
+  EXPECT_EQ(client->read_line().value_or("<none>"), "p PONG 1");
+  const auto line = client->read_line();
+  ASSERT_TRUE(line);
+  EXPECT_TRUE(line->starts_with("* ERR BAD_REQUEST ")) << *line;
+  std::string rest;
+  EXPECT_TRUE(client->wait_closed(2s, &rest));
+  EXPECT_EQ(rest, "") << "answered a line after the NUL";
+
+  auto observer = Client::connect(server->port());
+  ASSERT_TRUE(observer);
+  EXPECT_EQ(await_answer(*observer, "g GET nul", "g OK 1 1 0 0 absent"), "g OK 1 1 0 0 absent");
+}
+
+TEST(ServerRobustness, MegabyteLineIsLineTooLongThenAnOrderlyClose) {
+  auto server = start_server();
+  ASSERT_TRUE(server);
+  auto client = Client::connect(server->port());
+  ASSERT_TRUE(client);
+  const std::string huge = "p PING " + letters(1 << 20) + "\n";
+  const Pumped pumped = pump(client->fd(), huge, 4s, /*read=*/true);
+  EXPECT_TRUE(pumped.received.starts_with("* ERR LINE_TOO_LONG ")) << pumped.received.substr(0, 100);
+  EXPECT_EQ(std::count(pumped.received.begin(), pumped.received.end(), '\n'), 1) << pumped.received.substr(0, 200);
+  EXPECT_TRUE(pumped.eof) << "no orderly end of stream";
+  EXPECT_FALSE(pumped.reset) << "the peer saw a reset";
+  auto other = Client::connect(server->port());
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->request("p PING fine"), "p PONG fine");
+}
+
+TEST(ServerRobustness, LineOfExactly4096BytesIsAccepted) {
+  auto server = start_server();
+  ASSERT_TRUE(server);
+  auto client = Client::connect(server->port());
+  ASSERT_TRUE(client);
+  const std::string payload = letters(4096 - 7);
+  const std::string line = "p PING " + payload;
+  ASSERT_EQ(line.size(), 4096u);
+  EXPECT_EQ(client->request(line), "p PONG " + payload);
+  client->send(line + "\r\n");  // the "\r" of a "\r\n" ending is not part of the line
+  EXPECT_EQ(client->read_line().value_or("<none>"), "p PONG " + payload);
+
+  client->send_line(line + "x");
+  const auto too_long = client->read_line();
+  ASSERT_TRUE(too_long);
+  EXPECT_TRUE(too_long->starts_with("* ERR LINE_TOO_LONG ")) << *too_long;
+  EXPECT_TRUE(client->wait_closed(2s));
+}
+
+TEST(ServerRobustness, FloodOfShortConnectionsLeavesTheServerAnswering) {
+  auto server = start_server();
+  ASSERT_TRUE(server);
+  auto holder = Client::connect(server->port());
+  ASSERT_TRUE(holder);
+  ASSERT_TRUE(holder->request("h ACQUIRE flood").starts_with("h OK "));
+  const auto started = Clock::now();
+  int opened = 0;
+  for (; opened < 500 && Clock::now() - started < 4s; ++opened) {
+    auto client = Client::connect(server->port());
+    ASSERT_TRUE(client) << "connection " << opened << " refused";
+    if (opened % 7 == 0) send_best_effort(client->fd(), "p PING\n");
+    if (opened % 11 == 0) send_best_effort(client->fd(), "acquire:flood|");
+    if (opened % 5 == 0) client->reset();
+  }
+  EXPECT_EQ(opened, 500);
+  ASSERT_TRUE(server_alive(*server)) << server->log();
+  EXPECT_EQ(holder->request("p PING alive"), "p PONG alive");
+  EXPECT_EQ(await_answer(*holder, "g GET flood", "g OK 0 1 1 0 undefined"), "g OK 0 1 1 0 undefined");
+  // Every flooding session ends: only the holder is left.
+  const auto deadline = Clock::now() + 3s;
+  std::string stats;
+  do {
+    stats = holder->request("s STATS");
+    if (stats.find("\"sessions\":1,") != std::string::npos) break;
+    std::this_thread::sleep_for(50ms);
+  } while (Clock::now() < deadline);
+  EXPECT_NE(stats.find("\"sessions\":1,"), std::string::npos) << stats;
+}
+
+TEST(ServerRobustness, MaxConnectionsRefusesTheNextPeerWithLimit) {
+  auto server = start_server({.server_options = "max_connections = 3\n"});
+  ASSERT_TRUE(server);
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(Client::connect(server->port()));
+    ASSERT_TRUE(clients.back());
+    EXPECT_EQ(clients.back()->request("p PING " + std::to_string(i)), "p PONG " + std::to_string(i));
+  }
+  auto fourth = Client::connect(server->port());
+  ASSERT_TRUE(fourth);
+  const auto line = fourth->read_line();
+  ASSERT_TRUE(line) << "no line for the 4th connection";
+  EXPECT_TRUE(line->starts_with("* ERR LIMIT ")) << *line;
+  EXPECT_TRUE(fourth->wait_closed(2s));
+  EXPECT_TRUE(server->wait_for_log("max_connections (3) reached"));
+
+  // A slot freed is a slot for the next peer.
+  clients.front().reset();
+  const auto deadline = Clock::now() + 3s;
+  std::string answer;
+  do {
+    auto next = Client::connect(server->port());
+    ASSERT_TRUE(next);
+    answer = next->request("p PING again");
+    if (answer == "p PONG again") break;
+    std::this_thread::sleep_for(50ms);
+  } while (Clock::now() < deadline);
+  EXPECT_EQ(answer, "p PONG again");
+}
+
+TEST(ServerRobustness, MaxPendingPerSessionRefusesAThirdQueuedRequest) {
+  auto server = start_server({.server_options = "max_pending_per_session = 2\n"});
+  ASSERT_TRUE(server);
+  auto holder = Client::connect(server->port());
+  ASSERT_TRUE(holder);
+  for (const char* name : {"x", "y", "z"}) {
+    ASSERT_TRUE(holder->request(std::string("h ACQUIRE ") + name).starts_with("h OK "));
+  }
+  auto client = Client::connect(server->port());
+  ASSERT_TRUE(client);
+  EXPECT_EQ(client->request("b1 ACQUIRE x"), "b1 QUEUED 1");
+  EXPECT_EQ(client->request("b2 ACQUIRE y 1 60000"), "b2 QUEUED 1");
+  EXPECT_TRUE(client->request("b3 ACQUIRE z").starts_with("b3 ERR LIMIT ")) << "a third queued request";
+  EXPECT_TRUE(client->request("b4 ACQUIRE x").starts_with("b4 ERR LIMIT "));
+  EXPECT_EQ(client->request("b5 ACQUIRE z 1 0"), "b5 TIMEOUT") << "a try never queues";
+  EXPECT_EQ(client->request("g GET z"), "g OK 0 1 1 0 undefined");
+
+  // A grant frees a slot.
+  EXPECT_EQ(holder->request("r RELEASE x"), "r OK 0");
+  const auto granted = client->read_line();
+  ASSERT_TRUE(granted);
+  EXPECT_TRUE(granted->starts_with("b1 OK ")) << *granted;
+  EXPECT_EQ(client->request("b6 ACQUIRE z"), "b6 QUEUED 1");
+}
+
+TEST(ServerRobustness, MaxSemaphoresRefusesAThirdName) {
+  auto server = start_server({.server_options = "max_semaphores = 2\n"});
+  ASSERT_TRUE(server);
+  auto client = Client::connect(server->port());
+  ASSERT_TRUE(client);
+  EXPECT_TRUE(client->request("a ACQUIRE n1").starts_with("a OK "));
+  EXPECT_EQ(client->request("b CREATE n2 1"), "b OK");
+  EXPECT_TRUE(client->request("c ACQUIRE n3").starts_with("c ERR LIMIT ")) << "ACQUIRE of a third name";
+  EXPECT_TRUE(client->request("d CREATE n3 1").starts_with("d ERR LIMIT ")) << "CREATE of a third name";
+  EXPECT_EQ(client->request("e GET n3"), "e OK 1 1 0 0 absent");
+
+  // Names already in the table are still usable.
+  auto other = Client::connect(server->port());
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->request("f ACQUIRE n1"), "f QUEUED 1");
+  EXPECT_TRUE(other->request("g ACQUIRE n2 1 0").starts_with("g OK "));
+  other.reset();
+
+  // Once n1 is idle again (an undefined semaphore), its slot is free.
+  EXPECT_TRUE(client->request("h RELEASE n1").starts_with("h OK "));
+  EXPECT_EQ(await_answer(*client, "i GET n1", "i OK 1 1 0 0 absent"), "i OK 1 1 0 0 absent");
+  EXPECT_TRUE(client->request("j ACQUIRE n3").starts_with("j OK "));
+}
+
+TEST(ServerRobustness, PeerThatNeverReadsIsClosedAndReleased) {
+  auto server = start_server();
+  ASSERT_TRUE(server);
+  auto greedy = Client::connect(server->port());
+  ASSERT_TRUE(greedy);
+  ASSERT_TRUE(greedy->request("a ACQUIRE held").starts_with("a OK "));
+  const std::string one = "p PING " + letters(100) + "\n";
+  std::string lines;
+  lines.reserve(one.size() * 200000);
+  for (int i = 0; i < 200000; ++i) lines += one;
+  const auto started = Clock::now();
+  const Pumped pumped = pump(greedy->fd(), lines, 10s, /*read=*/false);
+  EXPECT_LT(Clock::now() - started, 10s) << "sent " << pumped.sent << " bytes without being closed";
+
+  auto other = Client::connect(server->port());
+  ASSERT_TRUE(other);
+  const std::string answer = other->request("b ACQUIRE held 1 5000", 6s);
+  if (answer == "b QUEUED 1") {
+    const auto granted = other->read_line(6s);
+    ASSERT_TRUE(granted) << "the greedy peer kept its permit";
+    EXPECT_TRUE(granted->starts_with("b OK ")) << *granted;
+  } else {
+    EXPECT_TRUE(answer.starts_with("b OK ")) << answer;
+  }
+  EXPECT_TRUE(pumped.send_failed) << "sent " << pumped.sent << " bytes and was never closed";
+  EXPECT_TRUE(server->wait_for_log("bytes of answers unread", 1s));
+  EXPECT_EQ(other->request("p PING after"), "p PONG after");
+}
+
+TEST(ServerRobustness, SilentSessionTimesOutAndItsPermitGoesToAWaiter) {
+  auto server = start_server({.server_options = "session_timeout_ms = 300\n"});
+  ASSERT_TRUE(server);
+  auto silent = Client::connect(server->port());
+  ASSERT_TRUE(silent);
+  const auto acquired = Clock::now();
+  ASSERT_TRUE(silent->request("a ACQUIRE x").starts_with("a OK "));
+  auto waiter = Client::connect(server->port());
+  ASSERT_TRUE(waiter);
+  EXPECT_EQ(waiter->request("b ACQUIRE x"), "b QUEUED 1");
+
+  // The waiter pings every 100 ms (a third of the timeout and then some).
+  std::optional<std::string> granted;
+  int ping = 0;
+  while (!granted && Clock::now() - acquired < 2s) {
+    waiter->send_line("p" + std::to_string(++ping) + " PING");
+    for (auto line = waiter->read_line(100ms); line; line = waiter->read_line(1ms)) {
+      if (line->starts_with("b ")) granted = line;
+    }
+  }
+  ASSERT_TRUE(granted) << "the waiter was never granted";
+  EXPECT_TRUE(granted->starts_with("b OK ")) << *granted;
+  const auto elapsed = Clock::now() - acquired;
+  EXPECT_GE(elapsed, 250ms);
+  EXPECT_LE(elapsed, 1s);
+  EXPECT_TRUE(silent->wait_closed(500ms));
+  EXPECT_TRUE(server->wait_for_log("no request for 300 ms"));
+}
+
+TEST(ServerRobustness, BytesThatNeverEndALineAreNotActivity) {
+  auto server = start_server({.server_options = "session_timeout_ms = 300\n"});
+  ASSERT_TRUE(server);
+  auto client = Client::connect(server->port());
+  ASSERT_TRUE(client);
+  const auto acquired = Clock::now();
+  ASSERT_TRUE(client->request("a ACQUIRE x").starts_with("a OK "));
+  const std::string dribble = "p PING dribbling-forever";
+  bool closed = false;
+  for (std::size_t i = 0; i < dribble.size() && !closed; ++i) {
+    send_best_effort(client->fd(), dribble.substr(i, 1));
+    closed = client->wait_closed(100ms);
+  }
+  const auto elapsed = Clock::now() - acquired;
+  EXPECT_TRUE(closed) << "a session sending only part of a line was kept alive";
+  EXPECT_LE(elapsed, 1s);
+  auto other = Client::connect(server->port());
+  ASSERT_TRUE(other);
+  EXPECT_TRUE(other->request("b ACQUIRE x 1 1000").starts_with("b OK "));
+}
+
+TEST(ServerRobustness, PingsKeepASessionAlive) {
+  auto server = start_server({.server_options = "session_timeout_ms = 300\n"});
+  ASSERT_TRUE(server);
+  auto client = Client::connect(server->port());
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(client->request("a ACQUIRE x").starts_with("a OK "));
+  const auto started = Clock::now();
+  for (int i = 0; Clock::now() - started < 1200ms; ++i) {
+    std::this_thread::sleep_for(100ms);
+    ASSERT_EQ(client->request("p PING " + std::to_string(i)), "p PONG " + std::to_string(i));
+  }
+  EXPECT_EQ(client->request("g GET x"), "g OK 0 1 1 0 undefined");
+  // And it still ends when the pings stop.
+  EXPECT_TRUE(client->wait_closed(1500ms));
+}
+
+TEST(ServerRobustness, EndOfInputAnswersWhatCameBeforeThenCloses) {
+  auto server = start_server();
+  ASSERT_TRUE(server);
+  auto client = Client::connect(server->port());
+  ASSERT_TRUE(client);
+  client->send("a ACQUIRE x\nb GET x\n");
+  client->shutdown_write();
+  const auto first = client->read_line();
+  ASSERT_TRUE(first);
+  EXPECT_TRUE(first->starts_with("a OK ")) << *first;
+  EXPECT_EQ(client->read_line().value_or("<none>"), "b OK 0 1 1 0 undefined");
+  std::string rest;
+  EXPECT_TRUE(client->wait_closed(2s, &rest));
+  EXPECT_EQ(rest, "");
+
+  auto other = Client::connect(server->port());
+  ASSERT_TRUE(other);
+  EXPECT_EQ(await_answer(*other, "g GET x", "g OK 1 1 0 0 absent"), "g OK 1 1 0 0 absent");
+}
+
+TEST(ServerRobustness, PeerOutsideAllowedNetworksIsDenied) {
+  auto server = start_server({.server_options = "allowed_networks = 10.0.0.0/8\n"});
+  ASSERT_TRUE(server);
+  auto client = Client::connect(server->port());
+  ASSERT_TRUE(client);
+  const auto line = client->read_line();
+  ASSERT_TRUE(line) << "no line for a denied peer";
+  EXPECT_TRUE(line->starts_with("* ERR DENIED ")) << *line;
+  EXPECT_TRUE(client->wait_closed(2s));
+  EXPECT_TRUE(server->wait_for_log("denied connection from 127.0.0.1")) << server->log();
+
+  // A denied peer that speaks first is denied all the same.
+  auto talker = Client::connect(server->port());
+  ASSERT_TRUE(talker);
+  send_best_effort(talker->fd(), "p PING\n");
+  const auto told = talker->read_line();
+  ASSERT_TRUE(told);
+  EXPECT_TRUE(told->starts_with("* ERR DENIED ")) << *told;
+  std::string rest;
+  EXPECT_TRUE(talker->wait_closed(2s, &rest));
+  EXPECT_EQ(rest, "");
+}
+
+TEST(ServerRobustness, ResetWhileHoldingReleases) {
+  auto server = start_server();
+  ASSERT_TRUE(server);
+  auto holder = Client::connect(server->port());
+  ASSERT_TRUE(holder);
+  ASSERT_TRUE(holder->request("a ACQUIRE r").starts_with("a OK "));
+  auto waiter = Client::connect(server->port());
+  ASSERT_TRUE(waiter);
+  EXPECT_EQ(waiter->request("b ACQUIRE r"), "b QUEUED 1");
+  holder->reset();
+  const auto granted = waiter->read_line();
+  ASSERT_TRUE(granted);
+  EXPECT_TRUE(granted->starts_with("b OK ")) << *granted;
+  EXPECT_EQ(waiter->request("g GET r"), "g OK 0 1 1 0 undefined");
+}
+
+}  // namespace
+}  // namespace netsem::testing
