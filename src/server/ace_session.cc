@@ -17,6 +17,13 @@ constexpr std::string_view kAceTag = "ace";
 }  // namespace
 
 void Session::handle_ace(std::string_view data) {
+  // Input ACE's client never sends closes the session. Tokens not yet written
+  // are dropped first: the client must not read `locked|` for a grant that the
+  // close gives back at once (`acquire:x|garbage|` in one read).
+  const auto refuse = [this](std::string_view reason) {
+    out_.resize(out_sent_);
+    end(reason);
+  };
   ace_.buffer().append(data);
   for (;;) {
     if (state_ != State::kOpen) return;
@@ -26,7 +33,7 @@ void Session::handle_ace(std::string_view data) {
         return;
       case protocol::AceParser::Token::kBad:
         spdlog::info("session {} ({}): ACE: invalid input, closed", id_, peer_);
-        end("ACE: invalid input");
+        refuse("ACE: invalid input");
         return;
       case protocol::AceParser::Token::kWait:
         last_activity_ = Clock::now();
@@ -34,7 +41,7 @@ void Session::handle_ace(std::string_view data) {
       case protocol::AceParser::Token::kRelease: {
         last_activity_ = Clock::now();
         if (ace_state_ != AceState::kHolding) {
-          end("ACE: release while not holding");
+          refuse("ACE: release while not holding");
           return;
         }
         std::int64_t value = 0;
@@ -48,7 +55,7 @@ void Session::handle_ace(std::string_view data) {
         last_activity_ = Clock::now();
         if (ace_state_ != AceState::kAwaitAcquire ||
             protocol::check_name(ace_.name()) != protocol::ErrorCode::kNone) {
-          end("ACE: unexpected acquire");
+          refuse("ACE: unexpected acquire");
           return;
         }
         ++server_.counters().requests;

@@ -5,6 +5,7 @@
 #include "server/file_journal.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -16,12 +17,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <optional>
 #include <system_error>
 #include <utility>
-
-#include <fmt/format.h>
 
 namespace netsem::server {
 
@@ -84,7 +82,9 @@ void put_u64(std::string& out, std::uint64_t v) {
 }
 std::uint64_t get_le(std::string_view bytes, std::size_t at, int width) {
   std::uint64_t v = 0;
-  for (int i = width - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(bytes[at + static_cast<std::size_t>(i)]);
+  for (int i = width - 1; i >= 0; --i) {
+    v = (v << 8) | static_cast<unsigned char>(bytes[at + static_cast<std::size_t>(i)]);
+  }
   return v;
 }
 
@@ -355,19 +355,24 @@ Status sync_dir(int dir_fd, const fs::path& dir) {
   return Status::ok();
 }
 
+// Writes all of `bytes` to a fresh file and fsyncs it; `path` names it in errors.
+Status write_and_sync(int fd, const fs::path& path, std::string_view bytes) {
+  std::size_t written = 0;
+  std::uint64_t calls = 0;
+  if (Status s = write_all(fd, bytes, written, calls); !s) {
+    return Status(StatusCode::kIoError, fmt::format("cannot write {}: {}", path.string(), s.message()));
+  }
+  if (const int err = sync_fd(fd, false)) return io_error("cannot fsync", path, err);
+  return Status::ok();
+}
+
 // Makes `name` hold exactly `bytes`, atomically and durably: temp file,
 // fsync, rename over `name`, fsync of the directory.
 Status replace_file(int dir_fd, const fs::path& dir, const char* name, std::string_view bytes) {
   const std::string temp = std::string(name) + ".tmp";
   auto file = open_at(dir_fd, dir, temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC);
   if (!file) return file.status();
-  std::size_t written = 0;
-  std::uint64_t calls = 0;
-  Status status = write_all(file->get(), bytes, written, calls);
-  if (!status) status = Status(StatusCode::kIoError, fmt::format("cannot write {}: {}", (dir / temp).string(), status.message()));
-  if (status) {
-    if (const int err = sync_fd(file->get(), false)) status = io_error("cannot fsync", dir / temp, err);
-  }
+  Status status = write_and_sync(file->get(), dir / temp, bytes);
   if (status && ::renameat(dir_fd, temp.c_str(), dir_fd, name) != 0) {
     status = io_error("cannot rename into place", dir / name, errno);
   }
@@ -432,6 +437,83 @@ FileJournal::FileJournal(fs::path dir, const JournalOptions& options, UniqueFd d
 
 FileJournal::~FileJournal() = default;
 
+namespace {
+
+// The bound in the fences file, 0 if there is none.
+Result<std::uint64_t> recover_fences(int dir_fd, const fs::path& dir) {
+  auto bytes = read_file(dir_fd, dir, kFencesFile);
+  if (!bytes) return bytes.status();
+  if (!*bytes) return std::uint64_t{0};
+  auto bound = jf::parse_header(**bytes, jf::FileKind::kFences);
+  if (!bound || (*bytes)->size() != jf::kHeaderSize) {
+    return Status(StatusCode::kCorruption, fmt::format("fences file {}: {}", (dir / kFencesFile).string(),
+                                                       bound ? "trailing bytes" : bound.status().message()));
+  }
+  return bound;
+}
+
+// Reads the snapshot into `state`; its generation, or nullopt if there is none.
+Result<std::optional<std::uint64_t>> recover_snapshot(int dir_fd, const fs::path& dir,
+                                                      std::map<std::string, CreatedState>& state) {
+  auto bytes = read_file(dir_fd, dir, kSnapshotFile);
+  if (!bytes) return bytes.status();
+  if (!*bytes) return std::optional<std::uint64_t>();
+  const ReplayResult r = replay_snapshot(**bytes, state);
+  if (r.stop != ReplayStop::kCleanEnd) {
+    const std::string why = r.stop == ReplayStop::kBadHeader
+                                ? jf::parse_header(**bytes, jf::FileKind::kSnapshot).status().message()
+                                : fmt::format("{} at offset {}", replay_stop_name(r.stop), r.good_bytes);
+    return Status(StatusCode::kCorruption, fmt::format("snapshot {}: {}; it is written atomically, so this is not "
+                                                       "a crash: move it away to start without it",
+                                                       (dir / kSnapshotFile).string(), why));
+  }
+  return std::optional<std::uint64_t>(r.generation);
+}
+
+// Replays the journal onto `state` when it continues the snapshot of
+// `snapshot_generation`, cutting a bad tail (and reporting it in `warnings`).
+Status recover_journal(int dir_fd, const fs::path& dir, std::optional<std::uint64_t> snapshot_generation,
+                       std::map<std::string, CreatedState>& state, std::vector<std::string>& warnings) {
+  auto file = read_file(dir_fd, dir, kJournalFile);
+  if (!file) return file.status();
+  if (!*file) {
+    if (snapshot_generation) warnings.push_back("journal: missing; recovered from the snapshot alone");
+    return Status::ok();
+  }
+  const std::string& bytes = **file;
+  const std::uint64_t expected = snapshot_generation.value_or(0);
+  auto generation = jf::parse_header(bytes, jf::FileKind::kJournal);
+  if (!generation) {
+    return Status(StatusCode::kCorruption,
+                  fmt::format("journal {}: {}", (dir / kJournalFile).string(), generation.status().message()));
+  }
+  if (*generation > expected) {
+    return Status(StatusCode::kCorruption,
+                  fmt::format("journal {} is of generation {} but the snapshot of {}: the snapshot it follows is "
+                              "missing",
+                              (dir / kJournalFile).string(), *generation, expected));
+  }
+  if (*generation < expected) {
+    // A crash between the snapshot's rename and the new journal's: the snapshot already holds it.
+    warnings.push_back(
+        fmt::format("journal: generation {} is older than the snapshot ({}); skipped", *generation, expected));
+    return Status::ok();
+  }
+  const ReplayResult r = replay_journal(bytes, state);
+  if (r.stop == ReplayStop::kCleanEnd) return Status::ok();
+  std::string warning = fmt::format("journal: {} at offset {} ({} bytes cut)", replay_stop_name(r.stop),
+                                    r.good_bytes, bytes.size() - r.good_bytes);
+  // The cut bytes may be worth a look; keep them under another name.
+  const std::string kept = fmt::format("journal-{}.damaged", r.generation);
+  if (::linkat(dir_fd, kJournalFile, dir_fd, kept.c_str(), 0) == 0) {
+    warning += fmt::format("; the damaged journal is kept as {}", kept);
+  }
+  warnings.push_back(std::move(warning));
+  return Status::ok();
+}
+
+}  // namespace
+
 Result<std::unique_ptr<FileJournal>> FileJournal::open(const fs::path& dir, const JournalOptions& options,
                                                         RecoveredState& recovered) {
   recovered = RecoveredState{};
@@ -441,80 +523,23 @@ Result<std::unique_ptr<FileJournal>> FileJournal::open(const fs::path& dir, cons
   UniqueFd dir_fd(raw_dir_fd);
   auto lock = lock_directory(dir_fd.get(), dir);
   if (!lock) return lock.status();
-  // Leftovers of an interrupted replace_file or compaction; never renamed in, never read.
+  // Leftovers of an interrupted replace_file or compaction: never renamed in, never read.
   for (const char* temp : {"snapshot.tmp", "fences.tmp", kJournalTemp}) ::unlinkat(dir_fd.get(), temp, 0);
 
-  std::unique_ptr<FileJournal> journal(
-      new FileJournal(dir, options, std::move(dir_fd), std::move(*lock)));
+  std::unique_ptr<FileJournal> journal(new FileJournal(dir, options, std::move(dir_fd), std::move(*lock)));
   const int dfd = journal->dir_fd_.get();
-
-  auto fences = read_file(dfd, dir, kFencesFile);
+  auto fences = recover_fences(dfd, dir);
   if (!fences) return fences.status();
-  if (*fences) {
-    auto bound = jf::parse_header(**fences, jf::FileKind::kFences);
-    if (!bound || (*fences)->size() != jf::kHeaderSize) {
-      return Status(StatusCode::kCorruption, fmt::format("fences file {}: {}", (dir / kFencesFile).string(),
-                                                         bound ? "trailing bytes" : bound.status().message()));
-    }
-    journal->fence_bound_ = *bound;
-  }
+  journal->fence_bound_ = *fences;
 
   // Filled locally and handed over only on success: on error `recovered` stays empty.
   std::map<std::string, CreatedState> state;
   std::vector<std::string> warnings;
-  auto snapshot = read_file(dfd, dir, kSnapshotFile);
-  if (!snapshot) return snapshot.status();
-  std::uint64_t snapshot_generation = 0;
-  if (*snapshot) {
-    const ReplayResult r = replay_snapshot(**snapshot, state);
-    if (r.stop != ReplayStop::kCleanEnd) {
-      const std::string why = r.stop == ReplayStop::kBadHeader
-                                  ? jf::parse_header(**snapshot, jf::FileKind::kSnapshot).status().message()
-                                  : fmt::format("{} at offset {}", replay_stop_name(r.stop), r.good_bytes);
-      return Status(StatusCode::kCorruption,
-                    fmt::format("snapshot {}: {}; it is written atomically, so this is not a crash: "
-                                "move it away to start without it",
-                                (dir / kSnapshotFile).string(), why));
-    }
-    snapshot_generation = r.generation;
-  }
-  journal->generation_ = snapshot_generation;
+  auto snapshot_generation = recover_snapshot(dfd, dir, state);
+  if (!snapshot_generation) return snapshot_generation.status();
+  if (Status s = recover_journal(dfd, dir, *snapshot_generation, state, warnings); !s) return s;
 
-  auto log = read_file(dfd, dir, kJournalFile);
-  if (!log) return log.status();
-  if (!*log) {
-    if (*snapshot) warnings.push_back("journal: missing; recovered from the snapshot alone");
-  } else {
-    const std::string& bytes = **log;
-    auto generation = jf::parse_header(bytes, jf::FileKind::kJournal);
-    if (!generation) {
-      return Status(StatusCode::kCorruption,
-                    fmt::format("journal {}: {}", (dir / kJournalFile).string(), generation.status().message()));
-    }
-    if (*generation > snapshot_generation) {
-      return Status(StatusCode::kCorruption,
-                    fmt::format("journal {} is of generation {} but the snapshot of {}: the snapshot it "
-                                "follows is missing",
-                                (dir / kJournalFile).string(), *generation, snapshot_generation));
-    }
-    if (*generation < snapshot_generation) {
-      // A crash between the snapshot's rename and the new journal's: the snapshot already holds it.
-      warnings.push_back(fmt::format("journal: generation {} is older than the snapshot ({}); skipped",
-                                               *generation, snapshot_generation));
-    } else {
-      const ReplayResult r = replay_journal(bytes, state);
-      if (r.stop != ReplayStop::kCleanEnd) {
-        std::string warning = fmt::format("journal: {} at offset {} ({} bytes cut)", replay_stop_name(r.stop),
-                                          r.good_bytes, bytes.size() - r.good_bytes);
-        // The cut bytes may be worth a look; keep them under another name.
-        const std::string kept = fmt::format("journal-{}.damaged", r.generation);
-        if (::linkat(dfd, kJournalFile, dfd, kept.c_str(), 0) == 0) {
-          warning += fmt::format("; the damaged journal is kept as {}", kept);
-        }
-        warnings.push_back(std::move(warning));
-      }
-    }
-  }
+  journal->generation_ = snapshot_generation->value_or(0);
   if (Status s = journal->compact(state); !s) return s;
   recovered.created = std::move(state);
   recovered.fence_floor = journal->fence_bound_;
@@ -612,15 +637,12 @@ Status FileJournal::compact(const std::map<std::string, CreatedState>& state) {
   auto next = open_at(dfd, dir_, kJournalTemp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND);
   if (!next) return next.status();
   const std::string header = jf::encode_header(jf::FileKind::kJournal, generation);
-  std::size_t written = 0;
-  std::uint64_t calls = 0;
-  Status status = write_all(next->get(), header, written, calls);
-  if (!status) status = Status(StatusCode::kIoError, fmt::format("cannot write {}: {}", (dir_ / kJournalTemp).string(), status.message()));
+  Status status = write_and_sync(next->get(), dir_ / kJournalTemp, header);
+  std::string snapshot;
   if (status) {
-    if (const int err = sync_fd(next->get(), false)) status = io_error("cannot fsync", dir_ / kJournalTemp, err);
+    snapshot = jf::encode_snapshot(generation, state);
+    status = replace_file(dfd, dir_, kSnapshotFile, snapshot);
   }
-  const std::string snapshot = jf::encode_snapshot(generation, state);
-  if (status) status = replace_file(dfd, dir_, kSnapshotFile, snapshot);
   if (!status) {
     ::unlinkat(dfd, kJournalTemp, 0);
     return status;

@@ -17,7 +17,6 @@
 
 #include <algorithm>
 #include <cassert>
-#include <limits>
 
 #include "protocol/codec.h"
 
@@ -51,10 +50,14 @@ std::optional<TimePoint> deadline_after(TimePoint now, std::int64_t timeout_ms) 
 
 std::string_view kind_name(SemaphoreKind kind) {
   switch (kind) {
-    case SemaphoreKind::kDefined: return "defined";
-    case SemaphoreKind::kUndefined: return "undefined";
-    case SemaphoreKind::kCreated: return "created";
-    case SemaphoreKind::kAbsent: break;
+    case SemaphoreKind::kDefined:
+      return "defined";
+    case SemaphoreKind::kUndefined:
+      return "undefined";
+    case SemaphoreKind::kCreated:
+      return "created";
+    case SemaphoreKind::kAbsent:
+      break;
   }
   return "absent";
 }
@@ -377,7 +380,7 @@ TakeResult SemaphoreTable::take(const TakeRequest& request, Completions& out) {
   assert(request.timeout_ms >= -1);
   const auto error = [](ErrorCode code) { return TakeResult{TakeResult::Type::kError, 0, 0, code}; };
   Impl::Session& ses = t.session(request.session);
-  if (ses.pending.contains(request.tag)) return error(ErrorCode::kDuplicateTag);
+  if (!ses.pending.empty() && ses.pending.contains(request.tag)) return error(ErrorCode::kDuplicateTag);
 
   Impl::Semaphore* s = t.find(request.name);
   if (s == nullptr) {
@@ -421,7 +424,7 @@ ErrorCode SemaphoreTable::release(SessionId session, std::string_view name, std:
   assert(count >= 1);
   Impl::Session& ses = t.session(session);
   Impl::Semaphore* s = t.find(name);
-  if (s == nullptr) return ErrorCode::kNotFound;
+  if (s == nullptr) return ErrorCode::kNotHeld;  // the contract names only NOT_HELD for RELEASE
   auto hold = std::find_if(ses.holds.begin(), ses.holds.end(), [&](const Impl::Hold& h) { return h.sem == s; });
   if (hold == ses.holds.end() || hold->count < count) return ErrorCode::kNotHeld;
   hold->count -= count;

@@ -155,12 +155,13 @@ class SemaphoreTable {
   // ACQUIRE and WAIT. kError codes: TOO_MANY (count > max, or count > 1 for
   // an unknown name), NOT_FOUND (WAIT of an unknown name), LIMIT (would make
   // a semaphore past max_semaphores, or queue past max_pending_per_session),
-  // DUPLICATE_TAG (tag already queued by this session).
+  // DUPLICATE_TAG (tag already queued by this session; checked first). A
+  // try that cannot be granted is kTimedOut, never LIMIT.
   TakeResult take(const TakeRequest& request, Completions& out);
   // Gives back `count` permits the session holds through ACQUIRE. On success
   // `value` is the value after the grants the release caused (clamped at 0,
-  // as get()). NOT_HELD when the session holds fewer, NOT_FOUND for an
-  // unknown name.
+  // as get()). NOT_HELD when the session holds fewer, an unknown name
+  // included (it holds none of it).
   ErrorCode release(SessionId session, std::string_view name, std::int64_t count, std::int64_t& value,
                     Completions& out);
   // Adds `count` permits (POSIX sem_post); `value` as for release(). OVERFLOW
@@ -192,7 +193,9 @@ class SemaphoreTable {
 
   // --- time ---
 
-  // Times out every queued request whose deadline is <= now.
+  // Times out every queued request whose deadline is <= now. All of them
+  // leave before anyone is granted, so a request past its deadline is never
+  // granted because another one timed out.
   void expire(TimePoint now, Completions& out);
   // The earliest deadline of a queued request, if any.
   std::optional<TimePoint> next_deadline() const;

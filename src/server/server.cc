@@ -279,7 +279,7 @@ void Server::dispatch_completions() {
 void Server::mark_dirty(std::shared_ptr<Session> session) { dirty_.push_back(std::move(session)); }
 
 void Server::end_turn() {
-  if (journal_ && !dirty_.empty()) {
+  if (journal_ && journal_->has_pending()) {
     // Recorded before answered: the answers of this turn go out only after
     // the journal records of this turn are written.
     if (auto status = journal_->flush(); !status) spdlog::error("journal: {}", status.to_string());

@@ -83,9 +83,10 @@ void Session::handle_v1_line(std::string_view line) {
     end_with_error(ErrorCode::kBadRequest, "NUL byte in request line");
     return;
   }
-  ++server_.counters().requests;
   protocol::ParseError parse_error;
-  switch (protocol::parse_request(line, request_, parse_error)) {
+  const auto parsed = protocol::parse_request(line, request_, parse_error);
+  if (parsed != protocol::ParseStatus::kEmpty) ++server_.counters().requests;
+  switch (parsed) {
     case protocol::ParseStatus::kEmpty:
       return;
     case protocol::ParseStatus::kError:

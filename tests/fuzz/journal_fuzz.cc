@@ -47,7 +47,7 @@ void fix_checksums(std::string& bytes) {
     const auto crc = static_cast<std::uint32_t>(
         crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data() + pos + jf::kRecordPrefixSize),
               length));
-    for (int i = 0; i < 4; ++i) bytes[pos + 4 + static_cast<std::size_t>(i)] = static_cast<char>((crc >> (8 * i)) & 0xff);
+    for (std::size_t i = 0; i < 4; ++i) bytes[pos + 4 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
     pos += jf::kRecordPrefixSize + length;
   }
 }

@@ -22,12 +22,12 @@
 #include "server/journal.h"
 #include "server/semaphore_table.h"
 
-#define CHECK(cond)                                                           \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
+#define CHECK(cond)                                                                 \
+  do {                                                                              \
+    if (!(cond)) {                                                                  \
       std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                           \
-    }                                                                         \
+      std::abort();                                                                 \
+    }                                                                               \
   } while (0)
 
 namespace {
@@ -87,7 +87,7 @@ struct Model {
   TableLimits limits;
   std::map<std::string, Sem> sems;
   std::map<SessionId, std::map<std::string, std::int64_t>> sessions;  // open sessions' holds
-  EventsByName events;  // this step's completions
+  EventsByName events;                                                // this step's completions
   std::uint64_t seq = 0;
 
   std::int64_t held(const std::string& name) const {
@@ -152,8 +152,8 @@ struct Model {
     drop_if_idle(name);
   }
 
-  TakeResult take(SessionId session, const std::string& tag, const std::string& name, TakeMode mode,
-                  std::int64_t count, std::int64_t timeout_ms, std::int64_t now) {
+  TakeResult take(SessionId session, const std::string& tag, const std::string& name, TakeMode mode, std::int64_t count,
+                  std::int64_t timeout_ms, std::int64_t now) {
     const auto error = [](ErrorCode code) {
       TakeResult r;
       r.error = code;
@@ -197,7 +197,7 @@ struct Model {
   }
 
   ErrorCode release(SessionId session, const std::string& name, std::int64_t count, std::int64_t& value) {
-    if (!sems.contains(name)) return ErrorCode::kNotFound;
+    if (!sems.contains(name)) return ErrorCode::kNotHeld;
     auto& holds = sessions.at(session);
     auto it = holds.find(name);
     if (it == holds.end() || it->second < count) return ErrorCode::kNotHeld;
@@ -423,11 +423,21 @@ class Harness {
     r.count = in.count();
     const std::int64_t room_ms = (INT64_MAX - now_ns_) / 1'000'000;
     switch (in.pick(8)) {
-      case 0: r.timeout_ms = 0; break;
-      case 1: r.timeout_ms = -1; break;
-      case 2: r.timeout_ms = INT64_MAX; break;
-      case 3: r.timeout_ms = room_ms + in.pick(2); break;  // the clock's edge
-      default: r.timeout_ms = 1 + in.byte(); break;
+      case 0:
+        r.timeout_ms = 0;
+        break;
+      case 1:
+        r.timeout_ms = -1;
+        break;
+      case 2:
+        r.timeout_ms = INT64_MAX;
+        break;
+      case 3:
+        r.timeout_ms = room_ms + in.pick(2);
+        break;  // the clock's edge
+      default:
+        r.timeout_ms = 1 + in.byte() % 32;
+        break;  // short: several expire together
     }
     r.now = TimePoint(TimePoint::duration(now_ns_));
     const TakeResult got = table_.take(r, out_);

