@@ -14,6 +14,8 @@ namespace netsem::server {
 namespace {
 // ACE sessions have one request at a time; its tag is internal.
 constexpr std::string_view kAceTag = "ace";
+// The ACE client expects a `wait|` about once a second while queued.
+constexpr auto kAceHeartbeat = std::chrono::seconds(1);
 }  // namespace
 
 void Session::handle_ace(std::string_view data) {
@@ -74,7 +76,7 @@ void Session::handle_ace(std::string_view data) {
         } else if (result.type == TakeResult::Type::kQueued) {
           ace_state_ = AceState::kQueued;
           if (!timer_) timer_.emplace(socket_.get_executor());
-          timer_->expires_after(std::chrono::seconds(1));
+          timer_->expires_after(kAceHeartbeat);
           timer_->async_wait([self = shared_from_this()](const std::error_code& error) {
             if (!error) self->on_timer();
           });
@@ -104,7 +106,7 @@ void Session::ace_heartbeat() {
   // At most one `wait|` a second and never a backlog: skip a beat while an
   // earlier token is still unwritten.
   if (out_sent_ == out_.size()) write_token(protocol::kAceWait);
-  timer_->expires_after(std::chrono::seconds(1));
+  timer_->expires_after(kAceHeartbeat);
   timer_->async_wait([self = shared_from_this()](const std::error_code& error) {
     if (!error) self->on_timer();
   });

@@ -5,6 +5,7 @@
 // Both end in check_semaphore_count. Option values go through the table's
 // apply functions in both formats, so a value means the same everywhere.
 #include "server/config.h"
+#include "server/file_journal.h"
 
 #include <algorithm>
 #include <cctype>
@@ -116,24 +117,16 @@ Result<std::string_view> pick_choice(const OptionSpec& spec, std::string_view va
   return invalid(fmt::format("`{}` is not one of {}", value, spec.bounds));
 }
 
-constexpr std::pair<std::string_view, FsyncPolicy> kFsyncNames[] = {
-    {"always", FsyncPolicy::kAlways}, {"everysec", FsyncPolicy::kEverySec}, {"no", FsyncPolicy::kNo}};
-
 Status apply_fsync(const OptionSpec& spec, std::string_view value, ServerConfig& config) {
   auto word = pick_choice(spec, value);
   if (!word) return word.status();
-  for (const auto& [name, policy] : kFsyncNames) {
-    if (name == *word) config.fsync = policy;
-  }
+  auto policy = parse_fsync_policy(*word);
+  if (!policy) return policy.status();
+  config.fsync = *policy;
   return Status::ok();
 }
 
-std::string show_fsync(const ServerConfig& config) {
-  for (const auto& [name, policy] : kFsyncNames) {
-    if (policy == config.fsync) return std::string(name);
-  }
-  return "?";
-}
+std::string show_fsync(const ServerConfig& config) { return std::string(fsync_policy_name(config.fsync)); }
 
 Status apply_log_level(const OptionSpec& spec, std::string_view value, ServerConfig& config) {
   auto word = pick_choice(spec, value);

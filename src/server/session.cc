@@ -20,8 +20,6 @@ namespace {
 constexpr std::size_t kMaxOutputBytes = 4 << 20;
 // How long an ending session discards input after shutting its sending side.
 constexpr auto kDrainTime = std::chrono::milliseconds(500);
-// The ACE client expects a `wait|` about once a second while queued.
-constexpr auto kAceHeartbeat = std::chrono::seconds(1);
 // ACE holders ping every 3 s; a shorter timeout would drop healthy ones.
 constexpr auto kAceMinIdleTimeout = std::chrono::seconds(10);
 // A buffer that grew for a burst is given back once it is this large.

@@ -1,0 +1,167 @@
+// Client: the C++ client of netsem. Acquire permits of named semaphores
+// shared by every process of every host that talks to the same netsemd.
+//
+//   auto client = netsem::Client::create(netsem::ClientOptions::from_environment().value());
+//   auto permit = client->acquire("search-cluster", {.timeout = std::chrono::seconds(5)});
+//   if (!permit) return permit.status();     // kTimeout, kUnavailable, ...
+//   run_query();                             // at most N of these at once, fleet-wide
+//   // the permit goes back when `permit` goes out of scope
+//
+// One Client multiplexes the calls of all threads on one connection (each
+// request carries its own tag). It connects to the first reachable server of
+// its list, says HELLO with a label (host/pid/program), pings at a third of
+// the server's session timeout, and reconnects with backoff when the
+// connection drops. Names are plain: the library percent-encodes them for the
+// wire and checks them as the server does (1-255 bytes of UTF-8, no control
+// characters).
+//
+// Local names and fallback: a name starting with `$` never touches the
+// network; it is a host-wide semaphore shared by every process of this user
+// on this host, and a process that dies (SIGKILL included) gives its permits
+// back. While no server can be reached, other names are served the same way,
+// per the name's FallbackPolicy (see client_options.h and docs/client.md).
+//
+// Timeouts: `timeout` absent waits for ever; zero only tries (never queues);
+// a positive duration waits at most that long. A negative duration is a zero
+// one.
+//
+// Thread safety: every method may be called from any thread at once.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "netsem/client_options.h"
+#include "netsem/permit.h"
+#include "netsem/status.h"
+
+namespace netsem {
+
+// Cancels a pending acquire or wait from another thread. Share it between the
+// waiting thread and the canceller; cancel() makes the call return
+// kCancelled (a grant that raced ahead of the cancel is released).
+// Thread safety: all methods from any thread.
+class CancelToken {
+ public:
+  CancelToken();
+  void cancel();
+  bool cancelled() const;
+
+  // For the client library: the shared flag and wake-ups.
+  struct State;
+  const std::shared_ptr<State>& state() const { return state_; }
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+struct AcquireOptions {
+  std::int64_t count = 1;  // 1 .. 2^31-1
+  // Absent: wait for ever; zero: only try; positive: wait at most that long.
+  std::optional<std::chrono::milliseconds> timeout;
+  const CancelToken* cancel = nullptr;  // optional
+};
+
+// One semaphore as GET and LIST show it.
+struct SemaphoreInfo {
+  std::string name;
+  std::int64_t value = 0;
+  std::int64_t max = 0;
+  std::uint64_t holders = 0;  // sessions holding permits
+  std::uint64_t waiters = 0;  // queued requests
+  std::string kind;           // "defined", "created", "undefined", "absent", or "local"
+};
+
+// What the client counts (for logs and `netsem status`).
+struct ClientStats {
+  bool connected = false;
+  std::string server;                   // "host:port" when connected
+  std::uint64_t connects = 0;           // successful connections, reconnects included
+  std::uint64_t connection_losses = 0;  // connections that dropped
+  std::uint64_t fallback_entries = 0;   // times the client started serving names locally
+  std::uint64_t fallback_exits = 0;     // times a server came back
+  std::uint64_t local_grants = 0;       // permits granted by local semaphores ($ names and fallback)
+  std::uint64_t remote_grants = 0;
+};
+
+class Client {
+ public:
+  // Starts the client's I/O thread and a first connection attempt (waiting at
+  // most options.connect_timeout for it). Never fails because no server is
+  // reachable: calls then follow the fallback policy. kInvalidArgument for
+  // bad options (a server address that does not parse, ...).
+  static Result<std::unique_ptr<Client>> create(ClientOptions options);
+  // Closes the connection; the server then releases every remote permit
+  // still held, which are marked lost. Local permits stay held until their
+  // Permit objects release them.
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // --- permits (ACQUIRE / RELEASE) ---
+
+  // Acquires options.count permits of `name`, in strict FIFO order with
+  // every other client of the server. Errors: kTimeout, kCancelled,
+  // kTooMany (count above the semaphore's max), kInvalidArgument (bad name
+  // or count), kLimit (a server limit), kUnavailable (no server and the
+  // name's fallback policy is `fail`).
+  Result<Permit> acquire(std::string_view name, const AcquireOptions& options = {});
+  // acquire with a zero timeout: never waits.
+  Result<Permit> try_acquire(std::string_view name, std::int64_t count = 1);
+
+  // --- POSIX-style counting (WAIT / POST): permits are consumed, not held ---
+
+  // Adds `count` permits (sem_post). kOverflow past max; kNotFound for a
+  // name that is not a semaphore.
+  Status post(std::string_view name, std::int64_t count = 1);
+  // Takes `count` permits for good (sem_wait); they come back only by post.
+  // Timeouts and cancellation as for acquire. kNotFound for an unknown name.
+  Status wait(std::string_view name, const AcquireOptions& options = {});
+  Status try_wait(std::string_view name, std::int64_t count = 1);
+  Status timed_wait(std::string_view name, std::chrono::milliseconds timeout, std::int64_t count = 1);
+  // The number of free permits (sem_getvalue).
+  Result<std::int64_t> value(std::string_view name);
+
+  // --- inspection and management ---
+
+  // kind "absent" for a name that is not a semaphore.
+  Result<SemaphoreInfo> get(std::string_view name);
+  // Every semaphore of the server whose name starts with `prefix`.
+  Result<std::vector<SemaphoreInfo>> list(std::string_view prefix = {});
+  // Makes a durable semaphore with `value` free permits and a maximum `max`
+  // (>= 1, >= value). Without `exclusive`, an existing created semaphore is
+  // left as it is and OK returned (O_CREAT); with it, kAlreadyExists.
+  Status create(std::string_view name, std::int64_t value, std::int64_t max, bool exclusive = false);
+  // Deletes a created semaphore. kBusy while held or waited on; kNotFound.
+  Status remove(std::string_view name);
+  // Round trip to the server; returns the echoed payload.
+  Result<std::string> ping(std::string_view payload = {});
+
+  // --- 4D-style test-and-set flags on limit-1 names ---
+
+  // Sets the flag `name` for this process (4D `Semaphore`): OK when set,
+  // kTimeout when another process holds it and `wait` ran out (zero: do not
+  // wait). Setting a flag this process already set succeeds at once.
+  Status set_flag(std::string_view name, std::chrono::milliseconds wait = std::chrono::milliseconds(0));
+  // Clears a flag this process set (4D `CLEAR SEMAPHORE`); kNotHeld for one
+  // it did not set, whoever set it.
+  Status clear_flag(std::string_view name);
+  // Whether anyone holds the flag, without setting it (4D `Test semaphore`).
+  Result<bool> test_flag(std::string_view name);
+
+  // --- state ---
+  bool connected() const;
+  ClientStats stats() const;
+
+ private:
+  struct Impl;
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace netsem

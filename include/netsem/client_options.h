@@ -1,0 +1,83 @@
+// ClientOptions: where a Client finds its servers, how it behaves while none
+// can be reached (the fallback policy, per name), and the limits its local
+// semaphores use. Read from the `[client]` and `[semaphores]` sections of a
+// netsem configuration file (the server's file works as is), from the
+// environment, or set in code.
+//
+//   [client]
+//   servers = 10.0.0.5:53559, 10.0.0.6:53559   ; tried in order
+//   fallback = local                           ; local | fail | share:K
+//   fallback.licences = fail                   ; per-name override
+//   connect_timeout_ms = 1000
+//
+//   [semaphores]
+//   search = 10                                ; the limit fallback uses for `search`
+//
+// Thread safety: plain values.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "netsem/status.h"
+
+namespace netsem {
+
+// What a name does while no server can be reached.
+struct FallbackPolicy {
+  enum class Mode : unsigned char {
+    kLocal,  // a host-wide local semaphore with the name's limit
+    kFail,   // calls fail with kUnavailable
+    kShare,  // a local semaphore with the limit divided by `share` (rounded up)
+  };
+  Mode mode = Mode::kLocal;
+  std::int64_t share = 1;  // kShare: the number of hosts sharing the limit, >= 1
+
+  // "local", "fail" or "share:K" (K >= 1); kInvalidArgument otherwise.
+  static Result<FallbackPolicy> parse(std::string_view text);
+  std::string to_string() const;
+  // The local limit for a semaphore whose server limit is `limit`.
+  std::int64_t local_limit(std::int64_t limit) const;
+  friend bool operator==(const FallbackPolicy&, const FallbackPolicy&) = default;
+};
+
+struct ClientOptions {
+  // "host:port" (IPv6 as "[addr]:port"), tried in order. Empty means
+  // "127.0.0.1:53559".
+  std::vector<std::string> servers;
+  // HELLO label; empty means "<host>/<pid>/<program>".
+  std::string label;
+  // A connect attempt to one server gives up after this long (a black-holed
+  // address must not take the kernel's two minutes).
+  std::chrono::milliseconds connect_timeout{1000};
+  // Reconnect backoff: doubles from min to max between failed attempts.
+  std::chrono::milliseconds reconnect_min{100};
+  std::chrono::milliseconds reconnect_max{5000};
+  // A request unanswered this long means the connection is broken.
+  std::chrono::milliseconds request_timeout{10000};
+  FallbackPolicy fallback;                              // for names without an override
+  std::map<std::string, FallbackPolicy> fallback_for;   // per-name overrides
+  std::map<std::string, std::int64_t> limits;           // [semaphores]: local limits; unknown names 1
+  // Where host-wide local semaphores keep their registry; empty means
+  // "$XDG_RUNTIME_DIR/netsem", else "/tmp/netsem-<uid>".
+  std::filesystem::path local_dir;
+
+  // The policy for `name`.
+  const FallbackPolicy& fallback_policy(std::string_view name) const;
+  // The limit for `name` from `limits`, 1 when not listed.
+  std::int64_t limit(std::string_view name) const;
+
+  // Reads `[client]` and `[semaphores]` of an INI file; other sections are
+  // ignored. Errors name file:line.
+  static Result<ClientOptions> from_file(const std::filesystem::path& file);
+  // from_file($NETSEM_CONFIG) when set (else defaults), then NETSEM_SERVER
+  // ("host:port[,host:port...]") and NETSEM_FALLBACK override.
+  static Result<ClientOptions> from_environment();
+};
+
+}  // namespace netsem
