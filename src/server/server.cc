@@ -23,6 +23,7 @@ constexpr std::size_t kReadBufferBytes = 64 << 10;
 constexpr std::size_t kMaxRejecting = 256;
 constexpr auto kRejectDrainTime = std::chrono::milliseconds(500);
 constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
+constexpr auto kCompactionRetryDelay = std::chrono::seconds(1);
 
 // A connection refused at accept: one `*` line, the sending side shut, input
 // discarded briefly so the peer reads the line instead of a reset.
@@ -338,6 +339,10 @@ void Server::arm_sync_timer() {
 
 void Server::compact_if_due() {
   if (!journal_ || !journal_->wants_compaction()) return;
+  // A failing disk must not turn every turn into a snapshot attempt.
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_compaction_attempt_) return;
+  next_compaction_attempt_ = now + kCompactionRetryDelay;
   std::map<std::string, CreatedState> state;
   table_->for_each_created(
       [&](std::string_view name, const CreatedState& created) { state.emplace(std::string(name), created); });

@@ -114,6 +114,7 @@ class Server {
   std::size_t rejecting_ = 0;  // connections being told DENIED/LIMIT
   ServerCounters counters_;
   std::chrono::steady_clock::time_point started_;
+  std::chrono::steady_clock::time_point next_compaction_attempt_{};
   std::uint16_t port_ = 0;
   bool stopping_ = false;
 };
