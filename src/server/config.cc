@@ -265,6 +265,9 @@ Status parse_semaphores_section(const IniFile& ini, const IniSection& section, S
   std::map<std::string, const IniEntry*, std::less<>> seen;
   std::string name;
   for (const auto& entry : section.entries) {
+    // `$` names are host-local semaphores of the clients sharing this file:
+    // their limits are for libnetsem, and the server never sees such a name.
+    if (!entry.key.empty() && entry.key.front() == '$') continue;
     if (protocol::decode_name(entry.key, name) != protocol::ErrorCode::kNone) {
       return invalid(fmt::format("{}: `{}` is not a valid semaphore name ({}; `%` must start a %XX escape)",
                                  ini.location(entry.line), entry.key, kNameRules));

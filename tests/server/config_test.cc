@@ -253,6 +253,8 @@ TEST(ParseServerConfig, ReadsNetsemFiles) {
        "[semaphores]\na = 1\nb = 1\n[server]\nmax_semaphores = 2\n", "max_semaphores=2\nsemaphore a=1\nsemaphore b=1\n"},
       {"a `$` inside a name, a `%` escape for `%`", "[semaphores]\na$b = 1\n100%25 = 2\n",
        "semaphore a$b=1\nsemaphore 100%=2\n"},
+      {"host-local `$` names are the clients' and skipped", "[semaphores]\n$nightly = 1\ndb = 2\n",
+       "semaphore db=2\n"},
   });
 }
 
@@ -332,8 +334,8 @@ TEST(ParseServerConfig, RejectsUnknownNamesWithFileAndLine) {
 TEST(ParseServerConfig, RejectsBadSemaphoresWithFileAndLine) {
   const std::string long_name(256, 'n');
   run({
-      {"local name", "[semaphores]\n$local = 1\n",
-       "ERROR c.ini:2: `$local` is not a valid semaphore name (1-255 bytes of UTF-8, no control characters, not "
+      {"a `$` escaped is still a leading `$`", "[semaphores]\n%24local = 1\n",
+       "ERROR c.ini:2: `%24local` is not a valid semaphore name (1-255 bytes of UTF-8, no control characters, not "
        "starting with `$`; `%` must start a %XX escape)"},
       {"bad escape", "[semaphores]\nok = 1\nbad%zz = 1\n",
        "ERROR c.ini:3: `bad%zz` is not a valid semaphore name (1-255 bytes of UTF-8, no control characters, not "
