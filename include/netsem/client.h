@@ -63,7 +63,7 @@ class CancelToken {
 struct AcquireOptions {
   std::int64_t count = 1;  // 1 .. 2^31-1
   // Absent: wait for ever; zero: only try; positive: wait at most that long.
-  std::optional<std::chrono::milliseconds> timeout;
+  std::optional<std::chrono::milliseconds> timeout{};
   const CancelToken* cancel = nullptr;  // optional
 };
 

@@ -1,1 +1,563 @@
-// placeholder: being written this session
+// Client and CancelToken: the public calls, each a request on the shared
+// Connection (connection.h) or, for `$` names and while no server can be
+// reached, a call on the host-wide LocalSemaphores (local_semaphores.h) as
+// the name's fallback policy says. A caller waits on its own Call, so a
+// blocked acquire never holds up another thread's call; a CancelToken wakes
+// that wait and turns it into a CANCEL on the wire.
+//
+// Fallback rules in one place: acquire and wait fall back when there is no
+// session or the session ends while they wait (the server drops a queued
+// request with its session, so nothing is held twice); post, whose effect is
+// unknown when the session ends mid-call, falls back only when it could not be
+// sent; value and test_flag read the local semaphore; get, list, create,
+// remove and ping need the server.
+#include "netsem/client.h"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <charconv>
+#include <map>
+#include <set>
+
+#include "client/connection.h"
+#include "client/local_semaphores.h"
+#include "protocol/codec.h"
+#include "protocol/names.h"
+
+namespace netsem {
+
+using Clock = std::chrono::steady_clock;
+using protocol::AnswerType;
+using std::chrono::milliseconds;
+
+struct CancelToken::State {
+  std::atomic<bool> cancelled{false};
+  std::mutex mutex;
+  std::uint64_t last_id = 0;                              // guarded by mutex
+  std::map<std::uint64_t, std::function<void()>> wakers;  // guarded by mutex: waits to wake on cancel
+};
+
+CancelToken::CancelToken() : state_(std::make_shared<State>()) {}
+
+void CancelToken::cancel() {
+  std::lock_guard lock(state_->mutex);
+  state_->cancelled = true;
+  for (const auto& [id, wake] : state_->wakers) wake();
+}
+
+bool CancelToken::cancelled() const {
+  return state_->cancelled.load();
+}
+
+namespace {
+
+bool is_local_name(std::string_view name) {
+  return !name.empty() && name.front() == '$';
+}
+
+// A `$` name follows the rules of the rest of it; no name is ever truncated.
+Status check_api_name(std::string_view name) {
+  if (protocol::check_name(is_local_name(name) ? name.substr(1) : name) == protocol::ErrorCode::kNone) return {};
+  return Status(StatusCode::kInvalidArgument,
+                fmt::format("bad semaphore name \"{}\": 1-255 bytes of UTF-8 without control characters", name));
+}
+
+Status check_count(std::int64_t count) {
+  if (count >= 1 && count <= protocol::kMaxCount) return {};
+  return Status(StatusCode::kInvalidArgument, fmt::format("count {} is not in 1..{}", count, protocol::kMaxCount));
+}
+
+Status cancelled(std::string_view name) {
+  return Status(StatusCode::kCancelled, fmt::format("waiting for \"{}\" was cancelled", name));
+}
+
+// What acquire and wait check before anything else.
+Status check_take(std::string_view name, const AcquireOptions& options) {
+  if (Status status = check_api_name(name); !status.is_ok()) return status;
+  if (Status status = check_count(options.count); !status.is_ok()) return status;
+  if (options.cancel != nullptr && options.cancel->cancelled()) return cancelled(name);
+  return {};
+}
+
+Status not_server_state(std::string_view name) {
+  return Status(StatusCode::kInvalidArgument, fmt::format("\"{}\" is host-local: it has no server state", name));
+}
+
+std::optional<milliseconds> normalize(std::optional<milliseconds> timeout) {
+  if (timeout && timeout->count() < 0) return milliseconds(0);
+  return timeout;
+}
+
+// When a call with `timeout` (nullopt: none) must give up.
+class Deadline {
+ public:
+  explicit Deadline(std::optional<milliseconds> timeout)
+      : forever_(!timeout), at_(Clock::now() + timeout.value_or(milliseconds(0))) {}
+  // What is left of the timeout: nullopt for none, never negative.
+  std::optional<milliseconds> remaining() const {
+    if (forever_) return std::nullopt;
+    return std::max(milliseconds(0), std::chrono::ceil<milliseconds>(at_ - Clock::now()));
+  }
+
+ private:
+  bool forever_;
+  Clock::time_point at_;
+};
+
+StatusCode code_of(protocol::ErrorCode error) {
+  using protocol::ErrorCode;
+  // clang-format off
+  static constexpr std::pair<ErrorCode, StatusCode> kCodes[] = {
+      {ErrorCode::kBadName, StatusCode::kInvalidArgument}, {ErrorCode::kBadArg, StatusCode::kInvalidArgument},
+      {ErrorCode::kNotFound, StatusCode::kNotFound},       {ErrorCode::kNotHeld, StatusCode::kNotHeld},
+      {ErrorCode::kOverflow, StatusCode::kOverflow},       {ErrorCode::kTooMany, StatusCode::kTooMany},
+      {ErrorCode::kExists, StatusCode::kAlreadyExists},    {ErrorCode::kBusy, StatusCode::kBusy},
+      {ErrorCode::kLimit, StatusCode::kLimit},             {ErrorCode::kDenied, StatusCode::kDenied},
+      {ErrorCode::kAuth, StatusCode::kDenied},             {ErrorCode::kShutdown, StatusCode::kShutdown}};
+  // clang-format on
+  for (const auto& [wire, code] : kCodes) {
+    if (wire == error) return code;
+  }
+  // Malformed requests, duplicate tags and unknown codes are this library's
+  // bugs or a newer server's news: nothing the caller can fix.
+  return StatusCode::kInternal;
+}
+
+// The status of a final answer (OK for OK, PONG, END).
+Status status_of(const client::Reply& reply, std::string_view what) {
+  if (!reply.failure.is_ok()) return reply.failure;
+  switch (reply.type) {
+    case AnswerType::kTimeout:
+      return Status(StatusCode::kTimeout, fmt::format("{}: timed out", what));
+    case AnswerType::kCancelled:
+      return Status(StatusCode::kCancelled, fmt::format("{}: cancelled", what));
+    case AnswerType::kError:
+      return Status(code_of(reply.error), fmt::format("{}: {}", what, reply.rest));
+    default:
+      return {};
+  }
+}
+
+// No server to ask: the caller may fall back to the local semaphore.
+bool is_connection_failure(const Status& status) {
+  return status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kShutdown;
+}
+
+// Splits `text` on single spaces into exactly `n` fields.
+bool split(std::string_view text, std::size_t n, std::vector<std::string_view>& out) {
+  out.clear();
+  for (std::size_t start = 0;;) {
+    const auto space = text.find(' ', start);
+    out.push_back(text.substr(start, space - start));
+    if (space == std::string_view::npos) break;
+    start = space + 1;
+  }
+  return out.size() == n;
+}
+
+// "<value> <max> <holders> <waiters> <kind>" (GET; ITEM after the name).
+bool parse_info(std::string_view text, SemaphoreInfo& info) {
+  std::vector<std::string_view> field;
+  std::int64_t holders = 0;
+  std::int64_t waiters = 0;
+  if (!split(text, 5, field) || !protocol::parse_int(field[0], 0, INT64_MAX, info.value) ||
+      !protocol::parse_int(field[1], 0, INT64_MAX, info.max) || !protocol::parse_int(field[2], 0, INT64_MAX, holders) ||
+      !protocol::parse_int(field[3], 0, INT64_MAX, waiters) || field[4].empty()) {
+    return false;
+  }
+  info.holders = static_cast<std::uint64_t>(holders);
+  info.waiters = static_cast<std::uint64_t>(waiters);
+  info.kind = std::string(field[4]);
+  return true;
+}
+
+// Registers a wake-up of `call` on `token` for the life of this object.
+class WakeOnCancel {
+ public:
+  WakeOnCancel(const CancelToken* token, client::Call& call) {
+    if (token == nullptr) return;
+    state_ = token->state();
+    std::lock_guard lock(state_->mutex);
+    id_ = ++state_->last_id;
+    state_->wakers.emplace(id_, [&call] {
+      std::lock_guard call_lock(call.mutex);
+      call.cv.notify_all();
+    });
+  }
+  ~WakeOnCancel() {
+    if (!state_) return;
+    std::lock_guard lock(state_->mutex);
+    state_->wakers.erase(id_);
+  }
+  WakeOnCancel(const WakeOnCancel&) = delete;
+  WakeOnCancel& operator=(const WakeOnCancel&) = delete;
+
+ private:
+  std::shared_ptr<CancelToken::State> state_;
+  std::uint64_t id_ = 0;
+};
+
+// Waits for the final answer of `call`, sending CANCEL once `token` fires.
+client::Reply await(client::Connection& connection, client::Call& call, const CancelToken* token) {
+  const WakeOnCancel waker(token, call);
+  bool cancel_sent = false;
+  std::unique_lock lock(call.mutex);
+  for (;;) {
+    call.cv.wait(lock, [&] { return call.done || (token != nullptr && !cancel_sent && token->cancelled()); });
+    if (call.done) return call.reply;
+    cancel_sent = true;
+    lock.unlock();
+    // Its answer does not matter: the call itself answers CANCELLED, or its
+    // grant raced ahead and the caller gives it back.
+    (void)connection.send("CANCEL " + call.tag, call.session);
+    lock.lock();
+  }
+}
+
+}  // namespace
+
+struct Client::Impl {
+  ClientOptions options;
+  std::shared_ptr<client::LocalSemaphores> local;
+  std::shared_ptr<client::Connection> connection;
+  std::atomic<std::uint64_t> local_grants{0};
+  std::atomic<std::uint64_t> remote_grants{0};
+
+  std::mutex flags_mutex;
+  std::condition_variable flags_cv;                    // with flags_mutex: a set_flag finished
+  std::map<std::string, Permit, std::less<>> flags;    // guarded by flags_mutex: flags this process set
+  std::set<std::string, std::less<>> flags_being_set;  // guarded by flags_mutex
+
+  // The local limit of a non-`$` name while no server is reachable, or an
+  // error under the policy `fail`.
+  Result<std::int64_t> fallback_limit(std::string_view name) const {
+    const FallbackPolicy& policy = options.fallback_policy(name);
+    if (policy.mode == FallbackPolicy::Mode::kFail) {
+      return Status(StatusCode::kUnavailable,
+                    fmt::format("no netsem server is reachable and the fallback policy of \"{}\" is fail", name));
+    }
+    return policy.local_limit(options.limit(name));
+  }
+
+  // The local limit of `name`: a `$` name's own, else its fallback's.
+  Result<std::int64_t> local_limit(std::string_view name) const {
+    if (is_local_name(name)) return options.limit(name);
+    return fallback_limit(name);
+  }
+
+  // One request and its final answer; kUnavailable when not connected.
+  Result<client::Reply> round_trip(const std::string& request) const {
+    const auto call = connection->send(request);
+    if (!call) return Status(StatusCode::kUnavailable, "not connected to a netsem server");
+    client::Reply reply = client::Connection::wait(*call);
+    if (!reply.failure.is_ok()) return reply.failure;
+    return reply;
+  }
+
+  // ACQUIRE or WAIT on the server: its grant, its final refusal, or nullopt
+  // when there is no session to ask or it ended meanwhile (the server drops
+  // a queued request with its session): then the caller falls back.
+  struct Grant {
+    std::uint64_t fence = 0;
+    std::uint64_t session = 0;
+  };
+  std::optional<Result<Grant>> take_remote(std::string_view verb, std::string_view name, const AcquireOptions& how,
+                                           std::optional<milliseconds> timeout) {
+    const auto call = connection->send(fmt::format("{} {} {} {}", verb, protocol::encode_name_for_request(name),
+                                                   how.count, timeout ? timeout->count() : -1));
+    if (!call) return std::nullopt;
+    const client::Reply reply = await(*connection, *call, how.cancel);
+    if (!reply.failure.is_ok()) return std::nullopt;
+    if (reply.type != AnswerType::kOk) return Result<Grant>(status_of(reply, fmt::format("{} \"{}\"", verb, name)));
+    ++remote_grants;
+    Grant grant{.session = call->session};
+    std::from_chars(reply.rest.data(), reply.rest.data() + reply.rest.size(), grant.fence);
+    return Result<Grant>(grant);
+  }
+
+  Result<Permit> local_acquire(std::string_view name, std::int64_t limit, std::int64_t count,
+                               std::optional<milliseconds> timeout, const CancelToken* cancel) {
+    if (Status status = local->acquire(name, limit, count, timeout, cancel); !status.is_ok()) return status;
+    ++local_grants;
+    auto state = std::make_shared<detail::PermitState>();
+    state->name = std::string(name);
+    state->count = count;
+    state->local = local;
+    state->key = std::string(name);
+    return Permit(std::move(state));
+  }
+
+  Status local_wait(std::string_view name, std::int64_t limit, std::int64_t count, std::optional<milliseconds> timeout,
+                    const CancelToken* cancel) {
+    Status status = local->wait(name, limit, count, timeout, cancel);
+    if (status.is_ok()) ++local_grants;
+    return status;
+  }
+};
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Result<std::unique_ptr<Client>> Client::create(ClientOptions options) {
+  if (options.servers.empty()) options.servers.emplace_back("127.0.0.1:53559");
+  std::vector<client::Endpoint> endpoints;
+  for (const std::string& server : options.servers) {
+    Result<client::Endpoint> endpoint = client::Endpoint::parse(server);
+    if (!endpoint) return endpoint.status();
+    endpoints.push_back(std::move(*endpoint));
+  }
+  if (options.connect_timeout.count() <= 0 || options.request_timeout.count() <= 0 ||
+      options.reconnect_min.count() <= 0 || options.reconnect_max < options.reconnect_min) {
+    return Status(StatusCode::kInvalidArgument, "timeouts must be positive and reconnect_max at least reconnect_min");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->options = std::move(options);
+  impl->local = std::make_shared<client::LocalSemaphores>(impl->options.local_dir);
+  impl->connection = client::Connection::start(impl->options, std::move(endpoints));
+  impl->connection->wait_first_round(impl->options.connect_timeout);
+  return std::unique_ptr<Client>(new Client(std::move(impl)));
+}
+
+Client::~Client() {
+  // Ending the session marks its remote permits lost, so dropping the flags
+  // afterwards only gives back local ones.
+  impl_->connection->stop();
+  std::map<std::string, Permit, std::less<>> flags;
+  {
+    std::lock_guard lock(impl_->flags_mutex);
+    flags.swap(impl_->flags);
+  }
+}
+
+Result<Permit> Client::acquire(std::string_view name, const AcquireOptions& options) {
+  if (Status status = check_take(name, options); !status.is_ok()) return status;
+  const auto timeout = normalize(options.timeout);
+  if (is_local_name(name)) {
+    return impl_->local_acquire(name, impl_->options.limit(name), options.count, timeout, options.cancel);
+  }
+  const Deadline deadline(timeout);
+  if (auto taken = impl_->take_remote("ACQUIRE", name, options, timeout)) {
+    if (!*taken) return taken->status();
+    auto state = std::make_shared<detail::PermitState>();
+    state->name = std::string(name);
+    state->count = options.count;
+    state->fence = (*taken)->fence;
+    state->connection = impl_->connection;
+    state->session = (*taken)->session;
+    impl_->connection->register_permit(state);
+    Permit permit(std::move(state));
+    if (options.cancel != nullptr && options.cancel->cancelled()) {
+      (void)permit.release();  // the grant raced ahead of the cancel
+      return cancelled(name);
+    }
+    return permit;
+  }
+  if (options.cancel != nullptr && options.cancel->cancelled()) return cancelled(name);
+  Result<std::int64_t> limit = impl_->fallback_limit(name);
+  if (!limit) return limit.status();
+  return impl_->local_acquire(name, *limit, options.count, deadline.remaining(), options.cancel);
+}
+
+Result<Permit> Client::try_acquire(std::string_view name, std::int64_t count) {
+  return acquire(name, {.count = count, .timeout = milliseconds(0)});
+}
+
+Status Client::post(std::string_view name, std::int64_t count) {
+  if (Status status = check_api_name(name); !status.is_ok()) return status;
+  if (Status status = check_count(count); !status.is_ok()) return status;
+  if (is_local_name(name)) return impl_->local->post(name, impl_->options.limit(name), count);
+  const auto call = impl_->connection->send(fmt::format("POST {} {}", protocol::encode_name_for_request(name), count));
+  if (call) return status_of(client::Connection::wait(*call), fmt::format("POST \"{}\"", name));
+  Result<std::int64_t> limit = impl_->fallback_limit(name);
+  if (!limit) return limit.status();
+  return impl_->local->post(name, *limit, count);
+}
+
+Status Client::wait(std::string_view name, const AcquireOptions& options) {
+  if (Status status = check_take(name, options); !status.is_ok()) return status;
+  const auto timeout = normalize(options.timeout);
+  if (is_local_name(name)) {
+    return impl_->local_wait(name, impl_->options.limit(name), options.count, timeout, options.cancel);
+  }
+  const Deadline deadline(timeout);
+  if (auto taken = impl_->take_remote("WAIT", name, options, timeout)) {
+    if (!*taken) return taken->status();
+    if (options.cancel != nullptr && options.cancel->cancelled()) {
+      // The grant raced ahead of the cancel: the consumed permits go back.
+      (void)impl_->round_trip(fmt::format("POST {} {}", protocol::encode_name_for_request(name), options.count));
+      return cancelled(name);
+    }
+    return {};
+  }
+  if (options.cancel != nullptr && options.cancel->cancelled()) return cancelled(name);
+  Result<std::int64_t> limit = impl_->fallback_limit(name);
+  if (!limit) return limit.status();
+  return impl_->local_wait(name, *limit, options.count, deadline.remaining(), options.cancel);
+}
+
+Status Client::try_wait(std::string_view name, std::int64_t count) {
+  return wait(name, {.count = count, .timeout = milliseconds(0)});
+}
+
+Status Client::timed_wait(std::string_view name, milliseconds timeout, std::int64_t count) {
+  return wait(name, {.count = count, .timeout = timeout});
+}
+
+Result<std::int64_t> Client::value(std::string_view name) {
+  if (!is_local_name(name)) {
+    Result<SemaphoreInfo> info = get(name);
+    if (info) return info->value;
+    if (!is_connection_failure(info.status())) return info.status();
+  }
+  if (Status status = check_api_name(name); !status.is_ok()) return status;
+  Result<std::int64_t> limit = impl_->local_limit(name);
+  if (!limit) return limit.status();
+  return impl_->local->value(name, *limit);
+}
+
+Result<SemaphoreInfo> Client::get(std::string_view name) {
+  if (Status status = check_api_name(name); !status.is_ok()) return status;
+  if (is_local_name(name)) {
+    const std::int64_t limit = impl_->options.limit(name);
+    Result<std::int64_t> value = impl_->local->value(name, limit);
+    if (!value) return value.status();
+    return SemaphoreInfo{.name = std::string(name), .value = *value, .max = limit, .kind = "local"};
+  }
+  Result<client::Reply> reply = impl_->round_trip("GET " + protocol::encode_name_for_request(name));
+  if (!reply) return reply.status();
+  const std::string what = fmt::format("GET \"{}\"", name);
+  if (Status status = status_of(*reply, what); !status.is_ok()) return status;
+  SemaphoreInfo info;
+  info.name = std::string(name);
+  if (!parse_info(reply->rest, info)) return Status(StatusCode::kInternal, what + ": bad answer " + reply->rest);
+  return info;
+}
+
+Result<std::vector<SemaphoreInfo>> Client::list(std::string_view prefix) {
+  if (!prefix.empty()) {
+    if (is_local_name(prefix)) return not_server_state(prefix);
+    if (Status status = check_api_name(prefix); !status.is_ok()) return status;
+  }
+  Result<client::Reply> reply =
+      impl_->round_trip(prefix.empty() ? std::string("LIST") : "LIST " + protocol::encode_name_for_request(prefix));
+  if (!reply) return reply.status();
+  if (Status status = status_of(*reply, "LIST"); !status.is_ok()) return status;
+  std::vector<SemaphoreInfo> infos;
+  infos.reserve(reply->items.size());
+  for (const std::string& item : reply->items) {
+    SemaphoreInfo info;
+    const auto space = item.find(' ');
+    if (space == std::string::npos ||
+        protocol::decode_name(std::string_view(item).substr(0, space), info.name) != protocol::ErrorCode::kNone ||
+        !parse_info(std::string_view(item).substr(space + 1), info)) {
+      return Status(StatusCode::kInternal, "LIST: bad ITEM " + item);
+    }
+    infos.push_back(std::move(info));
+  }
+  return infos;
+}
+
+Status Client::create(std::string_view name, std::int64_t value, std::int64_t max, bool exclusive) {
+  if (Status status = check_api_name(name); !status.is_ok()) return status;
+  if (is_local_name(name)) return not_server_state(name);
+  if (value < 0 || max < 1 || value > max || max > protocol::kMaxCount) {
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("CREATE needs 0 <= value <= max, 1 <= max <= {}", protocol::kMaxCount));
+  }
+  Result<client::Reply> reply = impl_->round_trip(
+      fmt::format("CREATE {} {} {}{}", protocol::encode_name_for_request(name), value, max, exclusive ? " EXCL" : ""));
+  if (!reply) return reply.status();
+  return status_of(*reply, fmt::format("CREATE \"{}\"", name));
+}
+
+Status Client::remove(std::string_view name) {
+  if (Status status = check_api_name(name); !status.is_ok()) return status;
+  if (is_local_name(name)) return not_server_state(name);
+  Result<client::Reply> reply = impl_->round_trip("DELETE " + protocol::encode_name_for_request(name));
+  if (!reply) return reply.status();
+  return status_of(*reply, fmt::format("DELETE \"{}\"", name));
+}
+
+Result<std::string> Client::ping(std::string_view payload) {
+  // The payload travels raw in one field of a line.
+  if (payload.size() > 4000 || payload.find_first_of(std::string_view(" \r\n\0", 4)) != std::string_view::npos) {
+    return Status(StatusCode::kInvalidArgument, "a ping payload is at most 4000 bytes without spaces or line ends");
+  }
+  Result<client::Reply> reply =
+      impl_->round_trip(payload.empty() ? std::string("PING") : "PING " + std::string(payload));
+  if (!reply) return reply.status();
+  if (reply->type != AnswerType::kPong) return Status(StatusCode::kInternal, "PING: unexpected answer " + reply->rest);
+  return std::move(reply->rest);
+}
+
+Status Client::set_flag(std::string_view name, milliseconds wait) {
+  if (Status status = check_api_name(name); !status.is_ok()) return status;
+  const Deadline deadline(std::max(wait, milliseconds(0)));
+  std::unique_lock lock(impl_->flags_mutex);
+  for (;;) {
+    if (auto held = impl_->flags.find(name); held != impl_->flags.end()) {
+      if (!held->second.lost()) return {};
+      impl_->flags.erase(held);  // lost with its session: set it anew
+    }
+    if (!impl_->flags_being_set.contains(name)) break;
+    // Another thread of this process is setting it: its outcome decides.
+    const bool finished =
+        impl_->flags_cv.wait_for(lock, *deadline.remaining(), [&] { return !impl_->flags_being_set.contains(name); });
+    if (!finished) return Status(StatusCode::kTimeout, fmt::format("the flag \"{}\" is being set", name));
+  }
+  impl_->flags_being_set.emplace(name);
+  lock.unlock();
+  Result<Permit> permit = acquire(name, {.count = 1, .timeout = deadline.remaining()});
+  lock.lock();
+  impl_->flags_being_set.erase(impl_->flags_being_set.find(name));
+  impl_->flags_cv.notify_all();
+  if (!permit) return permit.status();
+  impl_->flags.emplace(std::string(name), std::move(*permit));
+  return {};
+}
+
+Status Client::clear_flag(std::string_view name) {
+  if (Status status = check_api_name(name); !status.is_ok()) return status;
+  Permit permit;
+  {
+    std::lock_guard lock(impl_->flags_mutex);
+    const auto held = impl_->flags.find(name);
+    if (held == impl_->flags.end()) {
+      return Status(StatusCode::kNotHeld, fmt::format("the flag \"{}\" was not set by this process", name));
+    }
+    permit = std::move(held->second);
+    impl_->flags.erase(held);
+  }
+  return permit.release();
+}
+
+Result<bool> Client::test_flag(std::string_view name) {
+  if (!is_local_name(name)) {
+    Result<SemaphoreInfo> info = get(name);
+    if (info) return info->holders > 0 || info->value == 0;
+    if (!is_connection_failure(info.status())) return info.status();
+  }
+  Result<std::int64_t> value = this->value(name);
+  if (!value) return value.status();
+  return *value == 0;
+}
+
+bool Client::connected() const {
+  return impl_->connection->connected();
+}
+
+ClientStats Client::stats() const {
+  const client::Connection::Counters counters = impl_->connection->counters();
+  ClientStats stats;
+  stats.connected = counters.connected;
+  stats.server = counters.server;
+  stats.connects = counters.connects;
+  stats.connection_losses = counters.losses;
+  stats.fallback_entries = counters.fallback_entries;
+  stats.fallback_exits = counters.fallback_exits;
+  stats.local_grants = impl_->local_grants.load();
+  stats.remote_grants = impl_->remote_grants.load();
+  return stats;
+}
+
+}  // namespace netsem

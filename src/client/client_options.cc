@@ -1,1 +1,366 @@
-// placeholder: being written this session
+// ClientOptions and FallbackPolicy (see netsem/client_options.h): the policy
+// words, the [client] option table, [semaphores], and the environment.
+//
+// API: from_file reads the INI file leniently (an ACE file has keys without
+// values, and every section but ours is ignored, so the server's file works
+// as is), then parse_client_section applies each [client] entry through
+// kClientOptions or as a `fallback.<name>` override, and
+// parse_semaphores_section fills `limits`. from_environment starts from
+// NETSEM_CONFIG's file and lets NETSEM_SERVER and NETSEM_FALLBACK override.
+// Names in the file are percent-decoded like the server's, but may also be
+// local (`$name`), which the server's reader refuses.
+#include "netsem/client_options.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstdlib>
+#include <map>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <fmt/format.h>
+
+#include "common/ini.h"
+#include "protocol/names.h"
+
+namespace netsem {
+namespace {
+
+constexpr std::string_view kClientSection = "client";
+constexpr std::string_view kSemaphoresSection = "semaphores";
+constexpr std::string_view kFallbackPrefix = "fallback.";
+constexpr std::int64_t kMaxLimit = 2147483647;
+constexpr std::string_view kPolicyForms = "local, fail or share:K with K >= 1";
+
+Status invalid(std::string message) {
+  return Status(StatusCode::kInvalidArgument, std::move(message));
+}
+
+Result<std::int64_t> parse_int(std::string_view text, std::int64_t min, std::int64_t max) {
+  std::int64_t n = 0;
+  const auto* last = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), last, n);
+  if (text.empty() || ptr != last || (ec != std::errc() && ec != std::errc::result_out_of_range)) {
+    return invalid(fmt::format("`{}` is not a whole number", text));
+  }
+  if (ec == std::errc::result_out_of_range || n < min || n > max) {
+    return invalid(fmt::format("{} is out of range {}..{}", text, min, max));
+  }
+  return n;
+}
+
+std::string_view trim(std::string_view text) {
+  const auto first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos) return {};
+  return text.substr(first, text.find_last_not_of(" \t\r\n") - first + 1);
+}
+
+bool has_control(std::string_view text) {
+  return std::any_of(text.begin(), text.end(), [](char c) {
+    const auto byte = static_cast<unsigned char>(c);
+    return byte < 0x20 || byte == 0x7f;
+  });
+}
+
+// "host:port" or "[ipv6]:port"; the host is a name or an address (resolved
+// only when connecting), the port 1..65535.
+Status check_server_address(std::string_view address) {
+  std::string_view host;
+  std::string_view port;
+  if (!address.empty() && address.front() == '[') {
+    const auto close = address.find(']');
+    if (close == std::string_view::npos || close + 1 >= address.size() || address[close + 1] != ':') {
+      return invalid(fmt::format("`{}` is not [address]:port", address));
+    }
+    host = address.substr(1, close - 1);
+    port = address.substr(close + 2);
+    in6_addr ignored{};
+    if (::inet_pton(AF_INET6, std::string(host).c_str(), &ignored) != 1) {
+      return invalid(fmt::format("`{}` in `{}` is not an IPv6 address", host, address));
+    }
+  } else {
+    const auto colon = address.rfind(':');
+    if (colon == std::string_view::npos) return invalid(fmt::format("`{}` has no port (write host:port)", address));
+    host = address.substr(0, colon);
+    port = address.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      return invalid(fmt::format("`{}`: write an IPv6 address in brackets, as [{}]:{}", address, host, port));
+    }
+    const bool name_chars = std::all_of(host.begin(), host.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '.' || c == '_';
+    });
+    if (host.empty() || host.size() > 253 || !name_chars) {
+      return invalid(fmt::format("`{}` in `{}` is not a host name or address", host, address));
+    }
+  }
+  if (port.empty() || !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return invalid(fmt::format("the port of `{}` is not a number", address));
+  }
+  if (auto n = parse_int(port, 1, 65535); !n) {
+    return invalid(fmt::format("the port of `{}`: {}", address, n.status().message()));
+  }
+  return Status::ok();
+}
+
+// Addresses separated by commas or line breaks (a continued INI value);
+// an empty item between two commas is an error.
+Result<std::vector<std::string>> parse_servers(std::string_view text) {
+  std::vector<std::string> servers;
+  std::size_t start = 0;
+  for (;;) {
+    const auto comma = text.find(',', start);
+    auto part = text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    bool empty = true;
+    while (!part.empty()) {
+      const auto eol = part.find('\n');
+      const auto item = trim(part.substr(0, eol));
+      part = eol == std::string_view::npos ? std::string_view() : part.substr(eol + 1);
+      if (item.empty()) continue;
+      if (auto status = check_server_address(item); !status) return status;
+      servers.emplace_back(item);
+      empty = false;
+    }
+    if (empty) return invalid(fmt::format("`{}` has an empty server address", trim(text)));
+    if (comma == std::string_view::npos) return servers;
+    start = comma + 1;
+  }
+}
+
+// A semaphore name as written in the file: percent-decoded and checked by the
+// protocol's rules, except that a leading `$` (a local name) is allowed.
+Result<std::string> decode_config_name(std::string_view key) {
+  std::string name;
+  const bool local = !key.empty() && key.front() == '$';
+  bool ok = protocol::decode_name(local ? key.substr(1) : key, name) == protocol::ErrorCode::kNone;
+  if (local) {
+    name = "$" + name;
+    ok = ok && name.size() <= protocol::kMaxNameBytes;
+  }
+  if (!ok) {
+    return invalid(
+        fmt::format("`{}` is not a valid semaphore name (1-255 bytes of UTF-8, no control characters, "
+                    "`$` only as the first byte of a local name; `%` must start a %XX escape)",
+                    key));
+  }
+  return name;
+}
+
+Status entry_error(const IniFile& ini, const IniEntry& entry, const Status& error) {
+  return invalid(fmt::format("{}: {}: {}", ini.location(entry.line), entry.key, error.message()));
+}
+
+// One row per [client] key; `fallback.<name>` is handled apart.
+struct ClientOption {
+  std::string_view name;
+  Status (*apply)(std::string_view value, ClientOptions& options);
+};
+
+template <auto Member, std::int64_t Max>
+Status apply_ms(std::string_view value, ClientOptions& options) {
+  auto n = parse_int(value, 1, Max);
+  if (!n) return n.status();
+  options.*Member = std::chrono::milliseconds(*n);
+  return Status::ok();
+}
+
+Status apply_servers(std::string_view value, ClientOptions& options) {
+  auto servers = parse_servers(value);
+  if (!servers) return servers.status();
+  options.servers = std::move(*servers);
+  return Status::ok();
+}
+
+Status apply_fallback(std::string_view value, ClientOptions& options) {
+  auto policy = FallbackPolicy::parse(value);
+  if (!policy) return policy.status();
+  options.fallback = *policy;
+  return Status::ok();
+}
+
+Status apply_label(std::string_view value, ClientOptions& options) {
+  // The label is one field of HELLO: a space would split it.
+  if (value.size() > 255 || has_control(value) || value.find(' ') != std::string_view::npos) {
+    return invalid(fmt::format("`{}` is not a label (at most 255 bytes, no spaces or control characters)", value));
+  }
+  options.label = std::string(value);
+  return Status::ok();
+}
+
+Status apply_local_dir(std::string_view value, ClientOptions& options) {
+  if (has_control(value)) return invalid(fmt::format("`{}` contains a control character", value));
+  options.local_dir = std::filesystem::path(value);
+  return Status::ok();
+}
+
+constexpr std::int64_t kHourMs = 3'600'000;
+
+constexpr ClientOption kClientOptions[] = {
+    {"servers", apply_servers},
+    {"fallback", apply_fallback},
+    {"connect_timeout_ms", apply_ms<&ClientOptions::connect_timeout, kHourMs>},
+    {"reconnect_min_ms", apply_ms<&ClientOptions::reconnect_min, kHourMs>},
+    {"reconnect_max_ms", apply_ms<&ClientOptions::reconnect_max, kHourMs>},
+    {"request_timeout_ms", apply_ms<&ClientOptions::request_timeout, 24 * kHourMs>},
+    {"label", apply_label},
+    {"local_dir", apply_local_dir},
+};
+
+std::string known_keys() {
+  std::string keys;
+  for (const auto& option : kClientOptions) keys += fmt::format("{}, ", option.name);
+  return keys + "fallback.<name>";
+}
+
+Status parse_client_section(const IniFile& ini, const IniSection& section, ClientOptions& options) {
+  std::map<std::string, const IniEntry*> overrides;  // decoded name -> its line, to catch two spellings
+  const IniEntry* reconnect_line = nullptr;
+  for (const auto& entry : section.entries) {
+    if (!entry.has_value) {
+      return invalid(
+          fmt::format("{}: `{}` has no value (expected `key = value`)", ini.location(entry.line), entry.key));
+    }
+    if (entry.key.starts_with(kFallbackPrefix)) {
+      auto name = decode_config_name(std::string_view(entry.key).substr(kFallbackPrefix.size()));
+      if (!name) return entry_error(ini, entry, name.status());
+      auto policy = FallbackPolicy::parse(entry.value);
+      if (!policy) return entry_error(ini, entry, policy.status());
+      const auto [it, inserted] = overrides.emplace(*name, &entry);
+      if (!inserted) {
+        return invalid(fmt::format("{}: the fallback of `{}` is set twice (first at line {})", ini.location(entry.line),
+                                   *name, it->second->line));
+      }
+      options.fallback_for[*name] = *policy;
+      continue;
+    }
+    const auto* option = std::find_if(std::begin(kClientOptions), std::end(kClientOptions),
+                                      [&](const ClientOption& o) { return o.name == entry.key; });
+    if (option == std::end(kClientOptions)) {
+      return invalid(fmt::format("{}: unknown option `{}` in [client] (known: {}; names are case-sensitive)",
+                                 ini.location(entry.line), entry.key, known_keys()));
+    }
+    if (auto status = option->apply(entry.value, options); !status) return entry_error(ini, entry, status);
+    if (entry.key.starts_with("reconnect_")) reconnect_line = &entry;
+  }
+  if (reconnect_line != nullptr && options.reconnect_min > options.reconnect_max) {
+    return invalid(fmt::format("{}: reconnect_min_ms ({}) is above reconnect_max_ms ({})",
+                               ini.location(reconnect_line->line), options.reconnect_min.count(),
+                               options.reconnect_max.count()));
+  }
+  return Status::ok();
+}
+
+Status parse_semaphores_section(const IniFile& ini, const IniSection& section, ClientOptions& options) {
+  std::map<std::string, const IniEntry*> seen;
+  for (const auto& entry : section.entries) {
+    if (!entry.has_value) {
+      return invalid(
+          fmt::format("{}: `{}` has no limit (expected `name = limit`)", ini.location(entry.line), entry.key));
+    }
+    auto name = decode_config_name(entry.key);
+    if (!name) return invalid(fmt::format("{}: {}", ini.location(entry.line), name.status().message()));
+    auto limit = parse_int(entry.value, 1, kMaxLimit);
+    if (!limit) return entry_error(ini, entry, limit.status());
+    const auto [it, inserted] = seen.emplace(*name, &entry);
+    if (!inserted) {
+      return invalid(fmt::format("{}: semaphore `{}` is defined twice (first at line {} as `{}`)",
+                                 ini.location(entry.line), *name, it->second->line, it->second->key));
+    }
+    options.limits[*name] = *limit;
+  }
+  return Status::ok();
+}
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// The value of environment variable `name`; unset and empty alike are nullptr.
+const char* env(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr && value[0] != '\0' ? value : nullptr;
+}
+
+}  // namespace
+
+Result<FallbackPolicy> FallbackPolicy::parse(std::string_view text) {
+  if (text == "local") return FallbackPolicy{.mode = Mode::kLocal};
+  if (text == "fail") return FallbackPolicy{.mode = Mode::kFail};
+  if (text.starts_with("share:")) {
+    const auto digits = text.substr(6);
+    auto share = parse_int(digits, 1, kMaxLimit);
+    if (share) return FallbackPolicy{.mode = Mode::kShare, .share = *share};
+    return invalid(fmt::format("`{}` is not a fallback policy: the K of share:K must be 1..{}", text, kMaxLimit));
+  }
+  return invalid(fmt::format("`{}` is not a fallback policy ({})", text, kPolicyForms));
+}
+
+std::string FallbackPolicy::to_string() const {
+  switch (mode) {
+    case Mode::kLocal:
+      return "local";
+    case Mode::kFail:
+      return "fail";
+    case Mode::kShare:
+      return fmt::format("share:{}", share);
+  }
+  return "?";
+}
+
+std::int64_t FallbackPolicy::local_limit(std::int64_t limit) const {
+  if (mode != Mode::kShare || share <= 1) return std::max<std::int64_t>(limit, 1);
+  // Rounded up, so that K hosts together never get less than the limit, and
+  // written so as not to overflow near INT64_MAX.
+  return std::max<std::int64_t>(limit / share + (limit % share > 0 ? 1 : 0), 1);
+}
+
+const FallbackPolicy& ClientOptions::fallback_policy(std::string_view name) const {
+  const auto it = fallback_for.find(std::string(name));
+  return it == fallback_for.end() ? fallback : it->second;
+}
+
+std::int64_t ClientOptions::limit(std::string_view name) const {
+  const auto it = limits.find(std::string(name));
+  return it == limits.end() ? 1 : it->second;
+}
+
+Result<ClientOptions> ClientOptions::from_file(const std::filesystem::path& file) {
+  auto ini = read_ini_file(file, IniOptions{.allow_no_value = true});
+  if (!ini) return ini.status();
+  ClientOptions options;
+  for (const auto& section : ini->sections) {
+    if (section.name == kClientSection) {
+      if (auto status = parse_client_section(*ini, section, options); !status) return status;
+    } else if (section.name == kSemaphoresSection) {
+      if (auto status = parse_semaphores_section(*ini, section, options); !status) return status;
+    } else if (const auto folded = lower(section.name); folded == kClientSection || folded == kSemaphoresSection) {
+      // Silently ignoring [Client] would leave the user wondering why nothing applies.
+      return invalid(fmt::format("{}: section names are case-sensitive: [{}]?", ini->location(section.line), folded));
+    }
+  }
+  return options;
+}
+
+Result<ClientOptions> ClientOptions::from_environment() {
+  ClientOptions options;
+  if (const char* config = env("NETSEM_CONFIG")) {
+    auto from = from_file(config);
+    if (!from) return Status(from.status().code(), fmt::format("NETSEM_CONFIG: {}", from.status().message()));
+    options = std::move(*from);
+  }
+  if (const char* servers = env("NETSEM_SERVER")) {
+    auto parsed = parse_servers(servers);
+    if (!parsed) return invalid(fmt::format("NETSEM_SERVER: {}", parsed.status().message()));
+    options.servers = std::move(*parsed);
+  }
+  if (const char* fallback = env("NETSEM_FALLBACK")) {
+    auto policy = FallbackPolicy::parse(fallback);
+    if (!policy) return invalid(fmt::format("NETSEM_FALLBACK: {}", policy.status().message()));
+    options.fallback = *policy;
+  }
+  return options;
+}
+
+}  // namespace netsem

@@ -1,1 +1,550 @@
-// placeholder: being written this session
+// The client's connection: plain POSIX sockets and one poll() loop on the I/O
+// thread (the socket plus an eventfd that callers poke when they queue a
+// request or stop the connection). Timers (connect and handshake deadlines,
+// pings, request_timeout, reconnect backoff) are poll timeouts computed from
+// deadlines, so the thread never sleeps past something it must do.
+#include "client/connection.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "protocol/error_code.h"
+
+namespace netsem::client {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+int millis_until(Clock::time_point deadline) {
+  const auto left = std::chrono::ceil<milliseconds>(deadline - Clock::now()).count();
+  return static_cast<int>(std::clamp<std::int64_t>(left, 0, 24 * 3600 * 1000));
+}
+
+// The label travels as one raw field: no spaces, no control bytes.
+std::string sanitize_label(std::string label) {
+  if (label.size() > 200) label.resize(200);
+  for (char& c : label) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte <= 0x20 || byte == 0x7f) c = '_';
+  }
+  return label;
+}
+
+std::string default_label() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "unknown-host");
+  return std::string(host) + "/" + std::to_string(::getpid()) + "/" + program_invocation_short_name;
+}
+
+// The session timeout from STATS' JSON; 0 when absent.
+std::int64_t session_timeout_from_stats(std::string_view json) {
+  static constexpr std::string_view kKey = "\"session_timeout_ms\":";
+  const auto at = json.find(kKey);
+  if (at == std::string_view::npos) return 0;
+  std::string_view digits = json.substr(at + kKey.size());
+  digits = digits.substr(0, std::min(digits.find_first_not_of("0123456789"), digits.size()));
+  std::int64_t value = 0;
+  return protocol::parse_int(digits, 0, INT64_MAX, value) ? value : 0;
+}
+
+// Reads what the socket has into `framer`: >0 bytes read, 0 nothing yet,
+// -1 end of stream or error (`why` says which).
+ssize_t read_into(int fd, protocol::LineFramer& framer, std::string& why) {
+  char chunk[16384];
+  ssize_t total = 0;
+  for (;;) {
+    const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    if (n > 0) {
+      framer.buffer().append(chunk, static_cast<std::size_t>(n));
+      total += n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return total;
+    why = n == 0 ? "the server closed the connection" : std::string("read failed: ") + std::strerror(errno);
+    // Lines that arrived before the end are still handed out by the caller.
+    return total > 0 ? total : -1;
+  }
+}
+
+}  // namespace
+
+std::string Endpoint::to_string() const {
+  const bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+Result<Endpoint> Endpoint::parse(std::string_view text) {
+  Endpoint endpoint;
+  std::string_view port;
+  if (text.starts_with('[')) {
+    const auto close = text.find("]:");
+    if (close == std::string_view::npos)
+      return Status(StatusCode::kInvalidArgument, "bad server address: " + std::string(text));
+    endpoint.host = std::string(text.substr(1, close - 1));
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || text.substr(0, colon).find(':') != std::string_view::npos) {
+      return Status(StatusCode::kInvalidArgument, "bad server address (host:port): " + std::string(text));
+    }
+    endpoint.host = std::string(text.substr(0, colon));
+    port = text.substr(colon + 1);
+  }
+  std::int64_t number = 0;
+  if (endpoint.host.empty() || !protocol::parse_int(port, 1, 65535, number)) {
+    return Status(StatusCode::kInvalidArgument, "bad server address (host:port): " + std::string(text));
+  }
+  endpoint.port = static_cast<std::uint16_t>(number);
+  return endpoint;
+}
+
+std::shared_ptr<Connection> Connection::start(const ClientOptions& options, std::vector<Endpoint> servers) {
+  assert(!servers.empty());
+  std::shared_ptr<Connection> connection(new Connection(options, std::move(servers)));
+  connection->thread_ = std::thread([raw = connection.get()] { raw->run(); });
+  return connection;
+}
+
+Connection::Connection(const ClientOptions& options, std::vector<Endpoint> servers)
+    : options_(options),
+      servers_(std::move(servers)),
+      label_(sanitize_label(options.label.empty() ? default_label() : options.label)),
+      wake_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+  assert(wake_fd_ >= 0);
+}
+
+Connection::~Connection() {
+  stop();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void Connection::stop() {
+  std::lock_guard stop_lock(stop_mutex_);
+  if (!thread_.joinable()) return;
+  // The I/O thread cannot join itself; the Client never drops its last
+  // reference there (loss callbacks must not call the Client).
+  assert(!on_io_thread());
+  stopping_ = true;
+  wake();
+  thread_.join();
+}
+
+void Connection::wait_first_round(milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  first_round_cv_.wait_for(lock, timeout, [&] { return first_round_done_; });
+}
+
+bool Connection::connected() const {
+  std::lock_guard lock(mutex_);
+  return connected_;
+}
+
+Connection::Counters Connection::counters() const {
+  std::lock_guard lock(mutex_);
+  return counters_;
+}
+
+std::shared_ptr<Call> Connection::send(std::string_view request, std::uint64_t session) {
+  std::string tag = next_tag();
+  std::string line;
+  line.reserve(tag.size() + request.size() + 2);
+  line.append(tag).append(1, ' ').append(request).append(1, '\n');
+  std::shared_ptr<Call> call;
+  {
+    std::lock_guard lock(mutex_);
+    if (!connected_ || (session != 0 && session != session_)) return nullptr;
+    call = std::make_shared<Call>(std::move(tag), session_, std::move(line));
+    outbox_.push_back(call);
+  }
+  wake();
+  return call;
+}
+
+Reply Connection::wait(Call& call) {
+  std::unique_lock lock(call.mutex);
+  call.cv.wait(lock, [&] { return call.done; });
+  return call.reply;
+}
+
+void Connection::register_permit(const std::shared_ptr<detail::PermitState>& permit) {
+  Status reason;
+  {
+    std::lock_guard lock(mutex_);
+    if (connected_ && permit->session == session_) {
+      permits_[permit.get()] = permit;
+      return;
+    }
+    reason = last_loss_;
+  }
+  // The session that granted it ended before the grant was handed out.
+  permit->mark_lost(reason);
+}
+
+void Connection::unregister_permit(const detail::PermitState* permit) {
+  std::lock_guard lock(mutex_);
+  permits_.erase(permit);
+}
+
+void Connection::wake() {
+  const std::uint64_t one = 1;
+  [[maybe_unused]] const ssize_t n = ::write(wake_fd_, &one, sizeof one);
+}
+
+bool Connection::sleep(milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (!stopping()) {
+    const int left = millis_until(deadline);
+    if (left == 0) return true;
+    pollfd wake_poll{wake_fd_, POLLIN, 0};
+    if (::poll(&wake_poll, 1, left) > 0) {
+      std::uint64_t drained = 0;
+      [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &drained, sizeof drained);
+    }
+  }
+  return false;
+}
+
+void Connection::run() {
+  thread_id_ = std::this_thread::get_id();
+  milliseconds backoff = options_.reconnect_min;
+  while (!stopping()) {
+    bool served = false;
+    for (const Endpoint& endpoint : servers_) {
+      if (stopping()) break;
+      const int fd = connect_to(endpoint);
+      if (fd < 0) continue;
+      if (!handshake(fd, endpoint)) {
+        ::close(fd);
+        continue;
+      }
+      session_began(endpoint);
+      const Status reason = serve(fd);
+      ::close(fd);
+      session_ended(reason);
+      served = true;
+      break;
+    }
+    if (stopping()) break;
+    if (served) {
+      backoff = options_.reconnect_min;
+    } else {
+      std::string tried;
+      for (const Endpoint& endpoint : servers_) tried += (tried.empty() ? "" : ", ") + endpoint.to_string();
+      enter_fallback(Status(StatusCode::kUnavailable, "no server answered (" + tried + ")"));
+    }
+    {
+      std::lock_guard lock(mutex_);
+      first_round_done_ = true;
+    }
+    first_round_cv_.notify_all();
+    sleep(backoff);
+    if (!served) backoff = std::min(backoff * 2, options_.reconnect_max);
+  }
+}
+
+int Connection::connect_to(const Endpoint& endpoint) {
+  const auto deadline = Clock::now() + options_.connect_timeout;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string port = std::to_string(endpoint.port);
+  if (const int rc = ::getaddrinfo(endpoint.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+    spdlog::debug("netsem: cannot resolve {}: {}", endpoint.to_string(), ::gai_strerror(rc));
+    return -1;
+  }
+  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(found, &::freeaddrinfo);
+  for (const addrinfo* address = found; address != nullptr && !stopping(); address = address->ai_next) {
+    const int fd =
+        ::socket(address->ai_family, address->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, address->ai_protocol);
+    if (fd < 0) continue;
+    int error = ::connect(fd, address->ai_addr, address->ai_addrlen) == 0 ? 0 : errno;
+    // Non-blocking connect bounded by our deadline, never the kernel's minutes.
+    while (error == EINPROGRESS) {
+      pollfd fds[2] = {{fd, POLLOUT, 0}, {wake_fd_, POLLIN, 0}};
+      const int left = millis_until(deadline);
+      const int ready = left == 0 ? 0 : ::poll(fds, 2, left);
+      if (ready < 0 && errno == EINTR) continue;
+      if (stopping()) break;
+      if (ready <= 0) {
+        error = ETIMEDOUT;
+      } else if (fds[0].revents != 0) {
+        socklen_t size = sizeof error;
+        if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size) != 0) error = errno;
+      } else {
+        std::uint64_t drained = 0;
+        [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &drained, sizeof drained);
+      }
+    }
+    if (error == 0 && !stopping()) {
+      const int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      return fd;
+    }
+    spdlog::debug("netsem: connect to {} failed: {}", endpoint.to_string(), std::strerror(error));
+    ::close(fd);
+    if (millis_until(deadline) == 0) break;
+  }
+  return -1;
+}
+
+bool Connection::handshake(int fd, const Endpoint& endpoint) {
+  framer_ = protocol::LineFramer();
+  const std::string hello_tag = next_tag();
+  const std::string stats_tag = next_tag();
+  out_ = hello_tag + " HELLO 1 " + label_ + "\n" + stats_tag + " STATS\n";
+  bool hello_done = false;
+  bool stats_done = false;
+  std::int64_t session_timeout_ms = 0;
+  const auto deadline = Clock::now() + options_.connect_timeout;
+  const auto refuse = [&](std::string_view why) {
+    // Once in fallback, every retry would say the same: keep it out of the warnings.
+    bool quiet = false;
+    {
+      std::lock_guard lock(mutex_);
+      quiet = in_fallback_;
+    }
+    spdlog::log(quiet ? spdlog::level::debug : spdlog::level::warn, "netsem: server {} refused the session: {}",
+                endpoint.to_string(), why);
+    return false;
+  };
+  while (!(hello_done && stats_done)) {
+    const int left = millis_until(deadline);
+    if (left == 0) return refuse("no answer to HELLO in time");
+    pollfd fds[2] = {{fd, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0}, {wake_fd_, POLLIN, 0}};
+    if (::poll(fds, 2, left) < 0 && errno != EINTR) return false;
+    if (stopping()) return false;
+    if ((fds[0].revents & POLLOUT) != 0 && !flush(fd)) return refuse("write failed");
+    if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+    std::string why;
+    if (read_into(fd, framer_, why) < 0) return refuse(why);
+    std::string_view line;
+    protocol::LineFramer::Status framed;
+    while ((framed = framer_.next(line)) == protocol::LineFramer::Status::kLine) {
+      protocol::Answer answer;
+      if (!protocol::parse_answer(line, answer)) return refuse("not a netsem answer: " + std::string(line));
+      if (answer.type != protocol::AnswerType::kOk) return refuse(line);
+      if (answer.tag == hello_tag) hello_done = true;
+      if (answer.tag == stats_tag) {
+        stats_done = true;
+        session_timeout_ms = session_timeout_from_stats(answer.rest);
+      }
+    }
+    if (framed != protocol::LineFramer::Status::kNeedMore) return refuse("over-long answer line");
+    framer_.compact();
+  }
+  // A third of the session timeout keeps the session alive; without one, the
+  // pings still tell a dead server from an idle one within request_timeout.
+  ping_interval_ = session_timeout_ms > 0 ? milliseconds(std::max<std::int64_t>(1, session_timeout_ms / 3))
+                                          : options_.request_timeout / 2;
+  return true;
+}
+
+void Connection::session_began(const Endpoint& endpoint) {
+  {
+    std::lock_guard lock(mutex_);
+    connected_ = true;
+    ++session_;
+    counters_.connected = true;
+    counters_.server = endpoint.to_string();
+    ++counters_.connects;
+    if (in_fallback_) {
+      in_fallback_ = false;
+      ++counters_.fallback_exits;
+      spdlog::warn("netsem: connected to {}: leaving fallback, names go to the server again", endpoint.to_string());
+    } else {
+      spdlog::info("netsem: connected to {}", endpoint.to_string());
+    }
+    first_round_done_ = true;
+  }
+  first_round_cv_.notify_all();
+}
+
+Status Connection::serve(int fd) {
+  std::uint64_t session = 0;
+  {
+    std::lock_guard lock(mutex_);
+    session = session_;
+  }
+  last_sent_ = Clock::now();
+  for (;;) {
+    if (stopping()) return Status(StatusCode::kUnavailable, "the client closed the connection");
+    auto now = Clock::now();
+    {
+      std::lock_guard lock(mutex_);
+      for (auto& call : outbox_) {
+        out_ += call->line;
+        call->sent_at = now;
+        unanswered_.push_back(call);
+        pending_.emplace(call->tag, std::move(call));
+        last_sent_ = now;
+      }
+      outbox_.clear();
+    }
+    if (now - last_sent_ >= ping_interval_) {
+      std::string tag = next_tag();
+      auto ping = std::make_shared<Call>(tag, session, tag + " PING\n");
+      out_ += ping->line;
+      ping->sent_at = now;
+      unanswered_.push_back(ping);
+      pending_.emplace(std::move(tag), std::move(ping));
+      last_sent_ = now;
+    }
+    while (unanswered_head_ < unanswered_.size() && unanswered_[unanswered_head_]->answered) ++unanswered_head_;
+    if (unanswered_head_ == unanswered_.size() || unanswered_head_ > 1024) {
+      unanswered_.erase(unanswered_.begin(), unanswered_.begin() + static_cast<std::ptrdiff_t>(unanswered_head_));
+      unanswered_head_ = 0;
+    }
+    auto wake_at = last_sent_ + ping_interval_;
+    if (unanswered_head_ < unanswered_.size()) {
+      const auto expiry = unanswered_[unanswered_head_]->sent_at + options_.request_timeout;
+      if (now >= expiry) {
+        return Status(StatusCode::kUnavailable,
+                      "no answer from the server within " + std::to_string(options_.request_timeout.count()) + " ms");
+      }
+      wake_at = std::min(wake_at, expiry);
+    }
+
+    pollfd fds[2] = {{fd, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0}, {wake_fd_, POLLIN, 0}};
+    const int ready = ::poll(fds, 2, std::max(1, millis_until(wake_at)));
+    if (ready < 0 && errno != EINTR)
+      return Status(StatusCode::kUnavailable, std::string("poll: ") + std::strerror(errno));
+    if (ready <= 0) continue;
+    if (fds[1].revents != 0) {
+      std::uint64_t drained = 0;
+      [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &drained, sizeof drained);
+    }
+    if ((fds[0].revents & POLLOUT) != 0 && !flush(fd)) {
+      return Status(StatusCode::kUnavailable, std::string("write failed: ") + std::strerror(errno));
+    }
+    if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+    std::string why;
+    const ssize_t got = read_into(fd, framer_, why);
+    std::string_view line;
+    protocol::LineFramer::Status framed;
+    while ((framed = framer_.next(line)) == protocol::LineFramer::Status::kLine) {
+      if (Status ended = dispatch(line); !ended.is_ok()) return ended;
+    }
+    if (framed != protocol::LineFramer::Status::kNeedMore) {
+      return Status(StatusCode::kUnavailable, "the server sent an over-long or binary line");
+    }
+    framer_.compact();
+    if (got < 0 || !why.empty()) return Status(StatusCode::kUnavailable, why);
+  }
+}
+
+bool Connection::flush(int fd) {
+  while (!out_.empty()) {
+    const ssize_t n = ::send(fd, out_.data(), out_.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    if (n < 0) return false;
+    out_.erase(0, static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+Status Connection::dispatch(std::string_view line) {
+  protocol::Answer answer;
+  if (!protocol::parse_answer(line, answer)) {
+    return Status(StatusCode::kUnavailable, "not a netsem answer: " + std::string(line.substr(0, 100)));
+  }
+  if (answer.tag == "*") {
+    if (answer.type != protocol::AnswerType::kError) return Status();
+    if (answer.error == protocol::ErrorCode::kShutdown) {
+      return Status(StatusCode::kShutdown, "the server is shutting down");
+    }
+    return Status(StatusCode::kUnavailable, "the server ended the session: " + std::string(answer.rest));
+  }
+  const auto found = pending_.find(std::string(answer.tag));
+  if (found == pending_.end()) {
+    spdlog::debug("netsem: answer to no pending request: {}", line);
+    return Status();
+  }
+  Call& call = *found->second;
+  call.answered = true;
+  if (answer.type == protocol::AnswerType::kQueued) return Status();
+  if (answer.type == protocol::AnswerType::kItem) {
+    call.items.emplace_back(answer.rest);
+    return Status();
+  }
+  Reply reply;
+  reply.type = answer.type;
+  reply.error = answer.error;
+  reply.rest = std::string(answer.rest);
+  reply.message = std::string(answer.message);
+  reply.items = std::move(call.items);
+  const std::shared_ptr<Call> keep = std::move(found->second);
+  pending_.erase(found);
+  complete(*keep, std::move(reply));
+  return Status();
+}
+
+void Connection::complete(Call& call, Reply reply) {
+  std::lock_guard lock(call.mutex);
+  call.reply = std::move(reply);
+  call.done = true;
+  call.cv.notify_all();
+}
+
+void Connection::session_ended(const Status& reason) {
+  std::vector<std::shared_ptr<Call>> calls;
+  std::unordered_map<const detail::PermitState*, std::weak_ptr<detail::PermitState>> permits;
+  std::string server;
+  {
+    std::lock_guard lock(mutex_);
+    connected_ = false;
+    server = std::move(counters_.server);
+    counters_.connected = false;
+    counters_.server.clear();
+    ++counters_.losses;
+    last_loss_ = reason;
+    calls.swap(outbox_);
+    permits.swap(permits_);
+  }
+  if (stopping()) {
+    spdlog::debug("netsem: closed the connection to {}", server);
+  } else {
+    spdlog::warn("netsem: lost the connection to {}: {}", server, reason.to_string());
+  }
+  // Fallback first, so that a caller woken below already sees it counted.
+  if (!stopping()) enter_fallback(reason);
+  for (auto& [tag, call] : pending_) calls.push_back(std::move(call));
+  pending_.clear();
+  unanswered_.clear();
+  unanswered_head_ = 0;
+  out_.clear();
+  framer_ = protocol::LineFramer();
+  for (const auto& call : calls) {
+    Reply reply;
+    reply.failure = reason;
+    complete(*call, std::move(reply));
+  }
+  for (const auto& [raw, weak] : permits) {
+    if (const auto permit = weak.lock()) permit->mark_lost(reason);
+  }
+}
+
+void Connection::enter_fallback(const Status& reason) {
+  std::lock_guard lock(mutex_);
+  if (in_fallback_) return;
+  in_fallback_ = true;
+  ++counters_.fallback_entries;
+  spdlog::warn("netsem: entering fallback ({}): names are served by their fallback policy", reason.message());
+}
+
+}  // namespace netsem::client

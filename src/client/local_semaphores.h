@@ -6,17 +6,29 @@
 // taken with SEM_UNDO, so the kernel gives them back when the process dies,
 // SIGKILL included: no lock file to clean up, no permit leaked by a crash.
 // System V keys are small integers, so names map to semaphore ids through a
-// registry directory (see local_semaphores.cc); the kernel does the counting
-// and blocking.
+// registry directory (see local_semaphores.cc and docs/local-semaphores.md);
+// the kernel does the counting and blocking.
 //
 // WAIT/POST semantics (consume, give back) use the same semaphore without
 // SEM_UNDO: a consumed permit does not come back when the process exits.
 //
-// Thread safety: all methods from any thread.
+// Limits: a semaphore is made with the limit of the first call that needs it
+// on this host, lowered to kMaxLimit (the kernel's SEMVMX). A later call with
+// another limit changes it only while the semaphore is idle (all permits
+// free, nobody waiting); otherwise the semaphore keeps the limit it has, since
+// resetting the value under holders would break the count. "The semaphore's
+// limit" below is that recorded limit.
+//
+// Unlike the server, waiters are not served in FIFO order (the kernel wakes
+// whoever fits), and a try may take permits while others wait for more.
+//
+// Thread safety: all methods from any thread. After fork() the child must use
+// its own LocalSemaphores: permits held through SEM_UNDO are not inherited.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <filesystem>
 #include <mutex>
 #include <optional>
@@ -31,36 +43,87 @@ namespace netsem::client {
 
 class LocalSemaphores {
  public:
-  // `dir` holds the registry; created (mode 0700) when missing.
+  // The largest value a System V semaphore holds (SEMVMX); larger limits are
+  // lowered to it.
+  static constexpr std::int64_t kMaxLimit = 32767;
+
+  // `dir` holds the registry; created (mode 0700) on first use when missing.
+  // Empty means default_dir(). A directory that is not owned by this user, or
+  // that others may write, is refused (every call then fails with kIoError).
   explicit LocalSemaphores(std::filesystem::path dir);
+
+  // $XDG_RUNTIME_DIR/netsem when XDG_RUNTIME_DIR is set, else
+  // /tmp/netsem-<uid>.
+  static std::filesystem::path default_dir();
 
   // Takes `count` permits of the local semaphore `key` whose limit is
   // `limit` (the semaphore is made with that many free permits on first use
-  // on this host). Waits up to `timeout` (nullopt: for ever; zero: try),
-  // returning early with kCancelled when `cancel` is cancelled. Returns OK,
-  // kTimeout, kCancelled, kTooMany (count > limit), kIoError.
+  // on this host). Waits up to `timeout` (nullopt: for ever; zero or
+  // negative: try), returning early with kCancelled when `cancel` is
+  // cancelled (checked at least every 50 ms). Returns OK, kTimeout,
+  // kCancelled, kTooMany (count > the semaphore's limit), kInvalidArgument
+  // (empty key, count or limit < 1), kIoError (registry or kernel failure).
   Status acquire(std::string_view key, std::int64_t limit, std::int64_t count,
                  std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel);
   // Gives back `count` permits taken by acquire() in this process.
+  // kNotHeld when this process holds fewer (through this object), or when its
+  // permits were lost because the semaphore was removed (remove(), ipcrm).
   Status release(std::string_view key, std::int64_t count);
   // Like acquire(), but the permits are consumed (no SEM_UNDO).
   Status wait(std::string_view key, std::int64_t limit, std::int64_t count,
               std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel);
-  // Adds `count` permits; kOverflow when value + count would exceed `limit`.
+  // Adds `count` permits; kOverflow when value + count would exceed the
+  // semaphore's limit. Posts are serialized host-wide, so two cannot
+  // overshoot together.
   Status post(std::string_view key, std::int64_t limit, std::int64_t count);
   // Free permits now.
   Result<std::int64_t> value(std::string_view key, std::int64_t limit);
 
+  // The System V id of `key`'s semaphore (made as by acquire when missing),
+  // as `ipcs -s` shows it.
+  Result<int> system_v_id(std::string_view key, std::int64_t limit);
+  // Removes `key`'s semaphore. Its holders lose their permits (release()
+  // answers kNotHeld) and its waiters move to a fresh semaphore, which the
+  // next use makes with all permits free. OK when there was none.
+  Status remove(std::string_view key);
+  // Removes every semaphore of the registry and the registry files (the
+  // directory stays). Meant for clean-up when nothing uses them; concurrent
+  // users fare as with remove().
+  Status remove_all();
+
+  // The registry file of `key`: 16 hex digits of its 64-bit FNV-1a hash
+  // (a colliding key gets "-1", "-2", ... appended).
+  static std::string entry_file_name(std::string_view key);
+
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
-  // The System V id for `key`, creating the semaphore with `limit` free
-  // permits if this host has none yet.
-  Result<int> semaphore_id(std::string_view key, std::int64_t limit);
+  // What this process knows of one name's semaphore.
+  struct Entry {
+    int id = -1;
+    std::time_t ctime = 0;       // sem_ctime when recorded: tells a reused id apart
+    std::int64_t limit = 0;      // the semaphore's recorded limit
+    std::filesystem::path file;  // its registry file
+    std::int64_t held = 0;       // permits this process took with SEM_UNDO
+  };
+
+  // The semaphore for `key`, creating it with `limit` free permits if this
+  // host has none yet. Checks a cached entry is still the live semaphore.
+  Result<Entry> semaphore(std::string_view key, std::int64_t limit);
+  // semaphore() under mutex_, reading or writing the registry.
+  Result<Entry> lookup_registry(std::string_view key, std::int64_t limit);
+  // Creates the registry directory or checks the existing one.
+  Status check_dir();
+  // Drops the cached entry of `key` if it still names `id`.
+  void forget(std::string_view key, int id);
+  // acquire() and wait(): take `count` permits, with SEM_UNDO when `undo`.
+  Status take(std::string_view key, std::int64_t limit, std::int64_t count,
+              std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel, bool undo);
 
   std::filesystem::path dir_;
   std::mutex mutex_;
-  std::unordered_map<std::string, int> ids_;  // guarded by mutex_: cache of registry lookups
+  bool dir_checked_ = false;                        // guarded by mutex_
+  std::unordered_map<std::string, Entry> entries_;  // guarded by mutex_: cache of registry lookups
 };
 
 }  // namespace netsem::client

@@ -1,1 +1,140 @@
-// placeholder: being written this session
+// Permit and detail::PermitState: giving permits back and reporting their
+// loss. A remote permit is released by a RELEASE round trip on the session
+// that granted it; a local one by its LocalSemaphores. The connection marks
+// remote permits lost when their session ends (connection.cc), and a permit
+// released first is never reported lost.
+#include "netsem/permit.h"
+
+#include <spdlog/spdlog.h>
+
+#include "client/connection.h"
+#include "client/local_semaphores.h"
+#include "protocol/names.h"
+
+namespace netsem {
+
+namespace detail {
+
+Status PermitState::release() {
+  {
+    std::lock_guard lock(mutex);
+    assert(!released && "permit released twice");
+    released = true;
+    if (!loss.is_ok()) {
+      return Status(StatusCode::kUnavailable, "the permit of " + name + " was lost: " + loss.message());
+    }
+  }
+  if (is_local()) return local->release(key, count);
+
+  const std::shared_ptr<client::Connection> connection_now = connection.lock();
+  if (!connection_now) return Status(StatusCode::kUnavailable, "the client of " + name + " is closed");
+  connection_now->unregister_permit(this);
+  const auto call =
+      connection_now->send("RELEASE " + protocol::encode_name_for_request(name) + " " + std::to_string(count), session);
+  // The session ended between the check above and the send: the server has
+  // released the permit with it.
+  if (!call) return Status(StatusCode::kUnavailable, "the permit of " + name + " was lost with its session");
+  // On the I/O thread (a loss callback dropping another permit) waiting would
+  // deadlock; the RELEASE goes out all the same.
+  if (connection_now->on_io_thread()) return Status();
+  const client::Reply reply = client::Connection::wait(*call);
+  if (!reply.failure.is_ok()) {
+    return Status(StatusCode::kIoError,
+                  "RELEASE " + name + ": " + reply.failure.message() + " (the server releases it with the session)");
+  }
+  if (reply.type == protocol::AnswerType::kError) {
+    const StatusCode code = reply.error == protocol::ErrorCode::kNotHeld ? StatusCode::kNotHeld : StatusCode::kInternal;
+    return Status(code, "RELEASE " + name + ": " + reply.rest);
+  }
+  return Status();
+}
+
+void PermitState::mark_lost(const Status& reason) {
+  assert(!reason.is_ok());
+  std::function<void(const Status&)> callback;
+  {
+    std::lock_guard lock(mutex);
+    if (released || !loss.is_ok()) return;
+    loss = reason;
+    callback = std::move(on_lost);
+    on_lost = nullptr;
+  }
+  if (callback) callback(reason);
+}
+
+}  // namespace detail
+
+Permit::~Permit() {
+  if (!state_) return;
+  const Status status = release();
+  if (!status.is_ok() && status.code() != StatusCode::kUnavailable) {
+    spdlog::warn("netsem: releasing a permit failed: {}", status.to_string());
+  }
+}
+
+Permit& Permit::operator=(Permit&& other) noexcept {
+  if (this != &other) {
+    if (state_) {
+      const Status status = release();
+      if (!status.is_ok() && status.code() != StatusCode::kUnavailable) {
+        spdlog::warn("netsem: releasing a permit failed: {}", status.to_string());
+      }
+    }
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+Status Permit::release() {
+  assert(valid());
+  const std::shared_ptr<detail::PermitState> state = std::move(state_);
+  return state->release();
+}
+
+const std::string& Permit::name() const {
+  assert(valid());
+  return state_->name;
+}
+
+std::int64_t Permit::count() const {
+  assert(valid());
+  return state_->count;
+}
+
+std::uint64_t Permit::fence() const {
+  assert(valid());
+  return state_->fence;
+}
+
+bool Permit::is_local() const {
+  assert(valid());
+  return state_->is_local();
+}
+
+bool Permit::lost() const {
+  assert(valid());
+  std::lock_guard lock(state_->mutex);
+  return !state_->loss.is_ok();
+}
+
+Status Permit::loss_reason() const {
+  assert(valid());
+  std::lock_guard lock(state_->mutex);
+  return state_->loss;
+}
+
+void Permit::on_lost(std::function<void(const Status& reason)> callback) {
+  assert(valid());
+  Status reason;
+  {
+    std::lock_guard lock(state_->mutex);
+    if (state_->loss.is_ok()) {
+      state_->on_lost = std::move(callback);
+      return;
+    }
+    reason = state_->loss;
+  }
+  if (callback) callback(reason);
+}
+
+}  // namespace netsem

@@ -1,1 +1,683 @@
-// placeholder: being written this session
+// End-to-end tests of the `netsem` command-line tool: the built binary run as
+// a child process against the real netsemd on a loopback port (see
+// tests/server/netsemd_harness.h), with its exit code, stdout and stderr
+// checked. The harness's raw protocol client plays "another process" (a
+// holder, an observer). Also checks that docs/cli.md documents every
+// subcommand, exit code and JSON field the tool has.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/sem.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "netsemd_harness.h"
+
+#ifndef NETSEM_CLI_PATH
+#error "NETSEM_CLI_PATH must name the netsem binary"
+#endif
+
+extern char** environ;
+
+namespace netsem::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// How one run of netsem ended.
+struct Outcome {
+  int exit_code = -1;  // the exit status, or 128+N when signal N ended netsem
+  int signal = 0;      // N when a signal ended netsem
+  std::string out;
+  std::string err;
+  Clock::time_point ended;
+};
+
+std::ostream& operator<<(std::ostream& os, const Outcome& outcome) {
+  return os << "exit " << outcome.exit_code << "\n--- stdout:\n" << outcome.out << "--- stderr:\n" << outcome.err;
+}
+
+// A running netsem. Its environment is the test's without NETSEM_*
+// variables, plus `env`; stdin is /dev/null and no descriptor but 0-2 is
+// passed on, so that what CMD inherits is what netsem gave it.
+class Cli {
+ public:
+  explicit Cli(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
+    std::vector<std::string> argv_text = {NETSEM_CLI_PATH};
+    argv_text.insert(argv_text.end(), args.begin(), args.end());
+    std::vector<std::string> env_text;
+    for (char** entry = environ; *entry != nullptr; ++entry) {
+      if (std::string_view(*entry).rfind("NETSEM_", 0) != 0) env_text.emplace_back(*entry);
+    }
+    env_text.insert(env_text.end(), env.begin(), env.end());
+    std::vector<char*> argv;
+    std::vector<char*> envp;
+    for (auto& arg : argv_text) argv.push_back(arg.data());
+    for (auto& entry : env_text) envp.push_back(entry.data());
+    argv.push_back(nullptr);
+    envp.push_back(nullptr);
+
+    int out[2];
+    int err[2];
+    if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) std::abort();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const int null = ::open("/dev/null", O_RDONLY);
+      ::dup2(null, STDIN_FILENO);
+      ::dup2(out[1], STDOUT_FILENO);
+      ::dup2(err[1], STDERR_FILENO);
+      ::close_range(3, ~0U, 0);
+      ::execve(argv[0], argv.data(), envp.data());
+      ::_exit(126);
+    }
+    ::close(out[1]);
+    ::close(err[1]);
+    out_fd_ = out[0];
+    err_fd_ = err[0];
+  }
+  ~Cli() {
+    if (!reaped_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status_, 0);
+    }
+    if (out_fd_ >= 0) ::close(out_fd_);
+    if (err_fd_ >= 0) ::close(err_fd_);
+  }
+  Cli(const Cli&) = delete;
+  Cli& operator=(const Cli&) = delete;
+
+  pid_t pid() const { return pid_; }
+
+  // Reads output until stdout contains `text`; false after `timeout`.
+  bool wait_for_stdout(std::string_view text, milliseconds timeout = std::chrono::seconds(5)) {
+    const auto deadline = Clock::now() + timeout;
+    while (out_.find(text) == std::string::npos) {
+      if (Clock::now() >= deadline || (out_fd_ < 0 && err_fd_ < 0)) return false;
+      pump(milliseconds(20));
+    }
+    return true;
+  }
+
+  // Waits for netsem to exit, at most `timeout`; past it, kills netsem and
+  // fails the test.
+  Outcome finish(milliseconds timeout = std::chrono::seconds(8)) {
+    const auto deadline = Clock::now() + timeout;
+    while (true) {
+      if (!reaped_ && ::waitpid(pid_, &status_, WNOHANG) == pid_) {
+        reaped_ = true;
+        ended_ = Clock::now();
+      }
+      // A grandchild may keep the pipes open; its output is not awaited long.
+      if (reaped_ && ((out_fd_ < 0 && err_fd_ < 0) || Clock::now() - ended_ > milliseconds(300))) break;
+      if (Clock::now() >= deadline) {
+        ADD_FAILURE() << "netsem still ran after " << timeout.count() << " ms; killed\n" << out_ << err_;
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &status_, 0);
+        reaped_ = true;
+        ended_ = Clock::now();
+        break;
+      }
+      pump(milliseconds(10));
+    }
+    Outcome outcome;
+    if (WIFEXITED(status_)) outcome.exit_code = WEXITSTATUS(status_);
+    if (WIFSIGNALED(status_)) {
+      outcome.signal = WTERMSIG(status_);
+      outcome.exit_code = 128 + outcome.signal;
+    }
+    outcome.out = out_;
+    outcome.err = err_;
+    outcome.ended = ended_;
+    return outcome;
+  }
+
+ private:
+  void pump(milliseconds timeout) {
+    pollfd fds[2] = {{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}};
+    if (::poll(fds, 2, static_cast<int>(timeout.count())) <= 0) return;
+    for (auto [fd, text] : {std::pair{&out_fd_, &out_}, std::pair{&err_fd_, &err_}}) {
+      const pollfd& entry = fd == &out_fd_ ? fds[0] : fds[1];
+      if (*fd < 0 || entry.revents == 0) continue;
+      char chunk[4096];
+      const ssize_t n = ::read(*fd, chunk, sizeof chunk);
+      if (n > 0) {
+        text->append(chunk, static_cast<std::size_t>(n));
+      } else {
+        ::close(*fd);
+        *fd = -1;
+      }
+    }
+  }
+
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  int err_fd_ = -1;
+  std::string out_;
+  std::string err_;
+  bool reaped_ = false;
+  int status_ = 0;
+  Clock::time_point ended_;
+};
+
+// A loopback port where nothing listens: connecting is refused at once.
+std::uint16_t unused_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof address;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+bool eventually(const std::function<bool()>& condition, milliseconds timeout = std::chrono::seconds(5)) {
+  const auto deadline = Clock::now() + timeout;
+  while (!condition()) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  return true;
+}
+
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void write_text(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+// Every test gets a fresh server with two defined semaphores.
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string error;
+    Netsemd::Options options;
+    options.semaphores = "alpha = 3\nbeta = 1\n";
+    server_ = Netsemd::start(options, &error);
+    ASSERT_TRUE(server_) << error;
+    observer_ = Client::connect(server_->port());
+    ASSERT_TRUE(observer_);
+  }
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(server_->port()); }
+  std::string server_env() const { return "NETSEM_SERVER=" + address(); }
+  static std::string dead_address() { return "127.0.0.1:" + std::to_string(unused_port()); }
+
+  Outcome netsem(const std::vector<std::string>& args) { return Cli(args, {server_env()}).finish(); }
+
+  // The server's GET answer for `name`, without the tag: "OK value max holders waiters kind".
+  std::string get(const std::string& name) {
+    const std::string answer = observer_->request("g GET " + name);
+    return answer.rfind("g ", 0) == 0 ? answer.substr(2) : answer;
+  }
+
+  std::unique_ptr<Netsemd> server_;
+  std::unique_ptr<Client> observer_;  // another process, as far as the server can tell
+  TempDir dir_;
+};
+
+class CliRun : public CliTest {};
+class CliStatus : public CliTest {};
+class CliCommands : public CliTest {};
+class CliUsage : public CliTest {};
+class CliServers : public CliTest {};
+
+TEST_F(CliRun, PassesTheCommandsExitStatusThrough) {
+  const struct {
+    std::vector<std::string> command;
+    int exit_code;
+  } kCases[] = {
+      {{"true"}, 0},
+      {{"false"}, 1},
+      {{"sh", "-c", "exit 3"}, 3},
+      {{"sh", "-c", "kill -TERM $$"}, 128 + SIGTERM},
+      {{"sh", "-c", "kill -KILL $$"}, 128 + SIGKILL},
+      {{"no-such-command-for-netsem-test"}, 127},
+      {{"/dev/null"}, 126},
+  };
+  for (const auto& test : kCases) {
+    std::vector<std::string> args = {"run", "beta", "--"};
+    args.insert(args.end(), test.command.begin(), test.command.end());
+    const Outcome outcome = netsem(args);
+    EXPECT_EQ(outcome.exit_code, test.exit_code) << test.command.front() << "\n" << outcome;
+    if (test.exit_code == 126 || test.exit_code == 127) {
+      EXPECT_EQ(outcome.err.rfind("netsem: cannot run ", 0), 0u) << outcome;
+    }
+  }
+  EXPECT_EQ(get("beta"), "OK 1 1 0 0 defined");  // every permit came back
+}
+
+TEST_F(CliRun, HoldsThePermitsWhileTheCommandRunsAndReleasesThemAfter) {
+  const Outcome outcome = netsem({"run", "-n", "2", "alpha", "--", NETSEM_CLI_PATH, "get", "--json", "alpha"});
+  ASSERT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_EQ(outcome.out, R"({"name":"alpha","kind":"defined","value":1,"max":3,"holders":1,"waiters":0})"
+                         "\n");
+  EXPECT_EQ(get("alpha"), "OK 3 3 0 0 defined");
+}
+
+TEST_F(CliRun, TheCommandInheritsNoConnectionOfNetsem) {
+  // A CMD that outlives netsem, or leaves a daemon behind, must not keep the
+  // session (and so the permits) alive.
+  const Outcome outcome = netsem({"run", "beta", "--", "sh", "-c", "ls -l /proc/$$/fd"});
+  ASSERT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_EQ(outcome.out.find("socket:"), std::string::npos) << outcome.out;
+  EXPECT_EQ(outcome.out.find("anon_inode"), std::string::npos) << outcome.out;
+}
+
+TEST_F(CliRun, TimesOutWith75WhileAnotherProcessHoldsThePermit) {
+  ASSERT_EQ(observer_->request("a ACQUIRE beta"), "a OK 1");
+  const auto marker = dir_.path() / "ran";
+  for (const std::string timeout : {"0.3", "0"}) {
+    const auto start = Clock::now();
+    const Outcome outcome = netsem({"run", "-t", timeout, "beta", "--", "touch", marker.string()});
+    EXPECT_EQ(outcome.exit_code, 75) << outcome;
+    EXPECT_GE(outcome.ended - start, milliseconds(timeout == "0" ? 0 : 300));
+    EXPECT_NE(outcome.err.find("netsem: run: timed out after " + timeout + " s waiting for 1 permit of beta"),
+              std::string::npos)
+        << outcome;
+    EXPECT_NE(outcome.err.find("held by 1 session"), std::string::npos) << outcome;
+    EXPECT_FALSE(std::filesystem::exists(marker));
+  }
+}
+
+TEST_F(CliRun, StopsTheCommandAtOnceWhenTheServerIsKilled) {
+  Cli cli({"run", "beta", "--", "sh", "-c", "echo ready; exec sleep 30"}, {server_env()});
+  ASSERT_TRUE(cli.wait_for_stdout("ready"));
+  const auto killed = Clock::now();
+  server_->send_signal(SIGKILL);
+  const Outcome outcome = cli.finish(std::chrono::seconds(5));
+  const auto took = std::chrono::duration_cast<milliseconds>(outcome.ended - killed);
+  std::printf("netsem exited %lld ms after netsemd was killed\n", static_cast<long long>(took.count()));
+  EXPECT_LT(took, std::chrono::seconds(3));
+  EXPECT_EQ(outcome.exit_code, 70) << outcome;
+  EXPECT_NE(outcome.err.find("netsem: lost the permit of beta while sh ran: the connection to the server was lost"),
+            std::string::npos)
+      << outcome;
+  EXPECT_NE(outcome.err.find("sent SIGTERM"), std::string::npos) << outcome;
+  server_->wait_exit();
+}
+
+TEST_F(CliRun, SaysTheServerIsShuttingDownWhenItStops) {
+  Cli cli({"run", "beta", "--", "sh", "-c", "echo ready; exec sleep 30"}, {server_env()});
+  ASSERT_TRUE(cli.wait_for_stdout("ready"));
+  server_->send_signal(SIGTERM);
+  const Outcome outcome = cli.finish(std::chrono::seconds(5));
+  EXPECT_EQ(outcome.exit_code, 70) << outcome;
+  EXPECT_NE(outcome.err.find("the server is shutting down"), std::string::npos) << outcome;
+  server_->wait_exit();
+}
+
+TEST_F(CliRun, KillsACommandThatIgnoresSigtermAfterTheGracePeriod) {
+  Cli cli({"run", "--grace", "0.5", "beta", "--", "sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done"},
+          {server_env()});
+  ASSERT_TRUE(cli.wait_for_stdout("ready"));
+  const auto killed = Clock::now();
+  server_->send_signal(SIGKILL);
+  const Outcome outcome = cli.finish(std::chrono::seconds(5));
+  EXPECT_EQ(outcome.exit_code, 70) << outcome;
+  EXPECT_GE(outcome.ended - killed, milliseconds(500));
+  EXPECT_LT(outcome.ended - killed, std::chrono::seconds(3));
+  EXPECT_NE(outcome.err.find("still ran 0.5 s after SIGTERM; sent SIGKILL"), std::string::npos) << outcome;
+  server_->wait_exit();
+}
+
+TEST_F(CliRun, ForwardsSigtermToTheCommand) {
+  Cli cli({"run", "beta", "--", "sh", "-c", "echo ready; exec sleep 30"}, {server_env()});
+  ASSERT_TRUE(cli.wait_for_stdout("ready"));
+  ::kill(cli.pid(), SIGTERM);
+  const Outcome outcome = cli.finish(std::chrono::seconds(5));
+  EXPECT_EQ(outcome.signal, 0) << "netsem itself was killed\n" << outcome;
+  EXPECT_EQ(outcome.exit_code, 128 + SIGTERM) << outcome;  // the command's status
+  EXPECT_TRUE(eventually([&] { return get("beta") == "OK 1 1 0 0 defined"; })) << get("beta");
+}
+
+TEST_F(CliRun, SigintWhileWaitingEndsNetsemAndItsQueuedRequest) {
+  ASSERT_EQ(observer_->request("a ACQUIRE beta"), "a OK 1");
+  Cli cli({"run", "beta", "--", "true"}, {server_env()});
+  ASSERT_TRUE(eventually([&] { return get("beta") == "OK 0 1 1 1 defined"; })) << get("beta");
+  ::kill(cli.pid(), SIGINT);
+  const Outcome outcome = cli.finish(std::chrono::seconds(5));
+  EXPECT_EQ(outcome.signal, SIGINT) << outcome;
+  EXPECT_TRUE(eventually([&] { return get("beta") == "OK 0 1 1 0 defined"; })) << get("beta");
+}
+
+TEST_F(CliRun, RefusesMorePermitsThanTheMaximum) {
+  const Outcome outcome = netsem({"run", "-n", "4", "alpha", "--", "true"});
+  EXPECT_EQ(outcome.exit_code, 1) << outcome;
+  EXPECT_NE(outcome.err.find("TOO_MANY"), std::string::npos) << outcome;
+}
+
+TEST_F(CliRun, WithoutAServerFailsWith69UnderPolicyFail) {
+  const auto marker = dir_.path() / "ran";
+  const std::vector<std::string> command = {"--server", dead_address(), "run", "beta", "--", "touch", marker.string()};
+  // The flag, and the environment variable when no flag is given.
+  for (const bool flag : {true, false}) {
+    std::vector<std::string> args = flag ? std::vector<std::string>{"--fallback", "fail"} : std::vector<std::string>{};
+    args.insert(args.end(), command.begin(), command.end());
+    const Outcome outcome = Cli(args, {flag ? "NETSEM_FALLBACK=local" : "NETSEM_FALLBACK=fail"}).finish();
+    EXPECT_EQ(outcome.exit_code, 69) << outcome;
+    EXPECT_NE(outcome.err.find("fallback policy of \"beta\" is fail"), std::string::npos) << outcome;
+    EXPECT_FALSE(std::filesystem::exists(marker));
+  }
+}
+
+TEST_F(CliRun, WithoutAServerRunsOnAHostLocalPermitAndSaysSo) {
+  const auto local_dir = dir_.path() / "local";
+  const auto config = dir_.path() / "client.ini";
+  write_text(config, "[client]\nservers = " + dead_address() + "\nlocal_dir = " + local_dir.string() + "\n");
+  const Outcome outcome = Cli({"--config", config.string(), "run", "beta", "--", "echo", "ran"}).finish();
+  EXPECT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_EQ(outcome.out, "ran\n");
+  EXPECT_NE(outcome.err.find("netsem: warning: no server reachable"), std::string::npos) << outcome;
+  EXPECT_NE(outcome.err.find("beta was served by a host-local semaphore"), std::string::npos) << outcome;
+  // The System V semaphore outlives the registry; give it back to the host.
+  std::error_code ignored;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(local_dir, ignored)) {
+    std::istringstream lines(read_text(entry.path()));
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("id ", 0) == 0) ::semctl(std::stoi(line.substr(3)), 0, IPC_RMID);
+    }
+  }
+}
+
+TEST_F(CliStatus, PrintsATableAndTheServer) {
+  ASSERT_EQ(observer_->request("a ACQUIRE beta"), "a OK 1");
+  ASSERT_EQ(observer_->request("b ACQUIRE beta"), "b QUEUED 1");
+  Outcome outcome = netsem({"status"});
+  ASSERT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_EQ(outcome.out, "server " + address() +
+                             ": 2 semaphores\n"
+                             "NAME   KIND     VALUE/MAX  HOLDERS  WAITERS\n"
+                             "alpha  defined  3/3        0        0\n"
+                             "beta   defined  0/1        1        1\n");
+  EXPECT_EQ(outcome.err, "");
+
+  outcome = netsem({"status", "be"});
+  ASSERT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_EQ(outcome.out, "server " + address() +
+                             ": 1 semaphore named be*\n"
+                             "NAME  KIND     VALUE/MAX  HOLDERS  WAITERS\n"
+                             "beta  defined  0/1        1        1\n");
+  outcome = netsem({"status", "zzz"});
+  EXPECT_EQ(outcome.out, "server " + address() + ": 0 semaphores named zzz*\n");
+}
+
+TEST_F(CliStatus, PrintsAJsonArrayWithNamesEscaped) {
+  ASSERT_EQ(netsem({"create", "we\"ird\\ name é", "2", "5"}).exit_code, 0);
+  Outcome outcome = netsem({"status", "--json"});
+  ASSERT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_EQ(outcome.out,
+            "[\n"
+            R"( {"name":"alpha","kind":"defined","value":3,"max":3,"holders":0,"waiters":0},)"
+            "\n"
+            R"( {"name":"beta","kind":"defined","value":1,"max":1,"holders":0,"waiters":0},)"
+            "\n"
+            R"( {"name":"we\"ird\\ name é","kind":"created","value":2,"max":5,"holders":0,"waiters":0})"
+            "\n"
+            "]\n");
+  outcome = netsem({"status", "--json", "nothing"});
+  EXPECT_EQ(outcome.out, "[]\n");
+  // The table counts characters, not bytes, so that columns line up.
+  outcome = netsem({"status", "we"});
+  EXPECT_NE(outcome.out.find("we\"ird\\ name é  created  2/5"), std::string::npos) << outcome;
+}
+
+TEST_F(CliStatus, SaysWhenTheServerIsUnreachable) {
+  const std::string dead = dead_address();
+  Outcome outcome = netsem({"--server", dead, "status"});
+  EXPECT_EQ(outcome.exit_code, 69) << outcome;
+  EXPECT_EQ(outcome.out, "server unreachable (servers: " + dead + ")\n");
+  outcome = netsem({"--server", dead, "status", "--json"});
+  EXPECT_EQ(outcome.exit_code, 69) << outcome;
+  EXPECT_EQ(outcome.out, "");
+  EXPECT_EQ(outcome.err, "netsem: status: server unreachable (servers: " + dead + ")\n");
+}
+
+TEST_F(CliCommands, GetShowsOneSemaphore) {
+  ASSERT_EQ(observer_->request("a ACQUIRE alpha 2"), "a OK 1");
+  Outcome outcome = netsem({"get", "alpha"});
+  ASSERT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_EQ(outcome.out,
+            "NAME   KIND     VALUE/MAX  HOLDERS  WAITERS\n"
+            "alpha  defined  1/3        1        0\n");
+  outcome = netsem({"get", "--json", "nothing"});
+  ASSERT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_EQ(outcome.out, R"({"name":"nothing","kind":"absent","value":1,"max":1,"holders":0,"waiters":0})"
+                         "\n");
+}
+
+TEST_F(CliCommands, WaitAndPostCountPermits) {
+  ASSERT_EQ(netsem({"create", "jobs", "0", "2"}).exit_code, 0);
+  Outcome outcome = netsem({"wait", "-t", "0.2", "jobs"});
+  EXPECT_EQ(outcome.exit_code, 75) << outcome;
+  EXPECT_NE(outcome.err.find("netsem: wait: timed out after 0.2 s waiting for 1 permit of jobs: 0 of 2 free"),
+            std::string::npos)
+      << outcome;
+  EXPECT_EQ(netsem({"post", "-n", "2", "jobs"}).exit_code, 0);
+  EXPECT_EQ(get("jobs"), "OK 2 2 0 0 created");
+  outcome = netsem({"post", "jobs"});
+  EXPECT_EQ(outcome.exit_code, 1) << outcome;
+  EXPECT_NE(outcome.err.find("OVERFLOW"), std::string::npos) << outcome;
+  EXPECT_EQ(netsem({"wait", "-n", "2", "jobs"}).exit_code, 0);
+  EXPECT_EQ(get("jobs"), "OK 0 2 0 0 created");  // consumed, not held
+
+  // A wait queues until a post lets it in.
+  Cli waiter({"wait", "jobs"}, {server_env()});
+  ASSERT_TRUE(eventually([&] { return get("jobs") == "OK 0 2 0 1 created"; })) << get("jobs");
+  EXPECT_EQ(netsem({"post", "jobs"}).exit_code, 0);
+  EXPECT_EQ(waiter.finish(std::chrono::seconds(5)).exit_code, 0);
+
+  outcome = netsem({"wait", "nosuch"});
+  EXPECT_EQ(outcome.exit_code, 1) << outcome;
+  EXPECT_NE(outcome.err.find("NOT_FOUND"), std::string::npos) << outcome;
+}
+
+TEST_F(CliCommands, CreateAndDelete) {
+  EXPECT_EQ(netsem({"create", "pool", "3"}).exit_code, 0);
+  EXPECT_EQ(get("pool"), "OK 3 3 0 0 created");
+  EXPECT_EQ(netsem({"create", "pool", "1"}).exit_code, 0);  // exists: unchanged, as O_CREAT
+  EXPECT_EQ(get("pool"), "OK 3 3 0 0 created");
+  Outcome outcome = netsem({"create", "--exclusive", "pool", "1"});
+  EXPECT_EQ(outcome.exit_code, 1) << outcome;
+  EXPECT_NE(outcome.err.find("EXISTS"), std::string::npos) << outcome;
+  EXPECT_EQ(netsem({"create", "empty", "0", "4", "-x"}).exit_code, 0);
+  EXPECT_EQ(get("empty"), "OK 0 4 0 0 created");
+
+  EXPECT_EQ(netsem({"delete", "pool"}).exit_code, 0);
+  EXPECT_EQ(get("pool"), "OK 1 1 0 0 absent");
+  outcome = netsem({"delete", "pool"});
+  EXPECT_EQ(outcome.exit_code, 1) << outcome;
+  EXPECT_NE(outcome.err.find("NOT_FOUND"), std::string::npos) << outcome;
+  outcome = netsem({"delete", "alpha"});
+  EXPECT_EQ(outcome.exit_code, 1) << outcome;
+  EXPECT_NE(outcome.err.find("BUSY"), std::string::npos) << outcome;
+}
+
+TEST_F(CliCommands, PingNamesTheServerOr69) {
+  Outcome outcome = netsem({"ping"});
+  ASSERT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_EQ(outcome.out.rfind("PONG from " + address() + " in ", 0), 0u) << outcome;
+  outcome = netsem({"--server", dead_address(), "ping"});
+  EXPECT_EQ(outcome.exit_code, 69) << outcome;
+  EXPECT_EQ(outcome.out, "");
+  EXPECT_EQ(outcome.err.rfind("netsem: ping: server unreachable", 0), 0u) << outcome;
+}
+
+TEST_F(CliCommands, CommandsThatNeedTheServerExit69WithoutOne) {
+  for (const std::vector<std::string>& command :
+       {std::vector<std::string>{"create", "x", "1"}, {"delete", "x"}, {"get", "x"}}) {
+    std::vector<std::string> args = {"--server", dead_address()};
+    args.insert(args.end(), command.begin(), command.end());
+    const Outcome outcome = netsem(args);
+    EXPECT_EQ(outcome.exit_code, 69) << command.front() << "\n" << outcome;
+    EXPECT_EQ(outcome.err.rfind("netsem: ", 0), 0u) << outcome;
+  }
+}
+
+TEST_F(CliUsage, BadArgumentsExit2WithAMessageOnStderr) {
+  const struct {
+    std::vector<std::string> args;
+    std::string message;  // part of stderr
+  } kCases[] = {
+      {{}, "a subcommand is needed"},
+      {{"frob"}, "unknown subcommand 'frob'"},
+      {{"get"}, "NAME is required"},
+      {{"get", ""}, "bad semaphore name"},
+      {{"run", "beta"}, "CMD is required"},
+      {{"run", "beta", "--"}, "CMD is required"},
+      {{"post", "beta", "-n", "0"}, "--count"},
+      {{"post", "beta", "-n", "abc"}, "--count"},
+      {{"wait", "beta", "-n", "2147483648"}, "--count"},
+      {{"wait", "beta", "-t", "soon"}, "--timeout"},
+      {{"run", "-t", "-1", "beta", "--", "true"}, "--timeout"},
+      {{"run", "--grace", "x", "beta", "--", "true"}, "--grace"},
+      {{"create", "x", "abc"}, "VALUE"},
+      {{"create", "x", "5", "3"}, "MAX must be at least VALUE"},
+      {{"create", "x", "0"}, "VALUE 0 needs a MAX"},
+      {{"status", "--bogus"}, "--bogus"},
+      {{"--fallback", "sometimes", "ping"}, "--fallback"},
+      {{"--server", "no-port", "ping"}, "no-port"},
+      {{"--config", "/nonexistent/netsem.ini", "ping"}, "--config"},
+  };
+  for (const auto& test : kCases) {
+    const Outcome outcome = netsem(test.args);
+    std::string args;
+    for (const auto& arg : test.args) args += " '" + arg + "'";
+    EXPECT_EQ(outcome.exit_code, 2) << args << "\n" << outcome;
+    EXPECT_EQ(outcome.err.rfind("netsem: ", 0), 0u) << args << "\n" << outcome;
+    EXPECT_NE(outcome.err.find(test.message), std::string::npos) << args << "\n" << outcome;
+    EXPECT_EQ(outcome.out, "") << args;
+  }
+}
+
+TEST_F(CliUsage, HelpListsSubcommandsAndExitCodes) {
+  Outcome outcome = netsem({"--help"});
+  ASSERT_EQ(outcome.exit_code, 0) << outcome;
+  for (const char* text : {"run", "status", "get", "post", "wait", "create", "delete", "ping",
+                           "Exit codes:", " 69  server unavailable", " 75  timeout"}) {
+    EXPECT_NE(outcome.out.find(text), std::string::npos) << text << "\n" << outcome.out;
+  }
+  outcome = netsem({"run", "--help"});
+  ASSERT_EQ(outcome.exit_code, 0) << outcome;
+  for (const char* text : {"--grace", "--timeout", "--count", " 70  run: the permits were lost", "128+N"}) {
+    EXPECT_NE(outcome.out.find(text), std::string::npos) << text << "\n" << outcome.out;
+  }
+}
+
+TEST_F(CliServers, FlagEnvironmentAndConfigFileAllChooseTheServer) {
+  const std::string dead = dead_address();
+  const auto config = dir_.path() / "client.ini";
+  write_text(config, "[client]\nservers = " + address() + "\n");
+  const auto dead_config = dir_.path() / "dead.ini";
+  write_text(dead_config, "[client]\nservers = " + dead + "\n");
+  const struct {
+    std::vector<std::string> args;
+    std::vector<std::string> env;
+    int exit_code;
+  } kCases[] = {
+      {{"ping"}, {server_env()}, 0},
+      {{"ping"}, {"NETSEM_SERVER=" + dead}, 69},
+      {{"--server", address(), "ping"}, {"NETSEM_SERVER=" + dead}, 0},  // the flag wins
+      {{"ping", "--server", address()}, {}, 0},                         // after the subcommand too
+      {{"--server", dead + "," + address(), "ping"}, {}, 0},            // tried in order
+      {{"--server", dead, "--server", address(), "ping"}, {}, 0},
+      {{"--server", dead, "ping"}, {server_env()}, 69},
+      {{"--config", config.string(), "ping"}, {}, 0},
+      {{"ping"}, {"NETSEM_CONFIG=" + config.string()}, 0},
+      {{"--config", config.string(), "ping"}, {"NETSEM_CONFIG=" + dead_config.string()}, 0},
+      {{"--config", dead_config.string(), "ping"}, {server_env()}, 0},  // NETSEM_SERVER overrides the file
+  };
+  for (const auto& test : kCases) {
+    const Outcome outcome = Cli(test.args, test.env).finish();
+    std::string what;
+    for (const auto& arg : test.args) what += " " + arg;
+    for (const auto& entry : test.env) what += " [" + entry + "]";
+    EXPECT_EQ(outcome.exit_code, test.exit_code) << what << "\n" << outcome;
+    if (test.exit_code == 0) {
+      EXPECT_EQ(outcome.out.rfind("PONG from " + address(), 0), 0u) << what << outcome;
+    }
+  }
+}
+
+// docs/cli.md: the `## ...` headings, and the first column of the table after `heading`.
+std::vector<std::string> table_column(const std::string& doc, const std::string& heading) {
+  std::vector<std::string> cells;
+  const auto start = doc.find("\n" + heading + "\n");
+  EXPECT_NE(start, std::string::npos) << heading;
+  if (start == std::string::npos) return cells;
+  std::istringstream lines(doc.substr(start + heading.size() + 2));
+  static const std::regex kRow(R"(^\| `?([^`|]+?)`? +\|)");
+  bool in_table = false;
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch match;
+    if (line.rfind("|", 0) == 0) {
+      in_table = true;
+      if (std::regex_search(line, match, kRow) && line.find("---") == std::string::npos) cells.push_back(match[1]);
+    } else if (in_table) {
+      break;
+    }
+  }
+  if (!cells.empty()) cells.erase(cells.begin());  // the header row
+  return cells;
+}
+
+TEST_F(CliUsage, DocsDescribeEverySubcommandExitCodeAndJsonField) {
+  const std::string doc = read_text(std::filesystem::path(NETSEM_SOURCE_DIR) / "docs/cli.md");
+  ASSERT_FALSE(doc.empty());
+
+  const Outcome help = netsem({"--help"});
+  const auto subcommands_at = help.out.find("Subcommands:\n");
+  ASSERT_NE(subcommands_at, std::string::npos) << help.out;
+  std::istringstream lines(help.out.substr(subcommands_at + 13));
+  std::set<std::string> subcommands;
+  for (std::string line; std::getline(lines, line) && line.rfind("  ", 0) == 0;) {
+    subcommands.insert(line.substr(2, line.find(' ', 2) - 2));
+  }
+  EXPECT_EQ(subcommands.size(), 8u) << help.out;
+  for (const auto& subcommand : subcommands) {
+    EXPECT_NE(doc.find("\n## netsem " + subcommand), std::string::npos) << subcommand << " is not documented";
+  }
+
+  std::set<std::string> codes_in_help;
+  static const std::regex kCode(R"(\n +([0-9]+)  )");
+  const std::string footer = help.out.substr(help.out.find("Exit codes:"));
+  for (std::sregex_iterator it(footer.begin(), footer.end(), kCode), end; it != end; ++it) {
+    codes_in_help.insert((*it)[1]);
+  }
+  const auto documented_codes = table_column(doc, "## Exit codes");
+  EXPECT_EQ(std::set<std::string>(documented_codes.begin(), documented_codes.end()), codes_in_help);
+
+  const Outcome json = netsem({"status", "--json"});
+  std::set<std::string> emitted;
+  static const std::regex kKey(R"re("([a-z_]+)":)re");
+  for (std::sregex_iterator it(json.out.begin(), json.out.end(), kKey), end; it != end; ++it) {
+    emitted.insert((*it)[1]);
+  }
+  EXPECT_FALSE(emitted.empty()) << json;
+  const auto documented_fields = table_column(doc, "### JSON fields");
+  EXPECT_EQ(std::set<std::string>(documented_fields.begin(), documented_fields.end()), emitted);
+}
+
+}  // namespace
+}  // namespace netsem::testing

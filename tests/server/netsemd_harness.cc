@@ -81,7 +81,7 @@ std::unique_ptr<Netsemd> Netsemd::start(const Options& options, std::string* err
   std::filesystem::create_directories(server->data_dir_);
   server->config_path_ = server->dir_->path() / "netsem.ini";
   server->log_path_ = server->dir_->path() / "netsemd.log";
-  write_file(server->config_path_, render_config(options, server->data_dir_, 0));
+  write_file(server->config_path_, render_config(options, server->data_dir_, options.port));
 
   const pid_t pid = ::fork();
   if (pid < 0) return nullptr;

@@ -45,6 +45,9 @@ class Netsemd {
     std::string raw_config;
     // Data and stats directory; by default a fresh one under the temp dir.
     std::filesystem::path data_dir;
+    // The port to listen on (for restarts on the same address); 0 picks a
+    // free one. `@PORT@` in raw_config is replaced by it.
+    std::uint16_t port = 0;
   };
 
   // Starts netsemd and waits (at most 10 s) until it listens. On failure

@@ -1,0 +1,152 @@
+// The `netsem` command-line tool's internals, shared by its files: main.cc
+// parses the command line into the option structs below and calls
+// one *_command function; run_command.cc holds `run`; commands.cc holds the
+// others; client_setup.cc builds the Client from file, environment and flags
+// and maps a Status to an exit code. Each *_command function returns the
+// process's exit code and has written every error to stderr, prefixed
+// "netsem: ".
+//
+// Thread safety: single-threaded use from main(); only the Client the
+// commands create runs a thread of its own.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "netsem/client.h"
+#include "netsem/client_options.h"
+#include "netsem/status.h"
+
+namespace netsem::cli {
+
+// The exit codes, from sysexits.h where one fits, so that scripts and
+// supervisors can tell "try later" from "broken". kExitCodes documents them.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailed = 1;             // the server refused: NOT_FOUND, OVERFLOW, BUSY, EXISTS, ...
+inline constexpr int kExitUsage = 2;              // bad command line, options or configuration
+inline constexpr int kExitUnavailable = 69;       // EX_UNAVAILABLE: no server, and the command needs one
+inline constexpr int kExitPermitsLost = 70;       // EX_SOFTWARE: `run` lost its permits while CMD ran
+inline constexpr int kExitTimeout = 75;           // EX_TEMPFAIL: the permits did not come in time
+inline constexpr int kExitCannotExecute = 126;    // `run`: CMD exists but cannot be executed
+inline constexpr int kExitCommandNotFound = 127;  // `run`: CMD not found
+
+struct ExitCodeDoc {
+  int code;
+  std::string_view meaning;
+};
+// Every exit code with its meaning, for --help and the documentation test.
+// `run` adds: otherwise CMD's own status, 128+N when a signal N killed it.
+inline constexpr ExitCodeDoc kExitCodes[] = {
+    {kExitOk, "success"},
+    {kExitFailed, "the operation failed (NOT_FOUND, OVERFLOW, BUSY, EXISTS, TOO_MANY, ...)"},
+    {kExitUsage, "bad usage: unknown subcommand, missing or malformed argument, bad configuration"},
+    {kExitUnavailable, "server unavailable: none reachable and the fallback policy is fail, or the command needs it"},
+    {kExitPermitsLost, "run: the permits were lost while CMD ran (connection lost, server shut down)"},
+    {kExitTimeout, "timeout: the permits were not granted in time"},
+    {kExitCannotExecute, "run: CMD was found but cannot be executed"},
+    {kExitCommandNotFound, "run: CMD was not found"},
+};
+
+// The --help footer: the exit-code table.
+std::string exit_code_help();
+
+// Options every subcommand takes.
+struct GlobalOptions {
+  std::vector<std::string> servers;  // --server, each "host:port"; empty: from config/env
+  std::string fallback;              // --fallback; empty: from config/env
+  std::string config_file;           // --config; empty: $NETSEM_CONFIG
+  int verbosity = 0;                 // -v count
+};
+
+struct RunOptions {
+  std::string name;
+  std::int64_t count = 1;
+  std::optional<std::chrono::milliseconds> timeout;  // absent: wait for ever
+  std::chrono::milliseconds grace{5000};             // SIGTERM to SIGKILL after a loss
+  std::vector<std::string> command;                  // CMD ARGS..., never empty
+};
+
+struct StatusOptions {
+  std::string prefix;
+  bool json = false;
+};
+
+struct GetOptions {
+  std::string name;
+  bool json = false;
+};
+
+struct CountOptions {  // post and wait
+  std::string name;
+  std::int64_t count = 1;
+  std::optional<std::chrono::milliseconds> timeout;  // wait only
+};
+
+struct CreateOptions {
+  std::string name;
+  std::int64_t value = 0;
+  std::optional<std::int64_t> max;  // absent: max = value, as on the wire
+  bool exclusive = false;
+};
+
+int run_command(const GlobalOptions& global, const RunOptions& options);
+int status_command(const GlobalOptions& global, const StatusOptions& options);
+int get_command(const GlobalOptions& global, const GetOptions& options);
+int post_command(const GlobalOptions& global, const CountOptions& options);
+int wait_command(const GlobalOptions& global, const CountOptions& options);
+int create_command(const GlobalOptions& global, const CreateOptions& options);
+int delete_command(const GlobalOptions& global, const std::string& name);
+int ping_command(const GlobalOptions& global);
+
+// --- client_setup.cc ---
+
+// ClientOptions from the configuration file (--config, else $NETSEM_CONFIG),
+// then NETSEM_SERVER and NETSEM_FALLBACK, then the flags: each later source
+// overrides the earlier ones.
+Result<ClientOptions> make_client_options(const GlobalOptions& global);
+
+// A connected-or-falling-back Client, its options (for messages), or the
+// exit code to return (the error is printed).
+struct Connection {
+  std::unique_ptr<Client> client;
+  ClientOptions options;
+  int failure = kExitOk;  // non-zero when client is null
+};
+Connection connect(const GlobalOptions& global);
+
+// The servers a message should name as tried: "a:1, b:2".
+std::string servers_text(const ClientOptions& options);
+
+// The exit code for a failed call's status.
+int exit_code_for(const Status& status);
+
+// Writes "netsem: <message>\n" to stderr.
+void print_error(std::string_view message);
+
+// Reports a failed call on stderr (the library's message, which names the
+// request, the semaphore and the server's code), naming the servers tried
+// when none was reachable, and returns its exit code.
+int report_failure(const Connection& connection, const Status& status);
+
+// "timed out after 2 s waiting for 1 permit of NAME", followed by what GET
+// says of NAME now (holders, waiters, free permits) when it can be had.
+std::string describe_timeout(Client& client, std::string_view name, std::int64_t count,
+                             std::optional<std::chrono::milliseconds> timeout);
+
+// Tells the user, on stderr, that NAME was served by the host-local fallback
+// semaphore because no server could be reached: other hosts are then not
+// counted, which whoever runs the command must know.
+void warn_local_fallback(const Connection& connection, std::string_view name);
+
+// Parses a number of seconds ("2", "0.5"; 0 or more) into milliseconds,
+// rounding up so that a tiny positive timeout never turns into a try.
+std::optional<std::chrono::milliseconds> parse_seconds(std::string_view text);
+// "0.5 s", "5 s".
+std::string seconds_text(std::chrono::milliseconds duration);
+
+}  // namespace netsem::cli

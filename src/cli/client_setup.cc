@@ -1,0 +1,169 @@
+// What every subcommand shares: the Client built from configuration file,
+// environment and flags (in that order of precedence, lowest first), the
+// mapping from a Status to an exit code, and error output.
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "cli/cli.h"
+
+namespace netsem::cli {
+
+namespace {
+
+std::string_view trim(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
+// Reads the options with `file` standing in for $NETSEM_CONFIG, so that
+// NETSEM_SERVER and NETSEM_FALLBACK override it exactly as the library
+// defines for the file the variable names; the variable is put back after.
+Result<ClientOptions> from_file_then_environment(const std::string& file) {
+  const char* previous = std::getenv("NETSEM_CONFIG");
+  const std::optional<std::string> saved = previous ? std::optional<std::string>(previous) : std::nullopt;
+  ::setenv("NETSEM_CONFIG", file.c_str(), 1);
+  Result<ClientOptions> options = ClientOptions::from_environment();
+  if (!options && options.status().message().starts_with("NETSEM_CONFIG: ")) {
+    options = Status(options.status().code(), "--config: " + options.status().message().substr(15));
+  }
+  if (saved) {
+    ::setenv("NETSEM_CONFIG", saved->c_str(), 1);
+  } else {
+    ::unsetenv("NETSEM_CONFIG");
+  }
+  return options;
+}
+
+}  // namespace
+
+std::string exit_code_help() {
+  std::string text = "Exit codes:\n";
+  for (const auto& [code, meaning] : kExitCodes) {
+    char line[160];
+    std::snprintf(line, sizeof line, "  %3d  %.*s\n", code, static_cast<int>(meaning.size()), meaning.data());
+    text += line;
+  }
+  text += "  run: otherwise CMD's exit status, or 128+N when signal N killed CMD\n";
+  return text;
+}
+
+Result<ClientOptions> make_client_options(const GlobalOptions& global) {
+  Result<ClientOptions> options =
+      global.config_file.empty() ? ClientOptions::from_environment() : from_file_then_environment(global.config_file);
+  if (!options) return options;
+  if (!global.servers.empty()) {
+    options->servers.clear();
+    for (const auto& server : global.servers) {
+      const std::string_view address = trim(server);
+      if (address.empty()) return Status(StatusCode::kInvalidArgument, "--server: empty server address");
+      options->servers.emplace_back(address);
+    }
+  }
+  if (!global.fallback.empty()) {
+    auto policy = FallbackPolicy::parse(global.fallback);
+    if (!policy) return Status(StatusCode::kInvalidArgument, "--fallback: " + policy.status().message());
+    options->fallback = *policy;
+  }
+  return options;
+}
+
+Connection connect(const GlobalOptions& global) {
+  Connection connection;
+  auto options = make_client_options(global);
+  if (!options) {
+    print_error(options.status().message());
+    connection.failure = kExitUsage;
+    return connection;
+  }
+  connection.options = *options;
+  auto client = Client::create(std::move(*options));
+  if (!client) {
+    print_error(client.status().message());
+    connection.failure = exit_code_for(client.status());
+    return connection;
+  }
+  connection.client = std::move(*client);
+  return connection;
+}
+
+std::string servers_text(const ClientOptions& options) {
+  if (options.servers.empty()) return "127.0.0.1:53559";
+  std::string text;
+  for (const auto& server : options.servers) {
+    if (!text.empty()) text += ", ";
+    text += server;
+  }
+  return text;
+}
+
+int exit_code_for(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kOk:
+      return kExitOk;
+    case StatusCode::kTimeout:
+      return kExitTimeout;
+    case StatusCode::kUnavailable:
+    case StatusCode::kShutdown:
+    case StatusCode::kDenied:
+      return kExitUnavailable;
+    case StatusCode::kInvalidArgument:
+      return kExitUsage;
+    default:
+      return kExitFailed;
+  }
+}
+
+void print_error(std::string_view message) {
+  std::fprintf(stderr, "netsem: %.*s\n", static_cast<int>(message.size()), message.data());
+}
+
+int report_failure(const Connection& connection, const Status& status) {
+  std::string message = status.message();
+  const int code = exit_code_for(status);
+  if (code == kExitUnavailable) message += " (servers: " + servers_text(connection.options) + ")";
+  print_error(message);
+  return code;
+}
+
+std::string describe_timeout(Client& client, std::string_view name, std::int64_t count,
+                             std::optional<std::chrono::milliseconds> timeout) {
+  std::string text = "timed out";
+  if (timeout) text += " after " + seconds_text(*timeout);
+  text += " waiting for " + std::to_string(count) + (count == 1 ? " permit of " : " permits of ") + std::string(name);
+  // What stands in the way, from a second look; a failure here only loses
+  // the detail.
+  if (auto info = client.get(name); info && info->kind != "absent") {
+    text += ": " + std::to_string(info->value) + " of " + std::to_string(info->max) + " free, held by " +
+            std::to_string(info->holders) + (info->holders == 1 ? " session, " : " sessions, ") +
+            std::to_string(info->waiters) + (info->waiters == 1 ? " request" : " requests") + " waiting";
+  }
+  return text;
+}
+
+void warn_local_fallback(const Connection& connection, std::string_view name) {
+  if (name.starts_with('$')) return;  // local by choice
+  print_error("warning: no server reachable (servers: " + servers_text(connection.options) + "); " + std::string(name) +
+              " was served by a host-local semaphore, so other hosts were not counted");
+}
+
+std::string seconds_text(std::chrono::milliseconds duration) {
+  char text[48];
+  std::snprintf(text, sizeof text, "%g s", static_cast<double>(duration.count()) / 1000);
+  return text;
+}
+
+std::optional<std::chrono::milliseconds> parse_seconds(std::string_view text) {
+  // from_chars takes no '+', no spaces; it does take "inf" and "nan", which
+  // the range check turns away.
+  double seconds = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+  if (error != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  if (!(seconds >= 0 && seconds <= 1e9)) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(seconds * 1000)));
+}
+
+}  // namespace netsem::cli

@@ -1,0 +1,182 @@
+// The subcommands other than `run`: status, get, post, wait, create, delete
+// and ping. Each builds a Client (client_setup.cc), makes its call, prints
+// the answer on stdout, and returns the exit code. Also the two renderings
+// of SemaphoreInfo: an aligned table for people and JSON for programs, whose
+// fields docs/cli.md lists (cli_test checks that they agree).
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cli/cli.h"
+
+namespace netsem::cli {
+
+namespace {
+
+std::string json_string(std::string_view text) {
+  std::string out = "\"";
+  for (const unsigned char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {  // names cannot hold these, but the library's kind or a future field might
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
+      out += escaped;
+    } else {
+      out += static_cast<char>(c);  // UTF-8 passes through: JSON is UTF-8
+    }
+  }
+  return out + '"';
+}
+
+std::string json_object(const SemaphoreInfo& info) {
+  return "{\"name\":" + json_string(info.name) + ",\"kind\":" + json_string(info.kind) +
+         ",\"value\":" + std::to_string(info.value) + ",\"max\":" + std::to_string(info.max) +
+         ",\"holders\":" + std::to_string(info.holders) + ",\"waiters\":" + std::to_string(info.waiters) + "}";
+}
+
+// Columns line up in a terminal when widths count code points, not bytes.
+std::size_t display_width(std::string_view text) {
+  std::size_t width = 0;
+  for (const unsigned char c : text) width += (c & 0xC0) != 0x80;
+  return width;
+}
+
+std::string table(const std::vector<SemaphoreInfo>& items) {
+  std::vector<std::vector<std::string>> rows = {{"NAME", "KIND", "VALUE/MAX", "HOLDERS", "WAITERS"}};
+  for (const auto& info : items) {
+    rows.push_back({info.name, info.kind, std::to_string(info.value) + "/" + std::to_string(info.max),
+                    std::to_string(info.holders), std::to_string(info.waiters)});
+  }
+  std::vector<std::size_t> widths(rows.front().size(), 0);
+  for (const auto& row : rows) {
+    for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], display_width(row[i]));
+  }
+  std::string text;
+  for (const auto& row : rows) {
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      text += row[i];
+      if (i + 1 < row.size()) text.append(widths[i] - display_width(row[i]) + 2, ' ');
+    }
+    text += '\n';
+  }
+  return text;
+}
+
+void print(const std::string& text) {
+  std::fwrite(text.data(), 1, text.size(), stdout);
+}
+
+// LIST and PING have no local fallback: they report on the server.
+bool require_server(const Connection& connection, std::string_view what) {
+  if (connection.client->connected()) return true;
+  print_error(std::string(what) + ": server unreachable (servers: " + servers_text(connection.options) + ")");
+  return false;
+}
+
+}  // namespace
+
+int status_command(const GlobalOptions& global, const StatusOptions& options) {
+  Connection connection = connect(global);
+  if (!connection.client) return connection.failure;
+  Client& client = *connection.client;
+  if (!client.connected()) {
+    // For people the unreachable server is the status; a program reading
+    // --json gets nothing on stdout and the reason on stderr.
+    if (options.json) {
+      print_error("status: server unreachable (servers: " + servers_text(connection.options) + ")");
+    } else {
+      print("server unreachable (servers: " + servers_text(connection.options) + ")\n");
+    }
+    return kExitUnavailable;
+  }
+  auto items = client.list(options.prefix);
+  if (!items) return report_failure(connection, items.status());
+  if (options.json) {
+    std::string text = "[";
+    for (std::size_t i = 0; i < items->size(); ++i) text += (i ? ",\n " : "\n ") + json_object((*items)[i]);
+    print(text + (items->empty() ? "]\n" : "\n]\n"));
+    return kExitOk;
+  }
+  const std::size_t n = items->size();
+  std::string text =
+      "server " + client.stats().server + ": " + std::to_string(n) + (n == 1 ? " semaphore" : " semaphores");
+  if (!options.prefix.empty()) text += " named " + options.prefix + "*";
+  text += '\n';
+  if (n > 0) text += table(*items);
+  print(text);
+  return kExitOk;
+}
+
+int get_command(const GlobalOptions& global, const GetOptions& options) {
+  Connection connection = connect(global);
+  if (!connection.client) return connection.failure;
+  auto info = connection.client->get(options.name);
+  if (!info) return report_failure(connection, info.status());
+  print(options.json ? json_object(*info) + "\n" : table({*info}));
+  return kExitOk;
+}
+
+int post_command(const GlobalOptions& global, const CountOptions& options) {
+  Connection connection = connect(global);
+  if (!connection.client) return connection.failure;
+  if (Status status = connection.client->post(options.name, options.count); !status) {
+    return report_failure(connection, status);
+  }
+  if (!connection.client->connected()) warn_local_fallback(connection, options.name);
+  return kExitOk;
+}
+
+int wait_command(const GlobalOptions& global, const CountOptions& options) {
+  Connection connection = connect(global);
+  if (!connection.client) return connection.failure;
+  Client& client = *connection.client;
+  const Status status = client.wait(options.name, {.count = options.count, .timeout = options.timeout});
+  if (status.code() == StatusCode::kTimeout) {
+    print_error("wait: " + describe_timeout(client, options.name, options.count, options.timeout));
+    return kExitTimeout;
+  }
+  if (!status) return report_failure(connection, status);
+  if (!client.connected()) warn_local_fallback(connection, options.name);
+  return kExitOk;
+}
+
+int create_command(const GlobalOptions& global, const CreateOptions& options) {
+  const std::int64_t max = options.max.value_or(options.value);
+  if (max < 1 || max < options.value) {
+    print_error(options.max ? "create: MAX must be at least VALUE"
+                            : "create: VALUE 0 needs a MAX (MAX defaults to VALUE and must be at least 1)");
+    return kExitUsage;
+  }
+  Connection connection = connect(global);
+  if (!connection.client) return connection.failure;
+  if (Status status = connection.client->create(options.name, options.value, max, options.exclusive); !status) {
+    return report_failure(connection, status);
+  }
+  return kExitOk;
+}
+
+int delete_command(const GlobalOptions& global, const std::string& name) {
+  Connection connection = connect(global);
+  if (!connection.client) return connection.failure;
+  if (Status status = connection.client->remove(name); !status) {
+    return report_failure(connection, status);
+  }
+  return kExitOk;
+}
+
+int ping_command(const GlobalOptions& global) {
+  Connection connection = connect(global);
+  if (!connection.client) return connection.failure;
+  if (!require_server(connection, "ping")) return kExitUnavailable;
+  const auto start = std::chrono::steady_clock::now();
+  auto pong = connection.client->ping();
+  if (!pong) return report_failure(connection, pong.status());
+  const std::chrono::duration<double, std::milli> elapsed = std::chrono::steady_clock::now() - start;
+  std::printf("PONG from %s in %.2f ms\n", connection.client->stats().server.c_str(), elapsed.count());
+  return kExitOk;
+}
+
+}  // namespace netsem::cli

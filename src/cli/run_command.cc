@@ -1,0 +1,282 @@
+// `netsem run`: run a command while holding permits, like flock(1) for a
+// semaphore that every host shares.
+//
+// API: run_command() acquires the permits, starts CMD with posix_spawnp, then
+// waits in one poll() loop on two descriptors until waitpid() has reaped CMD
+// (so no zombie is left): a signalfd, for SIGCHLD and the termination signals
+// netsem forwards to CMD, and a pipe that the permit's loss callback writes
+// to from the client's I/O thread. A loss sends CMD SIGTERM at once and
+// SIGKILL after the grace period, and netsem then exits 70 whatever CMD's
+// status: CMD ran, at the end, without the permits.
+//
+// Signals: the watched ones are blocked before the Client starts its I/O
+// thread, which inherits the mask, so they reach nothing but the signalfd.
+// While the permits are awaited they are unblocked in the main thread alone:
+// Ctrl-C then ends netsem the default way, and the server drops the queued
+// request when the connection closes. CMD starts with the signal mask netsem
+// started with.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <spdlog/spdlog.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "cli/cli.h"
+
+extern char** environ;
+
+namespace netsem::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The signals netsem passes on to CMD.
+constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+
+class UniqueFd {
+ public:
+  explicit UniqueFd(int fd = -1) : fd_(fd) {}
+  ~UniqueFd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) {
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// Carries a permit's loss from the client's I/O thread to the main loop.
+class LossNotice {
+ public:
+  bool open() {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return false;
+    read_ = UniqueFd(fds[0]);
+    write_ = UniqueFd(fds[1]);
+    return true;
+  }
+  // On the I/O thread: short, and never calls the Client.
+  void notify(const Status& reason) {
+    {
+      std::lock_guard lock(mutex_);
+      reason_ = reason;
+    }
+    const char byte = 1;
+    [[maybe_unused]] const auto ignored = ::write(write_.get(), &byte, 1);
+  }
+  int fd() const { return read_.get(); }
+  Status reason() const {
+    std::lock_guard lock(mutex_);
+    return reason_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  Status reason_;  // guarded by mutex_
+  UniqueFd read_;
+  UniqueFd write_;
+};
+
+struct Signals {
+  sigset_t original_mask;  // what CMD starts with
+  sigset_t forwarded;      // kForwarded, less those ignored when netsem started
+  sigset_t watched;        // forwarded + SIGCHLD: what the signalfd reads
+};
+
+Signals block_signals() {
+  Signals signals;
+  sigemptyset(&signals.forwarded);
+  for (const int signal : kForwarded) {
+    // A signal ignored by whoever started netsem (nohup, `cmd &` in a
+    // script) is meant to be ignored by CMD too, which inherits that.
+    struct sigaction action {};
+    ::sigaction(signal, nullptr, &action);
+    if (action.sa_handler != SIG_IGN) sigaddset(&signals.forwarded, signal);
+  }
+  // With SIGCHLD ignored the kernel would reap CMD itself and waitpid would
+  // have no status to report.
+  ::signal(SIGCHLD, SIG_DFL);
+  signals.watched = signals.forwarded;
+  sigaddset(&signals.watched, SIGCHLD);
+  // SIGPIPE too: netsem must outlive CMD even if its stderr is a closed pipe.
+  sigset_t blocked = signals.watched;
+  sigaddset(&blocked, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &blocked, &signals.original_mask);
+  return signals;
+}
+
+std::string permits_text(std::int64_t count) {
+  return count == 1 ? "the permit" : "the " + std::to_string(count) + " permits";
+}
+
+std::string loss_cause(const Status& reason) {
+  switch (reason.code()) {
+    case StatusCode::kShutdown:
+      return "the server is shutting down";
+    case StatusCode::kUnavailable:
+      return "the connection to the server was lost";
+    default:
+      return "the server dropped the session";
+  }
+}
+
+int exit_code_of_child(int wait_status) {
+  if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
+  if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);
+  return kExitFailed;  // waitpid without WUNTRACED reports nothing else
+}
+
+// CMD's pid, or the exit code to return when it could not be started.
+struct Spawned {
+  pid_t pid = -1;
+  int failure = kExitOk;
+};
+
+// Starts CMD with `mask` as its signal mask; prints why when it cannot.
+Spawned spawn(const std::vector<std::string>& command, const sigset_t& mask) {
+  std::vector<char*> argv;
+  for (const auto& arg : command) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  posix_spawnattr_t attributes;
+  ::posix_spawnattr_init(&attributes);
+  ::posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+  ::posix_spawnattr_setsigmask(&attributes, &mask);
+  pid_t pid = -1;
+  const int error = ::posix_spawnp(&pid, argv[0], nullptr, &attributes, argv.data(), environ);
+  ::posix_spawnattr_destroy(&attributes);
+  if (error == 0) return {.pid = pid};
+  print_error("cannot run " + command.front() + ": " + std::strerror(error));
+  // The shell's codes: 127 not found, 126 found but not executable.
+  return {.failure = error == ENOENT ? kExitCommandNotFound : kExitCannotExecute};
+}
+
+// Waits until CMD has exited, forwarding signals and acting on a loss of the
+// permits. Returns CMD's wait status and whether the permits were lost.
+std::pair<int, bool> supervise(pid_t child, const RunOptions& options, const Signals& signals,
+                               const UniqueFd& signal_fd, const LossNotice& loss) {
+  const std::string& command = options.command.front();
+  bool lost = false;
+  std::optional<Clock::time_point> kill_at;  // SIGKILL due, after a loss
+  for (;;) {
+    int wait_status = 0;
+    if (::waitpid(child, &wait_status, WNOHANG) == child) return {wait_status, lost};
+
+    pollfd fds[2] = {{signal_fd.get(), POLLIN, 0}, {loss.fd(), POLLIN, 0}};
+    int timeout_ms = -1;
+    if (kill_at) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(*kill_at - Clock::now());
+      timeout_ms = static_cast<int>(std::max<std::int64_t>(0, left.count()));
+    }
+    if (::poll(fds, 2, timeout_ms) < 0 && errno != EINTR) {
+      print_error(std::string("poll: ") + std::strerror(errno));
+      ::kill(child, SIGKILL);  // netsem cannot watch CMD any more; CMD must not run unwatched
+      ::waitpid(child, &wait_status, 0);
+      return {wait_status, true};
+    }
+
+    if (fds[1].revents & POLLIN) {
+      char drain[16];
+      while (::read(loss.fd(), drain, sizeof drain) > 0) {
+      }
+      if (!lost) {
+        lost = true;
+        const Status reason = loss.reason();
+        print_error("lost " + permits_text(options.count) + " of " + options.name + " while " + command +
+                    " ran: " + loss_cause(reason) + " (" + reason.message() + "); sent SIGTERM to " + command +
+                    " (pid " + std::to_string(child) + ")");
+        ::kill(child, SIGTERM);
+        kill_at = Clock::now() + options.grace;
+      }
+    }
+
+    if (fds[0].revents & POLLIN) {
+      signalfd_siginfo info;
+      while (::read(signal_fd.get(), &info, sizeof info) == sizeof info) {
+        const int signal = static_cast<int>(info.ssi_signo);
+        // A terminal's Ctrl-C or hangup (sent by the kernel) reached the
+        // whole foreground process group, CMD included: passing it on would
+        // deliver it twice.
+        if (sigismember(&signals.forwarded, signal) && info.ssi_code != SI_KERNEL) ::kill(child, signal);
+      }
+    }
+
+    if (kill_at && Clock::now() >= *kill_at) {
+      print_error(command + " (pid " + std::to_string(child) + ") still ran " + seconds_text(options.grace) +
+                  " after SIGTERM; sent SIGKILL");
+      ::kill(child, SIGKILL);
+      kill_at.reset();
+    }
+  }
+}
+
+}  // namespace
+
+int run_command(const GlobalOptions& global, const RunOptions& options) {
+  const Signals signals = block_signals();
+  // Declared before the client so that it outlives any callback the client
+  // may still make while it shuts down.
+  LossNotice loss;
+  if (!loss.open()) {
+    print_error(std::string("pipe: ") + std::strerror(errno));
+    return kExitFailed;
+  }
+  Connection connection = connect(global);
+  if (!connection.client) return connection.failure;
+  Client& client = *connection.client;
+
+  ::pthread_sigmask(SIG_UNBLOCK, &signals.forwarded, nullptr);
+  Result<Permit> permit = client.acquire(options.name, {.count = options.count, .timeout = options.timeout});
+  ::pthread_sigmask(SIG_BLOCK, &signals.forwarded, nullptr);
+  if (!permit) {
+    if (permit.status().code() == StatusCode::kTimeout) {
+      print_error("run: " + describe_timeout(client, options.name, options.count, options.timeout) + "; " +
+                  options.command.front() + " not run");
+      return kExitTimeout;
+    }
+    return report_failure(connection, permit.status());
+  }
+  if (permit->is_local()) warn_local_fallback(connection, options.name);
+  permit->on_lost([&loss](const Status& reason) { loss.notify(reason); });
+  if (permit->lost()) {
+    print_error("lost " + permits_text(options.count) + " of " + options.name + " before " + options.command.front() +
+                " started: " + loss_cause(permit->loss_reason()) + "; not run");
+    return kExitPermitsLost;
+  }
+
+  UniqueFd signal_fd(::signalfd(-1, &signals.watched, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (signal_fd.get() < 0) {
+    print_error(std::string("signalfd: ") + std::strerror(errno));
+    return kExitFailed;
+  }
+  const Spawned spawned = spawn(options.command, signals.original_mask);
+  if (spawned.pid < 0) return spawned.failure;
+  const pid_t child = spawned.pid;
+  spdlog::debug("{} (pid {}) runs holding {} of {}", options.command.front(), child, permits_text(options.count),
+                options.name);
+
+  const auto [wait_status, lost] = supervise(child, options, signals, signal_fd, loss);
+  if (lost) return kExitPermitsLost;
+  if (Status released = permit->release(); !released) spdlog::debug("release: {}", released.to_string());
+  return exit_code_of_child(wait_status);
+}
+
+}  // namespace netsem::cli

@@ -1,0 +1,219 @@
+// Connection: the one protocol v1 connection a Client shares between all its
+// threads, driven by an I/O thread of its own.
+//
+// API: Connection::start() launches the I/O thread, which connects to the
+// first reachable server of the list (each attempt bounded by
+// connect_timeout), says HELLO, reads STATS once for the session timeout and
+// then serves the session: it writes what callers queued with send(), pings
+// when the line has been quiet for a third of the session timeout, and hands
+// each answer to the Call whose tag it carries. A caller waits on its own
+// Call (wait()), so no call ever blocks another. When the session ends (EOF,
+// a socket error, a `* ERR` line, a request unanswered for request_timeout,
+// or stop()) every pending Call fails with kUnavailable or kShutdown, every
+// remote permit registered on that session is marked lost, and the thread
+// reconnects with exponential backoff. While it has no session the client is
+// "in fallback": send() returns nullptr and the Client serves names locally.
+//
+// A session is numbered (session()): a Call and a remote permit belong to the
+// session that sent or granted them, and a request tied to an old session is
+// refused rather than sent to a new one that never heard of it.
+//
+// detail::PermitState, the state behind a netsem::Permit, lives here because
+// its loss is the connection's business; permit.cc implements its behaviour.
+//
+// Thread safety: every public method from any thread; the I/O thread's own
+// state is marked "loop only".
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "netsem/client_options.h"
+#include "netsem/status.h"
+#include "protocol/codec.h"
+
+namespace netsem::client {
+class Connection;
+class LocalSemaphores;
+}  // namespace netsem::client
+
+namespace netsem::detail {
+
+// What a Permit holds. Immutable fields are set before the Permit is handed
+// out; the rest is guarded by `mutex`.
+struct PermitState {
+  std::string name;  // as the caller spelled it
+  std::int64_t count = 1;
+  std::uint64_t fence = 0;  // 0 for a local permit
+  // Local permits: the semaphores that hold them, and the key used there.
+  std::shared_ptr<client::LocalSemaphores> local;
+  std::string key;
+  // Remote permits: the connection and the session that hold them.
+  std::weak_ptr<client::Connection> connection;
+  std::uint64_t session = 0;
+
+  std::mutex mutex;
+  bool released = false;                       // guarded by mutex
+  Status loss;                                 // guarded by mutex: OK until lost
+  std::function<void(const Status&)> on_lost;  // guarded by mutex
+
+  bool is_local() const { return local != nullptr; }
+  // Gives the permits back (a RELEASE round trip, or the local semaphore).
+  // REQUIRES: not released before.
+  Status release();
+  // Marks the permit lost for `reason` and runs its callback, unless it was
+  // released first. Called on the I/O thread.
+  void mark_lost(const Status& reason);
+};
+
+}  // namespace netsem::detail
+
+namespace netsem::client {
+
+// A server address from ClientOptions::servers.
+struct Endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string to_string() const;
+  // "host:port" or "[v6]:port"; kInvalidArgument otherwise.
+  static Result<Endpoint> parse(std::string_view text);
+};
+
+// The final answer to a request, or why there is none.
+struct Reply {
+  Status failure;  // kUnavailable or kShutdown: the session ended first
+  protocol::AnswerType type = protocol::AnswerType::kOk;
+  protocol::ErrorCode error = protocol::ErrorCode::kNone;
+  std::string rest;                // after the answer word (ERR: code and message)
+  std::string message;             // ERR: the human-readable part
+  std::vector<std::string> items;  // LIST: the `rest` of each ITEM line
+};
+
+// One request in flight. The I/O thread completes it exactly once.
+struct Call {
+  Call(std::string tag_in, std::uint64_t session_in, std::string line_in)
+      : tag(std::move(tag_in)), session(session_in), line(std::move(line_in)) {}
+  const std::string tag;
+  const std::uint64_t session;
+  const std::string line;  // the whole request line, "\n" included
+
+  std::mutex mutex;
+  std::condition_variable cv;  // notified when done, and by cancel tokens
+  bool done = false;           // guarded by mutex
+  Reply reply;                 // guarded by mutex; final once done
+
+  // Loop only.
+  bool answered = false;  // some line answered it (QUEUED counts)
+  std::chrono::steady_clock::time_point sent_at;
+  std::vector<std::string> items;
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  struct Counters {
+    bool connected = false;
+    std::string server;
+    std::uint64_t connects = 0;
+    std::uint64_t losses = 0;
+    std::uint64_t fallback_entries = 0;
+    std::uint64_t fallback_exits = 0;
+  };
+
+  // Starts the I/O thread. REQUIRES: !servers.empty().
+  static std::shared_ptr<Connection> start(const ClientOptions& options, std::vector<Endpoint> servers);
+  // Stops the I/O thread if stop() was not called.
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Ends the session (its permits are marked lost, its calls fail) and joins
+  // the I/O thread; afterwards send() always returns nullptr. Idempotent.
+  void stop();
+  // Waits until the first round of connection attempts has succeeded or
+  // failed, at most `timeout`.
+  void wait_first_round(std::chrono::milliseconds timeout);
+
+  bool connected() const;
+  Counters counters() const;
+  bool on_io_thread() const { return std::this_thread::get_id() == thread_id_.load(); }
+
+  // Queues `<tag> <request>` (request without tag and "\n") on the current
+  // session, or on `session` only while that is still the current one.
+  // nullptr when there is no such session.
+  std::shared_ptr<Call> send(std::string_view request, std::uint64_t session = 0);
+  // Blocks until the call has its final answer (the I/O thread guarantees
+  // one: a session that ends fails its calls).
+  static Reply wait(Call& call);
+
+  // Remote permits held on a session, marked lost when it ends. A permit
+  // whose session has already ended is marked lost at once.
+  void register_permit(const std::shared_ptr<detail::PermitState>& permit);
+  void unregister_permit(const detail::PermitState* permit);
+
+ private:
+  Connection(const ClientOptions& options, std::vector<Endpoint> servers);
+  void run();
+  // A connected non-blocking socket, or -1 (also when stopping).
+  int connect_to(const Endpoint& endpoint);
+  // HELLO and STATS; false when the server refuses or does not answer in time.
+  bool handshake(int fd, const Endpoint& endpoint);
+  // Serves the session until it ends; returns why it ended.
+  Status serve(int fd);
+  // Handles one answer line; a non-OK status ends the session.
+  Status dispatch(std::string_view line);
+  // Writes out_ as far as the socket takes it; false on a socket error.
+  bool flush(int fd);
+  void session_began(const Endpoint& endpoint);
+  void session_ended(const Status& reason);
+  void enter_fallback(const Status& reason);
+  void complete(Call& call, Reply reply);
+  std::string next_tag() { return std::to_string(++tag_counter_); }
+  // Waits up to `timeout` for the wake-up fd; false once stopping.
+  bool sleep(std::chrono::milliseconds timeout);
+  void wake();
+  bool stopping() const { return stopping_.load(); }
+
+  const ClientOptions options_;
+  const std::vector<Endpoint> servers_;
+  const std::string label_;
+  int wake_fd_ = -1;  // eventfd: a caller queued something, or stop()
+  std::thread thread_;
+  std::atomic<std::thread::id> thread_id_{};
+  std::atomic<bool> stopping_{false};
+  std::mutex stop_mutex_;  // serializes stop()
+
+  mutable std::mutex mutex_;
+  std::condition_variable first_round_cv_;                       // with mutex_
+  bool first_round_done_ = false;                                // guarded by mutex_
+  bool connected_ = false;                                       // guarded by mutex_
+  std::uint64_t session_ = 0;                                    // guarded by mutex_: the current or last session
+  Status last_loss_{StatusCode::kUnavailable, "not connected"};  // guarded by mutex_
+  std::vector<std::shared_ptr<Call>> outbox_;                    // guarded by mutex_
+  std::unordered_map<const detail::PermitState*, std::weak_ptr<detail::PermitState>> permits_;  // guarded by mutex_
+  bool in_fallback_ = false;                                                                    // guarded by mutex_
+  Counters counters_;                                                                           // guarded by mutex_
+  std::atomic<std::uint64_t> tag_counter_{0};
+
+  // Loop only.
+  protocol::LineFramer framer_;
+  std::string out_;
+  std::unordered_map<std::string, std::shared_ptr<Call>> pending_;
+  std::vector<std::shared_ptr<Call>> unanswered_;  // in send order, for request_timeout
+  std::size_t unanswered_head_ = 0;
+  std::chrono::milliseconds ping_interval_{0};
+  std::chrono::steady_clock::time_point last_sent_;
+};
+
+}  // namespace netsem::client

@@ -1,0 +1,26 @@
+// Uses libnetsem as an installed package would be used: with no server to
+// reach and the `fail` fallback policy, an acquire must report kUnavailable
+// (proving the library links, starts its I/O, and applies its options).
+#include <netsem/client.h>
+#include <netsem/version.h>
+
+#include <cstdio>
+
+int main() {
+  netsem::ClientOptions options;
+  options.servers = {"127.0.0.1:1"};  // nothing listens on port 1
+  options.connect_timeout = std::chrono::milliseconds(200);
+  options.fallback.mode = netsem::FallbackPolicy::Mode::kFail;
+  auto client = netsem::Client::create(options);
+  if (!client) {
+    std::fprintf(stderr, "create: %s\n", client.status().to_string().c_str());
+    return 1;
+  }
+  auto permit = (*client)->try_acquire("package-test");
+  if (permit || permit.status().code() != netsem::StatusCode::kUnavailable) {
+    std::fprintf(stderr, "expected UNAVAILABLE, got %s\n", permit.status().to_string().c_str());
+    return 1;
+  }
+  std::printf("netsem %s consumer OK: %s\n", netsem::kVersion, permit.status().to_string().c_str());
+  return 0;
+}
