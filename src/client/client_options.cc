@@ -37,18 +37,6 @@ Status invalid(std::string message) {
   return Status(StatusCode::kInvalidArgument, std::move(message));
 }
 
-Result<std::int64_t> parse_int(std::string_view text, std::int64_t min, std::int64_t max) {
-  std::int64_t n = 0;
-  const auto* last = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), last, n);
-  if (text.empty() || ptr != last || (ec != std::errc() && ec != std::errc::result_out_of_range)) {
-    return invalid(fmt::format("`{}` is not a whole number", text));
-  }
-  if (ec == std::errc::result_out_of_range || n < min || n > max) {
-    return invalid(fmt::format("{} is out of range {}..{}", text, min, max));
-  }
-  return n;
-}
 
 std::string_view trim(std::string_view text) {
   const auto first = text.find_first_not_of(" \t\r\n");
@@ -97,7 +85,7 @@ Status check_server_address(std::string_view address) {
   if (port.empty() || !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     return invalid(fmt::format("the port of `{}` is not a number", address));
   }
-  if (auto n = parse_int(port, 1, 65535); !n) {
+  if (auto n = parse_ini_integer(port, 1, 65535); !n) {
     return invalid(fmt::format("the port of `{}`: {}", address, n.status().message()));
   }
   return Status::ok();
@@ -158,7 +146,7 @@ struct ClientOption {
 
 template <auto Member, std::int64_t Max>
 Status apply_ms(std::string_view value, ClientOptions& options) {
-  auto n = parse_int(value, 1, Max);
+  auto n = parse_ini_integer(value, 1, Max);
   if (!n) return n.status();
   options.*Member = std::chrono::milliseconds(*n);
   return Status::ok();
@@ -259,7 +247,7 @@ Status parse_semaphores_section(const IniFile& ini, const IniSection& section, C
     }
     auto name = decode_config_name(entry.key);
     if (!name) return invalid(fmt::format("{}: {}", ini.location(entry.line), name.status().message()));
-    auto limit = parse_int(entry.value, 1, kMaxLimit);
+    auto limit = parse_ini_integer(entry.value, 1, kMaxLimit);
     if (!limit) return entry_error(ini, entry, limit.status());
     const auto [it, inserted] = seen.emplace(*name, &entry);
     if (!inserted) {
@@ -290,7 +278,7 @@ Result<FallbackPolicy> FallbackPolicy::parse(std::string_view text) {
   if (text == "fail") return FallbackPolicy{.mode = Mode::kFail};
   if (text.starts_with("share:")) {
     const auto digits = text.substr(6);
-    auto share = parse_int(digits, 1, kMaxLimit);
+    auto share = parse_ini_integer(digits, 1, kMaxLimit);
     if (share) return FallbackPolicy{.mode = Mode::kShare, .share = *share};
     return invalid(fmt::format("`{}` is not a fallback policy: the K of share:K must be 1..{}", text, kMaxLimit));
   }

@@ -4,6 +4,8 @@
 // that a file configparser reads one way is read here the same way.
 #include "common/ini.h"
 
+#include <charconv>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -168,6 +170,19 @@ Result<IniFile> read_ini_file(const std::filesystem::path& path, IniOptions opti
   auto text = read_text_file(path);
   if (!text) return text.status();
   return parse_ini(*text, path.string(), options);
+}
+
+Result<std::int64_t> parse_ini_integer(std::string_view text, std::int64_t min, std::int64_t max) {
+  std::int64_t n = 0;
+  const auto* last = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), last, n);
+  if (text.empty() || ptr != last || (ec != std::errc() && ec != std::errc::result_out_of_range)) {
+    return Status(StatusCode::kInvalidArgument, fmt::format("`{}` is not a whole number", text));
+  }
+  if (ec == std::errc::result_out_of_range || n < min || n > max) {
+    return Status(StatusCode::kInvalidArgument, fmt::format("{} is out of range {}..{}", text, min, max));
+  }
+  return n;
 }
 
 }  // namespace netsem

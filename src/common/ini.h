@@ -25,6 +25,7 @@
 // Thread safety: plain values and pure functions.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -86,5 +87,10 @@ Result<std::string> read_text_file(const std::filesystem::path& path);
 // kIoError "path: cannot read: <reason>" when it cannot be read; otherwise
 // as parse_ini.
 Result<IniFile> read_ini_file(const std::filesystem::path& path, IniOptions options = {});
+
+// A value that must be a whole decimal number in [min, max]: the number, or
+// kInvalidArgument saying "`x` is not a whole number" / "x is out of range
+// min..max" (callers prefix the file:line and key).
+Result<std::int64_t> parse_ini_integer(std::string_view text, std::int64_t min, std::int64_t max);
 
 }  // namespace netsem

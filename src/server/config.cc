@@ -33,18 +33,6 @@ constexpr std::string_view kNameRules = "1-255 bytes of UTF-8, no control charac
 
 Status invalid(std::string message) { return Status(StatusCode::kInvalidArgument, std::move(message)); }
 
-Result<std::int64_t> parse_int(std::string_view text, std::int64_t min, std::int64_t max) {
-  std::int64_t n = 0;
-  const auto* last = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), last, n);
-  if (text.empty() || ptr != last || (ec != std::errc() && ec != std::errc::result_out_of_range)) {
-    return invalid(fmt::format("`{}` is not a whole number", text));
-  }
-  if (ec == std::errc::result_out_of_range || n < min || n > max) {
-    return invalid(fmt::format("{} is out of range {}..{}", text, min, max));
-  }
-  return n;
-}
 
 // Python's int(): an optional sign, then digits with single `_` between
 // them. ACE reads its integers with configparser's getint, which is int().
@@ -77,7 +65,7 @@ Result<std::int64_t> parse_python_int(std::string_view text) {
 
 template <auto Member>
 Status apply_integer(const OptionSpec& spec, std::string_view value, ServerConfig& config) {
-  auto n = parse_int(value, spec.min, spec.max);
+  auto n = parse_ini_integer(value, spec.min, spec.max);
   if (!n) return n.status();
   using Field = std::remove_reference_t<decltype(config.*Member)>;
   config.*Member = static_cast<Field>(*n);
@@ -272,7 +260,7 @@ Status parse_semaphores_section(const IniFile& ini, const IniSection& section, S
       return invalid(fmt::format("{}: `{}` is not a valid semaphore name ({}; `%` must start a %XX escape)",
                                  ini.location(entry.line), entry.key, kNameRules));
     }
-    auto limit = parse_int(entry.value, 1, kMaxLimit);
+    auto limit = parse_ini_integer(entry.value, 1, kMaxLimit);
     if (!limit) {
       // `host:10.0.0.1 = 2` splits at the `:`, leaving `10.0.0.1 = 2` as the value.
       const bool split = entry.value.find_first_of("=:") != std::string::npos;

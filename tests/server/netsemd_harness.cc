@@ -30,7 +30,7 @@ namespace netsem::testing {
 
 namespace {
 
-std::string read_file(const std::filesystem::path& path) {
+std::string read_file_text(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream text;
   text << in.rdbuf();
@@ -142,7 +142,7 @@ std::optional<int> Netsemd::wait_exit(std::chrono::milliseconds timeout) {
   return std::nullopt;
 }
 
-std::string Netsemd::log() const { return read_file(log_path_); }
+std::string Netsemd::log() const { return read_file_text(log_path_); }
 
 bool Netsemd::wait_for_log(std::string_view text, std::chrono::milliseconds timeout) const {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -276,5 +276,45 @@ std::vector<std::string> fields(std::string_view text) {
   }
   return out;
 }
+
+Netsemd::Options with_server_options(std::string lines) {
+  Netsemd::Options options;
+  options.server_options = std::move(lines);
+  return options;
+}
+
+Netsemd::Options with_semaphores(std::string body) {
+  Netsemd::Options options;
+  options.semaphores = std::move(body);
+  return options;
+}
+
+std::unique_ptr<Netsemd> start_server(const Netsemd::Options& options) {
+  std::string error;
+  auto server = Netsemd::start(options, &error);
+  EXPECT_TRUE(server) << error;
+  return server;
+}
+
+std::uint64_t fence_of(const std::string& answer) {
+  const auto parts = fields(answer);
+  EXPECT_EQ(parts.size(), 3u) << answer;
+  EXPECT_EQ(parts.size() > 1 ? parts[1] : "", "OK") << answer;
+  return parts.size() == 3 ? std::stoull(parts[2]) : 0;
+}
+
+std::string await_answer(Client& client, std::string_view request, std::string_view expected,
+                         std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string answer;
+  do {
+    answer = client.request(request);
+    if (answer == expected) break;
+    std::this_thread::sleep_for(20ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  return answer;
+}
+
+std::string read_text(const std::filesystem::path& path) { return read_file_text(path); }
 
 }  // namespace netsem::testing

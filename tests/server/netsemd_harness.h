@@ -125,4 +125,20 @@ class Client {
 // Splits `text` on single spaces.
 std::vector<std::string> fields(std::string_view text);
 
+// Options with `lines` as extra [server] lines, or `body` as [semaphores].
+Netsemd::Options with_server_options(std::string lines);
+Netsemd::Options with_semaphores(std::string body);
+// Netsemd::start, failing the current test (with the server's log) when the
+// server does not come up.
+std::unique_ptr<Netsemd> start_server(const Netsemd::Options& options = {});
+// The fence of an `<tag> OK <fence>` answer (a test failure otherwise).
+std::uint64_t fence_of(const std::string& answer);
+// Sends `request` until the answer is `expected` (state that changes a
+// moment after an event, e.g. a close the server sees later) or `timeout`
+// passes; returns the last answer.
+std::string await_answer(Client& client, std::string_view request, std::string_view expected,
+                         std::chrono::milliseconds timeout = 3s);
+// A whole file's text ("" when it cannot be read).
+std::string read_text(const std::filesystem::path& path);
+
 }  // namespace netsem::testing

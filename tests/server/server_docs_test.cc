@@ -15,13 +15,6 @@
 namespace netsem::testing {
 namespace {
 
-std::string read_text(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // The `name` cells of the Markdown table that follows `heading`.
 std::set<std::string> documented_names(const std::string& doc, const std::string& heading) {
   std::set<std::string> names;

@@ -15,30 +15,10 @@
 namespace netsem::testing {
 namespace {
 
-std::unique_ptr<Netsemd> start_or_fail(const Netsemd::Options& options) {
-  std::string error;
-  auto server = Netsemd::start(options, &error);
-  EXPECT_TRUE(server) << error;
-  return server;
-}
-
-std::uint64_t fence_of(const std::string& answer) {
-  const auto parts = fields(answer);
-  EXPECT_EQ(parts.size(), 3u) << answer;
-  return parts.size() == 3 ? std::stoull(parts[2]) : 0;
-}
-
-std::string read_text(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 TEST(ServerLifecycle, SigtermTellsSessionsWritesStatusAndExitsZero) {
   Netsemd::Options options;
   options.semaphores = "db = 2\n";
-  auto server = start_or_fail(options);
+  auto server = start_server(options);
   ASSERT_TRUE(server);
   auto holder = Client::connect(server->port());
   fence_of(holder->request("a ACQUIRE db"));
@@ -62,7 +42,7 @@ TEST(ServerLifecycle, SigtermTellsSessionsWritesStatusAndExitsZero) {
 TEST(ServerLifecycle, StatusFileListsDefinedAndInUseSemaphores) {
   Netsemd::Options options;
   options.semaphores = "db = 2\nidle = 1\n";
-  auto server = start_or_fail(options);
+  auto server = start_server(options);
   ASSERT_TRUE(server);
   auto holder = Client::connect(server->port());
   fence_of(holder->request("a ACQUIRE db"));
@@ -83,7 +63,7 @@ TEST(ServerLifecycle, StatusFileListsDefinedAndInUseSemaphores) {
 TEST(ServerLifecycle, SighupRaisesAndLowersLimitsWithoutDroppingSessions) {
   Netsemd::Options options;
   options.semaphores = "db = 1\n";
-  auto server = start_or_fail(options);
+  auto server = start_server(options);
   ASSERT_TRUE(server);
   auto a = Client::connect(server->port());
   auto b = Client::connect(server->port());
@@ -102,8 +82,7 @@ TEST(ServerLifecycle, SighupRaisesAndLowersLimitsWithoutDroppingSessions) {
   options.semaphores = "db = 1\n";
   server->rewrite_config(options);
   server->send_signal(SIGHUP);
-  ASSERT_TRUE(server->wait_for_log("reloaded 1 defined"));
-  EXPECT_EQ(c->request("g2 GET db"), "g2 OK 0 1 2 0 defined");
+  ASSERT_EQ(await_answer(*c, "g2 GET db", "g2 OK 0 1 2 0 defined"), "g2 OK 0 1 2 0 defined");
   EXPECT_EQ(c->request("c ACQUIRE db"), "c QUEUED 1");
   EXPECT_EQ(a->request("r RELEASE db"), "r OK 0");
   EXPECT_TRUE(c->quiet_for(100ms));  // b still holds the one permit
@@ -116,7 +95,7 @@ TEST(ServerLifecycle, SighupRaisesAndLowersLimitsWithoutDroppingSessions) {
 TEST(ServerLifecycle, SighupWithABadFileKeepsTheRunningConfiguration) {
   Netsemd::Options options;
   options.semaphores = "db = 2\n";
-  auto server = start_or_fail(options);
+  auto server = start_server(options);
   ASSERT_TRUE(server);
   Netsemd::Options broken = options;
   broken.semaphores = "db = not-a-number\n";
@@ -130,7 +109,7 @@ TEST(ServerLifecycle, SighupWithABadFileKeepsTheRunningConfiguration) {
 TEST(ServerLifecycle, SighupRemovedNameBecomesUndefinedAndOversizedWaiterIsRefused) {
   Netsemd::Options options;
   options.semaphores = "db = 3\n";
-  auto server = start_or_fail(options);
+  auto server = start_server(options);
   ASSERT_TRUE(server);
   auto a = Client::connect(server->port());
   auto b = Client::connect(server->port());
@@ -147,7 +126,7 @@ TEST(ServerLifecycle, SighupRemovedNameBecomesUndefinedAndOversizedWaiterIsRefus
 }
 
 TEST(ServerLifecycle, CreatedSemaphoresAndFencesSurviveKill9) {
-  auto first = start_or_fail({});
+  auto first = start_server({});
   ASSERT_TRUE(first);
   const auto data_dir = first->data_dir();
   std::uint64_t last_fence = 0;
@@ -160,13 +139,16 @@ TEST(ServerLifecycle, CreatedSemaphoresAndFencesSurviveKill9) {
     // Held permits count as free in what survives: the holder dies with the server.
     fence_of(c->request("a ACQUIRE jobs 1"));
     EXPECT_EQ(c->request("d DELETE gone"), "d OK");
-    for (int i = 0; i < 5; ++i) last_fence = fence_of(c->request("a" + std::to_string(i) + " ACQUIRE x"));
+    for (int i = 0; i < 5; ++i) {
+      last_fence = fence_of(c->request("a" + std::to_string(i) + " ACQUIRE x"));
+      EXPECT_EQ(c->request("r" + std::to_string(i) + " RELEASE x"), "r" + std::to_string(i) + " OK 1");
+    }
     first->send_signal(SIGKILL);
     ASSERT_TRUE(first->wait_exit());
   }
   Netsemd::Options options;
   options.data_dir = data_dir;
-  auto second = start_or_fail(options);
+  auto second = start_server(options);
   ASSERT_TRUE(second);
   auto c = Client::connect(second->port());
   EXPECT_EQ(c->request("g GET jobs"), "g OK 5 10 0 0 created");
@@ -175,7 +157,7 @@ TEST(ServerLifecycle, CreatedSemaphoresAndFencesSurviveKill9) {
 }
 
 TEST(ServerLifecycle, SecondServerOnTheSameDataDirectoryIsRefused) {
-  auto first = start_or_fail({});
+  auto first = start_server({});
   ASSERT_TRUE(first);
   Netsemd::Options options;
   options.data_dir = first->data_dir();

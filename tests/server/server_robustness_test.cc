@@ -26,36 +26,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-Netsemd::Options with_server_options(std::string lines) {
-  Netsemd::Options options;
-  options.server_options = std::move(lines);
-  return options;
-}
-
-std::unique_ptr<Netsemd> start_server(const Netsemd::Options& options = {}) {
-  std::string error;
-  auto server = Netsemd::start(options, &error);
-  EXPECT_TRUE(server) << error;
-  return server;
-}
-
 bool server_alive(const Netsemd& server) {
   return ::kill(server.pid(), 0) == 0;
 }
 
-// Sends `request` until the answer is `expected` (state that changes a
-// moment after an event, e.g. a close seen by the server), or the deadline.
-std::string await_answer(Client& client, std::string_view request, std::string_view expected,
-                         std::chrono::milliseconds timeout = 3s) {
-  const auto deadline = Clock::now() + timeout;
-  std::string answer;
-  do {
-    answer = client.request(request);
-    if (answer == expected) break;
-    std::this_thread::sleep_for(20ms);
-  } while (Clock::now() < deadline);
-  return answer;
-}
 
 // Sends what the socket takes, ignoring errors: for peers the server may
 // close at any moment. False once a send failed.

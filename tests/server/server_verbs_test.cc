@@ -27,13 +27,6 @@ class ServerVerbs : public ::testing::Test {
   std::unique_ptr<Netsemd> server_;
 };
 
-std::uint64_t fence_of(const std::string& answer) {
-  const auto parts = fields(answer);
-  EXPECT_EQ(parts.size(), 3u) << answer;
-  EXPECT_EQ(parts.size() > 1 ? parts[1] : "", "OK") << answer;
-  return parts.size() == 3 ? std::stoull(parts[2]) : 0;
-}
-
 TEST_F(ServerVerbs, ContractExampleGrantsQueuesAndHandsOver) {
   auto a = connect();
   auto b = connect();
