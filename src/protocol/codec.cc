@@ -86,6 +86,29 @@ LineFramer::Status LineFramer::next(std::string_view& line) {
   return Status::kLine;
 }
 
+LineFramer::Status LineFramer::next_from(std::string_view& input, std::string_view& line) {
+  if (pending_bytes() == 0) {
+    compact();
+    const std::size_t window = std::min(input.size(), kMaxLineBytes + 2);
+    const auto* newline = static_cast<const char*>(std::memchr(input.data(), '\n', window));
+    if (newline != nullptr) {
+      const auto length = static_cast<std::size_t>(newline - input.data());
+      if (std::memchr(input.data(), '\0', length) != nullptr) return Status::kNul;
+      line = input.substr(0, length);
+      input.remove_prefix(length + 1);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      return line.size() > kMaxLineBytes ? Status::kLineTooLong : Status::kLine;
+    }
+  }
+  // A line that spans reads is gathered here, up to its "\n" only, so the
+  // lines after it are again taken straight from `input`.
+  const auto* newline = static_cast<const char*>(std::memchr(input.data(), '\n', input.size()));
+  const std::size_t take = newline != nullptr ? static_cast<std::size_t>(newline - input.data()) + 1 : input.size();
+  buffer_.append(input.data(), take);
+  input.remove_prefix(take);
+  return next(line);
+}
+
 void LineFramer::compact() {
   if (consumed_ == buffer_.size()) {
     buffer_.clear();

@@ -42,6 +42,13 @@ class LineFramer {
   std::string& buffer() { return buffer_; }
   // REQUIRES: the previous line returned by next() is no longer used.
   Status next(std::string_view& line);
+  // The same framing straight from a read buffer the caller owns: a line
+  // wholly inside `input` is returned as a view into it, copying nothing;
+  // only a line that spans reads is gathered in the framer. Consumes from
+  // `input` what it returns (and, on kNeedMore, all of it). Do not mix with
+  // buffer()/next() on the same framer.
+  // REQUIRES: the previous line returned is no longer used.
+  Status next_from(std::string_view& input, std::string_view& line);
   // Drops the lines consumed so far; call after next() returned kNeedMore.
   void compact();
   // Bytes buffered but not yet returned as lines.

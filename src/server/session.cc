@@ -81,11 +81,11 @@ void Session::on_readable() {
 
 void Session::consume(std::string_view data) {
   if (dialect_ == protocol::Dialect::kUndecided) {
-    partial_.append(data);
-    dialect_ = protocol::detect_dialect(partial_);
+    first_bytes_.append(data);
+    dialect_ = protocol::detect_dialect(first_bytes_);
     if (dialect_ == protocol::Dialect::kUndecided) return;
-    std::string first = std::move(partial_);
-    partial_.clear();
+    std::string first = std::move(first_bytes_);
+    first_bytes_ = std::string();
     if (dialect_ == protocol::Dialect::kAce) {
       handle_ace(first);
     } else {

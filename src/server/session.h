@@ -113,7 +113,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool write_waiting_ = false;  // a writable wait is pending
   bool read_waiting_ = false;   // a readable wait is pending
 
-  std::string partial_;  // bytes of an unfinished line or token
+  std::string first_bytes_;  // what arrived before the dialect was known
+  protocol::LineFramer framer_;  // v1: a line that spans reads
   std::string out_;      // answers not yet written
   std::size_t out_sent_ = 0;
   protocol::Request request_;  // reused for every line: no allocation per request

@@ -1,9 +1,7 @@
-// Protocol v1 on a session: splitting input into lines (a trailing partial
-// line is kept for the next read), and one handler per verb, each a thin
-// step from the parsed Request to the table and back to an answer line.
+// Protocol v1 on a session: framing input into lines (LineFramer, straight
+// from the shared read buffer), and one handler per verb, each a thin step
+// from the parsed Request to the table and back to an answer line.
 #include <spdlog/spdlog.h>
-
-#include <cstring>
 
 #include "netsem/version.h"
 #include "protocol/names.h"
@@ -35,54 +33,26 @@ std::string_view detail_for(ErrorCode code) {
 
 void Session::handle_v1(std::string_view data) {
   bool saw_line = false;
-  if (!partial_.empty()) {
-    const auto newline = data.find('\n');
-    if (newline == std::string_view::npos) {
-      partial_.append(data);
-      // One byte of slack for the "\r" of a "\r\n" ending.
-      if (partial_.size() > protocol::kMaxLineBytes + 1) {
-        end_with_error(ErrorCode::kLineTooLong, "request line longer than 4096 bytes");
-      }
-      return;
+  std::string_view line;
+  while (state_ == State::kOpen && !quit_) {
+    const auto framed = framer_.next_from(data, line);
+    if (framed == protocol::LineFramer::Status::kNeedMore) break;
+    if (framed == protocol::LineFramer::Status::kLineTooLong) {
+      end_with_error(ErrorCode::kLineTooLong, "request line longer than 4096 bytes");
+      break;
     }
-    partial_.append(data.substr(0, newline));
-    data.remove_prefix(newline + 1);
-    // The line is consumed before handling, so partial_ must not be reused
-    // while the view is alive: move it out.
-    std::string line = std::move(partial_);
-    partial_.clear();
+    if (framed == protocol::LineFramer::Status::kNul) {
+      end_with_error(ErrorCode::kBadRequest, "NUL byte in request line");
+      break;
+    }
     handle_v1_line(line);
     saw_line = true;
   }
-  while (!data.empty() && state_ == State::kOpen && !quit_) {
-    const void* found = std::memchr(data.data(), '\n', data.size());
-    if (found == nullptr) {
-      if (data.size() > protocol::kMaxLineBytes + 1) {
-        end_with_error(ErrorCode::kLineTooLong, "request line longer than 4096 bytes");
-      } else {
-        partial_.assign(data);
-      }
-      break;
-    }
-    const auto length = static_cast<std::size_t>(static_cast<const char*>(found) - data.data());
-    handle_v1_line(data.substr(0, length));
-    data.remove_prefix(length + 1);
-    saw_line = true;
-  }
+  // Only a complete line is activity: bytes that never end one are not.
   if (saw_line) last_activity_ = Clock::now();
 }
 
 void Session::handle_v1_line(std::string_view line) {
-  if (state_ != State::kOpen || quit_) return;
-  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  if (line.size() > protocol::kMaxLineBytes) {
-    end_with_error(ErrorCode::kLineTooLong, "request line longer than 4096 bytes");
-    return;
-  }
-  if (std::memchr(line.data(), '\0', line.size()) != nullptr) {
-    end_with_error(ErrorCode::kBadRequest, "NUL byte in request line");
-    return;
-  }
   protocol::ParseError parse_error;
   const auto parsed = protocol::parse_request(line, request_, parse_error);
   if (parsed != protocol::ParseStatus::kEmpty) ++server_.counters().requests;

@@ -81,6 +81,53 @@ TEST(LineFramer, SplitsLines) {
   }
 }
 
+// next_from on the same chunks: the lines and the verdict it gives.
+std::vector<Event> feed_all_from(const std::vector<std::string>& chunks) {
+  LineFramer framer;
+  std::vector<Event> all;
+  for (const std::string& chunk : chunks) {
+    std::string_view input = chunk;
+    while (true) {
+      std::string_view line;
+      const LineFramer::Status status = framer.next_from(input, line);
+      all.push_back({status, status == kLine ? std::string(line) : ""});
+      if (status != kLine) break;
+    }
+    if (all.back().status != kMore) break;
+  }
+  return all;
+}
+
+TEST(LineFramer, NextFromFramesExactlyAsNextWhateverTheChunking) {
+  const std::string long_line(kMaxLineBytes, 'x');
+  const std::string inputs[] = {
+      "a PING\nb PING\r\nc GET x\n",
+      "\n\nz QUIT\npartial",
+      long_line + "\r\nafter\n",
+      long_line + "y\nnever\n",
+      std::string(3 * kMaxLineBytes, 'q') + "\n",
+      "ok\nbad\0line\nlater\n"s,
+      "half\0",
+  };
+  for (const std::string& input : inputs) {
+    for (const std::size_t chunk_size : {std::size_t{1}, std::size_t{2}, std::size_t{7}, std::size_t{4097},
+                                         input.size()}) {
+      std::vector<std::string> chunks;
+      for (std::size_t at = 0; at < input.size(); at += chunk_size) chunks.push_back(input.substr(at, chunk_size));
+      // The verdict on an over-long line may come a chunk earlier or later
+      // from one or the other; the lines before it must agree exactly.
+      auto expected = feed_all(chunks);
+      auto actual = feed_all_from(chunks);
+      auto lines_only = [](std::vector<Event> events) {
+        std::erase_if(events, [](const Event& e) { return e.status == kMore; });
+        return events;
+      };
+      EXPECT_EQ(lines_only(actual), lines_only(expected)) << "chunk size " << chunk_size << " of "
+                                                           << testing::PrintToString(input.substr(0, 40));
+    }
+  }
+}
+
 TEST(LineFramer, AcceptsLinesUpToTheLimit) {
   const std::string longest(kMaxLineBytes, 'x');
   const std::vector<std::vector<std::string>> inputs = {
