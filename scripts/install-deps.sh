@@ -11,6 +11,7 @@ packages=(
   libgtest-dev libgmock-dev         # GoogleTest: unit and integration tests
   libbenchmark-dev                  # Google Benchmark: micro-benchmarks
   clang libclang-rt-14-dev          # clang + libFuzzer runtime: the fuzz targets
+  clang-format                      # the one formatting style (scripts/check-format.sh)
   netcat-openbsd                    # nc, to talk to the server by hand
 )
 missing=()

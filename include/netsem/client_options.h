@@ -60,9 +60,9 @@ struct ClientOptions {
   std::chrono::milliseconds reconnect_max{5000};
   // A request unanswered this long means the connection is broken.
   std::chrono::milliseconds request_timeout{10000};
-  FallbackPolicy fallback;                              // for names without an override
-  std::map<std::string, FallbackPolicy> fallback_for;   // per-name overrides
-  std::map<std::string, std::int64_t> limits;           // [semaphores]: local limits; unknown names 1
+  FallbackPolicy fallback;                             // for names without an override
+  std::map<std::string, FallbackPolicy> fallback_for;  // per-name overrides
+  std::map<std::string, std::int64_t> limits;          // [semaphores]: local limits; unknown names 1
   // Where host-wide local semaphores keep their registry; empty means
   // "$XDG_RUNTIME_DIR/netsem", else "/tmp/netsem-<uid>".
   std::filesystem::path local_dir;

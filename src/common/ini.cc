@@ -65,7 +65,9 @@ const IniSection* IniFile::find(std::string_view name) const {
   return nullptr;
 }
 
-std::string IniFile::location(int line) const { return fmt::format("{}:{}", file_name, line); }
+std::string IniFile::location(int line) const {
+  return fmt::format("{}:{}", file_name, line);
+}
 
 Result<IniFile> parse_ini(std::string_view text, std::string_view file_name, IniOptions options) {
   IniFile file;
@@ -138,9 +140,9 @@ Result<IniFile> parse_ini(std::string_view text, std::string_view file_name, Ini
       return syntax_error(file_name, line_number, fmt::format("`{}` comes before any [section]", parsed.key));
     }
     if (const auto* previous = section->find(parsed.key)) {
-      return syntax_error(file_name, line_number,
-                          fmt::format("duplicate key `{}` in [{}] (first at line {})", parsed.key,
-                                      section->name, previous->line));
+      return syntax_error(
+          file_name, line_number,
+          fmt::format("duplicate key `{}` in [{}] (first at line {})", parsed.key, section->name, previous->line));
     }
     section->entries.push_back(std::move(parsed));
     entry = &section->entries.back();

@@ -45,8 +45,8 @@ struct IniEntry {
 };
 
 struct IniSection {
-  std::string name;  // between the brackets, as written
-  int line = 0;      // line of the header
+  std::string name;               // between the brackets, as written
+  int line = 0;                   // line of the header
   std::vector<IniEntry> entries;  // file order
 
   // The entry whose key is exactly `key`, or nullptr.
@@ -54,7 +54,7 @@ struct IniSection {
 };
 
 struct IniFile {
-  std::string file_name;  // as given to the reader, for messages
+  std::string file_name;             // as given to the reader, for messages
   std::vector<IniSection> sections;  // file order
 
   // The section named exactly `name`, or nullptr.

@@ -11,7 +11,7 @@ namespace netsem {
 
 Status init_logging(std::string_view level) {
   static constexpr std::pair<std::string_view, spdlog::level::level_enum> kLevels[] = {
-      {"trace", spdlog::level::trace}, {"debug", spdlog::level::debug}, {"info", spdlog::level::info},
+      {"trace", spdlog::level::trace},  {"debug", spdlog::level::debug}, {"info", spdlog::level::info},
       {"warning", spdlog::level::warn}, {"error", spdlog::level::err},
   };
   for (const auto& [name, value] : kLevels) {

@@ -13,7 +13,9 @@ namespace {
 constexpr std::string_view kWaitWord = "wait";
 constexpr std::string_view kReleaseWord = "release";
 
-bool is_ace_name_byte(char c) { return c >= 0x20 && c <= 0x7e && c != '|'; }
+bool is_ace_name_byte(char c) {
+  return c >= 0x20 && c <= 0x7e && c != '|';
+}
 
 // Whether a name (or the start of one still arriving) breaks no rule a
 // longer or complete name would also break.

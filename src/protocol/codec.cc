@@ -19,23 +19,40 @@ namespace netsem::protocol {
 
 std::string_view error_code_name(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kNone: return "";
-    case ErrorCode::kBadRequest: return "BAD_REQUEST";
-    case ErrorCode::kUnknownVerb: return "UNKNOWN_VERB";
-    case ErrorCode::kBadName: return "BAD_NAME";
-    case ErrorCode::kBadArg: return "BAD_ARG";
-    case ErrorCode::kNotFound: return "NOT_FOUND";
-    case ErrorCode::kNotHeld: return "NOT_HELD";
-    case ErrorCode::kOverflow: return "OVERFLOW";
-    case ErrorCode::kTooMany: return "TOO_MANY";
-    case ErrorCode::kExists: return "EXISTS";
-    case ErrorCode::kBusy: return "BUSY";
-    case ErrorCode::kDuplicateTag: return "DUPLICATE_TAG";
-    case ErrorCode::kLimit: return "LIMIT";
-    case ErrorCode::kDenied: return "DENIED";
-    case ErrorCode::kAuth: return "AUTH";
-    case ErrorCode::kShutdown: return "SHUTDOWN";
-    case ErrorCode::kLineTooLong: return "LINE_TOO_LONG";
+    case ErrorCode::kNone:
+      return "";
+    case ErrorCode::kBadRequest:
+      return "BAD_REQUEST";
+    case ErrorCode::kUnknownVerb:
+      return "UNKNOWN_VERB";
+    case ErrorCode::kBadName:
+      return "BAD_NAME";
+    case ErrorCode::kBadArg:
+      return "BAD_ARG";
+    case ErrorCode::kNotFound:
+      return "NOT_FOUND";
+    case ErrorCode::kNotHeld:
+      return "NOT_HELD";
+    case ErrorCode::kOverflow:
+      return "OVERFLOW";
+    case ErrorCode::kTooMany:
+      return "TOO_MANY";
+    case ErrorCode::kExists:
+      return "EXISTS";
+    case ErrorCode::kBusy:
+      return "BUSY";
+    case ErrorCode::kDuplicateTag:
+      return "DUPLICATE_TAG";
+    case ErrorCode::kLimit:
+      return "LIMIT";
+    case ErrorCode::kDenied:
+      return "DENIED";
+    case ErrorCode::kAuth:
+      return "AUTH";
+    case ErrorCode::kShutdown:
+      return "SHUTDOWN";
+    case ErrorCode::kLineTooLong:
+      return "LINE_TOO_LONG";
   }
   return "";
 }
@@ -399,7 +416,9 @@ void append_counts(std::string& out, const SemaphoreView& view) {
 
 }  // namespace
 
-void append_ok(std::string& out, std::string_view tag) { append_word_line(out, tag, "OK"); }
+void append_ok(std::string& out, std::string_view tag) {
+  append_word_line(out, tag, "OK");
+}
 
 void append_ok_number(std::string& out, std::string_view tag, std::uint64_t n) {
   append_number_line(out, tag, "OK", n);
@@ -419,9 +438,13 @@ void append_queued(std::string& out, std::string_view tag, std::uint64_t positio
   append_number_line(out, tag, "QUEUED", position);
 }
 
-void append_timeout(std::string& out, std::string_view tag) { append_word_line(out, tag, "TIMEOUT"); }
+void append_timeout(std::string& out, std::string_view tag) {
+  append_word_line(out, tag, "TIMEOUT");
+}
 
-void append_cancelled(std::string& out, std::string_view tag) { append_word_line(out, tag, "CANCELLED"); }
+void append_cancelled(std::string& out, std::string_view tag) {
+  append_word_line(out, tag, "CANCELLED");
+}
 
 void append_pong(std::string& out, std::string_view tag, std::string_view payload, bool has_payload) {
   append_tag(out, tag);

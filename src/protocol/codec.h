@@ -117,8 +117,8 @@ ParseStatus parse_request(std::string_view line, Request& request, ParseError& e
 bool is_valid_tag(std::string_view tag);
 
 // --- Answers (server side). Each appends one whole line ending in "\n". ---
-void append_ok(std::string& out, std::string_view tag);                          // "<tag> OK"
-void append_ok_number(std::string& out, std::string_view tag, std::uint64_t n);  // "<tag> OK <n>" (fence, value)
+void append_ok(std::string& out, std::string_view tag);                              // "<tag> OK"
+void append_ok_number(std::string& out, std::string_view tag, std::uint64_t n);      // "<tag> OK <n>" (fence, value)
 void append_ok_text(std::string& out, std::string_view tag, std::string_view text);  // "<tag> OK <text>"
 void append_queued(std::string& out, std::string_view tag, std::uint64_t position);
 void append_timeout(std::string& out, std::string_view tag);
@@ -156,7 +156,7 @@ enum class AnswerType : std::uint8_t {
 struct Answer {
   std::string_view tag;  // "*" for a line the server sent on its own
   AnswerType type = AnswerType::kOk;
-  std::string_view rest;  // everything after the answer word (may be empty)
+  std::string_view rest;               // everything after the answer word (may be empty)
   ErrorCode error = ErrorCode::kNone;  // kError: the code; kNone for a code this build does not know
   std::string_view message;            // kError: the human-readable part
 };

@@ -20,7 +20,9 @@ int hex_value(char c) {
   return -1;
 }
 
-bool is_control(unsigned char byte) { return byte < 0x20 || byte == 0x7f; }
+bool is_control(unsigned char byte) {
+  return byte < 0x20 || byte == 0x7f;
+}
 
 }  // namespace
 

@@ -55,8 +55,7 @@ void Session::handle_ace(std::string_view data) {
       }
       case protocol::AceParser::Token::kAcquire: {
         last_activity_ = Clock::now();
-        if (ace_state_ != AceState::kAwaitAcquire ||
-            protocol::check_name(ace_.name()) != protocol::ErrorCode::kNone) {
+        if (ace_state_ != AceState::kAwaitAcquire || protocol::check_name(ace_.name()) != protocol::ErrorCode::kNone) {
           refuse("ACE: unexpected acquire");
           return;
         }
@@ -81,8 +80,7 @@ void Session::handle_ace(std::string_view data) {
             if (!error) self->on_timer();
           });
         } else {
-          spdlog::info("session {} ({}): ACE acquire refused: {}", id_, peer_,
-                       protocol::error_code_name(result.error));
+          spdlog::info("session {} ({}): ACE acquire refused: {}", id_, peer_, protocol::error_code_name(result.error));
           end("ACE: acquire refused");
           return;
         }

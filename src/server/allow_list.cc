@@ -22,7 +22,9 @@ std::string_view trim(std::string_view s) {
   return s.substr(first, last - first + 1);
 }
 
-std::uint32_t v4_mask(int prefix) { return prefix == 0 ? 0 : ~std::uint32_t{0} << (32 - prefix); }
+std::uint32_t v4_mask(int prefix) {
+  return prefix == 0 ? 0 : ~std::uint32_t{0} << (32 - prefix);
+}
 
 bool is_mapped_v4(const std::array<std::uint8_t, 16>& a) {
   for (int i = 0; i < 10; ++i) {
@@ -122,9 +124,9 @@ Result<AllowList> AllowList::parse(std::string_view comma_separated) {
     const bool host_bits = clear_host_bits(network, prefix);
     const bool as_v4 = is_mapped_v4(network) && prefix >= 96;
     if (host_bits) {
-      return bad_rule(rule, fmt::format("host bits set below the prefix (the network is {}/{})",
-                                        as_v4 ? v4_text(mapped_v4(network)) : v6_text(network),
-                                        as_v4 ? prefix - 96 : prefix));
+      return bad_rule(
+          rule, fmt::format("host bits set below the prefix (the network is {}/{})",
+                            as_v4 ? v4_text(mapped_v4(network)) : v6_text(network), as_v4 ? prefix - 96 : prefix));
     }
 
     if (as_v4) {

@@ -31,8 +31,9 @@ constexpr std::string_view kAceSemaphorePrefix = "semaphore_";
 constexpr std::int64_t kMaxLimit = 2147483647;
 constexpr std::string_view kNameRules = "1-255 bytes of UTF-8, no control characters, not starting with `$`";
 
-Status invalid(std::string message) { return Status(StatusCode::kInvalidArgument, std::move(message)); }
-
+Status invalid(std::string message) {
+  return Status(StatusCode::kInvalidArgument, std::move(message));
+}
 
 // Python's int(): an optional sign, then digits with single `_` between
 // them. ACE reads its integers with configparser's getint, which is int().
@@ -114,7 +115,9 @@ Status apply_fsync(const OptionSpec& spec, std::string_view value, ServerConfig&
   return Status::ok();
 }
 
-std::string show_fsync(const ServerConfig& config) { return std::string(fsync_policy_name(config.fsync)); }
+std::string show_fsync(const ServerConfig& config) {
+  return std::string(fsync_policy_name(config.fsync));
+}
 
 Status apply_log_level(const OptionSpec& spec, std::string_view value, ServerConfig& config) {
   auto word = pick_choice(spec, value);
@@ -144,55 +147,111 @@ Status apply_allowed_networks(const OptionSpec&, std::string_view value, ServerC
 std::vector<OptionSpec> make_server_options() {
   using C = ServerConfig;
   return {
-      {.name = "bind_address", .type = "address", .default_text = "127.0.0.1", .bounds = "IPv4 or IPv6, no host name",
+      {.name = "bind_address",
+       .type = "address",
+       .default_text = "127.0.0.1",
+       .bounds = "IPv4 or IPv6, no host name",
        .help = "Address to listen on; 0.0.0.0 or :: for every interface.",
-       .apply = apply_bind_address, .show = [](const C& c) { return c.bind_address; }},
-      {.name = "bind_port", .type = "integer", .default_text = "53559", .bounds = "0..65535 (0: any free port)",
+       .apply = apply_bind_address,
+       .show = [](const C& c) { return c.bind_address; }},
+      {.name = "bind_port",
+       .type = "integer",
+       .default_text = "53559",
+       .bounds = "0..65535 (0: any free port)",
        .help = "TCP port to listen on. 0 lets the system pick a free port, which tests use.",
-       .min = 0, .max = 65535, .apply = apply_integer<&C::bind_port>, .show = show_integer<&C::bind_port>},
-      {.name = "allowed_networks", .type = "networks", .default_text = "127.0.0.0/8, ::1",
+       .min = 0,
+       .max = 65535,
+       .apply = apply_integer<&C::bind_port>,
+       .show = show_integer<&C::bind_port>},
+      {.name = "allowed_networks",
+       .type = "networks",
+       .default_text = "127.0.0.0/8, ::1",
        .bounds = "comma-separated, at least one",
        .help = "Peers allowed to connect, as IPv4 and IPv6 networks in CIDR form (a plain address is one host; "
                "0.0.0.0/0 is any IPv4 address). Any other peer is told * ERR DENIED and closed. An IPv4 "
                "client reaching a dual-stack socket is matched against the IPv4 networks.",
-       .reloadable = true, .apply = apply_allowed_networks,
+       .reloadable = true,
+       .apply = apply_allowed_networks,
        .show = [](const C& c) { return c.allowed_networks_text; }},
-      {.name = "stats_dir", .type = "path", .default_text = "var/netsem", .bounds = "directory",
+      {.name = "stats_dir",
+       .type = "path",
+       .default_text = "var/netsem",
+       .bounds = "directory",
        .help = "Directory of the status file, rewritten every status_interval_ms. A relative path is relative "
                "to the working directory of netsemd.",
-       .apply = apply_path<&C::stats_dir>, .show = show_path<&C::stats_dir>},
-      {.name = "data_dir", .type = "path", .default_text = "var/netsem", .bounds = "directory",
+       .apply = apply_path<&C::stats_dir>,
+       .show = show_path<&C::stats_dir>},
+      {.name = "data_dir",
+       .type = "path",
+       .default_text = "var/netsem",
+       .bounds = "directory",
        .help = "Directory of the journal that keeps created semaphores and fences across restarts. A relative "
                "path is relative to the working directory of netsemd.",
-       .apply = apply_path<&C::data_dir>, .show = show_path<&C::data_dir>},
-      {.name = "fsync", .type = "choice", .default_text = "everysec", .bounds = "always, everysec, no",
+       .apply = apply_path<&C::data_dir>,
+       .show = show_path<&C::data_dir>},
+      {.name = "fsync",
+       .type = "choice",
+       .default_text = "everysec",
+       .bounds = "always, everysec, no",
        .help = "When the journal is flushed to disk: after every change (always), once a second (everysec: a "
                "power loss can lose the last second of changes), or when the kernel decides (no).",
-       .apply = apply_fsync, .show = show_fsync},
-      {.name = "status_interval_ms", .type = "integer", .default_text = "1000", .bounds = "10..3600000",
-       .help = "How often the status file is rewritten, in milliseconds.", .min = 10, .max = 3600000,
-       .apply = apply_integer<&C::status_interval_ms>, .show = show_integer<&C::status_interval_ms>},
-      {.name = "session_timeout_ms", .type = "integer", .default_text = "0", .bounds = "0..86400000 (0: off)",
+       .apply = apply_fsync,
+       .show = show_fsync},
+      {.name = "status_interval_ms",
+       .type = "integer",
+       .default_text = "1000",
+       .bounds = "10..3600000",
+       .help = "How often the status file is rewritten, in milliseconds.",
+       .min = 10,
+       .max = 3600000,
+       .apply = apply_integer<&C::status_interval_ms>,
+       .show = show_integer<&C::status_interval_ms>},
+      {.name = "session_timeout_ms",
+       .type = "integer",
+       .default_text = "0",
+       .bounds = "0..86400000 (0: off)",
        .help = "A session that completes no request line for this long, in milliseconds, is closed and its "
                "permits released. Clients ping at a third of it. ACE holders are timed out only when it is at "
                "least 10000; queued ACE clients never.",
-       .min = 0, .max = 86400000, .apply = apply_integer<&C::session_timeout_ms>,
+       .min = 0,
+       .max = 86400000,
+       .apply = apply_integer<&C::session_timeout_ms>,
        .show = show_integer<&C::session_timeout_ms>},
-      {.name = "max_connections", .type = "integer", .default_text = "10000", .bounds = "1..1000000",
-       .help = "Most open sessions. A further peer is told * ERR LIMIT and closed.", .min = 1, .max = 1000000,
-       .apply = apply_integer<&C::max_connections>, .show = show_integer<&C::max_connections>},
-      {.name = "max_pending_per_session", .type = "integer", .default_text = "1024", .bounds = "1..1000000",
+      {.name = "max_connections",
+       .type = "integer",
+       .default_text = "10000",
+       .bounds = "1..1000000",
+       .help = "Most open sessions. A further peer is told * ERR LIMIT and closed.",
+       .min = 1,
+       .max = 1000000,
+       .apply = apply_integer<&C::max_connections>,
+       .show = show_integer<&C::max_connections>},
+      {.name = "max_pending_per_session",
+       .type = "integer",
+       .default_text = "1024",
+       .bounds = "1..1000000",
        .help = "Most queued ACQUIRE and WAIT requests of one session, all names together. A request that would "
                "queue beyond it is answered ERR LIMIT.",
-       .min = 1, .max = 1000000, .apply = apply_integer<&C::max_pending_per_session>,
+       .min = 1,
+       .max = 1000000,
+       .apply = apply_integer<&C::max_pending_per_session>,
        .show = show_integer<&C::max_pending_per_session>},
-      {.name = "max_semaphores", .type = "integer", .default_text = "1000000", .bounds = "1..100000000",
+      {.name = "max_semaphores",
+       .type = "integer",
+       .default_text = "1000000",
+       .bounds = "1..100000000",
        .help = "Most semaphores in the table: defined, created and undefined ones in use. A CREATE, or an "
                "ACQUIRE that would make an undefined semaphore, beyond it is answered ERR LIMIT.",
-       .min = 1, .max = 100000000, .apply = apply_integer<&C::max_semaphores>,
+       .min = 1,
+       .max = 100000000,
+       .apply = apply_integer<&C::max_semaphores>,
        .show = show_integer<&C::max_semaphores>},
-      {.name = "log_level", .type = "choice", .default_text = "info", .bounds = "trace, debug, info, warning, error",
-       .help = "The least severe messages written to the log (stderr).", .apply = apply_log_level,
+      {.name = "log_level",
+       .type = "choice",
+       .default_text = "info",
+       .bounds = "trace, debug, info, warning, error",
+       .help = "The least severe messages written to the log (stderr).",
+       .apply = apply_log_level,
        .show = [](const C& c) { return c.log_level; }},
   };
 }
@@ -333,8 +392,8 @@ Status apply_allowed_ipv4(const IniFile& ini, const IniEntry& entry, ServerConfi
   config.allowed_networks = std::move(list).value();
   config.allowed_networks_text = entry.value;
   if (any) {
-    config.warnings.push_back(fmt::format("{}: allowed_ipv4 lists 0.0.0.0: any IPv4 address may connect",
-                                          ini.location(entry.line)));
+    config.warnings.push_back(
+        fmt::format("{}: allowed_ipv4 lists 0.0.0.0: any IPv4 address may connect", ini.location(entry.line)));
   }
   return Status::ok();
 }
@@ -342,14 +401,15 @@ Status apply_allowed_ipv4(const IniFile& ini, const IniEntry& entry, ServerConfi
 Status apply_ace_semaphore(const IniFile& ini, const IniEntry& entry, std::string_view key, ServerConfig& config) {
   const auto name = key.substr(kAceSemaphorePrefix.size());
   if (protocol::check_name(name) != protocol::ErrorCode::kNone) {
-    return invalid(fmt::format("{}: `{}` is not a valid semaphore name ({})", ini.location(entry.line), name,
-                               kNameRules));
+    return invalid(
+        fmt::format("{}: `{}` is not a valid semaphore name ({})", ini.location(entry.line), name, kNameRules));
   }
   auto limit = parse_python_int(entry.value);
   if (!limit) return entry_error(ini, entry, limit.status());
   if (*limit == 0) {
-    return entry_error(ini, entry, invalid("a limit of 0 is not supported (ACE would block every request "
-                                           "for ever); the limit must be 1..2147483647"));
+    return entry_error(ini, entry,
+                       invalid("a limit of 0 is not supported (ACE would block every request "
+                               "for ever); the limit must be 1..2147483647"));
   }
   if (*limit < 1 || *limit > kMaxLimit) {
     return entry_error(ini, entry, invalid(fmt::format("{} is out of range 1..{}", entry.value, kMaxLimit)));
@@ -360,9 +420,10 @@ Status apply_ace_semaphore(const IniFile& ini, const IniEntry& entry, std::strin
   }
   const auto ace_char = [](char c) { return c >= 0x20 && c < 0x7f && c != '|'; };
   if (!std::all_of(name.begin(), name.end(), ace_char)) {
-    config.warnings.push_back(fmt::format("{}: semaphore `{}` cannot be requested by an ACE client (printable "
-                                          "ASCII without `|` only); protocol v1 clients can use it",
-                                          ini.location(entry.line), name));
+    config.warnings.push_back(
+        fmt::format("{}: semaphore `{}` cannot be requested by an ACE client (printable "
+                    "ASCII without `|` only); protocol v1 clients can use it",
+                    ini.location(entry.line), name));
   }
   config.semaphores.emplace_back(std::string(name), *limit);
   return Status::ok();
@@ -383,8 +444,7 @@ Status fold_keys(const IniFile& ini, const IniSection& section, bool inherited, 
     const auto [it, inserted] = seen.emplace(folded, &entry);
     if (!inserted) {
       return invalid(fmt::format("{}: duplicate key `{}` in [{}] (first at line {} as `{}`; ACE's keys ignore case)",
-                                 ini.location(entry.line), entry.key, section.name, it->second->line,
-                                 it->second->key));
+                                 ini.location(entry.line), entry.key, section.name, it->second->line, it->second->key));
     }
     out.push_back(AceKey{std::move(folded), &entry, inherited});
   }
@@ -435,8 +495,8 @@ Result<ServerConfig> parse_ace_file(const IniFile& ini, const IniSection& ace) {
     } else if (key.starts_with(kAceSemaphorePrefix)) {
       status = apply_ace_semaphore(ini, *entry, key, config);
     } else if (!ace_ignored_key(key) && !inherited) {
-      config.warnings.push_back(fmt::format("{}: unknown key `{}` in [{}] is ignored", ini.location(entry->line),
-                                            entry->key, kAceSection));
+      config.warnings.push_back(
+          fmt::format("{}: unknown key `{}` in [{}] is ignored", ini.location(entry->line), entry->key, kAceSection));
     }
     if (!status) return status;
   }
@@ -483,7 +543,9 @@ const OptionSpec* find_server_option(std::string_view name) {
   return nullptr;
 }
 
-ServerConfig default_server_config() { return ServerConfig{}; }
+ServerConfig default_server_config() {
+  return ServerConfig{};
+}
 
 Result<ServerConfig> load_server_config(const std::filesystem::path& file) {
   auto text = read_text_file(file);
@@ -513,15 +575,16 @@ std::string describe_options() {
   std::string out = "Configuration file options, section [server] (see docs/configuration.md):\n";
   for (const auto& spec : server_options()) {
     out += fmt::format("  {} = {}\n", spec.name, spec.default_text);
-    const auto kind = spec.type == "choice" ? fmt::format("one of {}", spec.bounds)
-                                            : fmt::format("{}, {}", spec.type, spec.bounds);
-    append_wrapped(out, fmt::format("{}. {}{}", kind, spec.help,
-                                    spec.reloadable ? " Taken over by a reload (SIGHUP)." : ""),
+    const auto kind =
+        spec.type == "choice" ? fmt::format("one of {}", spec.bounds) : fmt::format("{}, {}", spec.type, spec.bounds);
+    append_wrapped(out,
+                   fmt::format("{}. {}{}", kind, spec.help, spec.reloadable ? " Taken over by a reload (SIGHUP)." : ""),
                    "      ", 80);
   }
-  out += "Section [semaphores]: one `name = limit` line per defined semaphore (limit\n"
-         "1..2147483647; the name percent-decoded: host%3A10.0.0.1 for host:10.0.0.1).\n"
-         "A file with a [service_network_semaphore] section is an ACE configuration.\n";
+  out +=
+      "Section [semaphores]: one `name = limit` line per defined semaphore (limit\n"
+      "1..2147483647; the name percent-decoded: host%3A10.0.0.1 for host:10.0.0.1).\n"
+      "A file with a [service_network_semaphore] section is an ACE configuration.\n";
   return out;
 }
 

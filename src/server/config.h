@@ -46,7 +46,7 @@ struct ServerConfig {
   // The defined semaphores: [semaphores] (or ACE's semaphore_<name> keys) in
   // file order, names decoded and valid, limits 1..2^31-1, no name twice.
   std::vector<std::pair<std::string, std::int64_t>> semaphores;
-  bool ace_format = false;  // read from an ACE [service_network_semaphore] file
+  bool ace_format = false;            // read from an ACE [service_network_semaphore] file
   std::vector<std::string> warnings;  // "file:line: ...", to log once at start
 };
 

@@ -42,20 +42,28 @@ Result<FsyncPolicy> parse_fsync_policy(std::string_view text) {
 
 std::string_view fsync_policy_name(FsyncPolicy policy) {
   switch (policy) {
-    case FsyncPolicy::kAlways: return "always";
-    case FsyncPolicy::kEverySec: return "everysec";
-    case FsyncPolicy::kNo: return "no";
+    case FsyncPolicy::kAlways:
+      return "always";
+    case FsyncPolicy::kEverySec:
+      return "everysec";
+    case FsyncPolicy::kNo:
+      return "no";
   }
   return "unknown";
 }
 
 std::string_view replay_stop_name(ReplayStop stop) {
   switch (stop) {
-    case ReplayStop::kCleanEnd: return "clean end";
-    case ReplayStop::kTornTail: return "torn tail";
-    case ReplayStop::kChecksumMismatch: return "checksum mismatch";
-    case ReplayStop::kBadRecord: return "bad record";
-    case ReplayStop::kBadHeader: return "bad header";
+    case ReplayStop::kCleanEnd:
+      return "clean end";
+    case ReplayStop::kTornTail:
+      return "torn tail";
+    case ReplayStop::kChecksumMismatch:
+      return "checksum mismatch";
+    case ReplayStop::kBadRecord:
+      return "bad record";
+    case ReplayStop::kBadHeader:
+      return "bad header";
   }
   return "unknown";
 }
@@ -90,14 +98,19 @@ std::uint64_t get_le(std::string_view bytes, std::size_t at, int width) {
 
 std::string_view magic_of(jf::FileKind kind) {
   switch (kind) {
-    case jf::FileKind::kJournal: return "nsemjrnl";
-    case jf::FileKind::kSnapshot: return "nsemsnap";
-    case jf::FileKind::kFences: return "nsemfenc";
+    case jf::FileKind::kJournal:
+      return "nsemjrnl";
+    case jf::FileKind::kSnapshot:
+      return "nsemsnap";
+    case jf::FileKind::kFences:
+      return "nsemfenc";
   }
   return "";
 }
 
-bool valid_state(const CreatedState& state) { return state.value >= 0 && state.value <= state.max; }
+bool valid_state(const CreatedState& state) {
+  return state.value >= 0 && state.value <= state.max;
+}
 
 // Records are built in place in `out` (the batch, or a whole snapshot):
 // begin_record reserves the prefix, finish_record fills it in once the body
@@ -221,8 +234,8 @@ Result<std::uint64_t> parse_header(std::string_view bytes, FileKind kind) {
   }
   // The version before the checksum: another version may lay its header out differently.
   if (const auto version = get_le(bytes, 8, 4); version != kVersion) {
-    return Status(StatusCode::kCorruption, fmt::format("unsupported format version {} (this build reads {})",
-                                                       version, kVersion));
+    return Status(StatusCode::kCorruption,
+                  fmt::format("unsupported format version {} (this build reads {})", version, kVersion));
   }
   if (crc_of(bytes.substr(0, 20)) != get_le(bytes, 20, 4)) {
     return Status(StatusCode::kCorruption, "header checksum mismatch");
@@ -288,7 +301,9 @@ constexpr const char* kJournalFile = "journal";
 constexpr const char* kFencesFile = "fences";
 constexpr const char* kJournalTemp = "journal.tmp";
 
-std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
+std::string errno_text(int err) {
+  return std::error_code(err, std::generic_category()).message();
+}
 
 Status io_error(std::string_view what, const fs::path& path, int err) {
   return Status(StatusCode::kIoError, fmt::format("{} {}: {}", what, path.string(), errno_text(err)));
@@ -417,8 +432,8 @@ Result<UniqueFd> lock_directory(int dir_fd, const fs::path& dir) {
     const ssize_t n = ::pread(lock->get(), text, sizeof text - 1, 0);
     const long pid = n > 0 ? std::strtol(text, nullptr, 10) : 0;
     const std::string holder = pid > 0 ? fmt::format("pid {}", pid) : std::string("pid unknown");
-    return Status(StatusCode::kBusy, fmt::format("data directory {} is in use by another netsemd ({})",
-                                                 dir.string(), holder));
+    return Status(StatusCode::kBusy,
+                  fmt::format("data directory {} is in use by another netsemd ({})", dir.string(), holder));
   }
   // The pid is only a hint for that message: failing to write it is harmless.
   const std::string pid = fmt::format("{}\n", ::getpid());
@@ -501,8 +516,8 @@ Status recover_journal(int dir_fd, const fs::path& dir, std::optional<std::uint6
   }
   const ReplayResult r = replay_journal(bytes, state);
   if (r.stop == ReplayStop::kCleanEnd) return Status::ok();
-  std::string warning = fmt::format("journal: {} at offset {} ({} bytes cut)", replay_stop_name(r.stop),
-                                    r.good_bytes, bytes.size() - r.good_bytes);
+  std::string warning = fmt::format("journal: {} at offset {} ({} bytes cut)", replay_stop_name(r.stop), r.good_bytes,
+                                    bytes.size() - r.good_bytes);
   // The cut bytes may be worth a look; keep them under another name.
   const std::string kept = fmt::format("journal-{}.damaged", r.generation);
   if (::linkat(dir_fd, kJournalFile, dir_fd, kept.c_str(), 0) == 0) {
@@ -515,7 +530,7 @@ Status recover_journal(int dir_fd, const fs::path& dir, std::optional<std::uint6
 }  // namespace
 
 Result<std::unique_ptr<FileJournal>> FileJournal::open(const fs::path& dir, const JournalOptions& options,
-                                                        RecoveredState& recovered) {
+                                                       RecoveredState& recovered) {
   recovered = RecoveredState{};
   if (Status s = make_directories(dir); !s) return s;
   const int raw_dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -553,15 +568,17 @@ void FileJournal::record_set(std::string_view name, const CreatedState& state) {
   jf::append_set(batch_, name, state);
 }
 
-void FileJournal::record_delete(std::string_view name) { jf::append_delete(batch_, name); }
+void FileJournal::record_delete(std::string_view name) {
+  jf::append_delete(batch_, name);
+}
 
 std::uint64_t FileJournal::reserve_fences(std::uint64_t needed) {
   if (needed <= fence_bound_) return fence_bound_;
   Status status = replace_file(dir_fd_.get(), dir_, kFencesFile, jf::encode_header(jf::FileKind::kFences, needed));
   if (!status) {
     const std::string why = fmt::format(
-        "cannot reserve fences up to {}: {}; stopping, since a restart could hand out fences already granted",
-        needed, status.message());
+        "cannot reserve fences up to {}: {}; stopping, since a restart could hand out fences already granted", needed,
+        status.message());
     // Both: the log is where operators look, stderr is what survives a log
     // set-up that has not flushed by the time of the abort.
     spdlog::critical("{}", why);
@@ -588,8 +605,7 @@ Status FileJournal::flush() {
     dirty_ = dirty_ || written > 0;
     if (!status) {
       return Status(StatusCode::kIoError, fmt::format("cannot write journal {}: {} ({} bytes still batched)",
-                                                      (dir_ / kJournalFile).string(), status.message(),
-                                                      batch_.size()));
+                                                      (dir_ / kJournalFile).string(), status.message(), batch_.size()));
     }
   }
   // Under kAlways this also retries the fsync a previous flush() failed.

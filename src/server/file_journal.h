@@ -204,8 +204,8 @@ class FileJournal final : public Journal {
   std::uint64_t writes_ = 0;
   std::uint64_t syncs_ = 0;
   std::uint64_t compactions_ = 0;
-  bool dirty_ = false;         // written since the last successful fsync
-  bool needs_rewrite_ = false; // a failed fsync: only a compaction makes the state durable again
+  bool dirty_ = false;          // written since the last successful fsync
+  bool needs_rewrite_ = false;  // a failed fsync: only a compaction makes the state durable again
 };
 
 // --- The format, for tests and the fuzzer (docs/durability.md) ---

@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
   std::string port;
   bool check_config = false;
   bool show_version = false;
-  app.add_option("-c,--config", config_file, "configuration file (INI, or an ACE configuration); default: embedded defaults");
+  app.add_option("-c,--config", config_file,
+                 "configuration file (INI, or an ACE configuration); default: embedded defaults");
   app.add_option("--bind", bind_address, "address to listen on (overrides bind_address)");
   app.add_option("--port", port, "port to listen on, 0 for any free port (overrides bind_port)");
   app.add_flag("--check-config", check_config, "load and check the configuration, print a summary, then exit");
@@ -46,9 +47,9 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  netsem::Result<ServerConfig> loaded =
-      config_file.empty() ? netsem::Result<ServerConfig>(netsem::server::default_server_config())
-                          : netsem::server::load_server_config(config_file);
+  netsem::Result<ServerConfig> loaded = config_file.empty()
+                                            ? netsem::Result<ServerConfig>(netsem::server::default_server_config())
+                                            : netsem::server::load_server_config(config_file);
   if (!loaded) {
     std::fprintf(stderr, "netsemd: %s\n", loaded.status().message().c_str());
     return kExitBadConfig;

@@ -83,8 +83,8 @@ struct TakeRequest {
 struct TakeResult {
   enum class Type : std::uint8_t { kGranted, kQueued, kTimedOut, kError };
   Type type = Type::kError;
-  std::uint64_t fence = 0;     // kGranted
-  std::uint64_t position = 0;  // kQueued: 1 = head of the queue
+  std::uint64_t fence = 0;             // kGranted
+  std::uint64_t position = 0;          // kQueued: 1 = head of the queue
   ErrorCode error = ErrorCode::kNone;  // kError: TOO_MANY, NOT_FOUND, LIMIT, DUPLICATE_TAG
 };
 

@@ -29,7 +29,8 @@ constexpr auto kCompactionRetryDelay = std::chrono::seconds(1);
 // discarded briefly so the peer reads the line instead of a reset.
 class Rejection : public std::enable_shared_from_this<Rejection> {
  public:
-  Rejection(asio::ip::tcp::socket socket, std::size_t& live) : socket_(std::move(socket)), timer_(socket_.get_executor()), live_(live) {
+  Rejection(asio::ip::tcp::socket socket, std::size_t& live)
+      : socket_(std::move(socket)), timer_(socket_.get_executor()), live_(live) {
     ++live_;
   }
   ~Rejection() { --live_; }
@@ -103,8 +104,8 @@ Status Server::start() {
   journal_ = std::move(*journal);
   for (const auto& warning : recovered.warnings) spdlog::warn("{}", warning);
 
-  table_ = std::make_unique<SemaphoreTable>(
-      *journal_, TableLimits{config_.max_semaphores, config_.max_pending_per_session});
+  table_ =
+      std::make_unique<SemaphoreTable>(*journal_, TableLimits{config_.max_semaphores, config_.max_pending_per_session});
   table_->set_fence_floor(recovered.fence_floor);
   // Created semaphores first: they are durable user data, and a defined
   // limit of the same name must not silently replace them.
@@ -120,7 +121,8 @@ Status Server::start() {
   std::error_code error;
   std::filesystem::create_directories(config_.stats_dir, error);
   if (error) {
-    return Status(StatusCode::kIoError, "cannot create stats_dir " + config_.stats_dir.string() + ": " + error.message());
+    return Status(StatusCode::kIoError,
+                  "cannot create stats_dir " + config_.stats_dir.string() + ": " + error.message());
   }
 
   const auto address = asio::ip::make_address(config_.bind_address, error);
@@ -135,8 +137,8 @@ Status Server::start() {
   }
   port_ = acceptor_.local_endpoint().port();
   acceptor_.non_blocking(true, error);
-  spdlog::info("netsemd listening on {} ({} defined semaphores, allowed {})",
-               describe_peer(acceptor_.local_endpoint()), config_.semaphores.size(), config_.allowed_networks_text);
+  spdlog::info("netsemd listening on {} ({} defined semaphores, allowed {})", describe_peer(acceptor_.local_endpoint()),
+               config_.semaphores.size(), config_.allowed_networks_text);
 
   signals_.add(SIGINT);
   signals_.add(SIGTERM);
@@ -277,7 +279,9 @@ void Server::dispatch_completions() {
   dispatching_ = false;
 }
 
-void Server::mark_dirty(std::shared_ptr<Session> session) { dirty_.push_back(std::move(session)); }
+void Server::mark_dirty(std::shared_ptr<Session> session) {
+  dirty_.push_back(std::move(session));
+}
 
 void Server::end_turn() {
   if (journal_ && journal_->has_pending()) {
@@ -294,7 +298,9 @@ void Server::end_turn() {
   compact_if_due();
 }
 
-void Server::forget(SessionId id) { sessions_.erase(id); }
+void Server::forget(SessionId id) {
+  sessions_.erase(id);
+}
 
 void Server::arm_deadline_timer() {
   const auto next = table_->next_deadline();

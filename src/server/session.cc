@@ -113,8 +113,7 @@ void Session::flush() {
   if (state_ == State::kClosed || write_waiting_) return;
   while (out_sent_ < out_.size()) {
     std::error_code error;
-    const std::size_t n =
-        socket_.write_some(asio::buffer(out_.data() + out_sent_, out_.size() - out_sent_), error);
+    const std::size_t n = socket_.write_some(asio::buffer(out_.data() + out_sent_, out_.size() - out_sent_), error);
     if (error == asio::error::would_block || error == asio::error::try_again) {
       wait_writable();
       return;

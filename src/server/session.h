@@ -107,15 +107,15 @@ class Session : public std::enable_shared_from_this<Session> {
   State state_ = State::kOpen;
   protocol::Dialect dialect_ = protocol::Dialect::kUndecided;
   AceState ace_state_ = AceState::kAwaitAcquire;
-  bool table_open_ = false;    // the table knows this session
-  bool quit_ = false;          // QUIT seen: ignore the rest of the batch
-  bool dirty_ = false;         // in the server's list of sessions to flush
+  bool table_open_ = false;     // the table knows this session
+  bool quit_ = false;           // QUIT seen: ignore the rest of the batch
+  bool dirty_ = false;          // in the server's list of sessions to flush
   bool write_waiting_ = false;  // a writable wait is pending
   bool read_waiting_ = false;   // a readable wait is pending
 
-  std::string first_bytes_;  // what arrived before the dialect was known
+  std::string first_bytes_;      // what arrived before the dialect was known
   protocol::LineFramer framer_;  // v1: a line that spans reads
-  std::string out_;      // answers not yet written
+  std::string out_;              // answers not yet written
   std::size_t out_sent_ = 0;
   protocol::Request request_;  // reused for every line: no allocation per request
   protocol::AceParser ace_;

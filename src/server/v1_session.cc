@@ -17,15 +17,24 @@ namespace {
 
 std::string_view detail_for(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kNotFound: return "no such semaphore";
-    case ErrorCode::kNotHeld: return "this session holds fewer permits than that";
-    case ErrorCode::kOverflow: return "value would exceed max";
-    case ErrorCode::kTooMany: return "count exceeds the semaphore's max";
-    case ErrorCode::kExists: return "a semaphore of that name exists";
-    case ErrorCode::kBusy: return "the semaphore is defined, held or waited on";
-    case ErrorCode::kDuplicateTag: return "the tag names a request still pending";
-    case ErrorCode::kLimit: return "a server limit was reached";
-    default: return "request refused";
+    case ErrorCode::kNotFound:
+      return "no such semaphore";
+    case ErrorCode::kNotHeld:
+      return "this session holds fewer permits than that";
+    case ErrorCode::kOverflow:
+      return "value would exceed max";
+    case ErrorCode::kTooMany:
+      return "count exceeds the semaphore's max";
+    case ErrorCode::kExists:
+      return "a semaphore of that name exists";
+    case ErrorCode::kBusy:
+      return "the semaphore is defined, held or waited on";
+    case ErrorCode::kDuplicateTag:
+      return "the tag names a request still pending";
+    case ErrorCode::kLimit:
+      return "a server limit was reached";
+    default:
+      return "request refused";
   }
 }
 
@@ -195,19 +204,15 @@ void Session::answer_error(std::string_view tag, ErrorCode code, std::string_vie
 void Session::append_stats(std::string_view tag) {
   const TableStats stats = server_.table().stats();
   const auto& counters = server_.counters();
-  const auto uptime =
-      std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - server_.started()).count();
-  std::string json = "{\"sessions\":" + std::to_string(stats.sessions) +
-                     ",\"semaphores\":" + std::to_string(stats.semaphores) +
-                     ",\"held\":" + std::to_string(stats.held) + ",\"waiters\":" + std::to_string(stats.waiters) +
-                     ",\"grants\":" + std::to_string(stats.grants) +
-                     ",\"requests\":" + std::to_string(counters.requests) +
-                     ",\"uptime_s\":" + std::to_string(uptime) +
-                     ",\"last_fence\":" + std::to_string(stats.last_fence) +
-                     ",\"session_timeout_ms\":" + std::to_string(server_.config().session_timeout_ms) +
-                     ",\"connections_total\":" + std::to_string(counters.connections_total) +
-                     ",\"denied_total\":" + std::to_string(counters.denied_total) + ",\"version\":\"" +
-                     kVersion + "\"}";
+  const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - server_.started()).count();
+  std::string json =
+      "{\"sessions\":" + std::to_string(stats.sessions) + ",\"semaphores\":" + std::to_string(stats.semaphores) +
+      ",\"held\":" + std::to_string(stats.held) + ",\"waiters\":" + std::to_string(stats.waiters) +
+      ",\"grants\":" + std::to_string(stats.grants) + ",\"requests\":" + std::to_string(counters.requests) +
+      ",\"uptime_s\":" + std::to_string(uptime) + ",\"last_fence\":" + std::to_string(stats.last_fence) +
+      ",\"session_timeout_ms\":" + std::to_string(server_.config().session_timeout_ms) +
+      ",\"connections_total\":" + std::to_string(counters.connections_total) +
+      ",\"denied_total\":" + std::to_string(counters.denied_total) + ",\"version\":\"" + kVersion + "\"}";
   protocol::append_ok_text(out_, tag, json);
 }
 

@@ -84,14 +84,13 @@ TEST(ParseIni, KeepsInlineCommentsLikeConfigparser) {
 
 TEST(ParseIni, JoinsContinuationLines) {
   run({
-      {"deeper lines continue, blank lines inside are kept",
-       "[a]\nk = one\n  two\n\n  three\nnext = x\n", "[a]@1\nk=one\\ntwo\\n\\nthree@2-5\nnext=x@6\n"},
+      {"deeper lines continue, blank lines inside are kept", "[a]\nk = one\n  two\n\n  three\nnext = x\n",
+       "[a]@1\nk=one\\ntwo\\n\\nthree@2-5\nnext=x@6\n"},
       {"trailing blank lines dropped, comments skipped", "[a]\nk = one\n  # c\n  two\n\n\nn = 1\n",
        "[a]@1\nk=one\\ntwo@2-4\nn=1@7\n"},
       {"equal indentation does not continue", "[a]\n  k = 1\n  j = 2\n", "[a]@1\nk=1@2\nj=2@3\n"},
       {"depth is relative to the key's line", "[a]\n  k = 1\n    more\n", "[a]@1\nk=1\\nmore@2-3\n"},
-      {"a deeper header continues the value, as in configparser", "[a]\nk = 1\n  [b]\n",
-       "[a]@1\nk=1\\n[b]@2-3\n"},
+      {"a deeper header continues the value, as in configparser", "[a]\nk = 1\n  [b]\n", "[a]@1\nk=1\\n[b]@2-3\n"},
       {"a deeper key line after a blank continues too", "[a]\nk = 1\n\n  j = 2\n", "[a]@1\nk=1\\n\\nj = 2@2-4\n"},
       {"tab indentation", "[a]\nk = 1\n\t2\n", "[a]@1\nk=1\\n2@2-3\n"},
       {"an empty value continued", "[a]\nk =\n  x\n", "[a]@1\nk=\\nx@2-3\n"},

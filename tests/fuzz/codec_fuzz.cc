@@ -20,12 +20,12 @@ namespace {
 using namespace netsem::protocol;
 
 // assert() vanishes under NDEBUG (RelWithDebInfo); these checks must not.
-#define FUZZ_CHECK(cond)                                                  \
-  do {                                                                    \
-    if (!(cond)) {                                                        \
+#define FUZZ_CHECK(cond)                                                            \
+  do {                                                                              \
+    if (!(cond)) {                                                                  \
       std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                       \
-    }                                                                     \
+      std::abort();                                                                 \
+    }                                                                               \
   } while (false)
 
 bool is_control(char c) {
@@ -117,8 +117,12 @@ void check_request_round_trips(const Request& request) {
       add("PING");
       if (request.has_text) add(request.text);
       break;
-    case Verb::kStats: add("STATS"); break;
-    case Verb::kQuit: add("QUIT"); break;
+    case Verb::kStats:
+      add("STATS");
+      break;
+    case Verb::kQuit:
+      add("QUIT");
+      break;
   }
   Request again;
   ParseError error;
@@ -152,7 +156,8 @@ void check_request(std::string_view line, const Request& request) {
   if (request.has_text) {
     FUZZ_CHECK(!request.text.empty() && request.text.find(' ') == std::string_view::npos);
     // Raw: a view into the line, not a copy or a decoding.
-    FUZZ_CHECK(request.text.data() >= line.data() && request.text.data() + request.text.size() <= line.data() + line.size());
+    FUZZ_CHECK(request.text.data() >= line.data() &&
+               request.text.data() + request.text.size() <= line.data() + line.size());
   }
   check_request_round_trips(request);
 
@@ -266,9 +271,15 @@ void fuzz_lines(std::string_view data, std::size_t chunk) {
 
       ParseError error;
       switch (parse_request(line, request, error)) {
-        case ParseStatus::kEmpty: FUZZ_CHECK(line.empty()); break;
-        case ParseStatus::kRequest: check_request(line, request); break;
-        case ParseStatus::kError: check_parse_error(error); break;
+        case ParseStatus::kEmpty:
+          FUZZ_CHECK(line.empty());
+          break;
+        case ParseStatus::kRequest:
+          check_request(line, request);
+          break;
+        case ParseStatus::kError:
+          check_parse_error(error);
+          break;
       }
       check_any_answer(line);
       std::string decoded;

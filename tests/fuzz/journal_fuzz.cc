@@ -44,9 +44,8 @@ void fix_checksums(std::string& bytes) {
   while (bytes.size() - pos >= jf::kRecordPrefixSize) {
     const std::uint32_t length = get32(bytes, pos);
     if (length == 0 || length > jf::kMaxRecordBody || length > bytes.size() - pos - jf::kRecordPrefixSize) return;
-    const auto crc = static_cast<std::uint32_t>(
-        crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data() + pos + jf::kRecordPrefixSize),
-              length));
+    const auto crc = static_cast<std::uint32_t>(crc32(
+        crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data() + pos + jf::kRecordPrefixSize), length));
     for (std::size_t i = 0; i < 4; ++i) bytes[pos + 4 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
     pos += jf::kRecordPrefixSize + length;
   }

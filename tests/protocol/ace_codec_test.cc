@@ -20,19 +20,13 @@ TEST(DetectDialect, DecidesOnThePrefixAcquireColon) {
     Dialect dialect;
   };
   const std::vector<Case> cases = {
-      {"", Dialect::kUndecided},
-      {"a", Dialect::kUndecided},
-      {"acq", Dialect::kUndecided},
-      {"acquire", Dialect::kUndecided},
-      {"acquire:", Dialect::kAce},
-      {"acquire:pcap|", Dialect::kAce},
+      {"", Dialect::kUndecided},    {"a", Dialect::kUndecided},
+      {"acq", Dialect::kUndecided}, {"acquire", Dialect::kUndecided},
+      {"acquire:", Dialect::kAce},  {"acquire:pcap|", Dialect::kAce},
       {"acquire:|", Dialect::kAce},  // ACE, and then a bad token
-      {"a1 PING\n", Dialect::kV1},
-      {"b", Dialect::kV1},
-      {"acquirex", Dialect::kV1},
-      {"acquire ", Dialect::kV1},
-      {"Acquire:", Dialect::kV1},
-      {"ACQUIRE:x|", Dialect::kV1},
+      {"a1 PING\n", Dialect::kV1},  {"b", Dialect::kV1},
+      {"acquirex", Dialect::kV1},   {"acquire ", Dialect::kV1},
+      {"Acquire:", Dialect::kV1},   {"ACQUIRE:x|", Dialect::kV1},
       {"\n", Dialect::kV1},
   };
   for (const Case& c : cases) EXPECT_EQ(detect_dialect(c.bytes), c.dialect) << c.bytes;
@@ -48,11 +42,21 @@ std::vector<std::string> run(const std::vector<std::string>& chunks) {
     while (true) {
       const AceParser::Token token = parser.next();
       switch (token) {
-        case AceParser::Token::kNeedMore: seen.push_back("more"); break;
-        case AceParser::Token::kAcquire: seen.push_back("acquire:" + std::string(parser.name())); break;
-        case AceParser::Token::kWait: seen.push_back("wait"); break;
-        case AceParser::Token::kRelease: seen.push_back("release"); break;
-        case AceParser::Token::kBad: seen.push_back("bad"); return seen;
+        case AceParser::Token::kNeedMore:
+          seen.push_back("more");
+          break;
+        case AceParser::Token::kAcquire:
+          seen.push_back("acquire:" + std::string(parser.name()));
+          break;
+        case AceParser::Token::kWait:
+          seen.push_back("wait");
+          break;
+        case AceParser::Token::kRelease:
+          seen.push_back("release");
+          break;
+        case AceParser::Token::kBad:
+          seen.push_back("bad");
+          return seen;
       }
       if (token == AceParser::Token::kNeedMore) break;
     }

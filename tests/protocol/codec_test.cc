@@ -72,8 +72,8 @@ TEST(LineFramer, SplitsLines) {
       {{"a1 PI", "NG\r", "\nb"}, {{kMore, ""}, {kMore, ""}, {kLine, "a1 PING"}, {kMore, ""}}},
       {{"x", "", "y\n"}, {{kMore, ""}, {kMore, ""}, {kLine, "xy"}, {kMore, ""}}},
       {{"a\0b\n"s}, {{kNul, ""}}},
-      {{"ok\nx\0"s}, {{kLine, "ok"}, {kNul, ""}}},           // lines before the NUL come first
-      {{"ab", "\0"s}, {{kMore, ""}, {kNul, ""}}},           // reported without waiting for "\n"
+      {{"ok\nx\0"s}, {{kLine, "ok"}, {kNul, ""}}},  // lines before the NUL come first
+      {{"ab", "\0"s}, {{kMore, ""}, {kNul, ""}}},   // reported without waiting for "\n"
       {{"a\n\0\n"s}, {{kLine, "a"}, {kNul, ""}}},
   };
   for (const Case& c : cases) {
@@ -110,8 +110,8 @@ TEST(LineFramer, NextFromFramesExactlyAsNextWhateverTheChunking) {
       "half\0",
   };
   for (const std::string& input : inputs) {
-    for (const std::size_t chunk_size : {std::size_t{1}, std::size_t{2}, std::size_t{7}, std::size_t{4097},
-                                         input.size()}) {
+    for (const std::size_t chunk_size :
+         {std::size_t{1}, std::size_t{2}, std::size_t{7}, std::size_t{4097}, input.size()}) {
       std::vector<std::string> chunks;
       for (std::size_t at = 0; at < input.size(); at += chunk_size) chunks.push_back(input.substr(at, chunk_size));
       // The verdict on an over-long line may come a chunk earlier or later
@@ -122,8 +122,8 @@ TEST(LineFramer, NextFromFramesExactlyAsNextWhateverTheChunking) {
         std::erase_if(events, [](const Event& e) { return e.status == kMore; });
         return events;
       };
-      EXPECT_EQ(lines_only(actual), lines_only(expected)) << "chunk size " << chunk_size << " of "
-                                                           << testing::PrintToString(input.substr(0, 40));
+      EXPECT_EQ(lines_only(actual), lines_only(expected))
+          << "chunk size " << chunk_size << " of " << testing::PrintToString(input.substr(0, 40));
     }
   }
 }
@@ -131,11 +131,7 @@ TEST(LineFramer, NextFromFramesExactlyAsNextWhateverTheChunking) {
 TEST(LineFramer, AcceptsLinesUpToTheLimit) {
   const std::string longest(kMaxLineBytes, 'x');
   const std::vector<std::vector<std::string>> inputs = {
-      {longest + "\n"},
-      {longest + "\r\n"},
-      {longest, "\n"},
-      {longest, "\r", "\n"},
-      {longest + "\r", "\n"},
+      {longest + "\n"}, {longest + "\r\n"}, {longest, "\n"}, {longest, "\r", "\n"}, {longest + "\r", "\n"},
   };
   for (const auto& chunks : inputs) {
     const std::vector<Event> events = feed_all(chunks);
@@ -546,9 +542,8 @@ TEST(ParseRequest, ViewsPointIntoTheLine) {
 
 TEST(ErrorCodeName, SpellsEveryCodeOfTheContract) {
   const std::vector<std::string> spellings = {
-      "BAD_REQUEST", "UNKNOWN_VERB", "BAD_NAME", "BAD_ARG", "NOT_FOUND", "NOT_HELD",
-      "OVERFLOW",    "TOO_MANY",     "EXISTS",   "BUSY",    "DUPLICATE_TAG", "LIMIT",
-      "DENIED",      "AUTH",         "SHUTDOWN", "LINE_TOO_LONG",
+      "BAD_REQUEST", "UNKNOWN_VERB", "BAD_NAME",      "BAD_ARG", "NOT_FOUND", "NOT_HELD", "OVERFLOW", "TOO_MANY",
+      "EXISTS",      "BUSY",         "DUPLICATE_TAG", "LIMIT",   "DENIED",    "AUTH",     "SHUTDOWN", "LINE_TOO_LONG",
   };
   EXPECT_EQ(error_code_name(ErrorCode::kNone), "");
   for (std::size_t i = 0; i < spellings.size(); ++i) {
@@ -604,8 +599,7 @@ std::vector<FormatCase> format_cases() {
        "a1 ERR NOT_HELD not held\n", AnswerType::kError},
       {run([](std::string& o) { append_error(o, "", ErrorCode::kLineTooLong, "line longer than 4096 bytes"); }),
        "* ERR LINE_TOO_LONG line longer than 4096 bytes\n", AnswerType::kError},
-      {run([](std::string& o) { append_error(o, "a1", ErrorCode::kBusy, ""); }), "a1 ERR BUSY\n",
-       AnswerType::kError},
+      {run([](std::string& o) { append_error(o, "a1", ErrorCode::kBusy, ""); }), "a1 ERR BUSY\n", AnswerType::kError},
       {run([](std::string& o) { append_error(o, "a1", ErrorCode::kBadName, "bad\nname\r\0x"s); }),
        "a1 ERR BAD_NAME bad?name??x\n", AnswerType::kError},
       {run([&](std::string& o) { append_get(o, "g", view); }), "g OK 0 1 1 2 undefined\n", AnswerType::kOk},
@@ -695,9 +689,10 @@ TEST(ParseAnswer, SplitsTheParts) {
 
 TEST(ParseAnswer, RefusesLinesThatAreNotAnswers) {
   const std::vector<std::string> lines = {
-      "",        "a1",           "a1 ",       "a1 OK ",     "a/b OK",     "** OK",      " a1 OK",
-      "a1 ok",   "a1 NOPE",      "a1 ERR",    "a1 ERR ",    "a1 ERR  x",  "a1 QUEUED",  "a1 QUEUED x",
-      "a1 END",  "a1 END -1",    "a1 TIMEOUT now", "a1 CANCELLED x", "a1 ITEM", "acquire:x|",
+      "",          "a1",          "a1 ",     "a1 OK ",    "a/b OK",         "** OK",
+      " a1 OK",    "a1 ok",       "a1 NOPE", "a1 ERR",    "a1 ERR ",        "a1 ERR  x",
+      "a1 QUEUED", "a1 QUEUED x", "a1 END",  "a1 END -1", "a1 TIMEOUT now", "a1 CANCELLED x",
+      "a1 ITEM",   "acquire:x|",
   };
   for (const std::string& line : lines) {
     Answer answer;

@@ -187,15 +187,9 @@ TEST(EncodeNameForRequest, EncodesWhatAFieldCannotCarry) {
     std::string field;
   };
   const std::vector<Case> cases = {
-      {"splunk", "splunk"},
-      {"a b", "a%20b"},
-      {"100%", "100%25"},
-      {"\t", "%09"},
-      {"\n\r", "%0A%0D"},
-      {"\x7f", "%7F"},
-      {"\0"s, "%00"},
-      {"!~", "!~"},
-      {"caf\xc3\xa9", "caf\xc3\xa9"},
+      {"splunk", "splunk"}, {"a b", "a%20b"},   {"100%", "100%25"},
+      {"\t", "%09"},        {"\n\r", "%0A%0D"}, {"\x7f", "%7F"},
+      {"\0"s, "%00"},       {"!~", "!~"},       {"caf\xc3\xa9", "caf\xc3\xa9"},
       {"$x", "$x"},
   };
   for (const Case& c : cases) {
@@ -215,8 +209,20 @@ TEST(EncodeNameForRequest, NoByteOfTheFieldNeedsEscaping) {
 
 TEST(EncodeNameForRequest, DecodesBackToTheSameName) {
   const std::vector<std::string> names = {
-      "splunk", "a b", "100%", "%25", "%%", "a%2", "%zz", " lead", "trail ", "host:10.0.0.1 web",
-      "caf\xc3\xa9", "\xf0\x9f\x98\x80 x", std::string(255, ' '), "!\"#&'()*+,-./:;<=>?@[\\]^_`{|}~",
+      "splunk",
+      "a b",
+      "100%",
+      "%25",
+      "%%",
+      "a%2",
+      "%zz",
+      " lead",
+      "trail ",
+      "host:10.0.0.1 web",
+      "caf\xc3\xa9",
+      "\xf0\x9f\x98\x80 x",
+      std::string(255, ' '),
+      "!\"#&'()*+,-./:;<=>?@[\\]^_`{|}~",
   };
   for (const std::string& name : names) {
     std::string decoded;

@@ -53,11 +53,13 @@ TEST(AllowList, RejectsBadRulesNamingThem) {
       {"10.0.0.0/8,", "bad network ``: empty entry (two commas in a row, or one at an end)"},
       {"10.0.0.1,,10.0.0.2", "bad network ``: empty entry (two commas in a row, or one at an end)"},
       {"10.0.0.1/8", "bad network `10.0.0.1/8`: host bits set below the prefix (the network is 10.0.0.0/8)"},
-      {"192.168.1.1/31", "bad network `192.168.1.1/31`: host bits set below the prefix (the network is "
-                         "192.168.1.0/31)"},
+      {"192.168.1.1/31",
+       "bad network `192.168.1.1/31`: host bits set below the prefix (the network is "
+       "192.168.1.0/31)"},
       {"fd00::1/8", "bad network `fd00::1/8`: host bits set below the prefix (the network is fd00::/8)"},
-      {"::ffff:10.0.0.1/104", "bad network `::ffff:10.0.0.1/104`: host bits set below the prefix (the network is "
-                              "10.0.0.0/8)"},
+      {"::ffff:10.0.0.1/104",
+       "bad network `::ffff:10.0.0.1/104`: host bits set below the prefix (the network is "
+       "10.0.0.0/8)"},
       {"10.0.0.0/33", "bad network `10.0.0.0/33`: the prefix length must be a number from 0 to 32"},
       {"::1/129", "bad network `::1/129`: the prefix length must be a number from 0 to 128"},
       {"10.0.0.0/", "bad network `10.0.0.0/`: the prefix length must be a number from 0 to 32"},
@@ -72,8 +74,9 @@ TEST(AllowList, RejectsBadRulesNamingThem) {
       {"fe80::1%eth0", "bad network `fe80::1%eth0`: not an IPv6 address"},
       {"1::2::3", "bad network `1::2::3`: not an IPv6 address"},
       {"127.0.0.1, nope", "bad network `nope`: not an IPv4 address"},
-      {"0.0.0.0", "bad network `0.0.0.0`: no peer has the unspecified address; write 0.0.0.0/0 for any IPv4 "
-                  "address"},
+      {"0.0.0.0",
+       "bad network `0.0.0.0`: no peer has the unspecified address; write 0.0.0.0/0 for any IPv4 "
+       "address"},
       {"::", "bad network `::`: no peer has the unspecified address; write ::/0 for any IPv6 address"},
   };
   for (const auto& c : cases) {
@@ -112,19 +115,19 @@ void expect_matches(const std::string& rules, const std::vector<MatchCase>& case
 
 TEST(AllowList, MatchesPeersByPrefix) {
   expect_matches("10.0.0.0/8, 192.168.1.7, fd00::/8, ::1", {
-                                                                {"10.1.2.3", true},
-                                                                {"10.255.255.255", true},
-                                                                {"11.0.0.0", false},
-                                                                {"9.255.255.255", false},
-                                                                {"192.168.1.7", true},
-                                                                {"192.168.1.8", false},
-                                                                {"fd12::5", true},
-                                                                {"fe00::", false},
-                                                                {"::1", true},
-                                                                {"::2", false},
-                                                                {"::ffff:10.9.9.9", true},
-                                                                {"::ffff:11.0.0.1", false},
-                                                            });
+                                                               {"10.1.2.3", true},
+                                                               {"10.255.255.255", true},
+                                                               {"11.0.0.0", false},
+                                                               {"9.255.255.255", false},
+                                                               {"192.168.1.7", true},
+                                                               {"192.168.1.8", false},
+                                                               {"fd12::5", true},
+                                                               {"fe00::", false},
+                                                               {"::1", true},
+                                                               {"::2", false},
+                                                               {"::ffff:10.9.9.9", true},
+                                                               {"::ffff:11.0.0.1", false},
+                                                           });
   expect_matches("10.0.0.0/31", {{"10.0.0.0", true}, {"10.0.0.1", true}, {"10.0.0.2", false}});
   expect_matches("fd00::/9", {{"fd7f::1", true}, {"fd80::", false}, {"fc00::", false}});
   expect_matches("2001:db8::/127", {{"2001:db8::1", true}, {"2001:db8::2", false}});

@@ -111,8 +111,8 @@ TEST(ServerOptions, IntegersAcceptExactlyTheirBounds) {
     for (const auto n : {spec.min - 1, spec.max + 1}) {
       auto config = default_server_config();
       const auto status = spec.apply(spec, std::to_string(n), config);
-      EXPECT_EQ(status.message(), std::to_string(n) + " is out of range " + std::to_string(spec.min) + ".." +
-                                      std::to_string(spec.max));
+      EXPECT_EQ(status.message(),
+                std::to_string(n) + " is out of range " + std::to_string(spec.min) + ".." + std::to_string(spec.max));
       EXPECT_EQ(summary(config), "") << "changed on error";
     }
   }
@@ -201,7 +201,8 @@ TEST(ServerOptions, MatchTheExampleConfiguration) {
     std::string comment;
     for (int i = entry.line - 2; i >= 0 && lines[i].starts_with("#"); --i) comment = lines[i].substr(1) + " " + comment;
     EXPECT_NE(squeeze_spaces(comment).find(squeeze_spaces(spec->help)), std::string::npos)
-        << "the comment above it should hold its help:\n" << spec->help;
+        << "the comment above it should hold its help:\n"
+        << spec->help;
   }
   for (const auto& spec : server_options()) {
     EXPECT_TRUE(listed.count(std::string(spec.name))) << spec.name << " missing from etc/netsem.ini";
@@ -250,11 +251,11 @@ TEST(ParseServerConfig, ReadsNetsemFiles) {
        "semaphore pcap=1\nsemaphore host:10.0.0.1 web=3\nsemaphore my name=2\nsemaphore big=2147483647\n"
        "semaphore caf\xc3\xa9=1\n"},
       {"[semaphores] before [server] still counts against max_semaphores",
-       "[semaphores]\na = 1\nb = 1\n[server]\nmax_semaphores = 2\n", "max_semaphores=2\nsemaphore a=1\nsemaphore b=1\n"},
+       "[semaphores]\na = 1\nb = 1\n[server]\nmax_semaphores = 2\n",
+       "max_semaphores=2\nsemaphore a=1\nsemaphore b=1\n"},
       {"a `$` inside a name, a `%` escape for `%`", "[semaphores]\na$b = 1\n100%25 = 2\n",
        "semaphore a$b=1\nsemaphore 100%=2\n"},
-      {"host-local `$` names are the clients' and skipped", "[semaphores]\n$nightly = 1\ndb = 2\n",
-       "semaphore db=2\n"},
+      {"host-local `$` names are the clients' and skipped", "[semaphores]\n$nightly = 1\ndb = 2\n", "semaphore db=2\n"},
   });
 }
 

@@ -135,7 +135,7 @@ TEST(JournalFormat, HeaderRoundTripsAndRejectsDamage) {
   ASSERT_TRUE(word);
   EXPECT_EQ(*word, 0x0102030405060708u);
 
-  EXPECT_FALSE(jf::parse_header(header, jf::FileKind::kJournal));      // another kind's magic
+  EXPECT_FALSE(jf::parse_header(header, jf::FileKind::kJournal));  // another kind's magic
   EXPECT_FALSE(jf::parse_header(header.substr(0, 23), jf::FileKind::kSnapshot));
   for (std::size_t i = 0; i < header.size(); ++i) {
     std::string damaged = header;
@@ -157,10 +157,9 @@ TEST(JournalFormat, NewerVersionIsNamed) {
 }
 
 TEST(ReplayJournal, AppliesSetAndDeleteInOrder) {
-  const std::string bytes =
-      journal_file({set_record("a", 1, 2), set_record("b", 3, 3), delete_record("a"), set_record("c", 0, 5),
-                    set_record("b", 2, 3)},
-                   7);
+  const std::string bytes = journal_file(
+      {set_record("a", 1, 2), set_record("b", 3, 3), delete_record("a"), set_record("c", 0, 5), set_record("b", 2, 3)},
+      7);
   State state;
   const ReplayResult r = replay_journal(bytes, state);
   EXPECT_EQ(r.stop, ReplayStop::kCleanEnd);
@@ -317,9 +316,9 @@ TEST(FsyncPolicy, ParsesItsNames) {
     const char* text;
     FsyncPolicy policy;
   };
-  for (const Case& c : {Case{"always", FsyncPolicy::kAlways}, Case{"everysec", FsyncPolicy::kEverySec},
-                        Case{"no", FsyncPolicy::kNo}, Case{"ALWAYS", FsyncPolicy::kAlways},
-                        Case{"EverySec", FsyncPolicy::kEverySec}}) {
+  for (const Case& c :
+       {Case{"always", FsyncPolicy::kAlways}, Case{"everysec", FsyncPolicy::kEverySec}, Case{"no", FsyncPolicy::kNo},
+        Case{"ALWAYS", FsyncPolicy::kAlways}, Case{"EverySec", FsyncPolicy::kEverySec}}) {
     auto parsed = parse_fsync_policy(c.text);
     ASSERT_TRUE(parsed) << c.text;
     EXPECT_EQ(*parsed, c.policy) << c.text;

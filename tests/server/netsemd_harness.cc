@@ -62,8 +62,7 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ignored);
 }
 
-std::string render_config(const Netsemd::Options& options, const std::filesystem::path& data_dir,
-                          std::uint16_t port) {
+std::string render_config(const Netsemd::Options& options, const std::filesystem::path& data_dir, std::uint16_t port) {
   if (!options.raw_config.empty()) {
     return replace_all(replace_all(options.raw_config, "@DIR@", data_dir.string()), "@PORT@", std::to_string(port));
   }
@@ -127,7 +126,9 @@ void Netsemd::rewrite_config(const Options& options) {
   write_file(config_path_, render_config(options, data_dir_, port_));
 }
 
-void Netsemd::send_signal(int signal) { ::kill(pid_, signal); }
+void Netsemd::send_signal(int signal) {
+  ::kill(pid_, signal);
+}
 
 std::optional<int> Netsemd::wait_exit(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -142,7 +143,9 @@ std::optional<int> Netsemd::wait_exit(std::chrono::milliseconds timeout) {
   return std::nullopt;
 }
 
-std::string Netsemd::log() const { return read_file_text(log_path_); }
+std::string Netsemd::log() const {
+  return read_file_text(log_path_);
+}
 
 bool Netsemd::wait_for_log(std::string_view text, std::chrono::milliseconds timeout) const {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -214,7 +217,8 @@ std::optional<std::string> Client::read_line(std::chrono::milliseconds timeout) 
       buffer_.erase(0, newline + 1);
       return line;
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0 || !fill(left)) return std::nullopt;
   }
 }
@@ -234,7 +238,8 @@ std::string Client::read_some(std::chrono::milliseconds timeout) {
 bool Client::wait_closed(std::chrono::milliseconds timeout, std::string* rest) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!eof_) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     pollfd poll_fd{fd_, POLLIN, 0};
     if (::poll(&poll_fd, 1, static_cast<int>(left.count())) <= 0) break;
@@ -256,7 +261,9 @@ bool Client::quiet_for(std::chrono::milliseconds timeout) {
   return ::poll(&poll_fd, 1, static_cast<int>(timeout.count())) == 0;
 }
 
-void Client::shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+void Client::shutdown_write() {
+  ::shutdown(fd_, SHUT_WR);
+}
 
 void Client::reset() {
   linger option{1, 0};
@@ -315,6 +322,8 @@ std::string await_answer(Client& client, std::string_view request, std::string_v
   return answer;
 }
 
-std::string read_text(const std::filesystem::path& path) { return read_file_text(path); }
+std::string read_text(const std::filesystem::path& path) {
+  return read_file_text(path);
+}
 
 }  // namespace netsem::testing

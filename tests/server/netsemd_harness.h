@@ -81,8 +81,7 @@ class Netsemd {
 };
 
 // Renders a configuration file for `options` with `port` (0 = any).
-std::string render_config(const Netsemd::Options& options, const std::filesystem::path& data_dir,
-                          std::uint16_t port);
+std::string render_config(const Netsemd::Options& options, const std::filesystem::path& data_dir, std::uint16_t port);
 
 // A blocking TCP client with deadlines on every read.
 class Client {

@@ -192,7 +192,6 @@ class AceClient {
   int last_wait_tokens_ = 0;
 };
 
-
 TEST(ServerAce, FreeSemaphoreIsLockedAtOnceAndReleasedWithOk) {
   auto server = start_server();
   ASSERT_TRUE(server);

@@ -30,7 +30,6 @@ bool server_alive(const Netsemd& server) {
   return ::kill(server.pid(), 0) == 0;
 }
 
-
 // Sends what the socket takes, ignoring errors: for peers the server may
 // close at any moment. False once a send failed.
 bool send_best_effort(int fd, std::string_view bytes) {

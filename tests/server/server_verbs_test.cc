@@ -246,8 +246,8 @@ TEST_F(ServerVerbs, TenThousandPipelinedRequestsAnswerInOrder) {
 TEST_F(ServerVerbs, StatsReportsTheContractFields) {
   auto c = connect();
   const std::string answer = c->request("s STATS");
-  for (const char* field : {"sessions", "semaphores", "held", "waiters", "grants", "requests", "uptime_s",
-                            "last_fence", "session_timeout_ms"}) {
+  for (const char* field : {"sessions", "semaphores", "held", "waiters", "grants", "requests", "uptime_s", "last_fence",
+                            "session_timeout_ms"}) {
     EXPECT_NE(answer.find("\"" + std::string(field) + "\":"), std::string::npos) << field << " in " << answer;
   }
 }
