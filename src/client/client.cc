@@ -3,7 +3,9 @@
 // reached, a call on the host-wide LocalSemaphores (local_semaphores.h) as
 // the name's fallback policy says. A caller waits on its own Call, so a
 // blocked acquire never holds up another thread's call; a CancelToken wakes
-// that wait and turns it into a CANCEL on the wire.
+// that wait and turns it into a CANCEL on the wire. Client::Impl, the state
+// behind a Client, is declared in client_impl.h; the flag calls, built on
+// acquire, are in client_flags.cc.
 //
 // Fallback rules in one place: acquire and wait fall back when there is no
 // session or the session ends while they wait (the server drops a queued
@@ -18,16 +20,13 @@
 #include <atomic>
 #include <charconv>
 #include <map>
-#include <set>
 
-#include "client/connection.h"
-#include "client/local_semaphores.h"
+#include "client/client_impl.h"
 #include "protocol/codec.h"
 #include "protocol/names.h"
 
 namespace netsem {
 
-using Clock = std::chrono::steady_clock;
 using protocol::AnswerType;
 using std::chrono::milliseconds;
 
@@ -50,7 +49,7 @@ bool CancelToken::cancelled() const {
   return state_->cancelled.load();
 }
 
-namespace {
+namespace client {
 
 bool is_local_name(std::string_view name) {
   return !name.empty() && name.front() == '$';
@@ -62,6 +61,20 @@ Status check_api_name(std::string_view name) {
   return Status(StatusCode::kInvalidArgument,
                 fmt::format("bad semaphore name \"{}\": 1-255 bytes of UTF-8 without control characters", name));
 }
+
+// No server to ask: the caller may fall back to the local semaphore.
+bool is_connection_failure(const Status& status) {
+  return status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kShutdown;
+}
+
+}  // namespace client
+
+using client::check_api_name;
+using client::Deadline;
+using client::is_connection_failure;
+using client::is_local_name;
+
+namespace {
 
 Status check_count(std::int64_t count) {
   if (count >= 1 && count <= protocol::kMaxCount) return {};
@@ -88,22 +101,6 @@ std::optional<milliseconds> normalize(std::optional<milliseconds> timeout) {
   if (timeout && timeout->count() < 0) return milliseconds(0);
   return timeout;
 }
-
-// When a call with `timeout` (nullopt: none) must give up.
-class Deadline {
- public:
-  explicit Deadline(std::optional<milliseconds> timeout)
-      : forever_(!timeout), at_(Clock::now() + timeout.value_or(milliseconds(0))) {}
-  // What is left of the timeout: nullopt for none, never negative.
-  std::optional<milliseconds> remaining() const {
-    if (forever_) return std::nullopt;
-    return std::max(milliseconds(0), std::chrono::ceil<milliseconds>(at_ - Clock::now()));
-  }
-
- private:
-  bool forever_;
-  Clock::time_point at_;
-};
 
 StatusCode code_of(protocol::ErrorCode error) {
   using protocol::ErrorCode;
@@ -137,11 +134,6 @@ Status status_of(const client::Reply& reply, std::string_view what) {
     default:
       return {};
   }
-}
-
-// No server to ask: the caller may fall back to the local semaphore.
-bool is_connection_failure(const Status& status) {
-  return status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kShutdown;
 }
 
 // Splits `text` on single spaces into exactly `n` fields.
@@ -217,84 +209,61 @@ client::Reply await(client::Connection& connection, client::Call& call, const Ca
 
 }  // namespace
 
-struct Client::Impl {
-  ClientOptions options;
-  std::shared_ptr<client::LocalSemaphores> local;
-  std::shared_ptr<client::Connection> connection;
-  std::atomic<std::uint64_t> local_grants{0};
-  std::atomic<std::uint64_t> remote_grants{0};
-
-  std::mutex flags_mutex;
-  std::condition_variable flags_cv;                    // with flags_mutex: a set_flag finished
-  std::map<std::string, Permit, std::less<>> flags;    // guarded by flags_mutex: flags this process set
-  std::set<std::string, std::less<>> flags_being_set;  // guarded by flags_mutex
-
-  // The local limit of a non-`$` name while no server is reachable, or an
-  // error under the policy `fail`.
-  Result<std::int64_t> fallback_limit(std::string_view name) const {
-    const FallbackPolicy& policy = options.fallback_policy(name);
-    if (policy.mode == FallbackPolicy::Mode::kFail) {
-      return Status(StatusCode::kUnavailable,
-                    fmt::format("no netsem server is reachable and the fallback policy of \"{}\" is fail", name));
-    }
-    return policy.local_limit(options.limit(name));
+Result<std::int64_t> Client::Impl::fallback_limit(std::string_view name) const {
+  const FallbackPolicy& policy = options.fallback_policy(name);
+  if (policy.mode == FallbackPolicy::Mode::kFail) {
+    return Status(StatusCode::kUnavailable,
+                  fmt::format("no netsem server is reachable and the fallback policy of \"{}\" is fail", name));
   }
+  return policy.local_limit(options.limit(name));
+}
 
-  // The local limit of `name`: a `$` name's own, else its fallback's.
-  Result<std::int64_t> local_limit(std::string_view name) const {
-    if (is_local_name(name)) return options.limit(name);
-    return fallback_limit(name);
-  }
+Result<std::int64_t> Client::Impl::local_limit(std::string_view name) const {
+  if (is_local_name(name)) return options.limit(name);
+  return fallback_limit(name);
+}
 
-  // One request and its final answer; kUnavailable when not connected.
-  Result<client::Reply> round_trip(const std::string& request) const {
-    const auto call = connection->send(request);
-    if (!call) return Status(StatusCode::kUnavailable, "not connected to a netsem server");
-    client::Reply reply = client::Connection::wait(*call);
-    if (!reply.failure.is_ok()) return reply.failure;
-    return reply;
-  }
+Result<client::Reply> Client::Impl::round_trip(const std::string& request) const {
+  const auto call = connection->send(request);
+  if (!call) return Status(StatusCode::kUnavailable, "not connected to a netsem server");
+  client::Reply reply = client::Connection::wait(*call);
+  if (!reply.failure.is_ok()) return reply.failure;
+  return reply;
+}
 
-  // ACQUIRE or WAIT on the server: its grant, its final refusal, or nullopt
-  // when there is no session to ask or it ended meanwhile (the server drops
-  // a queued request with its session): then the caller falls back.
-  struct Grant {
-    std::uint64_t fence = 0;
-    std::uint64_t session = 0;
-  };
-  std::optional<Result<Grant>> take_remote(std::string_view verb, std::string_view name, const AcquireOptions& how,
-                                           std::optional<milliseconds> timeout) {
-    const auto call = connection->send(fmt::format("{} {} {} {}", verb, protocol::encode_name_for_request(name),
-                                                   how.count, timeout ? timeout->count() : -1));
-    if (!call) return std::nullopt;
-    const client::Reply reply = await(*connection, *call, how.cancel);
-    if (!reply.failure.is_ok()) return std::nullopt;
-    if (reply.type != AnswerType::kOk) return Result<Grant>(status_of(reply, fmt::format("{} \"{}\"", verb, name)));
-    ++remote_grants;
-    Grant grant{.session = call->session};
-    std::from_chars(reply.rest.data(), reply.rest.data() + reply.rest.size(), grant.fence);
-    return Result<Grant>(grant);
-  }
+std::optional<Result<Client::Impl::Grant>> Client::Impl::take_remote(std::string_view verb, std::string_view name,
+                                                                     const AcquireOptions& how,
+                                                                     std::optional<milliseconds> timeout) {
+  const auto call = connection->send(fmt::format("{} {} {} {}", verb, protocol::encode_name_for_request(name),
+                                                 how.count, timeout ? timeout->count() : -1));
+  if (!call) return std::nullopt;
+  const client::Reply reply = await(*connection, *call, how.cancel);
+  if (!reply.failure.is_ok()) return std::nullopt;
+  if (reply.type != AnswerType::kOk) return Result<Grant>(status_of(reply, fmt::format("{} \"{}\"", verb, name)));
+  ++remote_grants;
+  Grant grant{.session = call->session};
+  std::from_chars(reply.rest.data(), reply.rest.data() + reply.rest.size(), grant.fence);
+  return Result<Grant>(grant);
+}
 
-  Result<Permit> local_acquire(std::string_view name, std::int64_t limit, std::int64_t count,
-                               std::optional<milliseconds> timeout, const CancelToken* cancel) {
-    if (Status status = local->acquire(name, limit, count, timeout, cancel); !status.is_ok()) return status;
-    ++local_grants;
-    auto state = std::make_shared<detail::PermitState>();
-    state->name = std::string(name);
-    state->count = count;
-    state->local = local;
-    state->key = std::string(name);
-    return Permit(std::move(state));
-  }
+Result<Permit> Client::Impl::local_acquire(std::string_view name, std::int64_t limit, std::int64_t count,
+                                           std::optional<milliseconds> timeout, const CancelToken* cancel) {
+  if (Status status = local->acquire(name, limit, count, timeout, cancel); !status.is_ok()) return status;
+  ++local_grants;
+  auto state = std::make_shared<detail::PermitState>();
+  state->name = std::string(name);
+  state->count = count;
+  state->local = local;
+  state->key = std::string(name);
+  return Permit(std::move(state));
+}
 
-  Status local_wait(std::string_view name, std::int64_t limit, std::int64_t count, std::optional<milliseconds> timeout,
-                    const CancelToken* cancel) {
-    Status status = local->wait(name, limit, count, timeout, cancel);
-    if (status.is_ok()) ++local_grants;
-    return status;
-  }
-};
+Status Client::Impl::local_wait(std::string_view name, std::int64_t limit, std::int64_t count,
+                                std::optional<milliseconds> timeout, const CancelToken* cancel) {
+  Status status = local->wait(name, limit, count, timeout, cancel);
+  if (status.is_ok()) ++local_grants;
+  return status;
+}
 
 Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -488,58 +457,6 @@ Result<std::string> Client::ping(std::string_view payload) {
   if (!reply) return reply.status();
   if (reply->type != AnswerType::kPong) return Status(StatusCode::kInternal, "PING: unexpected answer " + reply->rest);
   return std::move(reply->rest);
-}
-
-Status Client::set_flag(std::string_view name, milliseconds wait) {
-  if (Status status = check_api_name(name); !status.is_ok()) return status;
-  const Deadline deadline(std::max(wait, milliseconds(0)));
-  std::unique_lock lock(impl_->flags_mutex);
-  for (;;) {
-    if (auto held = impl_->flags.find(name); held != impl_->flags.end()) {
-      if (!held->second.lost()) return {};
-      impl_->flags.erase(held);  // lost with its session: set it anew
-    }
-    if (!impl_->flags_being_set.contains(name)) break;
-    // Another thread of this process is setting it: its outcome decides.
-    const bool finished =
-        impl_->flags_cv.wait_for(lock, *deadline.remaining(), [&] { return !impl_->flags_being_set.contains(name); });
-    if (!finished) return Status(StatusCode::kTimeout, fmt::format("the flag \"{}\" is being set", name));
-  }
-  impl_->flags_being_set.emplace(name);
-  lock.unlock();
-  Result<Permit> permit = acquire(name, {.count = 1, .timeout = deadline.remaining()});
-  lock.lock();
-  impl_->flags_being_set.erase(impl_->flags_being_set.find(name));
-  impl_->flags_cv.notify_all();
-  if (!permit) return permit.status();
-  impl_->flags.emplace(std::string(name), std::move(*permit));
-  return {};
-}
-
-Status Client::clear_flag(std::string_view name) {
-  if (Status status = check_api_name(name); !status.is_ok()) return status;
-  Permit permit;
-  {
-    std::lock_guard lock(impl_->flags_mutex);
-    const auto held = impl_->flags.find(name);
-    if (held == impl_->flags.end()) {
-      return Status(StatusCode::kNotHeld, fmt::format("the flag \"{}\" was not set by this process", name));
-    }
-    permit = std::move(held->second);
-    impl_->flags.erase(held);
-  }
-  return permit.release();
-}
-
-Result<bool> Client::test_flag(std::string_view name) {
-  if (!is_local_name(name)) {
-    Result<SemaphoreInfo> info = get(name);
-    if (info) return info->holders > 0 || info->value == 0;
-    if (!is_connection_failure(info.status())) return info.status();
-  }
-  Result<std::int64_t> value = this->value(name);
-  if (!value) return value.status();
-  return *value == 0;
 }
 
 bool Client::connected() const {

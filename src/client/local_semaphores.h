@@ -6,8 +6,8 @@
 // taken with SEM_UNDO, so the kernel gives them back when the process dies,
 // SIGKILL included: no lock file to clean up, no permit leaked by a crash.
 // System V keys are small integers, so names map to semaphore ids through a
-// registry directory (see local_semaphores.cc and docs/local-semaphores.md);
-// the kernel does the counting and blocking.
+// registry directory (LocalRegistry, local_registry.h; see also
+// docs/local-semaphores.md); the kernel does the counting and blocking.
 //
 // WAIT/POST semantics (consume, give back) use the same semaphore without
 // SEM_UNDO: a consumed permit does not come back when the process exits.
@@ -36,6 +36,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "client/local_registry.h"
 #include "netsem/client.h"
 #include "netsem/status.h"
 
@@ -45,7 +46,7 @@ class LocalSemaphores {
  public:
   // The largest value a System V semaphore holds (SEMVMX); larger limits are
   // lowered to it.
-  static constexpr std::int64_t kMaxLimit = 32767;
+  static constexpr std::int64_t kMaxLimit = LocalRegistry::kMaxLimit;
 
   // `dir` holds the registry; created (mode 0700) on first use when missing.
   // Empty means default_dir(). A directory that is not owned by this user, or
@@ -91,38 +92,29 @@ class LocalSemaphores {
   // users fare as with remove().
   Status remove_all();
 
-  // The registry file of `key`: 16 hex digits of its 64-bit FNV-1a hash
-  // (a colliding key gets "-1", "-2", ... appended).
-  static std::string entry_file_name(std::string_view key);
+  // The registry file of `key` (LocalRegistry::entry_file_name).
+  static std::string entry_file_name(std::string_view key) { return LocalRegistry::entry_file_name(key); }
 
-  const std::filesystem::path& dir() const { return dir_; }
+  const std::filesystem::path& dir() const { return registry_.dir(); }
 
  private:
-  // What this process knows of one name's semaphore.
-  struct Entry {
-    int id = -1;
-    std::time_t ctime = 0;       // sem_ctime when recorded: tells a reused id apart
-    std::int64_t limit = 0;      // the semaphore's recorded limit
-    std::filesystem::path file;  // its registry file
-    std::int64_t held = 0;       // permits this process took with SEM_UNDO
+  // What this process knows of one name's semaphore: its registry entry and
+  // what this process holds of it.
+  struct Entry : LocalRegistry::Entry {
+    std::int64_t held = 0;  // permits this process took with SEM_UNDO
   };
 
   // The semaphore for `key`, creating it with `limit` free permits if this
   // host has none yet. Checks a cached entry is still the live semaphore.
   Result<Entry> semaphore(std::string_view key, std::int64_t limit);
-  // semaphore() under mutex_, reading or writing the registry.
-  Result<Entry> lookup_registry(std::string_view key, std::int64_t limit);
-  // Creates the registry directory or checks the existing one.
-  Status check_dir();
   // Drops the cached entry of `key` if it still names `id`.
   void forget(std::string_view key, int id);
   // acquire() and wait(): take `count` permits, with SEM_UNDO when `undo`.
   Status take(std::string_view key, std::int64_t limit, std::int64_t count,
               std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel, bool undo);
 
-  std::filesystem::path dir_;
   std::mutex mutex_;
-  bool dir_checked_ = false;                        // guarded by mutex_
+  LocalRegistry registry_;                          // guarded by mutex_ (its dir() is immutable)
   std::unordered_map<std::string, Entry> entries_;  // guarded by mutex_: cache of registry lookups
 };
 

@@ -1,16 +1,16 @@
-// The [server] option table and the two configuration loaders (see config.h).
+// The [server] option table and netsem's own configuration format (see
+// config.h); ACE's format is read by ace_config.cc.
 // API: parse_server_config reads the INI text once leniently (ACE's reader
 // allows a key without a value), then hands it to parse_ace_file when it has
 // [service_network_semaphore], or re-reads it strictly for parse_netsem_file.
 // Both end in check_semaphore_count. Option values go through the table's
-// apply functions in both formats, so a value means the same everywhere.
+// apply functions in both formats, so a value means the same everywhere; the
+// helpers both loaders share are declared in config_internal.h.
 #include "server/config.h"
 #include "server/file_journal.h"
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
-#include <limits>
 #include <map>
 
 #include <arpa/inet.h>
@@ -18,51 +18,25 @@
 
 #include "common/ini.h"
 #include "protocol/names.h"
+#include "server/config_internal.h"
 
 namespace netsem::server {
+
+using config_detail::apply_entry;
+using config_detail::check_semaphore_count;
+using config_detail::entry_error;
+using config_detail::invalid;
+using config_detail::kAceSection;
+using config_detail::kMaxLimit;
+using config_detail::kNameRules;
+using config_detail::kSemaphoresSection;
+using config_detail::kServerSection;
+using config_detail::lower;
+using config_detail::parse_ace_file;
+
 namespace {
 
-constexpr std::string_view kServerSection = "server";
-constexpr std::string_view kSemaphoresSection = "semaphores";
 constexpr std::string_view kClientSection = "client";
-constexpr std::string_view kAceSection = "service_network_semaphore";
-constexpr std::string_view kAceDefaultSection = "DEFAULT";  // configparser's, case-sensitive
-constexpr std::string_view kAceSemaphorePrefix = "semaphore_";
-constexpr std::int64_t kMaxLimit = 2147483647;
-constexpr std::string_view kNameRules = "1-255 bytes of UTF-8, no control characters, not starting with `$`";
-
-Status invalid(std::string message) {
-  return Status(StatusCode::kInvalidArgument, std::move(message));
-}
-
-// Python's int(): an optional sign, then digits with single `_` between
-// them. ACE reads its integers with configparser's getint, which is int().
-// Python's integers are unbounded; here they saturate, which the callers'
-// range checks reject just the same.
-Result<std::int64_t> parse_python_int(std::string_view text) {
-  std::string digits;
-  std::string_view rest = text;
-  if (!rest.empty() && (rest.front() == '+' || rest.front() == '-')) {
-    if (rest.front() == '-') digits += '-';
-    rest.remove_prefix(1);
-  }
-  bool ok = !rest.empty();
-  for (std::size_t i = 0; ok && i < rest.size(); ++i) {
-    if (rest[i] == '_') {
-      ok = i > 0 && i + 1 < rest.size() && rest[i - 1] != '_' && std::isdigit(static_cast<unsigned char>(rest[i + 1]));
-    } else {
-      ok = std::isdigit(static_cast<unsigned char>(rest[i])) != 0;
-      digits += rest[i];
-    }
-  }
-  if (!ok) return invalid(fmt::format("`{}` is not a whole number", text));
-  std::int64_t n = 0;
-  const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
-  if (ec == std::errc::result_out_of_range) {
-    return digits.front() == '-' ? std::numeric_limits<std::int64_t>::min() : std::numeric_limits<std::int64_t>::max();
-  }
-  return n;
-}
 
 template <auto Member>
 Status apply_integer(const OptionSpec& spec, std::string_view value, ServerConfig& config) {
@@ -269,6 +243,14 @@ std::string value_hints(const IniEntry& entry) {
   return hints;
 }
 
+}  // namespace
+
+namespace config_detail {
+
+Status invalid(std::string message) {
+  return Status(StatusCode::kInvalidArgument, std::move(message));
+}
+
 Status entry_error(const IniFile& ini, const IniEntry& entry, const Status& error) {
   return invalid(fmt::format("{}: {}: {}{}", ini.location(entry.line), entry.key, error.message(), value_hints(entry)));
 }
@@ -292,6 +274,10 @@ Status check_semaphore_count(const IniFile& ini, int line, const ServerConfig& c
   return invalid(fmt::format("{}: {} semaphores are defined, more than max_semaphores ({})", ini.location(line),
                              config.semaphores.size(), config.max_semaphores));
 }
+
+}  // namespace config_detail
+
+namespace {
 
 Status parse_server_section(const IniFile& ini, const IniSection& section, ServerConfig& config) {
   for (const auto& entry : section.entries) {
@@ -357,152 +343,6 @@ Result<ServerConfig> parse_netsem_file(const IniFile& ini) {
     }
     return invalid(fmt::format("{}: unknown section [{}]{}", ini.location(section.line), section.name, hint));
   }
-  return config;
-}
-
-// ---- ACE ----
-
-bool ace_ignored_key(std::string_view key) {
-  static constexpr std::string_view kIgnored[] = {"module", "class", "description", "enabled", "instance_type"};
-  return key.starts_with("remote_") || std::find(std::begin(kIgnored), std::end(kIgnored), key) != std::end(kIgnored);
-}
-
-// allowed_ipv4 as ACE reads it (split on `,`, each entry stripped), except
-// that `0.0.0.0`, ACE's shipped example, means any IPv4 address.
-Status apply_allowed_ipv4(const IniFile& ini, const IniEntry& entry, ServerConfig& config) {
-  std::string rules;
-  bool any = false;
-  std::size_t start = 0;
-  while (true) {
-    const auto comma = entry.value.find(',', start);
-    auto rule = std::string_view(entry.value).substr(start, comma == std::string::npos ? comma : comma - start);
-    while (!rule.empty() && std::isspace(static_cast<unsigned char>(rule.front()))) rule.remove_prefix(1);
-    while (!rule.empty() && std::isspace(static_cast<unsigned char>(rule.back()))) rule.remove_suffix(1);
-    if (rule == "0.0.0.0") {
-      rule = "0.0.0.0/0";
-      any = true;
-    }
-    if (!rules.empty() || start > 0) rules += ',';
-    rules += rule;
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  auto list = AllowList::parse(rules);
-  if (!list) return entry_error(ini, entry, list.status());
-  config.allowed_networks = std::move(list).value();
-  config.allowed_networks_text = entry.value;
-  if (any) {
-    config.warnings.push_back(
-        fmt::format("{}: allowed_ipv4 lists 0.0.0.0: any IPv4 address may connect", ini.location(entry.line)));
-  }
-  return Status::ok();
-}
-
-Status apply_ace_semaphore(const IniFile& ini, const IniEntry& entry, std::string_view key, ServerConfig& config) {
-  const auto name = key.substr(kAceSemaphorePrefix.size());
-  if (protocol::check_name(name) != protocol::ErrorCode::kNone) {
-    return invalid(
-        fmt::format("{}: `{}` is not a valid semaphore name ({})", ini.location(entry.line), name, kNameRules));
-  }
-  auto limit = parse_python_int(entry.value);
-  if (!limit) return entry_error(ini, entry, limit.status());
-  if (*limit == 0) {
-    return entry_error(ini, entry,
-                       invalid("a limit of 0 is not supported (ACE would block every request "
-                               "for ever); the limit must be 1..2147483647"));
-  }
-  if (*limit < 1 || *limit > kMaxLimit) {
-    return entry_error(ini, entry, invalid(fmt::format("{} is out of range 1..{}", entry.value, kMaxLimit)));
-  }
-  if (entry.key.substr(kAceSemaphorePrefix.size()) != name) {
-    config.warnings.push_back(fmt::format("{}: `{}` defines semaphore `{}`: ACE folds keys to lower case",
-                                          ini.location(entry.line), entry.key, name));
-  }
-  const auto ace_char = [](char c) { return c >= 0x20 && c < 0x7f && c != '|'; };
-  if (!std::all_of(name.begin(), name.end(), ace_char)) {
-    config.warnings.push_back(
-        fmt::format("{}: semaphore `{}` cannot be requested by an ACE client (printable "
-                    "ASCII without `|` only); protocol v1 clients can use it",
-                    ini.location(entry.line), name));
-  }
-  config.semaphores.emplace_back(std::string(name), *limit);
-  return Status::ok();
-}
-
-struct AceKey {
-  std::string folded;
-  const IniEntry* entry;
-  bool inherited;  // from [DEFAULT]: unknown ones are someone else's, no warning
-};
-
-// The keys of `section` folded to lower case, as configparser's optionxform;
-// two keys folding to the same one are configparser's DuplicateOptionError.
-Status fold_keys(const IniFile& ini, const IniSection& section, bool inherited, std::vector<AceKey>& out) {
-  std::map<std::string, const IniEntry*, std::less<>> seen;
-  for (const auto& entry : section.entries) {
-    auto folded = lower(entry.key);
-    const auto [it, inserted] = seen.emplace(folded, &entry);
-    if (!inserted) {
-      return invalid(fmt::format("{}: duplicate key `{}` in [{}] (first at line {} as `{}`; ACE's keys ignore case)",
-                                 ini.location(entry.line), entry.key, section.name, it->second->line, it->second->key));
-    }
-    out.push_back(AceKey{std::move(folded), &entry, inherited});
-  }
-  return Status::ok();
-}
-
-Result<ServerConfig> parse_ace_file(const IniFile& ini, const IniSection& ace) {
-  ServerConfig config = default_server_config();
-  config.ace_format = true;
-  for (const auto& section : ini.sections) {
-    if (section.name == kServerSection || section.name == kSemaphoresSection) {
-      config.warnings.push_back(fmt::format("{}: [{}] is ignored: this is an ACE configuration file (it has [{}])",
-                                            ini.location(section.line), section.name, kAceSection));
-    }
-  }
-
-  std::vector<AceKey> keys;
-  if (auto status = fold_keys(ini, ace, false, keys); !status) return status;
-  if (const auto* defaults = ini.find(kAceDefaultSection)) {
-    std::vector<AceKey> inherited;
-    if (auto status = fold_keys(ini, *defaults, true, inherited); !status) return status;
-    for (auto& key : inherited) {
-      const bool overridden =
-          std::any_of(keys.begin(), keys.end(), [&](const AceKey& own) { return own.folded == key.folded; });
-      if (!overridden) keys.push_back(std::move(key));
-    }
-  }
-
-  for (const auto& [key, entry, inherited] : keys) {
-    const bool used = key == "bind_address" || key == "bind_port" || key == "allowed_ipv4" || key == "stats_dir" ||
-                      key.starts_with(kAceSemaphorePrefix);
-    if (used && !entry->has_value) {
-      return invalid(fmt::format("{}: `{}` has no value", ini.location(entry->line), entry->key));
-    }
-    Status status;
-    if (key == "bind_address" || key == "stats_dir") {
-      status = apply_entry(ini, *entry, *find_server_option(key), entry->value, config);
-    } else if (key == "bind_port") {
-      // The table's apply checks the range; it sees the value in its own syntax.
-      auto port = parse_python_int(entry->value);
-      if (port && (*port < 0 || *port > 65535)) {
-        port = invalid(fmt::format("{} is out of range 0..65535", entry->value));
-      }
-      status = port ? apply_entry(ini, *entry, *find_server_option(key), std::to_string(*port), config)
-                    : entry_error(ini, *entry, port.status());
-    } else if (key == "allowed_ipv4") {
-      status = apply_allowed_ipv4(ini, *entry, config);
-    } else if (key.starts_with(kAceSemaphorePrefix)) {
-      status = apply_ace_semaphore(ini, *entry, key, config);
-    } else if (!ace_ignored_key(key) && !inherited) {
-      config.warnings.push_back(
-          fmt::format("{}: unknown key `{}` in [{}] is ignored", ini.location(entry->line), entry->key, kAceSection));
-    }
-    if (!status) return status;
-  }
-  // ACE has one directory; netsem keeps its journal next to the status file.
-  config.data_dir = config.stats_dir;
-  if (auto status = check_semaphore_count(ini, ace.line, config); !status) return status;
   return config;
 }
 

@@ -1,0 +1,56 @@
+// netsem-bench's command line: one table of options (name, value, default,
+// help) from which the parser and --help are both made, the scenarios and
+// their defaults, and the loopback-only rule for the address.
+//
+// Plain values and functions: safe from any thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "connection.h"
+#include "wire.h"
+
+namespace netsem::bench {
+
+enum class Scenario : std::uint8_t { kCycle1, kContended, kSpread, kPipelined, kSessions, kNames, kAce };
+std::optional<Scenario> parse_scenario(std::string_view text);
+std::string_view scenario_name(Scenario scenario);
+
+struct Options {
+  Target target = Target::kNetsem;
+  Scenario scenario = Scenario::kCycle1;
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;  // 0: netsem's default port, or a floor server started for the run
+  bool port_given = false;
+  std::uint64_t clients = 0;             // 0 until defaults are applied
+  std::uint64_t pipeline = 0;            // requests in flight per connection
+  std::uint64_t names = 0;               // distinct names (the names scenario: semaphores to create)
+  std::string name = "bench.contended";  // contended's semaphore
+  std::int64_t limit = 10;               // contended's limit when the bench creates the name
+  std::string prefix = "bench";          // of every other name the bench uses
+  double seconds = 5;
+  double warmup = 1;
+  pid_t server_pid = 0;  // 0: not given
+  bool json = false;
+  bool serve_floor = false;
+  bool help = false;
+};
+
+// Parses argv into `options` and fills the per-scenario defaults. Returns
+// an empty string, or what is wrong with the command line.
+std::string parse_options(int argc, char** argv, Options& options);
+
+// The --help text, made from the option table.
+std::string help_text();
+
+// Resolves a numeric loopback address (127.0.0.0/8 or ::1) and port into
+// `endpoint`. Returns an empty string, or why the host is refused: the
+// generator never loads a machine other than its own.
+std::string loopback_endpoint(std::string_view host, std::uint16_t port, Endpoint& endpoint);
+
+}  // namespace netsem::bench

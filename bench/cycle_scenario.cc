@@ -1,0 +1,223 @@
+// cycle1, contended, spread and pipelined: clients on long-lived connections
+// that acquire and release, over and over. They differ only in the number of
+// clients, the names they share and the requests each keeps in flight, so
+// one driver runs them all. Each client alternates ACQUIRE and RELEASE of
+// its name, keeping --pipeline requests in flight (1: back to back, every
+// request waiting for the answer to the one before). An op is one cycle.
+//
+// contended runs on one semaphore with a limit (--name, --limit): against
+// netsemd, the driver looks it up first and creates it when absent, then
+// deletes it afterwards, so that it works on a server with no configuration.
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "control_client.h"
+#include "scenarios.h"
+#include "wire.h"
+
+namespace netsem::bench {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+class CycleDriver final : public Connection::Listener {
+ public:
+  CycleDriver(const RunContext& context, EventLoop& loop, Measurement& m) : context_(context), m_(m) {
+    const Options& o = context.options;
+    for (std::uint64_t i = 0; i < o.clients; ++i) {
+      Client& client = clients_.emplace_back();
+      client.connection = std::make_unique<Connection>(loop, *this, static_cast<std::size_t>(i));
+      client.wire = make_wire(o.target);
+      client.name = o.scenario == Scenario::kContended ? o.name : client_name(o, i % o.names);
+    }
+  }
+
+  void start() {
+    for (Client& client : clients_) {
+      if (client.connection->connect(context_.endpoint)) {
+        ++live_;
+      } else {
+        m_.error("connect: " + std::string(std::strerror(errno)));
+      }
+    }
+  }
+
+  // Clears the counters as the measured window opens; errors count over
+  // the whole run, warm-up included.
+  void reset() {
+    m_.ops = m_.queued = 0;
+    m_.latency.reset();
+  }
+
+  void stop() {
+    stopping_ = true;
+    for (Client& client : clients_) client.connection->close();
+  }
+
+  bool all_failed() const { return live_ == 0; }
+
+  void on_connected(Connection& connection) override { top_up(clients_[connection.index()]); }
+
+  void on_input(Connection& connection) override {
+    Client& client = clients_[connection.index()];
+    const auto now = Clock::now();
+    std::string_view input = connection.input();
+    const std::size_t before = input.size();
+    while (const auto reply = client.wire->next(input, scratch_)) {
+      switch (*reply) {
+        case Reply::kGranted:
+          m_.latency.record(static_cast<std::uint64_t>((now - client.acquires_sent.front()).count()));
+          client.acquires_sent.pop_front();
+          --client.in_flight;
+          break;
+        case Reply::kQueued:
+          ++m_.queued;
+          break;
+        case Reply::kReleased:
+          ++m_.ops;
+          --client.in_flight;
+          break;
+        case Reply::kDone:
+        case Reply::kError:
+          // The cycle is broken (a RELEASE would follow a refused ACQUIRE):
+          // this client stops.
+          m_.error(client.wire->last_error());
+          connection.consume(before - input.size());
+          connection.close();
+          --live_;
+          return;
+      }
+    }
+    connection.consume(before - input.size());
+    if (!scratch_.empty()) {
+      connection.send(scratch_);
+      scratch_.clear();
+    }
+    top_up(client);
+  }
+
+  void on_closed(Connection&, int error) override {
+    --live_;
+    if (!stopping_) m_.error(error == 0 ? "server closed the connection" : std::string(std::strerror(error)));
+  }
+
+ private:
+  struct Client {
+    std::unique_ptr<Connection> connection;
+    std::unique_ptr<Wire> wire;
+    std::string name;
+    std::uint64_t in_flight = 0;
+    bool next_is_acquire = true;
+    std::deque<Clock::time_point> acquires_sent;  // of the acquires not granted yet
+  };
+
+  void top_up(Client& client) {
+    if (stopping_ || !client.connection->is_connected()) return;
+    const auto now = Clock::now();
+    while (client.in_flight < context_.options.pipeline) {
+      if (client.next_is_acquire) {
+        client.wire->acquire(scratch_, client.name);
+        client.acquires_sent.push_back(now);
+      } else {
+        client.wire->release(scratch_, client.name);
+      }
+      client.next_is_acquire = !client.next_is_acquire;
+      ++client.in_flight;
+    }
+    if (!scratch_.empty()) {
+      client.connection->send(scratch_);
+      scratch_.clear();
+    }
+  }
+
+  const RunContext& context_;
+  Measurement& m_;
+  std::deque<Client> clients_;  // a deque: Clients never move once made
+  std::string scratch_;         // requests being formatted
+  std::uint64_t live_ = 0;
+  bool stopping_ = false;
+};
+
+// contended's semaphore: its limit as the server has it, creating it when
+// absent. Returns whether the bench created it (and must delete it).
+bool prepare_contended(const RunContext& context, Measurement& m) {
+  const Options& o = context.options;
+  auto control = ControlClient::connect(context.endpoint, 2s);
+  if (!control) {
+    m.error("cannot connect to the server");
+    return false;
+  }
+  const auto got = control->request("g GET " + o.name, 2s);
+  // "g OK <value> <max> <holders> <waiters> <kind>"
+  std::vector<std::string> fields;
+  for (std::size_t at = 0; got && at <= got->size();) {
+    const auto space = std::min(got->find(' ', at), got->size());
+    fields.push_back(got->substr(at, space - at));
+    at = space + 1;
+  }
+  if (fields.size() != 7 || fields[1] != "OK") {
+    m.error("GET " + o.name + ": " + got.value_or("no answer"));
+    return false;
+  }
+  if (fields[6] != "absent") {
+    m.limit = std::stoll(fields[3]);
+    if (*m.limit != o.limit) {
+      m.notes.push_back(o.name + " is " + fields[6] + " with limit " + fields[3] + ", not " + std::to_string(o.limit));
+    }
+    return false;
+  }
+  const auto created = control->request("c CREATE " + o.name + " " + std::to_string(o.limit), 2s);
+  if (created != "c OK") {
+    m.error("CREATE " + o.name + ": " + created.value_or("no answer"));
+    return false;
+  }
+  m.limit = o.limit;
+  m.notes.push_back(o.name + " was not on the server: created with limit " + std::to_string(o.limit) +
+                    " for the run, deleted after");
+  return true;
+}
+
+void delete_contended(const RunContext& context, Measurement& m) {
+  // The server sees the clients' connections end in its own time: until it
+  // has, the semaphore is still held and DELETE is BUSY.
+  auto control = ControlClient::connect(context.endpoint, 2s);
+  for (int attempt = 0; control && attempt < 50; ++attempt) {
+    const auto answer = control->request("d DELETE " + context.options.name, 2s);
+    if (answer == "d OK") return;
+    if (!answer || answer->find("BUSY") == std::string::npos) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  m.notes.push_back("could not delete " + context.options.name + " after the run");
+}
+
+}  // namespace
+
+Measurement run_cycles(const RunContext& context) {
+  Measurement m;
+  m.op = context.options.scenario == Scenario::kPipelined ? "cycle (acquire + release, pipelined)"
+                                                          : "cycle (acquire + release, two round trips)";
+  const bool contended_on_netsem =
+      context.options.scenario == Scenario::kContended && context.options.target == Target::kNetsem;
+  bool created = false;
+  if (contended_on_netsem) {
+    created = prepare_contended(context, m);
+    if (m.errors != 0) return m;
+  }
+  {
+    EventLoop loop;
+    CycleDriver driver(context, loop, m);
+    driver.start();
+    run_warmup_and_window(
+        loop, context, m, [&] { driver.reset(); }, [&] { return driver.all_failed(); });
+    driver.stop();
+  }
+  if (created) delete_contended(context, m);
+  return m;
+}
+
+}  // namespace netsem::bench

@@ -1,0 +1,142 @@
+// The netsem and floor wires (see wire.h). Both send the same request
+// lines; they differ in how replies are matched to requests: netsem by the
+// answer's tag (one letter per kind of request), the floor by order.
+#include "wire.h"
+
+#include <cassert>
+#include <deque>
+
+#include "floor_server.h"
+#include "protocol/codec.h"
+
+namespace netsem::bench {
+
+namespace {
+
+// Takes one line (without "\n" or "\r") off `input`; false when none is whole.
+bool take_line(std::string_view& input, std::string_view& line) {
+  const auto newline = input.find('\n');
+  if (newline == std::string_view::npos) return false;
+  line = input.substr(0, newline);
+  input.remove_prefix(newline + 1);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  return true;
+}
+
+void append_request(std::string& out, std::string_view tag_and_verb, std::string_view name) {
+  out.append(tag_and_verb);
+  out.append(name);
+  out.push_back('\n');
+}
+
+class NetsemWire final : public Wire {
+ public:
+  void acquire(std::string& out, std::string_view name) override { append_request(out, "a ACQUIRE ", name); }
+  void release(std::string& out, std::string_view name) override { append_request(out, "r RELEASE ", name); }
+  void create(std::string& out, std::string_view name, std::int64_t limit) override {
+    out.append("c CREATE ");
+    out.append(name);
+    out.push_back(' ');
+    out.append(std::to_string(limit));
+    out.push_back('\n');
+  }
+  void remove(std::string& out, std::string_view name) override { append_request(out, "d DELETE ", name); }
+
+  std::optional<Reply> next(std::string_view& input, std::string&) override {
+    std::string_view line;
+    if (!take_line(input, line)) return std::nullopt;
+    protocol::Answer answer;
+    if (!protocol::parse_answer(line, answer) || answer.tag.size() != 1) return error(line);
+    if (answer.type == protocol::AnswerType::kQueued && answer.tag == "a") return Reply::kQueued;
+    if (answer.type != protocol::AnswerType::kOk) return error(line);
+    switch (answer.tag[0]) {
+      case 'a':
+        return Reply::kGranted;
+      case 'r':
+        return Reply::kReleased;
+      case 'c':
+      case 'd':
+        return Reply::kDone;
+      default:
+        return error(line);
+    }
+  }
+
+ private:
+  Reply error(std::string_view line) {
+    last_error_.assign(line);
+    return Reply::kError;
+  }
+};
+
+class FloorWire final : public Wire {
+ public:
+  void acquire(std::string& out, std::string_view name) override {
+    append_request(out, "a ACQUIRE ", name);
+    expected_.push_back(Reply::kGranted);
+  }
+  void release(std::string& out, std::string_view name) override {
+    append_request(out, "r RELEASE ", name);
+    expected_.push_back(Reply::kReleased);
+  }
+  void create(std::string& out, std::string_view name, std::int64_t) override {
+    append_request(out, "c CREATE ", name);
+    expected_.push_back(Reply::kDone);
+  }
+  void remove(std::string& out, std::string_view name) override {
+    append_request(out, "d DELETE ", name);
+    expected_.push_back(Reply::kDone);
+  }
+
+  std::optional<Reply> next(std::string_view& input, std::string&) override {
+    std::string_view line;
+    if (!take_line(input, line)) return std::nullopt;
+    if (expected_.empty() || line.size() + 1 != kFloorReply.size()) {
+      last_error_ = "unexpected floor reply: ";
+      last_error_.append(line);
+      return Reply::kError;
+    }
+    const Reply reply = expected_.front();
+    expected_.pop_front();
+    return reply;
+  }
+
+ private:
+  std::deque<Reply> expected_;
+};
+
+}  // namespace
+
+std::optional<Target> parse_target(std::string_view text) {
+  if (text == "netsem") return Target::kNetsem;
+  if (text == "floor") return Target::kFloor;
+  if (text == "redis") return Target::kRedis;
+  return std::nullopt;
+}
+
+std::string_view target_name(Target target) {
+  switch (target) {
+    case Target::kNetsem:
+      return "netsem";
+    case Target::kFloor:
+      return "floor";
+    case Target::kRedis:
+      return "redis";
+  }
+  return "?";
+}
+
+std::unique_ptr<Wire> make_wire(Target target) {
+  switch (target) {
+    case Target::kNetsem:
+      return std::make_unique<NetsemWire>();
+    case Target::kFloor:
+      return std::make_unique<FloorWire>();
+    case Target::kRedis:
+      break;
+  }
+  assert(false && "target not implemented");
+  return nullptr;
+}
+
+}  // namespace netsem::bench

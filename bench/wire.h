@@ -1,0 +1,69 @@
+// Wire: what the scenarios' abstract steps (acquire, release, create,
+// remove a semaphore) are on the wire of one target, and what its replies
+// mean. The scenarios drive every target the same way, so that netsem, the
+// floor and (later) Redis are measured with the same generator, the same
+// connections and the same request pattern.
+//
+// Targets:
+//  - netsem: protocol v1 (docs/protocol.md).
+//  - floor: the built-in echo server (floor_server.h). The requests are the
+//    very same netsem lines; every line is answered by one fixed-size line,
+//    so a floor "acquire" is one plain round trip of the same shape. It is
+//    the physical limit of the loopback and the kernel for this traffic.
+//  - redis: reserved for the Redis counting-semaphore recipe; a multi-step
+//    recipe fits this interface because next() may write follow-up requests.
+//
+// One Wire per connection (a wire may keep per-connection state, such as
+// which replies it still expects). Thread safety: none.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace netsem::bench {
+
+enum class Target : std::uint8_t { kNetsem, kFloor, kRedis };
+std::optional<Target> parse_target(std::string_view text);
+std::string_view target_name(Target target);
+
+// What a reply means to the scenario. Replies to a connection's requests
+// come in the order the requests were sent, except that a queued acquire is
+// answered kQueued first and kGranted later.
+enum class Reply : std::uint8_t {
+  kGranted,   // the acquire holds its permit
+  kQueued,    // the acquire waits; kGranted follows
+  kReleased,  // the release is done
+  kDone,      // a create or remove succeeded
+  kError,     // refused: last_error() says why
+};
+
+class Wire {
+ public:
+  virtual ~Wire() = default;
+
+  // Append one request to `out`. Names are plain printable ASCII without
+  // spaces or `%` (the scenarios make them so), sent as they are.
+  virtual void acquire(std::string& out, std::string_view name) = 0;
+  virtual void release(std::string& out, std::string_view name) = 0;
+  virtual void create(std::string& out, std::string_view name, std::int64_t limit) = 0;
+  virtual void remove(std::string& out, std::string_view name) = 0;
+
+  // Takes the first complete reply off `input` (advancing it past it) and
+  // says what it means; nullopt when no complete reply is buffered. A
+  // multi-step recipe may append follow-up requests to `out`.
+  virtual std::optional<Reply> next(std::string_view& input, std::string& out) = 0;
+
+  // The last reply that meant kError, for the report.
+  const std::string& last_error() const { return last_error_; }
+
+ protected:
+  std::string last_error_;
+};
+
+// REQUIRES: a target that is implemented (not kRedis yet).
+std::unique_ptr<Wire> make_wire(Target target);
+
+}  // namespace netsem::bench

@@ -1,0 +1,110 @@
+// Client::Impl: the state behind a netsem::Client (include/netsem/client.h),
+// that is its options, the shared Connection (connection.h), the host-wide
+// LocalSemaphores (local_semaphores.h), the grant counters and the flags this
+// process set, with the steps the public calls share: asking the server, and
+// falling back to the local semaphore. client.cc implements the semaphore
+// calls and these steps; client_flags.cc the flag calls. The few checks both
+// files make are declared here too.
+//
+// Thread safety: every Client call runs on its caller's thread. `options` is
+// read-only after Client::create(); Connection and LocalSemaphores are safe
+// from any thread; the counters are atomic; the flags are guarded by
+// flags_mutex.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "client/connection.h"
+#include "client/local_semaphores.h"
+#include "netsem/client.h"
+#include "netsem/status.h"
+
+namespace netsem {
+
+namespace client {
+
+// A `$` name: host-local, never sent to a server.
+bool is_local_name(std::string_view name);
+// kInvalidArgument unless `name` is a valid semaphore name; a `$` name
+// follows the rules of the rest of it.
+Status check_api_name(std::string_view name);
+// True for a status that means no server could be asked (kUnavailable,
+// kShutdown): the caller may fall back to the local semaphore.
+bool is_connection_failure(const Status& status);
+
+// When a call with `timeout` (nullopt: none) must give up.
+class Deadline {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using milliseconds = std::chrono::milliseconds;
+
+  explicit Deadline(std::optional<milliseconds> timeout)
+      : forever_(!timeout), at_(Clock::now() + timeout.value_or(milliseconds(0))) {}
+  // What is left of the timeout: nullopt for none, never negative.
+  std::optional<milliseconds> remaining() const {
+    if (forever_) return std::nullopt;
+    return std::max(milliseconds(0), std::chrono::ceil<milliseconds>(at_ - Clock::now()));
+  }
+
+ private:
+  bool forever_;
+  Clock::time_point at_;
+};
+
+}  // namespace client
+
+struct Client::Impl {
+  ClientOptions options;
+  std::shared_ptr<client::LocalSemaphores> local;
+  std::shared_ptr<client::Connection> connection;
+  std::atomic<std::uint64_t> local_grants{0};
+  std::atomic<std::uint64_t> remote_grants{0};
+
+  std::mutex flags_mutex;
+  std::condition_variable flags_cv;                    // with flags_mutex: a set_flag finished
+  std::map<std::string, Permit, std::less<>> flags;    // guarded by flags_mutex: flags this process set
+  std::set<std::string, std::less<>> flags_being_set;  // guarded by flags_mutex
+
+  // The local limit of a non-`$` name while no server is reachable, or an
+  // error under the policy `fail`.
+  Result<std::int64_t> fallback_limit(std::string_view name) const;
+
+  // The local limit of `name`: a `$` name's own, else its fallback's.
+  Result<std::int64_t> local_limit(std::string_view name) const;
+
+  // One request and its final answer; kUnavailable when not connected.
+  Result<client::Reply> round_trip(const std::string& request) const;
+
+  // ACQUIRE or WAIT on the server: its grant, its final refusal, or nullopt
+  // when there is no session to ask or it ended meanwhile (the server drops
+  // a queued request with its session): then the caller falls back.
+  struct Grant {
+    std::uint64_t fence = 0;
+    std::uint64_t session = 0;
+  };
+  std::optional<Result<Grant>> take_remote(std::string_view verb, std::string_view name, const AcquireOptions& how,
+                                           std::optional<std::chrono::milliseconds> timeout);
+
+  // Takes `count` permits of the local semaphore `name` as a Permit that
+  // gives them back.
+  Result<Permit> local_acquire(std::string_view name, std::int64_t limit, std::int64_t count,
+                               std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel);
+
+  // Consumes `count` permits of the local semaphore `name`.
+  Status local_wait(std::string_view name, std::int64_t limit, std::int64_t count,
+                    std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel);
+};
+
+}  // namespace netsem

@@ -1,0 +1,364 @@
+// LocalRegistry (see local_registry.h): the registry files that map a local
+// semaphore's name to its System V semaphore, the flock that serializes
+// their readers and writers, and the checks that tell a live entry from a
+// stale one. local_semaphores.cc counts and blocks on the ids found here.
+//
+// Registry file, one per name (the key goes last so it may hold any byte):
+//   netsem-local 1
+//   id 32769
+//   ctime 1712345678
+//   limit 2
+//   key $build-slots
+// `ctime` is the semaphore's sem_ctime when recorded. System V ids are reused
+// (after IPC_RMID, and from zero after a reboot); an id whose owner, size or
+// sem_ctime differs is someone else's semaphore, so the entry is stale.
+#include "client/local_registry.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <optional>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/sem.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+namespace netsem::client {
+
+Status local_detail::io_error(std::string_view what, int err) {
+  return Status(StatusCode::kIoError, fmt::format("{}: {}", what, std::strerror(err)));
+}
+
+using local_detail::errno_error;
+using local_detail::io_error;
+
+namespace {
+
+constexpr std::string_view kMagic = "netsem-local 1";
+// Keys sharing a 64-bit hash are vanishingly rare; this only bounds the scan.
+constexpr int kMaxCollisions = 64;
+constexpr std::size_t kMaxRecordBytes = 4096;
+
+// glibc leaves the fourth semctl argument's type to the caller.
+union semun {
+  int val;
+  struct semid_ds* buf;
+  unsigned short* array;
+};
+
+std::uint64_t fnv1a64(std::string_view bytes) {
+  std::uint64_t hash = 0xcbf29ce484222325ULL;
+  for (const char c : bytes) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 0x100000001b3ULL;
+  }
+  return hash;
+}
+
+struct Record {
+  int id = -1;
+  std::time_t ctime = 0;
+  std::int64_t limit = 0;
+  std::string key;
+};
+
+std::string format_record(const Record& record) {
+  return fmt::format("{}\nid {}\nctime {}\nlimit {}\nkey {}\n", kMagic, record.id, record.ctime, record.limit,
+                     record.key);
+}
+
+// One "<word> <integer>\n" line of a record; advances `text` past it.
+template <typename Int>
+bool parse_field(std::string_view& text, std::string_view word, Int& out) {
+  const auto eol = text.find('\n');
+  if (eol == std::string_view::npos) return false;
+  const auto line = text.substr(0, eol);
+  if (line.size() <= word.size() + 1 || line.substr(0, word.size()) != word || line[word.size()] != ' ') return false;
+  const auto digits = line.substr(word.size() + 1);
+  const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), out);
+  text.remove_prefix(eol + 1);
+  return ec == std::errc() && ptr == digits.data() + digits.size();
+}
+
+// nullopt for anything but a whole record: an empty file (a creator died
+// before writing) or a torn write is treated as no entry.
+std::optional<Record> parse_record(std::string_view text) {
+  Record record;
+  if (text.substr(0, kMagic.size() + 1) != fmt::format("{}\n", kMagic)) return std::nullopt;
+  text.remove_prefix(kMagic.size() + 1);
+  std::int64_t ctime = 0;
+  if (!parse_field(text, "id", record.id) || !parse_field(text, "ctime", ctime) ||
+      !parse_field(text, "limit", record.limit)) {
+    return std::nullopt;
+  }
+  if (record.id < 0 || record.limit < 1 || record.limit > LocalRegistry::kMaxLimit) return std::nullopt;
+  record.ctime = static_cast<std::time_t>(ctime);
+  if (text.substr(0, 4) != "key " || text.size() < 6 || text.back() != '\n') return std::nullopt;
+  record.key = std::string(text.substr(4, text.size() - 5));
+  return record;
+}
+
+// sem_ctime of `id` when it is a one-semaphore set of this user; nullopt when
+// the id is gone or is not such a set.
+std::optional<std::time_t> own_semaphore_ctime(int id) {
+  struct semid_ds ds {};
+  semun arg{};
+  arg.buf = &ds;
+  if (::semctl(id, 0, IPC_STAT, arg) != 0) return std::nullopt;
+  if (ds.sem_perm.uid != ::geteuid() || ds.sem_perm.cuid != ::geteuid() || ds.sem_nsems != 1) return std::nullopt;
+  return ds.sem_ctime;
+}
+
+Result<std::string> read_all(int fd, const std::filesystem::path& file) {
+  std::string text(kMaxRecordBytes, '\0');
+  std::size_t size = 0;
+  while (size < text.size()) {
+    const auto n = ::pread(fd, text.data() + size, text.size() - size, static_cast<off_t>(size));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error("{}: cannot read", file.native());
+    if (n == 0) break;
+    size += static_cast<std::size_t>(n);
+  }
+  text.resize(size);
+  return text;
+}
+
+Status write_all(int fd, const std::filesystem::path& file, std::string_view text) {
+  if (::ftruncate(fd, 0) != 0) return errno_error("{}: cannot truncate", file.native());
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const auto n = ::pwrite(fd, text.data() + done, text.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error("{}: cannot write", file.native());
+    done += static_cast<std::size_t>(n);
+  }
+  return Status::ok();
+}
+
+Status lock_file(int fd, const std::filesystem::path& file) {
+  while (::flock(fd, LOCK_EX) != 0) {
+    if (errno != EINTR) return errno_error("{}: cannot lock", file.native());
+  }
+  return Status::ok();
+}
+
+// Opens and locks `file` (created when `create`), retrying when remove_all()
+// unlinked it between our open and our lock: a record written to an
+// unlinked file would be lost to every other process.
+Result<LocalRegistry::LockedFile> open_locked(const std::filesystem::path& file, bool create) {
+  for (;;) {
+    const int fd = ::open(file.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0600);
+    if (fd < 0) return errno_error("{}: cannot open", file.native());
+    if (auto status = lock_file(fd, file); !status) {
+      ::close(fd);
+      return status;
+    }
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      const int err = errno;
+      ::close(fd);
+      return io_error(fmt::format("{}: cannot stat", file.native()), err);
+    }
+    if (st.st_nlink > 0) return LocalRegistry::LockedFile(fd);
+    ::close(fd);
+  }
+}
+
+// Sets `id` to `limit` free permits and returns its new sem_ctime.
+Result<std::time_t> set_value(int id, std::int64_t limit) {
+  semun arg{};
+  arg.val = static_cast<int>(limit);
+  if (::semctl(id, 0, SETVAL, arg) != 0) return errno_error("semctl(SETVAL) of semaphore {}", id);
+  const auto ctime = own_semaphore_ctime(id);
+  if (!ctime) return errno_error("semctl(IPC_STAT) of semaphore {}", id);
+  return *ctime;
+}
+
+// Makes a new semaphore with `limit` free permits.
+Result<Record> make_semaphore(std::string_view key, std::int64_t limit) {
+  const int id = ::semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+  if (id < 0) {
+    return errno_error("semget for local semaphore `{}` (see `ipcs -s` and docs/local-semaphores.md)", key);
+  }
+  auto ctime = set_value(id, limit);
+  if (!ctime) {
+    ::semctl(id, 0, IPC_RMID);
+    return ctime.status();
+  }
+  return Record{.id = id, .ctime = *ctime, .limit = limit, .key = std::string(key)};
+}
+
+// Replaces an idle semaphore by one with `limit` free permits and records it
+// in `file`, so that every process notices through its cached id going away
+// (SETVAL in place could leave sem_ctime unchanged within the same second).
+// Taking every permit at once proves nobody holds one and keeps late
+// arrivals out; SEM_UNDO gives them back if we die before the switch. False,
+// leaving everything as it was, while the semaphore is in use.
+bool replace_if_idle(Record& record, std::int64_t limit, int fd, const std::filesystem::path& file) {
+  if (::semctl(record.id, 0, GETNCNT) != 0) return false;
+  sembuf take_all{0, static_cast<short>(-record.limit), IPC_NOWAIT | SEM_UNDO};
+  if (::semop(record.id, &take_all, 1) != 0) return false;
+  auto made = make_semaphore(record.key, limit);
+  if (!made || ::semctl(record.id, 0, GETVAL) != 0 || !write_all(fd, file, format_record(*made)).is_ok()) {
+    if (made) ::semctl(made->id, 0, IPC_RMID);
+    sembuf give_back{0, static_cast<short>(record.limit), SEM_UNDO};
+    ::semop(record.id, &give_back, 1);
+    // A failed write may have cut the file: put the old record back.
+    (void)write_all(fd, file, format_record(record));
+    return false;
+  }
+  ::semctl(record.id, 0, IPC_RMID);  // late arrivals wake with EIDRM and look again
+  record = std::move(*made);
+  return true;
+}
+
+bool is_entry_file_name(const std::string& name) {
+  if (name.size() < 16 || !std::all_of(name.begin(), name.begin() + 16,
+                                       [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); })) {
+    return false;
+  }
+  if (name.size() == 16) return true;
+  return name[16] == '-' && name.size() > 17 &&
+         std::all_of(name.begin() + 17, name.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+}  // namespace
+
+LocalRegistry::LocalRegistry(std::filesystem::path dir) : dir_(std::move(dir)) {}
+
+LocalRegistry::LockedFile::~LockedFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool LocalRegistry::is_live(int id, std::time_t ctime) {
+  return own_semaphore_ctime(id) == ctime;
+}
+
+Result<LocalRegistry::LockedFile> LocalRegistry::lock_entry(const std::filesystem::path& file) {
+  return open_locked(file, /*create=*/false);
+}
+
+std::string LocalRegistry::entry_file_name(std::string_view key) {
+  return fmt::format("{:016x}", fnv1a64(key));
+}
+
+Status LocalRegistry::check_dir() {
+  if (dir_checked_) return Status::ok();
+  int rc = ::mkdir(dir_.c_str(), 0700);
+  if (rc != 0 && errno == ENOENT) {
+    std::error_code ignored;  // the mkdir below reports the failure
+    std::filesystem::create_directories(dir_.parent_path(), ignored);
+    rc = ::mkdir(dir_.c_str(), 0700);
+  }
+  if (rc != 0 && errno != EEXIST) return errno_error("{}: cannot create", dir_.native());
+  // lstat, not stat: in a shared /tmp, someone else's symlink must not
+  // redirect our registry.
+  struct stat st {};
+  if (::lstat(dir_.c_str(), &st) != 0) return errno_error("{}: cannot stat", dir_.native());
+  if (!S_ISDIR(st.st_mode)) {
+    return Status(StatusCode::kIoError, fmt::format("{}: not a directory", dir_.native()));
+  }
+  if (st.st_uid != ::geteuid()) {
+    return Status(StatusCode::kIoError,
+                  fmt::format("{}: owned by uid {}, not by this user ({}); refusing it as the local semaphore "
+                              "registry",
+                              dir_.native(), st.st_uid, ::geteuid()));
+  }
+  if ((st.st_mode & 022) != 0) {
+    return Status(StatusCode::kIoError, fmt::format("{}: others may write it (mode {:o}); refusing it as the local "
+                                                    "semaphore registry (chmod 700 it)",
+                                                    dir_.native(), st.st_mode & 07777));
+  }
+  dir_checked_ = true;
+  return Status::ok();
+}
+
+Result<LocalRegistry::Entry> LocalRegistry::find_or_make(std::string_view key, std::int64_t limit) {
+  if (auto status = check_dir(); !status) return status;
+  const std::string base = entry_file_name(key);
+  for (int slot = 0; slot < kMaxCollisions; ++slot) {
+    const auto file = dir_ / (slot == 0 ? base : fmt::format("{}-{}", base, slot));
+    const auto guard = open_locked(file, /*create=*/true);  // closing it releases the flock
+    if (!guard) return guard.status();
+    auto text = read_all(guard->get(), file);
+    if (!text) return text.status();
+    auto record = parse_record(*text);
+    if (record && record->key != key) continue;  // another key with the same hash
+    if (record && is_live(record->id, record->ctime)) {
+      if (record->limit != limit) replace_if_idle(*record, limit, guard->get(), file);
+      return Entry{.id = record->id, .ctime = record->ctime, .limit = record->limit, .file = file};
+    }
+    // Missing, torn or stale: the old id, if any, is gone or someone else's.
+    auto made = make_semaphore(key, limit);
+    if (!made) return made.status();
+    if (auto status = write_all(guard->get(), file, format_record(*made)); !status) {
+      ::semctl(made->id, 0, IPC_RMID);
+      return status;
+    }
+    return Entry{.id = made->id, .ctime = made->ctime, .limit = made->limit, .file = file};
+  }
+  return Status(StatusCode::kInternal,
+                fmt::format("{}: {} registry entries share the hash of `{}`", dir_.native(), kMaxCollisions, key));
+}
+
+Status LocalRegistry::remove(std::string_view key) {
+  if (auto status = check_dir(); !status) return status;
+  const std::string base = entry_file_name(key);
+  for (int slot = 0; slot < kMaxCollisions; ++slot) {
+    const auto file = dir_ / (slot == 0 ? base : fmt::format("{}-{}", base, slot));
+    if (::access(file.c_str(), F_OK) != 0) return Status::ok();
+    const auto guard = open_locked(file, /*create=*/false);
+    if (!guard) return guard.status();
+    auto text = read_all(guard->get(), file);
+    if (!text) return text.status();
+    const auto record = parse_record(*text);
+    if (!record || record->key != key) continue;
+    // The record stays: a stale entry is what the next use recreates from,
+    // and deleting the file could reorder a chain of colliding keys.
+    if (is_live(record->id, record->ctime) && ::semctl(record->id, 0, IPC_RMID) != 0) {
+      return errno_error("semctl(IPC_RMID) of semaphore {}", record->id);
+    }
+    return Status::ok();
+  }
+  return Status::ok();
+}
+
+Status LocalRegistry::remove_all() {
+  if (auto status = check_dir(); !status) return status;
+  // Listed first: unlinking while iterating may skip entries.
+  std::vector<std::filesystem::path> files;
+  std::error_code ec;
+  for (const auto& item : std::filesystem::directory_iterator(dir_, ec)) {
+    if (is_entry_file_name(item.path().filename().string())) files.push_back(item.path());
+  }
+  if (ec) return io_error(fmt::format("{}: cannot list", dir_.native()), ec.value());
+  Status first_error;
+  for (const auto& file : files) {
+    const auto guard = open_locked(file, /*create=*/false);
+    if (!guard) {
+      if (first_error.is_ok()) first_error = guard.status();
+      continue;
+    }
+    auto text = read_all(guard->get(), file);
+    const auto record = text ? parse_record(*text) : std::nullopt;
+    if (record && is_live(record->id, record->ctime) && ::semctl(record->id, 0, IPC_RMID) != 0 && first_error.is_ok()) {
+      first_error = errno_error("semctl(IPC_RMID) of semaphore {}", record->id);
+    }
+    // Unlinked while locked: open_locked() sends anyone queued on this lock
+    // back to a fresh file.
+    if (::unlink(file.c_str()) != 0 && first_error.is_ok()) {
+      first_error = errno_error("{}: cannot remove", file.native());
+    }
+  }
+  return first_error;
+}
+
+}  // namespace netsem::client

@@ -1,0 +1,121 @@
+// LocalRegistry: the directory that maps each local semaphore's name to its
+// System V semaphore, for LocalSemaphores (local_semaphores.h), which counts
+// and blocks on the ids it finds here.
+//
+// System V keys are small integers, so every name has a registry file, named
+// after a hash of the name, recording the id of the semaphore made for it
+// (the file format is in local_registry.cc and docs/local-semaphores.md). A
+// file is only read or written under its flock, so every process of the user
+// agrees on one semaphore per name. An entry is stale when its id is gone or
+// has been reused for another semaphore (ids are reused after IPC_RMID and
+// from zero after a reboot); is_live() tells, and find_or_make() replaces a
+// stale entry with a fresh semaphore.
+//
+// Thread safety: the static functions from any thread. The other methods
+// record that the directory was checked, so one object is used under one
+// lock held by its owner (LocalSemaphores::mutex_); other objects and other
+// processes are kept in step by the file locks.
+#pragma once
+
+#include <cerrno>
+#include <cstdint>
+#include <ctime>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "netsem/status.h"
+
+namespace netsem::client {
+
+namespace local_detail {
+
+// kIoError "<what>: <strerror(err)>".
+Status io_error(std::string_view what, int err);
+
+// io_error for the errno a failed system call just left. The arguments must
+// not allocate (pass path.native(), not path.string()), so errno is intact.
+template <typename... Args>
+Status errno_error(fmt::format_string<Args...> format, Args&&... args) {
+  const int err = errno;
+  return io_error(fmt::format(format, std::forward<Args>(args)...), err);
+}
+
+}  // namespace local_detail
+
+class LocalRegistry {
+ public:
+  // The largest value a System V semaphore holds (SEMVMX): no entry records
+  // a larger limit.
+  static constexpr std::int64_t kMaxLimit = 32767;
+
+  // Where one name's semaphore is, as its registry file records it.
+  struct Entry {
+    int id = -1;
+    std::time_t ctime = 0;       // sem_ctime when recorded: tells a reused id apart
+    std::int64_t limit = 0;      // the semaphore's recorded limit
+    std::filesystem::path file;  // its registry file
+  };
+
+  // A registry file, open and flocked until this object is destroyed.
+  class LockedFile {
+   public:
+    explicit LockedFile(int fd) : fd_(fd) {}
+    LockedFile(LockedFile&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    LockedFile& operator=(LockedFile&&) = delete;
+    ~LockedFile();
+    int get() const { return fd_; }
+
+   private:
+    int fd_;
+  };
+
+  // The registry in `dir`, which is created (mode 0700) on first use when
+  // missing. A directory that is not owned by this user, or that others may
+  // write, is refused: every method but the static ones then fails with
+  // kIoError.
+  explicit LocalRegistry(std::filesystem::path dir);
+
+  const std::filesystem::path& dir() const { return dir_; }
+
+  // The registry file of `key`: 16 hex digits of its 64-bit FNV-1a hash
+  // (a colliding key gets "-1", "-2", ... appended).
+  static std::string entry_file_name(std::string_view key);
+
+  // True when `id` is still the semaphore an entry recorded with sem_ctime
+  // `ctime`: a one-semaphore set of this user with that sem_ctime.
+  static bool is_live(int id, std::time_t ctime);
+
+  // The semaphore of `key`, made with `limit` free permits when its entry is
+  // missing, torn or stale. A live semaphore recorded with another limit is
+  // replaced by one with `limit` free permits only while it is idle (all
+  // permits free, nobody waiting); otherwise it keeps its limit, which the
+  // entry returned says. REQUIRES: !key.empty(), 1 <= limit <= kMaxLimit.
+  // Errors: kIoError (directory, file or kernel), kInternal (too many keys
+  // share the hash of `key`).
+  Result<Entry> find_or_make(std::string_view key, std::int64_t limit);
+
+  // Opens and locks the registry file `file` of an entry, for a caller that
+  // must keep other processes off that entry for a while (posters check the
+  // value and add to it under this lock). kIoError when it cannot.
+  static Result<LockedFile> lock_entry(const std::filesystem::path& file);
+
+  // Removes `key`'s semaphore, keeping its (now stale) entry. OK when there
+  // is none.
+  Status remove(std::string_view key);
+  // Removes every semaphore of the registry and every registry file (the
+  // directory stays). Goes on after an error and returns the first one.
+  Status remove_all();
+
+ private:
+  // Creates the registry directory or checks the existing one.
+  Status check_dir();
+
+  std::filesystem::path dir_;
+  bool dir_checked_ = false;
+};
+
+}  // namespace netsem::client

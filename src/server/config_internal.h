@@ -1,0 +1,46 @@
+// What the two configuration loaders share: config.cc (the [server] option
+// table, netsem's own format and parse_server_config, which picks the format)
+// and ace_config.cc (ACE's format). Both report a bad value the same way and
+// apply it through the same option table, so a value means the same in either
+// file. Private to those two files; config.h is the interface.
+//
+// Thread safety: pure functions over values.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/ini.h"
+#include "netsem/status.h"
+#include "server/config.h"
+
+namespace netsem::server::config_detail {
+
+inline constexpr std::string_view kServerSection = "server";
+inline constexpr std::string_view kSemaphoresSection = "semaphores";
+inline constexpr std::string_view kAceSection = "service_network_semaphore";
+// A defined semaphore's limit is 1..kMaxLimit in either format.
+inline constexpr std::int64_t kMaxLimit = 2147483647;
+inline constexpr std::string_view kNameRules = "1-255 bytes of UTF-8, no control characters, not starting with `$`";
+
+// kInvalidArgument with `message`.
+Status invalid(std::string message);
+// kInvalidArgument "file:line: key: <error's message>", with hints for the
+// configparser rules that surprise (a continued value, an inline comment).
+Status entry_error(const IniFile& ini, const IniEntry& entry, const Status& error);
+// Applies `value` (the entry's, or its translation) through spec.apply;
+// errors as entry_error.
+Status apply_entry(const IniFile& ini, const IniEntry& entry, const OptionSpec& spec, std::string_view value,
+                   ServerConfig& config);
+// `text` lower-cased byte by byte (std::tolower).
+std::string lower(std::string_view text);
+// kInvalidArgument at `line` when more semaphores are defined than
+// max_semaphores allows.
+Status check_semaphore_count(const IniFile& ini, int line, const ServerConfig& config);
+
+// Reads an ACE file, `ace` being its [service_network_semaphore] section, as
+// config.h's parse_server_config describes (ace_config.cc).
+Result<ServerConfig> parse_ace_file(const IniFile& ini, const IniSection& ace);
+
+}  // namespace netsem::server::config_detail

@@ -1,0 +1,248 @@
+// The on-disk format of the journal, the snapshot and the fences file (see
+// journal_format.h and docs/durability.md): the encoders FileJournal appends
+// with, and the pure readers recovery, the tests and the fuzzer replay with.
+// No I/O here: file_journal.cc reads and writes the bytes.
+#include "server/journal_format.h"
+
+#include <fmt/format.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cassert>
+#include <optional>
+
+namespace netsem::server {
+
+namespace jf = journal_format;
+
+std::string_view replay_stop_name(ReplayStop stop) {
+  switch (stop) {
+    case ReplayStop::kCleanEnd:
+      return "clean end";
+    case ReplayStop::kTornTail:
+      return "torn tail";
+    case ReplayStop::kChecksumMismatch:
+      return "checksum mismatch";
+    case ReplayStop::kBadRecord:
+      return "bad record";
+    case ReplayStop::kBadHeader:
+      return "bad header";
+  }
+  return "unknown";
+}
+
+namespace {
+
+std::uint32_t crc_of(std::string_view bytes) {
+  // Bodies are at most kMaxRecordBody bytes, far below uInt's range.
+  return static_cast<std::uint32_t>(
+      ::crc32(::crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size())));
+}
+
+void put_u16(std::string& out, std::uint16_t v) {
+  out.push_back(static_cast<char>(v & 0xff));
+  out.push_back(static_cast<char>(v >> 8));
+}
+void put_u32(std::string& out, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void put_u64(std::string& out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+std::uint64_t get_le(std::string_view bytes, std::size_t at, int width) {
+  std::uint64_t v = 0;
+  for (int i = width - 1; i >= 0; --i) {
+    v = (v << 8) | static_cast<unsigned char>(bytes[at + static_cast<std::size_t>(i)]);
+  }
+  return v;
+}
+
+std::string_view magic_of(jf::FileKind kind) {
+  switch (kind) {
+    case jf::FileKind::kJournal:
+      return "nsemjrnl";
+    case jf::FileKind::kSnapshot:
+      return "nsemsnap";
+    case jf::FileKind::kFences:
+      return "nsemfenc";
+  }
+  return "";
+}
+
+bool valid_state(const CreatedState& state) {
+  return state.value >= 0 && state.value <= state.max;
+}
+
+// Records are built in place in `out` (the batch, or a whole snapshot):
+// begin_record reserves the prefix, finish_record fills it in once the body
+// is there. No temporary per record: a snapshot of a million entries is
+// built in one buffer.
+std::size_t begin_record(std::string& out, jf::RecordType type) {
+  const std::size_t start = out.size();
+  out.append(jf::kRecordPrefixSize, '\0');
+  out.push_back(static_cast<char>(type));
+  return start;
+}
+
+void finish_record(std::string& out, std::size_t start) {
+  const std::string_view body = std::string_view(out).substr(start + jf::kRecordPrefixSize);
+  const auto length = static_cast<std::uint32_t>(body.size());
+  const std::uint32_t crc = crc_of(body);
+  for (std::size_t i = 0; i < 4; ++i) {
+    out[start + i] = static_cast<char>((length >> (8 * i)) & 0xff);
+    out[start + 4 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
+  }
+}
+
+void put_name(std::string& out, std::string_view name) {
+  assert(!name.empty() && name.size() <= jf::kMaxNameSize);
+  put_u16(out, static_cast<std::uint16_t>(name.size()));
+  out.append(name);
+}
+
+// Applies one checksummed body; false when it does not parse or is not
+// allowed in a file of `kind`. `end_count` receives an END record's count.
+bool apply_body(jf::FileKind kind, std::string_view body, std::map<std::string, CreatedState>& state,
+                std::optional<std::uint64_t>& end_count) {
+  const auto type = static_cast<jf::RecordType>(static_cast<unsigned char>(body[0]));
+  if (type == jf::RecordType::kEnd) {
+    if (kind != jf::FileKind::kSnapshot || body.size() != 9) return false;
+    end_count = get_le(body, 1, 8);
+    return true;
+  }
+  if (type != jf::RecordType::kSet && type != jf::RecordType::kDelete) return false;
+  if (body.size() < 3) return false;
+  const std::size_t name_size = get_le(body, 1, 2);
+  if (name_size == 0) return false;
+  const std::string_view name = body.substr(3, name_size);
+  if (type == jf::RecordType::kDelete) {
+    if (kind != jf::FileKind::kJournal || body.size() != 3 + name_size) return false;
+    state.erase(std::string(name));
+    return true;
+  }
+  if (body.size() != 3 + name_size + 16) return false;
+  CreatedState value;
+  value.value = static_cast<std::int64_t>(get_le(body, 3 + name_size, 8));
+  value.max = static_cast<std::int64_t>(get_le(body, 3 + name_size + 8, 8));
+  if (!valid_state(value)) return false;
+  // A snapshot lists names in order: the end hint makes its inserts O(1).
+  state.insert_or_assign(state.end(), std::string(name), value);
+  return true;
+}
+
+bool all_zero(std::string_view bytes) {
+  return std::all_of(bytes.begin(), bytes.end(), [](char c) { return c == 0; });
+}
+
+ReplayResult replay(jf::FileKind kind, std::string_view bytes, std::map<std::string, CreatedState>& state) {
+  ReplayResult result;
+  auto header = jf::parse_header(bytes, kind);
+  if (!header) return result;  // kBadHeader
+  result.generation = *header;
+  std::size_t pos = jf::kHeaderSize;
+  result.good_bytes = pos;
+  std::optional<std::uint64_t> end_count;
+  // Everything from `pos` on is cut; a tail of zeros is what a crash leaves
+  // when the file size reached the disk before the data did, so it counts as
+  // torn rather than corrupt.
+  auto stop = [&](ReplayStop why) {
+    result.stop = (why != ReplayStop::kTornTail && all_zero(bytes.substr(pos))) ? ReplayStop::kTornTail : why;
+    return result;
+  };
+  while (pos < bytes.size()) {
+    if (end_count) return stop(ReplayStop::kBadRecord);  // bytes after a snapshot's END
+    const std::size_t left = bytes.size() - pos;
+    if (left < jf::kRecordPrefixSize) return stop(ReplayStop::kTornTail);
+    const std::size_t length = get_le(bytes, pos, 4);
+    if (length == 0 || length > jf::kMaxRecordBody) return stop(ReplayStop::kBadRecord);
+    if (length > left - jf::kRecordPrefixSize) return stop(ReplayStop::kTornTail);
+    const std::string_view body = bytes.substr(pos + jf::kRecordPrefixSize, length);
+    if (crc_of(body) != get_le(bytes, pos + 4, 4)) return stop(ReplayStop::kChecksumMismatch);
+    if (!apply_body(kind, body, state, end_count)) return stop(ReplayStop::kBadRecord);
+    if (end_count) {
+      if (*end_count != result.records) return stop(ReplayStop::kBadRecord);
+    } else {
+      ++result.records;
+    }
+    pos += jf::kRecordPrefixSize + length;
+    result.good_bytes = pos;
+  }
+  // A snapshot is written whole before it is renamed into place: one without
+  // its END was cut short.
+  if (kind == jf::FileKind::kSnapshot && !end_count) return stop(ReplayStop::kTornTail);
+  result.stop = ReplayStop::kCleanEnd;
+  return result;
+}
+
+}  // namespace
+
+namespace journal_format {
+
+std::string encode_header(FileKind kind, std::uint64_t word) {
+  std::string out(magic_of(kind));
+  put_u32(out, kVersion);
+  put_u64(out, word);
+  put_u32(out, crc_of(out));
+  return out;
+}
+
+Result<std::uint64_t> parse_header(std::string_view bytes, FileKind kind) {
+  if (bytes.size() < kHeaderSize) {
+    return Status(StatusCode::kCorruption, fmt::format("{} bytes, shorter than a header", bytes.size()));
+  }
+  if (bytes.substr(0, 8) != magic_of(kind)) {
+    return Status(StatusCode::kCorruption, fmt::format("bad magic (expected '{}')", magic_of(kind)));
+  }
+  // The version before the checksum: another version may lay its header out differently.
+  if (const auto version = get_le(bytes, 8, 4); version != kVersion) {
+    return Status(StatusCode::kCorruption,
+                  fmt::format("unsupported format version {} (this build reads {})", version, kVersion));
+  }
+  if (crc_of(bytes.substr(0, 20)) != get_le(bytes, 20, 4)) {
+    return Status(StatusCode::kCorruption, "header checksum mismatch");
+  }
+  return get_le(bytes, 12, 8);
+}
+
+void append_set(std::string& out, std::string_view name, const CreatedState& state) {
+  assert(valid_state(state));
+  const std::size_t start = begin_record(out, RecordType::kSet);
+  put_name(out, name);
+  put_u64(out, static_cast<std::uint64_t>(state.value));
+  put_u64(out, static_cast<std::uint64_t>(state.max));
+  finish_record(out, start);
+}
+
+void append_delete(std::string& out, std::string_view name) {
+  const std::size_t start = begin_record(out, RecordType::kDelete);
+  put_name(out, name);
+  finish_record(out, start);
+}
+
+void append_end(std::string& out, std::uint64_t records) {
+  const std::size_t start = begin_record(out, RecordType::kEnd);
+  put_u64(out, records);
+  finish_record(out, start);
+}
+
+std::string encode_snapshot(std::uint64_t generation, const std::map<std::string, CreatedState>& state) {
+  std::string out = encode_header(FileKind::kSnapshot, generation);
+  std::size_t size = kRecordPrefixSize + 9;
+  for (const auto& entry : state) size += kRecordPrefixSize + 19 + entry.first.size();
+  out.reserve(out.size() + size);
+  for (const auto& [name, value] : state) append_set(out, name, value);
+  append_end(out, state.size());
+  return out;
+}
+
+}  // namespace journal_format
+
+ReplayResult replay_journal(std::string_view bytes, std::map<std::string, CreatedState>& state) {
+  return replay(jf::FileKind::kJournal, bytes, state);
+}
+
+ReplayResult replay_snapshot(std::string_view bytes, std::map<std::string, CreatedState>& state) {
+  return replay(jf::FileKind::kSnapshot, bytes, state);
+}
+
+}  // namespace netsem::server
