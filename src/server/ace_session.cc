@@ -97,6 +97,9 @@ void Session::deliver_ace(const Completion& completion) {
   }
   ace_state_ = AceState::kHolding;
   write_token(protocol::kAceLocked);
+  // The holder's keep-alives are due from the grant on, not from the
+  // acquire: a long wait in the queue is not silence.
+  last_activity_ = Clock::now();
   arm_idle_timer();  // replaces the heartbeat
 }
 

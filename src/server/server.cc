@@ -24,6 +24,7 @@ constexpr std::size_t kMaxRejecting = 256;
 constexpr auto kRejectDrainTime = std::chrono::milliseconds(500);
 constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
 constexpr auto kCompactionRetryDelay = std::chrono::seconds(1);
+constexpr auto kJournalRetryDelay = std::chrono::milliseconds(100);
 
 // A connection refused at accept: one `*` line, the sending side shut, input
 // discarded briefly so the peer reads the line instead of a reset.
@@ -88,7 +89,8 @@ Server::Server(asio::io_context& io, ServerConfig config, std::filesystem::path 
       deadline_timer_(io),
       status_timer_(io),
       sync_timer_(io),
-      accept_retry_timer_(io) {}
+      accept_retry_timer_(io),
+      journal_retry_timer_(io) {}
 
 Server::~Server() = default;
 
@@ -222,6 +224,9 @@ void Server::stop() {
   stopping_ = true;
   std::error_code ignored;
   acceptor_.close(ignored);
+  // Back to the default actions: a second SIGTERM or SIGINT during the
+  // shutdown ends the process at once.
+  signals_.clear(ignored);
   signals_.cancel(ignored);
   accept_retry_timer_.cancel();
   std::vector<std::shared_ptr<Session>> live;
@@ -284,12 +289,22 @@ void Server::mark_dirty(std::shared_ptr<Session> session) {
 }
 
 void Server::end_turn() {
-  if (journal_ && journal_->has_pending()) {
-    // Recorded before answered: the answers of this turn go out only after
-    // the journal records of this turn are written.
-    if (auto status = journal_->flush(); !status) spdlog::error("journal: {}", status.to_string());
-  }
   while (!dirty_.empty()) {
+    // Recorded before answered: answers go out only after the journal
+    // records made with them are written. Each pass, since writing one
+    // session can end it and grant others (new records).
+    if (journal_ && journal_->has_pending()) {
+      if (auto status = journal_->flush(); !status) {
+        // Hold the answers until the disk takes the records: an answered
+        // change must survive a crash. Retry shortly.
+        spdlog::error("journal: {}; answers held until it is written", status.to_string());
+        journal_retry_timer_.expires_after(kJournalRetryDelay);
+        journal_retry_timer_.async_wait([this](const std::error_code& error) {
+          if (!error) end_turn();
+        });
+        return;
+      }
+    }
     flushing_.swap(dirty_);
     for (const auto& session : flushing_) session->flush();
     flushing_.clear();

@@ -102,6 +102,7 @@ class Server {
   asio::steady_timer status_timer_;
   asio::steady_timer sync_timer_;
   asio::steady_timer accept_retry_timer_;
+  asio::steady_timer journal_retry_timer_;
   std::uint64_t status_written_change_ = ~std::uint64_t{0};
 
   std::unordered_map<SessionId, std::shared_ptr<Session>> sessions_;

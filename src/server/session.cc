@@ -15,12 +15,12 @@ namespace netsem::server {
 
 namespace {
 
-// Answers a peer has not read past this are dropped with the session: a
-// client that never reads must not grow the server without bound.
-constexpr std::size_t kMaxOutputBytes = 4 << 20;
 // How long an ending session discards input after shutting its sending side.
 constexpr auto kDrainTime = std::chrono::milliseconds(500);
-// ACE holders ping every 3 s; a shorter timeout would drop healthy ones.
+// How long an ending session may take to write its last answers to a peer
+// that reads slowly or not at all: past it, the connection is closed anyway.
+constexpr auto kLastWordsTime = std::chrono::seconds(3);
+// The shortest session timeout applied to ACE holders.
 constexpr auto kAceMinIdleTimeout = std::chrono::seconds(10);
 // A buffer that grew for a burst is given back once it is this large.
 constexpr std::size_t kKeepOutputCapacity = 64 << 10;
@@ -96,10 +96,14 @@ void Session::consume(std::string_view data) {
   } else {
     handle_v1(data);
   }
-  if (out_.size() - out_sent_ > kMaxOutputBytes) {
-    spdlog::warn("session {} ({}): closed, {} bytes of answers unread", id_, peer_, out_.size() - out_sent_);
-    close_now();
-  }
+  close_if_output_overflows();
+}
+
+bool Session::close_if_output_overflows() {
+  if (out_.size() - out_sent_ <= kMaxOutputBytes) return false;
+  spdlog::warn("session {} ({}): closed, {} bytes of answers unread", id_, peer_, out_.size() - out_sent_);
+  close_now();
+  return true;
 }
 
 void Session::mark_dirty() {
@@ -115,6 +119,12 @@ void Session::flush() {
     std::error_code error;
     const std::size_t n = socket_.write_some(asio::buffer(out_.data() + out_sent_, out_.size() - out_sent_), error);
     if (error == asio::error::would_block || error == asio::error::try_again) {
+      // A peer that keeps a standing backlog must not make out_ grow by what
+      // it has already read: drop the written prefix once it is large.
+      if (out_sent_ > kKeepOutputCapacity && out_sent_ > out_.size() / 2) {
+        out_.erase(0, out_sent_);
+        out_sent_ = 0;
+      }
       wait_writable();
       return;
     }
@@ -133,11 +143,7 @@ void Session::flush() {
     // peer closes or the drain time is up.
     std::error_code ignored;
     socket_.shutdown(asio::socket_base::shutdown_send, ignored);
-    if (!timer_) timer_.emplace(socket_.get_executor());
-    timer_->expires_after(kDrainTime);
-    timer_->async_wait([self = shared_from_this()](const std::error_code& error) {
-      if (!error) self->on_timer();
-    });
+    arm_close_deadline(kDrainTime);
     wait_readable();
   }
 }
@@ -160,8 +166,15 @@ Session::Clock::duration Session::idle_timeout() const {
   const auto configured = std::chrono::milliseconds(server_.config().session_timeout_ms);
   if (configured.count() <= 0) return Clock::duration::zero();
   if (dialect_ != protocol::Dialect::kAce) return configured;
-  // A queued ACE client has nothing to send; a holder pings every 3 s.
-  if (ace_state_ != AceState::kHolding || configured < kAceMinIdleTimeout) return Clock::duration::zero();
+  switch (ace_state_) {
+    case AceState::kAwaitAcquire:
+      return configured;  // an unfinished `acquire:` is not activity
+    case AceState::kQueued:
+      return Clock::duration::zero();  // a queued ACE client has nothing to send
+    case AceState::kHolding:
+      // ACE holders ping every 3 s; a shorter timeout would drop healthy ones.
+      return configured < kAceMinIdleTimeout ? Clock::duration::zero() : configured;
+  }
   return configured;
 }
 
@@ -209,11 +222,21 @@ void Session::idle_deadline_check() {
   arm_idle_timer();
 }
 
+void Session::arm_close_deadline(Clock::duration after) {
+  if (!timer_) timer_.emplace(socket_.get_executor());
+  timer_->expires_after(after);
+  timer_->async_wait([self = shared_from_this()](const std::error_code& error) {
+    if (!error) self->on_timer();
+  });
+}
+
 void Session::end(std::string_view reason) {
   if (state_ != State::kOpen) return;
   state_ = State::kDraining;
   spdlog::debug("session {} ({}): ending: {}", id_, peer_, reason);
-  if (timer_) timer_->cancel();
+  // A peer that never reads must not keep an ended session (and its
+  // connection slot) alive: flush() shortens this once all is written.
+  arm_close_deadline(kLastWordsTime);
   if (table_open_) {
     table_open_ = false;
     server_.table().close_session(id_, server_.completions());
@@ -265,7 +288,7 @@ void Session::deliver(const Completion& completion) {
       break;
   }
   mark_dirty();
-  if (out_.size() - out_sent_ > kMaxOutputBytes) close_now();
+  close_if_output_overflows();
 }
 
 }  // namespace netsem::server

@@ -36,6 +36,9 @@ class Server;
 class Session : public std::enable_shared_from_this<Session> {
  public:
   using Clock = std::chrono::steady_clock;
+  // Answers a peer has not read past this are dropped with the session: a
+  // client that never reads must not grow the server without bound.
+  static constexpr std::size_t kMaxOutputBytes = 4 << 20;
 
   Session(Server& server, asio::ip::tcp::socket socket, SessionId id, std::string peer);
   ~Session();
@@ -81,6 +84,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // Like end(), after writing `star_line` ("* ERR ...") to a v1 peer.
   void end_with_error(protocol::ErrorCode code, std::string_view message);
   void close_now();
+  void arm_close_deadline(Clock::duration after);
+  // Closes the session (permits released, no message) when more than
+  // kMaxOutputBytes of answers wait unread; true when it did.
+  bool close_if_output_overflows();
   void consume(std::string_view data);
   void idle_deadline_check();
   Clock::duration idle_timeout() const;

@@ -56,6 +56,9 @@ void Session::handle_v1(std::string_view data) {
     }
     handle_v1_line(line);
     saw_line = true;
+    // Checked per line: one read of `LIST` lines could otherwise produce
+    // far more than the cap before the read is done.
+    if (close_if_output_overflows()) return;
   }
   // Only a complete line is activity: bytes that never end one are not.
   if (saw_line) last_activity_ = Clock::now();

@@ -156,9 +156,10 @@ bool Netsemd::wait_for_log(std::string_view text, std::chrono::milliseconds time
   return false;
 }
 
-std::unique_ptr<Client> Client::connect(std::uint16_t port, const char* host) {
+std::unique_ptr<Client> Client::connect(std::uint16_t port, const char* host, int receive_buffer) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return nullptr;
+  if (receive_buffer > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = htons(port);

@@ -86,8 +86,10 @@ std::string render_config(const Netsemd::Options& options, const std::filesystem
 // A blocking TCP client with deadlines on every read.
 class Client {
  public:
-  // Connects to 127.0.0.1:port (or `host`); nullptr on failure.
-  static std::unique_ptr<Client> connect(std::uint16_t port, const char* host = "127.0.0.1");
+  // Connects to 127.0.0.1:port (or `host`); nullptr on failure. A
+  // `receive_buffer` > 0 sets SO_RCVBUF before connecting, so that a test
+  // can make the server's writes to a peer that does not read block early.
+  static std::unique_ptr<Client> connect(std::uint16_t port, const char* host = "127.0.0.1", int receive_buffer = 0);
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;

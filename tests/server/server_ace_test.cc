@@ -496,6 +496,51 @@ TEST(ServerAce, ReadsAnAceConfigurationFileUnchanged) {
   EXPECT_EQ(await_answer(*v1, "g6 GET pcap", "g6 OK 2 2 0 0 defined"), "g6 OK 2 2 0 0 defined");
 }
 
+TEST(ServerAce, UnfinishedAcquireTimesOut) {
+  auto server = start_server(with_server_options("session_timeout_ms = 300\n"));
+  ASSERT_TRUE(server);
+  auto ace = AceClient::connect(server->port());
+  ASSERT_TRUE(ace);
+  ace->send("acquire:never-finished");
+  auto v1 = Client::connect(server->port());
+  ASSERT_TRUE(v1);
+  const auto deadline = std::chrono::steady_clock::now() + 3s;
+  std::string stats;
+  while (std::chrono::steady_clock::now() < deadline) {
+    stats = v1->request("s STATS");
+    if (stats.find("\"sessions\":1,") != std::string::npos) break;
+    EXPECT_EQ(v1->request("p PING"), "p PONG");  // keeps the v1 session itself alive
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_NE(stats.find("\"sessions\":1,"), std::string::npos) << stats;
+}
+
+TEST(ServerAce, LongWaitInTheQueueIsNotSilenceOnceGranted) {
+  // The ACE session timeout applies from the grant, not from the acquire:
+  // a client queued longer than the timeout keeps the permit it is given.
+  auto server = start_server(with_server_options("session_timeout_ms = 10000\n"));
+  ASSERT_TRUE(server);
+  auto holder = Client::connect(server->port());
+  ASSERT_TRUE(holder);
+  ASSERT_EQ(holder->request("a ACQUIRE lic").rfind("a OK ", 0), 0u);
+  auto ace = AceClient::connect(server->port());
+  ASSERT_TRUE(ace);
+  ace->acquire("lic");
+  const auto queued_until = std::chrono::steady_clock::now() + 10500ms;
+  while (std::chrono::steady_clock::now() < queued_until) {
+    ASSERT_EQ(holder->request("p PING"), "p PONG");  // the v1 holder is not silent
+    std::this_thread::sleep_for(1s);
+  }
+  ASSERT_EQ(holder->request("r RELEASE lic"), "r OK 0");
+  const auto granted_by = std::chrono::steady_clock::now() + 3s;
+  auto got = AceClient::Got::kWait;
+  while (got == AceClient::Got::kWait && std::chrono::steady_clock::now() < granted_by) got = ace->read(1500ms);
+  ASSERT_EQ(got, AceClient::Got::kLocked) << escape(ace->last());
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(holder->request("g GET lic"), "g OK 0 1 1 0 undefined");
+  ASSERT_TRUE(ace->release());
+}
+
 TEST(ServerAce, SessionTimeoutBelowTenSecondsSparesAceClients) {
   auto server = start_server(with_server_options("session_timeout_ms = 300\n"));
   ASSERT_TRUE(server);

@@ -39,6 +39,26 @@ TEST(ServerLifecycle, SigtermTellsSessionsWritesStatusAndExitsZero) {
   EXPECT_NE(text.find("db defined 2 2 0 0"), std::string::npos) << text;
 }
 
+TEST(ServerLifecycle, SigtermExitsEvenWhenAPeerNeverReads) {
+  auto server = start_server();
+  ASSERT_TRUE(server);
+  auto silent = Client::connect(server->port(), "127.0.0.1", 4096);
+  ASSERT_TRUE(silent);
+  // Fill the server's output to this peer until it would block, then never read.
+  const std::string one = "p PING " + std::string(3000, 'x') + "\n";
+  std::string lines;
+  for (int i = 0; i < 1000; ++i) lines += one;
+  std::thread writer([&] { silent->send(lines); });
+  std::this_thread::sleep_for(300ms);
+  server->send_signal(SIGTERM);
+  const auto status = server->wait_exit(8s);
+  ASSERT_TRUE(status) << "netsemd still runs 8 s after SIGTERM";
+  EXPECT_TRUE(WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
+  silent->reset();
+  writer.join();
+}
+
 TEST(ServerLifecycle, StatusFileListsDefinedAndInUseSemaphores) {
   Netsemd::Options options;
   options.semaphores = "db = 2\nidle = 1\n";

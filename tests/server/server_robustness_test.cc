@@ -397,6 +397,56 @@ TEST(ServerRobustness, PeerThatNeverReadsIsClosedAndReleased) {
   EXPECT_EQ(other->request("p PING after"), "p PONG after");
 }
 
+TEST(ServerRobustness, EndedSessionWhosePeerNeverReadsStillFreesItsSlot) {
+  // Answers that fit under the cap, then QUIT, then never a read: the
+  // session ends, and its connection slot must come back even though its
+  // last answers can never be written.
+  auto server = start_server(with_server_options("max_connections = 2\n"));
+  ASSERT_TRUE(server);
+  auto silent = Client::connect(server->port(), "127.0.0.1", 4096);
+  ASSERT_TRUE(silent);
+  const std::string one = "p PING " + letters(3000) + "\n";
+  std::string lines;
+  for (int i = 0; i < 1000; ++i) lines += one;
+  lines += "q QUIT\n";
+  pump(silent->fd(), lines, 5s, /*read=*/false);
+  auto second = Client::connect(server->port());
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->request("p PING"), "p PONG");
+  const auto deadline = Clock::now() + 6s;
+  std::string answer;
+  while (Clock::now() < deadline) {
+    auto third = Client::connect(server->port());
+    ASSERT_TRUE(third);
+    answer = third->request("p PING", 1s);
+    if (answer == "p PONG") break;
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_EQ(answer, "p PONG") << "the ended session kept its connection slot";
+}
+
+TEST(ServerRobustness, OutputCapHoldsWithinOneRead) {
+  // One read of LIST lines over many semaphores must not build answers far
+  // past the cap before the cap is checked.
+  std::string semaphores;
+  for (int i = 0; i < 300; ++i) semaphores += "sem" + std::to_string(i) + " = 1\n";
+  auto server = start_server(with_semaphores(semaphores));
+  ASSERT_TRUE(server);
+  auto lister = Client::connect(server->port());
+  ASSERT_TRUE(lister);
+  std::string lines;
+  while (lines.size() < 60000) lines += "l LIST\n";
+  pump(lister->fd(), lines, 5s, /*read=*/false);
+  EXPECT_TRUE(lister->wait_closed(5s));
+  const std::string status = read_text("/proc/" + std::to_string(server->pid()) + "/status");
+  const auto at = status.find("VmHWM:");
+  ASSERT_NE(at, std::string::npos);
+  const long peak_kib = std::stol(status.substr(at + 6));
+  EXPECT_LT(peak_kib, 48 * 1024) << "peak RSS " << peak_kib << " KiB";
+  auto other = Client::connect(server->port());
+  EXPECT_EQ(other->request("p PING"), "p PONG");
+}
+
 TEST(ServerRobustness, SilentSessionTimesOutAndItsPermitGoesToAWaiter) {
   auto server = start_server(with_server_options("session_timeout_ms = 300\n"));
   ASSERT_TRUE(server);
