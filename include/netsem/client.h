@@ -121,6 +121,9 @@ class Client {
   Status post(std::string_view name, std::int64_t count = 1);
   // Takes `count` permits for good (sem_wait); they come back only by post.
   // Timeouts and cancellation as for acquire. kNotFound for an unknown name.
+  // Unlike acquire, a wait (or post) already sent when the connection drops
+  // returns kUnavailable instead of falling back: the server may have applied
+  // it, and consumed permits do not come back with the session.
   Status wait(std::string_view name, const AcquireOptions& options = {});
   Status try_wait(std::string_view name, std::int64_t count = 1);
   Status timed_wait(std::string_view name, std::chrono::milliseconds timeout, std::int64_t count = 1);

@@ -46,7 +46,9 @@ class [[nodiscard]] Permit {
   // Gives the permits back. Afterwards valid() is false.
   // Returns OK, or kUnavailable when the permit had been lost (nothing was
   // held any more), or an I/O error from the server round trip (the server
-  // releases anyway when the connection ends).
+  // releases anyway when the connection ends). For a local permit, kNotHeld
+  // when its semaphore was removed meanwhile (ipcrm): nothing is given back,
+  // so a successor semaphore is never credited.
   // REQUIRES: valid()
   Status release();
 

@@ -1,7 +1,7 @@
 // `netsem run`: run a command while holding permits, like flock(1) for a
 // semaphore that every host shares.
 //
-// API: run_command() acquires the permits, starts CMD with posix_spawnp, then
+// API: run_command() acquires the permits, starts CMD (fork and execvp), then
 // waits in one poll() loop on two descriptors until waitpid() has reaped CMD
 // (so no zombie is left): a signalfd, for SIGCHLD and the termination signals
 // netsem forwards to CMD, and a pipe that the permit's loss callback writes
@@ -15,11 +15,17 @@
 // Ctrl-C then ends netsem the default way, and the server drops the queued
 // request when the connection closes. CMD starts with the signal mask netsem
 // started with.
+//
+// If netsem itself dies (SIGKILL, OOM killer), CMD must not run on without
+// the permits: it starts with PR_SET_PDEATHSIG = SIGKILL, so the kernel kills
+// it when netsem's main thread (the one that forked it) ends. A netsem that
+// died between fork and prctl is caught by comparing getppid() with the pid
+// recorded before the fork.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <spdlog/spdlog.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -32,8 +38,6 @@
 #include <utility>
 
 #include "cli/cli.h"
-
-extern char** environ;
 
 namespace netsem::cli {
 
@@ -151,19 +155,53 @@ struct Spawned {
   int failure = kExitOk;
 };
 
-// Starts CMD with `mask` as its signal mask; prints why when it cannot.
+// Starts CMD with `mask` as its signal mask, to be killed when netsem dies;
+// prints why when it cannot be started.
 Spawned spawn(const std::vector<std::string>& command, const sigset_t& mask) {
   std::vector<char*> argv;
   for (const auto& arg : command) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
-  posix_spawnattr_t attributes;
-  ::posix_spawnattr_init(&attributes);
-  ::posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
-  ::posix_spawnattr_setsigmask(&attributes, &mask);
-  pid_t pid = -1;
-  const int error = ::posix_spawnp(&pid, argv[0], nullptr, &attributes, argv.data(), environ);
-  ::posix_spawnattr_destroy(&attributes);
-  if (error == 0) return {.pid = pid};
+  // The child reports a failed exec's errno here; a successful exec closes it.
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) {
+    print_error(std::string("pipe: ") + std::strerror(errno));
+    return {.failure = kExitFailed};
+  }
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    // Only async-signal-safe calls from here: other threads held locks at
+    // the fork.
+    int error = 0;
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+      error = errno;
+    } else if (::getppid() != parent) {
+      ::_exit(kExitFailed);  // netsem died before prctl: nothing would kill CMD
+    } else {
+      ::sigprocmask(SIG_SETMASK, &mask, nullptr);
+      ::execvp(argv[0], argv.data());
+      error = errno;
+    }
+    [[maybe_unused]] const auto ignored = ::write(report[1], &error, sizeof error);
+    ::_exit(kExitCannotExecute);
+  }
+  const int saved = errno;
+  ::close(report[1]);
+  if (pid < 0) {
+    ::close(report[0]);
+    print_error("cannot run " + command.front() + ": fork: " + std::strerror(saved));
+    return {.failure = kExitFailed};
+  }
+  int error = 0;
+  ssize_t got = 0;
+  do {
+    got = ::read(report[0], &error, sizeof error);
+  } while (got < 0 && errno == EINTR);
+  ::close(report[0]);
+  if (got != static_cast<ssize_t>(sizeof error)) return {.pid = pid};  // exec'd
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
   print_error("cannot run " + command.front() + ": " + std::strerror(error));
   // The shell's codes: 127 not found, 126 found but not executable.
   return {.failure = error == ENOENT ? kExitCommandNotFound : kExitCannotExecute};

@@ -7,15 +7,17 @@
 // behind a Client, is declared in client_impl.h; the flag calls, built on
 // acquire, are in client_flags.cc.
 //
-// Fallback rules in one place: acquire and wait fall back when there is no
-// session or the session ends while they wait (the server drops a queued
-// request with its session, so nothing is held twice); post, whose effect is
-// unknown when the session ends mid-call, falls back only when it could not be
-// sent; value and test_flag read the local semaphore; get, list, create,
-// remove and ping need the server.
+// Fallback rules in one place: acquire falls back when there is no session or
+// the session ends while it waits (the server drops a queued request with its
+// session and releases a grant with it, so nothing is held twice); wait and
+// post, whose effect is unknown when the session ends mid-call (the server
+// may have consumed or added permits), fall back only when they could not be
+// sent, and answer kUnavailable otherwise; value and test_flag read the local
+// semaphore; get, list, create, remove and ping need the server.
 #include "netsem/client.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <charconv>
@@ -97,8 +99,11 @@ Status not_server_state(std::string_view name) {
   return Status(StatusCode::kInvalidArgument, fmt::format("\"{}\" is host-local: it has no server state", name));
 }
 
+// A negative timeout only tries; one too long to add to a clock reading (over
+// about 100 years, milliseconds::max() included) waits for ever.
 std::optional<milliseconds> normalize(std::optional<milliseconds> timeout) {
   if (timeout && timeout->count() < 0) return milliseconds(0);
+  if (timeout && *timeout > client::LocalSemaphores::kForeverAfter) return std::nullopt;
   return timeout;
 }
 
@@ -233,12 +238,18 @@ Result<client::Reply> Client::Impl::round_trip(const std::string& request) const
 
 std::optional<Result<Client::Impl::Grant>> Client::Impl::take_remote(std::string_view verb, std::string_view name,
                                                                      const AcquireOptions& how,
-                                                                     std::optional<milliseconds> timeout) {
+                                                                     std::optional<milliseconds> timeout,
+                                                                     bool fall_back_after_send) {
   const auto call = connection->send(fmt::format("{} {} {} {}", verb, protocol::encode_name_for_request(name),
                                                  how.count, timeout ? timeout->count() : -1));
   if (!call) return std::nullopt;
   const client::Reply reply = await(*connection, *call, how.cancel);
-  if (!reply.failure.is_ok()) return std::nullopt;
+  if (!reply.failure.is_ok()) {
+    if (fall_back_after_send) return std::nullopt;
+    return Result<Grant>(Status(StatusCode::kUnavailable,
+                                fmt::format("{} \"{}\": the session ended before the answer, which is unknown: {}",
+                                            verb, name, reply.failure.message())));
+  }
   if (reply.type != AnswerType::kOk) return Result<Grant>(status_of(reply, fmt::format("{} \"{}\"", verb, name)));
   ++remote_grants;
   Grant grant{.session = call->session};
@@ -248,13 +259,16 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_remote(std::string
 
 Result<Permit> Client::Impl::local_acquire(std::string_view name, std::int64_t limit, std::int64_t count,
                                            std::optional<milliseconds> timeout, const CancelToken* cancel) {
-  if (Status status = local->acquire(name, limit, count, timeout, cancel); !status.is_ok()) return status;
+  client::LocalSemaphores::Grant grant;
+  if (Status status = local->acquire(name, limit, count, timeout, cancel, &grant); !status.is_ok()) return status;
   ++local_grants;
   auto state = std::make_shared<detail::PermitState>();
   state->name = std::string(name);
   state->count = count;
   state->local = local;
   state->key = std::string(name);
+  state->local_id = grant.id;
+  state->local_ctime = grant.ctime;
   return Permit(std::move(state));
 }
 
@@ -305,7 +319,7 @@ Result<Permit> Client::acquire(std::string_view name, const AcquireOptions& opti
     return impl_->local_acquire(name, impl_->options.limit(name), options.count, timeout, options.cancel);
   }
   const Deadline deadline(timeout);
-  if (auto taken = impl_->take_remote("ACQUIRE", name, options, timeout)) {
+  if (auto taken = impl_->take_remote("ACQUIRE", name, options, timeout, /*fall_back_after_send=*/true)) {
     if (!*taken) return taken->status();
     auto state = std::make_shared<detail::PermitState>();
     state->name = std::string(name);
@@ -349,11 +363,21 @@ Status Client::wait(std::string_view name, const AcquireOptions& options) {
     return impl_->local_wait(name, impl_->options.limit(name), options.count, timeout, options.cancel);
   }
   const Deadline deadline(timeout);
-  if (auto taken = impl_->take_remote("WAIT", name, options, timeout)) {
+  if (auto taken = impl_->take_remote("WAIT", name, options, timeout, /*fall_back_after_send=*/false)) {
     if (!*taken) return taken->status();
     if (options.cancel != nullptr && options.cancel->cancelled()) {
       // The grant raced ahead of the cancel: the consumed permits go back.
-      (void)impl_->round_trip(fmt::format("POST {} {}", protocol::encode_name_for_request(name), options.count));
+      Result<client::Reply> reply =
+          impl_->round_trip(fmt::format("POST {} {}", protocol::encode_name_for_request(name), options.count));
+      Status posted = reply ? status_of(*reply, fmt::format("POST \"{}\"", name)) : reply.status();
+      if (!posted.is_ok()) {
+        spdlog::warn("netsem: a cancelled WAIT \"{}\" was granted {} permits and giving them back failed: {}", name,
+                     options.count, posted.to_string());
+        return Status(StatusCode::kCancelled,
+                      fmt::format("waiting for \"{}\" was cancelled, but its {} permits were consumed and giving "
+                                  "them back failed: {}",
+                                  name, options.count, posted.to_string()));
+      }
       return cancelled(name);
     }
     return {};

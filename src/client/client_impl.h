@@ -50,8 +50,11 @@ class Deadline {
   using Clock = std::chrono::steady_clock;
   using milliseconds = std::chrono::milliseconds;
 
+  // A timeout over LocalSemaphores::kForeverAfter counts as none: adding it
+  // to the clock could overflow.
   explicit Deadline(std::optional<milliseconds> timeout)
-      : forever_(!timeout), at_(Clock::now() + timeout.value_or(milliseconds(0))) {}
+      : forever_(!timeout || *timeout > LocalSemaphores::kForeverAfter),
+        at_(Clock::now() + (forever_ ? milliseconds(0) : *timeout)) {}
   // What is left of the timeout: nullopt for none, never negative.
   std::optional<milliseconds> remaining() const {
     if (forever_) return std::nullopt;
@@ -88,14 +91,16 @@ struct Client::Impl {
   Result<client::Reply> round_trip(const std::string& request) const;
 
   // ACQUIRE or WAIT on the server: its grant, its final refusal, or nullopt
-  // when there is no session to ask or it ended meanwhile (the server drops
-  // a queued request with its session): then the caller falls back.
+  // when the caller may fall back: there was no session to send it on, or
+  // (only when `fall_back_after_send`) the session ended before the answer.
+  // Otherwise a session that ended after the send answers kUnavailable: the
+  // server may have granted the request (for WAIT, consumed the permits).
   struct Grant {
     std::uint64_t fence = 0;
     std::uint64_t session = 0;
   };
   std::optional<Result<Grant>> take_remote(std::string_view verb, std::string_view name, const AcquireOptions& how,
-                                           std::optional<std::chrono::milliseconds> timeout);
+                                           std::optional<std::chrono::milliseconds> timeout, bool fall_back_after_send);
 
   // Takes `count` permits of the local semaphore `name` as a Permit that
   // gives them back.

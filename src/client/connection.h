@@ -31,6 +31,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <ctime>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -57,9 +58,13 @@ struct PermitState {
   std::string name;  // as the caller spelled it
   std::int64_t count = 1;
   std::uint64_t fence = 0;  // 0 for a local permit
-  // Local permits: the semaphores that hold them, and the key used there.
+  // Local permits: the semaphores that hold them, the key used there, and
+  // the System V semaphore of the grant (LocalSemaphores::Grant), so that a
+  // permit lost with a removed semaphore never frees one of its successor.
   std::shared_ptr<client::LocalSemaphores> local;
   std::string key;
+  int local_id = -1;
+  std::time_t local_ctime = 0;
   // Remote permits: the connection and the session that hold them.
   std::weak_ptr<client::Connection> connection;
   std::uint64_t session = 0;

@@ -4,12 +4,14 @@
 // stale one. local_semaphores.cc counts and blocks on the ids found here.
 //
 // Registry file, one per name (the key goes last so it may hold any byte):
-//   netsem-local 1
+//   netsem-local 2
 //   id 32769
 //   ctime 1712345678
 //   limit 2
 //   key $build-slots
-// `ctime` is the semaphore's sem_ctime when recorded. System V ids are reused
+// `id` is a set of two semaphores: 0 counts the free permits, 1 the permits
+// held (acquired, not consumed) host-wide, so that a post cannot push free
+// plus held above the limit. `ctime` is the set's sem_ctime when recorded. System V ids are reused
 // (after IPC_RMID, and from zero after a reboot); an id whose owner, size or
 // sem_ctime differs is someone else's semaphore, so the entry is stale.
 #include "client/local_registry.h"
@@ -42,7 +44,7 @@ using local_detail::io_error;
 
 namespace {
 
-constexpr std::string_view kMagic = "netsem-local 1";
+constexpr std::string_view kMagic = "netsem-local 2";
 // Keys sharing a 64-bit hash are vanishingly rare; this only bounds the scan.
 constexpr int kMaxCollisions = 64;
 constexpr std::size_t kMaxRecordBytes = 4096;
@@ -106,14 +108,14 @@ std::optional<Record> parse_record(std::string_view text) {
   return record;
 }
 
-// sem_ctime of `id` when it is a one-semaphore set of this user; nullopt when
+// sem_ctime of `id` when it is a two-semaphore set of this user; nullopt when
 // the id is gone or is not such a set.
 std::optional<std::time_t> own_semaphore_ctime(int id) {
   struct semid_ds ds {};
   semun arg{};
   arg.buf = &ds;
   if (::semctl(id, 0, IPC_STAT, arg) != 0) return std::nullopt;
-  if (ds.sem_perm.uid != ::geteuid() || ds.sem_perm.cuid != ::geteuid() || ds.sem_nsems != 1) return std::nullopt;
+  if (ds.sem_perm.uid != ::geteuid() || ds.sem_perm.cuid != ::geteuid() || ds.sem_nsems != 2) return std::nullopt;
   return ds.sem_ctime;
 }
 
@@ -184,7 +186,7 @@ Result<std::time_t> set_value(int id, std::int64_t limit) {
 
 // Makes a new semaphore with `limit` free permits.
 Result<Record> make_semaphore(std::string_view key, std::int64_t limit) {
-  const int id = ::semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+  const int id = ::semget(IPC_PRIVATE, 2, IPC_CREAT | 0600);  // free permits, held permits (0)
   if (id < 0) {
     return errno_error("semget for local semaphore `{}` (see `ipcs -s` and docs/local-semaphores.md)", key);
   }
@@ -199,15 +201,16 @@ Result<Record> make_semaphore(std::string_view key, std::int64_t limit) {
 // Replaces an idle semaphore by one with `limit` free permits and records it
 // in `file`, so that every process notices through its cached id going away
 // (SETVAL in place could leave sem_ctime unchanged within the same second).
-// Taking every permit at once proves nobody holds one and keeps late
-// arrivals out; SEM_UNDO gives them back if we die before the switch. False,
+// Taking every permit at once, with no permit counted as held, proves nobody
+// holds one and keeps late arrivals out; SEM_UNDO gives them back if we die before the switch. False,
 // leaving everything as it was, while the semaphore is in use.
 bool replace_if_idle(Record& record, std::int64_t limit, int fd, const std::filesystem::path& file) {
   if (::semctl(record.id, 0, GETNCNT) != 0) return false;
   sembuf take_all{0, static_cast<short>(-record.limit), IPC_NOWAIT | SEM_UNDO};
   if (::semop(record.id, &take_all, 1) != 0) return false;
   auto made = make_semaphore(record.key, limit);
-  if (!made || ::semctl(record.id, 0, GETVAL) != 0 || !write_all(fd, file, format_record(*made)).is_ok()) {
+  if (!made || ::semctl(record.id, 0, GETVAL) != 0 || ::semctl(record.id, 1, GETVAL) != 0 ||
+      !write_all(fd, file, format_record(*made)).is_ok()) {
     if (made) ::semctl(made->id, 0, IPC_RMID);
     sembuf give_back{0, static_cast<short>(record.limit), SEM_UNDO};
     ::semop(record.id, &give_back, 1);

@@ -86,7 +86,8 @@ class LocalRegistry {
   static std::string entry_file_name(std::string_view key);
 
   // True when `id` is still the semaphore an entry recorded with sem_ctime
-  // `ctime`: a one-semaphore set of this user with that sem_ctime.
+  // `ctime`: a two-semaphore set (free permits, held permits) of this user
+  // with that sem_ctime.
   static bool is_live(int id, std::time_t ctime);
 
   // The semaphore of `key`, made with `limit` free permits when its entry is

@@ -31,38 +31,66 @@ namespace {
 // wake a semop for us, so a cancel is seen within this long.
 constexpr auto kCancelSlice = std::chrono::milliseconds(50);
 
-Result<int> get_value(int id) {
-  const int value = ::semctl(id, 0, GETVAL);
+// The two semaphores of a set (local_registry.cc).
+constexpr unsigned short kFree = 0;  // free permits
+constexpr unsigned short kHeld = 1;  // permits held (acquired, not consumed) host-wide
+
+Result<int> get_value(int id, unsigned short which = kFree) {
+  const int value = ::semctl(id, which, GETVAL);
   if (value < 0) return errno_error("semctl(GETVAL) of semaphore {}", id);
   return value;
 }
 
+// The operations that take (`sign` -1) or give back (+1) `count` permits: the
+// free count, and for held permits (`undo`) the held count the other way, in
+// one semop so that a crash (SEM_UNDO) or a racing post never sees them apart.
+struct Ops {
+  sembuf op[2];
+  std::size_t size;
+};
+Ops permit_ops(int sign, std::int64_t count, bool undo) {
+  const auto delta = static_cast<short>(sign * count);
+  if (!undo) return {{{kFree, delta, 0}, {}}, 1};
+  return {{{kFree, delta, SEM_UNDO}, {kHeld, static_cast<short>(-delta), SEM_UNDO}}, 2};
+}
+
+// Applies `ops` at once (they cannot block), retrying on EINTR.
+int semop_now(int id, Ops ops) {
+  for (std::size_t i = 0; i < ops.size; ++i) ops.op[i].sem_flg = static_cast<short>(ops.op[i].sem_flg | IPC_NOWAIT);
+  int rc = 0;
+  while ((rc = ::semop(id, ops.op, ops.size)) != 0 && errno == EINTR) {
+  }
+  return rc;
+}
+
 enum class Outcome { kDone, kTimedOut, kCancelled, kRemoved, kError };
 
-// One semop of `delta` on `id`, waiting until `deadline` (none: for ever),
+// One semop of `ops` on `id`, waiting until `deadline` (none: for ever),
 // and looking at `cancel` every kCancelSlice. On kError, errno tells why.
-Outcome semop_until(int id, std::int64_t delta, short flags,
-                    std::optional<std::chrono::steady_clock::time_point> deadline, const CancelToken* cancel) {
+Outcome semop_until(int id, const Ops& ops, std::optional<std::chrono::steady_clock::time_point> deadline,
+                    const CancelToken* cancel) {
   using Clock = std::chrono::steady_clock;
   for (;;) {
     if (cancel != nullptr && cancel->cancelled()) return Outcome::kCancelled;
-    sembuf op{0, static_cast<short>(delta), flags};
+    Ops now = ops;
     int rc = 0;
     bool nowait = false;
     if (!deadline && cancel == nullptr) {
-      rc = ::semop(id, &op, 1);
+      rc = ::semop(id, now.op, now.size);
     } else {
       auto wait = deadline ? *deadline - Clock::now() : Clock::duration::max();
       if (wait <= Clock::duration::zero()) {
         nowait = true;
-        op.sem_flg = static_cast<short>(op.sem_flg | IPC_NOWAIT);
-        rc = ::semop(id, &op, 1);
+        for (std::size_t i = 0; i < now.size; ++i) {
+          now.op[i].sem_flg = static_cast<short>(now.op[i].sem_flg | IPC_NOWAIT);
+        }
+        rc = ::semop(id, now.op, now.size);
       } else {
         if (cancel != nullptr) wait = std::min<Clock::duration>(wait, kCancelSlice);
         const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
         const timespec ts{.tv_sec = static_cast<time_t>(ns / 1'000'000'000),
                           .tv_nsec = static_cast<long>(ns % 1'000'000'000)};
-        rc = ::semtimedop(id, &op, 1, &ts);
+        rc = ::semtimedop(id, now.op, now.size, &ts);
       }
     }
     if (rc == 0) return Outcome::kDone;
@@ -111,7 +139,8 @@ Result<LocalSemaphores::Entry> LocalSemaphores::semaphore(std::string_view key, 
     it = entries_.emplace(std::string(key), Entry{*found, 0}).first;
   } else {
     // Permits held on a semaphore that is gone went with it.
-    const std::int64_t held = it->second.id == found->id ? it->second.held : 0;
+    const bool same = it->second.id == found->id && it->second.ctime == found->ctime;
+    const std::int64_t held = same ? it->second.held : 0;
     it->second = Entry{*found, held};
   }
   return it->second;
@@ -124,10 +153,13 @@ void LocalSemaphores::forget(std::string_view key, int id) {
 }
 
 Status LocalSemaphores::take(std::string_view key, std::int64_t limit, std::int64_t count,
-                             std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel, bool undo) {
+                             std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel, bool undo,
+                             Grant* grant) {
   if (count < 1) return Status(StatusCode::kInvalidArgument, fmt::format("count {} is below 1", count));
   std::optional<std::chrono::steady_clock::time_point> deadline;
-  if (timeout) deadline = std::chrono::steady_clock::now() + std::max(*timeout, std::chrono::milliseconds(0));
+  if (timeout && *timeout <= kForeverAfter) {
+    deadline = std::chrono::steady_clock::now() + std::max(*timeout, std::chrono::milliseconds(0));
+  }
   for (;;) {
     auto entry = semaphore(key, limit);
     if (!entry) return entry.status();
@@ -135,13 +167,22 @@ Status LocalSemaphores::take(std::string_view key, std::int64_t limit, std::int6
       return Status(StatusCode::kTooMany,
                     fmt::format("{} permits of `{}` asked, its limit is {}", count, key, entry->limit));
     }
-    switch (semop_until(entry->id, -count, undo ? SEM_UNDO : 0, deadline, cancel)) {
+    switch (semop_until(entry->id, permit_ops(-1, count, undo), deadline, cancel)) {
       case Outcome::kDone:
+        if (cancel != nullptr && cancel->cancelled()) {
+          // The grant raced the cancel: give it back (SEM_UNDO again cancels
+          // the adjustment the take made). Removed meanwhile: nothing to give.
+          (void)semop_now(entry->id, permit_ops(+1, count, undo));
+          return Status(StatusCode::kCancelled, fmt::format("waiting for `{}` was cancelled", key));
+        }
         if (undo) {
           const std::lock_guard lock(mutex_);
           const auto it = entries_.find(std::string(key));
-          if (it != entries_.end() && it->second.id == entry->id) it->second.held += count;
+          if (it != entries_.end() && it->second.id == entry->id && it->second.ctime == entry->ctime) {
+            it->second.held += count;
+          }
         }
+        if (grant != nullptr) *grant = Grant{.id = entry->id, .ctime = entry->ctime};
         return Status::ok();
       case Outcome::kTimedOut:
         return Status(StatusCode::kTimeout, fmt::format("timed out waiting for {} permits of `{}`", count, key));
@@ -157,34 +198,43 @@ Status LocalSemaphores::take(std::string_view key, std::int64_t limit, std::int6
 }
 
 Status LocalSemaphores::acquire(std::string_view key, std::int64_t limit, std::int64_t count,
-                                std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel) {
-  return take(key, limit, count, timeout, cancel, /*undo=*/true);
+                                std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel,
+                                Grant* grant) {
+  return take(key, limit, count, timeout, cancel, /*undo=*/true, grant);
 }
 
 Status LocalSemaphores::wait(std::string_view key, std::int64_t limit, std::int64_t count,
                              std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel) {
-  return take(key, limit, count, timeout, cancel, /*undo=*/false);
+  return take(key, limit, count, timeout, cancel, /*undo=*/false, nullptr);
 }
 
-Status LocalSemaphores::release(std::string_view key, std::int64_t count) {
+Status LocalSemaphores::release(std::string_view key, std::int64_t count, const Grant& grant) {
   if (count < 1) return Status(StatusCode::kInvalidArgument, fmt::format("count {} is below 1", count));
   int id = -1;
   {
     const std::lock_guard lock(mutex_);
     const auto it = entries_.find(std::string(key));
-    const std::int64_t held = it == entries_.end() ? 0 : it->second.held;
+    if (it == entries_.end() || it->second.id != grant.id || it->second.ctime != grant.ctime) {
+      // Another semaphore is `key`'s now: adding to it would hand out a
+      // permit that someone else's grant already counts.
+      return Status(StatusCode::kNotHeld,
+                    fmt::format("the permits of `{}` were lost: its semaphore (id {}) was removed", key, grant.id));
+    }
+    const std::int64_t held = it->second.held;
     if (held < count) {
       return Status(StatusCode::kNotHeld,
                     fmt::format("releasing {} permits of `{}`, this process holds {}", count, key, held));
+    }
+    if (!LocalRegistry::is_live(grant.id, grant.ctime)) {
+      return Status(StatusCode::kNotHeld,
+                    fmt::format("the permits of `{}` were lost: its semaphore (id {}) was removed", key, grant.id));
     }
     it->second.held -= count;
     id = it->second.id;
   }
   // SEM_UNDO on the way back too: it cancels the adjustment the acquire made,
   // so exiting later gives nothing back twice.
-  sembuf op{0, static_cast<short>(count), SEM_UNDO};
-  while (::semop(id, &op, 1) != 0) {
-    if (errno == EINTR) continue;
+  if (semop_now(id, permit_ops(+1, count, /*undo=*/true)) != 0) {
     if (errno == EIDRM || errno == EINVAL) {
       return Status(StatusCode::kNotHeld, fmt::format("the permits of `{}` were lost: its semaphore was removed", key));
     }
@@ -204,16 +254,19 @@ Status LocalSemaphores::post(std::string_view key, std::int64_t limit, std::int6
       const auto guard = LocalRegistry::lock_entry(entry->file);
       if (!guard) return guard.status();
       if (LocalRegistry::is_live(entry->id, entry->ctime)) {
+        // Free plus held stays put under acquires, releases and crashes (they
+        // move permits between the two in one semop); only waits lower it.
         auto value = get_value(entry->id);
         if (!value) return value.status();
-        if (*value + count > entry->limit) {
+        auto held = get_value(entry->id, kHeld);
+        if (!held) return held.status();
+        if (*value + *held + count > entry->limit) {
           return Status(StatusCode::kOverflow,
-                        fmt::format("posting {} permits of `{}` would make {}, above its limit {}", count, key,
-                                    *value + count, entry->limit));
+                        fmt::format("posting {} permits of `{}` would make {} free and {} held, above its limit {}",
+                                    count, key, *value + count, *held, entry->limit));
         }
-        sembuf op{0, static_cast<short>(count), 0};
-        while (::semop(entry->id, &op, 1) != 0) {
-          if (errno != EINTR) return errno_error("semop on local semaphore `{}` (id {})", key, entry->id);
+        if (semop_now(entry->id, permit_ops(+1, count, /*undo=*/false)) != 0) {
+          return errno_error("semop on local semaphore `{}` (id {})", key, entry->id);
         }
         return Status::ok();
       }
@@ -230,6 +283,13 @@ Result<std::int64_t> LocalSemaphores::value(std::string_view key, std::int64_t l
   auto value = get_value(entry->id);
   if (!value) return value.status();
   return std::int64_t{*value};
+}
+
+LocalSemaphores::Grant LocalSemaphores::current(std::string_view key) {
+  const std::lock_guard lock(mutex_);
+  const auto it = entries_.find(std::string(key));
+  if (it == entries_.end()) return {};
+  return Grant{.id = it->second.id, .ctime = it->second.ctime};
 }
 
 Result<int> LocalSemaphores::system_v_id(std::string_view key, std::int64_t limit) {

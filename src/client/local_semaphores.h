@@ -2,11 +2,11 @@
 // one user on this host, for `$` names and for fallback while no server can
 // be reached.
 //
-// Each name is one System V semaphore. Permits held through acquire() are
-// taken with SEM_UNDO, so the kernel gives them back when the process dies,
-// SIGKILL included: no lock file to clean up, no permit leaked by a crash.
-// System V keys are small integers, so names map to semaphore ids through a
-// registry directory (LocalRegistry, local_registry.h; see also
+// Each name is one System V semaphore set: its semaphore 0 counts the free
+// permits, its semaphore 1 the permits held host-wide. Permits held through
+// acquire() move from the first to the second in one semop with SEM_UNDO, so the kernel gives them back when the
+// process dies, SIGKILL included: no lock file to clean up, no permit leaked by a crash. System V keys are small
+// integers, so names map to semaphore ids through a registry directory (LocalRegistry, local_registry.h; see also
 // docs/local-semaphores.md); the kernel does the counting and blocking.
 //
 // WAIT/POST semantics (consume, give back) use the same semaphore without
@@ -47,6 +47,17 @@ class LocalSemaphores {
   // The largest value a System V semaphore holds (SEMVMX); larger limits are
   // lowered to it.
   static constexpr std::int64_t kMaxLimit = LocalRegistry::kMaxLimit;
+  // A timeout longer than this (about 100 years) waits for ever: adding it to
+  // a clock reading could overflow.
+  static constexpr std::chrono::milliseconds kForeverAfter = std::chrono::hours(24 * 365 * 100);
+
+  // The semaphore a grant of acquire() was taken on. release() gives permits
+  // back only there, so a grant lost with a removed semaphore can never free
+  // a permit of the fresh one that replaced it.
+  struct Grant {
+    int id = -1;
+    std::time_t ctime = 0;  // sem_ctime: tells a reused id apart
+  };
 
   // `dir` holds the registry; created (mode 0700) on first use when missing.
   // Empty means default_dir(). A directory that is not owned by this user, or
@@ -59,26 +70,36 @@ class LocalSemaphores {
 
   // Takes `count` permits of the local semaphore `key` whose limit is
   // `limit` (the semaphore is made with that many free permits on first use
-  // on this host). Waits up to `timeout` (nullopt: for ever; zero or
-  // negative: try), returning early with kCancelled when `cancel` is
-  // cancelled (checked at least every 50 ms). Returns OK, kTimeout,
-  // kCancelled, kTooMany (count > the semaphore's limit), kInvalidArgument
-  // (empty key, count or limit < 1), kIoError (registry or kernel failure).
+  // on this host). Waits up to `timeout` (nullopt, or more than
+  // kForeverAfter: for ever; zero or negative: try), returning early with
+  // kCancelled when `cancel` is cancelled (checked at least every 50 ms; a
+  // grant that raced the cancel is given back). On OK, `*grant` (when not
+  // null) says which semaphore holds the permits, for release(). Returns OK,
+  // kTimeout, kCancelled, kTooMany (count > the semaphore's limit),
+  // kInvalidArgument (empty key, count or limit < 1), kIoError (registry or
+  // kernel failure).
   Status acquire(std::string_view key, std::int64_t limit, std::int64_t count,
-                 std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel);
-  // Gives back `count` permits taken by acquire() in this process.
-  // kNotHeld when this process holds fewer (through this object), or when its
-  // permits were lost because the semaphore was removed (remove(), ipcrm).
-  Status release(std::string_view key, std::int64_t count);
-  // Like acquire(), but the permits are consumed (no SEM_UNDO).
+                 std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel, Grant* grant = nullptr);
+  // Gives back `count` permits that acquire() granted as `grant` in this
+  // process. kNotHeld when this process holds fewer there (through this
+  // object), or when `grant`'s semaphore is no longer `key`'s (removed by
+  // remove() or ipcrm: its permits were lost with it); nothing is changed
+  // then.
+  Status release(std::string_view key, std::int64_t count, const Grant& grant);
+  // Like acquire(), but the permits are consumed (no SEM_UNDO). A grant that
+  // raced a cancel is posted back.
   Status wait(std::string_view key, std::int64_t limit, std::int64_t count,
               std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel);
-  // Adds `count` permits; kOverflow when value + count would exceed the
-  // semaphore's limit. Posts are serialized host-wide, so two cannot
-  // overshoot together.
+  // Adds `count` permits; kOverflow when value + held + count would exceed
+  // the semaphore's limit (held: permits acquired, not released, host-wide). Posts are serialized host-wide, so two
+  // cannot overshoot together.
   Status post(std::string_view key, std::int64_t limit, std::int64_t count);
   // Free permits now.
   Result<std::int64_t> value(std::string_view key, std::int64_t limit);
+  // `key`'s semaphore as this object last saw it, as a Grant for release():
+  // for callers (tests) that know their permits are on it. A default Grant,
+  // which release() refuses, when this object has not used `key`.
+  Grant current(std::string_view key);
 
   // The System V id of `key`'s semaphore (made as by acquire when missing),
   // as `ipcs -s` shows it.
@@ -111,7 +132,7 @@ class LocalSemaphores {
   void forget(std::string_view key, int id);
   // acquire() and wait(): take `count` permits, with SEM_UNDO when `undo`.
   Status take(std::string_view key, std::int64_t limit, std::int64_t count,
-              std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel, bool undo);
+              std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel, bool undo, Grant* grant);
 
   std::mutex mutex_;
   LocalRegistry registry_;                          // guarded by mutex_ (its dir() is immutable)

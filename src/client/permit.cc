@@ -24,7 +24,7 @@ Status PermitState::release() {
       return Status(StatusCode::kUnavailable, "the permit of " + name + " was lost: " + loss.message());
     }
   }
-  if (is_local()) return local->release(key, count);
+  if (is_local()) return local->release(key, count, {.id = local_id, .ctime = local_ctime});
 
   const std::shared_ptr<client::Connection> connection_now = connection.lock();
   if (!connection_now) return Status(StatusCode::kUnavailable, "the client of " + name + " is closed");

@@ -318,6 +318,35 @@ TEST_F(CliRun, StopsTheCommandAtOnceWhenTheServerIsKilled) {
   server_->wait_exit();
 }
 
+// True once `pid` has exited: gone, or a zombie nobody reaped yet.
+bool process_ended(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return true;
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const auto paren = text.rfind(')');  // the state follows the command name, which may hold anything
+  return paren == std::string::npos || text.compare(paren, 3, ") Z") == 0 || text.compare(paren, 3, ") X") == 0;
+}
+
+TEST_F(CliRun, TheCommandDiesWithASigkilledNetsem) {
+  const auto pid_file = dir_.path() / "pid";
+  Cli cli({"run", "beta", "--", "sh", "-c", "echo $$ > " + pid_file.string() + "; echo ready; exec sleep 30"},
+          {server_env()});
+  ASSERT_TRUE(cli.wait_for_stdout("ready"));
+  const pid_t command = static_cast<pid_t>(std::stol(read_text(pid_file)));
+  ASSERT_GT(command, 0);
+  ASSERT_FALSE(process_ended(command));
+  const auto killed = Clock::now();
+  ::kill(cli.pid(), SIGKILL);
+  const Outcome outcome = cli.finish(std::chrono::seconds(5));
+  EXPECT_EQ(outcome.signal, SIGKILL) << outcome;
+  // Unchecked, `sleep 30` would run on for half a minute without the permit.
+  const bool ended = eventually([&] { return process_ended(command); }, milliseconds(1000));
+  if (!ended) ::kill(command, SIGKILL);
+  EXPECT_TRUE(ended) << "the command outlived netsem by "
+                     << std::chrono::duration_cast<milliseconds>(Clock::now() - killed).count() << " ms";
+  EXPECT_TRUE(eventually([&] { return get("beta") == "OK 1 1 0 0 defined"; })) << get("beta");
+}
+
 TEST_F(CliRun, SaysTheServerIsShuttingDownWhenItStops) {
   Cli cli({"run", "beta", "--", "sh", "-c", "echo ready; exec sleep 30"}, {server_env()});
   ASSERT_TRUE(cli.wait_for_stdout("ready"));

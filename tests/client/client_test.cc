@@ -522,6 +522,40 @@ TEST_F(ClientTest, PendingCallsFollowTheFallbackPolicyWhenTheConnectionDrops) {
   EXPECT_LT(since(killed_at), 1s);
 }
 
+TEST_F(ClientTest, AWaitSentBeforeTheConnectionDropsDoesNotFallBack) {
+  start_server();
+  auto client = make_client();
+  ASSERT_TRUE(client);
+  auto holder = netsem::testing::Client::connect(server_->port());
+  ASSERT_TRUE(holder);
+  ASSERT_EQ(netsem::testing::fields(holder->request("a ACQUIRE db"))[1], "OK");
+  // The server may have granted a WAIT whose answer was lost: consuming a
+  // local permit too would count it twice.
+  auto waited = std::async(std::launch::async, [&] { return client->wait("db", {.timeout = 4s}); });
+  EXPECT_TRUE(eventually([&] { return raw("g GET db") == "g OK 0 1 1 1 undefined"; }));
+  server_->send_signal(SIGKILL);
+  const Status status = waited.get();
+  EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.to_string();
+  EXPECT_EQ(*client->value("db"), 1);  // the local fallback semaphore was not touched
+  // Not sent at all: it falls back.
+  EXPECT_TRUE(eventually([&] { return !client->connected(); }));
+  EXPECT_TRUE(client->wait("db", {.timeout = 0ms}).is_ok());
+}
+
+TEST_F(ClientTest, ALocalPermitLostWithItsSemaphoreNeverFreesAnother) {
+  auto client = make_client(options_for(closed_port()));
+  ASSERT_TRUE(client);
+  Result<Permit> first = client->acquire("$j");
+  ASSERT_TRUE(first) << first.status().to_string();
+  ASSERT_TRUE(client::LocalSemaphores(local_dir()).remove("$j").is_ok());  // its semaphore is gone
+  Result<Permit> second = client->acquire("$j", {.timeout = 0ms});
+  ASSERT_TRUE(second) << second.status().to_string();
+  EXPECT_EQ(first->release().code(), StatusCode::kNotHeld);
+  EXPECT_EQ(code(client->try_acquire("$j")), StatusCode::kTimeout);  // still one holder under limit 1
+  EXPECT_TRUE(second->release().is_ok());
+  EXPECT_EQ(*client->value("$j"), 1);
+}
+
 TEST_F(ClientTest, ReconnectsWhenTheServerRestartsOnTheSamePort) {
   start_server();
   const std::uint16_t port = server_->port();

@@ -126,7 +126,7 @@ TEST_F(LocalSemaphoresTest, LimitHoldsAcrossProcesses) {
         while (shared->most.load() < 2 && Clock::now() < give_up) std::this_thread::sleep_for(milliseconds(1));
         std::this_thread::sleep_for(milliseconds(15));
         --shared->holders;
-        if (!sems.release("$pool", 1).is_ok()) return 2;
+        if (!sems.release("$pool", 1, sems.current("$pool")).is_ok()) return 2;
       }
       return 0;
     }));
@@ -155,7 +155,7 @@ TEST_F(LocalSemaphoresTest, LimitHoldsAcrossThreads) {
         }
         std::this_thread::sleep_for(milliseconds(5));
         --holders;
-        if (!sems_->release("$threads", 1).is_ok()) ++failures;
+        if (!sems_->release("$threads", 1, sems_->current("$threads")).is_ok()) ++failures;
       }
     });
   }
@@ -183,7 +183,7 @@ TEST_F(LocalSemaphoresTest, PermitsOfAKilledProcessComeBack) {
   ASSERT_EQ(::kill(child, SIGKILL), 0);
   EXPECT_EQ(exit_status(child), 128 + SIGKILL);
   EXPECT_TRUE(try_acquire("$held", 1).is_ok());
-  EXPECT_TRUE(sems_->release("$held", 1).is_ok());
+  EXPECT_TRUE(sems_->release("$held", 1, sems_->current("$held")).is_ok());
   ::close(ready[0]);
   ::close(ready[1]);
 }
@@ -195,9 +195,9 @@ TEST_F(LocalSemaphoresTest, TryFailsAtOnce) {
     EXPECT_EQ(sems_->acquire("$one", 1, 1, timeout, nullptr).code(), StatusCode::kTimeout);
     EXPECT_LT(Clock::now() - start, milliseconds(50));
   }
-  EXPECT_TRUE(sems_->release("$one", 1).is_ok());
+  EXPECT_TRUE(sems_->release("$one", 1, sems_->current("$one")).is_ok());
   EXPECT_TRUE(try_acquire("$one", 1).is_ok());
-  EXPECT_TRUE(sems_->release("$one", 1).is_ok());
+  EXPECT_TRUE(sems_->release("$one", 1, sems_->current("$one")).is_ok());
 }
 
 TEST_F(LocalSemaphoresTest, TimedAcquireWaitsItsTimeout) {
@@ -208,20 +208,20 @@ TEST_F(LocalSemaphoresTest, TimedAcquireWaitsItsTimeout) {
   EXPECT_EQ(status.code(), StatusCode::kTimeout);
   EXPECT_GE(elapsed, milliseconds(195));
   EXPECT_LT(elapsed, milliseconds(1000));
-  EXPECT_TRUE(sems_->release("$one", 1).is_ok());
+  EXPECT_TRUE(sems_->release("$one", 1, sems_->current("$one")).is_ok());
 }
 
 TEST_F(LocalSemaphoresTest, TimedAcquireGetsAPermitReleasedMeanwhile) {
   ASSERT_TRUE(try_acquire("$one", 1).is_ok());
   std::thread releaser([&] {
     std::this_thread::sleep_for(milliseconds(100));
-    EXPECT_TRUE(sems_->release("$one", 1).is_ok());
+    EXPECT_TRUE(sems_->release("$one", 1, sems_->current("$one")).is_ok());
   });
   const auto start = Clock::now();
   EXPECT_TRUE(sems_->acquire("$one", 1, 1, milliseconds(5000), nullptr).is_ok());
   EXPECT_LT(Clock::now() - start, milliseconds(2000));
   releaser.join();
-  EXPECT_TRUE(sems_->release("$one", 1).is_ok());
+  EXPECT_TRUE(sems_->release("$one", 1, sems_->current("$one")).is_ok());
 }
 
 TEST_F(LocalSemaphoresTest, CancelFromAnotherThread) {
@@ -237,7 +237,7 @@ TEST_F(LocalSemaphoresTest, CancelFromAnotherThread) {
       const auto give_up = Clock::now() + kPatience;
       while (!returned && Clock::now() < give_up) std::this_thread::sleep_for(milliseconds(10));
       if (!returned) {
-        EXPECT_TRUE(sems_->release("$one", 1).is_ok());
+        EXPECT_TRUE(sems_->release("$one", 1, sems_->current("$one")).is_ok());
       }
     });
     const auto start = Clock::now();
@@ -249,7 +249,7 @@ TEST_F(LocalSemaphoresTest, CancelFromAnotherThread) {
     canceller.join();
     EXPECT_EQ(sems_->wait("$one", 1, 1, timeout, &token).code(), StatusCode::kCancelled);
   }
-  EXPECT_TRUE(sems_->release("$one", 1).is_ok());
+  EXPECT_TRUE(sems_->release("$one", 1, sems_->current("$one")).is_ok());
 }
 
 TEST_F(LocalSemaphoresTest, AnAlreadyCancelledTokenTakesNothing) {
@@ -267,17 +267,17 @@ TEST_F(LocalSemaphoresTest, BadArguments) {
   EXPECT_EQ(try_acquire("$two", 0).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(try_acquire("", 1).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(sems_->post("$two", 2, 0).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(sems_->release("$two", 0).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(sems_->release("$two", 0, sems_->current("$two")).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(value("$two", 2), 2);  // nothing was taken
 }
 
 TEST_F(LocalSemaphoresTest, ReleaseOnlyWhatThisProcessHolds) {
-  EXPECT_EQ(sems_->release("$r", 1).code(), StatusCode::kNotHeld);
+  EXPECT_EQ(sems_->release("$r", 1, sems_->current("$r")).code(), StatusCode::kNotHeld);
   ASSERT_TRUE(try_acquire("$r", 3, 2).is_ok());
-  EXPECT_EQ(sems_->release("$r", 3).code(), StatusCode::kNotHeld);
-  EXPECT_TRUE(sems_->release("$r", 1).is_ok());
-  EXPECT_TRUE(sems_->release("$r", 1).is_ok());
-  EXPECT_EQ(sems_->release("$r", 1).code(), StatusCode::kNotHeld);
+  EXPECT_EQ(sems_->release("$r", 3, sems_->current("$r")).code(), StatusCode::kNotHeld);
+  EXPECT_TRUE(sems_->release("$r", 1, sems_->current("$r")).is_ok());
+  EXPECT_TRUE(sems_->release("$r", 1, sems_->current("$r")).is_ok());
+  EXPECT_EQ(sems_->release("$r", 1, sems_->current("$r")).code(), StatusCode::kNotHeld);
   EXPECT_EQ(value("$r", 3), 3);
 }
 
@@ -306,6 +306,39 @@ TEST_F(LocalSemaphoresTest, ConsumedPermitsStayConsumedAfterExit) {
   EXPECT_EQ(sems_->post("$q", 2, 3).code(), StatusCode::kOverflow);
   EXPECT_TRUE(sems_->post("$q", 2, 2).is_ok());
   EXPECT_EQ(value("$q", 2), 2);
+}
+
+TEST_F(LocalSemaphoresTest, PostCountsHeldPermits) {
+  ASSERT_TRUE(try_acquire("$held-post", 2).is_ok());
+  // One free, one held: the limit is reached, though the value is 1.
+  EXPECT_EQ(sems_->post("$held-post", 2, 1).code(), StatusCode::kOverflow);
+  ASSERT_TRUE(sems_->release("$held-post", 1, sems_->current("$held-post")).is_ok());
+  EXPECT_EQ(value("$held-post", 2), 2);
+  // Held by another process: counted too, until it dies and the kernel
+  // gives back the permit and its count together.
+  const auto registry = sems_->dir();
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t holder = spawn([&] {
+    LocalSemaphores sems(registry);
+    if (!sems.acquire("$held-post", 2, 1, kTry, nullptr).is_ok()) return 1;
+    const char byte = 'x';
+    if (::write(ready[1], &byte, 1) != 1) return 2;
+    for (;;) ::pause();
+  });
+  char byte = 0;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1);
+  EXPECT_EQ(value("$held-post", 2), 1);
+  EXPECT_EQ(sems_->post("$held-post", 2, 1).code(), StatusCode::kOverflow);
+  ASSERT_EQ(::kill(holder, SIGKILL), 0);
+  EXPECT_EQ(exit_status(holder), 128 + SIGKILL);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  EXPECT_EQ(value("$held-post", 2), 2);
+  EXPECT_EQ(sems_->post("$held-post", 2, 1).code(), StatusCode::kOverflow);
+  ASSERT_TRUE(sems_->wait("$held-post", 2, 1, kTry, nullptr).is_ok());  // consumed: a post may return it
+  EXPECT_TRUE(sems_->post("$held-post", 2, 1).is_ok());
+  EXPECT_EQ(value("$held-post", 2), 2);
 }
 
 TEST_F(LocalSemaphoresTest, ConcurrentPostsNeverOvershoot) {
@@ -344,7 +377,7 @@ TEST_F(LocalSemaphoresTest, RemovedSemaphoreIsDetectedAndRecreated) {
   EXPECT_NE(*second, *first);
   EXPECT_TRUE(semaphore_exists(*second));
   // The permit went with the old semaphore: releasing it must not add one.
-  EXPECT_EQ(sems_->release("$s", 1).code(), StatusCode::kNotHeld);
+  EXPECT_EQ(sems_->release("$s", 1, sems_->current("$s")).code(), StatusCode::kNotHeld);
   EXPECT_EQ(value("$s", 3), 3);
   // Another process (no cache) finds the new one through the registry.
   LocalSemaphores other(sems_->dir());
@@ -368,12 +401,49 @@ TEST_F(LocalSemaphoresTest, WaiterMovesToTheRecreatedSemaphore) {
   ASSERT_TRUE(fresh);
   EXPECT_NE(*fresh, *id);
   EXPECT_EQ(value("$w", 1), 0);  // the waiter holds the fresh one's permit
-  EXPECT_TRUE(sems_->release("$w", 1).is_ok());
+  EXPECT_TRUE(sems_->release("$w", 1, sems_->current("$w")).is_ok());
+}
+
+TEST_F(LocalSemaphoresTest, AGrantLostWithItsSemaphoreNeverFreesItsSuccessor) {
+  const std::function<void(int id)> removers[] = {
+      [&](int) { ASSERT_TRUE(sems_->remove("$j").is_ok()); },
+      [&](int id) { ASSERT_EQ(::semctl(id, 0, IPC_RMID), 0); },  // `ipcrm`
+  };
+  for (const auto& remove : removers) {
+    LocalSemaphores::Grant first;
+    ASSERT_TRUE(sems_->acquire("$j", 1, 1, kTry, nullptr, &first).is_ok());
+    remove(first.id);
+    LocalSemaphores::Grant second;
+    ASSERT_TRUE(sems_->acquire("$j", 1, 1, kTry, nullptr, &second).is_ok());
+    EXPECT_NE(second.id, first.id);
+    // The first grant went with its semaphore: releasing it changes nothing.
+    EXPECT_EQ(sems_->release("$j", 1, first).code(), StatusCode::kNotHeld);
+    EXPECT_EQ(value("$j", 1), 0);
+    EXPECT_EQ(try_acquire("$j", 1).code(), StatusCode::kTimeout);  // still one holder under limit 1
+    EXPECT_TRUE(sems_->release("$j", 1, second).is_ok());
+    EXPECT_EQ(value("$j", 1), 1);
+  }
+}
+
+TEST_F(LocalSemaphoresTest, AHugeTimeoutWaitsForEver) {
+  ASSERT_TRUE(try_acquire("$huge", 1).is_ok());
+  for (const milliseconds timeout : {milliseconds::max(), LocalSemaphores::kForeverAfter + milliseconds(1)}) {
+    CancelToken token;
+    std::thread canceller([&] {
+      std::this_thread::sleep_for(milliseconds(100));
+      token.cancel();
+    });
+    const auto start = Clock::now();
+    EXPECT_EQ(sems_->acquire("$huge", 1, 1, timeout, &token).code(), StatusCode::kCancelled);
+    EXPECT_GE(Clock::now() - start, milliseconds(90));
+    canceller.join();
+  }
+  EXPECT_TRUE(sems_->release("$huge", 1, sems_->current("$huge")).is_ok());
 }
 
 // The registry record format of docs/local-semaphores.md.
 void write_record(const std::filesystem::path& file, int id, long ctime, int limit, std::string_view key) {
-  std::ofstream(file) << fmt::format("netsem-local 1\nid {}\nctime {}\nlimit {}\nkey {}\n", id, ctime, limit, key);
+  std::ofstream(file) << fmt::format("netsem-local 2\nid {}\nctime {}\nlimit {}\nkey {}\n", id, ctime, limit, key);
 }
 
 TEST_F(LocalSemaphoresTest, ReusedIdIsNotTakenForOurs) {
@@ -400,7 +470,7 @@ TEST_F(LocalSemaphoresTest, DifferentNamesNeverShare) {
     ids.insert(*id);
   }
   EXPECT_EQ(ids.size(), 100u);
-  for (const auto* key : {"$a", "$b", "a"}) EXPECT_TRUE(sems_->release(key, 1).is_ok());
+  for (const auto* key : {"$a", "$b", "a"}) EXPECT_TRUE(sems_->release(key, 1, sems_->current(key)).is_ok());
 }
 
 TEST_F(LocalSemaphoresTest, HashCollisionTakesTheNextSlot) {
@@ -436,13 +506,13 @@ TEST_F(LocalSemaphoresTest, LimitChangesOnlyWhileIdle) {
   EXPECT_EQ(other.acquire("$l", 5, 3, kTry, nullptr).code(), StatusCode::kTooMany);
   EXPECT_EQ(other.post("$l", 5, 2).code(), StatusCode::kOverflow);  // 1 + 2 > 2
 
-  ASSERT_TRUE(sems_->release("$l", 1).is_ok());
+  ASSERT_TRUE(sems_->release("$l", 1, sems_->current("$l")).is_ok());
   auto idle = other.value("$l", 5);
   ASSERT_TRUE(idle);
   EXPECT_EQ(*idle, 5);
   EXPECT_TRUE(other.acquire("$l", 5, 5, kTry, nullptr).is_ok());
   EXPECT_EQ(sems_->value("$l", 2).value(), 0);  // busy again: the old limit does not come back
-  EXPECT_TRUE(other.release("$l", 5).is_ok());
+  EXPECT_TRUE(other.release("$l", 5, other.current("$l")).is_ok());
   EXPECT_EQ(value("$l", 5), 5);
 }
 
@@ -450,7 +520,7 @@ TEST_F(LocalSemaphoresTest, LimitIsCappedAtSemvmx) {
   EXPECT_EQ(value("$big", 2147483647), LocalSemaphores::kMaxLimit);
   EXPECT_TRUE(try_acquire("$big", 2147483647, LocalSemaphores::kMaxLimit).is_ok());
   EXPECT_EQ(try_acquire("$big", 2147483647, LocalSemaphores::kMaxLimit + 1).code(), StatusCode::kTooMany);
-  EXPECT_TRUE(sems_->release("$big", LocalSemaphores::kMaxLimit).is_ok());
+  EXPECT_TRUE(sems_->release("$big", LocalSemaphores::kMaxLimit, sems_->current("$big")).is_ok());
 }
 
 TEST_F(LocalSemaphoresTest, RegistryDirectoryIsPrivate) {
