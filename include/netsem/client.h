@@ -91,8 +91,9 @@ struct ClientStats {
 
 class Client {
  public:
-  // Starts the client's I/O thread and a first connection attempt (waiting at
-  // most options.connect_timeout for it). Never fails because no server is
+  // Starts the client's I/O thread and a first round of connection attempts,
+  // waiting until a server answers or every server failed (each attempt is
+  // bounded by options.connect_timeout). Never fails because no server is
   // reachable: calls then follow the fallback policy. kInvalidArgument for
   // bad options (a server address that does not parse, ...).
   static Result<std::unique_ptr<Client>> create(ClientOptions options);

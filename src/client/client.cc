@@ -297,7 +297,11 @@ Result<std::unique_ptr<Client>> Client::create(ClientOptions options) {
   impl->options = std::move(options);
   impl->local = std::make_shared<client::LocalSemaphores>(impl->options.local_dir);
   impl->connection = client::Connection::start(impl->options, std::move(endpoints));
-  impl->connection->wait_first_round(impl->options.connect_timeout);
+  // The first round tries every server (a connect and a handshake, each
+  // bounded by connect_timeout) and ends at the first that answers; waiting
+  // for it means no call falls back while a later server could still answer.
+  const auto servers = static_cast<std::int64_t>(impl->options.servers.size());
+  impl->connection->wait_first_round(2 * servers * impl->options.connect_timeout);
   return std::unique_ptr<Client>(new Client(std::move(impl)));
 }
 

@@ -170,6 +170,47 @@ TEST_F(ClientTest, AcquireHoldsAPermitOnTheServerUntilReleased) {
   EXPECT_TRUE(server_->wait_for_log("/" + std::to_string(::getpid()) + "/client_test"));
 }
 
+// A loopback listener whose accept queue is full: it drops new SYNs, like a
+// black-holed address. The sockets filling it go to `fillers`.
+int black_hole_listener(std::uint16_t& port, std::vector<int>& fillers) {
+  const int listener = bound_socket(port, 0);
+  if (listener < 0) return listener;
+  for (int i = 0; i < 3; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    (void)::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    fillers.push_back(fd);
+  }
+  std::this_thread::sleep_for(50ms);
+  return listener;
+}
+
+TEST_F(ClientTest, ABlackHoledFirstServerDoesNotSendCallsToFallback) {
+  start_server();
+  std::uint16_t hole = 0;
+  std::vector<int> fillers;
+  const int listener = black_hole_listener(hole, fillers);
+  ASSERT_GE(listener, 0);
+  ClientOptions options = options_for(hole);
+  options.connect_timeout = 300ms;
+  options.servers.push_back("127.0.0.1:" + std::to_string(server_->port()));
+  auto client = make_client(options);
+  ASSERT_TRUE(client);
+  // create() waited for the whole first round, so the first call already
+  // goes to the second server instead of a local semaphore.
+  Result<Permit> permit = client->acquire("db", {.timeout = 0ms});
+  ASSERT_TRUE(permit);
+  EXPECT_FALSE(permit->is_local());
+  EXPECT_EQ(client->stats().fallback_entries, 0u);
+  EXPECT_TRUE(permit->release().is_ok());
+  client.reset();
+  for (const int fd : fillers) ::close(fd);
+  ::close(listener);
+}
+
 TEST_F(ClientTest, ConnectsToTheFirstReachableServerOfTheList) {
   start_server();
   ClientOptions options = options_for(closed_port());
@@ -636,21 +677,10 @@ TEST_F(ClientTest, FallsBackWhenNothingListensThenUsesTheServerOnceItStarts) {
 }
 
 TEST_F(ClientTest, ConnectTimeoutBoundsAnUnansweredConnect) {
-  // A listener whose accept queue is full drops new SYNs, like a black hole.
   std::uint16_t port = 0;
-  const int listener = bound_socket(port, 0);
-  ASSERT_GE(listener, 0);
   std::vector<int> fillers;
-  for (int i = 0; i < 3; ++i) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    (void)::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    fillers.push_back(fd);
-  }
-  std::this_thread::sleep_for(50ms);
+  const int listener = black_hole_listener(port, fillers);
+  ASSERT_GE(listener, 0);
   ClientOptions options = options_for(port);
   options.connect_timeout = 300ms;
   const auto start = Clock::now();
