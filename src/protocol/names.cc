@@ -6,6 +6,8 @@
 // check_name says so.
 #include "protocol/names.h"
 
+#include <cstring>
+
 #include <cstdint>
 
 namespace netsem::protocol {
@@ -31,18 +33,19 @@ ErrorCode decode_name(std::string_view field, std::string& out) {
   // A name is never longer than its field, so one reservation covers the
   // loop; reserve() keeps the capacity a reused `out` already has.
   out.reserve(field.size());
-  for (std::size_t i = 0; i < field.size(); ++i) {
-    const char c = field[i];
-    if (c != '%') {
-      out.push_back(c);
-      continue;
-    }
-    if (field.size() - i < 3) return ErrorCode::kBadName;  // `%` needs two digits after it
-    const int high = hex_value(field[i + 1]);
-    const int low = hex_value(field[i + 2]);
+  // Runs between escapes are copied whole: most names have no `%` at all.
+  while (!field.empty()) {
+    const auto* escape = static_cast<const char*>(std::memchr(field.data(), '%', field.size()));
+    const std::size_t run = escape != nullptr ? static_cast<std::size_t>(escape - field.data()) : field.size();
+    out.append(field.data(), run);
+    field.remove_prefix(run);
+    if (field.empty()) break;
+    if (field.size() < 3) return ErrorCode::kBadName;  // `%` needs two digits after it
+    const int high = hex_value(field[1]);
+    const int low = hex_value(field[2]);
     if (high < 0 || low < 0) return ErrorCode::kBadName;
     out.push_back(static_cast<char>(high * 16 + low));
-    i += 2;
+    field.remove_prefix(3);
   }
   return check_name(out);
 }
@@ -50,10 +53,14 @@ ErrorCode decode_name(std::string_view field, std::string& out) {
 ErrorCode check_name(std::string_view name) {
   if (name.empty() || name.size() > kMaxNameBytes) return ErrorCode::kBadName;
   if (name.front() == '$') return ErrorCode::kBadName;
+  bool ascii = true;
   for (const char c : name) {
-    if (is_control(static_cast<unsigned char>(c))) return ErrorCode::kBadName;
+    const auto byte = static_cast<unsigned char>(c);
+    if (is_control(byte)) return ErrorCode::kBadName;
+    ascii = ascii && byte < 0x80;
   }
-  return is_valid_utf8(name) ? ErrorCode::kNone : ErrorCode::kBadName;
+  // Printable ASCII is valid UTF-8: only other names need the full check.
+  return ascii || is_valid_utf8(name) ? ErrorCode::kNone : ErrorCode::kBadName;
 }
 
 void append_encoded_name(std::string& out, std::string_view name) {
