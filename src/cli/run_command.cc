@@ -38,6 +38,7 @@
 #include <utility>
 
 #include "cli/cli.h"
+#include "common/unique_fd.h"
 
 namespace netsem::cli {
 
@@ -47,26 +48,6 @@ using Clock = std::chrono::steady_clock;
 
 // The signals netsem passes on to CMD.
 constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd = -1) : fd_(fd) {}
-  ~UniqueFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) {
-      if (fd_ >= 0) ::close(fd_);
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // Carries a permit's loss from the client's I/O thread to the main loop.
 class LossNotice {

@@ -52,13 +52,6 @@ std::string_view fsync_policy_name(FsyncPolicy policy) {
 
 // ---------------------------------------------------------------- file I/O
 
-void journal_detail::UniqueFd::reset(int fd) {
-  // No retry on EINTR: Linux releases the descriptor even then, and a retry
-  // could close one another thread just opened.
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-}
-
 namespace {
 
 constexpr const char* kLockFile = "lock";

@@ -37,6 +37,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/unique_fd.h"
 #include "netsem/status.h"
 #include "server/journal.h"
 #include "server/journal_format.h"
@@ -77,34 +78,7 @@ struct JournalStats {
 
 namespace journal_detail {
 
-// An owned file descriptor: closed on destruction, movable, not copyable.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) reset(other.release());
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() { reset(); }
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  // Gives up ownership without closing.
-  int release() {
-    const int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-  // Closes the descriptor held, if any, and takes `fd`.
-  void reset(int fd = -1);
-
- private:
-  int fd_ = -1;
-};
+using netsem::UniqueFd;
 
 }  // namespace journal_detail
 

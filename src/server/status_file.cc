@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/unique_fd.h"
 #include "protocol/names.h"
 
 namespace netsem::server {
@@ -28,20 +29,14 @@ Status write_status_file(const std::filesystem::path& dir, const SemaphoreTable&
   const std::filesystem::path final_path = dir / kStatusFileName;
   std::filesystem::path temp_path = final_path;
   temp_path += ".tmp";
-  const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status(StatusCode::kIoError, "open " + temp_path.string() + ": " + std::strerror(errno));
-  std::size_t written = 0;
-  while (written < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+  const UniqueFd fd(::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd.valid()) return Status(StatusCode::kIoError, "open " + temp_path.string() + ": " + std::strerror(errno));
+  for (std::size_t written = 0; written < text.size();) {
+    const ssize_t n = ::write(fd.get(), text.data() + written, text.size() - written);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const std::string reason = std::strerror(errno);
-      ::close(fd);
-      return Status(StatusCode::kIoError, "write " + temp_path.string() + ": " + reason);
-    }
+    if (n < 0) return Status(StatusCode::kIoError, "write " + temp_path.string() + ": " + std::strerror(errno));
     written += static_cast<std::size_t>(n);
   }
-  ::close(fd);
   if (::rename(temp_path.c_str(), final_path.c_str()) != 0) {
     return Status(StatusCode::kIoError, "rename to " + final_path.string() + ": " + std::strerror(errno));
   }
