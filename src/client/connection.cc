@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "client/resolver.h"
 #include "protocol/error_code.h"
 
 namespace netsem::client {
@@ -111,16 +112,18 @@ Result<Endpoint> Endpoint::parse(std::string_view text) {
   return endpoint;
 }
 
-std::shared_ptr<Connection> Connection::start(const ClientOptions& options, std::vector<Endpoint> servers) {
+std::shared_ptr<Connection> Connection::start(const ClientOptions& options, std::vector<Endpoint> servers,
+                                              LookupFunction lookup) {
   assert(!servers.empty());
-  std::shared_ptr<Connection> connection(new Connection(options, std::move(servers)));
+  std::shared_ptr<Connection> connection(new Connection(options, std::move(servers), std::move(lookup)));
   connection->thread_ = std::thread([raw = connection.get()] { raw->run(); });
   return connection;
 }
 
-Connection::Connection(const ClientOptions& options, std::vector<Endpoint> servers)
+Connection::Connection(const ClientOptions& options, std::vector<Endpoint> servers, LookupFunction lookup)
     : options_(options),
       servers_(std::move(servers)),
+      lookup_(std::move(lookup)),
       label_(sanitize_label(options.label.empty() ? default_label() : options.label)),
       wake_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
   assert(wake_fd_ >= 0);
@@ -257,18 +260,14 @@ void Connection::run() {
 
 int Connection::connect_to(const Endpoint& endpoint) {
   const auto deadline = Clock::now() + options_.connect_timeout;
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  const std::string port = std::to_string(endpoint.port);
-  if (const int rc = ::getaddrinfo(endpoint.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-    spdlog::debug("netsem: cannot resolve {}: {}", endpoint.to_string(), ::gai_strerror(rc));
+  const Resolution resolution = resolve(
+      endpoint.host, endpoint.port, deadline, wake_fd_, [this] { return stopping(); }, lookup_);
+  if (!resolution.addresses) {
+    spdlog::debug("netsem: {}: {}", endpoint.to_string(), resolution.error);
     return -1;
   }
-  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(found, &::freeaddrinfo);
-  for (const addrinfo* address = found; address != nullptr && !stopping(); address = address->ai_next) {
+  for (const addrinfo* address = resolution.addresses.get(); address != nullptr && !stopping();
+       address = address->ai_next) {
     const int fd =
         ::socket(address->ai_family, address->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, address->ai_protocol);
     if (fd < 0) continue;

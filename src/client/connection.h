@@ -2,9 +2,9 @@
 // threads, driven by an I/O thread of its own.
 //
 // API: Connection::start() launches the I/O thread, which connects to the
-// first reachable server of the list (each attempt bounded by
-// connect_timeout), says HELLO, reads STATS once for the session timeout and
-// then serves the session: it writes what callers queued with send(), pings
+// first reachable server of the list (each attempt, name lookup included,
+// bounded by connect_timeout: see resolver.h), says HELLO, reads STATS once
+// for the session timeout and then serves the session: it writes what callers queued with send(), pings
 // when the line has been quiet for a third of the session timeout, and hands
 // each answer to the Call whose tag it carries. A caller waits on its own
 // Call (wait()), so no call ever blocks another. When the session ends (EOF,
@@ -41,6 +41,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "client/resolver.h"
 #include "netsem/client_options.h"
 #include "netsem/status.h"
 #include "protocol/codec.h"
@@ -136,8 +137,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::uint64_t fallback_exits = 0;
   };
 
-  // Starts the I/O thread. REQUIRES: !servers.empty().
-  static std::shared_ptr<Connection> start(const ClientOptions& options, std::vector<Endpoint> servers);
+  // Starts the I/O thread. `lookup` resolves host names (tests stand in a
+  // slow DNS). REQUIRES: !servers.empty().
+  static std::shared_ptr<Connection> start(const ClientOptions& options, std::vector<Endpoint> servers,
+                                           LookupFunction lookup = system_lookup());
   // Stops the I/O thread if stop() was not called.
   ~Connection();
   Connection(const Connection&) = delete;
@@ -168,7 +171,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void unregister_permit(const detail::PermitState* permit);
 
  private:
-  Connection(const ClientOptions& options, std::vector<Endpoint> servers);
+  Connection(const ClientOptions& options, std::vector<Endpoint> servers, LookupFunction lookup);
   void run();
   // A connected non-blocking socket, or -1 (also when stopping).
   int connect_to(const Endpoint& endpoint);
@@ -192,6 +195,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   const ClientOptions options_;
   const std::vector<Endpoint> servers_;
+  const LookupFunction lookup_;
   const std::string label_;
   int wake_fd_ = -1;  // eventfd: a caller queued something, or stop()
   std::thread thread_;

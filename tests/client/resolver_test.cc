@@ -1,0 +1,152 @@
+// Tests of resolve(): numeric addresses never reach the name lookup, names
+// do, and a lookup that hangs (a dead DNS, stood in by a lookup function that
+// blocks until the test lets it go) costs no more than the deadline or a
+// stop, both for resolve() alone and for a Connection's stop().
+#include "client/resolver.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "client/connection.h"
+
+namespace netsem::client {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// A lookup that blocks until release(), then answers 127.0.0.1, counting calls.
+struct HangingDns {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool released = false;
+  std::atomic<int> calls{0};
+
+  void release() {
+    {
+      std::lock_guard lock(mutex);
+      released = true;
+    }
+    cv.notify_all();
+  }
+};
+
+LookupFunction hanging_lookup(const std::shared_ptr<HangingDns>& dns) {
+  return [dns](const char*, const char* service, const addrinfo* hints, addrinfo** out) {
+    ++dns->calls;
+    std::unique_lock lock(dns->mutex);
+    dns->cv.wait(lock, [&] { return dns->released; });
+    return ::getaddrinfo("127.0.0.1", service, hints, out);
+  };
+}
+
+class ResolverTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_GE(wake_fd_, 0); }
+  void TearDown() override {
+    dns_->release();  // lets detached lookups finish before the process ends
+    ::close(wake_fd_);
+  }
+
+  Resolution resolve_with(const std::string& host, Clock::duration budget, const LookupFunction& lookup) {
+    return resolve(
+        host, 53559, Clock::now() + budget, wake_fd_, [this] { return stopping_.load(); }, lookup);
+  }
+
+  const int wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  std::atomic<bool> stopping_{false};
+  std::shared_ptr<HangingDns> dns_ = std::make_shared<HangingDns>();
+};
+
+std::string first_address(const Resolution& resolution) {
+  if (!resolution.addresses) return "";
+  char text[INET6_ADDRSTRLEN] = {};
+  const addrinfo* address = resolution.addresses.get();
+  const void* raw = address->ai_family == AF_INET
+                        ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(address->ai_addr)->sin_addr)
+                        : static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(address->ai_addr)->sin6_addr);
+  ::inet_ntop(address->ai_family, raw, text, sizeof text);
+  return text;
+}
+
+TEST_F(ResolverTest, NumericAddressesNeverCallTheLookup) {
+  for (const std::string host : {"127.0.0.1", "::1", "10.1.2.3"}) {
+    const Resolution resolution = resolve_with(host, 1s, hanging_lookup(dns_));
+    EXPECT_EQ(first_address(resolution), host) << resolution.error;
+  }
+  EXPECT_EQ(dns_->calls.load(), 0);
+}
+
+TEST_F(ResolverTest, NamesAreLookedUp) {
+  dns_->release();
+  const Resolution resolution = resolve_with("netsem.example", 5s, hanging_lookup(dns_));
+  EXPECT_EQ(first_address(resolution), "127.0.0.1") << resolution.error;
+  EXPECT_EQ(dns_->calls.load(), 1);
+}
+
+TEST_F(ResolverTest, AFailedLookupSaysWhy) {
+  const LookupFunction unknown = [](const char*, const char*, const addrinfo*, addrinfo**) { return EAI_NONAME; };
+  const Resolution resolution = resolve_with("no-such-host.example", 5s, unknown);
+  EXPECT_FALSE(resolution.addresses);
+  EXPECT_NE(resolution.error.find("cannot resolve"), std::string::npos) << resolution.error;
+}
+
+TEST_F(ResolverTest, AHangingLookupEndsAtTheDeadline) {
+  const auto start = Clock::now();
+  const Resolution resolution = resolve_with("dead-dns.example", 200ms, hanging_lookup(dns_));
+  const auto took = Clock::now() - start;
+  EXPECT_FALSE(resolution.addresses);
+  EXPECT_NE(resolution.error.find("longer than the connect timeout"), std::string::npos) << resolution.error;
+  EXPECT_GE(took, 200ms);
+  EXPECT_LT(took, 2s);
+}
+
+TEST_F(ResolverTest, AStopEndsAHangingLookup) {
+  std::thread stopper([this] {
+    std::this_thread::sleep_for(100ms);
+    stopping_ = true;
+    const std::uint64_t one = 1;
+    ASSERT_EQ(::write(wake_fd_, &one, sizeof one), static_cast<ssize_t>(sizeof one));
+  });
+  const auto start = Clock::now();
+  const Resolution resolution = resolve_with("dead-dns.example", 60s, hanging_lookup(dns_));
+  const auto took = Clock::now() - start;
+  stopper.join();
+  EXPECT_FALSE(resolution.addresses);
+  EXPECT_LT(took, 5s);
+}
+
+TEST_F(ResolverTest, AWakeUpWithoutAStopKeepsWaiting) {
+  std::thread poker([this] {
+    const std::uint64_t one = 1;
+    ASSERT_EQ(::write(wake_fd_, &one, sizeof one), static_cast<ssize_t>(sizeof one));
+    std::this_thread::sleep_for(100ms);
+    dns_->release();
+  });
+  const Resolution resolution = resolve_with("slow-dns.example", 10s, hanging_lookup(dns_));
+  poker.join();
+  EXPECT_EQ(first_address(resolution), "127.0.0.1") << resolution.error;
+}
+
+TEST_F(ResolverTest, AConnectionStopsWhileItsServerNameHangs) {
+  ClientOptions options;
+  options.connect_timeout = 60s;
+  auto connection = Connection::start(options, {Endpoint{"dead-dns.example", 53559}}, hanging_lookup(dns_));
+  while (dns_->calls.load() == 0) std::this_thread::sleep_for(5ms);
+  EXPECT_FALSE(connection->connected());
+  const auto start = Clock::now();
+  connection->stop();
+  EXPECT_LT(Clock::now() - start, 5s);
+}
+
+}  // namespace
+}  // namespace netsem::client
