@@ -23,9 +23,12 @@
 namespace netsem::server {
 namespace {
 
+// Deliberately not noexcept: libstdc++ then keeps each node's hash code, so
+// erasing an undefined semaphore (every cycle of an ad-hoc name) and
+// rehashing do not hash the name again.
 struct StringHash {
   using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 template <class V>
 using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
