@@ -16,6 +16,7 @@ namespace netsem::bench {
 namespace {
 
 constexpr std::uint16_t kNetsemDefaultPort = 53559;
+constexpr std::uint16_t kRedisDefaultPort = 6379;
 
 struct OptionSpec {
   std::string_view name;   // without the leading "--"
@@ -61,12 +62,11 @@ std::string check_plain_name(std::string_view text) {
 const std::vector<OptionSpec>& option_table() {
   static const std::vector<OptionSpec> table = {
       {"target", "T", "netsem",
-       "what is measured: netsem (netsemd, protocol v1) or floor (the built-in echo server; see below). "
-       "redis is reserved for the Redis comparison.",
+       "what is measured: netsem (netsemd, protocol v1), floor (the built-in echo server) or redis (a Redis "
+       "server running the Lua counting-semaphore recipe); see below",
        [](std::string_view v, Options& o) -> std::string {
          const auto target = parse_target(v);
-         if (!target) return "must be netsem or floor";
-         if (*target == Target::kRedis) return "redis is not implemented yet";
+         if (!target) return "must be netsem, floor or redis";
          o.target = *target;
          return {};
        }},
@@ -82,7 +82,7 @@ const std::vector<OptionSpec>& option_table() {
          o.host = v;
          return {};
        }},
-      {"port", "N", "53559 (floor: a server started for the run)", "server port",
+      {"port", "N", "53559; floor: a server started for the run; redis: 6379", "server port",
        [](std::string_view v, Options& o) -> std::string {
          o.port_given = true;
          return parse_number<std::uint16_t>(v, 0, 65535, o.port);
@@ -100,7 +100,8 @@ const std::vector<OptionSpec>& option_table() {
          o.name = v;
          return check_plain_name(v);
        }},
-      {"limit", "L", "10", "contended: the limit the semaphore is created with when absent",
+      {"limit", "L", "10",
+       "contended: the limit the semaphore is created with when absent (redis: the limit sent with every acquire)",
        [](std::string_view v, Options& o) { return parse_number<std::int64_t>(v, 1, 2147483647, o.limit); }},
       {"prefix", "P", "bench", "prefix of every other name the bench uses (<prefix>.<scenario>.<i>)",
        [](std::string_view v, Options& o) {
@@ -112,7 +113,8 @@ const std::vector<OptionSpec>& option_table() {
       {"warmup", "S", "1", "load before measuring (cycle scenarios and ace)",
        [](std::string_view v, Options& o) { return parse_seconds(v, 0, o.warmup); }},
       {"server-pid", "PID", "none",
-       "the server's process, for its CPU time per op (/proc/PID/stat) and its RSS (/proc/PID/status)",
+       "the server's process (netsemd's, or redis-server's), for its CPU time per op (/proc/PID/stat) and its RSS "
+       "(/proc/PID/status)",
        [](std::string_view v, Options& o) { return parse_number<pid_t>(v, 1, 1 << 30, o.server_pid); }},
       {"json", "", "", "print one JSON object instead of text",
        [](std::string_view, Options& o) -> std::string {
@@ -171,6 +173,7 @@ void apply_defaults(Options& o) {
   }
   set(o.pipeline, 1);
   if (!o.port_given && o.target == Target::kNetsem) o.port = kNetsemDefaultPort;
+  if (!o.port_given && o.target == Target::kRedis) o.port = kRedisDefaultPort;
 }
 
 }  // namespace
@@ -239,6 +242,11 @@ std::string parse_options(int argc, char** argv, Options& options) {
   if (options.scenario == Scenario::kAce && options.target != Target::kNetsem) {
     return "the ace scenario speaks netsemd's ACE dialect: it needs --target netsem";
   }
+  if (options.target == Target::kRedis &&
+      (options.scenario == Scenario::kSessions || options.scenario == Scenario::kNames)) {
+    return "the " + std::string(scenario_name(options.scenario)) +
+           " scenario does not run against redis (cycle1, contended, spread and pipelined do)";
+  }
   const bool pipelines = options.scenario == Scenario::kPipelined || options.scenario == Scenario::kNames;
   if (options.pipeline > 1 && !pipelines) {
     return "--pipeline applies to pipelined and names only (the others wait for each answer)";
@@ -254,7 +262,7 @@ std::string help_text() {
       "netsem-bench: a load generator for netsemd, in the spirit of redis-benchmark.\n"
       "One thread drives every connection from an epoll loop, so the server is the\n"
       "bottleneck. Loopback only; bounded in time.\n\n"
-      "usage: netsem-bench [--target netsem|floor] [--scenario S] [options]\n"
+      "usage: netsem-bench [--target netsem|floor|redis] [--scenario S] [options]\n"
       "       netsem-bench --serve-floor [--host ADDR] [--port N]\n\n"
       "options:\n";
   constexpr std::size_t kIndent = 23;
@@ -318,7 +326,20 @@ std::string help_text() {
       "traffic. Without --port the bench starts one in a child process for the run and\n"
       "reports its CPU time; or start it yourself with --serve-floor and pass --port\n"
       "and --server-pid.\n"
-      "\nServer CPU per op needs --server-pid (netsemd's pid); RSS figures too.\n"
+      "\nRedis (--target redis): a Redis server you started, on --port (default 6379;\n"
+      "the bench starts none), running the usual Lua counting-semaphore recipe over\n"
+      "the same connections and with the same request pattern: acquire is one\n"
+      "EVALSHA of a script that purges expired holders (30 s TTL), counts them and\n"
+      "adds this connection's holder id when under the limit; when full, the client\n"
+      "waits with BLPOP on the name's notify list (1 s timeout) on the same\n"
+      "connection and runs the script again (counted as queued once); release is\n"
+      "one EVALSHA that removes the holder and pushes one wake-up token. The limit\n"
+      "travels with every acquire: --limit for contended, 1 for the other names.\n"
+      "Only cycle1, contended, spread and pipelined run against Redis. The bench\n"
+      "loads the scripts once per run and deletes the keys of the names it uses\n"
+      "({NAME}:holders, {NAME}:notify) before and after the run.\n"
+      "\nServer CPU per op needs --server-pid (netsemd's or redis-server's pid); RSS\n"
+      "figures too.\n"
       "The bench raises its own descriptor limit to the hard limit (sessions needs\n"
       "one descriptor per session, and netsemd as many: mind its max_connections).\n";
   return text;

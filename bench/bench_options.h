@@ -25,7 +25,7 @@ struct Options {
   Target target = Target::kNetsem;
   Scenario scenario = Scenario::kCycle1;
   std::string host = "127.0.0.1";
-  std::uint16_t port = 0;  // 0: netsem's default port, or a floor server started for the run
+  std::uint16_t port = 0;  // 0: netsem's or redis's default port, or a floor server started for the run
   bool port_given = false;
   std::uint64_t clients = 0;             // 0 until defaults are applied
   std::uint64_t pipeline = 0;            // requests in flight per connection

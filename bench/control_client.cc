@@ -1,4 +1,5 @@
-// A blocking client with deadlines, on poll() (see control_client.h).
+// A blocking socket and protocol v1 client with deadlines, on poll() (see
+// control_client.h).
 #include "control_client.h"
 
 #include <netinet/in.h>
@@ -25,37 +26,61 @@ bool wait_for(int fd, short events, Clock::time_point deadline) {
 
 }  // namespace
 
-std::unique_ptr<ControlClient> ControlClient::connect(const Endpoint& endpoint, std::chrono::milliseconds timeout) {
+std::unique_ptr<BlockingSocket> BlockingSocket::connect(const Endpoint& endpoint, std::chrono::milliseconds timeout) {
   const int fd = ::socket(endpoint.address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return nullptr;
-  std::unique_ptr<ControlClient> client(new ControlClient(fd));
+  std::unique_ptr<BlockingSocket> socket(new BlockingSocket(fd));
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&endpoint.address), endpoint.length) != 0) {
     if (errno != EINPROGRESS || !wait_for(fd, POLLOUT, Clock::now() + timeout)) return nullptr;
     int error = 0;
     socklen_t length = sizeof error;
     if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0 || error != 0) return nullptr;
   }
-  return client;
+  return socket;
 }
 
-ControlClient::~ControlClient() {
+BlockingSocket::~BlockingSocket() {
   ::close(fd_);
+}
+
+bool BlockingSocket::send_all(std::string_view bytes, Clock::time_point deadline) {
+  for (std::size_t sent = 0; sent < bytes.size();) {
+    const ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<std::size_t>(n);
+    } else if (n < 0 && errno == EAGAIN) {
+      if (!wait_for(fd_, POLLOUT, deadline)) return false;
+    } else if (n < 0 && errno != EINTR) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool BlockingSocket::read_more(std::string& buffer, Clock::time_point deadline) {
+  for (;;) {
+    if (!wait_for(fd_, POLLIN, deadline)) return false;
+    char chunk[4096];
+    const ssize_t n = ::read(fd_, chunk, sizeof chunk);
+    if (n > 0) {
+      buffer.append(chunk, static_cast<std::size_t>(n));
+      return true;
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EINTR)) return false;
+  }
+}
+
+std::unique_ptr<ControlClient> ControlClient::connect(const Endpoint& endpoint, std::chrono::milliseconds timeout) {
+  auto socket = BlockingSocket::connect(endpoint, timeout);
+  if (!socket) return nullptr;
+  return std::unique_ptr<ControlClient>(new ControlClient(std::move(socket)));
 }
 
 std::optional<std::string> ControlClient::request(std::string_view line, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   std::string out(line);
   out.push_back('\n');
-  for (std::size_t sent = 0; sent < out.size();) {
-    const ssize_t n = ::send(fd_, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
-    if (n > 0) {
-      sent += static_cast<std::size_t>(n);
-    } else if (n < 0 && errno == EAGAIN) {
-      if (!wait_for(fd_, POLLOUT, deadline)) return std::nullopt;
-    } else if (n < 0 && errno != EINTR) {
-      return std::nullopt;
-    }
-  }
+  if (!socket_->send_all(out, deadline)) return std::nullopt;
   for (;;) {
     if (const auto newline = buffer_.find('\n'); newline != std::string::npos) {
       std::string answer = buffer_.substr(0, newline);
@@ -63,11 +88,7 @@ std::optional<std::string> ControlClient::request(std::string_view line, std::ch
       if (!answer.empty() && answer.back() == '\r') answer.pop_back();
       return answer;
     }
-    if (!wait_for(fd_, POLLIN, deadline)) return std::nullopt;
-    char chunk[4096];
-    const ssize_t n = ::read(fd_, chunk, sizeof chunk);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return std::nullopt;
-    if (n > 0) buffer_.append(chunk, static_cast<std::size_t>(n));
+    if (!socket_->read_more(buffer_, deadline)) return std::nullopt;
   }
 }
 

@@ -8,6 +8,10 @@
 // contended runs on one semaphore with a limit (--name, --limit): against
 // netsemd, the driver looks it up first and creates it when absent, then
 // deletes it afterwards, so that it works on a server with no configuration.
+// Against Redis, whose recipe keeps no definitions, every wire sends the
+// limit with each acquire (--limit for contended, 1 for the other
+// scenarios' names, as netsemd's undefined semaphores have), and the run
+// loads the scripts and clears its names' keys first (redis_control.h).
 #include <algorithm>
 #include <cstring>
 #include <deque>
@@ -16,6 +20,7 @@
 #include <vector>
 
 #include "control_client.h"
+#include "redis_control.h"
 #include "scenarios.h"
 #include "wire.h"
 
@@ -27,12 +32,13 @@ using namespace std::chrono_literals;
 
 class CycleDriver final : public Connection::Listener {
  public:
-  CycleDriver(const RunContext& context, EventLoop& loop, Measurement& m) : context_(context), m_(m) {
+  CycleDriver(const RunContext& context, EventLoop& loop, Measurement& m, const WireSettings& settings)
+      : context_(context), m_(m) {
     const Options& o = context.options;
     for (std::uint64_t i = 0; i < o.clients; ++i) {
       Client& client = clients_.emplace_back();
       client.connection = std::make_unique<Connection>(loop, *this, static_cast<std::size_t>(i));
-      client.wire = make_wire(o.target);
+      client.wire = make_wire(o.target, settings);
       client.name = o.scenario == Scenario::kContended ? o.name : client_name(o, i % o.names);
     }
   }
@@ -89,6 +95,7 @@ class CycleDriver final : public Connection::Listener {
           m_.error(client.wire->last_error());
           connection.consume(before - input.size());
           connection.close();
+          scratch_.clear();  // follow-ups the wire wrote for this connection
           --live_;
           return;
       }
@@ -182,6 +189,14 @@ bool prepare_contended(const RunContext& context, Measurement& m) {
   return true;
 }
 
+// The names the clients use, each once.
+std::vector<std::string> names_used(const Options& o) {
+  if (o.scenario == Scenario::kContended) return {o.name};
+  std::vector<std::string> names;
+  for (std::uint64_t i = 0; i < std::min(o.clients, o.names); ++i) names.push_back(client_name(o, i));
+  return names;
+}
+
 void delete_contended(const RunContext& context, Measurement& m) {
   // The server sees the clients' connections end in its own time: until it
   // has, the semaphore is still held and DELETE is BUSY.
@@ -201,22 +216,31 @@ Measurement run_cycles(const RunContext& context) {
   Measurement m;
   m.op = context.options.scenario == Scenario::kPipelined ? "cycle (acquire + release, pipelined)"
                                                           : "cycle (acquire + release, two round trips)";
-  const bool contended_on_netsem =
-      context.options.scenario == Scenario::kContended && context.options.target == Target::kNetsem;
+  const Options& o = context.options;
+  const bool contended = o.scenario == Scenario::kContended;
   bool created = false;
-  if (contended_on_netsem) {
+  if (contended && o.target == Target::kNetsem) {
     created = prepare_contended(context, m);
     if (m.errors != 0) return m;
   }
+  WireSettings settings;
+  std::vector<std::string> redis_names;
+  if (o.target == Target::kRedis) {
+    settings.limit = contended ? o.limit : 1;
+    redis_names = names_used(o);
+    if (!prepare_redis_run(context.endpoint, redis_names, settings, m)) return m;
+    if (contended) m.limit = o.limit;
+  }
   {
     EventLoop loop;
-    CycleDriver driver(context, loop, m);
+    CycleDriver driver(context, loop, m, settings);
     driver.start();
     run_warmup_and_window(
         loop, context, m, [&] { driver.reset(); }, [&] { return driver.all_failed(); });
     driver.stop();
   }
   if (created) delete_contended(context, m);
+  if (o.target == Target::kRedis) clear_redis_names(context.endpoint, redis_names, m);
   return m;
 }
 

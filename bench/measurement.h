@@ -15,6 +15,7 @@
 
 #include "connection.h"
 #include "latency_histogram.h"
+#include "proc_stats.h"
 
 namespace netsem::bench {
 
@@ -26,8 +27,9 @@ struct Measurement {
   std::uint64_t queued = 0;  // acquires the server queued (QUEUED, or ACE's wait|)
   std::uint64_t errors = 0;  // refusals, unexpected replies, failed connections
   std::string first_error;
-  std::optional<std::uint64_t> server_cpu_us;  // over the window; needs the server's pid
-  std::uint64_t client_cpu_us = 0;             // this process, over the window
+  std::optional<std::uint64_t> server_cpu_us;         // over the window; needs the server's pid
+  std::optional<std::uint64_t> server_system_cpu_us;  // the kernel's part of it
+  std::uint64_t client_cpu_us = 0;                    // this process, over the window
   // sessions and names: the server's RSS before and after, and what the
   // difference is spread over.
   std::optional<std::uint64_t> rss_before;
@@ -54,7 +56,7 @@ class MeasureWindow {
  private:
   pid_t server_pid_;
   Clock::time_point started_{};
-  std::optional<std::uint64_t> server_cpu_us_;
+  std::optional<CpuTimes> server_cpu_;
   std::uint64_t client_cpu_us_ = 0;
 };
 

@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
     return kExitBadRun;
   }
 
-  if (options.server_pid > 0 && !process_cpu_us(options.server_pid)) {
+  if (options.server_pid > 0 && !process_cpu(options.server_pid)) {
     return usage_error("--server-pid " + std::to_string(options.server_pid) + ": cannot read /proc/" +
                        std::to_string(options.server_pid) + "/stat");
   }

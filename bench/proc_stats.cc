@@ -10,7 +10,7 @@
 
 namespace netsem::bench {
 
-std::optional<std::uint64_t> process_cpu_us(pid_t pid) {
+std::optional<CpuTimes> process_cpu(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string text;
   if (!std::getline(in, text)) return std::nullopt;
@@ -30,7 +30,8 @@ std::optional<std::uint64_t> process_cpu_us(pid_t pid) {
   if (!fields) return std::nullopt;
   const long ticks = ::sysconf(_SC_CLK_TCK);
   if (ticks <= 0) return std::nullopt;
-  return (utime + stime) * 1'000'000 / static_cast<std::uint64_t>(ticks);
+  const auto us = [&](std::uint64_t in_ticks) { return in_ticks * 1'000'000 / static_cast<std::uint64_t>(ticks); };
+  return CpuTimes{us(utime), us(stime)};
 }
 
 std::optional<std::uint64_t> process_rss_bytes(pid_t pid) {

@@ -15,9 +15,17 @@
 
 namespace netsem::bench {
 
-// CPU time (user + system) of process `pid` in microseconds; nullopt when
-// it cannot be read (no such process, not ours to read).
-std::optional<std::uint64_t> process_cpu_us(pid_t pid);
+// CPU time of a process, split: the system part is what the kernel spent on
+// its behalf (for a server on loopback, mostly the network stack).
+struct CpuTimes {
+  std::uint64_t user_us = 0;
+  std::uint64_t system_us = 0;
+  std::uint64_t total_us() const { return user_us + system_us; }
+};
+
+// CPU time of process `pid`; nullopt when it cannot be read (no such
+// process, not ours to read).
+std::optional<CpuTimes> process_cpu(pid_t pid);
 
 // Resident set size of process `pid` in bytes; nullopt when unreadable.
 std::optional<std::uint64_t> process_rss_bytes(pid_t pid);

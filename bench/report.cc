@@ -65,7 +65,12 @@ std::string report_text(const Options& o, const Measurement& m) {
                         us(h.percentile(0.5)), us(h.percentile(0.99)), us(h.percentile(0.999)), us(h.max()), h.count());
   }
   if (m.queued > 0) text += fmt::format("  queued         {}\n", m.queued);
-  if (const auto cpu = per_op(m.server_cpu_us, m.ops)) text += fmt::format("  server CPU     {:.2f} us/op\n", *cpu);
+  if (const auto cpu = per_op(m.server_cpu_us, m.ops)) {
+    text += fmt::format("  server CPU     {:.2f} us/op", *cpu);
+    if (const auto kernel = per_op(m.server_system_cpu_us, m.ops))
+      text += fmt::format(" ({:.2f} in the kernel)", *kernel);
+    text += "\n";
+  }
   if (const auto cpu = per_op(m.client_cpu_us, m.ops)) text += fmt::format("  client CPU     {:.2f} us/op\n", *cpu);
   if (m.rss_before && m.rss_after) {
     text += fmt::format("  server RSS     {:.1f} MiB before, {:.1f} MiB after\n",
@@ -89,14 +94,16 @@ std::string report_json(const Options& o, const Measurement& m) {
       "{{\"target\":{},\"scenario\":{},\"clients\":{},\"pipeline\":{},\"names\":{},\"seconds\":{:.3f},"
       "\"warmup\":{:.3f},\"op\":{},\"ops\":{},\"ops_per_s\":{:.1f},"
       "\"latency_us\":{{\"p50\":{:.1f},\"p99\":{:.1f},\"p999\":{:.1f},\"max\":{:.1f},\"mean\":{:.1f},\"samples\":{}}},"
-      "\"queued\":{},\"errors\":{},\"first_error\":{},\"server_cpu_us_per_op\":{},\"client_cpu_us_per_op\":{},"
+      "\"queued\":{},\"errors\":{},\"first_error\":{},\"server_cpu_us_per_op\":{},"
+      "\"server_system_cpu_us_per_op\":{},\"client_cpu_us_per_op\":{},"
       "\"server_rss_before\":{},\"server_rss_after\":{},\"per\":{},\"bytes_per\":{},\"limit\":{},\"notes\":[{}]}}\n",
       json_string(target_name(o.target)), json_string(scenario_name(o.scenario)), o.clients, o.pipeline, o.names,
       m.seconds, o.warmup, json_string(m.op), m.ops, per_second(m), us(h.percentile(0.5)), us(h.percentile(0.99)),
       us(h.percentile(0.999)), us(h.max()), h.mean() / 1000.0, h.count(), m.queued, m.errors,
       json_string(m.first_error), json_or_null(per_op(m.server_cpu_us, m.ops)),
-      json_or_null(per_op(m.client_cpu_us, m.ops)), json_or_null(m.rss_before), json_or_null(m.rss_after),
-      m.per.empty() ? "null" : json_string(m.per), json_or_null(bytes_per(m)), json_or_null(m.limit), notes);
+      json_or_null(per_op(m.server_system_cpu_us, m.ops)), json_or_null(per_op(m.client_cpu_us, m.ops)),
+      json_or_null(m.rss_before), json_or_null(m.rss_after), m.per.empty() ? "null" : json_string(m.per),
+      json_or_null(bytes_per(m)), json_or_null(m.limit), notes);
 }
 
 }  // namespace netsem::bench

@@ -6,7 +6,8 @@
 // JSON fields: target, scenario, clients, pipeline, names, seconds, warmup,
 // op (what one op is), ops, ops_per_s, latency_us {p50, p99, p999, max,
 // mean, samples} (of the acquire), queued, errors, first_error,
-// server_cpu_us_per_op, client_cpu_us_per_op, server_rss_before,
+// server_cpu_us_per_op, server_system_cpu_us_per_op (the kernel's part),
+// client_cpu_us_per_op, server_rss_before,
 // server_rss_after (bytes), per ("session" | "semaphore" | null),
 // bytes_per ("bytes per session/semaphore"), limit, notes.
 //

@@ -1,6 +1,7 @@
-// The netsem and floor wires (see wire.h). Both send the same request
-// lines; they differ in how replies are matched to requests: netsem by the
-// answer's tag (one letter per kind of request), the floor by order.
+// The netsem and floor wires (see wire.h), and make_wire (Redis's wire is in
+// redis_wire.cc). Both send the same request lines; they differ in how
+// replies are matched to requests: netsem by the answer's tag (one letter
+// per kind of request), the floor by order.
 #include "wire.h"
 
 #include <cassert>
@@ -8,6 +9,7 @@
 
 #include "floor_server.h"
 #include "protocol/codec.h"
+#include "redis_wire.h"
 
 namespace netsem::bench {
 
@@ -126,16 +128,16 @@ std::string_view target_name(Target target) {
   return "?";
 }
 
-std::unique_ptr<Wire> make_wire(Target target) {
+std::unique_ptr<Wire> make_wire(Target target, const WireSettings& settings) {
   switch (target) {
     case Target::kNetsem:
       return std::make_unique<NetsemWire>();
     case Target::kFloor:
       return std::make_unique<FloorWire>();
     case Target::kRedis:
-      break;
+      return make_redis_wire(settings);
   }
-  assert(false && "target not implemented");
+  assert(false && "unknown target");
   return nullptr;
 }
 

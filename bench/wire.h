@@ -1,7 +1,7 @@
 // Wire: what the scenarios' abstract steps (acquire, release, create,
 // remove a semaphore) are on the wire of one target, and what its replies
 // mean. The scenarios drive every target the same way, so that netsem, the
-// floor and (later) Redis are measured with the same generator, the same
+// floor and Redis are measured with the same generator, the same
 // connections and the same request pattern.
 //
 // Targets:
@@ -10,8 +10,9 @@
 //    very same netsem lines; every line is answered by one fixed-size line,
 //    so a floor "acquire" is one plain round trip of the same shape. It is
 //    the physical limit of the loopback and the kernel for this traffic.
-//  - redis: reserved for the Redis counting-semaphore recipe; a multi-step
-//    recipe fits this interface because next() may write follow-up requests.
+//  - redis: the usual Lua counting-semaphore recipe (redis_wire.h), a
+//    multi-step one: it fits this interface because next() may write
+//    follow-up requests.
 //
 // One Wire per connection (a wire may keep per-connection state, such as
 // which replies it still expects). Thread safety: none.
@@ -53,7 +54,10 @@ class Wire {
 
   // Takes the first complete reply off `input` (advancing it past it) and
   // says what it means; nullopt when no complete reply is buffered. A
-  // multi-step recipe may append follow-up requests to `out`.
+  // multi-step recipe may append follow-up requests to `out`, and takes the
+  // replies to its intermediate steps off `input` without returning them
+  // (so nullopt may come with `input` advanced); a partial reply is left
+  // on `input`.
   virtual std::optional<Reply> next(std::string_view& input, std::string& out) = 0;
 
   // The last reply that meant kError, for the report.
@@ -63,7 +67,15 @@ class Wire {
   std::string last_error_;
 };
 
-// REQUIRES: a target that is implemented (not kRedis yet).
-std::unique_ptr<Wire> make_wire(Target target);
+// What a wire is told beyond its target. netsem and the floor need none of
+// it (the server knows its semaphores); the Redis recipe runs in scripts the
+// client invokes, so the client supplies the limit and the scripts' SHA1s.
+struct WireSettings {
+  std::int64_t limit = 1;   // Redis: of every name the wire acquires
+  std::string acquire_sha;  // Redis: of the loaded scripts; empty: EVAL them
+  std::string release_sha;
+};
+
+std::unique_ptr<Wire> make_wire(Target target, const WireSettings& settings = {});
 
 }  // namespace netsem::bench

@@ -13,6 +13,7 @@ packages=(
   clang libclang-rt-14-dev          # clang + libFuzzer runtime: the fuzz targets
   clang-format                      # the one formatting style (scripts/check-format.sh)
   netcat-openbsd                    # nc, to talk to the server by hand
+  redis-server                      # Redis: the peer in the benchmark comparison, and its smoke test
 )
 missing=()
 for package in "${packages[@]}"; do

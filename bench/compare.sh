@@ -1,0 +1,372 @@
+#!/usr/bin/env bash
+# bench/compare.sh: netsemd next to the floor and Redis, run interleaved, with
+# medians and the `ratios:` line of issue 5.
+#
+# It installs what it needs (scripts/install-deps.sh, then redis-server and
+# python3 if missing, through apt-get, with sudo when not root), builds the
+# Release netsemd and netsem-bench (build-release/), and starts three servers
+# on free loopback ports, each once for the whole run: netsemd from a
+# configuration it writes (bench.contended defined with limit 10), the floor
+# (`netsem-bench --serve-floor`) and `redis-server` without persistence. Each
+# repetition runs cycle1, contended, spread and pipelined against every
+# system, in an order that rotates with the repetition (netsem, floor, redis;
+# then floor, redis, netsem; ...), so the drift of a shared machine falls on
+# all of them alike. netsem-bench reads each server's CPU time through
+# --server-pid. netsemd alone then runs ace, and sessions and names (the
+# memory figures) each on a fresh netsemd. bench/compare_report.py prints a
+# markdown table of medians with min–max, and the last line of stdout is
+#   ratios: contended_vs_floor=A spread_vs_floor=B cycle1_vs_floor=C cpu_vs_floor=D contended_vs_redis=E spread_vs_redis=F cpu_vs_redis=G
+# Progress goes to stderr. Servers and temporary files go on every exit.
+#
+# Usage: bench/compare.sh [--quick] [--reps N] [--seconds S] [--warmup S]
+#                         [--out DIR] [--no-install] [--no-build] [--build-dir DIR]
+#   (default)       5 repetitions of 5 s (1 s warm-up); 10,000 sessions and
+#                   1,000,000 names: about 7 minutes on 2 cores
+#   --quick         3 repetitions of 2 s (0.5 s warm-up); 2,000 sessions and
+#                   100,000 names: about 2 minutes
+#   --out DIR       keep every run's JSON, table.md (the report) and meta.txt
+#   --no-install    do not run apt-get (the packages are there)
+#   --no-build      use the binaries already in the build directory
+#   --build-dir DIR the Release build directory [default: build-release]
+#
+# bench/plot.sh sources this file for its helpers (main runs only when this
+# file is executed).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+log_prefix=compare
+build_dir=$repo/build-release
+do_install=1
+do_build=1
+apt_updated=0
+work=
+NETSEMD=
+BENCH=
+PYTHON=
+NETSEM_PID='' NETSEM_PORT='' NETSEM_DIR='' netsem_generation=0
+FLOOR_PID='' FLOOR_PORT=''
+REDIS_PID='' REDIS_PORT=''
+
+log() { printf '%s: %s\n' "$log_prefix" "$*" >&2; }
+die() {
+  log "$*"
+  exit 1
+}
+
+# Installs the Debian packages given that are not installed yet, as
+# scripts/install-deps.sh does.
+ensure_packages() {
+  local missing=() package
+  for package in "$@"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  local sudo_cmd=()
+  [[ "$(id -u)" -eq 0 ]] || sudo_cmd=(sudo)
+  log "installing ${missing[*]}"
+  if [[ $apt_updated -eq 0 ]]; then
+    "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    apt_updated=1
+  fi
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+# The project's dependencies, the extra packages given, then the Release
+# build of netsemd and netsem-bench. Sets NETSEMD, BENCH and PYTHON.
+install_and_build() {
+  if [[ $do_install -eq 1 ]]; then
+    "$repo/scripts/install-deps.sh" >&2
+    ensure_packages python3 "$@"
+  fi
+  if [[ $do_build -eq 1 ]]; then
+    log "building netsemd and netsem-bench (Release) in $build_dir"
+    cmake -S "$repo" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release >&2
+    cmake --build "$build_dir" --target netsemd netsem-bench >&2
+  fi
+  NETSEMD=$build_dir/src/server/netsemd
+  BENCH=$build_dir/bench/netsem-bench
+  [[ -x $NETSEMD && -x $BENCH ]] || die "no netsemd or netsem-bench in $build_dir (build it, or drop --no-build)"
+  if [[ -x /usr/bin/python3 ]]; then
+    PYTHON=/usr/bin/python3
+  else
+    PYTHON=$(command -v python3) || die "python3 is missing (drop --no-install to install it)"
+  fi
+}
+
+# The temporary directory, the descriptor limit (sessions holds thousands of
+# connections, netsemd as many) and the clean-up on every exit.
+setup_workspace() {
+  work=$(mktemp -d "${TMPDIR:-/tmp}/netsem-$log_prefix.XXXXXX")
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM HUP
+  local hard
+  hard=$(ulimit -Hn)
+  ulimit -n "$hard" 2>/dev/null || true
+}
+
+# Stops one process we started: SIGTERM, then SIGKILL after 5 s.
+stop_pid() {
+  local pid=$1 i
+  [[ -n $pid ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM HUP
+  stop_pid "$NETSEM_PID"
+  stop_pid "$FLOOR_PID"
+  stop_pid "$REDIS_PID"
+  [[ -n $work ]] && rm -rf "$work"
+  exit "$status"
+}
+
+# Waits until the log of process PID shows the extended regex PATTERN, and
+# prints the first match; fails when the process ends first or after 15 s.
+wait_for_log() {
+  local pid=$1 file=$2 pattern=$3 what=$4 i match
+  for ((i = 0; i < 150; i++)); do
+    if match=$(grep -m1 -oE "$pattern" "$file" 2>/dev/null); then
+      printf '%s\n' "$match"
+      return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log "$what did not start:"
+      tail -n 20 "$file" >&2 || true
+      return 1
+    fi
+    sleep 0.1
+  done
+  log "$what did not start in 15 s:"
+  tail -n 20 "$file" >&2 || true
+  return 1
+}
+
+# A loopback port free right now (for redis-server, which cannot be told to
+# pick one; netsemd and the floor listen on port 0 and say which they got).
+free_port() {
+  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# netsemd on a fresh data directory and a port of its own choosing.
+start_netsem() {
+  netsem_generation=$((netsem_generation + 1))
+  NETSEM_DIR=$work/netsemd-$netsem_generation
+  mkdir -p "$NETSEM_DIR/data"
+  cat >"$NETSEM_DIR/netsem.ini" <<EOF
+[server]
+bind_address = 127.0.0.1
+bind_port = 0
+stats_dir = $NETSEM_DIR/data
+data_dir = $NETSEM_DIR/data
+log_level = info
+max_connections = 20000
+max_semaphores = 2000000
+
+[semaphores]
+bench.contended = 10
+EOF
+  "$NETSEMD" --config "$NETSEM_DIR/netsem.ini" 2>"$NETSEM_DIR/log" &
+  NETSEM_PID=$!
+  local line
+  line=$(wait_for_log "$NETSEM_PID" "$NETSEM_DIR/log" 'listening on 127\.0\.0\.1:[0-9]+' netsemd) || exit 1
+  NETSEM_PORT=${line##*:}
+  log "netsemd (pid $NETSEM_PID) on 127.0.0.1:$NETSEM_PORT"
+}
+
+stop_netsem() {
+  stop_pid "$NETSEM_PID"
+  NETSEM_PID=
+}
+
+start_floor() {
+  "$BENCH" --serve-floor --host 127.0.0.1 --port 0 >"$work/floor.log" 2>&1 &
+  FLOOR_PID=$!
+  local line
+  line=$(wait_for_log "$FLOOR_PID" "$work/floor.log" 'port [0-9]+' "the floor") || exit 1
+  FLOOR_PORT=${line##* }
+  log "the floor (pid $FLOOR_PID) on 127.0.0.1:$FLOOR_PORT"
+}
+
+start_redis() {
+  local try
+  mkdir -p "$work/redis"
+  for try in 1 2 3; do
+    REDIS_PORT=$(free_port)
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+      --dir "$work/redis" --logfile '' >"$work/redis.log" 2>&1 &
+    REDIS_PID=$!
+    if wait_for_log "$REDIS_PID" "$work/redis.log" 'Ready to accept connections' redis-server >/dev/null; then
+      log "redis-server (pid $REDIS_PID) on 127.0.0.1:$REDIS_PORT"
+      return 0
+    fi
+    wait "$REDIS_PID" 2>/dev/null || true
+    REDIS_PID=
+    log "redis-server failed on port $REDIS_PORT (try $try of 3)"
+  done
+  die "redis-server would not start"
+}
+
+# netsem-bench's flags that point it at SYSTEM's server: sets target_args.
+target_args=()
+set_target_args() {
+  local pid port
+  case $1 in
+    netsem) pid=$NETSEM_PID port=$NETSEM_PORT ;;
+    floor) pid=$FLOOR_PID port=$FLOOR_PORT ;;
+    redis) pid=$REDIS_PID port=$REDIS_PORT ;;
+    *) die "unknown system $1" ;;
+  esac
+  if [[ -z $pid ]] || ! kill -0 "$pid" 2>/dev/null; then
+    die "the $1 server (pid ${pid:-none}) is not running"
+  fi
+  target_args=(--target "$1" --port "$port" --server-pid "$pid")
+}
+
+# run_bench FILE SYSTEM ARGS...: one netsem-bench --json run against SYSTEM,
+# its JSON kept in FILE. A run with errors is kept (the report counts them);
+# a run that printed nothing stops the script.
+run_bench() {
+  local file=$1 system=$2 status=0
+  shift 2
+  set_target_args "$system"
+  "$BENCH" "${target_args[@]}" --json "$@" >"$file.part" 2>"$file.err" || status=$?
+  if [[ ! -s $file.part ]]; then
+    cat "$file.err" >&2
+    die "netsem-bench ${target_args[*]} $* failed (exit $status)"
+  fi
+  mv "$file.part" "$file"
+  [[ -s $file.err ]] || rm -f "$file.err"
+  local ops
+  ops=$(grep -oE '"ops_per_s":[0-9.]+' "$file" | cut -d: -f2)
+  if [[ $status -ne 0 ]]; then
+    log "$(basename "$file" .json): ${ops} ops/s, with errors: $(grep -oE '"first_error":"[^"]*"' "$file")"
+  else
+    log "$(basename "$file" .json): ${ops} ops/s"
+  fi
+}
+
+# Whether this netsem-bench has the Redis target yet.
+bench_has_redis() {
+  "$BENCH" --target redis --help >/dev/null 2>&1
+}
+
+main() {
+  local quick=0 reps='' seconds='' warmup='' out=''
+  while [[ $# -gt 0 ]]; do
+    case $1 in
+      --quick) quick=1 ;;
+      --reps) reps=${2:?--reps needs a number}; shift ;;
+      --seconds) seconds=${2:?--seconds needs a number}; shift ;;
+      --warmup) warmup=${2:?--warmup needs a number}; shift ;;
+      --out) out=${2:?--out needs a directory}; shift ;;
+      --no-install) do_install=0 ;;
+      --no-build) do_build=0 ;;
+      --build-dir) build_dir=${2:?--build-dir needs a directory}; shift ;;
+      -h | --help)
+        sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+        return 0
+        ;;
+      *) die "unknown argument '$1' (see --help)" ;;
+    esac
+    shift
+  done
+  local sessions names memory_seconds
+  if [[ $quick -eq 1 ]]; then
+    : "${reps:=3}" "${seconds:=2}" "${warmup:=0.5}"
+    sessions=2000 names=100000 memory_seconds=10
+  else
+    : "${reps:=5}" "${seconds:=5}" "${warmup:=1}"
+    sessions=10000 names=1000000 memory_seconds=30
+  fi
+  [[ $reps =~ ^[1-9][0-9]*$ ]] || die "--reps must be a positive integer"
+  [[ $seconds =~ ^[0-9]+(\.[0-9]+)?$ && $warmup =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--seconds and --warmup take seconds"
+  [[ $build_dir = /* ]] || build_dir=$PWD/$build_dir
+  if [[ -n $out ]]; then
+    mkdir -p "$out"
+    out=$(cd "$out" && pwd)
+  fi
+
+  install_and_build redis-server
+  setup_workspace
+  local runs=${out:-$work/runs}
+  mkdir -p "$runs"
+  rm -f "$runs"/rep[0-9]*-*.json "$runs"/once-*.json
+
+  local systems=(netsem floor)
+  if ! command -v redis-server >/dev/null; then
+    log "warning: no redis-server: Redis is left out (its ratios print n/a)"
+  elif ! bench_has_redis; then
+    log "warning: this netsem-bench has no --target redis yet: Redis is left out (its ratios print n/a)"
+  else
+    systems+=(redis)
+  fi
+  local hard
+  hard=$(ulimit -n)
+  if [[ $hard != unlimited && $hard -lt $((sessions + 200)) ]]; then
+    sessions=$((hard - 200))
+    log "descriptor limit $hard: sessions reduced to $sessions"
+  fi
+
+  start_netsem
+  start_floor
+  if [[ " ${systems[*]} " == *" redis "* ]]; then start_redis; fi
+
+  local started=$SECONDS rep scenario i n=${#systems[@]}
+  log "${systems[*]}: $reps repetitions of ${seconds} s (${warmup} s warm-up), the order rotating"
+  for ((rep = 0; rep < reps; rep++)); do
+    for scenario in cycle1 contended spread pipelined; do
+      for ((i = 0; i < n; i++)); do
+        local system=${systems[(i + rep) % n]}
+        run_bench "$runs/$(printf 'rep%02d' "$rep")-$scenario-$system.json" "$system" \
+          --scenario "$scenario" --seconds "$seconds" --warmup "$warmup"
+      done
+    done
+  done
+
+  # netsemd alone: ace on the same server; the memory figures each on a
+  # fresh one, so that their RSS before is a server's at rest.
+  run_bench "$runs/once-ace-netsem.json" netsem --scenario ace --seconds "$seconds" --warmup "$warmup"
+  stop_netsem
+  start_netsem
+  run_bench "$runs/once-sessions-netsem.json" netsem --scenario sessions --clients "$sessions" \
+    --seconds "$memory_seconds"
+  stop_netsem
+  start_netsem
+  run_bench "$runs/once-names-netsem.json" netsem --scenario names --names "$names" --seconds "$memory_seconds"
+  stop_netsem
+
+  local elapsed=$((SECONDS - started))
+  log "measured in ${elapsed} s"
+  if [[ -n $out ]]; then
+    {
+      echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+      echo "commit: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"
+      echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
+      echo "load average before the report: $(cut -d' ' -f1-3 /proc/loadavg)"
+      echo "systems: ${systems[*]}; $reps repetitions of $seconds s ($warmup s warm-up); sessions $sessions; names $names"
+      echo "measured in ${elapsed} s"
+    } >"$out/meta.txt"
+  fi
+
+  {
+    local names_text="netsemd and the floor" plural=s
+    [[ $n -eq 3 ]] && names_text="netsemd, the floor and Redis"
+    [[ $reps -eq 1 ]] && plural=
+    echo "$names_text: $reps repetition$plural of $seconds s ($warmup s warm-up), the order of the systems rotating" \
+      "each repetition; medians (min–max) over the repetitions."
+    echo
+    "$PYTHON" "$repo/bench/compare_report.py" "$runs"
+  } | if [[ -n $out ]]; then tee "$out/table.md"; else cat; fi
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi

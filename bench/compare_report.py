@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""The report of bench/compare.sh: medians of netsem-bench's JSON runs.
+
+Reads the JSON files that bench/compare.sh keeps (one `netsem-bench --json`
+object per file, named `repNN-SCENARIO-SYSTEM.json` for the interleaved
+repetitions and `once-SCENARIO-SYSTEM.json` for the scenarios run once) and
+prints, in markdown:
+
+- a table per scenario and system: runs, median ops/s with min-max, medians
+  of the acquire's p50 and p99 latency, median server CPU per op with min-max,
+  errors;
+- the memory figures of the sessions and names scenarios;
+- the ratio of netsemd to the floor (and to Redis) in each repetition, to show
+  how much of the spread is the machine's;
+- last, one line computed from the medians, exactly as issue 5 defines it:
+
+  ratios: contended_vs_floor=A spread_vs_floor=B cycle1_vs_floor=C
+  cpu_vs_floor=D contended_vs_redis=E spread_vs_redis=F cpu_vs_redis=G
+
+  (on one line): netsemd's cycles/s over the floor's or Redis's, and for CPU
+  the floor's (or Redis's) server CPU per contended cycle over netsemd's, so
+  that above 1 is always netsemd doing better. A ratio whose runs are missing
+  prints n/a.
+
+Usage: compare_report.py DIR_OR_FILE...   (standard library only)
+"""
+
+import json
+import os
+import re
+import statistics
+import sys
+
+SCENARIOS = ["cycle1", "contended", "spread", "pipelined", "ace", "sessions", "names"]
+MEMORY_SCENARIOS = {"sessions", "names"}
+SYSTEMS = ["netsem", "floor", "redis"]
+SYSTEM_LABEL = {"netsem": "netsemd", "floor": "floor", "redis": "Redis"}
+FILE_NAME = re.compile(r"^(rep(\d+)|once)-[a-z0-9]+-[a-z0-9]+\.json$")
+
+
+def load(paths):
+    """Returns [(rep or None, run)] from the JSON files under `paths`."""
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            files += [os.path.join(path, f) for f in sorted(os.listdir(path)) if FILE_NAME.match(f)]
+        else:
+            files.append(path)
+    runs = []
+    for file in files:
+        with open(file, encoding="utf-8") as f:
+            text = f.read().strip()
+        if not text:
+            continue
+        run = json.loads(text)
+        match = FILE_NAME.match(os.path.basename(file))
+        rep = int(match.group(2)) if match and match.group(2) is not None else None
+        runs.append((rep, run))
+    return runs
+
+
+def number(value, digits=0):
+    if value is None:
+        return "–"
+    if digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def latency(value):
+    """Microseconds with three significant figures or so."""
+    if value is None:
+        return "–"
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}"
+
+
+def median_range(values, digits=0):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    middle = number(statistics.median(values), digits)
+    if len(values) == 1:
+        return middle
+    return f"{middle} ({number(min(values), digits)}–{number(max(values), digits)})"
+
+
+def median_of(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def mib(value):
+    return "–" if value is None else f"{value / 1048576:,.1f} MiB"
+
+
+def main(argv):
+    if len(argv) < 2 or argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if len(argv) >= 2 else 2
+    runs = load(argv[1:])
+    groups = {}
+    for rep, run in runs:
+        groups.setdefault((run["scenario"], run["target"]), []).append((rep, run))
+
+    def ordered(keys):
+        def rank(key):
+            scenario, system = key
+            s = SCENARIOS.index(scenario) if scenario in SCENARIOS else len(SCENARIOS)
+            t = SYSTEMS.index(system) if system in SYSTEMS else len(SYSTEMS)
+            return (s, scenario, t, system)
+
+        return sorted(keys, key=rank)
+
+    print("| scenario | system | runs | ops/s: median (min–max) | acquire p50 (µs) | acquire p99 (µs) "
+          "| server CPU µs/op: median (min–max) | of which kernel | errors |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for key in ordered(groups):
+        scenario, system = key
+        if scenario in MEMORY_SCENARIOS:
+            continue
+        group = [run for _, run in groups[key]]
+        errors = sum(run["errors"] for run in group)
+        print(f"| {scenario} | {SYSTEM_LABEL.get(system, system)} | {len(group)} "
+              f"| {median_range([r['ops_per_s'] for r in group])} "
+              f"| {latency(median_of([r['latency_us']['p50'] for r in group]))} "
+              f"| {latency(median_of([r['latency_us']['p99'] for r in group]))} "
+              f"| {median_range([r['server_cpu_us_per_op'] for r in group], 2)} "
+              f"| {number(median_of([r.get('server_system_cpu_us_per_op') for r in group]), 2)} "
+              f"| {errors}{' (' + group[0]['first_error'] + ')' if errors and group[0]['first_error'] else ''} |")
+
+    memory = [key for key in ordered(groups) if key[0] in MEMORY_SCENARIOS]
+    if memory:
+        print()
+        print("| scenario | system | items | RSS before | RSS after | bytes per item | items/s "
+              "| server CPU µs/item | errors |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        for key in memory:
+            for _, run in groups[key]:
+                items = run["clients"] if run["scenario"] == "sessions" else run["names"]
+                per = run.get("per") or "item"
+                print(f"| {run['scenario']} | {SYSTEM_LABEL.get(run['target'], run['target'])} "
+                      f"| {number(items)} {per}s | {mib(run['server_rss_before'])} | {mib(run['server_rss_after'])} "
+                      f"| {number(run['bytes_per'])} | {number(run['ops_per_s'])} "
+                      f"| {number(run['server_cpu_us_per_op'], 2)} | {run['errors']} |")
+
+    def medians(scenario, system, field):
+        group = [run for _, run in groups.get((scenario, system), [])]
+        return median_of([field(run) for run in group])
+
+    def ratio(numerator, denominator):
+        if numerator is None or denominator is None or denominator == 0:
+            return None
+        return numerator / denominator
+
+    def ops(scenario, system):
+        return medians(scenario, system, lambda r: r["ops_per_s"])
+
+    def cpu(scenario, system):
+        return medians(scenario, system, lambda r: r["server_cpu_us_per_op"])
+
+    # Paired ratios: netsemd and the other system in the same repetition.
+    paired = []
+    for other in ("floor", "redis"):
+        for scenario in ("cycle1", "contended", "spread", "pipelined"):
+            ours = {rep: run for rep, run in groups.get((scenario, "netsem"), []) if rep is not None}
+            theirs = {rep: run for rep, run in groups.get((scenario, other), []) if rep is not None}
+            reps = sorted(set(ours) & set(theirs))
+            if not reps:
+                continue
+            values = [ratio(ours[r]["ops_per_s"], theirs[r]["ops_per_s"]) for r in reps]
+            paired.append((f"{scenario} throughput, netsemd / {SYSTEM_LABEL[other]}", values))
+            if scenario == "contended":
+                values = [ratio(theirs[r]["server_cpu_us_per_op"], ours[r]["server_cpu_us_per_op"])
+                          if ours[r]["server_cpu_us_per_op"] and theirs[r]["server_cpu_us_per_op"] is not None
+                          else None for r in reps]
+                paired.append((f"contended server CPU, {SYSTEM_LABEL[other]} / netsemd", values))
+    if paired:
+        print()
+        print("| ratio in each repetition (same rep, back to back) | median (min–max) | by repetition |")
+        print("|---|---:|---|")
+        for label, values in paired:
+            shown = " ".join("n/a" if v is None else f"{v:.2f}" for v in values)
+            print(f"| {label} | {median_range(values, 2)} | {shown} |")
+
+    figures = [
+        ("contended_vs_floor", ratio(ops("contended", "netsem"), ops("contended", "floor"))),
+        ("spread_vs_floor", ratio(ops("spread", "netsem"), ops("spread", "floor"))),
+        ("cycle1_vs_floor", ratio(ops("cycle1", "netsem"), ops("cycle1", "floor"))),
+        ("cpu_vs_floor", ratio(cpu("contended", "floor"), cpu("contended", "netsem"))),
+        ("contended_vs_redis", ratio(ops("contended", "netsem"), ops("contended", "redis"))),
+        ("spread_vs_redis", ratio(ops("spread", "netsem"), ops("spread", "redis"))),
+        ("cpu_vs_redis", ratio(cpu("contended", "redis"), cpu("contended", "netsem"))),
+    ]
+    print()
+    print("ratios: " + " ".join(f"{name}={'n/a' if value is None else f'{value:.2f}'}" for name, value in figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
