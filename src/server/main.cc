@@ -80,7 +80,10 @@ int main(int argc, char** argv) {
 
   // Writes to a peer that vanished must be errors, not a fatal signal.
   std::signal(SIGPIPE, SIG_IGN);
-  asio::io_context io(1);
+  // Everything runs on this one thread (signals arrive through Asio's pipe),
+  // so Asio need not lock its scheduler and reactor (5 % of netsemd's own
+  // instructions per request, callgrind).
+  asio::io_context io(ASIO_CONCURRENCY_HINT_UNSAFE);
   netsem::server::Server server(io, std::move(config), config_file);
   if (auto status = server.start(); !status) {
     spdlog::error("cannot start: {}", status.to_string());
