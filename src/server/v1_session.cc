@@ -81,7 +81,10 @@ void Session::handle_v1_line(std::string_view line) {
   auto& table = server_.table();
   const std::string_view tag = request_.tag;
   mark_dirty();
-  if (table.pending_count(id_) != 0 && table.is_pending(id_, tag)) {
+  // take() refuses a duplicate tag itself, on the grant path's one session
+  // lookup; every other verb is checked here.
+  const bool takes = request_.verb == Verb::kAcquire || request_.verb == Verb::kWait;
+  if (!takes && table.pending_count(id_) != 0 && table.is_pending(id_, tag)) {
     answer_error(tag, ErrorCode::kDuplicateTag);
     return;
   }

@@ -162,6 +162,10 @@ TEST_F(ServerVerbs, DuplicateTagWhilePending) {
   fence_of(holder->request("a ACQUIRE splunk"));
   EXPECT_EQ(waiter->request("w ACQUIRE splunk"), "w QUEUED 1");
   EXPECT_EQ(waiter->request("w PING").rfind("w ERR DUPLICATE_TAG", 0), 0u);
+  // The take verbs are refused by the table, without naming the semaphore.
+  EXPECT_EQ(waiter->request("w ACQUIRE other"), "w ERR DUPLICATE_TAG the tag names a request still pending");
+  EXPECT_EQ(waiter->request("w WAIT splunk"), "w ERR DUPLICATE_TAG the tag names a request still pending");
+  EXPECT_EQ(holder->request("g GET other"), "g OK 1 1 0 0 absent");  // nothing was made
   EXPECT_EQ(waiter->request("c CANCEL w"), "c OK");
   EXPECT_EQ(waiter->read_line(), "w CANCELLED");
   EXPECT_EQ(waiter->request("w PING"), "w PONG");
