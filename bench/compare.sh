@@ -258,25 +258,47 @@ bench_has_redis() {
   "$BENCH" --target redis --help >/dev/null 2>&1
 }
 
+# The options compare.sh and plot.sh share. parse_common_option takes the
+# option at $1 (and its value), setting the caller's reps, seconds, warmup or
+# out, or the globals, and option_words to the number of words it used; any
+# other option is an error.
+parse_common_option() {
+  option_words=2
+  case $1 in
+    --reps) reps=${2:?--reps needs a number} ;;
+    --seconds) seconds=${2:?--seconds needs a number} ;;
+    --warmup) warmup=${2:?--warmup needs a number} ;;
+    --out) out=${2:?--out needs a directory} ;;
+    --build-dir) build_dir=${2:?--build-dir needs a directory} ;;
+    --no-install) option_words=1 do_install=0 ;;
+    --no-build) option_words=1 do_build=0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+  esac
+}
+
+check_common_options() {
+  [[ $reps =~ ^[1-9][0-9]*$ ]] || die "--reps must be a positive integer"
+  [[ $seconds =~ ^[0-9]+(\.[0-9]+)?$ && $warmup =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--seconds and --warmup take seconds"
+  [[ $build_dir = /* ]] || build_dir=$PWD/$build_dir
+}
+
+# The header comment of the script being run, as its --help.
+print_usage() {
+  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
+}
+
 main() {
-  local quick=0 reps='' seconds='' warmup='' out=''
+  local quick=0 reps='' seconds='' warmup='' out='' option_words
   while [[ $# -gt 0 ]]; do
     case $1 in
-      --quick) quick=1 ;;
-      --reps) reps=${2:?--reps needs a number}; shift ;;
-      --seconds) seconds=${2:?--seconds needs a number}; shift ;;
-      --warmup) warmup=${2:?--warmup needs a number}; shift ;;
-      --out) out=${2:?--out needs a directory}; shift ;;
-      --no-install) do_install=0 ;;
-      --no-build) do_build=0 ;;
-      --build-dir) build_dir=${2:?--build-dir needs a directory}; shift ;;
+      --quick) option_words=1 quick=1 ;;
       -h | --help)
-        sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+        print_usage
         return 0
         ;;
-      *) die "unknown argument '$1' (see --help)" ;;
+      *) parse_common_option "$@" ;;
     esac
-    shift
+    shift "$option_words"
   done
   local sessions names memory_seconds
   if [[ $quick -eq 1 ]]; then
@@ -286,9 +308,7 @@ main() {
     : "${reps:=5}" "${seconds:=5}" "${warmup:=1}"
     sessions=10000 names=1000000 memory_seconds=30
   fi
-  [[ $reps =~ ^[1-9][0-9]*$ ]] || die "--reps must be a positive integer"
-  [[ $seconds =~ ^[0-9]+(\.[0-9]+)?$ && $warmup =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--seconds and --warmup take seconds"
-  [[ $build_dir = /* ]] || build_dir=$PWD/$build_dir
+  check_common_options
   if [[ -n $out ]]; then
     mkdir -p "$out"
     out=$(cd "$out" && pwd)

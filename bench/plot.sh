@@ -112,34 +112,25 @@ EOF
 }
 
 main() {
-  local only='' replot=0
+  local only='' replot=0 option_words
   reps=3 seconds=2 warmup=0.5 out=$repo/docs/img
   while [[ $# -gt 0 ]]; do
     case $1 in
-      --reps) reps=${2:?--reps needs a number}; shift ;;
-      --seconds) seconds=${2:?--seconds needs a number}; shift ;;
-      --warmup) warmup=${2:?--warmup needs a number}; shift ;;
-      --out) out=${2:?--out needs a directory}; shift ;;
-      --only) only=${2:?--only needs a figure}; shift ;;
-      --replot) replot=1 ;;
-      --no-install) do_install=0 ;;
-      --no-build) do_build=0 ;;
-      --build-dir) build_dir=${2:?--build-dir needs a directory}; shift ;;
+      --only) option_words=2 only=${2:?--only needs a figure} ;;
+      --replot) option_words=1 replot=1 ;;
       -h | --help)
-        sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+        print_usage
         return 0
         ;;
-      *) die "unknown argument '$1' (see --help)" ;;
+      *) parse_common_option "$@" ;;
     esac
-    shift
+    shift "$option_words"
   done
-  [[ $reps =~ ^[1-9][0-9]*$ ]] || die "--reps must be a positive integer"
-  [[ $seconds =~ ^[0-9]+(\.[0-9]+)?$ && $warmup =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--seconds and --warmup take seconds"
+  check_common_options
   case $only in
     '' | scaling-clients | queue-length | names) ;;
     *) die "--only takes scaling-clients, queue-length or names" ;;
   esac
-  [[ $build_dir = /* ]] || build_dir=$PWD/$build_dir
   mkdir -p "$out"
   out=$(cd "$out" && pwd)
   local figures=(scaling-clients queue-length names)
