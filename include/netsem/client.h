@@ -72,6 +72,8 @@ struct SemaphoreInfo {
   std::string name;
   std::int64_t value = 0;
   std::int64_t max = 0;
+  // For kind "local" the kernel's counts: permits held on this host (by any
+  // number of processes) and processes waiting.
   std::uint64_t holders = 0;  // sessions holding permits
   std::uint64_t waiters = 0;  // queued requests
   std::string kind;           // "defined", "created", "undefined", "absent", or "local"
@@ -87,6 +89,10 @@ struct ClientStats {
   std::uint64_t fallback_exits = 0;     // times a server came back
   std::uint64_t local_grants = 0;       // permits granted by local semaphores ($ names and fallback)
   std::uint64_t remote_grants = 0;
+  // While no server is reachable: why, server by server, from the last round
+  // of attempts ("10.0.0.5:53559: Connection refused; ..."). Empty once
+  // connected.
+  std::string unreachable;
 };
 
 class Client {

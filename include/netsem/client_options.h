@@ -72,8 +72,12 @@ struct ClientOptions {
   // The limit for `name` from `limits`, 1 when not listed.
   std::int64_t limit(std::string_view name) const;
 
-  // Reads `[client]` and `[semaphores]` of an INI file; other sections are
-  // ignored. Errors name file:line.
+  // Reads `[client]` and `[semaphores]` of an INI file. Without `servers`
+  // in `[client]`, the server is the one the file configures: `[server]`'s
+  // bind_address:bind_port (127.0.0.1 for 0.0.0.0, ::1 for ::; defaults
+  // 127.0.0.1 and 53559), or in an ACE file `[service_network_semaphore]`'s
+  // remote_address:remote_port. Other sections are ignored. Errors name
+  // file:line.
   static Result<ClientOptions> from_file(const std::filesystem::path& file);
   // from_file($NETSEM_CONFIG) when set (else defaults), then NETSEM_SERVER
   // ("host:port[,host:port...]") and NETSEM_FALLBACK override.

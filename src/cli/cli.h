@@ -121,6 +121,10 @@ Connection connect(const GlobalOptions& global);
 
 // The servers a message should name as tried: "a:1, b:2".
 std::string servers_text(const ClientOptions& options);
+// What a message about an unreachable server puts in parentheses: why each
+// server failed in the client's last round of attempts ("a:1: Connection
+// refused"), or "servers: a:1, b:2" when the client has no reason yet.
+std::string unreachable_text(const Connection& connection);
 
 // The exit code for a failed call's status.
 int exit_code_for(const Status& status);
@@ -134,7 +138,9 @@ void print_error(std::string_view message);
 int report_failure(const Connection& connection, const Status& status);
 
 // "timed out after 2 s waiting for 1 permit of NAME", followed by what GET
-// says of NAME now (holders, waiters, free permits) when it can be had.
+// says of NAME now (holders, waiters, free permits) when it can be had. For
+// a host-local semaphore (kind "local") those are permits held on this host
+// and processes waiting, not sessions and requests.
 std::string describe_timeout(Client& client, std::string_view name, std::int64_t count,
                              std::optional<std::chrono::milliseconds> timeout);
 
@@ -142,6 +148,12 @@ std::string describe_timeout(Client& client, std::string_view name, std::int64_t
 // semaphore because no server could be reached: other hosts are then not
 // counted, which whoever runs the command must know.
 void warn_local_fallback(const Connection& connection, std::string_view name);
+
+// Parses a whole number written in decimal digits only, from `min` to `max`:
+// leading zeros are allowed and change nothing ("010" is ten); a sign, a
+// base prefix ("0x10"), an exponent or any other character is not.
+// REQUIRES: 0 <= min <= max.
+std::optional<std::int64_t> parse_decimal(std::string_view text, std::int64_t min, std::int64_t max);
 
 // Parses a number of seconds ("2", "0.5"; 0 or more) into milliseconds,
 // rounding up so that a tiny positive timeout never turns into a try.

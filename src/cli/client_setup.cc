@@ -38,6 +38,11 @@ Result<ClientOptions> from_file_then_environment(const std::string& file) {
   return options;
 }
 
+// "1 permit", "2 permits".
+std::string counted(std::uint64_t n, std::string_view one, std::string_view many) {
+  return std::to_string(n) + " " + std::string(n == 1 ? one : many);
+}
+
 }  // namespace
 
 std::string exit_code_help() {
@@ -100,6 +105,14 @@ std::string servers_text(const ClientOptions& options) {
   return text;
 }
 
+std::string unreachable_text(const Connection& connection) {
+  if (connection.client) {
+    std::string why = connection.client->stats().unreachable;
+    if (!why.empty()) return why;
+  }
+  return "servers: " + servers_text(connection.options);
+}
+
 int exit_code_for(const Status& status) {
   switch (status.code()) {
     case StatusCode::kOk:
@@ -124,7 +137,7 @@ void print_error(std::string_view message) {
 int report_failure(const Connection& connection, const Status& status) {
   std::string message = status.message();
   const int code = exit_code_for(status);
-  if (code == kExitUnavailable) message += " (servers: " + servers_text(connection.options) + ")";
+  if (code == kExitUnavailable) message += " (" + unreachable_text(connection) + ")";
   print_error(message);
   return code;
 }
@@ -136,17 +149,24 @@ std::string describe_timeout(Client& client, std::string_view name, std::int64_t
   text += " waiting for " + std::to_string(count) + (count == 1 ? " permit of " : " permits of ") + std::string(name);
   // What stands in the way, from a second look; a failure here only loses
   // the detail.
-  if (auto info = client.get(name); info && info->kind != "absent") {
-    text += ": " + std::to_string(info->value) + " of " + std::to_string(info->max) + " free, held by " +
-            std::to_string(info->holders) + (info->holders == 1 ? " session, " : " sessions, ") +
-            std::to_string(info->waiters) + (info->waiters == 1 ? " request" : " requests") + " waiting";
+  auto info = client.get(name);
+  if (!info || info->kind == "absent") return text;
+  text += ": " + std::to_string(info->value) + " of " + std::to_string(info->max) + " free, ";
+  if (info->kind == "local") {
+    // The kernel counts permits and waiting processes; it cannot say how many
+    // processes hold the permits, and there are no sessions.
+    text += counted(info->holders, "permit", "permits") + " held on this host, " +
+            counted(info->waiters, "process", "processes") + " waiting";
+  } else {
+    text += "held by " + counted(info->holders, "session", "sessions") + ", " +
+            counted(info->waiters, "request", "requests") + " waiting";
   }
   return text;
 }
 
 void warn_local_fallback(const Connection& connection, std::string_view name) {
   if (name.starts_with('$')) return;  // local by choice
-  print_error("warning: no server reachable (servers: " + servers_text(connection.options) + "); " + std::string(name) +
+  print_error("warning: no server reachable (" + unreachable_text(connection) + "); " + std::string(name) +
               " was served by a host-local semaphore, so other hosts were not counted");
 }
 
@@ -154,6 +174,17 @@ std::string seconds_text(std::chrono::milliseconds duration) {
   char text[48];
   std::snprintf(text, sizeof text, "%g s", static_cast<double>(duration.count()) / 1000);
   return text;
+}
+
+std::optional<std::int64_t> parse_decimal(std::string_view text, std::int64_t min, std::int64_t max) {
+  // from_chars alone would do, but it takes a leading '-'; checking every
+  // character first leaves it only the range to judge.
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
+  std::int64_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size()) return std::nullopt;  // past 2^63-1
+  if (value < min || value > max) return std::nullopt;
+  return value;
 }
 
 std::optional<std::chrono::milliseconds> parse_seconds(std::string_view text) {

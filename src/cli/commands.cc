@@ -72,7 +72,7 @@ void print(const std::string& text) {
 // LIST and PING have no local fallback: they report on the server.
 bool require_server(const Connection& connection, std::string_view what) {
   if (connection.client->connected()) return true;
-  print_error(std::string(what) + ": server unreachable (servers: " + servers_text(connection.options) + ")");
+  print_error(std::string(what) + ": server unreachable (" + unreachable_text(connection) + ")");
   return false;
 }
 
@@ -82,16 +82,9 @@ int status_command(const GlobalOptions& global, const StatusOptions& options) {
   Connection connection = connect(global);
   if (!connection.client) return connection.failure;
   Client& client = *connection.client;
-  if (!client.connected()) {
-    // For people the unreachable server is the status; a program reading
-    // --json gets nothing on stdout and the reason on stderr.
-    if (options.json) {
-      print_error("status: server unreachable (servers: " + servers_text(connection.options) + ")");
-    } else {
-      print("server unreachable (servers: " + servers_text(connection.options) + ")\n");
-    }
-    return kExitUnavailable;
-  }
+  // An error like any other, in both modes, so that a script sees the same
+  // stderr line and exit code whether it asked for a table or for JSON.
+  if (!require_server(connection, "status")) return kExitUnavailable;
   auto items = client.list(options.prefix);
   if (!items) return report_failure(connection, items.status());
   if (options.json) {

@@ -1,9 +1,12 @@
 // netsem's entry point: the command line (CLI11) into the option structs of
 // cli.h, logging set-up, then one subcommand's function, whose return value
 // is the exit code. A bad command line exits 2 with the message on stderr;
-// every --help ends with the exit-code table.
+// every --help ends with the exit-code table. Numbers are decimal only, and
+// everything after run's NAME is CMD, as with flock(1).
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "cli/cli.h"
@@ -16,6 +19,34 @@ using namespace netsem::cli;
 
 constexpr int kMaxCount = 2147483647;  // the protocol's count range is 1 .. 2^31-1
 
+// CLI11 converts integers with C's base detection (010 is eight, 0x10
+// sixteen, 08 an error it words as out of range). This transform accepts
+// decimal digits alone and hands CLI11 the number without leading zeros,
+// which it can only read as decimal. A transform, not a check: CLI11
+// discards what a check writes to the text.
+CLI::Validator decimal(std::int64_t min, std::int64_t max) {
+  return CLI::Validator(
+      [min, max](std::string& text) -> std::string {
+        const auto value = parse_decimal(text, min, max);
+        if (!value) {
+          return "must be a whole number from " + std::to_string(min) + " to " + std::to_string(max) +
+                 " in decimal digits, not '" + text + "'";
+        }
+        text = std::to_string(*value);
+        return std::string();
+      },
+      "", "DECIMAL");
+}
+
+// Why: CLI11 lets a counting flag take a value (--verbose=N), which it reads
+// with its own rules (0 subtracts one, 0x10 is 0, -5 is minus five); -v is
+// only ever repeated.
+const CLI::Validator kNoValue(
+    [](std::string& text) -> std::string {
+      return text == "true" ? std::string() : "takes no value; repeat it for more detail (-vv, -vvv)";
+    },
+    "", "NOVALUE");
+
 const CLI::Validator kSeconds(
     [](std::string& text) -> std::string {
       return parse_seconds(text) ? std::string() : "must be a number of seconds from 0 to 1e9, like 2 or 0.5";
@@ -23,23 +54,69 @@ const CLI::Validator kSeconds(
     "", "SECONDS");
 
 CLI::Option* add_count(CLI::App* command, std::int64_t& count, const char* help) {
-  return command->add_option("-n,--count", count, help)->check(CLI::Range(1, kMaxCount))->type_name("COUNT");
+  return command->add_option("-n,--count", count, help)->transform(decimal(1, kMaxCount))->type_name("COUNT");
 }
 
 CLI::Option* add_seconds(CLI::App* command, const char* flags, std::string& text, const char* help) {
   return command->add_option(flags, text, help)->check(kSeconds)->type_name("SECONDS");
 }
 
-// Why: CLI11 collects the first stray word as an "argument not expected";
-// when no subcommand was recognised, that word was meant as one.
+constexpr const char* kRunSynopsis = "netsem run [OPTIONS] NAME [--] CMD [ARGS...]";
+
+// The first word that CLI11 set aside as an unknown option, if any.
+std::optional<std::string> stray_option(const CLI::App& app) {
+  for (const auto& word : app.remaining(true)) {
+    if (word.size() > 1 && word.front() == '-' && word != "--") return word;
+  }
+  return std::nullopt;
+}
+
+// Why: CLI11 reads a word like "-dash" as an option wherever it stands (not
+// "-5", which it takes as a positional), sets it aside as unknown, and then
+// reports what that left missing ("NAME is required") or over. Where the
+// subcommand takes a NAME or a PREFIX, say how to write one that starts so.
+std::optional<std::string> dash_name_hint(const CLI::App& command, const std::string& stray) {
+  const char* what = command.get_option_no_throw("NAME") != nullptr     ? "NAME"
+                     : command.get_option_no_throw("PREFIX") != nullptr ? "PREFIX"
+                                                                        : nullptr;
+  if (what == nullptr) return std::nullopt;
+  const std::string& name = command.get_name();
+  std::string text = name + ": unknown option " + stray + "; a " + what +
+                     " that starts with '-' must come after '--', as in: netsem " + name + " [OPTIONS] -- " + stray;
+  if (name == "run") text += " CMD [ARGS...]";
+  if (name == "create") text += " VALUE [MAX]";
+  return text;
+}
+
+// Why: CLI11's message names the symptom, not the cause, in three cases. A
+// stray first word it reports as "not expected" was meant as a subcommand
+// when none was recognised; a NAME starting with '-' (above); and a missing
+// CMD, worded as main() words it when only a `--` followed NAME.
 int usage_error(const CLI::App& app, const CLI::ParseError& error) {
   const auto extras = app.remaining();
-  if (dynamic_cast<const CLI::ExtrasError*>(&error) != nullptr && app.get_subcommands().empty() && !extras.empty() &&
+  const auto commands = app.get_subcommands();
+  const bool misplaced = dynamic_cast<const CLI::RequiredError*>(&error) != nullptr ||
+                         dynamic_cast<const CLI::ExtrasError*>(&error) != nullptr;
+  if (dynamic_cast<const CLI::ExtrasError*>(&error) != nullptr && commands.empty() && !extras.empty() &&
       extras.front().rfind('-', 0) != 0) {
     print_error("unknown subcommand '" + extras.front() + "' (see netsem --help)");
-  } else {
-    print_error(std::string(error.what()) + " (see netsem --help)");
+    return kExitUsage;
   }
+  if (misplaced && !commands.empty()) {
+    const CLI::App& command = *commands.front();
+    if (const auto stray = stray_option(app)) {
+      if (const auto hint = dash_name_hint(command, *stray)) {
+        print_error(*hint);
+        return kExitUsage;
+      }
+    }
+    if (command.get_name() == "run" && command.get_option("CMD")->count() == 0 &&
+        command.get_option("NAME")->count() > 0) {
+      print_error(std::string("run: CMD is required: ") + kRunSynopsis);
+      return kExitUsage;
+    }
+  }
+  print_error(std::string(error.what()) + " (see netsem --help)");
   return kExitUsage;
 }
 
@@ -63,7 +140,8 @@ int main(int argc, char** argv) {
   app.add_option("-c,--config", global.config_file,
                  "configuration file with a [client] section (default: $NETSEM_CONFIG)")
       ->type_name("FILE");
-  app.add_flag("-v,--verbose", global.verbosity, "log what the client does on stderr; repeat for more detail");
+  app.add_flag("-v,--verbose", global.verbosity, "log what the client does on stderr; repeat for more detail")
+      ->transform(kNoValue);
   app.add_flag("--version", show_version, "print the version and exit");
   app.fallthrough();  // the global options may follow the subcommand too
   app.footer(exit_code_help());
@@ -77,7 +155,13 @@ int main(int argc, char** argv) {
   add_seconds(run, "-t,--timeout", run_timeout, "give up after SECONDS (0: only try; default: wait for ever)");
   add_seconds(run, "--grace", run_grace, "if the permits are lost, SIGKILL CMD this long after SIGTERM (default 5)");
   run->add_option("NAME", run_options.name, "semaphore name")->required();
-  run->add_option("CMD", run_options.command, "the command and its arguments (put -- before CMD)")->required();
+  run->add_option("CMD", run_options.command, "the command and its arguments: every word after NAME, options too")
+      ->required();
+  // After the first positional (NAME) every word is positional, so CMD's
+  // own options reach CMD, as with flock(1). prefix_command() does not do
+  // this here: with fallthrough() on, CLI11 hands the words after NAME to the
+  // top-level app, which rejects them or reads one as another subcommand.
+  run->positionals_at_end();
   run->footer(exit_code_help());
 
   StatusOptions status_options;
@@ -113,9 +197,9 @@ int main(int argc, char** argv) {
   create->add_option("NAME", create_options.name, "semaphore name")->required();
   create->add_option("VALUE", create_options.value, "free permits to start with")
       ->required()
-      ->check(CLI::Range(0, kMaxCount));
+      ->transform(decimal(0, kMaxCount));
   CLI::Option* max_option = create->add_option("MAX", create_max, "the most permits it can have (default VALUE)")
-                                ->check(CLI::Range(1, kMaxCount));
+                                ->transform(decimal(1, kMaxCount));
   create->footer(exit_code_help());
 
   std::string delete_name;
@@ -144,17 +228,17 @@ int main(int argc, char** argv) {
   // Quiet by default: what the user must know (a loss, a fallback) netsem
   // says itself.
   static constexpr const char* kLevels[] = {"error", "info", "debug", "trace"};
-  if (auto logging = netsem::init_logging(kLevels[std::min(global.verbosity, 3)]); !logging) {
+  if (auto logging = netsem::init_logging(kLevels[std::clamp(global.verbosity, 0, 3)]); !logging) {
     print_error(logging.message());
     return kExitUsage;
   }
 
   if (*run) {
-    // `--` ends the options, and CLI11 keeps a second `--` (as in
-    // `netsem run -- -odd-name -- CMD`): that one belongs to netsem too.
+    // A `--` right after NAME reaches CMD's words (every word after NAME
+    // does), but it is netsem's: `netsem run x -- ls` runs ls.
     if (run_options.command.front() == "--") run_options.command.erase(run_options.command.begin());
     if (run_options.command.empty()) {
-      print_error("run: CMD is missing (netsem run NAME -- CMD ARGS...)");
+      print_error(std::string("run: CMD is required: ") + kRunSynopsis);
       return kExitUsage;
     }
     if (!run_timeout.empty()) run_options.timeout = parse_seconds(run_timeout);

@@ -12,7 +12,8 @@
 // session and releases a grant with it, so nothing is held twice); wait and
 // post, whose effect is unknown when the session ends mid-call (the server
 // may have consumed or added permits), fall back only when they could not be
-// sent, and answer kUnavailable otherwise; value and test_flag read the local
+// sent, and answer kUnavailable otherwise, and only for names listed in
+// [semaphores] (counter_fallback_limit); value and test_flag read the local
 // semaphore; get, list, create, remove and ping need the server.
 #include "netsem/client.h"
 
@@ -223,6 +224,35 @@ Result<std::int64_t> Client::Impl::fallback_limit(std::string_view name) const {
   return policy.local_limit(options.limit(name));
 }
 
+Result<std::int64_t> Client::Impl::counter_fallback_limit(std::string_view name) const {
+  if (!options.limits.contains(std::string(name))) {
+    return Status(StatusCode::kUnavailable,
+                  fmt::format("no netsem server is reachable, and \"{}\" is not listed in [semaphores]: a created "
+                              "semaphore's value is known only to the server, so it cannot be served locally",
+                              name));
+  }
+  return fallback_limit(name);
+}
+
+Status Client::Impl::fallback_outcome(Status status, std::string_view name, std::int64_t limit,
+                                      std::int64_t count) const {
+  switch (status.code()) {
+    case StatusCode::kOk:
+    case StatusCode::kTimeout:
+    case StatusCode::kCancelled:
+      return status;
+    case StatusCode::kTooMany:
+      return Status(StatusCode::kUnavailable,
+                    fmt::format("no netsem server is reachable, and the host-local stand-in for \"{}\" has limit "
+                                "{} ([semaphores], else 1, and the fallback policy {}): {} permits cannot be taken",
+                                name, limit, options.fallback_policy(name).to_string(), count));
+    default:
+      return Status(status.code(), fmt::format("no netsem server is reachable, so \"{}\" was served by a host-local "
+                                               "semaphore: {}",
+                                               name, status.message()));
+  }
+}
+
 Result<std::int64_t> Client::Impl::local_limit(std::string_view name) const {
   if (is_local_name(name)) return options.limit(name);
   return fallback_limit(name);
@@ -342,7 +372,9 @@ Result<Permit> Client::acquire(std::string_view name, const AcquireOptions& opti
   if (options.cancel != nullptr && options.cancel->cancelled()) return cancelled(name);
   Result<std::int64_t> limit = impl_->fallback_limit(name);
   if (!limit) return limit.status();
-  return impl_->local_acquire(name, *limit, options.count, deadline.remaining(), options.cancel);
+  Result<Permit> permit = impl_->local_acquire(name, *limit, options.count, deadline.remaining(), options.cancel);
+  if (!permit) return impl_->fallback_outcome(permit.status(), name, *limit, options.count);
+  return permit;
 }
 
 Result<Permit> Client::try_acquire(std::string_view name, std::int64_t count) {
@@ -355,9 +387,9 @@ Status Client::post(std::string_view name, std::int64_t count) {
   if (is_local_name(name)) return impl_->local->post(name, impl_->options.limit(name), count);
   const auto call = impl_->connection->send(fmt::format("POST {} {}", protocol::encode_name_for_request(name), count));
   if (call) return status_of(client::Connection::wait(*call), fmt::format("POST \"{}\"", name));
-  Result<std::int64_t> limit = impl_->fallback_limit(name);
+  Result<std::int64_t> limit = impl_->counter_fallback_limit(name);
   if (!limit) return limit.status();
-  return impl_->local->post(name, *limit, count);
+  return impl_->fallback_outcome(impl_->local->post(name, *limit, count), name, *limit, count);
 }
 
 Status Client::wait(std::string_view name, const AcquireOptions& options) {
@@ -387,9 +419,10 @@ Status Client::wait(std::string_view name, const AcquireOptions& options) {
     return {};
   }
   if (options.cancel != nullptr && options.cancel->cancelled()) return cancelled(name);
-  Result<std::int64_t> limit = impl_->fallback_limit(name);
+  Result<std::int64_t> limit = impl_->counter_fallback_limit(name);
   if (!limit) return limit.status();
-  return impl_->local_wait(name, *limit, options.count, deadline.remaining(), options.cancel);
+  return impl_->fallback_outcome(impl_->local_wait(name, *limit, options.count, deadline.remaining(), options.cancel),
+                                 name, *limit, options.count);
 }
 
 Status Client::try_wait(std::string_view name, std::int64_t count) {
@@ -416,9 +449,14 @@ Result<SemaphoreInfo> Client::get(std::string_view name) {
   if (Status status = check_api_name(name); !status.is_ok()) return status;
   if (is_local_name(name)) {
     const std::int64_t limit = impl_->options.limit(name);
-    Result<std::int64_t> value = impl_->local->value(name, limit);
-    if (!value) return value.status();
-    return SemaphoreInfo{.name = std::string(name), .value = *value, .max = limit, .kind = "local"};
+    auto local = impl_->local->info(name, limit);
+    if (!local) return local.status();
+    return SemaphoreInfo{.name = std::string(name),
+                         .value = local->value,
+                         .max = limit,
+                         .holders = static_cast<std::uint64_t>(local->held),
+                         .waiters = static_cast<std::uint64_t>(local->waiting),
+                         .kind = "local"};
   }
   Result<client::Reply> reply = impl_->round_trip("GET " + protocol::encode_name_for_request(name));
   if (!reply) return reply.status();
@@ -500,6 +538,7 @@ ClientStats Client::stats() const {
   stats.connection_losses = counters.losses;
   stats.fallback_entries = counters.fallback_entries;
   stats.fallback_exits = counters.fallback_exits;
+  stats.unreachable = counters.unreachable;
   stats.local_grants = impl_->local_grants.load();
   stats.remote_grants = impl_->remote_grants.load();
   return stats;

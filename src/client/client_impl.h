@@ -84,8 +84,21 @@ struct Client::Impl {
   // error under the policy `fail`.
   Result<std::int64_t> fallback_limit(std::string_view name) const;
 
+  // fallback_limit for wait and post, which count items rather than cap
+  // holders: only a name listed in [semaphores] falls back. Any other name
+  // that WAIT and POST accept is a created semaphore, whose value only the
+  // server knows; a local stand-in would hand out items that were never
+  // posted, or take in posts the server never sees.
+  Result<std::int64_t> counter_fallback_limit(std::string_view name) const;
+
   // The local limit of `name`: a `$` name's own, else its fallback's.
   Result<std::int64_t> local_limit(std::string_view name) const;
+
+  // A local call made in fallback for `name` (local limit `limit`), as the
+  // caller sees it: a refusal says the server was not reachable, since the
+  // server might have allowed what its host-local stand-in refused; asking
+  // more permits than the stand-in's limit is kUnavailable, not kTooMany.
+  Status fallback_outcome(Status status, std::string_view name, std::int64_t limit, std::int64_t count) const;
 
   // One request and its final answer; kUnavailable when not connected.
   Result<client::Reply> round_trip(const std::string& request) const;

@@ -3,7 +3,8 @@
 //
 // API: from_file reads the INI file leniently (an ACE file has keys without
 // values, and every section but ours is ignored, so the server's file works
-// as is), then parse_client_section applies each [client] entry through
+// as is, and without [client] servers names the server it configures), then
+// parse_client_section applies each [client] entry through
 // kClientOptions or as a `fallback.<name>` override, and
 // parse_semaphores_section fills `limits`. from_environment starts from
 // NETSEM_CONFIG's file and lets NETSEM_SERVER and NETSEM_FALLBACK override.
@@ -28,6 +29,9 @@ namespace netsem {
 namespace {
 
 constexpr std::string_view kClientSection = "client";
+constexpr std::string_view kServerSection = "server";
+constexpr std::string_view kAceSection = "service_network_semaphore";
+constexpr std::int64_t kDefaultPort = 53559;
 constexpr std::string_view kSemaphoresSection = "semaphores";
 constexpr std::string_view kFallbackPrefix = "fallback.";
 constexpr std::int64_t kMaxLimit = 2147483647;
@@ -258,6 +262,48 @@ Status parse_semaphores_section(const IniFile& ini, const IniSection& section, C
   return Status::ok();
 }
 
+// The server a file names without [client] servers: netsemd's own listening
+// address from [server] (its loopback when it listens on every interface),
+// else the remote_address and remote_port that ACE's clients read. Empty when
+// the file names none, or when its port is 0 (picked by the system).
+Result<std::string> server_named_by_file(const IniFile& ini) {
+  const auto value = [](const IniSection& section, std::string_view key) -> const IniEntry* {
+    const IniEntry* entry = section.find(key);
+    return entry != nullptr && entry->has_value ? entry : nullptr;
+  };
+  const IniEntry* address_entry = nullptr;
+  const IniEntry* port_entry = nullptr;
+  std::string host = "127.0.0.1";
+  if (const IniSection* server = ini.find(kServerSection)) {
+    address_entry = value(*server, "bind_address");
+    port_entry = value(*server, "bind_port");
+    if (address_entry != nullptr) {
+      const auto address = trim(address_entry->value);
+      host = address == "0.0.0.0" ? "127.0.0.1" : address == "::" ? "::1" : std::string(address);
+    }
+  } else if (const IniSection* ace = ini.find(kAceSection)) {
+    address_entry = value(*ace, "remote_address");
+    port_entry = value(*ace, "remote_port");
+    if (address_entry == nullptr || port_entry == nullptr) return std::string();
+    host = std::string(trim(address_entry->value));
+  } else {
+    return std::string();
+  }
+  std::int64_t port = kDefaultPort;
+  if (port_entry != nullptr) {
+    auto parsed = parse_ini_integer(port_entry->value, 0, 65535);
+    if (!parsed) return entry_error(ini, *port_entry, parsed.status());
+    port = *parsed;
+  }
+  if (port == 0) return std::string();
+  std::string server =
+      host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
+  if (auto status = check_server_address(server); !status) {
+    return address_entry != nullptr ? entry_error(ini, *address_entry, status) : status;
+  }
+  return server;
+}
+
 std::string lower(std::string_view text) {
   std::string out(text);
   for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -326,6 +372,11 @@ Result<ClientOptions> ClientOptions::from_file(const std::filesystem::path& file
       // Silently ignoring [Client] would leave the user wondering why nothing applies.
       return invalid(fmt::format("{}: section names are case-sensitive: [{}]?", ini->location(section.line), folded));
     }
+  }
+  if (options.servers.empty()) {
+    auto server = server_named_by_file(*ini);
+    if (!server) return server.status();
+    if (!server->empty()) options.servers.push_back(std::move(*server));
   }
   return options;
 }

@@ -5,6 +5,7 @@
 // deadlines, so the thread never sleeps past something it must do.
 #include "client/connection.h"
 
+#include <fmt/format.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -225,12 +226,16 @@ void Connection::run() {
   milliseconds backoff = options_.reconnect_min;
   while (!stopping()) {
     bool served = false;
+    std::string failures;
     for (const Endpoint& endpoint : servers_) {
       if (stopping()) break;
+      attempt_failure_.clear();
       const int fd = connect_to(endpoint);
-      if (fd < 0) continue;
-      if (!handshake(fd, endpoint)) {
-        ::close(fd);
+      const bool answered = fd >= 0 && handshake(fd, endpoint);
+      if (!answered) {
+        if (fd >= 0) ::close(fd);
+        failures += fmt::format("{}{}: {}", failures.empty() ? "" : "; ", endpoint.to_string(),
+                                attempt_failure_.empty() ? "no answer" : attempt_failure_);
         continue;
       }
       session_began(endpoint);
@@ -243,10 +248,12 @@ void Connection::run() {
     if (stopping()) break;
     if (served) {
       backoff = options_.reconnect_min;
-    } else {
-      std::string tried;
-      for (const Endpoint& endpoint : servers_) tried += (tried.empty() ? "" : ", ") + endpoint.to_string();
-      enter_fallback(Status(StatusCode::kUnavailable, "no server answered (" + tried + ")"));
+    } else if (!stopping()) {
+      {
+        std::lock_guard lock(mutex_);
+        counters_.unreachable = failures;
+      }
+      enter_fallback(Status(StatusCode::kUnavailable, "no server answered (" + failures + ")"));
     }
     {
       std::lock_guard lock(mutex_);
@@ -264,6 +271,7 @@ int Connection::connect_to(const Endpoint& endpoint) {
       endpoint.host, endpoint.port, deadline, wake_fd_, [this] { return stopping(); }, lookup_);
   if (!resolution.addresses) {
     spdlog::debug("netsem: {}: {}", endpoint.to_string(), resolution.error);
+    attempt_failure_ = resolution.error;
     return -1;
   }
   for (const addrinfo* address = resolution.addresses.get(); address != nullptr && !stopping();
@@ -295,6 +303,8 @@ int Connection::connect_to(const Endpoint& endpoint) {
       return fd;
     }
     spdlog::debug("netsem: connect to {} failed: {}", endpoint.to_string(), std::strerror(error));
+    attempt_failure_ = error == ETIMEDOUT ? fmt::format("no connection within {} ms", options_.connect_timeout.count())
+                                          : std::strerror(error);
     ::close(fd);
     if (millis_until(deadline) == 0) break;
   }
@@ -319,6 +329,7 @@ bool Connection::handshake(int fd, const Endpoint& endpoint) {
     }
     spdlog::log(quiet ? spdlog::level::debug : spdlog::level::warn, "netsem: server {} refused the session: {}",
                 endpoint.to_string(), why);
+    attempt_failure_ = fmt::format("refused the session: {}", why);
     return false;
   };
   while (!(hello_done && stats_done)) {
@@ -360,6 +371,7 @@ void Connection::session_began(const Endpoint& endpoint) {
     ++session_;
     counters_.connected = true;
     counters_.server = endpoint.to_string();
+    counters_.unreachable.clear();
     ++counters_.connects;
     if (in_fallback_) {
       in_fallback_ = false;

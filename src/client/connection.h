@@ -135,6 +135,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::uint64_t losses = 0;
     std::uint64_t fallback_entries = 0;
     std::uint64_t fallback_exits = 0;
+    // Why the last round of connection attempts failed, server by server
+    // ("127.0.0.1:53559: Connection refused"); empty once a session began.
+    std::string unreachable;
   };
 
   // Starts the I/O thread. `lookup` resolves host names (tests stand in a
@@ -173,9 +176,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
  private:
   Connection(const ClientOptions& options, std::vector<Endpoint> servers, LookupFunction lookup);
   void run();
-  // A connected non-blocking socket, or -1 (also when stopping).
+  // A connected non-blocking socket, or -1 (also when stopping), with the
+  // reason in attempt_failure_.
   int connect_to(const Endpoint& endpoint);
-  // HELLO and STATS; false when the server refuses or does not answer in time.
+  // HELLO and STATS; false when the server refuses or does not answer in
+  // time, with the reason in attempt_failure_.
   bool handshake(int fd, const Endpoint& endpoint);
   // Serves the session until it ends; returns why it ended.
   Status serve(int fd);
@@ -216,6 +221,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::atomic<std::uint64_t> tag_counter_{0};
 
   // Loop only.
+  std::string attempt_failure_;  // why the last connect_to or handshake failed
   protocol::LineFramer framer_;
   std::string out_;
   std::unordered_map<std::string, std::shared_ptr<Call>> pending_;

@@ -285,6 +285,18 @@ Result<std::int64_t> LocalSemaphores::value(std::string_view key, std::int64_t l
   return std::int64_t{*value};
 }
 
+Result<LocalSemaphores::Info> LocalSemaphores::info(std::string_view key, std::int64_t limit) {
+  auto entry = semaphore(key, limit);
+  if (!entry) return entry.status();
+  auto value = get_value(entry->id);
+  if (!value) return value.status();
+  auto held = get_value(entry->id, kHeld);
+  if (!held) return held.status();
+  const int waiting = ::semctl(entry->id, kFree, GETNCNT);
+  if (waiting < 0) return errno_error("semctl(GETNCNT) of semaphore {}", entry->id);
+  return Info{.value = *value, .held = *held, .waiting = waiting};
+}
+
 LocalSemaphores::Grant LocalSemaphores::current(std::string_view key) {
   const std::lock_guard lock(mutex_);
   const auto it = entries_.find(std::string(key));

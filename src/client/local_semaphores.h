@@ -96,6 +96,15 @@ class LocalSemaphores {
   Status post(std::string_view key, std::int64_t limit, std::int64_t count);
   // Free permits now.
   Result<std::int64_t> value(std::string_view key, std::int64_t limit);
+  // What `key`'s semaphore holds now. The kernel counts permits and blocked
+  // processes, not holders: `held` is permits acquired and not released,
+  // host-wide, however many processes hold them.
+  struct Info {
+    std::int64_t value = 0;    // free permits
+    std::int64_t held = 0;     // permits acquired, not released, on this host
+    std::int64_t waiting = 0;  // processes blocked waiting for permits
+  };
+  Result<Info> info(std::string_view key, std::int64_t limit);
   // `key`'s semaphore as this object last saw it, as a Grant for release():
   // for callers (tests) that know their permits are on it. A default Grant,
   // which release() refuses, when this object has not used `key`.

@@ -207,6 +207,18 @@ void write_text(const std::filesystem::path& path, const std::string& text) {
   std::ofstream(path) << text;
 }
 
+// The System V semaphores of host-local names outlive the registry under
+// `local_dir`; gives them back to the host.
+void remove_local_semaphores(const std::filesystem::path& local_dir) {
+  std::error_code ignored;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(local_dir, ignored)) {
+    std::istringstream lines(read_text(entry.path()));
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("id ", 0) == 0) ::semctl(std::stoi(line.substr(3)), 0, IPC_RMID);
+    }
+  }
+}
+
 // Every test gets a fresh server with two defined semaphores.
 class CliTest : public ::testing::Test {
  protected:
@@ -266,6 +278,51 @@ TEST_F(CliRun, PassesTheCommandsExitStatusThrough) {
     }
   }
   EXPECT_EQ(get("beta"), "OK 1 1 0 0 defined");  // every permit came back
+}
+
+TEST_F(CliRun, EveryWordAfterNameIsTheCommandWithOrWithoutDashDash) {
+  // As with flock(1): CMD's own options reach CMD, even those netsem has.
+  const struct {
+    std::vector<std::string> command;
+    int exit_code;
+    std::string out;
+  } kCases[] = {
+      {{"sh", "-c", "exit 3", "-n"}, 3, ""},
+      {{"echo", "-n", "hi"}, 0, "hi"},
+      {{"ls", "-d", "/"}, 0, "/\n"},
+      {{"sh", "-c", "echo \"$*\"", "sh", "-n", "2", "-t", "0", "--server", "x", "-v", "--help", "--", "get"},
+       0,
+       "-n 2 -t 0 --server x -v --help -- get\n"},
+  };
+  for (const bool dash_dash : {false, true}) {
+    for (const auto& test : kCases) {
+      std::vector<std::string> args = {"run", "beta"};
+      if (dash_dash) args.push_back("--");
+      args.insert(args.end(), test.command.begin(), test.command.end());
+      const Outcome outcome = netsem(args);
+      EXPECT_EQ(outcome.exit_code, test.exit_code) << dash_dash << " " << test.command.front() << "\n" << outcome;
+      EXPECT_EQ(outcome.out, test.out) << outcome;
+      EXPECT_EQ(outcome.err, "") << outcome;
+    }
+  }
+  EXPECT_EQ(get("beta"), "OK 1 1 0 0 defined");
+}
+
+TEST_F(CliRun, ReadsOptionsOnlyBeforeName) {
+  // Run's options and the global ones, before NAME, are netsem's.
+  Outcome outcome = netsem({"run", "-n", "2", "-t", "5", "alpha", NETSEM_CLI_PATH, "get", "--json", "alpha"});
+  ASSERT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_EQ(outcome.out, R"({"name":"alpha","kind":"defined","value":1,"max":3,"holders":1,"waiters":0})"
+                         "\n");
+  outcome = Cli({"run", "--server", address(), "beta", "true"}, {"NETSEM_SERVER=" + dead_address()}).finish();
+  EXPECT_EQ(outcome.exit_code, 0) << outcome;
+  // A NAME starting with '-' comes after `--`; a second `--` may then mark CMD.
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"run", "--", "-odd", "--", "true"},
+                                               std::vector<std::string>{"run", "-t", "5", "--", "-odd", "true"}}) {
+    outcome = netsem(args);
+    EXPECT_EQ(outcome.exit_code, 0) << outcome;
+    EXPECT_EQ(outcome.err, "") << outcome;
+  }
 }
 
 TEST_F(CliRun, HoldsThePermitsWhileTheCommandRunsAndReleasesThemAfter) {
@@ -420,14 +477,46 @@ TEST_F(CliRun, WithoutAServerRunsOnAHostLocalPermitAndSaysSo) {
   EXPECT_EQ(outcome.out, "ran\n");
   EXPECT_NE(outcome.err.find("netsem: warning: no server reachable"), std::string::npos) << outcome;
   EXPECT_NE(outcome.err.find("beta was served by a host-local semaphore"), std::string::npos) << outcome;
-  // The System V semaphore outlives the registry; give it back to the host.
-  std::error_code ignored;
-  for (const auto& entry : std::filesystem::recursive_directory_iterator(local_dir, ignored)) {
-    std::istringstream lines(read_text(entry.path()));
-    for (std::string line; std::getline(lines, line);) {
-      if (line.rfind("id ", 0) == 0) ::semctl(std::stoi(line.substr(3)), 0, IPC_RMID);
-    }
+  remove_local_semaphores(local_dir);
+}
+
+TEST_F(CliCommands, WaitAndPostOfAnUnlistedNameDoNotFallBack) {
+  // `jobs` counts items on the server; a local stand-in would invent one.
+  const auto local_dir = dir_.path() / "local";
+  const auto config = dir_.path() / "client.ini";
+  const std::string dead = dead_address();
+  write_text(config, "[client]\nservers = " + dead + "\nlocal_dir = " + local_dir.string() + "\n");
+  for (const std::vector<std::string>& command :
+       {std::vector<std::string>{"wait", "-t", "0", "jobs"}, std::vector<std::string>{"post", "jobs"}}) {
+    std::vector<std::string> args = {"--config", config.string()};
+    args.insert(args.end(), command.begin(), command.end());
+    const Outcome outcome = Cli(args).finish();
+    EXPECT_EQ(outcome.exit_code, 69) << outcome;
+    EXPECT_NE(outcome.err.find("\"jobs\" is not listed in [semaphores]"), std::string::npos) << outcome;
+    EXPECT_NE(outcome.err.find(dead + ": Connection refused"), std::string::npos) << outcome;
   }
+  remove_local_semaphores(local_dir);
+}
+
+TEST_F(CliRun, DescribesABusyHostLocalSemaphoreWithoutSessions) {
+  // The kernel counts permits held on this host and processes waiting; there
+  // are no sessions or requests to speak of. The numbers are the library's.
+  const auto local_dir = dir_.path() / "local";
+  const auto config = dir_.path() / "client.ini";
+  write_text(config, "[client]\nlocal_dir = " + local_dir.string() + "\n");
+  {
+    Cli holder({"--config", config.string(), "run", "$build", "sh", "-c", "echo ready; exec sleep 30"}, {server_env()});
+    ASSERT_TRUE(holder.wait_for_stdout("ready"));
+    const Outcome outcome =
+        Cli({"--config", config.string(), "run", "-t", "0", "$build", "true"}, {server_env()}).finish();
+    EXPECT_EQ(outcome.exit_code, 75) << outcome;
+    static const std::regex kBusy(
+        R"(^netsem: run: timed out after 0 s waiting for 1 permit of \$build: [0-9]+ of 1 free, [0-9]+ permits? )"
+        R"(held on this host, [0-9]+ process(es)? waiting; true not run\n$)");
+    EXPECT_TRUE(std::regex_search(outcome.err, kBusy)) << outcome;
+    EXPECT_EQ(outcome.err.find("session"), std::string::npos) << outcome;
+  }
+  remove_local_semaphores(local_dir);
 }
 
 TEST_F(CliStatus, PrintsATableAndTheServer) {
@@ -474,13 +563,14 @@ TEST_F(CliStatus, PrintsAJsonArrayWithNamesEscaped) {
 
 TEST_F(CliStatus, SaysWhenTheServerIsUnreachable) {
   const std::string dead = dead_address();
-  Outcome outcome = netsem({"--server", dead, "status"});
-  EXPECT_EQ(outcome.exit_code, 69) << outcome;
-  EXPECT_EQ(outcome.out, "server unreachable (servers: " + dead + ")\n");
-  outcome = netsem({"--server", dead, "status", "--json"});
-  EXPECT_EQ(outcome.exit_code, 69) << outcome;
-  EXPECT_EQ(outcome.out, "");
-  EXPECT_EQ(outcome.err, "netsem: status: server unreachable (servers: " + dead + ")\n");
+  // An error like every other, table or JSON alike.
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"--server", dead, "status"},
+                                               std::vector<std::string>{"--server", dead, "status", "--json"}}) {
+    const Outcome outcome = netsem(args);
+    EXPECT_EQ(outcome.exit_code, 69) << outcome;
+    EXPECT_EQ(outcome.out, "");
+    EXPECT_EQ(outcome.err, "netsem: status: server unreachable (" + dead + ": Connection refused)\n");
+  }
 }
 
 TEST_F(CliCommands, GetShowsOneSemaphore) {
@@ -543,6 +633,35 @@ TEST_F(CliCommands, CreateAndDelete) {
   EXPECT_NE(outcome.err.find("BUSY"), std::string::npos) << outcome;
 }
 
+TEST_F(CliCommands, NumbersAreDecimalWithLeadingZerosAllowed) {
+  ASSERT_EQ(netsem({"create", "oct", "010"}).exit_code, 0);
+  EXPECT_EQ(get("oct"), "OK 10 10 0 0 created");
+  ASSERT_EQ(netsem({"create", "pool", "08", "0020"}).exit_code, 0);
+  EXPECT_EQ(get("pool"), "OK 8 20 0 0 created");
+  ASSERT_EQ(netsem({"post", "-n", "02", "pool"}).exit_code, 0);
+  EXPECT_EQ(get("pool"), "OK 10 20 0 0 created");
+  ASSERT_EQ(netsem({"wait", "--count", "09", "pool"}).exit_code, 0);
+  EXPECT_EQ(get("pool"), "OK 1 20 0 0 created");
+  ASSERT_EQ(netsem({"post", "-n", "010", "pool"}).exit_code, 0);
+  const Outcome outcome = netsem({"run", "-n", "010", "pool", NETSEM_CLI_PATH, "get", "--json", "pool"});
+  ASSERT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_EQ(outcome.out, R"({"name":"pool","kind":"created","value":1,"max":20,"holders":1,"waiters":0})"
+                         "\n");
+}
+
+TEST_F(CliCommands, NamesStartingWithADashComeAfterDashDash) {
+  EXPECT_EQ(netsem({"create", "--", "-dash", "2"}).exit_code, 0);
+  EXPECT_EQ(get("-dash"), "OK 2 2 0 0 created");
+  EXPECT_EQ(netsem({"wait", "-n", "2", "--", "-dash"}).exit_code, 0);
+  EXPECT_EQ(netsem({"post", "--", "-dash"}).exit_code, 0);
+  const Outcome outcome = netsem({"get", "--json", "--", "-dash"});
+  ASSERT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_EQ(outcome.out, R"({"name":"-dash","kind":"created","value":1,"max":2,"holders":0,"waiters":0})"
+                         "\n");
+  EXPECT_EQ(netsem({"delete", "--", "-dash"}).exit_code, 0);
+  EXPECT_EQ(get("-dash"), "OK 1 1 0 0 absent");
+}
+
 TEST_F(CliCommands, PingNamesTheServerOr69) {
   Outcome outcome = netsem({"ping"});
   ASSERT_EQ(outcome.exit_code, 0) << outcome;
@@ -573,8 +692,21 @@ TEST_F(CliUsage, BadArgumentsExit2WithAMessageOnStderr) {
       {{"frob"}, "unknown subcommand 'frob'"},
       {{"get"}, "NAME is required"},
       {{"get", ""}, "bad semaphore name"},
-      {{"run", "beta"}, "CMD is required"},
-      {{"run", "beta", "--"}, "CMD is required"},
+      {{"run", "beta"}, "run: CMD is required: netsem run [OPTIONS] NAME [--] CMD [ARGS...]"},
+      {{"run", "beta", "--"}, "run: CMD is required: netsem run [OPTIONS] NAME [--] CMD [ARGS...]"},
+      {{"run", "-n", "2", "beta"}, "run: CMD is required: netsem run [OPTIONS] NAME [--] CMD [ARGS...]"},
+      {{"run", "--", "beta"}, "run: CMD is required: netsem run [OPTIONS] NAME [--] CMD [ARGS...]"},
+      {{"run", "--", "beta", "--"}, "run: CMD is required: netsem run [OPTIONS] NAME [--] CMD [ARGS...]"},
+      {{"get", "-dash"},
+       "get: unknown option -dash; a NAME that starts with '-' must come after '--', as in: "
+       "netsem get [OPTIONS] -- -dash"},
+      {{"get", "--json", "-dash"}, "a NAME that starts with '-' must come after '--'"},
+      {{"post", "-dash"}, "post: unknown option -dash; a NAME that starts with '-'"},
+      {{"wait", "-t", "1", "-dash"}, "wait: unknown option -dash; a NAME that starts with '-'"},
+      {{"delete", "-dash"}, "delete: unknown option -dash; a NAME that starts with '-'"},
+      {{"create", "-dash", "1"}, "netsem create [OPTIONS] -- -dash VALUE [MAX]"},
+      {{"run", "-dash", "true"}, "netsem run [OPTIONS] -- -dash CMD [ARGS...]"},
+      {{"status", "-dash"}, "a PREFIX that starts with '-' must come after '--'"},
       {{"post", "beta", "-n", "0"}, "--count"},
       {{"post", "beta", "-n", "abc"}, "--count"},
       {{"wait", "beta", "-n", "2147483648"}, "--count"},
@@ -600,6 +732,49 @@ TEST_F(CliUsage, BadArgumentsExit2WithAMessageOnStderr) {
   }
 }
 
+TEST_F(CliUsage, NumbersAreDecimalDigitsOnly) {
+  // CLI11 alone reads 010 as eight and 0x10 as sixteen.
+  const std::string kCount = "--count: must be a whole number from 1 to 2147483647 in decimal digits, not '";
+  const std::string kValue = "VALUE: must be a whole number from 0 to 2147483647 in decimal digits, not '";
+  const std::string kMax = "MAX: must be a whole number from 1 to 2147483647 in decimal digits, not '";
+  for (const std::string bad :
+       {"0x10", "+5", "-1", "1e3", "abc", "", " 5", "5 ", "0", "2147483648", "99999999999999999999999"}) {
+    const struct {
+      std::vector<std::string> args;
+      std::string message;
+    } kCases[] = {
+        {{"post", "-n", bad, "beta"}, kCount + bad + "'"},
+        {{"wait", "beta", "--count", bad}, kCount + bad + "'"},
+        {{"run", "-n", bad, "beta", "true"}, kCount + bad + "'"},
+        // CLI11 reads "--count=" as "--count" and takes the next word.
+        {{"run", "--count=" + bad, "beta", "--", "true"}, kCount + (bad.empty() ? "beta" : bad) + "'"},
+        {{"create", "x", "1", bad}, kMax + bad + "'"},
+    };
+    for (const auto& test : kCases) {
+      const Outcome outcome = netsem(test.args);
+      EXPECT_EQ(outcome.exit_code, 2) << test.args[2] << " '" << bad << "'\n" << outcome;
+      EXPECT_EQ(outcome.err.rfind("netsem: " + test.message, 0), 0u) << "'" << bad << "'\n" << outcome;
+    }
+    if (bad != "0") {  // VALUE may be 0
+      const Outcome outcome = netsem({"create", "x", bad, "5"});
+      EXPECT_EQ(outcome.exit_code, 2) << "'" << bad << "'\n" << outcome;
+      EXPECT_EQ(outcome.err.rfind("netsem: " + kValue + bad + "'", 0), 0u) << "'" << bad << "'\n" << outcome;
+    }
+  }
+  EXPECT_EQ(get("beta"), "OK 1 1 0 0 defined");
+  EXPECT_EQ(get("x"), "OK 1 1 0 0 absent");
+
+  // -v counts its repeats and takes no number.
+  for (const std::string flag : {"--verbose=2", "--verbose=0", "--verbose=-5", "--verbose=0x10"}) {
+    const Outcome outcome = netsem({flag, "ping"});
+    EXPECT_EQ(outcome.exit_code, 2) << flag << "\n" << outcome;
+    EXPECT_EQ(outcome.err,
+              "netsem: --verbose: takes no value; repeat it for more detail (-vv, -vvv) (see netsem --help)\n")
+        << outcome;
+  }
+  EXPECT_EQ(netsem({"-vvvv", "ping"}).exit_code, 0);
+}
+
 TEST_F(CliUsage, HelpListsSubcommandsAndExitCodes) {
   Outcome outcome = netsem({"--help"});
   ASSERT_EQ(outcome.exit_code, 0) << outcome;
@@ -620,6 +795,9 @@ TEST_F(CliServers, FlagEnvironmentAndConfigFileAllChooseTheServer) {
   write_text(config, "[client]\nservers = " + address() + "\n");
   const auto dead_config = dir_.path() / "dead.ini";
   write_text(dead_config, "[client]\nservers = " + dead + "\n");
+  // The server's own file, without [client]: the server it configures.
+  const auto server_config = dir_.path() / "server.ini";
+  write_text(server_config, "[server]\nbind_address = 0.0.0.0\nbind_port = " + std::to_string(server_->port()) + "\n");
   const struct {
     std::vector<std::string> args;
     std::vector<std::string> env;
@@ -636,6 +814,7 @@ TEST_F(CliServers, FlagEnvironmentAndConfigFileAllChooseTheServer) {
       {{"ping"}, {"NETSEM_CONFIG=" + config.string()}, 0},
       {{"--config", config.string(), "ping"}, {"NETSEM_CONFIG=" + dead_config.string()}, 0},
       {{"--config", dead_config.string(), "ping"}, {server_env()}, 0},  // NETSEM_SERVER overrides the file
+      {{"--config", server_config.string(), "ping"}, {}, 0},
   };
   for (const auto& test : kCases) {
     const Outcome outcome = Cli(test.args, test.env).finish();

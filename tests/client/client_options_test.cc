@@ -191,6 +191,42 @@ TEST_F(ConfigFiles, TheServersFileWorksAsIs) {
   EXPECT_EQ(options->limit("pcap"), 1);
 }
 
+TEST_F(ConfigFiles, WithoutClientServersTheFileNamesItsOwnServer) {
+  const struct {
+    std::string text;
+    std::vector<std::string> servers;
+  } cases[] = {
+      {"[server]\nbind_address = 0.0.0.0\nbind_port = 47311\n", {"127.0.0.1:47311"}},
+      {"[server]\nbind_address = ::\nbind_port = 47311\n", {"[::1]:47311"}},
+      {"[server]\nbind_address = 10.2.3.4\n", {"10.2.3.4:53559"}},
+      {"[server]\nbind_address = fd00::5\nbind_port = 7\n", {"[fd00::5]:7"}},
+      {"[server]\nbind_port = 6000\n", {"127.0.0.1:6000"}},
+      {"[server]\nstats_dir = /tmp\n", {"127.0.0.1:53559"}},
+      // Port 0 is picked by the system when the server starts: not in the file.
+      {"[server]\nbind_port = 0\n", {}},
+      {"[semaphores]\npcap = 2\n", {}},
+      // An ACE file: its clients' remote_address and remote_port.
+      {"[service_network_semaphore]\nbind_address = 0.0.0.0\nbind_port = 53559\n"
+       "remote_address = ace-sem.example\nremote_port = 53560\n",
+       {"ace-sem.example:53560"}},
+      {"[service_network_semaphore]\nremote_address = ace-sem.example\n", {}},
+      // [client] servers wins.
+      {"[server]\nbind_port = 6000\n[client]\nservers = 10.1.1.1:1\n", {"10.1.1.1:1"}},
+  };
+  for (const auto& c : cases) {
+    auto options = parse(c.text);
+    ASSERT_TRUE(options) << c.text << options.status().to_string();
+    EXPECT_EQ(options->servers, c.servers) << c.text;
+  }
+  for (const std::string text : {"[server]\nbind_port = 70000\n", "[server]\nbind_address = bad host\n",
+                                 "[service_network_semaphore]\nremote_address = x\nremote_port = http\n"}) {
+    auto options = parse(text);
+    ASSERT_FALSE(options) << text;
+    EXPECT_EQ(options.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(options.status().message().find("c.ini:"), std::string::npos) << options.status().message();
+  }
+}
+
 TEST_F(ConfigFiles, ErrorsNameFileAndLine) {
   struct Case {
     std::string text;

@@ -472,6 +472,17 @@ TEST_F(ClientTest, DollarNamesNeverTouchTheServer) {
   EXPECT_EQ(info->kind, "local");
   EXPECT_EQ(info->value, 0);
   EXPECT_EQ(info->max, 1);
+  EXPECT_EQ(info->holders, 1u);  // the kernel's count of held permits
+  EXPECT_EQ(info->waiters, 0u);
+  auto second_gpu = std::async(std::launch::async, [&] { return client->acquire("$gpu", {.timeout = 5s}); });
+  EXPECT_TRUE(eventually([&] {
+    Result<SemaphoreInfo> now = client->get("$gpu");
+    return now && now->waiters == 1;
+  }));
+  EXPECT_TRUE(gpu->release().is_ok());
+  Result<Permit> regranted = second_gpu.get();
+  ASSERT_TRUE(regranted) << regranted.status().to_string();
+  *gpu = std::move(*regranted);
   EXPECT_EQ(code(client->list("$")), StatusCode::kInvalidArgument);
   EXPECT_EQ(client->create("$x", 1, 1).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(client->remove("$x").code(), StatusCode::kInvalidArgument);
@@ -565,7 +576,9 @@ TEST_F(ClientTest, PendingCallsFollowTheFallbackPolicyWhenTheConnectionDrops) {
 
 TEST_F(ClientTest, AWaitSentBeforeTheConnectionDropsDoesNotFallBack) {
   start_server();
-  auto client = make_client();
+  ClientOptions options = options_for(server_->port());
+  options.limits["db"] = 1;  // listed: wait may fall back
+  auto client = make_client(options);
   ASSERT_TRUE(client);
   auto holder = netsem::testing::Client::connect(server_->port());
   ASSERT_TRUE(holder);
@@ -613,6 +626,7 @@ TEST_F(ClientTest, ReconnectsWhenTheServerRestartsOnTheSamePort) {
 
   start_server(server_options("", "", port));
   ASSERT_TRUE(eventually([&] { return client->connected(); }));
+  EXPECT_EQ(client->stats().unreachable, "");
   Result<Permit> remote = client->acquire("db", {.timeout = 1s});
   ASSERT_TRUE(remote) << remote.status().to_string();
   EXPECT_FALSE(remote->is_local());
@@ -631,12 +645,16 @@ TEST_F(ClientTest, FallsBackWhenNothingListensThenUsesTheServerOnceItStarts) {
   options.limits["pool"] = 4;
   options.fallback_for["pool"] = FallbackPolicy{.mode = FallbackPolicy::Mode::kShare, .share = 2};
   options.fallback_for["strict"] = FallbackPolicy{.mode = FallbackPolicy::Mode::kFail};
+  options.limits["q"] = 1;
   const auto start = Clock::now();
   auto client = make_client(options);
   ASSERT_TRUE(client);
   EXPECT_LT(since(start), 500ms);
   EXPECT_FALSE(client->connected());
   EXPECT_EQ(client->stats().fallback_entries, 1u);
+  const std::string unreachable = client->stats().unreachable;
+  EXPECT_NE(unreachable.find("127.0.0.1:" + std::to_string(port) + ": Connection refused"), std::string::npos)
+      << unreachable;
 
   // share:2 of a limit of 4: two local permits.
   Result<Permit> first = client->acquire("pool");
@@ -657,6 +675,18 @@ TEST_F(ClientTest, FallsBackWhenNothingListensThenUsesTheServerOnceItStarts) {
   EXPECT_TRUE(client->try_wait("q").is_ok());
   EXPECT_EQ(*client->value("q"), 0);
   EXPECT_TRUE(client->post("q").is_ok());
+  // A name not in [semaphores] is a created semaphore to WAIT and POST: its
+  // value is on the server, so a local stand-in would invent or lose items.
+  for (const Status& status : {client->try_wait("jobs"), client->post("jobs")}) {
+    EXPECT_EQ(status.code(), StatusCode::kUnavailable);
+    EXPECT_NE(status.message().find("not listed in [semaphores]"), std::string::npos) << status.message();
+  }
+  // More than the stand-in's limit: the server might have allowed it.
+  const Status too_many = client->acquire("pool", {.count = 3, .timeout = 0ms}).status();
+  EXPECT_EQ(too_many.code(), StatusCode::kUnavailable);
+  EXPECT_NE(too_many.message().find("has limit 2"), std::string::npos) << too_many.message();
+  EXPECT_EQ(client->post("q").code(), StatusCode::kOverflow);
+  EXPECT_NE(client->post("q").message().find("no netsem server is reachable"), std::string::npos);
   EXPECT_TRUE(client->set_flag("flag").is_ok());
   EXPECT_TRUE(*client->test_flag("flag"));
   EXPECT_TRUE(client->clear_flag("flag").is_ok());
@@ -665,6 +695,7 @@ TEST_F(ClientTest, FallsBackWhenNothingListensThenUsesTheServerOnceItStarts) {
 
   start_server(server_options("", "", port));
   ASSERT_TRUE(eventually([&] { return client->connected(); }));
+  EXPECT_EQ(client->stats().unreachable, "");
   Result<Permit> remote = client->acquire("pool", {.timeout = 1s});
   ASSERT_TRUE(remote) << remote.status().to_string();
   EXPECT_FALSE(remote->is_local());

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <set>
 #include <thread>
 #include <vector>
@@ -339,6 +340,34 @@ TEST_F(LocalSemaphoresTest, PostCountsHeldPermits) {
   ASSERT_TRUE(sems_->wait("$held-post", 2, 1, kTry, nullptr).is_ok());  // consumed: a post may return it
   EXPECT_TRUE(sems_->post("$held-post", 2, 1).is_ok());
   EXPECT_EQ(value("$held-post", 2), 2);
+}
+
+TEST_F(LocalSemaphoresTest, InfoCountsFreeHeldAndWaiting) {
+  const auto info = [&] {
+    auto now = sems_->info("$info", 3);
+    EXPECT_TRUE(now) << now.status().to_string();
+    return now ? *now : LocalSemaphores::Info{.value = -1, .held = -1, .waiting = -1};
+  };
+  EXPECT_EQ(info().value, 3);
+  EXPECT_EQ(info().held, 0);
+  ASSERT_TRUE(try_acquire("$info", 3, 2).is_ok());
+  ASSERT_TRUE(sems_->wait("$info", 3, 1, kTry, nullptr).is_ok());  // consumed: neither free nor held
+  EXPECT_EQ(info().value, 0);
+  EXPECT_EQ(info().held, 2);
+  EXPECT_EQ(info().waiting, 0);
+  auto waiter = std::async(std::launch::async,
+                           [&] { return sems_->wait("$info", 3, 1, std::chrono::milliseconds(5000), nullptr); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (info().waiting != 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(info().waiting, 1);
+  EXPECT_TRUE(sems_->post("$info", 3, 1).is_ok());
+  EXPECT_TRUE(waiter.get().is_ok());
+  EXPECT_EQ(info().waiting, 0);
+  ASSERT_TRUE(sems_->release("$info", 2, sems_->current("$info")).is_ok());
+  EXPECT_EQ(info().value, 2);
+  EXPECT_EQ(info().held, 0);
 }
 
 TEST_F(LocalSemaphoresTest, ConcurrentPostsNeverOvershoot) {
