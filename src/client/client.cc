@@ -482,11 +482,14 @@ Result<std::vector<SemaphoreInfo>> Client::list(std::string_view prefix) {
   for (const std::string& item : reply->items) {
     SemaphoreInfo info;
     const auto space = item.find(' ');
-    if (space == std::string::npos ||
-        protocol::decode_name(std::string_view(item).substr(0, space), info.name) != protocol::ErrorCode::kNone ||
-        !parse_info(std::string_view(item).substr(space + 1), info)) {
+    if (space == std::string::npos || !parse_info(std::string_view(item).substr(space + 1), info)) {
       return Status(StatusCode::kInternal, "LIST: bad ITEM " + item);
     }
+    // A name this build refuses (one an older server stored before a rule
+    // tightened) is listed as it came, so that one such name does not hide
+    // the others.
+    const std::string_view field = std::string_view(item).substr(0, space);
+    if (protocol::decode_name(field, info.name) != protocol::ErrorCode::kNone) info.name = std::string(field);
     infos.push_back(std::move(info));
   }
   return infos;

@@ -316,6 +316,9 @@ bool parse_int(std::string_view text, std::int64_t min, std::int64_t max, std::i
   const char* const end = text.data() + text.size();
   const auto [ptr, ec] = std::from_chars(text.data(), end, value);
   if (ec != std::errc() || ptr != end) return false;
+  // A sign belongs to a negative value: "-0" (or "-000") is not a way to
+  // write 0, so that a try is never sent by accident.
+  if (text.front() == '-' && value == 0) return false;
   if (value < min || value > max) return false;
   out = value;
   return true;

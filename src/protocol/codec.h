@@ -110,7 +110,8 @@ enum class ParseStatus : std::uint8_t { kRequest, kEmpty, kError };
 // UNKNOWN_VERB; a number that does not parse or is out of range -> BAD_ARG;
 // a bad name -> BAD_NAME; an invalid tag -> BAD_REQUEST with an empty tag.
 // Numbers are plain decimal ASCII (an optional leading '-' only where -1 is
-// allowed); no '+', no spaces, no leading zeros check beyond range.
+// allowed, and never on zero: "-0" is BAD_ARG); no '+', no spaces; leading
+// zeros are accepted ("007", "-01").
 ParseStatus parse_request(std::string_view line, Request& request, ParseError& error);
 
 // True when `tag` is 1-32 characters of [A-Za-z0-9_.:-].
@@ -166,6 +167,7 @@ struct Answer {
 bool parse_answer(std::string_view line, Answer& answer);
 
 // Parses an unsigned or signed decimal number in [min, max]; false otherwise.
+// A '-' is refused when min >= 0, and before a zero value ("-0", "-00").
 bool parse_int(std::string_view text, std::int64_t min, std::int64_t max, std::int64_t& out);
 
 }  // namespace netsem::protocol

@@ -6,9 +6,8 @@
 // check_name says so.
 #include "protocol/names.h"
 
-#include <cstring>
-
 #include <cstdint>
+#include <cstring>
 
 namespace netsem::protocol {
 namespace {
@@ -22,8 +21,20 @@ int hex_value(char c) {
   return -1;
 }
 
+// C0 controls and DEL; the C1 controls are two-byte sequences, see
+// has_c1_control.
 bool is_control(unsigned char byte) {
   return byte < 0x20 || byte == 0x7f;
+}
+
+// U+0080..U+009F (Unicode category Cc like the C0 controls; U+0085 is a line
+// break to some readers) are C2 80..C2 9F in UTF-8. In valid UTF-8 a C2 byte
+// is always a lead byte, so a byte search is exact.
+bool has_c1_control(std::string_view utf8) {
+  for (std::size_t i = 0; i + 1 < utf8.size(); ++i) {
+    if (static_cast<unsigned char>(utf8[i]) == 0xc2 && static_cast<unsigned char>(utf8[i + 1]) < 0xa0) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -59,8 +70,10 @@ ErrorCode check_name(std::string_view name) {
     if (is_control(byte)) return ErrorCode::kBadName;
     ascii = ascii && byte < 0x80;
   }
-  // Printable ASCII is valid UTF-8: only other names need the full check.
-  return ascii || is_valid_utf8(name) ? ErrorCode::kNone : ErrorCode::kBadName;
+  // Printable ASCII is valid UTF-8 without C1 controls: only other names
+  // need the full check.
+  if (ascii) return ErrorCode::kNone;
+  return is_valid_utf8(name) && !has_c1_control(name) ? ErrorCode::kNone : ErrorCode::kBadName;
 }
 
 void append_encoded_name(std::string& out, std::string_view name) {

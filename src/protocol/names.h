@@ -1,6 +1,6 @@
 // Semaphore names on the wire: percent-decoding of name fields, the validity
-// rules of the contract (1-255 bytes of UTF-8, no control characters, no
-// leading `$`), and the encoding the server uses for names in its answers and
+// rules of the contract (1-255 bytes of UTF-8, no control characters (C0, DEL
+// or C1), no leading `$`), and the encoding the server uses for names in its answers and
 // in the status file (`%` as `%25`, space as `%20`, nothing else).
 //
 // Pure functions, no state: safe from any thread.
@@ -19,8 +19,9 @@ inline constexpr std::size_t kMaxNameBytes = 255;
 // capacity is reused, so a caller that keeps `out` allocates nothing in the
 // steady state) and checks the decoded name.
 // Returns kNone, or kBadName for a `%` not followed by two hex digits, an
-// empty or over-long name, invalid UTF-8, a control character (< 0x20 or
-// 0x7f), or a leading `$`.
+// empty or over-long name, invalid UTF-8, a control character (a byte below
+// 0x20, 0x7f, or a C1 control U+0080..U+009F, encoded C2 80..C2 9F), or a
+// leading `$`.
 ErrorCode decode_name(std::string_view field, std::string& out);
 
 // Checks an already decoded name by the same rules as decode_name.

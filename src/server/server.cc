@@ -5,10 +5,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <csignal>
 #include <map>
 
+#include "protocol/ace_codec.h"
+#include "protocol/names.h"
 #include "server/session.h"
 #include "server/status_file.h"
 
@@ -18,47 +21,93 @@ namespace {
 
 // One read of a readable socket takes at most this much.
 constexpr std::size_t kReadBufferBytes = 64 << 10;
-// Denied or over-limit peers being told why; past this, a flood is closed
+// Denied or over-limit peers being refused; past this, a flood is closed
 // without a word rather than grow the server.
 constexpr std::size_t kMaxRejecting = 256;
+// How long a refused connection waits for the peer's first bytes before it
+// is told why anyway: ACE's client sends `acquire:<name>|` as soon as it is
+// connected, and it must never read a `*` line.
+constexpr auto kRejectListenTime = std::chrono::milliseconds(250);
 constexpr auto kRejectDrainTime = std::chrono::milliseconds(500);
 constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
 constexpr auto kCompactionRetryDelay = std::chrono::seconds(1);
 constexpr auto kJournalRetryDelay = std::chrono::milliseconds(100);
 
-// A connection refused at accept: one `*` line, the sending side shut, input
-// discarded briefly so the peer reads the line instead of a reset.
+// A connection refused at accept. It first listens a moment for the dialect:
+// a peer whose first bytes are `acquire:` speaks ACE and is closed without a
+// word; any other peer, or one that has not decided within
+// kRejectListenTime, gets the one `*` line. Then the sending side is shut and
+// input discarded briefly, so the peer reads the line (or the end of the
+// stream) instead of a reset. The whole life of a Rejection is bounded by
+// kRejectListenTime + kRejectDrainTime, whatever the peer does.
 class Rejection : public std::enable_shared_from_this<Rejection> {
  public:
-  Rejection(asio::ip::tcp::socket socket, std::size_t& live)
-      : socket_(std::move(socket)), timer_(socket_.get_executor()), live_(live) {
+  Rejection(asio::ip::tcp::socket socket, std::string line, std::size_t& live)
+      : socket_(std::move(socket)), timer_(socket_.get_executor()), line_(std::move(line)), live_(live) {
     ++live_;
   }
   ~Rejection() { --live_; }
 
-  void start(std::string_view line) {
+  void start() {
     std::error_code ignored;
     socket_.non_blocking(true, ignored);
-    // A fresh socket's send buffer takes one short line whole.
-    socket_.write_some(asio::buffer(line.data(), line.size()), ignored);
-    socket_.shutdown(asio::socket_base::shutdown_send, ignored);
-    timer_.expires_after(kRejectDrainTime);
-    timer_.async_wait([self = shared_from_this()](const std::error_code&) { self->close(); });
-    drain();
+    arm_timer(kRejectListenTime);
+    wait_readable();
   }
 
  private:
-  void drain() {
+  // Each arming gets its own phase: a completion that was already queued when
+  // the timer was re-armed must not act on the new phase.
+  void arm_timer(std::chrono::milliseconds after) {
+    ++phase_;
+    timer_.expires_after(after);
+    timer_.async_wait([self = shared_from_this(), phase = phase_](const std::error_code& error) {
+      if (error || phase != self->phase_ || !self->socket_.is_open()) return;
+      if (self->listening_) {
+        self->refuse(true);  // no dialect in time: a v1 peer waiting to be told
+      } else {
+        self->close();
+      }
+    });
+  }
+  void wait_readable() {
     socket_.async_wait(asio::socket_base::wait_read, [self = shared_from_this()](const std::error_code& error) {
       if (error || !self->socket_.is_open()) return;
-      std::error_code read_error;
-      self->socket_.read_some(asio::buffer(self->sink_), read_error);
-      if (read_error && read_error != asio::error::would_block) {
-        self->close();
-        return;
-      }
-      self->drain();
+      self->on_readable();
     });
+  }
+  void on_readable() {
+    std::error_code error;
+    const std::size_t n = socket_.read_some(asio::buffer(sink_), error);
+    if (error == asio::error::would_block || error == asio::error::try_again) {
+      wait_readable();
+      return;
+    }
+    if (error) {
+      // End of input while listening: the peer will say no more, but one
+      // that only shut down its sending side still reads. ACE never does
+      // that before its `acquire:` is complete.
+      if (listening_ && error == asio::error::eof) refuse(true);
+      close();
+      return;
+    }
+    if (listening_) {
+      const std::size_t wanted = protocol::kAcePrefix.size() - first_bytes_.size();
+      first_bytes_.append(sink_.data(), std::min(n, wanted));
+      const auto dialect = protocol::detect_dialect(first_bytes_);
+      if (dialect != protocol::Dialect::kUndecided) refuse(dialect == protocol::Dialect::kV1);
+    }
+    wait_readable();
+  }
+  // Ends the listening: the `*` line if `tell`, then the sending side shut
+  // and input discarded until the drain time is up.
+  void refuse(bool tell) {
+    listening_ = false;
+    std::error_code ignored;
+    // A fresh socket's send buffer takes one short line whole.
+    if (tell) socket_.write_some(asio::buffer(line_), ignored);
+    socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+    arm_timer(kRejectDrainTime);
   }
   void close() {
     std::error_code ignored;
@@ -68,9 +117,31 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
 
   asio::ip::tcp::socket socket_;
   asio::steady_timer timer_;
+  const std::string line_;
   std::size_t& live_;
+  std::string first_bytes_;  // at most the length of `acquire:`
+  bool listening_ = true;
+  std::uint32_t phase_ = 0;
   std::array<char, 512> sink_{};
 };
+
+// Every byte outside printable ASCII as %XX: a log line stays one line of
+// plain text whatever a stored name holds.
+std::string escape_for_log(std::string_view name) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (const char c : name) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte > 0x20 && byte < 0x7f && c != '%') {
+      out.push_back(c);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[byte >> 4]);
+      out.push_back(kHex[byte & 0x0f]);
+    }
+  }
+  return out;
+}
 
 std::string describe_peer(const asio::ip::tcp::endpoint& endpoint) {
   const auto address = endpoint.address();
@@ -111,7 +182,17 @@ Status Server::start() {
   table_->set_fence_floor(recovered.fence_floor);
   // Created semaphores first: they are durable user data, and a defined
   // limit of the same name must not silently replace them.
-  for (const auto& [name, state] : recovered.created) (void)table_->restore_created(name, state);
+  for (const auto& [name, state] : recovered.created) {
+    (void)table_->restore_created(name, state);
+    // An older build took names the contract forbids (C1 controls): the
+    // value is user data and stays, but no request can name it any more.
+    if (protocol::check_name(name) != protocol::ErrorCode::kNone) {
+      spdlog::warn(
+          "created semaphore {} has a name this version refuses (a control character): it keeps its value and is "
+          "listed, but requests naming it are answered BAD_NAME",
+          escape_for_log(name));
+    }
+  }
   for (const auto& name : table_->configure_defined(config_.semaphores, completions_)) {
     spdlog::warn("semaphore {} is listed in [semaphores] but was created by CREATE; it stays a created semaphore",
                  name);
@@ -200,9 +281,9 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
   session->start();
 }
 
-void Server::reject(asio::ip::tcp::socket socket, std::string_view line) {
+void Server::reject(asio::ip::tcp::socket socket, std::string line) {
   if (rejecting_ >= kMaxRejecting) return;  // the socket closes as it goes out of scope
-  std::make_shared<Rejection>(std::move(socket), rejecting_)->start(line);
+  std::make_shared<Rejection>(std::move(socket), std::move(line), rejecting_)->start();
 }
 
 void Server::wait_signals() {

@@ -81,7 +81,7 @@ class Server {
  private:
   void accept_next();
   void on_accept(asio::ip::tcp::socket socket);
-  void reject(asio::ip::tcp::socket socket, std::string_view line);
+  void reject(asio::ip::tcp::socket socket, std::string line);
   void wait_signals();
   void arm_deadline_timer();
   void on_deadline();
@@ -112,7 +112,7 @@ class Server {
   Completions completions_;
   std::string read_buffer_;
   SessionId next_session_id_ = 1;
-  std::size_t rejecting_ = 0;  // connections being told DENIED/LIMIT
+  std::size_t rejecting_ = 0;  // connections being refused (DENIED/LIMIT, or silently for ACE)
   ServerCounters counters_;
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point next_compaction_attempt_{};

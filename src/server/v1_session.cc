@@ -54,6 +54,9 @@ void Session::handle_v1(std::string_view data) {
       end_with_error(ErrorCode::kBadRequest, "NUL byte in request line");
       break;
     }
+    // An empty line (or a bare "\r\n") is ignored, and so is not activity:
+    // a stream of newlines must not keep a dead client's permits.
+    if (line.empty()) continue;
     handle_v1_line(line);
     saw_line = true;
     // Checked per line: one read of `LIST` lines could otherwise produce

@@ -21,6 +21,7 @@
 
 #include "client/local_semaphores.h"  // to remove each test's host-wide semaphores
 #include "netsemd_harness.h"
+#include "server/file_journal.h"
 
 namespace netsem {
 namespace {
@@ -431,6 +432,32 @@ TEST_F(ClientTest, CreateGetListRemove) {
   EXPECT_EQ(client->remove("jobs").code(), StatusCode::kNotFound);
   EXPECT_EQ(client->remove("fixed").code(), StatusCode::kBusy);
   EXPECT_EQ(client->get("jobs")->kind, "absent");
+}
+
+TEST_F(ClientTest, ListShowsANameThisBuildRefusesAsItCame) {
+  // A created semaphore an older build journalled under a name with U+0085
+  // (a C1 control, refused since): listing must not fail for the others.
+  const std::filesystem::path data_dir = scratch_.path() / "legacy-data";
+  {
+    server::RecoveredState recovered;
+    auto journal = server::FileJournal::open(data_dir, {}, recovered);
+    ASSERT_TRUE(journal) << journal.status().to_string();
+    (*journal)->record_set("old\xc2\x85name", {2, 5});
+    (*journal)->record_set("fine", {1, 1});
+    ASSERT_TRUE((*journal)->flush());
+  }
+  Netsemd::Options options;
+  options.data_dir = data_dir;
+  start_server(options);
+  auto client = make_client();
+  ASSERT_TRUE(client);
+  Result<std::vector<SemaphoreInfo>> items = client->list();
+  ASSERT_TRUE(items) << items.status().to_string();
+  ASSERT_EQ(items->size(), 2u);
+  EXPECT_EQ((*items)[0].name, "fine");
+  EXPECT_EQ((*items)[1].name, "old\xc2\x85name");
+  EXPECT_EQ((*items)[1].value, 2);
+  EXPECT_EQ((*items)[1].max, 5);
 }
 
 TEST_F(ClientTest, PingEchoesItsPayload) {

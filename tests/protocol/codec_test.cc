@@ -240,7 +240,11 @@ TEST(ParseInt, ParsesPlainDecimalInRange) {
       {"10", 0, 10, true, 10},
       {"007", 0, 10, true, 7},
       {"-1", -1, 10, true, -1},
-      {"-0", -1, 10, true, 0},
+      {"-01", -1, 10, true, -1},  // leading zeros are harmless after the sign too
+      {"-0", -1, 10, false, 0},   // a sign on zero: "-0" is not "0"
+      {"-00", -1, 10, false, 0},
+      {"-0000", -1, 10, false, 0},
+      {"-0", INT64_MIN, kMax64, false, 0},
       {"9223372036854775807", -1, kMax64, true, kMax64},
       {"2147483647", 1, kMaxCount, true, kMaxCount},
       {"11", 0, 10, false, 0},
@@ -327,6 +331,9 @@ TEST(ParseRequest, ClassifiesEveryShapeOfLine) {
       {"t WAIT x 1 -2", kErr, ErrorCode::kBadArg},
       {"t WAIT x 1 9223372036854775808", kErr, ErrorCode::kBadArg},
       {"t WAIT x 1 +5", kErr, ErrorCode::kBadArg},
+      {"t ACQUIRE x 1 -0", kErr, ErrorCode::kBadArg},
+      {"t ACQUIRE x 1 -0000", kErr, ErrorCode::kBadArg},
+      {"t ACQUIRE x 1 -01", kReq},
       {"t ACQUIRE $x", kErr, ErrorCode::kBadName},
       {"t ACQUIRE %", kErr, ErrorCode::kBadName},
       {"t ACQUIRE a%0Ab", kErr, ErrorCode::kBadName},

@@ -76,6 +76,8 @@ TEST(DecodeName, RejectsBadFields) {
       "a%C3",          // decodes to a truncated sequence
       "\xc0\x80",      // overlong NUL
       "\xed\xa0\x80",  // surrogate
+      "a%C2%85b",      // U+0085, a C1 control
+      "a\xc2\x80",
   };
   for (const std::string& field : fields) {
     std::string out;
@@ -114,6 +116,18 @@ TEST(CheckName, AppliesTheNameRules) {
       {"del\x7f", false},
       {"nul\0"s, false},
       {"bad\xc3", false},
+      // C1 controls (U+0080..U+009F, Unicode category Cc) are control
+      // characters too; U+0085 is a line break for some readers.
+      {"a\xc2\x80"
+       "b",
+       false},
+      {"a\xc2\x85"
+       "b",
+       false},
+      {"a\xc2\x9f", false},
+      {"\xc2\xa0", true},   // U+00A0, the first character after them
+      {"\xc2\x7f", false},  // not a C1 control, just not UTF-8
+      {"\xc3\x85", true},   // U+00C5: the byte 0x85 alone is no control
   };
   for (const Case& c : cases) {
     EXPECT_EQ(check_name(c.name), c.valid ? ErrorCode::kNone : ErrorCode::kBadName) << c.name;

@@ -344,6 +344,9 @@ TEST(ParseServerConfig, RejectsBadSemaphoresWithFileAndLine) {
       {"escaped control character", "[semaphores]\na%0Ab = 1\n",
        "ERROR c.ini:2: `a%0Ab` is not a valid semaphore name (1-255 bytes of UTF-8, no control characters, not "
        "starting with `$`; `%` must start a %XX escape)"},
+      {"escaped C1 control character", "[semaphores]\na%C2%85b = 1\n",
+       "ERROR c.ini:2: `a%C2%85b` is not a valid semaphore name (1-255 bytes of UTF-8, no control characters, not "
+       "starting with `$`; `%` must start a %XX escape)"},
       {"invalid UTF-8", "[semaphores]\ncaf%C3 = 1\n",
        "ERROR c.ini:2: `caf%C3` is not a valid semaphore name (1-255 bytes of UTF-8, no control characters, not "
        "starting with `$`; `%` must start a %XX escape)"},

@@ -496,6 +496,37 @@ TEST(ServerAce, ReadsAnAceConfigurationFileUnchanged) {
   EXPECT_EQ(await_answer(*v1, "g6 GET pcap", "g6 OK 2 2 0 0 defined"), "g6 OK 2 2 0 0 defined");
 }
 
+TEST(ServerAce, DeniedClientIsClosedWithoutAWord) {
+  auto server = start_server(with_server_options("allowed_networks = 10.0.0.0/8\n"));
+  ASSERT_TRUE(server);
+  auto ace = AceClient::connect(server->port());
+  ASSERT_TRUE(ace);
+  ace->acquire("pcap");
+  EXPECT_TRUE(ace->closed_silently(2s));
+  EXPECT_TRUE(server->wait_for_log("denied connection from 127.0.0.1")) << server->log();
+  // `acquire:` split over two writes is ACE all the same.
+  auto split = AceClient::connect(server->port());
+  ASSERT_TRUE(split);
+  split->send("acq");
+  std::this_thread::sleep_for(50ms);
+  split->send("uire:pcap|");
+  EXPECT_TRUE(split->closed_silently(2s));
+}
+
+TEST(ServerAce, ClientOverMaxConnectionsIsClosedWithoutAWord) {
+  auto server = start_server(with_server_options("max_connections = 1\n"));
+  ASSERT_TRUE(server);
+  auto holder = Client::connect(server->port());
+  ASSERT_TRUE(holder);
+  ASSERT_EQ(holder->request("p PING"), "p PONG");
+  auto ace = AceClient::connect(server->port());
+  ASSERT_TRUE(ace);
+  ace->acquire("pcap");
+  EXPECT_TRUE(ace->closed_silently(2s));
+  EXPECT_TRUE(server->wait_for_log("max_connections (1) reached")) << server->log();
+  EXPECT_EQ(holder->request("g GET pcap"), "g OK 1 1 0 0 absent");
+}
+
 TEST(ServerAce, UnfinishedAcquireTimesOut) {
   auto server = start_server(with_server_options("session_timeout_ms = 300\n"));
   ASSERT_TRUE(server);

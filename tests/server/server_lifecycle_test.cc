@@ -1,7 +1,7 @@
 // Integration: the server's life — clean shutdown on SIGTERM, reload on
 // SIGHUP (raised and lowered limits, a bad file), durability of created
-// semaphores and fences across kill -9, the data-directory lock, the status
-// file.
+// semaphores and fences across kill -9 (and of names an older build stored
+// that this one refuses), the data-directory lock, the status file.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "netsemd_harness.h"
+#include "server/file_journal.h"
 
 namespace netsem::testing {
 namespace {
@@ -174,6 +175,40 @@ TEST(ServerLifecycle, CreatedSemaphoresAndFencesSurviveKill9) {
   EXPECT_EQ(c->request("g GET jobs"), "g OK 5 10 0 0 created");
   EXPECT_EQ(c->request("g2 GET gone"), "g2 OK 1 1 0 0 absent");
   EXPECT_GT(fence_of(c->request("a ACQUIRE x")), last_fence);
+}
+
+TEST(ServerLifecycle, CreatedSemaphoreWhoseNameIsNowRefusedKeepsItsValue) {
+  // What an older build accepted and journalled: a name with U+0085, a C1
+  // control that requests may no longer carry.
+  const std::string legacy = "old\xc2\x85name";
+  TempDir dir;
+  const auto data_dir = dir.path() / "data";
+  {
+    server::RecoveredState recovered;
+    auto journal = server::FileJournal::open(data_dir, {}, recovered);
+    ASSERT_TRUE(journal) << journal.status().to_string();
+    (*journal)->record_set(legacy, {2, 5});
+    (*journal)->record_set("fine", {1, 1});
+    ASSERT_TRUE((*journal)->flush());
+    ASSERT_TRUE((*journal)->sync());
+  }
+  Netsemd::Options options;
+  options.data_dir = data_dir;
+  for (int run = 0; run < 2; ++run) {  // and again after the snapshot the first start wrote
+    auto server = start_server(options);
+    ASSERT_TRUE(server);
+    EXPECT_TRUE(server->wait_for_log("created semaphore old%C2%85name has a name this version refuses"))
+        << server->log();
+    auto c = Client::connect(server->port());
+    ASSERT_TRUE(c);
+    c->send_line("l LIST old");
+    EXPECT_EQ(c->read_line().value_or(""), "l ITEM " + legacy + " 2 5 0 0 created");
+    EXPECT_EQ(c->read_line().value_or(""), "l END 1");
+    EXPECT_EQ(c->request("g GET old%C2%85name").rfind("g ERR BAD_NAME ", 0), 0u);
+    EXPECT_EQ(c->request("g2 GET fine"), "g2 OK 1 1 0 0 created");
+    server->send_signal(SIGTERM);
+    ASSERT_TRUE(server->wait_exit());
+  }
 }
 
 TEST(ServerLifecycle, SecondServerOnTheSameDataDirectoryIsRefused) {

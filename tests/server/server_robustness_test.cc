@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
 #include <optional>
 #include <random>
 #include <thread>
@@ -319,6 +320,65 @@ TEST(ServerRobustness, MaxConnectionsRefusesTheNextPeerWithLimit) {
   EXPECT_EQ(answer, "p PONG again");
 }
 
+TEST(ServerRobustness, PeerOverMaxConnectionsIsToldWhyWhateverItSends) {
+  auto server = start_server(with_server_options("max_connections = 1\n"));
+  ASSERT_TRUE(server);
+  auto holder = Client::connect(server->port());
+  ASSERT_TRUE(holder);
+  ASSERT_EQ(holder->request("p PING"), "p PONG");
+  // A request, nothing at all, or half of `acquire:`: each is a v1 peer (or
+  // one that never said otherwise), and each reads why it is refused.
+  for (const std::string first_bytes : {"a ACQUIRE x\n", "", "acquire"}) {
+    auto refused = Client::connect(server->port());
+    ASSERT_TRUE(refused);
+    if (!first_bytes.empty()) send_best_effort(refused->fd(), first_bytes);
+    const auto line = refused->read_line(2s);
+    ASSERT_TRUE(line) << "no line for a refused peer that sent \"" << first_bytes << "\"";
+    EXPECT_TRUE(line->starts_with("* ERR LIMIT ")) << *line;
+    std::string rest;
+    EXPECT_TRUE(refused->wait_closed(2s, &rest));
+    EXPECT_EQ(rest, "");
+  }
+  EXPECT_EQ(holder->request("g GET x"), "g OK 1 1 0 0 absent");
+}
+
+TEST(ServerRobustness, FloodOfRefusedPeersIsBoundedAndShortLived) {
+  auto server = start_server(with_server_options("max_connections = 1\n"));
+  ASSERT_TRUE(server);
+  auto holder = Client::connect(server->port());
+  ASSERT_TRUE(holder);
+  ASSERT_EQ(holder->request("p PING"), "p PONG");
+  const auto fd_dir = "/proc/" + std::to_string(server->pid()) + "/fd";
+  const auto open_fds = [&] {
+    std::error_code ignored;
+    return std::distance(std::filesystem::directory_iterator(fd_dir, ignored), std::filesystem::directory_iterator());
+  };
+  const auto baseline = open_fds();
+  // Refused peers that never close and never finish: silent ones, ones that
+  // stop half-way through `acquire:`, and ACE ones. The server keeps at most
+  // 256 of them, each for under a second.
+  std::vector<std::unique_ptr<Client>> flood;
+  const auto started = Clock::now();
+  for (int i = 0; i < 400 && Clock::now() - started < 4s; ++i) {
+    flood.push_back(Client::connect(server->port()));
+    ASSERT_TRUE(flood.back()) << "connection " << i << " refused by the kernel";
+    if (i % 3 == 1) send_best_effort(flood.back()->fd(), "acq");
+    if (i % 3 == 2) send_best_effort(flood.back()->fd(), "acquire:flood|");
+  }
+  EXPECT_LE(open_fds(), baseline + 256 + 2);
+  EXPECT_EQ(holder->request("p2 PING alive"), "p2 PONG alive");
+  // Every refused connection is closed by the server within the bound,
+  // though the peers keep their ends open.
+  const auto deadline = Clock::now() + 3s;
+  auto now_open = open_fds();
+  for (; now_open > baseline && Clock::now() < deadline; now_open = open_fds()) std::this_thread::sleep_for(50ms);
+  EXPECT_LE(now_open, baseline);
+  std::size_t closed = 0;
+  for (auto& client : flood) closed += client->wait_closed(10ms) ? 1 : 0;
+  EXPECT_EQ(closed, flood.size());
+  EXPECT_EQ(holder->request("p3 PING"), "p3 PONG");
+}
+
 TEST(ServerRobustness, MaxPendingPerSessionRefusesAThirdQueuedRequest) {
   auto server = start_server(with_server_options("max_pending_per_session = 2\n"));
   ASSERT_TRUE(server);
@@ -497,6 +557,29 @@ TEST(ServerRobustness, BytesThatNeverEndALineAreNotActivity) {
   EXPECT_TRUE(other->request("b ACQUIRE x 1 1000").starts_with("b OK "));
 }
 
+TEST(ServerRobustness, EmptyLinesAreNotActivity) {
+  auto server = start_server(with_server_options("session_timeout_ms = 1000\n"));
+  ASSERT_TRUE(server);
+  auto client = Client::connect(server->port());
+  ASSERT_TRUE(client);
+  const auto acquired = Clock::now();
+  ASSERT_TRUE(client->request("a ACQUIRE x").starts_with("a OK "));
+  // Empty lines, bare and with "\r\n", every 300 ms: ignored, so the
+  // session is as silent as one that sends nothing.
+  bool closed = false;
+  for (int i = 0; !closed && Clock::now() - acquired < 3s; ++i) {
+    send_best_effort(client->fd(), i % 2 == 0 ? "\n" : "\r\n");
+    closed = client->wait_closed(300ms);
+  }
+  const auto elapsed = Clock::now() - acquired;
+  EXPECT_TRUE(closed) << "a session sending only empty lines was kept alive";
+  EXPECT_GE(elapsed, 900ms);
+  EXPECT_LE(elapsed, 1700ms);
+  auto other = Client::connect(server->port());
+  ASSERT_TRUE(other);
+  EXPECT_TRUE(other->request("b ACQUIRE x 1 1000").starts_with("b OK "));
+}
+
 TEST(ServerRobustness, PingsKeepASessionAlive) {
   auto server = start_server(with_server_options("session_timeout_ms = 300\n"));
   ASSERT_TRUE(server);
@@ -554,6 +637,16 @@ TEST(ServerRobustness, PeerOutsideAllowedNetworksIsDenied) {
   std::string rest;
   EXPECT_TRUE(talker->wait_closed(2s, &rest));
   EXPECT_EQ(rest, "");
+
+  // So is one whose first bytes begin like ACE's `acquire:` but never
+  // finish it: only a whole `acquire:` is closed without a word.
+  auto hesitant = Client::connect(server->port());
+  ASSERT_TRUE(hesitant);
+  send_best_effort(hesitant->fd(), "acqui");
+  const auto hesitant_told = hesitant->read_line();
+  ASSERT_TRUE(hesitant_told);
+  EXPECT_TRUE(hesitant_told->starts_with("* ERR DENIED ")) << *hesitant_told;
+  EXPECT_TRUE(hesitant->wait_closed(2s));
 }
 
 TEST(ServerRobustness, ResetWhileHoldingReleases) {

@@ -109,6 +109,36 @@ TEST_F(ServerVerbs, NamesArePercentDecodedAndEncodedInAnswers) {
   EXPECT_EQ(items[1], "l2 ITEM pool 3 3 0 0 defined");
 }
 
+TEST_F(ServerVerbs, C1ControlCharactersInNamesAreBadName) {
+  auto c = connect();
+  // U+0085 (NEL) and the rest of U+0080..U+009F are control characters.
+  EXPECT_EQ(c->request("k CREATE a%C2%85b 1").rfind("k ERR BAD_NAME ", 0), 0u);
+  EXPECT_EQ(c->request("k2 CREATE a\xc2\x80 1").rfind("k2 ERR BAD_NAME ", 0), 0u);
+  EXPECT_EQ(c->request("a ACQUIRE x%C2%9F").rfind("a ERR BAD_NAME ", 0), 0u);
+  EXPECT_EQ(c->request("l LIST a%C2%85").rfind("l ERR BAD_NAME ", 0), 0u);
+  EXPECT_EQ(c->request("g GET a%C2%85b").rfind("g ERR BAD_NAME ", 0), 0u);
+  // The characters around them are names like any other.
+  EXPECT_EQ(c->request("k3 CREATE a%C2%A0b 1"), "k3 OK");
+  EXPECT_EQ(c->request("g2 GET a\xc2\xa0"
+                       "b"),
+            "g2 OK 1 1 0 0 created");
+}
+
+TEST_F(ServerVerbs, MinusZeroIsBadArgNotATry) {
+  auto holder = connect();
+  auto c = connect();
+  fence_of(holder->request("h ACQUIRE splunk"));
+  for (const char* timeout : {"-0", "-00", "-0000"}) {
+    const std::string answer = c->request(std::string("t ACQUIRE splunk 1 ") + timeout);
+    EXPECT_EQ(answer.rfind("t ERR BAD_ARG ", 0), 0u) << timeout << " -> " << answer;
+  }
+  EXPECT_EQ(c->request("n ACQUIRE splunk -0").rfind("n ERR BAD_ARG ", 0), 0u);
+  EXPECT_EQ(c->request("k CREATE jobs -0 1").rfind("k ERR BAD_ARG ", 0), 0u);
+  // A sign before a non-zero value with leading zeros is still that value.
+  EXPECT_EQ(c->request("w ACQUIRE splunk 1 -01"), "w QUEUED 1");
+  EXPECT_EQ(c->request("g GET splunk"), "g OK 0 1 1 1 defined");
+}
+
 TEST_F(ServerVerbs, FifoAcrossSessionsWithCounts) {
   auto holder = connect();
   auto big = connect();
