@@ -242,10 +242,12 @@ Status Client::Impl::fallback_outcome(Status status, std::string_view name, std:
     case StatusCode::kCancelled:
       return status;
     case StatusCode::kTooMany:
-      return Status(StatusCode::kUnavailable,
-                    fmt::format("no netsem server is reachable, and the host-local stand-in for \"{}\" has limit "
-                                "{} ([semaphores], else 1, and the fallback policy {}): {} permits cannot be taken",
-                                name, limit, options.fallback_policy(name).to_string(), count));
+      return Status(
+          StatusCode::kUnavailable,
+          fmt::format("no netsem server is reachable, and {} permits of \"{}\" are more than its "
+                      "host-local stand-in's limit of {} ({} [semaphores]; fallback {})",
+                      count, name, limit, options.limits.contains(std::string(name)) ? "from" : "not listed in",
+                      options.fallback_policy(name).to_string()));
     default:
       return Status(status.code(), fmt::format("no netsem server is reachable, so \"{}\" was served by a host-local "
                                                "semaphore: {}",
