@@ -10,6 +10,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -82,9 +83,16 @@ std::unique_ptr<Netsemd> Netsemd::start(const Options& options, std::string* err
   server->log_path_ = server->dir_->path() / "netsemd.log";
   write_file(server->config_path_, render_config(options, server->data_dir_, options.port));
 
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) return nullptr;
   if (pid == 0) {
+    // A test process that crashes (an assertion abort, a sanitizer report)
+    // runs no destructor: the server must not outlive it, holding a port
+    // and CPU. The signal comes when the forking thread ends, and every
+    // test starts its servers on its main thread.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(1);  // the test died before prctl
     const int log_fd = ::open(server->log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ::dup2(log_fd, STDERR_FILENO);
     ::dup2(log_fd, STDOUT_FILENO);
