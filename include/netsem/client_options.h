@@ -47,8 +47,13 @@ struct FallbackPolicy {
 };
 
 struct ClientOptions {
+  // netsemd's default port, and the server a client tries when none is
+  // configured.
+  static constexpr std::int64_t kDefaultPort = 53559;
+  static constexpr std::string_view kDefaultServer = "127.0.0.1:53559";
+
   // "host:port" (IPv6 as "[addr]:port"), tried in order. Empty means
-  // "127.0.0.1:53559".
+  // kDefaultServer.
   std::vector<std::string> servers;
   // HELLO label; empty means "<host>/<pid>/<program>".
   std::string label;

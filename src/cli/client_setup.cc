@@ -96,7 +96,7 @@ Connection connect(const GlobalOptions& global) {
 }
 
 std::string servers_text(const ClientOptions& options) {
-  if (options.servers.empty()) return "127.0.0.1:53559";
+  if (options.servers.empty()) return std::string(ClientOptions::kDefaultServer);
   std::string text;
   for (const auto& server : options.servers) {
     if (!text.empty()) text += ", ";

@@ -314,7 +314,7 @@ Status Client::Impl::local_wait(std::string_view name, std::int64_t limit, std::
 Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Result<std::unique_ptr<Client>> Client::create(ClientOptions options) {
-  if (options.servers.empty()) options.servers.emplace_back("127.0.0.1:53559");
+  if (options.servers.empty()) options.servers.emplace_back(ClientOptions::kDefaultServer);
   std::vector<client::Endpoint> endpoints;
   for (const std::string& server : options.servers) {
     Result<client::Endpoint> endpoint = client::Endpoint::parse(server);

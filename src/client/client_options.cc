@@ -31,7 +31,6 @@ namespace {
 constexpr std::string_view kClientSection = "client";
 constexpr std::string_view kServerSection = "server";
 constexpr std::string_view kAceSection = "service_network_semaphore";
-constexpr std::int64_t kDefaultPort = 53559;
 constexpr std::string_view kSemaphoresSection = "semaphores";
 constexpr std::string_view kFallbackPrefix = "fallback.";
 constexpr std::int64_t kMaxLimit = 2147483647;
@@ -289,7 +288,7 @@ Result<std::string> server_named_by_file(const IniFile& ini) {
   } else {
     return std::string();
   }
-  std::int64_t port = kDefaultPort;
+  std::int64_t port = ClientOptions::kDefaultPort;
   if (port_entry != nullptr) {
     auto parsed = parse_ini_integer(port_entry->value, 0, 65535);
     if (!parsed) return entry_error(ini, *port_entry, parsed.status());

@@ -21,20 +21,51 @@ int hex_value(char c) {
   return -1;
 }
 
-// C0 controls and DEL; the C1 controls are two-byte sequences, see
-// has_c1_control.
+// C0 controls and DEL; the C1 controls are two-byte sequences, which
+// walk_utf8 refuses.
 bool is_control(unsigned char byte) {
   return byte < 0x20 || byte == 0x7f;
 }
 
-// U+0080..U+009F (Unicode category Cc like the C0 controls; U+0085 is a line
-// break to some readers) are C2 80..C2 9F in UTF-8. In valid UTF-8 a C2 byte
-// is always a lead byte, so a byte search is exact.
-bool has_c1_control(std::string_view utf8) {
-  for (std::size_t i = 0; i + 1 < utf8.size(); ++i) {
-    if (static_cast<unsigned char>(utf8[i]) == 0xc2 && static_cast<unsigned char>(utf8[i + 1]) < 0xa0) return true;
+// The one UTF-8 walk. `min_after_c2` is 0x80 to accept U+0080..U+009F, or
+// 0xA0 to refuse them: they are the C1 controls (Unicode category Cc like
+// the C0 controls; U+0085 is a line break to some readers), C2 80..C2 9F.
+bool walk_utf8(std::string_view text, unsigned char min_after_c2) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const auto* const end = p + text.size();
+  while (p < end) {
+    const unsigned char lead = *p;
+    if (lead < 0x80) {
+      ++p;
+      continue;
+    }
+    std::size_t length = 0;
+    // The bounds on the second byte are what rule out overlong forms,
+    // surrogates (ED A0..BF) and code points above U+10FFFF (F4 90.. and F5..).
+    unsigned char second_min = 0x80;
+    unsigned char second_max = 0xbf;
+    if (lead >= 0xc2 && lead <= 0xdf) {
+      length = 2;
+      if (lead == 0xc2) second_min = min_after_c2;
+    } else if (lead >= 0xe0 && lead <= 0xef) {
+      length = 3;
+      if (lead == 0xe0) second_min = 0xa0;
+      if (lead == 0xed) second_max = 0x9f;
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+      length = 4;
+      if (lead == 0xf0) second_min = 0x90;
+      if (lead == 0xf4) second_max = 0x8f;
+    } else {
+      return false;  // a continuation byte, C0/C1 (always overlong) or F5..FF
+    }
+    if (static_cast<std::size_t>(end - p) < length) return false;
+    if (p[1] < second_min || p[1] > second_max) return false;
+    for (std::size_t k = 2; k < length; ++k) {
+      if (p[k] < 0x80 || p[k] > 0xbf) return false;
+    }
+    p += length;
   }
-  return false;
+  return true;
 }
 
 }  // namespace
@@ -73,7 +104,7 @@ ErrorCode check_name(std::string_view name) {
   // Printable ASCII is valid UTF-8 without C1 controls: only other names
   // need the full check.
   if (ascii) return ErrorCode::kNone;
-  return is_valid_utf8(name) && !has_c1_control(name) ? ErrorCode::kNone : ErrorCode::kBadName;
+  return walk_utf8(name, 0xa0) ? ErrorCode::kNone : ErrorCode::kBadName;
 }
 
 void append_encoded_name(std::string& out, std::string_view name) {
@@ -108,40 +139,7 @@ std::string encode_name_for_request(std::string_view name) {
 }
 
 bool is_valid_utf8(std::string_view text) {
-  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
-  const auto* const end = p + text.size();
-  while (p < end) {
-    const unsigned char lead = *p;
-    if (lead < 0x80) {
-      ++p;
-      continue;
-    }
-    std::size_t length = 0;
-    // The bounds on the second byte are what rule out overlong forms,
-    // surrogates (ED A0..BF) and code points above U+10FFFF (F4 90.. and F5..).
-    unsigned char second_min = 0x80;
-    unsigned char second_max = 0xbf;
-    if (lead >= 0xc2 && lead <= 0xdf) {
-      length = 2;
-    } else if (lead >= 0xe0 && lead <= 0xef) {
-      length = 3;
-      if (lead == 0xe0) second_min = 0xa0;
-      if (lead == 0xed) second_max = 0x9f;
-    } else if (lead >= 0xf0 && lead <= 0xf4) {
-      length = 4;
-      if (lead == 0xf0) second_min = 0x90;
-      if (lead == 0xf4) second_max = 0x8f;
-    } else {
-      return false;  // a continuation byte, C0/C1 (always overlong) or F5..FF
-    }
-    if (static_cast<std::size_t>(end - p) < length) return false;
-    if (p[1] < second_min || p[1] > second_max) return false;
-    for (std::size_t k = 2; k < length; ++k) {
-      if (p[k] < 0x80 || p[k] > 0xbf) return false;
-    }
-    p += length;
-  }
-  return true;
+  return walk_utf8(text, 0x80);
 }
 
 }  // namespace netsem::protocol

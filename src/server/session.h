@@ -94,7 +94,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // --- protocol v1 (v1_session.cc) ---
   void handle_v1(std::string_view data);
-  void handle_v1_line(std::string_view line);
+  // One line: false for an empty line, which is not a request (nor activity).
+  bool handle_v1_line(std::string_view line);
+  // The request parsed into request_.
+  void handle_v1_request();
   void handle_take(TakeMode mode);
   void answer_error(std::string_view tag, protocol::ErrorCode code, std::string_view detail = {});
   void append_stats(std::string_view tag);

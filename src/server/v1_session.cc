@@ -41,7 +41,7 @@ std::string_view detail_for(ErrorCode code) {
 }  // namespace
 
 void Session::handle_v1(std::string_view data) {
-  bool saw_line = false;
+  bool saw_request = false;
   std::string_view line;
   while (state_ == State::kOpen && !quit_) {
     const auto framed = framer_.next_from(data, line);
@@ -54,33 +54,33 @@ void Session::handle_v1(std::string_view data) {
       end_with_error(ErrorCode::kBadRequest, "NUL byte in request line");
       break;
     }
-    // An empty line (or a bare "\r\n") is ignored, and so is not activity:
-    // a stream of newlines must not keep a dead client's permits.
-    if (line.empty()) continue;
-    handle_v1_line(line);
-    saw_line = true;
+    // An empty line is not activity: a stream of newlines must not keep a
+    // dead client's permits.
+    saw_request = handle_v1_line(line) || saw_request;
     // Checked per line: one read of `LIST` lines could otherwise produce
     // far more than the cap before the read is done.
     if (close_if_output_overflows()) return;
   }
-  // Only a complete line is activity: bytes that never end one are not.
-  if (saw_line) last_activity_ = Clock::now();
+  // Only a complete request line is activity: bytes that never end one are
+  // not.
+  if (saw_request) last_activity_ = Clock::now();
 }
 
-void Session::handle_v1_line(std::string_view line) {
+bool Session::handle_v1_line(std::string_view line) {
   protocol::ParseError parse_error;
   const auto parsed = protocol::parse_request(line, request_, parse_error);
-  if (parsed != protocol::ParseStatus::kEmpty) ++server_.counters().requests;
-  switch (parsed) {
-    case protocol::ParseStatus::kEmpty:
-      return;
-    case protocol::ParseStatus::kError:
-      protocol::append_error(out_, parse_error.tag, parse_error.code, parse_error.message);
-      mark_dirty();
-      return;
-    case protocol::ParseStatus::kRequest:
-      break;
+  if (parsed == protocol::ParseStatus::kEmpty) return false;
+  ++server_.counters().requests;
+  if (parsed == protocol::ParseStatus::kError) {
+    protocol::append_error(out_, parse_error.tag, parse_error.code, parse_error.message);
+    mark_dirty();
+  } else {
+    handle_v1_request();
   }
+  return true;
+}
+
+void Session::handle_v1_request() {
   auto& table = server_.table();
   const std::string_view tag = request_.tag;
   mark_dirty();
