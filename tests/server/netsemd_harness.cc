@@ -312,6 +312,19 @@ std::unique_ptr<Netsemd> start_server(const Netsemd::Options& options) {
   return server;
 }
 
+FullServer start_full_server() {
+  FullServer full;
+  full.server = start_server(with_server_options("max_connections = 1\n"));
+  if (!full.server) return full;
+  full.holder = Client::connect(full.server->port());
+  EXPECT_TRUE(full.holder) << "no connection to netsemd";
+  if (full.holder && full.holder->request("p PING") != "p PONG") {
+    ADD_FAILURE() << "the holder's PING went unanswered";
+    full.holder.reset();
+  }
+  return full;
+}
+
 std::uint64_t fence_of(const std::string& answer) {
   const auto parts = fields(answer);
   EXPECT_EQ(parts.size(), 3u) << answer;

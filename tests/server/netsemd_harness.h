@@ -132,6 +132,14 @@ Netsemd::Options with_semaphores(std::string body);
 // Netsemd::start, failing the current test (with the server's log) when the
 // server does not come up.
 std::unique_ptr<Netsemd> start_server(const Netsemd::Options& options = {});
+// A netsemd with max_connections = 1 whose one session is `holder` (it has
+// answered a PING), so that the next peer is refused with LIMIT. Either
+// member is null (and the test failed) when that could not be set up.
+struct FullServer {
+  std::unique_ptr<Netsemd> server;
+  std::unique_ptr<Client> holder;
+};
+FullServer start_full_server();
 // The fence of an `<tag> OK <fence>` answer (a test failure otherwise).
 std::uint64_t fence_of(const std::string& answer);
 // Sends `request` until the answer is `expected` (state that changes a

@@ -514,11 +514,8 @@ TEST(ServerAce, DeniedClientIsClosedWithoutAWord) {
 }
 
 TEST(ServerAce, ClientOverMaxConnectionsIsClosedWithoutAWord) {
-  auto server = start_server(with_server_options("max_connections = 1\n"));
-  ASSERT_TRUE(server);
-  auto holder = Client::connect(server->port());
-  ASSERT_TRUE(holder);
-  ASSERT_EQ(holder->request("p PING"), "p PONG");
+  auto [server, holder] = start_full_server();
+  ASSERT_TRUE(server && holder);
   auto ace = AceClient::connect(server->port());
   ASSERT_TRUE(ace);
   ace->acquire("pcap");

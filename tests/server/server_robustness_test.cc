@@ -321,11 +321,8 @@ TEST(ServerRobustness, MaxConnectionsRefusesTheNextPeerWithLimit) {
 }
 
 TEST(ServerRobustness, PeerOverMaxConnectionsIsToldWhyWhateverItSends) {
-  auto server = start_server(with_server_options("max_connections = 1\n"));
-  ASSERT_TRUE(server);
-  auto holder = Client::connect(server->port());
-  ASSERT_TRUE(holder);
-  ASSERT_EQ(holder->request("p PING"), "p PONG");
+  auto [server, holder] = start_full_server();
+  ASSERT_TRUE(server && holder);
   // A request, nothing at all, or half of `acquire:`: each is a v1 peer (or
   // one that never said otherwise), and each reads why it is refused.
   for (const std::string first_bytes : {"a ACQUIRE x\n", "", "acquire"}) {
@@ -343,11 +340,8 @@ TEST(ServerRobustness, PeerOverMaxConnectionsIsToldWhyWhateverItSends) {
 }
 
 TEST(ServerRobustness, FloodOfRefusedPeersIsBoundedAndShortLived) {
-  auto server = start_server(with_server_options("max_connections = 1\n"));
-  ASSERT_TRUE(server);
-  auto holder = Client::connect(server->port());
-  ASSERT_TRUE(holder);
-  ASSERT_EQ(holder->request("p PING"), "p PONG");
+  auto [server, holder] = start_full_server();
+  ASSERT_TRUE(server && holder);
   const auto fd_dir = "/proc/" + std::to_string(server->pid()) + "/fd";
   const auto open_fds = [&] {
     std::error_code ignored;
