@@ -2,8 +2,8 @@
 # bench/compare.sh: netsemd next to the floor and Redis, run interleaved, with
 # medians and the `ratios:` line of issue 5.
 #
-# It installs what it needs (scripts/install-deps.sh, then redis-server and
-# python3 if missing, through apt-get, with sudo when not root), builds the
+# It installs what it needs (scripts/install-deps.sh, which brings redis-server
+# and python3, through apt-get, with sudo when not root), builds the
 # Release netsemd and netsem-bench (build-release/), and starts three servers
 # on free loopback ports, each once for the whole run: netsemd from a
 # configuration it writes (bench.contended defined with limit 10), the floor
@@ -73,10 +73,11 @@ ensure_packages() {
 
 # The project's dependencies, the extra packages given, then the Release
 # build of netsemd and netsem-bench. Sets NETSEMD, BENCH and PYTHON.
+# shellcheck disable=SC2120  # plot.sh passes gnuplot-nox
 install_and_build() {
   if [[ $do_install -eq 1 ]]; then
     "$repo/scripts/install-deps.sh" >&2
-    ensure_packages python3 "$@"
+    ensure_packages "$@"
   fi
   if [[ $do_build -eq 1 ]]; then
     log "building netsemd and netsem-bench (Release) in $build_dir"
@@ -314,7 +315,7 @@ main() {
     out=$(cd "$out" && pwd)
   fi
 
-  install_and_build redis-server
+  install_and_build
   setup_workspace
   local runs=${out:-$work/runs}
   mkdir -p "$runs"

@@ -14,6 +14,7 @@ packages=(
   clang-format                      # the one formatting style (scripts/check-format.sh)
   netcat-openbsd                    # nc, to talk to the server by hand
   redis-server                      # Redis: the peer in the benchmark comparison, and its smoke test
+  python3                           # bench/compare_report.py, the comparison's report (and its smoke test)
 )
 missing=()
 for package in "${packages[@]}"; do
