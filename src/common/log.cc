@@ -1,8 +1,9 @@
-// Logging set-up: spdlog's default logger to stderr with a timestamped format.
+// Logging set-up (spdlog's default logger to stderr with a timestamped
+// format), the escaping of untrusted text, and the rate limit of repeated
+// messages.
 #include "common/log.h"
 
 #include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include <memory>
 #include <string>
@@ -28,6 +29,57 @@ Status init_logging(std::string_view level) {
   }
   return Status(StatusCode::kInvalidArgument,
                 "unknown log level '" + std::string(level) + "' (one of: " + std::string(kLogLevels) + ")");
+}
+
+std::string escape_for_log(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte > 0x20 && byte < 0x7f && c != '%') {
+      out.push_back(c);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[byte >> 4]);
+      out.push_back(kHex[byte & 0x0f]);
+    }
+  }
+  return out;
+}
+
+LogRateLimit::Admission LogRateLimit::admit(Clock::time_point now) {
+  Admission admission;
+  if (!started_ || now - window_start_ >= window_) {
+    started_ = true;
+    window_start_ = now;
+    admitted_ = 0;
+    admission.suppressed_before = suppressed_;
+    suppressed_ = 0;
+  }
+  if (admitted_ < burst_) {
+    ++admitted_;
+    admission.write = true;
+  } else {
+    ++suppressed_;
+  }
+  return admission;
+}
+
+std::uint64_t LogRateLimit::take_suppressed(Clock::time_point now) {
+  if (suppressed_ == 0 || now - window_start_ < window_) return 0;
+  const std::uint64_t count = suppressed_;
+  suppressed_ = 0;
+  return count;
+}
+
+std::optional<LogRateLimit::Clock::time_point> LogRateLimit::report_due() const {
+  if (suppressed_ == 0) return std::nullopt;
+  return window_start_ + window_;
+}
+
+void RateLimitedLog::report(std::uint64_t count) {
+  spdlog::log(level_, "{}: {} similar messages suppressed", kind_, count);
 }
 
 }  // namespace netsem

@@ -34,7 +34,7 @@ void Session::handle_ace(std::string_view data) {
       case protocol::AceParser::Token::kNeedMore:
         return;
       case protocol::AceParser::Token::kBad:
-        spdlog::info("session {} ({}): ACE: invalid input, closed", id_, peer_);
+        server_.log_limited(server_.peer_logs().ace, "session {} ({}): ACE: invalid input, closed", id_, peer_);
         refuse("ACE: invalid input");
         return;
       case protocol::AceParser::Token::kWait:
@@ -80,7 +80,8 @@ void Session::handle_ace(std::string_view data) {
             if (!error) self->on_timer();
           });
         } else {
-          spdlog::info("session {} ({}): ACE acquire refused: {}", id_, peer_, protocol::error_code_name(result.error));
+          server_.log_limited(server_.peer_logs().ace, "session {} ({}): ACE acquire refused: {}", id_, peer_,
+                              protocol::error_code_name(result.error));
           end("ACE: acquire refused");
           return;
         }

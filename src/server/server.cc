@@ -10,6 +10,7 @@
 #include <csignal>
 #include <map>
 
+#include "common/log.h"
 #include "protocol/ace_codec.h"
 #include "protocol/names.h"
 #include "server/session.h"
@@ -125,24 +126,6 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
   std::array<char, 512> sink_{};
 };
 
-// Every byte outside printable ASCII as %XX: a log line stays one line of
-// plain text whatever a stored name holds.
-std::string escape_for_log(std::string_view name) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (const char c : name) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte > 0x20 && byte < 0x7f && c != '%') {
-      out.push_back(c);
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[byte >> 4]);
-      out.push_back(kHex[byte & 0x0f]);
-    }
-  }
-  return out;
-}
-
 std::string describe_peer(const asio::ip::tcp::endpoint& endpoint) {
   const auto address = endpoint.address();
   if (address.is_v6()) return "[" + address.to_string() + "]:" + std::to_string(endpoint.port());
@@ -161,7 +144,8 @@ Server::Server(asio::io_context& io, ServerConfig config, std::filesystem::path 
       status_timer_(io),
       sync_timer_(io),
       accept_retry_timer_(io),
-      journal_retry_timer_(io) {}
+      journal_retry_timer_(io),
+      log_report_timer_(io) {}
 
 Server::~Server() = default;
 
@@ -195,7 +179,7 @@ Status Server::start() {
   }
   for (const auto& name : table_->configure_defined(config_.semaphores, completions_)) {
     spdlog::warn("semaphore {} is listed in [semaphores] but was created by CREATE; it stays a created semaphore",
-                 name);
+                 escape_for_log(name));
   }
   completions_.clear();
   spdlog::info("data directory {}: {} created semaphores, fences above {}", config_.data_dir.string(),
@@ -241,7 +225,7 @@ void Server::accept_next() {
     if (error) {
       // Out of descriptors or the like: retry a little later instead of
       // spinning; existing sessions carry on.
-      spdlog::warn("accept failed: {}", error.message());
+      log_limited(peer_logs_.accept_failed, "accept failed: {}", error.message());
       accept_retry_timer_.expires_after(kAcceptRetryDelay);
       accept_retry_timer_.async_wait([this](const std::error_code& timer_error) {
         if (!timer_error) accept_next();
@@ -264,12 +248,13 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
                                        : config_.allowed_networks.allows(address.to_v6().to_bytes());
   if (!allowed) {
     ++counters_.denied_total;
-    spdlog::warn("denied connection from {}: not in allowed_networks", peer);
+    log_limited(peer_logs_.denied, "denied connection from {}: not in allowed_networks", peer);
     reject(std::move(socket), "* ERR DENIED address " + address.to_string() + " is not allowed\n");
     return;
   }
   if (sessions_.size() >= config_.max_connections) {
-    spdlog::warn("refused connection from {}: max_connections ({}) reached", peer, config_.max_connections);
+    log_limited(peer_logs_.refused, "refused connection from {}: max_connections ({}) reached", peer,
+                config_.max_connections);
     reject(std::move(socket), "* ERR LIMIT too many connections\n");
     return;
   }
@@ -310,6 +295,8 @@ void Server::stop() {
   signals_.clear(ignored);
   signals_.cancel(ignored);
   accept_retry_timer_.cancel();
+  log_report_timer_.cancel();
+  peer_logs_.for_each([](RateLimitedLog& log) { log.flush_all(); });
   std::vector<std::shared_ptr<Session>> live;
   live.reserve(sessions_.size());
   for (const auto& [id, session] : sessions_) live.push_back(session);
@@ -338,7 +325,7 @@ void Server::reload() {
   for (const auto& warning : loaded->warnings) spdlog::warn("{}", warning);
   for (const auto& name : table_->configure_defined(loaded->semaphores, completions_)) {
     spdlog::warn("semaphore {} is listed in [semaphores] but was created by CREATE; it stays a created semaphore",
-                 name);
+                 escape_for_log(name));
   }
   dispatch_completions();
   for (const auto option : options_needing_restart(config_, *loaded)) {
@@ -349,6 +336,24 @@ void Server::reload() {
   config_.allowed_networks_text = std::move(loaded->allowed_networks_text);
   spdlog::info("SIGHUP: reloaded {} defined semaphores, allowed {}", config_.semaphores.size(),
                config_.allowed_networks_text);
+}
+
+void Server::arm_log_report_timer() {
+  if (log_report_armed_ || stopping_) return;
+  std::optional<std::chrono::steady_clock::time_point> due;
+  peer_logs_.for_each([&](RateLimitedLog& log) {
+    if (const auto at = log.report_due(); at && (!due || *at < *due)) due = at;
+  });
+  if (!due) return;
+  log_report_armed_ = true;
+  log_report_timer_.expires_at(*due);
+  log_report_timer_.async_wait([this](const std::error_code& error) {
+    log_report_armed_ = false;
+    if (error) return;
+    const auto now = std::chrono::steady_clock::now();
+    peer_logs_.for_each([&](RateLimitedLog& log) { log.flush(now); });
+    arm_log_report_timer();
+  });
 }
 
 void Server::dispatch_completions() {

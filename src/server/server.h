@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/log.h"
 #include "netsem/status.h"
 #include "server/config.h"
 #include "server/file_journal.h"
@@ -37,6 +38,22 @@ struct ServerCounters {
   std::uint64_t requests = 0;
   std::uint64_t connections_total = 0;
   std::uint64_t denied_total = 0;
+};
+
+// The log messages a peer can repeat at will, each written at most a few
+// times a second with a count of the rest (see RateLimitedLog).
+struct PeerLogs {
+  RateLimitedLog denied{spdlog::level::warn, "denied connection"};
+  RateLimitedLog refused{spdlog::level::warn, "refused connection"};
+  RateLimitedLog accept_failed{spdlog::level::warn, "accept failed"};
+  RateLimitedLog overflow{spdlog::level::warn, "session closed with answers unread"};
+  RateLimitedLog timeout{spdlog::level::info, "session timeout"};
+  RateLimitedLog ace{spdlog::level::info, "ACE session refused or closed"};
+
+  template <typename F>
+  void for_each(F&& f) {
+    for (auto* log : {&denied, &refused, &accept_failed, &overflow, &timeout, &ace}) f(*log);
+  }
 };
 
 class Server {
@@ -77,6 +94,14 @@ class Server {
   // A session ended: forget it.
   void forget(SessionId id);
   bool stopping() const { return stopping_; }
+  // Logs through one of peer_logs() (arguments holding peer text already
+  // escaped), and makes sure its suppressed count is reported in time.
+  template <typename... Args>
+  void log_limited(RateLimitedLog& log, fmt::format_string<Args...> format, Args&&... args) {
+    log.log(std::chrono::steady_clock::now(), format, std::forward<Args>(args)...);
+    arm_log_report_timer();
+  }
+  PeerLogs& peer_logs() { return peer_logs_; }
 
  private:
   void accept_next();
@@ -89,6 +114,7 @@ class Server {
   void write_status_file();
   void arm_sync_timer();
   void compact_if_due();
+  void arm_log_report_timer();
 
   asio::io_context& io_;
   ServerConfig config_;
@@ -103,6 +129,9 @@ class Server {
   asio::steady_timer sync_timer_;
   asio::steady_timer accept_retry_timer_;
   asio::steady_timer journal_retry_timer_;
+  asio::steady_timer log_report_timer_;  // writes suppressed counts when a flood stops
+  bool log_report_armed_ = false;
+  PeerLogs peer_logs_;
   std::uint64_t status_written_change_ = ~std::uint64_t{0};
 
   std::unordered_map<SessionId, std::shared_ptr<Session>> sessions_;

@@ -101,7 +101,8 @@ void Session::consume(std::string_view data) {
 
 bool Session::close_if_output_overflows() {
   if (out_.size() - out_sent_ <= kMaxOutputBytes) return false;
-  spdlog::warn("session {} ({}): closed, {} bytes of answers unread", id_, peer_, out_.size() - out_sent_);
+  server_.log_limited(server_.peer_logs().overflow, "session {} ({}): closed, {} bytes of answers unread", id_, peer_,
+                      out_.size() - out_sent_);
   close_now();
   return true;
 }
@@ -214,8 +215,8 @@ void Session::idle_deadline_check() {
   const auto timeout = idle_timeout();
   if (timeout == Clock::duration::zero()) return;
   if (Clock::now() - last_activity_ >= timeout) {
-    spdlog::info("session {} ({}): no request for {} ms, closed and released", id_, peer_,
-                 std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count());
+    server_.log_limited(server_.peer_logs().timeout, "session {} ({}): no request for {} ms, closed and released", id_,
+                        peer_, std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count());
     end("session timeout");
     return;
   }

@@ -3,6 +3,7 @@
 // from the parsed Request to the table and back to an answer line.
 #include <spdlog/spdlog.h>
 
+#include "common/log.h"
 #include "netsem/version.h"
 #include "protocol/names.h"
 #include "server/server.h"
@@ -159,7 +160,7 @@ void Session::handle_v1_request() {
       if (request_.has_text) label_.assign(request_.text);
       std::string text = "netsem " + std::to_string(protocol::kProtocolVersion) + " " + std::to_string(id_);
       protocol::append_ok_text(out_, tag, text);
-      if (!label_.empty()) spdlog::debug("session {} ({}) is {}", id_, peer_, label_);
+      if (!label_.empty()) spdlog::debug("session {} ({}) is {}", id_, peer_, escape_for_log(label_));
       return;
     }
     case Verb::kQuit:
