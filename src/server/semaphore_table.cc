@@ -11,12 +11,16 @@
 // every ACQUIRE/RELEASE of an unlisted name, so their map nodes are recycled
 // through a small pool of extracted nodes instead of being freed.
 //
-// Invariant between calls: no queue head fits (head.count > value), which is
-// why "settle" (grant from the head while it fits) is all a change needs.
+// Invariants between calls: no queue head fits (head.count > value), which is
+// why "settle" (grant from the head while it fits) is all a change needs; and
+// an undefined semaphore has no consumed permits (value == max - held) and
+// no queued WAIT, so it is idle, and removed, as soon as it has no holders
+// and no waiters: no verb can leave one behind.
 #include "server/semaphore_table.h"
 
 #include <algorithm>
 #include <cassert>
+#include <utility>
 
 #include "protocol/codec.h"
 
@@ -210,8 +214,9 @@ struct SemaphoreTable::Impl {
 
   // Grants from the head of the queue while it fits, then journals a created
   // semaphore if anything consumed permits (or `journal_anyway`), then
-  // removes an undefined one that is idle. Returns the value before removal,
-  // clamped at 0, for RELEASE and POST to answer.
+  // removes an undefined one that is idle (no holders, no waiters: it has no
+  // consumed permits to wait for). Returns the value before removal, clamped
+  // at 0, for RELEASE to answer.
   std::int64_t settle(Semaphore& s, Completions& out, bool journal_anyway) {
     bool consumed = false;
     while (!s.queue.empty() && s.queue.front().count <= s.value) {
@@ -223,7 +228,10 @@ struct SemaphoreTable::Impl {
     }
     if (s.kind == SemaphoreKind::kCreated && (journal_anyway || consumed)) journal_state(s);
     const std::int64_t value = std::max<std::int64_t>(s.value, 0);
-    if (s.kind == SemaphoreKind::kUndefined && s.value == s.max && s.held == 0 && s.queue.empty()) erase(s);
+    if (s.kind == SemaphoreKind::kUndefined && s.holders == 0 && s.queue.empty()) {
+      assert(s.held == 0 && s.value == s.max);
+      erase(s);
+    }
     return value;
   }
 
@@ -245,14 +253,22 @@ struct SemaphoreTable::Impl {
   }
 
   // A reload's new max: value moves by the same amount (permits in use stay
-  // in use), and requests that can never fit now are refused.
+  // in use), and requests that can never fit now are refused. A name that
+  // turns undefined keeps only its held permits: the consumed ones could come
+  // back only through POST, which an undefined name refuses (NOT_FOUND), so
+  // they are forgotten, as they would be if it had been idle and removed;
+  // and its queued WAITs get the answer a WAIT of it gets now, NOT_FOUND.
   void resize(Semaphore& s, std::int64_t max, Completions& out) {
-    s.value += max - s.max;
+    s.value = s.kind == SemaphoreKind::kUndefined ? max - s.held : s.value + max - s.max;
     s.max = max;
     ++changes;
     for (auto it = s.queue.begin(); it != s.queue.end();) {
       Waiter& w = *it++;
-      if (w.count > max) out.push_back({w.session->id, unlink(w), Completion::Type::kTooMany, 0});
+      if (w.count > max) {
+        out.push_back({w.session->id, unlink(w), Completion::Type::kTooMany, 0});
+      } else if (w.mode == TakeMode::kWait && s.kind == SemaphoreKind::kUndefined) {
+        out.push_back({w.session->id, unlink(w), Completion::Type::kNotFound, 0});
+      }
     }
     touch(s);
   }
@@ -301,28 +317,40 @@ bool SemaphoreTable::restore_created(std::string_view name, const CreatedState& 
 std::vector<std::string> SemaphoreTable::configure_defined(
     const std::vector<std::pair<std::string, std::int64_t>>& limits, Completions& out) {
   Impl& t = *impl_;
-  // A name listed twice takes its last limit; a fixed order keeps the
-  // completions reproducible.
-  std::map<std::string_view, std::int64_t> wanted;
+  // Linear in the number of names (a start with a million of them takes
+  // seconds): one hash lookup per listed name, one pass over the table.
+  // A name listed twice takes its last limit and is handled at its first
+  // place; names are handled in the order given, and the dropped ones in
+  // byte order, so the completions are reproducible.
+  struct Wanted {
+    std::int64_t limit;
+    bool done;
+  };
+  std::unordered_map<std::string_view, Wanted, StringHash> wanted;
+  wanted.reserve(limits.size());
   for (const auto& [name, limit] : limits) {
     assert(limit >= 1 && limit <= protocol::kMaxCount);
-    wanted[name] = limit;
+    wanted.insert_or_assign(name, Wanted{limit, false});
   }
+  t.semaphores.reserve(t.semaphores.size() + wanted.size());
   std::vector<std::string> created;
-  for (const auto& [name, limit] : wanted) {
+  for (const auto& entry : limits) {
+    const std::string& name = entry.first;
+    Wanted& want = wanted.find(std::string_view(name))->second;
+    if (std::exchange(want.done, true)) continue;
     Impl::Semaphore* s = t.find(name);
     if (s == nullptr) {
-      t.insert(name, SemaphoreKind::kDefined, limit, limit);
+      t.insert(name, SemaphoreKind::kDefined, want.limit, want.limit);
     } else if (s->kind == SemaphoreKind::kCreated) {
       created.emplace_back(name);
     } else {
       s->kind = SemaphoreKind::kDefined;
-      t.resize(*s, limit, out);
+      t.resize(*s, want.limit, out);
     }
   }
   std::vector<Impl::Semaphore*> dropped;
   for (auto& [name, s] : t.semaphores) {
-    if (s.kind == SemaphoreKind::kDefined && !wanted.contains(name)) dropped.push_back(&s);
+    if (s.kind == SemaphoreKind::kDefined && !wanted.contains(s.name)) dropped.push_back(&s);
   }
   std::sort(dropped.begin(), dropped.end(),
             [](const Impl::Semaphore* a, const Impl::Semaphore* b) { return a->name < b->name; });
@@ -386,8 +414,13 @@ TakeResult SemaphoreTable::take(const TakeRequest& request, Completions& out) {
   if (!ses.pending.empty() && ses.pending.contains(request.tag)) return error(ErrorCode::kDuplicateTag);
 
   Impl::Semaphore* s = t.find(request.name);
+  // WAIT consumes permits that only POST gives back, and POST of an
+  // undefined name is NOT_FOUND; so WAIT of one is NOT_FOUND too, whether or
+  // not another session happens to hold it now.
+  if (request.mode == TakeMode::kWait && (s == nullptr || s->kind == SemaphoreKind::kUndefined)) {
+    return error(ErrorCode::kNotFound);
+  }
   if (s == nullptr) {
-    if (request.mode == TakeMode::kWait) return error(ErrorCode::kNotFound);
     if (request.count > 1) return error(ErrorCode::kTooMany);
     if (t.semaphores.size() >= t.limits.max_semaphores) return error(ErrorCode::kLimit);
     s = &t.insert(request.name, SemaphoreKind::kUndefined, 1, 1);
@@ -448,7 +481,8 @@ ErrorCode SemaphoreTable::post(std::string_view name, std::int64_t count, std::i
   Impl& t = *impl_;
   assert(count >= 1 && count <= protocol::kMaxCount);
   Impl::Semaphore* s = t.find(name);
-  if (s == nullptr) return ErrorCode::kNotFound;
+  // An undefined name exists only while held; it has nothing consumed to give back.
+  if (s == nullptr || s->kind == SemaphoreKind::kUndefined) return ErrorCode::kNotFound;
   // Permits held through ACQUIRE are spoken for by their RELEASE.
   if (s->value + s->held + count > s->max) return ErrorCode::kOverflow;
   s->value += count;

@@ -17,8 +17,9 @@
 // counts; a try (timeout 0) never overtakes a queued waiter; whenever a
 // queue's head leaves, every waiter that now fits is granted at once. Kinds:
 // defined (from the configuration, never removed), undefined (made by the
-// first ACQUIRE of an unknown name with max 1, removed as soon as it is idle),
-// created (CREATE/DELETE, durable through the Journal). After a reload lowers
+// first ACQUIRE of an unknown name with max 1, removed as soon as it is idle:
+// no holders, no waiters; WAIT and POST of it are NOT_FOUND, so it never has
+// consumed permits), created (CREATE/DELETE, durable through the Journal). After a reload lowers
 // a defined limit below what is in use, value is negative inside the table
 // until enough permits come back; get() and list() report it as 0.
 //
@@ -62,7 +63,9 @@ struct TableLimits {
 
 // How a queued request ended, for the session that queued it.
 struct Completion {
-  enum class Type : std::uint8_t { kGranted, kTimedOut, kCancelled, kTooMany };
+  // kTooMany and kNotFound end a queued request after a reload: its count
+  // exceeds the new max, or it is a WAIT of a name that became undefined.
+  enum class Type : std::uint8_t { kGranted, kTimedOut, kCancelled, kTooMany, kNotFound };
   SessionId session = 0;
   std::string tag;
   Type type = Type::kGranted;
@@ -132,8 +135,9 @@ class SemaphoreTable {
   // on reload: a new name becomes defined (an undefined one in use keeps its
   // holders); a raised limit grants waiters at once; a lowered one revokes
   // nothing; a defined name no longer listed becomes undefined (max 1) and
-  // is removed when idle; a queued request whose count now exceeds its max
-  // completes kTooMany. A created name keeps its kind: listed names that are
+  // is removed when idle, forgetting permits WAIT consumed; a queued request
+  // whose count now exceeds its max completes kTooMany, a queued WAIT of a
+  // name now undefined kNotFound. A created name keeps its kind: listed names that are
   // created are returned so the caller can warn.
   std::vector<std::string> configure_defined(const std::vector<std::pair<std::string, std::int64_t>>& limits,
                                              Completions& out);
@@ -153,7 +157,7 @@ class SemaphoreTable {
   // --- requests --- REQUIRES: the session is open, names are valid.
 
   // ACQUIRE and WAIT. kError codes: TOO_MANY (count > max, or count > 1 for
-  // an unknown name), NOT_FOUND (WAIT of an unknown name), LIMIT (would make
+  // an unknown name), NOT_FOUND (WAIT of an unknown or undefined name), LIMIT (would make
   // a semaphore past max_semaphores, or queue past max_pending_per_session),
   // DUPLICATE_TAG (tag already queued by this session; checked first). A
   // try that cannot be granted is kTimedOut, never LIMIT.
@@ -165,7 +169,8 @@ class SemaphoreTable {
   ErrorCode release(SessionId session, std::string_view name, std::int64_t count, std::int64_t& value,
                     Completions& out);
   // Adds `count` permits (POSIX sem_post); `value` as for release(). OVERFLOW
-  // when value + held + count would exceed max; NOT_FOUND for an unknown name.
+  // when value + held + count would exceed max; NOT_FOUND for an unknown or
+  // undefined name.
   ErrorCode post(std::string_view name, std::int64_t count, std::int64_t& value, Completions& out);
   // Cancels the session's queued request `tag`: it completes kCancelled (in
   // `out`). NOT_FOUND when no such request is queued.

@@ -287,6 +287,10 @@ void Session::deliver(const Completion& completion) {
       protocol::append_error(out_, completion.tag, protocol::ErrorCode::kTooMany,
                              "count exceeds the semaphore's max after a reload");
       break;
+    case Completion::Type::kNotFound:
+      protocol::append_error(out_, completion.tag, protocol::ErrorCode::kNotFound,
+                             "the semaphore left the configuration: WAIT of an undefined name");
+      break;
   }
   mark_dirty();
   close_if_output_overflows();

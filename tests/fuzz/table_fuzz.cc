@@ -7,7 +7,9 @@
 // the completions per name in order (each for a request that was queued,
 // delivered once), what get/list/stats/pending show, the next deadline, and
 // the journal's created state. Fences must rise strictly and stay within what
-// was reserved from the journal.
+// was reserved from the journal. At the end, independently of the model:
+// once every session has closed and a reload has dropped every defined name,
+// no undefined semaphore is left (one would be a name no verb can free).
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -134,11 +136,11 @@ struct Model {
       events[name].emplace_back(w.session, w.tag, Completion::Type::kGranted);
     }
   }
+  // Idle: no holders and no waiters (an undefined semaphore has nothing
+  // consumed: WAIT and POST of it are NOT_FOUND).
   void drop_if_idle(const std::string& name) {
     const Sem& s = sems.at(name);
-    if (s.kind == SemaphoreKind::kUndefined && s.value == s.max && held(name) == 0 && s.queue.empty()) {
-      sems.erase(name);
-    }
+    if (s.kind == SemaphoreKind::kUndefined && holders(name) == 0 && s.queue.empty()) sems.erase(name);
   }
   void settle(const std::string& name) {
     grant_all(name);
@@ -160,8 +162,10 @@ struct Model {
       return r;
     };
     if (queued_on(session, tag) != nullptr) return error(ErrorCode::kDuplicateTag);
+    if (mode == TakeMode::kWait && (!sems.contains(name) || sems.at(name).kind == SemaphoreKind::kUndefined)) {
+      return error(ErrorCode::kNotFound);
+    }
     if (!sems.contains(name)) {
-      if (mode == TakeMode::kWait) return error(ErrorCode::kNotFound);
       if (count > 1) return error(ErrorCode::kTooMany);
       if (sems.size() >= limits.max_semaphores) return error(ErrorCode::kLimit);
       sems[name] = fresh(SemaphoreKind::kUndefined, 1, 1);
@@ -209,7 +213,7 @@ struct Model {
   }
 
   ErrorCode post(const std::string& name, std::int64_t count, std::int64_t& value) {
-    if (!sems.contains(name)) return ErrorCode::kNotFound;
+    if (!sems.contains(name) || sems.at(name).kind == SemaphoreKind::kUndefined) return ErrorCode::kNotFound;
     Sem& s = sems.at(name);
     if (s.value + held(name) + count > s.max) return ErrorCode::kOverflow;
     s.value += count;
@@ -283,17 +287,30 @@ struct Model {
     for (const std::string& name : touched) settle(name);
   }
 
-  std::vector<std::string> configure(const std::map<std::string, std::int64_t>& wanted) {
+  // `limits` in the order given; a name listed twice takes its last limit,
+  // and created names are reported in the order they are first listed.
+  std::vector<std::string> configure(const std::vector<std::pair<std::string, std::int64_t>>& limits) {
+    std::map<std::string, std::int64_t> wanted;
+    for (const auto& [name, limit] : limits) wanted[name] = limit;
     std::vector<std::string> created;
     std::set<std::string> touched;
+    // A name turning undefined forgets its consumed permits (only POST could
+    // give them back) and refuses its queued WAITs, as WAIT of it is refused.
     const auto resize = [&](const std::string& name, std::int64_t max) {
       Sem& s = sems.at(name);
-      s.value += max - s.max;
+      const bool undefined = s.kind == SemaphoreKind::kUndefined;
+      if (undefined) s.consumed = 0;
+      s.value = max - held(name) - s.consumed;
       s.max = max;
+      const auto refused = [&](const Waiter& w) { return w.count > max || (undefined && w.mode == TakeMode::kWait); };
       for (const Waiter& w : s.queue) {
-        if (w.count > max) events[name].emplace_back(w.session, w.tag, Completion::Type::kTooMany);
+        if (w.count > max) {
+          events[name].emplace_back(w.session, w.tag, Completion::Type::kTooMany);
+        } else if (refused(w)) {
+          events[name].emplace_back(w.session, w.tag, Completion::Type::kNotFound);
+        }
       }
-      std::erase_if(s.queue, [&](const Waiter& w) { return w.count > max; });
+      std::erase_if(s.queue, refused);
       touched.insert(name);
     };
     for (const auto& [name, limit] : wanted) {
@@ -301,7 +318,7 @@ struct Model {
       if (it == sems.end()) {
         sems[name] = fresh(SemaphoreKind::kDefined, limit, limit);
       } else if (it->second.kind == SemaphoreKind::kCreated) {
-        created.push_back(name);
+        // Reported below, in the order listed.
       } else {
         it->second.kind = SemaphoreKind::kDefined;
         resize(name, limit);
@@ -314,6 +331,12 @@ struct Model {
       }
     }
     for (const std::string& name : touched) settle(name);
+    for (const auto& [name, limit] : limits) {
+      if (sems.contains(name) && sems.at(name).kind == SemaphoreKind::kCreated &&
+          std::find(created.begin(), created.end(), name) == created.end()) {
+        created.push_back(name);
+      }
+    }
     return created;
   }
 };
@@ -413,6 +436,27 @@ class Harness {
     check_state();
   }
 
+  // Every session closes and a reload drops every defined name: whatever
+  // came before, no undefined semaphore may remain.
+  void finish() {
+    pending_before_.clear();
+    for (const auto& [name, s] : model_.sems) {
+      for (const Model::Waiter& w : s.queue) pending_before_[{w.session, w.tag}] = name;
+    }
+    model_.events.clear();
+    out_.clear();
+    for (SessionId session = 1; session <= kSessions; ++session) {
+      if (!model_.sessions.contains(session)) continue;
+      table_.close_session(session, out_);
+      model_.close(session);
+    }
+    CHECK(table_.configure_defined({}, out_) == model_.configure({}));
+    check_completions();
+    check_state();
+    table_.list("", [](const SemaphoreInfo& i) { CHECK(i.kind == SemaphoreKind::kCreated); });
+    CHECK(table_.stats().held == 0 && table_.stats().waiters == 0);
+  }
+
  private:
   void take(Input& in, SessionId session, const std::string& tag, const std::string& name) {
     TakeRequest r;
@@ -450,14 +494,11 @@ class Harness {
 
   void configure(Input& in) {
     std::vector<std::pair<std::string, std::int64_t>> limits;
-    std::map<std::string, std::int64_t> wanted;  // last one wins
     for (std::size_t n = in.pick(6); n > 0; --n) {
       const std::string& name = kNames[in.pick(std::size(kNames))];
-      const std::int64_t limit = in.count();
-      limits.emplace_back(name, limit);
-      wanted[name] = limit;
+      limits.emplace_back(name, in.count());
     }
-    CHECK(table_.configure_defined(limits, out_) == model_.configure(wanted));
+    CHECK(table_.configure_defined(limits, out_) == model_.configure(limits));
   }
 
   void check_fence(std::uint64_t fence) {
@@ -552,5 +593,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   limits.max_pending_per_session = in.pick(4);
   Harness harness(in, limits);
   while (!in.empty()) harness.step(in);
+  harness.finish();
   return 0;
 }

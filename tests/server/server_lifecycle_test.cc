@@ -146,6 +146,40 @@ TEST(ServerLifecycle, SighupRemovedNameBecomesUndefinedAndOversizedWaiterIsRefus
   EXPECT_EQ(a->request("g2 GET db"), "g2 OK 1 1 0 0 absent");
 }
 
+// Issue 10 item 6 by reload: a permit WAIT consumed kept a dropped name
+// `undefined` for good. Now the dropped name forgets consumed permits, a
+// queued WAIT of it is answered NOT_FOUND, and it goes once idle.
+TEST(ServerLifecycle, SighupDroppingNamesWithConsumedPermitsOrQueuedWaitsLeavesNothingStuck) {
+  Netsemd::Options options;
+  options.semaphores = "db = 1\nq = 1\n";
+  auto server = start_server(options);
+  ASSERT_TRUE(server);
+  auto a = Client::connect(server->port());
+  auto b = Client::connect(server->port());
+  fence_of(a->request("w WAIT db"));
+  fence_of(a->request("h ACQUIRE q"));
+  EXPECT_EQ(b->request("w ACQUIRE db 1 0"), "w TIMEOUT");
+  EXPECT_EQ(b->request("w2 WAIT q"), "w2 QUEUED 1");
+  options.semaphores = "";
+  server->rewrite_config(options);
+  server->send_signal(SIGHUP);
+  const auto refused = b->read_line().value_or("");
+  EXPECT_EQ(refused.rfind("w2 ERR NOT_FOUND", 0), 0u) << refused;
+  EXPECT_EQ(b->request("g GET db"), "g OK 1 1 0 0 absent");
+  EXPECT_EQ(b->request("g2 GET q"), "g2 OK 0 1 1 0 undefined");
+  EXPECT_EQ(a->request("r RELEASE q"), "r OK 1");
+  a.reset();
+  b.reset();
+  auto c = Client::connect(server->port());
+  for (const char* name : {"db", "q"}) {
+    const std::string absent = std::string("g OK 1 1 0 0 absent");
+    EXPECT_EQ(await_answer(*c, std::string("g GET ") + name, absent), absent) << name;
+    fence_of(c->request(std::string("a ACQUIRE ") + name + " 1 0"));
+    EXPECT_EQ(c->request(std::string("r RELEASE ") + name), "r OK 1");
+    EXPECT_EQ(c->request(std::string("c CREATE ") + name + " 1"), "c OK") << name;
+  }
+}
+
 TEST(ServerLifecycle, CreatedSemaphoresAndFencesSurviveKill9) {
   auto first = start_server({});
   ASSERT_TRUE(first);

@@ -245,6 +245,28 @@ TEST_F(ServerVerbs, UndefinedSemaphoreIsRemovedWhenIdle) {
   EXPECT_EQ(c->request("g2 GET temp"), "g2 OK 1 1 0 0 absent");
 }
 
+// Issue 10 item 6: B's WAIT was granted the permit A released, and `u` then
+// stayed `0 1 0 0 undefined` for good: ACQUIRE timed out, DELETE was BUSY,
+// CREATE was EXISTS until a restart.
+TEST_F(ServerVerbs, WaitAndPostOfAnUndefinedNameInUseAreNotFoundAndTheNameIsFreedWhenIdle) {
+  auto a = connect();
+  auto b = connect();
+  fence_of(a->request("a ACQUIRE u"));
+  EXPECT_EQ(b->request("w WAIT u").rfind("w ERR NOT_FOUND", 0), 0u);
+  EXPECT_EQ(b->request("p POST u").rfind("p ERR NOT_FOUND", 0), 0u);
+  EXPECT_EQ(a->request("r RELEASE u"), "r OK 1");
+  EXPECT_TRUE(b->quiet_for(50ms));  // nothing was queued for B
+  a.reset();
+  b.reset();
+  auto c = connect();
+  EXPECT_EQ(await_answer(*c, "g GET u", "g OK 1 1 0 0 absent"), "g OK 1 1 0 0 absent");
+  fence_of(c->request("a ACQUIRE u 1 0"));
+  EXPECT_EQ(c->request("r RELEASE u"), "r OK 1");
+  EXPECT_EQ(c->request("d DELETE u").rfind("d ERR NOT_FOUND", 0), 0u);
+  EXPECT_EQ(c->request("c CREATE u 1"), "c OK");
+  EXPECT_EQ(c->request("d2 DELETE u"), "d2 OK");
+}
+
 TEST_F(ServerVerbs, FencesStrictlyIncrease) {
   auto c = connect();
   std::uint64_t last = 0;
