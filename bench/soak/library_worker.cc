@@ -4,13 +4,13 @@
 // host-local permit the server never counted. Its drop is destroying the
 // Client while a Permit is held: the connection closes and the server must
 // release the permit.
-#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <memory>
 #include <string>
 
 #include "netsem/client.h"
+#include "netsem/log.h"
 #include "soak_names.h"
 #include "worker.h"
 
@@ -44,7 +44,7 @@ std::unique_ptr<Client> make_client(std::uint16_t port) {
 void run_library_worker(WorkerLoop& loop) {
   // Losing the connection at every restart is the point here; the library's
   // warnings about it would drown the soak's own output.
-  spdlog::set_level(spdlog::level::off);
+  set_log_handler([](LogLevel, std::string_view) {});
   std::uint32_t number = 1;  // of the current Client, within this worker
   std::unique_ptr<Client> client = make_client(loop.plan().port);
   const auto report = [&](RecordType type, std::uint8_t name, std::int32_t count) {

@@ -25,6 +25,9 @@
 // a positive duration waits at most that long. A negative duration is a zero
 // one.
 //
+// Logging: the library never writes to stdout; see log.h for where its lines
+// go and how a host program takes them.
+//
 // Thread safety: every method may be called from any thread at once.
 #pragma once
 
@@ -37,6 +40,7 @@
 #include <vector>
 
 #include "netsem/client_options.h"
+#include "netsem/log.h"
 #include "netsem/permit.h"
 #include "netsem/status.h"
 

@@ -3,6 +3,8 @@
 // is the exit code. A bad command line exits 2 with the message on stderr;
 // every --help ends with the exit-code table. Numbers are decimal only, and
 // everything after run's NAME is CMD, as with flock(1).
+#include <spdlog/spdlog.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
@@ -11,6 +13,7 @@
 
 #include "cli/cli.h"
 #include "common/log.h"
+#include "netsem/log.h"
 #include "netsem/version.h"
 
 namespace {
@@ -118,6 +121,19 @@ int usage_error(const CLI::App& app, const CLI::ParseError& error) {
   }
   print_error(std::string(error.what()) + " (see netsem --help)");
   return kExitUsage;
+}
+
+// The library's lines go to the CLI's own logger (stderr, timestamped), as
+// "netsem: <message>", at the detail -v asks for.
+void route_library_log(int verbosity) {
+  static constexpr netsem::LogLevel kLibraryLevels[] = {netsem::LogLevel::kError, netsem::LogLevel::kInfo,
+                                                        netsem::LogLevel::kDebug};
+  netsem::set_log_level(kLibraryLevels[std::clamp(verbosity, 0, 2)]);
+  netsem::set_log_handler([](netsem::LogLevel level, std::string_view message) {
+    static constexpr spdlog::level::level_enum kSpdlogLevels[] = {spdlog::level::debug, spdlog::level::info,
+                                                                  spdlog::level::warn, spdlog::level::err};
+    spdlog::log(kSpdlogLevels[static_cast<int>(level)], "netsem: {}", message);
+  });
 }
 
 }  // namespace
@@ -232,6 +248,7 @@ int main(int argc, char** argv) {
     print_error(logging.message());
     return kExitUsage;
   }
+  route_library_log(global.verbosity);
 
   if (*run) {
     // A `--` right after NAME reaches CMD's words (every word after NAME

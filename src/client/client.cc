@@ -18,13 +18,13 @@
 #include "netsem/client.h"
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <charconv>
 #include <map>
 
 #include "client/client_impl.h"
+#include "client/client_log.h"
 #include "protocol/codec.h"
 #include "protocol/names.h"
 
@@ -409,8 +409,8 @@ Status Client::wait(std::string_view name, const AcquireOptions& options) {
           impl_->round_trip(fmt::format("POST {} {}", protocol::encode_name_for_request(name), options.count));
       Status posted = reply ? status_of(*reply, fmt::format("POST \"{}\"", name)) : reply.status();
       if (!posted.is_ok()) {
-        spdlog::warn("netsem: a cancelled WAIT \"{}\" was granted {} permits and giving them back failed: {}", name,
-                     options.count, posted.to_string());
+        client::log_warning("a cancelled WAIT \"{}\" was granted {} permits and giving them back failed: {}", name,
+                            options.count, posted.to_string());
         return Status(StatusCode::kCancelled,
                       fmt::format("waiting for \"{}\" was cancelled, but its {} permits were consumed and giving "
                                   "them back failed: {}",

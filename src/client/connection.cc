@@ -10,7 +10,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -19,6 +18,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "client/client_log.h"
 #include "client/resolver.h"
 #include "protocol/error_code.h"
 
@@ -270,7 +270,7 @@ int Connection::connect_to(const Endpoint& endpoint) {
   const Resolution resolution = resolve(
       endpoint.host, endpoint.port, deadline, wake_fd_, [this] { return stopping(); }, lookup_);
   if (!resolution.addresses) {
-    spdlog::debug("netsem: {}: {}", endpoint.to_string(), resolution.error);
+    log_debug("{}: {}", endpoint.to_string(), resolution.error);
     attempt_failure_ = resolution.error;
     return -1;
   }
@@ -302,7 +302,7 @@ int Connection::connect_to(const Endpoint& endpoint) {
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       return fd;
     }
-    spdlog::debug("netsem: connect to {} failed: {}", endpoint.to_string(), std::strerror(error));
+    log_debug("connect to {} failed: {}", endpoint.to_string(), std::strerror(error));
     attempt_failure_ = error == ETIMEDOUT ? fmt::format("no connection within {} ms", options_.connect_timeout.count())
                                           : std::strerror(error);
     ::close(fd);
@@ -327,7 +327,7 @@ bool Connection::handshake(int fd, const Endpoint& endpoint) {
       std::lock_guard lock(mutex_);
       quiet = in_fallback_;
     }
-    spdlog::log(quiet ? spdlog::level::debug : spdlog::level::warn, "netsem: server {} refused the session: {}",
+    client::log(quiet ? LogLevel::kDebug : LogLevel::kWarning, "server {} refused the session: {}",
                 endpoint.to_string(), why);
     attempt_failure_ = fmt::format("refused the session: {}", why);
     return false;
@@ -376,9 +376,9 @@ void Connection::session_began(const Endpoint& endpoint) {
     if (in_fallback_) {
       in_fallback_ = false;
       ++counters_.fallback_exits;
-      spdlog::warn("netsem: connected to {}: leaving fallback, names go to the server again", endpoint.to_string());
+      log_warning("connected to {}: leaving fallback, names go to the server again", endpoint.to_string());
     } else {
-      spdlog::info("netsem: connected to {}", endpoint.to_string());
+      log_info("connected to {}", endpoint.to_string());
     }
     first_round_done_ = true;
   }
@@ -483,7 +483,7 @@ Status Connection::dispatch(std::string_view line) {
   }
   const auto found = pending_.find(std::string(answer.tag));
   if (found == pending_.end()) {
-    spdlog::debug("netsem: answer to no pending request: {}", line);
+    log_debug("answer to no pending request: {}", line);
     return Status();
   }
   Call& call = *found->second;
@@ -528,9 +528,9 @@ void Connection::session_ended(const Status& reason) {
     permits.swap(permits_);
   }
   if (stopping()) {
-    spdlog::debug("netsem: closed the connection to {}", server);
+    log_debug("closed the connection to {}", server);
   } else {
-    spdlog::warn("netsem: lost the connection to {}: {}", server, reason.to_string());
+    log_warning("lost the connection to {}: {}", server, reason.to_string());
   }
   // Fallback first, so that a caller woken below already sees it counted.
   if (!stopping()) enter_fallback(reason);
@@ -555,7 +555,7 @@ void Connection::enter_fallback(const Status& reason) {
   if (in_fallback_) return;
   in_fallback_ = true;
   ++counters_.fallback_entries;
-  spdlog::warn("netsem: entering fallback ({}): names are served by their fallback policy", reason.message());
+  log_warning("entering fallback ({}): names are served by their fallback policy", reason.message());
 }
 
 }  // namespace netsem::client

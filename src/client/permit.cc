@@ -5,8 +5,7 @@
 // released first is never reported lost.
 #include "netsem/permit.h"
 
-#include <spdlog/spdlog.h>
-
+#include "client/client_log.h"
 #include "client/connection.h"
 #include "client/local_semaphores.h"
 #include "protocol/names.h"
@@ -68,7 +67,7 @@ Permit::~Permit() {
   if (!state_) return;
   const Status status = release();
   if (!status.is_ok() && status.code() != StatusCode::kUnavailable) {
-    spdlog::warn("netsem: releasing a permit failed: {}", status.to_string());
+    client::log_warning("releasing a permit failed: {}", status.to_string());
   }
 }
 
@@ -77,7 +76,7 @@ Permit& Permit::operator=(Permit&& other) noexcept {
     if (state_) {
       const Status status = release();
       if (!status.is_ok() && status.code() != StatusCode::kUnavailable) {
-        spdlog::warn("netsem: releasing a permit failed: {}", status.to_string());
+        client::log_warning("releasing a permit failed: {}", status.to_string());
       }
     }
     state_ = std::move(other.state_);
