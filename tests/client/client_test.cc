@@ -602,7 +602,7 @@ TEST_F(ClientTest, PendingCallsFollowTheFallbackPolicyWhenTheConnectionDrops) {
 }
 
 TEST_F(ClientTest, AWaitSentBeforeTheConnectionDropsDoesNotFallBack) {
-  start_server();
+  start_server(server_options("", "db = 1"));  // WAIT of an undefined name is NOT_FOUND
   ClientOptions options = options_for(server_->port());
   options.limits["db"] = 1;  // listed: wait may fall back
   auto client = make_client(options);
@@ -613,7 +613,7 @@ TEST_F(ClientTest, AWaitSentBeforeTheConnectionDropsDoesNotFallBack) {
   // The server may have granted a WAIT whose answer was lost: consuming a
   // local permit too would count it twice.
   auto waited = std::async(std::launch::async, [&] { return client->wait("db", {.timeout = 4s}); });
-  EXPECT_TRUE(eventually([&] { return raw("g GET db") == "g OK 0 1 1 1 undefined"; }));
+  EXPECT_TRUE(eventually([&] { return raw("g GET db") == "g OK 0 1 1 1 defined"; }));
   server_->send_signal(SIGKILL);
   const Status status = waited.get();
   EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.to_string();
