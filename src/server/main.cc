@@ -12,6 +12,7 @@
 #include "netsem/version.h"
 #include "protocol/codec.h"
 #include "server/config.h"
+#include "server/descriptors.h"
 #include "server/server.h"
 
 namespace {
@@ -76,6 +77,16 @@ int main(int argc, char** argv) {
                 config.bind_address.c_str(), static_cast<unsigned>(config.bind_port), config.semaphores.size(),
                 config.allowed_networks_text.c_str(), config.data_dir.string().c_str());
     return 0;
+  }
+
+  // Sessions and the server's own files share the descriptor limit: take
+  // all the hard limit allows (Server::start then sizes the sessions' share).
+  if (auto limit = netsem::server::raise_nofile_limit(); !limit) {
+    spdlog::warn("{}", limit.status().message());
+  } else if (limit->soft != limit->before) {
+    spdlog::info("descriptor limit (RLIMIT_NOFILE) raised from {} to {}", limit->before, limit->soft);
+  } else {
+    spdlog::info("descriptor limit (RLIMIT_NOFILE) {} (hard limit {})", limit->soft, limit->hard);
   }
 
   // Writes to a peer that vanished must be errors, not a fatal signal.

@@ -10,9 +10,13 @@
 #include <csignal>
 #include <map>
 
+#include <fcntl.h>
+#include <sys/socket.h>
+
 #include "common/log.h"
 #include "protocol/ace_codec.h"
 #include "protocol/names.h"
+#include "server/descriptors.h"
 #include "server/session.h"
 #include "server/status_file.h"
 
@@ -22,9 +26,6 @@ namespace {
 
 // One read of a readable socket takes at most this much.
 constexpr std::size_t kReadBufferBytes = 64 << 10;
-// Denied or over-limit peers being refused; past this, a flood is closed
-// without a word rather than grow the server.
-constexpr std::size_t kMaxRejecting = 256;
 // How long a refused connection waits for the peer's first bytes before it
 // is told why anyway: ACE's client sends `acquire:<name>|` as soon as it is
 // connected, and it must never read a `*` line.
@@ -33,6 +34,7 @@ constexpr auto kRejectDrainTime = std::chrono::milliseconds(500);
 constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
 constexpr auto kCompactionRetryDelay = std::chrono::seconds(1);
 constexpr auto kJournalRetryDelay = std::chrono::milliseconds(100);
+constexpr std::string_view kLimitLine = "* ERR LIMIT too many connections\n";
 
 // A connection refused at accept. It first listens a moment for the dialect:
 // a peer whose first bytes are `acquire:` speaks ACE and is closed without a
@@ -204,12 +206,15 @@ Status Server::start() {
   }
   port_ = acceptor_.local_endpoint().port();
   acceptor_.non_blocking(true, error);
-  spdlog::info("netsemd listening on {} ({} defined semaphores, allowed {})", describe_peer(acceptor_.local_endpoint()),
-               config_.semaphores.size(), config_.allowed_networks_text);
-
   signals_.add(SIGINT);
   signals_.add(SIGTERM);
   signals_.add(SIGHUP);
+  // Before "listening" is logged: a supervisor (and the tests) take that
+  // line for a server that serves.
+  if (auto status = plan_connections(); !status) return status;
+  spdlog::info("netsemd listening on {} ({} defined semaphores, allowed {})", describe_peer(acceptor_.local_endpoint()),
+               config_.semaphores.size(), config_.allowed_networks_text);
+
   wait_signals();
   accept_next();
   write_status_file();
@@ -218,13 +223,66 @@ Status Server::start() {
   return Status::ok();
 }
 
+Status Server::plan_connections() {
+  // Everything the server keeps open is open now (journal, lock, listening
+  // socket, Asio's reactor and signal pipe), plus the spare descriptor.
+  spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  const auto nofile = current_nofile_limit();
+  if (!nofile) return nofile.status();
+  const auto open_now = count_open_descriptors();
+  if (!open_now) return open_now.status();
+  auto plan = plan_descriptors(*nofile, *open_now, config_.max_connections);
+  if (!plan) return plan.status();
+  connection_limit_ = plan->sessions;
+  max_rejecting_ = plan->rejecting;
+  if (plan->limited) {
+    spdlog::warn(
+        "max_connections ({}) is above what the descriptor limit allows (RLIMIT_NOFILE {}, {} open, {} kept for "
+        "netsemd's own files, {} for refusals): at most {} sessions; raise the limit (ulimit -n, LimitNOFILE=) to "
+        "serve more",
+        config_.max_connections, *nofile, *open_now, kOwnFilesReserve, plan->rejecting, plan->sessions);
+  }
+  return Status::ok();
+}
+
+// At EMFILE or ENFILE the pending peer cannot be accepted, and a level-
+// triggered accept would report it again at once. The spare descriptor is
+// given up for a moment to take the peer off the queue and tell it LIMIT
+// (an ACE peer whose `acquire:` has already arrived is closed without a
+// word). False when even that failed: the caller retries later.
+bool Server::refuse_with_spare() {
+  spare_fd_.reset();
+  const UniqueFd peer(::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+  const bool accepted = peer.valid();
+  if (accepted) {
+    std::array<char, 8> first{};
+    const ssize_t n = ::recv(peer.get(), first.data(), first.size(), MSG_PEEK | MSG_DONTWAIT);
+    const bool ace = n > 0 && protocol::detect_dialect(std::string_view(first.data(), static_cast<std::size_t>(n))) ==
+                                  protocol::Dialect::kAce;
+    if (!ace) ::send(peer.get(), kLimitLine.data(), kLimitLine.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ::shutdown(peer.get(), SHUT_WR);
+    // Unread input would turn the close into a reset that can overtake the
+    // line: discard what has arrived (a refused peer's first request).
+    std::array<char, 4096> sink{};
+    while (::recv(peer.get(), sink.data(), sink.size(), MSG_DONTWAIT) > 0) {
+    }
+    log_limited(peer_logs_.refused, "refused a connection: the process is out of descriptors");
+  }
+  spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  return accepted && spare_fd_.valid();
+}
+
 void Server::accept_next() {
   if (stopping_) return;
   acceptor_.async_accept([this](const std::error_code& error, asio::ip::tcp::socket socket) {
     if (error == asio::error::operation_aborted || stopping_) return;
+    if ((error == asio::error::no_descriptors || error.value() == ENFILE) && refuse_with_spare()) {
+      accept_next();
+      return;
+    }
     if (error) {
-      // Out of descriptors or the like: retry a little later instead of
-      // spinning; existing sessions carry on.
+      // Out of descriptors (and no spare) or the like: retry a little later
+      // instead of spinning; existing sessions carry on.
       log_limited(peer_logs_.accept_failed, "accept failed: {}", error.message());
       accept_retry_timer_.expires_after(kAcceptRetryDelay);
       accept_retry_timer_.async_wait([this](const std::error_code& timer_error) {
@@ -252,10 +310,15 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
     reject(std::move(socket), "* ERR DENIED address " + address.to_string() + " is not allowed\n");
     return;
   }
-  if (sessions_.size() >= config_.max_connections) {
-    log_limited(peer_logs_.refused, "refused connection from {}: max_connections ({}) reached", peer,
-                config_.max_connections);
-    reject(std::move(socket), "* ERR LIMIT too many connections\n");
+  if (sessions_.size() >= connection_limit_) {
+    if (connection_limit_ == config_.max_connections) {
+      log_limited(peer_logs_.refused, "refused connection from {}: max_connections ({}) reached", peer,
+                  config_.max_connections);
+    } else {
+      log_limited(peer_logs_.refused, "refused connection from {}: {} sessions, all the descriptor limit allows", peer,
+                  connection_limit_);
+    }
+    reject(std::move(socket), std::string(kLimitLine));
     return;
   }
   ++counters_.connections_total;
@@ -267,7 +330,7 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
 }
 
 void Server::reject(asio::ip::tcp::socket socket, std::string line) {
-  if (rejecting_ >= kMaxRejecting) return;  // the socket closes as it goes out of scope
+  if (rejecting_ >= max_rejecting_) return;  // the socket closes as it goes out of scope
   std::make_shared<Rejection>(std::move(socket), std::move(line), rejecting_)->start();
 }
 

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/unique_fd.h"
 #include "netsem/status.h"
 #include "server/config.h"
 #include "server/file_journal.h"
@@ -104,7 +105,9 @@ class Server {
   PeerLogs& peer_logs() { return peer_logs_; }
 
  private:
+  Status plan_connections();
   void accept_next();
+  bool refuse_with_spare();
   void on_accept(asio::ip::tcp::socket socket);
   void reject(asio::ip::tcp::socket socket, std::string line);
   void wait_signals();
@@ -142,6 +145,10 @@ class Server {
   std::string read_buffer_;
   SessionId next_session_id_ = 1;
   std::size_t rejecting_ = 0;  // connections being refused (DENIED/LIMIT, or silently for ACE)
+  // What the descriptors allow (see descriptors.h); set by start().
+  std::size_t connection_limit_ = 0;
+  std::size_t max_rejecting_ = 0;
+  UniqueFd spare_fd_;  // given up at EMFILE to refuse one peer
   ServerCounters counters_;
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point next_compaction_attempt_{};

@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -96,6 +97,11 @@ std::unique_ptr<Netsemd> Netsemd::start(const Options& options, std::string* err
     const int log_fd = ::open(server->log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ::dup2(log_fd, STDERR_FILENO);
     ::dup2(log_fd, STDOUT_FILENO);
+    if (log_fd > STDERR_FILENO) ::close(log_fd);
+    if (options.nofile_soft != 0) {
+      const rlimit limit{options.nofile_soft, options.nofile_hard};
+      if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) ::_exit(126);
+    }
     const std::string config = server->config_path_.string();
     ::execl(NETSEMD_PATH, "netsemd", "--config", config.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);

@@ -48,6 +48,10 @@ class Netsemd {
     // The port to listen on (for restarts on the same address); 0 picks a
     // free one. `@PORT@` in raw_config is replaced by it.
     std::uint16_t port = 0;
+    // RLIMIT_NOFILE of the server (soft, hard) when not 0: the child sets it
+    // before exec, as `ulimit -n` would.
+    std::uint64_t nofile_soft = 0;
+    std::uint64_t nofile_hard = 0;
   };
 
   // Starts netsemd and waits (at most 10 s) until it listens. On failure

@@ -87,5 +87,98 @@ TEST(ServerLogs, HelloLabelWithEscapeCodesAndCarriageReturnIsLoggedEscaped) {
   EXPECT_EQ(log.find('\r'), std::string::npos);
 }
 
+Netsemd::Options with_nofile(std::uint64_t soft, std::uint64_t hard, std::string server_options = {}) {
+  Netsemd::Options options;
+  options.server_options = std::move(server_options);
+  options.semaphores = "pool = 1000\n";
+  options.nofile_soft = soft;
+  options.nofile_hard = hard;
+  return options;
+}
+
+TEST(ServerDescriptors, LowDescriptorLimitRefusesExtraPeersWithLimitAndKeepsServing) {
+  // max_connections = 10000 under soft = hard = 64 descriptors: the peers
+  // beyond what the descriptors allow are told LIMIT, and the server's own
+  // files (fences, journal, status file) still open.
+  TempDir data;
+  Netsemd::Options options = with_nofile(64, 64);
+  options.data_dir = data.path();
+  auto server = start_server(options);
+  ASSERT_TRUE(server);
+  EXPECT_TRUE(server->wait_for_log("max_connections (10000) is above what the descriptor limit allows"))
+      << server->log();
+  auto holder = Client::connect(server->port());
+  ASSERT_TRUE(holder);
+  EXPECT_EQ(holder->request("p PING"), "p PONG");
+
+  // More peers than descriptors; each asks for a permit of `pool`. The
+  // first grant reserves fences (a new file), with the sessions' share of
+  // descriptors already taken.
+  constexpr int kPeers = 100;
+  std::vector<std::unique_ptr<Client>> sessions;
+  int limited = 0;
+  for (int i = 0; i < kPeers; ++i) {
+    auto peer = Client::connect(server->port());
+    ASSERT_TRUE(peer) << "connection " << i << " refused by the kernel";
+    const auto answer = peer->request("a ACQUIRE pool", 3s);
+    if (answer.starts_with("a OK ")) {
+      sessions.push_back(std::move(peer));
+    } else {
+      ASSERT_TRUE(answer.starts_with("* ERR LIMIT ")) << "peer " << i << ": `" << answer << "`\n" << server->log();
+      EXPECT_TRUE(peer->wait_closed(2s));
+      ++limited;
+    }
+  }
+  EXPECT_GE(sessions.size(), 10u);
+  EXPECT_GE(limited, 1);
+  ASSERT_TRUE(server_alive(*server)) << server->log();
+  EXPECT_TRUE(server->wait_for_log("sessions, all the descriptor limit allows"));
+
+  // The sessions keep their permits; grants, created semaphores (journal)
+  // and the status file keep working.
+  const std::string held = std::to_string(sessions.size());
+  EXPECT_EQ(holder->request("g GET pool"),
+            "g OK " + std::to_string(1000 - sessions.size()) + " 1000 " + held + " 0 defined");
+  EXPECT_TRUE(holder->request("a ACQUIRE other").starts_with("a OK "));
+  EXPECT_EQ(holder->request("c CREATE made 3"), "c OK");
+  EXPECT_TRUE(holder->request("w WAIT made 2").starts_with("w OK "));
+  const auto status_path = server->data_dir() / "semaphore.status";
+  const auto deadline = Clock::now() + 3s;
+  while (read_text(status_path).find("made created 1 3") == std::string::npos && Clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_NE(read_text(status_path).find("made created 1 3"), std::string::npos) << read_text(status_path);
+  for (std::size_t i = 0; i < sessions.size(); i += 7) {
+    EXPECT_EQ(sessions[i]->request("p PING " + std::to_string(i)), "p PONG " + std::to_string(i));
+  }
+  EXPECT_EQ(server->log().find("Too many open files"), std::string::npos) << server->log();
+
+  // Restarted on the same data, the created semaphore is there (the write
+  // was durable, not only answered).
+  sessions.clear();
+  server.reset();
+  auto restarted = start_server(options);
+  ASSERT_TRUE(restarted);
+  auto client = Client::connect(restarted->port());
+  ASSERT_TRUE(client);
+  EXPECT_EQ(client->request("g GET made"), "g OK 1 3 0 0 created");
+}
+
+TEST(ServerDescriptors, SoftLimitIsRaisedToTheHardLimit) {
+  auto server = start_server(with_nofile(64, 256));
+  ASSERT_TRUE(server);
+  EXPECT_TRUE(server->wait_for_log("descriptor limit (RLIMIT_NOFILE) raised from 64 to 256")) << server->log();
+  const std::string limits = read_text("/proc/" + std::to_string(server->pid()) + "/limits");
+  EXPECT_NE(limits.find("Max open files            256                  256"), std::string::npos) << limits;
+}
+
+TEST(ServerDescriptors, LimitTooLowForOneSessionRefusesToStart) {
+  std::string error;
+  Netsemd::Options options = with_nofile(20, 20);
+  auto server = Netsemd::start(options, &error);
+  EXPECT_FALSE(server);
+  EXPECT_NE(error.find("is too low: netsemd needs at least"), std::string::npos) << error;
+}
+
 }  // namespace
 }  // namespace netsem::testing
