@@ -15,9 +15,11 @@
 // from it).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "netsem/status.h"
@@ -69,6 +71,15 @@ class [[nodiscard]] Permit {
   // Why it was lost (kUnavailable: connection lost; kShutdown: the server is
   // shutting down), or OK while it is not. REQUIRES: valid()
   Status loss_reason() const;
+  // Once lost through the lease (the server stopped answering, and has a
+  // session timeout): when the work under the permit must have stopped,
+  // since the server may grant it to someone else from then on. That is up
+  // to 0.4 of the session timeout after the loss (docs/client.md, "The
+  // lease"), or already past when the loss was noticed late. nullopt for
+  // any other loss: the server let go at once (connection closed, server
+  // killed or shutting down) or gives no bound (no session timeout), so the
+  // permit may be granted again now. REQUIRES: lost()
+  std::optional<std::chrono::steady_clock::time_point> stop_by() const;
   // Calls `callback(reason)` once when the permit is lost; at once (on the
   // calling thread) if it already is. Replaces an earlier callback.
   // REQUIRES: valid()

@@ -7,7 +7,10 @@
 // netsem forwards to CMD, and a pipe that the permit's loss callback writes
 // to from the client's I/O thread. A loss sends CMD SIGTERM at once and
 // SIGKILL after the grace period, and netsem then exits 70 whatever CMD's
-// status: CMD ran, at the end, without the permits.
+// status: CMD ran, at the end, without the permits. After a lapsed lease the
+// grace shrinks to end by the permit's stop_by(): the server, which fell
+// silent, may grant the permits again once the lease runs out, and CMD must
+// be dead first.
 //
 // Signals: the watched ones are blocked before the Client starts its I/O
 // thread, which inherits the mask, so they reach nothing but the signalfd.
@@ -191,10 +194,11 @@ Spawned spawn(const std::vector<std::string>& command, const sigset_t& mask) {
 // Waits until CMD has exited, forwarding signals and acting on a loss of the
 // permits. Returns CMD's wait status and whether the permits were lost.
 std::pair<int, bool> supervise(pid_t child, const RunOptions& options, const Signals& signals,
-                               const UniqueFd& signal_fd, const LossNotice& loss) {
+                               const UniqueFd& signal_fd, const LossNotice& loss, const Permit& permit) {
   const std::string& command = options.command.front();
   bool lost = false;
   std::optional<Clock::time_point> kill_at;  // SIGKILL due, after a loss
+  std::chrono::milliseconds grace = options.grace;
   for (;;) {
     int wait_status = 0;
     if (::waitpid(child, &wait_status, WNOHANG) == child) return {wait_status, lost};
@@ -219,11 +223,23 @@ std::pair<int, bool> supervise(pid_t child, const RunOptions& options, const Sig
       if (!lost) {
         lost = true;
         const Status reason = loss.reason();
+        const auto now = Clock::now();
+        // After a lapsed lease, the server may grant the permits again from
+        // stop_by() on; after a drop it may have already (docs/client.md).
+        const auto stop_by = permit.stop_by();
+        kill_at = stop_by ? std::min(now + options.grace, *stop_by) : now + options.grace;
+        std::string when;
+        if (*kill_at < now + options.grace) {
+          const auto left =
+              std::max(std::chrono::milliseconds(0), std::chrono::floor<std::chrono::milliseconds>(*kill_at - now));
+          when = "; the grace is cut to " + seconds_text(left) + ", when the server may grant " +
+                 permits_text(options.count) + " again";
+        }
         print_error("lost " + permits_text(options.count) + " of " + options.name + " while " + command +
                     " ran: " + loss_cause(reason) + " (" + reason.message() + "); sent SIGTERM to " + command +
-                    " (pid " + std::to_string(child) + ")");
+                    " (pid " + std::to_string(child) + ")" + when);
         ::kill(child, SIGTERM);
-        kill_at = Clock::now() + options.grace;
+        grace = std::max(std::chrono::milliseconds(0), std::chrono::floor<std::chrono::milliseconds>(*kill_at - now));
       }
     }
 
@@ -239,7 +255,7 @@ std::pair<int, bool> supervise(pid_t child, const RunOptions& options, const Sig
     }
 
     if (kill_at && Clock::now() >= *kill_at) {
-      print_error(command + " (pid " + std::to_string(child) + ") still ran " + seconds_text(options.grace) +
+      print_error(command + " (pid " + std::to_string(child) + ") still ran " + seconds_text(grace) +
                   " after SIGTERM; sent SIGKILL");
       ::kill(child, SIGKILL);
       kill_at.reset();
@@ -292,7 +308,7 @@ int run_command(const GlobalOptions& global, const RunOptions& options) {
   spdlog::debug("{} (pid {}) runs holding {} of {}", options.command.front(), child, permits_text(options.count),
                 options.name);
 
-  const auto [wait_status, lost] = supervise(child, options, signals, signal_fd, loss);
+  const auto [wait_status, lost] = supervise(child, options, signals, signal_fd, loss, *permit);
   if (lost) return kExitPermitsLost;
   if (Status released = permit->release(); !released) spdlog::debug("release: {}", released.to_string());
   return exit_code_of_child(wait_status);

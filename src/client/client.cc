@@ -290,9 +290,14 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_remote(std::string
 }
 
 Result<Permit> Client::Impl::local_acquire(std::string_view name, std::int64_t limit, std::int64_t count,
-                                           std::optional<milliseconds> timeout, const CancelToken* cancel) {
+                                           std::optional<milliseconds> timeout, const CancelToken* cancel,
+                                           bool fallback) {
   client::LocalSemaphores::Grant grant;
-  if (Status status = local->acquire(name, limit, count, timeout, cancel, &grant); !status.is_ok()) return status;
+  client::LocalSemaphores::Mark mark;
+  if (Status status = local->acquire(name, limit, count, timeout, cancel, &grant, fallback ? &mark : nullptr);
+      !status.is_ok()) {
+    return status;
+  }
   ++local_grants;
   auto state = std::make_shared<detail::PermitState>();
   state->name = std::string(name);
@@ -301,7 +306,29 @@ Result<Permit> Client::Impl::local_acquire(std::string_view name, std::int64_t l
   state->key = std::string(name);
   state->local_id = grant.id;
   state->local_ctime = grant.ctime;
+  state->marks = local;
+  state->mark = mark;
   return Permit(std::move(state));
+}
+
+Status Client::Impl::mark_server_holder(detail::PermitState& state, std::optional<milliseconds> timeout,
+                                        const CancelToken* cancel) {
+  client::LocalSemaphores::Mark mark;
+  Status status = local->mark_server_holder(state.name, timeout, cancel, &mark);
+  if (status.is_ok()) {
+    state.marks = local;
+    state.mark = mark;
+    return status;
+  }
+  if (status.code() == StatusCode::kTimeout || status.code() == StatusCode::kCancelled) return status;
+  static std::atomic<bool> warned{false};
+  if (!warned.exchange(true)) {
+    spdlog::warn(
+        "netsem: server permits are not marked host-wide ({}); fallback cannot serve names either until "
+        "the local registry works",
+        status.to_string());
+  }
+  return Status::ok();
 }
 
 Status Client::Impl::local_wait(std::string_view name, std::int64_t limit, std::int64_t count,
@@ -352,7 +379,8 @@ Result<Permit> Client::acquire(std::string_view name, const AcquireOptions& opti
   if (Status status = check_take(name, options); !status.is_ok()) return status;
   const auto timeout = normalize(options.timeout);
   if (is_local_name(name)) {
-    return impl_->local_acquire(name, impl_->options.limit(name), options.count, timeout, options.cancel);
+    return impl_->local_acquire(name, impl_->options.limit(name), options.count, timeout, options.cancel,
+                                /*fallback=*/false);
   }
   const Deadline deadline(timeout);
   if (auto taken = impl_->take_remote("ACQUIRE", name, options, timeout, /*fall_back_after_send=*/true)) {
@@ -364,7 +392,16 @@ Result<Permit> Client::acquire(std::string_view name, const AcquireOptions& opti
     state->connection = impl_->connection;
     state->session = (*taken)->session;
     impl_->connection->register_permit(state);
+    // Within the acquire's timeout, as any wait for the permit.
+    const Status marked = impl_->mark_server_holder(*state, deadline.remaining(), options.cancel);
     Permit permit(std::move(state));
+    if (!marked.is_ok()) {
+      (void)permit.release();
+      if (marked.code() == StatusCode::kCancelled) return cancelled(name);
+      return Status(marked.code(), fmt::format("\"{}\" was granted by the server, but {}; it went back to the server "
+                                               "so that this host does not run more than its local limit",
+                                               name, marked.message()));
+    }
     if (options.cancel != nullptr && options.cancel->cancelled()) {
       (void)permit.release();  // the grant raced ahead of the cancel
       return cancelled(name);
@@ -374,7 +411,8 @@ Result<Permit> Client::acquire(std::string_view name, const AcquireOptions& opti
   if (options.cancel != nullptr && options.cancel->cancelled()) return cancelled(name);
   Result<std::int64_t> limit = impl_->fallback_limit(name);
   if (!limit) return limit.status();
-  Result<Permit> permit = impl_->local_acquire(name, *limit, options.count, deadline.remaining(), options.cancel);
+  Result<Permit> permit =
+      impl_->local_acquire(name, *limit, options.count, deadline.remaining(), options.cancel, /*fallback=*/true);
   if (!permit) return impl_->fallback_outcome(permit.status(), name, *limit, options.count);
   return permit;
 }

@@ -116,9 +116,19 @@ struct Client::Impl {
                                            std::optional<std::chrono::milliseconds> timeout, bool fall_back_after_send);
 
   // Takes `count` permits of the local semaphore `name` as a Permit that
-  // gives them back.
+  // gives them back. For a `fallback` (a server name served locally), only
+  // while no process of the host holds `name` from the server
+  // (LocalSemaphores::acquire with a mark).
   Result<Permit> local_acquire(std::string_view name, std::int64_t limit, std::int64_t count,
-                               std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel);
+                               std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel,
+                               bool fallback);
+
+  // Marks `state`, a permit the server granted, as held from the server on
+  // this host, waiting up to `timeout` while fallback permits of its name
+  // are held on the host. OK also when the host-wide table cannot be used
+  // (logged): fallback, which needs it too, cannot grant then either.
+  Status mark_server_holder(detail::PermitState& state, std::optional<std::chrono::milliseconds> timeout,
+                            const CancelToken* cancel);
 
   // Consumes `count` permits of the local semaphore `name`.
   Status local_wait(std::string_view name, std::int64_t limit, std::int64_t count,

@@ -83,6 +83,11 @@ ssize_t read_into(int fd, protocol::LineFramer& framer, std::string& why) {
 
 }  // namespace
 
+Clock::time_point lease_stop_by(Clock::time_point lease_from, milliseconds timeout) {
+  const auto margin = std::min<milliseconds>(timeout / 20, milliseconds(250));
+  return lease_from + timeout * 9 / 10 - margin;
+}
+
 std::string Endpoint::to_string() const {
   const bool v6 = host.find(':') != std::string::npos;
   return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
@@ -185,6 +190,7 @@ Reply Connection::wait(Call& call) {
 
 void Connection::register_permit(const std::shared_ptr<detail::PermitState>& permit) {
   Status reason;
+  std::optional<Clock::time_point> stop_by;
   {
     std::lock_guard lock(mutex_);
     if (connected_ && permit->session == session_) {
@@ -192,9 +198,10 @@ void Connection::register_permit(const std::shared_ptr<detail::PermitState>& per
       return;
     }
     reason = last_loss_;
+    stop_by = last_stop_by_;
   }
   // The session that granted it ended before the grant was handed out.
-  permit->mark_lost(reason);
+  permit->mark_lost(reason, stop_by);
 }
 
 void Connection::unregister_permit(const detail::PermitState* permit) {
@@ -241,7 +248,10 @@ void Connection::run() {
       session_began(endpoint);
       const Status reason = serve(fd);
       ::close(fd);
-      session_ended(reason);
+      // A server that closed or refused the session has let go of its
+      // permits already; one that fell silent holds them until the lease's end.
+      const bool lease = fell_silent_ && session_timeout_.count() > 0;
+      session_ended(reason, lease ? std::optional(lease_stop_by(lease_from_, session_timeout_)) : std::nullopt);
       served = true;
       break;
     }
@@ -319,7 +329,10 @@ bool Connection::handshake(int fd, const Endpoint& endpoint) {
   bool hello_done = false;
   bool stats_done = false;
   std::int64_t session_timeout_ms = 0;
-  const auto deadline = Clock::now() + options_.connect_timeout;
+  // The server reads HELLO after this: once it answers, it cannot end the
+  // session before T after this.
+  lease_from_ = Clock::now();
+  const auto deadline = lease_from_ + options_.connect_timeout;
   const auto refuse = [&](std::string_view why) {
     // Once in fallback, every retry would say the same: keep it out of the warnings.
     bool quiet = false;
@@ -361,6 +374,7 @@ bool Connection::handshake(int fd, const Endpoint& endpoint) {
   // pings still tell a dead server from an idle one within request_timeout.
   ping_interval_ = session_timeout_ms > 0 ? milliseconds(std::max<std::int64_t>(1, session_timeout_ms / 3))
                                           : options_.request_timeout / 2;
+  session_timeout_ = milliseconds(session_timeout_ms);
   return true;
 }
 
@@ -392,6 +406,7 @@ Status Connection::serve(int fd) {
     session = session_;
   }
   last_sent_ = Clock::now();
+  fell_silent_ = false;
   for (;;) {
     if (stopping()) return Status(StatusCode::kUnavailable, "the client closed the connection");
     auto now = Clock::now();
@@ -424,10 +439,25 @@ Status Connection::serve(int fd) {
     if (unanswered_head_ < unanswered_.size()) {
       const auto expiry = unanswered_[unanswered_head_]->sent_at + options_.request_timeout;
       if (now >= expiry) {
+        fell_silent_ = true;
         return Status(StatusCode::kUnavailable,
                       "no answer from the server within " + std::to_string(options_.request_timeout.count()) + " ms");
       }
       wake_at = std::min(wake_at, expiry);
+    }
+    if (session_timeout_.count() > 0) {
+      // Half the lease gone with no answer: the server may be unreachable
+      // while it holds our permits; the other half is for stopping the work.
+      const auto lapse = lease_from_ + session_timeout_ / 2;
+      if (now >= lapse) {
+        fell_silent_ = true;
+        return Status(
+            StatusCode::kUnavailable,
+            fmt::format("no answer from the server for {} ms, half its session timeout of {} ms: the "
+                        "lease on the session's permits ran out",
+                        std::chrono::duration_cast<milliseconds>(now - lease_from_).count(), session_timeout_.count()));
+      }
+      wake_at = std::min(wake_at, lapse);
     }
 
     pollfd fds[2] = {{fd, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0}, {wake_fd_, POLLIN, 0}};
@@ -488,6 +518,8 @@ Status Connection::dispatch(std::string_view line) {
   }
   Call& call = *found->second;
   call.answered = true;
+  // The server read it, so it cannot end the session before T after that.
+  lease_from_ = std::max(lease_from_, call.sent_at);
   if (answer.type == protocol::AnswerType::kQueued) return Status();
   if (answer.type == protocol::AnswerType::kItem) {
     call.items.emplace_back(answer.rest);
@@ -512,7 +544,7 @@ void Connection::complete(Call& call, Reply reply) {
   call.cv.notify_all();
 }
 
-void Connection::session_ended(const Status& reason) {
+void Connection::session_ended(const Status& reason, std::optional<Clock::time_point> stop_by) {
   std::vector<std::shared_ptr<Call>> calls;
   std::unordered_map<const detail::PermitState*, std::weak_ptr<detail::PermitState>> permits;
   std::string server;
@@ -524,6 +556,7 @@ void Connection::session_ended(const Status& reason) {
     counters_.server.clear();
     ++counters_.losses;
     last_loss_ = reason;
+    last_stop_by_ = stop_by;
     calls.swap(outbox_);
     permits.swap(permits_);
   }
@@ -546,7 +579,7 @@ void Connection::session_ended(const Status& reason) {
     complete(*call, std::move(reply));
   }
   for (const auto& [raw, weak] : permits) {
-    if (const auto permit = weak.lock()) permit->mark_lost(reason);
+    if (const auto permit = weak.lock()) permit->mark_lost(reason, stop_by);
   }
 }
 

@@ -6,7 +6,15 @@
 // bounded by connect_timeout: see resolver.h), says HELLO, reads STATS once
 // for the session timeout and then serves the session: it writes what callers queued with send(), pings
 // when the line has been quiet for a third of the session timeout, and hands
-// each answer to the Call whose tag it carries. A caller waits on its own
+// each answer to the Call whose tag it carries.
+//
+// The lease: with a session timeout T, the server cannot end the session
+// before T after it read the last request, so before T after the client sent
+// the last request that was answered (`lease_from_`). When nothing sent since
+// has been answered T/2 after it, the session ends ("lease lapsed") and its
+// permits are lost with a stop-by time of lease_from_ + 0.9 T - margin
+// (lease_stop_by): the work under them must have stopped by then, before the
+// server can grant them again even if its clock runs 10 % slower than ours. A caller waits on its own
 // Call (wait()), so no call ever blocks another. When the session ends (EOF,
 // a socket error, a `* ERR` line, a request unanswered for request_timeout,
 // or stop()) every pending Call fails with kUnavailable or kShutdown, every
@@ -35,12 +43,14 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "client/local_semaphores.h"
 #include "client/resolver.h"
 #include "netsem/client_options.h"
 #include "netsem/status.h"
@@ -69,19 +79,27 @@ struct PermitState {
   // Remote permits: the connection and the session that hold them.
   std::weak_ptr<client::Connection> connection;
   std::uint64_t session = 0;
+  // The permit's mark in the host-wide table of holders (as a server or a
+  // fallback holder of `name`), dropped by release() whether or not the
+  // permit was lost: until then, processes of this host count as running
+  // under it (LocalSemaphores, "Server permits and fallback").
+  std::shared_ptr<client::LocalSemaphores> marks;
+  client::LocalSemaphores::Mark mark;
 
   std::mutex mutex;
-  bool released = false;                       // guarded by mutex
-  Status loss;                                 // guarded by mutex: OK until lost
-  std::function<void(const Status&)> on_lost;  // guarded by mutex
+  bool released = false;                                         // guarded by mutex
+  Status loss;                                                   // guarded by mutex: OK until lost
+  std::optional<std::chrono::steady_clock::time_point> stop_by;  // guarded by mutex: set with loss
+  std::function<void(const Status&)> on_lost;                    // guarded by mutex
 
   bool is_local() const { return local != nullptr; }
-  // Gives the permits back (a RELEASE round trip, or the local semaphore).
-  // REQUIRES: not released before.
+  // Gives the permits back (a RELEASE round trip, or the local semaphore),
+  // then drops the mark. REQUIRES: not released before.
   Status release();
-  // Marks the permit lost for `reason` and runs its callback, unless it was
+  // Marks the permit lost for `reason`, the work under it to be stopped by
+  // `stop_by` (Permit::stop_by), and runs its callback, unless it was
   // released first. Called on the I/O thread.
-  void mark_lost(const Status& reason);
+  void mark_lost(const Status& reason, std::optional<std::chrono::steady_clock::time_point> stop_by);
 };
 
 }  // namespace netsem::detail
@@ -125,6 +143,13 @@ struct Call {
   std::chrono::steady_clock::time_point sent_at;
   std::vector<std::string> items;
 };
+
+// When the work under the permits of a lapsed lease must have stopped: 0.9 of
+// the session timeout `timeout` after `lease_from` (a server clock up to 10 %
+// slower than ours still measures less than the whole timeout by then), less
+// a margin for the stopping itself (a twentieth of it, at most 250 ms).
+std::chrono::steady_clock::time_point lease_stop_by(std::chrono::steady_clock::time_point lease_from,
+                                                    std::chrono::milliseconds timeout);
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
@@ -189,7 +214,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Writes out_ as far as the socket takes it; false on a socket error.
   bool flush(int fd);
   void session_began(const Endpoint& endpoint);
-  void session_ended(const Status& reason);
+  // Fails the calls and loses the permits of the session; `stop_by` is the
+  // lease's end when the lease lapsed (Permit::stop_by).
+  void session_ended(const Status& reason, std::optional<std::chrono::steady_clock::time_point> stop_by);
   void enter_fallback(const Status& reason);
   void complete(Call& call, Reply reply);
   std::string next_tag() { return std::to_string(++tag_counter_); }
@@ -209,12 +236,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::mutex stop_mutex_;  // serializes stop()
 
   mutable std::mutex mutex_;
-  std::condition_variable first_round_cv_;                       // with mutex_
-  bool first_round_done_ = false;                                // guarded by mutex_
-  bool connected_ = false;                                       // guarded by mutex_
-  std::uint64_t session_ = 0;                                    // guarded by mutex_: the current or last session
-  Status last_loss_{StatusCode::kUnavailable, "not connected"};  // guarded by mutex_
-  std::vector<std::shared_ptr<Call>> outbox_;                    // guarded by mutex_
+  std::condition_variable first_round_cv_;                             // with mutex_
+  bool first_round_done_ = false;                                      // guarded by mutex_
+  bool connected_ = false;                                             // guarded by mutex_
+  std::uint64_t session_ = 0;                                          // guarded by mutex_: the current or last session
+  Status last_loss_{StatusCode::kUnavailable, "not connected"};        // guarded by mutex_
+  std::optional<std::chrono::steady_clock::time_point> last_stop_by_;  // guarded by mutex_: of last_loss_
+  std::vector<std::shared_ptr<Call>> outbox_;                          // guarded by mutex_
   std::unordered_map<const detail::PermitState*, std::weak_ptr<detail::PermitState>> permits_;  // guarded by mutex_
   bool in_fallback_ = false;                                                                    // guarded by mutex_
   Counters counters_;                                                                           // guarded by mutex_
@@ -229,6 +257,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::size_t unanswered_head_ = 0;
   std::chrono::milliseconds ping_interval_{0};
   std::chrono::steady_clock::time_point last_sent_;
+  std::chrono::milliseconds session_timeout_{0};      // T, from STATS; 0: none, no lease
+  std::chrono::steady_clock::time_point lease_from_;  // when the last answered request was sent
+  bool fell_silent_ = false;                          // the session ended because the server stopped answering
 };
 
 }  // namespace netsem::client

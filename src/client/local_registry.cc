@@ -14,6 +14,12 @@
 // plus held above the limit. `ctime` is the set's sem_ctime when recorded. System V ids are reused
 // (after IPC_RMID, and from zero after a reboot); an id whose owner, size or
 // sem_ctime differs is someone else's semaphore, so the entry is stale.
+//
+// The table of holders (LocalRegistry::Table), in the file "holders":
+//   netsem-holders 1
+//   id 32770
+//   ctime 1712345678
+//   slots 4096
 #include "client/local_registry.h"
 
 #include <algorithm>
@@ -108,15 +114,34 @@ std::optional<Record> parse_record(std::string_view text) {
   return record;
 }
 
-// sem_ctime of `id` when it is a two-semaphore set of this user; nullopt when
-// the id is gone or is not such a set.
-std::optional<std::time_t> own_semaphore_ctime(int id) {
+// sem_ctime of `id` when it is a set of `nsems` semaphores of this user;
+// nullopt when the id is gone or is not such a set.
+std::optional<std::time_t> own_semaphore_ctime(int id, unsigned long nsems = 2) {
   struct semid_ds ds {};
   semun arg{};
   arg.buf = &ds;
   if (::semctl(id, 0, IPC_STAT, arg) != 0) return std::nullopt;
-  if (ds.sem_perm.uid != ::geteuid() || ds.sem_perm.cuid != ::geteuid() || ds.sem_nsems != 2) return std::nullopt;
+  if (ds.sem_perm.uid != ::geteuid() || ds.sem_perm.cuid != ::geteuid() || ds.sem_nsems != nsems) return std::nullopt;
   return ds.sem_ctime;
+}
+
+constexpr std::string_view kTableMagic = "netsem-holders 1";
+
+std::string format_table(const LocalRegistry::Table& table) {
+  return fmt::format("{}\nid {}\nctime {}\nslots {}\n", kTableMagic, table.id, table.ctime, table.slots);
+}
+
+std::optional<LocalRegistry::Table> parse_table(std::string_view text) {
+  if (text.substr(0, kTableMagic.size() + 1) != fmt::format("{}\n", kTableMagic)) return std::nullopt;
+  text.remove_prefix(kTableMagic.size() + 1);
+  LocalRegistry::Table table;
+  std::int64_t ctime = 0;
+  if (!parse_field(text, "id", table.id) || !parse_field(text, "ctime", ctime) ||
+      !parse_field(text, "slots", table.slots) || !text.empty() || table.id < 0 || table.slots < 1) {
+    return std::nullopt;
+  }
+  table.ctime = static_cast<std::time_t>(ctime);
+  return table;
 }
 
 Result<std::string> read_all(int fd, const std::filesystem::path& file) {
@@ -249,6 +274,45 @@ Result<LocalRegistry::LockedFile> LocalRegistry::lock_entry(const std::filesyste
   return open_locked(file, /*create=*/false);
 }
 
+bool LocalRegistry::is_live(const Table& table) {
+  return table.slots > 0 && own_semaphore_ctime(table.id, 2 * static_cast<unsigned long>(table.slots)) == table.ctime;
+}
+
+int LocalRegistry::slot_of(std::string_view key, int slots) {
+  return static_cast<int>(fnv1a64(key) % static_cast<std::uint64_t>(slots));
+}
+
+Result<LocalRegistry::Table> LocalRegistry::find_or_make_table(int slots) {
+  if (auto status = check_dir(); !status) return status;
+  const auto file = dir_ / kHoldersFile;
+  const auto guard = open_locked(file, /*create=*/true);
+  if (!guard) return guard.status();
+  auto text = read_all(guard->get(), file);
+  if (!text) return text.status();
+  if (auto table = parse_table(*text); table && is_live(*table)) return *table;
+  // Missing, torn or stale. A kernel whose SEMMSL is below 2 * slots (250 on
+  // old ones) gets the largest table it allows.
+  int id = -1;
+  for (int size = slots; size >= 1 && id<0; size = size> 125 ? std::max(125, size / 2) : 0) {
+    id = ::semget(IPC_PRIVATE, 2 * size, IPC_CREAT | 0600);
+    if (id >= 0) slots = size;
+    if (id < 0 && errno != EINVAL) break;
+  }
+  if (id < 0) return errno_error("semget for the table of holders (see `ipcs -s` and docs/local-semaphores.md)");
+  const auto ctime = own_semaphore_ctime(id, 2 * static_cast<unsigned long>(slots));
+  if (!ctime) {
+    const int err = errno;
+    ::semctl(id, 0, IPC_RMID);
+    return io_error(fmt::format("semctl(IPC_STAT) of semaphore {}", id), err);
+  }
+  const Table table{.id = id, .ctime = *ctime, .slots = slots};
+  if (auto status = write_all(guard->get(), file, format_table(table)); !status) {
+    ::semctl(id, 0, IPC_RMID);
+    return status;
+  }
+  return table;
+}
+
 std::string LocalRegistry::entry_file_name(std::string_view key) {
   return fmt::format("{:016x}", fnv1a64(key));
 }
@@ -340,7 +404,8 @@ Status LocalRegistry::remove_all() {
   std::vector<std::filesystem::path> files;
   std::error_code ec;
   for (const auto& item : std::filesystem::directory_iterator(dir_, ec)) {
-    if (is_entry_file_name(item.path().filename().string())) files.push_back(item.path());
+    const std::string name = item.path().filename().string();
+    if (is_entry_file_name(name) || name == kHoldersFile) files.push_back(item.path());
   }
   if (ec) return io_error(fmt::format("{}: cannot list", dir_.native()), ec.value());
   Status first_error;
@@ -354,6 +419,10 @@ Status LocalRegistry::remove_all() {
     const auto record = text ? parse_record(*text) : std::nullopt;
     if (record && is_live(record->id, record->ctime) && ::semctl(record->id, 0, IPC_RMID) != 0 && first_error.is_ok()) {
       first_error = errno_error("semctl(IPC_RMID) of semaphore {}", record->id);
+    }
+    const auto table = text ? parse_table(*text) : std::nullopt;
+    if (table && is_live(*table) && ::semctl(table->id, 0, IPC_RMID) != 0 && first_error.is_ok()) {
+      first_error = errno_error("semctl(IPC_RMID) of semaphore {}", table->id);
     }
     // Unlinked while locked: open_locked() sends anyone queued on this lock
     // back to a fresh file.

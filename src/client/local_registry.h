@@ -99,6 +99,25 @@ class LocalRegistry {
   // share the hash of `key`).
   Result<Entry> find_or_make(std::string_view key, std::int64_t limit);
 
+  // The host-wide table of holders (docs/local-semaphores.md, "Server
+  // permits and fallback"): one System V set of 2 * slots semaphores, all 0
+  // when made, recorded in the file kHoldersFile. A name hashes to a slot;
+  // semaphore 2 * slot counts the server permits of its names held on this
+  // host, 2 * slot + 1 the fallback permits. `slots` is the size to make it
+  // with; a live table keeps the size it was made with, which the entry
+  // returned says. Errors: kIoError (directory, file or kernel).
+  struct Table {
+    int id = -1;
+    std::time_t ctime = 0;
+    int slots = 0;
+  };
+  static constexpr std::string_view kHoldersFile = "holders";
+  Result<Table> find_or_make_table(int slots);
+  // True when `table` is still the set that was recorded.
+  static bool is_live(const Table& table);
+  // The slot of `key` in a table of `slots` slots.
+  static int slot_of(std::string_view key, int slots);
+
   // Opens and locks the registry file `file` of an entry, for a caller that
   // must keep other processes off that entry for a while (posters check the
   // value and add to it under this lock). kIoError when it cannot.
@@ -107,8 +126,8 @@ class LocalRegistry {
   // Removes `key`'s semaphore, keeping its (now stale) entry. OK when there
   // is none.
   Status remove(std::string_view key);
-  // Removes every semaphore of the registry and every registry file (the
-  // directory stays). Goes on after an error and returns the first one.
+  // Removes every semaphore of the registry, the table of holders, and
+  // every registry file (the directory stays). Goes on after an error and returns the first one.
   Status remove_all();
 
  private:

@@ -109,6 +109,19 @@ Outcome semop_until(int id, const Ops& ops, std::optional<std::chrono::steady_cl
   }
 }
 
+// The table of holders' two semaphores for a slot.
+unsigned short server_holders(int slot) {
+  return static_cast<unsigned short>(2 * slot);
+}
+unsigned short fallback_holders(int slot) {
+  return static_cast<unsigned short>(2 * slot + 1);
+}
+
+std::optional<std::chrono::steady_clock::time_point> deadline_of(std::optional<std::chrono::milliseconds> timeout) {
+  if (!timeout || *timeout > LocalSemaphores::kForeverAfter) return std::nullopt;
+  return std::chrono::steady_clock::now() + std::max(*timeout, std::chrono::milliseconds(0));
+}
+
 std::int64_t effective_limit(std::int64_t limit) {
   return std::min(limit, LocalSemaphores::kMaxLimit);
 }
@@ -146,6 +159,48 @@ Result<LocalSemaphores::Entry> LocalSemaphores::semaphore(std::string_view key, 
   return it->second;
 }
 
+Result<LocalRegistry::Table> LocalSemaphores::table() {
+  const std::lock_guard lock(mutex_);
+  if (table_.id >= 0 && LocalRegistry::is_live(table_)) return table_;
+  auto found = registry_.find_or_make_table(kHolderSlots);
+  if (!found) return found.status();
+  table_ = *found;
+  return table_;
+}
+
+Status LocalSemaphores::mark_server_holder(std::string_view key, std::optional<std::chrono::milliseconds> timeout,
+                                           const CancelToken* cancel, Mark* mark) {
+  const auto deadline = deadline_of(timeout);
+  for (;;) {
+    auto found = table();
+    if (!found) return found.status();
+    const int slot = LocalRegistry::slot_of(key, found->slots);
+    // No fallback holder, and then one more server holder, in one step.
+    const Ops ops{{{fallback_holders(slot), 0, 0}, {server_holders(slot), 1, SEM_UNDO}}, 2};
+    switch (semop_until(found->id, ops, deadline, cancel)) {
+      case Outcome::kDone:
+        *mark = Mark{.table = *found, .index = server_holders(slot)};
+        return Status::ok();
+      case Outcome::kTimedOut:
+        return Status(StatusCode::kTimeout,
+                      fmt::format("processes of this host still hold `{}` from a fallback (a host-local semaphore "
+                                  "while no server was reachable)",
+                                  key));
+      case Outcome::kCancelled:
+        return Status(StatusCode::kCancelled, fmt::format("waiting for `{}` was cancelled", key));
+      case Outcome::kRemoved:
+        continue;  // table() makes a fresh one
+      case Outcome::kError:
+        return errno_error("semop on the table of holders (id {})", found->id);
+    }
+  }
+}
+
+void LocalSemaphores::unmark(const Mark& mark) {
+  if (!mark.valid() || !LocalRegistry::is_live(mark.table)) return;  // removed: the mark went with it
+  (void)semop_now(mark.table.id, Ops{{{static_cast<unsigned short>(mark.index), -1, SEM_UNDO}, {}}, 1});
+}
+
 void LocalSemaphores::forget(std::string_view key, int id) {
   const std::lock_guard lock(mutex_);
   const auto it = entries_.find(std::string(key));
@@ -154,12 +209,9 @@ void LocalSemaphores::forget(std::string_view key, int id) {
 
 Status LocalSemaphores::take(std::string_view key, std::int64_t limit, std::int64_t count,
                              std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel, bool undo,
-                             Grant* grant) {
+                             Grant* grant, Mark* fallback_mark) {
   if (count < 1) return Status(StatusCode::kInvalidArgument, fmt::format("count {} is below 1", count));
-  std::optional<std::chrono::steady_clock::time_point> deadline;
-  if (timeout && *timeout <= kForeverAfter) {
-    deadline = std::chrono::steady_clock::now() + std::max(*timeout, std::chrono::milliseconds(0));
-  }
+  const auto deadline = deadline_of(timeout);
   for (;;) {
     auto entry = semaphore(key, limit);
     if (!entry) return entry.status();
@@ -174,6 +226,45 @@ Status LocalSemaphores::take(std::string_view key, std::int64_t limit, std::int6
           // the adjustment the take made). Removed meanwhile: nothing to give.
           (void)semop_now(entry->id, permit_ops(+1, count, undo));
           return Status(StatusCode::kCancelled, fmt::format("waiting for `{}` was cancelled", key));
+        }
+        if (fallback_mark != nullptr) {
+          // Taken first, then counted as a fallback holder only while no
+          // server holder exists: mark_server_holder() does the converse in
+          // one step, so the two never both go ahead.
+          auto found = table();
+          if (!found) {
+            (void)semop_now(entry->id, permit_ops(+1, count, undo));
+            return found.status();
+          }
+          const int slot = LocalRegistry::slot_of(key, found->slots);
+          if (semop_now(found->id, Ops{{{server_holders(slot), 0, 0}, {fallback_holders(slot), 1, SEM_UNDO}}, 2}) !=
+              0) {
+            const int err = errno;
+            (void)semop_now(entry->id, permit_ops(+1, count, undo));
+            if (err != EAGAIN && err != EIDRM && err != EINVAL) {
+              return local_detail::io_error(fmt::format("semop on the table of holders (id {})", found->id), err);
+            }
+            if (err == EAGAIN) {
+              // A process of this host still runs under a server permit of
+              // `key`: wait until none does, then start again.
+              switch (semop_until(found->id, Ops{{{server_holders(slot), 0, 0}, {}}, 1}, deadline, cancel)) {
+                case Outcome::kDone:
+                case Outcome::kRemoved:
+                  continue;
+                case Outcome::kTimedOut:
+                  return Status(StatusCode::kTimeout,
+                                fmt::format("timed out waiting for {} permits of `{}`: processes of this host still "
+                                            "hold it from the server",
+                                            count, key));
+                case Outcome::kCancelled:
+                  return Status(StatusCode::kCancelled, fmt::format("waiting for `{}` was cancelled", key));
+                case Outcome::kError:
+                  return errno_error("semop on the table of holders (id {})", found->id);
+              }
+            }
+            continue;  // the table was removed: table() makes a fresh one
+          }
+          *fallback_mark = Mark{.table = *found, .index = fallback_holders(slot)};
         }
         if (undo) {
           const std::lock_guard lock(mutex_);
@@ -199,8 +290,8 @@ Status LocalSemaphores::take(std::string_view key, std::int64_t limit, std::int6
 
 Status LocalSemaphores::acquire(std::string_view key, std::int64_t limit, std::int64_t count,
                                 std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel,
-                                Grant* grant) {
-  return take(key, limit, count, timeout, cancel, /*undo=*/true, grant);
+                                Grant* grant, Mark* fallback_mark) {
+  return take(key, limit, count, timeout, cancel, /*undo=*/true, grant, fallback_mark);
 }
 
 Status LocalSemaphores::wait(std::string_view key, std::int64_t limit, std::int64_t count,
@@ -319,6 +410,7 @@ Status LocalSemaphores::remove(std::string_view key) {
 Status LocalSemaphores::remove_all() {
   const std::lock_guard lock(mutex_);
   entries_.clear();
+  table_ = {};
   return registry_.remove_all();
 }
 

@@ -19,6 +19,16 @@
 // resetting the value under holders would break the count. "The semaphore's
 // limit" below is that recorded limit.
 //
+// Server permits and fallback: so that fallback never grants a name while a
+// process of this host still holds it from the server (and a server grant
+// never starts while fallback holders of the name still run), both kinds of
+// permit are marked in a host-wide table of holders (LocalRegistry::Table):
+// mark_server_holder() waits until the name has no fallback holder on the
+// host and counts the server permit, atomically; acquire() with a Mark to
+// fill (fallback) takes its permits, then counts itself as a fallback holder
+// only if the name has no server holder, or gives them back and waits. Marks
+// are taken with SEM_UNDO, so a process that dies drops its own.
+//
 // Unlike the server, waiters are not served in FIFO order (the kernel wakes
 // whoever fits), and a try may take permits while others wait for more.
 //
@@ -59,6 +69,17 @@ class LocalSemaphores {
     std::time_t ctime = 0;  // sem_ctime: tells a reused id apart
   };
 
+  // A permit counted in the table of holders, for unmark(). Each permit
+  // counts once, whatever its count: what matters is whether there is one.
+  struct Mark {
+    LocalRegistry::Table table;  // table.id -1: no mark
+    int index = -1;              // the semaphore of the table it added to
+    bool valid() const { return table.id >= 0; }
+  };
+  // Slots of the table of holders: names share a slot by hash, so a server
+  // holder of one name delays the fallback of another one time in this many.
+  static constexpr int kHolderSlots = 4096;
+
   // `dir` holds the registry; created (mode 0700) on first use when missing.
   // Empty means default_dir(). A directory that is not owned by this user, or
   // that others may write, is refused (every call then fails with kIoError).
@@ -78,8 +99,24 @@ class LocalSemaphores {
   // kTimeout, kCancelled, kTooMany (count > the semaphore's limit),
   // kInvalidArgument (empty key, count or limit < 1), kIoError (registry or
   // kernel failure).
+  //
+  // With `fallback_mark` (fallback for a server name): the permits are
+  // granted only while no process of the host holds `key` from the server
+  // (mark_server_holder); until then the call waits, within `timeout`, and
+  // on OK `*fallback_mark` counts this permit as a fallback holder of `key`
+  // (give it back with unmark() after release()).
   Status acquire(std::string_view key, std::int64_t limit, std::int64_t count,
-                 std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel, Grant* grant = nullptr);
+                 std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel, Grant* grant = nullptr,
+                 Mark* fallback_mark = nullptr);
+  // Counts a permit of `key` granted by the server to this process in the
+  // host-wide table, waiting (up to `timeout`, like acquire) until no
+  // fallback permit of `key` is held on the host. Returns OK (with
+  // `*mark`), kTimeout, kCancelled or kIoError.
+  Status mark_server_holder(std::string_view key, std::optional<std::chrono::milliseconds> timeout,
+                            const CancelToken* cancel, Mark* mark);
+  // Drops a mark of this process. A mark on a table that was removed
+  // meanwhile (remove_all, ipcrm) went with it.
+  void unmark(const Mark& mark);
   // Gives back `count` permits that acquire() granted as `grant` in this
   // process. kNotHeld when this process holds fewer there (through this
   // object), or when `grant`'s semaphore is no longer `key`'s (removed by
@@ -139,13 +176,18 @@ class LocalSemaphores {
   Result<Entry> semaphore(std::string_view key, std::int64_t limit);
   // Drops the cached entry of `key` if it still names `id`.
   void forget(std::string_view key, int id);
-  // acquire() and wait(): take `count` permits, with SEM_UNDO when `undo`.
+  // acquire() and wait(): take `count` permits, with SEM_UNDO when `undo`;
+  // with `fallback_mark`, as acquire() says.
   Status take(std::string_view key, std::int64_t limit, std::int64_t count,
-              std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel, bool undo, Grant* grant);
+              std::optional<std::chrono::milliseconds> timeout, const CancelToken* cancel, bool undo, Grant* grant,
+              Mark* fallback_mark = nullptr);
+  // The table of holders, made on first use; checked live like semaphore().
+  Result<LocalRegistry::Table> table();
 
   std::mutex mutex_;
   LocalRegistry registry_;                          // guarded by mutex_ (its dir() is immutable)
   std::unordered_map<std::string, Entry> entries_;  // guarded by mutex_: cache of registry lookups
+  LocalRegistry::Table table_;                      // guarded by mutex_: cache of the table of holders
 };
 
 }  // namespace netsem::client

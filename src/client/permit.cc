@@ -15,6 +15,13 @@ namespace netsem {
 namespace detail {
 
 Status PermitState::release() {
+  // Last, whatever happens below: the work under the permit has stopped.
+  struct Unmark {
+    PermitState& state;
+    ~Unmark() {
+      if (state.mark.valid()) state.marks->unmark(state.mark);
+    }
+  } unmark{*this};
   {
     std::lock_guard lock(mutex);
     assert(!released && "permit released twice");
@@ -48,13 +55,14 @@ Status PermitState::release() {
   return Status();
 }
 
-void PermitState::mark_lost(const Status& reason) {
+void PermitState::mark_lost(const Status& reason, std::optional<std::chrono::steady_clock::time_point> stop_by_in) {
   assert(!reason.is_ok());
   std::function<void(const Status&)> callback;
   {
     std::lock_guard lock(mutex);
     if (released || !loss.is_ok()) return;
     loss = reason;
+    stop_by = stop_by_in;
     callback = std::move(on_lost);
     on_lost = nullptr;
   }
@@ -120,6 +128,13 @@ Status Permit::loss_reason() const {
   assert(valid());
   std::lock_guard lock(state_->mutex);
   return state_->loss;
+}
+
+std::optional<std::chrono::steady_clock::time_point> Permit::stop_by() const {
+  assert(valid());
+  std::lock_guard lock(state_->mutex);
+  assert(!state_->loss.is_ok() && "stop_by() of a permit that is not lost");
+  return state_->stop_by;
 }
 
 void Permit::on_lost(std::function<void(const Status& reason)> callback) {

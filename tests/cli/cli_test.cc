@@ -12,11 +12,13 @@
 #include <sys/prctl.h>
 #include <sys/sem.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <regex>
@@ -27,6 +29,7 @@
 #include <vector>
 
 #include "netsemd_harness.h"
+#include "tcp_proxy.h"
 
 #ifndef NETSEM_CLI_PATH
 #error "NETSEM_CLI_PATH must name the netsem binary"
@@ -388,6 +391,97 @@ bool process_ended(pid_t pid) {
   std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
   const auto paren = text.rfind(')');  // the state follows the command name, which may hold anything
   return paren == std::string::npos || text.compare(paren, 3, ") Z") == 0 || text.compare(paren, 3, ") X") == 0;
+}
+
+// A descriptor that becomes readable when process `pid` (not a child of the
+// test) exits; -1 when the kernel cannot tell.
+int exit_watch(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+
+bool exited(int watch) {
+  pollfd fd{watch, POLLIN, 0};
+  return ::poll(&fd, 1, 0) == 1;
+}
+
+TEST_F(CliRun, AFrozenNetworkKillsTheCommandBeforeTheServerGrantsItsPermitAgain) {
+  // Item 3 of issue 10: the holder's network goes silent. The server grants
+  // the permit to another client T = 2 s after the last request it read;
+  // netsem run must have SIGKILLed its command by then, cutting --grace 5 to
+  // what is left of its lease (CMD ignores SIGTERM, so only SIGKILL ends it).
+  Netsemd::Options options;
+  options.server_options = "session_timeout_ms = 2000";
+  options.semaphores = "beta = 1";
+  std::string error;
+  server_ = Netsemd::start(options, &error);
+  ASSERT_TRUE(server_) << error;
+  TcpProxy proxy(server_->port());
+  ASSERT_NE(proxy.port(), 0);
+  const auto pid_file = dir_.path() / "pid";
+  Cli holder({"run", "--grace", "5", "beta", "--", "sh", "-c",
+              "trap '' TERM; echo $$ > " + pid_file.string() + "; echo ready; exec sleep 30"},
+             {"NETSEM_SERVER=127.0.0.1:" + std::to_string(proxy.port())});
+  ASSERT_TRUE(holder.wait_for_stdout("ready"));
+  const pid_t command = static_cast<pid_t>(std::stol(read_text(pid_file)));
+  const int watch = exit_watch(command);
+  ASSERT_GE(watch, 0) << std::strerror(errno);
+
+  proxy.freeze();
+  const auto frozen = Clock::now();
+  Cli other({"run", "-t", "10", "beta", "--", "echo", "granted"}, {server_env()});
+  const bool granted = other.wait_for_stdout("granted", std::chrono::seconds(10));
+  // Looked at after the second command started: a first command that was
+  // dead then died before the grant.
+  const bool dead_at_grant = exited(watch);
+  std::printf("granted again %lld ms after the freeze\n",
+              static_cast<long long>(std::chrono::duration_cast<milliseconds>(Clock::now() - frozen).count()));
+  EXPECT_TRUE(granted) << other.finish();
+  EXPECT_TRUE(dead_at_grant) << "the server granted beta to another process while the frozen holder's command ran";
+  const Outcome outcome = holder.finish(std::chrono::seconds(12));
+  EXPECT_EQ(outcome.exit_code, 70) << outcome;
+  EXPECT_NE(outcome.err.find("the lease on the session's permits ran out"), std::string::npos) << outcome;
+  EXPECT_NE(outcome.err.find("the grace is cut to"), std::string::npos) << outcome;
+  EXPECT_NE(outcome.err.find("after SIGTERM; sent SIGKILL"), std::string::npos) << outcome;
+  EXPECT_EQ(other.finish().exit_code, 0);
+  ::close(watch);
+}
+
+TEST_F(CliRun, AFallbackWaitsForACommandOfThisHostStillInItsGracePeriod) {
+  // Item 5 of issue 10: `run --grace 3 beta` holds limit-1 beta; a second
+  // run of beta on this host is queued at the server; the server is killed.
+  // The second falls back, and must not start its command before the
+  // first's (which ignores SIGTERM) is dead.
+  const auto local_dir = dir_.path() / "local";
+  const auto config = dir_.path() / "client.ini";
+  write_text(config, "[client]\nlocal_dir = " + local_dir.string() + "\n");
+  const auto pid_file = dir_.path() / "pid";
+  Cli holder({"--config", config.string(), "run", "--grace", "3", "beta", "--", "sh", "-c",
+              "trap '' TERM; echo $$ > " + pid_file.string() + "; echo ready; exec sleep 30"},
+             {server_env()});
+  ASSERT_TRUE(holder.wait_for_stdout("ready"));
+  const pid_t command = static_cast<pid_t>(std::stol(read_text(pid_file)));
+  const int watch = exit_watch(command);
+  ASSERT_GE(watch, 0) << std::strerror(errno);
+  Cli queued({"--config", config.string(), "run", "-t", "20", "beta", "--", "echo", "started"}, {server_env()});
+  ASSERT_TRUE(eventually([&] { return get("beta") == "OK 0 1 1 1 defined"; })) << get("beta");
+
+  const auto killed = Clock::now();
+  server_->send_signal(SIGKILL);
+  const bool started = queued.wait_for_stdout("started", std::chrono::seconds(10));
+  const bool dead_at_start = exited(watch);
+  std::printf("the queued command started %lld ms after the server was killed\n",
+              static_cast<long long>(std::chrono::duration_cast<milliseconds>(Clock::now() - killed).count()));
+  EXPECT_TRUE(started) << queued.finish();
+  EXPECT_TRUE(dead_at_start) << "the fallback started its command while the first one still ran";
+  const Outcome first = holder.finish();
+  EXPECT_EQ(first.exit_code, 70) << first;
+  EXPECT_NE(first.err.find("still ran 3 s after SIGTERM; sent SIGKILL"), std::string::npos) << first;
+  const Outcome second = queued.finish();
+  EXPECT_EQ(second.exit_code, 0) << second;
+  EXPECT_NE(second.err.find("beta was served by a host-local semaphore"), std::string::npos) << second;
+  ::close(watch);
+  server_->wait_exit();
+  remove_local_semaphores(local_dir);
 }
 
 TEST_F(CliRun, TheCommandDiesWithASigkilledNetsem) {
