@@ -323,9 +323,9 @@ Status Client::Impl::mark_server_holder(detail::PermitState& state, std::optiona
   if (status.code() == StatusCode::kTimeout || status.code() == StatusCode::kCancelled) return status;
   static std::atomic<bool> warned{false};
   if (!warned.exchange(true)) {
-    spdlog::warn(
-        "netsem: server permits are not marked host-wide ({}); fallback cannot serve names either until "
-        "the local registry works",
+    client::log_warning(
+        "server permits are not marked host-wide ({}); fallback cannot serve names either until the local registry "
+        "works",
         status.to_string());
   }
   return Status::ok();
