@@ -10,6 +10,11 @@
 // names, so a linear scan beats any map. Undefined semaphores come and go on
 // every ACQUIRE/RELEASE of an unlisted name, so their map nodes are recycled
 // through a small pool of extracted nodes instead of being freed.
+// Beside the hash map, an ordered index of pointers by name serves LIST and
+// the status file: a listing resumes from the last name it produced in
+// O(log n) and walks on in O(1) per name, so a LIST streamed in chunks is
+// linear and never sorts the table. Its nodes are recycled like the map's,
+// so an undefined name's create-and-remove cycle does not allocate for it.
 //
 // Invariants between calls: no queue head fits (head.count > value), which is
 // why "settle" (grant from the head while it fits) is all a change needs; and
@@ -108,8 +113,18 @@ struct SemaphoreTable::Impl {
 
   using SemaphoreMap = StringMap<Semaphore>;
 
+  // Orders semaphores by name (byte order), and finds them by name.
+  struct ByName {
+    using is_transparent = void;
+    bool operator()(const Semaphore* a, const Semaphore* b) const { return a->name < b->name; }
+    bool operator()(const Semaphore* a, std::string_view b) const { return a->name < b; }
+    bool operator()(std::string_view a, const Semaphore* b) const { return a < b->name; }
+  };
+  using OrderedIndex = std::set<Semaphore*, ByName>;
+
   Impl(Journal& j, TableLimits l, std::uint64_t& change_count) : journal(j), limits(l), changes(change_count) {
     spare.reserve(kSpareNodes);
+    spare_ordered.reserve(kSpareNodes);
   }
 
   Journal& journal;
@@ -117,6 +132,8 @@ struct SemaphoreTable::Impl {
   std::uint64_t& changes;
   SemaphoreMap semaphores;
   std::vector<SemaphoreMap::node_type> spare;
+  OrderedIndex ordered;  // every semaphore of `semaphores`, by name
+  std::vector<OrderedIndex::node_type> spare_ordered;
   std::unordered_map<SessionId, Session> sessions;
   std::multimap<TimePoint, Waiter*> deadlines;
   std::vector<Semaphore*> touched;  // to settle at the end of a bulk change
@@ -157,12 +174,25 @@ struct SemaphoreTable::Impl {
     s.value = value;
     s.max = max;
     assert(s.held == 0 && s.holders == 0 && s.queue.empty() && !s.touched);
+    if (!spare_ordered.empty()) {
+      OrderedIndex::node_type node = std::move(spare_ordered.back());
+      spare_ordered.pop_back();
+      node.value() = &s;
+      ordered.insert(std::move(node));
+    } else {
+      ordered.insert(&s);
+    }
     ++changes;
     return s;
   }
 
   // REQUIRES: nothing refers to `s` (no holds, no waiters).
   void erase(Semaphore& s) {
+    if (spare_ordered.size() < kSpareNodes) {
+      spare_ordered.push_back(ordered.extract(&s));
+    } else {
+      ordered.erase(&s);
+    }
     auto it = semaphores.find(s.name);
     if (spare.size() < kSpareNodes) {
       spare.push_back(semaphores.extract(it));
@@ -275,16 +305,6 @@ struct SemaphoreTable::Impl {
 
   static SemaphoreInfo info(const Semaphore& s) {
     return {s.name, std::max<std::int64_t>(s.value, 0), s.max, s.holders, s.queue.size(), s.kind};
-  }
-
-  // Pointers to the matching semaphores in byte order of names.
-  std::vector<const Semaphore*> sorted(const std::function<bool(const Semaphore&)>& keep) const {
-    std::vector<const Semaphore*> found;
-    for (const auto& [name, s] : semaphores) {
-      if (keep(s)) found.push_back(&s);
-    }
-    std::sort(found.begin(), found.end(), [](const Semaphore* a, const Semaphore* b) { return a->name < b->name; });
-    return found;
   }
 };
 
@@ -530,15 +550,25 @@ SemaphoreInfo SemaphoreTable::get(std::string_view name) const {
 }
 
 void SemaphoreTable::list(std::string_view prefix, const std::function<void(const SemaphoreInfo&)>& visit) const {
-  for (const Impl::Semaphore* s : impl_->sorted([&](const Impl::Semaphore& x) { return x.name.starts_with(prefix); })) {
-    visit(Impl::info(*s));
+  list_after(prefix, {}, [&](const SemaphoreInfo& info) {
+    visit(info);
+    return true;
+  });
+}
+
+void SemaphoreTable::list_after(std::string_view prefix, std::string_view after,
+                                const std::function<bool(const SemaphoreInfo&)>& visit) const {
+  const Impl::OrderedIndex& ordered = impl_->ordered;
+  // Names are never empty, so an empty `after` sorts before every name.
+  auto it = after < prefix ? ordered.lower_bound(prefix) : ordered.upper_bound(after);
+  for (; it != ordered.end() && (*it)->name.starts_with(prefix); ++it) {
+    if (!visit(Impl::info(**it))) return;
   }
 }
 
 void SemaphoreTable::for_each_created(const std::function<void(std::string_view, const CreatedState&)>& visit) const {
-  for (const Impl::Semaphore* s :
-       impl_->sorted([](const Impl::Semaphore& x) { return x.kind == SemaphoreKind::kCreated; })) {
-    visit(s->name, {s->value + s->held, s->max});
+  for (const Impl::Semaphore* s : impl_->ordered) {
+    if (s->kind == SemaphoreKind::kCreated) visit(s->name, {s->value + s->held, s->max});
   }
 }
 

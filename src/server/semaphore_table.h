@@ -190,7 +190,15 @@ class SemaphoreTable {
   SemaphoreInfo get(std::string_view name) const;
   // Every semaphore whose name starts with `prefix`, in byte order of names.
   void list(std::string_view prefix, const std::function<void(const SemaphoreInfo&)>& visit) const;
-  // Every created semaphore with its journal state (for compaction).
+  // The semaphores whose names start with `prefix` and sort after `after`
+  // (from the first when `after` is empty), in byte order of names, until
+  // `visit` returns false. O(log n) to find the first, O(1) per name after
+  // it: a LIST streamed in chunks resumes here with the last name it
+  // produced, so it is linear in the names listed and never sorts.
+  void list_after(std::string_view prefix, std::string_view after,
+                  const std::function<bool(const SemaphoreInfo&)>& visit) const;
+  // Every created semaphore with its journal state (for compaction), in
+  // byte order of names.
   void for_each_created(const std::function<void(std::string_view, const CreatedState&)>& visit) const;
   TableStats stats() const;
   // Changes whenever anything a status file shows may have changed.

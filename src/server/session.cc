@@ -24,6 +24,8 @@ constexpr auto kLastWordsTime = std::chrono::seconds(3);
 constexpr auto kAceMinIdleTimeout = std::chrono::seconds(10);
 // A buffer that grew for a burst is given back once it is this large.
 constexpr std::size_t kKeepOutputCapacity = 64 << 10;
+// How much of a LIST one flush produces before it lets other events run.
+constexpr std::size_t kStreamBytesPerTurn = 256 << 10;
 
 }  // namespace
 
@@ -69,6 +71,10 @@ void Session::on_readable() {
   if (error) {
     // End of input (FIN) or a reset: the peer is gone or done sending. The
     // requests already read are answered, then the connection closes.
+    if (state_ == State::kOpen && list_) {
+      input_ended_ = true;  // after the LIST and the requests held behind it
+      return;
+    }
     if (state_ == State::kOpen) {
       end(error == asio::error::eof ? "end of input" : error.message());
     }
@@ -76,7 +82,40 @@ void Session::on_readable() {
     return;
   }
   if (state_ == State::kOpen) consume(std::string_view(buffer.data(), n));
-  if (state_ != State::kClosed) wait_readable();
+  // Behind a streaming LIST nothing more is read: the peer's requests wait
+  // in its socket, not in the server (resume_input() reads on).
+  if (state_ != State::kClosed && !list_) wait_readable();
+}
+
+void Session::resume_input() {
+  if (state_ != State::kOpen || list_) return;
+  if (!held_input_.empty()) {
+    const std::string input = std::move(held_input_);
+    held_input_.clear();
+    consume(input);  // may start another LIST, which holds the rest again
+    if (state_ != State::kOpen || list_) return;
+  }
+  if (input_ended_) {
+    end("end of input");
+    return;
+  }
+  wait_readable();
+}
+
+void Session::post_continue() {
+  if (resume_posted_) return;
+  resume_posted_ = true;
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    self->resume_posted_ = false;
+    if (self->state_ != State::kOpen) return;
+    if (self->list_) {
+      // Through end_turn, as every write: the journal goes first.
+      self->mark_dirty();
+    } else {
+      self->resume_input();
+    }
+    self->server_.end_turn();
+  });
 }
 
 void Session::consume(std::string_view data) {
@@ -116,28 +155,42 @@ void Session::mark_dirty() {
 void Session::flush() {
   dirty_ = false;
   if (state_ == State::kClosed || write_waiting_) return;
-  while (out_sent_ < out_.size()) {
-    std::error_code error;
-    const std::size_t n = socket_.write_some(asio::buffer(out_.data() + out_sent_, out_.size() - out_sent_), error);
-    if (error == asio::error::would_block || error == asio::error::try_again) {
-      // A peer that keeps a standing backlog must not make out_ grow by what
-      // it has already read: drop the written prefix once it is large.
-      if (out_sent_ > kKeepOutputCapacity && out_sent_ > out_.size() / 2) {
-        out_.erase(0, out_sent_);
-        out_sent_ = 0;
+  std::size_t streamed = 0;
+  for (;;) {
+    while (out_sent_ < out_.size()) {
+      std::error_code error;
+      const std::size_t n = socket_.write_some(asio::buffer(out_.data() + out_sent_, out_.size() - out_sent_), error);
+      if (error == asio::error::would_block || error == asio::error::try_again) {
+        // A peer that keeps a standing backlog must not make out_ grow by what
+        // it has already read: drop the written prefix once it is large.
+        if (out_sent_ > kKeepOutputCapacity && out_sent_ > out_.size() / 2) {
+          out_.erase(0, out_sent_);
+          out_sent_ = 0;
+        }
+        wait_writable();
+        return;
       }
-      wait_writable();
-      return;
+      if (error) {
+        if (state_ == State::kOpen) end(error.message());
+        close_now();
+        return;
+      }
+      out_sent_ += n;
+      // The peer takes a LIST's lines: that is what keeps its session alive
+      // while requests wait behind the LIST (idle_timeout()).
+      if (list_) last_activity_ = Clock::now();
     }
-    if (error) {
-      if (state_ == State::kOpen) end(error.message());
-      close_now();
-      return;
+    out_.clear();
+    out_sent_ = 0;
+    if (!list_ || state_ != State::kOpen) break;
+    if (streamed >= kStreamBytesPerTurn) {
+      post_continue();  // a long LIST to a fast reader must not hold up everyone else
+      break;
     }
-    out_sent_ += n;
+    produce_list();
+    streamed += out_.size();
+    if (!list_) post_continue();  // its END: handle what was read behind it
   }
-  out_.clear();
-  out_sent_ = 0;
   if (out_.capacity() > kKeepOutputCapacity) out_.shrink_to_fit();
   if (state_ == State::kDraining) {
     // Everything said: shut the sending side, then discard input until the
@@ -165,6 +218,11 @@ void Session::wait_writable() {
 
 Session::Clock::duration Session::idle_timeout() const {
   const auto configured = std::chrono::milliseconds(server_.config().session_timeout_ms);
+  if (list_) {
+    // Requests wait behind the LIST, so taking its lines is the activity.
+    const Clock::duration stall = kStreamStallTime;
+    return configured.count() > 0 ? std::min<Clock::duration>(configured, stall) : stall;
+  }
   if (configured.count() <= 0) return Clock::duration::zero();
   if (dialect_ != protocol::Dialect::kAce) return configured;
   switch (ace_state_) {
@@ -215,8 +273,15 @@ void Session::idle_deadline_check() {
   const auto timeout = idle_timeout();
   if (timeout == Clock::duration::zero()) return;
   if (Clock::now() - last_activity_ >= timeout) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
+    if (list_) {
+      server_.log_limited(server_.peer_logs().overflow,
+                          "session {} ({}): took no line of a LIST for {} ms, closed and released", id_, peer_, ms);
+      end("stopped reading");
+      return;
+    }
     server_.log_limited(server_.peer_logs().timeout, "session {} ({}): no request for {} ms, closed and released", id_,
-                        peer_, std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count());
+                        peer_, ms);
     end("session timeout");
     return;
   }
@@ -235,6 +300,9 @@ void Session::end(std::string_view reason) {
   if (state_ != State::kOpen) return;
   state_ = State::kDraining;
   spdlog::debug("session {} ({}): ending: {}", id_, peer_, reason);
+  // A LIST in progress is cut short, and requests read behind it dropped.
+  list_.reset();
+  held_input_ = std::string();
   // A peer that never reads must not keep an ended session (and its
   // connection slot) alive: flush() shortens this once all is written.
   arm_close_deadline(kLastWordsTime);

@@ -9,6 +9,14 @@
 // pipelined batch costs one write. session.cc holds the I/O and lifetime,
 // v1_session.cc the protocol v1 verbs, ace_session.cc the ACE dialect.
 //
+// LIST streams: its ITEM lines are produced a chunk at a time while the
+// unwritten output is below a low-water mark, and resumed as the socket
+// drains (from flush()), so a table of any size is listed to a peer that
+// reads, with a bounded buffer. While a LIST streams, the session reads no
+// further requests (what it had read waits in `held_input_`), so the answers
+// to later requests follow its END; completions of queued requests are
+// written at once, between ITEM lines (they carry their own tag).
+//
 // Lifetime: owned by shared_ptr; pending waits and the timer hold a reference,
 // the Server's registry holds one until the session ends. Ending a session
 // (end()) gives its permits back at once; the socket may linger a moment to
@@ -39,6 +47,13 @@ class Session : public std::enable_shared_from_this<Session> {
   // Answers a peer has not read past this are dropped with the session: a
   // client that never reads must not grow the server without bound.
   static constexpr std::size_t kMaxOutputBytes = 4 << 20;
+  // A LIST produces ITEM lines while less than this is waiting to be
+  // written, a chunk of about this much at a time.
+  static constexpr std::size_t kStreamLowWater = 32 << 10;
+  // A LIST whose peer takes none of its lines for this long (or for the
+  // session timeout, when shorter) has stopped reading: it is closed and
+  // its permits released.
+  static constexpr std::chrono::seconds kStreamStallTime{30};
 
   Session(Server& server, asio::ip::tcp::socket socket, SessionId id, std::string peer);
   ~Session();
@@ -69,6 +84,14 @@ class Session : public std::enable_shared_from_this<Session> {
     kClosed,
   };
   enum class AceState : std::uint8_t { kAwaitAcquire, kQueued, kHolding };
+  // A LIST in progress: where to resume. Its memory is bounded by the
+  // longest name, whatever the size of the table.
+  struct ListStream {
+    std::string tag;
+    std::string prefix;
+    std::string last;  // the last name produced ("" before the first)
+    std::uint64_t count = 0;
+  };
 
   friend class Server;
 
@@ -89,6 +112,16 @@ class Session : public std::enable_shared_from_this<Session> {
   // kMaxOutputBytes of answers wait unread; true when it did.
   bool close_if_output_overflows();
   void consume(std::string_view data);
+  // Produces the next chunk of the LIST in progress, and its END when it is
+  // done; false when there was nothing to produce.
+  bool produce_list();
+  // After a LIST's END: handles the requests read behind it, then reads on.
+  // Posted, not called from flush(): requests may make journal records,
+  // which the server writes before any answer of the turn (end_turn).
+  void resume_input();
+  // Posts, once, the next step of a streaming LIST to a later turn: more of
+  // it, or resume_input() after its END.
+  void post_continue();
   void idle_deadline_check();
   Clock::duration idle_timeout() const;
 
@@ -99,6 +132,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // The request parsed into request_.
   void handle_v1_request();
   void handle_take(TakeMode mode);
+  void start_list(std::string_view tag);
   void answer_error(std::string_view tag, protocol::ErrorCode code, std::string_view detail = {});
   void append_stats(std::string_view tag);
 
@@ -122,6 +156,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool dirty_ = false;          // in the server's list of sessions to flush
   bool write_waiting_ = false;  // a writable wait is pending
   bool read_waiting_ = false;   // a readable wait is pending
+  bool resume_posted_ = false;  // a flush or resume_input() is posted for a streaming LIST
+  bool input_ended_ = false;    // end of input seen while a LIST streamed
 
   std::string first_bytes_;      // what arrived before the dialect was known
   protocol::LineFramer framer_;  // v1: a line that spans reads
@@ -130,6 +166,8 @@ class Session : public std::enable_shared_from_this<Session> {
   protocol::Request request_;  // reused for every line: no allocation per request
   protocol::AceParser ace_;
   std::string ace_name_;  // the one name an ACE session asks for
+  std::optional<ListStream> list_;
+  std::string held_input_;  // bytes read behind a streaming LIST, not yet handled
 
   Clock::time_point last_activity_;
   std::optional<asio::steady_timer> timer_;  // idle timeout, ACE heartbeat or drain deadline

@@ -44,7 +44,7 @@ std::string_view detail_for(ErrorCode code) {
 void Session::handle_v1(std::string_view data) {
   bool saw_request = false;
   std::string_view line;
-  while (state_ == State::kOpen && !quit_) {
+  while (state_ == State::kOpen && !quit_ && !list_) {
     const auto framed = framer_.next_from(data, line);
     if (framed == protocol::LineFramer::Status::kNeedMore) break;
     if (framed == protocol::LineFramer::Status::kLineTooLong) {
@@ -62,6 +62,8 @@ void Session::handle_v1(std::string_view data) {
     // far more than the cap before the read is done.
     if (close_if_output_overflows()) return;
   }
+  // Behind a LIST that streams, the rest waits until its END.
+  if (list_ && state_ == State::kOpen) held_input_.append(data);
   // Only a complete request line is activity: bytes that never end one are
   // not.
   if (saw_request) last_activity_ = Clock::now();
@@ -139,17 +141,9 @@ void Session::handle_v1_request() {
                            {info.name, info.value, info.max, info.holders, info.waiters, kind_name(info.kind)});
       return;
     }
-    case Verb::kList: {
-      std::uint64_t count = 0;
-      table.list(request_.has_name ? std::string_view(request_.name) : std::string_view(),
-                 [&](const SemaphoreInfo& info) {
-                   protocol::append_item(
-                       out_, tag, {info.name, info.value, info.max, info.holders, info.waiters, kind_name(info.kind)});
-                   ++count;
-                 });
-      protocol::append_end(out_, tag, count);
+    case Verb::kList:
+      start_list(tag);
       return;
-    }
     case Verb::kStats:
       append_stats(tag);
       return;
@@ -196,6 +190,42 @@ void Session::handle_take(TakeMode mode) {
       break;
   }
   server_.dispatch_completions();
+}
+
+void Session::start_list(std::string_view tag) {
+  list_.emplace();
+  list_->tag.assign(tag);
+  if (request_.has_name) list_->prefix.assign(request_.name);
+  produce_list();               // a short LIST is done here, and the batch goes on
+  if (list_) arm_idle_timer();  // the stall limit applies even without a session timeout
+}
+
+bool Session::produce_list() {
+  if (!list_ || out_.size() - out_sent_ >= kStreamLowWater) return false;
+  ListStream& list = *list_;
+  const std::size_t stop_at = out_.size() + kStreamLowWater;
+  bool more = false;
+  std::string_view last;
+  // Each line shows its semaphore as it is when the line is made; the cursor
+  // is the last name, so names come in byte order, each at most once, even
+  // as the table changes between chunks.
+  server_.table().list_after(list.prefix, list.last, [&](const SemaphoreInfo& info) {
+    if (out_.size() >= stop_at) {
+      more = true;
+      return false;
+    }
+    protocol::append_item(out_, list.tag,
+                          {info.name, info.value, info.max, info.holders, info.waiters, kind_name(info.kind)});
+    ++list.count;
+    last = info.name;
+    return true;
+  });
+  if (!last.empty()) list.last.assign(last);
+  if (!more) {
+    protocol::append_end(out_, list.tag, list.count);
+    list_.reset();
+  }
+  return true;
 }
 
 void Session::answer_error(std::string_view tag, ErrorCode code, std::string_view detail) {

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -639,6 +640,28 @@ TEST_F(CliStatus, PrintsATableAndTheServer) {
                              "beta  defined  0/1        1        1\n");
   outcome = netsem({"status", "zzz"});
   EXPECT_EQ(outcome.out, "server " + address() + ": 0 semaphores named zzz*\n");
+}
+
+TEST_F(CliStatus, ListsALargeTableWhileAnotherSessionKeepsItsPermit) {
+  // 200,000 created semaphores: the LIST behind `status` is several MiB,
+  // more than a session may leave unread, so the server streams it.
+  constexpr int kCreated = 200'000;
+  ASSERT_EQ(observer_->request("a ACQUIRE beta"), "a OK 1");
+  std::string lines;
+  for (int i = 0; i < kCreated; ++i) lines += "c CREATE big" + std::to_string(1'000'000 + i) + " 1\n";
+  lines += "p PING made\n";
+  observer_->send(lines);
+  for (int i = 0; i < kCreated; ++i) ASSERT_EQ(observer_->read_line(10s), "c OK") << "CREATE " << i;
+  ASSERT_EQ(observer_->read_line(10s), "p PONG made");
+
+  Outcome outcome = Cli({"status"}, {server_env()}).finish(std::chrono::seconds(60));
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_TRUE(outcome.out.starts_with("server " + address() + ": " + std::to_string(kCreated + 2) + " semaphores\n"))
+      << outcome.out.substr(0, 200);
+  EXPECT_EQ(std::count(outcome.out.begin(), outcome.out.end(), '\n'), kCreated + 4);
+  EXPECT_NE(outcome.out.find("\nbig1199999  created  1/1"), std::string::npos);
+  EXPECT_EQ(outcome.err, "");
+  EXPECT_EQ(get("beta"), "OK 0 1 1 0 defined");
 }
 
 TEST_F(CliStatus, PrintsAJsonArrayWithNamesEscaped) {

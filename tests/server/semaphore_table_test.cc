@@ -731,6 +731,38 @@ TEST(SemaphoreTable, ListIsSortedByNameBytesAndFilteredByPrefix) {
   EXPECT_EQ(h.run("LIST q"), "");
 }
 
+TEST(SemaphoreTable, ListAfterResumesPastTheLastNameWhileTheTableChanges) {
+  Harness h;
+  h.run("RELOAD b=1 ab=2 ac=1 ad=1");
+  h.run("CREATE a 1");
+  auto page = [&](std::string_view prefix, std::string_view after, std::size_t most) {
+    std::string names;
+    std::size_t seen = 0;
+    h.table.list_after(prefix, after, [&](const SemaphoreInfo& i) {
+      names += (names.empty() ? "" : " ") + std::string(i.name);
+      return ++seen < most;
+    });
+    return names;
+  };
+  EXPECT_EQ(page("", "", 2), "a ab");
+  EXPECT_EQ(page("", "ab", 2), "ac ad");
+  EXPECT_EQ(page("a", "", 99), "a ab ac ad");
+  EXPECT_EQ(page("a", "ab", 99), "ac ad");
+  EXPECT_EQ(page("ac", "a", 99), "ac");         // `after` before the prefix: from the prefix's first name
+  EXPECT_EQ(page("a", "zz", 99), "");           // `after` past every name
+  EXPECT_EQ(page("a", "aaa", 99), "ab ac ad");  // `after` need not be a name
+  // Between pages the table changes: the cursor is a name, not a position,
+  // so a removed name is skipped, one made behind the cursor is not
+  // repeated, and one made ahead of it is listed.
+  h.run("1 x ACQUIRE aa");
+  h.run("1 y ACQUIRE acc");
+  h.run("DELETE a");
+  EXPECT_EQ(page("", "ab", 99), "ac acc ad b");
+  EXPECT_EQ(page("", "", 99), "aa ab ac acc ad b");
+  h.run("1 RELEASE aa");  // undefined and idle: removed, and out of the index
+  EXPECT_EQ(page("", "", 99), "ab ac acc ad b");
+}
+
 TEST(SemaphoreTable, GetClampsValueAndNamesAbsent) {
   Harness h;
   const SemaphoreInfo absent = h.table.get("none");

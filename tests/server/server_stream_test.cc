@@ -1,0 +1,153 @@
+// Integration tests of the work a large table makes, over the real netsemd:
+// LIST streams its ITEM lines as the peer reads (a reader gets all of them
+// and keeps its permits, a peer that stops reading is cut off, other
+// sessions carry on meanwhile).
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "netsemd_harness.h"
+
+namespace netsem::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// "n000000" ... : fixed width, so byte order is number order.
+std::string name_of(int i) {
+  std::string digits = std::to_string(i);
+  return "n" + std::string(6 - digits.size(), '0') + digits;
+}
+
+// Makes `count` created semaphores n000000... with pipelined CREATEs, and
+// checks each was answered OK.
+void create_many(std::uint16_t port, int count) {
+  auto maker = Client::connect(port);
+  ASSERT_TRUE(maker);
+  std::string lines;
+  lines.reserve(static_cast<std::size_t>(count) * 24);
+  for (int i = 0; i < count; ++i) lines += "c CREATE " + name_of(i) + " 1\n";
+  lines += "p PING made\n";
+  maker->send(lines);
+  for (int i = 0; i < count; ++i) {
+    const auto answer = maker->read_line(10s);
+    ASSERT_TRUE(answer) << "CREATE " << i << " unanswered";
+    ASSERT_EQ(*answer, "c OK") << "CREATE " << i;
+  }
+  ASSERT_EQ(maker->read_line(10s), "p PONG made");
+}
+
+constexpr int kCreated = 200'000;
+
+TEST(ServerStream, LargeListReachesASlowReaderThatKeepsItsPermit) {
+  auto server = start_server(with_semaphores("lic = 1\nlic2 = 1\n"));
+  ASSERT_TRUE(server);
+  create_many(server->port(), kCreated);
+  if (HasFatalFailure()) return;
+
+  // A small receive buffer, so that the server meets a full socket early.
+  auto reader = Client::connect(server->port(), "127.0.0.1", 16 << 10);
+  auto other = Client::connect(server->port());
+  ASSERT_TRUE(reader && other);
+  ASSERT_TRUE(reader->request("a ACQUIRE lic").starts_with("a OK "));
+  ASSERT_TRUE(other->request("b ACQUIRE lic2").starts_with("b OK "));
+  ASSERT_EQ(reader->request("q ACQUIRE lic2"), "q QUEUED 1");
+  // Pipelined behind the LIST: answered after its END, in order.
+  reader->send("l LIST\np PING after\n");
+
+  int items = 0;
+  int grant_at = -1;
+  std::string previous;
+  std::optional<std::string> end;
+  const auto deadline = Clock::now() + 60s;
+  while (!end && Clock::now() < deadline) {
+    const auto line = reader->read_line(5s);
+    ASSERT_TRUE(line) << "the LIST stopped after " << items << " items";
+    if (line->starts_with("q ")) {
+      EXPECT_TRUE(line->starts_with("q OK ")) << *line;
+      grant_at = items;
+      continue;
+    }
+    if (line->starts_with("l END ")) {
+      end = line;
+      break;
+    }
+    const auto f = fields(*line);
+    ASSERT_EQ(f.size(), 8u) << *line;
+    ASSERT_EQ(f[1], "ITEM") << *line;
+    EXPECT_LT(previous, f[2]) << "names out of order or repeated";
+    previous = f[2];
+    ++items;
+    if (items == 1000) {
+      // Mid-LIST: the others are served at once, the reader still holds
+      // lic, and a grant for the reader is not held back behind its LIST.
+      EXPECT_EQ(other->request("g GET lic"), "g OK 0 1 1 0 defined");
+      EXPECT_EQ(other->request("p PING during", 1s), "p PONG during");
+      EXPECT_TRUE(other->request("r RELEASE lic2").starts_with("r OK "));
+    }
+    // A slow reader: a pause every few thousand lines.
+    if (items % 4000 == 0) std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_TRUE(end) << "no END after " << items << " items";
+  EXPECT_EQ(*end, "l END " + std::to_string(kCreated + 2));
+  EXPECT_EQ(items, kCreated + 2);
+  EXPECT_GE(grant_at, 1000) << "the grant was not delivered during the LIST";
+  EXPECT_LT(grant_at, kCreated) << "the grant was held back behind the LIST";
+  EXPECT_EQ(reader->read_line(), "p PONG after");
+  EXPECT_EQ(reader->request("r RELEASE lic"), "r OK 1");
+}
+
+TEST(ServerStream, PeerThatStopsReadingAListIsCutOffAndOthersAreNot) {
+  // The stall limit is the session timeout when shorter than 30 s.
+  Netsemd::Options options = with_semaphores("lic = 1\n");
+  options.server_options = "session_timeout_ms = 1500\n";
+  auto server = start_server(options);
+  ASSERT_TRUE(server);
+  create_many(server->port(), kCreated);
+  if (HasFatalFailure()) return;
+
+  auto silent = Client::connect(server->port(), "127.0.0.1", 16 << 10);
+  auto other = Client::connect(server->port());
+  ASSERT_TRUE(silent && other);
+  ASSERT_TRUE(silent->request("a ACQUIRE lic").starts_with("a OK "));
+  // Many LISTs and then requests behind them, never read: the server holds
+  // one LIST's cursor and a bounded buffer, not the table's text.
+  std::string lines;
+  for (int i = 0; i < 100; ++i) lines += "l LIST\n";
+  silent->send(lines);
+
+  const auto started = Clock::now();
+  ASSERT_EQ(other->request("b ACQUIRE lic 1 10000"), "b QUEUED 1");
+  // Meanwhile the server answers at once (and the pings keep this session
+  // inside its own timeout).
+  std::optional<std::string> granted;
+  for (int ping = 0; !granted && Clock::now() - started < 10s; ++ping) {
+    const std::string tag = "p" + std::to_string(ping);
+    other->send_line(tag + " PING");
+    for (auto line = other->read_line(1s); line; line = other->read_line(200ms)) {
+      if (line->starts_with("b ")) {
+        granted = line;
+      } else {
+        EXPECT_EQ(*line, tag + " PONG");
+        break;
+      }
+    }
+  }
+  ASSERT_TRUE(granted) << "the silent peer kept lic";
+  EXPECT_TRUE(granted->starts_with("b OK ")) << *granted;
+  EXPECT_LT(Clock::now() - started, 9s);
+  EXPECT_TRUE(server->wait_for_log("took no line of a LIST", 2s));
+  EXPECT_TRUE(silent->wait_closed(5s));
+  EXPECT_EQ(other->request("p PING after"), "p PONG after");
+}
+
+}  // namespace
+}  // namespace netsem::testing
