@@ -4,6 +4,7 @@
 // that a file configparser reads one way is read here the same way.
 #include "common/ini.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include <cerrno>
@@ -12,6 +13,7 @@
 #include <limits>
 #include <optional>
 #include <sstream>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -36,6 +38,18 @@ Status syntax_error(std::string_view file, int line, std::string_view what) {
 }
 
 constexpr std::string_view kExpected = "expected `key = value` or `[section]`";
+
+// A key of the file-wide duplicate index: the section's position and the key.
+struct SectionKey {
+  std::size_t section;
+  std::string_view key;
+  friend bool operator==(const SectionKey&, const SectionKey&) = default;
+};
+struct SectionKeyHash {
+  std::size_t operator()(const SectionKey& k) const {
+    return std::hash<std::string_view>{}(k.key) ^ (k.section * 0x9E3779B97F4A7C15ull);
+  }
+};
 
 // The section name of a header line (already trimmed, starting with '['), or
 // nullopt when the line is not a well-formed header.
@@ -73,6 +87,15 @@ Result<IniFile> parse_ini(std::string_view text, std::string_view file_name, Ini
   IniFile file;
   file.file_name = std::string(file_name);
   if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
+
+  // Duplicate checks by hash, so that reading is linear in the size of the
+  // file (a [semaphores] section may have a million lines); one index for
+  // the whole file, sized once for its number of lines, not one per section
+  // growing by rehashes. The views point into `text`, which outlives the
+  // parse. Values are the line of the first occurrence.
+  std::unordered_map<std::string_view, int> section_lines;
+  std::unordered_map<SectionKey, int, SectionKeyHash> key_lines;
+  key_lines.reserve(static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')) + 1);
 
   IniSection* section = nullptr;
   IniEntry* entry = nullptr;  // the entry a deeper-indented line would continue
@@ -114,9 +137,9 @@ Result<IniFile> parse_ini(std::string_view text, std::string_view file_name, Ini
     if (line.front() == '[') {
       const auto name = header_name(line);
       if (!name) return syntax_error(file_name, line_number, kExpected);
-      if (const auto* previous = file.find(*name)) {
+      if (const auto [previous, added] = section_lines.try_emplace(*name, line_number); !added) {
         return syntax_error(file_name, line_number,
-                            fmt::format("duplicate section [{}] (first at line {})", *name, previous->line));
+                            fmt::format("duplicate section [{}] (first at line {})", *name, previous->second));
       }
       file.sections.push_back(IniSection{std::string(*name), line_number, {}});
       section = &file.sections.back();
@@ -126,28 +149,43 @@ Result<IniFile> parse_ini(std::string_view text, std::string_view file_name, Ini
 
     IniEntry parsed;
     parsed.line = parsed.last_line = line_number;
+    std::string_view key;
     const auto delimiter = line.find_first_of("=:");
     if (delimiter == std::string_view::npos) {
       if (!options.allow_no_value) return syntax_error(file_name, line_number, kExpected);
-      parsed.key = std::string(line);
+      key = line;
       parsed.has_value = false;
     } else {
-      parsed.key = std::string(trim(line.substr(0, delimiter)));
+      key = trim(line.substr(0, delimiter));
       parsed.value = std::string(trim(line.substr(delimiter + 1)));
-      if (parsed.key.empty()) return syntax_error(file_name, line_number, kExpected);
+      if (key.empty()) return syntax_error(file_name, line_number, kExpected);
     }
     if (section == nullptr) {
-      return syntax_error(file_name, line_number, fmt::format("`{}` comes before any [section]", parsed.key));
+      return syntax_error(file_name, line_number, fmt::format("`{}` comes before any [section]", key));
     }
-    if (const auto* previous = section->find(parsed.key)) {
+    if (const auto [previous, added] = key_lines.try_emplace(SectionKey{file.sections.size(), key}, line_number);
+        !added) {
       return syntax_error(
           file_name, line_number,
-          fmt::format("duplicate key `{}` in [{}] (first at line {})", parsed.key, section->name, previous->line));
+          fmt::format("duplicate key `{}` in [{}] (first at line {})", key, section->name, previous->second));
     }
+    parsed.key = std::string(key);
     section->entries.push_back(std::move(parsed));
     entry = &section->entries.back();
   }
   return file;
+}
+
+Status require_values(const IniFile& file) {
+  // Sections and entries are in file order, so the first one found is the
+  // first line a strict reading would have stopped at (it reads every line
+  // before it the same way).
+  for (const auto& section : file.sections) {
+    for (const auto& entry : section.entries) {
+      if (!entry.has_value) return syntax_error(file.file_name, entry.line, kExpected);
+    }
+  }
+  return Status::ok();
 }
 
 Result<std::string> read_text_file(const std::filesystem::path& path) {

@@ -76,8 +76,15 @@ struct IniOptions {
 //   [section]", "duplicate section [s] (first at line N)", "duplicate key
 //   `k` in [s] (first at line N)".
 // A UTF-8 byte order mark at the start is skipped; "\r\n" line ends are
-// accepted.
+// accepted. Time and memory are linear in the size of `text`.
 Result<IniFile> parse_ini(std::string_view text, std::string_view file_name, IniOptions options = {});
+
+// What parse_ini without allow_no_value would have answered for the text
+// that `file` was read from with it: OK when every entry has a value, else
+// kInvalidArgument "file:line: expected `key = value` or `[section]`" for the
+// first entry (in file order) without one. So a caller that reads a file
+// leniently first need not read it a second time to be strict.
+Status require_values(const IniFile& file);
 
 // The whole content of the file at `path`. kIoError "path: cannot read:
 // <reason>" when it cannot be read (a directory included).

@@ -12,8 +12,9 @@
 #include <charconv>
 #include <iterator>
 #include <limits>
-#include <map>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <fmt/format.h>
@@ -134,16 +135,18 @@ struct AceKey {
 
 // The keys of `section` folded to lower case, as configparser's optionxform;
 // two keys folding to the same one are configparser's DuplicateOptionError.
+// Linear: a hash of the folded keys (views of the AceKeys in `out`, which is
+// reserved so that they do not move).
 Status fold_keys(const IniFile& ini, const IniSection& section, bool inherited, std::vector<AceKey>& out) {
-  std::map<std::string, const IniEntry*, std::less<>> seen;
+  std::unordered_map<std::string_view, const IniEntry*> seen;
+  seen.reserve(section.entries.size());
+  out.reserve(out.size() + section.entries.size());
   for (const auto& entry : section.entries) {
-    auto folded = lower(entry.key);
-    const auto [it, inserted] = seen.emplace(folded, &entry);
-    if (!inserted) {
+    const auto& key = out.emplace_back(AceKey{lower(entry.key), &entry, inherited});
+    if (const auto [it, added] = seen.try_emplace(key.folded, &entry); !added) {
       return invalid(fmt::format("{}: duplicate key `{}` in [{}] (first at line {} as `{}`; ACE's keys ignore case)",
                                  ini.location(entry.line), entry.key, section.name, it->second->line, it->second->key));
     }
-    out.push_back(AceKey{std::move(folded), &entry, inherited});
   }
   return Status::ok();
 }
@@ -165,10 +168,13 @@ Result<ServerConfig> parse_ace_file(const IniFile& ini, const IniSection& ace) {
   if (const auto* defaults = ini.find(kAceDefaultSection)) {
     std::vector<AceKey> inherited;
     if (auto status = fold_keys(ini, *defaults, true, inherited); !status) return status;
+    // Reserved first: `own` views the keys, which must not move after.
+    keys.reserve(keys.size() + inherited.size());
+    std::unordered_set<std::string_view> own;
+    own.reserve(keys.size());
+    for (const auto& key : keys) own.insert(key.folded);
     for (auto& key : inherited) {
-      const bool overridden =
-          std::any_of(keys.begin(), keys.end(), [&](const AceKey& own) { return own.folded == key.folded; });
-      if (!overridden) keys.push_back(std::move(key));
+      if (!own.contains(key.folded)) keys.push_back(std::move(key));
     }
   }
 

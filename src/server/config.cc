@@ -2,16 +2,19 @@
 // config.h); ACE's format is read by ace_config.cc.
 // API: parse_server_config reads the INI text once leniently (ACE's reader
 // allows a key without a value), then hands it to parse_ace_file when it has
-// [service_network_semaphore], or re-reads it strictly for parse_netsem_file.
-// Both end in check_semaphore_count. Option values go through the table's
-// apply functions in both formats, so a value means the same everywhere; the
-// helpers both loaders share are declared in config_internal.h.
+// [service_network_semaphore], or, once require_values has refused valueless
+// keys as a strict reading would, to parse_netsem_file. Both end in
+// check_semaphore_count, and both are linear in the size of the file (a hash
+// lookup for every duplicate check), so a million defined names load in
+// seconds. Option values go through the table's apply functions in both
+// formats, so a value means the same everywhere; the helpers both loaders
+// share are declared in config_internal.h.
 #include "server/config.h"
 #include "server/file_journal.h"
 
 #include <algorithm>
 #include <cctype>
-#include <map>
+#include <unordered_map>
 
 #include <arpa/inet.h>
 #include <fmt/format.h>
@@ -297,7 +300,12 @@ Status parse_server_section(const IniFile& ini, const IniSection& section, Serve
 }
 
 Status parse_semaphores_section(const IniFile& ini, const IniSection& section, ServerConfig& config) {
-  std::map<std::string, const IniEntry*, std::less<>> seen;
+  // A hash of the decoded names keeps this linear (a section may list a
+  // million). Its keys are views of the names in config.semaphores, which
+  // does not reallocate in this loop (reserved here).
+  std::unordered_map<std::string_view, const IniEntry*> seen;
+  seen.reserve(section.entries.size());
+  config.semaphores.reserve(config.semaphores.size() + section.entries.size());
   std::string name;
   for (const auto& entry : section.entries) {
     // `$` names are host-local semaphores of the clients sharing this file:
@@ -314,12 +322,12 @@ Status parse_semaphores_section(const IniFile& ini, const IniSection& section, S
       return invalid(fmt::format("{}{}", entry_error(ini, entry, limit.status()).message(),
                                  split ? " (write `:` and `=` in a name as %3A and %3D)" : ""));
     }
-    const auto [it, inserted] = seen.emplace(name, &entry);
-    if (!inserted) {
+    // One lookup: the name is stored first, so that the index can view it.
+    const auto& stored = config.semaphores.emplace_back(std::move(name), *limit).first;
+    if (const auto [it, added] = seen.try_emplace(stored, &entry); !added) {
       return invalid(fmt::format("{}: semaphore `{}` is defined twice (first at line {} as `{}`)",
-                                 ini.location(entry.line), name, it->second->line, it->second->key));
+                                 ini.location(entry.line), stored, it->second->line, it->second->key));
     }
-    config.semaphores.emplace_back(name, *limit);
   }
   return check_semaphore_count(ini, section.line, config);
 }
@@ -396,13 +404,13 @@ Result<ServerConfig> load_server_config(const std::filesystem::path& file) {
 }
 
 Result<ServerConfig> parse_server_config(std::string_view text, std::string_view file_name) {
-  auto lenient = parse_ini(text, file_name, IniOptions{.allow_no_value = true});
-  if (!lenient) return lenient.status();
-  if (const auto* ace = lenient->find(kAceSection)) return parse_ace_file(*lenient, *ace);
-  // netsem's own format has no valueless keys; the strict reader reports them.
-  auto strict = parse_ini(text, file_name);
-  if (!strict) return strict.status();
-  return parse_netsem_file(*strict);
+  auto ini = parse_ini(text, file_name, IniOptions{.allow_no_value = true});
+  if (!ini) return ini.status();
+  if (const auto* ace = ini->find(kAceSection)) return parse_ace_file(*ini, *ace);
+  // netsem's own format has no valueless keys: the error a strict reading
+  // gives, without reading a large file twice.
+  if (auto status = require_values(*ini); !status) return status;
+  return parse_netsem_file(*ini);
 }
 
 std::vector<std::string_view> options_needing_restart(const ServerConfig& running, const ServerConfig& loaded) {

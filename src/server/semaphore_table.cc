@@ -109,6 +109,10 @@ struct SemaphoreTable::Impl {
     std::uint64_t holders = 0;
     std::list<Waiter> queue;
     bool touched = false;  // listed in Impl::touched
+    // configure_defined's marks: the call that last listed this name, and
+    // the last limit that call gave it.
+    std::uint64_t listed = 0;
+    std::int64_t listed_limit = 0;
   };
 
   using SemaphoreMap = StringMap<Semaphore>;
@@ -136,7 +140,8 @@ struct SemaphoreTable::Impl {
   std::vector<OrderedIndex::node_type> spare_ordered;
   std::unordered_map<SessionId, Session> sessions;
   std::multimap<TimePoint, Waiter*> deadlines;
-  std::vector<Semaphore*> touched;  // to settle at the end of a bulk change
+  std::vector<Semaphore*> touched;    // to settle at the end of a bulk change
+  std::uint64_t configure_calls = 0;  // for Semaphore::listed
   std::uint64_t last_fence = 0;
   std::uint64_t reserved_fence = 0;
   std::uint64_t grants = 0;
@@ -337,40 +342,40 @@ bool SemaphoreTable::restore_created(std::string_view name, const CreatedState& 
 std::vector<std::string> SemaphoreTable::configure_defined(
     const std::vector<std::pair<std::string, std::int64_t>>& limits, Completions& out) {
   Impl& t = *impl_;
-  // Linear in the number of names (a start with a million of them takes
-  // seconds): one hash lookup per listed name, one pass over the table.
-  // A name listed twice takes its last limit and is handled at its first
-  // place; names are handled in the order given, and the dropped ones in
-  // byte order, so the completions are reproducible.
-  struct Wanted {
-    std::int64_t limit;
-    bool done;
-  };
-  std::unordered_map<std::string_view, Wanted, StringHash> wanted;
-  wanted.reserve(limits.size());
+  // Linear, so that a start or a reload with a million names takes seconds:
+  // one table lookup per listed name, one pass over the table, and no other
+  // map. The first pass marks each listed semaphore (`listing`, with the
+  // name's last limit: a name listed twice takes its last one), making the
+  // new ones; the second applies each mark once, at the name's first place;
+  // the dropped ones follow in byte order, so the completions are
+  // reproducible.
+  const std::uint64_t listing = t.configure_calls += 2;
+  const std::uint64_t applied = listing + 1;
+  t.semaphores.reserve(limits.size());  // a no-op unless the table is smaller
+  std::vector<Impl::Semaphore*> listed;
+  listed.reserve(limits.size());
   for (const auto& [name, limit] : limits) {
     assert(limit >= 1 && limit <= protocol::kMaxCount);
-    wanted.insert_or_assign(name, Wanted{limit, false});
-  }
-  t.semaphores.reserve(t.semaphores.size() + wanted.size());
-  std::vector<std::string> created;
-  for (const auto& entry : limits) {
-    const std::string& name = entry.first;
-    Wanted& want = wanted.find(std::string_view(name))->second;
-    if (std::exchange(want.done, true)) continue;
     Impl::Semaphore* s = t.find(name);
-    if (s == nullptr) {
-      t.insert(name, SemaphoreKind::kDefined, want.limit, want.limit);
-    } else if (s->kind == SemaphoreKind::kCreated) {
-      created.emplace_back(name);
-    } else {
+    if (s == nullptr) s = &t.insert(name, SemaphoreKind::kDefined, limit, limit);
+    s->listed = listing;
+    s->listed_limit = limit;
+    listed.push_back(s);
+  }
+  std::vector<std::string> created;
+  for (Impl::Semaphore* s : listed) {
+    if (s->listed != listing) continue;
+    s->listed = applied;
+    if (s->kind == SemaphoreKind::kCreated) {
+      created.emplace_back(s->name);
+    } else if (s->kind != SemaphoreKind::kDefined || s->max != s->listed_limit) {
       s->kind = SemaphoreKind::kDefined;
-      t.resize(*s, want.limit, out);
+      t.resize(*s, s->listed_limit, out);
     }
   }
   std::vector<Impl::Semaphore*> dropped;
   for (auto& [name, s] : t.semaphores) {
-    if (s.kind == SemaphoreKind::kDefined && !wanted.contains(s.name)) dropped.push_back(&s);
+    if (s.kind == SemaphoreKind::kDefined && s.listed != applied) dropped.push_back(&s);
   }
   std::sort(dropped.begin(), dropped.end(),
             [](const Impl::Semaphore* a, const Impl::Semaphore* b) { return a->name < b->name; });

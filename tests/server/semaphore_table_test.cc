@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "protocol/codec.h"
+#include "support/thread_cpu_time.h"
 
 namespace {
 
@@ -646,6 +647,34 @@ TakeRequest acquire(SessionId session, std::string_view name, std::int64_t count
   r.timeout_ms = timeout_ms;
   r.now = now;
   return r;
+}
+
+// Issue 10 item 14: start and reload must be linear in the number of
+// defined names. A start with 200,000, then a reload that keeps half of them
+// (a quarter with a new limit), drops the rest and adds as many: a fraction
+// of a second of CPU when linear, far more than the bound when quadratic.
+TEST(SemaphoreTable, ConfiguresAndReloadsManyNamesInLinearTime) {
+  constexpr std::size_t kNames = 200'000;
+  std::vector<std::pair<std::string, std::int64_t>> first, second;
+  for (std::size_t i = 0; i < kNames; ++i) first.emplace_back("n" + std::to_string(i), 2);
+  for (std::size_t i = kNames / 2; i < kNames + kNames / 2; ++i) {
+    second.emplace_back("n" + std::to_string(i), i % 2 == 0 ? 3 : 2);
+  }
+  MemoryJournal journal;
+  SemaphoreTable table(journal, {});
+  Completions out;
+  const auto start = test_support::thread_cpu_time();
+  EXPECT_TRUE(table.configure_defined(first, out).empty());
+  EXPECT_EQ(table.stats().semaphores, kNames);
+  EXPECT_TRUE(table.configure_defined(second, out).empty());
+  const auto used = test_support::thread_cpu_time() - start;
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(table.stats().semaphores, kNames);
+  EXPECT_EQ(table.get("n0").kind, SemaphoreKind::kAbsent);
+  EXPECT_EQ(table.get("n100000").max, 3);
+  EXPECT_EQ(table.get("n100001").max, 2);
+  EXPECT_EQ(table.get("n299999").kind, SemaphoreKind::kDefined);
+  EXPECT_LT(used, 10s) << "configure_defined is not linear";
 }
 
 TEST(SemaphoreTable, FencesAreReservedFromTheJournalInSteps) {
