@@ -391,9 +391,10 @@ Result<Permit> Client::acquire(std::string_view name, const AcquireOptions& opti
     state->fence = (*taken)->fence;
     state->connection = impl_->connection;
     state->session = (*taken)->session;
-    impl_->connection->register_permit(state);
-    // Within the acquire's timeout, as any wait for the permit.
+    // Within the acquire's timeout, as any wait for the permit; marked
+    // before it is registered, so that a loss meanwhile marks it lost.
     const Status marked = impl_->mark_server_holder(*state, deadline.remaining(), options.cancel);
+    if (marked.is_ok()) impl_->connection->register_permit(state);
     Permit permit(std::move(state));
     if (!marked.is_ok()) {
       (void)permit.release();

@@ -124,8 +124,8 @@ struct Client::Impl {
                                bool fallback);
 
   // Marks `state`, a permit the server granted, as held from the server on
-  // this host, waiting up to `timeout` while fallback permits of its name
-  // are held on the host. OK also when the host-wide table cannot be used
+  // this host, waiting up to `timeout` while fallback permits or lost server
+  // permits of its name are held on the host. OK also when the host-wide table cannot be used
   // (logged): fallback, which needs it too, cannot grant then either.
   Status mark_server_holder(detail::PermitState& state, std::optional<std::chrono::milliseconds> timeout,
                             const CancelToken* cancel);

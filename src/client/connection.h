@@ -79,10 +79,12 @@ struct PermitState {
   // Remote permits: the connection and the session that hold them.
   std::weak_ptr<client::Connection> connection;
   std::uint64_t session = 0;
-  // The permit's mark in the host-wide table of holders (as a server or a
-  // fallback holder of `name`), dropped by release() whether or not the
+  // The permit's mark in the host-wide table of holders (as a server, lost
+  // or fallback holder of `name`), dropped by release() whether or not the
   // permit was lost: until then, processes of this host count as running
-  // under it (LocalSemaphores, "Server permits and fallback").
+  // under it (LocalSemaphores, "Server permits and fallback"). Set before
+  // the permit is registered or handed out; mark_lost() changes it under
+  // `mutex`.
   std::shared_ptr<client::LocalSemaphores> marks;
   client::LocalSemaphores::Mark mark;
 

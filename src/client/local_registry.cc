@@ -275,7 +275,8 @@ Result<LocalRegistry::LockedFile> LocalRegistry::lock_entry(const std::filesyste
 }
 
 bool LocalRegistry::is_live(const Table& table) {
-  return table.slots > 0 && own_semaphore_ctime(table.id, 2 * static_cast<unsigned long>(table.slots)) == table.ctime;
+  return table.slots > 0 &&
+         own_semaphore_ctime(table.id, kPerSlot * static_cast<unsigned long>(table.slots)) == table.ctime;
 }
 
 int LocalRegistry::slot_of(std::string_view key, int slots) {
@@ -290,16 +291,16 @@ Result<LocalRegistry::Table> LocalRegistry::find_or_make_table(int slots) {
   auto text = read_all(guard->get(), file);
   if (!text) return text.status();
   if (auto table = parse_table(*text); table && is_live(*table)) return *table;
-  // Missing, torn or stale. A kernel whose SEMMSL is below 2 * slots (250 on
+  // Missing, torn or stale. A kernel whose SEMMSL is below 3 * slots (250 on
   // old ones) gets the largest table it allows.
   int id = -1;
   for (int size = slots; size >= 1 && id<0; size = size> 125 ? std::max(125, size / 2) : 0) {
-    id = ::semget(IPC_PRIVATE, 2 * size, IPC_CREAT | 0600);
+    id = ::semget(IPC_PRIVATE, kPerSlot * size, IPC_CREAT | 0600);
     if (id >= 0) slots = size;
     if (id < 0 && errno != EINVAL) break;
   }
   if (id < 0) return errno_error("semget for the table of holders (see `ipcs -s` and docs/local-semaphores.md)");
-  const auto ctime = own_semaphore_ctime(id, 2 * static_cast<unsigned long>(slots));
+  const auto ctime = own_semaphore_ctime(id, kPerSlot * static_cast<unsigned long>(slots));
   if (!ctime) {
     const int err = errno;
     ::semctl(id, 0, IPC_RMID);

@@ -100,10 +100,11 @@ class LocalRegistry {
   Result<Entry> find_or_make(std::string_view key, std::int64_t limit);
 
   // The host-wide table of holders (docs/local-semaphores.md, "Server
-  // permits and fallback"): one System V set of 2 * slots semaphores, all 0
-  // when made, recorded in the file kHoldersFile. A name hashes to a slot;
-  // semaphore 2 * slot counts the server permits of its names held on this
-  // host, 2 * slot + 1 the fallback permits. `slots` is the size to make it
+  // permits and fallback"): one System V set of kPerSlot * slots
+  // semaphores, all 0 when made, recorded in the file kHoldersFile. A name
+  // hashes to a slot; semaphore 3 * slot counts the server permits of its
+  // names held on this host, 3 * slot + 1 the fallback permits, 3 * slot + 2
+  // the server permits that were lost but not yet given up. `slots` is the size to make it
   // with; a live table keeps the size it was made with, which the entry
   // returned says. Errors: kIoError (directory, file or kernel).
   struct Table {
@@ -112,6 +113,7 @@ class LocalRegistry {
     int slots = 0;
   };
   static constexpr std::string_view kHoldersFile = "holders";
+  static constexpr int kPerSlot = 3;
   Result<Table> find_or_make_table(int slots);
   // True when `table` is still the set that was recorded.
   static bool is_live(const Table& table);

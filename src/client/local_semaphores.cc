@@ -45,13 +45,13 @@ Result<int> get_value(int id, unsigned short which = kFree) {
 // free count, and for held permits (`undo`) the held count the other way, in
 // one semop so that a crash (SEM_UNDO) or a racing post never sees them apart.
 struct Ops {
-  sembuf op[2];
+  sembuf op[3];
   std::size_t size;
 };
 Ops permit_ops(int sign, std::int64_t count, bool undo) {
   const auto delta = static_cast<short>(sign * count);
-  if (!undo) return {{{kFree, delta, 0}, {}}, 1};
-  return {{{kFree, delta, SEM_UNDO}, {kHeld, static_cast<short>(-delta), SEM_UNDO}}, 2};
+  if (!undo) return {{{kFree, delta, 0}, {}, {}}, 1};
+  return {{{kFree, delta, SEM_UNDO}, {kHeld, static_cast<short>(-delta), SEM_UNDO}, {}}, 2};
 }
 
 // Applies `ops` at once (they cannot block), retrying on EINTR.
@@ -109,12 +109,15 @@ Outcome semop_until(int id, const Ops& ops, std::optional<std::chrono::steady_cl
   }
 }
 
-// The table of holders' two semaphores for a slot.
+// The table of holders' three semaphores for a slot (local_registry.h).
 unsigned short server_holders(int slot) {
-  return static_cast<unsigned short>(2 * slot);
+  return static_cast<unsigned short>(LocalRegistry::kPerSlot * slot);
 }
 unsigned short fallback_holders(int slot) {
-  return static_cast<unsigned short>(2 * slot + 1);
+  return static_cast<unsigned short>(LocalRegistry::kPerSlot * slot + 1);
+}
+unsigned short lost_holders(int slot) {
+  return static_cast<unsigned short>(LocalRegistry::kPerSlot * slot + 2);
 }
 
 std::optional<std::chrono::steady_clock::time_point> deadline_of(std::optional<std::chrono::milliseconds> timeout) {
@@ -175,8 +178,9 @@ Status LocalSemaphores::mark_server_holder(std::string_view key, std::optional<s
     auto found = table();
     if (!found) return found.status();
     const int slot = LocalRegistry::slot_of(key, found->slots);
-    // No fallback holder, and then one more server holder, in one step.
-    const Ops ops{{{fallback_holders(slot), 0, 0}, {server_holders(slot), 1, SEM_UNDO}}, 2};
+    // No fallback holder and no lost server permit still held, and then one
+    // more server holder, in one step.
+    const Ops ops{{{fallback_holders(slot), 0, 0}, {lost_holders(slot), 0, 0}, {server_holders(slot), 1, SEM_UNDO}}, 3};
     switch (semop_until(found->id, ops, deadline, cancel)) {
       case Outcome::kDone:
         *mark = Mark{.table = *found, .index = server_holders(slot)};
@@ -184,7 +188,7 @@ Status LocalSemaphores::mark_server_holder(std::string_view key, std::optional<s
       case Outcome::kTimedOut:
         return Status(StatusCode::kTimeout,
                       fmt::format("processes of this host still hold `{}` from a fallback (a host-local semaphore "
-                                  "while no server was reachable)",
+                                  "while no server was reachable) or under a lost server permit",
                                   key));
       case Outcome::kCancelled:
         return Status(StatusCode::kCancelled, fmt::format("waiting for `{}` was cancelled", key));
@@ -196,9 +200,18 @@ Status LocalSemaphores::mark_server_holder(std::string_view key, std::optional<s
   }
 }
 
+void LocalSemaphores::mark_lost(Mark& mark) {
+  if (!mark.valid() || mark.index % LocalRegistry::kPerSlot != 0 || !LocalRegistry::is_live(mark.table)) return;
+  const int slot = mark.index / LocalRegistry::kPerSlot;
+  if (semop_now(mark.table.id, Ops{{{server_holders(slot), -1, SEM_UNDO}, {lost_holders(slot), 1, SEM_UNDO}}, 2}) ==
+      0) {
+    mark.index = lost_holders(slot);
+  }
+}
+
 void LocalSemaphores::unmark(const Mark& mark) {
   if (!mark.valid() || !LocalRegistry::is_live(mark.table)) return;  // removed: the mark went with it
-  (void)semop_now(mark.table.id, Ops{{{static_cast<unsigned short>(mark.index), -1, SEM_UNDO}, {}}, 1});
+  (void)semop_now(mark.table.id, Ops{{{static_cast<unsigned short>(mark.index), -1, SEM_UNDO}, {}, {}}, 1});
 }
 
 void LocalSemaphores::forget(std::string_view key, int id) {
@@ -237,8 +250,10 @@ Status LocalSemaphores::take(std::string_view key, std::int64_t limit, std::int6
             return found.status();
           }
           const int slot = LocalRegistry::slot_of(key, found->slots);
-          if (semop_now(found->id, Ops{{{server_holders(slot), 0, 0}, {fallback_holders(slot), 1, SEM_UNDO}}, 2}) !=
-              0) {
+          if (semop_now(
+                  found->id,
+                  Ops{{{server_holders(slot), 0, 0}, {lost_holders(slot), 0, 0}, {fallback_holders(slot), 1, SEM_UNDO}},
+                      3}) != 0) {
             const int err = errno;
             (void)semop_now(entry->id, permit_ops(+1, count, undo));
             if (err != EAGAIN && err != EIDRM && err != EINVAL) {
@@ -247,7 +262,8 @@ Status LocalSemaphores::take(std::string_view key, std::int64_t limit, std::int6
             if (err == EAGAIN) {
               // A process of this host still runs under a server permit of
               // `key`: wait until none does, then start again.
-              switch (semop_until(found->id, Ops{{{server_holders(slot), 0, 0}, {}}, 1}, deadline, cancel)) {
+              const Ops none{{{server_holders(slot), 0, 0}, {lost_holders(slot), 0, 0}, {}}, 2};
+              switch (semop_until(found->id, none, deadline, cancel)) {
                 case Outcome::kDone:
                 case Outcome::kRemoved:
                   continue;

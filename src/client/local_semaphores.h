@@ -23,11 +23,14 @@
 // process of this host still holds it from the server (and a server grant
 // never starts while fallback holders of the name still run), both kinds of
 // permit are marked in a host-wide table of holders (LocalRegistry::Table):
-// mark_server_holder() waits until the name has no fallback holder on the
-// host and counts the server permit, atomically; acquire() with a Mark to
-// fill (fallback) takes its permits, then counts itself as a fallback holder
-// only if the name has no server holder, or gives them back and waits. Marks
-// are taken with SEM_UNDO, so a process that dies drops its own.
+// mark_server_holder() waits until the name has no fallback holder and no
+// lost server permit on the host and counts the server permit, atomically;
+// mark_lost() moves the mark of a lost server permit to the lost ones, so
+// that a restarted server's grant on this host waits for the work under it
+// to stop; acquire() with a Mark to fill (fallback) takes its permits, then
+// counts itself as a fallback holder only if the name has no server holder,
+// lost or not, or gives them back and waits. Marks are taken with SEM_UNDO,
+// so a process that dies drops its own.
 //
 // Unlike the server, waiters are not served in FIFO order (the kernel wakes
 // whoever fits), and a try may take permits while others wait for more.
@@ -110,10 +113,13 @@ class LocalSemaphores {
                  Mark* fallback_mark = nullptr);
   // Counts a permit of `key` granted by the server to this process in the
   // host-wide table, waiting (up to `timeout`, like acquire) until no
-  // fallback permit of `key` is held on the host. Returns OK (with
-  // `*mark`), kTimeout, kCancelled or kIoError.
+  // fallback permit and no lost server permit of `key` is held on the host.
+  // Returns OK (with `*mark`), kTimeout, kCancelled or kIoError.
   Status mark_server_holder(std::string_view key, std::optional<std::chrono::milliseconds> timeout,
                             const CancelToken* cancel, Mark* mark);
+  // Turns the mark of a server permit into the mark of a lost one (never
+  // blocks: for the I/O thread).
+  void mark_lost(Mark& mark);
   // Drops a mark of this process. A mark on a table that was removed
   // meanwhile (remove_all, ipcrm) went with it.
   void unmark(const Mark& mark);

@@ -16,6 +16,7 @@ namespace detail {
 
 Status PermitState::release() {
   // Last, whatever happens below: the work under the permit has stopped.
+  // (mark_lost changes `mark` under the mutex, never once released is set.)
   struct Unmark {
     PermitState& state;
     ~Unmark() {
@@ -63,6 +64,8 @@ void PermitState::mark_lost(const Status& reason, std::optional<std::chrono::ste
     if (released || !loss.is_ok()) return;
     loss = reason;
     stop_by = stop_by_in;
+    // Its work may still run: a grant on this host waits for it from now on.
+    if (mark.valid()) marks->mark_lost(mark);
     callback = std::move(on_lost);
     on_lost = nullptr;
   }

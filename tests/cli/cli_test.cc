@@ -429,7 +429,10 @@ TEST_F(CliRun, AFrozenNetworkKillsTheCommandBeforeTheServerGrantsItsPermitAgain)
 
   proxy.freeze();
   const auto frozen = Clock::now();
-  Cli other({"run", "-t", "10", "beta", "--", "echo", "granted"}, {server_env()});
+  // Another host: on this one, the grant would also wait for the lost permit.
+  const auto other_host = dir_.path() / "other-host.ini";
+  write_text(other_host, "[client]\nlocal_dir = " + (dir_.path() / "other-host").string() + "\n");
+  Cli other({"--config", other_host.string(), "run", "-t", "10", "beta", "--", "echo", "granted"}, {server_env()});
   const bool granted = other.wait_for_stdout("granted", std::chrono::seconds(10));
   // Looked at after the second command started: a first command that was
   // dead then died before the grant.
@@ -445,6 +448,7 @@ TEST_F(CliRun, AFrozenNetworkKillsTheCommandBeforeTheServerGrantsItsPermitAgain)
   EXPECT_NE(outcome.err.find("after SIGTERM; sent SIGKILL"), std::string::npos) << outcome;
   EXPECT_EQ(other.finish().exit_code, 0);
   ::close(watch);
+  remove_local_semaphores(dir_.path() / "other-host");
 }
 
 TEST_F(CliRun, AFallbackWaitsForACommandOfThisHostStillInItsGracePeriod) {

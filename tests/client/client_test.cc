@@ -844,7 +844,11 @@ TEST_F(ClientTest, APermitBehindAFrozenNetworkIsLostBeforeTheServerCanGrantItAga
   ClientOptions behind_proxy = options_for(proxy.port());
   behind_proxy.request_timeout = 10s;
   auto holder = make_client(behind_proxy);
-  auto other = make_client();
+  // Another host: on this one, the grant would also wait for the lost
+  // permit to be given up.
+  ClientOptions elsewhere = options_for(server_->port());
+  elsewhere.local_dir = scratch_.path() / "other-host";
+  auto other = make_client(elsewhere);
   ASSERT_TRUE(holder && other);
   Result<Permit> permit = holder->acquire("lic");
   ASSERT_TRUE(permit) << permit.status().to_string();
@@ -870,6 +874,36 @@ TEST_F(ClientTest, APermitBehindAFrozenNetworkIsLostBeforeTheServerCanGrantItAga
   EXPECT_GT(*permit->stop_by(), frozen) << "no time was left to stop the work";
   EXPECT_EQ(permit->loss_reason().code(), StatusCode::kUnavailable);
   EXPECT_NE(permit->loss_reason().message().find("lease"), std::string::npos) << permit->loss_reason().to_string();
+  EXPECT_TRUE(client::LocalSemaphores(elsewhere.local_dir).remove_all().is_ok());
+}
+
+TEST_F(ClientTest, ARestartedServersGrantWaitsForALostPermitOfThisHost) {
+  // The server is killed while a process of this host works under its
+  // permit (netsem run's grace). The restarted server knows nothing of it;
+  // its grant to this host waits until the lost permit is given up.
+  start_server(server_options("", "lic = 1\n"));
+  const std::uint16_t port = server_->port();
+  auto holder = make_client();
+  auto other = make_client();
+  ASSERT_TRUE(holder && other);
+  Result<Permit> held = holder->acquire("lic");
+  ASSERT_TRUE(held) << held.status().to_string();
+  server_->send_signal(SIGKILL);
+  ASSERT_TRUE(eventually([&] { return held->lost(); }));
+  server_->wait_exit();
+  start_server(server_options("", "lic = 1\n", port));
+  ASSERT_TRUE(eventually([&] { return other->connected(); }));
+
+  Result<Permit> early = other->acquire("lic", {.timeout = 300ms});
+  ASSERT_FALSE(early) << "a restarted server's grant started beside a lost permit of this host still held";
+  EXPECT_EQ(early.status().code(), StatusCode::kTimeout) << early.status().to_string();
+  EXPECT_NE(early.status().message().find("lost server permit"), std::string::npos) << early.status().to_string();
+  auto waiting = std::async(std::launch::async, [&] { return other->acquire("lic", {.timeout = 5s}); });
+  EXPECT_EQ(waiting.wait_for(200ms), std::future_status::timeout);
+  EXPECT_EQ(held->release().code(), StatusCode::kUnavailable);
+  Result<Permit> granted = waiting.get();
+  ASSERT_TRUE(granted) << granted.status().to_string();
+  EXPECT_FALSE(granted->is_local());
 }
 
 TEST_F(ClientTest, APermitLostWithItsConnectionHasNoLeaseLeft) {
