@@ -21,6 +21,15 @@
 // back. While no server can be reached, other names are served the same way,
 // per the name's FallbackPolicy (see client_options.h and docs/client.md).
 //
+// Refusals: a server that answers but refuses the session is not an outage.
+// While the last round of connection attempts found no server to serve the
+// client and at least one that refused it, every call that needs a server
+// (or would fall back) fails with the refusal: kDenied (the server's
+// allowed_networks exclude this host, or it requires authentication), kLimit
+// (the server is at its max_connections), kProtocol (it does not speak
+// protocol v1). The client keeps retrying with backoff, so a fixed
+// allow-list or a freed connection slot is picked up without a restart.
+//
 // Timeouts: `timeout` absent waits for ever; zero only tries (never queues);
 // a positive duration waits at most that long. A negative duration is a zero
 // one.
@@ -93,9 +102,9 @@ struct ClientStats {
   std::uint64_t fallback_exits = 0;     // times a server came back
   std::uint64_t local_grants = 0;       // permits granted by local semaphores ($ names and fallback)
   std::uint64_t remote_grants = 0;
-  // While no server is reachable: why, server by server, from the last round
-  // of attempts ("10.0.0.5:53559: Connection refused; ..."). Empty once
-  // connected.
+  // While not connected: why, server by server, from the last round of
+  // attempts ("10.0.0.5:53559: Connection refused; 10.0.0.6:53559: server
+  // 10.0.0.6:53559 refused this host: ..."). Empty once connected.
   std::string unreachable;
 };
 
@@ -120,7 +129,7 @@ class Client {
   // every other client of the server. Errors: kTimeout, kCancelled,
   // kTooMany (count above the semaphore's max), kInvalidArgument (bad name
   // or count), kLimit (a server limit), kUnavailable (no server and the
-  // name's fallback policy is `fail`).
+  // name's fallback policy is `fail`), kDenied or kProtocol (a refusal, above).
   Result<Permit> acquire(std::string_view name, const AcquireOptions& options = {});
   // acquire with a zero timeout: never waits.
   Result<Permit> try_acquire(std::string_view name, std::int64_t count = 1);

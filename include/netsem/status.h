@@ -30,9 +30,10 @@ enum class StatusCode : unsigned char {
   kTooMany,          // more permits asked than the semaphore's maximum
   kBusy,             // the thing is in use and cannot be changed now
   kLimit,            // a configured limit of the server was reached
-  kDenied,           // the peer is not allowed
+  kDenied,           // the peer is not allowed (the server's allow-list, or authentication)
   kUnavailable,      // no server could be reached, or the connection was lost
   kShutdown,         // the server is shutting down
+  kProtocol,         // the peer answered, but not in a protocol (version) this build speaks
   kIoError,          // a file or socket operation failed
   kCorruption,       // stored data failed its checksum or does not parse
   kInternal,         // a broken invariant: a bug

@@ -31,7 +31,9 @@ inline constexpr int kExitFailed = 1;             // the server refused: NOT_FOU
 inline constexpr int kExitUsage = 2;              // bad command line, options or configuration
 inline constexpr int kExitUnavailable = 69;       // EX_UNAVAILABLE: no server, and the command needs one
 inline constexpr int kExitPermitsLost = 70;       // EX_SOFTWARE: `run` lost its permits while CMD ran
-inline constexpr int kExitTimeout = 75;           // EX_TEMPFAIL: the permits did not come in time
+inline constexpr int kExitTimeout = 75;           // EX_TEMPFAIL: the permits did not come in time, or LIMIT
+inline constexpr int kExitProtocol = 76;          // EX_PROTOCOL: the server does not speak protocol v1
+inline constexpr int kExitDenied = 77;            // EX_NOPERM: the server refused this host (DENIED, AUTH)
 inline constexpr int kExitCannotExecute = 126;    // `run`: CMD exists but cannot be executed
 inline constexpr int kExitCommandNotFound = 127;  // `run`: CMD not found
 
@@ -47,7 +49,10 @@ inline constexpr ExitCodeDoc kExitCodes[] = {
     {kExitUsage, "bad usage: unknown subcommand, missing or malformed argument, bad configuration"},
     {kExitUnavailable, "server unavailable: none reachable and the fallback policy is fail, or the command needs it"},
     {kExitPermitsLost, "run: the permits were lost while CMD ran (connection lost, server shut down)"},
-    {kExitTimeout, "timeout: the permits were not granted in time"},
+    {kExitTimeout,
+     "timeout: the permits were not granted in time; or a server limit (LIMIT: the server is full): try later"},
+    {kExitProtocol, "the server answered in a protocol this netsem does not speak"},
+    {kExitDenied, "the server refused this host: not in its allowed_networks, or it requires authentication"},
     {kExitCannotExecute, "run: CMD was found but cannot be executed"},
     {kExitCommandNotFound, "run: CMD was not found"},
 };
@@ -133,8 +138,9 @@ int exit_code_for(const Status& status);
 void print_error(std::string_view message);
 
 // Reports a failed call on stderr (the library's message, which names the
-// request, the semaphore and the server's code), naming the servers tried
-// when none was reachable, and returns its exit code.
+// request, the semaphore and the server's code, or says in plain words why a
+// server refused this host), naming the servers tried when none was
+// reachable or several were listed, and returns its exit code.
 int report_failure(const Connection& connection, const Status& status);
 
 // "timed out after 2 s waiting for 1 permit of NAME", followed by what GET

@@ -121,8 +121,16 @@ int exit_code_for(const Status& status) {
       return kExitTimeout;
     case StatusCode::kUnavailable:
     case StatusCode::kShutdown:
-    case StatusCode::kDenied:
       return kExitUnavailable;
+    // A server that answers no is not an outage: no fallback, and a code of
+    // its own, so that a script does not retry what only a configuration
+    // change can fix (77), and does retry a full server (75).
+    case StatusCode::kDenied:
+      return kExitDenied;
+    case StatusCode::kProtocol:
+      return kExitProtocol;
+    case StatusCode::kLimit:
+      return kExitTimeout;
     case StatusCode::kInvalidArgument:
       return kExitUsage;
     default:
@@ -137,7 +145,11 @@ void print_error(std::string_view message) {
 int report_failure(const Connection& connection, const Status& status) {
   std::string message = status.message();
   const int code = exit_code_for(status);
-  if (code == kExitUnavailable) message += " (" + unreachable_text(connection) + ")";
+  const bool refusal = code == kExitDenied || code == kExitProtocol ||
+                       (status.code() == StatusCode::kLimit && connection.client && !connection.client->connected());
+  if (code == kExitUnavailable || (refusal && connection.options.servers.size() > 1)) {
+    message += " (" + unreachable_text(connection) + ")";
+  }
   print_error(message);
   return code;
 }

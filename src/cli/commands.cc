@@ -69,11 +69,18 @@ void print(const std::string& text) {
   std::fwrite(text.data(), 1, text.size(), stdout);
 }
 
-// LIST and PING have no local fallback: they report on the server.
-bool require_server(const Connection& connection, std::string_view what) {
-  if (connection.client->connected()) return true;
+// LIST and PING have no local fallback: they report on the server. kExitOk
+// when connected; else the error is printed and its exit code returned.
+int require_server(const Connection& connection, std::string_view what) {
+  if (connection.client->connected()) return kExitOk;
+  // Without a session a call answers at once with why: a server's refusal,
+  // or that none could be reached.
+  const Status why = connection.client->ping().status();
+  if (!why.is_ok() && why.code() != StatusCode::kUnavailable && why.code() != StatusCode::kShutdown) {
+    return report_failure(connection, why);
+  }
   print_error(std::string(what) + ": server unreachable (" + unreachable_text(connection) + ")");
-  return false;
+  return kExitUnavailable;
 }
 
 }  // namespace
@@ -84,7 +91,7 @@ int status_command(const GlobalOptions& global, const StatusOptions& options) {
   Client& client = *connection.client;
   // An error like any other, in both modes, so that a script sees the same
   // stderr line and exit code whether it asked for a table or for JSON.
-  if (!require_server(connection, "status")) return kExitUnavailable;
+  if (const int failed = require_server(connection, "status"); failed != kExitOk) return failed;
   auto items = client.list(options.prefix);
   if (!items) return report_failure(connection, items.status());
   if (options.json) {
@@ -163,7 +170,7 @@ int delete_command(const GlobalOptions& global, const std::string& name) {
 int ping_command(const GlobalOptions& global) {
   Connection connection = connect(global);
   if (!connection.client) return connection.failure;
-  if (!require_server(connection, "ping")) return kExitUnavailable;
+  if (const int failed = require_server(connection, "ping"); failed != kExitOk) return failed;
   const auto start = std::chrono::steady_clock::now();
   auto pong = connection.client->ping();
   if (!pong) return report_failure(connection, pong.status());

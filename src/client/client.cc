@@ -7,7 +7,10 @@
 // behind a Client, is declared in client_impl.h; the flag calls, built on
 // acquire, are in client_flags.cc.
 //
-// Fallback rules in one place: acquire falls back when there is no session or
+// Fallback rules in one place: a server that answered but refused the session
+// (Connection::refusal) is not an outage, so nothing falls back while that
+// holds: every call that would fails with the refusal. Otherwise acquire
+// falls back when there is no session or
 // the session ends while it waits (the server drops a queued request with its
 // session and releases a grant with it, so nothing is held twice); wait and
 // post, whose effect is unknown when the session ends mid-call (the server
@@ -216,6 +219,8 @@ client::Reply await(client::Connection& connection, client::Call& call, const Ca
 }  // namespace
 
 Result<std::int64_t> Client::Impl::fallback_limit(std::string_view name) const {
+  // A server that answered no is not an outage: its refusal is the answer.
+  if (Status refusal = connection->refusal(); !refusal.is_ok()) return refusal;
   const FallbackPolicy& policy = options.fallback_policy(name);
   if (policy.mode == FallbackPolicy::Mode::kFail) {
     return Status(StatusCode::kUnavailable,
@@ -225,6 +230,7 @@ Result<std::int64_t> Client::Impl::fallback_limit(std::string_view name) const {
 }
 
 Result<std::int64_t> Client::Impl::counter_fallback_limit(std::string_view name) const {
+  if (Status refusal = connection->refusal(); !refusal.is_ok()) return refusal;
   if (!options.limits.contains(std::string(name))) {
     return Status(StatusCode::kUnavailable,
                   fmt::format("no netsem server is reachable, and \"{}\" is not listed in [semaphores]: a created "
@@ -262,7 +268,10 @@ Result<std::int64_t> Client::Impl::local_limit(std::string_view name) const {
 
 Result<client::Reply> Client::Impl::round_trip(const std::string& request) const {
   const auto call = connection->send(request);
-  if (!call) return Status(StatusCode::kUnavailable, "not connected to a netsem server");
+  if (!call) {
+    if (Status refusal = connection->refusal(); !refusal.is_ok()) return refusal;
+    return Status(StatusCode::kUnavailable, "not connected to a netsem server");
+  }
   client::Reply reply = client::Connection::wait(*call);
   if (!reply.failure.is_ok()) return reply.failure;
   return reply;

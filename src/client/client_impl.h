@@ -81,7 +81,8 @@ struct Client::Impl {
   std::set<std::string, std::less<>> flags_being_set;  // guarded by flags_mutex
 
   // The local limit of a non-`$` name while no server is reachable, or an
-  // error under the policy `fail`.
+  // error: under the policy `fail`, or the refusal of a server that answered
+  // (Connection::refusal), which is not an outage.
   Result<std::int64_t> fallback_limit(std::string_view name) const;
 
   // fallback_limit for wait and post, which count items rather than cap
@@ -100,7 +101,8 @@ struct Client::Impl {
   // more permits than the stand-in's limit is kUnavailable, not kTooMany.
   Status fallback_outcome(Status status, std::string_view name, std::int64_t limit, std::int64_t count) const;
 
-  // One request and its final answer; kUnavailable when not connected.
+  // One request and its final answer; when not connected, the servers'
+  // refusal, else kUnavailable.
   Result<client::Reply> round_trip(const std::string& request) const;
 
   // ACQUIRE or WAIT on the server: its grant, its final refusal, or nullopt

@@ -61,6 +61,53 @@ std::int64_t session_timeout_from_stats(std::string_view json) {
   return protocol::parse_int(digits, 0, INT64_MAX, value) ? value : 0;
 }
 
+// At most `max` bytes of a peer's line, control bytes shown as '?', for
+// messages and logs.
+std::string printable(std::string_view text, std::size_t max = 100) {
+  std::string out(text.substr(0, max));
+  for (char& c : out) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7f) c = '?';
+  }
+  if (text.size() > max) out += "...";
+  return out;
+}
+
+// What a handshake answer other than OK means, in plain words: a refusal
+// (kDenied, kLimit, kProtocol), or OK for `* ERR SHUTDOWN`, which is an
+// outage like a closed port (the server is going away).
+Status refusal_of(const Endpoint& endpoint, const protocol::Answer& answer, std::string_view line) {
+  using protocol::ErrorCode;
+  const std::string server = endpoint.to_string();
+  const std::string said = printable(answer.message);
+  if (answer.type == protocol::AnswerType::kError) {
+    switch (answer.error) {
+      case ErrorCode::kShutdown:
+        return {};
+      case ErrorCode::kDenied:
+        return Status(StatusCode::kDenied,
+                      fmt::format("server {} refused this host: {} (this host's address is not in its "
+                                  "allowed_networks)",
+                                  server, said));
+      case ErrorCode::kAuth:
+        return Status(StatusCode::kDenied,
+                      fmt::format("server {} refused the session: it requires authentication, which this client "
+                                  "cannot give ({})",
+                                  server, said));
+      case ErrorCode::kLimit:
+        return Status(StatusCode::kLimit,
+                      fmt::format("server {} is full: it has reached its max_connections and refused this session "
+                                  "({}); try again later",
+                                  server, said));
+      default:
+        break;
+    }
+  }
+  return Status(StatusCode::kProtocol,
+                fmt::format("server {} does not accept this client's netsem protocol v1: it answered \"{}\"", server,
+                            printable(line)));
+}
+
 // Reads what the socket has into `framer`: >0 bytes read, 0 nothing yet,
 // -1 end of stream or error (`why` says which).
 ssize_t read_into(int fd, protocol::LineFramer& framer, std::string& why) {
@@ -161,6 +208,11 @@ bool Connection::connected() const {
   return connected_;
 }
 
+Status Connection::refusal() const {
+  std::lock_guard lock(mutex_);
+  return refused_;
+}
+
 Connection::Counters Connection::counters() const {
   std::lock_guard lock(mutex_);
   return counters_;
@@ -234,15 +286,18 @@ void Connection::run() {
   while (!stopping()) {
     bool served = false;
     std::string failures;
+    Status refusal;  // the round's first refusal: a server answered no
     for (const Endpoint& endpoint : servers_) {
       if (stopping()) break;
       attempt_failure_.clear();
+      attempt_refusal_ = Status();
       const int fd = connect_to(endpoint);
       const bool answered = fd >= 0 && handshake(fd, endpoint);
       if (!answered) {
         if (fd >= 0) ::close(fd);
         failures += fmt::format("{}{}: {}", failures.empty() ? "" : "; ", endpoint.to_string(),
                                 attempt_failure_.empty() ? "no answer" : attempt_failure_);
+        if (refusal.is_ok()) refusal = attempt_refusal_;
         continue;
       }
       session_began(endpoint);
@@ -262,8 +317,10 @@ void Connection::run() {
       {
         std::lock_guard lock(mutex_);
         counters_.unreachable = failures;
+        // A refusal is an answer: no fallback, whatever the other servers did.
+        refused_ = refusal;
       }
-      enter_fallback(Status(StatusCode::kUnavailable, "no server answered (" + failures + ")"));
+      if (refusal.is_ok()) enter_fallback(Status(StatusCode::kUnavailable, "no server answered (" + failures + ")"));
     }
     {
       std::lock_guard lock(mutex_);
@@ -333,16 +390,25 @@ bool Connection::handshake(int fd, const Endpoint& endpoint) {
   // session before T after this.
   lease_from_ = Clock::now();
   const auto deadline = lease_from_ + options_.connect_timeout;
+  attempt_refusal_ = Status();
+  // Once in fallback or refused, every retry would say the same: keep it out
+  // of the warnings.
+  const auto quiet = [&] {
+    std::lock_guard lock(mutex_);
+    return in_fallback_ || !refused_.is_ok();
+  };
+  // No answer to go by: the server is as good as unreachable.
   const auto refuse = [&](std::string_view why) {
-    // Once in fallback, every retry would say the same: keep it out of the warnings.
-    bool quiet = false;
-    {
-      std::lock_guard lock(mutex_);
-      quiet = in_fallback_;
-    }
-    client::log(quiet ? LogLevel::kDebug : LogLevel::kWarning, "server {} refused the session: {}",
+    client::log(quiet() ? LogLevel::kDebug : LogLevel::kWarning, "server {} refused the session: {}",
                 endpoint.to_string(), why);
     attempt_failure_ = fmt::format("refused the session: {}", why);
+    return false;
+  };
+  // The server answered, and the answer is no.
+  const auto refused = [&](Status refusal) {
+    client::log(quiet() ? LogLevel::kDebug : LogLevel::kWarning, "{}", refusal.message());
+    attempt_failure_ = refusal.message();
+    attempt_refusal_ = std::move(refusal);
     return false;
   };
   while (!(hello_done && stats_done)) {
@@ -359,15 +425,28 @@ bool Connection::handshake(int fd, const Endpoint& endpoint) {
     protocol::LineFramer::Status framed;
     while ((framed = framer_.next(line)) == protocol::LineFramer::Status::kLine) {
       protocol::Answer answer;
-      if (!protocol::parse_answer(line, answer)) return refuse("not a netsem answer: " + std::string(line));
-      if (answer.type != protocol::AnswerType::kOk) return refuse(line);
+      if (!protocol::parse_answer(line, answer)) {
+        return refused(
+            Status(StatusCode::kProtocol, fmt::format("server {} does not speak netsem protocol v1: it answered \"{}\"",
+                                                      endpoint.to_string(), printable(line))));
+      }
+      if (answer.type != protocol::AnswerType::kOk) {
+        Status refusal = refusal_of(endpoint, answer, line);
+        if (refusal.is_ok()) return refuse(printable(line));
+        return refused(std::move(refusal));
+      }
       if (answer.tag == hello_tag) hello_done = true;
       if (answer.tag == stats_tag) {
         stats_done = true;
         session_timeout_ms = session_timeout_from_stats(answer.rest);
       }
     }
-    if (framed != protocol::LineFramer::Status::kNeedMore) return refuse("over-long answer line");
+    if (framed != protocol::LineFramer::Status::kNeedMore) {
+      return refused(Status(StatusCode::kProtocol,
+                            fmt::format("server {} does not speak netsem protocol v1: it sent an over-long or "
+                                        "binary line",
+                                        endpoint.to_string())));
+    }
     framer_.compact();
   }
   // A third of the session timeout keeps the session alive; without one, the
@@ -386,6 +465,7 @@ void Connection::session_began(const Endpoint& endpoint) {
     counters_.connected = true;
     counters_.server = endpoint.to_string();
     counters_.unreachable.clear();
+    refused_ = Status();
     ++counters_.connects;
     if (in_fallback_) {
       in_fallback_ = false;

@@ -19,8 +19,14 @@
 // a socket error, a `* ERR` line, a request unanswered for request_timeout,
 // or stop()) every pending Call fails with kUnavailable or kShutdown, every
 // remote permit registered on that session is marked lost, and the thread
-// reconnects with exponential backoff. While it has no session the client is
-// "in fallback": send() returns nullptr and the Client serves names locally.
+// reconnects with exponential backoff. While it has no session send() returns
+// nullptr, and then one of two things holds. Either no server could be
+// reached at all: the client is "in fallback" and the Client serves names
+// locally. Or a server answered but refused the session (DENIED, AUTH,
+// LIMIT, or a protocol it does not speak) and none served it: refusal()
+// says why, and the Client fails its calls with that instead of falling back,
+// since a server that answers is not an outage (a mistake in an allow-list
+// must not quietly turn a fleet-wide limit into a per-host one).
 //
 // A session is numbered (session()): a Call and a remote permit belong to the
 // session that sent or granted them, and a request tied to an old session is
@@ -184,6 +190,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void wait_first_round(std::chrono::milliseconds timeout);
 
   bool connected() const;
+  // Non-OK (kDenied, kLimit or kProtocol) while the last round of connection
+  // attempts reached a server that refused the session and no server served
+  // it; OK otherwise (connected, never tried, or no server reachable).
+  Status refusal() const;
   Counters counters() const;
   bool on_io_thread() const { return std::this_thread::get_id() == thread_id_.load(); }
 
@@ -207,7 +217,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // reason in attempt_failure_.
   int connect_to(const Endpoint& endpoint);
   // HELLO and STATS; false when the server refuses or does not answer in
-  // time, with the reason in attempt_failure_.
+  // time, with the reason in attempt_failure_, and in attempt_refusal_ when
+  // the server answered with a refusal.
   bool handshake(int fd, const Endpoint& endpoint);
   // Serves the session until it ends; returns why it ended.
   Status serve(int fd);
@@ -247,11 +258,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::vector<std::shared_ptr<Call>> outbox_;                          // guarded by mutex_
   std::unordered_map<const detail::PermitState*, std::weak_ptr<detail::PermitState>> permits_;  // guarded by mutex_
   bool in_fallback_ = false;                                                                    // guarded by mutex_
+  Status refused_;                                                                              // guarded by mutex_
   Counters counters_;                                                                           // guarded by mutex_
   std::atomic<std::uint64_t> tag_counter_{0};
 
   // Loop only.
   std::string attempt_failure_;  // why the last connect_to or handshake failed
+  Status attempt_refusal_;       // the last handshake's refusal, if the server answered with one
   protocol::LineFramer framer_;
   std::string out_;
   std::unordered_map<std::string, std::shared_ptr<Call>> pending_;

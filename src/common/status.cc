@@ -33,6 +33,8 @@ std::string_view status_code_name(StatusCode code) {
       return "UNAVAILABLE";
     case StatusCode::kShutdown:
       return "SHUTDOWN";
+    case StatusCode::kProtocol:
+      return "PROTOCOL";
     case StatusCode::kIoError:
       return "IO_ERROR";
     case StatusCode::kCorruption:

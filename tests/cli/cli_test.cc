@@ -916,6 +916,43 @@ TEST_F(CliUsage, HelpListsSubcommandsAndExitCodes) {
   }
 }
 
+// A server that answers no is not an outage (issue 10, item 13): no command
+// runs under a host-local stand-in, and the exit code says what happened.
+TEST_F(CliServers, ARefusingServerIsNotAnOutage) {
+  auto denying = start_server(with_server_options("allowed_networks = 10.0.0.0/8\n"));
+  ASSERT_TRUE(denying);
+  const std::string at = "127.0.0.1:" + std::to_string(denying->port());
+  const std::string plain = "netsem: server " + at +
+                            " refused this host: address 127.0.0.1 is not allowed (this host's address is not in "
+                            "its allowed_networks)\n";
+  Outcome outcome = Cli({"run", "x", "--", "echo", "ran"}, {"NETSEM_SERVER=" + at}).finish();
+  EXPECT_EQ(outcome.exit_code, 77) << outcome;
+  EXPECT_EQ(outcome.out, "") << outcome;  // the command did not run
+  EXPECT_EQ(outcome.err, plain) << outcome;
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"ping"}, {"status"}, {"get", "x"}}) {
+    outcome = Cli(args, {"NETSEM_SERVER=" + at}).finish();
+    EXPECT_EQ(outcome.exit_code, 77) << args[0] << ": " << outcome;
+    EXPECT_EQ(outcome.err, plain) << outcome;
+  }
+  // With an unreachable server listed too: still a refusal, and each server's story.
+  const std::string dead = dead_address();
+  outcome = Cli({"--server", dead + "," + at, "run", "x", "--", "echo", "ran"}).finish();
+  EXPECT_EQ(outcome.exit_code, 77) << outcome;
+  EXPECT_EQ(outcome.out, "") << outcome;
+  EXPECT_NE(outcome.err.find(dead + ": Connection refused"), std::string::npos) << outcome;
+}
+
+TEST_F(CliServers, AFullServerSaysSoAndExitsTempfail) {
+  FullServer full = start_full_server();
+  ASSERT_TRUE(full.holder);
+  const std::string at = "127.0.0.1:" + std::to_string(full.server->port());
+  const Outcome outcome = Cli({"run", "x", "--", "echo", "ran"}, {"NETSEM_SERVER=" + at}).finish();
+  EXPECT_EQ(outcome.exit_code, 75) << outcome;
+  EXPECT_EQ(outcome.out, "") << outcome;
+  EXPECT_TRUE(outcome.err.starts_with("netsem: server " + at + " is full: it has reached its max_connections"))
+      << outcome;
+}
+
 TEST_F(CliServers, FlagEnvironmentAndConfigFileAllChooseTheServer) {
   const std::string dead = dead_address();
   const auto config = dir_.path() / "client.ini";

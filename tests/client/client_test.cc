@@ -283,11 +283,13 @@ TEST_F(ClientTest, ServerLimitsAreReported) {
   Result<Permit> first = client->acquire("one");
   ASSERT_TRUE(first);
   EXPECT_EQ(code(client->acquire("two")), StatusCode::kLimit);
-  // A second client is refused at connect (`* ERR LIMIT`) and falls back.
+  // A second client is refused at connect (`* ERR LIMIT`): a busy server, not
+  // an outage, so it does not fall back.
   auto refused = make_client();
   ASSERT_TRUE(refused);
   EXPECT_FALSE(refused->connected());
-  EXPECT_EQ(refused->stats().fallback_entries, 1u);
+  EXPECT_EQ(code(refused->acquire("one", {.timeout = 0ms})), StatusCode::kLimit);
+  EXPECT_EQ(refused->stats().fallback_entries, 0u);
 }
 
 TEST_F(ClientTest, WaitersAreGrantedInFifoOrderAcrossThreads) {
@@ -1082,6 +1084,117 @@ TEST_F(ClientTest, ConcurrentSetFlagInOneProcessSucceedsOnce) {
   EXPECT_EQ(client->stats().remote_grants, 1u);
   EXPECT_TRUE(client->clear_flag("shared").is_ok());
   EXPECT_EQ(raw("g GET shared"), "g OK 1 1 0 0 absent");
+}
+
+// --- a server that answers no is not an outage (issue 10, item 13) ---
+
+constexpr const char* kDenyLoopback = "allowed_networks = 10.0.0.0/8\n";
+
+TEST_F(ClientTest, AServerThatRefusesThisHostIsNotAnOutage) {
+  start_server(server_options(kDenyLoopback));
+  ClientOptions options = options_for(server_->port());
+  options.limits["jobs"] = 1;  // listed: wait and post would fall back in an outage
+  auto client = make_client(options);
+  ASSERT_TRUE(client);
+  Result<Permit> permit = client->acquire("x", {.timeout = 0ms});
+  ASSERT_FALSE(permit) << "granted, local: " << permit->is_local();
+  EXPECT_EQ(permit.status().code(), StatusCode::kDenied) << permit.status().to_string();
+  EXPECT_EQ(permit.status().message(),
+            "server 127.0.0.1:" + std::to_string(server_->port()) +
+                " refused this host: address 127.0.0.1 is not allowed (this host's address is not in its "
+                "allowed_networks)");
+  EXPECT_EQ(client->wait("jobs", {.timeout = 0ms}).code(), StatusCode::kDenied);
+  EXPECT_EQ(client->post("jobs").code(), StatusCode::kDenied);
+  EXPECT_EQ(client->value("x").status().code(), StatusCode::kDenied);
+  EXPECT_EQ(client->test_flag("x").status().code(), StatusCode::kDenied);
+  EXPECT_EQ(client->ping().status().code(), StatusCode::kDenied);
+  EXPECT_EQ(client->get("x").status().code(), StatusCode::kDenied);
+  EXPECT_TRUE(client->acquire("$x", {.timeout = 0ms}));  // host-local by choice: no server involved
+  const ClientStats stats = client->stats();
+  EXPECT_EQ(stats.fallback_entries, 0u);
+  EXPECT_EQ(stats.local_grants, 1u);
+  EXPECT_NE(stats.unreachable.find("refused this host"), std::string::npos) << stats.unreachable;
+}
+
+TEST_F(ClientTest, ARefusalIsAnAnswerWhateverTheOtherServersDo) {
+  start_server(server_options(kDenyLoopback));
+  const std::string denying = "127.0.0.1:" + std::to_string(server_->port());
+  const std::string closed = "127.0.0.1:" + std::to_string(closed_port());
+  for (const auto& servers : {std::vector<std::string>{closed, denying}, std::vector<std::string>{denying, closed}}) {
+    ClientOptions options = options_for(server_->port());
+    options.servers = servers;
+    auto client = make_client(options);
+    ASSERT_TRUE(client);
+    Result<Permit> permit = client->acquire("x", {.timeout = 0ms});
+    ASSERT_FALSE(permit) << servers[0];
+    EXPECT_EQ(permit.status().code(), StatusCode::kDenied) << permit.status().to_string();
+    EXPECT_EQ(client->stats().fallback_entries, 0u);
+    const std::string why = client->stats().unreachable;
+    EXPECT_NE(why.find(closed + ": Connection refused"), std::string::npos) << why;
+    EXPECT_NE(why.find(denying + ": server " + denying + " refused this host"), std::string::npos) << why;
+  }
+  // A server that serves wins over one that refuses.
+  auto good = Netsemd::start(Netsemd::Options());
+  ASSERT_TRUE(good);
+  ClientOptions options = options_for(server_->port());
+  options.servers = {denying, "127.0.0.1:" + std::to_string(good->port())};
+  auto client = make_client(options);
+  ASSERT_TRUE(client);
+  Result<Permit> permit = client->acquire("x", {.timeout = 0ms});
+  ASSERT_TRUE(permit) << permit.status().to_string();
+  EXPECT_FALSE(permit->is_local());
+}
+
+TEST_F(ClientTest, AFullServerIsBusyNotDown) {
+  netsem::testing::FullServer full = netsem::testing::start_full_server();
+  ASSERT_TRUE(full.holder);
+  auto client = make_client(options_for(full.server->port()));
+  ASSERT_TRUE(client);
+  Result<Permit> permit = client->acquire("x", {.timeout = 0ms});
+  ASSERT_FALSE(permit) << "granted, local: " << permit->is_local();
+  EXPECT_EQ(permit.status().code(), StatusCode::kLimit) << permit.status().to_string();
+  EXPECT_TRUE(permit.status().message().starts_with("server 127.0.0.1:" + std::to_string(full.server->port()) +
+                                                    " is full: it has reached its max_connections"))
+      << permit.status().message();
+  EXPECT_EQ(client->stats().fallback_entries, 0u);
+  // The client keeps trying: once the slot is free, it is served.
+  full.holder.reset();
+  EXPECT_TRUE(eventually([&] { return client->connected(); }, 5s));
+  permit = client->acquire("x", {.timeout = 0ms});
+  ASSERT_TRUE(permit) << permit.status().to_string();
+  EXPECT_FALSE(permit->is_local());
+}
+
+TEST_F(ClientTest, AServerOfAnotherProtocolIsNotAnOutage) {
+  std::uint16_t port = 0;
+  const int listener = bound_socket(port, 8);
+  ASSERT_GE(listener, 0);
+  // Answers every connection like a web server would, for as long as the test runs.
+  std::atomic<bool> done{false};
+  std::thread web([&] {
+    while (!done) {
+      pollfd ready{listener, POLLIN, 0};
+      if (::poll(&ready, 1, 50) <= 0) continue;
+      const int peer = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+      if (peer < 0) continue;
+      const std::string_view answer = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+      [[maybe_unused]] const auto sent = ::send(peer, answer.data(), answer.size(), MSG_NOSIGNAL);
+      ::shutdown(peer, SHUT_WR);
+      ::close(peer);
+    }
+  });
+  auto client = make_client(options_for(port));
+  Result<Permit> permit = client ? client->acquire("x", {.timeout = 0ms}) : Status(StatusCode::kInternal, "none");
+  done = true;
+  web.join();
+  ::close(listener);
+  ASSERT_TRUE(client);
+  ASSERT_FALSE(permit) << "granted, local: " << permit->is_local();
+  EXPECT_EQ(permit.status().code(), StatusCode::kProtocol) << permit.status().to_string();
+  EXPECT_NE(permit.status().message().find("does not speak netsem protocol v1: it answered \"HTTP/1.1 400 Bad Request"),
+            std::string::npos)
+      << permit.status().message();
+  EXPECT_EQ(client->stats().fallback_entries, 0u);
 }
 
 }  // namespace
