@@ -9,12 +9,16 @@
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <optional>
 #include <system_error>
 #include <utility>
@@ -178,23 +182,64 @@ Status make_directories(const fs::path& dir) {
   return Status::ok();
 }
 
-// Takes the flock on `dir/lock` and writes our pid there for the next one
-// who finds it taken. flock (not fcntl) locks belong to the open file
+// The pid holding an flock on the file or directory `fd`, from /proc/locks
+// (which names it even when the `lock` file was deleted); 0 when unknown.
+long flock_holder(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return 0;
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> locks(std::fopen("/proc/locks", "re"), &std::fclose);
+  if (!locks) return 0;
+  char line[256];
+  while (std::fgets(line, sizeof line, locks.get()) != nullptr) {
+    // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
+    char kind[16] = {};
+    long pid = 0;
+    unsigned major_id = 0;
+    unsigned minor_id = 0;
+    unsigned long inode = 0;
+    if (std::sscanf(line, "%*s %15s %*s %*s %ld %x:%x:%lu", kind, &pid, &major_id, &minor_id, &inode) != 5) continue;
+    if (std::string_view(kind) == "FLOCK" && inode == st.st_ino && major_id == major(st.st_dev) &&
+        minor_id == minor(st.st_dev)) {
+      return pid;
+    }
+  }
+  return 0;
+}
+
+// Locks the data directory itself (an flock on its O_DIRECTORY descriptor,
+// so deleting `lock` lets no second server in), then `dir/lock` too (what
+// the build before did, so an older netsemd is kept out as well), and writes
+// our pid there for humans. flock (not fcntl) locks belong to the open file
 // description, so a second open in this same process is refused too.
 Result<UniqueFd> lock_directory(int dir_fd, const fs::path& dir) {
-  auto lock = open_at(dir_fd, dir, kLockFile, O_RDWR | O_CREAT);
-  if (!lock) return lock.status();
-  while (::flock(lock->get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EINTR) continue;
-    if (errno != EWOULDBLOCK) return io_error("cannot lock", dir / kLockFile, errno);
-    char text[32] = {};
-    const ssize_t n = ::pread(lock->get(), text, sizeof text - 1, 0);
-    const long pid = n > 0 ? std::strtol(text, nullptr, 10) : 0;
+  auto busy = [&](int held_fd, int lock_fd) {
+    long pid = flock_holder(held_fd);
+    if (pid <= 0 && lock_fd >= 0) {
+      char text[32] = {};
+      const ssize_t n = ::pread(lock_fd, text, sizeof text - 1, 0);
+      pid = n > 0 ? std::strtol(text, nullptr, 10) : 0;
+    }
     const std::string holder = pid > 0 ? fmt::format("pid {}", pid) : std::string("pid unknown");
     return Status(StatusCode::kBusy,
                   fmt::format("data directory {} is in use by another netsemd ({})", dir.string(), holder));
+  };
+  auto try_lock = [](int fd) {
+    for (;;) {
+      if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return 0;
+      if (errno != EINTR) return errno;
+    }
+  };
+  auto lock = open_at(dir_fd, dir, kLockFile, O_RDWR | O_CREAT);
+  if (const int err = try_lock(dir_fd); err != 0) {
+    if (err != EWOULDBLOCK) return io_error("cannot lock", dir, err);
+    return busy(dir_fd, lock ? lock->get() : -1);
   }
-  // The pid is only a hint for that message: failing to write it is harmless.
+  if (!lock) return lock.status();
+  if (const int err = try_lock(lock->get()); err != 0) {
+    if (err != EWOULDBLOCK) return io_error("cannot lock", dir / kLockFile, err);
+    return busy(lock->get(), lock->get());
+  }
+  // The pid is only a hint: failing to write it is harmless.
   const std::string pid = fmt::format("{}\n", ::getpid());
   if (::ftruncate(lock->get(), 0) == 0) {
     [[maybe_unused]] const ssize_t n = ::pwrite(lock->get(), pid.data(), pid.size(), 0);
@@ -213,25 +258,46 @@ FileJournal::~FileJournal() = default;
 
 namespace {
 
-// The bound in the fences file, 0 if there is none.
-Result<std::uint64_t> recover_fences(int dir_fd, const fs::path& dir) {
-  auto bytes = read_file(dir_fd, dir, kFencesFile);
-  if (!bytes) return bytes.status();
-  if (!*bytes) return std::uint64_t{0};
-  auto bound = jf::parse_header(**bytes, jf::FileKind::kFences);
-  if (!bound || (*bytes)->size() != jf::kHeaderSize) {
-    return Status(StatusCode::kCorruption, fmt::format("fences file {}: {}", (dir / kFencesFile).string(),
-                                                       bound ? "trailing bytes" : bound.status().message()));
-  }
-  return bound;
+// What the snapshot and the journal were: for the checks across files.
+struct FileFacts {
+  bool exists = false;
+  std::uint32_t version = 0;
+  std::uint64_t generation = 0;
+  std::uint64_t sequence = 0;  // the header's
+};
+
+constexpr const char* kRepairHint = "start netsemd once with --repair to accept the loss";
+
+// A fence floor above every fence this data directory can have handed out
+// when its fences file is lost: the wall clock in milliseconds times 65536,
+// i.e. assuming fewer than 65,536 grants per millisecond on average since
+// 1970 (about 2^57 today, far from the 2^64 limit).
+std::uint64_t repair_fence_floor() {
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  return static_cast<std::uint64_t>(ms > 0 ? ms : 0) << 16;
 }
 
-// Reads the snapshot into `state`; its generation, or nullopt if there is none.
-Result<std::optional<std::uint64_t>> recover_snapshot(int dir_fd, const fs::path& dir,
-                                                      std::map<std::string, CreatedState>& state) {
+// The fences file, nullopt if there is none.
+Result<std::optional<jf::FencesFile>> recover_fences(int dir_fd, const fs::path& dir) {
+  auto bytes = read_file(dir_fd, dir, kFencesFile);
+  if (!bytes) return bytes.status();
+  if (!*bytes) return std::optional<jf::FencesFile>();
+  auto file = jf::parse_fences(**bytes);
+  if (!file) {
+    return Status(StatusCode::kCorruption,
+                  fmt::format("fences file {}: {}", (dir / kFencesFile).string(), file.status().message()));
+  }
+  return std::optional<jf::FencesFile>(*file);
+}
+
+// Reads the snapshot into `state`.
+Result<FileFacts> recover_snapshot(int dir_fd, const fs::path& dir, std::map<std::string, CreatedState>& state) {
   auto bytes = read_file(dir_fd, dir, kSnapshotFile);
   if (!bytes) return bytes.status();
-  if (!*bytes) return std::optional<std::uint64_t>();
+  FileFacts facts;
+  if (!*bytes) return facts;
   const ReplayResult r = replay_snapshot(**bytes, state);
   if (r.stop != ReplayStop::kCleanEnd) {
     const std::string why = r.stop == ReplayStop::kBadHeader
@@ -241,48 +307,98 @@ Result<std::optional<std::uint64_t>> recover_snapshot(int dir_fd, const fs::path
                                                        "a crash: move it away to start without it",
                                                        (dir / kSnapshotFile).string(), why));
   }
-  return std::optional<std::uint64_t>(r.generation);
+  facts.exists = true;
+  facts.version = jf::parse_header_full(**bytes, jf::FileKind::kSnapshot)->version;
+  facts.generation = r.generation;
+  facts.sequence = r.sequence;
+  return facts;
 }
 
-// Replays the journal onto `state` when it continues the snapshot of
-// `snapshot_generation`, cutting a bad tail (and reporting it in `warnings`).
-Status recover_journal(int dir_fd, const fs::path& dir, std::optional<std::uint64_t> snapshot_generation,
-                       std::map<std::string, CreatedState>& state, std::vector<std::string>& warnings) {
+// A name for a copy of a damaged file beside it that no earlier copy has.
+std::string damaged_name(int dir_fd, const char* name) {
+  const auto now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::string candidate = fmt::format("{}.damaged-{}", name, now);
+  for (int i = 1; ::faccessat(dir_fd, candidate.c_str(), F_OK, 0) == 0; ++i) {
+    candidate = fmt::format("{}.damaged-{}.{}", name, now, i);
+  }
+  return candidate;
+}
+
+// Replays the journal onto `state` when it continues the snapshot. A torn
+// tail is cut with a warning; damage followed by valid records is refused
+// (kCorruption) unless `repair`, which cuts it there and says what was lost.
+// `end_sequence` receives the sequence after the last record recovered.
+Status recover_journal(int dir_fd, const fs::path& dir, const FileFacts& snapshot, bool repair,
+                       std::map<std::string, CreatedState>& state, RecoveredState& report, FileFacts& journal,
+                       std::uint64_t& end_sequence) {
+  end_sequence = snapshot.sequence;
   auto file = read_file(dir_fd, dir, kJournalFile);
   if (!file) return file.status();
+  const fs::path path = dir / kJournalFile;
   if (!*file) {
-    if (snapshot_generation) warnings.push_back("journal: missing; recovered from the snapshot alone");
+    if (snapshot.exists) report.warnings.push_back("journal: missing; recovered from the snapshot alone");
     return Status::ok();
   }
   const std::string& bytes = **file;
-  const std::uint64_t expected = snapshot_generation.value_or(0);
-  auto generation = jf::parse_header(bytes, jf::FileKind::kJournal);
-  if (!generation) {
-    return Status(StatusCode::kCorruption,
-                  fmt::format("journal {}: {}", (dir / kJournalFile).string(), generation.status().message()));
-  }
-  if (*generation > expected) {
+  auto header = jf::parse_header_full(bytes, jf::FileKind::kJournal);
+  if (!header)
+    return Status(StatusCode::kCorruption, fmt::format("journal {}: {}", path.string(), header.status().message()));
+  journal.exists = true;
+  journal.version = header->version;
+  journal.generation = header->word;
+  journal.sequence = header->sequence;
+  const std::uint64_t expected = snapshot.exists ? snapshot.generation : 0;
+  if (header->word > expected) {
     return Status(StatusCode::kCorruption,
                   fmt::format("journal {} is of generation {} but the snapshot of {}: the snapshot it follows is "
                               "missing",
-                              (dir / kJournalFile).string(), *generation, expected));
+                              path.string(), header->word, expected));
   }
-  if (*generation < expected) {
+  if (header->word < expected) {
     // A crash between the snapshot's rename and the new journal's: the snapshot already holds it.
-    warnings.push_back(
-        fmt::format("journal: generation {} is older than the snapshot ({}); skipped", *generation, expected));
+    report.warnings.push_back(
+        fmt::format("journal: generation {} is older than the snapshot ({}); skipped", header->word, expected));
     return Status::ok();
   }
-  const ReplayResult r = replay_journal(bytes, state);
-  if (r.stop == ReplayStop::kCleanEnd) return Status::ok();
-  std::string warning = fmt::format("journal: {} at offset {} ({} bytes cut)", replay_stop_name(r.stop), r.good_bytes,
-                                    bytes.size() - r.good_bytes);
-  // The cut bytes may be worth a look; keep them under another name.
-  const std::string kept = fmt::format("journal-{}.damaged", r.generation);
-  if (::linkat(dir_fd, kJournalFile, dir_fd, kept.c_str(), 0) == 0) {
-    warning += fmt::format("; the damaged journal is kept as {}", kept);
+  if (header->version >= 2 && snapshot.version >= 2 && header->sequence != snapshot.sequence) {
+    return Status(StatusCode::kCorruption,
+                  fmt::format("journal {} starts after record {} but the snapshot covers {}: they are not a pair",
+                              path.string(), header->sequence, snapshot.sequence));
   }
-  warnings.push_back(std::move(warning));
+  const ReplayResult r = replay_journal(bytes, state);
+  end_sequence = r.sequence + r.records;
+  if (r.stop == ReplayStop::kCleanEnd) return Status::ok();
+
+  // A write that crashed midway leaves an incomplete record and then
+  // nothing valid; valid records after the bad bytes mean damage in the
+  // middle, and cutting there would silently drop acknowledged changes.
+  std::size_t records_after = 0;
+  const auto resync = r.stop == ReplayStop::kTornTail && r.good_bytes + jf::kRecordPrefixSize > bytes.size()
+                          ? std::nullopt
+                          : find_record_after(bytes, r.good_bytes + 1, &records_after);
+  const bool mid_journal = resync.has_value();
+  const std::size_t cut = bytes.size() - r.good_bytes;
+  std::string what = fmt::format("journal {}: {} at offset {}", path.string(), replay_stop_name(r.stop), r.good_bytes);
+  if (resync) {
+    what += fmt::format(", followed by {} valid records from offset {}", records_after, *resync);
+  }
+  if (mid_journal && !repair) {
+    return Status(StatusCode::kCorruption,
+                  fmt::format("{}: damage in the middle of the journal, not a torn tail; cutting it there would lose "
+                              "the {} bytes after it; {} (the journal is cut at offset {} and the damaged file kept "
+                              "beside it)",
+                              what, cut, kRepairHint, r.good_bytes));
+  }
+  std::string message = fmt::format("{} ({} bytes cut", what, cut);
+  message += mid_journal ? fmt::format(", {} records after the damage lost: accepted by --repair)", records_after)
+                         : std::string(", a torn tail: the last write did not complete)");
+  // The cut bytes may be worth a look; keep them under another name.
+  const std::string kept = damaged_name(dir_fd, kJournalFile);
+  if (::linkat(dir_fd, kJournalFile, dir_fd, kept.c_str(), 0) == 0) {
+    message += fmt::format("; the damaged journal is kept as {}", (dir / kept).string());
+  }
+  (mid_journal ? report.losses : report.warnings).push_back(std::move(message));
   return Status::ok();
 }
 
@@ -302,22 +418,87 @@ Result<std::unique_ptr<FileJournal>> FileJournal::open(const fs::path& dir, cons
 
   std::unique_ptr<FileJournal> journal(new FileJournal(dir, options, std::move(dir_fd), std::move(*lock)));
   const int dfd = journal->dir_fd_.get();
-  auto fences = recover_fences(dfd, dir);
-  if (!fences) return fences.status();
-  journal->fence_bound_ = *fences;
-
   // Filled locally and handed over only on success: on error `recovered` stays empty.
+  RecoveredState report;
   std::map<std::string, CreatedState> state;
-  std::vector<std::string> warnings;
-  auto snapshot_generation = recover_snapshot(dfd, dir, state);
-  if (!snapshot_generation) return snapshot_generation.status();
-  if (Status s = recover_journal(dfd, dir, *snapshot_generation, state, warnings); !s) return s;
+  auto fences = recover_fences(dfd, dir);
+  if (!fences && (fences.status().code() != StatusCode::kCorruption || !options.repair)) {
+    if (fences.status().code() != StatusCode::kCorruption) return fences.status();
+    return Status(StatusCode::kCorruption,
+                  fmt::format("{}; without it fences could repeat; {} (fences then restart above {})",
+                              fences.status().message(), kRepairHint, repair_fence_floor()));
+  }
+  auto snapshot = recover_snapshot(dfd, dir, state);
+  if (!snapshot) return snapshot.status();
+  FileFacts journal_facts;
+  std::uint64_t end_sequence = 0;
+  if (Status s = recover_journal(dfd, dir, *snapshot, options.repair, state, report, journal_facts, end_sequence); !s) {
+    return s;
+  }
 
-  journal->generation_ = snapshot_generation->value_or(0);
+  const fs::path fences_path = dir / kFencesFile;
+  const bool data = snapshot->exists || journal_facts.exists;
+  // Only this version writes a fences file at every open: with files of the
+  // version before, a missing one may just never have been written.
+  const bool fences_expected = data && std::max(snapshot->version, journal_facts.version) >= 2;
+  std::uint64_t floor = 0;
+  std::uint64_t proof = 0;
+  if (fences && *fences) {
+    floor = (*fences)->slot.bound;
+    proof = (*fences)->slot.proof;
+    journal->fence_counter_ = (*fences)->slot.counter;
+    if (!(*fences)->other_valid) {
+      // The other slot was being written when a crash tore it (or it is
+      // damaged): it held at most one reservation more than this one.
+      floor += kMaxFenceReservation;
+      report.warnings.push_back(
+          fmt::format("fences file {}: one slot is damaged (a torn write); fences restart {} "
+                      "above the other one's bound",
+                      fences_path.string(), kMaxFenceReservation));
+    }
+  } else if (!fences || fences_expected) {
+    const std::string why =
+        !fences ? fences.status().message() : fmt::format("fences file {} is missing", fences_path.string());
+    if (!options.repair) {
+      return Status(StatusCode::kCorruption,
+                    fmt::format("{} while the data directory holds a snapshot or journal: fences could repeat; {} "
+                                "(fences then restart above {})",
+                                why, kRepairHint, repair_fence_floor()));
+    }
+    floor = repair_fence_floor();
+    report.losses.push_back(
+        fmt::format("{}: fences restart above {} (the wall clock in ms times 65536), accepted "
+                    "by --repair",
+                    why, floor));
+  } else if (data) {
+    report.warnings.push_back(
+        fmt::format("fences file {} is missing beside files of format version 1; fences "
+                    "start at 1",
+                    fences_path.string()));
+  }
+  // The fences file proves how many records were durable when it was last
+  // written: a journal that ends before that lost records.
+  const bool ends_in_v2 = journal_facts.exists && journal_facts.generation == snapshot->generation
+                              ? journal_facts.version >= 2
+                              : snapshot->version >= 2;
+  if (ends_in_v2 && proof > end_sequence) {
+    std::string message = fmt::format(
+        "journal {} ends after record {} but {} proves {} records were durable: {} records are missing (the "
+        "journal was truncated, or snapshot and journal replaced by older copies)",
+        (dir / kJournalFile).string(), end_sequence, fences_path.string(), proof, proof - end_sequence);
+    if (!options.repair) return Status(StatusCode::kCorruption, fmt::format("{}; {}", message, kRepairHint));
+    report.losses.push_back(message + ", accepted by --repair");
+  }
+
+  journal->generation_ = snapshot->exists ? snapshot->generation : 0;
+  journal->sequence_ = std::max(end_sequence, proof);
+  journal->fence_bound_ = floor;
   if (Status s = journal->compact(state); !s) return s;
+  if (Status s = journal->rewrite_fences(); !s) return s;
   recovered.created = std::move(state);
   recovered.fence_floor = journal->fence_bound_;
-  recovered.warnings = std::move(warnings);
+  recovered.warnings = std::move(report.warnings);
+  recovered.losses = std::move(report.losses);
   return journal;
 }
 
@@ -325,29 +506,88 @@ Result<std::unique_ptr<FileJournal>> FileJournal::open(const fs::path& dir, cons
 
 void FileJournal::record_set(std::string_view name, const CreatedState& state) {
   jf::append_set(batch_, name, state);
+  ++sequence_;
 }
 
 void FileJournal::record_delete(std::string_view name) {
   jf::append_delete(batch_, name);
+  ++sequence_;
+}
+
+// ---------------------------------------------------------------- fences
+
+Status FileJournal::rewrite_fences() {
+  // Both slots valid and the same: the first in-place write after this
+  // (counter + 1) goes to the slot of the older counter.
+  fences_fd_.reset();
+  // A slot's place is its counter's parity.
+  std::string slots[2];
+  for (std::uint64_t counter : {fence_counter_ + 1, fence_counter_ + 2}) {
+    slots[counter % 2] = jf::encode_fence_slot({counter, fence_bound_, durable_sequence_});
+  }
+  std::string bytes = slots[0];
+  bytes.resize(jf::kFenceSlotStride, '\0');
+  bytes += slots[1];
+  if (Status s = replace_file(dir_fd_.get(), dir_, kFencesFile, bytes); !s) return s;
+  fence_counter_ += 2;
+  proof_ = durable_sequence_;
+  // Kept open for the life of the journal: a reservation must never need a
+  // new descriptor (the process may have none left by then).
+  auto fd = open_at(dir_fd_.get(), dir_, kFencesFile, O_RDWR);
+  if (!fd) return fd.status();
+  fences_fd_ = std::move(*fd);
+  return Status::ok();
+}
+
+Status FileJournal::write_fence_slot(std::uint64_t bound, std::uint64_t proof) {
+  if (!fences_fd_.valid()) return Status(StatusCode::kIoError, "the fences file is not open");
+  const std::uint64_t counter = fence_counter_ + 1;
+  const std::string slot = jf::encode_fence_slot({counter, bound, proof});
+  // The slot of the older counter: the newer one stays valid whatever
+  // happens to this write (a torn one included).
+  const auto offset = static_cast<off_t>((counter % 2) * jf::kFenceSlotStride);
+  const fs::path path = dir_ / kFencesFile;
+  for (std::size_t done = 0; done < slot.size();) {
+    const ssize_t n =
+        ::pwrite(fences_fd_.get(), slot.data() + done, slot.size() - done, offset + static_cast<off_t>(done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return io_error("cannot write", path, errno);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (const int err = sync_fd(fences_fd_.get(), true)) return io_error("cannot fsync", path, err);
+  fence_counter_ = counter;
+  proof_ = proof;
+  return Status::ok();
 }
 
 std::uint64_t FileJournal::reserve_fences(std::uint64_t needed) {
   if (needed <= fence_bound_) return fence_bound_;
-  Status status = replace_file(dir_fd_.get(), dir_, kFencesFile, jf::encode_header(jf::FileKind::kFences, needed));
-  if (!status) {
-    const std::string why = fmt::format(
-        "cannot reserve fences up to {}: {}; stopping, since a restart could hand out fences already granted", needed,
-        status.message());
-    // Both: the log is where operators look, stderr is what survives a log
-    // set-up that has not flushed by the time of the abort.
-    spdlog::critical("{}", why);
-    spdlog::shutdown();
-    std::fprintf(stderr, "netsemd: fatal: %s\n", why.c_str());
-    std::abort();
+  assert(needed - fence_bound_ <= kMaxFenceReservation);
+  needed = std::min(needed, fence_bound_ + kMaxFenceReservation);
+  if (Status s = write_fence_slot(needed, durable_sequence_); !s) {
+    // The caller keeps handing out fences below the old bound, and asks
+    // again; only a table that reaches it refuses grants until one works.
+    if (!fences_failing_) {
+      spdlog::error("cannot reserve fences up to {}: {}; grants go on up to {}, then fail until a reservation works",
+                    needed, s.message(), fence_bound_);
+    }
+    fences_failing_ = true;
+    return fence_bound_;
   }
+  if (fences_failing_) spdlog::info("fences reserved up to {} again", needed);
+  fences_failing_ = false;
   fence_bound_ = needed;
   return fence_bound_;
 }
+
+Status FileJournal::write_proof() {
+  if (durable_sequence_ <= proof_) return Status::ok();
+  return write_fence_slot(fence_bound_, durable_sequence_);
+}
+
+// ---------------------------------------------------------------- writing
 
 Status FileJournal::flush() {
   if (!batch_.empty()) {
@@ -367,20 +607,30 @@ Status FileJournal::flush() {
                                                       (dir_ / kJournalFile).string(), status.message(), batch_.size()));
     }
   }
+  written_sequence_ = sequence_;
   // Under kAlways this also retries the fsync a previous flush() failed.
   if (options_.fsync == FsyncPolicy::kAlways) return sync();
   return Status::ok();
 }
 
 Status FileJournal::sync() {
-  if (!dirty_ || !journal_fd_.valid()) return Status::ok();
+  if (!journal_fd_.valid()) return Status::ok();
+  if (!dirty_) {
+    durable_sequence_ = std::max(durable_sequence_, written_sequence_);
+    return Status::ok();
+  }
   if (const int err = sync_fd(journal_fd_.get(), true)) {
     needs_rewrite_ = true;
     return io_error("cannot fsync journal", dir_ / kJournalFile, err);
   }
   dirty_ = false;
+  durable_sequence_ = written_sequence_;
   ++syncs_;
   return Status::ok();
+}
+
+std::uint64_t FileJournal::answerable_sequence() const {
+  return options_.fsync == FsyncPolicy::kAlways ? durable_sequence_ : written_sequence_;
 }
 
 bool FileJournal::wants_compaction() const {
@@ -398,6 +648,8 @@ JournalStats FileJournal::stats() const {
   s.writes = writes_;
   s.syncs = syncs_;
   s.compactions = compactions_;
+  s.sequence = sequence_;
+  s.pending_records = sequence_ - answerable_sequence();
   return s;
 }
 
@@ -411,11 +663,11 @@ Status FileJournal::compact(const std::map<std::string, CreatedState>& state) {
   // once the snapshot is in place only a rename is left to do.
   auto next = open_at(dfd, dir_, kJournalTemp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND);
   if (!next) return next.status();
-  const std::string header = jf::encode_header(jf::FileKind::kJournal, generation);
+  const std::string header = jf::encode_header(jf::FileKind::kJournal, generation, sequence_);
   Status status = write_and_sync(next->get(), dir_ / kJournalTemp, header);
   std::string snapshot;
   if (status) {
-    snapshot = jf::encode_snapshot(generation, state);
+    snapshot = jf::encode_snapshot(generation, state, sequence_);
     status = replace_file(dfd, dir_, kSnapshotFile, snapshot);
   }
   if (!status) {
@@ -428,6 +680,8 @@ Status FileJournal::compact(const std::map<std::string, CreatedState>& state) {
   generation_ = generation;
   snapshot_bytes_ = snapshot.size();
   batch_.clear();
+  written_sequence_ = sequence_;
+  durable_sequence_ = sequence_;
   journal_fd_.reset();
   journal_bytes_ = 0;
   dirty_ = false;

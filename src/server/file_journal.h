@@ -3,15 +3,20 @@
 // kill -9 or (with FsyncPolicy::kAlways) a power loss.
 //
 // Files in the data directory (docs/durability.md has the byte layout):
-//   lock      held with flock(2) for the life of the object; holds the pid
+//   (the directory itself is flock(2)ed for the life of the object)
+//   lock      flock(2)ed too; holds the pid
 //   snapshot  every created semaphore at the start of the current journal
 //   journal   records appended since: SET(name, value, max), DELETE(name)
-//   fences    the highest fence reserved so far
+//   fences    the highest fence reserved so far and how many records were
+//             durable then: two slots rewritten alternately in place
 // Records carry absolute states, so replay is idempotent. Each file starts
 // with a header (magic, version, a word: the generation, or the fence bound);
 // a snapshot covers exactly the journals of older generations, which is how
 // recovery tells a stale journal from the current one after a crash in the
-// middle of a compaction.
+// middle of a compaction. Every record has a sequence number (counted, not
+// stored: a file's header holds the sequence it starts after), and the
+// fences file proves how many were durable when it was last written, so a
+// journal cut short below that is refused, not silently rolled back.
 //
 // API: open() recovers the state and compacts; then the server calls
 // record_set/record_delete as the table changes (they only append to an
@@ -55,6 +60,10 @@ struct JournalOptions {
   // wants_compaction() once the journal grows past this many bytes and past
   // twice the size of the last snapshot.
   std::uint64_t compact_bytes = 64 << 20;
+  // Accept damage that open() otherwise refuses (damage in the middle of
+  // the journal, a journal shorter than the fences file proves, a missing or
+  // unreadable fences file): cut, log what was lost, and start.
+  bool repair = false;
 };
 
 // What open() found in the data directory.
@@ -62,18 +71,21 @@ struct RecoveredState {
   std::map<std::string, CreatedState> created;
   std::uint64_t fence_floor = 0;      // every fence handed out before is <= this
   std::vector<std::string> warnings;  // e.g. "journal: torn tail at offset N (M bytes cut)"
+  std::vector<std::string> losses;    // what --repair accepted to lose (log them as errors)
 };
 
 // Counters for STATS and tests.
 struct JournalStats {
-  std::uint64_t journal_bytes = 0;   // size of the journal file, header included
-  std::uint64_t snapshot_bytes = 0;  // size of the last snapshot written
-  std::uint64_t pending_bytes = 0;   // batched records not yet written
-  std::uint64_t generation = 0;      // of the current snapshot and journal
-  std::uint64_t fence_bound = 0;     // highest fence reserved
-  std::uint64_t writes = 0;          // write(2) calls on the journal
-  std::uint64_t syncs = 0;           // successful fsyncs of the journal
-  std::uint64_t compactions = 0;     // successful compactions, the one in open() included
+  std::uint64_t journal_bytes = 0;    // size of the journal file, header included
+  std::uint64_t snapshot_bytes = 0;   // size of the last snapshot written
+  std::uint64_t pending_bytes = 0;    // batched records not yet written
+  std::uint64_t generation = 0;       // of the current snapshot and journal
+  std::uint64_t fence_bound = 0;      // highest fence reserved
+  std::uint64_t writes = 0;           // write(2) calls on the journal
+  std::uint64_t syncs = 0;            // successful fsyncs of the journal
+  std::uint64_t compactions = 0;      // successful compactions, the one in open() included
+  std::uint64_t sequence = 0;         // records made since the data directory was made
+  std::uint64_t pending_records = 0;  // of those, not yet answerable (written; under kAlways, durable)
 };
 
 namespace journal_detail {
@@ -85,19 +97,25 @@ using netsem::UniqueFd;
 class FileJournal final : public Journal {
  public:
   // Opens the data directory `dir`, creating it and its parents if missing.
-  // Locks it with `dir/lock` for the life of the object: a directory that
-  // another FileJournal holds (in any process, this one included) is kBusy,
-  // naming the holder's pid when known. Reads the fences file, the snapshot
-  // and the journal into `recovered` (cleared first). A torn or corrupt tail
-  // of the journal is cut at the last good record and reported in
-  // `recovered.warnings` (the damaged journal is kept as
-  // `journal-<generation>.damaged`); earlier records are never lost. Then
-  // compacts: a fresh snapshot of the recovered state and an empty journal.
+  // Locks the directory itself (and `dir/lock`) for the life of the object:
+  // a directory that another FileJournal holds (in any process, this one
+  // included) is kBusy, naming the holder's pid (from /proc/locks, so even
+  // with `lock` deleted). Reads the fences file, the snapshot and the
+  // journal into `recovered` (cleared first). A torn tail of the journal (an
+  // incomplete last write: nothing valid after the bad bytes) is cut and
+  // reported in `recovered.warnings`; the damaged file is kept as
+  // `journal.damaged-<unix time>`. Then compacts (a fresh snapshot and an
+  // empty journal) and rewrites the fences file with the recovered bound.
   //
-  // On error `recovered` is left empty. Errors: kBusy (locked), kIoError (a file operation failed, with the path
-  // and errno text), kCorruption (a damaged header, snapshot or fences file:
-  // those are written atomically, so damage there is not a crash and is left
-  // for the operator rather than silently dropped).
+  // On error `recovered` is left empty. Errors: kBusy (locked), kIoError (a
+  // file operation failed, with the path and errno text), kCorruption, whose
+  // message names the file, what is wrong and, where it applies, the
+  // --repair flag (options.repair) that accepts the loss: a damaged header
+  // or snapshot; damage in the middle of the journal (valid records after
+  // it); a journal that ends before the record the fences file proves
+  // durable; a fences file missing beside a snapshot or journal of this
+  // version, or unreadable. Under options.repair those last three are cut or
+  // accepted and what was lost is listed in `recovered.losses`.
   static Result<std::unique_ptr<FileJournal>> open(const std::filesystem::path& dir, const JournalOptions& options,
                                                    RecoveredState& recovered);
 
@@ -113,14 +131,23 @@ class FileJournal final : public Journal {
   void record_set(std::string_view name, const CreatedState& state) override;
   void record_delete(std::string_view name) override;
 
-  // Durably raises the fence bound to `needed` (temp file, fsync, rename,
-  // fsync of the directory) and returns it; returns the current bound at once
-  // when it is already >= needed. The caller reserves in large steps.
-  // Fail-stop: if the bound cannot be made durable the process aborts after
-  // logging why, since handing out fences a restart could hand out again
-  // would break the one promise fences make (the interface has no error path,
-  // and no fence may be granted above an undurable bound).
+  // A reservation raises the bound by at most this much; a fences file
+  // found with one slot damaged restarts fences this far above the other.
+  static constexpr std::uint64_t kMaxFenceReservation = 1 << 20;
+
+  // Durably raises the fence bound to `needed` (one pwrite of a slot of the
+  // fences file, kept open, and fdatasync: no new descriptor) and returns
+  // it; returns the current bound at once when it is already >= needed. On
+  // failure logs why (once until a reservation works again) and returns the
+  // old bound: the caller must not hand out fences above what is returned.
+  // REQUIRES: needed <= the current bound + kMaxFenceReservation.
   std::uint64_t reserve_fences(std::uint64_t needed) override;
+
+  // Writes the number of durable records to the fences file if it grew
+  // since the last write (one pwrite and fdatasync): the proof recovery
+  // checks the journal's length against. The server calls it once a second
+  // and at a clean shutdown (after sync()).
+  Status write_proof();
 
   // Writes the batch with one write(2) (more only after a short write), then
   // fsyncs under kAlways (also when nothing is batched but an earlier fsync
@@ -155,6 +182,12 @@ class FileJournal final : public Journal {
   // must be compacted again, in which case flush() fails until it is.
   Status compact(const std::map<std::string, CreatedState>& state);
 
+  // Records made so far (batched ones included), counted since the data
+  // directory was made; and how many of them an answer may depend on now:
+  // written by flush(), and under kAlways also fsynced.
+  std::uint64_t sequence() const { return sequence_; }
+  std::uint64_t answerable_sequence() const;
+
   // Size of the journal file, header included (batched records are not).
   std::uint64_t journal_bytes() const { return journal_bytes_; }
   // True when records are batched and flush() has something to write.
@@ -166,15 +199,27 @@ class FileJournal final : public Journal {
  private:
   FileJournal(std::filesystem::path dir, const JournalOptions& options, journal_detail::UniqueFd dir_fd,
               journal_detail::UniqueFd lock_fd);
+  // Replaces the fences file with two slots of the current bound and proof
+  // (at open), and keeps it open.
+  Status rewrite_fences();
+  // Writes the older slot in place, durably.
+  Status write_fence_slot(std::uint64_t bound, std::uint64_t proof);
 
   std::filesystem::path dir_;
   JournalOptions options_;
   journal_detail::UniqueFd dir_fd_;      // every file is opened relative to it
-  journal_detail::UniqueFd lock_fd_;     // holds the flock
+  journal_detail::UniqueFd lock_fd_;     // holds the flock on `lock` (dir_fd_ the one on the directory)
+  journal_detail::UniqueFd fences_fd_;   // open for the life of the journal
   journal_detail::UniqueFd journal_fd_;  // invalid after a failed compaction
   std::string batch_;                    // encoded records not yet written
   std::uint64_t generation_ = 0;
   std::uint64_t fence_bound_ = 0;
+  std::uint64_t fence_counter_ = 0;     // of the newest fences slot
+  std::uint64_t sequence_ = 0;          // records made
+  std::uint64_t written_sequence_ = 0;  // records written to the journal file
+  std::uint64_t durable_sequence_ = 0;  // records fsynced (or in a snapshot)
+  std::uint64_t proof_ = 0;             // durable records the fences file proves
+  bool fences_failing_ = false;
   std::uint64_t journal_bytes_ = 0;
   std::uint64_t snapshot_bytes_ = 0;
   std::uint64_t writes_ = 0;

@@ -42,8 +42,10 @@ class Journal {
   virtual void record_delete(std::string_view name) = 0;
   // Makes every fence up to `needed` safe to hand out: a later run of the
   // server starts its fences above the bound returned, even after a crash.
-  // Returns that bound (>= needed). Called rarely: the caller reserves in
-  // large steps.
+  // Returns that bound: >= needed, or the bound before the call when the
+  // reservation failed (a failing disk), in which case the caller must not
+  // hand out fences above it. Called rarely: the caller reserves in large
+  // steps.
   virtual std::uint64_t reserve_fences(std::uint64_t needed) = 0;
 };
 
@@ -59,9 +61,13 @@ class MemoryJournal final : public Journal {
     ++records_;
   }
   std::uint64_t reserve_fences(std::uint64_t needed) override {
+    if (fail_fences_) return reserved_;
     if (needed > reserved_) reserved_ = needed;
     return reserved_;
   }
+  // While set, reservations fail as a failing disk makes them: the bound
+  // stays where it is.
+  void fail_fence_reservations(bool fail) { fail_fences_ = fail; }
 
   const std::map<std::string, CreatedState>& created() const { return created_; }
   std::uint64_t reserved_fences() const { return reserved_; }
@@ -71,6 +77,7 @@ class MemoryJournal final : public Journal {
   std::map<std::string, CreatedState> created_;
   std::uint64_t reserved_ = 0;
   std::uint64_t records_ = 0;
+  bool fail_fences_ = false;
 };
 
 }  // namespace netsem::server

@@ -136,10 +136,11 @@ bool all_zero(std::string_view bytes) {
 
 ReplayResult replay(jf::FileKind kind, std::string_view bytes, std::map<std::string, CreatedState>& state) {
   ReplayResult result;
-  auto header = jf::parse_header(bytes, kind);
+  auto header = jf::parse_header_full(bytes, kind);
   if (!header) return result;  // kBadHeader
-  result.generation = *header;
-  std::size_t pos = jf::kHeaderSize;
+  result.generation = header->word;
+  result.sequence = header->sequence;
+  std::size_t pos = header->size;
   result.good_bytes = pos;
   std::optional<std::uint64_t> end_count;
   // Everything from `pos` on is cut; a tail of zeros is what a crash leaves
@@ -178,30 +179,112 @@ ReplayResult replay(jf::FileKind kind, std::string_view bytes, std::map<std::str
 
 namespace journal_format {
 
-std::string encode_header(FileKind kind, std::uint64_t word) {
+std::string encode_header(FileKind kind, std::uint64_t word, std::uint64_t sequence) {
+  assert(kind != FileKind::kFences);
   std::string out(magic_of(kind));
   put_u32(out, kVersion);
+  put_u64(out, word);
+  put_u64(out, sequence);
+  put_u32(out, crc_of(out));
+  return out;
+}
+
+std::string encode_header_v1(FileKind kind, std::uint64_t word) {
+  std::string out(magic_of(kind));
+  put_u32(out, 1);
   put_u64(out, word);
   put_u32(out, crc_of(out));
   return out;
 }
 
-Result<std::uint64_t> parse_header(std::string_view bytes, FileKind kind) {
-  if (bytes.size() < kHeaderSize) {
+Result<Header> parse_header_full(std::string_view bytes, FileKind kind) {
+  if (bytes.size() < kHeaderSizeV1) {
     return Status(StatusCode::kCorruption, fmt::format("{} bytes, shorter than a header", bytes.size()));
   }
   if (bytes.substr(0, 8) != magic_of(kind)) {
     return Status(StatusCode::kCorruption, fmt::format("bad magic (expected '{}')", magic_of(kind)));
   }
-  // The version before the checksum: another version may lay its header out differently.
-  if (const auto version = get_le(bytes, 8, 4); version != kVersion) {
+  // The version before the checksum: another version lays its header out differently.
+  Header header;
+  header.version = static_cast<std::uint32_t>(get_le(bytes, 8, 4));
+  if (header.version == 1) {
+    header.size = kHeaderSizeV1;
+  } else if (header.version == kVersion && kind != FileKind::kFences) {
+    if (bytes.size() < kHeaderSize) {
+      return Status(StatusCode::kCorruption, fmt::format("{} bytes, shorter than a header", bytes.size()));
+    }
+    header.sequence = get_le(bytes, 20, 8);
+  } else {
     return Status(StatusCode::kCorruption,
-                  fmt::format("unsupported format version {} (this build reads {})", version, kVersion));
+                  fmt::format("unsupported format version {} (this build reads 1 and {})", header.version, kVersion));
   }
-  if (crc_of(bytes.substr(0, 20)) != get_le(bytes, 20, 4)) {
+  const std::size_t crc_at = header.size - 4;
+  if (crc_of(bytes.substr(0, crc_at)) != get_le(bytes, crc_at, 4)) {
     return Status(StatusCode::kCorruption, "header checksum mismatch");
   }
-  return get_le(bytes, 12, 8);
+  header.word = get_le(bytes, 12, 8);
+  return header;
+}
+
+Result<std::uint64_t> parse_header(std::string_view bytes, FileKind kind) {
+  auto header = parse_header_full(bytes, kind);
+  if (!header) return header.status();
+  return header->word;
+}
+
+std::string encode_fence_slot(const FenceSlot& slot) {
+  std::string out(magic_of(FileKind::kFences));
+  put_u32(out, kVersion);
+  put_u64(out, slot.counter);
+  put_u64(out, slot.bound);
+  put_u64(out, slot.proof);
+  put_u32(out, crc_of(out));
+  assert(out.size() == kFenceSlotSize);
+  return out;
+}
+
+namespace {
+
+Result<FenceSlot> parse_fence_slot(std::string_view bytes) {
+  if (bytes.size() < kFenceSlotSize) return Status(StatusCode::kCorruption, "slot cut short");
+  if (bytes.substr(0, 8) != magic_of(FileKind::kFences)) return Status(StatusCode::kCorruption, "bad magic");
+  if (get_le(bytes, 8, 4) != kVersion) return Status(StatusCode::kCorruption, "bad version");
+  if (crc_of(bytes.substr(0, kFenceSlotSize - 4)) != get_le(bytes, kFenceSlotSize - 4, 4)) {
+    return Status(StatusCode::kCorruption, "checksum mismatch");
+  }
+  return FenceSlot{get_le(bytes, 12, 8), get_le(bytes, 20, 8), get_le(bytes, 28, 8)};
+}
+
+}  // namespace
+
+Result<FencesFile> parse_fences(std::string_view bytes) {
+  if (bytes.size() >= 12 && bytes.substr(0, 8) == magic_of(FileKind::kFences) && get_le(bytes, 8, 4) == 1) {
+    auto bound = parse_header(bytes, FileKind::kFences);
+    if (!bound) return bound.status();
+    if (bytes.size() != kHeaderSizeV1) return Status(StatusCode::kCorruption, "trailing bytes");
+    FencesFile file;
+    file.version = 1;
+    file.slot.bound = *bound;
+    return file;
+  }
+  if (bytes.size() != kFencesFileSize) {
+    return Status(StatusCode::kCorruption,
+                  fmt::format("{} bytes, not the {} of two slots", bytes.size(), kFencesFileSize));
+  }
+  auto first = parse_fence_slot(bytes.substr(0, kFenceSlotSize));
+  auto second = parse_fence_slot(bytes.substr(kFenceSlotStride));
+  if (!first && !second) {
+    return Status(StatusCode::kCorruption,
+                  fmt::format("both slots are damaged ({}; {})", first.status().message(), second.status().message()));
+  }
+  FencesFile file;
+  file.other_valid = first && second;
+  if (!second || (first && first->counter >= second->counter)) {
+    file.slot = *first;
+  } else {
+    file.slot = *second;
+  }
+  return file;
 }
 
 void append_set(std::string& out, std::string_view name, const CreatedState& state) {
@@ -225,8 +308,9 @@ void append_end(std::string& out, std::uint64_t records) {
   finish_record(out, start);
 }
 
-std::string encode_snapshot(std::uint64_t generation, const std::map<std::string, CreatedState>& state) {
-  std::string out = encode_header(FileKind::kSnapshot, generation);
+std::string encode_snapshot(std::uint64_t generation, const std::map<std::string, CreatedState>& state,
+                            std::uint64_t sequence) {
+  std::string out = encode_header(FileKind::kSnapshot, generation, sequence);
   std::size_t size = kRecordPrefixSize + 9;
   for (const auto& entry : state) size += kRecordPrefixSize + 19 + entry.first.size();
   out.reserve(out.size() + size);
@@ -236,6 +320,35 @@ std::string encode_snapshot(std::uint64_t generation, const std::map<std::string
 }
 
 }  // namespace journal_format
+
+std::optional<std::size_t> find_record_after(std::string_view bytes, std::size_t from, std::size_t* records) {
+  std::map<std::string, CreatedState> scratch;
+  std::optional<std::uint64_t> end_count;
+  // One valid record at `at`: its size, or 0.
+  auto record_at = [&](std::size_t at) -> std::size_t {
+    if (bytes.size() - at < jf::kRecordPrefixSize) return 0;
+    const std::size_t length = get_le(bytes, at, 4);
+    if (length == 0 || length > jf::kMaxRecordBody || length > bytes.size() - at - jf::kRecordPrefixSize) return 0;
+    const std::string_view body = bytes.substr(at + jf::kRecordPrefixSize, length);
+    if (crc_of(body) != get_le(bytes, at + 4, 4)) return 0;
+    scratch.clear();
+    if (!apply_body(jf::FileKind::kJournal, body, scratch, end_count)) return 0;
+    return jf::kRecordPrefixSize + length;
+  };
+  for (std::size_t at = from; at < bytes.size(); ++at) {
+    std::size_t size = record_at(at);
+    if (size == 0) continue;
+    if (records != nullptr) {
+      *records = 0;
+      for (std::size_t next = at; size != 0; size = next < bytes.size() ? record_at(next) : 0) {
+        ++*records;
+        next += size;
+      }
+    }
+    return at;
+  }
+  return std::nullopt;
+}
 
 ReplayResult replay_journal(std::string_view bytes, std::map<std::string, CreatedState>& state) {
   return replay(jf::FileKind::kJournal, bytes, state);

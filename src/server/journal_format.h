@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -20,11 +21,23 @@ namespace netsem::server {
 
 namespace journal_format {
 
-// Every file starts with: magic (8 bytes), version (u32), word (u64), crc32 of
-// the 20 bytes before it (u32). The word is the generation for a journal or
-// a snapshot, the reserved fence bound for the fences file.
-inline constexpr std::size_t kHeaderSize = 24;
-inline constexpr std::uint32_t kVersion = 1;
+// A journal or snapshot starts with: magic (8 bytes), version (u32), word
+// (u64), sequence (u64), crc32 of the bytes before it (u32). The word is the
+// generation; the sequence is the number of records made in the data
+// directory before the file's first record (a snapshot: the records it
+// covers). Version 1 files (written by netsemd before the sequence existed)
+// have a 24-byte header without the sequence; they are read as sequence 0.
+inline constexpr std::size_t kHeaderSize = 32;
+inline constexpr std::size_t kHeaderSizeV1 = 24;
+inline constexpr std::uint32_t kVersion = 2;
+// The fences file of version 2 is two slots, at offsets 0 and kFenceSlotStride,
+// written alternately in place; each slot is magic, version (u32), counter
+// (u64, +1 per write), fence bound (u64), proof (u64: the record sequence
+// known durable when the slot was written), crc32 of the bytes before it. A
+// version 1 fences file is a 24-byte header whose word is the bound.
+inline constexpr std::size_t kFenceSlotSize = 40;
+inline constexpr std::size_t kFenceSlotStride = 512;
+inline constexpr std::size_t kFencesFileSize = kFenceSlotStride + kFenceSlotSize;
 // Every record: body length (u32), crc32 of the body (u32), body (type u8,
 // payload).
 inline constexpr std::size_t kRecordPrefixSize = 8;
@@ -35,19 +48,52 @@ inline constexpr std::size_t kMaxRecordBody = 1 + 2 + kMaxNameSize + 8 + 8;
 enum class FileKind : std::uint8_t { kJournal, kSnapshot, kFences };
 enum class RecordType : std::uint8_t { kSet = 1, kDelete = 2, kEnd = 3 };
 
-// The 24-byte header of a file of `kind`.
-std::string encode_header(FileKind kind, std::uint64_t word);
-// The header's word. kCorruption when `bytes` is shorter than a header or its
-// magic, version or checksum is wrong; the message says which.
+struct Header {
+  std::uint32_t version = kVersion;
+  std::uint64_t word = 0;      // the generation
+  std::uint64_t sequence = 0;  // 0 in a version 1 header
+  std::size_t size = kHeaderSize;
+};
+
+// The version 2 header of a journal or snapshot (`kind` not kFences).
+std::string encode_header(FileKind kind, std::uint64_t word, std::uint64_t sequence = 0);
+// The version 1 header (24 bytes), as the build before version 2 wrote it:
+// for tests of reading old data directories, and the old fences file.
+std::string encode_header_v1(FileKind kind, std::uint64_t word);
+// The header of version 1 or 2. kCorruption when `bytes` is shorter than a
+// header or its magic, version or checksum is wrong; the message says which.
+Result<Header> parse_header_full(std::string_view bytes, FileKind kind);
+// The header's word (parse_header_full(...).word).
 Result<std::uint64_t> parse_header(std::string_view bytes, FileKind kind);
+
+// One slot of a version 2 fences file.
+struct FenceSlot {
+  std::uint64_t counter = 0;
+  std::uint64_t bound = 0;
+  std::uint64_t proof = 0;
+};
+std::string encode_fence_slot(const FenceSlot& slot);
+// What a fences file says: the slot with the highest counter among the valid
+// ones; `other_valid` false when the other slot is damaged (a torn write of
+// it, or worse: see FileJournal for the slack it then adds to the bound).
+struct FencesFile {
+  FenceSlot slot;
+  bool other_valid = true;
+  std::uint32_t version = kVersion;
+};
+// A fences file of version 1 (one header) or 2 (two slots). kCorruption when
+// no slot is valid, naming why.
+Result<FencesFile> parse_fences(std::string_view bytes);
 
 // Append one record to `out`. REQUIRES as FileJournal::record_set.
 void append_set(std::string& out, std::string_view name, const CreatedState& state);
 void append_delete(std::string& out, std::string_view name);
 // The last record of a snapshot: the number of SET records before it.
 void append_end(std::string& out, std::uint64_t records);
-// A whole snapshot file: header, one SET per entry, END.
-std::string encode_snapshot(std::uint64_t generation, const std::map<std::string, CreatedState>& state);
+// A whole snapshot file: header, one SET per entry, END. `sequence`: the
+// records made before it, all of which it covers.
+std::string encode_snapshot(std::uint64_t generation, const std::map<std::string, CreatedState>& state,
+                            std::uint64_t sequence = 0);
 
 }  // namespace journal_format
 
@@ -66,6 +112,7 @@ std::string_view replay_stop_name(ReplayStop stop);
 struct ReplayResult {
   ReplayStop stop = ReplayStop::kBadHeader;
   std::uint64_t generation = 0;  // from the header
+  std::uint64_t sequence = 0;    // from the header (0 in version 1)
   std::size_t good_bytes = 0;    // the good prefix: the header and every record applied
   std::size_t records = 0;       // records applied (a snapshot's END not counted)
 };
@@ -74,6 +121,13 @@ struct ReplayResult {
 // in order, and stops at the first bad byte. Never reads outside `bytes`.
 // Replaying bytes[0, good_bytes) gives the same state and kCleanEnd.
 ReplayResult replay_journal(std::string_view bytes, std::map<std::string, CreatedState>& state);
+// The offset of the first complete, checksummed record that parses at or
+// after `from` in journal `bytes` (scanning byte by byte), or nullopt. A
+// replay that stopped at `from` with such a record after it stopped at
+// damage in the middle of the journal, not at a torn tail: a write that
+// crashed midway leaves nothing valid after it. `records` receives how many
+// valid records follow in a row from there.
+std::optional<std::size_t> find_record_after(std::string_view bytes, std::size_t from, std::size_t* records = nullptr);
 // Likewise for a snapshot file: SET records then END with their count. A
 // snapshot without its END, or with bytes after it, is not kCleanEnd.
 ReplayResult replay_snapshot(std::string_view bytes, std::map<std::string, CreatedState>& state);

@@ -30,11 +30,16 @@ int main(int argc, char** argv) {
   std::string bind_address;
   std::string port;
   bool check_config = false;
+  bool repair = false;
   bool show_version = false;
   app.add_option("-c,--config", config_file,
                  "configuration file (INI, or an ACE configuration); default: embedded defaults");
   app.add_option("--bind", bind_address, "address to listen on (overrides bind_address)");
   app.add_option("--port", port, "port to listen on, 0 for any free port (overrides bind_port)");
+  app.add_flag("--repair", repair,
+               "start even though the data directory is damaged: cut the journal at mid-journal damage, accept a "
+               "journal shorter than the fences file proves, restart fences above the wall clock when the fences "
+               "file is lost; logs what was lost and keeps the damaged journal beside it");
   app.add_flag("--check-config", check_config, "load and check the configuration, print a summary, then exit");
   app.add_flag("--version", show_version, "print the version and exit");
   app.footer(netsem::server::describe_options());
@@ -89,13 +94,16 @@ int main(int argc, char** argv) {
     spdlog::info("descriptor limit (RLIMIT_NOFILE) {} (hard limit {})", limit->soft, limit->hard);
   }
 
-  // Writes to a peer that vanished must be errors, not a fatal signal.
+  // Writes to a peer that vanished, or past a file size limit (RLIMIT_FSIZE),
+  // must be errors the server handles, not a fatal signal.
   std::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGXFSZ, SIG_IGN);
   // Everything runs on this one thread (signals arrive through Asio's pipe),
   // so Asio need not lock its scheduler and reactor (5 % of netsemd's own
   // instructions per request, callgrind).
   asio::io_context io(ASIO_CONCURRENCY_HINT_UNSAFE);
   netsem::server::Server server(io, std::move(config), config_file);
+  server.set_repair(repair);
   if (auto status = server.start(); !status) {
     spdlog::error("cannot start: {}", status.to_string());
     return kExitStartFailed;

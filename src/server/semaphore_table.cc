@@ -144,6 +144,7 @@ struct SemaphoreTable::Impl {
   std::uint64_t configure_calls = 0;  // for Semaphore::listed
   std::uint64_t last_fence = 0;
   std::uint64_t reserved_fence = 0;
+  std::uint64_t next_reserve_attempt = 0;  // after a failed early reservation
   std::uint64_t grants = 0;
   std::uint64_t held_total = 0;
   std::uint64_t waiter_total = 0;
@@ -207,15 +208,28 @@ struct SemaphoreTable::Impl {
     ++changes;
   }
 
-  std::uint64_t next_fence() {
-    if (last_fence >= reserved_fence) {
-      reserved_fence = journal.reserve_fences(last_fence + kFenceReserveStep);
-      assert(reserved_fence > last_fence);
+  // True when a fence can be handed out. The next step is reserved once half
+  // of the current one is used, so a reservation that fails (a failing disk)
+  // leaves half a step of grants while it is retried, every
+  // kFenceRetryEvery fences, then at every grant once none are left; until
+  // one works, grants fail (LIMIT) instead of handing out a fence a restart
+  // could hand out again.
+  bool fence_available() {
+    if (last_fence + kFenceReserveStep / 2 >= reserved_fence &&
+        (last_fence >= reserved_fence || last_fence >= next_reserve_attempt)) {
+      const std::uint64_t bound = journal.reserve_fences(last_fence + kFenceReserveStep);
+      if (bound > reserved_fence) {
+        reserved_fence = bound;
+      } else {
+        next_reserve_attempt = last_fence + kFenceRetryEvery;
+      }
     }
-    return ++last_fence;
+    return last_fence < reserved_fence;
   }
 
+  // REQUIRES: fence_available().
   std::uint64_t grant(Session& ses, Semaphore& s, TakeMode mode, std::int64_t count) {
+    assert(last_fence < reserved_fence);
     s.value -= count;
     if (mode == TakeMode::kAcquire) {
       s.held += count;
@@ -230,7 +244,7 @@ struct SemaphoreTable::Impl {
     }
     ++grants;
     ++changes;
-    return next_fence();
+    return ++last_fence;
   }
 
   void journal_state(const Semaphore& s) { journal.record_set(s.name, {s.value + s.held, s.max}); }
@@ -257,6 +271,10 @@ struct SemaphoreTable::Impl {
     while (!s.queue.empty() && s.queue.front().count <= s.value) {
       Waiter& w = s.queue.front();
       Session& ses = *w.session;
+      if (!fence_available()) {
+        out.push_back({ses.id, unlink(w), Completion::Type::kNoFence, 0});
+        continue;
+      }
       consumed |= w.mode == TakeMode::kWait;
       const std::uint64_t fence = grant(ses, s, w.mode, w.count);
       out.push_back({ses.id, unlink(w), Completion::Type::kGranted, fence});
@@ -453,6 +471,12 @@ TakeResult SemaphoreTable::take(const TakeRequest& request, Completions& out) {
   if (request.count > s->max) return error(ErrorCode::kTooMany);
 
   if (s->queue.empty() && s->value >= request.count) {
+    if (!t.fence_available()) {
+      TakeResult result = error(ErrorCode::kLimit);
+      result.no_fence = true;
+      if (s->kind == SemaphoreKind::kUndefined && s->holders == 0) t.erase(*s);  // made just now, unused
+      return result;
+    }
     const std::uint64_t fence = t.grant(ses, *s, request.mode, request.count);
     if (request.mode == TakeMode::kWait && s->kind == SemaphoreKind::kCreated) t.journal_state(*s);
     return {TakeResult::Type::kGranted, fence, 0, ErrorCode::kNone};

@@ -65,7 +65,9 @@ struct TableLimits {
 struct Completion {
   // kTooMany and kNotFound end a queued request after a reload: its count
   // exceeds the new max, or it is a WAIT of a name that became undefined.
-  enum class Type : std::uint8_t { kGranted, kTimedOut, kCancelled, kTooMany, kNotFound };
+  // kNoFence: it could be granted, but no fence could be reserved (the
+  // journal cannot write its fences file); answered as LIMIT.
+  enum class Type : std::uint8_t { kGranted, kTimedOut, kCancelled, kTooMany, kNotFound, kNoFence };
   SessionId session = 0;
   std::string tag;
   Type type = Type::kGranted;
@@ -89,6 +91,7 @@ struct TakeResult {
   std::uint64_t fence = 0;             // kGranted
   std::uint64_t position = 0;          // kQueued: 1 = head of the queue
   ErrorCode error = ErrorCode::kNone;  // kError: TOO_MANY, NOT_FOUND, LIMIT, DUPLICATE_TAG
+  bool no_fence = false;               // kError LIMIT because no fence could be reserved
 };
 
 // What GET, LIST and the status file show of one semaphore.
@@ -112,8 +115,12 @@ struct TableStats {
 
 class SemaphoreTable {
  public:
-  // Fences are reserved from the journal in steps of this many.
+  // Fences are reserved from the journal in steps of this many, the next
+  // step once half of the current one is used; after a failed reservation,
+  // again every kFenceRetryEvery fences, and at every grant once the
+  // reserved ones are used up (a grant that then finds none fails: LIMIT).
   static constexpr std::uint64_t kFenceReserveStep = 1 << 16;
+  static constexpr std::uint64_t kFenceRetryEvery = 1 << 10;
 
   SemaphoreTable(Journal& journal, TableLimits limits);
   ~SemaphoreTable();
@@ -159,7 +166,9 @@ class SemaphoreTable {
   // ACQUIRE and WAIT. kError codes: TOO_MANY (count > max, or count > 1 for
   // an unknown name), NOT_FOUND (WAIT of an unknown or undefined name), LIMIT (would make
   // a semaphore past max_semaphores, or queue past max_pending_per_session),
-  // DUPLICATE_TAG (tag already queued by this session; checked first). A
+  // DUPLICATE_TAG (tag already queued by this session; checked first), and
+  // LIMIT with no_fence when it could be granted but the journal cannot
+  // reserve a fence (a queued request in that case completes kNoFence). A
   // try that cannot be granted is kTimedOut, never LIMIT.
   TakeResult take(const TakeRequest& request, Completions& out);
   // Gives back `count` permits the session holds through ACQUIRE. On success

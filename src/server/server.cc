@@ -158,10 +158,13 @@ Status Server::start() {
   RecoveredState recovered;
   JournalOptions journal_options;
   journal_options.fsync = config_.fsync;
+  journal_options.repair = repair_;
   auto journal = FileJournal::open(config_.data_dir, journal_options, recovered);
   if (!journal) return journal.status();
   journal_ = std::move(*journal);
   for (const auto& warning : recovered.warnings) spdlog::warn("{}", warning);
+  for (const auto& loss : recovered.losses) spdlog::error("--repair: {}", loss);
+  if (repair_ && recovered.losses.empty()) spdlog::info("--repair: the data directory had no damage to accept");
 
   table_ =
       std::make_unique<SemaphoreTable>(*journal_, TableLimits{config_.max_semaphores, config_.max_pending_per_session});
@@ -368,7 +371,11 @@ void Server::stop() {
   end_turn();
   write_status_file();
   if (journal_) {
-    if (auto status = journal_->sync(); !status) spdlog::error("journal: {}", status.to_string());
+    // The proof of how many records are durable lets the next start refuse
+    // a journal cut short; only after a successful sync.
+    auto status = journal_->sync();
+    if (status) status = journal_->write_proof();
+    if (!status) spdlog::error("journal: {}", status.to_string());
   }
   deadline_timer_.cancel();
   status_timer_.cancel();
@@ -502,11 +509,16 @@ void Server::write_status_file() {
 }
 
 void Server::arm_sync_timer() {
-  if (config_.fsync != FsyncPolicy::kEverySec) return;
+  // Every policy: under everysec the fsync; under every one the proof of
+  // what is durable (the fences file), so that a journal cut short is
+  // detected down to about the last second.
   sync_timer_.expires_after(std::chrono::seconds(1));
   sync_timer_.async_wait([this](const std::error_code& error) {
     if (error || stopping_) return;
-    if (auto status = journal_->sync(); !status) spdlog::error("journal: {}", status.to_string());
+    Status status = Status::ok();
+    if (config_.fsync == FsyncPolicy::kEverySec) status = journal_->sync();
+    if (status) status = journal_->write_proof();
+    if (!status) spdlog::error("journal: {}", status.to_string());
     arm_sync_timer();
   });
 }

@@ -66,9 +66,13 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
+  // Before start(): accept damage in the data directory that start() would
+  // otherwise refuse (netsemd --repair; see FileJournal::open).
+  void set_repair(bool repair) { repair_ = repair; }
   // Opens and locks the data directory, restores created semaphores and the
   // fence floor, binds and listens. kBusy when another netsemd holds the data
-  // directory, kIoError when the address cannot be bound.
+  // directory, kCorruption when it is damaged (the message names the file
+  // and --repair), kIoError when the address cannot be bound.
   Status start();
   // The port actually bound (useful with bind_port = 0).
   std::uint16_t port() const { return port_; }
@@ -154,6 +158,7 @@ class Server {
   std::chrono::steady_clock::time_point next_compaction_attempt_{};
   std::uint16_t port_ = 0;
   bool stopping_ = false;
+  bool repair_ = false;
 };
 
 }  // namespace netsem::server

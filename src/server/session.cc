@@ -359,6 +359,9 @@ void Session::deliver(const Completion& completion) {
       protocol::append_error(out_, completion.tag, protocol::ErrorCode::kNotFound,
                              "the semaphore left the configuration: WAIT of an undefined name");
       break;
+    case Completion::Type::kNoFence:
+      protocol::append_error(out_, completion.tag, protocol::ErrorCode::kLimit, kNoFenceDetail);
+      break;
   }
   mark_dirty();
   close_if_output_overflows();

@@ -54,6 +54,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // session timeout, when shorter) has stopped reading: it is closed and
   // its permits released.
   static constexpr std::chrono::seconds kStreamStallTime{30};
+  // The detail of the LIMIT answer to a grant that found no fence reserved
+  // (the contract has no code for a server-side I/O failure).
+  static constexpr std::string_view kNoFenceDetail =
+      "the server cannot reserve fences (its data directory fails to write); retry later";
 
   Session(Server& server, asio::ip::tcp::socket socket, SessionId id, std::string peer);
   ~Session();

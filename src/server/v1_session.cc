@@ -186,7 +186,7 @@ void Session::handle_take(TakeMode mode) {
       protocol::append_timeout(out_, take.tag);
       break;
     case TakeResult::Type::kError:
-      answer_error(take.tag, result.error);
+      answer_error(take.tag, result.error, result.no_fence ? kNoFenceDetail : std::string_view());
       break;
   }
   server_.dispatch_completions();

@@ -63,7 +63,7 @@ void check_replay(bool snapshot, std::string_view bytes) {
     check(!jf::parse_header(bytes, snapshot ? jf::FileKind::kSnapshot : jf::FileKind::kJournal));
     return;
   }
-  check(r.good_bytes >= jf::kHeaderSize);
+  check(r.good_bytes >= jf::kHeaderSizeV1);
   // A journal ends clean exactly when every byte is good; a snapshot whose
   // every record is good but has no END is cut short, not clean.
   if (snapshot) {
@@ -110,5 +110,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view bytes(exact.get(), input.size());
   check_replay(snapshot, bytes);
   (void)jf::parse_header(bytes, jf::FileKind::kFences);
+  (void)jf::parse_fences(bytes);
+  if (!snapshot) (void)netsem::server::find_record_after(bytes, 0);
   return 0;
 }

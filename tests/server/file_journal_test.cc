@@ -104,6 +104,46 @@ std::string le(std::uint64_t v, int width) {
   return out;
 }
 
+// RLIMIT_FSIZE makes the kernel cut a write short at the limit and fail the
+// next with EFBIG: a short write followed by an error, as on a full disk.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) {
+    old_handler_ = ::signal(SIGXFSZ, SIG_IGN);
+    ::getrlimit(RLIMIT_FSIZE, &old_);
+    rlimit limit = old_;
+    limit.rlim_cur = bytes;
+    ::setrlimit(RLIMIT_FSIZE, &limit);
+  }
+  ~FileSizeLimit() {
+    ::setrlimit(RLIMIT_FSIZE, &old_);
+    ::signal(SIGXFSZ, old_handler_);
+  }
+  FileSizeLimit(const FileSizeLimit&) = delete;
+  FileSizeLimit& operator=(const FileSizeLimit&) = delete;
+
+ private:
+  rlimit old_{};
+  sighandler_t old_handler_;
+};
+
+// A fences file of version 2 with both slots at `bound` and `proof`.
+void write_fences(const fs::path& dir, std::uint64_t bound, std::uint64_t proof = 0) {
+  std::string bytes = jf::encode_fence_slot({2, bound, proof});
+  bytes.resize(jf::kFenceSlotStride, '\0');
+  bytes += jf::encode_fence_slot({1, bound, proof});
+  write_bytes(dir / "fences", bytes);
+}
+
+// The one `journal.damaged-*` copy in `dir` (empty if there is not exactly one).
+fs::path damaged_copy(const fs::path& dir) {
+  std::vector<fs::path> found;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().filename().string().rfind("journal.damaged-", 0) == 0) found.push_back(entry.path());
+  }
+  return found.size() == 1 ? found[0] : fs::path();
+}
+
 class FileJournalTest : public ::testing::Test {
  protected:
   fs::path data() const { return tmp_.path() / "data"; }
@@ -150,10 +190,10 @@ TEST(JournalFormat, HeaderRoundTripsAndRejectsDamage) {
 
 TEST(JournalFormat, NewerVersionIsNamed) {
   std::string header = jf::encode_header(jf::FileKind::kJournal, 1);
-  header[8] = 2;
+  header[8] = 3;
   auto parsed = jf::parse_header(header, jf::FileKind::kJournal);
   ASSERT_FALSE(parsed);
-  EXPECT_NE(parsed.status().message().find("version 2"), std::string::npos) << parsed.status().message();
+  EXPECT_NE(parsed.status().message().find("version 3"), std::string::npos) << parsed.status().message();
 }
 
 TEST(ReplayJournal, AppliesSetAndDeleteInOrder) {
@@ -470,12 +510,13 @@ TEST_F(FileJournalTest, TornTailAtEveryOffsetKeepsEarlierRecords) {
       continue;
     }
     ASSERT_EQ(recovered.warnings.size(), 1u);
-    EXPECT_NE(recovered.warnings[0].find("journal: torn tail at offset " + std::to_string(last) + " (" +
-                                         std::to_string(cut - last) + " bytes cut)"),
+    EXPECT_NE(recovered.warnings[0].find("torn tail at offset " + std::to_string(last) + " (" +
+                                         std::to_string(cut - last) + " bytes cut"),
               std::string::npos)
         << recovered.warnings[0];
     // The damaged journal is kept for a post-mortem; the live one starts empty.
-    EXPECT_EQ(fs::file_size(copy / "journal-1.damaged"), cut);
+    ASSERT_FALSE(damaged_copy(copy).empty());
+    EXPECT_EQ(fs::file_size(damaged_copy(copy)), cut);
     EXPECT_EQ(fs::file_size(copy / "journal"), jf::kHeaderSize);
     // The cut is final: a second reopen has nothing left to warn about.
     journal.reset();
@@ -483,7 +524,7 @@ TEST_F(FileJournalTest, TornTailAtEveryOffsetKeepsEarlierRecords) {
   }
 }
 
-TEST_F(FileJournalTest, CorruptRecordIsCutAndReported) {
+TEST_F(FileJournalTest, DamageFollowedByValidRecordsIsRefusedNotCut) {
   const ThreeRecords three = write_three(data());
   ASSERT_EQ(three.starts.size(), 3u);
   const std::size_t middle = three.starts[1];
@@ -494,17 +535,63 @@ TEST_F(FileJournalTest, CorruptRecordIsCutAndReported) {
     bytes[at] = static_cast<char>(bytes[at] ^ 0x40);
     write_bytes(copy / "journal", bytes);
     RecoveredState recovered;
-    auto journal = open(copy, recovered);
+    auto refused = FileJournal::open(copy, {}, recovered);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.status().code(), StatusCode::kCorruption);
+    const std::string message = refused.status().message();
+    EXPECT_NE(message.find((copy / "journal").string()), std::string::npos) << message;
+    EXPECT_NE(message.find("at offset " + std::to_string(middle)), std::string::npos) << message;
+    EXPECT_NE(message.find("not a torn tail"), std::string::npos) << message;
+    EXPECT_NE(message.find("--repair"), std::string::npos) << message;
+    EXPECT_TRUE(recovered.created.empty());
+    EXPECT_EQ(read_bytes(copy / "journal"), bytes);  // left as it was
+  }
+}
+
+TEST_F(FileJournalTest, RepairCutsMidJournalDamageSayingWhatWasLost) {
+  const ThreeRecords three = write_three(data());
+  ASSERT_EQ(three.starts.size(), 3u);
+  std::string bytes = read_bytes(data() / "journal");
+  bytes[three.starts[1] + jf::kRecordPrefixSize + 2] ^= 0x01;
+  write_bytes(data() / "journal", bytes);
+  JournalOptions repair;
+  repair.repair = true;
+  {
+    RecoveredState recovered;
+    auto journal = open(data(), recovered, repair);
     EXPECT_EQ(recovered.created, (State{{"alpha", {1, 4}}}));
-    ASSERT_EQ(recovered.warnings.size(), 1u);
-    const std::string& warning = recovered.warnings[0];
-    EXPECT_NE(warning.find("at offset " + std::to_string(middle) + " (" + std::to_string(three.size - middle) +
-                           " bytes cut)"),
+    ASSERT_EQ(recovered.losses.size(), 1u);
+    const std::string& loss = recovered.losses[0];
+    EXPECT_NE(loss.find("checksum mismatch at offset " + std::to_string(three.starts[1])), std::string::npos) << loss;
+    EXPECT_NE(loss.find("followed by 1 valid records from offset " + std::to_string(three.starts[2])),
               std::string::npos)
-        << warning;
-    if (at >= middle + jf::kRecordPrefixSize) {
-      EXPECT_NE(warning.find("checksum mismatch"), std::string::npos) << warning;
-    }
+        << loss;
+    EXPECT_NE(loss.find(std::to_string(three.size - three.starts[1]) + " bytes cut"), std::string::npos) << loss;
+    ASSERT_FALSE(damaged_copy(data()).empty());
+    EXPECT_EQ(read_bytes(damaged_copy(data())), bytes);
+  }
+  // Accepted once: the next start is clean.
+  const RecoveredState after = reopen(data());
+  EXPECT_TRUE(after.warnings.empty());
+  EXPECT_EQ(after.created, (State{{"alpha", {1, 4}}}));
+}
+
+TEST_F(FileJournalTest, DamagedLastRecordIsATornTail) {
+  const ThreeRecords three = write_three(data());
+  ASSERT_EQ(three.starts.size(), 3u);
+  for (std::size_t at = three.starts[2]; at < three.size; ++at) {
+    SCOPED_TRACE("byte " + std::to_string(at));
+    const fs::path copy = copy_dir(data(), tmp_.path() / ("flip" + std::to_string(at)));
+    std::string bytes = read_bytes(copy / "journal");
+    bytes[at] = static_cast<char>(bytes[at] ^ 0x40);
+    write_bytes(copy / "journal", bytes);
+    RecoveredState recovered;
+    auto journal = open(copy, recovered);
+    EXPECT_EQ(recovered.created, (State{{"alpha", {1, 4}}, {"beta", {2, 4}}}));
+    ASSERT_EQ(recovered.warnings.size(), 1u);
+    EXPECT_NE(recovered.warnings[0].find("torn tail: the last write did not complete"), std::string::npos)
+        << recovered.warnings[0];
+    EXPECT_TRUE(recovered.losses.empty());
   }
 }
 
@@ -542,6 +629,7 @@ TEST_F(FileJournalTest, ForeignJournalIsAnError) {
 TEST_F(FileJournalTest, JournalOlderThanTheSnapshotIsSkipped) {
   fs::create_directories(data());
   write_bytes(data() / "snapshot", jf::encode_snapshot(5, {{"a", {1, 2}}}));
+  write_fences(data(), 0);
   write_bytes(data() / "journal", journal_file({set_record("a", 0, 2), set_record("b", 1, 1)}, 4));
   const RecoveredState recovered = reopen(data());
   EXPECT_EQ(recovered.created, (State{{"a", {1, 2}}}));
@@ -552,6 +640,7 @@ TEST_F(FileJournalTest, JournalOlderThanTheSnapshotIsSkipped) {
 TEST_F(FileJournalTest, JournalOfTheSnapshotsGenerationIsReplayedOnIt) {
   fs::create_directories(data());
   write_bytes(data() / "snapshot", jf::encode_snapshot(5, {{"a", {1, 2}}, {"c", {1, 1}}}));
+  write_fences(data(), 0);
   write_bytes(data() / "journal", journal_file({set_record("a", 0, 2), delete_record("c")}, 5));
   const RecoveredState recovered = reopen(data());
   EXPECT_TRUE(recovered.warnings.empty());
@@ -561,6 +650,7 @@ TEST_F(FileJournalTest, JournalOfTheSnapshotsGenerationIsReplayedOnIt) {
 TEST_F(FileJournalTest, JournalNewerThanTheSnapshotIsAnError) {
   fs::create_directories(data());
   write_bytes(data() / "snapshot", jf::encode_snapshot(2, {}));
+  write_fences(data(), 0);
   write_bytes(data() / "journal", journal_file({set_record("a", 0, 2)}, 3));
   RecoveredState recovered;
   auto journal = FileJournal::open(data(), {}, recovered);
@@ -748,7 +838,7 @@ TEST_F(FileJournalTest, ReserveBelowTheBoundWritesNothing) {
   EXPECT_EQ(journal->stats().fence_bound, 100u);
 }
 
-TEST_F(FileJournalTest, DamagedFencesFileIsAnError) {
+TEST_F(FileJournalTest, DamagedFencesFileIsAnErrorUnlessRepaired) {
   {
     RecoveredState recovered;
     auto journal = open(data(), recovered);
@@ -756,22 +846,195 @@ TEST_F(FileJournalTest, DamagedFencesFileIsAnError) {
   }
   std::string bytes = read_bytes(data() / "fences");
   bytes[14] ^= 0x01;
+  bytes[jf::kFenceSlotStride + 14] ^= 0x01;
   write_bytes(data() / "fences", bytes);
   RecoveredState recovered;
   auto journal = FileJournal::open(data(), {}, recovered);
   ASSERT_FALSE(journal);
   EXPECT_EQ(journal.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(journal.status().message().find("both slots are damaged"), std::string::npos) << journal.status().message();
+  EXPECT_NE(journal.status().message().find("--repair"), std::string::npos) << journal.status().message();
+  JournalOptions repair;
+  repair.repair = true;
+  auto repaired = open(data(), recovered, repair);
+  // Above the wall clock in ms times 65536: far above 1 << 16.
+  EXPECT_GT(recovered.fence_floor, std::uint64_t{1} << 50);
+  ASSERT_EQ(recovered.losses.size(), 1u);
 }
 
-TEST_F(FileJournalTest, FenceReservationThatCannotBeMadeDurableStops) {
-  // "fast" (fork at the statement, no re-exec): the child uses this test's
-  // directory, which the parent then removes; a re-executed child would leave its own.
-  GTEST_FLAG_SET(death_test_style, "fast");
+TEST_F(FileJournalTest, OneTornFenceSlotKeepsFencesAboveEverythingReserved) {
+  std::uint64_t bound = 0;
+  for (int tear = 0; tear < 2; ++tear) {
+    SCOPED_TRACE("tear " + std::to_string(tear));
+    {
+      RecoveredState recovered;
+      auto journal = open(data(), recovered);
+      ASSERT_GE(recovered.fence_floor, bound);
+      bound = journal->reserve_fences(recovered.fence_floor + (1 << 16));
+    }
+    // The newest slot damaged, as if its write was torn: the older one is
+    // one reservation behind, so the floor must make up for it.
+    std::string bytes = read_bytes(data() / "fences");
+    const std::size_t newest = jf::parse_fences(bytes)->slot.counter % 2 * jf::kFenceSlotStride;
+    bytes[newest + 20] ^= 0x01;
+    write_bytes(data() / "fences", bytes);
+    RecoveredState recovered;
+    auto journal = open(data(), recovered);
+    EXPECT_GE(recovered.fence_floor, bound);
+    ASSERT_EQ(recovered.warnings.size(), 1u);
+    EXPECT_NE(recovered.warnings[0].find("one slot is damaged"), std::string::npos) << recovered.warnings[0];
+  }
+}
+
+TEST_F(FileJournalTest, MissingFencesFileWithDataIsRefused) {
+  {
+    RecoveredState recovered;
+    auto journal = open(data(), recovered);
+    journal->record_set("a", {1, 1});
+    ASSERT_TRUE(journal->flush());
+  }
+  fs::remove(data() / "fences");
+  RecoveredState recovered;
+  auto journal = FileJournal::open(data(), {}, recovered);
+  ASSERT_FALSE(journal);
+  EXPECT_EQ(journal.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(journal.status().message().find("fences is missing"), std::string::npos) << journal.status().message();
+  EXPECT_NE(journal.status().message().find("--repair"), std::string::npos) << journal.status().message();
+  JournalOptions repair;
+  repair.repair = true;
+  auto repaired = open(data(), recovered, repair);
+  EXPECT_EQ(recovered.created, (State{{"a", {1, 1}}}));
+  EXPECT_GT(recovered.fence_floor, std::uint64_t{1} << 50);
+}
+
+TEST_F(FileJournalTest, FenceReservationThatFailsKeepsTheOldBoundAndRecovers) {
   RecoveredState recovered;
   auto journal = open(data(), recovered);
-  // A non-empty directory where the temp file must go: its creation fails.
-  fs::create_directories(data() / "fences.tmp" / "in-the-way");
-  EXPECT_DEATH(journal->reserve_fences(1 << 16), "cannot reserve fences");
+  ASSERT_EQ(journal->reserve_fences(100), 100u);
+  {
+    FileSizeLimit limit(1);  // the slot write fails (EFBIG), the first byte torn or not
+    EXPECT_EQ(journal->reserve_fences(1000), 100u);
+    EXPECT_EQ(journal->stats().fence_bound, 100u);
+  }
+  EXPECT_EQ(journal->reserve_fences(1000), 1000u);
+  journal.reset();
+  EXPECT_GE(reopen(data()).fence_floor, 1000u);
+}
+
+TEST_F(FileJournalTest, ReservationNeedsNoNewDescriptor) {
+  RecoveredState recovered;
+  auto journal = open(data(), recovered);
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  rlimit low = old;
+  low.rlim_cur = 256;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  // No descriptor left: every open fails with EMFILE.
+  std::vector<int> spent;
+  for (int fd; (fd = ::dup(0)) >= 0;) spent.push_back(fd);
+  const std::uint64_t bound = journal->reserve_fences(1 << 16);
+  for (int fd : spent) ::close(fd);
+  ::setrlimit(RLIMIT_NOFILE, &old);
+  EXPECT_EQ(bound, 1u << 16);
+  journal.reset();
+  EXPECT_GE(reopen(data()).fence_floor, 1u << 16);
+}
+
+// ---------------------------------------------------------------- proofs and old versions
+
+TEST_F(FileJournalTest, JournalShorterThanTheFencesFileProvesIsRefused) {
+  std::vector<std::uint64_t> ends;  // journal size after each record
+  {
+    RecoveredState recovered;
+    auto journal = open(data(), recovered);
+    for (int i = 0; i < 3; ++i) {
+      journal->record_set("n" + std::to_string(i), {i, 5});
+      ASSERT_TRUE(journal->flush());
+      ends.push_back(journal->journal_bytes());
+    }
+    ASSERT_TRUE(journal->sync());
+    ASSERT_TRUE(journal->write_proof());
+    EXPECT_EQ(journal->stats().sequence, 3u);
+  }
+  // Cut at a record boundary: every record left is whole, so only the proof tells.
+  fs::resize_file(data() / "journal", ends[1]);
+  const std::string before = read_bytes(data() / "journal");
+  RecoveredState recovered;
+  auto refused = FileJournal::open(data(), {}, recovered);
+  ASSERT_FALSE(refused);
+  const std::string message = refused.status().message();
+  EXPECT_EQ(refused.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(message.find("ends after record 2"), std::string::npos) << message;
+  EXPECT_NE(message.find("proves 3 records were durable: 1 records are missing"), std::string::npos) << message;
+  EXPECT_NE(message.find("--repair"), std::string::npos) << message;
+  EXPECT_EQ(read_bytes(data() / "journal"), before);
+  JournalOptions repair;
+  repair.repair = true;
+  {
+    auto repaired = open(data(), recovered, repair);
+    EXPECT_EQ(recovered.created, (State{{"n0", {0, 5}}, {"n1", {1, 5}}}));
+    ASSERT_EQ(recovered.losses.size(), 1u);
+    EXPECT_EQ(repaired->stats().sequence, 3u);  // numbering goes on above the proof
+  }
+  EXPECT_TRUE(reopen(data()).warnings.empty());
+}
+
+TEST_F(FileJournalTest, ProofOnlyCoversWhatWasDurable) {
+  {
+    RecoveredState recovered;
+    auto journal = open(data(), recovered);
+    journal->record_set("a", {1, 1});
+    ASSERT_TRUE(journal->flush());
+    ASSERT_TRUE(journal->sync());
+    ASSERT_TRUE(journal->write_proof());
+    journal->record_set("b", {1, 1});  // written, not fsynced: a power loss may take it
+    ASSERT_TRUE(journal->flush());
+    ASSERT_TRUE(journal->write_proof());
+  }
+  std::string bytes = read_bytes(data() / "journal");
+  fs::resize_file(data() / "journal", bytes.size() - 1);  // the unsynced record torn
+  const RecoveredState recovered = reopen(data());
+  EXPECT_EQ(recovered.created, (State{{"a", {1, 1}}}));
+  EXPECT_TRUE(recovered.losses.empty());
+}
+
+TEST_F(FileJournalTest, ReadsADataDirectoryOfFormatVersion1) {
+  fs::create_directories(data());
+  std::string snapshot = jf::encode_header_v1(jf::FileKind::kSnapshot, 3);
+  jf::append_set(snapshot, "kept", {2, 3});
+  jf::append_set(snapshot, "gone", {1, 1});
+  jf::append_end(snapshot, 2);
+  write_bytes(data() / "snapshot", snapshot);
+  std::string journal = jf::encode_header_v1(jf::FileKind::kJournal, 3);
+  jf::append_set(journal, "kept", {0, 3});
+  jf::append_delete(journal, "gone");
+  jf::append_set(journal, "new", {4, 4});
+  write_bytes(data() / "journal", journal);
+  write_bytes(data() / "fences", jf::encode_header_v1(jf::FileKind::kFences, 131072));
+  {
+    RecoveredState recovered;
+    auto opened = open(data(), recovered);
+    EXPECT_TRUE(recovered.warnings.empty()) << recovered.warnings[0];
+    EXPECT_EQ(recovered.created, (State{{"kept", {0, 3}}, {"new", {4, 4}}}));
+    EXPECT_EQ(recovered.fence_floor, 131072u);
+  }
+  // Rewritten in version 2, which the next start reads.
+  EXPECT_EQ(jf::parse_header_full(read_bytes(data() / "journal"), jf::FileKind::kJournal)->version, 2u);
+  EXPECT_EQ(jf::parse_fences(read_bytes(data() / "fences"))->version, 2u);
+  const RecoveredState again = reopen(data());
+  EXPECT_EQ(again.created, (State{{"kept", {0, 3}}, {"new", {4, 4}}}));
+  EXPECT_EQ(again.fence_floor, 131072u);
+}
+
+TEST_F(FileJournalTest, Version1DirectoryWithoutFencesIsAWarning) {
+  fs::create_directories(data());
+  std::string journal = jf::encode_header_v1(jf::FileKind::kJournal, 0);
+  jf::append_set(journal, "a", {1, 1});
+  write_bytes(data() / "journal", journal);
+  const RecoveredState recovered = reopen(data());
+  EXPECT_EQ(recovered.created, (State{{"a", {1, 1}}}));
+  ASSERT_EQ(recovered.warnings.size(), 1u);
+  EXPECT_NE(recovered.warnings[0].find("format version 1"), std::string::npos) << recovered.warnings[0];
 }
 
 // ---------------------------------------------------------------- the lock
@@ -786,6 +1049,18 @@ TEST_F(FileJournalTest, SecondOpenInTheSameProcessIsBusy) {
       << second.status().message();
   first.reset();
   EXPECT_TRUE(FileJournal::open(data(), {}, recovered));  // released with the object
+}
+
+TEST_F(FileJournalTest, DeletingTheLockFileLetsNoSecondOpenIn) {
+  RecoveredState recovered;
+  auto first = open(data(), recovered);
+  ASSERT_TRUE(fs::remove(data() / "lock"));
+  auto second = FileJournal::open(data(), {}, recovered);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.status().code(), StatusCode::kBusy);
+  // Named from /proc/locks: the lock file that held the pid is gone.
+  EXPECT_NE(second.status().message().find("pid " + std::to_string(::getpid())), std::string::npos)
+      << second.status().message();
 }
 
 TEST_F(FileJournalTest, DirectoryHeldByAnotherProcessIsBusy) {
@@ -876,29 +1151,6 @@ TEST_F(FileJournalTest, FsyncNoLeavesItToTheKernel) {
 }
 
 // ---------------------------------------------------------------- write errors
-
-// RLIMIT_FSIZE makes the kernel cut a write short at the limit and fail the
-// next with EFBIG: a short write followed by an error, as on a full disk.
-class FileSizeLimit {
- public:
-  explicit FileSizeLimit(rlim_t bytes) {
-    old_handler_ = ::signal(SIGXFSZ, SIG_IGN);
-    ::getrlimit(RLIMIT_FSIZE, &old_);
-    rlimit limit = old_;
-    limit.rlim_cur = bytes;
-    ::setrlimit(RLIMIT_FSIZE, &limit);
-  }
-  ~FileSizeLimit() {
-    ::setrlimit(RLIMIT_FSIZE, &old_);
-    ::signal(SIGXFSZ, old_handler_);
-  }
-  FileSizeLimit(const FileSizeLimit&) = delete;
-  FileSizeLimit& operator=(const FileSizeLimit&) = delete;
-
- private:
-  rlimit old_{};
-  sighandler_t old_handler_;
-};
 
 TEST_F(FileJournalTest, FailedWriteKeepsTheRestForTheNextFlush) {
   State expected;

@@ -103,7 +103,10 @@ std::unique_ptr<Netsemd> Netsemd::start(const Options& options, std::string* err
       if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) ::_exit(126);
     }
     const std::string config = server->config_path_.string();
-    ::execl(NETSEMD_PATH, "netsemd", "--config", config.c_str(), static_cast<char*>(nullptr));
+    std::vector<const char*> argv = {"netsemd", "--config", config.c_str()};
+    for (const auto& arg : options.extra_args) argv.push_back(arg.c_str());
+    argv.push_back(nullptr);
+    ::execv(NETSEMD_PATH, const_cast<char* const*>(argv.data()));
     ::_exit(127);
   }
   server->pid_ = pid;
@@ -119,7 +122,11 @@ std::unique_ptr<Netsemd> Netsemd::start(const Options& options, std::string* err
     int status = 0;
     if (::waitpid(pid, &status, WNOHANG) == pid) {
       server->exited_ = true;
-      if (error) *error = "netsemd exited at start: " + log;
+      if (error) {
+        *error = "netsemd exited at start (" +
+                 (WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status)) : std::string("signal")) +
+                 "): " + log;
+      }
       return nullptr;
     }
     std::this_thread::sleep_for(10ms);

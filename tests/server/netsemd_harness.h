@@ -52,6 +52,8 @@ class Netsemd {
     // before exec, as `ulimit -n` would.
     std::uint64_t nofile_soft = 0;
     std::uint64_t nofile_hard = 0;
+    // More netsemd flags after `--config FILE` (e.g. "--repair").
+    std::vector<std::string> extra_args;
   };
 
   // Starts netsemd and waits (at most 10 s) until it listens. On failure

@@ -62,6 +62,8 @@ std::string_view completion_text(Completion::Type type) {
       return "ERR TOO_MANY";
     case Completion::Type::kNotFound:
       return "ERR NOT_FOUND";
+    case Completion::Type::kNoFence:
+      return "ERR LIMIT (no fence)";
   }
   return "?";
 }
@@ -702,6 +704,56 @@ TEST(SemaphoreTable, FencesAreReservedFromTheJournalInSteps) {
   EXPECT_EQ(journal.reserved_fences(), 1000 + 2 * SemaphoreTable::kFenceReserveStep);
   EXPECT_EQ(table.stats().last_fence, last);
   EXPECT_TRUE(out.empty());
+}
+
+TEST(SemaphoreTable, FailedFenceReservationsLeaveMarginThenFailGrantsUntilOneWorks) {
+  constexpr std::uint64_t kStep = SemaphoreTable::kFenceReserveStep;
+  MemoryJournal journal;
+  SemaphoreTable table(journal, {});
+  table.open_session(1);
+  table.open_session(2);
+  Completions out;
+  ASSERT_TRUE(table.configure_defined({{"d", 1}}, out).empty());
+  std::int64_t value = 0;
+  auto cycle = [&] {
+    const TakeResult r = table.take(acquire(1, "d"), out);
+    if (r.type == TakeResult::Type::kGranted) EXPECT_EQ(table.release(1, "d", 1, value, out), ErrorCode::kNone);
+    return r;
+  };
+  ASSERT_EQ(cycle().type, TakeResult::Type::kGranted);  // reserves [1, kStep]
+  journal.fail_fence_reservations(true);
+  // The next step is asked for from half way; failing, the rest of this one is still granted.
+  for (std::uint64_t fence = 2; fence <= kStep; ++fence) {
+    const TakeResult r = cycle();
+    ASSERT_EQ(r.type, TakeResult::Type::kGranted) << fence;
+    ASSERT_EQ(r.fence, fence);
+  }
+  TakeResult refused = cycle();
+  ASSERT_EQ(refused.type, TakeResult::Type::kError);
+  EXPECT_EQ(refused.error, ErrorCode::kLimit);
+  EXPECT_TRUE(refused.no_fence);
+  EXPECT_EQ(table.get("d").value, 1);  // nothing taken
+  // An undefined name made by the refused ACQUIRE does not linger.
+  EXPECT_EQ(table.take(acquire(1, "u"), out).error, ErrorCode::kLimit);
+  EXPECT_EQ(table.get("u").kind, SemaphoreKind::kAbsent);
+  // A queued request that comes to fit completes with the error instead of a fence.
+  journal.fail_fence_reservations(false);
+  ASSERT_EQ(cycle().type, TakeResult::Type::kGranted);
+  ASSERT_EQ(table.take(acquire(1, "d"), out).type, TakeResult::Type::kGranted);
+  ASSERT_EQ(table.take(acquire(2, "d", 1, -1, "q"), out).type, TakeResult::Type::kQueued);
+  const std::uint64_t reserved = journal.reserved_fences();
+  journal.fail_fence_reservations(true);
+  for (std::uint64_t i = table.stats().last_fence; i < reserved; ++i) {
+    ASSERT_EQ(table.take(acquire(1, "d", 1, 0, "try"), out).type, TakeResult::Type::kTimedOut);  // queue not empty
+    ASSERT_EQ(table.take(acquire(1, "e"), out).type, TakeResult::Type::kGranted);                // uses up fences
+    ASSERT_EQ(table.release(1, "e", 1, value, out), ErrorCode::kNone);
+  }
+  ASSERT_EQ(table.release(1, "d", 1, value, out), ErrorCode::kNone);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].session, 2u);
+  EXPECT_EQ(out[0].type, Completion::Type::kNoFence);
+  EXPECT_EQ(table.get("d").value, 1);
+  EXPECT_EQ(table.get("d").waiters, 0u);
 }
 
 TEST(SemaphoreTable, FencesIncreaseAcrossNamesAndQueuedGrants) {

@@ -4,8 +4,10 @@
 // that this one refuses), the data-directory lock, the status file.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -281,6 +283,167 @@ TEST(ServerLifecycle, SecondServerOnTheSameDataDirectoryIsRefused) {
   EXPECT_FALSE(second);
   EXPECT_NE(error.find("cannot start"), std::string::npos) << error;
   auto c = Client::connect(first->port());
+  EXPECT_EQ(c->request("p PING"), "p PONG");
+}
+
+TEST(ServerLifecycle, DeletingTheLockFileLetsNoSecondServerIn) {
+  auto first = start_server({});
+  ASSERT_TRUE(first);
+  ASSERT_TRUE(std::filesystem::remove(first->data_dir() / "lock"));
+  Netsemd::Options options;
+  options.data_dir = first->data_dir();
+  std::string error;
+  auto second = Netsemd::start(options, &error);
+  EXPECT_FALSE(second);
+  EXPECT_NE(error.find("(exit status 1)"), std::string::npos) << error;
+  EXPECT_NE(error.find("is in use by another netsemd (pid " + std::to_string(first->pid()) + ")"), std::string::npos)
+      << error;
+  auto c = Client::connect(first->port());
+  EXPECT_EQ(c->request("p PING"), "p PONG");
+}
+
+// The journal of a server killed after three changes, each its own record.
+std::filesystem::path journal_of_three_creates(std::unique_ptr<Netsemd>& server, std::vector<std::size_t>& starts) {
+  auto c = Client::connect(server->port());
+  const auto journal = server->data_dir() / "journal";
+  for (const char* name : {"one", "two", "three"}) {
+    starts.push_back(std::filesystem::file_size(journal));
+    EXPECT_EQ(c->request(std::string("c CREATE ") + name + " 1"), "c OK");
+  }
+  server->send_signal(SIGKILL);
+  EXPECT_TRUE(server->wait_exit());
+  return journal;
+}
+
+TEST(ServerLifecycle, MidJournalDamageRefusesToStartUntilRepair) {
+  auto first = start_server({});
+  ASSERT_TRUE(first);
+  std::vector<std::size_t> starts;
+  const auto journal = journal_of_three_creates(first, starts);
+  std::string bytes = read_text(journal);
+  bytes[starts[1] + 10] ^= 0x01;  // inside the record of "two"
+  std::ofstream(journal, std::ios::binary | std::ios::trunc) << bytes;
+
+  Netsemd::Options options;
+  options.data_dir = first->data_dir();
+  std::string error;
+  EXPECT_FALSE(Netsemd::start(options, &error));
+  EXPECT_NE(error.find("(exit status 1)"), std::string::npos) << error;
+  EXPECT_NE(error.find(journal.string() + ": checksum mismatch at offset " + std::to_string(starts[1])),
+            std::string::npos)
+      << error;
+  EXPECT_NE(error.find("--repair"), std::string::npos) << error;
+  EXPECT_EQ(read_text(journal), bytes);  // untouched
+
+  options.extra_args = {"--repair"};
+  auto repaired = start_server(options);
+  ASSERT_TRUE(repaired);
+  EXPECT_TRUE(repaired->wait_for_log("--repair: journal")) << repaired->log();
+  auto c = Client::connect(repaired->port());
+  EXPECT_EQ(c->request("g GET one"), "g OK 1 1 0 0 created");
+  EXPECT_EQ(c->request("g GET three"), "g OK 1 1 0 0 absent");
+  bool kept = false;
+  for (const auto& entry : std::filesystem::directory_iterator(options.data_dir)) {
+    kept = kept || (entry.path().filename().string().rfind("journal.damaged-", 0) == 0 && read_text(entry) == bytes);
+  }
+  EXPECT_TRUE(kept);
+}
+
+TEST(ServerLifecycle, TornTailStartsWithAWarning) {
+  auto first = start_server({});
+  ASSERT_TRUE(first);
+  std::vector<std::size_t> starts;
+  const auto journal = journal_of_three_creates(first, starts);
+  std::filesystem::resize_file(journal, std::filesystem::file_size(journal) - 3);
+  Netsemd::Options options;
+  options.data_dir = first->data_dir();
+  auto second = start_server(options);
+  ASSERT_TRUE(second);
+  EXPECT_TRUE(second->wait_for_log("a torn tail")) << second->log();
+  auto c = Client::connect(second->port());
+  EXPECT_EQ(c->request("g GET two"), "g OK 1 1 0 0 created");
+}
+
+TEST(ServerLifecycle, MissingFencesFileRefusesToStart) {
+  auto first = start_server({});
+  ASSERT_TRUE(first);
+  std::vector<std::size_t> starts;
+  journal_of_three_creates(first, starts);
+  ASSERT_TRUE(std::filesystem::remove(first->data_dir() / "fences"));
+  Netsemd::Options options;
+  options.data_dir = first->data_dir();
+  std::string error;
+  EXPECT_FALSE(Netsemd::start(options, &error));
+  EXPECT_NE(error.find("fences is missing"), std::string::npos) << error;
+  EXPECT_NE(error.find("--repair"), std::string::npos) << error;
+}
+
+TEST(ServerLifecycle, JournalCutShortAfterACleanStopRefusesToStart) {
+  auto first = start_server({});
+  ASSERT_TRUE(first);
+  const auto journal = first->data_dir() / "journal";
+  std::size_t before_last = 0;
+  {
+    auto c = Client::connect(first->port());
+    EXPECT_EQ(c->request("c CREATE one 1"), "c OK");
+    before_last = std::filesystem::file_size(journal);
+    EXPECT_EQ(c->request("c CREATE two 1"), "c OK");
+  }
+  first->send_signal(SIGTERM);  // a clean stop writes the proof
+  ASSERT_TRUE(first->wait_exit());
+  std::filesystem::resize_file(journal, before_last);  // at a record boundary
+  Netsemd::Options options;
+  options.data_dir = first->data_dir();
+  std::string error;
+  EXPECT_FALSE(Netsemd::start(options, &error));
+  EXPECT_NE(error.find("1 records are missing"), std::string::npos) << error;
+}
+
+// Sets a resource limit of a running process (as root, or its owner).
+bool set_limit(pid_t pid, int resource, rlim_t value) {
+  rlimit limit{value, value};
+  rlimit old{};
+  if (::prlimit(pid, static_cast<__rlimit_resource>(resource), nullptr, &old) != 0) return false;
+  limit.rlim_max = old.rlim_max;
+  if (value > old.rlim_max) limit.rlim_cur = old.rlim_max;
+  return ::prlimit(pid, static_cast<__rlimit_resource>(resource), &limit, nullptr) == 0;
+}
+
+TEST(ServerLifecycle, FenceReservationThatFailsIsAnErrorAnswerNotACrash) {
+  auto server = start_server({});
+  ASSERT_TRUE(server);
+  auto c = Client::connect(server->port());
+  ASSERT_EQ(c->request("p PING"), "p PONG");
+  // Every write past the first byte of any file now fails (EFBIG), as on a
+  // failing disk; the first grant must reserve fences.
+  ASSERT_TRUE(set_limit(server->pid(), RLIMIT_FSIZE, 1));
+  const std::string refused = c->request("a ACQUIRE x");
+  EXPECT_EQ(refused.rfind("a ERR LIMIT the server cannot reserve fences", 0), 0u) << refused;
+  EXPECT_EQ(c->request("p PING"), "p PONG");
+  EXPECT_EQ(c->request("g GET x"), "g OK 1 1 0 0 absent");
+  ASSERT_TRUE(set_limit(server->pid(), RLIMIT_FSIZE, RLIM_INFINITY));
+  const std::uint64_t fence = fence_of(c->request("a ACQUIRE x"));
+  EXPECT_GE(fence, 1u);
+  EXPECT_TRUE(server->wait_for_log("fences reserved up to")) << server->log();
+}
+
+TEST(ServerLifecycle, FencesAreReservedWithNoDescriptorLeft) {
+  auto server = start_server({});
+  ASSERT_TRUE(server);
+  auto c = Client::connect(server->port());
+  ASSERT_EQ(c->request("p PING"), "p PONG");
+  std::size_t open_fds = 0;
+  for ([[maybe_unused]] const auto& entry :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(server->pid()) + "/fd")) {
+    ++open_fds;
+  }
+  // No descriptor left for a new file: the reservation must not need one.
+  ASSERT_TRUE(set_limit(server->pid(), RLIMIT_NOFILE, open_fds));
+  for (int i = 0; i < 3; ++i) {
+    const std::string n = std::to_string(i);
+    fence_of(c->request("a" + n + " ACQUIRE x"));
+    EXPECT_EQ(c->request("r" + n + " RELEASE x"), "r" + n + " OK 1");
+  }
   EXPECT_EQ(c->request("p PING"), "p PONG");
 }
 
