@@ -137,10 +137,12 @@ class Client {
   // --- POSIX-style counting (WAIT / POST): permits are consumed, not held ---
 
   // Adds `count` permits (sem_post). kOverflow past max; kNotFound for a
-  // name that is not a semaphore.
+  // name that is not a created or defined semaphore (an undefined one that
+  // another session holds included: it has nothing consumed to give back).
   Status post(std::string_view name, std::int64_t count = 1);
   // Takes `count` permits for good (sem_wait); they come back only by post.
-  // Timeouts and cancellation as for acquire. kNotFound for an unknown name.
+  // Timeouts and cancellation as for acquire. kNotFound for a name that is
+  // not a created or defined semaphore, as for post.
   // Unlike acquire, a wait (or post) already sent when the connection drops
   // returns kUnavailable instead of falling back: the server may have applied
   // it, and consumed permits do not come back with the session.
