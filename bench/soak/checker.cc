@@ -155,13 +155,19 @@ bool settle_hold(Hold& hold, const std::vector<Instance>& instances,
   }
   const auto kill = kills.find(g.worker);
   const Nanos killed = kill == kills.end() ? kNever : kill->second;
-  const Nanos outside_end = std::min(killed, instance.stop);
+  Nanos outside_end = std::min(killed, instance.stop);
+  if (input.session_timeout > 0 && input.without_lease.contains(g.worker)) {
+    outside_end = std::min(outside_end, g.request_time + input.session_timeout);
+  }
   if (hold.lost != kNever && outside_end > hold.lost) {
     ++result.skipped_unexplained_loss;  // the server ended it on its own, at an unknown time
     return false;
   }
   hold.end = std::min(hold.worker_end, outside_end);
-  hold.end_why = hold.end == hold.worker_end ? hold.worker_end_why : hold.end == killed ? "worker kill" : "server stop";
+  hold.end_why = hold.end == hold.worker_end ? hold.worker_end_why
+                 : hold.end == killed        ? "worker kill"
+                 : hold.end == instance.stop ? "server stop"
+                                             : "session timeout";
   if (hold.end == kNever) {
     ++result.skipped_unterminated;
     return false;
@@ -312,6 +318,51 @@ HoldCheckResult check_holds(const HoldCheckInput& input, FenceCarry* carry_in) {
     sweep(name, checked[name], input, result, origin);
     check_fence_order(name, received[name], input, result, carry, origin);
   }
+  return result;
+}
+
+HoldCheckResult check_host_holds(const HoldCheckInput& input) {
+  HoldCheckResult result;
+  result.peak.assign(input.names.size(), 0);
+  std::unordered_map<std::uint32_t, Nanos> kills;
+  Nanos origin = kNever;
+  for (const Event& e : input.events) {
+    if (e.type == EventType::kWorkerKill) {
+      auto [it, inserted] = kills.emplace(e.worker, e.time);
+      if (!inserted) it->second = std::min(it->second, e.time);
+    }
+    if (e.type == EventType::kServerStart) origin = std::min(origin, e.time);
+  }
+  if (origin == kNever) origin = 0;
+  const std::vector<Instance> instances = collect_instances(input.events);
+  std::vector<Hold> holds = collect_holds(input.events);
+  result.grants = holds.size();
+  std::vector<std::vector<const Hold*>> checked(input.names.size());
+  for (Hold& hold : holds) {
+    const auto kill = kills.find(hold.grant->worker);
+    const Nanos killed = kill == kills.end() ? kNever : kill->second;
+    // A drop ends a frozen hold, whose worker cannot learn that netsemd was
+    // killed meanwhile; a restarted server forgets it (docs/client.md), so
+    // it is cut at that stop as in check_holds.
+    Nanos stopped = kNever;
+    if (std::string_view(hold.worker_end_why) == "drop") {
+      for (const Instance& instance : instances) {
+        if (instance.start < hold.grant->time) stopped = instance.stop;
+      }
+    }
+    hold.end = std::min({hold.worker_end, killed, stopped});
+    hold.end_why = hold.end == hold.worker_end ? hold.worker_end_why
+                   : hold.end == killed        ? "worker kill"
+                                               : "server stop";
+    if (hold.end == kNever) {
+      ++result.skipped_unterminated;
+      continue;
+    }
+    if (hold.end <= hold.grant->time) continue;
+    ++result.checked;
+    checked[hold.grant->name].push_back(&hold);
+  }
+  for (std::uint16_t name = 0; name < input.names.size(); ++name) sweep(name, checked[name], input, result, origin);
   return result;
 }
 

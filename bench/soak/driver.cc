@@ -163,10 +163,10 @@ bool Driver::prepare() {
          << "data_dir = " << (dir_ / "data").string() << "\nstats_dir = " << (dir_ / "stats").string() << "\n"
          << "fsync = " << options_.fsync
          << "\n"
-         // The checker assumes a session ends only by the client's doing or
-         // the server's stop; an idle timeout would end it at times the
-         // soak cannot know.
-         << "session_timeout_ms = 0\nlog_level = info\n\n[semaphores]\n";
+         // A session timeout ends a silent session: the lease workers' frozen
+         // networks need one. The checker ends the holds of raw workers,
+         // which do not ping, by T after their request (checker.h).
+         << "session_timeout_ms = " << options_.session_timeout_ms << "\nlog_level = info\n\n[semaphores]\n";
   for (const WorkerName& name : worker_names()) {
     if (name.defined) config << name.name << " = " << name.limit << "\n";
   }
@@ -181,9 +181,10 @@ bool Driver::prepare() {
     return false;
   }
   server_ = std::make_unique<ServerProcess>(options_.netsemd, dir_ / "netsemd.ini", dir_ / "netsemd.log");
-  slots_.resize(static_cast<std::size_t>(options_.workers));
+  slots_.resize(static_cast<std::size_t>(options_.workers + options_.lease_workers));
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     slots_[i].library = i < static_cast<std::size_t>(options_.library_workers);
+    slots_[i].lease = i >= static_cast<std::size_t>(options_.workers);
   }
   return true;
 }
@@ -198,7 +199,12 @@ void Driver::spawn_worker(std::size_t slot) {
                         .port = options_.port,
                         .seed = options_.seed ^ (std::uint64_t{s.incarnation} * 0x9E3779B97F4A7C15ULL),
                         .hold_max_ms = options_.hold_max_ms,
-                        .drop_chance = options_.drop_chance};
+                        .drop_chance = options_.drop_chance,
+                        .lease = s.lease,
+                        .session_timeout_ms = options_.session_timeout_ms,
+                        .freeze_chance = options_.freeze_chance,
+                        .local_dir = (dir_ / "local").string()};
+  if (!s.library && !s.lease) raw_workers_.insert(s.incarnation);
   SharedControl& control = **shared_;
   s.pid = fork_child([&] { run_worker(plan, control); });
   if (s.pid < 0) std::perror("netsem-soak: fork");
@@ -257,7 +263,7 @@ void Driver::drain_slot(std::size_t slot) {
         break;
       case RecordType::kDrop:
         e.type = EventType::kDrop;
-        ++counters_.drops;
+        ++(slots_[slot].lease ? counters_.lease_freezes : counters_.drops);
         break;
       case RecordType::kLost:
         e.type = EventType::kLost;
@@ -267,7 +273,7 @@ void Driver::drain_slot(std::size_t slot) {
         ++counters_.refusals;
         return;
     }
-    worker_events_.push_back(e);
+    (slots_[slot].lease ? lease_events_ : worker_events_).push_back(e);
   });
 }
 

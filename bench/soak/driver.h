@@ -26,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -55,6 +56,8 @@ struct SoakCounters {
   std::uint64_t created_unknown = 0;  // answers lost with a stopped server
   std::uint64_t created_checks = 0;   // GETs of created semaphores after a restart
   std::uint64_t holds_checked = 0;
+  std::uint64_t lease_holds_checked = 0;  // check_host_holds
+  std::uint64_t lease_freezes = 0;        // lease workers' holds ended by a frozen network
   std::uint64_t cut_by_server_stop = 0;
   std::uint64_t skipped_unexplained_loss = 0;
   std::uint64_t skipped_unterminated = 0;
@@ -84,6 +87,7 @@ class Driver {
     pid_t pid = -1;
     std::uint32_t incarnation = 0;
     bool library = false;
+    bool lease = false;  // a lease worker: its events go to lease_events_
   };
 
   // --- driver.cc ---
@@ -158,8 +162,10 @@ class Driver {
   std::vector<CreatedExpectation> created_;
   std::vector<std::int64_t> checker_limits_;
 
-  std::vector<Event> worker_events_;  // since the last hold check
-  std::vector<Event> driver_events_;  // the whole run
+  std::vector<Event> worker_events_;     // since the last hold check
+  std::vector<Event> lease_events_;      // the lease workers', since the last hold check (check_host_holds)
+  std::set<std::uint32_t> raw_workers_;  // incarnations of raw workers: they keep no lease
+  std::vector<Event> driver_events_;     // the whole run
   FenceCarry fence_carry_;
   SoakCounters counters_;
   Nanos started_ = 0;

@@ -99,7 +99,21 @@ void Driver::check_hold_segment() {
   input.events = std::move(worker_events_);
   input.events.insert(input.events.end(), driver_events_.begin(), driver_events_.end());
   worker_events_.clear();
+  input.session_timeout = options_.session_timeout_ms * kMs;
+  input.without_lease = raw_workers_;
   HoldCheckResult result = check_holds(input, &fence_carry_);
+  // The lease workers' holds, with no server stop to cut them (checker.h, 1b).
+  HoldCheckInput lease;
+  lease.names = input.names;
+  lease.limits = checker_limits_;
+  lease.events = std::move(lease_events_);
+  lease.events.insert(lease.events.end(), driver_events_.begin(), driver_events_.end());
+  lease_events_.clear();
+  HoldCheckResult host = check_host_holds(lease);
+  counters_.lease_holds_checked += host.checked;
+  counters_.skipped_unterminated += host.skipped_unterminated;
+  for (std::size_t i = 0; i < host.peak.size(); ++i) result.peak[i] = std::max(result.peak[i], host.peak[i]);
+  for (Violation& v : host.violations) violation(std::move(v));
   counters_.holds_checked += result.checked;
   counters_.cut_by_server_stop += result.cut_by_server_stop;
   counters_.skipped_unexplained_loss += result.skipped_unexplained_loss;

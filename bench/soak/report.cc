@@ -55,6 +55,8 @@ int Driver::print_summary() const {
   line("created_unknown", c.created_unknown, "  (answers lost with a stopped netsemd)");
   line("created_checks", c.created_checks, "  (GETs of created semaphores after restarts)");
   line("holds_checked", c.holds_checked);
+  line("lease_holds_checked", c.lease_holds_checked, "  (lease workers: from the server or fallback, graces included)");
+  line("lease_freezes", c.lease_freezes, "  (holds whose network froze: lost through the lease)");
   line("holds_cut_by_server_stop", c.cut_by_server_stop);
   line("holds_skipped", c.skipped_unexplained_loss + c.skipped_unterminated + c.skipped_unstopped_instance,
        fmt::format("  (unexplained loss {}, no end {}, crashed or unstarted instance {})", c.skipped_unexplained_loss,

@@ -31,6 +31,8 @@ struct CreatedName {
 
 // The weights put more than the limit's worth of demand on every name with
 // the default number of workers, so every limit is reached often.
+inline constexpr std::string_view kLeaseName = "soak.lease";
+
 inline const std::vector<WorkerName>& worker_names() {
   static const std::vector<WorkerName> names = {
       {.name = "soak.one", .limit = 1, .defined = true, .weight = 3, .max_count = 1},
@@ -38,6 +40,8 @@ inline const std::vector<WorkerName>& worker_names() {
       {.name = "soak.ten", .limit = 10, .defined = true, .weight = 8, .max_count = 4},
       {.name = "soak.undefined.a", .limit = 1, .defined = false, .weight = 2, .max_count = 1},
       {.name = "soak.undefined.b", .limit = 1, .defined = false, .weight = 2, .max_count = 1},
+      // The lease workers' own name (weight 0: no other worker picks it).
+      {.name = kLeaseName, .limit = 1, .defined = true, .weight = 0, .max_count = 1},
   };
   return names;
 }

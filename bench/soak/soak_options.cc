@@ -55,6 +55,16 @@ std::optional<int> parse_soak_options(int argc, char** argv, SoakOptions& option
       ->type_name("MIN MAX");
   app.add_option("--drop-chance", options.drop_chance, "chance per worker cycle that the worker drops its connection")
       ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--lease-workers", options.lease_workers,
+                 "extra libnetsem workers on soak.lease through a proxy each, with fallback local: their network "
+                 "freezes while they hold, and they work on through a grace after a server kill")
+      ->check(CLI::Range(0, 8));
+  app.add_option("--session-timeout-ms", options.session_timeout_ms,
+                 "netsemd's session_timeout_ms (0: none, and the lease workers' network never freezes)")
+      ->check(CLI::Range(0, 600'000));
+  app.add_option("--freeze-chance", options.freeze_chance,
+                 "chance per lease-worker cycle that its network freezes while it holds")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--check-every", options.check_every,
                  "pause the workers and check that every permit is back every this many seconds (0: only at the end)")
       ->check(CLI::Range(0.0, 1e7));
@@ -83,6 +93,10 @@ std::optional<int> parse_soak_options(int argc, char** argv, SoakOptions& option
       std::fprintf(stderr, "netsem-soak: %s\n", problem->c_str());
       return kExitBadUsage;
     }
+  }
+  if (options.workers + options.lease_workers > static_cast<int>(SharedControl::kMaxWorkers)) {
+    std::fprintf(stderr, "netsem-soak: --workers plus --lease-workers cannot exceed %zu\n", SharedControl::kMaxWorkers);
+    return kExitBadUsage;
   }
   if (options.library_workers > options.workers) {
     std::fprintf(stderr, "netsem-soak: --library-workers cannot exceed --workers\n");

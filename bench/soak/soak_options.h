@@ -28,6 +28,9 @@ struct SoakOptions {
   std::pair<double, double> kill_every{1, 3};     // seconds between worker SIGKILLs
   std::pair<double, double> restart_every{3, 8};  // seconds between server restarts
   double drop_chance = 0.02;                      // per worker cycle
+  int lease_workers = 2;                          // extra workers on kLeaseName (lease_worker.cc)
+  std::int64_t session_timeout_ms = 2000;         // netsemd's; 0: none (and no frozen networks)
+  double freeze_chance = 0.2;                     // per lease-worker cycle, while it holds
   double check_every = 5;                         // seconds between quiescent checks; 0: only at the end
   double free_within = 5;                         // seconds for permits to come back at a check
   std::string fsync = "everysec";

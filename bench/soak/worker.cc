@@ -72,6 +72,7 @@ bool WorkerLoop::pause_asked() const {
 
 void run_worker(const WorkerPlan& plan, SharedControl& control) {
   WorkerLoop loop(plan, control);
+  if (plan.lease) run_lease_worker(loop);
   if (plan.library) run_library_worker(loop);
   run_raw_worker(loop);
 }

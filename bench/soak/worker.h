@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <random>
+#include <string>
 
 #include "event_ring.h"
 
@@ -34,6 +35,11 @@ struct WorkerPlan {
   std::uint64_t seed = 0;
   int hold_max_ms = 20;
   double drop_chance = 0.02;  // per cycle: the worker drops its connection
+  // A lease worker (lease_worker.cc) instead of the two kinds above.
+  bool lease = false;
+  std::int64_t session_timeout_ms = 0;  // netsemd's
+  double freeze_chance = 0;             // per cycle: its network freezes while it holds
+  std::string local_dir;                // its host-wide registry (the run's own)
 };
 
 class WorkerLoop {
@@ -76,8 +82,9 @@ class WorkerLoop {
 // Runs a worker until it is killed. Called in the forked child.
 [[noreturn]] void run_worker(const WorkerPlan& plan, SharedControl& control);
 
-// The two kinds (raw_worker.cc, library_worker.cc).
+// The kinds (raw_worker.cc, library_worker.cc, lease_worker.cc).
 [[noreturn]] void run_raw_worker(WorkerLoop& loop);
 [[noreturn]] void run_library_worker(WorkerLoop& loop);
+[[noreturn]] void run_lease_worker(WorkerLoop& loop);
 
 }  // namespace netsem::soak

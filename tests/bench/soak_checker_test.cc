@@ -65,7 +65,10 @@ std::vector<Event> join(std::vector<Event> a, const std::vector<Event>& b) {
 }
 
 HoldCheckResult check(const std::vector<Event>& events, FenceCarry* carry = nullptr) {
-  HoldCheckInput input{.names = {"one", "three", "ten"}, .limits = {1, 3, 10}, .events = events};
+  HoldCheckInput input;
+  input.names = {"one", "three", "ten"};
+  input.limits = {1, 3, 10};
+  input.events = events;
   return check_holds(input, carry);
 }
 
@@ -271,6 +274,61 @@ TEST(SoakCheckerCreated, RefusalsMustFitTheValue) {
   EXPECT_FALSE(empty.try_wait(1, CreatedExpectation::Outcome::kRefused));
   EXPECT_TRUE(empty.try_wait(1, CreatedExpectation::Outcome::kDone)) << "WAIT granted from 0";
   EXPECT_FALSE(empty.observe(2)) << "after a contradiction anything goes until the next observation";
+}
+
+TEST(SoakCheckerSessionTimeout, AWorkerWithoutALeaseHoldsAtMostTAfterItsRequest) {
+  // A raw worker does not ping: the server may end its session T after it
+  // read the request, and grant again, before the worker reads the end.
+  const std::vector<Event> events = join(one_instance(), {grant(1, kOne, 10, 5, 1, 1, 5), release(1, kOne, 2100),
+                                                          grant(2, kOne, 2050, 6), release(2, kOne, 2060)});
+  HoldCheckInput input;
+  input.names = {"one", "three", "ten"};
+  input.limits = {1, 3, 10};
+  input.events = events;
+  input.session_timeout = ms(2000);
+  EXPECT_EQ(count_of(check_holds(input), Violation::Kind::kOverLimit), 1) << "worker 1 not listed: it kept a lease";
+  input.without_lease = {1};
+  const HoldCheckResult cut = check_holds(input);
+  EXPECT_EQ(count_of(cut, Violation::Kind::kOverLimit), 0);
+  EXPECT_EQ(cut.checked, 2u);
+}
+
+HoldCheckResult check_host(const std::vector<Event>& events) {
+  HoldCheckInput input;
+  input.names = {"one", "three", "ten"};
+  input.limits = {1, 3, 10};
+  input.events = events;
+  return check_host_holds(input);
+}
+
+TEST(SoakCheckerHostHolds, AGraceAfterAServerStopStillHolds) {
+  // Worker 1 works on for a grace after netsemd was killed at 20 ms; worker
+  // 2's fallback (fence 0) or a restarted server's grant must wait for it.
+  const std::vector<Event> overlap = join(
+      restart_at_20(), {grant(1, kOne, 10, 5), release(1, kOne, 300), grant(2, kOne, 100, 0), release(2, kOne, 400)});
+  EXPECT_EQ(count_of(check_host(overlap), Violation::Kind::kOverLimit), 1);
+  EXPECT_EQ(count_of(check(overlap), Violation::Kind::kOverLimit), 0) << "check_holds cuts at the server stop";
+  const std::vector<Event> after = join(
+      restart_at_20(), {grant(1, kOne, 10, 5), release(1, kOne, 300), grant(2, kOne, 300, 0), release(2, kOne, 400)});
+  const HoldCheckResult fine = check_host(after);
+  EXPECT_EQ(count_of(fine, Violation::Kind::kOverLimit), 0);
+  EXPECT_EQ(fine.checked, 2u);
+  EXPECT_EQ(fine.peak[kOne], 1);
+}
+
+TEST(SoakCheckerHostHolds, ADropOrAKillEndsAHold) {
+  const std::vector<Event> events =
+      join(one_instance(), {grant(1, kOne, 10, 5, 1, 7), on_connection(EventType::kDrop, 1, 7, 50),
+                            grant(2, kOne, 60, 6), worker_kill(2, 70), grant(3, kOne, 80, 7), release(3, kOne, 90)});
+  const HoldCheckResult result = check_host(events);
+  EXPECT_EQ(count_of(result, Violation::Kind::kOverLimit), 0);
+  EXPECT_EQ(result.checked, 3u);
+  // A frozen holder (ended by a drop) cannot learn of a server kill: cut at
+  // the stop. A holder in a grace (ended by a release) is not.
+  const HoldCheckResult frozen =
+      check_host(join(restart_at_20(), {grant(1, kOne, 10, 5, 1, 7), on_connection(EventType::kDrop, 1, 7, 300),
+                                        grant(2, kOne, 100, kNewFloor + 1), release(2, kOne, 200)}));
+  EXPECT_EQ(count_of(frozen, Violation::Kind::kOverLimit), 0);
 }
 
 }  // namespace
