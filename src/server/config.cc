@@ -225,6 +225,18 @@ std::vector<OptionSpec> make_server_options() {
        .max = 100000000,
        .apply = apply_integer<&C::max_semaphores>,
        .show = show_integer<&C::max_semaphores>},
+      {.name = "max_output_bytes",
+       .type = "integer",
+       .default_text = "67108864",
+       .bounds = "65536..1099511627776",
+       .help = "Most bytes of answers held unwritten by all sessions together (64 MiB by default). Past it, the "
+               "session whose peer has stopped reading with the most unwritten is closed and its permits released, "
+               "then the next, until the total is under it. A session is also closed, whatever the total, when it "
+               "alone holds more than 4 MiB unwritten.",
+       .min = 65536,
+       .max = 1099511627776,
+       .apply = apply_integer<&C::max_output_bytes>,
+       .show = show_integer<&C::max_output_bytes>},
       {.name = "log_level",
        .type = "choice",
        .default_text = "info",

@@ -42,7 +42,8 @@ struct ServerConfig {
   std::size_t max_connections = 10000;
   std::size_t max_pending_per_session = 1024;
   std::size_t max_semaphores = 1000000;
-  std::string log_level = "info";  // trace debug info warning error
+  std::uint64_t max_output_bytes = 64 << 20;  // all sessions' unwritten answers
+  std::string log_level = "info";             // trace debug info warning error
   // The defined semaphores: [semaphores] (or ACE's semaphore_<name> keys) in
   // file order, names decoded and valid, limits 1..2^31-1, no name twice.
   std::vector<std::pair<std::string, std::int64_t>> semaphores;

@@ -477,6 +477,25 @@ void Server::forget(SessionId id) {
   sessions_.erase(id);
 }
 
+void Server::shed_output_if_over_cap() {
+  while (counters_.output_bytes > config_.max_output_bytes) {
+    // A linear scan, but only while over the cap, and each pass closes the
+    // largest backlog: a flood of non-readers pays it, the grant path not.
+    std::shared_ptr<Session> largest;  // kept alive through its close
+    for (const auto& [id, session] : sessions_) {
+      if (session->state_ == Session::State::kClosed || !session->write_waiting_) continue;
+      if (!largest || session->accounted_output_ > largest->accounted_output_) largest = session;
+    }
+    if (largest == nullptr) return;
+    ++counters_.shed_total;
+    log_limited(peer_logs_.overflow,
+                "session {} ({}): closed, the largest of the unread answers ({} bytes) when all sessions' reached "
+                "max_output_bytes ({})",
+                largest->id_, largest->peer_, largest->accounted_output_, config_.max_output_bytes);
+    largest->close_now();
+  }
+}
+
 void Server::arm_deadline_timer() {
   const auto next = table_->next_deadline();
   if (!next || (deadline_armed_ && *deadline_armed_ <= *next) || stopping_) return;

@@ -39,6 +39,8 @@ struct ServerCounters {
   std::uint64_t requests = 0;
   std::uint64_t connections_total = 0;
   std::uint64_t denied_total = 0;
+  std::uint64_t output_bytes = 0;  // answer bytes buffered unwritten, all sessions
+  std::uint64_t shed_total = 0;    // sessions closed by the server-wide output cap
 };
 
 // The log messages a peer can repeat at will, each written at most a few
@@ -98,6 +100,15 @@ class Server {
   void end_turn();
   // A session ended: forget it.
   void forget(SessionId id);
+  // A session's unwritten answers went from `before` to `after` bytes.
+  void account_output(std::size_t before, std::size_t after) {
+    counters_.output_bytes = counters_.output_bytes - before + after;
+  }
+  // While the sessions' unwritten answers exceed max_output_bytes, closes
+  // the session whose peer is not reading (its socket is full) with the most
+  // unwritten, releasing its permits. Sessions whose answers are only this
+  // turn's are never shed: the end of the turn writes them.
+  void shed_output_if_over_cap();
   bool stopping() const { return stopping_; }
   // Logs through one of peer_logs() (arguments holding peer text already
   // escaped), and makes sure its suppressed count is reported in time.

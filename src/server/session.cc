@@ -22,10 +22,13 @@ constexpr auto kDrainTime = std::chrono::milliseconds(500);
 constexpr auto kLastWordsTime = std::chrono::seconds(3);
 // The shortest session timeout applied to ACE holders.
 constexpr auto kAceMinIdleTimeout = std::chrono::seconds(10);
-// A buffer that grew for a burst is given back once it is this large.
-constexpr std::size_t kKeepOutputCapacity = 64 << 10;
+// A buffer that grew for a burst is given back once it is this large: an
+// idle session keeps at most this much (see docs/configuration.md, Memory).
+constexpr std::size_t kKeepOutputCapacity = 4 << 10;
 // How much of a LIST one flush produces before it lets other events run.
 constexpr std::size_t kStreamBytesPerTurn = 256 << 10;
+// SO_SNDBUF of every session (Linux doubles it for its bookkeeping).
+constexpr int kSocketSendBuffer = 64 << 10;
 
 }  // namespace
 
@@ -37,6 +40,9 @@ Session::~Session() = default;
 void Session::start() {
   std::error_code ignored;
   socket_.non_blocking(true, ignored);
+  // The kernel's share of a non-reader's backlog, bounded too: without it,
+  // send buffers autotune up to net.ipv4.tcp_wmem's maximum (4 MiB) each.
+  socket_.set_option(asio::socket_base::send_buffer_size(kSocketSendBuffer), ignored);
   socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
   last_activity_ = Clock::now();
   server_.table().open_session(id_);
@@ -139,11 +145,21 @@ void Session::consume(std::string_view data) {
 }
 
 bool Session::close_if_output_overflows() {
-  if (out_.size() - out_sent_ <= kMaxOutputBytes) return false;
-  server_.log_limited(server_.peer_logs().overflow, "session {} ({}): closed, {} bytes of answers unread", id_, peer_,
-                      out_.size() - out_sent_);
-  close_now();
-  return true;
+  account_output();
+  if (out_.size() - out_sent_ > kMaxOutputBytes) {
+    server_.log_limited(server_.peer_logs().overflow, "session {} ({}): closed, {} bytes of answers unread", id_, peer_,
+                        out_.size() - out_sent_);
+    close_now();
+    return true;
+  }
+  server_.shed_output_if_over_cap();
+  return state_ == State::kClosed;
+}
+
+void Session::account_output() {
+  const std::size_t pending = state_ == State::kClosed ? 0 : out_.size() - out_sent_;
+  server_.account_output(accounted_output_, pending);
+  accounted_output_ = pending;
 }
 
 void Session::mark_dirty() {
@@ -167,6 +183,7 @@ void Session::flush() {
           out_.erase(0, out_sent_);
           out_sent_ = 0;
         }
+        account_output();
         wait_writable();
         return;
       }
@@ -192,6 +209,7 @@ void Session::flush() {
     if (!list_) post_continue();  // its END: handle what was read behind it
   }
   if (out_.capacity() > kKeepOutputCapacity) out_.shrink_to_fit();
+  account_output();
   if (state_ == State::kDraining) {
     // Everything said: shut the sending side, then discard input until the
     // peer closes or the drain time is up.
@@ -332,6 +350,10 @@ void Session::close_now() {
   if (timer_) timer_->cancel();
   std::error_code ignored;
   socket_.close(ignored);
+  // Nothing more will be written: the answers' memory goes now.
+  out_ = std::string();
+  out_sent_ = 0;
+  account_output();
   server_.forget(id_);
 }
 

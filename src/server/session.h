@@ -114,7 +114,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void arm_close_deadline(Clock::duration after);
   // Closes the session (permits released, no message) when more than
   // kMaxOutputBytes of answers wait unread; true when it did.
+  // Also applies the server-wide cap (Server::shed_output_if_over_cap),
+  // which may close this session or another one.
   bool close_if_output_overflows();
+  // Tells the server how many answer bytes this session now holds unwritten.
+  void account_output();
   void consume(std::string_view data);
   // Produces the next chunk of the LIST in progress, and its END when it is
   // done; false when there was nothing to produce.
@@ -167,7 +171,8 @@ class Session : public std::enable_shared_from_this<Session> {
   protocol::LineFramer framer_;  // v1: a line that spans reads
   std::string out_;              // answers not yet written
   std::size_t out_sent_ = 0;
-  protocol::Request request_;  // reused for every line: no allocation per request
+  std::size_t accounted_output_ = 0;  // this session's share of Server's output total
+  protocol::Request request_;         // reused for every line: no allocation per request
   protocol::AceParser ace_;
   std::string ace_name_;  // the one name an ACE session asks for
   std::optional<ListStream> list_;

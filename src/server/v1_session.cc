@@ -245,14 +245,16 @@ void Session::append_stats(std::string_view tag) {
   const TableStats stats = server_.table().stats();
   const auto& counters = server_.counters();
   const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - server_.started()).count();
-  std::string json =
-      "{\"sessions\":" + std::to_string(stats.sessions) + ",\"semaphores\":" + std::to_string(stats.semaphores) +
-      ",\"held\":" + std::to_string(stats.held) + ",\"waiters\":" + std::to_string(stats.waiters) +
-      ",\"grants\":" + std::to_string(stats.grants) + ",\"requests\":" + std::to_string(counters.requests) +
-      ",\"uptime_s\":" + std::to_string(uptime) + ",\"last_fence\":" + std::to_string(stats.last_fence) +
-      ",\"session_timeout_ms\":" + std::to_string(server_.config().session_timeout_ms) +
-      ",\"connections_total\":" + std::to_string(counters.connections_total) +
-      ",\"denied_total\":" + std::to_string(counters.denied_total) + ",\"version\":\"" + kVersion + "\"}";
+  std::string json = "{\"sessions\":" + std::to_string(stats.sessions) +
+                     ",\"semaphores\":" + std::to_string(stats.semaphores) + ",\"held\":" + std::to_string(stats.held) +
+                     ",\"waiters\":" + std::to_string(stats.waiters) + ",\"grants\":" + std::to_string(stats.grants) +
+                     ",\"requests\":" + std::to_string(counters.requests) + ",\"uptime_s\":" + std::to_string(uptime) +
+                     ",\"last_fence\":" + std::to_string(stats.last_fence) +
+                     ",\"session_timeout_ms\":" + std::to_string(server_.config().session_timeout_ms) +
+                     ",\"connections_total\":" + std::to_string(counters.connections_total) +
+                     ",\"denied_total\":" + std::to_string(counters.denied_total) +
+                     ",\"output_bytes\":" + std::to_string(counters.output_bytes) +
+                     ",\"shed_total\":" + std::to_string(counters.shed_total) + ",\"version\":\"" + kVersion + "\"}";
   protocol::append_ok_text(out_, tag, json);
 }
 

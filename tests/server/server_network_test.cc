@@ -180,5 +180,98 @@ TEST(ServerDescriptors, LimitTooLowForOneSessionRefusesToStart) {
   EXPECT_NE(error.find("is too low: netsemd needs at least"), std::string::npos) << error;
 }
 
+// A STATS field's value (the JSON is flat and its numbers unquoted).
+std::uint64_t stats_field(const std::string& stats, const std::string& name) {
+  const auto at = stats.find("\"" + name + "\":");
+  if (at == std::string::npos) {
+    ADD_FAILURE() << name << " missing from " << stats;
+    return 0;
+  }
+  return std::stoull(stats.substr(at + name.size() + 3));
+}
+
+TEST(ServerMemory, OutputCapShedsTheLargestNonReaderAndNeverAReader) {
+  // A 2 MiB server-wide cap. Non-readers pipeline PINGs with 4000-byte
+  // payloads: one big backlog, then smaller ones until the total crosses
+  // the cap. The big one is cut (its permit goes back), the small ones and
+  // a session that reads are not, and STATS never shows more than the cap.
+  constexpr std::uint64_t kCap = 2 << 20;
+  Netsemd::Options options = with_server_options("max_output_bytes = " + std::to_string(kCap) + "\n");
+  options.semaphores = "pool = 100\n";
+  auto server = start_server(options);
+  ASSERT_TRUE(server);
+  auto reader = Client::connect(server->port());
+  ASSERT_TRUE(reader);
+  const std::string ping = "p PING " + std::string(4000, 'x') + "\n";
+  std::uint64_t requests = 0;  // every request line sent so far, by every session
+  // Every STATS must be counted in `requests` by its caller.
+  const auto stats = [&] {
+    const auto answer = reader->request("s STATS");
+    EXPECT_TRUE(answer.starts_with("s OK {")) << answer;
+    EXPECT_LE(stats_field(answer, "output_bytes"), kCap) << answer;
+    return answer;
+  };
+  // Waits until the server has read every request sent so far.
+  const auto settle = [&] {
+    const auto deadline = Clock::now() + 5s;
+    std::string answer;
+    do {
+      ++requests;
+      answer = stats();
+    } while (stats_field(answer, "requests") < requests && Clock::now() < deadline);
+    EXPECT_GE(stats_field(answer, "requests"), requests) << answer;
+    return answer;
+  };
+  const auto non_reader = [&](int pings) {
+    auto client = Client::connect(server->port(), "127.0.0.1", 4096);
+    EXPECT_TRUE(client);
+    if (!client) return client;
+    EXPECT_TRUE(client->request("a ACQUIRE pool").starts_with("a OK "));
+    ++requests;
+    std::string lines;
+    for (int i = 0; i < pings; ++i) lines += ping;
+    client->send(lines);
+    requests += static_cast<std::uint64_t>(pings);
+    return client;
+  };
+
+  auto big = non_reader(400);  // about 1.6 MB of answers
+  ASSERT_TRUE(big);
+  const auto after_big = settle();
+  EXPECT_GT(stats_field(after_big, "output_bytes"), 1000000u) << after_big;
+  EXPECT_EQ(stats_field(after_big, "shed_total"), 0u);
+
+  std::vector<std::unique_ptr<Client>> small;
+  std::string answer;
+  for (int i = 0; i < 4 && stats_field(answer = settle(), "shed_total") == 0; ++i) {
+    small.push_back(non_reader(120));  // about 480 KB each
+    ASSERT_TRUE(small.back());
+  }
+  answer = settle();
+  EXPECT_EQ(stats_field(answer, "shed_total"), 1u) << answer;
+  EXPECT_TRUE(big->wait_closed(3s)) << "the largest non-reader is cut first";
+  EXPECT_LE(stats_field(answer, "output_bytes"), kCap);
+  EXPECT_EQ(stats_field(answer, "sessions"), 1 + small.size()) << answer;
+  // Its permit went back; the small ones keep theirs.
+  EXPECT_EQ(reader->request("g GET pool"),
+            "g OK " + std::to_string(100 - small.size()) + " 100 " + std::to_string(small.size()) + " 0 defined");
+  EXPECT_TRUE(server->wait_for_log("when all sessions' reached max_output_bytes")) << server->log();
+
+  // A session that reads gets every answer of a backlog larger than the
+  // cap, while the non-readers' answers stay buffered.
+  std::string lines;
+  for (int i = 0; i < 800; ++i) lines += ping;
+  std::thread sender([&] { reader->send(lines); });
+  int answered = 0;
+  for (; answered < 800; ++answered) {
+    const auto line = reader->read_line(5s);
+    if (!line || !line->starts_with("p PONG ")) break;
+  }
+  sender.join();
+  EXPECT_EQ(answered, 800);
+  EXPECT_EQ(reader->request("p PING still"), "p PONG still") << "a reading session was cut";
+  EXPECT_TRUE(server_alive(*server));
+}
+
 }  // namespace
 }  // namespace netsem::testing
