@@ -26,7 +26,8 @@ namespace netsem::server {
 // Descriptors kept for the server's own files beyond those open at start:
 // a snapshot and its temporary file, the fences file's temporary, the status
 // file's temporary, the configuration file on SIGHUP, the directory opened
-// to sync a rename, the spare that lets the accept loop refuse a peer at
+// to sync a rename, the report pipe and pidfd of each of the two children
+// that write the status file and a snapshot (ForkedJob), the spare that lets the accept loop refuse a peer at
 // EMFILE, and some slack for libraries (the resolver, syslog, ...).
 inline constexpr std::size_t kOwnFilesReserve = 16;
 // Most connections being refused at once (each holds a socket for under a

@@ -507,11 +507,13 @@ Result<std::unique_ptr<FileJournal>> FileJournal::open(const fs::path& dir, cons
 void FileJournal::record_set(std::string_view name, const CreatedState& state) {
   jf::append_set(batch_, name, state);
   ++sequence_;
+  if (compacting_) kept_.insert_or_assign(std::string(name), state);
 }
 
 void FileJournal::record_delete(std::string_view name) {
   jf::append_delete(batch_, name);
   ++sequence_;
+  if (compacting_) kept_.insert_or_assign(std::string(name), std::nullopt);
 }
 
 // ---------------------------------------------------------------- fences
@@ -655,30 +657,51 @@ JournalStats FileJournal::stats() const {
 
 // ---------------------------------------------------------------- compaction
 
+namespace {
+
+constexpr const char* kSnapshotTemp = "snapshot.tmp";
+
+// journal.tmp of `generation`: its header written and fsynced. It is renamed
+// into place once the snapshot of `generation` is.
+Result<UniqueFd> prepare_next_journal(int dir_fd, const fs::path& dir, std::uint64_t generation, std::uint64_t sequence,
+                                      std::uint64_t& header_size) {
+  auto next = open_at(dir_fd, dir, kJournalTemp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND);
+  if (!next) return next.status();
+  const std::string header = jf::encode_header(jf::FileKind::kJournal, generation, sequence);
+  header_size = header.size();
+  if (Status status = write_and_sync(next->get(), dir / kJournalTemp, header); !status) {
+    ::unlinkat(dir_fd, kJournalTemp, 0);
+    return status;
+  }
+  return next;
+}
+
+}  // namespace
+
 Status FileJournal::compact(const std::map<std::string, CreatedState>& state) {
   const int dfd = dir_fd_.get();
   const std::uint64_t generation = generation_ + 1;
 
   // The new journal is made durable under a temporary name first, so that
   // once the snapshot is in place only a rename is left to do.
-  auto next = open_at(dfd, dir_, kJournalTemp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND);
+  std::uint64_t header_size = 0;
+  auto next = prepare_next_journal(dfd, dir_, generation, sequence_, header_size);
   if (!next) return next.status();
-  const std::string header = jf::encode_header(jf::FileKind::kJournal, generation, sequence_);
-  Status status = write_and_sync(next->get(), dir_ / kJournalTemp, header);
-  std::string snapshot;
-  if (status) {
-    snapshot = jf::encode_snapshot(generation, state, sequence_);
-    status = replace_file(dfd, dir_, kSnapshotFile, snapshot);
-  }
-  if (!status) {
+  const std::string snapshot = jf::encode_snapshot(generation, state, sequence_);
+  if (Status status = replace_file(dfd, dir_, kSnapshotFile, snapshot); !status) {
     ::unlinkat(dfd, kJournalTemp, 0);
     return status;
   }
+  return switch_to_generation(generation, snapshot.size(), std::move(*next), header_size);
+}
 
+Status FileJournal::switch_to_generation(std::uint64_t generation, std::uint64_t snapshot_size, UniqueFd next,
+                                         std::uint64_t header_size) {
+  const int dfd = dir_fd_.get();
   // The snapshot of `generation` is durable: every older journal, and the
   // batch, are in it. From here a crash recovers the new state.
   generation_ = generation;
-  snapshot_bytes_ = snapshot.size();
+  snapshot_bytes_ = snapshot_size;
   batch_.clear();
   written_sequence_ = sequence_;
   durable_sequence_ = sequence_;
@@ -687,6 +710,7 @@ Status FileJournal::compact(const std::map<std::string, CreatedState>& state) {
   dirty_ = false;
   needs_rewrite_ = false;
 
+  Status status;
   if (::renameat(dfd, kJournalTemp, dfd, kJournalFile) != 0) {
     status = io_error("cannot rename into place (journal must be compacted again)", dir_ / kJournalFile, errno);
   } else {
@@ -696,10 +720,109 @@ Status FileJournal::compact(const std::map<std::string, CreatedState>& state) {
     if (!status) status = Status(StatusCode::kIoError, status.message() + " (journal must be compacted again)");
   }
   if (!status) return status;
-  journal_fd_ = std::move(*next);
-  journal_bytes_ = header.size();
+  journal_fd_ = std::move(next);
+  journal_bytes_ = header_size;
   ++compactions_;
   return Status::ok();
+}
+
+std::uint64_t FileJournal::begin_compaction() {
+  assert(!compacting_);
+  compacting_ = true;
+  compaction_generation_ = generation_ + 1;
+  kept_.clear();
+  return compaction_generation_;
+}
+
+Status FileJournal::write_snapshot_body(std::uint64_t generation, const CreatedSource& source,
+                                        std::uint64_t& records) const {
+  records = 0;
+  const int raw_dir = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (raw_dir < 0) return io_error("cannot open data directory", dir_, errno);
+  const UniqueFd dir_fd(raw_dir);
+  auto file = open_at(dir_fd.get(), dir_, kSnapshotTemp, O_WRONLY | O_CREAT | O_TRUNC);
+  if (!file) return file.status();
+  // Written in pieces of about this much: the child's memory stays small
+  // whatever the table's size.
+  constexpr std::size_t kPiece = 1 << 20;
+  // The header's sequence is written again by finish_compaction(), when it
+  // is known what the snapshot covers.
+  std::string piece = jf::encode_header(jf::FileKind::kSnapshot, generation, 0);
+  piece.reserve(kPiece + jf::kRecordPrefixSize + jf::kMaxRecordBody);
+  Status status;
+  std::uint64_t calls = 0;
+  auto write_piece = [&] {
+    std::size_t written = 0;
+    if (Status s = write_all(file->get(), piece, written, calls); !s && status) {
+      status = Status(StatusCode::kIoError,
+                      fmt::format("cannot write {}: {}", (dir_ / kSnapshotTemp).string(), s.message()));
+    }
+    piece.clear();
+  };
+  source([&](std::string_view name, const CreatedState& state) {
+    if (!status) return;
+    jf::append_set(piece, name, state);
+    ++records;
+    if (piece.size() >= kPiece) write_piece();
+  });
+  write_piece();
+  if (status) {
+    if (const int err = sync_fd(file->get(), false)) status = io_error("cannot fsync", dir_ / kSnapshotTemp, err);
+  }
+  return status;
+}
+
+Status FileJournal::finish_compaction(std::uint64_t body_records) {
+  assert(compacting_);
+  const int dfd = dir_fd_.get();
+  const std::uint64_t generation = compaction_generation_;
+  std::string tail;
+  for (const auto& [name, state] : kept_) {
+    if (state) {
+      jf::append_set(tail, name, *state);
+    } else {
+      jf::append_delete(tail, name);
+    }
+  }
+  jf::append_end(tail, body_records + kept_.size());
+  compacting_ = false;
+  kept_ = {};
+
+  std::uint64_t header_size = 0;
+  auto next = prepare_next_journal(dfd, dir_, generation, sequence_, header_size);
+  Status status = next.status();
+  std::uint64_t snapshot_size = 0;
+  if (status) {
+    // Only the tail is new: the child fsynced the body, so this fsync is short.
+    auto file = open_at(dfd, dir_, kSnapshotTemp, O_WRONLY);  // not O_APPEND: pwrite would append
+    status = file.status();
+    // The snapshot covers every record made so far: its header says so, as
+    // the new journal's does (recovery checks that they agree).
+    const std::string header = jf::encode_header(jf::FileKind::kSnapshot, generation, sequence_);
+    if (status && ::pwrite(file->get(), header.data(), header.size(), 0) != static_cast<ssize_t>(header.size())) {
+      status = io_error("cannot write", dir_ / kSnapshotTemp, errno);
+    }
+    if (status && ::lseek(file->get(), 0, SEEK_END) < 0) status = io_error("cannot seek", dir_ / kSnapshotTemp, errno);
+    if (status) status = write_and_sync(file->get(), dir_ / kSnapshotTemp, tail);
+    struct stat st {};
+    if (status && ::fstat(file->get(), &st) == 0) snapshot_size = static_cast<std::uint64_t>(st.st_size);
+  }
+  if (status && ::renameat(dfd, kSnapshotTemp, dfd, kSnapshotFile) != 0) {
+    status = io_error("cannot rename into place", dir_ / kSnapshotFile, errno);
+  }
+  if (status) status = sync_dir(dfd, dir_);
+  if (!status) {
+    ::unlinkat(dfd, kSnapshotTemp, 0);
+    ::unlinkat(dfd, kJournalTemp, 0);
+    return status;
+  }
+  return switch_to_generation(generation, snapshot_size, std::move(*next), header_size);
+}
+
+void FileJournal::abort_compaction() {
+  compacting_ = false;
+  kept_ = {};
+  ::unlinkat(dir_fd_.get(), kSnapshotTemp, 0);
 }
 
 }  // namespace netsem::server

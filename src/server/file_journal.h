@@ -36,10 +36,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "common/unique_fd.h"
@@ -188,6 +191,44 @@ class FileJournal final : public Journal {
   std::uint64_t sequence() const { return sequence_; }
   std::uint64_t answerable_sequence() const;
 
+  // --- compaction with the snapshot written elsewhere ---
+  // The same result as compact(), in steps, so that the snapshot of a large
+  // table is written by a child process (ForkedJob) and the event loop does
+  // only the short last steps:
+  //   begin_compaction()     from now on every record is also kept aside;
+  //   write_snapshot_body()  (the child) `snapshot.tmp`: the header and one
+  //                          SET per created semaphore as the table was at
+  //                          begin_compaction(), fsynced, no END yet;
+  //   finish_compaction(n)   appends the last record of each name changed
+  //                          since the begin and the END, fsyncs, and
+  //                          switches to the new generation as compact() does;
+  //   abort_compaction()     on any failure before the finish.
+  // Why the snapshot is right: the body is the state every record before the
+  // begin leads to; records carry absolute states, so a name's last record
+  // since the begin is its state now, and a name with none is as it was at
+  // the begin: replaying the body then those gives the state every record so
+  // far leads to, which is what compact() writes.
+  // Until the rename, recovery reads the old snapshot and journal, which
+  // hold every record; after it, the new snapshot, which holds them too.
+  // (A snapshot may therefore hold DELETE records after its SETs.)
+
+  // REQUIRES: !compacting(). The generation to pass to write_snapshot_body().
+  std::uint64_t begin_compaction();
+  bool compacting() const { return compacting_; }
+  // Every created semaphore, for write_snapshot_body().
+  using CreatedSource = std::function<void(const std::function<void(std::string_view, const CreatedState&)>&)>;
+  // Writes `snapshot.tmp` of `generation` with the states `source` visits,
+  // fsynced; `records` gets their number. Opens the directory by its path,
+  // so that it runs in a child that has closed every inherited descriptor;
+  // touches nothing of this object but its path.
+  Status write_snapshot_body(std::uint64_t generation, const CreatedSource& source, std::uint64_t& records) const;
+  // REQUIRES: compacting(); `body_records` as write_snapshot_body() gave.
+  // Errors as compact(); on error the compaction is over (abort_compaction()
+  // is not needed) and nothing changed unless the message says so.
+  Status finish_compaction(std::uint64_t body_records);
+  // Forgets the records kept and removes `snapshot.tmp`.
+  void abort_compaction();
+
   // Size of the journal file, header included (batched records are not).
   std::uint64_t journal_bytes() const { return journal_bytes_; }
   // True when records are batched and flush() has something to write.
@@ -204,6 +245,13 @@ class FileJournal final : public Journal {
   Status rewrite_fences();
   // Writes the older slot in place, durably.
   Status write_fence_slot(std::uint64_t bound, std::uint64_t proof);
+
+  // The steps of a compaction after the snapshot of `generation` is durable
+  // in place (`snapshot_size` bytes): the batch is dropped (the snapshot
+  // holds it) and `next` (journal.tmp, its header written and fsynced)
+  // becomes the journal.
+  Status switch_to_generation(std::uint64_t generation, std::uint64_t snapshot_size, journal_detail::UniqueFd next,
+                              std::uint64_t header_size);
 
   std::filesystem::path dir_;
   JournalOptions options_;
@@ -227,6 +275,14 @@ class FileJournal final : public Journal {
   std::uint64_t compactions_ = 0;
   bool dirty_ = false;          // written since the last successful fsync
   bool needs_rewrite_ = false;  // a failed fsync: only a compaction makes the state durable again
+  bool compacting_ = false;     // between begin_compaction() and its finish or abort
+  std::uint64_t compaction_generation_ = 0;
+  // Since begin_compaction(), the last state recorded for each name changed
+  // (nullopt: deleted), for the snapshot's tail. Records carry absolute
+  // states, so the last one per name is all the tail needs: it stays as
+  // small as the set of names changed while the child writes, however
+  // many times each changes.
+  std::unordered_map<std::string, std::optional<CreatedState>> kept_;
 };
 
 }  // namespace netsem::server

@@ -116,7 +116,9 @@ bool apply_body(jf::FileKind kind, std::string_view body, std::map<std::string, 
   if (name_size == 0) return false;
   const std::string_view name = body.substr(3, name_size);
   if (type == jf::RecordType::kDelete) {
-    if (kind != jf::FileKind::kJournal || body.size() != 3 + name_size) return false;
+    // In a snapshot too: one written while the server ran ends with the
+    // records made meanwhile (FileJournal::finish_compaction).
+    if (body.size() != 3 + name_size) return false;
     state.erase(std::string(name));
     return true;
   }

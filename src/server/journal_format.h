@@ -88,7 +88,7 @@ Result<FencesFile> parse_fences(std::string_view bytes);
 // Append one record to `out`. REQUIRES as FileJournal::record_set.
 void append_set(std::string& out, std::string_view name, const CreatedState& state);
 void append_delete(std::string& out, std::string_view name);
-// The last record of a snapshot: the number of SET records before it.
+// The last record of a snapshot: the number of records before it.
 void append_end(std::string& out, std::uint64_t records);
 // A whole snapshot file: header, one SET per entry, END. `sequence`: the
 // records made before it, all of which it covers.
@@ -128,8 +128,10 @@ ReplayResult replay_journal(std::string_view bytes, std::map<std::string, Create
 // crashed midway leaves nothing valid after it. `records` receives how many
 // valid records follow in a row from there.
 std::optional<std::size_t> find_record_after(std::string_view bytes, std::size_t from, std::size_t* records = nullptr);
-// Likewise for a snapshot file: SET records then END with their count. A
-// snapshot without its END, or with bytes after it, is not kCleanEnd.
+// Likewise for a snapshot file: SET records (then, in one written while the
+// server ran, the SET and DELETE records made meanwhile), then END with
+// their count. A snapshot without its END, or with bytes after it, is not
+// kCleanEnd.
 ReplayResult replay_snapshot(std::string_view bytes, std::map<std::string, CreatedState>& state);
 
 }  // namespace netsem::server

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <csignal>
 #include <map>
 
@@ -17,6 +18,7 @@
 #include "protocol/ace_codec.h"
 #include "protocol/names.h"
 #include "server/descriptors.h"
+#include "server/forked_job.h"
 #include "server/session.h"
 #include "server/status_file.h"
 
@@ -369,6 +371,11 @@ void Server::stop() {
   spdlog::info("closing {} sessions", live.size());
   for (const auto& session : live) session->shut_down();
   end_turn();
+  status_job_.reset();  // a child still writing is killed: the last word is written here
+  if (compaction_job_) {
+    compaction_job_.reset();
+    journal_->abort_compaction();  // the journal as it is holds everything
+  }
   write_status_file();
   if (journal_) {
     // The proof of how many records are durable lets the next start refuse
@@ -514,7 +521,7 @@ void Server::arm_status_timer() {
   status_timer_.expires_after(std::chrono::milliseconds(config_.status_interval_ms));
   status_timer_.async_wait([this](const std::error_code& error) {
     if (error || stopping_) return;
-    if (table_->change_count() != status_written_change_) write_status_file();
+    if (table_->change_count() != status_written_change_ && !status_job_) write_status_file_in_background();
     arm_status_timer();
   });
 }
@@ -525,6 +532,37 @@ void Server::write_status_file() {
   if (auto status = netsem::server::write_status_file(config_.stats_dir, *table_); !status) {
     spdlog::error("status file: {}", status.to_string());
   }
+}
+
+void Server::write_status_file_in_background() {
+  const std::uint64_t change = table_->change_count();
+  const auto started = std::chrono::steady_clock::now();
+  auto job = ForkedJob::start(
+      io_, "netsemd-status",
+      // In the child, over its copy of the table as it is now.
+      [this](std::string&) { return netsem::server::write_status_file(config_.stats_dir, *table_); },
+      [this, started](const Status& status, const std::string&) {
+        status_job_.reset();
+        if (!status) {
+          spdlog::error("status file: {}", status.message());
+          status_written_change_ = ~std::uint64_t{0};  // try again at the next tick
+          return;
+        }
+        spdlog::debug(
+            "status file written by a child in {} ms",
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());
+      });
+  spdlog::debug(
+      "status file: forked in {} ms",
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count() /
+          1000.0);
+  if (!job) {
+    spdlog::warn("status file: {}; written in the event loop instead", job.status().message());
+    write_status_file();
+    return;
+  }
+  status_written_change_ = change;
+  status_job_ = std::move(*job);
 }
 
 void Server::arm_sync_timer() {
@@ -543,11 +581,60 @@ void Server::arm_sync_timer() {
 }
 
 void Server::compact_if_due() {
-  if (!journal_ || !journal_->wants_compaction()) return;
+  if (!journal_ || compaction_job_ || stopping_ || !journal_->wants_compaction()) return;
   // A failing disk must not turn every turn into a snapshot attempt.
   const auto now = std::chrono::steady_clock::now();
   if (now < next_compaction_attempt_) return;
   next_compaction_attempt_ = now + kCompactionRetryDelay;
+  const std::uint64_t generation = journal_->begin_compaction();
+  auto job = ForkedJob::start(
+      io_, "netsemd-compact",
+      // In the child, over its copy of the table as it is at the begin.
+      [this, generation](std::string& report) {
+        std::uint64_t records = 0;
+        const Status status = journal_->write_snapshot_body(
+            generation, [this](const auto& visit) { table_->for_each_created(visit); }, records);
+        report = std::to_string(records);
+        return status;
+      },
+      [this, now](const Status& status, const std::string& report) {
+        compaction_job_.reset();
+        std::uint64_t records = 0;
+        const auto parsed = std::from_chars(report.data(), report.data() + report.size(), records);
+        Status finished = status;
+        if (finished && (parsed.ec != std::errc() || parsed.ptr != report.data() + report.size())) {
+          finished = Status(StatusCode::kInternal, "the child's report is not a count: " + report);
+        }
+        const auto finishing = std::chrono::steady_clock::now();
+        if (!finished) {
+          journal_->abort_compaction();
+        } else {
+          finished = journal_->finish_compaction(records);
+        }
+        if (!finished) {
+          spdlog::error("journal compaction: {}", finished.message());
+          return;
+        }
+        const auto ended = std::chrono::steady_clock::now();
+        spdlog::info(
+            "journal compacted ({} semaphores) in {} ms, the snapshot written by a child; the event loop spent {} ms "
+            "on the finish",
+            records, std::chrono::duration_cast<std::chrono::milliseconds>(ended - now).count(),
+            std::chrono::duration_cast<std::chrono::milliseconds>(ended - finishing).count());
+      });
+  spdlog::debug(
+      "journal compaction: forked in {} ms",
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - now).count() / 1000.0);
+  if (!job) {
+    journal_->abort_compaction();
+    spdlog::warn("journal compaction: {}; compacting in the event loop instead", job.status().message());
+    compact_in_loop();
+    return;
+  }
+  compaction_job_ = std::move(*job);
+}
+
+void Server::compact_in_loop() {
   std::map<std::string, CreatedState> state;
   table_->for_each_created(
       [&](std::string_view name, const CreatedState& created) { state.emplace(std::string(name), created); });

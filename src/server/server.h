@@ -33,6 +33,7 @@
 namespace netsem::server {
 
 class Session;
+class ForkedJob;
 
 // Counters STATS reports beyond the table's own.
 struct ServerCounters {
@@ -129,10 +130,19 @@ class Server {
   void arm_deadline_timer();
   void on_deadline();
   void arm_status_timer();
+  // Writes the status file in the event loop (at start and stop, when no
+  // request can wait for it, and when no child can be forked).
   void write_status_file();
+  // Writes it from a child process (ForkedJob), so that no request waits
+  // while a large table is rendered; one child at a time.
+  void write_status_file_in_background();
   void arm_sync_timer();
+  // Compacts the journal when it asks for it: the snapshot is written by a
+  // child process (ForkedJob), the short last steps in the event loop.
   void compact_if_due();
   void arm_log_report_timer();
+  // The whole compaction in the event loop, when no child can be forked.
+  void compact_in_loop();
 
   asio::io_context& io_;
   ServerConfig config_;
@@ -151,6 +161,8 @@ class Server {
   bool log_report_armed_ = false;
   PeerLogs peer_logs_;
   std::uint64_t status_written_change_ = ~std::uint64_t{0};
+  std::unique_ptr<ForkedJob> status_job_;      // the child writing the status file, if any
+  std::unique_ptr<ForkedJob> compaction_job_;  // the child writing a journal snapshot, if any
 
   std::unordered_map<SessionId, std::shared_ptr<Session>> sessions_;
   std::vector<std::shared_ptr<Session>> dirty_;

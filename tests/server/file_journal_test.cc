@@ -345,10 +345,14 @@ TEST(ReplaySnapshot, NeedsItsEndRecordAndNothingAfter) {
   State s2;
   EXPECT_EQ(replay_snapshot(miscounted, s2).stop, ReplayStop::kBadRecord);
 
-  std::string with_delete = jf::encode_header(jf::FileKind::kSnapshot, 1) + delete_record("a");
-  jf::append_end(with_delete, 0);
+  // A snapshot written while the server ran ends with the records made
+  // meanwhile, DELETE among them; END counts them all.
+  std::string with_delete = jf::encode_header(jf::FileKind::kSnapshot, 1) + set_record("a", 1, 1) +
+                            set_record("b", 1, 1) + delete_record("a") + set_record("c", 0, 2);
+  jf::append_end(with_delete, 4);
   State s3;
-  EXPECT_EQ(replay_snapshot(with_delete, s3).stop, ReplayStop::kBadRecord);
+  EXPECT_EQ(replay_snapshot(with_delete, s3).stop, ReplayStop::kCleanEnd);
+  EXPECT_EQ(s3, (State{{"b", {1, 1}}, {"c", {0, 2}}}));
 }
 
 TEST(FsyncPolicy, ParsesItsNames) {
@@ -446,6 +450,59 @@ TEST_F(FileJournalTest, RecordDeleteRemoves) {
     ASSERT_TRUE(journal->flush());
   }
   EXPECT_EQ(reopen(data()).created, (State{{"b", {1, 1}}}));
+}
+
+// Compaction in steps, as the server does it with a child writing the
+// snapshot: records made between the begin and the finish are kept, a
+// crash before the finish recovers everything from the old files, and an
+// abort changes nothing.
+TEST_F(FileJournalTest, CompactionInStepsKeepsTheRecordsMadeWhileTheSnapshotIsWritten) {
+  RecoveredState recovered;
+  auto journal = open(data(), recovered);
+  journal->record_set("a", {1, 1});
+  journal->record_set("b", {1, 1});
+  journal->record_set("c", {2, 2});
+  ASSERT_TRUE(journal->flush());
+  const State at_begin = {{"a", {1, 1}}, {"b", {1, 1}}, {"c", {2, 2}}};
+  const auto source = [&](const std::function<void(std::string_view, const CreatedState&)>& visit) {
+    for (const auto& [name, state] : at_begin) visit(name, state);
+  };
+  const State after = {{"a", {0, 1}}, {"c", {2, 2}}, {"d", {0, 1}}};
+  const auto copy_of_data = [&](const char* name) {
+    const fs::path copy = tmp_.path() / name;
+    fs::copy(data(), copy, fs::copy_options::recursive);
+    return copy;
+  };
+
+  // An abort leaves everything as it was.
+  std::uint64_t generation = journal->begin_compaction();
+  std::uint64_t records = 0;
+  ASSERT_TRUE(journal->write_snapshot_body(generation, source, records));
+  EXPECT_EQ(records, 3u);
+  journal->abort_compaction();
+  EXPECT_FALSE(fs::exists(data() / "snapshot.tmp"));
+  EXPECT_EQ(journal->stats().generation, generation - 1);
+
+  generation = journal->begin_compaction();
+  journal->record_delete("b");  // made while the snapshot is written
+  journal->record_set("d", {0, 1});
+  journal->record_set("a", {0, 1});
+  ASSERT_TRUE(journal->flush());
+  ASSERT_TRUE(journal->write_snapshot_body(generation, source, records));
+  // A crash now: the half-made snapshot is ignored, the old files hold it all.
+  EXPECT_EQ(reopen(copy_of_data("crash-before-finish")).created, after);
+
+  ASSERT_TRUE(journal->finish_compaction(records));
+  EXPECT_FALSE(journal->compacting());
+  EXPECT_EQ(journal->stats().generation, generation);
+  EXPECT_EQ(journal->journal_bytes(), jf::kHeaderSize);
+  EXPECT_EQ(reopen(copy_of_data("after-finish")).created, after);
+  journal->record_set("e", {1, 1});
+  ASSERT_TRUE(journal->flush());
+  journal.reset();
+  State expected = after;
+  expected["e"] = {1, 1};
+  EXPECT_EQ(reopen(data()).created, expected);
 }
 
 TEST_F(FileJournalTest, NamesWithAnyBytes) {
