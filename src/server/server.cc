@@ -456,28 +456,82 @@ void Server::mark_dirty(std::shared_ptr<Session> session) {
 }
 
 void Server::end_turn() {
-  while (!dirty_.empty()) {
-    // Recorded before answered: answers go out only after the journal
-    // records made with them are written. Each pass, since writing one
-    // session can end it and grant others (new records).
-    if (journal_ && journal_->has_pending()) {
-      if (auto status = journal_->flush(); !status) {
-        // Hold the answers until the disk takes the records: an answered
-        // change must survive a crash. Retry shortly.
-        spdlog::error("journal: {}; answers held until it is written", status.to_string());
-        journal_retry_timer_.expires_after(kJournalRetryDelay);
-        journal_retry_timer_.async_wait([this](const std::error_code& error) {
-          if (!error) end_turn();
-        });
-        return;
-      }
-    }
+  for (;;) {
+    // Recorded before answered: an answer that depends on journal records
+    // (Session::hold_from) goes out only once they are written (and under
+    // fsync = always, synced); every other answer goes out now, even while
+    // the journal cannot write. Each pass, since writing one session can end
+    // it and grant others (new records).
+    if (journal_ && journal_->answerable_sequence() < journal_->sequence()) note_journal(journal_->flush());
+    release_held();
+    if (dirty_.empty()) break;
     flushing_.swap(dirty_);
     for (const auto& session : flushing_) session->flush();
     flushing_.clear();
   }
+  begin_request();  // the next turn's answers depend only on its own records
   if (table_) arm_deadline_timer();
   compact_if_due();
+}
+
+void Server::note_journal(const Status& status) {
+  const std::uint64_t waiting = journal_pending_records();
+  if (!status) {
+    if (!journal_failing_) {
+      journal_failing_ = true;
+      journal_failed_at_ = std::chrono::steady_clock::now();
+      journal_waited_records_ = 0;
+      spdlog::error(
+          "journal: {}; answers that depend on unwritten records wait (other answers go on), retrying every {} ms",
+          status.to_string(), kJournalRetryDelay.count());
+    }
+  } else if (journal_failing_ && waiting == 0) {
+    journal_failing_ = false;
+    spdlog::info(
+        "journal: written again after {} ms; {} records had waited",
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - journal_failed_at_)
+            .count(),
+        journal_waited_records_);
+  }
+  journal_waited_records_ = std::max(journal_waited_records_, waiting);
+  if (waiting != 0) arm_journal_retry();
+}
+
+void Server::arm_journal_retry() {
+  if (journal_retry_armed_ || stopping_) return;
+  journal_retry_armed_ = true;
+  journal_retry_timer_.expires_after(kJournalRetryDelay);
+  journal_retry_timer_.async_wait([this](const std::error_code& error) {
+    journal_retry_armed_ = false;
+    if (!error) end_turn();
+  });
+}
+
+void Server::hold(std::shared_ptr<Session> session) {
+  if (session->held_) return;
+  // Sessions that closed while held need not wait for the journal to go.
+  if (held_.size() >= 1024 && held_.size() % 1024 == 0) {
+    std::erase_if(held_, [](const std::shared_ptr<Session>& s) {
+      if (s->state_ != Session::State::kClosed) return false;
+      s->held_ = false;
+      return true;
+    });
+  }
+  session->held_ = true;
+  held_.push_back(std::move(session));
+}
+
+void Server::release_held() {
+  if (held_.empty()) return;
+  const std::uint64_t answerable = answerable_sequence();
+  if (answerable <= held_released_at_) return;
+  held_released_at_ = answerable;
+  std::vector<std::shared_ptr<Session>> held;
+  held.swap(held_);
+  for (const auto& session : held) {
+    session->held_ = false;
+    session->mark_dirty();  // still held: flush() holds it again
+  }
 }
 
 void Server::forget(SessionId id) {

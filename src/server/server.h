@@ -99,6 +99,26 @@ class Server {
   void mark_dirty(std::shared_ptr<Session> session);
   // The end of every event handler: journal flush, then writes, timers.
   void end_turn();
+
+  // --- answers that depend on journal records (see end_turn) ---
+  // A request begins: from now on answer_dependency() counts only the
+  // records it makes (and end_turn() begins a new turn likewise).
+  void begin_request() { request_sequence_ = journal_ ? journal_->sequence() : 0; }
+  // The journal sequence an answer appended now must wait for: the last
+  // record made since the request (or turn) began, 0 when it made none.
+  std::uint64_t answer_dependency() const {
+    return journal_ && journal_->sequence() > request_sequence_ ? journal_->sequence() : 0;
+  }
+  // Answers that depend on records up to this sequence may be sent.
+  std::uint64_t answerable_sequence() const { return journal_ ? journal_->answerable_sequence() : ~std::uint64_t{0}; }
+  // `session` has answers waiting for the journal: it is flushed again once
+  // the journal has written more.
+  void hold(std::shared_ptr<Session> session);
+  // For STATS: false while journal writes fail; records not yet answerable.
+  bool journal_ok() const { return !journal_failing_; }
+  std::uint64_t journal_pending_records() const {
+    return journal_ ? journal_->sequence() - journal_->answerable_sequence() : 0;
+  }
   // A session ended: forget it.
   void forget(SessionId id);
   // A session's unwritten answers went from `before` to `after` bytes.
@@ -140,6 +160,13 @@ class Server {
   // Compacts the journal when it asks for it: the snapshot is written by a
   // child process (ForkedJob), the short last steps in the event loop.
   void compact_if_due();
+  // Logs a journal failure once, and its end with how long and how many
+  // records waited; keeps a retry armed while records wait.
+  void note_journal(const Status& status);
+  void arm_journal_retry();
+  // Moves the held sessions back to dirty_ when the journal has written
+  // more since they were held.
+  void release_held();
   void arm_log_report_timer();
   // The whole compaction in the event loop, when no child can be forked.
   void compact_in_loop();
@@ -167,6 +194,13 @@ class Server {
   std::unordered_map<SessionId, std::shared_ptr<Session>> sessions_;
   std::vector<std::shared_ptr<Session>> dirty_;
   std::vector<std::shared_ptr<Session>> flushing_;  // dirty_ of the turn being written
+  std::vector<std::shared_ptr<Session>> held_;      // answers waiting for the journal
+  std::uint64_t held_released_at_ = 0;              // answerable sequence at the last release_held
+  std::uint64_t request_sequence_ = 0;              // journal sequence when the request or turn began
+  bool journal_failing_ = false;
+  bool journal_retry_armed_ = false;
+  std::chrono::steady_clock::time_point journal_failed_at_{};
+  std::uint64_t journal_waited_records_ = 0;  // the most records waiting during the failure
   bool dispatching_ = false;
   Completions completions_;
   std::string read_buffer_;

@@ -168,19 +168,30 @@ void Session::mark_dirty() {
   server_.mark_dirty(shared_from_this());
 }
 
+std::size_t Session::sendable_end() {
+  if (holds_.empty()) return out_.size();
+  const std::uint64_t answerable = server_.answerable_sequence();
+  std::erase_if(holds_, [&](const AnswerHold& h) { return h.sequence <= answerable || h.offset >= out_.size(); });
+  std::size_t end = out_.size();
+  for (const AnswerHold& h : holds_) end = std::min(end, h.offset);
+  return end;
+}
+
 void Session::flush() {
   dirty_ = false;
   if (state_ == State::kClosed || write_waiting_) return;
   std::size_t streamed = 0;
   for (;;) {
-    while (out_sent_ < out_.size()) {
+    const std::size_t sendable = sendable_end();
+    while (out_sent_ < sendable) {
       std::error_code error;
-      const std::size_t n = socket_.write_some(asio::buffer(out_.data() + out_sent_, out_.size() - out_sent_), error);
+      const std::size_t n = socket_.write_some(asio::buffer(out_.data() + out_sent_, sendable - out_sent_), error);
       if (error == asio::error::would_block || error == asio::error::try_again) {
         // A peer that keeps a standing backlog must not make out_ grow by what
         // it has already read: drop the written prefix once it is large.
         if (out_sent_ > kKeepOutputCapacity && out_sent_ > out_.size() / 2) {
           out_.erase(0, out_sent_);
+          for (AnswerHold& h : holds_) h.offset -= out_sent_;
           out_sent_ = 0;
         }
         account_output();
@@ -197,8 +208,14 @@ void Session::flush() {
       // while requests wait behind the LIST (idle_timeout()).
       if (list_) last_activity_ = Clock::now();
     }
+    if (sendable < out_.size()) {
+      account_output();
+      server_.hold(shared_from_this());  // the rest waits for the journal
+      return;
+    }
     out_.clear();
     out_sent_ = 0;
+    holds_.clear();
     if (!list_ || state_ != State::kOpen) break;
     if (streamed >= kStreamBytesPerTurn) {
       post_continue();  // a long LIST to a fast reader must not hold up everyone else
@@ -359,6 +376,9 @@ void Session::close_now() {
 
 void Session::deliver(const Completion& completion) {
   if (state_ != State::kOpen) return;
+  // A completion caused by a change the journal has not written yet (a WAIT
+  // granted by a POST, say) waits for it, like the answer to the change.
+  if (const std::uint64_t dependency = server_.answer_dependency()) hold_from(out_.size(), dependency);
   if (dialect_ == protocol::Dialect::kAce) {
     deliver_ace(completion);
     return;

@@ -76,8 +76,14 @@ class Session : public std::enable_shared_from_this<Session> {
   void deliver(const Completion& completion);
   // The server is stopping: tell a v1 peer why, then close.
   void shut_down();
-  // Writes what `out_` holds (called by the server at the end of a turn).
+  // Writes what `out_` holds (called by the server at the end of a turn), up
+  // to the first answer that depends on a journal record not yet written
+  // (hold_from): the rest waits, so the session's answers stay in order,
+  // and the server flushes it again once the journal has written more.
   void flush();
+  // The answer that starts at `offset` in the output (and all after it)
+  // may be sent only once the journal has written record `sequence`.
+  void hold_from(std::size_t offset, std::uint64_t sequence) { holds_.push_back({offset, sequence}); }
   // Applies a new session timeout (reload keeps sessions; start-up sets it).
   void arm_idle_timer();
 
@@ -120,6 +126,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // Tells the server how many answer bytes this session now holds unwritten.
   void account_output();
   void consume(std::string_view data);
+  // The end of what flush() may write now: out_.size(), or the start of the
+  // first answer whose journal records are not yet answerable.
+  std::size_t sendable_end();
   // Produces the next chunk of the LIST in progress, and its END when it is
   // done; false when there was nothing to produce.
   bool produce_list();
@@ -162,6 +171,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool table_open_ = false;     // the table knows this session
   bool quit_ = false;           // QUIT seen: ignore the rest of the batch
   bool dirty_ = false;          // in the server's list of sessions to flush
+  bool held_ = false;           // in the server's list of sessions waiting for the journal
   bool write_waiting_ = false;  // a writable wait is pending
   bool read_waiting_ = false;   // a readable wait is pending
   bool resume_posted_ = false;  // a flush or resume_input() is posted for a streaming LIST
@@ -170,6 +180,12 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string first_bytes_;      // what arrived before the dialect was known
   protocol::LineFramer framer_;  // v1: a line that spans reads
   std::string out_;              // answers not yet written
+  // Where answers that depend on unwritten journal records start in out_.
+  struct AnswerHold {
+    std::size_t offset = 0;
+    std::uint64_t sequence = 0;
+  };
+  std::vector<AnswerHold> holds_;
   std::size_t out_sent_ = 0;
   std::size_t accounted_output_ = 0;  // this session's share of Server's output total
   protocol::Request request_;         // reused for every line: no allocation per request

@@ -78,7 +78,11 @@ bool Session::handle_v1_line(std::string_view line) {
     protocol::append_error(out_, parse_error.tag, parse_error.code, parse_error.message);
     mark_dirty();
   } else {
+    const std::size_t answer = out_.size();
+    server_.begin_request();
     handle_v1_request();
+    // Its answer is sent once the records it made are written.
+    if (const std::uint64_t dependency = server_.answer_dependency()) hold_from(answer, dependency);
   }
   return true;
 }
@@ -254,7 +258,10 @@ void Session::append_stats(std::string_view tag) {
                      ",\"connections_total\":" + std::to_string(counters.connections_total) +
                      ",\"denied_total\":" + std::to_string(counters.denied_total) +
                      ",\"output_bytes\":" + std::to_string(counters.output_bytes) +
-                     ",\"shed_total\":" + std::to_string(counters.shed_total) + ",\"version\":\"" + kVersion + "\"}";
+                     ",\"shed_total\":" + std::to_string(counters.shed_total) +
+                     ",\"journal_ok\":" + (server_.journal_ok() ? "1" : "0") +
+                     ",\"journal_pending_records\":" + std::to_string(server_.journal_pending_records()) +
+                     ",\"version\":\"" + kVersion + "\"}";
   protocol::append_ok_text(out_, tag, json);
 }
 

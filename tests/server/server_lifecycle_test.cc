@@ -447,5 +447,63 @@ TEST(ServerLifecycle, FencesAreReservedWithNoDescriptorLeft) {
   EXPECT_EQ(c->request("p PING"), "p PONG");
 }
 
+TEST(ServerLifecycle, AnUnwritableJournalHoldsOnlyTheAnswersThatDependOnIt) {
+  auto server = start_server(with_semaphores("d = 1\n"));
+  ASSERT_TRUE(server);
+  auto poster = Client::connect(server->port());
+  auto waiter = Client::connect(server->port());
+  auto other = Client::connect(server->port());
+  ASSERT_EQ(poster->request("c CREATE c 0 5"), "c OK");
+  ASSERT_EQ(waiter->request("w1 WAIT c 1 -1").rfind("w1 QUEUED", 0), 0u);
+  fence_of(other->request("a ACQUIRE d"));  // fences reserved for a while
+  ASSERT_EQ(other->request("r RELEASE d"), "r OK 1");
+  // A full disk, as far as netsemd can tell: every write past the journal's
+  // present size fails (EFBIG).
+  const auto journal = server->data_dir() / "journal";
+  ASSERT_TRUE(set_limit(server->pid(), RLIMIT_FSIZE, std::filesystem::file_size(journal)));
+
+  poster->send_line("p POST c 2");
+  poster->send_line("q PING");
+  // The POST waits for its record, and so does what follows it on its
+  // session, and the WAIT it granted on another one (and what follows that).
+  EXPECT_TRUE(poster->quiet_for(300ms));
+  waiter->send_line("w2 PING");
+  EXPECT_TRUE(waiter->quiet_for(100ms));
+  // Everything that depends on no unwritten record goes on, at once.
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(other->request("p2 PING"), "p2 PONG");
+  EXPECT_EQ(other->request("g GET d"), "g OK 1 1 0 0 defined");
+  fence_of(other->request("a2 ACQUIRE d"));
+  EXPECT_EQ(other->request("r2 RELEASE d"), "r2 OK 1");
+  auto fresh = Client::connect(server->port());
+  const std::string hello = fresh->request("h HELLO 1 test");
+  EXPECT_EQ(hello.rfind("h OK netsem ", 0), 0u) << hello;
+  const std::string stats = fresh->request("s STATS");
+  EXPECT_NE(stats.find("\"journal_ok\":0"), std::string::npos) << stats;
+  EXPECT_EQ(stats.find("\"journal_pending_records\":0"), std::string::npos) << stats;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);
+  // (The failure's log line is lost: the log file cannot grow either.)
+
+  // The disk takes writes again: the held answers go out, in order.
+  ASSERT_TRUE(set_limit(server->pid(), RLIMIT_FSIZE, RLIM_INFINITY));
+  EXPECT_EQ(poster->read_line(3s).value_or("(none)"), "p OK 1");
+  EXPECT_EQ(poster->read_line(3s).value_or("(none)"), "q PONG");
+  const std::string granted = waiter->read_line(3s).value_or("(none)");
+  EXPECT_EQ(granted.rfind("w1 OK ", 0), 0u) << granted;
+  EXPECT_EQ(waiter->read_line(3s).value_or("(none)"), "w2 PONG");
+  EXPECT_TRUE(server->wait_for_log("journal: written again after")) << server->log();
+  EXPECT_NE(fresh->request("s STATS").find("\"journal_ok\":1"), std::string::npos);
+
+  // And it is durable.
+  server->send_signal(SIGTERM);
+  ASSERT_TRUE(server->wait_exit());
+  Netsemd::Options options = with_semaphores("d = 1\n");
+  options.data_dir = server->data_dir();
+  auto again = start_server(options);
+  ASSERT_TRUE(again);
+  auto c = Client::connect(again->port());
+  EXPECT_EQ(c->request("g GET c"), "g OK 1 5 0 0 created");
+}
+
 }  // namespace
 }  // namespace netsem::testing
