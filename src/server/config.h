@@ -38,7 +38,7 @@ struct ServerConfig {
   std::filesystem::path data_dir = "var/netsem";
   FsyncPolicy fsync = FsyncPolicy::kEverySec;
   std::int64_t status_interval_ms = 1000;
-  std::int64_t session_timeout_ms = 0;  // 0 = off
+  std::int64_t session_timeout_ms = 15000;  // 0 = off
   std::size_t max_connections = 10000;
   std::size_t max_pending_per_session = 1024;
   std::size_t max_semaphores = 1000000;

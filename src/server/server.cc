@@ -20,6 +20,7 @@
 #include "server/descriptors.h"
 #include "server/forked_job.h"
 #include "server/session.h"
+#include "server/socket_options.h"
 #include "server/status_file.h"
 
 namespace netsem::server {
@@ -327,6 +328,7 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
     return;
   }
   ++counters_.connections_total;
+  configure_session_socket(socket, config_.session_timeout_ms);
   const SessionId id = next_session_id_++;
   auto session = std::make_shared<Session>(*this, std::move(socket), id, peer);
   sessions_.emplace(id, session);

@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include "netsemd_harness.h"
@@ -601,6 +602,66 @@ TEST(ServerAce, SessionTimeoutBelowTenSecondsSparesAceClients) {
   ASSERT_TRUE(holder->release());
   ASSERT_TRUE(queued->await_locked(1s));
   ASSERT_TRUE(queued->release());
+}
+
+// The default session timeout (15 s, issue 10 item 4) ends a silent session
+// and grants its permit to the next, and keeps the ACE rules: an ACE holder
+// that sends its keep-alives every 3 s, and an ACE client queued (with
+// nothing to send), both outlive it. One scenario, about 16 s.
+TEST(ServerAce, DefaultSessionTimeoutDropsTheSilentAndSparesAceClients) {
+  auto server = start_server();  // no session_timeout_ms: the default
+  ASSERT_TRUE(server);
+  auto observer = Client::connect(server->port());
+  ASSERT_TRUE(observer);
+  ASSERT_NE(observer->request("s STATS").find("\"session_timeout_ms\":15000"), std::string::npos);
+
+  auto silent = Client::connect(server->port());
+  ASSERT_TRUE(silent);
+  ASSERT_EQ(fields(silent->request("a ACQUIRE lic"))[1], "OK");
+  const auto silent_since = Clock::now();
+  auto waiter = Client::connect(server->port());
+  ASSERT_TRUE(waiter);
+  ASSERT_EQ(waiter->request("w ACQUIRE lic"), "w QUEUED 1");
+
+  auto ace_holder = AceClient::connect(server->port());
+  ASSERT_TRUE(ace_holder);
+  ace_holder->acquire("pcap");
+  ASSERT_TRUE(ace_holder->await_locked(3s));
+  auto ace_queued = AceClient::connect(server->port());
+  ASSERT_TRUE(ace_queued);
+  ace_queued->acquire("pcap");
+  ASSERT_EQ(ace_queued->read(3s), AceClient::Got::kWait);
+
+  // The waiter pings every 2 s and the ACE holder sends `wait|` every 3 s, as
+  // ACE's client does; the queued ACE client only reads its `wait|` tokens.
+  std::optional<std::string> granted;
+  auto next_ping = Clock::now() + 2s;
+  auto next_keep_alive = Clock::now() + 3s;
+  while (!granted && Clock::now() < silent_since + 20s) {
+    if (Clock::now() >= next_ping) {
+      waiter->send_line("p PING");
+      next_ping += 2s;
+    }
+    if (Clock::now() >= next_keep_alive) {
+      ace_holder->keep_alive();
+      next_keep_alive += 3s;
+    }
+    ASSERT_NE(ace_queued->read(20ms), AceClient::Got::kEof) << "the queued ACE client was dropped";
+    for (auto line = waiter->read_line(200ms); line; line = waiter->read_line(1ms)) {
+      if (*line != "p PONG") granted = line;
+      if (granted) break;
+    }
+  }
+  const auto waited = Clock::now() - silent_since;
+  ASSERT_TRUE(granted) << "the silent holder still held lic after 20 s";
+  EXPECT_EQ(fields(*granted)[1], "OK") << *granted;
+  EXPECT_GE(waited, 14900ms);
+  EXPECT_LT(waited, 18s);
+  EXPECT_TRUE(silent->wait_closed(1s));
+  // Both ACE clients are still there: the holder releases, the queued one is granted.
+  ASSERT_TRUE(ace_holder->release());
+  ASSERT_TRUE(ace_queued->await_locked(3s));
+  ASSERT_TRUE(ace_queued->release());
 }
 
 }  // namespace
