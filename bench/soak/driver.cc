@@ -116,6 +116,7 @@ int Driver::run() {
   const Nanos end = started_ + to_nanos(options_.seconds);
   Nanos next_kill = now() + to_nanos(uniform(options_.kill_every));
   Nanos next_restart = now() + to_nanos(uniform(options_.restart_every));
+  Nanos next_unwritable = options_.unwritable_for > 0 ? now() + to_nanos(uniform(options_.unwritable_every)) : kNever;
   Nanos next_check = options_.check_every > 0 ? now() + to_nanos(options_.check_every) : kNever;
   while (now() < end && !interrupt_requested() && !server_down_) {
     drain_events();
@@ -129,6 +130,10 @@ int Driver::run() {
     if (now() >= next_restart) {
       restart_server();
       next_restart = now() + to_nanos(uniform(options_.restart_every));
+    }
+    if (now() >= next_unwritable && now() + 2 * kSecond < end) {
+      unwritable_phase();
+      next_unwritable = now() + to_nanos(uniform(options_.unwritable_every));
     }
     if (now() >= next_check && now() + 2 * kSecond < end) {
       quiescent_check();

@@ -57,6 +57,8 @@ struct SoakCounters {
   std::uint64_t created_checks = 0;   // GETs of created semaphores after a restart
   std::uint64_t holds_checked = 0;
   std::uint64_t lease_holds_checked = 0;  // check_host_holds
+  std::uint64_t unwritable_phases = 0;    // moments netsemd's journal could not be written
+  std::uint64_t unwritable_grants = 0;    // grants the workers read meanwhile
   std::uint64_t lease_freezes = 0;        // lease workers' holds ended by a frozen network
   std::uint64_t cut_by_server_stop = 0;
   std::uint64_t skipped_unexplained_loss = 0;
@@ -133,6 +135,10 @@ class Driver {
   void finish_created_op(const PendingRequest& op, const std::optional<std::string>& answer);
   void check_created();
   std::optional<SemaphoreReading> get(const std::string& name);
+
+  // --- unwritable.cc ---
+  // The journal unwritable for --unwritable-for seconds, a POST in flight.
+  void unwritable_phase();
 
   // --- quiescent.cc ---
   bool pause_workers();

@@ -56,6 +56,8 @@ int Driver::print_summary() const {
   line("created_checks", c.created_checks, "  (GETs of created semaphores after restarts)");
   line("holds_checked", c.holds_checked);
   line("lease_holds_checked", c.lease_holds_checked, "  (lease workers: from the server or fallback, graces included)");
+  line("unwritable_phases", c.unwritable_phases,
+       fmt::format("  (journal unwritable; {} grants meanwhile)", c.unwritable_grants));
   line("lease_freezes", c.lease_freezes, "  (holds whose network froze: lost through the lease)");
   line("holds_cut_by_server_stop", c.cut_by_server_stop);
   line("holds_skipped", c.skipped_unexplained_loss + c.skipped_unterminated + c.skipped_unstopped_instance,
@@ -89,6 +91,8 @@ int Driver::print_summary() const {
     verdict = "FAIL: no grant at all";
   } else if (seconds > options_.restart_every.second + 2 && c.restarts_sigterm + c.restarts_sigkill == 0) {
     verdict = "FAIL: no server restart happened";
+  } else if (c.unwritable_phases > 0 && c.unwritable_grants == 0) {
+    verdict = "FAIL: no grant while the journal was unwritable (answers froze)";
   } else if (seconds > options_.kill_every.second + 2 && c.worker_kills == 0) {
     verdict = "FAIL: no worker was killed";
   } else {

@@ -53,6 +53,11 @@ std::optional<int> parse_soak_options(int argc, char** argv, SoakOptions& option
                  "restart netsemd every MIN..MAX seconds, by SIGTERM and SIGKILL in turn, then either at random "
                  "(default: 3 8)")
       ->type_name("MIN MAX");
+  app.add_option("--unwritable-every", options.unwritable_every,
+                 "make netsemd's journal unwritable (RLIMIT_FSIZE at its size) every MIN..MAX seconds (default: 4 9)")
+      ->type_name("MIN MAX");
+  app.add_option("--unwritable-for", options.unwritable_for, "seconds each unwritable-journal phase lasts (0: none)")
+      ->check(CLI::Range(0.0, 60.0));
   app.add_option("--drop-chance", options.drop_chance, "chance per worker cycle that the worker drops its connection")
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--lease-workers", options.lease_workers,
@@ -88,7 +93,8 @@ std::optional<int> parse_soak_options(int argc, char** argv, SoakOptions& option
     return app.exit(error) == 0 ? kExitPass : kExitBadUsage;
   }
   for (const auto& problem :
-       {check_range("--kill-every", options.kill_every), check_range("--restart-every", options.restart_every)}) {
+       {check_range("--kill-every", options.kill_every), check_range("--restart-every", options.restart_every),
+        check_range("--unwritable-every", options.unwritable_every)}) {
     if (problem) {
       std::fprintf(stderr, "netsem-soak: %s\n", problem->c_str());
       return kExitBadUsage;
