@@ -8,6 +8,7 @@ packages=(
   libcli11-dev                      # CLI11: command lines of netsemd and netsem
   libspdlog-dev libfmt-dev          # spdlog (with fmt): logging
   zlib1g-dev                        # zlib's crc32: checksums of journal records
+  nlohmann-json3-dev                # nlohmann-json: the STATS line's JSON (src/stats)
   libgtest-dev libgmock-dev         # GoogleTest: unit and integration tests
   libbenchmark-dev                  # Google Benchmark: micro-benchmarks
   clang libclang-rt-14-dev          # clang + libFuzzer runtime: the fuzz targets

@@ -1,0 +1,131 @@
+// The writers of a Snapshot. JSON goes through nlohmann-json (an ordered
+// object, so STATS keeps the table's order); STATS is not on a hot path,
+// and a library that escapes strings and writes integers exactly is worth
+// the few microseconds more than a hand-written concatenation.
+#include "stats/render.h"
+
+#include <nlohmann/json.hpp>
+
+#include "stats/fields.h"
+
+namespace netsem::stats {
+
+namespace {
+
+nlohmann::ordered_json histogram_json(const Histogram& histogram) {
+  const std::uint64_t count = histogram.count();
+  nlohmann::ordered_json buckets = nlohmann::ordered_json::array();
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < Histogram::kBounds && cumulative < count; ++i) {
+    cumulative += histogram.bucket(i);
+    buckets.push_back({Histogram::bound(i), cumulative});
+  }
+  nlohmann::ordered_json json = nlohmann::ordered_json::object();
+  json["count"] = count;
+  json["sum"] = histogram.sum();
+  json["buckets"] = std::move(buckets);
+  return json;
+}
+
+// HELP text escapes a backslash and a line break; a label value also a quote.
+void append_escaped(std::string& out, std::string_view text, bool label) {
+  for (const char c : text) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '"' && label) {
+      out += "\\\"";
+    } else {
+      out += c;
+    }
+  }
+}
+
+void append_sample(std::string& out, std::string_view metric, std::string_view suffix, std::string_view labels,
+                   std::uint64_t value) {
+  out += metric;
+  out += suffix;
+  out += labels;
+  out += ' ';
+  out += std::to_string(value);
+  out += '\n';
+}
+
+}  // namespace
+
+std::string to_json(const Snapshot& snapshot) {
+  nlohmann::ordered_json json = nlohmann::ordered_json::object();
+  for (const Field& field : fields()) {
+    const std::string name(field.name);
+    switch (field.type) {
+      case FieldType::kCounter:
+      case FieldType::kGauge:
+        json[name] = field.number(snapshot);
+        break;
+      case FieldType::kHistogram:
+        json[name] = histogram_json(field.histogram(snapshot));
+        break;
+      case FieldType::kText:
+        json[name] = std::string(field.text(snapshot));
+        break;
+    }
+  }
+  return json.dump();
+}
+
+std::string to_prometheus(const Snapshot& snapshot) {
+  std::string out;
+  for (const Field& field : fields()) {
+    const std::string metric = "netsem_" + std::string(field.name);
+    out += "# HELP " + metric + ' ';
+    append_escaped(out, field.help, false);
+    out += "\n# TYPE " + metric + ' ';
+    out += field.type == FieldType::kText ? "gauge" : field_type_name(field.type);
+    out += '\n';
+    switch (field.type) {
+      case FieldType::kCounter:
+      case FieldType::kGauge:
+        append_sample(out, metric, "", "", field.number(snapshot));
+        break;
+      case FieldType::kHistogram: {
+        const Histogram& histogram = field.histogram(snapshot);
+        std::uint64_t cumulative = 0;
+        for (std::size_t i = 0; i < Histogram::kBounds; ++i) {
+          cumulative += histogram.bucket(i);
+          append_sample(out, metric, "_bucket", "{le=\"" + std::to_string(Histogram::bound(i)) + "\"}", cumulative);
+        }
+        append_sample(out, metric, "_bucket", "{le=\"+Inf\"}", histogram.count());
+        append_sample(out, metric, "_sum", "", histogram.sum());
+        append_sample(out, metric, "_count", "", histogram.count());
+        break;
+      }
+      case FieldType::kText: {
+        std::string labels = "{" + std::string(field.name) + "=\"";
+        append_escaped(labels, field.text(snapshot), true);
+        labels += "\"}";
+        append_sample(out, metric, "", labels, 1);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+std::string markdown_table() {
+  std::string out = "| Name | Type | Unit | Meaning |\n|---|---|---|---|\n";
+  for (const Field& field : fields()) {
+    out += "| `";
+    out += field.name;
+    out += "` | ";
+    out += field_type_name(field.type);
+    out += " | ";
+    out += field.unit.empty() ? std::string_view("-") : field.unit;
+    out += " | ";
+    out += field.help;
+    out += " |\n";
+  }
+  return out;
+}
+
+}  // namespace netsem::stats

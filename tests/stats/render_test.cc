@@ -1,0 +1,139 @@
+// Unit tests of the writers: the STATS JSON (shape, order, values, the
+// histogram object) and the Prometheus text exposition.
+#include "stats/render.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "netsem/version.h"
+#include "stats/fields.h"
+
+namespace netsem::stats {
+namespace {
+
+using nlohmann::ordered_json;
+
+// A snapshot whose 64-bit words are 1, 2, 3, ...: every number field has
+// its own value.
+Snapshot numbered() {
+  Snapshot snapshot;
+  std::uint64_t words[sizeof(Snapshot) / sizeof(std::uint64_t)];
+  for (std::size_t i = 0; i < std::size(words); ++i) words[i] = i + 1;
+  std::memcpy(&snapshot, words, sizeof(Snapshot));
+  return snapshot;
+}
+
+TEST(StatsJson, IsOneLineWithEveryFieldInTableOrderAndItsValue) {
+  const Snapshot snapshot = numbered();
+  const std::string text = to_json(snapshot);
+  EXPECT_EQ(text.find('\n'), std::string::npos);
+  EXPECT_EQ(text.rfind("{\"sessions\":", 0), 0u) << text;
+  const ordered_json json = ordered_json::parse(text);
+  ASSERT_TRUE(json.is_object());
+  ASSERT_EQ(json.size(), fields().size());
+  std::size_t i = 0;
+  for (const auto& [key, value] : json.items()) {
+    const Field& field = fields()[i++];
+    ASSERT_EQ(key, field.name);
+    switch (field.type) {
+      case FieldType::kCounter:
+      case FieldType::kGauge:
+        ASSERT_TRUE(value.is_number_unsigned()) << key;
+        EXPECT_EQ(value.get<std::uint64_t>(), field.number(snapshot)) << key;
+        break;
+      case FieldType::kHistogram:
+        ASSERT_TRUE(value.is_object()) << key;
+        EXPECT_EQ(value.at("count").get<std::uint64_t>(), field.histogram(snapshot).count()) << key;
+        EXPECT_EQ(value.at("sum").get<std::uint64_t>(), field.histogram(snapshot).sum()) << key;
+        break;
+      case FieldType::kText:
+        EXPECT_EQ(value.get<std::string>(), field.text(snapshot)) << key;
+        break;
+    }
+  }
+  EXPECT_EQ(json.at("version").get<std::string>(), kVersion);
+}
+
+TEST(StatsJson, ThePrefixOfVersion010IsByteForByteTheOldFormat) {
+  Snapshot snapshot;
+  snapshot.gauges = {3, 5, 2, 1, 65660, 3600, 30000, 1, 0};
+  snapshot.table.grants = 120;
+  snapshot.server.requests = 471;
+  snapshot.server.connections_total = 9;
+  const std::string text = to_json(snapshot);
+  const std::string old =
+      std::string(
+          "{\"sessions\":3,\"semaphores\":5,\"held\":2,\"waiters\":1,\"grants\":120,\"requests\":471,"
+          "\"uptime_s\":3600,\"last_fence\":65660,\"session_timeout_ms\":30000,"
+          "\"connections_total\":9,\"denied_total\":0,\"output_bytes\":0,\"shed_total\":0,"
+          "\"journal_ok\":1,\"journal_pending_records\":0,\"version\":\"") +
+      kVersion + "\",";
+  EXPECT_EQ(text.substr(0, old.size()), old);
+}
+
+TEST(StatsJson, AnEmptyHistogramHasNoBuckets) {
+  const ordered_json json = ordered_json::parse(to_json(Snapshot{}));
+  EXPECT_EQ(json.at("wait_us").dump(), R"({"count":0,"sum":0,"buckets":[]})");
+}
+
+TEST(StatsJson, HistogramBucketsAreCumulativeUpToTheFirstThatHoldsEveryObservation) {
+  Snapshot snapshot;
+  for (const std::uint64_t v : {0, 3, 3, 100}) snapshot.table.hold_us.observe(v);
+  const ordered_json json = ordered_json::parse(to_json(snapshot));
+  EXPECT_EQ(json.at("hold_us").dump(),
+            R"({"count":4,"sum":106,"buckets":[[1,1],[2,1],[4,3],[8,3],[16,3],[32,3],[64,3],[128,4]]})");
+}
+
+TEST(StatsJson, AnObservationAboveEveryBoundListsEveryBoundBelowTheCount) {
+  Snapshot snapshot;
+  snapshot.journal.fsync_us.observe(5);
+  snapshot.journal.fsync_us.observe(std::uint64_t{1} << 45);
+  const ordered_json json = ordered_json::parse(to_json(snapshot));
+  const auto& buckets = json.at("journal_fsync_us").at("buckets");
+  ASSERT_EQ(buckets.size(), Histogram::kBounds);
+  EXPECT_EQ(buckets.back().dump(), "[549755813888,1]");  // 2^39: the +Inf bucket alone holds the count
+  EXPECT_EQ(json.at("journal_fsync_us").at("count").get<std::uint64_t>(), 2u);
+}
+
+TEST(Prometheus, EveryFieldIsAMetricWithHelpTypeAndSamples) {
+  Snapshot snapshot = numbered();
+  snapshot.table.wait_us = Histogram{};
+  for (const std::uint64_t v : {2, 2, 1000}) snapshot.table.wait_us.observe(v);
+  const std::string text = to_prometheus(snapshot);
+  static const std::regex kSample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([0-9]+)$)");
+  std::istringstream lines(text);
+  std::vector<std::string> helped;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.starts_with("# HELP ")) {
+      helped.push_back(line.substr(7, line.find(' ', 7) - 7));
+      continue;
+    }
+    if (line.starts_with("# TYPE ")) continue;
+    EXPECT_TRUE(std::regex_match(line, kSample)) << line;
+  }
+  ASSERT_EQ(helped.size(), fields().size());
+  for (std::size_t i = 0; i < helped.size(); ++i) EXPECT_EQ(helped[i], "netsem_" + std::string(fields()[i].name));
+
+  EXPECT_NE(text.find("# TYPE netsem_grants counter\nnetsem_grants " + std::to_string(snapshot.table.grants) + "\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("# TYPE netsem_sessions gauge\nnetsem_sessions " + std::to_string(snapshot.gauges.sessions)),
+            std::string::npos);
+  EXPECT_NE(text.find("# TYPE netsem_version gauge\nnetsem_version{version=\"" + std::string(kVersion) + "\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("# TYPE netsem_wait_us histogram\nnetsem_wait_us_bucket{le=\"1\"} 0\n"
+                      "netsem_wait_us_bucket{le=\"2\"} 2\nnetsem_wait_us_bucket{le=\"4\"} 2\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("netsem_wait_us_bucket{le=\"1024\"} 3\n"), std::string::npos);
+  EXPECT_NE(text.find("netsem_wait_us_bucket{le=\"+Inf\"} 3\nnetsem_wait_us_sum 1004\nnetsem_wait_us_count 3\n"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace netsem::stats
