@@ -44,6 +44,26 @@ std::string describe_hold(const Hold& hold, Nanos origin) {
                      hold.instance);
 }
 
+// When each worker was first killed, and the first server start (0 when
+// none): the times every check measures from.
+struct KillsAndOrigin {
+  std::unordered_map<std::uint32_t, Nanos> kills;
+  Nanos origin = kNever;
+};
+
+KillsAndOrigin kills_and_origin(const std::vector<Event>& events) {
+  KillsAndOrigin out;
+  for (const Event& e : events) {
+    if (e.type == EventType::kWorkerKill) {
+      auto [it, inserted] = out.kills.emplace(e.worker, e.time);
+      if (!inserted) it->second = std::min(it->second, e.time);
+    }
+    if (e.type == EventType::kServerStart) out.origin = std::min(out.origin, e.time);
+  }
+  if (out.origin == kNever) out.origin = 0;
+  return out;
+}
+
 std::vector<Instance> collect_instances(const std::vector<Event>& events) {
   std::vector<Instance> instances;
   for (const Event& e : events) {
@@ -293,16 +313,7 @@ HoldCheckResult check_holds(const HoldCheckInput& input, FenceCarry* carry_in) {
   carry.received.resize(input.names.size(), kNever);
 
   const std::vector<Instance> instances = collect_instances(input.events);
-  std::unordered_map<std::uint32_t, Nanos> kills;
-  Nanos origin = kNever;
-  for (const Event& e : input.events) {
-    if (e.type == EventType::kWorkerKill) {
-      auto [it, inserted] = kills.emplace(e.worker, e.time);
-      if (!inserted) it->second = std::min(it->second, e.time);
-    }
-    if (e.type == EventType::kServerStart) origin = std::min(origin, e.time);
-  }
-  if (origin == kNever) origin = 0;
+  const auto [kills, origin] = kills_and_origin(input.events);
 
   std::vector<Hold> holds = collect_holds(input.events);
   result.grants = holds.size();
@@ -324,16 +335,7 @@ HoldCheckResult check_holds(const HoldCheckInput& input, FenceCarry* carry_in) {
 HoldCheckResult check_host_holds(const HoldCheckInput& input) {
   HoldCheckResult result;
   result.peak.assign(input.names.size(), 0);
-  std::unordered_map<std::uint32_t, Nanos> kills;
-  Nanos origin = kNever;
-  for (const Event& e : input.events) {
-    if (e.type == EventType::kWorkerKill) {
-      auto [it, inserted] = kills.emplace(e.worker, e.time);
-      if (!inserted) it->second = std::min(it->second, e.time);
-    }
-    if (e.type == EventType::kServerStart) origin = std::min(origin, e.time);
-  }
-  if (origin == kNever) origin = 0;
+  const auto [kills, origin] = kills_and_origin(input.events);
   const std::vector<Instance> instances = collect_instances(input.events);
   std::vector<Hold> holds = collect_holds(input.events);
   result.grants = holds.size();
