@@ -110,6 +110,18 @@ const std::vector<OptionSpec>& option_table() {
        }},
       {"seconds", "S", "5", "length of the measurement",
        [](std::string_view v, Options& o) { return parse_seconds(v, 0.05, o.seconds); }},
+      {"ops", "N", "none",
+       "end the measured window after N ops (cycle scenarios and ace; --seconds still bounds it): a fixed "
+       "amount of work, as bench/callgrind.sh needs",
+       [](std::string_view v, Options& o) { return parse_number<std::uint64_t>(v, 1, 1'000'000'000, o.ops); }},
+      {"queued", "on|off", "on",
+       "netsem: off sends `OPTION queued off` (protocol 1.1) first on every connection, so that a waiting "
+       "acquire is answered only by its grant (no QUEUED line)",
+       [](std::string_view v, Options& o) -> std::string {
+         if (v != "on" && v != "off") return "must be on or off";
+         o.queued_off = v == "off";
+         return {};
+       }},
       {"warmup", "S", "1", "load before measuring (cycle scenarios and ace)",
        [](std::string_view v, Options& o) { return parse_seconds(v, 0, o.warmup); }},
       {"server-pid", "PID", "none",
@@ -250,6 +262,14 @@ std::string parse_options(int argc, char** argv, Options& options) {
   const bool pipelines = options.scenario == Scenario::kPipelined || options.scenario == Scenario::kNames;
   if (options.pipeline > 1 && !pipelines) {
     return "--pipeline applies to pipelined and names only (the others wait for each answer)";
+  }
+  const bool cycles = options.scenario == Scenario::kCycle1 || options.scenario == Scenario::kContended ||
+                      options.scenario == Scenario::kSpread || options.scenario == Scenario::kPipelined;
+  if (options.queued_off && (options.target != Target::kNetsem || !cycles)) {
+    return "--queued off applies to --target netsem in cycle1, contended, spread and pipelined";
+  }
+  if (options.ops != 0 && (options.scenario == Scenario::kSessions || options.scenario == Scenario::kNames)) {
+    return "--ops applies to the cycle scenarios and ace (sessions and names count what they make)";
   }
   if (options.scenario == Scenario::kPipelined && options.names < options.clients) {
     return "pipelined needs a name per client (--names >= --clients): a shared name would queue";

@@ -67,7 +67,12 @@ class CycleDriver final : public Connection::Listener {
 
   bool all_failed() const { return live_ == 0; }
 
-  void on_connected(Connection& connection) override { top_up(clients_[connection.index()]); }
+  void on_connected(Connection& connection) override {
+    Client& client = clients_[connection.index()];
+    if (stopping_) return;
+    client.wire->open(scratch_);  // sent with the first requests
+    top_up(client);
+  }
 
   void on_input(Connection& connection) override {
     Client& client = clients_[connection.index()];
@@ -224,6 +229,7 @@ Measurement run_cycles(const RunContext& context) {
     if (m.errors != 0) return m;
   }
   WireSettings settings;
+  settings.queued_off = o.queued_off;
   std::vector<std::string> redis_names;
   if (o.target == Target::kRedis) {
     settings.limit = contended ? o.limit : 1;

@@ -37,7 +37,9 @@ void run_warmup_and_window(EventLoop& loop, const RunContext& context, Measureme
   on_measure();
   MeasureWindow window(context.server_pid);
   window.start();
-  poll_until(loop, Clock::now() + seconds(context.options.seconds), done);
+  const std::uint64_t ops = context.options.ops;
+  poll_until(loop, Clock::now() + seconds(context.options.seconds),
+             [&] { return done() || (ops != 0 && m.ops >= ops); });
   window.finish(m);
 }
 

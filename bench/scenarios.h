@@ -37,7 +37,7 @@ void poll_until(EventLoop& loop, Clock::time_point deadline, const std::function
 
 // Runs the warm-up, then the measured window, on `loop`: `on_measure`
 // is called as the window opens (to reset counters), `done()` ends the run
-// early (every connection failed).
+// early (every connection failed), and so does `m.ops` reaching --ops.
 void run_warmup_and_window(EventLoop& loop, const RunContext& context, Measurement& m,
                            const std::function<void()>& on_measure, const std::function<bool()>& done);
 

@@ -33,6 +33,11 @@ void append_request(std::string& out, std::string_view tag_and_verb, std::string
 
 class NetsemWire final : public Wire {
  public:
+  explicit NetsemWire(const WireSettings& settings) : queued_off_(settings.queued_off) {}
+
+  void open(std::string& out) override {
+    if (queued_off_) out.append("o OPTION queued off\n");
+  }
   void acquire(std::string& out, std::string_view name) override { append_request(out, "a ACQUIRE ", name); }
   void release(std::string& out, std::string_view name) override { append_request(out, "r RELEASE ", name); }
   void create(std::string& out, std::string_view name, std::int64_t limit) override {
@@ -46,9 +51,18 @@ class NetsemWire final : public Wire {
 
   std::optional<Reply> next(std::string_view& input, std::string&) override {
     std::string_view line;
-    if (!take_line(input, line)) return std::nullopt;
     protocol::Answer answer;
-    if (!protocol::parse_answer(line, answer) || answer.tag.size() != 1) return error(line);
+    for (;;) {
+      if (!take_line(input, line)) return std::nullopt;
+      if (!protocol::parse_answer(line, answer) || answer.tag.size() != 1) return error(line);
+      if (answer.tag != "o") break;
+      // The answer to open()'s OPTION: the scenario never sees it.
+      if (answer.type != protocol::AnswerType::kOk) {
+        std::string what = "OPTION queued off: ";
+        what.append(line);
+        return error(what);
+      }
+    }
     if (answer.type == protocol::AnswerType::kQueued && answer.tag == "a") return Reply::kQueued;
     if (answer.type != protocol::AnswerType::kOk) return error(line);
     switch (answer.tag[0]) {
@@ -69,6 +83,8 @@ class NetsemWire final : public Wire {
     last_error_.assign(line);
     return Reply::kError;
   }
+
+  bool queued_off_;
 };
 
 class FloorWire final : public Wire {
@@ -131,7 +147,7 @@ std::string_view target_name(Target target) {
 std::unique_ptr<Wire> make_wire(Target target, const WireSettings& settings) {
   switch (target) {
     case Target::kNetsem:
-      return std::make_unique<NetsemWire>();
+      return std::make_unique<NetsemWire>(settings);
     case Target::kFloor:
       return std::make_unique<FloorWire>();
     case Target::kRedis:

@@ -51,6 +51,9 @@ class Wire {
   virtual void release(std::string& out, std::string_view name) = 0;
   virtual void create(std::string& out, std::string_view name, std::int64_t limit) = 0;
   virtual void remove(std::string& out, std::string_view name) = 0;
+  // Appends what a connection sends before its first request (nothing by
+  // default); next() takes the replies to it off the input itself.
+  virtual void open(std::string& /*out*/) {}
 
   // Takes the first complete reply off `input` (advancing it past it) and
   // says what it means; nullopt when no complete reply is buffered. A
@@ -71,6 +74,7 @@ class Wire {
 // it (the server knows its semaphores); the Redis recipe runs in scripts the
 // client invokes, so the client supplies the limit and the scripts' SHA1s.
 struct WireSettings {
+  bool queued_off = false;  // netsem: open() sends `OPTION queued off` (protocol 1.1)
   std::int64_t limit = 1;   // Redis: of every name the wire acquires
   std::string acquire_sha;  // Redis: of the loaded scripts; empty: EVAL them
   std::string release_sha;

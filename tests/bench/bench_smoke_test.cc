@@ -96,6 +96,37 @@ TEST(NetsemBench, SessionsAndNamesReportMemory) {
   EXPECT_EQ(client->request("g GET bench.names.0"), "g OK 1 1 0 0 absent");
 }
 
+TEST(NetsemBench, OpsEndsTheWindowAfterThatManyOps) {
+  auto server = start_netsemd();
+  ASSERT_TRUE(server);
+  // bench/callgrind.sh's fixed amount of work: the window ends at 300 ops,
+  // long before --seconds; each of the 64 clients completes at most one
+  // cycle between two checks, so it overshoots by less than 64.
+  const auto run = run_bench({"--port", std::to_string(server->port()), "--scenario", "spread", "--ops", "300",
+                              "--seconds", "120", "--warmup", "0", "--json"});
+  expect_clean(run);
+  EXPECT_GE(json_number(run.out, "ops").value_or(0), 300) << run.out;
+  EXPECT_LT(json_number(run.out, "ops").value_or(1000), 300 + 64) << run.out;
+  EXPECT_LT(json_number(run.out, "seconds").value_or(120), 60) << run.out;
+
+  const auto refused = run_bench({"--port", std::to_string(server->port()), "--scenario", "names", "--ops", "10"});
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("--ops applies to"), std::string::npos) << refused.err;
+}
+
+TEST(NetsemBench, QueuedOffIsForNetsemCycleScenarios) {
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"--target", "floor", "--queued", "off"},
+                                               {"--scenario", "ace", "--queued", "off"},
+                                               {"--scenario", "sessions", "--queued", "off"}}) {
+    const auto run = run_bench(args);
+    EXPECT_EQ(run.exit_code, 2) << args[1];
+    EXPECT_NE(run.err.find("--queued off applies to"), std::string::npos) << run.err;
+  }
+  const auto bad = run_bench({"--queued", "maybe"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("must be on or off"), std::string::npos) << bad.err;
+}
+
 TEST(NetsemBench, FloorStartedForTheRun) {
   const auto run =
       run_bench({"--target", "floor", "--scenario", "spread", "--seconds", "1", "--warmup", "0.2", "--json"});
