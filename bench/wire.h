@@ -74,10 +74,10 @@ class Wire {
 // it (the server knows its semaphores); the Redis recipe runs in scripts the
 // client invokes, so the client supplies the limit and the scripts' SHA1s.
 struct WireSettings {
-  bool queued_off = false;  // netsem: open() sends `OPTION queued off` (protocol 1.1)
   std::int64_t limit = 1;   // Redis: of every name the wire acquires
   std::string acquire_sha;  // Redis: of the loaded scripts; empty: EVAL them
   std::string release_sha;
+  bool queued_off = false;  // netsem: open() sends `OPTION queued off` (protocol 1.1)
 };
 
 std::unique_ptr<Wire> make_wire(Target target, const WireSettings& settings = {});
