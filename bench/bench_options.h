@@ -34,7 +34,7 @@ struct Options {
   std::int64_t limit = 10;               // contended's limit when the bench creates the name
   std::string prefix = "bench";          // of every other name the bench uses
   double seconds = 5;
-  std::uint64_t ops = 0;  // 0: none; else the measured window ends after this many ops
+  std::uint64_t ops = 0;    // 0: none; else the measured window ends after this many ops
   bool queued_off = false;  // netsem: every connection sends `OPTION queued off` first (protocol 1.1)
   double warmup = 1;
   pid_t server_pid = 0;  // 0: not given
