@@ -1,5 +1,7 @@
 // The error codes of protocol v1 (`<tag> ERR <CODE> <message>`), shared by
 // the codec, which spells them, and the semaphore table, which decides them.
+// A new code goes at the end of the enum (kLastErrorCode moves with it) and
+// gets its spelling in error_code.cc.
 #pragma once
 
 #include <cstdint>
@@ -25,7 +27,11 @@ enum class ErrorCode : std::uint8_t {
   kAuth,
   kShutdown,
   kLineTooLong,
+  kKicked,  // 1.1: only in a `* ERR KICKED` line, before the server ends the session
 };
+
+// The last code, for loops over every code.
+inline constexpr ErrorCode kLastErrorCode = ErrorCode::kKicked;
 
 // The wire spelling: "BAD_REQUEST", "NOT_HELD", ... ("" for kNone).
 std::string_view error_code_name(ErrorCode code);

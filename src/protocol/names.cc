@@ -119,9 +119,7 @@ void append_encoded_name(std::string& out, std::string_view name) {
   }
 }
 
-std::string encode_name_for_request(std::string_view name) {
-  std::string out;
-  out.reserve(name.size());
+void append_request_name(std::string& out, std::string_view name) {
   for (const char c : name) {
     const auto byte = static_cast<unsigned char>(c);
     // Anything the server would split on, strip, or refuse as a raw byte in a
@@ -135,6 +133,12 @@ std::string encode_name_for_request(std::string_view name) {
       out.push_back(c);
     }
   }
+}
+
+std::string encode_name_for_request(std::string_view name) {
+  std::string out;
+  out.reserve(name.size());
+  append_request_name(out, name);
   return out;
 }
 

@@ -30,8 +30,11 @@ ErrorCode check_name(std::string_view name);
 // Appends `name` to `out` with `%` written as `%25` and space as `%20`.
 void append_encoded_name(std::string& out, std::string_view name);
 
-// Percent-encodes every byte a client must not send raw in a field (space,
-// `%`, control bytes); what libraries and the CLI use to send plain names.
+// Appends `name` to `out` with every byte a client must not send raw in a
+// field (space, `%`, control bytes) percent-encoded: how the request
+// encoders (requests.h) send names. No allocation beyond growing `out`.
+void append_request_name(std::string& out, std::string_view name);
+// The same into a new string, for a field shown to a user.
 std::string encode_name_for_request(std::string_view name);
 
 // True for valid UTF-8 (no overlongs, no surrogates, at most U+10FFFF).

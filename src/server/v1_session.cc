@@ -166,6 +166,15 @@ void Session::handle_v1_request() {
       quit_ = true;
       end("QUIT");
       return;
+    case Verb::kOption:
+    case Verb::kHolders:
+    case Verb::kWaiters:
+    case Verb::kSessions:
+    case Verb::kKick:
+      // Protocol 1.1, parsed by the codec but not served yet: answered as a
+      // 1.0 server answers a verb it does not know.
+      protocol::append_error(out_, tag, ErrorCode::kUnknownVerb, "unknown verb");
+      return;
   }
 }
 

@@ -1,6 +1,7 @@
 // libFuzzer target for the protocol codec: random bytes go through the line
 // framer (in chunks of a size the input picks), every line through
-// parse_request, the answer formatters and parse_answer, and the same bytes
+// parse_request, the request encoders, the answer formatters, parse_answer
+// and the typed answer parsers (STATS' JSON included), and the same bytes
 // through detect_dialect and the ACE token parser. Each step checks what the
 // contract promises, so a crash here is a broken rule, not just a bad read.
 #include <algorithm>
@@ -8,8 +9,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "protocol/ace_codec.h"
 #include "protocol/codec.h"
@@ -65,65 +68,87 @@ void check_answer(const std::string& out, std::string_view tag, AnswerType type)
   FUZZ_CHECK(answer.tag == (tag.empty() ? std::string_view("*") : tag));
 }
 
-// Builds the canonical line for a parsed request and checks that it parses to
-// the same request: what a client library would send for it.
+// Encodes a parsed request's values with the encoders clients use and checks
+// that the line parses to the same request.
 void check_request_round_trips(const Request& request) {
-  std::string line(request.tag);
-  auto add = [&line](std::string_view field) {
-    line.push_back(' ');
-    line.append(field);
-  };
-  auto add_number = [&add](std::int64_t n) { add(std::to_string(n)); };
+  std::string line;
+  const std::string_view tag = request.tag;
   switch (request.verb) {
     case Verb::kAcquire:
+      encode_acquire(line, tag, request.name, request.count, request.timeout_ms);
+      break;
     case Verb::kWait:
-      add(request.verb == Verb::kAcquire ? "ACQUIRE" : "wait");
-      add(encode_name_for_request(request.name));
-      add_number(request.count);
-      add_number(request.timeout_ms);
+      encode_wait(line, tag, request.name, request.count, request.timeout_ms);
       break;
     case Verb::kRelease:
+      encode_release(line, tag, request.name, request.count);
+      break;
     case Verb::kPost:
-      add(request.verb == Verb::kRelease ? "Release" : "POST");
-      add(encode_name_for_request(request.name));
-      add_number(request.count);
+      encode_post(line, tag, request.name, request.count);
       break;
     case Verb::kCreate:
-      add("CREATE");
-      add(encode_name_for_request(request.name));
-      add_number(request.value);
-      add_number(request.max);
-      if (request.exclusive) add("EXCL");
+      encode_create(line, tag, request.name, request.value, request.max, request.exclusive);
       break;
     case Verb::kDelete:
+      encode_delete(line, tag, request.name);
+      break;
     case Verb::kGet:
-      add(request.verb == Verb::kDelete ? "DELETE" : "GET");
-      add(encode_name_for_request(request.name));
+      encode_get(line, tag, request.name);
       break;
     case Verb::kList:
-      add("LIST");
-      if (request.has_name) add(encode_name_for_request(request.name));
+      encode_list(line, tag, request.has_name ? std::optional<std::string_view>(request.name) : std::nullopt);
       break;
     case Verb::kCancel:
-      add("CANCEL");
-      add(request.pending_tag);
+      encode_cancel(line, tag, request.pending_tag);
       break;
-    case Verb::kHello:
-      add("HELLO");
-      add_number(request.version);
-      if (request.has_text) add(request.text);
-      break;
+    case Verb::kHello: {
+      // The label travels encoded (1.1 reads it as a name; a 1.0 server
+      // keeps it as sent): a label that is a name comes back decoded.
+      std::string label;
+      if (request.has_text && decode_name(request.text, label) != ErrorCode::kNone) return;
+      encode_hello(line, tag, label);
+      line.pop_back();
+      Request again;
+      ParseError error;
+      FUZZ_CHECK(parse_request(line, again, error) == ParseStatus::kRequest);
+      FUZZ_CHECK(again.verb == Verb::kHello && again.has_text == request.has_text);
+      std::string label_again;
+      if (again.has_text) FUZZ_CHECK(decode_name(again.text, label_again) == ErrorCode::kNone);
+      FUZZ_CHECK(label_again == label);
+      return;
+    }
     case Verb::kPing:
-      add("PING");
-      if (request.has_text) add(request.text);
+      if (!is_valid_ping_payload(request.text)) return;  // e.g. a trailing "\r" or over 4000 bytes
+      encode_ping(line, tag, request.text);
       break;
     case Verb::kStats:
-      add("STATS");
+      encode_stats(line, tag);
       break;
     case Verb::kQuit:
-      add("QUIT");
+      encode_quit(line, tag);
       break;
+    case Verb::kOption:
+      encode_option(line, tag, request.option, request.option_on);
+      break;
+    case Verb::kHolders:
+      encode_holders(line, tag, request.name);
+      break;
+    case Verb::kWaiters:
+      encode_waiters(line, tag, request.name);
+      break;
+    case Verb::kSessions:
+      encode_sessions(line, tag);
+      break;
+    case Verb::kKick: {
+      std::uint64_t id = 0;
+      if (!parse_session_id(request.session_id, id)) return;
+      if (request.session_id.front() == '0') return;  // leading zeros are not written back
+      encode_kick(line, tag, id);
+      break;
+    }
   }
+  FUZZ_CHECK(!line.empty() && line.back() == '\n' && line.find('\n') == line.size() - 1);
+  line.pop_back();
   Request again;
   ParseError error;
   FUZZ_CHECK(parse_request(line, again, error) == ParseStatus::kRequest);
@@ -140,6 +165,9 @@ void check_request_round_trips(const Request& request) {
   FUZZ_CHECK(again.text == request.text);
   FUZZ_CHECK(again.has_text == request.has_text);
   FUZZ_CHECK(again.pending_tag == request.pending_tag);
+  FUZZ_CHECK(again.option == request.option);
+  FUZZ_CHECK(again.option_on == request.option_on);
+  FUZZ_CHECK(again.session_id == request.session_id);
 }
 
 void check_request(std::string_view line, const Request& request) {
@@ -215,6 +243,71 @@ void check_parse_error(const ParseError& error) {
   FUZZ_CHECK(answer.tag == (error.tag.empty() ? std::string_view("*") : error.tag));
 }
 
+// Whatever a typed parser accepts, the server's formatter writes back to a
+// line that parses to the same values.
+void check_typed_answers(std::string_view rest) {
+  const std::string_view tag = "t";
+  std::string out;
+  std::string line;
+  SemaphoreItem item;
+  if (parse_get(rest, item)) {
+    append_get(out, tag, {"", item.value, item.max, item.holders, item.waiters, item.kind});
+    SemaphoreItem again;
+    FUZZ_CHECK(parse_get(read_back(out, line).rest, again));
+    FUZZ_CHECK(again.value == item.value && again.max == item.max && again.holders == item.holders &&
+               again.waiters == item.waiters && again.kind == item.kind);
+  }
+  if (parse_list_item(rest, item) && item.name_decoded && check_name(item.name) == ErrorCode::kNone) {
+    out.clear();
+    append_item(out, tag, {item.name, item.value, item.max, item.holders, item.waiters, item.kind});
+    SemaphoreItem again;
+    FUZZ_CHECK(parse_list_item(read_back(out, line).rest, again));
+    FUZZ_CHECK(again.name == item.name && again.value == item.value && again.kind == item.kind);
+  }
+  HolderItem holder;
+  if (parse_holder_item(rest, holder)) {
+    out.clear();
+    append_holder_item(out, tag, {holder.session_id, holder.count, holder.fence, holder.held_ms, holder.label});
+    HolderItem again;
+    FUZZ_CHECK(parse_holder_item(read_back(out, line).rest, again));
+    FUZZ_CHECK(again.session_id == holder.session_id && again.count == holder.count && again.fence == holder.fence &&
+               again.held_ms == holder.held_ms && again.label == holder.label);
+  }
+  WaiterItem waiter;
+  if (parse_waiter_item(rest, waiter)) {
+    out.clear();
+    append_waiter_item(out, tag,
+                       {waiter.session_id, waiter.count, waiter.waited_ms, waiter.timeout_ms_left, waiter.label});
+    WaiterItem again;
+    FUZZ_CHECK(parse_waiter_item(read_back(out, line).rest, again));
+    FUZZ_CHECK(again.session_id == waiter.session_id && again.timeout_ms_left == waiter.timeout_ms_left &&
+               again.label == waiter.label);
+  }
+  SessionItem session;
+  if (parse_session_item(rest, session) && !session.dialect.empty()) {
+    out.clear();
+    append_session_item(out, tag,
+                        {session.session_id, session.peer, session.dialect, session.permits_held, session.pending,
+                         session.age_ms, session.idle_ms, session.label});
+    SessionItem again;
+    FUZZ_CHECK(parse_session_item(read_back(out, line).rest, again));
+    FUZZ_CHECK(again.session_id == session.session_id && again.peer == session.peer &&
+               again.dialect == session.dialect && again.idle_ms == session.idle_ms && again.label == session.label);
+  }
+  HelloAnswer hello;
+  if (parse_hello(rest, hello)) FUZZ_CHECK(hello.session_id != 0);
+  std::vector<StatsField> fields;
+  if (parse_stats(rest, fields)) {
+    for (const StatsField& field : fields) {
+      FUZZ_CHECK(field.value.data() >= rest.data() &&
+                 field.value.data() + field.value.size() <= rest.data() + rest.size());
+      std::vector<StatsField> inner;
+      // A member's text is itself valid JSON: an object member parses alone.
+      if (field.type == JsonType::kObject) FUZZ_CHECK(parse_stats(field.value, inner));
+    }
+  }
+}
+
 // Whatever parse_answer accepts has the parts it promises.
 void check_any_answer(std::string_view line) {
   Answer answer;
@@ -228,6 +321,7 @@ void check_any_answer(std::string_view line) {
   } else {
     FUZZ_CHECK(answer.error == ErrorCode::kNone && answer.message.empty());
   }
+  check_typed_answers(answer.rest);
 }
 
 void fuzz_lines(std::string_view data, std::size_t chunk) {
