@@ -1,5 +1,5 @@
 // Micro-benchmarks of what netsemd does with its configuration before it
-// listens, and again on SIGHUP: reading the file (src/server/config.h, both
+// listens, and again on SIGHUP: reading the file (src/config/config.h, both
 // formats) and making its names the table's defined semaphores
 // (SemaphoreTable::configure_defined). Each is run from 10,000 to 1,000,000
 // names and fitted by Google Benchmark's complexity report, which must say
@@ -12,9 +12,9 @@
 #include <utility>
 #include <vector>
 
-#include "server/config.h"
-#include "server/journal.h"
-#include "server/semaphore_table.h"
+#include "config/config.h"
+#include "journal/journal.h"
+#include "table/semaphore_table.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// Micro-benchmarks of SemaphoreTable (src/server/semaphore_table.h), the
+// Micro-benchmarks of SemaphoreTable (src/table/semaphore_table.h), the
 // server's core, alone: no sockets, a MemoryJournal, time passed in. Each
 // says what one item is; items/s is the figure to compare. The parameterised
 // ones show how a cost grows (or, as it should, does not) with queue length,
@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "server/journal.h"
-#include "server/semaphore_table.h"
+#include "journal/journal.h"
+#include "table/semaphore_table.h"
 
 namespace {
 

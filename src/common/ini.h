@@ -1,4 +1,4 @@
-// A small INI reader, shared by the server configuration (server/config.h)
+// A small INI reader, shared by the server configuration (config/config.h)
 // and the client library's. It reads the dialect of Python's configparser
 // with its default settings, because netsem must read ACE's configuration
 // files unchanged and because Python clients read the same files:

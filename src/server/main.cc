@@ -9,10 +9,10 @@
 #include <string>
 
 #include "common/log.h"
+#include "config/config.h"
+#include "net/descriptors.h"
 #include "netsem/version.h"
 #include "protocol/codec.h"
-#include "server/config.h"
-#include "server/descriptors.h"
 #include "server/server.h"
 
 namespace {

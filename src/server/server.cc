@@ -15,12 +15,12 @@
 #include <sys/socket.h>
 
 #include "common/log.h"
+#include "net/descriptors.h"
+#include "net/socket_options.h"
 #include "protocol/ace_codec.h"
 #include "protocol/names.h"
-#include "server/descriptors.h"
 #include "server/forked_job.h"
 #include "server/session.h"
-#include "server/socket_options.h"
 #include "server/status_file.h"
 
 namespace netsem::server {

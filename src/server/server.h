@@ -25,10 +25,10 @@
 
 #include "common/log.h"
 #include "common/unique_fd.h"
+#include "config/config.h"
+#include "journal/file_journal.h"
 #include "netsem/status.h"
-#include "server/config.h"
-#include "server/file_journal.h"
-#include "server/semaphore_table.h"
+#include "table/semaphore_table.h"
 
 namespace netsem::server {
 

@@ -35,7 +35,7 @@
 
 #include "protocol/ace_codec.h"
 #include "protocol/codec.h"
-#include "server/semaphore_table.h"
+#include "table/semaphore_table.h"
 
 namespace netsem::server {
 

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "netsem/status.h"
-#include "server/semaphore_table.h"
+#include "table/semaphore_table.h"
 
 namespace netsem::server {
 

@@ -20,8 +20,8 @@
 #include <thread>
 
 #include "client/local_semaphores.h"  // to remove each test's host-wide semaphores
+#include "journal/file_journal.h"
 #include "netsemd_harness.h"
-#include "server/file_journal.h"
 #include "tcp_proxy.h"
 
 namespace netsem {

@@ -1,5 +1,5 @@
 // libFuzzer target for the journal and snapshot readers (replay_journal,
-// replay_snapshot, parse_header in src/server/file_journal.h): arbitrary
+// replay_snapshot, parse_header in src/journal/file_journal.h): arbitrary
 // bytes never crash them or make them read outside the buffer, and what they
 // report is self-consistent: the good prefix replays to the same state and
 // ends clean, replay is idempotent, and the state survives a snapshot round
@@ -18,7 +18,7 @@
 
 #include <zlib.h>
 
-#include "server/file_journal.h"
+#include "journal/file_journal.h"
 
 namespace {
 

@@ -20,9 +20,9 @@
 #include <tuple>
 #include <vector>
 
+#include "journal/journal.h"
 #include "protocol/codec.h"
-#include "server/journal.h"
-#include "server/semaphore_table.h"
+#include "table/semaphore_table.h"
 
 #define CHECK(cond)                                                                 \
   do {                                                                              \

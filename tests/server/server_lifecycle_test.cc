@@ -12,8 +12,8 @@
 #include <sstream>
 #include <thread>
 
+#include "journal/file_journal.h"
 #include "netsemd_harness.h"
-#include "server/file_journal.h"
 
 namespace netsem::testing {
 namespace {

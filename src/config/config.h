@@ -1,6 +1,6 @@
 // The configuration of netsemd: the ServerConfig it runs with, the one table
 // of [server] options (server_options()) that drives the parser, the --help
-// text, docs/configuration.md and etc/netsem.ini (tests/server/config_test.cc
+// text, docs/configuration.md and etc/netsem.ini (tests/config/config_test.cc
 // checks that all four agree), and the loader for both file formats:
 //   - netsem's own: [server] options, [semaphores] `name = limit` lines, and
 //     a [client] section left to the client library;
@@ -22,9 +22,9 @@
 #include <utility>
 #include <vector>
 
+#include "config/allow_list.h"
+#include "journal/journal.h"
 #include "netsem/status.h"
-#include "server/allow_list.h"
-#include "server/journal.h"
 
 namespace netsem::server {
 

@@ -21,7 +21,7 @@
 // an undefined semaphore has no consumed permits (value == max - held) and
 // no queued WAIT, so it is idle, and removed, as soon as it has no holders
 // and no waiters: no verb can leave one behind.
-#include "server/semaphore_table.h"
+#include "table/semaphore_table.h"
 
 #include <algorithm>
 #include <cassert>

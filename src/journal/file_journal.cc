@@ -2,7 +2,7 @@
 // recovery, batching, fsync and compaction. The bytes it writes and replays
 // come from journal_format.cc; docs/durability.md describes the format and
 // the crash cases these steps are ordered for.
-#include "server/file_journal.h"
+#include "journal/file_journal.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>

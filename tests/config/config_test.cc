@@ -1,7 +1,7 @@
-// Tests of server/config.h: the option table (well-formed, and in agreement
+// Tests of config/config.h: the option table (well-formed, and in agreement
 // with docs/configuration.md, etc/netsem.ini and --help), netsem's own file
 // format, ACE files, and the errors, each with its file:line.
-#include "server/config.h"
+#include "config/config.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
-// Tests of server/allow_list.h: parsing (canonical form and every error),
+// Tests of config/allow_list.h: parsing (canonical form and every error),
 // matching IPv4, IPv6 and IPv4-mapped peers, at prefix boundaries.
-#include "server/allow_list.h"
+#include "config/allow_list.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
 // AllowList (see allow_list.h): parsing with inet_pton/inet_ntop, matching by
 // prefix. Lists are short (a handful of rules), so matching is a linear scan.
-#include "server/allow_list.h"
+#include "config/allow_list.h"
 
 #include <arpa/inet.h>
 

@@ -1,9 +1,9 @@
-// Tests of FileJournal (src/server/file_journal.h): the pure format reader
+// Tests of FileJournal (src/journal/file_journal.h): the pure format reader
 // first, then recovery through real files in a temporary directory per test:
 // reopen, torn tails at every offset, corrupt records, compaction, fences
 // across crashes, the directory lock (also held from another process), fsync
 // policies, short writes, names with any bytes.
-#include "server/file_journal.h"
+#include "journal/file_journal.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>

@@ -46,9 +46,9 @@
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "journal/journal.h"
+#include "journal/journal_format.h"
 #include "netsem/status.h"
-#include "server/journal.h"
-#include "server/journal_format.h"
 
 namespace netsem::server {
 

@@ -14,8 +14,8 @@
 #include <string>
 #include <string_view>
 
+#include "journal/journal.h"
 #include "netsem/status.h"
-#include "server/journal.h"
 
 namespace netsem::server {
 

@@ -2,7 +2,7 @@
 // journal_format.h and docs/durability.md): the encoders FileJournal appends
 // with, and the pure readers recovery, the tests and the fuzzer replay with.
 // No I/O here: file_journal.cc reads and writes the bytes.
-#include "server/journal_format.h"
+#include "journal/journal_format.h"
 
 #include <fmt/format.h>
 #include <zlib.h>

@@ -12,8 +12,8 @@
 #include <string_view>
 
 #include "common/ini.h"
+#include "config/config.h"
 #include "netsem/status.h"
-#include "server/config.h"
 
 namespace netsem::server::config_detail {
 

@@ -1,6 +1,6 @@
 // Keepalive on session sockets: the rule in seconds, applied with setsockopt
 // (Asio has no names for TCP_KEEPIDLE and its siblings).
-#include "server/socket_options.h"
+#include "net/socket_options.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>

@@ -9,8 +9,8 @@
 // seconds. Option values go through the table's apply functions in both
 // formats, so a value means the same everywhere; the helpers both loaders
 // share are declared in config_internal.h.
-#include "server/config.h"
-#include "server/file_journal.h"
+#include "config/config.h"
+#include "journal/file_journal.h"
 
 #include <algorithm>
 #include <cctype>
@@ -20,8 +20,8 @@
 #include <fmt/format.h>
 
 #include "common/ini.h"
+#include "config/config_internal.h"
 #include "protocol/names.h"
-#include "server/config_internal.h"
 
 namespace netsem::server {
 

@@ -1,6 +1,6 @@
 // The descriptor budget: raising RLIMIT_NOFILE, counting open descriptors,
 // and the split between sessions, refusals and the server's own files.
-#include "server/descriptors.h"
+#include "net/descriptors.h"
 
 #include <dirent.h>
 #include <sys/resource.h>

@@ -1,5 +1,5 @@
 // Tests of the descriptor budget's split (plan_descriptors).
-#include "server/descriptors.h"
+#include "net/descriptors.h"
 
 #include <gtest/gtest.h>
 

@@ -3,7 +3,7 @@
 // running netsemd really set them on the socket it accepted, read back with
 // getsockopt on a duplicate of that descriptor (pidfd_getfd: the test
 // started netsemd, so it may take a copy of its descriptors).
-#include "server/socket_options.h"
+#include "net/socket_options.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>

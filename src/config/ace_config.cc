@@ -5,7 +5,7 @@
 // hands it every file with that section; the values go through the same
 // [server] option table and error helpers (config_internal.h) as netsem's own
 // format, so a value means the same in either file.
-#include "server/config_internal.h"
+#include "config/config_internal.h"
 
 #include <algorithm>
 #include <cctype>
@@ -20,8 +20,8 @@
 #include <fmt/format.h>
 
 #include "common/ini.h"
+#include "config/config.h"
 #include "protocol/names.h"
-#include "server/config.h"
 
 // Everything here is config_detail, where the shared helpers live.
 namespace netsem::server::config_detail {

@@ -3,7 +3,7 @@
 // followed by the completions it caused), then the parts a script cannot
 // show: fence reservation, journal records, restore, observation, and the
 // allocation-free hot path (counted through a replaced global operator new).
-#include "server/semaphore_table.h"
+#include "table/semaphore_table.h"
 
 #include <gtest/gtest.h>
 

@@ -40,8 +40,8 @@
 #include <utility>
 #include <vector>
 
+#include "journal/journal.h"
 #include "protocol/error_code.h"
-#include "server/journal.h"
 
 namespace netsem::server {
 
