@@ -20,6 +20,7 @@
 #
 # Usage: bench/compare.sh [--quick] [--reps N] [--seconds S] [--warmup S]
 #                         [--out DIR] [--no-install] [--no-build] [--build-dir DIR]
+#                         [--queued off]
 #   (default)       5 repetitions of 5 s (1 s warm-up); 10,000 sessions and
 #                   1,000,000 names: about 7 minutes on 2 cores
 #   --quick         3 repetitions of 2 s (0.5 s warm-up); 2,000 sessions and
@@ -28,6 +29,10 @@
 #   --no-install    do not run apt-get (the packages are there)
 #   --no-build      use the binaries already in the build directory
 #   --build-dir DIR the Release build directory [default: build-release]
+#   --queued off    also run contended against netsemd with `OPTION queued off`
+#                   (protocol 1.1: no QUEUED line) in every repetition, in the
+#                   rotation; the report shows both, and the ratios line ends
+#                   with contended_qoff_vs_floor=H cpu_qoff_vs_floor=I
 #
 # bench/plot.sh sources this file for its helpers (main runs only when this
 # file is executed).
@@ -289,10 +294,15 @@ print_usage() {
 }
 
 main() {
-  local quick=0 reps='' seconds='' warmup='' out='' option_words
+  local quick=0 reps='' seconds='' warmup='' out='' option_words queued=on
   while [[ $# -gt 0 ]]; do
     case $1 in
       --quick) option_words=1 quick=1 ;;
+      --queued)
+        queued=${2:?--queued needs on or off}
+        [[ $queued == on || $queued == off ]] || die "--queued takes on or off"
+        option_words=2
+        ;;
       -h | --help)
         print_usage
         return 0
@@ -344,10 +354,16 @@ main() {
   log "${systems[*]}: $reps repetitions of ${seconds} s (${warmup} s warm-up), the order rotating"
   for ((rep = 0; rep < reps; rep++)); do
     for scenario in cycle1 contended spread pipelined; do
-      for ((i = 0; i < n; i++)); do
-        local system=${systems[(i + rep) % n]}
-        run_bench "$runs/$(printf 'rep%02d' "$rep")-$scenario-$system.json" "$system" \
-          --scenario "$scenario" --seconds "$seconds" --warmup "$warmup"
+      # contended with --queued off: netsemd once more, a fourth system in
+      # the rotation (netsemqoff in the file names).
+      local rotation=("${systems[@]}")
+      [[ $scenario == contended && $queued == off ]] && rotation=(netsem netsemqoff "${systems[@]:1}")
+      local m=${#rotation[@]}
+      for ((i = 0; i < m; i++)); do
+        local system=${rotation[(i + rep) % m]} extra=()
+        [[ $system == netsemqoff ]] && system=netsem extra=(--queued off)
+        run_bench "$runs/$(printf 'rep%02d' "$rep")-$scenario-${rotation[(i + rep) % m]}.json" "$system" \
+          --scenario "$scenario" --seconds "$seconds" --warmup "$warmup" "${extra[@]}"
       done
     done
   done
@@ -372,7 +388,7 @@ main() {
       echo "commit: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"
       echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
       echo "load average before the report: $(cut -d' ' -f1-3 /proc/loadavg)"
-      echo "systems: ${systems[*]}; $reps repetitions of $seconds s ($warmup s warm-up); sessions $sessions; names $names"
+      echo "systems: ${systems[*]}$([[ $queued == off ]] && echo ', and netsemd with OPTION queued off in contended'); $reps repetitions of $seconds s ($warmup s warm-up); sessions $sessions; names $names"
       echo "measured in ${elapsed} s"
     } >"$out/meta.txt"
   fi

@@ -20,7 +20,11 @@ prints, in markdown:
   (on one line): netsemd's cycles/s over the floor's or Redis's, and for CPU
   the floor's (or Redis's) server CPU per contended cycle over netsemd's, so
   that above 1 is always netsemd doing better. A ratio whose runs are missing
-  prints n/a.
+  prints n/a. When the runs include contended against netsemd with `OPTION
+  queued off` (compare.sh --queued off; their JSON says "queued_answers":
+  "off"), it shows as the scenario "contended, queued off" and the line ends
+  with contended_qoff_vs_floor=H cpu_qoff_vs_floor=I, the same two ratios
+  for it (issue 11: at least 0.85, and at least 1/1.3 = 0.77).
 
 Usage: compare_report.py DIR_OR_FILE...   (standard library only)
 """
@@ -31,7 +35,8 @@ import re
 import statistics
 import sys
 
-SCENARIOS = ["cycle1", "contended", "spread", "pipelined", "ace", "sessions", "names"]
+QUEUED_OFF = "contended, queued off"
+SCENARIOS = ["cycle1", "contended", QUEUED_OFF, "spread", "pipelined", "ace", "sessions", "names"]
 MEMORY_SCENARIOS = {"sessions", "names"}
 SYSTEMS = ["netsem", "floor", "redis"]
 SYSTEM_LABEL = {"netsem": "netsemd", "floor": "floor", "redis": "Redis"}
@@ -102,7 +107,10 @@ def main(argv):
     runs = load(argv[1:])
     groups = {}
     for rep, run in runs:
-        groups.setdefault((run["scenario"], run["target"]), []).append((rep, run))
+        scenario = run["scenario"]
+        if run.get("queued_answers") == "off":
+            scenario += ", queued off"
+        groups.setdefault((scenario, run["target"]), []).append((rep, run))
 
     def ordered(keys):
         def rank(key):
@@ -163,19 +171,21 @@ def main(argv):
     # Paired ratios: netsemd and the other system in the same repetition.
     paired = []
     for other in ("floor", "redis"):
-        for scenario in ("cycle1", "contended", "spread", "pipelined"):
+        for scenario in ("cycle1", "contended", QUEUED_OFF, "spread", "pipelined"):
             ours = {rep: run for rep, run in groups.get((scenario, "netsem"), []) if rep is not None}
-            theirs = {rep: run for rep, run in groups.get((scenario, other), []) if rep is not None}
+            # The other systems have no QUEUED line to turn off: their contended.
+            their_scenario = "contended" if scenario == QUEUED_OFF else scenario
+            theirs = {rep: run for rep, run in groups.get((their_scenario, other), []) if rep is not None}
             reps = sorted(set(ours) & set(theirs))
             if not reps:
                 continue
             values = [ratio(ours[r]["ops_per_s"], theirs[r]["ops_per_s"]) for r in reps]
             paired.append((f"{scenario} throughput, netsemd / {SYSTEM_LABEL[other]}", values))
-            if scenario == "contended":
+            if scenario in ("contended", QUEUED_OFF):
                 values = [ratio(theirs[r]["server_cpu_us_per_op"], ours[r]["server_cpu_us_per_op"])
                           if ours[r]["server_cpu_us_per_op"] and theirs[r]["server_cpu_us_per_op"] is not None
                           else None for r in reps]
-                paired.append((f"contended server CPU, {SYSTEM_LABEL[other]} / netsemd", values))
+                paired.append((f"{scenario} server CPU, {SYSTEM_LABEL[other]} / netsemd", values))
     if paired:
         print()
         print("| ratio in each repetition (same rep, back to back) | median (min–max) | by repetition |")
@@ -193,6 +203,11 @@ def main(argv):
         ("spread_vs_redis", ratio(ops("spread", "netsem"), ops("spread", "redis"))),
         ("cpu_vs_redis", ratio(cpu("contended", "redis"), cpu("contended", "netsem"))),
     ]
+    if (QUEUED_OFF, "netsem") in groups:
+        figures += [
+            ("contended_qoff_vs_floor", ratio(ops(QUEUED_OFF, "netsem"), ops("contended", "floor"))),
+            ("cpu_qoff_vs_floor", ratio(cpu("contended", "floor"), cpu(QUEUED_OFF, "netsem"))),
+        ]
     print()
     print("ratios: " + " ".join(f"{name}={'n/a' if value is None else f'{value:.2f}'}" for name, value in figures))
     return 0

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# bench/compare_report.py on made-up runs (no server, no timing): contended
+# against netsemd with OPTION queued off (compare.sh --queued off) is its own
+# row, paired with the floor's contended, and the ratios line ends with its
+# two figures; without such runs the line keeps the seven figures of issue 5.
+# Usage: compare_report_test.sh REPO
+set -euo pipefail
+repo=$1
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+
+fail() {
+  echo "compare_report_test: $*" >&2
+  exit 1
+}
+
+# run FILE TARGET SCENARIO OPS_PER_S CPU_US_PER_OP QUEUED_ANSWERS
+run() {
+  printf '{"target":"%s","scenario":"%s","ops_per_s":%s,"latency_us":{"p50":1.0,"p99":2.0},' "$2" "$3" "$4" >"$dir/$1"
+  printf '"errors":0,"first_error":"","server_cpu_us_per_op":%s,"server_system_cpu_us_per_op":%s,' "$5" "$5" >>"$dir/$1"
+  printf '"queued_answers":"%s"}\n' "$6" >>"$dir/$1"
+}
+
+run rep00-contended-netsem.json netsem contended 60000 16 on
+run rep00-contended-floor.json floor contended 100000 10 on
+run rep00-spread-netsem.json netsem spread 80000 12 on
+run rep00-spread-floor.json floor spread 100000 10 on
+run rep00-cycle1-netsem.json netsem cycle1 5000 70 on
+run rep00-cycle1-floor.json floor cycle1 5000 70 on
+
+report=$(python3 "$repo/bench/compare_report.py" "$dir")
+last=$(tail -n 1 <<<"$report")
+[[ $last == "ratios: contended_vs_floor=0.60 spread_vs_floor=0.80 cycle1_vs_floor=1.00 cpu_vs_floor=0.62 contended_vs_redis=n/a spread_vs_redis=n/a cpu_vs_redis=n/a" ]] ||
+  fail "without queued-off runs: $last"
+
+run rep00-contended-netsemqoff.json netsem contended 90000 12.5 off
+report=$(python3 "$repo/bench/compare_report.py" "$dir")
+last=$(tail -n 1 <<<"$report")
+[[ $last == *" cpu_vs_redis=n/a contended_qoff_vs_floor=0.90 cpu_qoff_vs_floor=0.80" ]] || fail "with them: $last"
+[[ $last == "ratios: contended_vs_floor=0.60 "* ]] || fail "queued-off runs mixed into contended: $last"
+grep -qF '| contended, queued off | netsemd | 1 | 90,000 |' <<<"$report" || fail "no queued-off row: $report"
+grep -qF '| contended, queued off throughput, netsemd / floor | 0.90 |' <<<"$report" || fail "no paired row: $report"
+echo "compare_report_test: ok"
