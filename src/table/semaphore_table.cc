@@ -6,8 +6,12 @@
 // also reachable from its session (by tag) and, when it has a deadline, from
 // one ordered deadline index, and it stores the iterators that let cancel,
 // expire and close_session unlink it in O(1) (O(log n) for the index).
-// Sessions keep their holds in a small vector: a session holds one or two
-// names, so a linear scan beats any map. Undefined semaphores come and go on
+// A session's permits of one name are a Hold, a node of its semaphore's list
+// of holders in the order they became holders (what HOLDERS shows); the
+// session keeps iterators to its holds in a small vector: a session holds
+// one or two names, so a linear scan beats any map. Hold nodes are recycled
+// through a spare list (spliced, never copied), so a grant does not
+// allocate. Undefined semaphores come and go on
 // every ACQUIRE/RELEASE of an unlisted name, so their map nodes are recycled
 // through a small pool of extracted nodes instead of being freed.
 // Beside the hash map, an ordered index of pointers by name serves LIST and
@@ -46,6 +50,8 @@ using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>
 constexpr std::size_t kSpareNodes = 64;
 // Holds reserved per session so that its first grants do not allocate.
 constexpr std::size_t kHoldsPerSession = 2;
+// Hold nodes kept for reuse: enough for the holds that come and go at once.
+constexpr std::size_t kSpareHolds = 1024;
 
 // The deadline of a request queued at `now`; none when it lies beyond the
 // clock's range, which is as good as forever.
@@ -56,6 +62,12 @@ std::optional<TimePoint> deadline_after(TimePoint now, std::int64_t timeout_ms) 
   const auto room = now_count >= 0 ? Duration::max().count() - now_count : Duration::max().count();
   if (timeout_ms > room / per_ms) return std::nullopt;
   return now + Duration(timeout_ms * per_ms);
+}
+
+// Whole milliseconds from `from` to `to`, 0 when `to` is earlier.
+std::int64_t elapsed_ms(TimePoint from, TimePoint to) {
+  if (to <= from) return 0;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
 }
 
 }  // namespace
@@ -84,20 +96,28 @@ struct SemaphoreTable::Impl {
     std::string tag;
     TakeMode mode = TakeMode::kAcquire;
     std::int64_t count = 1;
+    std::int64_t timeout_ms = -1;  // as asked
+    TimePoint queued_at{};
+    std::uint64_t order = 0;
     bool has_deadline = false;
     std::multimap<TimePoint, Waiter*>::iterator deadline;
     std::list<Waiter>::iterator self;
   };
 
   struct Hold {
-    Semaphore* sem;
-    std::int64_t count;
+    Session* session = nullptr;
+    Semaphore* sem = nullptr;
+    std::int64_t count = 0;
+    std::uint64_t fence = 0;  // of the latest grant
+    TimePoint since{};        // the grant that made the session a holder
+    std::uint64_t order = 0;
   };
+  using HoldList = std::list<Hold>;
 
   struct Session {
     SessionId id = 0;
-    std::vector<Hold> holds;
-    StringMap<Waiter*> pending;  // by tag
+    std::vector<HoldList::iterator> holds;  // into their semaphores' lists
+    StringMap<Waiter*> pending;             // by tag
   };
 
   struct Semaphore {
@@ -106,7 +126,7 @@ struct SemaphoreTable::Impl {
     std::int64_t value = 1;  // negative after a reload lowered max below use
     std::int64_t max = 1;
     std::int64_t held = 0;  // permits held through ACQUIRE, all sessions
-    std::uint64_t holders = 0;
+    HoldList holds;         // one per holding session, in the order they became holders
     std::list<Waiter> queue;
     bool touched = false;  // listed in Impl::touched
     // configure_defined's marks: the call that last listed this name, and
@@ -126,18 +146,21 @@ struct SemaphoreTable::Impl {
   };
   using OrderedIndex = std::set<Semaphore*, ByName>;
 
-  Impl(Journal& j, TableLimits l, std::uint64_t& change_count) : journal(j), limits(l), changes(change_count) {
+  Impl(Journal& j, TableLimits l, Clock c, std::uint64_t& change_count)
+      : journal(j), limits(l), clock(std::move(c)), changes(change_count) {
     spare.reserve(kSpareNodes);
     spare_ordered.reserve(kSpareNodes);
   }
 
   Journal& journal;
   const TableLimits limits;
+  const Clock clock;
   std::uint64_t& changes;
   SemaphoreMap semaphores;
   std::vector<SemaphoreMap::node_type> spare;
   OrderedIndex ordered;  // every semaphore of `semaphores`, by name
   std::vector<OrderedIndex::node_type> spare_ordered;
+  HoldList spare_holds;  // nodes for new holds
   std::unordered_map<SessionId, Session> sessions;
   std::multimap<TimePoint, Waiter*> deadlines;
   std::vector<Semaphore*> touched;    // to settle at the end of a bulk change
@@ -148,6 +171,7 @@ struct SemaphoreTable::Impl {
   std::uint64_t grants = 0;
   std::uint64_t held_total = 0;
   std::uint64_t waiter_total = 0;
+  std::uint64_t last_order = 0;  // of holds and waiters, for the queries' cursors
 
   Session& session(SessionId id) {
     auto it = sessions.find(id);
@@ -179,7 +203,7 @@ struct SemaphoreTable::Impl {
     s.kind = kind;
     s.value = value;
     s.max = max;
-    assert(s.held == 0 && s.holders == 0 && s.queue.empty() && !s.touched);
+    assert(s.held == 0 && s.holds.empty() && s.queue.empty() && !s.touched);
     if (!spare_ordered.empty()) {
       OrderedIndex::node_type node = std::move(spare_ordered.back());
       spare_ordered.pop_back();
@@ -227,24 +251,45 @@ struct SemaphoreTable::Impl {
     return last_fence < reserved_fence;
   }
 
-  // REQUIRES: fence_available().
-  std::uint64_t grant(Session& ses, Semaphore& s, TakeMode mode, std::int64_t count) {
+  static std::vector<HoldList::iterator>::iterator find_hold(Session& ses, const Semaphore& s) {
+    return std::find_if(ses.holds.begin(), ses.holds.end(), [&](HoldList::iterator h) { return h->sem == &s; });
+  }
+
+  // Gives the node of an ended hold back to the spare list.
+  void drop_hold(HoldList::iterator hold) {
+    HoldList& list = hold->sem->holds;
+    if (spare_holds.size() < kSpareHolds) {
+      spare_holds.splice(spare_holds.end(), list, hold);
+    } else {
+      list.erase(hold);
+    }
+  }
+
+  // REQUIRES: fence_available(). `now` stamps a new hold.
+  std::uint64_t grant(Session& ses, Semaphore& s, TakeMode mode, std::int64_t count, TimePoint now) {
     assert(last_fence < reserved_fence);
+    const std::uint64_t fence = ++last_fence;
     s.value -= count;
     if (mode == TakeMode::kAcquire) {
       s.held += count;
       held_total += static_cast<std::uint64_t>(count);
-      auto hold = std::find_if(ses.holds.begin(), ses.holds.end(), [&](const Hold& h) { return h.sem == &s; });
-      if (hold != ses.holds.end()) {
-        hold->count += count;
+      if (auto hold = find_hold(ses, s); hold != ses.holds.end()) {
+        (*hold)->count += count;
+        (*hold)->fence = fence;
       } else {
-        ses.holds.push_back({&s, count});
-        ++s.holders;
+        if (spare_holds.empty()) {
+          s.holds.emplace_back();
+        } else {
+          s.holds.splice(s.holds.end(), spare_holds, spare_holds.begin());
+        }
+        Hold& h = s.holds.back();
+        h = {&ses, &s, count, fence, now, ++last_order};
+        ses.holds.push_back(std::prev(s.holds.end()));
       }
     }
     ++grants;
     ++changes;
-    return ++last_fence;
+    return fence;
   }
 
   void journal_state(const Semaphore& s) { journal.record_set(s.name, {s.value + s.held, s.max}); }
@@ -268,6 +313,7 @@ struct SemaphoreTable::Impl {
   // at 0, for RELEASE to answer.
   std::int64_t settle(Semaphore& s, Completions& out, bool journal_anyway) {
     bool consumed = false;
+    std::optional<TimePoint> now;  // read once, and only when someone is granted
     while (!s.queue.empty() && s.queue.front().count <= s.value) {
       Waiter& w = s.queue.front();
       Session& ses = *w.session;
@@ -276,12 +322,13 @@ struct SemaphoreTable::Impl {
         continue;
       }
       consumed |= w.mode == TakeMode::kWait;
-      const std::uint64_t fence = grant(ses, s, w.mode, w.count);
+      if (!now) now = clock();
+      const std::uint64_t fence = grant(ses, s, w.mode, w.count, *now);
       out.push_back({ses.id, unlink(w), Completion::Type::kGranted, fence});
     }
     if (s.kind == SemaphoreKind::kCreated && (journal_anyway || consumed)) journal_state(s);
     const std::int64_t value = std::max<std::int64_t>(s.value, 0);
-    if (s.kind == SemaphoreKind::kUndefined && s.holders == 0 && s.queue.empty()) {
+    if (s.kind == SemaphoreKind::kUndefined && s.holds.empty() && s.queue.empty()) {
       assert(s.held == 0 && s.value == s.max);
       erase(s);
     }
@@ -327,12 +374,12 @@ struct SemaphoreTable::Impl {
   }
 
   static SemaphoreInfo info(const Semaphore& s) {
-    return {s.name, std::max<std::int64_t>(s.value, 0), s.max, s.holders, s.queue.size(), s.kind};
+    return {s.name, std::max<std::int64_t>(s.value, 0), s.max, s.holds.size(), s.queue.size(), s.kind};
   }
 };
 
-SemaphoreTable::SemaphoreTable(Journal& journal, TableLimits limits)
-    : impl_(std::make_unique<Impl>(journal, limits, change_count_)) {}
+SemaphoreTable::SemaphoreTable(Journal& journal, TableLimits limits, Clock clock)
+    : impl_(std::make_unique<Impl>(journal, limits, std::move(clock), change_count_)) {}
 
 SemaphoreTable::~SemaphoreTable() = default;
 
@@ -425,12 +472,13 @@ void SemaphoreTable::close_session(SessionId session, Completions& out) {
     w->sem->queue.erase(w->self);
     --t.waiter_total;
   }
-  for (const Impl::Hold& h : ses.holds) {
-    h.sem->value += h.count;
-    h.sem->held -= h.count;
-    --h.sem->holders;
-    t.held_total -= static_cast<std::uint64_t>(h.count);
-    t.touch(*h.sem);
+  for (const Impl::HoldList::iterator h : ses.holds) {
+    Impl::Semaphore& s = *h->sem;
+    s.value += h->count;
+    s.held -= h->count;
+    t.held_total -= static_cast<std::uint64_t>(h->count);
+    t.drop_hold(h);
+    t.touch(s);
   }
   t.sessions.erase(it);
   ++change_count_;
@@ -474,10 +522,10 @@ TakeResult SemaphoreTable::take(const TakeRequest& request, Completions& out) {
     if (!t.fence_available()) {
       TakeResult result = error(ErrorCode::kLimit);
       result.no_fence = true;
-      if (s->kind == SemaphoreKind::kUndefined && s->holders == 0) t.erase(*s);  // made just now, unused
+      if (s->kind == SemaphoreKind::kUndefined && s->holds.empty()) t.erase(*s);  // made just now, unused
       return result;
     }
-    const std::uint64_t fence = t.grant(ses, *s, request.mode, request.count);
+    const std::uint64_t fence = t.grant(ses, *s, request.mode, request.count, request.now);
     if (request.mode == TakeMode::kWait && s->kind == SemaphoreKind::kCreated) t.journal_state(*s);
     return {TakeResult::Type::kGranted, fence, 0, ErrorCode::kNone};
   }
@@ -491,6 +539,9 @@ TakeResult SemaphoreTable::take(const TakeRequest& request, Completions& out) {
   w.tag = request.tag;
   w.mode = request.mode;
   w.count = request.count;
+  w.timeout_ms = request.timeout_ms;
+  w.queued_at = request.now;
+  w.order = ++t.last_order;
   if (request.timeout_ms > 0) {
     if (const auto deadline = deadline_after(request.now, request.timeout_ms)) {
       w.has_deadline = true;
@@ -510,13 +561,12 @@ ErrorCode SemaphoreTable::release(SessionId session, std::string_view name, std:
   Impl::Session& ses = t.session(session);
   Impl::Semaphore* s = t.find(name);
   if (s == nullptr) return ErrorCode::kNotHeld;  // the contract names only NOT_HELD for RELEASE
-  auto hold = std::find_if(ses.holds.begin(), ses.holds.end(), [&](const Impl::Hold& h) { return h.sem == s; });
-  if (hold == ses.holds.end() || hold->count < count) return ErrorCode::kNotHeld;
-  hold->count -= count;
-  if (hold->count == 0) {
+  auto hold = Impl::find_hold(ses, *s);
+  if (hold == ses.holds.end() || (*hold)->count < count) return ErrorCode::kNotHeld;
+  if (((*hold)->count -= count) == 0) {
+    t.drop_hold(*hold);
     *hold = ses.holds.back();
     ses.holds.pop_back();
-    --s->holders;
   }
   s->held -= count;
   s->value += count;
@@ -599,6 +649,57 @@ void SemaphoreTable::for_each_created(const std::function<void(std::string_view,
   for (const Impl::Semaphore* s : impl_->ordered) {
     if (s->kind == SemaphoreKind::kCreated) visit(s->name, {s->value + s->held, s->max});
   }
+}
+
+bool SemaphoreTable::holders(std::string_view name, TimePoint now,
+                             const std::function<void(const HolderInfo&)>& visit) const {
+  return holders_after(name, now, 0, [&](const HolderInfo& info) {
+    visit(info);
+    return true;
+  });
+}
+
+bool SemaphoreTable::holders_after(std::string_view name, TimePoint now, std::uint64_t after,
+                                   const std::function<bool(const HolderInfo&)>& visit) const {
+  const Impl::Semaphore* s = impl_->find(name);
+  if (s == nullptr) return false;
+  // The list is in rising order (a hold is appended with the next order).
+  for (const Impl::Hold& h : s->holds) {
+    if (h.order <= after) continue;
+    if (!visit({h.session->id, h.count, h.fence, elapsed_ms(h.since, now), h.order})) break;
+  }
+  return true;
+}
+
+bool SemaphoreTable::waiters(std::string_view name, TimePoint now,
+                             const std::function<void(const WaiterInfo&)>& visit) const {
+  return waiters_after(name, now, 0, [&](const WaiterInfo& info) {
+    visit(info);
+    return true;
+  });
+}
+
+bool SemaphoreTable::waiters_after(std::string_view name, TimePoint now, std::uint64_t after,
+                                   const std::function<bool(const WaiterInfo&)>& visit) const {
+  const Impl::Semaphore* s = impl_->find(name);
+  if (s == nullptr) return false;
+  // Queue order is rising order: a request is appended with the next order.
+  for (const Impl::Waiter& w : s->queue) {
+    if (w.order <= after) continue;
+    const std::int64_t waited = elapsed_ms(w.queued_at, now);
+    const std::int64_t left = w.timeout_ms < 0 ? -1 : std::max<std::int64_t>(w.timeout_ms - waited, 0);
+    if (!visit({w.session->id, w.count, w.mode, waited, left, w.order})) break;
+  }
+  return true;
+}
+
+SessionLoad SemaphoreTable::session_load(SessionId session) const {
+  auto it = impl_->sessions.find(session);
+  if (it == impl_->sessions.end()) return {};
+  SessionLoad load;
+  for (const Impl::HoldList::iterator h : it->second.holds) load.permits_held += h->count;
+  load.pending = it->second.pending.size();
+  return load;
 }
 
 TableStats SemaphoreTable::stats() const {

@@ -1,7 +1,10 @@
 // SemaphoreTable: every semaphore of the server, its FIFO queue, the permits
-// each session holds, and fences. Pure logic: no sockets, no clock (the
-// caller passes `now`), no files (changes to created semaphores go to a
-// Journal). This is the server's core and the thing the fuzzer drives.
+// each session holds, and fences. Pure logic: no sockets, no files (changes
+// to created semaphores go to a Journal), and no clock of its own: time is
+// passed in (TakeRequest::now, expire(now), the queries' `now`), and the one
+// instant no caller has at hand, when a queued request is granted by another
+// call (a RELEASE, a session's end), is read from the clock given at
+// construction. This is the server's core and the thing the fuzzer drives.
 //
 // API: the network layer opens a session per connection and passes each
 // request to take/release/post/cancel/create/remove/get/list. A call answers
@@ -11,7 +14,8 @@
 // writes its own answer first, then the completions. expire() finishes the
 // queued requests whose deadline passed; next_deadline() tells when to call
 // it next. close_session() gives back everything a session held and drops its
-// queued requests (no completions for them).
+// queued requests (no completions for them). holders(), waiters() and
+// session_load() show who holds and who waits (HOLDERS, WAITERS, SESSIONS).
 //
 // Rules (the contract's "Semaphore model"): strict FIFO per semaphore with
 // counts; a try (timeout 0) never overtakes a queued waiter; whenever a
@@ -104,6 +108,36 @@ struct SemaphoreInfo {
   SemaphoreKind kind = SemaphoreKind::kAbsent;
 };
 
+// One session holding permits of a semaphore through ACQUIRE (HOLDERS).
+struct HolderInfo {
+  SessionId session = 0;
+  std::int64_t count = 0;   // permits it holds now
+  std::uint64_t fence = 0;  // of its latest grant of this name
+  // Since the grant that made it a holder (a session that gives back all its
+  // permits and takes some again is a new holder), in whole milliseconds.
+  std::int64_t held_ms = 0;
+  // Rises in the order sessions became holders (of any name): the cursor of
+  // holders_after().
+  std::uint64_t order = 0;
+};
+
+// One queued ACQUIRE or WAIT (WAITERS).
+struct WaiterInfo {
+  SessionId session = 0;
+  std::int64_t count = 1;
+  TakeMode mode = TakeMode::kAcquire;
+  std::int64_t waited_ms = 0;  // since it was queued, in whole milliseconds
+  // Its timeout_ms less waited_ms, at least 0; -1 for one that waits for ever.
+  std::int64_t timeout_ms_left = -1;
+  std::uint64_t order = 0;  // rises in the order requests queued: the cursor of waiters_after()
+};
+
+// What SESSIONS shows of a session from the table.
+struct SessionLoad {
+  std::int64_t permits_held = 0;  // through ACQUIRE, all names
+  std::uint64_t pending = 0;      // queued requests, all names
+};
+
 struct TableStats {
   std::uint64_t sessions = 0;
   std::uint64_t semaphores = 0;
@@ -122,7 +156,13 @@ class SemaphoreTable {
   static constexpr std::uint64_t kFenceReserveStep = 1 << 16;
   static constexpr std::uint64_t kFenceRetryEvery = 1 << 10;
 
-  SemaphoreTable(Journal& journal, TableLimits limits);
+  // The clock grants of queued requests are stamped with (HolderInfo's
+  // held_ms): the one that gives `now` to take() and expire(), so tests pass
+  // theirs.
+  using Clock = std::function<TimePoint()>;
+
+  explicit SemaphoreTable(
+      Journal& journal, TableLimits limits, Clock clock = [] { return std::chrono::steady_clock::now(); });
   ~SemaphoreTable();
   SemaphoreTable(const SemaphoreTable&) = delete;
   SemaphoreTable& operator=(const SemaphoreTable&) = delete;
@@ -209,6 +249,28 @@ class SemaphoreTable {
   // Every created semaphore with its journal state (for compaction), in
   // byte order of names.
   void for_each_created(const std::function<void(std::string_view, const CreatedState&)>& visit) const;
+  // The sessions holding permits of `name` through ACQUIRE, in the order
+  // they became holders (by HolderInfo::order), each once, with held_ms
+  // counted to `now`. False, visiting nobody, when `name` is not a
+  // semaphore (absent); a semaphore nobody holds visits nobody and is true.
+  bool holders(std::string_view name, TimePoint now, const std::function<void(const HolderInfo&)>& visit) const;
+  // As holders(), from the first holder whose order is above `after`, until
+  // `visit` returns false: a HOLDERS answer streamed in chunks resumes here
+  // with the last order it produced, so a holder that left meanwhile is
+  // skipped and none is shown twice. O(holders before the cursor) to
+  // resume.
+  bool holders_after(std::string_view name, TimePoint now, std::uint64_t after,
+                     const std::function<bool(const HolderInfo&)>& visit) const;
+  // The queued requests of `name` in queue order (the order a FIFO grants
+  // them), waited_ms counted to `now`; false for an absent name, as
+  // holders().
+  bool waiters(std::string_view name, TimePoint now, const std::function<void(const WaiterInfo&)>& visit) const;
+  // As waiters(), resuming after `after` as holders_after() does.
+  bool waiters_after(std::string_view name, TimePoint now, std::uint64_t after,
+                     const std::function<bool(const WaiterInfo&)>& visit) const;
+  // The permits `session` holds and the requests it has queued; zeros for a
+  // session that is not open.
+  SessionLoad session_load(SessionId session) const;
   TableStats stats() const;
   // Changes whenever anything a status file shows may have changed.
   std::uint64_t change_count() const { return change_count_; }

@@ -5,8 +5,11 @@
 // (vectors and linear scans, straight from the contract), runs the same
 // operations; after every step the table must agree with it: every answer,
 // the completions per name in order (each for a request that was queued,
-// delivered once), what get/list/stats/pending show, the next deadline, and
-// the journal's created state. Fences must rise strictly and stay within what
+// delivered once), what get/list/stats/pending show, the holders of each
+// name (in the order they became holders, with counts, latest fences and
+// held times) and its waiters (in queue order, with waited and remaining
+// times), each session's load, the next deadline, and the journal's created
+// state. The table's clock is the fuzzer's, so held times are exact. Fences must rise strictly and stay within what
 // was reserved from the journal. At the end, independently of the model:
 // once every session has closed and a reload has dropped every defined name,
 // no undefined semaphore is left (one would be a name no verb can free).
@@ -74,6 +77,14 @@ struct Model {
     bool has_deadline;
     std::int64_t deadline;
     std::uint64_t seq;
+    std::int64_t queued_at;
+    std::int64_t timeout_ms;
+  };
+  // A session holding permits of a name; its count is in `sessions`.
+  struct Holder {
+    SessionId session;
+    std::int64_t since;       // the grant that made it a holder
+    std::uint64_t fence = 0;  // the latest grant's, filled in from the table's answers
   };
   struct Sem {
     SemaphoreKind kind;
@@ -89,8 +100,23 @@ struct Model {
   TableLimits limits;
   std::map<std::string, Sem> sems;
   std::map<SessionId, std::map<std::string, std::int64_t>> sessions;  // open sessions' holds
+  std::map<std::string, std::vector<Holder>> holder_rows;             // in the order they became holders
   EventsByName events;                                                // this step's completions
   std::uint64_t seq = 0;
+  std::int64_t now = 0;  // the clock during this step
+
+  void hold(SessionId session, const std::string& name, std::int64_t count) {
+    std::int64_t& held = sessions.at(session)[name];
+    if (held == 0) holder_rows[name].push_back({session, now});
+    held += count;
+  }
+  void unhold(SessionId session, const std::string& name) {
+    std::erase_if(holder_rows[name], [&](const Holder& h) { return h.session == session; });
+  }
+  Holder& holder(SessionId session, const std::string& name) {
+    auto& rows = holder_rows.at(name);
+    return *std::find_if(rows.begin(), rows.end(), [&](const Holder& h) { return h.session == session; });
+  }
 
   std::int64_t held(const std::string& name) const {
     std::int64_t sum = 0;
@@ -129,7 +155,7 @@ struct Model {
       s.queue.erase(s.queue.begin());
       s.value -= w.count;
       if (w.mode == TakeMode::kAcquire) {
-        sessions.at(w.session)[name] += w.count;
+        hold(w.session, name, w.count);
       } else {
         s.consumed += w.count;
       }
@@ -176,7 +202,7 @@ struct Model {
     if (s.queue.empty() && s.value >= count) {
       s.value -= count;
       if (mode == TakeMode::kAcquire) {
-        sessions.at(session)[name] += count;
+        hold(session, name, count);
       } else {
         s.consumed += count;
       }
@@ -188,7 +214,7 @@ struct Model {
       return r;
     }
     if (pending(session) >= limits.max_pending_per_session) return error(ErrorCode::kLimit);
-    Waiter w{session, tag, mode, count, false, 0, seq++};
+    Waiter w{session, tag, mode, count, false, 0, seq++, now, timeout_ms};
     std::int64_t span = 0;
     if (timeout_ms > 0 && !__builtin_mul_overflow(timeout_ms, std::int64_t{1'000'000}, &span) &&
         !__builtin_add_overflow(now, span, &w.deadline)) {
@@ -205,7 +231,10 @@ struct Model {
     auto& holds = sessions.at(session);
     auto it = holds.find(name);
     if (it == holds.end() || it->second < count) return ErrorCode::kNotHeld;
-    if ((it->second -= count) == 0) holds.erase(it);
+    if ((it->second -= count) == 0) {
+      holds.erase(it);
+      unhold(session, name);
+    }
     Sem& s = sems.at(name);
     s.value += count;
     settle_and_report(name, value);
@@ -262,6 +291,7 @@ struct Model {
     }
     for (const auto& [name, count] : sessions.at(session)) {
       sems.at(name).value += count;
+      unhold(session, name);
       touched.insert(name);
     }
     sessions.erase(session);
@@ -343,7 +373,8 @@ struct Model {
 
 class Harness {
  public:
-  Harness(Input& in, TableLimits limits) : table_(journal_, limits) {
+  Harness(Input& in, TableLimits limits)
+      : table_(journal_, limits, [this] { return TimePoint(TimePoint::duration(now_ns_)); }) {
     model_.limits = limits;
     // Start-up as the server does it: journal recovery, then configuration.
     const std::uint64_t floor = in.byte() * 1000ull;
@@ -367,12 +398,7 @@ class Harness {
   }
 
   void step(Input& in) {
-    pending_before_.clear();
-    for (const auto& [name, s] : model_.sems) {
-      for (const Model::Waiter& w : s.queue) pending_before_[{w.session, w.tag}] = name;
-    }
-    model_.events.clear();
-    out_.clear();
+    begin_step();
 
     const SessionId session = 1 + in.pick(kSessions);
     const std::string& name = kNames[in.pick(std::size(kNames))];
@@ -426,7 +452,10 @@ class Harness {
         if (in.pick(4) == 0) {
           configure(in);
         } else {
-          now_ns_ += static_cast<std::int64_t>(in.byte()) * 1'000'000;
+          // Sometimes not whole milliseconds: held and waited times are
+          // truncated to them.
+          now_ns_ += static_cast<std::int64_t>(in.byte()) * (in.pick(2) != 0 ? 1'000'000 : 333'333);
+          model_.now = now_ns_;
           table_.expire(TimePoint(TimePoint::duration(now_ns_)), out_);
           model_.expire(now_ns_);
         }
@@ -439,12 +468,7 @@ class Harness {
   // Every session closes and a reload drops every defined name: whatever
   // came before, no undefined semaphore may remain.
   void finish() {
-    pending_before_.clear();
-    for (const auto& [name, s] : model_.sems) {
-      for (const Model::Waiter& w : s.queue) pending_before_[{w.session, w.tag}] = name;
-    }
-    model_.events.clear();
-    out_.clear();
+    begin_step();
     for (SessionId session = 1; session <= kSessions; ++session) {
       if (!model_.sessions.contains(session)) continue;
       table_.close_session(session, out_);
@@ -458,6 +482,21 @@ class Harness {
   }
 
  private:
+  // Notes what is queued before the step, whose completions it checks.
+  void begin_step() {
+    pending_before_.clear();
+    pending_modes_.clear();
+    for (const auto& [name, s] : model_.sems) {
+      for (const Model::Waiter& w : s.queue) {
+        pending_before_[{w.session, w.tag}] = name;
+        pending_modes_[{w.session, w.tag}] = w.mode;
+      }
+    }
+    model_.now = now_ns_;
+    model_.events.clear();
+    out_.clear();
+  }
+
   void take(Input& in, SessionId session, const std::string& tag, const std::string& name) {
     TakeRequest r;
     r.session = session;
@@ -489,7 +528,10 @@ class Harness {
     CHECK(got.type == want.type);
     CHECK(got.error == want.error);
     CHECK(got.position == want.position);
-    if (got.type == TakeResult::Type::kGranted) check_fence(got.fence);
+    if (got.type == TakeResult::Type::kGranted) {
+      check_fence(got.fence);
+      if (r.mode == TakeMode::kAcquire) model_.holder(session, name).fence = got.fence;
+    }
   }
 
   void configure(Input& in) {
@@ -513,14 +555,19 @@ class Harness {
       auto it = pending_before_.find({c.session, c.tag});
       CHECK(it != pending_before_.end());  // queued before, and not yet delivered
       got[it->second].emplace_back(c.session, c.tag, c.type);
+      if (c.type == Completion::Type::kGranted) {
+        check_fence(c.fence);
+        // Fences rise, so the last grant of a name to a session is its latest.
+        if (pending_modes_.at(it->first) == TakeMode::kAcquire) model_.holder(c.session, it->second).fence = c.fence;
+      }
       pending_before_.erase(it);
-      if (c.type == Completion::Type::kGranted) check_fence(c.fence);
     }
     std::erase_if(model_.events, [](const auto& e) { return e.second.empty(); });
     CHECK(got == model_.events);
   }
 
   void check_state() {
+    const TimePoint now{TimePoint::duration(now_ns_)};
     std::uint64_t held = 0, waiters = 0;
     std::map<std::string, CreatedState> created;
     std::vector<std::string> names;
@@ -546,7 +593,13 @@ class Harness {
       }
     }
     for (const std::string& name : kNames) {
-      if (!model_.sems.contains(name)) CHECK(table_.get(name).kind == SemaphoreKind::kAbsent);
+      if (!model_.sems.contains(name)) {
+        CHECK(table_.get(name).kind == SemaphoreKind::kAbsent);
+        CHECK(!table_.holders(name, now, [](const HolderInfo&) { CHECK(false); }));
+        CHECK(!table_.waiters(name, now, [](const WaiterInfo&) { CHECK(false); }));
+      } else {
+        check_holders_and_waiters(name, model_.sems.at(name));
+      }
     }
     std::vector<std::string> listed;
     table_.list("", [&](const SemaphoreInfo& i) { listed.emplace_back(i.name); });
@@ -569,10 +622,48 @@ class Harness {
     if (next) CHECK(deadline->time_since_epoch().count() == *next);
     for (const auto& [session, holds] : model_.sessions) {
       CHECK(table_.pending_count(session) == model_.pending(session));
+      std::int64_t permits = 0;
+      for (const auto& [name, count] : holds) permits += count;
+      const SessionLoad load = table_.session_load(session);
+      CHECK(load.permits_held == permits);
+      CHECK(load.pending == model_.pending(session));
       for (const std::string& tag : kTags) {
         CHECK(table_.is_pending(session, tag) == (model_.queued_on(session, tag) != nullptr));
       }
     }
+  }
+
+  // HOLDERS and WAITERS of `name` as the model has them, times counted to now.
+  void check_holders_and_waiters(const std::string& name, const Model::Sem& s) {
+    const TimePoint now{TimePoint::duration(now_ns_)};
+    using Row = std::tuple<SessionId, std::int64_t, std::uint64_t, std::int64_t>;
+    std::vector<Row> got, want;
+    std::uint64_t order = 0;
+    CHECK(table_.holders(name, now, [&](const HolderInfo& i) {
+      CHECK(i.order > order);
+      order = i.order;
+      got.emplace_back(i.session, i.count, i.fence, i.held_ms);
+    }));
+    if (auto rows = model_.holder_rows.find(name); rows != model_.holder_rows.end()) {
+      for (const Model::Holder& h : rows->second) {
+        want.emplace_back(h.session, model_.sessions.at(h.session).at(name), h.fence, (now_ns_ - h.since) / 1'000'000);
+      }
+    }
+    CHECK(got == want);
+    using WaiterRow = std::tuple<SessionId, std::int64_t, TakeMode, std::int64_t, std::int64_t>;
+    std::vector<WaiterRow> got_waiters, want_waiters;
+    order = 0;
+    CHECK(table_.waiters(name, now, [&](const WaiterInfo& i) {
+      CHECK(i.order > order);
+      order = i.order;
+      got_waiters.emplace_back(i.session, i.count, i.mode, i.waited_ms, i.timeout_ms_left);
+    }));
+    for (const Model::Waiter& w : s.queue) {
+      const std::int64_t waited = (now_ns_ - w.queued_at) / 1'000'000;
+      want_waiters.emplace_back(w.session, w.count, w.mode, waited,
+                                w.timeout_ms < 0 ? -1 : std::max<std::int64_t>(w.timeout_ms - waited, 0));
+    }
+    CHECK(got_waiters == want_waiters);
   }
 
   MemoryJournal journal_;
@@ -580,6 +671,7 @@ class Harness {
   Model model_;
   Completions out_;
   std::map<std::pair<SessionId, std::string>, std::string> pending_before_;
+  std::map<std::pair<SessionId, std::string>, TakeMode> pending_modes_;
   std::int64_t now_ns_ = 0;
   std::uint64_t last_fence_ = 0;
 };

@@ -1,7 +1,8 @@
 // Tests of SemaphoreTable: most behaviour as scripts (one table row per
 // step: a request in a compact, wire-like notation and the expected answer
 // followed by the completions it caused), then the parts a script cannot
-// show: fence reservation, journal records, restore, observation, and the
+// show: fence reservation, journal records, restore, observation (resumed
+// queries among them), and the
 // allocation-free hot path (counted through a replaced global operator new).
 #include "table/semaphore_table.h"
 
@@ -77,13 +78,16 @@ std::string error_text(ErrorCode code) {
 //   <s> RELEASE <name> [count]   POST <name> [count]      -> OK <value> | ERR <code>
 //   <s> CANCEL <tag>   CREATE <name> <value> [max] [EXCL]   DELETE <name>
 //   GET <name> -> "<value> <max> <holders> <waiters> <kind>"   LIST <prefix> -> names
+//   HOLDERS <name> -> "<s>:<count> f<fence> <held_ms>ms, ..." | NOT_FOUND
+//   WAITERS <name> -> "<s>:<count>[ wait] <waited_ms>ms left:<timeout_ms_left>, ..." | NOT_FOUND
+//   LOAD <s> -> "<permits_held> <pending>"
 //   open <s>   close <s>   TICK <ms> (advance the clock, then expire)
 //   RELOAD [name=limit ...] -> OK [created:<names>]   JOURNAL -> name=value/max ... #records
 // Every answer is followed by " | <s>:<tag> <outcome>" per completion.
-// Sessions 1 to 4 are open from the start.
+// Sessions 1 to 4 are open from the start. The table's clock is `now`.
 class Harness {
  public:
-  explicit Harness(TableLimits limits = {}) : table(journal, limits) {
+  explicit Harness(TableLimits limits = {}) : table(journal, limits, [this] { return now; }) {
     for (SessionId s = 1; s <= 4; ++s) table.open_session(s);
   }
 
@@ -144,6 +148,27 @@ class Harness {
       table.list(w.size() > 1 ? w[1] : "",
                  [&](const SemaphoreInfo& i) { names += (names.empty() ? "" : " ") + std::string(i.name); });
       return names;
+    }
+    if (verb == "HOLDERS") {
+      std::string rows;
+      const bool found = table.holders(w.at(1), now, [&](const HolderInfo& i) {
+        rows += (rows.empty() ? "" : ", ") + std::to_string(i.session) + ":" + std::to_string(i.count) + " f" +
+                std::to_string(i.fence) + " " + std::to_string(i.held_ms) + "ms";
+      });
+      return found ? rows : "NOT_FOUND";
+    }
+    if (verb == "WAITERS") {
+      std::string rows;
+      const bool found = table.waiters(w.at(1), now, [&](const WaiterInfo& i) {
+        rows += (rows.empty() ? "" : ", ") + std::to_string(i.session) + ":" + std::to_string(i.count) +
+                (i.mode == TakeMode::kWait ? " wait " : " ") + std::to_string(i.waited_ms) +
+                "ms left:" + std::to_string(i.timeout_ms_left);
+      });
+      return found ? rows : "NOT_FOUND";
+    }
+    if (verb == "LOAD") {
+      const SessionLoad load = table.session_load(std::stoull(w.at(1)));
+      return std::to_string(load.permits_held) + " " + std::to_string(load.pending);
     }
     if (verb == "RELOAD") {
       std::vector<std::pair<std::string, std::int64_t>> limits;
@@ -639,6 +664,83 @@ const ScriptCase kJournal[] = {
 };
 INSTANTIATE_TEST_SUITE_P(Journal, Script, testing::ValuesIn(kJournal), [](const auto& p) { return p.param.name; });
 
+// HOLDERS, WAITERS and SESSIONS (protocol 1.1) as the table answers them.
+const ScriptCase kObserve[] = {
+    {"HoldersInTheOrderTheyBecameHolders",
+     {{"RELOAD s=4", "OK"},
+      {"1 a ACQUIRE s", "OK 1"},
+      {"TICK 10", "OK"},
+      {"2 b ACQUIRE s 2", "OK 2"},
+      {"TICK 5", "OK"},
+      {"1 c ACQUIRE s", "OK 3"},  // more for a holder: its latest fence, its first grant's time
+      {"HOLDERS s", "1:2 f3 15ms, 2:2 f2 5ms"},
+      {"1 RELEASE s", "OK 1"},
+      {"HOLDERS s", "1:1 f3 15ms, 2:2 f2 5ms"},
+      {"1 RELEASE s", "OK 2"},
+      {"1 d ACQUIRE s", "OK 4"},  // a holder again: last, and held from now
+      {"TICK 1", "OK"},
+      {"HOLDERS s", "2:2 f2 6ms, 1:1 f4 1ms"},
+      {"3 e ACQUIRE s", "OK 5"},
+      {"close 2", "OK"},
+      {"HOLDERS s", "1:1 f4 1ms, 3:1 f5 0ms"}}},
+    {"HoldersOfAbsentIdleAndConsumedNames",
+     {{"HOLDERS none", "NOT_FOUND"},
+      {"CREATE c 2", "OK"},
+      {"HOLDERS c", ""},
+      {"1 a WAIT c", "OK 1"},  // consumed, not held
+      {"HOLDERS c", ""},
+      {"1 b ACQUIRE u", "OK 2"},
+      {"HOLDERS u", "1:1 f2 0ms"},
+      {"1 RELEASE u", "OK 1"},
+      {"HOLDERS u", "NOT_FOUND"}}},  // undefined and idle: gone
+    {"QueuedGrantIsStampedWithTheClockOfItsGrant",
+     {{"RELOAD s=1", "OK"},
+      {"1 a ACQUIRE s", "OK 1"},
+      {"TICK 7", "OK"},
+      {"2 b ACQUIRE s", "QUEUED 1"},
+      {"TICK 20", "OK"},
+      {"1 RELEASE s", "OK 0 | 2:b OK 2"},
+      {"TICK 3", "OK"},
+      {"HOLDERS s", "2:1 f2 3ms"},
+      {"3 c ACQUIRE s", "QUEUED 1"},
+      {"TICK 4", "OK"},
+      {"close 2", "OK | 3:c OK 3"},  // a session's end grants too
+      {"TICK 1", "OK"},
+      {"HOLDERS s", "3:1 f3 1ms"}}},
+    {"WaitersInQueueOrderWithTimeLeft",
+     {{"RELOAD s=1", "OK"},
+      {"1 a ACQUIRE s", "OK 1"},
+      {"TICK 2", "OK"},
+      {"2 b ACQUIRE s 1 100", "QUEUED 1"},
+      {"TICK 10", "OK"},
+      {"3 c WAIT s", "QUEUED 2"},
+      {"4 d ACQUIRE s 1 50", "QUEUED 3"},
+      {"TICK 30", "OK"},
+      {"WAITERS s", "2:1 40ms left:60, 3:1 wait 30ms left:-1, 4:1 30ms left:20"},
+      {"3 CANCEL c", "OK | 3:c CANCELLED"},
+      {"WAITERS s", "2:1 40ms left:60, 4:1 30ms left:20"},
+      {"TICK 20", "OK | 4:d TIMEOUT"},
+      {"WAITERS s", "2:1 60ms left:40"},
+      {"1 RELEASE s", "OK 0 | 2:b OK 2"},
+      {"WAITERS s", ""},
+      {"WAITERS none", "NOT_FOUND"}}},
+    {"SessionLoadCountsHeldPermitsAndQueuedRequests",
+     {{"RELOAD s=3 t=1", "OK"},
+      {"LOAD 1", "0 0"},
+      {"1 a ACQUIRE s 2", "OK 1"},
+      {"1 b ACQUIRE t", "OK 2"},
+      {"1 c WAIT s", "OK 3"},  // consumed: not held
+      {"2 d ACQUIRE t", "QUEUED 1"},
+      {"2 e ACQUIRE s", "QUEUED 1"},
+      {"LOAD 1", "3 0"},
+      {"LOAD 2", "0 2"},
+      {"1 RELEASE t", "OK 0 | 2:d OK 4"},
+      {"LOAD 1", "2 0"},
+      {"LOAD 2", "1 1"},
+      {"LOAD 9", "0 0"}}},
+};
+INSTANTIATE_TEST_SUITE_P(Observe, Script, testing::ValuesIn(kObserve), [](const auto& p) { return p.param.name; });
+
 TakeRequest acquire(SessionId session, std::string_view name, std::int64_t count = 1, std::int64_t timeout_ms = -1,
                     std::string_view tag = "t", TimePoint now = {}) {
   TakeRequest r;
@@ -842,6 +944,67 @@ TEST(SemaphoreTable, ListAfterResumesPastTheLastNameWhileTheTableChanges) {
   EXPECT_EQ(page("", "", 99), "aa ab ac acc ad b");
   h.run("1 RELEASE aa");  // undefined and idle: removed, and out of the index
   EXPECT_EQ(page("", "", 99), "ab ac acc ad b");
+}
+
+TEST(SemaphoreTable, HoldersAndWaitersResumeAfterTheirCursor) {
+  Harness h;
+  h.run("RELOAD s=3");
+  h.run("1 a ACQUIRE s");
+  h.run("2 b ACQUIRE s");
+  h.run("3 c ACQUIRE s");
+  h.run("4 q ACQUIRE s 2");
+  h.run("1 q ACQUIRE s 3");
+  h.run("2 q ACQUIRE s 1");
+  auto holders = [&](std::uint64_t after, std::size_t most, std::uint64_t& last) {
+    std::string rows;
+    std::size_t seen = 0;
+    EXPECT_TRUE(h.table.holders_after("s", h.now, after, [&](const HolderInfo& i) {
+      rows += (rows.empty() ? "" : " ") + std::to_string(i.session);
+      last = i.order;
+      return ++seen < most;
+    }));
+    return rows;
+  };
+  auto waiters = [&](std::uint64_t after, std::size_t most, std::uint64_t& last) {
+    std::string rows;
+    std::size_t seen = 0;
+    EXPECT_TRUE(h.table.waiters_after("s", h.now, after, [&](const WaiterInfo& i) {
+      rows += (rows.empty() ? "" : " ") + std::to_string(i.session) + ":" + std::to_string(i.count);
+      last = i.order;
+      return ++seen < most;
+    }));
+    return rows;
+  };
+  std::uint64_t cursor = 0;
+  EXPECT_EQ(holders(0, 2, cursor), "1 2");
+  // Between pages: a holder before the cursor leaves, one after it leaves,
+  // and a new one comes (it was queued): none is shown twice, none that
+  // left is shown, the new one comes last.
+  h.run("1 RELEASE s");
+  h.run("3 RELEASE s");  // grants 4's two permits
+  EXPECT_EQ(holders(cursor, 99, cursor), "4");
+  EXPECT_EQ(holders(0, 99, cursor), "2 4");
+  std::uint64_t w = 0;
+  EXPECT_EQ(waiters(0, 1, w), "1:3");
+  h.run("1 CANCEL q");
+  h.run("3 r ACQUIRE s 1");
+  EXPECT_EQ(waiters(w, 99, w), "2:1 3:1");
+  EXPECT_EQ(waiters(w, 99, w), "");
+  EXPECT_FALSE(h.table.holders_after("none", h.now, 0, [](const HolderInfo&) { return true; }));
+  EXPECT_FALSE(h.table.waiters_after("none", h.now, 0, [](const WaiterInfo&) { return true; }));
+}
+
+// A hold may be stamped by a clock that is behind the `now` of a query or
+// ahead of it (two readings of a real clock): never a negative time.
+TEST(SemaphoreTable, TimesNeverGoNegative) {
+  Harness h;
+  h.now = TimePoint{} + 50ms;
+  h.run("RELOAD s=1");
+  h.run("1 a ACQUIRE s");
+  h.run("2 b ACQUIRE s 1 10");
+  h.now = TimePoint{};
+  EXPECT_EQ(h.run("HOLDERS s"), "1:1 f1 0ms");
+  EXPECT_EQ(h.run("WAITERS s"), "2:1 0ms left:10");
 }
 
 TEST(SemaphoreTable, GetClampsValueAndNamesAbsent) {
