@@ -121,6 +121,14 @@ Status apply_allowed_networks(const OptionSpec&, std::string_view value, ServerC
   return Status::ok();
 }
 
+Status apply_admin_networks(const OptionSpec&, std::string_view value, ServerConfig& config) {
+  auto list = AllowList::parse(value);
+  if (!list) return list.status();
+  config.admin_networks = std::move(list).value();
+  config.admin_networks_text = std::string(value);
+  return Status::ok();
+}
+
 std::vector<OptionSpec> make_server_options() {
   using C = ServerConfig;
   return {
@@ -150,6 +158,16 @@ std::vector<OptionSpec> make_server_options() {
        .reloadable = true,
        .apply = apply_allowed_networks,
        .show = [](const C& c) { return c.allowed_networks_text; }},
+      {.name = "admin_networks",
+       .type = "networks",
+       .default_text = "127.0.0.0/8, ::1",
+       .bounds = "comma-separated, at least one",
+       .help = "Peers given the admin right (protocol 1.1: KICK), as networks in the form of allowed_networks. "
+               "A session's peer is checked at each KICK against the list in force, so a reload that drops a "
+               "network takes the right from open sessions at once. A KICK from any other peer is answered ERR DENIED.",
+       .reloadable = true,
+       .apply = apply_admin_networks,
+       .show = [](const C& c) { return c.admin_networks_text; }},
       {.name = "stats_dir",
        .type = "path",
        .default_text = "var/netsem",

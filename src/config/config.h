@@ -33,6 +33,9 @@ struct ServerConfig {
   std::uint16_t bind_port = 53559;  // 0: the OS picks a free port (tests)
   AllowList allowed_networks = AllowList::loopback();
   std::string allowed_networks_text = "127.0.0.0/8, ::1";  // as written, for logs
+  // Peers with the admin right (KICK) while the server has no tokens.
+  AllowList admin_networks = AllowList::loopback();
+  std::string admin_networks_text = "127.0.0.0/8, ::1";  // as written, for logs
   // Relative paths are relative to netsemd's working directory.
   std::filesystem::path stats_dir = "var/netsem";
   std::filesystem::path data_dir = "var/netsem";

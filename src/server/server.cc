@@ -416,9 +416,11 @@ void Server::reload() {
   config_.semaphores = std::move(loaded->semaphores);
   config_.allowed_networks = std::move(loaded->allowed_networks);
   config_.allowed_networks_text = std::move(loaded->allowed_networks_text);
+  config_.admin_networks = std::move(loaded->admin_networks);
+  config_.admin_networks_text = std::move(loaded->admin_networks_text);
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began);
-  spdlog::info("SIGHUP: reloaded {} defined semaphores, allowed {} ({} ms)", config_.semaphores.size(),
-               config_.allowed_networks_text, took.count());
+  spdlog::info("SIGHUP: reloaded {} defined semaphores, allowed {}, admin {} ({} ms)", config_.semaphores.size(),
+               config_.allowed_networks_text, config_.admin_networks_text, took.count());
 }
 
 void Server::arm_log_report_timer() {

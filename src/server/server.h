@@ -82,7 +82,8 @@ class Server {
   // Begins a clean shutdown: stop accepting, tell v1 sessions, close them,
   // write the status file, flush the journal. The io_context then runs out.
   void stop();
-  // Re-reads the configuration file: [semaphores] and allowed_networks.
+  // Re-reads the configuration file: [semaphores], allowed_networks and
+  // admin_networks.
   void reload();
 
   // --- for sessions ---

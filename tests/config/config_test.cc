@@ -237,10 +237,12 @@ TEST(ParseServerConfig, ReadsNetsemFiles) {
       {"empty file", "", ""},
       {"comments and an empty [server]", "# nothing\n[server]\n; still nothing\n", ""},
       {"every option",
-       "[server]\nbind_address = ::\nbind_port = 0\nallowed_networks = 10.0.0.0/8, ::1\nstats_dir = /s\n"
+       "[server]\nbind_address = ::\nbind_port = 0\nallowed_networks = 10.0.0.0/8, ::1\n"
+       "admin_networks = 10.1.2.3, fd00::/8\nstats_dir = /s\n"
        "data_dir = d\nfsync = always\nstatus_interval_ms = 10\nsession_timeout_ms = 86400000\n"
        "max_connections = 1\nmax_pending_per_session = 1000000\nmax_semaphores = 100000000\nlog_level = trace\n",
-       "bind_address=::\nbind_port=0\nallowed_networks=10.0.0.0/8, ::1\nstats_dir=/s\ndata_dir=d\nfsync=always\n"
+       "bind_address=::\nbind_port=0\nallowed_networks=10.0.0.0/8, ::1\nadmin_networks=10.1.2.3, fd00::/8\n"
+       "stats_dir=/s\ndata_dir=d\nfsync=always\n"
        "status_interval_ms=10\nsession_timeout_ms=86400000\nmax_connections=1\nmax_pending_per_session=1000000\n"
        "max_semaphores=100000000\nlog_level=trace\n"},
       {"`:` as the delimiter", "[server]\nbind_port: 1234\n", "bind_port=1234\n"},
@@ -300,6 +302,11 @@ TEST(ParseServerConfig, RejectsBadServerValuesWithFileAndLine) {
        "10.0.0.0/8)"},
       {"empty network list", "[server]\nallowed_networks =\n",
        "ERROR c.ini:2: allowed_networks: no networks listed (an empty list would refuse every peer)"},
+      {"admin host bits", "[server]\nadmin_networks = ::1, 10.0.0.1/8\n",
+       "ERROR c.ini:2: admin_networks: bad network `10.0.0.1/8`: host bits set below the prefix (the network is "
+       "10.0.0.0/8)"},
+      {"admin not an address", "[server]\nadmin_networks = localhost\n",
+       "ERROR c.ini:2: admin_networks: bad network `localhost`: not an IPv4 address"},
       {"empty path", "[server]\nstats_dir =\n", "ERROR c.ini:2: stats_dir: a directory is required"},
       {"path continued", "[server]\ndata_dir = a\n  b\n",
        "ERROR c.ini:2: data_dir: `a\nb` contains a control character (the value continues on line 3: a line "
@@ -561,16 +568,36 @@ TEST(LoadServerConfig, ReadsFilesAndReportsUnreadableOnes) {
   std::filesystem::remove_all(dir);
 }
 
+// admin_networks: loopback by default; a configured list replaces it, not
+// adds to it.
+TEST(ParseServerConfig, AdminNetworksReplaceTheLoopbackDefault) {
+  const auto defaults = default_server_config();
+  EXPECT_TRUE(defaults.admin_networks.allows_v4(0x7f000001));
+  EXPECT_TRUE(defaults.admin_networks.allows_v4(0x7f0a0b0c));
+  EXPECT_TRUE(defaults.admin_networks.allows({0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}));
+  EXPECT_FALSE(defaults.admin_networks.allows_v4(0x0a010203));
+  auto config = parse_server_config("[server]\nadmin_networks = 10.1.2.3, fd00::/8\n", "c.ini");
+  ASSERT_TRUE(config.has_value()) << config.status().to_string();
+  EXPECT_TRUE(config->admin_networks.allows_v4(0x0a010203));
+  EXPECT_FALSE(config->admin_networks.allows_v4(0x0a010204));
+  EXPECT_FALSE(config->admin_networks.allows_v4(0x7f000001));
+  EXPECT_TRUE(config->admin_networks.allows({0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7}));
+  EXPECT_TRUE(config->allowed_networks == defaults.allowed_networks);  // the allow list is its own option
+}
+
 TEST(OptionsNeedingRestart, NamesChangedOptionsAReloadCannotTake) {
   const auto running = default_server_config();
   auto loaded = parse_server_config(
-      "[server]\nbind_port = 1\nallowed_networks = 10.0.0.0/8\nlog_level = debug\n[semaphores]\nx = 1\n", "c.ini");
+      "[server]\nbind_port = 1\nallowed_networks = 10.0.0.0/8\nadmin_networks = 10.0.0.1\nlog_level = debug\n"
+      "[semaphores]\nx = 1\n",
+      "c.ini");
   ASSERT_TRUE(loaded.has_value()) << loaded.status().to_string();
   EXPECT_EQ(options_needing_restart(running, *loaded), (std::vector<std::string_view>{"bind_port", "log_level"}));
   EXPECT_TRUE(options_needing_restart(running, running).empty());
   for (const auto& spec : server_options()) {
-    // The spec and the protocol contract: only the allow list reloads.
-    EXPECT_EQ(spec.reloadable, spec.name == "allowed_networks") << spec.name;
+    // The spec and the protocol contract: only the allow list and the admin
+    // networks reload.
+    EXPECT_EQ(spec.reloadable, spec.name == "allowed_networks" || spec.name == "admin_networks") << spec.name;
   }
 }
 
