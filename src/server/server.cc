@@ -1,6 +1,7 @@
 // Server: accept loop with the allow-list and connection limit, the session
-// registry, completion dispatch, the end-of-turn flush (journal, then
-// answers), the timers and the signal handling (stop and reload).
+// registry, the end-of-turn flush (journal, then answers), the timers and the
+// signal handling (stop and reload). What a request means is the
+// dispatcher's (dispatcher.h).
 #include "server/server.h"
 
 #include <spdlog/spdlog.h>
@@ -150,7 +151,9 @@ Server::Server(asio::io_context& io, ServerConfig config, std::filesystem::path 
       sync_timer_(io),
       accept_retry_timer_(io),
       journal_retry_timer_(io),
-      log_report_timer_(io) {}
+      log_report_timer_(io) {
+  peer_logs_.set_on_logged([this] { arm_log_report_timer(); });
+}
 
 Server::~Server() = default;
 
@@ -185,11 +188,14 @@ Status Server::start() {
           escape_for_log(name));
     }
   }
-  for (const auto& name : table_->configure_defined(config_.semaphores, completions_)) {
+  Completions none;  // no session exists yet
+  for (const auto& name : table_->configure_defined(config_.semaphores, none)) {
     spdlog::warn("semaphore {} is listed in [semaphores] but was created by CREATE; it stays a created semaphore",
                  escape_for_log(name));
   }
-  completions_.clear();
+  dispatcher_ = std::make_unique<Dispatcher>(*table_, static_cast<const JournalProgress&>(*this), config_, counters_,
+                                             peer_logs_, [] { return std::chrono::steady_clock::now(); });
+  dispatcher_->set_started(started_);
   spdlog::info("data directory {}: {} created semaphores, fences above {}", config_.data_dir.string(),
                recovered.created.size(), recovered.fence_floor);
 
@@ -272,7 +278,7 @@ bool Server::refuse_with_spare() {
     std::array<char, 4096> sink{};
     while (::recv(peer.get(), sink.data(), sink.size(), MSG_DONTWAIT) > 0) {
     }
-    log_limited(peer_logs_.refused, "refused a connection: the process is out of descriptors");
+    peer_logs_.log(peer_logs_.refused, "refused a connection: the process is out of descriptors");
   }
   spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   return accepted && spare_fd_.valid();
@@ -289,7 +295,7 @@ void Server::accept_next() {
     if (error) {
       // Out of descriptors (and no spare) or the like: retry a little later
       // instead of spinning; existing sessions carry on.
-      log_limited(peer_logs_.accept_failed, "accept failed: {}", error.message());
+      peer_logs_.log(peer_logs_.accept_failed, "accept failed: {}", error.message());
       accept_retry_timer_.expires_after(kAcceptRetryDelay);
       accept_retry_timer_.async_wait([this](const std::error_code& timer_error) {
         if (!timer_error) accept_next();
@@ -312,17 +318,17 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
                                        : config_.allowed_networks.allows(address.to_v6().to_bytes());
   if (!allowed) {
     ++counters_.denied_total;
-    log_limited(peer_logs_.denied, "denied connection from {}: not in allowed_networks", peer);
+    peer_logs_.log(peer_logs_.denied, "denied connection from {}: not in allowed_networks", peer);
     reject(std::move(socket), "* ERR DENIED address " + address.to_string() + " is not allowed\n");
     return;
   }
   if (sessions_.size() >= connection_limit_) {
     if (connection_limit_ == config_.max_connections) {
-      log_limited(peer_logs_.refused, "refused connection from {}: max_connections ({}) reached", peer,
-                  config_.max_connections);
+      peer_logs_.log(peer_logs_.refused, "refused connection from {}: max_connections ({}) reached", peer,
+                     config_.max_connections);
     } else {
-      log_limited(peer_logs_.refused, "refused connection from {}: {} sessions, all the descriptor limit allows", peer,
-                  connection_limit_);
+      peer_logs_.log(peer_logs_.refused, "refused connection from {}: {} sessions, all the descriptor limit allows",
+                     peer, connection_limit_);
     }
     reject(std::move(socket), std::string(kLimitLine));
     return;
@@ -330,7 +336,7 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
   ++counters_.connections_total;
   configure_session_socket(socket, config_.session_timeout_ms);
   const SessionId id = next_session_id_++;
-  auto session = std::make_shared<Session>(*this, std::move(socket), id, peer);
+  auto session = std::make_shared<Session>(*this, *dispatcher_, peer_logs_, std::move(socket), id, peer);
   sessions_.emplace(id, session);
   spdlog::debug("session {} from {}", id, peer);
   session->start();
@@ -405,11 +411,10 @@ void Server::reload() {
     return;
   }
   for (const auto& warning : loaded->warnings) spdlog::warn("{}", warning);
-  for (const auto& name : table_->configure_defined(loaded->semaphores, completions_)) {
+  for (const auto& name : dispatcher_->reconfigure(loaded->semaphores)) {
     spdlog::warn("semaphore {} is listed in [semaphores] but was created by CREATE; it stays a created semaphore",
                  escape_for_log(name));
   }
-  dispatch_completions();
   for (const auto option : options_needing_restart(config_, *loaded)) {
     spdlog::warn("SIGHUP: {} changed; it takes effect after a restart", option);
   }
@@ -441,20 +446,6 @@ void Server::arm_log_report_timer() {
   });
 }
 
-void Server::dispatch_completions() {
-  // A delivery can end a session, whose close appends more completions: the
-  // outer loop picks them up, so a nested call returns at once.
-  if (dispatching_) return;
-  dispatching_ = true;
-  for (std::size_t i = 0; i < completions_.size(); ++i) {
-    const Completion completion = std::move(completions_[i]);
-    const auto found = sessions_.find(completion.session);
-    if (found != sessions_.end()) found->second->deliver(completion);
-  }
-  completions_.clear();
-  dispatching_ = false;
-}
-
 void Server::mark_dirty(std::shared_ptr<Session> session) {
   dirty_.push_back(std::move(session));
 }
@@ -462,7 +453,7 @@ void Server::mark_dirty(std::shared_ptr<Session> session) {
 void Server::end_turn() {
   for (;;) {
     // Recorded before answered: an answer that depends on journal records
-    // (Session::hold_from) goes out only once they are written (and under
+    // (SessionState::holds) goes out only once they are written (and under
     // fsync = always, synced); every other answer goes out now, even while
     // the journal cannot write. Each pass, since writing one session can end
     // it and grant others (new records).
@@ -473,8 +464,8 @@ void Server::end_turn() {
     for (const auto& session : flushing_) session->flush();
     flushing_.clear();
   }
-  begin_request();  // the next turn's answers depend only on its own records
-  if (table_) arm_deadline_timer();
+  if (dispatcher_) dispatcher_->begin_turn();  // the next turn's answers depend only on its own records
+  if (dispatcher_) arm_deadline_timer();
   compact_if_due();
 }
 
@@ -512,16 +503,16 @@ void Server::arm_journal_retry() {
 }
 
 void Server::hold(std::shared_ptr<Session> session) {
-  if (session->held_) return;
+  if (session->held()) return;
   // Sessions that closed while held need not wait for the journal to go.
   if (held_.size() >= 1024 && held_.size() % 1024 == 0) {
     std::erase_if(held_, [](const std::shared_ptr<Session>& s) {
-      if (s->state_ != Session::State::kClosed) return false;
-      s->held_ = false;
+      if (!s->closed()) return false;
+      s->set_held(false);
       return true;
     });
   }
-  session->held_ = true;
+  session->set_held(true);
   held_.push_back(std::move(session));
 }
 
@@ -533,7 +524,7 @@ void Server::release_held() {
   std::vector<std::shared_ptr<Session>> held;
   held.swap(held_);
   for (const auto& session : held) {
-    session->held_ = false;
+    session->set_held(false);
     session->mark_dirty();  // still held: flush() holds it again
   }
 }
@@ -548,29 +539,28 @@ void Server::shed_output_if_over_cap() {
     // largest backlog: a flood of non-readers pays it, the grant path not.
     std::shared_ptr<Session> largest;  // kept alive through its close
     for (const auto& [id, session] : sessions_) {
-      if (session->state_ == Session::State::kClosed || !session->write_waiting_) continue;
-      if (!largest || session->accounted_output_ > largest->accounted_output_) largest = session;
+      if (session->closed() || !session->write_waiting()) continue;
+      if (!largest || session->accounted_output() > largest->accounted_output()) largest = session;
     }
     if (largest == nullptr) return;
     ++counters_.shed_total;
-    log_limited(peer_logs_.overflow,
-                "session {} ({}): closed, the largest of the unread answers ({} bytes) when all sessions' reached "
-                "max_output_bytes ({})",
-                largest->id_, largest->peer_, largest->accounted_output_, config_.max_output_bytes);
+    peer_logs_.log(peer_logs_.overflow,
+                   "session {} ({}): closed, the largest of the unread answers ({} bytes) when all sessions' reached "
+                   "max_output_bytes ({})",
+                   largest->id(), largest->peer(), largest->accounted_output(), config_.max_output_bytes);
     largest->close_now();
   }
 }
 
 void Server::arm_deadline_timer() {
-  const auto next = table_->next_deadline();
+  const auto next = dispatcher_->next_deadline();
   if (!next || (deadline_armed_ && *deadline_armed_ <= *next) || stopping_) return;
   deadline_armed_ = *next;
   deadline_timer_.expires_at(*next);
   deadline_timer_.async_wait([this](const std::error_code& error) {
     if (error) return;
     deadline_armed_.reset();
-    table_->expire(std::chrono::steady_clock::now(), completions_);
-    dispatch_completions();
+    dispatcher_->expire();
     end_turn();
   });
 }

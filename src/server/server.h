@@ -1,7 +1,9 @@
-// Server: netsemd's network layer on one Asio event loop. It owns the
-// listening socket, the live sessions, the semaphore table and the journal,
-// and the timers (queued-request deadlines, status file, fsync, idle
-// sessions); it handles SIGTERM/SIGINT (clean shutdown) and SIGHUP (reload).
+// Server: netsemd on one Asio event loop. It owns the listening socket, the
+// live sessions, the semaphore table, the journal and the dispatcher that
+// answers the sessions' requests (dispatcher.h), and the timers
+// (queued-request deadlines, status file, fsync); it handles SIGTERM/SIGINT
+// (clean shutdown) and SIGHUP (reload). Sessions (session.h) see it only as
+// their SessionHost; the dispatcher sees the journal only as JournalProgress.
 //
 // API: construct with a loaded configuration, start() (opens the data
 // directory, binds, listens), then run the io_context. Every event handler
@@ -28,6 +30,9 @@
 #include "config/config.h"
 #include "journal/file_journal.h"
 #include "netsem/status.h"
+#include "server/dispatcher.h"
+#include "server/peer_logs.h"
+#include "server/session_host.h"
 #include "table/semaphore_table.h"
 
 namespace netsem::server {
@@ -35,32 +40,7 @@ namespace netsem::server {
 class Session;
 class ForkedJob;
 
-// Counters STATS reports beyond the table's own.
-struct ServerCounters {
-  std::uint64_t requests = 0;
-  std::uint64_t connections_total = 0;
-  std::uint64_t denied_total = 0;
-  std::uint64_t output_bytes = 0;  // answer bytes buffered unwritten, all sessions
-  std::uint64_t shed_total = 0;    // sessions closed by the server-wide output cap
-};
-
-// The log messages a peer can repeat at will, each written at most a few
-// times a second with a count of the rest (see RateLimitedLog).
-struct PeerLogs {
-  RateLimitedLog denied{spdlog::level::warn, "denied connection"};
-  RateLimitedLog refused{spdlog::level::warn, "refused connection"};
-  RateLimitedLog accept_failed{spdlog::level::warn, "accept failed"};
-  RateLimitedLog overflow{spdlog::level::warn, "session closed with answers unread"};
-  RateLimitedLog timeout{spdlog::level::info, "session timeout"};
-  RateLimitedLog ace{spdlog::level::info, "ACE session refused or closed"};
-
-  template <typename F>
-  void for_each(F&& f) {
-    for (auto* log : {&denied, &refused, &accept_failed, &overflow, &timeout, &ace}) f(*log);
-  }
-};
-
-class Server {
+class Server final : public SessionHost, private JournalProgress {
  public:
   // `config_file` is re-read on SIGHUP; empty means embedded defaults (reload
   // then only logs that there is nothing to reload).
@@ -86,62 +66,30 @@ class Server {
   // admin_networks.
   void reload();
 
-  // --- for sessions ---
-  SemaphoreTable& table() { return *table_; }
-  const ServerConfig& config() const { return config_; }
-  ServerCounters& counters() { return counters_; }
-  std::chrono::steady_clock::time_point started() const { return started_; }
-  // The shared read buffer (sessions copy out only partial lines).
-  std::string& read_buffer() { return read_buffer_; }
-  // Hands the completions in `completions_` to their sessions, then clears it.
-  void dispatch_completions();
-  Completions& completions() { return completions_; }
-  // Schedules `session` to write its answers at the end of this turn.
-  void mark_dirty(std::shared_ptr<Session> session);
-  // The end of every event handler: journal flush, then writes, timers.
-  void end_turn();
-
-  // --- answers that depend on journal records (see end_turn) ---
-  // A request begins: from now on answer_dependency() counts only the
-  // records it makes (and end_turn() begins a new turn likewise).
-  void begin_request() { request_sequence_ = journal_ ? journal_->sequence() : 0; }
-  // The journal sequence an answer appended now must wait for: the last
-  // record made since the request (or turn) began, 0 when it made none.
-  std::uint64_t answer_dependency() const {
-    return journal_ && journal_->sequence() > request_sequence_ ? journal_->sequence() : 0;
-  }
-  // Answers that depend on records up to this sequence may be sent.
-  std::uint64_t answerable_sequence() const { return journal_ ? journal_->answerable_sequence() : ~std::uint64_t{0}; }
-  // `session` has answers waiting for the journal: it is flushed again once
-  // the journal has written more.
-  void hold(std::shared_ptr<Session> session);
-  // For STATS: false while journal writes fail; records not yet answerable.
-  bool journal_ok() const { return !journal_failing_; }
-  std::uint64_t journal_pending_records() const {
-    return journal_ ? journal_->sequence() - journal_->answerable_sequence() : 0;
-  }
-  // A session ended: forget it.
-  void forget(SessionId id);
-  // A session's unwritten answers went from `before` to `after` bytes.
-  void account_output(std::size_t before, std::size_t after) {
+  // --- SessionHost ---
+  std::string& read_buffer() override { return read_buffer_; }
+  void mark_dirty(std::shared_ptr<Session> session) override;
+  void end_turn() override;
+  void hold(std::shared_ptr<Session> session) override;
+  void forget(SessionId id) override;
+  void account_output(std::size_t before, std::size_t after) override {
     counters_.output_bytes = counters_.output_bytes - before + after;
   }
   // While the sessions' unwritten answers exceed max_output_bytes, closes
   // the session whose peer is not reading (its socket is full) with the most
   // unwritten, releasing its permits. Sessions whose answers are only this
   // turn's are never shed: the end of the turn writes them.
-  void shed_output_if_over_cap();
-  bool stopping() const { return stopping_; }
-  // Logs through one of peer_logs() (arguments holding peer text already
-  // escaped), and makes sure its suppressed count is reported in time.
-  template <typename... Args>
-  void log_limited(RateLimitedLog& log, fmt::format_string<Args...> format, Args&&... args) {
-    log.log(std::chrono::steady_clock::now(), format, std::forward<Args>(args)...);
-    arm_log_report_timer();
-  }
-  PeerLogs& peer_logs() { return peer_logs_; }
+  void shed_output_if_over_cap() override;
 
  private:
+  // --- JournalProgress (for the dispatcher) ---
+  std::uint64_t sequence() const override { return journal_ ? journal_->sequence() : 0; }
+  std::uint64_t answerable_sequence() const override {
+    return journal_ ? journal_->answerable_sequence() : ~std::uint64_t{0};
+  }
+  bool ok() const override { return !journal_failing_; }
+  std::uint64_t journal_pending_records() const { return sequence() - std::min(sequence(), answerable_sequence()); }
+
   Status plan_connections();
   void accept_next();
   bool refuse_with_spare();
@@ -176,7 +124,8 @@ class Server {
   ServerConfig config_;
   std::filesystem::path config_file_;
   std::unique_ptr<FileJournal> journal_;
-  std::unique_ptr<SemaphoreTable> table_;  // made by start(), once the journal is open
+  std::unique_ptr<SemaphoreTable> table_;   // made by start(), once the journal is open
+  std::unique_ptr<Dispatcher> dispatcher_;  // made by start(), with the table
   asio::ip::tcp::acceptor acceptor_;
   asio::signal_set signals_;
   asio::steady_timer deadline_timer_;
@@ -197,13 +146,10 @@ class Server {
   std::vector<std::shared_ptr<Session>> flushing_;  // dirty_ of the turn being written
   std::vector<std::shared_ptr<Session>> held_;      // answers waiting for the journal
   std::uint64_t held_released_at_ = 0;              // answerable sequence at the last release_held
-  std::uint64_t request_sequence_ = 0;              // journal sequence when the request or turn began
   bool journal_failing_ = false;
   bool journal_retry_armed_ = false;
   std::chrono::steady_clock::time_point journal_failed_at_{};
   std::uint64_t journal_waited_records_ = 0;  // the most records waiting during the failure
-  bool dispatching_ = false;
-  Completions completions_;
   std::string read_buffer_;
   SessionId next_session_id_ = 1;
   std::size_t rejecting_ = 0;  // connections being refused (DENIED/LIMIT, or silently for ACE)

@@ -1,26 +1,31 @@
 // Session: one client connection of netsemd, in either dialect (protocol v1
-// or ACE), from accept to close.
+// or ACE), from accept to close: the network half of a session. It reads
+// bytes, tells the dialect from the first ones, frames lines (v1) or tokens
+// (ACE), hands each to the Dispatcher (dispatcher.h), which holds every verb
+// and answers into the session's SessionState, and writes what comes back.
+// It knows the server only through SessionHost.
 //
 // The socket is non-blocking and driven by readiness waits: when it is
-// readable the server reads into one shared buffer, and only a trailing
+// readable the session reads into one shared buffer, and only a trailing
 // partial line is copied into the session, so an idle session costs a few
-// hundred bytes. Answers are appended to `out_` while a read is processed and
-// written once per turn (Server::end_turn), after the journal flush, so a
-// pipelined batch costs one write. session.cc holds the I/O and lifetime,
-// v1_session.cc the protocol v1 verbs, ace_session.cc the ACE dialect.
+// hundred bytes. Answers are appended while a read is processed and written
+// once per turn (SessionHost::end_turn), after the journal flush, so a
+// pipelined batch costs one write; an answer that waits for the journal
+// (Dispatcher::sendable_end) holds back the ones after it.
 //
-// LIST streams: its ITEM lines are produced a chunk at a time while the
-// unwritten output is below a low-water mark, and resumed as the socket
-// drains (from flush()), so a table of any size is listed to a peer that
-// reads, with a bounded buffer. While a LIST streams, the session reads no
-// further requests (what it had read waits in `held_input_`), so the answers
-// to later requests follow its END; completions of queued requests are
-// written at once, between ITEM lines (they carry their own tag).
+// LIST streams: its ITEM lines are produced a chunk at a time
+// (Dispatcher::produce_list) while the unwritten output is below a low-water
+// mark, and resumed as the socket drains (from flush()), so a table of any
+// size is listed to a peer that reads, with a bounded buffer. While a LIST
+// streams, the session reads no further requests (what it had read waits in
+// `held_input_`), so the answers to later requests follow its END;
+// completions of queued requests are written at once, between ITEM lines
+// (they carry their own tag).
 //
 // Lifetime: owned by shared_ptr; pending waits and the timer hold a reference,
 // the Server's registry holds one until the session ends. Ending a session
 // (end()) gives its permits back at once; the socket may linger a moment to
-// drain (see close_after_flush).
+// drain (see end() and flush()).
 //
 // Thread safety: event-loop thread only.
 #pragma once
@@ -35,103 +40,81 @@
 
 #include "protocol/ace_codec.h"
 #include "protocol/codec.h"
-#include "table/semaphore_table.h"
+#include "server/dispatcher.h"
+#include "server/peer_logs.h"
+#include "server/session_host.h"
+#include "server/session_state.h"
 
 namespace netsem::server {
 
-class Server;
-
-class Session : public std::enable_shared_from_this<Session> {
+class Session final : public std::enable_shared_from_this<Session>, private SessionEvents {
  public:
-  using Clock = std::chrono::steady_clock;
   // Answers a peer has not read past this are dropped with the session: a
   // client that never reads must not grow the server without bound.
   static constexpr std::size_t kMaxOutputBytes = 4 << 20;
-  // A LIST produces ITEM lines while less than this is waiting to be
-  // written, a chunk of about this much at a time.
-  static constexpr std::size_t kStreamLowWater = 32 << 10;
-  // A LIST whose peer takes none of its lines for this long (or for the
-  // session timeout, when shorter) has stopped reading: it is closed and
-  // its permits released.
-  static constexpr std::chrono::seconds kStreamStallTime{30};
-  // The detail of the LIMIT answer to a grant that found no fence reserved
-  // (the contract has no code for a server-side I/O failure).
-  static constexpr std::string_view kNoFenceDetail =
-      "the server cannot reserve fences (its data directory fails to write); retry later";
 
-  Session(Server& server, asio::ip::tcp::socket socket, SessionId id, std::string peer);
-  ~Session();
+  Session(SessionHost& host, Dispatcher& dispatcher, PeerLogs& logs, asio::ip::tcp::socket socket, SessionId id,
+          std::string peer);
+  ~Session() override;
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
   // Starts reading. REQUIRES: called once, right after construction.
   void start();
 
-  SessionId id() const { return id_; }
-  const std::string& peer() const { return peer_; }
-  protocol::Dialect dialect() const { return dialect_; }
-  bool ended() const { return state_ != State::kOpen; }
+  SessionId id() const { return state_.id; }
+  const std::string& peer() const { return state_.peer; }
+  bool closed() const { return stage_ == Stage::kClosed; }
+  // The peer is not taking what is written (a writable wait is pending).
+  bool write_waiting() const { return write_waiting_; }
+  // This session's unwritten answers, as last accounted to the host.
+  std::size_t accounted_output() const { return accounted_output_; }
+  // Whether the host lists the session as waiting for the journal.
+  bool held() const { return held_; }
+  void set_held(bool held) { held_ = held; }
 
-  // A queued request of this session finished (granted, timed out, ...).
-  void deliver(const Completion& completion);
   // The server is stopping: tell a v1 peer why, then close.
   void shut_down();
-  // Writes what `out_` holds (called by the server at the end of a turn), up
-  // to the first answer that depends on a journal record not yet written
-  // (hold_from): the rest waits, so the session's answers stay in order,
-  // and the server flushes it again once the journal has written more.
+  // Writes what the output holds (called by the server at the end of a
+  // turn), up to the first answer that waits for the journal: the rest
+  // waits, and the server flushes the session again once the journal has
+  // written more.
   void flush();
-  // The answer that starts at `offset` in the output (and all after it)
-  // may be sent only once the journal has written record `sequence`.
-  void hold_from(std::size_t offset, std::uint64_t sequence) { holds_.push_back({offset, sequence}); }
-  // Applies a new session timeout (reload keeps sessions; start-up sets it).
+  // Applies the session timeout anew (reload keeps sessions; start-up sets it).
   void arm_idle_timer();
+  // Closes at once: permits released, nothing more written.
+  void close_now();
+  // Schedules the session's output to be written at the end of the turn.
+  void mark_dirty();
 
  private:
-  enum class State : std::uint8_t {
+  enum class Stage : std::uint8_t {
     kOpen,      // reading requests
     kDraining,  // ended: flushing the last answers, then discarding input briefly
     kClosed,
   };
-  enum class AceState : std::uint8_t { kAwaitAcquire, kQueued, kHolding };
-  // A LIST in progress: where to resume. Its memory is bounded by the
-  // longest name, whatever the size of the table.
-  struct ListStream {
-    std::string tag;
-    std::string prefix;
-    std::string last;  // the last name produced ("" before the first)
-    std::uint64_t count = 0;
-  };
 
-  friend class Server;
+  // --- SessionEvents (from the dispatcher) ---
+  void completion_added() override;
+  void end(std::string_view reason) override;
+  void timer_changed() override;
 
-  // --- I/O (session.cc) ---
   void wait_readable();
   void on_readable();
   void wait_writable();
   void on_timer();
-  void mark_dirty();
-  // Ends the session: gives back its permits and drops its queued requests,
-  // then writes what is left and closes (after draining input a moment).
-  void end(std::string_view reason);
-  // Like end(), after writing `star_line` ("* ERR ...") to a v1 peer.
-  void end_with_error(protocol::ErrorCode code, std::string_view message);
-  void close_now();
   void arm_close_deadline(Clock::duration after);
+  void arm_heartbeat();
   // Closes the session (permits released, no message) when more than
   // kMaxOutputBytes of answers wait unread; true when it did.
-  // Also applies the server-wide cap (Server::shed_output_if_over_cap),
-  // which may close this session or another one.
+  // Also applies the server-wide cap, which may close this session or
+  // another one.
   bool close_if_output_overflows();
-  // Tells the server how many answer bytes this session now holds unwritten.
+  // Tells the host how many answer bytes this session now holds unwritten.
   void account_output();
   void consume(std::string_view data);
-  // The end of what flush() may write now: out_.size(), or the start of the
-  // first answer whose journal records are not yet answerable.
-  std::size_t sendable_end();
-  // Produces the next chunk of the LIST in progress, and its END when it is
-  // done; false when there was nothing to produce.
-  bool produce_list();
+  void handle_v1(std::string_view data);
+  void handle_ace(std::string_view data);
   // After a LIST's END: handles the requests read behind it, then reads on.
   // Posted, not called from flush(): requests may make journal records,
   // which the server writes before any answer of the turn (end_turn).
@@ -140,36 +123,14 @@ class Session : public std::enable_shared_from_this<Session> {
   // it, or resume_input() after its END.
   void post_continue();
   void idle_deadline_check();
-  Clock::duration idle_timeout() const;
 
-  // --- protocol v1 (v1_session.cc) ---
-  void handle_v1(std::string_view data);
-  // One line: false for an empty line, which is not a request (nor activity).
-  bool handle_v1_line(std::string_view line);
-  // The request parsed into request_.
-  void handle_v1_request();
-  void handle_take(TakeMode mode);
-  void start_list(std::string_view tag);
-  void answer_error(std::string_view tag, protocol::ErrorCode code, std::string_view detail = {});
-  void append_stats(std::string_view tag);
-
-  // --- ACE (ace_session.cc) ---
-  void handle_ace(std::string_view data);
-  void deliver_ace(const Completion& completion);
-  void ace_heartbeat();
-  void write_token(std::string_view token);
-
-  Server& server_;
+  SessionHost& host_;
+  Dispatcher& dispatcher_;
+  PeerLogs& logs_;
   asio::ip::tcp::socket socket_;
-  const SessionId id_;
-  const std::string peer_;
-  std::string label_;  // HELLO label, for logs
+  SessionState state_;
 
-  State state_ = State::kOpen;
-  protocol::Dialect dialect_ = protocol::Dialect::kUndecided;
-  AceState ace_state_ = AceState::kAwaitAcquire;
-  bool table_open_ = false;     // the table knows this session
-  bool quit_ = false;           // QUIT seen: ignore the rest of the batch
+  Stage stage_ = Stage::kOpen;
   bool dirty_ = false;          // in the server's list of sessions to flush
   bool held_ = false;           // in the server's list of sessions waiting for the journal
   bool write_waiting_ = false;  // a writable wait is pending
@@ -177,24 +138,12 @@ class Session : public std::enable_shared_from_this<Session> {
   bool resume_posted_ = false;  // a flush or resume_input() is posted for a streaming LIST
   bool input_ended_ = false;    // end of input seen while a LIST streamed
 
-  std::string first_bytes_;      // what arrived before the dialect was known
-  protocol::LineFramer framer_;  // v1: a line that spans reads
-  std::string out_;              // answers not yet written
-  // Where answers that depend on unwritten journal records start in out_.
-  struct AnswerHold {
-    std::size_t offset = 0;
-    std::uint64_t sequence = 0;
-  };
-  std::vector<AnswerHold> holds_;
-  std::size_t out_sent_ = 0;
-  std::size_t accounted_output_ = 0;  // this session's share of Server's output total
-  protocol::Request request_;         // reused for every line: no allocation per request
-  protocol::AceParser ace_;
-  std::string ace_name_;  // the one name an ACE session asks for
-  std::optional<ListStream> list_;
-  std::string held_input_;  // bytes read behind a streaming LIST, not yet handled
+  std::string first_bytes_;           // what arrived before the dialect was known
+  protocol::LineFramer framer_;       // v1: a line that spans reads
+  protocol::AceParser ace_;           // ACE: tokens that span reads
+  std::size_t accounted_output_ = 0;  // this session's share of the host's output total
+  std::string held_input_;            // bytes read behind a streaming LIST, not yet handled
 
-  Clock::time_point last_activity_;
   std::optional<asio::steady_timer> timer_;  // idle timeout, ACE heartbeat or drain deadline
 };
 

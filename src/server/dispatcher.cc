@@ -1,0 +1,468 @@
+// The dispatcher's verbs, each a thin step from the parsed request to the
+// table and back to an answer line; the ACE dialect's tokens; the delivery
+// of completions; LIST streaming; and STATS.
+#include "server/dispatcher.h"
+
+#include <spdlog/spdlog.h>
+
+#include "netsem/version.h"
+#include "protocol/names.h"
+
+namespace netsem::server {
+
+using protocol::ErrorCode;
+using protocol::Verb;
+
+namespace {
+
+// ACE sessions have one request at a time; its tag is internal.
+constexpr std::string_view kAceTag = "ace";
+
+std::string_view detail_for(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kNotFound:
+      return "no such semaphore";
+    case ErrorCode::kNotHeld:
+      return "this session holds fewer permits than that";
+    case ErrorCode::kOverflow:
+      return "value would exceed max";
+    case ErrorCode::kTooMany:
+      return "count exceeds the semaphore's max";
+    case ErrorCode::kExists:
+      return "a semaphore of that name exists";
+    case ErrorCode::kBusy:
+      return "the semaphore is defined, held or waited on";
+    case ErrorCode::kDuplicateTag:
+      return "the tag names a request still pending";
+    case ErrorCode::kLimit:
+      return "a server limit was reached";
+    default:
+      return "request refused";
+  }
+}
+
+protocol::SemaphoreView view_of(const SemaphoreInfo& info) {
+  return {info.name, info.value, info.max, info.holders, info.waiters, kind_name(info.kind)};
+}
+
+}  // namespace
+
+Dispatcher::Dispatcher(SemaphoreTable& table, const JournalProgress& journal, const ServerConfig& config,
+                       ServerCounters& counters, PeerLogs& logs, std::function<Clock::time_point()> now)
+    : table_(table), journal_(journal), config_(config), counters_(counters), logs_(logs), now_(std::move(now)) {
+  started_ = now_();
+  request_sequence_ = journal_.sequence();
+}
+
+// --- sessions ---
+
+void Dispatcher::begin_session(SessionState& session) {
+  table_.open_session(session.id);
+  session.open = true;
+  session.last_activity = now_();
+  sessions_.emplace(session.id, &session);
+}
+
+void Dispatcher::end_session(SessionState& session) {
+  // A LIST in progress is cut short.
+  session.list.reset();
+  if (!session.open) return;
+  session.open = false;
+  sessions_.erase(session.id);
+  table_.close_session(session.id, completions_);
+  deliver_completions();
+}
+
+// --- protocol v1 ---
+
+bool Dispatcher::handle_line(SessionState& session, std::string_view line) {
+  protocol::ParseError parse_error;
+  const auto parsed = protocol::parse_request(line, request_, parse_error);
+  if (parsed == protocol::ParseStatus::kEmpty) return false;
+  ++counters_.requests;
+  if (parsed == protocol::ParseStatus::kError) {
+    protocol::append_error(session.out, parse_error.tag, parse_error.code, parse_error.message);
+    return true;
+  }
+  const std::size_t answer = session.out.size();
+  request_sequence_ = journal_.sequence();
+  handle_request(session);
+  // Its answer is sent once the records it made are written.
+  if (const std::uint64_t dependency = answer_dependency()) session.holds.push_back({answer, dependency});
+  return true;
+}
+
+void Dispatcher::handle_request(SessionState& session) {
+  const std::string_view tag = request_.tag;
+  // take() refuses a duplicate tag itself, on the grant path's one session
+  // lookup; every other verb is checked here.
+  const bool takes = request_.verb == Verb::kAcquire || request_.verb == Verb::kWait;
+  if (!takes && table_.pending_count(session.id) != 0 && table_.is_pending(session.id, tag)) {
+    answer_error(session, tag, ErrorCode::kDuplicateTag);
+    return;
+  }
+  std::int64_t value = 0;
+  switch (request_.verb) {
+    case Verb::kAcquire:
+      handle_take(session, TakeMode::kAcquire);
+      return;
+    case Verb::kWait:
+      handle_take(session, TakeMode::kWait);
+      return;
+    case Verb::kRelease: {
+      const auto error = table_.release(session.id, request_.name, request_.count, value, completions_);
+      if (error != ErrorCode::kNone) return answer_error(session, tag, error);
+      protocol::append_ok_number(session.out, tag, static_cast<std::uint64_t>(value));
+      deliver_completions();
+      return;
+    }
+    case Verb::kPost: {
+      const auto error = table_.post(request_.name, request_.count, value, completions_);
+      if (error != ErrorCode::kNone) return answer_error(session, tag, error);
+      protocol::append_ok_number(session.out, tag, static_cast<std::uint64_t>(value));
+      deliver_completions();
+      return;
+    }
+    case Verb::kCancel: {
+      const auto error = table_.cancel(session.id, request_.pending_tag, completions_);
+      if (error != ErrorCode::kNone) return answer_error(session, tag, error, "no pending request with that tag");
+      protocol::append_ok(session.out, tag);
+      deliver_completions();
+      return;
+    }
+    case Verb::kCreate: {
+      const auto error = table_.create(request_.name, request_.value, request_.max, request_.exclusive);
+      if (error != ErrorCode::kNone) return answer_error(session, tag, error);
+      protocol::append_ok(session.out, tag);
+      return;
+    }
+    case Verb::kDelete: {
+      const auto error = table_.remove(request_.name);
+      if (error != ErrorCode::kNone) return answer_error(session, tag, error);
+      protocol::append_ok(session.out, tag);
+      return;
+    }
+    case Verb::kGet:
+      protocol::append_get(session.out, tag, view_of(table_.get(request_.name)));
+      return;
+    case Verb::kList:
+      start_list(session);
+      return;
+    case Verb::kStats:
+      append_stats(session, tag);
+      return;
+    case Verb::kPing:
+      protocol::append_pong(session.out, tag, request_.text, request_.has_text);
+      return;
+    case Verb::kHello: {
+      if (request_.has_text) session.label.assign(request_.text);
+      std::string text = "netsem " + std::to_string(protocol::kProtocolVersion) + " " + std::to_string(session.id);
+      protocol::append_ok_text(session.out, tag, text);
+      if (!session.label.empty()) {
+        spdlog::debug("session {} ({}) is {}", session.id, session.peer, escape_for_log(session.label));
+      }
+      return;
+    }
+    case Verb::kQuit:
+      protocol::append_ok(session.out, tag);
+      session.quit = true;
+      session.events->end("QUIT");
+      return;
+    case Verb::kOption:
+    case Verb::kHolders:
+    case Verb::kWaiters:
+    case Verb::kSessions:
+    case Verb::kKick:
+      // Protocol 1.1, parsed by the codec but not served yet: answered as a
+      // 1.0 server answers a verb it does not know.
+      protocol::append_error(session.out, tag, ErrorCode::kUnknownVerb, "unknown verb");
+      return;
+  }
+}
+
+void Dispatcher::handle_take(SessionState& session, TakeMode mode) {
+  TakeRequest take;
+  take.session = session.id;
+  take.tag = request_.tag;
+  take.name = request_.name;
+  take.mode = mode;
+  take.count = request_.count;
+  take.timeout_ms = request_.timeout_ms;
+  take.now = now_();
+  const TakeResult result = table_.take(take, completions_);
+  switch (result.type) {
+    case TakeResult::Type::kGranted:
+      protocol::append_ok_number(session.out, take.tag, result.fence);
+      break;
+    case TakeResult::Type::kQueued:
+      if (session.queued_lines) protocol::append_queued(session.out, take.tag, result.position);
+      break;
+    case TakeResult::Type::kTimedOut:
+      protocol::append_timeout(session.out, take.tag);
+      break;
+    case TakeResult::Type::kError:
+      answer_error(session, take.tag, result.error, result.no_fence ? kNoFenceDetail : std::string_view());
+      break;
+  }
+  deliver_completions();
+}
+
+void Dispatcher::answer_error(SessionState& session, std::string_view tag, ErrorCode code, std::string_view detail) {
+  if (detail.empty()) detail = detail_for(code);
+  std::string message(detail);
+  const Verb verb = request_.verb;
+  const bool names_semaphore = verb == Verb::kAcquire || verb == Verb::kWait || verb == Verb::kRelease ||
+                               verb == Verb::kPost || verb == Verb::kCreate || verb == Verb::kDelete;
+  if (names_semaphore && code != ErrorCode::kDuplicateTag && code != ErrorCode::kLimit) {
+    message += ": ";
+    protocol::append_encoded_name(message, request_.name);
+  }
+  protocol::append_error(session.out, tag, code, message);
+}
+
+void Dispatcher::end_with_error(SessionState& session, ErrorCode code, std::string_view message) {
+  if (session.dialect != protocol::Dialect::kAce) protocol::append_error(session.out, {}, code, message);
+  session.events->end(message);
+}
+
+// --- LIST ---
+
+void Dispatcher::start_list(SessionState& session) {
+  session.list.emplace();
+  session.list->tag.assign(request_.tag);
+  if (request_.has_name) session.list->prefix.assign(request_.name);
+  produce_list(session);  // a short LIST is done here, and the batch goes on
+  // The stall limit applies even without a session timeout.
+  if (session.list) session.events->timer_changed();
+}
+
+bool Dispatcher::produce_list(SessionState& session) {
+  if (!session.list || session.unwritten() >= kStreamLowWater) return false;
+  SessionState::ListStream& list = *session.list;
+  std::string& out = session.out;
+  const std::size_t stop_at = out.size() + kStreamLowWater;
+  bool more = false;
+  std::string_view last;
+  // Each line shows its semaphore as it is when the line is made; the cursor
+  // is the last name, so names come in byte order, each at most once, even
+  // as the table changes between chunks.
+  table_.list_after(list.prefix, list.last, [&](const SemaphoreInfo& info) {
+    if (out.size() >= stop_at) {
+      more = true;
+      return false;
+    }
+    protocol::append_item(out, list.tag, view_of(info));
+    ++list.count;
+    last = info.name;
+    return true;
+  });
+  if (!last.empty()) list.last.assign(last);
+  if (!more) {
+    protocol::append_end(out, list.tag, list.count);
+    session.list.reset();
+  }
+  return true;
+}
+
+// --- STATS ---
+
+void Dispatcher::append_stats(SessionState& session, std::string_view tag) {
+  const TableStats stats = table_.stats();
+  const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(now_() - started_).count();
+  const std::uint64_t sequence = journal_.sequence();
+  const std::uint64_t answerable = journal_.answerable_sequence();
+  const std::uint64_t pending = sequence > answerable ? sequence - answerable : 0;
+  std::string json =
+      "{\"sessions\":" + std::to_string(stats.sessions) + ",\"semaphores\":" + std::to_string(stats.semaphores) +
+      ",\"held\":" + std::to_string(stats.held) + ",\"waiters\":" + std::to_string(stats.waiters) +
+      ",\"grants\":" + std::to_string(stats.grants) + ",\"requests\":" + std::to_string(counters_.requests) +
+      ",\"uptime_s\":" + std::to_string(uptime) + ",\"last_fence\":" + std::to_string(stats.last_fence) +
+      ",\"session_timeout_ms\":" + std::to_string(config_.session_timeout_ms) +
+      ",\"connections_total\":" + std::to_string(counters_.connections_total) +
+      ",\"denied_total\":" + std::to_string(counters_.denied_total) +
+      ",\"output_bytes\":" + std::to_string(counters_.output_bytes) +
+      ",\"shed_total\":" + std::to_string(counters_.shed_total) + ",\"journal_ok\":" + (journal_.ok() ? "1" : "0") +
+      ",\"journal_pending_records\":" + std::to_string(pending) + ",\"version\":\"" + kVersion + "\"}";
+  protocol::append_ok_text(session.out, tag, json);
+}
+
+// --- ACE ---
+
+void Dispatcher::handle_ace(SessionState& session, protocol::AceParser::Token token, std::string_view name) {
+  // Input ACE's client never sends closes the session. Tokens not yet written
+  // are dropped first: the client must not read `locked|` for a grant that the
+  // close gives back at once (`acquire:x|garbage|` in one read).
+  const auto refuse = [&session](std::string_view reason) {
+    session.out.resize(session.out_sent);
+    session.events->end(reason);
+  };
+  switch (token) {
+    case protocol::AceParser::Token::kNeedMore:
+      return;
+    case protocol::AceParser::Token::kBad:
+      logs_.log(logs_.ace, "session {} ({}): ACE: invalid input, closed", session.id, session.peer);
+      refuse("ACE: invalid input");
+      return;
+    case protocol::AceParser::Token::kWait:
+      session.last_activity = now_();
+      return;
+    case protocol::AceParser::Token::kRelease: {
+      session.last_activity = now_();
+      if (session.ace_stage != AceStage::kHolding) {
+        refuse("ACE: release while not holding");
+        return;
+      }
+      std::int64_t value = 0;
+      const auto error = table_.release(session.id, session.ace_name, 1, value, completions_);
+      deliver_completions();
+      if (error == ErrorCode::kNone) session.out.append(protocol::kAceOk);
+      session.events->end("ACE: released");
+      return;
+    }
+    case protocol::AceParser::Token::kAcquire: {
+      session.last_activity = now_();
+      if (session.ace_stage != AceStage::kAwaitAcquire || protocol::check_name(name) != ErrorCode::kNone) {
+        refuse("ACE: unexpected acquire");
+        return;
+      }
+      ++counters_.requests;
+      session.ace_name.assign(name);
+      TakeRequest take;
+      take.session = session.id;
+      take.tag = kAceTag;
+      take.name = session.ace_name;
+      take.now = session.last_activity;
+      const TakeResult result = table_.take(take, completions_);
+      deliver_completions();
+      if (result.type == TakeResult::Type::kGranted) {
+        session.ace_stage = AceStage::kHolding;
+        session.out.append(protocol::kAceLocked);
+        session.events->timer_changed();
+      } else if (result.type == TakeResult::Type::kQueued) {
+        session.ace_stage = AceStage::kQueued;
+        session.events->timer_changed();
+      } else {
+        logs_.log(logs_.ace, "session {} ({}): ACE acquire refused: {}", session.id, session.peer,
+                  protocol::error_code_name(result.error));
+        session.events->end("ACE: acquire refused");
+      }
+      return;
+    }
+  }
+}
+
+void Dispatcher::ace_heartbeat(SessionState& session) {
+  // At most one `wait|` a second and never a backlog: skip a beat while an
+  // earlier token is still unwritten.
+  if (session.unwritten() == 0) session.out.append(protocol::kAceWait);
+}
+
+void Dispatcher::deliver_ace(SessionState& session, const Completion& completion) {
+  if (completion.type != Completion::Type::kGranted || session.ace_stage != AceStage::kQueued) {
+    session.events->end("ACE: request ended");
+    return;
+  }
+  session.ace_stage = AceStage::kHolding;
+  session.out.append(protocol::kAceLocked);
+  // The holder's keep-alives are due from the grant on, not from the
+  // acquire: a long wait in the queue is not silence.
+  session.last_activity = now_();
+  session.events->timer_changed();  // the idle timeout replaces the heartbeat
+  session.events->completion_added();
+}
+
+// --- completions ---
+
+void Dispatcher::deliver_completions() {
+  // A delivery can end a session, whose close appends more completions: the
+  // outer loop picks them up, so a nested call returns at once.
+  if (delivering_ || completions_.empty()) return;
+  delivering_ = true;
+  for (std::size_t i = 0; i < completions_.size(); ++i) {
+    const Completion completion = std::move(completions_[i]);
+    const auto found = sessions_.find(completion.session);
+    if (found != sessions_.end()) deliver(*found->second, completion);
+  }
+  completions_.clear();
+  delivering_ = false;
+}
+
+void Dispatcher::deliver(SessionState& session, const Completion& completion) {
+  // A completion caused by a change the journal has not written yet (a WAIT
+  // granted by a POST, say) waits for it, like the answer to the change.
+  if (const std::uint64_t dependency = answer_dependency()) session.holds.push_back({session.out.size(), dependency});
+  if (session.dialect == protocol::Dialect::kAce) {
+    deliver_ace(session, completion);
+    return;
+  }
+  switch (completion.type) {
+    case Completion::Type::kGranted:
+      protocol::append_ok_number(session.out, completion.tag, completion.fence);
+      break;
+    case Completion::Type::kTimedOut:
+      protocol::append_timeout(session.out, completion.tag);
+      break;
+    case Completion::Type::kCancelled:
+      protocol::append_cancelled(session.out, completion.tag);
+      break;
+    case Completion::Type::kTooMany:
+      protocol::append_error(session.out, completion.tag, ErrorCode::kTooMany,
+                             "count exceeds the semaphore's max after a reload");
+      break;
+    case Completion::Type::kNotFound:
+      protocol::append_error(session.out, completion.tag, ErrorCode::kNotFound,
+                             "the semaphore left the configuration: WAIT of an undefined name");
+      break;
+    case Completion::Type::kNoFence:
+      protocol::append_error(session.out, completion.tag, ErrorCode::kLimit, kNoFenceDetail);
+      break;
+  }
+  session.events->completion_added();
+}
+
+// --- time, configuration, output ---
+
+void Dispatcher::expire() {
+  table_.expire(now_(), completions_);
+  deliver_completions();
+}
+
+std::vector<std::string> Dispatcher::reconfigure(const std::vector<std::pair<std::string, std::int64_t>>& limits) {
+  auto created = table_.configure_defined(limits, completions_);
+  deliver_completions();
+  return created;
+}
+
+std::size_t Dispatcher::sendable_end(SessionState& session) const {
+  if (session.holds.empty()) return session.out.size();
+  const std::uint64_t answerable = journal_.answerable_sequence();
+  const std::size_t size = session.out.size();
+  std::erase_if(session.holds,
+                [&](const SessionState::AnswerHold& h) { return h.sequence <= answerable || h.offset >= size; });
+  std::size_t end = size;
+  for (const SessionState::AnswerHold& h : session.holds) end = std::min(end, h.offset);
+  return end;
+}
+
+Clock::duration Dispatcher::idle_timeout(const SessionState& session) const {
+  const auto configured = std::chrono::milliseconds(config_.session_timeout_ms);
+  if (session.list) {
+    // Requests wait behind the LIST, so taking its lines is the activity.
+    const Clock::duration stall = kStreamStallTime;
+    return configured.count() > 0 ? std::min<Clock::duration>(configured, stall) : stall;
+  }
+  if (configured.count() <= 0) return Clock::duration::zero();
+  if (session.dialect != protocol::Dialect::kAce) return configured;
+  switch (session.ace_stage) {
+    case AceStage::kAwaitAcquire:
+      return configured;  // an unfinished `acquire:` is not activity
+    case AceStage::kQueued:
+      return Clock::duration::zero();  // a queued ACE client has nothing to send
+    case AceStage::kHolding:
+      // ACE holders ping every 3 s; a shorter timeout would drop healthy ones.
+      return configured < kAceMinIdleTimeout ? Clock::duration::zero() : configured;
+  }
+  return configured;
+}
+
+}  // namespace netsem::server

@@ -1,0 +1,210 @@
+// Dispatcher: what netsemd decides, with no socket. It takes a session's
+// parsed request (a protocol v1 line, an ACE token) and the session's state,
+// calls the semaphore table, and appends the answer to the session's output;
+// the completions the table reports for other sessions' queued requests it
+// appends to theirs. It owns the one mapping from a table result (granted,
+// queued, timed out, cancelled, error) to an answer, for v1 and for ACE, and
+// the policies that depend on no socket: which answers wait for the journal,
+// how a LIST streams, the idle timeout of a session.
+//
+// API: the network layer frames the bytes it reads (protocol::LineFramer,
+// protocol::AceParser) and calls begin_session() when a connection starts,
+// handle_line() per v1 line or handle_ace() per ACE token, produce_list()
+// as a streaming LIST's output drains, end_session() when the connection
+// ends (permits back, queued requests dropped); the server calls expire()
+// from its deadline timer and reconfigure() on reload. Answers go to
+// SessionState::out; the network layer writes it up to sendable_end().
+// Time comes from the injected clock, so tests drive timeouts by hand.
+//
+// Journal: an answer that depends on a journal record the journal has not
+// yet written (a POST, a grant that changed a created semaphore, a CREATE)
+// is held (SessionState::holds) until JournalProgress::answerable_sequence()
+// reaches it; the session's later answers wait behind it, others do not.
+//
+// How to add a verb (protocol v1): teach the codec (src/protocol/codec.*:
+// the Verb, parse_request, the answer's append_*), add its case to
+// Dispatcher::handle_request (dispatcher.cc), test it in
+// tests/server/dispatcher_test.cc, and describe it in docs/protocol.md.
+// Nothing in the network layer changes.
+//
+// How a blocking verb completes (as redis's blocked.c): the verb calls the
+// table, which either answers at once (granted, timed out, an error) or
+// queues the request under the session's tag and answers QUEUED. Whatever
+// later finishes a queued request (a RELEASE or POST of another session,
+// expire() at its deadline, a CANCEL, end_session() of a holder, a reload)
+// makes the table append a Completion; the dispatcher delivers each to its
+// session's output (deliver_completions, in the order they happened, after
+// the answer of the request that caused them) and tells the session
+// (SessionEvents::completion_added) so it is written in the same turn. A
+// new blocking verb adds a Completion::Type if it needs a new answer, and
+// maps it in deliver().
+//
+// Thread safety: none; the server uses it from its event-loop thread only.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "config/config.h"
+#include "protocol/ace_codec.h"
+#include "protocol/codec.h"
+#include "server/peer_logs.h"
+#include "server/session_state.h"
+#include "table/semaphore_table.h"
+
+namespace netsem::server {
+
+using Clock = std::chrono::steady_clock;
+
+// Counters STATS reports beyond the table's own.
+struct ServerCounters {
+  std::uint64_t requests = 0;
+  std::uint64_t connections_total = 0;
+  std::uint64_t denied_total = 0;
+  std::uint64_t output_bytes = 0;  // answer bytes buffered unwritten, all sessions
+  std::uint64_t shed_total = 0;    // sessions closed by the server-wide output cap
+};
+
+// What the dispatcher reads of the journal: how far it has got. netsemd's
+// server implements it over its FileJournal; tests over a MemoryJournal.
+class JournalProgress {
+ public:
+  virtual ~JournalProgress() = default;
+  // Records made so far (each change to a created semaphore is one).
+  virtual std::uint64_t sequence() const = 0;
+  // Answers that depend on records up to this one may be sent.
+  virtual std::uint64_t answerable_sequence() const = 0;
+  // False while journal writes fail (STATS journal_ok).
+  virtual bool ok() const = 0;
+};
+
+class Dispatcher {
+ public:
+  // A LIST produces ITEM lines while less than this is waiting to be
+  // written, a chunk of about this much at a time.
+  static constexpr std::size_t kStreamLowWater = 32 << 10;
+  // A LIST whose peer takes none of its lines for this long (or for the
+  // session timeout, when shorter) has stopped reading.
+  static constexpr std::chrono::seconds kStreamStallTime{30};
+  // The shortest session timeout applied to ACE holders (they send a
+  // keep-alive every 3 s).
+  static constexpr std::chrono::seconds kAceMinIdleTimeout{10};
+  // The ACE client expects a `wait|` about once a second while queued.
+  static constexpr std::chrono::seconds kAceHeartbeat{1};
+  // The detail of the LIMIT answer to a grant that found no fence reserved
+  // (the contract has no code for a server-side I/O failure).
+  static constexpr std::string_view kNoFenceDetail =
+      "the server cannot reserve fences (its data directory fails to write); retry later";
+
+  // All references must outlive the dispatcher. `config` is read at each
+  // use (session_timeout_ms may change at start-up). `now` is the clock
+  // (steady_clock::now in netsemd).
+  Dispatcher(SemaphoreTable& table, const JournalProgress& journal, const ServerConfig& config,
+             ServerCounters& counters, PeerLogs& logs, std::function<Clock::time_point()> now);
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+  Clock::time_point now() const { return now_(); }
+  // When the server started (STATS uptime_s).
+  void set_started(Clock::time_point started) { started_ = started; }
+
+  // --- sessions ---
+
+  // A session begins: the table knows it from now on, and it is in
+  // sessions(). REQUIRES: not begun before.
+  void begin_session(SessionState& session);
+  // A session ends: gives back its permits, drops its queued requests (and
+  // a LIST in progress), and delivers what that grants to others. Safe to
+  // call more than once, and from inside a delivery.
+  void end_session(SessionState& session);
+  // The open sessions, by id (protocol 1.1: SESSIONS, KICK).
+  const std::unordered_map<SessionId, SessionState*>& sessions() const { return sessions_; }
+
+  // --- requests ---
+
+  // One protocol v1 line (without its terminator): parses it and answers.
+  // False for an empty line, which is not a request (nor activity).
+  bool handle_line(SessionState& session, std::string_view line);
+  // One ACE token (`name` for kAcquire). An unexpected token refuses the
+  // session silently (SessionEvents::end, unwritten tokens dropped).
+  void handle_ace(SessionState& session, protocol::AceParser::Token token, std::string_view name);
+  // A queued ACE session's heartbeat is due: a `wait|`, unless an earlier
+  // token is still unwritten (never a backlog).
+  void ace_heartbeat(SessionState& session);
+  // Ends the session after telling a v1 peer why (`* ERR <code> <message>`;
+  // an ACE peer is told nothing): a line too long, a NUL byte, a shutdown.
+  void end_with_error(SessionState& session, protocol::ErrorCode code, std::string_view message);
+  // Produces the next chunk of the session's LIST in progress, and its END
+  // when it is done; false when there was nothing to produce (no LIST, or
+  // kStreamLowWater still unwritten).
+  bool produce_list(SessionState& session);
+
+  // --- time and configuration ---
+
+  // Times out the queued requests whose deadline is <= now().
+  void expire();
+  // The earliest deadline of a queued request, if any.
+  std::optional<Clock::time_point> next_deadline() const { return table_.next_deadline(); }
+  // Makes `limits` the defined semaphores (start, reload) and delivers what
+  // that finishes; returns the listed names that are created semaphores.
+  std::vector<std::string> reconfigure(const std::vector<std::pair<std::string, std::int64_t>>& limits);
+
+  // --- output ---
+
+  // The end of what may be written of the session's output now: out.size(),
+  // or the start of the first answer whose journal records are not yet
+  // answerable (holds that became answerable are dropped).
+  std::size_t sendable_end(SessionState& session) const;
+  // How long the session may stay silent before it is closed and released;
+  // zero for no limit. The session timeout, except: a LIST in progress
+  // (taking its lines is the activity) at most kStreamStallTime; a queued
+  // ACE session none (it has nothing to send); an ACE holder none when the
+  // timeout is below kAceMinIdleTimeout.
+  Clock::duration idle_timeout(const SessionState& session) const;
+  // Whether the session's timer is the ACE heartbeat (a queued ACE session)
+  // rather than the idle timeout.
+  static bool wants_heartbeat(const SessionState& session) {
+    return session.dialect == protocol::Dialect::kAce && session.ace_stage == AceStage::kQueued;
+  }
+
+  // A turn of the event loop begins (and its answers depend only on the
+  // records it makes).
+  void begin_turn() { request_sequence_ = journal_.sequence(); }
+
+ private:
+  void handle_request(SessionState& session);
+  void handle_take(SessionState& session, TakeMode mode);
+  void start_list(SessionState& session);
+  void answer_error(SessionState& session, std::string_view tag, protocol::ErrorCode code,
+                    std::string_view detail = {});
+  void append_stats(SessionState& session, std::string_view tag);
+  // Hands the completions the table appended to their sessions.
+  void deliver_completions();
+  void deliver(SessionState& session, const Completion& completion);
+  void deliver_ace(SessionState& session, const Completion& completion);
+  // The journal sequence an answer appended now must wait for: the last
+  // record made since the request (or turn) began, 0 when it made none.
+  std::uint64_t answer_dependency() const {
+    const std::uint64_t sequence = journal_.sequence();
+    return sequence > request_sequence_ ? sequence : 0;
+  }
+
+  SemaphoreTable& table_;
+  const JournalProgress& journal_;
+  const ServerConfig& config_;
+  ServerCounters& counters_;
+  PeerLogs& logs_;
+  std::function<Clock::time_point()> now_;
+  Clock::time_point started_{};
+  std::unordered_map<SessionId, SessionState*> sessions_;
+  Completions completions_;
+  bool delivering_ = false;
+  std::uint64_t request_sequence_ = 0;  // journal sequence when the request or turn began
+  protocol::Request request_;           // reused for every line: no allocation per request
+};
+
+}  // namespace netsem::server

@@ -1,0 +1,40 @@
+// SessionHost: what a Session (session.h) needs of the server that owns
+// it: the shared read buffer, the end-of-turn flush, the list of sessions
+// waiting for the journal, the registry, and the server-wide output cap.
+// Server implements it; the session knows nothing else of the server.
+//
+// Thread safety: event-loop thread only.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "table/semaphore_table.h"
+
+namespace netsem::server {
+
+class Session;
+
+// What a session needs of the server that owns it (Server implements it).
+class SessionHost {
+ public:
+  virtual ~SessionHost() = default;
+  // The shared read buffer (sessions copy out only partial lines).
+  virtual std::string& read_buffer() = 0;
+  // Schedules `session` to write its answers at the end of this turn.
+  virtual void mark_dirty(std::shared_ptr<Session> session) = 0;
+  // The end of every event handler: journal flush, then writes, timers.
+  virtual void end_turn() = 0;
+  // `session` has answers waiting for the journal: flushed again once the
+  // journal has written more.
+  virtual void hold(std::shared_ptr<Session> session) = 0;
+  // The session closed: forget it.
+  virtual void forget(SessionId id) = 0;
+  // A session's unwritten answers went from `before` to `after` bytes.
+  virtual void account_output(std::size_t before, std::size_t after) = 0;
+  // Applies the server-wide output cap, which may close any session.
+  virtual void shed_output_if_over_cap() = 0;
+};
+
+}  // namespace netsem::server

@@ -1,0 +1,93 @@
+// SessionState: what the server knows of one session apart from its socket:
+// who it is (id, peer, label, dialect), what it asked for (the ACE name and
+// its stage, a LIST in progress, its options), and its output, the answers
+// the dispatcher appended and the network layer has not yet written.
+//
+// The dispatcher (dispatcher.h) reads and changes it while it handles the
+// session's requests and delivers completions to it; the network layer owns
+// it (one per connection), frames what it reads, writes `out` from
+// `out_sent` on, and tells the dispatcher when the session begins and ends.
+// A test owns it directly and reads `out` as the peer would.
+//
+// Thread safety: event-loop thread only.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocol/ace_codec.h"
+#include "table/semaphore_table.h"
+
+namespace netsem::server {
+
+// What the dispatcher tells the layer that carries a session's bytes; the
+// connection implements it, a test records the calls. Called on the event-
+// loop thread, possibly while another session's request is handled (a
+// completion delivered to this session).
+class SessionEvents {
+ public:
+  virtual ~SessionEvents() = default;
+  // A completion was appended to the session's output: write it at the end
+  // of the turn. (The answers to the session's own requests are not
+  // announced: the caller that handed the request knows.)
+  virtual void completion_added() = 0;
+  // The dispatcher ended the session (QUIT, an ACE release or refusal, an
+  // ACE request that ended without a grant, a fatal framing error): write
+  // what its output holds, then close. The network layer calls
+  // Dispatcher::end_session, which gives its permits back.
+  virtual void end(std::string_view reason) = 0;
+  // Dispatcher::idle_timeout or Dispatcher::heartbeat of the session may
+  // have changed (an ACE request queued or granted, a LIST began): re-arm
+  // the session's timer.
+  virtual void timer_changed() = 0;
+};
+
+// The stage of an ACE session: one `acquire:` per connection.
+enum class AceStage : std::uint8_t { kAwaitAcquire, kQueued, kHolding };
+
+struct SessionState {
+  // A LIST in progress: where to resume. Its memory is bounded by the
+  // longest name, whatever the size of the table.
+  struct ListStream {
+    std::string tag;
+    std::string prefix;
+    std::string last;  // the last name produced ("" before the first)
+    std::uint64_t count = 0;
+  };
+  // The answer that starts at `offset` in `out` (and all after it) may be
+  // sent only once the journal has written record `sequence`.
+  struct AnswerHold {
+    std::size_t offset = 0;
+    std::uint64_t sequence = 0;
+  };
+
+  SessionState(SessionId session_id, std::string session_peer, SessionEvents& session_events)
+      : id(session_id), peer(std::move(session_peer)), events(&session_events) {}
+
+  // Bytes of `out` not yet written.
+  std::size_t unwritten() const { return out.size() - out_sent; }
+
+  const SessionId id;
+  const std::string peer;  // "address:port", for logs and SESSIONS
+  SessionEvents* const events;
+  std::string label;  // HELLO label (raw bytes)
+  protocol::Dialect dialect = protocol::Dialect::kUndecided;
+  bool open = false;         // the table knows this session (between begin_session and end_session)
+  bool quit = false;         // QUIT seen: the rest of the batch is ignored
+  bool queued_lines = true;  // a queued request is answered QUEUED (protocol 1.1: OPTION queued off)
+  AceStage ace_stage = AceStage::kAwaitAcquire;
+  std::string ace_name;  // the one name an ACE session asks for
+  std::optional<ListStream> list;
+
+  std::string out;                // answers not yet written
+  std::size_t out_sent = 0;       // how much of `out` the network layer wrote
+  std::vector<AnswerHold> holds;  // answers waiting for the journal, by offset
+  // The last request (or LIST line taken, or ACE token): idle timeouts count from it.
+  std::chrono::steady_clock::time_point last_activity{};
+};
+
+}  // namespace netsem::server

@@ -1,0 +1,405 @@
+// Tests of Dispatcher (src/server/dispatcher.h) with no socket: every verb of
+// protocol 1.0 and the ACE dialect, answers byte for byte as a peer would
+// read them, completions delivered to other sessions in FIFO order, queued
+// requests timing out as the injected clock advances, a session's end
+// releasing what it held, answers held back for unwritten journal records,
+// LIST streaming in chunks, and the idle-timeout policy.
+#include "server/dispatcher.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "journal/journal.h"
+
+namespace netsem::server {
+namespace {
+
+using namespace std::chrono_literals;
+using protocol::AceParser;
+
+// The journal as the dispatcher sees it: records come from a real
+// MemoryJournal the table writes to; how far they are written is the
+// test's to say (all of them unless `written` is set).
+class TestJournal final : public JournalProgress {
+ public:
+  explicit TestJournal(const MemoryJournal& journal) : journal_(journal) {}
+  std::uint64_t sequence() const override { return journal_.records(); }
+  std::uint64_t answerable_sequence() const override { return written ? *written : journal_.records(); }
+  bool ok() const override { return true; }
+  std::optional<std::uint64_t> written;
+
+ private:
+  const MemoryJournal& journal_;
+};
+
+// One session as the network layer would carry it: it records what the
+// dispatcher asks of it, ends the session as the network layer does, and
+// reads the output as the peer would (up to what may be sent).
+class TestSession final : public SessionEvents {
+  Dispatcher& dispatcher_;  // first: `state` registers with it
+
+ public:
+  TestSession(Dispatcher& dispatcher, SessionId id, protocol::Dialect dialect = protocol::Dialect::kV1)
+      : dispatcher_(dispatcher), state(id, "127.0.0.1:" + std::to_string(40000 + id), *this) {
+    state.dialect = dialect;
+    dispatcher_.begin_session(state);
+  }
+  ~TestSession() override { dispatcher_.end_session(state); }
+
+  void completion_added() override { ++completions; }
+  void end(std::string_view reason) override {
+    ends.emplace_back(reason);
+    dispatcher_.end_session(state);
+  }
+  void timer_changed() override { ++timer_changes; }
+
+  // Sends one line; returns what the peer can read now.
+  std::string request(std::string_view line) {
+    dispatcher_.handle_line(state, line);
+    return read();
+  }
+  void ace(AceParser::Token token, std::string_view name = {}) { dispatcher_.handle_ace(state, token, name); }
+  // What the peer reads now: the output up to the first answer that waits
+  // for the journal (as Session::flush writes it).
+  std::string read() {
+    const std::size_t end = dispatcher_.sendable_end(state);
+    std::string text = state.out.substr(state.out_sent, end - state.out_sent);
+    state.out_sent = end;
+    if (end == state.out.size()) {
+      state.out.clear();
+      state.out_sent = 0;
+      state.holds.clear();
+    }
+    return text;
+  }
+
+  SessionState state;
+  int completions = 0;
+  int timer_changes = 0;
+  std::vector<std::string> ends;
+};
+
+class DispatcherTest : public ::testing::Test {
+ protected:
+  DispatcherTest() {
+    config_.semaphores = {{"splunk", 1}, {"pool", 3}};
+    table_ = std::make_unique<SemaphoreTable>(memory_, TableLimits{1000, 4});
+    dispatcher_ = std::make_unique<Dispatcher>(*table_, journal_, config_, counters_, logs_, [this] { return now_; });
+    dispatcher_->reconfigure(config_.semaphores);
+  }
+
+  std::unique_ptr<TestSession> session(protocol::Dialect dialect = protocol::Dialect::kV1) {
+    return std::make_unique<TestSession>(*dispatcher_, next_id_++, dialect);
+  }
+  void advance(Clock::duration by) {
+    now_ += by;
+    dispatcher_->expire();
+  }
+
+  MemoryJournal memory_;
+  TestJournal journal_{memory_};
+  ServerConfig config_;
+  ServerCounters counters_;
+  PeerLogs logs_;
+  Clock::time_point now_ = Clock::time_point{} + 1000h;
+  std::unique_ptr<SemaphoreTable> table_;
+  std::unique_ptr<Dispatcher> dispatcher_;
+  SessionId next_id_ = 1;
+};
+
+TEST_F(DispatcherTest, HelloAnswersTheVersionAndSessionId) {
+  auto a = session();
+  EXPECT_EQ(a->request("h HELLO 1 build-7"), "h OK netsem 1 1\n");
+  EXPECT_EQ(a->state.label, "build-7");
+  EXPECT_EQ(a->request("h2 HELLO 2").rfind("h2 ERR BAD_ARG ", 0), 0u);
+}
+
+TEST_F(DispatcherTest, AcquireGrantsQueuesInFifoOrderAndReleaseHandsOver) {
+  auto a = session();
+  auto b = session();
+  auto c = session();
+  EXPECT_EQ(a->request("a1 ACQUIRE splunk"), "a1 OK 1\n");
+  EXPECT_EQ(b->request("b1 ACQUIRE splunk 1 5000"), "b1 QUEUED 1\n");
+  EXPECT_EQ(c->request("c1 ACQUIRE splunk"), "c1 QUEUED 2\n");
+  EXPECT_EQ(a->request("t ACQUIRE splunk 1 0"), "t TIMEOUT\n");  // a try never overtakes
+  // The release answers first, then the grant goes to the head of the queue.
+  EXPECT_EQ(a->request("r1 RELEASE splunk"), "r1 OK 0\n");
+  EXPECT_EQ(b->completions, 1);
+  EXPECT_EQ(b->read(), "b1 OK 2\n");
+  EXPECT_EQ(c->read(), "");
+  EXPECT_EQ(b->request("r2 RELEASE splunk"), "r2 OK 0\n");
+  EXPECT_EQ(c->read(), "c1 OK 3\n");
+  EXPECT_EQ(c->request("g GET splunk"), "g OK 0 1 1 0 defined\n");
+}
+
+TEST_F(DispatcherTest, CountsGrantEveryWaiterThatFitsWhenTheHeadLeaves) {
+  auto holder = session();
+  auto head = session();
+  auto second = session();
+  auto third = session();
+  EXPECT_EQ(holder->request("a ACQUIRE pool 1"), "a OK 1\n");
+  EXPECT_EQ(head->request("h ACQUIRE pool 3"), "h QUEUED 1\n");
+  EXPECT_EQ(second->request("s ACQUIRE pool 1"), "s QUEUED 2\n");
+  EXPECT_EQ(third->request("t ACQUIRE pool 1"), "t QUEUED 3\n");
+  EXPECT_EQ(head->request("c CANCEL h"), "c OK\nh CANCELLED\n");
+  EXPECT_EQ(second->read(), "s OK 2\n");
+  EXPECT_EQ(third->read(), "t OK 3\n");
+}
+
+TEST_F(DispatcherTest, QueuedRequestTimesOutWhenTheClockPassesItsDeadline) {
+  auto holder = session();
+  auto waiter = session();
+  EXPECT_EQ(holder->request("a ACQUIRE splunk"), "a OK 1\n");
+  EXPECT_EQ(waiter->request("w ACQUIRE splunk 1 200"), "w QUEUED 1\n");
+  ASSERT_TRUE(dispatcher_->next_deadline().has_value());
+  EXPECT_EQ(*dispatcher_->next_deadline(), now_ + 200ms);
+  advance(199ms);
+  EXPECT_EQ(waiter->read(), "");
+  advance(1ms);
+  EXPECT_EQ(waiter->read(), "w TIMEOUT\n");
+  EXPECT_EQ(waiter->completions, 1);
+  EXPECT_FALSE(dispatcher_->next_deadline().has_value());
+  EXPECT_EQ(holder->request("g GET splunk"), "g OK 0 1 1 0 defined\n");
+}
+
+TEST_F(DispatcherTest, WaitConsumesAndPostGivesBack) {
+  auto producer = session();
+  auto consumer = session();
+  EXPECT_EQ(producer->request("c CREATE queue 0 100"), "c OK\n");
+  EXPECT_EQ(consumer->request("w WAIT queue 2"), "w QUEUED 1\n");
+  EXPECT_EQ(producer->request("p POST queue"), "p OK 1\n");
+  EXPECT_EQ(consumer->read(), "");
+  EXPECT_EQ(producer->request("p2 POST queue"), "p2 OK 0\n");
+  EXPECT_EQ(consumer->read(), "w OK 1\n");
+  EXPECT_EQ(producer->request("g GET queue"), "g OK 0 100 0 0 created\n");
+  EXPECT_EQ(producer->request("o POST queue 101"), "o ERR OVERFLOW value would exceed max: queue\n");
+  EXPECT_EQ(producer->request("n POST nothing"), "n ERR NOT_FOUND no such semaphore: nothing\n");
+  EXPECT_EQ(producer->request("n2 WAIT nothing"), "n2 ERR NOT_FOUND no such semaphore: nothing\n");
+}
+
+TEST_F(DispatcherTest, CreateDeleteGetAndErrorsNameTheSemaphore) {
+  auto a = session();
+  EXPECT_EQ(a->request("k CREATE jobs 2 5"), "k OK\n");
+  EXPECT_EQ(a->request("k2 CREATE jobs 2 5"), "k2 OK\n");
+  EXPECT_EQ(a->request("k3 CREATE jobs 2 5 EXCL"), "k3 ERR EXISTS a semaphore of that name exists: jobs\n");
+  EXPECT_EQ(a->request("k4 CREATE splunk 1"), "k4 ERR EXISTS a semaphore of that name exists: splunk\n");
+  EXPECT_EQ(a->request("g GET jobs"), "g OK 2 5 0 0 created\n");
+  EXPECT_EQ(a->request("g2 GET a%20b"), "g2 OK 1 1 0 0 absent\n");
+  EXPECT_EQ(a->request("x ACQUIRE jobs 6"), "x ERR TOO_MANY count exceeds the semaphore's max: jobs\n");
+  EXPECT_EQ(a->request("r RELEASE jobs"), "r ERR NOT_HELD this session holds fewer permits than that: jobs\n");
+  EXPECT_EQ(a->request("a ACQUIRE jobs"), "a OK 1\n");
+  EXPECT_EQ(a->request("d DELETE jobs"), "d ERR BUSY the semaphore is defined, held or waited on: jobs\n");
+  EXPECT_EQ(a->request("r2 RELEASE jobs"), "r2 OK 2\n");
+  EXPECT_EQ(a->request("d2 DELETE jobs"), "d2 OK\n");
+  EXPECT_EQ(a->request("d3 DELETE jobs"), "d3 ERR NOT_FOUND no such semaphore: jobs\n");
+  EXPECT_EQ(a->request("d4 DELETE host%3Aa%20b"), "d4 ERR NOT_FOUND no such semaphore: host:a%20b\n");
+  EXPECT_EQ(memory_.created().count("jobs"), 0u);
+}
+
+TEST_F(DispatcherTest, ParseErrorsAndDuplicateTags) {
+  auto a = session();
+  auto holder = session();
+  EXPECT_EQ(a->request(""), "");
+  EXPECT_FALSE(dispatcher_->handle_line(a->state, ""));
+  EXPECT_EQ(a->request("bad!tag PING").rfind("* ERR BAD_REQUEST ", 0), 0u);
+  EXPECT_EQ(a->request("t FROB").rfind("t ERR UNKNOWN_VERB ", 0), 0u);
+  EXPECT_EQ(a->request("t ACQUIRE").rfind("t ERR BAD_REQUEST ", 0), 0u);
+  EXPECT_EQ(a->request("t ACQUIRE $local").rfind("t ERR BAD_NAME ", 0), 0u);
+  EXPECT_EQ(a->request("t ACQUIRE x 0").rfind("t ERR BAD_ARG ", 0), 0u);
+  EXPECT_EQ(holder->request("h ACQUIRE splunk"), "h OK 1\n");
+  EXPECT_EQ(a->request("w ACQUIRE splunk"), "w QUEUED 1\n");
+  EXPECT_EQ(a->request("w PING"), "w ERR DUPLICATE_TAG the tag names a request still pending\n");
+  EXPECT_EQ(a->request("w ACQUIRE other"), "w ERR DUPLICATE_TAG the tag names a request still pending\n");
+  EXPECT_EQ(a->request("c CANCEL nope"), "c ERR NOT_FOUND no pending request with that tag\n");
+  EXPECT_EQ(counters_.requests, 10u);  // every non-empty line, of both sessions
+}
+
+TEST_F(DispatcherTest, PingStatsAndQuit) {
+  auto a = session();
+  EXPECT_EQ(a->request("p PING"), "p PONG\n");
+  EXPECT_EQ(a->request("p PING hello"), "p PONG hello\n");
+  now_ += 5s;
+  const std::string stats = a->request("s STATS");
+  EXPECT_EQ(stats.rfind("s OK {\"sessions\":1,\"semaphores\":2,\"held\":0,\"waiters\":0,\"grants\":0,\"requests\":3,"
+                        "\"uptime_s\":5,",
+                        0),
+            0u)
+      << stats;
+  EXPECT_NE(stats.find(",\"session_timeout_ms\":15000,"), std::string::npos) << stats;
+  EXPECT_NE(stats.find(",\"journal_ok\":1,\"journal_pending_records\":0,\"version\":\""), std::string::npos) << stats;
+  EXPECT_EQ(a->request("q QUIT"), "q OK\n");
+  EXPECT_TRUE(a->state.quit);
+  EXPECT_EQ(a->ends, std::vector<std::string>{"QUIT"});
+  EXPECT_FALSE(a->state.open);
+}
+
+TEST_F(DispatcherTest, SessionEndReleasesItsPermitsAndDropsItsQueuedRequests) {
+  auto holder = session();
+  auto leaver = session();
+  auto waiter = session();
+  EXPECT_EQ(holder->request("a ACQUIRE splunk"), "a OK 1\n");
+  EXPECT_EQ(leaver->request("l ACQUIRE splunk"), "l QUEUED 1\n");
+  EXPECT_EQ(waiter->request("w ACQUIRE splunk"), "w QUEUED 2\n");
+  dispatcher_->end_session(leaver->state);
+  EXPECT_EQ(dispatcher_->sessions().count(leaver->state.id), 0u);
+  dispatcher_->end_session(holder->state);
+  dispatcher_->end_session(holder->state);  // twice is harmless
+  EXPECT_EQ(waiter->read(), "w OK 2\n");
+  EXPECT_EQ(leaver->read(), "");
+  EXPECT_EQ(waiter->request("g GET splunk"), "g OK 0 1 1 0 defined\n");
+  EXPECT_EQ(dispatcher_->sessions().size(), 1u);
+}
+
+TEST_F(DispatcherTest, AnswersThatDependOnAnUnwrittenRecordWaitOthersDoNot) {
+  auto producer = session();
+  auto consumer = session();
+  EXPECT_EQ(producer->request("c CREATE queue 0 10"), "c OK\n");
+  EXPECT_EQ(consumer->request("w WAIT queue"), "w QUEUED 1\n");
+  journal_.written = memory_.records();  // the journal stops writing here
+  dispatcher_->begin_turn();
+  dispatcher_->handle_line(producer->state, "p1 PING");
+  dispatcher_->handle_line(producer->state, "p POST queue");  // a record: its answer waits
+  dispatcher_->handle_line(producer->state, "p2 PING");       // behind it, in order
+  EXPECT_EQ(producer->read(), "p1 PONG\n");
+  EXPECT_EQ(consumer->read(), "");  // the grant the POST caused waits too
+  auto other = session();
+  EXPECT_EQ(other->request("g GET splunk"), "g OK 1 1 0 0 defined\n");  // not held up
+  journal_.written.reset();
+  EXPECT_EQ(producer->read(), "p OK 0\np2 PONG\n");
+  EXPECT_EQ(consumer->read(), "w OK 1\n");
+}
+
+TEST_F(DispatcherTest, ListStreamsInChunksInNameOrder) {
+  auto a = session();
+  std::string expected;
+  for (int i = 0; i < 40; ++i) {
+    const std::string name = "name" + std::string(i < 10 ? "0" : "") + std::to_string(i);
+    ASSERT_EQ(a->request("k CREATE " + name + " 1"), "k OK\n");
+  }
+  EXPECT_EQ(a->request("l LIST name3"),
+            "l ITEM name30 1 1 0 0 created\nl ITEM name31 1 1 0 0 created\nl ITEM name32 1 1 0 0 created\n"
+            "l ITEM name33 1 1 0 0 created\nl ITEM name34 1 1 0 0 created\nl ITEM name35 1 1 0 0 created\n"
+            "l ITEM name36 1 1 0 0 created\nl ITEM name37 1 1 0 0 created\nl ITEM name38 1 1 0 0 created\n"
+            "l ITEM name39 1 1 0 0 created\nl END 10\n");
+  EXPECT_FALSE(a->state.list.has_value());
+  EXPECT_EQ(a->request("l2 LIST zzz"), "l2 END 0\n");
+
+  // A table larger than a chunk: the first chunk stops at the low-water mark,
+  // the rest comes as the output drains, each name once.
+  const std::string long_name(200, 'x');
+  for (int i = 0; i < 400; ++i)
+    ASSERT_EQ(a->request("k CREATE " + long_name + std::to_string(1000 + i) + " 1"), "k OK\n");
+  dispatcher_->handle_line(a->state, "big LIST " + long_name);
+  ASSERT_TRUE(a->state.list.has_value());
+  EXPECT_EQ(a->timer_changes, 1);                     // the stall limit applies
+  EXPECT_FALSE(dispatcher_->produce_list(a->state));  // a chunk is still unwritten
+  std::string listed;
+  int chunks = 0;
+  do {
+    listed += a->read();
+    ++chunks;
+  } while (dispatcher_->produce_list(a->state));
+  listed += a->read();
+  EXPECT_GT(chunks, 2);
+  std::string want;
+  for (int i = 0; i < 400; ++i) want += "big ITEM " + long_name + std::to_string(1000 + i) + " 1 1 0 0 created\n";
+  want += "big END 400\n";
+  EXPECT_EQ(listed, want);
+}
+
+TEST_F(DispatcherTest, EndWithErrorTellsAV1PeerAndNotAnAcePeer) {
+  auto v1 = session();
+  dispatcher_->end_with_error(v1->state, protocol::ErrorCode::kShutdown, "server is shutting down");
+  EXPECT_EQ(v1->read(), "* ERR SHUTDOWN server is shutting down\n");
+  EXPECT_EQ(v1->ends, std::vector<std::string>{"server is shutting down"});
+  auto ace = session(protocol::Dialect::kAce);
+  dispatcher_->end_with_error(ace->state, protocol::ErrorCode::kShutdown, "server is shutting down");
+  EXPECT_EQ(ace->read(), "");
+  EXPECT_EQ(ace->ends.size(), 1u);
+}
+
+TEST_F(DispatcherTest, AceAcquireQueueHeartbeatGrantAndRelease) {
+  auto first = session(protocol::Dialect::kAce);
+  auto second = session(protocol::Dialect::kAce);
+  first->ace(AceParser::Token::kAcquire, "splunk");
+  EXPECT_EQ(first->read(), "locked|");
+  EXPECT_EQ(first->state.ace_stage, AceStage::kHolding);
+  second->ace(AceParser::Token::kAcquire, "splunk");
+  EXPECT_EQ(second->read(), "");  // queued: nothing until the heartbeat
+  EXPECT_TRUE(Dispatcher::wants_heartbeat(second->state));
+  dispatcher_->ace_heartbeat(second->state);
+  dispatcher_->ace_heartbeat(second->state);  // never a backlog
+  EXPECT_EQ(second->read(), "wait|");
+  first->ace(AceParser::Token::kWait);
+  first->ace(AceParser::Token::kRelease);
+  EXPECT_EQ(first->read(), "ok|");
+  EXPECT_EQ(first->ends, std::vector<std::string>{"ACE: released"});
+  EXPECT_EQ(second->read(), "locked|");
+  EXPECT_EQ(second->state.ace_stage, AceStage::kHolding);
+  EXPECT_FALSE(Dispatcher::wants_heartbeat(second->state));
+  // The same semaphore and queue as protocol v1.
+  auto v1 = session();
+  EXPECT_EQ(v1->request("g GET splunk"), "g OK 0 1 1 0 defined\n");
+}
+
+TEST_F(DispatcherTest, AceRefusesUnexpectedInputDroppingUnwrittenTokens) {
+  auto a = session(protocol::Dialect::kAce);
+  a->ace(AceParser::Token::kAcquire, "splunk");
+  a->ace(AceParser::Token::kBad);  // `acquire:splunk|garbage|` in one read
+  EXPECT_EQ(a->read(), "");        // never `locked|` for a grant the close gives back
+  EXPECT_EQ(a->ends, std::vector<std::string>{"ACE: invalid input"});
+  auto v1 = session();
+  EXPECT_EQ(v1->request("g GET splunk"), "g OK 1 1 0 0 defined\n");
+  auto b = session(protocol::Dialect::kAce);
+  b->ace(AceParser::Token::kRelease);
+  EXPECT_EQ(b->ends, std::vector<std::string>{"ACE: release while not holding"});
+  auto c = session(protocol::Dialect::kAce);
+  c->ace(AceParser::Token::kAcquire, "splunk");
+  c->ace(AceParser::Token::kAcquire, "splunk");
+  EXPECT_EQ(c->ends, std::vector<std::string>{"ACE: unexpected acquire"});
+}
+
+TEST_F(DispatcherTest, ReloadEndsQueuedRequestsThatNoLongerFit) {
+  auto holder = session();
+  auto big = session();
+  EXPECT_EQ(holder->request("a ACQUIRE pool 1"), "a OK 1\n");
+  EXPECT_EQ(big->request("b ACQUIRE pool 3"), "b QUEUED 1\n");
+  dispatcher_->reconfigure({{"splunk", 1}, {"pool", 2}});
+  EXPECT_EQ(big->read(), "b ERR TOO_MANY count exceeds the semaphore's max after a reload\n");
+}
+
+TEST_F(DispatcherTest, QueuedLinesOffLeavesOutTheQueuedLine) {
+  auto holder = session();
+  auto quiet = session();
+  quiet->state.queued_lines = false;
+  EXPECT_EQ(holder->request("a ACQUIRE splunk"), "a OK 1\n");
+  EXPECT_EQ(quiet->request("q ACQUIRE splunk"), "");
+  EXPECT_EQ(holder->request("r RELEASE splunk"), "r OK 0\n");
+  EXPECT_EQ(quiet->read(), "q OK 2\n");
+}
+
+TEST_F(DispatcherTest, IdleTimeoutPolicy) {
+  auto v1 = session();
+  EXPECT_EQ(dispatcher_->idle_timeout(v1->state), 15000ms);
+  auto ace = session(protocol::Dialect::kAce);
+  EXPECT_EQ(dispatcher_->idle_timeout(ace->state), 15000ms);  // an unfinished acquire is not activity
+  ace->state.ace_stage = AceStage::kQueued;
+  EXPECT_EQ(dispatcher_->idle_timeout(ace->state), Clock::duration::zero());
+  ace->state.ace_stage = AceStage::kHolding;
+  EXPECT_EQ(dispatcher_->idle_timeout(ace->state), 15000ms);
+  config_.session_timeout_ms = 5000;  // too short for ACE's 3 s keep-alives
+  EXPECT_EQ(dispatcher_->idle_timeout(ace->state), Clock::duration::zero());
+  EXPECT_EQ(dispatcher_->idle_timeout(v1->state), 5000ms);
+  v1->state.list.emplace();
+  EXPECT_EQ(dispatcher_->idle_timeout(v1->state), 5000ms);
+  config_.session_timeout_ms = 0;
+  EXPECT_EQ(dispatcher_->idle_timeout(v1->state), Dispatcher::kStreamStallTime);
+  v1->state.list.reset();
+  EXPECT_EQ(dispatcher_->idle_timeout(v1->state), Clock::duration::zero());
+}
+
+}  // namespace
+}  // namespace netsem::server
