@@ -90,6 +90,15 @@ struct SemaphoreTable::Impl {
   struct Session;
   struct Semaphore;
 
+  // Orders semaphores by name (byte order), and finds them by name.
+  struct ByName {
+    using is_transparent = void;
+    bool operator()(const Semaphore* a, const Semaphore* b) const;
+    bool operator()(const Semaphore* a, std::string_view b) const;
+    bool operator()(std::string_view a, const Semaphore* b) const;
+  };
+  using OrderedIndex = std::set<Semaphore*, ByName>;
+
   struct Waiter {
     Session* session = nullptr;
     Semaphore* sem = nullptr;
@@ -128,6 +137,9 @@ struct SemaphoreTable::Impl {
     std::int64_t held = 0;  // permits held through ACQUIRE, all sessions
     HoldList holds;         // one per holding session, in the order they became holders
     std::list<Waiter> queue;
+    // This semaphore's node in Impl::ordered: erase takes it out without a
+    // name comparison (an ad-hoc name comes and goes every cycle).
+    OrderedIndex::iterator in_order;
     bool touched = false;  // listed in Impl::touched
     // configure_defined's marks: the call that last listed this name, and
     // the last limit that call gave it.
@@ -136,15 +148,6 @@ struct SemaphoreTable::Impl {
   };
 
   using SemaphoreMap = StringMap<Semaphore>;
-
-  // Orders semaphores by name (byte order), and finds them by name.
-  struct ByName {
-    using is_transparent = void;
-    bool operator()(const Semaphore* a, const Semaphore* b) const { return a->name < b->name; }
-    bool operator()(const Semaphore* a, std::string_view b) const { return a->name < b; }
-    bool operator()(std::string_view a, const Semaphore* b) const { return a < b->name; }
-  };
-  using OrderedIndex = std::set<Semaphore*, ByName>;
 
   Impl(Journal& j, TableLimits l, Clock c, std::uint64_t& change_count)
       : journal(j), limits(l), clock(std::move(c)), changes(change_count) {
@@ -208,9 +211,9 @@ struct SemaphoreTable::Impl {
       OrderedIndex::node_type node = std::move(spare_ordered.back());
       spare_ordered.pop_back();
       node.value() = &s;
-      ordered.insert(std::move(node));
+      s.in_order = ordered.insert(std::move(node)).position;
     } else {
-      ordered.insert(&s);
+      s.in_order = ordered.insert(&s).first;
     }
     ++changes;
     return s;
@@ -219,9 +222,9 @@ struct SemaphoreTable::Impl {
   // REQUIRES: nothing refers to `s` (no holds, no waiters).
   void erase(Semaphore& s) {
     if (spare_ordered.size() < kSpareNodes) {
-      spare_ordered.push_back(ordered.extract(&s));
+      spare_ordered.push_back(ordered.extract(s.in_order));
     } else {
-      ordered.erase(&s);
+      ordered.erase(s.in_order);
     }
     auto it = semaphores.find(s.name);
     if (spare.size() < kSpareNodes) {
@@ -377,6 +380,16 @@ struct SemaphoreTable::Impl {
     return {s.name, std::max<std::int64_t>(s.value, 0), s.max, s.holds.size(), s.queue.size(), s.kind};
   }
 };
+
+bool SemaphoreTable::Impl::ByName::operator()(const Semaphore* a, const Semaphore* b) const {
+  return a->name < b->name;
+}
+bool SemaphoreTable::Impl::ByName::operator()(const Semaphore* a, std::string_view b) const {
+  return a->name < b;
+}
+bool SemaphoreTable::Impl::ByName::operator()(std::string_view a, const Semaphore* b) const {
+  return a < b->name;
+}
 
 SemaphoreTable::SemaphoreTable(Journal& journal, TableLimits limits, Clock clock)
     : impl_(std::make_unique<Impl>(journal, limits, std::move(clock), change_count_)) {}
