@@ -76,11 +76,9 @@ std::unique_ptr<ControlClient> ControlClient::connect(const Endpoint& endpoint, 
   return std::unique_ptr<ControlClient>(new ControlClient(std::move(socket)));
 }
 
-std::optional<std::string> ControlClient::request(std::string_view line, std::chrono::milliseconds timeout) {
+std::optional<std::string> ControlClient::request(std::string_view request_line, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
-  std::string out(line);
-  out.push_back('\n');
-  if (!socket_->send_all(out, deadline)) return std::nullopt;
+  if (!socket_->send_all(std::string(request_line), deadline)) return std::nullopt;
   for (;;) {
     if (const auto newline = buffer_.find('\n'); newline != std::string::npos) {
       std::string answer = buffer_.substr(0, newline);

@@ -44,7 +44,9 @@ class ControlClient {
 
   // Sends `line` + "\n" and returns the answer line (without "\n"); nullopt
   // on timeout or a broken connection.
-  std::optional<std::string> request(std::string_view line, std::chrono::milliseconds timeout);
+  // `request_line` is one whole line built by the codec (protocol/requests.h),
+  // "\n" included.
+  std::optional<std::string> request(std::string_view request_line, std::chrono::milliseconds timeout);
 
  private:
   explicit ControlClient(std::unique_ptr<BlockingSocket> socket) : socket_(std::move(socket)) {}

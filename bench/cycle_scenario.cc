@@ -20,6 +20,8 @@
 #include <vector>
 
 #include "control_client.h"
+#include "protocol/answers.h"
+#include "protocol/requests.h"
 #include "redis_control.h"
 #include "scenarios.h"
 #include "wire.h"
@@ -164,26 +166,27 @@ bool prepare_contended(const RunContext& context, Measurement& m) {
     m.error("cannot connect to the server");
     return false;
   }
-  const auto got = control->request("g GET " + o.name, 2s);
-  // "g OK <value> <max> <holders> <waiters> <kind>"
-  std::vector<std::string> fields;
-  for (std::size_t at = 0; got && at <= got->size();) {
-    const auto space = std::min(got->find(' ', at), got->size());
-    fields.push_back(got->substr(at, space - at));
-    at = space + 1;
-  }
-  if (fields.size() != 7 || fields[1] != "OK") {
+  std::string line;
+  protocol::encode_get(line, "g", o.name);
+  const auto got = control->request(line, 2s);
+  protocol::Answer answer;
+  protocol::SemaphoreItem item;
+  if (!got || !protocol::parse_answer(*got, answer) || answer.type != protocol::AnswerType::kOk ||
+      !protocol::parse_get(answer.rest, item)) {
     m.error("GET " + o.name + ": " + got.value_or("no answer"));
     return false;
   }
-  if (fields[6] != "absent") {
-    m.limit = std::stoll(fields[3]);
+  if (item.kind != "absent") {
+    m.limit = item.max;
     if (*m.limit != o.limit) {
-      m.notes.push_back(o.name + " is " + fields[6] + " with limit " + fields[3] + ", not " + std::to_string(o.limit));
+      m.notes.push_back(o.name + " is " + item.kind + " with limit " + std::to_string(item.max) + ", not " +
+                        std::to_string(o.limit));
     }
     return false;
   }
-  const auto created = control->request("c CREATE " + o.name + " " + std::to_string(o.limit), 2s);
+  line.clear();
+  protocol::encode_create(line, "c", o.name, o.limit, o.limit);
+  const auto created = control->request(line, 2s);
   if (created != "c OK") {
     m.error("CREATE " + o.name + ": " + created.value_or("no answer"));
     return false;
@@ -207,7 +210,9 @@ void delete_contended(const RunContext& context, Measurement& m) {
   // has, the semaphore is still held and DELETE is BUSY.
   auto control = ControlClient::connect(context.endpoint, 2s);
   for (int attempt = 0; control && attempt < 50; ++attempt) {
-    const auto answer = control->request("d DELETE " + context.options.name, 2s);
+    std::string line;
+    protocol::encode_delete(line, "d", context.options.name);
+    const auto answer = control->request(line, 2s);
     if (answer == "d OK") return;
     if (!answer || answer->find("BUSY") == std::string::npos) break;
     std::this_thread::sleep_for(20ms);

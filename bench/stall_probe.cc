@@ -24,6 +24,8 @@
 #include <thread>
 #include <vector>
 
+#include "protocol/requests.h"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -132,7 +134,8 @@ int main(int argc, char** argv) {
     for (long first = 0; first < options.semaphores; first += kBatch) {
       const long last = std::min(options.semaphores, first + kBatch);
       std::string lines;
-      for (long i = first; i < last; ++i) lines += "c CREATE stall." + std::to_string(i) + " 1\n";
+      for (long i = first; i < last; ++i)
+        netsem::protocol::encode_create(lines, "c", "stall." + std::to_string(i), 1, 1);
       maker.send(lines);
       for (long i = first; i < last; ++i) expect(maker, "c OK");
     }
@@ -148,7 +151,10 @@ int main(int argc, char** argv) {
     const std::string name = options.compact ? "churn." + std::string(240, 'x') : std::string("churn");
     while (!done) {
       std::string lines;
-      for (int i = 0; i < 100; ++i) lines += "c CREATE " + name + " 1\nd DELETE " + name + "\n";
+      for (int i = 0; i < 100; ++i) {
+        netsem::protocol::encode_create(lines, "c", name, 1, 1);
+        netsem::protocol::encode_delete(lines, "d", name);
+      }
       line.send(lines);
       for (int i = 0; i < 100; ++i) {
         expect(line, "c OK");
@@ -166,7 +172,9 @@ int main(int argc, char** argv) {
   const auto until = Clock::now() + std::chrono::duration<double>(options.seconds);
   while (Clock::now() < until) {
     const auto sent = Clock::now();
-    probe.send("p PING\n");
+    std::string ping;
+    netsem::protocol::encode_ping(ping, "p");
+    probe.send(ping);
     expect(probe, "p PONG");
     round_trips.push_back(std::chrono::duration<double, std::milli>(Clock::now() - sent).count());
   }

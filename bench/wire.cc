@@ -25,29 +25,19 @@ bool take_line(std::string_view& input, std::string_view& line) {
   return true;
 }
 
-void append_request(std::string& out, std::string_view tag_and_verb, std::string_view name) {
-  out.append(tag_and_verb);
-  out.append(name);
-  out.push_back('\n');
-}
-
 class NetsemWire final : public Wire {
  public:
   explicit NetsemWire(const WireSettings& settings) : queued_off_(settings.queued_off) {}
 
   void open(std::string& out) override {
-    if (queued_off_) out.append("o OPTION queued off\n");
+    if (queued_off_) protocol::encode_option(out, "o", protocol::SessionOption::kQueued, false);
   }
-  void acquire(std::string& out, std::string_view name) override { append_request(out, "a ACQUIRE ", name); }
-  void release(std::string& out, std::string_view name) override { append_request(out, "r RELEASE ", name); }
+  void acquire(std::string& out, std::string_view name) override { protocol::encode_acquire(out, "a", name); }
+  void release(std::string& out, std::string_view name) override { protocol::encode_release(out, "r", name); }
   void create(std::string& out, std::string_view name, std::int64_t limit) override {
-    out.append("c CREATE ");
-    out.append(name);
-    out.push_back(' ');
-    out.append(std::to_string(limit));
-    out.push_back('\n');
+    protocol::encode_create(out, "c", name, limit, limit);
   }
-  void remove(std::string& out, std::string_view name) override { append_request(out, "d DELETE ", name); }
+  void remove(std::string& out, std::string_view name) override { protocol::encode_delete(out, "d", name); }
 
   std::optional<Reply> next(std::string_view& input, std::string&) override {
     std::string_view line;
@@ -89,20 +79,21 @@ class NetsemWire final : public Wire {
 
 class FloorWire final : public Wire {
  public:
+  // The very lines NetsemWire sends.
   void acquire(std::string& out, std::string_view name) override {
-    append_request(out, "a ACQUIRE ", name);
+    protocol::encode_acquire(out, "a", name);
     expected_.push_back(Reply::kGranted);
   }
   void release(std::string& out, std::string_view name) override {
-    append_request(out, "r RELEASE ", name);
+    protocol::encode_release(out, "r", name);
     expected_.push_back(Reply::kReleased);
   }
-  void create(std::string& out, std::string_view name, std::int64_t) override {
-    append_request(out, "c CREATE ", name);
+  void create(std::string& out, std::string_view name, std::int64_t limit) override {
+    protocol::encode_create(out, "c", name, limit, limit);
     expected_.push_back(Reply::kDone);
   }
   void remove(std::string& out, std::string_view name) override {
-    append_request(out, "d DELETE ", name);
+    protocol::encode_delete(out, "d", name);
     expected_.push_back(Reply::kDone);
   }
 

@@ -45,8 +45,8 @@ class Wire {
  public:
   virtual ~Wire() = default;
 
-  // Append one request to `out`. Names are plain printable ASCII without
-  // spaces or `%` (the scenarios make them so), sent as they are.
+  // Append one request to `out`, built by the codec (protocol/requests.h);
+  // the scenarios' names are plain printable ASCII, which it sends as they are.
   virtual void acquire(std::string& out, std::string_view name) = 0;
   virtual void release(std::string& out, std::string_view name) = 0;
   virtual void create(std::string& out, std::string_view name, std::int64_t limit) = 0;

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -127,9 +128,12 @@ class Driver {
   void watch_server();
   std::optional<int> wait_server_exit(Nanos deadline);
   bool ensure_control();
-  std::optional<std::string> send_request(const std::string& line);
+  // The control connection's requests: `encode(line, tag)` builds the line
+  // with the codec (protocol/requests.h) for the tag send_request picks.
+  using Encoder = std::function<void(std::string& line, std::string_view tag)>;
+  std::optional<std::string> send_request(const Encoder& encode);
   std::optional<std::string> await_answer(const std::string& tag, Nanos deadline);
-  std::optional<std::string> request(const std::string& line);
+  std::optional<std::string> request(const Encoder& encode);
   bool create_semaphores();
   std::optional<PendingRequest> send_created_op();
   void finish_created_op(const PendingRequest& op, const std::optional<std::string>& answer);

@@ -69,9 +69,13 @@ bool LineConnection::connect(const std::string& address, std::uint16_t port, std
 }
 
 bool LineConnection::send(std::string_view line, std::int64_t deadline_ns) {
-  if (fd_ < 0) return false;
   std::string out(line);
   out.push_back('\n');
+  return write(out, deadline_ns);
+}
+
+bool LineConnection::write(std::string_view out, std::int64_t deadline_ns) {
+  if (fd_ < 0) return false;
   std::size_t sent = 0;
   while (sent < out.size()) {
     const ssize_t n = ::send(fd_, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);

@@ -34,6 +34,9 @@ class LineConnection {
   // Writes `line` and a "\n". False (and closed) when the connection broke
   // or would not take the line before `deadline_ns`.
   bool send(std::string_view line, std::int64_t deadline_ns);
+  // Writes `bytes` as they are (whole lines from the codec's encoders,
+  // protocol/requests.h), with send()'s deadline and result.
+  bool write(std::string_view bytes, std::int64_t deadline_ns);
   // The next line without its "\n" (kLine), nothing before `deadline_ns`
   // (kTimeout), or end of input / an error (kClosed: the connection is
   // closed). A deadline in the past only looks at what has arrived.

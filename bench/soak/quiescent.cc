@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "driver.h"
+#include "protocol/requests.h"
 #include "soak_names.h"
 
 namespace netsem::soak {
@@ -80,7 +81,7 @@ void Driver::await_permits_back() {
   // Nothing held or queued anywhere, including names the soak does not know.
   std::string last = "no answer";
   for (;;) {
-    const auto stats = request("STATS");
+    const auto stats = request([](std::string& line, std::string_view tag) { protocol::encode_stats(line, tag); });
     if (stats) {
       last = *stats;
       if (json_number(*stats, "held") == 0 && json_number(*stats, "waiters") == 0) return;

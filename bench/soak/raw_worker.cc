@@ -10,6 +10,7 @@
 #include <string>
 
 #include "line_connection.h"
+#include "protocol/requests.h"
 #include "soak_names.h"
 #include "worker.h"
 
@@ -55,8 +56,9 @@ class RawWorker {
 
     const std::string tag = "a" + std::to_string(++tag_);
     const std::int64_t requested = monotonic_ns();
-    if (!connection_.send(fmt::format("{} ACQUIRE {} {} {}", tag, name, pick.count, pick.timeout_ms),
-                          requested + kAnswerPatience)) {
+    std::string line;
+    protocol::encode_acquire(line, tag, name, pick.count, pick.timeout_ms);
+    if (!connection_.write(line, requested + kAnswerPatience)) {
       report(RecordType::kLost, pick.name, pick.count, monotonic_ns());
       return;
     }
@@ -87,9 +89,9 @@ class RawWorker {
     const std::string release_tag = "r" + std::to_string(++tag_);
     const std::int64_t releasing = monotonic_ns();
     report(RecordType::kRelease, pick.name, pick.count, releasing);
-    if (!connection_.send(fmt::format("{} RELEASE {} {}", release_tag, name, pick.count),
-                          releasing + kAnswerPatience) ||
-        !await_release(release_tag, pick)) {
+    std::string release;
+    protocol::encode_release(release, release_tag, name, pick.count);
+    if (!connection_.write(release, releasing + kAnswerPatience) || !await_release(release_tag, pick)) {
       return;
     }
     if (drop_at == DropAt::kAfterRelease) drop(pick.name);

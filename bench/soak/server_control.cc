@@ -11,6 +11,7 @@
 #include <csignal>
 
 #include "driver.h"
+#include "protocol/requests.h"
 #include "soak_names.h"
 
 namespace netsem::soak {
@@ -65,7 +66,7 @@ bool Driver::start_server() {
         break;
       }
       if (control_.connect("127.0.0.1", options_.port, now() + 200 * kMs)) {
-        const auto stats = request("STATS");
+        const auto stats = request([](std::string& line, std::string_view tag) { protocol::encode_stats(line, tag); });
         const auto floor = stats ? json_number(*stats, "last_fence") : std::nullopt;
         if (floor) {
           record(EventType::kServerReady, instance, static_cast<std::uint64_t>(*floor));
@@ -176,10 +177,12 @@ bool Driver::ensure_control() {
   return server_->running() && control_.connect("127.0.0.1", options_.port, now() + kSecond);
 }
 
-std::optional<std::string> Driver::send_request(const std::string& line) {
+std::optional<std::string> Driver::send_request(const Encoder& encode) {
   if (!ensure_control()) return std::nullopt;
   std::string tag = "d" + std::to_string(++control_tag_);
-  if (!control_.send(tag + " " + line, now() + 2 * kSecond)) return std::nullopt;
+  std::string line;
+  encode(line, tag);
+  if (!control_.write(line, now() + 2 * kSecond)) return std::nullopt;
   return tag;
 }
 
@@ -200,15 +203,17 @@ std::optional<std::string> Driver::await_answer(const std::string& tag, Nanos de
   }
 }
 
-std::optional<std::string> Driver::request(const std::string& line) {
-  const auto tag = send_request(line);
+std::optional<std::string> Driver::request(const Encoder& encode) {
+  const auto tag = send_request(encode);
   if (!tag) return std::nullopt;
   return await_answer(*tag, now() + 2 * kSecond);
 }
 
 bool Driver::create_semaphores() {
   for (const CreatedName& name : created_names()) {
-    const auto answer = request(fmt::format("CREATE {} {} {} EXCL", name.name, name.value, name.max));
+    const auto answer = request([&](std::string& line, std::string_view tag) {
+      protocol::encode_create(line, tag, name.name, name.value, name.max, /*exclusive=*/true);
+    });
     if (answer != "OK") {
       std::fprintf(stderr, "netsem-soak: CREATE %s answered '%s'\n", std::string(name.name).c_str(),
                    answer.value_or("nothing").c_str());
@@ -225,8 +230,13 @@ std::optional<Driver::PendingRequest> Driver::send_created_op() {
   op.post = std::bernoulli_distribution(0.5)(random_);
   op.count = std::uniform_int_distribution<std::int64_t>(1, 3)(random_);
   const std::string_view name = created_names()[op.created].name;
-  auto tag =
-      send_request(op.post ? fmt::format("POST {} {}", name, op.count) : fmt::format("WAIT {} {} 0", name, op.count));
+  auto tag = send_request([&](std::string& line, std::string_view request_tag) {
+    if (op.post) {
+      protocol::encode_post(line, request_tag, name, op.count);
+    } else {
+      protocol::encode_wait(line, request_tag, name, op.count, /*timeout_ms=*/0);
+    }
+  });
   if (!tag) return std::nullopt;  // not sent: nothing changed
   op.tag = std::move(*tag);
   return op;
@@ -278,7 +288,7 @@ void Driver::check_created() {
 }
 
 std::optional<SemaphoreReading> Driver::get(const std::string& name) {
-  const auto answer = request("GET " + name);
+  const auto answer = request([&](std::string& line, std::string_view tag) { protocol::encode_get(line, tag, name); });
   if (!answer) return std::nullopt;
   const auto fields = split_fields(*answer);
   if (fields.size() != 6 || fields[0] != "OK") return std::nullopt;

@@ -14,6 +14,7 @@
 #include <filesystem>
 
 #include "driver.h"
+#include "protocol/requests.h"
 #include "soak_names.h"
 
 namespace netsem::soak {
@@ -46,7 +47,9 @@ void Driver::unwritable_phase() {
   op.count = 1;
   op.tag = "u";
   const std::string name(created_names()[op.created].name);
-  const bool sent = connection.send(fmt::format("u POST {} 1", name), now() + kSecond);
+  std::string post;
+  protocol::encode_post(post, "u", name, 1);
+  const bool sent = connection.write(post, now() + kSecond);
   idle_until(now() + static_cast<Nanos>(options_.unwritable_for * 1e9));
   std::string line;
   const auto early = sent ? connection.read_line(line, now()) : LineConnection::ReadStatus::kClosed;

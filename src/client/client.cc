@@ -23,7 +23,6 @@
 #include <fmt/format.h>
 
 #include <atomic>
-#include <charconv>
 #include <map>
 
 #include "client/client_impl.h"
@@ -145,32 +144,14 @@ Status status_of(const client::Reply& reply, std::string_view what) {
   }
 }
 
-// Splits `text` on single spaces into exactly `n` fields.
-bool split(std::string_view text, std::size_t n, std::vector<std::string_view>& out) {
-  out.clear();
-  for (std::size_t start = 0;;) {
-    const auto space = text.find(' ', start);
-    out.push_back(text.substr(start, space - start));
-    if (space == std::string_view::npos) break;
-    start = space + 1;
-  }
-  return out.size() == n;
-}
-
-// "<value> <max> <holders> <waiters> <kind>" (GET; ITEM after the name).
-bool parse_info(std::string_view text, SemaphoreInfo& info) {
-  std::vector<std::string_view> field;
-  std::int64_t holders = 0;
-  std::int64_t waiters = 0;
-  if (!split(text, 5, field) || !protocol::parse_int(field[0], 0, INT64_MAX, info.value) ||
-      !protocol::parse_int(field[1], 0, INT64_MAX, info.max) || !protocol::parse_int(field[2], 0, INT64_MAX, holders) ||
-      !protocol::parse_int(field[3], 0, INT64_MAX, waiters) || field[4].empty()) {
-    return false;
-  }
-  info.holders = static_cast<std::uint64_t>(holders);
-  info.waiters = static_cast<std::uint64_t>(waiters);
-  info.kind = std::string(field[4]);
-  return true;
+// GET's answer or a LIST ITEM as the API returns it.
+SemaphoreInfo info_of(protocol::SemaphoreItem&& item) {
+  return SemaphoreInfo{.name = std::move(item.name),
+                       .value = item.value,
+                       .max = item.max,
+                       .holders = item.holders,
+                       .waiters = item.waiters,
+                       .kind = std::move(item.kind)};
 }
 
 // Registers a wake-up of `call` on `token` for the life of this object.
@@ -211,7 +192,9 @@ client::Reply await(client::Connection& connection, client::Call& call, const Ca
     lock.unlock();
     // Its answer does not matter: the call itself answers CANCELLED, or its
     // grant raced ahead and the caller gives it back.
-    (void)connection.send("CANCEL " + call.tag, call.session);
+    (void)connection.send(
+        [&call](std::string& line, std::string_view tag) { protocol::encode_cancel(line, tag, call.tag); },
+        call.session);
     lock.lock();
   }
 }
@@ -266,8 +249,7 @@ Result<std::int64_t> Client::Impl::local_limit(std::string_view name) const {
   return fallback_limit(name);
 }
 
-Result<client::Reply> Client::Impl::round_trip(const std::string& request) const {
-  const auto call = connection->send(request);
+Result<client::Reply> Client::Impl::finish_round_trip(const std::shared_ptr<client::Call>& call) const {
   if (!call) {
     if (Status refusal = connection->refusal(); !refusal.is_ok()) return refusal;
     return Status(StatusCode::kUnavailable, "not connected to a netsem server");
@@ -277,12 +259,19 @@ Result<client::Reply> Client::Impl::round_trip(const std::string& request) const
   return reply;
 }
 
-std::optional<Result<Client::Impl::Grant>> Client::Impl::take_remote(std::string_view verb, std::string_view name,
+std::optional<Result<Client::Impl::Grant>> Client::Impl::take_remote(protocol::Verb verb_code, std::string_view name,
                                                                      const AcquireOptions& how,
                                                                      std::optional<milliseconds> timeout,
                                                                      bool fall_back_after_send) {
-  const auto call = connection->send(fmt::format("{} {} {} {}", verb, protocol::encode_name_for_request(name),
-                                                 how.count, timeout ? timeout->count() : -1));
+  const std::string_view verb = protocol::verb_name(verb_code);
+  const std::int64_t timeout_ms = timeout ? timeout->count() : -1;
+  const auto call = connection->send([&](std::string& line, std::string_view tag) {
+    if (verb_code == protocol::Verb::kAcquire) {
+      protocol::encode_acquire(line, tag, name, how.count, timeout_ms);
+    } else {
+      protocol::encode_wait(line, tag, name, how.count, timeout_ms);
+    }
+  });
   if (!call) return std::nullopt;
   const client::Reply reply = await(*connection, *call, how.cancel);
   if (!reply.failure.is_ok()) {
@@ -294,7 +283,11 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_remote(std::string
   if (reply.type != AnswerType::kOk) return Result<Grant>(status_of(reply, fmt::format("{} \"{}\"", verb, name)));
   ++remote_grants;
   Grant grant{.session = call->session};
-  std::from_chars(reply.rest.data(), reply.rest.data() + reply.rest.size(), grant.fence);
+  // A grant without a readable fence is still a grant (the server holds it
+  // for this session): it is kept, with fence 0, and said.
+  if (!protocol::parse_fence(reply.rest, grant.fence)) {
+    client::log_warning("{} \"{}\": the server's grant carries no fence: \"{}\"", verb, name, reply.rest);
+  }
   return Result<Grant>(grant);
 }
 
@@ -392,7 +385,8 @@ Result<Permit> Client::acquire(std::string_view name, const AcquireOptions& opti
                                 /*fallback=*/false);
   }
   const Deadline deadline(timeout);
-  if (auto taken = impl_->take_remote("ACQUIRE", name, options, timeout, /*fall_back_after_send=*/true)) {
+  if (auto taken =
+          impl_->take_remote(protocol::Verb::kAcquire, name, options, timeout, /*fall_back_after_send=*/true)) {
     if (!*taken) return taken->status();
     auto state = std::make_shared<detail::PermitState>();
     state->name = std::string(name);
@@ -435,7 +429,8 @@ Status Client::post(std::string_view name, std::int64_t count) {
   if (Status status = check_api_name(name); !status.is_ok()) return status;
   if (Status status = check_count(count); !status.is_ok()) return status;
   if (is_local_name(name)) return impl_->local->post(name, impl_->options.limit(name), count);
-  const auto call = impl_->connection->send(fmt::format("POST {} {}", protocol::encode_name_for_request(name), count));
+  const auto call = impl_->connection->send(
+      [&](std::string& line, std::string_view tag) { protocol::encode_post(line, tag, name, count); });
   if (call) return status_of(client::Connection::wait(*call), fmt::format("POST \"{}\"", name));
   Result<std::int64_t> limit = impl_->counter_fallback_limit(name);
   if (!limit) return limit.status();
@@ -449,12 +444,12 @@ Status Client::wait(std::string_view name, const AcquireOptions& options) {
     return impl_->local_wait(name, impl_->options.limit(name), options.count, timeout, options.cancel);
   }
   const Deadline deadline(timeout);
-  if (auto taken = impl_->take_remote("WAIT", name, options, timeout, /*fall_back_after_send=*/false)) {
+  if (auto taken = impl_->take_remote(protocol::Verb::kWait, name, options, timeout, /*fall_back_after_send=*/false)) {
     if (!*taken) return taken->status();
     if (options.cancel != nullptr && options.cancel->cancelled()) {
       // The grant raced ahead of the cancel: the consumed permits go back.
-      Result<client::Reply> reply =
-          impl_->round_trip(fmt::format("POST {} {}", protocol::encode_name_for_request(name), options.count));
+      Result<client::Reply> reply = impl_->round_trip(
+          [&](std::string& line, std::string_view tag) { protocol::encode_post(line, tag, name, options.count); });
       Status posted = reply ? status_of(*reply, fmt::format("POST \"{}\"", name)) : reply.status();
       if (!posted.is_ok()) {
         client::log_warning("a cancelled WAIT \"{}\" was granted {} permits and giving them back failed: {}", name,
@@ -508,14 +503,16 @@ Result<SemaphoreInfo> Client::get(std::string_view name) {
                          .waiters = static_cast<std::uint64_t>(local->waiting),
                          .kind = "local"};
   }
-  Result<client::Reply> reply = impl_->round_trip("GET " + protocol::encode_name_for_request(name));
+  Result<client::Reply> reply =
+      impl_->round_trip([&](std::string& line, std::string_view tag) { protocol::encode_get(line, tag, name); });
   if (!reply) return reply.status();
   const std::string what = fmt::format("GET \"{}\"", name);
   if (Status status = status_of(*reply, what); !status.is_ok()) return status;
-  SemaphoreInfo info;
-  info.name = std::string(name);
-  if (!parse_info(reply->rest, info)) return Status(StatusCode::kInternal, what + ": bad answer " + reply->rest);
-  return info;
+  protocol::SemaphoreItem item;
+  if (!protocol::parse_get(reply->rest, item))
+    return Status(StatusCode::kInternal, what + ": bad answer " + reply->rest);
+  item.name = std::string(name);
+  return info_of(std::move(item));
 }
 
 Result<std::vector<SemaphoreInfo>> Client::list(std::string_view prefix) {
@@ -523,24 +520,20 @@ Result<std::vector<SemaphoreInfo>> Client::list(std::string_view prefix) {
     if (is_local_name(prefix)) return not_server_state(prefix);
     if (Status status = check_api_name(prefix); !status.is_ok()) return status;
   }
-  Result<client::Reply> reply =
-      impl_->round_trip(prefix.empty() ? std::string("LIST") : "LIST " + protocol::encode_name_for_request(prefix));
+  Result<client::Reply> reply = impl_->round_trip([&](std::string& line, std::string_view tag) {
+    protocol::encode_list(line, tag, prefix.empty() ? std::nullopt : std::optional<std::string_view>(prefix));
+  });
   if (!reply) return reply.status();
   if (Status status = status_of(*reply, "LIST"); !status.is_ok()) return status;
   std::vector<SemaphoreInfo> infos;
   infos.reserve(reply->items.size());
-  for (const std::string& item : reply->items) {
-    SemaphoreInfo info;
-    const auto space = item.find(' ');
-    if (space == std::string::npos || !parse_info(std::string_view(item).substr(space + 1), info)) {
-      return Status(StatusCode::kInternal, "LIST: bad ITEM " + item);
-    }
+  for (const std::string& line : reply->items) {
     // A name this build refuses (one an older server stored before a rule
     // tightened) is listed as it came, so that one such name does not hide
     // the others.
-    const std::string_view field = std::string_view(item).substr(0, space);
-    if (protocol::decode_name(field, info.name) != protocol::ErrorCode::kNone) info.name = std::string(field);
-    infos.push_back(std::move(info));
+    protocol::SemaphoreItem item;
+    if (!protocol::parse_list_item(line, item)) return Status(StatusCode::kInternal, "LIST: bad ITEM " + line);
+    infos.push_back(info_of(std::move(item)));
   }
   return infos;
 }
@@ -552,8 +545,9 @@ Status Client::create(std::string_view name, std::int64_t value, std::int64_t ma
     return Status(StatusCode::kInvalidArgument,
                   fmt::format("CREATE needs 0 <= value <= max, 1 <= max <= {}", protocol::kMaxCount));
   }
-  Result<client::Reply> reply = impl_->round_trip(
-      fmt::format("CREATE {} {} {}{}", protocol::encode_name_for_request(name), value, max, exclusive ? " EXCL" : ""));
+  Result<client::Reply> reply = impl_->round_trip([&](std::string& line, std::string_view tag) {
+    protocol::encode_create(line, tag, name, value, max, exclusive);
+  });
   if (!reply) return reply.status();
   return status_of(*reply, fmt::format("CREATE \"{}\"", name));
 }
@@ -561,18 +555,19 @@ Status Client::create(std::string_view name, std::int64_t value, std::int64_t ma
 Status Client::remove(std::string_view name) {
   if (Status status = check_api_name(name); !status.is_ok()) return status;
   if (is_local_name(name)) return not_server_state(name);
-  Result<client::Reply> reply = impl_->round_trip("DELETE " + protocol::encode_name_for_request(name));
+  Result<client::Reply> reply =
+      impl_->round_trip([&](std::string& line, std::string_view tag) { protocol::encode_delete(line, tag, name); });
   if (!reply) return reply.status();
   return status_of(*reply, fmt::format("DELETE \"{}\"", name));
 }
 
 Result<std::string> Client::ping(std::string_view payload) {
   // The payload travels raw in one field of a line.
-  if (payload.size() > 4000 || payload.find_first_of(std::string_view(" \r\n\0", 4)) != std::string_view::npos) {
+  if (!protocol::is_valid_ping_payload(payload)) {
     return Status(StatusCode::kInvalidArgument, "a ping payload is at most 4000 bytes without spaces or line ends");
   }
   Result<client::Reply> reply =
-      impl_->round_trip(payload.empty() ? std::string("PING") : "PING " + std::string(payload));
+      impl_->round_trip([&](std::string& line, std::string_view tag) { protocol::encode_ping(line, tag, payload); });
   if (!reply) return reply.status();
   if (reply->type != AnswerType::kPong) return Status(StatusCode::kInternal, "PING: unexpected answer " + reply->rest);
   return std::move(reply->rest);

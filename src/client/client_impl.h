@@ -25,11 +25,13 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "client/connection.h"
 #include "client/local_semaphores.h"
 #include "netsem/client.h"
 #include "netsem/status.h"
+#include "protocol/requests.h"
 
 namespace netsem {
 
@@ -101,9 +103,13 @@ struct Client::Impl {
   // more permits than the stand-in's limit is kUnavailable, not kTooMany.
   Status fallback_outcome(Status status, std::string_view name, std::int64_t limit, std::int64_t count) const;
 
-  // One request and its final answer; when not connected, the servers'
-  // refusal, else kUnavailable.
-  Result<client::Reply> round_trip(const std::string& request) const;
+  // One request, built by `encode(line, tag)` (Connection::send), and its
+  // final answer; when not connected, the servers' refusal, else kUnavailable.
+  template <typename Encode>
+  Result<client::Reply> round_trip(Encode&& encode) const {
+    return finish_round_trip(connection->send(std::forward<Encode>(encode)));
+  }
+  Result<client::Reply> finish_round_trip(const std::shared_ptr<client::Call>& call) const;
 
   // ACQUIRE or WAIT on the server: its grant, its final refusal, or nullopt
   // when the caller may fall back: there was no session to send it on, or
@@ -114,7 +120,7 @@ struct Client::Impl {
     std::uint64_t fence = 0;
     std::uint64_t session = 0;
   };
-  std::optional<Result<Grant>> take_remote(std::string_view verb, std::string_view name, const AcquireOptions& how,
+  std::optional<Result<Grant>> take_remote(protocol::Verb verb, std::string_view name, const AcquireOptions& how,
                                            std::optional<std::chrono::milliseconds> timeout, bool fall_back_after_send);
 
   // Takes `count` permits of the local semaphore `name` as a Permit that

@@ -21,6 +21,9 @@
 #include "client/client_log.h"
 #include "client/resolver.h"
 #include "protocol/error_code.h"
+#include "protocol/names.h"
+#include "protocol/requests.h"
+#include "protocol/stats_json.h"
 
 namespace netsem::client {
 
@@ -34,12 +37,21 @@ int millis_until(Clock::time_point deadline) {
   return static_cast<int>(std::clamp<std::int64_t>(left, 0, 24 * 3600 * 1000));
 }
 
-// The label travels as one raw field: no spaces, no control bytes.
+// The label travels as one field that protocol 1.1 reads as a name (an
+// invalid one would fail the handshake: BAD_ARG): no spaces (a 1.0 server
+// shows the label as sent, so "%20" would read badly), no control bytes, no
+// leading `$`, valid UTF-8 (or ASCII when the truncation or the caller broke it).
 std::string sanitize_label(std::string label) {
   if (label.size() > 200) label.resize(200);
   for (char& c : label) {
     const auto byte = static_cast<unsigned char>(c);
     if (byte <= 0x20 || byte == 0x7f) c = '_';
+  }
+  if (!label.empty() && label.front() == '$') label.front() = '_';
+  if (protocol::check_name(label) != protocol::ErrorCode::kNone) {
+    for (char& c : label) {
+      if (static_cast<unsigned char>(c) >= 0x80) c = '_';
+    }
   }
   return label;
 }
@@ -50,15 +62,12 @@ std::string default_label() {
   return std::string(host) + "/" + std::to_string(::getpid()) + "/" + program_invocation_short_name;
 }
 
-// The session timeout from STATS' JSON; 0 when absent.
+// The session timeout from STATS' JSON; 0 when absent or not a number.
 std::int64_t session_timeout_from_stats(std::string_view json) {
-  static constexpr std::string_view kKey = "\"session_timeout_ms\":";
-  const auto at = json.find(kKey);
-  if (at == std::string_view::npos) return 0;
-  std::string_view digits = json.substr(at + kKey.size());
-  digits = digits.substr(0, std::min(digits.find_first_not_of("0123456789"), digits.size()));
+  std::vector<protocol::StatsField> fields;
   std::int64_t value = 0;
-  return protocol::parse_int(digits, 0, INT64_MAX, value) ? value : 0;
+  if (!protocol::parse_stats(json, fields) || !protocol::stats_integer(fields, "session_timeout_ms", value)) return 0;
+  return std::max<std::int64_t>(value, 0);
 }
 
 // At most `max` bytes of a peer's line, control bytes shown as '?', for
@@ -218,11 +227,7 @@ Connection::Counters Connection::counters() const {
   return counters_;
 }
 
-std::shared_ptr<Call> Connection::send(std::string_view request, std::uint64_t session) {
-  std::string tag = next_tag();
-  std::string line;
-  line.reserve(tag.size() + request.size() + 2);
-  line.append(tag).append(1, ' ').append(request).append(1, '\n');
+std::shared_ptr<Call> Connection::queue(std::string tag, std::string line, std::uint64_t session) {
   std::shared_ptr<Call> call;
   {
     std::lock_guard lock(mutex_);
@@ -382,7 +387,9 @@ bool Connection::handshake(int fd, const Endpoint& endpoint) {
   framer_ = protocol::LineFramer();
   const std::string hello_tag = next_tag();
   const std::string stats_tag = next_tag();
-  out_ = hello_tag + " HELLO 1 " + label_ + "\n" + stats_tag + " STATS\n";
+  out_.clear();
+  protocol::encode_hello(out_, hello_tag, label_);
+  protocol::encode_stats(out_, stats_tag);
   bool hello_done = false;
   bool stats_done = false;
   std::int64_t session_timeout_ms = 0;
@@ -503,7 +510,9 @@ Status Connection::serve(int fd) {
     }
     if (now - last_sent_ >= ping_interval_) {
       std::string tag = next_tag();
-      auto ping = std::make_shared<Call>(tag, session, tag + " PING\n");
+      std::string line;
+      protocol::encode_ping(line, tag);
+      auto ping = std::make_shared<Call>(tag, session, std::move(line));
       out_ += ping->line;
       ping->sent_at = now;
       unanswered_.push_back(ping);

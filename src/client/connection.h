@@ -197,10 +197,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Counters counters() const;
   bool on_io_thread() const { return std::this_thread::get_id() == thread_id_.load(); }
 
-  // Queues `<tag> <request>` (request without tag and "\n") on the current
-  // session, or on `session` only while that is still the current one.
-  // nullptr when there is no such session.
-  std::shared_ptr<Call> send(std::string_view request, std::uint64_t session = 0);
+  // Queues a request on the current session, or on `session` only while
+  // that is still the current one: `encode(line, tag)` appends the whole
+  // request line for `tag` with one of the codec's encoders (protocol/
+  // requests.h), so no line is formatted by hand. nullptr when there is no
+  // such session. The line is built in one buffer sized for a usual request:
+  // a call allocates it once.
+  template <typename Encode>
+  std::shared_ptr<Call> send(Encode&& encode, std::uint64_t session = 0) {
+    std::string tag = next_tag();
+    std::string line;
+    line.reserve(kLineReserve);
+    encode(line, std::string_view(tag));
+    return queue(std::move(tag), std::move(line), session);
+  }
   // Blocks until the call has its final answer (the I/O thread guarantees
   // one: a session that ends fails its calls).
   static Reply wait(Call& call);
@@ -212,6 +222,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   Connection(const ClientOptions& options, std::vector<Endpoint> servers, LookupFunction lookup);
+  // Room for a request line with a name of a few dozen bytes.
+  static constexpr std::size_t kLineReserve = 96;
+  // send()'s second half: queues the line built for `tag`.
+  std::shared_ptr<Call> queue(std::string tag, std::string line, std::uint64_t session);
   void run();
   // A connected non-blocking socket, or -1 (also when stopping), with the
   // reason in attempt_failure_.

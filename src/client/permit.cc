@@ -8,7 +8,7 @@
 #include "client/client_log.h"
 #include "client/connection.h"
 #include "client/local_semaphores.h"
-#include "protocol/names.h"
+#include "protocol/requests.h"
 
 namespace netsem {
 
@@ -36,8 +36,8 @@ Status PermitState::release() {
   const std::shared_ptr<client::Connection> connection_now = connection.lock();
   if (!connection_now) return Status(StatusCode::kUnavailable, "the client of " + name + " is closed");
   connection_now->unregister_permit(this);
-  const auto call =
-      connection_now->send("RELEASE " + protocol::encode_name_for_request(name) + " " + std::to_string(count), session);
+  const auto call = connection_now->send(
+      [this](std::string& line, std::string_view tag) { protocol::encode_release(line, tag, name, count); }, session);
   // The session ended between the check above and the send: the server has
   // released the permit with it.
   if (!call) return Status(StatusCode::kUnavailable, "the permit of " + name + " was lost with its session");

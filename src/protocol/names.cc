@@ -120,18 +120,24 @@ void append_encoded_name(std::string& out, std::string_view name) {
 }
 
 void append_request_name(std::string& out, std::string_view name) {
-  for (const char c : name) {
+  // Anything the server would split on, strip, or refuse as a raw byte in a
+  // field goes encoded; the server decodes before it checks, so the name
+  // arrives intact (and is then judged by check_name like any other).
+  const auto raw = [](char c) {
     const auto byte = static_cast<unsigned char>(c);
-    // Anything the server would split on, strip, or refuse as a raw byte in a
-    // field goes encoded; the server decodes before it checks, so the name
-    // arrives intact (and is then judged by check_name like any other).
-    if (c == '%' || byte < 0x21 || byte == 0x7f) {
-      out.push_back('%');
-      out.push_back(kHexDigits[byte >> 4]);
-      out.push_back(kHexDigits[byte & 0x0f]);
-    } else {
-      out.push_back(c);
-    }
+    return c != '%' && byte >= 0x21 && byte != 0x7f;
+  };
+  // Most names need no escape: they go in one append.
+  while (!name.empty()) {
+    std::size_t run = 0;
+    while (run < name.size() && raw(name[run])) ++run;
+    out.append(name.data(), run);
+    if (run == name.size()) break;
+    const auto byte = static_cast<unsigned char>(name[run]);
+    out.push_back('%');
+    out.push_back(kHexDigits[byte >> 4]);
+    out.push_back(kHexDigits[byte & 0x0f]);
+    name.remove_prefix(run + 1);
   }
 }
 
