@@ -8,16 +8,11 @@
 #include <string>
 
 #include "cli/cli.h"
+#include "common/text.h"
 
 namespace netsem::cli {
 
 namespace {
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
 
 // Reads the options with `file` standing in for $NETSEM_CONFIG, so that
 // NETSEM_SERVER and NETSEM_FALLBACK override it exactly as the library

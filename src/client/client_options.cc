@@ -23,6 +23,7 @@
 #include <fmt/format.h>
 
 #include "common/ini.h"
+#include "common/text.h"
 #include "protocol/names.h"
 
 namespace netsem {
@@ -38,12 +39,6 @@ constexpr std::string_view kPolicyForms = "local, fail or share:K with K >= 1";
 
 Status invalid(std::string message) {
   return Status(StatusCode::kInvalidArgument, std::move(message));
-}
-
-std::string_view trim(std::string_view text) {
-  const auto first = text.find_first_not_of(" \t\r\n");
-  if (first == std::string_view::npos) return {};
-  return text.substr(first, text.find_last_not_of(" \t\r\n") - first + 1);
 }
 
 bool has_control(std::string_view text) {

@@ -17,17 +17,10 @@
 
 #include <fmt/format.h>
 
+#include "common/text.h"
+
 namespace netsem {
 namespace {
-
-constexpr std::string_view kWhitespace = " \t\r\n\f\v";
-
-std::string_view trim(std::string_view s) {
-  const auto first = s.find_first_not_of(kWhitespace);
-  if (first == std::string_view::npos) return {};
-  const auto last = s.find_last_not_of(kWhitespace);
-  return s.substr(first, last - first + 1);
-}
 
 bool is_comment(std::string_view trimmed) {
   return !trimmed.empty() && (trimmed.front() == '#' || trimmed.front() == ';');
@@ -119,7 +112,7 @@ Result<IniFile> parse_ini(std::string_view text, std::string_view file_name, Ini
       continue;
     }
 
-    const auto indent = raw.find_first_not_of(kWhitespace);
+    const auto indent = raw.find_first_not_of(kAsciiWhitespace);
     if (entry != nullptr && indent > entry_indent) {
       if (!entry->has_value) {
         return syntax_error(file_name, line_number,

@@ -8,7 +8,6 @@
 #include "config/config_internal.h"
 
 #include <algorithm>
-#include <cctype>
 #include <charconv>
 #include <iterator>
 #include <limits>
@@ -20,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "common/ini.h"
+#include "common/text.h"
 #include "config/config.h"
 #include "protocol/names.h"
 
@@ -74,8 +74,7 @@ Status apply_allowed_ipv4(const IniFile& ini, const IniEntry& entry, ServerConfi
   while (true) {
     const auto comma = entry.value.find(',', start);
     auto rule = std::string_view(entry.value).substr(start, comma == std::string::npos ? comma : comma - start);
-    while (!rule.empty() && std::isspace(static_cast<unsigned char>(rule.front()))) rule.remove_prefix(1);
-    while (!rule.empty() && std::isspace(static_cast<unsigned char>(rule.back()))) rule.remove_suffix(1);
+    rule = trim(rule);
     if (rule == "0.0.0.0") {
       rule = "0.0.0.0/0";
       any = true;

@@ -2,6 +2,8 @@
 // prefix. Lists are short (a handful of rules), so matching is a linear scan.
 #include "config/allow_list.h"
 
+#include "common/text.h"
+
 #include <arpa/inet.h>
 
 #include <cassert>
@@ -12,15 +14,6 @@
 
 namespace netsem::server {
 namespace {
-
-constexpr std::string_view kWhitespace = " \t\r\n\f\v";
-
-std::string_view trim(std::string_view s) {
-  const auto first = s.find_first_not_of(kWhitespace);
-  if (first == std::string_view::npos) return {};
-  const auto last = s.find_last_not_of(kWhitespace);
-  return s.substr(first, last - first + 1);
-}
 
 std::uint32_t v4_mask(int prefix) {
   return prefix == 0 ? 0 : ~std::uint32_t{0} << (32 - prefix);

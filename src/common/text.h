@@ -1,0 +1,16 @@
+// Small text helpers every part shares, so that each has one definition.
+//
+// Pure functions: safe from any thread.
+#pragma once
+
+#include <string_view>
+
+namespace netsem {
+
+// The ASCII whitespace of the C locale's isspace: space, \t, \n, \v, \f, \r.
+inline constexpr std::string_view kAsciiWhitespace = " \t\n\v\f\r";
+
+// `text` without leading and trailing ASCII whitespace (a view into it).
+std::string_view trim(std::string_view text);
+
+}  // namespace netsem
