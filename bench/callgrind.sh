@@ -139,7 +139,8 @@ main() {
   [[ -n $netsemd_override ]] && NETSEMD=$(realpath "$netsemd_override")
   [[ -n $bench_override ]] && BENCH=$(realpath "$bench_override")
   [[ -x $NETSEMD && -x $BENCH ]] || die "no netsemd ($NETSEMD) or netsem-bench ($BENCH)"
-  "$BENCH" --help | grep -q -- '--ops' || die "$BENCH has no --ops (build a newer netsem-bench)"
+  # (not `--help | grep -q`: grep's early exit would fail the pipe)
+  [[ $("$BENCH" --help) == *--ops* ]] || die "$BENCH has no --ops (build a newer netsem-bench)"
   setup_workspace
   log "netsemd: $NETSEMD"
 
