@@ -48,30 +48,13 @@
 #include <string_view>
 #include <vector>
 
+#include "netsem/cancel_token.h"
 #include "netsem/client_options.h"
 #include "netsem/log.h"
 #include "netsem/permit.h"
 #include "netsem/status.h"
 
 namespace netsem {
-
-// Cancels a pending acquire or wait from another thread. Share it between the
-// waiting thread and the canceller; cancel() makes the call return
-// kCancelled (a grant that raced ahead of the cancel is released).
-// Thread safety: all methods from any thread.
-class CancelToken {
- public:
-  CancelToken();
-  void cancel();
-  bool cancelled() const;
-
-  // For the client library: the shared flag and wake-ups.
-  struct State;
-  const std::shared_ptr<State>& state() const { return state_; }
-
- private:
-  std::shared_ptr<State> state_;
-};
 
 struct AcquireOptions {
   std::int64_t count = 1;  // 1 .. 2^31-1

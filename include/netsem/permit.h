@@ -26,9 +26,9 @@
 
 namespace netsem {
 
-namespace detail {
-struct PermitState;
-}  // namespace detail
+namespace client {
+class PermitAccess;
+}  // namespace client
 
 class [[nodiscard]] Permit {
  public:
@@ -85,11 +85,13 @@ class [[nodiscard]] Permit {
   // REQUIRES: valid()
   void on_lost(std::function<void(const Status& reason)> callback);
 
-  // For the client library: wraps shared state. Not for users.
-  explicit Permit(std::shared_ptr<detail::PermitState> state) : state_(std::move(state)) {}
-
- private:
-  std::shared_ptr<detail::PermitState> state_;
+  // The state behind a permit (what it holds, where, its loss) is the client
+  // library's business (src/client/permit_state.h); only the library makes
+  // non-empty permits.
+  struct State;
+  friend class client::PermitAccess;
+  explicit Permit(std::shared_ptr<State> state) : state_(std::move(state)) {}
+  std::shared_ptr<State> state_;
 };
 
 }  // namespace netsem

@@ -1,9 +1,9 @@
-// Client and CancelToken: the public calls, each a request on the shared
+// Client: the public calls, each a request on the shared
 // Connection (connection.h) or, for `$` names and while no server can be
 // reached, a call on the host-wide LocalSemaphores (local_semaphores.h) as
 // the name's fallback policy says. A caller waits on its own Call, so a
-// blocked acquire never holds up another thread's call; a CancelToken wakes
-// that wait and turns it into a CANCEL on the wire. Client::Impl, the state
+// blocked acquire never holds up another thread's call; a CancelToken
+// (cancel_token.cc) wakes that wait and turns it into a CANCEL on the wire. Client::Impl, the state
 // behind a Client, is declared in client_impl.h; the flag calls, built on
 // acquire, are in client_flags.cc.
 //
@@ -25,6 +25,7 @@
 #include <atomic>
 #include <map>
 
+#include "client/cancel_state.h"
 #include "client/client_impl.h"
 #include "client/client_log.h"
 #include "protocol/codec.h"
@@ -34,25 +35,6 @@ namespace netsem {
 
 using protocol::AnswerType;
 using std::chrono::milliseconds;
-
-struct CancelToken::State {
-  std::atomic<bool> cancelled{false};
-  std::mutex mutex;
-  std::uint64_t last_id = 0;                              // guarded by mutex
-  std::map<std::uint64_t, std::function<void()>> wakers;  // guarded by mutex: waits to wake on cancel
-};
-
-CancelToken::CancelToken() : state_(std::make_shared<State>()) {}
-
-void CancelToken::cancel() {
-  std::lock_guard lock(state_->mutex);
-  state_->cancelled = true;
-  for (const auto& [id, wake] : state_->wakers) wake();
-}
-
-bool CancelToken::cancelled() const {
-  return state_->cancelled.load();
-}
 
 namespace client {
 
@@ -159,7 +141,7 @@ class WakeOnCancel {
  public:
   WakeOnCancel(const CancelToken* token, client::Call& call) {
     if (token == nullptr) return;
-    state_ = token->state();
+    state_ = client::CancelTokenAccess::state(*token);
     std::lock_guard lock(state_->mutex);
     id_ = ++state_->last_id;
     state_->wakers.emplace(id_, [&call] {
@@ -176,7 +158,7 @@ class WakeOnCancel {
   WakeOnCancel& operator=(const WakeOnCancel&) = delete;
 
  private:
-  std::shared_ptr<CancelToken::State> state_;
+  std::shared_ptr<client::CancelTokenAccess::State> state_;
   std::uint64_t id_ = 0;
 };
 
@@ -301,7 +283,7 @@ Result<Permit> Client::Impl::local_acquire(std::string_view name, std::int64_t l
     return status;
   }
   ++local_grants;
-  auto state = std::make_shared<detail::PermitState>();
+  auto state = std::make_shared<client::PermitState>();
   state->name = std::string(name);
   state->count = count;
   state->local = local;
@@ -310,10 +292,10 @@ Result<Permit> Client::Impl::local_acquire(std::string_view name, std::int64_t l
   state->local_ctime = grant.ctime;
   state->marks = local;
   state->mark = mark;
-  return Permit(std::move(state));
+  return client::PermitAccess::make(std::move(state));
 }
 
-Status Client::Impl::mark_server_holder(detail::PermitState& state, std::optional<milliseconds> timeout,
+Status Client::Impl::mark_server_holder(client::PermitState& state, std::optional<milliseconds> timeout,
                                         const CancelToken* cancel) {
   client::LocalSemaphores::Mark mark;
   Status status = local->mark_server_holder(state.name, timeout, cancel, &mark);
@@ -388,7 +370,7 @@ Result<Permit> Client::acquire(std::string_view name, const AcquireOptions& opti
   if (auto taken =
           impl_->take_remote(protocol::Verb::kAcquire, name, options, timeout, /*fall_back_after_send=*/true)) {
     if (!*taken) return taken->status();
-    auto state = std::make_shared<detail::PermitState>();
+    auto state = std::make_shared<client::PermitState>();
     state->name = std::string(name);
     state->count = options.count;
     state->fence = (*taken)->fence;
@@ -398,7 +380,7 @@ Result<Permit> Client::acquire(std::string_view name, const AcquireOptions& opti
     // before it is registered, so that a loss meanwhile marks it lost.
     const Status marked = impl_->mark_server_holder(*state, deadline.remaining(), options.cancel);
     if (marked.is_ok()) impl_->connection->register_permit(state);
-    Permit permit(std::move(state));
+    Permit permit = client::PermitAccess::make(std::move(state));
     if (!marked.is_ok()) {
       (void)permit.release();
       if (marked.code() == StatusCode::kCancelled) return cancelled(name);

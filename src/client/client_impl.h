@@ -135,7 +135,7 @@ struct Client::Impl {
   // this host, waiting up to `timeout` while fallback permits or lost server
   // permits of its name are held on the host. OK also when the host-wide table cannot be used
   // (logged): fallback, which needs it too, cannot grant then either.
-  Status mark_server_holder(detail::PermitState& state, std::optional<std::chrono::milliseconds> timeout,
+  Status mark_server_holder(client::PermitState& state, std::optional<std::chrono::milliseconds> timeout,
                             const CancelToken* cancel);
 
   // Consumes `count` permits of the local semaphore `name`.

@@ -245,7 +245,7 @@ Reply Connection::wait(Call& call) {
   return call.reply;
 }
 
-void Connection::register_permit(const std::shared_ptr<detail::PermitState>& permit) {
+void Connection::register_permit(const std::shared_ptr<client::PermitState>& permit) {
   Status reason;
   std::optional<Clock::time_point> stop_by;
   {
@@ -261,7 +261,7 @@ void Connection::register_permit(const std::shared_ptr<detail::PermitState>& per
   permit->mark_lost(reason, stop_by);
 }
 
-void Connection::unregister_permit(const detail::PermitState* permit) {
+void Connection::unregister_permit(const client::PermitState* permit) {
   std::lock_guard lock(mutex_);
   permits_.erase(permit);
 }
@@ -635,7 +635,7 @@ void Connection::complete(Call& call, Reply reply) {
 
 void Connection::session_ended(const Status& reason, std::optional<Clock::time_point> stop_by) {
   std::vector<std::shared_ptr<Call>> calls;
-  std::unordered_map<const detail::PermitState*, std::weak_ptr<detail::PermitState>> permits;
+  std::unordered_map<const client::PermitState*, std::weak_ptr<client::PermitState>> permits;
   std::string server;
   {
     std::lock_guard lock(mutex_);

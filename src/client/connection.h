@@ -32,9 +32,6 @@
 // session that sent or granted them, and a request tied to an old session is
 // refused rather than sent to a new one that never heard of it.
 //
-// detail::PermitState, the state behind a netsem::Permit, lives here because
-// its loss is the connection's business; permit.cc implements its behaviour.
-//
 // Thread safety: every public method from any thread; the I/O thread's own
 // state is marked "loop only".
 #pragma once
@@ -57,60 +54,11 @@
 #include <vector>
 
 #include "client/local_semaphores.h"
+#include "client/permit_state.h"
 #include "client/resolver.h"
 #include "netsem/client_options.h"
 #include "netsem/status.h"
 #include "protocol/codec.h"
-
-namespace netsem::client {
-class Connection;
-class LocalSemaphores;
-}  // namespace netsem::client
-
-namespace netsem::detail {
-
-// What a Permit holds. Immutable fields are set before the Permit is handed
-// out; the rest is guarded by `mutex`.
-struct PermitState {
-  std::string name;  // as the caller spelled it
-  std::int64_t count = 1;
-  std::uint64_t fence = 0;  // 0 for a local permit
-  // Local permits: the semaphores that hold them, the key used there, and
-  // the System V semaphore of the grant (LocalSemaphores::Grant), so that a
-  // permit lost with a removed semaphore never frees one of its successor.
-  std::shared_ptr<client::LocalSemaphores> local;
-  std::string key;
-  int local_id = -1;
-  std::time_t local_ctime = 0;
-  // Remote permits: the connection and the session that hold them.
-  std::weak_ptr<client::Connection> connection;
-  std::uint64_t session = 0;
-  // The permit's mark in the host-wide table of holders (as a server, lost
-  // or fallback holder of `name`), dropped by release() whether or not the
-  // permit was lost: until then, processes of this host count as running
-  // under it (LocalSemaphores, "Server permits and fallback"). Set before
-  // the permit is registered or handed out; mark_lost() changes it under
-  // `mutex`.
-  std::shared_ptr<client::LocalSemaphores> marks;
-  client::LocalSemaphores::Mark mark;
-
-  std::mutex mutex;
-  bool released = false;                                         // guarded by mutex
-  Status loss;                                                   // guarded by mutex: OK until lost
-  std::optional<std::chrono::steady_clock::time_point> stop_by;  // guarded by mutex: set with loss
-  std::function<void(const Status&)> on_lost;                    // guarded by mutex
-
-  bool is_local() const { return local != nullptr; }
-  // Gives the permits back (a RELEASE round trip, or the local semaphore),
-  // then drops the mark. REQUIRES: not released before.
-  Status release();
-  // Marks the permit lost for `reason`, the work under it to be stopped by
-  // `stop_by` (Permit::stop_by), and runs its callback, unless it was
-  // released first. Called on the I/O thread.
-  void mark_lost(const Status& reason, std::optional<std::chrono::steady_clock::time_point> stop_by);
-};
-
-}  // namespace netsem::detail
 
 namespace netsem::client {
 
@@ -217,8 +165,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Remote permits held on a session, marked lost when it ends. A permit
   // whose session has already ended is marked lost at once.
-  void register_permit(const std::shared_ptr<detail::PermitState>& permit);
-  void unregister_permit(const detail::PermitState* permit);
+  void register_permit(const std::shared_ptr<PermitState>& permit);
+  void unregister_permit(const PermitState* permit);
 
  private:
   Connection(const ClientOptions& options, std::vector<Endpoint> servers, LookupFunction lookup);
@@ -270,10 +218,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Status last_loss_{StatusCode::kUnavailable, "not connected"};        // guarded by mutex_
   std::optional<std::chrono::steady_clock::time_point> last_stop_by_;  // guarded by mutex_: of last_loss_
   std::vector<std::shared_ptr<Call>> outbox_;                          // guarded by mutex_
-  std::unordered_map<const detail::PermitState*, std::weak_ptr<detail::PermitState>> permits_;  // guarded by mutex_
-  bool in_fallback_ = false;                                                                    // guarded by mutex_
-  Status refused_;                                                                              // guarded by mutex_
-  Counters counters_;                                                                           // guarded by mutex_
+  std::unordered_map<const PermitState*, std::weak_ptr<PermitState>> permits_;  // guarded by mutex_
+  bool in_fallback_ = false;                                                    // guarded by mutex_
+  Status refused_;                                                              // guarded by mutex_
+  Counters counters_;                                                           // guarded by mutex_
   std::atomic<std::uint64_t> tag_counter_{0};
 
   // Loop only.

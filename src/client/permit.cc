@@ -1,4 +1,4 @@
-// Permit and detail::PermitState: giving permits back and reporting their
+// Permit and client::PermitState: giving permits back and reporting their
 // loss. A remote permit is released by a RELEASE round trip on the session
 // that granted it; a local one by its LocalSemaphores. The connection marks
 // remote permits lost when their session ends (connection.cc), and a permit
@@ -8,17 +8,16 @@
 #include "client/client_log.h"
 #include "client/connection.h"
 #include "client/local_semaphores.h"
+#include "client/permit_state.h"
 #include "protocol/requests.h"
 
 namespace netsem {
 
-namespace detail {
-
-Status PermitState::release() {
+Status Permit::State::release() {
   // Last, whatever happens below: the work under the permit has stopped.
   // (mark_lost changes `mark` under the mutex, never once released is set.)
   struct Unmark {
-    PermitState& state;
+    State& state;
     ~Unmark() {
       if (state.mark.valid()) state.marks->unmark(state.mark);
     }
@@ -56,7 +55,7 @@ Status PermitState::release() {
   return Status();
 }
 
-void PermitState::mark_lost(const Status& reason, std::optional<std::chrono::steady_clock::time_point> stop_by_in) {
+void Permit::State::mark_lost(const Status& reason, std::optional<std::chrono::steady_clock::time_point> stop_by_in) {
   assert(!reason.is_ok());
   std::function<void(const Status&)> callback;
   {
@@ -71,8 +70,6 @@ void PermitState::mark_lost(const Status& reason, std::optional<std::chrono::ste
   }
   if (callback) callback(reason);
 }
-
-}  // namespace detail
 
 Permit::~Permit() {
   if (!state_) return;
@@ -97,7 +94,7 @@ Permit& Permit::operator=(Permit&& other) noexcept {
 
 Status Permit::release() {
   assert(valid());
-  const std::shared_ptr<detail::PermitState> state = std::move(state_);
+  const std::shared_ptr<client::PermitState> state = std::move(state_);
   return state->release();
 }
 

@@ -2,6 +2,7 @@
 // reach and the `fail` fallback policy, an acquire must report kUnavailable
 // (proving the library links, starts its I/O, and applies its options), and
 // its fallback warning must reach the installed log handler.
+#include <netsem/cancel_token.h>
 #include <netsem/client.h>
 #include <netsem/log.h>
 #include <netsem/version.h>
@@ -21,6 +22,14 @@ int main() {
   auto client = netsem::Client::create(options);
   if (!client) {
     std::fprintf(stderr, "create: %s\n", client.status().to_string().c_str());
+    return 1;
+  }
+  // The token's own header is installed and usable on its own.
+  netsem::CancelToken token;
+  token.cancel();
+  auto cancelled = (*client)->acquire("package-test", {.cancel = &token});
+  if (cancelled || cancelled.status().code() != netsem::StatusCode::kCancelled) {
+    std::fprintf(stderr, "expected CANCELLED, got %s\n", cancelled.status().to_string().c_str());
     return 1;
   }
   auto permit = (*client)->try_acquire("package-test");
