@@ -1,10 +1,9 @@
 // The `netsem` command-line tool's internals, shared by its files: main.cc
-// parses the command line into the option structs below and calls
-// one *_command function; run_command.cc holds `run`; commands.cc holds the
-// others; client_setup.cc builds the Client from file, environment and flags
-// and maps a Status to an exit code. Each *_command function returns the
-// process's exit code and has written every error to stderr, prefixed
-// "netsem: ".
+// parses the command line with the table of subcommands (subcommands.h),
+// whose rows fill the option structs below and call one *_command function;
+// run_command.cc holds `run`; commands.cc holds the others; client_setup.cc builds the Client from file, environment
+// and flags and maps a Status to an exit code. Each *_command function returns the process's exit code and has written
+// every error to stderr, prefixed "netsem: ".
 //
 // Thread safety: single-threaded use from main(); only the Client the
 // commands create runs a thread of its own.
