@@ -599,7 +599,7 @@ Status FileJournal::flush() {
                                 (dir_ / kJournalFile).string()));
     }
     std::size_t written = 0;
-    Status status = write_all(journal_fd_.get(), batch_, written, writes_);
+    Status status = write_all(journal_fd_.get(), batch_, written, counters_.writes);
     // What reached the file leaves the batch, so a retry appends exactly the rest.
     batch_.erase(0, written);
     journal_bytes_ += written;
@@ -621,7 +621,11 @@ Status FileJournal::sync() {
     durable_sequence_ = std::max(durable_sequence_, written_sequence_);
     return Status::ok();
   }
-  if (const int err = sync_fd(journal_fd_.get(), true)) {
+  const auto began = std::chrono::steady_clock::now();
+  const int err = sync_fd(journal_fd_.get(), true);
+  counters_.fsync_us.observe(static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began).count()));
+  if (err != 0) {
     needs_rewrite_ = true;
     return io_error("cannot fsync journal", dir_ / kJournalFile, err);
   }
@@ -647,7 +651,7 @@ JournalStats FileJournal::stats() const {
   s.pending_bytes = batch_.size();
   s.generation = generation_;
   s.fence_bound = fence_bound_;
-  s.writes = writes_;
+  s.writes = counters_.writes;
   s.syncs = syncs_;
   s.compactions = compactions_;
   s.sequence = sequence_;

@@ -49,6 +49,7 @@
 #include "journal/journal.h"
 #include "journal/journal_format.h"
 #include "netsem/status.h"
+#include "stats/stats.h"
 
 namespace netsem::server {
 
@@ -236,6 +237,9 @@ class FileJournal final : public Journal {
   FsyncPolicy fsync_policy() const { return options_.fsync; }
   const std::filesystem::path& dir() const { return dir_; }
   JournalStats stats() const;
+  // The figures STATS reports (stats/stats.h): write(2) calls on the
+  // journal file and the latency of each fsync of it by sync().
+  const stats::JournalCounters& counters() const { return counters_; }
 
  private:
   FileJournal(std::filesystem::path dir, const JournalOptions& options, journal_detail::UniqueFd dir_fd,
@@ -270,7 +274,7 @@ class FileJournal final : public Journal {
   bool fences_failing_ = false;
   std::uint64_t journal_bytes_ = 0;
   std::uint64_t snapshot_bytes_ = 0;
-  std::uint64_t writes_ = 0;
+  stats::JournalCounters counters_;
   std::uint64_t syncs_ = 0;
   std::uint64_t compactions_ = 0;
   bool dirty_ = false;          // written since the last successful fsync

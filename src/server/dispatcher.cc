@@ -5,8 +5,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "netsem/version.h"
 #include "protocol/names.h"
+#include "stats/render.h"
 
 namespace netsem::server {
 
@@ -63,11 +63,12 @@ void Dispatcher::begin_session(SessionState& session) {
   sessions_.emplace(session.id, &session);
 }
 
-void Dispatcher::end_session(SessionState& session) {
+void Dispatcher::end_session(SessionState& session, stats::EndCause cause) {
   // A LIST in progress is cut short.
   session.list.reset();
   if (!session.open) return;
   session.open = false;
+  counters_.count_end(cause);
   sessions_.erase(session.id);
   table_.close_session(session.id, completions_);
   deliver_completions();
@@ -166,7 +167,7 @@ void Dispatcher::handle_request(SessionState& session) {
     case Verb::kQuit:
       protocol::append_ok(session.out, tag);
       session.quit = true;
-      session.events->end("QUIT");
+      session.events->end(stats::EndCause::kQuit, "QUIT");
       return;
     case Verb::kOption:
     case Verb::kHolders:
@@ -220,9 +221,10 @@ void Dispatcher::answer_error(SessionState& session, std::string_view tag, Error
   protocol::append_error(session.out, tag, code, message);
 }
 
-void Dispatcher::end_with_error(SessionState& session, ErrorCode code, std::string_view message) {
+void Dispatcher::end_with_error(SessionState& session, stats::EndCause cause, ErrorCode code,
+                                std::string_view message) {
   if (session.dialect != protocol::Dialect::kAce) protocol::append_error(session.out, {}, code, message);
-  session.events->end(message);
+  session.events->end(cause, message);
 }
 
 // --- LIST ---
@@ -267,23 +269,28 @@ bool Dispatcher::produce_list(SessionState& session) {
 // --- STATS ---
 
 void Dispatcher::append_stats(SessionState& session, std::string_view tag) {
-  const TableStats stats = table_.stats();
-  const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(now_() - started_).count();
+  protocol::append_ok_text(session.out, tag, stats::to_json(stats_snapshot()));
+}
+
+stats::Snapshot Dispatcher::stats_snapshot() const {
+  stats::Snapshot figures;
+  const TableStats table = table_.stats();
+  figures.gauges.sessions = table.sessions;
+  figures.gauges.semaphores = table.semaphores;
+  figures.gauges.held = table.held;
+  figures.gauges.waiters = table.waiters;
+  figures.gauges.last_fence = table.last_fence;
+  figures.gauges.uptime_s =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(now_() - started_).count());
+  figures.gauges.session_timeout_ms = static_cast<std::uint64_t>(config_.session_timeout_ms);
+  figures.gauges.journal_ok = journal_.ok() ? 1 : 0;
   const std::uint64_t sequence = journal_.sequence();
   const std::uint64_t answerable = journal_.answerable_sequence();
-  const std::uint64_t pending = sequence > answerable ? sequence - answerable : 0;
-  std::string json =
-      "{\"sessions\":" + std::to_string(stats.sessions) + ",\"semaphores\":" + std::to_string(stats.semaphores) +
-      ",\"held\":" + std::to_string(stats.held) + ",\"waiters\":" + std::to_string(stats.waiters) +
-      ",\"grants\":" + std::to_string(stats.grants) + ",\"requests\":" + std::to_string(counters_.requests) +
-      ",\"uptime_s\":" + std::to_string(uptime) + ",\"last_fence\":" + std::to_string(stats.last_fence) +
-      ",\"session_timeout_ms\":" + std::to_string(config_.session_timeout_ms) +
-      ",\"connections_total\":" + std::to_string(counters_.connections_total) +
-      ",\"denied_total\":" + std::to_string(counters_.denied_total) +
-      ",\"output_bytes\":" + std::to_string(counters_.output_bytes) +
-      ",\"shed_total\":" + std::to_string(counters_.shed_total) + ",\"journal_ok\":" + (journal_.ok() ? "1" : "0") +
-      ",\"journal_pending_records\":" + std::to_string(pending) + ",\"version\":\"" + kVersion + "\"}";
-  protocol::append_ok_text(session.out, tag, json);
+  figures.gauges.journal_pending_records = sequence > answerable ? sequence - answerable : 0;
+  figures.server = counters_;
+  figures.table = table_.counters();
+  figures.journal = journal_.counters();
+  return figures;
 }
 
 // --- ACE ---
@@ -294,7 +301,7 @@ void Dispatcher::handle_ace(SessionState& session, protocol::AceParser::Token to
   // close gives back at once (`acquire:x|garbage|` in one read).
   const auto refuse = [&session](std::string_view reason) {
     session.out.resize(session.out_sent);
-    session.events->end(reason);
+    session.events->end(stats::EndCause::kError, reason);
   };
   switch (token) {
     case protocol::AceParser::Token::kNeedMore:
@@ -316,7 +323,7 @@ void Dispatcher::handle_ace(SessionState& session, protocol::AceParser::Token to
       const auto error = table_.release(session.id, session.ace_name, 1, value, completions_);
       deliver_completions();
       if (error == ErrorCode::kNone) session.out.append(protocol::kAceOk);
-      session.events->end("ACE: released");
+      session.events->end(stats::EndCause::kQuit, "ACE: released");
       return;
     }
     case protocol::AceParser::Token::kAcquire: {
@@ -344,7 +351,7 @@ void Dispatcher::handle_ace(SessionState& session, protocol::AceParser::Token to
       } else {
         logs_.log(logs_.ace, "session {} ({}): ACE acquire refused: {}", session.id, session.peer,
                   protocol::error_code_name(result.error));
-        session.events->end("ACE: acquire refused");
+        session.events->end(stats::EndCause::kError, "ACE: acquire refused");
       }
       return;
     }
@@ -359,7 +366,7 @@ void Dispatcher::ace_heartbeat(SessionState& session) {
 
 void Dispatcher::deliver_ace(SessionState& session, const Completion& completion) {
   if (completion.type != Completion::Type::kGranted || session.ace_stage != AceStage::kQueued) {
-    session.events->end("ACE: request ended");
+    session.events->end(stats::EndCause::kError, "ACE: request ended");
     return;
   }
   session.ace_stage = AceStage::kHolding;

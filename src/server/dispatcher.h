@@ -54,20 +54,16 @@
 #include "protocol/codec.h"
 #include "server/peer_logs.h"
 #include "server/session_state.h"
+#include "stats/stats.h"
 #include "table/semaphore_table.h"
 
 namespace netsem::server {
 
 using Clock = std::chrono::steady_clock;
 
-// Counters STATS reports beyond the table's own.
-struct ServerCounters {
-  std::uint64_t requests = 0;
-  std::uint64_t connections_total = 0;
-  std::uint64_t denied_total = 0;
-  std::uint64_t output_bytes = 0;  // answer bytes buffered unwritten, all sessions
-  std::uint64_t shed_total = 0;    // sessions closed by the server-wide output cap
-};
+// The counters of the server's own events (stats/stats.h): the dispatcher
+// bumps requests and session ends, the network layer the rest.
+using ServerCounters = stats::ServerCounters;
 
 // What the dispatcher reads of the journal: how far it has got. netsemd's
 // server implements it over its FileJournal; tests over a MemoryJournal.
@@ -80,6 +76,9 @@ class JournalProgress {
   virtual std::uint64_t answerable_sequence() const = 0;
   // False while journal writes fail (STATS journal_ok).
   virtual bool ok() const = 0;
+  // Its writes and fsync latencies (STATS); none by default, for a journal
+  // that writes no file.
+  virtual stats::JournalCounters counters() const { return {}; }
 };
 
 class Dispatcher {
@@ -118,9 +117,10 @@ class Dispatcher {
   // sessions(). REQUIRES: not begun before.
   void begin_session(SessionState& session);
   // A session ends: gives back its permits, drops its queued requests (and
-  // a LIST in progress), and delivers what that grants to others. Safe to
-  // call more than once, and from inside a delivery.
-  void end_session(SessionState& session);
+  // a LIST in progress), and delivers what that grants to others; the first
+  // call counts `cause` (STATS session_ends_*). Safe to call more than
+  // once, and from inside a delivery.
+  void end_session(SessionState& session, stats::EndCause cause);
   // The open sessions, by id (protocol 1.1: SESSIONS, KICK).
   const std::unordered_map<SessionId, SessionState*>& sessions() const { return sessions_; }
 
@@ -136,8 +136,9 @@ class Dispatcher {
   // token is still unwritten (never a backlog).
   void ace_heartbeat(SessionState& session);
   // Ends the session after telling a v1 peer why (`* ERR <code> <message>`;
-  // an ACE peer is told nothing): a line too long, a NUL byte, a shutdown.
-  void end_with_error(SessionState& session, protocol::ErrorCode code, std::string_view message);
+  // an ACE peer is told nothing): a line too long, a NUL byte (cause
+  // kError), a shutdown (kShutdown).
+  void end_with_error(SessionState& session, stats::EndCause cause, protocol::ErrorCode code, std::string_view message);
   // Produces the next chunk of the session's LIST in progress, and its END
   // when it is done; false when there was nothing to produce (no LIST, or
   // kStreamLowWater still unwritten).
@@ -152,6 +153,12 @@ class Dispatcher {
   // Makes `limits` the defined semaphores (start, reload) and delivers what
   // that finishes; returns the listed names that are created semaphores.
   std::vector<std::string> reconfigure(const std::vector<std::pair<std::string, std::int64_t>>& limits);
+
+  // --- figures ---
+
+  // Every figure now (STATS, the status file): the counters of the server,
+  // the table and the journal, and the gauges read from their owners.
+  stats::Snapshot stats_snapshot() const;
 
   // --- output ---
 

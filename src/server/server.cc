@@ -267,6 +267,7 @@ bool Server::refuse_with_spare() {
   const UniqueFd peer(::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
   const bool accepted = peer.valid();
   if (accepted) {
+    ++counters_.limited_total;
     std::array<char, 8> first{};
     const ssize_t n = ::recv(peer.get(), first.data(), first.size(), MSG_PEEK | MSG_DONTWAIT);
     const bool ace = n > 0 && protocol::detect_dialect(std::string_view(first.data(), static_cast<std::size_t>(n))) ==
@@ -323,6 +324,7 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
     return;
   }
   if (sessions_.size() >= connection_limit_) {
+    ++counters_.limited_total;
     if (connection_limit_ == config_.max_connections) {
       peer_logs_.log(peer_logs_.refused, "refused connection from {}: max_connections ({}) reached", peer,
                      config_.max_connections);
@@ -548,7 +550,7 @@ void Server::shed_output_if_over_cap() {
                    "session {} ({}): closed, the largest of the unread answers ({} bytes) when all sessions' reached "
                    "max_output_bytes ({})",
                    largest->id(), largest->peer(), largest->accounted_output(), config_.max_output_bytes);
-    largest->close_now();
+    largest->close_now(stats::EndCause::kShed);
   }
 }
 
@@ -575,9 +577,10 @@ void Server::arm_status_timer() {
 }
 
 void Server::write_status_file() {
-  if (!table_) return;
+  if (!table_ || !dispatcher_) return;
   status_written_change_ = table_->change_count();
-  if (auto status = netsem::server::write_status_file(config_.stats_dir, *table_); !status) {
+  if (auto status = netsem::server::write_status_file(config_.stats_dir, *table_, dispatcher_->stats_snapshot());
+      !status) {
     spdlog::error("status file: {}", status.to_string());
   }
 }
@@ -587,8 +590,10 @@ void Server::write_status_file_in_background() {
   const auto started = std::chrono::steady_clock::now();
   auto job = ForkedJob::start(
       io_, "netsemd-status",
-      // In the child, over its copy of the table as it is now.
-      [this](std::string&) { return netsem::server::write_status_file(config_.stats_dir, *table_); },
+      // In the child, over its copy of the table and the figures as they are now.
+      [this, figures = dispatcher_->stats_snapshot()](std::string&) {
+        return netsem::server::write_status_file(config_.stats_dir, *table_, figures);
+      },
       [this, started](const Status& status, const std::string&) {
         status_job_.reset();
         if (!status) {

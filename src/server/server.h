@@ -88,6 +88,9 @@ class Server final : public SessionHost, private JournalProgress {
     return journal_ ? journal_->answerable_sequence() : ~std::uint64_t{0};
   }
   bool ok() const override { return !journal_failing_; }
+  stats::JournalCounters counters() const override {
+    return journal_ ? journal_->counters() : stats::JournalCounters{};
+  }
   std::uint64_t journal_pending_records() const { return sequence() - std::min(sequence(), answerable_sequence()); }
 
   Status plan_connections();

@@ -58,7 +58,7 @@ void Session::wait_readable() {
     self->read_waiting_ = false;
     if (self->stage_ == Stage::kClosed) return;
     if (error) {
-      self->close_now();
+      self->close_now(stats::EndCause::kClose);
     } else {
       self->on_readable();
     }
@@ -82,9 +82,9 @@ void Session::on_readable() {
       return;
     }
     if (stage_ == Stage::kOpen) {
-      end(error == asio::error::eof ? "end of input" : error.message());
+      end(stats::EndCause::kClose, error == asio::error::eof ? "end of input" : error.message());
     }
-    if (stage_ == Stage::kDraining && state_.unwritten() == 0) close_now();
+    if (stage_ == Stage::kDraining && state_.unwritten() == 0) close_now(stats::EndCause::kClose);
     return;
   }
   if (stage_ == Stage::kOpen) consume(std::string_view(buffer.data(), n));
@@ -102,7 +102,7 @@ void Session::resume_input() {
     if (stage_ != Stage::kOpen || state_.list) return;
   }
   if (input_ended_) {
-    end("end of input");
+    end(stats::EndCause::kClose, "end of input");
     return;
   }
   wait_readable();
@@ -152,11 +152,13 @@ void Session::handle_v1(std::string_view data) {
     if (framed == protocol::LineFramer::Status::kNeedMore) break;
     mark_dirty();
     if (framed == protocol::LineFramer::Status::kLineTooLong) {
-      dispatcher_.end_with_error(state_, protocol::ErrorCode::kLineTooLong, "request line longer than 4096 bytes");
+      dispatcher_.end_with_error(state_, stats::EndCause::kError, protocol::ErrorCode::kLineTooLong,
+                                 "request line longer than 4096 bytes");
       break;
     }
     if (framed == protocol::LineFramer::Status::kNul) {
-      dispatcher_.end_with_error(state_, protocol::ErrorCode::kBadRequest, "NUL byte in request line");
+      dispatcher_.end_with_error(state_, stats::EndCause::kError, protocol::ErrorCode::kBadRequest,
+                                 "NUL byte in request line");
       break;
     }
     // An empty line is not activity: a stream of newlines must not keep a
@@ -188,7 +190,7 @@ bool Session::close_if_output_overflows() {
   if (state_.unwritten() > kMaxOutputBytes) {
     logs_.log(logs_.overflow, "session {} ({}): closed, {} bytes of answers unread", state_.id, state_.peer,
               state_.unwritten());
-    close_now();
+    close_now(stats::EndCause::kOverflow);
     return true;
   }
   host_.shed_output_if_over_cap();
@@ -231,8 +233,8 @@ void Session::flush() {
         return;
       }
       if (error) {
-        if (stage_ == Stage::kOpen) end(error.message());
-        close_now();
+        if (stage_ == Stage::kOpen) end(stats::EndCause::kClose, error.message());
+        close_now(stats::EndCause::kClose);
         return;
       }
       state_.out_sent += n;
@@ -275,7 +277,7 @@ void Session::wait_writable() {
     self->write_waiting_ = false;
     if (self->stage_ == Stage::kClosed) return;
     if (error) {
-      self->close_now();
+      self->close_now(stats::EndCause::kClose);
     } else {
       self->flush();
     }
@@ -318,7 +320,7 @@ void Session::on_timer() {
     case Stage::kClosed:
       return;
     case Stage::kDraining:
-      close_now();
+      close_now(stats::EndCause::kClose);  // already ended: not counted again
       break;
     case Stage::kOpen:
       if (Dispatcher::wants_heartbeat(state_)) {
@@ -341,11 +343,11 @@ void Session::idle_deadline_check() {
     if (state_.list) {
       logs_.log(logs_.overflow, "session {} ({}): took no line of a LIST for {} ms, closed and released", state_.id,
                 state_.peer, ms);
-      end("stopped reading");
+      end(stats::EndCause::kOverflow, "stopped reading");
       return;
     }
     logs_.log(logs_.timeout, "session {} ({}): no request for {} ms, closed and released", state_.id, state_.peer, ms);
-    end("session timeout");
+    end(stats::EndCause::kTimeout, "session timeout");
     return;
   }
   arm_idle_timer();
@@ -359,7 +361,7 @@ void Session::arm_close_deadline(Clock::duration after) {
   });
 }
 
-void Session::end(std::string_view reason) {
+void Session::end(stats::EndCause cause, std::string_view reason) {
   if (stage_ != Stage::kOpen) return;
   stage_ = Stage::kDraining;
   spdlog::debug("session {} ({}): ending: {}", state_.id, state_.peer, reason);
@@ -369,18 +371,19 @@ void Session::end(std::string_view reason) {
   // A peer that never reads must not keep an ended session (and its
   // connection slot) alive: flush() shortens this once all is written.
   arm_close_deadline(kLastWordsTime);
-  dispatcher_.end_session(state_);
+  dispatcher_.end_session(state_, cause);
   mark_dirty();
 }
 
 void Session::shut_down() {
   if (stage_ != Stage::kOpen) return;
-  dispatcher_.end_with_error(state_, protocol::ErrorCode::kShutdown, "server is shutting down");
+  dispatcher_.end_with_error(state_, stats::EndCause::kShutdown, protocol::ErrorCode::kShutdown,
+                             "server is shutting down");
 }
 
-void Session::close_now() {
+void Session::close_now(stats::EndCause cause) {
   if (stage_ == Stage::kClosed) return;
-  if (stage_ == Stage::kOpen) end("closed");
+  if (stage_ == Stage::kOpen) end(cause, "closed");
   stage_ = Stage::kClosed;
   if (timer_) timer_->cancel();
   std::error_code ignored;

@@ -82,8 +82,9 @@ class Session final : public std::enable_shared_from_this<Session>, private Sess
   void flush();
   // Applies the session timeout anew (reload keeps sessions; start-up sets it).
   void arm_idle_timer();
-  // Closes at once: permits released, nothing more written.
-  void close_now();
+  // Closes at once: permits released, nothing more written. A session still
+  // open ends for `cause` (STATS session_ends_*).
+  void close_now(stats::EndCause cause);
   // Schedules the session's output to be written at the end of the turn.
   void mark_dirty();
 
@@ -96,7 +97,7 @@ class Session final : public std::enable_shared_from_this<Session>, private Sess
 
   // --- SessionEvents (from the dispatcher) ---
   void completion_added() override;
-  void end(std::string_view reason) override;
+  void end(stats::EndCause cause, std::string_view reason) override;
   void timer_changed() override;
 
   void wait_readable();

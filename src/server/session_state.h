@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "protocol/ace_codec.h"
+#include "stats/stats.h"
 #include "table/semaphore_table.h"
 
 namespace netsem::server {
@@ -38,8 +39,9 @@ class SessionEvents {
   // The dispatcher ended the session (QUIT, an ACE release or refusal, an
   // ACE request that ended without a grant, a fatal framing error): write
   // what its output holds, then close. The network layer calls
-  // Dispatcher::end_session, which gives its permits back.
-  virtual void end(std::string_view reason) = 0;
+  // Dispatcher::end_session, which gives its permits back and counts
+  // `cause` (STATS session_ends_*); `reason` is for the log.
+  virtual void end(stats::EndCause cause, std::string_view reason) = 0;
   // Dispatcher::idle_timeout or Dispatcher::heartbeat of the session may
   // have changed (an ACE request queued or granted, a LIST began): re-arm
   // the session's timer.

@@ -9,11 +9,14 @@
 
 #include "common/unique_fd.h"
 #include "protocol/names.h"
+#include "stats/render.h"
 
 namespace netsem::server {
 
-std::string render_status(const SemaphoreTable& table) {
-  std::string text = "# netsem status v1: name kind value max holders waiters\n";
+std::string render_status(const SemaphoreTable& table, const stats::Snapshot& figures) {
+  std::string text = "# netsem status v1: name kind value max holders waiters\n# stats ";
+  text += stats::to_json(figures);
+  text += '\n';
   table.list({}, [&](const SemaphoreInfo& info) {
     protocol::append_encoded_name(text, info.name);
     text += ' ';
@@ -24,8 +27,9 @@ std::string render_status(const SemaphoreTable& table) {
   return text;
 }
 
-Status write_status_file(const std::filesystem::path& dir, const SemaphoreTable& table) {
-  const std::string text = render_status(table);
+Status write_status_file(const std::filesystem::path& dir, const SemaphoreTable& table,
+                         const stats::Snapshot& figures) {
+  const std::string text = render_status(table, figures);
   const std::filesystem::path final_path = dir / kStatusFileName;
   std::filesystem::path temp_path = final_path;
   temp_path += ".tmp";

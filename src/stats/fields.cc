@@ -114,8 +114,8 @@ constexpr auto kFields = std::to_array<Field>({
         [](S s) -> N { return end_count(s, EndCause::kShed); }),
     counter(
         "session_ends_error_total", "",
-        "Sessions ended since start by a protocol error (a line too long, a NUL byte, an ACE request out of turn or "
-        "refused).",
+        "Sessions ended since start by an error: a line too long or a NUL byte (protocol v1); input out of turn, an "
+        "acquire refused, or a queued request ended without a grant (ACE).",
         [](S s) -> N { return end_count(s, EndCause::kError); }),
     counter("session_ends_kicked_total", "", "Sessions ended since start by KICK.",
             [](S s) -> N { return end_count(s, EndCause::kKicked); }),

@@ -38,7 +38,7 @@ enum class EndCause : std::uint8_t {
   kTimeout,   // no request for session_timeout_ms
   kOverflow,  // the peer did not read its own answers (over the session's cap, or a LIST not taken)
   kShed,      // closed by the server-wide cap on unwritten answers (max_output_bytes)
-  kError,     // a protocol error ended it (line too long, NUL byte, an ACE request refused)
+  kError,     // a protocol error (line too long, NUL byte; ACE: out of turn, refused, ended ungranted)
   kKicked,    // an administrator's KICK
   kShutdown,  // the server stopped
 };

@@ -64,6 +64,13 @@ std::optional<TimePoint> deadline_after(TimePoint now, std::int64_t timeout_ms) 
   return now + Duration(timeout_ms * per_ms);
 }
 
+// Whole microseconds from `from` to `to`, 0 when `to` is earlier (STATS'
+// wait and hold times).
+std::uint64_t micros_between(TimePoint from, TimePoint to) {
+  if (to <= from) return 0;
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(to - from).count());
+}
+
 // Whole milliseconds from `from` to `to`, 0 when `to` is earlier.
 std::int64_t elapsed_ms(TimePoint from, TimePoint to) {
   if (to <= from) return 0;
@@ -171,7 +178,7 @@ struct SemaphoreTable::Impl {
   std::uint64_t last_fence = 0;
   std::uint64_t reserved_fence = 0;
   std::uint64_t next_reserve_attempt = 0;  // after a failed early reservation
-  std::uint64_t grants = 0;
+  stats::TableCounters counters;           // grants, timeouts, cancellations, wait and hold times
   std::uint64_t held_total = 0;
   std::uint64_t waiter_total = 0;
   std::uint64_t last_order = 0;  // of holds and waiters, for the queries' cursors
@@ -258,8 +265,10 @@ struct SemaphoreTable::Impl {
     return std::find_if(ses.holds.begin(), ses.holds.end(), [&](HoldList::iterator h) { return h->sem == &s; });
   }
 
-  // Gives the node of an ended hold back to the spare list.
+  // Gives the node of an ended hold back to the spare list, its duration
+  // to STATS (hold_us).
   void drop_hold(HoldList::iterator hold) {
+    counters.hold_us.observe(micros_between(hold->since, clock()));
     HoldList& list = hold->sem->holds;
     if (spare_holds.size() < kSpareHolds) {
       spare_holds.splice(spare_holds.end(), list, hold);
@@ -290,7 +299,7 @@ struct SemaphoreTable::Impl {
         ses.holds.push_back(std::prev(s.holds.end()));
       }
     }
-    ++grants;
+    ++counters.grants;
     ++changes;
     return fence;
   }
@@ -327,6 +336,7 @@ struct SemaphoreTable::Impl {
       consumed |= w.mode == TakeMode::kWait;
       if (!now) now = clock();
       const std::uint64_t fence = grant(ses, s, w.mode, w.count, *now);
+      counters.wait_us.observe(micros_between(w.queued_at, *now));
       out.push_back({ses.id, unlink(w), Completion::Type::kGranted, fence});
     }
     if (s.kind == SemaphoreKind::kCreated && (journal_anyway || consumed)) journal_state(s);
@@ -542,7 +552,10 @@ TakeResult SemaphoreTable::take(const TakeRequest& request, Completions& out) {
     if (request.mode == TakeMode::kWait && s->kind == SemaphoreKind::kCreated) t.journal_state(*s);
     return {TakeResult::Type::kGranted, fence, 0, ErrorCode::kNone};
   }
-  if (request.timeout_ms == 0) return {TakeResult::Type::kTimedOut, 0, 0, ErrorCode::kNone};
+  if (request.timeout_ms == 0) {
+    ++t.counters.timeouts;
+    return {TakeResult::Type::kTimedOut, 0, 0, ErrorCode::kNone};
+  }
   if (ses.pending.size() >= t.limits.max_pending_per_session) return error(ErrorCode::kLimit);
 
   Impl::Waiter& w = s->queue.emplace_back();
@@ -611,6 +624,7 @@ ErrorCode SemaphoreTable::cancel(SessionId session, std::string_view tag, Comple
   Impl::Waiter& w = *it->second;
   Impl::Semaphore& s = *w.sem;
   out.push_back({session, t.unlink(w), Completion::Type::kCancelled, 0});
+  ++t.counters.cancellations;
   t.settle(s, out, false);
   return ErrorCode::kNone;
 }
@@ -715,9 +729,13 @@ SessionLoad SemaphoreTable::session_load(SessionId session) const {
   return load;
 }
 
+const stats::TableCounters& SemaphoreTable::counters() const {
+  return impl_->counters;
+}
+
 TableStats SemaphoreTable::stats() const {
   const Impl& t = *impl_;
-  return {t.sessions.size(), t.semaphores.size(), t.held_total, t.waiter_total, t.grants, t.last_fence};
+  return {t.sessions.size(), t.semaphores.size(), t.held_total, t.waiter_total, t.counters.grants, t.last_fence};
 }
 
 void SemaphoreTable::expire(TimePoint now, Completions& out) {
@@ -729,6 +747,7 @@ void SemaphoreTable::expire(TimePoint now, Completions& out) {
     t.touch(*w.sem);
     const SessionId session = w.session->id;
     out.push_back({session, t.unlink(w), Completion::Type::kTimedOut, 0});
+    ++t.counters.timeouts;
   }
   t.settle_touched(out);
 }

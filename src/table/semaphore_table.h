@@ -46,6 +46,7 @@
 
 #include "journal/journal.h"
 #include "protocol/error_code.h"
+#include "stats/stats.h"
 
 namespace netsem::server {
 
@@ -272,6 +273,9 @@ class SemaphoreTable {
   // session that is not open.
   SessionLoad session_load(SessionId session) const;
   TableStats stats() const;
+  // The events STATS counts (stats/stats.h): grants, TIMEOUT answers,
+  // cancellations, wait and hold times.
+  const stats::TableCounters& counters() const;
   // Changes whenever anything a status file shows may have changed.
   std::uint64_t change_count() const { return change_count_; }
 

@@ -1173,6 +1173,9 @@ TEST_F(FileJournalTest, FsyncAlwaysSyncsEveryFlushThatWrote) {
   journal->record_delete("a");
   ASSERT_TRUE(journal->flush());
   EXPECT_EQ(journal->stats().syncs, before.syncs + 2);
+  // STATS' figures: the same writes, and one fsync latency per fsync.
+  EXPECT_EQ(journal->counters().writes, journal->stats().writes);
+  EXPECT_EQ(journal->counters().fsync_us.count(), journal->stats().syncs);
 }
 
 TEST_F(FileJournalTest, FsyncEverySecSyncsOnlyWhenAsked) {

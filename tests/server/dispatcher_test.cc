@@ -47,12 +47,13 @@ class TestSession final : public SessionEvents {
     state.dialect = dialect;
     dispatcher_.begin_session(state);
   }
-  ~TestSession() override { dispatcher_.end_session(state); }
+  ~TestSession() override { dispatcher_.end_session(state, stats::EndCause::kClose); }
 
   void completion_added() override { ++completions; }
-  void end(std::string_view reason) override {
+  void end(stats::EndCause cause, std::string_view reason) override {
     ends.emplace_back(reason);
-    dispatcher_.end_session(state);
+    causes.push_back(cause);
+    dispatcher_.end_session(state, cause);
   }
   void timer_changed() override { ++timer_changes; }
 
@@ -80,6 +81,7 @@ class TestSession final : public SessionEvents {
   int completions = 0;
   int timer_changes = 0;
   std::vector<std::string> ends;
+  std::vector<stats::EndCause> causes;
 };
 
 class DispatcherTest : public ::testing::Test {
@@ -243,14 +245,45 @@ TEST_F(DispatcherTest, SessionEndReleasesItsPermitsAndDropsItsQueuedRequests) {
   EXPECT_EQ(holder->request("a ACQUIRE splunk"), "a OK 1\n");
   EXPECT_EQ(leaver->request("l ACQUIRE splunk"), "l QUEUED 1\n");
   EXPECT_EQ(waiter->request("w ACQUIRE splunk"), "w QUEUED 2\n");
-  dispatcher_->end_session(leaver->state);
+  dispatcher_->end_session(leaver->state, stats::EndCause::kClose);
   EXPECT_EQ(dispatcher_->sessions().count(leaver->state.id), 0u);
-  dispatcher_->end_session(holder->state);
-  dispatcher_->end_session(holder->state);  // twice is harmless
+  dispatcher_->end_session(holder->state, stats::EndCause::kClose);
+  dispatcher_->end_session(holder->state, stats::EndCause::kClose);  // twice is harmless
   EXPECT_EQ(waiter->read(), "w OK 2\n");
   EXPECT_EQ(leaver->read(), "");
   EXPECT_EQ(waiter->request("g GET splunk"), "g OK 0 1 1 0 defined\n");
   EXPECT_EQ(dispatcher_->sessions().size(), 1u);
+}
+
+TEST_F(DispatcherTest, SessionEndsAreCountedOnceByCause) {
+  const auto ends = [this](stats::EndCause cause) { return counters_.session_ends[static_cast<std::size_t>(cause)]; };
+  auto quitter = session();
+  EXPECT_EQ(quitter->request("q QUIT"), "q OK\n");
+  EXPECT_EQ(quitter->causes, std::vector<stats::EndCause>{stats::EndCause::kQuit});
+  auto holder = session(protocol::Dialect::kAce);
+  holder->ace(AceParser::Token::kAcquire, "splunk");
+  holder->ace(AceParser::Token::kRelease);  // ACE's orderly end
+  auto garbled = session(protocol::Dialect::kAce);
+  garbled->ace(AceParser::Token::kBad);
+  auto stopped = session();
+  dispatcher_->end_with_error(stopped->state, stats::EndCause::kShutdown, protocol::ErrorCode::kShutdown,
+                              "server is shutting down");
+  auto closed = session();
+  dispatcher_->end_session(closed->state, stats::EndCause::kClose);
+  dispatcher_->end_session(closed->state, stats::EndCause::kTimeout);  // already ended: not counted
+  EXPECT_EQ(ends(stats::EndCause::kQuit), 2u);
+  EXPECT_EQ(ends(stats::EndCause::kError), 1u);
+  EXPECT_EQ(ends(stats::EndCause::kShutdown), 1u);
+  EXPECT_EQ(ends(stats::EndCause::kClose), 1u);
+  EXPECT_EQ(ends(stats::EndCause::kTimeout), 0u);
+  // STATS shows them, after the fields of 0.1.0.
+  auto observer = session();
+  const std::string stats = observer->request("s STATS");
+  EXPECT_NE(stats.find(",\"session_ends_quit_total\":2,\"session_ends_close_total\":1,"), std::string::npos) << stats;
+  EXPECT_NE(stats.find(",\"session_ends_error_total\":1,"), std::string::npos) << stats;
+  EXPECT_NE(stats.find(",\"session_ends_shutdown_total\":1,"), std::string::npos) << stats;
+  EXPECT_NE(stats.find(",\"grants\":1,"), std::string::npos) << stats;
+  EXPECT_NE(stats.find(",\"hold_us\":{\"count\":1,"), std::string::npos) << stats;
 }
 
 TEST_F(DispatcherTest, AnswersThatDependOnAnUnwrittenRecordWaitOthersDoNot) {
@@ -312,11 +345,13 @@ TEST_F(DispatcherTest, ListStreamsInChunksInNameOrder) {
 
 TEST_F(DispatcherTest, EndWithErrorTellsAV1PeerAndNotAnAcePeer) {
   auto v1 = session();
-  dispatcher_->end_with_error(v1->state, protocol::ErrorCode::kShutdown, "server is shutting down");
+  dispatcher_->end_with_error(v1->state, stats::EndCause::kShutdown, protocol::ErrorCode::kShutdown,
+                              "server is shutting down");
   EXPECT_EQ(v1->read(), "* ERR SHUTDOWN server is shutting down\n");
   EXPECT_EQ(v1->ends, std::vector<std::string>{"server is shutting down"});
   auto ace = session(protocol::Dialect::kAce);
-  dispatcher_->end_with_error(ace->state, protocol::ErrorCode::kShutdown, "server is shutting down");
+  dispatcher_->end_with_error(ace->state, stats::EndCause::kShutdown, protocol::ErrorCode::kShutdown,
+                              "server is shutting down");
   EXPECT_EQ(ace->read(), "");
   EXPECT_EQ(ace->ends.size(), 1u);
 }

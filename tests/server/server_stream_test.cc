@@ -208,7 +208,7 @@ TEST(ServerStream, StatusFileIsWrittenByAChildWhileRequestsAreAnswered) {
     text = read_text(path);
   }
   EXPECT_NE(text.find("\nmarker created 2 2 0 0\n"), std::string::npos);
-  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), kMany + 2) << "header, every semaphore and marker";
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), kMany + 3) << "two header lines, every semaphore and marker";
   EXPECT_NE(text.find("\nn299999 created 1 1 0 0\n"), std::string::npos);
 }
 

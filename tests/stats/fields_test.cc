@@ -1,13 +1,17 @@
 // Unit tests of the field table: complete, unique, well formed, reading
-// every figure of a Snapshot exactly once.
+// every figure of a Snapshot exactly once, and documented word for word.
 #include "stats/fields.h"
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
+
+#include "stats/render.h"
 
 namespace netsem::stats {
 namespace {
@@ -109,6 +113,29 @@ TEST(Fields, EveryMemberOfASnapshotIsExactlyOneField) {
   for (std::size_t i = 0; i < owner.size(); i += sizeof(std::uint64_t)) {
     EXPECT_FALSE(owner[i].empty()) << "the member at byte " << i << " of Snapshot has no field";
   }
+}
+
+// The table in docs/protocol.md's "STATS fields" section: from its header
+// row to the first line that is not a table row.
+std::string documented_table() {
+  std::ifstream in(NETSEM_SOURCE_DIR "/docs/protocol.md");
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string doc = text.str();
+  const auto section = doc.find("\n## STATS fields\n");
+  if (section == std::string::npos) return "(no STATS fields section)";
+  const auto start = doc.find("\n| Name |", section);
+  if (start == std::string::npos) return "(no table)";
+  std::string table;
+  std::istringstream lines(doc.substr(start + 1));
+  for (std::string line; std::getline(lines, line) && line.starts_with("|");) table += line + "\n";
+  return table;
+}
+
+TEST(Fields, TheDocsTableIsTheFieldTable) {
+  EXPECT_EQ(documented_table(), markdown_table())
+      << "docs/protocol.md, section \"STATS fields\", must have exactly this table:\n"
+      << markdown_table();
 }
 
 }  // namespace

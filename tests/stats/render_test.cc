@@ -79,14 +79,14 @@ TEST(StatsJson, ThePrefixOfVersion010IsByteForByteTheOldFormat) {
 
 TEST(StatsJson, AnEmptyHistogramHasNoBuckets) {
   const ordered_json json = ordered_json::parse(to_json(Snapshot{}));
-  EXPECT_EQ(json.at("wait_us").dump(), R"({"count":0,"sum":0,"buckets":[]})");
+  EXPECT_EQ(json.at("journal_fsync_us").dump(), R"({"count":0,"sum":0,"buckets":[]})");
 }
 
 TEST(StatsJson, HistogramBucketsAreCumulativeUpToTheFirstThatHoldsEveryObservation) {
   Snapshot snapshot;
-  for (const std::uint64_t v : {0, 3, 3, 100}) snapshot.table.hold_us.observe(v);
+  for (const std::uint64_t v : {0, 3, 3, 100}) snapshot.journal.fsync_us.observe(v);
   const ordered_json json = ordered_json::parse(to_json(snapshot));
-  EXPECT_EQ(json.at("hold_us").dump(),
+  EXPECT_EQ(json.at("journal_fsync_us").dump(),
             R"({"count":4,"sum":106,"buckets":[[1,1],[2,1],[4,3],[8,3],[16,3],[32,3],[64,3],[128,4]]})");
 }
 
@@ -103,8 +103,8 @@ TEST(StatsJson, AnObservationAboveEveryBoundListsEveryBoundBelowTheCount) {
 
 TEST(Prometheus, EveryFieldIsAMetricWithHelpTypeAndSamples) {
   Snapshot snapshot = numbered();
-  snapshot.table.wait_us = Histogram{};
-  for (const std::uint64_t v : {2, 2, 1000}) snapshot.table.wait_us.observe(v);
+  snapshot.journal.fsync_us = Histogram{};
+  for (const std::uint64_t v : {2, 2, 1000}) snapshot.journal.fsync_us.observe(v);
   const std::string text = to_prometheus(snapshot);
   static const std::regex kSample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([0-9]+)$)");
   std::istringstream lines(text);
@@ -126,12 +126,13 @@ TEST(Prometheus, EveryFieldIsAMetricWithHelpTypeAndSamples) {
             std::string::npos);
   EXPECT_NE(text.find("# TYPE netsem_version gauge\nnetsem_version{version=\"" + std::string(kVersion) + "\"} 1\n"),
             std::string::npos);
-  EXPECT_NE(text.find("# TYPE netsem_wait_us histogram\nnetsem_wait_us_bucket{le=\"1\"} 0\n"
-                      "netsem_wait_us_bucket{le=\"2\"} 2\nnetsem_wait_us_bucket{le=\"4\"} 2\n"),
+  EXPECT_NE(text.find("# TYPE netsem_journal_fsync_us histogram\nnetsem_journal_fsync_us_bucket{le=\"1\"} 0\n"
+                      "netsem_journal_fsync_us_bucket{le=\"2\"} 2\nnetsem_journal_fsync_us_bucket{le=\"4\"} 2\n"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("netsem_wait_us_bucket{le=\"1024\"} 3\n"), std::string::npos);
-  EXPECT_NE(text.find("netsem_wait_us_bucket{le=\"+Inf\"} 3\nnetsem_wait_us_sum 1004\nnetsem_wait_us_count 3\n"),
+  EXPECT_NE(text.find("netsem_journal_fsync_us_bucket{le=\"1024\"} 3\n"), std::string::npos);
+  EXPECT_NE(text.find("netsem_journal_fsync_us_bucket{le=\"+Inf\"} 3\nnetsem_journal_fsync_us_sum "
+                      "1004\nnetsem_journal_fsync_us_count 3\n"),
             std::string::npos);
 }
 

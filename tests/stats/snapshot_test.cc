@@ -31,16 +31,16 @@ bool all_words_are(const Snapshot& snapshot, std::uint64_t value) {
 }
 
 TEST(Snapshot, IsACopyTheLiveCountersLeaveAlone) {
-  TableCounters live;
-  live.grants = 5;
-  live.wait_us.observe(100);
+  JournalCounters live;
+  live.writes = 5;
+  live.fsync_us.observe(100);
   Snapshot snapshot;
-  snapshot.table = live;
-  ++live.grants;
-  live.wait_us.observe(200);
-  EXPECT_EQ(snapshot.table.grants, 5u);
-  EXPECT_EQ(snapshot.table.wait_us.count(), 1u);
-  EXPECT_EQ(snapshot.table.wait_us.sum(), 100u);
+  snapshot.journal = live;
+  ++live.writes;
+  live.fsync_us.observe(200);
+  EXPECT_EQ(snapshot.journal.writes, 5u);
+  EXPECT_EQ(snapshot.journal.fsync_us.count(), 1u);
+  EXPECT_EQ(snapshot.journal.fsync_us.sum(), 100u);
 }
 
 TEST(PublishedSnapshot, StartsAtZeroAndReadsWhatWasPublished) {

@@ -1049,6 +1049,47 @@ TEST(SemaphoreTable, StatsCountSessionsSemaphoresHeldWaitersGrants) {
   EXPECT_EQ(s.grants, 4u);
 }
 
+TEST(SemaphoreTable, CountersCountGrantsTimeoutsAndCancellations) {
+  Harness h;
+  h.run("RELOAD d=1");
+  ASSERT_EQ(h.run("1 a ACQUIRE d"), "OK 1");
+  ASSERT_EQ(h.run("2 t ACQUIRE d 1 0"), "TIMEOUT");  // a try
+  ASSERT_EQ(h.run("2 q ACQUIRE d 1 100"), "QUEUED 1");
+  ASSERT_EQ(h.run("TICK 100"), "OK | 2:q TIMEOUT");  // a queued request's time ran out
+  ASSERT_EQ(h.run("3 c ACQUIRE d"), "QUEUED 1");
+  ASSERT_EQ(h.run("3 CANCEL c"), "OK | 3:c CANCELLED");
+  ASSERT_EQ(h.run("3 CANCEL c"), "ERR NOT_FOUND");  // nothing cancelled: not counted
+  ASSERT_EQ(h.run("4 w ACQUIRE d"), "QUEUED 1");
+  ASSERT_EQ(h.run("1 RELEASE d"), "OK 0 | 4:w OK 2");
+  ASSERT_EQ(h.run("2 e ACQUIRE d 2"), "ERR TOO_MANY");  // refused: neither granted nor timed out
+  const stats::TableCounters& counters = h.table.counters();
+  EXPECT_EQ(counters.grants, 2u);
+  EXPECT_EQ(counters.timeouts, 2u);
+  EXPECT_EQ(counters.cancellations, 1u);
+  EXPECT_EQ(h.table.stats().grants, counters.grants);
+}
+
+TEST(SemaphoreTable, WaitAndHoldTimesAreObservedFromTheClock) {
+  Harness h;
+  h.run("RELOAD d=2");
+  ASSERT_EQ(h.run("1 a ACQUIRE d 2"), "OK 1");  // granted at once: no wait observed
+  ASSERT_EQ(h.run("2 b ACQUIRE d"), "QUEUED 1");
+  ASSERT_EQ(h.run("3 c ACQUIRE d 2"), "QUEUED 2");
+  h.run("TICK 3");
+  // 1 gives back one of two permits: still a holder, no hold ends; b waited 3 ms.
+  ASSERT_EQ(h.run("1 RELEASE d 1"), "OK 0 | 2:b OK 2");
+  h.run("TICK 5");
+  ASSERT_EQ(h.run("close 1"), "OK");  // 1's hold (8 ms) ends with its session
+  h.run("TICK 1");
+  ASSERT_EQ(h.run("2 RELEASE d"), "OK 0 | 3:c OK 3");  // b held 6 ms; c waited 9 ms
+  const stats::TableCounters& counters = h.table.counters();
+  EXPECT_EQ(counters.wait_us.count(), 2u);
+  EXPECT_EQ(counters.wait_us.sum(), 3'000u + 9'000u);
+  EXPECT_EQ(counters.wait_us.bucket(stats::Histogram::bucket_of(3'000)), 1u);
+  EXPECT_EQ(counters.hold_us.count(), 2u);
+  EXPECT_EQ(counters.hold_us.sum(), 8'000u + 6'000u);
+}
+
 TEST(SemaphoreTable, PendingTagsAndNextDeadline) {
   Harness h;
   h.run("RELOAD d=1");
