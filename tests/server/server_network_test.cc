@@ -276,6 +276,9 @@ TEST(ServerMemory, OutputCapShedsTheLargestNonReaderAndNeverAReader) {
   EXPECT_EQ(reader->request("p PING still"), "p PONG still") << "a reading session was cut";
   const auto last = reader->request("s STATS");
   EXPECT_EQ(stats_field(last, "shed_total"), 1u) << last;
+  // The session end is counted by its cause, shed, and by none other.
+  EXPECT_EQ(stats_field(last, "session_ends_shed_total"), 1u) << last;
+  EXPECT_EQ(stats_field(last, "session_ends_overflow_total"), 0u) << last;
   EXPECT_TRUE(server_alive(*server));
 }
 

@@ -449,6 +449,8 @@ TEST(ServerRobustness, PeerThatNeverReadsIsClosedAndReleased) {
   EXPECT_TRUE(pumped.send_failed) << "sent " << pumped.sent << " bytes and was never closed";
   EXPECT_TRUE(server->wait_for_log("bytes of answers unread", 1s));
   EXPECT_EQ(other->request("p PING after"), "p PONG after");
+  const std::string stats = other->request("s STATS");
+  EXPECT_NE(stats.find("\"session_ends_overflow_total\":1,"), std::string::npos) << stats;
 }
 
 TEST(ServerRobustness, EndedSessionWhosePeerNeverReadsStillFreesItsSlot) {
