@@ -1,14 +1,36 @@
 // Micro-benchmarks of the protocol v1 codec (src/protocol/codec.h): what a
-// request line costs to parse, an answer line to format, and a pipelined
-// read to split into lines. Items/s counts lines. The server's steady state
+// request line costs to parse and to encode, an answer line to format, and a
+// pipelined read to split into lines. Items/s counts lines; allocs/line
+// counts the heap allocations per line (operator new is counted here). The server's steady state
 // must not allocate here: the Request and the output buffer are reused, as
 // a session reuses them.
 #include <benchmark/benchmark.h>
 
+#include <fmt/format.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
 #include <string>
 #include <string_view>
 
 #include "protocol/codec.h"
+
+namespace {
+std::atomic<std::uint64_t> g_allocations{0};
+}  // namespace
+
+void* operator new(std::size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
 
 namespace {
 
@@ -81,6 +103,53 @@ BENCHMARK(BM_AppendOkFence);
 BENCHMARK(BM_AppendQueued);
 BENCHMARK(BM_AppendError);
 BENCHMARK(BM_AppendGet);
+
+// Allocations per iteration of what runs between start and the end of the loop.
+void count_allocations(benchmark::State& state, std::uint64_t before) {
+  const auto iterations = static_cast<double>(state.iterations());
+  state.counters["allocs/line"] = static_cast<double>(g_allocations.load() - before) / iterations;
+}
+
+// netsem-bench's requests: appended to the connection's reused buffer.
+void BM_EncodeAcquireIntoBuffer(benchmark::State& state) {
+  const std::uint64_t before = g_allocations.load();
+  append_lines(state, [](std::string& out) { encode_acquire(out, "a", "splunk"); });
+  count_allocations(state, before);
+}
+BENCHMARK(BM_EncodeAcquireIntoBuffer);
+
+// libnetsem's requests: one line buffer per call (Connection::send).
+void BM_EncodeAcquireClient(benchmark::State& state) {
+  const std::uint64_t before = g_allocations.load();
+  for (auto _ : state) {
+    const std::string tag = "17";
+    std::string line;
+    line.reserve(96);
+    encode_acquire(line, tag, "host:10.0.0.1 web", 2, 5000);
+    benchmark::DoNotOptimize(line.data());
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+  count_allocations(state, before);
+}
+BENCHMARK(BM_EncodeAcquireClient);
+
+// What libnetsem did before the encoders, for comparison: fmt::format of the
+// request, the encoded name, and the join with the tag.
+void BM_FormatAcquireClientBefore(benchmark::State& state) {
+  const std::uint64_t before = g_allocations.load();
+  for (auto _ : state) {
+    const std::string tag = "17";
+    const std::string request =
+        fmt::format("{} {} {} {}", "ACQUIRE", encode_name_for_request("host:10.0.0.1 web"), 2, 5000);
+    std::string line;
+    line.reserve(tag.size() + request.size() + 2);
+    line.append(tag).append(1, ' ').append(request).append(1, '\n');
+    benchmark::DoNotOptimize(line.data());
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+  count_allocations(state, before);
+}
+BENCHMARK(BM_FormatAcquireClientBefore);
 
 // A client splitting answers (what netsem-bench and the client library do).
 void BM_ParseAnswer(benchmark::State& state) {

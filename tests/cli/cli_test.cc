@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "netsemd_harness.h"
+#include "protocol/requests.h"
 #include "tcp_proxy.h"
 
 #ifndef NETSEM_CLI_PATH
@@ -250,7 +251,10 @@ class CliTest : public ::testing::Test {
 
   // The server's GET answer for `name`, without the tag: "OK value max holders waiters kind".
   std::string get(const std::string& name) {
-    const std::string answer = observer_->request("g GET " + name);
+    std::string line;
+    protocol::encode_get(line, "g", name);
+    observer_->send(line);
+    const std::string answer = observer_->read_line().value_or("no answer");
     return answer.rfind("g ", 0) == 0 ? answer.substr(2) : answer;
   }
 
@@ -652,8 +656,8 @@ TEST_F(CliStatus, ListsALargeTableWhileAnotherSessionKeepsItsPermit) {
   constexpr int kCreated = 200'000;
   ASSERT_EQ(observer_->request("a ACQUIRE beta"), "a OK 1");
   std::string lines;
-  for (int i = 0; i < kCreated; ++i) lines += "c CREATE big" + std::to_string(1'000'000 + i) + " 1\n";
-  lines += "p PING made\n";
+  for (int i = 0; i < kCreated; ++i) protocol::encode_create(lines, "c", "big" + std::to_string(1'000'000 + i), 1, 1);
+  protocol::encode_ping(lines, "p", "made");
   observer_->send(lines);
   for (int i = 0; i < kCreated; ++i) ASSERT_EQ(observer_->read_line(10s), "c OK") << "CREATE " << i;
   ASSERT_EQ(observer_->read_line(10s), "p PONG made");
