@@ -131,6 +131,15 @@ ParseStatus parse_arguments(const std::string_view* args, std::size_t n, Request
       if (n > 1) {
         request.text = args[1];
         request.has_text = true;
+        // 1.1: the label is a field decoded like a name (it is shown encoded
+        // in HOLDERS, WAITERS and SESSIONS); one that is no valid name is
+        // refused as an argument, not as a name.
+        if (decode_name(args[1], request.name) != ErrorCode::kNone) {
+          return fail(error, ErrorCode::kBadArg,
+                      "a label is decoded and checked like a name: 1-255 bytes of UTF-8 without control "
+                      "characters, not starting with $, and % must be followed by two hex digits");
+        }
+        request.has_name = true;
       }
       return ParseStatus::kRequest;
     case Verb::kAcquire:

@@ -65,17 +65,19 @@ enum class SessionOption : std::uint8_t {
 struct Request {
   std::string_view tag;
   Verb verb = Verb::kPing;
-  std::string name;              // decoded: ACQUIRE WAIT RELEASE POST CREATE DELETE GET HOLDERS WAITERS, LIST prefix
-  bool has_name = false;         // LIST: whether a prefix was given
-  std::int64_t count = 1;        // ACQUIRE WAIT RELEASE POST
-  std::int64_t timeout_ms = -1;  // ACQUIRE WAIT: -1 forever, 0 try
-  std::int64_t value = 0;        // CREATE
-  std::int64_t max = 0;          // CREATE (defaults to value)
-  bool exclusive = false;        // CREATE ... EXCL
-  std::int64_t version = 0;      // HELLO
-  std::string_view text;         // PING payload, HELLO label (raw bytes, may be empty)
-  bool has_text = false;         // whether PING/HELLO carried the optional field
-  std::string_view pending_tag;  // CANCEL
+  // Decoded: the name of ACQUIRE WAIT RELEASE POST CREATE DELETE GET HOLDERS
+  // WAITERS, the LIST prefix, the HELLO label (1.1: checked like a name).
+  std::string name;
+  bool has_name = false;                          // LIST, HELLO: whether a prefix, a label was given
+  std::int64_t count = 1;                         // ACQUIRE WAIT RELEASE POST
+  std::int64_t timeout_ms = -1;                   // ACQUIRE WAIT: -1 forever, 0 try
+  std::int64_t value = 0;                         // CREATE
+  std::int64_t max = 0;                           // CREATE (defaults to value)
+  bool exclusive = false;                         // CREATE ... EXCL
+  std::int64_t version = 0;                       // HELLO
+  std::string_view text;                          // PING payload, HELLO label as sent (raw bytes, may be empty)
+  bool has_text = false;                          // whether PING/HELLO carried the optional field
+  std::string_view pending_tag;                   // CANCEL
   SessionOption option = SessionOption::kQueued;  // OPTION
   bool option_on = false;                         // OPTION: on or off
   // KICK: the id as sent. The dispatcher checks the admin right before the
@@ -98,7 +100,8 @@ enum class ParseStatus : std::uint8_t { kRequest, kEmpty, kError };
 // field or extra field or empty field -> BAD_REQUEST; unknown verb ->
 // UNKNOWN_VERB; a number that does not parse or is out of range -> BAD_ARG;
 // a bad name -> BAD_NAME; an invalid tag -> BAD_REQUEST with an empty tag;
-// an unknown OPTION or value -> BAD_ARG.
+// an unknown OPTION or value -> BAD_ARG; a HELLO label that does not decode
+// to a valid name -> BAD_ARG.
 // Numbers are plain decimal ASCII (an optional leading '-' only where -1 is
 // allowed, and never on zero: "-0" is BAD_ARG); no '+', no spaces; leading
 // zeros are accepted ("007", "-01").

@@ -60,6 +60,10 @@ TEST(ParseRequest, ClassifiesEveryShapeOfLine) {
       // HELLO
       {"t HELLO 1", kReq},
       {"t HELLO 1 my-client/2.0", kReq},
+      {"t HELLO 1 my%20job", kReq},
+      {"t HELLO 1 50%off", kErr, ErrorCode::kBadArg},  // 1.1: the label is checked like a name
+      {"t HELLO 1 $me", kErr, ErrorCode::kBadArg},
+      {"t HELLO 1 a%01b", kErr, ErrorCode::kBadArg},
       {"t HELLO", kErr, ErrorCode::kBadRequest},
       {"t HELLO 1 a b", kErr, ErrorCode::kBadRequest},
       {"t HELLO 2", kErr, ErrorCode::kBadArg},
@@ -210,7 +214,12 @@ TEST(ParseRequest, FillsTheFieldsOfEachVerb) {
     cases.push_back({"t HELLO 1", r});
     r.text = "netsem-cli/0.1";
     r.has_text = true;
+    r.name = "netsem-cli/0.1";  // 1.1: the label decoded like a name
+    r.has_name = true;
     cases.push_back({"t hello 1 netsem-cli/0.1", r});
+    r.text = "cron%20job";
+    r.name = "cron job";
+    cases.push_back({"t HELLO 1 cron%20job", r});
   }
   {
     Request r = named(Verb::kAcquire, "host:10.0.0.1 web");
@@ -566,6 +575,8 @@ TEST(EncodeRequest, HelloLabelIsEncodedLikeAName) {
   std::string label;
   ASSERT_EQ(decode_name(r.text, label), ErrorCode::kNone);
   EXPECT_EQ(label, "cron job 100%");
+  EXPECT_TRUE(r.has_name);  // the parser decodes it too
+  EXPECT_EQ(r.name, "cron job 100%");
 }
 
 TEST(EncodeRequest, AppendsAfterWhatIsThereWithoutAllocating) {
