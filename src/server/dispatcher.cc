@@ -5,6 +5,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "protocol/names.h"
 #include "stats/render.h"
 
@@ -17,6 +19,12 @@ namespace {
 
 // ACE sessions have one request at a time; its tag is internal.
 constexpr std::string_view kAceTag = "ace";
+// HELLO's answer before the session id: the protocol version spoken.
+constexpr std::string_view kHelloVersion = "netsem 1.1 ";
+// Protocol 1.1's names of the dialects, and an ACE session's label.
+constexpr std::string_view kV1Dialect = "v1";
+constexpr std::string_view kAceDialect = "ace";
+constexpr std::string_view kAceLabel = "ace";
 
 std::string_view detail_for(ErrorCode code) {
   switch (code) {
@@ -59,7 +67,7 @@ Dispatcher::Dispatcher(SemaphoreTable& table, const JournalProgress& journal, co
 void Dispatcher::begin_session(SessionState& session) {
   table_.open_session(session.id);
   session.open = true;
-  session.last_activity = now_();
+  session.last_activity = session.began = now_();
   sessions_.emplace(session.id, &session);
 }
 
@@ -156,8 +164,8 @@ void Dispatcher::handle_request(SessionState& session) {
       protocol::append_pong(session.out, tag, request_.text, request_.has_text);
       return;
     case Verb::kHello: {
-      if (request_.has_text) session.label.assign(request_.text);
-      std::string text = "netsem " + std::to_string(protocol::kProtocolVersion) + " " + std::to_string(session.id);
+      if (request_.has_name) session.label.assign(request_.name);
+      std::string text = std::string(kHelloVersion) + std::to_string(session.id);
       protocol::append_ok_text(session.out, tag, text);
       if (!session.label.empty()) {
         spdlog::debug("session {} ({}) is {}", session.id, session.peer, escape_for_log(session.label));
@@ -170,15 +178,95 @@ void Dispatcher::handle_request(SessionState& session) {
       session.events->end(stats::EndCause::kQuit, "QUIT");
       return;
     case Verb::kOption:
+      // The only option (the codec refuses others): later requests only.
+      session.queued_lines = request_.option_on;
+      protocol::append_ok(session.out, tag);
+      return;
     case Verb::kHolders:
+      append_holders(session, tag);
+      return;
     case Verb::kWaiters:
+      append_waiters(session, tag);
+      return;
     case Verb::kSessions:
+      append_sessions(session, tag);
+      return;
     case Verb::kKick:
-      // Protocol 1.1, parsed by the codec but not served yet: answered as a
-      // 1.0 server answers a verb it does not know.
-      protocol::append_error(session.out, tag, ErrorCode::kUnknownVerb, "unknown verb");
+      kick(session, tag);
       return;
   }
+}
+
+// --- protocol 1.1: who holds, who waits, who is there, KICK ---
+
+std::string_view Dispatcher::label_of(SessionId id) const {
+  const auto found = sessions_.find(id);
+  if (found == sessions_.end()) return {};  // not reached: the table knows open sessions only
+  const SessionState& other = *found->second;
+  return other.dialect == protocol::Dialect::kAce ? kAceLabel : std::string_view(other.label);
+}
+
+void Dispatcher::append_holders(SessionState& session, std::string_view tag) {
+  std::uint64_t rows = 0;
+  const bool found = table_.holders(request_.name, now_(), [&](const HolderInfo& h) {
+    protocol::append_holder_item(session.out, tag, {h.session, h.count, h.fence, h.held_ms, label_of(h.session)});
+    ++rows;
+  });
+  if (!found) return answer_error(session, tag, ErrorCode::kNotFound);
+  protocol::append_end(session.out, tag, rows);
+}
+
+void Dispatcher::append_waiters(SessionState& session, std::string_view tag) {
+  std::uint64_t rows = 0;
+  const bool found = table_.waiters(request_.name, now_(), [&](const WaiterInfo& w) {
+    protocol::append_waiter_item(session.out, tag,
+                                 {w.session, w.count, w.waited_ms, w.timeout_ms_left, label_of(w.session)});
+    ++rows;
+  });
+  if (!found) return answer_error(session, tag, ErrorCode::kNotFound);
+  protocol::append_end(session.out, tag, rows);
+}
+
+void Dispatcher::append_sessions(SessionState& session, std::string_view tag) {
+  std::vector<const SessionState*> live;
+  live.reserve(sessions_.size());
+  for (const auto& [id, other] : sessions_) live.push_back(other);
+  std::sort(live.begin(), live.end(), [](const SessionState* a, const SessionState* b) { return a->id < b->id; });
+  const Clock::time_point now = now_();
+  const auto ms = [now](Clock::time_point since) {
+    return now <= since ? 0 : std::chrono::duration_cast<std::chrono::milliseconds>(now - since).count();
+  };
+  for (const SessionState* other : live) {
+    const SessionLoad load = table_.session_load(other->id);
+    const bool ace = other->dialect == protocol::Dialect::kAce;
+    protocol::append_session_item(session.out, tag,
+                                  {other->id, other->peer, ace ? kAceDialect : kV1Dialect, load.permits_held,
+                                   static_cast<std::int64_t>(load.pending), ms(other->began), ms(other->last_activity),
+                                   ace ? kAceLabel : std::string_view(other->label)});
+  }
+  protocol::append_end(session.out, tag, live.size());
+}
+
+void Dispatcher::kick(SessionState& session, std::string_view tag) {
+  // The right comes before anything about the id (the contract), so a peer
+  // without it learns nothing of which ids exist.
+  if (!config_.admin_networks.allows(session.address)) {
+    return answer_error(session, tag, ErrorCode::kDenied, "KICK needs the admin right (admin_networks)");
+  }
+  std::uint64_t id = 0;
+  if (!protocol::parse_session_id(request_.session_id, id)) {
+    return answer_error(session, tag, ErrorCode::kBadArg, "a session id is a decimal number 1..18446744073709551615");
+  }
+  const auto found = sessions_.find(id);
+  if (found == sessions_.end()) return answer_error(session, tag, ErrorCode::kNotFound, "no such session");
+  SessionState& target = *found->second;
+  protocol::append_ok(session.out, tag);
+  spdlog::info("session {} ({}) kicked session {} ({})", session.id, session.peer, target.id, target.peer);
+  // As if its connection had closed: its permits go back and the waiters
+  // they let in are granted now (their answers follow this OK); its queued
+  // requests are dropped unanswered. A v1 peer reads why first.
+  end_with_error(target, stats::EndCause::kKicked, ErrorCode::kKicked,
+                 "kicked by session " + std::to_string(session.id) + " (" + session.peer + ")");
 }
 
 void Dispatcher::handle_take(SessionState& session, TakeMode mode) {
@@ -213,7 +301,8 @@ void Dispatcher::answer_error(SessionState& session, std::string_view tag, Error
   std::string message(detail);
   const Verb verb = request_.verb;
   const bool names_semaphore = verb == Verb::kAcquire || verb == Verb::kWait || verb == Verb::kRelease ||
-                               verb == Verb::kPost || verb == Verb::kCreate || verb == Verb::kDelete;
+                               verb == Verb::kPost || verb == Verb::kCreate || verb == Verb::kDelete ||
+                               verb == Verb::kHolders || verb == Verb::kWaiters;
   if (names_semaphore && code != ErrorCode::kDuplicateTag && code != ErrorCode::kLimit) {
     message += ": ";
     protocol::append_encoded_name(message, request_.name);

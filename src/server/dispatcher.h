@@ -189,6 +189,16 @@ class Dispatcher {
   void answer_error(SessionState& session, std::string_view tag, protocol::ErrorCode code,
                     std::string_view detail = {});
   void append_stats(SessionState& session, std::string_view tag);
+  // Protocol 1.1: HOLDERS, WAITERS, SESSIONS, and KICK. The listings are
+  // answered whole, not streamed as LIST is: HOLDERS and SESSIONS have a row
+  // per session at most, WAITERS one per queued request.
+  void append_holders(SessionState& session, std::string_view tag);
+  void append_waiters(SessionState& session, std::string_view tag);
+  void append_sessions(SessionState& session, std::string_view tag);
+  void kick(SessionState& session, std::string_view tag);
+  // The label a row shows for an open session: its HELLO label, "ace" for
+  // an ACE session (empty, shown as `-`, for none).
+  std::string_view label_of(SessionId id) const;
   // Hands the completions the table appended to their sessions.
   void deliver_completions();
   void deliver(SessionState& session, const Completion& completion);

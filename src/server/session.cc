@@ -46,6 +46,14 @@ void Session::start() {
   // send buffers autotune up to net.ipv4.tcp_wmem's maximum (4 MiB) each.
   socket_.set_option(asio::socket_base::send_buffer_size(kSocketSendBuffer), ignored);
   socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+  // For the admin right (protocol 1.1); a peer already gone keeps zeros.
+  std::error_code error;
+  const auto remote = socket_.remote_endpoint(error);
+  if (!error) {
+    const auto address = remote.address();
+    state_.address = address.is_v6() ? address.to_v6().to_bytes()
+                                     : asio::ip::make_address_v6(asio::ip::v4_mapped, address.to_v4()).to_bytes();
+  }
   dispatcher_.begin_session(state_);
   arm_idle_timer();
   wait_readable();

@@ -12,6 +12,7 @@
 // Thread safety: event-loop thread only.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -74,9 +75,13 @@ struct SessionState {
   std::size_t unwritten() const { return out.size() - out_sent; }
 
   const SessionId id;
-  const std::string peer;  // "address:port", for logs and SESSIONS
+  const std::string peer;  // "address:port", "[v6]:port", for logs and SESSIONS
   SessionEvents* const events;
-  std::string label;  // HELLO label (raw bytes)
+  // The peer's address, IPv6 or IPv4-mapped (as AllowList::allows takes
+  // it), for the admin right (admin_networks). All zeros when unknown, which
+  // no network holds.
+  std::array<std::uint8_t, 16> address{};
+  std::string label;  // HELLO label, decoded (protocol 1.1: a valid name)
   protocol::Dialect dialect = protocol::Dialect::kUndecided;
   bool open = false;         // the table knows this session (between begin_session and end_session)
   bool quit = false;         // QUIT seen: the rest of the batch is ignored
@@ -90,6 +95,7 @@ struct SessionState {
   std::vector<AnswerHold> holds;  // answers waiting for the journal, by offset
   // The last request (or LIST line taken, or ACE token): idle timeouts count from it.
   std::chrono::steady_clock::time_point last_activity{};
+  std::chrono::steady_clock::time_point began{};  // Dispatcher::begin_session (SESSIONS age_ms)
 };
 
 }  // namespace netsem::server

@@ -3,11 +3,13 @@
 // read them, completions delivered to other sessions in FIFO order, queued
 // requests timing out as the injected clock advances, a session's end
 // releasing what it held, answers held back for unwritten journal records,
-// LIST streaming in chunks, and the idle-timeout policy.
+// LIST streaming in chunks, the idle-timeout policy, and protocol 1.1:
+// OPTION, HOLDERS, WAITERS, SESSIONS and KICK with the admin right.
 #include "server/dispatcher.h"
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -88,7 +90,7 @@ class DispatcherTest : public ::testing::Test {
  protected:
   DispatcherTest() {
     config_.semaphores = {{"splunk", 1}, {"pool", 3}};
-    table_ = std::make_unique<SemaphoreTable>(memory_, TableLimits{1000, 4});
+    table_ = std::make_unique<SemaphoreTable>(memory_, TableLimits{1000, 4}, [this] { return now_; });
     dispatcher_ = std::make_unique<Dispatcher>(*table_, journal_, config_, counters_, logs_, [this] { return now_; });
     dispatcher_->reconfigure(config_.semaphores);
   }
@@ -114,9 +116,15 @@ class DispatcherTest : public ::testing::Test {
 
 TEST_F(DispatcherTest, HelloAnswersTheVersionAndSessionId) {
   auto a = session();
-  EXPECT_EQ(a->request("h HELLO 1 build-7"), "h OK netsem 1 1\n");
+  EXPECT_EQ(a->request("h HELLO 1 build-7"), "h OK netsem 1.1 1\n");
   EXPECT_EQ(a->state.label, "build-7");
   EXPECT_EQ(a->request("h2 HELLO 2").rfind("h2 ERR BAD_ARG ", 0), 0u);
+  // 1.1: the label is decoded like a name; one that is no valid name is
+  // refused and the label stays.
+  EXPECT_EQ(a->request("h3 HELLO 1 nightly%20build"), "h3 OK netsem 1.1 1\n");
+  EXPECT_EQ(a->state.label, "nightly build");
+  EXPECT_EQ(a->request("h4 HELLO 1 50%off").rfind("h4 ERR BAD_ARG ", 0), 0u);
+  EXPECT_EQ(a->state.label, "nightly build");
 }
 
 TEST_F(DispatcherTest, AcquireGrantsQueuesInFifoOrderAndReleaseHandsOver) {
@@ -434,6 +442,193 @@ TEST_F(DispatcherTest, IdleTimeoutPolicy) {
   EXPECT_EQ(dispatcher_->idle_timeout(v1->state), Dispatcher::kStreamStallTime);
   v1->state.list.reset();
   EXPECT_EQ(dispatcher_->idle_timeout(v1->state), Clock::duration::zero());
+}
+
+}  // namespace
+}  // namespace netsem::server
+
+namespace netsem::server {
+namespace {
+
+// ---- protocol 1.1 ----
+
+// The peer address of a session with the admin right under the default
+// admin_networks (127.0.0.0/8, ::1): 127.0.0.1, IPv4-mapped.
+constexpr std::array<std::uint8_t, 16> kLoopback = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
+
+TEST_F(DispatcherTest, OptionQueuedOffSilencesQueuedForLaterRequestsOnly) {
+  auto holder = session();
+  auto b = session();
+  EXPECT_EQ(holder->request("a ACQUIRE splunk"), "a OK 1\n");
+  EXPECT_EQ(holder->request("a2 ACQUIRE pool 3"), "a2 OK 2\n");
+  EXPECT_EQ(b->request("q1 ACQUIRE splunk"), "q1 QUEUED 1\n");
+  EXPECT_EQ(b->request("o OPTION queued off"), "o OK\n");
+  EXPECT_EQ(b->request("q2 ACQUIRE pool"), "");  // later requests: no QUEUED
+  EXPECT_EQ(b->request("w WAIT pool 1 100"), "");
+  // Every queued request still gets its final answer, the earlier one too.
+  EXPECT_EQ(holder->request("r RELEASE splunk"), "r OK 0\n");
+  EXPECT_EQ(b->read(), "q1 OK 3\n");
+  advance(100ms);
+  EXPECT_EQ(b->read(), "w TIMEOUT\n");
+  EXPECT_EQ(b->request("o2 option QUEUED On"), "o2 OK\n");  // case-insensitive, like verbs
+  EXPECT_EQ(b->request("q3 ACQUIRE splunk"), "q3 QUEUED 1\n");
+  EXPECT_EQ(b->request("o3 OPTION colour off").rfind("o3 ERR BAD_ARG ", 0), 0u);
+  EXPECT_EQ(b->request("o4 OPTION queued maybe").rfind("o4 ERR BAD_ARG ", 0), 0u);
+  EXPECT_EQ(b->request("o5 OPTION queued").rfind("o5 ERR BAD_REQUEST ", 0), 0u);
+  EXPECT_TRUE(b->state.queued_lines);
+}
+
+TEST_F(DispatcherTest, HoldersInTheOrderTheyBecameHoldersWithFenceTimeAndLabel) {
+  auto a = session();
+  auto b = session();
+  auto ace = session(protocol::Dialect::kAce);
+  EXPECT_EQ(a->request("h HELLO 1 job%20one"), "h OK netsem 1.1 1\n");
+  EXPECT_EQ(a->request("a ACQUIRE pool"), "a OK 1\n");
+  advance(250ms);
+  EXPECT_EQ(b->request("b ACQUIRE pool"), "b OK 2\n");
+  ace->ace(AceParser::Token::kAcquire, "pool");
+  EXPECT_EQ(ace->read(), "locked|");
+  advance(50ms);
+  EXPECT_EQ(a->request("a2 ACQUIRE pool 1 0"), "a2 TIMEOUT\n");  // full
+  EXPECT_EQ(b->request("r RELEASE pool"), "r OK 1\n");
+  EXPECT_EQ(a->request("a3 ACQUIRE pool"), "a3 OK 4\n");  // more for a holder: its first grant's time
+  EXPECT_EQ(b->request("h HOLDERS pool"),
+            "h ITEM 1 2 4 300 job%20one\n"
+            "h ITEM 3 1 3 50 ace\n"
+            "h END 2\n");
+  EXPECT_EQ(b->request("b2 ACQUIRE pool"), "b2 QUEUED 1\n");
+  advance(10ms);
+  ace->ace(AceParser::Token::kRelease);  // grants b2: b holds again, last, from now
+  EXPECT_EQ(b->read(), "b2 OK 5\n");
+  advance(5ms);
+  EXPECT_EQ(b->request("h2 HOLDERS pool"),
+            "h2 ITEM 1 2 4 315 job%20one\n"
+            "h2 ITEM 2 1 5 5 -\n"
+            "h2 END 2\n");
+  EXPECT_EQ(b->request("h3 HOLDERS splunk"), "h3 END 0\n");
+  EXPECT_EQ(b->request("h4 HOLDERS nothing"), "h4 ERR NOT_FOUND no such semaphore: nothing\n");
+  EXPECT_EQ(b->request("h5 HOLDERS $x").rfind("h5 ERR BAD_NAME ", 0), 0u);
+  EXPECT_EQ(b->request("h6 HOLDERS"), "h6 ERR BAD_REQUEST missing argument\n");
+}
+
+TEST_F(DispatcherTest, WaitersInQueueOrderWithWaitedAndTimeLeft) {
+  auto holder = session();
+  auto b = session();
+  auto c = session();
+  EXPECT_EQ(holder->request("a ACQUIRE splunk"), "a OK 1\n");
+  EXPECT_EQ(b->request("h HELLO 1 -"), "h OK netsem 1.1 2\n");  // a label that is "-" shows apart from none
+  EXPECT_EQ(b->request("b ACQUIRE splunk 1 5000"), "b QUEUED 1\n");
+  advance(1200ms);
+  EXPECT_EQ(c->request("c ACQUIRE splunk"), "c QUEUED 2\n");
+  EXPECT_EQ(b->request("b2 ACQUIRE splunk 1 300"), "b2 QUEUED 3\n");
+  advance(100ms);
+  EXPECT_EQ(holder->request("w WAITERS splunk"),
+            "w ITEM 2 1 1300 3700 %2D\n"
+            "w ITEM 3 1 100 -1 -\n"
+            "w ITEM 2 1 100 200 %2D\n"
+            "w END 3\n");
+  EXPECT_EQ(b->request("x CANCEL b"), "x OK\nb CANCELLED\n");
+  EXPECT_EQ(holder->request("w2 WAITERS splunk"),
+            "w2 ITEM 3 1 100 -1 -\n"
+            "w2 ITEM 2 1 100 200 %2D\n"
+            "w2 END 2\n");
+  EXPECT_EQ(holder->request("w3 WAITERS pool"), "w3 END 0\n");
+  EXPECT_EQ(holder->request("w4 WAITERS nothing"), "w4 ERR NOT_FOUND no such semaphore: nothing\n");
+}
+
+TEST_F(DispatcherTest, SessionsListsEveryLiveSessionById) {
+  auto c = session();  // id 1
+  auto ace = session(protocol::Dialect::kAce);
+  auto fresh = session(protocol::Dialect::kUndecided);  // has sent nothing yet
+  EXPECT_EQ(c->request("h HELLO 1 cli"), "h OK netsem 1.1 1\n");
+  EXPECT_EQ(c->request("a ACQUIRE pool 2"), "a OK 1\n");
+  EXPECT_EQ(c->request("a2 ACQUIRE splunk"), "a2 OK 2\n");
+  ace->ace(AceParser::Token::kAcquire, "splunk");  // queued
+  advance(2s);
+  EXPECT_EQ(c->request("p PING"), "p PONG\n");
+  c->state.last_activity = now_;  // what the network layer does for a complete line
+  advance(40ms);
+  EXPECT_EQ(c->request("s SESSIONS"),
+            "s ITEM 1 127.0.0.1:40001 v1 3 0 2040 40 cli\n"
+            "s ITEM 2 127.0.0.1:40002 ace 0 1 2040 2040 ace\n"
+            "s ITEM 3 127.0.0.1:40003 v1 0 0 2040 2040 -\n"
+            "s END 3\n");
+  ace.reset();  // ended: no longer listed
+  EXPECT_EQ(c->request("s2 SESSIONS"),
+            "s2 ITEM 1 127.0.0.1:40001 v1 3 0 2040 40 cli\n"
+            "s2 ITEM 3 127.0.0.1:40003 v1 0 0 2040 2040 -\n"
+            "s2 END 2\n");
+  EXPECT_EQ(c->request("s3 SESSIONS x"), "s3 ERR BAD_REQUEST too many arguments\n");
+}
+
+TEST_F(DispatcherTest, KickNeedsTheAdminRightBeforeAnythingAboutTheId) {
+  auto admin = session();
+  auto other = session();
+  admin->state.address = kLoopback;
+  const std::string denied = "k ERR DENIED KICK needs the admin right (admin_networks)\n";
+  EXPECT_EQ(other->request("k KICK 1"), denied);  // no address known: no right
+  EXPECT_EQ(other->request("k KICK 99"), denied);
+  EXPECT_EQ(other->request("k KICK abc"), denied);
+  EXPECT_EQ(admin->request("k KICK abc"), "k ERR BAD_ARG a session id is a decimal number 1..18446744073709551615\n");
+  EXPECT_EQ(admin->request("k KICK 0").rfind("k ERR BAD_ARG ", 0), 0u);
+  EXPECT_EQ(admin->request("k KICK 99"), "k ERR NOT_FOUND no such session\n");
+  EXPECT_EQ(admin->request("k KICK"), "k ERR BAD_REQUEST missing argument\n");
+  // admin_networks is read at each KICK: a reload that drops the network
+  // takes the right away from an open session at once.
+  auto list = AllowList::parse("10.0.0.0/8");
+  ASSERT_TRUE(list.has_value());
+  config_.admin_networks = *list;
+  EXPECT_EQ(admin->request("k KICK 2"), denied);
+  other->state.address = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 2, 3};
+  EXPECT_EQ(other->request("k KICK 1"), "k OK\n");
+  EXPECT_EQ(admin->ends.size(), 1u);
+}
+
+TEST_F(DispatcherTest, KickEndsTheSessionReleasingAndGrantingAtOnceDroppingItsQueue) {
+  auto admin = session();
+  auto victim = session();
+  auto next = session();
+  admin->state.address = kLoopback;
+  EXPECT_EQ(victim->request("a ACQUIRE splunk"), "a OK 1\n");
+  EXPECT_EQ(admin->request("f ACQUIRE pool 3"), "f OK 2\n");
+  EXPECT_EQ(victim->request("q ACQUIRE pool 1"), "q QUEUED 1\n");
+  EXPECT_EQ(next->request("b ACQUIRE splunk"), "b QUEUED 1\n");
+  EXPECT_EQ(next->request("c ACQUIRE pool 1"), "c QUEUED 2\n");
+  EXPECT_EQ(admin->request("k KICK 2"), "k OK\n");
+  EXPECT_EQ(victim->read(), "* ERR KICKED kicked by session 1 (127.0.0.1:40001)\n");
+  EXPECT_EQ(victim->ends, std::vector<std::string>{"kicked by session 1 (127.0.0.1:40001)"});
+  EXPECT_EQ(victim->causes, std::vector<stats::EndCause>{stats::EndCause::kKicked});
+  EXPECT_EQ(counters_.session_ends[static_cast<std::size_t>(stats::EndCause::kKicked)], 1u);
+  EXPECT_FALSE(victim->state.open);
+  EXPECT_EQ(next->read(), "b OK 3\n");  // its permit went to the next at once
+  // Its queued request is dropped without an answer: the permit the admin
+  // gives back goes past it to the next in line.
+  EXPECT_EQ(admin->request("r RELEASE pool"), "r OK 0\n");
+  EXPECT_EQ(victim->read(), "");
+  EXPECT_EQ(next->read(), "c OK 4\n");
+  EXPECT_EQ(admin->request("s SESSIONS"),
+            "s ITEM 1 127.0.0.1:40001 v1 2 0 0 0 -\n"
+            "s ITEM 3 127.0.0.1:40003 v1 2 0 0 0 -\n"
+            "s END 2\n");
+  EXPECT_EQ(admin->request("k2 KICK 2"), "k2 ERR NOT_FOUND no such session\n");  // ended: not live
+}
+
+TEST_F(DispatcherTest, KickClosesAnAceSessionSilentlyAndOneMayKickItself) {
+  auto admin = session();
+  auto ace = session(protocol::Dialect::kAce);
+  auto next = session();
+  admin->state.address = kLoopback;
+  ace->ace(AceParser::Token::kAcquire, "splunk");
+  EXPECT_EQ(ace->read(), "locked|");
+  EXPECT_EQ(next->request("b ACQUIRE splunk"), "b QUEUED 1\n");
+  EXPECT_EQ(admin->request("k KICK 2"), "k OK\n");
+  EXPECT_EQ(ace->read(), "");  // never a `*` line to ACE
+  EXPECT_EQ(ace->ends.size(), 1u);
+  EXPECT_EQ(next->read(), "b OK 2\n");
+  EXPECT_EQ(admin->request("a ACQUIRE pool"), "a OK 3\n");
+  EXPECT_EQ(admin->request("k2 KICK 1"), "k2 OK\n* ERR KICKED kicked by session 1 (127.0.0.1:40001)\n");
+  EXPECT_EQ(admin->ends.size(), 1u);
+  EXPECT_EQ(next->request("g GET pool"), "g OK 3 3 0 0 defined\n");
 }
 
 }  // namespace

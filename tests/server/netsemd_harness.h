@@ -92,7 +92,7 @@ std::string render_config(const Netsemd::Options& options, const std::filesystem
 // A blocking TCP client with deadlines on every read.
 class Client {
  public:
-  // Connects to 127.0.0.1:port (or `host`); nullptr on failure. A
+  // Connects to 127.0.0.1:port (or `host`, IPv4 or IPv6); nullptr on failure. A
   // `receive_buffer` > 0 sets SO_RCVBUF before connecting, so that a test
   // can make the server's writes to a peer that does not read block early.
   static std::unique_ptr<Client> connect(std::uint16_t port, const char* host = "127.0.0.1", int receive_buffer = 0);
@@ -119,6 +119,9 @@ class Client {
   // Closes with an RST (SO_LINGER 0).
   void reset();
   int fd() const { return fd_; }
+  // The client's own end, as the server writes a peer: "127.0.0.1:40112",
+  // "[::1]:40112".
+  std::string local_peer() const;
 
  private:
   explicit Client(int fd) : fd_(fd) {}

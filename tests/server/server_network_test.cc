@@ -73,18 +73,26 @@ TEST(ServerLogs, FloodOfDeniedPeersIsLoggedAFewTimesWithACountOfTheRest) {
   EXPECT_TRUE(server_alive(*server));
 }
 
-TEST(ServerLogs, HelloLabelWithEscapeCodesAndCarriageReturnIsLoggedEscaped) {
+// Protocol 1.1 decodes and checks the label like a name, so escape codes
+// and a carriage return, raw or percent-encoded, are refused (BAD_ARG) and
+// never reach the log; a label that is a valid name is logged escaped.
+TEST(ServerLogs, HelloLabelWithEscapeCodesIsRefusedAndLabelsAreLoggedEscaped) {
   auto server = start_server();  // log_level = debug: the label is logged
   ASSERT_TRUE(server);
   auto client = Client::connect(server->port());
   ASSERT_TRUE(client);
   const std::string label = "evil\x1b[2J\x1b[31mred\rforged%";
-  const auto answer = client->request("h HELLO 1 " + label);
-  ASSERT_TRUE(answer.starts_with("h OK netsem 1 ")) << answer;
-  EXPECT_TRUE(server->wait_for_log("is evil%1B[2J%1B[31mred%0Dforged%25")) << server->log();
+  const auto refused = client->request("h HELLO 1 " + label);
+  EXPECT_TRUE(refused.starts_with("h ERR BAD_ARG ")) << refused;
+  const auto encoded = client->request("h2 HELLO 1 evil%1B[2J%0Dforged");
+  EXPECT_TRUE(encoded.starts_with("h2 ERR BAD_ARG ")) << encoded;
+  const auto answer = client->request("h3 HELLO 1 100%25%20sure");
+  ASSERT_TRUE(answer.starts_with("h3 OK netsem 1.1 ")) << answer;
+  EXPECT_TRUE(server->wait_for_log("is 100%25%20sure")) << server->log();
   const std::string log = server->log();
   EXPECT_EQ(log.find('\x1b'), std::string::npos);
   EXPECT_EQ(log.find('\r'), std::string::npos);
+  EXPECT_EQ(log.find("evil"), std::string::npos);
 }
 
 Netsemd::Options with_nofile(std::uint64_t soft, std::uint64_t hard, std::string server_options = {}) {

@@ -1,0 +1,290 @@
+// Integration: protocol 1.1 against the real netsemd, over real sockets:
+// HELLO's version and decoded label, OPTION queued, HOLDERS, WAITERS and
+// SESSIONS (peers as the client sees its own end, IPv6 in brackets, an ACE
+// session and one that has sent nothing), and KICK: the admin right from
+// admin_networks (reloaded by SIGHUP, applied to open sessions), the permits
+// of the kicked session going to the next waiter at once, its queued
+// requests dropped unanswered, a v1 peer told `* ERR KICKED` and closed, an
+// ACE peer closed without a word.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "netsemd_harness.h"
+
+namespace netsem::testing {
+namespace {
+
+// The lines of a listing (ITEM ... then END, or one error line), `request`
+// sent first. Stops at the line that ends it, or when no line comes.
+std::vector<std::string> listing(Client& client, std::string_view request) {
+  const std::string tag(request.substr(0, request.find(' ')));
+  client.send_line(request);
+  std::vector<std::string> lines;
+  while (auto line = client.read_line()) {
+    lines.push_back(*line);
+    if (!line->starts_with(tag + " ITEM ")) break;
+  }
+  return lines;
+}
+
+// The session id HELLO answers ("<tag> OK netsem 1.1 <id>").
+std::uint64_t hello(Client& client, std::string_view label = {}) {
+  const std::string answer = client.request(label.empty() ? "h HELLO 1" : "h HELLO 1 " + std::string(label));
+  const std::string prefix = "h OK netsem 1.1 ";
+  EXPECT_TRUE(answer.starts_with(prefix)) << answer;
+  return answer.starts_with(prefix) ? std::stoull(answer.substr(prefix.size())) : 0;
+}
+
+std::int64_t number(const std::string& field) {
+  return std::stoll(field);
+}
+
+class ServerV11 : public ::testing::Test {
+ protected:
+  void start(std::string server_options = {}) {
+    Netsemd::Options options;
+    options.semaphores = "splunk = 1\npool = 3\n";
+    options.server_options = std::move(server_options);
+    server_ = start_server(options);
+  }
+  std::unique_ptr<Client> connect(const char* host = "127.0.0.1") {
+    auto client = Client::connect(server_->port(), host);
+    EXPECT_TRUE(client);
+    return client;
+  }
+  std::unique_ptr<Netsemd> server_;
+};
+
+TEST_F(ServerV11, HelloAnswersVersion11AndChecksTheLabelLikeAName) {
+  start();
+  ASSERT_TRUE(server_);
+  auto a = connect();
+  const std::uint64_t id = hello(*a, "nightly%20build");
+  EXPECT_GT(id, 0u);
+  EXPECT_TRUE(a->request("h2 HELLO 1 50%off").starts_with("h2 ERR BAD_ARG "));
+  EXPECT_TRUE(a->request("h3 HELLO 1 $me").starts_with("h3 ERR BAD_ARG "));
+  const auto rows = listing(*a, "s SESSIONS");
+  ASSERT_EQ(rows.size(), 2u);
+  const auto row = fields(rows[0]);
+  ASSERT_EQ(row.size(), 10u) << rows[0];
+  EXPECT_EQ(row[9], "nightly%20build");  // the refused labels left it as it was
+}
+
+TEST_F(ServerV11, OptionQueuedOffSilencesQueuedForLaterRequestsOnly) {
+  start();
+  ASSERT_TRUE(server_);
+  auto holder = connect();
+  auto quiet = connect();
+  EXPECT_EQ(holder->request("a ACQUIRE splunk").substr(0, 5), "a OK ");
+  EXPECT_EQ(quiet->request("q1 ACQUIRE splunk"), "q1 QUEUED 1");
+  EXPECT_EQ(quiet->request("o OPTION queued off"), "o OK");
+  // The PING behind the ACQUIRE is answered next: no QUEUED line between.
+  quiet->send_line("q2 ACQUIRE splunk");
+  EXPECT_EQ(quiet->request("p PING"), "p PONG");
+  EXPECT_EQ(quiet->request("o2 OPTION QUEUED On"), "o2 OK");
+  EXPECT_EQ(quiet->request("q3 ACQUIRE splunk"), "q3 QUEUED 3");
+  EXPECT_TRUE(quiet->request("o3 OPTION queued maybe").starts_with("o3 ERR BAD_ARG "));
+  EXPECT_TRUE(quiet->request("o4 OPTION nagle off").starts_with("o4 ERR BAD_ARG "));
+  EXPECT_TRUE(quiet->request("o5 OPTION queued").starts_with("o5 ERR BAD_REQUEST "));
+  // Every queued request still gets its final answer.
+  EXPECT_EQ(holder->request("r RELEASE splunk"), "r OK 0");
+  EXPECT_EQ(quiet->read_line().value_or("").substr(0, 6), "q1 OK ");
+  EXPECT_EQ(quiet->request("x CANCEL q2"), "x OK");
+  EXPECT_EQ(quiet->read_line(), "q2 CANCELLED");
+}
+
+TEST_F(ServerV11, HoldersAndWaitersShowRowsInOrderWithLabels) {
+  start();
+  ASSERT_TRUE(server_);
+  auto a = connect();
+  auto b = connect();
+  auto c = connect();
+  auto d = connect();
+  const std::uint64_t ida = hello(*a, "job-a");
+  const std::uint64_t idb = hello(*b);
+  const std::uint64_t idc = hello(*c, "100%25");
+  const std::uint64_t fa = fence_of(a->request("a ACQUIRE pool 2"));
+  const std::uint64_t fb = fence_of(b->request("b ACQUIRE pool"));
+  EXPECT_EQ(c->request("c ACQUIRE pool 1 5000"), "c QUEUED 1");
+  EXPECT_EQ(c->request("c2 WAIT pool 2"), "c2 QUEUED 2");
+
+  const auto holders = listing(*d, "h HOLDERS pool");
+  ASSERT_EQ(holders.size(), 3u);
+  auto row = fields(holders[0]);
+  ASSERT_EQ(row.size(), 7u) << holders[0];
+  EXPECT_EQ(row[2], std::to_string(ida));
+  EXPECT_EQ(row[3], "2");
+  EXPECT_EQ(row[4], std::to_string(fa));
+  EXPECT_GE(number(row[5]), 0);
+  EXPECT_EQ(row[6], "job-a");
+  row = fields(holders[1]);
+  ASSERT_EQ(row.size(), 7u) << holders[1];
+  EXPECT_EQ(row[2] + " " + row[3] + " " + row[4] + " " + row[6],
+            std::to_string(idb) + " 1 " + std::to_string(fb) + " -");
+  EXPECT_LE(number(row[5]), number(fields(holders[0])[5]));  // the later holder has held no longer
+  EXPECT_EQ(holders[2], "h END 2");
+
+  const auto waiters = listing(*d, "w WAITERS pool");
+  ASSERT_EQ(waiters.size(), 3u);
+  row = fields(waiters[0]);
+  ASSERT_EQ(row.size(), 7u) << waiters[0];
+  EXPECT_EQ(row[2] + " " + row[3] + " " + row[6], std::to_string(idc) + " 1 100%25");
+  EXPECT_EQ(number(row[4]) + number(row[5]), 5000);  // waited + left = timeout
+  row = fields(waiters[1]);
+  ASSERT_EQ(row.size(), 7u) << waiters[1];
+  EXPECT_EQ(row[2] + " " + row[3] + " " + row[5] + " " + row[6], std::to_string(idc) + " 2 -1 100%25");
+  EXPECT_EQ(waiters[2], "w END 2");
+
+  EXPECT_EQ(listing(*d, "h2 HOLDERS splunk"), std::vector<std::string>{"h2 END 0"});
+  EXPECT_EQ(listing(*d, "h3 HOLDERS nothing"), std::vector<std::string>{"h3 ERR NOT_FOUND no such semaphore: nothing"});
+  EXPECT_EQ(listing(*d, "w2 WAITERS nothing"), std::vector<std::string>{"w2 ERR NOT_FOUND no such semaphore: nothing"});
+  EXPECT_TRUE(d->request("h4 HOLDERS bad%zz").starts_with("h4 ERR BAD_NAME "));
+}
+
+TEST_F(ServerV11, SessionsListsEverySessionWithItsPeerDialectAndLoad) {
+  start();
+  ASSERT_TRUE(server_);
+  auto a = connect();
+  const std::uint64_t ida = hello(*a, "cli");
+  auto silent = connect();  // sends nothing: v1, no label
+  auto ace = connect();
+  EXPECT_EQ(a->request("a ACQUIRE pool 2").substr(0, 4), "a OK");
+  EXPECT_EQ(a->request("a2 ACQUIRE splunk").substr(0, 5), "a2 OK");
+  ace->send("acquire:splunk|");  // queued behind a
+  // The ACE session shows once its request is queued.
+  EXPECT_EQ(await_answer(*a, "g GET splunk", "g OK 0 1 1 1 defined"), "g OK 0 1 1 1 defined");
+  const auto rows = listing(*a, "s SESSIONS");
+  ASSERT_EQ(rows.size(), 4u);
+  const std::vector<std::string> expected[] = {
+      {std::to_string(ida), a->local_peer(), "v1", "3", "0", "cli"},
+      {std::to_string(ida + 1), silent->local_peer(), "v1", "0", "0", "-"},
+      {std::to_string(ida + 2), ace->local_peer(), "ace", "0", "1", "ace"},
+  };
+  for (std::size_t i = 0; i < 3; ++i) {
+    const auto row = fields(rows[i]);
+    ASSERT_EQ(row.size(), 10u) << rows[i];
+    EXPECT_EQ(row[1], "ITEM");
+    EXPECT_EQ((std::vector<std::string>{row[2], row[3], row[4], row[5], row[6], row[9]}), expected[i]) << rows[i];
+    EXPECT_GE(number(row[7]), number(row[8])) << "idle longer than the session's age: " << rows[i];
+    EXPECT_GE(number(row[8]), 0);
+  }
+  EXPECT_EQ(rows[3], "s END 3");
+}
+
+TEST_F(ServerV11, SessionsShowsAnIpv6PeerInBrackets) {
+  Netsemd::Options options;
+  options.raw_config =
+      "[server]\nbind_address = ::1\nbind_port = @PORT@\nstats_dir = @DIR@\ndata_dir = @DIR@\n"
+      "[semaphores]\nsplunk = 1\n";
+  server_ = start_server(options);
+  ASSERT_TRUE(server_);
+  auto a = connect("::1");
+  ASSERT_TRUE(a);
+  const std::uint64_t id = hello(*a);
+  const auto rows = listing(*a, "s SESSIONS");
+  ASSERT_EQ(rows.size(), 2u);
+  const auto row = fields(rows[0]);
+  ASSERT_EQ(row.size(), 10u) << rows[0];
+  EXPECT_EQ(row[2], std::to_string(id));
+  EXPECT_TRUE(row[3].starts_with("[::1]:")) << rows[0];
+  EXPECT_EQ(row[3], a->local_peer());
+  // ::1 is in the default admin_networks.
+  EXPECT_EQ(a->request("k KICK 999999"), "k ERR NOT_FOUND no such session");
+}
+
+TEST_F(ServerV11, KickReleasesToTheNextWaiterAtOnceAndClosesTheKickedSession) {
+  start();
+  ASSERT_TRUE(server_);
+  auto victim = connect();
+  auto next = connect();
+  auto filler = connect();
+  auto admin = connect();
+  const std::uint64_t idv = hello(*victim);
+  const std::uint64_t idk = hello(*admin);
+  const std::uint64_t held = fence_of(victim->request("a ACQUIRE splunk"));
+  EXPECT_EQ(filler->request("f ACQUIRE pool 3").substr(0, 5), "f OK ");
+  EXPECT_EQ(victim->request("q ACQUIRE pool"), "q QUEUED 1");
+  EXPECT_EQ(next->request("b ACQUIRE splunk"), "b QUEUED 1");
+  EXPECT_EQ(admin->request("k KICK " + std::to_string(idv)), "k OK");
+  // The next waiter has the permit at once (no timeout, no close to wait for).
+  EXPECT_GT(fence_of(next->read_line().value_or("")), held);
+  // The kicked session reads why, then the close: nothing for its queued request.
+  EXPECT_EQ(victim->read_line(),
+            "* ERR KICKED kicked by session " + std::to_string(idk) + " (" + admin->local_peer() + ")");
+  std::string rest;
+  EXPECT_TRUE(victim->wait_closed(3s, &rest));
+  EXPECT_EQ(rest, "");
+  EXPECT_EQ(listing(*admin, "w WAITERS pool"), std::vector<std::string>{"w END 0"});
+  EXPECT_EQ(admin->request("k2 KICK " + std::to_string(idv)), "k2 ERR NOT_FOUND no such session");
+  EXPECT_TRUE(server_->wait_for_log("kicked session " + std::to_string(idv)));
+}
+
+TEST_F(ServerV11, KickClosesAnAceSessionWithoutAWord) {
+  start();
+  ASSERT_TRUE(server_);
+  auto ace = connect();
+  auto next = connect();
+  auto admin = connect();
+  ace->send("acquire:splunk|");
+  EXPECT_EQ(ace->read_some(), "locked|");
+  EXPECT_EQ(next->request("b ACQUIRE splunk"), "b QUEUED 1");
+  std::string ace_id;
+  for (const auto& line : listing(*admin, "s SESSIONS")) {
+    const auto row = fields(line);
+    if (row.size() == 10 && row[4] == "ace") ace_id = row[2];
+  }
+  ASSERT_FALSE(ace_id.empty());
+  EXPECT_EQ(admin->request("k KICK " + ace_id), "k OK");
+  EXPECT_EQ(next->read_line().value_or("").substr(0, 5), "b OK ");
+  std::string rest;
+  EXPECT_TRUE(ace->wait_closed(3s, &rest));
+  EXPECT_EQ(rest, "");  // never a `*` line to ACE
+}
+
+TEST_F(ServerV11, KickNeedsTheAdminRightWhichSighupReloadsForOpenSessions) {
+  Netsemd::Options options;
+  options.semaphores = "splunk = 1\n";
+  options.server_options = "admin_networks = 127.0.0.2\n";  // not the tests' 127.0.0.1
+  server_ = start_server(options);
+  ASSERT_TRUE(server_);
+  auto victim = connect();
+  auto admin = connect();
+  const std::uint64_t idv = hello(*victim);
+  const std::string denied = "ERR DENIED KICK needs the admin right (admin_networks)";
+  EXPECT_EQ(admin->request("k KICK " + std::to_string(idv)), "k " + denied);
+  EXPECT_EQ(admin->request("k2 KICK 999999"), "k2 " + denied);  // nothing learnt about ids
+  EXPECT_EQ(admin->request("k3 KICK abc"), "k3 " + denied);
+  EXPECT_EQ(admin->request("p PING"), "p PONG");  // DENIED here keeps the connection
+
+  options.server_options.clear();  // back to the default, the loopback networks
+  server_->rewrite_config(options);
+  server_->send_signal(SIGHUP);
+  ASSERT_TRUE(server_->wait_for_log("SIGHUP: reloaded")) << server_->log();
+  EXPECT_TRUE(admin->request("k4 KICK abc").starts_with("k4 ERR BAD_ARG "));
+  EXPECT_EQ(admin->request("k5 KICK 999999"), "k5 ERR NOT_FOUND no such session");
+  EXPECT_EQ(admin->request("k6 KICK " + std::to_string(idv)), "k6 OK");
+  EXPECT_TRUE(victim->read_line().value_or("").starts_with("* ERR KICKED "));
+  EXPECT_TRUE(victim->wait_closed());
+}
+
+TEST_F(ServerV11, ASessionMayKickItself) {
+  start();
+  ASSERT_TRUE(server_);
+  auto a = connect();
+  auto next = connect();
+  const std::uint64_t id = hello(*a);
+  EXPECT_EQ(a->request("a ACQUIRE splunk").substr(0, 5), "a OK ");
+  EXPECT_EQ(next->request("b ACQUIRE splunk"), "b QUEUED 1");
+  EXPECT_EQ(a->request("k KICK " + std::to_string(id)), "k OK");
+  EXPECT_TRUE(a->read_line().value_or("").starts_with("* ERR KICKED kicked by session " + std::to_string(id)));
+  EXPECT_TRUE(a->wait_closed());
+  EXPECT_EQ(next->read_line().value_or("").substr(0, 5), "b OK ");
+}
+
+}  // namespace
+}  // namespace netsem::testing
