@@ -19,7 +19,11 @@
 //      (tests/stats/fields_test.cc) prints the expected table when they differ.
 //   5. A test that makes the event happen and reads the figure.
 // tests/stats/fields_test.cc fails when a Snapshot member has no row, so
-// step 3 cannot be forgotten.
+// step 3 cannot be forgotten. STATS is one line a client reads whole (4096
+// bytes at most): tests/stats/render_test.cc checks that the longest
+// possible answer fits, with about 100 bytes to spare today (a counter
+// costs at most its name and 24 bytes, a histogram about 930); a figure
+// that does not fit needs a shorter shape, or a place other than STATS.
 //
 // Thread safety: the table is constant.
 #pragma once

@@ -12,16 +12,16 @@ namespace netsem::stats {
 
 namespace {
 
+// Per-bucket counts, not cumulative ones, and no bounds: the smallest
+// numbers that say it all, so that STATS stays within a line a client reads
+// (render.h: the worst case is tested against protocol's 4096 bytes).
 nlohmann::ordered_json histogram_json(const Histogram& histogram) {
-  const std::uint64_t count = histogram.count();
+  std::size_t used = Histogram::kBuckets;
+  while (used > 0 && histogram.bucket(used - 1) == 0) --used;
   nlohmann::ordered_json buckets = nlohmann::ordered_json::array();
-  std::uint64_t cumulative = 0;
-  for (std::size_t i = 0; i < Histogram::kBounds && cumulative < count; ++i) {
-    cumulative += histogram.bucket(i);
-    buckets.push_back({Histogram::bound(i), cumulative});
-  }
+  for (std::size_t i = 0; i < used; ++i) buckets.push_back(histogram.bucket(i));
   nlohmann::ordered_json json = nlohmann::ordered_json::object();
-  json["count"] = count;
+  json["count"] = histogram.count();
   json["sum"] = histogram.sum();
   json["buckets"] = std::move(buckets);
   return json;

@@ -5,10 +5,13 @@
 // Markdown table of docs/protocol.md.
 //
 // JSON shapes: a counter or gauge is an integer, a text field a string, a
-// histogram an object {"count":C,"sum":S,"buckets":[[le,n],...]} whose
-// buckets are [upper bound, cumulative count] pairs, from le = 1 up to the
-// first bound whose cumulative count is C (no pair when C is 0): every
-// bound after it, and +Inf, has the count C.
+// histogram an object {"count":C,"sum":S,"buckets":[n0,n1,...]} where n_i
+// is the number of observations in bucket i (Histogram::bucket: at most
+// 2^i, above 2^(i-1); index 40 is +Inf), up to the last bucket that is not
+// empty (none when C is 0). The cumulative count at le = 2^i is
+// n0 + ... + n_i. Per-bucket counts keep the line short: with every number
+// at its largest the whole STATS object is below 4000 bytes (tested), under
+// the 4096 bytes a client's line reader takes.
 //
 // Thread safety: pure functions.
 #pragma once
