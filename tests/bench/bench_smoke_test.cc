@@ -114,6 +114,22 @@ TEST(NetsemBench, OpsEndsTheWindowAfterThatManyOps) {
   EXPECT_NE(refused.err.find("--ops applies to"), std::string::npos) << refused.err;
 }
 
+TEST(NetsemBench, ContendedWithQueuedOffHearsNoQueued) {
+  auto server = start_netsemd();
+  ASSERT_TRUE(server);
+  auto args = short_run(server->port(), server->pid(), "contended");
+  args.insert(args.end(), {"--queued", "off"});
+  const auto run = run_bench(args);
+  expect_clean(run);
+  // 64 clients on 10 permits: most acquires wait, and none is told so.
+  EXPECT_EQ(json_number(run.out, "queued"), 0) << run.out;
+  EXPECT_NE(run.out.find("\"queued_answers\":\"off\""), std::string::npos) << run.out;
+  // Without the option they are (the same server, the same load).
+  const auto queued = run_bench(short_run(server->port(), server->pid(), "contended"));
+  expect_clean(queued);
+  EXPECT_GT(json_number(queued.out, "queued").value_or(0), 0) << queued.out;
+}
+
 TEST(NetsemBench, QueuedOffIsForNetsemCycleScenarios) {
   for (const std::vector<std::string>& args : {std::vector<std::string>{"--target", "floor", "--queued", "off"},
                                                {"--scenario", "ace", "--queued", "off"},

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # bench/compare.sh end to end, as small as it goes (one repetition of 0.3 s,
 # the quick memory scenarios), with the binaries of the test build: the
-# three servers start and stop, every scenario runs, the report is kept
-# under --out, and the last line is the `ratios:` line of issue 5 with its
-# seven figures. Says nothing of the figures' values: a benchmark is never a
+# three servers start and stop, every scenario runs (contended against
+# netsemd also with --queued off), the report is kept under --out, and the
+# last line is the `ratios:` line of issue 5 with its seven figures and the
+# two of --queued off. Says nothing of the figures' values: a benchmark is never a
 # timed test.
 # Usage: compare_smoke_test.sh REPO BUILD_DIR
 set -euo pipefail
@@ -20,16 +21,18 @@ fail() {
 }
 
 bash "$repo/bench/compare.sh" --quick --reps 1 --seconds 0.3 --warmup 0.1 --no-install --no-build \
-  --build-dir "$build" --out "$out/report" >"$out/stdout" 2>"$out/stderr" || fail "compare.sh exited $?"
+  --build-dir "$build" --out "$out/report" --queued off >"$out/stdout" 2>"$out/stderr" || fail "compare.sh exited $?"
 
 last=$(tail -n 1 "$out/stdout")
 figure='=[0-9]+\.[0-9]{2}'
 pattern="^ratios: contended_vs_floor$figure spread_vs_floor$figure cycle1_vs_floor$figure cpu_vs_floor$figure"
-pattern+=" contended_vs_redis$figure spread_vs_redis$figure cpu_vs_redis$figure\$"
+pattern+=" contended_vs_redis$figure spread_vs_redis$figure cpu_vs_redis$figure"
+pattern+=" contended_qoff_vs_floor$figure cpu_qoff_vs_floor$figure\$"
 [[ $last =~ $pattern ]] || fail "last line is not the ratios line: $last"
-for row in '| contended | netsemd |' '| contended | floor |' '| contended | Redis |' '| ace | netsemd |' \
+for row in '| contended | netsemd |' '| contended, queued off | netsemd |' '| contended | floor |' '| contended | Redis |' '| ace | netsemd |' \
   '| sessions | netsemd |' '| names | netsemd |'; do
   grep -qF -- "$row" "$out/stdout" || fail "no table row starting $row"
 done
+grep -qE '^\| contended, queued off \| netsemd \|.* \| 0 \|$' "$out/stdout" || fail "errors with --queued off"
 [[ -s $out/report/table.md && -s $out/report/meta.txt ]] || fail "--out kept no table.md or meta.txt"
 echo "compare_smoke_test: $last"
