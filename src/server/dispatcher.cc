@@ -183,13 +183,13 @@ void Dispatcher::handle_request(SessionState& session) {
       protocol::append_ok(session.out, tag);
       return;
     case Verb::kHolders:
-      append_holders(session, tag);
+      start_rows(session, tag, SessionState::ListStream::Kind::kHolders);
       return;
     case Verb::kWaiters:
-      append_waiters(session, tag);
+      start_rows(session, tag, SessionState::ListStream::Kind::kWaiters);
       return;
     case Verb::kSessions:
-      append_sessions(session, tag);
+      start_rows(session, tag, SessionState::ListStream::Kind::kSessions);
       return;
     case Verb::kKick:
       kick(session, tag);
@@ -206,45 +206,81 @@ std::string_view Dispatcher::label_of(SessionId id) const {
   return other.dialect == protocol::Dialect::kAce ? kAceLabel : std::string_view(other.label);
 }
 
-void Dispatcher::append_holders(SessionState& session, std::string_view tag) {
-  std::uint64_t rows = 0;
-  const bool found = table_.holders(request_.name, now_(), [&](const HolderInfo& h) {
-    protocol::append_holder_item(session.out, tag, {h.session, h.count, h.fence, h.held_ms, label_of(h.session)});
-    ++rows;
-  });
-  if (!found) return answer_error(session, tag, ErrorCode::kNotFound);
-  protocol::append_end(session.out, tag, rows);
-}
-
-void Dispatcher::append_waiters(SessionState& session, std::string_view tag) {
-  std::uint64_t rows = 0;
-  const bool found = table_.waiters(request_.name, now_(), [&](const WaiterInfo& w) {
-    protocol::append_waiter_item(session.out, tag,
-                                 {w.session, w.count, w.waited_ms, w.timeout_ms_left, label_of(w.session)});
-    ++rows;
-  });
-  if (!found) return answer_error(session, tag, ErrorCode::kNotFound);
-  protocol::append_end(session.out, tag, rows);
-}
-
-void Dispatcher::append_sessions(SessionState& session, std::string_view tag) {
-  std::vector<const SessionState*> live;
-  live.reserve(sessions_.size());
-  for (const auto& [id, other] : sessions_) live.push_back(other);
-  std::sort(live.begin(), live.end(), [](const SessionState* a, const SessionState* b) { return a->id < b->id; });
-  const Clock::time_point now = now_();
-  const auto ms = [now](Clock::time_point since) {
-    return now <= since ? 0 : std::chrono::duration_cast<std::chrono::milliseconds>(now - since).count();
-  };
-  for (const SessionState* other : live) {
-    const SessionLoad load = table_.session_load(other->id);
-    const bool ace = other->dialect == protocol::Dialect::kAce;
-    protocol::append_session_item(session.out, tag,
-                                  {other->id, other->peer, ace ? kAceDialect : kV1Dialect, load.permits_held,
-                                   static_cast<std::int64_t>(load.pending), ms(other->began), ms(other->last_activity),
-                                   ace ? kAceLabel : std::string_view(other->label)});
+void Dispatcher::start_rows(SessionState& session, std::string_view tag, SessionState::ListStream::Kind kind) {
+  using Kind = SessionState::ListStream::Kind;
+  if (kind != Kind::kSessions && table_.get(request_.name).kind == SemaphoreKind::kAbsent) {
+    return answer_error(session, tag, ErrorCode::kNotFound);
   }
-  protocol::append_end(session.out, tag, live.size());
+  session.list.emplace();
+  session.list->kind = kind;
+  session.list->tag.assign(tag);
+  if (kind != Kind::kSessions) session.list->prefix.assign(request_.name);
+  produce_list(session);  // a short one is done here, and the batch goes on
+  if (session.list) session.events->timer_changed();
+}
+
+bool Dispatcher::produce_rows(SessionState& session, std::size_t stop_at) {
+  using Kind = SessionState::ListStream::Kind;
+  SessionState::ListStream& list = *session.list;
+  std::string& out = session.out;
+  const Clock::time_point now = now_();
+  bool more = false;
+  // Each row shows its holder, waiter or session as it is when the row is
+  // made; the cursor is the last row's order (or id), so rows come in
+  // order, each at most once, as holders and waiters come and go between
+  // chunks. A semaphore that is removed meanwhile ends the listing.
+  const auto room = [&] {
+    if (out.size() < stop_at) return true;
+    more = true;
+    return false;
+  };
+  switch (list.kind) {
+    case Kind::kHolders:
+      table_.holders_after(list.prefix, now, list.after, [&](const HolderInfo& h) {
+        if (!room()) return false;
+        protocol::append_holder_item(out, list.tag, {h.session, h.count, h.fence, h.held_ms, label_of(h.session)});
+        ++list.count;
+        list.after = h.order;
+        return true;
+      });
+      break;
+    case Kind::kWaiters:
+      table_.waiters_after(list.prefix, now, list.after, [&](const WaiterInfo& w) {
+        if (!room()) return false;
+        protocol::append_waiter_item(out, list.tag,
+                                     {w.session, w.count, w.waited_ms, w.timeout_ms_left, label_of(w.session)});
+        ++list.count;
+        list.after = w.order;
+        return true;
+      });
+      break;
+    case Kind::kSessions: {
+      // By id: the ids above the cursor, sorted, once per chunk.
+      std::vector<const SessionState*> next;
+      for (const auto& [id, other] : sessions_) {
+        if (id > list.after) next.push_back(other);
+      }
+      std::sort(next.begin(), next.end(), [](const SessionState* a, const SessionState* b) { return a->id < b->id; });
+      const auto ms = [now](Clock::time_point since) {
+        return now <= since ? 0 : std::chrono::duration_cast<std::chrono::milliseconds>(now - since).count();
+      };
+      for (const SessionState* other : next) {
+        if (!room()) break;
+        const SessionLoad load = table_.session_load(other->id);
+        const bool ace = other->dialect == protocol::Dialect::kAce;
+        protocol::append_session_item(out, list.tag,
+                                      {other->id, other->peer, ace ? kAceDialect : kV1Dialect, load.permits_held,
+                                       static_cast<std::int64_t>(load.pending), ms(other->began),
+                                       ms(other->last_activity), ace ? kAceLabel : std::string_view(other->label)});
+        ++list.count;
+        list.after = other->id;
+      }
+      break;
+    }
+    case Kind::kList:
+      break;
+  }
+  return more;
 }
 
 void Dispatcher::kick(SessionState& session, std::string_view tag) {
@@ -332,6 +368,13 @@ bool Dispatcher::produce_list(SessionState& session) {
   SessionState::ListStream& list = *session.list;
   std::string& out = session.out;
   const std::size_t stop_at = out.size() + kStreamLowWater;
+  if (list.kind != SessionState::ListStream::Kind::kList) {
+    if (!produce_rows(session, stop_at)) {
+      protocol::append_end(out, list.tag, list.count);
+      session.list.reset();
+    }
+    return true;
+  }
   bool more = false;
   std::string_view last;
   // Each line shows its semaphore as it is when the line is made; the cursor

@@ -189,12 +189,14 @@ class Dispatcher {
   void answer_error(SessionState& session, std::string_view tag, protocol::ErrorCode code,
                     std::string_view detail = {});
   void append_stats(SessionState& session, std::string_view tag);
-  // Protocol 1.1: HOLDERS, WAITERS, SESSIONS, and KICK. The listings are
-  // answered whole, not streamed as LIST is: HOLDERS and SESSIONS have a row
-  // per session at most, WAITERS one per queued request.
-  void append_holders(SessionState& session, std::string_view tag);
-  void append_waiters(SessionState& session, std::string_view tag);
-  void append_sessions(SessionState& session, std::string_view tag);
+  // Protocol 1.1: HOLDERS, WAITERS and SESSIONS stream as LIST does, through
+  // SessionState::list and produce_list(), so a listing of any length
+  // reaches a peer that reads it with a bounded buffer; an absent name is
+  // NOT_FOUND at once.
+  void start_rows(SessionState& session, std::string_view tag, SessionState::ListStream::Kind kind);
+  // Appends rows of the listing in progress until `stop_at` bytes of output;
+  // true when more remain.
+  bool produce_rows(SessionState& session, std::size_t stop_at);
   void kick(SessionState& session, std::string_view tag);
   // The label a row shows for an open session: its HELLO label, "ace" for
   // an ACE session (empty, shown as `-`, for none).

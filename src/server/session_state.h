@@ -53,12 +53,18 @@ class SessionEvents {
 enum class AceStage : std::uint8_t { kAwaitAcquire, kQueued, kHolding };
 
 struct SessionState {
-  // A LIST in progress: where to resume. Its memory is bounded by the
-  // longest name, whatever the size of the table.
+  // A listing in progress (LIST, and protocol 1.1's HOLDERS, WAITERS and
+  // SESSIONS): where to resume. Its memory is bounded by the longest name,
+  // whatever the size of the table or the number of sessions.
   struct ListStream {
+    enum class Kind : std::uint8_t { kList, kHolders, kWaiters, kSessions };
+    Kind kind = Kind::kList;
     std::string tag;
-    std::string prefix;
-    std::string last;  // the last name produced ("" before the first)
+    std::string prefix;  // LIST: the prefix; HOLDERS, WAITERS: the name
+    std::string last;    // LIST: the last name produced ("" before the first)
+    // HOLDERS, WAITERS: the order of the last row produced; SESSIONS: the
+    // last session id (0 before the first).
+    std::uint64_t after = 0;
     std::uint64_t count = 0;
   };
   // The answer that starts at `offset` in `out` (and all after it) may be

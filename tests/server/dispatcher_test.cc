@@ -9,8 +9,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
+#include <functional>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -559,6 +562,58 @@ TEST_F(DispatcherTest, SessionsListsEveryLiveSessionById) {
             "s2 ITEM 3 127.0.0.1:40003 v1 0 0 2040 2040 -\n"
             "s2 END 2\n");
   EXPECT_EQ(c->request("s3 SESSIONS x"), "s3 ERR BAD_REQUEST too many arguments\n");
+}
+
+// HOLDERS, WAITERS and SESSIONS stream in chunks as LIST does: rows in
+// order, each once, those gone between chunks left out.
+TEST_F(DispatcherTest, ListingsOfWaitersAndSessionsStreamInChunks) {
+  auto holder = session();  // 1
+  EXPECT_EQ(holder->request("a ACQUIRE splunk"), "a OK 1\n");
+  const std::string label(200, 'x');
+  std::vector<std::unique_ptr<TestSession>> waiting;  // 2 .. 51, four requests each
+  for (int i = 0; i < 50; ++i) {
+    waiting.push_back(session());
+    EXPECT_EQ(waiting.back()->request("h HELLO 1 " + label).substr(0, 5), "h OK ");
+    for (int j = 0; j < 4; ++j) waiting.back()->request("q" + std::to_string(j) + " ACQUIRE splunk");
+  }
+  auto asker = session();                           // 52
+  std::vector<std::unique_ptr<TestSession>> extra;  // 53 .. 162
+  for (int i = 0; i < 110; ++i) {
+    extra.push_back(session());
+    extra.back()->request("h HELLO 1 " + label);
+  }
+  // A whole listing, read as the network layer drains it; `between` runs
+  // after the first chunk.
+  const auto whole = [&](std::string_view request, const std::function<void()>& between) {
+    std::string text = asker->request(request);
+    EXPECT_TRUE(asker->state.list.has_value()) << "all in one chunk";
+    between();
+    while (asker->state.list) {
+      EXPECT_TRUE(dispatcher_->produce_list(asker->state));
+      text += asker->read();
+    }
+    std::vector<SessionId> ids;
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find(" ITEM ") != std::string::npos) ids.push_back(std::stoull(line.substr(line.find(" ITEM ") + 6)));
+    }
+    return std::make_pair(ids, text);
+  };
+  // The last waiter's requests leave the queue before their rows are made.
+  auto [ids, text] = whole("w WAITERS splunk", [&] { waiting.back().reset(); });
+  ASSERT_EQ(ids.size(), 196u);
+  for (std::size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(ids[i], 2 + i / 4) << i;
+  EXPECT_TRUE(text.ends_with(" " + label + "\nw END 196\n"));
+  // SESSIONS: by id, each once; one that ends before its row is left out.
+  std::tie(ids, text) = whole("s SESSIONS", [&] { extra.back().reset(); });
+  ASSERT_EQ(ids.size(), 160u);
+  EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+  EXPECT_EQ(std::adjacent_find(ids.begin(), ids.end()), ids.end());
+  EXPECT_EQ(ids.back(), 161u);
+  EXPECT_TRUE(text.ends_with("s END 160\n"));
+  // HOLDERS of a name nobody holds is one chunk: END at once.
+  EXPECT_EQ(asker->request("h HOLDERS pool"), "h END 0\n");
+  EXPECT_FALSE(asker->state.list.has_value());
 }
 
 TEST_F(DispatcherTest, KickNeedsTheAdminRightBeforeAnythingAboutTheId) {

@@ -176,6 +176,33 @@ TEST_F(ServerV11, SessionsListsEverySessionWithItsPeerDialectAndLoad) {
   EXPECT_EQ(rows[3], "s END 3");
 }
 
+// A SESSIONS answer larger than a chunk (and than a socket buffer) reaches
+// the peer whole, streamed as LIST is; the requests behind it come after.
+TEST_F(ServerV11, SessionsStreamsAListingLargerThanAChunk) {
+  start();
+  ASSERT_TRUE(server_);
+  const std::string label(240, 'x');
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 200; ++i) {
+    clients.push_back(connect());
+    ASSERT_TRUE(clients.back());
+    clients.back()->send_line("h HELLO 1 " + label);
+  }
+  for (auto& client : clients) EXPECT_TRUE(client->read_line().value_or("").starts_with("h OK netsem 1.1 "));
+  auto asker = connect();
+  asker->send_line("s SESSIONS");
+  asker->send_line("p PING");  // behind the listing: answered after its END
+  std::vector<std::string> rows;
+  while (auto line = asker->read_line()) {
+    rows.push_back(*line);
+    if (*line == "p PONG" || rows.size() > 300) break;
+  }
+  ASSERT_EQ(rows.size(), 203u);
+  for (std::size_t i = 0; i < 200; ++i) EXPECT_TRUE(rows[i].ends_with(" " + label)) << rows[i];
+  EXPECT_EQ(rows[201], "s END 201");
+  EXPECT_EQ(rows[202], "p PONG");
+}
+
 TEST_F(ServerV11, SessionsShowsAnIpv6PeerInBrackets) {
   Netsemd::Options options;
   options.raw_config =
