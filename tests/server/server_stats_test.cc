@@ -184,6 +184,26 @@ TEST(ServerStats, APeerThatTakesNoLineOfALongListIsAnOverflow) {
   EXPECT_TRUE(lister->wait_closed(5s));
 }
 
+TEST(ServerStats, AKickedSessionIsCountedAndItsHoldTimed) {
+  auto server = start_server(with_semaphores("db = 1\n"));
+  ASSERT_TRUE(server);
+  auto kicked = Client::connect(server->port());
+  auto admin = Client::connect(server->port());  // loopback: admin_networks by default
+  ASSERT_TRUE(kicked && admin);
+  const auto hello = fields(kicked->request("h HELLO 1"));
+  ASSERT_EQ(hello.size(), 5u);
+  ASSERT_EQ(kicked->request("a ACQUIRE db").rfind("a OK ", 0), 0u);
+  EXPECT_EQ(admin->request("k KICK " + hello[4]), "k OK");
+  const auto told = kicked->read_line();
+  ASSERT_TRUE(told);
+  EXPECT_EQ(told->rfind("* ERR KICKED", 0), 0u) << *told;
+  const Json stats = stats_of(*admin);
+  EXPECT_EQ(number(stats, "session_ends_kicked_total"), 1u);
+  EXPECT_EQ(number(stats, "session_ends_close_total"), 0u);
+  EXPECT_EQ(histogram_count(stats, "hold_us"), 1u);
+  EXPECT_EQ(number(stats, "held"), 0u);
+}
+
 TEST(ServerStats, AnAceReleaseIsAQuit) {
   auto server = start_server(with_semaphores("db = 1\n"));
   ASSERT_TRUE(server);
