@@ -42,6 +42,40 @@ TEST(ServerLifecycle, SigtermTellsSessionsWritesStatusAndExitsZero) {
   EXPECT_NE(text.find("db defined 2 2 0 0"), std::string::npos) << text;
 }
 
+// A shutdown grants nothing: were the permits of the sessions it ends given
+// to the sessions still queued, a waiter would read OK and start while the
+// holder before it still works, not yet having read its SHUTDOWN line (the
+// soak saw two holders of a limit-1 name this way). Several names and
+// waiters older and younger than the holders, so that whatever order the
+// sessions are ended in, some holder ends before a waiter of its name.
+TEST(ServerLifecycle, SigtermGrantsNothingToTheQueuedSessions) {
+  Netsemd::Options options;
+  options.semaphores = "n0 = 1\nn1 = 1\nn2 = 1\nn3 = 1\n";
+  auto server = start_server(options);
+  ASSERT_TRUE(server);
+  // Waiters connect before holders and after them, so that sessions older
+  // and younger than a holder wait behind it.
+  std::vector<std::unique_ptr<Client>> waiters;
+  std::vector<std::unique_ptr<Client>> holders;
+  for (int i = 0; i < 8; ++i) waiters.push_back(Client::connect(server->port()));
+  for (int i = 0; i < 4; ++i) holders.push_back(Client::connect(server->port()));
+  for (int i = 0; i < 8; ++i) waiters.push_back(Client::connect(server->port()));
+  for (int i = 0; i < 4; ++i) fence_of(holders[i]->request("a ACQUIRE n" + std::to_string(i)));
+  for (int i = 0; i < 16; ++i) {
+    EXPECT_EQ(waiters[i]->request("w ACQUIRE n" + std::to_string(i % 4)), "w QUEUED " + std::to_string(i / 4 + 1));
+  }
+  server->send_signal(SIGTERM);
+  for (auto& waiter : waiters) {
+    const auto line = waiter->read_line();
+    ASSERT_TRUE(line);
+    EXPECT_EQ(line->rfind("* ERR SHUTDOWN", 0), 0u) << "a queued session read: " << *line;
+    EXPECT_TRUE(waiter->wait_closed());
+  }
+  const auto status = server->wait_exit();
+  ASSERT_TRUE(status);
+  EXPECT_TRUE(WIFEXITED(*status));
+}
+
 TEST(ServerLifecycle, SigtermExitsEvenWhenAPeerNeverReads) {
   auto server = start_server();
   ASSERT_TRUE(server);

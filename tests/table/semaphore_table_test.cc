@@ -867,6 +867,26 @@ TEST(SemaphoreTable, FencesIncreaseAcrossNamesAndQueuedGrants) {
   EXPECT_EQ(h.run("1 RELEASE x"), "OK 0 | 2:b OK 4");
 }
 
+// After stop_granting (the server's shutdown) ending sessions gives permits
+// back and grants nobody, neither ACQUIRE nor WAIT, and journals nothing.
+TEST(SemaphoreTable, StopGrantingGivesBackButGrantsNobody) {
+  Harness h;
+  EXPECT_EQ(h.run("CREATE c 0 1"), "OK");
+  EXPECT_EQ(h.run("1 a ACQUIRE x"), "OK 1");
+  EXPECT_EQ(h.run("2 b ACQUIRE x"), "QUEUED 1");
+  EXPECT_EQ(h.run("3 w WAIT c"), "QUEUED 1");
+  const std::size_t records = h.journal.records();
+  h.table.stop_granting();
+  EXPECT_EQ(h.run("close 1"), "OK");
+  EXPECT_EQ(h.run("GET x"), "1 1 0 1 undefined");
+  EXPECT_EQ(h.run("POST c"), "OK 1");
+  EXPECT_EQ(h.run("close 2"), "OK");
+  EXPECT_EQ(h.run("close 3"), "OK");
+  EXPECT_EQ(h.run("GET x"), "1 1 0 0 absent");
+  EXPECT_EQ(h.run("GET c"), "1 1 0 0 created");
+  EXPECT_EQ(h.journal.records(), records + 1);  // the POST's
+}
+
 TEST(SemaphoreTable, RestoreCreated) {
   MemoryJournal journal;
   SemaphoreTable table(journal, {1, 1});
