@@ -57,6 +57,12 @@ struct ClientOptions {
   std::vector<std::string> servers;
   // HELLO label; empty means "<host>/<pid>/<program>".
   std::string label;
+  // Whether the server tells queue positions: a request that must wait is
+  // first answered QUEUED <position>, which the library logs at info level.
+  // Off by default: the client asks a protocol 1.1 server for `OPTION queued
+  // off`, which saves the server a line per contended request (a 1.0 server
+  // sends QUEUED regardless; the library ignores it).
+  bool queue_positions = false;
   // A connect attempt to one server gives up after this long (a black-holed
   // address must not take the kernel's two minutes).
   std::chrono::milliseconds connect_timeout{1000};

@@ -68,6 +68,8 @@ Result<ClientOptions> make_client_options(const GlobalOptions& global) {
     if (!policy) return Status(StatusCode::kInvalidArgument, "--fallback: " + policy.status().message());
     options->fallback = *policy;
   }
+  // -v shows what the library does, a request's place in its queue included.
+  options->queue_positions = global.verbosity >= 1;
   return options;
 }
 

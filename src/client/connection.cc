@@ -390,6 +390,15 @@ bool Connection::handshake(int fd, const Endpoint& endpoint) {
   out_.clear();
   protocol::encode_hello(out_, hello_tag, label_);
   protocol::encode_stats(out_, stats_tag);
+  // Pipelined with HELLO, and not waited for: a 1.0 server answers
+  // UNKNOWN_VERB, which is no refusal (it only keeps sending QUEUED lines,
+  // which are ignored); an answer that comes after STATS' is dropped as one
+  // to no pending request.
+  std::string option_tag;
+  if (!options_.queue_positions) {
+    option_tag = next_tag();
+    protocol::encode_option(out_, option_tag, protocol::SessionOption::kQueued, false);
+  }
   bool hello_done = false;
   bool stats_done = false;
   std::int64_t session_timeout_ms = 0;
@@ -436,6 +445,14 @@ bool Connection::handshake(int fd, const Endpoint& endpoint) {
         return refused(
             Status(StatusCode::kProtocol, fmt::format("server {} does not speak netsem protocol v1: it answered \"{}\"",
                                                       endpoint.to_string(), printable(line))));
+      }
+      if (!option_tag.empty() && answer.tag == option_tag) {
+        if (answer.type == protocol::AnswerType::kOk) continue;
+        if (answer.type == protocol::AnswerType::kError &&
+            (answer.error == protocol::ErrorCode::kUnknownVerb || answer.error == protocol::ErrorCode::kBadArg)) {
+          log_debug("server {} keeps telling queue positions: {}", endpoint.to_string(), printable(line));
+          continue;
+        }
       }
       if (answer.type != protocol::AnswerType::kOk) {
         Status refusal = refusal_of(endpoint, answer, line);
@@ -609,7 +626,12 @@ Status Connection::dispatch(std::string_view line) {
   call.answered = true;
   // The server read it, so it cannot end the session before T after that.
   lease_from_ = std::max(lease_from_, call.sent_at);
-  if (answer.type == protocol::AnswerType::kQueued) return Status();
+  if (answer.type == protocol::AnswerType::kQueued) {
+    if (options_.queue_positions)
+      log_info("\"{}\" is queued at position {}",
+               printable(std::string_view(call.line).substr(0, call.line.size() - 1)), answer.rest);
+    return Status();
+  }
   if (answer.type == protocol::AnswerType::kItem) {
     call.items.emplace_back(answer.rest);
     return Status();

@@ -821,6 +821,70 @@ TEST_F(ClientTest, RequestTimeoutEndsASessionWhoseServerFellSilent) {
   ::close(listener);
 }
 
+// A fake server that answers HELLO (as 1.1), STATS and anything else
+// `ERR UNKNOWN_VERB` (as a 1.0 server answers OPTION): the request lines a
+// client sends from its start until it is destroyed (at most 3 s).
+std::vector<std::string> handshake_lines(const ClientOptions& base) {
+  std::uint16_t port = 0;
+  const int listener = bound_socket(port, 4);
+  if (listener < 0) return {};
+  std::vector<std::string> seen;
+  std::thread fake([listener, &seen] {
+    pollfd accept_poll{listener, POLLIN, 0};
+    if (::poll(&accept_poll, 1, 3000) != 1) return;
+    const int fd = ::accept(listener, nullptr, nullptr);
+    std::string input;
+    const auto deadline = Clock::now() + 3s;
+    while (Clock::now() < deadline) {
+      pollfd read_poll{fd, POLLIN, 0};
+      if (::poll(&read_poll, 1, 50) != 1) continue;
+      char chunk[4096];
+      const ssize_t n = ::read(fd, chunk, sizeof chunk);
+      if (n <= 0) break;
+      input.append(chunk, static_cast<std::size_t>(n));
+      for (std::size_t end; (end = input.find('\n')) != std::string::npos;) {
+        const std::string line = input.substr(0, end);
+        input.erase(0, end + 1);
+        seen.push_back(line);
+        const auto fields = netsem::testing::fields(line);
+        const std::string answer = fields[0] + (fields[1] == "HELLO"   ? " OK netsem 1.1 7\n"
+                                                : fields[1] == "STATS" ? " OK {\"session_timeout_ms\":0}\n"
+                                                                       : " ERR UNKNOWN_VERB unknown verb\n");
+        (void)::write(fd, answer.data(), answer.size());
+      }
+    }
+    ::close(fd);
+  });
+  ClientOptions options = base;
+  options.servers = {"127.0.0.1:" + std::to_string(port)};
+  {
+    auto client = Client::create(options);
+    EXPECT_TRUE(client) << client.status().to_string();
+    if (client) EXPECT_TRUE((*client)->connected()) << (*client)->stats().unreachable;
+  }
+  fake.join();
+  ::close(listener);
+  return seen;
+}
+
+TEST_F(ClientTest, AsksForNoQueuePositionsUnlessTheCallerWantsThem) {
+  ClientOptions options = options_for(closed_port());
+  options.connect_timeout = 2s;
+  std::vector<std::string> lines = handshake_lines(options);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(netsem::testing::fields(lines[0])[1], "HELLO");
+  EXPECT_EQ(netsem::testing::fields(lines[1])[1], "STATS");
+  // Pipelined with HELLO; the 1.0 answer (UNKNOWN_VERB) did not refuse the session.
+  const auto option = netsem::testing::fields(lines[2]);
+  ASSERT_EQ(option.size(), 4u) << lines[2];
+  EXPECT_EQ(option[1] + " " + option[2] + " " + option[3], "OPTION queued off");
+
+  options.queue_positions = true;
+  lines = handshake_lines(options);
+  ASSERT_GE(lines.size(), 2u);
+  for (const std::string& line : lines) EXPECT_NE(netsem::testing::fields(line)[1], "OPTION") << line;
+}
+
 TEST_F(ClientTest, PingsKeepAnIdleSessionAlive) {
   // The lease lapses when a ping is not answered within T/6 of the next
   // one's due time: 150 ms, which a loaded machine keeps.
