@@ -78,6 +78,7 @@ void Dispatcher::end_session(SessionState& session, stats::EndCause cause) {
   session.open = false;
   counters_.count_end(cause);
   sessions_.erase(session.id);
+  if (shutting_down_) return;
   table_.close_session(session.id, completions_);
   deliver_completions();
 }

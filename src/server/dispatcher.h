@@ -123,6 +123,14 @@ class Dispatcher {
   void end_session(SessionState& session, stats::EndCause cause);
   // The open sessions, by id (protocol 1.1: SESSIONS, KICK).
   const std::unordered_map<SessionId, SessionState*>& sessions() const { return sessions_; }
+  // The server is stopping: from now on end_session() only forgets a
+  // session; it gives nothing back to the table, so no queued request is
+  // granted while the sessions are told SHUTDOWN one after another (a
+  // permit granted then would overlap its previous holder, still at work
+  // through its lease). finish_shutdown() then gives every permit back at
+  // once, granting nothing. REQUIRES: expire() is not called after.
+  void begin_shutdown() { shutting_down_ = true; }
+  void finish_shutdown() { table_.close_all_sessions(); }
 
   // --- requests ---
 
@@ -222,6 +230,7 @@ class Dispatcher {
   std::unordered_map<SessionId, SessionState*> sessions_;
   Completions completions_;
   bool delivering_ = false;
+  bool shutting_down_ = false;
   std::uint64_t request_sequence_ = 0;  // journal sequence when the request or turn began
   protocol::Request request_;           // reused for every line: no allocation per request
 };

@@ -389,7 +389,10 @@ void Server::stop() {
   // told of the shutdown only by a line it has not read yet.
   if (table_) table_->stop_granting();
   spdlog::info("closing {} sessions", live.size());
+  // No grants from here on: a stopping server hands out no permit.
+  if (dispatcher_) dispatcher_->begin_shutdown();
   for (const auto& session : live) session->shut_down();
+  if (dispatcher_) dispatcher_->finish_shutdown();  // the status file shows every permit back
   end_turn();
   status_job_.reset();  // a child still writing is killed: the last word is written here
   if (compaction_job_) {

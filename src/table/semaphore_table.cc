@@ -514,6 +514,34 @@ void SemaphoreTable::close_session(SessionId session, Completions& out) {
   t.settle_touched(out);
 }
 
+void SemaphoreTable::close_all_sessions() {
+  Impl& t = *impl_;
+  for (auto& [id, ses] : t.sessions) {
+    for (auto& [tag, w] : ses.pending) {
+      if (w->has_deadline) t.deadlines.erase(w->deadline);
+      t.touch(*w->sem);
+      w->sem->queue.erase(w->self);
+      --t.waiter_total;
+    }
+    ses.pending.clear();
+  }
+  for (auto& [id, ses] : t.sessions) {
+    for (const Impl::HoldList::iterator h : ses.holds) {
+      Impl::Semaphore& s = *h->sem;
+      s.value += h->count;
+      s.held -= h->count;
+      t.held_total -= static_cast<std::uint64_t>(h->count);
+      t.drop_hold(h);
+      t.touch(s);
+    }
+  }
+  t.sessions.clear();
+  ++change_count_;
+  Completions none;  // every queue is empty: nothing can be granted
+  t.settle_touched(none);
+  assert(none.empty());
+}
+
 bool SemaphoreTable::is_pending(SessionId session, std::string_view tag) const {
   auto it = impl_->sessions.find(session);
   return it != impl_->sessions.end() && it->second.pending.contains(tag);

@@ -205,6 +205,10 @@ class SemaphoreTable {
   // Gives back every permit the session holds, drops its queued requests,
   // and grants whoever that lets in. REQUIRES: `session` open.
   void close_session(SessionId session, Completions& out);
+  // Closes every session at once, as a stopping server does: every queued
+  // request is dropped first, then every permit given back, so nothing is
+  // granted (no completions, no journal record).
+  void close_all_sessions();
   // True while `tag` names a queued request of the session.
   bool is_pending(SessionId session, std::string_view tag) const;
   // The number of queued requests of the session.

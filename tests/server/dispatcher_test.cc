@@ -354,6 +354,34 @@ TEST_F(DispatcherTest, ListStreamsInChunksInNameOrder) {
   EXPECT_EQ(listed, want);
 }
 
+TEST_F(DispatcherTest, AStoppingServerGrantsNothingAsItEndsTheSessions) {
+  auto holder = session();
+  auto waiter = session();
+  auto ace = session(protocol::Dialect::kAce);
+  EXPECT_EQ(holder->request("a ACQUIRE splunk"), "a OK 1\n");
+  EXPECT_EQ(waiter->request("w ACQUIRE splunk"), "w QUEUED 1\n");
+  ace->ace(AceParser::Token::kAcquire, "splunk");
+  dispatcher_->begin_shutdown();
+  dispatcher_->end_with_error(holder->state, stats::EndCause::kShutdown, protocol::ErrorCode::kShutdown,
+                              "server is shutting down");
+  // The holder may still be at work (its lease runs on): nobody else gets
+  // the permit, neither a v1 waiter nor an ACE one.
+  EXPECT_EQ(waiter->read(), "");
+  EXPECT_EQ(waiter->completions, 0);
+  EXPECT_EQ(ace->read(), "");
+  dispatcher_->end_with_error(waiter->state, stats::EndCause::kShutdown, protocol::ErrorCode::kShutdown,
+                              "server is shutting down");
+  EXPECT_EQ(waiter->read(), "* ERR SHUTDOWN server is shutting down\n");
+  EXPECT_TRUE(dispatcher_->sessions().size() == 1u);
+  dispatcher_->end_with_error(ace->state, stats::EndCause::kShutdown, protocol::ErrorCode::kShutdown,
+                              "server is shutting down");
+  dispatcher_->finish_shutdown();  // every permit back, still nothing granted
+  EXPECT_EQ(table_->get("splunk").value, 1);
+  EXPECT_EQ(table_->get("splunk").holders, 0u);
+  EXPECT_EQ(table_->stats().waiters, 0u);
+  EXPECT_EQ(table_->stats().sessions, 0u);
+}
+
 TEST_F(DispatcherTest, EndWithErrorTellsAV1PeerAndNotAnAcePeer) {
   auto v1 = session();
   dispatcher_->end_with_error(v1->state, stats::EndCause::kShutdown, protocol::ErrorCode::kShutdown,
