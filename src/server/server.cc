@@ -384,10 +384,6 @@ void Server::stop() {
   std::vector<std::shared_ptr<Session>> live;
   live.reserve(sessions_.size());
   for (const auto& [id, session] : sessions_) live.push_back(session);
-  // Ending sessions gives their permits back but grants nobody: a waiter
-  // granted now would start while the holder it follows may still work,
-  // told of the shutdown only by a line it has not read yet.
-  if (table_) table_->stop_granting();
   spdlog::info("closing {} sessions", live.size());
   // No grants from here on: a stopping server hands out no permit.
   if (dispatcher_) dispatcher_->begin_shutdown();

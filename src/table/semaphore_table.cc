@@ -20,8 +20,7 @@
 // linear and never sorts the table. Its nodes are recycled like the map's,
 // so an undefined name's create-and-remove cycle does not allocate for it.
 //
-// Invariants between calls: no queue head fits (head.count > value; after
-// stop_granting no longer, as nothing is granted), which is
+// Invariants between calls: no queue head fits (head.count > value), which is
 // why "settle" (grant from the head while it fits) is all a change needs; and
 // an undefined semaphore has no consumed permits (value == max - held) and
 // no queued WAIT, so it is idle, and removed, as soon as it has no holders
@@ -177,7 +176,6 @@ struct SemaphoreTable::Impl {
   std::vector<Semaphore*> touched;    // to settle at the end of a bulk change
   std::uint64_t configure_calls = 0;  // for Semaphore::listed
   std::uint64_t last_fence = 0;
-  bool granting = true;  // false after stop_granting()
   std::uint64_t reserved_fence = 0;
   std::uint64_t next_reserve_attempt = 0;  // after a failed early reservation
   stats::TableCounters counters;           // grants, timeouts, cancellations, wait and hold times
@@ -328,7 +326,7 @@ struct SemaphoreTable::Impl {
   std::int64_t settle(Semaphore& s, Completions& out, bool journal_anyway) {
     bool consumed = false;
     std::optional<TimePoint> now;  // read once, and only when someone is granted
-    while (granting && !s.queue.empty() && s.queue.front().count <= s.value) {
+    while (!s.queue.empty() && s.queue.front().count <= s.value) {
       Waiter& w = s.queue.front();
       Session& ses = *w.session;
       if (!fence_available()) {
@@ -475,10 +473,6 @@ std::vector<std::string> SemaphoreTable::configure_defined(
   }
   t.settle_touched(out);
   return created;
-}
-
-void SemaphoreTable::stop_granting() {
-  impl_->granting = false;
 }
 
 void SemaphoreTable::open_session(SessionId session) {

@@ -192,14 +192,6 @@ class SemaphoreTable {
 
   // --- sessions ---
 
-  // From now on no queued request is granted: closing sessions gives their
-  // permits back and drops their queued requests, but grants nobody. For the
-  // server's shutdown: every session is about to end, and a permit granted
-  // now (to a session that cannot use it) could go to one while its holder
-  // still works under it, unaware that the server is going. REQUIRES: no
-  // take() after it.
-  void stop_granting();
-
   // REQUIRES: `session` not open.
   void open_session(SessionId session);
   // Gives back every permit the session holds, drops its queued requests,

@@ -867,24 +867,22 @@ TEST(SemaphoreTable, FencesIncreaseAcrossNamesAndQueuedGrants) {
   EXPECT_EQ(h.run("1 RELEASE x"), "OK 0 | 2:b OK 4");
 }
 
-// After stop_granting (the server's shutdown) ending sessions gives permits
-// back and grants nobody, neither ACQUIRE nor WAIT, and journals nothing.
-TEST(SemaphoreTable, StopGrantingGivesBackButGrantsNobody) {
+// close_all_sessions (the server's shutdown) gives every permit back and
+// grants nobody, neither ACQUIRE nor WAIT, and journals nothing.
+TEST(SemaphoreTable, CloseAllSessionsGivesBackButGrantsNobody) {
   Harness h;
   EXPECT_EQ(h.run("CREATE c 0 1"), "OK");
   EXPECT_EQ(h.run("1 a ACQUIRE x"), "OK 1");
   EXPECT_EQ(h.run("2 b ACQUIRE x"), "QUEUED 1");
   EXPECT_EQ(h.run("3 w WAIT c"), "QUEUED 1");
+  EXPECT_EQ(h.run("1 a ACQUIRE c2"), "OK 2");
   const std::size_t records = h.journal.records();
-  h.table.stop_granting();
-  EXPECT_EQ(h.run("close 1"), "OK");
-  EXPECT_EQ(h.run("GET x"), "1 1 0 1 undefined");
-  EXPECT_EQ(h.run("POST c"), "OK 1");
-  EXPECT_EQ(h.run("close 2"), "OK");
-  EXPECT_EQ(h.run("close 3"), "OK");
+  h.table.close_all_sessions();
   EXPECT_EQ(h.run("GET x"), "1 1 0 0 absent");
-  EXPECT_EQ(h.run("GET c"), "1 1 0 0 created");
-  EXPECT_EQ(h.journal.records(), records + 1);  // the POST's
+  EXPECT_EQ(h.run("GET c"), "0 1 0 0 created");
+  EXPECT_EQ(h.journal.records(), records);
+  EXPECT_EQ(h.run("open 1"), "OK");
+  EXPECT_EQ(h.run("1 a ACQUIRE x"), "OK 3");
 }
 
 TEST(SemaphoreTable, RestoreCreated) {
