@@ -69,6 +69,7 @@ void Dispatcher::begin_session(SessionState& session) {
   session.open = true;
   session.last_activity = session.began = now_();
   sessions_.emplace(session.id, &session);
+  sessions_by_id_.emplace(session.id, &session);
 }
 
 void Dispatcher::end_session(SessionState& session, stats::EndCause cause) {
@@ -78,6 +79,7 @@ void Dispatcher::end_session(SessionState& session, stats::EndCause cause) {
   session.open = false;
   counters_.count_end(cause);
   sessions_.erase(session.id);
+  sessions_by_id_.erase(session.id);
   if (shutting_down_) return;
   table_.close_session(session.id, completions_);
   deliver_completions();
@@ -256,16 +258,14 @@ bool Dispatcher::produce_rows(SessionState& session, std::size_t stop_at) {
       });
       break;
     case Kind::kSessions: {
-      // By id: the ids above the cursor, sorted, once per chunk.
-      std::vector<const SessionState*> next;
-      for (const auto& [id, other] : sessions_) {
-        if (id > list.after) next.push_back(other);
-      }
-      std::sort(next.begin(), next.end(), [](const SessionState* a, const SessionState* b) { return a->id < b->id; });
+      // By id, from the first id above the cursor: the cursor is an id, not
+      // an iterator, so a session that ends between chunks (the last one
+      // listed included) leaves nothing dangling.
       const auto ms = [now](Clock::time_point since) {
         return now <= since ? 0 : std::chrono::duration_cast<std::chrono::milliseconds>(now - since).count();
       };
-      for (const SessionState* other : next) {
+      for (auto it = sessions_by_id_.upper_bound(list.after); it != sessions_by_id_.end(); ++it) {
+        const SessionState* other = it->second;
         if (!room()) break;
         const SessionLoad load = table_.session_load(other->id);
         const bool ace = other->dialect == protocol::Dialect::kAce;

@@ -45,6 +45,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -228,6 +229,11 @@ class Dispatcher {
   std::function<Clock::time_point()> now_;
   Clock::time_point started_{};
   std::unordered_map<SessionId, SessionState*> sessions_;
+  // The same sessions ordered by id, for SESSIONS: a chunk resumes after its
+  // cursor in O(log n) and costs O(rows), however many sessions there are
+  // and whatever came and went since the last chunk. Kept beside sessions_
+  // (not instead of it) so that a completion's lookup stays a hash lookup.
+  std::map<SessionId, const SessionState*> sessions_by_id_;
   Completions completions_;
   bool delivering_ = false;
   bool shutting_down_ = false;

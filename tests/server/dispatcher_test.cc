@@ -12,18 +12,22 @@
 #include <algorithm>
 #include <array>
 #include <functional>
+#include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "journal/journal.h"
+#include "support/request_lines.h"
 
 namespace netsem::server {
 namespace {
 
 using namespace std::chrono_literals;
 using protocol::AceParser;
+namespace req = netsem::testing::req;
 
 // The journal as the dispatcher sees it: records come from a real
 // MemoryJournal the table writes to; how far they are written is the
@@ -642,6 +646,65 @@ TEST_F(DispatcherTest, ListingsOfWaitersAndSessionsStreamInChunks) {
   // HOLDERS of a name nobody holds is one chunk: END at once.
   EXPECT_EQ(asker->request("h HOLDERS pool"), "h END 0\n");
   EXPECT_FALSE(asker->state.list.has_value());
+}
+
+// SESSIONS resumes each chunk after the last id listed, whatever came and
+// went meanwhile: the session of the last row (every other chunk), one just ahead of the cursor,
+// a new one below the cursor and one above the last id. Every row comes once,
+// in id order; none that ended before its row, and all that lived throughout.
+TEST_F(DispatcherTest, SessionsResumeAfterTheLastIdAsSessionsComeAndGo) {
+  const std::string label(200, 'y');  // about 240 bytes a row: 137 rows a chunk
+  std::map<SessionId, std::unique_ptr<TestSession>> live;
+  for (SessionId id = 10; id <= 1000; id += 2) {  // even ids only: the odd ones are free
+    live[id] = std::make_unique<TestSession>(*dispatcher_, id);
+    live[id]->request(req::hello("h", label));
+  }
+  auto asker = std::make_unique<TestSession>(*dispatcher_, 5000);
+  std::set<SessionId> gone;   // ended before their row could be made
+  std::set<SessionId> added;  // begun above the cursor: listed
+  std::string text = asker->request(req::sessions("s"));
+  int chunks = 1;
+  const auto last_id = [&text] {
+    const std::size_t item = text.rfind(" ITEM ");
+    return item == std::string::npos ? SessionId{0} : SessionId{std::stoull(text.substr(item + 6))};
+  };
+  while (asker->state.list) {
+    const SessionId cursor = last_id();
+    ASSERT_TRUE(live.contains(cursor)) << cursor;
+    if (chunks % 2 == 0) live.erase(cursor);  // the last row's session ends (or stays)
+    const auto ahead = live.upper_bound(cursor);
+    ASSERT_NE(ahead, live.end());
+    gone.insert(ahead->first);
+    live.erase(ahead);                                                           // the next one ends before its row
+    live[cursor - 1] = std::make_unique<TestSession>(*dispatcher_, cursor - 1);  // below the cursor: not listed
+    const SessionId above = 1001 + 2 * chunks;
+    live[above] = std::make_unique<TestSession>(*dispatcher_, above);
+    added.insert(above);
+    ASSERT_TRUE(dispatcher_->produce_list(asker->state));
+    text += asker->read();
+    ++chunks;
+  }
+  EXPECT_GE(chunks, 4);
+  std::vector<SessionId> ids;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.starts_with("s ITEM ")) ids.push_back(std::stoull(line.substr(7)));
+  }
+  EXPECT_TRUE(text.ends_with("s END " + std::to_string(ids.size()) + "\n"));
+  EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+  EXPECT_EQ(std::adjacent_find(ids.begin(), ids.end()), ids.end()) << "a row repeated";
+  const std::set<SessionId> listed(ids.begin(), ids.end());
+  for (const SessionId id : gone) EXPECT_FALSE(listed.contains(id)) << id << " ended before its row";
+  for (const SessionId id : added) EXPECT_TRUE(listed.contains(id)) << id << " begun above the cursor";
+  EXPECT_TRUE(listed.contains(5000));
+  // Every even id that lived throughout, and no odd one below 1000 (each
+  // was begun below the cursor).
+  for (SessionId id = 10; id <= 1000; id += 2) {
+    if (live.contains(id)) {
+      EXPECT_TRUE(listed.contains(id)) << id << " missed";
+    }
+  }
+  for (const SessionId id : listed) EXPECT_FALSE(id < 1000 && id % 2 == 1) << id;
 }
 
 TEST_F(DispatcherTest, KickNeedsTheAdminRightBeforeAnythingAboutTheId) {
