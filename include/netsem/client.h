@@ -75,6 +75,45 @@ struct SemaphoreInfo {
   std::string kind;           // "defined", "created", "undefined", "absent", or "local"
 };
 
+// The 1.1 listings (Client::holders, waiters, sessions). A label is the
+// session's HELLO label as it sent it (the library sends
+// "<host>/<pid>/<program>" unless ClientOptions::label says otherwise);
+// empty for a session that sent none, "ace" for a client of the ACE dialect.
+// Times are whole milliseconds, rounded down, as the server measured them
+// when it made the row.
+
+// One session holding permits of a name through acquire, as HOLDERS shows it.
+struct HolderInfo {
+  std::uint64_t session_id = 0;       // the id HELLO gave it, as in sessions() and kick()
+  std::int64_t count = 0;             // permits of the name it holds now
+  std::uint64_t fence = 0;            // the fence of its latest grant of the name
+  std::chrono::milliseconds held{0};  // since the grant that made it a holder
+  std::string label;
+};
+
+// One queued request of a name, as WAITERS shows it.
+struct WaiterInfo {
+  std::uint64_t session_id = 0;
+  std::int64_t count = 0;               // permits it asks for
+  std::chrono::milliseconds waited{0};  // since it queued
+  // What is left of its timeout (zero once it ran out); nullopt for a request
+  // that waits for ever.
+  std::optional<std::chrono::milliseconds> timeout_left;
+  std::string label;
+};
+
+// One live session of the server, as SESSIONS shows it.
+struct SessionInfo {
+  std::uint64_t session_id = 0;
+  std::string peer;                   // "10.0.0.7:40112", "[fd00::7]:40112"
+  std::string dialect;                // "v1" or "ace"
+  std::int64_t permits_held = 0;      // through acquire, all names together
+  std::int64_t pending = 0;           // queued requests
+  std::chrono::milliseconds age{0};   // since it connected
+  std::chrono::milliseconds idle{0};  // since its last request (the session timeout's sense)
+  std::string label;
+};
+
 // What the client counts (for logs and `netsem status`).
 struct ClientStats {
   bool connected = false;
@@ -89,6 +128,12 @@ struct ClientStats {
   // attempts ("10.0.0.5:53559: Connection refused; 10.0.0.6:53559: server
   // 10.0.0.6:53559 refused this host: ..."). Empty once connected.
   std::string unreachable;
+  // While connected, from the server's HELLO answer: the protocol it speaks
+  // ("1.0" or "1.1"; holders, waiters, sessions and kick need 1.1) and this
+  // client's session id (what the others see in sessions() and kick).
+  // Empty and 0 while not connected.
+  std::string protocol;
+  std::uint64_t session_id = 0;
 };
 
 class Client {
@@ -149,6 +194,36 @@ class Client {
   Status remove(std::string_view name);
   // Round trip to the server; returns the echoed payload.
   Result<std::string> ping(std::string_view payload = {});
+  // The server's STATS: one line of JSON, as the server wrote it (fields in
+  // docs/protocol.md, "STATS fields").
+  Result<std::string> server_stats();
+
+  // --- protocol 1.1: who holds, who waits, who is connected, and KICK ---
+  //
+  // These ask the server (no fallback) and need a server that speaks
+  // protocol 1.1: against a 1.0 server they fail with kProtocol ("server
+  // ... speaks protocol 1.0; HOLDERS needs 1.1"); with no server, kUnavailable
+  // or the servers' refusal (kDenied, kLimit, kProtocol) as for every call.
+  // A listing is the server's view as it streamed it: each row as it was
+  // when the server made it (a row of a holder gone meanwhile is left out).
+
+  // The sessions that hold permits of `name`, the oldest holder first.
+  // kNotFound when `name` is no semaphore (get would say "absent");
+  // kInvalidArgument for a bad name or a `$` name (host-local: no server).
+  Result<std::vector<HolderInfo>> holders(std::string_view name);
+  // The queued requests of `name`, in the order they will be granted.
+  // Errors as for holders.
+  Result<std::vector<WaiterInfo>> waiters(std::string_view name);
+  // Every live session of the server, this one included, by rising id.
+  Result<std::vector<SessionInfo>> sessions();
+  // Ends the session `session_id` as if its connection had closed: its
+  // permits go back at once (to the next waiters), its queued requests are
+  // dropped, and its client sees its permits lost (kUnavailable). The
+  // session may be this client's own (ClientStats::session_id): its permits
+  // are then lost, and the client reconnects. kDenied without the admin right
+  // (the server's admin_networks); kNotFound when no live session has that
+  // id (ids are never reused while the server runs).
+  Status kick(std::uint64_t session_id);
 
   // --- 4D-style test-and-set flags on limit-1 names ---
 

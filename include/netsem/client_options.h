@@ -55,7 +55,9 @@ struct ClientOptions {
   // "host:port" (IPv6 as "[addr]:port"), tried in order. Empty means
   // kDefaultServer.
   std::vector<std::string> servers;
-  // HELLO label; empty means "<host>/<pid>/<program>".
+  // HELLO label: how this client shows in the server's logs and in the
+  // protocol 1.1 listings (holders, waiters, sessions); at most 255 bytes,
+  // no spaces or control characters. Empty means "<host>/<pid>/<program>".
   std::string label;
   // Whether the server tells queue positions: a request that must wait is
   // first answered QUEUED <position>, which the library logs at info level.
@@ -91,7 +93,7 @@ struct ClientOptions {
   // file:line.
   static Result<ClientOptions> from_file(const std::filesystem::path& file);
   // from_file($NETSEM_CONFIG) when set (else defaults), then NETSEM_SERVER
-  // ("host:port[,host:port...]") and NETSEM_FALLBACK override.
+  // ("host:port[,host:port...]"), NETSEM_FALLBACK and NETSEM_LABEL override.
   static Result<ClientOptions> from_environment();
 };
 

@@ -17,7 +17,8 @@
 // may have consumed or added permits), fall back only when they could not be
 // sent, and answer kUnavailable otherwise, and only for names listed in
 // [semaphores] (counter_fallback_limit); value and test_flag read the local
-// semaphore; get, list, create, remove and ping need the server.
+// semaphore; get, list, create, remove and ping need the server, as do the
+// 1.1 listings and KICK (client_listings.cc).
 #include "netsem/client.h"
 
 #include <fmt/format.h>
@@ -54,12 +55,46 @@ bool is_connection_failure(const Status& status) {
   return status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kShutdown;
 }
 
+StatusCode code_of(protocol::ErrorCode error) {
+  using protocol::ErrorCode;
+  // clang-format off
+  static constexpr std::pair<ErrorCode, StatusCode> kCodes[] = {
+      {ErrorCode::kBadName, StatusCode::kInvalidArgument}, {ErrorCode::kBadArg, StatusCode::kInvalidArgument},
+      {ErrorCode::kNotFound, StatusCode::kNotFound},       {ErrorCode::kNotHeld, StatusCode::kNotHeld},
+      {ErrorCode::kOverflow, StatusCode::kOverflow},       {ErrorCode::kTooMany, StatusCode::kTooMany},
+      {ErrorCode::kExists, StatusCode::kAlreadyExists},    {ErrorCode::kBusy, StatusCode::kBusy},
+      {ErrorCode::kLimit, StatusCode::kLimit},             {ErrorCode::kDenied, StatusCode::kDenied},
+      {ErrorCode::kAuth, StatusCode::kDenied},             {ErrorCode::kShutdown, StatusCode::kShutdown}};
+  // clang-format on
+  for (const auto& [wire, code] : kCodes) {
+    if (wire == error) return code;
+  }
+  // Malformed requests, duplicate tags and unknown codes are this library's
+  // bugs or a newer server's news: nothing the caller can fix.
+  return StatusCode::kInternal;
+}
+
+Status status_of(const Reply& reply, std::string_view what) {
+  if (!reply.failure.is_ok()) return reply.failure;
+  switch (reply.type) {
+    case AnswerType::kTimeout:
+      return Status(StatusCode::kTimeout, fmt::format("{}: timed out", what));
+    case AnswerType::kCancelled:
+      return Status(StatusCode::kCancelled, fmt::format("{}: cancelled", what));
+    case AnswerType::kError:
+      return Status(code_of(reply.error), fmt::format("{}: {}", what, reply.rest));
+    default:
+      return {};
+  }
+}
+
 }  // namespace client
 
 using client::check_api_name;
 using client::Deadline;
 using client::is_connection_failure;
 using client::is_local_name;
+using client::status_of;
 
 namespace {
 
@@ -90,40 +125,6 @@ std::optional<milliseconds> normalize(std::optional<milliseconds> timeout) {
   if (timeout && timeout->count() < 0) return milliseconds(0);
   if (timeout && *timeout > client::LocalSemaphores::kForeverAfter) return std::nullopt;
   return timeout;
-}
-
-StatusCode code_of(protocol::ErrorCode error) {
-  using protocol::ErrorCode;
-  // clang-format off
-  static constexpr std::pair<ErrorCode, StatusCode> kCodes[] = {
-      {ErrorCode::kBadName, StatusCode::kInvalidArgument}, {ErrorCode::kBadArg, StatusCode::kInvalidArgument},
-      {ErrorCode::kNotFound, StatusCode::kNotFound},       {ErrorCode::kNotHeld, StatusCode::kNotHeld},
-      {ErrorCode::kOverflow, StatusCode::kOverflow},       {ErrorCode::kTooMany, StatusCode::kTooMany},
-      {ErrorCode::kExists, StatusCode::kAlreadyExists},    {ErrorCode::kBusy, StatusCode::kBusy},
-      {ErrorCode::kLimit, StatusCode::kLimit},             {ErrorCode::kDenied, StatusCode::kDenied},
-      {ErrorCode::kAuth, StatusCode::kDenied},             {ErrorCode::kShutdown, StatusCode::kShutdown}};
-  // clang-format on
-  for (const auto& [wire, code] : kCodes) {
-    if (wire == error) return code;
-  }
-  // Malformed requests, duplicate tags and unknown codes are this library's
-  // bugs or a newer server's news: nothing the caller can fix.
-  return StatusCode::kInternal;
-}
-
-// The status of a final answer (OK for OK, PONG, END).
-Status status_of(const client::Reply& reply, std::string_view what) {
-  if (!reply.failure.is_ok()) return reply.failure;
-  switch (reply.type) {
-    case AnswerType::kTimeout:
-      return Status(StatusCode::kTimeout, fmt::format("{}: timed out", what));
-    case AnswerType::kCancelled:
-      return Status(StatusCode::kCancelled, fmt::format("{}: cancelled", what));
-    case AnswerType::kError:
-      return Status(code_of(reply.error), fmt::format("{}: {}", what, reply.rest));
-    default:
-      return {};
-  }
 }
 
 // GET's answer or a LIST ITEM as the API returns it.
@@ -569,6 +570,10 @@ ClientStats Client::stats() const {
   stats.fallback_entries = counters.fallback_entries;
   stats.fallback_exits = counters.fallback_exits;
   stats.unreachable = counters.unreachable;
+  if (counters.connected) {
+    stats.protocol = std::to_string(counters.protocol_major) + "." + std::to_string(counters.protocol_minor);
+    stats.session_id = counters.session_id;
+  }
   stats.local_grants = impl_->local_grants.load();
   stats.remote_grants = impl_->remote_grants.load();
   return stats;

@@ -45,6 +45,12 @@ Status check_api_name(std::string_view name);
 // True for a status that means no server could be asked (kUnavailable,
 // kShutdown): the caller may fall back to the local semaphore.
 bool is_connection_failure(const Status& status);
+// The StatusCode of a protocol ERR code (kInternal for the codes that mean
+// this library erred, and for codes it does not know).
+StatusCode code_of(protocol::ErrorCode error);
+// The status of a final answer: OK for OK, PONG and END; the session's end
+// (reply.failure); else `what` (the request, as "GET \"x\"") and the answer.
+Status status_of(const Reply& reply, std::string_view what);
 
 // When a call with `timeout` (nullopt: none) must give up.
 class Deadline {

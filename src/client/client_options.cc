@@ -7,7 +7,8 @@
 // parse_client_section applies each [client] entry through
 // kClientOptions or as a `fallback.<name>` override, and
 // parse_semaphores_section fills `limits`. from_environment starts from
-// NETSEM_CONFIG's file and lets NETSEM_SERVER and NETSEM_FALLBACK override.
+// NETSEM_CONFIG's file and lets NETSEM_SERVER, NETSEM_FALLBACK and
+// NETSEM_LABEL override.
 // Names in the file are percent-decoded like the server's, but may also be
 // local (`$name`), which the server's reader refuses.
 #include "netsem/client_options.h"
@@ -391,6 +392,11 @@ Result<ClientOptions> ClientOptions::from_environment() {
     auto policy = FallbackPolicy::parse(fallback);
     if (!policy) return invalid(fmt::format("NETSEM_FALLBACK: {}", policy.status().message()));
     options.fallback = *policy;
+  }
+  if (const char* label = env("NETSEM_LABEL")) {
+    if (Status status = apply_label(label, options); !status.is_ok()) {
+      return invalid(fmt::format("NETSEM_LABEL: {}", status.message()));
+    }
   }
   return options;
 }

@@ -297,7 +297,8 @@ void Connection::run() {
       attempt_failure_.clear();
       attempt_refusal_ = Status();
       const int fd = connect_to(endpoint);
-      const bool answered = fd >= 0 && handshake(fd, endpoint);
+      protocol::HelloAnswer hello;
+      const bool answered = fd >= 0 && handshake(fd, endpoint, hello);
       if (!answered) {
         if (fd >= 0) ::close(fd);
         failures += fmt::format("{}{}: {}", failures.empty() ? "" : "; ", endpoint.to_string(),
@@ -305,7 +306,7 @@ void Connection::run() {
         if (refusal.is_ok()) refusal = attempt_refusal_;
         continue;
       }
-      session_began(endpoint);
+      session_began(endpoint, hello);
       const Status reason = serve(fd);
       ::close(fd);
       // A server that closed or refused the session has let go of its
@@ -383,7 +384,7 @@ int Connection::connect_to(const Endpoint& endpoint) {
   return -1;
 }
 
-bool Connection::handshake(int fd, const Endpoint& endpoint) {
+bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnswer& hello) {
   framer_ = protocol::LineFramer();
   const std::string hello_tag = next_tag();
   const std::string stats_tag = next_tag();
@@ -459,7 +460,17 @@ bool Connection::handshake(int fd, const Endpoint& endpoint) {
         if (refusal.is_ok()) return refuse(printable(line));
         return refused(std::move(refusal));
       }
-      if (answer.tag == hello_tag) hello_done = true;
+      if (answer.tag == hello_tag) {
+        // "netsem <version> <session-id>": 1.0 and 1.1 are protocol v1; a
+        // server that answers otherwise speaks something this build does not.
+        if (!protocol::parse_hello(answer.rest, hello) || hello.major != 1) {
+          return refused(
+              Status(StatusCode::kProtocol,
+                     fmt::format("server {} does not speak netsem protocol v1: it answered HELLO with \"{}\"",
+                                 endpoint.to_string(), printable(line))));
+        }
+        hello_done = true;
+      }
       if (answer.tag == stats_tag) {
         stats_done = true;
         session_timeout_ms = session_timeout_from_stats(answer.rest);
@@ -481,13 +492,16 @@ bool Connection::handshake(int fd, const Endpoint& endpoint) {
   return true;
 }
 
-void Connection::session_began(const Endpoint& endpoint) {
+void Connection::session_began(const Endpoint& endpoint, const protocol::HelloAnswer& hello) {
   {
     std::lock_guard lock(mutex_);
     connected_ = true;
     ++session_;
     counters_.connected = true;
     counters_.server = endpoint.to_string();
+    counters_.protocol_major = hello.major;
+    counters_.protocol_minor = hello.minor;
+    counters_.session_id = hello.session_id;
     counters_.unreachable.clear();
     refused_ = Status();
     ++counters_.connects;
@@ -615,6 +629,11 @@ Status Connection::dispatch(std::string_view line) {
     if (answer.error == protocol::ErrorCode::kShutdown) {
       return Status(StatusCode::kShutdown, "the server is shutting down");
     }
+    if (answer.error == protocol::ErrorCode::kKicked) {
+      // An administrator's KICK: the server has let go of the permits
+      // already, as for a closed connection; the client reconnects.
+      return Status(StatusCode::kUnavailable, "the server ended the session by KICK: " + printable(answer.message));
+    }
     return Status(StatusCode::kUnavailable, "the server ended the session: " + std::string(answer.rest));
   }
   const auto found = pending_.find(std::string(answer.tag));
@@ -665,6 +684,9 @@ void Connection::session_ended(const Status& reason, std::optional<Clock::time_p
     server = std::move(counters_.server);
     counters_.connected = false;
     counters_.server.clear();
+    counters_.protocol_major = 0;
+    counters_.protocol_minor = 0;
+    counters_.session_id = 0;
     ++counters_.losses;
     last_loss_ = reason;
     last_stop_by_ = stop_by;

@@ -119,6 +119,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // Why the last round of connection attempts failed, server by server
     // ("127.0.0.1:53559: Connection refused"); empty once a session began.
     std::string unreachable;
+    // While connected: what the server's HELLO answer said, the protocol
+    // version it speaks (1.0 or 1.1) and this session's id; zeros otherwise.
+    int protocol_major = 0;
+    int protocol_minor = 0;
+    std::uint64_t session_id = 0;
   };
 
   // Starts the I/O thread. `lookup` resolves host names (tests stand in a
@@ -180,15 +185,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   int connect_to(const Endpoint& endpoint);
   // HELLO and STATS; false when the server refuses or does not answer in
   // time, with the reason in attempt_failure_, and in attempt_refusal_ when
-  // the server answered with a refusal.
-  bool handshake(int fd, const Endpoint& endpoint);
+  // the server answered with a refusal (a HELLO answer that parse_hello
+  // cannot read, or of a major version other than 1, is one: kProtocol).
+  // On success `hello` holds the server's version and the session id.
+  bool handshake(int fd, const Endpoint& endpoint, protocol::HelloAnswer& hello);
   // Serves the session until it ends; returns why it ended.
   Status serve(int fd);
   // Handles one answer line; a non-OK status ends the session.
   Status dispatch(std::string_view line);
   // Writes out_ as far as the socket takes it; false on a socket error.
   bool flush(int fd);
-  void session_began(const Endpoint& endpoint);
+  void session_began(const Endpoint& endpoint, const protocol::HelloAnswer& hello);
   // Fails the calls and loses the permits of the session; `stop_by` is the
   // lease's end when the lease lapsed (Permit::stop_by).
   void session_ended(const Status& reason, std::optional<std::chrono::steady_clock::time_point> stop_by);

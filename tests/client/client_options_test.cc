@@ -292,7 +292,7 @@ class Environment : public ConfigFiles {
  protected:
   void SetUp() override {
     ConfigFiles::SetUp();
-    for (const char* name : {"NETSEM_CONFIG", "NETSEM_SERVER", "NETSEM_FALLBACK"}) {
+    for (const char* name : {"NETSEM_CONFIG", "NETSEM_SERVER", "NETSEM_FALLBACK", "NETSEM_LABEL"}) {
       const char* value = std::getenv(name);
       saved_.emplace_back(name, value ? std::optional<std::string>(value) : std::nullopt);
       ::unsetenv(name);
@@ -342,6 +342,18 @@ TEST_F(Environment, ConfigThenServerAndFallbackOverride) {
   EXPECT_EQ(options->limit("search"), 6);
 }
 
+TEST_F(Environment, LabelOverridesTheFilesLabel) {
+  const auto file = write("label.ini", "[client]\nlabel = from-file\n");
+  ::setenv("NETSEM_CONFIG", file.c_str(), 1);
+  auto from_file = ClientOptions::from_environment();
+  ASSERT_TRUE(from_file) << from_file.status().to_string();
+  EXPECT_EQ(from_file->label, "from-file");
+  ::setenv("NETSEM_LABEL", "nightly/build-7", 1);
+  auto options = ClientOptions::from_environment();
+  ASSERT_TRUE(options) << options.status().to_string();
+  EXPECT_EQ(options->label, "nightly/build-7");
+}
+
 TEST_F(Environment, EmptyVariablesCountAsUnset) {
   ::setenv("NETSEM_CONFIG", "", 1);
   ::setenv("NETSEM_SERVER", "", 1);
@@ -361,6 +373,8 @@ TEST_F(Environment, BadValuesNameTheVariable) {
       {"NETSEM_SERVER", "nohostport", StatusCode::kInvalidArgument},
       {"NETSEM_SERVER", "a:1,b:99999", StatusCode::kInvalidArgument},
       {"NETSEM_FALLBACK", "sometimes", StatusCode::kInvalidArgument},
+      {"NETSEM_LABEL", "two words", StatusCode::kInvalidArgument},
+      {"NETSEM_LABEL", std::string(256, 'x'), StatusCode::kInvalidArgument},
       {"NETSEM_CONFIG", "/nonexistent/netsem.ini", StatusCode::kIoError},
   };
   for (const auto& c : cases) {

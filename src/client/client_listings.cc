@@ -1,0 +1,161 @@
+// The calls of Client that only ask the server: STATS, and the listings and
+// KICK of protocol 1.1 (holders, waiters, sessions, kick). None falls back:
+// they report on the server. The 1.1 verbs check the version the server
+// gave in its HELLO answer (Connection::Counters) before sending, and read
+// an UNKNOWN_VERB answer the same way (the session may have moved to another
+// server between the check and the send), so a 1.0 server gets a clear
+// kProtocol, never a library bug (kInternal).
+#include <fmt/format.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "client/client_impl.h"
+#include "netsem/client.h"
+#include "protocol/answers.h"
+#include "protocol/requests.h"
+
+namespace netsem {
+
+using client::status_of;
+using std::chrono::milliseconds;
+
+namespace {
+
+// kProtocol: the server speaks 1.0 and `verb` is of 1.1.
+Status needs_v11(const client::Connection& connection, std::string_view verb) {
+  const client::Connection::Counters counters = connection.counters();
+  const std::string server = counters.server.empty() ? std::string("the server") : "server " + counters.server;
+  const std::string version =
+      counters.connected ? fmt::format("{}.{}", counters.protocol_major, counters.protocol_minor) : std::string("1.0");
+  return Status(StatusCode::kProtocol, fmt::format("{} speaks protocol {}; {} needs 1.1", server, version, verb));
+}
+
+// OK when the current session's server speaks 1.1 (or there is no session:
+// the call then fails as every call without a server does).
+Status check_v11(const client::Connection& connection, std::string_view verb) {
+  const client::Connection::Counters counters = connection.counters();
+  if (!counters.connected || counters.protocol_major > 1 ||
+      (counters.protocol_major == 1 && counters.protocol_minor >= 1)) {
+    return {};
+  }
+  return needs_v11(connection, verb);
+}
+
+// The status of a 1.1 request's final answer: status_of, except that
+// UNKNOWN_VERB means a 1.0 server.
+Status status_of_v11(const client::Connection& connection, const client::Reply& reply, std::string_view verb,
+                     std::string_view what) {
+  if (reply.failure.is_ok() && reply.type == protocol::AnswerType::kError &&
+      reply.error == protocol::ErrorCode::kUnknownVerb) {
+    return needs_v11(connection, verb);
+  }
+  return status_of(reply, what);
+}
+
+Status check_server_name(std::string_view name, std::string_view verb) {
+  if (Status status = client::check_api_name(name); !status.is_ok()) return status;
+  if (client::is_local_name(name)) {
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("{} \"{}\": a `$` name is host-local: the server knows nothing of it", verb, name));
+  }
+  return {};
+}
+
+// The ITEM rows of a listing's reply, each read by `parse` into T and
+// turned into the API's type by `convert`; kInternal for a row that does not
+// parse (a server bug: no half-read listing is returned).
+template <typename Item, typename Info, typename Parse, typename Convert>
+Result<std::vector<Info>> rows_of(const client::Reply& reply, std::string_view what, Parse parse, Convert convert) {
+  std::vector<Info> rows;
+  rows.reserve(reply.items.size());
+  for (const std::string& line : reply.items) {
+    Item item;
+    if (!parse(line, item)) return Status(StatusCode::kInternal, fmt::format("{}: bad ITEM \"{}\"", what, line));
+    rows.push_back(convert(std::move(item)));
+  }
+  return rows;
+}
+
+}  // namespace
+
+Result<std::string> Client::server_stats() {
+  Result<client::Reply> reply =
+      impl_->round_trip([](std::string& line, std::string_view tag) { protocol::encode_stats(line, tag); });
+  if (!reply) return reply.status();
+  if (Status status = status_of(*reply, "STATS"); !status.is_ok()) return status;
+  if (reply->type != protocol::AnswerType::kOk || reply->rest.empty()) {
+    return Status(StatusCode::kInternal, "STATS: unexpected answer " + reply->rest);
+  }
+  return std::move(reply->rest);
+}
+
+Result<std::vector<HolderInfo>> Client::holders(std::string_view name) {
+  if (Status status = check_server_name(name, "HOLDERS"); !status.is_ok()) return status;
+  if (Status status = check_v11(*impl_->connection, "HOLDERS"); !status.is_ok()) return status;
+  Result<client::Reply> reply =
+      impl_->round_trip([&](std::string& line, std::string_view tag) { protocol::encode_holders(line, tag, name); });
+  if (!reply) return reply.status();
+  const std::string what = fmt::format("HOLDERS \"{}\"", name);
+  if (Status status = status_of_v11(*impl_->connection, *reply, "HOLDERS", what); !status.is_ok()) return status;
+  return rows_of<protocol::HolderItem, HolderInfo>(*reply, what, protocol::parse_holder_item,
+                                                   [](protocol::HolderItem&& item) {
+                                                     return HolderInfo{.session_id = item.session_id,
+                                                                       .count = item.count,
+                                                                       .fence = item.fence,
+                                                                       .held = milliseconds(item.held_ms),
+                                                                       .label = std::move(item.label)};
+                                                   });
+}
+
+Result<std::vector<WaiterInfo>> Client::waiters(std::string_view name) {
+  if (Status status = check_server_name(name, "WAITERS"); !status.is_ok()) return status;
+  if (Status status = check_v11(*impl_->connection, "WAITERS"); !status.is_ok()) return status;
+  Result<client::Reply> reply =
+      impl_->round_trip([&](std::string& line, std::string_view tag) { protocol::encode_waiters(line, tag, name); });
+  if (!reply) return reply.status();
+  const std::string what = fmt::format("WAITERS \"{}\"", name);
+  if (Status status = status_of_v11(*impl_->connection, *reply, "WAITERS", what); !status.is_ok()) return status;
+  return rows_of<protocol::WaiterItem, WaiterInfo>(
+      *reply, what, protocol::parse_waiter_item, [](protocol::WaiterItem&& item) {
+        return WaiterInfo{
+            .session_id = item.session_id,
+            .count = item.count,
+            .waited = milliseconds(item.waited_ms),
+            .timeout_left = item.timeout_ms_left < 0 ? std::nullopt : std::optional(milliseconds(item.timeout_ms_left)),
+            .label = std::move(item.label)};
+      });
+}
+
+Result<std::vector<SessionInfo>> Client::sessions() {
+  if (Status status = check_v11(*impl_->connection, "SESSIONS"); !status.is_ok()) return status;
+  Result<client::Reply> reply =
+      impl_->round_trip([](std::string& line, std::string_view tag) { protocol::encode_sessions(line, tag); });
+  if (!reply) return reply.status();
+  if (Status status = status_of_v11(*impl_->connection, *reply, "SESSIONS", "SESSIONS"); !status.is_ok()) {
+    return status;
+  }
+  return rows_of<protocol::SessionItem, SessionInfo>(*reply, "SESSIONS", protocol::parse_session_item,
+                                                     [](protocol::SessionItem&& item) {
+                                                       return SessionInfo{.session_id = item.session_id,
+                                                                          .peer = std::move(item.peer),
+                                                                          .dialect = std::move(item.dialect),
+                                                                          .permits_held = item.permits_held,
+                                                                          .pending = item.pending,
+                                                                          .age = milliseconds(item.age_ms),
+                                                                          .idle = milliseconds(item.idle_ms),
+                                                                          .label = std::move(item.label)};
+                                                     });
+}
+
+Status Client::kick(std::uint64_t session_id) {
+  if (session_id == 0) return Status(StatusCode::kInvalidArgument, "KICK: session ids start at 1");
+  if (Status status = check_v11(*impl_->connection, "KICK"); !status.is_ok()) return status;
+  Result<client::Reply> reply =
+      impl_->round_trip([&](std::string& line, std::string_view tag) { protocol::encode_kick(line, tag, session_id); });
+  if (!reply) return reply.status();
+  return status_of_v11(*impl_->connection, *reply, "KICK", fmt::format("KICK {}", session_id));
+}
+
+}  // namespace netsem

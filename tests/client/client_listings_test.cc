@@ -1,0 +1,412 @@
+// Integration tests of the client's protocol 1.1 calls (holders, waiters,
+// sessions, kick) and of what it reads from HELLO: Clients against the real
+// netsemd (started by the harness on a loopback port), and against a fake
+// server that speaks 1.0 or answers HELLO badly. Every wait is bounded.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <atomic>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "client/local_semaphores.h"
+#include "netsem/client.h"
+#include "netsemd_harness.h"
+
+namespace netsem {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using netsem::testing::Netsemd;
+
+template <typename Predicate>
+bool eventually(Predicate predicate, std::chrono::milliseconds timeout = 3s) {
+  const auto deadline = Clock::now() + timeout;
+  while (!predicate()) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+class ClientListingsTest : public ::testing::Test {
+ protected:
+  void TearDown() override { (void)client::LocalSemaphores(scratch_.path() / "local").remove_all(); }
+
+  void start_server(std::string server_options = {}) {
+    std::string error;
+    server_ = Netsemd::start(netsem::testing::with_server_options(std::move(server_options)), &error);
+    ASSERT_TRUE(server_) << error;
+  }
+
+  ClientOptions options_for(std::uint16_t port, std::string label) const {
+    ClientOptions options;
+    options.servers = {"127.0.0.1:" + std::to_string(port)};
+    options.local_dir = scratch_.path() / "local";
+    options.label = std::move(label);
+    options.connect_timeout = 1s;
+    options.reconnect_min = 20ms;
+    options.reconnect_max = 100ms;
+    options.request_timeout = 5s;
+    return options;
+  }
+
+  std::unique_ptr<Client> make_client(std::string label) {
+    Result<std::unique_ptr<Client>> client = Client::create(options_for(server_->port(), std::move(label)));
+    EXPECT_TRUE(client) << client.status().to_string();
+    if (!client) return nullptr;
+    EXPECT_TRUE((*client)->connected()) << (*client)->stats().unreachable;
+    return std::move(*client);
+  }
+
+  netsem::testing::TempDir scratch_;
+  std::unique_ptr<Netsemd> server_;
+};
+
+const SessionInfo* find_session(const std::vector<SessionInfo>& sessions, std::uint64_t id) {
+  const auto it = std::find_if(sessions.begin(), sessions.end(), [id](const auto& s) { return s.session_id == id; });
+  return it == sessions.end() ? nullptr : &*it;
+}
+
+TEST_F(ClientListingsTest, HoldersWaitersAndSessionsShowTheOtherClients) {
+  start_server();
+  auto holder = make_client("holder");
+  auto waiter = make_client("the%20waiter");  // a `%` label comes back as it was set
+  auto observer = make_client("observer");
+  ASSERT_TRUE(holder && waiter && observer);
+  EXPECT_EQ(observer->stats().protocol, "1.1");
+  const std::uint64_t holder_id = holder->stats().session_id;
+  const std::uint64_t waiter_id = waiter->stats().session_id;
+  ASSERT_NE(holder_id, 0u);
+  ASSERT_NE(waiter_id, 0u);
+  ASSERT_NE(holder_id, waiter_id);
+
+  Result<Permit> held = holder->acquire("db");
+  ASSERT_TRUE(held) << held.status().to_string();
+  auto queued = std::async(std::launch::async, [&] { return waiter->acquire("db", {.timeout = 20s}); });
+  ASSERT_TRUE(eventually([&] {
+    auto rows = observer->waiters("db");
+    return rows && rows->size() == 1;
+  }));
+
+  Result<std::vector<HolderInfo>> holders = observer->holders("db");
+  ASSERT_TRUE(holders) << holders.status().to_string();
+  ASSERT_EQ(holders->size(), 1u);
+  EXPECT_EQ((*holders)[0].session_id, holder_id);
+  EXPECT_EQ((*holders)[0].count, 1);
+  EXPECT_EQ((*holders)[0].fence, held->fence());
+  EXPECT_EQ((*holders)[0].label, "holder");
+  EXPECT_GE((*holders)[0].held.count(), 0);
+
+  Result<std::vector<WaiterInfo>> waiters = observer->waiters("db");
+  ASSERT_TRUE(waiters) << waiters.status().to_string();
+  ASSERT_EQ(waiters->size(), 1u);
+  EXPECT_EQ((*waiters)[0].session_id, waiter_id);
+  EXPECT_EQ((*waiters)[0].count, 1);
+  EXPECT_EQ((*waiters)[0].label, "the%20waiter");
+  ASSERT_TRUE((*waiters)[0].timeout_left.has_value());
+  EXPECT_LE(*(*waiters)[0].timeout_left, 20s);
+  EXPECT_GT(*(*waiters)[0].timeout_left, 10s);
+
+  Result<std::vector<SessionInfo>> sessions = observer->sessions();
+  ASSERT_TRUE(sessions) << sessions.status().to_string();
+  ASSERT_EQ(sessions->size(), 3u);
+  EXPECT_TRUE(std::is_sorted(sessions->begin(), sessions->end(),
+                             [](const auto& a, const auto& b) { return a.session_id < b.session_id; }));
+  const SessionInfo* h = find_session(*sessions, holder_id);
+  const SessionInfo* w = find_session(*sessions, waiter_id);
+  const SessionInfo* o = find_session(*sessions, observer->stats().session_id);
+  ASSERT_TRUE(h && w && o);
+  EXPECT_EQ(h->label, "holder");
+  EXPECT_EQ(h->dialect, "v1");
+  EXPECT_EQ(h->permits_held, 1);
+  EXPECT_EQ(h->pending, 0);
+  EXPECT_EQ(h->peer.rfind("127.0.0.1:", 0), 0u) << h->peer;
+  EXPECT_EQ(w->permits_held, 0);
+  EXPECT_EQ(w->pending, 1);
+  EXPECT_EQ(o->label, "observer");
+
+  // A waiter without a timeout has no time left to show.
+  ASSERT_TRUE(held->release().is_ok());
+  Result<Permit> granted = queued.get();
+  ASSERT_TRUE(granted) << granted.status().to_string();
+  auto forever = std::async(std::launch::async, [&] { return holder->acquire("db"); });
+  ASSERT_TRUE(eventually([&] {
+    auto rows = observer->waiters("db");
+    return rows && rows->size() == 1 && !(*rows)[0].timeout_left.has_value();
+  }));
+  ASSERT_TRUE(granted->release().is_ok());
+  Result<Permit> last = forever.get();
+  ASSERT_TRUE(last) << last.status().to_string();
+  holders = observer->holders("db");
+  ASSERT_TRUE(holders);
+  ASSERT_EQ(holders->size(), 1u);
+  EXPECT_EQ((*holders)[0].session_id, holder_id);
+  EXPECT_EQ((*holders)[0].fence, last->fence());
+}
+
+TEST_F(ClientListingsTest, KickGivesTheKickedSessionsPermitToTheWaiter) {
+  start_server();
+  auto victim = make_client("victim");
+  auto waiter = make_client("waiter");
+  auto admin = make_client("admin");
+  ASSERT_TRUE(victim && waiter && admin);
+  const std::uint64_t victim_id = victim->stats().session_id;
+
+  Result<Permit> held = victim->acquire("db");
+  ASSERT_TRUE(held) << held.status().to_string();
+  std::promise<Status> lost;
+  held->on_lost([&lost](const Status& reason) { lost.set_value(reason); });
+  auto queued = std::async(std::launch::async, [&] { return waiter->acquire("db", {.timeout = 20s}); });
+  ASSERT_TRUE(eventually([&] {
+    auto rows = admin->waiters("db");
+    return rows && rows->size() == 1;
+  }));
+
+  const Status kicked = admin->kick(victim_id);
+  ASSERT_TRUE(kicked.is_ok()) << kicked.to_string();
+  // The permit went to the waiter, with a later fence, and the kicked
+  // client was told it lost its permit.
+  Result<Permit> granted = queued.get();
+  ASSERT_TRUE(granted) << granted.status().to_string();
+  EXPECT_FALSE(granted->is_local());
+  EXPECT_GT(granted->fence(), held->fence());
+  auto reason = lost.get_future();
+  ASSERT_EQ(reason.wait_for(5s), std::future_status::ready);
+  const Status why = reason.get();
+  EXPECT_EQ(why.code(), StatusCode::kUnavailable);
+  EXPECT_NE(why.message().find("KICK"), std::string::npos) << why.to_string();
+  EXPECT_TRUE(held->lost());
+  EXPECT_EQ(held->release().code(), StatusCode::kUnavailable);
+
+  // The kicked client reconnects as a new session; the old id names none.
+  ASSERT_TRUE(eventually([&] { return victim->connected() && victim->stats().session_id != 0; }));
+  EXPECT_NE(victim->stats().session_id, victim_id);
+  EXPECT_EQ(victim->stats().connection_losses, 1u);
+  const Status again = admin->kick(victim_id);
+  EXPECT_EQ(again.code(), StatusCode::kNotFound) << again.to_string();
+  Result<std::vector<HolderInfo>> holders = admin->holders("db");
+  ASSERT_TRUE(holders);
+  ASSERT_EQ(holders->size(), 1u);
+  EXPECT_EQ((*holders)[0].session_id, waiter->stats().session_id);
+}
+
+TEST_F(ClientListingsTest, AClientCanKickItsOwnSession) {
+  start_server();
+  auto self = make_client("self");
+  ASSERT_TRUE(self);
+  const std::uint64_t id = self->stats().session_id;
+  Result<Permit> held = self->acquire("db");
+  ASSERT_TRUE(held);
+  const Status kicked = self->kick(id);
+  EXPECT_TRUE(kicked.is_ok()) << kicked.to_string();
+  ASSERT_TRUE(eventually([&] { return held->lost(); }));
+  ASSERT_TRUE(eventually([&] { return self->connected() && self->stats().session_id != 0; }));
+  EXPECT_NE(self->stats().session_id, id);
+}
+
+TEST_F(ClientListingsTest, KickWithoutTheAdminRightIsDeniedAndTheSessionStays) {
+  start_server("admin_networks = 10.0.0.0/8");
+  auto victim = make_client("victim");
+  auto other = make_client("other");
+  ASSERT_TRUE(victim && other);
+  const Status denied = other->kick(victim->stats().session_id);
+  EXPECT_EQ(denied.code(), StatusCode::kDenied) << denied.to_string();
+  EXPECT_NE(denied.message().find("admin"), std::string::npos) << denied.to_string();
+  // Only the KICK was refused: both sessions go on, the asking one too.
+  EXPECT_EQ(other->stats().connects, 1u);
+  Result<std::vector<SessionInfo>> sessions = other->sessions();
+  ASSERT_TRUE(sessions) << sessions.status().to_string();
+  EXPECT_EQ(sessions->size(), 2u);
+  EXPECT_EQ(other->stats().connection_losses, 0u);
+}
+
+TEST_F(ClientListingsTest, BadArgumentsAndAbsentNamesAreRefused) {
+  start_server();
+  auto client = make_client("c");
+  ASSERT_TRUE(client);
+  EXPECT_EQ(client->holders("nothing").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(client->waiters("nothing").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(client->holders("$local").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(client->waiters("").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(client->holders("a\nb").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(client->kick(0).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(client->kick(~std::uint64_t{0}).code(), StatusCode::kNotFound);
+  // A semaphore nobody holds or waits on: empty listings, not errors.
+  ASSERT_TRUE(client->create("idle", 2, 2).is_ok());
+  auto holders = client->holders("idle");
+  ASSERT_TRUE(holders) << holders.status().to_string();
+  EXPECT_TRUE(holders->empty());
+  auto waiters = client->waiters("idle");
+  ASSERT_TRUE(waiters) << waiters.status().to_string();
+  EXPECT_TRUE(waiters->empty());
+  Result<std::string> stats = client->server_stats();
+  ASSERT_TRUE(stats) << stats.status().to_string();
+  EXPECT_EQ(stats->front(), '{');
+  EXPECT_NE(stats->find("\"session_timeout_ms\":"), std::string::npos) << *stats;
+}
+
+TEST_F(ClientListingsTest, WithoutAServerTheCallsFailAsUnavailable) {
+  std::uint16_t port = 0;
+  {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t size = sizeof address;
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), size), 0);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
+    port = ntohs(address.sin_port);
+    ::close(fd);
+  }
+  ClientOptions options = options_for(port, "x");
+  options.connect_timeout = 200ms;
+  auto client = Client::create(options);
+  ASSERT_TRUE(client);
+  EXPECT_EQ((*client)->stats().protocol, "");
+  EXPECT_EQ((*client)->holders("db").status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ((*client)->sessions().status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ((*client)->kick(3).code(), StatusCode::kUnavailable);
+  EXPECT_EQ((*client)->server_stats().status().code(), StatusCode::kUnavailable);
+}
+
+// A fake server on a loopback port: answers HELLO with `hello` ("netsem 1 7"
+// for a 1.0 server), STATS with a session timeout of 0, and every other
+// request ERR UNKNOWN_VERB (as a 1.0 server answers OPTION and the 1.1
+// verbs); keeps the request lines it read, until stopped.
+class FakeServer {
+ public:
+  explicit FakeServer(std::string hello) : hello_(std::move(hello)) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t size = sizeof address;
+    ::bind(listener_, reinterpret_cast<sockaddr*>(&address), size);
+    ::listen(listener_, 8);
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &size);
+    port_ = ntohs(address.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~FakeServer() {
+    done_ = true;
+    thread_.join();
+    ::close(listener_);
+  }
+  std::uint16_t port() const { return port_; }
+  std::vector<std::string> verbs() {
+    std::lock_guard lock(mutex_);
+    return verbs_;
+  }
+
+ private:
+  void serve() {
+    std::vector<int> peers;
+    std::vector<std::string> inputs;
+    while (!done_) {
+      std::vector<pollfd> fds{{listener_, POLLIN, 0}};
+      for (const int peer : peers) fds.push_back({peer, POLLIN, 0});
+      if (::poll(fds.data(), fds.size(), 20) <= 0) continue;
+      if (fds[0].revents != 0) {
+        peers.push_back(::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC));
+        inputs.emplace_back();
+      }
+      for (std::size_t i = 1; i < fds.size(); ++i) {
+        if (fds[i].revents == 0) continue;
+        char chunk[4096];
+        const ssize_t n = ::read(peers[i - 1], chunk, sizeof chunk);
+        if (n <= 0) continue;
+        std::string& input = inputs[i - 1];
+        input.append(chunk, static_cast<std::size_t>(n));
+        for (std::size_t end; (end = input.find('\n')) != std::string::npos;) {
+          const auto fields = netsem::testing::fields(input.substr(0, end));
+          input.erase(0, end + 1);
+          {
+            std::lock_guard lock(mutex_);
+            verbs_.push_back(fields.size() > 1 ? fields[1] : "");
+          }
+          const std::string answer = fields[0] + (fields[1] == "HELLO"   ? " OK " + hello_ + "\n"
+                                                  : fields[1] == "STATS" ? " OK {\"session_timeout_ms\":0}\n"
+                                                                         : " ERR UNKNOWN_VERB unknown verb\n");
+          (void)::write(peers[i - 1], answer.data(), answer.size());
+        }
+      }
+    }
+    for (const int peer : peers) ::close(peer);
+  }
+
+  std::string hello_;
+  int listener_ = -1;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+  std::mutex mutex_;
+  std::vector<std::string> verbs_;  // guarded by mutex_
+};
+
+TEST_F(ClientListingsTest, AServerOfProtocol10GetsAClearErrorAndNoRequest) {
+  FakeServer fake("netsem 1 7");
+  auto client = Client::create(options_for(fake.port(), "x"));
+  ASSERT_TRUE(client);
+  ASSERT_TRUE((*client)->connected()) << (*client)->stats().unreachable;
+  EXPECT_EQ((*client)->stats().protocol, "1.0");
+  EXPECT_EQ((*client)->stats().session_id, 7u);
+  const std::string expected = "server 127.0.0.1:" + std::to_string(fake.port()) + " speaks protocol 1.0; ";
+  const struct {
+    Status status;
+    const char* verb;
+  } cases[] = {
+      {(*client)->holders("db").status(), "HOLDERS"},
+      {(*client)->waiters("db").status(), "WAITERS"},
+      {(*client)->sessions().status(), "SESSIONS"},
+      {(*client)->kick(3), "KICK"},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(c.status.code(), StatusCode::kProtocol) << c.status.to_string();
+    EXPECT_EQ(c.status.message(), expected + c.verb + " needs 1.1");
+  }
+  // Told before anything was sent; the session goes on (a 1.0 server still
+  // serves everything of 1.0).
+  for (const std::string& verb : fake.verbs()) {
+    EXPECT_TRUE(verb == "HELLO" || verb == "STATS" || verb == "OPTION" || verb == "PING") << verb;
+  }
+  EXPECT_TRUE((*client)->connected());
+}
+
+TEST_F(ClientListingsTest, AServerThatAnswersUnknownVerbToA11VerbIsReadAs10) {
+  // A server that says 1.1 but does not know HOLDERS (a build in between):
+  // its UNKNOWN_VERB is the same clear error, not a library bug.
+  FakeServer fake("netsem 1.1 9");
+  auto client = Client::create(options_for(fake.port(), "x"));
+  ASSERT_TRUE(client);
+  ASSERT_TRUE((*client)->connected());
+  const Status status = (*client)->holders("db").status();
+  EXPECT_EQ(status.code(), StatusCode::kProtocol) << status.to_string();
+  EXPECT_NE(status.message().find("HOLDERS needs 1.1"), std::string::npos) << status.to_string();
+}
+
+TEST_F(ClientListingsTest, AHelloAnswerThatIsNotProtocolV1IsARefusal) {
+  for (const char* hello : {"welcome", "netsem 2.0 7", "netsem 1.1", "netsem 1.1 0"}) {
+    FakeServer fake(hello);
+    ClientOptions options = options_for(fake.port(), "x");
+    options.connect_timeout = 500ms;
+    auto client = Client::create(options);
+    ASSERT_TRUE(client);
+    EXPECT_FALSE((*client)->connected()) << hello;
+    Result<Permit> permit = (*client)->acquire("db", {.timeout = 0ms});
+    ASSERT_FALSE(permit) << hello;
+    EXPECT_EQ(permit.status().code(), StatusCode::kProtocol) << hello << ": " << permit.status().to_string();
+    EXPECT_NE(permit.status().message().find("answered HELLO with"), std::string::npos) << permit.status().message();
+  }
+}
+
+}  // namespace
+}  // namespace netsem
