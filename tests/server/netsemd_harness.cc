@@ -365,6 +365,15 @@ FullServer start_full_server() {
   return full;
 }
 
+bool set_limit(pid_t pid, int resource, std::uint64_t value) {
+  rlimit old{};
+  if (::prlimit(pid, static_cast<__rlimit_resource>(resource), nullptr, &old) != 0) return false;
+  rlimit limit{static_cast<rlim_t>(value), static_cast<rlim_t>(value)};
+  limit.rlim_max = old.rlim_max;
+  if (limit.rlim_cur > old.rlim_max) limit.rlim_cur = old.rlim_max;
+  return ::prlimit(pid, static_cast<__rlimit_resource>(resource), &limit, nullptr) == 0;
+}
+
 std::uint64_t fence_of(const std::string& answer) {
   const auto parts = fields(answer);
   EXPECT_EQ(parts.size(), 3u) << answer;

@@ -156,6 +156,12 @@ std::uint64_t fence_of(const std::string& answer);
 // passes; returns the last answer.
 std::string await_answer(Client& client, std::string_view request, std::string_view expected,
                          std::chrono::milliseconds timeout = 3s);
+// Sets a resource limit (RLIMIT_FSIZE, RLIMIT_NOFILE, ...) of a running
+// process, as prlimit(1) does: the soft limit to `value` (at most the hard
+// one), the hard one to `value` when it is lower; false when that fails.
+// RLIMIT_FSIZE at a file's size makes every write past it fail (EFBIG), as
+// on a full disk.
+bool set_limit(pid_t pid, int resource, std::uint64_t value);
 // A whole file's text ("" when it cannot be read).
 std::string read_text(const std::filesystem::path& path);
 

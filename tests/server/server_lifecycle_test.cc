@@ -433,16 +433,6 @@ TEST(ServerLifecycle, JournalCutShortAfterACleanStopRefusesToStart) {
   EXPECT_NE(error.find("1 records are missing"), std::string::npos) << error;
 }
 
-// Sets a resource limit of a running process (as root, or its owner).
-bool set_limit(pid_t pid, int resource, rlim_t value) {
-  rlimit limit{value, value};
-  rlimit old{};
-  if (::prlimit(pid, static_cast<__rlimit_resource>(resource), nullptr, &old) != 0) return false;
-  limit.rlim_max = old.rlim_max;
-  if (value > old.rlim_max) limit.rlim_cur = old.rlim_max;
-  return ::prlimit(pid, static_cast<__rlimit_resource>(resource), &limit, nullptr) == 0;
-}
-
 TEST(ServerLifecycle, FenceReservationThatFailsIsAnErrorAnswerNotACrash) {
   auto server = start_server({});
   ASSERT_TRUE(server);

@@ -5,16 +5,20 @@
 // admin_networks (reloaded by SIGHUP, applied to open sessions), the permits
 // of the kicked session going to the next waiter at once, its queued
 // requests dropped unanswered, a v1 peer told `* ERR KICKED` and closed, an
-// ACE peer closed without a word.
+// ACE peer closed without a word, and a session kicked while its answers
+// wait for the journal; a dual-stack listener's IPv4 peer shown as IPv4.
 #include <gtest/gtest.h>
 
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "netsemd_harness.h"
+#include "support/request_lines.h"
 
 namespace netsem::testing {
 namespace {
@@ -249,6 +253,99 @@ TEST_F(ServerV11, KickReleasesToTheNextWaiterAtOnceAndClosesTheKickedSession) {
   EXPECT_EQ(listing(*admin, "w WAITERS pool"), std::vector<std::string>{"w END 0"});
   EXPECT_EQ(admin->request("k2 KICK " + std::to_string(idv)), "k2 ERR NOT_FOUND no such session");
   EXPECT_TRUE(server_->wait_for_log("kicked session " + std::to_string(idv)));
+}
+
+// A session kicked while its answers wait for an unwritten journal record
+// (a WAIT granted by a POST, and an ACQUIRE behind it): its permit goes to
+// the next waiter at once; its held answers and the KICKED line, which
+// would follow them, never go out while the journal cannot write, and the
+// connection is closed after the last-words time all the same; once the
+// journal writes again, the acknowledged POST and the kicked session's
+// granted WAIT are in it, durably.
+TEST_F(ServerV11, KickOfASessionWhoseAnswersWaitForTheJournal) {
+  Netsemd::Options options;
+  options.semaphores = "d = 1\n";
+  server_ = start_server(options);
+  ASSERT_TRUE(server_);
+  auto admin = connect();
+  auto poster = connect();
+  auto victim = connect();
+  auto next = connect();
+  const std::uint64_t idv = hello(*victim);
+  ASSERT_EQ(poster->request(req::create("c", "c", 0, 5)), "c OK");
+  fence_of(admin->request(req::acquire("a", "d")));  // fences reserved for a while
+  ASSERT_EQ(admin->request(req::release("r", "d")), "r OK 1");
+  ASSERT_EQ(victim->request(req::wait("w", "c")), "w QUEUED 1");
+  // A full disk for the journal: every write past its present size fails.
+  const auto journal = server_->data_dir() / "journal";
+  ASSERT_TRUE(set_limit(server_->pid(), RLIMIT_FSIZE, std::filesystem::file_size(journal)));
+
+  poster->send_line(req::post("p", "c", 2));  // grants the victim's WAIT: both answers wait for the record
+  victim->send_line(req::acquire("a", "d"));  // granted at once, answered behind the WAIT's answer
+  EXPECT_EQ(next->request(req::acquire("b", "d")), "b QUEUED 1");
+  EXPECT_EQ(listing(*admin, req::holders("h", "d")).size(), 2u);  // the victim's row, END
+  EXPECT_TRUE(victim->quiet_for(200ms));
+  EXPECT_TRUE(poster->quiet_for(1ms));
+
+  EXPECT_EQ(admin->request(req::kick("k", idv)), "k OK");
+  EXPECT_EQ(next->read_line().value_or("(none)").substr(0, 5), "b OK ");  // at once: no journal record needed
+  // Nothing reaches the kicked peer, not even the KICKED line (it would
+  // overtake the held answers); its connection ends within the last-words
+  // time (3 s) although its output is never written.
+  std::string rest;
+  EXPECT_TRUE(victim->wait_closed(6s, &rest));
+  EXPECT_EQ(rest, "");
+  const auto sessions = listing(*admin, req::sessions("s"));
+  EXPECT_EQ(sessions.back(), "s END 3") << "the kicked session is not listed";
+  const std::string stats = admin->request(req::stats("st"));
+  EXPECT_NE(stats.find("\"session_ends_kicked_total\":1,"), std::string::npos) << stats;
+  EXPECT_NE(stats.find("\"journal_ok\":0"), std::string::npos) << stats;
+
+  // The journal writes again: the POST is answered, and its record and that
+  // of the kicked session's grant are written (c: 0 + 2 - 1).
+  ASSERT_TRUE(set_limit(server_->pid(), RLIMIT_FSIZE, RLIM_INFINITY));
+  EXPECT_EQ(poster->read_line(5s).value_or("(none)"), "p OK 1");
+  EXPECT_EQ(poster->request(req::get("g", "c")), "g OK 1 5 0 0 created");
+  server_->send_signal(SIGTERM);
+  ASSERT_TRUE(server_->wait_exit());
+  options.data_dir = server_->data_dir();
+  auto again = start_server(options);
+  ASSERT_TRUE(again);
+  auto c = Client::connect(again->port());
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->request(req::get("g", "c")), "g OK 1 5 0 0 created");
+}
+
+// A dual-stack listener bound to the IPv4-mapped loopback address: an IPv4
+// peer arrives as ::ffff:127.0.0.1 and shows as 127.0.0.1:port, as the peer
+// sees its own end, in SESSIONS and in the logs.
+TEST_F(ServerV11, AnIpv4MappedPeerShowsAsIpv4) {
+  Netsemd::Options options;
+  options.raw_config =
+      "[server]\nbind_address = ::ffff:127.0.0.1\nbind_port = @PORT@\nstats_dir = @DIR@\ndata_dir = @DIR@\n"
+      "[semaphores]\nsplunk = 1\n";
+  server_ = start_server(options);
+  ASSERT_TRUE(server_);
+  auto a = connect();
+  auto b = connect();
+  ASSERT_TRUE(a && b);
+  const std::uint64_t ida = hello(*a);
+  const std::uint64_t idb = hello(*b);
+  const auto rows = listing(*a, req::sessions("s"));
+  ASSERT_EQ(rows.size(), 3u);
+  const auto row = fields(rows[0]);
+  ASSERT_EQ(row.size(), 10u) << rows[0];
+  EXPECT_EQ(row[2], std::to_string(ida));
+  EXPECT_TRUE(row[3].starts_with("127.0.0.1:")) << rows[0];
+  EXPECT_EQ(row[3], a->local_peer());
+  EXPECT_EQ(fields(rows[1])[3], b->local_peer());
+  // The peer is in the default admin_networks (127.0.0.0/8) as an IPv4 one,
+  // and the log names both ends as IPv4.
+  EXPECT_EQ(a->request(req::kick("k", idb)), "k OK");
+  EXPECT_TRUE(server_->wait_for_log("session " + std::to_string(ida) + " (" + a->local_peer() + ") kicked session " +
+                                    std::to_string(idb) + " (" + b->local_peer() + ")"))
+      << server_->log();
+  EXPECT_EQ(server_->log().find("ffff"), std::string::npos) << server_->log();
 }
 
 TEST_F(ServerV11, KickClosesAnAceSessionWithoutAWord) {
