@@ -270,7 +270,7 @@ Status Server::plan_connections() {
 // word). False when even that failed: the caller retries later.
 bool Server::refuse_with_spare() {
   spare_fd_.reset();
-  const UniqueFd peer(::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+  UniqueFd peer(::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
   const bool accepted = peer.valid();
   if (accepted) {
     ++counters_.limited_total;
@@ -287,6 +287,9 @@ bool Server::refuse_with_spare() {
     }
     peer_logs_.log(peer_logs_.refused, "refused a connection: the process is out of descriptors");
   }
+  // The peer's descriptor is the one the spare gave up: closed first, or
+  // the spare could not be had back and the next peer would take the slot.
+  peer.reset();
   spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   return accepted && spare_fd_.valid();
 }

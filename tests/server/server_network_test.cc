@@ -1,24 +1,30 @@
 // Integration: the network layer's own defences against the real netsemd.
 // Logs (untrusted text escaped, floods of one kind of message rate-limited
 // with a count of the rest), descriptors (a low RLIMIT_NOFILE answers the
-// extra peers * ERR LIMIT instead of failing the server's own files), and
+// extra peers * ERR LIMIT instead of failing the server's own files, and a
+// server already at its limit refuses a peer through its spare descriptor), and
 // memory (a server-wide cap on unread answers, shedding the largest
 // non-reader first). Every load targets 127.0.0.1, is bounded in count and
 // time, and ends by itself.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <regex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "netsemd_harness.h"
+#include "support/request_lines.h"
 
 namespace netsem::testing {
 namespace {
@@ -170,6 +176,64 @@ TEST(ServerDescriptors, LowDescriptorLimitRefusesExtraPeersWithLimitAndKeepsServ
   auto client = Client::connect(restarted->port());
   ASSERT_TRUE(client);
   EXPECT_EQ(client->request("g GET made"), "g OK 1 3 0 0 created");
+}
+
+// A server whose limit falls below what it has open (as when RLIMIT_NOFILE
+// is lowered under it, or the system runs out) gets EMFILE from accept(),
+// however few sessions it has: it gives up its spare descriptor for a moment
+// to take each waiting peer off the queue and tell it LIMIT, reopens the
+// spare, and serves its sessions on; with the limit back, peers get in again.
+TEST(ServerDescriptors, AtItsDescriptorLimitTheServerRefusesAPeerThroughItsSpareDescriptor) {
+  auto server = start_server(with_semaphores("pool = 10\n"));
+  ASSERT_TRUE(server);
+  auto holder = Client::connect(server->port());
+  ASSERT_TRUE(holder);
+  fence_of(holder->request(req::acquire("a", "pool")));  // fences reserved for a while
+  // The limit at the lowest descriptor number free: every number below it
+  // is in use (a descriptor inherited above it stays open), so accept()
+  // meets EMFILE, and only the spare's number can be given back.
+  std::set<int> open;
+  std::string open_files;  // for a failure's message
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/" + std::to_string(server->pid()) + "/fd")) {
+    open.insert(std::stoi(entry.path().filename().string()));
+    std::error_code ignored;
+    open_files +=
+        entry.path().filename().string() + " " + std::filesystem::read_symlink(entry, ignored).string() + "\n";
+  }
+  int lowest_free = 0;
+  while (open.contains(lowest_free)) ++lowest_free;
+  ASSERT_TRUE(set_limit(server->pid(), RLIMIT_NOFILE, static_cast<std::uint64_t>(lowest_free)));
+
+  std::vector<std::unique_ptr<Client>> sessions;
+  int refused = 0;
+  for (int i = 0; i < 40 && refused < 3; ++i) {
+    auto peer = Client::connect(server->port());
+    ASSERT_TRUE(peer) << "connection " << i << " refused by the kernel";
+    peer->send_line(req::ping("p"));
+    const std::string answer = peer->read_line().value_or("(none)");
+    if (answer == "p PONG") {
+      sessions.push_back(std::move(peer));
+      continue;
+    }
+    EXPECT_EQ(answer, "* ERR LIMIT too many connections") << i << "\n" << server->log();
+    std::string rest;
+    EXPECT_TRUE(peer->wait_closed(3s, &rest)) << i;
+    EXPECT_EQ(rest, "");
+    ++refused;
+  }
+  ASSERT_EQ(refused, 3) << open_files << server->log();
+  EXPECT_TRUE(server->wait_for_log("refused a connection: the process is out of descriptors")) << server->log();
+  // The session carries on, and the refusals were counted.
+  EXPECT_EQ(holder->request(req::release("r", "pool")), "r OK 10");
+  const std::string stats = holder->request(req::stats("s"));
+  EXPECT_NE(stats.find("\"limited_total\":3,"), std::string::npos) << stats;
+  for (std::size_t i = 0; i < sessions.size(); ++i) EXPECT_EQ(sessions[i]->request(req::ping("p")), "p PONG") << i;
+
+  ASSERT_TRUE(set_limit(server->pid(), RLIMIT_NOFILE, static_cast<std::uint64_t>(lowest_free) + 64));
+  auto welcome = Client::connect(server->port());
+  ASSERT_TRUE(welcome);
+  EXPECT_EQ(welcome->request(req::ping("p")), "p PONG");
+  ASSERT_TRUE(server_alive(*server)) << server->log();
 }
 
 TEST(ServerDescriptors, SoftLimitIsRaisedToTheHardLimit) {
