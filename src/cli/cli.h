@@ -1,7 +1,8 @@
 // The `netsem` command-line tool's internals, shared by its files: main.cc
 // parses the command line with the table of subcommands (subcommands.h),
 // whose rows fill the option structs below and call one *_command function;
-// run_command.cc holds `run`; commands.cc holds the others; client_setup.cc builds the Client from file, environment
+// run_command.cc holds `run`; inspect_commands.cc stats, holders, waiters,
+// sessions and kick; commands.cc the others; client_setup.cc builds the Client from file, environment
 // and flags and maps a Status to an exit code. Each *_command function returns the process's exit code and has written
 // every error to stderr, prefixed "netsem: ".
 //
@@ -50,8 +51,9 @@ inline constexpr ExitCodeDoc kExitCodes[] = {
     {kExitPermitsLost, "run: the permits were lost while CMD ran (connection lost, server shut down)"},
     {kExitTimeout,
      "timeout: the permits were not granted in time; or a server limit (LIMIT: the server is full): try later"},
-    {kExitProtocol, "the server answered in a protocol this netsem does not speak"},
-    {kExitDenied, "the server refused this host: not in its allowed_networks, or it requires authentication"},
+    {kExitProtocol, "the server answered in a protocol this netsem does not speak (or 1.0, for a 1.1 subcommand)"},
+    {kExitDenied,
+     "the server refused this host: not in its allowed_networks, or it requires authentication; kick: no admin right"},
     {kExitCannotExecute, "run: CMD was found but cannot be executed"},
     {kExitCommandNotFound, "run: CMD was not found"},
 };
@@ -64,6 +66,7 @@ struct GlobalOptions {
   std::vector<std::string> servers;  // --server, each "host:port"; empty: from config/env
   std::string fallback;              // --fallback; empty: from config/env
   std::string config_file;           // --config; empty: $NETSEM_CONFIG
+  std::string label;                 // --label; empty: $NETSEM_LABEL, [client] label, host/pid/program
   int verbosity = 0;                 // -v count
 };
 
@@ -110,8 +113,8 @@ int ping_command(const GlobalOptions& global);
 // --- client_setup.cc ---
 
 // ClientOptions from the configuration file (--config, else $NETSEM_CONFIG),
-// then NETSEM_SERVER and NETSEM_FALLBACK, then the flags: each later source
-// overrides the earlier ones.
+// then NETSEM_SERVER, NETSEM_FALLBACK and NETSEM_LABEL, then the flags: each
+// later source overrides the earlier ones.
 Result<ClientOptions> make_client_options(const GlobalOptions& global);
 
 // A connected-or-falling-back Client, its options (for messages), or the
@@ -129,6 +132,11 @@ std::string servers_text(const ClientOptions& options);
 // server failed in the client's last round of attempts ("a:1: Connection
 // refused"), or "servers: a:1, b:2" when the client has no reason yet.
 std::string unreachable_text(const Connection& connection);
+
+// For the commands that report on the server (no fallback): kExitOk when
+// connected; else the error is printed (a server's refusal, or "WHAT: server
+// unreachable (...)") and its exit code returned.
+int require_server(const Connection& connection, std::string_view what);
 
 // The exit code for a failed call's status.
 int exit_code_for(const Status& status);

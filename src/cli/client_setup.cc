@@ -1,6 +1,7 @@
 // What every subcommand shares: the Client built from configuration file,
 // environment and flags (in that order of precedence, lowest first), the
 // mapping from a Status to an exit code, and error output.
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -67,6 +68,17 @@ Result<ClientOptions> make_client_options(const GlobalOptions& global) {
     auto policy = FallbackPolicy::parse(global.fallback);
     if (!policy) return Status(StatusCode::kInvalidArgument, "--fallback: " + policy.status().message());
     options->fallback = *policy;
+  }
+  if (!global.label.empty()) {
+    // One field of HELLO, as [client] label: a space would split it.
+    if (global.label.size() > 255 || std::any_of(global.label.begin(), global.label.end(), [](char c) {
+          return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f;
+        })) {
+      return Status(
+          StatusCode::kInvalidArgument,
+          "--label: `" + global.label + "` is not a label (at most 255 bytes, no spaces or control characters)");
+    }
+    options->label = global.label;
   }
   // -v shows what the library does, a request's place in its queue included.
   options->queue_positions = global.verbosity >= 1;
@@ -149,6 +161,18 @@ int report_failure(const Connection& connection, const Status& status) {
   }
   print_error(message);
   return code;
+}
+
+int require_server(const Connection& connection, std::string_view what) {
+  if (connection.client->connected()) return kExitOk;
+  // Without a session a call answers at once with why: a server's refusal,
+  // or that none could be reached.
+  const Status why = connection.client->ping().status();
+  if (!why.is_ok() && why.code() != StatusCode::kUnavailable && why.code() != StatusCode::kShutdown) {
+    return report_failure(connection, why);
+  }
+  print_error(std::string(what) + ": server unreachable (" + unreachable_text(connection) + ")");
+  return kExitUnavailable;
 }
 
 std::string describe_timeout(Client& client, std::string_view name, std::int64_t count,

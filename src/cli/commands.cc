@@ -69,20 +69,6 @@ void print(const std::string& text) {
   std::fwrite(text.data(), 1, text.size(), stdout);
 }
 
-// LIST and PING have no local fallback: they report on the server. kExitOk
-// when connected; else the error is printed and its exit code returned.
-int require_server(const Connection& connection, std::string_view what) {
-  if (connection.client->connected()) return kExitOk;
-  // Without a session a call answers at once with why: a server's refusal,
-  // or that none could be reached.
-  const Status why = connection.client->ping().status();
-  if (!why.is_ok() && why.code() != StatusCode::kUnavailable && why.code() != StatusCode::kShutdown) {
-    return report_failure(connection, why);
-  }
-  print_error(std::string(what) + ": server unreachable (" + unreachable_text(connection) + ")");
-  return kExitUnavailable;
-}
-
 }  // namespace
 
 int status_command(const GlobalOptions& global, const StatusOptions& options) {

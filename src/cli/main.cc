@@ -122,6 +122,10 @@ int main(int argc, char** argv) {
   app.add_option("-c,--config", global.config_file,
                  "configuration file with a [client] section (default: $NETSEM_CONFIG)")
       ->type_name("FILE");
+  app.add_option("--label", global.label,
+                 "how this client shows in the server's logs and listings (default: $NETSEM_LABEL, else [client] "
+                 "label, else host/pid/program)")
+      ->type_name("TEXT");
   app.add_flag("-v,--verbose", global.verbosity, "log what the client does on stderr; repeat for more detail")
       ->transform(kNoValue);
   app.add_flag("--version", show_version, "print the version and exit");

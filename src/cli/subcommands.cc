@@ -8,6 +8,8 @@
 #include <memory>
 #include <string>
 
+#include "cli/inspect_commands.h"
+
 namespace netsem::cli {
 
 namespace {
@@ -159,6 +161,11 @@ constexpr Subcommand kSubcommands[] = {
     {"create", "make a durable semaphore with VALUE free permits out of MAX", define_create},
     {"delete", "delete a semaphore made by create (BUSY while in use)", define_delete},
     {"ping", "check that a server answers, and how fast", define_ping},
+    {"stats", "show the server's figures (STATS): sessions, grants, waits, ...", define_stats},
+    {"holders", "list the sessions holding permits of NAME (protocol 1.1)", define_holders},
+    {"waiters", "list the requests queued for NAME, in grant order (protocol 1.1)", define_waiters},
+    {"sessions", "list the server's sessions: peer, permits held, age, label (protocol 1.1)", define_sessions},
+    {"kick", "end the session ID as if it had closed; its permits go to the next waiters (admin)", define_kick},
 };
 
 }  // namespace

@@ -1,0 +1,109 @@
+// Runs the built `netsem` binary as a child process for the CLI's end-to-end
+// tests: its environment is the test's without NETSEM_* variables plus the
+// ones given, stdin is /dev/null, and run_netsem() returns its exit code,
+// stdout and stderr once it exits (killing it, and failing the test, past a
+// deadline). Header-only: each test file that needs it includes it.
+#pragma once
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#ifndef NETSEM_CLI_PATH
+#error "NETSEM_CLI_PATH must name the netsem binary"
+#endif
+
+extern char** environ;
+
+namespace netsem::testing {
+
+struct NetsemRun {
+  int exit_code = -1;  // the exit status, or 128+N when signal N ended netsem
+  std::string out;
+  std::string err;
+};
+
+inline std::ostream& operator<<(std::ostream& os, const NetsemRun& run) {
+  return os << "exit " << run.exit_code << "\n--- stdout:\n" << run.out << "--- stderr:\n" << run.err;
+}
+
+inline NetsemRun run_netsem(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
+                            std::chrono::milliseconds timeout = std::chrono::seconds(8)) {
+  std::vector<std::string> argv_text = {NETSEM_CLI_PATH};
+  argv_text.insert(argv_text.end(), args.begin(), args.end());
+  std::vector<std::string> env_text;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    if (std::string_view(*entry).rfind("NETSEM_", 0) != 0) env_text.emplace_back(*entry);
+  }
+  env_text.insert(env_text.end(), env.begin(), env.end());
+  std::vector<char*> argv;
+  std::vector<char*> envp;
+  for (auto& arg : argv_text) argv.push_back(arg.data());
+  for (auto& entry : env_text) envp.push_back(entry.data());
+  argv.push_back(nullptr);
+  envp.push_back(nullptr);
+
+  int out[2];
+  int err[2];
+  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) std::abort();
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a crashed test
+    if (::getppid() != parent) ::_exit(126);
+    const int null = ::open("/dev/null", O_RDONLY);
+    ::dup2(null, STDIN_FILENO);
+    ::dup2(out[1], STDOUT_FILENO);
+    ::dup2(err[1], STDERR_FILENO);
+    ::execve(argv[0], argv.data(), envp.data());
+    ::_exit(126);
+  }
+  ::close(out[1]);
+  ::close(err[1]);
+  NetsemRun run;
+  int fds[2] = {out[0], err[0]};
+  std::string* texts[2] = {&run.out, &run.err};
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (fds[0] >= 0 || fds[1] >= 0) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      ADD_FAILURE() << "netsem still ran after " << timeout.count() << " ms; killed";
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    pollfd polls[2] = {{fds[0], POLLIN, 0}, {fds[1], POLLIN, 0}};
+    if (::poll(polls, 2, static_cast<int>(left.count())) <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i] < 0 || polls[i].revents == 0) continue;
+      char chunk[4096];
+      const ssize_t n = ::read(fds[i], chunk, sizeof chunk);
+      if (n > 0) {
+        texts[i]->append(chunk, static_cast<std::size_t>(n));
+      } else {
+        ::close(fds[i]);
+        fds[i] = -1;
+      }
+    }
+  }
+  for (const int fd : fds) {
+    if (fd >= 0) ::close(fd);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (WIFEXITED(status)) run.exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) run.exit_code = 128 + WTERMSIG(status);
+  return run;
+}
+
+}  // namespace netsem::testing
