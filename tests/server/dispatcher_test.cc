@@ -123,13 +123,15 @@ class DispatcherTest : public ::testing::Test {
 
 TEST_F(DispatcherTest, HelloAnswersTheVersionAndSessionId) {
   auto a = session();
-  EXPECT_EQ(a->request("h HELLO 1 build-7"), "h OK netsem 1.1 1\n");
+  EXPECT_EQ(a->request(req::hello("h", "build-7")), "h OK netsem 1.1 1\n");
   EXPECT_EQ(a->state.label, "build-7");
+  // Raw on purpose: a version the encoder does not write.
   EXPECT_EQ(a->request("h2 HELLO 2").rfind("h2 ERR BAD_ARG ", 0), 0u);
   // 1.1: the label is decoded like a name; one that is no valid name is
   // refused and the label stays.
-  EXPECT_EQ(a->request("h3 HELLO 1 nightly%20build"), "h3 OK netsem 1.1 1\n");
+  EXPECT_EQ(a->request(req::hello("h3", "nightly build")), "h3 OK netsem 1.1 1\n");
   EXPECT_EQ(a->state.label, "nightly build");
+  // Raw on purpose: a label that is no valid percent-encoding.
   EXPECT_EQ(a->request("h4 HELLO 1 50%off").rfind("h4 ERR BAD_ARG ", 0), 0u);
   EXPECT_EQ(a->state.label, "nightly build");
 }
@@ -138,18 +140,18 @@ TEST_F(DispatcherTest, AcquireGrantsQueuesInFifoOrderAndReleaseHandsOver) {
   auto a = session();
   auto b = session();
   auto c = session();
-  EXPECT_EQ(a->request("a1 ACQUIRE splunk"), "a1 OK 1\n");
-  EXPECT_EQ(b->request("b1 ACQUIRE splunk 1 5000"), "b1 QUEUED 1\n");
-  EXPECT_EQ(c->request("c1 ACQUIRE splunk"), "c1 QUEUED 2\n");
-  EXPECT_EQ(a->request("t ACQUIRE splunk 1 0"), "t TIMEOUT\n");  // a try never overtakes
+  EXPECT_EQ(a->request(req::acquire("a1", "splunk")), "a1 OK 1\n");
+  EXPECT_EQ(b->request(req::acquire("b1", "splunk", 1, 5000)), "b1 QUEUED 1\n");
+  EXPECT_EQ(c->request(req::acquire("c1", "splunk")), "c1 QUEUED 2\n");
+  EXPECT_EQ(a->request(req::acquire("t", "splunk", 1, 0)), "t TIMEOUT\n");  // a try never overtakes
   // The release answers first, then the grant goes to the head of the queue.
-  EXPECT_EQ(a->request("r1 RELEASE splunk"), "r1 OK 0\n");
+  EXPECT_EQ(a->request(req::release("r1", "splunk")), "r1 OK 0\n");
   EXPECT_EQ(b->completions, 1);
   EXPECT_EQ(b->read(), "b1 OK 2\n");
   EXPECT_EQ(c->read(), "");
-  EXPECT_EQ(b->request("r2 RELEASE splunk"), "r2 OK 0\n");
+  EXPECT_EQ(b->request(req::release("r2", "splunk")), "r2 OK 0\n");
   EXPECT_EQ(c->read(), "c1 OK 3\n");
-  EXPECT_EQ(c->request("g GET splunk"), "g OK 0 1 1 0 defined\n");
+  EXPECT_EQ(c->request(req::get("g", "splunk")), "g OK 0 1 1 0 defined\n");
 }
 
 TEST_F(DispatcherTest, CountsGrantEveryWaiterThatFitsWhenTheHeadLeaves) {
@@ -157,11 +159,11 @@ TEST_F(DispatcherTest, CountsGrantEveryWaiterThatFitsWhenTheHeadLeaves) {
   auto head = session();
   auto second = session();
   auto third = session();
-  EXPECT_EQ(holder->request("a ACQUIRE pool 1"), "a OK 1\n");
-  EXPECT_EQ(head->request("h ACQUIRE pool 3"), "h QUEUED 1\n");
-  EXPECT_EQ(second->request("s ACQUIRE pool 1"), "s QUEUED 2\n");
-  EXPECT_EQ(third->request("t ACQUIRE pool 1"), "t QUEUED 3\n");
-  EXPECT_EQ(head->request("c CANCEL h"), "c OK\nh CANCELLED\n");
+  EXPECT_EQ(holder->request(req::acquire("a", "pool")), "a OK 1\n");
+  EXPECT_EQ(head->request(req::acquire("h", "pool", 3)), "h QUEUED 1\n");
+  EXPECT_EQ(second->request(req::acquire("s", "pool")), "s QUEUED 2\n");
+  EXPECT_EQ(third->request(req::acquire("t", "pool")), "t QUEUED 3\n");
+  EXPECT_EQ(head->request(req::cancel("c", "h")), "c OK\nh CANCELLED\n");
   EXPECT_EQ(second->read(), "s OK 2\n");
   EXPECT_EQ(third->read(), "t OK 3\n");
 }
@@ -169,8 +171,8 @@ TEST_F(DispatcherTest, CountsGrantEveryWaiterThatFitsWhenTheHeadLeaves) {
 TEST_F(DispatcherTest, QueuedRequestTimesOutWhenTheClockPassesItsDeadline) {
   auto holder = session();
   auto waiter = session();
-  EXPECT_EQ(holder->request("a ACQUIRE splunk"), "a OK 1\n");
-  EXPECT_EQ(waiter->request("w ACQUIRE splunk 1 200"), "w QUEUED 1\n");
+  EXPECT_EQ(holder->request(req::acquire("a", "splunk")), "a OK 1\n");
+  EXPECT_EQ(waiter->request(req::acquire("w", "splunk", 1, 200)), "w QUEUED 1\n");
   ASSERT_TRUE(dispatcher_->next_deadline().has_value());
   EXPECT_EQ(*dispatcher_->next_deadline(), now_ + 200ms);
   advance(199ms);
@@ -179,39 +181,40 @@ TEST_F(DispatcherTest, QueuedRequestTimesOutWhenTheClockPassesItsDeadline) {
   EXPECT_EQ(waiter->read(), "w TIMEOUT\n");
   EXPECT_EQ(waiter->completions, 1);
   EXPECT_FALSE(dispatcher_->next_deadline().has_value());
-  EXPECT_EQ(holder->request("g GET splunk"), "g OK 0 1 1 0 defined\n");
+  EXPECT_EQ(holder->request(req::get("g", "splunk")), "g OK 0 1 1 0 defined\n");
 }
 
 TEST_F(DispatcherTest, WaitConsumesAndPostGivesBack) {
   auto producer = session();
   auto consumer = session();
-  EXPECT_EQ(producer->request("c CREATE queue 0 100"), "c OK\n");
-  EXPECT_EQ(consumer->request("w WAIT queue 2"), "w QUEUED 1\n");
-  EXPECT_EQ(producer->request("p POST queue"), "p OK 1\n");
+  EXPECT_EQ(producer->request(req::create("c", "queue", 0, 100)), "c OK\n");
+  EXPECT_EQ(consumer->request(req::wait("w", "queue", 2)), "w QUEUED 1\n");
+  EXPECT_EQ(producer->request(req::post("p", "queue")), "p OK 1\n");
   EXPECT_EQ(consumer->read(), "");
-  EXPECT_EQ(producer->request("p2 POST queue"), "p2 OK 0\n");
+  EXPECT_EQ(producer->request(req::post("p2", "queue")), "p2 OK 0\n");
   EXPECT_EQ(consumer->read(), "w OK 1\n");
-  EXPECT_EQ(producer->request("g GET queue"), "g OK 0 100 0 0 created\n");
-  EXPECT_EQ(producer->request("o POST queue 101"), "o ERR OVERFLOW value would exceed max: queue\n");
-  EXPECT_EQ(producer->request("n POST nothing"), "n ERR NOT_FOUND no such semaphore: nothing\n");
-  EXPECT_EQ(producer->request("n2 WAIT nothing"), "n2 ERR NOT_FOUND no such semaphore: nothing\n");
+  EXPECT_EQ(producer->request(req::get("g", "queue")), "g OK 0 100 0 0 created\n");
+  EXPECT_EQ(producer->request(req::post("o", "queue", 101)), "o ERR OVERFLOW value would exceed max: queue\n");
+  EXPECT_EQ(producer->request(req::post("n", "nothing")), "n ERR NOT_FOUND no such semaphore: nothing\n");
+  EXPECT_EQ(producer->request(req::wait("n2", "nothing")), "n2 ERR NOT_FOUND no such semaphore: nothing\n");
 }
 
 TEST_F(DispatcherTest, CreateDeleteGetAndErrorsNameTheSemaphore) {
   auto a = session();
-  EXPECT_EQ(a->request("k CREATE jobs 2 5"), "k OK\n");
-  EXPECT_EQ(a->request("k2 CREATE jobs 2 5"), "k2 OK\n");
-  EXPECT_EQ(a->request("k3 CREATE jobs 2 5 EXCL"), "k3 ERR EXISTS a semaphore of that name exists: jobs\n");
-  EXPECT_EQ(a->request("k4 CREATE splunk 1"), "k4 ERR EXISTS a semaphore of that name exists: splunk\n");
-  EXPECT_EQ(a->request("g GET jobs"), "g OK 2 5 0 0 created\n");
-  EXPECT_EQ(a->request("g2 GET a%20b"), "g2 OK 1 1 0 0 absent\n");
-  EXPECT_EQ(a->request("x ACQUIRE jobs 6"), "x ERR TOO_MANY count exceeds the semaphore's max: jobs\n");
-  EXPECT_EQ(a->request("r RELEASE jobs"), "r ERR NOT_HELD this session holds fewer permits than that: jobs\n");
-  EXPECT_EQ(a->request("a ACQUIRE jobs"), "a OK 1\n");
-  EXPECT_EQ(a->request("d DELETE jobs"), "d ERR BUSY the semaphore is defined, held or waited on: jobs\n");
-  EXPECT_EQ(a->request("r2 RELEASE jobs"), "r2 OK 2\n");
-  EXPECT_EQ(a->request("d2 DELETE jobs"), "d2 OK\n");
-  EXPECT_EQ(a->request("d3 DELETE jobs"), "d3 ERR NOT_FOUND no such semaphore: jobs\n");
+  EXPECT_EQ(a->request(req::create("k", "jobs", 2, 5)), "k OK\n");
+  EXPECT_EQ(a->request(req::create("k2", "jobs", 2, 5)), "k2 OK\n");
+  EXPECT_EQ(a->request(req::create("k3", "jobs", 2, 5, true)), "k3 ERR EXISTS a semaphore of that name exists: jobs\n");
+  EXPECT_EQ(a->request(req::create("k4", "splunk", 1)), "k4 ERR EXISTS a semaphore of that name exists: splunk\n");
+  EXPECT_EQ(a->request(req::get("g", "jobs")), "g OK 2 5 0 0 created\n");
+  EXPECT_EQ(a->request(req::get("g2", "a b")), "g2 OK 1 1 0 0 absent\n");
+  EXPECT_EQ(a->request(req::acquire("x", "jobs", 6)), "x ERR TOO_MANY count exceeds the semaphore's max: jobs\n");
+  EXPECT_EQ(a->request(req::release("r", "jobs")), "r ERR NOT_HELD this session holds fewer permits than that: jobs\n");
+  EXPECT_EQ(a->request(req::acquire("a", "jobs")), "a OK 1\n");
+  EXPECT_EQ(a->request(req::del("d", "jobs")), "d ERR BUSY the semaphore is defined, held or waited on: jobs\n");
+  EXPECT_EQ(a->request(req::release("r2", "jobs")), "r2 OK 2\n");
+  EXPECT_EQ(a->request(req::del("d2", "jobs")), "d2 OK\n");
+  EXPECT_EQ(a->request(req::del("d3", "jobs")), "d3 ERR NOT_FOUND no such semaphore: jobs\n");
+  // Raw on purpose: a name encoded otherwise than the encoder would (%3A).
   EXPECT_EQ(a->request("d4 DELETE host%3Aa%20b"), "d4 ERR NOT_FOUND no such semaphore: host:a%20b\n");
   EXPECT_EQ(memory_.created().count("jobs"), 0u);
 }
@@ -221,25 +224,26 @@ TEST_F(DispatcherTest, ParseErrorsAndDuplicateTags) {
   auto holder = session();
   EXPECT_EQ(a->request(""), "");
   EXPECT_FALSE(dispatcher_->handle_line(a->state, ""));
+  // Raw on purpose: malformed lines.
   EXPECT_EQ(a->request("bad!tag PING").rfind("* ERR BAD_REQUEST ", 0), 0u);
   EXPECT_EQ(a->request("t FROB").rfind("t ERR UNKNOWN_VERB ", 0), 0u);
   EXPECT_EQ(a->request("t ACQUIRE").rfind("t ERR BAD_REQUEST ", 0), 0u);
-  EXPECT_EQ(a->request("t ACQUIRE $local").rfind("t ERR BAD_NAME ", 0), 0u);
+  EXPECT_EQ(a->request(req::acquire("t", "$local")).rfind("t ERR BAD_NAME ", 0), 0u);
   EXPECT_EQ(a->request("t ACQUIRE x 0").rfind("t ERR BAD_ARG ", 0), 0u);
-  EXPECT_EQ(holder->request("h ACQUIRE splunk"), "h OK 1\n");
-  EXPECT_EQ(a->request("w ACQUIRE splunk"), "w QUEUED 1\n");
-  EXPECT_EQ(a->request("w PING"), "w ERR DUPLICATE_TAG the tag names a request still pending\n");
-  EXPECT_EQ(a->request("w ACQUIRE other"), "w ERR DUPLICATE_TAG the tag names a request still pending\n");
-  EXPECT_EQ(a->request("c CANCEL nope"), "c ERR NOT_FOUND no pending request with that tag\n");
+  EXPECT_EQ(holder->request(req::acquire("h", "splunk")), "h OK 1\n");
+  EXPECT_EQ(a->request(req::acquire("w", "splunk")), "w QUEUED 1\n");
+  EXPECT_EQ(a->request(req::ping("w")), "w ERR DUPLICATE_TAG the tag names a request still pending\n");
+  EXPECT_EQ(a->request(req::acquire("w", "other")), "w ERR DUPLICATE_TAG the tag names a request still pending\n");
+  EXPECT_EQ(a->request(req::cancel("c", "nope")), "c ERR NOT_FOUND no pending request with that tag\n");
   EXPECT_EQ(counters_.requests, 10u);  // every non-empty line, of both sessions
 }
 
 TEST_F(DispatcherTest, PingStatsAndQuit) {
   auto a = session();
-  EXPECT_EQ(a->request("p PING"), "p PONG\n");
-  EXPECT_EQ(a->request("p PING hello"), "p PONG hello\n");
+  EXPECT_EQ(a->request(req::ping("p")), "p PONG\n");
+  EXPECT_EQ(a->request(req::ping("p", "hello")), "p PONG hello\n");
   now_ += 5s;
-  const std::string stats = a->request("s STATS");
+  const std::string stats = a->request(req::stats("s"));
   EXPECT_EQ(stats.rfind("s OK {\"sessions\":1,\"semaphores\":2,\"held\":0,\"waiters\":0,\"grants\":0,\"requests\":3,"
                         "\"uptime_s\":5,",
                         0),
@@ -247,7 +251,7 @@ TEST_F(DispatcherTest, PingStatsAndQuit) {
       << stats;
   EXPECT_NE(stats.find(",\"session_timeout_ms\":15000,"), std::string::npos) << stats;
   EXPECT_NE(stats.find(",\"journal_ok\":1,\"journal_pending_records\":0,\"version\":\""), std::string::npos) << stats;
-  EXPECT_EQ(a->request("q QUIT"), "q OK\n");
+  EXPECT_EQ(a->request(req::quit("q")), "q OK\n");
   EXPECT_TRUE(a->state.quit);
   EXPECT_EQ(a->ends, std::vector<std::string>{"QUIT"});
   EXPECT_FALSE(a->state.open);
@@ -257,23 +261,23 @@ TEST_F(DispatcherTest, SessionEndReleasesItsPermitsAndDropsItsQueuedRequests) {
   auto holder = session();
   auto leaver = session();
   auto waiter = session();
-  EXPECT_EQ(holder->request("a ACQUIRE splunk"), "a OK 1\n");
-  EXPECT_EQ(leaver->request("l ACQUIRE splunk"), "l QUEUED 1\n");
-  EXPECT_EQ(waiter->request("w ACQUIRE splunk"), "w QUEUED 2\n");
+  EXPECT_EQ(holder->request(req::acquire("a", "splunk")), "a OK 1\n");
+  EXPECT_EQ(leaver->request(req::acquire("l", "splunk")), "l QUEUED 1\n");
+  EXPECT_EQ(waiter->request(req::acquire("w", "splunk")), "w QUEUED 2\n");
   dispatcher_->end_session(leaver->state, stats::EndCause::kClose);
   EXPECT_EQ(dispatcher_->sessions().count(leaver->state.id), 0u);
   dispatcher_->end_session(holder->state, stats::EndCause::kClose);
   dispatcher_->end_session(holder->state, stats::EndCause::kClose);  // twice is harmless
   EXPECT_EQ(waiter->read(), "w OK 2\n");
   EXPECT_EQ(leaver->read(), "");
-  EXPECT_EQ(waiter->request("g GET splunk"), "g OK 0 1 1 0 defined\n");
+  EXPECT_EQ(waiter->request(req::get("g", "splunk")), "g OK 0 1 1 0 defined\n");
   EXPECT_EQ(dispatcher_->sessions().size(), 1u);
 }
 
 TEST_F(DispatcherTest, SessionEndsAreCountedOnceByCause) {
   const auto ends = [this](stats::EndCause cause) { return counters_.session_ends[static_cast<std::size_t>(cause)]; };
   auto quitter = session();
-  EXPECT_EQ(quitter->request("q QUIT"), "q OK\n");
+  EXPECT_EQ(quitter->request(req::quit("q")), "q OK\n");
   EXPECT_EQ(quitter->causes, std::vector<stats::EndCause>{stats::EndCause::kQuit});
   auto holder = session(protocol::Dialect::kAce);
   holder->ace(AceParser::Token::kAcquire, "splunk");
@@ -293,7 +297,7 @@ TEST_F(DispatcherTest, SessionEndsAreCountedOnceByCause) {
   EXPECT_EQ(ends(stats::EndCause::kTimeout), 0u);
   // STATS shows them, after the fields of 0.1.0.
   auto observer = session();
-  const std::string stats = observer->request("s STATS");
+  const std::string stats = observer->request(req::stats("s"));
   EXPECT_NE(stats.find(",\"session_ends_quit_total\":2,\"session_ends_close_total\":1,"), std::string::npos) << stats;
   EXPECT_NE(stats.find(",\"session_ends_error_total\":1,"), std::string::npos) << stats;
   EXPECT_NE(stats.find(",\"session_ends_shutdown_total\":1,"), std::string::npos) << stats;
@@ -304,17 +308,17 @@ TEST_F(DispatcherTest, SessionEndsAreCountedOnceByCause) {
 TEST_F(DispatcherTest, AnswersThatDependOnAnUnwrittenRecordWaitOthersDoNot) {
   auto producer = session();
   auto consumer = session();
-  EXPECT_EQ(producer->request("c CREATE queue 0 10"), "c OK\n");
-  EXPECT_EQ(consumer->request("w WAIT queue"), "w QUEUED 1\n");
+  EXPECT_EQ(producer->request(req::create("c", "queue", 0, 10)), "c OK\n");
+  EXPECT_EQ(consumer->request(req::wait("w", "queue")), "w QUEUED 1\n");
   journal_.written = memory_.records();  // the journal stops writing here
   dispatcher_->begin_turn();
-  dispatcher_->handle_line(producer->state, "p1 PING");
-  dispatcher_->handle_line(producer->state, "p POST queue");  // a record: its answer waits
-  dispatcher_->handle_line(producer->state, "p2 PING");       // behind it, in order
+  dispatcher_->handle_line(producer->state, req::ping("p1"));
+  dispatcher_->handle_line(producer->state, req::post("p", "queue"));  // a record: its answer waits
+  dispatcher_->handle_line(producer->state, req::ping("p2"));          // behind it, in order
   EXPECT_EQ(producer->read(), "p1 PONG\n");
   EXPECT_EQ(consumer->read(), "");  // the grant the POST caused waits too
   auto other = session();
-  EXPECT_EQ(other->request("g GET splunk"), "g OK 1 1 0 0 defined\n");  // not held up
+  EXPECT_EQ(other->request(req::get("g", "splunk")), "g OK 1 1 0 0 defined\n");  // not held up
   journal_.written.reset();
   EXPECT_EQ(producer->read(), "p OK 0\np2 PONG\n");
   EXPECT_EQ(consumer->read(), "w OK 1\n");
@@ -325,22 +329,22 @@ TEST_F(DispatcherTest, ListStreamsInChunksInNameOrder) {
   std::string expected;
   for (int i = 0; i < 40; ++i) {
     const std::string name = "name" + std::string(i < 10 ? "0" : "") + std::to_string(i);
-    ASSERT_EQ(a->request("k CREATE " + name + " 1"), "k OK\n");
+    ASSERT_EQ(a->request(req::create("k", name, 1)), "k OK\n");
   }
-  EXPECT_EQ(a->request("l LIST name3"),
+  EXPECT_EQ(a->request(req::list("l", "name3")),
             "l ITEM name30 1 1 0 0 created\nl ITEM name31 1 1 0 0 created\nl ITEM name32 1 1 0 0 created\n"
             "l ITEM name33 1 1 0 0 created\nl ITEM name34 1 1 0 0 created\nl ITEM name35 1 1 0 0 created\n"
             "l ITEM name36 1 1 0 0 created\nl ITEM name37 1 1 0 0 created\nl ITEM name38 1 1 0 0 created\n"
             "l ITEM name39 1 1 0 0 created\nl END 10\n");
   EXPECT_FALSE(a->state.list.has_value());
-  EXPECT_EQ(a->request("l2 LIST zzz"), "l2 END 0\n");
+  EXPECT_EQ(a->request(req::list("l2", "zzz")), "l2 END 0\n");
 
   // A table larger than a chunk: the first chunk stops at the low-water mark,
   // the rest comes as the output drains, each name once.
   const std::string long_name(200, 'x');
   for (int i = 0; i < 400; ++i)
-    ASSERT_EQ(a->request("k CREATE " + long_name + std::to_string(1000 + i) + " 1"), "k OK\n");
-  dispatcher_->handle_line(a->state, "big LIST " + long_name);
+    ASSERT_EQ(a->request(req::create("k", long_name + std::to_string(1000 + i), 1)), "k OK\n");
+  dispatcher_->handle_line(a->state, req::list("big", long_name));
   ASSERT_TRUE(a->state.list.has_value());
   EXPECT_EQ(a->timer_changes, 1);                     // the stall limit applies
   EXPECT_FALSE(dispatcher_->produce_list(a->state));  // a chunk is still unwritten
@@ -362,8 +366,8 @@ TEST_F(DispatcherTest, AStoppingServerGrantsNothingAsItEndsTheSessions) {
   auto holder = session();
   auto waiter = session();
   auto ace = session(protocol::Dialect::kAce);
-  EXPECT_EQ(holder->request("a ACQUIRE splunk"), "a OK 1\n");
-  EXPECT_EQ(waiter->request("w ACQUIRE splunk"), "w QUEUED 1\n");
+  EXPECT_EQ(holder->request(req::acquire("a", "splunk")), "a OK 1\n");
+  EXPECT_EQ(waiter->request(req::acquire("w", "splunk")), "w QUEUED 1\n");
   ace->ace(AceParser::Token::kAcquire, "splunk");
   dispatcher_->begin_shutdown();
   dispatcher_->end_with_error(holder->state, stats::EndCause::kShutdown, protocol::ErrorCode::kShutdown,
@@ -420,7 +424,7 @@ TEST_F(DispatcherTest, AceAcquireQueueHeartbeatGrantAndRelease) {
   EXPECT_FALSE(Dispatcher::wants_heartbeat(second->state));
   // The same semaphore and queue as protocol v1.
   auto v1 = session();
-  EXPECT_EQ(v1->request("g GET splunk"), "g OK 0 1 1 0 defined\n");
+  EXPECT_EQ(v1->request(req::get("g", "splunk")), "g OK 0 1 1 0 defined\n");
 }
 
 TEST_F(DispatcherTest, AceRefusesUnexpectedInputDroppingUnwrittenTokens) {
@@ -430,7 +434,7 @@ TEST_F(DispatcherTest, AceRefusesUnexpectedInputDroppingUnwrittenTokens) {
   EXPECT_EQ(a->read(), "");        // never `locked|` for a grant the close gives back
   EXPECT_EQ(a->ends, std::vector<std::string>{"ACE: invalid input"});
   auto v1 = session();
-  EXPECT_EQ(v1->request("g GET splunk"), "g OK 1 1 0 0 defined\n");
+  EXPECT_EQ(v1->request(req::get("g", "splunk")), "g OK 1 1 0 0 defined\n");
   auto b = session(protocol::Dialect::kAce);
   b->ace(AceParser::Token::kRelease);
   EXPECT_EQ(b->ends, std::vector<std::string>{"ACE: release while not holding"});
@@ -443,8 +447,8 @@ TEST_F(DispatcherTest, AceRefusesUnexpectedInputDroppingUnwrittenTokens) {
 TEST_F(DispatcherTest, ReloadEndsQueuedRequestsThatNoLongerFit) {
   auto holder = session();
   auto big = session();
-  EXPECT_EQ(holder->request("a ACQUIRE pool 1"), "a OK 1\n");
-  EXPECT_EQ(big->request("b ACQUIRE pool 3"), "b QUEUED 1\n");
+  EXPECT_EQ(holder->request(req::acquire("a", "pool")), "a OK 1\n");
+  EXPECT_EQ(big->request(req::acquire("b", "pool", 3)), "b QUEUED 1\n");
   dispatcher_->reconfigure({{"splunk", 1}, {"pool", 2}});
   EXPECT_EQ(big->read(), "b ERR TOO_MANY count exceeds the semaphore's max after a reload\n");
 }
@@ -453,9 +457,9 @@ TEST_F(DispatcherTest, QueuedLinesOffLeavesOutTheQueuedLine) {
   auto holder = session();
   auto quiet = session();
   quiet->state.queued_lines = false;
-  EXPECT_EQ(holder->request("a ACQUIRE splunk"), "a OK 1\n");
-  EXPECT_EQ(quiet->request("q ACQUIRE splunk"), "");
-  EXPECT_EQ(holder->request("r RELEASE splunk"), "r OK 0\n");
+  EXPECT_EQ(holder->request(req::acquire("a", "splunk")), "a OK 1\n");
+  EXPECT_EQ(quiet->request(req::acquire("q", "splunk")), "");
+  EXPECT_EQ(holder->request(req::release("r", "splunk")), "r OK 0\n");
   EXPECT_EQ(quiet->read(), "q OK 2\n");
 }
 
@@ -494,19 +498,20 @@ constexpr std::array<std::uint8_t, 16> kLoopback = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0
 TEST_F(DispatcherTest, OptionQueuedOffSilencesQueuedForLaterRequestsOnly) {
   auto holder = session();
   auto b = session();
-  EXPECT_EQ(holder->request("a ACQUIRE splunk"), "a OK 1\n");
-  EXPECT_EQ(holder->request("a2 ACQUIRE pool 3"), "a2 OK 2\n");
-  EXPECT_EQ(b->request("q1 ACQUIRE splunk"), "q1 QUEUED 1\n");
-  EXPECT_EQ(b->request("o OPTION queued off"), "o OK\n");
-  EXPECT_EQ(b->request("q2 ACQUIRE pool"), "");  // later requests: no QUEUED
-  EXPECT_EQ(b->request("w WAIT pool 1 100"), "");
+  EXPECT_EQ(holder->request(req::acquire("a", "splunk")), "a OK 1\n");
+  EXPECT_EQ(holder->request(req::acquire("a2", "pool", 3)), "a2 OK 2\n");
+  EXPECT_EQ(b->request(req::acquire("q1", "splunk")), "q1 QUEUED 1\n");
+  EXPECT_EQ(b->request(req::option_queued("o", false)), "o OK\n");
+  EXPECT_EQ(b->request(req::acquire("q2", "pool")), "");  // later requests: no QUEUED
+  EXPECT_EQ(b->request(req::wait("w", "pool", 1, 100)), "");
   // Every queued request still gets its final answer, the earlier one too.
-  EXPECT_EQ(holder->request("r RELEASE splunk"), "r OK 0\n");
+  EXPECT_EQ(holder->request(req::release("r", "splunk")), "r OK 0\n");
   EXPECT_EQ(b->read(), "q1 OK 3\n");
   advance(100ms);
   EXPECT_EQ(b->read(), "w TIMEOUT\n");
   EXPECT_EQ(b->request("o2 option QUEUED On"), "o2 OK\n");  // case-insensitive, like verbs
-  EXPECT_EQ(b->request("q3 ACQUIRE splunk"), "q3 QUEUED 1\n");
+  EXPECT_EQ(b->request(req::acquire("q3", "splunk")), "q3 QUEUED 1\n");
+  // Raw on purpose: malformed OPTIONs.
   EXPECT_EQ(b->request("o3 OPTION colour off").rfind("o3 ERR BAD_ARG ", 0), 0u);
   EXPECT_EQ(b->request("o4 OPTION queued maybe").rfind("o4 ERR BAD_ARG ", 0), 0u);
   EXPECT_EQ(b->request("o5 OPTION queued").rfind("o5 ERR BAD_REQUEST ", 0), 0u);
@@ -517,32 +522,33 @@ TEST_F(DispatcherTest, HoldersInTheOrderTheyBecameHoldersWithFenceTimeAndLabel) 
   auto a = session();
   auto b = session();
   auto ace = session(protocol::Dialect::kAce);
-  EXPECT_EQ(a->request("h HELLO 1 job%20one"), "h OK netsem 1.1 1\n");
-  EXPECT_EQ(a->request("a ACQUIRE pool"), "a OK 1\n");
+  EXPECT_EQ(a->request(req::hello("h", "job one")), "h OK netsem 1.1 1\n");
+  EXPECT_EQ(a->request(req::acquire("a", "pool")), "a OK 1\n");
   advance(250ms);
-  EXPECT_EQ(b->request("b ACQUIRE pool"), "b OK 2\n");
+  EXPECT_EQ(b->request(req::acquire("b", "pool")), "b OK 2\n");
   ace->ace(AceParser::Token::kAcquire, "pool");
   EXPECT_EQ(ace->read(), "locked|");
   advance(50ms);
-  EXPECT_EQ(a->request("a2 ACQUIRE pool 1 0"), "a2 TIMEOUT\n");  // full
-  EXPECT_EQ(b->request("r RELEASE pool"), "r OK 1\n");
-  EXPECT_EQ(a->request("a3 ACQUIRE pool"), "a3 OK 4\n");  // more for a holder: its first grant's time
-  EXPECT_EQ(b->request("h HOLDERS pool"),
+  EXPECT_EQ(a->request(req::acquire("a2", "pool", 1, 0)), "a2 TIMEOUT\n");  // full
+  EXPECT_EQ(b->request(req::release("r", "pool")), "r OK 1\n");
+  EXPECT_EQ(a->request(req::acquire("a3", "pool")), "a3 OK 4\n");  // more for a holder: its first grant's time
+  EXPECT_EQ(b->request(req::holders("h", "pool")),
             "h ITEM 1 2 4 300 job%20one\n"
             "h ITEM 3 1 3 50 ace\n"
             "h END 2\n");
-  EXPECT_EQ(b->request("b2 ACQUIRE pool"), "b2 QUEUED 1\n");
+  EXPECT_EQ(b->request(req::acquire("b2", "pool")), "b2 QUEUED 1\n");
   advance(10ms);
   ace->ace(AceParser::Token::kRelease);  // grants b2: b holds again, last, from now
   EXPECT_EQ(b->read(), "b2 OK 5\n");
   advance(5ms);
-  EXPECT_EQ(b->request("h2 HOLDERS pool"),
+  EXPECT_EQ(b->request(req::holders("h2", "pool")),
             "h2 ITEM 1 2 4 315 job%20one\n"
             "h2 ITEM 2 1 5 5 -\n"
             "h2 END 2\n");
-  EXPECT_EQ(b->request("h3 HOLDERS splunk"), "h3 END 0\n");
-  EXPECT_EQ(b->request("h4 HOLDERS nothing"), "h4 ERR NOT_FOUND no such semaphore: nothing\n");
-  EXPECT_EQ(b->request("h5 HOLDERS $x").rfind("h5 ERR BAD_NAME ", 0), 0u);
+  EXPECT_EQ(b->request(req::holders("h3", "splunk")), "h3 END 0\n");
+  EXPECT_EQ(b->request(req::holders("h4", "nothing")), "h4 ERR NOT_FOUND no such semaphore: nothing\n");
+  EXPECT_EQ(b->request(req::holders("h5", "$x")).rfind("h5 ERR BAD_NAME ", 0), 0u);
+  // Raw on purpose: a field missing.
   EXPECT_EQ(b->request("h6 HOLDERS"), "h6 ERR BAD_REQUEST missing argument\n");
 }
 
@@ -550,49 +556,50 @@ TEST_F(DispatcherTest, WaitersInQueueOrderWithWaitedAndTimeLeft) {
   auto holder = session();
   auto b = session();
   auto c = session();
-  EXPECT_EQ(holder->request("a ACQUIRE splunk"), "a OK 1\n");
-  EXPECT_EQ(b->request("h HELLO 1 -"), "h OK netsem 1.1 2\n");  // a label that is "-" shows apart from none
-  EXPECT_EQ(b->request("b ACQUIRE splunk 1 5000"), "b QUEUED 1\n");
+  EXPECT_EQ(holder->request(req::acquire("a", "splunk")), "a OK 1\n");
+  EXPECT_EQ(b->request(req::hello("h", "-")), "h OK netsem 1.1 2\n");  // a label that is "-" shows apart from none
+  EXPECT_EQ(b->request(req::acquire("b", "splunk", 1, 5000)), "b QUEUED 1\n");
   advance(1200ms);
-  EXPECT_EQ(c->request("c ACQUIRE splunk"), "c QUEUED 2\n");
-  EXPECT_EQ(b->request("b2 ACQUIRE splunk 1 300"), "b2 QUEUED 3\n");
+  EXPECT_EQ(c->request(req::acquire("c", "splunk")), "c QUEUED 2\n");
+  EXPECT_EQ(b->request(req::acquire("b2", "splunk", 1, 300)), "b2 QUEUED 3\n");
   advance(100ms);
-  EXPECT_EQ(holder->request("w WAITERS splunk"),
+  EXPECT_EQ(holder->request(req::waiters("w", "splunk")),
             "w ITEM 2 1 1300 3700 %2D\n"
             "w ITEM 3 1 100 -1 -\n"
             "w ITEM 2 1 100 200 %2D\n"
             "w END 3\n");
-  EXPECT_EQ(b->request("x CANCEL b"), "x OK\nb CANCELLED\n");
-  EXPECT_EQ(holder->request("w2 WAITERS splunk"),
+  EXPECT_EQ(b->request(req::cancel("x", "b")), "x OK\nb CANCELLED\n");
+  EXPECT_EQ(holder->request(req::waiters("w2", "splunk")),
             "w2 ITEM 3 1 100 -1 -\n"
             "w2 ITEM 2 1 100 200 %2D\n"
             "w2 END 2\n");
-  EXPECT_EQ(holder->request("w3 WAITERS pool"), "w3 END 0\n");
-  EXPECT_EQ(holder->request("w4 WAITERS nothing"), "w4 ERR NOT_FOUND no such semaphore: nothing\n");
+  EXPECT_EQ(holder->request(req::waiters("w3", "pool")), "w3 END 0\n");
+  EXPECT_EQ(holder->request(req::waiters("w4", "nothing")), "w4 ERR NOT_FOUND no such semaphore: nothing\n");
 }
 
 TEST_F(DispatcherTest, SessionsListsEveryLiveSessionById) {
   auto c = session();  // id 1
   auto ace = session(protocol::Dialect::kAce);
   auto fresh = session(protocol::Dialect::kUndecided);  // has sent nothing yet
-  EXPECT_EQ(c->request("h HELLO 1 cli"), "h OK netsem 1.1 1\n");
-  EXPECT_EQ(c->request("a ACQUIRE pool 2"), "a OK 1\n");
-  EXPECT_EQ(c->request("a2 ACQUIRE splunk"), "a2 OK 2\n");
+  EXPECT_EQ(c->request(req::hello("h", "cli")), "h OK netsem 1.1 1\n");
+  EXPECT_EQ(c->request(req::acquire("a", "pool", 2)), "a OK 1\n");
+  EXPECT_EQ(c->request(req::acquire("a2", "splunk")), "a2 OK 2\n");
   ace->ace(AceParser::Token::kAcquire, "splunk");  // queued
   advance(2s);
-  EXPECT_EQ(c->request("p PING"), "p PONG\n");
+  EXPECT_EQ(c->request(req::ping("p")), "p PONG\n");
   c->state.last_activity = now_;  // what the network layer does for a complete line
   advance(40ms);
-  EXPECT_EQ(c->request("s SESSIONS"),
+  EXPECT_EQ(c->request(req::sessions("s")),
             "s ITEM 1 127.0.0.1:40001 v1 3 0 2040 40 cli\n"
             "s ITEM 2 127.0.0.1:40002 ace 0 1 2040 2040 ace\n"
             "s ITEM 3 127.0.0.1:40003 v1 0 0 2040 2040 -\n"
             "s END 3\n");
   ace.reset();  // ended: no longer listed
-  EXPECT_EQ(c->request("s2 SESSIONS"),
+  EXPECT_EQ(c->request(req::sessions("s2")),
             "s2 ITEM 1 127.0.0.1:40001 v1 3 0 2040 40 cli\n"
             "s2 ITEM 3 127.0.0.1:40003 v1 0 0 2040 2040 -\n"
             "s2 END 2\n");
+  // Raw on purpose: a field too many.
   EXPECT_EQ(c->request("s3 SESSIONS x"), "s3 ERR BAD_REQUEST too many arguments\n");
 }
 
@@ -600,19 +607,19 @@ TEST_F(DispatcherTest, SessionsListsEveryLiveSessionById) {
 // order, each once, those gone between chunks left out.
 TEST_F(DispatcherTest, ListingsOfWaitersAndSessionsStreamInChunks) {
   auto holder = session();  // 1
-  EXPECT_EQ(holder->request("a ACQUIRE splunk"), "a OK 1\n");
+  EXPECT_EQ(holder->request(req::acquire("a", "splunk")), "a OK 1\n");
   const std::string label(200, 'x');
   std::vector<std::unique_ptr<TestSession>> waiting;  // 2 .. 51, four requests each
   for (int i = 0; i < 50; ++i) {
     waiting.push_back(session());
-    EXPECT_EQ(waiting.back()->request("h HELLO 1 " + label).substr(0, 5), "h OK ");
-    for (int j = 0; j < 4; ++j) waiting.back()->request("q" + std::to_string(j) + " ACQUIRE splunk");
+    EXPECT_EQ(waiting.back()->request(req::hello("h", label)).substr(0, 5), "h OK ");
+    for (int j = 0; j < 4; ++j) waiting.back()->request(req::acquire("q" + std::to_string(j), "splunk"));
   }
   auto asker = session();                           // 52
   std::vector<std::unique_ptr<TestSession>> extra;  // 53 .. 162
   for (int i = 0; i < 110; ++i) {
     extra.push_back(session());
-    extra.back()->request("h HELLO 1 " + label);
+    extra.back()->request(req::hello("h", label));
   }
   // A whole listing, read as the network layer drains it; `between` runs
   // after the first chunk.
@@ -632,19 +639,19 @@ TEST_F(DispatcherTest, ListingsOfWaitersAndSessionsStreamInChunks) {
     return std::make_pair(ids, text);
   };
   // The last waiter's requests leave the queue before their rows are made.
-  auto [ids, text] = whole("w WAITERS splunk", [&] { waiting.back().reset(); });
+  auto [ids, text] = whole(req::waiters("w", "splunk"), [&] { waiting.back().reset(); });
   ASSERT_EQ(ids.size(), 196u);
   for (std::size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(ids[i], 2 + i / 4) << i;
   EXPECT_TRUE(text.ends_with(" " + label + "\nw END 196\n"));
   // SESSIONS: by id, each once; one that ends before its row is left out.
-  std::tie(ids, text) = whole("s SESSIONS", [&] { extra.back().reset(); });
+  std::tie(ids, text) = whole(req::sessions("s"), [&] { extra.back().reset(); });
   ASSERT_EQ(ids.size(), 160u);
   EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
   EXPECT_EQ(std::adjacent_find(ids.begin(), ids.end()), ids.end());
   EXPECT_EQ(ids.back(), 161u);
   EXPECT_TRUE(text.ends_with("s END 160\n"));
   // HOLDERS of a name nobody holds is one chunk: END at once.
-  EXPECT_EQ(asker->request("h HOLDERS pool"), "h END 0\n");
+  EXPECT_EQ(asker->request(req::holders("h", "pool")), "h END 0\n");
   EXPECT_FALSE(asker->state.list.has_value());
 }
 
@@ -712,21 +719,22 @@ TEST_F(DispatcherTest, KickNeedsTheAdminRightBeforeAnythingAboutTheId) {
   auto other = session();
   admin->state.address = kLoopback;
   const std::string denied = "k ERR DENIED KICK needs the admin right (admin_networks)\n";
-  EXPECT_EQ(other->request("k KICK 1"), denied);  // no address known: no right
-  EXPECT_EQ(other->request("k KICK 99"), denied);
+  EXPECT_EQ(other->request(req::kick("k", 1)), denied);  // no address known: no right
+  EXPECT_EQ(other->request(req::kick("k", 99)), denied);
+  // Raw on purpose: KICK of what is no session id, or of none.
   EXPECT_EQ(other->request("k KICK abc"), denied);
   EXPECT_EQ(admin->request("k KICK abc"), "k ERR BAD_ARG a session id is a decimal number 1..18446744073709551615\n");
   EXPECT_EQ(admin->request("k KICK 0").rfind("k ERR BAD_ARG ", 0), 0u);
-  EXPECT_EQ(admin->request("k KICK 99"), "k ERR NOT_FOUND no such session\n");
+  EXPECT_EQ(admin->request(req::kick("k", 99)), "k ERR NOT_FOUND no such session\n");
   EXPECT_EQ(admin->request("k KICK"), "k ERR BAD_REQUEST missing argument\n");
   // admin_networks is read at each KICK: a reload that drops the network
   // takes the right away from an open session at once.
   auto list = AllowList::parse("10.0.0.0/8");
   ASSERT_TRUE(list.has_value());
   config_.admin_networks = *list;
-  EXPECT_EQ(admin->request("k KICK 2"), denied);
+  EXPECT_EQ(admin->request(req::kick("k", 2)), denied);
   other->state.address = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 2, 3};
-  EXPECT_EQ(other->request("k KICK 1"), "k OK\n");
+  EXPECT_EQ(other->request(req::kick("k", 1)), "k OK\n");
   EXPECT_EQ(admin->ends.size(), 1u);
 }
 
@@ -735,12 +743,12 @@ TEST_F(DispatcherTest, KickEndsTheSessionReleasingAndGrantingAtOnceDroppingItsQu
   auto victim = session();
   auto next = session();
   admin->state.address = kLoopback;
-  EXPECT_EQ(victim->request("a ACQUIRE splunk"), "a OK 1\n");
-  EXPECT_EQ(admin->request("f ACQUIRE pool 3"), "f OK 2\n");
-  EXPECT_EQ(victim->request("q ACQUIRE pool 1"), "q QUEUED 1\n");
-  EXPECT_EQ(next->request("b ACQUIRE splunk"), "b QUEUED 1\n");
-  EXPECT_EQ(next->request("c ACQUIRE pool 1"), "c QUEUED 2\n");
-  EXPECT_EQ(admin->request("k KICK 2"), "k OK\n");
+  EXPECT_EQ(victim->request(req::acquire("a", "splunk")), "a OK 1\n");
+  EXPECT_EQ(admin->request(req::acquire("f", "pool", 3)), "f OK 2\n");
+  EXPECT_EQ(victim->request(req::acquire("q", "pool")), "q QUEUED 1\n");
+  EXPECT_EQ(next->request(req::acquire("b", "splunk")), "b QUEUED 1\n");
+  EXPECT_EQ(next->request(req::acquire("c", "pool")), "c QUEUED 2\n");
+  EXPECT_EQ(admin->request(req::kick("k", 2)), "k OK\n");
   EXPECT_EQ(victim->read(), "* ERR KICKED kicked by session 1 (127.0.0.1:40001)\n");
   EXPECT_EQ(victim->ends, std::vector<std::string>{"kicked by session 1 (127.0.0.1:40001)"});
   EXPECT_EQ(victim->causes, std::vector<stats::EndCause>{stats::EndCause::kKicked});
@@ -749,14 +757,14 @@ TEST_F(DispatcherTest, KickEndsTheSessionReleasingAndGrantingAtOnceDroppingItsQu
   EXPECT_EQ(next->read(), "b OK 3\n");  // its permit went to the next at once
   // Its queued request is dropped without an answer: the permit the admin
   // gives back goes past it to the next in line.
-  EXPECT_EQ(admin->request("r RELEASE pool"), "r OK 0\n");
+  EXPECT_EQ(admin->request(req::release("r", "pool")), "r OK 0\n");
   EXPECT_EQ(victim->read(), "");
   EXPECT_EQ(next->read(), "c OK 4\n");
-  EXPECT_EQ(admin->request("s SESSIONS"),
+  EXPECT_EQ(admin->request(req::sessions("s")),
             "s ITEM 1 127.0.0.1:40001 v1 2 0 0 0 -\n"
             "s ITEM 3 127.0.0.1:40003 v1 2 0 0 0 -\n"
             "s END 2\n");
-  EXPECT_EQ(admin->request("k2 KICK 2"), "k2 ERR NOT_FOUND no such session\n");  // ended: not live
+  EXPECT_EQ(admin->request(req::kick("k2", 2)), "k2 ERR NOT_FOUND no such session\n");  // ended: not live
 }
 
 TEST_F(DispatcherTest, KickClosesAnAceSessionSilentlyAndOneMayKickItself) {
@@ -766,15 +774,15 @@ TEST_F(DispatcherTest, KickClosesAnAceSessionSilentlyAndOneMayKickItself) {
   admin->state.address = kLoopback;
   ace->ace(AceParser::Token::kAcquire, "splunk");
   EXPECT_EQ(ace->read(), "locked|");
-  EXPECT_EQ(next->request("b ACQUIRE splunk"), "b QUEUED 1\n");
-  EXPECT_EQ(admin->request("k KICK 2"), "k OK\n");
+  EXPECT_EQ(next->request(req::acquire("b", "splunk")), "b QUEUED 1\n");
+  EXPECT_EQ(admin->request(req::kick("k", 2)), "k OK\n");
   EXPECT_EQ(ace->read(), "");  // never a `*` line to ACE
   EXPECT_EQ(ace->ends.size(), 1u);
   EXPECT_EQ(next->read(), "b OK 2\n");
-  EXPECT_EQ(admin->request("a ACQUIRE pool"), "a OK 3\n");
-  EXPECT_EQ(admin->request("k2 KICK 1"), "k2 OK\n* ERR KICKED kicked by session 1 (127.0.0.1:40001)\n");
+  EXPECT_EQ(admin->request(req::acquire("a", "pool")), "a OK 3\n");
+  EXPECT_EQ(admin->request(req::kick("k2", 1)), "k2 OK\n* ERR KICKED kicked by session 1 (127.0.0.1:40001)\n");
   EXPECT_EQ(admin->ends.size(), 1u);
-  EXPECT_EQ(next->request("g GET pool"), "g OK 3 3 0 0 defined\n");
+  EXPECT_EQ(next->request(req::get("g", "pool")), "g OK 3 3 0 0 defined\n");
 }
 
 }  // namespace
