@@ -17,11 +17,13 @@
 #include <optional>
 
 #include "netsemd_harness.h"
+#include "support/request_lines.h"
 
 namespace netsem::server {
 namespace {
 
 using namespace std::chrono_literals;
+namespace req = netsem::testing::req;
 
 TEST(KeepAlive, FindsADeadPeerWithinTheSessionTimeout) {
   const struct {
@@ -104,7 +106,7 @@ TEST(ServerKeepAlive, AcceptedSessionSocketsProbeTheirPeer) {
     ASSERT_TRUE(server);
     auto client = testing::Client::connect(server->port());
     ASSERT_TRUE(client);
-    ASSERT_EQ(client->request("p PING"), "p PONG");  // accepted and served
+    ASSERT_EQ(client->request(req::ping("p")), "p PONG");  // accepted and served
     const int fd = steal_peer_socket(server->pid(), local_port(client->fd()));
     if (fd < 0 && (errno == EPERM || errno == ENOSYS)) GTEST_SKIP() << "pidfd_getfd not allowed here";
     ASSERT_GE(fd, 0) << "no socket of netsemd has this client as its peer";

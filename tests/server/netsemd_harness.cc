@@ -2,6 +2,7 @@
 // the built binary, its log in a file the harness reads to learn the port)
 // and a poll()-based client so that no test can hang on a read.
 #include "netsemd_harness.h"
+#include "support/request_lines.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -358,7 +359,7 @@ FullServer start_full_server() {
   if (!full.server) return full;
   full.holder = Client::connect(full.server->port());
   EXPECT_TRUE(full.holder) << "no connection to netsemd";
-  if (full.holder && full.holder->request("p PING") != "p PONG") {
+  if (full.holder && full.holder->request(req::ping("p")) != "p PONG") {
     ADD_FAILURE() << "the holder's PING went unanswered";
     full.holder.reset();
   }

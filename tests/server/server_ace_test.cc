@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "netsemd_harness.h"
+#include "support/request_lines.h"
 
 namespace netsem::testing {
 namespace {
@@ -204,9 +205,9 @@ TEST(ServerAce, FreeSemaphoreIsLockedAtOnceAndReleasedWithOk) {
 
   auto v1 = Client::connect(server->port());
   ASSERT_TRUE(v1);
-  EXPECT_EQ(v1->request("g GET pcap"), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(v1->request(req::get("g", "pcap")), "g OK 0 1 1 0 undefined");
   ASSERT_TRUE(ace->release());
-  EXPECT_EQ(await_answer(*v1, "g GET pcap", "g OK 1 1 0 0 absent"), "g OK 1 1 0 0 absent");
+  EXPECT_EQ(await_answer(*v1, req::get("g", "pcap"), "g OK 1 1 0 0 absent"), "g OK 1 1 0 0 absent");
 }
 
 TEST(ServerAce, QueuedClientGetsOneWaitPerSecondThenLocked) {
@@ -263,7 +264,7 @@ TEST(ServerAce, WaitAndReleaseInOneWriteIsAnsweredOk) {
 
   auto v1 = Client::connect(server->port());
   ASSERT_TRUE(v1);
-  EXPECT_EQ(await_answer(*v1, "g GET x", "g OK 1 1 0 0 absent"), "g OK 1 1 0 0 absent");
+  EXPECT_EQ(await_answer(*v1, req::get("g", "x"), "g OK 1 1 0 0 absent"), "g OK 1 1 0 0 absent");
 }
 
 TEST(ServerAce, NamesWithSpacesAndColonsAreTheV1PercentEncodedNames) {
@@ -280,17 +281,18 @@ TEST(ServerAce, NamesWithSpacesAndColonsAreTheV1PercentEncodedNames) {
 
   auto v1 = Client::connect(server->port());
   ASSERT_TRUE(v1);
-  EXPECT_EQ(v1->request("g1 GET host:10.0.0.1%20web"), "g1 OK 0 1 1 0 undefined");
+  EXPECT_EQ(v1->request(req::get("g1", "host:10.0.0.1 web")), "g1 OK 0 1 1 0 undefined");
+  // Raw on purpose: the name encoded otherwise than the encoder would (%3A).
   EXPECT_EQ(v1->request("g2 GET host%3A10.0.0.1%20web"), "g2 OK 0 1 1 0 undefined");
-  EXPECT_EQ(v1->request("g3 GET host:10.0.0.1"), "g3 OK 1 1 0 0 absent");
-  EXPECT_EQ(v1->request("g4 GET 50%25off"), "g4 OK 0 1 1 0 undefined");
-  EXPECT_EQ(v1->request("l LIST host:10.0.0.1%20"), "l ITEM host:10.0.0.1%20web 0 1 1 0 undefined");
+  EXPECT_EQ(v1->request(req::get("g3", "host:10.0.0.1")), "g3 OK 1 1 0 0 absent");
+  EXPECT_EQ(v1->request(req::get("g4", "50%off")), "g4 OK 0 1 1 0 undefined");
+  EXPECT_EQ(v1->request(req::list("l", "host:10.0.0.1 ")), "l ITEM host:10.0.0.1%20web 0 1 1 0 undefined");
   EXPECT_EQ(v1->read_line().value_or("<none>"), "l END 1");
-  EXPECT_EQ(v1->request("t ACQUIRE host:10.0.0.1%20web 1 0"), "t TIMEOUT");
+  EXPECT_EQ(v1->request(req::acquire("t", "host:10.0.0.1 web", 1, 0)), "t TIMEOUT");
 
   ASSERT_TRUE(ace->release());
-  EXPECT_EQ(await_answer(*v1, "g5 GET host:10.0.0.1%20web", "g5 OK 1 1 0 0 absent"), "g5 OK 1 1 0 0 absent");
-  EXPECT_TRUE(v1->request("a ACQUIRE host:10.0.0.1%20web 1 0").starts_with("a OK "));
+  EXPECT_EQ(await_answer(*v1, req::get("g5", "host:10.0.0.1 web"), "g5 OK 1 1 0 0 absent"), "g5 OK 1 1 0 0 absent");
+  EXPECT_TRUE(v1->request(req::acquire("a", "host:10.0.0.1 web", 1, 0)).starts_with("a OK "));
   ASSERT_TRUE(percent->release());
 }
 
@@ -304,7 +306,7 @@ TEST(ServerAce, NamesAreOneTo255Bytes) {
   ASSERT_TRUE(ace->await_locked(1s));
   auto v1 = Client::connect(server->port());
   ASSERT_TRUE(v1);
-  EXPECT_EQ(v1->request("g GET " + longest), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(v1->request(req::get("g", longest)), "g OK 0 1 1 0 undefined");
 
   auto too_long = AceClient::connect(server->port());
   ASSERT_TRUE(too_long);
@@ -318,23 +320,23 @@ TEST(ServerAce, AceAndV1ClientsShareOneFifoQueue) {
   ASSERT_TRUE(server);
   auto v1_holder = Client::connect(server->port());
   ASSERT_TRUE(v1_holder);
-  ASSERT_TRUE(v1_holder->request("a ACQUIRE shared").starts_with("a OK "));
+  ASSERT_TRUE(v1_holder->request(req::acquire("a", "shared")).starts_with("a OK "));
 
   auto ace = AceClient::connect(server->port());
   ASSERT_TRUE(ace);
   ace->acquire("shared");
   auto observer = Client::connect(server->port());
   ASSERT_TRUE(observer);
-  ASSERT_EQ(await_answer(*observer, "g GET shared", "g OK 0 1 1 1 undefined"), "g OK 0 1 1 1 undefined");
+  ASSERT_EQ(await_answer(*observer, req::get("g", "shared"), "g OK 0 1 1 1 undefined"), "g OK 0 1 1 1 undefined");
 
   auto v1_queued = Client::connect(server->port());
   ASSERT_TRUE(v1_queued);
-  EXPECT_EQ(v1_queued->request("c ACQUIRE shared"), "c QUEUED 2");
+  EXPECT_EQ(v1_queued->request(req::acquire("c", "shared")), "c QUEUED 2");
 
-  EXPECT_EQ(v1_holder->request("r RELEASE shared"), "r OK 0");
+  EXPECT_EQ(v1_holder->request(req::release("r", "shared")), "r OK 0");
   ASSERT_TRUE(ace->await_locked(1s)) << "the ACE client, first in the queue, was not granted";
   EXPECT_TRUE(v1_queued->quiet_for(300ms)) << "the later v1 waiter overtook the ACE one";
-  EXPECT_EQ(observer->request("g GET shared"), "g OK 0 1 1 1 undefined");
+  EXPECT_EQ(observer->request(req::get("g", "shared")), "g OK 0 1 1 1 undefined");
 
   ASSERT_TRUE(ace->release());
   const auto granted = v1_queued->read_line(2s);
@@ -347,20 +349,20 @@ TEST(ServerAce, ClientClosingWhileQueuedLeavesTheQueue) {
   ASSERT_TRUE(server);
   auto holder = Client::connect(server->port());
   ASSERT_TRUE(holder);
-  ASSERT_TRUE(holder->request("a ACQUIRE q").starts_with("a OK "));
+  ASSERT_TRUE(holder->request(req::acquire("a", "q")).starts_with("a OK "));
 
   auto ace = AceClient::connect(server->port());
   ASSERT_TRUE(ace);
   ace->acquire("q");
   auto observer = Client::connect(server->port());
   ASSERT_TRUE(observer);
-  ASSERT_EQ(await_answer(*observer, "g GET q", "g OK 0 1 1 1 undefined"), "g OK 0 1 1 1 undefined");
+  ASSERT_EQ(await_answer(*observer, req::get("g", "q"), "g OK 0 1 1 1 undefined"), "g OK 0 1 1 1 undefined");
   ace->close();
-  EXPECT_EQ(await_answer(*observer, "g GET q", "g OK 0 1 1 0 undefined"), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(await_answer(*observer, req::get("g", "q"), "g OK 0 1 1 0 undefined"), "g OK 0 1 1 0 undefined");
 
   // The next waiter is first in line and gets the permit.
-  EXPECT_EQ(observer->request("b ACQUIRE q"), "b QUEUED 1");
-  EXPECT_EQ(holder->request("r RELEASE q"), "r OK 0");
+  EXPECT_EQ(observer->request(req::acquire("b", "q")), "b QUEUED 1");
+  EXPECT_EQ(holder->request(req::release("r", "q")), "r OK 0");
   const auto granted = observer->read_line(2s);
   ASSERT_TRUE(granted);
   EXPECT_TRUE(granted->starts_with("b OK ")) << *granted;
@@ -376,7 +378,7 @@ TEST(ServerAce, ClientClosingWhileHoldingReleases) {
 
   auto v1 = Client::connect(server->port());
   ASSERT_TRUE(v1);
-  EXPECT_EQ(v1->request("w ACQUIRE pcap"), "w QUEUED 1");
+  EXPECT_EQ(v1->request(req::acquire("w", "pcap")), "w QUEUED 1");
   ace->close();
   const auto granted = v1->read_line(2s);
   ASSERT_TRUE(granted);
@@ -388,7 +390,7 @@ TEST(ServerAce, GarbageClosesSilentlyAndLeavesOtherPermits) {
   ASSERT_TRUE(server);
   auto holder = Client::connect(server->port());
   ASSERT_TRUE(holder);
-  ASSERT_TRUE(holder->request("a ACQUIRE x").starts_with("a OK "));
+  ASSERT_TRUE(holder->request(req::acquire("a", "x")).starts_with("a OK "));
 
   const char* const kFirstWrites[] = {
       "acquire:x|garbage|",    // a bad token after the request
@@ -414,18 +416,18 @@ TEST(ServerAce, GarbageClosesSilentlyAndLeavesOtherPermits) {
     EXPECT_TRUE(ace->closed_silently());
   }
   // None of that touched the v1 holder's permit, nor left a waiter.
-  EXPECT_EQ(holder->request("g GET x"), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(holder->request(req::get("g", "x")), "g OK 0 1 1 0 undefined");
 
   // Garbage from a holder closes it silently and releases its own permit only.
   auto ace = AceClient::connect(server->port());
   ASSERT_TRUE(ace);
   ace->acquire("z");
   ASSERT_TRUE(ace->await_locked(1s));
-  EXPECT_EQ(holder->request("g GET z"), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(holder->request(req::get("g", "z")), "g OK 0 1 1 0 undefined");
   ace->send("hello|");
   EXPECT_TRUE(ace->closed_silently());
-  EXPECT_EQ(await_answer(*holder, "g GET z", "g OK 1 1 0 0 absent"), "g OK 1 1 0 0 absent");
-  EXPECT_EQ(holder->request("g GET x"), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(await_answer(*holder, req::get("g", "z"), "g OK 1 1 0 0 absent"), "g OK 1 1 0 0 absent");
+  EXPECT_EQ(holder->request(req::get("g", "x")), "g OK 0 1 1 0 undefined");
 }
 
 // A request with garbage behind it in the same read is refused as a whole:
@@ -440,7 +442,7 @@ TEST(ServerAce, GarbageAfterAFreeRequestIsNotGranted) {
   EXPECT_TRUE(ace->closed_silently());
   auto v1 = Client::connect(server->port());
   ASSERT_TRUE(v1);
-  EXPECT_EQ(await_answer(*v1, "g GET free", "g OK 1 1 0 0 absent"), "g OK 1 1 0 0 absent");
+  EXPECT_EQ(await_answer(*v1, req::get("g", "free"), "g OK 1 1 0 0 absent"), "g OK 1 1 0 0 absent");
 }
 
 TEST(ServerAce, ReadsAnAceConfigurationFileUnchanged) {
@@ -474,10 +476,10 @@ TEST(ServerAce, ReadsAnAceConfigurationFileUnchanged) {
 
   auto v1 = Client::connect(server->port());
   ASSERT_TRUE(v1);
-  EXPECT_EQ(v1->request("g1 GET pcap"), "g1 OK 2 2 0 0 defined");
-  EXPECT_EQ(v1->request("g2 GET Pcap"), "g2 OK 1 1 0 0 absent");
-  EXPECT_EQ(v1->request("g3 GET splunk"), "g3 OK 1 1 0 0 defined");
-  EXPECT_EQ(v1->request("g4 GET other"), "g4 OK 1 1 0 0 absent");
+  EXPECT_EQ(v1->request(req::get("g1", "pcap")), "g1 OK 2 2 0 0 defined");
+  EXPECT_EQ(v1->request(req::get("g2", "Pcap")), "g2 OK 1 1 0 0 absent");
+  EXPECT_EQ(v1->request(req::get("g3", "splunk")), "g3 OK 1 1 0 0 defined");
+  EXPECT_EQ(v1->request(req::get("g4", "other")), "g4 OK 1 1 0 0 absent");
 
   // Two ACE clients hold pcap at once; a third waits.
   auto first = AceClient::connect(server->port());
@@ -489,12 +491,12 @@ TEST(ServerAce, ReadsAnAceConfigurationFileUnchanged) {
   second->acquire("pcap");
   ASSERT_TRUE(second->await_locked(1s));
   third->acquire("pcap");
-  EXPECT_EQ(await_answer(*v1, "g5 GET pcap", "g5 OK 0 2 2 1 defined"), "g5 OK 0 2 2 1 defined");
+  EXPECT_EQ(await_answer(*v1, req::get("g5", "pcap"), "g5 OK 0 2 2 1 defined"), "g5 OK 0 2 2 1 defined");
   ASSERT_TRUE(first->release());
   ASSERT_TRUE(third->await_locked(2s));
   ASSERT_TRUE(second->release());
   ASSERT_TRUE(third->release());
-  EXPECT_EQ(await_answer(*v1, "g6 GET pcap", "g6 OK 2 2 0 0 defined"), "g6 OK 2 2 0 0 defined");
+  EXPECT_EQ(await_answer(*v1, req::get("g6", "pcap"), "g6 OK 2 2 0 0 defined"), "g6 OK 2 2 0 0 defined");
 }
 
 TEST(ServerAce, DeniedClientIsClosedWithoutAWord) {
@@ -522,7 +524,7 @@ TEST(ServerAce, ClientOverMaxConnectionsIsClosedWithoutAWord) {
   ace->acquire("pcap");
   EXPECT_TRUE(ace->closed_silently(2s));
   EXPECT_TRUE(server->wait_for_log("max_connections (1) reached")) << server->log();
-  EXPECT_EQ(holder->request("g GET pcap"), "g OK 1 1 0 0 absent");
+  EXPECT_EQ(holder->request(req::get("g", "pcap")), "g OK 1 1 0 0 absent");
 }
 
 TEST(ServerAce, UnfinishedAcquireTimesOut) {
@@ -535,14 +537,14 @@ TEST(ServerAce, UnfinishedAcquireTimesOut) {
   ASSERT_TRUE(v1);
   // Both sessions are open at first: the ACE one is closed by the timeout,
   // not on sight of its unfinished token.
-  const std::string first = v1->request("s0 STATS");
+  const std::string first = v1->request(req::stats("s0"));
   EXPECT_NE(first.find("\"sessions\":2,"), std::string::npos) << first;
   const auto deadline = std::chrono::steady_clock::now() + 3s;
   std::string stats;
   while (std::chrono::steady_clock::now() < deadline) {
-    stats = v1->request("s STATS");
+    stats = v1->request(req::stats("s"));
     if (stats.find("\"sessions\":1,") != std::string::npos) break;
-    EXPECT_EQ(v1->request("p PING"), "p PONG");  // keeps the v1 session itself alive
+    EXPECT_EQ(v1->request(req::ping("p")), "p PONG");  // keeps the v1 session itself alive
     std::this_thread::sleep_for(50ms);
   }
   EXPECT_NE(stats.find("\"sessions\":1,"), std::string::npos) << stats;
@@ -555,22 +557,22 @@ TEST(ServerAce, LongWaitInTheQueueIsNotSilenceOnceGranted) {
   ASSERT_TRUE(server);
   auto holder = Client::connect(server->port());
   ASSERT_TRUE(holder);
-  ASSERT_EQ(holder->request("a ACQUIRE lic").rfind("a OK ", 0), 0u);
+  ASSERT_EQ(holder->request(req::acquire("a", "lic")).rfind("a OK ", 0), 0u);
   auto ace = AceClient::connect(server->port());
   ASSERT_TRUE(ace);
   ace->acquire("lic");
   const auto queued_until = std::chrono::steady_clock::now() + 10500ms;
   while (std::chrono::steady_clock::now() < queued_until) {
-    ASSERT_EQ(holder->request("p PING"), "p PONG");  // the v1 holder is not silent
+    ASSERT_EQ(holder->request(req::ping("p")), "p PONG");  // the v1 holder is not silent
     std::this_thread::sleep_for(1s);
   }
-  ASSERT_EQ(holder->request("r RELEASE lic"), "r OK 0");
+  ASSERT_EQ(holder->request(req::release("r", "lic")), "r OK 0");
   const auto granted_by = std::chrono::steady_clock::now() + 3s;
   auto got = AceClient::Got::kWait;
   while (got == AceClient::Got::kWait && std::chrono::steady_clock::now() < granted_by) got = ace->read(1500ms);
   ASSERT_EQ(got, AceClient::Got::kLocked) << escape(ace->last());
   std::this_thread::sleep_for(300ms);
-  EXPECT_EQ(holder->request("g GET lic"), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(holder->request(req::get("g", "lic")), "g OK 0 1 1 0 undefined");
   ASSERT_TRUE(ace->release());
 }
 
@@ -586,7 +588,7 @@ TEST(ServerAce, SessionTimeoutBelowTenSecondsSparesAceClients) {
   queued->acquire("t");
   auto v1 = Client::connect(server->port());
   ASSERT_TRUE(v1);
-  ASSERT_TRUE(v1->request("a ACQUIRE v1held").starts_with("a OK "));
+  ASSERT_TRUE(v1->request(req::acquire("a", "v1held")).starts_with("a OK "));
 
   // A v1 session silent for well over 300 ms is dropped and released...
   EXPECT_TRUE(v1->wait_closed(1500ms));
@@ -597,8 +599,8 @@ TEST(ServerAce, SessionTimeoutBelowTenSecondsSparesAceClients) {
 
   auto checker = Client::connect(server->port());
   ASSERT_TRUE(checker);
-  EXPECT_EQ(checker->request("g1 GET t"), "g1 OK 0 1 1 1 undefined");
-  EXPECT_EQ(checker->request("g2 GET v1held"), "g2 OK 1 1 0 0 absent");
+  EXPECT_EQ(checker->request(req::get("g1", "t")), "g1 OK 0 1 1 1 undefined");
+  EXPECT_EQ(checker->request(req::get("g2", "v1held")), "g2 OK 1 1 0 0 absent");
   ASSERT_TRUE(holder->release());
   ASSERT_TRUE(queued->await_locked(1s));
   ASSERT_TRUE(queued->release());
@@ -613,15 +615,15 @@ TEST(ServerAce, DefaultSessionTimeoutDropsTheSilentAndSparesAceClients) {
   ASSERT_TRUE(server);
   auto observer = Client::connect(server->port());
   ASSERT_TRUE(observer);
-  ASSERT_NE(observer->request("s STATS").find("\"session_timeout_ms\":15000"), std::string::npos);
+  ASSERT_NE(observer->request(req::stats("s")).find("\"session_timeout_ms\":15000"), std::string::npos);
 
   auto silent = Client::connect(server->port());
   ASSERT_TRUE(silent);
-  ASSERT_EQ(fields(silent->request("a ACQUIRE lic"))[1], "OK");
+  ASSERT_EQ(fields(silent->request(req::acquire("a", "lic")))[1], "OK");
   const auto silent_since = Clock::now();
   auto waiter = Client::connect(server->port());
   ASSERT_TRUE(waiter);
-  ASSERT_EQ(waiter->request("w ACQUIRE lic"), "w QUEUED 1");
+  ASSERT_EQ(waiter->request(req::acquire("w", "lic")), "w QUEUED 1");
 
   auto ace_holder = AceClient::connect(server->port());
   ASSERT_TRUE(ace_holder);
@@ -639,7 +641,7 @@ TEST(ServerAce, DefaultSessionTimeoutDropsTheSilentAndSparesAceClients) {
   auto next_keep_alive = Clock::now() + 3s;
   while (!granted && Clock::now() < silent_since + 20s) {
     if (Clock::now() >= next_ping) {
-      waiter->send_line("p PING");
+      waiter->send_line(req::ping("p"));
       next_ping += 2s;
     }
     if (Clock::now() >= next_keep_alive) {

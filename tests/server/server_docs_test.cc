@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "netsemd_harness.h"
+#include "support/request_lines.h"
 
 namespace netsem::testing {
 namespace {
@@ -43,7 +44,7 @@ TEST(ServerDocs, EveryStatsFieldIsDocumentedAndEveryDocumentedOneEmitted) {
   auto server = Netsemd::start({}, &error);
   ASSERT_TRUE(server) << error;
   auto client = Client::connect(server->port());
-  const std::string answer = client->request("s STATS");
+  const std::string answer = client->request(req::stats("s"));
   ASSERT_EQ(answer.rfind("s OK {", 0), 0u) << answer;
   const auto json = nlohmann::json::parse(answer.substr(5), nullptr, false);
   ASSERT_TRUE(json.is_object()) << answer;

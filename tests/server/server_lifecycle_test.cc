@@ -14,6 +14,7 @@
 
 #include "journal/file_journal.h"
 #include "netsemd_harness.h"
+#include "support/request_lines.h"
 
 namespace netsem::testing {
 namespace {
@@ -24,9 +25,9 @@ TEST(ServerLifecycle, SigtermTellsSessionsWritesStatusAndExitsZero) {
   auto server = start_server(options);
   ASSERT_TRUE(server);
   auto holder = Client::connect(server->port());
-  fence_of(holder->request("a ACQUIRE db"));
+  fence_of(holder->request(req::acquire("a", "db")));
   auto idle = Client::connect(server->port());
-  EXPECT_EQ(idle->request("p PING"), "p PONG");
+  EXPECT_EQ(idle->request(req::ping("p")), "p PONG");
   server->send_signal(SIGTERM);
   for (auto* client : {holder.get(), idle.get()}) {
     const auto line = client->read_line();
@@ -60,9 +61,10 @@ TEST(ServerLifecycle, SigtermGrantsNothingToTheQueuedSessions) {
   for (int i = 0; i < 8; ++i) waiters.push_back(Client::connect(server->port()));
   for (int i = 0; i < 4; ++i) holders.push_back(Client::connect(server->port()));
   for (int i = 0; i < 8; ++i) waiters.push_back(Client::connect(server->port()));
-  for (int i = 0; i < 4; ++i) fence_of(holders[i]->request("a ACQUIRE n" + std::to_string(i)));
+  for (int i = 0; i < 4; ++i) fence_of(holders[i]->request(req::acquire("a", "n" + std::to_string(i))));
   for (int i = 0; i < 16; ++i) {
-    EXPECT_EQ(waiters[i]->request("w ACQUIRE n" + std::to_string(i % 4)), "w QUEUED " + std::to_string(i / 4 + 1));
+    EXPECT_EQ(waiters[i]->request(req::acquire("w", "n" + std::to_string(i % 4))),
+              "w QUEUED " + std::to_string(i / 4 + 1));
   }
   server->send_signal(SIGTERM);
   for (auto& waiter : waiters) {
@@ -82,7 +84,7 @@ TEST(ServerLifecycle, SigtermExitsEvenWhenAPeerNeverReads) {
   auto silent = Client::connect(server->port(), "127.0.0.1", 4096);
   ASSERT_TRUE(silent);
   // Fill the server's output to this peer until it would block, then never read.
-  const std::string one = "p PING " + std::string(3000, 'x') + "\n";
+  const std::string one = req::ping("p", std::string(3000, 'x')) + "\n";
   std::string lines;
   for (int i = 0; i < 1000; ++i) lines += one;
   std::thread writer([&] { silent->send(lines); });
@@ -102,10 +104,10 @@ TEST(ServerLifecycle, StatusFileListsDefinedAndInUseSemaphores) {
   auto server = start_server(options);
   ASSERT_TRUE(server);
   auto holder = Client::connect(server->port());
-  fence_of(holder->request("a ACQUIRE db"));
-  fence_of(holder->request("b ACQUIRE web%20host"));
+  fence_of(holder->request(req::acquire("a", "db")));
+  fence_of(holder->request(req::acquire("b", "web host")));
   auto waiter = Client::connect(server->port());
-  EXPECT_EQ(waiter->request("w ACQUIRE web%20host"), "w QUEUED 1");
+  EXPECT_EQ(waiter->request(req::acquire("w", "web host")), "w QUEUED 1");
   const auto path = server->data_dir() / "semaphore.status";
   std::string text;
   for (int i = 0; i < 100 && text.find("web%20host") == std::string::npos; ++i) {
@@ -125,28 +127,28 @@ TEST(ServerLifecycle, SighupRaisesAndLowersLimitsWithoutDroppingSessions) {
   auto a = Client::connect(server->port());
   auto b = Client::connect(server->port());
   auto c = Client::connect(server->port());
-  fence_of(a->request("a ACQUIRE db"));
-  EXPECT_EQ(b->request("b ACQUIRE db"), "b QUEUED 1");
+  fence_of(a->request(req::acquire("a", "db")));
+  EXPECT_EQ(b->request(req::acquire("b", "db")), "b QUEUED 1");
 
   // Raised: the waiter is granted at once.
   options.semaphores = "db = 3\n";
   server->rewrite_config(options);
   server->send_signal(SIGHUP);
   fence_of(b->read_line().value_or(""));
-  EXPECT_EQ(c->request("g GET db"), "g OK 1 3 2 0 defined");
+  EXPECT_EQ(c->request(req::get("g", "db")), "g OK 1 3 2 0 defined");
 
   // Lowered below use: nothing is revoked; new grants wait until use fits.
   options.semaphores = "db = 1\n";
   server->rewrite_config(options);
   server->send_signal(SIGHUP);
-  ASSERT_EQ(await_answer(*c, "g2 GET db", "g2 OK 0 1 2 0 defined"), "g2 OK 0 1 2 0 defined");
-  EXPECT_EQ(c->request("c ACQUIRE db"), "c QUEUED 1");
-  EXPECT_EQ(a->request("r RELEASE db"), "r OK 0");
+  ASSERT_EQ(await_answer(*c, req::get("g2", "db"), "g2 OK 0 1 2 0 defined"), "g2 OK 0 1 2 0 defined");
+  EXPECT_EQ(c->request(req::acquire("c", "db")), "c QUEUED 1");
+  EXPECT_EQ(a->request(req::release("r", "db")), "r OK 0");
   EXPECT_TRUE(c->quiet_for(100ms));  // b still holds the one permit
-  EXPECT_EQ(b->request("r RELEASE db"), "r OK 0");
+  EXPECT_EQ(b->request(req::release("r", "db")), "r OK 0");
   fence_of(c->read_line().value_or(""));
   // Sessions survived both reloads.
-  EXPECT_EQ(a->request("p PING"), "p PONG");
+  EXPECT_EQ(a->request(req::ping("p")), "p PONG");
 }
 
 TEST(ServerLifecycle, SighupWithABadFileKeepsTheRunningConfiguration) {
@@ -160,7 +162,7 @@ TEST(ServerLifecycle, SighupWithABadFileKeepsTheRunningConfiguration) {
   server->send_signal(SIGHUP);
   ASSERT_TRUE(server->wait_for_log("keeping the running configuration"));
   auto c = Client::connect(server->port());
-  EXPECT_EQ(c->request("g GET db"), "g OK 2 2 0 0 defined");
+  EXPECT_EQ(c->request(req::get("g", "db")), "g OK 2 2 0 0 defined");
 }
 
 TEST(ServerLifecycle, SighupRemovedNameBecomesUndefinedAndOversizedWaiterIsRefused) {
@@ -170,16 +172,16 @@ TEST(ServerLifecycle, SighupRemovedNameBecomesUndefinedAndOversizedWaiterIsRefus
   ASSERT_TRUE(server);
   auto a = Client::connect(server->port());
   auto b = Client::connect(server->port());
-  fence_of(a->request("a ACQUIRE db 2"));
-  EXPECT_EQ(b->request("b ACQUIRE db 2"), "b QUEUED 1");
+  fence_of(a->request(req::acquire("a", "db", 2)));
+  EXPECT_EQ(b->request(req::acquire("b", "db", 2)), "b QUEUED 1");
   options.semaphores = "";
   server->rewrite_config(options);
   server->send_signal(SIGHUP);
   const auto refused = b->read_line().value_or("");
   EXPECT_EQ(refused.rfind("b ERR TOO_MANY", 0), 0u) << refused;
-  EXPECT_EQ(a->request("g GET db").rfind("g OK 0 1 1 0 undefined", 0), 0u);
-  EXPECT_EQ(a->request("r RELEASE db 2").rfind("r OK", 0), 0u);
-  EXPECT_EQ(a->request("g2 GET db"), "g2 OK 1 1 0 0 absent");
+  EXPECT_EQ(a->request(req::get("g", "db")).rfind("g OK 0 1 1 0 undefined", 0), 0u);
+  EXPECT_EQ(a->request(req::release("r", "db", 2)).rfind("r OK", 0), 0u);
+  EXPECT_EQ(a->request(req::get("g2", "db")), "g2 OK 1 1 0 0 absent");
 }
 
 // Issue 10 item 6 by reload: a permit WAIT consumed kept a dropped name
@@ -192,27 +194,27 @@ TEST(ServerLifecycle, SighupDroppingNamesWithConsumedPermitsOrQueuedWaitsLeavesN
   ASSERT_TRUE(server);
   auto a = Client::connect(server->port());
   auto b = Client::connect(server->port());
-  fence_of(a->request("w WAIT db"));
-  fence_of(a->request("h ACQUIRE q"));
-  EXPECT_EQ(b->request("w ACQUIRE db 1 0"), "w TIMEOUT");
-  EXPECT_EQ(b->request("w2 WAIT q"), "w2 QUEUED 1");
+  fence_of(a->request(req::wait("w", "db")));
+  fence_of(a->request(req::acquire("h", "q")));
+  EXPECT_EQ(b->request(req::acquire("w", "db", 1, 0)), "w TIMEOUT");
+  EXPECT_EQ(b->request(req::wait("w2", "q")), "w2 QUEUED 1");
   options.semaphores = "";
   server->rewrite_config(options);
   server->send_signal(SIGHUP);
   const auto refused = b->read_line().value_or("");
   EXPECT_EQ(refused.rfind("w2 ERR NOT_FOUND", 0), 0u) << refused;
-  EXPECT_EQ(b->request("g GET db"), "g OK 1 1 0 0 absent");
-  EXPECT_EQ(b->request("g2 GET q"), "g2 OK 0 1 1 0 undefined");
-  EXPECT_EQ(a->request("r RELEASE q"), "r OK 1");
+  EXPECT_EQ(b->request(req::get("g", "db")), "g OK 1 1 0 0 absent");
+  EXPECT_EQ(b->request(req::get("g2", "q")), "g2 OK 0 1 1 0 undefined");
+  EXPECT_EQ(a->request(req::release("r", "q")), "r OK 1");
   a.reset();
   b.reset();
   auto c = Client::connect(server->port());
   for (const char* name : {"db", "q"}) {
     const std::string absent = std::string("g OK 1 1 0 0 absent");
-    EXPECT_EQ(await_answer(*c, std::string("g GET ") + name, absent), absent) << name;
-    fence_of(c->request(std::string("a ACQUIRE ") + name + " 1 0"));
-    EXPECT_EQ(c->request(std::string("r RELEASE ") + name), "r OK 1");
-    EXPECT_EQ(c->request(std::string("c CREATE ") + name + " 1"), "c OK") << name;
+    EXPECT_EQ(await_answer(*c, req::get("g", name), absent), absent) << name;
+    fence_of(c->request(req::acquire("a", name, 1, 0)));
+    EXPECT_EQ(c->request(req::release("r", name)), "r OK 1");
+    EXPECT_EQ(c->request(req::create("c", name, 1)), "c OK") << name;
   }
 }
 
@@ -232,14 +234,14 @@ TEST(ServerLifecycle, StartsAndReloadsWithAHundredThousandDefinedNames) {
   auto server = start_server(options);
   ASSERT_TRUE(server);
   auto c = Client::connect(server->port());
-  EXPECT_EQ(c->request("g GET n99999"), "g OK 1 1 0 0 defined");
+  EXPECT_EQ(c->request(req::get("g", "n99999")), "g OK 1 1 0 0 defined");
   options.semaphores = names(50'000, 150'000);
   server->rewrite_config(options);
   server->send_signal(SIGHUP);
   ASSERT_TRUE(server->wait_for_log("SIGHUP: reloaded 100000 defined semaphores", 30s));
-  EXPECT_EQ(c->request("g GET n0"), "g OK 1 1 0 0 absent");
-  EXPECT_EQ(c->request("g GET n50000"), "g OK 3 3 0 0 defined");
-  EXPECT_EQ(c->request("g GET n149999"), "g OK 3 3 0 0 defined");
+  EXPECT_EQ(c->request(req::get("g", "n0")), "g OK 1 1 0 0 absent");
+  EXPECT_EQ(c->request(req::get("g", "n50000")), "g OK 3 3 0 0 defined");
+  EXPECT_EQ(c->request(req::get("g", "n149999")), "g OK 3 3 0 0 defined");
 }
 
 TEST(ServerLifecycle, CreatedSemaphoresAndFencesSurviveKill9) {
@@ -249,16 +251,16 @@ TEST(ServerLifecycle, CreatedSemaphoresAndFencesSurviveKill9) {
   std::uint64_t last_fence = 0;
   {
     auto c = Client::connect(first->port());
-    EXPECT_EQ(c->request("c CREATE jobs 3 10"), "c OK");
-    EXPECT_EQ(c->request("c2 CREATE gone 1"), "c2 OK");
-    EXPECT_EQ(c->request("p POST jobs 4"), "p OK 7");
-    fence_of(c->request("w WAIT jobs 2"));
+    EXPECT_EQ(c->request(req::create("c", "jobs", 3, 10)), "c OK");
+    EXPECT_EQ(c->request(req::create("c2", "gone", 1)), "c2 OK");
+    EXPECT_EQ(c->request(req::post("p", "jobs", 4)), "p OK 7");
+    fence_of(c->request(req::wait("w", "jobs", 2)));
     // Held permits count as free in what survives: the holder dies with the server.
-    fence_of(c->request("a ACQUIRE jobs 1"));
-    EXPECT_EQ(c->request("d DELETE gone"), "d OK");
+    fence_of(c->request(req::acquire("a", "jobs")));
+    EXPECT_EQ(c->request(req::del("d", "gone")), "d OK");
     for (int i = 0; i < 5; ++i) {
-      last_fence = fence_of(c->request("a" + std::to_string(i) + " ACQUIRE x"));
-      EXPECT_EQ(c->request("r" + std::to_string(i) + " RELEASE x"), "r" + std::to_string(i) + " OK 1");
+      last_fence = fence_of(c->request(req::acquire("a" + std::to_string(i), "x")));
+      EXPECT_EQ(c->request(req::release("r" + std::to_string(i), "x")), "r" + std::to_string(i) + " OK 1");
     }
     first->send_signal(SIGKILL);
     ASSERT_TRUE(first->wait_exit());
@@ -268,9 +270,9 @@ TEST(ServerLifecycle, CreatedSemaphoresAndFencesSurviveKill9) {
   auto second = start_server(options);
   ASSERT_TRUE(second);
   auto c = Client::connect(second->port());
-  EXPECT_EQ(c->request("g GET jobs"), "g OK 5 10 0 0 created");
-  EXPECT_EQ(c->request("g2 GET gone"), "g2 OK 1 1 0 0 absent");
-  EXPECT_GT(fence_of(c->request("a ACQUIRE x")), last_fence);
+  EXPECT_EQ(c->request(req::get("g", "jobs")), "g OK 5 10 0 0 created");
+  EXPECT_EQ(c->request(req::get("g2", "gone")), "g2 OK 1 1 0 0 absent");
+  EXPECT_GT(fence_of(c->request(req::acquire("a", "x"))), last_fence);
 }
 
 TEST(ServerLifecycle, CreatedSemaphoreWhoseNameIsNowRefusedKeepsItsValue) {
@@ -297,11 +299,12 @@ TEST(ServerLifecycle, CreatedSemaphoreWhoseNameIsNowRefusedKeepsItsValue) {
         << server->log();
     auto c = Client::connect(server->port());
     ASSERT_TRUE(c);
-    c->send_line("l LIST old");
+    c->send_line(req::list("l", "old"));
     EXPECT_EQ(c->read_line().value_or(""), "l ITEM " + legacy + " 2 5 0 0 created");
     EXPECT_EQ(c->read_line().value_or(""), "l END 1");
+    // Raw on purpose: the name as an older build wrote it, which this one refuses.
     EXPECT_EQ(c->request("g GET old%C2%85name").rfind("g ERR BAD_NAME ", 0), 0u);
-    EXPECT_EQ(c->request("g2 GET fine"), "g2 OK 1 1 0 0 created");
+    EXPECT_EQ(c->request(req::get("g2", "fine")), "g2 OK 1 1 0 0 created");
     server->send_signal(SIGTERM);
     ASSERT_TRUE(server->wait_exit());
   }
@@ -317,7 +320,7 @@ TEST(ServerLifecycle, SecondServerOnTheSameDataDirectoryIsRefused) {
   EXPECT_FALSE(second);
   EXPECT_NE(error.find("cannot start"), std::string::npos) << error;
   auto c = Client::connect(first->port());
-  EXPECT_EQ(c->request("p PING"), "p PONG");
+  EXPECT_EQ(c->request(req::ping("p")), "p PONG");
 }
 
 TEST(ServerLifecycle, DeletingTheLockFileLetsNoSecondServerIn) {
@@ -333,7 +336,7 @@ TEST(ServerLifecycle, DeletingTheLockFileLetsNoSecondServerIn) {
   EXPECT_NE(error.find("is in use by another netsemd (pid " + std::to_string(first->pid()) + ")"), std::string::npos)
       << error;
   auto c = Client::connect(first->port());
-  EXPECT_EQ(c->request("p PING"), "p PONG");
+  EXPECT_EQ(c->request(req::ping("p")), "p PONG");
 }
 
 // The journal of a server killed after three changes, each its own record.
@@ -342,7 +345,7 @@ std::filesystem::path journal_of_three_creates(std::unique_ptr<Netsemd>& server,
   const auto journal = server->data_dir() / "journal";
   for (const char* name : {"one", "two", "three"}) {
     starts.push_back(std::filesystem::file_size(journal));
-    EXPECT_EQ(c->request(std::string("c CREATE ") + name + " 1"), "c OK");
+    EXPECT_EQ(c->request(req::create("c", name, 1)), "c OK");
   }
   server->send_signal(SIGKILL);
   EXPECT_TRUE(server->wait_exit());
@@ -374,8 +377,8 @@ TEST(ServerLifecycle, MidJournalDamageRefusesToStartUntilRepair) {
   ASSERT_TRUE(repaired);
   EXPECT_TRUE(repaired->wait_for_log("--repair: journal")) << repaired->log();
   auto c = Client::connect(repaired->port());
-  EXPECT_EQ(c->request("g GET one"), "g OK 1 1 0 0 created");
-  EXPECT_EQ(c->request("g GET three"), "g OK 1 1 0 0 absent");
+  EXPECT_EQ(c->request(req::get("g", "one")), "g OK 1 1 0 0 created");
+  EXPECT_EQ(c->request(req::get("g", "three")), "g OK 1 1 0 0 absent");
   bool kept = false;
   for (const auto& entry : std::filesystem::directory_iterator(options.data_dir)) {
     kept = kept || (entry.path().filename().string().rfind("journal.damaged-", 0) == 0 && read_text(entry) == bytes);
@@ -395,7 +398,7 @@ TEST(ServerLifecycle, TornTailStartsWithAWarning) {
   ASSERT_TRUE(second);
   EXPECT_TRUE(second->wait_for_log("a torn tail")) << second->log();
   auto c = Client::connect(second->port());
-  EXPECT_EQ(c->request("g GET two"), "g OK 1 1 0 0 created");
+  EXPECT_EQ(c->request(req::get("g", "two")), "g OK 1 1 0 0 created");
 }
 
 TEST(ServerLifecycle, MissingFencesFileRefusesToStart) {
@@ -419,9 +422,9 @@ TEST(ServerLifecycle, JournalCutShortAfterACleanStopRefusesToStart) {
   std::size_t before_last = 0;
   {
     auto c = Client::connect(first->port());
-    EXPECT_EQ(c->request("c CREATE one 1"), "c OK");
+    EXPECT_EQ(c->request(req::create("c", "one", 1)), "c OK");
     before_last = std::filesystem::file_size(journal);
-    EXPECT_EQ(c->request("c CREATE two 1"), "c OK");
+    EXPECT_EQ(c->request(req::create("c", "two", 1)), "c OK");
   }
   first->send_signal(SIGTERM);  // a clean stop writes the proof
   ASSERT_TRUE(first->wait_exit());
@@ -437,16 +440,16 @@ TEST(ServerLifecycle, FenceReservationThatFailsIsAnErrorAnswerNotACrash) {
   auto server = start_server({});
   ASSERT_TRUE(server);
   auto c = Client::connect(server->port());
-  ASSERT_EQ(c->request("p PING"), "p PONG");
+  ASSERT_EQ(c->request(req::ping("p")), "p PONG");
   // Every write past the first byte of any file now fails (EFBIG), as on a
   // failing disk; the first grant must reserve fences.
   ASSERT_TRUE(set_limit(server->pid(), RLIMIT_FSIZE, 1));
-  const std::string refused = c->request("a ACQUIRE x");
+  const std::string refused = c->request(req::acquire("a", "x"));
   EXPECT_EQ(refused.rfind("a ERR LIMIT the server cannot reserve fences", 0), 0u) << refused;
-  EXPECT_EQ(c->request("p PING"), "p PONG");
-  EXPECT_EQ(c->request("g GET x"), "g OK 1 1 0 0 absent");
+  EXPECT_EQ(c->request(req::ping("p")), "p PONG");
+  EXPECT_EQ(c->request(req::get("g", "x")), "g OK 1 1 0 0 absent");
   ASSERT_TRUE(set_limit(server->pid(), RLIMIT_FSIZE, RLIM_INFINITY));
-  const std::uint64_t fence = fence_of(c->request("a ACQUIRE x"));
+  const std::uint64_t fence = fence_of(c->request(req::acquire("a", "x")));
   EXPECT_GE(fence, 1u);
   EXPECT_TRUE(server->wait_for_log("fences reserved up to")) << server->log();
 }
@@ -455,7 +458,7 @@ TEST(ServerLifecycle, FencesAreReservedWithNoDescriptorLeft) {
   auto server = start_server({});
   ASSERT_TRUE(server);
   auto c = Client::connect(server->port());
-  ASSERT_EQ(c->request("p PING"), "p PONG");
+  ASSERT_EQ(c->request(req::ping("p")), "p PONG");
   std::size_t open_fds = 0;
   for ([[maybe_unused]] const auto& entry :
        std::filesystem::directory_iterator("/proc/" + std::to_string(server->pid()) + "/fd")) {
@@ -465,10 +468,10 @@ TEST(ServerLifecycle, FencesAreReservedWithNoDescriptorLeft) {
   ASSERT_TRUE(set_limit(server->pid(), RLIMIT_NOFILE, open_fds));
   for (int i = 0; i < 3; ++i) {
     const std::string n = std::to_string(i);
-    fence_of(c->request("a" + n + " ACQUIRE x"));
-    EXPECT_EQ(c->request("r" + n + " RELEASE x"), "r" + n + " OK 1");
+    fence_of(c->request(req::acquire("a" + n, "x")));
+    EXPECT_EQ(c->request(req::release("r" + n, "x")), "r" + n + " OK 1");
   }
-  EXPECT_EQ(c->request("p PING"), "p PONG");
+  EXPECT_EQ(c->request(req::ping("p")), "p PONG");
 }
 
 TEST(ServerLifecycle, AnUnwritableJournalHoldsOnlyTheAnswersThatDependOnIt) {
@@ -477,32 +480,32 @@ TEST(ServerLifecycle, AnUnwritableJournalHoldsOnlyTheAnswersThatDependOnIt) {
   auto poster = Client::connect(server->port());
   auto waiter = Client::connect(server->port());
   auto other = Client::connect(server->port());
-  ASSERT_EQ(poster->request("c CREATE c 0 5"), "c OK");
-  ASSERT_EQ(waiter->request("w1 WAIT c 1 -1").rfind("w1 QUEUED", 0), 0u);
-  fence_of(other->request("a ACQUIRE d"));  // fences reserved for a while
-  ASSERT_EQ(other->request("r RELEASE d"), "r OK 1");
+  ASSERT_EQ(poster->request(req::create("c", "c", 0, 5)), "c OK");
+  ASSERT_EQ(waiter->request(req::wait("w1", "c")).rfind("w1 QUEUED", 0), 0u);
+  fence_of(other->request(req::acquire("a", "d")));  // fences reserved for a while
+  ASSERT_EQ(other->request(req::release("r", "d")), "r OK 1");
   // A full disk, as far as netsemd can tell: every write past the journal's
   // present size fails (EFBIG).
   const auto journal = server->data_dir() / "journal";
   ASSERT_TRUE(set_limit(server->pid(), RLIMIT_FSIZE, std::filesystem::file_size(journal)));
 
-  poster->send_line("p POST c 2");
-  poster->send_line("q PING");
+  poster->send_line(req::post("p", "c", 2));
+  poster->send_line(req::ping("q"));
   // The POST waits for its record, and so does what follows it on its
   // session, and the WAIT it granted on another one (and what follows that).
   EXPECT_TRUE(poster->quiet_for(300ms));
-  waiter->send_line("w2 PING");
+  waiter->send_line(req::ping("w2"));
   EXPECT_TRUE(waiter->quiet_for(100ms));
   // Everything that depends on no unwritten record goes on, at once.
   const auto started = std::chrono::steady_clock::now();
-  EXPECT_EQ(other->request("p2 PING"), "p2 PONG");
-  EXPECT_EQ(other->request("g GET d"), "g OK 1 1 0 0 defined");
-  fence_of(other->request("a2 ACQUIRE d"));
-  EXPECT_EQ(other->request("r2 RELEASE d"), "r2 OK 1");
+  EXPECT_EQ(other->request(req::ping("p2")), "p2 PONG");
+  EXPECT_EQ(other->request(req::get("g", "d")), "g OK 1 1 0 0 defined");
+  fence_of(other->request(req::acquire("a2", "d")));
+  EXPECT_EQ(other->request(req::release("r2", "d")), "r2 OK 1");
   auto fresh = Client::connect(server->port());
-  const std::string hello = fresh->request("h HELLO 1 test");
+  const std::string hello = fresh->request(req::hello("h", "test"));
   EXPECT_EQ(hello.rfind("h OK netsem ", 0), 0u) << hello;
-  const std::string stats = fresh->request("s STATS");
+  const std::string stats = fresh->request(req::stats("s"));
   EXPECT_NE(stats.find("\"journal_ok\":0"), std::string::npos) << stats;
   EXPECT_EQ(stats.find("\"journal_pending_records\":0"), std::string::npos) << stats;
   EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);
@@ -516,7 +519,7 @@ TEST(ServerLifecycle, AnUnwritableJournalHoldsOnlyTheAnswersThatDependOnIt) {
   EXPECT_EQ(granted.rfind("w1 OK ", 0), 0u) << granted;
   EXPECT_EQ(waiter->read_line(3s).value_or("(none)"), "w2 PONG");
   EXPECT_TRUE(server->wait_for_log("journal: written again after")) << server->log();
-  EXPECT_NE(fresh->request("s STATS").find("\"journal_ok\":1"), std::string::npos);
+  EXPECT_NE(fresh->request(req::stats("s")).find("\"journal_ok\":1"), std::string::npos);
 
   // And it is durable.
   server->send_signal(SIGTERM);
@@ -526,7 +529,7 @@ TEST(ServerLifecycle, AnUnwritableJournalHoldsOnlyTheAnswersThatDependOnIt) {
   auto again = start_server(options);
   ASSERT_TRUE(again);
   auto c = Client::connect(again->port());
-  EXPECT_EQ(c->request("g GET c"), "g OK 1 5 0 0 created");
+  EXPECT_EQ(c->request(req::get("g", "c")), "g OK 1 5 0 0 created");
 }
 
 }  // namespace

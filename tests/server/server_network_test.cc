@@ -88,11 +88,12 @@ TEST(ServerLogs, HelloLabelWithEscapeCodesIsRefusedAndLabelsAreLoggedEscaped) {
   auto client = Client::connect(server->port());
   ASSERT_TRUE(client);
   const std::string label = "evil\x1b[2J\x1b[31mred\rforged%";
+  // Raw on purpose: the label's control bytes sent as they are, then encoded.
   const auto refused = client->request("h HELLO 1 " + label);
   EXPECT_TRUE(refused.starts_with("h ERR BAD_ARG ")) << refused;
   const auto encoded = client->request("h2 HELLO 1 evil%1B[2J%0Dforged");
   EXPECT_TRUE(encoded.starts_with("h2 ERR BAD_ARG ")) << encoded;
-  const auto answer = client->request("h3 HELLO 1 100%25%20sure");
+  const auto answer = client->request(req::hello("h3", "100% sure"));
   ASSERT_TRUE(answer.starts_with("h3 OK netsem 1.1 ")) << answer;
   EXPECT_TRUE(server->wait_for_log("is 100%25%20sure")) << server->log();
   const std::string log = server->log();
@@ -123,7 +124,7 @@ TEST(ServerDescriptors, LowDescriptorLimitRefusesExtraPeersWithLimitAndKeepsServ
       << server->log();
   auto holder = Client::connect(server->port());
   ASSERT_TRUE(holder);
-  EXPECT_EQ(holder->request("p PING"), "p PONG");
+  EXPECT_EQ(holder->request(req::ping("p")), "p PONG");
 
   // More peers than descriptors; each asks for a permit of `pool`. The
   // first grant reserves fences (a new file), with the sessions' share of
@@ -134,7 +135,7 @@ TEST(ServerDescriptors, LowDescriptorLimitRefusesExtraPeersWithLimitAndKeepsServ
   for (int i = 0; i < kPeers; ++i) {
     auto peer = Client::connect(server->port());
     ASSERT_TRUE(peer) << "connection " << i << " refused by the kernel";
-    const auto answer = peer->request("a ACQUIRE pool", 3s);
+    const auto answer = peer->request(req::acquire("a", "pool"), 3s);
     if (answer.starts_with("a OK ")) {
       sessions.push_back(std::move(peer));
     } else {
@@ -151,11 +152,11 @@ TEST(ServerDescriptors, LowDescriptorLimitRefusesExtraPeersWithLimitAndKeepsServ
   // The sessions keep their permits; grants, created semaphores (journal)
   // and the status file keep working.
   const std::string held = std::to_string(sessions.size());
-  EXPECT_EQ(holder->request("g GET pool"),
+  EXPECT_EQ(holder->request(req::get("g", "pool")),
             "g OK " + std::to_string(1000 - sessions.size()) + " 1000 " + held + " 0 defined");
-  EXPECT_TRUE(holder->request("a ACQUIRE other").starts_with("a OK "));
-  EXPECT_EQ(holder->request("c CREATE made 3"), "c OK");
-  EXPECT_TRUE(holder->request("w WAIT made 2").starts_with("w OK "));
+  EXPECT_TRUE(holder->request(req::acquire("a", "other")).starts_with("a OK "));
+  EXPECT_EQ(holder->request(req::create("c", "made", 3)), "c OK");
+  EXPECT_TRUE(holder->request(req::wait("w", "made", 2)).starts_with("w OK "));
   const auto status_path = server->data_dir() / "semaphore.status";
   const auto deadline = Clock::now() + 3s;
   while (read_text(status_path).find("made created 1 3") == std::string::npos && Clock::now() < deadline) {
@@ -163,7 +164,7 @@ TEST(ServerDescriptors, LowDescriptorLimitRefusesExtraPeersWithLimitAndKeepsServ
   }
   EXPECT_NE(read_text(status_path).find("made created 1 3"), std::string::npos) << read_text(status_path);
   for (std::size_t i = 0; i < sessions.size(); i += 7) {
-    EXPECT_EQ(sessions[i]->request("p PING " + std::to_string(i)), "p PONG " + std::to_string(i));
+    EXPECT_EQ(sessions[i]->request(req::ping("p", std::to_string(i))), "p PONG " + std::to_string(i));
   }
   EXPECT_EQ(server->log().find("Too many open files"), std::string::npos) << server->log();
 
@@ -175,7 +176,7 @@ TEST(ServerDescriptors, LowDescriptorLimitRefusesExtraPeersWithLimitAndKeepsServ
   ASSERT_TRUE(restarted);
   auto client = Client::connect(restarted->port());
   ASSERT_TRUE(client);
-  EXPECT_EQ(client->request("g GET made"), "g OK 1 3 0 0 created");
+  EXPECT_EQ(client->request(req::get("g", "made")), "g OK 1 3 0 0 created");
 }
 
 // A server whose limit falls below what it has open (as when RLIMIT_NOFILE
@@ -274,11 +275,11 @@ TEST(ServerMemory, OutputCapShedsTheLargestNonReaderAndNeverAReader) {
   ASSERT_TRUE(server);
   auto reader = Client::connect(server->port());
   ASSERT_TRUE(reader);
-  const std::string ping = "p PING " + std::string(4000, 'x') + "\n";
+  const std::string ping = req::ping("p", std::string(4000, 'x')) + "\n";
   std::uint64_t requests = 0;  // every request line sent so far, by every session
   // Every STATS must be counted in `requests` by its caller.
   const auto stats = [&] {
-    const auto answer = reader->request("s STATS");
+    const auto answer = reader->request(req::stats("s"));
     EXPECT_TRUE(answer.starts_with("s OK {")) << answer;
     EXPECT_LE(stats_field(answer, "output_bytes"), kCap) << answer;
     return answer;
@@ -298,7 +299,7 @@ TEST(ServerMemory, OutputCapShedsTheLargestNonReaderAndNeverAReader) {
     auto client = Client::connect(server->port(), "127.0.0.1", 4096);
     EXPECT_TRUE(client);
     if (!client) return client;
-    EXPECT_TRUE(client->request("a ACQUIRE pool").starts_with("a OK "));
+    EXPECT_TRUE(client->request(req::acquire("a", "pool")).starts_with("a OK "));
     ++requests;
     std::string lines;
     for (int i = 0; i < pings; ++i) lines += ping;
@@ -325,7 +326,7 @@ TEST(ServerMemory, OutputCapShedsTheLargestNonReaderAndNeverAReader) {
   EXPECT_LE(stats_field(answer, "output_bytes"), kCap);
   EXPECT_EQ(stats_field(answer, "sessions"), 1 + small.size()) << answer;
   // Its permit went back; the small ones keep theirs.
-  EXPECT_EQ(reader->request("g GET pool"),
+  EXPECT_EQ(reader->request(req::get("g", "pool")),
             "g OK " + std::to_string(100 - small.size()) + " 100 " + std::to_string(small.size()) + " 0 defined");
   EXPECT_TRUE(server->wait_for_log("when all sessions' reached max_output_bytes")) << server->log();
 
@@ -345,8 +346,8 @@ TEST(ServerMemory, OutputCapShedsTheLargestNonReaderAndNeverAReader) {
     }
   }
   EXPECT_EQ(answered, 800);
-  EXPECT_EQ(reader->request("p PING still"), "p PONG still") << "a reading session was cut";
-  const auto last = reader->request("s STATS");
+  EXPECT_EQ(reader->request(req::ping("p", "still")), "p PONG still") << "a reading session was cut";
+  const auto last = reader->request(req::stats("s"));
   EXPECT_EQ(stats_field(last, "shed_total"), 1u) << last;
   // The session end is counted by its cause, shed, and by none other.
   EXPECT_EQ(stats_field(last, "session_ends_shed_total"), 1u) << last;

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "netsemd_harness.h"
+#include "support/request_lines.h"
 
 namespace netsem::testing {
 namespace {
@@ -102,7 +103,7 @@ TEST(ServerRobustness, RandomBytesNeitherCrashNorTouchOtherPermits) {
   ASSERT_TRUE(server);
   auto holder = Client::connect(server->port());
   ASSERT_TRUE(holder);
-  ASSERT_TRUE(holder->request("h ACQUIRE keep").starts_with("h OK "));
+  ASSERT_TRUE(holder->request(req::acquire("h", "keep")).starts_with("h OK "));
 
   std::mt19937 random(20240611);  // seeded: a failure replays
   const char* const kVerbs[] = {"ACQUIRE", "RELEASE", "WAIT",   "POST", "CREATE", "DELETE",
@@ -165,16 +166,17 @@ TEST(ServerRobustness, RandomBytesNeitherCrashNorTouchOtherPermits) {
   }
   EXPECT_EQ(connections, 80);
   ASSERT_TRUE(server_alive(*server)) << server->log();
-  EXPECT_EQ(await_answer(*holder, "g GET keep", "g OK 0 1 1 0 undefined"), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(await_answer(*holder, req::get("g", "keep"), "g OK 0 1 1 0 undefined"), "g OK 0 1 1 0 undefined");
   auto fresh = Client::connect(server->port());
   ASSERT_TRUE(fresh);
-  EXPECT_EQ(fresh->request("p PING still-here"), "p PONG still-here");
-  EXPECT_EQ(fresh->request("a ACQUIRE keep 1 0"), "a TIMEOUT");
+  EXPECT_EQ(fresh->request(req::ping("p", "still-here")), "p PONG still-here");
+  EXPECT_EQ(fresh->request(req::acquire("a", "keep", 1, 0)), "a TIMEOUT");
 }
 
 TEST(ServerRobustness, HalfLinesThenClose) {
   auto server = start_server();
   ASSERT_TRUE(server);
+  // Raw on purpose: parts of lines, and CR bytes.
   const std::string kHalves[] = {"a ACQ", "acquire:ha", "acq", "a PING " + letters(4000), "\r", "b GET x\r"};
   for (const auto& half : kHalves) {
     auto client = Client::connect(server->port());
@@ -185,23 +187,23 @@ TEST(ServerRobustness, HalfLinesThenClose) {
   // A holder whose last line never ends: the close still releases.
   auto holder = Client::connect(server->port());
   ASSERT_TRUE(holder);
-  ASSERT_TRUE(holder->request("a ACQUIRE h").starts_with("a OK "));
-  holder->send("b RELEASE h");
+  ASSERT_TRUE(holder->request(req::acquire("a", "h")).starts_with("a OK "));
+  holder->send(req::release("b", "h"));
   auto observer = Client::connect(server->port());
   ASSERT_TRUE(observer);
-  EXPECT_EQ(observer->request("g GET h"), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(observer->request(req::get("g", "h")), "g OK 0 1 1 0 undefined");
   holder.reset();
-  EXPECT_EQ(await_answer(*observer, "g GET h", "g OK 1 1 0 0 absent"), "g OK 1 1 0 0 absent");
+  EXPECT_EQ(await_answer(*observer, req::get("g", "h"), "g OK 1 1 0 0 absent"), "g OK 1 1 0 0 absent");
 
   // A half line before a half-close is no request: no answer, then the close.
   auto half_closer = Client::connect(server->port());
   ASSERT_TRUE(half_closer);
-  half_closer->send("p PING never-ended");
+  half_closer->send(req::ping("p", "never-ended"));
   half_closer->shutdown_write();
   std::string rest;
   EXPECT_TRUE(half_closer->wait_closed(2s, &rest));
   EXPECT_EQ(rest, "");
-  EXPECT_EQ(observer->request("p PING ok"), "p PONG ok");
+  EXPECT_EQ(observer->request(req::ping("p", "ok")), "p PONG ok");
 }
 
 TEST(ServerRobustness, NulByteIsBadRequestThenClose) {
@@ -209,7 +211,8 @@ TEST(ServerRobustness, NulByteIsBadRequestThenClose) {
   ASSERT_TRUE(server);
   auto client = Client::connect(server->port());
   ASSERT_TRUE(client);
-  ASSERT_TRUE(client->request("a ACQUIRE nul").starts_with("a OK "));
+  ASSERT_TRUE(client->request(req::acquire("a", "nul")).starts_with("a OK "));
+  // Raw on purpose: a NUL byte inside a line.
   client->send(std::string("p PING 1\nn PING a\0b\nq PING 2\n", 29));
   EXPECT_EQ(client->read_line().value_or("<none>"), "p PONG 1");
   const auto line = client->read_line();
@@ -221,7 +224,7 @@ TEST(ServerRobustness, NulByteIsBadRequestThenClose) {
 
   auto observer = Client::connect(server->port());
   ASSERT_TRUE(observer);
-  EXPECT_EQ(await_answer(*observer, "g GET nul", "g OK 1 1 0 0 absent"), "g OK 1 1 0 0 absent");
+  EXPECT_EQ(await_answer(*observer, req::get("g", "nul"), "g OK 1 1 0 0 absent"), "g OK 1 1 0 0 absent");
 }
 
 TEST(ServerRobustness, MegabyteLineIsLineTooLongThenAnOrderlyClose) {
@@ -229,6 +232,7 @@ TEST(ServerRobustness, MegabyteLineIsLineTooLongThenAnOrderlyClose) {
   ASSERT_TRUE(server);
   auto client = Client::connect(server->port());
   ASSERT_TRUE(client);
+  // Raw on purpose: a line far over the limit, which no encoder writes.
   const std::string huge = "p PING " + letters(1 << 20) + "\n";
   const Pumped pumped = pump(client->fd(), huge, 4s, /*read=*/true);
   EXPECT_TRUE(pumped.received.starts_with("* ERR LINE_TOO_LONG ")) << pumped.received.substr(0, 100);
@@ -237,7 +241,7 @@ TEST(ServerRobustness, MegabyteLineIsLineTooLongThenAnOrderlyClose) {
   EXPECT_FALSE(pumped.reset) << "the peer saw a reset";
   auto other = Client::connect(server->port());
   ASSERT_TRUE(other);
-  EXPECT_EQ(other->request("p PING fine"), "p PONG fine");
+  EXPECT_EQ(other->request(req::ping("p", "fine")), "p PONG fine");
 }
 
 TEST(ServerRobustness, LineOfExactly4096BytesIsAccepted) {
@@ -246,6 +250,7 @@ TEST(ServerRobustness, LineOfExactly4096BytesIsAccepted) {
   auto client = Client::connect(server->port());
   ASSERT_TRUE(client);
   const std::string payload = letters(4096 - 7);
+  // Raw on purpose: a line of exactly 4096 bytes, over what PING's encoder takes.
   const std::string line = "p PING " + payload;
   ASSERT_EQ(line.size(), 4096u);
   EXPECT_EQ(client->request(line), "p PONG " + payload);
@@ -264,25 +269,25 @@ TEST(ServerRobustness, FloodOfShortConnectionsLeavesTheServerAnswering) {
   ASSERT_TRUE(server);
   auto holder = Client::connect(server->port());
   ASSERT_TRUE(holder);
-  ASSERT_TRUE(holder->request("h ACQUIRE flood").starts_with("h OK "));
+  ASSERT_TRUE(holder->request(req::acquire("h", "flood")).starts_with("h OK "));
   const auto started = Clock::now();
   int opened = 0;
   for (; opened < 500 && Clock::now() - started < 4s; ++opened) {
     auto client = Client::connect(server->port());
     ASSERT_TRUE(client) << "connection " << opened << " refused";
-    if (opened % 7 == 0) send_best_effort(client->fd(), "p PING\n");
+    if (opened % 7 == 0) send_best_effort(client->fd(), req::ping("p") + "\n");
     if (opened % 11 == 0) send_best_effort(client->fd(), "acquire:flood|");
     if (opened % 5 == 0) client->reset();
   }
   EXPECT_EQ(opened, 500);
   ASSERT_TRUE(server_alive(*server)) << server->log();
-  EXPECT_EQ(holder->request("p PING alive"), "p PONG alive");
-  EXPECT_EQ(await_answer(*holder, "g GET flood", "g OK 0 1 1 0 undefined"), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(holder->request(req::ping("p", "alive")), "p PONG alive");
+  EXPECT_EQ(await_answer(*holder, req::get("g", "flood"), "g OK 0 1 1 0 undefined"), "g OK 0 1 1 0 undefined");
   // Every flooding session ends: only the holder is left.
   const auto deadline = Clock::now() + 3s;
   std::string stats;
   do {
-    stats = holder->request("s STATS");
+    stats = holder->request(req::stats("s"));
     if (stats.find("\"sessions\":1,") != std::string::npos) break;
     std::this_thread::sleep_for(50ms);
   } while (Clock::now() < deadline);
@@ -296,7 +301,7 @@ TEST(ServerRobustness, MaxConnectionsRefusesTheNextPeerWithLimit) {
   for (int i = 0; i < 3; ++i) {
     clients.push_back(Client::connect(server->port()));
     ASSERT_TRUE(clients.back());
-    EXPECT_EQ(clients.back()->request("p PING " + std::to_string(i)), "p PONG " + std::to_string(i));
+    EXPECT_EQ(clients.back()->request(req::ping("p", std::to_string(i))), "p PONG " + std::to_string(i));
   }
   auto fourth = Client::connect(server->port());
   ASSERT_TRUE(fourth);
@@ -313,7 +318,7 @@ TEST(ServerRobustness, MaxConnectionsRefusesTheNextPeerWithLimit) {
   do {
     auto next = Client::connect(server->port());
     ASSERT_TRUE(next);
-    answer = next->request("p PING again");
+    answer = next->request(req::ping("p", "again"));
     if (answer == "p PONG again") break;
     std::this_thread::sleep_for(50ms);
   } while (Clock::now() < deadline);
@@ -325,7 +330,7 @@ TEST(ServerRobustness, PeerOverMaxConnectionsIsToldWhyWhateverItSends) {
   ASSERT_TRUE(server && holder);
   // A request, nothing at all, or half of `acquire:`: each is a v1 peer (or
   // one that never said otherwise), and each reads why it is refused.
-  for (const std::string first_bytes : {"a ACQUIRE x\n", "", "acquire"}) {
+  for (const std::string& first_bytes : {req::acquire("a", "x") + "\n", std::string(), std::string("acquire")}) {
     auto refused = Client::connect(server->port());
     ASSERT_TRUE(refused);
     if (!first_bytes.empty()) send_best_effort(refused->fd(), first_bytes);
@@ -336,7 +341,7 @@ TEST(ServerRobustness, PeerOverMaxConnectionsIsToldWhyWhateverItSends) {
     EXPECT_TRUE(refused->wait_closed(2s, &rest));
     EXPECT_EQ(rest, "");
   }
-  EXPECT_EQ(holder->request("g GET x"), "g OK 1 1 0 0 absent");
+  EXPECT_EQ(holder->request(req::get("g", "x")), "g OK 1 1 0 0 absent");
 }
 
 TEST(ServerRobustness, FloodOfRefusedPeersIsBoundedAndShortLived) {
@@ -360,7 +365,7 @@ TEST(ServerRobustness, FloodOfRefusedPeersIsBoundedAndShortLived) {
     if (i % 3 == 2) send_best_effort(flood.back()->fd(), "acquire:flood|");
   }
   EXPECT_LE(open_fds(), baseline + 256 + 2);
-  EXPECT_EQ(holder->request("p2 PING alive"), "p2 PONG alive");
+  EXPECT_EQ(holder->request(req::ping("p2", "alive")), "p2 PONG alive");
   // Every refused connection is closed by the server within the bound,
   // though the peers keep their ends open.
   const auto deadline = Clock::now() + 3s;
@@ -370,7 +375,7 @@ TEST(ServerRobustness, FloodOfRefusedPeersIsBoundedAndShortLived) {
   std::size_t closed = 0;
   for (auto& client : flood) closed += client->wait_closed(10ms) ? 1 : 0;
   EXPECT_EQ(closed, flood.size());
-  EXPECT_EQ(holder->request("p3 PING"), "p3 PONG");
+  EXPECT_EQ(holder->request(req::ping("p3")), "p3 PONG");
 }
 
 TEST(ServerRobustness, MaxPendingPerSessionRefusesAThirdQueuedRequest) {
@@ -379,23 +384,23 @@ TEST(ServerRobustness, MaxPendingPerSessionRefusesAThirdQueuedRequest) {
   auto holder = Client::connect(server->port());
   ASSERT_TRUE(holder);
   for (const char* name : {"x", "y", "z"}) {
-    ASSERT_TRUE(holder->request(std::string("h ACQUIRE ") + name).starts_with("h OK "));
+    ASSERT_TRUE(holder->request(req::acquire("h", name)).starts_with("h OK "));
   }
   auto client = Client::connect(server->port());
   ASSERT_TRUE(client);
-  EXPECT_EQ(client->request("b1 ACQUIRE x"), "b1 QUEUED 1");
-  EXPECT_EQ(client->request("b2 ACQUIRE y 1 60000"), "b2 QUEUED 1");
-  EXPECT_TRUE(client->request("b3 ACQUIRE z").starts_with("b3 ERR LIMIT ")) << "a third queued request";
-  EXPECT_TRUE(client->request("b4 ACQUIRE x").starts_with("b4 ERR LIMIT "));
-  EXPECT_EQ(client->request("b5 ACQUIRE z 1 0"), "b5 TIMEOUT") << "a try never queues";
-  EXPECT_EQ(client->request("g GET z"), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(client->request(req::acquire("b1", "x")), "b1 QUEUED 1");
+  EXPECT_EQ(client->request(req::acquire("b2", "y", 1, 60000)), "b2 QUEUED 1");
+  EXPECT_TRUE(client->request(req::acquire("b3", "z")).starts_with("b3 ERR LIMIT ")) << "a third queued request";
+  EXPECT_TRUE(client->request(req::acquire("b4", "x")).starts_with("b4 ERR LIMIT "));
+  EXPECT_EQ(client->request(req::acquire("b5", "z", 1, 0)), "b5 TIMEOUT") << "a try never queues";
+  EXPECT_EQ(client->request(req::get("g", "z")), "g OK 0 1 1 0 undefined");
 
   // A grant frees a slot.
-  EXPECT_EQ(holder->request("r RELEASE x"), "r OK 0");
+  EXPECT_EQ(holder->request(req::release("r", "x")), "r OK 0");
   const auto granted = client->read_line();
   ASSERT_TRUE(granted);
   EXPECT_TRUE(granted->starts_with("b1 OK ")) << *granted;
-  EXPECT_EQ(client->request("b6 ACQUIRE z"), "b6 QUEUED 1");
+  EXPECT_EQ(client->request(req::acquire("b6", "z")), "b6 QUEUED 1");
 }
 
 TEST(ServerRobustness, MaxSemaphoresRefusesAThirdName) {
@@ -403,23 +408,23 @@ TEST(ServerRobustness, MaxSemaphoresRefusesAThirdName) {
   ASSERT_TRUE(server);
   auto client = Client::connect(server->port());
   ASSERT_TRUE(client);
-  EXPECT_TRUE(client->request("a ACQUIRE n1").starts_with("a OK "));
-  EXPECT_EQ(client->request("b CREATE n2 1"), "b OK");
-  EXPECT_TRUE(client->request("c ACQUIRE n3").starts_with("c ERR LIMIT ")) << "ACQUIRE of a third name";
-  EXPECT_TRUE(client->request("d CREATE n3 1").starts_with("d ERR LIMIT ")) << "CREATE of a third name";
-  EXPECT_EQ(client->request("e GET n3"), "e OK 1 1 0 0 absent");
+  EXPECT_TRUE(client->request(req::acquire("a", "n1")).starts_with("a OK "));
+  EXPECT_EQ(client->request(req::create("b", "n2", 1)), "b OK");
+  EXPECT_TRUE(client->request(req::acquire("c", "n3")).starts_with("c ERR LIMIT ")) << "ACQUIRE of a third name";
+  EXPECT_TRUE(client->request(req::create("d", "n3", 1)).starts_with("d ERR LIMIT ")) << "CREATE of a third name";
+  EXPECT_EQ(client->request(req::get("e", "n3")), "e OK 1 1 0 0 absent");
 
   // Names already in the table are still usable.
   auto other = Client::connect(server->port());
   ASSERT_TRUE(other);
-  EXPECT_EQ(other->request("f ACQUIRE n1"), "f QUEUED 1");
-  EXPECT_TRUE(other->request("g ACQUIRE n2 1 0").starts_with("g OK "));
+  EXPECT_EQ(other->request(req::acquire("f", "n1")), "f QUEUED 1");
+  EXPECT_TRUE(other->request(req::acquire("g", "n2", 1, 0)).starts_with("g OK "));
   other.reset();
 
   // Once n1 is idle again (an undefined semaphore), its slot is free.
-  EXPECT_TRUE(client->request("h RELEASE n1").starts_with("h OK "));
-  EXPECT_EQ(await_answer(*client, "i GET n1", "i OK 1 1 0 0 absent"), "i OK 1 1 0 0 absent");
-  EXPECT_TRUE(client->request("j ACQUIRE n3").starts_with("j OK "));
+  EXPECT_TRUE(client->request(req::release("h", "n1")).starts_with("h OK "));
+  EXPECT_EQ(await_answer(*client, req::get("i", "n1"), "i OK 1 1 0 0 absent"), "i OK 1 1 0 0 absent");
+  EXPECT_TRUE(client->request(req::acquire("j", "n3")).starts_with("j OK "));
 }
 
 TEST(ServerRobustness, PeerThatNeverReadsIsClosedAndReleased) {
@@ -427,8 +432,8 @@ TEST(ServerRobustness, PeerThatNeverReadsIsClosedAndReleased) {
   ASSERT_TRUE(server);
   auto greedy = Client::connect(server->port());
   ASSERT_TRUE(greedy);
-  ASSERT_TRUE(greedy->request("a ACQUIRE held").starts_with("a OK "));
-  const std::string one = "p PING " + letters(100) + "\n";
+  ASSERT_TRUE(greedy->request(req::acquire("a", "held")).starts_with("a OK "));
+  const std::string one = req::ping("p", letters(100)) + "\n";
   std::string lines;
   lines.reserve(one.size() * 200000);
   for (int i = 0; i < 200000; ++i) lines += one;
@@ -438,7 +443,7 @@ TEST(ServerRobustness, PeerThatNeverReadsIsClosedAndReleased) {
 
   auto other = Client::connect(server->port());
   ASSERT_TRUE(other);
-  const std::string answer = other->request("b ACQUIRE held 1 5000", 6s);
+  const std::string answer = other->request(req::acquire("b", "held", 1, 5000), 6s);
   if (answer == "b QUEUED 1") {
     const auto granted = other->read_line(6s);
     ASSERT_TRUE(granted) << "the greedy peer kept its permit";
@@ -448,8 +453,8 @@ TEST(ServerRobustness, PeerThatNeverReadsIsClosedAndReleased) {
   }
   EXPECT_TRUE(pumped.send_failed) << "sent " << pumped.sent << " bytes and was never closed";
   EXPECT_TRUE(server->wait_for_log("bytes of answers unread", 1s));
-  EXPECT_EQ(other->request("p PING after"), "p PONG after");
-  const std::string stats = other->request("s STATS");
+  EXPECT_EQ(other->request(req::ping("p", "after")), "p PONG after");
+  const std::string stats = other->request(req::stats("s"));
   EXPECT_NE(stats.find("\"session_ends_overflow_total\":1,"), std::string::npos) << stats;
 }
 
@@ -461,20 +466,20 @@ TEST(ServerRobustness, EndedSessionWhosePeerNeverReadsStillFreesItsSlot) {
   ASSERT_TRUE(server);
   auto silent = Client::connect(server->port(), "127.0.0.1", 4096);
   ASSERT_TRUE(silent);
-  const std::string one = "p PING " + letters(3000) + "\n";
+  const std::string one = req::ping("p", letters(3000)) + "\n";
   std::string lines;
   for (int i = 0; i < 1000; ++i) lines += one;
-  lines += "q QUIT\n";
+  lines += req::quit("q") + "\n";
   pump(silent->fd(), lines, 5s, /*read=*/false);
   auto second = Client::connect(server->port());
   ASSERT_TRUE(second);
-  EXPECT_EQ(second->request("p PING"), "p PONG");
+  EXPECT_EQ(second->request(req::ping("p")), "p PONG");
   const auto deadline = Clock::now() + 6s;
   std::string answer;
   while (Clock::now() < deadline) {
     auto third = Client::connect(server->port());
     ASSERT_TRUE(third);
-    answer = third->request("p PING", 1s);
+    answer = third->request(req::ping("p"), 1s);
     if (answer == "p PONG") break;
     std::this_thread::sleep_for(200ms);
   }
@@ -497,7 +502,8 @@ TEST(ServerRobustness, OutputCapHoldsWithinOneRead) {
   auto lister = Client::connect(server->port());
   ASSERT_TRUE(lister);
   std::string lines;
-  while (lines.size() < 60000) lines += "l LIST\n";
+  const std::string list = req::list("l") + "\n";
+  while (lines.size() < 60000) lines += list;
   pump(lister->fd(), lines, 5s, /*read=*/false);
   EXPECT_TRUE(lister->wait_closed(5s));
   const std::string status = read_text("/proc/" + std::to_string(server->pid()) + "/status");
@@ -506,7 +512,7 @@ TEST(ServerRobustness, OutputCapHoldsWithinOneRead) {
   const long peak_kib = std::stol(status.substr(at + 6));
   EXPECT_LT(peak_kib, 48 * 1024) << "peak RSS " << peak_kib << " KiB";
   auto other = Client::connect(server->port());
-  EXPECT_EQ(other->request("p PING"), "p PONG");
+  EXPECT_EQ(other->request(req::ping("p")), "p PONG");
 }
 
 TEST(ServerRobustness, SilentSessionTimesOutAndItsPermitGoesToAWaiter) {
@@ -515,16 +521,16 @@ TEST(ServerRobustness, SilentSessionTimesOutAndItsPermitGoesToAWaiter) {
   auto silent = Client::connect(server->port());
   ASSERT_TRUE(silent);
   const auto acquired = Clock::now();
-  ASSERT_TRUE(silent->request("a ACQUIRE x").starts_with("a OK "));
+  ASSERT_TRUE(silent->request(req::acquire("a", "x")).starts_with("a OK "));
   auto waiter = Client::connect(server->port());
   ASSERT_TRUE(waiter);
-  EXPECT_EQ(waiter->request("b ACQUIRE x"), "b QUEUED 1");
+  EXPECT_EQ(waiter->request(req::acquire("b", "x")), "b QUEUED 1");
 
   // The waiter pings every 100 ms (a third of the timeout and then some).
   std::optional<std::string> granted;
   int ping = 0;
   while (!granted && Clock::now() - acquired < 2s) {
-    waiter->send_line("p" + std::to_string(++ping) + " PING");
+    waiter->send_line(req::ping("p" + std::to_string(++ping)));
     for (auto line = waiter->read_line(100ms); line; line = waiter->read_line(1ms)) {
       if (line->starts_with("b ")) granted = line;
     }
@@ -544,8 +550,8 @@ TEST(ServerRobustness, BytesThatNeverEndALineAreNotActivity) {
   auto client = Client::connect(server->port());
   ASSERT_TRUE(client);
   const auto acquired = Clock::now();
-  ASSERT_TRUE(client->request("a ACQUIRE x").starts_with("a OK "));
-  const std::string dribble = "p PING dribbling-forever";
+  ASSERT_TRUE(client->request(req::acquire("a", "x")).starts_with("a OK "));
+  const std::string dribble = req::ping("p", "dribbling-forever");
   bool closed = false;
   for (std::size_t i = 0; i < dribble.size() && !closed; ++i) {
     send_best_effort(client->fd(), dribble.substr(i, 1));
@@ -556,7 +562,7 @@ TEST(ServerRobustness, BytesThatNeverEndALineAreNotActivity) {
   EXPECT_LE(elapsed, 1s);
   auto other = Client::connect(server->port());
   ASSERT_TRUE(other);
-  EXPECT_TRUE(other->request("b ACQUIRE x 1 1000").starts_with("b OK "));
+  EXPECT_TRUE(other->request(req::acquire("b", "x", 1, 1000)).starts_with("b OK "));
 }
 
 TEST(ServerRobustness, EmptyLinesAreNotActivity) {
@@ -565,7 +571,7 @@ TEST(ServerRobustness, EmptyLinesAreNotActivity) {
   auto client = Client::connect(server->port());
   ASSERT_TRUE(client);
   const auto acquired = Clock::now();
-  ASSERT_TRUE(client->request("a ACQUIRE x").starts_with("a OK "));
+  ASSERT_TRUE(client->request(req::acquire("a", "x")).starts_with("a OK "));
   // Empty lines, bare and with "\r\n", every 300 ms: ignored, so the
   // session is as silent as one that sends nothing.
   bool closed = false;
@@ -579,7 +585,7 @@ TEST(ServerRobustness, EmptyLinesAreNotActivity) {
   EXPECT_LE(elapsed, 1700ms);
   auto other = Client::connect(server->port());
   ASSERT_TRUE(other);
-  EXPECT_TRUE(other->request("b ACQUIRE x 1 1000").starts_with("b OK "));
+  EXPECT_TRUE(other->request(req::acquire("b", "x", 1, 1000)).starts_with("b OK "));
 }
 
 TEST(ServerRobustness, PingsKeepASessionAlive) {
@@ -587,13 +593,13 @@ TEST(ServerRobustness, PingsKeepASessionAlive) {
   ASSERT_TRUE(server);
   auto client = Client::connect(server->port());
   ASSERT_TRUE(client);
-  ASSERT_TRUE(client->request("a ACQUIRE x").starts_with("a OK "));
+  ASSERT_TRUE(client->request(req::acquire("a", "x")).starts_with("a OK "));
   const auto started = Clock::now();
   for (int i = 0; Clock::now() - started < 1200ms; ++i) {
     std::this_thread::sleep_for(100ms);
-    ASSERT_EQ(client->request("p PING " + std::to_string(i)), "p PONG " + std::to_string(i));
+    ASSERT_EQ(client->request(req::ping("p", std::to_string(i))), "p PONG " + std::to_string(i));
   }
-  EXPECT_EQ(client->request("g GET x"), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(client->request(req::get("g", "x")), "g OK 0 1 1 0 undefined");
   // And it still ends when the pings stop.
   EXPECT_TRUE(client->wait_closed(1500ms));
 }
@@ -603,7 +609,7 @@ TEST(ServerRobustness, EndOfInputAnswersWhatCameBeforeThenCloses) {
   ASSERT_TRUE(server);
   auto client = Client::connect(server->port());
   ASSERT_TRUE(client);
-  client->send("a ACQUIRE x\nb GET x\n");
+  client->send(req::acquire("a", "x") + "\n" + req::get("b", "x") + "\n");
   client->shutdown_write();
   const auto first = client->read_line();
   ASSERT_TRUE(first);
@@ -615,7 +621,7 @@ TEST(ServerRobustness, EndOfInputAnswersWhatCameBeforeThenCloses) {
 
   auto other = Client::connect(server->port());
   ASSERT_TRUE(other);
-  EXPECT_EQ(await_answer(*other, "g GET x", "g OK 1 1 0 0 absent"), "g OK 1 1 0 0 absent");
+  EXPECT_EQ(await_answer(*other, req::get("g", "x"), "g OK 1 1 0 0 absent"), "g OK 1 1 0 0 absent");
 }
 
 TEST(ServerRobustness, PeerOutsideAllowedNetworksIsDenied) {
@@ -632,7 +638,7 @@ TEST(ServerRobustness, PeerOutsideAllowedNetworksIsDenied) {
   // A denied peer that speaks first is denied all the same.
   auto talker = Client::connect(server->port());
   ASSERT_TRUE(talker);
-  send_best_effort(talker->fd(), "p PING\n");
+  send_best_effort(talker->fd(), req::ping("p") + "\n");
   const auto told = talker->read_line();
   ASSERT_TRUE(told);
   EXPECT_TRUE(told->starts_with("* ERR DENIED ")) << *told;
@@ -656,15 +662,15 @@ TEST(ServerRobustness, ResetWhileHoldingReleases) {
   ASSERT_TRUE(server);
   auto holder = Client::connect(server->port());
   ASSERT_TRUE(holder);
-  ASSERT_TRUE(holder->request("a ACQUIRE r").starts_with("a OK "));
+  ASSERT_TRUE(holder->request(req::acquire("a", "r")).starts_with("a OK "));
   auto waiter = Client::connect(server->port());
   ASSERT_TRUE(waiter);
-  EXPECT_EQ(waiter->request("b ACQUIRE r"), "b QUEUED 1");
+  EXPECT_EQ(waiter->request(req::acquire("b", "r")), "b QUEUED 1");
   holder->reset();
   const auto granted = waiter->read_line();
   ASSERT_TRUE(granted);
   EXPECT_TRUE(granted->starts_with("b OK ")) << *granted;
-  EXPECT_EQ(waiter->request("g GET r"), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(waiter->request(req::get("g", "r")), "g OK 0 1 1 0 undefined");
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "netsemd_harness.h"
+#include "support/request_lines.h"
 
 namespace netsem::testing {
 namespace {
@@ -30,7 +31,7 @@ Json parse_stats(const std::string& answer, std::string_view tag = "s") {
 }
 
 Json stats_of(Client& client) {
-  return parse_stats(client.request("s STATS"));
+  return parse_stats(client.request(req::stats("s")));
 }
 
 std::uint64_t number(const Json& stats, const char* name) {
@@ -80,21 +81,21 @@ TEST(ServerStats, GrantsTimeoutsCancellationsAndWaitAndHoldTimes) {
   EXPECT_EQ(number(before, "grants"), 0u);
   EXPECT_EQ(histogram_count(before, "wait_us"), 0u);
 
-  ASSERT_EQ(a->request("a1 ACQUIRE db").rfind("a1 OK ", 0), 0u);
+  ASSERT_EQ(a->request(req::acquire("a1", "db")).rfind("a1 OK ", 0), 0u);
   const auto held_from = std::chrono::steady_clock::now();
-  EXPECT_EQ(b->request("b1 ACQUIRE db 1 0"), "b1 TIMEOUT");  // a try
-  EXPECT_EQ(b->request("b2 ACQUIRE db 1 50"), "b2 QUEUED 1");
+  EXPECT_EQ(b->request(req::acquire("b1", "db", 1, 0)), "b1 TIMEOUT");  // a try
+  EXPECT_EQ(b->request(req::acquire("b2", "db", 1, 50)), "b2 QUEUED 1");
   EXPECT_EQ(b->read_line(), "b2 TIMEOUT");  // a queued request's time ran out
-  EXPECT_EQ(b->request("b3 ACQUIRE db"), "b3 QUEUED 1");
-  EXPECT_EQ(b->request("c CANCEL b3"), "c OK");
+  EXPECT_EQ(b->request(req::acquire("b3", "db")), "b3 QUEUED 1");
+  EXPECT_EQ(b->request(req::cancel("c", "b3")), "c OK");
   EXPECT_EQ(b->read_line(), "b3 CANCELLED");
-  EXPECT_EQ(b->request("b4 ACQUIRE db"), "b4 QUEUED 1");
+  EXPECT_EQ(b->request(req::acquire("b4", "db")), "b4 QUEUED 1");
   // Measured durations, not synchronisation: b4 waits and a holds at least this long.
   std::this_thread::sleep_for(30ms);
-  EXPECT_EQ(a->request("r RELEASE db"), "r OK 0");
+  EXPECT_EQ(a->request(req::release("r", "db")), "r OK 0");
   const auto held_for = std::chrono::steady_clock::now() - held_from;
   ASSERT_EQ(b->read_line().value_or("").rfind("b4 OK ", 0), 0u);
-  EXPECT_EQ(b->request("r RELEASE db"), "r OK 1");
+  EXPECT_EQ(b->request(req::release("r", "db")), "r OK 1");
 
   const Json after = stats_of(*a);
   EXPECT_EQ(number(after, "grants"), 2u);
@@ -119,7 +120,7 @@ TEST(ServerStats, AHoldEndedByTheSessionsEndIsTimed) {
   {
     auto holder = Client::connect(server->port());
     ASSERT_TRUE(holder);
-    ASSERT_EQ(holder->request("a ACQUIRE db 2").rfind("a OK ", 0), 0u);
+    ASSERT_EQ(holder->request(req::acquire("a", "db", 2)).rfind("a OK ", 0), 0u);
   }  // closed while holding: its permits go back when the server sees it
   const Json stats = await_stats(*observer, "session_ends_close_total", 1);
   EXPECT_EQ(number(stats, "held"), 0u);
@@ -133,11 +134,11 @@ TEST(ServerStats, SessionEndsByCause) {
   ASSERT_TRUE(observer);
 
   auto quitting = Client::connect(server->port());
-  EXPECT_EQ(quitting->request("q QUIT"), "q OK");
+  EXPECT_EQ(quitting->request(req::quit("q")), "q OK");
   EXPECT_TRUE(quitting->wait_closed());
 
   auto closing = Client::connect(server->port());
-  EXPECT_EQ(closing->request("p PING"), "p PONG");
+  EXPECT_EQ(closing->request(req::ping("p")), "p PONG");
   closing.reset();
 
   auto erring = Client::connect(server->port());
@@ -148,7 +149,7 @@ TEST(ServerStats, SessionEndsByCause) {
   EXPECT_TRUE(erring->wait_closed());
 
   auto silent = Client::connect(server->port());
-  EXPECT_EQ(silent->request("p PING"), "p PONG");
+  EXPECT_EQ(silent->request(req::ping("p")), "p PONG");
   // The observer's STATS requests keep it alive; the silent one times out.
   const Json stats = await_stats(*observer, "session_ends_timeout_total", 1);
   EXPECT_TRUE(silent->wait_closed());
@@ -176,7 +177,8 @@ TEST(ServerStats, APeerThatTakesNoLineOfALongListIsAnOverflow) {
   auto lister = Client::connect(server->port(), "127.0.0.1", 4096);
   ASSERT_TRUE(lister);
   std::string lines;
-  while (lines.size() < 20000) lines += "l LIST\n";
+  const std::string list = req::list("l") + "\n";
+  while (lines.size() < 20000) lines += list;
   lister->send(lines);
   const Json stats = await_stats(*observer, "session_ends_overflow_total", 1);
   EXPECT_EQ(number(stats, "session_ends_overflow_total"), 1u);
@@ -190,10 +192,10 @@ TEST(ServerStats, AKickedSessionIsCountedAndItsHoldTimed) {
   auto kicked = Client::connect(server->port());
   auto admin = Client::connect(server->port());  // loopback: admin_networks by default
   ASSERT_TRUE(kicked && admin);
-  const auto hello = fields(kicked->request("h HELLO 1"));
+  const auto hello = fields(kicked->request(req::hello("h")));
   ASSERT_EQ(hello.size(), 5u);
-  ASSERT_EQ(kicked->request("a ACQUIRE db").rfind("a OK ", 0), 0u);
-  EXPECT_EQ(admin->request("k KICK " + hello[4]), "k OK");
+  ASSERT_EQ(kicked->request(req::acquire("a", "db")).rfind("a OK ", 0), 0u);
+  EXPECT_EQ(admin->request(req::kick("k", std::stoull(hello[4]))), "k OK");
   const auto told = kicked->read_line();
   ASSERT_TRUE(told);
   EXPECT_EQ(told->rfind("* ERR KICKED", 0), 0u) << *told;
@@ -241,9 +243,9 @@ TEST(ServerStats, JournalWritesAndFsyncLatency) {
   auto client = Client::connect(server->port());
   ASSERT_TRUE(client);
   const Json before = stats_of(*client);
-  EXPECT_EQ(client->request("c CREATE jobs 3"), "c OK");
-  EXPECT_EQ(client->request("p POST jobs").rfind("p ERR OVERFLOW", 0), 0u);
-  EXPECT_EQ(client->request("w WAIT jobs"), "w OK 1");
+  EXPECT_EQ(client->request(req::create("c", "jobs", 3)), "c OK");
+  EXPECT_EQ(client->request(req::post("p", "jobs")).rfind("p ERR OVERFLOW", 0), 0u);
+  EXPECT_EQ(client->request(req::wait("w", "jobs")), "w OK 1");
   const Json after = stats_of(*client);
   // The CREATE and the WAIT each made a record, written and synced before
   // their answers under fsync = always.
@@ -282,8 +284,8 @@ TEST(ServerStats, SessionsEndedByTheShutdownAreCountedInTheLastStatusFile) {
   auto a = Client::connect(server->port());
   auto b = Client::connect(server->port());
   ASSERT_TRUE(a && b);
-  EXPECT_EQ(a->request("p PING"), "p PONG");
-  EXPECT_EQ(b->request("p PING"), "p PONG");
+  EXPECT_EQ(a->request(req::ping("p")), "p PONG");
+  EXPECT_EQ(b->request(req::ping("p")), "p PONG");
   server->send_signal(SIGTERM);
   ASSERT_TRUE(server->wait_exit());
   const std::string status = read_text(server->data_dir() / "semaphore.status");

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "netsemd_harness.h"
+#include "support/request_lines.h"
 
 namespace netsem::testing {
 namespace {
@@ -36,8 +37,8 @@ void create_many(std::uint16_t port, int count) {
   ASSERT_TRUE(maker);
   std::string lines;
   lines.reserve(static_cast<std::size_t>(count) * 24);
-  for (int i = 0; i < count; ++i) lines += "c CREATE " + name_of(i) + " 1\n";
-  lines += "p PING made\n";
+  for (int i = 0; i < count; ++i) lines += req::create("c", name_of(i), 1) + "\n";
+  lines += req::ping("p", "made") + "\n";
   maker->send(lines);
   for (int i = 0; i < count; ++i) {
     const auto answer = maker->read_line(10s);
@@ -77,11 +78,11 @@ TEST(ServerStream, LargeListReachesASlowReaderThatKeepsItsPermit) {
   auto reader = Client::connect(server->port(), "127.0.0.1", 16 << 10);
   auto other = Client::connect(server->port());
   ASSERT_TRUE(reader && other);
-  ASSERT_TRUE(reader->request("a ACQUIRE lic").starts_with("a OK "));
-  ASSERT_TRUE(other->request("b ACQUIRE lic2").starts_with("b OK "));
-  ASSERT_EQ(reader->request("q ACQUIRE lic2"), "q QUEUED 1");
+  ASSERT_TRUE(reader->request(req::acquire("a", "lic")).starts_with("a OK "));
+  ASSERT_TRUE(other->request(req::acquire("b", "lic2")).starts_with("b OK "));
+  ASSERT_EQ(reader->request(req::acquire("q", "lic2")), "q QUEUED 1");
   // Pipelined behind the LIST: answered after its END, in order.
-  reader->send("l LIST\np PING after\n");
+  reader->send(req::list("l") + "\n" + req::ping("p", "after") + "\n");
 
   int items = 0;
   int grant_at = -1;
@@ -109,9 +110,9 @@ TEST(ServerStream, LargeListReachesASlowReaderThatKeepsItsPermit) {
     if (items == 1000) {
       // Mid-LIST: the others are served at once, the reader still holds
       // lic, and a grant for the reader is not held back behind its LIST.
-      EXPECT_EQ(other->request("g GET lic"), "g OK 0 1 1 0 defined");
-      EXPECT_EQ(other->request("p PING during", 1s), "p PONG during");
-      EXPECT_TRUE(other->request("r RELEASE lic2").starts_with("r OK "));
+      EXPECT_EQ(other->request(req::get("g", "lic")), "g OK 0 1 1 0 defined");
+      EXPECT_EQ(other->request(req::ping("p", "during"), 1s), "p PONG during");
+      EXPECT_TRUE(other->request(req::release("r", "lic2")).starts_with("r OK "));
     }
     // A slow reader: a pause every few thousand lines.
     if (items % 4000 == 0) std::this_thread::sleep_for(20ms);
@@ -122,7 +123,7 @@ TEST(ServerStream, LargeListReachesASlowReaderThatKeepsItsPermit) {
   EXPECT_GE(grant_at, 1000) << "the grant was not delivered during the LIST";
   EXPECT_LT(grant_at, kCreated) << "the grant was held back behind the LIST";
   EXPECT_EQ(reader->read_line(), "p PONG after");
-  EXPECT_EQ(reader->request("r RELEASE lic"), "r OK 1");
+  EXPECT_EQ(reader->request(req::release("r", "lic")), "r OK 1");
 }
 
 TEST(ServerStream, PeerThatStopsReadingAListIsCutOffAndOthersAreNot) {
@@ -137,21 +138,22 @@ TEST(ServerStream, PeerThatStopsReadingAListIsCutOffAndOthersAreNot) {
   auto silent = Client::connect(server->port(), "127.0.0.1", 16 << 10);
   auto other = Client::connect(server->port());
   ASSERT_TRUE(silent && other);
-  ASSERT_TRUE(silent->request("a ACQUIRE lic").starts_with("a OK "));
+  ASSERT_TRUE(silent->request(req::acquire("a", "lic")).starts_with("a OK "));
   // Many LISTs and then requests behind them, never read: the server holds
   // one LIST's cursor and a bounded buffer, not the table's text.
   std::string lines;
-  for (int i = 0; i < 100; ++i) lines += "l LIST\n";
+  const std::string list = req::list("l") + "\n";
+  for (int i = 0; i < 100; ++i) lines += list;
   silent->send(lines);
 
   const auto started = Clock::now();
-  ASSERT_EQ(other->request("b ACQUIRE lic 1 10000"), "b QUEUED 1");
+  ASSERT_EQ(other->request(req::acquire("b", "lic", 1, 10000)), "b QUEUED 1");
   // Meanwhile the server answers at once (and the pings keep this session
   // inside its own timeout).
   std::optional<std::string> granted;
   for (int ping = 0; !granted && Clock::now() - started < 10s; ++ping) {
     const std::string tag = "p" + std::to_string(ping);
-    other->send_line(tag + " PING");
+    other->send_line(req::ping(tag));
     for (auto line = other->read_line(1s); line; line = other->read_line(200ms)) {
       if (line->starts_with("b ")) {
         granted = line;
@@ -166,7 +168,7 @@ TEST(ServerStream, PeerThatStopsReadingAListIsCutOffAndOthersAreNot) {
   EXPECT_LT(Clock::now() - started, 9s);
   EXPECT_TRUE(server->wait_for_log("took no line of a LIST", 2s));
   EXPECT_TRUE(silent->wait_closed(5s));
-  EXPECT_EQ(other->request("p PING after"), "p PONG after");
+  EXPECT_EQ(other->request(req::ping("p", "after")), "p PONG after");
 }
 
 TEST(ServerStream, StatusFileIsWrittenByAChildWhileRequestsAreAnswered) {
@@ -187,8 +189,8 @@ TEST(ServerStream, StatusFileIsWrittenByAChildWhileRequestsAreAnswered) {
   const auto started = Clock::now();
   while (Clock::now() - started < 3s || (!seen && Clock::now() - started < 20s)) {
     const auto sent = Clock::now();
-    ASSERT_TRUE(client->request("a ACQUIRE x").starts_with("a OK "));
-    ASSERT_EQ(client->request("r RELEASE x"), "r OK 1");
+    ASSERT_TRUE(client->request(req::acquire("a", "x")).starts_with("a OK "));
+    ASSERT_EQ(client->request(req::release("r", "x")), "r OK 1");
     worst = std::max(worst, Clock::now() - sent);
     ++round_trips;
     for (const auto& name : children_of(server->pid())) seen = seen || name == "netsemd-status";
@@ -199,7 +201,7 @@ TEST(ServerStream, StatusFileIsWrittenByAChildWhileRequestsAreAnswered) {
   std::printf("worst ACQUIRE+RELEASE round trip over %d: %lld ms\n", round_trips, static_cast<long long>(worst_ms));
 
   // The children's file is whole and current.
-  ASSERT_EQ(client->request("c CREATE marker 2"), "c OK");
+  ASSERT_EQ(client->request(req::create("c", "marker", 2)), "c OK");
   const auto path = server->data_dir() / "semaphore.status";
   std::string text;
   const auto deadline = Clock::now() + 10s;
@@ -218,13 +220,13 @@ TEST(ServerStream, JournalIsCompactedByAChildAndSurvivesAKill) {
   const auto data_dir = first->data_dir();
   auto c = Client::connect(first->port());
   ASSERT_TRUE(c);
-  ASSERT_EQ(c->request("c CREATE kept 5 9"), "c OK");
+  ASSERT_EQ(c->request(req::create("c", "kept", 5, 9)), "c OK");
   // Long names make long records: some 70 MiB of them outgrow the 64 MiB at
   // which the journal is compacted, and the churn goes on while the child
   // writes the snapshot, so its tail holds records made meanwhile.
   const std::string churn = "churn." + std::string(240, 'x');
   std::string batch;
-  for (int i = 0; i < 1000; ++i) batch += "c CREATE " + churn + " 1\nd DELETE " + churn + "\n";
+  for (int i = 0; i < 1000; ++i) batch += req::create("c", churn, 1) + "\n" + req::del("d", churn) + "\n";
   for (int round = 0; round < 130; ++round) {
     c->send(batch);
     for (int i = 0; i < 1000; ++i) {
@@ -234,7 +236,7 @@ TEST(ServerStream, JournalIsCompactedByAChildAndSurvivesAKill) {
   }
   ASSERT_TRUE(first->wait_for_log("the snapshot written by a child", 20s)) << first->log();
   EXPECT_LT(std::filesystem::file_size(data_dir / "journal"), 8u << 20) << "the journal was not compacted";
-  EXPECT_EQ(c->request("p POST kept 2"), "p OK 7");
+  EXPECT_EQ(c->request(req::post("p", "kept", 2)), "p OK 7");
   first->send_signal(SIGKILL);
   ASSERT_TRUE(first->wait_exit());
 
@@ -243,8 +245,8 @@ TEST(ServerStream, JournalIsCompactedByAChildAndSurvivesAKill) {
   auto second = start_server(options);
   ASSERT_TRUE(second);
   auto d = Client::connect(second->port());
-  EXPECT_EQ(d->request("g GET kept"), "g OK 7 9 0 0 created");
-  EXPECT_EQ(d->request("g GET " + churn), "g OK 1 1 0 0 absent");
+  EXPECT_EQ(d->request(req::get("g", "kept")), "g OK 7 9 0 0 created");
+  EXPECT_EQ(d->request(req::get("g", churn)), "g OK 1 1 0 0 absent");
 }
 
 }  // namespace

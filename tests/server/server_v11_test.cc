@@ -36,9 +36,10 @@ std::vector<std::string> listing(Client& client, std::string_view request) {
   return lines;
 }
 
-// The session id HELLO answers ("<tag> OK netsem 1.1 <id>").
+// The session id HELLO answers ("<tag> OK netsem 1.1 <id>"); `label` as
+// the session means it (the encoder percent-encodes it).
 std::uint64_t hello(Client& client, std::string_view label = {}) {
-  const std::string answer = client.request(label.empty() ? "h HELLO 1" : "h HELLO 1 " + std::string(label));
+  const std::string answer = client.request(req::hello("h", label));
   const std::string prefix = "h OK netsem 1.1 ";
   EXPECT_TRUE(answer.starts_with(prefix)) << answer;
   return answer.starts_with(prefix) ? std::stoull(answer.substr(prefix.size())) : 0;
@@ -68,11 +69,12 @@ TEST_F(ServerV11, HelloAnswersVersion11AndChecksTheLabelLikeAName) {
   start();
   ASSERT_TRUE(server_);
   auto a = connect();
-  const std::uint64_t id = hello(*a, "nightly%20build");
+  const std::uint64_t id = hello(*a, "nightly build");
   EXPECT_GT(id, 0u);
+  // Raw on purpose: a label that is no valid percent-encoding.
   EXPECT_TRUE(a->request("h2 HELLO 1 50%off").starts_with("h2 ERR BAD_ARG "));
-  EXPECT_TRUE(a->request("h3 HELLO 1 $me").starts_with("h3 ERR BAD_ARG "));
-  const auto rows = listing(*a, "s SESSIONS");
+  EXPECT_TRUE(a->request(req::hello("h3", "$me")).starts_with("h3 ERR BAD_ARG "));
+  const auto rows = listing(*a, req::sessions("s"));
   ASSERT_EQ(rows.size(), 2u);
   const auto row = fields(rows[0]);
   ASSERT_EQ(row.size(), 10u) << rows[0];
@@ -84,21 +86,22 @@ TEST_F(ServerV11, OptionQueuedOffSilencesQueuedForLaterRequestsOnly) {
   ASSERT_TRUE(server_);
   auto holder = connect();
   auto quiet = connect();
-  EXPECT_EQ(holder->request("a ACQUIRE splunk").substr(0, 5), "a OK ");
-  EXPECT_EQ(quiet->request("q1 ACQUIRE splunk"), "q1 QUEUED 1");
-  EXPECT_EQ(quiet->request("o OPTION queued off"), "o OK");
+  EXPECT_EQ(holder->request(req::acquire("a", "splunk")).substr(0, 5), "a OK ");
+  EXPECT_EQ(quiet->request(req::acquire("q1", "splunk")), "q1 QUEUED 1");
+  EXPECT_EQ(quiet->request(req::option_queued("o", false)), "o OK");
   // The PING behind the ACQUIRE is answered next: no QUEUED line between.
-  quiet->send_line("q2 ACQUIRE splunk");
-  EXPECT_EQ(quiet->request("p PING"), "p PONG");
+  quiet->send_line(req::acquire("q2", "splunk"));
+  EXPECT_EQ(quiet->request(req::ping("p")), "p PONG");
+  // Raw on purpose: the case of OPTION's words, and malformed OPTIONs.
   EXPECT_EQ(quiet->request("o2 OPTION QUEUED On"), "o2 OK");
-  EXPECT_EQ(quiet->request("q3 ACQUIRE splunk"), "q3 QUEUED 3");
+  EXPECT_EQ(quiet->request(req::acquire("q3", "splunk")), "q3 QUEUED 3");
   EXPECT_TRUE(quiet->request("o3 OPTION queued maybe").starts_with("o3 ERR BAD_ARG "));
   EXPECT_TRUE(quiet->request("o4 OPTION nagle off").starts_with("o4 ERR BAD_ARG "));
   EXPECT_TRUE(quiet->request("o5 OPTION queued").starts_with("o5 ERR BAD_REQUEST "));
   // Every queued request still gets its final answer.
-  EXPECT_EQ(holder->request("r RELEASE splunk"), "r OK 0");
+  EXPECT_EQ(holder->request(req::release("r", "splunk")), "r OK 0");
   EXPECT_EQ(quiet->read_line().value_or("").substr(0, 6), "q1 OK ");
-  EXPECT_EQ(quiet->request("x CANCEL q2"), "x OK");
+  EXPECT_EQ(quiet->request(req::cancel("x", "q2")), "x OK");
   EXPECT_EQ(quiet->read_line(), "q2 CANCELLED");
 }
 
@@ -111,13 +114,13 @@ TEST_F(ServerV11, HoldersAndWaitersShowRowsInOrderWithLabels) {
   auto d = connect();
   const std::uint64_t ida = hello(*a, "job-a");
   const std::uint64_t idb = hello(*b);
-  const std::uint64_t idc = hello(*c, "100%25");
-  const std::uint64_t fa = fence_of(a->request("a ACQUIRE pool 2"));
-  const std::uint64_t fb = fence_of(b->request("b ACQUIRE pool"));
-  EXPECT_EQ(c->request("c ACQUIRE pool 1 5000"), "c QUEUED 1");
-  EXPECT_EQ(c->request("c2 WAIT pool 2"), "c2 QUEUED 2");
+  const std::uint64_t idc = hello(*c, "100%");
+  const std::uint64_t fa = fence_of(a->request(req::acquire("a", "pool", 2)));
+  const std::uint64_t fb = fence_of(b->request(req::acquire("b", "pool")));
+  EXPECT_EQ(c->request(req::acquire("c", "pool", 1, 5000)), "c QUEUED 1");
+  EXPECT_EQ(c->request(req::wait("c2", "pool", 2)), "c2 QUEUED 2");
 
-  const auto holders = listing(*d, "h HOLDERS pool");
+  const auto holders = listing(*d, req::holders("h", "pool"));
   ASSERT_EQ(holders.size(), 3u);
   auto row = fields(holders[0]);
   ASSERT_EQ(row.size(), 7u) << holders[0];
@@ -133,7 +136,7 @@ TEST_F(ServerV11, HoldersAndWaitersShowRowsInOrderWithLabels) {
   EXPECT_LE(number(row[5]), number(fields(holders[0])[5]));  // the later holder has held no longer
   EXPECT_EQ(holders[2], "h END 2");
 
-  const auto waiters = listing(*d, "w WAITERS pool");
+  const auto waiters = listing(*d, req::waiters("w", "pool"));
   ASSERT_EQ(waiters.size(), 3u);
   row = fields(waiters[0]);
   ASSERT_EQ(row.size(), 7u) << waiters[0];
@@ -144,9 +147,12 @@ TEST_F(ServerV11, HoldersAndWaitersShowRowsInOrderWithLabels) {
   EXPECT_EQ(row[2] + " " + row[3] + " " + row[5] + " " + row[6], std::to_string(idc) + " 2 -1 100%25");
   EXPECT_EQ(waiters[2], "w END 2");
 
-  EXPECT_EQ(listing(*d, "h2 HOLDERS splunk"), std::vector<std::string>{"h2 END 0"});
-  EXPECT_EQ(listing(*d, "h3 HOLDERS nothing"), std::vector<std::string>{"h3 ERR NOT_FOUND no such semaphore: nothing"});
-  EXPECT_EQ(listing(*d, "w2 WAITERS nothing"), std::vector<std::string>{"w2 ERR NOT_FOUND no such semaphore: nothing"});
+  EXPECT_EQ(listing(*d, req::holders("h2", "splunk")), std::vector<std::string>{"h2 END 0"});
+  EXPECT_EQ(listing(*d, req::holders("h3", "nothing")),
+            std::vector<std::string>{"h3 ERR NOT_FOUND no such semaphore: nothing"});
+  EXPECT_EQ(listing(*d, req::waiters("w2", "nothing")),
+            std::vector<std::string>{"w2 ERR NOT_FOUND no such semaphore: nothing"});
+  // Raw on purpose: a name that is no valid percent-encoding.
   EXPECT_TRUE(d->request("h4 HOLDERS bad%zz").starts_with("h4 ERR BAD_NAME "));
 }
 
@@ -157,12 +163,12 @@ TEST_F(ServerV11, SessionsListsEverySessionWithItsPeerDialectAndLoad) {
   const std::uint64_t ida = hello(*a, "cli");
   auto silent = connect();  // sends nothing: v1, no label
   auto ace = connect();
-  EXPECT_EQ(a->request("a ACQUIRE pool 2").substr(0, 4), "a OK");
-  EXPECT_EQ(a->request("a2 ACQUIRE splunk").substr(0, 5), "a2 OK");
+  EXPECT_EQ(a->request(req::acquire("a", "pool", 2)).substr(0, 4), "a OK");
+  EXPECT_EQ(a->request(req::acquire("a2", "splunk")).substr(0, 5), "a2 OK");
   ace->send("acquire:splunk|");  // queued behind a
   // The ACE session shows once its request is queued.
-  EXPECT_EQ(await_answer(*a, "g GET splunk", "g OK 0 1 1 1 defined"), "g OK 0 1 1 1 defined");
-  const auto rows = listing(*a, "s SESSIONS");
+  EXPECT_EQ(await_answer(*a, req::get("g", "splunk"), "g OK 0 1 1 1 defined"), "g OK 0 1 1 1 defined");
+  const auto rows = listing(*a, req::sessions("s"));
   ASSERT_EQ(rows.size(), 4u);
   const std::vector<std::string> expected[] = {
       {std::to_string(ida), a->local_peer(), "v1", "3", "0", "cli"},
@@ -190,12 +196,12 @@ TEST_F(ServerV11, SessionsStreamsAListingLargerThanAChunk) {
   for (int i = 0; i < 200; ++i) {
     clients.push_back(connect());
     ASSERT_TRUE(clients.back());
-    clients.back()->send_line("h HELLO 1 " + label);
+    clients.back()->send_line(req::hello("h", label));
   }
   for (auto& client : clients) EXPECT_TRUE(client->read_line().value_or("").starts_with("h OK netsem 1.1 "));
   auto asker = connect();
-  asker->send_line("s SESSIONS");
-  asker->send_line("p PING");  // behind the listing: answered after its END
+  asker->send_line(req::sessions("s"));
+  asker->send_line(req::ping("p"));  // behind the listing: answered after its END
   std::vector<std::string> rows;
   while (auto line = asker->read_line()) {
     rows.push_back(*line);
@@ -217,7 +223,7 @@ TEST_F(ServerV11, SessionsShowsAnIpv6PeerInBrackets) {
   auto a = connect("::1");
   ASSERT_TRUE(a);
   const std::uint64_t id = hello(*a);
-  const auto rows = listing(*a, "s SESSIONS");
+  const auto rows = listing(*a, req::sessions("s"));
   ASSERT_EQ(rows.size(), 2u);
   const auto row = fields(rows[0]);
   ASSERT_EQ(row.size(), 10u) << rows[0];
@@ -225,7 +231,7 @@ TEST_F(ServerV11, SessionsShowsAnIpv6PeerInBrackets) {
   EXPECT_TRUE(row[3].starts_with("[::1]:")) << rows[0];
   EXPECT_EQ(row[3], a->local_peer());
   // ::1 is in the default admin_networks.
-  EXPECT_EQ(a->request("k KICK 999999"), "k ERR NOT_FOUND no such session");
+  EXPECT_EQ(a->request(req::kick("k", 999999)), "k ERR NOT_FOUND no such session");
 }
 
 TEST_F(ServerV11, KickReleasesToTheNextWaiterAtOnceAndClosesTheKickedSession) {
@@ -237,11 +243,11 @@ TEST_F(ServerV11, KickReleasesToTheNextWaiterAtOnceAndClosesTheKickedSession) {
   auto admin = connect();
   const std::uint64_t idv = hello(*victim);
   const std::uint64_t idk = hello(*admin);
-  const std::uint64_t held = fence_of(victim->request("a ACQUIRE splunk"));
-  EXPECT_EQ(filler->request("f ACQUIRE pool 3").substr(0, 5), "f OK ");
-  EXPECT_EQ(victim->request("q ACQUIRE pool"), "q QUEUED 1");
-  EXPECT_EQ(next->request("b ACQUIRE splunk"), "b QUEUED 1");
-  EXPECT_EQ(admin->request("k KICK " + std::to_string(idv)), "k OK");
+  const std::uint64_t held = fence_of(victim->request(req::acquire("a", "splunk")));
+  EXPECT_EQ(filler->request(req::acquire("f", "pool", 3)).substr(0, 5), "f OK ");
+  EXPECT_EQ(victim->request(req::acquire("q", "pool")), "q QUEUED 1");
+  EXPECT_EQ(next->request(req::acquire("b", "splunk")), "b QUEUED 1");
+  EXPECT_EQ(admin->request(req::kick("k", idv)), "k OK");
   // The next waiter has the permit at once (no timeout, no close to wait for).
   EXPECT_GT(fence_of(next->read_line().value_or("")), held);
   // The kicked session reads why, then the close: nothing for its queued request.
@@ -250,8 +256,8 @@ TEST_F(ServerV11, KickReleasesToTheNextWaiterAtOnceAndClosesTheKickedSession) {
   std::string rest;
   EXPECT_TRUE(victim->wait_closed(3s, &rest));
   EXPECT_EQ(rest, "");
-  EXPECT_EQ(listing(*admin, "w WAITERS pool"), std::vector<std::string>{"w END 0"});
-  EXPECT_EQ(admin->request("k2 KICK " + std::to_string(idv)), "k2 ERR NOT_FOUND no such session");
+  EXPECT_EQ(listing(*admin, req::waiters("w", "pool")), std::vector<std::string>{"w END 0"});
+  EXPECT_EQ(admin->request(req::kick("k2", idv)), "k2 ERR NOT_FOUND no such session");
   EXPECT_TRUE(server_->wait_for_log("kicked session " + std::to_string(idv)));
 }
 
@@ -356,14 +362,14 @@ TEST_F(ServerV11, KickClosesAnAceSessionWithoutAWord) {
   auto admin = connect();
   ace->send("acquire:splunk|");
   EXPECT_EQ(ace->read_some(), "locked|");
-  EXPECT_EQ(next->request("b ACQUIRE splunk"), "b QUEUED 1");
+  EXPECT_EQ(next->request(req::acquire("b", "splunk")), "b QUEUED 1");
   std::string ace_id;
-  for (const auto& line : listing(*admin, "s SESSIONS")) {
+  for (const auto& line : listing(*admin, req::sessions("s"))) {
     const auto row = fields(line);
     if (row.size() == 10 && row[4] == "ace") ace_id = row[2];
   }
   ASSERT_FALSE(ace_id.empty());
-  EXPECT_EQ(admin->request("k KICK " + ace_id), "k OK");
+  EXPECT_EQ(admin->request(req::kick("k", std::stoull(ace_id))), "k OK");
   EXPECT_EQ(next->read_line().value_or("").substr(0, 5), "b OK ");
   std::string rest;
   EXPECT_TRUE(ace->wait_closed(3s, &rest));
@@ -380,18 +386,19 @@ TEST_F(ServerV11, KickNeedsTheAdminRightWhichSighupReloadsForOpenSessions) {
   auto admin = connect();
   const std::uint64_t idv = hello(*victim);
   const std::string denied = "ERR DENIED KICK needs the admin right (admin_networks)";
-  EXPECT_EQ(admin->request("k KICK " + std::to_string(idv)), "k " + denied);
-  EXPECT_EQ(admin->request("k2 KICK 999999"), "k2 " + denied);  // nothing learnt about ids
+  EXPECT_EQ(admin->request(req::kick("k", idv)), "k " + denied);
+  EXPECT_EQ(admin->request(req::kick("k2", 999999)), "k2 " + denied);  // nothing learnt about ids
+  // Raw on purpose: KICK of what is no session id.
   EXPECT_EQ(admin->request("k3 KICK abc"), "k3 " + denied);
-  EXPECT_EQ(admin->request("p PING"), "p PONG");  // DENIED here keeps the connection
+  EXPECT_EQ(admin->request(req::ping("p")), "p PONG");  // DENIED here keeps the connection
 
   options.server_options.clear();  // back to the default, the loopback networks
   server_->rewrite_config(options);
   server_->send_signal(SIGHUP);
   ASSERT_TRUE(server_->wait_for_log("SIGHUP: reloaded")) << server_->log();
   EXPECT_TRUE(admin->request("k4 KICK abc").starts_with("k4 ERR BAD_ARG "));
-  EXPECT_EQ(admin->request("k5 KICK 999999"), "k5 ERR NOT_FOUND no such session");
-  EXPECT_EQ(admin->request("k6 KICK " + std::to_string(idv)), "k6 OK");
+  EXPECT_EQ(admin->request(req::kick("k5", 999999)), "k5 ERR NOT_FOUND no such session");
+  EXPECT_EQ(admin->request(req::kick("k6", idv)), "k6 OK");
   EXPECT_TRUE(victim->read_line().value_or("").starts_with("* ERR KICKED "));
   EXPECT_TRUE(victim->wait_closed());
 }
@@ -402,9 +409,9 @@ TEST_F(ServerV11, ASessionMayKickItself) {
   auto a = connect();
   auto next = connect();
   const std::uint64_t id = hello(*a);
-  EXPECT_EQ(a->request("a ACQUIRE splunk").substr(0, 5), "a OK ");
-  EXPECT_EQ(next->request("b ACQUIRE splunk"), "b QUEUED 1");
-  EXPECT_EQ(a->request("k KICK " + std::to_string(id)), "k OK");
+  EXPECT_EQ(a->request(req::acquire("a", "splunk")).substr(0, 5), "a OK ");
+  EXPECT_EQ(next->request(req::acquire("b", "splunk")), "b QUEUED 1");
+  EXPECT_EQ(a->request(req::kick("k", id)), "k OK");
   EXPECT_TRUE(a->read_line().value_or("").starts_with("* ERR KICKED kicked by session " + std::to_string(id)));
   EXPECT_TRUE(a->wait_closed());
   EXPECT_EQ(next->read_line().value_or("").substr(0, 5), "b OK ");

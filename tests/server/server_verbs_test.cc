@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "netsemd_harness.h"
+#include "support/request_lines.h"
 
 namespace netsem::testing {
 namespace {
@@ -30,49 +31,51 @@ class ServerVerbs : public ::testing::Test {
 TEST_F(ServerVerbs, ContractExampleGrantsQueuesAndHandsOver) {
   auto a = connect();
   auto b = connect();
-  const auto first = fence_of(a->request("a1 ACQUIRE splunk 1 5000"));
-  EXPECT_EQ(b->request("b1 ACQUIRE splunk 1 5000"), "b1 QUEUED 1");
-  EXPECT_EQ(a->request("r1 RELEASE splunk"), "r1 OK 0");
+  const auto first = fence_of(a->request(req::acquire("a1", "splunk", 1, 5000)));
+  EXPECT_EQ(b->request(req::acquire("b1", "splunk", 1, 5000)), "b1 QUEUED 1");
+  EXPECT_EQ(a->request(req::release("r1", "splunk")), "r1 OK 0");
   const auto second = fence_of(b->read_line().value_or(""));
   EXPECT_GT(second, first);
 }
 
 TEST_F(ServerVerbs, EveryVerbAnswersAsTheContractSays) {
   auto c = connect();
+  // Well-formed requests come from the encoders; the malformed ones (a
+  // version 2, an unknown or lower-case verb, bad fields) are raw on purpose.
   const struct {
-    const char* request;
+    std::string request;
     const char* answer;
   } cases[] = {
-      {"h HELLO 1 test-client", nullptr},
-      {"h2 HELLO 2", "h2 ERR BAD_ARG"},
-      {"p PING", "p PONG"},
-      {"p2 PING payload", "p2 PONG payload"},
-      {"g GET nothing", "g OK 1 1 0 0 absent"},
-      {"g2 GET pool", "g2 OK 3 3 0 0 defined"},
-      {"c CREATE jobs 0 5", "c OK"},
-      {"c2 CREATE jobs 0 5", "c2 OK"},
-      {"c3 CREATE jobs 0 5 EXCL", "c3 ERR EXISTS"},
-      {"c4 CREATE pool 1", "c4 ERR EXISTS"},
-      {"w WAIT jobs 1 0", "w TIMEOUT"},
-      {"po POST jobs 2", "po OK 2"},
-      {"w2 WAIT jobs 1 0", nullptr},
-      {"g3 GET jobs", "g3 OK 1 5 0 0 created"},
-      {"po2 POST jobs 5", "po2 ERR OVERFLOW"},
-      {"po3 POST nothing", "po3 ERR NOT_FOUND"},
-      {"w3 WAIT nothing", "w3 ERR NOT_FOUND"},
-      {"r RELEASE pool", "r ERR NOT_HELD"},
-      {"a ACQUIRE pool 2", nullptr},
-      {"g4 GET pool", "g4 OK 1 3 1 0 defined"},
-      {"a2 ACQUIRE pool 4", "a2 ERR TOO_MANY"},
-      {"a3 ACQUIRE fresh 2", "a3 ERR TOO_MANY"},
-      {"r2 RELEASE pool 2", "r2 OK 3"},
-      {"d DELETE pool", "d ERR BUSY"},
-      {"d2 DELETE nothing", "d2 ERR NOT_FOUND"},
-      {"d3 DELETE jobs", "d3 OK"},
-      {"g5 GET jobs", "g5 OK 1 1 0 0 absent"},
-      {"x CANCEL nope", "x ERR NOT_FOUND"},
+      {req::hello("h", "test-client"), nullptr},
+      {"h2 HELLO 2", "h2 ERR BAD_ARG"},  // raw on purpose, as are the malformed ones below
+      {req::ping("p"), "p PONG"},
+      {req::ping("p2", "payload"), "p2 PONG payload"},
+      {req::get("g", "nothing"), "g OK 1 1 0 0 absent"},
+      {req::get("g2", "pool"), "g2 OK 3 3 0 0 defined"},
+      {req::create("c", "jobs", 0, 5), "c OK"},
+      {req::create("c2", "jobs", 0, 5), "c2 OK"},
+      {req::create("c3", "jobs", 0, 5, true), "c3 ERR EXISTS"},
+      {req::create("c4", "pool", 1), "c4 ERR EXISTS"},
+      {req::wait("w", "jobs", 1, 0), "w TIMEOUT"},
+      {req::post("po", "jobs", 2), "po OK 2"},
+      {req::wait("w2", "jobs", 1, 0), nullptr},
+      {req::get("g3", "jobs"), "g3 OK 1 5 0 0 created"},
+      {req::post("po2", "jobs", 5), "po2 ERR OVERFLOW"},
+      {req::post("po3", "nothing"), "po3 ERR NOT_FOUND"},
+      {req::wait("w3", "nothing"), "w3 ERR NOT_FOUND"},
+      {req::release("r", "pool"), "r ERR NOT_HELD"},
+      {req::acquire("a", "pool", 2), nullptr},
+      {req::get("g4", "pool"), "g4 OK 1 3 1 0 defined"},
+      {req::acquire("a2", "pool", 4), "a2 ERR TOO_MANY"},
+      {req::acquire("a3", "fresh", 2), "a3 ERR TOO_MANY"},
+      {req::release("r2", "pool", 2), "r2 OK 3"},
+      {req::del("d", "pool"), "d ERR BUSY"},
+      {req::del("d2", "nothing"), "d2 ERR NOT_FOUND"},
+      {req::del("d3", "jobs"), "d3 OK"},
+      {req::get("g5", "jobs"), "g5 OK 1 1 0 0 absent"},
+      {req::cancel("x", "nope"), "x ERR NOT_FOUND"},
       {"v FROB x", "v ERR UNKNOWN_VERB"},
-      {"n ACQUIRE $local", "n ERR BAD_NAME"},
+      {req::acquire("n", "$local"), "n ERR BAD_NAME"},
       {"n2 ACQUIRE bad%zz", "n2 ERR BAD_NAME"},
       {"e ACQUIRE x 0", "e ERR BAD_ARG"},
       {"e2 ACQUIRE x 1 -2", "e2 ERR BAD_ARG"},
@@ -91,18 +94,19 @@ TEST_F(ServerVerbs, EveryVerbAnswersAsTheContractSays) {
     }
   }
   c->send_line("");  // an empty line is ignored
-  EXPECT_EQ(c->request("q QUIT"), "q OK");
+  EXPECT_EQ(c->request(req::quit("q")), "q OK");
   EXPECT_TRUE(c->wait_closed());
 }
 
 TEST_F(ServerVerbs, NamesArePercentDecodedAndEncodedInAnswers) {
   auto c = connect();
-  fence_of(c->request("a ACQUIRE host:10.0.0.1%20web"));
+  fence_of(c->request(req::acquire("a", "host:10.0.0.1 web")));
+  // Raw on purpose: the name encoded otherwise than the encoder would (%3A).
   EXPECT_EQ(c->request("g GET host%3A10.0.0.1%20web"), "g OK 0 1 1 0 undefined");
-  c->send_line("l LIST host");
+  c->send_line(req::list("l", "host"));
   EXPECT_EQ(c->read_line(), "l ITEM host:10.0.0.1%20web 0 1 1 0 undefined");
   EXPECT_EQ(c->read_line(), "l END 1");
-  c->send_line("l2 LIST");
+  c->send_line(req::list("l2"));
   std::vector<std::string> items;
   for (auto line = c->read_line(); line && line->rfind("l2 END", 0) != 0; line = c->read_line()) items.push_back(*line);
   ASSERT_EQ(items.size(), 3u);  // sorted: host..., pool, splunk
@@ -112,6 +116,7 @@ TEST_F(ServerVerbs, NamesArePercentDecodedAndEncodedInAnswers) {
 TEST_F(ServerVerbs, C1ControlCharactersInNamesAreBadName) {
   auto c = connect();
   // U+0085 (NEL) and the rest of U+0080..U+009F are control characters.
+  // Raw on purpose: the names encoded, or not, as the test says.
   EXPECT_EQ(c->request("k CREATE a%C2%85b 1").rfind("k ERR BAD_NAME ", 0), 0u);
   EXPECT_EQ(c->request("k2 CREATE a\xc2\x80 1").rfind("k2 ERR BAD_NAME ", 0), 0u);
   EXPECT_EQ(c->request("a ACQUIRE x%C2%9F").rfind("a ERR BAD_NAME ", 0), 0u);
@@ -127,7 +132,8 @@ TEST_F(ServerVerbs, C1ControlCharactersInNamesAreBadName) {
 TEST_F(ServerVerbs, MinusZeroIsBadArgNotATry) {
   auto holder = connect();
   auto c = connect();
-  fence_of(holder->request("h ACQUIRE splunk"));
+  fence_of(holder->request(req::acquire("h", "splunk")));
+  // Raw on purpose: numbers the encoder never writes.
   for (const char* timeout : {"-0", "-00", "-0000"}) {
     const std::string answer = c->request(std::string("t ACQUIRE splunk 1 ") + timeout);
     EXPECT_EQ(answer.rfind("t ERR BAD_ARG ", 0), 0u) << timeout << " -> " << answer;
@@ -136,24 +142,24 @@ TEST_F(ServerVerbs, MinusZeroIsBadArgNotATry) {
   EXPECT_EQ(c->request("k CREATE jobs -0 1").rfind("k ERR BAD_ARG ", 0), 0u);
   // A sign before a non-zero value with leading zeros is still that value.
   EXPECT_EQ(c->request("w ACQUIRE splunk 1 -01"), "w QUEUED 1");
-  EXPECT_EQ(c->request("g GET splunk"), "g OK 0 1 1 1 defined");
+  EXPECT_EQ(c->request(req::get("g", "splunk")), "g OK 0 1 1 1 defined");
 }
 
 TEST_F(ServerVerbs, FifoAcrossSessionsWithCounts) {
   auto holder = connect();
   auto big = connect();
   auto small = connect();
-  fence_of(holder->request("a ACQUIRE pool 2"));
-  EXPECT_EQ(big->request("b ACQUIRE pool 3"), "b QUEUED 1");
+  fence_of(holder->request(req::acquire("a", "pool", 2)));
+  EXPECT_EQ(big->request(req::acquire("b", "pool", 3)), "b QUEUED 1");
   // One permit is free, but the small request must not overtake the big one.
-  EXPECT_EQ(small->request("s ACQUIRE pool 1"), "s QUEUED 2");
+  EXPECT_EQ(small->request(req::acquire("s", "pool")), "s QUEUED 2");
   // A try never barges either.
   auto tryer = connect();
-  EXPECT_EQ(tryer->request("t ACQUIRE pool 1 0"), "t TIMEOUT");
-  EXPECT_EQ(holder->request("r RELEASE pool 2"), "r OK 0");
+  EXPECT_EQ(tryer->request(req::acquire("t", "pool", 1, 0)), "t TIMEOUT");
+  EXPECT_EQ(holder->request(req::release("r", "pool", 2)), "r OK 0");
   fence_of(big->read_line().value_or(""));
   EXPECT_TRUE(small->quiet_for(100ms));
-  EXPECT_EQ(big->request("r RELEASE pool 3"), "r OK 2");
+  EXPECT_EQ(big->request(req::release("r", "pool", 3)), "r OK 2");
   fence_of(small->read_line().value_or(""));
 }
 
@@ -162,12 +168,12 @@ TEST_F(ServerVerbs, HeadLeavingGrantsEveryWaiterThatNowFits) {
   auto head = connect();
   auto second = connect();
   auto third = connect();
-  fence_of(holder->request("a ACQUIRE pool 1"));
-  EXPECT_EQ(head->request("h ACQUIRE pool 3"), "h QUEUED 1");
-  EXPECT_EQ(second->request("s ACQUIRE pool 1"), "s QUEUED 2");
-  EXPECT_EQ(third->request("t ACQUIRE pool 1"), "t QUEUED 3");
+  fence_of(holder->request(req::acquire("a", "pool")));
+  EXPECT_EQ(head->request(req::acquire("h", "pool", 3)), "h QUEUED 1");
+  EXPECT_EQ(second->request(req::acquire("s", "pool")), "s QUEUED 2");
+  EXPECT_EQ(third->request(req::acquire("t", "pool")), "t QUEUED 3");
   // The head gives up: both smaller waiters fit at once.
-  EXPECT_EQ(head->request("c CANCEL h"), "c OK");
+  EXPECT_EQ(head->request(req::cancel("c", "h")), "c OK");
   EXPECT_EQ(head->read_line(), "h CANCELLED");
   fence_of(second->read_line().value_or(""));
   fence_of(third->read_line().value_or(""));
@@ -176,73 +182,73 @@ TEST_F(ServerVerbs, HeadLeavingGrantsEveryWaiterThatNowFits) {
 TEST_F(ServerVerbs, QueuedRequestTimesOut) {
   auto holder = connect();
   auto waiter = connect();
-  fence_of(holder->request("a ACQUIRE splunk"));
+  fence_of(holder->request(req::acquire("a", "splunk")));
   const auto start = std::chrono::steady_clock::now();
-  EXPECT_EQ(waiter->request("w ACQUIRE splunk 1 200"), "w QUEUED 1");
+  EXPECT_EQ(waiter->request(req::acquire("w", "splunk", 1, 200)), "w QUEUED 1");
   EXPECT_EQ(waiter->read_line(), "w TIMEOUT");
   const auto waited = std::chrono::steady_clock::now() - start;
   EXPECT_GE(waited, 190ms);
   EXPECT_LT(waited, 2s);
-  EXPECT_EQ(holder->request("g GET splunk"), "g OK 0 1 1 0 defined");
+  EXPECT_EQ(holder->request(req::get("g", "splunk")), "g OK 0 1 1 0 defined");
 }
 
 TEST_F(ServerVerbs, DuplicateTagWhilePending) {
   auto holder = connect();
   auto waiter = connect();
-  fence_of(holder->request("a ACQUIRE splunk"));
-  EXPECT_EQ(waiter->request("w ACQUIRE splunk"), "w QUEUED 1");
-  EXPECT_EQ(waiter->request("w PING").rfind("w ERR DUPLICATE_TAG", 0), 0u);
+  fence_of(holder->request(req::acquire("a", "splunk")));
+  EXPECT_EQ(waiter->request(req::acquire("w", "splunk")), "w QUEUED 1");
+  EXPECT_EQ(waiter->request(req::ping("w")).rfind("w ERR DUPLICATE_TAG", 0), 0u);
   // The take verbs are refused by the table, without naming the semaphore.
-  EXPECT_EQ(waiter->request("w ACQUIRE other"), "w ERR DUPLICATE_TAG the tag names a request still pending");
-  EXPECT_EQ(waiter->request("w WAIT splunk"), "w ERR DUPLICATE_TAG the tag names a request still pending");
-  EXPECT_EQ(holder->request("g GET other"), "g OK 1 1 0 0 absent");  // nothing was made
-  EXPECT_EQ(waiter->request("c CANCEL w"), "c OK");
+  EXPECT_EQ(waiter->request(req::acquire("w", "other")), "w ERR DUPLICATE_TAG the tag names a request still pending");
+  EXPECT_EQ(waiter->request(req::wait("w", "splunk")), "w ERR DUPLICATE_TAG the tag names a request still pending");
+  EXPECT_EQ(holder->request(req::get("g", "other")), "g OK 1 1 0 0 absent");  // nothing was made
+  EXPECT_EQ(waiter->request(req::cancel("c", "w")), "c OK");
   EXPECT_EQ(waiter->read_line(), "w CANCELLED");
-  EXPECT_EQ(waiter->request("w PING"), "w PONG");
+  EXPECT_EQ(waiter->request(req::ping("w")), "w PONG");
 }
 
 TEST_F(ServerVerbs, DisconnectWhileHoldingReleasesAndWhileQueuedLeavesTheQueue) {
   auto holder = connect();
   auto leaver = connect();
   auto waiter = connect();
-  fence_of(holder->request("a ACQUIRE splunk"));
-  EXPECT_EQ(leaver->request("l ACQUIRE splunk"), "l QUEUED 1");
-  EXPECT_EQ(waiter->request("w ACQUIRE splunk"), "w QUEUED 2");
+  fence_of(holder->request(req::acquire("a", "splunk")));
+  EXPECT_EQ(leaver->request(req::acquire("l", "splunk")), "l QUEUED 1");
+  EXPECT_EQ(waiter->request(req::acquire("w", "splunk")), "w QUEUED 2");
   leaver.reset();  // queued, then gone
   holder.reset();  // holding, then gone
   fence_of(waiter->read_line().value_or(""));
-  EXPECT_EQ(waiter->request("g GET splunk"), "g OK 0 1 1 0 defined");
+  EXPECT_EQ(waiter->request(req::get("g", "splunk")), "g OK 0 1 1 0 defined");
 }
 
 TEST_F(ServerVerbs, WaitConsumesAndPostGivesBack) {
   auto producer = connect();
   auto consumer = connect();
-  EXPECT_EQ(producer->request("c CREATE queue 0 100"), "c OK");
-  EXPECT_EQ(consumer->request("w WAIT queue 2"), "w QUEUED 1");
-  EXPECT_EQ(producer->request("p POST queue"), "p OK 1");
+  EXPECT_EQ(producer->request(req::create("c", "queue", 0, 100)), "c OK");
+  EXPECT_EQ(consumer->request(req::wait("w", "queue", 2)), "w QUEUED 1");
+  EXPECT_EQ(producer->request(req::post("p", "queue")), "p OK 1");
   EXPECT_TRUE(consumer->quiet_for(50ms));
-  EXPECT_EQ(producer->request("p2 POST queue"), "p2 OK 0");
+  EXPECT_EQ(producer->request(req::post("p2", "queue")), "p2 OK 0");
   fence_of(consumer->read_line().value_or(""));
   // Consumed permits are not held: closing the consumer gives nothing back.
   consumer.reset();
-  EXPECT_EQ(producer->request("g GET queue"), "g OK 0 100 0 0 created");
+  EXPECT_EQ(producer->request(req::get("g", "queue")), "g OK 0 100 0 0 created");
 }
 
 TEST_F(ServerVerbs, PostCannotReturnPermitsHeldThroughAcquire) {
   auto c = connect();
-  EXPECT_EQ(c->request("c CREATE lic 2"), "c OK");
-  fence_of(c->request("a ACQUIRE lic 2"));
-  EXPECT_EQ(c->request("p POST lic").rfind("p ERR OVERFLOW", 0), 0u);
-  EXPECT_EQ(c->request("r RELEASE lic 2"), "r OK 2");
+  EXPECT_EQ(c->request(req::create("c", "lic", 2)), "c OK");
+  fence_of(c->request(req::acquire("a", "lic", 2)));
+  EXPECT_EQ(c->request(req::post("p", "lic")).rfind("p ERR OVERFLOW", 0), 0u);
+  EXPECT_EQ(c->request(req::release("r", "lic", 2)), "r OK 2");
 }
 
 TEST_F(ServerVerbs, UndefinedSemaphoreIsRemovedWhenIdle) {
   auto c = connect();
-  fence_of(c->request("a ACQUIRE temp"));
-  EXPECT_EQ(c->request("g GET temp"), "g OK 0 1 1 0 undefined");
-  EXPECT_EQ(c->request("c CREATE temp 1").rfind("c ERR EXISTS", 0), 0u);
-  EXPECT_EQ(c->request("r RELEASE temp"), "r OK 1");
-  EXPECT_EQ(c->request("g2 GET temp"), "g2 OK 1 1 0 0 absent");
+  fence_of(c->request(req::acquire("a", "temp")));
+  EXPECT_EQ(c->request(req::get("g", "temp")), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(c->request(req::create("c", "temp", 1)).rfind("c ERR EXISTS", 0), 0u);
+  EXPECT_EQ(c->request(req::release("r", "temp")), "r OK 1");
+  EXPECT_EQ(c->request(req::get("g2", "temp")), "g2 OK 1 1 0 0 absent");
 }
 
 // Issue 10 item 6: B's WAIT was granted the permit A released, and `u` then
@@ -251,30 +257,30 @@ TEST_F(ServerVerbs, UndefinedSemaphoreIsRemovedWhenIdle) {
 TEST_F(ServerVerbs, WaitAndPostOfAnUndefinedNameInUseAreNotFoundAndTheNameIsFreedWhenIdle) {
   auto a = connect();
   auto b = connect();
-  fence_of(a->request("a ACQUIRE u"));
-  EXPECT_EQ(b->request("w WAIT u").rfind("w ERR NOT_FOUND", 0), 0u);
-  EXPECT_EQ(b->request("p POST u").rfind("p ERR NOT_FOUND", 0), 0u);
-  EXPECT_EQ(a->request("r RELEASE u"), "r OK 1");
+  fence_of(a->request(req::acquire("a", "u")));
+  EXPECT_EQ(b->request(req::wait("w", "u")).rfind("w ERR NOT_FOUND", 0), 0u);
+  EXPECT_EQ(b->request(req::post("p", "u")).rfind("p ERR NOT_FOUND", 0), 0u);
+  EXPECT_EQ(a->request(req::release("r", "u")), "r OK 1");
   EXPECT_TRUE(b->quiet_for(50ms));  // nothing was queued for B
   a.reset();
   b.reset();
   auto c = connect();
-  EXPECT_EQ(await_answer(*c, "g GET u", "g OK 1 1 0 0 absent"), "g OK 1 1 0 0 absent");
-  fence_of(c->request("a ACQUIRE u 1 0"));
-  EXPECT_EQ(c->request("r RELEASE u"), "r OK 1");
-  EXPECT_EQ(c->request("d DELETE u").rfind("d ERR NOT_FOUND", 0), 0u);
-  EXPECT_EQ(c->request("c CREATE u 1"), "c OK");
-  EXPECT_EQ(c->request("d2 DELETE u"), "d2 OK");
+  EXPECT_EQ(await_answer(*c, req::get("g", "u"), "g OK 1 1 0 0 absent"), "g OK 1 1 0 0 absent");
+  fence_of(c->request(req::acquire("a", "u", 1, 0)));
+  EXPECT_EQ(c->request(req::release("r", "u")), "r OK 1");
+  EXPECT_EQ(c->request(req::del("d", "u")).rfind("d ERR NOT_FOUND", 0), 0u);
+  EXPECT_EQ(c->request(req::create("c", "u", 1)), "c OK");
+  EXPECT_EQ(c->request(req::del("d2", "u")), "d2 OK");
 }
 
 TEST_F(ServerVerbs, FencesStrictlyIncrease) {
   auto c = connect();
   std::uint64_t last = 0;
   for (int i = 0; i < 50; ++i) {
-    const auto fence = fence_of(c->request("a ACQUIRE pool"));
+    const auto fence = fence_of(c->request(req::acquire("a", "pool")));
     EXPECT_GT(fence, last);
     last = fence;
-    EXPECT_EQ(c->request("r RELEASE pool"), "r OK 3");
+    EXPECT_EQ(c->request(req::release("r", "pool")), "r OK 3");
   }
 }
 
@@ -283,8 +289,8 @@ TEST_F(ServerVerbs, TenThousandPipelinedRequestsAnswerInOrder) {
   constexpr int kPairs = 5000;
   std::string batch;
   for (int i = 0; i < kPairs; ++i) {
-    batch += "a" + std::to_string(i) + " ACQUIRE pool\n";
-    batch += "r" + std::to_string(i) + " RELEASE pool\n";
+    batch += req::acquire("a" + std::to_string(i), "pool") + "\n";
+    batch += req::release("r" + std::to_string(i), "pool") + "\n";
   }
   std::thread sender([&] { c->send(batch); });
   std::uint64_t last_fence = 0;
@@ -301,7 +307,7 @@ TEST_F(ServerVerbs, TenThousandPipelinedRequestsAnswerInOrder) {
 
 TEST_F(ServerVerbs, StatsReportsTheContractFields) {
   auto c = connect();
-  const std::string answer = c->request("s STATS");
+  const std::string answer = c->request(req::stats("s"));
   for (const char* field : {"sessions", "semaphores", "held", "waiters", "grants", "requests", "uptime_s", "last_fence",
                             "session_timeout_ms"}) {
     EXPECT_NE(answer.find("\"" + std::string(field) + "\":"), std::string::npos) << field << " in " << answer;
