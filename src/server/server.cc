@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <charconv>
 #include <csignal>
 #include <map>
@@ -267,11 +268,12 @@ Status Server::plan_connections() {
 // triggered accept would report it again at once. The spare descriptor is
 // given up for a moment to take the peer off the queue and tell it LIMIT
 // (an ACE peer whose `acquire:` has already arrived is closed without a
-// word). False when even that failed: the caller retries later.
-bool Server::refuse_with_spare() {
+// word). kFailed when even that failed: the caller retries later.
+Server::SpareOutcome Server::refuse_with_spare() {
   spare_fd_.reset();
   UniqueFd peer(::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
   const bool accepted = peer.valid();
+  const bool nobody_waiting = !accepted && (errno == EAGAIN || errno == EWOULDBLOCK);
   if (accepted) {
     ++counters_.limited_total;
     std::array<char, 8> first{};
@@ -291,16 +293,30 @@ bool Server::refuse_with_spare() {
   // the spare could not be had back and the next peer would take the slot.
   peer.reset();
   spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  return accepted && spare_fd_.valid();
+  if (!spare_fd_.valid()) return SpareOutcome::kFailed;
+  if (accepted) return SpareOutcome::kRefused;
+  return nobody_waiting ? SpareOutcome::kNobodyWaiting : SpareOutcome::kFailed;
 }
 
 void Server::accept_next() {
   if (stopping_) return;
   acceptor_.async_accept([this](const std::error_code& error, asio::ip::tcp::socket socket) {
     if (error == asio::error::operation_aborted || stopping_) return;
-    if ((error == asio::error::no_descriptors || error.value() == ENFILE) && refuse_with_spare()) {
-      accept_next();
-      return;
+    if (error == asio::error::no_descriptors || error.value() == ENFILE) {
+      switch (refuse_with_spare()) {
+        case SpareOutcome::kRefused:
+          accept_next();
+          return;
+        case SpareOutcome::kNobodyWaiting:
+          // Out of descriptors, every accept() fails at once, peer or not:
+          // wait for the next peer rather than poll.
+          acceptor_.async_wait(asio::socket_base::wait_read, [this](const std::error_code& wait_error) {
+            if (!wait_error && !stopping_) accept_next();
+          });
+          return;
+        case SpareOutcome::kFailed:
+          break;
+      }
     }
     if (error) {
       // Out of descriptors (and no spare) or the like: retry a little later

@@ -95,7 +95,10 @@ class Server final : public SessionHost, private JournalProgress {
 
   Status plan_connections();
   void accept_next();
-  bool refuse_with_spare();
+  // What refuse_with_spare() did: told a peer LIMIT, found none waiting
+  // (accept() reports EMFILE before it looks at the queue), or failed.
+  enum class SpareOutcome : std::uint8_t { kRefused, kNobodyWaiting, kFailed };
+  SpareOutcome refuse_with_spare();
   void on_accept(asio::ip::tcp::socket socket);
   void reject(asio::ip::tcp::socket socket, std::string line);
   void wait_signals();
