@@ -29,6 +29,7 @@ namespace netsem::cli {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;             // the server refused: NOT_FOUND, OVERFLOW, BUSY, EXISTS, ...
 inline constexpr int kExitUsage = 2;              // bad command line, options or configuration
+inline constexpr int kExitAbsent = 3;             // `get`: NAME is no semaphore (kind absent)
 inline constexpr int kExitUnavailable = 69;       // EX_UNAVAILABLE: no server, and the command needs one
 inline constexpr int kExitPermitsLost = 70;       // EX_SOFTWARE: `run` lost its permits while CMD ran
 inline constexpr int kExitTimeout = 75;           // EX_TEMPFAIL: the permits did not come in time, or LIMIT
@@ -47,6 +48,7 @@ inline constexpr ExitCodeDoc kExitCodes[] = {
     {kExitOk, "success"},
     {kExitFailed, "the operation failed (NOT_FOUND, OVERFLOW, BUSY, EXISTS, TOO_MANY, ...)"},
     {kExitUsage, "bad usage: unknown subcommand, missing or malformed argument, bad configuration"},
+    {kExitAbsent, "get: NAME is no semaphore (kind absent; the row is printed all the same)"},
     {kExitUnavailable, "server unavailable: none reachable and the fallback policy is fail, or the command needs it"},
     {kExitPermitsLost, "run: the permits were lost while CMD ran (connection lost, server shut down)"},
     {kExitTimeout,

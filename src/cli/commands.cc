@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "protocol/stats_json.h"
 
 namespace netsem::cli {
 
@@ -102,7 +103,8 @@ int get_command(const GlobalOptions& global, const GetOptions& options) {
   auto info = connection.client->get(options.name);
   if (!info) return report_failure(connection, info.status());
   print(options.json ? json_object(*info) + "\n" : table({*info}));
-  return kExitOk;
+  // So that a script can test existence without reading the output.
+  return info->kind == "absent" ? kExitAbsent : kExitOk;
 }
 
 int post_command(const GlobalOptions& global, const CountOptions& options) {
@@ -161,7 +163,18 @@ int ping_command(const GlobalOptions& global) {
   auto pong = connection.client->ping();
   if (!pong) return report_failure(connection, pong.status());
   const std::chrono::duration<double, std::milli> elapsed = std::chrono::steady_clock::now() - start;
-  std::printf("PONG from %s in %.2f ms\n", connection.client->stats().server.c_str(), elapsed.count());
+  // What answered: the server's version (from STATS, after the timed round
+  // trip) and the protocol its HELLO named. A server whose STATS fails is
+  // still up: the PONG is the answer, the version only a detail.
+  const ClientStats stats = connection.client->stats();
+  std::string version = "?";
+  if (auto json = connection.client->server_stats()) {
+    std::vector<protocol::StatsField> fields;
+    std::string text;
+    if (protocol::parse_stats(*json, fields) && protocol::stats_string(fields, "version", text)) version = text;
+  }
+  std::printf("PONG from %s in %.2f ms (netsem %s, protocol %s)\n", stats.server.c_str(), elapsed.count(),
+              version.c_str(), stats.protocol.c_str());
   return kExitOk;
 }
 

@@ -712,7 +712,7 @@ TEST_F(CliCommands, GetShowsOneSemaphore) {
             "NAME   KIND     VALUE/MAX  HOLDERS  WAITERS\n"
             "alpha  defined  1/3        1        0\n");
   outcome = netsem({"get", "--json", "nothing"});
-  ASSERT_EQ(outcome.exit_code, 0) << outcome;
+  ASSERT_EQ(outcome.exit_code, 3) << outcome;
   EXPECT_EQ(outcome.out, R"({"name":"nothing","kind":"absent","value":1,"max":1,"holders":0,"waiters":0})"
                          "\n");
 }

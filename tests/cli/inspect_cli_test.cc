@@ -215,6 +215,28 @@ TEST_F(CliInspect, ErrorsExitWithTheirCodes) {
   }
 }
 
+TEST_F(CliInspect, GetOfAnAbsentNameExits3AndPingShowsTheServersVersion) {
+  start();
+  const NetsemRun absent = netsem({"get", "nothing"});
+  EXPECT_EQ(absent.exit_code, 3) << absent;
+  EXPECT_NE(absent.out.find("nothing  absent"), std::string::npos) << absent;
+  EXPECT_EQ(absent.err, "");
+  RawSession holder = session("h");
+  EXPECT_EQ(holder.client->request("a ACQUIRE db"), "a OK 1");
+  EXPECT_EQ(netsem({"get", "db"}).exit_code, 0);
+  EXPECT_EQ(holder.client->request("r RELEASE db"), "r OK 1");
+  // An undefined semaphore goes when idle: absent again.
+  EXPECT_EQ(netsem({"get", "--json", "db"}).exit_code, 3);
+
+  const NetsemRun ping = netsem({"ping"});
+  ASSERT_EQ(ping.exit_code, 0) << ping;
+  EXPECT_TRUE(std::regex_search(
+      ping.out,
+      std::regex(
+          R"(^PONG from 127\.0\.0\.1:[0-9]+ in [0-9]+\.[0-9]{2} ms \(netsem [0-9]+\.[0-9]+\.[0-9]+[^ ]*, protocol 1\.1\)\n$)")))
+      << ping;
+}
+
 // docs/cli.md: the first column of the table after `heading`.
 std::set<std::string> documented_fields(const std::string& doc, const std::string& heading) {
   std::set<std::string> cells;
