@@ -52,8 +52,8 @@ struct ClientOptions {
   static constexpr std::int64_t kDefaultPort = 53559;
   static constexpr std::string_view kDefaultServer = "127.0.0.1:53559";
 
-  // "host:port" (IPv6 as "[addr]:port"), tried in order. Empty means
-  // kDefaultServer.
+  // "host:port" (IPv6 as "[addr]:port"; without ":port", kDefaultPort),
+  // tried in order. Empty means kDefaultServer.
   std::vector<std::string> servers;
   // HELLO label: how this client shows in the server's logs and in the
   // protocol 1.1 listings (holders, waiters, sessions); at most 255 bytes,

@@ -60,8 +60,9 @@ inline constexpr ExitCodeDoc kExitCodes[] = {
     {kExitCommandNotFound, "run: CMD was not found"},
 };
 
-// The --help footer: the exit-code table.
-std::string exit_code_help();
+// The --help footer: the exit-code table, of every code for an empty
+// `subcommand` (netsem --help), else of the codes that subcommand can return.
+std::string exit_code_help(std::string_view subcommand = {});
 
 // Options every subcommand takes.
 struct GlobalOptions {
@@ -77,6 +78,7 @@ struct RunOptions {
   std::int64_t count = 1;
   std::optional<std::chrono::milliseconds> timeout;  // absent: wait for ever
   std::chrono::milliseconds grace{5000};             // SIGTERM to SIGKILL after a loss
+  std::int64_t conflict_exit_code = 75;              // -E: the permits did not come in time
   std::vector<std::string> command;                  // CMD ARGS..., never empty
 };
 
@@ -170,9 +172,6 @@ void warn_local_fallback(const Connection& connection, std::string_view name);
 // REQUIRES: 0 <= min <= max.
 std::optional<std::int64_t> parse_decimal(std::string_view text, std::int64_t min, std::int64_t max);
 
-// Parses a number of seconds ("2", "0.5"; 0 or more) into milliseconds,
-// rounding up so that a tiny positive timeout never turns into a try.
-std::optional<std::chrono::milliseconds> parse_seconds(std::string_view text);
 // "0.5 s", "5 s".
 std::string seconds_text(std::chrono::milliseconds duration);
 

@@ -3,7 +3,6 @@
 // mapping from a Status to an exit code, and error output.
 #include <algorithm>
 #include <charconv>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -41,14 +40,19 @@ std::string counted(std::uint64_t n, std::string_view one, std::string_view many
 
 }  // namespace
 
-std::string exit_code_help() {
+std::string exit_code_help(std::string_view subcommand) {
+  // Only run starts a command, and only run can lose permits while it runs.
+  const bool run = subcommand.empty() || subcommand == "run";
+  const bool waits = run || subcommand == "wait";
   std::string text = "Exit codes:\n";
-  for (const auto& [code, meaning] : kExitCodes) {
+  for (auto [code, meaning] : kExitCodes) {
+    if (!run && (code == kExitPermitsLost || code == kExitCannotExecute || code == kExitCommandNotFound)) continue;
+    if (!waits && code == kExitTimeout) meaning = "a server limit (LIMIT: the server is full): try later";
     char line[160];
     std::snprintf(line, sizeof line, "  %3d  %.*s\n", code, static_cast<int>(meaning.size()), meaning.data());
     text += line;
   }
-  text += "  run: otherwise CMD's exit status, or 128+N when signal N killed CMD\n";
+  if (run) text += "  run: otherwise CMD's exit status, or 128+N when signal N killed CMD\n";
   return text;
 }
 
@@ -157,7 +161,14 @@ int report_failure(const Connection& connection, const Status& status) {
   const bool refusal = code == kExitDenied || code == kExitProtocol ||
                        (status.code() == StatusCode::kLimit && connection.client && !connection.client->connected());
   if (code == kExitUnavailable || (refusal && connection.options.servers.size() > 1)) {
-    message += " (" + unreachable_text(connection) + ")";
+    // One wording: "no server reachable (why), ...", as every subcommand says it.
+    constexpr std::string_view kNone = "no server reachable";
+    const std::string why = " (" + unreachable_text(connection) + ")";
+    if (message.starts_with(kNone)) {
+      message.insert(kNone.size(), why);
+    } else {
+      message += why;
+    }
   }
   print_error(message);
   return code;
@@ -171,7 +182,7 @@ int require_server(const Connection& connection, std::string_view what) {
   if (!why.is_ok() && why.code() != StatusCode::kUnavailable && why.code() != StatusCode::kShutdown) {
     return report_failure(connection, why);
   }
-  print_error(std::string(what) + ": server unreachable (" + unreachable_text(connection) + ")");
+  print_error(std::string(what) + ": no server reachable (" + unreachable_text(connection) + ")");
   return kExitUnavailable;
 }
 
@@ -218,16 +229,6 @@ std::optional<std::int64_t> parse_decimal(std::string_view text, std::int64_t mi
   if (error != std::errc() || end != text.data() + text.size()) return std::nullopt;  // past 2^63-1
   if (value < min || value > max) return std::nullopt;
   return value;
-}
-
-std::optional<std::chrono::milliseconds> parse_seconds(std::string_view text) {
-  // from_chars takes no '+', no spaces; it does take "inf" and "nan", which
-  // the range check turns away.
-  double seconds = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), seconds);
-  if (error != std::errc() || end != text.data() + text.size()) return std::nullopt;
-  if (!(seconds >= 0 && seconds <= 1e9)) return std::nullopt;
-  return std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(seconds * 1000)));
 }
 
 }  // namespace netsem::cli

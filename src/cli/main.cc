@@ -1,8 +1,9 @@
 // netsem's entry point: the global options, every subcommand of the table
 // (subcommands.h) on the command line (CLI11), logging set-up, then the
 // action of the subcommand given, whose return value is the exit code. A bad command line exits 2 with the message on
-// stderr; every --help ends with the exit-code table. Numbers are decimal only, and everything after run's NAME is CMD,
-// as with flock(1).
+// stderr, with a suggestion when a word looks mistyped; every subcommand's --help ends with the global options and the
+// exit codes it can return. Numbers are decimal only; run's options may stand before or after NAME, and CMD is the
+// first word after them, as with flock(1) (command_line.h).
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "cli/command_line.h"
 #include "cli/subcommands.h"
 #include "common/log.h"
 #include "netsem/log.h"
@@ -68,19 +70,29 @@ int usage_error(const CLI::App& app, const CLI::ParseError& error) {
                          dynamic_cast<const CLI::ExtrasError*>(&error) != nullptr;
   if (dynamic_cast<const CLI::ExtrasError*>(&error) != nullptr && commands.empty() && !extras.empty() &&
       extras.front().rfind('-', 0) != 0) {
-    print_error("unknown subcommand '" + extras.front() + "' (see netsem --help)");
+    print_error("unknown subcommand '" + extras.front() + "'" + suggestion(app, nullptr, extras.front()) +
+                " (see netsem --help)");
     return kExitUsage;
   }
-  if (misplaced && !commands.empty()) {
-    const CLI::App& command = *commands.front();
+  const CLI::App* command = commands.empty() ? nullptr : commands.front();
+  if (const auto stray = stray_option(app); stray && misplaced) {
+    // A mistyped option: name the one meant.
+    if (const std::string hint = suggestion(app, command, *stray); !hint.empty()) {
+      const std::string where = command != nullptr ? command->get_name() + ": " : std::string();
+      print_error(where + "unknown option " + *stray + hint + " (see netsem " +
+                  (command != nullptr ? command->get_name() + " " : std::string()) + "--help)");
+      return kExitUsage;
+    }
+  }
+  if (misplaced && command != nullptr) {
     if (const auto stray = stray_option(app)) {
-      if (const auto hint = dash_name_hint(command, *stray)) {
+      if (const auto hint = dash_name_hint(*command, *stray)) {
         print_error(*hint);
         return kExitUsage;
       }
     }
-    if (command.get_name() == "run" && command.get_option("CMD")->count() == 0 &&
-        command.get_option("NAME")->count() > 0) {
+    if (command->get_name() == "run" && command->get_option("CMD")->count() == 0 &&
+        command->get_option("NAME")->count() > 0) {
       print_error("run: CMD is required: " + std::string(kRunSynopsis));
       return kExitUsage;
     }
@@ -134,14 +146,23 @@ int main(int argc, char** argv) {
 
   // Every subcommand of the table, each with the action its options feed.
   std::vector<std::pair<CLI::App*, Action>> commands;
+  const std::string global_help = global_options_help(app);
   for (const Subcommand& subcommand : subcommands()) {
     CLI::App* command = app.add_subcommand(std::string(subcommand.name), std::string(subcommand.help));
     commands.emplace_back(command, subcommand.define(*command));
-    command->footer(exit_code_help());
+    command->footer(global_help + "\n" + exit_code_help(subcommand.name));
   }
 
+  // run's options may follow NAME: sort its words before CLI11 reads them.
+  std::vector<std::string> words(argv + 1, argv + argc);
+  if (const auto error = arrange_run_words(app, words)) {
+    print_error(*error);
+    return kExitUsage;
+  }
+  std::vector<char*> arranged = {argv[0]};
+  for (auto& word : words) arranged.push_back(word.data());
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(arranged.size()), arranged.data());
   } catch (const CLI::Success& help) {  // --help
     return app.exit(help);
   } catch (const CLI::ParseError& error) {

@@ -24,6 +24,9 @@
 // it when netsem's main thread (the one that forked it) ends. A netsem that
 // died between fork and prctl is caught by comparing getppid() with the pid
 // recorded before the fork.
+//
+// CMD's environment carries the permit (child_environment): NETSEM_NAME,
+// NETSEM_COUNT, and NETSEM_FENCE or NETSEM_LOCAL=1.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -35,6 +38,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -139,12 +143,39 @@ struct Spawned {
   int failure = kExitOk;
 };
 
-// Starts CMD with `mask` as its signal mask, to be killed when netsem dies;
-// prints why when it cannot be started.
-Spawned spawn(const std::vector<std::string>& command, const sigset_t& mask) {
+// CMD's environment: netsem's, with the permit described in NETSEM_NAME,
+// NETSEM_COUNT, and NETSEM_FENCE (the server's fence token, for CMD to pass
+// to the resource it guards) or NETSEM_LOCAL=1 (a host-local permit, which
+// has no fence). Those of an outer `netsem run` are replaced, not inherited.
+std::vector<std::string> child_environment(const RunOptions& options, const Permit& permit) {
+  std::vector<std::string> environment;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string_view text(*entry);
+    const bool ours = text.starts_with("NETSEM_NAME=") || text.starts_with("NETSEM_COUNT=") ||
+                      text.starts_with("NETSEM_FENCE=") || text.starts_with("NETSEM_LOCAL=");
+    if (!ours) environment.emplace_back(text);
+  }
+  environment.push_back("NETSEM_NAME=" + options.name);
+  environment.push_back("NETSEM_COUNT=" + std::to_string(options.count));
+  if (permit.is_local()) {
+    environment.emplace_back("NETSEM_LOCAL=1");
+  } else {
+    environment.push_back("NETSEM_FENCE=" + std::to_string(permit.fence()));
+  }
+  return environment;
+}
+
+// Starts CMD with `mask` as its signal mask and `environment`, to be killed
+// when netsem dies; prints why when it cannot be started.
+Spawned spawn(const std::vector<std::string>& command, const std::vector<std::string>& environment,
+              const sigset_t& mask) {
+  // Built before the fork: the child may only make async-signal-safe calls.
   std::vector<char*> argv;
   for (const auto& arg : command) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (const auto& entry : environment) envp.push_back(const_cast<char*>(entry.c_str()));
+  envp.push_back(nullptr);
   // The child reports a failed exec's errno here; a successful exec closes it.
   int report[2];
   if (::pipe2(report, O_CLOEXEC) != 0) {
@@ -163,7 +194,7 @@ Spawned spawn(const std::vector<std::string>& command, const sigset_t& mask) {
       ::_exit(kExitFailed);  // netsem died before prctl: nothing would kill CMD
     } else {
       ::sigprocmask(SIG_SETMASK, &mask, nullptr);
-      ::execvp(argv[0], argv.data());
+      ::execvpe(argv[0], argv.data(), envp.data());
       error = errno;
     }
     [[maybe_unused]] const auto ignored = ::write(report[1], &error, sizeof error);
@@ -279,15 +310,24 @@ int run_command(const GlobalOptions& global, const RunOptions& options) {
   Client& client = *connection.client;
 
   ::pthread_sigmask(SIG_UNBLOCK, &signals.forwarded, nullptr);
+  const auto asked = Clock::now();
   Result<Permit> permit = client.acquire(options.name, {.count = options.count, .timeout = options.timeout});
+  const auto waited = std::chrono::duration<double>(Clock::now() - asked);
   ::pthread_sigmask(SIG_BLOCK, &signals.forwarded, nullptr);
   if (!permit) {
     if (permit.status().code() == StatusCode::kTimeout) {
       print_error("run: " + describe_timeout(client, options.name, options.count, options.timeout) + "; " +
                   options.command.front() + " not run");
-      return kExitTimeout;
+      return static_cast<int>(options.conflict_exit_code);
     }
     return report_failure(connection, permit.status());
+  }
+  // What flock --verbose says, under -v.
+  if (global.verbosity >= 1) {
+    char took[64];
+    std::snprintf(took, sizeof took, "%.6f", waited.count());
+    print_error("getting " + permits_text(options.count) + " of " + options.name + " took " + took + " seconds" +
+                (permit->is_local() ? " (host-local)" : "; fence " + std::to_string(permit->fence())));
   }
   if (permit->is_local()) warn_local_fallback(connection, options.name);
   permit->on_lost([&loss](const Status& reason) { loss.notify(reason); });
@@ -302,7 +342,8 @@ int run_command(const GlobalOptions& global, const RunOptions& options) {
     print_error(std::string("signalfd: ") + std::strerror(errno));
     return kExitFailed;
   }
-  const Spawned spawned = spawn(options.command, signals.original_mask);
+  if (global.verbosity >= 1) print_error("executing " + options.command.front());
+  const Spawned spawned = spawn(options.command, child_environment(options, *permit), signals.original_mask);
   if (spawned.pid < 0) return spawned.failure;
   const pid_t child = spawned.pid;
   spdlog::debug("{} (pid {}) runs holding {} of {}", options.command.front(), child, permits_text(options.count),

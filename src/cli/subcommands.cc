@@ -1,7 +1,7 @@
 // The subcommand table (subcommands.h): one define function per subcommand,
 // which declares its options the way CLI11 takes them and turns what it
 // parsed into the option struct of its *_command function. What CLI11 cannot
-// say (an optional MAX, run's `--`, seconds as durations) is settled in the
+// say (an optional MAX, run's `--`, durations as milliseconds) is settled in the
 // action, after the parse.
 #include "cli/subcommands.h"
 
@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cli/inspect_commands.h"
+#include "common/duration.h"
 
 namespace netsem::cli {
 
@@ -35,41 +36,53 @@ CLI::Validator decimal(std::int64_t min, std::int64_t max) {
       "", "DECIMAL");
 }
 
-const CLI::Validator kSeconds(
+// Every option that takes a time reads it with the one parser (durations.h).
+const CLI::Validator kDuration(
     [](std::string& text) -> std::string {
-      return parse_seconds(text) ? std::string() : "must be a number of seconds from 0 to 1e9, like 2 or 0.5";
+      auto duration = parse_duration(text);
+      return duration ? std::string() : duration.status().message();
     },
-    "", "SECONDS");
+    "", "DURATION");
 
 CLI::Option* add_count(CLI::App& command, std::int64_t& count, const char* help) {
   return command.add_option("-n,--count", count, help)->transform(decimal(1, kMaxCount))->type_name("COUNT");
 }
 
-CLI::Option* add_seconds(CLI::App& command, const char* flags, std::string& text, const char* help) {
-  return command.add_option(flags, text, help)->check(kSeconds)->type_name("SECONDS");
+CLI::Option* add_duration(CLI::App& command, const char* flags, std::string& text, const char* help) {
+  return command.add_option(flags, text, help)->check(kDuration)->type_name("DURATION");
 }
 
-constexpr const char* kTimeoutHelp = "give up after SECONDS (0: only try; default: wait for ever)";
+constexpr const char* kTimeoutHelp =
+    "give up after DURATION: 500ms, 5s, 5m, 1h, a bare number is seconds (0: only try; default: wait for ever)";
 
 Action define_run(CLI::App& command) {
   struct State {
     RunOptions options;
     std::string timeout;
     std::string grace;
+    bool nonblock = false;
   };
   auto state = std::make_shared<State>();
   add_count(command, state->options.count, "permits to hold (default 1)");
-  add_seconds(command, "-t,--timeout", state->timeout, kTimeoutHelp);
-  add_seconds(command, "--grace", state->grace,
-              "if the permits are lost, SIGKILL CMD this long after SIGTERM (default 5)");
+  CLI::Option* timeout = add_duration(command, "-t,--timeout,-w,--wait", state->timeout, kTimeoutHelp);
+  // flock's -n is its --nonblock; netsem's -n is --count, so only the long name.
+  command.add_flag("--nonblock", state->nonblock, "only try: the same as --timeout 0 (flock's -n)")->excludes(timeout);
+  command
+      .add_option("-E,--conflict-exit-code", state->options.conflict_exit_code,
+                  "exit with N when the permits were not granted in time (default 75), as flock's -E")
+      ->transform(decimal(0, 255))
+      ->type_name("N");
+  add_duration(command, "--grace", state->grace,
+               "if the permits are lost, SIGKILL CMD this long after SIGTERM (default 5s)");
   command.add_option("NAME", state->options.name, "semaphore name")->required();
   command
-      .add_option("CMD", state->options.command, "the command and its arguments: every word after NAME, options too")
+      .add_option("CMD", state->options.command,
+                  "the command and its arguments: every word after NAME and netsem's options, or -c 'SHELL COMMAND' "
+                  "as the last two words")
       ->required();
-  // After the first positional (NAME) every word is positional, so CMD's
-  // own options reach CMD, as with flock(1). prefix_command() does not do
-  // this here: with fallthrough() on, CLI11 hands the words after NAME to the
-  // top-level app, which rejects them or reads one as another subcommand.
+  // main.cc has put `-- NAME --` before CMD (arrange_run_words); after the
+  // first positional every word is positional too, so that CMD's own options
+  // reach CMD.
   command.positionals_at_end();
   return [state](const GlobalOptions& global) {
     RunOptions& options = state->options;
@@ -80,8 +93,9 @@ Action define_run(CLI::App& command) {
       print_error("run: CMD is required: " + std::string(kRunSynopsis));
       return kExitUsage;
     }
-    if (!state->timeout.empty()) options.timeout = parse_seconds(state->timeout);
-    if (!state->grace.empty()) options.grace = *parse_seconds(state->grace);
+    if (!state->timeout.empty()) options.timeout = *parse_duration(state->timeout);
+    if (state->nonblock) options.timeout = std::chrono::milliseconds(0);
+    if (!state->grace.empty()) options.grace = *parse_duration(state->grace);
     return run_command(global, options);
   };
 }
@@ -114,10 +128,10 @@ Action define_wait(CLI::App& command) {
   };
   auto state = std::make_shared<State>();
   add_count(command, state->options.count, "permits to take (default 1)");
-  add_seconds(command, "-t,--timeout", state->timeout, kTimeoutHelp);
+  add_duration(command, "-t,--timeout", state->timeout, kTimeoutHelp);
   command.add_option("NAME", state->options.name, "semaphore name")->required();
   return [state](const GlobalOptions& global) {
-    if (!state->timeout.empty()) state->options.timeout = parse_seconds(state->timeout);
+    if (!state->timeout.empty()) state->options.timeout = *parse_duration(state->timeout);
     return wait_command(global, state->options);
   };
 }

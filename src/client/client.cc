@@ -190,7 +190,7 @@ Result<std::int64_t> Client::Impl::fallback_limit(std::string_view name) const {
   const FallbackPolicy& policy = options.fallback_policy(name);
   if (policy.mode == FallbackPolicy::Mode::kFail) {
     return Status(StatusCode::kUnavailable,
-                  fmt::format("no netsem server is reachable and the fallback policy of \"{}\" is fail", name));
+                  fmt::format("no server reachable, and the fallback policy of \"{}\" is fail", name));
   }
   return policy.local_limit(options.limit(name));
 }
@@ -199,7 +199,7 @@ Result<std::int64_t> Client::Impl::counter_fallback_limit(std::string_view name)
   if (Status refusal = connection->refusal(); !refusal.is_ok()) return refusal;
   if (!options.limits.contains(std::string(name))) {
     return Status(StatusCode::kUnavailable,
-                  fmt::format("no netsem server is reachable, and \"{}\" is not listed in [semaphores]: a created "
+                  fmt::format("no server reachable, and \"{}\" is not listed in [semaphores]: a created "
                               "semaphore's value is known only to the server, so it cannot be served locally",
                               name));
   }
@@ -216,12 +216,12 @@ Status Client::Impl::fallback_outcome(Status status, std::string_view name, std:
     case StatusCode::kTooMany:
       return Status(
           StatusCode::kUnavailable,
-          fmt::format("no netsem server is reachable, and {} permits of \"{}\" are more than its "
+          fmt::format("no server reachable, and {} permits of \"{}\" are more than its "
                       "host-local stand-in's limit of {} ({} [semaphores]; fallback {})",
                       count, name, limit, options.limits.contains(std::string(name)) ? "from" : "not listed in",
                       options.fallback_policy(name).to_string()));
     default:
-      return Status(status.code(), fmt::format("no netsem server is reachable, so \"{}\" was served by a host-local "
+      return Status(status.code(), fmt::format("no server reachable, so \"{}\" was served by a host-local "
                                                "semaphore: {}",
                                                name, status.message()));
   }
@@ -235,7 +235,7 @@ Result<std::int64_t> Client::Impl::local_limit(std::string_view name) const {
 Result<client::Reply> Client::Impl::finish_round_trip(const std::shared_ptr<client::Call>& call) const {
   if (!call) {
     if (Status refusal = connection->refusal(); !refusal.is_ok()) return refusal;
-    return Status(StatusCode::kUnavailable, "not connected to a netsem server");
+    return Status(StatusCode::kUnavailable, "no server reachable");
   }
   client::Reply reply = client::Connection::wait(*call);
   if (!reply.failure.is_ok()) return reply.failure;

@@ -23,6 +23,7 @@
 #include <arpa/inet.h>
 #include <fmt/format.h>
 
+#include "client/connection.h"
 #include "common/ini.h"
 #include "common/text.h"
 #include "protocol/names.h"
@@ -103,8 +104,9 @@ Result<std::vector<std::string>> parse_servers(std::string_view text) {
       const auto item = trim(part.substr(0, eol));
       part = eol == std::string_view::npos ? std::string_view() : part.substr(eol + 1);
       if (item.empty()) continue;
-      if (auto status = check_server_address(item); !status) return status;
-      servers.emplace_back(item);
+      std::string address = client::with_default_port(item);
+      if (auto status = check_server_address(address); !status) return status;
+      servers.push_back(std::move(address));
       empty = false;
     }
     if (empty) return invalid(fmt::format("`{}` has an empty server address", trim(text)));

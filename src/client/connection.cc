@@ -149,7 +149,16 @@ std::string Endpoint::to_string() const {
   return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
 
-Result<Endpoint> Endpoint::parse(std::string_view text) {
+std::string with_default_port(std::string_view address) {
+  const bool bracketed = address.starts_with('[') && address.ends_with(']');
+  const bool bare = !address.empty() && !address.starts_with('[') && address.find(':') == std::string_view::npos;
+  if (!bracketed && !bare) return std::string(address);
+  return std::string(address) + ":" + std::to_string(ClientOptions::kDefaultPort);
+}
+
+Result<Endpoint> Endpoint::parse(std::string_view address) {
+  const std::string full = with_default_port(address);
+  const std::string_view text = full;
   Endpoint endpoint;
   std::string_view port;
   if (text.starts_with('[')) {

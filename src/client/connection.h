@@ -67,9 +67,15 @@ struct Endpoint {
   std::string host;
   std::uint16_t port = 0;
   std::string to_string() const;
-  // "host:port" or "[v6]:port"; kInvalidArgument otherwise.
+  // "host:port" or "[v6]:port", or either without ":port" for
+  // ClientOptions::kDefaultPort; kInvalidArgument otherwise.
   static Result<Endpoint> parse(std::string_view text);
 };
+
+// `address` with ":<kDefaultPort>" added when it names no port ("host",
+// "[v6]"), else as it is: an address without a port means netsemd's default
+// port wherever one is taken (--server, NETSEM_SERVER, the config file).
+std::string with_default_port(std::string_view address);
 
 // The final answer to a request, or why there is none.
 struct Reply {

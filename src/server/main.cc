@@ -1,6 +1,7 @@
 // netsemd's entry point: flags, configuration, run the server, map the
 // outcome to an exit code (0 clean stop, 1 failed to start, 2 bad command
-// line or configuration).
+// line or configuration; --help lists them). Every error it prints itself
+// starts with "netsemd: ", a mistyped option with a suggestion.
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -9,6 +10,7 @@
 #include <string>
 
 #include "common/log.h"
+#include "common/suggest.h"
 #include "config/config.h"
 #include "net/descriptors.h"
 #include "netsem/version.h"
@@ -19,6 +21,29 @@ namespace {
 
 constexpr int kExitStartFailed = 1;
 constexpr int kExitBadConfig = 2;
+
+constexpr const char* kExitCodeHelp =
+    "Exit codes:\n"
+    "    0  stopped cleanly (SIGTERM, SIGINT), or --help, --version, --check-config found no error\n"
+    "    1  could not start: the port is taken, the data directory cannot be used or is damaged (see --repair)\n"
+    "    2  bad command line or configuration file\n";
+
+// CLI11's message for a bad command line, as "netsemd: ...", naming the
+// option meant when an unknown one looks mistyped.
+std::string usage_message(const CLI::App& app, const CLI::ParseError& error) {
+  std::vector<std::string> known;
+  for (const CLI::Option* option : app.get_options()) {
+    for (const auto& name : option->get_lnames()) known.push_back("--" + name);
+    for (const auto& name : option->get_snames()) known.push_back("-" + name);
+  }
+  for (const auto& word : app.remaining()) {
+    if (word.size() < 2 || word.front() != '-') continue;
+    if (const auto meant = netsem::closest_word(word.substr(0, word.find('=')), known)) {
+      return "netsemd: unknown option " + word + " (did you mean " + *meant + "?) (see netsemd --help)";
+    }
+  }
+  return "netsemd: " + std::string(error.what()) + " (see netsemd --help)";
+}
 
 }  // namespace
 
@@ -42,11 +67,14 @@ int main(int argc, char** argv) {
                "file is lost; logs what was lost and keeps the damaged journal beside it");
   app.add_flag("--check-config", check_config, "load and check the configuration, print a summary, then exit");
   app.add_flag("--version", show_version, "print the version and exit");
-  app.footer(netsem::server::describe_options());
+  app.footer(netsem::server::describe_options() + "\n" + kExitCodeHelp);
   try {
     app.parse(argc, argv);
+  } catch (const CLI::Success& help) {  // --help
+    return app.exit(help);
   } catch (const CLI::ParseError& error) {
-    return app.exit(error) == 0 ? 0 : kExitBadConfig;
+    std::fprintf(stderr, "%s\n", usage_message(app, error).c_str());
+    return kExitBadConfig;
   }
   if (show_version) {
     std::printf("netsemd %s (protocol %d)\n", netsem::kVersion, netsem::protocol::kProtocolVersion);

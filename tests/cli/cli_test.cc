@@ -63,8 +63,9 @@ std::ostream& operator<<(std::ostream& os, const Outcome& outcome) {
 // passed on, so that what CMD inherits is what netsem gave it.
 class Cli {
  public:
-  explicit Cli(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
-    std::vector<std::string> argv_text = {NETSEM_CLI_PATH};
+  explicit Cli(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
+               const char* program = NETSEM_CLI_PATH) {
+    std::vector<std::string> argv_text = {program};
     argv_text.insert(argv_text.end(), args.begin(), args.end());
     std::vector<std::string> env_text;
     for (char** entry = environ; *entry != nullptr; ++entry) {
@@ -322,21 +323,163 @@ TEST_F(CliRun, EveryWordAfterNameIsTheCommandWithOrWithoutDashDash) {
   EXPECT_EQ(get("beta"), "OK 1 1 0 0 defined");
 }
 
-TEST_F(CliRun, ReadsOptionsOnlyBeforeName) {
-  // Run's options and the global ones, before NAME, are netsem's.
-  Outcome outcome = netsem({"run", "-n", "2", "-t", "5", "alpha", NETSEM_CLI_PATH, "get", "--json", "alpha"});
-  ASSERT_EQ(outcome.exit_code, 0) << outcome;
-  EXPECT_EQ(outcome.out, R"({"name":"alpha","kind":"defined","value":1,"max":3,"holders":1,"waiters":0})"
-                         "\n");
-  outcome = Cli({"run", "--server", address(), "beta", "true"}, {"NETSEM_SERVER=" + dead_address()}).finish();
+TEST_F(CliRun, ReadsOptionsAnywhereBeforeTheCommand) {
+  // Run's options and the global ones, before or after NAME, are netsem's
+  // (issue 12 item 3: `netsem run x --timeout 1 true` ran `--timeout`).
+  const std::string get_alpha = R"({"name":"alpha","kind":"defined","value":1,"max":3,"holders":1,"waiters":0})"
+                                "\n";
+  for (const std::vector<std::string>& args : {
+           std::vector<std::string>{"run", "-n", "2", "-t", "5", "alpha", NETSEM_CLI_PATH, "get", "--json", "alpha"},
+           std::vector<std::string>{"run", "alpha", "-n", "2", "-t", "5", NETSEM_CLI_PATH, "get", "--json", "alpha"},
+           std::vector<std::string>{"run", "-n", "2", "alpha", "--timeout=5", "--", NETSEM_CLI_PATH, "get", "--json",
+                                    "alpha"},
+           std::vector<std::string>{"run", "alpha", "-n2", "-t5", NETSEM_CLI_PATH, "get", "--json", "alpha"},
+       }) {
+    const Outcome outcome = netsem(args);
+    ASSERT_EQ(outcome.exit_code, 0) << args[1] << "\n" << outcome;
+    EXPECT_EQ(outcome.out, get_alpha) << outcome;
+  }
+  Outcome outcome = netsem({"run", "beta", "--timeout", "1", "true"});
   EXPECT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_EQ(outcome.err, "") << outcome;
+  // A global option after NAME too.
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"run", "--server", address(), "beta", "true"},
+        std::vector<std::string>{"run", "beta", "--server", address(), "true"}}) {
+    outcome = Cli(args, {"NETSEM_SERVER=" + dead_address()}).finish();
+    EXPECT_EQ(outcome.exit_code, 0) << outcome;
+  }
   // A NAME starting with '-' comes after `--`; a second `--` may then mark CMD.
   for (const std::vector<std::string>& args : {std::vector<std::string>{"run", "--", "-odd", "--", "true"},
-                                               std::vector<std::string>{"run", "-t", "5", "--", "-odd", "true"}}) {
+                                               std::vector<std::string>{"run", "-t", "5", "--", "-odd", "true"},
+                                               std::vector<std::string>{"run", "--", "-odd", "-t", "5", "true"}}) {
     outcome = netsem(args);
     EXPECT_EQ(outcome.exit_code, 0) << outcome;
     EXPECT_EQ(outcome.err, "") << outcome;
   }
+  // After `--`, a CMD that starts with '-' is CMD.
+  outcome = netsem({"run", "beta", "--", "--timeout", "1"});
+  EXPECT_EQ(outcome.exit_code, 127) << outcome;
+  EXPECT_EQ(outcome.err, "netsem: cannot run --timeout: No such file or directory\n") << outcome;
+  // An option netsem does not know, after NAME, is a usage error, not CMD.
+  const struct {
+    std::vector<std::string> args;
+    std::string err;
+  } kBad[] = {
+      {{"run", "beta", "--bogus", "true"},
+       "netsem: run: unknown option --bogus after NAME; CMD's own options follow CMD, and a CMD that starts with "
+       "'-' follows '--': netsem run [OPTIONS] NAME [--] CMD [ARGS...]\n"},
+      {{"run", "beta", "--timout", "1", "true"},
+       "netsem: run: unknown option --timout after NAME (did you mean "
+       "--timeout?); CMD's own options follow CMD"},
+      {{"run", "beta", "-t", "1", "-q", "true"}, "netsem: run: unknown option -q after NAME;"},
+      {{"run", "beta", "-c"}, "netsem: run: -c takes one word, the shell command, and comes last"},
+      {{"run", "beta", "-c", "true", "false"}, "netsem: run: -c takes one word, the shell command, and comes last"},
+      {{"run", "beta", "-t", "x", "true"}, "netsem: --timeout: must be a duration like 500ms"},
+  };
+  for (const auto& test : kBad) {
+    outcome = netsem(test.args);
+    EXPECT_EQ(outcome.exit_code, 2) << test.args[2] << "\n" << outcome;
+    EXPECT_EQ(outcome.err.rfind(test.err, 0), 0u) << outcome;
+  }
+  EXPECT_EQ(get("beta"), "OK 1 1 0 0 defined");
+}
+
+TEST_F(CliRun, TakesFlocksOptions) {
+  // -c 'shell string' after NAME, as `flock FILE -c STRING`.
+  Outcome outcome = netsem({"run", "beta", "-c", "echo \"$0 ran\"; exit 4"});
+  EXPECT_EQ(outcome.exit_code, 4) << outcome;
+  EXPECT_NE(outcome.out.find(" ran\n"), std::string::npos) << outcome;
+  // flock's shell: $SHELL, else /bin/sh.
+  const char* shell = std::getenv("SHELL");
+  outcome = netsem({"run", "beta", "-t", "5", "--command", "echo \"$0\""});
+  EXPECT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_EQ(outcome.out, std::string(shell != nullptr && *shell != '\0' ? shell : "/bin/sh") + "\n") << outcome;
+  // Before NAME, -c is still netsem's --config.
+  const auto config = dir_.path() / "client.ini";
+  write_text(config, "[client]\nservers = " + address() + "\n");
+  outcome = Cli({"run", "-c", config.string(), "beta", "true"}, {"NETSEM_SERVER=" + dead_address()}).finish();
+  EXPECT_EQ(outcome.exit_code, 0) << outcome;
+
+  // While another process holds beta: -E sets the exit code of a timeout;
+  // -w, --wait and --nonblock are flock's --timeout and -n.
+  ASSERT_EQ(observer_->request("a ACQUIRE beta").rfind("a OK ", 0), 0u);
+  const auto marker = dir_.path() / "ran";
+  const struct {
+    std::vector<std::string> options;
+    int exit_code;
+    std::string err;
+  } kCases[] = {
+      {{"--nonblock"}, 75, "netsem: run: timed out after 0 s waiting for 1 permit of beta: 0 of 1 free"},
+      {{"-E", "3", "--nonblock"}, 3, "netsem: run: timed out after 0 s waiting for 1 permit of beta"},
+      {{"--conflict-exit-code=0", "-w", "100ms"}, 0, "netsem: run: timed out after 0.1 s waiting"},
+      {{"-w", "0.2", "-E", "9"}, 9, "netsem: run: timed out after 0.2 s waiting"},
+      {{"--wait", "150ms"}, 75, "netsem: run: timed out after 0.15 s waiting"},
+  };
+  for (const bool after_name : {false, true}) {
+    for (const auto& test : kCases) {
+      std::vector<std::string> args = {"run"};
+      if (!after_name) args.insert(args.end(), test.options.begin(), test.options.end());
+      args.push_back("beta");
+      if (after_name) args.insert(args.end(), test.options.begin(), test.options.end());
+      args.insert(args.end(), {"touch", marker.string()});
+      const auto start = Clock::now();
+      outcome = netsem(args);
+      EXPECT_EQ(outcome.exit_code, test.exit_code) << test.options.front() << "\n" << outcome;
+      EXPECT_EQ(outcome.err.rfind(test.err, 0), 0u) << outcome;
+      if (test.err.find("after 0.1") != std::string::npos) {
+        EXPECT_GE(outcome.ended - start, milliseconds(100));
+      }
+      EXPECT_FALSE(std::filesystem::exists(marker));
+    }
+  }
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"run", "--nonblock", "-t", "5", "beta", "true"},
+                                               std::vector<std::string>{"run", "-E", "256", "beta", "true"},
+                                               std::vector<std::string>{"run", "-E", "-1", "beta", "true"}}) {
+    outcome = netsem(args);
+    EXPECT_EQ(outcome.exit_code, 2) << args[1] << "\n" << outcome;
+    EXPECT_EQ(outcome.err.rfind("netsem: ", 0), 0u) << outcome;
+  }
+}
+
+TEST_F(CliRun, VerboseSaysHowLongGettingThePermitsTook) {
+  Outcome outcome = netsem({"-v", "run", "-n", "2", "alpha", "true"});
+  EXPECT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_TRUE(std::regex_search(
+      outcome.err,
+      std::regex("(^|\n)netsem: getting the 2 permits of alpha took [0-9]+\\.[0-9]{6} seconds; fence [1-9]")))
+      << outcome;
+  EXPECT_NE(outcome.err.find("\nnetsem: executing true\n"), std::string::npos) << outcome;
+  // Without -v, nothing.
+  outcome = netsem({"run", "alpha", "true"});
+  EXPECT_EQ(outcome.err, "") << outcome;
+}
+
+TEST_F(CliRun, TheCommandGetsThePermitInItsEnvironment) {
+  const std::string kShow =
+      "echo \"${NETSEM_NAME-unset} ${NETSEM_COUNT-unset} ${NETSEM_FENCE-unset} "
+      "${NETSEM_LOCAL-unset}\"";
+  // Those of an outer run are replaced, not inherited.
+  Outcome outcome = Cli({"run", "-n", "2", "alpha", "sh", "-c", kShow},
+                        {server_env(), "NETSEM_LOCAL=1", "NETSEM_FENCE=99", "NETSEM_NAME=outer", "NETSEM_COUNT=7"})
+                        .finish();
+  ASSERT_EQ(outcome.exit_code, 0) << outcome;
+  std::smatch match;
+  ASSERT_TRUE(std::regex_match(outcome.out, match, std::regex("alpha 2 ([1-9][0-9]*) unset\n"))) << outcome;
+  // The fence is the server's: the next grant of the name has a higher one.
+  const std::uint64_t fence = std::stoull(match[1]);
+  outcome = netsem({"run", "alpha", "sh", "-c", kShow});
+  ASSERT_TRUE(std::regex_match(outcome.out, match, std::regex("alpha 1 ([1-9][0-9]*) unset\n"))) << outcome;
+  EXPECT_GT(std::stoull(match[1]), fence);
+
+  // Served by the host-local fallback: no fence, and NETSEM_LOCAL=1.
+  const auto local_dir = dir_.path() / "local";
+  const auto config = dir_.path() / "client.ini";
+  write_text(config, "[client]\nservers = " + dead_address() + "\nlocal_dir = " + local_dir.string() + "\n");
+  outcome = Cli({"--config", config.string(), "run", "beta", "sh", "-c", kShow}, {"NETSEM_FENCE=99"}).finish();
+  EXPECT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_EQ(outcome.out, "beta 1 unset 1\n") << outcome;
+  remove_local_semaphores(local_dir);
 }
 
 TEST_F(CliRun, HoldsThePermitsWhileTheCommandRunsAndReleasesThemAfter) {
@@ -700,7 +843,7 @@ TEST_F(CliStatus, SaysWhenTheServerIsUnreachable) {
     const Outcome outcome = netsem(args);
     EXPECT_EQ(outcome.exit_code, 69) << outcome;
     EXPECT_EQ(outcome.out, "");
-    EXPECT_EQ(outcome.err, "netsem: status: server unreachable (" + dead + ": Connection refused)\n");
+    EXPECT_EQ(outcome.err, "netsem: status: no server reachable (" + dead + ": Connection refused)\n");
   }
 }
 
@@ -800,7 +943,7 @@ TEST_F(CliCommands, PingNamesTheServerOr69) {
   outcome = netsem({"--server", dead_address(), "ping"});
   EXPECT_EQ(outcome.exit_code, 69) << outcome;
   EXPECT_EQ(outcome.out, "");
-  EXPECT_EQ(outcome.err.rfind("netsem: ping: server unreachable", 0), 0u) << outcome;
+  EXPECT_EQ(outcome.err.rfind("netsem: ping: no server reachable", 0), 0u) << outcome;
 }
 
 TEST_F(CliCommands, CommandsThatNeedTheServerExit69WithoutOne) {
@@ -849,7 +992,7 @@ TEST_F(CliUsage, BadArgumentsExit2WithAMessageOnStderr) {
       {{"create", "x", "0"}, "VALUE 0 needs a MAX"},
       {{"status", "--bogus"}, "--bogus"},
       {{"--fallback", "sometimes", "ping"}, "--fallback"},
-      {{"--server", "no-port", "ping"}, "no-port"},
+      {{"--server", "a:b:c", "ping"}, "a:b:c"},
       {{"--config", "/nonexistent/netsem.ini", "ping"}, "--config"},
   };
   for (const auto& test : kCases) {
@@ -910,13 +1053,54 @@ TEST_F(CliUsage, HelpListsSubcommandsAndExitCodes) {
   Outcome outcome = netsem({"--help"});
   ASSERT_EQ(outcome.exit_code, 0) << outcome;
   for (const char* text : {"run", "status", "get", "post", "wait", "create", "delete", "ping",
-                           "Exit codes:", " 69  server unavailable", " 75  timeout"}) {
+                           "Exit codes:", " 69  server unavailable", " 70  run:", " 75  timeout", "127  run:"}) {
     EXPECT_NE(outcome.out.find(text), std::string::npos) << text << "\n" << outcome.out;
   }
+  // Each subcommand's --help: its own options, the global ones, and only
+  // the exit codes it can return.
+  const std::vector<std::string> kGlobal = {"Global options", "--server", "--fallback", "--config", "--verbose"};
   outcome = netsem({"run", "--help"});
   ASSERT_EQ(outcome.exit_code, 0) << outcome;
-  for (const char* text : {"--grace", "--timeout", "--count", " 70  run: the permits were lost", "128+N"}) {
+  for (const std::string& text : kGlobal) EXPECT_NE(outcome.out.find(text), std::string::npos) << text;
+  for (const char* text : {"--grace", "--timeout", "--wait", "--nonblock", "--conflict-exit-code", "--count",
+                           "DURATION", " 70  run: the permits were lost", " 75  timeout", "126  run:", "128+N"}) {
     EXPECT_NE(outcome.out.find(text), std::string::npos) << text << "\n" << outcome.out;
+  }
+  for (const std::string subcommand : {"status", "get", "post", "create", "delete", "ping", "wait"}) {
+    outcome = netsem({subcommand, "--help"});
+    ASSERT_EQ(outcome.exit_code, 0) << subcommand << "\n" << outcome;
+    for (const std::string& text : kGlobal) EXPECT_NE(outcome.out.find(text), std::string::npos) << text;
+    for (const char* text : {"Exit codes:", "  0  success", " 69  server unavailable", " 77  "}) {
+      EXPECT_NE(outcome.out.find(text), std::string::npos) << subcommand << ": " << text << "\n" << outcome.out;
+    }
+    for (const char* text : {" 70  ", "126  ", "127  ", "128+N", "CMD"}) {
+      EXPECT_EQ(outcome.out.find(text), std::string::npos) << subcommand << ": " << text << "\n" << outcome.out;
+    }
+    const bool waits = subcommand == "wait";
+    EXPECT_EQ(outcome.out.find(" 75  timeout") != std::string::npos, waits) << subcommand << "\n" << outcome.out;
+    EXPECT_EQ(outcome.out.find(" 75  a server limit") != std::string::npos, !waits) << subcommand;
+  }
+}
+
+TEST_F(CliUsage, SuggestsTheWordMeantForATypo) {
+  const struct {
+    std::vector<std::string> args;
+    std::string err;
+  } kCases[] = {
+      {{"status", "--jsn"}, "netsem: status: unknown option --jsn (did you mean --json?) (see netsem status --help)\n"},
+      {{"get", "beta", "--josn"}, "netsem: get: unknown option --josn (did you mean --json?)"},
+      {{"wait", "--timout", "1", "beta"}, "netsem: wait: unknown option --timout (did you mean --timeout?)"},
+      {{"run", "--tiemout", "1", "beta", "true"}, "netsem: run: unknown option --tiemout (did you mean --timeout?)"},
+      {{"--servr", "x", "ping"}, "netsem: ping: unknown option --servr (did you mean --server?)"},
+      {{"ping", "--verbos"}, "netsem: ping: unknown option --verbos (did you mean --verbose?)"},
+      {{"stauts"}, "netsem: unknown subcommand 'stauts' (did you mean status?) (see netsem --help)\n"},
+      {{"creat", "x", "1"}, "netsem: unknown subcommand 'creat' (did you mean create?)"},
+      {{"frob"}, "netsem: unknown subcommand 'frob' (see netsem --help)\n"},
+  };
+  for (const auto& test : kCases) {
+    const Outcome outcome = netsem(test.args);
+    EXPECT_EQ(outcome.exit_code, 2) << test.args[0] << "\n" << outcome;
+    EXPECT_EQ(outcome.err.rfind(test.err, 0), 0u) << outcome;
   }
 }
 
@@ -955,6 +1139,60 @@ TEST_F(CliServers, AFullServerSaysSoAndExitsTempfail) {
   EXPECT_EQ(outcome.out, "") << outcome;
   EXPECT_TRUE(outcome.err.starts_with("netsem: server " + at + " is full: it has reached its max_connections"))
       << outcome;
+}
+
+TEST_F(CliServers, EverySubcommandSaysNoServerReachableInTheSameWords) {
+  const std::string dead = dead_address();
+  const std::string kWhy = "no server reachable (" + dead + ": Connection refused)";
+  for (const std::vector<std::string>& command : {std::vector<std::string>{"status"},
+                                                  {"ping"},
+                                                  {"get", "beta"},
+                                                  {"post", "beta"},
+                                                  {"wait", "-t", "0", "beta"},
+                                                  {"run", "beta", "true"},
+                                                  {"create", "x", "1"},
+                                                  {"delete", "x"},
+                                                  {"holders", "beta"},
+                                                  {"waiters", "beta"},
+                                                  {"sessions"},
+                                                  {"kick", "3"},
+                                                  {"stats"}}) {
+    std::vector<std::string> args = {"--server", dead, "--fallback", "fail"};
+    args.insert(args.end(), command.begin(), command.end());
+    const Outcome outcome = Cli(args).finish();
+    EXPECT_EQ(outcome.exit_code, 69) << command.front() << "\n" << outcome;
+    EXPECT_EQ(outcome.err.rfind("netsem: ", 0), 0u) << outcome;
+    EXPECT_NE(outcome.err.find(kWhy), std::string::npos) << outcome;
+  }
+  // And the warning of a run served by the host-local fallback.
+  const auto local_dir = dir_.path() / "local";
+  const auto config = dir_.path() / "client.ini";
+  write_text(config, "[client]\nservers = " + dead + "\nlocal_dir = " + local_dir.string() + "\n");
+  const Outcome outcome = Cli({"--config", config.string(), "run", "beta", "true"}).finish();
+  EXPECT_NE(outcome.err.find("netsem: warning: " + kWhy), std::string::npos) << outcome;
+  remove_local_semaphores(local_dir);
+}
+
+TEST_F(CliServers, AnAddressWithoutAPortTakesTheDefaultPort) {
+  // Whether a netsemd listens on this host's port 53559 or not, the answer
+  // or the refusal names that port.
+  for (const auto& [args, env] :
+       {std::pair<std::vector<std::string>, std::string>{{"--server", "127.0.0.1", "ping"}, ""},
+        {{"ping"}, "NETSEM_SERVER=127.0.0.1"},
+        {{"--server", "[::1]", "ping"}, ""},
+        {{"ping"}, "NETSEM_SERVER=localhost"}}) {
+    const Outcome outcome =
+        Cli(args, env.empty() ? std::vector<std::string>{} : std::vector<std::string>{env}).finish();
+    ASSERT_TRUE(outcome.exit_code == 0 || outcome.exit_code == 69) << args.front() << " " << env << "\n" << outcome;
+    EXPECT_NE((outcome.exit_code == 0 ? outcome.out : outcome.err).find(":53559"), std::string::npos) << outcome;
+  }
+  // In the config file too, and the flag and the variable still take a port.
+  const auto config = dir_.path() / "client.ini";
+  write_text(config, "[client]\nservers = 127.0.0.1\n");
+  Outcome outcome = Cli({"--config", config.string(), "ping"}).finish();
+  EXPECT_NE((outcome.exit_code == 0 ? outcome.out : outcome.err).find("127.0.0.1:53559"), std::string::npos) << outcome;
+  outcome = Cli({"ping"}, {server_env()}).finish();
+  EXPECT_EQ(outcome.exit_code, 0) << outcome;
 }
 
 TEST_F(CliServers, FlagEnvironmentAndConfigFileAllChooseTheServer) {
@@ -997,6 +1235,94 @@ TEST_F(CliServers, FlagEnvironmentAndConfigFileAllChooseTheServer) {
 }
 
 // docs/cli.md: the `## ...` headings, and the first column of the table after `heading`.
+// netsemd's own command line (issue 12 item 10): its --help lists its exit
+// codes, and every error it prints starts with its name.
+TEST(NetsemdCommandLine, HelpListsExitCodesAndErrorsNameTheProgram) {
+  Outcome outcome = Cli({"--help"}, {}, NETSEMD_PATH).finish();
+  ASSERT_EQ(outcome.exit_code, 0) << outcome;
+  for (const char* text : {"--check-config", "Exit codes:", "    0  stopped cleanly", "    1  could not start",
+                           "    2  bad command line or configuration file"}) {
+    EXPECT_NE(outcome.out.find(text), std::string::npos) << text << "\n" << outcome.out;
+  }
+  const struct {
+    std::vector<std::string> args;
+    std::string err;  // the start of stderr
+  } kCases[] = {
+      {{"--chek-config"},
+       "netsemd: unknown option --chek-config (did you mean --check-config?) (see netsemd --help)\n"},
+      {{"--prot", "1"}, "netsemd: unknown option --prot (did you mean --port?)"},
+      {{"--bogus"}, "netsemd: "},
+      {{"extra"}, "netsemd: "},
+      {{"--port"}, "netsemd: "},
+      {{"--port", "x", "--check-config"}, "netsemd: --port: "},
+      {{"--config", "/nonexistent/netsemd.ini", "--check-config"}, "netsemd: "},
+  };
+  for (const auto& test : kCases) {
+    outcome = Cli(test.args, {}, NETSEMD_PATH).finish();
+    EXPECT_EQ(outcome.exit_code, 2) << test.args.front() << "\n" << outcome;
+    EXPECT_EQ(outcome.err.rfind(test.err, 0), 0u) << outcome;
+    EXPECT_EQ(outcome.out, "") << outcome;
+  }
+}
+
+// The bash completions (issue 12 item 14), sourced in a bash that has no
+// bash-completion package loaded, with the words of a half-typed line.
+class Completion : public CliTest {
+ protected:
+  // What `file`'s `function` offers for `line` (the last word is the one
+  // being completed; an empty one when `line` ends with a space).
+  std::vector<std::string> complete(const std::string& file, const std::string& function, const std::string& program,
+                                    const std::string& line) {
+    const std::string script =
+        "source \"$1\"; read -ra COMP_WORDS <<< \"$3\"; COMP_WORDS[0]=$2; "
+        "[[ $3 == *' ' ]] && COMP_WORDS+=(''); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); " +
+        function + "; printf '%s\\n' \"${COMPREPLY[@]}\"";
+    const std::string path = std::string(NETSEM_SOURCE_DIR) + "/contrib/bash-completion/" + file;
+    const Outcome outcome =
+        Cli({"--norc", "--noprofile", "-c", script, "bash", path, program, line}, {server_env()}, "/bin/bash").finish();
+    EXPECT_EQ(outcome.exit_code, 0) << line << "\n" << outcome;
+    EXPECT_EQ(outcome.err, "") << line << "\n" << outcome;
+    std::vector<std::string> words;
+    std::istringstream lines(outcome.out);
+    for (std::string word; std::getline(lines, word);) {
+      if (!word.empty()) words.push_back(word);
+    }
+    return words;
+  }
+  std::vector<std::string> netsem(const std::string& line) {
+    return complete("netsem", "_netsem", NETSEM_CLI_PATH, line);
+  }
+};
+
+bool has(const std::vector<std::string>& words, const std::string& word) {
+  return std::find(words.begin(), words.end(), word) != words.end();
+}
+
+TEST_F(Completion, NetsemCompletesSubcommandsOptionsValuesAndNames) {
+  EXPECT_TRUE(has(netsem("netsem sta"), "status"));
+  EXPECT_FALSE(has(netsem("netsem sta"), "run"));
+  for (const char* subcommand : {"run", "status", "get", "post", "wait", "create", "delete", "ping"}) {
+    EXPECT_TRUE(has(netsem("netsem "), subcommand)) << subcommand;
+  }
+  EXPECT_EQ(netsem("netsem status --js"), std::vector<std::string>{"--json"});
+  EXPECT_EQ(netsem("netsem run --ti"), std::vector<std::string>{"--timeout"});
+  for (const char* option : {"--conflict-exit-code", "--config"}) EXPECT_TRUE(has(netsem("netsem run --con"), option));
+  EXPECT_EQ(netsem("netsem --fallback f"), std::vector<std::string>{"fail"});
+  EXPECT_EQ(netsem("netsem -t 5 run --nonb"), std::vector<std::string>{"--nonblock"});
+  // NAME: the server's semaphores; after it, a command.
+  EXPECT_EQ(netsem("netsem run al"), std::vector<std::string>{"alpha"});
+  EXPECT_EQ(netsem("netsem run -n 2 -t 5 be"), std::vector<std::string>{"beta"});
+  EXPECT_EQ(netsem("netsem get b"), std::vector<std::string>{"beta"});
+  EXPECT_TRUE(has(netsem("netsem run -t 5 beta tru"), "true"));
+  EXPECT_TRUE(netsem("netsem get beta ").empty());
+}
+
+TEST_F(Completion, NetsemdCompletesItsOptions) {
+  EXPECT_EQ(complete("netsemd", "_netsemd", NETSEMD_PATH, "netsemd --check"),
+            std::vector<std::string>{"--check-config"});
+  EXPECT_TRUE(has(complete("netsemd", "_netsemd", NETSEMD_PATH, "netsemd --"), "--repair"));
+}
+
 std::vector<std::string> table_column(const std::string& doc, const std::string& heading) {
   std::vector<std::string> cells;
   const auto start = doc.find("\n" + heading + "\n");

@@ -210,7 +210,7 @@ TEST_F(CliInspect, ErrorsExitWithTheirCodes) {
     with.push_back(nowhere);
     const NetsemRun run = run_netsem(with);
     EXPECT_EQ(run.exit_code, 69) << args[0] << ": " << run;
-    EXPECT_NE(run.err.find("netsem: " + args[0] + ": server unreachable ("), std::string::npos) << run;
+    EXPECT_NE(run.err.find("netsem: " + args[0] + ": no server reachable ("), std::string::npos) << run;
     EXPECT_EQ(run.out, "");
   }
 }

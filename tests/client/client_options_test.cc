@@ -150,7 +150,11 @@ TEST_F(ConfigFiles, ServerListForms) {
       {"a:0", {}},
       {"a:65536", {}},
       {"a:", {}},
-      {"a", {}},
+      {"a", {"a:53559"}},  // without a port: the default port (issue 12 item 11)
+      {"[::1]", {"[::1]:53559"}},
+      {"a, [::1]:2,b", {"a:53559", "[::1]:2", "b:53559"}},
+      {"[::1", {}},
+      {"::1", {}},
       {":53559", {}},
       {"a:1,", {}},
       {"a:1,,b:2", {}},
@@ -370,7 +374,7 @@ TEST_F(Environment, BadValuesNameTheVariable) {
     std::string value;
     StatusCode code;
   } cases[] = {
-      {"NETSEM_SERVER", "nohostport", StatusCode::kInvalidArgument},
+      {"NETSEM_SERVER", "no host:1", StatusCode::kInvalidArgument},
       {"NETSEM_SERVER", "a:1,b:99999", StatusCode::kInvalidArgument},
       {"NETSEM_FALLBACK", "sometimes", StatusCode::kInvalidArgument},
       {"NETSEM_LABEL", "two words", StatusCode::kInvalidArgument},
@@ -387,8 +391,16 @@ TEST_F(Environment, BadValuesNameTheVariable) {
   }
 }
 
+TEST_F(Environment, AServerWithoutAPortTakesTheDefaultPort) {
+  ::setenv("NETSEM_SERVER", "10.0.0.5, [::1],host", 1);
+  auto options = ClientOptions::from_environment();
+  ::unsetenv("NETSEM_SERVER");
+  ASSERT_TRUE(options) << options.status().to_string();
+  EXPECT_EQ(options->servers, (std::vector<std::string>{"10.0.0.5:53559", "[::1]:53559", "host:53559"}));
+}
+
 TEST_F(Environment, ABadConfigFileIsReportedWithItsLine) {
-  const auto file = write("bad.ini", "[client]\n\nservers = nope\n");
+  const auto file = write("bad.ini", "[client]\n\nservers = nope:port\n");
   ::setenv("NETSEM_CONFIG", file.c_str(), 1);
   auto options = ClientOptions::from_environment();
   ASSERT_FALSE(options);

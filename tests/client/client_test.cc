@@ -129,7 +129,7 @@ StatusCode code(const Result<T>& result) {
 
 TEST(ClientOptionsCheck, RejectsBadOptions) {
   ClientOptions options;
-  for (const char* server : {"no-port", "127.0.0.1:0", "127.0.0.1:65536", ":53559", "::1:53559", "[::1]53559"}) {
+  for (const char* server : {"empty-port:", "127.0.0.1:0", "127.0.0.1:65536", ":53559", "::1:53559", "[::1]53559"}) {
     options.servers = {server};
     EXPECT_EQ(code(Client::create(options)), StatusCode::kInvalidArgument) << server;
   }
@@ -725,7 +725,7 @@ TEST_F(ClientTest, FallsBackWhenNothingListensThenUsesTheServerOnceItStarts) {
             std::string::npos)
       << too_many.message();
   EXPECT_EQ(client->post("q").code(), StatusCode::kOverflow);
-  EXPECT_NE(client->post("q").message().find("no netsem server is reachable"), std::string::npos);
+  EXPECT_NE(client->post("q").message().find("no server reachable"), std::string::npos);
   EXPECT_TRUE(client->set_flag("flag").is_ok());
   EXPECT_TRUE(*client->test_flag("flag"));
   EXPECT_TRUE(client->clear_flag("flag").is_ok());
