@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "netsemd_harness.h"
+#include "support/request_lines.h"
 
 #include "child_process.h"
 
@@ -93,7 +94,7 @@ TEST(NetsemBench, SessionsAndNamesReportMemory) {
   // The bench deletes what it created.
   auto client = Client::connect(server->port());
   ASSERT_TRUE(client);
-  EXPECT_EQ(client->request("g GET bench.names.0"), "g OK 1 1 0 0 absent");
+  EXPECT_EQ(client->request(req::get("g", "bench.names.0")), "g OK 1 1 0 0 absent");
 }
 
 TEST(NetsemBench, OpsEndsTheWindowAfterThatManyOps) {
