@@ -190,6 +190,9 @@ class FileJournal final : public Journal {
   // directory was made; and how many of them an answer may depend on now:
   // written by flush(), and under kAlways also fsynced.
   std::uint64_t sequence() const { return sequence_; }
+  // sequence() as a counter a reader may keep a reference to (the
+  // dispatcher reads it on every request, without a call).
+  const std::uint64_t& sequence_counter() const { return sequence_; }
   std::uint64_t answerable_sequence() const;
 
   // --- compaction with the snapshot written elsewhere ---

@@ -72,6 +72,8 @@ class MemoryJournal final : public Journal {
   const std::map<std::string, CreatedState>& created() const { return created_; }
   std::uint64_t reserved_fences() const { return reserved_; }
   std::uint64_t records() const { return records_; }
+  // records() as a counter a reader may keep a reference to.
+  const std::uint64_t& records_counter() const { return records_; }
 
  private:
   std::map<std::string, CreatedState> created_;

@@ -56,9 +56,15 @@ protocol::SemaphoreView view_of(const SemaphoreInfo& info) {
 }  // namespace
 
 Dispatcher::Dispatcher(SemaphoreTable& table, const JournalProgress& journal, const ServerConfig& config,
-                       ServerCounters& counters, PeerLogs& logs, std::function<Clock::time_point()> now)
-    : table_(table), journal_(journal), config_(config), counters_(counters), logs_(logs), now_(std::move(now)) {
-  started_ = now_();
+                       ServerCounters& counters, PeerLogs& logs, ClockFunction clock, const void* clock_context)
+    : table_(table),
+      journal_(journal),
+      config_(config),
+      counters_(counters),
+      logs_(logs),
+      clock_(clock),
+      clock_context_(clock_context) {
+  started_ = clock_(clock_context_);
   request_sequence_ = journal_.sequence();
 }
 
@@ -67,7 +73,7 @@ Dispatcher::Dispatcher(SemaphoreTable& table, const JournalProgress& journal, co
 void Dispatcher::begin_session(SessionState& session) {
   table_.open_session(session.id);
   session.open = true;
-  session.last_activity = session.began = now_();
+  session.last_activity = session.began = now();
   sessions_.emplace(session.id, &session);
   sessions_by_id_.emplace(session.id, &session);
 }
@@ -81,6 +87,7 @@ void Dispatcher::end_session(SessionState& session, stats::EndCause cause) {
   sessions_.erase(session.id);
   sessions_by_id_.erase(session.id);
   if (shutting_down_) return;
+  (void)now();  // the table's time, for the holds this ends and the grants it makes
   table_.close_session(session.id, completions_);
   deliver_completions();
 }
@@ -98,6 +105,7 @@ bool Dispatcher::handle_line(SessionState& session, std::string_view line) {
   }
   const std::size_t answer = session.out.size();
   request_sequence_ = journal_.sequence();
+  (void)now();  // the table's time, for the holds a request ends and the grants it makes
   handle_request(session);
   // Its answer is sent once the records it made are written.
   if (const std::uint64_t dependency = answer_dependency()) session.holds.push_back({answer, dependency});
@@ -226,7 +234,7 @@ bool Dispatcher::produce_rows(SessionState& session, std::size_t stop_at) {
   using Kind = SessionState::ListStream::Kind;
   SessionState::ListStream& list = *session.list;
   std::string& out = session.out;
-  const Clock::time_point now = now_();
+  const Clock::time_point now = this->now();
   bool more = false;
   // Each row shows its holder, waiter or session as it is when the row is
   // made; the cursor is the last row's order (or id), so rows come in
@@ -314,7 +322,7 @@ void Dispatcher::handle_take(SessionState& session, TakeMode mode) {
   take.mode = mode;
   take.count = request_.count;
   take.timeout_ms = request_.timeout_ms;
-  take.now = now_();
+  take.now = now();
   const TakeResult result = table_.take(take, completions_);
   switch (result.type) {
     case TakeResult::Type::kGranted:
@@ -413,8 +421,10 @@ stats::Snapshot Dispatcher::stats_snapshot() const {
   figures.gauges.held = table.held;
   figures.gauges.waiters = table.waiters;
   figures.gauges.last_fence = table.last_fence;
+  // The clock afresh, not the turn's time: the status timer asks between turns.
+  const Clock::time_point now = clock_(clock_context_);
   figures.gauges.uptime_s =
-      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(now_() - started_).count());
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(now - started_).count());
   figures.gauges.session_timeout_ms = static_cast<std::uint64_t>(config_.session_timeout_ms);
   figures.gauges.journal_ok = journal_.ok() ? 1 : 0;
   const std::uint64_t sequence = journal_.sequence();
@@ -444,10 +454,10 @@ void Dispatcher::handle_ace(SessionState& session, protocol::AceParser::Token to
       refuse("ACE: invalid input");
       return;
     case protocol::AceParser::Token::kWait:
-      session.last_activity = now_();
+      session.last_activity = now();
       return;
     case protocol::AceParser::Token::kRelease: {
-      session.last_activity = now_();
+      session.last_activity = now();
       if (session.ace_stage != AceStage::kHolding) {
         refuse("ACE: release while not holding");
         return;
@@ -460,7 +470,7 @@ void Dispatcher::handle_ace(SessionState& session, protocol::AceParser::Token to
       return;
     }
     case protocol::AceParser::Token::kAcquire: {
-      session.last_activity = now_();
+      session.last_activity = now();
       if (session.ace_stage != AceStage::kAwaitAcquire || protocol::check_name(name) != ErrorCode::kNone) {
         refuse("ACE: unexpected acquire");
         return;
@@ -506,7 +516,7 @@ void Dispatcher::deliver_ace(SessionState& session, const Completion& completion
   session.out.append(protocol::kAceLocked);
   // The holder's keep-alives are due from the grant on, not from the
   // acquire: a long wait in the queue is not silence.
-  session.last_activity = now_();
+  session.last_activity = now();
   session.events->timer_changed();  // the idle timeout replaces the heartbeat
   session.events->completion_added();
 }
@@ -563,11 +573,13 @@ void Dispatcher::deliver(SessionState& session, const Completion& completion) {
 // --- time, configuration, output ---
 
 void Dispatcher::expire() {
-  table_.expire(now_(), completions_);
+  read_clock();  // a deadline timer fired: its time, not an earlier one of this turn
+  table_.expire(now_, completions_);
   deliver_completions();
 }
 
 std::vector<std::string> Dispatcher::reconfigure(const std::vector<std::pair<std::string, std::int64_t>>& limits) {
+  (void)now();  // the table's time, for the grants this makes
   auto created = table_.configure_defined(limits, completions_);
   deliver_completions();
   return created;

@@ -14,7 +14,8 @@
 // ends (permits back, queued requests dropped); the server calls expire()
 // from its deadline timer and reconfigure() on reload. Answers go to
 // SessionState::out; the network layer writes it up to sendable_end().
-// Time comes from the injected clock, so tests drive timeouts by hand.
+// Time comes from the injected clock, read once per turn (now()), so tests
+// drive timeouts by hand and a batch of requests reads the clock once.
 //
 // Journal: an answer that depends on a journal record the journal has not
 // yet written (a POST, a grant that changed a created semaphore, a CREATE)
@@ -71,8 +72,9 @@ using ServerCounters = stats::ServerCounters;
 class JournalProgress {
  public:
   virtual ~JournalProgress() = default;
-  // Records made so far (each change to a created semaphore is one).
-  virtual std::uint64_t sequence() const = 0;
+  // Records made so far (each change to a created semaphore is one): read
+  // twice per request, so a counter, not a virtual call.
+  std::uint64_t sequence() const { return *sequence_; }
   // Answers that depend on records up to this one may be sent.
   virtual std::uint64_t answerable_sequence() const = 0;
   // False while journal writes fail (STATS journal_ok).
@@ -80,6 +82,17 @@ class JournalProgress {
   // Its writes and fsync latencies (STATS); none by default, for a journal
   // that writes no file.
   virtual stats::JournalCounters counters() const { return {}; }
+
+ protected:
+  JournalProgress() = default;
+  // sequence() reads `counter` from now on. REQUIRES: it outlives the
+  // reads (until the next call).
+  explicit JournalProgress(const std::uint64_t& counter) : sequence_(&counter) {}
+  void set_sequence_counter(const std::uint64_t& counter) { sequence_ = &counter; }
+
+ private:
+  static constexpr std::uint64_t kNoRecords = 0;
+  const std::uint64_t* sequence_ = &kNoRecords;
 };
 
 class Dispatcher {
@@ -100,15 +113,26 @@ class Dispatcher {
   static constexpr std::string_view kNoFenceDetail =
       "the server cannot reserve fences (its data directory fails to write); retry later";
 
-  // All references must outlive the dispatcher. `config` is read at each
-  // use (session_timeout_ms may change at start-up). `now` is the clock
-  // (steady_clock::now in netsemd).
+  // The clock: `clock(clock_context)` (steady_clock::now in netsemd, a
+  // test's own time in tests); a plain function, not a std::function.
+  using ClockFunction = Clock::time_point (*)(const void* context);
+
+  // All references must outlive the dispatcher, and `clock_context` the
+  // calls to `clock`. `config` is read at each use (session_timeout_ms may
+  // change at start-up).
   Dispatcher(SemaphoreTable& table, const JournalProgress& journal, const ServerConfig& config,
-             ServerCounters& counters, PeerLogs& logs, std::function<Clock::time_point()> now);
+             ServerCounters& counters, PeerLogs& logs, ClockFunction clock, const void* clock_context);
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
 
-  Clock::time_point now() const { return now_(); }
+  // The time of this turn: the clock is read at the first use after
+  // begin_turn() (and by expire()), then kept for the rest of the turn, and
+  // given to the table (SemaphoreTable::set_time), which reads no clock. A
+  // turn lasts microseconds; what it does is stamped with its start.
+  Clock::time_point now() const {
+    if (!now_read_) read_clock();
+    return now_;
+  }
   // When the server started (STATS uptime_s).
   void set_started(Clock::time_point started) { started_ = started; }
 
@@ -131,7 +155,10 @@ class Dispatcher {
   // through its lease). finish_shutdown() then gives every permit back at
   // once, granting nothing. REQUIRES: expire() is not called after.
   void begin_shutdown() { shutting_down_ = true; }
-  void finish_shutdown() { table_.close_all_sessions(); }
+  void finish_shutdown() {
+    (void)now();  // the table's time, for the holds this ends (STATS hold_us)
+    table_.close_all_sessions();
+  }
 
   // --- requests ---
 
@@ -188,8 +215,13 @@ class Dispatcher {
   }
 
   // A turn of the event loop begins (and its answers depend only on the
-  // records it makes).
-  void begin_turn() { request_sequence_ = journal_.sequence(); }
+  // records it makes); its time is read at its first use. The network layer
+  // calls it at the end of every turn (SessionHost::end_turn), so no time
+  // outlives the turn that read it.
+  void begin_turn() {
+    request_sequence_ = journal_.sequence();
+    now_read_ = false;
+  }
 
  private:
   void handle_request(SessionState& session);
@@ -221,12 +253,22 @@ class Dispatcher {
     return sequence > request_sequence_ ? sequence : 0;
   }
 
+  // Reads the clock into now_ and the table's time.
+  void read_clock() const {
+    now_ = clock_(clock_context_);
+    now_read_ = true;
+    table_.set_time(now_);
+  }
+
   SemaphoreTable& table_;
   const JournalProgress& journal_;
   const ServerConfig& config_;
   ServerCounters& counters_;
   PeerLogs& logs_;
-  std::function<Clock::time_point()> now_;
+  ClockFunction clock_;
+  const void* clock_context_;
+  mutable Clock::time_point now_{};  // this turn's time, once read
+  mutable bool now_read_ = false;
   Clock::time_point started_{};
   std::unordered_map<SessionId, SessionState*> sessions_;
   // The same sessions ordered by id, for SESSIONS: a chunk resumes after its

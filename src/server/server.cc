@@ -148,7 +148,8 @@ std::string describe_peer(const asio::ip::tcp::endpoint& endpoint) {
 }  // namespace
 
 Server::Server(asio::io_context& io, ServerConfig config, std::filesystem::path config_file)
-    : io_(io),
+    : SessionHost(counters_.output_bytes, config.max_output_bytes),
+      io_(io),
       config_(std::move(config)),
       config_file_(std::move(config_file)),
       acceptor_(io),
@@ -175,6 +176,7 @@ Status Server::start() {
   auto journal = FileJournal::open(config_.data_dir, journal_options, recovered);
   if (!journal) return journal.status();
   journal_ = std::move(*journal);
+  set_sequence_counter(journal_->sequence_counter());
   for (const auto& warning : recovered.warnings) spdlog::warn("{}", warning);
   for (const auto& loss : recovered.losses) spdlog::error("--repair: {}", loss);
   if (repair_ && recovered.losses.empty()) spdlog::info("--repair: the data directory had no damage to accept");
@@ -200,8 +202,9 @@ Status Server::start() {
     spdlog::warn("semaphore {} is listed in [semaphores] but was created by CREATE; it stays a created semaphore",
                  escape_for_log(name));
   }
-  dispatcher_ = std::make_unique<Dispatcher>(*table_, static_cast<const JournalProgress&>(*this), config_, counters_,
-                                             peer_logs_, [] { return std::chrono::steady_clock::now(); });
+  dispatcher_ = std::make_unique<Dispatcher>(
+      *table_, static_cast<const JournalProgress&>(*this), config_, counters_, peer_logs_,
+      [](const void*) { return Clock::now(); }, nullptr);
   dispatcher_->set_started(started_);
   spdlog::info("data directory {}: {} created semaphores, fences above {}", config_.data_dir.string(),
                recovered.created.size(), recovered.fence_floor);

@@ -40,7 +40,8 @@ namespace netsem::server {
 class Session;
 class ForkedJob;
 
-class Server final : public SessionHost, private JournalProgress {
+// JournalProgress first: the dispatcher's calls to it need no this-adjusting thunk.
+class Server final : private JournalProgress, public SessionHost {
  public:
   // `config_file` is re-read on SIGHUP; empty means embedded defaults (reload
   // then only logs that there is nothing to reload).
@@ -67,14 +68,10 @@ class Server final : public SessionHost, private JournalProgress {
   void reload();
 
   // --- SessionHost ---
-  std::string& read_buffer() override { return read_buffer_; }
   void mark_dirty(std::shared_ptr<Session> session) override;
   void end_turn() override;
   void hold(std::shared_ptr<Session> session) override;
   void forget(SessionId id) override;
-  void account_output(std::size_t before, std::size_t after) override {
-    counters_.output_bytes = counters_.output_bytes - before + after;
-  }
   // While the sessions' unwritten answers exceed max_output_bytes, closes
   // the session whose peer is not reading (its socket is full) with the most
   // unwritten, releasing its permits. Sessions whose answers are only this
@@ -83,7 +80,6 @@ class Server final : public SessionHost, private JournalProgress {
 
  private:
   // --- JournalProgress (for the dispatcher) ---
-  std::uint64_t sequence() const override { return journal_ ? journal_->sequence() : 0; }
   std::uint64_t answerable_sequence() const override {
     return journal_ ? journal_->answerable_sequence() : ~std::uint64_t{0};
   }
@@ -156,7 +152,6 @@ class Server final : public SessionHost, private JournalProgress {
   bool journal_retry_armed_ = false;
   std::chrono::steady_clock::time_point journal_failed_at_{};
   std::uint64_t journal_waited_records_ = 0;  // the most records waiting during the failure
-  std::string read_buffer_;
   SessionId next_session_id_ = 1;
   std::size_t rejecting_ = 0;  // connections being refused (DENIED/LIMIT, or silently for ACE)
   // What the descriptors allow (see descriptors.h); set by start().

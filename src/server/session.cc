@@ -201,7 +201,7 @@ bool Session::close_if_output_overflows() {
     close_now(stats::EndCause::kOverflow);
     return true;
   }
-  host_.shed_output_if_over_cap();
+  if (host_.over_output_cap()) host_.shed_output_if_over_cap();
   return stage_ == Stage::kClosed;
 }
 

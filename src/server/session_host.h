@@ -1,12 +1,15 @@
 // SessionHost: what a Session (session.h) needs of the server that owns
 // it: the shared read buffer, the end-of-turn flush, the list of sessions
 // waiting for the journal, the registry, and the server-wide output cap.
-// Server implements it; the session knows nothing else of the server.
+// Server implements it; the session knows nothing else of the server. What
+// a session uses on every read or answer (the read buffer, the output
+// total and its cap) is plain data here, not a virtual call.
 //
 // Thread safety: event-loop thread only.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -21,7 +24,12 @@ class SessionHost {
  public:
   virtual ~SessionHost() = default;
   // The shared read buffer (sessions copy out only partial lines).
-  virtual std::string& read_buffer() = 0;
+  std::string& read_buffer() { return read_buffer_; }
+  // A session's unwritten answers went from `before` to `after` bytes.
+  void account_output(std::size_t before, std::size_t after) { *output_bytes_ = *output_bytes_ - before + after; }
+  // All sessions' unwritten answers exceed the cap: shed_output_if_over_cap()
+  // has work to do.
+  bool over_output_cap() const { return *output_bytes_ > output_cap_; }
   // Schedules `session` to write its answers at the end of this turn.
   virtual void mark_dirty(std::shared_ptr<Session> session) = 0;
   // The end of every event handler: journal flush, then writes, timers.
@@ -31,10 +39,20 @@ class SessionHost {
   virtual void hold(std::shared_ptr<Session> session) = 0;
   // The session closed: forget it.
   virtual void forget(SessionId id) = 0;
-  // A session's unwritten answers went from `before` to `after` bytes.
-  virtual void account_output(std::size_t before, std::size_t after) = 0;
   // Applies the server-wide output cap, which may close any session.
   virtual void shed_output_if_over_cap() = 0;
+
+ protected:
+  // REQUIRES: `output_bytes` (the total, STATS output_bytes) outlives the
+  // host; `output_cap` is max_output_bytes.
+  SessionHost(std::uint64_t& output_bytes, std::uint64_t output_cap)
+      : output_bytes_(&output_bytes), output_cap_(output_cap) {}
+
+  std::string read_buffer_;  // sized by the host
+
+ private:
+  std::uint64_t* output_bytes_;
+  std::uint64_t output_cap_;
 };
 
 }  // namespace netsem::server

@@ -156,15 +156,14 @@ struct SemaphoreTable::Impl {
 
   using SemaphoreMap = StringMap<Semaphore>;
 
-  Impl(Journal& j, TableLimits l, Clock c, std::uint64_t& change_count)
-      : journal(j), limits(l), clock(std::move(c)), changes(change_count) {
+  Impl(Journal& j, TableLimits l, std::uint64_t& change_count) : journal(j), limits(l), changes(change_count) {
     spare.reserve(kSpareNodes);
     spare_ordered.reserve(kSpareNodes);
   }
 
   Journal& journal;
   const TableLimits limits;
-  const Clock clock;
+  TimePoint current_time{};  // set_time(): the instant of calls that have no `now` of their own
   std::uint64_t& changes;
   SemaphoreMap semaphores;
   std::vector<SemaphoreMap::node_type> spare;
@@ -268,7 +267,7 @@ struct SemaphoreTable::Impl {
   // Gives the node of an ended hold back to the spare list, its duration
   // to STATS (hold_us).
   void drop_hold(HoldList::iterator hold) {
-    counters.hold_us.observe(micros_between(hold->since, clock()));
+    counters.hold_us.observe(micros_between(hold->since, current_time));
     HoldList& list = hold->sem->holds;
     if (spare_holds.size() < kSpareHolds) {
       spare_holds.splice(spare_holds.end(), list, hold);
@@ -325,7 +324,6 @@ struct SemaphoreTable::Impl {
   // at 0, for RELEASE to answer.
   std::int64_t settle(Semaphore& s, Completions& out, bool journal_anyway) {
     bool consumed = false;
-    std::optional<TimePoint> now;  // read once, and only when someone is granted
     while (!s.queue.empty() && s.queue.front().count <= s.value) {
       Waiter& w = s.queue.front();
       Session& ses = *w.session;
@@ -334,9 +332,8 @@ struct SemaphoreTable::Impl {
         continue;
       }
       consumed |= w.mode == TakeMode::kWait;
-      if (!now) now = clock();
-      const std::uint64_t fence = grant(ses, s, w.mode, w.count, *now);
-      counters.wait_us.observe(micros_between(w.queued_at, *now));
+      const std::uint64_t fence = grant(ses, s, w.mode, w.count, current_time);
+      counters.wait_us.observe(micros_between(w.queued_at, current_time));
       out.push_back({ses.id, unlink(w), Completion::Type::kGranted, fence});
     }
     if (s.kind == SemaphoreKind::kCreated && (journal_anyway || consumed)) journal_state(s);
@@ -401,8 +398,12 @@ bool SemaphoreTable::Impl::ByName::operator()(std::string_view a, const Semaphor
   return a < b->name;
 }
 
-SemaphoreTable::SemaphoreTable(Journal& journal, TableLimits limits, Clock clock)
-    : impl_(std::make_unique<Impl>(journal, limits, std::move(clock), change_count_)) {}
+SemaphoreTable::SemaphoreTable(Journal& journal, TableLimits limits)
+    : impl_(std::make_unique<Impl>(journal, limits, change_count_)) {}
+
+void SemaphoreTable::set_time(TimePoint now) {
+  impl_->current_time = now;
+}
 
 SemaphoreTable::~SemaphoreTable() = default;
 
@@ -549,6 +550,7 @@ std::size_t SemaphoreTable::pending_count(SessionId session) const {
 TakeResult SemaphoreTable::take(const TakeRequest& request, Completions& out) {
   (void)out;  // a take finishes no other request: it only ever takes permits
   Impl& t = *impl_;
+  t.current_time = request.now;
   assert(request.count >= 1 && request.count <= protocol::kMaxCount);
   assert(request.timeout_ms >= -1);
   const auto error = [](ErrorCode code) { return TakeResult{TakeResult::Type::kError, 0, 0, code}; };
@@ -768,6 +770,7 @@ TableStats SemaphoreTable::stats() const {
 
 void SemaphoreTable::expire(TimePoint now, Completions& out) {
   Impl& t = *impl_;
+  t.current_time = now;
   // Every expired request leaves before anyone is granted: a request whose
   // deadline has passed must not be granted by another one timing out.
   while (!t.deadlines.empty() && t.deadlines.begin()->first <= now) {

@@ -1,10 +1,11 @@
 // SemaphoreTable: every semaphore of the server, its FIFO queue, the permits
 // each session holds, and fences. Pure logic: no sockets, no files (changes
-// to created semaphores go to a Journal), and no clock of its own: time is
-// passed in (TakeRequest::now, expire(now), the queries' `now`), and the one
-// instant no caller has at hand, when a queued request is granted by another
-// call (a RELEASE, a session's end), is read from the clock given at
-// construction. This is the server's core and the thing the fuzzer drives.
+// to created semaphores go to a Journal), and no clock: time is passed in
+// (TakeRequest::now, expire(now), the queries' `now`), and the instant of a
+// call that has no `now` of its own (a RELEASE that grants a queued request
+// or ends a hold, a session's end) is the last one given to set_time(),
+// take() or expire(): the caller sets it once per turn of its event loop.
+// This is the server's core and the thing the fuzzer drives.
 //
 // API: the network layer opens a session per connection and passes each
 // request to take/release/post/cancel/create/remove/get/list. A call answers
@@ -157,18 +158,18 @@ class SemaphoreTable {
   static constexpr std::uint64_t kFenceReserveStep = 1 << 16;
   static constexpr std::uint64_t kFenceRetryEvery = 1 << 10;
 
-  // The clock grants of queued requests are stamped with (HolderInfo's
-  // held_ms): the one that gives `now` to take() and expire(), so tests pass
-  // theirs.
-  using Clock = std::function<TimePoint()>;
-
-  explicit SemaphoreTable(
-      Journal& journal, TableLimits limits, Clock clock = [] { return std::chrono::steady_clock::now(); });
+  explicit SemaphoreTable(Journal& journal, TableLimits limits);
   ~SemaphoreTable();
   SemaphoreTable(const SemaphoreTable&) = delete;
   SemaphoreTable& operator=(const SemaphoreTable&) = delete;
 
   // --- start and reload ---
+
+  // The time of the calls that follow (until the next set_time(), take() or
+  // expire(), which set it too): grants of queued requests are stamped with
+  // it (HolderInfo's held_ms, STATS wait_us) and holds that end are counted
+  // to it (STATS hold_us). The caller's clock, read once per turn.
+  void set_time(TimePoint now);
 
   // Fences handed out from now on are all above `floor` (what the journal
   // recovered). REQUIRES: called before the first grant.

@@ -374,7 +374,7 @@ struct Model {
 class Harness {
  public:
   Harness(Input& in, TableLimits limits)
-      : table_(journal_, limits, [this] { return TimePoint(TimePoint::duration(now_ns_)); }) {
+      : table_(journal_, limits) {  // its time is now_ns_: set by expire() and take() as it moves
     model_.limits = limits;
     // Start-up as the server does it: journal recovery, then configuration.
     const std::uint64_t floor = in.byte() * 1000ull;

@@ -34,8 +34,7 @@ namespace req = netsem::testing::req;
 // test's to say (all of them unless `written` is set).
 class TestJournal final : public JournalProgress {
  public:
-  explicit TestJournal(const MemoryJournal& journal) : journal_(journal) {}
-  std::uint64_t sequence() const override { return journal_.records(); }
+  explicit TestJournal(const MemoryJournal& journal) : JournalProgress(journal.records_counter()), journal_(journal) {}
   std::uint64_t answerable_sequence() const override { return written ? *written : journal_.records(); }
   bool ok() const override { return true; }
   std::optional<std::uint64_t> written;
@@ -97,8 +96,9 @@ class DispatcherTest : public ::testing::Test {
  protected:
   DispatcherTest() {
     config_.semaphores = {{"splunk", 1}, {"pool", 3}};
-    table_ = std::make_unique<SemaphoreTable>(memory_, TableLimits{1000, 4}, [this] { return now_; });
-    dispatcher_ = std::make_unique<Dispatcher>(*table_, journal_, config_, counters_, logs_, [this] { return now_; });
+    table_ = std::make_unique<SemaphoreTable>(memory_, TableLimits{1000, 4});
+    dispatcher_ =
+        std::make_unique<Dispatcher>(*table_, journal_, config_, counters_, logs_, &DispatcherTest::read_clock, this);
     dispatcher_->reconfigure(config_.semaphores);
   }
 
@@ -109,6 +109,12 @@ class DispatcherTest : public ::testing::Test {
     now_ += by;
     dispatcher_->expire();
   }
+  // The dispatcher's clock: now_, each reading counted.
+  static Clock::time_point read_clock(const void* self) {
+    const auto& test = *static_cast<const DispatcherTest*>(self);
+    ++test.clock_reads_;
+    return test.now_;
+  }
 
   MemoryJournal memory_;
   TestJournal journal_{memory_};
@@ -116,10 +122,37 @@ class DispatcherTest : public ::testing::Test {
   ServerCounters counters_;
   PeerLogs logs_;
   Clock::time_point now_ = Clock::time_point{} + 1000h;
+  mutable int clock_reads_ = 0;
   std::unique_ptr<SemaphoreTable> table_;
   std::unique_ptr<Dispatcher> dispatcher_;
   SessionId next_id_ = 1;
 };
+
+// The clock is read once per turn of the event loop, however many requests
+// the turn handles, and what the turn does is stamped with that time (the
+// table reads no clock); the next turn reads it again.
+TEST_F(DispatcherTest, ATurnReadsTheClockOnceAndStampsWhatItDoesWithIt) {
+  auto a = session();
+  auto b = session();
+  dispatcher_->begin_turn();
+  const int before = clock_reads_;
+  EXPECT_EQ(a->request("a ACQUIRE splunk"), "a OK 1\n");
+  EXPECT_EQ(b->request("b ACQUIRE splunk"), "b QUEUED 1\n");
+  now_ += 7ms;  // within the turn: not seen
+  EXPECT_EQ(a->request("r RELEASE splunk"), "r OK 0\n");
+  EXPECT_EQ(b->read(), "b OK 2\n");
+  EXPECT_EQ(a->request("p PING"), "p PONG\n");
+  EXPECT_EQ(clock_reads_ - before, 1);
+  const stats::TableCounters& figures = table_->counters();
+  EXPECT_EQ(figures.wait_us.sum(), 0u);  // queued and granted in the same turn
+  EXPECT_EQ(figures.hold_us.sum(), 0u);
+  // The next turn reads the clock again: b's hold began at the first turn's time.
+  dispatcher_->begin_turn();
+  now_ += 3ms;
+  EXPECT_EQ(b->request("r RELEASE splunk"), "r OK 1\n");
+  EXPECT_EQ(clock_reads_ - before, 2);
+  EXPECT_EQ(figures.hold_us.sum(), 10'000u);
+}
 
 TEST_F(DispatcherTest, HelloAnswersTheVersionAndSessionId) {
   auto a = session();

@@ -84,14 +84,15 @@ std::string error_text(ErrorCode code) {
 //   open <s>   close <s>   TICK <ms> (advance the clock, then expire)
 //   RELOAD [name=limit ...] -> OK [created:<names>]   JOURNAL -> name=value/max ... #records
 // Every answer is followed by " | <s>:<tag> <outcome>" per completion.
-// Sessions 1 to 4 are open from the start. The table's clock is `now`.
+// Sessions 1 to 4 are open from the start. The table's time is `now`.
 class Harness {
  public:
-  explicit Harness(TableLimits limits = {}) : table(journal, limits, [this] { return now; }) {
+  explicit Harness(TableLimits limits = {}) : table(journal, limits) {
     for (SessionId s = 1; s <= 4; ++s) table.open_session(s);
   }
 
   std::string run(std::string_view line) {
+    table.set_time(now);  // each command is a turn of its own
     Completions out;
     std::string answer = dispatch(split(line), out);
     for (const Completion& c : out) {
