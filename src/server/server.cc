@@ -331,6 +331,10 @@ void Server::accept_next() {
       });
       return;
     }
+    // A spare lost when even a refusal failed (another process took the
+    // last file of the system's table, say) is taken back once a descriptor
+    // is free again, or the next shortage could refuse no one.
+    if (!spare_fd_.valid()) spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     on_accept(std::move(socket));
     accept_next();
     end_turn();

@@ -242,6 +242,45 @@ TEST(ServerDescriptors, AtItsDescriptorLimitTheServerRefusesAPeerThroughItsSpare
   ASSERT_TRUE(server_alive(*server)) << server->log();
 }
 
+// The spare can be lost: with no descriptor number allowed at all, even
+// the refusal fails. Once a peer is accepted again the server takes a spare
+// back, so that the next shortage refuses peers with LIMIT again.
+TEST(ServerDescriptors, ASpareLostInAShortageIsTakenBackAfterIt) {
+  auto server = start_server(with_semaphores("pool = 10\n"));
+  ASSERT_TRUE(server);
+  auto holder = Client::connect(server->port());
+  ASSERT_TRUE(holder);
+  fence_of(holder->request(req::acquire("a", "pool")));  // fences reserved for a while
+  const auto lowest_free = [&] {
+    std::set<int> open;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/" + std::to_string(server->pid()) + "/fd")) {
+      open.insert(std::stoi(entry.path().filename().string()));
+    }
+    int free = 0;
+    while (open.contains(free)) ++free;
+    return free;
+  };
+  const int first_free = lowest_free();
+  // No number allowed: the spare is given up, the peer cannot be taken off
+  // the queue, and the spare cannot be had back.
+  ASSERT_TRUE(set_limit(server->pid(), RLIMIT_NOFILE, 1));
+  auto stuck = Client::connect(server->port());
+  ASSERT_TRUE(stuck);
+  stuck->send_line(req::ping("p"));
+  ASSERT_TRUE(server->wait_for_log("accept failed")) << server->log();
+  // Room for two: the peer waiting gets the spare's old number, the spare
+  // a new one.
+  ASSERT_TRUE(set_limit(server->pid(), RLIMIT_NOFILE, static_cast<std::uint64_t>(first_free) + 1));
+  EXPECT_EQ(stuck->read_line(3s).value_or("(none)"), "p PONG");
+  // A shortage again, every number below the limit in use: refused with LIMIT.
+  ASSERT_TRUE(set_limit(server->pid(), RLIMIT_NOFILE, static_cast<std::uint64_t>(lowest_free())));
+  auto refused = Client::connect(server->port());
+  ASSERT_TRUE(refused);
+  refused->send_line(req::ping("p"));
+  EXPECT_EQ(refused->read_line(3s).value_or("(none)"), "* ERR LIMIT too many connections") << server->log();
+  EXPECT_EQ(holder->request(req::ping("p")), "p PONG");
+}
+
 TEST(ServerDescriptors, SoftLimitIsRaisedToTheHardLimit) {
   auto server = start_server(with_nofile(64, 256));
   ASSERT_TRUE(server);
