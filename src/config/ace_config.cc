@@ -102,7 +102,16 @@ Status apply_ace_semaphore(const IniFile& ini, const IniEntry& entry, std::strin
         fmt::format("{}: `{}` is not a valid semaphore name ({})", ini.location(entry.line), name, kNameRules));
   }
   auto limit = parse_python_int(entry.value);
-  if (!limit) return entry_error(ini, entry, limit.status());
+  if (!limit) {
+    // configparser splits `semaphore_host:10.0.0.1 = 2` at its `:`.
+    if (entry.value.find_first_of("=:") != std::string::npos) {
+      return invalid(
+          fmt::format("{} (configparser splits a line at its first `:` or `=`, so the key was read as `{}` "
+                      "and the value as `{}`: an ACE semaphore name cannot contain `:` or `=`)",
+                      entry_error(ini, entry, limit.status()).message(), entry.key, entry.value));
+    }
+    return entry_error(ini, entry, limit.status());
+  }
   if (*limit == 0) {
     return entry_error(ini, entry,
                        invalid("a limit of 0 is not supported (ACE would block every request "
@@ -136,18 +145,20 @@ struct AceKey {
 // two keys folding to the same one are configparser's DuplicateOptionError.
 // Linear: a hash of the folded keys (views of the AceKeys in `out`, which is
 // reserved so that they do not move).
-Status fold_keys(const IniFile& ini, const IniSection& section, bool inherited, std::vector<AceKey>& out) {
+void fold_keys(const IniFile& ini, const IniSection& section, bool inherited, std::vector<AceKey>& out,
+               ErrorList& errors) {
   std::unordered_map<std::string_view, const IniEntry*> seen;
   seen.reserve(section.entries.size());
   out.reserve(out.size() + section.entries.size());
   for (const auto& entry : section.entries) {
     const auto& key = out.emplace_back(AceKey{lower(entry.key), &entry, inherited});
     if (const auto [it, added] = seen.try_emplace(key.folded, &entry); !added) {
-      return invalid(fmt::format("{}: duplicate key `{}` in [{}] (first at line {} as `{}`; ACE's keys ignore case)",
-                                 ini.location(entry.line), entry.key, section.name, it->second->line, it->second->key));
+      errors.add(
+          invalid(fmt::format("{}: duplicate key `{}` in [{}] (first at line {} as `{}`; ACE's keys ignore case)",
+                              ini.location(entry.line), entry.key, section.name, it->second->line, it->second->key)));
+      out.pop_back();  // the first one counts; `seen` views it, not this one
     }
   }
-  return Status::ok();
 }
 
 }  // namespace
@@ -162,11 +173,12 @@ Result<ServerConfig> parse_ace_file(const IniFile& ini, const IniSection& ace) {
     }
   }
 
+  ErrorList errors;
   std::vector<AceKey> keys;
-  if (auto status = fold_keys(ini, ace, false, keys); !status) return status;
+  fold_keys(ini, ace, false, keys, errors);
   if (const auto* defaults = ini.find(kAceDefaultSection)) {
     std::vector<AceKey> inherited;
-    if (auto status = fold_keys(ini, *defaults, true, inherited); !status) return status;
+    fold_keys(ini, *defaults, true, inherited, errors);
     // Reserved first: `own` views the keys, which must not move after.
     keys.reserve(keys.size() + inherited.size());
     std::unordered_set<std::string_view> own;
@@ -181,7 +193,8 @@ Result<ServerConfig> parse_ace_file(const IniFile& ini, const IniSection& ace) {
     const bool used = key == "bind_address" || key == "bind_port" || key == "allowed_ipv4" || key == "stats_dir" ||
                       key.starts_with(kAceSemaphorePrefix);
     if (used && !entry->has_value) {
-      return invalid(fmt::format("{}: `{}` has no value", ini.location(entry->line), entry->key));
+      errors.add(invalid(fmt::format("{}: `{}` has no value", ini.location(entry->line), entry->key)));
+      continue;
     }
     Status status;
     if (key == "bind_address" || key == "stats_dir") {
@@ -202,11 +215,12 @@ Result<ServerConfig> parse_ace_file(const IniFile& ini, const IniSection& ace) {
       config.warnings.push_back(
           fmt::format("{}: unknown key `{}` in [{}] is ignored", ini.location(entry->line), entry->key, kAceSection));
     }
-    if (!status) return status;
+    errors.add(status);
   }
   // ACE has one directory; netsem keeps its journal next to the status file.
   config.data_dir = config.stats_dir;
-  if (auto status = check_semaphore_count(ini, ace.line, config); !status) return status;
+  if (errors.empty()) errors.add(check_semaphore_count(ini, ace.line, config));
+  if (!errors.empty()) return errors.status();
   return config;
 }
 

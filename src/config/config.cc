@@ -28,6 +28,7 @@ namespace netsem::server {
 using config_detail::apply_entry;
 using config_detail::check_semaphore_count;
 using config_detail::entry_error;
+using config_detail::ErrorList;
 using config_detail::invalid;
 using config_detail::kAceSection;
 using config_detail::kMaxLimit;
@@ -287,6 +288,23 @@ Status invalid(std::string message) {
   return Status(StatusCode::kInvalidArgument, std::move(message));
 }
 
+bool ErrorList::add(const Status& status) {
+  if (status.is_ok()) return true;
+  if (count_++ < kMaxKept) messages_.push_back(status.message());
+  return false;
+}
+
+Status ErrorList::status() const {
+  if (count_ == 0) return Status::ok();
+  std::string text;
+  for (const auto& message : messages_) {
+    if (!text.empty()) text += '\n';
+    text += message;
+  }
+  if (count_ > messages_.size()) text += fmt::format("\n... and {} more errors", count_ - messages_.size());
+  return invalid(std::move(text));
+}
+
 Status entry_error(const IniFile& ini, const IniEntry& entry, const Status& error) {
   return invalid(fmt::format("{}: {}: {}{}", ini.location(entry.line), entry.key, error.message(), value_hints(entry)));
 }
@@ -315,7 +333,7 @@ Status check_semaphore_count(const IniFile& ini, int line, const ServerConfig& c
 
 namespace {
 
-Status parse_server_section(const IniFile& ini, const IniSection& section, ServerConfig& config) {
+void parse_server_section(const IniFile& ini, const IniSection& section, ServerConfig& config, ErrorList& errors) {
   for (const auto& entry : section.entries) {
     const auto* spec = find_server_option(entry.key);
     if (spec == nullptr) {
@@ -323,14 +341,15 @@ Status parse_server_section(const IniFile& ini, const IniSection& section, Serve
       if (find_server_option(lower(entry.key)) != nullptr) {
         hint = fmt::format(" (option names are case-sensitive: {}?)", lower(entry.key));
       }
-      return invalid(fmt::format("{}: unknown option `{}` in [server]{}", ini.location(entry.line), entry.key, hint));
+      errors.add(
+          invalid(fmt::format("{}: unknown option `{}` in [server]{}", ini.location(entry.line), entry.key, hint)));
+      continue;
     }
-    if (auto status = apply_entry(ini, entry, *spec, entry.value, config); !status) return status;
+    errors.add(apply_entry(ini, entry, *spec, entry.value, config));
   }
-  return Status::ok();
 }
 
-Status parse_semaphores_section(const IniFile& ini, const IniSection& section, ServerConfig& config) {
+void parse_semaphores_section(const IniFile& ini, const IniSection& section, ServerConfig& config, ErrorList& errors) {
   // A hash of the decoded names keeps this linear (a section may list a
   // million). Its keys are views of the names in config.semaphores, which
   // does not reallocate in this loop (reserved here).
@@ -343,36 +362,43 @@ Status parse_semaphores_section(const IniFile& ini, const IniSection& section, S
     // their limits are for libnetsem, and the server never sees such a name.
     if (!entry.key.empty() && entry.key.front() == '$') continue;
     if (protocol::decode_name(entry.key, name) != protocol::ErrorCode::kNone) {
-      return invalid(fmt::format("{}: `{}` is not a valid semaphore name ({}; `%` must start a %XX escape)",
-                                 ini.location(entry.line), entry.key, kNameRules));
+      errors.add(invalid(fmt::format("{}: `{}` is not a valid semaphore name ({}; `%` must start a %XX escape)",
+                                     ini.location(entry.line), entry.key, kNameRules)));
+      continue;
     }
     auto limit = parse_ini_integer(entry.value, 1, kMaxLimit);
     if (!limit) {
       // `host:10.0.0.1 = 2` splits at the `:`, leaving `10.0.0.1 = 2` as the value.
       const bool split = entry.value.find_first_of("=:") != std::string::npos;
-      return invalid(fmt::format("{}{}", entry_error(ini, entry, limit.status()).message(),
-                                 split ? " (write `:` and `=` in a name as %3A and %3D)" : ""));
+      errors.add(invalid(fmt::format(
+          "{}{}", entry_error(ini, entry, limit.status()).message(),
+          split ? fmt::format(" (a line is split at its first `:` or `=`, so the name was read as `{}`: write `:` "
+                              "and `=` in a name as %3A and %3D)",
+                              entry.key)
+                : "")));
+      continue;
     }
     // One lookup: the name is stored first, so that the index can view it.
     const auto& stored = config.semaphores.emplace_back(std::move(name), *limit).first;
     if (const auto [it, added] = seen.try_emplace(stored, &entry); !added) {
-      return invalid(fmt::format("{}: semaphore `{}` is defined twice (first at line {} as `{}`)",
-                                 ini.location(entry.line), stored, it->second->line, it->second->key));
+      errors.add(invalid(fmt::format("{}: semaphore `{}` is defined twice (first at line {} as `{}`)",
+                                     ini.location(entry.line), stored, it->second->line, it->second->key)));
+      config.semaphores.pop_back();  // the index views the first definition, not this one
     }
   }
-  return check_semaphore_count(ini, section.line, config);
+  // Past other errors the count may be against a max_semaphores that did not apply.
+  if (errors.empty()) errors.add(check_semaphore_count(ini, section.line, config));
 }
 
 Result<ServerConfig> parse_netsem_file(const IniFile& ini) {
   ServerConfig config = default_server_config();
+  ErrorList errors;
   // [server] first: max_semaphores bounds [semaphores] wherever it is written.
-  if (const auto* server = ini.find(kServerSection)) {
-    if (auto status = parse_server_section(ini, *server, config); !status) return status;
-  }
+  if (const auto* server = ini.find(kServerSection)) parse_server_section(ini, *server, config, errors);
   for (const auto& section : ini.sections) {
     if (section.name == kServerSection || section.name == kClientSection) continue;
     if (section.name == kSemaphoresSection) {
-      if (auto status = parse_semaphores_section(ini, section, config); !status) return status;
+      parse_semaphores_section(ini, section, config, errors);
       continue;
     }
     std::string hint = " (netsemd reads [server] and [semaphores]; [client] is for the client library)";
@@ -382,8 +408,9 @@ Result<ServerConfig> parse_netsem_file(const IniFile& ini) {
                folded == kServerSection || folded == kSemaphoresSection || folded == kClientSection) {
       hint = fmt::format(" (section names are case-sensitive: [{}]?)", folded);
     }
-    return invalid(fmt::format("{}: unknown section [{}]{}", ini.location(section.line), section.name, hint));
+    errors.add(invalid(fmt::format("{}: unknown section [{}]{}", ini.location(section.line), section.name, hint)));
   }
+  if (!errors.empty()) return errors.status();
   return config;
 }
 

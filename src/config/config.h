@@ -94,7 +94,9 @@ ServerConfig default_server_config();
 Result<ServerConfig> load_server_config(const std::filesystem::path& file);
 
 // Parses a whole configuration file; `file_name` only labels messages.
-// Returns kInvalidArgument "file:line: message" for the first error:
+// Returns kInvalidArgument with every error found, one "file:line: message"
+// a line (at most 50, then "... and N more errors"; a syntax error ends the
+// reading, the others do not):
 //   syntax (see common/ini.h); an unknown section; in [server] an unknown
 //   option or a bad value; in [semaphores] a bad name (percent-decoded, then
 //   checked as on the wire), a limit outside 1..2147483647, a name defined

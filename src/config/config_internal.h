@@ -7,9 +7,11 @@
 // Thread safety: pure functions over values.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/ini.h"
 #include "config/config.h"
@@ -26,6 +28,25 @@ inline constexpr std::string_view kNameRules = "1-255 bytes of UTF-8, no control
 
 // kInvalidArgument with `message`.
 Status invalid(std::string message);
+
+// The errors of one file, gathered so that one reading reports them all
+// (netsemd --check-config, a start, a reload) instead of one per attempt.
+class ErrorList {
+ public:
+  // At most this many messages are kept; the rest are only counted.
+  static constexpr std::size_t kMaxKept = 50;
+  // Records `status` when it is an error; returns whether it was ok.
+  bool add(const Status& status);
+  bool empty() const { return count_ == 0; }
+  // Ok when empty; else kInvalidArgument whose message has every kept
+  // error, one a line in the file's order of discovery, then "... and N more
+  // errors" past kMaxKept. One error reads exactly as it did alone.
+  Status status() const;
+
+ private:
+  std::vector<std::string> messages_;
+  std::size_t count_ = 0;
+};
 // kInvalidArgument "file:line: key: <error's message>", with hints for the
 // configparser rules that surprise (a continued value, an inline comment).
 Status entry_error(const IniFile& ini, const IniEntry& entry, const Status& error);

@@ -1,13 +1,20 @@
 // netsemd's entry point: flags, configuration, run the server, map the
 // outcome to an exit code (0 clean stop, 1 failed to start, 2 bad command
 // line or configuration; --help lists them). Every error it prints itself
-// starts with "netsemd: ", a mistyped option with a suggestion.
+// starts with "netsemd: ", a mistyped option with a suggestion, a bad
+// configuration file with every error found in it. --check-config also checks
+// that the directories could be used and lists the semaphores defined.
 #include <spdlog/spdlog.h>
+
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <string>
+#include <system_error>
+#include <vector>
 
 #include "common/log.h"
 #include "common/suggest.h"
@@ -43,6 +50,48 @@ std::string usage_message(const CLI::App& app, const CLI::ParseError& error) {
     }
   }
   return "netsemd: " + std::string(error.what()) + " (see netsemd --help)";
+}
+
+// Writes each line of `message` (a configuration file's errors, one a line)
+// to stderr as "netsemd: <line>".
+void print_errors(const std::string& message) {
+  std::size_t start = 0;
+  while (start <= message.size()) {
+    const auto end = message.find('\n', start);
+    const std::string line = message.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    std::fprintf(stderr, "netsemd: %s\n", line.c_str());
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+}
+
+// For --check-config: whether netsemd could use `directory` (the option
+// `option`) as it starts, without making it: an existing directory it may
+// write, or a path whose nearest existing ancestor is such a directory (the
+// rest it would make). Returns the error, or "" and sets `note` to say what
+// was found.
+std::string check_directory(std::string_view option, const std::filesystem::path& directory, std::string& note) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  const fs::path absolute = fs::absolute(directory, error);
+  const fs::path path = error ? directory : absolute;
+  fs::path existing = path;
+  while (!fs::exists(existing, error)) {
+    if (!existing.has_relative_path()) break;  // the root
+    existing = existing.parent_path();
+  }
+  const std::string where = std::string(option) + " " + directory.string();
+  if (!fs::is_directory(existing, error)) {
+    return where + ": " + existing.string() + " is not a directory" +
+           (existing == path ? "" : ", so the directory cannot be made");
+  }
+  if (::access(existing.c_str(), W_OK | X_OK) != 0) {
+    return where + ": " + existing.string() + " is not writable by this user" +
+           (existing == path ? "" : ", so the directory cannot be made");
+  }
+  note = existing == path ? where + ": exists"
+                          : where + ": does not exist; netsemd will make it (under " + existing.string() + ")";
+  return "";
 }
 
 }  // namespace
@@ -85,7 +134,7 @@ int main(int argc, char** argv) {
                                             ? netsem::Result<ServerConfig>(netsem::server::default_server_config())
                                             : netsem::server::load_server_config(config_file);
   if (!loaded) {
-    std::fprintf(stderr, "netsemd: %s\n", loaded.status().message().c_str());
+    print_errors(loaded.status().message());  // every error of the file, one a line
     return kExitBadConfig;
   }
   ServerConfig config = std::move(*loaded);
@@ -106,9 +155,27 @@ int main(int argc, char** argv) {
   }
   for (const auto& warning : config.warnings) spdlog::warn("{}", warning);
   if (check_config) {
+    // Whether the directories could be used, without making them.
+    std::vector<std::string> notes;
+    bool usable = true;
+    for (const auto& [option, directory] :
+         {std::pair{"data_dir", config.data_dir}, std::pair{"stats_dir", config.stats_dir}}) {
+      std::string note;
+      if (const std::string error = check_directory(option, directory, note); !error.empty()) {
+        print_errors(error);
+        usable = false;
+      } else {
+        notes.push_back(note);
+      }
+    }
+    if (!usable) return kExitBadConfig;
     std::printf("configuration OK: listen %s:%u, %zu defined semaphores, allowed %s, data_dir %s\n",
                 config.bind_address.c_str(), static_cast<unsigned>(config.bind_port), config.semaphores.size(),
                 config.allowed_networks_text.c_str(), config.data_dir.string().c_str());
+    for (const auto& note : notes) std::printf("%s\n", note.c_str());
+    for (const auto& [name, limit] : config.semaphores) {
+      std::printf("semaphore %s = %lld\n", name.c_str(), static_cast<long long>(limit));
+    }
     return 0;
   }
 

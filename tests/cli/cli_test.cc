@@ -1265,6 +1265,73 @@ TEST(NetsemdCommandLine, HelpListsExitCodesAndErrorsNameTheProgram) {
   }
 }
 
+// netsemd --check-config (issue 12 item 13): every error of the file in one
+// run, the directories, the semaphores found, a name split at ':'.
+TEST(NetsemdCommandLine, CheckConfigReportsEveryErrorTheDirectoriesAndTheSemaphores) {
+  TempDir dir;
+  const auto check = [&](const std::string& text) {
+    const auto file = dir.path() / "netsemd.ini";
+    write_text(file, text);
+    return Cli({"--config", file.string(), "--check-config"}, {}, NETSEMD_PATH).finish();
+  };
+  const std::string at = (dir.path() / "netsemd.ini").string();
+  Outcome outcome = check(
+      "[server]\nbind_port = abc\nmax_sessions = 5\nfsync = sometimes\n"
+      "[semaphores]\nalpha = 3\nbeta = 0\nhost:10.0.0.1 = 2\nalph%61 = 4\n[extra]\n");
+  EXPECT_EQ(outcome.exit_code, 2) << outcome;
+  EXPECT_EQ(outcome.out, "") << outcome;
+  const std::vector<std::string> kErrors = {
+      "netsemd: " + at + ":2: bind_port: `abc` is not a whole number\n",
+      "netsemd: " + at + ":3: unknown option `max_sessions` in [server]",
+      "netsemd: " + at + ":4: fsync: `sometimes` is not one of",
+      "netsemd: " + at + ":7: beta: ",
+      "netsemd: " + at + ":8: host: ",
+      "(a line is split at its first `:` or `=`, so the name was read as `host`: write `:` and `=` in a name as %3A "
+      "and %3D)\n",
+      "netsemd: " + at + ":9: semaphore `alpha` is defined twice (first at line 6 as `alpha`)\n",
+      "netsemd: " + at + ":10: unknown section [extra]",
+  };
+  std::size_t from = 0;
+  for (const auto& error : kErrors) {  // each once, in the file's order
+    const auto found = outcome.err.find(error, from);
+    EXPECT_NE(found, std::string::npos) << error << "\n" << outcome;
+    if (found != std::string::npos) from = found + error.size();
+  }
+  EXPECT_EQ(std::count(outcome.err.begin(), outcome.err.end(), '\n'), 7) << outcome;
+
+  // An ACE file: a semaphore name configparser split at ':'.
+  outcome = check("[service_network_semaphore]\nsemaphore_host:10.0.0.1 = 2\nsemaphore_ok = 1\nbind_port = x\n");
+  EXPECT_EQ(outcome.exit_code, 2) << outcome;
+  EXPECT_NE(outcome.err.find("netsemd: " + at +
+                             ":2: semaphore_host: `10.0.0.1 = 2` is not a whole number (configparser splits a line at "
+                             "its first `:` or `=`, so the key was read as `semaphore_host` and the value as "
+                             "`10.0.0.1 = 2`: an ACE semaphore name cannot contain `:` or `=`)\n"),
+            std::string::npos)
+      << outcome;
+  EXPECT_NE(outcome.err.find("netsemd: " + at + ":4: bind_port: "), std::string::npos) << outcome;
+
+  // A good file: the semaphores found, and directories that netsemd could
+  // make, not made.
+  const auto data = dir.path() / "not" / "yet";
+  outcome = check("[server]\ndata_dir = " + data.string() + "\nstats_dir = " + dir.path().string() +
+                  "\n[semaphores]\nalpha = 3\nhost%3A10.0.0.1 = 2\n");
+  EXPECT_EQ(outcome.exit_code, 0) << outcome;
+  for (const std::string& line :
+       {"data_dir " + data.string() + ": does not exist; netsemd will make it (under " + dir.path().string() + ")\n",
+        "stats_dir " + dir.path().string() + ": exists\n", std::string("semaphore alpha = 3\n"),
+        std::string("semaphore host:10.0.0.1 = 2\n")}) {
+    EXPECT_NE(outcome.out.find(line), std::string::npos) << line << "\n" << outcome;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "not"));
+  // A directory under a file cannot be made.
+  write_text(dir.path() / "file", "");
+  outcome = check("[server]\ndata_dir = " + (dir.path() / "file" / "sub").string() + "\n");
+  EXPECT_EQ(outcome.exit_code, 2) << outcome;
+  EXPECT_EQ(outcome.err, "netsemd: data_dir " + (dir.path() / "file" / "sub").string() + ": " +
+                             (dir.path() / "file").string() + " is not a directory, so the directory cannot be made\n")
+      << outcome;
+}
+
 // The bash completions (issue 12 item 14), sourced in a bash that has no
 // bash-completion package loaded, with the words of a half-typed line.
 class Completion : public CliTest {

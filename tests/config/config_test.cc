@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -311,8 +313,9 @@ TEST(ParseServerConfig, RejectsBadServerValuesWithFileAndLine) {
       {"path continued", "[server]\ndata_dir = a\n  b\n",
        "ERROR c.ini:2: data_dir: `a\nb` contains a control character (the value continues on line 3: a line "
        "indented deeper than its key continues it)"},
-      {"the first error wins", "[server]\nbind_port = 1\nfsync = x\nlog_level = y\n",
-       "ERROR c.ini:3: fsync: `x` is not one of always, everysec, no"},
+      {"every error, one a line (issue 12 item 13)", "[server]\nbind_port = 1\nfsync = x\nlog_level = y\n",
+       "ERROR c.ini:3: fsync: `x` is not one of always, everysec, no\n"
+       "c.ini:4: log_level: `y` is not one of trace, debug, info, warning, error"},
   });
 }
 
@@ -366,7 +369,8 @@ TEST(ParseServerConfig, RejectsBadSemaphoresWithFileAndLine) {
       {"limit too big", "[semaphores]\nx = 2147483648\n", "ERROR c.ini:2: x: 2147483648 is out of range 1..2147483647"},
       {"limit not a number", "[semaphores]\nx = many\n", "ERROR c.ini:2: x: `many` is not a whole number"},
       {"a raw `:` splits the name", "[semaphores]\nhost:10.0.0.1 = 2\n",
-       "ERROR c.ini:2: host: `10.0.0.1 = 2` is not a whole number (write `:` and `=` in a name as %3A and %3D)"},
+       "ERROR c.ini:2: host: `10.0.0.1 = 2` is not a whole number (a line is split at its first `:` or `=`, so the "
+       "name was read as `host`: write `:` and `=` in a name as %3A and %3D)"},
       {"the same name spelled twice", "[semaphores]\na%20b = 1\na b = 2\n",
        "ERROR c.ini:3: semaphore `a b` is defined twice (first at line 2 as `a%20b`)"},
       {"more than max_semaphores", "[server]\nmax_semaphores = 2\n[semaphores]\na = 1\nb = 1\nc = 1\n",
@@ -460,6 +464,30 @@ TEST(ParseServerConfig, ReadsAceFilesAsAceDoes) {
       {"stats_dir alone sets data_dir", "[service_network_semaphore]\nstats_dir = s\n",
        "stats_dir=s\ndata_dir=s\nace\n"},
   });
+}
+
+// Every error of a file in one reading (issue 12 item 13), up to 50.
+TEST(ParseServerConfig, ReportsEveryErrorOfAFileUpToFifty) {
+  std::string text =
+      "[service_network_semaphore]\nsemaphore_host:10.0.0.1 = 2\nbind_port = x\nSEMAPHORE_A = 1\n"
+      "semaphore_a = 2\n";
+  auto config = parse_server_config(text, "ace.ini");
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.status().message(),
+            "ace.ini:5: duplicate key `semaphore_a` in [service_network_semaphore] (first at line 4 as `SEMAPHORE_A`; "
+            "ACE's keys ignore case)\n"
+            "ace.ini:2: semaphore_host: `10.0.0.1 = 2` is not a whole number (configparser splits a line at its first "
+            "`:` or `=`, so the key was read as `semaphore_host` and the value as `10.0.0.1 = 2`: an ACE semaphore "
+            "name cannot contain `:` or `=`)\n"
+            "ace.ini:3: bind_port: `x` is not a whole number");
+  text = "[semaphores]\n";
+  for (int i = 0; i < 60; ++i) text += "s" + std::to_string(i) + " = 0\n";
+  config = parse_server_config(text, "c.ini");
+  ASSERT_FALSE(config);
+  const std::string message = config.status().message();
+  EXPECT_EQ(std::count(message.begin(), message.end(), '\n'), 50) << message;
+  EXPECT_TRUE(message.starts_with("c.ini:2: s0: 0 is out of range 1..2147483647\nc.ini:3: s1: ")) << message;
+  EXPECT_TRUE(message.ends_with("\nc.ini:51: s49: 0 is out of range 1..2147483647\n... and 10 more errors")) << message;
 }
 
 TEST(ParseServerConfig, RejectsBadAceFilesWithFileAndLine) {
