@@ -136,12 +136,12 @@ TEST_F(DispatcherTest, ATurnReadsTheClockOnceAndStampsWhatItDoesWithIt) {
   auto b = session();
   dispatcher_->begin_turn();
   const int before = clock_reads_;
-  EXPECT_EQ(a->request("a ACQUIRE splunk"), "a OK 1\n");
-  EXPECT_EQ(b->request("b ACQUIRE splunk"), "b QUEUED 1\n");
+  EXPECT_EQ(a->request(req::acquire("a", "splunk")), "a OK 1\n");
+  EXPECT_EQ(b->request(req::acquire("b", "splunk")), "b QUEUED 1\n");
   now_ += 7ms;  // within the turn: not seen
-  EXPECT_EQ(a->request("r RELEASE splunk"), "r OK 0\n");
+  EXPECT_EQ(a->request(req::release("r", "splunk")), "r OK 0\n");
   EXPECT_EQ(b->read(), "b OK 2\n");
-  EXPECT_EQ(a->request("p PING"), "p PONG\n");
+  EXPECT_EQ(a->request(req::ping("p")), "p PONG\n");
   EXPECT_EQ(clock_reads_ - before, 1);
   const stats::TableCounters& figures = table_->counters();
   EXPECT_EQ(figures.wait_us.sum(), 0u);  // queued and granted in the same turn
@@ -149,7 +149,7 @@ TEST_F(DispatcherTest, ATurnReadsTheClockOnceAndStampsWhatItDoesWithIt) {
   // The next turn reads the clock again: b's hold began at the first turn's time.
   dispatcher_->begin_turn();
   now_ += 3ms;
-  EXPECT_EQ(b->request("r RELEASE splunk"), "r OK 1\n");
+  EXPECT_EQ(b->request(req::release("r", "splunk")), "r OK 1\n");
   EXPECT_EQ(clock_reads_ - before, 2);
   EXPECT_EQ(figures.hold_us.sum(), 10'000u);
 }
