@@ -336,26 +336,18 @@ HoldCheckResult check_host_holds(const HoldCheckInput& input) {
   HoldCheckResult result;
   result.peak.assign(input.names.size(), 0);
   const auto [kills, origin] = kills_and_origin(input.events);
-  const std::vector<Instance> instances = collect_instances(input.events);
   std::vector<Hold> holds = collect_holds(input.events);
   result.grants = holds.size();
   std::vector<std::vector<const Hold*>> checked(input.names.size());
   for (Hold& hold : holds) {
     const auto kill = kills.find(hold.grant->worker);
     const Nanos killed = kill == kills.end() ? kNever : kill->second;
-    // A drop ends a frozen hold, whose worker cannot learn that netsemd was
-    // killed meanwhile; a restarted server forgets it (docs/client.md), so
-    // it is cut at that stop as in check_holds.
-    Nanos stopped = kNever;
-    if (std::string_view(hold.worker_end_why) == "drop") {
-      for (const Instance& instance : instances) {
-        if (instance.start < hold.grant->time) stopped = instance.stop;
-      }
-    }
-    hold.end = std::min({hold.worker_end, killed, stopped});
-    hold.end_why = hold.end == hold.worker_end ? hold.worker_end_why
-                   : hold.end == killed        ? "worker kill"
-                                               : "server stop";
+    // Not cut at a server stop, not even a frozen hold whose worker cannot
+    // learn that netsemd was killed meanwhile: the restarted server grants
+    // nothing until that worker's lease has run out (the lease wait,
+    // docs/durability.md "Restarts").
+    hold.end = std::min(hold.worker_end, killed);
+    hold.end_why = hold.end == hold.worker_end ? hold.worker_end_why : "worker kill";
     if (hold.end == kNever) {
       ++result.skipped_unterminated;
       continue;

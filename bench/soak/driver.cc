@@ -131,7 +131,7 @@ int Driver::run() {
       restart_server();
       next_restart = now() + to_nanos(uniform(options_.restart_every));
     }
-    if (now() >= next_unwritable && now() + 2 * kSecond < end) {
+    if (now() >= next_unwritable && now() >= lease_wait_until_ && now() + 2 * kSecond < end) {
       unwritable_phase();
       next_unwritable = now() + to_nanos(uniform(options_.unwritable_every));
     }

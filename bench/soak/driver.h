@@ -179,6 +179,11 @@ class Driver {
   FenceCarry fence_carry_;
   SoakCounters counters_;
   Nanos started_ = 0;
+  // Until when, at the latest, the running netsemd may still be in its lease
+  // wait after a restart (STATS lease_wait_ms when it became ready): it
+  // grants nothing then, so no WAIT try is sent and no unwritable phase
+  // begins (it would see no grant).
+  Nanos lease_wait_until_ = 0;
   bool interrupted_ = false;
   bool setup_failed_ = false;  // the first netsemd never started
   bool server_down_ = false;   // netsemd could not be started again: the run ends

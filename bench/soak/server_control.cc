@@ -69,6 +69,9 @@ bool Driver::start_server() {
         const auto stats = request([](std::string& line, std::string_view tag) { protocol::encode_stats(line, tag); });
         const auto floor = stats ? json_number(*stats, "last_fence") : std::nullopt;
         if (floor) {
+          const auto lease_wait = json_number(*stats, "lease_wait_ms").value_or(0);
+          lease_wait_until_ = now() + (lease_wait + 1) * kMs;
+          if (lease_wait > 0) note(fmt::format("netsemd instance {} grants nothing for {} ms", instance, lease_wait));
           record(EventType::kServerReady, instance, static_cast<std::uint64_t>(*floor));
           note(fmt::format("netsemd instance {} ready (pid {}, last_fence {})", instance, server_->pid(), *floor));
           return true;
@@ -227,7 +230,9 @@ bool Driver::create_semaphores() {
 std::optional<Driver::PendingRequest> Driver::send_created_op() {
   PendingRequest op;
   op.created = std::uniform_int_distribution<std::size_t>(0, created_.size() - 1)(random_);
-  op.post = std::bernoulli_distribution(0.5)(random_);
+  // In the lease wait after a restart a WAIT try is refused whatever the
+  // value, which says nothing about it; POST is served as usual.
+  op.post = now() < lease_wait_until_ || std::bernoulli_distribution(0.5)(random_);
   op.count = std::uniform_int_distribution<std::int64_t>(1, 3)(random_);
   const std::string_view name = created_names()[op.created].name;
   auto tag = send_request([&](std::string& line, std::string_view request_tag) {

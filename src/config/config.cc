@@ -97,6 +97,17 @@ std::string show_fsync(const ServerConfig& config) {
   return std::string(fsync_policy_name(config.fsync));
 }
 
+Status apply_restart_lease_wait(const OptionSpec& spec, std::string_view value, ServerConfig& config) {
+  auto word = pick_choice(spec, value);
+  if (!word) return word.status();
+  config.restart_lease_wait = *word == "on";
+  return Status::ok();
+}
+
+std::string show_restart_lease_wait(const ServerConfig& config) {
+  return config.restart_lease_wait ? "on" : "off";
+}
+
 Status apply_log_level(const OptionSpec& spec, std::string_view value, ServerConfig& config) {
   auto word = pick_choice(spec, value);
   if (!word) return word.status();
@@ -214,6 +225,16 @@ std::vector<OptionSpec> make_server_options() {
        .max = 86400000,
        .apply = apply_integer<&C::session_timeout_ms>,
        .show = show_integer<&C::session_timeout_ms>},
+      {.name = "restart_lease_wait",
+       .type = "choice",
+       .default_text = "on",
+       .bounds = "on, off",
+       .help = "After a restart, grant nothing for one session timeout (the longer of this run's and the previous "
+               "run's) when the previous run was killed, crashed, or stopped with permits held: their holders may "
+               "still work under their leases, which end within that time. Requests queue meanwhile; tries answer "
+               "TIMEOUT. Off only when no client of the previous run can still be running.",
+       .apply = apply_restart_lease_wait,
+       .show = show_restart_lease_wait},
       {.name = "max_connections",
        .type = "integer",
        .default_text = "10000",

@@ -42,6 +42,9 @@ struct ServerConfig {
   FsyncPolicy fsync = FsyncPolicy::kEverySec;
   std::int64_t status_interval_ms = 1000;
   std::int64_t session_timeout_ms = 15000;  // 0 = off
+  // After a restart, grant nothing for one session timeout when the previous
+  // run may have left holders working under their leases.
+  bool restart_lease_wait = true;
   std::size_t max_connections = 10000;
   std::size_t max_pending_per_session = 1024;
   std::size_t max_semaphores = 1000000;

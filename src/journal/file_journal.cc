@@ -63,6 +63,7 @@ constexpr const char* kSnapshotFile = "snapshot";
 constexpr const char* kJournalFile = "journal";
 constexpr const char* kFencesFile = "fences";
 constexpr const char* kJournalTemp = "journal.tmp";
+constexpr const char* kRunFile = "run";
 
 std::string errno_text(int err) {
   return std::error_code(err, std::generic_category()).message();
@@ -414,7 +415,7 @@ Result<std::unique_ptr<FileJournal>> FileJournal::open(const fs::path& dir, cons
   auto lock = lock_directory(dir_fd.get(), dir);
   if (!lock) return lock.status();
   // Leftovers of an interrupted replace_file or compaction: never renamed in, never read.
-  for (const char* temp : {"snapshot.tmp", "fences.tmp", kJournalTemp}) ::unlinkat(dir_fd.get(), temp, 0);
+  for (const char* temp : {"snapshot.tmp", "fences.tmp", "run.tmp", kJournalTemp}) ::unlinkat(dir_fd.get(), temp, 0);
 
   std::unique_ptr<FileJournal> journal(new FileJournal(dir, options, std::move(dir_fd), std::move(*lock)));
   const int dfd = journal->dir_fd_.get();
@@ -495,6 +496,18 @@ Result<std::unique_ptr<FileJournal>> FileJournal::open(const fs::path& dir, cons
   journal->fence_bound_ = floor;
   if (Status s = journal->compact(state); !s) return s;
   if (Status s = journal->rewrite_fences(); !s) return s;
+  auto run = read_file(dfd, dir, kRunFile);
+  if (!run) return run.status();
+  if (*run) {
+    auto record = jf::parse_run_record(**run);
+    if (record) {
+      recovered.previous_run = *record;
+    } else {
+      recovered.previous_run = {jf::RunRecord::State::kRunning, 0, 0};
+      report.warnings.push_back(fmt::format("run file {}: {}; read as a run that did not stop",
+                                            (dir / kRunFile).string(), record.status().message()));
+    }
+  }
   recovered.created = std::move(state);
   recovered.fence_floor = journal->fence_bound_;
   recovered.warnings = std::move(report.warnings);
@@ -514,6 +527,10 @@ void FileJournal::record_delete(std::string_view name) {
   jf::append_delete(batch_, name);
   ++sequence_;
   if (compacting_) kept_.insert_or_assign(std::string(name), std::nullopt);
+}
+
+Status FileJournal::record_run(const jf::RunRecord& record) {
+  return replace_file(dir_fd_.get(), dir_, kRunFile, jf::encode_run_record(record));
 }
 
 // ---------------------------------------------------------------- fences

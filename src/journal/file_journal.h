@@ -9,6 +9,8 @@
 //   journal   records appended since: SET(name, value, max), DELETE(name)
 //   fences    the highest fence reserved so far and how many records were
 //             durable then: two slots rewritten alternately in place
+//   run       the server's last run: running, or stopped with how many
+//             permits were held (journal_format::RunRecord)
 // Records carry absolute states, so replay is idempotent. Each file starts
 // with a header (magic, version, a word: the generation, or the fence bound);
 // a snapshot covers exactly the journals of older generations, which is how
@@ -76,6 +78,9 @@ struct RecoveredState {
   std::uint64_t fence_floor = 0;      // every fence handed out before is <= this
   std::vector<std::string> warnings;  // e.g. "journal: torn tail at offset N (M bytes cut)"
   std::vector<std::string> losses;    // what --repair accepted to lose (log them as errors)
+  // What the `run` file says of the last run; a damaged one reads as a run
+  // that did not stop (session_timeout_ms 0: unknown), with a warning.
+  journal_format::RunRecord previous_run;
 };
 
 // Counters for STATS and tests.
@@ -152,6 +157,12 @@ class FileJournal final : public Journal {
   // checks the journal's length against. The server calls it once a second
   // and at a clean shutdown (after sync()).
   Status write_proof();
+
+  // Replaces the `run` file with `record`, atomically and durably (temp
+  // file, fsync, rename, fsync of the directory). The server records
+  // kRunning at start (before it listens: a start that cannot is refused)
+  // and kStopped at a clean stop.
+  Status record_run(const journal_format::RunRecord& record);
 
   // Writes the batch with one write(2) (more only after a short write), then
   // fsyncs under kAlways (also when nothing is batched but an earlier fsync

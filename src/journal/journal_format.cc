@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <charconv>
 #include <optional>
 
 namespace netsem::server {
@@ -319,6 +320,71 @@ std::string encode_snapshot(std::uint64_t generation, const std::map<std::string
   for (const auto& [name, value] : state) append_set(out, name, value);
   append_end(out, state.size());
   return out;
+}
+
+// ---------------------------------------------------------------- run file
+
+namespace {
+constexpr std::string_view kRunMagic = "netsemd-run 1 ";
+constexpr std::string_view kTimeoutKey = "session_timeout_ms=";
+constexpr std::string_view kHeldKey = "held=";
+
+// The decimal number after `key` at the front of `text`, moving past it.
+template <class Int>
+std::optional<Int> take_number(std::string_view& text, std::string_view key) {
+  if (!text.starts_with(key)) return std::nullopt;
+  text.remove_prefix(key.size());
+  Int value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end == text.data() || value < 0) return std::nullopt;
+  text.remove_prefix(static_cast<std::size_t>(end - text.data()));
+  return value;
+}
+}  // namespace
+
+std::string encode_run_record(const RunRecord& record) {
+  assert(record.state != RunRecord::State::kNone && record.session_timeout_ms >= 0);
+  std::string text(kRunMagic);
+  text += record.state == RunRecord::State::kRunning ? "running " : "stopped ";
+  text += kTimeoutKey;
+  text += std::to_string(record.session_timeout_ms);
+  if (record.state == RunRecord::State::kStopped) {
+    text += ' ';
+    text += kHeldKey;
+    text += std::to_string(record.held);
+  }
+  text += '\n';
+  return text;
+}
+
+Result<RunRecord> parse_run_record(std::string_view bytes) {
+  const auto bad = [&](std::string_view why) {
+    return Status(StatusCode::kCorruption,
+                  fmt::format("{} (expected `{}running|stopped {}<ms> ...`)", why, kRunMagic, kTimeoutKey));
+  };
+  if (!bytes.starts_with(kRunMagic)) return bad("not a run record of this version");
+  std::string_view text = bytes.substr(kRunMagic.size());
+  RunRecord record;
+  if (text.starts_with("running ")) {
+    record.state = RunRecord::State::kRunning;
+  } else if (text.starts_with("stopped ")) {
+    record.state = RunRecord::State::kStopped;
+  } else {
+    return bad("neither running nor stopped");
+  }
+  text.remove_prefix(8);
+  const auto timeout = take_number<std::int64_t>(text, kTimeoutKey);
+  if (!timeout) return bad("no session_timeout_ms");
+  record.session_timeout_ms = *timeout;
+  if (record.state == RunRecord::State::kStopped) {
+    if (!text.starts_with(' ')) return bad("no held count");
+    text.remove_prefix(1);
+    const auto held = take_number<std::uint64_t>(text, kHeldKey);
+    if (!held) return bad("no held count");
+    record.held = *held;
+  }
+  if (text != "\n") return bad("unexpected bytes after the record");
+  return record;
 }
 
 }  // namespace journal_format

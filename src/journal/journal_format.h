@@ -95,6 +95,29 @@ void append_end(std::string& out, std::uint64_t records);
 std::string encode_snapshot(std::uint64_t generation, const std::map<std::string, CreatedState>& state,
                             std::uint64_t sequence = 0);
 
+// The `run` file: what the data directory remembers of the server's last
+// run, for the lease wait after a restart (docs/durability.md, "Restarts").
+// One line of text, rewritten atomically: `netsemd-run 1 running
+// session_timeout_ms=<T>` while a server runs, `netsemd-run 1 stopped
+// session_timeout_ms=<T> held=<N>` once it stopped cleanly with N permits
+// held by sessions when it began to stop.
+struct RunRecord {
+  enum class State : std::uint8_t {
+    kNone,     // no run recorded: a new data directory
+    kRunning,  // a run that never recorded its stop: it crashed or was killed
+    kStopped,  // a run that stopped cleanly
+  };
+  State state = State::kNone;
+  std::int64_t session_timeout_ms = 0;  // the run's; its clients' leases were computed from it
+  std::uint64_t held = 0;               // kStopped: permits held when it began to stop
+  friend bool operator==(const RunRecord&, const RunRecord&) = default;
+};
+// The file's bytes. REQUIRES: state != kNone, session_timeout_ms >= 0.
+std::string encode_run_record(const RunRecord& record);
+// kCorruption naming what is wrong for anything encode_run_record() does
+// not make (the file's name is the caller's to add).
+Result<RunRecord> parse_run_record(std::string_view bytes);
+
 }  // namespace journal_format
 
 // Why a replay stopped.

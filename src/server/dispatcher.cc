@@ -426,6 +426,10 @@ stats::Snapshot Dispatcher::stats_snapshot() const {
   figures.gauges.uptime_s =
       static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(now - started_).count());
   figures.gauges.session_timeout_ms = static_cast<std::uint64_t>(config_.session_timeout_ms);
+  if (grants_held_until_ && *grants_held_until_ > now) {
+    figures.gauges.lease_wait_ms =
+        static_cast<std::uint64_t>(std::chrono::ceil<std::chrono::milliseconds>(*grants_held_until_ - now).count());
+  }
   figures.gauges.journal_ok = journal_.ok() ? 1 : 0;
   const std::uint64_t sequence = journal_.sequence();
   const std::uint64_t answerable = journal_.answerable_sequence();
@@ -572,9 +576,28 @@ void Dispatcher::deliver(SessionState& session, const Completion& completion) {
 
 // --- time, configuration, output ---
 
+void Dispatcher::hold_grants_until(Clock::time_point until) {
+  grants_held_until_ = until;
+  table_.hold_grants();
+}
+
+std::chrono::milliseconds Dispatcher::lease_wait_after(const journal_format::RunRecord& previous,
+                                                       std::int64_t session_timeout_ms) {
+  using State = journal_format::RunRecord::State;
+  if (previous.state == State::kNone) return {};
+  if (previous.state == State::kStopped && previous.held == 0) return {};
+  return std::chrono::milliseconds(std::max(previous.session_timeout_ms, session_timeout_ms));
+}
+
 void Dispatcher::expire() {
   read_clock();  // a deadline timer fired: its time, not an earlier one of this turn
+  // Requests whose time ran out leave first: the end of the lease wait
+  // grants only those still waiting.
   table_.expire(now_, completions_);
+  if (grants_held_until_ && *grants_held_until_ <= now_) {
+    grants_held_until_.reset();
+    table_.resume_grants(completions_);
+  }
   deliver_completions();
 }
 

@@ -52,6 +52,7 @@
 #include <unordered_map>
 
 #include "config/config.h"
+#include "journal/journal_format.h"
 #include "protocol/ace_codec.h"
 #include "protocol/codec.h"
 #include "server/peer_logs.h"
@@ -182,10 +183,28 @@ class Dispatcher {
 
   // --- time and configuration ---
 
-  // Times out the queued requests whose deadline is <= now().
+  // The lease wait after a restart: grants nothing until `until` (requests
+  // queue, tries time out), then expire() grants every queue at once. The
+  // server calls it at start when the previous run may have left holders
+  // still working under their leases (lease_wait_after()).
+  void hold_grants_until(Clock::time_point until);
+  // How long a server whose data directory says `previous` must hold grants
+  // (zero: none): one session timeout, the longer of the previous run's and
+  // `session_timeout_ms`, unless the previous run stopped cleanly with no
+  // permit held, there was none (a new data directory), or leases are off
+  // (both timeouts 0).
+  static std::chrono::milliseconds lease_wait_after(const journal_format::RunRecord& previous,
+                                                    std::int64_t session_timeout_ms);
+  // Times out the queued requests whose deadline is <= now(); at the end of
+  // the lease wait, then grants what the queues let in.
   void expire();
-  // The earliest deadline of a queued request, if any.
-  std::optional<Clock::time_point> next_deadline() const { return table_.next_deadline(); }
+  // The earliest deadline of a queued request, or the end of the lease
+  // wait, if any.
+  std::optional<Clock::time_point> next_deadline() const {
+    auto next = table_.next_deadline();
+    if (grants_held_until_ && (!next || *grants_held_until_ < *next)) next = grants_held_until_;
+    return next;
+  }
   // Makes `limits` the defined semaphores (start, reload) and delivers what
   // that finishes; returns the listed names that are created semaphores.
   std::vector<std::string> reconfigure(const std::vector<std::pair<std::string, std::int64_t>>& limits);
@@ -270,6 +289,7 @@ class Dispatcher {
   mutable Clock::time_point now_{};  // this turn's time, once read
   mutable bool now_read_ = false;
   Clock::time_point started_{};
+  std::optional<Clock::time_point> grants_held_until_;  // the lease wait after a restart
   std::unordered_map<SessionId, SessionState*> sessions_;
   // The same sessions ordered by id, for SESSIONS: a chunk resumes after its
   // cursor in O(log n) and costs O(rows), however many sessions there are

@@ -208,6 +208,7 @@ Status Server::start() {
   dispatcher_->set_started(started_);
   spdlog::info("data directory {}: {} created semaphores, fences above {}", config_.data_dir.string(),
                recovered.created.size(), recovered.fence_floor);
+  if (auto status = start_lease_wait(recovered.previous_run); !status) return status;
 
   std::error_code error;
   std::filesystem::create_directories(config_.stats_dir, error);
@@ -242,6 +243,34 @@ Status Server::start() {
   write_status_file();
   arm_status_timer();
   arm_sync_timer();
+  return Status::ok();
+}
+
+Status Server::start_lease_wait(const journal_format::RunRecord& previous) {
+  using journal_format::RunRecord;
+  const std::chrono::milliseconds wait = config_.restart_lease_wait
+                                             ? Dispatcher::lease_wait_after(previous, config_.session_timeout_ms)
+                                             : std::chrono::milliseconds::zero();
+  // The timeout this run's record carries covers the previous run's clients
+  // too while their leases may run: a crash during the wait waits as long.
+  recorded_timeout_ms_ = std::max<std::int64_t>(config_.session_timeout_ms, wait.count());
+  // Before the server listens: a run that cannot record itself would look,
+  // after a crash, like the run before it (perhaps stopped with nothing held).
+  if (auto status = journal_->record_run({RunRecord::State::kRunning, recorded_timeout_ms_, 0}); !status) {
+    return status;
+  }
+  if (wait.count() > 0) {
+    dispatcher_->hold_grants_until(started_ + wait);
+    arm_deadline_timer();
+    spdlog::warn(
+        "the previous run {}: granting nothing for {} ms, until its holders' leases have run out (requests queue "
+        "meanwhile; restart_lease_wait, docs/durability.md)",
+        previous.state == RunRecord::State::kRunning ? "did not stop cleanly (killed or crashed)"
+                                                     : fmt::format("stopped with {} permits held", previous.held),
+        wait.count());
+  } else if (!config_.restart_lease_wait && previous.state != RunRecord::State::kNone) {
+    spdlog::warn("restart_lease_wait = off: granting at once, whatever holders of the previous run still do");
+  }
   return Status::ok();
 }
 
@@ -411,6 +440,12 @@ void Server::stop() {
   live.reserve(sessions_.size());
   for (const auto& [id, session] : sessions_) live.push_back(session);
   spdlog::info("closing {} sessions", live.size());
+  // Counted before the sessions end: their holders may work on under their
+  // leases, which the next start waits for.
+  const std::uint64_t held = table_ ? table_->stats().held : 0;
+  // A stop during the lease wait keeps the run recorded as running: the
+  // previous run's holders may still be at work, so the next start waits too.
+  const bool lease_waiting = table_ && table_->grants_held();
   // No grants from here on: a stopping server hands out no permit.
   if (dispatcher_) dispatcher_->begin_shutdown();
   for (const auto& session : live) session->shut_down();
@@ -427,6 +462,9 @@ void Server::stop() {
     // a journal cut short; only after a successful sync.
     auto status = journal_->sync();
     if (status) status = journal_->write_proof();
+    if (status && !lease_waiting) {
+      status = journal_->record_run({journal_format::RunRecord::State::kStopped, recorded_timeout_ms_, held});
+    }
     if (!status) spdlog::error("journal: {}", status.to_string());
   }
   deadline_timer_.cancel();

@@ -89,6 +89,10 @@ class Server final : private JournalProgress, public SessionHost {
   }
   std::uint64_t journal_pending_records() const { return sequence() - std::min(sequence(), answerable_sequence()); }
 
+  // Records this run in the data directory and, when the previous run may
+  // have left holders working under their leases, holds grants for one
+  // session timeout (restart_lease_wait).
+  Status start_lease_wait(const journal_format::RunRecord& previous);
   Status plan_connections();
   void accept_next();
   // What refuse_with_spare() did: told a peer LIMIT, found none waiting
@@ -163,6 +167,9 @@ class Server final : private JournalProgress, public SessionHost {
   std::chrono::steady_clock::time_point next_compaction_attempt_{};
   std::uint16_t port_ = 0;
   bool stopping_ = false;
+  // The session timeout this run records in the data directory's run file:
+  // its own, or the previous run's lease wait when longer.
+  std::int64_t recorded_timeout_ms_ = 0;
   bool repair_ = false;
 };
 

@@ -121,6 +121,11 @@ constexpr auto kFields = std::to_array<Field>({
             [](S s) -> N { return end_count(s, EndCause::kKicked); }),
     counter("session_ends_shutdown_total", "", "Sessions ended because the server stopped.",
             [](S s) -> N { return end_count(s, EndCause::kShutdown); }),
+    gauge("lease_wait_ms", "ms",
+          "Milliseconds left of the lease wait after a restart, during which the server grants nothing because the "
+          "previous run's holders may still work under their leases (see docs/durability.md, Restarts); 0 while "
+          "granting.",
+          [](S s) -> N { return s.gauges.lease_wait_ms; }),
     counter("journal_writes_total", "",
             "write(2) calls on the journal file since start (a batch of records is one write).",
             [](S s) -> N { return s.journal.writes; }),

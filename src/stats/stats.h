@@ -86,6 +86,7 @@ struct Gauges {
   std::uint64_t session_timeout_ms = 0;
   std::uint64_t journal_ok = 0;
   std::uint64_t journal_pending_records = 0;
+  std::uint64_t lease_wait_ms = 0;  // left of the lease wait after a restart (0: granting)
 };
 
 // Every figure at one instant. Each member is exactly one field of the

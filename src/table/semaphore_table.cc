@@ -21,7 +21,8 @@
 // so an undefined name's create-and-remove cycle does not allocate for it.
 //
 // Invariants between calls: no queue head fits (head.count > value), which is
-// why "settle" (grant from the head while it fits) is all a change needs; and
+// why "settle" (grant from the head while it fits) is all a change needs
+// (while grants are held, heads may fit: resume_grants settles them all); and
 // an undefined semaphore has no consumed permits (value == max - held) and
 // no queued WAIT, so it is idle, and removed, as soon as it has no holders
 // and no waiters: no verb can leave one behind.
@@ -181,6 +182,7 @@ struct SemaphoreTable::Impl {
   std::uint64_t held_total = 0;
   std::uint64_t waiter_total = 0;
   std::uint64_t last_order = 0;  // of holds and waiters, for the queries' cursors
+  bool grants_held = false;      // hold_grants(): nothing is granted, everything queues
 
   Session& session(SessionId id) {
     auto it = sessions.find(id);
@@ -324,7 +326,7 @@ struct SemaphoreTable::Impl {
   // at 0, for RELEASE to answer.
   std::int64_t settle(Semaphore& s, Completions& out, bool journal_anyway) {
     bool consumed = false;
-    while (!s.queue.empty() && s.queue.front().count <= s.value) {
+    while (!grants_held && !s.queue.empty() && s.queue.front().count <= s.value) {
       Waiter& w = s.queue.front();
       Session& ses = *w.session;
       if (!fence_available()) {
@@ -537,6 +539,27 @@ void SemaphoreTable::close_all_sessions() {
   assert(none.empty());
 }
 
+void SemaphoreTable::hold_grants() {
+  impl_->grants_held = true;
+}
+
+void SemaphoreTable::resume_grants(Completions& out) {
+  Impl& t = *impl_;
+  if (!t.grants_held) return;
+  t.grants_held = false;
+  ++change_count_;
+  // settle() may erase the semaphore it settles (never while it has a
+  // waiter): touch every queued one first, then settle them.
+  for (auto& [name, s] : t.semaphores) {
+    if (!s.queue.empty()) t.touch(s);
+  }
+  t.settle_touched(out);
+}
+
+bool SemaphoreTable::grants_held() const {
+  return impl_->grants_held;
+}
+
 bool SemaphoreTable::is_pending(SessionId session, std::string_view tag) const {
   auto it = impl_->sessions.find(session);
   return it != impl_->sessions.end() && it->second.pending.contains(tag);
@@ -571,7 +594,7 @@ TakeResult SemaphoreTable::take(const TakeRequest& request, Completions& out) {
   }
   if (request.count > s->max) return error(ErrorCode::kTooMany);
 
-  if (s->queue.empty() && s->value >= request.count) {
+  if (s->queue.empty() && s->value >= request.count && !t.grants_held) {
     if (!t.fence_available()) {
       TakeResult result = error(ErrorCode::kLimit);
       result.no_fence = true;

@@ -202,6 +202,21 @@ class SemaphoreTable {
   // request is dropped first, then every permit given back, so nothing is
   // granted (no completions, no journal record).
   void close_all_sessions();
+
+  // --- the lease wait after a restart ---
+
+  // Grants nothing until resume_grants(): an ACQUIRE or WAIT that could be
+  // granted queues instead (a try times out), as if the semaphore were
+  // full, keeping FIFO order; timeouts, CANCEL, releases and everything
+  // else go on. netsemd holds grants after a restart for as long as the
+  // previous run's holders may still work under their leases
+  // (docs/durability.md, "Restarts").
+  void hold_grants();
+  // Grants again: every queue is settled at once, each in its FIFO order;
+  // `out` gets the grants. Nothing happens when grants are not held.
+  void resume_grants(Completions& out);
+  bool grants_held() const;
+
   // True while `tag` names a queued request of the session.
   bool is_pending(SessionId session, std::string_view tag) const;
   // The number of queued requests of the session.

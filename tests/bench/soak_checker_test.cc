@@ -323,12 +323,17 @@ TEST(SoakCheckerHostHolds, ADropOrAKillEndsAHold) {
   const HoldCheckResult result = check_host(events);
   EXPECT_EQ(count_of(result, Violation::Kind::kOverLimit), 0);
   EXPECT_EQ(result.checked, 3u);
-  // A frozen holder (ended by a drop) cannot learn of a server kill: cut at
-  // the stop. A holder in a grace (ended by a release) is not.
+  // A frozen holder (ended by a drop) cannot learn of a server kill, but
+  // the restarted server waits out its lease: it is not cut at the stop
+  // either, so a grant of the restarted server within it is a violation.
   const HoldCheckResult frozen =
       check_host(join(restart_at_20(), {grant(1, kOne, 10, 5, 1, 7), on_connection(EventType::kDrop, 1, 7, 300),
                                         grant(2, kOne, 100, kNewFloor + 1), release(2, kOne, 200)}));
-  EXPECT_EQ(count_of(frozen, Violation::Kind::kOverLimit), 0);
+  EXPECT_EQ(count_of(frozen, Violation::Kind::kOverLimit), 1);
+  const HoldCheckResult waited =
+      check_host(join(restart_at_20(), {grant(1, kOne, 10, 5, 1, 7), on_connection(EventType::kDrop, 1, 7, 300),
+                                        grant(2, kOne, 310, kNewFloor + 1), release(2, kOne, 400)}));
+  EXPECT_EQ(count_of(waited, Violation::Kind::kOverLimit), 0);
 }
 
 }  // namespace

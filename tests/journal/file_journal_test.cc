@@ -1245,5 +1245,61 @@ TEST_F(FileJournalTest, FailedWriteKeepsTheRestForTheNextFlush) {
   EXPECT_EQ(recovered.created, expected);
 }
 
+// ---------------------------------------------------------------- run file
+
+TEST(RunRecord, RoundTripsAndRefusesAnythingElse) {
+  using RunState = jf::RunRecord::State;
+  for (const jf::RunRecord record :
+       {jf::RunRecord{RunState::kRunning, 15000, 0}, jf::RunRecord{RunState::kStopped, 0, 0},
+        jf::RunRecord{RunState::kStopped, 900, 7}}) {
+    const std::string bytes = jf::encode_run_record(record);
+    auto parsed = jf::parse_run_record(bytes);
+    ASSERT_TRUE(parsed) << bytes << parsed.status().to_string();
+    EXPECT_EQ(*parsed, record) << bytes;
+  }
+  EXPECT_EQ(jf::encode_run_record({RunState::kStopped, 15000, 2}),
+            "netsemd-run 1 stopped session_timeout_ms=15000 held=2\n");
+  for (const std::string_view bad :
+       {"", "netsemd-run 1 running session_timeout_ms=15000", "netsemd-run 2 running session_timeout_ms=1\n",
+        "netsemd-run 1 paused session_timeout_ms=1\n", "netsemd-run 1 running session_timeout_ms=-5\n",
+        "netsemd-run 1 running session_timeout_ms=\n", "netsemd-run 1 stopped session_timeout_ms=5\n",
+        "netsemd-run 1 stopped session_timeout_ms=5 held=x\n", "netsemd-run 1 running session_timeout_ms=5 \n",
+        "netsemd-run 1 running session_timeout_ms=99999999999999999999\n"}) {
+    auto parsed = jf::parse_run_record(bad);
+    ASSERT_FALSE(parsed) << bad;
+    EXPECT_EQ(parsed.status().code(), StatusCode::kCorruption) << bad;
+  }
+}
+
+TEST(FileJournal, RemembersTheLastRunAndReadsADamagedRunFileAsOneThatDidNotStop) {
+  TempDir dir;
+  RecoveredState recovered;
+  {
+    auto journal = FileJournal::open(dir.path(), {}, recovered);
+    ASSERT_TRUE(journal) << journal.status().to_string();
+    EXPECT_EQ(recovered.previous_run.state, jf::RunRecord::State::kNone);  // a new data directory
+    ASSERT_TRUE((*journal)->record_run({jf::RunRecord::State::kRunning, 2000, 0}));
+  }
+  {
+    auto journal = FileJournal::open(dir.path(), {}, recovered);
+    ASSERT_TRUE(journal);
+    EXPECT_EQ(recovered.previous_run, (jf::RunRecord{jf::RunRecord::State::kRunning, 2000, 0}));
+    ASSERT_TRUE((*journal)->record_run({jf::RunRecord::State::kStopped, 2000, 3}));
+    EXPECT_FALSE(fs::exists(dir.path() / "run.tmp"));
+  }
+  {
+    auto journal = FileJournal::open(dir.path(), {}, recovered);
+    ASSERT_TRUE(journal);
+    EXPECT_EQ(recovered.previous_run, (jf::RunRecord{jf::RunRecord::State::kStopped, 2000, 3}));
+    EXPECT_TRUE(recovered.warnings.empty());
+  }
+  write_bytes(dir.path() / "run", "netsemd-run 1 stopped session_timeout_ms=20");  // torn
+  auto journal = FileJournal::open(dir.path(), {}, recovered);
+  ASSERT_TRUE(journal);
+  EXPECT_EQ(recovered.previous_run, (jf::RunRecord{jf::RunRecord::State::kRunning, 0, 0}));
+  ASSERT_EQ(recovered.warnings.size(), 1u);
+  EXPECT_NE(recovered.warnings[0].find("read as a run that did not stop"), std::string::npos) << recovered.warnings[0];
+}
+
 }  // namespace
 }  // namespace netsem::server

@@ -818,5 +818,35 @@ TEST_F(DispatcherTest, KickClosesAnAceSessionSilentlyAndOneMayKickItself) {
   EXPECT_EQ(next->request(req::get("g", "pool")), "g OK 3 3 0 0 defined\n");
 }
 
+// The lease wait after a restart: nothing is granted before its end, the
+// queue is granted in FIFO order at its end, a try times out meanwhile,
+// STATS shows what is left; lease_wait_after() decides from the run file.
+TEST_F(DispatcherTest, GrantsHeldUntilTheLeaseWaitEndsThenInFifoOrder) {
+  dispatcher_->hold_grants_until(now_ + 2s);
+  auto a = session();
+  auto b = session();
+  EXPECT_EQ(a->request("a1 ACQUIRE pool 2"), "a1 QUEUED 1\n");
+  EXPECT_EQ(b->request("b1 ACQUIRE pool 1 0"), "b1 TIMEOUT\n");
+  EXPECT_EQ(b->request("b2 ACQUIRE pool 2"), "b2 QUEUED 2\n");
+  EXPECT_EQ(dispatcher_->next_deadline(), now_ + 2s);
+  EXPECT_EQ(dispatcher_->stats_snapshot().gauges.lease_wait_ms, 2000u);
+  advance(1999ms);
+  EXPECT_EQ(a->read(), "");
+  advance(1ms);
+  EXPECT_EQ(a->read(), "a1 OK 1\n");
+  EXPECT_EQ(b->read(), "");  // 2 of 3 are held: b2 waits for a1's release
+  EXPECT_EQ(dispatcher_->stats_snapshot().gauges.lease_wait_ms, 0u);
+  EXPECT_EQ(dispatcher_->next_deadline(), std::nullopt);
+  EXPECT_EQ(a->request("r RELEASE pool 2"), "r OK 1\n");
+  EXPECT_EQ(b->read(), "b2 OK 2\n");
+
+  using Run = journal_format::RunRecord;
+  EXPECT_EQ(Dispatcher::lease_wait_after({Run::State::kNone, 0, 0}, 15000), 0ms);
+  EXPECT_EQ(Dispatcher::lease_wait_after({Run::State::kStopped, 60000, 0}, 15000), 0ms);
+  EXPECT_EQ(Dispatcher::lease_wait_after({Run::State::kStopped, 6000, 2}, 15000), 15000ms);
+  EXPECT_EQ(Dispatcher::lease_wait_after({Run::State::kRunning, 60000, 0}, 15000), 60000ms);
+  EXPECT_EQ(Dispatcher::lease_wait_after({Run::State::kRunning, 0, 0}, 0), 0ms);  // leases off in both runs
+}
+
 }  // namespace
 }  // namespace netsem::server

@@ -265,7 +265,9 @@ TEST(ServerLifecycle, CreatedSemaphoresAndFencesSurviveKill9) {
     first->send_signal(SIGKILL);
     ASSERT_TRUE(first->wait_exit());
   }
-  Netsemd::Options options;
+  // Its client is gone with it: no lease to wait for (server_restart_test
+  // tests the wait).
+  Netsemd::Options options = with_server_options("restart_lease_wait = off");
   options.data_dir = data_dir;
   auto second = start_server(options);
   ASSERT_TRUE(second);
