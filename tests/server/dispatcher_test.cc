@@ -825,9 +825,9 @@ TEST_F(DispatcherTest, GrantsHeldUntilTheLeaseWaitEndsThenInFifoOrder) {
   dispatcher_->hold_grants_until(now_ + 2s);
   auto a = session();
   auto b = session();
-  EXPECT_EQ(a->request("a1 ACQUIRE pool 2"), "a1 QUEUED 1\n");
-  EXPECT_EQ(b->request("b1 ACQUIRE pool 1 0"), "b1 TIMEOUT\n");
-  EXPECT_EQ(b->request("b2 ACQUIRE pool 2"), "b2 QUEUED 2\n");
+  EXPECT_EQ(a->request(req::acquire("a1", "pool", 2)), "a1 QUEUED 1\n");
+  EXPECT_EQ(b->request(req::acquire("b1", "pool", 1, 0)), "b1 TIMEOUT\n");
+  EXPECT_EQ(b->request(req::acquire("b2", "pool", 2)), "b2 QUEUED 2\n");
   EXPECT_EQ(dispatcher_->next_deadline(), now_ + 2s);
   EXPECT_EQ(dispatcher_->stats_snapshot().gauges.lease_wait_ms, 2000u);
   advance(1999ms);
@@ -837,7 +837,7 @@ TEST_F(DispatcherTest, GrantsHeldUntilTheLeaseWaitEndsThenInFifoOrder) {
   EXPECT_EQ(b->read(), "");  // 2 of 3 are held: b2 waits for a1's release
   EXPECT_EQ(dispatcher_->stats_snapshot().gauges.lease_wait_ms, 0u);
   EXPECT_EQ(dispatcher_->next_deadline(), std::nullopt);
-  EXPECT_EQ(a->request("r RELEASE pool 2"), "r OK 1\n");
+  EXPECT_EQ(a->request(req::release("r", "pool", 2)), "r OK 1\n");
   EXPECT_EQ(b->read(), "b2 OK 2\n");
 
   using Run = journal_format::RunRecord;

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "netsemd_harness.h"
+#include "support/request_lines.h"
 
 namespace netsem::testing {
 namespace {
@@ -32,7 +33,7 @@ std::filesystem::path run_with_holder_and_end(const Netsemd::Options& options, i
   auto server = start_server(options);
   if (!server) return {};
   auto holder = Client::connect(server->port());
-  EXPECT_EQ(holder->request("a ACQUIRE pool"), "a OK 1");
+  EXPECT_EQ(holder->request(req::acquire("a", "pool")), "a OK 1");
   server->send_signal(signal);
   EXPECT_TRUE(server->wait_exit());
   return server->data_dir();
@@ -54,20 +55,20 @@ TEST(ServerRestart, AfterAKillGrantsNothingForOneSessionTimeout) {
       << server->log();
   auto waiter = Client::connect(server->port());
   auto other = Client::connect(server->port());
-  EXPECT_EQ(waiter->request("w ACQUIRE pool"), "w QUEUED 1");
-  EXPECT_EQ(other->request("t ACQUIRE pool 1 0"), "t TIMEOUT");  // a try during the wait
-  EXPECT_EQ(other->request("q ACQUIRE adhoc 1 100"), "q QUEUED 1");
+  EXPECT_EQ(waiter->request(req::acquire("w", "pool")), "w QUEUED 1");
+  EXPECT_EQ(other->request(req::acquire("t", "pool", 1, 0)), "t TIMEOUT");  // a try during the wait
+  EXPECT_EQ(other->request(req::acquire("q", "adhoc", 1, 100)), "q QUEUED 1");
   EXPECT_EQ(other->read_line(), "q TIMEOUT");  // a timeout still times out
-  EXPECT_EQ(other->request("g GET pool"), "g OK 1 1 0 1 defined");
-  const std::string stats = other->request("s STATS");
+  EXPECT_EQ(other->request(req::get("g", "pool")), "g OK 1 1 0 1 defined");
+  const std::string stats = other->request(req::stats("s"));
   EXPECT_EQ(stats.find("\"lease_wait_ms\":0"), std::string::npos) << stats;
   // The grant comes once the wait is over, and not before.
   const auto granted = waiter->read_line(5s);
   ASSERT_TRUE(granted);
   EXPECT_EQ(granted->rfind("w OK ", 0), 0u) << *granted;
   EXPECT_GE(millis_since(before_start), 1500);
-  EXPECT_NE(other->request("s STATS").find("\"lease_wait_ms\":0,"), std::string::npos);
-  EXPECT_EQ(other->request("t2 ACQUIRE x 1 0").rfind("t2 OK ", 0), 0u);
+  EXPECT_NE(other->request(req::stats("s")).find("\"lease_wait_ms\":0,"), std::string::npos);
+  EXPECT_EQ(other->request(req::acquire("t2", "x", 1, 0)).rfind("t2 OK ", 0), 0u);
 }
 
 TEST(ServerRestart, AfterACleanStopWithAHolderWaitsToo) {
@@ -78,8 +79,8 @@ TEST(ServerRestart, AfterACleanStopWithAHolderWaitsToo) {
   ASSERT_TRUE(server);
   EXPECT_TRUE(server->wait_for_log("stopped with 1 permits held: granting nothing for 1000 ms")) << server->log();
   auto c = Client::connect(server->port());
-  EXPECT_EQ(c->request("t ACQUIRE pool 1 0"), "t TIMEOUT");
-  EXPECT_EQ(c->request("w ACQUIRE pool 1 5000"), "w QUEUED 1");
+  EXPECT_EQ(c->request(req::acquire("t", "pool", 1, 0)), "t TIMEOUT");
+  EXPECT_EQ(c->request(req::acquire("w", "pool", 1, 5000)), "w QUEUED 1");
   EXPECT_EQ(c->read_line(5s).value_or("").rfind("w OK ", 0), 0u);
 }
 
@@ -91,15 +92,15 @@ TEST(ServerRestart, AfterACleanStopWithNothingHeldGrantsAtOnce) {
     auto server = start_server(options);
     ASSERT_TRUE(server);
     auto c = Client::connect(server->port());
-    EXPECT_EQ(c->request("a ACQUIRE pool"), "a OK 1");
-    EXPECT_EQ(c->request("r RELEASE pool"), "r OK 1");
+    EXPECT_EQ(c->request(req::acquire("a", "pool")), "a OK 1");
+    EXPECT_EQ(c->request(req::release("r", "pool")), "r OK 1");
     server->send_signal(SIGTERM);
     ASSERT_TRUE(server->wait_exit());
   }
   auto server = start_server(options);
   ASSERT_TRUE(server);
   auto c = Client::connect(server->port());
-  EXPECT_EQ(c->request("a ACQUIRE pool 1 0").rfind("a OK ", 0), 0u);
+  EXPECT_EQ(c->request(req::acquire("a", "pool", 1, 0)).rfind("a OK ", 0), 0u);
   EXPECT_EQ(server->log().find("granting nothing"), std::string::npos) << server->log();
 }
 
@@ -113,7 +114,7 @@ TEST(ServerRestart, AStopDuringTheWaitLeavesTheNextStartWaiting) {
     auto server = start_server(options);
     ASSERT_TRUE(server);
     auto c = Client::connect(server->port());
-    EXPECT_EQ(c->request("t ACQUIRE pool 1 0"), "t TIMEOUT");
+    EXPECT_EQ(c->request(req::acquire("t", "pool", 1, 0)), "t TIMEOUT");
     server->send_signal(SIGTERM);
     ASSERT_TRUE(server->wait_exit());
   }
@@ -121,7 +122,7 @@ TEST(ServerRestart, AStopDuringTheWaitLeavesTheNextStartWaiting) {
   ASSERT_TRUE(server);
   EXPECT_TRUE(server->wait_for_log("did not stop cleanly")) << server->log();
   auto c = Client::connect(server->port());
-  EXPECT_EQ(c->request("t ACQUIRE pool 1 0"), "t TIMEOUT");
+  EXPECT_EQ(c->request(req::acquire("t", "pool", 1, 0)), "t TIMEOUT");
 }
 
 TEST(ServerRestart, TheLongerTimeoutOfTheTwoRunsIsWaited) {
@@ -141,7 +142,7 @@ TEST(ServerRestart, OffGrantsAtOnceAndSaysSo) {
   auto server = start_server(options);
   ASSERT_TRUE(server);
   auto c = Client::connect(server->port());
-  EXPECT_EQ(c->request("a ACQUIRE pool 1 0").rfind("a OK ", 0), 0u);
+  EXPECT_EQ(c->request(req::acquire("a", "pool", 1, 0)).rfind("a OK ", 0), 0u);
   EXPECT_TRUE(server->wait_for_log("restart_lease_wait = off: granting at once")) << server->log();
 }
 
