@@ -92,7 +92,7 @@ void run_lease_worker(WorkerLoop& loop) {
     }
     loop.report(Record{.time_ns = monotonic_ns(),
                        .request_ns = requested,
-                       .fence = permit->fence(),
+                       .fence = permit->fence().value_or(0),  // 0: served locally (fallback)
                        .connection = number,
                        .count = 1,
                        .type = RecordType::kGrant,

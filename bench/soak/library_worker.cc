@@ -68,7 +68,7 @@ void run_library_worker(WorkerLoop& loop) {
     }
     loop.report(Record{.time_ns = monotonic_ns(),
                        .request_ns = requested,
-                       .fence = permit->fence(),
+                       .fence = permit->fence().value_or(0),  // 0: served locally (fallback)
                        .connection = number,
                        .count = pick.count,
                        .type = RecordType::kGrant,

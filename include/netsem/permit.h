@@ -58,9 +58,12 @@ class [[nodiscard]] Permit {
   const std::string& name() const;
   // How many permits it holds. REQUIRES: valid()
   std::int64_t count() const;
-  // The server's fence token for this grant; 0 for a local permit.
-  // REQUIRES: valid()
-  std::uint64_t fence() const;
+  // The server's fence token for this grant; nullopt for a local permit (a
+  // `$` name, or a name served by fallback while no server was reachable),
+  // which has none: no server numbered the grant, so a resource that checks
+  // fences cannot tell it apart from a stale holder's. It has a value exactly
+  // when !is_local(). REQUIRES: valid()
+  std::optional<std::uint64_t> fence() const;
   // True when held in a host-wide local semaphore rather than on the server.
   // REQUIRES: valid()
   bool is_local() const;

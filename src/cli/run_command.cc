@@ -160,7 +160,7 @@ std::vector<std::string> child_environment(const RunOptions& options, const Perm
   if (permit.is_local()) {
     environment.emplace_back("NETSEM_LOCAL=1");
   } else {
-    environment.push_back("NETSEM_FENCE=" + std::to_string(permit.fence()));
+    environment.push_back("NETSEM_FENCE=" + std::to_string(permit.fence().value_or(0)));
   }
   return environment;
 }
@@ -327,7 +327,7 @@ int run_command(const GlobalOptions& global, const RunOptions& options) {
     char took[64];
     std::snprintf(took, sizeof took, "%.6f", waited.count());
     print_error("getting " + permits_text(options.count) + " of " + options.name + " took " + took + " seconds" +
-                (permit->is_local() ? " (host-local)" : "; fence " + std::to_string(permit->fence())));
+                (permit->is_local() ? " (host-local)" : "; fence " + std::to_string(permit->fence().value_or(0))));
   }
   if (permit->is_local()) warn_local_fallback(connection, options.name);
   permit->on_lost([&loss](const Status& reason) { loss.notify(reason); });

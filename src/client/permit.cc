@@ -108,8 +108,9 @@ std::int64_t Permit::count() const {
   return state_->count;
 }
 
-std::uint64_t Permit::fence() const {
+std::optional<std::uint64_t> Permit::fence() const {
   assert(valid());
+  if (state_->is_local()) return std::nullopt;
   return state_->fence;
 }
 

@@ -102,7 +102,7 @@ TEST_F(ClientListingsTest, HoldersWaitersAndSessionsShowTheOtherClients) {
   ASSERT_EQ(holders->size(), 1u);
   EXPECT_EQ((*holders)[0].session_id, holder_id);
   EXPECT_EQ((*holders)[0].count, 1);
-  EXPECT_EQ((*holders)[0].fence, held->fence());
+  EXPECT_EQ((*holders)[0].fence, held->fence().value_or(0));
   EXPECT_EQ((*holders)[0].label, "holder");
   EXPECT_GE((*holders)[0].held.count(), 0);
 
@@ -150,7 +150,7 @@ TEST_F(ClientListingsTest, HoldersWaitersAndSessionsShowTheOtherClients) {
   ASSERT_TRUE(holders);
   ASSERT_EQ(holders->size(), 1u);
   EXPECT_EQ((*holders)[0].session_id, holder_id);
-  EXPECT_EQ((*holders)[0].fence, last->fence());
+  EXPECT_EQ((*holders)[0].fence, last->fence().value_or(0));
 }
 
 TEST_F(ClientListingsTest, KickGivesTheKickedSessionsPermitToTheWaiter) {
@@ -171,7 +171,8 @@ TEST_F(ClientListingsTest, KickGivesTheKickedSessionsPermitToTheWaiter) {
     return rows && rows->size() == 1;
   }));
 
-  const std::uint64_t victim_fence = held->fence();
+  const std::uint64_t victim_fence = held->fence().value_or(0);
+  EXPECT_GT(victim_fence, 0u);
   const Status kicked = admin->kick(victim_id);
   ASSERT_TRUE(kicked.is_ok()) << kicked.to_string();
   // The kicked client is told it lost its permit ...
@@ -188,7 +189,7 @@ TEST_F(ClientListingsTest, KickGivesTheKickedSessionsPermitToTheWaiter) {
   Result<Permit> granted = queued.get();
   ASSERT_TRUE(granted) << granted.status().to_string();
   EXPECT_FALSE(granted->is_local());
-  EXPECT_GT(granted->fence(), victim_fence);
+  EXPECT_GT(granted->fence().value_or(0), victim_fence);
 
   // The kicked client reconnects as a new session; the old id names none.
   ASSERT_TRUE(eventually([&] { return victim->connected() && victim->stats().session_id != 0; }));

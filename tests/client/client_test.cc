@@ -150,7 +150,8 @@ TEST_F(ClientTest, AcquireHoldsAPermitOnTheServerUntilReleased) {
   EXPECT_EQ(permit->count(), 1);
   EXPECT_FALSE(permit->lost());
   EXPECT_TRUE(permit->loss_reason().is_ok());
-  const std::uint64_t fence = permit->fence();
+  ASSERT_TRUE(permit->fence().has_value());
+  const std::uint64_t fence = *permit->fence();
   EXPECT_GT(fence, 0u);
   EXPECT_EQ(raw("g GET db"), "g OK 0 1 1 0 undefined");
   EXPECT_EQ(code(client->try_acquire("db")), StatusCode::kTimeout);
@@ -160,7 +161,7 @@ TEST_F(ClientTest, AcquireHoldsAPermitOnTheServerUntilReleased) {
   EXPECT_EQ(raw("g GET db"), "g OK 1 1 0 0 absent");
   Result<Permit> again = client->acquire("db", {.timeout = 1s});
   ASSERT_TRUE(again);
-  EXPECT_GT(again->fence(), fence);
+  EXPECT_GT(again->fence().value_or(0), fence);
 
   const ClientStats stats = client->stats();
   EXPECT_TRUE(stats.connected);
@@ -482,7 +483,7 @@ TEST_F(ClientTest, DollarNamesNeverTouchTheServer) {
   Result<Permit> gpu = client->acquire("$gpu");
   ASSERT_TRUE(gpu) << gpu.status().to_string();
   EXPECT_TRUE(gpu->is_local());
-  EXPECT_EQ(gpu->fence(), 0u);
+  EXPECT_EQ(gpu->fence(), std::nullopt);  // a `$` name's permit has no fence
   EXPECT_FALSE(gpu->lost());
   EXPECT_EQ(code(client->try_acquire("$gpu")), StatusCode::kTimeout);
   Result<Permit> one = client->acquire("$pool");
@@ -697,7 +698,7 @@ TEST_F(ClientTest, FallsBackWhenNothingListensThenUsesTheServerOnceItStarts) {
   Result<Permit> second = client->acquire("pool", {.timeout = 100ms});
   ASSERT_TRUE(first && second);
   EXPECT_TRUE(first->is_local());
-  EXPECT_EQ(first->fence(), 0u);
+  EXPECT_EQ(first->fence(), std::nullopt);  // nor has a fallback permit
   EXPECT_EQ(code(client->try_acquire("pool")), StatusCode::kTimeout);
   EXPECT_EQ(code(client->acquire("strict")), StatusCode::kUnavailable);
   EXPECT_EQ(client->wait("strict").code(), StatusCode::kUnavailable);
