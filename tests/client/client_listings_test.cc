@@ -327,7 +327,11 @@ class FakeServer {
         if (fds[i].revents == 0) continue;
         char chunk[4096];
         const ssize_t n = ::read(peers[i - 1], chunk, sizeof chunk);
-        if (n <= 0) continue;
+        if (n <= 0) {  // the client went away: poll skips a negative fd
+          ::close(peers[i - 1]);
+          peers[i - 1] = -1;
+          continue;
+        }
         std::string& input = inputs[i - 1];
         input.append(chunk, static_cast<std::size_t>(n));
         for (std::size_t end; (end = input.find('\n')) != std::string::npos;) {
@@ -340,11 +344,14 @@ class FakeServer {
           const std::string answer = fields[0] + (fields[1] == "HELLO"   ? " OK " + hello_ + "\n"
                                                   : fields[1] == "STATS" ? " OK {\"session_timeout_ms\":0}\n"
                                                                          : " ERR UNKNOWN_VERB unknown verb\n");
-          (void)::write(peers[i - 1], answer.data(), answer.size());
+          // A client that refused the session may have closed already: no SIGPIPE.
+          (void)::send(peers[i - 1], answer.data(), answer.size(), MSG_NOSIGNAL);
         }
       }
     }
-    for (const int peer : peers) ::close(peer);
+    for (const int peer : peers) {
+      if (peer >= 0) ::close(peer);
+    }
   }
 
   std::string hello_;
