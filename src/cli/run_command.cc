@@ -7,10 +7,10 @@
 // netsem forwards to CMD, and a pipe that the permit's loss callback writes
 // to from the client's I/O thread. A loss sends CMD SIGTERM at once and
 // SIGKILL after the grace period, and netsem then exits 70 whatever CMD's
-// status: CMD ran, at the end, without the permits. After a lapsed lease the
-// grace shrinks to end by the permit's stop_by(): the server, which fell
-// silent, may grant the permits again once the lease runs out, and CMD must
-// be dead first.
+// status: CMD ran, at the end, without the permits. After a lapsed lease or
+// a SHUTDOWN the grace shrinks to end by the permit's stop_by(): the server
+// (silent, or restarted after its lease wait) may grant the permits again
+// once the lease runs out, and CMD must be dead first.
 //
 // Signals: the watched ones are blocked before the Client starts its I/O
 // thread, which inherits the mask, so they reach nothing but the signalfd.
@@ -255,8 +255,9 @@ std::pair<int, bool> supervise(pid_t child, const RunOptions& options, const Sig
         lost = true;
         const Status reason = loss.reason();
         const auto now = Clock::now();
-        // After a lapsed lease, the server may grant the permits again from
-        // stop_by() on; after a drop it may have already (docs/client.md).
+        // After a lapsed lease or a SHUTDOWN, the server may grant the
+        // permits again from stop_by() on; after a drop it may have already
+        // (docs/client.md).
         const auto stop_by = permit.stop_by();
         kill_at = stop_by ? std::min(now + options.grace, *stop_by) : now + options.grace;
         std::string when;

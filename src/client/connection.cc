@@ -319,8 +319,12 @@ void Connection::run() {
       const Status reason = serve(fd);
       ::close(fd);
       // A server that closed or refused the session has let go of its
-      // permits already; one that fell silent holds them until the lease's end.
-      const bool lease = fell_silent_ && session_timeout_.count() > 0;
+      // permits already; one that fell silent holds them until the lease's
+      // end. One that said SHUTDOWN has let go too, but grants nothing more,
+      // and its next start grants nothing before the lease's end either (the
+      // lease wait after a restart, docs/durability.md): the work may go on
+      // until then, and no longer.
+      const bool lease = (fell_silent_ || reason.code() == StatusCode::kShutdown) && session_timeout_.count() > 0;
       session_ended(reason, lease ? std::optional(lease_stop_by(lease_from_, session_timeout_)) : std::nullopt);
       served = true;
       break;

@@ -579,6 +579,12 @@ TEST_F(ClientTest, PermitIsLostWithReasonShutdownWhenTheServerStops) {
   EXPECT_EQ(reason.code(), StatusCode::kShutdown) << reason.to_string();
   EXPECT_LT(at - signalled_at, 1s);
   EXPECT_EQ(permit->loss_reason().code(), StatusCode::kShutdown);
+  // The work may go on until the lease's end (0.9 T less 250 ms after the
+  // last answered request, T = 15 s): the next start of the server waits
+  // that long before it grants (restart_lease_wait).
+  ASSERT_TRUE(permit->stop_by().has_value());
+  EXPECT_GT(*permit->stop_by(), at);
+  EXPECT_LE(*permit->stop_by(), signalled_at + 13250ms);
   EXPECT_TRUE(server_->wait_exit(3s).has_value());
 }
 
