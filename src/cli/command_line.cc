@@ -123,6 +123,27 @@ std::optional<std::string> arrange_run_words(const CLI::App& app, std::vector<st
     }
     if (!is_option_word(word)) break;
     const auto span = option_span(*run, words, at);
+    // The last word, an option waiting for its value: CLI11 would take the
+    // `--` put after it as the value.
+    if (span && *span == 1 && at + 1 == words.size()) {
+      std::string flag = word.substr(0, word.find('='));
+      bool missing = false;
+      if (word.starts_with("--")) {
+        const CLI::Option* option = find_option(*run, flag);
+        missing = option != nullptr && takes_value(*option) && word.size() <= flag.size() + 1;
+      } else {
+        // A cluster ("-vn"): the first short option that takes a value takes the rest of the word.
+        for (std::size_t i = 1; i < word.size(); ++i) {
+          const CLI::Option* option = find_option(*run, std::string("-") + word[i]);
+          if (option != nullptr && takes_value(*option)) {
+            missing = i + 1 == word.size();
+            flag = std::string("-") + word[i];
+            break;
+          }
+        }
+      }
+      if (missing) return "run: " + flag + " needs a value, and CMD is required: " + std::string(kRunSynopsis);
+    }
     if (!span) {
       return "run: unknown option " + word + " after NAME" + suggestion(app, run, word) +
              "; CMD's own options follow CMD, and a CMD that starts with '-' follows '--': " +

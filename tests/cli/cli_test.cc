@@ -376,6 +376,11 @@ TEST_F(CliRun, ReadsOptionsAnywhereBeforeTheCommand) {
       {{"run", "beta", "-c"}, "netsem: run: -c takes one word, the shell command, and comes last"},
       {{"run", "beta", "-c", "true", "false"}, "netsem: run: -c takes one word, the shell command, and comes last"},
       {{"run", "beta", "-t", "x", "true"}, "netsem: --timeout: must be a duration like 500ms"},
+      {{"run", "beta", "-n"}, "netsem: run: -n needs a value, and CMD is required: netsem run [OPTIONS] NAME"},
+      {{"run", "beta", "--timeout"}, "netsem: run: --timeout needs a value, and CMD is required"},
+      {{"run", "beta", "--timeout="}, "netsem: run: --timeout needs a value, and CMD is required"},
+      {{"run", "beta", "-t", "1", "-E"}, "netsem: run: -E needs a value, and CMD is required"},
+      {{"run", "beta", "-vn"}, "netsem: run: -n needs a value, and CMD is required"},
   };
   for (const auto& test : kBad) {
     outcome = netsem(test.args);
