@@ -357,6 +357,15 @@ void Dispatcher::answer_error(SessionState& session, std::string_view tag, Error
 
 void Dispatcher::end_with_error(SessionState& session, stats::EndCause cause, ErrorCode code,
                                 std::string_view message) {
+  // The session ends: answers still waiting for the journal will never be
+  // acknowledged, so they are dropped, and the line that says why goes out
+  // now instead of behind them (a kicked peer is told KICKED even while the
+  // journal cannot write). Their records are written when it can.
+  const std::size_t sendable = sendable_end(session);
+  if (sendable < session.out.size()) {
+    session.out.resize(sendable);
+    session.holds.clear();
+  }
   if (session.dialect != protocol::Dialect::kAce) protocol::append_error(session.out, {}, code, message);
   session.events->end(cause, message);
 }

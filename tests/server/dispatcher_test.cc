@@ -357,6 +357,25 @@ TEST_F(DispatcherTest, AnswersThatDependOnAnUnwrittenRecordWaitOthersDoNot) {
   EXPECT_EQ(consumer->read(), "w OK 1\n");
 }
 
+// A session that ends with a line saying why (KICKED, SHUTDOWN, a line too
+// long) is told at once: its answers that wait for the journal are dropped,
+// not written ahead of the line nor later.
+TEST_F(DispatcherTest, TheLineThatEndsASessionDoesNotWaitBehindHeldAnswers) {
+  auto producer = session();
+  EXPECT_EQ(producer->request(req::create("c", "queue", 0, 10)), "c OK\n");
+  journal_.written = memory_.records();  // the journal stops writing here
+  dispatcher_->begin_turn();
+  dispatcher_->handle_line(producer->state, req::ping("p1"));
+  dispatcher_->handle_line(producer->state, req::post("p", "queue"));  // held
+  dispatcher_->handle_line(producer->state, req::ping("p2"));          // behind it
+  EXPECT_EQ(producer->read(), "p1 PONG\n");
+  dispatcher_->end_with_error(producer->state, stats::EndCause::kShutdown, protocol::ErrorCode::kShutdown,
+                              "server is shutting down");
+  EXPECT_EQ(producer->read(), "* ERR SHUTDOWN server is shutting down\n");
+  journal_.written.reset();
+  EXPECT_EQ(producer->read(), "");
+}
+
 TEST_F(DispatcherTest, ListStreamsInChunksInNameOrder) {
   auto a = session();
   std::string expected;
