@@ -22,6 +22,7 @@
 #include "client/local_semaphores.h"  // to remove each test's host-wide semaphores
 #include "journal/file_journal.h"
 #include "netsemd_harness.h"
+#include "support/request_lines.h"
 #include "tcp_proxy.h"
 
 namespace netsem {
@@ -30,6 +31,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using netsem::testing::Netsemd;
+namespace req = netsem::testing::req;
 
 template <typename Predicate>
 bool eventually(Predicate predicate, std::chrono::milliseconds timeout = 2s) {
@@ -153,12 +155,12 @@ TEST_F(ClientTest, AcquireHoldsAPermitOnTheServerUntilReleased) {
   ASSERT_TRUE(permit->fence().has_value());
   const std::uint64_t fence = *permit->fence();
   EXPECT_GT(fence, 0u);
-  EXPECT_EQ(raw("g GET db"), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(raw(req::get("g", "db")), "g OK 0 1 1 0 undefined");
   EXPECT_EQ(code(client->try_acquire("db")), StatusCode::kTimeout);
 
   EXPECT_TRUE(permit->release().is_ok());
   EXPECT_FALSE(permit->valid());
-  EXPECT_EQ(raw("g GET db"), "g OK 1 1 0 0 absent");
+  EXPECT_EQ(raw(req::get("g", "db")), "g OK 1 1 0 0 absent");
   Result<Permit> again = client->acquire("db", {.timeout = 1s});
   ASSERT_TRUE(again);
   EXPECT_GT(again->fence().value_or(0), fence);
@@ -239,13 +241,13 @@ TEST_F(ClientTest, PermitsAreReleasedWhenDestroyedOrOverwritten) {
     Permit moved = std::move(*permit);
     EXPECT_FALSE(permit->valid());
     EXPECT_TRUE(moved.valid());
-    EXPECT_EQ(raw("g GET a"), "g OK 0 1 1 0 undefined");
+    EXPECT_EQ(raw(req::get("g", "a")), "g OK 0 1 1 0 undefined");
   }
-  EXPECT_EQ(raw("g GET a"), "g OK 1 1 0 0 absent");
+  EXPECT_EQ(raw(req::get("g", "a")), "g OK 1 1 0 0 absent");
   Permit permit = client->acquire("b").value();
   permit = client->acquire("c").value();
-  EXPECT_EQ(raw("g GET b"), "g OK 1 1 0 0 absent");
-  EXPECT_EQ(raw("g GET c"), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(raw(req::get("g", "b")), "g OK 1 1 0 0 absent");
+  EXPECT_EQ(raw(req::get("g", "c")), "g OK 0 1 1 0 undefined");
 }
 
 TEST_F(ClientTest, ArgumentsAreCheckedAndServerErrorsMapToCodes) {
@@ -265,9 +267,11 @@ TEST_F(ClientTest, ArgumentsAreCheckedAndServerErrorsMapToCodes) {
   Result<Permit> three = client->acquire("pool", {.count = 3});
   ASSERT_TRUE(three);
   EXPECT_EQ(three->count(), 3);
-  EXPECT_EQ(raw("g GET pool"), "g OK 0 3 1 0 defined");
+  EXPECT_EQ(raw(req::get("g", "pool")), "g OK 0 3 1 0 defined");
 
   // Names are plain in the API and percent-encoded on the wire.
+  // The GETs below are raw on purpose: they spell the encoded name out, so
+  // that the wire form is checked apart from the codec that produced it.
   Result<Permit> spaced = client->acquire("host:10.0.0.1 web");
   Result<Permit> percent = client->acquire("100%");
   ASSERT_TRUE(spaced);
@@ -328,20 +332,20 @@ TEST_F(ClientTest, CancelFromAnotherThread) {
   CancelToken token;
   auto acquiring = std::async(std::launch::async,
                               [&] { return client->acquire("busy", {.timeout = 4s, .cancel = &token}).status(); });
-  EXPECT_TRUE(eventually([&] { return raw("g GET busy") == "g OK 0 1 1 1 undefined"; }));
+  EXPECT_TRUE(eventually([&] { return raw(req::get("g", "busy")) == "g OK 0 1 1 1 undefined"; }));
   const auto cancelled_at = Clock::now();
   token.cancel();
   EXPECT_TRUE(token.cancelled());
   EXPECT_EQ(acquiring.get().code(), StatusCode::kCancelled);
   EXPECT_LT(since(cancelled_at), 1s);
-  EXPECT_EQ(raw("g GET busy"), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(raw(req::get("g", "busy")), "g OK 0 1 1 0 undefined");
 
   // WAIT is cancelled the same way.
   ASSERT_TRUE(client->create("empty", 0, 1).is_ok());
   CancelToken wait_token;
   auto waiting =
       std::async(std::launch::async, [&] { return client->wait("empty", {.timeout = 4s, .cancel = &wait_token}); });
-  EXPECT_TRUE(eventually([&] { return raw("g GET empty") == "g OK 0 1 0 1 created"; }));
+  EXPECT_TRUE(eventually([&] { return raw(req::get("g", "empty")) == "g OK 0 1 0 1 created"; }));
   wait_token.cancel();
   EXPECT_EQ(waiting.get().code(), StatusCode::kCancelled);
 
@@ -524,8 +528,8 @@ TEST_F(ClientTest, DollarNamesNeverTouchTheServer) {
   EXPECT_FALSE(*client->test_flag("$flag"));
 
   EXPECT_TRUE(gpu->release().is_ok());
-  EXPECT_EQ(raw("l LIST"), "l END 0");
-  const std::string stats = raw("s STATS");
+  EXPECT_EQ(raw(req::list("l")), "l END 0");
+  const std::string stats = raw(req::stats("s"));
   EXPECT_NE(stats.find("\"grants\":0,"), std::string::npos) << stats;
   EXPECT_EQ(client->stats().remote_grants, 0u);
   EXPECT_GE(client->stats().local_grants, 5u);
@@ -596,12 +600,12 @@ TEST_F(ClientTest, PendingCallsFollowTheFallbackPolicyWhenTheConnectionDrops) {
   ASSERT_TRUE(client);
   auto holder = netsem::testing::Client::connect(server_->port());
   ASSERT_TRUE(holder);
-  ASSERT_EQ(netsem::testing::fields(holder->request("a ACQUIRE db"))[1], "OK");
-  ASSERT_EQ(netsem::testing::fields(holder->request("b ACQUIRE strict"))[1], "OK");
+  ASSERT_EQ(netsem::testing::fields(holder->request(req::acquire("a", "db")))[1], "OK");
+  ASSERT_EQ(netsem::testing::fields(holder->request(req::acquire("b", "strict")))[1], "OK");
   auto relaxed = std::async(std::launch::async, [&] { return client->acquire("db", {.timeout = 4s}); });
   auto strict = std::async(std::launch::async, [&] { return client->acquire("strict", {.timeout = 4s}).status(); });
-  EXPECT_TRUE(eventually([&] { return raw("g GET db") == "g OK 0 1 1 1 undefined"; }));
-  EXPECT_TRUE(eventually([&] { return raw("g GET strict") == "g OK 0 1 1 1 undefined"; }));
+  EXPECT_TRUE(eventually([&] { return raw(req::get("g", "db")) == "g OK 0 1 1 1 undefined"; }));
+  EXPECT_TRUE(eventually([&] { return raw(req::get("g", "strict")) == "g OK 0 1 1 1 undefined"; }));
   const auto killed_at = Clock::now();
   server_->send_signal(SIGKILL);
   Result<Permit> local = relaxed.get();
@@ -619,11 +623,11 @@ TEST_F(ClientTest, AWaitSentBeforeTheConnectionDropsDoesNotFallBack) {
   ASSERT_TRUE(client);
   auto holder = netsem::testing::Client::connect(server_->port());
   ASSERT_TRUE(holder);
-  ASSERT_EQ(netsem::testing::fields(holder->request("a ACQUIRE db"))[1], "OK");
+  ASSERT_EQ(netsem::testing::fields(holder->request(req::acquire("a", "db")))[1], "OK");
   // The server may have granted a WAIT whose answer was lost: consuming a
   // local permit too would count it twice.
   auto waited = std::async(std::launch::async, [&] { return client->wait("db", {.timeout = 4s}); });
-  EXPECT_TRUE(eventually([&] { return raw("g GET db") == "g OK 0 1 1 1 defined"; }));
+  EXPECT_TRUE(eventually([&] { return raw(req::get("g", "db")) == "g OK 0 1 1 1 defined"; }));
   server_->send_signal(SIGKILL);
   const Status status = waited.get();
   EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.to_string();
@@ -669,7 +673,7 @@ TEST_F(ClientTest, ReconnectsWhenTheServerRestartsOnTheSamePort) {
   Result<Permit> remote = client->acquire("other", {.timeout = 1s});
   ASSERT_TRUE(remote) << remote.status().to_string();
   EXPECT_FALSE(remote->is_local());
-  EXPECT_EQ(raw("g GET other"), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(raw(req::get("g", "other")), "g OK 0 1 1 0 undefined");
   EXPECT_TRUE(local->release().is_ok());  // local permits outlive the fallback
   // db's server grants waited for that fallback holder of this host.
   Result<Permit> db = client->acquire("db", {.timeout = 1s});
@@ -902,7 +906,7 @@ TEST_F(ClientTest, PingsKeepAnIdleSessionAlive) {
   ASSERT_TRUE(permit);
   std::this_thread::sleep_for(2s);
   EXPECT_FALSE(permit->lost());
-  EXPECT_EQ(raw("g GET db"), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(raw(req::get("g", "db")), "g OK 0 1 1 0 undefined");
   EXPECT_EQ(client->stats().connects, 1u);
 }
 
@@ -1050,8 +1054,8 @@ TEST_F(ClientTest, AServerGrantWaitsWhileFallbackHoldersOfThisHostRun) {
   // The server's permit went back: another host may have it.
   auto elsewhere = netsem::testing::Client::connect(server_->port());
   ASSERT_TRUE(elsewhere);
-  EXPECT_EQ(netsem::testing::fields(elsewhere->request("a ACQUIRE lic 1 2000"))[1], "OK");
-  EXPECT_EQ(netsem::testing::fields(elsewhere->request("r RELEASE lic"))[1], "OK");
+  EXPECT_EQ(netsem::testing::fields(elsewhere->request(req::acquire("a", "lic", 1, 2000)))[1], "OK");
+  EXPECT_EQ(netsem::testing::fields(elsewhere->request(req::release("r", "lic")))[1], "OK");
 
   auto waiting = std::async(std::launch::async, [&] { return online->acquire("lic", {.timeout = 5s}); });
   EXPECT_EQ(waiting.wait_for(200ms), std::future_status::timeout);
@@ -1076,7 +1080,7 @@ TEST_F(ClientTest, DestroyingTheClientLosesRemotePermitsAndKeepsLocalOnes) {
   EXPECT_FALSE(local->lost());
   EXPECT_EQ(remote->release().code(), StatusCode::kUnavailable);
   EXPECT_TRUE(local->release().is_ok());
-  EXPECT_TRUE(eventually([&] { return raw("g GET db") == "g OK 1 1 0 0 absent"; }));
+  EXPECT_TRUE(eventually([&] { return raw(req::get("g", "db")) == "g OK 1 1 0 0 absent"; }));
 }
 
 TEST_F(ClientTest, TestFlagSeesHoldersOfOtherSessions) {
@@ -1086,13 +1090,13 @@ TEST_F(ClientTest, TestFlagSeesHoldersOfOtherSessions) {
   EXPECT_FALSE(*client->test_flag("flag"));
   auto other = netsem::testing::Client::connect(server_->port());
   ASSERT_TRUE(other);
-  ASSERT_EQ(netsem::testing::fields(other->request("a ACQUIRE flag"))[1], "OK");
+  ASSERT_EQ(netsem::testing::fields(other->request(req::acquire("a", "flag")))[1], "OK");
   EXPECT_TRUE(*client->test_flag("flag"));
   const auto start = Clock::now();
   EXPECT_EQ(client->set_flag("flag", 100ms).code(), StatusCode::kTimeout);
   EXPECT_GE(since(start), 90ms);
   EXPECT_EQ(client->clear_flag("flag").code(), StatusCode::kNotHeld);
-  ASSERT_EQ(netsem::testing::fields(other->request("r RELEASE flag"))[1], "OK");
+  ASSERT_EQ(netsem::testing::fields(other->request(req::release("r", "flag")))[1], "OK");
   EXPECT_FALSE(*client->test_flag("flag"));
   EXPECT_EQ(client->set_flag("", 0ms).code(), StatusCode::kInvalidArgument);
 }
@@ -1151,10 +1155,10 @@ TEST_F(ClientTest, ConcurrentSetFlagInOneProcessSucceedsOnce) {
     setters.push_back(std::async(std::launch::async, [&] { return client->set_flag("shared", 2s); }));
   }
   for (auto& setter : setters) EXPECT_TRUE(setter.get().is_ok());
-  EXPECT_EQ(raw("g GET shared"), "g OK 0 1 1 0 undefined");
+  EXPECT_EQ(raw(req::get("g", "shared")), "g OK 0 1 1 0 undefined");
   EXPECT_EQ(client->stats().remote_grants, 1u);
   EXPECT_TRUE(client->clear_flag("shared").is_ok());
-  EXPECT_EQ(raw("g GET shared"), "g OK 1 1 0 0 absent");
+  EXPECT_EQ(raw(req::get("g", "shared")), "g OK 1 1 0 0 absent");
 }
 
 // --- a server that answers no is not an outage (issue 10, item 13) ---
