@@ -31,6 +31,7 @@
 
 #include "netsemd_harness.h"
 #include "protocol/requests.h"
+#include "support/request_lines.h"
 #include "tcp_proxy.h"
 
 #ifndef NETSEM_CLI_PATH
@@ -408,7 +409,7 @@ TEST_F(CliRun, TakesFlocksOptions) {
 
   // While another process holds beta: -E sets the exit code of a timeout;
   // -w, --wait and --nonblock are flock's --timeout and -n.
-  ASSERT_EQ(observer_->request("a ACQUIRE beta").rfind("a OK ", 0), 0u);
+  ASSERT_EQ(observer_->request(req::acquire("a", "beta")).rfind("a OK ", 0), 0u);
   const auto marker = dir_.path() / "ran";
   const struct {
     std::vector<std::string> options;
@@ -505,7 +506,7 @@ TEST_F(CliRun, TheCommandInheritsNoConnectionOfNetsem) {
 }
 
 TEST_F(CliRun, TimesOutWith75WhileAnotherProcessHoldsThePermit) {
-  ASSERT_EQ(observer_->request("a ACQUIRE beta"), "a OK 1");
+  ASSERT_EQ(observer_->request(req::acquire("a", "beta")), "a OK 1");
   const auto marker = dir_.path() / "ran";
   for (const std::string timeout : {"0.3", "0"}) {
     const auto start = Clock::now();
@@ -696,7 +697,7 @@ TEST_F(CliRun, ForwardsSigtermToTheCommand) {
 }
 
 TEST_F(CliRun, SigintWhileWaitingEndsNetsemAndItsQueuedRequest) {
-  ASSERT_EQ(observer_->request("a ACQUIRE beta"), "a OK 1");
+  ASSERT_EQ(observer_->request(req::acquire("a", "beta")), "a OK 1");
   Cli cli({"run", "beta", "--", "true"}, {server_env()});
   ASSERT_TRUE(eventually([&] { return get("beta") == "OK 0 1 1 1 defined"; })) << get("beta");
   ::kill(cli.pid(), SIGINT);
@@ -777,8 +778,8 @@ TEST_F(CliRun, DescribesABusyHostLocalSemaphoreWithoutSessions) {
 }
 
 TEST_F(CliStatus, PrintsATableAndTheServer) {
-  ASSERT_EQ(observer_->request("a ACQUIRE beta"), "a OK 1");
-  ASSERT_EQ(observer_->request("b ACQUIRE beta"), "b QUEUED 1");
+  ASSERT_EQ(observer_->request(req::acquire("a", "beta")), "a OK 1");
+  ASSERT_EQ(observer_->request(req::acquire("b", "beta")), "b QUEUED 1");
   Outcome outcome = netsem({"status"});
   ASSERT_EQ(outcome.exit_code, 0) << outcome;
   EXPECT_EQ(outcome.out, "server " + address() +
@@ -802,7 +803,7 @@ TEST_F(CliStatus, ListsALargeTableWhileAnotherSessionKeepsItsPermit) {
   // 200,000 created semaphores: the LIST behind `status` is several MiB,
   // more than a session may leave unread, so the server streams it.
   constexpr int kCreated = 200'000;
-  ASSERT_EQ(observer_->request("a ACQUIRE beta"), "a OK 1");
+  ASSERT_EQ(observer_->request(req::acquire("a", "beta")), "a OK 1");
   std::string lines;
   for (int i = 0; i < kCreated; ++i) protocol::encode_create(lines, "c", "big" + std::to_string(1'000'000 + i), 1, 1);
   protocol::encode_ping(lines, "p", "made");
@@ -853,7 +854,7 @@ TEST_F(CliStatus, SaysWhenTheServerIsUnreachable) {
 }
 
 TEST_F(CliCommands, GetShowsOneSemaphore) {
-  ASSERT_EQ(observer_->request("a ACQUIRE alpha 2"), "a OK 1");
+  ASSERT_EQ(observer_->request(req::acquire("a", "alpha", 2)), "a OK 1");
   Outcome outcome = netsem({"get", "alpha"});
   ASSERT_EQ(outcome.exit_code, 0) << outcome;
   EXPECT_EQ(outcome.out,

@@ -16,7 +16,7 @@
 #include "cli_runner.h"
 #include "netsemd_harness.h"
 #include "protocol/answers.h"
-#include "protocol/requests.h"
+#include "support/request_lines.h"
 
 namespace netsem::testing {
 namespace {
@@ -46,10 +46,7 @@ class CliInspect : public ::testing::Test {
     raw.client = Client::connect(server_->port());
     EXPECT_TRUE(raw.client);
     if (!raw.client) return raw;
-    std::string line;
-    protocol::encode_hello(line, "h", label);
-    line.pop_back();
-    const std::string answer = raw.client->request(line);
+    const std::string answer = raw.client->request(req::hello("h", label));
     protocol::Answer parsed;
     protocol::HelloAnswer hello;
     EXPECT_TRUE(protocol::parse_answer(answer, parsed) && protocol::parse_hello(parsed.rest, hello)) << answer;
@@ -68,8 +65,8 @@ TEST_F(CliInspect, HoldersWaitersAndSessionsShowTheOtherSessions) {
   start();
   RawSession holder = session("build-7");
   RawSession waiter = session("nightly job");  // a space travels encoded and shows as %20
-  EXPECT_EQ(holder.client->request("a ACQUIRE db"), "a OK 1");
-  EXPECT_EQ(waiter.client->request("b ACQUIRE db 1 60000"), "b QUEUED 1");
+  EXPECT_EQ(holder.client->request(req::acquire("a", "db")), "a OK 1");
+  EXPECT_EQ(waiter.client->request(req::acquire("b", "db", 1, 60000)), "b QUEUED 1");
 
   NetsemRun holders = netsem({"holders", "db"});
   ASSERT_EQ(holders.exit_code, 0) << holders;
@@ -127,8 +124,8 @@ TEST_F(CliInspect, KickEndsAnotherSessionAndItsPermitGoesToTheWaiter) {
   start();
   RawSession holder = session("victim");
   RawSession waiter = session("next");
-  EXPECT_EQ(holder.client->request("a ACQUIRE db"), "a OK 1");
-  EXPECT_EQ(waiter.client->request("b ACQUIRE db"), "b QUEUED 1");
+  EXPECT_EQ(holder.client->request(req::acquire("a", "db")), "a OK 1");
+  EXPECT_EQ(waiter.client->request(req::acquire("b", "db")), "b QUEUED 1");
 
   const NetsemRun kicked = netsem({"kick", id_text(holder.id)});
   ASSERT_EQ(kicked.exit_code, 0) << kicked;
@@ -157,7 +154,7 @@ TEST_F(CliInspect, KickWithoutTheAdminRightExits77) {
   const NetsemRun denied = netsem({"kick", id_text(other.id)});
   EXPECT_EQ(denied.exit_code, 77) << denied;
   EXPECT_NE(denied.err.find("DENIED"), std::string::npos) << denied;
-  EXPECT_EQ(other.client->request("p PING"), "p PONG");
+  EXPECT_EQ(other.client->request(req::ping("p")), "p PONG");
 }
 
 TEST_F(CliInspect, StatsPrintsATableOrTheServersJson) {
@@ -174,9 +171,9 @@ sessions +1
   // A request that waited shows in wait_us.
   RawSession holder = session("h");
   RawSession waiter = session("w");
-  EXPECT_EQ(holder.client->request("a ACQUIRE db"), "a OK 1");
-  EXPECT_EQ(waiter.client->request("b ACQUIRE db"), "b QUEUED 1");
-  EXPECT_EQ(holder.client->request("r RELEASE db"), "r OK 0");
+  EXPECT_EQ(holder.client->request(req::acquire("a", "db")), "a OK 1");
+  EXPECT_EQ(waiter.client->request(req::acquire("b", "db")), "b QUEUED 1");
+  EXPECT_EQ(holder.client->request(req::release("r", "db")), "r OK 0");
   EXPECT_EQ(waiter.client->read_line().value_or("nothing"), "b OK 2");
   const NetsemRun after = netsem({"stats"});
   EXPECT_TRUE(std::regex_search(after.out, std::regex("\nwait_us +1 sample, mean [0-9]+ us, 99 % at most [0-9]+ us\n")))
@@ -222,9 +219,9 @@ TEST_F(CliInspect, GetOfAnAbsentNameExits3AndPingShowsTheServersVersion) {
   EXPECT_NE(absent.out.find("nothing  absent"), std::string::npos) << absent;
   EXPECT_EQ(absent.err, "");
   RawSession holder = session("h");
-  EXPECT_EQ(holder.client->request("a ACQUIRE db"), "a OK 1");
+  EXPECT_EQ(holder.client->request(req::acquire("a", "db")), "a OK 1");
   EXPECT_EQ(netsem({"get", "db"}).exit_code, 0);
-  EXPECT_EQ(holder.client->request("r RELEASE db"), "r OK 1");
+  EXPECT_EQ(holder.client->request(req::release("r", "db")), "r OK 1");
   // An undefined semaphore goes when idle: absent again.
   EXPECT_EQ(netsem({"get", "--json", "db"}).exit_code, 3);
 
@@ -273,8 +270,8 @@ TEST_F(CliInspect, DocsDescribeTheJsonFieldsOfTheListings) {
   const std::string doc = text.str();
   RawSession holder = session("h");
   RawSession waiter = session("w");
-  EXPECT_EQ(holder.client->request("a ACQUIRE db"), "a OK 1");
-  EXPECT_EQ(waiter.client->request("b ACQUIRE db"), "b QUEUED 1");
+  EXPECT_EQ(holder.client->request(req::acquire("a", "db")), "a OK 1");
+  EXPECT_EQ(waiter.client->request(req::acquire("b", "db")), "b QUEUED 1");
   EXPECT_EQ(emitted_keys(netsem({"holders", "--json", "db"}).out), documented_fields(doc, "### holders JSON fields"));
   EXPECT_EQ(emitted_keys(netsem({"waiters", "--json", "db"}).out), documented_fields(doc, "### waiters JSON fields"));
   EXPECT_EQ(emitted_keys(netsem({"sessions", "--json"}).out), documented_fields(doc, "### sessions JSON fields"));
