@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "cli/local_commands.h"
 #include "protocol/stats_json.h"
 
 namespace netsem::cli {
@@ -93,6 +94,7 @@ int status_command(const GlobalOptions& global, const StatusOptions& options) {
   if (!options.prefix.empty()) text += " named " + options.prefix + "*";
   text += '\n';
   if (n > 0) text += table(*items);
+  if (options.prefix.empty()) text += local_status_section(connection.options);
   print(text);
   return kExitOk;
 }

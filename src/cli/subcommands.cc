@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cli/inspect_commands.h"
+#include "cli/local_commands.h"
 #include "common/duration.h"
 
 namespace netsem::cli {
@@ -179,6 +180,7 @@ constexpr Subcommand kSubcommands[] = {
     {"holders", "list the sessions holding permits of NAME (protocol 1.1)", define_holders},
     {"waiters", "list the requests queued for NAME, in grant order (protocol 1.1)", define_waiters},
     {"sessions", "list the server's sessions: peer, permits held, age, label (protocol 1.1)", define_sessions},
+    {"local", "list or clean this user's host-local semaphores ($ names, fallback) on this host", define_local},
     {"kick", "end the session ID as if it had closed; its permits go to the next waiters (admin)", define_kick},
 };
 

@@ -26,6 +26,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <system_error>
 #include <utility>
@@ -432,6 +433,137 @@ Status LocalRegistry::remove_all() {
     }
   }
   return first_error;
+}
+
+namespace {
+
+// The entry files of `dir`, sorted; empty when `dir` does not exist.
+Result<std::vector<std::filesystem::path>> entry_files(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> files;
+  std::error_code ec;
+  for (const auto& item : std::filesystem::directory_iterator(dir, ec)) {
+    if (is_entry_file_name(item.path().filename().string())) files.push_back(item.path());
+  }
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    return io_error(fmt::format("{}: cannot list", dir.native()), ec.value());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// GETVAL / GETNCNT of a live record's semaphore.
+LocalRegistry::Listed listed(const Record& record, const std::filesystem::path& file) {
+  return LocalRegistry::Listed{.key = record.key,
+                               .file = file,
+                               .id = record.id,
+                               .limit = record.limit,
+                               .value = std::max(0, ::semctl(record.id, 0, GETVAL)),
+                               .held = std::max(0, ::semctl(record.id, 1, GETVAL)),
+                               .waiting = std::max(0, ::semctl(record.id, 0, GETNCNT))};
+}
+
+// Why a live semaphore must stay, or empty when it looks idle.
+std::string busy_reason(const LocalRegistry::Listed& entry) {
+  if (entry.waiting > 0) return fmt::format("{} process(es) waiting", entry.waiting);
+  if (entry.held > 0) return fmt::format("{} permit(s) held", entry.held);
+  if (entry.value < entry.limit) {
+    return fmt::format("{} of {} permit(s) consumed by wait (removing it would give them back)",
+                       entry.limit - entry.value, entry.limit);
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::vector<LocalRegistry::Listed>> LocalRegistry::list() {
+  if (::access(dir_.c_str(), F_OK) != 0) return std::vector<Listed>{};
+  if (auto status = check_dir(); !status) return status;
+  auto files = entry_files(dir_);
+  if (!files) return files.status();
+  std::vector<Listed> out;
+  for (const auto& file : *files) {
+    const auto guard = open_locked(file, /*create=*/false);
+    if (!guard) {
+      if (::access(file.c_str(), F_OK) != 0) continue;  // removed since we listed the directory
+      return guard.status();
+    }
+    auto text = read_all(guard->get(), file);
+    if (!text) return text.status();
+    const auto record = parse_record(*text);
+    if (record && is_live(record->id, record->ctime)) out.push_back(listed(*record, file));
+  }
+  std::sort(out.begin(), out.end(), [](const Listed& a, const Listed& b) { return a.key < b.key; });
+  return out;
+}
+
+Result<std::vector<LocalRegistry::Cleaned>> LocalRegistry::clean(bool dry_run) {
+  if (::access(dir_.c_str(), F_OK) != 0) return std::vector<Cleaned>{};
+  if (auto status = check_dir(); !status) return status;
+  auto files = entry_files(dir_);
+  if (!files) return files.status();
+  // A file shares its hash prefix with others only for colliding keys, whose
+  // lookups walk the chain name, name-1, name-2...: a gap would send a later
+  // key's lookup to a fresh semaphore beside its live one, so such a file
+  // stays (as a stale record) when its semaphore goes.
+  std::map<std::string, int> per_hash;
+  for (const auto& file : *files) ++per_hash[file.filename().string().substr(0, 16)];
+  std::vector<Cleaned> out;
+  for (const auto& file : *files) {
+    const auto guard = open_locked(file, /*create=*/false);
+    if (!guard) {
+      if (::access(file.c_str(), F_OK) != 0) continue;
+      return guard.status();
+    }
+    auto text = read_all(guard->get(), file);
+    if (!text) return text.status();
+    const auto record = parse_record(*text);
+    const bool may_unlink = per_hash[file.filename().string().substr(0, 16)] == 1;
+    Cleaned cleaned;
+    if (!record || !is_live(record->id, record->ctime)) {
+      cleaned.entry = Listed{.key = record ? record->key : std::string(), .file = file};
+      cleaned.stale = true;
+      cleaned.removed = may_unlink;
+      if (!may_unlink) cleaned.reason = "stale record kept: another name shares its hash";
+      if (may_unlink && !dry_run && ::unlink(file.c_str()) != 0) {
+        return errno_error("{}: cannot remove", file.native());
+      }
+      out.push_back(std::move(cleaned));
+      continue;
+    }
+    cleaned.entry = listed(*record, file);
+    cleaned.reason = busy_reason(cleaned.entry);
+    if (cleaned.reason.empty()) {
+      // All free, none held, nobody waiting, as far as GETVAL could tell:
+      // taking them all at once proves it and keeps newcomers out until the
+      // IPC_RMID (or the give-back of a dry run).
+      sembuf take_all{0, static_cast<short>(-record->limit), IPC_NOWAIT | SEM_UNDO};
+      const bool took = ::semop(record->id, &take_all, 1) == 0;
+      if (!took) {
+        cleaned.reason = "in use: taken while it was being checked";
+      } else if (::semctl(record->id, 1, GETVAL) != 0) {
+        cleaned.reason = "in use: permits held";
+      } else {
+        cleaned.removed = true;
+      }
+      if (cleaned.removed && !dry_run && ::semctl(record->id, 0, IPC_RMID) != 0) {
+        const int err = errno;
+        sembuf give_back{0, static_cast<short>(record->limit), SEM_UNDO};
+        ::semop(record->id, &give_back, 1);
+        return io_error(fmt::format("semctl(IPC_RMID) of semaphore {}", record->id), err);
+      }
+      if (took && (!cleaned.removed || dry_run)) {
+        sembuf give_back{0, static_cast<short>(record->limit), SEM_UNDO};
+        ::semop(record->id, &give_back, 1);
+      }
+      // Unlinked while locked: open_locked() sends anyone queued on this
+      // lock back to a fresh file.
+      if (cleaned.removed && !dry_run && may_unlink && ::unlink(file.c_str()) != 0) {
+        return errno_error("{}: cannot remove", file.native());
+      }
+    }
+    out.push_back(std::move(cleaned));
+  }
+  return out;
 }
 
 }  // namespace netsem::client

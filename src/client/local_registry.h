@@ -24,6 +24,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -124,6 +125,43 @@ class LocalRegistry {
   // must keep other processes off that entry for a while (posters check the
   // value and add to it under this lock). kIoError when it cannot.
   static Result<LockedFile> lock_entry(const std::filesystem::path& file);
+
+  // One name of the registry as list() found it: its record and what the
+  // kernel says of its semaphore now (netsem local list).
+  struct Listed {
+    std::string key;
+    std::filesystem::path file;
+    int id = -1;
+    std::int64_t limit = 0;
+    std::int64_t value = 0;    // free permits (GETVAL of semaphore 0)
+    std::int64_t held = 0;     // permits acquired, not released, host-wide (GETVAL of semaphore 1)
+    std::int64_t waiting = 0;  // processes blocked for permits (GETNCNT of semaphore 0)
+  };
+  // Every name whose record names a live semaphore, sorted by name; a stale
+  // or torn record is left out. Reads each file under its lock; never
+  // creates anything (a missing directory lists nothing). Errors: kIoError.
+  Result<std::vector<Listed>> list();
+
+  // What clean() did, or would do, with one registry file.
+  struct Cleaned {
+    Listed entry;          // key empty for a torn record
+    bool stale = false;    // its semaphore was already gone: only the file went
+    bool removed = false;  // removed (or, dry run, would be)
+    std::string reason;    // why it was kept, when it was
+  };
+  // Removes the semaphores no process holds or waits on, and the stale
+  // records, with their files (netsem local clean). A live semaphore is
+  // removed only when it has all its permits free, none held and nobody
+  // waiting; the check and the removal cannot race a process taking one,
+  // since under the entry's lock (which keeps posters and makers off) clean
+  // first takes every permit in one semop with IPC_NOWAIT (and SEM_UNDO, so a
+  // crash gives them back), which succeeds only when all are free and leaves
+  // none for a newcomer, who blocks and then finds the semaphore gone
+  // (EIDRM) and makes a fresh one. A semaphore with permits consumed by
+  // wait() is kept: removing it would give them back. With `dry_run` the
+  // permits are given back and nothing is removed. The table of holders is
+  // not touched (it is shared by every server name). Errors: kIoError.
+  Result<std::vector<Cleaned>> clean(bool dry_run);
 
   // Removes `key`'s semaphore, keeping its (now stale) entry. OK when there
   // is none.

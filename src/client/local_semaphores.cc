@@ -359,8 +359,10 @@ Status LocalSemaphores::post(std::string_view key, std::int64_t limit, std::int6
       // The registry file's lock serializes posters, so that two posts cannot
       // both pass the check below and overshoot the limit together.
       const auto guard = LocalRegistry::lock_entry(entry->file);
-      if (!guard) return guard.status();
-      if (LocalRegistry::is_live(entry->id, entry->ctime)) {
+      // A file gone since semaphore() looked was removed with its semaphore
+      // (netsem local clean, remove_all): look again below.
+      if (!guard && ::access(entry->file.c_str(), F_OK) == 0) return guard.status();
+      if (guard && LocalRegistry::is_live(entry->id, entry->ctime)) {
         // Free plus held stays put under acquires, releases and crashes (they
         // move permits between the two in one semop); only waits lower it.
         auto value = get_value(entry->id);
