@@ -178,10 +178,12 @@ Action define_local(CLI::App& command) {
   state->clean->add_flag("--dry-run", state->dry_run, "say what would be removed, remove nothing");
   state->list->fallthrough();
   state->clean->fallthrough();
-  command.require_subcommand(1);
+  command.require_subcommand(0, 1);
   return [state](const GlobalOptions& global) {
     if (state->clean->parsed()) return clean_command(global, state->json, state->dry_run);
-    return list_command(global, state->json);
+    if (state->list->parsed()) return list_command(global, state->json);
+    print_error("local: list or clean is needed (see netsem local --help)");
+    return kExitUsage;
   };
 }
 

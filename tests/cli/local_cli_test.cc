@@ -143,6 +143,9 @@ TEST_F(CliLocal, ListShowsWhatTheKernelSaysOfEachSemaphore) {
   NetsemRun list = netsem({"local", "list"});
   ASSERT_EQ(list.exit_code, 0) << list;
   EXPECT_EQ(list.out, local_dir_.string() + ": 0 host-local semaphores\n") << list;
+  const NetsemRun bare = netsem({"local"});
+  EXPECT_EQ(bare.exit_code, 2) << bare;
+  EXPECT_EQ(bare.err, "netsem: local: list or clean is needed (see netsem local --help)\n") << bare;
 
   // $idle: made and given back. $used: one of $pool's 2 permits consumed by
   // wait. $x: a holder and a waiter, both real processes.
