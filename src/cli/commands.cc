@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "cli/local_commands.h"
+#include "cli/wait_feedback.h"
 #include "protocol/stats_json.h"
 
 namespace netsem::cli {
@@ -123,7 +124,9 @@ int wait_command(const GlobalOptions& global, const CountOptions& options) {
   Connection connection = connect(global);
   if (!connection.client) return connection.failure;
   Client& client = *connection.client;
+  WaitFeedback feedback(client, options.name, options.count, global.verbosity);
   const Status status = client.wait(options.name, {.count = options.count, .timeout = options.timeout});
+  feedback.stop();
   if (status.code() == StatusCode::kTimeout) {
     print_error("wait: " + describe_timeout(client, options.name, options.count, options.timeout));
     return kExitTimeout;

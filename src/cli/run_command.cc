@@ -14,7 +14,8 @@
 //
 // Signals: the watched ones are blocked before the Client starts its I/O
 // thread, which inherits the mask, so they reach nothing but the signalfd.
-// While the permits are awaited they are unblocked in the main thread alone:
+// While the permits are awaited they are unblocked in the main thread alone
+// (the WaitFeedback thread, started before, keeps them blocked):
 // Ctrl-C then ends netsem the default way, and the server drops the queued
 // request when the connection closes. CMD starts with the signal mask netsem
 // started with.
@@ -45,6 +46,7 @@
 #include <utility>
 
 #include "cli/cli.h"
+#include "cli/wait_feedback.h"
 #include "common/unique_fd.h"
 
 namespace netsem::cli {
@@ -310,10 +312,13 @@ int run_command(const GlobalOptions& global, const RunOptions& options) {
   if (!connection.client) return connection.failure;
   Client& client = *connection.client;
 
+  // Started while the signals are blocked: its thread inherits the mask.
+  WaitFeedback feedback(client, options.name, options.count, global.verbosity);
   ::pthread_sigmask(SIG_UNBLOCK, &signals.forwarded, nullptr);
   const auto asked = Clock::now();
   Result<Permit> permit = client.acquire(options.name, {.count = options.count, .timeout = options.timeout});
   const auto waited = std::chrono::duration<double>(Clock::now() - asked);
+  feedback.stop();
   ::pthread_sigmask(SIG_BLOCK, &signals.forwarded, nullptr);
   if (!permit) {
     if (permit.status().code() == StatusCode::kTimeout) {

@@ -1,0 +1,166 @@
+// End-to-end tests of what `netsem run` and `netsem wait` show while they
+// wait (issue 12 item 7, src/cli/wait_feedback.h): the built binary against
+// the real netsemd on a loopback port, with a raw protocol session (labelled
+// "build-7") holding the name. A pseudo-terminal stands for the user's
+// terminal; a pipe for a log.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "cli_runner.h"
+#include "netsemd_harness.h"
+#include "protocol/requests.h"
+
+namespace netsem::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class WaitFeedbackCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string error;
+    server_ = Netsemd::start(with_semaphores("pool = 6\n"), &error);
+    ASSERT_TRUE(server_) << error;
+    holder_ = Client::connect(server_->port());
+    ASSERT_TRUE(holder_);
+    std::string line;
+    protocol::encode_hello(line, "h", "build-7");
+    line.pop_back();
+    ASSERT_EQ(holder_->request(line).rfind("h OK", 0), 0u);
+  }
+
+  std::string server_env() const { return "NETSEM_SERVER=127.0.0.1:" + std::to_string(server_->port()); }
+
+  std::unique_ptr<Netsemd> server_;
+  std::unique_ptr<Client> holder_;
+};
+
+// netsem on a pseudo-terminal (stdin, stdout and stderr): what it wrote.
+class OnTerminal {
+ public:
+  OnTerminal(const std::vector<std::string>& args, const std::string& env_entry) {
+    std::vector<std::string> argv_text = {NETSEM_CLI_PATH};
+    argv_text.insert(argv_text.end(), args.begin(), args.end());
+    std::vector<std::string> env_text = {env_entry, "TERM=xterm"};
+    for (char** entry = environ; *entry != nullptr; ++entry) {
+      const std::string_view text(*entry);
+      if (!text.starts_with("NETSEM_") && !text.starts_with("TERM=")) env_text.emplace_back(text);
+    }
+    std::vector<char*> argv;
+    std::vector<char*> envp;
+    for (auto& arg : argv_text) argv.push_back(arg.data());
+    for (auto& entry : env_text) envp.push_back(entry.data());
+    argv.push_back(nullptr);
+    envp.push_back(nullptr);
+    winsize size{};
+    size.ws_col = 200;
+    size.ws_row = 24;
+    const pid_t parent = ::getpid();
+    pid_ = ::forkpty(&master_, nullptr, nullptr, &size);
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(126);
+      ::execve(argv[0], argv.data(), envp.data());
+      ::_exit(126);
+    }
+    EXPECT_GT(pid_, 0);
+  }
+  ~OnTerminal() {
+    if (pid_ > 0 && !reaped_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (master_ >= 0) ::close(master_);
+  }
+  // Reads until the output holds `text` (true) or `timeout` passed.
+  bool wait_for(const std::string& text, std::chrono::milliseconds timeout = std::chrono::seconds(8)) {
+    const auto deadline = Clock::now() + timeout;
+    while (output_.find(text) == std::string::npos) {
+      if (!read_some(deadline)) return false;
+    }
+    return true;
+  }
+  // Reads to the end (the pty's EIO once netsem exited) and reaps netsem.
+  int finish() {
+    const auto deadline = Clock::now() + std::chrono::seconds(8);
+    while (read_some(deadline)) {
+    }
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    reaped_ = true;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  const std::string& output() const { return output_; }
+
+ private:
+  bool read_some(Clock::time_point deadline) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return false;
+    pollfd fd = {master_, POLLIN, 0};
+    if (::poll(&fd, 1, static_cast<int>(left.count())) <= 0) return false;
+    char chunk[4096];
+    const ssize_t n = ::read(master_, chunk, sizeof chunk);
+    if (n <= 0) return false;  // EIO: netsem and its children closed the terminal
+    output_.append(chunk, static_cast<std::size_t>(n));
+    return true;
+  }
+
+  pid_t pid_ = -1;
+  int master_ = -1;
+  bool reaped_ = false;
+  std::string output_;
+};
+
+TEST_F(WaitFeedbackCli, OnATerminalOneLineShowsThePositionTheHoldersAndTheTimeThenIsErased) {
+  ASSERT_EQ(holder_->request("a ACQUIRE pool 6"), "a OK 1");
+  OnTerminal netsem({"run", "pool", "--", "echo", "ran"}, server_env());
+  // The first listing (WAITERS) at 1 s, the second (HOLDERS) at 2 s.
+  ASSERT_TRUE(netsem.wait_for("\rnetsem: waiting 1 s for 1 permit of pool: position 1 of 1 in the queue\033[K"))
+      << netsem.output();
+  ASSERT_TRUE(netsem.wait_for(
+      "\rnetsem: waiting 2 s for 1 permit of pool: position 1 of 1 in the queue; held by build-7 (6)\033[K"))
+      << netsem.output();
+  ASSERT_EQ(holder_->request("b RELEASE pool 6").rfind("b OK", 0), 0u);
+  EXPECT_EQ(netsem.finish(), 0) << netsem.output();
+  // Erased before the command ran; nothing of the line is left after it.
+  const std::string& out = netsem.output();
+  const auto erased = out.rfind("\r\033[K");
+  ASSERT_NE(erased, std::string::npos) << out;
+  EXPECT_EQ(out.substr(erased), "\r\033[Kran\r\n") << out;
+  EXPECT_EQ(out.find('\n'), out.size() - 1) << "a line of its own before the command's: " << out;
+}
+
+TEST_F(WaitFeedbackCli, AGrantWithinASecondShowsNothing) {
+  OnTerminal netsem({"run", "pool", "--", "echo", "ran"}, server_env());
+  EXPECT_EQ(netsem.finish(), 0) << netsem.output();
+  EXPECT_EQ(netsem.output(), "ran\r\n");
+}
+
+TEST_F(WaitFeedbackCli, OffATerminalNothingUnlessVerboseThenPlainLines) {
+  ASSERT_EQ(holder_->request("a ACQUIRE pool 6"), "a OK 1");
+  NetsemRun quiet = run_netsem({"wait", "pool", "--timeout", "2.5s"}, {server_env()});
+  EXPECT_EQ(quiet.exit_code, 75) << quiet;
+  EXPECT_EQ(quiet.err.find("netsem: waiting"), std::string::npos) << quiet;
+
+  NetsemRun verbose = run_netsem({"-v", "wait", "pool", "--timeout", "2.5s"}, {server_env()});
+  EXPECT_EQ(verbose.exit_code, 75) << verbose;
+  EXPECT_NE(
+      verbose.err.find("netsem: waiting 2 s for 1 permit of pool: position 1 of 1 in the queue; held by build-7 (6)\n"),
+      std::string::npos)
+      << verbose;
+  EXPECT_EQ(verbose.err.find('\r'), std::string::npos) << verbose;
+  EXPECT_EQ(verbose.err.find("waiting 1 s"), std::string::npos) << "one plain line, not one a second: " << verbose;
+}
+
+}  // namespace
+}  // namespace netsem::testing
