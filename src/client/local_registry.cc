@@ -532,7 +532,9 @@ Result<std::vector<LocalRegistry::Cleaned>> LocalRegistry::clean(bool dry_run) {
     }
     cleaned.entry = listed(*record, file);
     cleaned.reason = busy_reason(cleaned.entry);
-    if (cleaned.reason.empty()) {
+    if (cleaned.reason.empty() && dry_run) {
+      cleaned.removed = true;  // as far as the kernel's counts tell: a dry run takes nothing
+    } else if (cleaned.reason.empty()) {
       // All free, none held, nobody waiting, as far as GETVAL could tell:
       // taking them all at once proves it and keeps newcomers out until the
       // IPC_RMID (or the give-back of a dry run).

@@ -158,8 +158,9 @@ class LocalRegistry {
   // crash gives them back), which succeeds only when all are free and leaves
   // none for a newcomer, who blocks and then finds the semaphore gone
   // (EIDRM) and makes a fresh one. A semaphore with permits consumed by
-  // wait() is kept: removing it would give them back. With `dry_run` the
-  // permits are given back and nothing is removed. The table of holders is
+  // wait() is kept: removing it would give them back. With `dry_run` nothing
+  // is taken nor removed: what the counts say now decides. A try (IPC_NOWAIT)
+  // racing a real clean may find the semaphore busy for that moment. The table of holders is
   // not touched (it is shared by every server name). Errors: kIoError.
   Result<std::vector<Cleaned>> clean(bool dry_run);
 
