@@ -228,6 +228,9 @@ Status Server::start() {
     return Status(StatusCode::kIoError, "cannot listen on " + describe_peer(endpoint) + ": " + error.message());
   }
   port_ = acceptor_.local_endpoint().port();
+  auto ready = ReadySet::open(io_);
+  if (!ready) return ready.status();
+  ready_ = std::move(*ready);
   acceptor_.non_blocking(true, error);
   signals_.add(SIGINT);
   signals_.add(SIGTERM);
@@ -239,6 +242,15 @@ Status Server::start() {
                config_.semaphores.size(), config_.allowed_networks_text);
 
   wait_signals();
+  // One round per batch of ready session sockets, one end_turn per round.
+  ready_->start(
+      [this](std::uint64_t id, std::uint32_t events) {
+        const auto found = sessions_.find(id);
+        if (found == sessions_.end()) return;                    // closed earlier in this round
+        const std::shared_ptr<Session> session = found->second;  // alive through a close
+        session->on_ready(events);
+      },
+      [this] { end_turn(); });
   accept_next();
   write_status_file();
   arm_status_timer();
@@ -399,7 +411,19 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
   ++counters_.connections_total;
   configure_session_socket(socket, config_.session_timeout_ms);
   const SessionId id = next_session_id_++;
-  auto session = std::make_shared<Session>(*this, *dispatcher_, peer_logs_, std::move(socket), id, peer);
+  // For the admin right (protocol 1.1): IPv6, or IPv4-mapped.
+  const auto address_bytes = address.is_v6()
+                                 ? address.to_v6().to_bytes()
+                                 : asio::ip::make_address_v6(asio::ip::v4_mapped, address.to_v4()).to_bytes();
+  // The session's socket leaves Asio's reactor for the ReadySet (see ready_set.h).
+  std::error_code release_error;
+  UniqueFd fd(socket.release(release_error));
+  if (release_error) {
+    spdlog::warn("session {} from {}: cannot take its socket: {}", id, peer, release_error.message());
+    return;
+  }
+  auto session =
+      std::make_shared<Session>(*this, *dispatcher_, peer_logs_, io_, *ready_, std::move(fd), id, peer, address_bytes);
   sessions_.emplace(id, session);
   spdlog::debug("session {} from {}", id, peer);
   session->start();
@@ -451,6 +475,8 @@ void Server::stop() {
   for (const auto& session : live) session->shut_down();
   if (dispatcher_) dispatcher_->finish_shutdown();  // the status file shows every permit back
   end_turn();
+  // The set's wait ends with the last session (forget()), so the loop runs out.
+  if (sessions_.empty() && ready_) ready_->stop();
   status_job_.reset();  // a child still writing is killed: the last word is written here
   if (compaction_job_) {
     compaction_job_.reset();
@@ -606,6 +632,8 @@ void Server::release_held() {
 
 void Server::forget(SessionId id) {
   sessions_.erase(id);
+  // Stopping: the set's wait ends with the last session, so the loop runs out.
+  if (stopping_ && sessions_.empty() && ready_) ready_->stop();
 }
 
 void Server::shed_output_if_over_cap() {

@@ -11,6 +11,9 @@
 // that turn is written, then every session with answers writes them in one
 // go. That ordering is the durability promise ("recorded before the server
 // answers"), and batching it per turn is what keeps the grant path cheap.
+// The session sockets are watched through one level-triggered set
+// (net/ready_set.h): a round serves every ready session, then ends the turn
+// once.
 //
 // Thread safety: everything runs on the io_context's single thread.
 #pragma once
@@ -29,6 +32,7 @@
 #include "common/unique_fd.h"
 #include "config/config.h"
 #include "journal/file_journal.h"
+#include "net/ready_set.h"
 #include "netsem/status.h"
 #include "server/dispatcher.h"
 #include "server/peer_logs.h"
@@ -132,6 +136,7 @@ class Server final : private JournalProgress, public SessionHost {
   std::unique_ptr<FileJournal> journal_;
   std::unique_ptr<SemaphoreTable> table_;   // made by start(), once the journal is open
   std::unique_ptr<Dispatcher> dispatcher_;  // made by start(), with the table
+  std::unique_ptr<ReadySet> ready_;         // the session sockets (net/ready_set.h); made by start()
   asio::ip::tcp::acceptor acceptor_;
   asio::signal_set signals_;
   asio::steady_timer deadline_timer_;

@@ -1,5 +1,5 @@
-// Session I/O and lifetime: readiness waits on a non-blocking socket, reads
-// into the host's shared buffer, framing (v1 lines, ACE tokens) handed to the
+// Session I/O and lifetime: a non-blocking socket in the server's ReadySet,
+// reads into the host's shared buffer, framing (v1 lines, ACE tokens) handed to the
 // dispatcher, batched writes, the one timer (idle timeout, ACE heartbeat or
 // drain deadline), and the orderly end of a session (permits back at once,
 // last answers written, sending side shut, input discarded a moment so the
@@ -8,6 +8,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <cstring>
 
 namespace netsem::server {
@@ -29,76 +35,99 @@ constexpr int kSocketSendBuffer = 64 << 10;
 
 }  // namespace
 
-Session::Session(SessionHost& host, Dispatcher& dispatcher, PeerLogs& logs, asio::ip::tcp::socket socket, SessionId id,
-                 std::string peer)
+Session::Session(SessionHost& host, Dispatcher& dispatcher, PeerLogs& logs, asio::io_context& io, ReadySet& ready,
+                 UniqueFd fd, SessionId id, std::string peer, const std::array<std::uint8_t, 16>& address)
     : host_(host),
       dispatcher_(dispatcher),
       logs_(logs),
-      socket_(std::move(socket)),
-      state_(id, std::move(peer), static_cast<SessionEvents&>(*this)) {}
+      io_(io),
+      ready_(ready),
+      fd_(std::move(fd)),
+      state_(id, std::move(peer), static_cast<SessionEvents&>(*this)) {
+  state_.address = address;  // for the admin right (protocol 1.1)
+}
 
 Session::~Session() = default;
 
 void Session::start() {
-  std::error_code ignored;
-  socket_.non_blocking(true, ignored);
+  const int fd = fd_.get();
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
   // The kernel's share of a non-reader's backlog, bounded too: without it,
   // send buffers autotune up to net.ipv4.tcp_wmem's maximum (4 MiB) each.
-  socket_.set_option(asio::socket_base::send_buffer_size(kSocketSendBuffer), ignored);
-  socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
-  // For the admin right (protocol 1.1); a peer already gone keeps zeros.
-  std::error_code error;
-  const auto remote = socket_.remote_endpoint(error);
-  if (!error) {
-    const auto address = remote.address();
-    state_.address = address.is_v6() ? address.to_v6().to_bytes()
-                                     : asio::ip::make_address_v6(asio::ip::v4_mapped, address.to_v4()).to_bytes();
-  }
+  const int send_buffer = kSocketSendBuffer;
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof send_buffer);
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   dispatcher_.begin_session(state_);
   arm_idle_timer();
-  wait_readable();
+  update_interest();
 }
 
-void Session::wait_readable() {
-  if (read_waiting_ || stage_ == Stage::kClosed) return;
-  read_waiting_ = true;
-  socket_.async_wait(asio::socket_base::wait_read, [self = shared_from_this()](const std::error_code& error) {
-    self->read_waiting_ = false;
-    if (self->stage_ == Stage::kClosed) return;
-    if (error) {
-      self->close_now(stats::EndCause::kClose);
-    } else {
-      self->on_readable();
+void Session::update_interest() {
+  if (stage_ == Stage::kClosed || broken_) return;
+  std::uint32_t wanted = 0;
+  // Behind a streaming LIST nothing more is read: the peer's requests wait
+  // in its socket, not in the server (resume_input() reads on).
+  if (!input_done_ && !state_.list) wanted |= ReadySet::kRead;
+  if (write_waiting_) wanted |= ReadySet::kWrite;
+  if (registered_ && wanted == interest_) return;
+  const bool ok = registered_ ? ready_.modify(fd_.get(), state_.id, wanted) : ready_.add(fd_.get(), state_.id, wanted);
+  if (!ok) {
+    spdlog::warn("session {} ({}): cannot watch its socket: {}", state_.id, state_.peer, std::strerror(errno));
+    close_now(stats::EndCause::kError);
+    return;
+  }
+  registered_ = true;
+  interest_ = wanted;
+}
+
+void Session::on_ready(std::uint32_t events) {
+  if (stage_ == Stage::kClosed) return;
+  const bool broken = (events & (EPOLLERR | EPOLLHUP)) != 0;
+  if (write_waiting_ && ((events & EPOLLOUT) != 0 || broken)) {
+    write_waiting_ = false;
+    flush();  // waits again, or finds the error and closes
+    if (stage_ == Stage::kClosed) return;
+  }
+  if ((events & EPOLLIN) != 0 || broken) {
+    if ((interest_ & ReadySet::kRead) != 0) {
+      on_readable();
+    } else if (broken) {
+      // Not reading (a LIST streams, or input ended), yet the connection is
+      // broken: level-triggered, that would be reported round after round.
+      // Stop watching it: input ends after the LIST, and its writes find
+      // the break.
+      broken_ = true;
+      input_done_ = true;
+      if (stage_ == Stage::kOpen && state_.list) input_ended_ = true;
+      ready_.remove(fd_.get());
+      registered_ = false;
+      if (write_waiting_ || stage_ == Stage::kDraining) close_now(stats::EndCause::kClose);
+      return;
     }
-    self->host_.end_turn();
-  });
+  }
+  update_interest();
 }
 
 void Session::on_readable() {
   std::string& buffer = host_.read_buffer();
-  std::error_code error;
-  const std::size_t n = socket_.read_some(asio::buffer(buffer.data(), buffer.size()), error);
-  if (error == asio::error::would_block || error == asio::error::try_again) {
-    wait_readable();
-    return;
-  }
-  if (error) {
+  const ssize_t n = ::recv(fd_.get(), buffer.data(), buffer.size(), 0);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;  // reported again
+  if (n <= 0) {
     // End of input (FIN) or a reset: the peer is gone or done sending. The
     // requests already read are answered, then the connection closes.
+    const std::string reason = n == 0 ? std::string("end of input") : std::string(std::strerror(errno));
+    input_done_ = true;
     if (stage_ == Stage::kOpen && state_.list) {
       input_ended_ = true;  // after the LIST and the requests held behind it
       return;
     }
-    if (stage_ == Stage::kOpen) {
-      end(stats::EndCause::kClose, error == asio::error::eof ? "end of input" : error.message());
-    }
+    if (stage_ == Stage::kOpen) end(stats::EndCause::kClose, reason);
     if (stage_ == Stage::kDraining && state_.unwritten() == 0) close_now(stats::EndCause::kClose);
     return;
   }
-  if (stage_ == Stage::kOpen) consume(std::string_view(buffer.data(), n));
-  // Behind a streaming LIST nothing more is read: the peer's requests wait
-  // in its socket, not in the server (resume_input() reads on).
-  if (stage_ != Stage::kClosed && !state_.list) wait_readable();
+  if (stage_ == Stage::kOpen) consume(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
 }
 
 void Session::resume_input() {
@@ -113,13 +142,13 @@ void Session::resume_input() {
     end(stats::EndCause::kClose, "end of input");
     return;
   }
-  wait_readable();
+  update_interest();
 }
 
 void Session::post_continue() {
   if (resume_posted_) return;
   resume_posted_ = true;
-  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+  asio::post(io_, [self = shared_from_this()] {
     self->resume_posted_ = false;
     if (self->stage_ != Stage::kOpen) return;
     if (self->state_.list) {
@@ -225,10 +254,11 @@ void Session::flush() {
   for (;;) {
     const std::size_t sendable = dispatcher_.sendable_end(state_);
     while (state_.out_sent < sendable) {
-      std::error_code error;
-      const std::size_t n =
-          socket_.write_some(asio::buffer(out.data() + state_.out_sent, sendable - state_.out_sent), error);
-      if (error == asio::error::would_block || error == asio::error::try_again) {
+      const ssize_t n =
+          ::send(fd_.get(), out.data() + state_.out_sent, sendable - state_.out_sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+      const int error = n < 0 ? errno : 0;
+      if (error == EINTR) continue;
+      if (error == EAGAIN || error == EWOULDBLOCK) {
         // A peer that keeps a standing backlog must not make the output grow
         // by what it has already read: drop the written prefix once it is large.
         if (state_.out_sent > kKeepOutputCapacity && state_.out_sent > out.size() / 2) {
@@ -237,15 +267,16 @@ void Session::flush() {
           state_.out_sent = 0;
         }
         account_output();
-        wait_writable();
+        write_waiting_ = true;
+        update_interest();
         return;
       }
-      if (error) {
-        if (stage_ == Stage::kOpen) end(stats::EndCause::kClose, error.message());
+      if (error != 0) {
+        if (stage_ == Stage::kOpen) end(stats::EndCause::kClose, std::strerror(error));
         close_now(stats::EndCause::kClose);
         return;
       }
-      state_.out_sent += n;
+      state_.out_sent += static_cast<std::size_t>(n);
       // The peer takes a LIST's lines: that is what keeps its session alive
       // while requests wait behind the LIST (Dispatcher::idle_timeout).
       if (state_.list) state_.last_activity = dispatcher_.now();
@@ -272,25 +303,14 @@ void Session::flush() {
   if (stage_ == Stage::kDraining) {
     // Everything said: shut the sending side, then discard input until the
     // peer closes or the drain time is up.
-    std::error_code ignored;
-    socket_.shutdown(asio::socket_base::shutdown_send, ignored);
-    arm_close_deadline(kDrainTime);
-    wait_readable();
-  }
-}
-
-void Session::wait_writable() {
-  write_waiting_ = true;
-  socket_.async_wait(asio::socket_base::wait_write, [self = shared_from_this()](const std::error_code& error) {
-    self->write_waiting_ = false;
-    if (self->stage_ == Stage::kClosed) return;
-    if (error) {
-      self->close_now(stats::EndCause::kClose);
-    } else {
-      self->flush();
+    ::shutdown(fd_.get(), SHUT_WR);
+    if (input_done_) {
+      close_now(stats::EndCause::kClose);  // the peer has closed already (ended: not counted again)
+      return;
     }
-    self->host_.end_turn();
-  });
+    arm_close_deadline(kDrainTime);
+    update_interest();
+  }
 }
 
 void Session::timer_changed() {
@@ -302,7 +322,7 @@ void Session::timer_changed() {
 }
 
 void Session::arm_heartbeat() {
-  if (!timer_) timer_.emplace(socket_.get_executor());
+  if (!timer_) timer_.emplace(io_);
   timer_->expires_after(Dispatcher::kAceHeartbeat);
   timer_->async_wait([self = shared_from_this()](const std::error_code& error) {
     if (!error) self->on_timer();
@@ -316,7 +336,7 @@ void Session::arm_idle_timer() {
     if (timer_) timer_->cancel();
     return;
   }
-  if (!timer_) timer_.emplace(socket_.get_executor());
+  if (!timer_) timer_.emplace(io_);
   timer_->expires_at(state_.last_activity + timeout);
   timer_->async_wait([self = shared_from_this()](const std::error_code& error) {
     if (!error) self->on_timer();
@@ -362,7 +382,7 @@ void Session::idle_deadline_check() {
 }
 
 void Session::arm_close_deadline(Clock::duration after) {
-  if (!timer_) timer_.emplace(socket_.get_executor());
+  if (!timer_) timer_.emplace(io_);
   timer_->expires_after(after);
   timer_->async_wait([self = shared_from_this()](const std::error_code& error) {
     if (!error) self->on_timer();
@@ -394,8 +414,11 @@ void Session::close_now(stats::EndCause cause) {
   if (stage_ == Stage::kOpen) end(cause, "closed");
   stage_ = Stage::kClosed;
   if (timer_) timer_->cancel();
-  std::error_code ignored;
-  socket_.close(ignored);
+  if (registered_) {
+    ready_.remove(fd_.get());  // a copy of the descriptor elsewhere would keep it in the set
+    registered_ = false;
+  }
+  fd_.reset();
   // Nothing more will be written: the answers' memory goes now.
   state_.out = std::string();
   state_.out_sent = 0;

@@ -5,10 +5,12 @@
 // and answers into the session's SessionState, and writes what comes back.
 // It knows the server only through SessionHost.
 //
-// The socket is non-blocking and driven by readiness waits: when it is
-// readable the session reads into one shared buffer, and only a trailing
-// partial line is copied into the session, so an idle session costs a few
-// hundred bytes. Answers are appended while a read is processed and written
+// The socket is non-blocking and stays in the server's ReadySet (a
+// level-triggered epoll set, net/ready_set.h) from accept to close, so a
+// request costs no re-arming system call: the server calls on_ready() when
+// it is readable (or writable while the peer lags). The session reads into
+// one shared buffer, and only a trailing partial line is copied into the
+// session, so an idle session costs a few hundred bytes. Answers are appended while a read is processed and written
 // once per turn (SessionHost::end_turn), after the journal flush, so a
 // pipelined batch costs one write; an answer that waits for the journal
 // (Dispatcher::sendable_end) holds back the ones after it.
@@ -30,6 +32,7 @@
 // Thread safety: event-loop thread only.
 #pragma once
 
+#include <array>
 #include <asio.hpp>
 #include <chrono>
 #include <cstdint>
@@ -38,6 +41,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/unique_fd.h"
+#include "net/ready_set.h"
 #include "protocol/ace_codec.h"
 #include "protocol/codec.h"
 #include "server/dispatcher.h"
@@ -53,14 +58,19 @@ class Session final : public std::enable_shared_from_this<Session>, private Sess
   // client that never reads must not grow the server without bound.
   static constexpr std::size_t kMaxOutputBytes = 4 << 20;
 
-  Session(SessionHost& host, Dispatcher& dispatcher, PeerLogs& logs, asio::ip::tcp::socket socket, SessionId id,
-          std::string peer);
+  // `fd`: the accepted socket (not Asio's); `ready`: the set it joins;
+  // `address`: the peer's, IPv6 or IPv4-mapped (SessionState::address).
+  Session(SessionHost& host, Dispatcher& dispatcher, PeerLogs& logs, asio::io_context& io, ReadySet& ready, UniqueFd fd,
+          SessionId id, std::string peer, const std::array<std::uint8_t, 16>& address);
   ~Session() override;
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
   // Starts reading. REQUIRES: called once, right after construction.
   void start();
+  // The socket is ready (ReadySet events: EPOLLIN, EPOLLOUT, EPOLLHUP,
+  // EPOLLERR). The caller ends the turn.
+  void on_ready(std::uint32_t events);
 
   SessionId id() const { return state_.id; }
   const std::string& peer() const { return state_.peer; }
@@ -100,9 +110,11 @@ class Session final : public std::enable_shared_from_this<Session>, private Sess
   void end(stats::EndCause cause, std::string_view reason) override;
   void timer_changed() override;
 
-  void wait_readable();
+  // Brings the socket's interest in the ReadySet in line with what the
+  // session waits for: input while open (not behind a streaming LIST) or
+  // draining, until the end of input; output while the peer lags.
+  void update_interest();
   void on_readable();
-  void wait_writable();
   void on_timer();
   void arm_close_deadline(Clock::duration after);
   void arm_heartbeat();
@@ -128,14 +140,19 @@ class Session final : public std::enable_shared_from_this<Session>, private Sess
   SessionHost& host_;
   Dispatcher& dispatcher_;
   PeerLogs& logs_;
-  asio::ip::tcp::socket socket_;
+  asio::io_context& io_;
+  ReadySet& ready_;
+  UniqueFd fd_;
   SessionState state_;
+  std::uint32_t interest_ = 0;  // what the ReadySet watches for now
+  bool registered_ = false;     // in the ReadySet
+  bool broken_ = false;         // hung up or in error while not reading: no longer watched
 
   Stage stage_ = Stage::kOpen;
   bool dirty_ = false;          // in the server's list of sessions to flush
   bool held_ = false;           // in the server's list of sessions waiting for the journal
-  bool write_waiting_ = false;  // a writable wait is pending
-  bool read_waiting_ = false;   // a readable wait is pending
+  bool write_waiting_ = false;  // the peer lags: waiting for the socket to be writable
+  bool input_done_ = false;     // end of input or a read error seen: nothing more to read
   bool resume_posted_ = false;  // a flush or resume_input() is posted for a streaming LIST
   bool input_ended_ = false;    // end of input seen while a LIST streamed
 

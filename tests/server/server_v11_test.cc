@@ -287,6 +287,10 @@ TEST_F(ServerV11, KickOfASessionWhoseAnswersWaitForTheJournal) {
   ASSERT_TRUE(set_limit(server_->pid(), RLIMIT_FSIZE, std::filesystem::file_size(journal)));
 
   poster->send_line(req::post("p", "c", 2));  // grants the victim's WAIT: both answers wait for the record
+  // Served before the victim's ACQUIRE: two connections' requests are not
+  // ordered by when they were sent (the server serves ready sockets in the
+  // kernel's order), so the test waits for the POST's effect.
+  ASSERT_EQ(await_answer(*admin, req::get("g", "c"), "g OK 1 5 0 0 created"), "g OK 1 5 0 0 created");
   victim->send_line(req::acquire("a", "d"));  // granted at once, answered behind the WAIT's answer
   EXPECT_EQ(next->request(req::acquire("b", "d")), "b QUEUED 1");
   EXPECT_EQ(listing(*admin, req::holders("h", "d")).size(), 2u);  // the victim's row, END
