@@ -155,6 +155,15 @@ int delete_command(const GlobalOptions& global, const std::string& name) {
   Connection connection = connect(global);
   if (!connection.client) return connection.failure;
   if (Status status = connection.client->remove(name); !status) {
+    // The server answers BUSY for a name of its configuration: say why.
+    if (status.code() == StatusCode::kBusy) {
+      if (auto info = connection.client->get(name); info && info->kind == "defined") {
+        print_error("delete: " + name +
+                    " is defined in the server's configuration ([semaphores]); only a semaphore made by create "
+                    "can be deleted");
+        return exit_code_for(status);
+      }
+    }
     return report_failure(connection, status);
   }
   return kExitOk;

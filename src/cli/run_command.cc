@@ -326,6 +326,16 @@ int run_command(const GlobalOptions& global, const RunOptions& options) {
                   options.command.front() + " not run");
       return static_cast<int>(options.conflict_exit_code);
     }
+    if (permit.status().code() == StatusCode::kTooMany) {
+      // Waiting would never help: say the limit that refuses it.
+      if (auto info = client.get(options.name); info && info->kind != "absent" && info->max < options.count) {
+        print_error("run: " + options.name + " allows at most " + std::to_string(info->max) +
+                    (info->max == 1 ? " permit" : " permits") + " at once (its limit), and -n asks for " +
+                    std::to_string(options.count) + "; " + options.command.front() + " not run (" +
+                    permit.status().message() + ")");
+        return exit_code_for(permit.status());
+      }
+    }
     return report_failure(connection, permit.status());
   }
   // What flock --verbose says, under -v.
