@@ -871,7 +871,9 @@ std::vector<std::string> handshake_lines(const ClientOptions& base) {
   {
     auto client = Client::create(options);
     EXPECT_TRUE(client) << client.status().to_string();
-    if (client) EXPECT_TRUE((*client)->connected()) << (*client)->stats().unreachable;
+    if (client) {
+      EXPECT_TRUE((*client)->connected()) << (*client)->stats().unreachable;
+    }
   }
   fake.join();
   ::close(listener);
