@@ -147,6 +147,12 @@ int exit_code_for(const Status& status);
 
 // Writes "netsem: <message>\n" to stderr.
 void print_error(std::string_view message);
+// Writes `text` to stdout as it is (the commands' results).
+void print(const std::string& text);
+// `text` as a JSON string literal, quotes included: `"` and `\` escaped,
+// control bytes as \u00XX, other bytes as they are (names and labels are
+// UTF-8 by the protocol).
+std::string json_string(std::string_view text);
 
 // Reports a failed call on stderr (the library's message, which names the
 // request, the semaphore and the server's code, or says in plain words why a

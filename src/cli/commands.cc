@@ -17,23 +17,6 @@ namespace netsem::cli {
 
 namespace {
 
-std::string json_string(std::string_view text) {
-  std::string out = "\"";
-  for (const unsigned char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {  // names cannot hold these, but the library's kind or a future field might
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-      out += escaped;
-    } else {
-      out += static_cast<char>(c);  // UTF-8 passes through: JSON is UTF-8
-    }
-  }
-  return out + '"';
-}
-
 std::string json_object(const SemaphoreInfo& info) {
   return "{\"name\":" + json_string(info.name) + ",\"kind\":" + json_string(info.kind) +
          ",\"value\":" + std::to_string(info.value) + ",\"max\":" + std::to_string(info.max) +
@@ -66,10 +49,6 @@ std::string table(const std::vector<SemaphoreInfo>& items) {
     text += '\n';
   }
   return text;
-}
-
-void print(const std::string& text) {
-  std::fwrite(text.data(), 1, text.size(), stdout);
 }
 
 }  // namespace

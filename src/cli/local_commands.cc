@@ -20,27 +20,6 @@ namespace {
 
 using client::LocalRegistry;
 
-void print(const std::string& text) {
-  std::fwrite(text.data(), 1, text.size(), stdout);
-}
-
-std::string json_string(std::string_view text) {
-  std::string out = "\"";
-  for (const unsigned char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c == 0x7f) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-      out += escaped;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + '"';
-}
-
 // `local` for a `$` name, `fallback` for a server name's stand-in.
 std::string kind_of(const std::string& key) {
   return !key.empty() && key.front() == '$' ? "local" : "fallback";
