@@ -31,11 +31,11 @@
 #include "common/log.h"
 #include "common/unique_fd.h"
 #include "config/config.h"
+#include "core/dispatcher.h"
+#include "core/peer_logs.h"
 #include "journal/file_journal.h"
 #include "net/ready_set.h"
 #include "netsem/status.h"
-#include "server/dispatcher.h"
-#include "server/peer_logs.h"
 #include "server/session_host.h"
 #include "table/semaphore_table.h"
 

@@ -42,13 +42,13 @@
 #include <string_view>
 
 #include "common/unique_fd.h"
+#include "core/dispatcher.h"
+#include "core/peer_logs.h"
+#include "core/session_state.h"
 #include "net/ready_set.h"
 #include "protocol/ace_codec.h"
 #include "protocol/codec.h"
-#include "server/dispatcher.h"
-#include "server/peer_logs.h"
 #include "server/session_host.h"
-#include "server/session_state.h"
 
 namespace netsem::server {
 

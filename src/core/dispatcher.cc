@@ -1,7 +1,7 @@
 // The dispatcher's verbs, each a thin step from the parsed request to the
 // table and back to an answer line; the ACE dialect's tokens; the delivery
 // of completions; LIST streaming; and STATS.
-#include "server/dispatcher.h"
+#include "core/dispatcher.h"
 
 #include <spdlog/spdlog.h>
 

@@ -1,11 +1,11 @@
-// Tests of Dispatcher (src/server/dispatcher.h) with no socket: every verb of
+// Tests of Dispatcher (src/core/dispatcher.h) with no socket: every verb of
 // protocol 1.0 and the ACE dialect, answers byte for byte as a peer would
 // read them, completions delivered to other sessions in FIFO order, queued
 // requests timing out as the injected clock advances, a session's end
 // releasing what it held, answers held back for unwritten journal records,
 // LIST streaming in chunks, the idle-timeout policy, and protocol 1.1:
 // OPTION, HOLDERS, WAITERS, SESSIONS and KICK with the admin right.
-#include "server/dispatcher.h"
+#include "core/dispatcher.h"
 
 #include <gtest/gtest.h>
 

@@ -25,7 +25,7 @@
 // How to add a verb (protocol v1): teach the codec (src/protocol/codec.*:
 // the Verb, parse_request, the answer's append_*), add its case to
 // Dispatcher::handle_request (dispatcher.cc), test it in
-// tests/server/dispatcher_test.cc, and describe it in docs/protocol.md.
+// tests/core/dispatcher_test.cc, and describe it in docs/protocol.md.
 // Nothing in the network layer changes.
 //
 // How a blocking verb completes (as redis's blocked.c): the verb calls the
@@ -52,11 +52,11 @@
 #include <unordered_map>
 
 #include "config/config.h"
+#include "core/peer_logs.h"
+#include "core/session_state.h"
 #include "journal/journal_format.h"
 #include "protocol/ace_codec.h"
 #include "protocol/codec.h"
-#include "server/peer_logs.h"
-#include "server/session_state.h"
 #include "stats/stats.h"
 #include "table/semaphore_table.h"
 
