@@ -147,6 +147,15 @@ int exit_code_for(const Status& status);
 
 // Writes "netsem: <message>\n" to stderr.
 void print_error(std::string_view message);
+// "1 permit", "2 permits".
+std::string counted(std::uint64_t n, std::string_view one, std::string_view many);
+// Columns in a terminal: code points, not bytes, of UTF-8 `text`.
+std::size_t display_width(std::string_view text);
+// An aligned table, two spaces between columns, the last column unpadded;
+// rows.front() is the header.
+std::string aligned_table(const std::vector<std::vector<std::string>>& rows);
+// "[\n {...},\n {...}\n]\n", or "[]\n": `objects` are JSON objects.
+std::string json_array(const std::vector<std::string>& objects);
 // Writes `text` to stdout as it is (the commands' results).
 void print(const std::string& text);
 // `text` as a JSON string literal, quotes included: `"` and `\` escaped,

@@ -33,11 +33,6 @@ Result<ClientOptions> from_file_then_environment(const std::string& file) {
   return options;
 }
 
-// "1 permit", "2 permits".
-std::string counted(std::uint64_t n, std::string_view one, std::string_view many) {
-  return std::to_string(n) + " " + std::string(n == 1 ? one : many);
-}
-
 }  // namespace
 
 std::string exit_code_help(std::string_view subcommand) {
@@ -149,6 +144,39 @@ int exit_code_for(const Status& status) {
     default:
       return kExitFailed;
   }
+}
+
+std::string counted(std::uint64_t n, std::string_view one, std::string_view many) {
+  return std::to_string(n) + " " + std::string(n == 1 ? one : many);
+}
+
+std::size_t display_width(std::string_view text) {
+  std::size_t width = 0;
+  for (const unsigned char c : text) width += (c & 0xC0) != 0x80;
+  return width;
+}
+
+std::string aligned_table(const std::vector<std::vector<std::string>>& rows) {
+  if (rows.empty()) return {};
+  std::vector<std::size_t> widths(rows.front().size(), 0);
+  for (const auto& row : rows) {
+    for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], display_width(row[i]));
+  }
+  std::string text;
+  for (const auto& row : rows) {
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      text += row[i];
+      if (i + 1 < row.size()) text.append(widths[i] - display_width(row[i]) + 2, ' ');
+    }
+    text += '\n';
+  }
+  return text;
+}
+
+std::string json_array(const std::vector<std::string>& objects) {
+  std::string text = "[";
+  for (std::size_t i = 0; i < objects.size(); ++i) text += (i ? ",\n " : "\n ") + objects[i];
+  return text + (objects.empty() ? "]\n" : "\n]\n");
 }
 
 void print(const std::string& text) {

@@ -23,32 +23,13 @@ std::string json_object(const SemaphoreInfo& info) {
          ",\"holders\":" + std::to_string(info.holders) + ",\"waiters\":" + std::to_string(info.waiters) + "}";
 }
 
-// Columns line up in a terminal when widths count code points, not bytes.
-std::size_t display_width(std::string_view text) {
-  std::size_t width = 0;
-  for (const unsigned char c : text) width += (c & 0xC0) != 0x80;
-  return width;
-}
-
 std::string table(const std::vector<SemaphoreInfo>& items) {
   std::vector<std::vector<std::string>> rows = {{"NAME", "KIND", "VALUE/MAX", "HOLDERS", "WAITERS"}};
   for (const auto& info : items) {
     rows.push_back({info.name, info.kind, std::to_string(info.value) + "/" + std::to_string(info.max),
                     std::to_string(info.holders), std::to_string(info.waiters)});
   }
-  std::vector<std::size_t> widths(rows.front().size(), 0);
-  for (const auto& row : rows) {
-    for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], display_width(row[i]));
-  }
-  std::string text;
-  for (const auto& row : rows) {
-    for (std::size_t i = 0; i < row.size(); ++i) {
-      text += row[i];
-      if (i + 1 < row.size()) text.append(widths[i] - display_width(row[i]) + 2, ' ');
-    }
-    text += '\n';
-  }
-  return text;
+  return aligned_table(rows);
 }
 
 }  // namespace

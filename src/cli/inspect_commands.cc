@@ -46,41 +46,6 @@ std::string duration_text(milliseconds duration) {
 }
 
 // Columns line up in a terminal when widths count code points, not bytes.
-std::size_t display_width(std::string_view text) {
-  std::size_t width = 0;
-  for (const unsigned char c : text) width += (c & 0xC0) != 0x80;
-  return width;
-}
-
-// An aligned table, two spaces between columns, the last column unpadded.
-std::string table(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<std::size_t> widths(rows.front().size(), 0);
-  for (const auto& row : rows) {
-    for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], display_width(row[i]));
-  }
-  std::string text;
-  for (const auto& row : rows) {
-    for (std::size_t i = 0; i < row.size(); ++i) {
-      text += row[i];
-      if (i + 1 < row.size()) text.append(widths[i] - display_width(row[i]) + 2, ' ');
-    }
-    text += '\n';
-  }
-  return text;
-}
-
-// "[\n {...},\n {...}\n]\n", or "[]\n".
-std::string json_array(const std::vector<std::string>& objects) {
-  std::string text = "[";
-  for (std::size_t i = 0; i < objects.size(); ++i) text += (i ? ",\n " : "\n ") + objects[i];
-  return text + (objects.empty() ? "]\n" : "\n]\n");
-}
-
-// "1 holder", "2 holders".
-std::string counted(std::size_t n, std::string_view one, std::string_view many) {
-  return std::to_string(n) + " " + std::string(n == 1 ? one : many);
-}
-
 struct NameOptions {
   std::string name;
   bool json = false;
@@ -110,7 +75,7 @@ int holders_command(const GlobalOptions& global, const NameOptions& options) {
       cells.push_back({std::to_string(row.session_id), std::to_string(row.count), std::to_string(row.fence),
                        duration_text(row.held), label_text(row.label)});
     }
-    text += table(cells);
+    text += aligned_table(cells);
   }
   print(text);
   return kExitOk;
@@ -140,7 +105,7 @@ int waiters_command(const GlobalOptions& global, const NameOptions& options) {
       cells.push_back({std::to_string(row.session_id), std::to_string(row.count), duration_text(row.waited),
                        row.timeout_left ? duration_text(*row.timeout_left) : "none", label_text(row.label)});
     }
-    text += table(cells);
+    text += aligned_table(cells);
   }
   print(text);
   return kExitOk;
@@ -175,7 +140,7 @@ int sessions_command(const GlobalOptions& global, bool json) {
                      std::to_string(row.pending), duration_text(row.age), duration_text(row.idle),
                      label_text(row.label)});
   }
-  text += table(cells);
+  text += aligned_table(cells);
   print(text);
   return kExitOk;
 }
@@ -256,7 +221,7 @@ int stats_command(const GlobalOptions& global, bool json) {
     }
     cells.push_back({field.name, value});
   }
-  text += table(cells);
+  text += aligned_table(cells);
   print(text);
   return kExitOk;
 }

@@ -25,29 +25,13 @@ std::string kind_of(const std::string& key) {
   return !key.empty() && key.front() == '$' ? "local" : "fallback";
 }
 
-std::string aligned(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<std::size_t> widths(rows.front().size(), 0);
-  for (const auto& row : rows) {
-    for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
-  }
-  std::string text;
-  for (const auto& row : rows) {
-    for (std::size_t i = 0; i < row.size(); ++i) {
-      text += row[i];
-      if (i + 1 < row.size()) text.append(widths[i] - row[i].size() + 2, ' ');
-    }
-    text += '\n';
-  }
-  return text;
-}
-
 std::string table(const std::vector<LocalRegistry::Listed>& items) {
   std::vector<std::vector<std::string>> rows = {{"NAME", "KIND", "LIMIT", "FREE", "HELD", "WAITING", "SEMID"}};
   for (const auto& item : items) {
     rows.push_back({item.key, kind_of(item.key), std::to_string(item.limit), std::to_string(item.value),
                     std::to_string(item.held), std::to_string(item.waiting), std::to_string(item.id)});
   }
-  return aligned(rows);
+  return aligned_table(rows);
 }
 
 std::string json_fields(const LocalRegistry::Listed& item) {
@@ -55,12 +39,6 @@ std::string json_fields(const LocalRegistry::Listed& item) {
          ",\"limit\":" + std::to_string(item.limit) + ",\"free\":" + std::to_string(item.value) +
          ",\"held\":" + std::to_string(item.held) + ",\"waiting\":" + std::to_string(item.waiting) +
          ",\"semid\":" + std::to_string(item.id);
-}
-
-std::string json_array(const std::vector<std::string>& objects) {
-  std::string text = "[";
-  for (std::size_t i = 0; i < objects.size(); ++i) text += (i ? ",\n " : "\n ") + objects[i];
-  return text + (objects.empty() ? "]\n" : "\n]\n");
 }
 
 // The registry of the client's configuration, or the exit code to return.
