@@ -27,6 +27,41 @@ extern char** environ;
 
 namespace netsem::testing {
 
+// What a netsem child is started with: `program` then `args`, and the test's
+// environment without NETSEM_* variables (nor those whose name `drop` lists,
+// e.g. "TERM="), then `env`. argv() and envp() point into the object's own
+// strings: keep it alive until the exec (it is neither copied nor moved).
+class ChildCommand {
+ public:
+  ChildCommand(std::string program, const std::vector<std::string>& args, const std::vector<std::string>& env,
+               const std::vector<std::string_view>& drop = {})
+      : argv_text_{std::move(program)} {
+    argv_text_.insert(argv_text_.end(), args.begin(), args.end());
+    for (char** entry = environ; *entry != nullptr; ++entry) {
+      const std::string_view text(*entry);
+      bool dropped = text.starts_with("NETSEM_");
+      for (const std::string_view prefix : drop) dropped = dropped || text.starts_with(prefix);
+      if (!dropped) env_text_.emplace_back(text);
+    }
+    env_text_.insert(env_text_.end(), env.begin(), env.end());
+    for (auto& arg : argv_text_) argv_.push_back(arg.data());
+    for (auto& entry : env_text_) envp_.push_back(entry.data());
+    argv_.push_back(nullptr);
+    envp_.push_back(nullptr);
+  }
+  ChildCommand(const ChildCommand&) = delete;
+  ChildCommand& operator=(const ChildCommand&) = delete;
+
+  char* const* argv() const { return argv_.data(); }
+  char* const* envp() const { return envp_.data(); }
+
+ private:
+  std::vector<std::string> argv_text_;
+  std::vector<std::string> env_text_;
+  std::vector<char*> argv_;
+  std::vector<char*> envp_;
+};
+
 struct NetsemRun {
   int exit_code = -1;  // the exit status, or 128+N when signal N ended netsem
   std::string out;
@@ -39,19 +74,7 @@ inline std::ostream& operator<<(std::ostream& os, const NetsemRun& run) {
 
 inline NetsemRun run_netsem(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
                             std::chrono::milliseconds timeout = std::chrono::seconds(8)) {
-  std::vector<std::string> argv_text = {NETSEM_CLI_PATH};
-  argv_text.insert(argv_text.end(), args.begin(), args.end());
-  std::vector<std::string> env_text;
-  for (char** entry = environ; *entry != nullptr; ++entry) {
-    if (std::string_view(*entry).rfind("NETSEM_", 0) != 0) env_text.emplace_back(*entry);
-  }
-  env_text.insert(env_text.end(), env.begin(), env.end());
-  std::vector<char*> argv;
-  std::vector<char*> envp;
-  for (auto& arg : argv_text) argv.push_back(arg.data());
-  for (auto& entry : env_text) envp.push_back(entry.data());
-  argv.push_back(nullptr);
-  envp.push_back(nullptr);
+  const ChildCommand command(NETSEM_CLI_PATH, args, env);
 
   int out[2];
   int err[2];
@@ -65,7 +88,7 @@ inline NetsemRun run_netsem(const std::vector<std::string>& args, const std::vec
     ::dup2(null, STDIN_FILENO);
     ::dup2(out[1], STDOUT_FILENO);
     ::dup2(err[1], STDERR_FILENO);
-    ::execve(argv[0], argv.data(), envp.data());
+    ::execve(command.argv()[0], command.argv(), command.envp());
     ::_exit(126);
   }
   ::close(out[1]);

@@ -29,16 +29,11 @@
 #include <thread>
 #include <vector>
 
+#include "cli_runner.h"
 #include "netsemd_harness.h"
 #include "protocol/requests.h"
 #include "support/request_lines.h"
 #include "tcp_proxy.h"
-
-#ifndef NETSEM_CLI_PATH
-#error "NETSEM_CLI_PATH must name the netsem binary"
-#endif
-
-extern char** environ;
 
 namespace netsem::testing {
 namespace {
@@ -66,19 +61,7 @@ class Cli {
  public:
   explicit Cli(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
                const char* program = NETSEM_CLI_PATH) {
-    std::vector<std::string> argv_text = {program};
-    argv_text.insert(argv_text.end(), args.begin(), args.end());
-    std::vector<std::string> env_text;
-    for (char** entry = environ; *entry != nullptr; ++entry) {
-      if (std::string_view(*entry).rfind("NETSEM_", 0) != 0) env_text.emplace_back(*entry);
-    }
-    env_text.insert(env_text.end(), env.begin(), env.end());
-    std::vector<char*> argv;
-    std::vector<char*> envp;
-    for (auto& arg : argv_text) argv.push_back(arg.data());
-    for (auto& entry : env_text) envp.push_back(entry.data());
-    argv.push_back(nullptr);
-    envp.push_back(nullptr);
+    const ChildCommand command(program, args, env);
 
     int out[2];
     int err[2];
@@ -95,7 +78,7 @@ class Cli {
       ::dup2(out[1], STDOUT_FILENO);
       ::dup2(err[1], STDERR_FILENO);
       ::close_range(3, ~0U, 0);
-      ::execve(argv[0], argv.data(), envp.data());
+      ::execve(command.argv()[0], command.argv(), command.envp());
       ::_exit(126);
     }
     ::close(out[1]);

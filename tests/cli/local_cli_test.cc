@@ -48,19 +48,7 @@ class Background {
   Background(const std::vector<std::string>& args, const std::vector<std::string>& env,
              const std::filesystem::path& out)
       : out_(out) {
-    std::vector<std::string> argv_text = {NETSEM_CLI_PATH};
-    argv_text.insert(argv_text.end(), args.begin(), args.end());
-    std::vector<std::string> env_text;
-    for (char** entry = environ; *entry != nullptr; ++entry) {
-      if (std::string_view(*entry).rfind("NETSEM_", 0) != 0) env_text.emplace_back(*entry);
-    }
-    env_text.insert(env_text.end(), env.begin(), env.end());
-    std::vector<char*> argv;
-    std::vector<char*> envp;
-    for (auto& arg : argv_text) argv.push_back(arg.data());
-    for (auto& entry : env_text) envp.push_back(entry.data());
-    argv.push_back(nullptr);
-    envp.push_back(nullptr);
+    const ChildCommand command(NETSEM_CLI_PATH, args, env);
     const pid_t parent = ::getpid();
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -71,7 +59,7 @@ class Background {
       ::dup2(null, STDIN_FILENO);
       ::dup2(fd, STDOUT_FILENO);
       ::dup2(fd, STDERR_FILENO);
-      ::execve(argv[0], argv.data(), envp.data());
+      ::execve(command.argv()[0], command.argv(), command.envp());
       ::_exit(126);
     }
   }

@@ -49,19 +49,7 @@ class WaitFeedbackCli : public ::testing::Test {
 class OnTerminal {
  public:
   OnTerminal(const std::vector<std::string>& args, const std::string& env_entry) {
-    std::vector<std::string> argv_text = {NETSEM_CLI_PATH};
-    argv_text.insert(argv_text.end(), args.begin(), args.end());
-    std::vector<std::string> env_text = {env_entry, "TERM=xterm"};
-    for (char** entry = environ; *entry != nullptr; ++entry) {
-      const std::string_view text(*entry);
-      if (!text.starts_with("NETSEM_") && !text.starts_with("TERM=")) env_text.emplace_back(text);
-    }
-    std::vector<char*> argv;
-    std::vector<char*> envp;
-    for (auto& arg : argv_text) argv.push_back(arg.data());
-    for (auto& entry : env_text) envp.push_back(entry.data());
-    argv.push_back(nullptr);
-    envp.push_back(nullptr);
+    const ChildCommand command(NETSEM_CLI_PATH, args, {env_entry, "TERM=xterm"}, {"TERM="});
     winsize size{};
     size.ws_col = 200;
     size.ws_row = 24;
@@ -70,7 +58,7 @@ class OnTerminal {
     if (pid_ == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != parent) ::_exit(126);
-      ::execve(argv[0], argv.data(), envp.data());
+      ::execve(command.argv()[0], command.argv(), command.envp());
       ::_exit(126);
     }
     EXPECT_GT(pid_, 0);
