@@ -16,6 +16,7 @@ packages=(
   netcat-openbsd                    # nc, to talk to the server by hand
   redis-server                      # Redis: the peer in the benchmark comparison, and its smoke test
   python3                           # bench/compare_report.py, the comparison's report (and its smoke test)
+  prometheus                        # promtool checks GET /metrics; a real Prometheus scrapes netsemd in tests/metrics
 )
 missing=()
 for package in "${packages[@]}"; do

@@ -2,8 +2,9 @@
 // names a figure, gives its type, unit and help text, and reads it from a
 // Snapshot. STATS, the status file's header and docs/protocol.md's "STATS
 // fields" table all come from these rows (a test checks the docs against
-// them), and so will a Prometheus /metrics exposition: a field `x` is the
-// metric `netsem_x` of the same type, with the help text as HELP.
+// them), and so does the Prometheus exposition of GET /metrics: a field `x`
+// is the metric `netsem_x` of the same type in base units (render.h,
+// prometheus_name), with the help text as HELP.
 //
 // How to add a figure (redis's blocked.c style: these are all the steps):
 //   1. The counter: a std::uint64_t (or a Histogram) member in the counters

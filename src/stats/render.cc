@@ -43,12 +43,12 @@ void append_escaped(std::string& out, std::string_view text, bool label) {
 }
 
 void append_sample(std::string& out, std::string_view metric, std::string_view suffix, std::string_view labels,
-                   std::uint64_t value) {
+                   std::string_view value) {
   out += metric;
   out += suffix;
   out += labels;
   out += ' ';
-  out += std::to_string(value);
+  out += value;
   out += '\n';
 }
 
@@ -74,10 +74,49 @@ std::string to_json(const Snapshot& snapshot) {
   return json.dump();
 }
 
+PrometheusName prometheus_name(const Field& field) {
+  std::string_view base = field.name;
+  int decimals = -1;
+  std::string_view suffix;
+  if (field.unit == "us") {
+    decimals = 6, suffix = "_us";
+  } else if (field.unit == "ms") {
+    decimals = 3, suffix = "_ms";
+  } else if (field.unit == "s") {
+    decimals = 0, suffix = "_s";
+  }
+  std::string metric = "netsem_";
+  if (decimals >= 0) {
+    if (base.ends_with(suffix)) base.remove_suffix(suffix.size());
+    metric += base;
+    metric += "_seconds";
+  } else {
+    metric += base;
+    decimals = 0;
+  }
+  if (field.type == FieldType::kCounter && !metric.ends_with("_total")) metric += "_total";
+  return {std::move(metric), decimals};
+}
+
+std::string scaled_decimal(std::uint64_t value, int decimals) {
+  std::string digits = std::to_string(value);
+  if (decimals <= 0) return digits;
+  const auto places = static_cast<std::size_t>(decimals);
+  if (digits.size() <= places) digits.insert(0, places + 1 - digits.size(), '0');
+  digits.insert(digits.size() - places, 1, '.');
+  while (digits.back() == '0') digits.pop_back();
+  if (digits.back() == '.') digits.pop_back();
+  return digits;
+}
+
+void append_label_value(std::string& out, std::string_view value) {
+  append_escaped(out, value, true);
+}
+
 std::string to_prometheus(const Snapshot& snapshot) {
   std::string out;
   for (const Field& field : fields()) {
-    const std::string metric = "netsem_" + std::string(field.name);
+    const auto [metric, decimals] = prometheus_name(field);
     out += "# HELP " + metric + ' ';
     append_escaped(out, field.help, false);
     out += "\n# TYPE " + metric + ' ';
@@ -86,25 +125,26 @@ std::string to_prometheus(const Snapshot& snapshot) {
     switch (field.type) {
       case FieldType::kCounter:
       case FieldType::kGauge:
-        append_sample(out, metric, "", "", field.number(snapshot));
+        append_sample(out, metric, "", "", scaled_decimal(field.number(snapshot), decimals));
         break;
       case FieldType::kHistogram: {
         const Histogram& histogram = field.histogram(snapshot);
         std::uint64_t cumulative = 0;
         for (std::size_t i = 0; i < Histogram::kBounds; ++i) {
           cumulative += histogram.bucket(i);
-          append_sample(out, metric, "_bucket", "{le=\"" + std::to_string(Histogram::bound(i)) + "\"}", cumulative);
+          append_sample(out, metric, "_bucket", "{le=\"" + scaled_decimal(Histogram::bound(i), decimals) + "\"}",
+                        std::to_string(cumulative));
         }
-        append_sample(out, metric, "_bucket", "{le=\"+Inf\"}", histogram.count());
-        append_sample(out, metric, "_sum", "", histogram.sum());
-        append_sample(out, metric, "_count", "", histogram.count());
+        append_sample(out, metric, "_bucket", "{le=\"+Inf\"}", std::to_string(histogram.count()));
+        append_sample(out, metric, "_sum", "", scaled_decimal(histogram.sum(), decimals));
+        append_sample(out, metric, "_count", "", std::to_string(histogram.count()));
         break;
       }
       case FieldType::kText: {
         std::string labels = "{" + std::string(field.name) + "=\"";
         append_escaped(labels, field.text(snapshot), true);
         labels += "\"}";
-        append_sample(out, metric, "", labels, 1);
+        append_sample(out, metric, "", labels, "1");
         break;
       }
     }

@@ -1,7 +1,7 @@
 // Writing a Snapshot out, every format driven by the field table
 // (stats/fields.h), so that no format can name or order a field differently:
 // the one-line JSON of STATS (and of the status file's header), the
-// Prometheus text exposition (for the /metrics listener to come), and the
+// Prometheus text exposition (GET /metrics), and the
 // Markdown table of docs/protocol.md.
 //
 // JSON shapes: a counter or gauge is an integer, a text field a string, a
@@ -16,8 +16,11 @@
 // Thread safety: pure functions.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <string_view>
 
+#include "stats/fields.h"
 #include "stats/stats.h"
 
 namespace netsem::stats {
@@ -25,11 +28,33 @@ namespace netsem::stats {
 // The STATS object: {"sessions":3,...}, one line, fields in table order.
 std::string to_json(const Snapshot& snapshot);
 
+// How field `x` is named and scaled in the Prometheus exposition, by the
+// conventions `promtool check metrics` holds a server to: `netsem_x` in base
+// units (a field in "us", "ms" or "s" loses that suffix for `_seconds`, its
+// values divided by 10^6, 10^3 or 1), and a counter ends in `_total`:
+// wait_us -> netsem_wait_seconds, grants -> netsem_grants_total,
+// uptime_s -> netsem_uptime_seconds, output_bytes -> netsem_output_bytes.
+struct PrometheusName {
+  std::string metric;
+  int decimals = 0;  // the field's values are divided by 10^decimals
+};
+PrometheusName prometheus_name(const Field& field);
+
+// `value / 10^decimals` written exactly in decimal, with no trailing zero
+// and no exponent: (1500, 3) -> "1.5", (2, 6) -> "0.000002", (7, 0) -> "7".
+// REQUIRES: 0 <= decimals <= 18.
+std::string scaled_decimal(std::uint64_t value, int decimals);
+
 // The Prometheus text exposition (format 0.0.4): for each field a `# HELP`
-// and a `# TYPE` line, then its samples; field `x` is metric `netsem_x`. A
+// and a `# TYPE` line, then its samples, named by prometheus_name(). A
 // histogram has every bucket (`_bucket{le="..."}`, cumulative, `+Inf`
 // last), `_sum` and `_count`; a text field is a gauge `netsem_x{x="..."} 1`.
+// The per-name series of /metrics are stats/name_metrics.h's.
 std::string to_prometheus(const Snapshot& snapshot);
+
+// A label value as the exposition format writes it between quotes: a
+// backslash, a double quote and a line feed escaped (`\\`, `\"`, `\n`).
+void append_label_value(std::string& out, std::string_view value);
 
 // The table of docs/protocol.md's "STATS fields" section: a header row, the
 // separator, then `| `name` | type | unit | help |` per field ("-" for no unit).

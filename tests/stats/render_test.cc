@@ -13,6 +13,7 @@
 
 #include "netsem/version.h"
 #include "stats/fields.h"
+#include "stats/promtool.h"
 
 namespace netsem::stats {
 namespace {
@@ -119,8 +120,9 @@ TEST(Prometheus, EveryFieldIsAMetricWithHelpTypeAndSamples) {
   Snapshot snapshot = numbered();
   snapshot.journal.fsync_us = Histogram{};
   for (const std::uint64_t v : {2, 2, 1000}) snapshot.journal.fsync_us.observe(v);
+  snapshot.gauges.session_timeout_ms = 15500;
   const std::string text = to_prometheus(snapshot);
-  static const std::regex kSample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([0-9]+)$)");
+  static const std::regex kSample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([0-9]+(\.[0-9]+)?)$)");
   std::istringstream lines(text);
   std::vector<std::string> helped;
   for (std::string line; std::getline(lines, line);) {
@@ -132,22 +134,76 @@ TEST(Prometheus, EveryFieldIsAMetricWithHelpTypeAndSamples) {
     EXPECT_TRUE(std::regex_match(line, kSample)) << line;
   }
   ASSERT_EQ(helped.size(), fields().size());
-  for (std::size_t i = 0; i < helped.size(); ++i) EXPECT_EQ(helped[i], "netsem_" + std::string(fields()[i].name));
+  for (std::size_t i = 0; i < helped.size(); ++i) EXPECT_EQ(helped[i], prometheus_name(fields()[i]).metric);
 
-  EXPECT_NE(text.find("# TYPE netsem_grants counter\nnetsem_grants " + std::to_string(snapshot.table.grants) + "\n"),
+  EXPECT_NE(text.find("# TYPE netsem_grants_total counter\nnetsem_grants_total " +
+                      std::to_string(snapshot.table.grants) + "\n"),
             std::string::npos);
   EXPECT_NE(text.find("# TYPE netsem_sessions gauge\nnetsem_sessions " + std::to_string(snapshot.gauges.sessions)),
             std::string::npos);
   EXPECT_NE(text.find("# TYPE netsem_version gauge\nnetsem_version{version=\"" + std::string(kVersion) + "\"} 1\n"),
             std::string::npos);
-  EXPECT_NE(text.find("# TYPE netsem_journal_fsync_us histogram\nnetsem_journal_fsync_us_bucket{le=\"1\"} 0\n"
-                      "netsem_journal_fsync_us_bucket{le=\"2\"} 2\nnetsem_journal_fsync_us_bucket{le=\"4\"} 2\n"),
+  EXPECT_NE(text.find("# TYPE netsem_session_timeout_seconds gauge\nnetsem_session_timeout_seconds 15.5\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("# TYPE netsem_journal_fsync_seconds histogram\n"
+                      "netsem_journal_fsync_seconds_bucket{le=\"0.000001\"} 0\n"
+                      "netsem_journal_fsync_seconds_bucket{le=\"0.000002\"} 2\n"
+                      "netsem_journal_fsync_seconds_bucket{le=\"0.000004\"} 2\n"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("netsem_journal_fsync_us_bucket{le=\"1024\"} 3\n"), std::string::npos);
-  EXPECT_NE(text.find("netsem_journal_fsync_us_bucket{le=\"+Inf\"} 3\nnetsem_journal_fsync_us_sum "
-                      "1004\nnetsem_journal_fsync_us_count 3\n"),
+  EXPECT_NE(text.find("netsem_journal_fsync_seconds_bucket{le=\"0.001024\"} 3\n"), std::string::npos);
+  EXPECT_NE(text.find("netsem_journal_fsync_seconds_bucket{le=\"549755.813888\"} 3\n"
+                      "netsem_journal_fsync_seconds_bucket{le=\"+Inf\"} 3\nnetsem_journal_fsync_seconds_sum "
+                      "0.001004\nnetsem_journal_fsync_seconds_count 3\n"),
             std::string::npos);
+}
+
+// Prometheus's conventions, which promtool's lint enforces: base units
+// (seconds) and counters ending in _total.
+TEST(Prometheus, NamesAreInBaseUnitsAndCountersEndInTotal) {
+  const auto name = [](std::string_view field) { return prometheus_name(*find_field(field)); };
+  EXPECT_EQ(name("grants").metric, "netsem_grants_total");
+  EXPECT_EQ(name("connections_total").metric, "netsem_connections_total");
+  EXPECT_EQ(name("uptime_s").metric, "netsem_uptime_seconds");
+  EXPECT_EQ(name("uptime_s").decimals, 0);
+  EXPECT_EQ(name("lease_wait_ms").metric, "netsem_lease_wait_seconds");
+  EXPECT_EQ(name("lease_wait_ms").decimals, 3);
+  EXPECT_EQ(name("wait_us").metric, "netsem_wait_seconds");
+  EXPECT_EQ(name("wait_us").decimals, 6);
+  EXPECT_EQ(name("output_bytes").metric, "netsem_output_bytes");
+  EXPECT_EQ(name("version").metric, "netsem_version");
+}
+
+TEST(Prometheus, ScaledDecimalsAreExact) {
+  EXPECT_EQ(scaled_decimal(0, 0), "0");
+  EXPECT_EQ(scaled_decimal(0, 6), "0");
+  EXPECT_EQ(scaled_decimal(7, 0), "7");
+  EXPECT_EQ(scaled_decimal(1500, 3), "1.5");
+  EXPECT_EQ(scaled_decimal(2000, 3), "2");
+  EXPECT_EQ(scaled_decimal(2, 6), "0.000002");
+  EXPECT_EQ(scaled_decimal(1234567, 6), "1.234567");
+  EXPECT_EQ(scaled_decimal(~std::uint64_t{0}, 6), "18446744073709.551615");
+}
+
+TEST(Prometheus, LabelValuesEscapeBackslashQuoteAndLineFeed) {
+  std::string out;
+  append_label_value(out, "a\\b\"c\nd\te");
+  EXPECT_EQ(out, "a\\\\b\\\"c\\nd\te");
+}
+
+// The exposition passes Prometheus's own checker, lint included, with every
+// number at its smallest and at its largest.
+TEST(Prometheus, PassesPromtoolCheckMetrics) {
+  const std::string promtool = testing::find_program("promtool");
+  if (promtool.empty()) GTEST_SKIP() << "promtool is not installed (Debian: prometheus; scripts/install-deps.sh)";
+  Snapshot largest;
+  std::uint64_t words[sizeof(Snapshot) / sizeof(std::uint64_t)];
+  for (auto& word : words) word = ~std::uint64_t{0} >> 12;
+  std::memcpy(&largest, words, sizeof(Snapshot));
+  for (const Snapshot& snapshot : {Snapshot{}, numbered(), largest}) {
+    const auto result = testing::check_metrics(promtool, to_prometheus(snapshot));
+    EXPECT_EQ(result.exit_code, 0) << result.output;
+  }
 }
 
 }  // namespace
