@@ -17,6 +17,7 @@ packages=(
   redis-server                      # Redis: the peer in the benchmark comparison, and its smoke test
   python3                           # bench/compare_report.py, the comparison's report (and its smoke test)
   prometheus                        # promtool checks GET /metrics; a real Prometheus scrapes netsemd in tests/metrics
+  systemd                           # systemd-analyze: tests/ops checks etc/systemd/netsemd.service
 )
 missing=()
 for package in "${packages[@]}"; do

@@ -103,6 +103,7 @@ int main(int argc, char** argv) {
   std::string config_file;
   std::string bind_address;
   std::string port;
+  std::string data_dir;
   bool check_config = false;
   bool repair = false;
   bool show_version = false;
@@ -110,6 +111,8 @@ int main(int argc, char** argv) {
                  "configuration file (INI, or an ACE configuration); default: embedded defaults");
   app.add_option("--bind", bind_address, "address to listen on (overrides bind_address)");
   app.add_option("--port", port, "port to listen on, 0 for any free port (overrides bind_port)");
+  app.add_option("--data-dir", data_dir,
+                 "directory of the journal, the run file and the status file (overrides data_dir and stats_dir)");
   app.add_flag("--repair", repair,
                "start even though the data directory is damaged: cut the journal at mid-journal damage, accept a "
                "journal shorter than the fences file proves, restart fences above the wall clock when the fences "
@@ -138,13 +141,19 @@ int main(int argc, char** argv) {
     return kExitBadConfig;
   }
   ServerConfig config = std::move(*loaded);
-  // The flags follow the same rules as the options they override.
-  for (const auto& [option, value] : {std::pair{"bind_address", bind_address}, std::pair{"bind_port", port}}) {
-    if (value.empty()) continue;
-    const auto* spec = netsem::server::find_server_option(option);
-    if (auto status = spec->apply(*spec, value, config); !status) {
-      std::fprintf(stderr, "netsemd: --%s: %s\n", option == std::string_view("bind_port") ? "port" : "bind",
-                   status.message().c_str());
+  // The flags follow the same rules as the options they override, and
+  // override the file: --data-dir puts all of a server's files in one place.
+  struct Override {
+    const char* flag;
+    const char* option;
+    const std::string& value;
+  };
+  for (const Override& o : {Override{"bind", "bind_address", bind_address}, Override{"port", "bind_port", port},
+                            Override{"data-dir", "data_dir", data_dir}, Override{"data-dir", "stats_dir", data_dir}}) {
+    if (app.count(std::string("--") + o.flag) == 0) continue;  // given empty: the option's error
+    const auto* spec = netsem::server::find_server_option(o.option);
+    if (auto status = spec->apply(*spec, o.value, config); !status) {
+      std::fprintf(stderr, "netsemd: --%s: %s\n", o.flag, status.message().c_str());
       return kExitBadConfig;
     }
   }
