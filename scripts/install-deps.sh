@@ -9,6 +9,7 @@ packages=(
   libspdlog-dev libfmt-dev          # spdlog (with fmt): logging
   zlib1g-dev                        # zlib's crc32: checksums of journal records
   nlohmann-json3-dev                # nlohmann-json: the STATS line's JSON (src/stats)
+  libmicrohttpd-dev                 # GNU libmicrohttpd: netsemd's HTTP listener (src/http; docs/operations.md)
   libgtest-dev libgmock-dev         # GoogleTest: unit and integration tests
   libbenchmark-dev                  # Google Benchmark: micro-benchmarks
   clang libclang-rt-14-dev          # clang + libFuzzer runtime: the fuzz targets

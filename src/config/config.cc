@@ -125,6 +125,21 @@ Status apply_bind_address(const OptionSpec&, std::string_view value, ServerConfi
   return Status::ok();
 }
 
+Status apply_http_enabled(const OptionSpec& spec, std::string_view value, ServerConfig& config) {
+  auto word = pick_choice(spec, value);
+  if (!word) return word.status();
+  config.http_enabled = *word == "on";
+  return Status::ok();
+}
+
+Status apply_http_address(const OptionSpec& spec, std::string_view value, ServerConfig& config) {
+  // The same rules as bind_address, into http_address.
+  ServerConfig parsed;
+  if (auto status = apply_bind_address(spec, value, parsed); !status) return status;
+  config.http_address = std::move(parsed.bind_address);
+  return Status::ok();
+}
+
 Status apply_allowed_networks(const OptionSpec&, std::string_view value, ServerConfig& config) {
   auto list = AllowList::parse(value);
   if (!list) return list.status();
@@ -285,6 +300,32 @@ std::vector<OptionSpec> make_server_options() {
        .help = "The least severe messages written to the log (stderr).",
        .apply = apply_log_level,
        .show = [](const C& c) { return c.log_level; }},
+      {.name = "http_enabled",
+       .type = "choice",
+       .default_text = "on",
+       .bounds = "on, off",
+       .help = "Whether netsemd serves HTTP (health, the JSON API, /metrics and the web page; docs/operations.md) "
+               "on http_address and http_port, on threads of its own. Peers outside allowed_networks are refused.",
+       .apply = apply_http_enabled,
+       .show = [](const C& c) { return std::string(c.http_enabled ? "on" : "off"); }},
+      {.name = "http_address",
+       .type = "address",
+       .default_text = "127.0.0.1",
+       .bounds = "IPv4 or IPv6, no host name",
+       .help = "Address of the HTTP listener; 0.0.0.0 or :: for every interface.",
+       .apply = apply_http_address,
+       .show = [](const C& c) { return c.http_address; }},
+      {.name = "http_port",
+       .type = "integer",
+       .default_text = "53560",
+       .bounds = "0..65535 (0: any free port)",
+       .help = "TCP port of the HTTP listener. 0 lets the system pick a free port, which the log line `HTTP on "
+               "http://ADDRESS:PORT/` names. When the port cannot be bound, netsemd logs an "
+               "error and serves the protocol without HTTP.",
+       .min = 0,
+       .max = 65535,
+       .apply = apply_integer<&C::http_port>,
+       .show = show_integer<&C::http_port>},
   };
 }
 

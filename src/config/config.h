@@ -50,6 +50,10 @@ struct ServerConfig {
   std::size_t max_semaphores = 1000000;
   std::uint64_t max_output_bytes = 64 << 20;  // all sessions' unwritten answers
   std::string log_level = "info";             // trace debug info warning error
+  // The HTTP listener (docs/operations.md): health, JSON API, metrics, web page.
+  bool http_enabled = true;
+  std::string http_address = "127.0.0.1";
+  std::uint16_t http_port = 53560;  // 0: the OS picks a free port (tests)
   // The defined semaphores: [semaphores] (or ACE's semaphore_<name> keys) in
   // file order, names decoded and valid, limits 1..2^31-1, no name twice.
   std::vector<std::pair<std::string, std::int64_t>> semaphores;

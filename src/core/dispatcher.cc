@@ -314,6 +314,15 @@ void Dispatcher::kick(SessionState& session, std::string_view tag) {
                  "kicked by session " + std::to_string(session.id) + " (" + session.peer + ")");
 }
 
+bool Dispatcher::kick_session(SessionId id, std::string_view reason) {
+  const auto found = sessions_.find(id);
+  if (found == sessions_.end()) return false;
+  SessionState& target = *found->second;
+  spdlog::info("session {} ({}) {}", target.id, target.peer, reason);
+  end_with_error(target, stats::EndCause::kKicked, ErrorCode::kKicked, reason);
+  return true;
+}
+
 void Dispatcher::handle_take(SessionState& session, TakeMode mode) {
   TakeRequest take;
   take.session = session.id;

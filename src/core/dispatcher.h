@@ -149,6 +149,16 @@ class Dispatcher {
   void end_session(SessionState& session, stats::EndCause cause);
   // The open sessions, by id (protocol 1.1: SESSIONS, KICK).
   const std::unordered_map<SessionId, SessionState*>& sessions() const { return sessions_; }
+  // The same sessions in id order (a page of them resumes in O(log n)).
+  const std::map<SessionId, const SessionState*>& sessions_by_id() const { return sessions_by_id_; }
+  // The label a listing shows for an open session: its HELLO label, "ace"
+  // for an ACE session, "" for none.
+  std::string_view label_of(SessionId id) const;
+  // Ends session `id` as KICK does (its permits go back, a v1 peer is told
+  // `* ERR KICKED <reason>`), for an administrator outside the protocol (the
+  // HTTP API, which checks the right itself). False when no such session is
+  // open. The caller ends the turn (the answers it made are written then).
+  bool kick_session(SessionId id, std::string_view reason);
   // The server is stopping: from now on end_session() only forgets a
   // session; it gives nothing back to the table, so no queued request is
   // granted while the sessions are told SHUTDOWN one after another (a
@@ -258,9 +268,6 @@ class Dispatcher {
   // true when more remain.
   bool produce_rows(SessionState& session, std::size_t stop_at);
   void kick(SessionState& session, std::string_view tag);
-  // The label a row shows for an open session: its HELLO label, "ace" for
-  // an ACE session (empty, shown as `-`, for none).
-  std::string_view label_of(SessionId id) const;
   // Hands the completions the table appended to their sessions.
   void deliver_completions();
   void deliver(SessionState& session, const Completion& completion);

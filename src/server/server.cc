@@ -159,11 +159,16 @@ Server::Server(asio::io_context& io, ServerConfig config, std::filesystem::path 
       sync_timer_(io),
       accept_retry_timer_(io),
       journal_retry_timer_(io),
-      log_report_timer_(io) {
+      log_report_timer_(io),
+      publish_timer_(io) {
   peer_logs_.set_on_logged([this] { arm_log_report_timer(); });
 }
 
-Server::~Server() = default;
+Server::~Server() {
+  // The HTTP threads first: their handlers may wait on the loop jobs.
+  if (loop_jobs_) loop_jobs_->close();
+  if (http_) http_->stop();
+}
 
 Status Server::start() {
   started_ = std::chrono::steady_clock::now();
@@ -255,7 +260,55 @@ Status Server::start() {
   write_status_file();
   arm_status_timer();
   arm_sync_timer();
+  if (auto status = start_http(); !status) return status;
   return Status::ok();
+}
+
+Status Server::start_http() {
+  // The queue bound: HTTP requests waiting for the loop beyond it are 503.
+  constexpr std::size_t kMaxLoopQueries = 64;
+  loop_jobs_ = std::make_unique<LoopJobs>(io_, kMaxLoopQueries, [this] { end_turn(); });
+  if (auto status = loop_jobs_->start(); !status) return status;
+  const auto started_wall =
+      wall_clock_ms() -
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
+  http_backend_ = std::make_unique<HttpBackend>(*loop_jobs_, *table_, *dispatcher_, started_wall);
+  http_backend_->set_access(config_.allowed_networks, config_.admin_networks);
+  publish_figures();
+  arm_publish_timer();
+  http_backend_->set_readiness(api::Readiness::kReady);
+  if (!config_.http_enabled) {
+    spdlog::info("HTTP off (http_enabled = off)");
+    return Status::ok();
+  }
+  HttpBackend& backend = *http_backend_;
+  auto listener = http::Listener::start(
+      config_.http_address, config_.http_port, http::Limits{},
+      [&backend](const api::Request& request) { return api::route(request, backend); },
+      [&backend](const std::array<std::uint8_t, 16>& peer) { return backend.admits(peer); });
+  if (!listener) {
+    if (listener.status().code() == StatusCode::kInvalidArgument) return listener.status();
+    spdlog::error("{}; serving the protocol without HTTP", listener.status().message());
+    return Status::ok();
+  }
+  http_ = std::move(*listener);
+  const bool v6 = config_.http_address.find(':') != std::string::npos;
+  spdlog::info("HTTP on http://{}{}{}:{}/ (web page, /metrics, /api/v1; allowed {})", v6 ? "[" : "",
+               config_.http_address, v6 ? "]" : "", http_->port(), config_.allowed_networks_text);
+  return Status::ok();
+}
+
+void Server::publish_figures() {
+  if (http_backend_ && dispatcher_) http_backend_->publish(dispatcher_->stats_snapshot(), wall_clock_ms());
+}
+
+void Server::arm_publish_timer() {
+  publish_timer_.expires_after(std::chrono::seconds(1));
+  publish_timer_.async_wait([this](const std::error_code& error) {
+    if (error || stopping_) return;
+    publish_figures();
+    arm_publish_timer();
+  });
 }
 
 Status Server::start_lease_wait(const journal_format::RunRecord& previous) {
@@ -451,6 +504,12 @@ void Server::wait_signals() {
 void Server::stop() {
   if (stopping_) return;
   stopping_ = true;
+  // HTTP first: handlers waiting for a loop query are answered 503 now (the
+  // loop will run no more of them), then the listener's threads are joined.
+  if (http_backend_) http_backend_->set_readiness(api::Readiness::kStopping);
+  if (loop_jobs_) loop_jobs_->close();
+  if (http_) http_->stop();
+  publish_timer_.cancel();
   std::error_code ignored;
   acceptor_.close(ignored);
   // Back to the default actions: a second SIGTERM or SIGINT during the
@@ -524,6 +583,7 @@ void Server::reload() {
   config_.allowed_networks_text = std::move(loaded->allowed_networks_text);
   config_.admin_networks = std::move(loaded->admin_networks);
   config_.admin_networks_text = std::move(loaded->admin_networks_text);
+  if (http_backend_) http_backend_->set_access(config_.allowed_networks, config_.admin_networks);
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began);
   spdlog::info("SIGHUP: reloaded {} defined semaphores, allowed {}, admin {} ({} ms)", config_.semaphores.size(),
                config_.allowed_networks_text, config_.admin_networks_text, took.count());

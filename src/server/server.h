@@ -33,9 +33,12 @@
 #include "config/config.h"
 #include "core/dispatcher.h"
 #include "core/peer_logs.h"
+#include "http/listener.h"
 #include "journal/file_journal.h"
 #include "net/ready_set.h"
 #include "netsem/status.h"
+#include "server/http_backend.h"
+#include "server/loop_jobs.h"
 #include "server/session_host.h"
 #include "table/semaphore_table.h"
 
@@ -64,6 +67,8 @@ class Server final : private JournalProgress, public SessionHost {
   Status start();
   // The port actually bound (useful with bind_port = 0).
   std::uint16_t port() const { return port_; }
+  // The HTTP listener's port; 0 when it is off or could not listen.
+  std::uint16_t http_port() const { return http_ ? http_->port() : 0; }
   // Begins a clean shutdown: stop accepting, tell v1 sessions, close them,
   // write the status file, flush the journal. The io_context then runs out.
   void stop();
@@ -127,6 +132,13 @@ class Server final : private JournalProgress, public SessionHost {
   // more since they were held.
   void release_held();
   void arm_log_report_timer();
+  // The HTTP side (docs/operations.md): the loop queries, the backend and
+  // the listener on threads of its own. A listener that cannot listen is
+  // logged, and the protocol is served without it.
+  Status start_http();
+  // Publishes the figures for the HTTP threads, once a second.
+  void publish_figures();
+  void arm_publish_timer();
   // The whole compaction in the event loop, when no child can be forked.
   void compact_in_loop();
 
@@ -145,7 +157,11 @@ class Server final : private JournalProgress, public SessionHost {
   asio::steady_timer sync_timer_;
   asio::steady_timer accept_retry_timer_;
   asio::steady_timer journal_retry_timer_;
-  asio::steady_timer log_report_timer_;  // writes suppressed counts when a flood stops
+  asio::steady_timer log_report_timer_;        // writes suppressed counts when a flood stops
+  asio::steady_timer publish_timer_;           // publishes the figures for HTTP
+  std::unique_ptr<LoopJobs> loop_jobs_;        // HTTP threads' queries; made by start_http()
+  std::unique_ptr<HttpBackend> http_backend_;  // made by start_http()
+  std::unique_ptr<http::Listener> http_;       // null when http_enabled is off or it could not listen
   bool log_report_armed_ = false;
   PeerLogs peer_logs_;
   std::uint64_t status_written_change_ = ~std::uint64_t{0};

@@ -1,0 +1,382 @@
+// The router (router.h): target parsing, the endpoint table, and the JSON of
+// each answer, built with nlohmann-json.
+#include "api/router.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <ctime>
+#include <map>
+
+#include "netsem/version.h"
+#include "protocol/names.h"
+#include "stats/render.h"
+
+namespace netsem::api {
+
+namespace {
+
+// Keys in the order written (the documented order), not sorted.
+using json = nlohmann::ordered_json;
+
+// Names and labels are valid UTF-8 by the protocol's rules; a created
+// semaphore of an older build may not be: replaced, never an exception.
+std::string dump(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Response json_response(int status, const json& value) {
+  Response response;
+  response.status = status;
+  response.body = dump(value);
+  response.headers.emplace_back("Cache-Control", "no-store");
+  return response;
+}
+
+Response method_not_allowed(std::string_view allow) {
+  Response response = error_response(405, "METHOD_NOT_ALLOWED", "use " + std::string(allow));
+  response.headers.emplace_back("Allow", std::string(allow));
+  return response;
+}
+
+Response from_status(const Status& status) {
+  if (status.code() == StatusCode::kShutdown) return error_response(503, "STOPPING", status.message());
+  return error_response(503, "BUSY", status.message());
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// The query's parameters, decoded; an error response for a bad one.
+struct Query {
+  std::map<std::string, std::string, std::less<>> values;
+  std::optional<Response> error;
+
+  const std::string* find(std::string_view key) const {
+    const auto found = values.find(key);
+    return found == values.end() ? nullptr : &found->second;
+  }
+};
+
+Query parse_query(std::string_view text, std::initializer_list<std::string_view> known) {
+  Query query;
+  while (!text.empty()) {
+    const auto amp = text.find('&');
+    const std::string_view piece = text.substr(0, amp);
+    text = amp == std::string_view::npos ? std::string_view() : text.substr(amp + 1);
+    if (piece.empty()) continue;
+    const auto eq = piece.find('=');
+    auto key = percent_decode(piece.substr(0, eq), true);
+    auto value = percent_decode(eq == std::string_view::npos ? std::string_view() : piece.substr(eq + 1), true);
+    if (!key || !value) {
+      query.error = error_response(400, "BAD_REQUEST", "bad percent-encoding in the query string");
+      return query;
+    }
+    if (std::find(known.begin(), known.end(), *key) == known.end()) {
+      std::string list;
+      for (const auto k : known) list += (list.empty() ? "" : ", ") + std::string(k);
+      query.error = error_response(400, "BAD_REQUEST",
+                                   "unknown query parameter '" + protocol::encode_name_for_request(*key) + "'" +
+                                       (list.empty() ? " (this endpoint takes none)" : " (known: " + list + ")"));
+      return query;
+    }
+    if (!query.values.emplace(std::move(*key), std::move(*value)).second) {
+      query.error = error_response(400, "BAD_REQUEST", "a query parameter is given twice");
+      return query;
+    }
+  }
+  return query;
+}
+
+// A decimal integer in [min, max]; nullopt otherwise.
+std::optional<std::uint64_t> parse_number(std::string_view text, std::uint64_t min, std::uint64_t max) {
+  std::uint64_t n = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || n < min || n > max) return {};
+  return n;
+}
+
+std::optional<Response> bad_limit(const Query& query, std::size_t& limit) {
+  limit = kDefaultPage;
+  if (const auto* text = query.find("limit")) {
+    const auto n = parse_number(*text, 1, kMaxPage);
+    if (!n) return error_response(400, "BAD_REQUEST", "limit is a whole number from 1 to " + std::to_string(kMaxPage));
+    limit = static_cast<std::size_t>(*n);
+  }
+  return std::nullopt;
+}
+
+std::optional<Response> bad_name(std::string_view what, const std::string& name) {
+  if (protocol::check_name(name) == protocol::ErrorCode::kNone) return std::nullopt;
+  return error_response(400, "BAD_NAME",
+                        std::string(what) +
+                            " is not a valid semaphore name (1-255 bytes of UTF-8, no control character, no leading "
+                            "$): " +
+                            protocol::encode_name_for_request(name));
+}
+
+json semaphore_json(const SemaphoreRow& row) {
+  return {{"name", row.name}, {"kind", row.kind},       {"value", row.value},
+          {"max", row.max},   {"holders", row.holders}, {"waiters", row.waiters}};
+}
+
+// --- endpoints ---
+
+Response healthz() {
+  return json_response(200, {{"status", "ok"}});
+}
+
+Response readyz(Backend& backend) {
+  switch (backend.readiness()) {
+    case Readiness::kReady:
+      return json_response(200, {{"status", "ready"}, {"lease_wait_ms", backend.snapshot().gauges.lease_wait_ms}});
+    case Readiness::kStarting:
+      return json_response(503, {{"status", "starting"}});
+    case Readiness::kStopping:
+      break;
+  }
+  return json_response(503, {{"status", "stopping"}});
+}
+
+Response stats(Backend& backend) {
+  // The STATS object as the protocol writes it, embedded as is.
+  json head = {{"version", kVersion}, {"protocol", "1.1"}, {"started_at", format_time(backend.started_at_ms())}};
+  std::string body = dump(head);
+  body.pop_back();  // the closing brace
+  body += ",\"stats\":" + stats::to_json(backend.snapshot()) + "}";
+  Response response = json_response(200, json::object());
+  response.body = std::move(body);
+  return response;
+}
+
+Response history(Backend& backend) {
+  json samples = json::array();
+  for (const auto& s : backend.history()) {
+    samples.push_back({{"at", format_time(s.at_ms)},
+                       {"grants", s.grants},
+                       {"timeouts", s.timeouts},
+                       {"cancellations", s.cancellations},
+                       {"requests", s.requests},
+                       {"connections", s.connections},
+                       {"waiting", s.waiting},
+                       {"held", s.held},
+                       {"sessions", s.sessions},
+                       {"semaphores", s.semaphores}});
+  }
+  return json_response(200, {{"interval_ms", stats::History::kInterval.count()}, {"samples", std::move(samples)}});
+}
+
+Response semaphores(Backend& backend, const Query& query) {
+  std::size_t limit = 0;
+  if (auto bad = bad_limit(query, limit)) return *bad;
+  std::string prefix;
+  if (const auto* text = query.find("prefix"); text && !text->empty()) {
+    // A prefix is the start of a name: the same rules, but it may end
+    // inside a multi-byte character only by not being valid, so it is
+    // checked whole.
+    if (auto bad = bad_name("prefix", *text)) return *bad;
+    prefix = *text;
+  }
+  std::string after;
+  if (const auto* text = query.find("after"); text && !text->empty()) {
+    if (auto bad = bad_name("after", *text)) return *bad;
+    after = *text;
+  }
+  auto page = backend.semaphores(std::move(prefix), std::move(after), limit);
+  if (!page) return from_status(page.status());
+  json rows = json::array();
+  for (const auto& row : page->rows) rows.push_back(semaphore_json(row));
+  return json_response(200,
+                       {{"semaphores", std::move(rows)}, {"next", page->next ? json(*page->next) : json(nullptr)}});
+}
+
+Response semaphore(Backend& backend, const std::string& name) {
+  if (auto bad = bad_name("the name", name)) return *bad;
+  auto found = backend.semaphore(name);
+  if (!found) return from_status(found.status());
+  if (!found->has_value()) {
+    return error_response(404, "NOT_FOUND", "no semaphore " + protocol::encode_name_for_request(name));
+  }
+  const SemaphoreDetail& detail = **found;
+  json value = semaphore_json(detail.semaphore);
+  json holders = json::array();
+  for (const auto& h : detail.holders) {
+    holders.push_back({{"session", h.session},
+                       {"label", h.label},
+                       {"peer", h.peer},
+                       {"count", h.count},
+                       {"fence", h.fence},
+                       {"held_ms", h.held_ms},
+                       {"since_at", format_time(h.since_ms)}});
+  }
+  json waiters = json::array();
+  for (const auto& w : detail.waiters) {
+    waiters.push_back({{"session", w.session},
+                       {"label", w.label},
+                       {"peer", w.peer},
+                       {"mode", w.mode},
+                       {"count", w.count},
+                       {"waited_ms", w.waited_ms},
+                       {"timeout_left_ms", w.timeout_left_ms ? json(*w.timeout_left_ms) : json(nullptr)}});
+  }
+  value["holders"] = std::move(holders);
+  value["waiters"] = std::move(waiters);
+  value["truncated"] = detail.truncated;
+  return json_response(200, value);
+}
+
+Response sessions(Backend& backend, const Query& query) {
+  std::size_t limit = 0;
+  if (auto bad = bad_limit(query, limit)) return *bad;
+  std::uint64_t after = 0;
+  if (const auto* text = query.find("after")) {
+    const auto n = parse_number(*text, 0, ~std::uint64_t{0});
+    if (!n) return error_response(400, "BAD_REQUEST", "after is a session id (a whole number)");
+    after = *n;
+  }
+  auto page = backend.sessions(after, limit);
+  if (!page) return from_status(page.status());
+  json rows = json::array();
+  for (const auto& s : page->rows) {
+    rows.push_back({{"id", s.id},
+                    {"peer", s.peer},
+                    {"dialect", s.dialect},
+                    {"label", s.label},
+                    {"permits_held", s.permits_held},
+                    {"pending", s.pending},
+                    {"age_ms", s.age_ms},
+                    {"idle_ms", s.idle_ms}});
+  }
+  return json_response(200, {{"sessions", std::move(rows)}, {"next", page->next ? json(*page->next) : json(nullptr)}});
+}
+
+Response kick(Backend& backend, const Request& request, std::string_view id_text) {
+  // The right comes before anything about the id, as with KICK: a peer
+  // without it learns nothing of which ids exist.
+  if (!backend.is_admin(request.peer)) {
+    return error_response(403, "FORBIDDEN", "kicking a session needs the admin right (admin_networks)");
+  }
+  const auto id = parse_number(id_text, 1, ~std::uint64_t{0});
+  if (!id) return error_response(400, "BAD_REQUEST", "a session id is a whole number from 1");
+  auto kicked = backend.kick(*id, "kicked over HTTP by " + request.peer_text);
+  if (!kicked) return from_status(kicked.status());
+  if (!*kicked) return error_response(404, "NOT_FOUND", "no session " + std::to_string(*id));
+  return json_response(200, {{"kicked", *id}});
+}
+
+Response metrics(Backend& backend) {
+  auto text = backend.metrics();
+  if (!text) return from_status(text.status());
+  Response response;
+  response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  response.body = std::move(*text);
+  response.headers.emplace_back("Cache-Control", "no-store");
+  return response;
+}
+
+}  // namespace
+
+Response error_response(int status, std::string_view code, std::string_view message) {
+  Response response;
+  response.status = status;
+  response.body = dump({{"error", code}, {"message", message}});
+  response.headers.emplace_back("Cache-Control", "no-store");
+  return response;
+}
+
+std::optional<std::string> percent_decode(std::string_view text, bool plus_is_space) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '%') {
+      if (i + 2 >= text.size()) return std::nullopt;
+      const int high = hex_value(text[i + 1]);
+      const int low = hex_value(text[i + 2]);
+      if (high < 0 || low < 0) return std::nullopt;
+      out += static_cast<char>(high * 16 + low);
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string format_time(std::int64_t ms) {
+  const std::time_t seconds = static_cast<std::time_t>(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+  const auto millis = static_cast<int>(ms - static_cast<std::int64_t>(seconds) * 1000);
+  std::tm tm{};
+  ::gmtime_r(&seconds, &tm);
+  char buffer[80];  // room for any year the format could print
+  std::snprintf(buffer, sizeof buffer, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+  return buffer;
+}
+
+Response route(const Request& request, Backend& backend) {
+  if (request.has_body) return error_response(413, "PAYLOAD_TOO_LARGE", "no endpoint takes a request body");
+  const std::string_view target = request.target;
+  const auto question = target.find('?');
+  const std::string_view raw_path = target.substr(0, question);
+  const std::string_view raw_query =
+      question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
+  if (raw_path.empty() || raw_path.front() != '/') {
+    return error_response(400, "BAD_REQUEST", "the request target is not an absolute path");
+  }
+  // Segments, each decoded on its own (a `/` inside a name is %2F).
+  std::vector<std::string> segments;
+  for (std::size_t start = 1; start <= raw_path.size();) {
+    const auto slash = raw_path.find('/', start);
+    const std::string_view raw =
+        raw_path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    auto decoded = percent_decode(raw, false);
+    if (!decoded) return error_response(400, "BAD_REQUEST", "bad percent-encoding in the path");
+    segments.push_back(std::move(*decoded));
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  const bool get = request.method == "GET" || request.method == "HEAD";
+  const auto is = [&](std::initializer_list<std::string_view> path) {
+    return segments.size() == path.size() && std::equal(path.begin(), path.end(), segments.begin());
+  };
+  const auto only_get = [&](auto&& answer, std::initializer_list<std::string_view> known) -> Response {
+    if (!get) return method_not_allowed("GET, HEAD");
+    Query query = parse_query(raw_query, known);
+    if (query.error) return *query.error;
+    return answer(query);
+  };
+
+  if (is({"healthz"})) return only_get([&](const Query&) { return healthz(); }, {});
+  if (is({"readyz"})) return only_get([&](const Query&) { return readyz(backend); }, {});
+  if (is({"metrics"})) return only_get([&](const Query&) { return metrics(backend); }, {});
+  if (is({"api", "v1", "stats"})) return only_get([&](const Query&) { return stats(backend); }, {});
+  if (is({"api", "v1", "history"})) return only_get([&](const Query&) { return history(backend); }, {});
+  if (is({"api", "v1", "semaphores"})) {
+    return only_get([&](const Query& q) { return semaphores(backend, q); }, {"prefix", "after", "limit"});
+  }
+  if (segments.size() == 4 && segments[0] == "api" && segments[1] == "v1" && segments[2] == "semaphores") {
+    return only_get([&](const Query&) { return semaphore(backend, segments[3]); }, {});
+  }
+  if (is({"api", "v1", "sessions"})) {
+    return only_get([&](const Query& q) { return sessions(backend, q); }, {"after", "limit"});
+  }
+  if (segments.size() == 5 && segments[0] == "api" && segments[1] == "v1" && segments[2] == "sessions" &&
+      segments[4] == "kick") {
+    if (request.method != "POST") return method_not_allowed("POST");
+    Query query = parse_query(raw_query, {});
+    if (query.error) return *query.error;
+    return kick(backend, request, segments[3]);
+  }
+  return error_response(404, "NOT_FOUND", "no such endpoint (see docs/operations.md)");
+}
+
+}  // namespace netsem::api

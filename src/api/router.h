@@ -1,0 +1,64 @@
+// The HTTP API of netsemd without sockets: a request (method, raw target,
+// peer) in, a Response (status, content type, body, headers) out. The HTTP
+// listener (http/listener.h) only carries bytes to route() and back; every
+// rule of the API lives here and is unit-tested without a server
+// (tests/api). The endpoints and their JSON are docs/operations.md's.
+//
+// Targets are parsed here, not by the HTTP library: the path is split on
+// `/` first and each segment then percent-decoded, so a name holding `/`
+// (sent as %2F) stays one segment; in the query, `+` is a space (form
+// encoding) and `%2B` a plus. A `%` not followed by two hex digits is a
+// 400. A name (in a path or `prefix`) is checked by the protocol's rules
+// (protocol/names.h): 400 BAD_NAME.
+//
+// Errors are JSON {"error":"<CODE>","message":"<text>"}: 400 BAD_REQUEST or
+// BAD_NAME, 403 FORBIDDEN, 404 NOT_FOUND, 405 METHOD_NOT_ALLOWED (with an
+// Allow header), 413 PAYLOAD_TOO_LARGE (any request body), 503 BUSY (the
+// event loop did not answer in time) or STOPPING.
+//
+// Thread safety: route() is reentrant; it calls the Backend, which must
+// allow concurrent calls.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "api/backend.h"
+
+namespace netsem::api {
+
+struct Request {
+  std::string_view method;              // "GET", "POST", ... as sent
+  std::string_view target;              // the raw request target: "/api/v1/semaphores?prefix=a%20b"
+  std::array<std::uint8_t, 16> peer{};  // IPv6 or IPv4-mapped, as AllowList takes it
+  std::string peer_text;                // "127.0.0.1:40112", for the kick reason
+  bool has_body = false;                // a Content-Length above 0 or a Transfer-Encoding
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // beyond Content-Type
+};
+
+// Answers one request.
+Response route(const Request& request, Backend& backend);
+
+// The JSON error response.
+Response error_response(int status, std::string_view code, std::string_view message);
+
+// Percent-decodes `text`; nullopt for a `%` not followed by two hex digits.
+// With `plus_is_space`, `+` decodes to a space (query strings).
+std::optional<std::string> percent_decode(std::string_view text, bool plus_is_space);
+
+// `ms` since the Unix epoch as ISO 8601 UTC with milliseconds:
+// "2026-12-03T15:20:01.123Z".
+std::string format_time(std::int64_t ms);
+
+}  // namespace netsem::api

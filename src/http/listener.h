@@ -1,0 +1,79 @@
+// http::Listener: netsemd's HTTP listener, glue over GNU libmicrohttpd. It
+// runs on threads of its own (MHD's thread pool, each on epoll), never on
+// the event loop's; every request is handed to a Handler (in netsemd,
+// api::route over the server's Backend) and its Response written back.
+//
+// Why libmicrohttpd: GNU's embeddable C HTTP server, packaged in Debian
+// (libmicrohttpd-dev) and used there by systemd-journal-remote; it has hard
+// limits on connections (total and per peer address), on memory per
+// connection (the request line and headers must fit in it: a larger one is
+// answered 414 or 431 and closed) and on idle time, so no HTTP client can
+// reach the semaphore loop or grow netsemd's memory without bound.
+//
+// What the listener decides itself: a peer the Admit function refuses is
+// closed at accept, before a byte is read (allowed_networks); the request
+// target is passed raw (MHD's unescaping is turned off: api::route decodes
+// names so that %2F stays inside one path segment); a request that
+// announces a body (Content-Length above 0, or Transfer-Encoding) is
+// answered 413 without reading it.
+//
+// Thread safety: start() and stop() from one thread (the event loop's);
+// Handler and Admit are called from the listener's threads, several at once.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "api/router.h"
+#include "netsem/status.h"
+
+struct MHD_Daemon;
+
+namespace netsem::http {
+
+struct Limits {
+  unsigned connections = 256;                 // open HTTP connections, all peers
+  unsigned connections_per_address = 64;      // from one peer address
+  std::size_t memory_per_connection = 32768;  // request line + headers (and the buffer for the response's head)
+  unsigned idle_timeout_s = 10;               // a connection with no progress for this long is closed
+  unsigned threads = 2;                       // MHD's thread pool
+};
+
+class Listener {
+ public:
+  using Handler = std::function<api::Response(const api::Request&)>;
+  // Whether a peer (IPv6, or IPv4-mapped) may connect.
+  using Admit = std::function<bool(const std::array<std::uint8_t, 16>&)>;
+
+  // Listens on `address` (IPv4 or IPv6 text) and `port` (0: any free port).
+  // kInvalidArgument for a bad address, kIoError when it cannot listen
+  // (the message says why, as MHD reported it).
+  static Result<std::unique_ptr<Listener>> start(const std::string& address, std::uint16_t port, const Limits& limits,
+                                                 Handler handler, Admit admit);
+  // Stops (see stop()).
+  ~Listener();
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+
+  // Closes the listening socket and every connection, waiting for the
+  // handlers running now to return (they must not wait for the thread that
+  // calls stop()). Idempotent.
+  void stop();
+  // The port actually bound.
+  std::uint16_t port() const { return port_; }
+
+ private:
+  Listener() = default;
+
+  struct Callbacks;  // MHD's C callbacks, in listener.cc
+  Handler handler_;
+  Admit admit_;
+  MHD_Daemon* daemon_ = nullptr;
+  std::uint16_t port_ = 0;
+};
+
+}  // namespace netsem::http

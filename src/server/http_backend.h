@@ -1,0 +1,84 @@
+// HttpBackend: the server's side of the HTTP API (api::Backend). It answers
+// from what the event loop published (the latest stats::Snapshot, the
+// history ring, readiness, the access lists) without touching the loop, and
+// for per-name and per-session data runs a loop query (LoopJobs) that copies
+// one page of plain rows out of the table and the dispatcher, at most
+// api::kMaxPage rows: a million names or a name with 100k holders never make
+// one long loop turn. Serialising the rows is the HTTP thread's work.
+//
+// Thread safety: the api::Backend methods and admits() are called from HTTP
+// threads; publish(), set_access(), set_readiness() and the loop queries'
+// bodies run on the event loop's thread. Shared state is behind a mutex or
+// atomic (stated per member).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "api/backend.h"
+#include "config/allow_list.h"
+#include "core/dispatcher.h"
+#include "server/loop_jobs.h"
+#include "stats/history.h"
+#include "stats/stats.h"
+#include "table/semaphore_table.h"
+
+namespace netsem::server {
+
+// Wall clock, ms since the Unix epoch.
+std::int64_t wall_clock_ms();
+
+class HttpBackend final : public api::Backend {
+ public:
+  // How long an HTTP thread waits for a loop query before answering 503 BUSY.
+  static constexpr std::chrono::milliseconds kLoopQueryTimeout{2000};
+
+  // `table` and `dispatcher` are used only inside loop queries (on the loop
+  // thread); all references must outlive the backend.
+  HttpBackend(LoopJobs& jobs, const SemaphoreTable& table, Dispatcher& dispatcher, std::int64_t started_at_ms);
+
+  // --- event loop side ---
+  // Publishes the figures of now (and offers them to the history ring).
+  void publish(const stats::Snapshot& snapshot, std::int64_t at_ms);
+  void set_access(const AllowList& allowed, const AllowList& admin);
+  void set_readiness(api::Readiness readiness) { readiness_.store(readiness); }
+
+  // --- HTTP side ---
+  // Whether a peer may connect (allowed_networks as last set).
+  bool admits(const std::array<std::uint8_t, 16>& peer) const;
+
+  stats::Snapshot snapshot() const override { return published_.read(); }
+  std::vector<stats::HistorySample> history() const override { return history_.samples(); }
+  api::Readiness readiness() const override { return readiness_.load(); }
+  std::int64_t started_at_ms() const override { return started_at_ms_; }
+  bool is_admin(const std::array<std::uint8_t, 16>& peer) const override;
+  Result<api::SemaphorePage> semaphores(std::string prefix, std::string after, std::size_t limit) override;
+  Result<std::optional<api::SemaphoreDetail>> semaphore(std::string name) override;
+  Result<api::SessionPage> sessions(std::uint64_t after, std::size_t limit) override;
+  Result<bool> kick(std::uint64_t id, std::string reason) override;
+  Result<std::string> metrics() override;
+
+ private:
+  struct Access {
+    AllowList allowed;
+    AllowList admin;
+  };
+  std::shared_ptr<const Access> access() const;
+
+  LoopJobs& jobs_;
+  const SemaphoreTable& table_;  // loop thread only
+  Dispatcher& dispatcher_;       // loop thread only
+  const std::int64_t started_at_ms_;
+  stats::PublishedSnapshot published_;  // thread-safe
+  stats::History history_;              // thread-safe
+  std::atomic<api::Readiness> readiness_{api::Readiness::kStarting};
+  mutable std::mutex access_mutex_;
+  std::shared_ptr<const Access> access_;  // guarded by access_mutex_ (the pointer; the lists are immutable)
+};
+
+}  // namespace netsem::server
