@@ -19,6 +19,7 @@ packages=(
   python3                           # bench/compare_report.py, the comparison's report (and its smoke test)
   prometheus                        # promtool checks GET /metrics; a real Prometheus scrapes netsemd in tests/metrics
   systemd                           # systemd-analyze: tests/ops checks etc/systemd/netsemd.service
+  dpkg-dev file binutils groff-base # the Debian package: cpack's dependency list (dpkg-shlibdeps, file, readelf), man pages' check
 )
 missing=()
 for package in "${packages[@]}"; do

@@ -18,9 +18,9 @@ cmake --build "$scratch/build" >/dev/null
 "$scratch/build/consumer_shared"
 # The shared consumer loads the installed libnetsem.so (CMake's build rpath
 # names its directory), the static one none.
-ldd "$scratch/build/consumer_shared" | grep -q "libnetsem\.so\.[0-9.]* => $scratch/prefix/" ||
+grep -q "libnetsem\.so\.[0-9.]* => $scratch/prefix/" <<<"$(ldd "$scratch/build/consumer_shared")" ||
   fail "consumer_shared does not load the installed libnetsem.so: $(ldd "$scratch/build/consumer_shared")"
-! ldd "$scratch/build/consumer" | grep -q libnetsem || fail "the static consumer loads libnetsem.so"
+! grep -q libnetsem <<<"$(ldd "$scratch/build/consumer")" || fail "the static consumer loads libnetsem.so"
 
 # pkg-config: the installed netsem.pc, found through PKG_CONFIG_PATH alone.
 pc_file="$(find "$scratch/prefix" -name netsem.pc -print -quit)"
@@ -31,7 +31,7 @@ libdir="$(pkg-config --variable=libdir netsem)"
 # shellcheck disable=SC2046  # the flags are meant to split
 "${CXX:-c++}" -std=c++20 "$source_dir/consumer/main.cc" -o "$scratch/consumer-pc" $(pkg-config --cflags --libs netsem)
 LD_LIBRARY_PATH="$libdir" "$scratch/consumer-pc"
-LD_LIBRARY_PATH="$libdir" ldd "$scratch/consumer-pc" | grep -q "libnetsem\.so" || fail "pkg-config's link is not the shared library"
+grep -q "libnetsem\.so" <<<"$(LD_LIBRARY_PATH="$libdir" ldd "$scratch/consumer-pc")" || fail "pkg-config's link is not the shared library"
 # shellcheck disable=SC2046
 "${CXX:-c++}" -std=c++20 "$source_dir/consumer/main.cc" -o "$scratch/consumer-pc-static" $(pkg-config --cflags netsem) \
   "$libdir/libnetsem.a" -lspdlog -lfmt -pthread
