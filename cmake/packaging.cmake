@@ -16,11 +16,28 @@ install(FILES etc/netsem.ini DESTINATION /etc/netsem COMPONENT deb EXCLUDE_FROM_
 # Debian 12's packages put units.
 install(FILES etc/systemd/netsemd.service DESTINATION /lib/systemd/system COMPONENT deb EXCLUDE_FROM_ALL)
 
+# Who the package names as its maintainer. A placeholder until the project
+# has an address (lintian: bogus-mail-host); set it when building a package
+# to hand out: cmake -DNETSEM_PACKAGE_CONTACT="Name <address>" build
+set(NETSEM_PACKAGE_CONTACT "the netsem authors <netsem@localhost>" CACHE STRING
+  "Maintainer of the Debian package: Name <address>")
+# The changelog a native Debian package carries (one entry: this version),
+# dated by SOURCE_DATE_EPOCH when set, for a reproducible package; and the
+# lintian overrides of the one-package layout (cmake/debian/lintian-overrides).
+string(TIMESTAMP NETSEM_CHANGELOG_DATE "%a, %d %b %Y %H:%M:%S +0000" UTC)
+configure_file(cmake/debian/changelog.in ${PROJECT_BINARY_DIR}/debian/changelog @ONLY)
+find_program(NETSEM_GZIP gzip REQUIRED)
+execute_process(COMMAND ${NETSEM_GZIP} -9nc ${PROJECT_BINARY_DIR}/debian/changelog
+  OUTPUT_FILE ${PROJECT_BINARY_DIR}/debian/changelog.gz COMMAND_ERROR_IS_FATAL ANY)
+install(FILES ${PROJECT_BINARY_DIR}/debian/changelog.gz DESTINATION ${CMAKE_INSTALL_DOCDIR} COMPONENT deb EXCLUDE_FROM_ALL)
+install(FILES cmake/debian/lintian-overrides DESTINATION ${CMAKE_INSTALL_DATADIR}/lintian/overrides
+  RENAME netsem COMPONENT deb EXCLUDE_FROM_ALL)
+
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME netsem)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_VENDOR "the netsem authors")
-set(CPACK_PACKAGE_CONTACT "the netsem authors <netsem@localhost>")
+set(CPACK_PACKAGE_CONTACT "${NETSEM_PACKAGE_CONTACT}")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "network counting semaphores: server netsemd, client netsem, libnetsem")
 set(CPACK_PACKAGE_DESCRIPTION "\
 netsem shares named counting semaphores between every host that talks to one

@@ -20,6 +20,7 @@ packages=(
   prometheus                        # promtool checks GET /metrics; a real Prometheus scrapes netsemd in tests/metrics
   systemd                           # systemd-analyze: tests/ops checks etc/systemd/netsemd.service
   dpkg-dev file binutils groff-base # the Debian package: cpack's dependency list (dpkg-shlibdeps, file, readelf), man pages' check
+  lintian                           # Debian's package checker, run on the .deb by tests/package/deb_test.sh
 )
 missing=()
 for package in "${packages[@]}"; do
