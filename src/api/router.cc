@@ -13,6 +13,7 @@
 #include "netsem/version.h"
 #include "protocol/names.h"
 #include "stats/render.h"
+#include "web/web.h"
 
 namespace netsem::api {
 
@@ -280,6 +281,27 @@ Response metrics(Backend& backend) {
   return response;
 }
 
+// A file of the web page; nullptr when `path` names none.
+std::optional<Response> web_asset(const Request& request, std::string_view raw_path) {
+  const auto path = percent_decode(raw_path, false);
+  const web::Asset* asset = path ? web::find(*path) : nullptr;
+  if (asset == nullptr) return std::nullopt;
+  Response response;
+  response.content_type = std::string(asset->content_type);
+  response.headers.emplace_back("ETag", std::string(asset->etag));
+  // Revalidated each time (a new netsemd may serve a new page), cheaply: 304.
+  response.headers.emplace_back("Cache-Control", "no-cache");
+  response.headers.emplace_back("Content-Security-Policy", std::string(web::kContentSecurityPolicy));
+  response.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  response.headers.emplace_back("Referrer-Policy", "no-referrer");
+  if (!request.if_none_match.empty() && request.if_none_match == asset->etag) {
+    response.status = 304;
+    return response;
+  }
+  response.body = std::string(asset->bytes());
+  return response;
+}
+
 }  // namespace
 
 Response error_response(int status, std::string_view code, std::string_view message) {
@@ -375,6 +397,12 @@ Response route(const Request& request, Backend& backend) {
     Query query = parse_query(raw_query, {});
     if (query.error) return *query.error;
     return kick(backend, request, segments[3]);
+  }
+  if (raw_path == "/" || raw_path.starts_with("/assets/")) {
+    if (auto asset = web_asset(request, raw_path)) {
+      if (!get) return method_not_allowed("GET, HEAD");
+      return *asset;
+    }
   }
   return error_response(404, "NOT_FOUND", "no such endpoint (see docs/operations.md)");
 }

@@ -11,6 +11,10 @@
 // 400. A name (in a path or `prefix`) is checked by the protocol's rules
 // (protocol/names.h): 400 BAD_NAME.
 //
+// GET / and GET /assets/... serve the web page's files (netsem::web, built
+// into the binary) with their ETag (a matching If-None-Match is 304), the
+// page's Content-Security-Policy and `Cache-Control: no-cache`.
+//
 // Errors are JSON {"error":"<CODE>","message":"<text>"}: 400 BAD_REQUEST or
 // BAD_NAME, 403 FORBIDDEN, 404 NOT_FOUND, 405 METHOD_NOT_ALLOWED (with an
 // Allow header), 413 PAYLOAD_TOO_LARGE (any request body), 503 BUSY (the
@@ -38,6 +42,7 @@ struct Request {
   std::array<std::uint8_t, 16> peer{};  // IPv6 or IPv4-mapped, as AllowList takes it
   std::string peer_text;                // "127.0.0.1:40112", for the kick reason
   bool has_body = false;                // a Content-Length above 0 or a Transfer-Encoding
+  std::string_view if_none_match;       // the If-None-Match header, "" when absent
 };
 
 struct Response {

@@ -121,6 +121,8 @@ struct Listener::Callbacks {
     const sockaddr* peer = info != nullptr ? info->client_addr : nullptr;
     request.peer = address_bytes(peer);
     request.peer_text = describe(peer);
+    const char* if_none_match = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "If-None-Match");
+    if (if_none_match != nullptr) request.if_none_match = if_none_match;
 
     const api::Response answer = self->handler_(request);
     MHD_Response* response = MHD_create_response_from_buffer(answer.body.size(), const_cast<char*>(answer.body.data()),

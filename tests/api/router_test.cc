@@ -10,6 +10,8 @@
 
 #include <map>
 
+#include "web/web.h"
+
 namespace netsem::api {
 namespace {
 
@@ -300,8 +302,9 @@ TEST(Router, BadRequests) {
 
 TEST(Router, UnknownPathsAndWrongMethods) {
   TestBackend backend;
-  for (const char* target : {"/", "/api", "/api/v1", "/api/v2/stats", "/api/v1/stats/x", "/healthz/", "//healthz",
-                             "/api/v1/sessions/1", "/api/v1/sessions/1/kick/now", "/api/v1/semaphores/a/b"}) {
+  for (const char* target :
+       {"/index.html", "/assets/", "/assets/nope.js", "/api", "/api/v1", "/api/v2/stats", "/api/v1/stats/x",
+        "/healthz/", "//healthz", "/api/v1/sessions/1", "/api/v1/sessions/1/kick/now", "/api/v1/semaphores/a/b"}) {
     SCOPED_TRACE(target);
     auto answer = call(backend, "GET", target);
     EXPECT_EQ(answer.response.status, 404);
@@ -397,6 +400,41 @@ TEST(Router, MetricsIsPrometheusText) {
   EXPECT_EQ(answer.response.status, 200);
   EXPECT_EQ(answer.response.content_type, "text/plain; version=0.0.4; charset=utf-8");
   EXPECT_EQ(answer.response.body, "netsem_up 1\n");
+}
+
+TEST(Router, ServesTheWebPageWithItsValidator) {
+  TestBackend backend;
+  const web::Asset* page = web::find("/");
+  ASSERT_NE(page, nullptr);
+  auto answer = call(backend, "GET", "/");
+  EXPECT_EQ(answer.response.status, 200);
+  EXPECT_EQ(answer.response.content_type, page->content_type);
+  EXPECT_EQ(answer.response.body, page->bytes());
+  EXPECT_EQ(header(answer.response, "ETag"), page->etag);
+  EXPECT_EQ(header(answer.response, "Content-Security-Policy"), web::kContentSecurityPolicy);
+  EXPECT_EQ(header(answer.response, "Cache-Control"), "no-cache");
+
+  // Every asset at its path; a query string does not change which.
+  for (const web::Asset& asset : web::all()) {
+    SCOPED_TRACE(asset.path);
+    answer = call(backend, "GET", std::string(asset.path) + "?v=1");
+    EXPECT_EQ(answer.response.status, 200);
+    EXPECT_EQ(answer.response.body, asset.bytes());
+  }
+
+  // A matching If-None-Match: 304 and no body; a stale one: the page.
+  Request request;
+  request.method = "GET";
+  request.target = "/";
+  request.if_none_match = page->etag;
+  Response response = route(request, backend);
+  EXPECT_EQ(response.status, 304);
+  EXPECT_TRUE(response.body.empty());
+  request.if_none_match = "\"0000000000000000\"";
+  EXPECT_EQ(route(request, backend).status, 200);
+
+  EXPECT_EQ(call(backend, "POST", "/").response.status, 405);
+  EXPECT_EQ(backend.loop_calls, 0);
 }
 
 TEST(PercentDecode, Rules) {

@@ -38,6 +38,24 @@ struct HttpResponse {
   }
 };
 
+// `text` percent-encoded for a URL path segment or query value: every byte
+// but A-Z a-z 0-9 - . _ ~ as %XX.
+inline std::string url_encode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (std::isalnum(byte) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += c;
+    } else {
+      out += '%';
+      out += kHex[byte >> 4];
+      out += kHex[byte & 15];
+    }
+  }
+  return out;
+}
+
 // The HTTP port netsemd logged ("HTTP on http://127.0.0.1:PORT/"); 0 when
 // it logged none.
 inline std::uint16_t http_port_from_log(const std::string& log) {

@@ -1,0 +1,236 @@
+// Hostile HTTP clients against the real netsemd: huge targets and headers,
+// more connections than the limits, slow clients (a header byte a second)
+// while a protocol client measures its ACQUIRE/RELEASE round trip, a client
+// that never reads a large answer, silent clients. The server must stay
+// fine: the protocol port as fast as before, memory bounded, HTTP answering
+// other peers, and every such connection ended within its limits.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "netsemd_harness.h"
+#include "support/http_client.h"
+#include "support/request_lines.h"
+
+namespace netsem::testing {
+namespace {
+
+using test_support::http_get;
+using test_support::http_port_from_log;
+using test_support::HttpConnection;
+
+struct HttpServer {
+  std::unique_ptr<Netsemd> server;
+  std::uint16_t http_port = 0;
+};
+
+HttpServer start_http_server() {
+  Netsemd::Options options;
+  options.server_options = "http_port = 0\n";
+  options.semaphores = "pcap = 1\n";
+  HttpServer started;
+  started.server = start_server(options);
+  if (!started.server) return started;
+  EXPECT_TRUE(started.server->wait_for_log("HTTP on http://")) << started.server->log();
+  started.http_port = http_port_from_log(started.server->log());
+  return started;
+}
+
+// netsemd's resident memory in KiB (VmRSS).
+std::uint64_t resident_kib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with("VmRSS:")) return std::stoull(line.substr(6));
+  }
+  return 0;
+}
+
+// A socket connected to 127.0.0.1:port from the source address `from` (any
+// of 127.0.0.0/8): another peer address, as far as per-address limits go.
+int connect_from(const char* from, std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in local{};
+  local.sin_family = AF_INET;
+  ::inet_pton(AF_INET, from, &local.sin_addr);
+  sockaddr_in remote{};
+  remote.sin_family = AF_INET;
+  remote.sin_port = htons(port);
+  ::inet_pton(AF_INET, "127.0.0.1", &remote.sin_addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0 ||
+      ::connect(fd, reinterpret_cast<sockaddr*>(&remote), sizeof remote) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Round trips of ACQUIRE then RELEASE on the protocol port, in microseconds, sorted.
+std::vector<std::int64_t> round_trips(Client& client, int count) {
+  std::vector<std::int64_t> times;
+  for (int i = 0; i < count; ++i) {
+    const auto began = std::chrono::steady_clock::now();
+    const std::string granted = client.request(req::acquire("a", "pcap", 1, 0));
+    const std::string released = client.request(req::release("r", "pcap"));
+    times.push_back(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began).count());
+    EXPECT_TRUE(granted.starts_with("a OK ")) << granted;
+    EXPECT_EQ(released, "r OK 1");
+  }
+  std::sort(times.begin(), times.end());
+  return times;
+}
+
+TEST(HttpHostile, HugeTargetsAndHeadersAreRefusedAndTheServerIsFine) {
+  auto [server, port] = start_http_server();
+  ASSERT_NE(port, 0);
+  const std::uint64_t before = resident_kib(server->pid());
+  for (int round = 0; round < 20; ++round) {
+    {
+      // A 100 KB query string: over the memory a connection may use.
+      HttpConnection connection(port);
+      ASSERT_TRUE(connection.ok());
+      connection.send_request("GET", "/api/v1/semaphores?prefix=" + std::string(100000, 'a'));
+      auto answer = connection.read_response(3s);
+      if (answer) {
+        EXPECT_EQ(answer->status, 414);  // or closed without one
+      }
+      EXPECT_TRUE(connection.wait_closed(3s));
+    }
+    {
+      // 64 KB of headers.
+      HttpConnection connection(port);
+      ASSERT_TRUE(connection.ok());
+      connection.send_request("GET", "/healthz", "X-Junk: " + std::string(65536, 'b') + "\r\n");
+      auto answer = connection.read_response(3s);
+      if (answer) {
+        EXPECT_EQ(answer->status, 431);
+      }
+      EXPECT_TRUE(connection.wait_closed(3s));
+    }
+  }
+  // A long but acceptable query is answered (and the name refused as a name).
+  auto long_name = http_get(port, "/api/v1/semaphores?prefix=" + std::string(300, 'x'));
+  ASSERT_TRUE(long_name);
+  EXPECT_EQ(long_name->status, 400);
+  auto health = http_get(port, "/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  const std::uint64_t after = resident_kib(server->pid());
+  EXPECT_LT(after, before + 8 * 1024) << "resident memory grew from " << before << " KiB to " << after << " KiB";
+}
+
+TEST(HttpHostile, ConnectionsBeyondTheLimitsAreClosedAndOtherPeersServed) {
+  auto [server, port] = start_http_server();
+  ASSERT_NE(port, 0);
+  // 64 idle connections from 127.0.0.1: its whole share.
+  std::vector<std::unique_ptr<HttpConnection>> held;
+  for (int i = 0; i < 64; ++i) {
+    held.push_back(std::make_unique<HttpConnection>(port));
+    ASSERT_TRUE(held.back()->ok());
+  }
+  // The server accepts them as it goes: a 65th from the same address is
+  // closed without an answer once it sees all 64.
+  bool refused = false;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!refused && std::chrono::steady_clock::now() < deadline) {
+    HttpConnection extra(port);
+    ASSERT_TRUE(extra.ok());
+    extra.send_request("GET", "/healthz");
+    refused = !extra.read_response(1s);
+  }
+  EXPECT_TRUE(refused);
+  // Another address is served meanwhile.
+  const int other = connect_from("127.0.0.2", port);
+  ASSERT_GE(other, 0);
+  const std::string request = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(::send(other, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+  char buffer[512] = {};
+  pollfd p{other, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 3000), 1);
+  const ssize_t n = ::recv(other, buffer, sizeof buffer - 1, 0);
+  ::close(other);
+  ASSERT_GT(n, 0);
+  EXPECT_TRUE(std::string_view(buffer).starts_with("HTTP/1.1 200")) << buffer;
+  // And once the 64 go, 127.0.0.1 is served again.
+  held.clear();
+  std::optional<test_support::HttpResponse> health;
+  const auto again = std::chrono::steady_clock::now() + 5s;
+  while (!health && std::chrono::steady_clock::now() < again) health = http_get(port, "/healthz", 1s);
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+}
+
+TEST(HttpHostile, SlowClientsDoNotDelayGrantsAndSilentOnesAreClosed) {
+  auto [server, port] = start_http_server();
+  ASSERT_NE(port, 0);
+  auto client = Client::connect(server->port());
+  ASSERT_TRUE(client);
+  const auto quiet = round_trips(*client, 300);
+  const std::uint64_t memory_before = resident_kib(server->pid());
+
+  // 64 slowloris clients: a request line and headers, one byte a second,
+  // never finished.
+  std::vector<std::unique_ptr<HttpConnection>> slow;
+  for (int i = 0; i < 64; ++i) {
+    slow.push_back(std::make_unique<HttpConnection>(port));
+    ASSERT_TRUE(slow.back()->ok());
+  }
+  const std::string trickle = "GET /api/v1/semaphores HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaa";
+  std::atomic<bool> stop{false};
+  std::atomic<int> sent{0};
+  std::thread dripper([&] {
+    for (std::size_t at = 0; at < trickle.size() && !stop; ++at) {
+      for (auto& connection : slow) connection->send(trickle.substr(at, 1));
+      ++sent;
+      for (int i = 0; i < 10 && !stop; ++i) std::this_thread::sleep_for(100ms);
+    }
+  });
+  // A client that asks for a large answer and never reads it (a small
+  // receive buffer, so the server's writes block early).
+  for (int i = 0; i < 300; ++i) client->send_line(req::create("c", "big-" + std::to_string(i), 1, 1));
+  for (int i = 0; i < 300; ++i) ASSERT_EQ(client->read_line(), "c OK");
+  HttpConnection non_reader(port, "127.0.0.1", 4096);
+  ASSERT_TRUE(non_reader.ok());
+  for (int i = 0; i < 20; ++i) non_reader.send_request("GET", "/api/v1/semaphores?limit=1000");
+
+  while (sent < 3) std::this_thread::sleep_for(50ms);
+  const auto loaded = round_trips(*client, 300);
+  const std::uint64_t memory_during = resident_kib(server->pid());
+  stop = true;
+  dripper.join();
+
+  const auto median = [](const std::vector<std::int64_t>& t) { return t[t.size() / 2]; };
+  const auto p99 = [](const std::vector<std::int64_t>& t) { return t[t.size() * 99 / 100]; };
+  std::printf(
+      "ACQUIRE+RELEASE round trip: median %lld us, p99 %lld us quiet; median %lld us, p99 %lld us with 64 "
+      "slow HTTP clients and a non-reader; netsemd RSS %llu -> %llu KiB\n",
+      static_cast<long long>(median(quiet)), static_cast<long long>(p99(quiet)), static_cast<long long>(median(loaded)),
+      static_cast<long long>(p99(loaded)), static_cast<unsigned long long>(memory_before),
+      static_cast<unsigned long long>(memory_during));
+  // Generous bounds for a loaded 2-core machine: the point is that the loop
+  // is not blocked (a blocked one would take a second per trickled byte).
+  EXPECT_LT(median(loaded), 20000);
+  EXPECT_LT(p99(loaded), 200000);
+  EXPECT_LT(memory_during, memory_before + 16 * 1024);
+
+  // Silent from now on: each is closed by the idle timeout (10 s).
+  const auto began = std::chrono::steady_clock::now();
+  for (auto& connection : slow) EXPECT_TRUE(connection->wait_closed(15s));
+  EXPECT_TRUE(non_reader.wait_closed(15s));
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 15s);
+  auto health = http_get(port, "/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(client->request(req::ping("p")), "p PONG");
+}
+
+}  // namespace
+}  // namespace netsem::testing
