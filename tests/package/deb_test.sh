@@ -194,8 +194,8 @@ for _ in $(seq 100); do
 done
 test -n "$port" || fail "the installed netsemd did not listen within 10 s: $(cat "$scratch/netsemd.log")"
 if [ ${#as_user[@]} -gt 0 ]; then
-  user="$(ps -o user= -p "$server_pid")"
-  test "$user" = nobody || fail "netsemd runs as $user, not nobody"
+  uid="$(awk '/^Uid:/ {print $2}' "/proc/$server_pid/status")"
+  test "$uid" = "$(id -u nobody)" || fail "netsemd runs as uid $uid, not nobody's"
 fi
 test -e "$state/run" || fail "netsemd keeps no run file in the state directory ($state): --data-dir not honoured?"
 
