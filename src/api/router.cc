@@ -44,6 +44,7 @@ Response method_not_allowed(std::string_view allow) {
 
 Response from_status(const Status& status) {
   if (status.code() == StatusCode::kShutdown) return error_response(503, "STOPPING", status.message());
+  if (status.code() == StatusCode::kUnavailable) return error_response(503, "STARTING", status.message());
   return error_response(503, "BUSY", status.message());
 }
 
@@ -145,7 +146,20 @@ Response readyz(Backend& backend) {
   return json_response(503, {{"status", "stopping"}});
 }
 
+// The published figures are zeros until the server has started.
+std::optional<Response> not_ready(Backend& backend) {
+  switch (backend.readiness()) {
+    case Readiness::kStarting:
+      return error_response(503, "STARTING", "the server is starting (recovering its journal)");
+    case Readiness::kReady:
+    case Readiness::kStopping:
+      break;
+  }
+  return std::nullopt;
+}
+
 Response stats(Backend& backend) {
+  if (auto refused = not_ready(backend)) return *refused;
   // The STATS object as the protocol writes it, embedded as is.
   json head = {{"version", kVersion}, {"protocol", "1.1"}, {"started_at", format_time(backend.started_at_ms())}};
   std::string body = dump(head);
@@ -157,6 +171,7 @@ Response stats(Backend& backend) {
 }
 
 Response history(Backend& backend) {
+  if (auto refused = not_ready(backend)) return *refused;
   json samples = json::array();
   for (const auto& s : backend.history()) {
     samples.push_back({{"at", format_time(s.at_ms)},

@@ -18,7 +18,8 @@
 // Errors are JSON {"error":"<CODE>","message":"<text>"}: 400 BAD_REQUEST or
 // BAD_NAME, 403 FORBIDDEN, 404 NOT_FOUND, 405 METHOD_NOT_ALLOWED (with an
 // Allow header), 413 PAYLOAD_TOO_LARGE (any request body), 503 BUSY (the
-// event loop did not answer in time) or STOPPING.
+// event loop did not answer in time), STARTING (the journal is being
+// recovered: everything but /healthz, /readyz and the web page) or STOPPING.
 //
 // Thread safety: route() is reentrant; it calls the Backend, which must
 // allow concurrent calls.

@@ -81,7 +81,39 @@ std::string describe(const sockaddr* address) {
 struct Listener::Callbacks {
   static MHD_Result accept(void* cls, const sockaddr* address, socklen_t) {
     auto* self = static_cast<Listener*>(cls);
-    return self->admit_(address_bytes(address)) ? MHD_YES : MHD_NO;
+    const auto peer = address_bytes(address);
+    if (!self->admit_(peer)) return MHD_NO;
+    std::lock_guard lock(self->count_mutex_);
+    if (self->open_ >= self->limits_.connections) return MHD_NO;
+    const auto found = self->open_by_address_.find(peer);
+    if (found != self->open_by_address_.end() && found->second >= self->limits_.connections_per_address) return MHD_NO;
+    return MHD_YES;
+  }
+
+  // Counts open connections (accept() checks the counts); the peer's
+  // address is kept as the socket's context until it closes.
+  static void connection(void* cls, MHD_Connection* connection, void** socket_context,
+                         MHD_ConnectionNotificationCode code) {
+    auto* self = static_cast<Listener*>(cls);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+      const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+      auto* peer = new std::array<std::uint8_t, 16>(address_bytes(info != nullptr ? info->client_addr : nullptr));
+      *socket_context = peer;
+      std::lock_guard lock(self->count_mutex_);
+      ++self->open_;
+      ++self->open_by_address_[*peer];
+      return;
+    }
+    auto* peer = static_cast<std::array<std::uint8_t, 16>*>(*socket_context);
+    if (peer == nullptr) return;
+    {
+      std::lock_guard lock(self->count_mutex_);
+      --self->open_;
+      const auto found = self->open_by_address_.find(*peer);
+      if (found != self->open_by_address_.end() && --found->second == 0) self->open_by_address_.erase(found);
+    }
+    delete peer;
+    *socket_context = nullptr;
   }
 
   static void* uri(void*, const char* target, MHD_Connection*) {
@@ -156,22 +188,24 @@ Result<std::unique_ptr<Listener>> Listener::start(const std::string& address, st
   std::unique_ptr<Listener> listener(new Listener());
   listener->handler_ = std::move(handler);
   listener->admit_ = std::move(admit);
+  listener->limits_ = limits;
   {
     std::lock_guard lock(last_message_mutex);
     last_message.clear();
   }
-  listener->daemon_ = MHD_start_daemon(flags, port, &Callbacks::accept, listener.get(), &Callbacks::request,
-                                       listener.get(), MHD_OPTION_EXTERNAL_LOGGER, &log_message, nullptr,   //
-                                       MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&storage),         //
-                                       MHD_OPTION_THREAD_POOL_SIZE, limits.threads,                         //
-                                       MHD_OPTION_CONNECTION_LIMIT, limits.connections,                     //
-                                       MHD_OPTION_PER_IP_CONNECTION_LIMIT, limits.connections_per_address,  //
-                                       MHD_OPTION_CONNECTION_MEMORY_LIMIT, limits.memory_per_connection,    //
-                                       MHD_OPTION_CONNECTION_TIMEOUT, limits.idle_timeout_s,                //
-                                       MHD_OPTION_URI_LOG_CALLBACK, &Callbacks::uri, nullptr,               //
-                                       MHD_OPTION_UNESCAPE_CALLBACK, &Callbacks::unescape, nullptr,         //
-                                       MHD_OPTION_NOTIFY_COMPLETED, &Callbacks::completed, nullptr,         //
-                                       MHD_OPTION_END);
+  listener->daemon_ =
+      MHD_start_daemon(flags, port, &Callbacks::accept, listener.get(), &Callbacks::request, listener.get(),
+                       MHD_OPTION_EXTERNAL_LOGGER, &log_message, nullptr,            //
+                       MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&storage),  //
+                       MHD_OPTION_THREAD_POOL_SIZE, limits.threads,                  //
+                       MHD_OPTION_CONNECTION_LIMIT, limits.connections * 2,          // a backstop: accept() counts
+                       MHD_OPTION_NOTIFY_CONNECTION, &Callbacks::connection, listener.get(),  //
+                       MHD_OPTION_CONNECTION_MEMORY_LIMIT, limits.memory_per_connection,      //
+                       MHD_OPTION_CONNECTION_TIMEOUT, limits.idle_timeout_s,                  //
+                       MHD_OPTION_URI_LOG_CALLBACK, &Callbacks::uri, nullptr,                 //
+                       MHD_OPTION_UNESCAPE_CALLBACK, &Callbacks::unescape, nullptr,           //
+                       MHD_OPTION_NOTIFY_COMPLETED, &Callbacks::completed, nullptr,           //
+                       MHD_OPTION_END);
   if (listener->daemon_ == nullptr) {
     std::lock_guard lock(last_message_mutex);
     return Status(StatusCode::kIoError, "cannot listen for HTTP on " + address + ":" + std::to_string(port) +

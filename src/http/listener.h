@@ -11,7 +11,12 @@
 // reach the semaphore loop or grow netsemd's memory without bound.
 //
 // What the listener decides itself: a peer the Admit function refuses is
-// closed at accept, before a byte is read (allowed_networks); the request
+// closed at accept, before a byte is read (allowed_networks), and so is one
+// past the connection limits (total, per address), counted here rather than
+// by MHD: libmicrohttpd 0.9.75's own total limit, once reached after a
+// per-address refusal, could leave the listener accepting nothing after the
+// connections had gone (HttpHostile.ConnectionsBeyondTheLimits... saw it).
+// Two threads accepting at once may each admit one past a limit. The request
 // target is passed raw (MHD's unescaping is turned off: api::route decodes
 // names so that %2F stays inside one path segment); a request that
 // announces a body (Content-Length above 0, or Transfer-Encoding) is
@@ -25,7 +30,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "api/router.h"
@@ -72,6 +79,10 @@ class Listener {
   struct Callbacks;  // MHD's C callbacks, in listener.cc
   Handler handler_;
   Admit admit_;
+  Limits limits_;
+  std::mutex count_mutex_;
+  std::size_t open_ = 0;                                              // guarded by count_mutex_
+  std::map<std::array<std::uint8_t, 16>, unsigned> open_by_address_;  // guarded by count_mutex_
   MHD_Daemon* daemon_ = nullptr;
   std::uint16_t port_ = 0;
 };

@@ -32,9 +32,19 @@ std::int64_t wall_clock_ms() {
   return static_cast<std::int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
 }
 
-HttpBackend::HttpBackend(LoopJobs& jobs, const SemaphoreTable& table, Dispatcher& dispatcher,
-                         std::int64_t started_at_ms)
-    : jobs_(jobs), table_(table), dispatcher_(dispatcher), started_at_ms_(started_at_ms) {}
+HttpBackend::HttpBackend(LoopJobs& jobs, std::int64_t started_at_ms) : jobs_(jobs), started_at_ms_(started_at_ms) {}
+
+Status HttpBackend::serving() const {
+  switch (readiness_.load()) {
+    case api::Readiness::kReady:
+      return Status::ok();
+    case api::Readiness::kStarting:
+      return Status(StatusCode::kUnavailable, "the server is starting (recovering its journal)");
+    case api::Readiness::kStopping:
+      break;
+  }
+  return Status(StatusCode::kShutdown, "the server is stopping");
+}
 
 void HttpBackend::publish(const stats::Snapshot& snapshot, std::int64_t at_ms) {
   published_.publish(snapshot);
@@ -63,11 +73,12 @@ bool HttpBackend::is_admin(const std::array<std::uint8_t, 16>& peer) const {
 }
 
 Result<api::SemaphorePage> HttpBackend::semaphores(std::string prefix, std::string after, std::size_t limit) {
+  if (auto status = serving(); !status) return status;
   return jobs_.call<api::SemaphorePage>(
       [this, prefix = std::move(prefix), after = std::move(after), limit] {
         api::SemaphorePage page;
         bool more = false;
-        table_.list_after(prefix, after, [&](const SemaphoreInfo& info) {
+        table_->list_after(prefix, after, [&](const SemaphoreInfo& info) {
           if (page.rows.size() == limit) {
             more = true;
             return false;
@@ -82,31 +93,32 @@ Result<api::SemaphorePage> HttpBackend::semaphores(std::string prefix, std::stri
 }
 
 Result<std::optional<api::SemaphoreDetail>> HttpBackend::semaphore(std::string name) {
+  if (auto status = serving(); !status) return status;
   return jobs_.call<std::optional<api::SemaphoreDetail>>(
       [this, name = std::move(name)]() -> std::optional<api::SemaphoreDetail> {
-        const SemaphoreInfo info = table_.get(name);
+        const SemaphoreInfo info = table_->get(name);
         if (info.kind == SemaphoreKind::kAbsent) return std::nullopt;
         api::SemaphoreDetail detail;
         detail.semaphore = row_of(info);
-        const Clock::time_point now = dispatcher_.now();
+        const Clock::time_point now = dispatcher_->now();
         const std::int64_t wall = wall_clock_ms();
-        table_.holders_after(name, now, 0, [&](const HolderInfo& h) {
+        table_->holders_after(name, now, 0, [&](const HolderInfo& h) {
           if (detail.holders.size() == api::kMaxPage) {
             detail.truncated = true;
             return false;
           }
-          detail.holders.push_back({h.session, std::string(dispatcher_.label_of(h.session)),
-                                    peer_of(dispatcher_, h.session), h.count, h.fence, h.held_ms, wall - h.held_ms});
+          detail.holders.push_back({h.session, std::string(dispatcher_->label_of(h.session)),
+                                    peer_of(*dispatcher_, h.session), h.count, h.fence, h.held_ms, wall - h.held_ms});
           return true;
         });
-        table_.waiters_after(name, now, 0, [&](const WaiterInfo& w) {
+        table_->waiters_after(name, now, 0, [&](const WaiterInfo& w) {
           if (detail.waiters.size() == api::kMaxPage) {
             detail.truncated = true;
             return false;
           }
           api::WaiterRow row{w.session,
-                             std::string(dispatcher_.label_of(w.session)),
-                             peer_of(dispatcher_, w.session),
+                             std::string(dispatcher_->label_of(w.session)),
+                             peer_of(*dispatcher_, w.session),
                              w.mode == TakeMode::kWait ? "wait" : "acquire",
                              w.count,
                              w.waited_ms,
@@ -121,20 +133,21 @@ Result<std::optional<api::SemaphoreDetail>> HttpBackend::semaphore(std::string n
 }
 
 Result<api::SessionPage> HttpBackend::sessions(std::uint64_t after, std::size_t limit) {
+  if (auto status = serving(); !status) return status;
   return jobs_.call<api::SessionPage>(
       [this, after, limit] {
         api::SessionPage page;
-        const Clock::time_point now = dispatcher_.now();
-        const auto& by_id = dispatcher_.sessions_by_id();
+        const Clock::time_point now = dispatcher_->now();
+        const auto& by_id = dispatcher_->sessions_by_id();
         for (auto it = by_id.upper_bound(after); it != by_id.end(); ++it) {
           if (page.rows.size() == limit) {
             page.next = page.rows.back().id;
             break;
           }
           const SessionState& s = *it->second;
-          const SessionLoad load = table_.session_load(s.id);
+          const SessionLoad load = table_->session_load(s.id);
           page.rows.push_back({s.id, s.peer, s.dialect == protocol::Dialect::kAce ? "ace" : "v1",
-                               std::string(dispatcher_.label_of(s.id)), load.permits_held, load.pending,
+                               std::string(dispatcher_->label_of(s.id)), load.permits_held, load.pending,
                                ms_between(s.began, now), ms_between(s.last_activity, now)});
         }
         return page;
@@ -143,11 +156,13 @@ Result<api::SessionPage> HttpBackend::sessions(std::uint64_t after, std::size_t 
 }
 
 Result<bool> HttpBackend::kick(std::uint64_t id, std::string reason) {
-  return jobs_.call<bool>([this, id, reason = std::move(reason)] { return dispatcher_.kick_session(id, reason); },
+  if (auto status = serving(); !status) return status;
+  return jobs_.call<bool>([this, id, reason = std::move(reason)] { return dispatcher_->kick_session(id, reason); },
                           kLoopQueryTimeout);
 }
 
 Result<std::string> HttpBackend::metrics() {
+  if (auto status = serving(); !status) return status;
   return stats::to_prometheus(published_.read());
 }
 

@@ -38,11 +38,19 @@ class HttpBackend final : public api::Backend {
   // How long an HTTP thread waits for a loop query before answering 503 BUSY.
   static constexpr std::chrono::milliseconds kLoopQueryTimeout{2000};
 
-  // `table` and `dispatcher` are used only inside loop queries (on the loop
-  // thread); all references must outlive the backend.
-  HttpBackend(LoopJobs& jobs, const SemaphoreTable& table, Dispatcher& dispatcher, std::int64_t started_at_ms);
+  // `jobs` must outlive the backend. Until attach(), the backend answers as
+  // a server that is starting: readiness kStarting, loop queries
+  // kUnavailable at once.
+  HttpBackend(LoopJobs& jobs, std::int64_t started_at_ms);
 
   // --- event loop side ---
+  // The table and the dispatcher, once the journal is recovered; used only
+  // inside loop queries (on the loop thread); they must outlive the backend.
+  // REQUIRES: before the loop runs (no query can be running).
+  void attach(const SemaphoreTable& table, Dispatcher& dispatcher) {
+    table_ = &table;
+    dispatcher_ = &dispatcher;
+  }
   // Publishes the figures of now (and offers them to the history ring).
   void publish(const stats::Snapshot& snapshot, std::int64_t at_ms);
   void set_access(const AllowList& allowed, const AllowList& admin);
@@ -69,10 +77,12 @@ class HttpBackend final : public api::Backend {
     AllowList admin;
   };
   std::shared_ptr<const Access> access() const;
+  // kUnavailable while starting, kShutdown while stopping; ok when ready.
+  Status serving() const;
 
   LoopJobs& jobs_;
-  const SemaphoreTable& table_;  // loop thread only
-  Dispatcher& dispatcher_;       // loop thread only
+  const SemaphoreTable* table_ = nullptr;  // loop thread only (set before the loop runs)
+  Dispatcher* dispatcher_ = nullptr;       // loop thread only
   const std::int64_t started_at_ms_;
   stats::PublishedSnapshot published_;  // thread-safe
   stats::History history_;              // thread-safe

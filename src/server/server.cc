@@ -173,6 +173,7 @@ Server::~Server() {
 Status Server::start() {
   started_ = std::chrono::steady_clock::now();
   read_buffer_.resize(kReadBufferBytes);
+  if (auto status = start_http(); !status) return status;
 
   RecoveredState recovered;
   JournalOptions journal_options;
@@ -260,7 +261,10 @@ Status Server::start() {
   write_status_file();
   arm_status_timer();
   arm_sync_timer();
-  if (auto status = start_http(); !status) return status;
+  http_backend_->attach(*table_, *dispatcher_);
+  publish_figures();
+  arm_publish_timer();
+  http_backend_->set_readiness(api::Readiness::kReady);
   return Status::ok();
 }
 
@@ -272,11 +276,8 @@ Status Server::start_http() {
   const auto started_wall =
       wall_clock_ms() -
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
-  http_backend_ = std::make_unique<HttpBackend>(*loop_jobs_, *table_, *dispatcher_, started_wall);
+  http_backend_ = std::make_unique<HttpBackend>(*loop_jobs_, started_wall);
   http_backend_->set_access(config_.allowed_networks, config_.admin_networks);
-  publish_figures();
-  arm_publish_timer();
-  http_backend_->set_readiness(api::Readiness::kReady);
   if (!config_.http_enabled) {
     spdlog::info("HTTP off (http_enabled = off)");
     return Status::ok();

@@ -133,8 +133,10 @@ class Server final : private JournalProgress, public SessionHost {
   void release_held();
   void arm_log_report_timer();
   // The HTTP side (docs/operations.md): the loop queries, the backend and
-  // the listener on threads of its own. A listener that cannot listen is
-  // logged, and the protocol is served without it.
+  // the listener on threads of its own, first thing at start, so that
+  // /healthz answers and /readyz says "starting" while the journal is
+  // recovered. A listener that cannot listen is logged, and the protocol is
+  // served without it.
   Status start_http();
   // Publishes the figures for the HTTP threads, once a second.
   void publish_figures();

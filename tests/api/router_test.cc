@@ -394,6 +394,22 @@ TEST(Router, ALoopThatDoesNotAnswerIs503) {
   EXPECT_EQ(call(backend, "GET", "/api/v1/stats").response.status, 200);
 }
 
+TEST(Router, WhileStartingOnlyHealthAndThePageAnswer) {
+  TestBackend backend;
+  backend.ready = Readiness::kStarting;
+  backend.loop_status = Status(StatusCode::kUnavailable, "the server is starting (recovering its journal)");
+  EXPECT_EQ(call(backend, "GET", "/healthz").response.status, 200);
+  EXPECT_EQ(call(backend, "GET", "/").response.status, 200);
+  auto ready = call(backend, "GET", "/readyz");
+  EXPECT_EQ(ready.response.status, 503);
+  EXPECT_EQ(ready.body, json({{"status", "starting"}}));
+  for (const char* target : {"/api/v1/stats", "/api/v1/history", "/api/v1/semaphores", "/api/v1/sessions"}) {
+    auto answer = call(backend, "GET", target);
+    EXPECT_EQ(answer.response.status, 503) << target;
+    EXPECT_EQ(answer.body["error"], "STARTING") << target;
+  }
+}
+
 TEST(Router, MetricsIsPrometheusText) {
   TestBackend backend;
   auto answer = call(backend, "GET", "/metrics");

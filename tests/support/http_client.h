@@ -68,12 +68,26 @@ inline std::uint16_t http_port_from_log(const std::string& log) {
 class HttpConnection {
  public:
   // Connects to 127.0.0.1:port (or `host`); an invalid connection (ok()
-  // false) when that fails. `receive_buffer` > 0 sets SO_RCVBUF first.
-  explicit HttpConnection(std::uint16_t port, const char* host = "127.0.0.1", int receive_buffer = 0) {
+  // false) when that fails. `receive_buffer` > 0 sets SO_RCVBUF first;
+  // `source`, an IPv4 address of this host (any of 127.0.0.0/8), is bound as
+  // the connection's own address (another peer, as far as per-address
+  // limits go).
+  explicit HttpConnection(std::uint16_t port, const char* host = "127.0.0.1", int receive_buffer = 0,
+                          const char* source = nullptr) {
     const bool v6 = std::string_view(host).find(':') != std::string_view::npos;
     fd_ = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd_ < 0) return;
     if (receive_buffer > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+    if (source != nullptr && !v6) {
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      ::inet_pton(AF_INET, source, &local.sin_addr);
+      if (::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) {
+        ::close(fd_);
+        fd_ = -1;
+        return;
+      }
+    }
     sockaddr_storage storage{};
     socklen_t length = 0;
     if (v6) {
