@@ -170,11 +170,25 @@ std::string json_string(std::string_view text);
 int report_failure(const Connection& connection, const Status& status);
 
 // "timed out after 2 s waiting for 1 permit of NAME", followed by what GET
-// says of NAME now (holders, waiters, free permits) when it can be had. For
-// a host-local semaphore (kind "local") those are permits held on this host
-// and processes waiting, not sessions and requests.
+// says of NAME now (timeout_detail) when it can be had, with the permits
+// held counted from HOLDERS when the server speaks 1.1.
 std::string describe_timeout(Client& client, std::string_view name, std::int64_t count,
                              std::optional<std::chrono::milliseconds> timeout);
+
+// Why permits are missing, from GET's `info` and, when known, the permits
+// sessions hold (`held`, the sum of HOLDERS' counts): "0 of 6 free: 6
+// consumed by WAIT, 0 held; 0 requests waiting", "0 of 1 free: 1 held by 1
+// session; 2 requests waiting". Without `held` (a 1.0 server) only what is
+// known: the holding sessions, and as a bound what WAIT may have consumed
+// (no holder: all that is missing). For kind "local", the kernel's counts:
+// permits held on this host and processes waiting.
+std::string timeout_detail(const SemaphoreInfo& info, std::optional<std::int64_t> held);
+
+// Whether the 1.1 listings (HOLDERS, WAITERS) can be asked about `name`: the
+// client is connected to a server whose HELLO answer named protocol 1.1 or
+// a later 1.x, and `name` is not host-local (`$`). A 1.0 server would refuse
+// them; a host-local or fallback name has no server to ask.
+bool listings_served(const ClientStats& stats, std::string_view name);
 
 // Tells the user, on stderr, that NAME was served by the host-local fallback
 // semaphore because no server could be reached: other hosts are then not

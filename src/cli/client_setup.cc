@@ -235,6 +235,55 @@ int require_server(const Connection& connection, std::string_view what) {
   return kExitUnavailable;
 }
 
+bool listings_served(const ClientStats& stats, std::string_view name) {
+  if (!stats.connected || name.starts_with('$')) return false;
+  // "major.minor" from the HELLO answer: the listings came with 1.1, and a
+  // later 1.x keeps them (the additions are additive).
+  const std::string_view protocol = stats.protocol;
+  const auto dot = protocol.find('.');
+  if (dot == std::string_view::npos) return false;
+  const auto major = parse_decimal(protocol.substr(0, dot), 0, 1000000);
+  const auto minor = parse_decimal(protocol.substr(dot + 1), 0, 1000000);
+  return major && minor && *major == 1 && *minor >= 1;
+}
+
+std::string timeout_detail(const SemaphoreInfo& info, std::optional<std::int64_t> held) {
+  std::string text = std::to_string(info.value) + " of " + std::to_string(info.max) + " free";
+  if (info.kind == "local") {
+    // The kernel counts permits and waiting processes; it cannot say how many
+    // processes hold the permits, and there are no sessions.
+    return text + ", " + counted(info.holders, "permit", "permits") + " held on this host, " +
+           counted(info.waiters, "process", "processes") + " waiting";
+  }
+  // Every permit not free is held (ACQUIRE) or consumed (WAIT); the server
+  // counts the held ones per session, so the consumed ones are the rest. A
+  // created semaphore may also start below its max: those permits were
+  // never posted. The figures come from two requests and may disagree by
+  // what changed between them: never below zero.
+  const std::string consumed_by = info.kind == "created" ? " consumed by WAIT or not yet posted" : " consumed by WAIT";
+  const std::int64_t missing = std::max<std::int64_t>(0, info.max - info.value);
+  const std::string sessions = counted(info.holders, "session", "sessions");
+  const std::string waiting = "; " + counted(info.waiters, "request", "requests") + " waiting";
+  if (missing == 0) return text + waiting;   // all free: the queue, or the server, held it back
+  if (!held && info.holders == 0) held = 0;  // nobody holds: all that is missing was consumed
+  if (held) {
+    const std::int64_t consumed = std::max<std::int64_t>(0, missing - *held);
+    text += ": ";
+    if (consumed > 0) text += std::to_string(consumed) + consumed_by + ", ";
+    text += std::to_string(*held) + " held";
+    if (info.holders > 0) text += " by " + sessions;
+    return text + waiting;
+  }
+  // A 1.0 server says how many sessions hold, not how many permits each:
+  // each holds one at least, so at most the rest can have been consumed.
+  text += ": held by " + sessions;
+  const std::int64_t at_most = missing - static_cast<std::int64_t>(std::min<std::uint64_t>(info.holders, missing));
+  if (at_most > 0) {
+    text += ", up to " + std::to_string(at_most) + consumed_by + " (protocol 1.0 does not say how many each holds)";
+  }
+  return text + waiting;
+}
+
 std::string describe_timeout(Client& client, std::string_view name, std::int64_t count,
                              std::optional<std::chrono::milliseconds> timeout) {
   std::string text = "timed out";
@@ -244,17 +293,14 @@ std::string describe_timeout(Client& client, std::string_view name, std::int64_t
   // the detail.
   auto info = client.get(name);
   if (!info || info->kind == "absent") return text;
-  text += ": " + std::to_string(info->value) + " of " + std::to_string(info->max) + " free, ";
-  if (info->kind == "local") {
-    // The kernel counts permits and waiting processes; it cannot say how many
-    // processes hold the permits, and there are no sessions.
-    text += counted(info->holders, "permit", "permits") + " held on this host, " +
-            counted(info->waiters, "process", "processes") + " waiting";
-  } else {
-    text += "held by " + counted(info->holders, "session", "sessions") + ", " +
-            counted(info->waiters, "request", "requests") + " waiting";
+  std::optional<std::int64_t> held;
+  if (info->kind != "local" && info->holders > 0 && listings_served(client.stats(), name)) {
+    if (auto holders = client.holders(name)) {
+      held = 0;
+      for (const HolderInfo& holder : *holders) *held += holder.count;
+    }
   }
-  return text;
+  return text + ": " + timeout_detail(*info, held);
 }
 
 void warn_local_fallback(const Connection& connection, std::string_view name) {

@@ -105,8 +105,26 @@ int create_command(const GlobalOptions& global, const CreateOptions& options) {
   }
   Connection connection = connect(global);
   if (!connection.client) return connection.failure;
-  if (Status status = connection.client->create(options.name, options.value, max, options.exclusive); !status) {
+  Client& client = *connection.client;
+  // CREATE of an existing created semaphore is OK and changes nothing (as
+  // O_CREAT): whoever asked for other values must learn that they did not
+  // apply. Known from a look before (it was there) or after (its max is not
+  // the one asked for, which a CREATE of ours would have set).
+  std::optional<SemaphoreInfo> before;
+  if (!options.exclusive) {
+    if (auto info = client.get(options.name); info && info->kind == "created") before = *info;
+  }
+  if (Status status = client.create(options.name, options.value, max, options.exclusive); !status) {
     return report_failure(connection, status);
+  }
+  if (!options.exclusive) {
+    auto now = client.get(options.name);
+    const SemaphoreInfo* seen = now && now->kind == "created" ? &*now : before ? &*before : nullptr;
+    if (seen != nullptr && (before || seen->max != max) && (seen->value != options.value || seen->max != max)) {
+      print_error("create: " + options.name + " exists already, with " + std::to_string(seen->value) + " of " +
+                  std::to_string(seen->max) + " free; left unchanged (not " + std::to_string(options.value) + " of " +
+                  std::to_string(max) + "): delete it first to make it anew, or use -x to fail instead");
+    }
   }
   return kExitOk;
 }

@@ -122,15 +122,19 @@ std::string permits_text(std::int64_t count) {
   return count == 1 ? "the permit" : "the " + std::to_string(count) + " permits";
 }
 
+// Why the permits were lost, as one clause. The library's message says it
+// whole when it names what the server did (closed the connection, shut down,
+// ended the session by KICK, fell silent past the lease); a bare system
+// error ("Connection reset by peer") gets the category before it. Never both
+// a category and a message that says the same ("shutting down (shutting
+// down)").
 std::string loss_cause(const Status& reason) {
-  switch (reason.code()) {
-    case StatusCode::kShutdown:
-      return "the server is shutting down";
-    case StatusCode::kUnavailable:
-      return "the connection to the server was lost";
-    default:
-      return "the server dropped the session";
-  }
+  const std::string& message = reason.message();
+  if (reason.code() == StatusCode::kShutdown) return "the server is shutting down";
+  if (message.starts_with("the server ") || message.starts_with("no answer from the server")) return message;
+  const std::string category = reason.code() == StatusCode::kUnavailable ? "the connection to the server was lost"
+                                                                         : "the server dropped the session";
+  return message.empty() ? category : category + " (" + message + ")";
 }
 
 int exit_code_of_child(int wait_status) {
@@ -270,8 +274,8 @@ std::pair<int, bool> supervise(pid_t child, const RunOptions& options, const Sig
                  permits_text(options.count) + " again";
         }
         print_error("lost " + permits_text(options.count) + " of " + options.name + " while " + command +
-                    " ran: " + loss_cause(reason) + " (" + reason.message() + "); sent SIGTERM to " + command +
-                    " (pid " + std::to_string(child) + ")" + when);
+                    " ran: " + loss_cause(reason) + "; sent SIGTERM to " + command + " (pid " + std::to_string(child) +
+                    ")" + when);
         ::kill(child, SIGTERM);
         grace = std::max(std::chrono::milliseconds(0), std::chrono::floor<std::chrono::milliseconds>(*kill_at - now));
       }

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "cli/cli.h"
+
 namespace netsem::cli {
 
 namespace {
@@ -89,7 +91,7 @@ void WaitFeedback::loop() {
     // The listings need a 1.1 server serving this name: not a `$` name, not
     // the fallback, not a 1.0 server (which would refuse them).
     const ClientStats stats = client_.stats();
-    if (stats.connected && stats.protocol == "1.1" && !name_.starts_with('$')) {
+    if (listings_served(stats, name_)) {
       if (tick % 2 == 1) {
         position_.clear();
         if (auto waiters = client_.waiters(name_)) {

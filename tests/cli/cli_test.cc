@@ -514,10 +514,12 @@ TEST_F(CliRun, StopsTheCommandAtOnceWhenTheServerIsKilled) {
   std::printf("netsem exited %lld ms after netsemd was killed\n", static_cast<long long>(took.count()));
   EXPECT_LT(took, std::chrono::seconds(3));
   EXPECT_EQ(outcome.exit_code, 70) << outcome;
-  EXPECT_NE(outcome.err.find("netsem: lost the permit of beta while sh ran: the connection to the server was lost"),
-            std::string::npos)
+  // One clause of cause: the library's own words for a close, or the
+  // category before a bare system error (a reset).
+  EXPECT_TRUE(std::regex_match(outcome.err, std::regex("netsem: lost the permit of beta while sh ran: (the server "
+                                                       "closed the connection|the connection to the server was lost "
+                                                       "\\([A-Z][a-z ]+\\)); sent SIGTERM to sh \\(pid [0-9]+\\)\n")))
       << outcome;
-  EXPECT_NE(outcome.err.find("sent SIGTERM"), std::string::npos) << outcome;
   server_->wait_exit();
 }
 
@@ -651,8 +653,33 @@ TEST_F(CliRun, SaysTheServerIsShuttingDownWhenItStops) {
   server_->send_signal(SIGTERM);
   const Outcome outcome = cli.finish(std::chrono::seconds(5));
   EXPECT_EQ(outcome.exit_code, 70) << outcome;
-  EXPECT_NE(outcome.err.find("the server is shutting down"), std::string::npos) << outcome;
+  // Said once (issue 12 item 8: it read "the server is shutting down (the
+  // server is shutting down)"), in one line with what was done.
+  EXPECT_TRUE(std::regex_match(outcome.err,
+                               std::regex("netsem: lost the permit of beta while sh ran: the server is shutting down; "
+                                          "sent SIGTERM to sh \\(pid [0-9]+\\)(; the grace is cut to [0-9.]+ s, when "
+                                          "the server may grant the permit again)?\n")))
+      << outcome;
   server_->wait_exit();
+}
+
+TEST_F(CliRun, SaysAKickEndedTheSessionNotThatTheConnectionWasLost) {
+  Cli cli({"run", "beta", "--", "sh", "-c", "echo ready; exec sleep 30"}, {server_env()});
+  ASSERT_TRUE(cli.wait_for_stdout("ready"));
+  const std::string holders = observer_->request(req::holders("h", "beta"));
+  ASSERT_EQ(holders.rfind("h ITEM ", 0), 0u) << holders;
+  const std::uint64_t id = std::stoull(holders.substr(7));
+  ASSERT_EQ(observer_->read_line().value_or(""), "h END 1");
+  ASSERT_EQ(observer_->request(req::kick("k", id)), "k OK");
+  const Outcome outcome = cli.finish(std::chrono::seconds(5));
+  EXPECT_EQ(outcome.exit_code, 70) << outcome;
+  // It read "the connection to the server was lost (the server ended the
+  // session by KICK: ...)": the connection was fine, the session was ended.
+  EXPECT_TRUE(std::regex_match(outcome.err, std::regex("netsem: lost the permit of beta while sh ran: the server "
+                                                       "ended the session by KICK: kicked by session [0-9]+ "
+                                                       "\\(127\\.0\\.0\\.1:[0-9]+\\); sent SIGTERM to sh "
+                                                       "\\(pid [0-9]+\\)\n")))
+      << outcome;
 }
 
 TEST_F(CliRun, KillsACommandThatIgnoresSigtermAfterTheGracePeriod) {
@@ -868,8 +895,9 @@ TEST_F(CliCommands, WaitAndPostCountPermits) {
   ASSERT_EQ(netsem({"create", "jobs", "0", "2"}).exit_code, 0);
   Outcome outcome = netsem({"wait", "-t", "0.2", "jobs"});
   EXPECT_EQ(outcome.exit_code, 75) << outcome;
-  EXPECT_NE(outcome.err.find("netsem: wait: timed out after 0.2 s waiting for 1 permit of jobs: 0 of 2 free"),
-            std::string::npos)
+  EXPECT_EQ(outcome.err,
+            "netsem: wait: timed out after 0.2 s waiting for 1 permit of jobs: 0 of 2 free: 2 consumed by WAIT or "
+            "not yet posted, 0 held; 0 requests waiting\n")
       << outcome;
   EXPECT_EQ(netsem({"post", "-n", "2", "jobs"}).exit_code, 0);
   EXPECT_EQ(get("jobs"), "OK 2 2 0 0 created");
@@ -890,12 +918,55 @@ TEST_F(CliCommands, WaitAndPostCountPermits) {
   EXPECT_NE(outcome.err.find("NOT_FOUND"), std::string::npos) << outcome;
 }
 
+TEST_F(CliCommands, ATimeoutCountsThePermitsConsumedByWaitApartFromTheHeldOnes) {
+  // Issue 12 item 8: it read "0 of 3 free, held by 0 sessions", which
+  // explains nothing when WAIT took the permits for good.
+  ASSERT_EQ(netsem({"wait", "-n", "3", "alpha"}).exit_code, 0);
+  Outcome outcome = netsem({"wait", "-t", "0.1", "alpha"});
+  EXPECT_EQ(outcome.exit_code, 75) << outcome;
+  EXPECT_EQ(outcome.err,
+            "netsem: wait: timed out after 0.1 s waiting for 1 permit of alpha: 0 of 3 free: 3 consumed by WAIT, 0 "
+            "held; 0 requests waiting\n")
+      << outcome;
+  // Held permits are counted from HOLDERS (2 permits of 1 session), the
+  // rest was consumed.
+  ASSERT_EQ(netsem({"post", "-n", "2", "alpha"}).exit_code, 0);
+  ASSERT_EQ(observer_->request(req::acquire("a", "alpha", 2)).rfind("a OK ", 0), 0u);
+  outcome = netsem({"run", "--nonblock", "alpha", "true"});
+  EXPECT_EQ(outcome.exit_code, 75) << outcome;
+  EXPECT_EQ(outcome.err,
+            "netsem: run: timed out after 0 s waiting for 1 permit of alpha: 0 of 3 free: 1 consumed by WAIT, 2 held "
+            "by 1 session; 0 requests waiting; true not run\n")
+      << outcome;
+  // Nothing consumed: the holders alone.
+  ASSERT_EQ(netsem({"post", "alpha"}).exit_code, 0);
+  ASSERT_EQ(observer_->request(req::acquire("b", "alpha")).rfind("b OK ", 0), 0u);
+  outcome = netsem({"wait", "-t", "0", "alpha"});
+  EXPECT_EQ(outcome.exit_code, 75) << outcome;
+  EXPECT_EQ(outcome.err,
+            "netsem: wait: timed out after 0 s waiting for 1 permit of alpha: 0 of 3 free: 3 held by 1 session; 0 "
+            "requests waiting\n")
+      << outcome;
+}
+
 TEST_F(CliCommands, CreateAndDelete) {
-  EXPECT_EQ(netsem({"create", "pool", "3"}).exit_code, 0);
+  Outcome outcome = netsem({"create", "pool", "3"});
+  EXPECT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_EQ(outcome.err, "") << outcome;
   EXPECT_EQ(get("pool"), "OK 3 3 0 0 created");
-  EXPECT_EQ(netsem({"create", "pool", "1"}).exit_code, 0);  // exists: unchanged, as O_CREAT
+  // Exists: unchanged, as O_CREAT, and said so when other values were asked
+  // for (issue 12 item 8: it said nothing); the same values, nothing to say.
+  outcome = netsem({"create", "pool", "1"});
+  EXPECT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_EQ(outcome.err,
+            "netsem: create: pool exists already, with 3 of 3 free; left unchanged (not 1 of 1): delete it first "
+            "to make it anew, or use -x to fail instead\n")
+      << outcome;
   EXPECT_EQ(get("pool"), "OK 3 3 0 0 created");
-  Outcome outcome = netsem({"create", "--exclusive", "pool", "1"});
+  outcome = netsem({"create", "pool", "3", "3"});
+  EXPECT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_EQ(outcome.err, "") << outcome;
+  outcome = netsem({"create", "--exclusive", "pool", "1"});
   EXPECT_EQ(outcome.exit_code, 1) << outcome;
   EXPECT_NE(outcome.err.find("EXISTS"), std::string::npos) << outcome;
   EXPECT_EQ(netsem({"create", "empty", "0", "4", "-x"}).exit_code, 0);

@@ -19,6 +19,7 @@
 #include "cli_runner.h"
 #include "netsemd_harness.h"
 #include "protocol/requests.h"
+#include "support/request_lines.h"
 
 namespace netsem::testing {
 namespace {
@@ -29,7 +30,11 @@ class WaitFeedbackCli : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string error;
-    server_ = Netsemd::start(with_semaphores("pool = 6\n"), &error);
+    Netsemd::Options options = with_semaphores("pool = 6\n");
+    // No keep-alive PING within a test (the client pings after T/3 idle), so
+    // that the server's request count is netsem's requests alone.
+    options.server_options = "session_timeout_ms = 60000\n";
+    server_ = Netsemd::start(options, &error);
     ASSERT_TRUE(server_) << error;
     holder_ = Client::connect(server_->port());
     ASSERT_TRUE(holder_);
@@ -37,6 +42,18 @@ class WaitFeedbackCli : public ::testing::Test {
     protocol::encode_hello(line, "h", "build-7");
     line.pop_back();
     ASSERT_EQ(holder_->request(line).rfind("h OK", 0), 0u);
+  }
+
+  // The server's count of requests read (STATS `requests`), this request
+  // included.
+  std::int64_t requests() {
+    const std::string answer = holder_->request(req::stats("s"));
+    const auto at = answer.find("\"requests\":");
+    if (at == std::string::npos) {
+      ADD_FAILURE() << answer;
+      return -1;
+    }
+    return std::stoll(answer.substr(at + 11));
   }
 
   std::string server_env() const { return "NETSEM_SERVER=127.0.0.1:" + std::to_string(server_->port()); }
@@ -148,6 +165,31 @@ TEST_F(WaitFeedbackCli, OffATerminalNothingUnlessVerboseThenPlainLines) {
       << verbose;
   EXPECT_EQ(verbose.err.find('\r'), std::string::npos) << verbose;
   EXPECT_EQ(verbose.err.find("waiting 1 s"), std::string::npos) << "one plain line, not one a second: " << verbose;
+}
+
+TEST_F(WaitFeedbackCli, AsksForAtMostOneListingASecond) {
+  // Issue 12 item 7: the feedback must not load the server. The same wait
+  // shorter than a second (no listing yet: the first comes at 1 s) and
+  // longer, the server's request counts compared: the difference is the
+  // listings alone; the requests every wait makes (HELLO, STATS, WAIT, the
+  // timeout's GET and HOLDERS) are in both.
+  ASSERT_EQ(holder_->request("a ACQUIRE pool 6"), "a OK 1");
+  const auto count_requests = [&](const std::vector<std::string>& args) {
+    const std::int64_t before = requests();
+    const NetsemRun run = run_netsem(args, {server_env()});
+    EXPECT_EQ(run.exit_code, 75) << run;
+    return requests() - before - 1;  // less the second STATS
+  };
+  const std::int64_t base = count_requests({"-v", "wait", "pool", "--timeout", "0.5s"});
+  const auto start = Clock::now();
+  const std::int64_t verbose = count_requests({"-v", "wait", "pool", "--timeout", "3.5s"});
+  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start).count();
+  std::printf("requests of a wait: %lld in 0.5 s, %lld in 3.5 s with feedback\n", static_cast<long long>(base),
+              static_cast<long long>(verbose));
+  // Ticks at 1, 2 and 3 s (one more if netsem ran late past 4 s): one
+  // listing each, alternating WAITERS and HOLDERS.
+  EXPECT_GE(verbose - base, 2);
+  EXPECT_LE(verbose - base, seconds);
 }
 
 }  // namespace
