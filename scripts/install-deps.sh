@@ -17,6 +17,7 @@ packages=(
   netcat-openbsd                    # nc, to talk to the server by hand
   redis-server                      # Redis: the peer in the benchmark comparison, and its smoke test
   python3                           # bench/compare_report.py, the comparison's report (and its smoke test)
+  chromium                          # headless Chromium: tests/web loads the web page and reads its DOM
   prometheus                        # promtool checks GET /metrics; a real Prometheus scrapes netsemd in tests/metrics
   systemd                           # systemd-analyze: tests/ops checks etc/systemd/netsemd.service
   dpkg-dev file binutils groff-base # the Debian package: cpack's dependency list (dpkg-shlibdeps, file, readelf), man pages' check

@@ -109,6 +109,12 @@ function el(tag, attributes, ...children) {
   return node;
 }
 
+// Sets a node's text only when it changed, so that a live region is not
+// announced again every 2 s with the same words.
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
 // Text isolated from its neighbours for the bidirectional algorithm.
 function isolated(text, className) { return el('bdi', className ? {className} : {}, text); }
 
@@ -141,7 +147,7 @@ function renderStats(reply) {
   }
   list.replaceChildren(...items);
   const started = reply.started_at ? `started ${new Date(reply.started_at).toLocaleString()}` : '';
-  $('status-line').textContent = [`protocol ${reply.protocol || '1'}`, started].filter(Boolean).join(' · ');
+  setText($('status-line'), [`protocol ${reply.protocol || '1'}`, started].filter(Boolean).join(' · '));
 }
 
 // ---------------------------------------------------------------- charts ---
@@ -348,8 +354,7 @@ function renderSemaphores(reply) {
   empty.hidden = list.length > 0;
   empty.textContent = state.prefix ? `No semaphore's name starts with “${state.prefix}”.` : 'No semaphores.';
   const page = state.semaphorePages.length;
-  $('semaphores-page').textContent =
-      list.length ? `Page ${page}: ${list.length} name${list.length === 1 ? '' : 's'}` : '';
+  setText($('semaphores-page'), list.length ? `Page ${page}: ${list.length} name${list.length === 1 ? '' : 's'}` : '');
   $('semaphores-first').disabled = page === 1;
   $('semaphores-prev').disabled = page === 1;
   $('semaphores-next').disabled = state.semaphoreNext === null;
@@ -380,12 +385,13 @@ function renderDetail(name, reply, error) {
               [i + 1, w.session, isolated(w.label ?? '', 'mono'), isolated(w.peer ?? '', 'mono'), formatCount(w.count),
                formatDuration(w.waited_ms),
                w.timeout_left_ms === null ? 'no timeout' : formatDuration(w.timeout_left_ms)]));
-  const section = (title, count, tableNode, emptyText) =>
-      el('section', {className: 'holders'}, el('h3', {}, `${title} (${count})`),
+  const section = (className, title, count, tableNode, emptyText) =>
+      el('section', {className}, el('h3', {}, `${title} (${count})`),
          count ? tableNode : el('p', {className: 'empty'}, emptyText));
   const children =
-      [el('div', {className: 'detail-grid'}, section('Holders', holders.length, holderTable, 'Nobody holds a permit.'),
-          section('Queue', waiters.length, waiterTable, 'Nobody waits.'))];
+      [el('div', {className: 'detail-grid'},
+          section('holders', 'Holders', holders.length, holderTable, 'Nobody holds a permit.'),
+          section('queue', 'Queue', waiters.length, waiterTable, 'Nobody waits.'))];
   if (reply.truncated)
     children.push(el('p', {className: 'note'}, 'Only the first 1000 holders and waiters are shown.'));
   cell.replaceChildren(...children);
@@ -415,8 +421,7 @@ function renderSessions(reply) {
   $('sessions-empty').hidden = list.length > 0;
   state.sessionNext = reply.next ?? null;
   const page = state.sessionPages.length;
-  $('sessions-page').textContent =
-      list.length ? `Page ${page}: ${list.length} session${list.length === 1 ? '' : 's'}` : '';
+  setText($('sessions-page'), list.length ? `Page ${page}: ${list.length} session${list.length === 1 ? '' : 's'}` : '');
   $('sessions-first').disabled = page === 1;
   $('sessions-prev').disabled = page === 1;
   $('sessions-next').disabled = state.sessionNext === null;

@@ -1,0 +1,327 @@
+// The web page (GET /) in Debian's headless Chromium against the real
+// netsemd: sessions over the protocol make holders and waiters (labels and
+// names with markup in them), the browser loads the page from the server's
+// HTTP listener, and the test reads the rendered DOM (what the page's script
+// built from the JSON API, not the HTML the server sent): the semaphores
+// with their bars and counts, an expanded name's holders and queue, the
+// sessions, the figures; paging and the filter over 2000 names; the banner
+// when the server stops answering and its end when it answers again; no
+// polling while the tab is hidden. Keys are pressed as a user would (the
+// DevTools protocol's Input events), not simulated in the page.
+//
+// Skipped, saying so, when no chromium is installed.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "chromium.h"
+#include "netsemd_harness.h"
+#include "support/request_lines.h"
+#include "web_scene.h"
+
+namespace netsem::testing {
+namespace {
+
+using nlohmann::json;
+
+// A name no page may render as markup, and labels with markup in them.
+constexpr const char* kHostileName = "<img src=x onerror=alert(1)>";
+constexpr const char* kHolderLabel = "<b>holder</b>";
+constexpr const char* kWaiterLabel = "<i>waiter</i>";
+
+// JavaScript: the row of the semaphore named `name` (a JSON string literal
+// in the script, so any name is safe to pass).
+std::string row_of(const std::string& name) {
+  return "[...document.querySelectorAll('#semaphores > tbody > tr:not(.detail)')].find(r => "
+         "r.querySelector('button.name').textContent === " +
+         json(name).dump() + ")";
+}
+
+// JavaScript: the rows of the holders ("holders") or the queue ("queue")
+// in the expanded details of `name`, or both ("both").
+std::string detail_rows(const std::string& name, const std::string& part) {
+  const std::string selector = part == "both" ? ".holders > table > tbody > tr, .queue > table > tbody > tr"
+                                              : "." + part + " > table > tbody > tr";
+  return row_of(name) + ".nextElementSibling.querySelectorAll('" + selector + "')";
+}
+
+// JavaScript: the texts of the cells of each of `rows` (an expression).
+std::string cells_of(const std::string& rows) {
+  return "[..." + rows + "].map(r => [...r.cells].map(c => c.textContent))";
+}
+
+class WebPage : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const auto browser = Chromium::find_browser();
+    if (!browser) return;
+    std::string error;
+    chromium_ = Chromium::start(*browser, &error).release();
+    if (chromium_ == nullptr) start_error_ = new std::string(error);
+  }
+  static void TearDownTestSuite() {
+    delete chromium_;
+    chromium_ = nullptr;
+  }
+
+  void SetUp() override {
+    if (!Chromium::find_browser()) {
+      GTEST_SKIP() << "no chromium on PATH (nor $NETSEM_CHROMIUM): the web page is not tested. "
+                      "scripts/install-deps.sh installs Debian's chromium.";
+    }
+    ASSERT_NE(chromium_, nullptr) << "chromium did not start: " << (start_error_ ? *start_error_ : "");
+    chromium_->clear_page_reports();
+  }
+
+  void TearDown() override {
+    if (chromium_ == nullptr) return;
+    // Leave the tab on a blank page, so that no poll reaches the next test's server.
+    chromium_->navigate("about:blank");
+    EXPECT_EQ(chromium_->page_errors(), std::vector<std::string>{});
+    EXPECT_EQ(chromium_->dialogs(), std::vector<std::string>{});
+  }
+
+  Chromium& browser() { return *chromium_; }
+
+  // Evaluates `expression`, failing the test when it throws.
+  json eval(const std::string& expression) {
+    auto value = chromium_->evaluate(expression);
+    EXPECT_TRUE(value.has_value()) << expression << ": " << chromium_->last_error();
+    return value.value_or(json());
+  }
+
+  bool wait_until(const std::string& expression, std::chrono::milliseconds timeout = 15s) {
+    const bool ok = chromium_->wait_until(expression, timeout);
+    EXPECT_TRUE(ok) << "not true within " << timeout.count() << " ms: " << expression << " (" << chromium_->last_error()
+                    << ")";
+    return ok;
+  }
+
+  static Chromium* chromium_;
+  static std::string* start_error_;
+};
+
+Chromium* WebPage::chromium_ = nullptr;
+std::string* WebPage::start_error_ = nullptr;
+
+TEST_F(WebPage, ShowsSemaphoresHoldersAndWaitersAsText) {
+  auto server = start_web_server("pool = 3\n");
+  ASSERT_TRUE(server.server && server.http_port != 0);
+  auto holder = Client::connect(server.server->port());
+  auto waiter = Client::connect(server.server->port());
+  auto hostile = Client::connect(server.server->port());
+  auto hostile_waiter = Client::connect(server.server->port());
+  ASSERT_TRUE(holder && waiter && hostile && hostile_waiter);
+  ASSERT_TRUE(holder->request(req::hello("h", kHolderLabel)).starts_with("h OK netsem 1.1"));
+  ASSERT_TRUE(waiter->request(req::hello("h", kWaiterLabel)).starts_with("h OK netsem 1.1"));
+  const std::uint64_t fence = fence_of(holder->request(req::acquire("a", "pool", 2)));
+  EXPECT_EQ(waiter->request(req::acquire("a", "pool", 2, 600000)), "a QUEUED 1");
+  fence_of(hostile->request(req::acquire("a", kHostileName)));
+  EXPECT_EQ(hostile_waiter->request(req::acquire("a", kHostileName)), "a QUEUED 1");
+
+  ASSERT_TRUE(browser().navigate(server.url("/"))) << browser().last_error();
+  ASSERT_TRUE(wait_until(row_of("pool") + " !== undefined"));
+  // The bar's row: kind, permits in use of max, holders, waiters.
+  EXPECT_EQ(eval(cells_of("[" + row_of("pool") + "]")), json::parse(R"([["pool", "defined", "2 of 3", "1", "1"]])"));
+  EXPECT_EQ(eval(row_of("pool") + ".querySelector('.bar > span').style.width"), "66.7%");
+  EXPECT_EQ(eval(cells_of("[" + row_of(kHostileName) + "]")),
+            json::parse(R"([["<img src=x onerror=alert(1)>", "undefined", "1 of 1", "1", "1"]])"));
+
+  // Expand `pool` with the keyboard: Enter on its focused button.
+  ASSERT_TRUE(eval(row_of("pool") + ".querySelector('button').focus(), true") == true);
+  ASSERT_TRUE(browser().press_key("Enter"));
+  ASSERT_TRUE(wait_until(detail_rows("pool", "both") + ".length === 2"));
+  EXPECT_EQ(eval(row_of("pool") + ".querySelector('button').getAttribute('aria-expanded')"), "true");
+  EXPECT_EQ(eval("location.hash"), "#open=pool");
+  const json holders = eval(cells_of(detail_rows("pool", "holders")));
+  ASSERT_EQ(holders.size(), 1u);
+  // Session, label, peer, count, fence, since, held for.
+  EXPECT_EQ(holders[0][1], kHolderLabel);
+  EXPECT_EQ(holders[0][2], holder->local_peer());
+  EXPECT_EQ(holders[0][3], "2");
+  EXPECT_EQ(holders[0][4], std::to_string(fence));
+  const json queue = eval(cells_of(detail_rows("pool", "queue")));
+  ASSERT_EQ(queue.size(), 1u);
+  // Position, session, label, peer, count, waited, timeout left.
+  EXPECT_EQ(queue[0][0], "1");
+  EXPECT_EQ(queue[0][2], kWaiterLabel);
+  EXPECT_EQ(queue[0][3], waiter->local_peer());
+  EXPECT_EQ(queue[0][4], "2");
+  EXPECT_TRUE(queue[0][6].get<std::string>().ends_with(" min 59 s") ||
+              queue[0][6].get<std::string>().ends_with(" min 58 s"))
+      << queue[0][6] << " (of 10 min)";
+
+  // The hostile name's details, by a click; its waiter waits for ever.
+  eval(row_of(kHostileName) + ".querySelector('button').click()");
+  ASSERT_TRUE(wait_until(detail_rows(kHostileName, "both") + ".length === 2"));
+  const json hostile_queue = eval(cells_of(detail_rows(kHostileName, "queue")));
+  ASSERT_EQ(hostile_queue.size(), 1u);
+  EXPECT_EQ(hostile_queue[0][6], "no timeout");
+
+  // No markup from the server became elements.
+  EXPECT_EQ(eval("document.querySelectorAll('main img, main b, main i').length"), 0);
+
+  // Sessions: labels as text, permits held.
+  const json sessions = eval(cells_of("document.querySelectorAll('#sessions tbody tr')"));
+  int seen = 0;
+  for (const json& row : sessions) {
+    if (row[1] == kHolderLabel) {
+      EXPECT_EQ(row[2], holder->local_peer());
+      EXPECT_EQ(row[4], "2");
+      ++seen;
+    }
+    if (row[1] == kWaiterLabel) {
+      EXPECT_EQ(row[4], "0");
+      EXPECT_EQ(row[5], "1");
+      ++seen;
+    }
+  }
+  EXPECT_EQ(seen, 2) << sessions.dump();
+
+  // The figures: 3 permits held (2 of pool, 1 of the hostile name), 2 waiting.
+  const std::string figures =
+      "Object.fromEntries([...document.querySelectorAll('#figures div')].map(d => [d.children[0].textContent, "
+      "d.children[1].textContent]))";
+  ASSERT_TRUE(wait_until(figures + "['Permits held'] === '3'"));
+  EXPECT_EQ(eval(figures + "['Waiting']"), "2");
+  EXPECT_EQ(eval(figures + "['Semaphores']"), "2");
+  EXPECT_EQ(eval(figures + "['Journal']"), "writing");
+  // The chart is drawn (an axis at least, lines once two samples exist).
+  EXPECT_GE(eval("document.querySelectorAll('#chart-grants line').length"), 2);
+
+  // A release shows within a poll or two: the waiter now holds.
+  EXPECT_EQ(holder->request(req::release("r", "pool", 2)), "r OK 1");
+  EXPECT_TRUE(waiter->read_line().has_value());
+  ASSERT_TRUE(wait_until(row_of("pool") + ".cells[3].textContent === '1' && " + row_of("pool") +
+                         ".cells[4].textContent === '0'"));
+  ASSERT_TRUE(wait_until(cells_of(detail_rows("pool", "holders")) + "[0][1] === " + json(kWaiterLabel).dump()));
+}
+
+TEST_F(WebPage, PagesAndFiltersTwoThousandNames) {
+  auto server = start_web_server("");
+  ASSERT_TRUE(server.server && server.http_port != 0);
+  auto holder = Client::connect(server.server->port());
+  ASSERT_TRUE(holder);
+  // 2000 undefined names held by one session, the requests pipelined.
+  std::string lines;
+  for (int i = 0; i < 2000; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof name, "job-%04d", i);
+    lines += req::acquire("a", name, 1, 0) + "\n";
+  }
+  holder->send(lines);
+  for (int i = 0; i < 2000; ++i) {
+    auto answer = holder->read_line(10s);
+    ASSERT_TRUE(answer && answer->starts_with("a OK")) << i << ": " << answer.value_or("(none)");
+  }
+
+  const std::string rows = "document.querySelectorAll('#semaphores > tbody > tr:not(.detail)')";
+  const std::string first = rows + "[0].querySelector('button').textContent";
+  ASSERT_TRUE(browser().navigate(server.url("/"))) << browser().last_error();
+  ASSERT_TRUE(wait_until(rows + ".length === 100"));
+  EXPECT_EQ(eval(first), "job-0000");
+  EXPECT_EQ(eval("document.getElementById('semaphores-page').textContent"), "Page 1: 100 names");
+  EXPECT_EQ(eval("document.getElementById('semaphores-prev').disabled"), true);
+
+  eval("document.getElementById('semaphores-next').click()");
+  ASSERT_TRUE(wait_until(first + " === 'job-0100'"));
+  EXPECT_EQ(eval(rows + ".length"), 100);
+  eval("document.getElementById('semaphores-next').click()");
+  ASSERT_TRUE(wait_until(first + " === 'job-0200'"));
+  eval("document.getElementById('semaphores-prev').click()");
+  ASSERT_TRUE(wait_until(first + " === 'job-0100'"));
+
+  // The filter: typed into the box (input events as the browser makes them),
+  // applied after a pause; paging starts again from the first name with
+  // the prefix.
+  eval("document.getElementById('prefix').focus()");
+  ASSERT_TRUE(browser().type_text("job-195"));
+  ASSERT_TRUE(wait_until(first + " === 'job-1950' && " + rows + ".length === 10"));
+  EXPECT_EQ(eval("document.getElementById('semaphores-next').disabled"), true);
+  EXPECT_EQ(eval("location.hash"), "#prefix=job-195");
+  ASSERT_TRUE(browser().press_key("Backspace"));
+  ASSERT_TRUE(wait_until(first + " === 'job-1900' && " + rows + ".length === 100"));
+  ASSERT_TRUE(browser().type_text("x"));
+  ASSERT_TRUE(
+      wait_until("document.getElementById('semaphores-empty').textContent === "
+                 "'No semaphore\\'s name starts with “job-19x”.'"));
+  EXPECT_EQ(eval(rows + ".length"), 0);
+
+  // A refused prefix is said by the box, not as a failing server.
+  eval(
+      "document.getElementById('prefix').value = '$local'; document.getElementById('prefix')"
+      ".dispatchEvent(new Event('input'))");
+  ASSERT_TRUE(wait_until("document.getElementById('filter-error').textContent !== ''"));
+  EXPECT_EQ(eval("document.getElementById('banner').hidden"), true);
+
+  // 1000 rows a page.
+  eval(
+      "document.getElementById('prefix').value = ''; document.getElementById('prefix')"
+      ".dispatchEvent(new Event('input'))");
+  eval("const s = document.getElementById('page-size'); s.value = '1000'; s.dispatchEvent(new Event('change'))");
+  ASSERT_TRUE(wait_until(rows + ".length === 1000"));
+  EXPECT_EQ(eval(first), "job-0000");
+}
+
+TEST_F(WebPage, ShowsABannerWhileTheServerDoesNotAnswer) {
+  auto server = start_web_server("pool = 1\n");
+  ASSERT_TRUE(server.server && server.http_port != 0);
+  ASSERT_TRUE(browser().navigate(server.url("/"))) << browser().last_error();
+  ASSERT_TRUE(wait_until(row_of("pool") + " !== undefined"));
+  EXPECT_EQ(eval("document.getElementById('banner').hidden"), true);
+
+  // Stopped: connections are accepted by the kernel but nothing answers
+  // (the page gives up on a request after 5 s).
+  server.server->send_signal(SIGSTOP);
+  ASSERT_TRUE(wait_until("!document.getElementById('banner').hidden", 20s));
+  EXPECT_TRUE(
+      eval("document.getElementById('banner').textContent").get<std::string>().starts_with("netsemd is not answering"))
+      << eval("document.getElementById('banner').textContent");
+  EXPECT_EQ(eval("document.body.classList.contains('stale')"), true);
+  EXPECT_EQ(eval("document.getElementById('banner').getAttribute('role')"), "alert");
+  // The last figures stay on the page.
+  EXPECT_EQ(eval(row_of("pool") + " !== undefined"), true);
+
+  server.server->send_signal(SIGCONT);
+  ASSERT_TRUE(wait_until("document.getElementById('banner').hidden", 20s));
+  EXPECT_EQ(eval("document.body.classList.contains('stale')"), false);
+
+  // Gone: the connection is refused.
+  server.server->send_signal(SIGKILL);
+  server.server->wait_exit();
+  ASSERT_TRUE(wait_until("!document.getElementById('banner').hidden", 20s));
+  EXPECT_NE(eval("document.getElementById('banner').textContent").get<std::string>().find("the connection failed"),
+            std::string::npos);
+}
+
+TEST_F(WebPage, DoesNotPollWhileTheTabIsHidden) {
+  auto server = start_web_server("pool = 1\n");
+  ASSERT_TRUE(server.server && server.http_port != 0);
+  ASSERT_TRUE(browser().navigate(server.url("/"))) << browser().last_error();
+  const std::string requests =
+      "performance.getEntriesByType('resource').filter(e => e.name.includes('/api/v1/stats')).length";
+  eval("performance.setResourceTimingBufferSize(100000)");
+  ASSERT_TRUE(wait_until(requests + " >= 2"));  // polling
+
+  // Hidden, as the browser says when the user switches tabs.
+  ASSERT_TRUE(browser().set_visible(false));
+  ASSERT_EQ(eval("document.hidden"), true);
+  // A refresh under way when the tab hid still ends (`running` is the
+  // page's own flag); after it, no request for two and a half intervals.
+  ASSERT_TRUE(wait_until("!running"));
+  const int before = eval(requests).get<int>();
+  std::this_thread::sleep_for(5s);
+  EXPECT_EQ(eval(requests), before);
+
+  // Visible again: a refresh at once, and polling again.
+  ASSERT_TRUE(browser().set_visible(true));
+  ASSERT_TRUE(wait_until(requests + " >= " + std::to_string(before + 2)));
+}
+
+}  // namespace
+}  // namespace netsem::testing
