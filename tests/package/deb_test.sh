@@ -23,9 +23,11 @@ source_dir="$(cd "$2" && pwd)"
 scratch="$(mktemp -d)"
 installed=""
 server_pid=""
+notify_pid=""
 made_state=""
 cleanup() {
-  if [ -n "$server_pid" ]; then kill -KILL "$server_pid" 2>/dev/null || true; fi
+  if [ -n "$server_pid" ]; then kill -KILL "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true; fi
+  if [ -n "$notify_pid" ]; then kill -KILL "$notify_pid" 2>/dev/null && wait "$notify_pid" 2>/dev/null || true; fi
   if [ -n "$installed" ]; then dpkg --purge netsem >/dev/null 2>&1 || echo "deb_test: could not purge netsem" >&2; fi
   if [ -n "$made_state" ]; then
     rm -rf /var/lib/netsem /var/lib/private/netsem
@@ -183,7 +185,28 @@ if command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
   chown nobody:"$(id -gn nobody)" "$state"
   as_user=(setpriv --reuid="$(id -u nobody)" --regid="$(id -g nobody)" --clear-groups --no-new-privs)
 fi
-(cd "$state" && STATE_DIRECTORY="$state" exec "${as_user[@]}" "${command[@]}" --port 0 >"$scratch/netsemd.log" 2>&1) &
+# systemd's notify socket (Type=notify): a datagram socket of the test's own,
+# whose messages a listener writes to notify.log.
+python3 - "$scratch/notify" "$scratch/notify.log" <<'PY' &
+import os, socket, sys
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+sock.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o777)  # netsemd runs as nobody
+sock.settimeout(60)
+with open(sys.argv[2], "a") as log:
+    while True:
+        try:
+            message = sock.recv(4096).decode(errors="replace")
+        except socket.timeout:
+            break
+        log.write(message.replace("\n", " ") + "\n")
+        log.flush()
+PY
+notify_pid=$!
+for _ in $(seq 100); do [ -S "$scratch/notify" ] && break; sleep 0.1; done
+test -S "$scratch/notify" || fail "the notify socket's listener did not start"
+(cd "$state" && NOTIFY_SOCKET="$scratch/notify" STATE_DIRECTORY="$state" exec "${as_user[@]}" "${command[@]}" --port 0 \
+  >"$scratch/netsemd.log" 2>&1) &
 server_pid=$!
 port=""
 for _ in $(seq 100); do
@@ -198,6 +221,24 @@ if [ ${#as_user[@]} -gt 0 ]; then
   test "$uid" = "$(id -u nobody)" || fail "netsemd runs as uid $uid, not nobody's"
 fi
 test -e "$state/run" || fail "netsemd keeps no run file in the state directory ($state): --data-dir not honoured?"
+# Ready for systemd: READY=1 on the notify socket, once netsemd links
+# libsystemd (until then it cannot say it, and the unit's Type=notify would
+# time out).
+if grep -q 'NEEDED.*libsystemd' <<<"$(readelf -d /usr/sbin/netsemd)"; then
+  for _ in $(seq 100); do grep -q 'READY=1' "$scratch/notify.log" 2>/dev/null && break; sleep 0.1; done
+  grep -q 'READY=1' "$scratch/notify.log" ||
+    fail "the installed netsemd listens but sent systemd no READY=1 within 10 s: $(cat "$scratch/notify.log" 2>/dev/null)"
+else
+  echo "deb_test: the installed netsemd does not link libsystemd: READY=1 not checked" >&2
+fi
+# Its HTTP side, when the configuration has one: /readyz says ready.
+http_port="$(sed -n 's|.*HTTP on http://[^ ]*:\([0-9][0-9]*\)/.*|\1|p' "$scratch/netsemd.log" | head -1)"
+if grep -q '^http_port' "$config"; then
+  test -n "$http_port" || fail "the installed netsemd does not say where its HTTP listener is: $(cat "$scratch/netsemd.log")"
+  readyz="$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' \
+    "http://127.0.0.1:$http_port/readyz")" || fail "GET /readyz of the installed netsemd failed"
+  grep -q '"ready"' <<<"$readyz" || fail "GET /readyz: $readyz"
+fi
 
 # A permit held with the installed netsem: while it runs, the server lists the
 # holder; afterwards the permit is back.
