@@ -293,6 +293,18 @@ std::vector<OptionSpec> make_server_options() {
        .max = 1099511627776,
        .apply = apply_integer<&C::max_output_bytes>,
        .show = show_integer<&C::max_output_bytes>},
+      {.name = "metrics_max_names",
+       .type = "integer",
+       .default_text = "1000",
+       .bounds = "0..100000",
+       .help = "Most semaphores given series of their own (a name label) in GET /metrics: the first defined and "
+               "created ones in name order. The others, and every undefined one, are counted in aggregates "
+               "(netsem_unlisted_*), so that many names never make as many series. Each name adds about 270 bytes "
+               "and seven times its length to every scrape; 0 writes the aggregates alone.",
+       .min = 0,
+       .max = 100000,
+       .apply = apply_integer<&C::metrics_max_names>,
+       .show = show_integer<&C::metrics_max_names>},
       {.name = "log_level",
        .type = "choice",
        .default_text = "info",

@@ -49,6 +49,7 @@ struct ServerConfig {
   std::size_t max_pending_per_session = 1024;
   std::size_t max_semaphores = 1000000;
   std::uint64_t max_output_bytes = 64 << 20;  // all sessions' unwritten answers
+  std::size_t metrics_max_names = 1000;       // semaphores with series of their own in GET /metrics
   std::string log_level = "info";             // trace debug info warning error
   // The HTTP listener (docs/operations.md): health, JSON API, metrics, web page.
   bool http_enabled = true;

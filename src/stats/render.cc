@@ -98,6 +98,12 @@ PrometheusName prometheus_name(const Field& field) {
   return {std::move(metric), decimals};
 }
 
+std::string prometheus_help(const Field& field) {
+  std::string help(field.help);
+  if (field.unit == "us" || field.unit == "ms") help += " Here in seconds.";
+  return help;
+}
+
 std::string scaled_decimal(std::uint64_t value, int decimals) {
   std::string digits = std::to_string(value);
   if (decimals <= 0) return digits;
@@ -118,7 +124,7 @@ std::string to_prometheus(const Snapshot& snapshot) {
   for (const Field& field : fields()) {
     const auto [metric, decimals] = prometheus_name(field);
     out += "# HELP " + metric + ' ';
-    append_escaped(out, field.help, false);
+    append_escaped(out, prometheus_help(field), false);
     out += "\n# TYPE " + metric + ' ';
     out += field.type == FieldType::kText ? "gauge" : field_type_name(field.type);
     out += '\n';

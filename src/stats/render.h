@@ -39,6 +39,9 @@ struct PrometheusName {
   int decimals = 0;  // the field's values are divided by 10^decimals
 };
 PrometheusName prometheus_name(const Field& field);
+// The field's help as the exposition's HELP: its help, and for a field
+// scaled to seconds, " Here in seconds." (the help names the field's unit).
+std::string prometheus_help(const Field& field);
 
 // `value / 10^decimals` written exactly in decimal, with no trailing zero
 // and no exponent: (1500, 3) -> "1.5", (2, 6) -> "0.000002", (7, 0) -> "7".

@@ -29,6 +29,7 @@
 #include "table/semaphore_table.h"
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <utility>
 
@@ -142,8 +143,9 @@ struct SemaphoreTable::Impl {
     SemaphoreKind kind = SemaphoreKind::kUndefined;
     std::int64_t value = 1;  // negative after a reload lowered max below use
     std::int64_t max = 1;
-    std::int64_t held = 0;  // permits held through ACQUIRE, all sessions
-    HoldList holds;         // one per holding session, in the order they became holders
+    std::int64_t held = 0;     // permits held through ACQUIRE, all sessions
+    std::uint64_t grants = 0;  // since it came into the table (SemaphoreInfo::grants)
+    HoldList holds;            // one per holding session, in the order they became holders
     std::list<Waiter> queue;
     // This semaphore's node in Impl::ordered: erase takes it out without a
     // name comparison (an ad-hoc name comes and goes every cycle).
@@ -181,8 +183,9 @@ struct SemaphoreTable::Impl {
   stats::TableCounters counters;           // grants, timeouts, cancellations, wait and hold times
   std::uint64_t held_total = 0;
   std::uint64_t waiter_total = 0;
-  std::uint64_t last_order = 0;  // of holds and waiters, for the queries' cursors
-  bool grants_held = false;      // hold_grants(): nothing is granted, everything queues
+  std::array<std::uint64_t, 3> kind_counts{};  // semaphores by kind (kDefined, kUndefined, kCreated)
+  std::uint64_t last_order = 0;                // of holds and waiters, for the queries' cursors
+  bool grants_held = false;                    // hold_grants(): nothing is granted, everything queues
 
   Session& session(SessionId id) {
     auto it = sessions.find(id);
@@ -212,8 +215,10 @@ struct SemaphoreTable::Impl {
     Semaphore& s = it->second;
     s.name = it->first;
     s.kind = kind;
+    ++kind_count(kind);
     s.value = value;
     s.max = max;
+    s.grants = 0;  // a spare node keeps the counts of the name it had
     assert(s.held == 0 && s.holds.empty() && s.queue.empty() && !s.touched);
     if (!spare_ordered.empty()) {
       OrderedIndex::node_type node = std::move(spare_ordered.back());
@@ -227,8 +232,20 @@ struct SemaphoreTable::Impl {
     return s;
   }
 
+  std::uint64_t& kind_count(SemaphoreKind kind) {
+    assert(kind != SemaphoreKind::kAbsent);
+    return kind_counts[static_cast<std::size_t>(kind)];
+  }
+
+  void set_kind(Semaphore& s, SemaphoreKind kind) {
+    --kind_count(s.kind);
+    ++kind_count(kind);
+    s.kind = kind;
+  }
+
   // REQUIRES: nothing refers to `s` (no holds, no waiters).
   void erase(Semaphore& s) {
+    --kind_count(s.kind);
     if (spare_ordered.size() < kSpareNodes) {
       spare_ordered.push_back(ordered.extract(s.in_order));
     } else {
@@ -301,6 +318,7 @@ struct SemaphoreTable::Impl {
       }
     }
     ++counters.grants;
+    ++s.grants;
     ++changes;
     return fence;
   }
@@ -386,7 +404,8 @@ struct SemaphoreTable::Impl {
   }
 
   static SemaphoreInfo info(const Semaphore& s) {
-    return {s.name, std::max<std::int64_t>(s.value, 0), s.max, s.holds.size(), s.queue.size(), s.kind};
+    return {s.name,  std::max<std::int64_t>(s.value, 0), s.max, s.holds.size(), s.queue.size(), s.kind, s.held,
+            s.grants};
   }
 };
 
@@ -460,7 +479,7 @@ std::vector<std::string> SemaphoreTable::configure_defined(
     if (s->kind == SemaphoreKind::kCreated) {
       created.emplace_back(s->name);
     } else if (s->kind != SemaphoreKind::kDefined || s->max != s->listed_limit) {
-      s->kind = SemaphoreKind::kDefined;
+      t.set_kind(*s, SemaphoreKind::kDefined);
       t.resize(*s, s->listed_limit, out);
     }
   }
@@ -471,7 +490,7 @@ std::vector<std::string> SemaphoreTable::configure_defined(
   std::sort(dropped.begin(), dropped.end(),
             [](const Impl::Semaphore* a, const Impl::Semaphore* b) { return a->name < b->name; });
   for (Impl::Semaphore* s : dropped) {
-    s->kind = SemaphoreKind::kUndefined;
+    t.set_kind(*s, SemaphoreKind::kUndefined);
     t.resize(*s, 1, out);
   }
   t.settle_touched(out);
@@ -788,7 +807,15 @@ const stats::TableCounters& SemaphoreTable::counters() const {
 
 TableStats SemaphoreTable::stats() const {
   const Impl& t = *impl_;
-  return {t.sessions.size(), t.semaphores.size(), t.held_total, t.waiter_total, t.counters.grants, t.last_fence};
+  return {t.sessions.size(),
+          t.semaphores.size(),
+          t.held_total,
+          t.waiter_total,
+          t.counters.grants,
+          t.last_fence,
+          t.kind_counts[static_cast<std::size_t>(SemaphoreKind::kDefined)],
+          t.kind_counts[static_cast<std::size_t>(SemaphoreKind::kUndefined)],
+          t.kind_counts[static_cast<std::size_t>(SemaphoreKind::kCreated)]};
 }
 
 void SemaphoreTable::expire(TimePoint now, Completions& out) {

@@ -108,6 +108,12 @@ struct SemaphoreInfo {
   std::uint64_t holders = 0;  // sessions holding permits of it
   std::uint64_t waiters = 0;  // queued requests
   SemaphoreKind kind = SemaphoreKind::kAbsent;
+  std::int64_t held = 0;  // permits held through ACQUIRE, all sessions
+  // Grants of this name (ACQUIRE and WAIT, at once or after queueing) since
+  // it came into the table: since start for a defined name (a reload keeps
+  // it), since its CREATE (or the start that recovered it) for a created one,
+  // since its first ACQUIRE for an undefined one, which is removed when idle.
+  std::uint64_t grants = 0;
 };
 
 // One session holding permits of a semaphore through ACQUIRE (HOLDERS).
@@ -147,6 +153,10 @@ struct TableStats {
   std::uint64_t waiters = 0;  // queued requests, all semaphores
   std::uint64_t grants = 0;   // grants since start (immediate and queued)
   std::uint64_t last_fence = 0;
+  // The semaphores by kind (defined + undefined + created == semaphores).
+  std::uint64_t defined = 0;
+  std::uint64_t undefined = 0;
+  std::uint64_t created = 0;
 };
 
 class SemaphoreTable {

@@ -14,6 +14,7 @@
 // once every session has closed and a reload has dropped every defined name,
 // no undefined semaphore is left (one would be a name no verb can free).
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -569,6 +570,7 @@ class Harness {
   void check_state() {
     const TimePoint now{TimePoint::duration(now_ns_)};
     std::uint64_t held = 0, waiters = 0;
+    std::array<std::uint64_t, 3> kinds{};  // by SemaphoreKind, absent excluded
     std::map<std::string, CreatedState> created;
     std::vector<std::string> names;
     std::optional<std::int64_t> next;
@@ -588,6 +590,8 @@ class Harness {
       CHECK(info.max == s.max);
       CHECK(info.holders == model_.holders(name));
       CHECK(info.waiters == s.queue.size());
+      CHECK(info.held == h);
+      ++kinds[static_cast<std::size_t>(s.kind)];
       for (const Model::Waiter& w : s.queue) {
         if (w.has_deadline && (!next || w.deadline < *next)) next = w.deadline;
       }
@@ -615,6 +619,9 @@ class Harness {
     CHECK(stats.held == held);
     CHECK(stats.waiters == waiters);
     CHECK(stats.last_fence == last_fence_);
+    CHECK(stats.defined == kinds[static_cast<std::size_t>(SemaphoreKind::kDefined)]);
+    CHECK(stats.undefined == kinds[static_cast<std::size_t>(SemaphoreKind::kUndefined)]);
+    CHECK(stats.created == kinds[static_cast<std::size_t>(SemaphoreKind::kCreated)]);
     CHECK(journal_.reserved_fences() >= stats.last_fence);
 
     const std::optional<TimePoint> deadline = table_.next_deadline();

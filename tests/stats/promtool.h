@@ -4,9 +4,9 @@
 // (scripts/install-deps.sh installs it); a test calls find_program() first
 // and skips, saying why, when it is absent.
 //
-// check_metrics() writes the text to promtool's stdin through a temporary
+// run_program() writes a text to a program's stdin through a temporary
 // file, collects what it prints, and kills it after a deadline, so a test
-// using it is bounded in time whatever promtool does.
+// using it is bounded in time whatever the program does.
 #pragma once
 
 #include <fcntl.h>
@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace netsem::testing {
 
@@ -45,10 +46,11 @@ struct PromtoolResult {
   std::string output;  // stdout and stderr together
 };
 
-// `promtool check metrics < text`. 0 means valid and free of lint problems
-// (promtool exits 3 for lint problems, 1 for an exposition it cannot parse).
-inline PromtoolResult check_metrics(const std::string& promtool, const std::string& text,
-                                    std::chrono::seconds deadline = std::chrono::seconds(30)) {
+// `program args... < input`, killed at the deadline.
+inline PromtoolResult run_program(const std::string& program, const std::vector<std::string>& args,
+                                  const std::string& input_text,
+                                  std::chrono::seconds deadline = std::chrono::seconds(30)) {
+  const std::string& text = input_text;
   PromtoolResult result;
   char input_path[] = "/tmp/netsem-promtool-XXXXXX";
   const int input = ::mkstemp(input_path);
@@ -68,12 +70,16 @@ inline PromtoolResult check_metrics(const std::string& promtool, const std::stri
     ::close(input);
     return result;
   }
+  std::vector<char*> argv;  // made before fork: the child only dups and execs
+  argv.push_back(const_cast<char*>(program.c_str()));
+  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::dup2(input, 0);
     ::dup2(out[1], 1);
     ::dup2(out[1], 2);
-    ::execl(promtool.c_str(), promtool.c_str(), "check", "metrics", static_cast<char*>(nullptr));
+    ::execv(program.c_str(), argv.data());
     ::_exit(127);
   }
   ::close(input);
@@ -106,6 +112,12 @@ inline PromtoolResult check_metrics(const std::string& promtool, const std::stri
   ::waitpid(pid, &status, 0);
   if (!killed && WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
   return result;
+}
+
+// `promtool check metrics < text`. 0 means valid and free of lint problems
+// (promtool exits 3 for lint problems, 1 for an exposition it cannot parse).
+inline PromtoolResult check_metrics(const std::string& promtool, const std::string& text) {
+  return run_program(promtool, {"check", "metrics"}, text);
 }
 
 }  // namespace netsem::testing

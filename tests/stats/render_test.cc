@@ -172,6 +172,8 @@ TEST(Prometheus, NamesAreInBaseUnitsAndCountersEndInTotal) {
   EXPECT_EQ(name("wait_us").decimals, 6);
   EXPECT_EQ(name("output_bytes").metric, "netsem_output_bytes");
   EXPECT_EQ(name("version").metric, "netsem_version");
+  EXPECT_EQ(prometheus_help(*find_field("wait_us")), std::string(find_field("wait_us")->help) + " Here in seconds.");
+  EXPECT_EQ(prometheus_help(*find_field("uptime_s")), find_field("uptime_s")->help);
 }
 
 TEST(Prometheus, ScaledDecimalsAreExact) {

@@ -1111,6 +1111,64 @@ TEST(SemaphoreTable, StatsCountSessionsSemaphoresHeldWaitersGrants) {
   EXPECT_EQ(s.grants, 4u);
 }
 
+// /metrics shows each name's permits held and grants, and the semaphores by
+// kind, from these (src/stats/name_metrics.h).
+TEST(SemaphoreTable, InfoCountsHeldPermitsAndGrantsOfEachName) {
+  Harness h;
+  h.run("RELOAD d=3");
+  ASSERT_EQ(h.run("1 a ACQUIRE d 2"), "OK 1");
+  ASSERT_EQ(h.run("2 b WAIT d 1"), "OK 2");  // consumed: counted in grants, not in held
+  ASSERT_EQ(h.run("3 c ACQUIRE d 1"), "QUEUED 1");
+  ASSERT_EQ(h.run("CREATE c 2"), "OK");
+  ASSERT_EQ(h.run("4 e ACQUIRE c 2"), "OK 3");
+  SemaphoreInfo d = h.table.get("d");
+  EXPECT_EQ(d.held, 2);
+  EXPECT_EQ(d.grants, 2u);
+  ASSERT_EQ(h.run("1 RELEASE d 2"), "OK 1 | 3:c OK 4");  // the queued request is granted
+  d = h.table.get("d");
+  EXPECT_EQ(d.held, 1);
+  EXPECT_EQ(d.grants, 3u);
+  EXPECT_EQ(h.table.get("c").grants, 1u);
+  EXPECT_EQ(h.table.get("absent").grants, 0u);
+  // A reload keeps a defined name's count; a name made again starts at 0
+  // (a spare node of the table must not bring back the old one's count).
+  h.run("RELOAD d=4");
+  EXPECT_EQ(h.table.get("d").grants, 3u);
+  ASSERT_EQ(h.run("4 RELEASE c 2"), "OK 2");
+  ASSERT_EQ(h.run("DELETE c"), "OK");
+  ASSERT_EQ(h.run("CREATE c 1"), "OK");
+  EXPECT_EQ(h.table.get("c").grants, 0u);
+  EXPECT_EQ(h.table.get("c").held, 0);
+  std::uint64_t listed = 0;
+  h.table.list("", [&](const SemaphoreInfo& i) { listed += i.grants; });
+  EXPECT_EQ(listed, 3u);
+}
+
+TEST(SemaphoreTable, StatsCountSemaphoresByKind) {
+  Harness h;
+  const auto kinds = [&] {
+    const TableStats s = h.table.stats();
+    EXPECT_EQ(s.defined + s.undefined + s.created, s.semaphores);
+    return std::to_string(s.defined) + " " + std::to_string(s.undefined) + " " + std::to_string(s.created);
+  };
+  EXPECT_EQ(kinds(), "0 0 0");
+  h.run("RELOAD d=1 e=2");
+  ASSERT_EQ(h.run("CREATE c 1"), "OK");
+  ASSERT_EQ(h.run("1 a ACQUIRE u"), "OK 1");
+  ASSERT_EQ(h.run("1 b ACQUIRE d"), "OK 2");
+  EXPECT_EQ(kinds(), "2 1 1");
+  h.run("RELOAD e=2 u=5");  // d held: becomes undefined; u becomes defined
+  EXPECT_EQ(kinds(), "2 1 1");
+  EXPECT_EQ(h.table.get("d").kind, SemaphoreKind::kUndefined);
+  ASSERT_EQ(h.run("1 RELEASE d"), "OK 1");  // the undefined d is idle: removed
+  EXPECT_EQ(kinds(), "2 0 1");
+  h.run("RELOAD");
+  EXPECT_EQ(kinds(), "0 1 1");  // u is held, e was idle
+  ASSERT_EQ(h.run("DELETE c"), "OK");
+  h.run("close 1");
+  EXPECT_EQ(kinds(), "0 0 0");
+}
+
 TEST(SemaphoreTable, CountersCountGrantsTimeoutsAndCancellations) {
   Harness h;
   h.run("RELOAD d=1");
