@@ -4,7 +4,9 @@
 
 #include <ctime>
 
+#include "core/name_metrics_collector.h"
 #include "core/session_state.h"
+#include "stats/name_metrics.h"
 #include "stats/render.h"
 
 namespace netsem::server {
@@ -163,7 +165,23 @@ Result<bool> HttpBackend::kick(std::uint64_t id, std::string reason) {
 
 Result<std::string> HttpBackend::metrics() {
   if (auto status = serving(); !status) return status;
-  return stats::to_prometheus(published_.read());
+  // The counters from the published copy; the per-name rows from the table,
+  // one bounded step per loop job (NameMetricsCollector). The collector is
+  // shared with the job: a job still queued when its caller gave up runs on
+  // a collector nobody reads any more.
+  std::string text = stats::to_prometheus(published_.read());
+  auto collector = std::make_shared<NameMetricsCollector>(metrics_max_names_.load());
+  const auto give_up = Clock::now() + kMetricsTimeout;
+  for (;;) {
+    auto done = jobs_.call<bool>([this, collector] { return collector->step(*table_); }, kLoopQueryTimeout);
+    if (!done) return done.status();
+    if (*done) break;
+    if (Clock::now() >= give_up) {
+      return Status(StatusCode::kBusy, "the per-name rows of /metrics took longer than the scrape may wait");
+    }
+  }
+  text += stats::to_prometheus(collector->result());
+  return text;
 }
 
 }  // namespace netsem::server

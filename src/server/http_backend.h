@@ -37,6 +37,9 @@ class HttpBackend final : public api::Backend {
  public:
   // How long an HTTP thread waits for a loop query before answering 503 BUSY.
   static constexpr std::chrono::milliseconds kLoopQueryTimeout{2000};
+  // How long GET /metrics may take to copy its per-name rows, in steps of
+  // a bounded loop job each (NameMetricsCollector), before 503 BUSY.
+  static constexpr std::chrono::milliseconds kMetricsTimeout{5000};
 
   // `jobs` must outlive the backend. Until attach(), the backend answers as
   // a server that is starting: readiness kStarting, loop queries
@@ -55,6 +58,8 @@ class HttpBackend final : public api::Backend {
   void publish(const stats::Snapshot& snapshot, std::int64_t at_ms);
   void set_access(const AllowList& allowed, const AllowList& admin);
   void set_readiness(api::Readiness readiness) { readiness_.store(readiness); }
+  // The cap on per-name series of GET /metrics (metrics_max_names).
+  void set_metrics_max_names(std::size_t max_names) { metrics_max_names_.store(max_names); }
 
   // --- HTTP side ---
   // Whether a peer may connect (allowed_networks as last set).
@@ -87,6 +92,7 @@ class HttpBackend final : public api::Backend {
   stats::PublishedSnapshot published_;  // thread-safe
   stats::History history_;              // thread-safe
   std::atomic<api::Readiness> readiness_{api::Readiness::kStarting};
+  std::atomic<std::size_t> metrics_max_names_{1000};
   mutable std::mutex access_mutex_;
   std::shared_ptr<const Access> access_;  // guarded by access_mutex_ (the pointer; the lists are immutable)
 };

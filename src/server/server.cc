@@ -278,6 +278,7 @@ Status Server::start_http() {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
   http_backend_ = std::make_unique<HttpBackend>(*loop_jobs_, started_wall);
   http_backend_->set_access(config_.allowed_networks, config_.admin_networks);
+  http_backend_->set_metrics_max_names(config_.metrics_max_names);
   if (!config_.http_enabled) {
     spdlog::info("HTTP off (http_enabled = off)");
     return Status::ok();
