@@ -12,6 +12,13 @@ scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 fail() { echo "test_package: $*" >&2; exit 1; }
 cmake --install "$build_dir" --prefix "$scratch/prefix" >/dev/null
+# The programs, man pages, configuration and docs land where GNUInstallDirs
+# says, under the prefix (the package's /etc and unit are
+# not part of a plain install).
+for path in sbin/netsemd bin/netsem share/man/man8/netsemd.8.gz share/man/man1/netsem.1.gz etc/netsem/netsem.ini \
+  share/doc/netsem/copyright share/doc/netsem/README.md share/bash-completion/completions/netsem include/netsem/client.h; do
+  test -e "$scratch/prefix/$path" || fail "cmake --install put no $path in the prefix"
+done
 cmake -S "$source_dir/consumer" -B "$scratch/build" -G Ninja -DCMAKE_PREFIX_PATH="$scratch/prefix" >/dev/null
 cmake --build "$scratch/build" >/dev/null
 "$scratch/build/consumer"
