@@ -94,10 +94,27 @@ Result<IniFile> parse_ini(std::string_view text, std::string_view file_name, Ini
   IniEntry* entry = nullptr;  // the entry a deeper-indented line would continue
   std::size_t entry_indent = std::numeric_limits<std::size_t>::max();
   int blank_lines = 0;  // blank lines seen since `entry`'s last value line
+  // keep_going: lines skipped after an error. A bad entry line takes the
+  // lines indented deeper than it (its continuation) along; a bad header
+  // takes every line up to the next header.
+  std::size_t skip_indent = std::numeric_limits<std::size_t>::max();
+  bool skip_section = false;
+
+  // An error: the answer, or with keep_going one more of file.errors.
+  std::optional<Status> failed;
+  const auto fail = [&](int line, std::string_view what) {
+    Status error = syntax_error(file_name, line, what);
+    if (!options.keep_going) {
+      failed = std::move(error);
+      return;
+    }
+    if (file.errors.size() < IniOptions::kMaxErrors) file.errors.push_back(std::move(error));
+    ++file.error_count;
+  };
 
   int line_number = 0;
   std::size_t pos = 0;
-  while (pos < text.size()) {
+  while (pos < text.size() && !failed) {
     const auto end = text.find('\n', pos);
     const auto raw = text.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
     pos = end == std::string_view::npos ? text.size() : end + 1;
@@ -113,10 +130,17 @@ Result<IniFile> parse_ini(std::string_view text, std::string_view file_name, Ini
     }
 
     const auto indent = raw.find_first_not_of(kAsciiWhitespace);
+    if (skip_section && line.front() != '[') continue;
+    if (skip_indent != std::numeric_limits<std::size_t>::max()) {
+      if (indent > skip_indent) continue;  // continues the bad line
+      skip_indent = std::numeric_limits<std::size_t>::max();
+    }
     if (entry != nullptr && indent > entry_indent) {
       if (!entry->has_value) {
-        return syntax_error(file_name, line_number,
-                            fmt::format("indented line continues `{}`, which has no value", entry->key));
+        fail(line_number, fmt::format("indented line continues `{}`, which has no value", entry->key));
+        skip_indent = entry_indent;  // the rest of the block is the same mistake
+        entry = nullptr;
+        continue;
       }
       entry->value.append(static_cast<std::size_t>(blank_lines) + 1, '\n');
       entry->value += line;
@@ -126,17 +150,23 @@ Result<IniFile> parse_ini(std::string_view text, std::string_view file_name, Ini
     }
     entry_indent = indent;
     blank_lines = 0;
+    entry = nullptr;
 
     if (line.front() == '[') {
       const auto name = header_name(line);
-      if (!name) return syntax_error(file_name, line_number, kExpected);
-      if (const auto [previous, added] = section_lines.try_emplace(*name, line_number); !added) {
-        return syntax_error(file_name, line_number,
-                            fmt::format("duplicate section [{}] (first at line {})", *name, previous->second));
+      skip_section = true;  // until this header proves good
+      section = nullptr;
+      if (!name) {
+        fail(line_number, kExpected);
+        continue;
       }
+      if (const auto [previous, added] = section_lines.try_emplace(*name, line_number); !added) {
+        fail(line_number, fmt::format("duplicate section [{}] (first at line {})", *name, previous->second));
+        continue;
+      }
+      skip_section = false;
       file.sections.push_back(IniSection{std::string(*name), line_number, {}});
       section = &file.sections.back();
-      entry = nullptr;
       continue;
     }
 
@@ -145,27 +175,39 @@ Result<IniFile> parse_ini(std::string_view text, std::string_view file_name, Ini
     std::string_view key;
     const auto delimiter = line.find_first_of("=:");
     if (delimiter == std::string_view::npos) {
-      if (!options.allow_no_value) return syntax_error(file_name, line_number, kExpected);
+      if (!options.allow_no_value) {
+        fail(line_number, kExpected);
+        skip_indent = indent;
+        continue;
+      }
       key = line;
       parsed.has_value = false;
     } else {
       key = trim(line.substr(0, delimiter));
       parsed.value = std::string(trim(line.substr(delimiter + 1)));
-      if (key.empty()) return syntax_error(file_name, line_number, kExpected);
+      if (key.empty()) {
+        fail(line_number, kExpected);
+        skip_indent = indent;
+        continue;
+      }
     }
     if (section == nullptr) {
-      return syntax_error(file_name, line_number, fmt::format("`{}` comes before any [section]", key));
+      fail(line_number, fmt::format("`{}` comes before any [section]", key));
+      skip_indent = indent;
+      continue;
     }
     if (const auto [previous, added] = key_lines.try_emplace(SectionKey{file.sections.size(), key}, line_number);
         !added) {
-      return syntax_error(
-          file_name, line_number,
-          fmt::format("duplicate key `{}` in [{}] (first at line {})", key, section->name, previous->second));
+      fail(line_number,
+           fmt::format("duplicate key `{}` in [{}] (first at line {})", key, section->name, previous->second));
+      skip_indent = indent;
+      continue;
     }
     parsed.key = std::string(key);
     section->entries.push_back(std::move(parsed));
     entry = &section->entries.back();
   }
+  if (failed) return *failed;
   return file;
 }
 
@@ -179,6 +221,16 @@ Status require_values(const IniFile& file) {
     }
   }
   return Status::ok();
+}
+
+std::vector<Status> missing_values(const IniFile& file) {
+  std::vector<Status> errors;
+  for (const auto& section : file.sections) {
+    for (const auto& entry : section.entries) {
+      if (!entry.has_value) errors.push_back(syntax_error(file.file_name, entry.line, kExpected));
+    }
+  }
+  return errors;
 }
 
 Result<std::string> read_text_file(const std::filesystem::path& path) {

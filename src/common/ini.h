@@ -25,6 +25,7 @@
 // Thread safety: plain values and pure functions.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -56,6 +57,11 @@ struct IniSection {
 struct IniFile {
   std::string file_name;             // as given to the reader, for messages
   std::vector<IniSection> sections;  // file order
+  // Read with IniOptions::keep_going: the error of every bad line, in file
+  // order, at most IniOptions::kMaxErrors of them; error_count counts them
+  // all. Empty and 0 otherwise (the first error is parse_ini's answer).
+  std::vector<Status> errors;
+  std::size_t error_count = 0;
 
   // The section named exactly `name`, or nullptr.
   const IniSection* find(std::string_view name) const;
@@ -67,10 +73,21 @@ struct IniOptions {
   // Accept a line holding only a key (configparser's allow_no_value, which
   // ACE turns on); such entries have has_value == false and an empty value.
   bool allow_no_value = false;
+  // Read past bad lines instead of stopping at the first, so that one run
+  // reports them all (netsemd --check-config): each bad line's error goes
+  // to IniFile::errors and parse_ini answers the file read around them. A
+  // bad line is skipped with its continuation lines; a bad or duplicate
+  // section header with the whole section under it, up to the next good
+  // header, so that its keys are not taken for another section's. A file
+  // with errors must not be used: the caller reports them.
+  bool keep_going = false;
+  // IniFile::errors keeps this many; the rest are only counted.
+  static constexpr std::size_t kMaxErrors = 100;
 };
 
 // Parses `text`; `file_name` only labels messages.
-// Returns kInvalidArgument "file:line: <what>" for the first bad line:
+// Returns kInvalidArgument "file:line: <what>" for the first bad line
+// (with keep_going: the file, and every bad line's error in its `errors`):
 //   "expected `key = value` or `[section]`" for a line that is neither
 //   (including an empty key, `= 1`, and `[]`), "`key` comes before any
 //   [section]", "duplicate section [s] (first at line N)", "duplicate key
@@ -85,6 +102,9 @@ Result<IniFile> parse_ini(std::string_view text, std::string_view file_name, Ini
 // first entry (in file order) without one. So a caller that reads a file
 // leniently first need not read it a second time to be strict.
 Status require_values(const IniFile& file);
+// Every error require_values would answer, in file order, not only the
+// first (empty when every entry has a value).
+std::vector<Status> missing_values(const IniFile& file);
 
 // The whole content of the file at `path`. kIoError "path: cannot read:
 // <reason>" when it cannot be read (a directory included).

@@ -163,7 +163,7 @@ void fold_keys(const IniFile& ini, const IniSection& section, bool inherited, st
 
 }  // namespace
 
-Result<ServerConfig> parse_ace_file(const IniFile& ini, const IniSection& ace) {
+Result<ServerConfig> parse_ace_file(const IniFile& ini, const IniSection& ace, ErrorList& errors) {
   ServerConfig config = default_server_config();
   config.ace_format = true;
   for (const auto& section : ini.sections) {
@@ -173,7 +173,6 @@ Result<ServerConfig> parse_ace_file(const IniFile& ini, const IniSection& ace) {
     }
   }
 
-  ErrorList errors;
   std::vector<AceKey> keys;
   fold_keys(ini, ace, false, keys, errors);
   if (const auto* defaults = ini.find(kAceDefaultSection)) {

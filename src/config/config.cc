@@ -2,8 +2,10 @@
 // config.h); ACE's format is read by ace_config.cc.
 // API: parse_server_config reads the INI text once leniently (ACE's reader
 // allows a key without a value), then hands it to parse_ace_file when it has
-// [service_network_semaphore], or, once require_values has refused valueless
-// keys as a strict reading would, to parse_netsem_file. Both end in
+// [service_network_semaphore], or, once missing_values has refused valueless
+// keys as a strict reading would, to parse_netsem_file. It reads past bad
+// lines (IniOptions::keep_going) and hands their errors on in an ErrorList,
+// so that one reading reports every error of the file. Both end in
 // check_semaphore_count, and both are linear in the size of the file (a hash
 // lookup for every duplicate check), so a million defined names load in
 // seconds. Option values go through the table's apply functions in both
@@ -14,6 +16,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <unordered_map>
 
 #include <arpa/inet.h>
@@ -368,10 +371,27 @@ bool ErrorList::add(const Status& status) {
   return false;
 }
 
+void ErrorList::count_more(std::size_t n) {
+  count_ += n;
+}
+
 Status ErrorList::status() const {
   if (count_ == 0) return Status::ok();
+  // The line of a message "file:line: ...", 0 for one without.
+  const std::string prefix = file_name_ + ":";
+  const auto line_of = [&prefix](const std::string& message) {
+    std::int64_t line = 0;
+    if (message.starts_with(prefix)) {
+      const char* digits = message.data() + prefix.size();
+      std::from_chars(digits, message.data() + message.size(), line);
+    }
+    return line;
+  };
+  std::vector<std::string> sorted = messages_;
+  std::stable_sort(sorted.begin(), sorted.end(),
+                   [&](const std::string& a, const std::string& b) { return line_of(a) < line_of(b); });
   std::string text;
-  for (const auto& message : messages_) {
+  for (const auto& message : sorted) {
     if (!text.empty()) text += '\n';
     text += message;
   }
@@ -464,9 +484,9 @@ void parse_semaphores_section(const IniFile& ini, const IniSection& section, Ser
   if (errors.empty()) errors.add(check_semaphore_count(ini, section.line, config));
 }
 
-Result<ServerConfig> parse_netsem_file(const IniFile& ini) {
+// `errors` holds those found before (the file's syntax); any error fails it.
+Result<ServerConfig> parse_netsem_file(const IniFile& ini, ErrorList& errors) {
   ServerConfig config = default_server_config();
-  ErrorList errors;
   // [server] first: max_semaphores bounds [semaphores] wherever it is written.
   if (const auto* server = ini.find(kServerSection)) parse_server_section(ini, *server, config, errors);
   for (const auto& section : ini.sections) {
@@ -536,13 +556,24 @@ Result<ServerConfig> load_server_config(const std::filesystem::path& file) {
 }
 
 Result<ServerConfig> parse_server_config(std::string_view text, std::string_view file_name) {
-  auto ini = parse_ini(text, file_name, IniOptions{.allow_no_value = true});
+  // Read past bad lines, so that one run reports every error of the file:
+  // the syntax errors and those of the values read around them, in line order.
+  auto ini = parse_ini(text, file_name, IniOptions{.allow_no_value = true, .keep_going = true});
   if (!ini) return ini.status();
-  if (const auto* ace = ini->find(kAceSection)) return parse_ace_file(*ini, *ace);
-  // netsem's own format has no valueless keys: the error a strict reading
-  // gives, without reading a large file twice.
-  if (auto status = require_values(*ini); !status) return status;
-  return parse_netsem_file(*ini);
+  ErrorList errors(ini->file_name);
+  for (const auto& error : ini->errors) errors.add(error);
+  errors.count_more(ini->error_count - ini->errors.size());
+  if (const auto* ace = ini->find(kAceSection)) return parse_ace_file(*ini, *ace, errors);
+  // netsem's own format has no valueless keys: the errors a strict reading
+  // gives, without reading a large file twice. Those entries are then left
+  // out, so that the key alone is not also reported as a bad value.
+  if (const auto missing = missing_values(*ini); !missing.empty()) {
+    for (const auto& error : missing) errors.add(error);
+    for (auto& section : ini->sections) {
+      std::erase_if(section.entries, [](const IniEntry& entry) { return !entry.has_value; });
+    }
+  }
+  return parse_netsem_file(*ini, errors);
 }
 
 std::vector<std::string_view> options_needing_restart(const ServerConfig& running, const ServerConfig& loaded) {

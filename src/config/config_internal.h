@@ -33,17 +33,25 @@ Status invalid(std::string message);
 // (netsemd --check-config, a start, a reload) instead of one per attempt.
 class ErrorList {
  public:
+  // `file_name` as the messages' "file:line: " prefix names it.
+  explicit ErrorList(std::string file_name) : file_name_(std::move(file_name)) {}
   // At most this many messages are kept; the rest are only counted.
   static constexpr std::size_t kMaxKept = 50;
   // Records `status` when it is an error; returns whether it was ok.
   bool add(const Status& status);
+  // Counts `n` more errors whose messages are not kept (the reader's own
+  // overflow).
+  void count_more(std::size_t n);
   bool empty() const { return count_ == 0; }
   // Ok when empty; else kInvalidArgument whose message has every kept
-  // error, one a line in the file's order of discovery, then "... and N more
-  // errors" past kMaxKept. One error reads exactly as it did alone.
+  // error, one a line in the order of their lines in the file (a syntax
+  // error beside the bad values around it; errors of one line, or without a
+  // line, in the order found), then "... and N more errors" past kMaxKept.
+  // One error reads exactly as it did alone.
   Status status() const;
 
  private:
+  std::string file_name_;
   std::vector<std::string> messages_;
   std::size_t count_ = 0;
 };
@@ -61,7 +69,8 @@ std::string lower(std::string_view text);
 Status check_semaphore_count(const IniFile& ini, int line, const ServerConfig& config);
 
 // Reads an ACE file, `ace` being its [service_network_semaphore] section, as
-// config.h's parse_server_config describes (ace_config.cc).
-Result<ServerConfig> parse_ace_file(const IniFile& ini, const IniSection& ace);
+// config.h's parse_server_config describes (ace_config.cc). `errors` holds
+// those found before (the file's syntax); any error fails it.
+Result<ServerConfig> parse_ace_file(const IniFile& ini, const IniSection& ace, ErrorList& errors);
 
 }  // namespace netsem::server::config_detail

@@ -1377,6 +1377,18 @@ TEST(NetsemdCommandLine, CheckConfigReportsEveryErrorTheDirectoriesAndTheSemapho
   }
   EXPECT_EQ(std::count(outcome.err.begin(), outcome.err.end(), '\n'), 7) << outcome;
 
+  // Syntax errors too, each with its line, beside the other errors (it
+  // stopped at the first syntax error, line 3, and said nothing else).
+  outcome = check("[server]\nbind_port = abc\nthis is junk\n[semaphores]\nalpha = 3\n= 4\nbeta = 0\n[extra\nx = 1\n");
+  EXPECT_EQ(outcome.exit_code, 2) << outcome;
+  EXPECT_EQ(outcome.out, "") << outcome;
+  EXPECT_EQ(outcome.err, "netsemd: " + at + ":2: bind_port: `abc` is not a whole number\n" +     //
+                             "netsemd: " + at + ":3: expected `key = value` or `[section]`\n" +  //
+                             "netsemd: " + at + ":6: expected `key = value` or `[section]`\n" +  //
+                             "netsemd: " + at + ":7: beta: 0 is out of range 1..2147483647\n" +  //
+                             "netsemd: " + at + ":8: expected `key = value` or `[section]`\n")
+      << outcome;
+
   // An ACE file: a semaphore name configparser split at ':'.
   outcome = check("[service_network_semaphore]\nsemaphore_host:10.0.0.1 = 2\nsemaphore_ok = 1\nbind_port = x\n");
   EXPECT_EQ(outcome.exit_code, 2) << outcome;

@@ -115,6 +115,54 @@ TEST(ParseIni, RejectsWhatIsNeitherKeyNorSection) {
   });
 }
 
+// Issue 12 item 13: netsemd --check-config stopped at the first syntax
+// error. With keep_going every bad line is reported and the rest read: a bad
+// line is skipped with its continuation, a bad header with its section.
+TEST(ParseIni, KeepsGoingPastBadLinesWhenAsked) {
+  const struct {
+    std::string what;
+    std::string text;
+    std::string expected;  // dump(), then each error on a line of its own
+    bool allow_no_value = false;
+  } kCases[] = {
+      {"every bad line", "[a]\nx\nk = 1\n= 2\ny\n",
+       "[a]@1\nk=1@3\n"
+       "f.ini:2: expected `key = value` or `[section]`\n"
+       "f.ini:4: expected `key = value` or `[section]`\n"
+       "f.ini:5: expected `key = value` or `[section]`\n"},
+      {"a bad line's continuation goes with it", "[a]\njunk\n  more = 1\nk = 2\n",
+       "[a]@1\nk=2@4\nf.ini:2: expected `key = value` or `[section]`\n"},
+      {"a bad header's keys are not the section's before it", "[a]\nk = 1\n[b\nk = 2\nx\n[c]\nk = 3\n",
+       "[a]@1\nk=1@2\n[c]@6\nk=3@7\nf.ini:3: expected `key = value` or `[section]`\n"},
+      {"a duplicate section is skipped whole", "[a]\nk = 1\n[a]\nk = 2\n[b]\nk = 3\n",
+       "[a]@1\nk=1@2\n[b]@5\nk=3@6\nf.ini:3: duplicate section [a] (first at line 1)\n"},
+      {"duplicate keys and keys before any section", "k = 0\nj = 0\n[a]\nk = 1\nk = 2\n",
+       "[a]@3\nk=1@4\n"
+       "f.ini:1: `k` comes before any [section]\n"
+       "f.ini:2: `j` comes before any [section]\n"
+       "f.ini:5: duplicate key `k` in [a] (first at line 4)\n"},
+      {"a continued bare key, once", "[a]\nflag\n  more\n  again\nk = v\n",
+       "[a]@1\nflag (no value)@2\nk=v@5\nf.ini:3: indented line continues `flag`, which has no value\n", true},
+      {"a good file has no errors", "[a]\nk = 1\n  2\n", "[a]@1\nk=1\\n2@2-3\n"},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.what);
+    auto file = parse_ini(c.text, "f.ini", IniOptions{.allow_no_value = c.allow_no_value, .keep_going = true});
+    ASSERT_TRUE(file.has_value()) << file.status().to_string();
+    std::string got = dump(*file);
+    for (const auto& error : file->errors) got += error.message() + "\n";
+    EXPECT_EQ(got, c.expected);
+    EXPECT_EQ(file->error_count, file->errors.size());
+  }
+  // A file of nothing but bad lines keeps kMaxErrors messages, counts all.
+  std::string garbage;
+  for (int i = 0; i < 1000; ++i) garbage += "junk\n";
+  auto file = parse_ini("[a]\n" + garbage, "f.ini", IniOptions{.keep_going = true});
+  ASSERT_TRUE(file.has_value());
+  EXPECT_EQ(file->errors.size(), IniOptions::kMaxErrors);
+  EXPECT_EQ(file->error_count, 1000u);
+}
+
 TEST(ParseIni, AllowsBareKeysWhenAsked) {
   run({
       {"bare key", "[a]\nflag\nk = v\n", "[a]@1\nflag (no value)@2\nk=v@3\n", true},
