@@ -96,7 +96,10 @@ std::string check_directory(std::string_view option, const std::filesystem::path
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// A function-try-block: what nothing else catches (std::bad_alloc, an
+// Asio error thrown by the io_context) ends netsemd with its name on the
+// message too, not std::terminate's text.
+int main(int argc, char** argv) try {
   using netsem::server::ServerConfig;
 
   CLI::App app{"netsemd: the netsem network semaphore server"};
@@ -209,10 +212,15 @@ int main(int argc, char** argv) {
   netsem::server::Server server(io, std::move(config), config_file);
   server.set_repair(repair);
   if (auto status = server.start(); !status) {
-    spdlog::error("cannot start: {}", status.to_string());
+    // The program's last word, like its other errors (issue 12 item 10),
+    // not a log record: "netsemd: cannot start: CORRUPTION: journal ...".
+    std::fprintf(stderr, "netsemd: cannot start: %s\n", status.to_string().c_str());
     return kExitStartFailed;
   }
   io.run();
   spdlog::info("netsemd stopped");
   return 0;
+} catch (const std::exception& error) {
+  std::fprintf(stderr, "netsemd: stopped by an unexpected error: %s\n", error.what());
+  return kExitStartFailed;
 }

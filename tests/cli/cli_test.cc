@@ -1343,6 +1343,36 @@ TEST(NetsemdCommandLine, HelpListsExitCodesAndErrorsNameTheProgram) {
   }
 }
 
+// netsemd that cannot start says so as its other errors, with its name (it
+// was a log record, "<time> error cannot start: ..."), and exits 1.
+TEST(NetsemdCommandLine, CannotStartNamesTheProgram) {
+  std::string error;
+  auto running = Netsemd::start({}, &error);
+  ASSERT_TRUE(running) << error;
+  TempDir dir;
+  const auto last_line = [](std::string text) {  // with its '\n'
+    if (!text.empty() && text.back() == '\n') text.pop_back();
+    const auto newline = text.rfind('\n');
+    return (newline == std::string::npos ? text : text.substr(newline + 1)) + "\n";
+  };
+  // Its data directory is in use by the running one.
+  Outcome outcome = Cli({"--config", running->config_path().string()}, {}, NETSEMD_PATH).finish();
+  EXPECT_EQ(outcome.exit_code, 1) << outcome;
+  EXPECT_EQ(last_line(outcome.err).rfind("netsemd: cannot start: BUSY: data directory ", 0), 0u) << outcome;
+  EXPECT_NE(outcome.err.find(" is in use by another netsemd (pid " + std::to_string(running->pid()) + ")\n"),
+            std::string::npos)
+      << outcome;
+  // Its port is taken.
+  const auto config = dir.path() / "netsemd.ini";
+  write_text(config, "[server]\nhttp_enabled = off\ndata_dir = " + (dir.path() / "data").string() +
+                         "\nstats_dir = " + (dir.path() / "data").string() + "\n");
+  outcome = Cli({"--config", config.string(), "--port", std::to_string(running->port())}, {}, NETSEMD_PATH).finish();
+  EXPECT_EQ(outcome.exit_code, 1) << outcome;
+  EXPECT_EQ(last_line(outcome.err), "netsemd: cannot start: IO_ERROR: cannot listen on 127.0.0.1:" +
+                                        std::to_string(running->port()) + ": Address already in use\n")
+      << outcome;
+}
+
 // netsemd --check-config (issue 12 item 13): every error of the file in one
 // run, the directories, the semaphores found, a name split at ':'.
 TEST(NetsemdCommandLine, CheckConfigReportsEveryErrorTheDirectoriesAndTheSemaphores) {
