@@ -172,6 +172,34 @@ TEST(HttpConfig, APortTakenIsLoggedAndTheProtocolServed) {
   EXPECT_EQ(client->request(req::ping("p")), "p PONG");
 }
 
+TEST(HttpConfig, ListensOnIpv6) {
+  auto server = start_server(with_server_options("http_port = 0\nhttp_address = ::1\n"));
+  ASSERT_TRUE(server);
+  ASSERT_TRUE(server->wait_for_log("HTTP on http://[::1]:")) << server->log();
+  const auto port = http_port_from_log(server->log());
+  ASSERT_NE(port, 0);
+  HttpConnection connection(port, "::1");
+  ASSERT_TRUE(connection.ok());
+  ASSERT_TRUE(connection.send_request("GET", "/healthz"));
+  auto health = connection.read_response();
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+}
+
+TEST(HttpConfig, BadValuesAreRefusedAtStart) {
+  for (const char* line : {"http_port = 65536", "http_port = -1", "http_address = localhost", "http_address = 1.2.3",
+                           "http_enabled = yes"}) {
+    SCOPED_TRACE(line);
+    std::string error;
+    Netsemd::Options options;
+    options.server_options = std::string(line) + "\n";
+    auto server = Netsemd::start(options, &error);
+    EXPECT_FALSE(server);
+    EXPECT_NE(error.find("exit status 2"), std::string::npos) << error;
+    EXPECT_NE(error.find(std::string(line).substr(0, std::string(line).find(' '))), std::string::npos) << error;
+  }
+}
+
 TEST(HttpLifecycle, SigtermWithRequestsInFlightStopsCleanly) {
   auto [server, port] = start_http_server();
   ASSERT_NE(port, 0);
