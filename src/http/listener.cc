@@ -172,7 +172,10 @@ struct Listener::Callbacks {
 Result<std::unique_ptr<Listener>> Listener::start(const std::string& address, std::uint16_t port, const Limits& limits,
                                                   Handler handler, Admit admit) {
   sockaddr_storage storage{};
-  unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+  // A thread per connection (poll(), not select(): netsemd's descriptors
+  // go past FD_SETSIZE): a handler waiting for a busy event loop holds up
+  // only its own connection, never /healthz on another one.
+  unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
   auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
   auto* v6 = reinterpret_cast<sockaddr_in6*>(&storage);
   if (::inet_pton(AF_INET, address.c_str(), &v4->sin_addr) == 1) {
@@ -197,7 +200,7 @@ Result<std::unique_ptr<Listener>> Listener::start(const std::string& address, st
       MHD_start_daemon(flags, port, &Callbacks::accept, listener.get(), &Callbacks::request, listener.get(),
                        MHD_OPTION_EXTERNAL_LOGGER, &log_message, nullptr,            //
                        MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&storage),  //
-                       MHD_OPTION_THREAD_POOL_SIZE, limits.threads,                  //
+                       MHD_OPTION_THREAD_STACK_SIZE, limits.thread_stack_bytes,      //
                        MHD_OPTION_CONNECTION_LIMIT, limits.connections * 2,          // a backstop: accept() counts
                        MHD_OPTION_NOTIFY_CONNECTION, &Callbacks::connection, listener.get(),  //
                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, limits.memory_per_connection,      //

@@ -1,6 +1,7 @@
 // http::Listener: netsemd's HTTP listener, glue over GNU libmicrohttpd. It
-// runs on threads of its own (MHD's thread pool, each on epoll), never on
-// the event loop's; every request is handed to a Handler (in netsemd,
+// runs on threads of its own (one accepting, one per connection, so that a
+// request waiting for the event loop holds up no other connection), never
+// on the event loop's; every request is handed to a Handler (in netsemd,
 // api::route over the server's Backend) and its Response written back.
 //
 // Why libmicrohttpd: GNU's embeddable C HTTP server, packaged in Debian
@@ -16,7 +17,7 @@
 // by MHD: libmicrohttpd 0.9.75's own total limit, once reached after a
 // per-address refusal, could leave the listener accepting nothing after the
 // connections had gone (HttpHostile.ConnectionsBeyondTheLimits... saw it).
-// Two threads accepting at once may each admit one past a limit. The request
+// One thread accepts, so the counts are exact. The request
 // target is passed raw (MHD's unescaping is turned off: api::route decodes
 // names so that %2F stays inside one path segment); a request that
 // announces a body (Content-Length above 0, or Transfer-Encoding) is
@@ -43,11 +44,11 @@ struct MHD_Daemon;
 namespace netsem::http {
 
 struct Limits {
-  unsigned connections = 256;                 // open HTTP connections, all peers
-  unsigned connections_per_address = 64;      // from one peer address
-  std::size_t memory_per_connection = 32768;  // request line + headers (and the buffer for the response's head)
-  unsigned idle_timeout_s = 10;               // a connection with no progress for this long is closed
-  unsigned threads = 2;                       // MHD's thread pool
+  unsigned connections = 256;                  // open HTTP connections, all peers
+  unsigned connections_per_address = 64;       // from one peer address
+  std::size_t memory_per_connection = 32768;   // request line + headers (and the buffer for the response's head)
+  unsigned idle_timeout_s = 10;                // a connection with no progress for this long is closed
+  std::size_t thread_stack_bytes = 256 << 10;  // of each connection's thread
 };
 
 class Listener {
