@@ -123,6 +123,8 @@ TEST_F(WebPage, ShowsSemaphoresHoldersAndWaitersAsText) {
   EXPECT_EQ(waiter->request(req::acquire("a", "pool", 2, 600000)), "a QUEUED 1");
   fence_of(hostile->request(req::acquire("a", kHostileName)));
   EXPECT_EQ(hostile_waiter->request(req::acquire("a", kHostileName)), "a QUEUED 1");
+  // A valid name no URL path can carry (browsers resolve `..`, %2E%2E too).
+  fence_of(hostile->request(req::acquire("d", "..")));
 
   ASSERT_TRUE(browser().navigate(server.url("/"))) << browser().last_error();
   ASSERT_TRUE(wait_until(row_of("pool") + " !== undefined"));
@@ -163,6 +165,11 @@ TEST_F(WebPage, ShowsSemaphoresHoldersAndWaitersAsText) {
   ASSERT_EQ(hostile_queue.size(), 1u);
   EXPECT_EQ(hostile_queue[0][6], "no timeout");
 
+  // `..` is listed; its details say why they cannot be read.
+  eval(row_of("..") + ".querySelector('button').click()");
+  ASSERT_TRUE(wait_until(row_of("..") + ".nextElementSibling.textContent === "
+                                        "'Not available: a URL path cannot name “.” or “..”'"));
+
   // No markup from the server became elements.
   EXPECT_EQ(eval("document.querySelectorAll('main img, main b, main i').length"), 0);
 
@@ -183,13 +190,13 @@ TEST_F(WebPage, ShowsSemaphoresHoldersAndWaitersAsText) {
   }
   EXPECT_EQ(seen, 2) << sessions.dump();
 
-  // The figures: 3 permits held (2 of pool, 1 of the hostile name), 2 waiting.
+  // The figures: 4 permits held (2 of pool, 1 of the hostile name, 1 of ..), 2 waiting.
   const std::string figures =
       "Object.fromEntries([...document.querySelectorAll('#figures div')].map(d => [d.children[0].textContent, "
       "d.children[1].textContent]))";
-  ASSERT_TRUE(wait_until(figures + "['Permits held'] === '3'"));
+  ASSERT_TRUE(wait_until(figures + "['Permits held'] === '4'"));
   EXPECT_EQ(eval(figures + "['Waiting']"), "2");
-  EXPECT_EQ(eval(figures + "['Semaphores']"), "2");
+  EXPECT_EQ(eval(figures + "['Semaphores']"), "3");
   EXPECT_EQ(eval(figures + "['Journal']"), "writing");
   // The chart is drawn (an axis at least, lines once two samples exist).
   EXPECT_GE(eval("document.querySelectorAll('#chart-grants line').length"), 2);

@@ -12,10 +12,10 @@ std::string WebServer::url(const std::string& path) const {
   return "http://127.0.0.1:" + std::to_string(http_port) + path;
 }
 
-WebServer start_web_server(const std::string& semaphores) {
+WebServer start_web_server(const std::string& semaphores, const std::string& server_options) {
   WebServer web;
   Netsemd::Options options = with_semaphores(semaphores);
-  options.server_options = "http_enabled = on\nhttp_address = 127.0.0.1\nhttp_port = 0\n";
+  options.server_options = "http_enabled = on\nhttp_address = 127.0.0.1\nhttp_port = 0\n" + server_options;
   web.server = start_server(options);
   if (!web.server) return web;
   static const std::regex kHttp(R"(HTTP on http://127\.0\.0\.1:(\d+)/)");

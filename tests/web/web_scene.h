@@ -21,9 +21,10 @@ struct WebServer {
   std::string url(const std::string& path) const;
 };
 
-// Starts netsemd with `semaphores` as its [semaphores] section and waits (at
-// most 10 s) for its HTTP listener; fails the current test (and returns
-// http_port 0) when either does not come up.
-WebServer start_web_server(const std::string& semaphores);
+// Starts netsemd with `semaphores` as its [semaphores] section (and
+// `server_options` as more [server] lines) and waits (at most 10 s) for its
+// HTTP listener; fails the current test (and returns http_port 0) when
+// either does not come up.
+WebServer start_web_server(const std::string& semaphores, const std::string& server_options = "");
 
 }  // namespace netsem::testing

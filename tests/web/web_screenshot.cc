@@ -41,8 +41,10 @@ int main(int argc, char** argv) {
     std::cerr << "no chromium\n";
     return 1;
   }
+  // No session timeout: the scene's sessions stay idle through the traffic.
   WebServer web = start_web_server(
-      "build:linux = 4\nbuild:mac = 2\ndeploy/prod = 1\ndb-migrate = 1\ngpu-pool = 8\nlicense:matlab = 5\n");
+      "ci/build-linux = 4\nci/build-mac = 2\ndeploy/prod = 1\ndb-migrate = 1\ngpu-pool = 8\nlicense/matlab = 5\n",
+      "session_timeout_ms = 0\n");
   if (!web.server || web.http_port == 0) return 1;
   const std::uint16_t port = web.server->port();
 
@@ -58,29 +60,34 @@ int main(int argc, char** argv) {
   hold("deploy-api-v2.14", "deploy/prod", 1);
   queue("deploy-web-v7.3", "deploy/prod", 1, 600000);
   queue("deploy-worker-v1.9", "deploy/prod", 1, -1);
-  for (int i = 0; i < 4; ++i) hold("ci-runner-" + std::to_string(11 + i), "build:linux", 1);
-  queue("ci-runner-15", "build:linux", 1, 1800000);
-  queue("ci-runner-16", "build:linux", 1, 1800000);
-  hold("ci-mac-2", "build:mac", 1);
+  for (int i = 0; i < 4; ++i) hold("ci-runner-" + std::to_string(11 + i), "ci/build-linux", 1);
+  queue("ci-runner-15", "ci/build-linux", 1, 1800000);
+  queue("ci-runner-16", "ci/build-linux", 1, 1800000);
+  hold("ci-mac-2", "ci/build-mac", 1);
   hold("trainer-resnet", "gpu-pool", 4);
   hold("trainer-bert", "gpu-pool", 1);
-  for (int i = 0; i < 5; ++i) hold("analyst-" + std::to_string(i + 1), "license:matlab", 1);
-  queue("analyst-6", "license:matlab", 1, 300000);
+  for (int i = 0; i < 5; ++i) hold("analyst-" + std::to_string(i + 1), "license/matlab", 1);
+  queue("analyst-6", "license/matlab", 1, 300000);
   hold("migrate-2026-12-03", "db-migrate", 1);
   sessions.push_back(session(port, "nightly-report"));
-  sessions.back()->request(req::create("c", "reports:nightly", 2, 3));
-  sessions.back()->request(req::wait("w", "reports:nightly", 1, 0));
+  sessions.back()->request(req::create("c", "reports/nightly", 2, 3));
+  sessions.back()->request(req::wait("w", "reports/nightly", 1, 0));
 
-  // Traffic for the chart: acquire and release at a rate that rises and falls.
+  // Traffic for the chart: acquire and release at a rate that rises and
+  // falls, and every 15 s three requests that queue for 8 s and time out.
   auto worker = session(port, "load");
+  std::vector<std::unique_ptr<Client>> bursts;
+  for (int i = 0; i < 3; ++i) bursts.push_back(session(port, "report-" + std::to_string(i + 1)));
   const auto start = std::chrono::steady_clock::now();
   for (int tick = 0; std::chrono::steady_clock::now() - start < std::chrono::seconds(seconds); ++tick) {
     const int per_tick = 3 + static_cast<int>(3 * (1 + std::sin(tick / 40.0)));
     for (int i = 0; i < per_tick; ++i) {
-      worker->request(req::acquire("a", "build:mac", 1, 0));
-      worker->request(req::release("r", "build:mac"));
+      worker->request(req::acquire("a", "ci/build-mac", 1, 0));
+      worker->request(req::release("r", "ci/build-mac"));
     }
-    if (tick % 97 == 50) worker->request(req::acquire("t", "deploy/prod", 1, 50));
+    if (tick % 150 == 20) {
+      for (auto& burst : bursts) burst->send_line(req::acquire("b", "license/matlab", 1, 8000));
+    }
     std::this_thread::sleep_for(100ms);
   }
 
@@ -95,9 +102,13 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (!chromium->wait_until("document.querySelectorAll('tr.detail tbody tr').length === 3 && "
+                            "document.getElementById('banner').hidden && "
                             "document.querySelectorAll('#chart-grants polyline').length > 0",
                             20s)) {
-    std::cerr << "the page did not fill in: " << chromium->last_error() << "\n";
+    auto seen = chromium->evaluate(
+        "JSON.stringify([document.querySelectorAll('tr.detail tbody tr').length, "
+        "document.querySelectorAll('#chart-grants polyline').length, location.hash])");
+    std::cerr << "the page did not fill in: " << (seen ? seen->dump() : chromium->last_error()) << "\n";
     return 1;
   }
   auto png = chromium->screenshot();

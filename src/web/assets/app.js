@@ -492,7 +492,12 @@ async function refresh() {
 
 async function refreshDetails(version) {
   const names = [...state.open].filter((name) => semaphoreRows.has(name)).slice(0, MAX_OPEN);
-  const replies = await Promise.allSettled(names.map((name) => getJson(`/api/v1/semaphores/${encode(name)}`)));
+  // A URL cannot carry `.` or `..` as a path segment (browsers resolve
+  // them, %2E too), so those two names have no details URL.
+  const replies = await Promise.allSettled(names.map(
+      (name) =>
+          (name === '.' || name === '..' ? Promise.reject(new ApiError('a URL path cannot name “.” or “..”', -1)) :
+                                           getJson(`/api/v1/semaphores/${encode(name)}`))));
   if (version !== state.version) return;
   replies.forEach(
       (r, i) =>
