@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <fcntl.h>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -234,6 +235,59 @@ TEST_F(CliLocal, CleanRemovesOnlyWhatNoProcessHoldsOrWaitsOn) {
   EXPECT_NE(clean.out.find("removed $gone (stale record: its semaphore was gone)\n"), std::string::npos) << clean;
   ::kill(holder->pid(), SIGKILL);
   EXPECT_EQ(holder->finish(), 128 + SIGKILL);
+}
+
+TEST_F(CliLocal, CleanWhileProcessesHoldAndWaitNeverRemovesASemaphoreInUse) {
+  // Issue 12 item 12: `netsem local clean`, run over and over, while two
+  // loops of `netsem run '$r'` hold the name and queue for it. A clean that
+  // removed the semaphore under a holder, or under a process taking it,
+  // would let the next `netsem run` make a fresh one and hold that at the
+  // same time: its command's mkdir of a directory only one holder at a time
+  // can make would fail (exit 99).
+  const std::string held_by = (dir_.path() / "held-by").string();
+  const std::string command = "mkdir " + held_by + " || exit 99; sleep 0.005; rmdir " + held_by;
+  // The loops run until clean has found $r both in use and idle a few
+  // times (each loop pausing now and then, so that both are sometimes
+  // between runs at once), and each loop has done some rounds; 30 s at most.
+  constexpr int kLoops = 2;
+  constexpr int kEnough = 5;
+  std::atomic<bool> stop = false;
+  std::atomic<int> failures = 0;
+  std::atomic<int> rounds[kLoops] = {};
+  std::vector<std::thread> loops;
+  for (int i = 0; i < kLoops; ++i) {
+    loops.emplace_back([&, i] {
+      while (!stop) {
+        const NetsemRun run = netsem({"run", "$r", "--", "sh", "-c", command});
+        if (run.exit_code != 0) {
+          ++failures;
+          ADD_FAILURE() << "round " << rounds[i] << " of loop " << i << ": " << run;
+        }
+        if (++rounds[i] % (i + 2) == 0) std::this_thread::sleep_for(milliseconds(10 * (i + 1)));
+      }
+    });
+  }
+  int cleans = 0;
+  int removed = 0;  // while the loops ran: clean found $r idle between two holders
+  int kept = 0;     // clean found it in use
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  const auto fewest_rounds = [&] { return std::min(rounds[0].load(), rounds[1].load()); };
+  while (Clock::now() < deadline && (removed < kEnough || kept < kEnough || fewest_rounds() < 30)) {
+    const NetsemRun clean = netsem({"local", "clean"});
+    EXPECT_EQ(clean.exit_code, 0) << clean;
+    ++cleans;
+    removed += clean.out.find("removed $r (semaphore ") != std::string::npos;
+    kept += clean.out.find("kept $r: ") != std::string::npos;
+  }
+  stop = true;
+  for (auto& loop : loops) loop.join();
+  std::printf("%d cleans while %d loops ran $r %d and %d times: removed $r %d times, kept it %d times\n", cleans,
+              kLoops, rounds[0].load(), rounds[1].load(), removed, kept);
+  EXPECT_EQ(failures, 0);
+  EXPECT_FALSE(std::filesystem::exists(held_by));
+  // The race was run: clean found $r in use, and idle too.
+  EXPECT_GE(kept, kEnough);
+  EXPECT_GE(removed, kEnough);
 }
 
 TEST_F(CliLocal, StatusShowsTheHostLocalSemaphoresInASectionOfTheirOwn) {
