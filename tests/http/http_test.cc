@@ -5,6 +5,7 @@
 // http_enabled, a port already taken, and a stop with requests in flight.
 #include <gtest/gtest.h>
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -227,6 +228,34 @@ TEST(HttpLifecycle, SigtermWithRequestsInFlightStopsCleanly) {
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << server->log();
   EXPECT_LT(took, 5s);
   EXPECT_NE(server->log().find("netsemd stopped"), std::string::npos);
+}
+
+TEST(HttpLifecycle, SigtermWithSlowAndNonReadingClientsStopsAtOnce) {
+  auto [server, port] = start_http_server();
+  ASSERT_NE(port, 0);
+  auto client = Client::connect(server->port());
+  ASSERT_TRUE(client);
+  for (int i = 0; i < 300; ++i) client->send_line(req::create("c", "name-" + std::to_string(i), 1, 1));
+  for (int i = 0; i < 300; ++i) ASSERT_EQ(client->read_line(), "c OK");
+  // Half a request line, and a client that asks for large answers and reads none.
+  HttpConnection slow(port);
+  ASSERT_TRUE(slow.ok());
+  ASSERT_TRUE(slow.send("GET /api/v1/sem"));
+  HttpConnection non_reader(port, "127.0.0.1", 4096);
+  ASSERT_TRUE(non_reader.ok());
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(non_reader.send_request("GET", "/api/v1/semaphores?limit=1000"));
+  // The server is writing to the non-reader once its first answer arrives.
+  char first = 0;
+  pollfd p{non_reader.fd(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 3000), 1);
+  ASSERT_EQ(::recv(non_reader.fd(), &first, 1, MSG_PEEK), 1);
+  const auto began = std::chrono::steady_clock::now();
+  server->send_signal(SIGTERM);
+  const auto status = server->wait_exit(10s);
+  ASSERT_TRUE(status) << "netsemd did not stop";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << server->log();
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 3s);
+  EXPECT_TRUE(slow.wait_closed(1s));
 }
 
 }  // namespace
