@@ -154,9 +154,8 @@ TEST_F(WebPage, ShowsSemaphoresHoldersAndWaitersAsText) {
   EXPECT_EQ(queue[0][2], kWaiterLabel);
   EXPECT_EQ(queue[0][3], waiter->local_peer());
   EXPECT_EQ(queue[0][4], "2");
-  EXPECT_TRUE(queue[0][6].get<std::string>().ends_with(" min 59 s") ||
-              queue[0][6].get<std::string>().ends_with(" min 58 s"))
-      << queue[0][6] << " (of 10 min)";
+  // Of its 10 minutes, less than one has passed however loaded the machine.
+  EXPECT_TRUE(queue[0][6].get<std::string>().starts_with("9 min ")) << queue[0][6];
 
   // The hostile name's details, by a click; its waiter waits for ever.
   eval(row_of(kHostileName) + ".querySelector('button').click()");

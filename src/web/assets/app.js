@@ -130,7 +130,8 @@ const FIGURES = [
   ['Requests', (s) => formatCount(s.requests)],
   ['Uptime', (s) => formatDuration(typeof s.uptime_s === 'number' ? s.uptime_s * 1000 : undefined)],
   ['Journal', (s) => (s.journal_ok === 0 ? 'failing' : 'writing'), (s) => s.journal_ok === 0],
-  ['Last fence', (s) => formatCount(s.last_fence)],
+  // A token, written as holders' fences are (no digit grouping).
+  ['Last fence', (s) => (typeof s.last_fence === 'number' ? String(s.last_fence) : '–')],
 ];
 
 function renderStats(reply) {
@@ -202,6 +203,10 @@ function drawChart(svg, series, span, unit) {
     const offset = count - s.values.length;
     s.values.forEach((v, i) => (v === null ? flush() : run.push([i + offset, v])));
     flush();
+  }
+  if (!nodes.some((node) => node.tagName === 'polyline')) {
+    nodes.push(svgEl(
+        'text', {x: left + plotW / 2, y: top + plotH / 2, 'text-anchor': 'middle'}, 'no data yet: a sample every 5 s'));
   }
   const latest = series.map((s) => `${s.label} ${formatCompact(s.values[s.values.length - 1] ?? 0)}${unit}`);
   nodes.push(svgEl(
