@@ -19,6 +19,7 @@ packages=(
   python3                           # bench/compare_report.py, the comparison's report (and its smoke test)
   chromium                          # headless Chromium: tests/web loads the web page and reads its DOM
   prometheus                        # promtool checks GET /metrics; a real Prometheus scrapes netsemd in tests/metrics
+  libsystemd-dev                    # libsystemd: netsemd's sd_notify (readiness, reload, stop, watchdog) under Type=notify
   systemd                           # systemd-analyze: tests/ops checks etc/systemd/netsemd.service
   dpkg-dev file binutils groff-base # the Debian package: cpack's dependency list (dpkg-shlibdeps, file, readelf), man pages' check
   lintian                           # Debian's package checker, run on the .deb by tests/package/deb_test.sh

@@ -1,34 +1,161 @@
-// Logging set-up (spdlog's default logger to stderr with a timestamped
-// format), the escaping of untrusted text, and the rate limit of repeated
-// messages.
+// Logging set-up (spdlog's default logger to stderr, in text or JSON), the
+// structured events, the escaping of untrusted text, and the rate limit of
+// repeated messages.
 #include "common/log.h"
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
+#include <ctime>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace netsem {
 
-Status init_logging(std::string_view level) {
-  static constexpr std::pair<std::string_view, spdlog::level::level_enum> kLevels[] = {
-      {"trace", spdlog::level::trace},  {"debug", spdlog::level::debug}, {"info", spdlog::level::info},
-      {"warning", spdlog::level::warn}, {"error", spdlog::level::err},
-  };
-  for (const auto& [name, value] : kLevels) {
-    if (name == level) {
-      // stderr, unbuffered by line, so that logs interleave correctly with a
-      // supervisor's capture even when the process is killed.
-      auto logger = std::make_shared<spdlog::logger>("netsem", std::make_shared<spdlog::sinks::stderr_sink_st>());
-      spdlog::set_default_logger(std::move(logger));
-      spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
-      spdlog::set_level(value);
-      spdlog::flush_on(spdlog::level::trace);
-      return Status::ok();
+namespace {
+
+constexpr std::pair<std::string_view, spdlog::level::level_enum> kLevelNames[] = {
+    {"trace", spdlog::level::trace}, {"debug", spdlog::level::debug},  {"info", spdlog::level::info},
+    {"warn", spdlog::level::warn},   {"warning", spdlog::level::warn}, {"error", spdlog::level::err},
+    {"off", spdlog::level::off},
+};
+
+LogFormat g_format = LogFormat::kText;  // set once by init_logging, before other threads run
+
+// The fields of the log_event call being written on this thread, for the
+// JSON formatter, which spdlog calls synchronously from inside that call.
+thread_local const std::initializer_list<LogField>* t_fields = nullptr;
+
+// "2026-12-03T15:20:01.123Z": UTC, milliseconds.
+std::string utc_timestamp(spdlog::log_clock::time_point time) {
+  const auto since_epoch = time.time_since_epoch();
+  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
+  const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch - seconds).count();
+  const std::time_t t = static_cast<std::time_t>(seconds.count());
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char text[32];
+  const std::size_t n = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm);
+  return fmt::format("{}.{:03}Z", std::string_view(text, n), millis);
+}
+
+// One JSON object per line: time, level, message, then the fields of a
+// log_event. Strings are escaped by nlohmann-json; bytes that are not UTF-8
+// become U+FFFD, so every line parses.
+class JsonFormatter final : public spdlog::formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    nlohmann::ordered_json line;
+    line["time"] = utc_timestamp(msg.time);
+    const auto level = spdlog::level::to_string_view(msg.level);
+    line["level"] = std::string_view(level.data(), level.size());
+    line["message"] = std::string_view(msg.payload.data(), msg.payload.size());
+    if (t_fields != nullptr) {
+      for (const LogField& field : *t_fields) {
+        if (field.kind() == LogField::Kind::kOmitted) continue;
+        auto& value = line[std::string(field.key())];
+        switch (field.kind()) {
+          case LogField::Kind::kText:
+            value = field.text();
+            break;
+          case LogField::Kind::kSigned:
+            value = field.signed_number();
+            break;
+          case LogField::Kind::kUnsigned:
+            value = field.unsigned_number();
+            break;
+          case LogField::Kind::kNull:
+          case LogField::Kind::kOmitted:
+            value = nullptr;
+            break;
+        }
+      }
     }
+    const std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    dest.append(text.data(), text.data() + text.size());
+    dest.push_back('\n');
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<JsonFormatter>(); }
+};
+
+}  // namespace
+
+Result<spdlog::level::level_enum> parse_log_level(std::string_view name) {
+  for (const auto& [known, value] : kLevelNames) {
+    if (known == name) return value;
   }
   return Status(StatusCode::kInvalidArgument,
-                "unknown log level '" + std::string(level) + "' (one of: " + std::string(kLogLevels) + ")");
+                "unknown log level '" + std::string(name) + "' (one of: " + std::string(kLogLevels) + ")");
+}
+
+Result<LogFormat> parse_log_format(std::string_view name) {
+  if (name == "text") return LogFormat::kText;
+  if (name == "json") return LogFormat::kJson;
+  return Status(StatusCode::kInvalidArgument,
+                "unknown log format '" + std::string(name) + "' (one of: " + std::string(kLogFormats) + ")");
+}
+
+Status init_logging(std::string_view level, LogFormat format) {
+  // stderr, unbuffered by line, so that logs interleave correctly with a
+  // supervisor's capture even when the process is killed.
+  return init_logging(level, format, std::make_shared<spdlog::sinks::stderr_sink_st>());
+}
+
+Status init_logging(std::string_view level, LogFormat format, spdlog::sink_ptr sink) {
+  auto value = parse_log_level(level);
+  if (!value) return value.status();
+  auto logger = std::make_shared<spdlog::logger>("netsem", std::move(sink));
+  if (format == LogFormat::kJson) {
+    logger->set_formatter(std::make_unique<JsonFormatter>());
+  } else {
+    logger->set_formatter(
+        std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc));
+  }
+  logger->set_level(*value);
+  logger->flush_on(spdlog::level::trace);
+  spdlog::set_default_logger(std::move(logger));
+  g_format = format;
+  return Status::ok();
+}
+
+LogFormat log_format() {
+  return g_format;
+}
+
+void log_event(spdlog::level::level_enum level, std::string_view message, std::initializer_list<LogField> fields) {
+  spdlog::logger* logger = spdlog::default_logger_raw();
+  if (!logger->should_log(level)) return;
+  if (g_format == LogFormat::kJson) {
+    t_fields = &fields;
+    logger->log(level, spdlog::string_view_t(message.data(), message.size()));
+    t_fields = nullptr;
+    return;
+  }
+  std::string line(message);
+  for (const LogField& field : fields) {
+    if (field.kind() == LogField::Kind::kOmitted) continue;
+    line += ' ';
+    line += field.key();
+    line += '=';
+    switch (field.kind()) {
+      case LogField::Kind::kText:
+        // An empty value stays visible as `key=`; escaping keeps the rest one word.
+        line += escape_for_log(field.text());
+        break;
+      case LogField::Kind::kSigned:
+        line += std::to_string(field.signed_number());
+        break;
+      case LogField::Kind::kUnsigned:
+        line += std::to_string(field.unsigned_number());
+        break;
+      case LogField::Kind::kNull:
+      case LogField::Kind::kOmitted:
+        line += "null";
+        break;
+    }
+  }
+  logger->log(level, spdlog::string_view_t(line.data(), line.size()));
 }
 
 std::string escape_for_log(std::string_view text) {

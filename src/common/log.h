@@ -1,20 +1,34 @@
 // Logging shared by netsemd and the command-line tool: spdlog's default
-// logger writing to stderr, one line per event, level chosen by name; the
-// escaping of untrusted text (labels, names, anything a peer sent) so that a
-// log line stays one line of plain text; and RateLimitedLog, which keeps a
-// kind of message a peer can trigger at will (a denied connection, an
-// overflowing session) from flooding the log.
+// logger writing to stderr, one line per event, level chosen by name, in
+// one of two formats:
+//   text  `2026-12-03T15:20:01.123Z info message key=value ...`
+//   json  `{"time":"2026-12-03T15:20:01.123Z","level":"info","message":"...",
+//          "key":value,...}`, one object per line (for log shippers).
+// Times are UTC with a `Z`, to the millisecond, in both.
+// log_event writes a message with structured fields (a session's peer,
+// label, cause...): as `key=value` words after the message in text (values
+// escaped by escape_for_log, so one word each), as members of the object in
+// JSON (strings JSON-escaped: any byte a peer sent stays valid JSON).
+// Plain spdlog calls write the message alone.
+// Also: the escaping of untrusted text (labels, names, anything a peer
+// sent) so that a text line stays one line of plain text; and
+// RateLimitedLog, which keeps a kind of message a peer can trigger at will
+// (a denied connection, an overflowing session) from flooding the log.
 //
-// Thread safety: init_logging once at start, before other threads log.
-// escape_for_log is a pure function. A LogRateLimit or RateLimitedLog is used
-// by one thread (netsemd's event loop).
+// Thread safety: init_logging once at start, before other threads log;
+// after that log_event may be called from any thread (spdlog's sink is
+// then the only shared state, and netsemd logs from its loop thread).
+// escape_for_log is a pure function. A LogRateLimit or RateLimitedLog is
+// used by one thread (netsemd's event loop).
 #pragma once
 
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,12 +38,78 @@
 
 namespace netsem {
 
-// The level names accepted by init_logging and the `log_level` option.
-inline constexpr std::string_view kLogLevels = "trace debug info warning error";
+// The level names accepted by init_logging and the `log_level` option, from
+// the most detailed; `warn` and `warning` are the same level, `off` writes
+// nothing.
+inline constexpr std::string_view kLogLevels = "trace debug info warn warning error off";
+// The format names accepted by init_logging and the `log_format` option.
+inline constexpr std::string_view kLogFormats = "text json";
 
-// Sets the default logger's level ("trace", "debug", "info", "warning" or
-// "error") and line format. kInvalidArgument for any other name.
-Status init_logging(std::string_view level);
+enum class LogFormat : std::uint8_t { kText, kJson };
+
+// The level named `name` (one of kLogLevels), or kInvalidArgument naming
+// the accepted ones.
+Result<spdlog::level::level_enum> parse_log_level(std::string_view name);
+// The format named `name` (one of kLogFormats), or kInvalidArgument.
+Result<LogFormat> parse_log_format(std::string_view name);
+
+// Sets the default logger: stderr, the level `level` (one of kLogLevels),
+// lines in `format`. kInvalidArgument for an unknown level name.
+Status init_logging(std::string_view level, LogFormat format = LogFormat::kText);
+// The same, writing to `sink` instead of stderr (tests).
+Status init_logging(std::string_view level, LogFormat format, spdlog::sink_ptr sink);
+// The format init_logging set (text before it is called).
+LogFormat log_format();
+
+// One structured field of a log event: a key (a plain word, not "time",
+// "level" or "message") and a text, a number or null. Text is copied nowhere:
+// the field borrows it for the call.
+class LogField {
+ public:
+  LogField(std::string_view key, std::string_view text) : key_(key), text_(text), kind_(Kind::kText) {}
+  LogField(std::string_view key, const std::string& text) : LogField(key, std::string_view(text)) {}
+  LogField(std::string_view key, const char* text) : LogField(key, std::string_view(text)) {}
+  template <std::integral T>
+  requires(!std::same_as<T, bool> && !std::same_as<T, char>) LogField(std::string_view key, T number) : key_(key) {
+    if constexpr (std::is_signed_v<T>) {
+      signed_ = number;
+      kind_ = Kind::kSigned;
+    } else {
+      unsigned_ = number;
+      kind_ = Kind::kUnsigned;
+    }
+  }
+  // A text, or no field at all when absent (a name only some sessions have).
+  LogField(std::string_view key, std::optional<std::string_view> text)
+      : key_(key), text_(text.value_or(std::string_view())), kind_(text ? Kind::kText : Kind::kOmitted) {}
+  // A number, or null when absent (a wait for ever has no time left).
+  LogField(std::string_view key, std::optional<std::int64_t> number) : key_(key) {
+    if (number) {
+      signed_ = *number;
+      kind_ = Kind::kSigned;
+    }
+  }
+
+  enum class Kind : std::uint8_t { kText, kSigned, kUnsigned, kNull, kOmitted };
+  std::string_view key() const { return key_; }
+  Kind kind() const { return kind_; }
+  std::string_view text() const { return text_; }
+  std::int64_t signed_number() const { return signed_; }
+  std::uint64_t unsigned_number() const { return unsigned_; }
+
+ private:
+  std::string_view key_;
+  std::string_view text_;
+  std::int64_t signed_ = 0;
+  std::uint64_t unsigned_ = 0;
+  Kind kind_ = Kind::kNull;
+};
+
+// Writes `message` with `fields` at `level` through the default logger, in
+// the format init_logging set. Nothing is formatted when the level is off:
+// callers on a busy path may call it freely. `message` is written as given
+// (it must not hold untrusted text: put that in a field).
+void log_event(spdlog::level::level_enum level, std::string_view message, std::initializer_list<LogField> fields);
 
 // `text` with every byte outside printable ASCII, the space and `%` written
 // as %XX (upper-case hex): escape codes, CR, LF and invalid UTF-8 from a peer
@@ -96,6 +176,14 @@ class RateLimitedLog {
     if (admission.suppressed_before != 0) report(admission.suppressed_before);
     if (admission.write) spdlog::log(level_, format, std::forward<Args>(args)...);
   }
+  // log_event through the limit. Nothing is counted when the level is off.
+  void event(Clock::time_point now, std::string_view message, std::initializer_list<LogField> fields) {
+    if (!spdlog::should_log(level_)) return;
+    const auto admission = limit_.admit(now);
+    if (admission.suppressed_before != 0) report(admission.suppressed_before);
+    if (admission.write) log_event(level_, message, fields);
+  }
+  spdlog::level::level_enum level() const { return level_; }
   // Writes the count of lines suppressed in a window over at `now`, if any.
   void flush(Clock::time_point now) {
     if (const auto count = limit_.take_suppressed(now); count != 0) report(count);

@@ -118,6 +118,15 @@ Status apply_log_level(const OptionSpec& spec, std::string_view value, ServerCon
   return Status::ok();
 }
 
+Status apply_log_format(const OptionSpec& spec, std::string_view value, ServerConfig& config) {
+  auto word = pick_choice(spec, value);
+  if (!word) return word.status();
+  auto format = parse_log_format(*word);
+  if (!format) return format.status();
+  config.log_format = *format;
+  return Status::ok();
+}
+
 Status apply_bind_address(const OptionSpec&, std::string_view value, ServerConfig& config) {
   const std::string text(value);
   unsigned char buffer[16];
@@ -311,10 +320,32 @@ std::vector<OptionSpec> make_server_options() {
       {.name = "log_level",
        .type = "choice",
        .default_text = "info",
-       .bounds = "trace, debug, info, warning, error",
-       .help = "The least severe messages written to the log (stderr).",
+       .bounds = "trace, debug, info, warn, warning, error, off",
+       .help = "The least severe messages written to the log (stderr); warn and warning are the same level, off "
+               "writes nothing. At info: the start and end of every session, slow waits, reloads, problems. "
+               "netsemd --log-level overrides it.",
        .apply = apply_log_level,
        .show = [](const C& c) { return c.log_level; }},
+      {.name = "log_format",
+       .type = "choice",
+       .default_text = "text",
+       .bounds = "text, json",
+       .help = "How log lines are written: text (a UTC time, the level, the message, then key=value fields) or "
+               "json (one object a line with time, level, message and the fields, for log shippers). netsemd "
+               "--log-format overrides it.",
+       .apply = apply_log_format,
+       .show = [](const C& c) { return std::string(c.log_format == LogFormat::kJson ? "json" : "text"); }},
+      {.name = "slow_wait_ms",
+       .type = "integer",
+       .default_text = "5000",
+       .bounds = "0..86400000 (0: off)",
+       .help = "A request granted after waiting in a queue at least this long, in milliseconds, is logged at info "
+               "(slow wait: the name, the session, its label and peer, the count and the time waited).",
+       .reloadable = true,
+       .min = 0,
+       .max = 86400000,
+       .apply = apply_integer<&C::slow_wait_ms>,
+       .show = show_integer<&C::slow_wait_ms>},
       {.name = "http_enabled",
        .type = "choice",
        .default_text = "on",

@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/log.h"
 #include "config/allow_list.h"
 #include "journal/journal.h"
 #include "netsem/status.h"
@@ -50,7 +51,10 @@ struct ServerConfig {
   std::size_t max_semaphores = 1000000;
   std::uint64_t max_output_bytes = 64 << 20;  // all sessions' unwritten answers
   std::size_t metrics_max_names = 1000;       // semaphores with series of their own in GET /metrics
-  std::string log_level = "info";             // trace debug info warning error
+  std::string log_level = "info";             // one of kLogLevels (common/log.h)
+  LogFormat log_format = LogFormat::kText;
+  // A grant after waiting in a queue this long is logged; 0 = never.
+  std::int64_t slow_wait_ms = 5000;
   // The HTTP listener (docs/operations.md): health, JSON API, metrics, web page.
   bool http_enabled = true;
   std::string http_address = "127.0.0.1";

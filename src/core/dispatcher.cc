@@ -66,6 +66,7 @@ Dispatcher::Dispatcher(SemaphoreTable& table, const JournalProgress& journal, co
       clock_context_(clock_context) {
   started_ = clock_(clock_context_);
   request_sequence_ = journal_.sequence();
+  table_.set_slow_wait(std::chrono::milliseconds(config_.slow_wait_ms));
 }
 
 // --- sessions ---
@@ -76,6 +77,9 @@ void Dispatcher::begin_session(SessionState& session) {
   session.last_activity = session.began = now();
   sessions_.emplace(session.id, &session);
   sessions_by_id_.emplace(session.id, &session);
+  // At accept: the dialect and a label come later, and the end line has
+  // them. (The network layer makes one SessionState per connection.)
+  logs_.event(logs_.sessions, "session began", {{"session", session.id}, {"peer", session.peer}});
 }
 
 void Dispatcher::end_session(SessionState& session, stats::EndCause cause) {
@@ -84,6 +88,7 @@ void Dispatcher::end_session(SessionState& session, stats::EndCause cause) {
   if (!session.open) return;
   session.open = false;
   counters_.count_end(cause);
+  log_end(session, cause);
   sessions_.erase(session.id);
   sessions_by_id_.erase(session.id);
   if (shutting_down_) return;
@@ -179,7 +184,8 @@ void Dispatcher::handle_request(SessionState& session) {
       std::string text = std::string(kHelloVersion) + std::to_string(session.id);
       protocol::append_ok_text(session.out, tag, text);
       if (!session.label.empty()) {
-        spdlog::debug("session {} ({}) is {}", session.id, session.peer, escape_for_log(session.label));
+        logs_.event(logs_.sessions, "session label",
+                    {{"session", session.id}, {"peer", session.peer}, {"label", session.label}});
       }
       return;
     }
@@ -557,6 +563,52 @@ void Dispatcher::deliver_completions() {
   }
   completions_.clear();
   delivering_ = false;
+  // Grants come with completions only, so slow ones are looked for here.
+  log_slow_grants();
+}
+
+// --- the log ---
+
+void Dispatcher::log_end(const SessionState& session, stats::EndCause cause) {
+  if (!spdlog::should_log(logs_.sessions.level())) return;
+  const SessionLoad load = table_.session_load(session.id);
+  const bool ace = session.dialect == protocol::Dialect::kAce;
+  const std::string_view dialect = ace                                                ? kAceDialect
+                                   : session.dialect == protocol::Dialect::kUndecided ? std::string_view("none")
+                                                                                      : kV1Dialect;
+  const Clock::time_point at = now();
+  const std::int64_t lasted =
+      at <= session.began ? 0 : std::chrono::duration_cast<std::chrono::milliseconds>(at - session.began).count();
+  // An ACE session names its one semaphore; a v1 session holds any number.
+  logs_.event(logs_.sessions, "session ended",
+              {{"session", session.id},
+               {"peer", session.peer},
+               {"dialect", dialect},
+               {"label", ace ? kAceLabel : std::string_view(session.label)},
+               {"cause", stats::end_cause_name(cause)},
+               {"held", load.permits_held},
+               {"waiting", load.pending},
+               {"duration_ms", lasted},
+               {"name", ace ? std::optional<std::string_view>(session.ace_name) : std::nullopt}});
+}
+
+void Dispatcher::log_slow_grants() {
+  std::vector<SlowGrant> slow = table_.take_slow_grants();
+  for (const SlowGrant& grant : slow) {
+    const auto found = sessions_.find(grant.session);
+    const SessionState* session = found == sessions_.end() ? nullptr : found->second;
+    const bool ace = session != nullptr && session->dialect == protocol::Dialect::kAce;
+    logs_.event(logs_.slow_waits, "slow wait",
+                {{"name", grant.name},
+                 {"waited_ms", grant.waited_ms},
+                 {"count", grant.count},
+                 {"fence", grant.fence},
+                 {"session", grant.session},
+                 {"peer", session != nullptr ? std::string_view(session->peer) : std::string_view()},
+                 {"label", ace                  ? kAceLabel
+                           : session != nullptr ? std::string_view(session->label)
+                                                : std::string_view()}});
+  }
 }
 
 void Dispatcher::deliver(SessionState& session, const Completion& completion) {

@@ -268,8 +268,14 @@ class Dispatcher {
   // true when more remain.
   bool produce_rows(SessionState& session, std::size_t stop_at);
   void kick(SessionState& session, std::string_view tag);
-  // Hands the completions the table appended to their sessions.
+  // Hands the completions the table appended to their sessions, then logs
+  // the slow grants among them.
   void deliver_completions();
+  // The "session ended" line (PeerLogs::sessions): who, why, what it still
+  // held and waited for.
+  void log_end(const SessionState& session, stats::EndCause cause);
+  // A "slow wait" line (PeerLogs::slow_waits) per grant the table kept.
+  void log_slow_grants();
   void deliver(SessionState& session, const Completion& completion);
   void deliver_ace(SessionState& session, const Completion& completion);
   // The journal sequence an answer appended now must wait for: the last

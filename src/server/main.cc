@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -22,6 +23,7 @@
 #include "net/descriptors.h"
 #include "netsem/version.h"
 #include "protocol/codec.h"
+#include "server/pid_file.h"
 #include "server/server.h"
 
 namespace {
@@ -107,6 +109,9 @@ int main(int argc, char** argv) try {
   std::string bind_address;
   std::string port;
   std::string data_dir;
+  std::string log_level;
+  std::string log_format;
+  std::string pidfile;
   bool check_config = false;
   bool repair = false;
   bool show_version = false;
@@ -116,6 +121,12 @@ int main(int argc, char** argv) try {
   app.add_option("--port", port, "port to listen on, 0 for any free port (overrides bind_port)");
   app.add_option("--data-dir", data_dir,
                  "directory of the journal, the run file and the status file (overrides data_dir and stats_dir)");
+  app.add_option("--log-level", log_level,
+                 "least severe messages logged: trace, debug, info, warn, error or off (overrides log_level)");
+  app.add_option("--log-format", log_format, "log lines as text or json, one object a line (overrides log_format)");
+  app.add_option("--pidfile", pidfile,
+                 "write the pid to FILE once listening, locked while running (a second netsemd with the same FILE "
+                 "refuses to start), removed at exit");
   app.add_flag("--repair", repair,
                "start even though the data directory is damaged: cut the journal at mid-journal damage, accept a "
                "journal shorter than the fences file proves, restart fences above the wall clock when the fences "
@@ -151,8 +162,10 @@ int main(int argc, char** argv) try {
     const char* option;
     const std::string& value;
   };
-  for (const Override& o : {Override{"bind", "bind_address", bind_address}, Override{"port", "bind_port", port},
-                            Override{"data-dir", "data_dir", data_dir}, Override{"data-dir", "stats_dir", data_dir}}) {
+  for (const Override& o :
+       {Override{"bind", "bind_address", bind_address}, Override{"port", "bind_port", port},
+        Override{"data-dir", "data_dir", data_dir}, Override{"data-dir", "stats_dir", data_dir},
+        Override{"log-level", "log_level", log_level}, Override{"log-format", "log_format", log_format}}) {
     if (app.count(std::string("--") + o.flag) == 0) continue;  // given empty: the option's error
     const auto* spec = netsem::server::find_server_option(o.option);
     if (auto status = spec->apply(*spec, o.value, config); !status) {
@@ -161,7 +174,7 @@ int main(int argc, char** argv) try {
     }
   }
 
-  if (auto status = netsem::init_logging(config.log_level); !status) {
+  if (auto status = netsem::init_logging(config.log_level, config.log_format); !status) {
     std::fprintf(stderr, "netsemd: %s\n", status.message().c_str());
     return kExitBadConfig;
   }
@@ -191,6 +204,20 @@ int main(int argc, char** argv) try {
     return 0;
   }
 
+  // Before anything is opened: a second netsemd on the same pid file stops here.
+  std::optional<netsem::server::PidFile> pid_file;
+  if (app.count("--pidfile") != 0) {
+    auto locked = pidfile.empty() ? netsem::Result<netsem::server::PidFile>(netsem::Status(
+                                        netsem::StatusCode::kInvalidArgument, "--pidfile: a file name is required"))
+                                  : netsem::server::PidFile::lock(pidfile);
+    if (!locked) {
+      // As a failed start says it: the program's last word, not a log record.
+      std::fprintf(stderr, "netsemd: cannot start: %s\n", locked.status().message().c_str());
+      return pidfile.empty() ? kExitBadConfig : kExitStartFailed;
+    }
+    pid_file.emplace(std::move(*locked));
+  }
+
   // Sessions and the server's own files share the descriptor limit: take
   // all the hard limit allows (Server::start then sizes the sessions' share).
   if (auto limit = netsem::server::raise_nofile_limit(); !limit) {
@@ -216,6 +243,9 @@ int main(int argc, char** argv) try {
     // not a log record: "netsemd: cannot start: CORRUPTION: journal ...".
     std::fprintf(stderr, "netsemd: cannot start: %s\n", status.to_string().c_str());
     return kExitStartFailed;
+  }
+  if (pid_file) {
+    if (auto status = pid_file->write_pid(); !status) spdlog::warn("{}", status.message());
   }
   io.run();
   spdlog::info("netsemd stopped");

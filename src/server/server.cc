@@ -160,7 +160,8 @@ Server::Server(asio::io_context& io, ServerConfig config, std::filesystem::path 
       accept_retry_timer_(io),
       journal_retry_timer_(io),
       log_report_timer_(io),
-      publish_timer_(io) {
+      publish_timer_(io),
+      watchdog_timer_(io) {
   peer_logs_.set_on_logged([this] { arm_log_report_timer(); });
 }
 
@@ -265,6 +266,10 @@ Status Server::start() {
   publish_figures();
   arm_publish_timer();
   http_backend_->set_readiness(api::Readiness::kReady);
+  // Recovered, listening, serving (requests queue during a lease wait), as
+  // /readyz says.
+  notify_.ready(service_status());
+  arm_watchdog();
   return Status::ok();
 }
 
@@ -310,6 +315,24 @@ void Server::arm_publish_timer() {
     if (error || stopping_) return;
     publish_figures();
     arm_publish_timer();
+  });
+}
+
+std::string Server::service_status() const {
+  std::error_code error;
+  const auto endpoint = acceptor_.local_endpoint(error);
+  return fmt::format("serving on {}, {} defined semaphores", error ? config_.bind_address : describe_peer(endpoint),
+                     config_.semaphores.size());
+}
+
+void Server::arm_watchdog() {
+  const auto interval = notify_.watchdog_interval();
+  if (!interval || stopping_) return;
+  watchdog_timer_.expires_after(*interval);
+  watchdog_timer_.async_wait([this](const std::error_code& error) {
+    if (error || stopping_) return;
+    notify_.watchdog();
+    arm_watchdog();
   });
 }
 
@@ -480,8 +503,7 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
   auto session =
       std::make_shared<Session>(*this, *dispatcher_, peer_logs_, io_, *ready_, std::move(fd), id, peer, address_bytes);
   sessions_.emplace(id, session);
-  spdlog::debug("session {} from {}", id, peer);
-  session->start();
+  session->start();  // logs "session began"
 }
 
 void Server::reject(asio::ip::tcp::socket socket, std::string line) {
@@ -493,7 +515,9 @@ void Server::wait_signals() {
   signals_.async_wait([this](const std::error_code& error, int signal) {
     if (error) return;
     if (signal == SIGHUP) {
+      notify_.reloading();
       reload();
+      notify_.ready(service_status());
       wait_signals();
     } else {
       spdlog::info("signal {}: shutting down", signal == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -506,6 +530,8 @@ void Server::wait_signals() {
 void Server::stop() {
   if (stopping_) return;
   stopping_ = true;
+  notify_.stopping(fmt::format("stopping: closing {} sessions", sessions_.size()));
+  watchdog_timer_.cancel();
   // HTTP first: handlers waiting for a loop query are answered 503 now (the
   // loop will run no more of them), then the listener's threads are joined.
   if (http_backend_) http_backend_->set_readiness(api::Readiness::kStopping);
@@ -520,7 +546,6 @@ void Server::stop() {
   signals_.cancel(ignored);
   accept_retry_timer_.cancel();
   log_report_timer_.cancel();
-  peer_logs_.for_each([](RateLimitedLog& log) { log.flush_all(); });
   std::vector<std::shared_ptr<Session>> live;
   live.reserve(sessions_.size());
   for (const auto& [id, session] : sessions_) live.push_back(session);
@@ -535,6 +560,8 @@ void Server::stop() {
   if (dispatcher_) dispatcher_->begin_shutdown();
   for (const auto& session : live) session->shut_down();
   if (dispatcher_) dispatcher_->finish_shutdown();  // the status file shows every permit back
+  // After the sessions' end lines: what the rate limits held back is counted.
+  peer_logs_.for_each([](RateLimitedLog& log) { log.flush_all(); });
   end_turn();
   // The set's wait ends with the last session (forget()), so the loop runs out.
   if (sessions_.empty() && ready_) ready_->stop();
@@ -586,6 +613,8 @@ void Server::reload() {
   config_.admin_networks = std::move(loaded->admin_networks);
   config_.admin_networks_text = std::move(loaded->admin_networks_text);
   if (http_backend_) http_backend_->set_access(config_.allowed_networks, config_.admin_networks);
+  config_.slow_wait_ms = loaded->slow_wait_ms;
+  table_->set_slow_wait(std::chrono::milliseconds(config_.slow_wait_ms));
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began);
   spdlog::info("SIGHUP: reloaded {} defined semaphores, allowed {}, admin {} ({} ms)", config_.semaphores.size(),
                config_.allowed_networks_text, config_.admin_networks_text, took.count());

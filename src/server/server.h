@@ -39,6 +39,7 @@
 #include "netsem/status.h"
 #include "server/http_backend.h"
 #include "server/loop_jobs.h"
+#include "server/service_notify.h"
 #include "server/session_host.h"
 #include "table/semaphore_table.h"
 
@@ -141,6 +142,10 @@ class Server final : private JournalProgress, public SessionHost {
   // Publishes the figures for the HTTP threads, once a second.
   void publish_figures();
   void arm_publish_timer();
+  // Pings the service manager's watchdog from the loop (ServiceNotify).
+  void arm_watchdog();
+  // What STATUS= says while serving: the address and the defined names.
+  std::string service_status() const;
   // The whole compaction in the event loop, when no child can be forked.
   void compact_in_loop();
 
@@ -165,6 +170,8 @@ class Server final : private JournalProgress, public SessionHost {
   std::unique_ptr<HttpBackend> http_backend_;  // made by start_http()
   std::unique_ptr<http::Listener> http_;       // null when http_enabled is off or it could not listen
   bool log_report_armed_ = false;
+  ServiceNotify notify_;  // systemd: READY, RELOADING, STOPPING, WATCHDOG
+  asio::steady_timer watchdog_timer_;
   PeerLogs peer_logs_;
   std::uint64_t status_written_change_ = ~std::uint64_t{0};
   std::unique_ptr<ForkedJob> status_job_;      // the child writing the status file, if any

@@ -179,8 +179,10 @@ struct SemaphoreTable::Impl {
   std::uint64_t configure_calls = 0;  // for Semaphore::listed
   std::uint64_t last_fence = 0;
   std::uint64_t reserved_fence = 0;
-  std::uint64_t next_reserve_attempt = 0;  // after a failed early reservation
-  stats::TableCounters counters;           // grants, timeouts, cancellations, wait and hold times
+  std::uint64_t next_reserve_attempt = 0;          // after a failed early reservation
+  stats::TableCounters counters;                   // grants, timeouts, cancellations, wait and hold times
+  std::uint64_t slow_wait_us = ~std::uint64_t{0};  // set_slow_wait; never reached when off
+  std::vector<SlowGrant> slow_grants;              // for take_slow_grants
   std::uint64_t held_total = 0;
   std::uint64_t waiter_total = 0;
   std::array<std::uint64_t, 3> kind_counts{};  // semaphores by kind (kDefined, kUndefined, kCreated)
@@ -353,7 +355,12 @@ struct SemaphoreTable::Impl {
       }
       consumed |= w.mode == TakeMode::kWait;
       const std::uint64_t fence = grant(ses, s, w.mode, w.count, current_time);
-      counters.wait_us.observe(micros_between(w.queued_at, current_time));
+      const std::uint64_t waited_us = micros_between(w.queued_at, current_time);
+      counters.wait_us.observe(waited_us);
+      if (waited_us >= slow_wait_us) [[unlikely]] {
+        slow_grants.push_back(
+            {ses.id, std::string(s.name), w.count, fence, static_cast<std::int64_t>(waited_us / 1000)});
+      }
       out.push_back({ses.id, unlink(w), Completion::Type::kGranted, fence});
     }
     if (s.kind == SemaphoreKind::kCreated && (journal_anyway || consumed)) journal_state(s);
@@ -803,6 +810,14 @@ SessionLoad SemaphoreTable::session_load(SessionId session) const {
 
 const stats::TableCounters& SemaphoreTable::counters() const {
   return impl_->counters;
+}
+
+void SemaphoreTable::set_slow_wait(std::chrono::microseconds threshold) {
+  impl_->slow_wait_us = threshold.count() <= 0 ? ~std::uint64_t{0} : static_cast<std::uint64_t>(threshold.count());
+}
+
+std::vector<SlowGrant> SemaphoreTable::take_slow_grants() {
+  return std::exchange(impl_->slow_grants, {});
 }
 
 TableStats SemaphoreTable::stats() const {

@@ -140,6 +140,16 @@ struct WaiterInfo {
   std::uint64_t order = 0;  // rises in the order requests queued: the cursor of waiters_after()
 };
 
+// A queued request granted after waiting at least the slow-wait threshold
+// (SemaphoreTable::set_slow_wait), for the log.
+struct SlowGrant {
+  SessionId session = 0;
+  std::string name;
+  std::int64_t count = 1;
+  std::uint64_t fence = 0;
+  std::int64_t waited_ms = 0;
+};
+
 // What SESSIONS shows of a session from the table.
 struct SessionLoad {
   std::int64_t permits_held = 0;  // through ACQUIRE, all names
@@ -308,6 +318,15 @@ class SemaphoreTable {
   const stats::TableCounters& counters() const;
   // Changes whenever anything a status file shows may have changed.
   std::uint64_t change_count() const { return change_count_; }
+
+  // --- the log ---
+
+  // Grants of queued requests that waited at least `threshold` are kept
+  // for take_slow_grants() (the server logs them); zero keeps none. Costs
+  // one comparison per queued grant.
+  void set_slow_wait(std::chrono::microseconds threshold);
+  // The slow grants since the last call, in grant order.
+  std::vector<SlowGrant> take_slow_grants();
 
   // --- time ---
 

@@ -228,7 +228,7 @@ TEST_F(ClientTest, ConnectsToTheFirstReachableServerOfTheList) {
   EXPECT_EQ(client->stats().fallback_entries, 0u);
   EXPECT_TRUE(client->acquire("db").has_value());
   // The label travels as one field: its space is replaced.
-  EXPECT_TRUE(server_->wait_for_log("is deploy_bot/2.3"));
+  EXPECT_TRUE(server_->wait_for_log("label=deploy_bot/2.3"));
 }
 
 TEST_F(ClientTest, PermitsAreReleasedWhenDestroyedOrOverwritten) {

@@ -1,11 +1,15 @@
 // Tests of the log helpers: escape_for_log, the rate limit's decisions on an
-// injected clock, and RateLimitedLog's lines captured from spdlog.
+// injected clock, RateLimitedLog's lines captured from spdlog, and the two
+// line formats of init_logging with log_event's fields.
 #include "common/log.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/null_sink.h>
 #include <spdlog/sinks/ostream_sink.h>
 
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <regex>
 #include <sstream>
 #include <string>
 
@@ -131,6 +135,132 @@ TEST(RateLimitedLog, CountPrecedesTheFirstLineOfTheNextWindow) {
   log.log(t0 + 1ms, "b");
   log.log(t0 + 2s, "c");
   EXPECT_EQ(captured.text(), "info a\ninfo ACE refused: 1 similar messages suppressed\ninfo c\n");
+}
+
+// init_logging into a string for one test (in `format`, at `level`); the
+// previous default logger and format come back at the end.
+class InitLogging {
+ public:
+  explicit InitLogging(LogFormat format, std::string_view level = "trace")
+      : previous_(spdlog::default_logger()), previous_format_(log_format()) {
+    EXPECT_TRUE(init_logging(level, format, std::make_shared<spdlog::sinks::ostream_sink_st>(out_)).is_ok());
+  }
+  ~InitLogging() {
+    (void)init_logging("trace", previous_format_, std::make_shared<spdlog::sinks::null_sink_st>());
+    spdlog::set_default_logger(previous_);
+  }
+  std::vector<std::string> lines() const {
+    std::vector<std::string> lines;
+    std::istringstream in(out_.str());
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+  }
+
+ private:
+  std::shared_ptr<spdlog::logger> previous_;
+  LogFormat previous_format_;
+  std::ostringstream out_;
+};
+
+TEST(ParseLogLevel, AcceptsEveryListedNameAndNothingElse) {
+  std::istringstream names{std::string(kLogLevels)};
+  int count = 0;
+  for (std::string name; names >> name; ++count) EXPECT_TRUE(parse_log_level(name).has_value()) << name;
+  EXPECT_EQ(count, 7);
+  EXPECT_EQ(*parse_log_level("warn"), *parse_log_level("warning"));
+  EXPECT_EQ(*parse_log_level("off"), spdlog::level::off);
+  for (const char* bad : {"", "INFO", "critical", "warn ", "verbose"}) {
+    const auto level = parse_log_level(bad);
+    ASSERT_FALSE(level.has_value()) << bad;
+    EXPECT_NE(level.status().message().find("one of: trace debug info warn warning error off"), std::string::npos);
+  }
+  EXPECT_EQ(*parse_log_format("json"), LogFormat::kJson);
+  EXPECT_EQ(*parse_log_format("text"), LogFormat::kText);
+  EXPECT_FALSE(parse_log_format("JSON").has_value());
+  EXPECT_FALSE(init_logging("loud").is_ok());
+}
+
+TEST(LogEvent, TextLineIsUtcTimeLevelMessageThenKeyValueWords) {
+  InitLogging log(LogFormat::kText);
+  log_event(spdlog::level::info, "session ended",
+            {{"session", std::uint64_t{7}},
+             {"label", "build \"7\"\n"},
+             {"held", std::int64_t{-1}},
+             {"left", std::optional<std::int64_t>()},
+             {"name", std::optional<std::string_view>()},
+             {"empty", ""}});
+  spdlog::warn("plain {}", 1);
+  const auto lines = log.lines();
+  ASSERT_EQ(lines.size(), 2u);
+  const std::regex time(R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z )");
+  EXPECT_TRUE(std::regex_search(lines[0], time)) << lines[0];
+  EXPECT_EQ(lines[0].substr(25), "info session ended session=7 label=build%20\"7\"%0A held=-1 left=null empty=");
+  EXPECT_EQ(lines[1].substr(25), "warning plain 1");
+}
+
+TEST(LogEvent, JsonLinesParseWhateverTheFieldsHold) {
+  InitLogging log(LogFormat::kJson);
+  // Quotes, backslashes, newlines, controls, DEL, UTF-8 and bytes that are
+  // not UTF-8: every line must still be one JSON object.
+  const std::string hostile = std::string("a \"b\" \\c\nd\re\x01\x7f \xc3\xa9 \xff\xfe end");
+  log_event(spdlog::level::info, "session label",
+            {{"session", std::uint64_t{18446744073709551615ULL}},
+             {"label", hostile},
+             {"held", std::int64_t{-3}},
+             {"left", std::optional<std::int64_t>()},
+             {"name", std::optional<std::string_view>()}});
+  spdlog::error("plain \"quoted\"\nline");
+  log_event(spdlog::level::debug, "below the level? no: trace is on", {});
+  const auto lines = log.lines();
+  ASSERT_EQ(lines.size(), 3u);
+  for (const auto& line : lines) {
+    const auto object = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_FALSE(object.is_discarded()) << line;
+    EXPECT_TRUE(
+        std::regex_match(object["time"].get<std::string>(), std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)")));
+  }
+  const auto first = nlohmann::json::parse(lines[0]);
+  EXPECT_EQ(first["level"], "info");
+  EXPECT_EQ(first["message"], "session label");
+  EXPECT_EQ(first["session"].get<std::uint64_t>(), 18446744073709551615ULL);
+  EXPECT_EQ(first["held"], -3);
+  EXPECT_TRUE(first["left"].is_null());
+  EXPECT_FALSE(first.contains("name"));  // absent, not null
+  // Valid UTF-8 is kept, invalid bytes become U+FFFD.
+  EXPECT_EQ(first["label"], "a \"b\" \\c\nd\re\x01\x7f \xc3\xa9 \xef\xbf\xbd\xef\xbf\xbd end");
+  const std::vector<std::string> order = {"time", "level", "message", "session", "label", "held", "left"};
+  std::vector<std::string> keys;
+  const auto ordered = nlohmann::ordered_json::parse(lines[0]);
+  for (const auto& [key, value] : ordered.items()) keys.push_back(key);
+  EXPECT_EQ(keys, order);
+  EXPECT_EQ(nlohmann::json::parse(lines[1])["message"], "plain \"quoted\"\nline");
+  EXPECT_EQ(nlohmann::json::parse(lines[1])["level"], "error");
+}
+
+TEST(LogEvent, NothingIsWrittenBelowTheLevelOrWhenOff) {
+  {
+    InitLogging log(LogFormat::kJson, "warn");
+    log_event(spdlog::level::info, "session began", {{"session", 1}});
+    log_event(spdlog::level::warn, "kept", {});
+    ASSERT_EQ(log.lines().size(), 1u);
+    EXPECT_EQ(nlohmann::json::parse(log.lines()[0])["level"], "warning");
+  }
+  InitLogging off(LogFormat::kText, "off");
+  log_event(spdlog::level::err, "dropped", {});
+  spdlog::critical("dropped too");
+  EXPECT_TRUE(off.lines().empty());
+}
+
+TEST(RateLimitedLog, EventsShareTheLimitAndCountWhatIsSuppressed) {
+  InitLogging log(LogFormat::kJson);
+  RateLimitedLog limited(spdlog::level::info, "session began, label or ended", 2, 1s);
+  const auto t0 = Clock::time_point() + 100s;
+  for (int i = 0; i < 5; ++i) limited.event(t0 + i * 1ms, "session began", {{"session", i}});
+  limited.flush(t0 + 1s);
+  const auto lines = log.lines();
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(nlohmann::json::parse(lines[1])["session"], 1);
+  EXPECT_EQ(nlohmann::json::parse(lines[2])["message"], "session began, label or ended: 3 similar messages suppressed");
 }
 
 }  // namespace

@@ -278,7 +278,8 @@ TEST(ParseServerConfig, RejectsBadServerValuesWithFileAndLine) {
       {"inline comment", "[server]\nbind_port = 53559 ; default\n",
        "ERROR c.ini:2: bind_port: `53559 ; default` is not a whole number (comments must be on a line of their own)"},
       {"inline # comment", "[server]\nlog_level = info # default\n",
-       "ERROR c.ini:2: log_level: `info # default` is not one of trace, debug, info, warning, error (comments must be "
+       "ERROR c.ini:2: log_level: `info # default` is not one of trace, debug, info, warn, warning, error, off "
+       "(comments must be "
        "on a line of their own)"},
       {"continued by accident", "[server]\nbind_port = 1\n  max_connections = 2\n",
        "ERROR c.ini:2: bind_port: `1\nmax_connections = 2` is not a whole number (the value continues on line 3: a "
@@ -293,8 +294,8 @@ TEST(ParseServerConfig, RejectsBadServerValuesWithFileAndLine) {
        "ERROR c.ini:2: fsync: `sometimes` is not one of always, everysec, no"},
       {"choices are case-sensitive", "[server]\nfsync = Always\n",
        "ERROR c.ini:2: fsync: `Always` is not one of always, everysec, no"},
-      {"log level", "[server]\nlog_level = warn\n",
-       "ERROR c.ini:2: log_level: `warn` is not one of trace, debug, info, warning, error"},
+      {"log level", "[server]\nlog_level = loud\n",
+       "ERROR c.ini:2: log_level: `loud` is not one of trace, debug, info, warn, warning, error, off"},
       {"host name", "[server]\nbind_address = localhost\n",
        "ERROR c.ini:2: bind_address: `localhost` is not an IPv4 or IPv6 address (host names are not accepted)"},
       {"bracketed IPv6", "[server]\nbind_address = [::1]\n",
@@ -315,7 +316,7 @@ TEST(ParseServerConfig, RejectsBadServerValuesWithFileAndLine) {
        "indented deeper than its key continues it)"},
       {"every error, one a line (issue 12 item 13)", "[server]\nbind_port = 1\nfsync = x\nlog_level = y\n",
        "ERROR c.ini:3: fsync: `x` is not one of always, everysec, no\n"
-       "c.ini:4: log_level: `y` is not one of trace, debug, info, warning, error"},
+       "c.ini:4: log_level: `y` is not one of trace, debug, info, warn, warning, error, off"},
   });
 }
 
@@ -652,9 +653,11 @@ TEST(OptionsNeedingRestart, NamesChangedOptionsAReloadCannotTake) {
   EXPECT_EQ(options_needing_restart(running, *loaded), (std::vector<std::string_view>{"bind_port", "log_level"}));
   EXPECT_TRUE(options_needing_restart(running, running).empty());
   for (const auto& spec : server_options()) {
-    // The spec and the protocol contract: only the allow list and the admin
-    // networks reload.
-    EXPECT_EQ(spec.reloadable, spec.name == "allowed_networks" || spec.name == "admin_networks") << spec.name;
+    // The spec and the protocol contract: the allow list and the admin
+    // networks reload; so does the slow-wait threshold of the log.
+    EXPECT_EQ(spec.reloadable,
+              spec.name == "allowed_networks" || spec.name == "admin_networks" || spec.name == "slow_wait_ms")
+        << spec.name;
   }
 }
 

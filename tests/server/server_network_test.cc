@@ -95,7 +95,7 @@ TEST(ServerLogs, HelloLabelWithEscapeCodesIsRefusedAndLabelsAreLoggedEscaped) {
   EXPECT_TRUE(encoded.starts_with("h2 ERR BAD_ARG ")) << encoded;
   const auto answer = client->request(req::hello("h3", "100% sure"));
   ASSERT_TRUE(answer.starts_with("h3 OK netsem 1.1 ")) << answer;
-  EXPECT_TRUE(server->wait_for_log("is 100%25%20sure")) << server->log();
+  EXPECT_TRUE(server->wait_for_log("label=100%25%20sure")) << server->log();
   const std::string log = server->log();
   EXPECT_EQ(log.find('\x1b'), std::string::npos);
   EXPECT_EQ(log.find('\r'), std::string::npos);
