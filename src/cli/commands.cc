@@ -115,6 +115,19 @@ int create_command(const GlobalOptions& global, const CreateOptions& options) {
     if (auto info = client.get(options.name); info && info->kind == "created") before = *info;
   }
   if (Status status = client.create(options.name, options.value, max, options.exclusive); !status) {
+    // EXISTS names no cause; a defined or undefined name is EXISTS even
+    // without -x: say which.
+    if (status.code() == StatusCode::kAlreadyExists) {
+      if (auto info = client.get(options.name); info && (info->kind == "defined" || info->kind == "undefined")) {
+        print_error("create: " + options.name +
+                    (info->kind == "defined"
+                         ? " is defined in the server's configuration ([semaphores]), with a limit of " +
+                               std::to_string(info->max) + "; it cannot be created"
+                         : " is in use as an undefined semaphore (one that run made on the fly); it cannot be "
+                           "created until nobody holds or waits on it"));
+        return exit_code_for(status);
+      }
+    }
     return report_failure(connection, status);
   }
   if (!options.exclusive) {

@@ -977,6 +977,21 @@ TEST_F(CliCommands, CreateAndDelete) {
   outcome = netsem({"delete", "pool"});
   EXPECT_EQ(outcome.exit_code, 1) << outcome;
   EXPECT_NE(outcome.err.find("NOT_FOUND"), std::string::npos) << outcome;
+  // EXISTS without -x says why (it read 'CREATE "alpha": EXISTS a semaphore
+  // of that name exists: alpha').
+  outcome = netsem({"create", "alpha", "2"});
+  EXPECT_EQ(outcome.exit_code, 1) << outcome;
+  EXPECT_EQ(outcome.err,
+            "netsem: create: alpha is defined in the server's configuration ([semaphores]), with a limit of 3; it "
+            "cannot be created\n")
+      << outcome;
+  ASSERT_EQ(observer_->request(req::acquire("u", "adhoc")).rfind("u OK ", 0), 0u);
+  outcome = netsem({"create", "adhoc", "2"});
+  EXPECT_EQ(outcome.exit_code, 1) << outcome;
+  EXPECT_EQ(outcome.err,
+            "netsem: create: adhoc is in use as an undefined semaphore (one that run made on the fly); it cannot be "
+            "created until nobody holds or waits on it\n")
+      << outcome;
   outcome = netsem({"delete", "alpha"});
   EXPECT_EQ(outcome.exit_code, 1) << outcome;
   EXPECT_EQ(outcome.err,
