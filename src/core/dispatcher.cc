@@ -564,7 +564,7 @@ void Dispatcher::deliver_completions() {
   completions_.clear();
   delivering_ = false;
   // Grants come with completions only, so slow ones are looked for here.
-  log_slow_grants();
+  if (table_.has_slow_grants()) log_slow_grants();
 }
 
 // --- the log ---

@@ -159,7 +159,8 @@ struct SemaphoreTable::Impl {
 
   using SemaphoreMap = StringMap<Semaphore>;
 
-  Impl(Journal& j, TableLimits l, std::uint64_t& change_count) : journal(j), limits(l), changes(change_count) {
+  Impl(Journal& j, TableLimits l, std::uint64_t& change_count, std::vector<SlowGrant>& slow)
+      : journal(j), limits(l), changes(change_count), slow_grants(slow) {
     spare.reserve(kSpareNodes);
     spare_ordered.reserve(kSpareNodes);
   }
@@ -182,7 +183,7 @@ struct SemaphoreTable::Impl {
   std::uint64_t next_reserve_attempt = 0;          // after a failed early reservation
   stats::TableCounters counters;                   // grants, timeouts, cancellations, wait and hold times
   std::uint64_t slow_wait_us = ~std::uint64_t{0};  // set_slow_wait; never reached when off
-  std::vector<SlowGrant> slow_grants;              // for take_slow_grants
+  std::vector<SlowGrant>& slow_grants;             // SemaphoreTable::slow_grants_
   std::uint64_t held_total = 0;
   std::uint64_t waiter_total = 0;
   std::array<std::uint64_t, 3> kind_counts{};  // semaphores by kind (kDefined, kUndefined, kCreated)
@@ -427,7 +428,7 @@ bool SemaphoreTable::Impl::ByName::operator()(std::string_view a, const Semaphor
 }
 
 SemaphoreTable::SemaphoreTable(Journal& journal, TableLimits limits)
-    : impl_(std::make_unique<Impl>(journal, limits, change_count_)) {}
+    : impl_(std::make_unique<Impl>(journal, limits, change_count_, slow_grants_)) {}
 
 void SemaphoreTable::set_time(TimePoint now) {
   impl_->current_time = now;
@@ -814,10 +815,6 @@ const stats::TableCounters& SemaphoreTable::counters() const {
 
 void SemaphoreTable::set_slow_wait(std::chrono::microseconds threshold) {
   impl_->slow_wait_us = threshold.count() <= 0 ? ~std::uint64_t{0} : static_cast<std::uint64_t>(threshold.count());
-}
-
-std::vector<SlowGrant> SemaphoreTable::take_slow_grants() {
-  return std::exchange(impl_->slow_grants, {});
 }
 
 TableStats SemaphoreTable::stats() const {

@@ -325,8 +325,11 @@ class SemaphoreTable {
   // for take_slow_grants() (the server logs them); zero keeps none. Costs
   // one comparison per queued grant.
   void set_slow_wait(std::chrono::microseconds threshold);
+  // Whether take_slow_grants() has any: inline, so that the caller's check
+  // after every delivery of completions costs no call.
+  bool has_slow_grants() const { return !slow_grants_.empty(); }
   // The slow grants since the last call, in grant order.
-  std::vector<SlowGrant> take_slow_grants();
+  std::vector<SlowGrant> take_slow_grants() { return std::exchange(slow_grants_, {}); }
 
   // --- time ---
 
@@ -342,7 +345,8 @@ class SemaphoreTable {
   // not rebuild when the table's containers change.
   struct Impl;
   std::unique_ptr<Impl> impl_;
-  std::uint64_t change_count_ = 0;  // bumped by Impl through a reference
+  std::uint64_t change_count_ = 0;      // bumped by Impl through a reference
+  std::vector<SlowGrant> slow_grants_;  // appended by Impl through a reference
 };
 
 }  // namespace netsem::server
