@@ -72,6 +72,9 @@ std::string render_config(const Netsemd::Options& options, const std::filesystem
   std::string text = "[server]\nbind_address = 127.0.0.1\nbind_port = " + std::to_string(port) +
                      "\nstats_dir = " + data_dir.string() + "\ndata_dir = " + data_dir.string() +
                      "\nlog_level = debug\nstatus_interval_ms = 50\n" + options.server_options + "\n";
+  // Every test's netsemd serves HTTP on a free port unless the test chooses
+  // one: on the default 53560 they would all collide (and with the operator's).
+  if (options.server_options.find("http_port") == std::string::npos) text += "http_port = 0\n";
   text += "[semaphores]\n" + options.semaphores + "\n";
   return text;
 }
