@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "netsem/status.h"
@@ -101,6 +102,9 @@ class Backend {
   virtual std::int64_t started_at_ms() const = 0;
   // Whether a peer (IPv6 or IPv4-mapped) has the admin right now (admin_networks).
   virtual bool is_admin(const std::array<std::uint8_t, 16>& peer) const = 0;
+  // Whether the listener answers to host name `name` (lower case, no port;
+  // never an IP literal, which is always answered): http_hosts.
+  virtual bool answers_to(std::string_view name) const = 0;
 
   // --- loop queries: kBusy when the loop did not answer in time or too
   // many wait, kShutdown when the server stops ---

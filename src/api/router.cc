@@ -4,7 +4,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdio>
 #include <ctime>
@@ -272,11 +276,49 @@ Response sessions(Backend& backend, const Query& query) {
   return json_response(200, {{"sessions", std::move(rows)}, {"next", page->next ? json(*page->next) : json(nullptr)}});
 }
 
+// Lower-cases ASCII.
+std::string lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Whether the Host header names a host this listener answers to (router.h).
+bool answers_to_host(const Request& request, const Backend& backend) {
+  const std::string_view host = request.host;
+  if (host.empty()) return true;  // HTTP/1.0: no name to check, no browser sends it
+  std::string name;
+  if (host.front() == '[') {
+    const auto close = host.find(']');
+    if (close == std::string_view::npos) return false;
+    const std::string literal(host.substr(1, close - 1));
+    in6_addr address{};
+    return ::inet_pton(AF_INET6, literal.c_str(), &address) == 1;
+  }
+  name = lower(host.substr(0, host.rfind(':')));
+  in_addr address{};
+  if (::inet_pton(AF_INET, name.c_str(), &address) == 1) return true;
+  return !name.empty() && backend.answers_to(name);
+}
+
+// Whether a browser sent the request from a page of another origin.
+bool cross_site(const Request& request) {
+  const std::string fetch_site = lower(request.sec_fetch_site);
+  if (!fetch_site.empty() && fetch_site != "same-origin" && fetch_site != "none") return true;
+  if (request.origin.empty()) return false;  // not from a browser's page (curl, scripts)
+  const auto scheme = request.origin.find("://");
+  if (scheme == std::string_view::npos) return true;  // "null" (a sandboxed page, a file) or garbage
+  return lower(request.origin.substr(scheme + 3)) != lower(request.host);
+}
+
 Response kick(Backend& backend, const Request& request, std::string_view id_text) {
   // The right comes before anything about the id, as with KICK: a peer
   // without it learns nothing of which ids exist.
   if (!backend.is_admin(request.peer)) {
     return error_response(403, "FORBIDDEN", "kicking a session needs the admin right (admin_networks)");
+  }
+  if (cross_site(request)) {
+    return error_response(403, "CROSS_SITE", "a kick from a page of another web site is refused");
   }
   const auto id = parse_number(id_text, 1, ~std::uint64_t{0});
   if (!id) return error_response(400, "BAD_REQUEST", "a session id is a whole number from 1");
@@ -394,6 +436,10 @@ Response route(const Request& request, Backend& backend) {
 
   if (is({"healthz"})) return only_get([&](const Query&) { return healthz(); }, {});
   if (is({"readyz"})) return only_get([&](const Query&) { return readyz(backend); }, {});
+  if (!answers_to_host(request, backend)) {
+    return error_response(403, "BAD_HOST",
+                          "this listener does not answer to the host name of this request (see http_hosts)");
+  }
   if (is({"metrics"})) return only_get([&](const Query&) { return metrics(backend); }, {});
   if (is({"api", "v1", "stats"})) return only_get([&](const Query&) { return stats(backend); }, {});
   if (is({"api", "v1", "history"})) return only_get([&](const Query&) { return history(backend); }, {});

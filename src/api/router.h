@@ -15,6 +15,16 @@
 // into the binary) with their ETag (a matching If-None-Match is 304), the
 // page's Content-Security-Policy and `Cache-Control: no-cache`.
 //
+// Browsers: the listener answers only to the hosts it is known by (an IP
+// literal, or a name of http_hosts), so that a web site cannot read it
+// through a DNS name of its own pointed at 127.0.0.1 (DNS rebinding):
+// another Host is 403 BAD_HOST, except on /healthz and /readyz, which a load
+// balancer may probe by any name and which tell nothing. A kick from a page
+// of another origin (Sec-Fetch-Site other than same-origin or none, or an
+// Origin that is not this host) is 403 CROSS_SITE: a loopback peer is an
+// admin by default, and any page open in a browser on the server's host
+// could otherwise post one.
+//
 // Errors are JSON {"error":"<CODE>","message":"<text>"}: 400 BAD_REQUEST or
 // BAD_NAME, 403 FORBIDDEN, 404 NOT_FOUND, 405 METHOD_NOT_ALLOWED (with an
 // Allow header), 413 PAYLOAD_TOO_LARGE (any request body), 503 BUSY (the
@@ -44,6 +54,9 @@ struct Request {
   std::string peer_text;                // "127.0.0.1:40112", for the kick reason
   bool has_body = false;                // a Content-Length above 0 or a Transfer-Encoding
   std::string_view if_none_match;       // the If-None-Match header, "" when absent
+  std::string_view host;                // the Host header, "" when absent (HTTP/1.0)
+  std::string_view origin;              // the Origin header, "" when absent
+  std::string_view sec_fetch_site;      // the Sec-Fetch-Site header, "" when absent
 };
 
 struct Response {

@@ -23,6 +23,7 @@
 #include <fmt/format.h>
 
 #include "common/ini.h"
+#include "common/text.h"
 #include "config/config_internal.h"
 #include "protocol/names.h"
 
@@ -149,6 +150,30 @@ Status apply_http_address(const OptionSpec& spec, std::string_view value, Server
   ServerConfig parsed;
   if (auto status = apply_bind_address(spec, value, parsed); !status) return status;
   config.http_address = std::move(parsed.bind_address);
+  return Status::ok();
+}
+
+Status apply_http_hosts(const OptionSpec& spec, std::string_view value, ServerConfig& config) {
+  std::vector<std::string> hosts;
+  for (std::string_view rest = value; !rest.empty();) {
+    const auto comma = rest.find(',');
+    std::string_view item = trim(rest.substr(0, comma));
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    if (item.empty()) continue;
+    const bool name_chars = std::all_of(item.begin(), item.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '.' || c == '_';
+    });
+    if (item != "*" && !name_chars) {
+      return invalid(
+          fmt::format("{}: `{}` is not a host name (letters, digits, '-', '.', '_'; or *)", spec.name, item));
+    }
+    std::string lower(item);
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    hosts.push_back(std::move(lower));
+  }
+  config.http_hosts = std::move(hosts);
+  config.http_hosts_text = std::string(value);
   return Status::ok();
 }
 
@@ -372,6 +397,16 @@ std::vector<OptionSpec> make_server_options() {
        .max = 65535,
        .apply = apply_integer<&C::http_port>,
        .show = show_integer<&C::http_port>},
+      {.name = "http_hosts",
+       .type = "host names",
+       .default_text = "localhost",
+       .bounds = "comma-separated names, or *",
+       .help = "Host names the HTTP listener answers to, besides IP addresses: a request whose Host "
+               "header names another host is refused (403 BAD_HOST), so that a web site cannot reach the listener "
+               "through a DNS name it controls (DNS rebinding). List the names operators use in their browsers; "
+               "* answers to any.",
+       .apply = apply_http_hosts,
+       .show = [](const C& c) { return c.http_hosts_text; }},
   };
 }
 

@@ -59,6 +59,10 @@ struct ServerConfig {
   bool http_enabled = true;
   std::string http_address = "127.0.0.1";
   std::uint16_t http_port = 53560;  // 0: the OS picks a free port (tests)
+  // Host names (lower case) the HTTP listener answers to besides IP
+  // literals; "*" answers to any (docs/operations.md, "Host names").
+  std::vector<std::string> http_hosts{"localhost"};
+  std::string http_hosts_text = "localhost";
   // The defined semaphores: [semaphores] (or ACE's semaphore_<name> keys) in
   // file order, names decoded and valid, limits 1..2^31-1, no name twice.
   std::vector<std::pair<std::string, std::int64_t>> semaphores;

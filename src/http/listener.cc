@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -77,6 +78,12 @@ std::string describe(const sockaddr* address) {
 }
 
 }  // namespace
+
+void Listener::limit_connections(unsigned n) {
+  std::lock_guard lock(count_mutex_);
+  limits_.connections = std::min(limits_.connections, n);
+  limits_.connections_per_address = std::min(limits_.connections_per_address, n);
+}
 
 struct Listener::Callbacks {
   static MHD_Result accept(void* cls, const sockaddr* address, socklen_t) {
@@ -155,6 +162,13 @@ struct Listener::Callbacks {
     request.peer_text = describe(peer);
     const char* if_none_match = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "If-None-Match");
     if (if_none_match != nullptr) request.if_none_match = if_none_match;
+    const auto header = [&](const char* name) {
+      const char* value = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, name);
+      return value != nullptr ? std::string_view(value) : std::string_view();
+    };
+    request.host = header(MHD_HTTP_HEADER_HOST);
+    request.origin = header("Origin");
+    request.sec_fetch_site = header("Sec-Fetch-Site");
 
     const api::Response answer = self->handler_(request);
     MHD_Response* response = MHD_create_response_from_buffer(answer.body.size(), const_cast<char*>(answer.body.data()),

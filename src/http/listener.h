@@ -71,6 +71,9 @@ class Listener {
   // handlers running now to return (they must not wait for the thread that
   // calls stop()). Idempotent.
   void stop();
+  // Lowers the connection limits (total, and per address) to at most `n`:
+  // the server gives HTTP only its share of the descriptors. Any thread.
+  void limit_connections(unsigned n);
   // The port actually bound.
   std::uint16_t port() const { return port_; }
 

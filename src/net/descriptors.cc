@@ -54,6 +54,11 @@ Result<NofileLimit> raise_nofile_limit() {
 Result<std::size_t> count_open_descriptors() {
   DIR* dir = ::opendir("/proc/self/fd");
   if (dir == nullptr) {
+    if (errno == EMFILE) {
+      return Status(StatusCode::kInvalidArgument,
+                    "the descriptor limit (RLIMIT_NOFILE) is too low: netsemd used all of it before serving "
+                    "anything; raise it with ulimit -n or LimitNOFILE=");
+    }
     return Status(StatusCode::kIoError, std::string("cannot list /proc/self/fd: ") + std::strerror(errno));
   }
   std::size_t count = 0;
@@ -64,16 +69,17 @@ Result<std::size_t> count_open_descriptors() {
   return count - 1;  // the directory's own descriptor
 }
 
-Result<DescriptorPlan> plan_descriptors(std::uint64_t nofile, std::size_t open_now, std::size_t max_connections) {
-  const std::uint64_t kept = static_cast<std::uint64_t>(open_now) + kOwnFilesReserve;
+Result<DescriptorPlan> plan_descriptors(std::uint64_t nofile, std::size_t open_now, std::size_t max_connections,
+                                        std::size_t kept_for_http) {
+  const std::uint64_t kept = static_cast<std::uint64_t>(open_now) + kOwnFilesReserve + kept_for_http;
   const std::uint64_t needed = kept + 2;  // one session and one refusal
   if (nofile < needed) {
-    return Status(StatusCode::kInvalidArgument, "the descriptor limit (RLIMIT_NOFILE " + std::to_string(nofile) +
-                                                    ") is too low: netsemd needs at least " + std::to_string(needed) +
-                                                    " (" + std::to_string(open_now) + " open at start, " +
-                                                    std::to_string(kOwnFilesReserve) +
-                                                    " kept for its own files, one session and one refusal); " +
-                                                    "raise it with ulimit -n or LimitNOFILE=");
+    return Status(
+        StatusCode::kInvalidArgument,
+        "the descriptor limit (RLIMIT_NOFILE " + std::to_string(nofile) + ") is too low: netsemd needs at least " +
+            std::to_string(needed) + " (" + std::to_string(open_now) + " open at start, " +
+            std::to_string(kOwnFilesReserve) + " kept for its own files, " + std::to_string(kept_for_http) +
+            " for HTTP connections, one session and one refusal); " + "raise it with ulimit -n or LimitNOFILE=");
   }
   const std::uint64_t free = nofile - kept;
   DescriptorPlan plan;

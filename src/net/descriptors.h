@@ -59,10 +59,13 @@ struct DescriptorPlan {
 };
 
 // Splits the descriptors left under `nofile` once `open_now` are open and
-// kOwnFilesReserve are kept: an eighth (at least 1, at most kMaxRejecting)
-// for refusals, the rest for sessions, up to `max_connections`.
+// kOwnFilesReserve and `kept_for_http` (the HTTP listener's connection
+// limit, so that HTTP clients cannot take the descriptors of protocol
+// sessions) are kept: an eighth (at least 1, at most kMaxRejecting) for
+// refusals, the rest for sessions, up to `max_connections`.
 // kInvalidArgument, naming the limit needed, when not even one session and
 // one refusal fit.
-Result<DescriptorPlan> plan_descriptors(std::uint64_t nofile, std::size_t open_now, std::size_t max_connections);
+Result<DescriptorPlan> plan_descriptors(std::uint64_t nofile, std::size_t open_now, std::size_t max_connections,
+                                        std::size_t kept_for_http = 0);
 
 }  // namespace netsem::server

@@ -2,6 +2,7 @@
 // copy a page of rows out of the table and the dispatcher.
 #include "server/http_backend.h"
 
+#include <algorithm>
 #include <ctime>
 
 #include "core/name_metrics_collector.h"
@@ -72,6 +73,11 @@ bool HttpBackend::admits(const std::array<std::uint8_t, 16>& peer) const {
 bool HttpBackend::is_admin(const std::array<std::uint8_t, 16>& peer) const {
   const auto lists = access();
   return lists && lists->admin.allows(peer);
+}
+
+bool HttpBackend::answers_to(std::string_view name) const {
+  return std::any_of(host_names_.begin(), host_names_.end(),
+                     [&](const std::string& known) { return known == "*" || known == name; });
 }
 
 Result<api::SemaphorePage> HttpBackend::semaphores(std::string prefix, std::string after, std::size_t limit) {

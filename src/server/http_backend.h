@@ -19,6 +19,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "api/backend.h"
 #include "config/allow_list.h"
@@ -57,6 +59,8 @@ class HttpBackend final : public api::Backend {
   // Publishes the figures of now (and offers them to the history ring).
   void publish(const stats::Snapshot& snapshot, std::int64_t at_ms);
   void set_access(const AllowList& allowed, const AllowList& admin);
+  // The host names of http_hosts ("*": any). REQUIRES: before the listener starts.
+  void set_host_names(std::vector<std::string> names) { host_names_ = std::move(names); }
   void set_readiness(api::Readiness readiness) { readiness_.store(readiness); }
   // The cap on per-name series of GET /metrics (metrics_max_names).
   void set_metrics_max_names(std::size_t max_names) { metrics_max_names_.store(max_names); }
@@ -70,6 +74,7 @@ class HttpBackend final : public api::Backend {
   api::Readiness readiness() const override { return readiness_.load(); }
   std::int64_t started_at_ms() const override { return started_at_ms_; }
   bool is_admin(const std::array<std::uint8_t, 16>& peer) const override;
+  bool answers_to(std::string_view name) const override;
   Result<api::SemaphorePage> semaphores(std::string prefix, std::string after, std::size_t limit) override;
   Result<std::optional<api::SemaphoreDetail>> semaphore(std::string name) override;
   Result<api::SessionPage> sessions(std::uint64_t after, std::size_t limit) override;
@@ -93,6 +98,7 @@ class HttpBackend final : public api::Backend {
   stats::History history_;              // thread-safe
   std::atomic<api::Readiness> readiness_{api::Readiness::kStarting};
   std::atomic<std::size_t> metrics_max_names_{1000};
+  std::vector<std::string> host_names_;  // set before the listener starts, then read only
   mutable std::mutex access_mutex_;
   std::shared_ptr<const Access> access_;  // guarded by access_mutex_ (the pointer; the lists are immutable)
 };

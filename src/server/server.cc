@@ -283,6 +283,7 @@ Status Server::start_http() {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
   http_backend_ = std::make_unique<HttpBackend>(*loop_jobs_, started_wall);
   http_backend_->set_access(config_.allowed_networks, config_.admin_networks);
+  http_backend_->set_host_names(config_.http_hosts);
   http_backend_->set_metrics_max_names(config_.metrics_max_names);
   if (!config_.http_enabled) {
     spdlog::info("HTTP off (http_enabled = off)");
@@ -372,16 +373,26 @@ Status Server::plan_connections() {
   if (!nofile) return nofile.status();
   const auto open_now = count_open_descriptors();
   if (!open_now) return open_now.status();
-  auto plan = plan_descriptors(*nofile, *open_now, config_.max_connections);
+  // HTTP connections get at most a quarter of the descriptors left, up to
+  // the listener's own limit, so that HTTP clients never take a protocol
+  // session's descriptor.
+  std::size_t kept_for_http = 0;
+  if (http_) {
+    const std::uint64_t fixed = static_cast<std::uint64_t>(*open_now) + kOwnFilesReserve;
+    const std::uint64_t left = *nofile > fixed ? *nofile - fixed : 0;
+    kept_for_http = static_cast<std::size_t>(std::min<std::uint64_t>(http::Limits{}.connections, left / 4));
+    http_->limit_connections(static_cast<unsigned>(kept_for_http));
+  }
+  auto plan = plan_descriptors(*nofile, *open_now, config_.max_connections, kept_for_http);
   if (!plan) return plan.status();
   connection_limit_ = plan->sessions;
   max_rejecting_ = plan->rejecting;
   if (plan->limited) {
     spdlog::warn(
         "max_connections ({}) is above what the descriptor limit allows (RLIMIT_NOFILE {}, {} open, {} kept for "
-        "netsemd's own files, {} for refusals): at most {} sessions; raise the limit (ulimit -n, LimitNOFILE=) to "
-        "serve more",
-        config_.max_connections, *nofile, *open_now, kOwnFilesReserve, plan->rejecting, plan->sessions);
+        "netsemd's own files, {} for HTTP connections, {} for refusals): at most {} sessions; raise the limit "
+        "(ulimit -n, LimitNOFILE=) to serve more",
+        config_.max_connections, *nofile, *open_now, kOwnFilesReserve, kept_for_http, plan->rejecting, plan->sessions);
   }
   return Status::ok();
 }

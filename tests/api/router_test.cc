@@ -42,6 +42,7 @@ class TestBackend final : public Backend {
   Readiness readiness() const override { return ready; }
   std::int64_t started_at_ms() const override { return 1764775201123; }  // 2025-12-03T15:20:01.123Z
   bool is_admin(const std::array<std::uint8_t, 16>& peer) const override { return peer == kLoopback; }
+  bool answers_to(std::string_view name) const override { return name == "localhost" || name == "netsem.example"; }
   Result<SemaphorePage> semaphores(std::string prefix, std::string after, std::size_t limit) override {
     ++loop_calls;
     asked_prefix = prefix;
@@ -375,6 +376,74 @@ TEST(Router, KickNeedsTheAdminRightFirst) {
   EXPECT_EQ(answer.body, json({{"kicked", 5}}));
   EXPECT_EQ(backend.kicked, std::vector<std::uint64_t>{5});
   EXPECT_EQ(backend.kick_reason, "kicked over HTTP by 127.0.0.1:40112");
+}
+
+// A request as a browser sends it: Host, and Origin/Sec-Fetch-Site when given.
+Answer browser_call(Backend& backend, std::string_view method, std::string_view target, std::string_view host,
+                    std::string_view origin = "", std::string_view fetch_site = "") {
+  Request request;
+  request.method = method;
+  request.target = target;
+  request.peer = kLoopback;
+  request.peer_text = "127.0.0.1:40112";
+  request.host = host;
+  request.origin = origin;
+  request.sec_fetch_site = fetch_site;
+  Answer answer{route(request, backend), {}};
+  answer.body = json::parse(answer.response.body, nullptr, false);
+  return answer;
+}
+
+TEST(Router, AnswersOnlyToTheHostsItIsKnownBy) {
+  TestBackend backend;
+  backend.add("x", 1, 1);
+  // IP literals (any port), no Host at all, and the names of http_hosts.
+  for (const char* host : {"127.0.0.1:53560", "127.0.0.1", "10.1.2.3:80", "[::1]:53560", "[::1]", "", "localhost:53560",
+                           "LocalHost", "netsem.example:8080"}) {
+    EXPECT_EQ(browser_call(backend, "GET", "/api/v1/semaphores", host).response.status, 200) << host;
+  }
+  // A name of another site pointed at this address (DNS rebinding), and junk.
+  for (const char* host : {"evil.example:53560", "evil.example", "127.0.0.1.evil.example", "[::1", "[nonsense]:1",
+                           ":53560", "localhost.evil.example"}) {
+    for (const char* target : {"/api/v1/semaphores", "/", "/metrics", "/api/v1/stats"}) {
+      auto answer = browser_call(backend, "GET", target, host);
+      EXPECT_EQ(answer.response.status, 403) << host << " " << target;
+      EXPECT_EQ(answer.body["error"], "BAD_HOST") << host << " " << target;
+    }
+  }
+  // Health answers any name: a load balancer probes by its own.
+  EXPECT_EQ(browser_call(backend, "GET", "/healthz", "evil.example").response.status, 200);
+  EXPECT_EQ(browser_call(backend, "GET", "/readyz", "evil.example").response.status, 200);
+  EXPECT_EQ(backend.loop_calls, static_cast<int>(9));  // only the answered GETs of /api/v1/semaphores
+}
+
+TEST(Router, AKickFromAPageOfAnotherSiteIsRefused) {
+  TestBackend backend;
+  backend.session_rows.push_back({5, "127.0.0.1:4005", "v1", "", 0, 0, 0, 0});
+  const struct {
+    const char* origin;
+    const char* fetch_site;
+  } refused[] = {{"http://evil.example", ""},
+                 {"http://evil.example", "cross-site"},
+                 {"", "cross-site"},
+                 {"", "same-site"},
+                 {"null", ""},
+                 {"http://127.0.0.1:53561", ""},
+                 {"https://127.0.0.1:53560", "x"}};
+  for (const auto& request : refused) {
+    auto answer =
+        browser_call(backend, "POST", "/api/v1/sessions/5/kick", "127.0.0.1:53560", request.origin, request.fetch_site);
+    EXPECT_EQ(answer.response.status, 403) << request.origin << " " << request.fetch_site;
+    EXPECT_EQ(answer.body["error"], "CROSS_SITE");
+  }
+  EXPECT_TRUE(backend.kicked.empty());
+  // The page itself (same origin), and a script with no Origin (curl).
+  auto answer = browser_call(backend, "POST", "/api/v1/sessions/5/kick", "127.0.0.1:53560", "http://127.0.0.1:53560",
+                             "same-origin");
+  EXPECT_EQ(answer.response.status, 200);
+  answer = browser_call(backend, "POST", "/api/v1/sessions/5/kick", "127.0.0.1:53560");
+  EXPECT_EQ(answer.response.status, 200);
+  EXPECT_EQ(backend.kicked, (std::vector<std::uint64_t>{5, 5}));
 }
 
 TEST(Router, ALoopThatDoesNotAnswerIs503) {

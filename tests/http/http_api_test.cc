@@ -249,6 +249,51 @@ TEST(HttpApi, KickNeedsAdminNetworks) {
   EXPECT_EQ(victim->request(req::ping("p")), "p PONG");  // still there
 }
 
+// DNS rebinding: a page of evil.example whose name resolves to 127.0.0.1
+// sends `Host: evil.example:PORT`; the listener refuses it unless the name is
+// one of http_hosts. A kick posted by a page of another site is refused
+// even from an admin peer.
+TEST(HttpApi, AnswersOnlyToItsHostNamesAndRefusesCrossSiteKicks) {
+  auto [server, port] = start_http_server();
+  ASSERT_NE(port, 0);
+  const std::string evil = "Host: evil.example:" + std::to_string(port) + "\r\n";
+  for (const char* target : {"/", "/api/v1/stats", "/api/v1/semaphores", "/metrics"}) {
+    auto refused = http_request(port, "GET", target, std::chrono::seconds(5), evil);
+    ASSERT_TRUE(refused) << target;
+    EXPECT_EQ(refused->status, 403) << target;
+    EXPECT_EQ(json::parse(refused->body)["error"], "BAD_HOST") << target;
+  }
+  auto health = http_request(port, "GET", "/healthz", std::chrono::seconds(5), evil);
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  auto by_name = http_request(port, "GET", "/api/v1/stats", std::chrono::seconds(5),
+                              "Host: localhost:" + std::to_string(port) + "\r\n");
+  ASSERT_TRUE(by_name);
+  EXPECT_EQ(by_name->status, 200);
+
+  auto victim = Client::connect(server->port());
+  ASSERT_TRUE(victim);
+  const auto id = hello(*victim);
+  const std::string target = "/api/v1/sessions/" + std::to_string(id) + "/kick";
+  auto cross = http_request(port, "POST", target, std::chrono::seconds(5),
+                            "Origin: http://evil.example\r\nSec-Fetch-Site: cross-site\r\n");
+  ASSERT_TRUE(cross);
+  EXPECT_EQ(cross->status, 403);
+  EXPECT_EQ(json::parse(cross->body)["error"], "CROSS_SITE");
+  EXPECT_EQ(victim->request(req::ping("p")), "p PONG");  // still there
+
+  // An operator's name for the host, listed in http_hosts, is answered.
+  auto [named, named_port] = start_http_server("http_hosts = localhost, Netsem.Example\n");
+  ASSERT_NE(named_port, 0);
+  auto listed = http_request(named_port, "GET", "/api/v1/stats", std::chrono::seconds(5),
+                             "Host: netsem.example:" + std::to_string(named_port) + "\r\n");
+  ASSERT_TRUE(listed);
+  EXPECT_EQ(listed->status, 200);
+  auto other = http_request(named_port, "GET", "/api/v1/stats", std::chrono::seconds(5), evil);
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->status, 403);
+}
+
 TEST(HttpApi, TheWebPageIsServedWithItsValidator) {
   auto [server, port] = start_http_server();
   ASSERT_NE(port, 0);

@@ -127,11 +127,13 @@ class HttpConnection {
     return true;
   }
 
-  // Sends one request (Host, Content-Length when a body is given, then
-  // `extra_headers`, each ending in \r\n).
+  // Sends one request (Host: 127.0.0.1 unless `extra_headers` starts with a
+  // Host line, Content-Length when a body is given, then `extra_headers`,
+  // each ending in \r\n).
   bool send_request(std::string_view method, std::string_view target, std::string_view extra_headers = {},
                     std::string_view body = {}) {
-    std::string request = std::string(method) + " " + std::string(target) + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+    std::string request = std::string(method) + " " + std::string(target) + " HTTP/1.1\r\n";
+    if (!extra_headers.starts_with("Host:")) request += "Host: 127.0.0.1\r\n";
     if (!body.empty()) request += "Content-Length: " + std::to_string(body.size()) + "\r\n";
     request += std::string(extra_headers) + "\r\n" + std::string(body);
     return send(request);
