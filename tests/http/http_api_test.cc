@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "http/http_server.h"
 #include "netsemd_harness.h"
 #include "support/http_client.h"
 #include "support/request_lines.h"
@@ -20,23 +21,6 @@ using test_support::http_port_from_log;
 using test_support::http_request;
 using test_support::HttpConnection;
 using test_support::HttpResponse;
-
-struct HttpServer {
-  std::unique_ptr<Netsemd> server;
-  std::uint16_t http_port = 0;
-};
-
-HttpServer start_http_server(std::string server_options = {}, std::string semaphores = "pcap = 2\n") {
-  Netsemd::Options options;
-  options.server_options = "http_port = 0\n" + server_options;
-  options.semaphores = std::move(semaphores);
-  HttpServer started;
-  started.server = start_server(options);
-  if (!started.server) return started;
-  EXPECT_TRUE(started.server->wait_for_log("HTTP on http://")) << started.server->log();
-  started.http_port = http_port_from_log(started.server->log());
-  return started;
-}
 
 json get_json(std::uint16_t port, const std::string& target, int expected_status = 200) {
   const auto response = http_get(port, target);

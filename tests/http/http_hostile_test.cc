@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "http/http_server.h"
 #include "netsemd_harness.h"
 #include "support/http_client.h"
 #include "support/request_lines.h"
@@ -26,23 +27,6 @@ namespace {
 using test_support::http_get;
 using test_support::http_port_from_log;
 using test_support::HttpConnection;
-
-struct HttpServer {
-  std::unique_ptr<Netsemd> server;
-  std::uint16_t http_port = 0;
-};
-
-HttpServer start_http_server() {
-  Netsemd::Options options;
-  options.server_options = "http_port = 0\n";
-  options.semaphores = "pcap = 1\n";
-  HttpServer started;
-  started.server = start_server(options);
-  if (!started.server) return started;
-  EXPECT_TRUE(started.server->wait_for_log("HTTP on http://")) << started.server->log();
-  started.http_port = http_port_from_log(started.server->log());
-  return started;
-}
 
 // netsemd's resident memory in KiB (VmRSS).
 std::uint64_t resident_kib(pid_t pid) {
@@ -89,7 +73,7 @@ std::vector<std::int64_t> round_trips(Client& client, int count) {
 }
 
 TEST(HttpHostile, HugeTargetsAndHeadersAreRefusedAndTheServerIsFine) {
-  auto [server, port] = start_http_server();
+  auto [server, port] = start_http_server({}, "pcap = 1\n");
   ASSERT_NE(port, 0);
   const std::uint64_t before = resident_kib(server->pid());
   for (int round = 0; round < 20; ++round) {
@@ -129,7 +113,7 @@ TEST(HttpHostile, HugeTargetsAndHeadersAreRefusedAndTheServerIsFine) {
 
 TEST(HttpHostile, ConnectionsBeyondTheLimitsAreClosedAndOtherPeersServed) {
   // Per address (64), then in all (256).
-  auto [server, port] = start_http_server();
+  auto [server, port] = start_http_server({}, "pcap = 1\n");
   ASSERT_NE(port, 0);
   // 64 idle connections from 127.0.0.1: its whole share.
   std::vector<std::unique_ptr<HttpConnection>> held;
@@ -187,7 +171,7 @@ TEST(HttpHostile, ConnectionsBeyondTheLimitsAreClosedAndOtherPeersServed) {
 }
 
 TEST(HttpHostile, SlowClientsDoNotDelayGrantsAndSilentOnesAreClosed) {
-  auto [server, port] = start_http_server();
+  auto [server, port] = start_http_server({}, "pcap = 1\n");
   ASSERT_NE(port, 0);
   auto client = Client::connect(server->port());
   ASSERT_TRUE(client);

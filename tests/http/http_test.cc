@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "http/http_server.h"
 #include "netsemd_harness.h"
 #include "support/http_client.h"
 #include "support/request_lines.h"
@@ -27,27 +28,6 @@ using test_support::http_port_from_log;
 using test_support::http_request;
 using test_support::HttpConnection;
 using test_support::HttpResponse;
-
-constexpr std::string_view kHttpLine = "HTTP on http://";
-
-// A netsemd with HTTP on a free port, and that port.
-struct HttpServer {
-  std::unique_ptr<Netsemd> server;
-  std::uint16_t http_port = 0;
-};
-
-HttpServer start_http_server(std::string server_options = {}, std::string semaphores = "pcap = 2\n") {
-  Netsemd::Options options;
-  options.server_options = "http_port = 0\n" + server_options;
-  options.semaphores = std::move(semaphores);
-  HttpServer started;
-  started.server = start_server(options);
-  if (!started.server) return started;
-  EXPECT_TRUE(started.server->wait_for_log(kHttpLine)) << started.server->log();
-  started.http_port = http_port_from_log(started.server->log());
-  EXPECT_NE(started.http_port, 0) << started.server->log();
-  return started;
-}
 
 json body_of(const std::optional<HttpResponse>& response) {
   if (!response) return json();
