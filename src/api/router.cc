@@ -449,6 +449,17 @@ Response route(const Request& request, Backend& backend) {
   if (segments.size() == 4 && segments[0] == "api" && segments[1] == "v1" && segments[2] == "semaphores") {
     return only_get([&](const Query&) { return semaphore(backend, segments[3]); }, {});
   }
+  // The same, with the name in the query: the form for any name, `.` and
+  // `..` included, which clients and browsers fold out of a path.
+  if (is({"api", "v1", "semaphore"})) {
+    return only_get(
+        [&](const Query& q) {
+          const std::string* name = q.find("name");
+          if (name == nullptr) return error_response(400, "BAD_REQUEST", "the query needs name=NAME");
+          return semaphore(backend, *name);
+        },
+        {"name"});
+  }
   if (is({"api", "v1", "sessions"})) {
     return only_get([&](const Query& q) { return sessions(backend, q); }, {"after", "limit"});
   }

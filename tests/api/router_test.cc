@@ -394,6 +394,27 @@ Answer browser_call(Backend& backend, std::string_view method, std::string_view 
   return answer;
 }
 
+TEST(Router, OneSemaphoreByQueryReachesEveryNameDotsIncluded) {
+  TestBackend backend;
+  backend.add(".", 1, 2);
+  backend.add("..", 0, 1);
+  backend.add("a b+c", 1, 1);
+  for (const auto& [target, name] :
+       std::vector<std::pair<std::string, std::string>>{{"/api/v1/semaphore?name=.", "."},
+                                                        {"/api/v1/semaphore?name=%2E%2E", ".."},
+                                                        {"/api/v1/semaphore?name=a+b%2Bc", "a b+c"}}) {
+    auto answer = call(backend, "GET", target);
+    EXPECT_EQ(answer.response.status, 200) << target;
+    EXPECT_EQ(answer.body["name"], name) << target;
+    EXPECT_EQ(backend.asked_name, name) << target;
+  }
+  EXPECT_EQ(call(backend, "GET", "/api/v1/semaphore").response.status, 400);
+  EXPECT_EQ(call(backend, "GET", "/api/v1/semaphore?name=absent").response.status, 404);
+  EXPECT_EQ(call(backend, "GET", "/api/v1/semaphore?name=%24local").body["error"], "BAD_NAME");
+  EXPECT_EQ(call(backend, "GET", "/api/v1/semaphore?name=x&other=1").response.status, 400);
+  EXPECT_EQ(call(backend, "POST", "/api/v1/semaphore?name=.").response.status, 405);
+}
+
 TEST(Router, AnswersOnlyToTheHostsItIsKnownBy) {
   TestBackend backend;
   backend.add("x", 1, 1);

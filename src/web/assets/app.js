@@ -497,12 +497,10 @@ async function refresh() {
 
 async function refreshDetails(version) {
   const names = [...state.open].filter((name) => semaphoreRows.has(name)).slice(0, MAX_OPEN);
-  // A URL cannot carry `.` or `..` as a path segment (browsers resolve
-  // them, %2E too), so those two names have no details URL.
-  const replies = await Promise.allSettled(names.map(
-      (name) =>
-          (name === '.' || name === '..' ? Promise.reject(new ApiError('a URL path cannot name “.” or “..”', -1)) :
-                                           getJson(`/api/v1/semaphores/${encode(name)}`))));
+  // The name goes in the query, not the path: a browser resolves `.` and
+  // `..` as path segments (%2E too), and they are valid names.
+  const replies =
+      await Promise.allSettled(names.map((name) => getJson(`/api/v1/semaphore?name=${encode(name)}`)));
   if (version !== state.version) return;
   replies.forEach(
       (r, i) =>
