@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "child_process.h"
+#include "support/free_port.h"
 
 #ifndef NETSEM_BENCH_PATH
 #error "NETSEM_BENCH_PATH must name the netsem-bench binary"
@@ -56,22 +57,6 @@ std::string find_redis_server() {
     if (::access(candidate.c_str(), X_OK) == 0) return candidate;
   }
   return {};
-}
-
-// A loopback port free a moment ago (bound to port 0, then closed).
-std::uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  std::uint16_t port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
-    port = ntohs(address.sin_port);
-  }
-  ::close(fd);
-  return port;
 }
 
 // Sends one command (RESP bytes) to 127.0.0.1:`port` and returns the first
@@ -122,7 +107,7 @@ class RedisServer {
 
  private:
   void start(const std::string& binary, std::string& error) {
-    port_ = free_port();
+    port_ = netsem::test_support::free_loopback_port();
     const std::string port = std::to_string(port_);
     const pid_t pid = ::fork();
     if (pid == 0) {

@@ -32,6 +32,7 @@
 #include "cli_runner.h"
 #include "netsemd_harness.h"
 #include "protocol/requests.h"
+#include "support/free_port.h"
 #include "support/request_lines.h"
 #include "tcp_proxy.h"
 
@@ -170,19 +171,6 @@ class Cli {
   Clock::time_point ended_;
 };
 
-// A loopback port where nothing listens: connecting is refused at once.
-std::uint16_t unused_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t size = sizeof address;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
 bool eventually(const std::function<bool()>& condition, milliseconds timeout = std::chrono::seconds(5)) {
   const auto deadline = Clock::now() + timeout;
   while (!condition()) {
@@ -230,7 +218,7 @@ class CliTest : public ::testing::Test {
 
   std::string address() const { return "127.0.0.1:" + std::to_string(server_->port()); }
   std::string server_env() const { return "NETSEM_SERVER=" + address(); }
-  static std::string dead_address() { return "127.0.0.1:" + std::to_string(unused_port()); }
+  static std::string dead_address() { return "127.0.0.1:" + std::to_string(test_support::free_loopback_port()); }
 
   Outcome netsem(const std::vector<std::string>& args) { return Cli(args, {server_env()}).finish(); }
 

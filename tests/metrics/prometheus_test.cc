@@ -27,6 +27,7 @@
 #include "metrics/http_get.h"
 #include "netsemd_harness.h"
 #include "stats/promtool.h"
+#include "support/free_port.h"
 #include "support/request_lines.h"
 
 namespace netsem::testing {
@@ -140,7 +141,7 @@ class Prometheus {
     // Its own port: one the kernel hands out now (it is free a moment later
     // unless another process takes it in between, which the retry covers).
     for (int attempt = 0; attempt < 3 && pid_ < 0; ++attempt) {
-      port_ = free_port();
+      port_ = test_support::free_loopback_port();
       std::ofstream(dir_ + "/prometheus.yml") << "global:\n"
                                                  "  scrape_interval: 1s\n"
                                                  "  scrape_timeout: 1s\n"
@@ -233,18 +234,6 @@ class Prometheus {
   std::string log() const { return read_text(dir_ + "/prometheus.log"); }
 
  private:
-  static std::uint16_t free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t size = sizeof address;
-    ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
-    ::close(fd);
-    return ntohs(address.sin_port);
-  }
-
   std::string dir_;
   pid_t pid_ = -1;
   std::uint16_t port_ = 0;
