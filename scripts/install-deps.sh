@@ -17,6 +17,7 @@ packages=(
   netcat-openbsd                    # nc, to talk to the server by hand
   redis-server                      # Redis: the peer in the benchmark comparison, and its smoke test
   python3                           # bench/compare_report.py, the comparison's report (and its smoke test)
+  python3-pytest python3-venv       # the Python client's tests (clients/python), and its install into a clean venv
   chromium                          # headless Chromium: tests/web loads the web page and reads its DOM
   prometheus                        # promtool checks GET /metrics; a real Prometheus scrapes netsemd in tests/metrics
   libsystemd-dev                    # libsystemd: netsemd's sd_notify (readiness, reload, stop, watchdog) under Type=notify

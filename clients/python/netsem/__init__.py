@@ -1,0 +1,56 @@
+"""netsem: named counting semaphores shared over TCP, from Python.
+
+The public API lives here; the modules behind it are:
+- ``errors``: the exceptions, one per libnetsem status code;
+- ``_cancel``: CancelToken, to cancel a blocked call from another thread;
+- ``_protocol``: protocol v1 without I/O (names, request lines, answers);
+- ``_options``: the ``[client]`` configuration and ``NETSEM_*`` environment;
+- ``client``: the blocking Client and its Permit;
+- ``aio``: the same client for asyncio;
+- ``_local``: host-wide local semaphores (``$`` names, fallback), shared
+  with libnetsem through the kernel's System V semaphores;
+- ``ace``: a drop-in for ACE's NetworkSemaphoreClient.
+"""
+
+from netsem._cancel import CancelToken
+from netsem.errors import (
+    AlreadyExists,
+    Busy,
+    Cancelled,
+    Denied,
+    InvalidArgument,
+    IoError,
+    LimitReached,
+    NetsemError,
+    NotFound,
+    NotHeld,
+    Overflow,
+    ProtocolError,
+    Shutdown,
+    Timeout,
+    TooMany,
+    Unavailable,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyExists",
+    "Busy",
+    "CancelToken",
+    "Cancelled",
+    "Denied",
+    "InvalidArgument",
+    "IoError",
+    "LimitReached",
+    "NetsemError",
+    "NotFound",
+    "NotHeld",
+    "Overflow",
+    "ProtocolError",
+    "Shutdown",
+    "Timeout",
+    "TooMany",
+    "Unavailable",
+    "__version__",
+]
