@@ -1,33 +1,17 @@
 // HttpBackend (http_backend.h): published state, and the loop queries that
-// copy a page of rows out of the table and the dispatcher.
+// run the API's page builders (core/api_pages.h) and the metrics collector
+// on the loop.
 #include "server/http_backend.h"
 
 #include <algorithm>
 #include <ctime>
 
+#include "core/api_pages.h"
 #include "core/name_metrics_collector.h"
-#include "core/session_state.h"
 #include "stats/name_metrics.h"
 #include "stats/render.h"
 
 namespace netsem::server {
-
-namespace {
-
-std::int64_t ms_between(Clock::time_point from, Clock::time_point to) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
-}
-
-api::SemaphoreRow row_of(const SemaphoreInfo& info) {
-  return {std::string(info.name), std::string(kind_name(info.kind)), info.value, info.max, info.holders, info.waiters};
-}
-
-std::string peer_of(const Dispatcher& dispatcher, SessionId id) {
-  const auto found = dispatcher.sessions().find(id);
-  return found == dispatcher.sessions().end() ? std::string() : found->second->peer;
-}
-
-}  // namespace
 
 std::int64_t wall_clock_ms() {
   timespec now{};
@@ -82,60 +66,16 @@ bool HttpBackend::answers_to(std::string_view name) const {
 
 Result<api::SemaphorePage> HttpBackend::semaphores(std::string prefix, std::string after, std::size_t limit) {
   if (auto status = serving(); !status) return status;
-  return jobs_.call<api::SemaphorePage>(
-      [this, prefix = std::move(prefix), after = std::move(after), limit] {
-        api::SemaphorePage page;
-        bool more = false;
-        table_->list_after(prefix, after, [&](const SemaphoreInfo& info) {
-          if (page.rows.size() == limit) {
-            more = true;
-            return false;
-          }
-          page.rows.push_back(row_of(info));
-          return true;
-        });
-        if (more) page.next = page.rows.back().name;
-        return page;
-      },
-      kLoopQueryTimeout);
+  return jobs_.call<api::SemaphorePage>([this, prefix = std::move(prefix), after = std::move(after),
+                                         limit] { return semaphore_page(*table_, prefix, after, limit); },
+                                        kLoopQueryTimeout);
 }
 
 Result<std::optional<api::SemaphoreDetail>> HttpBackend::semaphore(std::string name) {
   if (auto status = serving(); !status) return status;
   return jobs_.call<std::optional<api::SemaphoreDetail>>(
-      [this, name = std::move(name)]() -> std::optional<api::SemaphoreDetail> {
-        const SemaphoreInfo info = table_->get(name);
-        if (info.kind == SemaphoreKind::kAbsent) return std::nullopt;
-        api::SemaphoreDetail detail;
-        detail.semaphore = row_of(info);
-        const Clock::time_point now = dispatcher_->now();
-        const std::int64_t wall = wall_clock_ms();
-        table_->holders_after(name, now, 0, [&](const HolderInfo& h) {
-          if (detail.holders.size() == api::kMaxPage) {
-            detail.truncated = true;
-            return false;
-          }
-          detail.holders.push_back({h.session, std::string(dispatcher_->label_of(h.session)),
-                                    peer_of(*dispatcher_, h.session), h.count, h.fence, h.held_ms, wall - h.held_ms});
-          return true;
-        });
-        table_->waiters_after(name, now, 0, [&](const WaiterInfo& w) {
-          if (detail.waiters.size() == api::kMaxPage) {
-            detail.truncated = true;
-            return false;
-          }
-          api::WaiterRow row{w.session,
-                             std::string(dispatcher_->label_of(w.session)),
-                             peer_of(*dispatcher_, w.session),
-                             w.mode == TakeMode::kWait ? "wait" : "acquire",
-                             w.count,
-                             w.waited_ms,
-                             std::nullopt};
-          if (w.timeout_ms_left >= 0) row.timeout_left_ms = w.timeout_ms_left;
-          detail.waiters.push_back(std::move(row));
-          return true;
-        });
-        return detail;
+      [this, name = std::move(name)] {
+        return semaphore_detail(*table_, *dispatcher_, name, dispatcher_->now(), wall_clock_ms());
       },
       kLoopQueryTimeout);
 }
@@ -143,23 +83,7 @@ Result<std::optional<api::SemaphoreDetail>> HttpBackend::semaphore(std::string n
 Result<api::SessionPage> HttpBackend::sessions(std::uint64_t after, std::size_t limit) {
   if (auto status = serving(); !status) return status;
   return jobs_.call<api::SessionPage>(
-      [this, after, limit] {
-        api::SessionPage page;
-        const Clock::time_point now = dispatcher_->now();
-        const auto& by_id = dispatcher_->sessions_by_id();
-        for (auto it = by_id.upper_bound(after); it != by_id.end(); ++it) {
-          if (page.rows.size() == limit) {
-            page.next = page.rows.back().id;
-            break;
-          }
-          const SessionState& s = *it->second;
-          const SessionLoad load = table_->session_load(s.id);
-          page.rows.push_back({s.id, s.peer, s.dialect == protocol::Dialect::kAce ? "ace" : "v1",
-                               std::string(dispatcher_->label_of(s.id)), load.permits_held, load.pending,
-                               ms_between(s.began, now), ms_between(s.last_activity, now)});
-        }
-        return page;
-      },
+      [this, after, limit] { return session_page(*table_, *dispatcher_, after, limit, dispatcher_->now()); },
       kLoopQueryTimeout);
 }
 

@@ -1,10 +1,13 @@
-// HttpBackend: the server's side of the HTTP API (api::Backend). It answers
-// from what the event loop published (the latest stats::Snapshot, the
-// history ring, readiness, the access lists) without touching the loop, and
-// for per-name and per-session data runs a loop query (LoopJobs) that copies
-// one page of plain rows out of the table and the dispatcher, at most
-// api::kMaxPage rows: a million names or a name with 100k holders never make
-// one long loop turn. Serialising the rows is the HTTP thread's work.
+// HttpBackend: the server's side of the HTTP API (api::Backend), the
+// hand-over between the HTTP threads and the event loop. It answers from
+// what the loop published (the latest stats::Snapshot, the history ring,
+// readiness, the access lists) without touching the loop, and for per-name
+// and per-session data runs a loop query (LoopJobs) whose body is one of
+// the socket-free page builders (core/api_pages.h: a page of plain rows out
+// of the table and the dispatcher, at most api::kMaxPage, so a million
+// names or a name with 100k holders never make one long loop turn) or a
+// step of the metrics collector (core/name_metrics_collector.h). What a
+// page shows is decided there; serialising it is the HTTP thread's work.
 //
 // Thread safety: the api::Backend methods and admits() are called from HTTP
 // threads; publish(), set_access(), set_readiness() and the loop queries'
