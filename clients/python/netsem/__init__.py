@@ -13,6 +13,9 @@ The public API lives here; the modules behind it are:
 """
 
 from netsem._cancel import CancelToken
+
+# pycore: the protocol's info records (netsem._protocol)
+from netsem._protocol import HolderInfo, SemaphoreInfo, SessionInfo, WaiterInfo
 from netsem.errors import (
     AlreadyExists,
     Busy,
@@ -40,6 +43,7 @@ __all__ = [
     "CancelToken",
     "Cancelled",
     "Denied",
+    "HolderInfo",
     "InvalidArgument",
     "IoError",
     "LimitReached",
@@ -48,9 +52,12 @@ __all__ = [
     "NotHeld",
     "Overflow",
     "ProtocolError",
+    "SemaphoreInfo",
+    "SessionInfo",
     "Shutdown",
     "Timeout",
     "TooMany",
     "Unavailable",
+    "WaiterInfo",
     "__version__",
 ]
