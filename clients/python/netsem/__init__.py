@@ -14,7 +14,8 @@ The public API lives here; the modules behind it are:
 
 from netsem._cancel import CancelToken
 
-# pycore: the protocol's info records (netsem._protocol)
+# pycore: options (netsem._options) and the protocol's info records (netsem._protocol)
+from netsem._options import ClientOptions, FallbackPolicy
 from netsem._protocol import HolderInfo, SemaphoreInfo, SessionInfo, WaiterInfo
 from netsem.errors import (
     AlreadyExists,
@@ -42,7 +43,9 @@ __all__ = [
     "Busy",
     "CancelToken",
     "Cancelled",
+    "ClientOptions",
     "Denied",
+    "FallbackPolicy",
     "HolderInfo",
     "InvalidArgument",
     "IoError",
