@@ -2,6 +2,9 @@
 // semaphore's name to its System V semaphore, the flock that serializes
 // their readers and writers, and the checks that tell a live entry from a
 // stale one. local_semaphores.cc counts and blocks on the ids found here.
+// The Python client (clients/python/netsem/_local_registry.py) reads and
+// writes the same files: docs/local-semaphores.md, "The format both clients
+// follow", is the contract between the two; change both together.
 //
 // Registry file, one per name (the key goes last so it may hold any byte):
 //   netsem-local 2

@@ -4,7 +4,9 @@
 //
 // System V keys are small integers, so every name has a registry file, named
 // after a hash of the name, recording the id of the semaphore made for it
-// (the file format is in local_registry.cc and docs/local-semaphores.md). A
+// (the file format is in local_registry.cc; docs/local-semaphores.md, "The
+// format both clients follow", states what this code and the Python client's
+// clients/python/netsem/_local_registry.py must agree on). A
 // file is only read or written under its flock, so every process of the user
 // agrees on one semaphore per name. An entry is stale when its id is gone or
 // has been reused for another semaphore (ids are reused after IPC_RMID and

@@ -32,6 +32,11 @@
 // lost or not, or gives them back and waits. Marks are taken with SEM_UNDO,
 // so a process that dies drops its own.
 //
+// The Python client (clients/python/netsem/_local.py) makes the same kernel
+// calls on the same semaphores, so C++ and Python processes of one host share
+// every name; docs/local-semaphores.md, "The format both clients follow", is
+// the contract between the two.
+//
 // Unlike the server, waiters are not served in FIFO order (the kernel wakes
 // whoever fits), and a try may take permits while others wait for more.
 //

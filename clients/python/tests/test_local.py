@@ -585,3 +585,29 @@ def test_a_forked_child_does_not_release_its_parents_permits(sems: LocalSemaphor
         sems.acquire("forked", 1, 1, 0, fallback=True)  # the parent's server mark stands
     sems.release("$forked", 1, grant)
     sems.unmark(mark)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the directory to another user")
+def test_registry_dir_of_another_user_is_refused(local_dir: Path) -> None:
+    directory = local_dir / "theirs"
+    directory.mkdir(mode=0o700)
+    os.chown(directory, 65534, 65534)
+    with pytest.raises(netsem.IoError) as caught:
+        LocalSemaphores(directory).value("$x", 1)
+    assert str(caught.value) == (
+        f"{directory}: owned by uid 65534, not by this user (0); refusing it as the local semaphore registry"
+    )
+
+
+def test_an_entry_file_that_is_a_symlink_is_not_followed(sems: LocalSemaphores, tmp_path: Path) -> None:
+    sems.dir.mkdir(mode=0o700, exist_ok=True)
+    target = tmp_path / "elsewhere"
+    target.write_text("untouched")
+    link = sems.dir / LocalSemaphores.entry_file_name("$link")
+    link.symlink_to(target)
+    with pytest.raises(netsem.IoError, match="cannot open: Too many levels of symbolic links"):
+        sems.acquire("$link", 1, 1, 0)
+    with pytest.raises(netsem.IoError, match="cannot open"):
+        sems.remove_all()  # goes on past it, then says so
+    assert target.read_text() == "untouched"
+    link.unlink()
