@@ -11,6 +11,7 @@ C++ client shares all of it.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -611,3 +612,36 @@ def test_an_entry_file_that_is_a_symlink_is_not_followed(sems: LocalSemaphores, 
         sems.remove_all()  # goes on past it, then says so
     assert target.read_text() == "untouched"
     link.unlink()
+
+
+def test_ctrl_c_interrupts_a_blocked_acquire(sems: LocalSemaphores) -> None:
+    # A wait for ever is one plain semop; SIGINT makes it return EINTR, and
+    # Python's handler then raises KeyboardInterrupt in the waiting thread.
+    grant = sems.acquire("$interrupted", 1, 1, 0)
+    code = r"""
+import sys
+from netsem._local import LocalSemaphores
+sems = LocalSemaphores(sys.argv[1])
+print("waiting", flush=True)
+try:
+    sems.acquire("$interrupted", 1, 1, None)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(sems.dir)], stdout=subprocess.PIPE, text=True, env=python_env()
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "waiting"
+        deadline = time.monotonic() + PATIENCE
+        while sems.info("$interrupted", 1).waiting == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        child.send_signal(signal.SIGINT)
+        assert child.stdout.readline().strip() == "interrupted"
+        assert child.wait(PATIENCE) == 0
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+    sems.release("$interrupted", 1, grant)
