@@ -645,3 +645,59 @@ except KeyboardInterrupt:
         if child.stdout is not None:
             child.stdout.close()
     sems.release("$interrupted", 1, grant)
+
+
+@pytest.mark.parametrize("how", ["remove", "ipcrm"])
+def test_a_grant_lost_with_its_semaphore_never_frees_its_successor(sems: LocalSemaphores, how: str) -> None:
+    first = sems.acquire("$j", 1, 1, 0)
+    if how == "remove":
+        sems.remove("$j")
+    else:
+        _sysv.rmid(first.id)
+    second = sems.acquire("$j", 1, 1, 0)
+    assert second.id != first.id
+    with pytest.raises(netsem.NotHeld):
+        sems.release("$j", 1, first)  # went with its semaphore: changes nothing
+    assert sems.value("$j", 1) == 0
+    with pytest.raises(netsem.Timeout):
+        sems.acquire("$j", 1, 1, 0)  # still one holder under limit 1
+    sems.release("$j", 1, second)
+    assert sems.value("$j", 1) == 1
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), LocalSemaphores.FOREVER_AFTER + 1, 1e300])
+def test_a_huge_timeout_waits_for_ever(sems: LocalSemaphores, timeout: float) -> None:
+    grant = sems.acquire("$huge", 1, 1, 0)
+    token = netsem.CancelToken()
+    canceller = threading.Timer(0.1, token.cancel)
+    canceller.start()
+    started = time.monotonic()
+    with pytest.raises(netsem.Cancelled):
+        sems.acquire("$huge", 1, 1, timeout, token)
+    assert time.monotonic() - started >= 0.09
+    canceller.join()
+    sems.release("$huge", 1, grant)
+
+
+def test_a_reused_id_of_the_same_shape_is_not_taken_for_ours(sems: LocalSemaphores) -> None:
+    # The record names a live two-semaphore set of ours, but with another
+    # creation time: what an id reused after a reboot looks like.
+    decoy = _sysv.semget_private(2)
+    try:
+        _sysv.setval(decoy, 0, 7)
+        sems.value("$r", 2)  # creates the directory
+        entry = sems.dir / LocalSemaphores.entry_file_name("$reused")
+        entry.write_text(f"netsem-local 2\nid {decoy}\nctime 1\nlimit 2\nkey $reused\n")
+        assert sems.system_v_id("$reused", 2) != decoy
+        assert sems.value("$reused", 2) == 2
+        assert _sysv.getval(decoy, 0) == 7  # untouched
+    finally:
+        _sysv.rmid(decoy)
+
+
+def test_different_names_never_share(sems: LocalSemaphores) -> None:
+    grants = {key: sems.acquire(key, 1, 1, 0) for key in ("$a", "$b", "a")}  # `a`'s fallback is not `$a`
+    ids = {sems.system_v_id(f"$n{i}", 1) for i in range(50)}
+    assert len(ids) == 50
+    for key, grant in grants.items():
+        sems.release(key, 1, grant)

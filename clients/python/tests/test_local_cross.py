@@ -246,3 +246,12 @@ def offline_cli_for(tmp_path: Path, registry: Path) -> Cli:
     directory = tmp_path / "offline"
     directory.mkdir(exist_ok=True)
     return Cli(directory, registry, "127.0.0.1:1")
+
+
+@pytest.mark.parametrize("name", ["$naïve", "$with space", "$日本", "$" + "x" * 200])
+def test_names_map_to_the_same_file_in_both(offline_cli: Cli, sems: LocalSemaphores, name: str) -> None:
+    ran = offline_cli.run("run", name, "--", "true")
+    assert ran.returncode == 0, ran.stderr
+    assert [p.name for p in sems.dir.iterdir()] == [LocalSemaphores.entry_file_name(name)]
+    listed = json.loads(offline_cli.run("local", "list", "--json").stdout)
+    assert [(row["name"], row["semid"]) for row in listed] == [(name, sems.system_v_id(name, 1))]
