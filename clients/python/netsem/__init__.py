@@ -14,9 +14,11 @@ The public API lives here; the modules behind it are:
 
 from netsem._cancel import CancelToken
 
-# pycore: options (netsem._options) and the protocol's info records (netsem._protocol)
+# pycore: the blocking Client (netsem.client), its options (netsem._options) and
+# the protocol's info records (netsem._protocol)
 from netsem._options import ClientOptions, FallbackPolicy
 from netsem._protocol import HolderInfo, SemaphoreInfo, SessionInfo, WaiterInfo
+from netsem.client import Client, ClientStats, Permit
 from netsem.errors import (
     AlreadyExists,
     Busy,
@@ -43,7 +45,9 @@ __all__ = [
     "Busy",
     "CancelToken",
     "Cancelled",
+    "Client",
     "ClientOptions",
+    "ClientStats",
     "Denied",
     "FallbackPolicy",
     "HolderInfo",
@@ -54,6 +58,7 @@ __all__ = [
     "NotFound",
     "NotHeld",
     "Overflow",
+    "Permit",
     "ProtocolError",
     "SemaphoreInfo",
     "SessionInfo",

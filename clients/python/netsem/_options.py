@@ -143,11 +143,12 @@ class ClientOptions:
         return self.limits.get(name, 1)
 
     def check(self) -> None:
-        """InvalidArgument for a value libnetsem's reader would refuse (for
-        options set in code; the readers below check as they read)."""
+        """InvalidArgument for options set in code that cannot work (servers
+        that do not parse, timeouts that are not positive, reconnect_min above
+        reconnect_max, limits out of 1..2^31-1), as libnetsem's Client::create
+        checks them. A label is not refused: the client sends it with spaces
+        and control characters as ``_``, as libnetsem does."""
         self.servers = parse_servers(",".join(self.servers)) if self.servers else []
-        if self.label:
-            _check_label(self.label)
         for attribute in ("connect_timeout", "reconnect_min", "reconnect_max", "request_timeout"):
             value = getattr(self, attribute)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:

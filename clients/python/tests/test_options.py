@@ -347,7 +347,7 @@ def test_environment_config_errors_name_the_variable(tmp_path: Path, clean_envir
 
 def test_options_set_in_code_are_checked() -> None:
     ClientOptions(servers=["127.0.0.1"]).check()
-    for bad in (ClientOptions(servers=["a:0"]), ClientOptions(label="a b"), ClientOptions(connect_timeout=0),
+    for bad in (ClientOptions(servers=["a:0"]), ClientOptions(connect_timeout=0),
                 ClientOptions(reconnect_min=2, reconnect_max=1), ClientOptions(limits={"x": 0})):
         with pytest.raises(InvalidArgument):
             bad.check()

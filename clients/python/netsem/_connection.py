@@ -1,0 +1,723 @@
+"""Connection: the one protocol v1 connection a blocking Client shares between
+all its threads, driven by an I/O thread of its own (libnetsem's
+src/client/connection.cc, in Python).
+
+API: ``Connection.start()`` launches the I/O thread, which connects to the
+first reachable server of the list (each attempt, name lookup included,
+bounded by connect_timeout), says HELLO with the label, asks a 1.1 server
+for ``OPTION queued off``, reads STATS once for the session timeout, and then
+serves the session: it writes what callers queued with ``send()``, pings
+when the line has been quiet for a third of the session timeout, and hands
+each answer to the Call whose tag it carries. A caller waits on its own Call
+(``Call.wait``), so no call ever blocks another.
+
+The lease (``_protocol.Lease``): when nothing sent since the last answered
+request has been answered half a session timeout after it, the session is
+given up and its permits are lost with a stop-by time, before the server
+can grant them again. When the session ends (EOF, a socket error, a ``*``
+line, a request unanswered for request_timeout, or ``stop()``) every pending
+Call fails with Unavailable or Shutdown, every remote permit registered on
+that session is marked lost, and the thread reconnects with exponential
+backoff. While it has no session ``send()`` returns None, and then either no
+server could be reached (the client is "in fallback") or a server answered
+but refused the session (DENIED, AUTH, LIMIT, a protocol it does not speak):
+``refusal()`` says why, and the Client raises it instead of falling back,
+since a server that answers is not an outage.
+
+A session is numbered: a Call and a remote permit belong to the session that
+sent or granted them, and a request tied to an old session is refused rather
+than sent to a new one that never heard of it.
+
+Thread safety: every public method from any thread; the I/O thread's own
+state is marked "loop only". Loss callbacks run on the I/O thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import logging
+import os
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from netsem import _protocol as proto
+from netsem._options import ClientOptions
+from netsem.errors import NetsemError, ProtocolError, Shutdown, Unavailable
+
+log = logging.getLogger("netsem")
+
+Builder = Callable[[str], bytes]  # a request line for a tag
+
+
+class LosablePermit(Protocol):
+    """What the connection needs of a remote permit: to be marked lost."""
+
+    def mark_lost(self, reason: NetsemError, stop_by: float | None) -> None: ...
+
+
+class Call:
+    """One request in flight. The I/O thread completes it exactly once."""
+
+    __slots__ = ("tag", "session", "line", "_done", "reply", "failure", "items", "answered", "sent_at", "seq",
+                 "undo", "_lock")
+
+    def __init__(self, tag: str, session: int, line: bytes) -> None:
+        self.tag = tag
+        self.session = session
+        self.line = line
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self.reply: proto.Reply | None = None  # final once done, unless failure
+        self.failure: NetsemError | None = None  # the session ended first
+        self.items: list[str] = []  # loop only until done: ITEM rows
+        self.answered = False  # loop only: some line answered it (QUEUED counts)
+        self.sent_at = 0.0  # loop only
+        self.seq = 0  # loop only: its place in the session's send order
+        # Set by a caller that gave up waiting (an exception, KeyboardInterrupt
+        # included): the request that undoes a grant still to come, so that
+        # nothing stays held or consumed for a caller who is gone.
+        self.undo: Builder | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Waits for the final answer; False when ``timeout`` ran out first."""
+        return self._done.wait(timeout)
+
+    def complete(self, reply: proto.Reply | None, failure: NetsemError | None) -> Builder | None:
+        """Records the answer; returns the undo request when a caller gave up
+        on a request that was granted."""
+        with self._lock:
+            self.reply, self.failure = reply, failure
+            self._done.set()
+            if reply is not None and reply.kind == "OK" and self.undo is not None:
+                return self.undo
+        return None
+
+    def abandon(self, undo: Builder) -> bool:
+        """Its caller gives up: a grant still to come is undone by ``undo``.
+        True when the call is done already (the caller undoes a grant itself)."""
+        with self._lock:
+            if self._done.is_set():
+                return True
+            self.undo = undo
+            return False
+
+
+@dataclass
+class Counters:
+    """What the connection counts, for Client.stats()."""
+
+    connected: bool = False
+    server: str = ""
+    connects: int = 0
+    losses: int = 0
+    fallback_entries: int = 0
+    fallback_exits: int = 0
+    unreachable: str = ""  # why the last round of attempts failed, server by server
+    protocol: str = ""  # "1.0" or "1.1" while connected
+    session_id: int = 0
+
+
+class _Ended(Exception):
+    """The session ends, for ``reason``."""
+
+    def __init__(self, reason: NetsemError) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
+class Connection:
+    """The shared connection; see the module docstring."""
+
+    def __init__(self, options: ClientOptions, servers: list[tuple[str, int]], label: str) -> None:
+        self._options = options
+        self._servers = servers
+        self._label = label
+        self._tags = proto.Tags()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stop_lock = threading.Lock()
+
+        self._lock = threading.Lock()
+        self._first_round = threading.Condition(self._lock)
+        self._first_round_done = False  # guarded by _lock
+        self._connected = False  # guarded by _lock
+        self._session = 0  # guarded by _lock: the current or last session
+        self._last_loss: NetsemError = Unavailable("not connected")  # guarded by _lock
+        self._last_stop_by: float | None = None  # guarded by _lock
+        self._outbox: list[Call] = []  # guarded by _lock
+        self._permits: dict[int, LosablePermit] = {}  # guarded by _lock
+        self._in_fallback = False  # guarded by _lock
+        self._refused: NetsemError | None = None  # guarded by _lock
+        self._counters = Counters()  # guarded by _lock
+
+        # Loop only.
+        self._sock: socket.socket | None = None
+        self._out = bytearray()
+        self._pending: dict[str, Call] = {}
+        self._unanswered: collections.deque[Call] = collections.deque()
+        self._lease = proto.Lease(0, options.request_timeout, 0.0)
+        self._last_sent = 0.0
+        self._sent_seq = 0  # requests sent on the session
+        self._read_seq = 0  # the server has read every request up to this one
+        self._fell_silent = False
+        self._attempt_failure = ""
+        self._attempt_refusal: NetsemError | None = None
+        # Sockets of sessions whose lease lapsed, each kept open (and unread)
+        # until the stop-by time of its permits: see _run.
+        self._lingering: list[tuple[float, socket.socket]] = []
+
+    # --- the callers' side ---------------------------------------------------
+
+    @classmethod
+    def start(cls, options: ClientOptions, servers: list[tuple[str, int]], label: str) -> Connection:
+        connection = cls(options, servers, label)
+        connection._thread = threading.Thread(target=connection._run, name="netsem-io", daemon=True)
+        connection._thread.start()
+        return connection
+
+    def stop(self) -> None:
+        """Ends the session (its permits are marked lost, its calls fail) and
+        joins the I/O thread; afterwards send() returns None. Idempotent."""
+        with self._stop_lock:
+            if self._thread is None:
+                return
+            if self.on_io_thread():
+                raise RuntimeError("a netsem Client cannot be closed from its own loss callback")
+            self._stopping.set()
+            self._wake()
+            self._thread.join()
+            self._thread = None
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+
+    def wait_first_round(self, timeout: float) -> None:
+        """Waits until the first round of connection attempts ended, at most ``timeout``."""
+        with self._first_round:
+            self._first_round.wait_for(lambda: self._first_round_done, timeout)
+
+    def connected(self) -> bool:
+        with self._lock:
+            return self._connected
+
+    def refusal(self) -> NetsemError | None:
+        """The refusal of the last round (a server answered no and none served
+        the client), or None."""
+        with self._lock:
+            return self._refused
+
+    def counters(self) -> Counters:
+        with self._lock:
+            return Counters(**vars(self._counters))
+
+    def on_io_thread(self) -> bool:
+        return self._thread is not None and threading.current_thread() is self._thread
+
+    def send(self, build: Builder, session: int = 0) -> Call | None:
+        """Queues the request ``build(tag)`` on the current session, or on
+        ``session`` only while that is still the current one; None when there
+        is no such session."""
+        tag = self._tags.next()
+        line = build(tag)
+        with self._lock:
+            if not self._connected or (session != 0 and session != self._session):
+                return None
+            call = Call(tag, self._session, line)
+            self._outbox.append(call)
+        self._wake()
+        return call
+
+    def register_permit(self, permit: LosablePermit, session: int) -> None:
+        """A remote permit held on ``session``, marked lost when it ends (at
+        once when it has ended already)."""
+        with self._lock:
+            if self._connected and session == self._session:
+                self._permits[id(permit)] = permit
+                return
+            reason, stop_by = self._last_loss, self._last_stop_by
+        permit.mark_lost(reason, stop_by)
+
+    def unregister_permit(self, permit: LosablePermit) -> None:
+        with self._lock:
+            self._permits.pop(id(permit), None)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # full (a wake-up is pending anyway) or closed (stopped)
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    # --- the I/O thread ----------------------------------------------------------
+
+    def _sleep(self, seconds: float) -> bool:
+        """Waits up to ``seconds`` (woken early by a stop); False once stopping."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            self._close_lingering(now)
+            left = deadline - now
+            if left <= 0:
+                return True
+            self._stopping.wait(min([left] + [at - now for at, _ in self._lingering]))
+        return False
+
+    def _close_lingering(self, now: float, at_exit: bool = False) -> None:
+        """Loop only: closes the lingering sockets whose stop-by time has come;
+        ``at_exit``, leaves the others to timers (a closed Client must not
+        close them early either)."""
+        keep = []
+        for at, sock in self._lingering:
+            if at <= now:
+                sock.close()
+            elif at_exit:
+                timer = threading.Timer(at - now, sock.close)
+                timer.daemon = True
+                timer.start()
+            else:
+                keep.append((at, sock))
+        self._lingering = keep
+
+    def _run(self) -> None:
+        backoff = self._options.reconnect_min
+        while not self._stopping.is_set():
+            served = False
+            failures: list[str] = []
+            refusal: NetsemError | None = None  # the round's first refusal: a server answered no
+            for host, port in self._servers:
+                if self._stopping.is_set():
+                    break
+                server = proto.endpoint_text(host, port)
+                self._attempt_failure, self._attempt_refusal = "", None
+                sock = self._connect(host, port)
+                hello = self._handshake(sock, server) if sock is not None else None
+                if sock is None or hello is None:
+                    if sock is not None:
+                        sock.close()
+                    failures.append(f"{server}: {self._attempt_failure or 'no answer'}")
+                    refusal = refusal or self._attempt_refusal
+                    continue
+                self._session_began(server, hello)
+                reason = self._serve(sock)
+                # A server that closed or refused the session has let go of its
+                # permits already; one that fell silent holds them until the
+                # lease's end. One that said SHUTDOWN has let go too, but its
+                # next start grants nothing before the lease's end either.
+                lease = (self._fell_silent or isinstance(reason, Shutdown)) and self._lease.session_timeout > 0
+                stop_by = self._lease.stop_by() if lease else None
+                if stop_by is not None and self._fell_silent:
+                    # The server may only be frozen or cut off for a moment: if
+                    # it read our close when it comes back, it would hand the
+                    # permits on at once, while the work under them may run
+                    # until stop_by. Open (and silent), the socket leaves it
+                    # nothing to act on before then but its session timeout.
+                    self._lingering.append((stop_by, sock))
+                else:
+                    sock.close()
+                self._session_ended(reason, stop_by)
+                served = True
+                break
+            if self._stopping.is_set():
+                break
+            if not served:
+                with self._lock:
+                    self._counters.unreachable = "; ".join(failures)
+                    # A refusal is an answer: no fallback, whatever the other servers did.
+                    self._refused = refusal
+                if refusal is None:
+                    self._enter_fallback(Unavailable(f"no server answered ({'; '.join(failures)})"))
+            with self._first_round:
+                self._first_round_done = True
+                self._first_round.notify_all()
+            self._sleep(backoff)
+            backoff = self._options.reconnect_min if served else min(backoff * 2, self._options.reconnect_max)
+        self._close_lingering(time.monotonic(), at_exit=True)
+        with self._first_round:
+            self._first_round_done = True
+            self._first_round.notify_all()
+
+    def _connect(self, host: str, port: int) -> socket.socket | None:
+        """A connected socket, or None with the reason in _attempt_failure.
+        The whole attempt, name lookup included, is bounded by connect_timeout
+        (a lookup cannot be interrupted: a slow one is cut by the wait below)."""
+        timeout = self._options.connect_timeout
+        deadline = time.monotonic() + timeout
+        try:
+            addresses = _lookup(host, port, timeout)
+        except OSError as error:
+            self._attempt_failure = error.strerror or str(error)
+            return None
+        for family, kind, protocol, _, address in addresses:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stopping.is_set():
+                break
+            sock = socket.socket(family, kind, protocol)
+            try:
+                sock.settimeout(left)
+                sock.connect(address)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setblocking(False)
+                return sock
+            except TimeoutError:
+                self._attempt_failure = f"no connection within {round(timeout * 1000)} ms"
+            except OSError as error:
+                self._attempt_failure = error.strerror or str(error)
+            sock.close()
+            log.debug("connect to %s failed: %s", proto.endpoint_text(host, port), self._attempt_failure)
+        if not self._attempt_failure:
+            self._attempt_failure = f"no connection within {round(timeout * 1000)} ms"
+        return None
+
+    def _handshake(self, sock: socket.socket, server: str) -> proto.Hello | None:
+        """HELLO and STATS (and OPTION queued off); None when the server
+        refuses or does not answer in time, with the reason in
+        _attempt_failure, and in _attempt_refusal when it answered no."""
+        buffer = proto.LineBuffer()
+        hello_tag, stats_tag = self._tags.next(), self._tags.next()
+        out = bytearray(proto.hello_request(hello_tag, self._label) + proto.request(stats_tag, "STATS"))
+        # Pipelined with HELLO and not waited for: a 1.0 server answers
+        # UNKNOWN_VERB, which is no refusal.
+        option_tag = ""
+        if not self._options.queue_positions:
+            option_tag = self._tags.next()
+            out += proto.option_queued_request(option_tag, False)
+        hello: proto.Hello | None = None
+        stats_done = False
+        session_timeout = 0.0
+        # The server reads HELLO after this: once it answers, it cannot end the
+        # session before T after this.
+        start = time.monotonic()
+        deadline = start + self._options.connect_timeout
+        with self._lock:
+            quiet = self._in_fallback or self._refused is not None
+        level = logging.DEBUG if quiet else logging.WARNING
+
+        def refuse(why: str) -> None:
+            log.log(level, "server %s refused the session: %s", server, why)
+            self._attempt_failure = f"refused the session: {why}"
+
+        def refused(error: NetsemError) -> None:
+            log.log(level, "%s", error)
+            self._attempt_failure = str(error)
+            self._attempt_refusal = error
+
+        selector = selectors.DefaultSelector()
+        try:
+            selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while hello is None or not stats_done:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    refuse("no answer to HELLO in time")
+                    return None
+                selector.modify(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0))
+                events = selector.select(left)
+                if self._stopping.is_set():
+                    return None
+                ready = 0
+                for key, mask in events:
+                    if key.fd == self._wake_r:
+                        self._drain_wake()
+                    else:
+                        ready |= mask
+                if ready & selectors.EVENT_WRITE and out:
+                    try:
+                        sent = sock.send(out)
+                    except BlockingIOError:
+                        sent = 0
+                    except OSError as error:
+                        refuse(f"write failed: {error.strerror or error}")
+                        return None
+                    del out[:sent]
+                if not ready & selectors.EVENT_READ:
+                    continue
+                try:
+                    data = sock.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError as error:
+                    refuse(f"read failed: {error.strerror or error}")
+                    return None
+                try:
+                    lines = buffer.feed(data)
+                except ProtocolError:
+                    refused(ProtocolError(f"server {server} does not speak netsem protocol v1: it sent an "
+                                          "over-long or binary line"))
+                    return None
+                for line in lines:
+                    text = line.decode("utf-8", "surrogateescape")
+                    try:
+                        reply = proto.parse_line(line)
+                    except ProtocolError:
+                        refused(ProtocolError(f'server {server} does not speak netsem protocol v1: it answered '
+                                              f'"{proto.printable(text)}"'))
+                        return None
+                    if option_tag and reply.tag == option_tag:
+                        if reply.kind == "OK":
+                            continue
+                        if reply.kind == "ERR" and reply.code in ("UNKNOWN_VERB", "BAD_ARG"):
+                            log.debug("server %s keeps telling queue positions: %s", server, proto.printable(text))
+                            continue
+                    if reply.kind != "OK":
+                        refusal = proto.refusal(server, reply, text)
+                        if refusal is None:
+                            refuse(proto.printable(text))
+                        else:
+                            refused(refusal)
+                        return None
+                    if reply.tag == hello_tag:
+                        try:
+                            hello = proto.parse_hello(reply)
+                        except ProtocolError:
+                            refused(ProtocolError(f'server {server} does not speak netsem protocol v1: it answered '
+                                                  f'HELLO with "{proto.printable(text)}"'))
+                            return None
+                    if reply.tag == stats_tag:
+                        stats_done = True
+                        session_timeout = proto.session_timeout(reply)
+                if not data:
+                    refuse("the server closed the connection")
+                    return None
+        finally:
+            selector.close()
+        self._lease = proto.Lease(session_timeout, self._options.request_timeout, start)
+        return hello
+
+    def _session_began(self, server: str, hello: proto.Hello) -> None:
+        with self._first_round:
+            self._connected = True
+            self._session += 1
+            counters = self._counters
+            counters.connected, counters.server = True, server
+            counters.protocol, counters.session_id = hello.version, hello.session_id
+            counters.unreachable = ""
+            counters.connects += 1
+            self._refused = None
+            if self._in_fallback:
+                self._in_fallback = False
+                counters.fallback_exits += 1
+                log.warning("connected to %s: leaving fallback, names go to the server again", server)
+            else:
+                log.info("connected to %s", server)
+            self._first_round_done = True
+            self._first_round.notify_all()
+
+    def _serve(self, sock: socket.socket) -> NetsemError:
+        """Serves the session until it ends; returns why it ended."""
+        self._sock = sock
+        self._out = bytearray()
+        self._pending = {}
+        self._unanswered = collections.deque()
+        self._last_sent = time.monotonic()
+        self._sent_seq = self._read_seq = 0
+        self._fell_silent = False
+        buffer = proto.LineBuffer()
+        with self._lock:
+            session = self._session
+        selector = selectors.DefaultSelector()
+        selector.register(sock, selectors.EVENT_READ)
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        writing = False
+        try:
+            while True:
+                if self._stopping.is_set():
+                    return Unavailable("the client closed the connection")
+                now = time.monotonic()
+                with self._lock:
+                    outbox, self._outbox = self._outbox, []
+                for call in outbox:
+                    self._put(call, now)
+                if now - self._last_sent >= self._lease.ping_interval:
+                    tag = self._tags.next()
+                    self._put(Call(tag, session, proto.ping_request(tag)), now)
+                # The server reads a session's requests in order: an answer to
+                # one shows that it read every request sent before it, among
+                # them a queued one that has no answer yet (with `OPTION queued
+                # off`, none until it is granted). request_timeout is for a
+                # request that the server has not even read.
+                while self._unanswered and (self._unanswered[0].answered or self._unanswered[0].seq <= self._read_seq):
+                    self._unanswered.popleft()
+                oldest = self._unanswered[0].sent_at if self._unanswered else None
+                why = self._lease.check(now, oldest)
+                if why is not None:
+                    self._fell_silent = True
+                    return Unavailable(why)
+                if self._out:
+                    self._flush(sock)
+                if bool(self._out) != writing:
+                    writing = bool(self._out)
+                    selector.modify(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0))
+                if self._lingering:
+                    self._close_lingering(now)
+                wake_at = min([self._lease.wake_at(self._last_sent, oldest)] + [at for at, _ in self._lingering])
+                timeout = max(0.001, wake_at - time.monotonic())
+                for key, mask in selector.select(timeout):
+                    if key.fd == self._wake_r:
+                        self._drain_wake()
+                    elif mask & selectors.EVENT_READ:
+                        self._read(sock, buffer)
+        except _Ended as ended:
+            return ended.reason
+        finally:
+            selector.close()
+            self._sock = None
+
+    def _put(self, call: Call, now: float) -> None:
+        """Loop only: sends ``call`` (buffers its line) and tracks it."""
+        self._out += call.line
+        call.sent_at = now
+        self._sent_seq += 1
+        call.seq = self._sent_seq
+        self._unanswered.append(call)
+        self._pending[call.tag] = call
+        self._last_sent = now
+
+    def _flush(self, sock: socket.socket) -> None:
+        try:
+            sent = sock.send(self._out)
+        except BlockingIOError:
+            return
+        except OSError as error:
+            raise _Ended(Unavailable(f"write failed: {error.strerror or error}")) from None
+        del self._out[:sent]
+
+    def _read(self, sock: socket.socket, buffer: proto.LineBuffer) -> None:
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError as error:
+            if error.errno == errno.EINTR:
+                return
+            raise _Ended(Unavailable(f"read failed: {error.strerror or error}")) from None
+        try:
+            lines = buffer.feed(data)
+        except ProtocolError:
+            raise _Ended(Unavailable("the server sent an over-long or binary line")) from None
+        # Lines that arrived before the end are still handed out.
+        for line in lines:
+            self._dispatch(line)
+        if not data:
+            raise _Ended(Unavailable("the server closed the connection"))
+
+    def _dispatch(self, line: bytes) -> None:
+        """Loop only: hands one answer line to its Call."""
+        try:
+            reply = proto.parse_line(line)
+        except ProtocolError:
+            text = line.decode("utf-8", "surrogateescape")
+            raise _Ended(Unavailable(f"not a netsem answer: {proto.printable(text)}")) from None
+        if reply.tag == "*":
+            if reply.kind != "ERR":
+                return
+            if reply.code == "SHUTDOWN":
+                raise _Ended(Shutdown("the server is shutting down"))
+            if reply.code == "KICKED":
+                # An administrator's KICK: the server has let go of the permits
+                # already, as for a closed connection; the client reconnects.
+                raise _Ended(Unavailable(f"the server ended the session by KICK: {proto.printable(reply.message)}"))
+            raise _Ended(Unavailable(f"the server ended the session: {proto.printable(reply.text)}"))
+        call = self._pending.get(reply.tag)
+        if call is None:
+            log.debug("answer to no pending request: %s", proto.printable(line.decode("utf-8", "replace")))
+            return
+        call.answered = True
+        self._read_seq = max(self._read_seq, call.seq)
+        # The server read it, so it cannot end the session before T after that.
+        self._lease.answered(call.sent_at)
+        if reply.kind == "QUEUED":
+            if self._options.queue_positions:
+                log.info('"%s" is queued at position %s', proto.printable(call.line.decode("utf-8", "replace")),
+                         reply.text)
+            return
+        if reply.kind == "ITEM":
+            call.items.append(reply.text)
+            return
+        del self._pending[reply.tag]
+        undo = call.complete(reply, None)
+        if undo is not None:
+            # Its caller is gone: what it was granted goes back at once.
+            tag = self._tags.next()
+            self._put(Call(tag, call.session, undo(tag)), time.monotonic())
+
+    def _session_ended(self, reason: NetsemError, stop_by: float | None) -> None:
+        with self._lock:
+            self._connected = False
+            server = self._counters.server
+            counters = self._counters
+            counters.connected, counters.server, counters.protocol, counters.session_id = False, "", "", 0
+            counters.losses += 1
+            self._last_loss, self._last_stop_by = reason, stop_by
+            calls, self._outbox = self._outbox, []
+            permits, self._permits = self._permits, {}
+        if self._stopping.is_set():
+            log.debug("closed the connection to %s", server)
+        else:
+            log.warning("lost the connection to %s: %s", server, reason)
+            # Fallback first, so that a caller woken below already sees it counted.
+            self._enter_fallback(reason)
+        calls.extend(self._pending.values())
+        self._pending.clear()
+        self._unanswered.clear()
+        self._out = bytearray()
+        for call in calls:
+            call.complete(None, reason)
+        for permit in permits.values():
+            try:
+                permit.mark_lost(reason, stop_by)
+            except Exception:  # a loss callback's failure must not stop the I/O thread
+                log.exception("a netsem loss callback raised")
+
+    def _enter_fallback(self, reason: NetsemError) -> None:
+        with self._lock:
+            if self._in_fallback:
+                return
+            self._in_fallback = True
+            self._counters.fallback_entries += 1
+        log.warning("entering fallback (%s): names are served by their fallback policy", reason)
+
+
+def _lookup(host: str, port: int, timeout: float) -> list[tuple]:  # type: ignore[type-arg]
+    """getaddrinfo bounded by ``timeout``: a numeric address at once, a name
+    in a helper thread that is abandoned when it is slow (getaddrinfo cannot
+    be interrupted)."""
+    flags = socket.AI_NUMERICHOST
+    try:
+        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, flags)
+    except socket.gaierror:
+        pass
+    result: list[object] = []
+
+    def resolve() -> None:
+        try:
+            result.append(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        except OSError as error:
+            result.append(error)
+
+    thread = threading.Thread(target=resolve, name="netsem-lookup", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not result:
+        raise OSError(errno.ETIMEDOUT, f"no address for {host} within {round(timeout * 1000)} ms")
+    if isinstance(result[0], OSError):
+        error = result[0]
+        raise OSError(error.errno, f"{host}: {error.strerror or error}")
+    return result[0]  # type: ignore[return-value]
