@@ -18,6 +18,7 @@ packages=(
   redis-server                      # Redis: the peer in the benchmark comparison, and its smoke test
   python3                           # bench/compare_report.py, the comparison's report (and its smoke test)
   python3-pytest python3-venv       # the Python client's tests (clients/python), and its install into a clean venv
+  python3-wheel-whl                 # wheel for that venv: setuptools 66 needs it to build the package offline
   chromium                          # headless Chromium: tests/web loads the web page and reads its DOM
   prometheus                        # promtool checks GET /metrics; a real Prometheus scrapes netsemd in tests/metrics
   libsystemd-dev                    # libsystemd: netsemd's sd_notify (readiness, reload, stop, watchdog) under Type=notify
