@@ -71,7 +71,7 @@ struct ClientOptions {
   // Reconnect backoff: doubles from min to max between failed attempts.
   std::chrono::milliseconds reconnect_min{100};
   std::chrono::milliseconds reconnect_max{5000};
-  // A request unanswered this long means the connection is broken.
+  // A request unanswered this long means a broken connection (a queued one: until a later one is answered).
   std::chrono::milliseconds request_timeout{10000};
   FallbackPolicy fallback;                             // for names without an override
   std::map<std::string, FallbackPolicy> fallback_for;  // per-name overrides

@@ -537,6 +537,7 @@ Status Connection::serve(int fd) {
     session = session_;
   }
   last_sent_ = Clock::now();
+  heard_upto_ = Clock::time_point::min();
   fell_silent_ = false;
   for (;;) {
     if (stopping()) return Status(StatusCode::kUnavailable, "the client closed the connection");
@@ -552,7 +553,23 @@ Status Connection::serve(int fd) {
       }
       outbox_.clear();
     }
-    if (now - last_sent_ >= ping_interval_) {
+    // The requests the server has read are no sign of silence: those it
+    // answered, and those sent no later than one it answered (it reads a
+    // connection's lines in order). A queued ACQUIRE or WAIT is read at once
+    // but may wait for its answer for ever (no QUEUED line with `OPTION
+    // queued off`): only the pings behind it tell a long wait from a silent
+    // server, so while one is unanswered they go at least every half
+    // request_timeout. (Counting the wait itself made a wait longer than
+    // request_timeout drop a healthy connection and fall back, beside the
+    // server's holder of the name.)
+    while (unanswered_head_ < unanswered_.size() &&
+           (unanswered_[unanswered_head_]->answered || unanswered_[unanswered_head_]->sent_at <= heard_upto_)) {
+      ++unanswered_head_;
+    }
+    const auto interval = unanswered_head_ < unanswered_.size()
+                              ? std::max(milliseconds(1), std::min(ping_interval_, options_.request_timeout / 2))
+                              : ping_interval_;
+    if (now - last_sent_ >= interval) {
       std::string tag = next_tag();
       std::string line;
       protocol::encode_ping(line, tag);
@@ -563,12 +580,11 @@ Status Connection::serve(int fd) {
       pending_.emplace(std::move(tag), std::move(ping));
       last_sent_ = now;
     }
-    while (unanswered_head_ < unanswered_.size() && unanswered_[unanswered_head_]->answered) ++unanswered_head_;
     if (unanswered_head_ == unanswered_.size() || unanswered_head_ > 1024) {
       unanswered_.erase(unanswered_.begin(), unanswered_.begin() + static_cast<std::ptrdiff_t>(unanswered_head_));
       unanswered_head_ = 0;
     }
-    auto wake_at = last_sent_ + ping_interval_;
+    auto wake_at = last_sent_ + interval;
     if (unanswered_head_ < unanswered_.size()) {
       const auto expiry = unanswered_[unanswered_head_]->sent_at + options_.request_timeout;
       if (now >= expiry) {
@@ -658,6 +674,7 @@ Status Connection::dispatch(std::string_view line) {
   call.answered = true;
   // The server read it, so it cannot end the session before T after that.
   lease_from_ = std::max(lease_from_, call.sent_at);
+  heard_upto_ = std::max(heard_upto_, call.sent_at);
   if (answer.type == protocol::AnswerType::kQueued) {
     if (options_.queue_positions)
       log_info("\"{}\" is queued at position {}",

@@ -249,7 +249,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::chrono::steady_clock::time_point last_sent_;
   std::chrono::milliseconds session_timeout_{0};      // T, from STATS; 0: none, no lease
   std::chrono::steady_clock::time_point lease_from_;  // when the last answered request was sent
-  bool fell_silent_ = false;                          // the session ended because the server stopped answering
+  // The same, in this session only: every request sent by then has been read.
+  std::chrono::steady_clock::time_point heard_upto_;
+  bool fell_silent_ = false;  // the session ended because the server stopped answering
 };
 
 }  // namespace netsem::client

@@ -880,6 +880,37 @@ std::vector<std::string> handshake_lines(const ClientOptions& base) {
   return seen;
 }
 
+// A queued acquire waits several request timeouts without a line from the
+// server (no QUEUED: queue positions are off by default). The server answers
+// the pings sent meanwhile, so the connection stands and the grant comes
+// from it. Before, the wait itself counted as silence: the client dropped
+// the healthy connection after request_timeout and fell back, and a host
+// of its own then held a limit-1 name beside the server's holder (found
+// with `netsem run`: a 10 s wait fell back).
+TEST_F(ClientTest, AQueuedAcquireOutlastsTheRequestTimeoutOnTheServer) {
+  start_server(server_options("", "one = 1"));
+  auto holder = make_client();
+  ASSERT_TRUE(holder);
+  Result<Permit> held = holder->acquire("one");
+  ASSERT_TRUE(held);
+  ClientOptions options = options_for(server_->port());
+  options.request_timeout = 300ms;
+  options.fallback = FallbackPolicy{.mode = FallbackPolicy::Mode::kFail};
+  auto waiter = make_client(options);
+  ASSERT_TRUE(waiter);
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(1200ms);
+    EXPECT_TRUE(held->release().is_ok());
+  });
+  Result<Permit> permit = waiter->acquire("one", {.timeout = 5s});
+  releaser.join();
+  ASSERT_TRUE(permit) << permit.status().to_string();
+  EXPECT_FALSE(permit->is_local());
+  EXPECT_FALSE(permit->lost());
+  EXPECT_EQ(waiter->stats().connection_losses, 0u);
+  EXPECT_EQ(waiter->stats().connects, 1u);
+}
+
 TEST_F(ClientTest, AsksForNoQueuePositionsUnlessTheCallerWantsThem) {
   ClientOptions options = options_for(closed_port());
   options.connect_timeout = 2s;
