@@ -1,0 +1,555 @@
+"""The asyncio client's connection: one protocol v1 session at a time, served by one task.
+
+API: ``Connection.start()`` launches the connection task, which connects to
+the first reachable server of the list (each attempt, name lookup included,
+bounded by ``connect_timeout``), says HELLO, reads STATS once for the session
+timeout T and then serves the session: it hands each answer line to the Call
+whose tag it carries, pings when the line has been quiet for T/3, and ends the
+session when a request stays unanswered for ``request_timeout`` or the lease
+lapses. ``send()`` writes a request at once from the caller's coroutine (one
+event loop: a line is written whole) and returns its Call, whose ``future``
+gets the final answer; ``None`` when there is no session to send it on.
+
+The lease is libnetsem's (docs/client.md, "The lease"; netsem._protocol.Lease
+does the arithmetic): the server cannot end the session before T after the
+client *sent* the last request that was answered (``lease_from``); when nothing
+sent since has been answered T/2 after it, the session ends and its permits
+are lost with ``stop_by`` = lease_from + 0.9 T - margin.
+
+When the session ends (EOF, a socket error, a ``*`` line, a timeout, or
+``stop()``) every pending Call gets the reason as its answer's ``failure``,
+every permit registered on that session is marked lost, and the task
+reconnects with exponential backoff (``reconnect_min`` to ``reconnect_max``).
+While it has no session, either no server could be reached (the client is "in
+fallback") or a server answered but refused (``refused`` says why, and the
+client fails its calls with that instead of falling back). A session is
+numbered: a request tied to an old session is refused rather than sent to a
+new one that never heard of it. All of this mirrors src/client/connection.*.
+
+Timers are one ``loop.call_later`` handle re-armed from deadlines, so reading
+costs no task per line. Everything here runs on the client's event loop; no
+method is thread-safe (``call_soon_threadsafe`` is the way in from a thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import socket
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from netsem import _protocol as proto
+from netsem.errors import NetsemError, ProtocolError, Shutdown, Unavailable
+
+if TYPE_CHECKING:
+    from netsem._options import ClientOptions
+
+log = logging.getLogger("netsem")
+
+_READ_CHUNK = 65536
+
+
+class LossListener(Protocol):
+    """What the connection tells when a session that granted it ends (a remote permit)."""
+
+    session: int
+
+    def mark_lost(self, reason: NetsemError, stop_by: float | None) -> None: ...
+
+
+@dataclass
+class Answer:
+    """The final answer to a request, or why there is none.
+
+    ``failure`` is set (Unavailable, Shutdown) when the session ended first;
+    else ``reply`` is the final line and ``items`` the ITEM lines before it.
+    """
+
+    failure: NetsemError | None = None
+    reply: proto.Reply | None = None
+    items: list[proto.Reply] = field(default_factory=list)
+
+
+class Call:
+    """One request in flight; the connection completes ``future`` exactly once."""
+
+    __slots__ = ("tag", "session", "seq", "may_wait", "future", "sent_at", "answered", "items")
+
+    def __init__(
+        self, tag: str, session: int, seq: int, may_wait: bool, future: asyncio.Future[Answer], sent_at: float
+    ) -> None:
+        self.tag = tag
+        self.session = session
+        self.seq = seq  # its place in the session's send order
+        self.may_wait = may_wait  # an ACQUIRE or WAIT that the server may queue
+        self.future = future
+        self.sent_at = sent_at
+        self.answered = False  # some line answered it (QUEUED counts)
+        self.items: list[proto.Reply] = []
+
+
+def printable(line: bytes) -> str:
+    """At most 100 characters of a peer's line, control characters shown as '?'."""
+    return proto.printable(line.decode("utf-8", errors="replace"))
+
+
+def _os_error_text(error: OSError) -> str:
+    # asyncio's own words ("Connect call failed (...)") hide the errno's.
+    if error.errno:
+        return os.strerror(error.errno)
+    return error.strerror or str(error) or type(error).__name__
+
+
+class Connection:
+    """The one connection an aio Client shares between all its tasks."""
+
+    def __init__(self, options: ClientOptions, endpoints: list[tuple[str, int]], label: str) -> None:
+        self._options = options
+        self._endpoints = endpoints
+        self._label = label
+        self._tags = proto.Tags()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._first_round = asyncio.Event()
+
+        # What the client reads (connected, refused, counters).
+        self.connected = False
+        self.session = 0  # the current or last session's number
+        self.refused: NetsemError | None = None
+        self.in_fallback = False
+        self.last_loss: NetsemError = Unavailable("not connected")
+        self.last_stop_by: float | None = None
+        self.server = ""
+        self.connects = 0
+        self.losses = 0
+        self.fallback_entries = 0
+        self.fallback_exits = 0
+        self.unreachable = ""
+        self.protocol = ""  # "1.0" or "1.1" while connected
+        self.session_id = 0
+
+        # The session's own state.
+        self._writer: asyncio.StreamWriter | None = None
+        self._buffer = proto.LineBuffer()
+        self._pending: dict[str, Call] = {}
+        # Requests in send order, for request_timeout, until answered or known
+        # read. The server reads a session's lines in order, so an answer to
+        # one shows that it read every one sent before it (``_read_upto``). A
+        # request it may queue (ACQUIRE, WAIT), which OPTION queued off leaves
+        # unanswered until its grant, is done with once known read: a wait
+        # longer than request_timeout is no dead server. Any other request is
+        # answered at once, and stays until it is.
+        self._unread: collections.deque[Call] = collections.deque()
+        self._seq = 0
+        self._read_upto = 0
+        self._permits: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._lease: proto.Lease | None = None
+        self._last_sent = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._ended: NetsemError | None = None  # set by the timer: why it cut the session
+        self._fell_silent = False
+
+    # --- lifecycle ---
+
+    def start(self) -> None:
+        """Launches the connection task on the running loop."""
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name="netsem.aio connection")
+
+    async def wait_first_round(self, timeout: float) -> None:
+        """Waits until the first round of connection attempts succeeded or failed, at most ``timeout``."""
+        try:
+            await asyncio.wait_for(self._first_round.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def stop(self) -> None:
+        """Ends the session (its permits are lost, its calls fail) and the task. Idempotent."""
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            # Our own cancel of the task; a cancel of the caller's task
+            # propagates once the connection is down.
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    # --- requests ---
+
+    def send(self, build: Callable[[str], bytes], session: int = 0, *, may_wait: bool = False) -> Call | None:
+        """Writes the line ``build(tag)`` on the current session, or on ``session``
+        only while it is still the current one; None when there is no such session.
+        ``may_wait``: a request the server may queue (ACQUIRE or WAIT with a timeout)."""
+        if not self.connected or (session and session != self.session):
+            return None
+        assert self._writer is not None and self._loop is not None
+        tag = self._tags.next()
+        line = build(tag)
+        now = time.monotonic()
+        self._seq += 1
+        call = Call(tag, self.session, self._seq, may_wait, self._loop.create_future(), now)
+        self._pending[tag] = call
+        self._unread.append(call)
+        self._writer.write(line)
+        self._last_sent = now
+        return call
+
+    def register_permit(self, permit: LossListener) -> None:
+        """Remembers a remote permit of its session, to mark it lost when that ends;
+        a permit whose session has already ended is marked lost at once."""
+        if self.connected and permit.session == self.session:
+            self._permits.add(permit)
+        else:
+            permit.mark_lost(self.last_loss, self.last_stop_by)
+
+    def unregister_permit(self, permit: LossListener) -> None:
+        self._permits.discard(permit)
+
+    # --- the task ---
+
+    async def _run(self) -> None:
+        backoff = self._options.reconnect_min
+        try:
+            while not self._stopping:
+                served = False
+                failures: list[str] = []
+                refusal: NetsemError | None = None  # the round's first: a server answered no
+                for host, port in self._endpoints:
+                    server = proto.endpoint_text(host, port)
+                    opened = await self._attempt(host, port, server)
+                    if isinstance(opened, _Failure):
+                        failures.append(f"{server}: {opened.why}")
+                        if refusal is None:
+                            refusal = opened.refusal
+                        continue
+                    reader, writer, hello = opened
+                    self._session_began(server, writer, hello)
+                    try:
+                        reason = await self._serve(reader)
+                    except asyncio.CancelledError:
+                        self._close_writer()
+                        self._session_ended(Unavailable("the client closed the connection"), None)
+                        raise
+                    self._close_writer()
+                    # A server that closed or refused the session has let go of
+                    # its permits; one that fell silent holds them until the
+                    # lease's end; one that said SHUTDOWN grants nothing more, and
+                    # its next start nothing before the lease's end either.
+                    assert self._lease is not None
+                    lease = self._fell_silent or isinstance(reason, Shutdown)
+                    self._session_ended(reason, self._lease.stop_by() if lease else None)
+                    served = True
+                    break
+                if served:
+                    backoff = self._options.reconnect_min
+                else:
+                    self.unreachable = "; ".join(failures)
+                    # A refusal is an answer: no fallback, whatever the others did.
+                    self.refused = refusal
+                    if refusal is None:
+                        self._enter_fallback(Unavailable(f"no server answered ({self.unreachable})"))
+                self._first_round.set()
+                await asyncio.sleep(backoff)
+                if not served:
+                    backoff = min(backoff * 2, self._options.reconnect_max)
+        finally:
+            self._first_round.set()
+
+    async def _attempt(self, host: str, port: int, server: str) -> _Opened | _Failure:
+        """A connection and a handshake with one server, each bounded by connect_timeout."""
+        connect_timeout = self._options.connect_timeout
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, limit=proto.MAX_LINE * 4), connect_timeout
+            )
+        except TimeoutError:
+            why = f"no connection within {round(connect_timeout * 1000)} ms"
+            log.debug("connect to %s failed: %s", server, why)
+            return _Failure(why)
+        except OSError as error:
+            why = _os_error_text(error)
+            if isinstance(error, socket.gaierror):
+                why = f"cannot resolve: {why}"
+            log.debug("connect to %s failed: %s", server, why)
+            return _Failure(why)
+        hello = await self._handshake(reader, writer, server)
+        if isinstance(hello, _Failure):
+            writer.transport.abort()
+            return hello
+        return reader, writer, hello
+
+    def _quiet(self) -> bool:
+        # Once in fallback or refused, every retry says the same: debug only.
+        return self.in_fallback or self.refused is not None
+
+    async def _handshake(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: str
+    ) -> proto.Hello | _Failure:
+        """HELLO and STATS (and ``OPTION queued off``, not waited for): the server's
+        version and this session's id, or why not (a refusal when the server answered no)."""
+        self._buffer = proto.LineBuffer()
+        hello_tag, stats_tag = self._tags.next(), self._tags.next()
+        out = proto.hello_request(hello_tag, self._label) + proto.request(stats_tag, "STATS")
+        option_tag = ""
+        if not self._options.queue_positions:
+            option_tag = self._tags.next()
+            out += proto.option_queued_request(option_tag, False)
+        # The server reads HELLO after this: once it answers, it cannot end
+        # the session before T after this.
+        lease_from = time.monotonic()
+        deadline = lease_from + self._options.connect_timeout
+
+        def refuse(why: str) -> _Failure:  # no answer to go by: as good as unreachable
+            log.log(logging.DEBUG if self._quiet() else logging.WARNING, "server %s refused the session: %s", server, why)
+            return _Failure(f"refused the session: {why}")
+
+        def refused(error: NetsemError) -> _Failure:  # the server answered, and the answer is no
+            log.log(logging.DEBUG if self._quiet() else logging.WARNING, "%s", error.message)
+            return _Failure(error.message, error)
+
+        hello: proto.Hello | None = None
+        session_timeout: float | None = None
+        try:
+            writer.write(out)
+            while hello is None or session_timeout is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return refuse("no answer to HELLO in time")
+                try:
+                    data = await asyncio.wait_for(reader.read(_READ_CHUNK), left)
+                except TimeoutError:
+                    return refuse("no answer to HELLO in time")
+                if not data:
+                    return refuse("the server closed the connection")
+                try:
+                    lines = self._buffer.feed(data)
+                except ProtocolError:
+                    return refused(
+                        ProtocolError(
+                            f"server {server} does not speak netsem protocol v1: it sent an over-long or binary line"
+                        )
+                    )
+                for line in lines:
+                    try:
+                        reply = proto.parse_line(line)
+                    except ProtocolError:
+                        return refused(
+                            ProtocolError(
+                                f'server {server} does not speak netsem protocol v1: it answered "{printable(line)}"'
+                            )
+                        )
+                    if option_tag and reply.tag == option_tag:
+                        if reply.kind == "OK":
+                            continue
+                        if reply.kind == "ERR" and reply.code in ("UNKNOWN_VERB", "BAD_ARG"):
+                            log.debug("server %s keeps telling queue positions: %s", server, printable(line))
+                            continue
+                    if reply.kind != "OK":
+                        refusal = proto.refusal(server, reply, printable(line))
+                        if refusal is None:
+                            return refuse(printable(line))
+                        return refused(refusal)
+                    if reply.tag == hello_tag:
+                        try:
+                            hello = proto.parse_hello(reply)
+                        except ProtocolError:
+                            return refused(
+                                ProtocolError(
+                                    f"server {server} does not speak netsem protocol v1: "
+                                    f'it answered HELLO with "{printable(line)}"'
+                                )
+                            )
+                    elif reply.tag == stats_tag:
+                        session_timeout = proto.session_timeout(reply)
+        except OSError as error:
+            return refuse(f"read failed: {_os_error_text(error)}")
+        # Pings at a third of the session timeout keep the session alive;
+        # without one, they still tell a dead server from an idle one.
+        self._lease = proto.Lease(session_timeout, self._options.request_timeout, lease_from)
+        return hello
+
+    def _session_began(self, server: str, writer: asyncio.StreamWriter, hello: proto.Hello) -> None:
+        self._writer = writer
+        self.connected = True
+        self.session += 1
+        self.server = server
+        self.protocol = hello.version
+        self.session_id = hello.session_id
+        self.unreachable = ""
+        self.refused = None
+        self.connects += 1
+        if self.in_fallback:
+            self.in_fallback = False
+            self.fallback_exits += 1
+            log.warning("connected to %s: leaving fallback, names go to the server again", server)
+        else:
+            log.info("connected to %s", server)
+        self._first_round.set()
+
+    async def _serve(self, reader: asyncio.StreamReader) -> NetsemError:
+        """Reads and dispatches answers until the session ends; returns why it ended."""
+        self._last_sent = time.monotonic()
+        self._fell_silent = False
+        self._ended = None
+        self._on_timer()
+        try:
+            while True:
+                try:
+                    data = await reader.read(_READ_CHUNK)
+                except OSError as error:
+                    return self._ended or Unavailable(f"read failed: {_os_error_text(error)}")
+                if self._ended is not None:
+                    return self._ended
+                if not data:
+                    return Unavailable("the server closed the connection")
+                try:
+                    lines = self._buffer.feed(data)
+                except ProtocolError:
+                    return Unavailable("the server sent an over-long or binary line")
+                for line in lines:
+                    ended = self._dispatch(line)
+                    if ended is not None:
+                        return ended
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def _on_timer(self) -> None:
+        """Pings, request_timeout and the lease; re-arms itself, or cuts the session."""
+        self._timer = None
+        lease = self._lease
+        assert lease is not None and self._loop is not None
+        now = time.monotonic()
+        if now >= lease.ping_at(self._last_sent):
+            self._send_ping()
+        unread = self._unread
+        while unread and (unread[0].answered or (unread[0].may_wait and unread[0].seq <= self._read_upto)):
+            unread.popleft()
+        oldest = unread[0].sent_at if unread else None
+        # A request unanswered for request_timeout, or half the lease gone with
+        # no answer: the server may be unreachable while it holds our permits;
+        # the other half is for stopping the work.
+        why = lease.check(now, oldest)
+        if why is not None:
+            self._cut(Unavailable(why))
+            return
+        self._timer = self._loop.call_later(max(0.001, lease.wake_at(self._last_sent, oldest) - now), self._on_timer)
+
+    def _cut(self, reason: NetsemError) -> None:
+        # The server fell silent: end the read loop (it sees EOF) with this reason.
+        self._fell_silent = True
+        self._ended = reason
+        if self._writer is not None:
+            self._writer.transport.abort()
+
+    def _send_ping(self) -> None:
+        assert self._loop is not None and self._writer is not None
+        tag = self._tags.next()
+        now = time.monotonic()
+        self._seq += 1
+        call = Call(tag, self.session, self._seq, False, self._loop.create_future(), now)
+        self._pending[tag] = call
+        self._unread.append(call)
+        self._writer.write(proto.ping_request(tag))
+        self._last_sent = now
+
+    def _dispatch(self, line: bytes) -> NetsemError | None:
+        """Handles one answer line; an error ends the session."""
+        try:
+            reply = proto.parse_line(line)
+        except ProtocolError:
+            return Unavailable(f"not a netsem answer: {printable(line)}")
+        if reply.tag == "*":
+            if reply.kind != "ERR":
+                return None
+            if reply.code == "SHUTDOWN":
+                return Shutdown("the server is shutting down")
+            if reply.code == "KICKED":
+                # An administrator's KICK: the server has let go of the permits.
+                return Unavailable(f"the server ended the session by KICK: {proto.printable(reply.message)}")
+            return Unavailable(f"the server ended the session: {proto.printable(reply.text)}")
+        call = self._pending.get(reply.tag)
+        if call is None:
+            log.debug("answer to no pending request: %s", printable(line))
+            return None
+        # The server read it, and every request sent before it, so it cannot
+        # end the session before T after that.
+        call.answered = True
+        self._read_upto = max(self._read_upto, call.seq)
+        assert self._lease is not None
+        self._lease.answered(call.sent_at)
+        if reply.kind == "QUEUED":
+            if self._options.queue_positions:
+                log.info("request %s is queued at position %s", call.tag, proto.printable(reply.text))
+            return None
+        if reply.kind == "ITEM":
+            call.items.append(reply)
+            return None
+        del self._pending[reply.tag]
+        if not call.future.done():
+            call.future.set_result(Answer(reply=reply, items=call.items))
+        return None
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.transport.abort()
+            self._writer = None
+
+    def _session_ended(self, reason: NetsemError, stop_by: float | None) -> None:
+        """Fails the calls and loses the permits of the session."""
+        self.connected = False
+        server, self.server = self.server, ""
+        self.protocol = ""
+        self.session_id = 0
+        self.losses += 1
+        self.last_loss = reason
+        self.last_stop_by = stop_by
+        if self._stopping:
+            log.debug("closed the connection to %s", server)
+        else:
+            log.warning("lost the connection to %s: %s: %s", server, reason.code, reason.message)
+            # Fallback first, so that a caller woken below already sees it.
+            self._enter_fallback(reason)
+        calls, self._pending = list(self._pending.values()), {}
+        self._unread.clear()
+        self._read_upto = self._seq
+        self._buffer = proto.LineBuffer()
+        for call in calls:
+            if not call.future.done():
+                call.future.set_result(Answer(failure=reason))
+        permits, self._permits = list(self._permits), weakref.WeakSet()
+        for permit in permits:
+            permit.mark_lost(reason, stop_by)
+
+    def _enter_fallback(self, reason: NetsemError) -> None:
+        if self.in_fallback:
+            return
+        self.in_fallback = True
+        self.fallback_entries += 1
+        log.warning("entering fallback (%s): names are served by their fallback policy", reason.message)
+
+
+@dataclass
+class _Failure:
+    why: str
+    refusal: NetsemError | None = None
+
+
+_Opened = tuple[asyncio.StreamReader, asyncio.StreamWriter, proto.Hello]

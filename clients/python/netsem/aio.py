@@ -1,0 +1,843 @@
+"""netsem.aio: the netsem client for asyncio, with the blocking Client's calls as coroutines.
+
+    async with netsem.aio.Client("10.0.0.5:53559") as client:
+        async with client.acquire("search", count=2, timeout=5) as permit:
+            await run_query(fence=permit.fence)       # at most N at once, fleet-wide
+
+``client.acquire(...)`` works both ways: ``async with client.acquire(...) as
+permit`` acquires and releases around the block, and ``permit = await
+client.acquire(...)`` hands out the Permit (``await permit.release()``, or
+``async with permit``). Every other call is a plain coroutine with the
+blocking Client's name, arguments, results and exceptions (netsem.client;
+docs/python.md), and libnetsem's rules (docs/client.md): the same handshake,
+pings at a third of the session timeout, lease and permit loss, reconnection
+with backoff, fallback policies and refusals.
+
+One connection per Client (asyncio streams) carries every task's requests,
+tagged and pipelined; its task is netsem._aio_connection. A Client belongs to
+the event loop that first used it (``async with``, ``connect()`` or the first
+call); it is not thread-safe, as nothing in asyncio is.
+
+Cancellation: cancelling a task blocked in ``acquire`` or ``wait`` sends
+CANCEL for its queued request and re-raises CancelledError once the server
+answered it; a grant that raced ahead of the cancel is given back (RELEASE, or
+POST for a wait's consumed permits). A ``cancel=CancelToken`` works too, from
+any thread, and raises netsem.Cancelled as in the blocking client.
+
+``$`` names and fallback use netsem._local's host-wide System V semaphores,
+shared with libnetsem and the blocking client. Their waits block in the
+kernel, so they run on the client's own worker threads (never the loop's
+default executor, whose few threads also resolve host names for reconnecting),
+with a CancelToken fired by the task's cancellation.
+
+Loss callbacks (``Permit.on_lost``) run on the event loop, in the connection
+task: keep them short and never await the Client from them (schedule a task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from netsem import _protocol as proto
+from netsem._aio_connection import Answer, Call, Connection
+from netsem._aio_local import LocalSide, uncancellable
+from netsem._aio_permit import AcquireRequest, Permit
+from netsem._cancel import CancelToken
+from netsem._options import ClientOptions, parse_servers
+from netsem._protocol import HolderInfo, SemaphoreInfo, SessionInfo, WaiterInfo
+from netsem.client import ClientStats
+from netsem.errors import (
+    Cancelled,
+    InvalidArgument,
+    IoError,
+    NetsemError,
+    NotHeld,
+    ProtocolError,
+    Timeout,
+    TooMany,
+    Unavailable,
+)
+
+__all__ = ["AcquireRequest", "Client", "Permit"]
+
+log = logging.getLogger("netsem")
+
+T = TypeVar("T")
+
+# --- checks and small helpers (the same rules and messages as libnetsem) ---
+
+
+_is_local_name = proto.is_local_name
+_check_name = proto.check_name
+_check_count = proto.check_count
+
+
+def _normalize(timeout: float | None) -> float | None:
+    """None waits for ever; zero or negative only tries; a huge one waits for ever."""
+    proto.timeout_ms(timeout)  # InvalidArgument for what is not a timeout
+    if timeout is None or timeout > proto.FOREVER_AFTER:
+        return None
+    return max(0.0, float(timeout))
+
+
+class _Deadline:
+    """When a call with ``timeout`` (None: none) must give up."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self._at = None if timeout is None else time.monotonic() + timeout
+
+    def remaining(self) -> float | None:
+        if self._at is None:
+            return None
+        return max(0.0, self._at - time.monotonic())
+
+
+def _cancelled(name: str) -> Cancelled:
+    return Cancelled(f'waiting for "{name}" was cancelled')
+
+
+def _not_server_state(name: str) -> InvalidArgument:
+    return InvalidArgument(f'"{name}" is host-local: it has no server state')
+
+
+def _is_connection_failure(error: NetsemError) -> bool:
+    return isinstance(error, Unavailable)  # Shutdown is one
+
+
+def _status_of(answer: Answer, what: str) -> NetsemError | None:
+    """The exception of a final answer (None for OK, PONG, END)."""
+    if answer.failure is not None:
+        return answer.failure
+    reply = answer.reply
+    assert reply is not None
+    if reply.kind == "TIMEOUT":
+        return Timeout(f"{what}: timed out")
+    if reply.kind == "CANCELLED":
+        return Cancelled(f"{what}: cancelled")
+    if reply.kind == "ERR":
+        return reply.error(what)
+    return None
+
+
+def _call_soon_threadsafe(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    # From a CancelToken's thread; a loop closed meanwhile has nothing to cancel.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, *args)
+
+
+def _grant_fence(reply: proto.Reply, what: str) -> int:
+    # A grant without a readable fence is still a grant (the server holds it
+    # for this session): kept, with fence 0, and said.
+    try:
+        return proto.parse_fence(reply)
+    except ProtocolError:
+        log.warning("%s: the server's grant carries no fence: %r", what, proto.printable(reply.text))
+        return 0
+
+
+# --- the client ---
+
+
+def _resolve_options(
+    servers: str | Sequence[str] | None,
+    label: str | None,
+    config: Any,
+    options: ClientOptions | None,
+) -> ClientOptions:
+    """The blocking Client's rule: ``options`` (copied: check() normalizes it),
+    else the file ``config``, else the environment; then ``servers`` ("host:port",
+    a comma-separated list, or a sequence of them) and ``label`` override."""
+    if options is not None:
+        options = dataclasses.replace(
+            options,
+            servers=list(options.servers),
+            fallback_for=dict(options.fallback_for),
+            limits=dict(options.limits),
+        )
+    elif config is not None:
+        options = ClientOptions.from_file(config)
+    else:
+        options = ClientOptions.from_environment()
+    if servers is not None:
+        options.servers = parse_servers(servers if isinstance(servers, str) else ",".join(servers))
+    if label is not None:
+        options.label = label
+    options.check()
+    return options
+
+
+class Client:
+    """The asyncio netsem client: one connection, the blocking Client's calls as coroutines.
+
+    ``Client(servers, label, config, *, options)`` takes its options as the
+    blocking Client does (ClientOptions.from_environment() unless ``options``
+    or ``config`` say otherwise; ``servers`` and ``label`` override) and
+    raises InvalidArgument for bad ones; it does no I/O. ``async with`` (or
+    ``await client.connect()``, or the first call) starts the connection and
+    waits for the first round of attempts (each bounded by connect_timeout):
+    it never fails for an unreachable server, whose names then fall back.
+    """
+
+    def __init__(
+        self,
+        servers: str | Sequence[str] | None = None,
+        label: str | None = None,
+        config: Any = None,
+        *,
+        options: ClientOptions | None = None,
+    ) -> None:
+        self._options = _resolve_options(servers, label, config, options)
+        opts = self._options
+        endpoints = [proto.parse_endpoint(server) for server in (opts.servers or [ClientOptions.DEFAULT_SERVER])]
+        label = proto.sanitize_label(opts.label or proto.default_label())
+        self._connection = Connection(opts, endpoints, label)
+        self._started = False
+        self._closed = False
+        self._local_side = LocalSide(opts.local_dir)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._local_grants = 0
+        self._remote_grants = 0
+        self._flags: dict[str, Permit] = {}
+        self._flags_being_set: dict[str, asyncio.Event] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # --- lifecycle ---
+
+    async def connect(self) -> None:
+        """Starts the connection and waits for its first round of attempts. Idempotent."""
+        if self._closed:
+            raise Unavailable("the client is closed")
+        if self._started:
+            return
+        self._started = True
+        self._loop = asyncio.get_running_loop()
+        self._connection.start()
+        # Each server gets a connect and a handshake, each bounded by
+        # connect_timeout; waiting means no call falls back while a later
+        # server could still answer.
+        servers = max(1, len(self._options.servers))
+        await self._connection.wait_first_round(2 * servers * self._options.connect_timeout)
+
+    async def close(self) -> None:
+        """Closes the connection: the server releases every remote permit, which are
+        marked lost. Local permits stay held until released. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._connection.stop()
+        flags, self._flags = self._flags, {}
+        for permit in flags.values():
+            with contextlib.suppress(NetsemError):
+                await permit.__aexit__(None, None, None)
+        self._local_side.close()
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _ready(self) -> None:
+        if not self._started or self._closed:
+            await self.connect()
+        elif asyncio.get_running_loop() is not self._loop:
+            raise InvalidArgument("a netsem.aio.Client belongs to the event loop that started it")
+
+    # --- permits (ACQUIRE / RELEASE) ---
+
+    def acquire(
+        self, name: str, count: int = 1, timeout: float | None = None, cancel: CancelToken | None = None
+    ) -> AcquireRequest:
+        """Acquires ``count`` permits of ``name`` in strict FIFO order with every other client.
+
+        ``timeout``: None waits for ever, 0 (or negative) only tries, else
+        seconds. Raises Timeout, Cancelled (the token), TooMany, InvalidArgument,
+        LimitReached, Unavailable (no server and fallback ``fail``), Denied or
+        ProtocolError (a server refused the session). Task cancellation sends
+        CANCEL and re-raises CancelledError.
+        """
+        return AcquireRequest(self._acquire(name, count, timeout, cancel))
+
+    async def try_acquire(self, name: str, count: int = 1) -> Permit | None:
+        """acquire with a zero timeout: the Permit, or None when not free now."""
+        try:
+            return await self._acquire(name, count, 0, None)
+        except Timeout:
+            return None
+
+    async def _acquire(self, name: str, count: int, timeout: float | None, cancel: CancelToken | None) -> Permit:
+        _check_name(name)
+        _check_count(count)
+        timeout = _normalize(timeout)
+        if cancel is not None and cancel.cancelled:
+            raise _cancelled(name)
+        await self._ready()
+        if _is_local_name(name):
+            return await self._local_acquire(name, self._options.limit(name), count, timeout, cancel, fallback=False)
+        deadline = _Deadline(timeout)
+        taken = await self._take_remote("ACQUIRE", name, count, timeout, cancel, fall_back_after_send=True)
+        if taken is not None:
+            fence, session = taken
+            permit = Permit(self, name, count, fence=fence, session=session)
+            # Within the acquire's timeout, as any wait for the permit; marked
+            # before it is registered, so that a loss meanwhile marks it lost.
+            try:
+                await self._mark_server_holder(permit, deadline.remaining(), cancel)
+            except BaseException as error:
+                await self._release_quietly(permit)
+                if isinstance(error, Cancelled):
+                    raise _cancelled(name) from None
+                if isinstance(error, Timeout):
+                    raise Timeout(
+                        f'"{name}" was granted by the server, but {error.message}; it went back to the server '
+                        "so that this host does not run more than its local limit"
+                    ) from None
+                raise
+            self._connection.register_permit(permit)
+            if cancel is not None and cancel.cancelled:
+                await self._release_quietly(permit)  # the grant raced ahead of the cancel
+                raise _cancelled(name)
+            return permit
+        if cancel is not None and cancel.cancelled:
+            raise _cancelled(name)
+        limit = self._fallback_limit(name)
+        try:
+            return await self._local_acquire(name, limit, count, deadline.remaining(), cancel, fallback=True)
+        except NetsemError as error:
+            raise self._fallback_outcome(error, name, limit, count) from None
+
+    async def _take_remote(
+        self,
+        verb: str,
+        name: str,
+        count: int,
+        timeout: float | None,
+        cancel: CancelToken | None,
+        *,
+        fall_back_after_send: bool,
+    ) -> tuple[int, int] | None:
+        """ACQUIRE or WAIT on the server: (fence, session) of its grant, or None when
+        the caller may fall back (no session, or, when ``fall_back_after_send``, the
+        session ended before the answer); raises the server's refusal."""
+        timeout_ms = proto.timeout_ms(timeout)
+        encode = proto.acquire_request if verb == "ACQUIRE" else proto.wait_request
+        call = self._connection.send(lambda tag: encode(tag, name, count, timeout_ms), may_wait=timeout_ms != 0)
+        if call is None:
+            return None
+        what = f'{verb} "{name}"'
+        answer = await self._await_take(call, cancel, verb, name, count)
+        if answer.failure is not None:
+            if fall_back_after_send:
+                return None
+            raise Unavailable(
+                f"{what}: the session ended before the answer, which is unknown: {answer.failure.message}"
+            )
+        error = _status_of(answer, what)
+        if error is not None:
+            raise error
+        self._remote_grants += 1
+        assert answer.reply is not None
+        return _grant_fence(answer.reply, what), call.session
+
+    async def _await_take(
+        self, call: Call, cancel: CancelToken | None, verb: str, name: str, count: int
+    ) -> Answer:
+        """The final answer of a queued ACQUIRE or WAIT; CANCEL on the token or
+        the task's cancellation, and a grant that raced the cancel given back."""
+        loop = asyncio.get_running_loop()
+        link = None
+        if cancel is not None:
+            link = cancel.add_callback(lambda: _call_soon_threadsafe(loop, self._send_cancel, call))
+            if link is None:
+                self._send_cancel(call)
+        try:
+            return await asyncio.shield(call.future)
+        except asyncio.CancelledError:
+            self._send_cancel(call)
+            answer = await uncancellable(call.future)
+            if answer.failure is None and answer.reply is not None and answer.reply.kind == "OK":
+                # The grant raced ahead of the cancel: give it back, without
+                # keeping the cancelled task waiting for the answer.
+                give_back = "RELEASE" if verb == "ACQUIRE" else "POST"
+                self._send_in_background(give_back, name, count, call.session)
+            raise
+        finally:
+            if cancel is not None:
+                cancel.remove_callback(link)
+
+    def _send_cancel(self, call: Call) -> None:
+        if call.future.done():
+            return
+        # Its answer does not matter: the call itself answers CANCELLED, or its
+        # grant raced ahead and the caller gives it back.
+        self._connection.send(lambda tag: proto.cancel_request(tag, call.tag), call.session)
+
+    def _send_in_background(self, verb: str, name: str, count: int, session: int) -> None:
+        encode = proto.release_request if verb == "RELEASE" else proto.post_request
+        call = self._connection.send(lambda tag: encode(tag, name, count), session)
+        if call is None:
+            return  # the session ended: the server released (ACQUIRE) with it
+
+        async def report() -> None:
+            answer = await call.future
+            error = _status_of(answer, f'{verb} "{name}"')
+            if error is not None:
+                log.warning("giving back a grant that raced a cancel failed: %s", error)
+
+        task = asyncio.get_running_loop().create_task(report())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _release(self, permit: Permit) -> None:
+        if permit.lost:
+            assert permit.loss_reason is not None
+            raise Unavailable(f"the permit of {permit.name} was lost: {permit.loss_reason.message}")
+        if permit.is_local:
+            self._local().release(permit.name, permit.count, permit._local_grant)
+            return
+        self._connection.unregister_permit(permit)
+        call = self._connection.send(
+            lambda tag: proto.release_request(tag, permit.name, permit.count), permit.session
+        )
+        if call is None:
+            # The session ended between the check and the send: the server
+            # released the permit with it.
+            raise Unavailable(f"the permit of {permit.name} was lost with its session")
+        answer = await call.future
+        if answer.failure is not None:
+            raise IoError(
+                f"RELEASE {permit.name}: {answer.failure.message} (the server releases it with the session)"
+            )
+        assert answer.reply is not None
+        if answer.reply.kind == "ERR":
+            kind = NotHeld if answer.reply.code == "NOT_HELD" else ProtocolError
+            raise kind(f"RELEASE {permit.name}: {answer.reply.text}")
+
+    async def _release_quietly(self, permit: Permit) -> None:
+        with contextlib.suppress(NetsemError):
+            await permit.release()
+
+    def _give_back(self, permit: Permit) -> None:
+        """A garbage-collected permit: given back without waiting for an answer."""
+        if permit.lost:
+            return
+        if permit.is_local:
+            self._local().release(permit.name, permit.count, permit._local_grant)
+            return
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        name, count, session = permit.name, permit.count, permit.session
+
+        def send() -> None:
+            self._connection.send(lambda tag: proto.release_request(tag, name, count), session)
+
+        loop.call_soon_threadsafe(send)
+
+    # --- POSIX-style counting (WAIT / POST) ---
+
+    async def post(self, name: str, count: int = 1) -> None:
+        """Adds ``count`` permits (sem_post). Overflow past max; NotFound for a name
+        that is not a created or defined semaphore."""
+        _check_name(name)
+        _check_count(count)
+        await self._ready()
+        if _is_local_name(name):
+            limit = self._options.limit(name)
+            await self._in_thread(self._local().post, name, limit, count)
+            return
+        call = self._connection.send(lambda tag: proto.post_request(tag, name, count))
+        if call is not None:
+            error = _status_of(await call.future, f'POST "{name}"')
+            if error is not None:
+                raise error
+            return
+        limit = self._counter_fallback_limit(name)
+        try:
+            await self._in_thread(self._local().post, name, limit, count)
+        except NetsemError as error:
+            raise self._fallback_outcome(error, name, limit, count) from None
+
+    async def wait(
+        self, name: str, count: int = 1, timeout: float | None = None, cancel: CancelToken | None = None
+    ) -> None:
+        """Takes ``count`` permits for good (sem_wait); raises Timeout, Cancelled, NotFound, ...
+
+        A wait already sent when the connection drops raises Unavailable
+        instead of falling back: the server may have consumed the permits.
+        """
+        _check_name(name)
+        _check_count(count)
+        timeout = _normalize(timeout)
+        if cancel is not None and cancel.cancelled:
+            raise _cancelled(name)
+        await self._ready()
+        if _is_local_name(name):
+            await self._local_wait(name, self._options.limit(name), count, timeout, cancel)
+            return
+        deadline = _Deadline(timeout)
+        taken = await self._take_remote("WAIT", name, count, timeout, cancel, fall_back_after_send=False)
+        if taken is not None:
+            if cancel is not None and cancel.cancelled:
+                # The grant raced ahead of the cancel: the consumed permits go back.
+                try:
+                    await self.post(name, count)
+                except NetsemError as error:
+                    log.warning(
+                        'a cancelled WAIT "%s" was granted %d permits and giving them back failed: %s',
+                        name,
+                        count,
+                        error,
+                    )
+                    raise Cancelled(
+                        f'waiting for "{name}" was cancelled, but its {count} permits were consumed and giving '
+                        f"them back failed: {error}"
+                    ) from None
+                raise _cancelled(name)
+            return
+        if cancel is not None and cancel.cancelled:
+            raise _cancelled(name)
+        limit = self._counter_fallback_limit(name)
+        try:
+            await self._local_wait(name, limit, count, deadline.remaining(), cancel)
+        except NetsemError as error:
+            raise self._fallback_outcome(error, name, limit, count) from None
+
+    async def try_wait(self, name: str, count: int = 1) -> bool:
+        """wait with a zero timeout: True when the permits were taken, False when not free now."""
+        try:
+            await self.wait(name, count, 0)
+        except Timeout:
+            return False
+        return True
+
+    async def timed_wait(self, name: str, timeout: float, count: int = 1) -> bool:
+        """wait at most ``timeout`` seconds: True when taken, False when it ran out."""
+        try:
+            await self.wait(name, count, timeout)
+        except Timeout:
+            return False
+        return True
+
+    async def value(self, name: str) -> int:
+        """The number of free permits (sem_getvalue); the local semaphore's while no server answers."""
+        if isinstance(name, str) and not _is_local_name(name):
+            try:
+                return (await self.get(name)).value
+            except NetsemError as error:
+                if not _is_connection_failure(error):
+                    raise
+        _check_name(name)
+        limit = self._local_limit(name)
+        return int(await self._in_thread(self._local().value, name, limit))
+
+    # --- inspection and management ---
+
+    async def get(self, name: str) -> SemaphoreInfo:
+        """One semaphore (kind "absent" for a name that is none; "local" for a ``$`` name)."""
+        _check_name(name)
+        await self._ready()
+        if _is_local_name(name):
+            limit = self._options.limit(name)
+            local = await self._in_thread(self._local().info, name, limit)
+            return SemaphoreInfo(
+                name=name, value=local.value, max=limit, holders=local.held, waiters=local.waiting, kind="local"
+            )
+        what = f'GET "{name}"'
+        answer = await self._round_trip(lambda tag: proto.name_request(tag, "GET", name), what)
+        assert answer.reply is not None
+        try:
+            return proto.parse_get(answer.reply, name)
+        except ProtocolError:
+            raise ProtocolError(f"{what}: bad answer {answer.reply.text}") from None
+
+    async def list(self, prefix: str = "") -> list[SemaphoreInfo]:
+        """Every semaphore of the server whose name starts with ``prefix``."""
+        if prefix:
+            if isinstance(prefix, str) and _is_local_name(prefix):
+                raise _not_server_state(prefix)
+            _check_name(prefix)
+        answer = await self._round_trip(lambda tag: proto.list_request(tag, prefix), "LIST")
+        return self._rows(answer, "LIST", proto.parse_list_item)
+
+    async def create(self, name: str, value: int, max: int | None = None, exclusive: bool = False) -> None:
+        """Makes a durable semaphore with ``value`` free permits and maximum ``max``
+        (default ``value``). Without ``exclusive`` an existing created one is left as
+        it is; with it, AlreadyExists."""
+        _check_name(name)
+        if _is_local_name(name):
+            raise _not_server_state(name)
+        if max is None:
+            max = value
+        for number in (value, max):
+            if isinstance(number, bool) or not isinstance(number, int):
+                raise InvalidArgument(f"CREATE needs whole numbers, not {number!r}")
+        if value < 0 or max < 1 or value > max or max > proto.MAX_COUNT:
+            raise InvalidArgument(f"CREATE needs 0 <= value <= max, 1 <= max <= {proto.MAX_COUNT}")
+        await self._round_trip(
+            lambda tag: proto.create_request(tag, name, value, max, exclusive), f'CREATE "{name}"'
+        )
+
+    async def delete(self, name: str) -> None:
+        """Deletes a created semaphore. Busy while held or waited on; NotFound."""
+        _check_name(name)
+        if _is_local_name(name):
+            raise _not_server_state(name)
+        await self._round_trip(lambda tag: proto.name_request(tag, "DELETE", name), f'DELETE "{name}"')
+
+    async def ping(self, payload: str = "") -> str:
+        """Round trip to the server; returns the echoed payload."""
+        proto.check_ping_payload(payload)
+        answer = await self._round_trip(lambda tag: proto.ping_request(tag, payload), "PING")
+        assert answer.reply is not None
+        if answer.reply.kind != "PONG":
+            raise ProtocolError(f"PING: unexpected answer {answer.reply.text}")
+        return answer.reply.text
+
+    async def server_stats(self) -> dict[str, Any]:
+        """The server's STATS, parsed (fields in docs/protocol.md, "STATS fields")."""
+        answer = await self._round_trip(lambda tag: proto.request(tag, "STATS"), "STATS")
+        assert answer.reply is not None
+        try:
+            return proto.parse_stats(answer.reply)
+        except ProtocolError:
+            raise ProtocolError(f"STATS: unexpected answer {proto.printable(answer.reply.text)}") from None
+
+    # --- protocol 1.1: holders, waiters, sessions, KICK ---
+
+    async def holders(self, name: str) -> list[HolderInfo]:
+        """The sessions holding permits of ``name``, the oldest holder first (1.1)."""
+        self._check_server_name(name, "HOLDERS")
+        answer = await self._round_trip_v11(
+            lambda tag: proto.name_request(tag, "HOLDERS", name), "HOLDERS", f'HOLDERS "{name}"'
+        )
+        return self._rows(answer, f'HOLDERS "{name}"', proto.parse_holder_item)
+
+    async def waiters(self, name: str) -> list[WaiterInfo]:
+        """The queued requests of ``name``, in the order they will be granted (1.1)."""
+        self._check_server_name(name, "WAITERS")
+        answer = await self._round_trip_v11(
+            lambda tag: proto.name_request(tag, "WAITERS", name), "WAITERS", f'WAITERS "{name}"'
+        )
+        return self._rows(answer, f'WAITERS "{name}"', proto.parse_waiter_item)
+
+    async def sessions(self) -> list[SessionInfo]:
+        """Every live session of the server, this one included, by rising id (1.1)."""
+        answer = await self._round_trip_v11(lambda tag: proto.request(tag, "SESSIONS"), "SESSIONS", "SESSIONS")
+        return self._rows(answer, "SESSIONS", proto.parse_session_item)
+
+    async def kick(self, session_id: int) -> None:
+        """Ends the session ``session_id`` as if its connection had closed (1.1; admin right)."""
+        if isinstance(session_id, bool) or not isinstance(session_id, int) or session_id < 1:
+            raise InvalidArgument("KICK: session ids start at 1")
+        await self._round_trip_v11(lambda tag: proto.kick_request(tag, session_id), "KICK", f"KICK {session_id}")
+
+    def _check_server_name(self, name: str, verb: str) -> None:
+        _check_name(name)
+        if _is_local_name(name):
+            raise InvalidArgument(f'{verb} "{name}": a `$` name is host-local: the server knows nothing of it')
+
+    def _needs_v11(self, verb: str) -> ProtocolError:
+        connection = self._connection
+        server = f"server {connection.server}" if connection.server else "the server"
+        version = connection.protocol if connection.connected else "1.0"
+        return ProtocolError(f"{server} speaks protocol {version}; {verb} needs 1.1")
+
+    async def _round_trip_v11(self, build: Callable[[str], bytes], verb: str, what: str) -> Answer:
+        await self._ready()
+        connection = self._connection
+        if connection.connected and connection.protocol == "1.0":
+            raise self._needs_v11(verb)
+        try:
+            return await self._round_trip(build, what)
+        except ProtocolError as error:
+            if "UNKNOWN_VERB" in error.message:
+                raise self._needs_v11(verb) from None
+            raise
+
+    @staticmethod
+    def _rows(answer: Answer, what: str, parse: Callable[[str], T]) -> list[T]:
+        """The ITEM rows of a listing; ProtocolError for a row that does not parse
+        (a server bug: no half-read listing is returned)."""
+        rows = []
+        for item in answer.items:
+            try:
+                rows.append(parse(item.text))
+            except ProtocolError:
+                raise ProtocolError(f'{what}: bad ITEM "{proto.printable(item.text)}"') from None
+        return rows
+
+    # --- 4D-style flags ---
+
+    async def set_flag(self, name: str, wait: float = 0) -> None:
+        """Sets the flag ``name`` for this client (4D ``Semaphore``); Timeout when another
+        holds it and ``wait`` seconds ran out. Setting a flag already set succeeds at once."""
+        _check_name(name)
+        deadline = _Deadline(max(0.0, _normalize(wait) or 0.0) if wait is not None else None)
+        while True:
+            held = self._flags.get(name)
+            if held is not None:
+                if not held.lost:
+                    return
+                del self._flags[name]  # lost with its session: set it anew
+            being_set = self._flags_being_set.get(name)
+            if being_set is None:
+                break
+            # Another task is setting it: its outcome decides.
+            try:
+                await asyncio.wait_for(being_set.wait(), deadline.remaining())
+            except TimeoutError:
+                raise Timeout(f'the flag "{name}" is being set') from None
+        event = asyncio.Event()
+        self._flags_being_set[name] = event
+        try:
+            permit = await self._acquire(name, 1, deadline.remaining(), None)
+        finally:
+            del self._flags_being_set[name]
+            event.set()
+        self._flags[name] = permit
+
+    async def clear_flag(self, name: str) -> None:
+        """Clears a flag this client set (4D ``CLEAR SEMAPHORE``); NotHeld otherwise."""
+        _check_name(name)
+        permit = self._flags.pop(name, None)
+        if permit is None:
+            raise NotHeld(f'the flag "{name}" was not set by this process')
+        await permit.release()
+
+    async def test_flag(self, name: str) -> bool:
+        """Whether anyone holds the flag, without setting it (4D ``Test semaphore``)."""
+        if isinstance(name, str) and not _is_local_name(name):
+            try:
+                info = await self.get(name)
+                return info.holders > 0 or info.value == 0
+            except NetsemError as error:
+                if not _is_connection_failure(error):
+                    raise
+        return await self.value(name) == 0
+
+    # --- state ---
+
+    @property
+    def connected(self) -> bool:
+        """True while a session with a server is up."""
+        return self._connection.connected
+
+    def stats(self) -> ClientStats:
+        """What the client counts (for logs and status pages)."""
+        c = self._connection
+        return ClientStats(
+            connected=c.connected,
+            server=c.server,
+            connects=c.connects,
+            connection_losses=c.losses,
+            fallback_entries=c.fallback_entries,
+            fallback_exits=c.fallback_exits,
+            local_grants=self._local_grants,
+            remote_grants=self._remote_grants,
+            unreachable=c.unreachable,
+            protocol=c.protocol if c.connected else "",
+            session_id=c.session_id if c.connected else 0,
+        )
+
+    # --- the server round trip ---
+
+    async def _round_trip(self, build: Callable[[str], bytes], what: str) -> Answer:
+        """One request and its final answer; raises the refusal, Unavailable, or the answer's error."""
+        await self._ready()
+        call = self._connection.send(build)
+        if call is None:
+            raise self._connection.refused or Unavailable("no server reachable")
+        answer = await call.future
+        error = _status_of(answer, what)
+        if error is not None:
+            raise error
+        return answer
+
+    # --- fallback ---
+
+    def _fallback_limit(self, name: str) -> int:
+        """The local limit of a server name while no server is reachable; raises under
+        the policy ``fail``, or the refusal of a server that answered (and
+        Unavailable once the client is closed: a call it cut short does not
+        fall back)."""
+        if self._closed:
+            raise Unavailable("the client is closed")
+        if self._connection.refused is not None:
+            raise self._connection.refused
+        policy = self._options.fallback_policy(name)
+        if policy.mode == "fail":
+            raise Unavailable(f'no server reachable, and the fallback policy of "{name}" is fail')
+        return int(policy.local_limit(self._options.limit(name)))
+
+    def _counter_fallback_limit(self, name: str) -> int:
+        """wait and post fall back only for names listed in [semaphores]."""
+        if self._closed:
+            raise Unavailable("the client is closed")
+        if self._connection.refused is not None:
+            raise self._connection.refused
+        if name not in self._options.limits:
+            raise Unavailable(
+                f'no server reachable, and "{name}" is not listed in [semaphores]: a created '
+                "semaphore's value is known only to the server, so it cannot be served locally"
+            )
+        return self._fallback_limit(name)
+
+    def _local_limit(self, name: str) -> int:
+        if _is_local_name(name):
+            return int(self._options.limit(name))
+        return self._fallback_limit(name)
+
+    def _fallback_outcome(self, error: NetsemError, name: str, limit: int, count: int) -> NetsemError:
+        """A local call made in fallback as the caller sees it (libnetsem's fallback_outcome)."""
+        if isinstance(error, (Timeout, Cancelled)):
+            return error
+        if isinstance(error, TooMany):
+            listed = "from" if name in self._options.limits else "not listed in"
+            policy = self._options.fallback_policy(name)
+            return Unavailable(
+                f'no server reachable, and {count} permits of "{name}" are more than its host-local '
+                f"stand-in's limit of {limit} ({listed} [semaphores]; fallback {policy})"
+            )
+        return type(error)(f'no server reachable, so "{name}" was served by a host-local semaphore: {error.message}')
+
+    # --- local semaphores (netsem._aio_local) ---
+
+    def _local(self) -> Any:
+        return self._local_side.semaphores
+
+    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        return await self._local_side.run(function, *args)
+
+    async def _local_acquire(
+        self, name: str, limit: int, count: int, timeout: float | None, cancel: CancelToken | None, *, fallback: bool
+    ) -> Permit:
+        grant = await self._local_side.acquire(name, limit, count, timeout, cancel, fallback=fallback)
+        self._local_grants += 1
+        return Permit(self, name, count, local_grant=grant, mark=grant.mark)
+
+    async def _local_wait(
+        self, name: str, limit: int, count: int, timeout: float | None, cancel: CancelToken | None
+    ) -> None:
+        await self._local_side.wait(name, limit, count, timeout, cancel)
+        self._local_grants += 1
+
+    async def _mark_server_holder(self, permit: Permit, timeout: float | None, cancel: CancelToken | None) -> None:
+        """Marks a server grant as held from the server on this host (LocalSide.mark_server_holder)."""
+        permit._mark = await self._local_side.mark_server_holder(permit.name, timeout, cancel)
+
+    def _mark_lost(self, mark: Any) -> None:
+        self._local().mark_lost(mark)
+
+    def _unmark(self, mark: Any) -> None:
+        self._local().unmark(mark)
