@@ -162,6 +162,8 @@ int main(int argc, char** argv) try {
     const char* option;
     const std::string& value;
   };
+  // A reload applies them again to the file it reads (Server::set_overrides).
+  std::vector<std::pair<std::string, std::string>> overrides;
   for (const Override& o :
        {Override{"bind", "bind_address", bind_address}, Override{"port", "bind_port", port},
         Override{"data-dir", "data_dir", data_dir}, Override{"data-dir", "stats_dir", data_dir},
@@ -172,6 +174,7 @@ int main(int argc, char** argv) try {
       std::fprintf(stderr, "netsemd: --%s: %s\n", o.flag, status.message().c_str());
       return kExitBadConfig;
     }
+    overrides.emplace_back(o.option, o.value);
   }
 
   if (auto status = netsem::init_logging(config.log_level, config.log_format); !status) {
@@ -238,6 +241,7 @@ int main(int argc, char** argv) try {
   asio::io_context io(ASIO_CONCURRENCY_HINT_UNSAFE);
   netsem::server::Server server(io, std::move(config), config_file);
   server.set_repair(repair);
+  server.set_overrides(std::move(overrides));
   if (auto status = server.start(); !status) {
     // The program's last word, like its other errors (issue 12 item 10),
     // not a log record: "netsemd: cannot start: CORRUPTION: journal ...".

@@ -611,6 +611,13 @@ void Server::reload() {
     return;
   }
   for (const auto& warning : loaded->warnings) spdlog::warn("{}", warning);
+  for (const auto& [option, value] : overrides_) {
+    const auto* spec = find_server_option(option);
+    if (auto status = spec->apply(*spec, value, *loaded); !status) {
+      spdlog::error("SIGHUP: {}; keeping the running configuration", status.message());  // valid at start
+      return;
+    }
+  }
   for (const auto& name : dispatcher_->reconfigure(loaded->semaphores)) {
     spdlog::warn("semaphore {} is listed in [semaphores] but was created by CREATE; it stays a created semaphore",
                  escape_for_log(name));

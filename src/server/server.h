@@ -26,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/log.h"
@@ -61,6 +62,12 @@ class Server final : private JournalProgress, public SessionHost {
   // Before start(): accept damage in the data directory that start() would
   // otherwise refuse (netsemd --repair; see FileJournal::open).
   void set_repair(bool repair) { repair_ = repair; }
+  // Before start(): the options the command line set over the file (netsemd
+  // --data-dir, --port, --log-level, ...) as (option, value) pairs, valid at
+  // start. A reload applies them to the file it reads again, so that it
+  // keeps them rather than warn that they changed (under systemd's unit,
+  // which gives --data-dir, every reload warned that data_dir had changed).
+  void set_overrides(std::vector<std::pair<std::string, std::string>> overrides) { overrides_ = std::move(overrides); }
   // Opens and locks the data directory, restores created semaphores and the
   // fence floor, binds and listens. kBusy when another netsemd holds the data
   // directory, kCorruption when it is damaged (the message names the file
@@ -201,6 +208,7 @@ class Server final : private JournalProgress, public SessionHost {
   // its own, or the previous run's lease wait when longer.
   std::int64_t recorded_timeout_ms_ = 0;
   bool repair_ = false;
+  std::vector<std::pair<std::string, std::string>> overrides_;  // set_overrides
 };
 
 }  // namespace netsem::server

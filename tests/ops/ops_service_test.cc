@@ -187,5 +187,37 @@ TEST(OpsDataDir, HoldsTheJournalRunAndStatusFilesWhateverTheFileSays) {
   EXPECT_NE(reader->request(req::get("g2", "kept")).find("created"), std::string::npos);
 }
 
+// The unit runs netsemd with --data-dir, so every `systemctl reload` warned
+// "data_dir changed; it takes effect after a restart" (seen under a real
+// systemd, tests/package/systemd_test.sh): a reload re-read the file without
+// the command line's flags. They stay over the file, and only what the file
+// really changed is named.
+TEST(OpsDataDir, AReloadKeepsTheFlagsAndNamesOnlyWhatTheFileChanged) {
+  TempDir dir;
+  const auto data = dir.path() / "state";
+  Netsemd::Options options;
+  options.extra_args = {"--data-dir", data.string(), "--log-level", "info", "--log-format", "text"};
+  auto server = start_server(options);
+  ASSERT_TRUE(server);
+  options.semaphores = "r = 2\n";
+  options.server_options = "max_semaphores = 5000\n";
+  server->rewrite_config(options);
+  server->send_signal(SIGHUP);
+  ASSERT_TRUE(server->wait_for_log("SIGHUP: reloaded 1 defined semaphores"));
+  const std::string log = server->log();
+  EXPECT_NE(log.find("SIGHUP: max_semaphores changed; it takes effect after a restart"), std::string::npos) << log;
+  for (const char* option : {"data_dir", "stats_dir", "log_level", "log_format"}) {
+    EXPECT_EQ(log.find(std::string("SIGHUP: ") + option + " changed"), std::string::npos) << option << "\n" << log;
+  }
+  // The reload took [semaphores] over, and the server still writes to --data-dir.
+  auto client = Client::connect(server->port());
+  ASSERT_TRUE(client);
+  EXPECT_EQ(client->request(req::get("g", "r")), "g OK 2 2 0 0 defined");
+  EXPECT_EQ(client->request(req::create("c", "kept", 1, 1)), "c OK");
+  server->send_signal(SIGTERM);
+  ASSERT_TRUE(server->wait_exit());
+  EXPECT_NE(read_text(data / "semaphore.status").find("\nkept created 1 1 0 0"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace netsem::testing

@@ -36,12 +36,31 @@ elif [ -n "$output" ]; then
 fi
 
 # The settings the unit is for (one per line: key=value as written).
-for line in Type=notify 'ExecReload=/bin/kill -HUP $MAINPID' Restart=on-failure DynamicUser=yes \
+for line in Type=notify "ExecReload=/bin/sh -c 'kill -HUP \$MAINPID'" Restart=on-failure DynamicUser=yes \
   StateDirectory=netsem WatchdogSec=30s NoNewPrivileges=yes ProtectSystem=strict ProtectHome=yes \
   PrivateTmp=yes PrivateDevices=yes 'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX' \
   SystemCallFilter=@system-service LimitNOFILE=1048576; do
   grep -qxF "$line" "$unit" || fail "the unit lacks the line '$line'"
 done
+
+# Every other program the unit runs is one every Debian has: a program of an
+# Essential package. `ExecReload=/bin/kill ...` failed on a minimal Debian 12
+# (203/EXEC, found by tests/package/systemd_test.sh): /bin/kill is procps's,
+# which debootstrap's minbase and container images lack; sh (dash) is
+# Essential and has kill built in.
+if command -v dpkg-query >/dev/null; then
+  while read -r program; do
+    [ "$program" = /usr/sbin/netsemd ] && continue
+    owner=$(dpkg -S "$program" 2>/dev/null | grep -v '^diversion by' | head -1 | cut -d: -f1) || true
+    if [ -z "$owner" ]; then
+      fail "$program, which the unit runs, belongs to no installed package"
+    elif [ "$(dpkg-query -W -f='${Essential}' "$owner")" != yes ]; then
+      fail "$program, which the unit runs, is $owner's, not an Essential package's: a minimal Debian may lack it"
+    fi
+  done < <(sed -n 's/^Exec[A-Za-z]*=[-@:+!]*\([^ ]*\).*/\1/p' "$unit")
+else
+  echo "no dpkg-query: the programs of the unit's Exec lines are not checked"
+fi
 
 # The ExecStart flags as netsemd reads them: the installed paths mapped to
 # the source tree's example configuration and a temporary state directory.
