@@ -545,17 +545,19 @@ class Connection:
                     outbox, self._outbox = self._outbox, []
                 for call in outbox:
                     self._put(call, now)
-                if now - self._last_sent >= self._lease.ping_interval:
-                    tag = self._tags.next()
-                    self._put(Call(tag, session, proto.ping_request(tag)), now)
                 # The server reads a session's requests in order: an answer to
                 # one shows that it read every request sent before it, among
                 # them a queued one that has no answer yet (with `OPTION queued
                 # off`, none until it is granted). request_timeout is for a
-                # request that the server has not even read.
+                # request that the server has not even read; while one waits,
+                # the pings go often enough to show it was read (ping_at).
                 while self._unanswered and (self._unanswered[0].answered or self._unanswered[0].seq <= self._read_seq):
                     self._unanswered.popleft()
                 oldest = self._unanswered[0].sent_at if self._unanswered else None
+                if now >= self._lease.ping_at(self._last_sent, oldest):
+                    tag = self._tags.next()
+                    self._put(Call(tag, session, proto.ping_request(tag)), now)
+                    oldest = self._unanswered[0].sent_at
                 why = self._lease.check(now, oldest)
                 if why is not None:
                     self._fell_silent = True

@@ -777,9 +777,16 @@ class Lease:
         server read it, so it cannot end the session before T after it."""
         self.lease_from = max(self.lease_from, sent_at)
 
-    def ping_at(self, last_sent: float) -> float:
-        """When to ping, given when the last request was sent."""
-        return last_sent + self.ping_interval
+    def ping_at(self, last_sent: float, oldest_unanswered_sent: float | None = None) -> float:
+        """When to ping, given when the last request was sent. While a request
+        the server has not been seen to read is unanswered, at least every
+        half request_timeout: a queued ACQUIRE or WAIT may wait for ever, and
+        only the answer to a request sent after it shows that the server read
+        it, before request_timeout takes the wait for silence."""
+        interval = self.ping_interval
+        if oldest_unanswered_sent is not None:
+            interval = max(0.001, min(interval, self.request_timeout / 2))
+        return last_sent + interval
 
     def lapse_at(self) -> float | None:
         """When the lease lapses if nothing more is answered; None without T."""
@@ -813,7 +820,7 @@ class Lease:
 
     def wake_at(self, last_sent: float, oldest_unanswered_sent: float | None) -> float:
         """The next time check() or a ping may be due."""
-        times = [self.ping_at(last_sent)]
+        times = [self.ping_at(last_sent, oldest_unanswered_sent)]
         expiry = self.expiry_at(oldest_unanswered_sent)
         if expiry is not None:
             times.append(expiry)

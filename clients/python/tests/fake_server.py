@@ -1,0 +1,204 @@
+"""A fake netsem server on 127.0.0.1 that answers what a test scripts, to see
+how a client copes with a server that misbehaves.
+
+    def garbage(peer: Peer) -> None:
+        peer.read_line()                  # the client's first request (HELLO)
+        peer.send(b"\\x00\\xff not netsem\\n")
+
+    with FakeServer(garbage) as server:   # listens on 127.0.0.1:<port>
+        ... Client(server.address) ...
+
+Each accepted connection runs the script on its own thread with a Peer
+(line reads bounded by a timeout, sends that never raise). ``handshake``
+answers HELLO, STATS and OPTION as a real server does, so that a script can
+misbehave only after it. Everything is bounded: reads time out, the
+scripts' sends stop when the server closes, and ``close`` shuts every
+connection down and joins every thread it started (a test fails if one is
+left). Connections are counted (``accepted``) so a test can see that a
+client reconnected, and every request line is kept (``lines``).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+Script = Callable[["Peer"], None]
+
+
+class Peer:
+    """The server's side of one connection."""
+
+    def __init__(self, sock: socket.socket, server: FakeServer) -> None:
+        self.sock = sock
+        self.server = server
+        self.buffer = b""
+
+    def read_line(self, timeout: float = 5.0) -> str | None:
+        """The next request line without its "\\n"; None at the end of the
+        stream, on timeout, or once the server closes."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.server.closing.is_set():
+                return None
+            self.sock.settimeout(min(left, 0.1))
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        text = line.decode(errors="replace")
+        with self.server.lock:
+            self.server.lines.append(text)
+        return text
+
+    def send(self, data: bytes) -> bool:
+        """Sends all of ``data``; False when the client has gone or the server closes."""
+        if self.server.closing.is_set():
+            return False
+        try:
+            self.sock.settimeout(2.0)
+            self.sock.sendall(data)
+            return True
+        except OSError:
+            return False
+
+    def handshake(self, version: str = "1.1", session_id: int = 7, session_timeout_ms: int = 0) -> bool:
+        """Answers the client's opening requests as netsemd does (HELLO with
+        ``netsem <version> <id>``, STATS with the session timeout, anything
+        else OK) until HELLO and STATS are answered; False if the client went."""
+        answered: set[str] = set()
+        while not {"HELLO", "STATS"} <= answered:
+            line = self.read_line()
+            if line is None:
+                return False
+            tag, _, rest = line.partition(" ")
+            verb = rest.split(" ", 1)[0]
+            if verb == "HELLO":
+                reply = f"OK netsem {version} {session_id}"
+            elif verb == "STATS":
+                reply = f'OK {{"session_timeout_ms":{session_timeout_ms}}}'
+            else:
+                reply = "OK"
+            answered.add(verb)
+            if not self.send(f"{tag} {reply}\n".encode()):
+                return False
+        return True
+
+    def read_request(self, timeout: float = 5.0) -> str | None:
+        """The next request line other than PING and OPTION, which it answers
+        as netsemd does (PONG, OK) on the way; None as read_line."""
+        deadline = time.monotonic() + timeout
+        while (line := self.read_line(max(0.0, deadline - time.monotonic()))) is not None:
+            tag, _, rest = line.partition(" ")
+            verb = rest.split(" ", 1)[0]
+            if verb not in ("PING", "OPTION"):
+                return line
+            if not self.send(f"{tag} {'PONG' if verb == 'PING' else 'OK'}\n".encode()):
+                return None
+        return None
+
+    def serve_honestly(self, fence: int = 1) -> None:
+        """After the handshake: grants every ACQUIRE (fence ``fence``), answers
+        RELEASE, PING, GET and the rest OK, until the client goes."""
+        while (line := self.read_line(timeout=30)) is not None:
+            tag, _, rest = line.partition(" ")
+            verb = rest.split(" ", 1)[0]
+            reply = {"ACQUIRE": f"OK {fence}", "PING": "PONG", "GET": "OK 1 1 0 0 defined"}.get(verb, "OK")
+            if not self.send(f"{tag} {reply}\n".encode()):
+                return
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+class FakeServer:
+    """Listens on 127.0.0.1 (a free port) and runs ``script(peer)`` per connection."""
+
+    def __init__(self, script: Script, max_connections: int = 50) -> None:
+        self.script = script
+        self.max_connections = max_connections
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.port = self.listener.getsockname()[1]
+        self.closing = threading.Event()
+        self.lock = threading.Lock()
+        self.accepted = 0  # guarded by lock
+        self.lines: list[str] = []  # guarded by lock: every request line read
+        self.errors: list[BaseException] = []  # guarded by lock: scripts that raised
+        self.peers: list[Peer] = []  # guarded by lock
+        self.threads: list[threading.Thread] = []  # guarded by lock
+        self.acceptor = threading.Thread(target=self._accept, name="fake-server accept", daemon=True)
+        self.acceptor.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self.closing.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            peer = Peer(sock, self)
+            thread = threading.Thread(target=self._run, args=(peer,), name="fake-server peer", daemon=True)
+            with self.lock:
+                self.accepted += 1
+                over = self.accepted > self.max_connections
+                if not over:
+                    self.peers.append(peer)
+                    self.threads.append(thread)
+            if over:
+                peer.close()  # a client reconnecting in a loop: refuse the excess
+                continue
+            thread.start()
+
+    def _run(self, peer: Peer) -> None:
+        try:
+            self.script(peer)
+        except BaseException as error:  # reported by close(): a script must not fail silently
+            with self.lock:
+                self.errors.append(error)
+        finally:
+            peer.close()
+
+    def connections(self) -> int:
+        with self.lock:
+            return self.accepted
+
+    def close(self) -> None:
+        """Stops accepting, closes every connection, joins every thread (at most 5 s)."""
+        self.closing.set()
+        self.listener.close()
+        self.acceptor.join(5)
+        with self.lock:
+            peers, threads = list(self.peers), list(self.threads)
+        for peer in peers:
+            peer.close()
+        for thread in threads:
+            thread.join(5)
+        assert not self.acceptor.is_alive() and not any(thread.is_alive() for thread in threads)
+        with self.lock:
+            assert not self.errors, f"a fake server script failed: {self.errors!r}"
+
+    def __enter__(self) -> FakeServer:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None) -> None:
+        self.close()
