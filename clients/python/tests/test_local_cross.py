@@ -12,13 +12,14 @@ clients follow").
 from __future__ import annotations
 
 import json
+import sys
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import NETSEM_CLI, Netsemd
-from local_helpers import PythonHolder
+from local_helpers import PythonHolder, python_env
 
 import netsem
 from netsem._local import LocalInfo, LocalSemaphores
@@ -51,7 +52,8 @@ class Cli:
 
     def hold(self, name: str, *options: str) -> CliHolder:
         """``netsem run NAME -- sh -c 'echo held; read line'``, once it holds."""
-        return CliHolder(self.argv("run", *options, name, "--", "sh", "-c", 'echo "held $NETSEM_LOCAL"; read line || true'))
+        command = 'echo "held $NETSEM_LOCAL"; read line || true'
+        return CliHolder(self.argv("run", *options, name, "--", "sh", "-c", command))
 
 
 class CliHolder:
@@ -255,3 +257,47 @@ def test_names_map_to_the_same_file_in_both(offline_cli: Cli, sems: LocalSemapho
     assert [p.name for p in sems.dir.iterdir()] == [LocalSemaphores.entry_file_name(name)]
     listed = json.loads(offline_cli.run("local", "list", "--json").stdout)
     assert [(row["name"], row["semid"]) for row in listed] == [(name, sems.system_v_id(name, 1))]
+
+
+def test_limit_holds_across_cpp_and_python_processes(offline_cli: Cli, sems: LocalSemaphores, tmp_path: Path) -> None:
+    # Three C++ and three Python processes take `$pair` (limit 2) in turns;
+    # each holder marks itself in a directory while it holds and records how
+    # many marks it saw. Never more than 2, whoever holds.
+    holding = tmp_path / "holding"
+    holding.mkdir()
+    seen = tmp_path / "seen"
+    count = f"ls {holding} | wc -l >> {seen}"
+    record = f"f={holding}/c$$; touch $f; {count}; sleep 0.01; {count}; rm $f"
+    loop = 'for i in 1 2 3 4 5; do "$@" || exit 1; done'
+    cpp = [
+        subprocess.Popen(["sh", "-c", loop, "loop", *offline_cli.argv("run", "$pair", "-c", record)])
+        for _ in range(3)
+    ]
+    code = r"""
+import os, sys, time
+from pathlib import Path
+from netsem._local import LocalSemaphores
+directory, holding, seen = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+sems = LocalSemaphores(directory)
+for _ in range(5):
+    grant = sems.acquire("$pair", 2, 1, 30)
+    mine = holding / f"p{os.getpid()}"
+    mine.touch()
+    with seen.open("a") as out:
+        out.write(f"{len(list(holding.iterdir()))}\n")
+    time.sleep(0.01)
+    with seen.open("a") as out:
+        out.write(f"{len(list(holding.iterdir()))}\n")
+    mine.unlink()
+    sems.release("$pair", 1, grant)
+"""
+    python = [
+        subprocess.Popen([sys.executable, "-c", code, str(sems.dir), str(holding), str(seen)], env=python_env())
+        for _ in range(3)
+    ]
+    for process in cpp + python:
+        assert process.wait(120) == 0
+    counts = [int(line) for line in seen.read_text().split()]
+    assert len(counts) == 2 * 5 * 6
+    assert 1 <= max(counts) <= 2
+    assert sems.info("$pair", 2) == LocalInfo(value=2, held=0, waiting=0)
