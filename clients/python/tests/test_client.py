@@ -32,11 +32,14 @@ from netsem.errors import (
 
 
 @pytest.fixture
-def clients() -> Iterator[Callable[..., Client]]:
-    """``clients(server_address, **kwargs)`` makes Clients closed at the test's end."""
+def clients(local_dir) -> Iterator[Callable[..., Client]]:
+    """``clients(server_address, **kwargs)`` makes Clients closed at the test's
+    end, with the test's own registry of local semaphores (so that no test
+    sees another's host-wide marks)."""
     made: list[Client] = []
 
     def make(servers: str, **kwargs: object) -> Client:
+        kwargs.setdefault("local_dir", local_dir)
         options = ClientOptions(servers=[servers], **kwargs)  # type: ignore[arg-type]
         client = Client(options=options)
         made.append(client)
@@ -352,8 +355,8 @@ def test_garbage_collected_permit_goes_back_with_a_warning(netsemd, clients) -> 
     assert client.try_acquire("one") is not None
 
 
-def test_calls_after_close_raise_unavailable(netsemd) -> None:
-    client = Client(netsemd.address)
+def test_calls_after_close_raise_unavailable(netsemd, local_dir) -> None:
+    client = Client(options=ClientOptions(servers=[netsemd.address], local_dir=local_dir))
     permit = client.acquire("one")
     client.close()
     client.close()
@@ -364,7 +367,7 @@ def test_calls_after_close_raise_unavailable(netsemd) -> None:
     # still run): give it up.
     with pytest.raises(Unavailable, match="was lost"):
         permit.release()
-    other = Client(netsemd.address)
+    other = Client(options=ClientOptions(servers=[netsemd.address], local_dir=local_dir))
     try:
         assert other.try_acquire("one") is not None  # the server let go when the client closed
     finally:

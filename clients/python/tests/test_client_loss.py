@@ -25,10 +25,13 @@ HAVE_LOCAL = importlib.util.find_spec("netsem._local") is not None
 
 
 @pytest.fixture
-def clients() -> Iterator[Callable[..., Client]]:
+def clients(local_dir) -> Iterator[Callable[..., Client]]:
+    """Clients closed at the test's end, with the test's own registry of
+    local semaphores."""
     made: list[Client] = []
 
     def make(servers: str, **kwargs: object) -> Client:
+        kwargs.setdefault("local_dir", local_dir)
         client = Client(options=ClientOptions(servers=[servers], **kwargs))  # type: ignore[arg-type]
         made.append(client)
         return client
