@@ -153,6 +153,7 @@ class Connection:
         self._lease: proto.Lease | None = None
         self._last_sent = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._ended: NetsemError | None = None  # set by the timer: why it cut the session
         self._fell_silent = False
 
@@ -208,6 +209,12 @@ class Connection:
         self._unread.append(call)
         self._writer.write(line)
         self._last_sent = now
+        # The timer must look at this request within half request_timeout (a
+        # ping behind it, or its expiry); it is further away only while the
+        # session was idle with pings rarer than that.
+        due = now + self._options.request_timeout / 2
+        if self._timer is not None and self._timer_at > due:
+            self._arm(due)
         return call
 
     def register_permit(self, permit: LossListener) -> None:
@@ -435,13 +442,19 @@ class Connection:
         """Pings, request_timeout and the lease; re-arms itself, or cuts the session."""
         self._timer = None
         lease = self._lease
-        assert lease is not None and self._loop is not None
+        assert lease is not None
         now = time.monotonic()
-        if now >= lease.ping_at(self._last_sent):
-            self._send_ping()
         unread = self._unread
         while unread and (unread[0].answered or (unread[0].may_wait and unread[0].seq <= self._read_upto)):
             unread.popleft()
+        # Only the pings behind a queued request tell a long wait from a silent
+        # server, so while one is unanswered they go at least every half
+        # request_timeout (libnetsem does the same).
+        interval = lease.ping_interval
+        if unread:
+            interval = max(0.001, min(interval, self._options.request_timeout / 2))
+        if now - self._last_sent >= interval:
+            self._send_ping()
         oldest = unread[0].sent_at if unread else None
         # A request unanswered for request_timeout, or half the lease gone with
         # no answer: the server may be unreachable while it holds our permits;
@@ -450,7 +463,19 @@ class Connection:
         if why is not None:
             self._cut(Unavailable(why))
             return
-        self._timer = self._loop.call_later(max(0.001, lease.wake_at(self._last_sent, oldest) - now), self._on_timer)
+        wake_at = self._last_sent + interval
+        for at in (lease.expiry_at(oldest), lease.lapse_at()):
+            if at is not None:
+                wake_at = min(wake_at, at)
+        self._arm(wake_at)
+
+    def _arm(self, at: float) -> None:
+        """Runs _on_timer at ``at`` (time.monotonic(), as the loop's clock)."""
+        assert self._loop is not None
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_later(max(0.001, at - time.monotonic()), self._on_timer)
 
     def _cut(self, reason: NetsemError) -> None:
         # The server fell silent: end the read loop (it sees EOF) with this reason.

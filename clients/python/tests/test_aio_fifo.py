@@ -7,6 +7,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from aio_support import options, run, until, waiters_of
 
 import netsem
@@ -75,12 +77,17 @@ def test_grants_follow_the_queue_order(netsemd: Any, local_dir: Path) -> None:
     run(main())
 
 
-def test_a_wait_longer_than_request_timeout_stays_on_the_server(start_netsemd: Any, local_dir: Path) -> None:
+@pytest.mark.parametrize("session_timeout_ms", [600, 6000, 0])
+def test_a_wait_longer_than_request_timeout_stays_on_the_server(
+    start_netsemd: Any, local_dir: Path, session_timeout_ms: int
+) -> None:
     # Without QUEUED lines (OPTION queued off) a queued ACQUIRE is answered
     # only by its grant; the answered pings after it show that the server read
     # it, so request_timeout must not take the wait for a dead server (and
     # fall back to a host-local permit while the server still queues it).
-    server = start_netsemd(semaphores="one = 1", server_options="session_timeout_ms = 600")
+    # Pings go at least every half request_timeout while it waits, also when
+    # the session timeout would space them further (6000: every 2 s).
+    server = start_netsemd(semaphores="one = 1", server_options=f"session_timeout_ms = {session_timeout_ms}")
 
     async def main() -> None:
         async with netsem.aio.Client(options=options(server, local_dir)) as holder, netsem.aio.Client(

@@ -18,11 +18,13 @@ import netsem.aio
 Behaviour = Callable[[str, str, asyncio.StreamWriter], Awaitable[None]]
 
 
-async def fake_server(behaviour: Behaviour | None, greeting: bytes = b"") -> tuple[asyncio.Server, str]:
+async def fake_server(
+    behaviour: Behaviour | None, greeting: bytes = b"", session_timeout_ms: int = 0
+) -> tuple[asyncio.Server, str]:
     """A server that writes ``greeting`` on connect, then answers HELLO, STATS
-    and OPTION as netsemd would (no session timeout) and hands every other
-    request line to ``behaviour(tag, verb, writer)``; with no behaviour it
-    never answers anything."""
+    (with ``session_timeout_ms``), OPTION and PING as netsemd would and hands
+    every other request line to ``behaviour(tag, verb, writer)``; with no
+    behaviour it never answers anything."""
 
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -35,7 +37,7 @@ async def fake_server(behaviour: Behaviour | None, greeting: bytes = b"") -> tup
                 if verb == "HELLO":
                     writer.write(f"{tag} OK netsem 1.1 7\n".encode())
                 elif verb == "STATS":
-                    writer.write(f'{tag} OK {{"session_timeout_ms":0}}\n'.encode())
+                    writer.write(f'{tag} OK {{"session_timeout_ms":{session_timeout_ms}}}\n'.encode())
                 elif verb in ("OPTION", "PING"):
                     writer.write(f"{tag} {'PONG' if verb == 'PING' else 'OK'}\n".encode())
                 else:
@@ -110,17 +112,23 @@ def test_a_broken_answer_ends_the_session_and_the_call(local_dir: Path, answer: 
     run(main())
 
 
-def test_a_request_left_unanswered_ends_the_session_after_request_timeout(local_dir: Path) -> None:
+# 6000: pings every 2 s on an idle session; the unanswered request is still
+# seen at its request_timeout.
+@pytest.mark.parametrize("session_timeout_ms", [0, 6000])
+def test_a_request_left_unanswered_ends_the_session_after_request_timeout(
+    local_dir: Path, session_timeout_ms: int
+) -> None:
     async def behaviour(tag: str, verb: str, writer: asyncio.StreamWriter) -> None:
         pass  # reads the request and never answers it, though it answers pings
 
     async def main() -> None:
-        server, address = await fake_server(behaviour)
+        server, address = await fake_server(behaviour, session_timeout_ms=session_timeout_ms)
         async with server, netsem.aio.Client(options=client_options(address, local_dir)) as client:
+            await asyncio.sleep(0.1)  # the session's first timer is armed for later
             started = asyncio.get_running_loop().time()
             with pytest.raises(netsem.Unavailable) as raised:
                 await client.get("x")
-            assert 0.9 <= asyncio.get_running_loop().time() - started < 3
+            assert 0.9 <= asyncio.get_running_loop().time() - started < 1.8
             assert "no answer from the server within 1000 ms" in str(raised.value)
 
     run(main())
