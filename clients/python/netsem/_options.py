@@ -447,7 +447,9 @@ def _apply_label(value: str, options: ClientOptions) -> None:
 def _apply_local_dir(value: str, options: ClientOptions) -> None:
     if _has_control(value):
         raise InvalidArgument(f"`{value}` contains a control character")
-    options.local_dir = Path(value)
+    # Empty is the default directory, as in libnetsem (an empty path there);
+    # Path("") would be the current directory, another registry.
+    options.local_dir = Path(value) if value else None
 
 
 # One row per [client] key; `fallback.<name>` is handled apart.

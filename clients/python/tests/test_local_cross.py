@@ -301,3 +301,39 @@ for _ in range(5):
     assert len(counts) == 2 * 5 * 6
     assert 1 <= max(counts) <= 2
     assert sems.info("$pair", 2) == LocalInfo(value=2, held=0, waiting=0)
+
+
+@pytest.mark.parametrize("setting", ["local_dir =", "local_dir = {dir}"])
+def test_the_same_configuration_means_the_same_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    # One [client] file read by the C++ CLI and by ClientOptions.from_file
+    # must name one registry, or the two would not exclude each other: an
+    # empty local_dir is the default directory in both, not the current one.
+    from netsem._options import ClientOptions
+
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    chosen = tmp_path / "chosen"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "client.ini"
+    config.write_text(f"[client]\nservers = 127.0.0.1:1\n{setting.format(dir=chosen)}\n")
+    expected = chosen if "{dir}" in setting else runtime / "netsem"
+    python = LocalSemaphores(ClientOptions.from_file(config).local_dir)
+    try:
+        assert python.dir == expected
+        ran = subprocess.run(
+            [str(NETSEM_CLI), "--config", str(config), "run", "$where", "--", "true"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert ran.returncode == 0, ran.stderr
+        assert [p.name for p in expected.iterdir()] == [LocalSemaphores.entry_file_name("$where")]
+        assert python.system_v_id("$where", 1) == int(
+            (expected / LocalSemaphores.entry_file_name("$where")).read_text().split("\n")[1].split()[1]
+        )
+    finally:
+        python.remove_all()
