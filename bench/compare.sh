@@ -11,8 +11,10 @@
 # repetition runs cycle1, contended, spread and pipelined against every
 # system, in an order that rotates with the repetition (netsem, floor, redis;
 # then floor, redis, netsem; ...), so the drift of a shared machine falls on
-# all of them alike. netsem-bench reads each server's CPU time through
-# --server-pid. netsemd alone then runs ace, and sessions and names (the
+# all of them alike. cycle1 and contended also run through the Python client
+# (bench/python_bench.py, clients/python) against the same netsemd, in the
+# rotation, as the system "python". netsem-bench reads each server's CPU
+# time through --server-pid. netsemd alone then runs ace, and sessions and names (the
 # memory figures) each on a fresh netsemd. bench/compare_report.py prints a
 # markdown table of medians with min–max, and the last line of stdout is
 #   ratios: contended_vs_floor=A spread_vs_floor=B cycle1_vs_floor=C cpu_vs_floor=D contended_vs_redis=E spread_vs_redis=F cpu_vs_redis=G
@@ -259,6 +261,24 @@ run_bench() {
   fi
 }
 
+# run_python FILE SCENARIO ARGS...: one bench/python_bench.py run (the
+# scenario through the Python client, clients/python) against netsemd, its
+# JSON kept in FILE like run_bench's.
+run_python() {
+  local file=$1 status=0
+  shift
+  set_target_args netsem
+  "$PYTHON" "$repo/bench/python_bench.py" --port "$NETSEM_PORT" --server-pid "$NETSEM_PID" "$@" \
+    >"$file.part" 2>"$file.err" || status=$?
+  if [[ ! -s $file.part ]]; then
+    cat "$file.err" >&2
+    die "bench/python_bench.py $* failed (exit $status)"
+  fi
+  mv "$file.part" "$file"
+  [[ -s $file.err ]] || rm -f "$file.err"
+  log "$(basename "$file" .json): $(grep -oE '"ops_per_s":[0-9.]+' "$file" | cut -d: -f2) ops/s$([[ $status -eq 0 ]] || echo ', with errors')"
+}
+
 # Whether this netsem-bench has the Redis target yet.
 bench_has_redis() {
   "$BENCH" --target redis --help >/dev/null 2>&1
@@ -358,12 +378,18 @@ main() {
       # the rotation (netsemqoff in the file names).
       local rotation=("${systems[@]}")
       [[ $scenario == contended && $queued == off ]] && rotation=(netsem netsemqoff "${systems[@]:1}")
+      # cycle1 and contended also through the Python client, against netsemd.
+      [[ $scenario == cycle1 || $scenario == contended ]] && rotation+=(python)
       local m=${#rotation[@]}
       for ((i = 0; i < m; i++)); do
         local system=${rotation[(i + rep) % m]} extra=()
+        local file=$runs/$(printf 'rep%02d' "$rep")-$scenario-$system.json
+        if [[ $system == python ]]; then
+          run_python "$file" --scenario "$scenario" --seconds "$seconds" --warmup "$warmup"
+          continue
+        fi
         [[ $system == netsemqoff ]] && system=netsem extra=(--queued off)
-        run_bench "$runs/$(printf 'rep%02d' "$rep")-$scenario-${rotation[(i + rep) % m]}.json" "$system" \
-          --scenario "$scenario" --seconds "$seconds" --warmup "$warmup" "${extra[@]}"
+        run_bench "$file" "$system" --scenario "$scenario" --seconds "$seconds" --warmup "$warmup" "${extra[@]}"
       done
     done
   done
@@ -388,7 +414,7 @@ main() {
       echo "commit: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"
       echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
       echo "load average before the report: $(cut -d' ' -f1-3 /proc/loadavg)"
-      echo "systems: ${systems[*]}$([[ $queued == off ]] && echo ', and netsemd with OPTION queued off in contended'); $reps repetitions of $seconds s ($warmup s warm-up); sessions $sessions; names $names"
+      echo "systems: ${systems[*]}$([[ $queued == off ]] && echo ', and netsemd with OPTION queued off in contended'); the Python client in cycle1 and contended; $reps repetitions of $seconds s ($warmup s warm-up); sessions $sessions; names $names"
       echo "measured in ${elapsed} s"
     } >"$out/meta.txt"
   fi
@@ -397,8 +423,8 @@ main() {
     local names_text="netsemd and the floor" plural=s
     [[ $n -eq 3 ]] && names_text="netsemd, the floor and Redis"
     [[ $reps -eq 1 ]] && plural=
-    echo "$names_text: $reps repetition$plural of $seconds s ($warmup s warm-up), the order of the systems rotating" \
-      "each repetition; medians (min–max) over the repetitions."
+    echo "$names_text (and cycle1 and contended through the Python client): $reps repetition$plural of $seconds s" \
+      "($warmup s warm-up), the order of the systems rotating each repetition; medians (min–max) over the repetitions."
     echo
     "$PYTHON" "$repo/bench/compare_report.py" "$runs"
   } | if [[ -n $out ]]; then tee "$out/table.md"; else cat; fi

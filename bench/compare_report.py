@@ -11,7 +11,9 @@ prints, in markdown:
   errors;
 - the memory figures of the sessions and names scenarios;
 - the ratio of netsemd to the floor (and to Redis) in each repetition, to show
-  how much of the spread is the machine's;
+  how much of the spread is the machine's, and of the Python client
+  (bench/python_bench.py, target "python": cycle1 and contended against
+  netsemd) to netsem-bench's own clients;
 - last, one line computed from the medians, exactly as issue 5 defines it:
 
   ratios: contended_vs_floor=A spread_vs_floor=B cycle1_vs_floor=C
@@ -38,8 +40,9 @@ import sys
 QUEUED_OFF = "contended, queued off"
 SCENARIOS = ["cycle1", "contended", QUEUED_OFF, "spread", "pipelined", "ace", "sessions", "names"]
 MEMORY_SCENARIOS = {"sessions", "names"}
-SYSTEMS = ["netsem", "floor", "redis"]
-SYSTEM_LABEL = {"netsem": "netsemd", "floor": "floor", "redis": "Redis"}
+SYSTEMS = ["netsem", "python", "floor", "redis"]
+# "python" is netsemd too, driven through the Python client (bench/python_bench.py).
+SYSTEM_LABEL = {"netsem": "netsemd", "python": "Python client", "floor": "floor", "redis": "Redis"}
 FILE_NAME = re.compile(r"^(rep(\d+)|once)-[a-z0-9]+-[a-z0-9]+\.json$")
 
 
@@ -186,6 +189,15 @@ def main(argv):
                           if ours[r]["server_cpu_us_per_op"] and theirs[r]["server_cpu_us_per_op"] is not None
                           else None for r in reps]
                 paired.append((f"{scenario} server CPU, {SYSTEM_LABEL[other]} / netsemd", values))
+    # The Python client against netsem-bench's raw wire, on the same netsemd:
+    # what the client library costs (above 1 would be the Python client faster).
+    for scenario in ("cycle1", "contended"):
+        ours = {rep: run for rep, run in groups.get((scenario, "python"), []) if rep is not None}
+        theirs = {rep: run for rep, run in groups.get((scenario, "netsem"), []) if rep is not None}
+        reps = sorted(set(ours) & set(theirs))
+        if reps:
+            values = [ratio(ours[r]["ops_per_s"], theirs[r]["ops_per_s"]) for r in reps]
+            paired.append((f"{scenario} throughput, Python client / netsem-bench", values))
     if paired:
         print()
         print("| ratio in each repetition (same rep, back to back) | median (min–max) | by repetition |")

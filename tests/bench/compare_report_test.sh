@@ -40,4 +40,13 @@ last=$(tail -n 1 <<<"$report")
 [[ $last == "ratios: contended_vs_floor=0.60 "* ]] || fail "queued-off runs mixed into contended: $last"
 grep -qF '| contended, queued off | netsemd | 1 | 90,000 |' <<<"$report" || fail "no queued-off row: $report"
 grep -qF '| contended, queued off throughput, netsemd / floor | 0.90 |' <<<"$report" || fail "no paired row: $report"
+# The Python client's runs (bench/python_bench.py, target python, no
+# queued_answers): rows of their own, paired with netsem-bench's on the same
+# netsemd, and no change to the ratios line.
+printf '{"target":"python","scenario":"cycle1","ops_per_s":2500,"latency_us":{"p50":1.0,"p99":2.0},"errors":0,' >"$dir/rep00-cycle1-python.json"
+printf '"first_error":"","server_cpu_us_per_op":70,"server_system_cpu_us_per_op":null,"queued_answers":null}\n' >>"$dir/rep00-cycle1-python.json"
+report=$(python3 "$repo/bench/compare_report.py" "$dir")
+[[ $(tail -n 1 <<<"$report") == "$last" ]] || fail "the Python client's runs changed the ratios line: $(tail -n 1 <<<"$report")"
+grep -qF '| cycle1 | Python client | 1 | 2,500 |' <<<"$report" || fail "no Python client row: $report"
+grep -qF '| cycle1 throughput, Python client / netsem-bench | 0.50 |' <<<"$report" || fail "no Python pairing: $report"
 echo "compare_report_test: ok"

@@ -2,7 +2,8 @@
 # bench/compare.sh end to end, as small as it goes (one repetition of 0.3 s,
 # the quick memory scenarios), with the binaries of the test build: the
 # three servers start and stop, every scenario runs (contended against
-# netsemd also with --queued off), the report is kept under --out, and the
+# netsemd also with --queued off; cycle1 and contended also through the
+# Python client), the report is kept under --out, and the
 # last line is the `ratios:` line of issue 5 with its seven figures and the
 # two of --queued off. Says nothing of the figures' values: a benchmark is never a
 # timed test.
@@ -30,9 +31,10 @@ pattern+=" contended_vs_redis$figure spread_vs_redis$figure cpu_vs_redis$figure"
 pattern+=" contended_qoff_vs_floor$figure cpu_qoff_vs_floor$figure\$"
 [[ $last =~ $pattern ]] || fail "last line is not the ratios line: $last"
 for row in '| contended | netsemd |' '| contended, queued off | netsemd |' '| contended | floor |' '| contended | Redis |' '| ace | netsemd |' \
-  '| sessions | netsemd |' '| names | netsemd |'; do
+  '| sessions | netsemd |' '| names | netsemd |' '| cycle1 | Python client |' '| contended | Python client |'; do
   grep -qF -- "$row" "$out/stdout" || fail "no table row starting $row"
 done
 grep -qE '^\| contended, queued off \| netsemd \|.* \| 0 \|$' "$out/stdout" || fail "errors with --queued off"
+grep -qE '^\| contended \| Python client \|.* \| 0 \|$' "$out/stdout" || fail "errors through the Python client"
 [[ -s $out/report/table.md && -s $out/report/meta.txt ]] || fail "--out kept no table.md or meta.txt"
 echo "compare_smoke_test: $last"
