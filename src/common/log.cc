@@ -164,7 +164,9 @@ std::string escape_for_log(std::string_view text) {
   out.reserve(text.size());
   for (const char c : text) {
     const auto byte = static_cast<unsigned char>(c);
-    if (byte > 0x20 && byte < 0x7f && c != '%') {
+    // `"` and `=` too: a value is then a bare logfmt word, which a parser
+    // splits at its first `=` and percent-decodes back to the bytes sent.
+    if (byte > 0x20 && byte < 0x7f && c != '%' && c != '"' && c != '=') {
       out.push_back(c);
     } else {
       out.push_back('%');

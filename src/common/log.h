@@ -111,9 +111,11 @@ class LogField {
 // (it must not hold untrusted text: put that in a field).
 void log_event(spdlog::level::level_enum level, std::string_view message, std::initializer_list<LogField> fields);
 
-// `text` with every byte outside printable ASCII, the space and `%` written
-// as %XX (upper-case hex): escape codes, CR, LF and invalid UTF-8 from a peer
-// cannot forge or split a log line. Printable ASCII reads as it was sent.
+// `text` with every byte outside printable ASCII, the space, `%`, `"` and
+// `=` written as %XX (upper-case hex): escape codes, CR, LF and invalid UTF-8
+// from a peer cannot forge or split a log line, and a field's value is one
+// bare logfmt word (no space, `"` or `=`) that percent-decoding turns back
+// into the bytes sent. Other printable ASCII reads as it was sent.
 std::string escape_for_log(std::string_view text);
 
 // The decision behind RateLimitedLog, apart from logging and the clock (time

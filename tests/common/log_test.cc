@@ -7,11 +7,14 @@
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/sinks/ostream_sink.h>
 
+#include <cctype>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace netsem {
 namespace {
@@ -29,6 +32,8 @@ TEST(EscapeForLog, ControlsSpacePercentAndHighBytesAreEscaped) {
   EXPECT_EQ(escape_for_log("50% off"), "50%25%20off");
   EXPECT_EQ(escape_for_log("\x7f\xc3\xa9"), "%7F%C3%A9");
   EXPECT_EQ(escape_for_log(std::string_view("\0x", 2)), "%00x");
+  // What a key=value reader splits or quotes by.
+  EXPECT_EQ(escape_for_log("a=\"b\""), "a%3D%22b%22");
 }
 
 TEST(LogRateLimit, AdmitsBurstThenCountsTheRest) {
@@ -194,8 +199,55 @@ TEST(LogEvent, TextLineIsUtcTimeLevelMessageThenKeyValueWords) {
   ASSERT_EQ(lines.size(), 2u);
   const std::regex time(R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z )");
   EXPECT_TRUE(std::regex_search(lines[0], time)) << lines[0];
-  EXPECT_EQ(lines[0].substr(25), "info session ended session=7 label=build%20\"7\"%0A held=-1 left=null empty=");
+  EXPECT_EQ(lines[0].substr(25), "info session ended session=7 label=build%20%227%22%0A held=-1 left=null empty=");
   EXPECT_EQ(lines[1].substr(25), "warning plain 1");
+}
+
+// A text line as a log parser reads it: the words after the message split
+// at their first `=` (logfmt's bare `key=value`: a value without space, `"`
+// or `=`), each value percent-decoded. Whatever a field held, the reader
+// gets the same fields back, in order.
+TEST(LogEvent, TextFieldsReadBackExactlyByAKeyValueParser) {
+  InitLogging log(LogFormat::kText);
+  static constexpr char kBytes[] = "nul\0\r\n\x1b[31m\x7f\xff end";
+  const std::vector<std::string> values = {
+      "x cause=kicked held=9",  // a label posing as more fields
+      "say \"hi\" \\ caf\xc3\xa9", "=", "\"", "a==b\"\"", "50% off %41", std::string(kBytes, sizeof kBytes - 1), ""};
+  for (const auto& value : values) log_event(spdlog::level::info, "session label", {{"label", value}, {"held", 1}});
+  const auto lines = log.lines();
+  ASSERT_EQ(lines.size(), values.size());
+  const auto decode = [](std::string_view text) {
+    std::string out;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      if (text[i] == '%' && i + 2 < text.size() && std::isxdigit(static_cast<unsigned char>(text[i + 1])) &&
+          std::isxdigit(static_cast<unsigned char>(text[i + 2]))) {
+        out.push_back(static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16)));
+        i += 2;
+      } else {
+        out.push_back(text[i]);
+      }
+    }
+    return out;
+  };
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const std::string prefix = "info session label ";
+    const auto at = lines[i].find(prefix);
+    ASSERT_NE(at, std::string::npos) << lines[i];
+    std::vector<std::pair<std::string, std::string>> fields;
+    std::istringstream words(lines[i].substr(at + prefix.size()));
+    for (std::string word; std::getline(words, word, ' ');) {
+      const auto equals = word.find('=');
+      ASSERT_NE(equals, std::string::npos) << lines[i];
+      const std::string value = word.substr(equals + 1);
+      // A bare logfmt value: no `=`, no `"`, nothing at or below the space.
+      for (const char c : value) {
+        EXPECT_TRUE(static_cast<unsigned char>(c) > 0x20 && c != '=' && c != '"') << lines[i];
+      }
+      fields.emplace_back(word.substr(0, equals), decode(value));
+    }
+    const std::vector<std::pair<std::string, std::string>> expected = {{"label", values[i]}, {"held", "1"}};
+    EXPECT_EQ(fields, expected) << lines[i];
+  }
 }
 
 TEST(LogEvent, JsonLinesParseWhateverTheFieldsHold) {

@@ -7,9 +7,12 @@
 
 #include <csignal>
 #include <fstream>
+#include <map>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "netsemd_harness.h"
 #include "ops_support.h"
@@ -204,7 +207,9 @@ TEST(OpsLog, TextLinesHaveAUtcTimeAndOneWordPerField) {
   ASSERT_TRUE(server);
   auto client = Client::connect(server->port());
   ASSERT_TRUE(client);
-  const auto id = hello(*client, kHostileLabel);
+  // A label posing as more fields, with what a key=value reader splits by.
+  const std::string label = kHostileLabel + " cause=kicked a==\"b\" 100%";
+  const auto id = hello(*client, label);
   EXPECT_EQ(client->request(req::quit("q")), "q OK");
   ASSERT_TRUE(server->wait_for_log("session ended"));
   const std::regex kLine(R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (trace|debug|info|warning|error|critical) .+$)");
@@ -217,11 +222,34 @@ TEST(OpsLog, TextLinesHaveAUtcTimeAndOneWordPerField) {
     if (line.find(" info session ended ") != std::string::npos) end_line = line;
   }
   const std::string peer = client->local_peer();
-  EXPECT_NE(end_line.find(" session ended session=" + std::to_string(id) + " peer=" + peer +
-                          " dialect=v1 label=say%20\"hi\"%20\\%20caf%C3%A9%20%E2%98%83 cause=quit held=0 waiting=0 "
-                          "duration_ms="),
-            std::string::npos)
+  EXPECT_NE(
+      end_line.find(" session ended session=" + std::to_string(id) + " peer=" + peer +
+                    " dialect=v1 label=say%20%22hi%22%20\\%20caf%C3%A9%20%E2%98%83%20cause%3Dkicked%20a%3D%3D%22b%22"
+                    "%20100%25 cause=quit held=0 waiting=0 duration_ms="),
+      std::string::npos)
       << end_line;
+  // Read back as a log parser reads key=value words: each word split at its
+  // first `=`, the value percent-decoded. The label is what the peer sent,
+  // and there is one cause, the real one.
+  std::map<std::string, std::vector<std::string>> fields;
+  std::istringstream words(end_line.substr(end_line.find(" session ended ") + 15));
+  for (std::string word; std::getline(words, word, ' ');) {
+    const auto equals = word.find('=');
+    ASSERT_NE(equals, std::string::npos) << word;
+    std::string value;
+    for (std::size_t i = equals + 1; i < word.size(); ++i) {
+      if (word[i] == '%' && i + 2 < word.size()) {
+        value.push_back(static_cast<char>(std::stoi(word.substr(i + 1, 2), nullptr, 16)));
+        i += 2;
+      } else {
+        value.push_back(word[i]);
+      }
+    }
+    fields[word.substr(0, equals)].push_back(value);
+  }
+  EXPECT_EQ(fields["label"], std::vector<std::string>{label});
+  EXPECT_EQ(fields["cause"], std::vector<std::string>{"quit"});
+  EXPECT_EQ(fields["held"], std::vector<std::string>{"0"});
 }
 
 // Started without the harness: with the log at warn or off there is no
