@@ -40,6 +40,17 @@ from netsem.errors import (
 
 __version__ = "0.1.0"
 
+
+# pyaio: `netsem.aio` (the asyncio client) after a plain `import netsem`,
+# imported on first use so that blocking programs do not load asyncio.
+def __getattr__(name: str) -> object:
+    if name == "aio":
+        import netsem.aio
+
+        return netsem.aio
+    raise AttributeError(f"module 'netsem' has no attribute {name!r}")
+
+
 __all__ = [
     "AlreadyExists",
     "Busy",

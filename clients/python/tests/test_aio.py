@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -363,3 +366,16 @@ def test_options_as_the_blocking_client_takes_them(
         assert await label_of(netsem.aio.Client(f"127.0.0.1:1,{netsemd.address}", "listed")) == "listed"
 
     run(main())
+
+
+def test_import_netsem_loads_asyncio_only_when_aio_is_used() -> None:
+    code = (
+        "import sys, netsem\n"
+        "assert 'asyncio' not in sys.modules\n"
+        "assert netsem.aio.Client is sys.modules['netsem.aio'].Client\n"
+        "assert 'asyncio' in sys.modules\n"
+    )
+    package_dir = str(Path(netsem.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=package_dir)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
