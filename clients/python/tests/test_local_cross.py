@@ -337,3 +337,20 @@ def test_the_same_configuration_means_the_same_registry(
         )
     finally:
         python.remove_all()
+
+
+def test_different_limits_take_turns_and_still_exclude(offline_cli: Cli, sems: LocalSemaphores) -> None:
+    # The CLI's file says `$pair = 2`, Python asks for 5: whoever finds the
+    # semaphore idle sets its limit, and a busy one keeps the limit it has.
+    with offline_cli.hold("$pair") as holder:
+        assert sems.info("$pair", 5) == LocalInfo(value=1, held=1, waiting=0)  # in use: still 2
+        with pytest.raises(netsem.TooMany):
+            sems.acquire("$pair", 5, 3, 0)
+        assert holder.release() == 0
+    grant = sems.acquire("$pair", 5, 5, 0)  # idle: now a limit of 5, all taken by Python
+    tried = offline_cli.run("run", "--nonblock", "$pair", "--", "true")
+    assert tried.returncode == EXIT_TIMEOUT, tried.stderr  # busy: the CLI keeps to Python's 5
+    sems.release("$pair", 5, grant)
+    assert offline_cli.run("run", "--nonblock", "-n", "2", "$pair", "--", "true").returncode == 0
+    listed = json.loads(offline_cli.run("local", "list", "--json").stdout)
+    assert [(row["limit"], row["free"]) for row in listed] == [(2, 2)]  # idle again: the CLI set its 2
