@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import re
 import subprocess
 import sys
 import time
@@ -379,3 +380,21 @@ def test_import_netsem_loads_asyncio_only_when_aio_is_used() -> None:
     env = dict(os.environ, PYTHONPATH=package_dir)
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_guides_asyncio_example_runs(start_netsemd: Any, tmp_path: Path) -> None:
+    guide = Path(__file__).resolve().parents[3] / "docs" / "python.md"
+    [code] = re.findall(r"```python\n(# Example \(asyncio\): .*?)```", guide.read_text(), re.S)
+    server = start_netsemd(semaphores="workers = 3")
+    env = dict(
+        os.environ,
+        NETSEM_SERVER=server.address,
+        NETSEM_CONFIG="",
+        NETSEM_FALLBACK="fail",
+        XDG_RUNTIME_DIR=str(tmp_path),
+        PYTHONPATH=str(Path(netsem.__file__).resolve().parent.parent),
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    line = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"ran 12 jobs, at most [123] at once; 0 left waiting", line), line
