@@ -85,7 +85,7 @@ class Mark:
     table: registry.Table
     index: int  # the semaphore of the table this mark added to
     _pid: int = field(default_factory=os.getpid, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)  # reentrant: see LocalSemaphores
     _spent: bool = field(default=False, repr=False)
 
     @property
@@ -218,7 +218,11 @@ class LocalSemaphores:
         not owned by this user, or that others may write, is refused: every
         call then raises IoError."""
         path = Path(directory) if directory not in (None, "") else self.default_dir()
-        self._lock = threading.Lock()
+        # Reentrant: a permit in a reference cycle is released by its
+        # finalizer whenever the cyclic collector runs, which may be inside a
+        # call of this same thread that holds the lock. (Only release and
+        # unmark run from finalizers, and they take no file lock.)
+        self._lock = threading.RLock()
         self._registry = registry.LocalRegistry(path)  # guarded by _lock
         self._entries: dict[str, _Cached] = {}  # guarded by _lock: cache of registry lookups
         self._table: registry.Table | None = None  # guarded by _lock

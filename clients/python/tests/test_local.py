@@ -701,3 +701,49 @@ def test_different_names_never_share(sems: LocalSemaphores) -> None:
     assert len(ids) == 50
     for key, grant in grants.items():
         sems.release(key, 1, grant)
+
+
+def test_a_release_from_the_garbage_collector_inside_a_call_does_not_deadlock(
+    sems: LocalSemaphores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An unreleased permit caught in a reference cycle is given back by its
+    # finalizer (the Client's Permit.__del__) whenever the cyclic collector
+    # runs: possibly in the middle of another call of the same thread,
+    # inside this object's lock. That release must not wait for the lock
+    # its own thread holds.
+    import gc
+
+    mine = LocalSemaphores(sems.dir)  # its own lock: a failure must not hang the fixture's clean-up
+    grant = mine.acquire("$collected", 1, 1, 0)
+
+    class Orphan:
+        def __init__(self) -> None:
+            self.cycle = self
+
+        def __del__(self) -> None:
+            mine.release("$collected", 1, grant)
+
+    real_is_live = _local_registry.is_live
+    collected = threading.Event()
+
+    def is_live_then_collect(semid: int, ctime: int) -> bool:
+        if not collected.is_set():
+            collected.set()
+            gc.collect()  # as if an allocation here triggered the collector
+        return real_is_live(semid, ctime)
+
+    def call() -> None:
+        Orphan()  # unreachable at once, alive until the collector runs
+        monkeypatch.setattr(_local_registry, "is_live", is_live_then_collect)
+        mine.value("$collected", 1)  # cached: checks is_live under the lock
+
+    thread = threading.Thread(target=call, daemon=True)
+    gc.disable()
+    try:
+        thread.start()
+        thread.join(PATIENCE)
+    finally:
+        gc.enable()
+    assert not thread.is_alive(), "deadlocked: the finalizer's release waited for its own thread's lock"
+    assert collected.is_set()
+    assert sems.value("$collected", 1) == 1  # given back
