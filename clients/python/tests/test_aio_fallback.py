@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aio_support import options, run
+from aio_support import options, run, until
+from conftest import NETSEM_CLI
 
 import netsem
 import netsem.aio
@@ -128,5 +130,76 @@ def test_a_refusing_server_is_no_outage(start_netsemd: Any, local_dir: Path) -> 
             assert client.stats().fallback_entries == 0
             async with client.acquire("$own") as permit:  # `$` names are unaffected
                 assert permit.is_local
+
+    run(main())
+
+
+def test_a_cpp_holder_of_a_local_name_excludes_aio(local_dir: Path, tmp_path: Path) -> None:
+    if not NETSEM_CLI.exists():
+        pytest.fail(f"no netsem CLI at {NETSEM_CLI}: build it first, or set NETSEM_CLI")
+    config = tmp_path / "client.ini"
+    config.write_text(f"[client]\nservers = {closed_port()}\nconnect_timeout_ms = 500\nlocal_dir = {local_dir}\n")
+    holder = subprocess.Popen(
+        [str(NETSEM_CLI), "--config", str(config), "run", "$x", "--", "sh", "-c", "echo held; read line || true"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+
+        async def main() -> None:
+            async with netsem.aio.Client(config=config) as client:
+                assert await client.try_acquire("$x") is None
+                waiting = asyncio.create_task(client.acquire("$x", timeout=20))
+                await asyncio.sleep(0.1)
+                assert not waiting.done()
+                assert holder.stdin is not None
+                holder.stdin.close()  # the C++ holder ends and gives its permit back
+                permit = await waiting
+                assert permit.is_local
+                await permit.release()
+
+        run(main())
+        assert holder.wait(30) == 0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait(30)
+        for stream in (holder.stdin, holder.stdout, holder.stderr):
+            if stream is not None and not stream.closed:
+                stream.close()
+
+
+def test_cancelling_a_server_grant_that_waits_for_a_fallback_holder(netsemd: Any, local_dir: Path) -> None:
+    # A fallback holder of "one" on this host (a client that reaches no
+    # server) keeps the server's grant of "one" from starting here: the grant
+    # waits for the host-wide mark on a thread. Cancelling that task gives
+    # the server permit back and leaves no mark behind.
+    async def main() -> None:
+        async with netsem.aio.Client(options=options(closed_port(), local_dir)) as offline, netsem.aio.Client(
+            options=options(netsemd, local_dir)
+        ) as online:
+            local = await offline.acquire("one")
+            assert local.is_local
+            task = asyncio.create_task(online.acquire("one", timeout=20))
+
+            async def granted_by_server() -> bool:
+                return (await online.get("one")).holders == 1
+
+            await until(granted_by_server)
+            await asyncio.sleep(0.1)  # it waits for the mark, on a thread
+            assert not task.done()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            info = await online.get("one")
+            assert (info.holders, info.value) == (0, 1)
+            await local.release()
+            # No mark was left behind: the next grant starts at once.
+            permit = await online.acquire("one", timeout=2)
+            assert not permit.is_local
+            await permit.release()
 
     run(main())
