@@ -10,7 +10,10 @@ same semaphore.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import PYTHON_DIR
 from netsem import ace
 from netsem._options import ClientOptions, FallbackPolicy
 from netsem.client import Client
@@ -353,6 +357,27 @@ def test_fallback_fail_makes_the_context_raise_as_ace_does(start_netsemd, local_
                 pass
     finally:
         ace.close()
+
+
+def test_changing_the_import_is_all_an_ace_process_needs(netsemd, local_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # A fresh process that only imports netsem.ace instead of ACE's module,
+    # with NETSEM_CONFIG naming ACE's own file: no configure() call.
+    config = ace_file(tmp_path / "saq.ini", netsemd.port, local_dir, "fallback = fail\n")
+    script = (
+        "from netsem.ace import NetworkSemaphore, NetworkSemaphoreClient\n"
+        "client = NetworkSemaphoreClient()\n"
+        "assert client.acquire('pool', timeout=5)\n"
+        "assert client.fallback_semaphore is None and client.permit.fence is not None\n"
+        "with NetworkSemaphore('pool') as held:\n"
+        "    assert held.semaphore.permit.fence > client.permit.fence\n"
+        "client.release()\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "NETSEM_CONFIG": str(config), "PYTHONPATH": str(PYTHON_DIR)}
+    env.pop("NETSEM_SERVER", None)
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "ok"
 
 
 def test_a_bad_ace_file_is_a_clear_error(tmp_path: Path) -> None:
