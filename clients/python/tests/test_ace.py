@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PYTHON_DIR
+from fake_server import FakeServer, Peer
 from netsem import ace
 from netsem._options import ClientOptions, FallbackPolicy
 from netsem.client import Client
@@ -378,6 +379,41 @@ def test_changing_the_import_is_all_an_ace_process_needs(netsemd, local_dir: Pat
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1] == "ok"
+
+
+def _garbage(peer: Peer) -> None:
+    peer.read_line()
+    peer.send(b"\x00\xff not netsem\n")
+
+
+def _silent(peer: Peer) -> None:
+    while peer.read_line(timeout=0.2) is not None or not peer.server.closing.is_set():
+        pass
+
+
+@pytest.mark.parametrize("script", [_garbage, _silent], ids=["garbage", "silent"])
+def test_a_hostile_server_makes_acquire_answer_false_never_hang(script, local_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    with FakeServer(script) as server:
+        options = ClientOptions(
+            servers=[server.address],
+            local_dir=local_dir,
+            fallback=FallbackPolicy.parse("fail"),
+            connect_timeout=0.3,
+            request_timeout=0.5,
+        )
+        ace.configure(options=options)
+        try:
+            client = ace.NetworkSemaphoreClient()
+            started = time.monotonic()
+            assert client.acquire("pool", timeout=30) is False
+            assert time.monotonic() - started < 5
+            assert not client.semaphore_acquired
+            client.release()  # a warning, nothing else
+            with pytest.raises(RuntimeError):
+                with ace.NetworkSemaphore("pool"):
+                    pass
+        finally:
+            ace.close()
 
 
 def test_a_bad_ace_file_is_a_clear_error(tmp_path: Path) -> None:
