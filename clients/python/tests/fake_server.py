@@ -45,8 +45,8 @@ class Peer:
             left = deadline - time.monotonic()
             if left <= 0 or self.server.closing.is_set():
                 return None
-            self.sock.settimeout(min(left, 0.1))
             try:
+                self.sock.settimeout(min(left, 0.1))
                 chunk = self.sock.recv(65536)
             except TimeoutError:
                 continue
@@ -117,11 +117,16 @@ class Peer:
             if not self.send(f"{tag} {reply}\n".encode()):
                 return
 
-    def close(self) -> None:
+    def shutdown(self) -> None:
+        """Ends the connection both ways; the socket stays open (no EBADF for
+        a script still using it) until its thread closes it."""
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+    def close(self) -> None:
+        self.shutdown()
         self.sock.close()
 
 
@@ -190,7 +195,7 @@ class FakeServer:
         with self.lock:
             peers, threads = list(self.peers), list(self.threads)
         for peer in peers:
-            peer.close()
+            peer.shutdown()
         for thread in threads:
             thread.join(5)
         assert not self.acceptor.is_alive() and not any(thread.is_alive() for thread in threads)
