@@ -238,6 +238,16 @@ class Client:
                 await permit.__aexit__(None, None, None)
         self._local_side.close()
 
+    def __del__(self) -> None:
+        # Dropped without close() (as the blocking client does then): the
+        # connection task stops, so the session does not outlive the client.
+        connection = getattr(self, "_connection", None)
+        loop = getattr(self, "_loop", None)
+        if connection is None or loop is None or self._closed or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(lambda: loop.create_task(connection.stop()))
+
     async def __aenter__(self) -> Client:
         await self.connect()
         return self
@@ -727,6 +737,16 @@ class Client:
         return await self.value(name) == 0
 
     # --- state ---
+
+    @property
+    def options(self) -> ClientOptions:
+        """The options the client runs with (a copy)."""
+        return dataclasses.replace(
+            self._options,
+            servers=list(self._options.servers),
+            fallback_for=dict(self._options.fallback_for),
+            limits=dict(self._options.limits),
+        )
 
     @property
     def connected(self) -> bool:

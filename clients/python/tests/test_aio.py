@@ -398,3 +398,21 @@ def test_the_guides_asyncio_example_runs(start_netsemd: Any, tmp_path: Path) -> 
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     line = result.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"ran 12 jobs, at most [123] at once; 0 left waiting", line), line
+
+
+def test_a_dropped_client_ends_its_session(netsemd: Any, local_dir: Path) -> None:
+    async def main() -> None:
+        async with netsem.aio.Client(options=options(netsemd, local_dir)) as observer:
+            client = netsem.aio.Client(options=options(netsemd, local_dir))
+            await client.connect()
+            mine = client.stats().session_id
+            assert client.options.servers == [netsemd.address]
+            del client
+            gc.collect()
+
+            async def gone() -> bool:
+                return mine not in [s.session_id for s in await observer.sessions()]
+
+            await until(gone)
+
+    run(main())
