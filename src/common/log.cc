@@ -6,6 +6,11 @@
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstdlib>
 #include <ctime>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -79,7 +84,62 @@ class JsonFormatter final : public spdlog::formatter {
   std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<JsonFormatter>(); }
 };
 
+// sd-daemon(3)'s "<N>" before each line: the syslog priority, which journald
+// takes (and strips) from a line of a stream it reads, instead of filing
+// every line as info.
+class JournalPrefixFormatter final : public spdlog::formatter {
+ public:
+  explicit JournalPrefixFormatter(std::unique_ptr<spdlog::formatter> inner) : inner_(std::move(inner)) {}
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    const char prefix[] = {'<', priority(msg.level), '>'};
+    dest.append(prefix, prefix + sizeof prefix);
+    inner_->format(msg, dest);
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<JournalPrefixFormatter>(inner_->clone());
+  }
+
+ private:
+  static char priority(spdlog::level::level_enum level) {
+    switch (level) {
+      case spdlog::level::critical:
+        return '2';  // LOG_CRIT
+      case spdlog::level::err:
+        return '3';  // LOG_ERR
+      case spdlog::level::warn:
+        return '4';  // LOG_WARNING
+      case spdlog::level::info:
+        return '6';  // LOG_INFO
+      default:
+        return '7';  // LOG_DEBUG: debug and trace
+    }
+  }
+  std::unique_ptr<spdlog::formatter> inner_;
+};
+
 }  // namespace
+
+bool journal_stream_matches(std::string_view journal_stream, std::uint64_t device, std::uint64_t inode) {
+  const auto colon = journal_stream.find(':');
+  if (colon == std::string_view::npos) return false;
+  std::uint64_t named_device = 0;
+  std::uint64_t named_inode = 0;
+  const auto* first = journal_stream.data();
+  const auto* end = first + journal_stream.size();
+  const auto [device_end, device_error] = std::from_chars(first, first + colon, named_device);
+  const auto [inode_end, inode_error] = std::from_chars(first + colon + 1, end, named_inode);
+  return device_error == std::errc() && device_end == first + colon && inode_error == std::errc() && inode_end == end &&
+         colon > 0 && colon + 1 < journal_stream.size() && named_device == device && named_inode == inode;
+}
+
+bool stderr_is_journal() {
+  const char* journal_stream = std::getenv("JOURNAL_STREAM");
+  if (journal_stream == nullptr) return false;
+  struct stat status {};
+  if (::fstat(STDERR_FILENO, &status) != 0) return false;
+  return journal_stream_matches(journal_stream, static_cast<std::uint64_t>(status.st_dev),
+                                static_cast<std::uint64_t>(status.st_ino));
+}
 
 Result<spdlog::level::level_enum> parse_log_level(std::string_view name) {
   for (const auto& [known, value] : kLevelNames) {
@@ -99,19 +159,22 @@ Result<LogFormat> parse_log_format(std::string_view name) {
 Status init_logging(std::string_view level, LogFormat format) {
   // stderr, unbuffered by line, so that logs interleave correctly with a
   // supervisor's capture even when the process is killed.
-  return init_logging(level, format, std::make_shared<spdlog::sinks::stderr_sink_st>());
+  return init_logging(level, format, std::make_shared<spdlog::sinks::stderr_sink_st>(), stderr_is_journal());
 }
 
-Status init_logging(std::string_view level, LogFormat format, spdlog::sink_ptr sink) {
+Status init_logging(std::string_view level, LogFormat format, spdlog::sink_ptr sink, bool journal_priorities) {
   auto value = parse_log_level(level);
   if (!value) return value.status();
   auto logger = std::make_shared<spdlog::logger>("netsem", std::move(sink));
+  std::unique_ptr<spdlog::formatter> formatter;
   if (format == LogFormat::kJson) {
-    logger->set_formatter(std::make_unique<JsonFormatter>());
+    formatter = std::make_unique<JsonFormatter>();
   } else {
-    logger->set_formatter(
-        std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc));
+    formatter =
+        std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
   }
+  if (journal_priorities) formatter = std::make_unique<JournalPrefixFormatter>(std::move(formatter));
+  logger->set_formatter(std::move(formatter));
   logger->set_level(*value);
   logger->flush_on(spdlog::level::trace);
   spdlog::set_default_logger(std::move(logger));

@@ -54,10 +54,22 @@ Result<spdlog::level::level_enum> parse_log_level(std::string_view name);
 Result<LogFormat> parse_log_format(std::string_view name);
 
 // Sets the default logger: stderr, the level `level` (one of kLogLevels),
-// lines in `format`. kInvalidArgument for an unknown level name.
+// lines in `format`. kInvalidArgument for an unknown level name. When
+// stderr is the journal's stream (stderr_is_journal: a systemd service),
+// each line begins with its syslog priority as sd-daemon(3) says ("<6>" for
+// info, "<4>" warn, "<3>" error), which journald reads and strips, so that
+// `journalctl -p warning` finds the warnings and errors.
 Status init_logging(std::string_view level, LogFormat format = LogFormat::kText);
-// The same, writing to `sink` instead of stderr (tests).
-Status init_logging(std::string_view level, LogFormat format, spdlog::sink_ptr sink);
+// The same, writing to `sink` instead of stderr (tests), with the "<N>"
+// priorities when `journal_priorities`.
+Status init_logging(std::string_view level, LogFormat format, spdlog::sink_ptr sink, bool journal_priorities = false);
+// Whether stderr is connected to journald: systemd sets JOURNAL_STREAM to
+// "DEVICE:INODE" of the stream it gives a service, and stderr is that file
+// (not redirected elsewhere since).
+bool stderr_is_journal();
+// The pure part: whether `journal_stream` ("DEVICE:INODE", decimal) names
+// `device` and `inode`.
+bool journal_stream_matches(std::string_view journal_stream, std::uint64_t device, std::uint64_t inode);
 // The format init_logging set (text before it is called).
 LogFormat log_format();
 

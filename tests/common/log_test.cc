@@ -146,9 +146,10 @@ TEST(RateLimitedLog, CountPrecedesTheFirstLineOfTheNextWindow) {
 // previous default logger and format come back at the end.
 class InitLogging {
  public:
-  explicit InitLogging(LogFormat format, std::string_view level = "trace")
+  explicit InitLogging(LogFormat format, std::string_view level = "trace", bool journal_priorities = false)
       : previous_(spdlog::default_logger()), previous_format_(log_format()) {
-    EXPECT_TRUE(init_logging(level, format, std::make_shared<spdlog::sinks::ostream_sink_st>(out_)).is_ok());
+    EXPECT_TRUE(init_logging(level, format, std::make_shared<spdlog::sinks::ostream_sink_st>(out_), journal_priorities)
+                    .is_ok());
   }
   ~InitLogging() {
     (void)init_logging("trace", previous_format_, std::make_shared<spdlog::sinks::null_sink_st>());
@@ -248,6 +249,47 @@ TEST(LogEvent, TextFieldsReadBackExactlyByAKeyValueParser) {
     const std::vector<std::pair<std::string, std::string>> expected = {{"label", values[i]}, {"held", "1"}};
     EXPECT_EQ(fields, expected) << lines[i];
   }
+}
+
+TEST(JournalStream, NamesStderrByDeviceAndInode) {
+  EXPECT_TRUE(journal_stream_matches("64768:1234", 64768, 1234));
+  EXPECT_TRUE(journal_stream_matches("0:18446744073709551615", 0, 18446744073709551615ULL));
+  EXPECT_FALSE(journal_stream_matches("64768:1235", 64768, 1234));
+  EXPECT_FALSE(journal_stream_matches("64769:1234", 64768, 1234));
+  for (const char* bad : {"", "64768", "64768:", ":1234", "a:1234", "64768:12x", "64768:1234:5", " 64768:1234",
+                          "64768:1234 ", "-1:1234", "64768:99999999999999999999"}) {
+    EXPECT_FALSE(journal_stream_matches(bad, 64768, 1234)) << bad;
+  }
+}
+
+// Under journald each line starts with its syslog priority (sd-daemon(3)),
+// which journald strips: the rest is the line as without it.
+TEST(LogEvent, JournalPrioritiesPrefixEveryLineInBothFormats) {
+  for (const LogFormat format : {LogFormat::kText, LogFormat::kJson}) {
+    InitLogging log(format, "trace", true);
+    log_event(spdlog::level::info, "session began", {{"session", 1}});
+    spdlog::warn("w");
+    spdlog::error("e");
+    spdlog::critical("c");
+    spdlog::debug("d");
+    spdlog::trace("t");
+    const auto lines = log.lines();
+    ASSERT_EQ(lines.size(), 6u);
+    const char* expected[] = {"<6>", "<4>", "<3>", "<2>", "<7>", "<7>"};
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      EXPECT_EQ(lines[i].substr(0, 3), expected[i]) << lines[i];
+      const std::string rest = lines[i].substr(3);
+      if (format == LogFormat::kJson) {
+        EXPECT_FALSE(nlohmann::json::parse(rest, nullptr, false).is_discarded()) << lines[i];
+      } else {
+        EXPECT_TRUE(std::regex_search(rest, std::regex(R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z )"))) << lines[i];
+      }
+    }
+  }
+  InitLogging plain(LogFormat::kText, "trace", false);
+  spdlog::warn("w");
+  ASSERT_EQ(plain.lines().size(), 1u);
+  EXPECT_NE(plain.lines()[0][0], '<');
 }
 
 TEST(LogEvent, JsonLinesParseWhateverTheFieldsHold) {

@@ -4,6 +4,7 @@
 // pings when asked), --pidfile (written once listening, locked against a
 // second server, removed at exit, taken over after a crash) and --data-dir.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <csignal>
 #include <fstream>
@@ -217,6 +218,54 @@ TEST(OpsDataDir, AReloadKeepsTheFlagsAndNamesOnlyWhatTheFileChanged) {
   server->send_signal(SIGTERM);
   ASSERT_TRUE(server->wait_exit());
   EXPECT_NE(read_text(data / "semaphore.status").find("\nkept created 1 1 0 0"), std::string::npos);
+}
+
+// Under systemd, stderr is journald's stream, named by JOURNAL_STREAM
+// (DEVICE:INODE): each line then carries its syslog priority ("<4>" for a
+// warning), which journald strips and files, so that `journalctl -p
+// warning` finds the warnings (without, every line was filed as info). A
+// file of the test's own stands for the stream.
+TEST(OpsJournal, LinesCarryTheirPriorityWhenStderrIsTheJournalsStream) {
+  TempDir dir;
+  const auto config = dir.path() / "netsem.ini";
+  for (const bool journal : {true, false}) {
+    std::ofstream(config) << "[server]\nhttp_enabled = off\nlog_level = info\n";
+    const auto log = dir.path() / (journal ? "journal.log" : "plain.log");
+    std::ofstream{log};
+    struct stat status {};
+    ASSERT_EQ(::stat(log.c_str(), &status), 0);
+    const std::string stream = journal ? std::to_string(status.st_dev) + ":" + std::to_string(status.st_ino)
+                                       : std::to_string(status.st_dev) + ":" + std::to_string(status.st_ino + 1);
+    ScopedEnv env({{"JOURNAL_STREAM", stream}});
+    NotifySocket notify(dir.path());
+    Spawned server({"--config", config.string(), "--port", "0", "--data-dir", (dir.path() / "data").string()}, log,
+                   notify);
+    const auto ready = notify.wait_for("READY=1");
+    ASSERT_TRUE(ready) << server.log();
+    // A reload of a file that changed an option a reload cannot take: a
+    // warning among the info lines.
+    std::ofstream(config) << "[server]\nhttp_enabled = off\nlog_level = info\nmax_semaphores = 5000\n";
+    ::kill(server.pid(), SIGHUP);
+    ASSERT_TRUE(notify.wait_for("READY=1"));
+    ::kill(server.pid(), SIGTERM);
+    const auto exit = server.wait_exit();
+    ASSERT_TRUE(exit && WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0);
+    const auto lines = log_lines(server.log());
+    ASSERT_GT(lines.size(), 3u);
+    int warnings = 0;
+    for (const auto& line : lines) {
+      const bool warning = line.find(" warning SIGHUP: max_semaphores changed") != std::string::npos;
+      warnings += warning ? 1 : 0;
+      if (!journal) {
+        EXPECT_TRUE(line.starts_with("20")) << "JOURNAL_STREAM names another file: " << line;
+      } else if (warning) {
+        EXPECT_TRUE(line.starts_with("<4>20")) << line;
+      } else {
+        EXPECT_TRUE(line.starts_with("<6>20")) << line;  // the others are at info
+      }
+    }
+    EXPECT_EQ(warnings, 1) << server.log();
+  }
 }
 
 }  // namespace

@@ -16,7 +16,8 @@
 #    the unit is enabled and active (Type=notify: READY=1 came); STATUS;
 #    GET /readyz; an ACQUIRE over TCP and `netsem run` with its holder
 #    listed; `systemctl reload` after a [semaphores] edit (the name is
-#    defined, the same process, no warning); the watchdog: with
+#    defined, the same process, no warning); lines filed by priority
+#    (journalctl -p warning); the watchdog: with
 #    WatchdogSec=500ms, netsemd recovering a data directory of many created
 #    semaphores for longer than that is not killed (systemd arms the
 #    watchdog at READY=1), pings keep it alive, a stopped process is killed
@@ -214,6 +215,17 @@ grep -Eq 'systemd-test +defined +3/3' <<<"$got" || fail "after the reload: $got"
 journal="$(ct journalctl -u netsemd --no-pager -o cat)"
 grep -q 'SIGHUP: reloaded 1 defined semaphores' <<<"$journal" || fail "no reload line in the journal"
 ! grep -q 'changed; it takes effect after a restart' <<<"$journal" || fail "the reload warned: $journal"
+# Each line reaches the journal with its priority ("<4>" before a warning:
+# JOURNAL_STREAM): a reload of an option only a restart takes warns, and
+# `journalctl -p warning` shows that warning and no info line.
+sed -i 's/^max_semaphores = .*/max_semaphores = 5000/' "$root/etc/netsem/netsem.ini"
+ct systemctl reload netsemd || fail "systemctl reload (max_semaphores) failed"
+warnings="$(ct journalctl -u netsemd -p warning --no-pager -o cat)"
+grep -q 'warning SIGHUP: max_semaphores changed; it takes effect after a restart' <<<"$warnings" ||
+  fail "journalctl -p warning lacks the reload's warning: $warnings"
+! grep -q ' info ' <<<"$warnings" || fail "journalctl -p warning shows info lines: $warnings"
+sed -i 's/^max_semaphores = .*/max_semaphores = 1000000/' "$root/etc/netsem/netsem.ini"
+ct systemctl reload netsemd || fail "systemctl reload failed"
 # The log's events reach the journal: the sessions above, begun and ended.
 grep -q 'session label .*label=systemd-test' <<<"$journal" || fail "no session label line in the journal"
 grep -q 'session ended .*label=systemd-test cause=quit' <<<"$journal" || fail "no session ended line in the journal"
