@@ -402,6 +402,7 @@ def test_a_key_sharing_the_hash_takes_the_next_file(sems: LocalSemaphores) -> No
     assert "key $mine\n" in (sems.dir / f"{base}-1").read_text()
     assert "key $someone-else\n" in (sems.dir / base).read_text()
     assert LocalSemaphores(sems.dir).system_v_id("$mine", 1) == semid
+    (sems.dir / base).unlink()  # its id is no semaphore of ours: no clean-up may act on it
 
 
 def test_entry_file_names_are_fnv1a_of_the_utf8_name() -> None:

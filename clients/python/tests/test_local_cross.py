@@ -354,3 +354,18 @@ def test_different_limits_take_turns_and_still_exclude(offline_cli: Cli, sems: L
     assert offline_cli.run("run", "--nonblock", "-n", "2", "$pair", "--", "true").returncode == 0
     listed = json.loads(offline_cli.run("local", "list", "--json").stdout)
     assert [(row["limit"], row["free"]) for row in listed] == [(2, 2)]  # idle again: the CLI set its 2
+
+
+def test_a_collision_chain_is_walked_alike(offline_cli: Cli, sems: LocalSemaphores) -> None:
+    # Another key's record in `$solo`'s file (a forged collision): Python
+    # takes `<hash>-1`, and the CLI finds `$solo` there, not a second one.
+    sems.dir.mkdir(mode=0o700, exist_ok=True)
+    base = LocalSemaphores.entry_file_name("$solo")
+    (sems.dir / base).write_text("netsem-local 2\nid 0\nctime 0\nlimit 1\nkey $someone-else\n")
+    grant = sems.acquire("$solo", 1, 1, 0)
+    assert "key $solo\n" in (sems.dir / f"{base}-1").read_text()
+    assert offline_cli.run("run", "--nonblock", "$solo", "--", "true").returncode == EXIT_TIMEOUT
+    sems.release("$solo", 1, grant)
+    assert offline_cli.run("run", "--nonblock", "$solo", "--", "true").returncode == 0
+    assert sorted(p.name for p in sems.dir.iterdir()) == [base, f"{base}-1"]
+    (sems.dir / base).unlink()  # its id is no semaphore of ours: no clean-up may act on it
