@@ -253,9 +253,9 @@ Status Server::start() {
   ready_->start(
       [this](std::uint64_t id, std::uint32_t events) {
         const auto found = sessions_.find(id);
-        if (found == sessions_.end()) return;                    // closed earlier in this round
+        if (found == sessions_.end()) return false;              // closed earlier in this round
         const std::shared_ptr<Session> session = found->second;  // alive through a close
-        session->on_ready(events);
+        return session->on_ready(events);
       },
       [this] { end_turn(); });
   accept_next();

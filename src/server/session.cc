@@ -82,17 +82,18 @@ void Session::update_interest() {
   interest_ = wanted;
 }
 
-void Session::on_ready(std::uint32_t events) {
-  if (stage_ == Stage::kClosed) return;
+bool Session::on_ready(std::uint32_t events) {
+  if (stage_ == Stage::kClosed) return false;
   const bool broken = (events & (EPOLLERR | EPOLLHUP)) != 0;
   if (write_waiting_ && ((events & EPOLLOUT) != 0 || broken)) {
     write_waiting_ = false;
     flush();  // waits again, or finds the error and closes
-    if (stage_ == Stage::kClosed) return;
+    if (stage_ == Stage::kClosed) return false;
   }
-  if ((events & EPOLLIN) != 0 || broken) {
+  bool more = false;
+  if ((events & (EPOLLIN | EPOLLRDHUP)) != 0 || broken) {
     if ((interest_ & ReadySet::kRead) != 0) {
-      on_readable();
+      more = on_readable(events);
     } else if (broken) {
       // Not reading (a LIST streams, or input ended), yet the connection is
       // broken: level-triggered, that would be reported round after round.
@@ -104,16 +105,18 @@ void Session::on_ready(std::uint32_t events) {
       ready_.remove(fd_.get());
       registered_ = false;
       if (write_waiting_ || stage_ == Stage::kDraining) close_now(stats::EndCause::kClose);
-      return;
+      return false;
     }
   }
   update_interest();
+  return more && stage_ != Stage::kClosed;
 }
 
-void Session::on_readable() {
+bool Session::on_readable(std::uint32_t events) {
   std::string& buffer = host_.read_buffer();
   const ssize_t n = ::recv(fd_.get(), buffer.data(), buffer.size(), 0);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;  // reported again
+  if (n < 0 && errno == EINTR) return true;                              // reported again
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;  // nothing there
   if (n <= 0) {
     // End of input (FIN) or a reset: the peer is gone or done sending. The
     // requests already read are answered, then the connection closes.
@@ -121,13 +124,16 @@ void Session::on_readable() {
     input_done_ = true;
     if (stage_ == Stage::kOpen && state_.list) {
       input_ended_ = true;  // after the LIST and the requests held behind it
-      return;
+      return false;
     }
     if (stage_ == Stage::kOpen) end(stats::EndCause::kClose, reason);
     if (stage_ == Stage::kDraining && state_.unwritten() == 0) close_now(stats::EndCause::kClose);
-    return;
+    return false;
   }
   if (stage_ == Stage::kOpen) consume(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
+  // Level-triggered, the socket stays ready, but the set's descriptor is
+  // woken only by new arrivals (ReadySet): say so when more is there.
+  return static_cast<std::size_t>(n) == buffer.size() || (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
 }
 
 void Session::resume_input() {

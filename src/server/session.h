@@ -69,8 +69,9 @@ class Session final : public std::enable_shared_from_this<Session>, private Sess
   // Starts reading. REQUIRES: called once, right after construction.
   void start();
   // The socket is ready (ReadySet events: EPOLLIN, EPOLLOUT, EPOLLHUP,
-  // EPOLLERR). The caller ends the turn.
-  void on_ready(std::uint32_t events);
+  // EPOLLERR, EPOLLRDHUP). The caller ends the turn. True when the socket
+  // may still be readable (ReadySet::ReadyHandler): see on_readable().
+  bool on_ready(std::uint32_t events);
 
   SessionId id() const { return state_.id; }
   const std::string& peer() const { return state_.peer; }
@@ -114,7 +115,9 @@ class Session final : public std::enable_shared_from_this<Session>, private Sess
   // session waits for: input while open (not behind a streaming LIST) or
   // draining, until the end of input; output while the peer lags.
   void update_interest();
-  void on_readable();
+  // One read; true when more may be waiting: it filled the buffer, or it
+  // took data while `events` tell of an end of input still to be read.
+  bool on_readable(std::uint32_t events);
   void on_timer();
   void arm_close_deadline(Clock::duration after);
   void arm_heartbeat();

@@ -1,8 +1,11 @@
 // ReadySet (net/ready_set.h): level-triggered readiness of many sockets
 // through one descriptor in Asio's loop, over socket pairs: a socket stays
-// reported while unread, interest changes take effect, a removed socket is
-// no longer reported, more ready sockets than one round takes are all
-// served, and stop() lets the io_context run out.
+// reported while its handler says it is unread, one read to the end is
+// reported again when more arrives (during a round or after), interest
+// changes take effect whether made during a round or between rounds, a
+// removed socket is no longer reported, more ready sockets than one round
+// takes are all served, and stop() or the set's end lets the io_context run
+// out.
 #include "net/ready_set.h"
 
 #include <gtest/gtest.h>
@@ -53,7 +56,8 @@ class ReadySetTest : public ::testing::Test {
     if (opened) set_ = std::move(*opened);
   }
   void start() {
-    set_->start([this](std::uint64_t key, std::uint32_t events) { on_ready(key, events); }, [this] { ++rounds_; });
+    set_->start([this](std::uint64_t key, std::uint32_t events) { return on_ready(key, events); },
+                [this] { ++rounds_; });
   }
   // Runs the loop until `rounds` more rounds happened (or 2 s passed).
   void run_rounds(int rounds) {
@@ -64,8 +68,10 @@ class ReadySetTest : public ::testing::Test {
   // Runs the loop for a while; for "nothing is reported".
   void run_idle(std::chrono::milliseconds time = 100ms) { io_.run_for(time); }
 
-  std::function<void(std::uint64_t, std::uint32_t)> on_ready = [this](std::uint64_t key, std::uint32_t) {
+  // Counts the report; reads nothing, and says so (the socket stays ready).
+  std::function<bool(std::uint64_t, std::uint32_t)> on_ready = [this](std::uint64_t key, std::uint32_t) {
     ++reports_[key];
+    return true;
   };
   asio::io_context io_;
   std::unique_ptr<ReadySet> set_;
@@ -92,11 +98,82 @@ TEST_F(ReadySetTest, AnUnreadSocketIsReportedRoundAfterRoundUntilRead) {
   EXPECT_EQ(reports_[7], 1);
 }
 
+// A round that reads everything ends with no re-arm; what arrives later,
+// during a round or after it, still starts the next one.
+TEST_F(ReadySetTest, ASocketReadToTheEndIsReportedAgainWhenMoreArrives) {
+  Pair pair;
+  ASSERT_TRUE(set_->add(pair.ours, 3, ReadySet::kRead));
+  bool send_during_round = false;
+  on_ready = [&](std::uint64_t key, std::uint32_t) {
+    ++reports_[key];
+    pair.drain();
+    if (send_during_round) {
+      send_during_round = false;
+      pair.send("late\n");  // after this round's wait looked at the set
+    }
+    return false;
+  };
+  start();
+  pair.send("a PING\n");
+  run_rounds(1);
+  EXPECT_EQ(reports_[3], 1);
+  run_idle();
+  EXPECT_EQ(reports_[3], 1);  // nothing new: no round
+  send_during_round = true;
+  pair.send("b PING\n");
+  run_rounds(2);
+  EXPECT_EQ(reports_[3], 3);  // b, then what came during its round
+  run_idle();
+  EXPECT_EQ(reports_[3], 3);
+}
+
+// A round that widens a socket's interest (here: from output to input, with
+// input already waiting) leaves the set ready with no wake-up to come: the
+// next round must still report it, as must a change between rounds.
+TEST_F(ReadySetTest, AnInterestWidenedDuringARoundIsReported) {
+  Pair pair;
+  pair.send("waiting\n");
+  ASSERT_TRUE(set_->add(pair.ours, 5, ReadySet::kWrite));  // writable at once
+  std::vector<std::uint32_t> seen;
+  on_ready = [&](std::uint64_t, std::uint32_t events) {
+    seen.push_back(events & (EPOLLIN | EPOLLOUT));
+    if ((events & EPOLLOUT) != 0) {
+      EXPECT_TRUE(set_->modify(pair.ours, 5, ReadySet::kRead));
+    }
+    if ((events & EPOLLIN) != 0) pair.drain();
+    return false;
+  };
+  start();
+  run_rounds(2);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0], static_cast<std::uint32_t>(EPOLLOUT));
+  EXPECT_EQ(seen[1], static_cast<std::uint32_t>(EPOLLIN));
+}
+
+// The set may go while its operation is queued in Asio's reactor: the
+// operation is cancelled and frees itself; the loop runs out.
+TEST_F(ReadySetTest, DestroyedWhileWaitingTheLoopRunsOut) {
+  Pair pair;
+  ASSERT_TRUE(set_->add(pair.ours, 1, ReadySet::kRead));
+  start();
+  run_idle(20ms);
+  set_->remove(pair.ours);
+  set_.reset();
+  pair.send("x\n");
+  const auto began = std::chrono::steady_clock::now();
+  io_.run_for(2s);
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 1s);
+  EXPECT_EQ(rounds_, 0);
+}
+
 TEST_F(ReadySetTest, InterestChangesTakeEffect) {
   Pair pair;
   ASSERT_TRUE(set_->add(pair.ours, 1, 0));
   std::uint32_t seen = 0;
-  on_ready = [&](std::uint64_t, std::uint32_t events) { seen |= events; };
+  on_ready = [&](std::uint64_t, std::uint32_t events) {
+    seen |= events;
+    return false;  // says nothing is left: a wider interest must still be reported
+  };
   start();
   pair.send("x\n");
   run_idle();
@@ -136,6 +213,7 @@ TEST_F(ReadySetTest, MoreReadySocketsThanOneRoundTakesAreAllServed) {
   on_ready = [&](std::uint64_t key, std::uint32_t) {
     ++reports_[key];
     pairs[key]->drain();
+    return false;
   };
   start();
   run_rounds(2);

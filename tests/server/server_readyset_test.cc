@@ -1,6 +1,8 @@
 // The session sockets in the server's level-triggered set (net/ready_set.h)
 // against the real netsemd: what changed with it, end to end. Many requests
-// in one segment are all answered in order; a write blocked by a peer that
+// in one segment are all answered in order; input a round leaves unread
+// (past the read buffer, or an end of input behind a request) is read on
+// with no further arrival; a write blocked by a peer that
 // does not read drains when it reads (EPOLLOUT watched, then dropped); a
 // session ended while its socket still holds unread input neither spins nor
 // stops the others; 512 peers ready at once are all served; and the server
@@ -31,6 +33,40 @@ TEST(ServerReadySet, ManyRequestsInOneSegmentAreAllAnsweredInOrder) {
   for (int i = 0; i < 300; ++i) ASSERT_EQ(client->read_line(), "p" + std::to_string(i) + " PONG");
   EXPECT_EQ(client->read_line().value_or("").rfind("a OK ", 0), 0u);
   EXPECT_EQ(client->read_line(), "r OK 3");
+}
+
+// Input a round leaves in the socket gets no wake-up of its own (the set's
+// descriptor is woken by arrivals): more than the server's 64 KiB read
+// buffer sent at once, and a request followed at once by the end of input,
+// must both be read on by the server itself.
+TEST(ServerReadySet, InputLeftBehindByARoundIsReadWithoutAnotherArrival) {
+  auto server = start_server(with_semaphores("x = 1\n"));
+  ASSERT_TRUE(server);
+  for (int round = 0; round < 3; ++round) {
+    auto client = Client::connect(server->port());
+    ASSERT_TRUE(client);
+    std::string batch;
+    constexpr int kPings = 12000;  // about 150 KB
+    for (int i = 0; i < kPings; ++i) batch += req::ping("p" + std::to_string(i)) + "\n";
+    std::thread sender([&] { client->send(batch); });
+    for (int i = 0; i < kPings; ++i) {
+      const auto line = client->read_line(5s);
+      ASSERT_EQ(line, "p" + std::to_string(i) + " PONG") << i;
+    }
+    sender.join();
+  }
+  // Each session holds x until the server reads its end of input; the next
+  // one is granted x only then (QUEUED otherwise).
+  for (int i = 0; i < 20; ++i) {
+    auto client = Client::connect(server->port());
+    ASSERT_TRUE(client);
+    client->send(req::acquire("a", "x") + "\n");
+    client->shutdown_write();
+    const auto answer = client->read_line(5s);
+    ASSERT_TRUE(answer) << i;
+    ASSERT_EQ(answer->rfind("a OK ", 0), 0u) << i << ": " << *answer;
+    ASSERT_TRUE(client->wait_closed(5s)) << i;
+  }
 }
 
 TEST(ServerReadySet, AWriteBlockedByAPeerThatDoesNotReadDrainsWhenItReads) {
