@@ -200,7 +200,9 @@ class Connection:
             self._wake()
             self._thread.join()
             self._thread = None
-            for fd in (self._wake_r, self._wake_w):
+            with self._lock:
+                fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
+            for fd in fds:
                 os.close(fd)
 
     def wait_first_round(self, timeout: float) -> None:
@@ -236,7 +238,7 @@ class Connection:
                 return None
             call = Call(tag, self._session, line)
             self._outbox.append(call)
-        self._wake()
+            self._wake()  # under the lock: stop() closes the pipe under it
         return call
 
     def register_permit(self, permit: LosablePermit, session: int) -> None:
@@ -254,6 +256,8 @@ class Connection:
             self._permits.pop(id(permit), None)
 
     def _wake(self) -> None:
+        if self._wake_w < 0:
+            return  # stopped
         try:
             os.write(self._wake_w, b"\0")
         except (BlockingIOError, OSError):
@@ -297,6 +301,26 @@ class Connection:
         self._lingering = keep
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as error:  # a bug here must not leave callers waiting for ever
+            log.exception("the netsem client's I/O thread failed")
+            failure = ProtocolError(f"the netsem client's I/O thread failed: {error!r}")
+            with self._lock:
+                # Not an outage: calls raise this instead of falling back.
+                self._refused = failure
+            if self._connected:
+                self._session_ended(failure, None)
+            with self._lock:
+                calls, self._outbox = self._outbox, []
+            for call in calls:
+                call.complete(None, failure)
+        finally:
+            with self._first_round:
+                self._first_round_done = True
+                self._first_round.notify_all()
+
+    def _loop(self) -> None:
         backoff = self._options.reconnect_min
         while not self._stopping.is_set():
             served = False

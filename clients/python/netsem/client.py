@@ -286,11 +286,11 @@ class Permit:
         state = getattr(self, "_state", None)
         if state is None or state.released:
             return
-        warnings.warn(f"unreleased netsem permit of {state.name!r} given back by the garbage collector",
-                      ResourceWarning, stacklevel=2)
         try:
+            warnings.warn(f"unreleased netsem permit of {state.name!r} given back by the garbage collector",
+                          ResourceWarning, stacklevel=2)
             state.release(wait=False)
-        except NetsemError:
+        except Exception:  # NetsemError, or the interpreter shutting down
             pass
 
 
@@ -472,6 +472,14 @@ class Client:
             raise Unavailable("the client is closed")
         return self._connection
 
+    def _io_caller(self) -> Connection:
+        """_conn() for a call that waits for an answer, which the I/O thread
+        would wait for itself: a loss callback must not make one."""
+        connection = self._conn()
+        if connection.on_io_thread():
+            raise RuntimeError("a netsem loss callback must not call the Client (it runs on its I/O thread)")
+        return connection
+
     def _count(self, local: bool) -> None:
         with self._grants_lock:
             if local:
@@ -488,7 +496,7 @@ class Client:
     def _round_trip(self, build: Callable[[str], bytes]) -> Call:
         """One request and its final answer; the servers' refusal or
         Unavailable when there is no session, or when it ends first."""
-        call = self._conn().send(build)
+        call = self._io_caller().send(build)
         if call is None:
             raise self._no_server()
         call.wait()
@@ -513,7 +521,7 @@ class Client:
         after the send leaves the outcome unknown."""
         ms = proto.timeout_ms(timeout)
         encode = proto.acquire_request if verb == "ACQUIRE" else proto.wait_request
-        connection = self._conn()
+        connection = self._io_caller()
         call = connection.send(lambda tag: encode(tag, name, count, ms))
         if call is None:
             return None
@@ -715,7 +723,7 @@ class Client:
         if proto.is_local_name(name):
             self._local.post(name, self._options.limit(name), count)
             return
-        call = self._conn().send(lambda tag: proto.post_request(tag, name, count))
+        call = self._io_caller().send(lambda tag: proto.post_request(tag, name, count))
         if call is not None:
             call.wait()
             error = _status_error(call, f'POST "{name}"')

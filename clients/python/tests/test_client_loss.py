@@ -260,3 +260,54 @@ def test_an_interrupted_acquire_leaves_nothing_queued_or_held(netsemd, clients) 
     held.release()
     assert holder.get("one").holders == 0
     assert waiter.connected and waiter.try_acquire("one") is not None
+
+
+def test_a_loss_callback_cannot_deadlock_on_the_client(netsemd, clients) -> None:
+    admin = clients(netsemd.address)
+    client = clients(netsemd.address)
+    permit = client.acquire("one")
+    seen: list[BaseException] = []
+    done = threading.Event()
+
+    def callback(reason: NetsemError) -> None:
+        try:
+            client.ping()  # runs on the I/O thread, which would wait for itself
+        except BaseException as error:
+            seen.append(error)
+        done.set()
+
+    permit.on_lost(callback)
+    admin.kick(client.stats().session_id)
+    assert done.wait(10)
+    assert isinstance(seen[0], RuntimeError) and "loss callback" in str(seen[0])
+    assert wait_until(lambda: client.connected)  # the I/O thread lives on
+    assert client.ping("ok") == "ok"
+
+
+def test_a_failure_of_the_io_thread_fails_calls_instead_of_hanging(netsemd, clients, monkeypatch) -> None:
+    from netsem import _protocol
+    from netsem.errors import ProtocolError
+
+    client = clients(netsemd.address)
+
+    def broken(line: bytes) -> object:
+        raise RuntimeError("a bug in the client")
+
+    monkeypatch.setattr(_protocol, "parse_line", broken)
+    outcome: list[BaseException] = []
+    thread = threading.Thread(target=lambda: outcome.extend(_raised(client.ping)))
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the call hangs"
+    assert isinstance(outcome[0], ProtocolError) and "I/O thread failed" in str(outcome[0])
+    monkeypatch.undo()
+    with pytest.raises(ProtocolError):  # not served by fallback: it is no outage
+        client.acquire("one", timeout=1)
+
+
+def _raised(call: Callable[[], object]) -> list[BaseException]:
+    try:
+        call()
+    except BaseException as error:
+        return [error]
+    return []
