@@ -203,3 +203,27 @@ def test_cancelling_a_server_grant_that_waits_for_a_fallback_holder(netsemd: Any
             await permit.release()
 
     run(main())
+
+
+def test_local_grants_that_race_a_cancel_are_given_back(netsemd: Any, local_dir: Path) -> None:
+    # As test_aio_cancel's race, on a `$` name: the holder releases while the
+    # task blocked on a thread is cancelled; whoever wins, nothing stays held.
+    async def main() -> None:
+        async with netsem.aio.Client(options=options(netsemd, local_dir)) as client:
+            outcomes = {"granted": 0, "cancelled": 0}
+            for round_ in range(30):
+                held = await client.acquire("$r")
+                task = asyncio.create_task(client.acquire("$r"))
+                await asyncio.sleep(0.005 * (round_ % 5))
+                await held.release()
+                task.cancel()
+                try:
+                    permit = await task
+                    outcomes["granted"] += 1
+                    await permit.release()
+                except asyncio.CancelledError:
+                    outcomes["cancelled"] += 1
+                assert await client.value("$r") == 1, outcomes
+            assert outcomes["cancelled"] > 0
+
+    run(main())
