@@ -5,8 +5,9 @@
 // stderr a pipe whose reader stops (a log shipper or journald that hangs),
 // which stalls the event loop in write(2) at its next line; the HTTP
 // threads, which log nothing at info, go on answering, and a query that
-// needs the loop is answered 503 BUSY after its 2 s bound: a real stalled
-// loop, not a mock. Once the reader reads again, everything answers.
+// needs the loop is answered 503 BUSY after its 2 s bound, and at once when
+// 64 queries wait already: a real stalled loop, not a mock. Once the reader
+// reads again, everything answers.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -259,6 +260,26 @@ TEST(OpsLogFlood, AStuckLogReaderStallsTheLoopAndLoopQueriesAnswerBusy) {
   EXPECT_LT(waited, 5s);
   // Still stalled: the last HELLO has no answer yet.
   EXPECT_FALSE(clients.back()->read_line(100ms));
+
+  // At most 64 queries wait for the loop: a query that timed out stays
+  // queued until the loop runs it. 63 more fill the queue (each answered
+  // BUSY after its 2 s, so each was queued); the next is BUSY at once.
+  std::vector<std::thread> waiting;
+  std::atomic<int> busy_after_waiting{0};
+  for (int i = 0; i < 63; ++i) {
+    waiting.emplace_back([&] {
+      const auto answer = http_get(http_port, "/api/v1/sessions", 10s);
+      if (answer && answer->status == 503 && answer->body.find("\"BUSY\"") != std::string::npos) ++busy_after_waiting;
+    });
+  }
+  for (auto& thread : waiting) thread.join();
+  EXPECT_EQ(busy_after_waiting.load(), 63);
+  began = Clock::now();
+  const auto full = http_get(http_port, "/api/v1/semaphores/x", 10s);
+  ASSERT_TRUE(full);
+  EXPECT_EQ(full->status, 503) << full->body;
+  EXPECT_NE(full->body.find("\"BUSY\""), std::string::npos) << full->body;
+  EXPECT_LT(Clock::now() - began, 1s) << "a full queue answers at once";
 
   // The reader reads again: the loop goes on where it stopped.
   server.start_draining();
