@@ -191,12 +191,26 @@ def local_dir(tmp_path: Path) -> Iterator[Path]:
 
 def _remove_local_semaphores(directory: Path) -> None:
     # The registry files name their System V ids; remove them so that tests
-    # never leak kernel semaphores (they outlive processes).
-    for entry in directory.iterdir():
+    # never leak kernel semaphores (they outlive processes). Registries in
+    # subdirectories too. Only a set that is still the one recorded (this
+    # user's, with the recorded size and creation time) is removed: a stale
+    # or forged record's id may by now be another process's semaphore.
+    from netsem import _local_registry, _sysv
+
+    for entry in sorted(directory.rglob("*")):
+        if entry.is_symlink() or not entry.is_file():
+            continue
         try:
-            text = entry.read_text(errors="replace")
+            text = entry.read_bytes()[:4096]
         except OSError:
             continue
-        match = re.search(r"^id (\d+)$", text, re.M)
-        if match:
-            subprocess.run(["ipcrm", "-s", match.group(1)], capture_output=True, check=False)
+        record = _local_registry._parse_record(text)
+        table = _local_registry._parse_table(text)
+        live = (record is not None and _local_registry.is_live(record.id, record.ctime)) or (
+            table is not None and _local_registry.is_live_table(table)
+        )
+        if live:
+            try:
+                _sysv.rmid(record.id if record is not None else table.id)  # type: ignore[union-attr]
+            except OSError:
+                pass
