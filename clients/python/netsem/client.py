@@ -403,6 +403,7 @@ class Client:
         self._flags: dict[str, Permit] = {}  # guarded by _flags_lock: flags this process set
         self._flags_being_set: set[str] = set()  # guarded by _flags_lock
         self._closed = False
+        self._pid = os.getpid()
         label_text = proto.sanitize_label(options.label or proto.default_label())
         self._connection = Connection.start(options, endpoints, label_text)
         # The first round tries every server (a connect and a handshake, each
@@ -419,6 +420,8 @@ class Client:
         if self._connection is None or self._closed:
             return
         self._closed = True
+        if os.getpid() != self._pid:
+            return  # a fork's child: the connection and its permits are the parent's
         # Ending the session marks its remote permits lost, so dropping the
         # flags afterwards only gives back local ones.
         self._connection.stop()
@@ -470,6 +473,11 @@ class Client:
     def _conn(self) -> Connection:
         if self._closed or self._connection is None:
             raise Unavailable("the client is closed")
+        if os.getpid() != self._pid:
+            # The child of a fork() has the connection's socket but not its I/O
+            # thread: a call would wait for ever, and the session (with its
+            # permits) is the parent's.
+            raise RuntimeError("a netsem Client cannot be used after fork(): make a new one in the child")
         return self._connection
 
     def _io_caller(self) -> Connection:

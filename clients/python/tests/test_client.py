@@ -372,3 +372,34 @@ def test_calls_after_close_raise_unavailable(netsemd, local_dir) -> None:
         assert other.try_acquire("one") is not None  # the server let go when the client closed
     finally:
         other.close()
+
+
+def test_a_forked_child_cannot_use_the_parents_client(netsemd, clients) -> None:
+    import os
+
+    client = clients(netsemd.address)
+    permit = client.acquire("one")
+    pid = os.fork()
+    if pid == 0:  # the child: must raise at once, never hang or touch the parent's session
+        code = 3
+        try:
+            client.ping()
+        except RuntimeError as error:
+            code = 0 if "fork" in str(error) else 4
+        except BaseException:
+            code = 5
+        client.close()  # the parent's connection: left alone
+        os._exit(code)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the child hung")
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert client.ping("still") == "still" and not permit.lost
+    permit.release()
