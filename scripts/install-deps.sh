@@ -25,6 +25,7 @@ packages=(
   systemd                           # systemd-analyze: tests/ops checks etc/systemd/netsemd.service
   dpkg-dev file binutils groff-base # the Debian package: cpack's dependency list (dpkg-shlibdeps, file, readelf), man pages' check
   lintian                           # Debian's package checker, run on the .deb by tests/package/deb_test.sh
+  debootstrap systemd-container     # tests/package/systemd_test.sh (on demand): the package on a Debian 12 booted by systemd-nspawn
 )
 missing=()
 for package in "${packages[@]}"; do
