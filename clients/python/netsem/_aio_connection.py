@@ -275,8 +275,21 @@ class Connection:
                 await asyncio.sleep(backoff)
                 if not served:
                     backoff = min(backoff * 2, self._options.reconnect_max)
+        except Exception as error:  # a bug here must not leave callers waiting for ever
+            self._failed(error)
         finally:
             self._first_round.set()
+
+    def _failed(self, error: Exception) -> None:
+        """The task failed (a bug): every pending and later call fails with a
+        ProtocolError, which is no outage (no fallback), as in the blocking client."""
+        log.error("the netsem.aio connection task failed", exc_info=error)
+        failure = ProtocolError(f"the client's connection failed: {type(error).__name__}: {error}")
+        self.refused = failure
+        self._stopping = True  # nothing more is sent, and no fallback is entered
+        self._close_writer()
+        if self.connected:
+            self._session_ended(failure, None)
 
     async def _attempt(self, host: str, port: int, server: str) -> _Opened | _Failure:
         """A connection and a handshake with one server, each bounded by connect_timeout."""

@@ -132,3 +132,38 @@ def test_a_request_left_unanswered_ends_the_session_after_request_timeout(
             assert "no answer from the server within 1000 ms" in str(raised.value)
 
     run(main())
+
+
+def test_a_failure_of_the_connection_task_fails_the_calls(
+    netsemd: Any, local_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bug in the connection task (here: dispatching a PONG "boom" raises)
+    # fails the pending and later calls with ProtocolError, never leaves them
+    # waiting, and is no outage: nothing falls back.
+    from netsem import _aio_connection
+
+    dispatch = _aio_connection.Connection._dispatch
+
+    def broken(self: Any, line: bytes) -> Any:
+        if line.endswith(b" PONG boom"):
+            raise RuntimeError("a bug")
+        return dispatch(self, line)
+
+    monkeypatch.setattr(_aio_connection.Connection, "_dispatch", broken)
+
+    async def main() -> None:
+        async with netsem.aio.Client(options=options(netsemd, local_dir)) as client:
+            permit = await client.acquire("one")
+            pending = asyncio.create_task(client.ping("after-boom"))
+            with pytest.raises(netsem.ProtocolError, match="a bug"):
+                await client.ping("boom")
+            with pytest.raises(netsem.ProtocolError, match="a bug"):
+                await pending
+            with pytest.raises(netsem.ProtocolError):
+                await client.acquire("one", timeout=1)
+            with pytest.raises(netsem.ProtocolError):
+                await client.get("one")
+            assert permit.lost and isinstance(permit.loss_reason, netsem.ProtocolError)
+            assert client.stats().fallback_entries == 0
+
+    run(main())
