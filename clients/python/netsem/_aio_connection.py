@@ -462,13 +462,11 @@ class Connection:
             unread.popleft()
         # Only the pings behind a queued request tell a long wait from a silent
         # server, so while one is unanswered they go at least every half
-        # request_timeout (libnetsem does the same).
-        interval = lease.ping_interval
-        if unread:
-            interval = max(0.001, min(interval, self._options.request_timeout / 2))
-        if now - self._last_sent >= interval:
-            self._send_ping()
+        # request_timeout (Lease.ping_at; libnetsem does the same).
         oldest = unread[0].sent_at if unread else None
+        if now >= lease.ping_at(self._last_sent, oldest):
+            self._send_ping()
+            oldest = unread[0].sent_at
         # A request unanswered for request_timeout, or half the lease gone with
         # no answer: the server may be unreachable while it holds our permits;
         # the other half is for stopping the work.
@@ -476,11 +474,7 @@ class Connection:
         if why is not None:
             self._cut(Unavailable(why))
             return
-        wake_at = self._last_sent + interval
-        for at in (lease.expiry_at(oldest), lease.lapse_at()):
-            if at is not None:
-                wake_at = min(wake_at, at)
-        self._arm(wake_at)
+        self._arm(lease.wake_at(self._last_sent, oldest))
 
     def _arm(self, at: float) -> None:
         """Runs _on_timer at ``at`` (time.monotonic(), as the loop's clock)."""
