@@ -34,9 +34,9 @@ import socket
 import sys
 import threading
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
-from netsem.errors import Denied, InvalidArgument, LimitReached, NetsemError, ProtocolError, from_server
+from netsem.errors import Cancelled, Denied, InvalidArgument, LimitReached, NetsemError, ProtocolError, Timeout, from_server
 
 MAX_NAME = 255  # bytes of UTF-8
 MAX_LINE = 4096  # bytes, without the line end
@@ -828,3 +828,28 @@ class Lease:
         if lapse is not None:
             times.append(lapse)
         return min(times)
+
+
+class Ended(Protocol):
+    """How a request ended, as both clients record it: a failure of the
+    connection, or the final answer."""
+
+    failure: NetsemError | None
+    reply: Reply | None
+
+
+def final_error(ended: Ended, what: str) -> NetsemError | None:
+    """The error a request ended with: the connection's failure when it had
+    one, else the one its final answer says (TIMEOUT, CANCELLED, ERR); None
+    for OK, PONG and END. Both clients (client.py, aio.py) use it."""
+    if ended.failure is not None:
+        return ended.failure
+    reply = ended.reply
+    assert reply is not None
+    if reply.kind == "TIMEOUT":
+        return Timeout(f"{what}: timed out")
+    if reply.kind == "CANCELLED":
+        return Cancelled(f"{what}: cancelled")
+    if reply.kind == "ERR":
+        return reply.error(what)
+    return None

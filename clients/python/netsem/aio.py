@@ -111,21 +111,6 @@ def _is_connection_failure(error: NetsemError) -> bool:
     return isinstance(error, Unavailable)  # Shutdown is one
 
 
-def _status_of(answer: Answer, what: str) -> NetsemError | None:
-    """The exception of a final answer (None for OK, PONG, END)."""
-    if answer.failure is not None:
-        return answer.failure
-    reply = answer.reply
-    assert reply is not None
-    if reply.kind == "TIMEOUT":
-        return Timeout(f"{what}: timed out")
-    if reply.kind == "CANCELLED":
-        return Cancelled(f"{what}: cancelled")
-    if reply.kind == "ERR":
-        return reply.error(what)
-    return None
-
-
 def _call_soon_threadsafe(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
     # From a CancelToken's thread; a loop closed meanwhile has nothing to cancel.
     with contextlib.suppress(RuntimeError):
@@ -352,7 +337,7 @@ class Client:
             raise Unavailable(
                 f"{what}: the session ended before the answer, which is unknown: {answer.failure.message}"
             )
-        error = _status_of(answer, what)
+        error = proto.final_error(answer, what)
         if error is not None:
             raise error
         self._remote_grants += 1
@@ -400,7 +385,7 @@ class Client:
 
         async def report() -> None:
             answer = await call.future
-            error = _status_of(answer, f'{verb} "{name}"')
+            error = proto.final_error(answer, f'{verb} "{name}"')
             if error is not None:
                 log.warning("giving back a grant that raced a cancel failed: %s", error)
 
@@ -468,7 +453,7 @@ class Client:
             return
         call = self._connection.send(lambda tag: proto.post_request(tag, name, count))
         if call is not None:
-            error = _status_of(await call.future, f'POST "{name}"')
+            error = proto.final_error(await call.future, f'POST "{name}"')
             if error is not None:
                 raise error
             return
@@ -779,7 +764,7 @@ class Client:
         if call is None:
             raise self._connection.refused or Unavailable("no server reachable")
         answer = await call.future
-        error = _status_of(answer, what)
+        error = proto.final_error(answer, what)
         if error is not None:
             raise error
         return answer

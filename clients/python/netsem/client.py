@@ -337,21 +337,6 @@ def _check_timeout(timeout: float | None) -> float | None:
     return timeout
 
 
-def _status_error(call: Call, what: str) -> NetsemError | None:
-    """The error of a final answer, or None for OK, PONG and END."""
-    if call.failure is not None:
-        return call.failure
-    reply = call.reply
-    assert reply is not None
-    if reply.kind == "TIMEOUT":
-        return Timeout(f"{what}: timed out")
-    if reply.kind == "CANCELLED":
-        return Cancelled(f"{what}: cancelled")
-    if reply.kind == "ERR":
-        return reply.error(what)
-    return None
-
-
 def _cancelled(name: str) -> Cancelled:
     return Cancelled(f'waiting for "{name}" was cancelled')
 
@@ -514,7 +499,7 @@ class Client:
 
     def _ask(self, build: Callable[[str], bytes], what: str) -> proto.Reply:
         call = self._round_trip(build)
-        error = _status_error(call, what)
+        error = proto.final_error(call, what)
         if error is not None:
             raise error
         assert call.reply is not None
@@ -540,7 +525,7 @@ class Client:
             raise Unavailable(
                 f'{verb} "{name}": the session ended before the answer, which is unknown: {call.failure}'
             )
-        error = _status_error(call, f'{verb} "{name}"')
+        error = proto.final_error(call, f'{verb} "{name}"')
         if error is not None:
             raise error
         self._count(local=False)
@@ -734,7 +719,7 @@ class Client:
         call = self._io_caller().send(lambda tag: proto.post_request(tag, name, count))
         if call is not None:
             call.wait()
-            error = _status_error(call, f'POST "{name}"')
+            error = proto.final_error(call, f'POST "{name}"')
             if error is not None:
                 raise error
             return
@@ -829,7 +814,7 @@ class Client:
         if prefix:
             proto.check_server_name(prefix)
         call = self._round_trip(lambda tag: proto.list_request(tag, prefix))
-        error = _status_error(call, "LIST")
+        error = proto.final_error(call, "LIST")
         if error is not None:
             raise error
         return [proto.parse_list_item(item) for item in call.items]
@@ -878,7 +863,7 @@ class Client:
             counters = self._conn().counters()
             server = f"server {counters.server}" if counters.server else "the server"
             raise ProtocolError(f"{server} speaks protocol {counters.protocol or '1.0'}; {verb} needs 1.1")
-        error = _status_error(call, what)
+        error = proto.final_error(call, what)
         if error is not None:
             raise error
         return call
