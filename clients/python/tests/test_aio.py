@@ -203,8 +203,11 @@ def test_holders_waiters_sessions_kick(netsemd: Any, local_dir: Path) -> None:
                 await holder.waiters("$local")
 
             # KICK the holder's session: its permit is lost at once and the
-            # server grants the queued acquire, which on this host (one
-            # local_dir) waits until the lost permit is given up.
+            # server grants the queued acquire. On this host (one local_dir)
+            # that grant waits for the lost permit to be given up only when
+            # the holder's client read its KICK first: the server grants
+            # before the holder can read it, so either order may come here
+            # (test_aio_loss checks the wait where the order is fixed).
             await queued.kick(holder.stats().session_id)
             await until(lambda: bool(lost))
             assert permit.lost and isinstance(lost[0], netsem.Unavailable) and "KICK" in str(lost[0])
@@ -215,7 +218,6 @@ def test_holders_waiters_sessions_kick(netsemd: Any, local_dir: Path) -> None:
                 return (info.holders, info.waiters) == (1, 0)
 
             await until(granted_by_server)
-            assert not waiting.done()
             with pytest.raises(netsem.Unavailable):
                 await permit.release()
             granted = await waiting
