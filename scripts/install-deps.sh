@@ -21,6 +21,7 @@ packages=(
   python3-wheel-whl                 # wheel for that venv: setuptools 66 needs it to build the package offline
   chromium                          # headless Chromium: tests/web loads the web page and reads its DOM
   prometheus                        # promtool checks GET /metrics; a real Prometheus scrapes netsemd in tests/metrics
+  libsodium-dev                     # libsodium: salted Argon2id hashes of AUTH tokens (src/auth; docs/security.md)
   libsystemd-dev                    # libsystemd: netsemd's sd_notify (readiness, reload, stop, watchdog) under Type=notify
   systemd                           # systemd-analyze: tests/ops checks etc/systemd/netsemd.service
   dpkg-dev file binutils groff-base # the Debian package: cpack's dependency list (dpkg-shlibdeps, file, readelf), man pages' check
