@@ -23,6 +23,7 @@
 #include <fmt/format.h>
 
 #include "common/ini.h"
+#include "common/private_file.h"
 #include "common/text.h"
 #include "config/config_internal.h"
 #include "protocol/names.h"
@@ -45,6 +46,8 @@ using config_detail::parse_ace_file;
 namespace {
 
 constexpr std::string_view kClientSection = "client";
+constexpr std::string_view kTokensSection = "tokens";
+constexpr std::string_view kSubjectsSection = "tls_subjects";
 
 template <auto Member>
 Status apply_integer(const OptionSpec& spec, std::string_view value, ServerConfig& config) {
@@ -193,6 +196,32 @@ Status apply_admin_networks(const OptionSpec&, std::string_view value, ServerCon
   return Status::ok();
 }
 
+// --- authentication (docs/security.md) ---
+
+Status apply_tokens_file(const OptionSpec&, std::string_view value, ServerConfig& config) {
+  if (std::any_of(value.begin(), value.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
+    return invalid(fmt::format("`{}` contains a control character", value));
+  }
+  config.tokens_file = std::filesystem::path(value);
+  return Status::ok();
+}
+
+Status apply_ace_networks(const OptionSpec&, std::string_view value, ServerConfig& config) {
+  auto list = AllowList::parse(value);
+  if (!list) return list.status();
+  config.ace_networks = std::move(list).value();
+  config.ace_networks_text = std::string(value);
+  return Status::ok();
+}
+
+Status apply_ace_rights(const OptionSpec&, std::string_view value, ServerConfig& config) {
+  auto rights = auth::parse_rights(value);
+  if (!rights) return rights.status();
+  config.ace_rights = std::move(rights).value();
+  config.ace_rights_text = std::string(value);
+  return Status::ok();
+}
+
 std::vector<OptionSpec> make_server_options() {
   using C = ServerConfig;
   return {
@@ -232,6 +261,37 @@ std::vector<OptionSpec> make_server_options() {
        .reloadable = true,
        .apply = apply_admin_networks,
        .show = [](const C& c) { return c.admin_networks_text; }},
+      {.name = "tokens_file",
+       .type = "path",
+       .default_text = "",
+       .bounds = "file, or empty for none",
+       .help = "A file of [tokens] (and [tls_subjects]) sections added to this file's, so that the main configuration "
+               "holds no token hash. netsemd refuses to start (and a reload keeps the running tables) when the file "
+               "is readable or writable by group or others: chmod 600 it. Read again by a reload. See "
+               "docs/security.md.",
+       .reloadable = true,
+       .apply = apply_tokens_file,
+       .show = [](const C& c) { return c.tokens_file.string(); }},
+      {.name = "ace_networks",
+       .type = "networks",
+       .default_text = "0.0.0.0/0, ::/0",
+       .bounds = "comma-separated, at least one",
+       .help = "Peers allowed to speak the ACE dialect, as networks in the form of allowed_networks; a peer must be "
+               "in both lists. An ACE peer outside it is closed at its first bytes without an answer, and logged. "
+               "The default admits every peer allowed_networks does.",
+       .reloadable = true,
+       .apply = apply_ace_networks,
+       .show = [](const C& c) { return c.ace_networks_text; }},
+      {.name = "ace_rights",
+       .type = "rights",
+       .default_text = "acquire",
+       .bounds = "<right>[,<right>...] [<prefix> ...]",
+       .help = "The rights of ACE sessions when tokens are configured (ACE clients cannot AUTH), in the syntax of a "
+               "[tokens] line without its hash: an acquire: of a name outside them closes the session. Without "
+               "tokens ACE sessions may acquire any name.",
+       .reloadable = true,
+       .apply = apply_ace_rights,
+       .show = [](const C& c) { return c.ace_rights_text; }},
       {.name = "stats_dir",
        .type = "path",
        .default_text = "var/netsem",
@@ -509,6 +569,34 @@ void parse_server_section(const IniFile& ini, const IniSection& section, ServerC
   }
 }
 
+// [tokens] and [tls_subjects] (auth/auth_tables.h), of the configuration or
+// of its tokens_file: each line into config.auth, a name or subject listed
+// twice (here or before) an error.
+void parse_auth_section(const IniFile& ini, const IniSection& section, ServerConfig& config, ErrorList& errors) {
+  const bool tokens = section.name == kTokensSection;
+  for (const auto& entry : section.entries) {
+    if (tokens) {
+      auto parsed = auth::parse_token_line(entry.key, entry.value);
+      if (!parsed) {
+        errors.add(entry_error(ini, entry, parsed.status()));
+      } else if (config.auth.find_token(parsed->name) != nullptr) {
+        errors.add(invalid(fmt::format("{}: token `{}` is listed twice", ini.location(entry.line), entry.key)));
+      } else {
+        config.auth.tokens.push_back(std::move(parsed).value());
+      }
+      continue;
+    }
+    auto parsed = auth::parse_subject_line(entry.key, entry.value);
+    if (!parsed) {
+      errors.add(entry_error(ini, entry, parsed.status()));
+    } else if (config.auth.find_subject(parsed->subject) != nullptr) {
+      errors.add(invalid(fmt::format("{}: subject `{}` is listed twice", ini.location(entry.line), parsed->subject)));
+    } else {
+      config.auth.subjects.push_back(std::move(parsed).value());
+    }
+  }
+}
+
 void parse_semaphores_section(const IniFile& ini, const IniSection& section, ServerConfig& config, ErrorList& errors) {
   // A hash of the decoded names keeps this linear (a section may list a
   // million). Its keys are views of the names in config.semaphores, which
@@ -559,6 +647,10 @@ Result<ServerConfig> parse_netsem_file(const IniFile& ini, ErrorList& errors) {
     if (section.name == kServerSection || section.name == kClientSection) continue;
     if (section.name == kSemaphoresSection) {
       parse_semaphores_section(ini, section, config, errors);
+      continue;
+    }
+    if (section.name == kTokensSection || section.name == kSubjectsSection) {
+      parse_auth_section(ini, section, config, errors);
       continue;
     }
     std::string hint = " (netsemd reads [server] and [semaphores]; [client] is for the client library)";
@@ -618,7 +710,30 @@ ServerConfig default_server_config() {
 Result<ServerConfig> load_server_config(const std::filesystem::path& file) {
   auto text = read_text_file(file);
   if (!text) return text.status();
-  return parse_server_config(*text, file.string());
+  auto config = parse_server_config(*text, file.string());
+  if (!config || config->tokens_file.empty()) return config;
+  if (auto added = load_tokens_file(*config); !added) return added;
+  return config;
+}
+
+Status load_tokens_file(ServerConfig& config) {
+  const std::string name = config.tokens_file.string();
+  auto text = read_private_file(config.tokens_file);
+  if (!text) return text.status();
+  auto ini = parse_ini(*text, name, IniOptions{.keep_going = true});
+  if (!ini) return ini.status();
+  ErrorList errors(ini->file_name);
+  for (const auto& error : ini->errors) errors.add(error);
+  errors.count_more(ini->error_count - ini->errors.size());
+  for (const auto& section : ini->sections) {
+    if (section.name == kTokensSection || section.name == kSubjectsSection) {
+      parse_auth_section(*ini, section, config, errors);
+    } else {
+      errors.add(invalid(fmt::format("{}: unknown section [{}] (a tokens_file holds [tokens] and [tls_subjects])",
+                                     ini->location(section.line), section.name)));
+    }
+  }
+  return errors.status();
 }
 
 Result<ServerConfig> parse_server_config(std::string_view text, std::string_view file_name) {

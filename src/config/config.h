@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "auth/auth_tables.h"
 #include "common/log.h"
 #include "config/allow_list.h"
 #include "journal/journal.h"
@@ -37,6 +38,15 @@ struct ServerConfig {
   // Peers with the admin right (KICK) while the server has no tokens.
   AllowList admin_networks = AllowList::loopback();
   std::string admin_networks_text = "127.0.0.0/8, ::1";  // as written, for logs
+  // Authentication (docs/security.md): [tokens] and [tls_subjects] of this
+  // file and of tokens_file ("" none; read by load_server_config), ACE's
+  // networks and rights.
+  auth::AuthTables auth;
+  std::filesystem::path tokens_file;
+  AllowList ace_networks = AllowList::parse("0.0.0.0/0, ::/0").value();
+  std::string ace_networks_text = "0.0.0.0/0, ::/0";
+  auth::Rights ace_rights = auth::parse_rights("acquire").value();
+  std::string ace_rights_text = "acquire";
   // Relative paths are relative to netsemd's working directory.
   std::filesystem::path stats_dir = "var/netsem";
   std::filesystem::path data_dir = "var/netsem";
@@ -105,9 +115,16 @@ const OptionSpec* find_server_option(std::string_view name);
 // its default, no defined semaphores, no warnings.
 ServerConfig default_server_config();
 
-// Reads and parses `file` as parse_server_config. kIoError "file: cannot
-// read: <reason>" when it cannot be read.
+// Reads and parses `file` as parse_server_config, then the tokens_file it
+// names (relative to the working directory): its [tokens] and
+// [tls_subjects] are added to the file's. kIoError "file: cannot read:
+// <reason>" when a file cannot be read; kDenied when the tokens_file is
+// readable or writable by group or others; kInvalidArgument for its lines,
+// as for the file's, and for a token name or subject listed twice.
 Result<ServerConfig> load_server_config(const std::filesystem::path& file);
+// Adds the [tokens] and [tls_subjects] of config.tokens_file to config.auth
+// (what load_server_config does after parsing); the errors as there.
+Status load_tokens_file(ServerConfig& config);
 
 // Parses a whole configuration file; `file_name` only labels messages.
 // Returns kInvalidArgument with every error found, one "file:line: message"
@@ -117,7 +134,9 @@ Result<ServerConfig> load_server_config(const std::filesystem::path& file);
 //   option or a bad value; in [semaphores] a bad name (percent-decoded, then
 //   checked as on the wire), a limit outside 1..2147483647, a name defined
 //   twice (also when two spellings decode to the same name), or more names
-//   than max_semaphores. [client] is not looked at.
+//   than max_semaphores; in [tokens] and [tls_subjects] a line
+//   auth/auth_tables.h refuses, or a subject listed twice. [client] is not
+//   looked at.
 // An ACE file (one with a [service_network_semaphore] section) is read as
 // ACE does: keys folded to lower case (a warning when that changes a
 // semaphore's name), a duplicate key after folding is an error, keys of a

@@ -7,6 +7,9 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
+#include "common/log.h"
 #include "protocol/names.h"
 #include "stats/render.h"
 
@@ -119,6 +122,8 @@ bool Dispatcher::handle_line(SessionState& session, std::string_view line) {
 
 void Dispatcher::handle_request(SessionState& session) {
   const std::string_view tag = request_.tag;
+  // Rights are checked first: a peer without them learns nothing more.
+  if (config_.auth.required() && !permitted(session, tag)) return;
   // take() refuses a duplicate tag itself, on the grant path's one session
   // lookup; every other verb is checked here.
   const bool takes = request_.verb == Verb::kAcquire || request_.verb == Verb::kWait;
@@ -211,6 +216,9 @@ void Dispatcher::handle_request(SessionState& session) {
     case Verb::kKick:
       kick(session, tag);
       return;
+    case Verb::kAuth:
+      handle_auth(session, tag);
+      return;
   }
 }
 
@@ -301,7 +309,8 @@ bool Dispatcher::produce_rows(SessionState& session, std::size_t stop_at) {
 void Dispatcher::kick(SessionState& session, std::string_view tag) {
   // The right comes before anything about the id (the contract), so a peer
   // without it learns nothing of which ids exist.
-  if (!config_.admin_networks.allows(session.address)) {
+  // With tokens, permitted() checked the admin right already.
+  if (!config_.auth.required() && !config_.admin_networks.allows(session.address)) {
     return answer_error(session, tag, ErrorCode::kDenied, "KICK needs the admin right (admin_networks)");
   }
   std::uint64_t id = 0;
@@ -327,6 +336,197 @@ bool Dispatcher::kick_session(SessionId id, std::string_view reason) {
   spdlog::info("session {} ({}) {}", target.id, target.peer, reason);
   end_with_error(target, stats::EndCause::kKicked, ErrorCode::kKicked, reason);
   return true;
+}
+
+// --- authentication ---
+
+namespace {
+
+constexpr std::uint8_t kMaxAuthFailures = 5;
+
+struct Requirement {
+  auth::Right right;
+  enum class Scope : std::uint8_t { kNone, kName, kListPrefix, kEverywhere, kAnyAcquireOrSignal } scope;
+};
+
+// The contract's rights by verb (docs/security.md, "What each right allows").
+Requirement requirement_of(Verb verb) {
+  using S = Requirement::Scope;
+  using R = auth::Right;
+  switch (verb) {
+    case Verb::kGet:
+    case Verb::kHolders:
+    case Verb::kWaiters:
+      return {R::kRead, S::kName};
+    case Verb::kList:
+      return {R::kRead, S::kListPrefix};
+    case Verb::kSessions:
+    case Verb::kStats:
+      return {R::kRead, S::kEverywhere};
+    case Verb::kAcquire:
+    case Verb::kRelease:
+      return {R::kAcquire, S::kName};
+    case Verb::kCancel:
+      return {R::kAcquire, S::kAnyAcquireOrSignal};
+    case Verb::kPost:
+    case Verb::kWait:
+    case Verb::kCreate:
+    case Verb::kDelete:
+      return {R::kSignal, S::kName};
+    case Verb::kKick:
+      return {R::kAdmin, S::kEverywhere};
+    case Verb::kHello:
+    case Verb::kPing:
+    case Verb::kQuit:
+    case Verb::kAuth:
+    case Verb::kOption:
+      break;
+  }
+  return {R::kRead, S::kNone};
+}
+
+}  // namespace
+
+std::optional<auth::Rights> Dispatcher::rights_of(const SessionState& session) const {
+  if (session.rights) return session.rights;
+  if (config_.auth.required()) return std::nullopt;
+  return auth::Rights::unauthenticated_default(config_.admin_networks.allows(session.address));
+}
+
+bool Dispatcher::permitted(SessionState& session, std::string_view tag) {
+  const Verb verb = request_.verb;
+  if (verb == Verb::kHello || verb == Verb::kPing || verb == Verb::kQuit || verb == Verb::kAuth) return true;
+  if (!session.rights) {
+    answer_error(session, tag, ErrorCode::kAuth, "authenticate first: AUTH <token>");
+    return false;
+  }
+  const auth::Rights& rights = *session.rights;
+  const Requirement need = requirement_of(verb);
+  using S = Requirement::Scope;
+  bool ok = true;
+  switch (need.scope) {
+    case S::kNone:
+      return true;
+    case S::kName:
+      ok = rights.allows(need.right, request_.name);
+      break;
+    case S::kListPrefix:
+      ok = request_.has_name ? rights.allows_prefix(need.right, request_.name) : rights.allows_everywhere(need.right);
+      break;
+    case S::kEverywhere:
+      ok = rights.allows_everywhere(need.right);
+      break;
+    case S::kAnyAcquireOrSignal:
+      ok = rights.has(auth::Right::kAcquire) || rights.has(auth::Right::kSignal);
+      break;
+  }
+  if (ok) return true;
+  std::string why = fmt::format("{} needs the {} right", protocol::verb_name(verb), auth::right_name(need.right));
+  if (need.scope == S::kEverywhere) {
+    why += " on every name (no prefix)";
+  } else if (verb == Verb::kList) {
+    why += request_.has_name ? " on every name the prefix covers" : " on every name (give a prefix you may read)";
+  } else if (need.scope == S::kAnyAcquireOrSignal) {
+    why = "CANCEL needs the acquire or signal right";
+  }
+  answer_error(session, tag, ErrorCode::kDenied, why);
+  return false;
+}
+
+void Dispatcher::handle_auth(SessionState& session, std::string_view tag) {
+  if (!config_.auth.required()) {
+    // No token to check against: the default rights, so that clients can be
+    // given tokens before the server requires them.
+    protocol::append_ok_text(session.out, tag, rights_of(session)->names());
+    return;
+  }
+  const std::string_view token = request_.text;
+  std::optional<auth::TokenVerifier::Outcome> known;
+  if (verifier_ == nullptr) known.emplace();  // nothing can check it: a failure
+  if (!known) known = verifier_->lookup(token);
+  if (known) {
+    finish_auth(session, tag, *known);
+    return;
+  }
+  session.auth_pending = true;
+  session.auth_tag.assign(tag);
+  const SessionId id = session.id;
+  const bool queued = verifier_->verify(std::string(token), [this, id, post = post_](auth::TokenVerifier::Outcome o) {
+    post([this, id, outcome = std::move(o)] { auth_checked(id, outcome); });
+  });
+  if (!queued) {
+    session.auth_pending = false;
+    logs_.log(logs_.auth, "session {} ({}): AUTH refused: too many token checks waiting", session.id, session.peer);
+    finish_auth(session, tag, std::nullopt);
+  }
+}
+
+void Dispatcher::auth_checked(SessionId id, const auth::TokenVerifier::Outcome& outcome) {
+  const auto found = sessions_.find(id);
+  if (found == sessions_.end() || !found->second->auth_pending) return;
+  SessionState& session = *found->second;
+  session.auth_pending = false;
+  const std::string tag = std::move(session.auth_tag);
+  session.auth_tag.clear();
+  begin_turn();
+  finish_auth(session, tag, outcome);
+  session.events->input_resumable();
+}
+
+void Dispatcher::finish_auth(SessionState& session, std::string_view tag, const auth::TokenVerifier::Outcome& outcome) {
+  // A token removed or re-hashed by a reload while it was checked no longer counts.
+  const auth::TokenEntry* listed = outcome ? config_.auth.find_token(outcome->name) : nullptr;
+  if (listed != nullptr && listed->hash == outcome->hash) {
+    session.rights = listed->rights;
+    session.token_name = listed->name;
+    session.token_hash = listed->hash;
+    protocol::append_ok_text(session.out, tag, listed->rights.names());
+    logs_.event(logs_.sessions, "session authenticated",
+                {{"session", session.id}, {"peer", session.peer}, {"token", listed->name}});
+    return;
+  }
+  ++counters_.auth_failures_total;
+  ++session.auth_failures;
+  logs_.log(logs_.auth, "session {} ({}): AUTH failed ({} of {})", session.id, session.peer, session.auth_failures,
+            kMaxAuthFailures);
+  if (session.auth_failures >= kMaxAuthFailures) {
+    protocol::append_error(session.out, tag, ErrorCode::kAuth, "the token is not valid");
+    end_with_error(session, stats::EndCause::kError, ErrorCode::kAuth, "too many failed AUTH");
+    return;
+  }
+  protocol::append_error(session.out, tag, ErrorCode::kAuth, "the token is not valid");
+}
+
+std::size_t Dispatcher::reauthorize() {
+  std::vector<SessionState*> ended;
+  const bool required = config_.auth.required();
+  for (const auto& [id, session] : sessions_) {
+    if (session->dialect == protocol::Dialect::kAce) {
+      if (session->rights) session->rights = config_.ace_rights;
+      continue;
+    }
+    if (!required) {
+      session->rights.reset();
+      continue;
+    }
+    if (!session->token_name.empty()) {
+      const auth::TokenEntry* listed = config_.auth.find_token(session->token_name);
+      if (listed != nullptr && listed->hash == session->token_hash) {
+        session->rights = listed->rights;
+        continue;
+      }
+    } else if (session->rights) {
+      continue;  // rights of another kind (a TLS subject), kept by their owner
+    }
+    ended.push_back(session);
+  }
+  for (SessionState* session : ended) {
+    const char* why = session->token_name.empty() ? "authentication is now required: reconnect and AUTH"
+                                                  : "the session's token was revoked by a reload";
+    spdlog::info("session {} ({}): {}", session->id, session->peer, why);
+    end_with_error(*session, stats::EndCause::kKicked, ErrorCode::kKicked, why);
+  }
+  return ended.size();
 }
 
 void Dispatcher::handle_take(SessionState& session, TakeMode mode) {
@@ -474,6 +674,12 @@ void Dispatcher::handle_ace(SessionState& session, protocol::AceParser::Token to
     session.out.resize(session.out_sent);
     session.events->end(stats::EndCause::kError, reason);
   };
+  if (token != protocol::AceParser::Token::kNeedMore && session.ace_stage == AceStage::kAwaitAcquire &&
+      !config_.ace_networks.allows(session.address)) {
+    logs_.log(logs_.ace, "session {} ({}): ACE refused: the peer is outside ace_networks", session.id, session.peer);
+    refuse("ACE: outside ace_networks");
+    return;
+  }
   switch (token) {
     case protocol::AceParser::Token::kNeedMore:
       return;
@@ -502,6 +708,16 @@ void Dispatcher::handle_ace(SessionState& session, protocol::AceParser::Token to
       if (session.ace_stage != AceStage::kAwaitAcquire || protocol::check_name(name) != ErrorCode::kNone) {
         refuse("ACE: unexpected acquire");
         return;
+      }
+      if (config_.auth.required()) {
+        // ACE's client cannot AUTH: ace_rights are its rights.
+        session.rights = config_.ace_rights;
+        if (!config_.ace_rights.allows(auth::Right::kAcquire, name)) {
+          logs_.log(logs_.ace, "session {} ({}): ACE acquire refused: {} is outside ace_rights", session.id,
+                    session.peer, escape_for_log(name));
+          refuse("ACE: name outside ace_rights");
+          return;
+        }
       }
       ++counters_.requests;
       session.ace_name.assign(name);

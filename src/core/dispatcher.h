@@ -51,6 +51,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "auth/token_verifier.h"
 #include "config/config.h"
 #include "core/peer_logs.h"
 #include "core/session_state.h"
@@ -171,6 +172,34 @@ class Dispatcher {
     table_.close_all_sessions();
   }
 
+  // --- authentication (docs/security.md) ---
+
+  // Runs `work` on the event-loop thread, later (never inside the call).
+  using LoopPost = std::function<void(std::function<void()>)>;
+  // Where AUTH tokens are checked (off the loop) and how their outcome comes
+  // back to it: through `post`, to auth_checked(). Without a verifier an
+  // AUTH while tokens are configured is refused. REQUIRES: `verifier`
+  // outlives the dispatcher; its tokens are config.auth.tokens.
+  void set_token_verifier(auth::TokenVerifier* verifier, LoopPost post) {
+    verifier_ = verifier;
+    post_ = std::move(post);
+  }
+  // The check of session `id`'s AUTH ended (on the loop): its answer is
+  // appended, its held requests go on (SessionEvents::input_resumable).
+  // Nothing when the session ended meanwhile. The caller ends the turn.
+  void auth_checked(SessionId id, const auth::TokenVerifier::Outcome& outcome);
+  // The authentication tables (config.auth) changed on reload: open
+  // sessions follow them at once. A session authenticated by a token still
+  // listed with the same hash gets its new rights; one whose token was
+  // removed or re-hashed, or that never authenticated while authentication
+  // is now required, is ended (`* ERR KICKED`); with no token left every
+  // session gets the default rights. Returns how many were ended.
+  std::size_t reauthorize();
+  // The rights a session has now: its own (AUTH, ace_rights), or while no
+  // token is configured the default (every right but admin, admin from
+  // admin_networks); nullopt when it must authenticate first.
+  std::optional<auth::Rights> rights_of(const SessionState& session) const;
+
   // --- requests ---
 
   // One protocol v1 line (without its terminator): parses it and answers.
@@ -268,6 +297,12 @@ class Dispatcher {
   // true when more remain.
   bool produce_rows(SessionState& session, std::size_t stop_at);
   void kick(SessionState& session, std::string_view tag);
+  // Whether the session may make request_ (answers ERR AUTH or ERR DENIED
+  // when not): the contract's rights by verb, limited by prefix.
+  bool permitted(SessionState& session, std::string_view tag);
+  void handle_auth(SessionState& session, std::string_view tag);
+  // Answers the session's AUTH `tag` with `outcome`; the fifth failure ends it.
+  void finish_auth(SessionState& session, std::string_view tag, const auth::TokenVerifier::Outcome& outcome);
   // Hands the completions the table appended to their sessions, then logs
   // the slow grants among them.
   void deliver_completions();
@@ -314,6 +349,8 @@ class Dispatcher {
   bool shutting_down_ = false;
   std::uint64_t request_sequence_ = 0;  // journal sequence when the request or turn began
   protocol::Request request_;           // reused for every line: no allocation per request
+  auth::TokenVerifier* verifier_ = nullptr;
+  LoopPost post_;
 };
 
 }  // namespace netsem::server

@@ -24,6 +24,7 @@ class PeerLogs {
   RateLimitedLog overflow{spdlog::level::warn, "session closed with answers unread"};
   RateLimitedLog timeout{spdlog::level::info, "session timeout"};
   RateLimitedLog ace{spdlog::level::info, "ACE session refused or closed"};
+  RateLimitedLog auth{spdlog::level::warn, "failed AUTH"};
   // The start, label and end of every session, and slow waits: one line
   // each in normal use, but a peer that connects and closes in a loop must
   // not flood the log, so past a generous budget they are counted.
@@ -32,7 +33,8 @@ class PeerLogs {
 
   template <typename F>
   void for_each(F&& f) {
-    for (auto* log : {&denied, &refused, &accept_failed, &overflow, &timeout, &ace, &sessions, &slow_waits}) f(*log);
+    for (auto* log : {&denied, &refused, &accept_failed, &overflow, &timeout, &ace, &auth, &sessions, &slow_waits})
+      f(*log);
   }
   // Logs through one of the logs above (arguments holding peer text already
   // escaped), then calls the hook that makes sure a suppressed count is

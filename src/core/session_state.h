@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "auth/rights.h"
 #include "protocol/ace_codec.h"
 #include "stats/stats.h"
 #include "table/semaphore_table.h"
@@ -47,6 +48,10 @@ class SessionEvents {
   // have changed (an ACE request queued or granted, a LIST began): re-arm
   // the session's timer.
   virtual void timer_changed() = 0;
+  // The AUTH the session waited for was answered (SessionState::auth_pending
+  // is false again, the answer appended): hand on the requests read behind
+  // it, and write. Called from Dispatcher::auth_checked, outside a read.
+  virtual void input_resumable() {}
 };
 
 // The stage of an ACE session: one `acquire:` per connection.
@@ -102,6 +107,23 @@ struct SessionState {
   // The last request (or LIST line taken, or ACE token): idle timeouts count from it.
   std::chrono::steady_clock::time_point last_activity{};
   std::chrono::steady_clock::time_point began{};  // Dispatcher::begin_session (SESSIONS age_ms)
+
+  // Authentication (docs/security.md), the dispatcher's: the rights AUTH
+  // (or ace_rights) gave, none before; while no token is configured the
+  // server's default rights apply instead. A reload re-derives them from the
+  // token named here (its hash must not have changed).
+  std::optional<auth::Rights> rights;
+  std::string token_name;
+  std::string token_hash;
+  std::uint8_t auth_failures = 0;
+  // An AUTH is checked off the loop: the session's later requests wait, in
+  // the network layer, until its answer (input_held).
+  bool auth_pending = false;
+  std::string auth_tag;
+
+  // Whether the network layer must hand the dispatcher no more requests for
+  // now: a LIST streams, or an AUTH is being checked.
+  bool input_held() const { return list.has_value() || auth_pending; }
 };
 
 }  // namespace netsem::server

@@ -25,25 +25,14 @@ struct VerbInfo {
 };
 
 // The most frequent verbs first: the table is searched in order.
-constexpr std::array<VerbInfo, 18> kVerbs = {{
-    {"ACQUIRE", Verb::kAcquire, 1, 3},
-    {"RELEASE", Verb::kRelease, 1, 2},
-    {"WAIT", Verb::kWait, 1, 3},
-    {"POST", Verb::kPost, 1, 2},
-    {"PING", Verb::kPing, 0, 1},
-    {"HELLO", Verb::kHello, 1, 2},
-    {"CANCEL", Verb::kCancel, 1, 1},
-    {"CREATE", Verb::kCreate, 2, 4},
-    {"DELETE", Verb::kDelete, 1, 1},
-    {"GET", Verb::kGet, 1, 1},
-    {"LIST", Verb::kList, 0, 1},
-    {"STATS", Verb::kStats, 0, 0},
-    {"QUIT", Verb::kQuit, 0, 0},
-    {"OPTION", Verb::kOption, 2, 2},
-    {"HOLDERS", Verb::kHolders, 1, 1},
-    {"WAITERS", Verb::kWaiters, 1, 1},
-    {"SESSIONS", Verb::kSessions, 0, 0},
-    {"KICK", Verb::kKick, 1, 1},
+constexpr std::array<VerbInfo, 19> kVerbs = {{
+    {"ACQUIRE", Verb::kAcquire, 1, 3}, {"RELEASE", Verb::kRelease, 1, 2},   {"WAIT", Verb::kWait, 1, 3},
+    {"POST", Verb::kPost, 1, 2},       {"PING", Verb::kPing, 0, 1},         {"HELLO", Verb::kHello, 1, 2},
+    {"CANCEL", Verb::kCancel, 1, 1},   {"CREATE", Verb::kCreate, 2, 4},     {"DELETE", Verb::kDelete, 1, 1},
+    {"GET", Verb::kGet, 1, 1},         {"LIST", Verb::kList, 0, 1},         {"STATS", Verb::kStats, 0, 0},
+    {"QUIT", Verb::kQuit, 0, 0},       {"OPTION", Verb::kOption, 2, 2},     {"HOLDERS", Verb::kHolders, 1, 1},
+    {"WAITERS", Verb::kWaiters, 1, 1}, {"SESSIONS", Verb::kSessions, 0, 0}, {"KICK", Verb::kKick, 1, 1},
+    {"AUTH", Verb::kAuth, 1, 1},
 }};
 
 // The most arguments any verb takes; one more slot tells "too many".
@@ -189,6 +178,11 @@ ParseStatus parse_arguments(const std::string_view* args, std::size_t n, Request
       return parse_name(args[0], request, error);
     case Verb::kKick:
       request.session_id = args[0];
+      return ParseStatus::kRequest;
+    case Verb::kAuth:
+      // The token as sent: the dispatcher's verifier judges it.
+      request.text = args[0];
+      request.has_text = true;
       return ParseStatus::kRequest;
     case Verb::kStats:
     case Verb::kQuit:
@@ -421,6 +415,13 @@ void encode_kick(std::string& out, std::string_view tag, std::uint64_t session_i
   begin(out, tag, "KICK");
   out.push_back(' ');
   append_decimal(out, session_id);
+  end(out);
+}
+
+void encode_auth(std::string& out, std::string_view tag, std::string_view token) {
+  begin(out, tag, "AUTH");
+  out.push_back(' ');
+  out.append(token);
   end(out);
 }
 

@@ -50,6 +50,7 @@ enum class Verb : std::uint8_t {
   kWaiters,
   kSessions,
   kKick,
+  kAuth,
 };
 
 // The wire spelling of a verb ("ACQUIRE", ...).
@@ -75,7 +76,7 @@ struct Request {
   std::int64_t max = 0;                           // CREATE (defaults to value)
   bool exclusive = false;                         // CREATE ... EXCL
   std::int64_t version = 0;                       // HELLO
-  std::string_view text;                          // PING payload, HELLO label as sent (raw bytes, may be empty)
+  std::string_view text;                          // PING payload, HELLO label as sent, AUTH token (raw bytes)
   bool has_text = false;                          // whether PING/HELLO carried the optional field
   std::string_view pending_tag;                   // CANCEL
   SessionOption option = SessionOption::kQueued;  // OPTION
@@ -138,6 +139,9 @@ void encode_cancel(std::string& out, std::string_view tag, std::string_view pend
 void encode_create(std::string& out, std::string_view tag, std::string_view name, std::int64_t value, std::int64_t max,
                    bool exclusive = false);
 void encode_delete(std::string& out, std::string_view tag, std::string_view name);
+// "AUTH <token>" (1.1). REQUIRES: the token is one field (auth::check_token
+// in the server: visible ASCII, no space); it is sent as is.
+void encode_auth(std::string& out, std::string_view tag, std::string_view token);
 void encode_get(std::string& out, std::string_view tag, std::string_view name);
 // "LIST [prefix]"; no prefix lists every name.
 void encode_list(std::string& out, std::string_view tag, std::optional<std::string_view> prefix = std::nullopt);

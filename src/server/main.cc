@@ -12,11 +12,13 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <iostream>
 #include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
 
+#include "auth/token_hash.h"
 #include "common/log.h"
 #include "common/suggest.h"
 #include "config/config.h"
@@ -98,6 +100,21 @@ std::string check_directory(std::string_view option, const std::filesystem::path
 
 }  // namespace
 
+// --hash-token: the token is the first line of standard input (its line end
+// dropped), never an argument that `ps` would show.
+int print_token_hash() {
+  std::string token;
+  std::getline(std::cin, token);
+  if (!token.empty() && token.back() == '\r') token.pop_back();
+  auto hash = netsem::auth::hash_token(token);
+  if (!hash) {
+    std::fprintf(stderr, "netsemd: --hash-token: %s\n", hash.status().message().c_str());
+    return kExitBadConfig;
+  }
+  std::printf("%s\n", hash->c_str());
+  return 0;
+}
+
 // A function-try-block: what nothing else catches (std::bad_alloc, an
 // Asio error thrown by the io_context) ends netsemd with its name on the
 // message too, not std::terminate's text.
@@ -115,6 +132,7 @@ int main(int argc, char** argv) try {
   bool check_config = false;
   bool repair = false;
   bool show_version = false;
+  bool hash_token = false;
   app.add_option("-c,--config", config_file,
                  "configuration file (INI, or an ACE configuration); default: embedded defaults");
   app.add_option("--bind", bind_address, "address to listen on (overrides bind_address)");
@@ -133,6 +151,9 @@ int main(int argc, char** argv) try {
                "file is lost; logs what was lost and keeps the damaged journal beside it");
   app.add_flag("--check-config", check_config, "load and check the configuration, print a summary, then exit");
   app.add_flag("--version", show_version, "print the version and exit");
+  app.add_flag("--hash-token", hash_token,
+               "read a token (one line) from standard input, print the hash to paste into a [tokens] line, and exit "
+               "(docs/security.md)");
   app.footer(netsem::server::describe_options() + "\n" + kExitCodeHelp);
   try {
     app.parse(argc, argv);
@@ -146,6 +167,7 @@ int main(int argc, char** argv) try {
     std::printf("netsemd %s (protocol %d)\n", netsem::kVersion, netsem::protocol::kProtocolVersion);
     return 0;
   }
+  if (hash_token) return print_token_hash();
 
   netsem::Result<ServerConfig> loaded = config_file.empty()
                                             ? netsem::Result<ServerConfig>(netsem::server::default_server_config())

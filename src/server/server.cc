@@ -213,6 +213,18 @@ Status Server::start() {
       *table_, static_cast<const JournalProgress&>(*this), config_, counters_, peer_logs_,
       [](const void*) { return Clock::now(); }, nullptr);
   dispatcher_->set_started(started_);
+  verifier_ = std::make_unique<auth::TokenVerifier>();
+  verifier_->set_tokens(config_.auth.tokens);
+  dispatcher_->set_token_verifier(verifier_.get(), [this](std::function<void()> work) {
+    asio::post(io_, [this, work = std::move(work)] {
+      work();
+      end_turn();
+    });
+  });
+  if (config_.auth.required()) {
+    spdlog::info("authentication required: {} tokens, {} TLS subjects (docs/security.md)", config_.auth.tokens.size(),
+                 config_.auth.subjects.size());
+  }
   spdlog::info("data directory {}: {} created semaphores, fences above {}", config_.data_dir.string(),
                recovered.created.size(), recovered.fence_floor);
   if (auto status = start_lease_wait(recovered.previous_run); !status) return status;
@@ -631,11 +643,27 @@ void Server::reload() {
   config_.admin_networks = std::move(loaded->admin_networks);
   config_.admin_networks_text = std::move(loaded->admin_networks_text);
   if (http_backend_) http_backend_->set_access(config_.allowed_networks, config_.admin_networks);
+  reload_auth(*loaded);
   config_.slow_wait_ms = loaded->slow_wait_ms;
   table_->set_slow_wait(std::chrono::milliseconds(config_.slow_wait_ms));
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began);
   spdlog::info("SIGHUP: reloaded {} defined semaphores, allowed {}, admin {} ({} ms)", config_.semaphores.size(),
                config_.allowed_networks_text, config_.admin_networks_text, took.count());
+}
+
+void Server::reload_auth(ServerConfig& loaded) {
+  config_.tokens_file = std::move(loaded.tokens_file);
+  config_.ace_networks = std::move(loaded.ace_networks);
+  config_.ace_networks_text = std::move(loaded.ace_networks_text);
+  config_.ace_rights = std::move(loaded.ace_rights);
+  config_.ace_rights_text = std::move(loaded.ace_rights_text);
+  if (loaded.auth == config_.auth) return;
+  config_.auth = std::move(loaded.auth);
+  verifier_->set_tokens(config_.auth.tokens);
+  const std::size_t ended = dispatcher_->reauthorize();
+  spdlog::info("SIGHUP: authentication {}: {} tokens, {} TLS subjects; {} sessions ended",
+               config_.auth.required() ? "required" : "not required", config_.auth.tokens.size(),
+               config_.auth.subjects.size(), ended);
 }
 
 void Server::arm_log_report_timer() {

@@ -153,6 +153,10 @@ class Server final : private JournalProgress, public SessionHost {
   void arm_watchdog();
   // What STATUS= says while serving: the address and the defined names.
   std::string service_status() const;
+  // Takes over the authentication options of a reloaded configuration:
+  // the tables, tokens_file, ace_networks, ace_rights; open sessions follow
+  // (Dispatcher::reauthorize).
+  void reload_auth(ServerConfig& loaded);
   // The whole compaction in the event loop, when no child can be forked.
   void compact_in_loop();
 
@@ -162,7 +166,10 @@ class Server final : private JournalProgress, public SessionHost {
   std::unique_ptr<FileJournal> journal_;
   std::unique_ptr<SemaphoreTable> table_;   // made by start(), once the journal is open
   std::unique_ptr<Dispatcher> dispatcher_;  // made by start(), with the table
-  std::unique_ptr<ReadySet> ready_;         // the session sockets (net/ready_set.h); made by start()
+  // Checks AUTH tokens on its thread (made by start(); destroyed before the
+  // dispatcher, so no check's answer outlives it).
+  std::unique_ptr<auth::TokenVerifier> verifier_;
+  std::unique_ptr<ReadySet> ready_;  // the session sockets (net/ready_set.h); made by start()
   asio::ip::tcp::acceptor acceptor_;
   asio::signal_set signals_;
   asio::steady_timer deadline_timer_;

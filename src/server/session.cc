@@ -67,9 +67,10 @@ void Session::start() {
 void Session::update_interest() {
   if (stage_ == Stage::kClosed || broken_) return;
   std::uint32_t wanted = 0;
-  // Behind a streaming LIST nothing more is read: the peer's requests wait
-  // in its socket, not in the server (resume_input() reads on).
-  if (!input_done_ && !state_.list) wanted |= ReadySet::kRead;
+  // Behind a streaming LIST (or an AUTH being checked) nothing more is
+  // read: the peer's requests wait in its socket, not in the server
+  // (resume_input() reads on).
+  if (!input_done_ && !state_.input_held()) wanted |= ReadySet::kRead;
   if (write_waiting_) wanted |= ReadySet::kWrite;
   if (registered_ && wanted == interest_) return;
   const bool ok = registered_ ? ready_.modify(fd_.get(), state_.id, wanted) : ready_.add(fd_.get(), state_.id, wanted);
@@ -101,7 +102,7 @@ bool Session::on_ready(std::uint32_t events) {
       // the break.
       broken_ = true;
       input_done_ = true;
-      if (stage_ == Stage::kOpen && state_.list) input_ended_ = true;
+      if (stage_ == Stage::kOpen && state_.input_held()) input_ended_ = true;
       ready_.remove(fd_.get());
       registered_ = false;
       if (write_waiting_ || stage_ == Stage::kDraining) close_now(stats::EndCause::kClose);
@@ -122,8 +123,8 @@ bool Session::on_readable(std::uint32_t events) {
     // requests already read are answered, then the connection closes.
     const std::string reason = n == 0 ? std::string("end of input") : std::string(std::strerror(errno));
     input_done_ = true;
-    if (stage_ == Stage::kOpen && state_.list) {
-      input_ended_ = true;  // after the LIST and the requests held behind it
+    if (stage_ == Stage::kOpen && state_.input_held()) {
+      input_ended_ = true;  // after the LIST (or AUTH) and the requests held behind it
       return false;
     }
     if (stage_ == Stage::kOpen) end(stats::EndCause::kClose, reason);
@@ -137,12 +138,12 @@ bool Session::on_readable(std::uint32_t events) {
 }
 
 void Session::resume_input() {
-  if (stage_ != Stage::kOpen || state_.list) return;
+  if (stage_ != Stage::kOpen || state_.input_held()) return;
   if (!held_input_.empty()) {
     const std::string input = std::move(held_input_);
     held_input_.clear();
-    consume(input);  // may start another LIST, which holds the rest again
-    if (stage_ != Stage::kOpen || state_.list) return;
+    consume(input);  // may start another LIST (or AUTH), which holds the rest again
+    if (stage_ != Stage::kOpen || state_.input_held()) return;
   }
   if (input_ended_) {
     end(stats::EndCause::kClose, "end of input");
@@ -190,7 +191,7 @@ void Session::consume(std::string_view data) {
 void Session::handle_v1(std::string_view data) {
   bool saw_request = false;
   std::string_view line;
-  while (stage_ == Stage::kOpen && !state_.quit && !state_.list) {
+  while (stage_ == Stage::kOpen && !state_.quit && !state_.input_held()) {
     const auto framed = framer_.next_from(data, line);
     if (framed == protocol::LineFramer::Status::kNeedMore) break;
     mark_dirty();
@@ -211,8 +212,9 @@ void Session::handle_v1(std::string_view data) {
     // far more than the cap before the read is done.
     if (close_if_output_overflows()) return;
   }
-  // Behind a LIST that streams, the rest waits until its END.
-  if (state_.list && stage_ == Stage::kOpen) held_input_.append(data);
+  // Behind a LIST that streams, the rest waits until its END; behind an
+  // AUTH being checked, until its answer.
+  if (state_.input_held() && stage_ == Stage::kOpen) held_input_.append(data);
   // Only a complete request line is activity: bytes that never end one are
   // not.
   if (saw_request) state_.last_activity = dispatcher_.now();
@@ -435,6 +437,11 @@ void Session::close_now(stats::EndCause cause) {
 void Session::completion_added() {
   mark_dirty();
   close_if_output_overflows();
+}
+
+void Session::input_resumable() {
+  mark_dirty();
+  post_continue();  // the requests read behind the AUTH, in a turn of their own
 }
 
 }  // namespace netsem::server

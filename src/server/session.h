@@ -110,6 +110,7 @@ class Session final : public std::enable_shared_from_this<Session>, private Sess
   void completion_added() override;
   void end(stats::EndCause cause, std::string_view reason) override;
   void timer_changed() override;
+  void input_resumable() override;
 
   // Brings the socket's interest in the ReadySet in line with what the
   // session waits for: input while open (not behind a streaming LIST) or

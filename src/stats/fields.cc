@@ -117,7 +117,8 @@ constexpr auto kFields = std::to_array<Field>({
         "Sessions ended since start by an error: a line too long or a NUL byte (protocol v1); input out of turn, an "
         "acquire refused, or a queued request ended without a grant (ACE).",
         [](S s) -> N { return end_count(s, EndCause::kError); }),
-    counter("session_ends_kicked_total", "", "Sessions ended since start by KICK.",
+    counter("session_ends_kicked_total", "",
+            "Sessions ended since start by KICK, or by a reload that revoked their token (docs/security.md).",
             [](S s) -> N { return end_count(s, EndCause::kKicked); }),
     counter("session_ends_shutdown_total", "", "Sessions ended because the server stopped.",
             [](S s) -> N { return end_count(s, EndCause::kShutdown); }),
@@ -141,6 +142,11 @@ constexpr auto kFields = std::to_array<Field>({
               "How long sessions held the permits of a name since start, in microseconds: from the grant that made the "
               "session a holder of the name to the RELEASE, KICK or end of session after which it held none.",
               [](S s) -> H { return s.table.hold_us; }),
+    // Issue 15 (authentication).
+    counter(
+        "auth_failures_total", "",
+        "AUTH requests answered ERR AUTH since start: a wrong token, or too many checks waiting (docs/security.md).",
+        [](S s) -> N { return s.server.auth_failures_total; }),
 });
 
 }  // namespace

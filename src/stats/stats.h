@@ -63,6 +63,7 @@ struct ServerCounters {
   std::uint64_t limited_total = 0;                       // connections refused for the connection limit
   std::uint64_t output_bytes = 0;                        // a gauge: answer bytes buffered unwritten, all sessions
   std::uint64_t shed_total = 0;                          // sessions closed by the server-wide output cap
+  std::uint64_t auth_failures_total = 0;                 // AUTH lines answered ERR AUTH
   std::array<std::uint64_t, kEndCauses> session_ends{};  // indexed by EndCause
 
   void count_end(EndCause cause) { ++session_ends[static_cast<std::size_t>(cause)]; }

@@ -654,9 +654,11 @@ TEST(OptionsNeedingRestart, NamesChangedOptionsAReloadCannotTake) {
   EXPECT_TRUE(options_needing_restart(running, running).empty());
   for (const auto& spec : server_options()) {
     // The spec and the protocol contract: the allow list and the admin
-    // networks reload; so does the slow-wait threshold of the log.
-    EXPECT_EQ(spec.reloadable,
-              spec.name == "allowed_networks" || spec.name == "admin_networks" || spec.name == "slow_wait_ms")
+    // networks reload; so does the slow-wait threshold of the log; and the
+    // authentication options (docs/security.md, Reload).
+    EXPECT_EQ(spec.reloadable, spec.name == "allowed_networks" || spec.name == "admin_networks" ||
+                                   spec.name == "slow_wait_ms" || spec.name == "tokens_file" ||
+                                   spec.name == "ace_networks" || spec.name == "ace_rights")
         << spec.name;
   }
 }

@@ -173,7 +173,9 @@ TEST(ParseRequest, ClassifiesEveryShapeOfLine) {
       {"t KICK", kErr, ErrorCode::kBadRequest},
       {"t KICK 1 2", kErr, ErrorCode::kBadRequest},
       // Still unknown here: AUTH belongs to the security issue.
-      {"t AUTH token", kErr, ErrorCode::kUnknownVerb},
+      {"t FROB token", kErr, ErrorCode::kUnknownVerb},
+      {"t AUTH", kErr, ErrorCode::kBadRequest},
+      {"t AUTH a b", kErr, ErrorCode::kBadRequest},
   };
   for (const RequestCase& c : cases) {
     Request request;
@@ -291,6 +293,12 @@ TEST(ParseRequest, FillsTheFieldsOfEachVerb) {
     r.session_id = "42";
     cases.push_back({"t KICK 42", r});
   }
+  {
+    Request r = make(Verb::kAuth);
+    r.text = "s3cr%t!";
+    r.has_text = true;
+    cases.push_back({"t auth s3cr%t!", r});  // the token as sent, not decoded
+  }
 
   // One Request reused for every line, as a session does: nothing may leak
   // from one line into the next.
@@ -361,7 +369,7 @@ TEST(ParseSessionId, TakesDecimalIdsFromOne) {
 }
 
 TEST(VerbName, SpellsEveryVerb) {
-  for (auto v = static_cast<std::uint8_t>(Verb::kHello); v <= static_cast<std::uint8_t>(Verb::kKick); ++v) {
+  for (auto v = static_cast<std::uint8_t>(Verb::kHello); v <= static_cast<std::uint8_t>(Verb::kAuth); ++v) {
     const auto verb = static_cast<Verb>(v);
     const std::string line = "t " + std::string(verb_name(verb));
     Request request;
@@ -422,6 +430,7 @@ TEST(EncodeRequest, WritesTheShortestLine) {
       {encoded([](std::string& o) { encode_waiters(o, "w", "d b"); }), "w WAITERS d%20b\n"},
       {encoded([](std::string& o) { encode_sessions(o, "s"); }), "s SESSIONS\n"},
       {encoded([](std::string& o) { encode_kick(o, "k", 18446744073709551615u); }), "k KICK 18446744073709551615\n"},
+      {encoded([](std::string& o) { encode_auth(o, "a", "tok-1"); }), "a AUTH tok-1\n"},
   };
   for (const Case& c : cases) EXPECT_EQ(c.line, c.expected);
 }
