@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <system_error>
 
 #include "client/client_log.h"
 #include "client/resolver.h"
@@ -283,10 +284,11 @@ void Connection::wake() {
 bool Connection::sleep(milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   while (!stopping()) {
+    close_lingering(Clock::now());
     const int left = millis_until(deadline);
     if (left == 0) return true;
     pollfd wake_poll{wake_fd_, POLLIN, 0};
-    if (::poll(&wake_poll, 1, left) > 0) {
+    if (::poll(&wake_poll, 1, std::max(1, millis_until(next_lingering(deadline)))) > 0) {
       std::uint64_t drained = 0;
       [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &drained, sizeof drained);
     }
@@ -317,7 +319,6 @@ void Connection::run() {
       }
       session_began(endpoint, hello);
       const Status reason = serve(fd);
-      ::close(fd);
       // A server that closed or refused the session has let go of its
       // permits already; one that fell silent holds them until the lease's
       // end. One that said SHUTDOWN has let go too, but grants nothing more,
@@ -325,7 +326,19 @@ void Connection::run() {
       // lease wait after a restart, docs/durability.md): the work may go on
       // until then, and no longer.
       const bool lease = (fell_silent_ || reason.code() == StatusCode::kShutdown) && session_timeout_.count() > 0;
-      session_ended(reason, lease ? std::optional(lease_stop_by(lease_from_, session_timeout_)) : std::nullopt);
+      const std::optional<Clock::time_point> stop_by =
+          lease ? std::optional(lease_stop_by(lease_from_, session_timeout_)) : std::nullopt;
+      if (stop_by && fell_silent_) {
+        // The server may only be frozen or cut off for a moment: if it read
+        // our close when it comes back, it would hand the permits on at once,
+        // while the work under them may run until stop_by. Open (and unread),
+        // the socket leaves it nothing to act on before then but its session
+        // timeout. Meanwhile the client reconnects on a new socket.
+        lingering_.emplace_back(*stop_by, fd);
+      } else {
+        ::close(fd);
+      }
+      session_ended(reason, stop_by);
       served = true;
       break;
     }
@@ -349,6 +362,41 @@ void Connection::run() {
     sleep(backoff);
     if (!served) backoff = std::min(backoff * 2, options_.reconnect_max);
   }
+  leave_lingering();
+}
+
+void Connection::close_lingering(Clock::time_point now) {
+  std::erase_if(lingering_, [now](const std::pair<Clock::time_point, int>& socket) {
+    if (socket.first > now) return false;
+    ::close(socket.second);
+    return true;
+  });
+}
+
+Clock::time_point Connection::next_lingering(Clock::time_point wake_at) const {
+  for (const auto& [at, fd] : lingering_) wake_at = std::min(wake_at, at);
+  return wake_at;
+}
+
+void Connection::leave_lingering() {
+  close_lingering(Clock::now());
+  if (lingering_.empty()) return;
+  // A stopped client must not close them early either: the work under the
+  // lost permits may outlive the Client. A thread of their own closes them
+  // on time (the process's exit closes them anyway).
+  std::sort(lingering_.begin(), lingering_.end());
+  try {
+    std::thread([lingering = std::move(lingering_)] {
+      for (const auto& [at, fd] : lingering) {
+        std::this_thread::sleep_until(at);
+        ::close(fd);
+      }
+    }).detach();
+  } catch (const std::system_error&) {
+    // No thread to be had: closing now is all that is left.
+    for (const auto& [at, fd] : lingering_) ::close(fd);
+  }
+  lingering_.clear();
 }
 
 int Connection::connect_to(const Endpoint& endpoint) {
@@ -542,6 +590,7 @@ Status Connection::serve(int fd) {
   for (;;) {
     if (stopping()) return Status(StatusCode::kUnavailable, "the client closed the connection");
     auto now = Clock::now();
+    if (!lingering_.empty()) close_lingering(now);
     {
       std::lock_guard lock(mutex_);
       for (auto& call : outbox_) {
@@ -608,6 +657,8 @@ Status Connection::serve(int fd) {
       }
       wake_at = std::min(wake_at, lapse);
     }
+
+    if (!lingering_.empty()) wake_at = next_lingering(wake_at);
 
     pollfd fds[2] = {{fd, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0}, {wake_fd_, POLLIN, 0}};
     const int ready = ::poll(fds, 2, std::max(1, millis_until(wake_at)));

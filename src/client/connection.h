@@ -14,7 +14,12 @@
 // has been answered T/2 after it, the session ends ("lease lapsed") and its
 // permits are lost with a stop-by time of lease_from_ + 0.9 T - margin
 // (lease_stop_by): the work under them must have stopped by then, before the
-// server can grant them again even if its clock runs 10 % slower than ours. A caller waits on its own
+// server can grant them again even if its clock runs 10 % slower than ours.
+// The lapsed session's socket stays open, unread and silent, until that
+// stop-by time (`lingering_`), while the client reconnects on a new one: a
+// server that was only frozen and wakes before T reads no close, so it ends
+// the session no earlier than T after the last request it read, or than
+// stop_by when the socket closes. A caller waits on its own
 // Call (wait()), so no call ever blocks another. When the session ends (EOF,
 // a socket error, a `* ERR` line, a request unanswered for request_timeout,
 // or stop()) every pending Call fails with kUnavailable or kShutdown, every
@@ -51,6 +56,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "client/local_semaphores.h"
@@ -210,6 +216,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string next_tag() { return std::to_string(++tag_counter_); }
   // Waits up to `timeout` for the wake-up fd; false once stopping.
   bool sleep(std::chrono::milliseconds timeout);
+  // Closes the lingering sockets whose stop-by time has come by `now`.
+  void close_lingering(std::chrono::steady_clock::time_point now);
+  // The earlier of `wake_at` and the next lingering socket's stop-by time.
+  std::chrono::steady_clock::time_point next_lingering(std::chrono::steady_clock::time_point wake_at) const;
+  // When the I/O thread ends: the sockets still lingering are closed at
+  // their stop-by times by a thread of their own, not early.
+  void leave_lingering();
   void wake();
   bool stopping() const { return stopping_.load(); }
 
@@ -252,6 +265,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // The same, in this session only: every request sent by then has been read.
   std::chrono::steady_clock::time_point heard_upto_;
   bool fell_silent_ = false;  // the session ended because the server stopped answering
+  // Sockets of sessions whose lease lapsed, each open until its stop-by time.
+  std::vector<std::pair<std::chrono::steady_clock::time_point, int>> lingering_;
 };
 
 }  // namespace netsem::client

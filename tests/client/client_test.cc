@@ -987,6 +987,100 @@ TEST_F(ClientTest, APermitBehindAFrozenNetworkIsLostBeforeTheServerCanGrantItAga
   EXPECT_TRUE(client::LocalSemaphores(elsewhere.local_dir).remove_all().is_ok());
 }
 
+// A bare protocol v1 session queued for `name` on the server (no lease of its
+// own: another host, as the server sees it). It pings while it waits so that
+// the server keeps it, and sets `granted_at` when the grant arrives (within
+// `bound`).
+std::thread raw_waiter(std::uint16_t port, std::string name, std::atomic<bool>& queued,
+                       std::optional<Clock::time_point>& granted_at, std::chrono::milliseconds bound) {
+  auto connection = netsem::testing::Client::connect(port);
+  EXPECT_TRUE(connection);
+  if (!connection) return std::thread();
+  connection->send_line(req::acquire("w1", name));
+  return std::thread([connection = std::move(connection), &queued, &granted_at, bound] {
+    const auto deadline = Clock::now() + bound;
+    while (Clock::now() < deadline) {
+      const std::optional<std::string> line = connection->read_line(200ms);
+      if (!line) {
+        connection->send_line("p PING");
+        continue;
+      }
+      if (line->starts_with("w1 QUEUED")) queued = true;
+      if (line->starts_with("w1 OK")) {
+        granted_at = Clock::now();
+        return;
+      }
+    }
+  });
+}
+
+// The server is frozen (SIGSTOP, a stalled VM) while a client holds a limit-1
+// name and another session waits for it. The holder's lease lapses (T/2 of
+// silence): its permit is lost, and the work under it may run until stop_by.
+// The server wakes after the lapse but well before T: had the holder closed
+// its socket at the lapse, the server would read the close, end the session
+// and grant the waiter at once, before stop_by. The socket stays open and
+// silent until stop_by, so the server grants no earlier; `close_client`: the
+// holder's Client is destroyed at the loss, and still the socket waits.
+void frozen_server_grants_no_lost_permit_before_stop_by(std::unique_ptr<Netsemd>& server,
+                                                        std::unique_ptr<Client> holder, bool close_client) {
+  const auto timeout = 2000ms;
+  ASSERT_TRUE(holder);
+  Result<Permit> permit = holder->acquire("lic");
+  ASSERT_TRUE(permit) << permit.status().to_string();
+  ASSERT_FALSE(permit->is_local());
+  std::promise<Clock::time_point> lost;
+  permit->on_lost([&](const Status&) { lost.set_value(Clock::now()); });
+  std::atomic<bool> queued{false};
+  std::optional<Clock::time_point> granted_at;
+  std::thread waiter = raw_waiter(server->port(), "lic", queued, granted_at, 15s);
+  struct Join {
+    std::thread& thread;
+    ~Join() {
+      if (thread.joinable()) thread.join();
+    }
+  } join{waiter};
+  ASSERT_TRUE(eventually([&] { return queued.load(); }));
+
+  const auto frozen_at = Clock::now();
+  server->send_signal(SIGSTOP);
+  auto reported = lost.get_future();
+  const bool lost_in_time = reported.wait_for(10s) == std::future_status::ready;
+  if (close_client) holder.reset();
+  server->send_signal(SIGCONT);
+  const auto woken_at = Clock::now();
+  waiter.join();
+  ASSERT_TRUE(lost_in_time) << "the holder never noticed the frozen server";
+  const Clock::time_point lost_at = reported.get();
+  ASSERT_TRUE(permit->stop_by().has_value());
+  const Clock::time_point stop_by = *permit->stop_by();
+  EXPECT_NE(permit->loss_reason().message().find("lease"), std::string::npos) << permit->loss_reason().to_string();
+  // Lost T/2 after the last answered request (pings every T/3), stop_by
+  // 0.9 T - margin after it: the server woke before it could end the session.
+  EXPECT_LE(lost_at - frozen_at, timeout / 3 + timeout / 2 + 500ms);
+  EXPECT_LT(lost_at, stop_by);
+  EXPECT_LE(stop_by, frozen_at + timeout * 9 / 10);
+  std::printf("lost %lld ms after the freeze, woken %lld ms before stop_by\n",
+              static_cast<long long>((lost_at - frozen_at) / 1ms), static_cast<long long>((stop_by - woken_at) / 1ms));
+  ASSERT_TRUE(granted_at.has_value()) << "the waiter was never granted";
+  EXPECT_GE(*granted_at, stop_by) << "the server granted the lost permit " << (stop_by - *granted_at) / 1ms
+                                  << " ms before its stop_by";
+}
+
+TEST_F(ClientTest, AFrozenServerThatWakesBeforeItsTimeoutGrantsNoLostPermitBeforeStopBy) {
+  start_server(server_options("session_timeout_ms = 2000", "lic = 1\n"));
+  ClientOptions options = options_for(server_->port());
+  options.fallback = FallbackPolicy{.mode = FallbackPolicy::Mode::kFail};
+  frozen_server_grants_no_lost_permit_before_stop_by(server_, make_client(options), false);
+}
+
+TEST_F(ClientTest, AClientClosedAfterALapseStillKeepsItsSocketUntilStopBy) {
+  start_server(server_options("session_timeout_ms = 2000", "lic = 1\n"));
+  ClientOptions options = options_for(server_->port());
+  options.fallback = FallbackPolicy{.mode = FallbackPolicy::Mode::kFail};
+  frozen_server_grants_no_lost_permit_before_stop_by(server_, make_client(options), true);
+}
+
 TEST_F(ClientTest, ARestartedServersGrantWaitsForALostPermitOfThisHost) {
   // The server is killed while a process of this host works under its
   // permit (netsem run's grace). The restarted server knows nothing of it;
