@@ -14,7 +14,9 @@ The lease is libnetsem's (docs/client.md, "The lease"; netsem._protocol.Lease
 does the arithmetic): the server cannot end the session before T after the
 client *sent* the last request that was answered (``lease_from``); when nothing
 sent since has been answered T/2 after it, the session ends and its permits
-are lost with ``stop_by`` = lease_from + 0.9 T - margin.
+are lost with ``stop_by`` = lease_from + 0.9 T - margin; the lapsed session's
+socket stays open, silent, until then (``_linger``), so that a server that was
+only frozen reads no close before it.
 
 When the session ends (EOF, a socket error, a ``*`` line, a timeout, or
 ``stop()``) every pending Call gets the reason as its answer's ``failure``,
@@ -38,6 +40,7 @@ import collections
 import logging
 import os
 import socket
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -104,6 +107,23 @@ def _os_error_text(error: OSError) -> str:
     if error.errno:
         return os.strerror(error.errno)
     return error.strerror or str(error) or type(error).__name__
+
+
+def _linger(transport: asyncio.BaseTransport, until: float) -> None:
+    """Keeps the transport's connection open, unread and silent, until
+    ``until`` (``time.monotonic()``), whatever becomes of the transport: a
+    duplicate of its socket, closed by a timer thread of its own (the event
+    loop may be closed before then)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    try:
+        kept = sock.dup()
+    except OSError:
+        return  # no descriptor left: it closes with the transport
+    timer = threading.Timer(max(0.0, until - time.monotonic()), kept.close)
+    timer.daemon = True
+    timer.start()
 
 
 class Connection:
@@ -489,6 +509,15 @@ class Connection:
         self._fell_silent = True
         self._ended = reason
         if self._writer is not None:
+            assert self._lease is not None
+            if self._lease.session_timeout > 0:
+                # The server may only be frozen or cut off for a moment: if it
+                # read our close when it comes back, it would hand the permits
+                # on at once, while the work under them may run until stop_by.
+                # A duplicate of the socket keeps it open (and silent) until
+                # then, past the transport and the loop; the client meanwhile
+                # reconnects on a new one.
+                _linger(self._writer.transport, self._lease.stop_by())
             self._writer.transport.abort()
 
     def _send_ping(self) -> None:

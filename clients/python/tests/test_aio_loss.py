@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aio_support import options, run, until
+from aio_support import options, run, until, waiters_of
+from waiter_support import raw_waiter
 
 import netsem
 import netsem.aio
@@ -130,5 +132,48 @@ def test_a_silent_server_lapses_the_lease(start_netsemd: Any, local_dir: Path) -
             assert permit.stop_by is not None
             assert 0.0 < permit.stop_by - lost_at[0] <= 0.7 + 0.05
             await until(lambda: client.connected, 10)  # it reconnects once the server answers
+
+    run(main())
+
+
+@pytest.mark.parametrize("close_at_loss", [False, True])
+def test_a_frozen_server_that_wakes_grants_no_lost_permit_before_stop_by(
+    start_netsemd: Any, local_dir: Path, close_at_loss: bool
+) -> None:
+    """SIGSTOP the server while a permit is held and another session waits for
+    it; SIGCONT once the lease lapsed, well before the session timeout. Had the
+    client closed the dead session's socket at the lapse, the server would read
+    the close and grant the waiter at once, before the lost permit's stop_by:
+    the socket stays open and silent until stop_by, also when the client is
+    closed at the loss (``close_at_loss``)."""
+    server = start_netsemd(semaphores="one = 1", server_options=f"session_timeout_ms = {TIMEOUT_MS}")
+    granted: list[float] = []
+    stop = threading.Event()
+
+    async def main() -> None:
+        client = netsem.aio.Client(options=options(server, local_dir, fallback=netsem.FallbackPolicy("fail")))
+        try:
+            permit = await client.acquire("one")
+            lost_at: list[float] = []
+            permit.on_lost(lambda reason: lost_at.append(time.monotonic()))
+            waiter = raw_waiter(server.port, "one", granted, stop)
+            await until(lambda: waiters_of(client, "one"), 10)
+            frozen_at = time.monotonic()
+            server.signal(signal.SIGSTOP)
+            try:
+                await until(lambda: bool(lost_at), 10)
+                if close_at_loss:
+                    await client.close()
+            finally:
+                server.signal(signal.SIGCONT)
+            assert permit.stop_by is not None
+            assert isinstance(permit.loss_reason, netsem.Unavailable) and "lease" in str(permit.loss_reason)
+            assert lost_at[0] < permit.stop_by <= frozen_at + TIMEOUT_MS * 0.9 / 1000
+            await asyncio.to_thread(waiter.join, 10)
+            assert granted, "the waiter was never granted"
+            assert granted[0] >= permit.stop_by, f"granted {permit.stop_by - granted[0]:.3f} s before stop_by"
+        finally:
+            stop.set()
+            await client.close()
 
     run(main())

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from waiter_support import raw_waiter
 
 from netsem import Client, ClientOptions, FallbackPolicy
 from netsem.errors import Denied, NetsemError, Shutdown, Unavailable
@@ -145,40 +146,15 @@ def test_shutdown_loses_permits_with_the_leases_end(start_netsemd, clients) -> N
     assert stop_by is not None and stop_by <= before + 2.0 * 0.9 - 0.1
 
 
-def raw_waiter(port: int, name: str, granted: list[float], stop: threading.Event) -> threading.Thread:
-    """A bare protocol v1 session queued for ``name`` (no lease of its own):
-    pings so that the server keeps it, and records when it is granted."""
-
-    def run() -> None:
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-            sock.sendall(b"w1 ACQUIRE " + name.encode() + b"\n")
-            sock.settimeout(0.2)
-            data = b""
-            while not stop.is_set():
-                try:
-                    chunk = sock.recv(4096)
-                except TimeoutError:
-                    sock.sendall(b"p PING\n")
-                    continue
-                if not chunk:
-                    return
-                data += chunk
-                if b"w1 OK" in data:
-                    granted.append(time.monotonic())
-                    return
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
-def test_a_frozen_server_loses_the_permit_before_it_can_grant_it_again(start_netsemd, clients) -> None:
+@pytest.mark.parametrize("close_at_loss", [False, True])
+def test_a_frozen_server_loses_the_permit_before_it_can_grant_it_again(start_netsemd, clients, close_at_loss) -> None:
     """SIGSTOP the server while a permit is held and another session waits for
     it: the client declares the permit lost half a session timeout after its
     last answered request, with stop_by before the server can hand the permit
     on. Resumed at once (the freeze ends before the lease would), the server
     must still not grant it to the waiter before stop_by: the client keeps the
-    dead session's socket open until then, so the server sees no close."""
+    dead session's socket open until then, so the server sees no close; also
+    when the Client is closed at the loss (``close_at_loss``)."""
     timeout = 1.5
     server = start_netsemd(semaphores="one = 1", server_options=f"session_timeout_ms = {int(timeout * 1000)}")
     client = clients(server.address, fallback=FallbackPolicy("fail"))
@@ -193,6 +169,8 @@ def test_a_frozen_server_loses_the_permit_before_it_can_grant_it_again(start_net
     server.signal(signal.SIGSTOP)
     try:
         assert losses.event.wait(10)
+        if close_at_loss:
+            client.close()
     finally:
         server.signal(signal.SIGCONT)
     reason, lost_at = losses.seen[0]
