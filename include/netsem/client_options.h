@@ -79,11 +79,25 @@ struct ClientOptions {
   // Where host-wide local semaphores keep their registry; empty means
   // "$XDG_RUNTIME_DIR/netsem", else "/tmp/netsem-<uid>".
   std::filesystem::path local_dir;
+  // The token sent with AUTH after HELLO on every (re)connect, for a server
+  // that requires authentication (docs/security.md); empty: none. A server
+  // that answers the AUTH with ERR AUTH refuses the client (kDenied, never
+  // fallback). Set from `[client] token` or `token_file`, NETSEM_TOKEN or
+  // NETSEM_TOKEN_FILE, or load_token_file(); never from a command line,
+  // where `ps` would show it.
+  std::string token;
 
   // The policy for `name`.
   const FallbackPolicy& fallback_policy(std::string_view name) const;
   // The limit for `name` from `limits`, 1 when not listed.
   std::int64_t limit(std::string_view name) const;
+
+  // Sets `token` from the first line of `file` (its line end and
+  // surrounding blanks dropped). kDenied when the file is readable or
+  // writable by group or others (chmod 600 it, as ssh asks of keys);
+  // kIoError when it cannot be read; kInvalidArgument when the token is not
+  // 1..256 visible ASCII characters.
+  Status load_token_file(const std::filesystem::path& file);
 
   // Reads `[client]` and `[semaphores]` of an INI file. Without `servers`
   // in `[client]`, the server is the one the file configures: `[server]`'s
@@ -93,7 +107,8 @@ struct ClientOptions {
   // file:line.
   static Result<ClientOptions> from_file(const std::filesystem::path& file);
   // from_file($NETSEM_CONFIG) when set (else defaults), then NETSEM_SERVER
-  // ("host:port[,host:port...]"), NETSEM_FALLBACK and NETSEM_LABEL override.
+  // ("host:port[,host:port...]"), NETSEM_FALLBACK and NETSEM_LABEL override;
+  // NETSEM_TOKEN_FILE, then NETSEM_TOKEN, override the file's token.
   static Result<ClientOptions> from_environment();
 };
 

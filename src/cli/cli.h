@@ -70,6 +70,7 @@ struct GlobalOptions {
   std::string fallback;              // --fallback; empty: from config/env
   std::string config_file;           // --config; empty: $NETSEM_CONFIG
   std::string label;                 // --label; empty: $NETSEM_LABEL, [client] label, host/pid/program
+  std::string token_file;            // --token-file; empty: $NETSEM_TOKEN_FILE, $NETSEM_TOKEN, [client]
   int verbosity = 0;                 // -v count
 };
 

@@ -79,6 +79,11 @@ Result<ClientOptions> make_client_options(const GlobalOptions& global) {
     }
     options->label = global.label;
   }
+  if (!global.token_file.empty()) {
+    if (auto status = options->load_token_file(global.token_file); !status) {
+      return Status(status.code(), "--token-file: " + status.message());
+    }
+  }
   // -v shows what the library does, a request's place in its queue included.
   options->queue_positions = global.verbosity >= 1;
   return options;

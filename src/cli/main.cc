@@ -138,6 +138,10 @@ int main(int argc, char** argv) {
                  "how this client shows in the server's logs and listings (default: $NETSEM_LABEL, else [client] "
                  "label, else host/pid/program)")
       ->type_name("TEXT");
+  app.add_option("--token-file", global.token_file,
+                 "file holding the token to AUTH with, mode 600 (default: $NETSEM_TOKEN_FILE, $NETSEM_TOKEN, else "
+                 "[client] token_file or token; a token is never taken from the command line)")
+      ->type_name("FILE");
   app.add_flag("-v,--verbose", global.verbosity, "log what the client does on stderr; repeat for more detail")
       ->transform(kNoValue);
   app.add_flag("--version", show_version, "print the version and exit");

@@ -25,6 +25,7 @@
 
 #include "client/connection.h"
 #include "common/ini.h"
+#include "common/private_file.h"
 #include "common/text.h"
 #include "protocol/names.h"
 
@@ -181,6 +182,21 @@ Status apply_local_dir(std::string_view value, ClientOptions& options) {
   return Status::ok();
 }
 
+// A token is one field of AUTH: 1..256 visible ASCII characters (the
+// server's auth::check_token).
+Status apply_token(std::string_view value, ClientOptions& options) {
+  const bool visible = std::all_of(value.begin(), value.end(), [](char c) { return c > ' ' && c < 0x7f; });
+  if (value.empty() || value.size() > 256 || !visible) {
+    return invalid("the token is not 1 to 256 visible ASCII characters (no space)");
+  }
+  options.token = std::string(value);
+  return Status::ok();
+}
+
+Status apply_token_file(std::string_view value, ClientOptions& options) {
+  return options.load_token_file(std::filesystem::path(value));
+}
+
 constexpr std::int64_t kHourMs = 3'600'000;
 
 constexpr ClientOption kClientOptions[] = {
@@ -192,6 +208,8 @@ constexpr ClientOption kClientOptions[] = {
     {"request_timeout_ms", apply_ms<&ClientOptions::request_timeout, 24 * kHourMs>},
     {"label", apply_label},
     {"local_dir", apply_local_dir},
+    {"token", apply_token},
+    {"token_file", apply_token_file},
 };
 
 std::string known_keys() {
@@ -378,6 +396,16 @@ Result<ClientOptions> ClientOptions::from_file(const std::filesystem::path& file
   return options;
 }
 
+Status ClientOptions::load_token_file(const std::filesystem::path& file) {
+  auto text = read_private_file(file);
+  if (!text) return text.status();
+  const std::string_view first = trim(std::string_view(*text).substr(0, text->find('\n')));
+  if (auto status = apply_token(first, *this); !status) {
+    return invalid(fmt::format("{}: {}", file.string(), status.message()));
+  }
+  return Status::ok();
+}
+
 Result<ClientOptions> ClientOptions::from_environment() {
   ClientOptions options;
   if (const char* config = env("NETSEM_CONFIG")) {
@@ -398,6 +426,16 @@ Result<ClientOptions> ClientOptions::from_environment() {
   if (const char* label = env("NETSEM_LABEL")) {
     if (Status status = apply_label(label, options); !status.is_ok()) {
       return invalid(fmt::format("NETSEM_LABEL: {}", status.message()));
+    }
+  }
+  if (const char* file = env("NETSEM_TOKEN_FILE")) {
+    if (Status status = options.load_token_file(file); !status.is_ok()) {
+      return Status(status.code(), fmt::format("NETSEM_TOKEN_FILE: {}", status.message()));
+    }
+  }
+  if (const char* token = env("NETSEM_TOKEN")) {
+    if (Status status = apply_token(token, options); !status.is_ok()) {
+      return invalid(fmt::format("NETSEM_TOKEN: {}", status.message()));
     }
   }
   return options;

@@ -1,0 +1,194 @@
+// libnetsem and the CLI with tokens against the real netsemd: AUTH after
+// HELLO on every (re)connect, a wrong token or a token without the right
+// reported as a refusal (kDenied) that never falls back, token_file's mode
+// check, NETSEM_TOKEN, and `netsem --token-file`.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "netsem/client.h"
+#include "netsem/client_options.h"
+#include "netsemd_harness.h"
+
+namespace netsem::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string hash_of(const std::string& token) {
+  const std::string command = "printf '%s\\n' '" + token + "' | " NETSEMD_PATH " --hash-token";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  std::string out;
+  char buffer[512];
+  while (pipe != nullptr && std::fgets(buffer, sizeof buffer, pipe) != nullptr) out += buffer;
+  if (pipe != nullptr) ::pclose(pipe);
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+class ClientAuth : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    tokens_ = dir_->path() / "tokens.ini";
+    std::ofstream(tokens_) << "[tokens]\nworker = " << hash_of("work-token")
+                           << " acquire,read jobs/\nboss = " << hash_of("admin-token") << " admin\n";
+    ::chmod(tokens_.c_str(), 0600);
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  void SetUp() override {
+    Netsemd::Options options;
+    options.server_options = "tokens_file = " + tokens_.string() + "\n";
+    std::string error;
+    server_ = Netsemd::start(options, &error);
+    ASSERT_TRUE(server_) << error;
+  }
+  ClientOptions options(std::string token) const {
+    ClientOptions o;
+    o.servers = {"127.0.0.1:" + std::to_string(server_->port())};
+    o.local_dir = dir_->path() / "local";
+    o.connect_timeout = 2s;  // AUTH's slow hash is part of the handshake
+    o.reconnect_min = 20ms;
+    o.reconnect_max = 100ms;
+    o.request_timeout = 5s;
+    o.token = std::move(token);
+    o.limits["jobs/a"] = 1;  // listed: fallback would grant it locally in an outage
+    return o;
+  }
+  std::filesystem::path write_file(const std::string& name, const std::string& body, mode_t mode) const {
+    const auto path = dir_->path() / name;
+    std::ofstream(path) << body;
+    ::chmod(path.c_str(), mode);
+    return path;
+  }
+
+  static TempDir* dir_;
+  static std::filesystem::path tokens_;
+  std::unique_ptr<Netsemd> server_;
+};
+
+TempDir* ClientAuth::dir_ = nullptr;
+std::filesystem::path ClientAuth::tokens_;
+
+TEST_F(ClientAuth, ATokenAuthenticatesEveryConnect) {
+  auto client = netsem::Client::create(options("work-token"));
+  ASSERT_TRUE(client) << client.status().to_string();
+  auto permit = (*client)->acquire("jobs/a", {.timeout = 5s});
+  ASSERT_TRUE(permit) << permit.status().to_string();
+  EXPECT_FALSE(permit->is_local());
+  EXPECT_TRUE(permit->release());
+  // KICK ends the session; the client reconnects, and AUTHs again.
+  auto admin = Client::connect(server_->port());
+  ASSERT_EQ(admin->request("a AUTH admin-token", 10s), "a OK read,acquire,signal,admin");
+  const std::string row = admin->request("s SESSIONS");  // the client's session comes first (lower id)
+  ASSERT_TRUE(row.starts_with("s ITEM ")) << row;
+  const std::string id = row.substr(7, row.find(' ', 7) - 7);
+  while (auto line = admin->read_line(1s)) {
+    if (line->starts_with("s END")) break;
+  }
+  ASSERT_EQ(admin->request("k KICK " + id), "k OK");
+  // Between the loss and the reconnect the name may fall back (an outage);
+  // once reconnected, the server grants it again: the new session AUTHed.
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while ((*client)->stats().connects < 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);  // polling a condition, bounded
+  }
+  ASSERT_GE((*client)->stats().connects, 2u);
+  auto again = (*client)->acquire("jobs/a", {.timeout = 5s});
+  ASSERT_TRUE(again) << again.status().to_string();
+  EXPECT_FALSE(again->is_local());
+}
+
+TEST_F(ClientAuth, AWrongTokenIsARefusalNeverAFallback) {
+  auto client = netsem::Client::create(options("wrong-token"));
+  ASSERT_TRUE(client) << client.status().to_string();
+  auto permit = (*client)->acquire("jobs/a", {.timeout = 0ms});
+  ASSERT_FALSE(permit) << "granted, local: " << permit->is_local();
+  EXPECT_EQ(permit.status().code(), StatusCode::kDenied) << permit.status().to_string();
+  EXPECT_NE(permit.status().message().find("refused this client's token"), std::string::npos)
+      << permit.status().message();
+  EXPECT_EQ((*client)->stats().fallback_entries, 0u);
+}
+
+TEST_F(ClientAuth, NoTokenIsARefusalToo) {
+  auto client = netsem::Client::create(options(""));
+  ASSERT_TRUE(client);
+  auto permit = (*client)->acquire("jobs/a", {.timeout = 0ms});
+  ASSERT_FALSE(permit);
+  EXPECT_EQ(permit.status().code(), StatusCode::kDenied) << permit.status().to_string();
+  EXPECT_EQ((*client)->stats().fallback_entries, 0u);
+}
+
+TEST_F(ClientAuth, ANameOutsideTheTokensPrefixIsDenied) {
+  auto client = netsem::Client::create(options("work-token"));
+  ASSERT_TRUE(client);
+  auto permit = (*client)->acquire("other", {.timeout = 0ms});
+  ASSERT_FALSE(permit);
+  EXPECT_EQ(permit.status().code(), StatusCode::kDenied) << permit.status().to_string();
+  EXPECT_EQ((*client)->stats().fallback_entries, 0u);
+}
+
+TEST_F(ClientAuth, TokenFileMustBePrivate) {
+  ClientOptions o;
+  const auto open = write_file("open-token", "work-token\n", 0644);
+  Status status = o.load_token_file(open);
+  EXPECT_EQ(status.code(), StatusCode::kDenied) << status.to_string();
+  const auto closed = write_file("closed-token", "  work-token \n", 0600);
+  ASSERT_TRUE(o.load_token_file(closed)) << o.load_token_file(closed).to_string();
+  EXPECT_EQ(o.token, "work-token");
+  EXPECT_EQ(o.load_token_file(write_file("bad-token", "two words\n", 0600)).code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(ClientAuth, EnvironmentAndConfigFileGiveTheToken) {
+  const auto file = write_file("env-token", "work-token\n", 0600);
+  ::setenv("NETSEM_TOKEN_FILE", file.c_str(), 1);
+  auto from_env = ClientOptions::from_environment();
+  ::unsetenv("NETSEM_TOKEN_FILE");
+  ASSERT_TRUE(from_env) << from_env.status().to_string();
+  EXPECT_EQ(from_env->token, "work-token");
+  ::setenv("NETSEM_TOKEN", "other-token", 1);
+  auto direct = ClientOptions::from_environment();
+  ::unsetenv("NETSEM_TOKEN");
+  ASSERT_TRUE(direct);
+  EXPECT_EQ(direct->token, "other-token");
+  const auto ini = write_file("client.ini", "[client]\ntoken_file = " + file.string() + "\n", 0644);
+  auto from_file = ClientOptions::from_file(ini);
+  ASSERT_TRUE(from_file) << from_file.status().to_string();
+  EXPECT_EQ(from_file->token, "work-token");
+}
+
+TEST_F(ClientAuth, CliTakesATokenFile) {
+  const auto file = write_file("cli-token", "work-token\n", 0600);
+  const std::string server = "127.0.0.1:" + std::to_string(server_->port());
+  const auto run = [&](const std::string& args) {
+    const std::string command = NETSEM_CLI_PATH " --server " + server + " --fallback fail " + args + " 2>&1";
+    FILE* pipe = ::popen(command.c_str(), "r");
+    std::string out;
+    char buffer[512];
+    while (pipe != nullptr && std::fgets(buffer, sizeof buffer, pipe) != nullptr) out += buffer;
+    const int status = pipe != nullptr ? ::pclose(pipe) : -1;
+    return std::pair{WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  };
+  const auto ok = run("--token-file " + file.string() + " run jobs/cli -- true");
+  EXPECT_EQ(ok.first, 0) << ok.second;
+  const auto denied = run("run jobs/cli -- true");  // no token
+  EXPECT_NE(denied.first, 0) << denied.second;
+  EXPECT_NE(denied.second.find("authentication"), std::string::npos) << denied.second;
+  const auto open = write_file("cli-open", "work-token\n", 0644);
+  const auto refused = run("--token-file " + open.string() + " run jobs/cli -- true");
+  EXPECT_NE(refused.first, 0);
+  EXPECT_NE(refused.second.find("chmod 600"), std::string::npos) << refused.second;
+}
+
+}  // namespace
+}  // namespace netsem::testing
