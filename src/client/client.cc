@@ -248,13 +248,15 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_remote(protocol::V
                                                                      bool fall_back_after_send) {
   const std::string_view verb = protocol::verb_name(verb_code);
   const std::int64_t timeout_ms = timeout ? timeout->count() : -1;
-  const auto call = connection->send([&](std::string& line, std::string_view tag) {
-    if (verb_code == protocol::Verb::kAcquire) {
-      protocol::encode_acquire(line, tag, name, how.count, timeout_ms);
-    } else {
-      protocol::encode_wait(line, tag, name, how.count, timeout_ms);
-    }
-  });
+  const auto call = connection->send(
+      [&](std::string& line, std::string_view tag) {
+        if (verb_code == protocol::Verb::kAcquire) {
+          protocol::encode_acquire(line, tag, name, how.count, timeout_ms);
+        } else {
+          protocol::encode_wait(line, tag, name, how.count, timeout_ms);
+        }
+      },
+      0, /*may_wait=*/timeout_ms != 0);
   if (!call) return std::nullopt;
   const client::Reply reply = await(*connection, *call, how.cancel);
   if (!reply.failure.is_ok()) {

@@ -237,12 +237,12 @@ Connection::Counters Connection::counters() const {
   return counters_;
 }
 
-std::shared_ptr<Call> Connection::queue(std::string tag, std::string line, std::uint64_t session) {
+std::shared_ptr<Call> Connection::queue(std::string tag, std::string line, std::uint64_t session, bool may_wait) {
   std::shared_ptr<Call> call;
   {
     std::lock_guard lock(mutex_);
     if (!connected_ || (session != 0 && session != session_)) return nullptr;
-    call = std::make_shared<Call>(std::move(tag), session_, std::move(line));
+    call = std::make_shared<Call>(std::move(tag), session_, std::move(line), may_wait);
     outbox_.push_back(call);
   }
   wake();
@@ -614,7 +614,8 @@ Status Connection::serve(int fd) {
     session = session_;
   }
   last_sent_ = Clock::now();
-  heard_upto_ = Clock::time_point::min();
+  sent_seq_ = 0;
+  read_upto_ = 0;
   fell_silent_ = false;
   for (;;) {
     if (stopping()) return Status(StatusCode::kUnavailable, "the client closed the connection");
@@ -625,23 +626,28 @@ Status Connection::serve(int fd) {
       for (auto& call : outbox_) {
         out_ += call->line;
         call->sent_at = now;
+        call->seq = ++sent_seq_;
         unanswered_.push_back(call);
         pending_.emplace(call->tag, std::move(call));
         last_sent_ = now;
       }
       outbox_.clear();
     }
-    // The requests the server has read are no sign of silence: those it
-    // answered, and those sent no later than one it answered (it reads a
-    // connection's lines in order). A queued ACQUIRE or WAIT is read at once
-    // but may wait for its answer for ever (no QUEUED line with `OPTION
-    // queued off`): only the pings behind it tell a long wait from a silent
-    // server, so while one is unanswered they go at least every half
-    // request_timeout. (Counting the wait itself made a wait longer than
-    // request_timeout drop a healthy connection and fall back, beside the
-    // server's holder of the name.)
+    // request_timeout is for a request the server has not answered
+    // (docs/client.md, "When is a request read"): a request done with is one
+    // it answered (QUEUED counts), or one it may queue (Call::may_wait) sent
+    // before one it answered: the server reads a connection's lines in order,
+    // so it read it and it waits legitimately, with no answer until its
+    // grant under `OPTION queued off`. Only the pings behind it tell a long
+    // wait from a silent server, so while a request is unanswered they go at
+    // least every half request_timeout. (Counting the wait itself made a wait
+    // longer than request_timeout drop a healthy connection and fall back,
+    // beside the server's holder of the name.) Any other request is answered
+    // at once and in order, so a later answer without its own is a broken
+    // server: the call fails at request_timeout instead of waiting for ever.
     while (unanswered_head_ < unanswered_.size() &&
-           (unanswered_[unanswered_head_]->answered || unanswered_[unanswered_head_]->sent_at <= heard_upto_)) {
+           (unanswered_[unanswered_head_]->answered ||
+            (unanswered_[unanswered_head_]->may_wait && unanswered_[unanswered_head_]->seq <= read_upto_))) {
       ++unanswered_head_;
     }
     const auto interval = unanswered_head_ < unanswered_.size()
@@ -654,6 +660,7 @@ Status Connection::serve(int fd) {
       auto ping = std::make_shared<Call>(tag, session, std::move(line));
       out_ += ping->line;
       ping->sent_at = now;
+      ping->seq = ++sent_seq_;
       unanswered_.push_back(ping);
       pending_.emplace(std::move(tag), std::move(ping));
       last_sent_ = now;
@@ -754,7 +761,7 @@ Status Connection::dispatch(std::string_view line) {
   call.answered = true;
   // The server read it, so it cannot end the session before T after that.
   lease_from_ = std::max(lease_from_, call.sent_at);
-  heard_upto_ = std::max(heard_upto_, call.sent_at);
+  read_upto_ = std::max(read_upto_, call.seq);
   if (answer.type == protocol::AnswerType::kQueued) {
     if (options_.queue_positions)
       log_info("\"{}\" is queued at position {}",

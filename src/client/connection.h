@@ -95,11 +95,14 @@ struct Reply {
 
 // One request in flight. The I/O thread completes it exactly once.
 struct Call {
-  Call(std::string tag_in, std::uint64_t session_in, std::string line_in)
-      : tag(std::move(tag_in)), session(session_in), line(std::move(line_in)) {}
+  Call(std::string tag_in, std::uint64_t session_in, std::string line_in, bool may_wait_in = false)
+      : tag(std::move(tag_in)), session(session_in), line(std::move(line_in)), may_wait(may_wait_in) {}
   const std::string tag;
   const std::uint64_t session;
   const std::string line;  // the whole request line, "\n" included
+  // A request the server may queue, whose answer may come at any time later:
+  // an ACQUIRE or WAIT with a timeout other than 0.
+  const bool may_wait;
 
   std::mutex mutex;
   std::condition_variable cv;  // notified when done, and by cancel tokens
@@ -108,6 +111,7 @@ struct Call {
 
   // Loop only.
   bool answered = false;  // some line answered it (QUEUED counts)
+  std::uint64_t seq = 0;  // its place in the session's send order
   std::chrono::steady_clock::time_point sent_at;
   std::vector<std::string> items;
 };
@@ -167,14 +171,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // request line for `tag` with one of the codec's encoders (protocol/
   // requests.h), so no line is formatted by hand. nullptr when there is no
   // such session. The line is built in one buffer sized for a usual request:
-  // a call allocates it once.
+  // a call allocates it once. `may_wait`: see Call::may_wait.
   template <typename Encode>
-  std::shared_ptr<Call> send(Encode&& encode, std::uint64_t session = 0) {
+  std::shared_ptr<Call> send(Encode&& encode, std::uint64_t session = 0, bool may_wait = false) {
     std::string tag = next_tag();
     std::string line;
     line.reserve(kLineReserve);
     encode(line, std::string_view(tag));
-    return queue(std::move(tag), std::move(line), session);
+    return queue(std::move(tag), std::move(line), session, may_wait);
   }
   // Blocks until the call has its final answer (the I/O thread guarantees
   // one: a session that ends fails its calls).
@@ -190,7 +194,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Room for a request line with a name of a few dozen bytes.
   static constexpr std::size_t kLineReserve = 96;
   // send()'s second half: queues the line built for `tag`.
-  std::shared_ptr<Call> queue(std::string tag, std::string line, std::uint64_t session);
+  std::shared_ptr<Call> queue(std::string tag, std::string line, std::uint64_t session, bool may_wait);
   void run();
   // A connected non-blocking socket, or -1 (also when stopping), with the
   // reason in attempt_failure_.
@@ -262,8 +266,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::chrono::steady_clock::time_point last_sent_;
   std::chrono::milliseconds session_timeout_{0};      // T, from STATS; 0: none, no lease
   std::chrono::steady_clock::time_point lease_from_;  // when the last answered request was sent
-  // The same, in this session only: every request sent by then has been read.
-  std::chrono::steady_clock::time_point heard_upto_;
+  std::uint64_t sent_seq_ = 0;                        // requests sent on this session
+  // The server has read every request of this session up to this one (it
+  // reads a connection's lines in order, so an answer shows it read them all).
+  std::uint64_t read_upto_ = 0;
   bool fell_silent_ = false;  // the session ended because the server stopped answering
   // Sockets of sessions whose lease lapsed, each open until its stop-by time.
   std::vector<std::pair<std::chrono::steady_clock::time_point, int>> lingering_;

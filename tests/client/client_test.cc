@@ -911,6 +911,88 @@ TEST_F(ClientTest, AQueuedAcquireOutlastsTheRequestTimeoutOnTheServer) {
   EXPECT_EQ(waiter->stats().connects, 1u);
 }
 
+// The rule for "the server read this request" (docs/client.md, "When is a
+// request read"), against a fake 1.1 server that answers HELLO, STATS (no
+// session timeout), OPTION, PING and RELEASE at once, grants an ACQUIRE only
+// 1 s after it read it (with no QUEUED line, as under `OPTION queued off`),
+// and never answers GET. The acquire waits four request timeouts on a
+// healthy connection: the answered pings behind it show it was read. The GET
+// is answered at once by any working server, so the answered pings behind it
+// show a broken one: it fails at request_timeout. (It waited until the fake
+// server went away, 4 s later, when any earlier request counted as read.)
+TEST_F(ClientTest, OnlyARequestThatMayWaitCountsAsReadWhenALaterOneIsAnswered) {
+  std::uint16_t port = 0;
+  const int listener = bound_socket(port, 4);
+  ASSERT_GE(listener, 0);
+  std::thread fake([listener] {
+    pollfd accept_poll{listener, POLLIN, 0};
+    if (::poll(&accept_poll, 1, 3000) != 1) return;
+    const int fd = ::accept(listener, nullptr, nullptr);
+    std::string input;
+    std::string waiting_tag;
+    Clock::time_point grant_at = Clock::time_point::max();
+    const auto deadline = Clock::now() + 6s;
+    while (Clock::now() < deadline) {
+      if (Clock::now() >= grant_at) {
+        const std::string grant = waiting_tag + " OK 11\n";
+        (void)::write(fd, grant.data(), grant.size());
+        grant_at = Clock::time_point::max();
+      }
+      pollfd read_poll{fd, POLLIN, 0};
+      if (::poll(&read_poll, 1, 20) != 1) continue;
+      char chunk[4096];
+      const ssize_t n = ::read(fd, chunk, sizeof chunk);
+      if (n <= 0) break;
+      input.append(chunk, static_cast<std::size_t>(n));
+      for (std::size_t end; (end = input.find('\n')) != std::string::npos;) {
+        const auto fields = netsem::testing::fields(input.substr(0, end));
+        input.erase(0, end + 1);
+        const std::string& verb = fields.at(1);
+        std::string answer;
+        if (verb == "HELLO") answer = "OK netsem 1.1 7";
+        if (verb == "STATS") answer = "OK {\"session_timeout_ms\":0}";
+        if (verb == "OPTION") answer = "OK";
+        if (verb == "PING") answer = "PONG";
+        if (verb == "RELEASE") answer = "OK 1";
+        if (verb == "ACQUIRE") {
+          waiting_tag = fields[0];
+          grant_at = Clock::now() + 1s;
+        }
+        if (answer.empty()) continue;
+        answer = fields[0] + " " + answer + "\n";
+        (void)::write(fd, answer.data(), answer.size());
+      }
+    }
+    ::close(fd);
+  });
+  ClientOptions options = options_for(port);
+  options.request_timeout = 250ms;
+  options.fallback = FallbackPolicy{.mode = FallbackPolicy::Mode::kFail};
+  auto client = make_client(options);
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(client->connected());
+  auto start = Clock::now();
+  Result<Permit> permit = client->acquire("db", {.timeout = 5s});
+  ASSERT_TRUE(permit) << permit.status().to_string();
+  EXPECT_GE(since(start), 900ms);
+  EXPECT_FALSE(permit->is_local());
+  EXPECT_EQ(permit->fence(), 11u);
+  EXPECT_TRUE(permit->release().is_ok());
+  EXPECT_EQ(client->stats().connection_losses, 0u);
+
+  start = Clock::now();
+  Result<SemaphoreInfo> info = client->get("db");
+  const auto failed_after = since(start);
+  ASSERT_FALSE(info);
+  EXPECT_EQ(info.status().code(), StatusCode::kUnavailable) << info.status().to_string();
+  EXPECT_NE(info.status().message().find("no answer from the server within 250 ms"), std::string::npos)
+      << info.status().to_string();
+  EXPECT_LT(failed_after, 2s);
+  client.reset();
+  fake.join();
+  ::close(listener);
+}
+
 TEST_F(ClientTest, AsksForNoQueuePositionsUnlessTheCallerWantsThem) {
   ClientOptions options = options_for(closed_port());
   options.connect_timeout = 2s;

@@ -64,13 +64,16 @@ class LosablePermit(Protocol):
 class Call:
     """One request in flight. The I/O thread completes it exactly once."""
 
-    __slots__ = ("tag", "session", "line", "_done", "reply", "failure", "items", "answered", "sent_at", "seq",
-                 "undo", "_lock")
+    __slots__ = ("tag", "session", "line", "may_wait", "_done", "reply", "failure", "items", "answered", "sent_at",
+                 "seq", "undo", "_lock")
 
-    def __init__(self, tag: str, session: int, line: bytes) -> None:
+    def __init__(self, tag: str, session: int, line: bytes, may_wait: bool = False) -> None:
         self.tag = tag
         self.session = session
         self.line = line
+        # A request the server may queue, whose answer may come at any time
+        # later: an ACQUIRE or WAIT with a timeout other than 0.
+        self.may_wait = may_wait
         self._done = threading.Event()
         self._lock = threading.Lock()
         self.reply: proto.Reply | None = None  # final once done, unless failure
@@ -227,16 +230,16 @@ class Connection:
     def on_io_thread(self) -> bool:
         return self._thread is not None and threading.current_thread() is self._thread
 
-    def send(self, build: Builder, session: int = 0) -> Call | None:
+    def send(self, build: Builder, session: int = 0, *, may_wait: bool = False) -> Call | None:
         """Queues the request ``build(tag)`` on the current session, or on
         ``session`` only while that is still the current one; None when there
-        is no such session."""
+        is no such session. ``may_wait``: see ``Call.may_wait``."""
         tag = self._tags.next()
         line = build(tag)
         with self._lock:
             if not self._connected or (session != 0 and session != self._session):
                 return None
-            call = Call(tag, self._session, line)
+            call = Call(tag, self._session, line, may_wait)
             self._outbox.append(call)
             self._wake()  # under the lock: stop() closes the pipe under it
         return call
@@ -569,13 +572,20 @@ class Connection:
                     outbox, self._outbox = self._outbox, []
                 for call in outbox:
                     self._put(call, now)
-                # The server reads a session's requests in order: an answer to
-                # one shows that it read every request sent before it, among
-                # them a queued one that has no answer yet (with `OPTION queued
-                # off`, none until it is granted). request_timeout is for a
-                # request that the server has not even read; while one waits,
-                # the pings go often enough to show it was read (ping_at).
-                while self._unanswered and (self._unanswered[0].answered or self._unanswered[0].seq <= self._read_seq):
+                # request_timeout is for a request the server has not answered
+                # (docs/client.md, "When is a request read"): done with are
+                # those it answered (QUEUED counts), and those it may queue
+                # (Call.may_wait) sent before one it answered: it reads a
+                # session's requests in order, so it read it, and it waits
+                # with no answer until its grant under `OPTION queued off`.
+                # While one is unanswered the pings go often enough to show
+                # that (ping_at). Any other request is answered at once and in
+                # order: a later answer without its own is a broken server,
+                # and the call fails at request_timeout instead of waiting.
+                while self._unanswered and (
+                    self._unanswered[0].answered
+                    or (self._unanswered[0].may_wait and self._unanswered[0].seq <= self._read_seq)
+                ):
                     self._unanswered.popleft()
                 oldest = self._unanswered[0].sent_at if self._unanswered else None
                 if now >= self._lease.ping_at(self._last_sent, oldest):

@@ -515,7 +515,7 @@ class Client:
         ms = proto.timeout_ms(timeout)
         encode = proto.acquire_request if verb == "ACQUIRE" else proto.wait_request
         connection = self._io_caller()
-        call = connection.send(lambda tag: encode(tag, name, count, ms))
+        call = connection.send(lambda tag: encode(tag, name, count, ms), may_wait=ms != 0)
         if call is None:
             return None
         self._await(connection, call, cancel, verb, name, count)

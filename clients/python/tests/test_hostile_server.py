@@ -208,6 +208,29 @@ def test_a_server_silent_after_hello_fails_the_call_within_the_request_timeout(
     fails_within(silent_after_handshake, value, errors.Unavailable, local_dir)
 
 
+def pings_only(peer: Peer) -> None:
+    """Answers PING and OPTION, and never any other request."""
+    if peer.handshake():
+        while peer.read_request(timeout=BOUND) is not None:
+            pass
+
+
+def test_an_unanswered_request_fails_at_the_request_timeout_though_later_ones_are_answered(
+    local_dir: Path, threads_before: set[threading.Thread]
+) -> None:
+    """GET is answered at once by a working server, in order: the pings after
+    it, answered, show a broken server, not a read request waiting its turn
+    (docs/client.md, "When is a request read"). The call fails at
+    request_timeout; it waited until the server went away when any request
+    sent before an answered one counted as read."""
+    started = time.monotonic()
+    error = fails_within(
+        pings_only, lambda client: client.get("db"), errors.Unavailable, local_dir, CONNECT_TIMEOUT + 3 * REQUEST_TIMEOUT
+    )
+    assert f"no answer from the server within {round(REQUEST_TIMEOUT * 1000)} ms" in str(error)
+    assert time.monotonic() - started >= REQUEST_TIMEOUT
+
+
 def wrong_tags(peer: Peer) -> None:
     if not peer.handshake():
         return
