@@ -28,6 +28,7 @@ Plain values; safe to share between threads once built.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import string
 from collections.abc import Callable
@@ -452,7 +453,27 @@ def _apply_local_dir(value: str, options: ClientOptions) -> None:
     options.local_dir = Path(value) if value else None
 
 
-# One row per [client] key; `fallback.<name>` is handled apart.
+def _apply_token(value: str, options: ClientOptions) -> None:
+    # libnetsem's check (one field of AUTH), so that one file reads alike.
+    if not 1 <= len(value) <= 256 or not all(" " < c < "\x7f" for c in value):
+        raise InvalidArgument("the token is not 1 to 256 visible ASCII characters (no space)")
+    _warn_no_token()
+
+
+def _apply_token_file(value: str, options: ClientOptions) -> None:
+    _warn_no_token()
+
+
+def _warn_no_token() -> None:
+    # The [client] section is shared with libnetsem, which sends the token
+    # (AUTH); this client does not yet. A server that requires one refuses
+    # the session (Denied, never fallback); one that does not serves it.
+    logging.getLogger("netsem").warning(
+        "[client] token and token_file are for libnetsem: the Python client sends no token yet"
+    )
+
+
+# One row per [client] key (libnetsem's, in its order); `fallback.<name>` is handled apart.
 _CLIENT_OPTIONS: dict[str, Callable[[str, ClientOptions], None]] = {
     "servers": _apply_servers,
     "fallback": _apply_fallback,
@@ -462,6 +483,8 @@ _CLIENT_OPTIONS: dict[str, Callable[[str, ClientOptions], None]] = {
     "request_timeout_ms": _apply_ms("request_timeout", 24 * _HOUR_MS),
     "label": _apply_label,
     "local_dir": _apply_local_dir,
+    "token": _apply_token,
+    "token_file": _apply_token_file,
 }
 
 

@@ -199,6 +199,7 @@ BAD_FILES = [
     ("[client]\nlabel = a\nlabel = b\n", 3, "duplicate key `label` in [client] (first at line 2)"),
     ("[semaphores]\nsolo\n  more\n", 3, "indented line continues `solo`, which has no value"),
     ("[client]\nservers = 127.0.0.1\n  bad host:1\n", 2, "is not a host name or address"),
+    ("[client]\ntoken = two words\n", 2, "the token is not 1 to 256 visible ASCII characters"),
 ]
 
 
@@ -355,3 +356,14 @@ def test_options_set_in_code_are_checked() -> None:
         FallbackPolicy("sometimes")
     with pytest.raises(InvalidArgument):
         FallbackPolicy("share", 0)
+
+
+def test_a_token_is_read_as_libnetsem_reads_it_and_said_to_be_unused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """[client] is shared with libnetsem, which sends its token; the Python
+    client reads the keys alike (the same errors) and warns that it sends none."""
+    with caplog.at_level("WARNING", logger="netsem"):
+        options = ClientOptions.from_file(write(tmp_path, "[client]\ntoken = s3cret\ntoken_file = /nowhere\n"))
+    assert options.servers == ClientOptions().servers
+    assert "the Python client sends no token yet" in caplog.text
