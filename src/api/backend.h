@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "api/pages.h"
+#include "auth/rights.h"
 #include "netsem/status.h"
 #include "stats/history.h"
 #include "stats/stats.h"
@@ -41,6 +42,15 @@ class Backend {
   virtual std::int64_t started_at_ms() const = 0;
   // Whether a peer (IPv6 or IPv4-mapped) has the admin right now (admin_networks).
   virtual bool is_admin(const std::array<std::uint8_t, 16>& peer) const = 0;
+  // Whether requests need a bearer token (tokens are configured:
+  // docs/security.md, "The HTTP API"). None by default.
+  virtual bool auth_required() const { return false; }
+  // The rights of a bearer token, nullopt for a token that matches none.
+  // May block the calling HTTP thread for a slow hash (never the loop).
+  virtual std::optional<auth::Rights> bearer_rights(std::string_view token) {
+    (void)token;
+    return std::nullopt;
+  }
   // Whether the listener answers to host name `name` (lower case, no port;
   // never an IP literal, which is always answered): http_hosts.
   virtual bool answers_to(std::string_view name) const = 0;

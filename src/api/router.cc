@@ -13,7 +13,9 @@
 #include <cstdio>
 #include <ctime>
 #include <map>
+#include <variant>
 
+#include "common/text.h"
 #include "netsem/version.h"
 #include "protocol/names.h"
 #include "stats/render.h"
@@ -311,10 +313,34 @@ bool cross_site(const Request& request) {
   return lower(request.origin.substr(scheme + 3)) != lower(request.host);
 }
 
-Response kick(Backend& backend, const Request& request, std::string_view id_text) {
+// The rights of the request's bearer token when tokens are configured, or
+// the 401 to answer (no token, not a Bearer one, or one that matches none).
+std::variant<auth::Rights, Response> bearer_rights(const Request& request, Backend& backend) {
+  constexpr std::string_view kScheme = "bearer ";
+  const std::string_view header = request.authorization;
+  std::optional<auth::Rights> rights;
+  if (header.size() > kScheme.size() && lower(header.substr(0, kScheme.size())) == kScheme) {
+    rights = backend.bearer_rights(trim(header.substr(kScheme.size())));
+  }
+  if (rights) return *rights;
+  Response response = error_response(
+      401, "UNAUTHORIZED",
+      header.empty() ? "this server requires a token: Authorization: Bearer <token>" : "the token is not valid");
+  response.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"netsem\"");
+  return response;
+}
+
+Response denied(std::string_view what) {
+  return error_response(403, "DENIED", what);
+}
+
+Response kick(Backend& backend, const Request& request, std::string_view id_text,
+              const std::optional<auth::Rights>& rights) {
   // The right comes before anything about the id, as with KICK: a peer
   // without it learns nothing of which ids exist.
-  if (!backend.is_admin(request.peer)) {
+  if (rights) {
+    if (!rights->allows_everywhere(auth::Right::kAdmin)) return denied("kicking a session needs the admin right");
+  } else if (!backend.is_admin(request.peer)) {
     return error_response(403, "FORBIDDEN", "kicking a session needs the admin right (admin_networks)");
   }
   if (cross_site(request)) {
@@ -440,13 +466,49 @@ Response route(const Request& request, Backend& backend) {
     return error_response(403, "BAD_HOST",
                           "this listener does not answer to the host name of this request (see http_hosts)");
   }
-  if (is({"metrics"})) return only_get([&](const Query&) { return metrics(backend); }, {});
-  if (is({"api", "v1", "stats"})) return only_get([&](const Query&) { return stats(backend); }, {});
-  if (is({"api", "v1", "history"})) return only_get([&](const Query&) { return history(backend); }, {});
+  // The page and its assets hold no data: they stay open, and the page asks
+  // for a token when the API answers 401 (docs/security.md).
+  if (raw_path == "/" || raw_path.starts_with("/assets/")) {
+    if (auto asset = web_asset(request, raw_path)) {
+      if (!get) return method_not_allowed("GET, HEAD");
+      return *asset;
+    }
+  }
+  // With tokens, everything else needs a bearer token with the right:
+  // `read` on every name for the figures and the sessions, on the names a
+  // listing or a detail shows; `admin` for a kick.
+  std::optional<auth::Rights> rights;
+  if (backend.auth_required()) {
+    auto checked = bearer_rights(request, backend);
+    if (auto* refusal = std::get_if<Response>(&checked)) return std::move(*refusal);
+    rights = std::get<auth::Rights>(std::move(checked));
+  }
+  const auto reads_everything = [&] { return !rights || rights->allows_everywhere(auth::Right::kRead); };
+  const auto reads = [&](std::string_view name) { return !rights || rights->allows(auth::Right::kRead, name); };
+  constexpr std::string_view kReadAll = "this needs the read right on every name (no prefix)";
+  if (is({"metrics"})) {
+    if (!reads_everything()) return denied(kReadAll);
+    return only_get([&](const Query&) { return metrics(backend); }, {});
+  }
+  if (is({"api", "v1", "stats"}) || is({"api", "v1", "history"})) {
+    if (!reads_everything()) return denied(kReadAll);
+    if (segments[2] == "stats") return only_get([&](const Query&) { return stats(backend); }, {});
+    return only_get([&](const Query&) { return history(backend); }, {});
+  }
   if (is({"api", "v1", "semaphores"})) {
-    return only_get([&](const Query& q) { return semaphores(backend, q); }, {"prefix", "after", "limit"});
+    return only_get(
+        [&](const Query& q) {
+          // As LIST: allowed when every name the prefix covers may be read.
+          const std::string* prefix = q.find("prefix");
+          if (rights && !rights->allows_prefix(auth::Right::kRead, prefix != nullptr ? *prefix : std::string())) {
+            return denied("listing needs the read right on every name the prefix covers (give ?prefix=)");
+          }
+          return semaphores(backend, q);
+        },
+        {"prefix", "after", "limit"});
   }
   if (segments.size() == 4 && segments[0] == "api" && segments[1] == "v1" && segments[2] == "semaphores") {
+    if (!reads(segments[3])) return denied("this needs the read right on the name");
     return only_get([&](const Query&) { return semaphore(backend, segments[3]); }, {});
   }
   // The same, with the name in the query: the form for any name, `.` and
@@ -456,11 +518,13 @@ Response route(const Request& request, Backend& backend) {
         [&](const Query& q) {
           const std::string* name = q.find("name");
           if (name == nullptr) return error_response(400, "BAD_REQUEST", "the query needs name=NAME");
+          if (!reads(*name)) return denied("this needs the read right on the name");
           return semaphore(backend, *name);
         },
         {"name"});
   }
   if (is({"api", "v1", "sessions"})) {
+    if (!reads_everything()) return denied(kReadAll);
     return only_get([&](const Query& q) { return sessions(backend, q); }, {"after", "limit"});
   }
   if (segments.size() == 5 && segments[0] == "api" && segments[1] == "v1" && segments[2] == "sessions" &&
@@ -468,13 +532,7 @@ Response route(const Request& request, Backend& backend) {
     if (request.method != "POST") return method_not_allowed("POST");
     Query query = parse_query(raw_query, {});
     if (query.error) return *query.error;
-    return kick(backend, request, segments[3]);
-  }
-  if (raw_path == "/" || raw_path.starts_with("/assets/")) {
-    if (auto asset = web_asset(request, raw_path)) {
-      if (!get) return method_not_allowed("GET, HEAD");
-      return *asset;
-    }
+    return kick(backend, request, segments[3], rights);
   }
   return error_response(404, "NOT_FOUND", "no such endpoint (see docs/operations.md)");
 }

@@ -57,6 +57,7 @@ struct Request {
   std::string_view host;                // the Host header, "" when absent (HTTP/1.0)
   std::string_view origin;              // the Origin header, "" when absent
   std::string_view sec_fetch_site;      // the Sec-Fetch-Site header, "" when absent
+  std::string_view authorization;       // the Authorization header, "" when absent (bearer tokens)
 };
 
 struct Response {

@@ -497,7 +497,7 @@ void Dispatcher::finish_auth(SessionState& session, std::string_view tag, const 
   protocol::append_error(session.out, tag, ErrorCode::kAuth, "the token is not valid");
 }
 
-std::size_t Dispatcher::reauthorize() {
+std::size_t Dispatcher::reauthorize(bool was_required) {
   std::vector<SessionState*> ended;
   const bool required = config_.auth.required();
   for (const auto& [id, session] : sessions_) {
@@ -517,6 +517,8 @@ std::size_t Dispatcher::reauthorize() {
       }
     } else if (session->rights) {
       continue;  // rights of another kind (a TLS subject), kept by their owner
+    } else if (was_required) {
+      continue;  // never authenticated, held nothing: it may still AUTH
     }
     ended.push_back(session);
   }

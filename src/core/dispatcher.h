@@ -191,10 +191,11 @@ class Dispatcher {
   // The authentication tables (config.auth) changed on reload: open
   // sessions follow them at once. A session authenticated by a token still
   // listed with the same hash gets its new rights; one whose token was
-  // removed or re-hashed, or that never authenticated while authentication
-  // is now required, is ended (`* ERR KICKED`); with no token left every
-  // session gets the default rights. Returns how many were ended.
-  std::size_t reauthorize();
+  // removed or re-hashed, or that had the default rights while
+  // authentication is now required (`was_required`: it was before the
+  // reload), is ended (`* ERR KICKED`); with no token left every session
+  // gets the default rights. Returns how many were ended.
+  std::size_t reauthorize(bool was_required);
   // The rights a session has now: its own (AUTH, ace_rights), or while no
   // token is configured the default (every right but admin, admin from
   // admin_networks); nullopt when it must authenticate first.

@@ -169,6 +169,7 @@ struct Listener::Callbacks {
     request.host = header(MHD_HTTP_HEADER_HOST);
     request.origin = header("Origin");
     request.sec_fetch_site = header("Sec-Fetch-Site");
+    request.authorization = header(MHD_HTTP_HEADER_AUTHORIZATION);
 
     const api::Response answer = self->handler_(request);
     MHD_Response* response = MHD_create_response_from_buffer(answer.body.size(), const_cast<char*>(answer.body.data()),

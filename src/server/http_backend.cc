@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <future>
 
 #include "core/api_pages.h"
 #include "core/name_metrics_collector.h"
@@ -42,6 +43,46 @@ void HttpBackend::set_access(const AllowList& allowed, const AllowList& admin) {
   auto access = std::make_shared<const Access>(Access{allowed, admin});
   std::lock_guard lock(access_mutex_);
   access_ = std::move(access);
+}
+
+void HttpBackend::set_auth(const auth::AuthTables& tables, auth::TokenVerifier* verifier) {
+  auto copy = std::make_shared<const auth::AuthTables>(tables);
+  std::lock_guard lock(access_mutex_);
+  auth_ = std::move(copy);
+  verifier_ = verifier;
+}
+
+bool HttpBackend::auth_required() const {
+  std::lock_guard lock(access_mutex_);
+  return auth_ && auth_->required();
+}
+
+std::optional<auth::Rights> HttpBackend::bearer_rights(std::string_view token) {
+  std::shared_ptr<const auth::AuthTables> tables;
+  auth::TokenVerifier* verifier = nullptr;
+  {
+    std::lock_guard lock(access_mutex_);
+    tables = auth_;
+    verifier = verifier_;
+  }
+  if (!tables || verifier == nullptr) return std::nullopt;
+  // A token checked before is answered from the verifier's cache; another
+  // is checked on its thread while this HTTP thread waits (never the loop).
+  std::optional<auth::TokenVerifier::Outcome> outcome = verifier->lookup(token);
+  if (!outcome) {
+    auto promise = std::make_shared<std::promise<auth::TokenVerifier::Outcome>>();
+    auto future = promise->get_future();
+    if (!verifier->verify(std::string(token), [promise](auth::TokenVerifier::Outcome o) { promise->set_value(o); })) {
+      return std::nullopt;
+    }
+    if (future.wait_for(std::chrono::seconds(30)) != std::future_status::ready) return std::nullopt;
+    outcome = future.get();
+  }
+  if (!*outcome) return std::nullopt;
+  // Still listed with the same hash (a reload may have revoked it meanwhile).
+  const auth::TokenEntry* listed = tables->find_token((*outcome)->name);
+  if (listed == nullptr || listed->hash != (*outcome)->hash) return std::nullopt;
+  return listed->rights;
 }
 
 std::shared_ptr<const HttpBackend::Access> HttpBackend::access() const {

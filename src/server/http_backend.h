@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "api/backend.h"
+#include "auth/token_verifier.h"
 #include "config/allow_list.h"
 #include "core/dispatcher.h"
 #include "server/loop_jobs.h"
@@ -62,6 +63,12 @@ class HttpBackend final : public api::Backend {
   // Publishes the figures of now (and offers them to the history ring).
   void publish(const stats::Snapshot& snapshot, std::int64_t at_ms);
   void set_access(const AllowList& allowed, const AllowList& admin);
+  // The authentication tables in force (start, reload) and the verifier
+  // that checks bearer tokens (docs/security.md, "The HTTP API").
+  // REQUIRES: `verifier` outlives the backend's use.
+  void set_auth(const auth::AuthTables& tables, auth::TokenVerifier* verifier);
+  bool auth_required() const override;
+  std::optional<auth::Rights> bearer_rights(std::string_view token) override;
   // The host names of http_hosts ("*": any). REQUIRES: before the listener starts.
   void set_host_names(std::vector<std::string> names) { host_names_ = std::move(names); }
   void set_readiness(api::Readiness readiness) { readiness_.store(readiness); }
@@ -103,7 +110,9 @@ class HttpBackend final : public api::Backend {
   std::atomic<std::size_t> metrics_max_names_{1000};
   std::vector<std::string> host_names_;  // set before the listener starts, then read only
   mutable std::mutex access_mutex_;
-  std::shared_ptr<const Access> access_;  // guarded by access_mutex_ (the pointer; the lists are immutable)
+  std::shared_ptr<const auth::AuthTables> auth_;  // guarded by access_mutex_ (the pointer)
+  auth::TokenVerifier* verifier_ = nullptr;       // guarded by access_mutex_
+  std::shared_ptr<const Access> access_;          // guarded by access_mutex_ (the pointer; the lists are immutable)
 };
 
 }  // namespace netsem::server

@@ -174,6 +174,9 @@ Server::~Server() {
 Status Server::start() {
   started_ = std::chrono::steady_clock::now();
   read_buffer_.resize(kReadBufferBytes);
+  // Before HTTP, whose bearer tokens it checks too.
+  verifier_ = std::make_unique<auth::TokenVerifier>();
+  verifier_->set_tokens(config_.auth.tokens);
   if (auto status = start_http(); !status) return status;
 
   RecoveredState recovered;
@@ -213,8 +216,6 @@ Status Server::start() {
       *table_, static_cast<const JournalProgress&>(*this), config_, counters_, peer_logs_,
       [](const void*) { return Clock::now(); }, nullptr);
   dispatcher_->set_started(started_);
-  verifier_ = std::make_unique<auth::TokenVerifier>();
-  verifier_->set_tokens(config_.auth.tokens);
   dispatcher_->set_token_verifier(verifier_.get(), [this](std::function<void()> work) {
     asio::post(io_, [this, work = std::move(work)] {
       work();
@@ -295,6 +296,7 @@ Status Server::start_http() {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
   http_backend_ = std::make_unique<HttpBackend>(*loop_jobs_, started_wall);
   http_backend_->set_access(config_.allowed_networks, config_.admin_networks);
+  http_backend_->set_auth(config_.auth, verifier_.get());
   http_backend_->set_host_names(config_.http_hosts);
   http_backend_->set_metrics_max_names(config_.metrics_max_names);
   if (!config_.http_enabled) {
@@ -658,9 +660,11 @@ void Server::reload_auth(ServerConfig& loaded) {
   config_.ace_rights = std::move(loaded.ace_rights);
   config_.ace_rights_text = std::move(loaded.ace_rights_text);
   if (loaded.auth == config_.auth) return;
+  const bool was_required = config_.auth.required();
   config_.auth = std::move(loaded.auth);
   verifier_->set_tokens(config_.auth.tokens);
-  const std::size_t ended = dispatcher_->reauthorize();
+  if (http_backend_) http_backend_->set_auth(config_.auth, verifier_.get());
+  const std::size_t ended = dispatcher_->reauthorize(was_required);
   spdlog::info("SIGHUP: authentication {}: {} tokens, {} TLS subjects; {} sessions ended",
                config_.auth.required() ? "required" : "not required", config_.auth.tokens.size(),
                config_.auth.subjects.size(), ended);

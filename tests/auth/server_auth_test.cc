@@ -174,6 +174,8 @@ TEST_F(ServerAuth, ReloadRevokingATokenEndsItsSessions) {
   ASSERT_EQ(worker->request("a AUTH work-token", 10s), "a OK read,acquire");
   ASSERT_EQ(reader->request("a AUTH read-token", 10s), "a OK read");
   ASSERT_TRUE(worker->request("b ACQUIRE jobs/held").starts_with("b OK "));
+  auto idle = Client::connect(server->port());  // not authenticated yet: a reload leaves it be
+  ASSERT_TRUE(idle->request("h HELLO 1").starts_with("h OK "));
   // The worker's token goes; the reader's stays, now with acquire too.
   std::string body = tokens_body_;
   body.erase(body.find("worker = "), body.find('\n', body.find("worker = ")) + 1 - body.find("worker = "));
@@ -185,6 +187,8 @@ TEST_F(ServerAuth, ReloadRevokingATokenEndsItsSessions) {
   EXPECT_EQ(worker->read_line(10s).value_or(""), "* ERR KICKED the session's token was revoked by a reload");
   EXPECT_TRUE(worker->wait_closed());
   EXPECT_TRUE(reader->request("c ACQUIRE jobs/held").starts_with("c OK "));  // given back, and now allowed
+  EXPECT_EQ(idle->request("p PING"), "p PONG");
+  EXPECT_EQ(idle->request("a AUTH read-token", 10s), "a OK read,acquire");
   std::filesystem::copy_file(write_tokens(other, tokens_body_), tokens_path_,
                              std::filesystem::copy_options::overwrite_existing);
 }
@@ -224,6 +228,52 @@ TEST_F(ServerAuth, AceNetworksNarrowWhoMaySpeakAce) {
   // protocol v1 from the same peer is not affected.
   auto v1 = Client::connect(server->port());
   EXPECT_TRUE(v1->request("h HELLO 1").starts_with("h OK "));
+}
+
+// One HTTP/1.1 request on a fresh connection to the server's HTTP port; the
+// whole answer (status line, headers, body).
+std::string http(const Netsemd& server, const std::string& target, const std::string& token = {},
+                 const std::string& method = "GET") {
+  const std::string log = server.log();
+  const std::string marker = "HTTP on http://127.0.0.1:";
+  const auto at = log.find(marker);
+  if (at == std::string::npos) return "no HTTP port in the log";
+  const auto port = static_cast<std::uint16_t>(std::stoi(log.substr(at + marker.size())));
+  auto client = Client::connect(port);
+  std::string request = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+  if (!token.empty()) request += "Authorization: Bearer " + token + "\r\n";
+  client->send(request + "\r\n");
+  std::string answer;
+  client->wait_closed(10s, &answer);
+  return answer;
+}
+
+TEST_F(ServerAuth, HttpNeedsABearerTokenWithTheRight) {
+  auto server = start();
+  ASSERT_TRUE(server);
+  ASSERT_TRUE(server->wait_for_log("HTTP on http://"));
+  const auto status = [](const std::string& answer) { return answer.substr(0, answer.find("\r\n")); };
+  // Health and the page hold no data: open.
+  EXPECT_EQ(status(http(*server, "/healthz")), "HTTP/1.1 200 OK");
+  EXPECT_EQ(status(http(*server, "/")), "HTTP/1.1 200 OK");
+  const std::string none = http(*server, "/api/v1/stats");
+  EXPECT_EQ(status(none), "HTTP/1.1 401 Unauthorized");
+  EXPECT_NE(none.find("WWW-Authenticate: Bearer realm=\"netsem\""), std::string::npos) << none;
+  EXPECT_EQ(status(http(*server, "/metrics")), "HTTP/1.1 401 Unauthorized");
+  EXPECT_EQ(status(http(*server, "/api/v1/stats", "wrong-token")), "HTTP/1.1 401 Unauthorized");
+  // An unlimited read (admin) reads everything.
+  EXPECT_EQ(status(http(*server, "/api/v1/stats", "admin-token")), "HTTP/1.1 200 OK");
+  EXPECT_EQ(status(http(*server, "/metrics", "admin-token")), "HTTP/1.1 200 OK");
+  EXPECT_EQ(status(http(*server, "/api/v1/sessions", "admin-token")), "HTTP/1.1 200 OK");
+  // A read limited to jobs/ and ci/: only listings and names inside them.
+  EXPECT_EQ(status(http(*server, "/api/v1/stats", "read-token")), "HTTP/1.1 403 Forbidden");
+  EXPECT_EQ(status(http(*server, "/metrics", "read-token")), "HTTP/1.1 403 Forbidden");
+  EXPECT_EQ(status(http(*server, "/api/v1/semaphores", "read-token")), "HTTP/1.1 403 Forbidden");
+  EXPECT_EQ(status(http(*server, "/api/v1/semaphores?prefix=jobs/", "read-token")), "HTTP/1.1 200 OK");
+  EXPECT_EQ(status(http(*server, "/api/v1/semaphore?name=pool", "read-token")), "HTTP/1.1 403 Forbidden");
+  // Kicking needs admin, not admin_networks (the peer is loopback).
+  EXPECT_EQ(status(http(*server, "/api/v1/sessions/1/kick", "read-token", "POST")), "HTTP/1.1 403 Forbidden");
+  EXPECT_EQ(status(http(*server, "/api/v1/sessions/999/kick", "admin-token", "POST")), "HTTP/1.1 404 Not Found");
 }
 
 // A canary: while many AUTH checks keep the verifier busy (each a slow hash

@@ -38,13 +38,31 @@ class ApiError extends Error {
   }
 }
 
-// GETs `path` and returns its JSON body; throws ApiError.
-async function getJson(path) {
+// The bearer token of a server that requires one (docs/security.md): asked
+// for once when the API answers 401, kept for this tab only.
+const TOKEN_KEY = 'netsem.token';
+function storedToken() {
+  try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (e) { return ''; }
+}
+function askForToken() {
+  const token = window.prompt('This netsem server requires a token with the read right:', '');
+  try {
+    if (token) sessionStorage.setItem(TOKEN_KEY, token.trim()); else sessionStorage.removeItem(TOKEN_KEY);
+  } catch (e) { /* storage refused: the token is asked for again next time */ }
+  return token ? token.trim() : '';
+}
+
+// GETs `path` and returns its JSON body; throws ApiError. A 401 asks for a
+// token and tries once more with it.
+async function getJson(path, retried = false) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
   let response;
+  const headers = {Accept: 'application/json'};
+  const token = storedToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
   try {
-    response = await fetch(path, {signal: controller.signal, cache: 'no-store', headers: {Accept: 'application/json'}});
+    response = await fetch(path, {signal: controller.signal, cache: 'no-store', headers});
   } catch (e) {
     throw new ApiError(
         e.name === 'AbortError' ? `no answer within ${TIMEOUT_MS / 1000} s` : 'the connection failed', 0);
@@ -56,6 +74,12 @@ async function getJson(path) {
     body = await response.json();
   } catch (e) {
     body = null;
+  }
+  if (response.status === 401 && !retried) {
+    // The page's requests go out together: the first 401 asks, the others
+    // retry with what it was given.
+    const now = storedToken();
+    if ((now && now !== token) || askForToken()) return getJson(path, true);
   }
   if (!response.ok) {
     const detail = body && (body.message || body.error);
