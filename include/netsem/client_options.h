@@ -103,7 +103,10 @@ struct ClientOptions {
   // in `[client]`, the server is the one the file configures: `[server]`'s
   // bind_address:bind_port (127.0.0.1 for 0.0.0.0, ::1 for ::; defaults
   // 127.0.0.1 and 53559), or in an ACE file `[service_network_semaphore]`'s
-  // remote_address:remote_port. Other sections are ignored. Errors name
+  // remote_address:remote_port. An ACE file's `semaphore_<name> = N` lines
+  // are the fallback limits of the names `[semaphores]` does not list (keys
+  // folded to lower case, [DEFAULT]'s too, below 1 made 1), as netsem.ace
+  // and the Python client read them. Other sections are ignored. Errors name
   // file:line.
   static Result<ClientOptions> from_file(const std::filesystem::path& file);
   // from_file($NETSEM_CONFIG) when set (else defaults), then NETSEM_SERVER

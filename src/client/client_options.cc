@@ -8,7 +8,8 @@
 // kClientOptions or as a `fallback.<name>` override, and
 // parse_semaphores_section fills `limits`. from_environment starts from
 // NETSEM_CONFIG's file and lets NETSEM_SERVER, NETSEM_FALLBACK and
-// NETSEM_LABEL override.
+// NETSEM_LABEL override. An ACE file's semaphore_<name> lines give the limits
+// that [semaphores] does not (add_ace_limits).
 // Names in the file are percent-decoded like the server's, but may also be
 // local (`$name`), which the server's reader refuses.
 #include "netsem/client_options.h"
@@ -17,6 +18,7 @@
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <vector>
 
@@ -35,6 +37,8 @@ namespace {
 constexpr std::string_view kClientSection = "client";
 constexpr std::string_view kServerSection = "server";
 constexpr std::string_view kAceSection = "service_network_semaphore";
+constexpr std::string_view kAceDefaultSection = "DEFAULT";  // configparser's, case-sensitive
+constexpr std::string_view kAceSemaphorePrefix = "semaphore_";
 constexpr std::string_view kSemaphoresSection = "semaphores";
 constexpr std::string_view kFallbackPrefix = "fallback.";
 constexpr std::int64_t kMaxLimit = 2147483647;
@@ -325,6 +329,31 @@ std::string lower(std::string_view text) {
   return out;
 }
 
+// An ACE file's `semaphore_<name> = N` lines, as fallback limits where
+// [semaphores] names none: the file gives one limit per name whichever
+// client reads it (netsem.ace, the Python client, libnetsem and the CLI), so
+// that they keep one host-wide semaphore per name at one limit. Keys fold to
+// lower case as ACE's configparser and netsemd fold them, [DEFAULT]'s come
+// first and the section's own override them, and a limit below 1 is 1, as
+// in ACE's own fallback.
+Status add_ace_limits(const IniFile& ini, const IniSection& ace, ClientOptions& options) {
+  std::map<std::string, std::int64_t> found;
+  for (const IniSection* section : {ini.find(kAceDefaultSection), &ace}) {
+    if (section == nullptr) continue;
+    for (const auto& entry : section->entries) {
+      const std::string key = lower(entry.key);
+      if (!key.starts_with(kAceSemaphorePrefix) || key.size() == kAceSemaphorePrefix.size() || !entry.has_value) {
+        continue;
+      }
+      auto limit = parse_ini_integer(entry.value, std::numeric_limits<std::int64_t>::min(), kMaxLimit);
+      if (!limit) return entry_error(ini, entry, limit.status());
+      found[key.substr(kAceSemaphorePrefix.size())] = std::max<std::int64_t>(*limit, 1);
+    }
+  }
+  for (const auto& [name, limit] : found) options.limits.try_emplace(name, limit);
+  return Status::ok();
+}
+
 // The value of environment variable `name`; unset and empty alike are nullptr.
 const char* env(const char* name) {
   const char* value = std::getenv(name);
@@ -387,6 +416,9 @@ Result<ClientOptions> ClientOptions::from_file(const std::filesystem::path& file
       // Silently ignoring [Client] would leave the user wondering why nothing applies.
       return invalid(fmt::format("{}: section names are case-sensitive: [{}]?", ini->location(section.line), folded));
     }
+  }
+  if (const IniSection* ace = ini->find(kAceSection)) {
+    if (auto status = add_ace_limits(*ini, *ace, options); !status) return status;
   }
   if (options.servers.empty()) {
     auto server = server_named_by_file(*ini);

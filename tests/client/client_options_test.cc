@@ -195,6 +195,39 @@ TEST_F(ConfigFiles, TheServersFileWorksAsIs) {
   EXPECT_EQ(options->limit("pcap"), 1);
 }
 
+TEST_F(ConfigFiles, AnAceFilesSemaphoreLimitsAreFallbackLimits) {
+  // As netsem.ace and netsemd read them: keys folded to lower case, [DEFAULT]
+  // overridden by the section, below 1 is 1; [semaphores] of the file wins.
+  auto options = parse(
+      "[DEFAULT]\n"
+      "semaphore_inherited = 4\n"
+      "semaphore_pool = 9\n"
+      "[service_network_semaphore]\n"
+      "remote_address = 127.0.0.1\n"
+      "remote_port = 53559\n"
+      "Semaphore_Pool = 3\n"
+      "semaphore_zero = 0\n"
+      "semaphore_search = 5\n"
+      "semaphore_\n"
+      "enabled\n"
+      "[semaphores]\n"
+      "search = 2\n");
+  ASSERT_TRUE(options) << options.status().to_string();
+  EXPECT_EQ(options->limit("pool"), 3);
+  EXPECT_EQ(options->limit("inherited"), 4);
+  EXPECT_EQ(options->limit("zero"), 1);
+  EXPECT_EQ(options->limit("search"), 2);
+  EXPECT_EQ(options->limits.size(), 4u);
+  // Only in an ACE file: elsewhere such a key means nothing to the client.
+  options = parse("[other]\nsemaphore_pool = 3\n");
+  ASSERT_TRUE(options) << options.status().to_string();
+  EXPECT_TRUE(options->limits.empty());
+  options = parse("[service_network_semaphore]\nsemaphore_pool = many\n");
+  ASSERT_FALSE(options);
+  EXPECT_NE(options.status().message().find("c.ini:2: semaphore_pool: `many` is not a whole number"), std::string::npos)
+      << options.status().message();
+}
+
 TEST_F(ConfigFiles, WithoutClientServersTheFileNamesItsOwnServer) {
   const struct {
     std::string text;

@@ -39,6 +39,10 @@ from netsem._protocol import DEFAULT_PORT, decode_name, with_default_port
 from netsem.errors import InvalidArgument, IoError
 
 _MAX_LIMIT = 2**31 - 1
+_ACE_SECTION = "service_network_semaphore"
+_ACE_DEFAULT_SECTION = "DEFAULT"  # configparser's, case-sensitive
+_ACE_SEMAPHORE_PREFIX = "semaphore_"
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # C's tolower, as netsemd folds
 _HOUR_MS = 3_600_000
 _WHITESPACE = " \t\n\v\f\r"  # the C locale's isspace, as src/common/text.h trims
 _POLICY_FORMS = "local, fail or share:K with K >= 1"
@@ -169,7 +173,9 @@ class ClientOptions:
         Without ``servers`` in ``[client]``, the server is the one the file
         configures: ``[server]``'s bind_address:bind_port (127.0.0.1 for
         0.0.0.0, ::1 for ::; defaults 127.0.0.1 and 53559), or in an ACE file
-        ``[service_network_semaphore]``'s remote_address:remote_port. Other
+        ``[service_network_semaphore]``'s remote_address:remote_port. An ACE
+        file's ``semaphore_<name> = N`` lines are the fallback limits of the
+        names ``[semaphores]`` does not list, as libnetsem reads them. Other
         sections are ignored. InvalidArgument naming file:line, IoError when
         the file cannot be read.
         """
@@ -185,6 +191,9 @@ class ClientOptions:
                 raise InvalidArgument(
                     f"{ini.location(section.line)}: section names are case-sensitive: [{section.name.lower()}]?"
                 )
+        ace = ini.find(_ACE_SECTION)
+        if ace is not None:
+            _add_ace_limits(ini, ace, options)
         if not options.servers:
             server = _server_named_by_file(ini)
             if server:
@@ -422,6 +431,31 @@ class _Ini:
 # --- the sections ---------------------------------------------------------------
 
 
+def _add_ace_limits(ini: _Ini, ace: _Section, options: ClientOptions) -> None:
+    """An ACE file's ``semaphore_<name> = N`` lines, as fallback limits where
+    [semaphores] names none (libnetsem's add_ace_limits): one file gives one
+    limit per name whichever client reads it, so that they keep one host-wide
+    semaphore per name at one limit. Keys fold to lower case as ACE's
+    configparser and netsemd fold them, [DEFAULT]'s come first and the
+    section's own override them, and a limit below 1 is 1, as in ACE's own
+    fallback."""
+    found: dict[str, int] = {}
+    for section in (ini.find(_ACE_DEFAULT_SECTION), ace):
+        if section is None:
+            continue
+        for entry in section.entries:
+            key = entry.key.translate(_ASCII_LOWER)
+            if not key.startswith(_ACE_SEMAPHORE_PREFIX) or key == _ACE_SEMAPHORE_PREFIX or not entry.has_value:
+                continue
+            try:
+                limit = _ini_integer(entry.value, -(2**63), _MAX_LIMIT)
+            except InvalidArgument as error:
+                raise _entry_error(ini, entry, error) from None
+            found[key[len(_ACE_SEMAPHORE_PREFIX) :]] = max(limit, 1)
+    for name, limit in found.items():
+        options.limits.setdefault(name, limit)
+
+
 def _entry_error(ini: _Ini, entry: _Entry, error: Exception) -> InvalidArgument:
     return InvalidArgument(f"{ini.location(entry.line)}: {entry.key}: {error}")
 
@@ -567,7 +601,7 @@ def _server_named_by_file(ini: _Ini) -> str:
 
     host = "127.0.0.1"
     server_section = ini.find("server")
-    ace = ini.find("service_network_semaphore")
+    ace = ini.find(_ACE_SECTION)
     if server_section is not None:
         address_entry = value(server_section, "bind_address")
         port_entry = value(server_section, "bind_port")

@@ -43,7 +43,6 @@ shared Client behind the instances is thread-safe.
 
 from __future__ import annotations
 
-import configparser
 import logging
 import os
 import threading
@@ -51,7 +50,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from netsem import errors
+from netsem import _options, errors
 from netsem._cancel import CancelToken
 from netsem._options import ClientOptions
 from netsem.client import Client, Permit
@@ -88,45 +87,27 @@ _enabled = True  # guarded by _lock
 
 def ace_fallback_limits(path: str | os.PathLike[str]) -> dict[str, int]:
     """The fallback limits an ACE configuration file gives: ``semaphore_<name> = N``
-    of its ``[service_network_semaphore]`` section (and ``[DEFAULT]``), read
-    with configparser as ACE reads them (keys folded to lower case). Limits
-    below 1 become 1, as in ACE's fallback. Empty for a file without that
-    section; InvalidArgument for one configparser cannot read or a limit that
-    is no integer."""
-    parser = configparser.ConfigParser(allow_no_value=True, interpolation=None)
-    try:
-        with open(path, encoding="utf-8") as file:
-            parser.read_file(file)
-    except (OSError, UnicodeDecodeError, configparser.Error) as error:
-        raise errors.InvalidArgument(f"{os.fspath(path)}: {error}") from error
-    if not parser.has_section(ACE_SECTION):
+    of its ``[service_network_semaphore]`` section (and ``[DEFAULT]``), keys
+    folded to lower case as ACE and netsemd fold them, limits below 1 made 1
+    as in ACE's fallback. Empty for a file without that section;
+    InvalidArgument naming file:line for a limit that is no whole number.
+    ``ClientOptions.from_file`` reads them the same way for every client
+    (libnetsem too), so ``Client(config=...)`` needs nothing more."""
+    ini = _options._Ini.read(os.fspath(path))
+    section = ini.find(ACE_SECTION)
+    if section is None:
         return {}
-    limits: dict[str, int] = {}
-    for key, value in parser.items(ACE_SECTION):
-        if not key.startswith(SEMAPHORE_PREFIX) or value is None:
-            continue
-        try:
-            limit = int(value)
-        except ValueError as error:
-            raise errors.InvalidArgument(
-                f"{os.fspath(path)}: [{ACE_SECTION}] {key} = {value}: not a whole number"
-            ) from error
-        limits[key[len(SEMAPHORE_PREFIX) :]] = max(limit, 1)
-    return limits
+    options = ClientOptions()
+    _options._add_ace_limits(ini, section, options)
+    return options.limits
 
 
 def _options_from(config: str | os.PathLike[str] | None) -> ClientOptions:
-    """ClientOptions from a file (or the environment's NETSEM_CONFIG), with an
-    ACE file's semaphore_<name> limits added where [semaphores] has none."""
+    """ClientOptions from a file (or the environment's NETSEM_CONFIG); an ACE
+    file's semaphore_<name> limits are among them (ClientOptions.from_file)."""
     if config is None:
-        options = ClientOptions.from_environment()
-        config = os.environ.get("NETSEM_CONFIG") or None
-    else:
-        options = ClientOptions.from_file(config)
-    if config is not None:
-        for name, limit in ace_fallback_limits(config).items():
-            options.limits.setdefault(name, limit)
-    return options
+        return ClientOptions.from_environment()
+    return ClientOptions.from_file(config)
 
 
 def configure(

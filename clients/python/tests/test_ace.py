@@ -419,5 +419,5 @@ def test_a_hostile_server_makes_acquire_answer_false_never_hang(script, local_di
 def test_a_bad_ace_file_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "saq.ini"
     bad.write_text(f"[{ace.ACE_SECTION}]\nremote_address = 127.0.0.1\nremote_port = 1\nsemaphore_x = many\n")
-    with pytest.raises(ace.errors.InvalidArgument, match=r"semaphore_x = many: not a whole number"):
+    with pytest.raises(ace.errors.InvalidArgument, match=r"saq.ini:4: semaphore_x: `many` is not a whole number"):
         ace.configure(bad)

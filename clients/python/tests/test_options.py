@@ -367,3 +367,26 @@ def test_a_token_is_read_as_libnetsem_reads_it_and_said_to_be_unused(
         options = ClientOptions.from_file(write(tmp_path, "[client]\ntoken = s3cret\ntoken_file = /nowhere\n"))
     assert options.servers == ClientOptions().servers
     assert "the Python client sends no token yet" in caplog.text
+
+
+ACE_LIMITS = (
+    "[DEFAULT]\nsemaphore_inherited = 4\nsemaphore_pool = 9\n"
+    "[service_network_semaphore]\nremote_address = 127.0.0.1\nremote_port = 53559\n"
+    "Semaphore_Pool = 3\nsemaphore_zero = 0\nsemaphore_search = 5\nsemaphore_\nenabled\n"
+    "[semaphores]\nsearch = 2\n"
+)
+
+
+def test_an_ace_files_semaphore_limits_are_fallback_limits(tmp_path: Path) -> None:
+    """As libnetsem reads them (ConfigFiles.AnAceFilesSemaphoreLimitsAreFallbackLimits)
+    and netsemd defines them: folded to lower case, [DEFAULT] overridden by the
+    section, below 1 is 1; [semaphores] of the same file wins."""
+    options = ClientOptions.from_file(write(tmp_path, ACE_LIMITS))
+    assert options.limits == {"pool": 3, "inherited": 4, "zero": 1, "search": 2}
+    assert ClientOptions.from_file(write(tmp_path, "[other]\nsemaphore_pool = 3\n", "o.ini")).limits == {}
+    path = write(tmp_path, "[service_network_semaphore]\nsemaphore_pool = many\n", "bad.ini")
+    with pytest.raises(InvalidArgument) as raised:
+        ClientOptions.from_file(path)
+    assert str(raised.value) == f"{path}:2: semaphore_pool: `many` is not a whole number"
+    if NETSEM_CLI.exists():
+        assert str(raised.value) == cli_config_error(path)
