@@ -396,6 +396,10 @@ std::optional<auth::Rights> Dispatcher::rights_of(const SessionState& session) c
 bool Dispatcher::permitted(SessionState& session, std::string_view tag) {
   const Verb verb = request_.verb;
   if (verb == Verb::kHello || verb == Verb::kPing || verb == Verb::kQuit || verb == Verb::kAuth) return true;
+  if (!session.rights && !session.tls_subject.empty()) {
+    // A client certificate listed in [tls_subjects] needs no AUTH.
+    if (const auth::Rights* mapped = config_.auth.find_subject(session.tls_subject)) session.rights = *mapped;
+  }
   if (!session.rights) {
     answer_error(session, tag, ErrorCode::kAuth, "authenticate first: AUTH <token>");
     return false;
@@ -515,16 +519,21 @@ std::size_t Dispatcher::reauthorize(bool was_required) {
         session->rights = listed->rights;
         continue;
       }
-    } else if (session->rights) {
-      continue;  // rights of another kind (a TLS subject), kept by their owner
+    } else if (session->rights && !session->tls_subject.empty()) {
+      // Rights of a certificate subject: re-mapped, or revoked.
+      if (const auth::Rights* mapped = config_.auth.find_subject(session->tls_subject)) {
+        session->rights = *mapped;
+        continue;
+      }
     } else if (was_required) {
       continue;  // never authenticated, held nothing: it may still AUTH
     }
     ended.push_back(session);
   }
   for (SessionState* session : ended) {
-    const char* why = session->token_name.empty() ? "authentication is now required: reconnect and AUTH"
-                                                  : "the session's token was revoked by a reload";
+    const char* why = !session->token_name.empty() ? "the session's token was revoked by a reload"
+                      : session->rights            ? "the session's certificate subject was revoked by a reload"
+                                                   : "authentication is now required: reconnect and AUTH";
     spdlog::info("session {} ({}): {}", session->id, session->peer, why);
     end_with_error(*session, stats::EndCause::kKicked, ErrorCode::kKicked, why);
   }
@@ -565,7 +574,7 @@ void Dispatcher::answer_error(SessionState& session, std::string_view tag, Error
   const bool names_semaphore = verb == Verb::kAcquire || verb == Verb::kWait || verb == Verb::kRelease ||
                                verb == Verb::kPost || verb == Verb::kCreate || verb == Verb::kDelete ||
                                verb == Verb::kHolders || verb == Verb::kWaiters;
-  if (names_semaphore && code != ErrorCode::kDuplicateTag && code != ErrorCode::kLimit) {
+  if (names_semaphore && code != ErrorCode::kDuplicateTag && code != ErrorCode::kLimit && code != ErrorCode::kAuth) {
     message += ": ";
     protocol::append_encoded_name(message, request_.name);
   }

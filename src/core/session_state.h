@@ -113,6 +113,10 @@ struct SessionState {
   // server's default rights apply instead. A reload re-derives them from the
   // token named here (its hash must not have changed).
   std::optional<auth::Rights> rights;
+  // The verified client certificate's subject (RFC 2253 form), set by the
+  // network half of a TLS session; "" without one. Mapped through
+  // [tls_subjects] at the session's first request that needs a right.
+  std::string tls_subject;
   std::string token_name;
   std::string token_hash;
   std::uint8_t auth_failures = 0;

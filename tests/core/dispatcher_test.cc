@@ -9,6 +9,12 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+
+#include "auth/token_hash.h"
+
 #include <algorithm>
 #include <array>
 #include <functional>
@@ -803,6 +809,80 @@ TEST_F(DispatcherTest, GrantsHeldUntilTheLeaseWaitEndsThenInFifoOrder) {
   EXPECT_EQ(Dispatcher::lease_wait_after({Run::State::kStopped, 6000, 2}, 15000), 15000ms);
   EXPECT_EQ(Dispatcher::lease_wait_after({Run::State::kRunning, 60000, 0}, 15000), 60000ms);
   EXPECT_EQ(Dispatcher::lease_wait_after({Run::State::kRunning, 0, 0}, 0), 0ms);  // leases off in both runs
+}
+
+// --- authentication (docs/security.md) ---
+
+// A client certificate's subject listed in [tls_subjects] gives its rights
+// without AUTH; an unlisted one, or none, must AUTH; a reload re-maps the
+// subject, and ends the session when it is no longer listed.
+TEST_F(DispatcherTest, TlsSubjectsGiveRightsAndAReloadRevokesThem) {
+  config_.auth.subjects.push_back({"CN=w1,O=Acme", auth::parse_rights("acquire,read jobs/").value()});
+  auto listed = session();
+  listed->state.tls_subject = "CN=w1,O=Acme";
+  auto unlisted = session();
+  unlisted->state.tls_subject = "CN=w2,O=Acme";
+  auto plain = session();
+  EXPECT_EQ(listed->request(req::acquire("a", "jobs/x")), "a OK 1\n");
+  EXPECT_EQ(listed->request(req::acquire("b", "pool")), "b ERR DENIED ACQUIRE needs the acquire right: pool\n");
+  EXPECT_EQ(unlisted->request(req::acquire("a", "jobs/x")), "a ERR AUTH authenticate first: AUTH <token>\n");
+  EXPECT_EQ(plain->request("g GET jobs/x"), "g ERR AUTH authenticate first: AUTH <token>\n");
+  // Re-mapped with new rights.
+  config_.auth.subjects[0].rights = auth::parse_rights("acquire,signal jobs/").value();
+  EXPECT_EQ(dispatcher_->reauthorize(true), 0u);
+  EXPECT_EQ(listed->request("c CREATE jobs/y 1"), "c OK\n");
+  // No longer listed: ended, its permit back.
+  config_.auth.subjects[0].subject = "CN=other";
+  EXPECT_EQ(dispatcher_->reauthorize(true), 1u);
+  EXPECT_EQ(listed->read(), "* ERR KICKED the session's certificate subject was revoked by a reload\n");
+  ASSERT_EQ(listed->causes.size(), 1u);
+  EXPECT_EQ(listed->causes[0], stats::EndCause::kKicked);
+  EXPECT_TRUE(unlisted->ends.empty());  // never authenticated: left alone
+}
+
+// AUTH through the real TokenVerifier: the check runs on its thread, the
+// answer comes back through the loop's post, requests wait behind it.
+TEST_F(DispatcherTest, AuthIsCheckedOffTheLoopAndAnsweredThroughIt) {
+  const std::string hash = auth::hash_token("t0ken", auth::HashCost::kMinimum).value();
+  config_.auth.tokens.push_back({"ci", hash, auth::parse_rights("read").value()});
+  auth::TokenVerifier verifier;
+  verifier.set_tokens(config_.auth.tokens);
+  std::mutex mutex;
+  std::condition_variable posted;
+  std::vector<std::function<void()>> loop;  // the test's event loop
+  dispatcher_->set_token_verifier(&verifier, [&](std::function<void()> work) {
+    std::lock_guard lock(mutex);
+    loop.push_back(std::move(work));
+    posted.notify_all();
+  });
+  const auto run_loop = [&] {
+    std::unique_lock lock(mutex);
+    ASSERT_TRUE(posted.wait_for(lock, 30s, [&] { return !loop.empty(); }));
+    auto work = std::move(loop);
+    loop.clear();
+    lock.unlock();
+    for (auto& w : work) w();
+  };
+  auto a = session();
+  EXPECT_EQ(a->request("x AUTH t0ken"), "");  // being checked
+  EXPECT_TRUE(a->state.auth_pending);
+  EXPECT_TRUE(a->state.input_held());
+  run_loop();
+  EXPECT_FALSE(a->state.auth_pending);
+  EXPECT_EQ(a->read(), "x OK read\n");
+  EXPECT_EQ(a->request("s STATS").substr(0, 5), "s OK ");
+  EXPECT_EQ(a->request("y AUTH t0ken"), "y OK read\n");  // known now: answered at once
+  for (int i = 1; i <= 4; ++i) {
+    a->request("z AUTH wrong" + std::to_string(i));
+    run_loop();
+    EXPECT_EQ(a->read(), "z ERR AUTH the token is not valid\n") << i;
+  }
+  EXPECT_TRUE(a->ends.empty());
+  a->request("z AUTH wrong5");
+  run_loop();
+  EXPECT_EQ(a->read(), "z ERR AUTH the token is not valid\n* ERR AUTH too many failed AUTH\n");
+  ASSERT_EQ(a->ends.size(), 1u);
+  EXPECT_EQ(counters_.auth_failures_total, 5u);
 }
 
 }  // namespace
