@@ -840,6 +840,26 @@ TEST_F(DispatcherTest, TlsSubjectsGiveRightsAndAReloadRevokesThem) {
   EXPECT_TRUE(unlisted->ends.empty());  // never authenticated: left alone
 }
 
+// A reload that turns authentication on ends the sessions that had the
+// default rights (their permits go back); one that turns it off gives every
+// session the default rights.
+TEST_F(DispatcherTest, AReloadThatRequiresTokensEndsDefaultSessions) {
+  auto a = session();
+  auto b = session();
+  EXPECT_EQ(a->request(req::acquire("a", "splunk")), "a OK 1\n");
+  EXPECT_EQ(b->request(req::acquire("b", "splunk")), "b QUEUED 1\n");
+  config_.auth.subjects.push_back({"CN=b", auth::parse_rights("acquire").value()});
+  b->state.tls_subject = "CN=b";
+  b->state.rights = config_.auth.subjects[0].rights;  // as its first request after the reload would map it
+  EXPECT_EQ(dispatcher_->reauthorize(false), 1u);
+  EXPECT_EQ(a->read(), "* ERR KICKED authentication is now required: reconnect and AUTH\n");
+  EXPECT_EQ(b->read(), "b OK 2\n");  // a's permit went to b
+  config_.auth.subjects.clear();
+  EXPECT_EQ(dispatcher_->reauthorize(true), 0u);
+  EXPECT_FALSE(b->state.rights.has_value());  // the default rights again
+  EXPECT_EQ(b->request("p POST pool"), "p ERR OVERFLOW value would exceed max: pool\n");
+}
+
 // AUTH through the real TokenVerifier: the check runs on its thread, the
 // answer comes back through the loop's post, requests wait behind it.
 TEST_F(DispatcherTest, AuthIsCheckedOffTheLoopAndAnsweredThroughIt) {
