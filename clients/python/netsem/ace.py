@@ -50,9 +50,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from netsem import _options, errors
+from netsem import errors
 from netsem._cancel import CancelToken
-from netsem._options import ClientOptions
+from netsem._options import ClientOptions, _add_ace_limits, _Ini
 from netsem.client import Client, Permit
 
 __all__ = [
@@ -93,12 +93,12 @@ def ace_fallback_limits(path: str | os.PathLike[str]) -> dict[str, int]:
     InvalidArgument naming file:line for a limit that is no whole number.
     ``ClientOptions.from_file`` reads them the same way for every client
     (libnetsem too), so ``Client(config=...)`` needs nothing more."""
-    ini = _options._Ini.read(os.fspath(path))
+    ini = _Ini.read(os.fspath(path))
     section = ini.find(ACE_SECTION)
     if section is None:
         return {}
     options = ClientOptions()
-    _options._add_ace_limits(ini, section, options)
+    _add_ace_limits(ini, section, options)
     return options.limits
 
 

@@ -421,3 +421,14 @@ def test_a_bad_ace_file_is_a_clear_error(tmp_path: Path) -> None:
     bad.write_text(f"[{ace.ACE_SECTION}]\nremote_address = 127.0.0.1\nremote_port = 1\nsemaphore_x = many\n")
     with pytest.raises(ace.errors.InvalidArgument, match=r"saq.ini:4: semaphore_x: `many` is not a whole number"):
         ace.configure(bad)
+
+
+def test_ace_fallback_limits_reads_as_every_client_does(tmp_path: Path) -> None:
+    """The public helper and ClientOptions.from_file are one reader."""
+    path = tmp_path / "saq.ini"
+    path.write_text(f"[DEFAULT]\nsemaphore_inherited = 4\n[{ace.ACE_SECTION}]\nSemaphore_Pool = 3\nsemaphore_zero = 0\n")
+    assert ace.ace_fallback_limits(path) == {"inherited": 4, "pool": 3, "zero": 1}
+    assert ace.ace_fallback_limits(path) == ClientOptions.from_file(path).limits
+    other = tmp_path / "netsem.ini"
+    other.write_text("[semaphores]\npool = 2\n")
+    assert ace.ace_fallback_limits(other) == {}
