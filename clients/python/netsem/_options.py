@@ -31,8 +31,8 @@ import ipaddress
 import logging
 import os
 import string
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from netsem._protocol import DEFAULT_PORT, decode_name, with_default_port
@@ -146,6 +146,12 @@ class ClientOptions:
     def limit(self, name: str) -> int:
         """The limit for ``name`` from ``limits``, 1 when not listed."""
         return self.limits.get(name, 1)
+
+    def copy(self) -> ClientOptions:
+        """A copy whose server list and tables are its own."""
+        return replace(
+            self, servers=list(self.servers), fallback_for=dict(self.fallback_for), limits=dict(self.limits)
+        )
 
     def check(self) -> None:
         """InvalidArgument for options set in code that cannot work (servers
@@ -275,6 +281,34 @@ def _check_server_address(address: str) -> None:
         _ini_integer(port, 1, 65535)
     except InvalidArgument as error:
         raise InvalidArgument(f"the port of `{address}`: {error}") from None
+
+
+def client_options(
+    servers: str | Sequence[str] | None,
+    label: str | None,
+    config: str | os.PathLike[str] | None,
+    options: ClientOptions | None,
+) -> ClientOptions:
+    """The options a Client (blocking or asyncio) runs with: ``options``
+    (copied: check() normalizes it), else the file ``config``, else the
+    environment; then ``servers`` ("host:port", a comma-separated list, or a
+    sequence of them) and ``label`` override; checked, and without servers
+    DEFAULT_SERVER. InvalidArgument for bad options, IoError for an
+    unreadable file."""
+    if options is not None:
+        options = options.copy()
+    elif config is not None:
+        options = ClientOptions.from_file(config)
+    else:
+        options = ClientOptions.from_environment()
+    if servers is not None:
+        options.servers = parse_servers(servers if isinstance(servers, str) else ",".join(servers))
+    if label is not None:
+        options.label = label
+    options.check()
+    if not options.servers:
+        options.servers = [ClientOptions.DEFAULT_SERVER]
+    return options
 
 
 def parse_servers(text: str) -> list[str]:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -50,7 +49,7 @@ from netsem._aio_connection import Answer, Call, Connection
 from netsem._aio_local import LocalSide, uncancellable
 from netsem._aio_permit import AcquireRequest, Permit
 from netsem._cancel import CancelToken
-from netsem._options import ClientOptions, parse_servers
+from netsem._options import ClientOptions, client_options
 from netsem._protocol import HolderInfo, SemaphoreInfo, SessionInfo, WaiterInfo
 from netsem.client import ClientStats
 from netsem.errors import (
@@ -130,34 +129,6 @@ def _grant_fence(reply: proto.Reply, what: str) -> int:
 # --- the client ---
 
 
-def _resolve_options(
-    servers: str | Sequence[str] | None,
-    label: str | None,
-    config: Any,
-    options: ClientOptions | None,
-) -> ClientOptions:
-    """The blocking Client's rule: ``options`` (copied: check() normalizes it),
-    else the file ``config``, else the environment; then ``servers`` ("host:port",
-    a comma-separated list, or a sequence of them) and ``label`` override."""
-    if options is not None:
-        options = dataclasses.replace(
-            options,
-            servers=list(options.servers),
-            fallback_for=dict(options.fallback_for),
-            limits=dict(options.limits),
-        )
-    elif config is not None:
-        options = ClientOptions.from_file(config)
-    else:
-        options = ClientOptions.from_environment()
-    if servers is not None:
-        options.servers = parse_servers(servers if isinstance(servers, str) else ",".join(servers))
-    if label is not None:
-        options.label = label
-    options.check()
-    return options
-
-
 class Client:
     """The asyncio netsem client: one connection, the blocking Client's calls as coroutines.
 
@@ -178,9 +149,9 @@ class Client:
         *,
         options: ClientOptions | None = None,
     ) -> None:
-        self._options = _resolve_options(servers, label, config, options)
+        self._options = client_options(servers, label, config, options)
         opts = self._options
-        endpoints = [proto.parse_endpoint(server) for server in (opts.servers or [ClientOptions.DEFAULT_SERVER])]
+        endpoints = [proto.parse_endpoint(server) for server in opts.servers]
         label = proto.sanitize_label(opts.label or proto.default_label())
         self._connection = Connection(opts, endpoints, label)
         self._started = False
@@ -726,12 +697,7 @@ class Client:
     @property
     def options(self) -> ClientOptions:
         """The options the client runs with (a copy)."""
-        return dataclasses.replace(
-            self._options,
-            servers=list(self._options.servers),
-            fallback_for=dict(self._options.fallback_for),
-            limits=dict(self._options.limits),
-        )
+        return self._options.copy()
 
     @property
     def connected(self) -> bool:

@@ -42,14 +42,14 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from netsem import _protocol as proto
 from netsem._cancel import CancelToken
 from netsem._connection import Call, Connection
-from netsem._options import ClientOptions, parse_servers
+from netsem._options import ClientOptions, client_options
 from netsem._protocol import HolderInfo, SemaphoreInfo, SessionInfo, WaiterInfo
 from netsem.errors import (
     Cancelled,
@@ -364,20 +364,7 @@ class Client:
         InvalidArgument for bad options, IoError for an unreadable file.
         """
         self._connection: Connection | None = None
-        if options is not None:
-            options = replace(options, servers=list(options.servers), fallback_for=dict(options.fallback_for),
-                              limits=dict(options.limits))
-        elif config is not None:
-            options = ClientOptions.from_file(config)
-        else:
-            options = ClientOptions.from_environment()
-        if servers is not None:
-            options.servers = parse_servers(servers if isinstance(servers, str) else ",".join(servers))
-        if label is not None:
-            options.label = label
-        options.check()
-        if not options.servers:
-            options.servers = [ClientOptions.DEFAULT_SERVER]
+        options = client_options(servers, label, config, options)
         endpoints = [proto.parse_endpoint(server) for server in options.servers]
         self._options = options
         self._local = _make_local(options)
@@ -436,7 +423,7 @@ class Client:
     @property
     def options(self) -> ClientOptions:
         """The options the client runs with (a copy)."""
-        return replace(self._options)
+        return self._options.copy()
 
     @property
     def connected(self) -> bool:

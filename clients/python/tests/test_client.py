@@ -403,3 +403,13 @@ def test_a_forked_child_cannot_use_the_parents_client(netsemd, clients) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     assert client.ping("still") == "still" and not permit.lost
     permit.release()
+
+
+def test_options_is_a_copy_the_running_client_does_not_share(netsemd, local_dir) -> None:
+    given = ClientOptions(servers=[netsemd.address], local_dir=local_dir, limits={"x": 2})
+    with Client(options=given) as client:
+        given.limits["x"] = 9  # the caller's options are copied at the start
+        seen = client.options
+        seen.limits["x"] = 5
+        seen.servers.append("127.0.0.1:1")
+        assert client.options.limits == {"x": 2} and client.options.servers == [netsemd.address]
