@@ -146,7 +146,12 @@ def test_closing_the_client_ends_its_pending_calls(netsemd: Any, local_dir: Path
             # Not served by fallback: the client is closed, not the server gone.
             with pytest.raises(netsem.Unavailable, match="closed"):
                 await task
-            assert (await holder.get("one")).waiters == 0
+
+            async def no_waiters() -> bool:
+                return (await holder.get("one")).waiters == 0
+
+            # close() returns before the server read the end of the connection.
+            await until(no_waiters, 5)
             await permit.release()
 
     run(main())
