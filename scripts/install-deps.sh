@@ -22,6 +22,8 @@ packages=(
   chromium                          # headless Chromium: tests/web loads the web page and reads its DOM
   prometheus                        # promtool checks GET /metrics; a real Prometheus scrapes netsemd in tests/metrics
   libsodium-dev                     # libsodium: salted Argon2id hashes of AUTH tokens (src/auth; docs/security.md)
+  libssl-dev                        # OpenSSL: TLS in netsemd (asio::ssl) and libnetsem (docs/security.md, "TLS")
+  openssl                           # the openssl command: tests/tls makes its CA and certificates with it, and talks s_client
   libsystemd-dev                    # libsystemd: netsemd's sd_notify (readiness, reload, stop, watchdog) under Type=notify
   systemd                           # systemd-analyze: tests/ops checks etc/systemd/netsemd.service
   dpkg-dev file binutils groff-base # the Debian package: cpack's dependency list (dpkg-shlibdeps, file, readelf), man pages' check

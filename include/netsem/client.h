@@ -106,7 +106,7 @@ struct WaiterInfo {
 struct SessionInfo {
   std::uint64_t session_id = 0;
   std::string peer;                   // "10.0.0.7:40112", "[fd00::7]:40112"
-  std::string dialect;                // "v1" or "ace"
+  std::string dialect;                // "v1", "v1+tls" (the TLS port) or "ace"
   std::int64_t permits_held = 0;      // through acquire, all names together
   std::int64_t pending = 0;           // queued requests
   std::chrono::milliseconds age{0};   // since it connected

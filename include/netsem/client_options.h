@@ -9,6 +9,8 @@
 //   fallback = local                           ; local | fail | share:K
 //   fallback.licences = fail                   ; per-name override
 //   connect_timeout_ms = 1000
+//   tls = on                                   ; TLS, see docs/client.md
+//   tls_ca = /etc/netsem/ca.pem
 //
 //   [semaphores]
 //   search = 10                                ; the limit fallback uses for `search`
@@ -76,6 +78,25 @@ struct ClientOptions {
   FallbackPolicy fallback;                             // for names without an override
   std::map<std::string, FallbackPolicy> fallback_for;  // per-name overrides
   std::map<std::string, std::int64_t> limits;          // [semaphores]: local limits; unknown names 1
+  // TLS (docs/client.md, "TLS"): the session to each server runs inside
+  // TLS, whose server certificate must verify against `tls_ca` and name
+  // the server. A failed handshake (a certificate that does not verify, a
+  // wrong name, a server that wants a client certificate we lack or does
+  // not take ours) is a refusal, kDenied: never an outage, never fallback.
+  // The servers' addresses then name their TLS port (tls_port, 53561 by
+  // default): an address without a port still means 53559.
+  bool tls = false;
+  // CA certificates (PEM) the server's certificate must verify against;
+  // empty means the system's trust store.
+  std::filesystem::path tls_ca;
+  // A client certificate chain and its key (PEM), for a server with
+  // tls_client_ca; both or neither.
+  std::filesystem::path tls_cert;
+  std::filesystem::path tls_key;
+  // The name the server's certificate must carry; empty means the host part
+  // of each server address (an IP address is checked against the
+  // certificate's IP addresses).
+  std::string tls_server_name;
   // Where host-wide local semaphores keep their registry; empty means
   // "$XDG_RUNTIME_DIR/netsem", else "/tmp/netsem-<uid>".
   std::filesystem::path local_dir;
@@ -111,7 +132,9 @@ struct ClientOptions {
   static Result<ClientOptions> from_file(const std::filesystem::path& file);
   // from_file($NETSEM_CONFIG) when set (else defaults), then NETSEM_SERVER
   // ("host:port[,host:port...]"), NETSEM_FALLBACK and NETSEM_LABEL override;
-  // NETSEM_TOKEN_FILE, then NETSEM_TOKEN, override the file's token.
+  // NETSEM_TOKEN_FILE, then NETSEM_TOKEN, override the file's token;
+  // NETSEM_TLS (on or off), NETSEM_TLS_CA, NETSEM_TLS_CERT, NETSEM_TLS_KEY and
+  // NETSEM_TLS_SERVER_NAME override the tls options.
   static Result<ClientOptions> from_environment();
 };
 

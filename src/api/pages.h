@@ -64,7 +64,7 @@ struct SemaphoreDetail {
 struct SessionRow {
   std::uint64_t id = 0;
   std::string peer;
-  std::string dialect;  // "v1", "ace"
+  std::string dialect;  // "v1", "v1+tls", "ace"
   std::string label;
   std::int64_t permits_held = 0;
   std::uint64_t pending = 0;

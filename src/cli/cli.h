@@ -71,7 +71,14 @@ struct GlobalOptions {
   std::string config_file;           // --config; empty: $NETSEM_CONFIG
   std::string label;                 // --label; empty: $NETSEM_LABEL, [client] label, host/pid/program
   std::string token_file;            // --token-file; empty: $NETSEM_TOKEN_FILE, $NETSEM_TOKEN, [client]
-  int verbosity = 0;                 // -v count
+  // TLS (docs/cli.md, "TLS"): --tls turns it on; the files and the name
+  // override NETSEM_TLS_* and [client] tls_*; empty: not given.
+  bool tls = false;
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_server_name;
+  int verbosity = 0;  // -v count
 };
 
 struct RunOptions {

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 
 #include "cli/cli.h"
@@ -83,6 +84,17 @@ Result<ClientOptions> make_client_options(const GlobalOptions& global) {
     if (auto status = options->load_token_file(global.token_file); !status) {
       return Status(status.code(), "--token-file: " + status.message());
     }
+  }
+  if (global.tls) options->tls = true;
+  const std::pair<const std::string&, std::filesystem::path&> files[] = {
+      {global.tls_ca, options->tls_ca}, {global.tls_cert, options->tls_cert}, {global.tls_key, options->tls_key}};
+  for (const auto& [given, option] : files) {
+    if (!given.empty()) option = given;
+  }
+  if (!global.tls_server_name.empty()) options->tls_server_name = global.tls_server_name;
+  if (options->tls_cert.empty() != options->tls_key.empty()) {
+    return Status(StatusCode::kInvalidArgument,
+                  "--tls-cert and --tls-key go together (a client certificate needs its key): only one is set");
   }
   // -v shows what the library does, a request's place in its queue included.
   options->queue_positions = global.verbosity >= 1;

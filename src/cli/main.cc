@@ -142,6 +142,24 @@ int main(int argc, char** argv) {
                  "file holding the token to AUTH with, mode 600 (default: $NETSEM_TOKEN_FILE, $NETSEM_TOKEN, else "
                  "[client] token_file or token; a token is never taken from the command line)")
       ->type_name("FILE");
+  app.add_flag("--tls", global.tls,
+               "talk to the servers over TLS: give their TLS port (tls_port) in --server (default: $NETSEM_TLS, "
+               "else [client] tls, else off)");
+  app.add_option("--tls-ca", global.tls_ca,
+                 "CA certificates (PEM) the server's certificate must verify against (default: $NETSEM_TLS_CA, else "
+                 "[client] tls_ca, else the system's trust store)")
+      ->type_name("FILE");
+  app.add_option("--tls-cert", global.tls_cert,
+                 "client certificate (PEM) for a server that asks for one; with --tls-key (default: "
+                 "$NETSEM_TLS_CERT, else [client] tls_cert)")
+      ->type_name("FILE");
+  app.add_option("--tls-key", global.tls_key,
+                 "the client certificate's private key (PEM) (default: $NETSEM_TLS_KEY, else [client] tls_key)")
+      ->type_name("FILE");
+  app.add_option("--tls-server-name", global.tls_server_name,
+                 "the name the server's certificate must carry (default: $NETSEM_TLS_SERVER_NAME, else [client] "
+                 "tls_server_name, else the host of each server address)")
+      ->type_name("NAME");
   app.add_flag("-v,--verbose", global.verbosity, "log what the client does on stderr; repeat for more detail")
       ->transform(kNoValue);
   app.add_flag("--version", show_version, "print the version and exit");

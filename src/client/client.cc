@@ -342,7 +342,16 @@ Result<std::unique_ptr<Client>> Client::create(ClientOptions options) {
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
   impl->local = std::make_shared<client::LocalSemaphores>(impl->options.local_dir);
-  impl->connection = client::Connection::start(impl->options, std::move(endpoints));
+  std::shared_ptr<const client::TlsClient> tls;
+  if (impl->options.tls) {
+    // The files are read once, here: a bad one is the caller's error now,
+    // not a refusal at every connection attempt.
+    auto made = client::TlsClient::make(impl->options);
+    if (!made) return made.status();
+    tls = std::move(*made);
+  }
+  impl->connection =
+      client::Connection::start(impl->options, std::move(endpoints), client::system_lookup(), std::move(tls));
   // The first round tries every server (a connect and a handshake, each
   // bounded by connect_timeout) and ends at the first that answers; waiting
   // for it means no call falls back while a later server could still answer.

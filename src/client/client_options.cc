@@ -7,9 +7,10 @@
 // parse_client_section applies each [client] entry through
 // kClientOptions or as a `fallback.<name>` override, and
 // parse_semaphores_section fills `limits`. from_environment starts from
-// NETSEM_CONFIG's file and lets NETSEM_SERVER, NETSEM_FALLBACK and
-// NETSEM_LABEL override. An ACE file's semaphore_<name> lines give the limits
-// that [semaphores] does not (add_ace_limits).
+// NETSEM_CONFIG's file and lets NETSEM_SERVER, NETSEM_FALLBACK,
+// NETSEM_LABEL and the NETSEM_TLS* variables override. An ACE file's
+// semaphore_<name> lines give the limits that [semaphores] does not
+// (add_ace_limits).
 // Names in the file are percent-decoded like the server's, but may also be
 // local (`$name`), which the server's reader refuses.
 #include "netsem/client_options.h"
@@ -201,6 +202,36 @@ Status apply_token_file(std::string_view value, ClientOptions& options) {
   return options.load_token_file(std::filesystem::path(value));
 }
 
+Status apply_tls(std::string_view value, ClientOptions& options) {
+  if (value != "on" && value != "off") return invalid(fmt::format("`{}` is not on or off", value));
+  options.tls = value == "on";
+  return Status::ok();
+}
+
+template <auto Member>
+Status apply_tls_file(std::string_view value, ClientOptions& options) {
+  if (value.empty() || has_control(value)) return invalid(fmt::format("`{}` is not a file name", value));
+  options.*Member = std::filesystem::path(value);
+  return Status::ok();
+}
+
+Status apply_tls_server_name(std::string_view value, ClientOptions& options) {
+  if (value.empty() || value.size() > 253 || has_control(value) || value.find(' ') != std::string_view::npos) {
+    return invalid(fmt::format("`{}` is not a host name or address", value));
+  }
+  options.tls_server_name = std::string(value);
+  return Status::ok();
+}
+
+// A client certificate needs its key, and a key its certificate.
+Status check_tls_pair(const ClientOptions& options) {
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return invalid(options.tls_cert.empty() ? "tls_key is set without tls_cert (a client certificate needs both)"
+                                            : "tls_cert is set without tls_key (a client certificate needs both)");
+  }
+  return Status::ok();
+}
+
 constexpr std::int64_t kHourMs = 3'600'000;
 
 constexpr ClientOption kClientOptions[] = {
@@ -214,6 +245,11 @@ constexpr ClientOption kClientOptions[] = {
     {"local_dir", apply_local_dir},
     {"token", apply_token},
     {"token_file", apply_token_file},
+    {"tls", apply_tls},
+    {"tls_ca", apply_tls_file<&ClientOptions::tls_ca>},
+    {"tls_cert", apply_tls_file<&ClientOptions::tls_cert>},
+    {"tls_key", apply_tls_file<&ClientOptions::tls_key>},
+    {"tls_server_name", apply_tls_server_name},
 };
 
 std::string known_keys() {
@@ -256,6 +292,9 @@ Status parse_client_section(const IniFile& ini, const IniSection& section, Clien
     return invalid(fmt::format("{}: reconnect_min_ms ({}) is above reconnect_max_ms ({})",
                                ini.location(reconnect_line->line), options.reconnect_min.count(),
                                options.reconnect_max.count()));
+  }
+  if (auto status = check_tls_pair(options); !status) {
+    return invalid(fmt::format("{}: [client]: {}", ini.location(section.line), status.message()));
   }
   return Status::ok();
 }
@@ -470,6 +509,21 @@ Result<ClientOptions> ClientOptions::from_environment() {
       return invalid(fmt::format("NETSEM_TOKEN: {}", status.message()));
     }
   }
+  const std::pair<const char*, Status (*)(std::string_view, ClientOptions&)> tls_variables[] = {
+      {"NETSEM_TLS", apply_tls},
+      {"NETSEM_TLS_CA", apply_tls_file<&ClientOptions::tls_ca>},
+      {"NETSEM_TLS_CERT", apply_tls_file<&ClientOptions::tls_cert>},
+      {"NETSEM_TLS_KEY", apply_tls_file<&ClientOptions::tls_key>},
+      {"NETSEM_TLS_SERVER_NAME", apply_tls_server_name},
+  };
+  for (const auto& [variable, apply] : tls_variables) {
+    if (const char* value = env(variable)) {
+      if (Status status = apply(value, options); !status.is_ok()) {
+        return invalid(fmt::format("{}: {}", variable, status.message()));
+      }
+    }
+  }
+  if (auto status = check_tls_pair(options); !status) return status;
   return options;
 }
 

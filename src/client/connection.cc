@@ -9,6 +9,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -118,26 +120,6 @@ Status refusal_of(const Endpoint& endpoint, const protocol::Answer& answer, std:
                             printable(line)));
 }
 
-// Reads what the socket has into `framer`: >0 bytes read, 0 nothing yet,
-// -1 end of stream or error (`why` says which).
-ssize_t read_into(int fd, protocol::LineFramer& framer, std::string& why) {
-  char chunk[16384];
-  ssize_t total = 0;
-  for (;;) {
-    const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-    if (n > 0) {
-      framer.buffer().append(chunk, static_cast<std::size_t>(n));
-      total += n;
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return total;
-    why = n == 0 ? "the server closed the connection" : std::string("read failed: ") + std::strerror(errno);
-    // Lines that arrived before the end are still handed out by the caller.
-    return total > 0 ? total : -1;
-  }
-}
-
 }  // namespace
 
 Clock::time_point lease_stop_by(Clock::time_point lease_from, milliseconds timeout) {
@@ -185,17 +167,20 @@ Result<Endpoint> Endpoint::parse(std::string_view address) {
 }
 
 std::shared_ptr<Connection> Connection::start(const ClientOptions& options, std::vector<Endpoint> servers,
-                                              LookupFunction lookup) {
+                                              LookupFunction lookup, std::shared_ptr<const TlsClient> tls) {
   assert(!servers.empty());
-  std::shared_ptr<Connection> connection(new Connection(options, std::move(servers), std::move(lookup)));
+  std::shared_ptr<Connection> connection(
+      new Connection(options, std::move(servers), std::move(lookup), std::move(tls)));
   connection->thread_ = std::thread([raw = connection.get()] { raw->run(); });
   return connection;
 }
 
-Connection::Connection(const ClientOptions& options, std::vector<Endpoint> servers, LookupFunction lookup)
+Connection::Connection(const ClientOptions& options, std::vector<Endpoint> servers, LookupFunction lookup,
+                       std::shared_ptr<const TlsClient> tls)
     : options_(options),
       servers_(std::move(servers)),
       lookup_(std::move(lookup)),
+      tls_(std::move(tls)),
       label_(sanitize_label(options.label.empty() ? default_label() : options.label)),
       wake_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
   assert(wake_fd_ >= 0);
@@ -309,8 +294,9 @@ void Connection::run() {
       attempt_refusal_ = Status();
       const int fd = connect_to(endpoint);
       protocol::HelloAnswer hello;
-      const bool answered = fd >= 0 && handshake(fd, endpoint, hello);
+      const bool answered = fd >= 0 && (!tls_ || tls_handshake(fd, endpoint)) && handshake(fd, endpoint, hello);
       if (!answered) {
+        ssl_.reset();
         if (fd >= 0) ::close(fd);
         failures += fmt::format("{}{}: {}", failures.empty() ? "" : "; ", endpoint.to_string(),
                                 attempt_failure_.empty() ? "no answer" : attempt_failure_);
@@ -319,6 +305,9 @@ void Connection::run() {
       }
       session_began(endpoint, hello);
       const Status reason = serve(fd);
+      // The TLS object goes (SSL_free writes nothing: a lingering socket
+      // stays silent); the socket is closed or lingers below.
+      ssl_.reset();
       // A server that closed or refused the session has let go of its
       // permits already; one that fell silent holds them until the lease's
       // end. One that said SHUTDOWN has let go too, but grants nothing more,
@@ -502,10 +491,20 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
     pollfd fds[2] = {{fd, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0}, {wake_fd_, POLLIN, 0}};
     if (::poll(fds, 2, left) < 0 && errno != EINTR) return false;
     if (stopping()) return false;
-    if ((fds[0].revents & POLLOUT) != 0 && !flush(fd)) return refuse("write failed");
+    if ((fds[0].revents & POLLOUT) != 0 && !flush(fd)) {
+      // A TLS server that refused our certificate has said why in an alert
+      // before it closed: read it.
+      std::string why;
+      if (ssl_ && read_available(fd, why) < 0 && tls_failed_) return refused(tls_refusal(endpoint, why));
+      return refuse("write failed");
+    }
     if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
     std::string why;
-    if (read_into(fd, framer_, why) < 0) return refuse(why);
+    if (read_available(fd, why) < 0) {
+      // TLS 1.3 tells of a client certificate refused only now, by an alert.
+      if (tls_failed_) return refused(tls_refusal(endpoint, why));
+      return refuse(why);
+    }
     std::string_view line;
     protocol::LineFramer::Status framed;
     while ((framed = framer_.next(line)) == protocol::LineFramer::Status::kLine) {
@@ -710,7 +709,7 @@ Status Connection::serve(int fd) {
     }
     if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
     std::string why;
-    const ssize_t got = read_into(fd, framer_, why);
+    const ssize_t got = read_available(fd, why);
     std::string_view line;
     protocol::LineFramer::Status framed;
     while ((framed = framer_.next(line)) == protocol::LineFramer::Status::kLine) {
@@ -724,8 +723,131 @@ Status Connection::serve(int fd) {
   }
 }
 
+bool Connection::tls_handshake(int fd, const Endpoint& endpoint) {
+  ssl_ = tls_->open(fd, endpoint.host);
+  if (!ssl_) {
+    attempt_failure_ = "TLS: " + tls_failure(nullptr, "cannot make a connection");
+    return false;
+  }
+  const auto deadline = Clock::now() + options_.connect_timeout;
+  for (;;) {
+    ERR_clear_error();
+    const int result = SSL_connect(ssl_.get());
+    if (result == 1) return true;
+    const int error = SSL_get_error(ssl_.get(), result);
+    short events = 0;
+    if (error == SSL_ERROR_WANT_READ) {
+      events = POLLIN;
+    } else if (error == SSL_ERROR_WANT_WRITE) {
+      events = POLLOUT;
+    } else if (error == SSL_ERROR_SSL && ERR_GET_REASON(ERR_peek_last_error()) != SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+      // A certificate that does not verify, or an alert: the server is
+      // there, and the answer is no.
+      Status refusal = tls_refusal(endpoint, tls_failure(ssl_.get(), "handshake failed"));
+      bool quiet = false;  // once refused, every retry would say the same
+      {
+        std::lock_guard lock(mutex_);
+        quiet = in_fallback_ || !refused_.is_ok();
+      }
+      client::log(quiet ? LogLevel::kDebug : LogLevel::kWarning, "{}", refusal.message());
+      attempt_failure_ = refusal.message();
+      attempt_refusal_ = std::move(refusal);
+      return false;
+    } else {
+      // Closed or reset during the handshake: as a closed port.
+      const int saved = errno;
+      ERR_clear_error();
+      attempt_failure_ = fmt::format("TLS handshake: {}", error == SSL_ERROR_SYSCALL && saved != 0
+                                                              ? std::strerror(saved)
+                                                              : "the server closed the connection");
+      return false;
+    }
+    for (;;) {
+      const int left = millis_until(deadline);
+      if (left == 0) {
+        attempt_failure_ = fmt::format("no TLS handshake within {} ms", options_.connect_timeout.count());
+        return false;
+      }
+      pollfd fds[2] = {{fd, events, 0}, {wake_fd_, POLLIN, 0}};
+      const int ready = ::poll(fds, 2, left);
+      if (ready < 0 && errno != EINTR) {
+        attempt_failure_ = std::string("poll: ") + std::strerror(errno);
+        return false;
+      }
+      if (stopping()) return false;
+      if (ready > 0 && fds[1].revents != 0) {
+        std::uint64_t drained = 0;
+        [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &drained, sizeof drained);
+      }
+      if (ready > 0 && fds[0].revents != 0) break;
+    }
+  }
+}
+
+Status Connection::tls_refusal(const Endpoint& endpoint, const std::string& why) const {
+  const bool not_tls = why.find("wrong version number") != std::string::npos ||
+                       why.find("packet length too long") != std::string::npos ||
+                       why.find("record layer failure") != std::string::npos;
+  return Status(StatusCode::kDenied,
+                fmt::format("TLS handshake with server {} failed: {}{}", endpoint.to_string(), why,
+                            not_tls ? " (the server does not speak TLS there: is that its tls_port?)" : ""));
+}
+
+ssize_t Connection::read_available(int fd, std::string& why) {
+  tls_failed_ = false;
+  char chunk[16384];
+  ssize_t total = 0;
+  for (;;) {
+    ssize_t n = 0;
+    if (ssl_) {
+      ERR_clear_error();
+      const int got = SSL_read(ssl_.get(), chunk, sizeof chunk);
+      if (got > 0) {
+        n = got;
+      } else {
+        const int error = SSL_get_error(ssl_.get(), got);
+        if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) return total;
+        if (error == SSL_ERROR_ZERO_RETURN) {
+          why = "the server closed the connection";
+        } else if (error == SSL_ERROR_SYSCALL) {
+          why = errno != 0 ? std::string("read failed: ") + std::strerror(errno) : "the server closed the connection";
+          ERR_clear_error();
+        } else {
+          tls_failed_ = ERR_GET_REASON(ERR_peek_last_error()) != SSL_R_UNEXPECTED_EOF_WHILE_READING;
+          why = tls_failure(nullptr, "TLS error");
+        }
+        return total > 0 ? total : -1;
+      }
+    } else {
+      n = ::recv(fd, chunk, sizeof chunk, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return total;
+      if (n <= 0) {
+        why = n == 0 ? "the server closed the connection" : std::string("read failed: ") + std::strerror(errno);
+        // Lines that arrived before the end are still handed out by the caller.
+        return total > 0 ? total : -1;
+      }
+    }
+    framer_.buffer().append(chunk, static_cast<std::size_t>(n));
+    total += n;
+  }
+}
+
 bool Connection::flush(int fd) {
   while (!out_.empty()) {
+    if (ssl_) {
+      ERR_clear_error();
+      const int n = SSL_write(ssl_.get(), out_.data(), static_cast<int>(std::min<std::size_t>(out_.size(), 1 << 30)));
+      if (n > 0) {
+        out_.erase(0, static_cast<std::size_t>(n));
+        continue;
+      }
+      const int error = SSL_get_error(ssl_.get(), n);
+      ERR_clear_error();
+      if (error == SSL_ERROR_WANT_WRITE) return true;
+      if (error != SSL_ERROR_SYSCALL || errno == 0) errno = EPIPE;
+      return false;
+    }
     const ssize_t n = ::send(fd, out_.data(), out_.size(), MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;

@@ -33,6 +33,15 @@
 // since a server that answers is not an outage (a mistake in an allow-list
 // must not quietly turn a fleet-wide limit into a per-host one).
 //
+// TLS (ClientOptions::tls): after the TCP connect, a TLS handshake bounded
+// by connect_timeout, then HELLO and everything else inside TLS. A
+// handshake that fails on a certificate or an alert (ours: the server's
+// certificate does not verify or does not name the server; the server's: it
+// wants a client certificate we lack, or does not take ours, which TLS 1.3
+// says only at the first read, so during HELLO) is a refusal, kDenied, and
+// never leads to fallback; a connection closed or timed out during the
+// handshake is an outage like a closed port.
+//
 // A session is numbered (session()): a Call and a remote permit belong to the
 // session that sent or granted them, and a request tied to an old session is
 // refused rather than sent to a new one that never heard of it.
@@ -62,6 +71,7 @@
 #include "client/local_semaphores.h"
 #include "client/permit_state.h"
 #include "client/resolver.h"
+#include "client/tls_client.h"
 #include "netsem/client_options.h"
 #include "netsem/status.h"
 #include "protocol/codec.h"
@@ -144,8 +154,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Starts the I/O thread. `lookup` resolves host names (tests stand in a
   // slow DNS). REQUIRES: !servers.empty().
+  // `tls`: the TLS context when options.tls is on (TlsClient::make), else
+  // nullptr.
   static std::shared_ptr<Connection> start(const ClientOptions& options, std::vector<Endpoint> servers,
-                                           LookupFunction lookup = system_lookup());
+                                           LookupFunction lookup = system_lookup(),
+                                           std::shared_ptr<const TlsClient> tls = nullptr);
   // Stops the I/O thread if stop() was not called.
   ~Connection();
   Connection(const Connection&) = delete;
@@ -190,7 +203,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void unregister_permit(const PermitState* permit);
 
  private:
-  Connection(const ClientOptions& options, std::vector<Endpoint> servers, LookupFunction lookup);
+  Connection(const ClientOptions& options, std::vector<Endpoint> servers, LookupFunction lookup,
+             std::shared_ptr<const TlsClient> tls);
   // Room for a request line with a name of a few dozen bytes.
   static constexpr std::size_t kLineReserve = 96;
   // send()'s second half: queues the line built for `tag`.
@@ -205,6 +219,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // cannot read, or of a major version other than 1, is one: kProtocol).
   // On success `hello` holds the server's version and the session id.
   bool handshake(int fd, const Endpoint& endpoint, protocol::HelloAnswer& hello);
+  // The TLS handshake on a connected socket (ssl_ made here); false with the
+  // reason in attempt_failure_, and a kDenied refusal in attempt_refusal_
+  // when it failed on a certificate or an alert.
+  bool tls_handshake(int fd, const Endpoint& endpoint);
+  // The refusal a failed TLS handshake or first read means (kDenied).
+  Status tls_refusal(const Endpoint& endpoint, const std::string& why) const;
+  // Reads what the socket (through ssl_ when TLS) has into framer_: >0
+  // bytes read, 0 nothing yet, -1 end of stream or error (`why` says which;
+  // tls_failed_ is set when it was a TLS error, such as an alert).
+  ssize_t read_available(int fd, std::string& why);
   // Serves the session until it ends; returns why it ended.
   Status serve(int fd);
   // Handles one answer line; a non-OK status ends the session.
@@ -233,6 +257,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const ClientOptions options_;
   const std::vector<Endpoint> servers_;
   const LookupFunction lookup_;
+  const std::shared_ptr<const TlsClient> tls_;  // null without TLS
   const std::string label_;
   int wake_fd_ = -1;  // eventfd: a caller queued something, or stop()
   std::thread thread_;
@@ -257,6 +282,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Loop only.
   std::string attempt_failure_;  // why the last connect_to or handshake failed
   Status attempt_refusal_;       // the last handshake's refusal, if the server answered with one
+  SslPtr ssl_;                   // the TLS connection of the current socket, if TLS
+  bool tls_failed_ = false;      // the last read ended on a TLS error (an alert), not on the socket
   protocol::LineFramer framer_;
   std::string out_;
   std::unordered_map<std::string, std::shared_ptr<Call>> pending_;

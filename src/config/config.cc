@@ -156,6 +156,16 @@ Status apply_http_address(const OptionSpec& spec, std::string_view value, Server
   return Status::ok();
 }
 
+// A file of the TLS options: any path, or empty for none.
+template <auto Member>
+Status apply_tls_file(const OptionSpec&, std::string_view value, ServerConfig& config) {
+  if (std::any_of(value.begin(), value.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
+    return invalid(fmt::format("`{}` contains a control character", value));
+  }
+  config.*Member = std::filesystem::path(value);
+  return Status::ok();
+}
+
 Status apply_http_hosts(const OptionSpec& spec, std::string_view value, ServerConfig& config) {
   std::vector<std::string> hosts;
   for (std::string_view rest = value; !rest.empty();) {
@@ -467,6 +477,58 @@ std::vector<OptionSpec> make_server_options() {
                "* answers to any.",
        .apply = apply_http_hosts,
        .show = [](const C& c) { return c.http_hosts_text; }},
+      // --- TLS (docs/security.md, "TLS") ---
+      {.name = "tls_port",
+       .type = "integer",
+       .default_text = "53561",
+       .bounds = "0..65535 (0: any free port)",
+       .help = "TCP port of the TLS listener, on bind_address, when tls_cert is set: the same protocol v1 inside "
+               "TLS (dialect v1+tls; ACE is never offered over TLS). 0 lets the system pick a free port, which the "
+               "log line `TLS on ADDRESS:PORT` names.",
+       .min = 0,
+       .max = 65535,
+       .apply = apply_integer<&C::tls_port>,
+       .show = show_integer<&C::tls_port>},
+      {.name = "tls_cert",
+       .type = "path",
+       .default_text = "",
+       .bounds = "PEM file, or empty",
+       .help = "The server's certificate chain (PEM, the server's own certificate first). Set, it turns the TLS "
+               "listener on and tls_key is required; empty, TLS is off. SIGHUP reads the files again (a renewed "
+               "certificate serves the next handshakes); a reload that cannot read them keeps the running ones and "
+               "logs an error. Turning TLS on or off takes a restart.",
+       .reloadable = true,
+       .apply = apply_tls_file<&C::tls_cert>,
+       .show = [](const C& c) { return c.tls_cert.string(); }},
+      {.name = "tls_key",
+       .type = "path",
+       .default_text = "",
+       .bounds = "PEM file, or empty",
+       .help = "The private key of tls_cert (PEM, unencrypted; keep it readable by netsemd's user only).",
+       .reloadable = true,
+       .apply = apply_tls_file<&C::tls_key>,
+       .show = [](const C& c) { return c.tls_key.string(); }},
+      {.name = "tls_client_ca",
+       .type = "path",
+       .default_text = "",
+       .bounds = "PEM file, or empty",
+       .help = "CA certificates (PEM) that sign client certificates. Set, every TLS client must present a "
+               "certificate that verifies against them, or its handshake fails; the verified subject is the "
+               "session's tls_subject. Empty, no client certificate is asked for.",
+       .reloadable = true,
+       .apply = apply_tls_file<&C::tls_client_ca>,
+       .show = [](const C& c) { return c.tls_client_ca.string(); }},
+      {.name = "tls_handshake_timeout_ms",
+       .type = "integer",
+       .default_text = "5000",
+       .bounds = "100..600000",
+       .help = "A TLS handshake not done within this long is dropped. Handshakes run on a thread of their own, at "
+               "most 64 at a time (more connections wait in the listen queue), so that a peer that stalls or sends "
+               "garbage costs bounded time and memory and never delays grants.",
+       .min = 100,
+       .max = 600000,
+       .apply = apply_integer<&C::tls_handshake_timeout_ms>,
+       .show = show_integer<&C::tls_handshake_timeout_ms>},
   };
 }
 

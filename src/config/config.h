@@ -73,6 +73,14 @@ struct ServerConfig {
   // literals; "*" answers to any (docs/operations.md, "Host names").
   std::vector<std::string> http_hosts{"localhost"};
   std::string http_hosts_text = "localhost";
+  // TLS (docs/security.md, "TLS"): a second listener on bind_address and
+  // tls_port, on when tls_cert is set (tls_key is then required). The
+  // files are read again by SIGHUP.
+  std::uint16_t tls_port = 53561;       // 0: the OS picks a free port (tests)
+  std::filesystem::path tls_cert;       // PEM certificate chain; empty: TLS off
+  std::filesystem::path tls_key;        // PEM private key of tls_cert
+  std::filesystem::path tls_client_ca;  // PEM CAs; set: a client certificate is required and verified
+  std::int64_t tls_handshake_timeout_ms = 5000;
   // The defined semaphores: [semaphores] (or ACE's semaphore_<name> keys) in
   // file order, names decoded and valid, limits 1..2^31-1, no name twice.
   std::vector<std::pair<std::string, std::int64_t>> semaphores;

@@ -27,10 +27,6 @@ std::string peer_of(const Dispatcher& dispatcher, SessionId id) {
   return found == dispatcher.sessions().end() ? std::string() : found->second->peer;
 }
 
-const char* dialect_name(protocol::Dialect dialect) {
-  return dialect == protocol::Dialect::kAce ? "ace" : "v1";
-}
-
 }  // namespace
 
 api::SemaphorePage semaphore_page(const SemaphoreTable& table, std::string_view prefix, std::string_view after,
@@ -98,7 +94,7 @@ api::SessionPage session_page(const SemaphoreTable& table, const Dispatcher& dis
     }
     const SessionState& s = *it->second;
     const SessionLoad load = table.session_load(s.id);
-    page.rows.push_back({s.id, s.peer, dialect_name(s.dialect), std::string(dispatcher.label_of(s.id)),
+    page.rows.push_back({s.id, s.peer, std::string(dialect_name(s)), std::string(dispatcher.label_of(s.id)),
                          load.permits_held, load.pending, ms_between(s.began, now), ms_between(s.last_activity, now)});
   }
   return page;

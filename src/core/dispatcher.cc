@@ -25,7 +25,6 @@ constexpr std::string_view kAceTag = "ace";
 // HELLO's answer before the session id: the protocol version spoken.
 constexpr std::string_view kHelloVersion = "netsem 1.1 ";
 // Protocol 1.1's names of the dialects, and an ACE session's label.
-constexpr std::string_view kV1Dialect = "v1";
 constexpr std::string_view kAceDialect = "ace";
 constexpr std::string_view kAceLabel = "ace";
 
@@ -82,7 +81,15 @@ void Dispatcher::begin_session(SessionState& session) {
   sessions_by_id_.emplace(session.id, &session);
   // At accept: the dialect and a label come later, and the end line has
   // them. (The network layer makes one SessionState per connection.)
-  logs_.event(logs_.sessions, "session began", {{"session", session.id}, {"peer", session.peer}});
+  if (session.tls) {
+    logs_.event(logs_.sessions, "session began",
+                {{"session", session.id},
+                 {"peer", session.peer},
+                 {"dialect", dialect_name(session)},
+                 {"tls_subject", session.tls_subject.empty() ? std::string_view("-") : session.tls_subject}});
+  } else {
+    logs_.event(logs_.sessions, "session began", {{"session", session.id}, {"peer", session.peer}});
+  }
 }
 
 void Dispatcher::end_session(SessionState& session, stats::EndCause cause) {
@@ -291,10 +298,10 @@ bool Dispatcher::produce_rows(SessionState& session, std::size_t stop_at) {
         if (!room()) break;
         const SessionLoad load = table_.session_load(other->id);
         const bool ace = other->dialect == protocol::Dialect::kAce;
-        protocol::append_session_item(out, list.tag,
-                                      {other->id, other->peer, ace ? kAceDialect : kV1Dialect, load.permits_held,
-                                       static_cast<std::int64_t>(load.pending), ms(other->began),
-                                       ms(other->last_activity), ace ? kAceLabel : std::string_view(other->label)});
+        protocol::append_session_item(
+            out, list.tag,
+            {other->id, other->peer, dialect_name(*other), load.permits_held, static_cast<std::int64_t>(load.pending),
+             ms(other->began), ms(other->last_activity), ace ? kAceLabel : std::string_view(other->label)});
         ++list.count;
         list.after = other->id;
       }
@@ -802,7 +809,7 @@ void Dispatcher::log_end(const SessionState& session, stats::EndCause cause) {
   const bool ace = session.dialect == protocol::Dialect::kAce;
   const std::string_view dialect = ace                                                ? kAceDialect
                                    : session.dialect == protocol::Dialect::kUndecided ? std::string_view("none")
-                                                                                      : kV1Dialect;
+                                                                                      : dialect_name(session);
   const Clock::time_point at = now();
   const std::int64_t lasted =
       at <= session.began ? 0 : std::chrono::duration_cast<std::chrono::milliseconds>(at - session.began).count();

@@ -94,6 +94,9 @@ struct SessionState {
   std::array<std::uint8_t, 16> address{};
   std::string label;  // HELLO label, decoded (protocol 1.1: a valid name)
   protocol::Dialect dialect = protocol::Dialect::kUndecided;
+  // A TLS session (the tls_port listener): protocol v1 from its first byte,
+  // shown as dialect `v1+tls` (protocol 1.1). Set before begin_session.
+  bool tls = false;          // its tls_subject: below, with the rights
   bool open = false;         // the table knows this session (between begin_session and end_session)
   bool quit = false;         // QUIT seen: the rest of the batch is ignored
   bool queued_lines = true;  // a queued request is answered QUEUED (protocol 1.1: OPTION queued off)
@@ -129,5 +132,13 @@ struct SessionState {
   // now: a LIST streams, or an AUTH is being checked.
   bool input_held() const { return list.has_value() || auth_pending; }
 };
+
+// The session's dialect as SESSIONS, the HTTP API and the log show it:
+// `ace`, `v1`, or `v1+tls` (protocol 1.1); a v1 connection that has sent
+// nothing yet shows as `v1`.
+inline std::string_view dialect_name(const SessionState& session) {
+  if (session.dialect == protocol::Dialect::kAce) return "ace";
+  return session.tls ? "v1+tls" : "v1";
+}
 
 }  // namespace netsem::server

@@ -166,7 +166,9 @@ Server::Server(asio::io_context& io, ServerConfig config, std::filesystem::path 
 }
 
 Server::~Server() {
-  // The HTTP threads first: their handlers may wait on the loop jobs.
+  // The TLS thread first: it posts to the loop.
+  if (tls_) tls_->stop();
+  // The HTTP threads: their handlers may wait on the loop jobs.
   if (loop_jobs_) loop_jobs_->close();
   if (http_) http_->stop();
 }
@@ -248,6 +250,7 @@ Status Server::start() {
     return Status(StatusCode::kIoError, "cannot listen on " + describe_peer(endpoint) + ": " + error.message());
   }
   port_ = acceptor_.local_endpoint().port();
+  if (auto status = start_tls(); !status) return status;
   auto ready = ReadySet::open(io_);
   if (!ready) return ready.status();
   ready_ = std::move(*ready);
@@ -397,7 +400,9 @@ Status Server::plan_connections() {
     kept_for_http = static_cast<std::size_t>(std::min<std::uint64_t>(http::Limits{}.connections, left / 4));
     http_->limit_connections(static_cast<unsigned>(kept_for_http));
   }
-  auto plan = plan_descriptors(*nofile, *open_now, config_.max_connections, kept_for_http);
+  // And the TLS handshakes' (tls_listener.h), which are not sessions yet.
+  const std::size_t kept_for_tls = tls_ ? TlsListener::kMaxHandshakes : 0;
+  auto plan = plan_descriptors(*nofile, *open_now, config_.max_connections, kept_for_http + kept_for_tls);
   if (!plan) return plan.status();
   connection_limit_ = plan->sessions;
   max_rejecting_ = plan->rejecting;
@@ -511,24 +516,105 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
     reject(std::move(socket), std::string(kLimitLine));
     return;
   }
-  ++counters_.connections_total;
   configure_session_socket(socket, config_.session_timeout_ms);
+  // The session's socket leaves Asio's reactor for the ReadySet (see ready_set.h).
+  std::error_code release_error;
+  UniqueFd fd(socket.release(release_error));
+  if (release_error) {
+    spdlog::warn("connection from {}: cannot take its socket: {}", peer, release_error.message());
+    return;
+  }
+  begin_session(std::move(fd), address, peer, nullptr, {});
+}
+
+void Server::begin_session(UniqueFd fd, const asio::ip::address& address, const std::string& peer, SslPtr ssl,
+                           std::string tls_subject) {
+  ++counters_.connections_total;
   const SessionId id = next_session_id_++;
   // For the admin right (protocol 1.1): IPv6, or IPv4-mapped.
   const auto address_bytes = address.is_v6()
                                  ? address.to_v6().to_bytes()
                                  : asio::ip::make_address_v6(asio::ip::v4_mapped, address.to_v4()).to_bytes();
-  // The session's socket leaves Asio's reactor for the ReadySet (see ready_set.h).
-  std::error_code release_error;
-  UniqueFd fd(socket.release(release_error));
-  if (release_error) {
-    spdlog::warn("session {} from {}: cannot take its socket: {}", id, peer, release_error.message());
-    return;
-  }
   auto session =
       std::make_shared<Session>(*this, *dispatcher_, peer_logs_, io_, *ready_, std::move(fd), id, peer, address_bytes);
+  if (ssl) session->use_tls(std::move(ssl), std::move(tls_subject));
   sessions_.emplace(id, session);
   session->start();  // logs "session began"
+}
+
+Status Server::start_tls() {
+  if (config_.tls_cert.empty()) {
+    if (!config_.tls_key.empty() || !config_.tls_client_ca.empty()) {
+      spdlog::warn("tls_key or tls_client_ca is set but tls_cert is not: TLS is off");
+    }
+    return Status::ok();
+  }
+  if (config_.tls_key.empty()) {
+    return Status(StatusCode::kInvalidArgument, "tls_cert is set but tls_key is not: TLS needs both");
+  }
+  auto context = make_server_tls_context(config_.tls_cert, config_.tls_key, config_.tls_client_ca);
+  if (!context) return context.status();
+  auto listener = TlsListener::start(
+      config_.bind_address, config_.tls_port, std::move(*context),
+      std::chrono::milliseconds(config_.tls_handshake_timeout_ms), config_.session_timeout_ms,
+      [this](TlsListener::Connection connection) {
+        // From the TLS thread to the loop.
+        asio::post(io_, [this, connection = std::make_shared<TlsListener::Connection>(std::move(connection))] {
+          on_tls_accept(std::move(*connection));
+          end_turn();
+        });
+      });
+  if (!listener) return listener.status();
+  tls_ = std::move(*listener);
+  const bool v6 = config_.bind_address.find(':') != std::string::npos;
+  spdlog::info(
+      "TLS on {}{}{}:{} (client certificates {})", v6 ? "[" : "", config_.bind_address, v6 ? "]" : "", tls_->port(),
+      config_.tls_client_ca.empty() ? "not asked for" : "required, verified against " + config_.tls_client_ca.string());
+  return Status::ok();
+}
+
+void Server::on_tls_accept(TlsListener::Connection connection) {
+  if (stopping_) return;  // closed as it goes
+  const std::string peer = describe_peer(connection.remote);
+  const auto address = connection.remote.address();
+  const bool allowed = address.is_v4() ? config_.allowed_networks.allows_v4(address.to_v4().to_uint())
+                                       : config_.allowed_networks.allows(address.to_v6().to_bytes());
+  if (!allowed) {
+    ++counters_.denied_total;
+    peer_logs_.log(peer_logs_.denied, "denied TLS connection from {}: not in allowed_networks", peer);
+    tls_->refuse(std::move(connection), "* ERR DENIED address " + address.to_string() + " is not allowed\n");
+    return;
+  }
+  if (sessions_.size() >= connection_limit_) {
+    ++counters_.limited_total;
+    peer_logs_.log(peer_logs_.refused, "refused TLS connection from {}: {} sessions, the most allowed", peer,
+                   connection_limit_);
+    tls_->refuse(std::move(connection), std::string(kLimitLine));
+    return;
+  }
+  begin_session(std::move(connection.fd), address, peer, std::move(connection.ssl), std::move(connection.subject));
+}
+
+void Server::reload_tls(const ServerConfig& loaded) {
+  if (!tls_) {
+    if (!loaded.tls_cert.empty()) spdlog::warn("SIGHUP: tls_cert is set; TLS starts after a restart");
+    return;
+  }
+  if (loaded.tls_cert.empty() || loaded.tls_key.empty()) {
+    spdlog::error("SIGHUP: tls_cert or tls_key is empty; TLS keeps the running certificates until a restart");
+    return;
+  }
+  auto context = make_server_tls_context(loaded.tls_cert, loaded.tls_key, loaded.tls_client_ca);
+  if (!context) {
+    spdlog::error("SIGHUP: TLS: {}; keeping the running certificates", context.status().message());
+    return;
+  }
+  tls_->set_context(std::move(*context));
+  config_.tls_cert = loaded.tls_cert;
+  config_.tls_key = loaded.tls_key;
+  config_.tls_client_ca = loaded.tls_client_ca;
+  spdlog::info("SIGHUP: TLS certificates read again from {} (client certificates {})", config_.tls_cert.string(),
+               config_.tls_client_ca.empty() ? "not asked for" : "verified against " + config_.tls_client_ca.string());
 }
 
 void Server::reject(asio::ip::tcp::socket socket, std::string line) {
@@ -565,6 +651,7 @@ void Server::stop() {
   publish_timer_.cancel();
   std::error_code ignored;
   acceptor_.close(ignored);
+  if (tls_) tls_->stop();  // handshakes in progress are dropped
   // Back to the default actions: a second SIGTERM or SIGINT during the
   // shutdown ends the process at once.
   signals_.clear(ignored);
@@ -646,6 +733,7 @@ void Server::reload() {
   config_.admin_networks_text = std::move(loaded->admin_networks_text);
   if (http_backend_) http_backend_->set_access(config_.allowed_networks, config_.admin_networks);
   reload_auth(*loaded);
+  reload_tls(*loaded);
   config_.slow_wait_ms = loaded->slow_wait_ms;
   table_->set_slow_wait(std::chrono::milliseconds(config_.slow_wait_ms));
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began);

@@ -42,6 +42,7 @@
 #include "server/loop_jobs.h"
 #include "server/service_notify.h"
 #include "server/session_host.h"
+#include "server/tls_listener.h"
 #include "table/semaphore_table.h"
 
 namespace netsem::server {
@@ -75,6 +76,8 @@ class Server final : private JournalProgress, public SessionHost {
   Status start();
   // The port actually bound (useful with bind_port = 0).
   std::uint16_t port() const { return port_; }
+  // The TLS listener's port; 0 when TLS is off (tls_cert unset).
+  std::uint16_t tls_port() const { return tls_ ? tls_->port() : 0; }
   // The HTTP listener's port; 0 when it is off or could not listen.
   std::uint16_t http_port() const { return http_ ? http_->port() : 0; }
   // Begins a clean shutdown: stop accepting, tell v1 sessions, close them,
@@ -117,6 +120,21 @@ class Server final : private JournalProgress, public SessionHost {
   enum class SpareOutcome : std::uint8_t { kRefused, kNobodyWaiting, kFailed };
   SpareOutcome refuse_with_spare();
   void on_accept(asio::ip::tcp::socket socket);
+  // The TLS listener (tls_listener.h), when tls_cert is set: its context
+  // from the configured files, its thread started. kInvalidArgument for a
+  // file that cannot be read or a missing tls_key, kIoError when it cannot
+  // listen.
+  Status start_tls();
+  // An established TLS connection, posted by the TLS listener's thread:
+  // refused (DENIED, LIMIT) like a plain one, or served as a session.
+  void on_tls_accept(TlsListener::Connection connection);
+  // SIGHUP: reads the TLS files of `loaded` again; on failure keeps the
+  // running ones and logs an error.
+  void reload_tls(const ServerConfig& loaded);
+  // Makes and starts the session of an accepted connection; `ssl` set for
+  // a TLS one.
+  void begin_session(UniqueFd fd, const asio::ip::address& address, const std::string& peer, SslPtr ssl,
+                     std::string tls_subject);
   void reject(asio::ip::tcp::socket socket, std::string line);
   void wait_signals();
   void arm_deadline_timer();
@@ -183,6 +201,7 @@ class Server final : private JournalProgress, public SessionHost {
   std::unique_ptr<LoopJobs> loop_jobs_;        // HTTP threads' queries; made by start_http()
   std::unique_ptr<HttpBackend> http_backend_;  // made by start_http()
   std::unique_ptr<http::Listener> http_;       // null when http_enabled is off or it could not listen
+  std::unique_ptr<TlsListener> tls_;           // null when TLS is off
   bool log_report_armed_ = false;
   ServiceNotify notify_;  // systemd: READY, RELOADING, STOPPING, WATCHDOG
   asio::steady_timer watchdog_timer_;

@@ -11,6 +11,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -32,6 +34,8 @@ constexpr std::size_t kKeepOutputCapacity = 4 << 10;
 constexpr std::size_t kStreamBytesPerTurn = 256 << 10;
 // SO_SNDBUF of every session (Linux doubles it for its bookkeeping).
 constexpr int kSocketSendBuffer = 64 << 10;
+// The most plaintext one TLS record carries (RFC 8446, 5.1).
+constexpr std::size_t kTlsRecordBytes = 16 << 10;
 
 }  // namespace
 
@@ -49,6 +53,13 @@ Session::Session(SessionHost& host, Dispatcher& dispatcher, PeerLogs& logs, asio
 
 Session::~Session() = default;
 
+void Session::use_tls(SslPtr ssl, std::string subject) {
+  ssl_ = std::move(ssl);
+  state_.tls = true;
+  state_.tls_subject = std::move(subject);
+  state_.dialect = protocol::Dialect::kV1;  // never ACE over TLS
+}
+
 void Session::start() {
   const int fd = fd_.get();
   const int flags = ::fcntl(fd, F_GETFL);
@@ -62,6 +73,15 @@ void Session::start() {
   dispatcher_.begin_session(state_);
   arm_idle_timer();
   update_interest();
+  // Records the handshake read along with its last message: the set would
+  // not report them (they left the socket).
+  if (ssl_ && SSL_has_pending(ssl_.get()) == 1) {
+    asio::post(io_, [self = shared_from_this()] {
+      if (self->stage_ == Stage::kClosed) return;
+      self->on_ready(EPOLLIN);
+      self->host_.end_turn();
+    });
+  }
 }
 
 void Session::update_interest() {
@@ -71,7 +91,7 @@ void Session::update_interest() {
   // read: the peer's requests wait in its socket, not in the server
   // (resume_input() reads on).
   if (!input_done_ && !state_.input_held()) wanted |= ReadySet::kRead;
-  if (write_waiting_) wanted |= ReadySet::kWrite;
+  if (write_waiting_ || tls_read_wants_write_) wanted |= ReadySet::kWrite;
   if (registered_ && wanted == interest_) return;
   const bool ok = registered_ ? ready_.modify(fd_.get(), state_.id, wanted) : ready_.add(fd_.get(), state_.id, wanted);
   if (!ok) {
@@ -92,6 +112,10 @@ bool Session::on_ready(std::uint32_t events) {
     if (stage_ == Stage::kClosed) return false;
   }
   bool more = false;
+  if (tls_read_wants_write_ && ((events & EPOLLOUT) != 0 || broken)) {
+    tls_read_wants_write_ = false;
+    events |= EPOLLIN;  // the read it wanted to write for
+  }
   if ((events & (EPOLLIN | EPOLLRDHUP)) != 0 || broken) {
     if ((interest_ & ReadySet::kRead) != 0) {
       more = on_readable(events);
@@ -114,27 +138,93 @@ bool Session::on_ready(std::uint32_t events) {
 }
 
 bool Session::on_readable(std::uint32_t events) {
+  if (ssl_) return on_readable_tls(events);
   std::string& buffer = host_.read_buffer();
   const ssize_t n = ::recv(fd_.get(), buffer.data(), buffer.size(), 0);
   if (n < 0 && errno == EINTR) return true;                              // reported again
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;  // nothing there
   if (n <= 0) {
-    // End of input (FIN) or a reset: the peer is gone or done sending. The
-    // requests already read are answered, then the connection closes.
-    const std::string reason = n == 0 ? std::string("end of input") : std::string(std::strerror(errno));
-    input_done_ = true;
-    if (stage_ == Stage::kOpen && state_.input_held()) {
-      input_ended_ = true;  // after the LIST (or AUTH) and the requests held behind it
-      return false;
-    }
-    if (stage_ == Stage::kOpen) end(stats::EndCause::kClose, reason);
-    if (stage_ == Stage::kDraining && state_.unwritten() == 0) close_now(stats::EndCause::kClose);
+    on_input_end(n == 0 ? std::string("end of input") : std::string(std::strerror(errno)));
     return false;
   }
   if (stage_ == Stage::kOpen) consume(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
   // Level-triggered, the socket stays ready, but the set's descriptor is
   // woken only by new arrivals (ReadySet): say so when more is there.
   return static_cast<std::size_t>(n) == buffer.size() || (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+}
+
+void Session::on_input_end(const std::string& reason) {
+  // End of input (FIN, or TLS's close_notify) or a reset: the peer is gone
+  // or done sending. The requests already read are answered, then the
+  // connection closes.
+  input_done_ = true;
+  if (stage_ == Stage::kOpen && state_.input_held()) {
+    input_ended_ = true;  // after the LIST (or AUTH) and the requests held behind it
+    return;
+  }
+  if (stage_ == Stage::kOpen) end(stats::EndCause::kClose, reason);
+  if (stage_ == Stage::kDraining && state_.unwritten() == 0) close_now(stats::EndCause::kClose);
+}
+
+bool Session::on_readable_tls(std::uint32_t events) {
+  std::string& buffer = host_.read_buffer();
+  std::size_t got = 0;
+  bool drained = false;  // OpenSSL found the socket empty
+  std::optional<std::string> ended;
+  // Whole records only: with room for the largest, SSL_read leaves none of
+  // a record's bytes inside OpenSSL, where the ReadySet cannot see them.
+  while (buffer.size() - got >= kTlsRecordBytes) {
+    ERR_clear_error();
+    const int n = SSL_read(ssl_.get(), buffer.data() + got, static_cast<int>(buffer.size() - got));
+    if (n > 0) {
+      got += static_cast<std::size_t>(n);
+      continue;
+    }
+    const int error = SSL_get_error(ssl_.get(), n);
+    if (error == SSL_ERROR_WANT_READ) {
+      drained = true;
+    } else if (error == SSL_ERROR_WANT_WRITE) {
+      drained = true;
+      tls_read_wants_write_ = true;  // update_interest() watches for room
+    } else if (error == SSL_ERROR_ZERO_RETURN) {
+      ended = "end of input";
+    } else if (error == SSL_ERROR_SYSCALL) {
+      ended = errno != 0 ? std::string(std::strerror(errno)) : std::string("end of input");
+    } else {
+      const unsigned long code = ERR_peek_last_error();
+      const char* reason = code != 0 ? ERR_reason_error_string(code) : nullptr;
+      ended = std::string("TLS error: ") + (reason != nullptr ? reason : "unknown");
+    }
+    ERR_clear_error();
+    break;
+  }
+  if (got > 0 && stage_ == Stage::kOpen) consume(std::string_view(buffer.data(), got));
+  if (ended && stage_ != Stage::kClosed) {
+    on_input_end(*ended);
+    return false;
+  }
+  // Stopped with room for less than a record: more may wait in the socket.
+  return !drained || (got > 0 && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
+}
+
+ssize_t Session::write_some(const char* data, std::size_t size) {
+  if (!ssl_) return ::send(fd_.get(), data, size, MSG_NOSIGNAL | MSG_DONTWAIT);
+  ERR_clear_error();
+  const int n = SSL_write(ssl_.get(), data, static_cast<int>(std::min<std::size_t>(size, 1 << 30)));
+  if (n > 0) return n;
+  const int error = SSL_get_error(ssl_.get(), n);
+  const int saved = errno;
+  ERR_clear_error();
+  if (error == SSL_ERROR_WANT_WRITE) {
+    errno = EAGAIN;
+  } else if (error == SSL_ERROR_SYSCALL && saved != 0) {
+    errno = saved;
+  } else {
+    // A closed connection, a TLS error, or a write that wants to read
+    // (renegotiation, which the context refuses): the session ends.
+    errno = error == SSL_ERROR_SYSCALL || error == SSL_ERROR_ZERO_RETURN ? EPIPE : EPROTO;
+  }
+  return -1;
 }
 
 void Session::resume_input() {
@@ -262,8 +352,7 @@ void Session::flush() {
   for (;;) {
     const std::size_t sendable = dispatcher_.sendable_end(state_);
     while (state_.out_sent < sendable) {
-      const ssize_t n =
-          ::send(fd_.get(), out.data() + state_.out_sent, sendable - state_.out_sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+      const ssize_t n = write_some(out.data() + state_.out_sent, sendable - state_.out_sent);
       const int error = n < 0 ? errno : 0;
       if (error == EINTR) continue;
       if (error == EAGAIN || error == EWOULDBLOCK) {
@@ -309,8 +398,13 @@ void Session::flush() {
   if (out.capacity() > kKeepOutputCapacity) out.shrink_to_fit();
   account_output();
   if (stage_ == Stage::kDraining) {
-    // Everything said: shut the sending side, then discard input until the
-    // peer closes or the drain time is up.
+    // Everything said: shut the sending side (TLS first: close_notify),
+    // then discard input until the peer closes or the drain time is up.
+    if (ssl_) {
+      ERR_clear_error();
+      (void)SSL_shutdown(ssl_.get());
+      ERR_clear_error();
+    }
     ::shutdown(fd_.get(), SHUT_WR);
     if (input_done_) {
       close_now(stats::EndCause::kClose);  // the peer has closed already (ended: not counted again)
@@ -426,6 +520,7 @@ void Session::close_now(stats::EndCause cause) {
     ready_.remove(fd_.get());  // a copy of the descriptor elsewhere would keep it in the set
     registered_ = false;
   }
+  ssl_.reset();
   fd_.reset();
   // Nothing more will be written: the answers' memory goes now.
   state_.out = std::string();

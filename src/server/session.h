@@ -24,6 +24,13 @@
 // completions of queued requests are written at once, between ITEM lines
 // (they carry their own tag).
 //
+// TLS (use_tls): the bytes go through the connection's OpenSSL object,
+// SSL_read and SSL_write on the same non-blocking descriptor, still watched
+// by the ReadySet. A read takes whole TLS records only (at most 16 KiB each,
+// never more than the room left in the buffer), so OpenSSL keeps no
+// decrypted bytes back that the set could not report; the session is
+// protocol v1 from its first byte (ACE is never offered over TLS).
+//
 // Lifetime: owned by shared_ptr; pending waits and the timer hold a reference,
 // the Server's registry holds one until the session ends. Ending a session
 // (end()) gives its permits back at once; the socket may linger a moment to
@@ -49,6 +56,7 @@
 #include "protocol/ace_codec.h"
 #include "protocol/codec.h"
 #include "server/session_host.h"
+#include "server/tls_listener.h"
 
 namespace netsem::server {
 
@@ -66,6 +74,10 @@ class Session final : public std::enable_shared_from_this<Session>, private Sess
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
+  // Makes this a TLS session over `ssl` (its handshake done on `fd`), with
+  // the client certificate's verified subject (or ""). REQUIRES: before
+  // start().
+  void use_tls(SslPtr ssl, std::string subject);
   // Starts reading. REQUIRES: called once, right after construction.
   void start();
   // The socket is ready (ReadySet events: EPOLLIN, EPOLLOUT, EPOLLHUP,
@@ -119,6 +131,13 @@ class Session final : public std::enable_shared_from_this<Session>, private Sess
   // One read; true when more may be waiting: it filled the buffer, or it
   // took data while `events` tell of an end of input still to be read.
   bool on_readable(std::uint32_t events);
+  // on_readable() of a TLS session.
+  bool on_readable_tls(std::uint32_t events);
+  // The end of the peer's input (or a read error), with why, for the log.
+  void on_input_end(const std::string& reason);
+  // send()'s contract over the session's transport: bytes written, or -1
+  // with errno (EAGAIN: no room now).
+  ssize_t write_some(const char* data, std::size_t size);
   void on_timer();
   void arm_close_deadline(Clock::duration after);
   void arm_heartbeat();
@@ -147,6 +166,10 @@ class Session final : public std::enable_shared_from_this<Session>, private Sess
   asio::io_context& io_;
   ReadySet& ready_;
   UniqueFd fd_;
+  SslPtr ssl_;  // TLS sessions only; reads and writes fd_
+  // A TLS read must write first (a TLS 1.3 key update while the socket was
+  // full): the session watches for room, then reads.
+  bool tls_read_wants_write_ = false;
   SessionState state_;
   std::uint32_t interest_ = 0;  // what the ReadySet watches for now
   bool registered_ = false;     // in the ReadySet

@@ -57,9 +57,10 @@ test "$(field Architecture)" = "$arch" || fail "Architecture: $(field Architectu
 for name in Maintainer Description Section Priority; do
   test -n "$(field "$name")" || fail "no $name field"
 done
-# Depends computed by dpkg-shlibdeps: the C and C++ runtimes, spdlog and fmt.
+# Depends computed by dpkg-shlibdeps: the C and C++ runtimes, spdlog, fmt and
+# OpenSSL (libssl3: TLS in netsemd and libnetsem).
 depends="$(field Depends)"
-for library in libc6 libstdc++6 libspdlog libfmt; do
+for library in libc6 libstdc++6 libspdlog libfmt libssl3; do
   grep -q "$library" <<<"$depends" || fail "Depends lacks $library: $depends"
 done
 

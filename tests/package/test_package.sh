@@ -41,5 +41,5 @@ LD_LIBRARY_PATH="$libdir" "$scratch/consumer-pc"
 grep -q "libnetsem\.so" <<<"$(LD_LIBRARY_PATH="$libdir" ldd "$scratch/consumer-pc")" || fail "pkg-config's link is not the shared library"
 # shellcheck disable=SC2046
 "${CXX:-c++}" -std=c++20 "$source_dir/consumer/main.cc" -o "$scratch/consumer-pc-static" $(pkg-config --cflags netsem) \
-  "$libdir/libnetsem.a" -lspdlog -lfmt -pthread
+  "$libdir/libnetsem.a" -lspdlog -lfmt -lssl -lcrypto -pthread
 "$scratch/consumer-pc-static"
