@@ -122,6 +122,16 @@ const std::vector<OptionSpec>& option_table() {
          o.queued_off = v == "off";
          return {};
        }},
+      {"tls-port", "PORT", "none",
+       "netsem: the load's connections go to netsemd's TLS port and speak TLS (with --tls-ca); the setup's "
+       "control connection stays on --port (cycle scenarios)",
+       [](std::string_view v, Options& o) { return parse_number<std::uint16_t>(v, 1, 65535, o.tls_port); }},
+      {"tls-ca", "FILE", "none",
+       "with --tls-port: the CA certificate (PEM) the server's certificate must verify against",
+       [](std::string_view v, Options& o) -> std::string {
+         o.tls_ca = v;
+         return v.empty() ? "must name a file" : "";
+       }},
       {"warmup", "S", "1", "load before measuring (cycle scenarios and ace)",
        [](std::string_view v, Options& o) { return parse_seconds(v, 0, o.warmup); }},
       {"server-pid", "PID", "none",
@@ -267,6 +277,9 @@ std::string parse_options(int argc, char** argv, Options& options) {
                       options.scenario == Scenario::kSpread || options.scenario == Scenario::kPipelined;
   if (options.queued_off && (options.target != Target::kNetsem || !cycles)) {
     return "--queued off applies to --target netsem in cycle1, contended, spread and pipelined";
+  }
+  if (options.tls_port != 0 && (options.target != Target::kNetsem || !cycles || options.tls_ca.empty())) {
+    return "--tls-port applies to --target netsem in cycle1, contended, spread and pipelined, with --tls-ca";
   }
   if (options.ops != 0 && (options.scenario == Scenario::kSessions || options.scenario == Scenario::kNames)) {
     return "--ops applies to the cycle scenarios and ace (sessions and names count what they make)";

@@ -36,6 +36,10 @@ struct Options {
   double seconds = 5;
   std::uint64_t ops = 0;    // 0: none; else the measured window ends after this many ops
   bool queued_off = false;  // netsem: every connection sends `OPTION queued off` first (protocol 1.1)
+  // netsem: the load's connections go to this TLS port (tls_port) and speak
+  // TLS, verifying the server against tls_ca; setup stays on --port. 0: off.
+  std::uint16_t tls_port = 0;
+  std::string tls_ca;
   double warmup = 1;
   pid_t server_pid = 0;  // 0: not given
   bool json = false;

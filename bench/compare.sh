@@ -17,7 +17,10 @@
 # time through --server-pid. netsemd alone then runs ace, and sessions and names (the
 # memory figures) each on a fresh netsemd. bench/compare_report.py prints a
 # markdown table of medians with min–max, and the last line of stdout is
-#   ratios: contended_vs_floor=A spread_vs_floor=B cycle1_vs_floor=C cpu_vs_floor=D contended_vs_redis=E spread_vs_redis=F cpu_vs_redis=G
+#   ratios: contended_vs_floor=A spread_vs_floor=B cycle1_vs_floor=C cpu_vs_floor=D contended_vs_redis=E spread_vs_redis=F cpu_vs_redis=G cycle1_tls_vs_plain=J contended_tls_vs_plain=K
+# (cycle1 and contended also run over netsemd's TLS port, the system
+# "netsemtls", with a certificate made by openssl for the run: the last two
+# ratios are TLS's cycles/s over plain TCP's.)
 # Progress goes to stderr. Servers and temporary files go on every exit.
 #
 # Usage: bench/compare.sh [--quick] [--reps N] [--seconds S] [--warmup S]
@@ -50,7 +53,7 @@ work=
 NETSEMD=
 BENCH=
 PYTHON=
-NETSEM_PID='' NETSEM_PORT='' NETSEM_DIR='' netsem_generation=0
+NETSEM_PID='' NETSEM_PORT='' NETSEM_TLS_PORT='' NETSEM_DIR='' netsem_generation=0
 FLOOR_PID='' FLOOR_PORT=''
 REDIS_PID='' REDIS_PORT=''
 
@@ -163,11 +166,28 @@ free_port() {
   "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# netsemd on a fresh data directory and a port of its own choosing.
+# A CA and a certificate for 127.0.0.1 in $work/tls, for netsemd's TLS port
+# (the system "netsemtls"), made once with the openssl command.
+make_tls_files() {
+  [[ -s $work/tls/server.pem ]] && return 0
+  mkdir -p "$work/tls"
+  local dir=$work/tls
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -keyout "$dir/ca.key" \
+    -out "$dir/ca.pem" -subj "/CN=bench CA" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$dir/server.key" -out "$dir/server.csr" \
+    -subj "/CN=127.0.0.1" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\n' >"$dir/san.ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial -days 2 \
+    -extfile "$dir/san.ext" -out "$dir/server.pem" 2>/dev/null
+}
+
+# netsemd on a fresh data directory and a port of its own choosing, with its
+# TLS port on too (a port of its own choosing).
 start_netsem() {
   netsem_generation=$((netsem_generation + 1))
   NETSEM_DIR=$work/netsemd-$netsem_generation
   mkdir -p "$NETSEM_DIR/data"
+  make_tls_files
   cat >"$NETSEM_DIR/netsem.ini" <<EOF
 [server]
 bind_address = 127.0.0.1
@@ -177,6 +197,9 @@ data_dir = $NETSEM_DIR/data
 log_level = info
 max_connections = 20000
 max_semaphores = 2000000
+tls_port = 0
+tls_cert = $work/tls/server.pem
+tls_key = $work/tls/server.key
 
 [semaphores]
 bench.contended = 10
@@ -186,7 +209,9 @@ EOF
   local line
   line=$(wait_for_log "$NETSEM_PID" "$NETSEM_DIR/log" 'listening on 127\.0\.0\.1:[0-9]+' netsemd) || exit 1
   NETSEM_PORT=${line##*:}
-  log "netsemd (pid $NETSEM_PID) on 127.0.0.1:$NETSEM_PORT"
+  line=$(grep -oE 'TLS on 127\.0\.0\.1:[0-9]+' "$NETSEM_DIR/log" | head -1) || die "netsemd logged no TLS port"
+  NETSEM_TLS_PORT=${line##*:}
+  log "netsemd (pid $NETSEM_PID) on 127.0.0.1:$NETSEM_PORT, TLS on $NETSEM_TLS_PORT"
 }
 
 stop_netsem() {
@@ -226,8 +251,10 @@ start_redis() {
 target_args=()
 set_target_args() {
   local pid port
+  local extra=() target=$1
   case $1 in
     netsem) pid=$NETSEM_PID port=$NETSEM_PORT ;;
+    netsemtls) pid=$NETSEM_PID port=$NETSEM_PORT target=netsem extra=(--tls-port "$NETSEM_TLS_PORT" --tls-ca "$work/tls/ca.pem") ;;
     floor) pid=$FLOOR_PID port=$FLOOR_PORT ;;
     redis) pid=$REDIS_PID port=$REDIS_PORT ;;
     *) die "unknown system $1" ;;
@@ -235,7 +262,7 @@ set_target_args() {
   if [[ -z $pid ]] || ! kill -0 "$pid" 2>/dev/null; then
     die "the $1 server (pid ${pid:-none}) is not running"
   fi
-  target_args=(--target "$1" --port "$port" --server-pid "$pid")
+  target_args=(--target "$target" --port "$port" --server-pid "$pid" "${extra[@]}")
 }
 
 # run_bench FILE SYSTEM ARGS...: one netsem-bench --json run against SYSTEM,
@@ -378,8 +405,9 @@ main() {
       # the rotation (netsemqoff in the file names).
       local rotation=("${systems[@]}")
       [[ $scenario == contended && $queued == off ]] && rotation=(netsem netsemqoff "${systems[@]:1}")
-      # cycle1 and contended also through the Python client, against netsemd.
-      [[ $scenario == cycle1 || $scenario == contended ]] && rotation+=(python)
+      # cycle1 and contended also through the Python client, and over
+      # netsemd's TLS port (netsemtls), against the same netsemd.
+      [[ $scenario == cycle1 || $scenario == contended ]] && rotation+=(python netsemtls)
       local m=${#rotation[@]}
       for ((i = 0; i < m; i++)); do
         local system=${rotation[(i + rep) % m]} extra=()
@@ -414,7 +442,7 @@ main() {
       echo "commit: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"
       echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
       echo "load average before the report: $(cut -d' ' -f1-3 /proc/loadavg)"
-      echo "systems: ${systems[*]}$([[ $queued == off ]] && echo ', and netsemd with OPTION queued off in contended'); the Python client in cycle1 and contended; $reps repetitions of $seconds s ($warmup s warm-up); sessions $sessions; names $names"
+      echo "systems: ${systems[*]}$([[ $queued == off ]] && echo ', and netsemd with OPTION queued off in contended'); the Python client and the TLS port in cycle1 and contended; $reps repetitions of $seconds s ($warmup s warm-up); sessions $sessions; names $names"
       echo "measured in ${elapsed} s"
     } >"$out/meta.txt"
   fi

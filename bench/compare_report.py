@@ -26,7 +26,11 @@ prints, in markdown:
   queued off` (compare.sh --queued off; their JSON says "queued_answers":
   "off"), it shows as the scenario "contended, queued off" and the line ends
   with contended_qoff_vs_floor=H cpu_qoff_vs_floor=I, the same two ratios
-  for it (issue 11: at least 0.85, and at least 1/1.3 = 0.77).
+  for it (issue 11: at least 0.85, and at least 1/1.3 = 0.77). When the runs
+  include netsemd's TLS port (compare.sh's system "netsemtls": cycle1 and
+  contended; their JSON says "tls": true), the line ends with
+  cycle1_tls_vs_plain=J contended_tls_vs_plain=K: TLS's cycles/s over plain
+  TCP's on the same netsemd (issue 15).
 
 Usage: compare_report.py DIR_OR_FILE...   (standard library only)
 """
@@ -40,9 +44,11 @@ import sys
 QUEUED_OFF = "contended, queued off"
 SCENARIOS = ["cycle1", "contended", QUEUED_OFF, "spread", "pipelined", "ace", "sessions", "names"]
 MEMORY_SCENARIOS = {"sessions", "names"}
-SYSTEMS = ["netsem", "python", "floor", "redis"]
-# "python" is netsemd too, driven through the Python client (bench/python_bench.py).
-SYSTEM_LABEL = {"netsem": "netsemd", "python": "Python client", "floor": "floor", "redis": "Redis"}
+SYSTEMS = ["netsem", "netsemtls", "python", "floor", "redis"]
+# "python" is netsemd too, driven through the Python client (bench/python_bench.py);
+# "netsemtls" is netsemd's TLS port (netsem-bench --tls-port; the JSON says "tls": true).
+SYSTEM_LABEL = {"netsem": "netsemd", "netsemtls": "netsemd over TLS", "python": "Python client", "floor": "floor",
+                "redis": "Redis"}
 FILE_NAME = re.compile(r"^(rep(\d+)|once)-[a-z0-9]+-[a-z0-9]+\.json$")
 
 
@@ -113,7 +119,8 @@ def main(argv):
         scenario = run["scenario"]
         if run.get("queued_answers") == "off":
             scenario += ", queued off"
-        groups.setdefault((scenario, run["target"]), []).append((rep, run))
+        system = run["target"] + ("tls" if run.get("tls") else "")
+        groups.setdefault((scenario, system), []).append((rep, run))
 
     def ordered(keys):
         def rank(key):
@@ -198,6 +205,17 @@ def main(argv):
         if reps:
             values = [ratio(ours[r]["ops_per_s"], theirs[r]["ops_per_s"]) for r in reps]
             paired.append((f"{scenario} throughput, Python client / netsem-bench", values))
+    # TLS against plain TCP on the same netsemd: what TLS costs.
+    for scenario in ("cycle1", "contended"):
+        ours = {rep: run for rep, run in groups.get((scenario, "netsemtls"), []) if rep is not None}
+        theirs = {rep: run for rep, run in groups.get((scenario, "netsem"), []) if rep is not None}
+        reps = sorted(set(ours) & set(theirs))
+        if reps:
+            values = [ratio(ours[r]["ops_per_s"], theirs[r]["ops_per_s"]) for r in reps]
+            paired.append((f"{scenario} throughput, TLS / plain TCP", values))
+            values = [ratio(ours[r]["server_cpu_us_per_op"], theirs[r]["server_cpu_us_per_op"])
+                      if ours[r]["server_cpu_us_per_op"] and theirs[r]["server_cpu_us_per_op"] else None for r in reps]
+            paired.append((f"{scenario} server CPU per op, TLS / plain TCP", values))
     if paired:
         print()
         print("| ratio in each repetition (same rep, back to back) | median (min–max) | by repetition |")
@@ -219,6 +237,11 @@ def main(argv):
         figures += [
             ("contended_qoff_vs_floor", ratio(ops(QUEUED_OFF, "netsem"), ops("contended", "floor"))),
             ("cpu_qoff_vs_floor", ratio(cpu("contended", "floor"), cpu(QUEUED_OFF, "netsem"))),
+        ]
+    if ("cycle1", "netsemtls") in groups or ("contended", "netsemtls") in groups:
+        figures += [
+            ("cycle1_tls_vs_plain", ratio(ops("cycle1", "netsemtls"), ops("cycle1", "netsem"))),
+            ("contended_tls_vs_plain", ratio(ops("contended", "netsemtls"), ops("contended", "netsem"))),
         ]
     print()
     print("ratios: " + " ".join(f"{name}={'n/a' if value is None else f'{value:.2f}'}" for name, value in figures))

@@ -4,6 +4,11 @@
 // queued with send() once at the end of the batch (or as soon as it is
 // connected), falling back to a writable wait when the socket is full.
 //
+// TLS (use_tls(), netsem-bench --tls-port): after the connect, a TLS
+// handshake driven by the same readiness events; reads and writes then go
+// through OpenSSL (a read drains what OpenSSL has, since the loop is
+// level-triggered on the socket, not on OpenSSL's buffer).
+//
 // A Connection object outlives its socket: a scenario keeps one per client
 // and reconnects it (from a deferred task, see event_loop.h) after a close.
 //
@@ -16,6 +21,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+
+#include <openssl/ssl.h>
 
 #include "event_loop.h"
 
@@ -43,6 +50,11 @@ class Connection final : public EventLoop::Handler {
    protected:
     ~Listener() = default;
   };
+
+  // Every Connection connects with TLS from now on, verifying the server
+  // against `ca_file` (PEM) and the name 127.0.0.1; false with a message
+  // when the file cannot be used.
+  static bool use_tls(const std::string& ca_file, std::string& error);
 
   // `index` is the listener's number for this connection (its client).
   Connection(EventLoop& loop, Listener& listener, std::size_t index);
@@ -76,6 +88,9 @@ class Connection final : public EventLoop::Handler {
 
  private:
   void finish_connect();
+  // Drives the TLS handshake; on_connected once it is done.
+  void continue_handshake();
+  void connected();
   void read_once();
   void flush();
   void fail(int error);
@@ -94,6 +109,8 @@ class Connection final : public EventLoop::Handler {
   std::size_t in_end_ = 0;
   std::string out_;
   std::size_t out_sent_ = 0;
+  SSL* ssl_ = nullptr;  // TLS only; reads and writes fd_
+  bool handshaking_ = false;
 };
 
 }  // namespace netsem::bench

@@ -47,7 +47,7 @@ class CycleDriver final : public Connection::Listener {
 
   void start() {
     for (Client& client : clients_) {
-      if (client.connection->connect(context_.endpoint)) {
+      if (client.connection->connect(context_.load_endpoint)) {
         ++live_;
       } else {
         m_.error("connect: " + std::string(std::strerror(errno)));

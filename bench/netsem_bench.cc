@@ -5,6 +5,7 @@
 // scenarios.h (the drivers), wire (targets), floor_server, report.
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -76,7 +77,16 @@ int main(int argc, char** argv) {
                        std::to_string(options.server_pid) + "/stat");
   }
   raise_fd_limit();
-  RunContext context{options, endpoint, options.server_pid};
+  RunContext context{options, endpoint, options.server_pid, endpoint};
+  if (options.tls_port != 0) {
+    std::string error;
+    if (!Connection::use_tls(options.tls_ca, error)) return usage_error(error);
+    if (const auto refused = loopback_endpoint(options.host, options.tls_port, context.load_endpoint);
+        !refused.empty()) {
+      return usage_error(refused);
+    }
+    std::signal(SIGPIPE, SIG_IGN);  // OpenSSL writes with write(): a closed connection must not kill the bench
+  }
   std::unique_ptr<FloorChild> floor;
   if (options.target == Target::kFloor && !options.port_given) {
     std::string error;
@@ -87,6 +97,7 @@ int main(int argc, char** argv) {
     }
     options.port = floor->port();
     (void)loopback_endpoint(options.host, options.port, context.endpoint);
+    context.load_endpoint = context.endpoint;
     context.server_pid = floor->pid();
   }
 

@@ -98,14 +98,15 @@ std::string report_json(const Options& o, const Measurement& m) {
       "\"queued\":{},\"errors\":{},\"first_error\":{},\"server_cpu_us_per_op\":{},"
       "\"server_system_cpu_us_per_op\":{},\"client_cpu_us_per_op\":{},"
       "\"server_rss_before\":{},\"server_rss_after\":{},\"per\":{},\"bytes_per\":{},\"limit\":{},"
-      "\"queued_answers\":{},\"notes\":[{}]}}\n",
+      "\"queued_answers\":{},\"tls\":{},\"notes\":[{}]}}\n",
       json_string(target_name(o.target)), json_string(scenario_name(o.scenario)), o.clients, o.pipeline, o.names,
       m.seconds, o.warmup, json_string(m.op), m.ops, per_second(m), us(h.percentile(0.5)), us(h.percentile(0.99)),
       us(h.percentile(0.999)), us(h.max()), h.mean() / 1000.0, h.count(), m.queued, m.errors,
       json_string(m.first_error), json_or_null(per_op(m.server_cpu_us, m.ops)),
       json_or_null(per_op(m.server_system_cpu_us, m.ops)), json_or_null(per_op(m.client_cpu_us, m.ops)),
       json_or_null(m.rss_before), json_or_null(m.rss_after), m.per.empty() ? "null" : json_string(m.per),
-      json_or_null(bytes_per(m)), json_or_null(m.limit), o.queued_off ? "\"off\"" : "\"on\"", notes);
+      json_or_null(bytes_per(m)), json_or_null(m.limit), o.queued_off ? "\"off\"" : "\"on\"",
+      o.tls_port != 0 ? "true" : "false", notes);
 }
 
 }  // namespace netsem::bench

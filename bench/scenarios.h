@@ -22,6 +22,9 @@ struct RunContext {
   const Options& options;
   Endpoint endpoint;
   pid_t server_pid = 0;  // 0: unknown (no CPU or RSS figures)
+  // Where the cycle scenarios' load connects: `endpoint`, or the TLS port
+  // (--tls-port) while setup and checks stay on `endpoint`.
+  Endpoint load_endpoint;
 };
 
 Measurement run_cycles(const RunContext& context);

@@ -49,4 +49,14 @@ report=$(python3 "$repo/bench/compare_report.py" "$dir")
 [[ $(tail -n 1 <<<"$report") == "$last" ]] || fail "the Python client's runs changed the ratios line: $(tail -n 1 <<<"$report")"
 grep -qF '| cycle1 | Python client | 1 | 2,500 |' <<<"$report" || fail "no Python client row: $report"
 grep -qF '| cycle1 throughput, Python client / netsem-bench | 0.50 |' <<<"$report" || fail "no Python pairing: $report"
+# netsemd's TLS port (netsem-bench --tls-port: target netsem, "tls": true):
+# rows of their own, paired with plain TCP, and two more ratios at the end.
+printf '{"target":"netsem","scenario":"cycle1","ops_per_s":4000,"latency_us":{"p50":1.0,"p99":2.0},"errors":0,' >"$dir/rep00-cycle1-netsemtls.json"
+printf '"first_error":"","server_cpu_us_per_op":84,"server_system_cpu_us_per_op":20,"queued_answers":"on","tls":true}\n' >>"$dir/rep00-cycle1-netsemtls.json"
+report=$(python3 "$repo/bench/compare_report.py" "$dir")
+tls_last=$(tail -n 1 <<<"$report")
+[[ $tls_last == "$last cycle1_tls_vs_plain=0.80 contended_tls_vs_plain=n/a" ]] || fail "with TLS runs: $tls_last"
+grep -qF '| cycle1 | netsemd over TLS | 1 | 4,000 |' <<<"$report" || fail "no TLS row: $report"
+grep -qF '| cycle1 throughput, TLS / plain TCP | 0.80 |' <<<"$report" || fail "no TLS pairing: $report"
+grep -qF '| cycle1 server CPU per op, TLS / plain TCP | 1.20 |' <<<"$report" || fail "no TLS CPU pairing: $report"
 echo "compare_report_test: ok"

@@ -28,13 +28,16 @@ last=$(tail -n 1 "$out/stdout")
 figure='=[0-9]+\.[0-9]{2}'
 pattern="^ratios: contended_vs_floor$figure spread_vs_floor$figure cycle1_vs_floor$figure cpu_vs_floor$figure"
 pattern+=" contended_vs_redis$figure spread_vs_redis$figure cpu_vs_redis$figure"
-pattern+=" contended_qoff_vs_floor$figure cpu_qoff_vs_floor$figure\$"
+pattern+=" contended_qoff_vs_floor$figure cpu_qoff_vs_floor$figure"
+pattern+=" cycle1_tls_vs_plain$figure contended_tls_vs_plain$figure\$"
 [[ $last =~ $pattern ]] || fail "last line is not the ratios line: $last"
 for row in '| contended | netsemd |' '| contended, queued off | netsemd |' '| contended | floor |' '| contended | Redis |' '| ace | netsemd |' \
-  '| sessions | netsemd |' '| names | netsemd |' '| cycle1 | Python client |' '| contended | Python client |'; do
+  '| sessions | netsemd |' '| names | netsemd |' '| cycle1 | Python client |' '| contended | Python client |' \
+  '| cycle1 | netsemd over TLS |' '| contended | netsemd over TLS |'; do
   grep -qF -- "$row" "$out/stdout" || fail "no table row starting $row"
 done
 grep -qE '^\| contended, queued off \| netsemd \|.* \| 0 \|$' "$out/stdout" || fail "errors with --queued off"
 grep -qE '^\| contended \| Python client \|.* \| 0 \|$' "$out/stdout" || fail "errors through the Python client"
+grep -qE '^\| contended \| netsemd over TLS \|.* \| 0 \|$' "$out/stdout" || fail "errors over TLS"
 [[ -s $out/report/table.md && -s $out/report/meta.txt ]] || fail "--out kept no table.md or meta.txt"
 echo "compare_smoke_test: $last"
