@@ -5,6 +5,7 @@ The public API lives here; the modules behind it are:
 - ``_cancel``: CancelToken, to cancel a blocked call from another thread;
 - ``_protocol``: protocol v1 without I/O (names, request lines, answers);
 - ``_options``: the ``[client]`` configuration and ``NETSEM_*`` environment;
+- ``_tls``: the TLS context of a client (ssl), and what a failed handshake means;
 - ``client``: the blocking Client and its Permit;
 - ``aio``: the same client for asyncio;
 - ``_local``: host-wide local semaphores (``$`` names, fallback), shared

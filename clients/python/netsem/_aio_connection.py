@@ -2,8 +2,11 @@
 
 API: ``Connection.start()`` launches the connection task, which connects to
 the first reachable server of the list (each attempt, name lookup included,
-bounded by ``connect_timeout``), says HELLO, reads STATS once for the session
-timeout T and then serves the session: it hands each answer line to the Call
+bounded by ``connect_timeout``), with ``tls`` runs the TLS handshake
+(``StreamWriter.start_tls``, also bounded by ``connect_timeout``; a failed one
+is a refusal, Denied: netsem._tls), says HELLO, AUTH with the token when there
+is one (pipelined, as libnetsem), reads STATS once for the session timeout T
+and then serves the session: it hands each answer line to the Call
 whose tag it carries, pings when the line has been quiet for T/3, and ends the
 session when a request stays unanswered for ``request_timeout`` or the lease
 lapses. ``send()`` writes a request at once from the caller's coroutine (one
@@ -40,6 +43,7 @@ import collections
 import logging
 import os
 import socket
+import ssl
 import threading
 import time
 import weakref
@@ -48,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from netsem import _protocol as proto
+from netsem import _tls
 from netsem.errors import NetsemError, ProtocolError, Shutdown, Unavailable
 
 if TYPE_CHECKING:
@@ -129,8 +134,11 @@ def _linger(transport: asyncio.BaseTransport, until: float) -> None:
 class Connection:
     """The one connection an aio Client shares between all its tasks."""
 
-    def __init__(self, options: ClientOptions, endpoints: list[tuple[str, int]], label: str) -> None:
+    def __init__(
+        self, options: ClientOptions, endpoints: list[tuple[str, int]], label: str, tls: ssl.SSLContext | None = None
+    ) -> None:
         self._options = options
+        self._tls = tls  # read-only: the context of every TLS session
         self._endpoints = endpoints
         self._label = label
         self._tags = proto.Tags()
@@ -328,11 +336,45 @@ class Connection:
                 why = f"cannot resolve: {why}"
             log.debug("connect to %s failed: %s", server, why)
             return _Failure(why)
+        if self._tls is not None:
+            failure = await self._tls_handshake(writer, host, server)
+            if failure is not None:
+                writer.transport.abort()
+                return failure
         hello = await self._handshake(reader, writer, server)
         if isinstance(hello, _Failure):
             writer.transport.abort()
             return hello
         return reader, writer, hello
+
+    async def _tls_handshake(self, writer: asyncio.StreamWriter, host: str, server: str) -> _Failure | None:
+        """TLS on the connected stream, bounded by connect_timeout; None once
+        it runs, else why not (a refusal when the server said no: a
+        certificate refused either way, an alert, no TLS there)."""
+        assert self._tls is not None
+        connect_timeout = self._options.connect_timeout
+        try:
+            await asyncio.wait_for(
+                writer.start_tls(
+                    self._tls, server_hostname=_tls.server_name(self._options, host),
+                    ssl_handshake_timeout=connect_timeout,
+                ),
+                connect_timeout,
+            )
+        except TimeoutError:
+            return _Failure(f"no TLS handshake within {round(connect_timeout * 1000)} ms")
+        except (OSError, ValueError) as error:
+            if _tls.is_refusal(error):
+                return self._refused(_tls.refusal(server, error))
+            if isinstance(error, OSError) and error.errno:
+                return _Failure(f"TLS handshake: {_os_error_text(error)}")
+            return _Failure("TLS handshake: the server closed the connection")
+        return None
+
+    def _refused(self, error: NetsemError) -> _Failure:
+        """The server answered, and the answer is no."""
+        log.log(logging.DEBUG if self._quiet() else logging.WARNING, "%s", error.message)
+        return _Failure(error.message, error)
 
     def _quiet(self) -> bool:
         # Once in fallback or refused, every retry says the same: debug only.
@@ -341,11 +383,19 @@ class Connection:
     async def _handshake(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: str
     ) -> proto.Hello | _Failure:
-        """HELLO and STATS (and ``OPTION queued off``, not waited for): the server's
-        version and this session's id, or why not (a refusal when the server answered no)."""
+        """HELLO, AUTH with the token, STATS and ``OPTION queued off`` (not
+        waited for), pipelined as libnetsem sends them: the server's version
+        and this session's id, or why not (a refusal when the server answered no)."""
         self._buffer = proto.LineBuffer()
         hello_tag, stats_tag = self._tags.next(), self._tags.next()
-        out = proto.hello_request(hello_tag, self._label) + proto.request(stats_tag, "STATS")
+        out = proto.hello_request(hello_tag, self._label)
+        # AUTH before everything else the session asks: the server answers the
+        # requests behind it once the token is checked.
+        auth_tag = ""
+        if self._options.token:
+            auth_tag = self._tags.next()
+            out += proto.auth_request(auth_tag, self._options.token)
+        out += proto.request(stats_tag, "STATS")
         option_tag = ""
         if not self._options.queue_positions:
             option_tag = self._tags.next()
@@ -359,9 +409,7 @@ class Connection:
             log.log(logging.DEBUG if self._quiet() else logging.WARNING, "server %s refused the session: %s", server, why)
             return _Failure(f"refused the session: {why}")
 
-        def refused(error: NetsemError) -> _Failure:  # the server answered, and the answer is no
-            log.log(logging.DEBUG if self._quiet() else logging.WARNING, "%s", error.message)
-            return _Failure(error.message, error)
+        refused = self._refused
 
         hello: proto.Hello | None = None
         session_timeout: float | None = None
@@ -400,6 +448,19 @@ class Connection:
                         if reply.kind == "ERR" and reply.code in ("UNKNOWN_VERB", "BAD_ARG"):
                             log.debug("server %s keeps telling queue positions: %s", server, printable(line))
                             continue
+                    if auth_tag and reply.tag == auth_tag:
+                        if proto.auth_accepted(reply):
+                            log.debug("server %s: AUTH answered %s", server, printable(line))
+                            continue
+                        token_refusal = proto.auth_refusal(server, reply)
+                        if token_refusal is not None:
+                            return refused(token_refusal)
+                    if auth_tag and reply.tag == stats_tag and reply.kind == "ERR" and reply.code == "DENIED":
+                        # A token without an unlimited read right: the session
+                        # timeout stays unknown, as from a server without one.
+                        log.debug("server %s keeps its STATS from this token: %s", server, printable(line))
+                        session_timeout = 0.0
+                        continue
                     if reply.kind != "OK":
                         refusal = proto.refusal(server, reply, printable(line))
                         if refusal is None:
@@ -418,6 +479,9 @@ class Connection:
                     elif reply.tag == stats_tag:
                         session_timeout = proto.session_timeout(reply)
         except OSError as error:
+            # TLS 1.3 tells of a client certificate refused only now, by an alert.
+            if _tls.is_refusal(error):
+                return refused(_tls.refusal(server, error))
             return refuse(f"read failed: {_os_error_text(error)}")
         # Pings at a third of the session timeout keep the session alive;
         # without one, they still tell a dead server from an idle one.

@@ -4,8 +4,10 @@ src/client/connection.cc, in Python).
 
 API: ``Connection.start()`` launches the I/O thread, which connects to the
 first reachable server of the list (each attempt, name lookup included,
-bounded by connect_timeout), says HELLO with the label, asks a 1.1 server
-for ``OPTION queued off``, reads STATS once for the session timeout, and then
+bounded by connect_timeout), with ``tls`` runs the TLS handshake (netsem._tls:
+a failed one is a refusal, Denied), says HELLO with the label, AUTH with the
+token when there is one, asks a 1.1 server for ``OPTION queued off``, reads
+STATS once for the session timeout, and then
 serves the session: it writes what callers queued with ``send()``, pings
 when the line has been quiet for a third of the session timeout, and hands
 each answer to the Call whose tag it carries. A caller waits on its own Call
@@ -40,6 +42,7 @@ import logging
 import os
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -47,6 +50,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from netsem import _protocol as proto
+from netsem import _tls
 from netsem._options import ClientOptions
 from netsem.errors import NetsemError, ProtocolError, Shutdown, Unavailable
 
@@ -141,8 +145,11 @@ class _Ended(Exception):
 class Connection:
     """The shared connection; see the module docstring."""
 
-    def __init__(self, options: ClientOptions, servers: list[tuple[str, int]], label: str) -> None:
+    def __init__(
+        self, options: ClientOptions, servers: list[tuple[str, int]], label: str, tls: ssl.SSLContext | None = None
+    ) -> None:
         self._options = options
+        self._tls = tls  # read-only: the context of every TLS session
         self._servers = servers
         self._label = label
         self._tags = proto.Tags()
@@ -185,8 +192,10 @@ class Connection:
     # --- the callers' side ---------------------------------------------------
 
     @classmethod
-    def start(cls, options: ClientOptions, servers: list[tuple[str, int]], label: str) -> Connection:
-        connection = cls(options, servers, label)
+    def start(
+        cls, options: ClientOptions, servers: list[tuple[str, int]], label: str, tls: ssl.SSLContext | None = None
+    ) -> Connection:
+        connection = cls(options, servers, label, tls)
         connection._thread = threading.Thread(target=connection._run, name="netsem-io", daemon=True)
         connection._thread.start()
         return connection
@@ -335,6 +344,8 @@ class Connection:
                 server = proto.endpoint_text(host, port)
                 self._attempt_failure, self._attempt_refusal = "", None
                 sock = self._connect(host, port)
+                if sock is not None and self._tls is not None:
+                    sock = self._tls_handshake(sock, host, server)
                 hello = self._handshake(sock, server) if sock is not None else None
                 if sock is None or hello is None:
                     if sock is not None:
@@ -413,13 +424,80 @@ class Connection:
             self._attempt_failure = f"no connection within {round(timeout * 1000)} ms"
         return None
 
+    def _tls_handshake(self, sock: socket.socket, host: str, server: str) -> ssl.SSLSocket | None:
+        """The TLS session on the connected ``sock``, bounded by connect_timeout;
+        None with the reason in _attempt_failure, and in _attempt_refusal when
+        the server refused (a certificate refused either way, an alert, no
+        TLS there). A connection closed or reset during it is as a closed port."""
+        assert self._tls is not None
+        try:
+            tls_sock = self._tls.wrap_socket(
+                sock, server_hostname=_tls.server_name(self._options, host), do_handshake_on_connect=False
+            )
+        except (OSError, ValueError) as error:
+            sock.close()
+            self._attempt_failure = f"TLS: {error}"
+            return None
+        deadline = time.monotonic() + self._options.connect_timeout
+        selector = selectors.DefaultSelector()
+        try:
+            selector.register(tls_sock, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while True:
+                try:
+                    tls_sock.do_handshake()
+                    return tls_sock
+                except ssl.SSLWantReadError:
+                    selector.modify(tls_sock, selectors.EVENT_READ)
+                except ssl.SSLWantWriteError:
+                    selector.modify(tls_sock, selectors.EVENT_WRITE)
+                except OSError as error:
+                    if _tls.is_refusal(error):
+                        self._tls_refused(_tls.refusal(server, error))
+                    else:
+                        self._attempt_failure = (
+                            f"TLS handshake: {error.strerror}" if error.errno else
+                            "TLS handshake: the server closed the connection"
+                        )
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._attempt_failure = (
+                        f"no TLS handshake within {round(self._options.connect_timeout * 1000)} ms"
+                    )
+                    break
+                for key, _ in selector.select(left):
+                    if key.fd == self._wake_r:
+                        self._drain_wake()
+                if self._stopping.is_set():
+                    break
+        finally:
+            selector.close()
+        tls_sock.close()
+        return None
+
+    def _tls_refused(self, refusal: NetsemError) -> None:
+        with self._lock:
+            quiet = self._in_fallback or self._refused is not None  # every retry would say the same
+        log.log(logging.DEBUG if quiet else logging.WARNING, "%s", refusal)
+        self._attempt_failure = str(refusal)
+        self._attempt_refusal = refusal
+
     def _handshake(self, sock: socket.socket, server: str) -> proto.Hello | None:
-        """HELLO and STATS (and OPTION queued off); None when the server
-        refuses or does not answer in time, with the reason in
-        _attempt_failure, and in _attempt_refusal when it answered no."""
+        """HELLO, AUTH, STATS and OPTION queued off, pipelined as libnetsem
+        sends them; None when the server refuses or does not answer in time,
+        with the reason in _attempt_failure, and in _attempt_refusal when it
+        answered no."""
         buffer = proto.LineBuffer()
         hello_tag, stats_tag = self._tags.next(), self._tags.next()
-        out = bytearray(proto.hello_request(hello_tag, self._label) + proto.request(stats_tag, "STATS"))
+        out = bytearray(proto.hello_request(hello_tag, self._label))
+        # AUTH before everything else the session asks: the server answers the
+        # requests behind it once the token is checked.
+        auth_tag = ""
+        if self._options.token:
+            auth_tag = self._tags.next()
+            out += proto.auth_request(auth_tag, self._options.token)
+        out += proto.request(stats_tag, "STATS")
         # Pipelined with HELLO and not waited for: a 1.0 server answers
         # UNKNOWN_VERB, which is no refusal.
         option_tag = ""
@@ -467,22 +545,32 @@ class Connection:
                         ready |= mask
                 if ready & selectors.EVENT_WRITE and out:
                     try:
-                        sent = sock.send(out)
-                    except BlockingIOError:
-                        sent = 0
+                        sent = _send(sock, out)
                     except OSError as error:
+                        # A TLS server that refused our certificate has said
+                        # why in an alert before it closed: read it.
+                        try:
+                            _recv(sock)
+                        except OSError as alert:
+                            if _tls.is_refusal(alert):
+                                refused(_tls.refusal(server, alert))
+                                return None
                         refuse(f"write failed: {error.strerror or error}")
                         return None
                     del out[:sent]
                 if not ready & selectors.EVENT_READ:
                     continue
                 try:
-                    data = sock.recv(65536)
-                except BlockingIOError:
-                    continue
+                    data = _recv(sock)
                 except OSError as error:
-                    refuse(f"read failed: {error.strerror or error}")
+                    # TLS 1.3 tells of a client certificate refused only now, by an alert.
+                    if _tls.is_refusal(error):
+                        refused(_tls.refusal(server, error))
+                    else:
+                        refuse(f"read failed: {error.strerror or error}")
                     return None
+                if data is None:
+                    continue
                 try:
                     lines = buffer.feed(data)
                 except ProtocolError:
@@ -503,6 +591,20 @@ class Connection:
                         if reply.kind == "ERR" and reply.code in ("UNKNOWN_VERB", "BAD_ARG"):
                             log.debug("server %s keeps telling queue positions: %s", server, proto.printable(text))
                             continue
+                    if auth_tag and reply.tag == auth_tag:
+                        if proto.auth_accepted(reply):
+                            log.debug("server %s: AUTH answered %s", server, proto.printable(text))
+                            continue
+                        token_refusal = proto.auth_refusal(server, reply)
+                        if token_refusal is not None:
+                            refused(token_refusal)
+                            return None
+                    if auth_tag and reply.tag == stats_tag and reply.kind == "ERR" and reply.code == "DENIED":
+                        # A token without an unlimited read right: the session
+                        # timeout stays unknown, as from a server without one.
+                        log.debug("server %s keeps its STATS from this token: %s", server, proto.printable(text))
+                        stats_done = True
+                        continue
                     if reply.kind != "OK":
                         refusal = proto.refusal(server, reply, text)
                         if refusal is None:
@@ -628,22 +730,20 @@ class Connection:
 
     def _flush(self, sock: socket.socket) -> None:
         try:
-            sent = sock.send(self._out)
-        except BlockingIOError:
-            return
+            sent = _send(sock, self._out)
         except OSError as error:
             raise _Ended(Unavailable(f"write failed: {error.strerror or error}")) from None
         del self._out[:sent]
 
     def _read(self, sock: socket.socket, buffer: proto.LineBuffer) -> None:
         try:
-            data = sock.recv(65536)
-        except BlockingIOError:
-            return
+            data = _recv(sock)
         except OSError as error:
             if error.errno == errno.EINTR:
                 return
             raise _Ended(Unavailable(f"read failed: {error.strerror or error}")) from None
+        if data is None:
+            return
         try:
             lines = buffer.feed(data)
         except ProtocolError:
@@ -729,6 +829,37 @@ class Connection:
             self._in_fallback = True
             self._counters.fallback_entries += 1
         log.warning("entering fallback (%s): names are served by their fallback policy", reason)
+
+
+# TLS records carry at most 16 KiB: a write of at most that much is one
+# record, written whole or retried whole (Python's ssl takes no partial writes).
+_TLS_CHUNK = 16384
+
+
+def _send(sock: socket.socket, data: bytearray) -> int:
+    """Writes what the socket takes now of ``data``; 0 when it takes nothing
+    (a TLS socket that wants to read or write first: retried with the same
+    bytes at the front, as OpenSSL requires). OSError when the connection broke."""
+    try:
+        if isinstance(sock, ssl.SSLSocket):
+            return sock.send(data[:_TLS_CHUNK])
+        return sock.send(data)
+    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return 0
+
+
+def _recv(sock: socket.socket) -> bytes | None:
+    """What has arrived: b"" at the end of the connection, None when nothing
+    has yet (a TLS record not complete). A TLS socket's decrypted bytes are
+    drained whole, since its buffer is invisible to the selector."""
+    try:
+        data = sock.recv(65536)
+    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return None
+    if isinstance(sock, ssl.SSLSocket):
+        while data and sock.pending():
+            data += sock.recv(sock.pending())
+    return data
 
 
 def _lookup(host: str, port: int, timeout: float) -> list[tuple]:  # type: ignore[type-arg]

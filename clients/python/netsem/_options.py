@@ -12,6 +12,9 @@ works as is, and so does an ACE file), from the environment, or set in code::
     fallback = local                           ; local | fail | share:K
     fallback.licences = fail                   ; per-name override
     connect_timeout_ms = 1000
+    tls = on                                   ; TLS (docs/python.md, "TLS and tokens")
+    tls_ca = /etc/netsem/ca.pem
+    token_file = /etc/netsem/worker.token      ; AUTH after HELLO; mode 600
 
     [semaphores]
     search = 10                                ; the limit fallback uses for `search`
@@ -28,15 +31,15 @@ Plain values; safe to share between threads once built.
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
+import stat
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from netsem._protocol import DEFAULT_PORT, decode_name, with_default_port
-from netsem.errors import InvalidArgument, IoError
+from netsem.errors import Denied, InvalidArgument, IoError, NetsemError
 
 _MAX_LIMIT = 2**31 - 1
 _ACE_SECTION = "service_network_semaphore"
@@ -138,6 +141,31 @@ class ClientOptions:
     # Where host-wide local semaphores keep their registry; None means
     # "$XDG_RUNTIME_DIR/netsem", else "/tmp/netsem-<uid>".
     local_dir: Path | None = None
+    # TLS (docs/python.md, "TLS and tokens"): the session to each server runs
+    # inside TLS, whose server certificate must verify against ``tls_ca`` and
+    # name the server. A failed handshake (a certificate that does not verify,
+    # a wrong name, a server that wants a client certificate we lack or does
+    # not take ours) is a refusal, Denied: never an outage, never fallback.
+    # The servers' addresses then name their TLS port (tls_port, 53561 by
+    # default): an address without a port still means 53559.
+    tls: bool = False
+    # CA certificates (PEM) the server's certificate must verify against;
+    # None means the system's trust store.
+    tls_ca: Path | None = None
+    # A client certificate chain and its key (PEM), for a server with
+    # tls_client_ca; both or neither.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # The name the server's certificate must carry; empty means the host part
+    # of each server address (an IP address is checked against the
+    # certificate's IP addresses, and no SNI is sent for it).
+    tls_server_name: str = ""
+    # The token sent with AUTH after HELLO on every (re)connect, for a server
+    # that requires authentication; empty: none. ERR AUTH (or DENIED) to it
+    # refuses the client (Denied, never fallback). Set from [client] token or
+    # token_file, NETSEM_TOKEN or NETSEM_TOKEN_FILE, load_token_file(), or
+    # the Client's ``token`` keyword; kept out of repr().
+    token: str = field(default="", repr=False)
 
     def fallback_policy(self, name: str) -> FallbackPolicy:
         """The policy for ``name``."""
@@ -171,6 +199,34 @@ class ClientOptions:
         for name, limit in self.limits.items():
             if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= _MAX_LIMIT:
                 raise InvalidArgument(f"the limit of `{name}` must be 1..{_MAX_LIMIT}, not {limit!r}")
+        if not isinstance(self.tls, bool):
+            raise InvalidArgument(f"tls must be True or False, not {self.tls!r}")
+        for attribute in ("tls_ca", "tls_cert", "tls_key"):
+            value = getattr(self, attribute)
+            if value is not None:
+                try:
+                    setattr(self, attribute, Path(_check_file_name(os.fspath(value))))
+                except (InvalidArgument, TypeError) as error:
+                    raise InvalidArgument(f"{attribute}: {error}") from None
+        if self.tls_server_name:
+            _check_server_name(self.tls_server_name)
+        if self.token:
+            _check_token(self.token)
+        _check_tls_pair(self)
+
+    def load_token_file(self, path: str | os.PathLike[str]) -> None:
+        """Sets ``token`` from the first line of the file (its line end and
+        surrounding blanks dropped), as libnetsem's load_token_file. Denied
+        when the file is readable or writable by group or others (chmod 600
+        it, as ssh asks of keys); IoError when it cannot be read;
+        InvalidArgument when the token is not 1..256 visible ASCII characters."""
+        file_name = os.fspath(path)
+        text = _read_private_file(file_name)
+        first = _trim(text.split("\n", 1)[0])
+        try:
+            self.token = _check_token(first)
+        except InvalidArgument as error:
+            raise InvalidArgument(f"{file_name}: {error}") from None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> ClientOptions:
@@ -210,7 +266,11 @@ class ClientOptions:
     def from_environment(cls) -> ClientOptions:
         """from_file($NETSEM_CONFIG) when set (else defaults), then
         NETSEM_SERVER ("host:port[,host:port...]"), NETSEM_FALLBACK and
-        NETSEM_LABEL override. An empty variable counts as unset."""
+        NETSEM_LABEL override; NETSEM_TOKEN_FILE, then NETSEM_TOKEN, override
+        the file's token; NETSEM_TLS (on or off), NETSEM_TLS_CA,
+        NETSEM_TLS_CERT, NETSEM_TLS_KEY and NETSEM_TLS_SERVER_NAME override
+        the tls options. An empty variable counts as unset. Errors name the
+        variable; a token file others may read is Denied, as in libnetsem."""
         options = cls()
         config = os.environ.get("NETSEM_CONFIG")
         if config:
@@ -229,6 +289,27 @@ class ClientOptions:
                     apply(value)
                 except InvalidArgument as error:
                     raise InvalidArgument(f"{variable}: {error}") from None
+        token_file = os.environ.get("NETSEM_TOKEN_FILE")
+        if token_file:
+            try:
+                options.load_token_file(token_file)
+            except NetsemError as error:
+                raise type(error)(f"NETSEM_TOKEN_FILE: {error}") from None
+        for variable, apply_key in (
+            ("NETSEM_TOKEN", _apply_token),
+            ("NETSEM_TLS", _apply_tls),
+            ("NETSEM_TLS_CA", _apply_tls_file("tls_ca")),
+            ("NETSEM_TLS_CERT", _apply_tls_file("tls_cert")),
+            ("NETSEM_TLS_KEY", _apply_tls_file("tls_key")),
+            ("NETSEM_TLS_SERVER_NAME", _apply_tls_server_name),
+        ):
+            value = os.environ.get(variable)
+            if value:
+                try:
+                    apply_key(value, options)
+                except InvalidArgument as error:
+                    raise InvalidArgument(f"{variable}: {error}") from None
+        _check_tls_pair(options)
         return options
 
 
@@ -244,6 +325,71 @@ def _check_label(value: str) -> str:
     if len(value.encode("utf-8", "surrogateescape")) > 255 or _has_control(value) or " " in value:
         raise InvalidArgument(f"`{value}` is not a label (at most 255 bytes, no spaces or control characters)")
     return value
+
+
+def _check_token(value: str) -> str:
+    # A token is one field of AUTH: 1..256 visible ASCII characters (the
+    # server's auth::check_token), libnetsem's words.
+    if not 1 <= len(value) <= 256 or not all(" " < c < "\x7f" for c in value):
+        raise InvalidArgument("the token is not 1 to 256 visible ASCII characters (no space)")
+    return value
+
+
+def _check_file_name(value: str) -> str:
+    if not value or _has_control(value):
+        raise InvalidArgument(f"`{value}` is not a file name")
+    return value
+
+
+def _check_server_name(value: str) -> str:
+    if not value or len(value) > 253 or _has_control(value) or " " in value:
+        raise InvalidArgument(f"`{value}` is not a host name or address")
+    return value
+
+
+def _check_tls_pair(options: ClientOptions, where: str = "") -> None:
+    """A client certificate needs its key, and a key its certificate."""
+    if (options.tls_cert is None) != (options.tls_key is None):
+        which = (
+            "tls_key is set without tls_cert" if options.tls_cert is None else "tls_cert is set without tls_key"
+        )
+        raise InvalidArgument(f"{where}{which} (a client certificate needs both)")
+
+
+def _read_private_file(path: str) -> str:
+    """The content of a file that holds secrets (at most 16 MiB), refused when
+    anyone but its owner may read or write it, as ssh does with private keys
+    (src/common/private_file.cc: the mode is checked on the open descriptor,
+    so the file checked is the file read; the same words)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as error:
+        raise IoError(f"{path}: cannot read: {os.strerror(error.errno or 0)}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise IoError(f"{path}: cannot read: not a regular file")
+        if info.st_mode & (stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH | stat.S_IWOTH):
+            raise Denied(
+                f"{path}: holds secrets but is readable or writable by group or others "
+                f"(mode {info.st_mode & 0o777:03o}; chmod 600 it)"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError as error:
+                raise IoError(f"{path}: cannot read: {os.strerror(error.errno or 0)}") from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > 16 << 20:
+                raise IoError(f"{path}: cannot read: larger than 16 MiB")
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", "surrogateescape")
 
 
 def _is_ipv6(text: str) -> bool:
@@ -288,13 +434,16 @@ def client_options(
     label: str | None,
     config: str | os.PathLike[str] | None,
     options: ClientOptions | None,
+    **security: object,
 ) -> ClientOptions:
     """The options a Client (blocking or asyncio) runs with: ``options``
     (copied: check() normalizes it), else the file ``config``, else the
     environment; then ``servers`` ("host:port", a comma-separated list, or a
-    sequence of them) and ``label`` override; checked, and without servers
-    DEFAULT_SERVER. InvalidArgument for bad options, IoError for an
-    unreadable file."""
+    sequence of them), ``label`` and the ``security`` keywords not None
+    (tls, tls_ca, tls_cert, tls_key, tls_server_name, token, token_file: a
+    token_file is read here, and a token given too wins) override; checked,
+    and without servers DEFAULT_SERVER. InvalidArgument for bad options,
+    IoError for an unreadable file, Denied for a token file others may read."""
     if options is not None:
         options = options.copy()
     elif config is not None:
@@ -305,10 +454,24 @@ def client_options(
         options.servers = parse_servers(servers if isinstance(servers, str) else ",".join(servers))
     if label is not None:
         options.label = label
+    unknown = set(security) - set(SECURITY_KEYWORDS)
+    if unknown:
+        raise TypeError(f"unexpected keyword argument {sorted(unknown)[0]!r}")
+    token_file = security.get("token_file")
+    if token_file is not None:
+        options.load_token_file(token_file)  # type: ignore[arg-type]
+    for keyword in SECURITY_KEYWORDS[:-1]:
+        value = security.get(keyword)
+        if value is not None:
+            setattr(options, keyword, value)
     options.check()
     if not options.servers:
         options.servers = [ClientOptions.DEFAULT_SERVER]
     return options
+
+
+# The Client keywords that override the TLS and token options (token_file last).
+SECURITY_KEYWORDS = ("tls", "tls_ca", "tls_cert", "tls_key", "tls_server_name", "token", "token_file")
 
 
 def parse_servers(text: str) -> list[str]:
@@ -522,23 +685,28 @@ def _apply_local_dir(value: str, options: ClientOptions) -> None:
 
 
 def _apply_token(value: str, options: ClientOptions) -> None:
-    # libnetsem's check (one field of AUTH), so that one file reads alike.
-    if not 1 <= len(value) <= 256 or not all(" " < c < "\x7f" for c in value):
-        raise InvalidArgument("the token is not 1 to 256 visible ASCII characters (no space)")
-    _warn_no_token()
+    options.token = _check_token(value)
 
 
 def _apply_token_file(value: str, options: ClientOptions) -> None:
-    _warn_no_token()
+    options.load_token_file(value)
 
 
-def _warn_no_token() -> None:
-    # The [client] section is shared with libnetsem, which sends the token
-    # (AUTH); this client does not yet. A server that requires one refuses
-    # the session (Denied, never fallback); one that does not serves it.
-    logging.getLogger("netsem").warning(
-        "[client] token and token_file are for libnetsem: the Python client sends no token yet"
-    )
+def _apply_tls(value: str, options: ClientOptions) -> None:
+    if value not in ("on", "off"):
+        raise InvalidArgument(f"`{value}` is not on or off")
+    options.tls = value == "on"
+
+
+def _apply_tls_file(attribute: str) -> Callable[[str, ClientOptions], None]:
+    def apply(value: str, options: ClientOptions) -> None:
+        setattr(options, attribute, Path(_check_file_name(value)))
+
+    return apply
+
+
+def _apply_tls_server_name(value: str, options: ClientOptions) -> None:
+    options.tls_server_name = _check_server_name(value)
 
 
 # One row per [client] key (libnetsem's, in its order); `fallback.<name>` is handled apart.
@@ -553,6 +721,11 @@ _CLIENT_OPTIONS: dict[str, Callable[[str, ClientOptions], None]] = {
     "local_dir": _apply_local_dir,
     "token": _apply_token,
     "token_file": _apply_token_file,
+    "tls": _apply_tls,
+    "tls_ca": _apply_tls_file("tls_ca"),
+    "tls_cert": _apply_tls_file("tls_cert"),
+    "tls_key": _apply_tls_file("tls_key"),
+    "tls_server_name": _apply_tls_server_name,
 }
 
 
@@ -587,7 +760,7 @@ def _parse_client_section(ini: _Ini, section: _Section, options: ClientOptions) 
             )
         try:
             apply(entry.value, options)
-        except InvalidArgument as error:
+        except NetsemError as error:  # a token file's Denied or IoError too, as libnetsem's entry_error
             raise _entry_error(ini, entry, error) from None
         if entry.key.startswith("reconnect_"):
             reconnect_line = entry
@@ -596,6 +769,7 @@ def _parse_client_section(ini: _Ini, section: _Section, options: ClientOptions) 
             f"{ini.location(reconnect_line.line)}: reconnect_min_ms ({round(options.reconnect_min * 1000)}) is "
             f"above reconnect_max_ms ({round(options.reconnect_max * 1000)})"
         )
+    _check_tls_pair(options, f"{ini.location(section.line)}: [client]: ")
 
 
 def _parse_semaphores_section(ini: _Ini, section: _Section, options: ClientOptions) -> None:

@@ -260,6 +260,11 @@ def hello_request(tag: str, label: str = "") -> bytes:
     return request(tag, "HELLO", PROTOCOL_VERSION, *([encode_name(label)] if label else []))
 
 
+def auth_request(tag: str, token: str) -> bytes:
+    """``AUTH <token>`` (protocol 1.1); the token is checked by ClientOptions."""
+    return request(tag, "AUTH", token)
+
+
 def _take(tag: str, verb: str, name: str, count: int, timeout: int) -> bytes:
     args: list[str | int] = [encode_name(name)]
     if count != 1 or timeout != -1:
@@ -677,6 +682,28 @@ def session_timeout(reply: Reply) -> float:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         return 0.0
     return value / 1000
+
+
+def auth_accepted(reply: Reply) -> bool:
+    """The answer to the handshake's AUTH lets the session go on: OK (the
+    token's rights), or a 1.0 server's UNKNOWN_VERB (it has no AUTH and
+    requires none)."""
+    return reply.kind == "OK" or (reply.kind == "ERR" and reply.code == "UNKNOWN_VERB")
+
+
+def auth_refusal(server: str, reply: Reply) -> NetsemError | None:
+    """What an answer to AUTH other than auth_accepted's means (libnetsem's
+    words): ERR AUTH or DENIED refuse the token (Denied, never fallback);
+    ERR LIMIT says the server has too many token checks waiting, which is no
+    verdict on the token (LimitReached: the client tries again, and never
+    falls back); None for anything else, which refusal() words."""
+    if reply.kind == "ERR" and reply.code in ("AUTH", "DENIED"):
+        return Denied(f"server {server} refused this client's token: {printable(reply.message)}")
+    if reply.kind == "ERR" and reply.code == "LIMIT":
+        return LimitReached(
+            f"server {server} has too many token checks waiting ({printable(reply.message)}); try again later"
+        )
+    return None
 
 
 def refusal(server: str, reply: Reply, line: str) -> NetsemError | None:

@@ -33,7 +33,9 @@ ACE's own configuration file: the server is then its
 ``[service_network_semaphore]`` ``remote_address``:``remote_port``, as ACE's
 client reads it, and the fallback limits are its ``semaphore_<name>``
 entries, as ACE's fallback semaphores take them (a ``[semaphores]`` entry of
-a netsem file wins; other names have limit 1).
+a netsem file wins; other names have limit 1). A ``[client]`` section of the
+file (or NETSEM_TLS*, NETSEM_TOKEN*) gives TLS and the token, as to every
+client (docs/python.md, "TLS and tokens"); a refusal answers False.
 
 Like ACE's, ``acquire`` and ``release`` never raise: failures are logged (to
 the ``netsem.ace`` logger) and ``acquire`` answers False. An instance holds

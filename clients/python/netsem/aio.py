@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -50,6 +51,7 @@ from netsem._aio_local import LocalSide, uncancellable
 from netsem._aio_permit import AcquireRequest, Permit
 from netsem._cancel import CancelToken
 from netsem._options import ClientOptions, client_options
+from netsem._tls import make_context as make_tls_context
 from netsem._protocol import HolderInfo, SemaphoreInfo, SessionInfo, WaiterInfo
 from netsem.client import ClientStats
 from netsem.errors import (
@@ -134,8 +136,9 @@ class Client:
 
     ``Client(servers, label, config, *, options)`` takes its options as the
     blocking Client does (ClientOptions.from_environment() unless ``options``
-    or ``config`` say otherwise; ``servers`` and ``label`` override) and
-    raises InvalidArgument for bad ones; it does no I/O. ``async with`` (or
+    or ``config`` say otherwise; ``servers``, ``label`` and the TLS and token
+    keywords override) and raises InvalidArgument for bad ones (IoError,
+    Denied for a token file as there); it does no I/O. ``async with`` (or
     ``await client.connect()``, or the first call) starts the connection and
     waits for the first round of attempts (each bounded by connect_timeout):
     it never fails for an unreachable server, whose names then fall back.
@@ -148,12 +151,23 @@ class Client:
         config: Any = None,
         *,
         options: ClientOptions | None = None,
+        tls: bool | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        tls_server_name: str | None = None,
+        token: str | None = None,
+        token_file: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._options = client_options(servers, label, config, options)
+        self._options = client_options(
+            servers, label, config, options, tls=tls, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
+            tls_server_name=tls_server_name, token=token, token_file=token_file,
+        )
         opts = self._options
+        tls_context = make_tls_context(opts)
         endpoints = [proto.parse_endpoint(server) for server in opts.servers]
         label = proto.sanitize_label(opts.label or proto.default_label())
-        self._connection = Connection(opts, endpoints, label)
+        self._connection = Connection(opts, endpoints, label, tls_context)
         self._started = False
         self._closed = False
         self._local_side = LocalSide(opts.local_dir)

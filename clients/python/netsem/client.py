@@ -50,6 +50,7 @@ from netsem import _protocol as proto
 from netsem._cancel import CancelToken
 from netsem._connection import Call, Connection
 from netsem._options import ClientOptions, client_options
+from netsem._tls import make_context as make_tls_context
 from netsem._protocol import HolderInfo, SemaphoreInfo, SessionInfo, WaiterInfo
 from netsem.errors import (
     Cancelled,
@@ -351,6 +352,13 @@ class Client:
         config: str | os.PathLike[str] | None = None,
         *,
         options: ClientOptions | None = None,
+        tls: bool | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        tls_server_name: str | None = None,
+        token: str | None = None,
+        token_file: str | os.PathLike[str] | None = None,
     ) -> None:
         """Starts the client's I/O thread and a first round of connection
         attempts, waiting until a server answers or every server failed (each
@@ -359,12 +367,21 @@ class Client:
 
         ``options`` gives every setting; without it they come from the file
         ``config``, else from the environment (NETSEM_CONFIG, NETSEM_SERVER,
-        NETSEM_FALLBACK, NETSEM_LABEL). ``servers`` ("host:port", a comma
-        separated list, or a sequence of them) and ``label`` override.
-        InvalidArgument for bad options, IoError for an unreadable file.
+        NETSEM_FALLBACK, NETSEM_LABEL, NETSEM_TOKEN_FILE, NETSEM_TOKEN,
+        NETSEM_TLS*). ``servers`` ("host:port", a comma separated list, or a
+        sequence of them), ``label``, and the TLS and token keywords override
+        (``tls``, ``tls_ca``, ``tls_cert``, ``tls_key``, ``tls_server_name``;
+        ``token``, or ``token_file`` to read it from: never put a token on a
+        command line, where ``ps`` shows it). InvalidArgument for bad options
+        (a TLS file that cannot be used too), IoError for an unreadable file,
+        Denied for a token file that group or others may read or write.
         """
         self._connection: Connection | None = None
-        options = client_options(servers, label, config, options)
+        options = client_options(
+            servers, label, config, options, tls=tls, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
+            tls_server_name=tls_server_name, token=token, token_file=token_file,
+        )
+        tls_context = make_tls_context(options)
         endpoints = [proto.parse_endpoint(server) for server in options.servers]
         self._options = options
         self._local = _make_local(options)
@@ -377,7 +394,7 @@ class Client:
         self._closed = False
         self._pid = os.getpid()
         label_text = proto.sanitize_label(options.label or proto.default_label())
-        self._connection = Connection.start(options, endpoints, label_text)
+        self._connection = Connection.start(options, endpoints, label_text, tls_context)
         # The first round tries every server (a connect and a handshake, each
         # bounded by connect_timeout); waiting for it means no call falls back
         # while a later server could still answer.

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import NETSEM_CLI
 
-from netsem._options import ClientOptions, FallbackPolicy
-from netsem.errors import InvalidArgument, IoError
+from netsem._options import ClientOptions, FallbackPolicy, client_options
+from netsem.errors import Denied, InvalidArgument, IoError
 
 
 @pytest.mark.parametrize(
@@ -358,15 +358,140 @@ def test_options_set_in_code_are_checked() -> None:
         FallbackPolicy("share", 0)
 
 
-def test_a_token_is_read_as_libnetsem_reads_it_and_said_to_be_unused(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+def private(tmp_path: Path, name: str, text: str, mode: int = 0o600) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_tls_and_token_keys_are_read_as_libnetsem_reads_them(tmp_path: Path) -> None:
+    """[client] is shared with libnetsem: tls = on means TLS here too, and the
+    token (or the first line of token_file, blanks dropped) is the one sent."""
+    token_file = private(tmp_path, "worker.token", "  s3cret-from-file \nsecond line\n")
+    options = ClientOptions.from_file(write(tmp_path, (
+        "[client]\ntls = on\ntls_ca = /etc/netsem/ca.pem\ntls_cert = c.pem\ntls_key = c.key\n"
+        f"tls_server_name = netsem.example\ntoken_file = {token_file}\n")))
+    assert (options.tls, options.tls_ca, options.tls_cert, options.tls_key, options.tls_server_name) == (
+        True, Path("/etc/netsem/ca.pem"), Path("c.pem"), Path("c.key"), "netsem.example")
+    assert options.token == "s3cret-from-file"
+    assert "s3cret" not in repr(options)
+    options = ClientOptions.from_file(write(tmp_path, "[client]\ntls = off\ntoken = abc!def\n"))
+    assert (options.tls, options.tls_ca, options.token) == (False, None, "abc!def")
+    defaults = ClientOptions()
+    assert (defaults.tls, defaults.tls_ca, defaults.tls_cert, defaults.tls_key, defaults.tls_server_name,
+            defaults.token) == (False, None, None, None, "", "")
+
+
+@pytest.mark.parametrize(
+    ("body", "what"),
+    [
+        ("token_file = {loose}\n", "holds secrets but is readable or writable by group or others (mode 644; "
+         "chmod 600 it)"),
+        ("token_file = {group}\n", "(mode 620; chmod 600 it)"),
+        ("token_file = {empty}\n", "the token is not 1 to 256 visible ASCII characters"),
+        ("token_file = {missing}\n", "cannot read: No such file or directory"),
+        ("token_file = {dir}\n", "cannot read: not a regular file"),
+        ("tls = yes\n", "`yes` is not on or off"),
+        ("tls_cert = c.pem\n", "[client]: tls_cert is set without tls_key (a client certificate needs both)"),
+        ("tls_key = c.key\n", "[client]: tls_key is set without tls_cert (a client certificate needs both)"),
+        ("tls_server_name = two words\n", "`two words` is not a host name or address"),
+    ],
+)
+def test_tls_and_token_errors_are_libnetsems(tmp_path: Path, body: str, what: str) -> None:
+    """Compared with the CLI's words: a token file anyone else may read or
+    write is refused, as ssh refuses such a key."""
+    files = {
+        "loose": private(tmp_path, "loose.token", "t\n", 0o644),
+        "group": private(tmp_path, "group.token", "t\n", 0o620),
+        "empty": private(tmp_path, "empty.token", "\n"),
+        "missing": tmp_path / "missing.token",
+        "dir": tmp_path,
+    }
+    path = write(tmp_path, "[client]\n" + body.format(**files))
+    with pytest.raises(InvalidArgument) as raised:
+        ClientOptions.from_file(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}:") and what in message, message
+    if NETSEM_CLI.exists():
+        assert message == cli_config_error(path)
+
+
+@pytest.fixture
+def clean_tls_environment(clean_environment: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("NETSEM_TOKEN", "NETSEM_TOKEN_FILE", "NETSEM_TLS", "NETSEM_TLS_CA", "NETSEM_TLS_CERT",
+                 "NETSEM_TLS_KEY", "NETSEM_TLS_SERVER_NAME"):
+        clean_environment.delenv(name, raising=False)
+    return clean_environment
+
+
+def test_the_environment_overrides_tls_and_token_as_libnetsems(
+    tmp_path: Path, clean_tls_environment: pytest.MonkeyPatch
 ) -> None:
-    """[client] is shared with libnetsem, which sends its token; the Python
-    client reads the keys alike (the same errors) and warns that it sends none."""
-    with caplog.at_level("WARNING", logger="netsem"):
-        options = ClientOptions.from_file(write(tmp_path, "[client]\ntoken = s3cret\ntoken_file = /nowhere\n"))
-    assert options.servers == ClientOptions().servers
-    assert "the Python client sends no token yet" in caplog.text
+    env = clean_tls_environment
+    path = write(tmp_path, "[client]\ntls = off\ntls_ca = file-ca.pem\ntoken = from-file\n")
+    env.setenv("NETSEM_CONFIG", str(path))
+    options = ClientOptions.from_environment()
+    assert (options.tls, options.tls_ca, options.token) == (False, Path("file-ca.pem"), "from-file")
+    env.setenv("NETSEM_TOKEN_FILE", str(private(tmp_path, "env.token", "from-env-file\n")))
+    assert ClientOptions.from_environment().token == "from-env-file"
+    env.setenv("NETSEM_TOKEN", "from-env")  # NETSEM_TOKEN after NETSEM_TOKEN_FILE, as libnetsem
+    env.setenv("NETSEM_TLS", "on")
+    env.setenv("NETSEM_TLS_CA", "env-ca.pem")
+    env.setenv("NETSEM_TLS_CERT", "c.pem")
+    env.setenv("NETSEM_TLS_KEY", "c.key")
+    env.setenv("NETSEM_TLS_SERVER_NAME", "netsem.example")
+    options = ClientOptions.from_environment()
+    assert (options.token, options.tls, options.tls_ca, options.tls_cert, options.tls_key,
+            options.tls_server_name) == ("from-env", True, Path("env-ca.pem"), Path("c.pem"), Path("c.key"),
+                                         "netsem.example")
+
+
+@pytest.mark.parametrize(
+    ("variables", "error", "message"),
+    [
+        ({"NETSEM_TOKEN_FILE": "{loose}"}, Denied,
+         "NETSEM_TOKEN_FILE: {loose}: holds secrets but is readable or writable by group or others (mode 644; "
+         "chmod 600 it)"),
+        ({"NETSEM_TOKEN": "two words"}, InvalidArgument,
+         "NETSEM_TOKEN: the token is not 1 to 256 visible ASCII characters (no space)"),
+        ({"NETSEM_TLS": "yes"}, InvalidArgument, "NETSEM_TLS: `yes` is not on or off"),
+        ({"NETSEM_TLS_KEY": "k.pem"}, InvalidArgument,
+         "tls_key is set without tls_cert (a client certificate needs both)"),
+    ],
+)
+def test_tls_and_token_variable_errors_are_libnetsems(
+    tmp_path: Path, clean_tls_environment: pytest.MonkeyPatch, variables: dict[str, str], error: type, message: str
+) -> None:
+    loose = str(private(tmp_path, "loose.token", "t\n", 0o644))
+    for name, value in variables.items():
+        clean_tls_environment.setenv(name, value.format(loose=loose))
+    with pytest.raises(error) as raised:
+        ClientOptions.from_environment()
+    assert str(raised.value) == message.format(loose=loose)
+    if NETSEM_CLI.exists():
+        result = subprocess.run([str(NETSEM_CLI), "status"], capture_output=True, text=True, timeout=30,
+                                env={**os.environ, "NETSEM_SERVER": "127.0.0.1:1"})
+        assert result.stderr.rstrip("\n") == f"netsem: {raised.value}"
+
+
+def test_client_keywords_override_tls_and_token(tmp_path: Path, clean_tls_environment: pytest.MonkeyPatch) -> None:
+    base = ClientOptions(token="from-options")
+    token_file = private(tmp_path, "kw.token", "from-keyword-file\n")
+    options = client_options(None, None, None, base, tls=True, tls_ca=str(tmp_path / "ca.pem"),
+                             tls_server_name="netsem.example", token_file=token_file)
+    assert (options.tls, options.tls_ca, options.tls_server_name, options.token) == (
+        True, tmp_path / "ca.pem", "netsem.example", "from-keyword-file")
+    assert base.token == "from-options" and not base.tls  # copied
+    assert client_options(None, None, None, base, token="kw", token_file=token_file).token == "kw"
+    with pytest.raises(Denied):
+        client_options(None, None, None, base, token_file=private(tmp_path, "loose.token", "t\n", 0o604))
+    for bad in ({"tls_cert": "c.pem"}, {"tls_key": "c.key"}, {"token": "two words"}, {"tls": "on"},
+                {"tls_server_name": "a b"}, {"tls_ca": ""}):
+        with pytest.raises(InvalidArgument):
+            client_options(None, None, None, base, **bad)
+    with pytest.raises(TypeError):
+        client_options(None, None, None, base, tls_password="x")
 
 
 ACE_LIMITS = (
