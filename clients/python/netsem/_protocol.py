@@ -700,9 +700,7 @@ def auth_refusal(server: str, reply: Reply) -> NetsemError | None:
     if reply.kind == "ERR" and reply.code in ("AUTH", "DENIED"):
         return Denied(f"server {server} refused this client's token: {printable(reply.message)}")
     if reply.kind == "ERR" and reply.code == "LIMIT":
-        return LimitReached(
-            f"server {server} has too many token checks waiting ({printable(reply.message)}); try again later"
-        )
+        return LimitReached(f"server {server}: too many token checks waiting at the server; try again later")
     return None
 
 
