@@ -34,6 +34,7 @@
 #include <utility>
 
 #include "protocol/codec.h"
+#include "protocol/names.h"
 
 namespace netsem::server {
 namespace {
@@ -535,6 +536,12 @@ void SemaphoreTable::close_session(SessionId session, Completions& out) {
   }
   t.sessions.erase(it);
   ++change_count_;
+  // The pending map and the holds are unordered: settle by name, so the
+  // completions come in an order that depends on the state only, never on
+  // the containers' history (a replica restored from a snapshot grants in
+  // the same order as one that lived through it).
+  std::sort(t.touched.begin(), t.touched.end(),
+            [](const Impl::Semaphore* a, const Impl::Semaphore* b) { return a->name < b->name; });
   t.settle_touched(out);
 }
 
@@ -848,6 +855,168 @@ void SemaphoreTable::expire(TimePoint now, Completions& out) {
 std::optional<TimePoint> SemaphoreTable::next_deadline() const {
   if (impl_->deadlines.empty()) return std::nullopt;
   return impl_->deadlines.begin()->first;
+}
+
+// --- whole state ---
+
+TableImage SemaphoreTable::export_image() const {
+  const Impl& t = *impl_;
+  TableImage image;
+  image.sessions.reserve(t.sessions.size());
+  for (const auto& [id, ses] : t.sessions) image.sessions.push_back(id);
+  std::sort(image.sessions.begin(), image.sessions.end());
+  image.semaphores.reserve(t.ordered.size());
+  for (const Impl::Semaphore* s : t.ordered) {
+    TableImage::Semaphore& out = image.semaphores.emplace_back();
+    out.name.assign(s->name);
+    out.kind = s->kind;
+    out.value = s->value;
+    out.max = s->max;
+    out.grants = s->grants;
+    out.holders.reserve(s->holds.size());
+    for (const Impl::Hold& h : s->holds) out.holders.push_back({h.session->id, h.count, h.fence, h.since, h.order});
+    out.queue.reserve(s->queue.size());
+    for (const Impl::Waiter& w : s->queue) {
+      out.queue.push_back({w.session->id, w.tag, w.mode, w.count, w.timeout_ms, w.queued_at, w.order});
+    }
+  }
+  image.last_fence = t.last_fence;
+  image.last_order = t.last_order;
+  image.time = t.current_time;
+  image.grants_held = t.grants_held;
+  return image;
+}
+
+namespace {
+
+// Why `image` cannot be a table's state, or "" when it can.
+std::string image_fault(const TableImage& image) {
+  using std::to_string;
+  for (std::size_t i = 1; i < image.sessions.size(); ++i) {
+    if (image.sessions[i - 1] >= image.sessions[i]) return "sessions not in rising order";
+  }
+  const auto open = [&](SessionId id) { return std::binary_search(image.sessions.begin(), image.sessions.end(), id); };
+  std::vector<std::uint64_t> orders;
+  // Tags queued per session, to find duplicates.
+  std::vector<std::pair<SessionId, std::string_view>> tags;
+  const std::string* previous = nullptr;
+  for (const TableImage::Semaphore& s : image.semaphores) {
+    const std::string where = "semaphore " + protocol::encode_name_for_request(s.name) + ": ";
+    if (protocol::check_name(s.name) != protocol::ErrorCode::kNone) return where + "invalid name";
+    if (previous != nullptr && !(*previous < s.name)) return where + "names not in byte order";
+    previous = &s.name;
+    if (s.kind != SemaphoreKind::kDefined && s.kind != SemaphoreKind::kUndefined && s.kind != SemaphoreKind::kCreated) {
+      return where + "unknown kind";
+    }
+    if (s.max < 1 || s.max > protocol::kMaxCount) return where + "max out of range";
+    std::int64_t held = 0;
+    std::vector<SessionId> holders;
+    std::uint64_t last = 0;
+    for (const TableImage::Holder& h : s.holders) {
+      if (!open(h.session)) return where + "holder of a session not open";
+      if (h.count < 1 || h.count > protocol::kMaxCount) return where + "holder count out of range";
+      if (h.fence == 0 || h.fence > image.last_fence) return where + "holder fence above last_fence";
+      if (h.order <= last || h.order > image.last_order) return where + "holder order out of range";
+      last = h.order;
+      held += h.count;
+      if (held > protocol::kMaxCount) return where + "more permits held than any max";
+      holders.push_back(h.session);
+      orders.push_back(h.order);
+    }
+    std::sort(holders.begin(), holders.end());
+    if (std::adjacent_find(holders.begin(), holders.end()) != holders.end()) return where + "a session holds twice";
+    // value + held is max less the permits WAIT consumed: at most max; a
+    // reload may have lowered max below what was consumed, by at most a max.
+    if (s.value > s.max - held || s.value < -2 * protocol::kMaxCount) return where + "value out of range";
+    if (s.kind == SemaphoreKind::kCreated && s.value + held < 0) return where + "created value out of range";
+    if (s.kind == SemaphoreKind::kUndefined) {
+      if (s.max != 1 || s.value != s.max - held) return where + "undefined with consumed permits";
+      if (s.holders.empty() && s.queue.empty()) return where + "undefined and idle";
+    }
+    last = 0;
+    for (const TableImage::Waiter& w : s.queue) {
+      if (!open(w.session)) return where + "waiter of a session not open";
+      if (!protocol::is_valid_tag(w.tag)) return where + "invalid waiter tag";
+      if (w.mode != TakeMode::kAcquire && w.mode != TakeMode::kWait) return where + "unknown waiter mode";
+      if (w.mode == TakeMode::kWait && s.kind == SemaphoreKind::kUndefined) return where + "WAIT of an undefined name";
+      if (w.count < 1 || w.count > s.max) return where + "waiter count out of range";
+      if (w.timeout_ms < -1 || w.timeout_ms == 0) return where + "waiter timeout out of range";
+      if (w.order <= last || w.order > image.last_order) return where + "waiter order out of range";
+      last = w.order;
+      orders.push_back(w.order);
+      tags.emplace_back(w.session, w.tag);
+    }
+    if (!image.grants_held && !s.queue.empty() && s.queue.front().count <= s.value) {
+      return where + "the head of the queue fits";
+    }
+  }
+  std::sort(orders.begin(), orders.end());
+  if (std::adjacent_find(orders.begin(), orders.end()) != orders.end()) return "an order used twice";
+  std::sort(tags.begin(), tags.end());
+  if (std::adjacent_find(tags.begin(), tags.end()) != tags.end()) return "a tag queued twice by one session";
+  return {};
+}
+
+}  // namespace
+
+Status SemaphoreTable::import_image(const TableImage& image) {
+  Impl& t = *impl_;
+  if (!t.sessions.empty() || !t.semaphores.empty()) {
+    return {StatusCode::kInvalidArgument, "import_image needs an empty table"};
+  }
+  if (std::string fault = image_fault(image); !fault.empty()) {
+    return {StatusCode::kCorruption, "table image: " + fault};
+  }
+  for (const SessionId id : image.sessions) open_session(id);
+  struct Queued {
+    Impl::Semaphore* sem;
+    const TableImage::Waiter* waiter;
+  };
+  std::vector<Queued> queued;
+  for (const TableImage::Semaphore& in : image.semaphores) {
+    Impl::Semaphore& s = t.insert(in.name, in.kind, in.value, in.max);
+    s.grants = in.grants;
+    for (const TableImage::Holder& h : in.holders) {
+      Impl::Session& ses = t.session(h.session);
+      s.holds.push_back({&ses, &s, h.count, h.fence, h.since, h.order});
+      ses.holds.push_back(std::prev(s.holds.end()));
+      s.held += h.count;
+      t.held_total += static_cast<std::uint64_t>(h.count);
+    }
+    for (const TableImage::Waiter& w : in.queue) queued.push_back({&s, &w});
+  }
+  // In the order they queued: that is the order of equal deadlines in the
+  // index (expire() times them out in it), as in the table exported.
+  std::sort(queued.begin(), queued.end(),
+            [](const Queued& a, const Queued& b) { return a.waiter->order < b.waiter->order; });
+  for (const Queued& q : queued) {
+    const TableImage::Waiter& in = *q.waiter;
+    Impl::Session& ses = t.session(in.session);
+    Impl::Waiter& w = q.sem->queue.emplace_back();
+    w.self = std::prev(q.sem->queue.end());
+    w.session = &ses;
+    w.sem = q.sem;
+    w.tag = in.tag;
+    w.mode = in.mode;
+    w.count = in.count;
+    w.timeout_ms = in.timeout_ms;
+    w.queued_at = in.queued_at;
+    w.order = in.order;
+    if (in.timeout_ms > 0) {
+      if (const auto deadline = deadline_after(in.queued_at, in.timeout_ms)) {
+        w.has_deadline = true;
+        w.deadline = t.deadlines.emplace(*deadline, &w);
+      }
+    }
+    ses.pending.emplace(w.tag, &w);
+    ++t.waiter_total;
+  }
+  set_fence_floor(image.last_fence);
+  t.last_order = image.last_order;
+  t.current_time = image.time;
+  t.grants_held = image.grants_held;
+  ++change_count_;
+  return Status::ok();
 }
 
 }  // namespace netsem::server

@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "journal/journal.h"
+#include "netsem/status.h"
 #include "protocol/error_code.h"
 #include "stats/stats.h"
 
@@ -169,6 +170,51 @@ struct TableStats {
   std::uint64_t created = 0;
 };
 
+// The whole state of a table, for a replicated server's snapshots
+// (SemaphoreTable::export_image and import_image): every open session, every
+// semaphore with its holders and its FIFO queue, the last fence and order,
+// the table's time. What is not here is not state: STATS counters, the
+// journal, spare nodes. Plain values, in a canonical order (sessions by id,
+// semaphores by name bytes, holders and waiters in their table order), so two
+// tables in the same state export equal images.
+struct TableImage {
+  struct Holder {
+    SessionId session = 0;
+    std::int64_t count = 0;   // 1 .. 2^31-1
+    std::uint64_t fence = 0;  // of its latest grant of this name
+    TimePoint since{};        // the grant that made it a holder
+    std::uint64_t order = 0;  // HolderInfo::order
+    friend bool operator==(const Holder&, const Holder&) = default;
+  };
+  struct Waiter {
+    SessionId session = 0;
+    std::string tag;
+    TakeMode mode = TakeMode::kAcquire;
+    std::int64_t count = 1;
+    std::int64_t timeout_ms = -1;  // as asked: -1 or > 0 (a try never queues)
+    TimePoint queued_at{};         // its deadline is queued_at + timeout_ms
+    std::uint64_t order = 0;       // WaiterInfo::order
+    friend bool operator==(const Waiter&, const Waiter&) = default;
+  };
+  struct Semaphore {
+    std::string name;
+    SemaphoreKind kind = SemaphoreKind::kUndefined;
+    std::int64_t value = 1;  // unclamped: negative after a reload lowered max below use
+    std::int64_t max = 1;
+    std::uint64_t grants = 0;     // SemaphoreInfo::grants
+    std::vector<Holder> holders;  // in the order they became holders
+    std::vector<Waiter> queue;    // FIFO order
+    friend bool operator==(const Semaphore&, const Semaphore&) = default;
+  };
+  std::vector<SessionId> sessions;    // open sessions, rising
+  std::vector<Semaphore> semaphores;  // in byte order of names
+  std::uint64_t last_fence = 0;
+  std::uint64_t last_order = 0;  // of holds and waiters
+  TimePoint time{};              // set_time()'s
+  bool grants_held = false;
+  friend bool operator==(const TableImage&, const TableImage&) = default;
+};
+
 class SemaphoreTable {
  public:
   // Fences are reserved from the journal in steps of this many, the next
@@ -210,6 +256,23 @@ class SemaphoreTable {
   // created are returned so the caller can warn.
   std::vector<std::string> configure_defined(const std::vector<std::pair<std::string, std::int64_t>>& limits,
                                              Completions& out);
+
+  // --- whole state (replication) ---
+
+  // The table's whole state (TableImage). O(semaphores + holders + waiters).
+  TableImage export_image() const;
+  // Makes an empty table (no session, no semaphore) the state `image`
+  // describes; the table then behaves exactly as the one exported would
+  // (same grants, fences, completions in the same order), STATS counters
+  // aside. kInvalidArgument, changing nothing, when the table is not empty;
+  // kCorruption, changing nothing, when the image breaks an invariant of the
+  // table (a name out of order or invalid, a count or limit out of range, a
+  // holder or waiter of a session not listed, a duplicate tag or order, a
+  // fence above last_fence, an undefined name that is idle or has consumed
+  // permits or a queued WAIT, a queue head that fits while grants are not
+  // held): the message says which. Writes no journal record, ignores
+  // max_semaphores; fences handed out after it are above last_fence.
+  Status import_image(const TableImage& image);
 
   // --- sessions ---
 
