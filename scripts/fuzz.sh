@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 seconds="${1:-20}"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DNETSEM_BUILD_FUZZERS=ON -DNETSEM_BUILD_TESTS=OFF >/dev/null
-cmake --build build-fuzz --target codec_fuzz journal_fuzz table_fuzz
-for target in codec_fuzz journal_fuzz table_fuzz; do
+cmake --build build-fuzz --target codec_fuzz journal_fuzz table_fuzz replication_fuzz
+for target in codec_fuzz journal_fuzz table_fuzz replication_fuzz; do
   corpus="build-fuzz/corpus/$target"
   mkdir -p "$corpus"
   echo "== $target: ${seconds}s"

@@ -1,0 +1,334 @@
+// The entry codec (entry.h): each command is its type (u8), the length of
+// its fields (u32), its fields; the rules of check_command are applied to
+// what is decoded, so no field the table would assert on gets through.
+#include "replication/entry.h"
+
+#include <fmt/format.h>
+
+#include "protocol/fields.h"
+#include "protocol/names.h"
+#include "replication/wire.h"
+
+namespace netsem::replication {
+namespace {
+
+using protocol::kMaxCount;
+
+// Command types on the wire: never renumber.
+enum class CommandType : std::uint8_t {
+  kOpenSession = 1,
+  kSessionRequest = 2,
+  kCloseSession = 3,
+  kTouchSession = 4,
+  kTouchAll = 5,
+  kAdvanceTime = 6,
+  kReconfigure = 7,
+};
+
+Status invalid(std::string why) {
+  return {StatusCode::kInvalidArgument, std::move(why)};
+}
+
+bool valid_name(std::string_view name) {
+  return protocol::check_name(name) == protocol::ErrorCode::kNone;
+}
+
+Status check(const OpenSession& c) {
+  if (!c.label.empty() && !valid_name(c.label)) return invalid("open: the label is not a valid name");
+  if (c.peer.size() > kMaxPeerBytes) return invalid("open: the peer is too long");
+  if (c.dialect.size() > kMaxDialectBytes) return invalid("open: the dialect is too long");
+  return Status::ok();
+}
+
+Status check(const SessionRequest& c) {
+  if (c.session == 0) return invalid("request: session 0");
+  if (!protocol::is_valid_tag(c.tag)) return invalid("request: invalid tag");
+  const auto count_ok = [&] { return c.count >= 1 && c.count <= kMaxCount; };
+  switch (c.verb) {
+    case RequestVerb::kAcquire:
+    case RequestVerb::kWait:
+      if (c.timeout_ms < -1) return invalid("request: timeout below -1");
+      [[fallthrough]];
+    case RequestVerb::kRelease:
+    case RequestVerb::kPost:
+      if (!count_ok()) return invalid("request: count out of range");
+      [[fallthrough]];
+    case RequestVerb::kDelete:
+      if (!valid_name(c.name)) return invalid("request: invalid name");
+      return Status::ok();
+    case RequestVerb::kCreate:
+      if (!valid_name(c.name)) return invalid("request: invalid name");
+      if (c.max < 1 || c.max > kMaxCount || c.value < 0 || c.value > c.max) {
+        return invalid("request: CREATE value or max out of range");
+      }
+      return Status::ok();
+    case RequestVerb::kCancel:
+      if (!protocol::is_valid_tag(c.pending_tag)) return invalid("request: invalid CANCEL tag");
+      return Status::ok();
+    case RequestVerb::kKick:
+      if (c.target == 0) return invalid("request: KICK of session 0");
+      return Status::ok();
+    case RequestVerb::kHello:
+      if (!c.name.empty() && !valid_name(c.name)) return invalid("request: HELLO label is not a valid name");
+      return Status::ok();
+  }
+  return invalid("request: unknown verb");
+}
+
+Status check(const CloseSession& c) {
+  if (c.session == 0) return invalid("close: session 0");
+  if (c.cause < CloseCause::kClosed || c.cause > CloseCause::kShutdown) return invalid("close: unknown cause");
+  return Status::ok();
+}
+
+Status check(const TouchSession& c) {
+  if (c.session == 0) return invalid("touch: session 0");
+  return Status::ok();
+}
+
+Status check(const TouchAll&) {
+  return Status::ok();
+}
+
+Status check(const AdvanceTime&) {
+  return Status::ok();
+}
+
+Status check(const Reconfigure& c) {
+  for (const auto& [name, limit] : c.limits) {
+    if (!valid_name(name)) return invalid("reconfigure: invalid name");
+    if (limit < 1 || limit > kMaxCount) return invalid("reconfigure: limit out of range");
+  }
+  if (c.session_timeout_ms < 0 || c.session_timeout_ms > kMaxLogTimeMs) {
+    return invalid("reconfigure: session timeout out of range");
+  }
+  return Status::ok();
+}
+
+// The fields of each command (without type and length).
+void put(wire::Writer& w, const OpenSession& c) {
+  w.str(c.label);
+  w.str(c.peer);
+  w.str(c.dialect);
+}
+void put(wire::Writer& w, const SessionRequest& c) {
+  w.u64(c.session);
+  w.u8(static_cast<std::uint8_t>(c.verb));
+  w.str(c.tag);
+  w.str(c.name);
+  w.i64(c.count);
+  w.i64(c.timeout_ms);
+  w.i64(c.value);
+  w.i64(c.max);
+  w.u8(c.exclusive ? 1 : 0);
+  w.str(c.pending_tag);
+  w.u64(c.target);
+}
+void put(wire::Writer& w, const CloseSession& c) {
+  w.u64(c.session);
+  w.u8(static_cast<std::uint8_t>(c.cause));
+}
+void put(wire::Writer& w, const TouchSession& c) {
+  w.u64(c.session);
+}
+void put(wire::Writer&, const TouchAll&) {}
+void put(wire::Writer&, const AdvanceTime&) {}
+void put(wire::Writer& w, const Reconfigure& c) {
+  w.i64(c.session_timeout_ms);
+  w.u32(static_cast<std::uint32_t>(c.limits.size()));
+  for (const auto& [name, limit] : c.limits) {
+    w.str(name);
+    w.i64(limit);
+  }
+}
+
+constexpr CommandType type_of(const Command& command) {
+  return static_cast<CommandType>(command.index() + 1);
+}
+
+// Reads the fields of a command of `type`; false for an unknown type.
+bool get(wire::Reader& r, CommandType type, Command& out) {
+  switch (type) {
+    case CommandType::kOpenSession: {
+      OpenSession c;
+      c.label = r.str(protocol::kMaxNameBytes);
+      c.peer = r.str(kMaxPeerBytes);
+      c.dialect = r.str(kMaxDialectBytes);
+      out = std::move(c);
+      return true;
+    }
+    case CommandType::kSessionRequest: {
+      SessionRequest c;
+      c.session = r.u64();
+      c.verb = static_cast<RequestVerb>(r.u8());
+      c.tag = r.str(protocol::kMaxTagBytes);
+      c.name = r.str(protocol::kMaxNameBytes);
+      c.count = r.i64();
+      c.timeout_ms = r.i64();
+      c.value = r.i64();
+      c.max = r.i64();
+      const std::uint8_t exclusive = r.u8();
+      if (exclusive > 1) r.fail();
+      c.exclusive = exclusive == 1;
+      c.pending_tag = r.str(protocol::kMaxTagBytes);
+      c.target = r.u64();
+      out = std::move(c);
+      return true;
+    }
+    case CommandType::kCloseSession: {
+      CloseSession c;
+      c.session = r.u64();
+      c.cause = static_cast<CloseCause>(r.u8());
+      out = c;
+      return true;
+    }
+    case CommandType::kTouchSession:
+      out = TouchSession{r.u64()};
+      return true;
+    case CommandType::kTouchAll:
+      out = TouchAll{};
+      return true;
+    case CommandType::kAdvanceTime:
+      out = AdvanceTime{};
+      return true;
+    case CommandType::kReconfigure: {
+      Reconfigure c;
+      c.session_timeout_ms = r.i64();
+      const std::uint32_t n = r.u32();
+      // Each limit is at least 2 + 1 + 8 bytes: a count beyond what is left
+      // is refused before anything is allocated for it.
+      if (n > r.remaining() / 11) r.fail();
+      for (std::uint32_t i = 0; r.ok() && i < n; ++i) {
+        std::string name(r.str(protocol::kMaxNameBytes));
+        const std::int64_t limit = r.i64();
+        c.limits.emplace_back(std::move(name), limit);
+      }
+      out = std::move(c);
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string_view close_cause_name(CloseCause cause) {
+  switch (cause) {
+    case CloseCause::kClosed:
+      return "closed";
+    case CloseCause::kQuit:
+      return "quit";
+    case CloseCause::kIdle:
+      return "idle";
+    case CloseCause::kKicked:
+      return "kicked";
+    case CloseCause::kError:
+      return "error";
+    case CloseCause::kShutdown:
+      return "shutdown";
+  }
+  return "unknown";
+}
+
+Status check_command(const Command& command) {
+  return std::visit([](const auto& c) { return check(c); }, command);
+}
+
+std::string encode_entry(const Entry& entry) {
+  wire::Writer w = wire::begin_frame(kEntryMagic, kEntryVersion);
+  w.i64(entry.time_ms);
+  w.u32(static_cast<std::uint32_t>(entry.commands.size()));
+  for (const Command& command : entry.commands) {
+    w.u8(static_cast<std::uint8_t>(type_of(command)));
+    const std::size_t length_at = w.bytes().size();
+    w.u32(0);
+    std::visit([&](const auto& c) { put(w, c); }, command);
+    const std::size_t length = w.bytes().size() - length_at - 4;
+    for (int i = 0; i < 4; ++i) w.bytes()[length_at + i] = static_cast<char>((length >> (8 * i)) & 0xff);
+  }
+  return wire::end_frame(w);
+}
+
+Result<Entry> decode_entry(std::string_view bytes) {
+  auto body = wire::open_frame(bytes, kEntryMagic, kEntryVersion, "entry");
+  if (!body) return body.status();
+  wire::Reader r(*body);
+  Entry entry;
+  entry.time_ms = r.i64();
+  const std::uint32_t n = r.u32();
+  if (!r.ok()) return Status(StatusCode::kCorruption, "entry: truncated header");
+  if (entry.time_ms < 0 || entry.time_ms > kMaxLogTimeMs)
+    return Status(StatusCode::kCorruption, "entry: time out of range");
+  // A command is at least 5 bytes.
+  if (n > r.remaining() / 5) return Status(StatusCode::kCorruption, "entry: more commands than bytes");
+  entry.commands.reserve(n);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    const auto type = static_cast<CommandType>(r.u8());
+    const std::uint32_t length = r.u32();
+    if (!r.ok() || length > r.remaining()) {
+      return Status(StatusCode::kCorruption, fmt::format("entry: command {} truncated", i));
+    }
+    wire::Reader fields(r.peek(length));
+    r.skip(length);
+    Command command;
+    if (!get(fields, type, command)) {
+      return Status(StatusCode::kCorruption,
+                    fmt::format("entry: command {} of unknown type {}", i, static_cast<int>(type)));
+    }
+    if (!fields.done()) return Status(StatusCode::kCorruption, fmt::format("entry: command {} malformed", i));
+    if (Status ok = check_command(command); !ok) {
+      return Status(StatusCode::kCorruption, fmt::format("entry: command {}: {}", i, ok.message()));
+    }
+    entry.commands.push_back(std::move(command));
+  }
+  if (!r.done()) return Status(StatusCode::kCorruption, "entry: bytes after the last command");
+  return entry;
+}
+
+bool request_from_protocol(SessionId session, const protocol::Request& request, SessionRequest& out) {
+  using protocol::Verb;
+  out = SessionRequest{};
+  out.session = session;
+  out.tag.assign(request.tag);
+  switch (request.verb) {
+    case Verb::kAcquire:
+    case Verb::kWait:
+      out.verb = request.verb == Verb::kAcquire ? RequestVerb::kAcquire : RequestVerb::kWait;
+      out.name = request.name;
+      out.count = request.count;
+      out.timeout_ms = request.timeout_ms;
+      return true;
+    case Verb::kRelease:
+    case Verb::kPost:
+      out.verb = request.verb == Verb::kRelease ? RequestVerb::kRelease : RequestVerb::kPost;
+      out.name = request.name;
+      out.count = request.count;
+      return true;
+    case Verb::kCancel:
+      out.verb = RequestVerb::kCancel;
+      out.pending_tag.assign(request.pending_tag);
+      return true;
+    case Verb::kCreate:
+      out.verb = RequestVerb::kCreate;
+      out.name = request.name;
+      out.value = request.value;
+      out.max = request.max;
+      out.exclusive = request.exclusive;
+      return true;
+    case Verb::kDelete:
+      out.verb = RequestVerb::kDelete;
+      out.name = request.name;
+      return true;
+    case Verb::kKick:
+      out.verb = RequestVerb::kKick;
+      return protocol::parse_session_id(request.session_id, out.target);
+    case Verb::kHello:
+      out.verb = RequestVerb::kHello;
+      if (request.has_name) out.name = request.name;
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace netsem::replication
