@@ -235,12 +235,13 @@ void Chromium::record_event(const json& message) {
       text += " " + arg.value("description", arg.contains("value") ? arg["value"].dump() : "");
     page_errors_.push_back(text);
   } else if (method == "Page.javascriptDialogOpening") {
-    dialogs_.push_back(params.value("type", "") + ": " + params.value("message", ""));
-    // Dismiss it, or the page would stay blocked; the answer is not awaited.
-    send_message({{"id", next_id_++},
-                  {"sessionId", session_},
-                  {"method", "Page.handleJavaScriptDialog"},
-                  {"params", {{"accept", false}}}});
+    const std::string type = params.value("type", "");
+    dialogs_.push_back(type + ": " + params.value("message", ""));
+    // Answer it, or the page would stay blocked; the answer is not awaited.
+    json answer = {{"accept", false}};
+    if (type == "prompt" && prompt_answer_) answer = {{"accept", true}, {"promptText", *prompt_answer_}};
+    send_message(
+        {{"id", next_id_++}, {"sessionId", session_}, {"method", "Page.handleJavaScriptDialog"}, {"params", answer}});
   }
 }
 

@@ -68,8 +68,14 @@ class Chromium {
   // becomes true, visibilitychange fires), or brings it back.
   bool set_visible(bool visible);
 
+  // How the next JavaScript prompt() is answered: with `text` (accepted) or,
+  // when nullopt (the default), dismissed as by Cancel. alert and confirm
+  // are always dismissed. Every dialog is recorded in dialogs() either way.
+  void set_prompt_answer(std::optional<std::string> text) { prompt_answer_ = std::move(text); }
+
   // Uncaught exceptions and console errors the page reported so far, and
-  // JavaScript dialogs (alert, confirm) it tried to open.
+  // JavaScript dialogs (alert, confirm, prompt) it tried to open, as
+  // "<type>: <message>".
   const std::vector<std::string>& page_errors() const { return page_errors_; }
   const std::vector<std::string>& dialogs() const { return dialogs_; }
   void clear_page_reports() {
@@ -106,6 +112,7 @@ class Chromium {
   bool loaded_ = false;  // a Page.loadEventFired arrived since the last navigate
   std::vector<std::string> page_errors_;
   std::vector<std::string> dialogs_;
+  std::optional<std::string> prompt_answer_;
   std::string last_error_;
 };
 

@@ -6,19 +6,24 @@
 // with their bars and counts, an expanded name's holders and queue, the
 // sessions, the figures; paging and the filter over 2000 names; the banner
 // when the server stops answering and its end when it answers again; no
-// polling while the tab is hidden. Keys are pressed as a user would (the
+// polling while the tab is hidden; the token prompt of a server that requires
+// tokens (asked once, then only by the banner's button; a kept token serves a
+// reload). Keys are pressed as a user would (the
 // DevTools protocol's Input events), not simulated in the page.
 //
 // Skipped, saying so, when no chromium is installed.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "auth/token_hash.h"
 #include "chromium.h"
 #include "netsemd_harness.h"
 #include "support/request_lines.h"
@@ -326,6 +331,60 @@ TEST_F(WebPage, DoesNotPollWhileTheTabIsHidden) {
   // Visible again: a refresh at once, and polling again.
   ASSERT_TRUE(browser().set_visible(true));
   ASSERT_TRUE(wait_until(requests + " >= " + std::to_string(before + 2)));
+}
+
+TEST_F(WebPage, AsksForATokenOnceAndReadsWithIt) {
+  TempDir dir;
+  const auto tokens = dir.path() / "tokens.ini";
+  std::ofstream(tokens) << "[tokens]\nviewer = " << auth::hash_token("viewer-token", auth::HashCost::kMinimum).value()
+                        << " read\nworker = " << auth::hash_token("worker-token", auth::HashCost::kMinimum).value()
+                        << " acquire\n";
+  ASSERT_EQ(::chmod(tokens.c_str(), 0600), 0);
+  auto server = start_web_server("pool = 3\n", "tokens_file = " + tokens.string() + "\n");
+  ASSERT_TRUE(server.server && server.http_port != 0);
+  auto holder = Client::connect(server.server->port());
+  ASSERT_TRUE(holder);
+  ASSERT_EQ(holder->request("t AUTH worker-token"), "t OK acquire");
+  fence_of(holder->request(req::acquire("a", "pool")));
+  const std::string banner = "document.getElementById('banner')";
+  const std::string button = "document.getElementById('token-button')";
+
+  // A wrong token: asked for once, refused, and not asked for again by the
+  // polls that follow (2.5 intervals); the banner offers to enter another.
+  browser().set_prompt_answer("wrong-token");
+  ASSERT_TRUE(browser().navigate(server.url("/"))) << browser().last_error();
+  ASSERT_TRUE(wait_until(button + " !== null"));
+  EXPECT_NE(eval(banner + ".textContent").get<std::string>().find("requires a token with the read right"),
+            std::string::npos)
+      << eval(banner + ".textContent");
+  std::this_thread::sleep_for(5s);
+  EXPECT_EQ(browser().dialogs(),
+            std::vector<std::string>{"prompt: This netsem server requires a token with the read right:"});
+  EXPECT_EQ(eval("sessionStorage.getItem('netsem.token')"), json());
+  EXPECT_EQ(eval(row_of("pool") + " === undefined"), true);
+
+  // The button asks again; the right token shows the semaphores.
+  browser().set_prompt_answer("viewer-token");
+  eval(button + ".click(), true");
+  ASSERT_TRUE(wait_until(row_of("pool") + " !== undefined && " + banner + ".hidden"));
+  EXPECT_EQ(eval(cells_of("[" + row_of("pool") + "]")), json::parse(R"([["pool", "defined", "1 of 3", "1", "0"]])"));
+  EXPECT_EQ(eval("sessionStorage.getItem('netsem.token')"), "viewer-token");
+  EXPECT_EQ(browser().dialogs().size(), 2u);
+
+  // A reload reads with the token the tab kept: no prompt.
+  ASSERT_TRUE(browser().navigate(server.url("/"))) << browser().last_error();
+  ASSERT_TRUE(wait_until(row_of("pool") + " !== undefined"));
+  EXPECT_EQ(browser().dialogs().size(), 2u);
+
+  // A token without the read right: 403, said as such, with the button; no prompt.
+  eval("sessionStorage.setItem('netsem.token', 'worker-token'), true");
+  ASSERT_TRUE(browser().navigate(server.url("/"))) << browser().last_error();
+  ASSERT_TRUE(wait_until(button + " !== null"));
+  EXPECT_NE(eval(banner + ".textContent").get<std::string>().find("may not read"), std::string::npos)
+      << eval(banner + ".textContent");
+  EXPECT_EQ(browser().dialogs().size(), 2u);
+  browser().set_prompt_answer(std::nullopt);
+  browser().clear_page_reports();
 }
 
 }  // namespace

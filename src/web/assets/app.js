@@ -38,18 +38,26 @@ class ApiError extends Error {
   }
 }
 
-// The bearer token of a server that requires one (docs/security.md): asked
-// for once when the API answers 401, kept for this tab only.
+// The bearer token of a server that requires one (docs/security.md), kept
+// for this tab only. The page asks for it by itself once, at the first 401;
+// after that (a token refused, the prompt cancelled) only the banner's
+// "Enter a token" button asks, so that a wrong token never becomes a prompt
+// at every poll that the user cannot get out of.
 const TOKEN_KEY = 'netsem.token';
+let tokenAsked = false;
 function storedToken() {
   try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (e) { return ''; }
 }
-function askForToken() {
-  const token = window.prompt('This netsem server requires a token with the read right:', '');
+function storeToken(token) {
   try {
-    if (token) sessionStorage.setItem(TOKEN_KEY, token.trim()); else sessionStorage.removeItem(TOKEN_KEY);
+    if (token) sessionStorage.setItem(TOKEN_KEY, token); else sessionStorage.removeItem(TOKEN_KEY);
   } catch (e) { /* storage refused: the token is asked for again next time */ }
-  return token ? token.trim() : '';
+}
+function askForToken() {
+  tokenAsked = true;
+  const token = (window.prompt('This netsem server requires a token with the read right:', '') || '').trim();
+  storeToken(token);
+  return token;
 }
 
 // GETs `path` and returns its JSON body; throws ApiError. A 401 asks for a
@@ -75,11 +83,12 @@ async function getJson(path, retried = false) {
   } catch (e) {
     body = null;
   }
-  if (response.status === 401 && !retried) {
+  if (response.status === 401) {
     // The page's requests go out together: the first 401 asks, the others
     // retry with what it was given.
     const now = storedToken();
-    if ((now && now !== token) || askForToken()) return getJson(path, true);
+    if (!retried && ((now && now !== token) || (!tokenAsked && askForToken()))) return getJson(path, true);
+    if (token && now === token) storeToken('');  // refused: not sent again
   }
   if (!response.ok) {
     const detail = body && (body.message || body.error);
@@ -546,9 +555,22 @@ function showHealth(failure) {
   const since = state.failingSince.toLocaleTimeString();
   const what = failure.status === 0 ? `netsemd is not answering (since ${since}): ${failure.message}.` :
       failure.status === 503 ? `netsemd is busy or not ready (since ${since}): ${failure.message}.` :
+      failure.status === 401 ? `netsemd requires a token with the read right (${failure.message}).` :
+      failure.status === 403 ? `This token may not read everything the page shows (${failure.message}).` :
                                `netsemd answered with an error (since ${since}): ${failure.message}.`;
   const shown = state.lastSuccess ? ` The figures below are from ${state.lastSuccess.toLocaleTimeString()}.` : '';
   banner.textContent = `${what}${shown} Trying again every ${POLL_MS / 1000} s.`;
+  if (failure.status === 401 || failure.status === 403) {
+    // No token, a refused one, or one without the read right: ask for another.
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.id = 'token-button';
+    button.textContent = 'Enter a token';
+    button.addEventListener('click', () => {
+      if (askForToken()) refresh();
+    });
+    banner.append(' ', button);
+  }
   banner.hidden = false;
   document.body.classList.add('stale');
 }
