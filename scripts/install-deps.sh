@@ -24,6 +24,8 @@ packages=(
   libsodium-dev                     # libsodium: salted Argon2id hashes of AUTH tokens (src/auth; docs/security.md)
   libssl-dev                        # OpenSSL: TLS in netsemd (asio::ssl) and libnetsem (docs/security.md, "TLS")
   openssl                           # the openssl command: tests/tls makes its CA and certificates with it, and talks s_client
+  libraft-dev                       # canonical's Raft (libraft 0.15): the consensus layer of replicated netsemd (src/raft; docs/replication.md)
+  libuv1-dev                        # libuv: the event loop libraft's I/O backend (raft_uv) runs on, one per RaftNode thread
   libsystemd-dev                    # libsystemd: netsemd's sd_notify (readiness, reload, stop, watchdog) under Type=notify
   systemd                           # systemd-analyze: tests/ops checks etc/systemd/netsemd.service
   dpkg-dev file binutils groff-base # the Debian package: cpack's dependency list (dpkg-shlibdeps, file, readelf), man pages' check

@@ -1,0 +1,697 @@
+// RaftNode (raft_node.h): libraft driven from one libuv loop on the raft
+// thread. Other threads talk to it through a locked queue (proposals, and
+// configuration changes as tasks) and a uv_async handle that wakes the loop;
+// a uv_check handle, run after each loop iteration, publishes the node's
+// state for status() and reports role changes. libraft's FSM hooks adapt the
+// byte-based StateMachine: batch entries are unframed into commands, the
+// results go back to the proposer through the raft_apply callback, which
+// libraft calls right after the FSM's apply of the same entry.
+#include "raft/raft_node.h"
+
+#include <spdlog/spdlog.h>
+#include <uv.h>
+
+// libraft's headers declare C functions without extern "C" of their own.
+extern "C" {
+#include <raft.h>
+#include <raft/uv.h>
+}
+
+#include <cassert>
+#include <charconv>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "raft/entry_format.h"
+
+namespace netsem::raft {
+
+std::string_view server_role_name(ServerRole role) {
+  switch (role) {
+    case ServerRole::kVoter:
+      return "voter";
+    case ServerRole::kStandby:
+      return "standby";
+    case ServerRole::kSpare:
+      return "spare";
+  }
+  return "unknown";
+}
+
+Result<ServerRole> parse_server_role(std::string_view name) {
+  for (ServerRole role : {ServerRole::kVoter, ServerRole::kStandby, ServerRole::kSpare}) {
+    if (name == server_role_name(role)) return role;
+  }
+  return Status(StatusCode::kInvalidArgument,
+                "unknown role '" + std::string(name) + "' (expected voter, standby or spare)");
+}
+
+std::string_view role_name(Role role) {
+  switch (role) {
+    case Role::kUnavailable:
+      return "unavailable";
+    case Role::kFollower:
+      return "follower";
+    case Role::kCandidate:
+      return "candidate";
+    case Role::kLeader:
+      return "leader";
+  }
+  return "unknown";
+}
+
+namespace {
+
+Status check_address(std::string_view address) {
+  const std::size_t colon = address.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return Status(StatusCode::kInvalidArgument, "address '" + std::string(address) + "' is not host:port");
+  }
+  unsigned port = 0;
+  const std::string_view digits = address.substr(colon + 1);
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+  if (ec != std::errc() || end != digits.data() + digits.size() || port == 0 || port > 65535) {
+    return Status(StatusCode::kInvalidArgument, "address '" + std::string(address) + "' has no valid port");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<std::vector<ServerInfo>> parse_servers(std::string_view text) {
+  std::vector<ServerInfo> servers;
+  while (!text.empty()) {
+    const std::size_t comma = text.find(',');
+    const std::string_view item = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+    const std::size_t at = item.find('@');
+    ServerInfo server;
+    if (at == std::string_view::npos) {
+      return Status(StatusCode::kInvalidArgument, "server '" + std::string(item) + "' is not id@host:port");
+    }
+    const auto [end, ec] = std::from_chars(item.data(), item.data() + at, server.id);
+    if (ec != std::errc() || end != item.data() + at || server.id == 0) {
+      return Status(StatusCode::kInvalidArgument, "server '" + std::string(item) + "' has no valid id (> 0)");
+    }
+    server.address = std::string(item.substr(at + 1));
+    if (Status s = check_address(server.address); !s) return s;
+    for (const ServerInfo& other : servers) {
+      if (other.id == server.id) {
+        return Status(StatusCode::kInvalidArgument, "server id " + std::to_string(server.id) + " given twice");
+      }
+      if (other.address == server.address) {
+        return Status(StatusCode::kInvalidArgument, "address " + server.address + " given twice");
+      }
+    }
+    servers.push_back(std::move(server));
+  }
+  if (servers.empty()) return Status(StatusCode::kInvalidArgument, "no servers given");
+  return servers;
+}
+
+namespace {
+
+int to_raft_role(ServerRole role) {
+  switch (role) {
+    case ServerRole::kVoter:
+      return RAFT_VOTER;
+    case ServerRole::kStandby:
+      return RAFT_STANDBY;
+    case ServerRole::kSpare:
+      return RAFT_SPARE;
+  }
+  return RAFT_SPARE;
+}
+
+ServerRole from_raft_role(int role) {
+  return role == RAFT_VOTER ? ServerRole::kVoter : role == RAFT_STANDBY ? ServerRole::kStandby : ServerRole::kSpare;
+}
+
+Role from_raft_state(int state) {
+  switch (state) {
+    case RAFT_FOLLOWER:
+      return Role::kFollower;
+    case RAFT_CANDIDATE:
+      return Role::kCandidate;
+    case RAFT_LEADER:
+      return Role::kLeader;
+    default:
+      return Role::kUnavailable;
+  }
+}
+
+StatusCode code_of(int rv) {
+  switch (rv) {
+    case RAFT_NOTFOUND:
+      return StatusCode::kNotFound;
+    case RAFT_CORRUPT:
+    case RAFT_MALFORMED:
+      return StatusCode::kCorruption;
+    case RAFT_INVALID:
+    case RAFT_BADID:
+    case RAFT_BADROLE:
+    case RAFT_DUPLICATEID:
+    case RAFT_DUPLICATEADDRESS:
+    case RAFT_NAMETOOLONG:
+      return StatusCode::kInvalidArgument;
+    case RAFT_NOTLEADER:
+    case RAFT_LEADERSHIPLOST:
+    case RAFT_NOCONNECTION:
+      return StatusCode::kUnavailable;
+    case RAFT_SHUTDOWN:
+      return StatusCode::kShutdown;
+    case RAFT_CANTCHANGE:
+    case RAFT_BUSY:
+      return StatusCode::kBusy;
+    case RAFT_TOOBIG:
+    case RAFT_TOOMANY:
+      return StatusCode::kLimit;
+    case RAFT_NOMEM:
+      return StatusCode::kInternal;
+    default:
+      return StatusCode::kIoError;
+  }
+}
+
+// A Status for libraft's error `rv`, with what it said (`detail`).
+Status raft_status(int rv, std::string_view what, std::string_view detail) {
+  std::string message(what);
+  message += ": ";
+  message += detail.empty() ? raft_strerror(rv) : detail;
+  return Status(code_of(rv), std::move(message));
+}
+
+}  // namespace
+
+class RaftNode::Impl {
+ public:
+  Impl(RaftOptions options, StateMachine& machine) : options_(std::move(options)), machine_(machine) {}
+
+  Status open();
+  void run() { uv_run(&loop_, UV_RUN_DEFAULT); }
+  void finish_loop();
+
+  void propose(std::string command, ProposeCallback done) {
+    if (command.size() > kMaxCommandBytes) {
+      return done(
+          Status(StatusCode::kInvalidArgument, "a command is at most " + std::to_string(kMaxCommandBytes) + " bytes"));
+    }
+    {
+      std::lock_guard lock(mu_);
+      if (!stopping_) {
+        queue_.push_back({std::move(command), std::move(done)});
+        uv_async_send(&wake_);
+        return;
+      }
+    }
+    done(Status(StatusCode::kShutdown, "the raft node is stopping"));
+  }
+
+  void post(std::function<void()> task) {
+    std::lock_guard lock(mu_);
+    tasks_.push_back(std::move(task));
+    if (!stopping_) uv_async_send(&wake_);
+  }
+
+  NodeStatus status() const {
+    std::lock_guard lock(mu_);
+    NodeStatus copy = status_;
+    copy.proposals_queued = queue_.size();
+    return copy;
+  }
+
+  void request_stop() {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    uv_async_send(&wake_);
+  }
+
+  // Fails what is left after the loop ended (proposals and tasks that never ran).
+  void fail_leftovers() {
+    std::deque<Pending> queue;
+    std::vector<std::function<void()>> tasks;
+    {
+      std::lock_guard lock(mu_);
+      queue.swap(queue_);
+      tasks.swap(tasks_);
+    }
+    for (Pending& p : queue) p.done(Status(StatusCode::kShutdown, "the raft node stopped"));
+    closing_ = true;
+    for (auto& task : tasks) task();  // each fails itself when closing_
+  }
+
+  void add_server(std::uint64_t id, std::string address, ChangeCallback done);
+  void assign(std::uint64_t id, ServerRole role, ChangeCallback done);
+  void remove_server(std::uint64_t id, ChangeCallback done);
+
+  std::thread thread;
+
+ private:
+  struct Pending {
+    std::string command;
+    ProposeCallback done;
+  };
+  struct Batch {
+    struct raft_apply req {};
+    Impl* impl = nullptr;
+    std::vector<ProposeCallback> callbacks;
+  };
+  struct Change {
+    struct raft_change req {};
+    Impl* impl = nullptr;
+    std::string address;
+    ChangeCallback done;
+  };
+
+  // Raft thread: libuv and libraft callbacks.
+  static void on_wake(uv_async_t* handle);
+  static void on_check(uv_check_t* handle);
+  static void on_applied(struct raft_apply* req, int status, void* result);
+  static void on_changed(struct raft_change* req, int status);
+  static void on_raft_closed(struct raft* raft);
+  static int fsm_apply(raft_fsm* fsm, const raft_buffer* buf, void** result);
+  static int fsm_snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs);
+  static int fsm_restore(raft_fsm* fsm, raft_buffer* buf);
+
+  void pump();
+  void publish();
+  Status not_leader() const;
+  Change* new_change(ChangeCallback done);
+  void change_started(Change* change, int rv, std::string_view what);
+
+  RaftOptions options_;
+  StateMachine& machine_;
+
+  uv_loop_t loop_{};
+  uv_async_t wake_{};
+  uv_check_t check_{};
+  raft_uv_transport transport_{};
+  raft_io io_{};
+  raft_fsm fsm_{};
+  struct raft raft_ {};
+  bool loop_open_ = false, transport_open_ = false, io_open_ = false, raft_open_ = false, handles_open_ = false;
+
+  // Raft thread only.
+  bool closing_ = false;
+  bool in_flight_ = false;
+  std::vector<Result<std::string>> results_;  // the results of the entry being applied
+  std::string scratch_;
+  Role last_role_ = Role::kUnavailable;
+  std::uint64_t last_term_ = 0;
+  std::uint64_t batches_ = 0, commands_ = 0;
+  std::string failure_;
+
+  mutable std::mutex mu_;
+  std::deque<Pending> queue_;                 // guarded by mu_
+  std::vector<std::function<void()>> tasks_;  // guarded by mu_
+  bool stopping_ = false;                     // guarded by mu_
+  NodeStatus status_;                         // guarded by mu_
+};
+
+Status RaftNode::Impl::open() {
+  const RaftOptions& o = options_;
+  if (o.id == 0) return Status(StatusCode::kInvalidArgument, "the raft id must be > 0");
+  if (Status s = check_address(o.address); !s) return s;
+  if (o.heartbeat_timeout.count() <= 0 || o.election_timeout <= o.heartbeat_timeout) {
+    return Status(StatusCode::kInvalidArgument, "the heartbeat timeout must be > 0 and below the election timeout");
+  }
+  if (o.max_batch == 0 || o.max_batch > kMaxBatchCommands) {
+    return Status(StatusCode::kInvalidArgument, "max_batch must be in [1, " + std::to_string(kMaxBatchCommands) + "]");
+  }
+  if (o.snapshot_threshold == 0) return Status(StatusCode::kInvalidArgument, "the snapshot threshold must be > 0");
+
+  if (int rv = uv_loop_init(&loop_); rv != 0) return Status(StatusCode::kInternal, uv_strerror(rv));
+  loop_open_ = true;
+  if (int rv = raft_uv_tcp_init(&transport_, &loop_); rv != 0) return raft_status(rv, "raft transport", "");
+  transport_open_ = true;
+  if (int rv = raft_uv_init(&io_, &loop_, o.data_dir.c_str(), &transport_); rv != 0) {
+    return raft_status(rv, "raft data directory " + o.data_dir, io_.errmsg);
+  }
+  io_open_ = true;
+  // Damage on disk is refused, never repaired by dropping what follows it.
+  raft_uv_set_auto_recovery(&io_, false);
+  raft_uv_set_connect_retry_delay(&io_, static_cast<unsigned>(o.connect_retry.count()));
+
+  fsm_.version = 1;
+  fsm_.data = this;
+  fsm_.apply = fsm_apply;
+  fsm_.snapshot = fsm_snapshot;
+  fsm_.restore = fsm_restore;
+  if (int rv = raft_init(&raft_, &io_, &fsm_, o.id, o.address.c_str()); rv != 0) {
+    return raft_status(rv, "raft init", raft_errmsg(&raft_));
+  }
+  raft_open_ = true;
+  raft_.data = this;
+  raft_set_election_timeout(&raft_, static_cast<unsigned>(o.election_timeout.count()));
+  raft_set_heartbeat_timeout(&raft_, static_cast<unsigned>(o.heartbeat_timeout.count()));
+  raft_set_snapshot_threshold(&raft_, o.snapshot_threshold);
+  raft_set_snapshot_trailing(&raft_, o.snapshot_trailing);
+  // Pre-vote: a server that was cut off (or paused) asks whether it could win
+  // before raising its term, so its return does not depose a working leader.
+  raft_set_pre_vote(&raft_, true);
+
+  if (!o.bootstrap.empty()) {
+    raft_configuration conf;
+    raft_configuration_init(&conf);
+    int rv = 0;
+    for (const ServerInfo& server : o.bootstrap) {
+      rv = raft_configuration_add(&conf, server.id, server.address.c_str(), to_raft_role(server.role));
+      if (rv != 0) break;
+    }
+    if (rv == 0) rv = raft_bootstrap(&raft_, &conf);
+    raft_configuration_close(&conf);
+    // RAFT_CANTBOOTSTRAP: the directory holds a log already, which wins.
+    if (rv == RAFT_CANTBOOTSTRAP) {
+      spdlog::debug("raft: data directory {} is not pristine, bootstrap skipped", o.data_dir);
+    } else if (rv != 0) {
+      return raft_status(rv, "raft bootstrap", raft_errmsg(&raft_));
+    } else {
+      spdlog::info("raft: bootstrapped {} with {} servers", o.data_dir, o.bootstrap.size());
+    }
+  }
+  if (int rv = raft_start(&raft_); rv != 0) {
+    return raft_status(rv, "raft start (" + o.data_dir + ")", raft_errmsg(&raft_));
+  }
+  uv_async_init(&loop_, &wake_, on_wake);
+  wake_.data = this;
+  uv_check_init(&loop_, &check_);
+  check_.data = this;
+  uv_check_start(&check_, on_check);
+  handles_open_ = true;
+  publish();
+  return Status::ok();
+}
+
+// Closes whatever open() opened, on the thread that runs the loop (or on the
+// caller of start() when open() failed), and runs the loop until all is closed.
+void RaftNode::Impl::finish_loop() {
+  if (raft_open_) {
+    raft_close(&raft_, on_raft_closed);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+  } else {
+    if (io_open_) raft_uv_close(&io_);
+    if (transport_open_) raft_uv_tcp_close(&transport_);
+  }
+  if (loop_open_) {
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop_) != 0) spdlog::warn("raft: the loop closed with handles open");
+    loop_open_ = false;
+  }
+}
+
+void RaftNode::Impl::on_raft_closed(struct raft* raft) {
+  Impl* self = static_cast<Impl*>(raft->data);
+  raft_uv_close(&self->io_);
+  raft_uv_tcp_close(&self->transport_);
+  self->raft_open_ = self->io_open_ = self->transport_open_ = false;
+  if (self->handles_open_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&self->wake_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&self->check_), nullptr);
+    self->handles_open_ = false;
+  }
+}
+
+void RaftNode::Impl::on_wake(uv_async_t* handle) {
+  Impl* self = static_cast<Impl*>(handle->data);
+  if (self->closing_) return;
+  std::vector<std::function<void()>> tasks;
+  bool stopping = false;
+  {
+    std::lock_guard lock(self->mu_);
+    tasks.swap(self->tasks_);
+    stopping = self->stopping_;
+  }
+  for (auto& task : tasks) task();
+  if (stopping) {
+    self->closing_ = true;
+    self->publish();
+    raft_close(&self->raft_, on_raft_closed);
+    return;
+  }
+  self->pump();
+}
+
+Status RaftNode::Impl::not_leader() const {
+  raft_id id = 0;
+  const char* address = nullptr;
+  raft_leader(const_cast<struct raft*>(&raft_), &id, &address);
+  if (id == 0 || address == nullptr) return Status(StatusCode::kUnavailable, "not the leader (no leader known)");
+  return Status(StatusCode::kUnavailable,
+                "not the leader (leader: " + std::to_string(id) + " at " + std::string(address) + ")");
+}
+
+// Turns queued proposals into the next batch, unless one is in flight.
+void RaftNode::Impl::pump() {
+  while (!in_flight_ && !closing_) {
+    std::vector<std::string> commands;
+    std::vector<ProposeCallback> callbacks;
+    {
+      std::lock_guard lock(mu_);
+      while (!queue_.empty() && commands.size() < options_.max_batch) {
+        Pending& p = queue_.front();
+        commands.push_back(std::move(p.command));
+        callbacks.push_back(std::move(p.done));
+        queue_.pop_front();
+      }
+    }
+    if (commands.empty()) return;
+    if (raft_state(&raft_) != RAFT_LEADER) {
+      const Status why = not_leader();
+      for (auto& done : callbacks) done(why);
+      continue;
+    }
+    encode_batch(commands, scratch_);
+    raft_buffer buf;
+    buf.len = scratch_.size();
+    buf.base = raft_malloc(buf.len);
+    if (buf.base == nullptr) {
+      for (auto& done : callbacks) done(Status(StatusCode::kInternal, "raft: out of memory"));
+      continue;
+    }
+    std::memcpy(buf.base, scratch_.data(), buf.len);
+    auto batch = std::make_unique<Batch>();
+    batch->impl = this;
+    batch->req.data = batch.get();
+    batch->callbacks = std::move(callbacks);
+    const int rv = raft_apply(&raft_, &batch->req, &buf, 1, on_applied);
+    if (rv != 0) {
+      raft_free(buf.base);
+      const Status why = rv == RAFT_NOTLEADER ? not_leader() : raft_status(rv, "raft apply", raft_errmsg(&raft_));
+      for (auto& done : batch->callbacks) done(why);
+      continue;
+    }
+    ++batches_;
+    commands_ += batch->callbacks.size();
+    in_flight_ = true;
+    batch.release();  // owned by libraft until on_applied
+  }
+}
+
+void RaftNode::Impl::on_applied(struct raft_apply* req, int status, void* result) {
+  std::unique_ptr<Batch> batch(static_cast<Batch*>(req->data));
+  Impl* self = batch->impl;
+  self->in_flight_ = false;
+  if (status == 0) {
+    auto* results = static_cast<std::vector<Result<std::string>>*>(result);
+    assert(results != nullptr && results->size() == batch->callbacks.size());
+    for (std::size_t i = 0; i < batch->callbacks.size(); ++i) batch->callbacks[i](std::move((*results)[i]));
+    results->clear();
+  } else {
+    Status why =
+        self->closing_ ? Status(StatusCode::kShutdown, "the raft node stopped before the command committed")
+        : status == RAFT_LEADERSHIPLOST
+            ? Status(StatusCode::kUnavailable, "leadership lost before the command committed (it may still be applied)")
+            : raft_status(status, "raft apply", raft_errmsg(&self->raft_));
+    for (auto& done : batch->callbacks) done(why);
+  }
+  self->pump();
+}
+
+int RaftNode::Impl::fsm_apply(raft_fsm* fsm, const raft_buffer* buf, void** result) {
+  Impl* self = static_cast<Impl*>(fsm->data);
+  // libraft advances last_applied after this call: this entry is the next one.
+  const std::uint64_t index = raft_last_applied(&self->raft_) + 1;
+  auto commands = decode_batch(std::string_view(static_cast<const char*>(buf->base), buf->len));
+  if (!commands) {
+    // A committed entry that does not parse: applying nothing and moving on
+    // would make this replica differ from the others. Stop applying, loudly.
+    self->failure_ = "entry " + std::to_string(index) + ": " + commands.status().to_string();
+    spdlog::error("raft: {} (the node stops applying)", self->failure_);
+    return RAFT_CORRUPT;
+  }
+  self->results_.clear();
+  self->results_.reserve(commands->size());
+  for (std::string_view command : *commands) self->results_.push_back(self->machine_.apply(index, command));
+  *result = &self->results_;
+  return 0;
+}
+
+int RaftNode::Impl::fsm_snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs) {
+  Impl* self = static_cast<Impl*>(fsm->data);
+  const std::string framed = encode_snapshot(self->machine_.snapshot());
+  auto* array = static_cast<raft_buffer*>(raft_malloc(sizeof(raft_buffer)));
+  if (array == nullptr) return RAFT_NOMEM;
+  array[0].len = framed.size();
+  array[0].base = raft_malloc(framed.size());
+  if (array[0].base == nullptr) {
+    raft_free(array);
+    return RAFT_NOMEM;
+  }
+  std::memcpy(array[0].base, framed.data(), framed.size());
+  *bufs = array;  // libraft frees both (fsm version 1)
+  *n_bufs = 1;
+  return 0;
+}
+
+int RaftNode::Impl::fsm_restore(raft_fsm* fsm, raft_buffer* buf) {
+  Impl* self = static_cast<Impl*>(fsm->data);
+  auto payload = decode_snapshot(std::string_view(static_cast<const char*>(buf->base), buf->len));
+  Status status = payload ? self->machine_.restore(*payload) : payload.status();
+  if (!status) {
+    spdlog::error("raft: snapshot refused: {}", status.to_string());
+    return RAFT_CORRUPT;
+  }
+  raft_free(buf->base);  // ours on success
+  return 0;
+}
+
+void RaftNode::Impl::on_check(uv_check_t* handle) {
+  static_cast<Impl*>(handle->data)->publish();
+}
+
+void RaftNode::Impl::publish() {
+  NodeStatus s;
+  s.role = closing_ ? Role::kUnavailable : from_raft_state(raft_state(&raft_));
+  s.term = raft_.current_term;
+  raft_id leader = 0;
+  const char* leader_address = nullptr;
+  raft_leader(&raft_, &leader, &leader_address);
+  s.leader_id = leader;
+  if (leader_address != nullptr) s.leader_address = leader_address;
+  s.commit_index = raft_.commit_index;
+  s.last_applied = raft_last_applied(&raft_);
+  s.last_index = raft_last_index(&raft_);
+  s.snapshot_index = raft_.log.snapshot.last_index;
+  s.batches = batches_;
+  s.commands = commands_;
+  s.failure = failure_;
+  for (unsigned i = 0; i < raft_.configuration.n; ++i) {
+    const raft_server& server = raft_.configuration.servers[i];
+    s.configuration.push_back({server.id, server.address, from_raft_role(server.role)});
+  }
+  const Role role = s.role;
+  const std::uint64_t term = s.term;
+  {
+    std::lock_guard lock(mu_);
+    status_ = std::move(s);
+  }
+  if (role != last_role_ || term != last_term_) {
+    if (role != last_role_) spdlog::info("raft {}: {} in term {}", options_.id, role_name(role), term);
+    last_role_ = role;
+    last_term_ = term;
+    if (options_.on_role_change) options_.on_role_change(role, term);
+  }
+}
+
+RaftNode::Impl::Change* RaftNode::Impl::new_change(ChangeCallback done) {
+  if (closing_) {
+    done(Status(StatusCode::kShutdown, "the raft node stopped"));
+    return nullptr;
+  }
+  auto* change = new Change;
+  change->impl = this;
+  change->req.data = change;
+  change->done = std::move(done);
+  return change;
+}
+
+void RaftNode::Impl::change_started(Change* change, int rv, std::string_view what) {
+  if (rv == 0) return;  // on_changed will run
+  const Status why = rv == RAFT_NOTLEADER ? not_leader() : raft_status(rv, what, raft_errmsg(&raft_));
+  std::unique_ptr<Change> owned(change);
+  owned->done(why);
+}
+
+void RaftNode::Impl::on_changed(struct raft_change* req, int status) {
+  std::unique_ptr<Change> change(static_cast<Change*>(req->data));
+  change->done(status == 0 ? Status::ok() : raft_status(status, "raft configuration change", ""));
+}
+
+void RaftNode::Impl::add_server(std::uint64_t id, std::string address, ChangeCallback done) {
+  if (Status s = check_address(address); !s) return done(s);
+  post([this, id, address = std::move(address), done = std::move(done)]() mutable {
+    Change* change = new_change(std::move(done));
+    if (change == nullptr) return;
+    change->address = std::move(address);
+    change_started(change, raft_add(&raft_, &change->req, id, change->address.c_str(), on_changed), "raft add");
+  });
+}
+
+void RaftNode::Impl::assign(std::uint64_t id, ServerRole role, ChangeCallback done) {
+  post([this, id, role, done = std::move(done)]() mutable {
+    Change* change = new_change(std::move(done));
+    if (change == nullptr) return;
+    change_started(change, raft_assign(&raft_, &change->req, id, to_raft_role(role), on_changed), "raft assign");
+  });
+}
+
+void RaftNode::Impl::remove_server(std::uint64_t id, ChangeCallback done) {
+  post([this, id, done = std::move(done)]() mutable {
+    Change* change = new_change(std::move(done));
+    if (change == nullptr) return;
+    change_started(change, raft_remove(&raft_, &change->req, id, on_changed), "raft remove");
+  });
+}
+
+Result<std::unique_ptr<RaftNode>> RaftNode::start(RaftOptions options, StateMachine& machine) {
+  auto impl = std::make_unique<Impl>(std::move(options), machine);
+  if (Status status = impl->open(); !status) {
+    impl->finish_loop();
+    return status;
+  }
+  Impl* raw = impl.get();
+  raw->thread = std::thread([raw] {
+    pthread_setname_np(pthread_self(), "netsem-raft");
+    raw->run();
+  });
+  return std::unique_ptr<RaftNode>(new RaftNode(std::move(impl)));
+}
+
+RaftNode::RaftNode(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+RaftNode::~RaftNode() {
+  stop();
+}
+
+void RaftNode::propose(std::string command, ProposeCallback done) {
+  impl_->propose(std::move(command), std::move(done));
+}
+
+NodeStatus RaftNode::status() const {
+  return impl_->status();
+}
+
+void RaftNode::add_server(std::uint64_t id, std::string address, ChangeCallback done) {
+  impl_->add_server(id, std::move(address), std::move(done));
+}
+void RaftNode::assign(std::uint64_t id, ServerRole role, ChangeCallback done) {
+  impl_->assign(id, role, std::move(done));
+}
+void RaftNode::remove_server(std::uint64_t id, ChangeCallback done) {
+  impl_->remove_server(id, std::move(done));
+}
+
+void RaftNode::stop() {
+  if (!impl_->thread.joinable()) return;
+  assert(impl_->thread.get_id() != std::this_thread::get_id());
+  impl_->request_stop();
+  impl_->thread.join();
+  impl_->finish_loop();
+  impl_->fail_leftovers();
+}
+
+}  // namespace netsem::raft

@@ -1,0 +1,169 @@
+// RaftNode: one netsem Raft server, glue around canonical's libraft (0.15,
+// the engine under dqlite) and its libuv I/O backend (raft_uv: the log,
+// metadata and snapshots in a data directory; raft_uv_tcp: the peers over
+// TCP). It orders opaque commands in a replicated log and applies them, once
+// committed, to a StateMachine (state_machine.h); it has no semaphore logic.
+//
+// API: RaftNode::start(options, machine) loads the data directory (the first
+// start with `bootstrap` set writes the first configuration), starts libraft
+// on a thread of its own ("netsem-raft", running a libuv loop) and returns
+// the running node, or the reason it could not start (a damaged data
+// directory is kCorruption: refused, never repaired by dropping entries).
+// propose() hands a command to the leader's log; its callback runs on the
+// raft thread once the command is applied (with the StateMachine's result)
+// or has failed. status() reads role, term, leader, indexes. add_server,
+// assign and remove_server change the configuration at run time (leader
+// only). stop() (or the destructor) closes libraft and the loop and joins the
+// thread; every pending callback has run when it returns.
+//
+// Batching: while one batch is being committed (one raft_apply in flight),
+// every proposal that arrives is queued; when that batch's callback runs, up
+// to `max_batch` queued commands become the next batch: one log entry holding
+// the commands framed together (entry_format.h), so one disk write, one fsync
+// and one round of AppendEntries commit them all. (One raft_apply of N
+// buffers would make N entries, but libraft calls the request's callback once,
+// for the first entry, so the other N-1 results would have no proposer.)
+//
+// Thread safety: start, propose, status, add_server, assign, remove_server
+// and stop may be called from any thread. Callbacks (propose's, the
+// configuration changes', on_role_change) run on the raft thread: they must
+// not block for long and must not call stop(); they may call propose().
+// The StateMachine is called on the raft thread only (state_machine.h).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "netsem/status.h"
+#include "raft/state_machine.h"
+
+namespace netsem::raft {
+
+// A server's role in the configuration, as libraft has them.
+enum class ServerRole : std::uint8_t {
+  kVoter,    // replicates the log and votes: counts for the quorum
+  kStandby,  // replicates the log, does not vote
+  kSpare,    // neither: a member that is only known
+};
+std::string_view server_role_name(ServerRole role);
+// "voter", "standby" or "spare"; kInvalidArgument otherwise.
+Result<ServerRole> parse_server_role(std::string_view name);
+
+struct ServerInfo {
+  std::uint64_t id = 0;  // > 0, unique in the cluster
+  std::string address;   // "a.b.c.d:port" (IPv4, as raft_uv_tcp takes it)
+  ServerRole role = ServerRole::kVoter;
+  friend bool operator==(const ServerInfo&, const ServerInfo&) = default;
+};
+
+// "1@127.0.0.1:7001,2@127.0.0.2:7001" (role voter) into servers; ids > 0 and
+// distinct, addresses host:port; kInvalidArgument saying what is wrong.
+Result<std::vector<ServerInfo>> parse_servers(std::string_view text);
+
+// This node's state in Raft.
+enum class Role : std::uint8_t { kUnavailable, kFollower, kCandidate, kLeader };
+std::string_view role_name(Role role);
+
+struct RaftOptions {
+  std::uint64_t id = 0;  // this server's id, > 0
+  std::string address;   // this server's "a.b.c.d:port": where it listens and how peers reach it
+  std::string data_dir;  // must exist; libraft's log, metadata and snapshots (docs/replication.md)
+  // The first configuration (this server among them), written to the data
+  // directory on the first start only; ignored when the directory holds a
+  // log already. Empty: the node joins a cluster that will add it.
+  std::vector<ServerInfo> bootstrap;
+  // A follower that hears no leader for a random time in [election_timeout,
+  // 2 x election_timeout) starts an election; a leader sends heartbeats every
+  // heartbeat_timeout and steps down when it has not heard from a majority
+  // for election_timeout. REQUIRES: heartbeat < election.
+  std::chrono::milliseconds election_timeout{1000};
+  std::chrono::milliseconds heartbeat_timeout{100};
+  // Snapshot after this many applied entries, keeping this many entries
+  // behind the snapshot in the log (for followers that lag a little).
+  unsigned snapshot_threshold = 8192;
+  unsigned snapshot_trailing = 2048;
+  // The most commands one log entry carries (>= 1; 1 turns batching off).
+  std::size_t max_batch = 1024;
+  // How long to wait before reconnecting to a peer that could not be reached.
+  std::chrono::milliseconds connect_retry{200};
+  // Called on the raft thread when the node's role or term changes.
+  std::function<void(Role role, std::uint64_t term)> on_role_change;
+};
+
+struct NodeStatus {
+  Role role = Role::kUnavailable;
+  std::uint64_t term = 0;
+  std::uint64_t leader_id = 0;  // 0: no known leader
+  std::string leader_address;
+  std::uint64_t commit_index = 0;
+  std::uint64_t last_applied = 0;
+  std::uint64_t last_index = 0;        // the last entry in this node's log
+  std::uint64_t snapshot_index = 0;    // the last entry covered by the latest snapshot
+  std::uint64_t proposals_queued = 0;  // waiting for the next batch
+  std::uint64_t batches = 0;           // entries this node proposed (as leader)
+  std::uint64_t commands = 0;          // commands in those entries
+  std::vector<ServerInfo> configuration;
+  std::string failure;  // set when the node stopped applying (a corrupt entry): the reason
+};
+
+// Called with the StateMachine's result for the command (on the leader that
+// proposed it), or: kUnavailable when this node is not the leader (the
+// message names the leader if known) or lost the leadership before the
+// command committed (then it may still be applied: the outcome is unknown),
+// kShutdown when the node stopped first, kInvalidArgument for a command over
+// kMaxCommandBytes, or the StateMachine's refusal.
+using ProposeCallback = std::function<void(Result<std::string> result)>;
+// Called with OK once a configuration change is committed, or why it failed.
+using ChangeCallback = std::function<void(Status status)>;
+
+class RaftNode {
+ public:
+  // Starts a node: checks the options, opens the data directory, bootstraps
+  // it if pristine and `bootstrap` is set, loads the log and the latest
+  // snapshot (restoring `machine` from it and replaying the committed entries
+  // as libraft learns they are committed) and starts the raft thread.
+  // kInvalidArgument for bad options, kNotFound for a missing data
+  // directory, kCorruption for a damaged one, kIoError for others (a port in
+  // use). `machine` must outlive the node.
+  static Result<std::unique_ptr<RaftNode>> start(RaftOptions options, StateMachine& machine);
+
+  // Stops the node (stop()).
+  ~RaftNode();
+  RaftNode(const RaftNode&) = delete;
+  RaftNode& operator=(const RaftNode&) = delete;
+
+  // Queues `command` for the next batch; `done` runs exactly once (see
+  // ProposeCallback): on the raft thread, or on the caller's at once for a
+  // command over kMaxCommandBytes or when the node is stopping. Non-blocking.
+  void propose(std::string command, ProposeCallback done);
+
+  // A copy of the node's state, as of the end of the raft thread's latest
+  // loop iteration.
+  NodeStatus status() const;
+
+  // Configuration changes, on the leader only (else kUnavailable), one at a
+  // time (else kBusy): add `id` at `address` as a spare, assign it a role
+  // (promoting to voter waits until it has caught up), remove it. `done`
+  // runs on the raft thread.
+  void add_server(std::uint64_t id, std::string address, ChangeCallback done);
+  void assign(std::uint64_t id, ServerRole role, ChangeCallback done);
+  void remove_server(std::uint64_t id, ChangeCallback done);
+
+  // Closes libraft (pending proposals fail with kShutdown or kUnavailable),
+  // closes the loop and joins the raft thread. Idempotent.
+  // REQUIRES: not called from the raft thread (a callback).
+  void stop();
+
+  class Impl;
+
+ private:
+  explicit RaftNode(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace netsem::raft
