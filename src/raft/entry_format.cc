@@ -46,12 +46,12 @@ Status corrupt(std::string what) {
 std::size_t batch_size(const std::vector<std::string>& commands) {
   std::size_t size = 12;
   for (const std::string& command : commands) size += 4 + command.size();
-  return size;
+  return (size + 7) / 8 * 8;
 }
 
 void encode_batch(const std::vector<std::string>& commands, std::string& out) {
   assert(!commands.empty() && commands.size() <= kMaxBatchCommands);
-  out.resize(batch_size(commands));
+  out.assign(batch_size(commands), '\0');  // the padding stays zero
   char* p = out.data();
   std::memcpy(p, kBatchMagic.data(), 4);
   put_le(p + 8, commands.size(), 4);
@@ -81,7 +81,10 @@ Result<std::vector<std::string_view>> decode_batch(std::string_view entry) {
     commands.push_back(entry.substr(at, length));
     at += length;
   }
-  if (at != entry.size()) return corrupt("log entry: trailing bytes");
+  if (entry.size() % 8 != 0 || entry.size() - at >= 8 ||
+      entry.substr(at).find_first_not_of('\0') != std::string_view::npos) {
+    return corrupt("log entry: bad padding");
+  }
   return commands;
 }
 

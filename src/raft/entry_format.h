@@ -7,6 +7,9 @@
 // together, in their proposal order), all integers little-endian:
 //   [4] "nsrb"  [4] CRC-32 of everything after it  [4] n
 //   n x ([4] length, length bytes)
+//   zero bytes up to a multiple of 8 (libraft 0.15's TCP transport pads
+//   every entry to 8 bytes on the receiving side but not on the sending one:
+//   an entry of another length arrives shifted, so every entry must be one)
 // A snapshot:
 //   [4] "nsrs"  [4] CRC-32 of the payload  [8] payload length  payload
 // Anything that does not parse exactly (wrong magic, checksum, lengths,

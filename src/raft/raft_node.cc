@@ -8,7 +8,10 @@
 // libraft calls right after the FSM's apply of the same entry.
 #include "raft/raft_node.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <uv.h>
 
 // libraft's headers declare C functions without extern "C" of their own.
@@ -18,6 +21,7 @@ extern "C" {
 }
 
 #include <cassert>
+#include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <deque>
@@ -189,6 +193,9 @@ Status raft_status(int rv, std::string_view what, std::string_view detail) {
 class RaftNode::Impl {
  public:
   Impl(RaftOptions options, StateMachine& machine) : options_(std::move(options)), machine_(machine) {}
+  ~Impl() {
+    if (dir_fd_ >= 0) ::close(dir_fd_);  // releases the directory's lock
+  }
 
   Status open();
   void run() { uv_run(&loop_, UV_RUN_DEFAULT); }
@@ -293,6 +300,7 @@ class RaftNode::Impl {
   raft_io io_{};
   raft_fsm fsm_{};
   struct raft raft_ {};
+  int dir_fd_ = -1;
   bool loop_open_ = false, transport_open_ = false, io_open_ = false, raft_open_ = false, handles_open_ = false;
 
   // Raft thread only.
@@ -323,6 +331,20 @@ Status RaftNode::Impl::open() {
     return Status(StatusCode::kInvalidArgument, "max_batch must be in [1, " + std::to_string(kMaxBatchCommands) + "]");
   }
   if (o.snapshot_threshold == 0) return Status(StatusCode::kInvalidArgument, "the snapshot threshold must be > 0");
+
+  // One node per data directory: libraft does not lock it, and two writers
+  // of one log would destroy it. The lock is held until the node is gone.
+  dir_fd_ = ::open(o.data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd_ < 0) {
+    const int err = errno;
+    return Status(err == ENOENT ? StatusCode::kNotFound : StatusCode::kIoError,
+                  "raft data directory " + o.data_dir + ": " + std::strerror(err));
+  }
+  if (::flock(dir_fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    return Status(err == EWOULDBLOCK ? StatusCode::kBusy : StatusCode::kIoError,
+                  "raft data directory " + o.data_dir + " is in use by another node (" + std::strerror(err) + ")");
+  }
 
   if (int rv = uv_loop_init(&loop_); rv != 0) return Status(StatusCode::kInternal, uv_strerror(rv));
   loop_open_ = true;

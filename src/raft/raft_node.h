@@ -128,8 +128,9 @@ class RaftNode {
   // snapshot (restoring `machine` from it and replaying the committed entries
   // as libraft learns they are committed) and starts the raft thread.
   // kInvalidArgument for bad options, kNotFound for a missing data
-  // directory, kCorruption for a damaged one, kIoError for others (a port in
-  // use). `machine` must outlive the node.
+  // directory, kBusy for one another node holds (each node locks its
+  // directory with flock for its life), kCorruption for a damaged one,
+  // kIoError for others (a port in use). `machine` must outlive the node.
   static Result<std::unique_ptr<RaftNode>> start(RaftOptions options, StateMachine& machine);
 
   // Stops the node (stop()).

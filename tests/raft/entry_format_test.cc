@@ -12,6 +12,7 @@ TEST(EntryFormat, BatchRoundTrip) {
   std::string entry;
   encode_batch(commands, entry);
   EXPECT_EQ(entry.size(), batch_size(commands));
+  EXPECT_EQ(entry.size() % 8, 0u);  // libraft's transport needs it
   auto decoded = decode_batch(entry);
   ASSERT_TRUE(decoded) << decoded.status().to_string();
   ASSERT_EQ(decoded->size(), commands.size());
@@ -31,6 +32,7 @@ TEST(EntryFormat, DamagedBatchIsRefused) {
   }
   for (std::size_t n = 0; n < entry.size(); ++n) EXPECT_FALSE(decode_batch(entry.substr(0, n))) << n;
   EXPECT_FALSE(decode_batch(entry + "x"));
+  EXPECT_FALSE(decode_batch(entry + std::string(8, '\0')));
 }
 
 TEST(EntryFormat, SnapshotRoundTripAndDamage) {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
@@ -183,10 +184,13 @@ class NodeProcess {
 // <dir>/node<i>, stderr in <dir>/node<i>.err.
 class Cluster {
  public:
-  explicit Cluster(std::vector<std::string> extra_args = {}) : extra_(std::move(extra_args)) {
+  // The data directories go under `base` (/tmp by default; /dev/shm, a
+  // tmpfs where fsync costs nothing, to measure what fsync costs).
+  explicit Cluster(std::vector<std::string> extra_args = {}, const std::string& base = "/tmp")
+      : extra_(std::move(extra_args)) {
     ::signal(SIGPIPE, SIG_IGN);
-    char tmpl[] = "/tmp/netsem-raft-XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
+    std::string tmpl = base + "/netsem-raft-XXXXXX";
+    dir_ = ::mkdtemp(tmpl.data()) ? tmpl : std::string();
     port_ = test_support::free_loopback_port();
   }
   ~Cluster() {
@@ -280,6 +284,10 @@ class Cluster {
       }
       if (same) return true;
       std::this_thread::sleep_for(milliseconds(50));
+    }
+    for (int i : ids) {  // say where each stands
+      auto line = node(i).request("status", "status ");
+      std::fprintf(stderr, "node %d: %s\n", i, line ? line->c_str() : "no answer");
     }
     return false;
   }

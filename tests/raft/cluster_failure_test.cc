@@ -1,0 +1,308 @@
+// Failures of a three-node cluster of real netsem-raft-node processes on
+// 127.0.0.1-4: kill -9 and SIGSTOP of the leader, a lagging node caught up by
+// a snapshot, a fourth server added and removed, a damaged data directory
+// refused; and the throughput of batched proposals, with and without fsync's
+// cost. Every process is killed by its pid when its test ends. Timings and
+// rates are printed.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "raft/node_process.h"
+
+namespace netsem::raft::testing {
+namespace {
+
+const std::vector<int> kThree = {1, 2, 3};
+
+// Election 800 ms: a follower starts an election after a random time in
+// [800, 1600) ms without a leader, which keeps the failover under 2 s.
+// NETSEM_RAFT_ELECTION_MS measures another (heartbeats at a tenth of it).
+std::vector<std::string> fast_timeouts(std::vector<std::string> more = {}) {
+  const char* env = std::getenv("NETSEM_RAFT_ELECTION_MS");
+  const int election = env != nullptr ? std::atoi(env) : 800;
+  std::vector<std::string> args = {"--election-ms", std::to_string(election), "--heartbeat-ms",
+                                   std::to_string(std::max(1, election / 10))};
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
+
+void start_three(Cluster& cluster) {
+  for (int i : kThree) ASSERT_TRUE(cluster.start(i, cluster.bootstrap(3))) << cluster.stderr_of(i);
+}
+
+std::string propose(Cluster& cluster, int i, const std::string& tag, const std::string& text,
+                    milliseconds timeout = milliseconds(5000)) {
+  auto line = cluster.node(i).request("propose " + tag + " " + text, "done " + tag + " ", timeout);
+  return line ? *line : "timeout";
+}
+
+bool ok(const std::string& done_line) {
+  return done_line.find(" ok ") != std::string::npos;
+}
+
+std::vector<int> others(int leader) {
+  std::vector<int> out;
+  for (int i : kThree) {
+    if (i != leader) out.push_back(i);
+  }
+  return out;
+}
+
+long long ms_since(Clock::time_point start) {
+  return static_cast<long long>(std::chrono::duration_cast<milliseconds>(Clock::now() - start).count());
+}
+
+std::string log_of(Cluster& cluster, int i) {
+  auto line = cluster.node(i).request("log", "log ");
+  return line ? *line : "none";
+}
+
+TEST(RaftFailure, KilledLeaderIsReplacedWithinTwoSecondsAndCatchesUpAfterRestart) {
+  Cluster cluster(fast_timeouts());
+  start_three(cluster);
+  const int leader = cluster.wait_leader(kThree);
+  ASSERT_NE(leader, 0);
+  for (int n = 0; n < 5; ++n)
+    ASSERT_TRUE(ok(propose(cluster, leader, "a" + std::to_string(n), "p:a" + std::to_string(n))));
+
+  const auto killed_at = Clock::now();
+  cluster.node(leader).signal(SIGKILL);
+  ASSERT_TRUE(cluster.node(leader).wait_exit(milliseconds(5000)));
+  // Poll the survivors; propose on whichever leads until a proposal commits.
+  long long resumed_ms = -1;
+  int new_leader = 0;
+  for (int attempt = 0; resumed_ms < 0 && ms_since(killed_at) < 10000; ++attempt) {
+    for (int i : others(leader)) {
+      auto s = cluster.node(i).status();
+      ASSERT_TRUE(s);
+      if ((*s)["role"] != "leader") continue;
+      if (ok(propose(cluster, i, "k" + std::to_string(attempt), "p:after-kill", milliseconds(2000)))) {
+        resumed_ms = ms_since(killed_at);
+        new_leader = i;
+        break;
+      }
+    }
+    if (resumed_ms < 0) std::this_thread::sleep_for(milliseconds(20));
+  }
+  std::printf("leader %d killed: leader %d committed a proposal %lld ms later\n", leader, new_leader, resumed_ms);
+  ASSERT_GE(resumed_ms, 0);
+  EXPECT_LT(resumed_ms, 2000);
+
+  for (int n = 0; n < 5; ++n)
+    ASSERT_TRUE(ok(propose(cluster, new_leader, "b" + std::to_string(n), "p:b" + std::to_string(n))));
+  // The old leader restarts from its data directory and catches up.
+  ASSERT_TRUE(cluster.start(leader, cluster.bootstrap(3))) << cluster.stderr_of(leader);
+  ASSERT_TRUE(cluster.wait_same_log(kThree, 11));
+  const std::string expected = "log 11 p:a0 p:a1 p:a2 p:a3 p:a4 p:after-kill p:b0 p:b1 p:b2 p:b3 p:b4";
+  for (int i : kThree) EXPECT_EQ(log_of(cluster, i), expected) << "node " << i;
+  auto s = cluster.node(leader).status();
+  EXPECT_EQ((*s)["role"], "follower");
+  EXPECT_EQ((*s)["leader"], std::to_string(new_leader));
+  EXPECT_EQ((*s)["violations"], "0");
+}
+
+TEST(RaftFailure, StoppedLeaderCannotCommitAndFollowsAfterContinue) {
+  Cluster cluster(fast_timeouts());
+  start_three(cluster);
+  const int leader = cluster.wait_leader(kThree);
+  ASSERT_NE(leader, 0);
+  ASSERT_TRUE(ok(propose(cluster, leader, "a", "p:before")));
+
+  cluster.node(leader).signal(SIGSTOP);
+  const auto stopped_at = Clock::now();
+  // Read by the stopped process only once it continues.
+  cluster.node(leader).send("propose stopped p:while-stopped");
+  const int new_leader = cluster.wait_leader(others(leader));
+  ASSERT_NE(new_leader, 0);
+  std::printf("leader %d stopped: %d leads %lld ms later\n", leader, new_leader, ms_since(stopped_at));
+  ASSERT_TRUE(ok(propose(cluster, new_leader, "b", "p:after")));
+  // Stopped for well beyond the election timeout.
+  std::this_thread::sleep_for(milliseconds(1000));
+  EXPECT_FALSE(cluster.node(leader).wait_prefix("done stopped ", milliseconds(100)));
+
+  cluster.node(leader).signal(SIGCONT);
+  auto answer = cluster.node(leader).wait_prefix("done stopped ", milliseconds(5000));
+  ASSERT_TRUE(answer);
+  std::printf("the woken leader's proposal: %s\n", answer->c_str());
+  EXPECT_NE(answer->find(" err UNAVAILABLE"), std::string::npos) << *answer;
+  EXPECT_TRUE(cluster.wait_status(
+      leader, [&](auto& s) { return s["role"] == "follower" && s["leader"] == std::to_string(new_leader); }));
+  ASSERT_TRUE(ok(propose(cluster, new_leader, "c", "p:last")));
+  ASSERT_TRUE(cluster.wait_same_log(kThree, 3));
+  for (int i : kThree) EXPECT_EQ(log_of(cluster, i), "log 3 p:before p:after p:last") << "node " << i;
+}
+
+TEST(RaftFailure, LaggingNodeIsCaughtUpBySnapshot) {
+  Cluster cluster(fast_timeouts({"--snapshot-threshold", "32", "--snapshot-trailing", "8", "--max-batch", "4"}));
+  start_three(cluster);
+  const int leader = cluster.wait_leader(kThree);
+  ASSERT_NE(leader, 0);
+  const int lagging = others(leader)[0];
+  for (int n = 0; n < 5; ++n)
+    ASSERT_TRUE(ok(propose(cluster, leader, "a" + std::to_string(n), "p:a" + std::to_string(n))));
+  ASSERT_TRUE(cluster.wait_same_log(kThree, 5));
+  // Killed before its first snapshot (32 entries): any restore it does later
+  // is the leader's snapshot.
+  cluster.node(lagging).signal(SIGKILL);
+  ASSERT_TRUE(cluster.node(lagging).wait_exit(milliseconds(5000)));
+  auto bench = cluster.node(leader).request("bench 300 16", "bench ", milliseconds(30000));
+  ASSERT_TRUE(bench);
+  EXPECT_EQ(fields_of(*bench)["ok"], "300") << *bench;
+  auto s = cluster.node(leader).status();
+  EXPECT_GE(std::stoi((*s)["snapshots"]), 1);
+  EXPECT_GT(std::stoi((*s)["snapshot"]), 5);
+
+  ASSERT_TRUE(cluster.start(lagging, cluster.bootstrap(3))) << cluster.stderr_of(lagging);
+  ASSERT_TRUE(cluster.wait_same_log(kThree, 305));
+  auto caught_up = cluster.node(lagging).status();
+  std::printf("node %d caught up: restores=%s snapshot=%s entries=%s\n", lagging, (*caught_up)["restores"].c_str(),
+              (*caught_up)["snapshot"].c_str(), (*caught_up)["entries"].c_str());
+  EXPECT_GE(std::stoi((*caught_up)["restores"]), 1);
+  EXPECT_EQ((*caught_up)["violations"], "0");
+  EXPECT_EQ(log_of(cluster, lagging), log_of(cluster, leader));
+}
+
+TEST(RaftFailure, FourthServerAddedPromotedAndRemoved) {
+  Cluster cluster(fast_timeouts());
+  start_three(cluster);
+  const int leader = cluster.wait_leader(kThree);
+  ASSERT_NE(leader, 0);
+  ASSERT_TRUE(ok(propose(cluster, leader, "a", "p:three")));
+  // Node 4 starts with no configuration: it waits to be added.
+  ASSERT_TRUE(cluster.start(4, "")) << cluster.stderr_of(4);
+  auto& l = cluster.node(leader);
+  EXPECT_EQ(l.request("add 4 " + cluster.address(4), "change ", milliseconds(15000)).value_or("timeout"), "change ok");
+  EXPECT_EQ(l.request("assign 4 voter", "change ", milliseconds(15000)).value_or("timeout"), "change ok");
+  ASSERT_TRUE(ok(propose(cluster, leader, "b", "p:four")));
+  ASSERT_TRUE(cluster.wait_same_log({1, 2, 3, 4}, 2));
+  EXPECT_EQ(log_of(cluster, 4), "log 2 p:three p:four");
+  EXPECT_EQ((*l.status())["config"], "1:voter,2:voter,3:voter,4:voter");
+  // Only the leader may change the configuration.
+  const int follower = others(leader)[0];
+  EXPECT_NE(cluster.node(follower).request("remove 4", "change ").value_or("timeout").find("change err UNAVAILABLE"),
+            std::string::npos);
+
+  EXPECT_EQ(l.request("remove 4", "change ", milliseconds(15000)).value_or("timeout"), "change ok");
+  EXPECT_EQ((*l.status())["config"], "1:voter,2:voter,3:voter");
+  ASSERT_TRUE(ok(propose(cluster, leader, "c", "p:three-again")));
+  ASSERT_TRUE(cluster.wait_same_log(kThree, 3));
+  // The removed server gets nothing more.
+  std::this_thread::sleep_for(milliseconds(500));
+  EXPECT_EQ(log_of(cluster, 4), "log 2 p:three p:four");
+}
+
+std::map<std::string, std::string> files_of(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::stringstream bytes;
+    bytes << in.rdbuf();
+    out[entry.path().filename().string()] = bytes.str();
+  }
+  return out;
+}
+
+TEST(RaftFailure, DamagedDataDirectoryIsRefusedAndLeftAsItWas) {
+  Cluster cluster(fast_timeouts());
+  start_three(cluster);
+  const int leader = cluster.wait_leader(kThree);
+  ASSERT_NE(leader, 0);
+  for (int n = 0; n < 20; ++n)
+    ASSERT_TRUE(ok(propose(cluster, leader, "a" + std::to_string(n), "p:a" + std::to_string(n))));
+  ASSERT_TRUE(cluster.wait_same_log(kThree, 20));
+  const int victim = others(leader)[0];
+  // A clean stop closes the open segment.
+  ASSERT_TRUE(cluster.node(victim).request("quit", "bye", milliseconds(10000)));
+  auto status = cluster.node(victim).wait_exit(milliseconds(10000));
+  ASSERT_TRUE(status);
+  EXPECT_EQ(*status, 0);
+
+  std::string segment;
+  for (const auto& [name, bytes] : files_of(cluster.data_dir(victim))) {
+    if (std::regex_match(name, std::regex("[0-9]+-[0-9]+"))) segment = name;
+  }
+  ASSERT_FALSE(segment.empty()) << "no closed segment in " << cluster.data_dir(victim);
+  const std::string path = cluster.data_dir(victim) + "/" + segment;
+  {
+    std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekg(0, std::ios::end);
+    const std::streamoff middle = file.tellg() / 2;
+    file.seekg(middle);
+    char byte = 0;
+    file.read(&byte, 1);
+    byte = static_cast<char>(byte ^ 0x5a);
+    file.seekp(middle);
+    file.write(&byte, 1);
+  }
+  const auto before = files_of(cluster.data_dir(victim));
+
+  ASSERT_TRUE(cluster.start(victim, cluster.bootstrap(3), /*wait=*/false));
+  auto exit_status = cluster.node(victim).wait_exit(milliseconds(10000));
+  ASSERT_TRUE(exit_status) << "a node with a damaged log started";
+  EXPECT_TRUE(WIFEXITED(*exit_status) && WEXITSTATUS(*exit_status) == 1);
+  const std::string err = cluster.stderr_of(victim);
+  std::printf("refused: %s", err.c_str());
+  EXPECT_NE(err.find("netsem-raft-node: CORRUPTION"), std::string::npos) << err;
+  EXPECT_NE(err.find(segment), std::string::npos) << err;
+  // Nothing was repaired or dropped.
+  EXPECT_EQ(files_of(cluster.data_dir(victim)), before);
+}
+
+TEST(RaftFailure, DataDirectoryInUseIsRefused) {
+  Cluster cluster(fast_timeouts());
+  ASSERT_TRUE(cluster.start(1, "1@" + cluster.address(1))) << cluster.stderr_of(1);
+  NodeProcess second;
+  ASSERT_TRUE(
+      second.start({NETSEM_RAFT_NODE, "--id", "2", "--address", cluster.address(2), "--data-dir", cluster.data_dir(1)},
+                   cluster.stderr_path(2)));
+  auto status = second.wait_exit(milliseconds(10000));
+  ASSERT_TRUE(status);
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1);
+  EXPECT_NE(cluster.stderr_of(2).find("netsem-raft-node: BUSY"), std::string::npos) << cluster.stderr_of(2);
+  // The first one still leads its one-server cluster.
+  EXPECT_EQ(cluster.wait_leader({1}), 1);
+  EXPECT_TRUE(ok(propose(cluster, 1, "a", "p:alone")));
+}
+
+// Proposals committed per second on three loopback nodes, `n` commands of
+// 64 bytes proposed at once on the leader.
+double bench_rate(const std::vector<std::string>& args, const std::string& base, int n, std::string* line_out) {
+  Cluster cluster(fast_timeouts(args), base);
+  for (int i : kThree) {
+    if (!cluster.start(i, cluster.bootstrap(3))) return -1;
+  }
+  const int leader = cluster.wait_leader(kThree);
+  if (leader == 0) return -1;
+  auto line = cluster.node(leader).request("bench " + std::to_string(n) + " 64", "bench ", milliseconds(60000));
+  if (!line) return -1;
+  *line_out = *line;
+  auto f = fields_of(*line);
+  if (f["ok"] != std::to_string(n)) return -1;
+  return std::stod(f["rate"]);
+}
+
+TEST(RaftThroughput, BatchingAndWhatFsyncCosts) {
+  std::string line;
+  const double batched = bench_rate({}, "/tmp", 20000, &line);
+  std::printf("batched, disk:      %s\n", line.c_str());
+  const double single = bench_rate({"--max-batch", "1"}, "/tmp", 500, &line);
+  std::printf("max-batch 1, disk:  %s\n", line.c_str());
+  const double single_tmpfs = bench_rate({"--max-batch", "1"}, "/dev/shm", 2000, &line);
+  std::printf("max-batch 1, tmpfs: %s\n", line.c_str());
+  const double batched_tmpfs = bench_rate({}, "/dev/shm", 20000, &line);
+  std::printf("batched, tmpfs:     %s\n", line.c_str());
+  std::printf("proposals/s: batched %.0f, one per entry %.0f (x%.1f); on tmpfs (fsync free) %.0f and %.0f\n", batched,
+              single, batched / single, batched_tmpfs, single_tmpfs);
+  ASSERT_GT(batched, 0);
+  ASSERT_GT(single, 0);
+  EXPECT_GT(batched, 2 * single);
+}
+
+}  // namespace
+}  // namespace netsem::raft::testing
