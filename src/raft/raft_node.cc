@@ -181,6 +181,10 @@ StatusCode code_of(int rv) {
 }
 
 // A Status for libraft's error `rv`, with what it said (`detail`).
+Status stopped() {
+  return Status(StatusCode::kShutdown, "the raft node stopped");
+}
+
 Status raft_status(int rv, std::string_view what, std::string_view detail) {
   std::string message(what);
   message += ": ";
@@ -217,10 +221,17 @@ class RaftNode::Impl {
     done(Status(StatusCode::kShutdown, "the raft node is stopping"));
   }
 
-  void post(std::function<void()> task) {
-    std::lock_guard lock(mu_);
-    tasks_.push_back(std::move(task));
-    if (!stopping_) uv_async_send(&wake_);
+  // Runs `task` on the raft thread, or `refused` here when the node is stopping.
+  void post(std::function<void()> task, const std::function<void()>& refused) {
+    {
+      std::lock_guard lock(mu_);
+      if (!stopping_) {
+        tasks_.push_back(std::move(task));
+        uv_async_send(&wake_);
+        return;
+      }
+    }
+    refused();
   }
 
   NodeStatus status() const {
@@ -621,7 +632,7 @@ void RaftNode::Impl::publish() {
 
 RaftNode::Impl::Change* RaftNode::Impl::new_change(ChangeCallback done) {
   if (closing_) {
-    done(Status(StatusCode::kShutdown, "the raft node stopped"));
+    done(stopped());
     return nullptr;
   }
   auto* change = new Change;
@@ -645,28 +656,37 @@ void RaftNode::Impl::on_changed(struct raft_change* req, int status) {
 
 void RaftNode::Impl::add_server(std::uint64_t id, std::string address, ChangeCallback done) {
   if (Status s = check_address(address); !s) return done(s);
-  post([this, id, address = std::move(address), done = std::move(done)]() mutable {
-    Change* change = new_change(std::move(done));
-    if (change == nullptr) return;
-    change->address = std::move(address);
-    change_started(change, raft_add(&raft_, &change->req, id, change->address.c_str(), on_changed), "raft add");
-  });
+  auto shared = std::make_shared<ChangeCallback>(std::move(done));
+  post(
+      [this, id, address = std::move(address), shared]() mutable {
+        Change* change = new_change(std::move(*shared));
+        if (change == nullptr) return;
+        change->address = std::move(address);
+        change_started(change, raft_add(&raft_, &change->req, id, change->address.c_str(), on_changed), "raft add");
+      },
+      [shared] { (*shared)(stopped()); });
 }
 
 void RaftNode::Impl::assign(std::uint64_t id, ServerRole role, ChangeCallback done) {
-  post([this, id, role, done = std::move(done)]() mutable {
-    Change* change = new_change(std::move(done));
-    if (change == nullptr) return;
-    change_started(change, raft_assign(&raft_, &change->req, id, to_raft_role(role), on_changed), "raft assign");
-  });
+  auto shared = std::make_shared<ChangeCallback>(std::move(done));
+  post(
+      [this, id, role, shared]() mutable {
+        Change* change = new_change(std::move(*shared));
+        if (change == nullptr) return;
+        change_started(change, raft_assign(&raft_, &change->req, id, to_raft_role(role), on_changed), "raft assign");
+      },
+      [shared] { (*shared)(stopped()); });
 }
 
 void RaftNode::Impl::remove_server(std::uint64_t id, ChangeCallback done) {
-  post([this, id, done = std::move(done)]() mutable {
-    Change* change = new_change(std::move(done));
-    if (change == nullptr) return;
-    change_started(change, raft_remove(&raft_, &change->req, id, on_changed), "raft remove");
-  });
+  auto shared = std::make_shared<ChangeCallback>(std::move(done));
+  post(
+      [this, id, shared]() mutable {
+        Change* change = new_change(std::move(*shared));
+        if (change == nullptr) return;
+        change_started(change, raft_remove(&raft_, &change->req, id, on_changed), "raft remove");
+      },
+      [shared] { (*shared)(stopped()); });
 }
 
 Result<std::unique_ptr<RaftNode>> RaftNode::start(RaftOptions options, StateMachine& machine) {

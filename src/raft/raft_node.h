@@ -150,7 +150,8 @@ class RaftNode {
   // Configuration changes, on the leader only (else kUnavailable), one at a
   // time (else kBusy): add `id` at `address` as a spare, assign it a role
   // (promoting to voter waits until it has caught up), remove it. `done`
-  // runs on the raft thread.
+  // runs exactly once: on the raft thread, or on the caller's at once for a
+  // malformed address or when the node is stopping (kShutdown).
   void add_server(std::uint64_t id, std::string address, ChangeCallback done);
   void assign(std::uint64_t id, ServerRole role, ChangeCallback done);
   void remove_server(std::uint64_t id, ChangeCallback done);

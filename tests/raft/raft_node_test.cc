@@ -1,0 +1,145 @@
+// RaftNode in-process (src/raft/raft_node.h): a one-server cluster proposes,
+// stops, and replays its log after a restart; bad options, a missing and a
+// locked data directory; callbacks after stop() fail at once with kShutdown.
+// The multi-process cluster is in cluster_test.cc and cluster_failure_test.cc.
+#include "raft/raft_node.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <future>
+#include <thread>
+
+#include "raft/log_machine.h"
+#include "support/free_port.h"
+
+namespace netsem::raft {
+namespace {
+
+using std::chrono::milliseconds;
+
+class RaftNodeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/netsem-raftnode-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  RaftOptions options() {
+    RaftOptions o;
+    o.id = 1;
+    o.address = "127.0.0.1:" + std::to_string(test_support::free_loopback_port());
+    o.data_dir = dir_;
+    o.bootstrap = {{1, o.address, ServerRole::kVoter}};
+    o.election_timeout = milliseconds(200);
+    o.heartbeat_timeout = milliseconds(20);
+    return o;
+  }
+
+  static bool wait_leader(const RaftNode& node) {
+    for (int i = 0; i < 250; ++i) {
+      if (node.status().role == Role::kLeader) return true;
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    return false;
+  }
+
+  static Result<std::string> propose(RaftNode& node, std::string command) {
+    std::promise<Result<std::string>> done;
+    auto future = done.get_future();
+    node.propose(std::move(command), [&done](Result<std::string> r) { done.set_value(std::move(r)); });
+    if (future.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+      return Status(StatusCode::kTimeout, "no answer");
+    }
+    return future.get();
+  }
+
+  std::string dir_;
+};
+
+TEST_F(RaftNodeTest, OneServerProposesStopsAndReplaysAfterRestart) {
+  testing::LogMachine machine;
+  std::atomic<int> became_leader{0};
+  RaftOptions o = options();
+  o.on_role_change = [&](Role role, std::uint64_t) { became_leader += role == Role::kLeader; };
+  auto node = RaftNode::start(o, machine);
+  ASSERT_TRUE(node) << node.status().to_string();
+  ASSERT_TRUE(wait_leader(**node));
+  auto first = propose(**node, "p:one");
+  ASSERT_TRUE(first) << first.status().to_string();
+  EXPECT_EQ(*first, "1");
+  auto refused = propose(**node, "not a test command");
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(*propose(**node, "p:two"), "2");
+  EXPECT_EQ(became_leader.load(), 1);
+  const NodeStatus s = (*node)->status();
+  EXPECT_EQ(s.leader_id, 1u);
+  EXPECT_EQ(s.leader_address, o.address);
+  EXPECT_GE(s.commit_index, 3u);
+  EXPECT_EQ(s.configuration, o.bootstrap);
+
+  (*node)->stop();
+  EXPECT_EQ((*node)->status().role, Role::kUnavailable);
+  auto late = propose(**node, "p:late");
+  EXPECT_EQ(late.status().code(), StatusCode::kShutdown);
+  std::promise<Status> changed;
+  (*node)->add_server(2, "127.0.0.2:1", [&](Status st) { changed.set_value(st); });
+  EXPECT_EQ(changed.get_future().get().code(), StatusCode::kShutdown);
+  node = Status(StatusCode::kCancelled, "gone");  // destroys the stopped node
+
+  // The log is replayed into a fresh machine, and the bootstrap is not redone.
+  testing::LogMachine again;
+  auto restarted = RaftNode::start(options(), again);
+  ASSERT_TRUE(restarted) << restarted.status().to_string();
+  ASSERT_TRUE(wait_leader(**restarted));
+  EXPECT_EQ(*propose(**restarted, "p:three"), "3");
+  EXPECT_EQ(again.entries(), (std::vector<std::string>{"p:one", "p:two", "p:three"}));
+  EXPECT_EQ(again.violations(), 0u);
+}
+
+TEST_F(RaftNodeTest, BadOptionsAndDirectoriesAreRefused) {
+  testing::LogMachine machine;
+  RaftOptions o = options();
+  o.id = 0;
+  EXPECT_EQ(RaftNode::start(o, machine).status().code(), StatusCode::kInvalidArgument);
+  o = options();
+  o.heartbeat_timeout = o.election_timeout;
+  EXPECT_EQ(RaftNode::start(o, machine).status().code(), StatusCode::kInvalidArgument);
+  o = options();
+  o.address = "127.0.0.1";
+  EXPECT_EQ(RaftNode::start(o, machine).status().code(), StatusCode::kInvalidArgument);
+  o = options();
+  o.max_batch = 0;
+  EXPECT_EQ(RaftNode::start(o, machine).status().code(), StatusCode::kInvalidArgument);
+  o = options();
+  o.data_dir = dir_ + "/missing";
+  EXPECT_EQ(RaftNode::start(o, machine).status().code(), StatusCode::kNotFound);
+
+  // One node per directory, even in one process.
+  auto first = RaftNode::start(options(), machine);
+  ASSERT_TRUE(first) << first.status().to_string();
+  testing::LogMachine other;
+  auto second = RaftNode::start(options(), other);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.status().code(), StatusCode::kBusy) << second.status().to_string();
+}
+
+TEST(RaftServers, ParseServersAndRoles) {
+  auto servers = parse_servers("1@127.0.0.1:7001,2@127.0.0.2:7001");
+  ASSERT_TRUE(servers) << servers.status().to_string();
+  ASSERT_EQ(servers->size(), 2u);
+  EXPECT_EQ((*servers)[1].id, 2u);
+  EXPECT_EQ((*servers)[1].address, "127.0.0.2:7001");
+  for (const char* bad : {"", "1", "0@127.0.0.1:1", "x@127.0.0.1:1", "1@127.0.0.1", "1@127.0.0.1:0",
+                          "1@127.0.0.1:70000", "1@a:1,1@b:1", "1@a:1,2@a:1"}) {
+    EXPECT_EQ(parse_servers(bad).status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_EQ(*parse_server_role("standby"), ServerRole::kStandby);
+  EXPECT_FALSE(parse_server_role("leader"));
+}
+
+}  // namespace
+}  // namespace netsem::raft
