@@ -19,11 +19,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <system_error>
 
 #include "client/client_log.h"
 #include "client/resolver.h"
 #include "protocol/error_code.h"
+#include "protocol/fields.h"
 #include "protocol/names.h"
 #include "protocol/requests.h"
 #include "protocol/stats_json.h"
@@ -437,6 +439,7 @@ int Connection::connect_to(const Endpoint& endpoint) {
 bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnswer& hello) {
   framer_ = protocol::LineFramer();
   const std::string hello_tag = next_tag();
+  const std::string lease_tag = next_tag();
   const std::string stats_tag = next_tag();
   out_.clear();
   protocol::encode_hello(out_, hello_tag, label_);
@@ -447,6 +450,13 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
     auth_tag = next_tag();
     protocol::encode_auth(out_, auth_tag, options_.token);
   }
+  // The session timeout T comes from LEASE (proposed 1.2: every session may
+  // ask, whatever its rights), else from STATS (1.0 and 1.1 servers answer
+  // LEASE UNKNOWN_VERB; STATS needs an unlimited read right). Both are
+  // pipelined, so the handshake costs one round trip against every server;
+  // STATS also tells a client without a token that the server requires one
+  // (ERR AUTH), before the session begins.
+  protocol::encode_lease(out_, lease_tag);
   protocol::encode_stats(out_, stats_tag);
   // Pipelined with HELLO, and not waited for: a 1.0 server answers
   // UNKNOWN_VERB, which is no refusal (it only keeps sending QUEUED lines,
@@ -458,8 +468,10 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
     protocol::encode_option(out_, option_tag, protocol::SessionOption::kQueued, false);
   }
   bool hello_done = false;
+  bool lease_done = false;
   bool stats_done = false;
-  std::int64_t session_timeout_ms = 0;
+  std::optional<std::int64_t> lease_ms;  // LEASE's answer, when the server knows the verb
+  std::int64_t stats_ms = 0;             // STATS' session_timeout_ms; 0: absent, or STATS denied
   // The server reads HELLO after this: once it answers, it cannot end the
   // session before T after this.
   lease_from_ = Clock::now();
@@ -485,7 +497,7 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
     attempt_refusal_ = std::move(refusal);
     return false;
   };
-  while (!(hello_done && stats_done)) {
+  while (!(hello_done && lease_done && stats_done)) {
     const int left = millis_until(deadline);
     if (left == 0) return refuse("no answer to HELLO in time");
     pollfd fds[2] = {{fd, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0}, {wake_fd_, POLLIN, 0}};
@@ -535,12 +547,25 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
                                                                  endpoint.to_string(), printable(answer.message))));
         }
       }
-      if (!auth_tag.empty() && answer.tag == stats_tag && answer.type == protocol::AnswerType::kError &&
+      if (answer.tag == lease_tag) {
+        lease_done = true;
+        std::uint64_t value = 0;
+        if (answer.type == protocol::AnswerType::kOk && protocol::parse_uint(answer.rest, value) &&
+            value <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+          lease_ms = static_cast<std::int64_t>(value);
+        } else {
+          // A 1.0 or 1.1 server (UNKNOWN_VERB): STATS tells T, if it may.
+          log_debug("server {} has no LEASE: {}", endpoint.to_string(), printable(line));
+        }
+        continue;
+      }
+      if (answer.tag == stats_tag && answer.type == protocol::AnswerType::kError &&
           answer.error == protocol::ErrorCode::kDenied) {
-        // A token without an unlimited read right: the session timeout stays
-        // unknown, as from a server without one (pings every half of
-        // request_timeout, no lease after a silence).
-        log_debug("server {} keeps its STATS from this token: {}", endpoint.to_string(), printable(line));
+        // Rights without an unlimited read (a token's, a certificate
+        // subject's): no refusal; T comes from LEASE, or stays unknown
+        // against a 1.1 server, as from a server without one (pings every
+        // half of request_timeout, no lease after a silence).
+        log_debug("server {} keeps its STATS from this session: {}", endpoint.to_string(), printable(line));
         stats_done = true;
         continue;
       }
@@ -562,7 +587,7 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
       }
       if (answer.tag == stats_tag) {
         stats_done = true;
-        session_timeout_ms = session_timeout_from_stats(answer.rest);
+        stats_ms = session_timeout_from_stats(answer.rest);
       }
     }
     if (framed != protocol::LineFramer::Status::kNeedMore) {
@@ -573,6 +598,7 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
     }
     framer_.compact();
   }
+  const std::int64_t session_timeout_ms = lease_ms ? *lease_ms : stats_ms;
   // A third of the session timeout keeps the session alive; without one, the
   // pings still tell a dead server from an idle one within request_timeout.
   ping_interval_ = session_timeout_ms > 0 ? milliseconds(std::max<std::int64_t>(1, session_timeout_ms / 3))

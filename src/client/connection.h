@@ -3,10 +3,11 @@
 //
 // API: Connection::start() launches the I/O thread, which connects to the
 // first reachable server of the list (each attempt, name lookup included,
-// bounded by connect_timeout: see resolver.h), says HELLO, reads STATS once
-// for the session timeout and then serves the session: it writes what callers queued with send(), pings
-// when the line has been quiet for a third of the session timeout, and hands
-// each answer to the Call whose tag it carries.
+// bounded by connect_timeout: see resolver.h), says HELLO, learns the
+// session timeout (LEASE, proposed 1.2, else STATS) and then serves the
+// session: it writes what callers queued with send(), pings when the line
+// has been quiet for a third of the session timeout, and hands each answer
+// to the Call whose tag it carries.
 //
 // The lease: with a session timeout T, the server cannot end the session
 // before T after it read the last request, so before T after the client sent
@@ -213,7 +214,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // A connected non-blocking socket, or -1 (also when stopping), with the
   // reason in attempt_failure_.
   int connect_to(const Endpoint& endpoint);
-  // HELLO and STATS; false when the server refuses or does not answer in
+  // HELLO, AUTH, LEASE and STATS; false when the server refuses or does not answer in
   // time, with the reason in attempt_failure_, and in attempt_refusal_ when
   // the server answered with a refusal (a HELLO answer that parse_hello
   // cannot read, or of a major version other than 1, is one: kProtocol).
@@ -291,7 +292,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::size_t unanswered_head_ = 0;
   std::chrono::milliseconds ping_interval_{0};
   std::chrono::steady_clock::time_point last_sent_;
-  std::chrono::milliseconds session_timeout_{0};      // T, from STATS; 0: none, no lease
+  std::chrono::milliseconds session_timeout_{0};      // T, from LEASE or STATS; 0: none, no lease
   std::chrono::steady_clock::time_point lease_from_;  // when the last answered request was sent
   std::uint64_t sent_seq_ = 0;                        // requests sent on this session
   // The server has read every request of this session up to this one (it

@@ -191,6 +191,12 @@ void Dispatcher::handle_request(SessionState& session) {
     case Verb::kPing:
       protocol::append_pong(session.out, tag, request_.text, request_.has_text);
       return;
+    case Verb::kLease:
+      // Proposed 1.2: the session timeout, which every client needs for its
+      // lease whatever its rights (STATS needs an unlimited read right).
+      protocol::append_ok_number(session.out, tag,
+                                 static_cast<std::uint64_t>(std::max<std::int64_t>(config_.session_timeout_ms, 0)));
+      return;
     case Verb::kHello: {
       if (request_.has_name) session.label.assign(request_.name);
       std::string text = std::string(kHelloVersion) + std::to_string(session.id);
@@ -387,6 +393,7 @@ Requirement requirement_of(Verb verb) {
     case Verb::kQuit:
     case Verb::kAuth:
     case Verb::kOption:
+    case Verb::kLease:
       break;
   }
   return {R::kRead, S::kNone};
@@ -402,7 +409,11 @@ std::optional<auth::Rights> Dispatcher::rights_of(const SessionState& session) c
 
 bool Dispatcher::permitted(SessionState& session, std::string_view tag) {
   const Verb verb = request_.verb;
-  if (verb == Verb::kHello || verb == Verb::kPing || verb == Verb::kQuit || verb == Verb::kAuth) return true;
+  // LEASE too: the session timeout applies to a session before its AUTH.
+  if (verb == Verb::kHello || verb == Verb::kPing || verb == Verb::kQuit || verb == Verb::kAuth ||
+      verb == Verb::kLease) {
+    return true;
+  }
   if (!session.rights && !session.tls_subject.empty()) {
     // A client certificate listed in [tls_subjects] needs no AUTH.
     if (const auth::Rights* mapped = config_.auth.find_subject(session.tls_subject)) session.rights = *mapped;

@@ -25,14 +25,14 @@ struct VerbInfo {
 };
 
 // The most frequent verbs first: the table is searched in order.
-constexpr std::array<VerbInfo, 19> kVerbs = {{
+constexpr std::array<VerbInfo, 20> kVerbs = {{
     {"ACQUIRE", Verb::kAcquire, 1, 3}, {"RELEASE", Verb::kRelease, 1, 2},   {"WAIT", Verb::kWait, 1, 3},
     {"POST", Verb::kPost, 1, 2},       {"PING", Verb::kPing, 0, 1},         {"HELLO", Verb::kHello, 1, 2},
     {"CANCEL", Verb::kCancel, 1, 1},   {"CREATE", Verb::kCreate, 2, 4},     {"DELETE", Verb::kDelete, 1, 1},
     {"GET", Verb::kGet, 1, 1},         {"LIST", Verb::kList, 0, 1},         {"STATS", Verb::kStats, 0, 0},
     {"QUIT", Verb::kQuit, 0, 0},       {"OPTION", Verb::kOption, 2, 2},     {"HOLDERS", Verb::kHolders, 1, 1},
     {"WAITERS", Verb::kWaiters, 1, 1}, {"SESSIONS", Verb::kSessions, 0, 0}, {"KICK", Verb::kKick, 1, 1},
-    {"AUTH", Verb::kAuth, 1, 1},
+    {"AUTH", Verb::kAuth, 1, 1},       {"LEASE", Verb::kLease, 0, 0},
 }};
 
 // The most arguments any verb takes; one more slot tells "too many".
@@ -187,6 +187,7 @@ ParseStatus parse_arguments(const std::string_view* args, std::size_t n, Request
     case Verb::kStats:
     case Verb::kQuit:
     case Verb::kSessions:
+    case Verb::kLease:
       return ParseStatus::kRequest;
   }
   return fail(error, ErrorCode::kUnknownVerb, "unknown verb");
@@ -416,6 +417,10 @@ void encode_kick(std::string& out, std::string_view tag, std::uint64_t session_i
   out.push_back(' ');
   append_decimal(out, session_id);
   end(out);
+}
+
+void encode_lease(std::string& out, std::string_view tag) {
+  encode_bare(out, tag, "LEASE");
 }
 
 void encode_auth(std::string& out, std::string_view tag, std::string_view token) {

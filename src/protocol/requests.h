@@ -1,7 +1,8 @@
-// The requests of protocol v1 and 1.1, both ways: parse_request turns a line
-// into a Request (the server's side), the encode_* functions write a request
-// line from values (the side of libnetsem, the CLI, the benchmark and the
-// tests). No request line is formatted anywhere else.
+// The requests of protocol v1 and 1.1 (and LEASE, proposed for 1.2), both
+// ways: parse_request turns a line into a Request (the server's side), the
+// encode_* functions write a request line from values (the side of
+// libnetsem, the CLI, the benchmark and the tests). No request line is
+// formatted anywhere else.
 //
 // API: the server feeds each framed line (line_framer.h) to parse_request,
 // which fills a Request the session reuses for every line, so the steady
@@ -51,6 +52,9 @@ enum class Verb : std::uint8_t {
   kSessions,
   kKick,
   kAuth,
+  // Proposed for version 1.2 (docs/protocol.md): the session timeout for
+  // every session, whatever its rights.
+  kLease,
 };
 
 // The wire spelling of a verb ("ACQUIRE", ...).
@@ -156,6 +160,9 @@ void encode_holders(std::string& out, std::string_view tag, std::string_view nam
 void encode_waiters(std::string& out, std::string_view tag, std::string_view name);
 void encode_sessions(std::string& out, std::string_view tag);
 void encode_kick(std::string& out, std::string_view tag, std::uint64_t session_id);
+// Proposed 1.2: "LEASE" (answered `OK <session_timeout_ms>`; a 1.0 or 1.1
+// server answers UNKNOWN_VERB).
+void encode_lease(std::string& out, std::string_view tag);
 
 // Whether `payload` can travel as PING's field and come back byte for byte:
 // at most kMaxPingPayloadBytes, no space, "\r", "\n" or NUL. Empty is valid

@@ -1,8 +1,10 @@
 // libnetsem and the CLI with tokens against the real netsemd: AUTH after
 // HELLO on every (re)connect, a wrong token or a token without the right
-// reported as a refusal (kDenied) that never falls back, token_file's mode
-// check, NETSEM_TOKEN, and `netsem --token-file`.
+// reported as a refusal (kDenied) that never falls back, the lease of a
+// token without `read` (LEASE), token_file's mode check, NETSEM_TOKEN, and
+// `netsem --token-file`.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -10,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <future>
 #include <string>
 #include <thread>
 
@@ -39,16 +42,20 @@ class ClientAuth : public ::testing::Test {
     dir_ = new TempDir();
     tokens_ = dir_->path() / "tokens.ini";
     std::ofstream(tokens_) << "[tokens]\nworker = " << hash_of("work-token")
-                           << " acquire,read jobs/\nboss = " << hash_of("admin-token") << " admin\n";
+                           << " acquire,read jobs/\nboss = " << hash_of("admin-token")
+                           << " admin\nrunner = " << hash_of("run-token") << " acquire\n";
     ::chmod(tokens_.c_str(), 0600);
   }
   static void TearDownTestSuite() {
     delete dir_;
     dir_ = nullptr;
   }
-  void SetUp() override {
+  void SetUp() override { start_server(""); }
+  // (Re)starts netsemd with the tokens and `more` [server] lines.
+  void start_server(const std::string& more) {
+    server_.reset();
     Netsemd::Options options;
-    options.server_options = "tokens_file = " + tokens_.string() + "\n";
+    options.server_options = "tokens_file = " + tokens_.string() + "\n" + more;
     std::string error;
     server_ = Netsemd::start(options, &error);
     ASSERT_TRUE(server_) << error;
@@ -136,6 +143,46 @@ TEST_F(ClientAuth, ANameOutsideTheTokensPrefixIsDenied) {
   ASSERT_FALSE(permit);
   EXPECT_EQ(permit.status().code(), StatusCode::kDenied) << permit.status().to_string();
   EXPECT_EQ((*client)->stats().fallback_entries, 0u);
+}
+
+// A token with only `acquire` may not read STATS, where libnetsem learned
+// the session timeout T; LEASE (proposed 1.2) tells it. With T = 2 s: the
+// client pings at T/3, so an idle session outlives T with its permit; and a
+// frozen server (SIGSTOP) makes the permit lost with a stop-by time before
+// T, as without tokens. Before LEASE the client pinged every half of
+// request_timeout (2.5 s here): the server ended the idle session at 2 s,
+// and the frozen one went unnoticed until request_timeout.
+TEST_F(ClientAuth, ATokenWithoutReadStillLearnsTheSessionTimeout) {
+  const auto timeout = 2000ms;
+  start_server("session_timeout_ms = 2000\n");
+  ClientOptions o = options("run-token");
+  o.fallback = FallbackPolicy{.mode = FallbackPolicy::Mode::kFail};
+  auto client = netsem::Client::create(o);
+  ASSERT_TRUE(client) << client.status().to_string();
+  EXPECT_EQ((*client)->server_stats().status().code(), StatusCode::kDenied);  // STATS: no read right
+  auto permit = (*client)->acquire("jobs/a", {.timeout = 5s});
+  ASSERT_TRUE(permit) << permit.status().to_string();
+  ASSERT_FALSE(permit->is_local());
+
+  std::this_thread::sleep_for(timeout * 3 / 2);  // idle past T: the pings keep the session
+  EXPECT_FALSE(permit->lost()) << permit->loss_reason().to_string();
+  EXPECT_EQ((*client)->stats().connection_losses, 0u);
+
+  std::promise<std::chrono::steady_clock::time_point> lost;
+  permit->on_lost([&](const Status&) { lost.set_value(std::chrono::steady_clock::now()); });
+  const auto frozen_at = std::chrono::steady_clock::now();
+  server_->send_signal(SIGSTOP);
+  auto reported = lost.get_future();
+  const bool lost_in_time = reported.wait_for(10s) == std::future_status::ready;
+  server_->send_signal(SIGCONT);
+  ASSERT_TRUE(lost_in_time) << "the holder never noticed the frozen server";
+  const auto lost_after = reported.get() - frozen_at;
+  std::printf("lost %lld ms after the freeze (T = %lld ms)\n", static_cast<long long>(lost_after / 1ms),
+              static_cast<long long>(timeout.count()));
+  EXPECT_LT(lost_after, timeout) << "lost after the server could have granted the permit again";
+  EXPECT_NE(permit->loss_reason().message().find("lease"), std::string::npos) << permit->loss_reason().to_string();
+  ASSERT_TRUE(permit->stop_by().has_value());
+  EXPECT_LE(*permit->stop_by(), frozen_at + timeout * 9 / 10);
 }
 
 TEST_F(ClientAuth, TokenFileMustBePrivate) {

@@ -786,7 +786,7 @@ TEST_F(ClientTest, ConnectTimeoutBoundsAnUnansweredConnect) {
 }
 
 TEST_F(ClientTest, RequestTimeoutEndsASessionWhoseServerFellSilent) {
-  // A fake server: answers HELLO and STATS, then never again.
+  // A fake server: answers HELLO, LEASE and STATS, then never again.
   std::uint16_t port = 0;
   const int listener = bound_socket(port, 4);
   ASSERT_GE(listener, 0);
@@ -804,9 +804,11 @@ TEST_F(ClientTest, RequestTimeoutEndsASessionWhoseServerFellSilent) {
       const ssize_t n = ::read(fd, chunk, sizeof chunk);
       if (n <= 0) break;
       input.append(chunk, static_cast<std::size_t>(n));
-      for (std::size_t end; answered < 2 && (end = input.find('\n')) != std::string::npos;) {
+      for (std::size_t end; answered < 3 && (end = input.find('\n')) != std::string::npos;) {
         const std::string tag = input.substr(0, input.find(' '));
-        const std::string answer = tag + (answered == 0 ? " OK netsem 1 7\n" : " OK {\"session_timeout_ms\":0}\n");
+        const std::string answer = tag + (answered == 0   ? " OK netsem 1 7\n"
+                                          : answered == 1 ? " OK 0\n"
+                                                          : " OK {\"session_timeout_ms\":0}\n");
         (void)::write(fd, answer.data(), answer.size());
         input.erase(0, end + 1);
         ++answered;
@@ -912,10 +914,10 @@ TEST_F(ClientTest, AQueuedAcquireOutlastsTheRequestTimeoutOnTheServer) {
 }
 
 // The rule for "the server read this request" (docs/client.md, "When is a
-// request read"), against a fake 1.1 server that answers HELLO, STATS (no
-// session timeout), OPTION, PING and RELEASE at once, grants an ACQUIRE only
-// 1 s after it read it (with no QUEUED line, as under `OPTION queued off`),
-// and never answers GET. The acquire waits four request timeouts on a
+// request read"), against a fake 1.1 server that answers HELLO, LEASE
+// (unknown), STATS (no session timeout), OPTION, PING and RELEASE at once,
+// grants an ACQUIRE only 1 s after it read it (with no QUEUED line, as under
+// `OPTION queued off`), and never answers GET. The acquire waits four request timeouts on a
 // healthy connection: the answered pings behind it show it was read. The GET
 // is answered at once by any working server, so the answered pings behind it
 // show a broken one: it fails at request_timeout. (It waited until the fake
@@ -951,6 +953,7 @@ TEST_F(ClientTest, OnlyARequestThatMayWaitCountsAsReadWhenALaterOneIsAnswered) {
         std::string answer;
         if (verb == "HELLO") answer = "OK netsem 1.1 7";
         if (verb == "STATS") answer = "OK {\"session_timeout_ms\":0}";
+        if (verb == "LEASE") answer = "ERR UNKNOWN_VERB unknown verb";  // as a 1.1 server
         if (verb == "OPTION") answer = "OK";
         if (verb == "PING") answer = "PONG";
         if (verb == "RELEASE") answer = "OK 1";
@@ -997,12 +1000,13 @@ TEST_F(ClientTest, AsksForNoQueuePositionsUnlessTheCallerWantsThem) {
   ClientOptions options = options_for(closed_port());
   options.connect_timeout = 2s;
   std::vector<std::string> lines = handshake_lines(options);
-  ASSERT_EQ(lines.size(), 3u);
+  ASSERT_EQ(lines.size(), 4u);
   EXPECT_EQ(netsem::testing::fields(lines[0])[1], "HELLO");
-  EXPECT_EQ(netsem::testing::fields(lines[1])[1], "STATS");
-  // Pipelined with HELLO; the 1.0 answer (UNKNOWN_VERB) did not refuse the session.
-  const auto option = netsem::testing::fields(lines[2]);
-  ASSERT_EQ(option.size(), 4u) << lines[2];
+  EXPECT_EQ(netsem::testing::fields(lines[1])[1], "LEASE");
+  EXPECT_EQ(netsem::testing::fields(lines[2])[1], "STATS");
+  // Pipelined with HELLO; the 1.0 answers (UNKNOWN_VERB) did not refuse the session.
+  const auto option = netsem::testing::fields(lines[3]);
+  ASSERT_EQ(option.size(), 4u) << lines[3];
   EXPECT_EQ(option[1] + " " + option[2] + " " + option[3], "OPTION queued off");
 
   options.queue_positions = true;

@@ -23,6 +23,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/test_session.h"
@@ -903,6 +904,44 @@ TEST_F(DispatcherTest, AuthIsCheckedOffTheLoopAndAnsweredThroughIt) {
   EXPECT_EQ(a->read(), "z ERR AUTH the token is not valid\n* ERR AUTH too many failed AUTH\n");
   ASSERT_EQ(a->ends.size(), 1u);
   EXPECT_EQ(counters_.auth_failures_total, 5u);
+}
+
+// Proposed 1.2: LEASE tells the session timeout to every session, whatever
+// its rights: without tokens, before AUTH while tokens are required, after
+// an AUTH whose token has no read right (STATS is DENIED to it), and 0 when
+// the server has no session timeout.
+TEST_F(DispatcherTest, LeaseAnswersTheSessionTimeoutToEverySession) {
+  auto open = session();
+  EXPECT_EQ(open->request("l LEASE"), "l OK 15000\n");
+  EXPECT_EQ(open->request("l LEASE now"), "l ERR BAD_REQUEST too many arguments\n");
+  config_.session_timeout_ms = 0;
+  EXPECT_EQ(open->request("l lease"), "l OK 0\n");
+  config_.session_timeout_ms = 2000;
+
+  const std::string hash = auth::hash_token("w0rker", auth::HashCost::kMinimum).value();
+  config_.auth.tokens.push_back({"worker", hash, auth::parse_rights("acquire").value()});
+  auth::TokenVerifier verifier;
+  verifier.set_tokens(config_.auth.tokens);
+  std::mutex mutex;
+  std::condition_variable posted;
+  std::vector<std::function<void()>> loop;  // the test's event loop
+  dispatcher_->set_token_verifier(&verifier, [&](std::function<void()> work) {
+    std::lock_guard lock(mutex);
+    loop.push_back(std::move(work));
+    posted.notify_all();
+  });
+  auto a = session();
+  EXPECT_EQ(a->request(req::stats("s")), "s ERR AUTH authenticate first: AUTH <token>\n");
+  EXPECT_EQ(a->request("l LEASE"), "l OK 2000\n");  // before AUTH
+  EXPECT_EQ(a->request("x AUTH w0rker"), "");       // being checked
+  {
+    std::unique_lock lock(mutex);
+    ASSERT_TRUE(posted.wait_for(lock, 30s, [&] { return !loop.empty(); }));
+  }
+  for (auto& work : std::exchange(loop, {})) work();
+  EXPECT_EQ(a->read(), "x OK acquire\n");
+  EXPECT_EQ(a->request(req::stats("s")), "s ERR DENIED STATS needs the read right on every name (no prefix)\n");
+  EXPECT_EQ(a->request("l2 LEASE"), "l2 OK 2000\n");  // after AUTH, without the read right
 }
 
 }  // namespace

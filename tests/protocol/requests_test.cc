@@ -299,6 +299,7 @@ TEST(ParseRequest, FillsTheFieldsOfEachVerb) {
     r.has_text = true;
     cases.push_back({"t auth s3cr%t!", r});  // the token as sent, not decoded
   }
+  cases.push_back({"t LEASE", make(Verb::kLease)});  // proposed 1.2
 
   // One Request reused for every line, as a session does: nothing may leak
   // from one line into the next.
@@ -369,7 +370,7 @@ TEST(ParseSessionId, TakesDecimalIdsFromOne) {
 }
 
 TEST(VerbName, SpellsEveryVerb) {
-  for (auto v = static_cast<std::uint8_t>(Verb::kHello); v <= static_cast<std::uint8_t>(Verb::kAuth); ++v) {
+  for (auto v = static_cast<std::uint8_t>(Verb::kHello); v <= static_cast<std::uint8_t>(Verb::kLease); ++v) {
     const auto verb = static_cast<Verb>(v);
     const std::string line = "t " + std::string(verb_name(verb));
     Request request;
@@ -431,6 +432,7 @@ TEST(EncodeRequest, WritesTheShortestLine) {
       {encoded([](std::string& o) { encode_sessions(o, "s"); }), "s SESSIONS\n"},
       {encoded([](std::string& o) { encode_kick(o, "k", 18446744073709551615u); }), "k KICK 18446744073709551615\n"},
       {encoded([](std::string& o) { encode_auth(o, "a", "tok-1"); }), "a AUTH tok-1\n"},
+      {encoded([](std::string& o) { encode_lease(o, "l"); }), "l LEASE\n"},
   };
   for (const Case& c : cases) EXPECT_EQ(c.line, c.expected);
 }
