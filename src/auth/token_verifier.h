@@ -10,7 +10,7 @@
 // runs on the verifier's thread with the token that matched (or none), and
 // the caller posts the answer back to its loop. The queue is bounded: a
 // flood of AUTH lines with unknown tokens makes verify() refuse at once
-// (false: the caller answers ERR AUTH), not a backlog of minutes.
+// (false: the caller answers a retryable ERR LIMIT), not a backlog of minutes.
 //
 // The cache holds no token: its key is a keyed BLAKE2b hash of the token
 // (crypto_generichash) under a random key made per process, so its content

@@ -541,6 +541,16 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
         }
         // A 1.0 server has no AUTH and requires none.
         if (answer.type == protocol::AnswerType::kError && answer.error == protocol::ErrorCode::kUnknownVerb) continue;
+        if (answer.type == protocol::AnswerType::kError && answer.error == protocol::ErrorCode::kLimit) {
+          // Not a refusal of the token: the server had too many token checks
+          // waiting (a flood of unknown tokens) to check it. Like a full
+          // server: the calls fail with a retryable kLimit meanwhile (never
+          // fallback: the server answered), and the client reconnects with
+          // backoff, AUTH again included.
+          return refused(Status(StatusCode::kLimit,
+                                fmt::format("server {}: too many token checks waiting at the server; try again later",
+                                            endpoint.to_string())));
+        }
         if (answer.type == protocol::AnswerType::kError &&
             (answer.error == protocol::ErrorCode::kAuth || answer.error == protocol::ErrorCode::kDenied)) {
           return refused(Status(StatusCode::kDenied, fmt::format("server {} refused this client's token: {}",

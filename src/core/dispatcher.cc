@@ -356,6 +356,8 @@ bool Dispatcher::kick_session(SessionId id, std::string_view reason) {
 namespace {
 
 constexpr std::uint8_t kMaxAuthFailures = 5;
+// The answer to an AUTH that finds the verifier's queue full.
+constexpr std::string_view kAuthLimitDetail = "too many token checks waiting at the server; try again later";
 
 struct Requirement {
   auth::Right right;
@@ -477,9 +479,15 @@ void Dispatcher::handle_auth(SessionState& session, std::string_view tag) {
     post([this, id, outcome = std::move(o)] { auth_checked(id, outcome); });
   });
   if (!queued) {
+    // Too many checks waiting (a flood of unknown tokens): nothing is known
+    // of this token, so it is no failure (five would close the session of
+    // a good client), but a server limit the client may retry after.
     session.auth_pending = false;
-    logs_.log(logs_.auth, "session {} ({}): AUTH refused: too many token checks waiting", session.id, session.peer);
-    finish_auth(session, tag, std::nullopt);
+    session.auth_tag.clear();
+    ++counters_.limited_total;
+    logs_.log(logs_.refused, "session {} ({}): AUTH answered LIMIT: {} token checks waiting", session.id, session.peer,
+              auth::TokenVerifier::kMaxQueued);
+    protocol::append_error(session.out, tag, ErrorCode::kLimit, kAuthLimitDetail);
   }
 }
 

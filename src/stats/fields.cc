@@ -85,7 +85,8 @@ constexpr auto kFields = std::to_array<Field>({
     counter(
         "limited_total", "",
         "Connections refused since start because the server had all the sessions it may have (`max_connections`, or "
-        "what its descriptors allow): answered LIMIT, or closed without a word (an ACE peer, or a flood of refusals).",
+        "what its descriptors allow): answered LIMIT, or closed without a word (an ACE peer, or a flood of refusals); "
+        "and AUTH requests answered LIMIT because too many token checks were waiting (docs/security.md).",
         [](S s) -> N { return s.server.limited_total; }),
     counter("timeouts_total", "",
             "Requests answered TIMEOUT since start: tries that could not be granted at once, and queued requests whose "
@@ -143,10 +144,9 @@ constexpr auto kFields = std::to_array<Field>({
               "session a holder of the name to the RELEASE, KICK or end of session after which it held none.",
               [](S s) -> H { return s.table.hold_us; }),
     // Issue 15 (authentication).
-    counter(
-        "auth_failures_total", "",
-        "AUTH requests answered ERR AUTH since start: a wrong token, or too many checks waiting (docs/security.md).",
-        [](S s) -> N { return s.server.auth_failures_total; }),
+    counter("auth_failures_total", "",
+            "AUTH requests answered ERR AUTH since start: a token that matches none (docs/security.md).",
+            [](S s) -> N { return s.server.auth_failures_total; }),
 });
 
 }  // namespace

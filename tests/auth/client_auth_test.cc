@@ -5,6 +5,7 @@
 // `netsem --token-file`.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -15,6 +16,7 @@
 #include <future>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "netsem/client.h"
 #include "netsem/client_options.h"
@@ -36,14 +38,26 @@ std::string hash_of(const std::string& token) {
   return out;
 }
 
+// A hash of `token` at a small cost (1 MiB, one pass: a few milliseconds a
+// check where netsemd --hash-token's costs about 100 ms, and seconds on a
+// loaded machine), so that the handshake's AUTH stays well within
+// connect_timeout and a flood of checks drains in seconds.
+std::string cheap_hash(const std::string& token) {
+  char hash[crypto_pwhash_STRBYTES] = {};
+  if (sodium_init() < 0 || crypto_pwhash_str(hash, token.data(), token.size(), 1, 1 << 20) != 0) return "?";
+  return hash;
+}
+
 class ClientAuth : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir();
     tokens_ = dir_->path() / "tokens.ini";
-    std::ofstream(tokens_) << "[tokens]\nworker = " << hash_of("work-token")
-                           << " acquire,read jobs/\nboss = " << hash_of("admin-token")
-                           << " admin\nrunner = " << hash_of("run-token") << " acquire\n";
+    // The one token made by netsemd --hash-token comes last: the first
+    // match ends a check, so only a wrong token pays its cost.
+    std::ofstream(tokens_) << "[tokens]\nworker = " << cheap_hash("work-token")
+                           << " acquire,read jobs/\nrunner = " << cheap_hash("run-token")
+                           << " acquire\nboss = " << hash_of("admin-token") << " admin\n";
     ::chmod(tokens_.c_str(), 0600);
   }
   static void TearDownTestSuite() {
@@ -51,11 +65,12 @@ class ClientAuth : public ::testing::Test {
     dir_ = nullptr;
   }
   void SetUp() override { start_server(""); }
-  // (Re)starts netsemd with the tokens and `more` [server] lines.
-  void start_server(const std::string& more) {
+  // (Re)starts netsemd with `more` [server] lines and the tokens of
+  // `tokens` (the suite's file when empty).
+  void start_server(const std::string& more, std::filesystem::path tokens = {}) {
     server_.reset();
     Netsemd::Options options;
-    options.server_options = "tokens_file = " + tokens_.string() + "\n" + more;
+    options.server_options = "tokens_file = " + (tokens.empty() ? tokens_ : tokens).string() + "\n" + more;
     std::string error;
     server_ = Netsemd::start(options, &error);
     ASSERT_TRUE(server_) << error;
@@ -64,7 +79,7 @@ class ClientAuth : public ::testing::Test {
     ClientOptions o;
     o.servers = {"127.0.0.1:" + std::to_string(server_->port())};
     o.local_dir = dir_->path() / "local";
-    o.connect_timeout = 2s;  // AUTH's slow hash is part of the handshake
+    o.connect_timeout = 5s;  // AUTH's hash is part of the handshake (a wrong token's: netsemd --hash-token's)
     o.reconnect_min = 20ms;
     o.reconnect_max = 100ms;
     o.request_timeout = 5s;
@@ -183,6 +198,77 @@ TEST_F(ClientAuth, ATokenWithoutReadStillLearnsTheSessionTimeout) {
   EXPECT_NE(permit->loss_reason().message().find("lease"), std::string::npos) << permit->loss_reason().to_string();
   ASSERT_TRUE(permit->stop_by().has_value());
   EXPECT_LE(*permit->stop_by(), frozen_at + timeout * 9 / 10);
+}
+
+// A flood of wrong tokens fills the server's queue of token checks (256):
+// the AUTHs past it are answered a retryable ERR LIMIT, not ERR AUTH, and a
+// good client still gets in: its AUTH is checked (queued behind the flood)
+// or answered LIMIT and accepted when retried, never refused. The tokens
+// file holds one cheap_hash token, so that the flood drains in seconds.
+TEST_F(ClientAuth, AFloodOfWrongTokensDoesNotLockGoodClientsOut) {
+  const auto tokens =
+      write_file("flood-tokens.ini", "[tokens]\ngood = " + cheap_hash("good-token") + " acquire\n", 0600);
+  start_server("", tokens);
+  constexpr int kFlood = 300;
+  std::vector<std::unique_ptr<Client>> flood;
+  for (int i = 0; i < kFlood; ++i) {
+    flood.push_back(Client::connect(server_->port()));
+    ASSERT_TRUE(flood.back()) << i;
+  }
+  // A good raw session in the middle of the flood: OK, or LIMIT then OK.
+  auto good = Client::connect(server_->port());
+  ASSERT_TRUE(good);
+  for (int i = 0; i < kFlood; ++i) {
+    flood[static_cast<std::size_t>(i)]->send_line("a AUTH wrong-" + std::to_string(i));
+    if (i == kFlood / 2) good->send_line("g AUTH good-token");
+  }
+  // And libnetsem, connecting meanwhile: its AUTH may wait behind the flood.
+  ClientOptions o = options("good-token");
+  o.connect_timeout = 20s;
+  o.fallback = FallbackPolicy{.mode = FallbackPolicy::Mode::kFail};
+  auto client = netsem::Client::create(o);
+  ASSERT_TRUE(client) << client.status().to_string();
+
+  int limited = 0;
+  int refused = 0;
+  for (auto& session : flood) {
+    const std::optional<std::string> answer = session->read_line(30s);
+    ASSERT_TRUE(answer) << "no answer to a flood AUTH";
+    if (answer->starts_with("a ERR LIMIT ")) {
+      ++limited;
+    } else if (answer->starts_with("a ERR AUTH ")) {
+      ++refused;
+    } else {
+      ADD_FAILURE() << *answer;
+    }
+  }
+  std::printf("flood of %d wrong tokens: %d answered LIMIT, %d checked and refused\n", kFlood, limited, refused);
+  EXPECT_GE(limited, 1) << "the queue of checks never filled";
+  const std::optional<std::string> good_answer = good->read_line(30s);
+  ASSERT_TRUE(good_answer);
+  if (good_answer->starts_with("g ERR LIMIT ")) {
+    EXPECT_EQ(*good_answer, "g ERR LIMIT too many token checks waiting at the server; try again later");
+    EXPECT_EQ(good->request("g2 AUTH good-token", 30s), "g2 OK acquire");
+  } else {
+    EXPECT_EQ(*good_answer, "g OK acquire");
+  }
+
+  // libnetsem: served, or told kLimit (retryable) until a reconnect is;
+  // never kDenied, never a fallback.
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  Result<Permit> permit = Status(StatusCode::kUnavailable, "not tried");
+  while (std::chrono::steady_clock::now() < deadline) {
+    permit = (*client)->acquire("jobs/a", {.timeout = 1s});
+    if (permit) break;
+    EXPECT_EQ(permit.status().code(), StatusCode::kLimit) << permit.status().to_string();
+    EXPECT_NE(permit.status().message().find("too many token checks waiting at the server; try again later"),
+              std::string::npos)
+        << permit.status().to_string();
+    std::this_thread::sleep_for(50ms);  // polling a condition, bounded
+  }
+  ASSERT_TRUE(permit) << permit.status().to_string();
+  EXPECT_FALSE(permit->is_local());
+  EXPECT_EQ((*client)->stats().fallback_entries, 0u);
 }
 
 TEST_F(ClientAuth, TokenFileMustBePrivate) {

@@ -996,6 +996,83 @@ TEST_F(ClientTest, OnlyARequestThatMayWaitCountsAsReadWhenALaterOneIsAnswered) {
   ::close(listener);
 }
 
+// A server whose queue of token checks is full answers AUTH `ERR LIMIT`:
+// not a refusal of the token (kDenied) but a retryable kLimit, with no
+// fallback (the server answered); the client reconnects with backoff, AUTH
+// again included, and is served once the server checks it. A fake server:
+// AUTH is answered LIMIT on the first two connections, then OK.
+TEST_F(ClientTest, AuthAnsweredLimitIsARetryableLimitNeverAFallback) {
+  std::uint16_t port = 0;
+  const int listener = bound_socket(port, 8);
+  ASSERT_GE(listener, 0);
+  std::atomic<bool> done{false};
+  std::atomic<int> limited{0};
+  std::thread fake([listener, &done, &limited] {
+    int connections = 0;
+    while (!done) {
+      pollfd accept_poll{listener, POLLIN, 0};
+      if (::poll(&accept_poll, 1, 20) != 1) continue;
+      const int fd = ::accept(listener, nullptr, nullptr);
+      const bool limit = ++connections <= 2;
+      std::string input;
+      while (!done) {
+        pollfd read_poll{fd, POLLIN, 0};
+        if (::poll(&read_poll, 1, 20) != 1) continue;
+        char chunk[4096];
+        const ssize_t n = ::read(fd, chunk, sizeof chunk);
+        if (n <= 0) break;
+        input.append(chunk, static_cast<std::size_t>(n));
+        for (std::size_t end; (end = input.find('\n')) != std::string::npos;) {
+          const auto fields = netsem::testing::fields(input.substr(0, end));
+          input.erase(0, end + 1);
+          const std::string& verb = fields.at(1);
+          std::string answer = "ERR UNKNOWN_VERB unknown verb";
+          if (verb == "HELLO") answer = "OK netsem 1.1 7";
+          if (verb == "AUTH") {
+            answer = limit ? "ERR LIMIT too many token checks waiting at the server; try again later" : "OK acquire";
+            if (limit) ++limited;
+          }
+          if (verb == "LEASE") answer = "OK 0";
+          if (verb == "STATS") answer = limit ? "ERR AUTH authenticate first: AUTH <token>" : "ERR DENIED no read";
+          if (verb == "OPTION") answer = limit ? "ERR AUTH authenticate first: AUTH <token>" : "OK";
+          if (verb == "PING") answer = "PONG";
+          if (verb == "ACQUIRE") answer = "OK 5";
+          if (verb == "RELEASE") answer = "OK 0";
+          answer = fields[0] + " " + answer + "\n";
+          (void)::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+        }
+      }
+      ::close(fd);
+    }
+  });
+  ClientOptions options = options_for(port);
+  options.token = "good-token";
+  options.reconnect_min = 300ms;  // the second attempt comes after the first calls
+  options.reconnect_max = 300ms;
+  options.limits["db"] = 1;  // fallback = local would serve it in an outage
+  options.fallback = FallbackPolicy{.mode = FallbackPolicy::Mode::kLocal};
+  auto client = make_client(options);
+  ASSERT_TRUE(client);
+  Result<Permit> refused = client->acquire("db", {.timeout = 0ms});
+  ASSERT_FALSE(refused) << "granted, local: " << refused->is_local();
+  EXPECT_EQ(refused.status().code(), StatusCode::kLimit) << refused.status().to_string();
+  EXPECT_EQ(refused.status().message(), "server 127.0.0.1:" + std::to_string(port) +
+                                            ": too many token checks waiting at the server; try again later");
+  EXPECT_EQ(client->stats().fallback_entries, 0u);
+  // The client retries on its own: the third connection is served.
+  ASSERT_TRUE(eventually([&] { return client->connected(); }, 5s));
+  Result<Permit> permit = client->acquire("db", {.timeout = 1s});
+  ASSERT_TRUE(permit) << permit.status().to_string();
+  EXPECT_FALSE(permit->is_local());
+  EXPECT_EQ(limited.load(), 2);
+  EXPECT_EQ(client->stats().fallback_entries, 0u);
+  EXPECT_TRUE(permit->release().is_ok());
+  client.reset();
+  done = true;
+  fake.join();
+  ::close(listener);
+}
+
 TEST_F(ClientTest, AsksForNoQueuePositionsUnlessTheCallerWantsThem) {
   ClientOptions options = options_for(closed_port());
   options.connect_timeout = 2s;

@@ -23,6 +23,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -942,6 +943,64 @@ TEST_F(DispatcherTest, LeaseAnswersTheSessionTimeoutToEverySession) {
   EXPECT_EQ(a->read(), "x OK acquire\n");
   EXPECT_EQ(a->request(req::stats("s")), "s ERR DENIED STATS needs the read right on every name (no prefix)\n");
   EXPECT_EQ(a->request("l2 LEASE"), "l2 OK 2000\n");  // after AUTH, without the read right
+}
+
+// The verifier's queue full (a flood of unknown tokens) is a server limit,
+// not the token's failure: a retryable ERR LIMIT, counted in limited_total,
+// never in auth_failures_total nor towards the five failures that close a
+// session; once the queue drains, the same token is checked and accepted.
+TEST_F(DispatcherTest, AFullVerifierQueueAnswersLimitNotAFailure) {
+  const std::string hash = auth::hash_token("g00d", auth::HashCost::kMinimum).value();
+  config_.auth.tokens.push_back({"good", hash, auth::parse_rights("acquire").value()});
+  auth::TokenVerifier verifier;
+  verifier.set_tokens(config_.auth.tokens);
+  // The verifier's thread is held in the first check's `done`: nothing
+  // leaves the queue until the test lets it.
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool hold = true;
+  ASSERT_TRUE(verifier.verify("flood-0", [&](auth::TokenVerifier::Outcome) {
+    std::unique_lock lock(mutex);
+    changed.wait(lock, [&] { return !hold; });
+  }));
+  for (std::size_t i = 1; i < auth::TokenVerifier::kMaxQueued; ++i) {
+    ASSERT_TRUE(verifier.verify("flood-" + std::to_string(i), [](auth::TokenVerifier::Outcome) {})) << i;
+  }
+  std::vector<std::function<void()>> loop;  // the test's event loop
+  dispatcher_->set_token_verifier(&verifier, [&](std::function<void()> work) {
+    std::lock_guard lock(mutex);
+    loop.push_back(std::move(work));
+    changed.notify_all();
+  });
+  auto a = session();
+  for (int i = 1; i <= 6; ++i) {
+    EXPECT_EQ(a->request("x AUTH g00d"), "x ERR LIMIT too many token checks waiting at the server; try again later\n")
+        << i;
+  }
+  EXPECT_FALSE(a->state.auth_pending);
+  EXPECT_TRUE(a->ends.empty());  // six LIMITs, no failure: still open
+  EXPECT_EQ(counters_.auth_failures_total, 0u);
+  EXPECT_EQ(counters_.limited_total, 6u);
+  EXPECT_EQ(a->request(req::acquire("a", "splunk")), "a ERR AUTH authenticate first: AUTH <token>\n");
+
+  {
+    std::lock_guard lock(mutex);
+    hold = false;
+  }
+  changed.notify_all();
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (verifier.queued() != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);  // polling a condition, bounded
+  }
+  ASSERT_EQ(verifier.queued(), 0u);
+  EXPECT_EQ(a->request("y AUTH g00d"), "");  // queued now
+  {
+    std::unique_lock lock(mutex);
+    ASSERT_TRUE(changed.wait_for(lock, 30s, [&] { return !loop.empty(); }));
+  }
+  for (auto& work : std::exchange(loop, {})) work();
+  EXPECT_EQ(a->read(), "y OK acquire\n");
+  EXPECT_EQ(a->request(req::acquire("a", "splunk")), "a OK 1\n");
 }
 
 }  // namespace
