@@ -342,11 +342,12 @@ Result<std::unique_ptr<Client>> Client::create(ClientOptions options) {
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
   impl->local = std::make_shared<client::LocalSemaphores>(impl->options.local_dir);
-  std::shared_ptr<const client::TlsClient> tls;
+  std::shared_ptr<client::RenewingTlsClient> tls;
   if (impl->options.tls) {
-    // The files are read once, here: a bad one is the caller's error now,
-    // not a refusal at every connection attempt.
-    auto made = client::TlsClient::make(impl->options);
+    // The files are read here first: a bad one is the caller's error now,
+    // not a refusal at every connection attempt. Renewed on disk later,
+    // they are read again at the next connect (kept when they are broken).
+    auto made = client::RenewingTlsClient::make(impl->options);
     if (!made) return made.status();
     tls = std::move(*made);
   }

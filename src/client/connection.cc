@@ -169,7 +169,7 @@ Result<Endpoint> Endpoint::parse(std::string_view address) {
 }
 
 std::shared_ptr<Connection> Connection::start(const ClientOptions& options, std::vector<Endpoint> servers,
-                                              LookupFunction lookup, std::shared_ptr<const TlsClient> tls) {
+                                              LookupFunction lookup, std::shared_ptr<RenewingTlsClient> tls) {
   assert(!servers.empty());
   std::shared_ptr<Connection> connection(
       new Connection(options, std::move(servers), std::move(lookup), std::move(tls)));
@@ -178,7 +178,7 @@ std::shared_ptr<Connection> Connection::start(const ClientOptions& options, std:
 }
 
 Connection::Connection(const ClientOptions& options, std::vector<Endpoint> servers, LookupFunction lookup,
-                       std::shared_ptr<const TlsClient> tls)
+                       std::shared_ptr<RenewingTlsClient> tls)
     : options_(options),
       servers_(std::move(servers)),
       lookup_(std::move(lookup)),
@@ -760,7 +760,8 @@ Status Connection::serve(int fd) {
 }
 
 bool Connection::tls_handshake(int fd, const Endpoint& endpoint) {
-  ssl_ = tls_->open(fd, endpoint.host);
+  // Files renewed on disk since the last connect are read now.
+  ssl_ = tls_->current()->open(fd, endpoint.host);
   if (!ssl_) {
     attempt_failure_ = "TLS: " + tls_failure(nullptr, "cannot make a connection");
     return false;

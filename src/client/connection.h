@@ -155,11 +155,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Starts the I/O thread. `lookup` resolves host names (tests stand in a
   // slow DNS). REQUIRES: !servers.empty().
-  // `tls`: the TLS context when options.tls is on (TlsClient::make), else
-  // nullptr.
+  // `tls`: the TLS contexts when options.tls is on (RenewingTlsClient::make),
+  // else nullptr; each connection attempt takes its current() one.
   static std::shared_ptr<Connection> start(const ClientOptions& options, std::vector<Endpoint> servers,
                                            LookupFunction lookup = system_lookup(),
-                                           std::shared_ptr<const TlsClient> tls = nullptr);
+                                           std::shared_ptr<RenewingTlsClient> tls = nullptr);
   // Stops the I/O thread if stop() was not called.
   ~Connection();
   Connection(const Connection&) = delete;
@@ -205,7 +205,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   Connection(const ClientOptions& options, std::vector<Endpoint> servers, LookupFunction lookup,
-             std::shared_ptr<const TlsClient> tls);
+             std::shared_ptr<RenewingTlsClient> tls);
   // Room for a request line with a name of a few dozen bytes.
   static constexpr std::size_t kLineReserve = 96;
   // send()'s second half: queues the line built for `tag`.
@@ -258,7 +258,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const ClientOptions options_;
   const std::vector<Endpoint> servers_;
   const LookupFunction lookup_;
-  const std::shared_ptr<const TlsClient> tls_;  // null without TLS
+  const std::shared_ptr<RenewingTlsClient> tls_;  // null without TLS; re-read at each connect when renewed
   const std::string label_;
   int wake_fd_ = -1;  // eventfd: a caller queued something, or stop()
   std::thread thread_;

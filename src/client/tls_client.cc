@@ -1,6 +1,7 @@
 // The client's TLS context and connections (tls_client.h): OpenSSL
 // directly (the client has no Asio loop), TLS 1.2 at least, the system's
-// default ciphers, peer verification always on, no renegotiation.
+// default ciphers, peer verification always on, no renegotiation; and the
+// context made again when its files are renewed on disk.
 #include "client/tls_client.h"
 
 #include <arpa/inet.h>
@@ -8,8 +9,11 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <cerrno>
+
+#include "client/client_log.h"
 
 namespace netsem::client {
 
@@ -118,6 +122,69 @@ SslPtr TlsClient::open(int fd, const std::string& host) const {
   }
   SSL_set_connect_state(ssl.get());
   return ssl;
+}
+
+// --- RenewingTlsClient ---
+
+Result<std::shared_ptr<RenewingTlsClient>> RenewingTlsClient::make(const ClientOptions& options) {
+  ClientOptions tls_only;
+  tls_only.tls = options.tls;
+  tls_only.tls_ca = options.tls_ca;
+  tls_only.tls_cert = options.tls_cert;
+  tls_only.tls_key = options.tls_key;
+  tls_only.tls_server_name = options.tls_server_name;
+  // Looked at before they are read: a change in between is read again at
+  // the next connect, never missed.
+  std::shared_ptr<RenewingTlsClient> renewing(new RenewingTlsClient(std::move(tls_only), {}, nullptr));
+  renewing->read_ids_ = renewing->file_ids();
+  auto first = TlsClient::make(renewing->options_);
+  if (!first) return first.status();
+  renewing->current_ = std::move(*first);
+  return renewing;
+}
+
+RenewingTlsClient::FileIds RenewingTlsClient::file_ids() const {
+  FileIds ids;
+  for (const std::filesystem::path* file : {&options_.tls_ca, &options_.tls_cert, &options_.tls_key}) {
+    if (file->empty()) continue;
+    FileId id;
+    struct stat info {};
+    if (::stat(file->c_str(), &info) == 0) {
+      id.exists = true;
+      id.device = static_cast<std::uint64_t>(info.st_dev);
+      id.inode = static_cast<std::uint64_t>(info.st_ino);
+      id.size = static_cast<std::int64_t>(info.st_size);
+      id.mtime_ns = static_cast<std::int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 + info.st_mtim.tv_nsec;
+    }
+    ids.push_back(id);
+  }
+  return ids;
+}
+
+std::shared_ptr<const TlsClient> RenewingTlsClient::current() {
+  const FileIds now = file_ids();
+  std::lock_guard lock(mutex_);
+  if (now == read_ids_ || now == refused_ids_) return current_;
+  auto made = TlsClient::make(options_);
+  if (!made) {
+    refused_ids_ = now;
+    log_warning(
+        "TLS: the certificate files changed on disk but cannot be used ({}); connections keep the ones read before "
+        "until the files change again",
+        made.status().message());
+    return current_;
+  }
+  current_ = std::move(*made);
+  read_ids_ = now;
+  refused_ids_.reset();
+  ++renewals_;
+  log_info("TLS: the certificate files changed on disk: read again for the next connections");
+  return current_;
+}
+
+std::uint64_t RenewingTlsClient::renewals() const {
+  std::lock_guard lock(mutex_);
+  return renewals_;
 }
 
 std::string tls_failure(SSL* ssl, const std::string& fallback) {

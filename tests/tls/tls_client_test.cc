@@ -2,14 +2,23 @@
 // inside TLS, one FIFO queue for plain and TLS sessions, and every failed
 // handshake (another CA, an expired certificate either side, a missing
 // client certificate, a wrong server name, the plain port) reported as a
-// refusal, kDenied, that never falls back even with fallback = local.
+// refusal, kDenied, that never falls back even with fallback = local; and
+// client certificate files renewed on disk, read again at the next connect.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <future>
+#include <mutex>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "client/local_semaphores.h"
+#include "client/tls_client.h"
 #include "netsem/client.h"
+#include "netsem/log.h"
 #include "tls_support.h"
 
 namespace netsem::testing {
@@ -222,6 +231,108 @@ TEST_F(TlsClientTest, TheCliTalksTlsAndExits77WhenRefused) {
   run = run_command({NETSEM_CLI_PATH, "--tls", "--tls-cert", pki_.client_cert.string(), "ping"});
   EXPECT_EQ(run.exit_code, 2) << run;
   EXPECT_NE(run.output.find("--tls-cert and --tls-key go together"), std::string::npos) << run;
+}
+
+// Certificate files renewed on disk (short-lived certificates, cert-manager,
+// certbot) are read again at the next connect of a running Client, and only
+// when they changed: A (worker-1) is read once; broken new files keep A's
+// context, with one warning however many connects see them; B of the same
+// CA, renamed over A's files as cert-manager does, is read once and
+// presented from then on.
+TEST_F(TlsClientTest, RenewedCertificateFilesAreReadOnceAtTheNextConnect) {
+  const auto cert = scratch_.path() / "worker.pem";
+  const auto key = scratch_.path() / "worker.key";
+  std::filesystem::copy_file(pki_.client_cert, cert);
+  std::filesystem::copy_file(pki_.client_key, key);
+  auto o = options();
+  o.tls_cert = cert;
+  o.tls_key = key;
+  std::mutex mutex;
+  std::vector<std::string> warnings;
+  set_log_handler([&](LogLevel level, std::string_view message) {
+    std::lock_guard lock(mutex);
+    if (level == LogLevel::kWarning) warnings.emplace_back(message);
+  });
+  struct ResetLog {
+    ~ResetLog() { set_log_handler(nullptr); }
+  } reset_log;
+  const auto warned = [&] {
+    std::lock_guard lock(mutex);
+    return static_cast<int>(std::count_if(warnings.begin(), warnings.end(), [](const std::string& w) {
+      return w.find("certificate files changed on disk but cannot be used") != std::string::npos;
+    }));
+  };
+  // Written beside and renamed over, as cert-manager and certbot do.
+  const auto replace = [](const std::filesystem::path& from, const std::filesystem::path& to) {
+    const auto next = to.string() + ".next";
+    std::filesystem::copy_file(from, next, std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::rename(next, to);
+  };
+
+  auto renewing = client::RenewingTlsClient::make(o);
+  ASSERT_TRUE(renewing) << renewing.status().to_string();
+  const auto a = (*renewing)->current();
+  EXPECT_EQ((*renewing)->current(), a);  // unchanged: not read again
+  const auto garbage = scratch_.path() / "garbage.pem";
+  std::ofstream(garbage) << "-----BEGIN CERTIFICATE-----\ntruncated\n";
+  replace(garbage, cert);
+  EXPECT_EQ((*renewing)->current(), a);  // broken: the old context stays
+  EXPECT_EQ((*renewing)->current(), a);
+  EXPECT_EQ(warned(), 1);
+  const auto renewed = pki_.issue("renewed", "/O=Acme/CN=renewed-worker", "", 2, "ca");
+  replace(renewed, cert);
+  replace(pki_.key_of("renewed"), key);
+  const auto b = (*renewing)->current();
+  EXPECT_NE(b, a);
+  EXPECT_EQ((*renewing)->current(), b);
+  EXPECT_EQ((*renewing)->renewals(), 1u);
+  EXPECT_EQ(warned(), 1);
+}
+
+// A Client connected with certificate A, its files renewed on disk by B of
+// the same CA, its session kicked: the reconnect presents B, as the server's
+// log shows. (Before, the Client kept presenting A until a new Client was
+// made; once A expired, every reconnect was refused.) Broken files in
+// between leave A in use: the reconnect still works.
+TEST_F(TlsClientTest, AReconnectPresentsTheRenewedClientCertificate) {
+  const auto cert = scratch_.path() / "worker.pem";
+  const auto key = scratch_.path() / "worker.key";
+  std::filesystem::copy_file(pki_.client_cert, cert);
+  std::filesystem::copy_file(pki_.client_key, key);
+  auto o = options();
+  o.tls_cert = cert;
+  o.tls_key = key;
+  auto client = netsem::Client::create(o);
+  ASSERT_TRUE(client.has_value()) << client.status().to_string();
+  ASSERT_TRUE((*client)->connected());
+  EXPECT_TRUE(tls_.server->wait_for_log("tls_subject=CN%3Dworker-1,O%3DAcme")) << tls_.server->log();
+  const auto reconnect = [&] {
+    const auto before = (*client)->stats();
+    // The client kicks its own session (admin from 127.0.0.1): it reconnects.
+    ASSERT_TRUE((*client)->kick(before.session_id).is_ok());
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < deadline &&
+           ((*client)->stats().connects <= before.connects || !(*client)->connected())) {
+      std::this_thread::sleep_for(10ms);  // polling a condition, bounded
+    }
+    ASSERT_GT((*client)->stats().connects, before.connects);
+    auto permit = (*client)->acquire("pool", {.timeout = 2000ms});
+    ASSERT_TRUE(permit.has_value()) << permit.status().to_string();
+    EXPECT_FALSE(permit->is_local());
+  };
+  std::ofstream(scratch_.path() / "garbage.pem") << "not a certificate\n";
+  std::filesystem::rename(scratch_.path() / "garbage.pem", cert);
+  reconnect();  // with A still
+  EXPECT_EQ(tls_.server->log().find("renewed-worker"), std::string::npos);
+  const auto renewed = pki_.issue("renewed", "/O=Acme/CN=renewed-worker", "", 2, "ca");
+  std::filesystem::rename(pki_.key_of("renewed"), key);
+  std::filesystem::rename(renewed, cert);
+  reconnect();
+  EXPECT_TRUE(tls_.server->wait_for_log("tls_subject=CN%3Drenewed-worker,O%3DAcme")) << tls_.server->log();
+  const auto sessions = (*client)->sessions();
+  ASSERT_TRUE(sessions.has_value()) << sessions.status().to_string();
+  ASSERT_EQ(sessions->size(), 1u);
+  EXPECT_EQ(sessions->front().dialect, "v1+tls");
 }
 
 }  // namespace
