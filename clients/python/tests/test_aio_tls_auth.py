@@ -221,3 +221,23 @@ def test_limit_to_auth_is_retryable_not_a_refusal(local_dir: Path) -> None:
                 assert len(auths) == 2 and all(line.endswith(" AUTH some-token") for line in auths)
 
     run(main())
+
+
+def test_a_silent_tls_port_is_an_outage_within_the_connect_timeout(pki: Pki, local_dir: Path) -> None:
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # the kernel completes the connection; nobody reads it
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+
+        async def main() -> None:
+            started = time.monotonic()
+            async with client_of(address, local_dir, pki.client_options(), connect_timeout=0.5,
+                                 fallback=netsem.FallbackPolicy("local")) as client:
+                assert time.monotonic() - started < 3
+                assert "no TLS handshake within 500 ms" in client.stats().unreachable
+                async with client.acquire("one", timeout=1) as permit:
+                    assert permit.is_local
+
+        run(main())

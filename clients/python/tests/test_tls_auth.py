@@ -351,3 +351,25 @@ def test_netsem_ace_takes_tls_and_the_token_from_its_file(start_netsemd: Any, pk
         assert ace.shared_client().stats().local_grants == 0
     finally:
         ace.close()
+
+
+def test_a_silent_tls_port_is_an_outage_within_the_connect_timeout(pki: Pki, local_dir: Path) -> None:
+    """A port that takes the connection but never answers the ClientHello: the
+    handshake gives up at connect_timeout, and that is an outage (the server
+    said nothing, so no refusal): the name falls back to its local semaphore."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # the kernel completes the connection; nobody reads it
+        port = listener.getsockname()[1]
+        started = time.monotonic()
+        client = make_client(f"127.0.0.1:{port}", local_dir, connect_timeout=0.5, fallback=FallbackPolicy("local"),
+                             **pki.client_options())
+        try:
+            assert time.monotonic() - started < 3
+            assert "no TLS handshake within 500 ms" in client.stats().unreachable
+            with client.acquire("one", timeout=1) as permit:
+                assert permit.is_local
+        finally:
+            client.close()
