@@ -5,7 +5,8 @@ the first reachable server of the list (each attempt, name lookup included,
 bounded by ``connect_timeout``), with ``tls`` runs the TLS handshake
 (``StreamWriter.start_tls``, also bounded by ``connect_timeout``; a failed one
 is a refusal, Denied: netsem._tls), says HELLO, AUTH with the token when there
-is one (pipelined, as libnetsem), reads STATS once for the session timeout T
+is one (pipelined, as libnetsem), learns the session timeout T once (LEASE,
+proposed 1.2, whatever the session's rights; else STATS of a 1.0/1.1 server)
 and then serves the session: it hands each answer line to the Call
 whose tag it carries, pings when the line has been quiet for T/3, and ends the
 session when a request stays unanswered for ``request_timeout`` or the lease
@@ -383,11 +384,12 @@ class Connection:
     async def _handshake(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: str
     ) -> proto.Hello | _Failure:
-        """HELLO, AUTH with the token, STATS and ``OPTION queued off`` (not
-        waited for), pipelined as libnetsem sends them: the server's version
-        and this session's id, or why not (a refusal when the server answered no)."""
+        """HELLO, AUTH with the token, LEASE, STATS and ``OPTION queued off``
+        (not waited for), pipelined as libnetsem sends them: the server's
+        version and this session's id, or why not (a refusal when the server
+        answered no)."""
         self._buffer = proto.LineBuffer()
-        hello_tag, stats_tag = self._tags.next(), self._tags.next()
+        hello_tag, lease_tag, stats_tag = self._tags.next(), self._tags.next(), self._tags.next()
         out = proto.hello_request(hello_tag, self._label)
         # AUTH before everything else the session asks: the server answers the
         # requests behind it once the token is checked.
@@ -395,7 +397,10 @@ class Connection:
         if self._options.token:
             auth_tag = self._tags.next()
             out += proto.auth_request(auth_tag, self._options.token)
-        out += proto.request(stats_tag, "STATS")
+        # T from LEASE (every session may ask), else from STATS (a 1.0/1.1
+        # server answers LEASE UNKNOWN_VERB; STATS needs an unlimited read
+        # right, and tells a client without a token that one is required).
+        out += proto.request(lease_tag, "LEASE") + proto.request(stats_tag, "STATS")
         option_tag = ""
         if not self._options.queue_positions:
             option_tag = self._tags.next()
@@ -412,10 +417,12 @@ class Connection:
         refused = self._refused
 
         hello: proto.Hello | None = None
-        session_timeout: float | None = None
+        session_timeout: float | None = None  # from STATS, once answered
+        lease_done = False
+        lease_timeout: float | None = None  # from LEASE
         try:
             writer.write(out)
-            while hello is None or session_timeout is None:
+            while hello is None or session_timeout is None or not lease_done:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return refuse("no answer to HELLO in time")
@@ -455,10 +462,17 @@ class Connection:
                         token_refusal = proto.auth_refusal(server, reply)
                         if token_refusal is not None:
                             return refused(token_refusal)
-                    if auth_tag and reply.tag == stats_tag and reply.kind == "ERR" and reply.code == "DENIED":
-                        # A token without an unlimited read right: the session
-                        # timeout stays unknown, as from a server without one.
-                        log.debug("server %s keeps its STATS from this token: %s", server, printable(line))
+                    if reply.tag == lease_tag:
+                        lease_done = True
+                        lease_timeout = proto.lease_timeout(reply)
+                        if lease_timeout is None:
+                            log.debug("server %s has no LEASE: %s", server, printable(line))
+                        continue
+                    if reply.tag == stats_tag and reply.kind == "ERR" and reply.code == "DENIED":
+                        # Rights without an unlimited read (a token's, a
+                        # certificate subject's): no refusal; T comes from
+                        # LEASE, or stays unknown against a 1.1 server.
+                        log.debug("server %s keeps its STATS from this session: %s", server, printable(line))
                         session_timeout = 0.0
                         continue
                     if reply.kind != "OK":
@@ -485,6 +499,8 @@ class Connection:
             return refuse(f"read failed: {_os_error_text(error)}")
         # Pings at a third of the session timeout keep the session alive;
         # without one, they still tell a dead server from an idle one.
+        if lease_timeout is not None:
+            session_timeout = lease_timeout
         self._lease = proto.Lease(session_timeout, self._options.request_timeout, lease_from)
         return hello
 

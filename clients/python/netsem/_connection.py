@@ -6,8 +6,9 @@ API: ``Connection.start()`` launches the I/O thread, which connects to the
 first reachable server of the list (each attempt, name lookup included,
 bounded by connect_timeout), with ``tls`` runs the TLS handshake (netsem._tls:
 a failed one is a refusal, Denied), says HELLO with the label, AUTH with the
-token when there is one, asks a 1.1 server for ``OPTION queued off``, reads
-STATS once for the session timeout, and then
+token when there is one, asks a 1.1 server for ``OPTION queued off``, learns
+the session timeout once (LEASE, proposed 1.2, whatever the session's rights;
+else STATS of a 1.0/1.1 server), and then
 serves the session: it writes what callers queued with ``send()``, pings
 when the line has been quiet for a third of the session timeout, and hands
 each answer to the Call whose tag it carries. A caller waits on its own Call
@@ -484,12 +485,12 @@ class Connection:
         self._attempt_refusal = refusal
 
     def _handshake(self, sock: socket.socket, server: str) -> proto.Hello | None:
-        """HELLO, AUTH, STATS and OPTION queued off, pipelined as libnetsem
-        sends them; None when the server refuses or does not answer in time,
-        with the reason in _attempt_failure, and in _attempt_refusal when it
-        answered no."""
+        """HELLO, AUTH, LEASE, STATS and OPTION queued off, pipelined as
+        libnetsem sends them (one round trip); None when the server refuses or
+        does not answer in time, with the reason in _attempt_failure, and in
+        _attempt_refusal when it answered no."""
         buffer = proto.LineBuffer()
-        hello_tag, stats_tag = self._tags.next(), self._tags.next()
+        hello_tag, lease_tag, stats_tag = self._tags.next(), self._tags.next(), self._tags.next()
         out = bytearray(proto.hello_request(hello_tag, self._label))
         # AUTH before everything else the session asks: the server answers the
         # requests behind it once the token is checked.
@@ -497,7 +498,11 @@ class Connection:
         if self._options.token:
             auth_tag = self._tags.next()
             out += proto.auth_request(auth_tag, self._options.token)
-        out += proto.request(stats_tag, "STATS")
+        # The session timeout T from LEASE (every session may ask), else from
+        # STATS (a 1.0/1.1 server answers LEASE UNKNOWN_VERB; STATS needs an
+        # unlimited read right). STATS also tells a client without a token
+        # that the server requires one (ERR AUTH), before the session begins.
+        out += proto.request(lease_tag, "LEASE") + proto.request(stats_tag, "STATS")
         # Pipelined with HELLO and not waited for: a 1.0 server answers
         # UNKNOWN_VERB, which is no refusal.
         option_tag = ""
@@ -505,8 +510,9 @@ class Connection:
             option_tag = self._tags.next()
             out += proto.option_queued_request(option_tag, False)
         hello: proto.Hello | None = None
-        stats_done = False
-        session_timeout = 0.0
+        stats_done = lease_done = False
+        session_timeout = 0.0  # from STATS
+        lease_timeout: float | None = None  # from LEASE
         # The server reads HELLO after this: once it answers, it cannot end the
         # session before T after this.
         start = time.monotonic()
@@ -528,7 +534,7 @@ class Connection:
         try:
             selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
             selector.register(self._wake_r, selectors.EVENT_READ)
-            while hello is None or not stats_done:
+            while hello is None or not stats_done or not lease_done:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     refuse("no answer to HELLO in time")
@@ -599,10 +605,18 @@ class Connection:
                         if token_refusal is not None:
                             refused(token_refusal)
                             return None
-                    if auth_tag and reply.tag == stats_tag and reply.kind == "ERR" and reply.code == "DENIED":
-                        # A token without an unlimited read right: the session
-                        # timeout stays unknown, as from a server without one.
-                        log.debug("server %s keeps its STATS from this token: %s", server, proto.printable(text))
+                    if reply.tag == lease_tag:
+                        lease_done = True
+                        lease_timeout = proto.lease_timeout(reply)
+                        if lease_timeout is None:
+                            log.debug("server %s has no LEASE: %s", server, proto.printable(text))
+                        continue
+                    if reply.tag == stats_tag and reply.kind == "ERR" and reply.code == "DENIED":
+                        # Rights without an unlimited read (a token's, a
+                        # certificate subject's): no refusal; T comes from
+                        # LEASE, or stays unknown against a 1.1 server, as from
+                        # a server without one.
+                        log.debug("server %s keeps its STATS from this session: %s", server, proto.printable(text))
                         stats_done = True
                         continue
                     if reply.kind != "OK":
@@ -627,6 +641,8 @@ class Connection:
                     return None
         finally:
             selector.close()
+        if lease_timeout is not None:
+            session_timeout = lease_timeout
         self._lease = proto.Lease(session_timeout, self._options.request_timeout, start)
         return hello
 

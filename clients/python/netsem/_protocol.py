@@ -671,6 +671,17 @@ def parse_stats(reply: Reply) -> dict[str, object]:
     return stats
 
 
+def lease_timeout(reply: Reply) -> float | None:
+    """The session timeout in seconds from the answer to LEASE (proposed
+    protocol 1.2: ``OK <session_timeout_ms>``, 0 for none, asked by any
+    session whatever its rights); None when the server does not tell it that
+    way (a 1.0 or 1.1 server's UNKNOWN_VERB), and STATS is to be read."""
+    if reply.kind != "OK":
+        return None
+    value = _uint(reply.text)
+    return None if value is None or value > 2**63 - 1 else value / 1000
+
+
 def session_timeout(reply: Reply) -> float:
     """The server's session timeout in seconds from its STATS answer; 0 when
     it has none (or the answer does not say, as from a 1.0 server that answers

@@ -241,3 +241,28 @@ def test_a_silent_tls_port_is_an_outage_within_the_connect_timeout(pki: Pki, loc
                     assert permit.is_local
 
         run(main())
+
+
+def test_a_token_without_read_learns_the_session_timeout(start_netsemd: Any, tokens_file: Path,
+                                                         local_dir: Path) -> None:
+    """T from LEASE (STATS is denied to the worker token): a frozen server
+    makes the permit lost at half the lease, with a stop_by."""
+    timeout_ms = 4500  # above twice the server's slow token check, which the lease counts
+    server = token_server(start_netsemd, tokens_file, f"session_timeout_ms = {timeout_ms}\n")
+
+    async def main() -> None:
+        async with client_of(server, local_dir, {"token": TOKENS["worker"][0]}, request_timeout=10.0,
+                             fallback=netsem.FallbackPolicy("fail")) as client:
+            permit = await client.acquire("jobs/a", timeout=5)
+            await asyncio.sleep(timeout_ms / 1000)  # pings at T/3 keep the session alive past T
+            assert not permit.lost and client.stats().connects == 1
+            frozen_at = time.monotonic()
+            server.signal(signal.SIGSTOP)
+            try:
+                await until(lambda: permit.lost, timeout_ms / 3000 + timeout_ms / 2000 + 1.0)
+            finally:
+                server.signal(signal.SIGCONT)
+            assert "lease" in str(permit.loss_reason)
+            assert permit.stop_by is not None and permit.stop_by <= frozen_at + timeout_ms * 0.9 / 1000
+
+    run(main())

@@ -290,6 +290,15 @@ def test_stats_and_session_timeout() -> None:
         p.parse_stats(p.parse_line(b"s OK [1]"))
 
 
+def test_lease_timeout() -> None:
+    """LEASE (proposed 1.2): ``OK <session_timeout_ms>``; anything else (a
+    1.0/1.1 server's UNKNOWN_VERB, a malformed answer) means STATS tells it."""
+    assert p.lease_timeout(p.parse_line(b"l OK 4500")) == 4.5
+    assert p.lease_timeout(p.parse_line(b"l OK 0")) == 0
+    for line in (b"l ERR UNKNOWN_VERB LEASE", b"l OK", b"l OK -5", b"l OK 1.5", b"l OK 99999999999999999999"):
+        assert p.lease_timeout(p.parse_line(line)) is None, line
+
+
 def test_refusals_are_told_apart_from_outages() -> None:
     server = "10.0.0.5:53559"
 

@@ -373,3 +373,29 @@ def test_a_silent_tls_port_is_an_outage_within_the_connect_timeout(pki: Pki, loc
                 assert permit.is_local
         finally:
             client.close()
+
+
+# --- the lease for a token without read (LEASE, proposed 1.2) -------------------------
+
+
+def test_a_token_without_read_learns_the_session_timeout(start_netsemd: Any, tokens_file: Path,
+                                                         make: Callable[..., Client]) -> None:
+    """STATS needs an unlimited read right, which the worker token lacks: T
+    comes from LEASE, so a frozen server (SIGSTOP) makes the permit lost at
+    half the lease with a stop_by, not only at request_timeout (10 s)."""
+    timeout = 4.5  # above twice the server's slow token check, which the lease counts
+    server = token_server(start_netsemd, tokens_file, f"session_timeout_ms = {int(timeout * 1000)}\n")
+    client = make(server.address, token=TOKENS["worker"][0], fallback=FallbackPolicy("fail"), request_timeout=10.0)
+    permit = client.acquire("jobs/a", timeout=5)
+    lost = threading.Event()
+    permit.on_lost(lambda reason: lost.set())
+    time.sleep(timeout)  # pings at T/3 keep the session alive past T
+    assert not permit.lost and client.stats().connects == 1
+    frozen_at = time.monotonic()
+    server.signal(signal.SIGSTOP)
+    try:
+        assert lost.wait(timeout / 3 + timeout / 2 + 1.0), "no lease: the permit outlived the session timeout"
+    finally:
+        server.signal(signal.SIGCONT)
+    assert "lease" in str(permit.loss_reason)
+    assert permit.stop_by is not None and permit.stop_by <= frozen_at + timeout * 0.9
