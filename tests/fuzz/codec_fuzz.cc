@@ -142,6 +142,9 @@ void check_request_round_trips(const Request& request) {
     case Verb::kLease:
       encode_lease(line, tag);
       break;
+    case Verb::kAuth:
+      encode_auth(line, tag, request.text);
+      break;
     case Verb::kKick: {
       std::uint64_t id = 0;
       if (!parse_session_id(request.session_id, id)) return;
