@@ -383,6 +383,7 @@ Status RaftNode::Impl::open() {
   raft_set_heartbeat_timeout(&raft_, static_cast<unsigned>(o.heartbeat_timeout.count()));
   raft_set_snapshot_threshold(&raft_, o.snapshot_threshold);
   raft_set_snapshot_trailing(&raft_, o.snapshot_trailing);
+  raft_set_install_snapshot_timeout(&raft_, static_cast<unsigned>(o.install_snapshot_timeout.count()));
   // Pre-vote: a server that was cut off (or paused) asks whether it could win
   // before raising its term, so its return does not depose a working leader.
   raft_set_pre_vote(&raft_, true);

@@ -91,6 +91,11 @@ struct RaftOptions {
   std::size_t max_batch = 1024;
   // How long to wait before reconnecting to a peer that could not be reached.
   std::chrono::milliseconds connect_retry{200};
+  // A snapshot sent to a lagging follower and not acknowledged within this
+  // long is sent again. libraft's own default is 30 s: a follower that
+  // refused one (it was taking a snapshot of its own when it came) stayed
+  // behind that long. Keep it above a snapshot's transfer time.
+  std::chrono::milliseconds install_snapshot_timeout{5000};
   // Called on the raft thread when the node's role or term changes.
   std::function<void(Role role, std::uint64_t term)> on_role_change;
 };

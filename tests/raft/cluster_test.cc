@@ -13,29 +13,6 @@
 namespace netsem::raft::testing {
 namespace {
 
-const std::vector<int> kThree = {1, 2, 3};
-
-// Election 800 ms: a follower starts an election after a random time in
-// [800, 1600) ms without a leader, which keeps the failover under 2 s.
-std::vector<std::string> fast_timeouts() {
-  return {"--election-ms", "800", "--heartbeat-ms", "80"};
-}
-
-void start_three(Cluster& cluster) {
-  for (int i : kThree) ASSERT_TRUE(cluster.start(i, cluster.bootstrap(3))) << cluster.stderr_of(i);
-}
-
-// Proposes `text` on node i and waits for its answer line.
-std::string propose(Cluster& cluster, int i, const std::string& tag, const std::string& text,
-                    milliseconds timeout = milliseconds(5000)) {
-  auto line = cluster.node(i).request("propose " + tag + " " + text, "done " + tag + " ", timeout);
-  return line ? *line : "timeout";
-}
-
-bool ok(const std::string& done_line) {
-  return done_line.find(" ok ") != std::string::npos;
-}
-
 TEST(RaftCluster, ThreeNodesElectOneLeader) {
   Cluster cluster(fast_timeouts());
   start_three(cluster);

@@ -7,11 +7,13 @@
 #pragma once
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -298,5 +300,39 @@ class Cluster {
   std::uint16_t port_ = 0;
   std::map<int, std::unique_ptr<NodeProcess>> nodes_;
 };
+
+// What the cluster tests share.
+
+inline const std::vector<int> kThree = {1, 2, 3};
+
+// Election 800 ms (a follower stands after a random [800, 1600) ms without a
+// leader), heartbeats at a tenth; NETSEM_RAFT_ELECTION_MS measures another.
+// `more` are further netsem-raft-node flags.
+inline std::vector<std::string> fast_timeouts(std::vector<std::string> more = {}) {
+  const char* env = std::getenv("NETSEM_RAFT_ELECTION_MS");
+  const int election = env != nullptr ? std::atoi(env) : 800;
+  std::vector<std::string> args = {"--election-ms", std::to_string(election), "--heartbeat-ms",
+                                   std::to_string(std::max(1, election / 10))};
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
+
+// Starts nodes 1-3 with a three-server bootstrap, failing the test otherwise.
+inline void start_three(Cluster& cluster) {
+  for (int i : kThree) ASSERT_TRUE(cluster.start(i, cluster.bootstrap(3))) << cluster.stderr_of(i);
+}
+
+// Proposes `text` on node i and returns its answer line ("timeout" when none
+// came within `timeout`).
+inline std::string propose(Cluster& cluster, int i, const std::string& tag, const std::string& text,
+                           std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) {
+  auto line = cluster.node(i).request("propose " + tag + " " + text, "done " + tag + " ", timeout);
+  return line ? *line : "timeout";
+}
+
+// Whether a "done" line says the proposal committed.
+inline bool ok(const std::string& done_line) {
+  return done_line.find(" ok ") != std::string::npos;
+}
 
 }  // namespace netsem::raft::testing

@@ -112,6 +112,8 @@ int main(int argc, char** argv) {
   app.add_option("--snapshot-threshold", options.snapshot_threshold, "entries between snapshots");
   app.add_option("--snapshot-trailing", options.snapshot_trailing, "entries kept behind a snapshot");
   app.add_option("--max-batch", options.max_batch, "most commands per log entry (1: no batching)");
+  unsigned install_snapshot_ms = 5000;
+  app.add_option("--install-snapshot-ms", install_snapshot_ms, "a snapshot not acknowledged is sent again after (ms)");
   app.add_option("--log-level", log_level, "spdlog level on stderr");
   try {
     app.parse(argc, argv);
@@ -123,6 +125,7 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(log_level));
   options.election_timeout = std::chrono::milliseconds(election_ms);
   options.heartbeat_timeout = std::chrono::milliseconds(heartbeat_ms);
+  options.install_snapshot_timeout = std::chrono::milliseconds(install_snapshot_ms);
   if (!bootstrap.empty()) {
     auto servers = parse_servers(bootstrap);
     if (!servers) {

@@ -61,9 +61,15 @@ TEST(ServerDocs, EveryStatusFileColumnIsDocumented) {
   std::string error;
   auto server = Netsemd::start(options, &error);
   ASSERT_TRUE(server) << error;
-  const std::string status = read_text(server->data_dir() / "semaphore.status");
+  // The file is first written just after the log line the harness waits for
+  // ("listening on"): wait for it, 10 s at most.
   static const std::regex kHeader(R"(^# netsem status v1: (.*)\n)");
+  std::string status;
   std::smatch match;
+  for (int i = 0; i < 1000 && !std::regex_search(status, match, kHeader); ++i) {
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    status = read_text(server->data_dir() / "semaphore.status");
+  }
   ASSERT_TRUE(std::regex_search(status, match, kHeader)) << status;
   std::set<std::string> columns;
   for (const auto& column : fields(match[1].str())) columns.insert(column);
