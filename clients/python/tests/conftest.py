@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -214,3 +214,30 @@ def _remove_local_semaphores(directory: Path) -> None:
                 _sysv.rmid(record.id if record is not None else table.id)  # type: ignore[union-attr]
             except OSError:
                 pass
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Polls `condition` every 5 ms until it holds or `timeout` seconds pass;
+    its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return condition()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> "Pki":
+    """A CA with server and client certificates made by openssl (tls_support)."""
+    from tls_support import Pki
+
+    return Pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def tokens_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tokens_file of tls_support.TOKENS, hashed by netsemd --hash-token."""
+    from tls_support import write_tokens_file
+
+    return write_tokens_file(tmp_path_factory.mktemp("tokens"))

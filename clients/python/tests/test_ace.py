@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON_DIR
+from conftest import PYTHON_DIR, wait_until
 from fake_server import FakeServer, Peer
 from netsem import ace
 from netsem._options import ClientOptions, FallbackPolicy
@@ -65,15 +65,6 @@ class Observer:
     def close(self) -> None:
         self.reader.close()
         self.sock.close()
-
-
-def wait_until(condition, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 @pytest.fixture

@@ -20,21 +20,11 @@ from typing import Any
 import pytest
 from aio_support import options, run, until, waiters_of
 from fake_server import FakeServer, Peer
-from tls_support import REFUSALS, TOKENS, Pki, security_for, tls_port, write_tokens_file
+from tls_support import REFUSALS, TOKENS, Pki, security_for, tls_port
 from waiter_support import raw_waiter
 
 import netsem
 import netsem.aio
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return Pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def tokens_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tokens_file(tmp_path_factory.mktemp("tokens"))
 
 
 def client_of(server: Any, local_dir: Path, security: dict[str, Any], **overrides: Any) -> netsem.aio.Client:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from conftest import wait_until
 
 import netsem
 from netsem import Client, ClientOptions
@@ -48,15 +49,6 @@ def clients(local_dir) -> Iterator[Callable[..., Client]]:
     yield make
     for client in made:
         client.close()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()
 
 
 def test_acquire_release_and_fences(netsemd, clients) -> None:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from conftest import wait_until
 from waiter_support import raw_waiter
 
 from netsem import Client, ClientOptions, FallbackPolicy
@@ -40,15 +41,6 @@ def clients(local_dir) -> Iterator[Callable[..., Client]]:
     yield make
     for client in made:
         client.close()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()
 
 
 class Losses:

@@ -24,22 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_until
 from fake_server import FakeServer, Peer
-from tls_support import REFUSALS, TOKENS, Pki, security_for, tls_port, write_tokens_file
+from tls_support import REFUSALS, TOKENS, Pki, security_for, tls_port
 from waiter_support import raw_waiter
 
 from netsem import Client, ClientOptions, FallbackPolicy
 from netsem.errors import Denied, InvalidArgument, LimitReached, NetsemError, Unavailable
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return Pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def tokens_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tokens_file(tmp_path_factory.mktemp("tokens"))
 
 
 SECURITY = ("tls", "tls_ca", "tls_cert", "tls_key", "tls_server_name", "token", "token_file")
@@ -67,15 +58,6 @@ def make(local_dir: Path) -> Iterator[Callable[..., Client]]:
     yield build
     for client in made:
         client.close()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()
 
 
 # --- TLS ---------------------------------------------------------------------------
