@@ -42,9 +42,11 @@ std::string hash_of(const std::string& token) {
 // check where netsemd --hash-token's costs about 100 ms, and seconds on a
 // loaded machine), so that the handshake's AUTH stays well within
 // connect_timeout and a flood of checks drains in seconds.
-std::string cheap_hash(const std::string& token) {
+// A hash of `token` whose check costs about `memory` bytes' worth of
+// Argon2id work (1 MiB: under a millisecond; 8 MiB: about 6 ms here).
+std::string cheap_hash(const std::string& token, std::size_t memory = 1 << 20) {
   char hash[crypto_pwhash_STRBYTES] = {};
-  if (sodium_init() < 0 || crypto_pwhash_str(hash, token.data(), token.size(), 1, 1 << 20) != 0) return "?";
+  if (sodium_init() < 0 || crypto_pwhash_str(hash, token.data(), token.size(), 1, memory) != 0) return "?";
   return hash;
 }
 
@@ -204,10 +206,14 @@ TEST_F(ClientAuth, ATokenWithoutReadStillLearnsTheSessionTimeout) {
 // the AUTHs past it are answered a retryable ERR LIMIT, not ERR AUTH, and a
 // good client still gets in: its AUTH is checked (queued behind the flood)
 // or answered LIMIT and accepted when retried, never refused. The tokens
-// file holds one cheap_hash token, so that the flood drains in seconds.
+// file holds one token whose check costs about 6 ms (8 MiB): the 300 AUTHs
+// arrive within milliseconds, far faster than they are checked, so the queue
+// fills on any machine (with a 1 MiB hash, checked in well under a
+// millisecond on CI's machine, it once never filled), and the flood still
+// drains in about 2 s.
 TEST_F(ClientAuth, AFloodOfWrongTokensDoesNotLockGoodClientsOut) {
   const auto tokens =
-      write_file("flood-tokens.ini", "[tokens]\ngood = " + cheap_hash("good-token") + " acquire\n", 0600);
+      write_file("flood-tokens.ini", "[tokens]\ngood = " + cheap_hash("good-token", 8 << 20) + " acquire\n", 0600);
   start_server("", tokens);
   constexpr int kFlood = 300;
   std::vector<std::unique_ptr<Client>> flood;
