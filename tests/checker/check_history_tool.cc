@@ -1,0 +1,52 @@
+// netsem-check-history: the checker (history.h) as a program, for the long
+// failure runs and for reading a history by hand. Reads the history files
+// given (or standard input), prints each name's figures and every violation,
+// and exits 0 when the history keeps the promise, 1 when it does not, 2 when
+// a file cannot be read or parsed.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+
+#include "checker/history.h"
+
+int main(int argc, char** argv) {
+  std::string text;
+  if (argc > 1 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
+    std::printf("usage: netsem-check-history [HISTORY.jsonl ...]\n"
+                "Checks a failure test's client history (docs/replication.md, \"The checker\").\n"
+                "Exit status: 0 the promise held, 1 it was broken, 2 unreadable input.\n");
+    return 0;
+  }
+  for (int i = 1; i < argc; ++i) {
+    std::ifstream in(argv[i], std::ios::binary);
+    if (!in) {
+      std::fprintf(stderr, "netsem-check-history: cannot read %s\n", argv[i]);
+      return 2;
+    }
+    std::ostringstream buffer;
+    buffer << in.rdbuf();
+    text += buffer.str();
+    if (!text.empty() && text.back() != '\n') text += '\n';
+  }
+  if (argc == 1) {
+    std::ostringstream buffer;
+    buffer << std::cin.rdbuf();
+    text = buffer.str();
+  }
+  auto events = netsem::checker::parse_history(text);
+  if (!events) {
+    std::fprintf(stderr, "netsem-check-history: %s\n", events.status().message().c_str());
+    return 2;
+  }
+  const netsem::checker::Report report = netsem::checker::check_history(*events);
+  for (const auto& [name, figures] : report.names) {
+    std::printf("%s: %llu grants, at most %lld in use (limit %lld), %llu of unknown outcome\n", name.c_str(),
+                static_cast<unsigned long long>(figures.grants), static_cast<long long>(figures.most_in_use),
+                static_cast<long long>(figures.limit), static_cast<unsigned long long>(figures.unknown));
+  }
+  for (const std::string& violation : report.violations) std::printf("VIOLATION %s\n", violation.c_str());
+  std::printf("%zu events: %s\n", events->size(), report.ok() ? "the promise held" : "the promise was broken");
+  return report.ok() ? 0 : 1;
+}
