@@ -14,9 +14,10 @@
 int main(int argc, char** argv) {
   std::string text;
   if (argc > 1 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
-    std::printf("usage: netsem-check-history [HISTORY.jsonl ...]\n"
-                "Checks a failure test's client history (docs/replication.md, \"The checker\").\n"
-                "Exit status: 0 the promise held, 1 it was broken, 2 unreadable input.\n");
+    std::printf(
+        "usage: netsem-check-history [HISTORY.jsonl ...]\n"
+        "Checks a failure test's client history (docs/replication.md, \"The checker\").\n"
+        "Exit status: 0 the promise held, 1 it was broken, 2 unreadable input.\n");
     return 0;
   }
   for (int i = 1; i < argc; ++i) {

@@ -38,19 +38,20 @@ std::string change(const std::string& op, const std::string& name, long invoke, 
                    const std::string& outcome, long count = 1) {
   return R"({"op":")" + op + R"(","client":"c","name":")" + name + R"(","count":)" + std::to_string(count) +
          R"(,"invoke_ns":)" + std::to_string(invoke) + R"(,"complete_ns":)" + std::to_string(complete) +
-         R"(,"outcome":")" + outcome + (op == "wait" && outcome == "ok" ? R"(","fence":)" + std::to_string(invoke) : "\"") +
-         "}\n";
+         R"(,"outcome":")" + outcome +
+         (op == "wait" && outcome == "ok" ? R"(","fence":)" + std::to_string(invoke) : "\"") + "}\n";
 }
 std::string create(const std::string& name, long invoke, long value, long max, const std::string& outcome = "ok") {
-  return R"({"op":"create","client":"c","name":")" + name + R"(","value":)" + std::to_string(value) +
-         R"(,"max":)" + std::to_string(max) + R"(,"invoke_ns":)" + std::to_string(invoke) + R"(,"complete_ns":)" +
+  return R"({"op":"create","client":"c","name":")" + name + R"(","value":)" + std::to_string(value) + R"(,"max":)" +
+         std::to_string(max) + R"(,"invoke_ns":)" + std::to_string(invoke) + R"(,"complete_ns":)" +
          std::to_string(invoke + 10) + R"(,"outcome":")" + outcome + "\"}\n";
 }
 std::string final_state(const std::string& name, bool exists, long value = 0, long max = 0) {
   return R"({"op":"final","name":")" + name + R"(","exists":)" + (exists ? "true" : "false") + R"(,"value":)" +
          std::to_string(value) + R"(,"max":)" + std::to_string(max) + "}\n";
 }
-const std::string kLimit2 = R"({"op":"limit","name":"db","max":2})" "\n";
+const std::string kLimit2 = R"({"op":"limit","name":"db","max":2})"
+                            "\n";
 
 TEST(HistoryChecker, AHistoryThatKeepsThePromisePasses) {
   const std::string history = kLimit2 + acquire("a", "db", 0, 10, 1) + acquire("b", "db", 5, 20, 2) +
@@ -84,9 +85,9 @@ TEST(HistoryChecker, CountsAPermitUntilItsLossIsDeclared) {
                     acquire("c", "db", 15, 25, 3) + lost("a", "db", 24, 1))
                   .ok());
   // A permit never released counts to the end.
-  EXPECT_FALSE(check(kLimit2 + acquire("a", "db", 0, 10, 1) + acquire("b", "db", 5, 20, 2) +
-                     acquire("c", "db", 1000, 1010, 3))
-                   .ok());
+  EXPECT_FALSE(
+      check(kLimit2 + acquire("a", "db", 0, 10, 1) + acquire("b", "db", 5, 20, 2) + acquire("c", "db", 1000, 1010, 3))
+          .ok());
   // Counts weigh: one holder of 2 and another of 1 is 3.
   EXPECT_FALSE(check(kLimit2 + acquire("a", "db", 0, 10, 1, "ok", 2) + acquire("b", "db", 5, 20, 2)).ok());
 }

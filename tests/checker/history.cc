@@ -18,9 +18,9 @@ constexpr std::int64_t kForever = std::numeric_limits<std::int64_t>::max();
 
 Result<Op> op_of(std::string_view text) {
   static const std::pair<std::string_view, Op> kOps[] = {
-      {"limit", Op::kLimit}, {"acquire", Op::kAcquire}, {"wait", Op::kWait},     {"release", Op::kRelease},
-      {"lost", Op::kLost},   {"post", Op::kPost},       {"create", Op::kCreate}, {"delete", Op::kDelete},
-      {"final", Op::kFinal}};
+      {"limit", Op::kLimit},     {"acquire", Op::kAcquire}, {"wait", Op::kWait},
+      {"release", Op::kRelease}, {"lost", Op::kLost},       {"post", Op::kPost},
+      {"create", Op::kCreate},   {"delete", Op::kDelete},   {"final", Op::kFinal}};
   for (const auto& [name, op] : kOps) {
     if (name == text) return op;
   }
@@ -34,7 +34,9 @@ Result<Outcome> outcome_of(std::string_view text) {
   return Status(StatusCode::kInvalidArgument, "unknown outcome \"" + std::string(text) + "\"");
 }
 
-std::string at(const Event& e) { return "line " + std::to_string(e.line) + " (" + e.client + ")"; }
+std::string at(const Event& e) {
+  return "line " + std::to_string(e.line) + " (" + e.client + ")";
+}
 
 // Reads one event; throws nlohmann's exceptions for missing or mistyped fields.
 Result<Event> read_event(const nlohmann::json& j, std::size_t line) {
@@ -77,7 +79,7 @@ Result<Event> read_event(const nlohmann::json& j, std::size_t line) {
     e.value = j.at("value").get<std::int64_t>();
     e.max = j.at("max").get<std::int64_t>();
   }
-  if ((e.op == Op::kAcquire || e.op == Op::kWait) && e.outcome == Outcome::kOk && !e.fence) {
+  if (e.op == Op::kAcquire && e.outcome == Outcome::kOk && !e.fence) {
     return Status(StatusCode::kInvalidArgument, "a granted request without its fence");
   }
   if (e.op == Op::kRelease && !e.fence) {
@@ -104,8 +106,9 @@ void check_limits(const std::vector<Event>& events, Report& report) {
   for (const Event& e : events) {
     if (e.op == Op::kAcquire && e.outcome == Outcome::kOk) {
       auto [it, fresh] = holdings.try_emplace({e.name, e.client, *e.fence}, Holding{&e, kForever});
-      if (!fresh) report.violations.push_back(at(e) + ": " + e.name + " granted fence " + std::to_string(*e.fence) +
-                                              " to this client twice");
+      if (!fresh)
+        report.violations.push_back(at(e) + ": " + e.name + " granted fence " + std::to_string(*e.fence) +
+                                    " to this client twice");
     }
   }
   for (const Event& e : events) {
@@ -154,7 +157,8 @@ void check_limits(const std::vector<Event>& events, Report& report) {
 void check_fences(const std::vector<Event>& events, Report& report) {
   std::map<std::string, std::vector<const Event*>> grants;
   for (const Event& e : events) {
-    if ((e.op == Op::kAcquire || e.op == Op::kWait) && e.outcome == Outcome::kOk) grants[e.name].push_back(&e);
+    if ((e.op == Op::kAcquire || e.op == Op::kWait) && e.outcome == Outcome::kOk && e.fence)
+      grants[e.name].push_back(&e);
     if (e.outcome == Outcome::kUnknown && e.op != Op::kLimit && e.op != Op::kFinal && e.op != Op::kLost) {
       ++report.names[e.name].unknown;
     }
@@ -188,8 +192,8 @@ void check_fences(const std::vector<Event>& events, Report& report) {
       if (highest && *highest->fence >= *b->fence && reported < 3) {
         ++reported;
         report.violations.push_back(name + ": fence " + std::to_string(*b->fence) + " (" + at(*b) +
-                                    ") was asked after fence " + std::to_string(*highest->fence) + " (" +
-                                    at(*highest) + ") had been granted: fences went back");
+                                    ") was asked after fence " + std::to_string(*highest->fence) + " (" + at(*highest) +
+                                    ") had been granted: fences went back");
       }
     }
   }

@@ -63,14 +63,14 @@ struct Event {
 // The events of a history, or kInvalidArgument naming the line and field
 // that is wrong (a line that is not JSON, an unknown op or outcome, a
 // missing field, a complete_ns before invoke_ns, an ok acquire without a
-// fence).
+// fence; a wait's fence is optional).
 Result<std::vector<Event>> parse_history(std::string_view text);
 
 struct NameFigures {
-  std::int64_t limit = 0;          // 0: none declared (not checked)
-  std::int64_t most_in_use = 0;    // the most permits in use at once
-  std::uint64_t grants = 0;        // ok acquires and waits
-  std::uint64_t unknown = 0;       // requests whose outcome the client never learnt
+  std::int64_t limit = 0;        // 0: none declared (not checked)
+  std::int64_t most_in_use = 0;  // the most permits in use at once
+  std::uint64_t grants = 0;      // ok acquires and waits
+  std::uint64_t unknown = 0;     // requests whose outcome the client never learnt
 };
 
 struct Report {
