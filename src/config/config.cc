@@ -36,12 +36,14 @@ using config_detail::entry_error;
 using config_detail::ErrorList;
 using config_detail::invalid;
 using config_detail::kAceSection;
+using config_detail::kClusterSection;
 using config_detail::kMaxLimit;
 using config_detail::kNameRules;
 using config_detail::kSemaphoresSection;
 using config_detail::kServerSection;
 using config_detail::lower;
 using config_detail::parse_ace_file;
+using config_detail::parse_cluster_section;
 
 namespace {
 
@@ -715,6 +717,10 @@ Result<ServerConfig> parse_netsem_file(const IniFile& ini, ErrorList& errors) {
       parse_auth_section(ini, section, config, errors);
       continue;
     }
+    if (section.name == kClusterSection) {
+      parse_cluster_section(ini, section, config, errors);
+      continue;
+    }
     std::string hint = " (netsemd reads [server] and [semaphores]; [client] is for the client library)";
     if (section.name == "network_semaphore") {
       hint = " (an older ACE file? netsemd reads ACE's [service_network_semaphore])";
@@ -773,8 +779,13 @@ Result<ServerConfig> load_server_config(const std::filesystem::path& file) {
   auto text = read_text_file(file);
   if (!text) return text.status();
   auto config = parse_server_config(*text, file.string());
-  if (!config || config->tokens_file.empty()) return config;
-  if (auto added = load_tokens_file(*config); !added) return added;
+  if (!config) return config;
+  if (!config->tokens_file.empty()) {
+    if (auto added = load_tokens_file(*config); !added) return added;
+  }
+  if (!config->cluster.secret_file.empty()) {
+    if (auto read = load_cluster_secret(*config); !read) return read;
+  }
   return config;
 }
 

@@ -30,6 +30,41 @@
 
 namespace netsem::server {
 
+// One server of a replicated cluster: a `server.<id>` line of [cluster].
+struct ClusterMember {
+  std::uint64_t id = 0;        // 1 .. 2^53, unique in the cluster
+  std::string raft_address;    // "a.b.c.d:port" (IPv4, as libraft takes it): its Raft listener
+  std::string client_address;  // "host:port": its netsemd, for clients and for followers' peer links
+  friend bool operator==(const ClusterMember&, const ClusterMember&) = default;
+};
+
+// [cluster] (docs/replication.md, "Configuration"). Without the section
+// netsemd is the single server with its journal.
+struct ClusterConfig {
+  bool enabled = false;  // the file has a [cluster] section
+  std::uint64_t id = 0;  // this server: one of `servers`
+  // libraft's log, metadata and snapshots; "" is `<data_dir>/raft`.
+  std::filesystem::path data_dir;
+  // The peer links' shared secret (docs/replication.md, "Forwarding to the
+  // leader"): a file only its owner may read, required with more than one
+  // server; load_server_config reads it into `secret`.
+  std::filesystem::path secret_file;
+  std::string secret;
+  // The first configuration, in id order: a pristine data directory
+  // bootstraps with it; later changes are made at run time.
+  std::vector<ClusterMember> servers;
+  std::int64_t election_timeout_ms = 500;
+  std::int64_t heartbeat_timeout_ms = 50;
+
+  // This server's line, or nullptr when the section is absent.
+  const ClusterMember* self() const {
+    for (const ClusterMember& member : servers) {
+      if (member.id == id) return &member;
+    }
+    return nullptr;
+  }
+};
+
 struct ServerConfig {
   std::string bind_address = "127.0.0.1";
   std::uint16_t bind_port = 53559;  // 0: the OS picks a free port (tests)
@@ -84,6 +119,7 @@ struct ServerConfig {
   // The defined semaphores: [semaphores] (or ACE's semaphore_<name> keys) in
   // file order, names decoded and valid, limits 1..2^31-1, no name twice.
   std::vector<std::pair<std::string, std::int64_t>> semaphores;
+  ClusterConfig cluster;              // [cluster]: replicated servers
   bool ace_format = false;            // read from an ACE [service_network_semaphore] file
   std::vector<std::string> warnings;  // "file:line: ...", to log once at start
 };
@@ -130,6 +166,11 @@ ServerConfig default_server_config();
 // readable or writable by group or others; kInvalidArgument for its lines,
 // as for the file's, and for a token name or subject listed twice.
 Result<ServerConfig> load_server_config(const std::filesystem::path& file);
+// Reads config.cluster.secret_file into config.cluster.secret (what
+// load_server_config does after parsing, when it is set): kDenied when
+// group or others may read or write it, kInvalidArgument unless it holds
+// one line of 16-256 visible ASCII characters, kIoError when unreadable.
+Status load_cluster_secret(ServerConfig& config);
 // Adds the [tokens] and [tls_subjects] of config.tokens_file to config.auth
 // (what load_server_config does after parsing); the errors as there.
 Status load_tokens_file(ServerConfig& config);
@@ -143,7 +184,8 @@ Status load_tokens_file(ServerConfig& config);
 //   checked as on the wire), a limit outside 1..2147483647, a name defined
 //   twice (also when two spellings decode to the same name), or more names
 //   than max_semaphores; in [tokens] and [tls_subjects] a line
-//   auth/auth_tables.h refuses, or a subject listed twice. [client] is not
+//   auth/auth_tables.h refuses, or a subject listed twice; in [cluster] an
+//   unknown key or a bad value (parse_cluster_section). [client] is not
 //   looked at.
 // An ACE file (one with a [service_network_semaphore] section) is read as
 // ACE does: keys folded to lower case (a warning when that changes a

@@ -22,6 +22,7 @@ namespace netsem::server::config_detail {
 inline constexpr std::string_view kServerSection = "server";
 inline constexpr std::string_view kSemaphoresSection = "semaphores";
 inline constexpr std::string_view kAceSection = "service_network_semaphore";
+inline constexpr std::string_view kClusterSection = "cluster";
 // A defined semaphore's limit is 1..kMaxLimit in either format.
 inline constexpr std::int64_t kMaxLimit = 2147483647;
 inline constexpr std::string_view kNameRules = "1-255 bytes of UTF-8, no control characters, not starting with `$`";
@@ -71,6 +72,9 @@ Status check_semaphore_count(const IniFile& ini, int line, const ServerConfig& c
 // Reads an ACE file, `ace` being its [service_network_semaphore] section, as
 // config.h's parse_server_config describes (ace_config.cc). `errors` holds
 // those found before (the file's syntax); any error fails it.
+// [cluster] into config.cluster, every error into `errors` (cluster_config.cc).
+void parse_cluster_section(const IniFile& ini, const IniSection& section, ServerConfig& config, ErrorList& errors);
+
 Result<ServerConfig> parse_ace_file(const IniFile& ini, const IniSection& ace, ErrorList& errors);
 
 }  // namespace netsem::server::config_detail

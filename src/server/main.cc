@@ -226,7 +226,20 @@ int main(int argc, char** argv) try {
     for (const auto& [name, limit] : config.semaphores) {
       std::printf("semaphore %s = %lld\n", name.c_str(), static_cast<long long>(limit));
     }
+    if (const auto* self = config.cluster.self()) {
+      std::printf("cluster server %llu of %zu: raft %s, clients %s\n", static_cast<unsigned long long>(self->id),
+                  config.cluster.servers.size(), self->raft_address.c_str(), self->client_address.c_str());
+    }
     return 0;
+  }
+  if (config.cluster.enabled) {
+    // Read and checked, but the replicated server that runs on it is being
+    // built (docs/replication.md): refused rather than run as a single
+    // server the operator did not ask for.
+    std::fprintf(stderr,
+                 "netsemd: cannot start: the configuration has a [cluster] section, and cluster mode is not in this "
+                 "build yet (docs/replication.md); remove the section to run a single server\n");
+    return kExitBadConfig;
   }
 
   // Before anything is opened: a second netsemd on the same pid file stops here.

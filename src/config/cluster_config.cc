@@ -1,0 +1,183 @@
+// [cluster]: the replicated servers' section of netsemd's configuration
+// (ClusterConfig in config.h; docs/replication.md, "Configuration"), and the
+// secret file its peer links share. Parsed with the rest of the file: every
+// error is reported as "file:line: key: message", and the section is checked
+// whole (this server among the servers, ids and addresses unique, the
+// heartbeat well below the election timeout) so that a cluster never starts
+// on a configuration libraft would refuse later, or worse, accept.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <set>
+
+#include "common/private_file.h"
+#include "common/text.h"
+#include "config/config_internal.h"
+
+namespace netsem::server {
+namespace config_detail {
+namespace {
+
+constexpr std::int64_t kMaxId = std::int64_t{1} << 53;
+constexpr std::string_view kServerPrefix = "server.";
+
+bool parse_port(std::string_view text) {
+  unsigned port = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), port);
+  return error == std::errc() && end == text.data() + text.size() && port >= 1 && port <= 65535 && text.front() != '0';
+}
+
+// "a.b.c.d:port", as raft_uv_tcp takes an address.
+Status check_raft_address(std::string_view text) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string_view::npos || !parse_port(text.substr(colon + 1))) {
+    return invalid(fmt::format("`{}` is not an IPv4 address with its port (a.b.c.d:port)", text));
+  }
+  std::string_view host = text.substr(0, colon);
+  int parts = 0;
+  while (!host.empty()) {
+    const auto dot = host.find('.');
+    const std::string_view part = host.substr(0, dot);
+    unsigned byte = 0;
+    const auto [end, error] = std::from_chars(part.data(), part.data() + part.size(), byte);
+    if (part.empty() || error != std::errc() || end != part.data() + part.size() || byte > 255 ||
+        (part.size() > 1 && part.front() == '0')) {
+      parts = -1;
+      break;
+    }
+    ++parts;
+    host = dot == std::string_view::npos ? std::string_view() : host.substr(dot + 1);
+    if (dot != std::string_view::npos && host.empty()) parts = -1;
+  }
+  if (parts != 4) return invalid(fmt::format("`{}` is not an IPv4 address with its port (a.b.c.d:port)", text));
+  return Status::ok();
+}
+
+// "host:port" or "[v6]:port", where a client reaches a server.
+Status check_client_address(std::string_view text) {
+  const auto colon = text.rfind(':');
+  std::string_view host = colon == std::string_view::npos ? std::string_view() : text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (colon == std::string_view::npos || host.empty() || !parse_port(text.substr(colon + 1)) ||
+      host.find_first_of(" []") != std::string_view::npos) {
+    return invalid(fmt::format("`{}` is not a host with its port (host:port, [v6]:port)", text));
+  }
+  return Status::ok();
+}
+
+Result<ClusterMember> parse_member(std::uint64_t id, std::string_view value) {
+  const auto space = value.find_first_of(" \t");
+  if (space == std::string_view::npos) {
+    return invalid("needs two addresses: `<raft a.b.c.d:port> <client host:port>`");
+  }
+  const std::string_view raft = value.substr(0, space);
+  const std::string_view client = trim(value.substr(space + 1));
+  if (client.find_first_of(" \t") != std::string_view::npos) {
+    return invalid("takes two addresses: `<raft a.b.c.d:port> <client host:port>`");
+  }
+  if (auto bad = check_raft_address(raft); !bad) return bad;
+  if (auto bad = check_client_address(client); !bad) return bad;
+  return ClusterMember{.id = id, .raft_address = std::string(raft), .client_address = std::string(client)};
+}
+
+}  // namespace
+
+void parse_cluster_section(const IniFile& ini, const IniSection& section, ServerConfig& config, ErrorList& errors) {
+  ClusterConfig& cluster = config.cluster;
+  cluster.enabled = true;
+  const auto error = [&](const IniEntry& entry, const Status& status) { errors.add(entry_error(ini, entry, status)); };
+  std::set<std::string> raft_addresses;
+  std::set<std::string> client_addresses;
+  int id_line = 0;
+  for (const IniEntry& entry : section.entries) {
+    if (entry.key == "id") {
+      if (auto id = parse_ini_integer(entry.value, 1, kMaxId)) {
+        cluster.id = static_cast<std::uint64_t>(*id);
+        id_line = entry.line;
+      } else {
+        error(entry, id.status());
+      }
+    } else if (entry.key == "data_dir") {
+      cluster.data_dir = entry.value;
+    } else if (entry.key == "secret_file") {
+      cluster.secret_file = entry.value;
+    } else if (entry.key == "election_timeout_ms") {
+      if (auto ms = parse_ini_integer(entry.value, 100, 60000)) {
+        cluster.election_timeout_ms = *ms;
+      } else {
+        error(entry, ms.status());
+      }
+    } else if (entry.key == "heartbeat_timeout_ms") {
+      if (auto ms = parse_ini_integer(entry.value, 10, 30000)) {
+        cluster.heartbeat_timeout_ms = *ms;
+      } else {
+        error(entry, ms.status());
+      }
+    } else if (entry.key.starts_with(kServerPrefix)) {
+      auto id = parse_ini_integer(std::string_view(entry.key).substr(kServerPrefix.size()), 1, kMaxId);
+      if (!id) {
+        error(entry, invalid("the id after `server.` must be a whole number 1.." + std::to_string(kMaxId)));
+        continue;
+      }
+      auto member = parse_member(static_cast<std::uint64_t>(*id), entry.value);
+      if (!member) {
+        error(entry, member.status());
+        continue;
+      }
+      const bool taken = std::any_of(cluster.servers.begin(), cluster.servers.end(),
+                                     [&](const ClusterMember& m) { return m.id == member->id; });
+      if (taken) {
+        error(entry, invalid(fmt::format("server {} is listed twice", member->id)));
+      } else if (!raft_addresses.insert(member->raft_address).second) {
+        error(entry, invalid(fmt::format("Raft address {} is another server's too", member->raft_address)));
+      } else if (!client_addresses.insert(member->client_address).second) {
+        error(entry, invalid(fmt::format("client address {} is another server's too", member->client_address)));
+      } else {
+        cluster.servers.push_back(std::move(*member));
+      }
+    } else {
+      error(entry, invalid("unknown key in [cluster] (id, data_dir, secret_file, election_timeout_ms, "
+                           "heartbeat_timeout_ms, server.<id>)"));
+    }
+  }
+  std::sort(cluster.servers.begin(), cluster.servers.end(),
+            [](const ClusterMember& a, const ClusterMember& b) { return a.id < b.id; });
+  if (!errors.empty()) return;
+  const std::string where = ini.location(section.line);
+  if (cluster.id == 0) {
+    errors.add(invalid(where + ": [cluster] needs `id = <this server's id>`"));
+  } else if (cluster.self() == nullptr) {
+    errors.add(invalid(fmt::format("{}: id: this server ({}) has no `server.{} = <raft address> <client address>` line",
+                                   ini.location(id_line), cluster.id, cluster.id)));
+  }
+  if (cluster.heartbeat_timeout_ms * 2 > cluster.election_timeout_ms) {
+    errors.add(
+        invalid(fmt::format("{}: [cluster] heartbeat_timeout_ms ({}) must be at most half of "
+                            "election_timeout_ms ({}): a leader must be heard twice per election timeout",
+                            where, cluster.heartbeat_timeout_ms, cluster.election_timeout_ms)));
+  }
+  if (cluster.servers.size() > 1 && cluster.secret_file.empty()) {
+    errors.add(invalid(where + ": [cluster] of several servers needs `secret_file`: the peer links' shared secret"));
+  }
+}
+
+}  // namespace config_detail
+
+Status load_cluster_secret(ServerConfig& config) {
+  const std::string name = config.cluster.secret_file.string();
+  auto text = read_private_file(config.cluster.secret_file);
+  if (!text) return text.status();
+  const std::string_view secret = trim(*text);
+  const bool visible = std::all_of(secret.begin(), secret.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+  if (secret.size() < 16 || secret.size() > 256 || !visible) {
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("{}: the cluster secret must be one line of 16 to 256 visible ASCII characters "
+                              "(e.g. `openssl rand -hex 32`)",
+                              name));
+  }
+  config.cluster.secret = std::string(secret);
+  return Status::ok();
+}
+
+}  // namespace netsem::server

@@ -1,0 +1,147 @@
+// [cluster] (config/config.h ClusterConfig, cluster_config.cc): a good
+// section is read whole, each kind of mistake is refused with its file, line
+// and key, the section is checked as a whole (this server listed, ids and
+// addresses unique, heartbeat at most half the election timeout, a secret
+// for several servers), and the secret file must be private and well formed.
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "config/config.h"
+
+namespace netsem::server {
+namespace {
+
+const std::string kGood =
+    "[cluster]\n"
+    "id = 2\n"
+    "secret_file = /etc/netsem/cluster.secret\n"
+    "server.3 = 127.0.0.3:7001 127.0.0.3:53559\n"
+    "server.1 = 127.0.0.1:7001 127.0.0.1:53559\n"
+    "server.2 = 127.0.0.2:7001 [::1]:53559\n"
+    "election_timeout_ms = 800\n"
+    "heartbeat_timeout_ms = 80\n";
+
+TEST(ClusterConfig, ReadsAWholeSection) {
+  auto config = parse_server_config(kGood, "n.ini");
+  ASSERT_TRUE(config) << config.status().to_string();
+  const ClusterConfig& c = config->cluster;
+  EXPECT_TRUE(c.enabled);
+  EXPECT_EQ(c.id, 2u);
+  ASSERT_EQ(c.servers.size(), 3u);
+  EXPECT_EQ(c.servers[0], (ClusterMember{1, "127.0.0.1:7001", "127.0.0.1:53559"}));  // in id order
+  EXPECT_EQ(c.servers[2].id, 3u);
+  ASSERT_NE(c.self(), nullptr);
+  EXPECT_EQ(c.self()->client_address, "[::1]:53559");
+  EXPECT_EQ(c.election_timeout_ms, 800);
+  EXPECT_EQ(c.heartbeat_timeout_ms, 80);
+  EXPECT_EQ(c.secret_file, "/etc/netsem/cluster.secret");
+  EXPECT_TRUE(c.secret.empty());  // read by load_server_config, not by the parser
+}
+
+TEST(ClusterConfig, IsOffWithoutTheSection) {
+  auto config = parse_server_config("[semaphores]\ndb = 2\n", "n.ini");
+  ASSERT_TRUE(config);
+  EXPECT_FALSE(config->cluster.enabled);
+  EXPECT_EQ(config->cluster.self(), nullptr);
+  // One server alone needs no secret (no peer links), and takes the defaults.
+  config = parse_server_config("[cluster]\nid = 1\nserver.1 = 127.0.0.1:7001 127.0.0.1:53559\n", "n.ini");
+  ASSERT_TRUE(config) << config.status().to_string();
+  EXPECT_EQ(config->cluster.election_timeout_ms, 500);
+  EXPECT_EQ(config->cluster.heartbeat_timeout_ms, 50);
+}
+
+TEST(ClusterConfig, RefusesEachMistakeWithItsLine) {
+  const std::string head = "[cluster]\nid = 1\nsecret_file = s\nserver.1 = 127.0.0.1:7001 127.0.0.1:53559\n";
+  const struct {
+    std::string line;  // the fifth line of the file
+    std::string message;
+  } cases[] = {
+      {"server.2 = 127.0.0.2:7001", "n.ini:5: server.2: needs two addresses"},
+      {"server.2 = 127.0.0.2:7001 127.0.0.2:53559 x", "takes two addresses"},
+      {"server.2 = localhost:7001 127.0.0.2:53559", "`localhost:7001` is not an IPv4 address with its port"},
+      {"server.2 = 127.0.0.256:7001 127.0.0.2:53559", "is not an IPv4 address"},
+      {"server.2 = 127.0.0.2:70001 127.0.0.2:53559", "is not an IPv4 address"},
+      {"server.2 = 127.0.0.2:7001 127.0.0.2", "`127.0.0.2` is not a host with its port"},
+      {"server.x = 127.0.0.2:7001 127.0.0.2:53559", "n.ini:5: server.x: the id after `server.`"},
+      {"server.0 = 127.0.0.2:7001 127.0.0.2:53559", "the id after `server.`"},
+      {"server.1 = 127.0.0.2:7001 127.0.0.2:53559", "n.ini:5: duplicate key `server.1`"},
+      {"server.01 = 127.0.0.2:7001 127.0.0.2:53559", "server 1 is listed twice"},
+      {"server.2 = 127.0.0.1:7001 127.0.0.2:53559", "Raft address 127.0.0.1:7001 is another server's too"},
+      {"server.2 = 127.0.0.2:7001 127.0.0.1:53559", "client address 127.0.0.1:53559 is another server's too"},
+      {"election_timeout_ms = 50", "n.ini:5: election_timeout_ms:"},
+      {"heartbeat_timeout_ms = fast", "n.ini:5: heartbeat_timeout_ms:"},
+      {"peers = 1,2,3", "n.ini:5: peers: unknown key in [cluster]"},
+      {"heartbeat_timeout_ms = 300", "heartbeat_timeout_ms (300) must be at most half of election_timeout_ms (500)"},
+  };
+  for (const auto& c : cases) {
+    auto config = parse_server_config(head + c.line + "\n", "n.ini");
+    ASSERT_FALSE(config) << c.line;
+    EXPECT_NE(config.status().message().find(c.message), std::string::npos) << c.line << "\n"
+                                                                            << config.status().message();
+  }
+  auto config =
+      parse_server_config("[cluster]\nid = 4\nsecret_file = s\nserver.1 = 127.0.0.1:7001 127.0.0.1:1\n", "n.ini");
+  ASSERT_FALSE(config);
+  EXPECT_NE(config.status().message().find("n.ini:2: id: this server (4) has no `server.4 = "), std::string::npos)
+      << config.status().message();
+  config = parse_server_config("[cluster]\nserver.1 = 127.0.0.1:7001 127.0.0.1:1\n", "n.ini");
+  ASSERT_FALSE(config);
+  EXPECT_NE(config.status().message().find("n.ini:1: [cluster] needs `id = "), std::string::npos);
+  config = parse_server_config(
+      "[cluster]\nid = 1\nserver.1 = 127.0.0.1:7001 127.0.0.1:1\nserver.2 = 127.0.0.2:7001 127.0.0.2:1\n", "n.ini");
+  ASSERT_FALSE(config);
+  EXPECT_NE(config.status().message().find("needs `secret_file`"), std::string::npos);
+}
+
+class ClusterSecret : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("netsem-cluster-secret-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::filesystem::path write(const std::string& name, const std::string& text, mode_t mode) {
+    const auto path = dir_ / name;
+    std::ofstream(path) << text;
+    ::chmod(path.c_str(), mode);
+    return path;
+  }
+  Result<ServerConfig> load(const std::filesystem::path& secret) {
+    const auto file = write("n.ini",
+                            "[cluster]\nid = 1\nsecret_file = " + secret.string() +
+                                "\nserver.1 = 127.0.0.1:7001 127.0.0.1:53559\nserver.2 = 127.0.0.2:7001 "
+                                "127.0.0.2:53559\n",
+                            0644);
+    return load_server_config(file);
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(ClusterSecret, IsReadFromAPrivateFile) {
+  auto config = load(write("good", "0123456789abcdef0123456789abcdef\n", 0600));
+  ASSERT_TRUE(config) << config.status().to_string();
+  EXPECT_EQ(config->cluster.secret, "0123456789abcdef0123456789abcdef");
+
+  config = load(write("open", "0123456789abcdef0123456789abcdef\n", 0644));
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.status().code(), StatusCode::kDenied);
+  EXPECT_NE(config.status().message().find("chmod 600"), std::string::npos);
+
+  config = load(write("short", "tooshort\n", 0600));
+  ASSERT_FALSE(config);
+  EXPECT_NE(config.status().message().find("16 to 256 visible ASCII characters"), std::string::npos);
+  config = load(write("two-words", "0123456789abcdef 0123456789abcdef\n", 0600));
+  ASSERT_FALSE(config);
+
+  config = load(dir_ / "missing");
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.status().code(), StatusCode::kIoError);
+}
+
+}  // namespace
+}  // namespace netsem::server
