@@ -5,6 +5,7 @@
 // difference is what the log's framing adds on every replica.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -14,9 +15,14 @@ namespace {
 
 namespace rep = netsem::replication;
 
-rep::SessionRequest request(rep::SessionId session, rep::RequestVerb verb, std::string name) {
+// Every session is hosted by server 1; each request carries its session's
+// next seq (a seq already applied would be a duplicate, which changes
+// nothing and costs less).
+rep::SessionRequest request(rep::SessionId session, std::uint64_t seq, rep::RequestVerb verb, std::string name) {
   rep::SessionRequest r;
   r.session = session;
+  r.origin = 1;
+  r.seq = seq;
   r.verb = verb;
   r.tag = "t";
   r.name = std::move(name);
@@ -26,7 +32,7 @@ rep::SessionRequest request(rep::SessionId session, rep::RequestVerb verb, std::
 // Opens `sessions` sessions (ids 1..sessions) in one entry at index 1.
 void open_sessions(rep::StateMachine& sm, std::size_t sessions, benchmark::State& state) {
   rep::Entry entry;
-  entry.commands.resize(sessions, rep::OpenSession{"", "127.0.0.1:1", "v1"});
+  entry.commands.resize(sessions, rep::OpenSession{"", "127.0.0.1:1", "v1", 1, 0, "00112233445566778899aabbccddeeff"});
   if (!sm.apply(1, rep::encode_entry(entry))) state.SkipWithError("open failed");
 }
 
@@ -43,24 +49,51 @@ void BM_ApplyContendedBatch(benchmark::State& state) {
   limits.commands.emplace_back(std::move(pool));
   (void)sm.apply(2, rep::encode_entry(limits));
   // Every session acquires then releases: a batch is a run of that cycle.
+  // Step k is session (k / 2) % 64 + 1's request number (k / 128) * 2 + k % 2
+  // + 1, so seqs rise forever; entries are made outside the timing, a chunk
+  // at a time.
+  const std::size_t chunk = std::max<std::size_t>(64, 65536 / batch);
   std::vector<std::string> entries;
   std::size_t step = 0;
-  for (int e = 0; e < 64; ++e) {
-    rep::Entry entry;
-    entry.time_ms = e;
-    for (std::size_t i = 0; i < batch; ++i, ++step) {
-      const rep::SessionId session = (step / 2) % 64 + 1;
-      entry.commands.push_back(
-          request(session, step % 2 == 0 ? rep::RequestVerb::kAcquire : rep::RequestVerb::kRelease, "pool"));
+  std::int64_t time = 0;
+  const auto make_chunk = [&] {
+    entries.clear();
+    for (std::size_t e = 0; e < chunk; ++e) {
+      rep::Entry entry;
+      entry.time_ms = time++;
+      for (std::size_t i = 0; i < batch; ++i, ++step) {
+        const rep::SessionId session = (step / 2) % 64 + 1;
+        const std::uint64_t seq = (step / 128) * 2 + step % 2 + 1;
+        entry.commands.push_back(
+            request(session, seq, step % 2 == 0 ? rep::RequestVerb::kAcquire : rep::RequestVerb::kRelease, "pool"));
+      }
+      entries.push_back(rep::encode_entry(entry));
     }
-    entries.push_back(rep::encode_entry(entry));
-  }
+  };
+  make_chunk();
   std::uint64_t index = 3;
   std::size_t next = 0;
   for (auto _ : state) {
-    auto results = sm.apply(index++, entries[next]);
+    if (next == entries.size()) {
+      state.PauseTiming();
+      make_chunk();
+      next = 0;
+      state.ResumeTiming();
+    }
+    auto results = sm.apply(index++, entries[next++]);
     benchmark::DoNotOptimize(results);
-    next = (next + 1) % entries.size();
+  }
+  // The requests were applied, not refused as duplicates.
+  if (next < entries.size()) {
+    auto results = sm.apply(index, entries[next]);
+    auto decoded = results ? rep::decode_results(*results) : netsem::Result<rep::EntryResults>(results.status());
+    for (const rep::CommandResult& c : decoded ? decoded->commands : std::vector<rep::CommandResult>{}) {
+      if (c.answer.type == rep::Answer::Type::kDuplicate || c.answer.type == rep::Answer::Type::kNotHost) {
+        state.SkipWithError("a request was refused as a duplicate");
+        break;
+      }
+    }
+    if (!decoded) state.SkipWithError("apply failed");
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch));
 }
@@ -72,8 +105,8 @@ void fill(rep::StateMachine& sm, std::size_t sessions, benchmark::State& state) 
   open_sessions(sm, sessions, state);
   rep::Entry entry;
   for (std::size_t i = 1; i <= sessions; ++i) {
-    entry.commands.push_back(request(i, rep::RequestVerb::kAcquire, "own." + std::to_string(i)));
-    rep::SessionRequest queued = request(i, rep::RequestVerb::kAcquire, "shared");
+    entry.commands.push_back(request(i, 1, rep::RequestVerb::kAcquire, "own." + std::to_string(i)));
+    rep::SessionRequest queued = request(i, 2, rep::RequestVerb::kAcquire, "shared");
     queued.tag = "q";
     entry.commands.push_back(queued);
   }

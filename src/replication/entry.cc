@@ -5,6 +5,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <charconv>
+
 #include "protocol/fields.h"
 #include "protocol/names.h"
 #include "replication/wire.h"
@@ -23,6 +26,9 @@ enum class CommandType : std::uint8_t {
   kTouchAll = 5,
   kAdvanceTime = 6,
   kReconfigure = 7,
+  kResumeSession = 8,
+  kSetMember = 9,
+  kRemoveMember = 10,
 };
 
 Status invalid(std::string why) {
@@ -37,11 +43,15 @@ Status check(const OpenSession& c) {
   if (!c.label.empty() && !valid_name(c.label)) return invalid("open: the label is not a valid name");
   if (c.peer.size() > kMaxPeerBytes) return invalid("open: the peer is too long");
   if (c.dialect.size() > kMaxDialectBytes) return invalid("open: the dialect is too long");
+  if (c.origin == 0) return invalid("open: origin 0");
+  if (!is_valid_secret(c.secret)) return invalid("open: invalid secret");
   return Status::ok();
 }
 
 Status check(const SessionRequest& c) {
   if (c.session == 0) return invalid("request: session 0");
+  if (c.origin == 0) return invalid("request: origin 0");
+  if (c.seq == 0) return invalid("request: seq 0");
   if (!protocol::is_valid_tag(c.tag)) return invalid("request: invalid tag");
   const auto count_ok = [&] { return c.count >= 1 && c.count <= kMaxCount; };
   switch (c.verb) {
@@ -77,12 +87,14 @@ Status check(const SessionRequest& c) {
 
 Status check(const CloseSession& c) {
   if (c.session == 0) return invalid("close: session 0");
+  if (c.origin == 0) return invalid("close: origin 0");
   if (c.cause < CloseCause::kClosed || c.cause > CloseCause::kShutdown) return invalid("close: unknown cause");
   return Status::ok();
 }
 
 Status check(const TouchSession& c) {
   if (c.session == 0) return invalid("touch: session 0");
+  if (c.origin == 0) return invalid("touch: origin 0");
   return Status::ok();
 }
 
@@ -105,14 +117,37 @@ Status check(const Reconfigure& c) {
   return Status::ok();
 }
 
+Status check(const ResumeSession& c) {
+  if (c.session == 0) return invalid("resume: session 0");
+  if (c.origin == 0) return invalid("resume: origin 0");
+  if (!is_valid_secret(c.secret)) return invalid("resume: invalid secret");
+  return Status::ok();
+}
+
+Status check(const SetMember& c) {
+  if (c.id == 0) return invalid("member: id 0");
+  if (!is_valid_member_address(c.client_address)) return invalid("member: the client address is not host:port");
+  return Status::ok();
+}
+
+Status check(const RemoveMember& c) {
+  if (c.id == 0) return invalid("member: id 0");
+  return Status::ok();
+}
+
 // The fields of each command (without type and length).
 void put(wire::Writer& w, const OpenSession& c) {
   w.str(c.label);
   w.str(c.peer);
   w.str(c.dialect);
+  w.u64(c.origin);
+  w.u64(c.nonce);
+  w.str(c.secret);
 }
 void put(wire::Writer& w, const SessionRequest& c) {
   w.u64(c.session);
+  w.u64(c.origin);
+  w.u64(c.seq);
   w.u8(static_cast<std::uint8_t>(c.verb));
   w.str(c.tag);
   w.str(c.name);
@@ -126,10 +161,12 @@ void put(wire::Writer& w, const SessionRequest& c) {
 }
 void put(wire::Writer& w, const CloseSession& c) {
   w.u64(c.session);
+  w.u64(c.origin);
   w.u8(static_cast<std::uint8_t>(c.cause));
 }
 void put(wire::Writer& w, const TouchSession& c) {
   w.u64(c.session);
+  w.u64(c.origin);
 }
 void put(wire::Writer&, const TouchAll&) {}
 void put(wire::Writer&, const AdvanceTime&) {}
@@ -140,6 +177,18 @@ void put(wire::Writer& w, const Reconfigure& c) {
     w.str(name);
     w.i64(limit);
   }
+}
+void put(wire::Writer& w, const ResumeSession& c) {
+  w.u64(c.session);
+  w.u64(c.origin);
+  w.str(c.secret);
+}
+void put(wire::Writer& w, const SetMember& c) {
+  w.u64(c.id);
+  w.str(c.client_address);
+}
+void put(wire::Writer& w, const RemoveMember& c) {
+  w.u64(c.id);
 }
 
 constexpr CommandType type_of(const Command& command) {
@@ -154,12 +203,17 @@ bool get(wire::Reader& r, CommandType type, Command& out) {
       c.label = r.str(protocol::kMaxNameBytes);
       c.peer = r.str(kMaxPeerBytes);
       c.dialect = r.str(kMaxDialectBytes);
+      c.origin = r.u64();
+      c.nonce = r.u64();
+      c.secret = r.str(kMaxSecretBytes);
       out = std::move(c);
       return true;
     }
     case CommandType::kSessionRequest: {
       SessionRequest c;
       c.session = r.u64();
+      c.origin = r.u64();
+      c.seq = r.u64();
       c.verb = static_cast<RequestVerb>(r.u8());
       c.tag = r.str(protocol::kMaxTagBytes);
       c.name = r.str(protocol::kMaxNameBytes);
@@ -178,13 +232,18 @@ bool get(wire::Reader& r, CommandType type, Command& out) {
     case CommandType::kCloseSession: {
       CloseSession c;
       c.session = r.u64();
+      c.origin = r.u64();
       c.cause = static_cast<CloseCause>(r.u8());
       out = c;
       return true;
     }
-    case CommandType::kTouchSession:
-      out = TouchSession{r.u64()};
+    case CommandType::kTouchSession: {
+      TouchSession c;
+      c.session = r.u64();
+      c.origin = r.u64();
+      out = c;
       return true;
+    }
     case CommandType::kTouchAll:
       out = TouchAll{};
       return true;
@@ -204,6 +263,27 @@ bool get(wire::Reader& r, CommandType type, Command& out) {
         c.limits.emplace_back(std::move(name), limit);
       }
       out = std::move(c);
+      return true;
+    }
+    case CommandType::kResumeSession: {
+      ResumeSession c;
+      c.session = r.u64();
+      c.origin = r.u64();
+      c.secret = r.str(kMaxSecretBytes);
+      out = std::move(c);
+      return true;
+    }
+    case CommandType::kSetMember: {
+      SetMember c;
+      c.id = r.u64();
+      c.client_address = r.str(kMaxPeerBytes);
+      out = std::move(c);
+      return true;
+    }
+    case CommandType::kRemoveMember: {
+      RemoveMember c;
+      c.id = r.u64();
+      out = c;
       return true;
     }
   }
@@ -228,6 +308,26 @@ std::string_view close_cause_name(CloseCause cause) {
       return "shutdown";
   }
   return "unknown";
+}
+
+bool is_valid_secret(std::string_view secret) {
+  if (secret.size() < kMinSecretBytes || secret.size() > kMaxSecretBytes) return false;
+  return std::all_of(secret.begin(), secret.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+bool is_valid_member_address(std::string_view address) {
+  if (address.size() > kMaxPeerBytes) return false;
+  const std::size_t colon = address.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  if (std::any_of(address.begin(), address.end(),
+                  [](char c) { return static_cast<unsigned char>(c) <= ' ' || c == 0x7f; })) {
+    return false;
+  }
+  unsigned port = 0;
+  const std::string_view digits = address.substr(colon + 1);
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+  return ec == std::errc() && end == digits.data() + digits.size() && port >= 1 && port <= 65535;
 }
 
 Status check_command(const Command& command) {

@@ -6,10 +6,11 @@
 // applying it. Pure values and pure functions over bytes: no socket, no
 // consensus library.
 //
-// API: the leader's network layer collects commands (request_from_protocol
-// turns a parsed v1 line into a SessionRequest; reads such as GET or LIST
-// are not commands), puts them in an Entry with its log time and proposes
-// encode_entry(entry); every replica's StateMachine::apply decodes it with
+// API: the server hosting a session makes its commands (request_from_protocol
+// turns a parsed v1 line into a SessionRequest, then the caller fills in
+// origin and seq; reads such as GET or LIST are not commands), the leader
+// puts them in an Entry with its log time and proposes encode_entry(entry);
+// every replica's StateMachine::apply decodes it with
 // decode_entry, which checks the frame (magic, version, length, crc32) and
 // every field by the rules the table requires (check_command), so an entry
 // that decodes can be applied whole.
@@ -35,11 +36,22 @@ namespace netsem::replication {
 using server::SessionId;
 
 inline constexpr std::string_view kEntryMagic = "NSRE";
-inline constexpr std::uint8_t kEntryVersion = 1;
+// Version 2 added the session's host and sequence (origin, nonce, secret,
+// seq), ResumeSession and the members; version 1 bytes are refused.
+inline constexpr std::uint8_t kEntryVersion = 2;
 // Bounds of the strings an entry carries (a name's and a tag's are the
-// protocol's: protocol::kMaxNameBytes, protocol::kMaxTagBytes).
+// protocol's: protocol::kMaxNameBytes, protocol::kMaxTagBytes). A member's
+// client address is at most kMaxPeerBytes too.
 inline constexpr std::size_t kMaxPeerBytes = 256;
 inline constexpr std::size_t kMaxDialectBytes = 16;
+// A session's resume secret: kMinSecretBytes .. kMaxSecretBytes characters
+// of [0-9a-f], made by its first host from a random source.
+inline constexpr std::size_t kMinSecretBytes = 16;
+inline constexpr std::size_t kMaxSecretBytes = 64;
+
+// Servers are numbered 1 and up (the Raft ids); a command's `origin` is the
+// id of the server that proposes it for a session it hosts.
+using ServerId = std::uint64_t;
 // Log times and the session timeout are milliseconds in [0, kMaxLogTimeMs]
 // (about 139 years: far inside the table's nanosecond clock).
 inline constexpr std::int64_t kMaxLogTimeMs = std::int64_t{1} << 42;
@@ -70,18 +82,29 @@ enum class RequestVerb : std::uint8_t {
   kHello = 9,  // its label (name), if any, becomes the session's
 };
 
-// A new session; the state machine assigns its id (the answer's number).
+// A new session, hosted by `origin`; the state machine assigns its id (the
+// answer's number). The origin finds its own OpenSession among an entry's
+// commands by (origin, nonce) and so learns which connection the id is for.
 struct OpenSession {
-  std::string label;    // empty, or a valid name (protocol 1.1's HELLO label)
-  std::string peer;     // the client's address as the accepting server saw it
-  std::string dialect;  // "v1", "v1+tls", "ace" (shown by SESSIONS)
+  std::string label;        // empty, or a valid name (protocol 1.1's HELLO label)
+  std::string peer;         // the client's address as the accepting server saw it
+  std::string dialect;      // "v1", "v1+tls", "ace" (shown by SESSIONS)
+  ServerId origin = 0;      // >= 1: the proposing server, the session's host
+  std::uint64_t nonce = 0;  // unique among the OpenSessions of one run of the origin
+  std::string secret;       // kMinSecretBytes .. kMaxSecretBytes of [0-9a-f]: what a RESUME must show
   friend bool operator==(const OpenSession&, const OpenSession&) = default;
 };
 
 // One request of a session, with the fields its verb uses (as
-// protocol::Request has them); it counts as the session's activity.
+// protocol::Request has them), proposed by its host (`origin`) with the
+// next of the session's sequence numbers. Applied: a session hosted by
+// another server answers kNotHost, a seq not above the session's last one
+// answers kDuplicate, neither changing anything; otherwise the seq becomes
+// the last one and the request counts as the session's activity.
 struct SessionRequest {
   SessionId session = 0;
+  ServerId origin = 0;    // >= 1
+  std::uint64_t seq = 0;  // >= 1, counted by the host per session
   RequestVerb verb = RequestVerb::kAcquire;
   std::string tag;
   std::string name;              // decoded: ACQUIRE WAIT RELEASE POST CREATE DELETE; HELLO's label or empty
@@ -96,15 +119,20 @@ struct SessionRequest {
 };
 
 // The session ends: its permits go back, its queued requests are dropped.
+// Only its host may end it (kNotHost otherwise: an old host's late close
+// does not end a session resumed elsewhere).
 struct CloseSession {
   SessionId session = 0;
+  ServerId origin = 0;  // >= 1
   CloseCause cause = CloseCause::kClosed;
   friend bool operator==(const CloseSession&, const CloseSession&) = default;
 };
 
-// Activity of a session that changes nothing else (a PING, an ACE `wait|`).
+// Activity of a session that changes nothing else (a PING, an ACE `wait|`);
+// from its host only (kNotHost otherwise).
 struct TouchSession {
   SessionId session = 0;
+  ServerId origin = 0;  // >= 1
   friend bool operator==(const TouchSession&, const TouchSession&) = default;
 };
 
@@ -129,8 +157,34 @@ struct Reconfigure {
   friend bool operator==(const Reconfigure&, const Reconfigure&) = default;
 };
 
-using Command =
-    std::variant<OpenSession, SessionRequest, CloseSession, TouchSession, TouchAll, AdvanceTime, Reconfigure>;
+// A client reconnecting to another server (protocol 1.2's RESUME): with the
+// session's secret, `origin` becomes its host (commands from its former
+// host are answered kNotHost from then on) and the session is touched;
+// the answer is kOk with the session's last seq, from which the new host
+// counts on. A wrong secret is kError kDenied and changes nothing.
+struct ResumeSession {
+  SessionId session = 0;
+  ServerId origin = 0;  // >= 1
+  std::string secret;   // kMinSecretBytes .. kMaxSecretBytes of [0-9a-f]
+  friend bool operator==(const ResumeSession&, const ResumeSession&) = default;
+};
+
+// The cluster's members and where their clients connect: the leader
+// proposes them at bootstrap and on `netsem cluster add` (SetMember
+// replaces a member's address) and `remove` (RemoveMember of an id that is
+// not a member changes nothing). Both answer kOk.
+struct SetMember {
+  ServerId id = 0;             // >= 1
+  std::string client_address;  // "host:port", at most kMaxPeerBytes, no space or control character
+  friend bool operator==(const SetMember&, const SetMember&) = default;
+};
+struct RemoveMember {
+  ServerId id = 0;  // >= 1
+  friend bool operator==(const RemoveMember&, const RemoveMember&) = default;
+};
+
+using Command = std::variant<OpenSession, SessionRequest, CloseSession, TouchSession, TouchAll, AdvanceTime,
+                             Reconfigure, ResumeSession, SetMember, RemoveMember>;
 
 struct Entry {
   // The leader's log time in milliseconds on the cluster clock, 0 ..
@@ -156,10 +210,18 @@ std::string encode_entry(const Entry& entry);
 // encode_entry(decode_entry(b)) == b for every b it accepts.
 Result<Entry> decode_entry(std::string_view bytes);
 
+// Whether `secret` is a valid resume secret (length and charset above).
+bool is_valid_secret(std::string_view secret);
+// Whether `address` is a valid member client address ("host:port": a
+// non-empty host, a port 1 .. 65535, at most kMaxPeerBytes, no space or
+// control character).
+bool is_valid_member_address(std::string_view address);
+
 // The command for a parsed v1 request of `session`, for the verbs in
 // RequestVerb; false for the others (reads and session-local verbs: GET,
 // LIST, STATS, PING, QUIT, OPTION, HOLDERS, WAITERS, SESSIONS, AUTH), and
-// for a KICK whose id does not parse.
+// for a KICK whose id does not parse. `out.origin` and `out.seq` are left 0:
+// the host fills them in before proposing (check_command refuses 0).
 bool request_from_protocol(SessionId session, const protocol::Request& request, SessionRequest& out);
 
 }  // namespace netsem::replication

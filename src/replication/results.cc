@@ -51,7 +51,7 @@ Result<EntryResults> decode_results(std::string_view bytes) {
     c.answer.number = r.u64();
     const std::uint8_t error = r.u8();
     const std::uint8_t no_fence = r.u8();
-    if (type > static_cast<std::uint8_t>(Answer::Type::kNoSession)) return corrupt("unknown answer type");
+    if (type > static_cast<std::uint8_t>(Answer::Type::kNotHost)) return corrupt("unknown answer type");
     if (error > static_cast<std::uint8_t>(protocol::kLastErrorCode) || no_fence > 1) return corrupt("bad error");
     c.answer.type = static_cast<Answer::Type>(type);
     c.answer.error = static_cast<protocol::ErrorCode>(error);

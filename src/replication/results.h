@@ -22,13 +22,15 @@
 namespace netsem::replication {
 
 inline constexpr std::string_view kResultsMagic = "NSRR";
-inline constexpr std::uint8_t kResultsVersion = 1;
+// Version 2 added kDuplicate and kNotHost; version 1 bytes are refused.
+inline constexpr std::uint8_t kResultsVersion = 2;
 
 // The proposer's answer to one command.
 struct Answer {
   enum class Type : std::uint8_t {
     kNone = 0,       // nothing to answer (TouchAll, AdvanceTime, a touch, a close)
-    kOk = 1,         // OK (CANCEL, CREATE, DELETE, KICK, HELLO, Reconfigure)
+    kOk = 1,         // OK (CANCEL, CREATE, DELETE, KICK, HELLO, Reconfigure, SetMember, RemoveMember);
+                     // ResumeSession: number is the session's last seq
     kValue = 2,      // OK <number>: the value after a RELEASE or POST
     kGranted = 3,    // OK <fence>: ACQUIRE or WAIT granted at once
     kQueued = 4,     // queued: number is its position (1 = head); it completes later
@@ -36,10 +38,12 @@ struct Answer {
     kError = 6,      // ERR <error>; no_fence: LIMIT because no fence could be had
     kOpened = 7,     // OpenSession: number is the new session's id
     kNoSession = 8,  // the session is not open (it ended in an earlier entry)
+    kDuplicate = 9,  // a SessionRequest whose seq is not above the session's last (number): nothing changed
+    kNotHost = 10,   // the command's origin does not host the session (number: the host): nothing changed
   };
   Type type = Type::kNone;
   std::uint64_t number = 0;
-  protocol::ErrorCode error = protocol::ErrorCode::kNone;
+  protocol::ErrorCode error = protocol::ErrorCode::kNone;  // kError: ResumeSession's wrong secret is kDenied
   bool no_fence = false;
   friend bool operator==(const Answer&, const Answer&) = default;
 };

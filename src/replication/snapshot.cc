@@ -1,6 +1,6 @@
 // StateMachine's snapshot and restore (state_machine.h): the whole state in
 // one frame (wire.h), checked whole before anything is replaced. The layout
-// is in docs/replication.md ("Snapshots").
+// is in docs/replication.md ("Byte formats").
 #include <fmt/format.h>
 
 #include "protocol/fields.h"
@@ -28,7 +28,8 @@ bool time_in_range(std::int64_t ns) {
 // The smallest encoding of a session, a semaphore, a holder and a waiter:
 // a count beyond what the bytes left could hold is refused before anything
 // is allocated for it.
-constexpr std::size_t kMinSessionBytes = 8 + 3 * 2 + 2 * 8;
+constexpr std::size_t kMinSessionBytes = 8 + 3 * 2 + 2 * 8 + 2 * 8 + 2;
+constexpr std::size_t kMinMemberBytes = 8 + 2;
 constexpr std::size_t kMinSemaphoreBytes = 2 + 1 + 3 * 8 + 2 * 4;
 constexpr std::size_t kMinHolderBytes = 5 * 8;
 constexpr std::size_t kMinWaiterBytes = 8 + 2 + 1 + 4 * 8;
@@ -49,6 +50,14 @@ std::string StateMachine::snapshot() const {
     w.str(s.dialect);
     w.i64(s.opened_ms);
     w.i64(s.last_activity_ms);
+    w.u64(s.host);
+    w.u64(s.last_seq);
+    w.str(s.secret);
+  }
+  w.u32(static_cast<std::uint32_t>(members_.size()));
+  for (const auto& [id, address] : members_) {
+    w.u64(id);
+    w.str(address);
   }
   const server::TableImage image = table_->export_image();
   w.u64(image.last_fence);
@@ -112,6 +121,9 @@ Status StateMachine::restore(std::string_view bytes) {
     s.dialect = r.str(kMaxDialectBytes);
     s.opened_ms = r.i64();
     s.last_activity_ms = r.i64();
+    s.host = r.u64();
+    s.last_seq = r.u64();
+    s.secret = r.str(kMaxSecretBytes);
     if (!r.ok()) return corrupt("truncated session");
     if (s.id == 0 || s.id > last_session || (!image.sessions.empty() && s.id <= image.sessions.back())) {
       return corrupt(fmt::format("session {}: id out of order or above the last assigned", s.id));
@@ -122,9 +134,25 @@ Status StateMachine::restore(std::string_view bytes) {
     if (s.opened_ms < 0 || s.opened_ms > s.last_activity_ms || s.last_activity_ms > log_time) {
       return corrupt(fmt::format("session {}: times out of range", s.id));
     }
+    if (s.host == 0) return corrupt(fmt::format("session {}: host 0", s.id));
+    if (!is_valid_secret(s.secret)) return corrupt(fmt::format("session {}: invalid secret", s.id));
     image.sessions.push_back(s.id);
     activity.emplace(s.last_activity_ms, s.id);
     sessions.emplace(s.id, std::move(s));
+  }
+
+  std::map<ServerId, std::string> members;
+  const std::uint32_t member_count = r.u32();
+  if (!r.ok() || member_count > r.remaining() / kMinMemberBytes) return corrupt("more members than bytes");
+  for (std::uint32_t i = 0; i < member_count; ++i) {
+    const ServerId id = r.u64();
+    std::string address(r.str(kMaxPeerBytes));
+    if (!r.ok()) return corrupt("truncated member");
+    if (id == 0 || (!members.empty() && id <= members.rbegin()->first)) {
+      return corrupt(fmt::format("member {}: id 0 or out of order", id));
+    }
+    if (!is_valid_member_address(address)) return corrupt(fmt::format("member {}: invalid client address", id));
+    members.emplace(id, std::move(address));
   }
 
   image.last_fence = r.u64();
@@ -178,6 +206,7 @@ Status StateMachine::restore(std::string_view bytes) {
   if (Status imported = table->import_image(image); !imported) return corrupt(imported.message());
   table_ = std::move(table);
   sessions_ = std::move(sessions);
+  members_ = std::move(members);
   activity_ = std::move(activity);
   last_session_ = last_session;
   session_timeout_ms_ = session_timeout;

@@ -63,27 +63,56 @@ Result<EntryResults> StateMachine::apply_entry(std::uint64_t index, const Entry&
   return results;
 }
 
+namespace {
+
+// Compares the secrets without stopping at the first difference, so that
+// how long a refusal takes says nothing about how much of a guess was right.
+bool same_secret(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const std::size_t n = std::min(a.size(), b.size());
+  for (std::size_t i = 0; i < n; ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+}  // namespace
+
 void StateMachine::apply_command(const Command& command, CommandResult& result) {
   Answer& answer = result.answer;
-  const auto session_of = [this, &answer](SessionId id) -> SessionRecord* {
+  // The session, if open and hosted by `origin`; otherwise the answer says
+  // why not (kNoSession, kNotHost with the host) and nothing changes.
+  const auto hosted = [this, &answer](SessionId id, ServerId origin) -> SessionRecord* {
     const auto found = sessions_.find(id);
-    if (found != sessions_.end()) return &found->second;
-    answer.type = Answer::Type::kNoSession;
-    return nullptr;
+    if (found == sessions_.end()) {
+      answer.type = Answer::Type::kNoSession;
+      return nullptr;
+    }
+    if (found->second.host != origin) {
+      answer = {Answer::Type::kNotHost, found->second.host, ErrorCode::kNone, false};
+      return nullptr;
+    }
+    return &found->second;
   };
   if (const auto* open = std::get_if<OpenSession>(&command)) {
     const SessionId id = ++last_session_;
     table_->open_session(id);
     SessionRecord& record = sessions_[id];
-    record = {id, open->label, open->peer, open->dialect, log_time_ms_, log_time_ms_};
+    record.id = id;
+    record.label = open->label;
+    record.peer = open->peer;
+    record.dialect = open->dialect;
+    record.opened_ms = log_time_ms_;
+    record.last_activity_ms = log_time_ms_;
+    record.host = open->origin;
+    record.last_seq = 0;
+    record.secret = open->secret;
     activity_.emplace(log_time_ms_, id);
     answer = {Answer::Type::kOpened, id, ErrorCode::kNone, false};
   } else if (const auto* request = std::get_if<SessionRequest>(&command)) {
     apply_request(*request, result);
   } else if (const auto* closing = std::get_if<CloseSession>(&command)) {
-    if (session_of(closing->session) != nullptr) close(closing->session, closing->cause, result);
+    if (hosted(closing->session, closing->origin) != nullptr) close(closing->session, closing->cause, result);
   } else if (const auto* touched = std::get_if<TouchSession>(&command)) {
-    if (SessionRecord* session = session_of(touched->session)) touch(*session);
+    if (SessionRecord* session = hosted(touched->session, touched->origin)) touch(*session);
   } else if (std::holds_alternative<TouchAll>(command)) {
     activity_.clear();
     for (auto& [id, session] : sessions_) {
@@ -99,7 +128,32 @@ void StateMachine::apply_command(const Command& command, CommandResult& result) 
     session_timeout_ms_ = reconfigure->session_timeout_ms;
     (void)table_->configure_defined(reconfigure->limits, result.completions);
     answer.type = Answer::Type::kOk;
+  } else if (const auto* resume = std::get_if<ResumeSession>(&command)) {
+    apply_resume(*resume, result);
+  } else if (const auto* member = std::get_if<SetMember>(&command)) {
+    members_[member->id] = member->client_address;
+    answer.type = Answer::Type::kOk;
+  } else if (const auto* removed = std::get_if<RemoveMember>(&command)) {
+    members_.erase(removed->id);
+    answer.type = Answer::Type::kOk;
   }
+}
+
+void StateMachine::apply_resume(const ResumeSession& resume, CommandResult& result) {
+  Answer& answer = result.answer;
+  const auto found = sessions_.find(resume.session);
+  if (found == sessions_.end()) {
+    answer.type = Answer::Type::kNoSession;
+    return;
+  }
+  SessionRecord& session = found->second;
+  if (!same_secret(session.secret, resume.secret)) {
+    answer = {Answer::Type::kError, 0, ErrorCode::kDenied, false};
+    return;
+  }
+  session.host = resume.origin;
+  touch(session);
+  answer = {Answer::Type::kOk, session.last_seq, ErrorCode::kNone, false};
 }
 
 void StateMachine::apply_request(const SessionRequest& request, CommandResult& result) {
@@ -109,7 +163,20 @@ void StateMachine::apply_request(const SessionRequest& request, CommandResult& r
     answer.type = Answer::Type::kNoSession;
     return;
   }
-  touch(found->second);
+  SessionRecord& session = found->second;
+  // Another server drives the session, or its host proposes again a request
+  // already applied (its outcome was lost in a change of leader): nothing
+  // changes, not even the session's activity.
+  if (session.host != request.origin) {
+    answer = {Answer::Type::kNotHost, session.host, ErrorCode::kNone, false};
+    return;
+  }
+  if (request.seq <= session.last_seq) {
+    answer = {Answer::Type::kDuplicate, session.last_seq, ErrorCode::kNone, false};
+    return;
+  }
+  session.last_seq = request.seq;
+  touch(session);
   const auto error = [&answer](ErrorCode code) {
     answer.type = code == ErrorCode::kNone ? Answer::Type::kOk : Answer::Type::kError;
     answer.error = code;
@@ -168,7 +235,7 @@ void StateMachine::apply_request(const SessionRequest& request, CommandResult& r
       close(request.target, CloseCause::kKicked, result);
       return;
     case RequestVerb::kHello:
-      if (!request.name.empty()) found->second.label = request.name;
+      if (!request.name.empty()) session.label = request.name;
       return error(ErrorCode::kNone);
   }
 }

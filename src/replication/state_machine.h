@@ -1,8 +1,9 @@
 // StateMachine: netsem's replicated state, changed only by applying
 // committed log entries (entry.h) in log order: the semaphore table
 // (server::SemaphoreTable: semaphores, holders, FIFO queues, created
-// semaphores, fences) and the sessions (their labels, peers, dialects and
-// last activity), with the log time and the session timeout. Replicas that
+// semaphores, fences), the sessions (their labels, peers, dialects, last
+// activity, hosts, last seqs and resume secrets) and the cluster's members
+// (id -> client address), with the log time and the session timeout. Replicas that
 // apply the same entries hold the same state and produce the same results,
 // byte for byte: nothing inside apply reads a clock (the entry carries the
 // leader's log time), nothing depends on a container's iteration order, and
@@ -38,7 +39,9 @@
 namespace netsem::replication {
 
 inline constexpr std::string_view kSnapshotMagic = "NSRS";
-inline constexpr std::uint8_t kSnapshotVersion = 1;
+// Version 2 added the sessions' host, last seq and secret, and the members;
+// version 1 bytes are refused.
+inline constexpr std::uint8_t kSnapshotVersion = 2;
 
 // A replicated session.
 struct SessionRecord {
@@ -47,7 +50,10 @@ struct SessionRecord {
   std::string peer;
   std::string dialect;
   std::int64_t opened_ms = 0;         // log time of its OpenSession
-  std::int64_t last_activity_ms = 0;  // log time of its last request, touch or TouchAll
+  std::int64_t last_activity_ms = 0;  // log time of its last request, touch, resume or TouchAll
+  ServerId host = 0;                  // >= 1: the server that drives it (OpenSession's or ResumeSession's origin)
+  std::uint64_t last_seq = 0;         // the seq of its last request applied (0: none yet)
+  std::string secret;                 // what a ResumeSession must show (is_valid_secret)
   friend bool operator==(const SessionRecord&, const SessionRecord&) = default;
 };
 
@@ -89,6 +95,9 @@ class StateMachine {
   std::int64_t session_timeout_ms() const { return session_timeout_ms_; }
   // The open sessions by id.
   const std::map<SessionId, SessionRecord>& sessions() const { return sessions_; }
+  // The cluster's members: server id -> client address ("host:port"), as
+  // SetMember and RemoveMember left them.
+  const std::map<ServerId, std::string>& members() const { return members_; }
   const server::SemaphoreTable& table() const { return *table_; }
   // The earliest log time at which AdvanceTime would change something: a
   // queued request's deadline, or a silent session's expiry; nullopt when
@@ -111,6 +120,7 @@ class StateMachine {
 
   void apply_command(const Command& command, CommandResult& result);
   void apply_request(const SessionRequest& request, CommandResult& result);
+  void apply_resume(const ResumeSession& resume, CommandResult& result);
   void touch(SessionRecord& session);
   void close(SessionId id, CloseCause cause, CommandResult& result);
   void expire_sessions(CommandResult& result);
@@ -119,6 +129,7 @@ class StateMachine {
   std::unique_ptr<LogJournal> journal_;  // outlives table_
   std::unique_ptr<server::SemaphoreTable> table_;
   std::map<SessionId, SessionRecord> sessions_;
+  std::map<ServerId, std::string> members_;
   // (last activity, id) of every session: the silent ones first.
   std::set<std::pair<std::int64_t, SessionId>> activity_;
   SessionId last_session_ = 0;  // the last id assigned

@@ -31,15 +31,34 @@ std::string framed(std::string_view magic, std::uint8_t version, std::string_vie
   return rep::wire::end_frame(w);
 }
 
-// A state machine with sessions, holders and a queue, as entries find it.
+const std::string kSecret = "00112233445566778899aabbccddeeff";
+
+rep::OpenSession open_session(rep::ServerId origin, std::uint64_t nonce) {
+  rep::OpenSession open;
+  open.peer = "peer";
+  open.dialect = "v1";
+  open.origin = origin;
+  open.nonce = nonce;
+  open.secret = kSecret;
+  return open;
+}
+
+// A state machine with sessions on servers 1 to 3 (one resumed on another),
+// holders, a queue and members, as entries find it: a fuzzed entry's
+// origins, seqs and secrets meet hosts, last seqs and a secret.
 void seed(rep::StateMachine& sm) {
   rep::Entry entry;
   entry.time_ms = 1000;
   entry.commands.push_back(rep::Reconfigure{{{"d", 2}}, 5000});
-  for (int i = 0; i < 3; ++i) entry.commands.push_back(rep::OpenSession{"", "peer", "v1"});
+  entry.commands.push_back(rep::SetMember{1, "127.0.0.1:53555"});
+  entry.commands.push_back(rep::SetMember{2, "127.0.0.2:53555"});
+  for (int i = 0; i < 3; ++i) entry.commands.push_back(open_session(static_cast<rep::ServerId>(i + 1), 7));
+  entry.commands.push_back(rep::ResumeSession{3, 1, kSecret});
   for (rep::SessionId s = 1; s <= 3; ++s) {
     rep::SessionRequest r;
     r.session = s;
+    r.origin = s == 2 ? 2 : 1;
+    r.seq = 1;
     r.tag = "t";
     r.name = "d";
     r.timeout_ms = 500;
@@ -76,7 +95,7 @@ void snapshot(std::string_view bytes) {
   rep::Entry next;
   next.time_ms = rep::kMaxLogTimeMs;
   next.commands.push_back(rep::AdvanceTime{});
-  next.commands.push_back(rep::OpenSession{});
+  next.commands.push_back(open_session(1, 1));
   next.commands.push_back(rep::TouchAll{});
   check(static_cast<bool>(sm.apply(sm.last_index(), rep::encode_entry(next))));
 }

@@ -4,7 +4,9 @@
 // snapshots; a machine restored from a snapshot taken at index k that
 // applies the rest produces the same results and ends equal; through every
 // entry, permits in use never exceed a limit that was never lowered, and
-// every queue is granted in FIFO order.
+// every queue is granted in FIFO order. The entries include resent requests
+// (kDuplicate), requests from servers that do not host the session
+// (kNotHost), resumes (some with a wrong secret) and member changes.
 #include <gtest/gtest.h>
 
 #include <deque>
@@ -36,11 +38,12 @@ Recorded record(StateMachine& machine, std::uint64_t seed, bool lower_limits,
   generated::EntryGenerator generator(seed, lower_limits);
   Recorded out;
   for (std::uint64_t index = 1; index <= kEntries; ++index) {
-    const std::string entry = encode_entry(generator.next());
+    const Entry next = generator.next();
+    const std::string entry = encode_entry(next);
     auto applied = machine.apply(index, entry);
     EXPECT_TRUE(applied) << applied.status().to_string();
     if (!applied) break;
-    generator.observe(*decode_results(*applied));
+    generator.observe(next, *decode_results(*applied));
     out.entries.push_back(entry);
     out.results.push_back(*applied);
     if (std::find(snapshot_at.begin(), snapshot_at.end(), index) != snapshot_at.end()) {
@@ -63,8 +66,26 @@ TEST(Determinism, TwoMachinesApplyingTheSameEntriesAgree) {
         ASSERT_EQ(*rb, ra.results[i]) << "seed " << seed << " entry " << i + 1;
       }
       EXPECT_EQ(b.snapshot(), ra.final_snapshot) << "seed " << seed;
-      // Something happened: grants, queues, ends.
+      // Something happened: grants, queues, ends; resent requests, requests
+      // from a server that does not host the session, resumes that moved a
+      // session and resumes refused.
       EXPECT_GT(a.table().stats().last_fence, 20u) << "seed " << seed;
+      std::map<std::string, int> seen;
+      for (const std::string& bytes : ra.results) {
+        for (const CommandResult& c : decode_results(bytes)->commands) {
+          seen["duplicate"] += c.answer.type == Answer::Type::kDuplicate;
+          seen["not host"] += c.answer.type == Answer::Type::kNotHost;
+          seen["denied"] += c.answer.error == protocol::ErrorCode::kDenied;
+        }
+      }
+      for (const std::string& entry : ra.entries) {
+        for (const Command& c : decode_entry(entry)->commands) {
+          seen["resume"] += std::holds_alternative<ResumeSession>(c);
+          seen["member"] += std::holds_alternative<SetMember>(c) || std::holds_alternative<RemoveMember>(c);
+        }
+      }
+      for (const auto& [what, count] : seen) EXPECT_GT(count, 0) << "seed " << seed << ": no " << what;
+      EXPECT_EQ(seen.size(), 5u);
     }
   }
 }
@@ -143,7 +164,7 @@ TEST(Determinism, LimitsAndFifoHoldThroughApply) {
       const Entry entry = generator.next();
       auto results = machine.apply_entry(index, entry);
       ASSERT_TRUE(results);
-      generator.observe(*results);
+      generator.observe(entry, *results);
       for (std::size_t i = 0; i < entry.commands.size(); ++i) {
         fifo.command(entry.commands[i], results->commands[i]);
         for (const auto& c : results->commands[i].completions) {

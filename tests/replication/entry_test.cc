@@ -4,6 +4,7 @@
 // parsed v1 requests map to the commands.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -15,33 +16,48 @@
 namespace netsem::replication {
 namespace {
 
+using generated::kSecret;
 using generated::make_answer;
+using generated::make_close;
 using generated::make_open;
 using generated::make_request;
+using generated::make_resume;
+using generated::make_touch;
+
+// A request with its host and seq filled in.
+SessionRequest sequenced(SessionRequest r, std::uint64_t seq, ServerId origin = 3) {
+  r.seq = seq;
+  r.origin = origin;
+  return r;
+}
 
 Entry every_command() {
   Entry e;
   e.time_ms = 123456;
-  e.commands.push_back(make_open("build", "10.0.0.1:5000", "v1+tls"));
-  e.commands.push_back(OpenSession{});
+  e.commands.push_back(make_open("build", "10.0.0.1:5000", "v1+tls", 2, 0xfedcba9876543210, kSecret));
+  e.commands.push_back(make_open("", "", "", std::numeric_limits<ServerId>::max(), 0, std::string(64, 'f')));
   SessionRequest acquire = make_request(1, RequestVerb::kAcquire, "t1", "db%20pool", 3, 2500);
-  e.commands.push_back(acquire);
+  e.commands.push_back(sequenced(acquire, std::numeric_limits<std::uint64_t>::max()));
   SessionRequest create = make_request(2, RequestVerb::kCreate, "t2", "jobs");
   create.value = 2;
   create.max = 5;
   create.exclusive = true;
-  e.commands.push_back(create);
+  e.commands.push_back(sequenced(create, 1));
   SessionRequest cancel = make_request(2, RequestVerb::kCancel, "t3");
   cancel.pending_tag = "t1";
-  e.commands.push_back(cancel);
+  e.commands.push_back(sequenced(cancel, 2));
   SessionRequest kick = make_request(2, RequestVerb::kKick, "t4");
   kick.target = 77;
-  e.commands.push_back(kick);
-  e.commands.push_back(CloseSession{1, CloseCause::kKicked});
-  e.commands.push_back(TouchSession{2});
+  e.commands.push_back(sequenced(kick, 3));
+  e.commands.push_back(make_close(1, CloseCause::kKicked, 4));
+  e.commands.push_back(make_touch(2, 5));
   e.commands.push_back(TouchAll{});
   e.commands.push_back(AdvanceTime{});
   e.commands.push_back(Reconfigure{{{"a", 1}, {"b", 2147483647}}, 30000});
+  e.commands.push_back(make_resume(2, 6, std::string(16, '0')));
+  e.commands.push_back(SetMember{7, "[::1]:53555"});
+  e.commands.push_back(SetMember{8, "db-3.example:1"});
+  e.commands.push_back(RemoveMember{9});
   return e;
 }
 
@@ -59,14 +75,26 @@ TEST(Entry, EveryCommandRoundTrips) {
 }
 
 TEST(Entry, CheckCommandRefusesWhatTheTableWouldAssertOn) {
-  const auto req = [](RequestVerb verb) { return make_request(1, verb, "t", "x"); };
+  const auto req = [](RequestVerb verb) { return sequenced(make_request(1, verb, "t", "x"), 1); };
   std::vector<std::pair<std::string, Command>> bad;
   bad.emplace_back("label", make_open("$bad"));
   bad.emplace_back("peer", make_open("", std::string(kMaxPeerBytes + 1, 'p')));
   bad.emplace_back("dialect", make_open("", "", std::string(kMaxDialectBytes + 1, 'd')));
+  bad.emplace_back("open origin 0", make_open("", "", "", 0));
+  bad.emplace_back("secret short", make_open("", "", "", 1, 0, std::string(kMinSecretBytes - 1, 'a')));
+  bad.emplace_back("secret long", make_open("", "", "", 1, 0, std::string(kMaxSecretBytes + 1, 'a')));
+  bad.emplace_back("secret upper case", make_open("", "", "", 1, 0, std::string(20, 'A')));
+  bad.emplace_back("secret not hex", make_open("", "", "", 1, 0, std::string(20, 'g')));
+  bad.emplace_back("secret empty", make_open("", "", "", 1, 0, ""));
   auto r = req(RequestVerb::kAcquire);
   r.session = 0;
   bad.emplace_back("session 0", r);
+  r = req(RequestVerb::kAcquire);
+  r.origin = 0;
+  bad.emplace_back("request origin 0", r);
+  r = req(RequestVerb::kRelease);
+  r.seq = 0;
+  bad.emplace_back("seq 0", r);
   r = req(RequestVerb::kAcquire);
   r.tag = "bad tag";
   bad.emplace_back("tag", r);
@@ -94,8 +122,24 @@ TEST(Entry, CheckCommandRefusesWhatTheTableWouldAssertOn) {
   r = req(RequestVerb::kAcquire);
   r.verb = static_cast<RequestVerb>(42);
   bad.emplace_back("verb", r);
-  bad.emplace_back("close cause", CloseSession{1, static_cast<CloseCause>(9)});
-  bad.emplace_back("touch 0", TouchSession{0});
+  bad.emplace_back("close cause", make_close(1, static_cast<CloseCause>(9)));
+  bad.emplace_back("close 0", make_close(0, CloseCause::kClosed));
+  bad.emplace_back("close origin 0", make_close(1, CloseCause::kClosed, 0));
+  bad.emplace_back("touch 0", make_touch(0));
+  bad.emplace_back("touch origin 0", make_touch(1, 0));
+  bad.emplace_back("resume 0", make_resume(0, 1));
+  bad.emplace_back("resume origin 0", make_resume(1, 0));
+  bad.emplace_back("resume secret", make_resume(1, 1, "0123456789abcde"));
+  bad.emplace_back("resume secret charset", make_resume(1, 1, "0123456789abcdeX"));
+  bad.emplace_back("member 0", SetMember{0, "h:1"});
+  bad.emplace_back("member no port", SetMember{1, "host"});
+  bad.emplace_back("member port 0", SetMember{1, "host:0"});
+  bad.emplace_back("member port big", SetMember{1, "host:65536"});
+  bad.emplace_back("member port text", SetMember{1, "host:http"});
+  bad.emplace_back("member no host", SetMember{1, ":53555"});
+  bad.emplace_back("member space", SetMember{1, "a b:53555"});
+  bad.emplace_back("member long", SetMember{1, std::string(kMaxPeerBytes - 4, 'h') + ":5355"});
+  bad.emplace_back("remove member 0", RemoveMember{0});
   bad.emplace_back("limit", Reconfigure{{{"a", 0}}, 0});
   bad.emplace_back("limit name", Reconfigure{{{"", 1}}, 0});
   bad.emplace_back("timeout", Reconfigure{{}, -1});
@@ -196,6 +240,12 @@ TEST(Entry, ParsedRequestsMapToCommands) {
     EXPECT_EQ(out.verb, c.verb) << c.line;
     EXPECT_EQ(out.session, 5u);
     EXPECT_EQ(out.tag, "t1");
+    // The host fills in origin and seq before proposing.
+    EXPECT_EQ(out.origin, 0u);
+    EXPECT_EQ(out.seq, 0u);
+    EXPECT_FALSE(check_command(out).is_ok()) << c.line;
+    out.origin = 2;
+    out.seq = 1;
     EXPECT_TRUE(check_command(out).is_ok()) << c.line;
   }
   protocol::Request request;
@@ -229,6 +279,9 @@ TEST(Results, RoundTripAndDamageRefused) {
   b.completions.push_back({3, "w1", server::Completion::Type::kGranted, 18});
   b.completions.push_back({4, "w2", server::Completion::Type::kTimedOut, 0});
   b.ended.push_back({9, CloseCause::kIdle, 1});
+  results.commands.emplace_back().answer = make_answer(Answer::Type::kDuplicate, 12);
+  results.commands.emplace_back().answer = make_answer(Answer::Type::kNotHost, 3);
+  results.commands.emplace_back().answer = make_answer(Answer::Type::kError, 0, protocol::ErrorCode::kDenied);
   const std::string bytes = encode_results(results);
   auto decoded = decode_results(bytes);
   ASSERT_TRUE(decoded) << decoded.status().to_string();
@@ -238,6 +291,38 @@ TEST(Results, RoundTripAndDamageRefused) {
     damaged[i] = static_cast<char>(damaged[i] ^ 0x10);
     EXPECT_FALSE(decode_results(damaged)) << "byte " << i;
   }
+}
+
+// Version 1 (before hosts, seqs, resumes and members) is refused, whatever
+// the body: a v1 replica's log or snapshot is not read as v2.
+TEST(Formats, Version1BytesAreRefused) {
+  const auto reframed = [](const std::string& bytes, std::string_view magic, std::uint8_t version) {
+    auto body = wire::open_frame(bytes, magic, version, "any");
+    EXPECT_TRUE(body);
+    wire::Writer w = wire::begin_frame(magic, 1);
+    w.bytes() += std::string(*body);
+    return wire::end_frame(w);
+  };
+  EXPECT_EQ(kEntryVersion, 2);
+  EXPECT_EQ(kResultsVersion, 2);
+  const std::string entry = reframed(encode_entry(every_command()), kEntryMagic, kEntryVersion);
+  auto decoded = decode_entry(entry);
+  ASSERT_FALSE(decoded);
+  EXPECT_EQ(decoded.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(decoded.status().message().find("unknown version 1"), std::string::npos) << decoded.status().message();
+  // An entry of v1's shape: no origin, seq or secret.
+  wire::Writer v1 = wire::begin_frame(kEntryMagic, 1);
+  v1.i64(0);
+  v1.u32(1);
+  v1.u8(4);  // TouchSession
+  v1.u32(8);
+  v1.u64(1);
+  EXPECT_FALSE(decode_entry(wire::end_frame(v1)));
+  EntryResults results;
+  results.commands.emplace_back().answer = make_answer(Answer::Type::kOk);
+  auto decoded_results = decode_results(reframed(encode_results(results), kResultsMagic, kResultsVersion));
+  ASSERT_FALSE(decoded_results);
+  EXPECT_NE(decoded_results.status().message().find("unknown version 1"), std::string::npos);
 }
 
 }  // namespace

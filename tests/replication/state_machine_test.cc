@@ -3,11 +3,16 @@
 // time advances that expire waiters and silent sessions at the entry's log
 // time, TouchAll, an earlier time applied at the last one, KICK, HELLO,
 // requests of ended sessions; a corrupted entry or snapshot refused with
-// nothing changed; fences that go on rising through a snapshot.
+// nothing changed; fences that go on rising through a snapshot; resent
+// requests (kDuplicate) and commands from a server that does not host the
+// session (kNotHost) that change nothing; resume with the right and wrong
+// secret; members through a snapshot; version 1 snapshots refused.
 #include "replication/state_machine.h"
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,16 +22,27 @@
 namespace netsem::replication {
 namespace {
 
+using generated::kHost;
+using generated::kSecret;
 using generated::make_answer;
+using generated::make_close;
 using generated::make_open;
 using generated::make_request;
+using generated::make_resume;
+using generated::make_touch;
 
 using Type = Answer::Type;
 
 class Machine {
  public:
-  // Applies one entry of `commands` at `time_ms`; returns its results.
+  // Applies one entry of `commands` at `time_ms`; returns its results. A
+  // request without a seq gets its session's next one, as its host counts.
   EntryResults apply(std::int64_t time_ms, std::vector<Command> commands) {
+    for (Command& command : commands) {
+      if (auto* request = std::get_if<SessionRequest>(&command); request != nullptr && request->seq == 0) {
+        request->seq = ++seqs[request->session];
+      }
+    }
     Entry entry{time_ms, std::move(commands)};
     auto bytes = sm.apply(++index, encode_entry(entry));
     EXPECT_TRUE(bytes) << bytes.status().to_string();
@@ -47,6 +63,7 @@ class Machine {
   }
   StateMachine sm;
   std::uint64_t index = 0;
+  std::map<SessionId, std::uint64_t> seqs;  // the last seq given to each session's requests
 };
 
 TEST(StateMachine, SessionsOpenWithLogIdsAndQueuedRequestsCompleteForTheirSessions) {
@@ -86,7 +103,7 @@ TEST(StateMachine, TimeAdvanceExpiresQueuedRequestsAtTheEntrysLogTime) {
   EXPECT_EQ(m.sm.next_expiry_ms(), 350);
   // Requests are applied at their entry's time; only AdvanceTime expires.
   EXPECT_TRUE(m.apply(349, {AdvanceTime{}}).commands[0].completions.empty());
-  EXPECT_TRUE(m.apply(400, {TouchSession{a}}).commands[0].completions.empty());
+  EXPECT_TRUE(m.apply(400, {make_touch(a)}).commands[0].completions.empty());
   const EntryResults advanced = m.apply(400, {AdvanceTime{}});
   ASSERT_EQ(advanced.commands[0].completions.size(), 1u);
   EXPECT_EQ(advanced.commands[0].completions[0].session, b);
@@ -134,7 +151,7 @@ TEST(StateMachine, TouchAllGivesEverySessionAFullTimeout) {
 TEST(StateMachine, AnEarlierTimeIsAppliedAtTheLastTime) {
   Machine m;
   const SessionId a = m.open(5000);
-  const EntryResults earlier = m.apply(1000, {TouchSession{a}});
+  const EntryResults earlier = m.apply(1000, {make_touch(a)});
   EXPECT_EQ(earlier.time_ms, 5000);
   EXPECT_EQ(m.sm.log_time_ms(), 5000);
   EXPECT_EQ(m.take(2000, a, "t", "x", 100).answer.type, Type::kGranted);
@@ -162,7 +179,7 @@ TEST(StateMachine, KickEndsTheTargetAndHelloSetsTheLabel) {
   EXPECT_EQ(kicked.completions[0].session, b);
   kick.target = 99;
   EXPECT_EQ(m.apply(3, {kick}).commands[0].answer, make_answer(Type::kError, 0, protocol::ErrorCode::kNotFound));
-  EXPECT_EQ(m.apply(4, {CloseSession{a, CloseCause::kClosed}}).commands[0].answer.type, Type::kNoSession);
+  EXPECT_EQ(m.apply(4, {make_close(a, CloseCause::kClosed)}).commands[0].answer.type, Type::kNoSession);
 }
 
 TEST(StateMachine, ACorruptedEntryIsRefusedAndChangesNothing) {
@@ -170,7 +187,9 @@ TEST(StateMachine, ACorruptedEntryIsRefusedAndChangesNothing) {
   const SessionId a = m.open();
   EXPECT_EQ(m.take(0, a, "h", "x").answer.type, Type::kGranted);
   const std::string before = m.sm.snapshot();
-  Entry entry{100, {OpenSession{}, make_request(a, RequestVerb::kRelease, "r", "x"), AdvanceTime{}}};
+  SessionRequest release = make_request(a, RequestVerb::kRelease, "r", "x");
+  release.seq = 100;
+  Entry entry{100, {make_open(), release, AdvanceTime{}}};
   const std::string bytes = encode_entry(entry);
   for (std::size_t i = 0; i < bytes.size(); ++i) {
     std::string damaged = bytes;
@@ -182,7 +201,8 @@ TEST(StateMachine, ACorruptedEntryIsRefusedAndChangesNothing) {
   // A command that breaks the rules, after one that is fine: nothing of
   // the entry is applied.
   SessionRequest bad = make_request(a, RequestVerb::kAcquire, "t", "y", 0);
-  auto refused = m.sm.apply(m.index + 1, encode_entry(Entry{100, {OpenSession{}, bad}}));
+  bad.seq = 101;
+  auto refused = m.sm.apply(m.index + 1, encode_entry(Entry{100, {make_open(), bad}}));
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.status().message().find("count"), std::string::npos) << refused.status().message();
   // An index below the last one applied.
@@ -247,10 +267,201 @@ TEST(StateMachine, FencesKeepRisingThroughASnapshot) {
   Machine b;
   ASSERT_TRUE(b.sm.restore(a.sm.snapshot()).is_ok());
   b.index = a.index;
+  b.seqs = a.seqs;  // the host counts on
   EXPECT_EQ(b.take(10, s, "t", "x").answer.type, Type::kGranted);
   EXPECT_EQ(b.sm.table().stats().last_fence, fence + 1);
   // Sessions opened after the restore get new ids.
   EXPECT_EQ(b.open(), s + 1);
+}
+
+// What a duplicate or a refused command must leave alone: the semaphores
+// (values, holders with their fences, queues), the last fence, and every
+// session (its activity, host and last seq among them).
+struct Observed {
+  std::vector<server::TableImage::Semaphore> semaphores;
+  std::uint64_t last_fence = 0;
+  std::map<SessionId, SessionRecord> sessions;
+  std::optional<std::int64_t> next_expiry;
+  friend bool operator==(const Observed&, const Observed&) = default;
+};
+Observed observe(const StateMachine& sm) {
+  const server::TableImage image = sm.table().export_image();
+  return {image.semaphores, image.last_fence, sm.sessions(), sm.next_expiry_ms()};
+}
+
+TEST(StateMachine, AResentRequestIsADuplicateAndChangesNothing) {
+  Machine m;
+  m.apply(0, {Reconfigure{{{"pool", 1}}, 1000}});
+  const SessionId a = m.open(0);
+  const SessionId b = m.open(0);
+  SessionRequest take = make_request(a, RequestVerb::kAcquire, "t1", "pool");
+  take.seq = 1;
+  const CommandResult granted = m.apply(10, {take}).commands[0];
+  ASSERT_EQ(granted.answer.type, Type::kGranted);
+  EXPECT_EQ(m.take(20, b, "t1", "pool").answer.type, Type::kQueued);
+  EXPECT_EQ(m.sm.sessions().at(a).last_seq, 1u);
+
+  // The host proposes the ACQUIRE again (a leader change lost its outcome):
+  // no second grant, no new fence, no activity.
+  Observed before = observe(m.sm);
+  const CommandResult again = m.apply(500, {take}).commands[0];
+  EXPECT_EQ(again.answer, make_answer(Type::kDuplicate, 1));
+  EXPECT_TRUE(again.completions.empty());
+  EXPECT_EQ(observe(m.sm), before);
+  EXPECT_EQ(m.sm.sessions().at(a).last_activity_ms, 10);
+
+  // A RELEASE that grants b, then the same RELEASE and an older seq again.
+  SessionRequest release = make_request(a, RequestVerb::kRelease, "r", "pool");
+  release.seq = 5;
+  const CommandResult released = m.apply(600, {release}).commands[0];
+  EXPECT_EQ(released.answer, make_answer(Type::kValue, 0));
+  ASSERT_EQ(released.completions.size(), 1u);
+  EXPECT_EQ(released.completions[0].session, b);
+  before = observe(m.sm);
+  for (const std::uint64_t seq : {5, 4, 1}) {
+    release.seq = seq;
+    const CommandResult resent = m.apply(700, {release}).commands[0];
+    EXPECT_EQ(resent.answer, make_answer(Type::kDuplicate, 5)) << "seq " << seq;
+    EXPECT_TRUE(resent.completions.empty()) << "seq " << seq;
+    EXPECT_EQ(observe(m.sm), before) << "seq " << seq;
+  }
+  // A duplicate is no activity: a expires at 600 + 1000.
+  EXPECT_EQ(m.sm.next_expiry_ms(), 1020);                                  // b, active at 20
+  EXPECT_EQ(m.apply(1599, {AdvanceTime{}}).commands[0].ended.size(), 1u);  // b
+  EXPECT_EQ(m.apply(1600, {AdvanceTime{}}).commands[0].ended, (std::vector<Ended>{{a, CloseCause::kIdle, 0}}));
+}
+
+TEST(StateMachine, CommandsFromAServerThatDoesNotHostTheSessionChangeNothing) {
+  Machine m;
+  m.apply(0, {Reconfigure{{}, 1000}});
+  const SessionId a = m.apply(0, {make_open("", "peer", "v1", 1)}).commands[0].answer.number;
+  EXPECT_EQ(m.take(10, a, "h", "x").answer.type, Type::kGranted);
+  EXPECT_EQ(m.sm.sessions().at(a).host, 1u);
+  const Observed before = observe(m.sm);
+
+  SessionRequest release = make_request(a, RequestVerb::kRelease, "r", "x");
+  release.origin = 2;
+  release.seq = 2;
+  const std::vector<Command> refused = {release, make_close(a, CloseCause::kClosed, 2), make_touch(a, 2)};
+  const EntryResults results = m.apply(900, refused);
+  for (const CommandResult& c : results.commands) {
+    EXPECT_EQ(c.answer, make_answer(Type::kNotHost, 1));
+    EXPECT_TRUE(c.completions.empty());
+    EXPECT_TRUE(c.ended.empty());
+  }
+  EXPECT_EQ(observe(m.sm), before);
+  // Its host's seq 2 is not taken by the refused one.
+  release.origin = 1;
+  EXPECT_EQ(m.apply(950, {release}).commands[0].answer, make_answer(Type::kValue, 1));
+  // The other server's touch kept nothing alive: silent since 950.
+  EXPECT_EQ(m.apply(1950, {AdvanceTime{}}).commands[0].ended, (std::vector<Ended>{{a, CloseCause::kIdle, 0}}));
+}
+
+TEST(StateMachine, ResumeMovesTheHostAndAWrongSecretChangesNothing) {
+  Machine m;
+  m.apply(0, {Reconfigure{{}, 1000}});
+  const SessionId a = m.apply(0, {make_open("", "peer", "v1", 1, 77, kSecret)}).commands[0].answer.number;
+  EXPECT_EQ(m.take(10, a, "h", "x").answer.type, Type::kGranted);
+  EXPECT_EQ(m.take(20, a, "h2", "y").answer.type, Type::kGranted);
+  EXPECT_EQ(m.sm.sessions().at(a).secret, kSecret);
+
+  // Wrong secrets: one character off, a prefix, another length.
+  std::string off = kSecret;
+  off.back() = off.back() == 'f' ? 'e' : 'f';
+  const Observed before = observe(m.sm);
+  for (const std::string& wrong : {off, kSecret.substr(0, 16), kSecret + "00"}) {
+    const CommandResult denied = m.apply(500, {make_resume(a, 2, wrong)}).commands[0];
+    EXPECT_EQ(denied.answer, make_answer(Type::kError, 0, protocol::ErrorCode::kDenied)) << wrong;
+    EXPECT_EQ(observe(m.sm), before) << wrong;
+  }
+  EXPECT_EQ(m.apply(500, {make_resume(a + 1, 2)}).commands[0].answer.type, Type::kNoSession);
+
+  // The right secret: server 2 hosts it from now on and counts on from
+  // the last seq; the session is touched.
+  const CommandResult resumed = m.apply(600, {make_resume(a, 2)}).commands[0];
+  EXPECT_EQ(resumed.answer, make_answer(Type::kOk, 2));
+  EXPECT_EQ(m.sm.sessions().at(a).host, 2u);
+  EXPECT_EQ(m.sm.sessions().at(a).last_activity_ms, 600);
+  EXPECT_EQ(m.sm.next_expiry_ms(), 1600);
+  // The old host's late commands: refused, the holds stay.
+  SessionRequest release = make_request(a, RequestVerb::kRelease, "r", "x");
+  release.origin = 1;
+  release.seq = 3;
+  EXPECT_EQ(m.apply(700, {release}).commands[0].answer, make_answer(Type::kNotHost, 2));
+  EXPECT_EQ(m.apply(700, {make_close(a, CloseCause::kClosed, 1)}).commands[0].answer, make_answer(Type::kNotHost, 2));
+  EXPECT_TRUE(m.sm.sessions().contains(a));
+  EXPECT_EQ(m.sm.table().export_image().last_fence, 2u);
+
+  // Host, last seq and secret survive a snapshot.
+  Machine restored;
+  ASSERT_TRUE(restored.sm.restore(m.sm.snapshot()).is_ok());
+  restored.index = m.index;
+  EXPECT_EQ(restored.sm.sessions(), m.sm.sessions());
+  release.origin = 2;
+  EXPECT_EQ(restored.apply(800, {release}).commands[0].answer, make_answer(Type::kValue, 1));
+  EXPECT_EQ(restored.apply(800, {release}).commands[0].answer, make_answer(Type::kDuplicate, 3));
+  const CommandResult closed = restored.apply(900, {make_close(a, CloseCause::kQuit, 2)}).commands[0];
+  EXPECT_EQ(closed.ended, (std::vector<Ended>{{a, CloseCause::kQuit, 0}}));
+}
+
+TEST(StateMachine, MembersAreReplicatedAndRoundTripThroughASnapshot) {
+  Machine m;
+  const EntryResults set =
+      m.apply(0, {SetMember{1, "127.0.0.1:53555"}, SetMember{3, "127.0.0.3:53555"}, SetMember{2, "127.0.0.2:53555"},
+                  SetMember{2, "[::1]:7000"}, RemoveMember{3}, RemoveMember{9}});
+  for (const CommandResult& c : set.commands) EXPECT_EQ(c.answer, make_answer(Type::kOk));
+  const std::map<ServerId, std::string> expected = {{1, "127.0.0.1:53555"}, {2, "[::1]:7000"}};
+  EXPECT_EQ(m.sm.members(), expected);
+  const std::string bytes = m.sm.snapshot();
+  Machine restored;
+  restored.apply(0, {SetMember{5, "other:1"}});
+  ASSERT_TRUE(restored.sm.restore(bytes).is_ok());
+  EXPECT_EQ(restored.sm.members(), expected);
+  EXPECT_EQ(restored.sm.snapshot(), bytes);
+  // A snapshot without members empties them.
+  ASSERT_TRUE(restored.sm.restore(Machine().sm.snapshot()).is_ok());
+  EXPECT_TRUE(restored.sm.members().empty());
+}
+
+// Snapshots of version 1, and version 2 ones that break the new
+// invariants under a good checksum, are refused and change nothing.
+TEST(StateMachine, SnapshotsOfVersion1OrWithoutAHostOrASecretAreRefused) {
+  Machine source;
+  source.apply(0, {SetMember{4, "127.0.0.4:53555"}});
+  source.open(0);
+  const std::string good = source.sm.snapshot();
+  auto body = wire::open_frame(good, kSnapshotMagic, kSnapshotVersion, "snapshot");
+  ASSERT_TRUE(body);
+  const auto framed = [](std::string_view bytes, std::uint8_t version) {
+    wire::Writer w = wire::begin_frame(kSnapshotMagic, version);
+    w.bytes() += std::string(bytes);
+    return wire::end_frame(w);
+  };
+  ASSERT_TRUE(Machine().sm.restore(framed(*body, kSnapshotVersion)).is_ok());
+  Machine m;
+  m.apply(0, {SetMember{1, "h:1"}});
+  const std::string before = m.sm.snapshot();
+  EXPECT_NE(m.sm.restore(framed(*body, 1)).message().find("unknown version 1"), std::string::npos);
+
+  // The session's host is the u64 16 bytes before its secret's length.
+  const std::size_t secret_at = std::string(*body).find(kSecret);
+  ASSERT_NE(secret_at, std::string::npos);
+  std::string no_host(*body);
+  no_host.replace(secret_at - 2 - 16, 8, std::string(8, '\0'));
+  EXPECT_NE(m.sm.restore(framed(no_host, kSnapshotVersion)).message().find("host 0"), std::string::npos);
+  std::string bad_secret(*body);
+  bad_secret[secret_at] = 'G';
+  EXPECT_NE(m.sm.restore(framed(bad_secret, kSnapshotVersion)).message().find("invalid secret"), std::string::npos);
+  const std::size_t address_at = std::string(*body).find("127.0.0.4:53555");
+  ASSERT_NE(address_at, std::string::npos);
+  std::string no_id(*body);
+  no_id.replace(address_at - 2 - 8, 8, std::string(8, '\0'));
+  EXPECT_NE(m.sm.restore(framed(no_id, kSnapshotVersion)).message().find("member 0"), std::string::npos);
+  std::string bad_address(*body);
+  bad_address[address_at + 9] = ' ';
+  EXPECT_NE(m.sm.restore(framed(bad_address, kSnapshotVersion)).message().find("invalid client address"),
+            std::string::npos);
+  EXPECT_EQ(m.sm.snapshot(), before);
 }
 
 }  // namespace
