@@ -335,6 +335,11 @@ Status RaftNode::Impl::open() {
   const RaftOptions& o = options_;
   if (o.id == 0) return Status(StatusCode::kInvalidArgument, "the raft id must be > 0");
   if (Status s = check_address(o.address); !s) return s;
+  if (!o.bind_address.empty()) {
+    if (Status s = check_address(o.bind_address + o.address.substr(o.address.rfind(':'))); !s) {
+      return Status(StatusCode::kInvalidArgument, "bind address: " + s.message());
+    }
+  }
   if (o.heartbeat_timeout.count() <= 0 || o.election_timeout <= o.heartbeat_timeout) {
     return Status(StatusCode::kInvalidArgument, "the heartbeat timeout must be > 0 and below the election timeout");
   }
@@ -361,6 +366,13 @@ Status RaftNode::Impl::open() {
   loop_open_ = true;
   if (int rv = raft_uv_tcp_init(&transport_, &loop_); rv != 0) return raft_status(rv, "raft transport", "");
   transport_open_ = true;
+  if (!o.bind_address.empty()) {
+    // Listen there, on the advertised port (libraft requires the same one).
+    const std::string bind = o.bind_address + o.address.substr(o.address.rfind(':'));
+    if (int rv = raft_uv_tcp_set_bind_address(&transport_, bind.c_str()); rv != 0) {
+      return raft_status(rv, "raft bind address " + bind, "");
+    }
+  }
   if (int rv = raft_uv_init(&io_, &loop_, o.data_dir.c_str(), &transport_); rv != 0) {
     return raft_status(rv, "raft data directory " + o.data_dir, io_.errmsg);
   }

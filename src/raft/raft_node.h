@@ -72,6 +72,11 @@ std::string_view role_name(Role role);
 struct RaftOptions {
   std::uint64_t id = 0;  // this server's id, > 0
   std::string address;   // this server's "a.b.c.d:port": where it listens and how peers reach it
+  // When set, an IPv4 address "a.b.c.d" the listener binds to instead of
+  // `address`'s, on its port (libraft's raft_uv_tcp_set_bind_address): for
+  // a server that peers reach through a translated address (a container,
+  // NAT, a test's proxy), or that listens on every interface ("0.0.0.0").
+  std::string bind_address;
   std::string data_dir;  // must exist; libraft's log, metadata and snapshots (docs/replication.md)
   // The first configuration (this server among them), written to the data
   // directory on the first start only; ignored when the directory holds a

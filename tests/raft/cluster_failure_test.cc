@@ -14,6 +14,7 @@
 #include <regex>
 
 #include "raft/node_process.h"
+#include "raft/partition_proxy.h"
 
 namespace netsem::raft::testing {
 namespace {
@@ -108,6 +109,51 @@ TEST(RaftFailure, StoppedLeaderCannotCommitAndFollowsAfterContinue) {
   ASSERT_TRUE(answer);
   std::printf("the woken leader's proposal: %s\n", answer->c_str());
   EXPECT_NE(answer->find(" err UNAVAILABLE"), std::string::npos) << *answer;
+  EXPECT_TRUE(cluster.wait_status(
+      leader, [&](auto& s) { return s["role"] == "follower" && s["leader"] == std::to_string(new_leader); }));
+  ASSERT_TRUE(ok(propose(cluster, new_leader, "c", "p:last")));
+  ASSERT_TRUE(cluster.wait_same_log(kThree, 3));
+  for (int i : kThree) EXPECT_EQ(log_of(cluster, i), "log 3 p:before p:after p:last") << "node " << i;
+}
+
+// A leader cut off from both followers by a partition (a PartitionProxy
+// between the servers: silence, not resets) cannot commit: what it accepts
+// meanwhile never commits, it steps down once it has not heard a majority
+// for an election timeout, the other two elect a leader and go on, and
+// after the partition heals the old leader follows and its uncommitted
+// entry is replaced by the majority's log.
+TEST(RaftFailure, PartitionedLeaderCannotCommitAndTheMajorityGoesOn) {
+  Cluster cluster(fast_timeouts());
+  cluster.bind_privately();
+  PartitionProxy proxy({{1, "127.0.0.1", "127.0.1.1", cluster.port()},
+                        {2, "127.0.0.2", "127.0.1.2", cluster.port()},
+                        {3, "127.0.0.3", "127.0.1.3", cluster.port()}});
+  ASSERT_TRUE(proxy.ok()) << proxy.error();
+  start_three(cluster);
+  const int leader = cluster.wait_leader(kThree);
+  ASSERT_NE(leader, 0);
+  ASSERT_TRUE(ok(propose(cluster, leader, "a", "p:before")));
+  ASSERT_TRUE(cluster.wait_same_log(kThree, 1));
+  const int follower = others(leader).front();
+  ASSERT_GT(proxy.connections(leader, follower) + proxy.connections(follower, leader), 0u)
+      << "the servers do not talk through the proxy";
+
+  proxy.isolate(leader);
+  const auto cut_at = Clock::now();
+  cluster.node(leader).send("propose cut p:while-cut");  // accepted by the old leader, never committed
+  const int new_leader = cluster.wait_leader(others(leader));
+  ASSERT_NE(new_leader, 0);
+  ASSERT_NE(new_leader, leader);
+  std::printf("leader %d cut off: %d leads %lld ms later\n", leader, new_leader, ms_since(cut_at));
+  ASSERT_TRUE(ok(propose(cluster, new_leader, "b", "p:after")));
+  // The old leader steps down by itself: it has heard no majority.
+  EXPECT_TRUE(cluster.wait_status(
+      leader, [](auto& s) { return s["role"] != "leader"; }, milliseconds(5000)));
+  auto answer = cluster.node(leader).wait_prefix("done cut ", milliseconds(5000));
+  ASSERT_TRUE(answer) << "the cut leader's proposal was never answered";
+  EXPECT_NE(answer->find(" err "), std::string::npos) << *answer;
+
+  proxy.heal();
   EXPECT_TRUE(cluster.wait_status(
       leader, [&](auto& s) { return s["role"] == "follower" && s["leader"] == std::to_string(new_leader); }));
   ASSERT_TRUE(ok(propose(cluster, new_leader, "c", "p:last")));

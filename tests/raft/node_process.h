@@ -202,6 +202,10 @@ class Cluster {
   }
 
   std::string address(int i) const { return "127.0.0." + std::to_string(i) + ":" + std::to_string(port_); }
+  std::uint16_t port() const { return port_; }
+  // From now on node i listens on 127.0.1.i (the same port) while its peers
+  // still reach it at address(i): where a PartitionProxy listens.
+  void bind_privately() { bind_privately_ = true; }
   std::string data_dir(int i) const { return dir_ + "/node" + std::to_string(i); }
   std::string stderr_path(int i) const { return dir_ + "/node" + std::to_string(i) + ".err"; }
   std::string bootstrap(int n) const {
@@ -231,6 +235,10 @@ class Cluster {
     if (!bootstrap_servers.empty()) {
       argv.push_back("--bootstrap");
       argv.push_back(bootstrap_servers);
+    }
+    if (bind_privately_) {
+      argv.push_back("--bind");
+      argv.push_back("127.0.1." + std::to_string(i));
     }
     argv.insert(argv.end(), extra_.begin(), extra_.end());
     if (!node(i).start(argv, stderr_path(i))) return false;
@@ -298,6 +306,7 @@ class Cluster {
   std::vector<std::string> extra_;
   std::string dir_;
   std::uint16_t port_ = 0;
+  bool bind_privately_ = false;
   std::map<int, std::unique_ptr<NodeProcess>> nodes_;
 };
 
