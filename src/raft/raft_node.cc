@@ -30,6 +30,7 @@ extern "C" {
 #include <utility>
 
 #include "raft/entry_format.h"
+#include "raft/open_segments.h"
 
 namespace netsem::raft {
 
@@ -361,6 +362,10 @@ Status RaftNode::Impl::open() {
     return Status(err == EWOULDBLOCK ? StatusCode::kBusy : StatusCode::kIoError,
                   "raft data directory " + o.data_dir + " is in use by another node (" + std::strerror(err) + ")");
   }
+
+  // libraft would take damage in the open segment for a torn write and drop
+  // what follows it: refused here first (open_segments.h).
+  if (Status checked = check_open_segments(o.data_dir); !checked) return checked;
 
   if (int rv = uv_loop_init(&loop_); rv != 0) return Status(StatusCode::kInternal, uv_strerror(rv));
   loop_open_ = true;

@@ -281,6 +281,66 @@ TEST(RaftFailure, DamagedDataDirectoryIsRefusedAndLeftAsItWas) {
   EXPECT_EQ(files_of(cluster.data_dir(victim)), before);
 }
 
+// The open segment (entries were being appended to it when the node died):
+// libraft 0.15 takes any batch there that fails its checksum for a torn write
+// and drops it and all after it, so RaftNode checks first
+// (raft/open_segments.h). A damaged batch in the middle, with written
+// batches after it, is refused and the directory left as it was; the same
+// segment with its last batch torn (zeros after it) starts, and the node
+// catches up from the leader.
+TEST(RaftFailure, DamageInTheOpenSegmentIsRefusedATornLastWriteIsNot) {
+  Cluster cluster(fast_timeouts());
+  start_three(cluster);
+  const int leader = cluster.wait_leader(kThree);
+  ASSERT_NE(leader, 0);
+  for (int n = 0; n < 20; ++n)
+    ASSERT_TRUE(ok(propose(cluster, leader, "a" + std::to_string(n), "p:a" + std::to_string(n))));
+  ASSERT_TRUE(cluster.wait_same_log(kThree, 20));
+  // libraft closes the first open segments early; the entries after that
+  // stay in the open one until the node stops.
+  for (int n = 20; n < 40; ++n)
+    ASSERT_TRUE(ok(propose(cluster, leader, "a" + std::to_string(n), "p:a" + std::to_string(n))));
+  ASSERT_TRUE(cluster.wait_same_log(kThree, 40));
+  const int victim = others(leader)[0];
+  cluster.node(victim).kill_now();  // the open segment stays open
+
+  std::string segment;
+  for (const auto& [name, bytes] : files_of(cluster.data_dir(victim))) {
+    const std::size_t last = bytes.find_last_not_of('\0');
+    if (name.starts_with("open-") && last != std::string::npos && last > 256) segment = name;
+  }
+  ASSERT_FALSE(segment.empty()) << "no written open segment in " << cluster.data_dir(victim);
+  const std::string path = cluster.data_dir(victim) + "/" + segment;
+  const std::string original = files_of(cluster.data_dir(victim))[segment];
+  const std::size_t written = original.find_last_not_of('\0') + 1;
+  const auto write_segment = [&](const std::string& bytes) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  };
+
+  // Damage in the middle: refused, nothing changed.
+  std::string damaged = original;
+  damaged[written / 2] = static_cast<char>(damaged[written / 2] ^ 0x5a);
+  write_segment(damaged);
+  const auto before = files_of(cluster.data_dir(victim));
+  ASSERT_TRUE(cluster.start(victim, cluster.bootstrap(3), /*wait=*/false));
+  auto exit_status = cluster.node(victim).wait_exit(milliseconds(10000));
+  ASSERT_TRUE(exit_status) << "a node with a damaged open segment started";
+  EXPECT_TRUE(WIFEXITED(*exit_status) && WEXITSTATUS(*exit_status) == 1);
+  const std::string err = cluster.stderr_of(victim);
+  std::printf("refused: %s", err.c_str());
+  EXPECT_NE(err.find("CORRUPTION"), std::string::npos) << err;
+  EXPECT_NE(err.find(segment + ": the batch at byte"), std::string::npos) << err;
+  EXPECT_TRUE(files_of(cluster.data_dir(victim)) == before) << "the damaged directory was changed";
+
+  // The last batch torn (its last bytes never written): starts, catches up.
+  std::string torn = original;
+  for (std::size_t i = written - 8; i < written; ++i) torn[i] = 0;
+  write_segment(torn);
+  ASSERT_TRUE(cluster.start(victim, cluster.bootstrap(3))) << cluster.stderr_of(victim);
+  ASSERT_TRUE(ok(propose(cluster, leader, "last", "p:last")));
+  ASSERT_TRUE(cluster.wait_same_log(kThree, 41));
+}
+
 TEST(RaftFailure, DataDirectoryInUseIsRefused) {
   Cluster cluster(fast_timeouts());
   ASSERT_TRUE(cluster.start(1, "1@" + cluster.address(1))) << cluster.stderr_of(1);
