@@ -52,7 +52,7 @@ void BM_ApplyContendedBatch(benchmark::State& state) {
   // Step k is session (k / 2) % 64 + 1's request number (k / 128) * 2 + k % 2
   // + 1, so seqs rise forever; entries are made outside the timing, a chunk
   // at a time.
-  const std::size_t chunk = std::max<std::size_t>(64, 65536 / batch);
+  const std::size_t chunk = std::max<std::size_t>(64, 4096 / batch);
   std::vector<std::string> entries;
   std::size_t step = 0;
   std::int64_t time = 0;
