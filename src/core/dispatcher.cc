@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "common/log.h"
+#include "core/answers.h"
 #include "protocol/names.h"
 #include "stats/render.h"
 
@@ -22,34 +23,6 @@ namespace {
 
 // ACE sessions have one request at a time; its tag is internal.
 constexpr std::string_view kAceTag = "ace";
-// HELLO's answer before the session id: the protocol version spoken.
-constexpr std::string_view kHelloVersion = "netsem 1.1 ";
-// Protocol 1.1's names of the dialects, and an ACE session's label.
-constexpr std::string_view kAceDialect = "ace";
-constexpr std::string_view kAceLabel = "ace";
-
-std::string_view detail_for(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::kNotFound:
-      return "no such semaphore";
-    case ErrorCode::kNotHeld:
-      return "this session holds fewer permits than that";
-    case ErrorCode::kOverflow:
-      return "value would exceed max";
-    case ErrorCode::kTooMany:
-      return "count exceeds the semaphore's max";
-    case ErrorCode::kExists:
-      return "a semaphore of that name exists";
-    case ErrorCode::kBusy:
-      return "the semaphore is defined, held or waited on";
-    case ErrorCode::kDuplicateTag:
-      return "the tag names a request still pending";
-    case ErrorCode::kLimit:
-      return "a server limit was reached";
-    default:
-      return "request refused";
-  }
-}
 
 protocol::SemaphoreView view_of(const SemaphoreInfo& info) {
   return {info.name, info.value, info.max, info.holders, info.waiters, kind_name(info.kind)};
@@ -162,7 +135,7 @@ void Dispatcher::handle_request(SessionState& session) {
     }
     case Verb::kCancel: {
       const auto error = table_.cancel(session.id, request_.pending_tag, completions_);
-      if (error != ErrorCode::kNone) return answer_error(session, tag, error, "no pending request with that tag");
+      if (error != ErrorCode::kNone) return answer_error(session, tag, error);
       protocol::append_ok(session.out, tag);
       deliver_completions();
       return;
@@ -199,12 +172,7 @@ void Dispatcher::handle_request(SessionState& session) {
       return;
     case Verb::kHello: {
       if (request_.has_name) session.label.assign(request_.name);
-      std::string text = std::string(kHelloVersion) + std::to_string(session.id);
-      protocol::append_ok_text(session.out, tag, text);
-      if (!session.label.empty()) {
-        logs_.event(logs_.sessions, "session label",
-                    {{"session", session.id}, {"peer", session.peer}, {"label", session.label}});
-      }
+      answers::append_hello(session, tag, logs_);
       return;
     }
     case Verb::kQuit:
@@ -241,7 +209,7 @@ std::string_view Dispatcher::label_of(SessionId id) const {
   const auto found = sessions_.find(id);
   if (found == sessions_.end()) return {};  // not reached: the table knows open sessions only
   const SessionState& other = *found->second;
-  return other.dialect == protocol::Dialect::kAce ? kAceLabel : std::string_view(other.label);
+  return other.dialect == protocol::Dialect::kAce ? answers::kAceLabel : std::string_view(other.label);
 }
 
 void Dispatcher::start_rows(SessionState& session, std::string_view tag, SessionState::ListStream::Kind kind) {
@@ -307,7 +275,7 @@ bool Dispatcher::produce_rows(SessionState& session, std::size_t stop_at) {
         protocol::append_session_item(
             out, list.tag,
             {other->id, other->peer, dialect_name(*other), load.permits_held, static_cast<std::int64_t>(load.pending),
-             ms(other->began), ms(other->last_activity), ace ? kAceLabel : std::string_view(other->label)});
+             ms(other->began), ms(other->last_activity), ace ? answers::kAceLabel : std::string_view(other->label)});
         ++list.count;
         list.after = other->id;
       }
@@ -331,7 +299,7 @@ void Dispatcher::kick(SessionState& session, std::string_view tag) {
     return answer_error(session, tag, ErrorCode::kBadArg, "a session id is a decimal number 1..18446744073709551615");
   }
   const auto found = sessions_.find(id);
-  if (found == sessions_.end()) return answer_error(session, tag, ErrorCode::kNotFound, "no such session");
+  if (found == sessions_.end()) return answer_error(session, tag, ErrorCode::kNotFound);
   SessionState& target = *found->second;
   protocol::append_ok(session.out, tag);
   spdlog::info("session {} ({}) kicked session {} ({})", session.id, session.peer, target.id, target.peer);
@@ -576,35 +544,12 @@ void Dispatcher::handle_take(SessionState& session, TakeMode mode) {
   take.timeout_ms = request_.timeout_ms;
   take.now = now();
   const TakeResult result = table_.take(take, completions_);
-  switch (result.type) {
-    case TakeResult::Type::kGranted:
-      protocol::append_ok_number(session.out, take.tag, result.fence);
-      break;
-    case TakeResult::Type::kQueued:
-      if (session.queued_lines) protocol::append_queued(session.out, take.tag, result.position);
-      break;
-    case TakeResult::Type::kTimedOut:
-      protocol::append_timeout(session.out, take.tag);
-      break;
-    case TakeResult::Type::kError:
-      answer_error(session, take.tag, result.error, result.no_fence ? kNoFenceDetail : std::string_view());
-      break;
-  }
+  answers::append_take(session, take.tag, request_.verb, take.name, result);
   deliver_completions();
 }
 
 void Dispatcher::answer_error(SessionState& session, std::string_view tag, ErrorCode code, std::string_view detail) {
-  if (detail.empty()) detail = detail_for(code);
-  std::string message(detail);
-  const Verb verb = request_.verb;
-  const bool names_semaphore = verb == Verb::kAcquire || verb == Verb::kWait || verb == Verb::kRelease ||
-                               verb == Verb::kPost || verb == Verb::kCreate || verb == Verb::kDelete ||
-                               verb == Verb::kHolders || verb == Verb::kWaiters;
-  if (names_semaphore && code != ErrorCode::kDuplicateTag && code != ErrorCode::kLimit && code != ErrorCode::kAuth) {
-    message += ": ";
-    protocol::append_encoded_name(message, request_.name);
-  }
-  protocol::append_error(session.out, tag, code, message);
+  answers::append_request_error(session.out, tag, request_.verb, request_.name, code, detail);
 }
 
 void Dispatcher::end_with_error(SessionState& session, stats::EndCause cause, ErrorCode code,
@@ -618,8 +563,7 @@ void Dispatcher::end_with_error(SessionState& session, stats::EndCause cause, Er
     session.out.resize(sendable);
     session.holds.clear();
   }
-  if (session.dialect != protocol::Dialect::kAce) protocol::append_error(session.out, {}, code, message);
-  session.events->end(cause, message);
+  answers::end_with_error(session, cause, code, message);
 }
 
 // --- LIST ---
@@ -736,8 +680,7 @@ void Dispatcher::handle_ace(SessionState& session, protocol::AceParser::Token to
       std::int64_t value = 0;
       const auto error = table_.release(session.id, session.ace_name, 1, value, completions_);
       deliver_completions();
-      if (error == ErrorCode::kNone) session.out.append(protocol::kAceOk);
-      session.events->end(stats::EndCause::kQuit, "ACE: released");
+      answers::ace_released(session, error);
       return;
     }
     case protocol::AceParser::Token::kAcquire: {
@@ -765,18 +708,7 @@ void Dispatcher::handle_ace(SessionState& session, protocol::AceParser::Token to
       take.now = session.last_activity;
       const TakeResult result = table_.take(take, completions_);
       deliver_completions();
-      if (result.type == TakeResult::Type::kGranted) {
-        session.ace_stage = AceStage::kHolding;
-        session.out.append(protocol::kAceLocked);
-        session.events->timer_changed();
-      } else if (result.type == TakeResult::Type::kQueued) {
-        session.ace_stage = AceStage::kQueued;
-        session.events->timer_changed();
-      } else {
-        logs_.log(logs_.ace, "session {} ({}): ACE acquire refused: {}", session.id, session.peer,
-                  protocol::error_code_name(result.error));
-        session.events->end(stats::EndCause::kError, "ACE: acquire refused");
-      }
+      answers::ace_take(session, result, logs_);
       return;
     }
   }
@@ -786,20 +718,6 @@ void Dispatcher::ace_heartbeat(SessionState& session) {
   // At most one `wait|` a second and never a backlog: skip a beat while an
   // earlier token is still unwritten.
   if (session.unwritten() == 0) session.out.append(protocol::kAceWait);
-}
-
-void Dispatcher::deliver_ace(SessionState& session, const Completion& completion) {
-  if (completion.type != Completion::Type::kGranted || session.ace_stage != AceStage::kQueued) {
-    session.events->end(stats::EndCause::kError, "ACE: request ended");
-    return;
-  }
-  session.ace_stage = AceStage::kHolding;
-  session.out.append(protocol::kAceLocked);
-  // The holder's keep-alives are due from the grant on, not from the
-  // acquire: a long wait in the queue is not silence.
-  session.last_activity = now();
-  session.events->timer_changed();  // the idle timeout replaces the heartbeat
-  session.events->completion_added();
 }
 
 // --- completions ---
@@ -824,43 +742,14 @@ void Dispatcher::deliver_completions() {
 
 void Dispatcher::log_end(const SessionState& session, stats::EndCause cause) {
   if (!spdlog::should_log(logs_.sessions.level())) return;
-  const SessionLoad load = table_.session_load(session.id);
-  const bool ace = session.dialect == protocol::Dialect::kAce;
-  const std::string_view dialect = ace                                                ? kAceDialect
-                                   : session.dialect == protocol::Dialect::kUndecided ? std::string_view("none")
-                                                                                      : dialect_name(session);
-  const Clock::time_point at = now();
-  const std::int64_t lasted =
-      at <= session.began ? 0 : std::chrono::duration_cast<std::chrono::milliseconds>(at - session.began).count();
-  // An ACE session names its one semaphore; a v1 session holds any number.
-  logs_.event(logs_.sessions, "session ended",
-              {{"session", session.id},
-               {"peer", session.peer},
-               {"dialect", dialect},
-               {"label", ace ? kAceLabel : std::string_view(session.label)},
-               {"cause", stats::end_cause_name(cause)},
-               {"held", load.permits_held},
-               {"waiting", load.pending},
-               {"duration_ms", lasted},
-               {"name", ace ? std::optional<std::string_view>(session.ace_name) : std::nullopt}});
+  answers::log_end(logs_, session, cause, table_.session_load(session.id), now());
 }
 
 void Dispatcher::log_slow_grants() {
   std::vector<SlowGrant> slow = table_.take_slow_grants();
   for (const SlowGrant& grant : slow) {
     const auto found = sessions_.find(grant.session);
-    const SessionState* session = found == sessions_.end() ? nullptr : found->second;
-    const bool ace = session != nullptr && session->dialect == protocol::Dialect::kAce;
-    logs_.event(logs_.slow_waits, "slow wait",
-                {{"name", grant.name},
-                 {"waited_ms", grant.waited_ms},
-                 {"count", grant.count},
-                 {"fence", grant.fence},
-                 {"session", grant.session},
-                 {"peer", session != nullptr ? std::string_view(session->peer) : std::string_view()},
-                 {"label", ace                  ? kAceLabel
-                           : session != nullptr ? std::string_view(session->label)
-                                                : std::string_view()}});
+    answers::log_slow_grant(logs_, grant, found == sessions_.end() ? nullptr : found->second);
   }
 }
 
@@ -868,33 +757,7 @@ void Dispatcher::deliver(SessionState& session, const Completion& completion) {
   // A completion caused by a change the journal has not written yet (a WAIT
   // granted by a POST, say) waits for it, like the answer to the change.
   if (const std::uint64_t dependency = answer_dependency()) session.holds.push_back({session.out.size(), dependency});
-  if (session.dialect == protocol::Dialect::kAce) {
-    deliver_ace(session, completion);
-    return;
-  }
-  switch (completion.type) {
-    case Completion::Type::kGranted:
-      protocol::append_ok_number(session.out, completion.tag, completion.fence);
-      break;
-    case Completion::Type::kTimedOut:
-      protocol::append_timeout(session.out, completion.tag);
-      break;
-    case Completion::Type::kCancelled:
-      protocol::append_cancelled(session.out, completion.tag);
-      break;
-    case Completion::Type::kTooMany:
-      protocol::append_error(session.out, completion.tag, ErrorCode::kTooMany,
-                             "count exceeds the semaphore's max after a reload");
-      break;
-    case Completion::Type::kNotFound:
-      protocol::append_error(session.out, completion.tag, ErrorCode::kNotFound,
-                             "the semaphore left the configuration: WAIT of an undefined name");
-      break;
-    case Completion::Type::kNoFence:
-      protocol::append_error(session.out, completion.tag, ErrorCode::kLimit, kNoFenceDetail);
-      break;
-  }
-  session.events->completion_added();
+  answers::deliver(session, completion, now());
 }
 
 // --- time, configuration, output ---

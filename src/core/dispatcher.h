@@ -2,9 +2,10 @@
 // parsed request (a protocol v1 line, an ACE token) and the session's state,
 // calls the semaphore table, and appends the answer to the session's output;
 // the completions the table reports for other sessions' queued requests it
-// appends to theirs. It owns the one mapping from a table result (granted,
-// queued, timed out, cancelled, error) to an answer, for v1 and for ACE, and
-// the policies that depend on no socket: which answers wait for the journal,
+// appends to theirs. The mapping from a table result (granted, queued, timed
+// out, cancelled, error) to an answer, for v1 and for ACE, is answers.h's,
+// shared with the server on the replicated log; the dispatcher owns the
+// policies that depend on no socket: which answers wait for the journal,
 // how a LIST streams, the idle timeout of a session.
 //
 // API: the network layer frames the bytes it reads (protocol::LineFramer,
@@ -38,7 +39,7 @@
 // the answer of the request that caused them) and tells the session
 // (SessionEvents::completion_added) so it is written in the same turn. A
 // new blocking verb adds a Completion::Type if it needs a new answer, and
-// maps it in deliver().
+// maps it in answers::deliver().
 //
 // Thread safety: none; the server uses it from its event-loop thread only.
 #pragma once
@@ -53,6 +54,7 @@
 
 #include "auth/token_verifier.h"
 #include "config/config.h"
+#include "core/answers.h"
 #include "core/peer_logs.h"
 #include "core/session_state.h"
 #include "journal/journal_format.h"
@@ -110,10 +112,6 @@ class Dispatcher {
   static constexpr std::chrono::seconds kAceMinIdleTimeout{10};
   // The ACE client expects a `wait|` about once a second while queued.
   static constexpr std::chrono::seconds kAceHeartbeat{1};
-  // The detail of the LIMIT answer to a grant that found no fence reserved
-  // (the contract has no code for a server-side I/O failure).
-  static constexpr std::string_view kNoFenceDetail =
-      "the server cannot reserve fences (its data directory fails to write); retry later";
 
   // The clock: `clock(clock_context)` (steady_clock::now in netsemd, a
   // test's own time in tests); a plain function, not a std::function.
@@ -312,8 +310,9 @@ class Dispatcher {
   void log_end(const SessionState& session, stats::EndCause cause);
   // A "slow wait" line (PeerLogs::slow_waits) per grant the table kept.
   void log_slow_grants();
+  // Holds the completion for the journal if it must wait, then maps it
+  // (answers::deliver).
   void deliver(SessionState& session, const Completion& completion);
-  void deliver_ace(SessionState& session, const Completion& completion);
   // The journal sequence an answer appended now must wait for: the last
   // record made since the request (or turn) began, 0 when it made none.
   std::uint64_t answer_dependency() const {
