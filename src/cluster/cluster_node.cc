@@ -1,0 +1,337 @@
+// ClusterNode: the commands of hosted sessions into the log, the leader's
+// duties, the resends (cluster_node.h). The raft thread only runs RaftNode's
+// callbacks, which store an atomic (the term this node leads) or push to the
+// mailbox; everything else here runs on the loop thread.
+#include "cluster/cluster_node.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "replication/results.h"
+
+namespace netsem::cluster {
+
+namespace {
+
+// The most commands one forwarded entry carries.
+constexpr std::size_t kMaxForwardBatch = 1024;
+
+// What applied() matches a pending command by: its bytes alone (an entry
+// of that one command at time 0). A command sent twice has the same bytes.
+std::string key_of(const replication::Command& command) {
+  return replication::encode_entry(replication::Entry{0, {command}});
+}
+
+}  // namespace
+
+ClusterNode::ClusterNode(ClusterOptions options) : options_(std::move(options)) {}
+
+Result<std::unique_ptr<ClusterNode>> ClusterNode::start(ClusterOptions options) {
+  if (!options.clock) return Status(StatusCode::kInvalidArgument, "cluster node: no clock");
+  std::unique_ptr<ClusterNode> node(new ClusterNode(std::move(options)));
+  ClusterNode* self = node.get();
+  node->adapter_ = std::make_unique<ReplicaAdapter>(node->options_.limits, node->options_.sink);
+  raft::RaftOptions raft_options;
+  raft_options.id = node->options_.id;
+  raft_options.address = node->options_.raft_address;
+  raft_options.data_dir = node->options_.data_dir;
+  raft_options.bootstrap = node->options_.bootstrap;
+  raft_options.election_timeout = node->options_.election_timeout;
+  raft_options.heartbeat_timeout = node->options_.heartbeat_timeout;
+  raft_options.max_batch = node->options_.max_batch;
+  raft_options.snapshot_threshold = node->options_.snapshot_threshold;
+  raft_options.snapshot_trailing = node->options_.snapshot_trailing;
+  raft_options.on_role_change = [self](raft::Role role, std::uint64_t term) {
+    self->lead_term_.store(role == raft::Role::kLeader ? term : 0, std::memory_order_release);
+    if (self->options_.wake) self->options_.wake();
+  };
+  auto raft = raft::RaftNode::start(std::move(raft_options), *node->adapter_);
+  if (!raft) return raft.status();
+  node->raft_ = std::move(*raft);
+  return node;
+}
+
+ClusterNode::~ClusterNode() {
+  stop();
+}
+
+void ClusterNode::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (raft_) raft_->stop();  // every callback has run when it returns
+  lead_term_.store(0, std::memory_order_release);
+}
+
+void ClusterNode::post(Mail mail) {
+  {
+    std::lock_guard lock(mail_mu_);
+    mail_.push_back(std::move(mail));
+  }
+  if (options_.wake) options_.wake();
+}
+
+void ClusterNode::refresh_leader() {
+  const raft::NodeStatus s = raft_->status();
+  leader_id_ = s.leader_id;
+  term_ = std::max(s.term, lead_term_.load(std::memory_order_acquire));
+}
+
+void ClusterNode::propose(replication::Entry entry, std::uint64_t serial, Duty duty) {
+  const std::uint64_t term = lead_term_.load(std::memory_order_acquire);
+  ++counters_.proposed;
+  raft_->propose(replication::encode_entry(entry), [this, serial, duty, term](Result<std::string> result) {
+    if (duty == Duty::kNone) {
+      // A command of ours: an apply is seen by applied(); only a failure matters.
+      if (serial == 0 || result) return;
+      post(Mail{serial, duty, term, 0, result.status()});
+      return;
+    }
+    Mail mail{0, duty, term, 0, result.status()};
+    if (result) {
+      auto decoded = replication::decode_results(*result);
+      if (decoded) mail.index = decoded->index;
+    }
+    post(std::move(mail));
+  });
+}
+
+// The first thing proposed in a term this node leads is TouchAll.
+void ClusterNode::start_term_if_new(std::int64_t now_ms) {
+  const std::uint64_t term = lead_term_.load(std::memory_order_acquire);
+  if (term == 0 || term == started_term_) return;
+  started_term_ = term;
+  touch_all_index_ = 0;
+  check_configuration_ = true;
+  advance_in_flight_ = false;
+  advance_index_ = 0;
+  ++counters_.touch_alls;
+  propose(replication::Entry{now_ms, {replication::TouchAll{}}}, 0, Duty::kTouchAll);
+}
+
+Status ClusterNode::submit(replication::Command command) {
+  if (stopped_) return Status(StatusCode::kShutdown, "cluster node stopped");
+  if (Status checked = replication::check_command(command); !checked) return checked;
+  const std::uint64_t serial = ++next_serial_;
+  Pending pending;
+  pending.key = key_of(command);
+  pending.command = std::move(command);
+  by_key_.emplace(pending.key, serial);
+  auto [it, inserted] = pending_.emplace(serial, std::move(pending));
+  ++counters_.submitted;
+  if (!leads() && (leader_id_ == 0 || leader_id_ == options_.id)) refresh_leader();
+  send(serial, it->second, options_.clock());
+  return Status::ok();
+}
+
+void ClusterNode::send(std::uint64_t serial, Pending& pending, std::int64_t now_ms) {
+  if (leads()) {
+    start_term_if_new(now_ms);
+    propose(replication::Entry{now_ms, {pending.command}}, serial, Duty::kNone);
+    pending.sent_to = options_.id;
+    pending.sent_term = lead_term_.load(std::memory_order_acquire);
+  } else if (leader_id_ != 0 && leader_id_ != options_.id && options_.forwarder != nullptr) {
+    options_.forwarder->forward(leader_id_, replication::encode_entry(replication::Entry{0, {pending.command}}));
+    ++counters_.forwarded;
+    pending.sent_to = leader_id_;
+    pending.sent_term = term_;
+  } else {
+    return;  // no leader to send it to yet: tick() sends it when there is
+  }
+  pending.sent_ms = now_ms;
+  pending.failed = false;
+}
+
+Status ClusterNode::accept_forwarded(std::string_view bytes) {
+  if (stopped_) return Status(StatusCode::kShutdown, "cluster node stopped");
+  auto entry = replication::decode_entry(bytes);
+  if (!entry) return entry.status();
+  if (!leads()) return Status(StatusCode::kUnavailable, "not the leader");
+  if (entry->commands.empty()) return Status::ok();
+  const std::int64_t now = options_.clock();
+  start_term_if_new(now);
+  entry->time_ms = now;
+  ++counters_.accepted;
+  propose(std::move(*entry), 0, Duty::kNone);
+  return Status::ok();
+}
+
+void ClusterNode::applied(std::uint64_t index, const replication::Entry& entry) {
+  loop_applied_ = std::max(loop_applied_, index);
+  if (by_key_.empty()) return;
+  for (const replication::Command& command : entry.commands) {
+    const auto found = by_key_.find(key_of(command));
+    if (found == by_key_.end()) continue;
+    pending_.erase(found->second);
+    by_key_.erase(found);
+  }
+}
+
+void ClusterNode::drain_mail(const replication::StateMachine& loop_replica) {
+  (void)loop_replica;
+  std::vector<Mail> mail;
+  {
+    std::lock_guard lock(mail_mu_);
+    mail.swap(mail_);
+  }
+  for (Mail& m : mail) {
+    if (m.duty == Duty::kNone) {
+      const auto it = pending_.find(m.serial);
+      if (it == pending_.end()) continue;  // applied meanwhile
+      if (m.status.code() == StatusCode::kUnavailable) {
+        it->second.failed = true;  // send again to the leader known now
+      } else if (m.status.code() != StatusCode::kShutdown) {
+        // The state machine refused it: it will never apply.
+        ++counters_.refused;
+        const auto range = by_key_.equal_range(it->second.key);
+        for (auto k = range.first; k != range.second; ++k) {
+          if (k->second == m.serial) {
+            by_key_.erase(k);
+            break;
+          }
+        }
+        pending_.erase(it);
+      }
+      continue;
+    }
+    if (m.term != started_term_) continue;  // a term this node no longer leads
+    switch (m.duty) {
+      case Duty::kTouchAll:
+        if (m.status) touch_all_index_ = m.index;
+        break;
+      case Duty::kAdvanceTime:
+        if (m.status) {
+          advance_index_ = m.index;
+        } else {
+          advance_in_flight_ = false;
+        }
+        break;
+      case Duty::kReconfigure:
+        if (!m.status) check_configuration_ = true;
+        break;
+      case Duty::kNone:
+        break;
+    }
+  }
+}
+
+void ClusterNode::set_configuration(std::vector<std::pair<std::string, std::int64_t>> limits,
+                                    std::int64_t session_timeout_ms) {
+  std::sort(limits.begin(), limits.end());
+  configuration_.emplace(std::move(limits), session_timeout_ms);
+  check_configuration_ = true;
+}
+
+bool ClusterNode::differs_from_configuration(const replication::StateMachine& replica) const {
+  if (replica.session_timeout_ms() != configuration_->second) return true;
+  std::vector<std::pair<std::string, std::int64_t>> defined;
+  replica.table().list("", [&defined](const server::SemaphoreInfo& info) {
+    if (info.kind == server::SemaphoreKind::kDefined) defined.emplace_back(std::string(info.name), info.max);
+  });
+  std::sort(defined.begin(), defined.end());
+  return defined != configuration_->first;
+}
+
+std::int64_t ClusterNode::tick(std::int64_t now_ms, const replication::StateMachine& loop_replica) {
+  const std::int64_t election = options_.election_timeout.count();
+  const std::int64_t heartbeat = options_.heartbeat_timeout.count();
+  if (stopped_) return now_ms + election;
+  drain_mail(loop_replica);
+  loop_applied_ = std::max(loop_applied_, loop_replica.last_index());
+  refresh_leader();
+  std::int64_t next = now_ms + election;
+
+  // The leader's duties, in their order.
+  if (leads()) {
+    start_term_if_new(now_ms);
+    if (check_configuration_ && configuration_) {
+      if (touch_all_index_ != 0 && loop_replica.last_index() >= touch_all_index_) {
+        check_configuration_ = false;
+        if (differs_from_configuration(loop_replica)) {
+          ++counters_.reconfigures;
+          propose(replication::Entry{now_ms, {replication::Reconfigure{configuration_->first, configuration_->second}}},
+                  0, Duty::kReconfigure);
+        }
+      } else {
+        next = std::min(next, now_ms + heartbeat);
+      }
+    }
+    if (advance_in_flight_ && advance_index_ != 0 && loop_replica.last_index() >= advance_index_) {
+      advance_in_flight_ = false;
+    }
+    if (!advance_in_flight_) {
+      const auto due = loop_replica.next_expiry_ms();
+      if (due && now_ms >= *due) {
+        ++counters_.advances;
+        advance_in_flight_ = true;
+        advance_index_ = 0;
+        propose(replication::Entry{now_ms, {replication::AdvanceTime{}}}, 0, Duty::kAdvanceTime);
+      } else if (due) {
+        next = std::min(next, *due);
+      }
+    }
+    if (advance_in_flight_) next = std::min(next, now_ms + heartbeat);
+  }
+
+  // Resends: to a new leader (or term), after a refusal for not leading, or
+  // after 2 x election timeout without an apply.
+  const std::uint64_t target = leads() ? options_.id : (leader_id_ == options_.id ? 0 : leader_id_);
+  replication::Entry batch;
+  std::vector<Pending*> batched;
+  for (auto& [serial, p] : pending_) {
+    const bool due =
+        p.sent_to == 0 || p.sent_to != target || p.sent_term != term_ || p.failed || now_ms >= p.sent_ms + 2 * election;
+    if (target == 0 || (target != options_.id && options_.forwarder == nullptr)) {
+      next = std::min(next, now_ms + heartbeat);  // wait for a leader to send to
+      break;
+    }
+    if (!due) {
+      next = std::min(next, p.sent_ms + 2 * election);
+      continue;
+    }
+    if (p.sent_to != 0) ++counters_.resent;
+    if (target == options_.id) {
+      send(serial, p, now_ms);
+    } else {
+      batch.commands.push_back(p.command);
+      batched.push_back(&p);
+      if (batch.commands.size() == kMaxForwardBatch) {
+        options_.forwarder->forward(target, replication::encode_entry(batch));
+        ++counters_.forwarded;
+        batch.commands.clear();
+      }
+    }
+    next = std::min(next, now_ms + 2 * election);
+  }
+  if (!batch.commands.empty()) {
+    options_.forwarder->forward(target, replication::encode_entry(batch));
+    ++counters_.forwarded;
+  }
+  for (Pending* p : batched) {
+    p->sent_to = target;
+    p->sent_term = term_;
+    p->sent_ms = now_ms;
+    p->failed = false;
+  }
+  return std::max(next, now_ms);
+}
+
+ClusterStatus ClusterNode::status() const {
+  ClusterStatus out = counters_;
+  const raft::NodeStatus s = raft_->status();
+  out.role = s.role;
+  out.term = s.term;
+  out.leader_id = s.leader_id;
+  out.leader_address = s.leader_address;
+  if (const auto it = options_.client_addresses.find(s.leader_id); it != options_.client_addresses.end()) {
+    out.leader_client_address = it->second;
+  }
+  out.commit_index = s.commit_index;
+  out.raft_applied = adapter_->last_index();
+  out.loop_applied = loop_applied_;
+  out.lag = s.commit_index > loop_applied_ ? s.commit_index - loop_applied_ : 0;
+  out.pending = pending_.size();
+  out.failure = s.failure;
+  return out;
+}
+
+}  // namespace netsem::cluster

@@ -1,0 +1,81 @@
+// ReplicaAdapter: the raft thread's replica of netsem's replicated state.
+// It is the raft::StateMachine (src/raft/state_machine.h) that RaftNode
+// applies committed commands to, snapshots and restores, and it owns the
+// replication::StateMachine those calls go to. Every entry it applied and
+// every snapshot it restored is handed, in order, to a sink: the server posts
+// them to its event loop, which applies them to a second replica of its own
+// (the loop replica, docs/replication.md "The cluster node"), so that the
+// loop never reads the raft thread's state and the raft thread never waits
+// for the loop.
+//
+// Thread safety: apply, snapshot and restore run on the raft thread (or, for
+// the snapshot and log loaded at start, on the thread that starts RaftNode),
+// one call at a time, as RaftNode guarantees. last_index() may be read from
+// any thread. The sink is called from the same thread as the call that made
+// the event; it must not block (copy the event into a queue and wake the
+// loop): a sink that blocks delays heartbeats and can cost the leadership.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "netsem/status.h"
+#include "raft/state_machine.h"
+#include "replication/state_machine.h"
+#include "table/semaphore_table.h"
+
+namespace netsem::cluster {
+
+// What the raft thread's replica did, for the loop replica to do the same.
+struct ReplicaEvent {
+  enum class Kind : std::uint8_t {
+    kApplied,   // `bytes` is an entry (NSRE) applied at log `index`
+    kRestored,  // `bytes` is a snapshot (NSRS) that replaced the whole state; `index` its last index
+  };
+  Kind kind = Kind::kApplied;
+  std::uint64_t index = 0;
+  std::string bytes;
+  friend bool operator==(const ReplicaEvent&, const ReplicaEvent&) = default;
+};
+
+// Called once per applied entry and per restored snapshot, in the order they
+// happened. REQUIRES: does not block (see the thread-safety note above).
+using ReplicaSink = std::function<void(ReplicaEvent event)>;
+
+class ReplicaAdapter final : public raft::StateMachine {
+ public:
+  // `limits` must be the same on every replica (the loop replica's too).
+  ReplicaAdapter(server::TableLimits limits, ReplicaSink sink);
+  ~ReplicaAdapter() override;
+  ReplicaAdapter(const ReplicaAdapter&) = delete;
+  ReplicaAdapter& operator=(const ReplicaAdapter&) = delete;
+
+  // replication::StateMachine::apply; the entry goes to the sink when it was
+  // applied. An entry the state machine refuses (kCorruption, an index going
+  // back) changes nothing and is not handed on: the loop replica, applying
+  // the same bytes, would refuse it too.
+  Result<std::string> apply(std::uint64_t index, std::string_view command) override;
+  // The replica's snapshot, as is.
+  std::string snapshot() override;
+  // replication::StateMachine::restore; the snapshot goes to the sink when it
+  // was restored.
+  Status restore(std::string_view snapshot) override;
+
+  // The index of the last entry applied or snapshot restored (any thread).
+  std::uint64_t last_index() const { return last_index_.load(std::memory_order_acquire); }
+  // How many entries were applied and snapshots restored (any thread).
+  std::uint64_t applied_count() const { return applied_.load(std::memory_order_relaxed); }
+  std::uint64_t restored_count() const { return restored_.load(std::memory_order_relaxed); }
+
+ private:
+  replication::StateMachine machine_;  // the raft thread's only
+  ReplicaSink sink_;
+  std::atomic<std::uint64_t> last_index_{0};
+  std::atomic<std::uint64_t> applied_{0};
+  std::atomic<std::uint64_t> restored_{0};
+};
+
+}  // namespace netsem::cluster

@@ -1,0 +1,253 @@
+// ClusterNode (src/cluster/cluster_node.h) on three real nodes in one
+// process (tests/cluster/cluster_harness.h): node i on 127.0.0.i with its own
+// data directory, RaftNode and libraft underneath, and a loop replica kept by
+// the test thread as netsemd's loop will. Followers reach the leader through
+// InProcessForwarder (the leader node's accept_forwarded called directly):
+// the test's transport in place of the peer link's TCP.
+#include "cluster/cluster_node.h"
+
+#include <gtest/gtest.h>
+
+#include "cluster/cluster_harness.h"
+
+namespace netsem::cluster::testing {
+namespace {
+
+using replication::Answer;
+using replication::Command;
+using replication::OpenSession;
+using replication::RequestVerb;
+using replication::SessionRequest;
+using server::SessionId;
+
+bool is_touch_all(const Command& c) {
+  return std::holds_alternative<replication::TouchAll>(c);
+}
+bool is_reconfigure(const Command& c) {
+  return std::holds_alternative<replication::Reconfigure>(c);
+}
+
+SessionRequest acquire(SessionId session, std::string tag, std::string name, std::int64_t timeout_ms = -1) {
+  SessionRequest r;
+  r.session = session;
+  r.verb = RequestVerb::kAcquire;
+  r.tag = std::move(tag);
+  r.name = std::move(name);
+  r.timeout_ms = timeout_ms;
+  return r;
+}
+
+// Opens a session through node i and returns its id (0 on failure).
+SessionId open_session(TestCluster& cluster, int i, const std::string& peer) {
+  const OpenSession open{"", peer, "v1"};
+  EXPECT_TRUE(cluster.node(i).submit(open));
+  const replication::CommandResult* result = nullptr;
+  if (!cluster.pump_until([&] { return (result = cluster.result_of(i, open)) != nullptr; })) return 0;
+  EXPECT_EQ(result->answer.type, Answer::Type::kOpened);
+  return result->answer.number;
+}
+
+TEST(ClusterNode, SubmitOnTheLeaderReachesEveryReplicaInOneOrder) {
+  TestCluster cluster;
+  cluster.start_all();
+  const int leader = cluster.wait_leader();
+  ASSERT_NE(leader, 0);
+  const SessionId a = open_session(cluster, leader, "10.0.0.1:1");
+  ASSERT_NE(a, 0u);
+  for (int n = 0; n < 20; ++n) {
+    ASSERT_TRUE(cluster.node(leader).submit(acquire(a, "t" + std::to_string(n), "name" + std::to_string(n))));
+  }
+  ASSERT_TRUE(cluster.pump_until([&] {
+    for (int i : {1, 2, 3}) {
+      if (cluster.commands(i).size() < 22) return false;
+    }
+    return cluster.node(leader).status().pending == 0;
+  })) << cluster.commands(1).size()
+      << " " << cluster.commands(2).size() << " " << cluster.commands(3).size();
+  // The same entries at the same indexes everywhere, the first one TouchAll.
+  for (int i : {1, 2, 3}) {
+    ASSERT_EQ(cluster.server(i).applied.size(), cluster.server(leader).applied.size()) << i;
+    for (std::size_t k = 0; k < cluster.server(i).applied.size(); ++k) {
+      EXPECT_EQ(cluster.server(i).applied[k].index, cluster.server(leader).applied[k].index);
+      EXPECT_EQ(cluster.server(i).applied[k].entry, cluster.server(leader).applied[k].entry);
+      EXPECT_EQ(cluster.server(i).applied[k].results, cluster.server(leader).applied[k].results);
+    }
+    EXPECT_TRUE(is_touch_all(cluster.commands(i).front()));
+    EXPECT_EQ(cluster.server(i).replica->table().get("name19").holders, 1u) << i;
+    EXPECT_EQ(cluster.server(i).failure, "");
+  }
+  const ClusterStatus st = cluster.node(leader).status();
+  EXPECT_EQ(st.role, raft::Role::kLeader);
+  EXPECT_EQ(st.leader_id, static_cast<std::uint64_t>(leader));
+  EXPECT_EQ(st.leader_client_address, "127.0.0." + std::to_string(leader) + ":53555");
+  EXPECT_EQ(st.submitted, 21u);
+  EXPECT_EQ(st.pending, 0u);
+  EXPECT_EQ(st.touch_alls, 1u);
+  EXPECT_EQ(st.loop_applied, cluster.server(leader).replica->last_index());
+  EXPECT_GE(st.commit_index, st.loop_applied);
+  // A command that breaks check_command is refused, and nothing is kept.
+  EXPECT_EQ(cluster.node(leader).submit(acquire(a, "bad tag", "x")).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(cluster.node(leader).status().pending, 0u);
+}
+
+TEST(ClusterNode, AFollowersCommandReachesTheLeaderThroughTheForwarder) {
+  TestCluster cluster;
+  cluster.start_all();
+  const int leader = cluster.wait_leader();
+  ASSERT_NE(leader, 0);
+  const int follower = cluster.other_than(leader);
+  const SessionId a = open_session(cluster, follower, "10.0.0.2:1");
+  ASSERT_NE(a, 0u);
+  const SessionRequest req = acquire(a, "t", "x");
+  ASSERT_TRUE(cluster.node(follower).submit(req));
+  ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(follower, req) != nullptr; }));
+  EXPECT_EQ(cluster.result_of(follower, req)->answer.type, Answer::Type::kGranted);
+  for (int i : {1, 2, 3}) {
+    ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(i, req) != nullptr; })) << i;
+  }
+  EXPECT_EQ(cluster.node(follower).status().pending, 0u);
+  EXPECT_EQ(cluster.node(follower).status().forwarded, 2u);
+  EXPECT_EQ(cluster.node(leader).status().accepted, 2u);
+  EXPECT_EQ(cluster.forwarder().delivered, 2);
+  // A follower refuses a forwarded entry: only the leader proposes.
+  EXPECT_EQ(cluster.node(follower).accept_forwarded(replication::encode_entry({0, {req}})).code(),
+            StatusCode::kUnavailable);
+  EXPECT_EQ(cluster.node(leader).accept_forwarded("junk").code(), StatusCode::kCorruption);
+}
+
+TEST(ClusterNode, TheLeadersAdvanceTimeTimesOutAQueuedAcquireAtItsDeadline) {
+  TestCluster cluster;
+  cluster.start_all();
+  const int leader = cluster.wait_leader();
+  ASSERT_NE(leader, 0);
+  const int follower = cluster.other_than(leader);
+  const SessionId a = open_session(cluster, leader, "10.0.0.1:1");
+  const SessionId b = open_session(cluster, follower, "10.0.0.2:2");
+  ASSERT_TRUE(a != 0 && b != 0);
+  ASSERT_TRUE(cluster.node(leader).submit(acquire(a, "h", "x")));
+  const SessionRequest queued = acquire(b, "w", "x", 400);
+  ASSERT_TRUE(cluster.node(follower).submit(queued));
+  ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(follower, queued) != nullptr; }));
+  ASSERT_EQ(cluster.result_of(follower, queued)->answer.type, Answer::Type::kQueued);
+  std::int64_t queued_at = 0;
+  for (const Applied& ap : cluster.server(follower).applied) {
+    for (const Command& c : ap.entry.commands) {
+      if (c == Command(queued)) queued_at = ap.results.time_ms;
+    }
+  }
+  const auto seen_queued = Clock::now();
+  // The follower's replica sees it time out, in an AdvanceTime at or after its deadline.
+  std::int64_t timed_out_at = 0;
+  ASSERT_TRUE(cluster.pump_until([&] {
+    for (const Applied& ap : cluster.server(follower).applied) {
+      for (std::size_t k = 0; k < ap.entry.commands.size(); ++k) {
+        if (!std::holds_alternative<replication::AdvanceTime>(ap.entry.commands[k])) continue;
+        for (const server::Completion& c : ap.results.commands[k].completions) {
+          if (c.session == b && c.tag == "w" && c.type == server::Completion::Type::kTimedOut) {
+            timed_out_at = ap.results.time_ms;
+            return true;
+          }
+        }
+      }
+    }
+    return false;
+  }));
+  const auto waited = std::chrono::duration_cast<milliseconds>(Clock::now() - seen_queued).count();
+  std::printf("queued at log time %lld, timed out at %lld (+%lld ms); seen %lld ms after the queueing\n",
+              static_cast<long long>(queued_at), static_cast<long long>(timed_out_at),
+              static_cast<long long>(timed_out_at - queued_at), static_cast<long long>(waited));
+  EXPECT_GE(timed_out_at, queued_at + 400);
+  EXPECT_LE(timed_out_at, queued_at + 400 + 300);  // the leader proposes it when its clock reaches the deadline
+  EXPECT_LE(waited, 1500);
+  EXPECT_GE(cluster.node(leader).status().advances, 1u);
+  EXPECT_EQ(cluster.node(follower).status().advances, 0u);  // only the leader
+}
+
+TEST(ClusterNode, ANewLeaderProposesTouchAllFirstAndReconfiguresOnlyWhatDiffers) {
+  TestCluster cluster;
+  cluster.start_all();
+  for (int i : {1, 2, 3}) cluster.node(i).set_configuration({{"db", 3}, {"cache", 2}}, 60000);
+  const int leader = cluster.wait_leader();
+  ASSERT_NE(leader, 0);
+  // The first leader finds the replicated configuration empty and reconfigures.
+  ASSERT_TRUE(cluster.pump_until([&] {
+    for (int i : {1, 2, 3}) {
+      if (cluster.server(i).replica->session_timeout_ms() != 60000) return false;
+    }
+    return true;
+  }));
+  for (int i : {1, 2, 3}) {
+    const auto cmds = cluster.commands(i);
+    ASSERT_GE(cmds.size(), 2u);
+    EXPECT_TRUE(is_touch_all(cmds[0]));
+    EXPECT_TRUE(is_reconfigure(cmds[1]));
+    EXPECT_EQ(cluster.server(i).replica->table().get("db").max, 3);
+    EXPECT_EQ(cluster.server(i).replica->table().get("cache").kind, server::SemaphoreKind::kDefined);
+  }
+  const SessionId a = open_session(cluster, leader, "10.0.0.1:1");
+  ASSERT_NE(a, 0u);
+  const int follower = cluster.other_than(leader);
+  std::size_t before = 0;
+  ASSERT_TRUE(cluster.pump_until([&] {
+    before = cluster.commands(follower).size();
+    return before == cluster.commands(leader).size();
+  }));
+
+  // The leader dies; a follower's command waits for the next leader.
+  const auto killed = Clock::now();
+  cluster.stop(leader);
+  const SessionRequest req = acquire(a, "after", "db");
+  ASSERT_TRUE(cluster.node(follower).submit(req));
+  const int next = cluster.wait_leader();
+  ASSERT_NE(next, 0);
+  ASSERT_NE(next, leader);
+  ASSERT_TRUE(cluster.pump_until([&] {
+    for (int i = 1; i <= 3; ++i) {
+      if (cluster.running(i) && cluster.result_of(i, req) == nullptr) return false;
+    }
+    return true;
+  }));
+  std::printf("new leader %d; the follower's command applied %lld ms after the leader stopped\n", next,
+              static_cast<long long>(std::chrono::duration_cast<milliseconds>(Clock::now() - killed).count()));
+  for (int i = 1; i <= 3; ++i) {
+    if (!cluster.running(i)) continue;
+    const auto cmds = cluster.commands(i);
+    ASSERT_GT(cmds.size(), before);
+    EXPECT_TRUE(is_touch_all(cmds[before])) << "node " << i << ": the new leader's first command";
+    EXPECT_EQ(cluster.count_of(i, req), 1) << i;
+    EXPECT_EQ(cluster.result_of(i, req)->answer.type, Answer::Type::kGranted);
+    // The configuration was the same: no second Reconfigure.
+    int reconfigures = 0;
+    for (const Command& c : cmds) reconfigures += is_reconfigure(c);
+    EXPECT_EQ(reconfigures, 1) << i;
+  }
+  EXPECT_EQ(cluster.node(next).status().touch_alls, 1u);
+
+  // A reload on the leader: the next tick proposes the new configuration.
+  cluster.node(next).set_configuration({{"db", 5}}, 30000);
+  ASSERT_TRUE(cluster.pump_until([&] { return cluster.server(follower).replica->session_timeout_ms() == 30000; }));
+  EXPECT_EQ(cluster.server(follower).replica->table().get("db").max, 5);
+  EXPECT_EQ(cluster.server(follower).replica->table().get("cache").kind, server::SemaphoreKind::kAbsent);
+}
+
+TEST(ClusterNode, PendingCommandsWaitForALeaderAndAreSentWhenOneIsKnown) {
+  TestCluster cluster;
+  ASSERT_TRUE(cluster.start(1));
+  // Alone of three: no leader, so the command is held.
+  const OpenSession open{"", "10.0.0.9:9", "v1"};
+  ASSERT_TRUE(cluster.node(1).submit(open));
+  const auto until = Clock::now() + milliseconds(1200);
+  cluster.pump_until([&] { return Clock::now() >= until; }, milliseconds(2000));
+  EXPECT_EQ(cluster.node(1).status().pending, 1u);
+  EXPECT_EQ(cluster.node(1).status().leader_id, 0u);
+  EXPECT_EQ(cluster.result_of(1, open), nullptr);
+  ASSERT_TRUE(cluster.start(2));
+  ASSERT_TRUE(cluster.start(3));
+  ASSERT_NE(cluster.wait_leader(), 0);
+  ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(1, open) != nullptr; }));
+  EXPECT_EQ(cluster.count_of(1, open), 1);
+  EXPECT_EQ(cluster.node(1).status().pending, 0u);
+}
+
+}  // namespace
+}  // namespace netsem::cluster::testing

@@ -1,0 +1,64 @@
+// ReplicaAdapter (src/cluster/replica_adapter.h) without RaftNode: what it
+// applies, snapshots and restores is the replication::StateMachine's, and
+// each apply and restore reaches the sink in order; what the state machine
+// refuses reaches neither the state nor the sink.
+#include "cluster/replica_adapter.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "replication/entry.h"
+#include "replication/results.h"
+#include "replication/state_machine.h"
+
+namespace netsem::cluster {
+namespace {
+
+using replication::Entry;
+using replication::OpenSession;
+
+TEST(ReplicaAdapter, AppliesRestoresAndHandsEachToTheSinkInOrder) {
+  std::vector<ReplicaEvent> events;
+  ReplicaAdapter adapter({}, [&](ReplicaEvent e) { events.push_back(std::move(e)); });
+  const std::string first = replication::encode_entry(Entry{100, {OpenSession{"", "10.0.0.1:1", "v1"}}});
+  const std::string second = replication::encode_entry(Entry{200, {OpenSession{"b", "10.0.0.1:2", "v1"}}});
+  auto r1 = adapter.apply(1, first);
+  ASSERT_TRUE(r1) << r1.status().to_string();
+  auto results = replication::decode_results(*r1);
+  ASSERT_TRUE(results);
+  EXPECT_EQ(results->commands.at(0).answer.number, 1u);  // the new session's id
+  ASSERT_TRUE(adapter.apply(2, second));
+  EXPECT_EQ(adapter.last_index(), 2u);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0], (ReplicaEvent{ReplicaEvent::Kind::kApplied, 1, first}));
+  EXPECT_EQ(events[1], (ReplicaEvent{ReplicaEvent::Kind::kApplied, 2, second}));
+
+  // A loop replica fed the events ends in the same state.
+  replication::StateMachine loop;
+  for (const ReplicaEvent& e : events) ASSERT_TRUE(loop.apply(e.index, e.bytes));
+  const std::string snapshot = adapter.snapshot();
+  EXPECT_EQ(loop.snapshot(), snapshot);
+
+  // Refused: a corrupt entry and an index going back; no event, no change.
+  EXPECT_EQ(adapter.apply(3, "NSRE junk").status().code(), StatusCode::kCorruption);
+  EXPECT_EQ(adapter.apply(1, first).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(events.size(), 2u);
+  EXPECT_EQ(adapter.snapshot(), snapshot);
+  EXPECT_EQ(adapter.applied_count(), 2u);
+
+  // Restore: a fresh adapter takes the snapshot and says so.
+  std::vector<ReplicaEvent> others;
+  ReplicaAdapter restored({}, [&](ReplicaEvent e) { others.push_back(std::move(e)); });
+  EXPECT_EQ(restored.restore("NSRS junk").code(), StatusCode::kCorruption);
+  EXPECT_TRUE(others.empty());
+  ASSERT_TRUE(restored.restore(snapshot));
+  ASSERT_EQ(others.size(), 1u);
+  EXPECT_EQ(others[0], (ReplicaEvent{ReplicaEvent::Kind::kRestored, 2, snapshot}));
+  EXPECT_EQ(restored.last_index(), 2u);
+  EXPECT_EQ(restored.restored_count(), 1u);
+  EXPECT_EQ(restored.snapshot(), snapshot);
+}
+
+}  // namespace
+}  // namespace netsem::cluster
