@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <utility>
+#include <variant>
 
 #include "replication/results.h"
 
@@ -20,6 +21,19 @@ constexpr std::size_t kMaxForwardBatch = 1024;
 // of that one command at time 0). A command sent twice has the same bytes.
 std::string key_of(const replication::Command& command) {
   return replication::encode_entry(replication::Entry{0, {command}});
+}
+
+// The command's origin field, for the commands that have one.
+replication::ServerId* origin_of(replication::Command& command) {
+  return std::visit(
+      [](auto& c) -> replication::ServerId* {
+        if constexpr (requires { c.origin; }) {
+          return &c.origin;
+        } else {
+          return nullptr;
+        }
+      },
+      command);
 }
 
 }  // namespace
@@ -110,6 +124,13 @@ void ClusterNode::start_term_if_new(std::int64_t now_ms) {
 
 Status ClusterNode::submit(replication::Command command) {
   if (stopped_) return Status(StatusCode::kShutdown, "cluster node stopped");
+  if (replication::ServerId* origin = origin_of(command)) {
+    if (*origin == 0) *origin = options_.id;
+    if (*origin != options_.id) {
+      return Status(StatusCode::kInvalidArgument,
+                    "cluster node " + std::to_string(options_.id) + ": a command of origin " + std::to_string(*origin));
+    }
+  }
   if (Status checked = replication::check_command(command); !checked) return checked;
   const std::uint64_t serial = ++next_serial_;
   Pending pending;
@@ -238,6 +259,11 @@ std::int64_t ClusterNode::tick(std::int64_t now_ms, const replication::StateMach
   drain_mail(loop_replica);
   loop_applied_ = std::max(loop_applied_, loop_replica.last_index());
   refresh_leader();
+  if (const auto member = loop_replica.members().find(leader_id_); member != loop_replica.members().end()) {
+    leader_member_address_ = member->second;
+  } else {
+    leader_member_address_.clear();
+  }
   std::int64_t next = now_ms + election;
 
   // The leader's duties, in their order.
@@ -322,7 +348,9 @@ ClusterStatus ClusterNode::status() const {
   out.term = s.term;
   out.leader_id = s.leader_id;
   out.leader_address = s.leader_address;
-  if (const auto it = options_.client_addresses.find(s.leader_id); it != options_.client_addresses.end()) {
+  if (!leader_member_address_.empty() && s.leader_id == leader_id_) {
+    out.leader_client_address = leader_member_address_;
+  } else if (const auto it = options_.client_addresses.find(s.leader_id); it != options_.client_addresses.end()) {
     out.leader_client_address = it->second;
   }
   out.commit_index = s.commit_index;

@@ -79,7 +79,8 @@ struct ClusterOptions {
   // The first configuration, written to a pristine data directory only
   // (raft::RaftOptions::bootstrap).
   std::vector<raft::ServerInfo> bootstrap;
-  // The servers' client addresses by id (the `server.N` lines), for status().
+  // The servers' client addresses by id (the `server.N` lines), for status()
+  // until the replicated members (SetMember) name them.
   std::map<std::uint64_t, std::string> client_addresses;
   std::chrono::milliseconds election_timeout{1000};
   std::chrono::milliseconds heartbeat_timeout{100};
@@ -108,7 +109,7 @@ struct ClusterStatus {
   std::uint64_t term = 0;
   std::uint64_t leader_id = 0;        // 0: no known leader
   std::string leader_address;         // its Raft address
-  std::string leader_client_address;  // its client address, if configured
+  std::string leader_client_address;  // its client address: the replicated members', else the options'; "" if unknown
   std::uint64_t commit_index = 0;
   std::uint64_t raft_applied = 0;  // the raft thread's replica's last index
   std::uint64_t loop_applied = 0;  // the last index the loop said it applied
@@ -141,9 +142,11 @@ class ClusterNode {
   // Gets `command` (of a session this server hosts) into the log: proposed
   // in an entry stamped with the log time when this node leads, else
   // forwarded to the known leader, else held until a leader is known. It
-  // stays pending until applied() sees it. kInvalidArgument when
-  // replication::check_command refuses it (then nothing is kept), kShutdown
-  // after stop().
+  // stays pending until applied() sees it. A command with an origin field
+  // (OpenSession, SessionRequest, CloseSession, TouchSession, ResumeSession)
+  // is this server's: an origin of 0 becomes options.id. kInvalidArgument
+  // for another server's origin or when replication::check_command refuses
+  // it (then nothing is kept), kShutdown after stop().
   Status submit(replication::Command command);
 
   // A follower's entry (Forwarder's payload): its commands proposed, in
@@ -224,6 +227,7 @@ class ClusterNode {
   std::map<std::uint64_t, Pending> pending_;                    // by serial: submission order
   std::unordered_multimap<std::string, std::uint64_t> by_key_;  // Pending::key -> serial
   std::uint64_t loop_applied_ = 0;
+  std::string leader_member_address_;  // the leader's client address in the loop replica's members
   // The leader's duties in its current term.
   std::uint64_t started_term_ = 0;     // the term whose TouchAll was proposed
   std::uint64_t touch_all_index_ = 0;  // where it applied (0: not yet)

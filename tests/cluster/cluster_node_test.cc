@@ -27,9 +27,21 @@ bool is_reconfigure(const Command& c) {
   return std::holds_alternative<replication::Reconfigure>(c);
 }
 
-SessionRequest acquire(SessionId session, std::string tag, std::string name, std::int64_t timeout_ms = -1) {
+constexpr char kSecret[] = "00112233445566778899aabbccddeeff";
+
+// An OpenSession proposed by server `origin`, with a nonce of its own.
+OpenSession open_command(int origin, const std::string& peer) {
+  static std::uint64_t nonce = 0;
+  return OpenSession{"", peer, "v1", static_cast<replication::ServerId>(origin), ++nonce, kSecret};
+}
+
+// ACQUIRE by `session`'s host `origin`, its request number `seq`.
+SessionRequest acquire(int origin, SessionId session, std::uint64_t seq, std::string tag, std::string name,
+                       std::int64_t timeout_ms = -1) {
   SessionRequest r;
   r.session = session;
+  r.origin = static_cast<replication::ServerId>(origin);
+  r.seq = seq;
   r.verb = RequestVerb::kAcquire;
   r.tag = std::move(tag);
   r.name = std::move(name);
@@ -39,7 +51,7 @@ SessionRequest acquire(SessionId session, std::string tag, std::string name, std
 
 // Opens a session through node i and returns its id (0 on failure).
 SessionId open_session(TestCluster& cluster, int i, const std::string& peer) {
-  const OpenSession open{"", peer, "v1"};
+  const OpenSession open = open_command(i, peer);
   EXPECT_TRUE(cluster.node(i).submit(open));
   const replication::CommandResult* result = nullptr;
   if (!cluster.pump_until([&] { return (result = cluster.result_of(i, open)) != nullptr; })) return 0;
@@ -55,7 +67,8 @@ TEST(ClusterNode, SubmitOnTheLeaderReachesEveryReplicaInOneOrder) {
   const SessionId a = open_session(cluster, leader, "10.0.0.1:1");
   ASSERT_NE(a, 0u);
   for (int n = 0; n < 20; ++n) {
-    ASSERT_TRUE(cluster.node(leader).submit(acquire(a, "t" + std::to_string(n), "name" + std::to_string(n))));
+    ASSERT_TRUE(
+        cluster.node(leader).submit(acquire(leader, a, n + 1, "t" + std::to_string(n), "name" + std::to_string(n))));
   }
   ASSERT_TRUE(cluster.pump_until([&] {
     for (int i : {1, 2, 3}) {
@@ -86,7 +99,7 @@ TEST(ClusterNode, SubmitOnTheLeaderReachesEveryReplicaInOneOrder) {
   EXPECT_EQ(st.loop_applied, cluster.server(leader).replica->last_index());
   EXPECT_GE(st.commit_index, st.loop_applied);
   // A command that breaks check_command is refused, and nothing is kept.
-  EXPECT_EQ(cluster.node(leader).submit(acquire(a, "bad tag", "x")).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(cluster.node(leader).submit(acquire(leader, a, 30, "bad tag", "x")).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(cluster.node(leader).status().pending, 0u);
 }
 
@@ -98,7 +111,7 @@ TEST(ClusterNode, AFollowersCommandReachesTheLeaderThroughTheForwarder) {
   const int follower = cluster.other_than(leader);
   const SessionId a = open_session(cluster, follower, "10.0.0.2:1");
   ASSERT_NE(a, 0u);
-  const SessionRequest req = acquire(a, "t", "x");
+  const SessionRequest req = acquire(follower, a, 1, "t", "x");
   ASSERT_TRUE(cluster.node(follower).submit(req));
   ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(follower, req) != nullptr; }));
   EXPECT_EQ(cluster.result_of(follower, req)->answer.type, Answer::Type::kGranted);
@@ -124,8 +137,8 @@ TEST(ClusterNode, TheLeadersAdvanceTimeTimesOutAQueuedAcquireAtItsDeadline) {
   const SessionId a = open_session(cluster, leader, "10.0.0.1:1");
   const SessionId b = open_session(cluster, follower, "10.0.0.2:2");
   ASSERT_TRUE(a != 0 && b != 0);
-  ASSERT_TRUE(cluster.node(leader).submit(acquire(a, "h", "x")));
-  const SessionRequest queued = acquire(b, "w", "x", 400);
+  ASSERT_TRUE(cluster.node(leader).submit(acquire(leader, a, 1, "h", "x")));
+  const SessionRequest queued = acquire(follower, b, 1, "w", "x", 400);
   ASSERT_TRUE(cluster.node(follower).submit(queued));
   ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(follower, queued) != nullptr; }));
   ASSERT_EQ(cluster.result_of(follower, queued)->answer.type, Answer::Type::kQueued);
@@ -184,9 +197,9 @@ TEST(ClusterNode, ANewLeaderProposesTouchAllFirstAndReconfiguresOnlyWhatDiffers)
     EXPECT_EQ(cluster.server(i).replica->table().get("db").max, 3);
     EXPECT_EQ(cluster.server(i).replica->table().get("cache").kind, server::SemaphoreKind::kDefined);
   }
-  const SessionId a = open_session(cluster, leader, "10.0.0.1:1");
-  ASSERT_NE(a, 0u);
   const int follower = cluster.other_than(leader);
+  const SessionId a = open_session(cluster, follower, "10.0.0.1:1");
+  ASSERT_NE(a, 0u);
   std::size_t before = 0;
   ASSERT_TRUE(cluster.pump_until([&] {
     before = cluster.commands(follower).size();
@@ -196,7 +209,7 @@ TEST(ClusterNode, ANewLeaderProposesTouchAllFirstAndReconfiguresOnlyWhatDiffers)
   // The leader dies; a follower's command waits for the next leader.
   const auto killed = Clock::now();
   cluster.stop(leader);
-  const SessionRequest req = acquire(a, "after", "db");
+  const SessionRequest req = acquire(follower, a, 1, "after", "db");
   ASSERT_TRUE(cluster.node(follower).submit(req));
   const int next = cluster.wait_leader();
   ASSERT_NE(next, 0);
@@ -234,7 +247,7 @@ TEST(ClusterNode, PendingCommandsWaitForALeaderAndAreSentWhenOneIsKnown) {
   TestCluster cluster;
   ASSERT_TRUE(cluster.start(1));
   // Alone of three: no leader, so the command is held.
-  const OpenSession open{"", "10.0.0.9:9", "v1"};
+  const OpenSession open = open_command(1, "10.0.0.9:9");
   ASSERT_TRUE(cluster.node(1).submit(open));
   const auto until = Clock::now() + milliseconds(1200);
   cluster.pump_until([&] { return Clock::now() >= until; }, milliseconds(2000));
@@ -247,6 +260,94 @@ TEST(ClusterNode, PendingCommandsWaitForALeaderAndAreSentWhenOneIsKnown) {
   ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(1, open) != nullptr; }));
   EXPECT_EQ(cluster.count_of(1, open), 1);
   EXPECT_EQ(cluster.node(1).status().pending, 0u);
+}
+
+// Every answer node i's replica gave to `command`, in log order.
+std::vector<Answer::Type> answers_of(TestCluster& cluster, int i, const Command& command) {
+  std::vector<Answer::Type> out;
+  for (const Applied& a : cluster.server(i).applied) {
+    for (std::size_t k = 0; k < a.entry.commands.size(); ++k) {
+      if (a.entry.commands[k] == command) out.push_back(a.results.commands[k].answer.type);
+    }
+  }
+  return out;
+}
+
+TEST(ClusterNode, ACommandSentAgainAfterTheLeaderIsLostIsAppliedOnce) {
+  TestCluster cluster;
+  cluster.start_all();
+  const int leader = cluster.wait_leader();
+  ASSERT_NE(leader, 0);
+  const int follower = cluster.other_than(leader);
+  int third = 0;
+  for (int i : {1, 2, 3}) third = (i != leader && i != follower) ? i : third;
+  const SessionId a = open_session(cluster, follower, "10.0.0.2:1");
+  ASSERT_NE(a, 0u);
+  // The follower's loop is busy: it ticks but does not see its command
+  // applied, so the command stays pending after it committed.
+  cluster.server(follower).hold = true;
+  const SessionRequest req = acquire(follower, a, 1, "t", "x");
+  ASSERT_TRUE(cluster.node(follower).submit(req));
+  ASSERT_TRUE(cluster.pump_until([&] { return cluster.count_of(third, req) == 1; }));
+  EXPECT_EQ(cluster.node(follower).status().pending, 1u);
+  // The leader goes; the follower sends the command again to the next one.
+  cluster.stop(leader);
+  const int next = cluster.wait_leader();
+  ASSERT_NE(next, 0);
+  ASSERT_TRUE(cluster.pump_until([&] { return cluster.count_of(third, req) == 2; }));
+  cluster.server(follower).hold = false;
+  ASSERT_TRUE(cluster.pump_until([&] { return cluster.node(follower).status().pending == 0; }));
+  EXPECT_GE(cluster.node(follower).status().resent, 1u);
+  for (int i : {follower, third}) {
+    ASSERT_TRUE(cluster.pump_until([&] { return cluster.count_of(i, req) == 2; })) << i;
+    // In the log twice, applied once: the second copy is a duplicate.
+    EXPECT_EQ(answers_of(cluster, i, req),
+              (std::vector<Answer::Type>{Answer::Type::kGranted, Answer::Type::kDuplicate}))
+        << i;
+    EXPECT_EQ(cluster.server(i).replica->table().get("x").held, 1) << i;
+    EXPECT_EQ(cluster.server(i).replica->sessions().at(a).last_seq, 1u) << i;
+  }
+}
+
+TEST(ClusterNode, AForwardThatWasLostIsSentAgainAfterTwiceTheElectionTimeout) {
+  TestCluster cluster;
+  cluster.start_all();
+  const int leader = cluster.wait_leader();
+  ASSERT_NE(leader, 0);
+  const int follower = cluster.other_than(leader);
+  const SessionId a = open_session(cluster, follower, "10.0.0.2:1");
+  ASSERT_NE(a, 0u);
+  cluster.forwarder().drop = true;  // the link loses what it carries
+  const SessionRequest req = acquire(follower, a, 1, "t", "x");
+  const auto sent = Clock::now();
+  ASSERT_TRUE(cluster.node(follower).submit(req));
+  cluster.pump_until([&] { return Clock::now() >= sent + milliseconds(300); }, milliseconds(1000));
+  cluster.forwarder().drop = false;
+  EXPECT_EQ(cluster.count_of(follower, req), 0);
+  ASSERT_TRUE(cluster.pump_until([&] { return cluster.count_of(follower, req) == 1; }));
+  const auto waited = std::chrono::duration_cast<milliseconds>(Clock::now() - sent).count();
+  std::printf("a lost forward was applied %lld ms after its submit (election timeout 500 ms)\n",
+              static_cast<long long>(waited));
+  EXPECT_GE(waited, 1000);  // 2 x election timeout
+  EXPECT_LE(waited, 3000);
+  EXPECT_EQ(cluster.node(follower).status().resent, 1u);
+  EXPECT_EQ(answers_of(cluster, follower, req), std::vector<Answer::Type>{Answer::Type::kGranted});
+}
+
+TEST(ClusterNode, SubmitTakesOnlyItsOwnOrigin) {
+  TestCluster cluster;
+  cluster.start_all();
+  const int leader = cluster.wait_leader();
+  ASSERT_NE(leader, 0);
+  const int other = cluster.other_than(leader);
+  // Another server's origin is refused; origin 0 becomes this server's.
+  EXPECT_EQ(cluster.node(leader).submit(open_command(other, "10.0.0.3:3")).code(), StatusCode::kInvalidArgument);
+  OpenSession open = open_command(0, "10.0.0.3:4");
+  ASSERT_TRUE(cluster.node(leader).submit(open));
+  open.origin = static_cast<replication::ServerId>(leader);
+  ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(leader, open) != nullptr; }));
+  EXPECT_EQ(cluster.result_of(leader, open)->answer.type, Answer::Type::kOpened);
+  EXPECT_EQ(cluster.node(leader).status().pending, 0u);
 }
 
 }  // namespace

@@ -21,8 +21,10 @@ using replication::OpenSession;
 TEST(ReplicaAdapter, AppliesRestoresAndHandsEachToTheSinkInOrder) {
   std::vector<ReplicaEvent> events;
   ReplicaAdapter adapter({}, [&](ReplicaEvent e) { events.push_back(std::move(e)); });
-  const std::string first = replication::encode_entry(Entry{100, {OpenSession{"", "10.0.0.1:1", "v1"}}});
-  const std::string second = replication::encode_entry(Entry{200, {OpenSession{"b", "10.0.0.1:2", "v1"}}});
+  const std::string first = replication::encode_entry(
+      Entry{100, {OpenSession{"", "10.0.0.1:1", "v1", 1, 1, "00112233445566778899aabbccddeeff"}}});
+  const std::string second = replication::encode_entry(
+      Entry{200, {OpenSession{"b", "10.0.0.1:2", "v1", 1, 2, "00112233445566778899aabbccddeeff"}}});
   auto r1 = adapter.apply(1, first);
   ASSERT_TRUE(r1) << r1.status().to_string();
   auto results = replication::decode_results(*r1);
