@@ -149,8 +149,12 @@ class TestCluster {
     server(i).node.reset();
   }
 
+  // Called at the start of every pump() (a test's io_context.poll()).
+  std::function<void()> on_pump;
+
   // One turn of every running node's loop.
   void pump() {
+    if (on_pump) on_pump();
     for (auto& [i, sp] : servers_) {
       TestServer& s = *sp;
       if (!s.node) continue;

@@ -1,0 +1,312 @@
+// The peer link (peer_link.h): the hello line, the framing, and both ends
+// over Asio. A link's state lives in a shared Link that its handlers hold,
+// so a client closed (or destroyed) while an operation is in flight leaves
+// handlers that find the link dead and do nothing.
+#include "cluster/peer_link.h"
+
+#include <charconv>
+#include <cstring>
+#include <utility>
+
+namespace netsem::cluster {
+
+std::string peer_hello(ServerId id, std::string_view secret) {
+  return "PEER " + std::to_string(id) + " " + std::string(secret) + "\n";
+}
+
+std::optional<std::pair<std::string, std::string>> split_host_port(std::string_view address) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == address.size()) return std::nullopt;
+  std::string_view host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  return std::make_pair(std::string(host), std::string(address.substr(colon + 1)));
+}
+
+namespace {
+
+// Equal strings, in a time that depends on their lengths only.
+bool same_secret(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+}  // namespace
+
+Result<ServerId> check_peer_hello(std::string_view line, std::string_view remote_host, ServerId self,
+                                  const std::map<ServerId, std::string>& client_addresses, std::string_view secret) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.size() > kMaxPeerHelloBytes || line.substr(0, 5) != "PEER ") {
+    return Status(StatusCode::kProtocol, "not a PEER line");
+  }
+  line.remove_prefix(5);
+  const auto space = line.find(' ');
+  if (space == std::string_view::npos) return Status(StatusCode::kProtocol, "PEER <id> <secret> expected");
+  const std::string_view id_text = line.substr(0, space);
+  const std::string_view given = line.substr(space + 1);
+  ServerId id = 0;
+  const auto [end, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+  if (ec != std::errc() || end != id_text.data() + id_text.size() || id == 0) {
+    return Status(StatusCode::kProtocol, "PEER: a server id expected");
+  }
+  const auto member = client_addresses.find(id);
+  if (member == client_addresses.end() || id == self) {
+    return Status(StatusCode::kDenied, "PEER " + std::to_string(id) + ": not another server of the cluster");
+  }
+  const auto host = split_host_port(member->second);
+  if (!host || host->first != remote_host) {
+    return Status(StatusCode::kDenied, "PEER " + std::to_string(id) + ": from " + std::string(remote_host) +
+                                           ", not its configured address " + member->second);
+  }
+  if (secret.empty() || !same_secret(given, secret)) {
+    return Status(StatusCode::kDenied, "PEER " + std::to_string(id) + ": wrong secret");
+  }
+  return id;
+}
+
+std::string frame_entry(std::string_view entry) {
+  std::string out(4, '\0');
+  const auto n = static_cast<std::uint32_t>(entry.size());
+  for (int i = 0; i < 4; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
+  out.append(entry);
+  return out;
+}
+
+Result<std::optional<std::string>> PeerFrameDecoder::next() {
+  const std::size_t available = buffer_.size() - consumed_;
+  if (available < 4) return std::optional<std::string>();
+  std::uint32_t n = 0;
+  for (int i = 3; i >= 0; --i)
+    n = (n << 8) | static_cast<unsigned char>(buffer_[consumed_ + static_cast<std::size_t>(i)]);
+  if (n == 0 || n > kMaxPeerFrameBytes) {
+    return Status(StatusCode::kProtocol, "peer link: a frame of " + std::to_string(n) + " bytes");
+  }
+  if (available < 4 + std::size_t{n}) return std::optional<std::string>();
+  std::string entry = buffer_.substr(consumed_ + 4, n);
+  consumed_ += 4 + n;
+  if (consumed_ == buffer_.size()) {
+    buffer_.clear();
+    consumed_ = 0;
+  } else if (consumed_ > buffer_.size() / 2) {
+    buffer_.erase(0, consumed_);
+    consumed_ = 0;
+  }
+  return std::optional<std::string>(std::move(entry));
+}
+
+// --- the follower's side ---
+
+struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link> {
+  struct Chunk {
+    std::string bytes;
+    bool hello = false;
+  };
+
+  Link(asio::io_context& io, ServerId target, std::shared_ptr<PeerLinkStats> link_stats,
+       std::shared_ptr<std::map<ServerId, std::chrono::steady_clock::time_point>> failures)
+      : socket(io), resolver(io), to(target), stats(std::move(link_stats)), failed_at(std::move(failures)) {}
+
+  void connect(const std::string& local_host, const std::string& host, const std::string& port, std::string hello) {
+    queue.push_front(Chunk{std::move(hello), true});
+    resolver.async_resolve(host, port,
+                           [self = shared_from_this(), local_host](const asio::error_code& ec,
+                                                                   asio::ip::tcp::resolver::results_type results) {
+                             if (self->dead) return;
+                             if (ec || results.empty()) return self->fail();
+                             const asio::ip::tcp::endpoint endpoint = *results.begin();
+                             asio::error_code e;
+                             self->socket.open(endpoint.protocol(), e);
+                             if (e) return self->fail();
+                             // From this server's own client host: the leader checks it.
+                             const asio::ip::address local = asio::ip::make_address(local_host, e);
+                             if (!e && local.is_v4() == endpoint.address().is_v4()) {
+                               self->socket.bind(asio::ip::tcp::endpoint(local, 0), e);
+                               if (e) return self->fail();
+                             }
+                             self->socket.async_connect(endpoint, [self](const asio::error_code& c) {
+                               if (self->dead) return;
+                               if (c) return self->fail();
+                               asio::error_code ignored;
+                               self->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+                               self->connected = true;
+                               ++self->stats->connects;
+                               self->write_next();
+                             });
+                           });
+  }
+
+  void push(std::string frame, std::size_t max_bytes) {
+    if (queued_bytes + frame.size() > max_bytes) {
+      ++stats->dropped;
+      return;
+    }
+    queued_bytes += frame.size();
+    queue.push_back(Chunk{std::move(frame), false});
+    if (connected && !writing) write_next();
+  }
+
+  void write_next() {
+    if (dead || queue.empty()) {
+      writing = false;
+      return;
+    }
+    writing = true;
+    asio::async_write(socket, asio::buffer(queue.front().bytes),
+                      [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
+                        if (self->dead) return;
+                        if (ec) return self->fail();
+                        const Chunk& done = self->queue.front();
+                        if (!done.hello) {
+                          ++self->stats->frames;
+                          self->queued_bytes -= done.bytes.size();
+                        }
+                        self->queue.pop_front();
+                        self->write_next();
+                      });
+  }
+
+  // Ends the link; entries still queued are dropped.
+  void shut() {
+    if (dead) return;
+    dead = true;
+    for (const Chunk& c : queue) stats->dropped += c.hello ? 0 : 1;
+    queue.clear();
+    queued_bytes = 0;
+    asio::error_code ignored;
+    resolver.cancel();
+    socket.close(ignored);
+  }
+  void fail() {
+    if (dead) return;
+    ++stats->failures;
+    (*failed_at)[to] = std::chrono::steady_clock::now();
+    shut();
+  }
+
+  asio::ip::tcp::socket socket;
+  asio::ip::tcp::resolver resolver;
+  ServerId to;
+  std::shared_ptr<PeerLinkStats> stats;
+  std::shared_ptr<std::map<ServerId, std::chrono::steady_clock::time_point>> failed_at;
+  std::deque<Chunk> queue;
+  std::size_t queued_bytes = 0;  // of the frames (not the hello)
+  bool connected = false;
+  bool writing = false;
+  bool dead = false;
+};
+
+PeerLinkClient::PeerLinkClient(asio::io_context& io, ServerId self, std::string secret,
+                               std::map<ServerId, std::string> client_addresses, std::chrono::milliseconds retry,
+                               std::size_t max_queue_bytes)
+    : io_(io),
+      self_(self),
+      secret_(std::move(secret)),
+      addresses_(std::move(client_addresses)),
+      retry_(retry),
+      max_queue_bytes_(max_queue_bytes),
+      stats_(std::make_shared<PeerLinkStats>()),
+      failed_at_(std::make_shared<std::map<ServerId, std::chrono::steady_clock::time_point>>()) {}
+
+PeerLinkClient::~PeerLinkClient() {
+  close();
+}
+
+void PeerLinkClient::close() {
+  if (link_) link_->shut();
+  link_.reset();
+}
+
+ServerId PeerLinkClient::linked_to() const {
+  return link_ && !link_->dead ? link_->to : 0;
+}
+
+void PeerLinkClient::set_address(ServerId id, std::string client_address) {
+  if (client_address.empty()) {
+    addresses_.erase(id);
+  } else {
+    addresses_[id] = std::move(client_address);
+  }
+  if (link_ && (link_->to == id || id == self_)) close();
+}
+
+void PeerLinkClient::forward(ServerId leader_id, std::string entry) {
+  if (entry.empty() || entry.size() > kMaxPeerFrameBytes) {
+    ++stats_->dropped;
+    return;
+  }
+  if (link_ && (link_->dead || link_->to != leader_id)) close();
+  if (!link_) {
+    const auto target = addresses_.find(leader_id);
+    const auto own = addresses_.find(self_);
+    const auto where = target == addresses_.end() ? std::nullopt : split_host_port(target->second);
+    const auto local = own == addresses_.end() ? std::nullopt : split_host_port(own->second);
+    const auto failed = failed_at_->find(leader_id);
+    if (leader_id == self_ || !where ||
+        (failed != failed_at_->end() && std::chrono::steady_clock::now() - failed->second < retry_)) {
+      ++stats_->dropped;
+      return;
+    }
+    link_ = std::make_shared<Link>(io_, leader_id, stats_, failed_at_);
+    link_->connect(local ? local->first : std::string(), where->first, where->second, peer_hello(self_, secret_));
+  }
+  link_->push(frame_entry(entry), max_queue_bytes_);
+}
+
+// --- the leader's side ---
+
+PeerLinkReceiver::PeerLinkReceiver(asio::ip::tcp::socket socket, ServerId peer, EntryHandler on_entry,
+                                   CloseHandler on_close)
+    : socket_(std::move(socket)), peer_(peer), on_entry_(std::move(on_entry)), on_close_(std::move(on_close)) {}
+
+std::shared_ptr<PeerLinkReceiver> PeerLinkReceiver::start(asio::ip::tcp::socket socket, ServerId peer,
+                                                          std::string already_read, EntryHandler on_entry,
+                                                          CloseHandler on_close) {
+  auto receiver = std::make_shared<PeerLinkReceiver>(std::move(socket), peer, std::move(on_entry), std::move(on_close));
+  receiver->decoder_.feed(already_read);
+  // Not from inside start(): the caller's own state may not be ready for
+  // on_entry yet.
+  asio::post(receiver->socket_.get_executor(), [receiver] {
+    if (!receiver->closed_ && receiver->drain()) receiver->read();
+  });
+  return receiver;
+}
+
+void PeerLinkReceiver::read() {
+  socket_.async_read_some(asio::buffer(buffer_),
+                          [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
+                            if (self->closed_) return;
+                            if (ec == asio::error::eof) return self->finish(Status());
+                            if (ec) return self->finish(Status(StatusCode::kIoError, "peer link: " + ec.message()));
+                            self->decoder_.feed(std::string_view(self->buffer_.data(), n));
+                            if (self->drain()) self->read();
+                          });
+}
+
+bool PeerLinkReceiver::drain() {
+  for (;;) {
+    auto next = decoder_.next();
+    if (!next) {
+      finish(next.status());
+      return false;
+    }
+    if (!next->has_value()) return true;
+    ++entries_;
+    if (on_entry_) on_entry_(peer_, std::move(**next));
+    if (closed_) return false;
+  }
+}
+
+void PeerLinkReceiver::finish(Status why) {
+  if (closed_) return;
+  closed_ = true;
+  asio::error_code ignored;
+  socket_.close(ignored);
+  if (on_close_) on_close_(peer_, std::move(why));
+}
+
+void PeerLinkReceiver::close() {
+  finish(Status(StatusCode::kCancelled, "peer link closed"));
+}
+
+}  // namespace netsem::cluster

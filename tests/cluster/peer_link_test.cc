@@ -1,0 +1,250 @@
+// The peer link (src/cluster/peer_link.h): the hello line's checks, the
+// framing cut at every byte, and three ClusterNodes in one process whose
+// followers forward over real TCP links (PeerLinkClient) to listeners on
+// 127.0.0.1-3 that check the hello line and hand the socket to a
+// PeerLinkReceiver feeding the leader node's accept_forwarded, as netsemd's
+// client listener will. The test thread polls the io_context as a loop.
+#include "cluster/peer_link.h"
+
+#include <gtest/gtest.h>
+
+#include <asio.hpp>
+
+#include "cluster/cluster_harness.h"
+
+namespace netsem::cluster::testing {
+namespace {
+
+using replication::Answer;
+using replication::OpenSession;
+using replication::SessionRequest;
+using server::SessionId;
+
+constexpr char kClusterSecret[] = "cluster-secret-0123456789";
+constexpr char kResumeSecret[] = "00112233445566778899aabbccddeeff";
+
+TEST(PeerLink, TheHelloLineIsCheckedWhole) {
+  const std::map<ServerId, std::string> members = {{1, "127.0.0.1:5000"}, {2, "127.0.0.2:5000"}, {3, "127.0.0.3:5000"}};
+  struct Case {
+    std::string line;
+    std::string from;
+    StatusCode code;  // kOk: accepted as server 2
+  };
+  const Case cases[] = {
+      {"PEER 2 s3cret", "127.0.0.2", StatusCode::kOk},
+      {"PEER 2 s3cret\r", "127.0.0.2", StatusCode::kOk},
+      {"PEER 2 s3creT", "127.0.0.2", StatusCode::kDenied},    // wrong secret
+      {"PEER 2 s3cret ", "127.0.0.2", StatusCode::kDenied},   // wrong secret (a trailing space)
+      {"PEER 2 s3cre", "127.0.0.2", StatusCode::kDenied},     // shorter
+      {"PEER 2 s3cret", "127.0.0.3", StatusCode::kDenied},    // not from server 2's host
+      {"PEER 4 s3cret", "127.0.0.2", StatusCode::kDenied},    // not a member
+      {"PEER 1 s3cret", "127.0.0.1", StatusCode::kDenied},    // this server itself
+      {"PEER 0 s3cret", "127.0.0.2", StatusCode::kProtocol},  // no such id
+      {"PEER x s3cret", "127.0.0.2", StatusCode::kProtocol},  // not a number
+      {"PEER 2", "127.0.0.2", StatusCode::kProtocol},         // no secret
+      {"ACQUIRE t x", "127.0.0.2", StatusCode::kProtocol},    // a client's line
+      {"PEER 2 " + std::string(600, 's'), "127.0.0.2", StatusCode::kProtocol},
+  };
+  for (const Case& c : cases) {
+    auto id = check_peer_hello(c.line, c.from, 1, members, "s3cret");
+    EXPECT_EQ(id.status().code(), c.code) << c.line << " from " << c.from << ": " << id.status().to_string();
+    if (id) {
+      EXPECT_EQ(*id, 2u);
+    }
+  }
+  EXPECT_EQ(check_peer_hello("PEER 2 ", "127.0.0.2", 1, members, "").status().code(), StatusCode::kDenied);
+  EXPECT_EQ(peer_hello(2, "s3cret"), "PEER 2 s3cret\n");
+}
+
+TEST(PeerLink, FramesAreCutWhereverTheBytesSplit) {
+  const std::vector<std::string> entries = {"a", std::string(70000, 'b'), "ccc"};
+  std::string stream;
+  for (const std::string& e : entries) stream += frame_entry(e);
+  EXPECT_EQ(stream.substr(0, 5), std::string("\x01\x00\x00\x00"
+                                             "a",
+                                             5));
+  for (std::size_t step : {std::size_t{1}, std::size_t{3}, std::size_t{4096}, stream.size()}) {
+    PeerFrameDecoder decoder;
+    std::vector<std::string> got;
+    for (std::size_t at = 0; at < stream.size(); at += step) {
+      decoder.feed(std::string_view(stream).substr(at, step));
+      for (;;) {
+        auto next = decoder.next();
+        ASSERT_TRUE(next) << next.status().to_string();
+        if (!next->has_value()) break;
+        got.push_back(**next);
+      }
+    }
+    EXPECT_EQ(got, entries) << "step " << step;
+    EXPECT_EQ(decoder.buffered(), 0u);
+  }
+  PeerFrameDecoder zero;
+  zero.feed(std::string("\0\0\0\0", 4));
+  EXPECT_EQ(zero.next().status().code(), StatusCode::kProtocol);
+  PeerFrameDecoder huge;
+  huge.feed(std::string("\x01\x00\x00\x01", 4));  // 16 MiB + 1
+  EXPECT_EQ(huge.next().status().code(), StatusCode::kProtocol);
+}
+
+// What netsemd's client listener does with a PEER line, for node `self`:
+// accept, read the hello line, check it, hand the socket to a receiver.
+class PeerListener {
+ public:
+  PeerListener(asio::io_context& io, ServerId self, const std::map<ServerId, std::string>& members,
+               PeerLinkReceiver::EntryHandler on_entry)
+      : acceptor_(io), self_(self), members_(members), on_entry_(std::move(on_entry)) {
+    const auto where = split_host_port(members.at(self));
+    const asio::ip::tcp::endpoint endpoint(asio::ip::make_address(where->first),
+                                           static_cast<std::uint16_t>(std::stoi(where->second)));
+    acceptor_.open(endpoint.protocol());
+    acceptor_.set_option(asio::socket_base::reuse_address(true));
+    acceptor_.bind(endpoint);
+    acceptor_.listen();
+    accept();
+  }
+  ~PeerListener() {
+    asio::error_code ignored;
+    acceptor_.close(ignored);
+    for (auto& r : receivers_) r->close();
+  }
+  int refused = 0;
+  int accepted = 0;
+  std::uint64_t entries() const {
+    std::uint64_t n = 0;
+    for (const auto& r : receivers_) n += r->entries();
+    return n;
+  }
+
+ private:
+  struct Pending {
+    explicit Pending(asio::ip::tcp::socket s) : socket(std::move(s)) {}
+    asio::ip::tcp::socket socket;
+    asio::streambuf buffer;
+  };
+  void accept() {
+    acceptor_.async_accept([this](const asio::error_code& ec, asio::ip::tcp::socket socket) {
+      if (ec) return;
+      auto pending = std::make_shared<Pending>(std::move(socket));
+      asio::async_read_until(
+          pending->socket, pending->buffer, '\n', [this, pending](const asio::error_code& e, std::size_t n) {
+            if (e) return;
+            std::string data(asio::buffers_begin(pending->buffer.data()), asio::buffers_end(pending->buffer.data()));
+            const std::string line = data.substr(0, n - 1);
+            asio::error_code ignored;
+            const std::string from = pending->socket.remote_endpoint(ignored).address().to_string();
+            auto peer = check_peer_hello(line, from, self_, members_, kClusterSecret);
+            if (!peer) {
+              ++refused;
+              pending->socket.close(ignored);
+              return;
+            }
+            ++accepted;
+            receivers_.push_back(
+                PeerLinkReceiver::start(std::move(pending->socket), *peer, data.substr(n), on_entry_, {}));
+          });
+      accept();
+    });
+  }
+
+  asio::ip::tcp::acceptor acceptor_;
+  ServerId self_;
+  std::map<ServerId, std::string> members_;
+  PeerLinkReceiver::EntryHandler on_entry_;
+  std::vector<std::shared_ptr<PeerLinkReceiver>> receivers_;
+};
+
+TEST(PeerLink, FollowersForwardOverTcpAndFollowANewLeader) {
+  TestCluster cluster;
+  asio::io_context io;
+  cluster.on_pump = [&io] {
+    io.restart();
+    io.poll();
+  };
+  const std::uint16_t port = test_support::free_loopback_port();
+  std::map<ServerId, std::string> members;
+  for (int i : {1, 2, 3})
+    members[static_cast<ServerId>(i)] = "127.0.0." + std::to_string(i) + ":" + std::to_string(port);
+  std::map<int, std::unique_ptr<PeerLinkClient>> clients;
+  std::map<int, std::unique_ptr<PeerListener>> listeners;
+  for (int i : {1, 2, 3}) {
+    clients[i] = std::make_unique<PeerLinkClient>(io, static_cast<ServerId>(i), kClusterSecret, members);
+    listeners[i] = std::make_unique<PeerListener>(io, static_cast<ServerId>(i), members,
+                                                  [&cluster, i](ServerId, std::string entry) {
+                                                    if (cluster.running(i))
+                                                      (void)cluster.node(i).accept_forwarded(entry);
+                                                  });
+    ASSERT_TRUE(cluster.start(i, [&](ClusterOptions& o) {
+      o.client_addresses = members;
+      o.forwarder = clients[i].get();
+    }));
+  }
+  const int leader = cluster.wait_leader();
+  ASSERT_NE(leader, 0);
+  const int follower = cluster.other_than(leader);
+  const OpenSession open{"", "10.0.0.2:1", "v1", static_cast<ServerId>(follower), 1, kResumeSecret};
+  ASSERT_TRUE(cluster.node(follower).submit(open));
+  ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(follower, open) != nullptr; }));
+  const SessionId a = cluster.result_of(follower, open)->answer.number;
+  SessionRequest req;
+  req.session = a;
+  req.origin = static_cast<ServerId>(follower);
+  req.seq = 1;
+  req.tag = "t";
+  req.name = "x";
+  ASSERT_TRUE(cluster.node(follower).submit(req));
+  ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(follower, req) != nullptr; }));
+  EXPECT_EQ(cluster.result_of(follower, req)->answer.type, Answer::Type::kGranted);
+  EXPECT_EQ(clients[follower]->stats().connects, 1u);
+  EXPECT_EQ(clients[follower]->stats().frames, 2u);
+  EXPECT_EQ(clients[follower]->linked_to(), static_cast<ServerId>(leader));
+  EXPECT_EQ(listeners[leader]->accepted, 1);
+  EXPECT_EQ(listeners[leader]->entries(), 2u);
+  EXPECT_EQ(cluster.node(leader).status().accepted, 2u);
+
+  // A link with the wrong secret is refused, and what it sends is not applied.
+  {
+    asio::ip::tcp::socket raw(io);
+    raw.open(asio::ip::tcp::v4());
+    raw.bind(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0." + std::to_string(follower)), 0));
+    const auto where = split_host_port(members[static_cast<ServerId>(leader)]);
+    raw.connect(asio::ip::tcp::endpoint(asio::ip::make_address(where->first), port));
+    SessionRequest forged = req;
+    forged.seq = 2;
+    forged.tag = "forged";
+    const std::string bytes =
+        "PEER " + std::to_string(follower) + " wrong-secret\n" + frame_entry(replication::encode_entry({0, {forged}}));
+    asio::write(raw, asio::buffer(bytes));
+    ASSERT_TRUE(cluster.pump_until([&] { return listeners[leader]->refused == 1; }));
+    cluster.pump_until([] { return false; }, milliseconds(300));
+    EXPECT_EQ(cluster.result_of(follower, forged), nullptr);
+  }
+
+  // The leader goes: the follower's next command goes over a new link to the next one.
+  cluster.stop(leader);
+  listeners.erase(leader);
+  const int next = cluster.wait_leader();
+  ASSERT_NE(next, 0);
+  SessionRequest again = req;
+  again.seq = 2;
+  again.tag = "t2";
+  again.name = "y";
+  ASSERT_TRUE(cluster.node(follower).submit(again));
+  ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(follower, again) != nullptr; }));
+  EXPECT_EQ(cluster.result_of(follower, again)->answer.type, Answer::Type::kGranted);
+  if (next != follower) {
+    EXPECT_EQ(clients[follower]->linked_to(), static_cast<ServerId>(next));
+    EXPECT_EQ(clients[follower]->stats().connects, 2u);
+  }
+  for (int i = 1; i <= 3; ++i) {
+    if (cluster.running(i)) {
+      ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(i, again) != nullptr; })) << i;
+      EXPECT_EQ(cluster.server(i).replica->table().get("y").held, 1) << i;
+    }
+  }
+  clients.clear();  // closing links with handlers in flight
+  io.restart();
+  io.poll();
+}
+
+}  // namespace
+}  // namespace netsem::cluster::testing
