@@ -32,7 +32,8 @@ protocol::SemaphoreView view_of(const SemaphoreInfo& info) {
 
 Dispatcher::Dispatcher(SemaphoreTable& table, const JournalProgress& journal, const ServerConfig& config,
                        ServerCounters& counters, PeerLogs& logs, ClockFunction clock, const void* clock_context)
-    : table_(table),
+    : table_(&table),
+      view_(table),
       journal_(journal),
       config_(config),
       counters_(counters),
@@ -41,19 +42,57 @@ Dispatcher::Dispatcher(SemaphoreTable& table, const JournalProgress& journal, co
       clock_context_(clock_context) {
   started_ = clock_(clock_context_);
   request_sequence_ = journal_.sequence();
-  table_.set_slow_wait(std::chrono::milliseconds(config_.slow_wait_ms));
+  table_->set_slow_wait(std::chrono::milliseconds(config_.slow_wait_ms));
+}
+
+namespace {
+
+// Cluster mode has no journal: nothing is ever held for one.
+class NoJournal final : public JournalProgress {
+ public:
+  std::uint64_t answerable_sequence() const override { return 0; }
+  bool ok() const override { return true; }
+};
+const NoJournal kNoJournal;
+
+}  // namespace
+
+Dispatcher::Dispatcher(const replication::StateMachine& replica, CommandSink& sink, replication::ServerId origin,
+                       const ServerConfig& config, ServerCounters& counters, PeerLogs& logs, ClockFunction clock,
+                       const void* clock_context)
+    : table_(nullptr),
+      view_(replica.table()),
+      journal_(kNoJournal),
+      config_(config),
+      counters_(counters),
+      logs_(logs),
+      clock_(clock),
+      clock_context_(clock_context),
+      replica_(&replica),
+      sink_(&sink),
+      origin_(origin) {
+  started_ = clock_(clock_context_);
 }
 
 // --- sessions ---
 
 void Dispatcher::begin_session(SessionState& session) {
-  table_.open_session(session.id);
   session.open = true;
   session.last_activity = session.began = now();
-  sessions_.emplace(session.id, &session);
-  sessions_by_id_.emplace(session.id, &session);
+  if (cluster_mode()) {
+    // Opened in the log by its first command (open_in_log), once its
+    // dialect is known; sessions_ has it from then on.
+    session.log.nonce = ++next_nonce_;
+    by_nonce_.emplace(session.log.nonce, &session);
+  } else {
+    table_->open_session(session.id);
+    sessions_.emplace(session.id, &session);
+    sessions_by_id_.emplace(session.id, &session);
+  }
   // At accept: the dialect and a label come later, and the end line has
-  // them. (The network layer makes one SessionState per connection.)
+  // them. (The network layer makes one SessionState per connection.) In
+  // cluster mode, once the log gave the session its id (opened_in_log).
+  if (cluster_mode()) return;
   if (session.tls) {
     logs_.event(logs_.sessions, "session began",
                 {{"session", session.id},
@@ -72,11 +111,15 @@ void Dispatcher::end_session(SessionState& session, stats::EndCause cause) {
   session.open = false;
   counters_.count_end(cause);
   log_end(session, cause);
+  if (cluster_mode()) {
+    cluster_end_session(session, cause);
+    return;
+  }
   sessions_.erase(session.id);
   sessions_by_id_.erase(session.id);
   if (shutting_down_) return;
   (void)now();  // the table's time, for the holds this ends and the grants it makes
-  table_.close_session(session.id, completions_);
+  table_->close_session(session.id, completions_);
   deliver_completions();
 }
 
@@ -106,8 +149,26 @@ void Dispatcher::handle_request(SessionState& session) {
   if (config_.auth.required() && !permitted(session, tag)) return;
   // take() refuses a duplicate tag itself, on the grant path's one session
   // lookup; every other verb is checked here.
+  if (cluster_mode()) {
+    // The log's verbs (but KICK, whose right and id are checked first, in
+    // kick()); the state machine refuses a duplicate tag itself.
+    switch (request_.verb) {
+      case Verb::kAcquire:
+      case Verb::kWait:
+      case Verb::kRelease:
+      case Verb::kPost:
+      case Verb::kCancel:
+      case Verb::kCreate:
+      case Verb::kDelete:
+      case Verb::kHello:
+        submit_request(session);
+        return;
+      default:
+        break;
+    }
+  }
   const bool takes = request_.verb == Verb::kAcquire || request_.verb == Verb::kWait;
-  if (!takes && table_.pending_count(session.id) != 0 && table_.is_pending(session.id, tag)) {
+  if (!takes && view_.pending_count(session.id) != 0 && view_.is_pending(session.id, tag)) {
     answer_error(session, tag, ErrorCode::kDuplicateTag);
     return;
   }
@@ -120,40 +181,40 @@ void Dispatcher::handle_request(SessionState& session) {
       handle_take(session, TakeMode::kWait);
       return;
     case Verb::kRelease: {
-      const auto error = table_.release(session.id, request_.name, request_.count, value, completions_);
+      const auto error = table_->release(session.id, request_.name, request_.count, value, completions_);
       if (error != ErrorCode::kNone) return answer_error(session, tag, error);
       protocol::append_ok_number(session.out, tag, static_cast<std::uint64_t>(value));
       deliver_completions();
       return;
     }
     case Verb::kPost: {
-      const auto error = table_.post(request_.name, request_.count, value, completions_);
+      const auto error = table_->post(request_.name, request_.count, value, completions_);
       if (error != ErrorCode::kNone) return answer_error(session, tag, error);
       protocol::append_ok_number(session.out, tag, static_cast<std::uint64_t>(value));
       deliver_completions();
       return;
     }
     case Verb::kCancel: {
-      const auto error = table_.cancel(session.id, request_.pending_tag, completions_);
+      const auto error = table_->cancel(session.id, request_.pending_tag, completions_);
       if (error != ErrorCode::kNone) return answer_error(session, tag, error);
       protocol::append_ok(session.out, tag);
       deliver_completions();
       return;
     }
     case Verb::kCreate: {
-      const auto error = table_.create(request_.name, request_.value, request_.max, request_.exclusive);
+      const auto error = table_->create(request_.name, request_.value, request_.max, request_.exclusive);
       if (error != ErrorCode::kNone) return answer_error(session, tag, error);
       protocol::append_ok(session.out, tag);
       return;
     }
     case Verb::kDelete: {
-      const auto error = table_.remove(request_.name);
+      const auto error = table_->remove(request_.name);
       if (error != ErrorCode::kNone) return answer_error(session, tag, error);
       protocol::append_ok(session.out, tag);
       return;
     }
     case Verb::kGet:
-      protocol::append_get(session.out, tag, view_of(table_.get(request_.name)));
+      protocol::append_get(session.out, tag, view_of(view_.get(request_.name)));
       return;
     case Verb::kList:
       start_list(session);
@@ -206,6 +267,13 @@ void Dispatcher::handle_request(SessionState& session) {
 // --- protocol 1.1: who holds, who waits, who is there, KICK ---
 
 std::string_view Dispatcher::label_of(SessionId id) const {
+  if (cluster_mode()) {
+    // Sessions of every server: the log's labels.
+    const auto& all = replica_->sessions();
+    const auto it = all.find(id);
+    if (it == all.end()) return {};
+    return it->second.dialect == answers::kAceLabel ? answers::kAceLabel : std::string_view(it->second.label);
+  }
   const auto found = sessions_.find(id);
   if (found == sessions_.end()) return {};  // not reached: the table knows open sessions only
   const SessionState& other = *found->second;
@@ -214,7 +282,7 @@ std::string_view Dispatcher::label_of(SessionId id) const {
 
 void Dispatcher::start_rows(SessionState& session, std::string_view tag, SessionState::ListStream::Kind kind) {
   using Kind = SessionState::ListStream::Kind;
-  if (kind != Kind::kSessions && table_.get(request_.name).kind == SemaphoreKind::kAbsent) {
+  if (kind != Kind::kSessions && view_.get(request_.name).kind == SemaphoreKind::kAbsent) {
     return answer_error(session, tag, ErrorCode::kNotFound);
   }
   session.list.emplace();
@@ -229,7 +297,8 @@ bool Dispatcher::produce_rows(SessionState& session, std::size_t stop_at) {
   using Kind = SessionState::ListStream::Kind;
   SessionState::ListStream& list = *session.list;
   std::string& out = session.out;
-  const Clock::time_point now = this->now();
+  // The table's time: this turn's, or the log time of the replica's.
+  const Clock::time_point now = cluster_mode() ? view_time() : this->now();
   bool more = false;
   // Each row shows its holder, waiter or session as it is when the row is
   // made; the cursor is the last row's order (or id), so rows come in
@@ -242,7 +311,7 @@ bool Dispatcher::produce_rows(SessionState& session, std::size_t stop_at) {
   };
   switch (list.kind) {
     case Kind::kHolders:
-      table_.holders_after(list.prefix, now, list.after, [&](const HolderInfo& h) {
+      view_.holders_after(list.prefix, now, list.after, [&](const HolderInfo& h) {
         if (!room()) return false;
         protocol::append_holder_item(out, list.tag, {h.session, h.count, h.fence, h.held_ms, label_of(h.session)});
         ++list.count;
@@ -251,7 +320,7 @@ bool Dispatcher::produce_rows(SessionState& session, std::size_t stop_at) {
       });
       break;
     case Kind::kWaiters:
-      table_.waiters_after(list.prefix, now, list.after, [&](const WaiterInfo& w) {
+      view_.waiters_after(list.prefix, now, list.after, [&](const WaiterInfo& w) {
         if (!room()) return false;
         protocol::append_waiter_item(out, list.tag,
                                      {w.session, w.count, w.waited_ms, w.timeout_ms_left, label_of(w.session)});
@@ -267,10 +336,28 @@ bool Dispatcher::produce_rows(SessionState& session, std::size_t stop_at) {
       const auto ms = [now](Clock::time_point since) {
         return now <= since ? 0 : std::chrono::duration_cast<std::chrono::milliseconds>(now - since).count();
       };
+      if (cluster_mode()) {
+        // The log's sessions, every server's, with their log times.
+        const auto& all = replica_->sessions();
+        for (auto it = all.upper_bound(list.after); it != all.end(); ++it) {
+          const replication::SessionRecord& other = it->second;
+          if (!room()) break;
+          const SessionLoad load = view_.session_load(other.id);
+          using replication::StateMachine;
+          protocol::append_session_item(
+              out, list.tag,
+              {other.id, other.peer, other.dialect, load.permits_held, static_cast<std::int64_t>(load.pending),
+               ms(StateMachine::to_time_point(other.opened_ms)),
+               ms(StateMachine::to_time_point(other.last_activity_ms)), label_of(other.id)});
+          ++list.count;
+          list.after = other.id;
+        }
+        break;
+      }
       for (auto it = sessions_by_id_.upper_bound(list.after); it != sessions_by_id_.end(); ++it) {
         const SessionState* other = it->second;
         if (!room()) break;
-        const SessionLoad load = table_.session_load(other->id);
+        const SessionLoad load = view_.session_load(other->id);
         const bool ace = other->dialect == protocol::Dialect::kAce;
         protocol::append_session_item(
             out, list.tag,
@@ -297,6 +384,12 @@ void Dispatcher::kick(SessionState& session, std::string_view tag) {
   std::uint64_t id = 0;
   if (!protocol::parse_session_id(request_.session_id, id)) {
     return answer_error(session, tag, ErrorCode::kBadArg, "a session id is a decimal number 1..18446744073709551615");
+  }
+  if (cluster_mode()) {
+    // The target may be hosted by any server: the log knows (NOT_FOUND
+    // from it), and its host tells it why.
+    submit_request(session);
+    return;
   }
   const auto found = sessions_.find(id);
   if (found == sessions_.end()) return answer_error(session, tag, ErrorCode::kNotFound);
@@ -442,7 +535,8 @@ void Dispatcher::handle_auth(SessionState& session, std::string_view tag) {
   }
   session.auth_pending = true;
   session.auth_tag.assign(tag);
-  const SessionId id = session.id;
+  // Cluster mode: the nonce, as the session may have no id yet.
+  const SessionId id = cluster_mode() ? session.log.nonce : session.id;
   const bool queued = verifier_->verify(std::string(token), [this, id, post = post_](auth::TokenVerifier::Outcome o) {
     post([this, id, outcome = std::move(o)] { auth_checked(id, outcome); });
   });
@@ -460,8 +554,9 @@ void Dispatcher::handle_auth(SessionState& session, std::string_view tag) {
 }
 
 void Dispatcher::auth_checked(SessionId id, const auth::TokenVerifier::Outcome& outcome) {
-  const auto found = sessions_.find(id);
-  if (found == sessions_.end() || !found->second->auth_pending) return;
+  const auto& by_key = cluster_mode() ? by_nonce_ : sessions_;
+  const auto found = by_key.find(id);
+  if (found == by_key.end() || !found->second->auth_pending) return;
   SessionState& session = *found->second;
   session.auth_pending = false;
   const std::string tag = std::move(session.auth_tag);
@@ -498,7 +593,8 @@ void Dispatcher::finish_auth(SessionState& session, std::string_view tag, const 
 std::size_t Dispatcher::reauthorize(bool was_required) {
   std::vector<SessionState*> ended;
   const bool required = config_.auth.required();
-  for (const auto& [id, session] : sessions_) {
+  // Cluster mode: every session here, an id from the log or not yet.
+  for (const auto& [id, session] : cluster_mode() ? by_nonce_ : sessions_) {
     if (session->dialect == protocol::Dialect::kAce) {
       if (session->rights) session->rights = config_.ace_rights;
       continue;
@@ -543,7 +639,7 @@ void Dispatcher::handle_take(SessionState& session, TakeMode mode) {
   take.count = request_.count;
   take.timeout_ms = request_.timeout_ms;
   take.now = now();
-  const TakeResult result = table_.take(take, completions_);
+  const TakeResult result = table_->take(take, completions_);
   answers::append_take(session, take.tag, request_.verb, take.name, result);
   deliver_completions();
 }
@@ -594,7 +690,7 @@ bool Dispatcher::produce_list(SessionState& session) {
   // Each line shows its semaphore as it is when the line is made; the cursor
   // is the last name, so names come in byte order, each at most once, even
   // as the table changes between chunks.
-  table_.list_after(list.prefix, list.last, [&](const SemaphoreInfo& info) {
+  view_.list_after(list.prefix, list.last, [&](const SemaphoreInfo& info) {
     if (out.size() >= stop_at) {
       more = true;
       return false;
@@ -620,7 +716,7 @@ void Dispatcher::append_stats(SessionState& session, std::string_view tag) {
 
 stats::Snapshot Dispatcher::stats_snapshot() const {
   stats::Snapshot figures;
-  const TableStats table = table_.stats();
+  const TableStats table = view_.stats();
   figures.gauges.sessions = table.sessions;
   figures.gauges.semaphores = table.semaphores;
   figures.gauges.held = table.held;
@@ -640,7 +736,7 @@ stats::Snapshot Dispatcher::stats_snapshot() const {
   const std::uint64_t answerable = journal_.answerable_sequence();
   figures.gauges.journal_pending_records = sequence > answerable ? sequence - answerable : 0;
   figures.server = counters_;
-  figures.table = table_.counters();
+  figures.table = view_.counters();
   figures.journal = journal_.counters();
   return figures;
 }
@@ -673,19 +769,29 @@ void Dispatcher::handle_ace(SessionState& session, protocol::AceParser::Token to
       return;
     case protocol::AceParser::Token::kRelease: {
       session.last_activity = now();
-      if (session.ace_stage != AceStage::kHolding) {
+      if (session.ace_stage != AceStage::kHolding || session.log.pending) {
         refuse("ACE: release while not holding");
         return;
       }
+      if (cluster_mode()) {
+        // The session's close gives the permit back: `ok|` when it is
+        // applied (write_answer), then the session ends.
+        session.log.pending = true;
+        session.log.verb = Verb::kQuit;
+        session.log.closed = true;
+        sink_->submit(replication::CloseSession{session.id, origin_, replication::CloseCause::kQuit});
+        return;
+      }
       std::int64_t value = 0;
-      const auto error = table_.release(session.id, session.ace_name, 1, value, completions_);
+      const auto error = table_->release(session.id, session.ace_name, 1, value, completions_);
       deliver_completions();
       answers::ace_released(session, error);
       return;
     }
     case protocol::AceParser::Token::kAcquire: {
       session.last_activity = now();
-      if (session.ace_stage != AceStage::kAwaitAcquire || protocol::check_name(name) != ErrorCode::kNone) {
+      if (session.ace_stage != AceStage::kAwaitAcquire || session.log.pending ||
+          protocol::check_name(name) != ErrorCode::kNone) {
         refuse("ACE: unexpected acquire");
         return;
       }
@@ -701,12 +807,16 @@ void Dispatcher::handle_ace(SessionState& session, protocol::AceParser::Token to
       }
       ++counters_.requests;
       session.ace_name.assign(name);
+      if (cluster_mode()) {
+        submit_ace_acquire(session);
+        return;
+      }
       TakeRequest take;
       take.session = session.id;
       take.tag = kAceTag;
       take.name = session.ace_name;
       take.now = session.last_activity;
-      const TakeResult result = table_.take(take, completions_);
+      const TakeResult result = table_->take(take, completions_);
       deliver_completions();
       answers::ace_take(session, result, logs_);
       return;
@@ -735,18 +845,18 @@ void Dispatcher::deliver_completions() {
   completions_.clear();
   delivering_ = false;
   // Grants come with completions only, so slow ones are looked for here.
-  if (table_.has_slow_grants()) log_slow_grants();
+  if (table_->has_slow_grants()) log_slow_grants();
 }
 
 // --- the log ---
 
 void Dispatcher::log_end(const SessionState& session, stats::EndCause cause) {
   if (!spdlog::should_log(logs_.sessions.level())) return;
-  answers::log_end(logs_, session, cause, table_.session_load(session.id), now());
+  answers::log_end(logs_, session, cause, view_.session_load(session.id), now());
 }
 
 void Dispatcher::log_slow_grants() {
-  std::vector<SlowGrant> slow = table_.take_slow_grants();
+  std::vector<SlowGrant> slow = table_->take_slow_grants();
   for (const SlowGrant& grant : slow) {
     const auto found = sessions_.find(grant.session);
     answers::log_slow_grant(logs_, grant, found == sessions_.end() ? nullptr : found->second);
@@ -763,8 +873,9 @@ void Dispatcher::deliver(SessionState& session, const Completion& completion) {
 // --- time, configuration, output ---
 
 void Dispatcher::hold_grants_until(Clock::time_point until) {
+  if (table_ == nullptr) return;  // cluster mode: no lease wait (the log kept the holders)
   grants_held_until_ = until;
-  table_.hold_grants();
+  table_->hold_grants();
 }
 
 std::chrono::milliseconds Dispatcher::lease_wait_after(const journal_format::RunRecord& previous,
@@ -776,20 +887,22 @@ std::chrono::milliseconds Dispatcher::lease_wait_after(const journal_format::Run
 }
 
 void Dispatcher::expire() {
-  read_clock();  // a deadline timer fired: its time, not an earlier one of this turn
+  read_clock();                   // a deadline timer fired: its time, not an earlier one of this turn
+  if (table_ == nullptr) return;  // cluster mode: the leader's AdvanceTime times requests out
   // Requests whose time ran out leave first: the end of the lease wait
   // grants only those still waiting.
-  table_.expire(now_, completions_);
+  table_->expire(now_, completions_);
   if (grants_held_until_ && *grants_held_until_ <= now_) {
     grants_held_until_.reset();
-    table_.resume_grants(completions_);
+    table_->resume_grants(completions_);
   }
   deliver_completions();
 }
 
 std::vector<std::string> Dispatcher::reconfigure(const std::vector<std::pair<std::string, std::int64_t>>& limits) {
-  (void)now();  // the table's time, for the grants this makes
-  auto created = table_.configure_defined(limits, completions_);
+  if (table_ == nullptr) return {};  // cluster mode: the leader proposes Reconfigure
+  (void)now();                       // the table's time, for the grants this makes
+  auto created = table_->configure_defined(limits, completions_);
   deliver_completions();
   return created;
 }

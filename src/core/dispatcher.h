@@ -41,6 +41,29 @@
 // new blocking verb adds a Completion::Type if it needs a new answer, and
 // maps it in answers::deliver().
 //
+// Cluster mode (issue 16, docs/replication.md "The servers"): constructed
+// over a CommandSink and the server's loop replica (a read-only
+// replication::StateMachine) instead of a table and a journal, the same
+// class answers the sessions a server of the cluster hosts. It changes no
+// table: a state-changing verb (request_from_protocol's) becomes a
+// SessionRequest with this server's id (origin) and the session's next seq,
+// submitted to the sink, and the session's later lines wait (input_held)
+// until apply_results(), called once the loop replica applied the entry,
+// writes its answer; reads (GET, LIST, HOLDERS, WAITERS, SESSIONS, STATS)
+// read the replica's table; session-local verbs (PING, LEASE, OPTION, AUTH,
+// QUIT) are answered here as in single mode, rights checked before
+// anything is submitted. A session is opened in the log (OpenSession with
+// origin, a nonce and a random resume secret) by its first command, when
+// its dialect is known (an ACE `acquire:` becomes OpenSession, then
+// ACQUIRE); until then its id is 0. Its end submits CloseSession (cause
+// closed, quit for QUIT and an ACE release) unless the log ended it.
+// One class with two modes rather than a second dispatcher: everything but
+// where a change is made (the table, or the log) is the same (rights, AUTH,
+// the listings' streaming, session-local verbs, the API the network layer
+// calls), and the answers are answers.h's in both. What cluster mode does
+// not do: expire() and reconfigure() change nothing (the leader proposes
+// AdvanceTime and Reconfigure), there is no lease wait and no journal hold.
+//
 // Thread safety: none; the server uses it from its event-loop thread only.
 #pragma once
 
@@ -55,11 +78,14 @@
 #include "auth/token_verifier.h"
 #include "config/config.h"
 #include "core/answers.h"
+#include "core/command_sink.h"
 #include "core/peer_logs.h"
 #include "core/session_state.h"
 #include "journal/journal_format.h"
 #include "protocol/ace_codec.h"
 #include "protocol/codec.h"
+#include "replication/results.h"
+#include "replication/state_machine.h"
 #include "stats/stats.h"
 #include "table/semaphore_table.h"
 
@@ -122,6 +148,14 @@ class Dispatcher {
   // change at start-up).
   Dispatcher(SemaphoreTable& table, const JournalProgress& journal, const ServerConfig& config,
              ServerCounters& counters, PeerLogs& logs, ClockFunction clock, const void* clock_context);
+  // Cluster mode: this server is `origin` (its id in the cluster, >= 1);
+  // commands go to `sink`, reads read `replica` (the loop replica, which
+  // the caller applies entries to, then calls apply_results). References
+  // as above.
+  Dispatcher(const replication::StateMachine& replica, CommandSink& sink, replication::ServerId origin,
+             const ServerConfig& config, ServerCounters& counters, PeerLogs& logs, ClockFunction clock,
+             const void* clock_context);
+  bool cluster_mode() const { return sink_ != nullptr; }
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
 
@@ -166,8 +200,9 @@ class Dispatcher {
   // once, granting nothing. REQUIRES: expire() is not called after.
   void begin_shutdown() { shutting_down_ = true; }
   void finish_shutdown() {
-    (void)now();  // the table's time, for the holds this ends (STATS hold_us)
-    table_.close_all_sessions();
+    if (table_ == nullptr) return;  // cluster mode: the log's sessions end by their closes
+    (void)now();                    // the table's time, for the holds this ends (STATS hold_us)
+    table_->close_all_sessions();
   }
 
   // --- authentication (docs/security.md) ---
@@ -185,6 +220,8 @@ class Dispatcher {
   // The check of session `id`'s AUTH ended (on the loop): its answer is
   // appended, its held requests go on (SessionEvents::input_resumable).
   // Nothing when the session ended meanwhile. The caller ends the turn.
+  // (Cluster mode: `id` is the key the dispatcher's own post handed, the
+  // session's nonce, as a session may have no id yet.)
   void auth_checked(SessionId id, const auth::TokenVerifier::Outcome& outcome);
   // The authentication tables (config.auth) changed on reload: open
   // sessions follow them at once. A session authenticated by a token still
@@ -239,13 +276,27 @@ class Dispatcher {
   // The earliest deadline of a queued request, or the end of the lease
   // wait, if any.
   std::optional<Clock::time_point> next_deadline() const {
-    auto next = table_.next_deadline();
+    if (table_ == nullptr) return std::nullopt;  // cluster mode: the leader's AdvanceTime
+    auto next = table_->next_deadline();
     if (grants_held_until_ && (!next || *grants_held_until_ < *next)) next = grants_held_until_;
     return next;
   }
   // Makes `limits` the defined semaphores (start, reload) and delivers what
   // that finishes; returns the listed names that are created semaphores.
   std::vector<std::string> reconfigure(const std::vector<std::pair<std::string, std::int64_t>>& limits);
+
+  // --- cluster mode ---
+
+  // The loop replica applied `entry`, which gave `results`: writes the
+  // answers of the commands this server submitted (OpenSession: matched by
+  // origin and nonce; a session's request: by its seq), delivers the
+  // completions of the sessions it hosts, ends the hosted sessions the
+  // entry ended (`* ERR KICKED ...` to a kicked v1 peer; an idle one closes
+  // as on a single server's timeout), and lets held input go on
+  // (SessionEvents::input_resumable). Answers kDuplicate and kNotHost write
+  // nothing (they are logged). The caller ends the turn. REQUIRES: cluster
+  // mode; `results` are the replica's for `entry`, entries in log order.
+  void apply_results(const replication::Entry& entry, const replication::EntryResults& results);
 
   // --- figures ---
 
@@ -313,6 +364,28 @@ class Dispatcher {
   // Holds the completion for the journal if it must wait, then maps it
   // (answers::deliver).
   void deliver(SessionState& session, const Completion& completion);
+
+  // Cluster mode (dispatcher_cluster.cc).
+  // Submits request_ (a verb of request_from_protocol's) for the session,
+  // opening the session in the log first if it has no id yet; its input
+  // is held until the answer. For KICK, `target` is the parsed id.
+  void submit_request(SessionState& session);
+  // Submits the ACE session's ACQUIRE of session.ace_name (opening it first).
+  void submit_ace_acquire(SessionState& session);
+  // Submits the session's pending SessionRequest (`command`, with its id,
+  // origin and next seq filled in here).
+  void submit_now(SessionState& session, replication::SessionRequest command);
+  // Submits OpenSession for the session (its dialect is known now).
+  void open_in_log(SessionState& session);
+  void cluster_end_session(SessionState& session, stats::EndCause cause);
+  // The answer to a command of `session` (hosted here), its input resumed.
+  void write_answer(SessionState& session, const replication::Answer& answer);
+  // A hosted session the log ended, with `cause`; `kicker` is the session
+  // whose KICK did it (0 if none).
+  void ended_in_log(SessionState& session, replication::CloseCause cause, SessionId kicker);
+  void opened_in_log(std::uint64_t nonce, const replication::Answer& answer);
+  // The replica's table time (for the listings' ages): the log time.
+  TimePoint view_time() const;
   // The journal sequence an answer appended now must wait for: the last
   // record made since the request (or turn) began, 0 when it made none.
   std::uint64_t answer_dependency() const {
@@ -324,10 +397,11 @@ class Dispatcher {
   void read_clock() const {
     now_ = clock_(clock_context_);
     now_read_ = true;
-    table_.set_time(now_);
+    if (table_ != nullptr) table_->set_time(now_);
   }
 
-  SemaphoreTable& table_;
+  SemaphoreTable* table_;       // single mode's table; null in cluster mode
+  const SemaphoreTable& view_;  // what reads read: the table, or the replica's
   const JournalProgress& journal_;
   const ServerConfig& config_;
   ServerCounters& counters_;
@@ -351,6 +425,24 @@ class Dispatcher {
   protocol::Request request_;           // reused for every line: no allocation per request
   auth::TokenVerifier* verifier_ = nullptr;
   LoopPost post_;
+
+  // Cluster mode.
+  const replication::StateMachine* replica_ = nullptr;
+  CommandSink* sink_ = nullptr;
+  replication::ServerId origin_ = 0;
+  std::uint64_t next_nonce_ = 0;
+  // Every session begun here and not yet ended, by nonce (AUTH's answer
+  // finds its session by it: a session may have no id yet).
+  std::unordered_map<std::uint64_t, SessionState*> by_nonce_;
+  // OpenSessions submitted and not yet applied, by nonce: the session (null
+  // when it ended meanwhile: its CloseSession follows the open, with
+  // `cause`) and the request that waits for its id.
+  struct Opening {
+    SessionState* session = nullptr;
+    replication::CloseCause cause = replication::CloseCause::kClosed;
+    std::optional<replication::SessionRequest> first;
+  };
+  std::unordered_map<std::uint64_t, Opening> opening_;
 };
 
 }  // namespace netsem::server

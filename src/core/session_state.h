@@ -22,6 +22,7 @@
 
 #include "auth/rights.h"
 #include "protocol/ace_codec.h"
+#include "protocol/requests.h"
 #include "stats/stats.h"
 #include "table/semaphore_table.h"
 
@@ -85,7 +86,11 @@ struct SessionState {
   // Bytes of `out` not yet written.
   std::size_t unwritten() const { return out.size() - out_sent; }
 
-  const SessionId id;
+  // The session's id. A single server's network layer gives it at
+  // construction. On the replicated log (the Dispatcher's cluster mode) it
+  // is 0 until the session's OpenSession is applied; the dispatcher then
+  // sets the id the log assigned (log.opened), and nothing else changes it.
+  SessionId id;
   const std::string peer;  // "address:port", "[v6]:port", for logs and SESSIONS
   SessionEvents* const events;
   // The peer's address, IPv6 or IPv4-mapped (as AllowList::allows takes
@@ -128,9 +133,30 @@ struct SessionState {
   bool auth_pending = false;
   std::string auth_tag;
 
+  // On the replicated log (the Dispatcher's cluster mode, its own): where
+  // the session stands in the log, and the one command it has in flight.
+  struct LogState {
+    std::uint64_t nonce = 0;  // matches its OpenSession's result to it (unique in this run)
+    bool opening = false;     // its OpenSession is submitted, not yet applied
+    bool opened = false;      // applied: `id` is the log's
+    bool closed = false;      // the log ended it (or its own CloseSession is submitted)
+    // A command submitted (or waiting for the session's id) whose answer
+    // is not yet written: the session's later requests wait (input_held).
+    bool pending = false;
+    std::uint64_t seq = 0;  // the last seq given to one of its requests
+    // What the answer to the pending command needs: its verb (an ACE
+    // acquire is kAcquire, an ACE release kQuit), tag and name.
+    protocol::Verb verb = protocol::Verb::kPing;
+    std::string tag;
+    std::string name;
+    std::uint64_t pending_seq = 0;  // the pending SessionRequest's seq (0 before it has one)
+  };
+  LogState log;
+
   // Whether the network layer must hand the dispatcher no more requests for
-  // now: a LIST streams, or an AUTH is being checked.
-  bool input_held() const { return list.has_value() || auth_pending; }
+  // now: a LIST streams, an AUTH is being checked, or (cluster mode) the
+  // answer to the session's command has not yet come from the log.
+  bool input_held() const { return list.has_value() || auth_pending || log.pending; }
 };
 
 // The session's dialect as SESSIONS, the HTTP API and the log show it:

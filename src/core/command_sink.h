@@ -1,0 +1,31 @@
+// CommandSink: where a dispatcher on the replicated log (the Dispatcher's
+// cluster mode, dispatcher.h) hands the commands of the sessions it hosts.
+// netsemd implements it over its cluster node (src/cluster: forwarded to
+// the leader, proposed, committed); tests over a real
+// replication::StateMachine applied at once.
+//
+// Thread safety: submit() is called on the event-loop thread; what the
+// implementation does with the command (another thread, the network) is its
+// own.
+#pragma once
+
+#include "replication/entry.h"
+
+namespace netsem::server {
+
+class CommandSink {
+ public:
+  virtual ~CommandSink() = default;
+  // Hands `command` on towards the log. Its outcome comes back only as the
+  // results of the entry that carries it, through
+  // Dispatcher::apply_results, once the loop replica applied that entry;
+  // a command that never commits has no outcome (the sink proposes it again,
+  // or the session stays waiting until its connection ends). REQUIRES: does
+  // not call back into the dispatcher inside the call.
+  virtual void submit(replication::Command command) = 0;
+
+ protected:
+  CommandSink() = default;
+};
+
+}  // namespace netsem::server

@@ -1,0 +1,326 @@
+// The Dispatcher's cluster mode (dispatcher.h): a session's commands go to
+// the log through the CommandSink, one at a time, and their answers,
+// completions and ends come back from the loop replica's results
+// (apply_results), mapped by answers.h as in single mode.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+#include <random>
+#include <variant>
+
+#include "core/dispatcher.h"
+#include "protocol/names.h"
+
+namespace netsem::server {
+
+using protocol::ErrorCode;
+using protocol::Verb;
+using replication::Answer;
+using replication::CloseCause;
+
+namespace {
+
+constexpr std::string_view kAceTag = "ace";
+// A resume secret: 32 hex digits (128 bits) from the system's random source.
+constexpr std::size_t kSecretBytes = 16;
+
+std::string random_secret() {
+  static constexpr std::string_view kHex = "0123456789abcdef";
+  std::random_device random;
+  std::string secret;
+  secret.reserve(kSecretBytes * 2);
+  for (std::size_t i = 0; i < kSecretBytes; i += 4) {
+    std::uint32_t bits = random();
+    for (int byte = 0; byte < 4; ++byte, bits >>= 8) {
+      secret.push_back(kHex[(bits >> 4) & 0xf]);
+      secret.push_back(kHex[bits & 0xf]);
+    }
+  }
+  return secret;
+}
+
+CloseCause close_cause_of(stats::EndCause cause) {
+  switch (cause) {
+    case stats::EndCause::kQuit:
+      return CloseCause::kQuit;
+    case stats::EndCause::kTimeout:
+      return CloseCause::kIdle;
+    case stats::EndCause::kKicked:
+      return CloseCause::kKicked;
+    case stats::EndCause::kShutdown:
+      return CloseCause::kShutdown;
+    case stats::EndCause::kOverflow:
+    case stats::EndCause::kShed:
+    case stats::EndCause::kError:
+      return CloseCause::kError;
+    case stats::EndCause::kClose:
+      break;
+  }
+  return CloseCause::kClosed;
+}
+
+// An ACQUIRE's or WAIT's answer from the log as the table's TakeResult.
+TakeResult take_result_of(const Answer& answer) {
+  TakeResult result;
+  switch (answer.type) {
+    case Answer::Type::kGranted:
+      result.type = TakeResult::Type::kGranted;
+      result.fence = answer.number;
+      break;
+    case Answer::Type::kQueued:
+      result.type = TakeResult::Type::kQueued;
+      result.position = answer.number;
+      break;
+    case Answer::Type::kTimedOut:
+      result.type = TakeResult::Type::kTimedOut;
+      break;
+    default:
+      result.type = TakeResult::Type::kError;
+      result.error = answer.error;
+      result.no_fence = answer.no_fence;
+      break;
+  }
+  return result;
+}
+
+}  // namespace
+
+TimePoint Dispatcher::view_time() const {
+  return replication::StateMachine::to_time_point(replica_->log_time_ms());
+}
+
+// --- submitting ---
+
+void Dispatcher::open_in_log(SessionState& session) {
+  session.log.opening = true;
+  replication::OpenSession open;
+  open.peer = session.peer.substr(0, replication::kMaxPeerBytes);
+  open.dialect = session.dialect == protocol::Dialect::kAce ? kAceTag : dialect_name(session);
+  open.origin = origin_;
+  open.nonce = session.log.nonce;
+  open.secret = random_secret();
+  opening_[session.log.nonce].session = &session;
+  sink_->submit(std::move(open));
+}
+
+void Dispatcher::submit_request(SessionState& session) {
+  replication::SessionRequest command;
+  if (!replication::request_from_protocol(session.id, request_, command)) {
+    // Not reached: the verbs submitted are request_from_protocol's, a KICK's
+    // id parsed already.
+    answer_error(session, request_.tag, ErrorCode::kBadArg);
+    return;
+  }
+  command.origin = origin_;
+  session.log.pending = true;
+  session.log.verb = request_.verb;
+  session.log.tag.assign(request_.tag);
+  session.log.name = command.name;  // HELLO: its label, or none (request_ keeps an earlier name)
+  if (!session.log.opened) {
+    if (!session.log.opening) open_in_log(session);
+    opening_[session.log.nonce].first = std::move(command);
+    return;
+  }
+  submit_now(session, std::move(command));
+}
+
+void Dispatcher::submit_ace_acquire(SessionState& session) {
+  replication::SessionRequest command;
+  command.verb = replication::RequestVerb::kAcquire;
+  command.tag = kAceTag;
+  command.name = session.ace_name;
+  command.origin = origin_;
+  session.log.pending = true;
+  session.log.verb = Verb::kAcquire;
+  session.log.tag.assign(kAceTag);
+  session.log.name = session.ace_name;
+  if (!session.log.opened) {
+    if (!session.log.opening) open_in_log(session);
+    opening_[session.log.nonce].first = std::move(command);
+    return;
+  }
+  submit_now(session, std::move(command));
+}
+
+void Dispatcher::submit_now(SessionState& session, replication::SessionRequest command) {
+  command.session = session.id;
+  command.seq = ++session.log.seq;
+  session.log.pending_seq = command.seq;
+  sink_->submit(std::move(command));
+}
+
+void Dispatcher::cluster_end_session(SessionState& session, stats::EndCause cause) {
+  by_nonce_.erase(session.log.nonce);
+  const CloseCause close = close_cause_of(cause);
+  if (session.log.opening) {
+    // Its id comes with the open: the close follows it (opened_in_log).
+    Opening& opening = opening_[session.log.nonce];
+    opening.session = nullptr;
+    opening.cause = close;
+    opening.first.reset();
+    return;
+  }
+  if (!session.log.opened) return;  // it never needed the log
+  sessions_.erase(session.id);
+  if (session.log.closed) return;  // the log ended it, or its close is submitted
+  session.log.closed = true;
+  sink_->submit(replication::CloseSession{session.id, origin_, close});
+}
+
+// --- the log's results ---
+
+void Dispatcher::opened_in_log(std::uint64_t nonce, const Answer& answer) {
+  const auto found = opening_.find(nonce);
+  if (found == opening_.end()) return;  // not this run's (a nonce is never reused)
+  Opening opening = std::move(found->second);
+  opening_.erase(found);
+  if (answer.type != Answer::Type::kOpened) return;  // not reached: an OpenSession always opens
+  const SessionId id = answer.number;
+  if (opening.session == nullptr) {
+    sink_->submit(replication::CloseSession{id, origin_, opening.cause});
+    return;
+  }
+  SessionState& session = *opening.session;
+  session.id = id;
+  session.log.opening = false;
+  session.log.opened = true;
+  sessions_.emplace(id, &session);
+  logs_.event(logs_.sessions, "session began",
+              {{"session", session.id},
+               {"peer", session.peer},
+               {"dialect", session.dialect == protocol::Dialect::kAce ? kAceTag : dialect_name(session)}});
+  if (opening.first) submit_now(session, std::move(*opening.first));
+}
+
+void Dispatcher::write_answer(SessionState& session, const Answer& answer) {
+  const Verb verb = session.log.verb;
+  const std::string_view tag = session.log.tag;
+  const std::string_view name = session.log.name;
+  if (answer.type == Answer::Type::kDuplicate || answer.type == Answer::Type::kNotHost) {
+    // Nothing changed in the log: the answer is another copy's (duplicate)
+    // or another server's to write (not host).
+    spdlog::warn("session {} ({}): the log answered its request {}: {}", session.id, session.peer,
+                 session.log.pending_seq, answer.type == Answer::Type::kDuplicate ? "duplicate" : "not host");
+    return;
+  }
+  session.log.pending = false;
+  session.log.pending_seq = 0;
+  if (session.dialect == protocol::Dialect::kAce) {
+    answers::ace_take(session, take_result_of(answer), logs_);
+  } else if (verb == Verb::kAcquire || verb == Verb::kWait) {
+    answers::append_take(session, tag, verb, name, take_result_of(answer));
+  } else {
+    switch (answer.type) {
+      case Answer::Type::kValue:
+        protocol::append_ok_number(session.out, tag, answer.number);
+        break;
+      case Answer::Type::kOk:
+        if (verb == Verb::kHello) {
+          if (!name.empty()) session.label.assign(name);
+          answers::append_hello(session, tag, logs_);
+        } else {
+          protocol::append_ok(session.out, tag);
+        }
+        break;
+      case Answer::Type::kError:
+        answers::append_request_error(session.out, tag, verb, name, answer.error,
+                                      answer.no_fence ? answers::kNoFenceDetail : std::string_view());
+        break;
+      default:
+        // kNoSession: the log ended the session in an earlier entry, which
+        // ended it here too; nothing else answers a request.
+        spdlog::warn("session {} ({}): unexpected answer {} from the log", session.id, session.peer,
+                     static_cast<int>(answer.type));
+        break;
+    }
+  }
+  if (session.open && !session.input_held()) session.events->input_resumable();
+}
+
+void Dispatcher::ended_in_log(SessionState& session, CloseCause cause, SessionId kicker) {
+  const bool ace_release = session.log.pending && session.log.verb == Verb::kQuit;
+  session.log.closed = true;
+  session.log.pending = false;
+  if (ace_release) {
+    answers::ace_released(session, ErrorCode::kNone);
+    return;
+  }
+  switch (cause) {
+    case CloseCause::kKicked: {
+      std::string reason = "kicked";
+      if (kicker != 0) {
+        // Who kicked, as a single server says it: its id and peer.
+        std::string_view peer;
+        if (const auto here = sessions_.find(kicker); here != sessions_.end()) {
+          peer = here->second->peer;
+        } else if (const auto there = replica_->sessions().find(kicker); there != replica_->sessions().end()) {
+          peer = there->second.peer;
+        } else if (kicker == session.id) {
+          peer = session.peer;
+        }
+        reason = "kicked by session " + std::to_string(kicker) + " (" + std::string(peer) + ")";
+      }
+      spdlog::info("session {} ({}) {}", session.id, session.peer, reason);
+      end_with_error(session, stats::EndCause::kKicked, ErrorCode::kKicked, reason);
+      return;
+    }
+    case CloseCause::kIdle:
+      // As a single server's session timeout: closed, nothing said.
+      logs_.log(logs_.timeout, "session {} ({}): no request for {} ms, closed and released", session.id, session.peer,
+                replica_->session_timeout_ms());
+      session.events->end(stats::EndCause::kTimeout, "session timeout");
+      return;
+    case CloseCause::kShutdown:
+      end_with_error(session, stats::EndCause::kShutdown, ErrorCode::kShutdown, "server is shutting down");
+      return;
+    case CloseCause::kQuit:
+      session.events->end(stats::EndCause::kQuit, "QUIT");
+      return;
+    case CloseCause::kError:
+      session.events->end(stats::EndCause::kError, "ended by the log");
+      return;
+    case CloseCause::kClosed:
+      session.events->end(stats::EndCause::kClose, "closed by the log");
+      return;
+  }
+}
+
+void Dispatcher::apply_results(const replication::Entry& entry, const replication::EntryResults& results) {
+  const std::size_t count = std::min(entry.commands.size(), results.commands.size());
+  for (std::size_t i = 0; i < count; ++i) {
+    const replication::Command& command = entry.commands[i];
+    const replication::CommandResult& result = results.commands[i];
+    SessionId kicker = 0;
+    if (const auto* open = std::get_if<replication::OpenSession>(&command)) {
+      if (open->origin == origin_) opened_in_log(open->nonce, result.answer);
+    } else if (const auto* request = std::get_if<replication::SessionRequest>(&command)) {
+      if (request->verb == replication::RequestVerb::kKick && result.answer.type == Answer::Type::kOk) {
+        kicker = request->session;
+      }
+      if (request->origin == origin_) {
+        const auto found = sessions_.find(request->session);
+        if (found != sessions_.end() && found->second->log.pending && found->second->log.pending_seq == request->seq) {
+          write_answer(*found->second, result.answer);
+        }
+      }
+    }
+    // The completions and ends, in the order they happened, to the
+    // sessions hosted here.
+    const auto deliver_to_host = [this](const Completion& completion) {
+      const auto found = sessions_.find(completion.session);
+      if (found != sessions_.end()) answers::deliver(*found->second, completion, now());
+    };
+    std::size_t next = 0;
+    for (const replication::Ended& ended : result.ended) {
+      for (; next < ended.after_completions && next < result.completions.size(); ++next) {
+        deliver_to_host(result.completions[next]);
+      }
+      const auto found = sessions_.find(ended.session);
+      if (found != sessions_.end()) ended_in_log(*found->second, ended.cause, kicker);
+    }
+    for (; next < result.completions.size(); ++next) deliver_to_host(result.completions[next]);
+  }
+}
+
+}  // namespace netsem::server
