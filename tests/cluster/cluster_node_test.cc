@@ -8,6 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <map>
+
 #include "cluster/cluster_harness.h"
 
 namespace netsem::cluster::testing {
@@ -60,10 +63,16 @@ SessionId open_session(TestCluster& cluster, int i, const std::string& peer) {
 }
 
 TEST(ClusterNode, SubmitOnTheLeaderReachesEveryReplicaInOneOrder) {
+  std::map<int, std::atomic<int>> wakes;  // the raft threads' calls of `wake` (outlives the nodes)
+  for (int i : {1, 2, 3}) wakes[i] = 0;   // made before any thread runs
   TestCluster cluster;
-  cluster.start_all();
+  for (int i : {1, 2, 3}) {
+    std::atomic<int>& count = wakes[i];
+    ASSERT_TRUE(cluster.start(i, [&count](ClusterOptions& o) { o.wake = [&count] { ++count; }; }));
+  }
   const int leader = cluster.wait_leader();
   ASSERT_NE(leader, 0);
+  EXPECT_GE(wakes[leader].load(), 1);  // at least its role change
   const SessionId a = open_session(cluster, leader, "10.0.0.1:1");
   ASSERT_NE(a, 0u);
   for (int n = 0; n < 20; ++n) {
@@ -260,6 +269,38 @@ TEST(ClusterNode, PendingCommandsWaitForALeaderAndAreSentWhenOneIsKnown) {
   ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(1, open) != nullptr; }));
   EXPECT_EQ(cluster.count_of(1, open), 1);
   EXPECT_EQ(cluster.node(1).status().pending, 0u);
+}
+
+TEST(ClusterNode, ANodeRestartedFromItsSnapshotHandsItToTheLoopReplica) {
+  TestCluster cluster;
+  const auto small_snapshots = [](ClusterOptions& o) {
+    o.snapshot_threshold = 8;
+    o.snapshot_trailing = 2;
+  };
+  for (int i : {1, 2, 3}) ASSERT_TRUE(cluster.start(i, small_snapshots));
+  const int leader = cluster.wait_leader();
+  ASSERT_NE(leader, 0);
+  const SessionId a = open_session(cluster, leader, "10.0.0.1:1");
+  ASSERT_NE(a, 0u);
+  // One entry per command (each waits for the previous): past the threshold.
+  for (int n = 0; n < 30; ++n) {
+    const SessionRequest req =
+        acquire(leader, a, static_cast<std::uint64_t>(n + 1), "t" + std::to_string(n), "name" + std::to_string(n));
+    ASSERT_TRUE(cluster.node(leader).submit(req));
+    ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(leader, req) != nullptr; })) << n;
+  }
+  const int restarted = cluster.other_than(leader);
+  ASSERT_TRUE(cluster.pump_until(
+      [&] { return cluster.server(restarted).replica->last_index() == cluster.server(leader).replica->last_index(); }));
+  cluster.stop(restarted);
+  ASSERT_TRUE(cluster.start(restarted, small_snapshots));  // a fresh loop replica
+  ASSERT_TRUE(cluster.pump_until(
+      [&] { return cluster.server(restarted).replica->last_index() == cluster.server(leader).replica->last_index(); }));
+  EXPECT_GE(cluster.server(restarted).restores, 1);
+  EXPECT_LT(cluster.server(restarted).applied.size(), 30u);  // the rest came in the snapshot
+  EXPECT_EQ(cluster.server(restarted).failure, "");
+  EXPECT_EQ(cluster.server(restarted).replica->snapshot(), cluster.server(leader).replica->snapshot());
+  EXPECT_EQ(cluster.server(restarted).replica->table().get("name29").holders, 1u);
 }
 
 // Every answer node i's replica gave to `command`, in log order.
