@@ -138,6 +138,7 @@ bool Dispatcher::handle_line(SessionState& session, std::string_view line) {
   request_sequence_ = journal_.sequence();
   (void)now();  // the table's time, for the holds a request ends and the grants it makes
   handle_request(session);
+  if (cluster_mode() && !session.log.pending) touch_in_log(session);
   // Its answer is sent once the records it made are written.
   if (const std::uint64_t dependency = answer_dependency()) session.holds.push_back({answer, dependency});
   return true;
@@ -675,6 +676,7 @@ void Dispatcher::start_list(SessionState& session) {
 
 bool Dispatcher::produce_list(SessionState& session) {
   if (!session.list || session.unwritten() >= kStreamLowWater) return false;
+  touch_in_log(session);  // taking a LIST's lines is activity
   SessionState::ListStream& list = *session.list;
   std::string& out = session.out;
   const std::size_t stop_at = out.size() + kStreamLowWater;
@@ -766,6 +768,7 @@ void Dispatcher::handle_ace(SessionState& session, protocol::AceParser::Token to
       return;
     case protocol::AceParser::Token::kWait:
       session.last_activity = now();
+      touch_in_log(session);
       return;
     case protocol::AceParser::Token::kRelease: {
       session.last_activity = now();
@@ -828,6 +831,7 @@ void Dispatcher::ace_heartbeat(SessionState& session) {
   // At most one `wait|` a second and never a backlog: skip a beat while an
   // earlier token is still unwritten.
   if (session.unwritten() == 0) session.out.append(protocol::kAceWait);
+  touch_in_log(session);  // a single server never expires a queued ACE session
 }
 
 // --- completions ---

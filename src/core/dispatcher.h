@@ -384,6 +384,11 @@ class Dispatcher {
   // whose KICK did it (0 if none).
   void ended_in_log(SessionState& session, replication::CloseCause cause, SessionId kicker);
   void opened_in_log(std::uint64_t nonce, const replication::Answer& answer);
+  // Activity of a session the log does not see otherwise (a line answered
+  // here, an ACE keep-alive or heartbeat, a LIST taken): a TouchSession, at
+  // most one per tenth of the session timeout, so the log's expiry spares
+  // what a single server's idle timeout spares. Nothing in single mode.
+  void touch_in_log(SessionState& session);
   // The replica's table time (for the listings' ages): the log time.
   TimePoint view_time() const;
   // The journal sequence an answer appended now must wait for: the last

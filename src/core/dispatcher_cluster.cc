@@ -147,6 +147,7 @@ void Dispatcher::submit_now(SessionState& session, replication::SessionRequest c
   command.session = session.id;
   command.seq = ++session.log.seq;
   session.log.pending_seq = command.seq;
+  session.log.touched = now();  // a request is activity in the log
   sink_->submit(std::move(command));
 }
 
@@ -166,6 +167,16 @@ void Dispatcher::cluster_end_session(SessionState& session, stats::EndCause caus
   if (session.log.closed) return;  // the log ended it, or its close is submitted
   session.log.closed = true;
   sink_->submit(replication::CloseSession{session.id, origin_, close});
+}
+
+void Dispatcher::touch_in_log(SessionState& session) {
+  if (!cluster_mode() || !session.log.opened || session.log.closed) return;
+  const std::int64_t timeout_ms = replica_->session_timeout_ms();
+  if (timeout_ms <= 0) return;  // the log expires nobody
+  const Clock::time_point at = now();
+  if (at - session.log.touched < std::chrono::milliseconds(timeout_ms / 10)) return;
+  session.log.touched = at;
+  sink_->submit(replication::TouchSession{session.id, origin_});
 }
 
 // --- the log's results ---

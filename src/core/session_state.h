@@ -150,6 +150,10 @@ struct SessionState {
     std::string tag;
     std::string name;
     std::uint64_t pending_seq = 0;  // the pending SessionRequest's seq (0 before it has one)
+    // When its last request or TouchSession was submitted: activity the
+    // log does not see (a read, a PING, an ACE keep-alive, a LIST taken)
+    // is told it at most once per tenth of the session timeout.
+    std::chrono::steady_clock::time_point touched{};
   };
   LogState log;
 

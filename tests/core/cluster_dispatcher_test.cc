@@ -278,6 +278,7 @@ class ClusterRun {
   }
   void advance(std::int64_t ms) {
     now += std::chrono::milliseconds(ms);
+    for (auto& dispatcher : dispatchers) dispatcher->begin_turn();  // a new turn reads the clock
     log.time_ms += ms;
     log.submit(replication::AdvanceTime{});  // the leader's, once its clock reaches a deadline
     settle();
@@ -544,6 +545,30 @@ TEST(ClusterDispatcher, SessionsEndedBeforeTheirOpenOrByTheLog) {
   EXPECT_EQ(b.read(), "");
   EXPECT_EQ(b.causes, std::vector<stats::EndCause>{stats::EndCause::kTimeout});
   EXPECT_EQ(cluster.replicas[0]->table().get("splunk").value, 1);
+}
+
+// What a single server counts as activity but the log would not see (a
+// line answered at once: PING, GET) is told it by a TouchSession, at most
+// one per tenth of the session timeout.
+TEST(ClusterDispatcher, LinesAnsweredLocallyKeepTheSessionAliveInTheLog) {
+  ClusterRun cluster(kThreeV1);
+  cluster.log.submit(replication::Reconfigure{cluster.config.semaphores, 3000});
+  ClusterSession& b = *cluster.sessions[1];
+  b.send(req::acquire("b1", "splunk"));
+  cluster.settle();
+  EXPECT_EQ(b.read(), "b1 OK 1\n");
+  cluster.advance(2000);
+  const int entries = cluster.log.entries;
+  b.send(req::ping("p"));
+  b.send(req::get("g", "splunk"));  // within a tenth of the timeout: no second touch
+  EXPECT_EQ(b.read(), "p PONG\ng OK 0 1 1 0 defined\n");
+  cluster.settle();
+  EXPECT_EQ(cluster.log.entries, entries + 1);
+  cluster.advance(2000);  // 2 s after the touch: still there
+  EXPECT_TRUE(b.causes.empty());
+  EXPECT_EQ(cluster.replicas[0]->sessions().size(), 1u);
+  cluster.advance(1000);  // 3 s after it
+  EXPECT_EQ(b.causes, std::vector<stats::EndCause>{stats::EndCause::kTimeout});
 }
 }  // namespace
 }  // namespace netsem::server
