@@ -1,15 +1,20 @@
 // check_open_segments (open_segments.h): reads each open segment whole and
 // walks its batches as libraft's uvLoadEntriesBatch does, up to the first one
-// that does not decode; what follows it decides torn write or damage.
+// that does not decode; what follows it decides.
 #include "raft/open_segments.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <array>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <optional>
 #include <string_view>
+
+#include "common/unique_fd.h"
 
 namespace netsem::raft {
 namespace {
@@ -47,60 +52,104 @@ bool zeros_from(std::string_view bytes, std::size_t at) {
   return true;
 }
 
-// The offset just past the first batch that does not decode (the part of
-// the file a torn write could have touched), with its start; or nullopt
-// when every batch decodes to the end of the file.
+// The header size of a batch at `start` whose count is sane and whose header
+// checksum holds; nullopt otherwise (or when it runs past the file).
+std::optional<std::size_t> sound_header(std::string_view bytes, std::size_t start) {
+  if (bytes.size() - start < 16) return std::nullopt;
+  const std::uint64_t n = get_le(bytes, start + 8, 8);
+  if (n == 0 || n > kMaxEntries) return std::nullopt;
+  const std::size_t header_size = 8 + 16 * n;
+  if (start + 8 + header_size > bytes.size()) return std::nullopt;
+  if (libraft_crc32(bytes.substr(start + 8, header_size)) != static_cast<std::uint32_t>(get_le(bytes, start, 4))) {
+    return std::nullopt;
+  }
+  return header_size;
+}
+
 struct Failing {
   std::size_t start = 0;
-  std::size_t end = 0;
+  bool followed = false;  // written data after it: damage, not a torn tail
   const char* why = "";
 };
 
+// The first batch that does not decode, or nullopt when every batch does up
+// to the zeros that end what was written (or the end of the file).
 std::optional<Failing> first_failing_batch(std::string_view bytes) {
   std::size_t offset = sizeof(std::uint64_t);
-  while (offset < bytes.size()) {
+  while (offset + 16 <= bytes.size()) {
     const std::size_t start = offset;
-    if (bytes.size() - start < 16) return std::nullopt;  // libraft's own read error, not ours to judge
-    const auto header_crc = static_cast<std::uint32_t>(get_le(bytes, start, 4));
-    const auto data_crc = static_cast<std::uint32_t>(get_le(bytes, start + 4, 4));
-    const std::uint64_t n = get_le(bytes, start + 8, 8);
-    if (n == 0 || n > kMaxEntries) return Failing{start, start + 16, "no entry count"};
-    const std::size_t header_size = 8 + 16 * n;
-    const std::size_t header_at = start + 8;
-    if (header_at + header_size > bytes.size()) return std::nullopt;  // libraft's read error
-    if (libraft_crc32(bytes.substr(header_at, header_size)) != header_crc) {
-      return Failing{start, header_at + header_size, "its header fails its checksum"};
+    // Zeros where a batch would start: the end of what was written, when
+    // nothing but zeros follows (checked only then: a walk stays linear).
+    if (get_le(bytes, start, 8) == 0 && get_le(bytes, start + 8, 8) == 0 && zeros_from(bytes, start)) {
+      return std::nullopt;
     }
+    const auto header_size = sound_header(bytes, start);
+    if (!header_size) {
+      // Its own header cannot be trusted for its length: damage if any
+      // later batch decodes (batches start at multiples of 8).
+      Failing failing{start, false, "its header does not decode"};
+      for (std::size_t at = start + 8; at + 16 <= bytes.size() && !failing.followed; at += 8) {
+        failing.followed = sound_header(bytes, at).has_value();
+      }
+      return failing;
+    }
+    const std::uint64_t n = get_le(bytes, start + 8, 8);
+    const std::size_t header_at = start + 8;
     std::size_t data_size = 0;
     for (std::uint64_t i = 0; i < n; ++i) data_size += get_le(bytes, header_at + 8 + 16 * i + 12, 4);
-    const std::size_t data_at = header_at + header_size;
-    if (data_at + data_size > bytes.size()) return std::nullopt;  // libraft's read error
-    if (libraft_crc32(bytes.substr(data_at, data_size)) != data_crc) {
-      return Failing{start, data_at + data_size, "its data fails its checksum"};
+    const std::size_t data_at = header_at + *header_size;
+    if (data_at + data_size > bytes.size()) return std::nullopt;  // libraft's own read error, not ours
+    if (libraft_crc32(bytes.substr(data_at, data_size)) != static_cast<std::uint32_t>(get_le(bytes, start + 4, 4))) {
+      return Failing{start, !zeros_from(bytes, data_at + data_size), "its data fails its checksum"};
     }
     offset = data_at + data_size;
   }
   return std::nullopt;
 }
 
+Result<std::string> read_all(const std::filesystem::path& path) {
+  const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status(StatusCode::kIoError, "cannot read " + path.string() + ": " + std::strerror(errno));
+  std::string bytes;
+  char buffer[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status(StatusCode::kIoError, "cannot read " + path.string() + ": " + std::strerror(errno));
+    if (n == 0) return bytes;
+    bytes.append(buffer, static_cast<std::size_t>(n));
+  }
+}
+
 }  // namespace
 
-Status check_open_segments(const std::string& data_dir) {
+Status check_open_segments(const std::string& data_dir, bool accept_torn_tail) {
   std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(data_dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (!name.starts_with("open-") || !entry.is_regular_file(ec)) continue;
-    std::ifstream in(entry.path(), std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (!in.eof() && in.fail()) return Status(StatusCode::kIoError, "cannot read " + entry.path().string());
-    if (bytes.size() < sizeof(std::uint64_t) || get_le(bytes, 0, 8) != kFormat) continue;
-    const auto failing = first_failing_batch(bytes);
-    if (!failing || zeros_from(bytes, failing->end)) continue;  // the end of what was written, or a torn write
-    return Status(StatusCode::kCorruption,
-                  "raft data directory " + data_dir + ": open segment " + name + ": the batch at byte " +
-                      std::to_string(failing->start) + " does not decode (" + failing->why +
-                      ") and written data follows it: damage, not a write torn by a crash; libraft would drop "
-                      "the entries after it, so the directory is refused and left as it is");
+  std::filesystem::directory_iterator it(data_dir, ec);
+  for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (!name.starts_with("open-") || !it->is_regular_file(ec)) continue;
+    auto bytes = read_all(it->path());
+    if (!bytes) return bytes.status();
+    if (bytes->size() < sizeof(std::uint64_t) || get_le(*bytes, 0, 8) != kFormat) continue;
+    const auto failing = first_failing_batch(*bytes);
+    if (!failing) continue;
+    const std::string where = "raft data directory " + data_dir + ": open segment " + name + ": the batch at byte " +
+                              std::to_string(failing->start) + " does not decode (" + failing->why + ")";
+    if (failing->followed) {
+      return Status(StatusCode::kCorruption,
+                    where +
+                        " and written data follows it: damage, not a write torn by a crash; libraft would drop "
+                        "the entries after it, so the directory is refused and left as it is");
+    }
+    if (!accept_torn_tail) {
+      return Status(StatusCode::kCorruption,
+                    where +
+                        ", and it is the last one written: a write torn by a power loss, or damage to an entry "
+                        "this node may have acknowledged. Refused and left as it is. If this server lost power "
+                        "while writing, start it with --repair to drop that batch (safe while the other "
+                        "servers hold the log); otherwise wipe its data directory and add it back to the cluster");
+    }
   }
   if (ec) return Status(StatusCode::kIoError, "cannot list raft data directory " + data_dir + ": " + ec.message());
   return Status::ok();

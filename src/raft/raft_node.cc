@@ -365,7 +365,7 @@ Status RaftNode::Impl::open() {
 
   // libraft would take damage in the open segment for a torn write and drop
   // what follows it: refused here first (open_segments.h).
-  if (Status checked = check_open_segments(o.data_dir); !checked) return checked;
+  if (Status checked = check_open_segments(o.data_dir, o.repair); !checked) return checked;
 
   if (int rv = uv_loop_init(&loop_); rv != 0) return Status(StatusCode::kInternal, uv_strerror(rv));
   loop_open_ = true;

@@ -101,6 +101,11 @@ struct RaftOptions {
   // refused one (it was taking a snapshot of its own when it came) stayed
   // behind that long. Keep it above a snapshot's transfer time.
   std::chrono::milliseconds install_snapshot_timeout{5000};
+  // Let libraft drop a last batch of the open segment that does not decode
+  // (a write torn by a power loss), which start() refuses otherwise
+  // (open_segments.h). For an operator who knows the server lost power:
+  // netsemd --repair.
+  bool repair = false;
   // Called on the raft thread when the node's role or term changes.
   std::function<void(Role role, std::uint64_t term)> on_role_change;
 };

@@ -284,11 +284,13 @@ TEST(RaftFailure, DamagedDataDirectoryIsRefusedAndLeftAsItWas) {
 // The open segment (entries were being appended to it when the node died):
 // libraft 0.15 takes any batch there that fails its checksum for a torn write
 // and drops it and all after it, so RaftNode checks first
-// (raft/open_segments.h). A damaged batch in the middle, with written
-// batches after it, is refused and the directory left as it was; the same
-// segment with its last batch torn (zeros after it) starts, and the node
-// catches up from the leader.
-TEST(RaftFailure, DamageInTheOpenSegmentIsRefusedATornLastWriteIsNot) {
+// (raft/open_segments.h). Damage in the middle, with written batches after
+// it, is refused and the directory left as it was, whether the batch's data
+// or its header (its entry count: the length of the batch cannot be trusted
+// then) is hit; a last batch torn is refused too (it may be an entry this
+// node acknowledged), and with --repair (the operator says it lost power)
+// the node starts and catches up from the leader.
+TEST(RaftFailure, DamageInTheOpenSegmentIsRefusedATornLastWriteNeedsRepair) {
   Cluster cluster(fast_timeouts());
   start_three(cluster);
   const int leader = cluster.wait_leader(kThree);
@@ -317,25 +319,36 @@ TEST(RaftFailure, DamageInTheOpenSegmentIsRefusedATornLastWriteIsNot) {
     std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
   };
 
-  // Damage in the middle: refused, nothing changed.
-  std::string damaged = original;
-  damaged[written / 2] = static_cast<char>(damaged[written / 2] ^ 0x5a);
-  write_segment(damaged);
-  const auto before = files_of(cluster.data_dir(victim));
-  ASSERT_TRUE(cluster.start(victim, cluster.bootstrap(3), /*wait=*/false));
-  auto exit_status = cluster.node(victim).wait_exit(milliseconds(10000));
-  ASSERT_TRUE(exit_status) << "a node with a damaged open segment started";
-  EXPECT_TRUE(WIFEXITED(*exit_status) && WEXITSTATUS(*exit_status) == 1);
-  const std::string err = cluster.stderr_of(victim);
-  std::printf("refused: %s", err.c_str());
-  EXPECT_NE(err.find("CORRUPTION"), std::string::npos) << err;
-  EXPECT_NE(err.find(segment + ": the batch at byte"), std::string::npos) << err;
-  EXPECT_TRUE(files_of(cluster.data_dir(victim)) == before) << "the damaged directory was changed";
-
-  // The last batch torn (its last bytes never written): starts, catches up.
-  std::string torn = original;
+  // Each damaged copy is refused, and the directory left as it was.
+  const auto refused = [&](const std::string& bytes, const std::string& expected, const char* what) {
+    write_segment(bytes);
+    std::filesystem::remove(cluster.stderr_path(victim));
+    const auto before = files_of(cluster.data_dir(victim));
+    ASSERT_TRUE(cluster.start(victim, cluster.bootstrap(3), /*wait=*/false));
+    auto exit_status = cluster.node(victim).wait_exit(milliseconds(10000));
+    ASSERT_TRUE(exit_status) << "a node with " << what << " started";
+    EXPECT_TRUE(WIFEXITED(*exit_status) && WEXITSTATUS(*exit_status) == 1);
+    const std::string err = cluster.stderr_of(victim);
+    std::printf("%s refused: %s", what, err.c_str());
+    EXPECT_NE(err.find("CORRUPTION"), std::string::npos) << err;
+    EXPECT_NE(err.find(segment + ": the batch at byte"), std::string::npos) << err;
+    EXPECT_NE(err.find(expected), std::string::npos) << err;
+    EXPECT_TRUE(files_of(cluster.data_dir(victim)) == before) << what << ": the directory was changed";
+  };
+  // The first batch's entry count (byte 8 + 8: after the format and the two
+  // checksums) made larger: its length would cover the rest of the log.
+  std::string count_hit = original;
+  count_hit[17] = static_cast<char>(count_hit[17] ^ 0x01);
+  refused(count_hit, "written data follows it", "a damaged entry count");
+  std::string middle = original;
+  middle[written / 2] = static_cast<char>(middle[written / 2] ^ 0x5a);
+  refused(middle, "written data follows it", "damage in the middle");
+  std::string torn = original;  // the last batch's last bytes never written
   for (std::size_t i = written - 8; i < written; ++i) torn[i] = 0;
-  write_segment(torn);
+  refused(torn, "start it with --repair", "a torn last batch");
+
+  // The operator says it lost power: --repair drops the torn batch.
+  cluster.set_extra_args(fast_timeouts({"--repair"}));
   ASSERT_TRUE(cluster.start(victim, cluster.bootstrap(3))) << cluster.stderr_of(victim);
   ASSERT_TRUE(ok(propose(cluster, leader, "last", "p:last")));
   ASSERT_TRUE(cluster.wait_same_log(kThree, 41));

@@ -206,6 +206,8 @@ class Cluster {
   // From now on node i listens on 127.0.1.i (the same port) while its peers
   // still reach it at address(i): where a PartitionProxy listens.
   void bind_privately() { bind_privately_ = true; }
+  // The flags given to every node started from now on.
+  void set_extra_args(std::vector<std::string> extra_args) { extra_ = std::move(extra_args); }
   std::string data_dir(int i) const { return dir_ + "/node" + std::to_string(i); }
   std::string stderr_path(int i) const { return dir_ + "/node" + std::to_string(i) + ".err"; }
   std::string bootstrap(int n) const {

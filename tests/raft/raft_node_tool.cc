@@ -106,6 +106,7 @@ int main(int argc, char** argv) {
   app.add_option("--id", options.id, "this server's id (> 0)")->required();
   app.add_option("--address", options.address, "this server's IPv4 host:port")->required();
   app.add_option("--data-dir", options.data_dir, "the data directory (must exist)")->required();
+  app.add_flag("--repair", options.repair, "let a torn last write of the open segment be dropped");
   app.add_option("--bind", options.bind_address, "listen on this IPv4 address (the --address port) instead");
   app.add_option("--bootstrap", bootstrap, "the first configuration: id@host:port,... (first start only)");
   app.add_option("--election-ms", election_ms, "election timeout (ms)");
