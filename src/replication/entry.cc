@@ -121,6 +121,7 @@ Status check(const ResumeSession& c) {
   if (c.session == 0) return invalid("resume: session 0");
   if (c.origin == 0) return invalid("resume: origin 0");
   if (!is_valid_secret(c.secret)) return invalid("resume: invalid secret");
+  if (c.from_host == 0) return invalid("resume: from host 0");
   return Status::ok();
 }
 
@@ -182,6 +183,7 @@ void put(wire::Writer& w, const ResumeSession& c) {
   w.u64(c.session);
   w.u64(c.origin);
   w.str(c.secret);
+  w.u64(c.from_host);
 }
 void put(wire::Writer& w, const SetMember& c) {
   w.u64(c.id);
@@ -270,6 +272,7 @@ bool get(wire::Reader& r, CommandType type, Command& out) {
       c.session = r.u64();
       c.origin = r.u64();
       c.secret = r.str(kMaxSecretBytes);
+      c.from_host = r.u64();
       out = std::move(c);
       return true;
     }

@@ -158,14 +158,18 @@ struct Reconfigure {
 };
 
 // A client reconnecting to another server (protocol 1.2's RESUME): with the
-// session's secret, `origin` becomes its host (commands from its former
-// host are answered kNotHost from then on) and the session is touched;
-// the answer is kOk with the session's last seq, from which the new host
-// counts on. A wrong secret is kError kDenied and changes nothing.
+// session's secret, the session moves from `from_host` (its host on the
+// proposer's replica) to `origin` (commands from its former host are
+// answered kNotHost from then on) and is touched; the answer is kOk with the
+// session's last seq, from which the new host counts on. A wrong secret is
+// kError kDenied; a session whose host is no longer `from_host` (another
+// resume came first: a proposal sent again must not take the session back
+// from the newer connection) is kNotHost with its host. Both change nothing.
 struct ResumeSession {
   SessionId session = 0;
-  ServerId origin = 0;  // >= 1
-  std::string secret;   // kMinSecretBytes .. kMaxSecretBytes of [0-9a-f]
+  ServerId origin = 0;     // >= 1
+  std::string secret;      // kMinSecretBytes .. kMaxSecretBytes of [0-9a-f]
+  ServerId from_host = 0;  // >= 1
   friend bool operator==(const ResumeSession&, const ResumeSession&) = default;
 };
 

@@ -151,6 +151,11 @@ void StateMachine::apply_resume(const ResumeSession& resume, CommandResult& resu
     answer = {Answer::Type::kError, 0, ErrorCode::kDenied, false};
     return;
   }
+  if (session.host != resume.from_host) {
+    // Resumed elsewhere since the proposer looked: the newer connection keeps it.
+    answer = {Answer::Type::kNotHost, session.host, ErrorCode::kNone, false};
+    return;
+  }
   session.host = resume.origin;
   touch(session);
   answer = {Answer::Type::kOk, session.last_seq, ErrorCode::kNone, false};

@@ -53,7 +53,7 @@ void seed(rep::StateMachine& sm) {
   entry.commands.push_back(rep::SetMember{1, "127.0.0.1:53555"});
   entry.commands.push_back(rep::SetMember{2, "127.0.0.2:53555"});
   for (int i = 0; i < 3; ++i) entry.commands.push_back(open_session(static_cast<rep::ServerId>(i + 1), 7));
-  entry.commands.push_back(rep::ResumeSession{3, 1, kSecret});
+  entry.commands.push_back(rep::ResumeSession{3, 1, kSecret, 2});
   for (rep::SessionId s = 1; s <= 3; ++s) {
     rep::SessionRequest r;
     r.session = s;

@@ -60,11 +60,13 @@ inline TouchSession make_touch(SessionId session, ServerId origin = kHost) {
   t.origin = origin;
   return t;
 }
-inline ResumeSession make_resume(SessionId session, ServerId origin, std::string secret = kSecret) {
+inline ResumeSession make_resume(SessionId session, ServerId origin, std::string secret = kSecret,
+                                 ServerId from_host = kHost) {
   ResumeSession r;
   r.session = session;
   r.origin = origin;
   r.secret = std::move(secret);
+  r.from_host = from_host;
   return r;
 }
 inline Answer make_answer(Answer::Type type, std::uint64_t number = 0,
@@ -174,7 +176,10 @@ class EntryGenerator {
       const SessionId s = some_session();
       const auto opener = openers_.find(s);
       const ServerId by = opener == openers_.end() ? 1 : opener->second;
-      return make_resume(s, static_cast<ServerId>(pick(1, 3)), secret_of(pick(0, 5) ? by : by % 3 + 1));
+      // Mostly from the host it has now; now and then a stale one (kNotHost).
+      const auto host = hosts_.find(s);
+      const ServerId from = host == hosts_.end() || pick(0, 5) == 0 ? static_cast<ServerId>(pick(1, 3)) : host->second;
+      return make_resume(s, static_cast<ServerId>(pick(1, 3)), secret_of(pick(0, 3) ? by : by % 3 + 1), from);
     }
     if (roll < 81) {
       const auto id = static_cast<ServerId>(pick(1, 5));

@@ -383,6 +383,12 @@ TEST(StateMachine, ResumeMovesTheHostAndAWrongSecretChangesNothing) {
   EXPECT_EQ(m.sm.sessions().at(a).host, 2u);
   EXPECT_EQ(m.sm.sessions().at(a).last_activity_ms, 600);
   EXPECT_EQ(m.sm.next_expiry_ms(), 1600);
+  // A resume proposed again by a server that saw the old host (server 3
+  // took the client's first RESUME, which the client gave up on): refused,
+  // the newer connection's server keeps it.
+  const Observed moved = observe(m.sm);
+  EXPECT_EQ(m.apply(650, {make_resume(a, 3, kSecret, 1)}).commands[0].answer, make_answer(Type::kNotHost, 2));
+  EXPECT_EQ(observe(m.sm), moved);
   // The old host's late commands: refused, the holds stay.
   SessionRequest release = make_request(a, RequestVerb::kRelease, "r", "x");
   release.origin = 1;
