@@ -6,13 +6,14 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "checker/history.h"
 
 int main(int argc, char** argv) {
-  std::string text;
   if (argc > 1 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
     std::printf(
         "usage: netsem-check-history [HISTORY.jsonl ...]\n"
@@ -20,27 +21,33 @@ int main(int argc, char** argv) {
         "Exit status: 0 the promise held, 1 it was broken, 2 unreadable input.\n");
     return 0;
   }
+  // Each file parsed on its own, so that a message names its file and line.
+  std::vector<netsem::checker::Event> all;
+  const auto add = [&](const std::string& text, const std::string& source) {
+    auto events = netsem::checker::parse_history(text, source);
+    if (!events) {
+      std::fprintf(stderr, "netsem-check-history: %s\n", events.status().message().c_str());
+      return false;
+    }
+    all.insert(all.end(), std::make_move_iterator(events->begin()), std::make_move_iterator(events->end()));
+    return true;
+  };
   for (int i = 1; i < argc; ++i) {
     std::ifstream in(argv[i], std::ios::binary);
+    std::ostringstream buffer;
+    buffer << in.rdbuf();
     if (!in) {
       std::fprintf(stderr, "netsem-check-history: cannot read %s\n", argv[i]);
       return 2;
     }
-    std::ostringstream buffer;
-    buffer << in.rdbuf();
-    text += buffer.str();
-    if (!text.empty() && text.back() != '\n') text += '\n';
+    if (!add(buffer.str(), argv[i])) return 2;
   }
   if (argc == 1) {
     std::ostringstream buffer;
     buffer << std::cin.rdbuf();
-    text = buffer.str();
+    if (!add(buffer.str(), "stdin")) return 2;
   }
-  auto events = netsem::checker::parse_history(text);
-  if (!events) {
-    std::fprintf(stderr, "netsem-check-history: %s\n", events.status().message().c_str());
-    return 2;
-  }
+  const std::vector<netsem::checker::Event>* events = &all;
   const netsem::checker::Report report = netsem::checker::check_history(*events);
   for (const auto& [name, figures] : report.names) {
     std::printf("%s: %llu grants, at most %lld in use (limit %lld), %llu of unknown outcome\n", name.c_str(),

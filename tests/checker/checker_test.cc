@@ -72,7 +72,7 @@ TEST(HistoryChecker, FindsOneHolderTooMany) {
   ASSERT_EQ(report.violations.size(), 1u);
   EXPECT_NE(report.violations[0].find("3 permits in use at 25 ns, over its limit of 2"), std::string::npos)
       << report.violations[0];
-  EXPECT_NE(report.violations[0].find("c(fence 3"), std::string::npos) << report.violations[0];
+  EXPECT_NE(report.violations[0].find("c(fence 3, line 4 (c))"), std::string::npos) << report.violations[0];
 }
 
 TEST(HistoryChecker, CountsAPermitUntilItsLossIsDeclared) {
@@ -135,6 +135,37 @@ TEST(HistoryChecker, FindsALostCreateOrDelete) {
   const std::string maybe = create("q", 0, 1, 10) + change("delete", "q", 20, 30, "unknown");
   EXPECT_TRUE(check(maybe + final_state("q", false)).ok());
   EXPECT_TRUE(check(maybe + final_state("q", true, 1, 10)).ok());
+}
+
+// A change of unknown outcome may still take effect after the client gave
+// up, and acknowledged changes that overlap may be applied in either order:
+// neither is reported as a loss.
+TEST(HistoryChecker, AChangeOfUnknownOutcomeMayLandLateAndOverlapsInEitherOrder) {
+  // A DELETE given up on before the CREATE was even sent, applied after it.
+  EXPECT_TRUE(check(change("delete", "q", 0, 5, "unknown") + create("q", 100, 1, 10) + final_state("q", false)).ok());
+  // A POST of unknown outcome sent before the CREATE, applied after it.
+  EXPECT_TRUE(
+      check(change("post", "q", 0, 5, "unknown", 2) + create("q", 100, 1, 10) + final_state("q", true, 3, 10)).ok());
+  // Two acknowledged, overlapping: CREATE (100..110) and DELETE (105..108).
+  const std::string overlapping = create("q", 100, 1, 10) + change("delete", "q", 105, 108, "ok");
+  EXPECT_TRUE(check(overlapping + final_state("q", true, 1, 10)).ok());
+  EXPECT_TRUE(check(overlapping + final_state("q", false)).ok());
+  // Not overlapping: the later one decides.
+  EXPECT_FALSE(
+      check(create("q", 100, 1, 10) + change("delete", "q", 200, 210, "ok") + final_state("q", true, 1, 10)).ok());
+}
+
+TEST(HistoryChecker, NamesTheFileOfAViolation) {
+  auto events = parse_history(
+      kLimit2 + acquire("a", "db", 0, 10, 1) + acquire("b", "db", 5, 20, 2) + acquire("c", "db", 15, 25, 3),
+      "run-1.jsonl");
+  ASSERT_TRUE(events);
+  const Report report = check_history(*events);
+  ASSERT_FALSE(report.ok());
+  EXPECT_NE(report.violations[0].find("c(fence 3, run-1.jsonl:line 4 (c))"), std::string::npos) << report.violations[0];
+  auto bad = parse_history("{}\n", "run-2.jsonl");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.status().message().find("run-2.jsonl:line 1: "), std::string::npos) << bad.status().message();
 }
 
 TEST(HistoryChecker, RefusesAMalformedHistoryNamingTheLine) {

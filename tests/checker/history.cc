@@ -35,7 +35,7 @@ Result<Outcome> outcome_of(std::string_view text) {
 }
 
 std::string at(const Event& e) {
-  return "line " + std::to_string(e.line) + " (" + e.client + ")";
+  return (e.source.empty() ? std::string() : e.source + ":") + "line " + std::to_string(e.line) + " (" + e.client + ")";
 }
 
 // Reads one event; throws nlohmann's exceptions for missing or mistyped fields.
@@ -141,7 +141,7 @@ void check_limits(const std::vector<Event>& events, Report& report) {
         for (const auto& [key, holding] : holdings) {
           const Event& g = *holding.grant;
           if (g.name == name && g.complete_ns <= time && holding.end_ns > time) {
-            who += " " + g.client + "(fence " + std::to_string(*g.fence) + ", line " + std::to_string(g.line) + ")";
+            who += " " + g.client + "(fence " + std::to_string(*g.fence) + ", " + at(g) + ")";
           }
         }
         report.violations.push_back(name + ": " + std::to_string(in_use) + " permits in use at " +
@@ -212,20 +212,24 @@ void check_changes(const std::vector<Event>& events, Report& report) {
   }
   for (const auto& [name, final] : finals) {
     std::vector<const Event*>& list = changes[name];
-    std::sort(list.begin(), list.end(), [](const Event* a, const Event* b) { return a->complete_ns < b->complete_ns; });
-    // The last acknowledged CREATE or DELETE decides whether the name
-    // exists, unless a CREATE or DELETE of unknown outcome came after it.
+    const auto is_existence = [](const Event* e) { return e->op == Op::kCreate || e->op == Op::kDelete; };
+    // The last acknowledged CREATE or DELETE (by when its answer came)
+    // decides whether the name exists, unless another one may have been
+    // applied after it: an acknowledged one that overlaps it in time, or
+    // one of unknown outcome (whenever it was sent).
     const Event* last = nullptr;
     for (const Event* e : list) {
-      if ((e->op == Op::kCreate || e->op == Op::kDelete) && e->outcome == Outcome::kOk) last = e;
+      if (is_existence(e) && e->outcome == Outcome::kOk && (!last || e->complete_ns > last->complete_ns)) last = e;
     }
     if (!last) continue;  // nothing acknowledged: nothing to prove
     bool may_exist = last->op == Op::kCreate;
     bool may_not_exist = last->op == Op::kDelete;
+    bool later_possible = false;  // another CREATE or DELETE may have come after `last`
     for (const Event* e : list) {
-      if ((e->op == Op::kCreate || e->op == Op::kDelete) && e->outcome == Outcome::kUnknown &&
-          e->complete_ns > last->invoke_ns) {
+      if (!is_existence(e) || e == last || e->outcome == Outcome::kFail) continue;
+      if (e->outcome == Outcome::kUnknown || e->complete_ns > last->invoke_ns) {
         (e->op == Op::kCreate ? may_exist : may_not_exist) = true;
+        later_possible = true;
       }
     }
     if (final->exists ? !may_exist : !may_not_exist) {
@@ -234,19 +238,18 @@ void check_changes(const std::vector<Event>& events, Report& report) {
                                   " says otherwise");
       continue;
     }
-    if (!final->exists || last->op != Op::kCreate) continue;
+    if (!final->exists || last->op != Op::kCreate || later_possible) continue;
     // Its value: the CREATE's, plus every acknowledged POST, minus every
-    // acknowledged WAIT after it; each change of unknown outcome may or may
-    // not have happened.
+    // acknowledged WAIT sent after it was answered; one that overlaps it,
+    // or of unknown outcome (sent at any time), may or may not count.
     std::int64_t value = last->value;
     std::int64_t may_add = 0;
     std::int64_t may_take = 0;
     for (const Event* e : list) {
       if ((e->op != Op::kPost && e->op != Op::kWait) || e->outcome == Outcome::kFail) continue;
+      if (e->outcome == Outcome::kOk && e->complete_ns < last->invoke_ns) continue;  // applied before this CREATE
       const std::int64_t sign = e->op == Op::kPost ? 1 : -1;
-      const bool certain = e->outcome == Outcome::kOk && e->invoke_ns > last->complete_ns;
-      if (e->complete_ns < last->invoke_ns) continue;  // before this CREATE
-      if (certain) {
+      if (e->outcome == Outcome::kOk && e->invoke_ns > last->complete_ns) {
         value += sign * e->count;
       } else {
         (sign > 0 ? may_add : may_take) += e->count;
@@ -267,7 +270,7 @@ void check_changes(const std::vector<Event>& events, Report& report) {
 
 }  // namespace
 
-Result<std::vector<Event>> parse_history(std::string_view text) {
+Result<std::vector<Event>> parse_history(std::string_view text, std::string_view source) {
   std::vector<Event> events;
   std::size_t line_number = 0;
   while (!text.empty()) {
@@ -276,7 +279,10 @@ Result<std::vector<Event>> parse_history(std::string_view text) {
     text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
     ++line_number;
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    const auto where = [&] { return "line " + std::to_string(line_number) + ": "; };
+    const auto where = [&] {
+      return (source.empty() ? std::string() : std::string(source) + ":") + "line " + std::to_string(line_number) +
+             ": ";
+    };
     nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.is_object()) {
       return Status(StatusCode::kInvalidArgument, where() + "not a JSON object");
@@ -284,6 +290,7 @@ Result<std::vector<Event>> parse_history(std::string_view text) {
     try {
       auto event = read_event(j, line_number);
       if (!event) return Status(StatusCode::kInvalidArgument, where() + event.status().message());
+      event->source = std::string(source);
       events.push_back(std::move(*event));
     } catch (const nlohmann::json::exception& e) {
       return Status(StatusCode::kInvalidArgument, where() + e.what());

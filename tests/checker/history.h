@@ -11,11 +11,15 @@
 //   (so fences strictly increase across every failover);
 // - no acknowledged CREATE, DELETE, POST or WAIT was lost: the state read at
 //   the end is one that the acknowledged changes, plus any subset of the
-//   changes whose outcome the client never learnt, can explain. (The
-//   changes of unknown outcome widen the value allowed to an interval: with
-//   one unknown POST 2 on a value of 3, 3 and 5 are explained, and so is 4.
-//   The check never reports a loss that did not happen; it can miss one that
-//   hides inside that interval.)
+//   changes whose outcome the client never learnt, can explain. A change of
+//   unknown outcome may take effect at any time after it was sent (even
+//   after the client gave up: a server may still apply a forwarded command),
+//   and acknowledged changes that overlap in time may have been applied in
+//   either order; so they widen what is allowed (the value to an interval:
+//   with one unknown POST 2 on a value of 3, 3 and 5 are explained, and so
+//   is 4), and the value is not judged at all when another CREATE or DELETE
+//   may have come after the last acknowledged one. The check never reports
+//   a loss that did not happen; it can miss one that hides in that room.
 //
 // A history is JSON lines, one event each (docs/replication.md, "The
 // checker", has the schema): {"op":"limit","name":..,"max":N} declares a
@@ -58,13 +62,15 @@ struct Event {
   std::int64_t max = 0;                // limit, create, final
   bool exists = true;                  // final
   std::size_t line = 0;                // where it was read (1-based), for reports
+  std::string source;                  // the file it was read from ("" when not given)
 };
 
 // The events of a history, or kInvalidArgument naming the line and field
 // that is wrong (a line that is not JSON, an unknown op or outcome, a
 // missing field, a complete_ns before invoke_ns, an ok acquire without a
 // fence; a wait's fence is optional).
-Result<std::vector<Event>> parse_history(std::string_view text);
+// `source` names the file in messages and in each Event.
+Result<std::vector<Event>> parse_history(std::string_view text, std::string_view source = {});
 
 struct NameFigures {
   std::int64_t limit = 0;        // 0: none declared (not checked)

@@ -7,7 +7,9 @@
 // counters post to and try-wait on a created semaphore. At the end one more
 // client reads the created semaphore ("final"). Clients never fall back to
 // local semaphores (fallback = fail): a local grant is no grant of the
-// server's. Not installed.
+// server's. SIGTERM or SIGINT ends the run early (the history is still
+// written), so a test can run the clients exactly as long as it needs. Not
+// installed.
 //
 // Outcomes: OK is "ok"; the server's refusals (TIMEOUT of an acquire or a
 // try-wait, NOT_FOUND, TOO_MANY, OVERFLOW, BUSY, LIMIT, DENIED, invalid) are
@@ -17,6 +19,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <mutex>
@@ -32,6 +35,12 @@ namespace {
 using netsem::StatusCode;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
+
+// Set by SIGTERM or SIGINT: the clients stop and the history is written.
+volatile std::sig_atomic_t stopping = 0;
+void stop(int) {
+  stopping = 1;
+}
 
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
@@ -116,7 +125,7 @@ void holder(const Settings& s, const std::string& label, Clock::time_point end, 
     return;
   }
   std::mt19937 random(std::hash<std::string>{}(label));
-  while (Clock::now() < end) {
+  while (Clock::now() < end && !stopping) {
     const std::int64_t invoke = now_ns();
     auto permit = (*client)->acquire(s.name, {.timeout = std::chrono::milliseconds(s.acquire_timeout_ms)});
     const std::int64_t complete = now_ns();
@@ -131,8 +140,11 @@ void holder(const Settings& s, const std::string& label, Clock::time_point end, 
     }
     const std::uint64_t fence = *permit->fence();
     history.add(line + R"(,"fence":)" + std::to_string(fence) + "}");
-    std::atomic<std::int64_t> lost_at{0};
-    permit->on_lost([&lost_at](const netsem::Status&) { lost_at = now_ns(); });
+    // Shared with the callback, which the library may run on its own thread
+    // after this iteration ended.
+    const auto lost_at_ptr = std::make_shared<std::atomic<std::int64_t>>(0);
+    std::atomic<std::int64_t>& lost_at = *lost_at_ptr;
+    permit->on_lost([lost_at_ptr](const netsem::Status&) { *lost_at_ptr = now_ns(); });
     // The work: hold for a while, stopping at once when the permit is lost.
     const auto until = Clock::now() + std::chrono::milliseconds(s.hold_ms / 2 + random() % (s.hold_ms + 1));
     while (Clock::now() < until && lost_at.load() == 0) std::this_thread::sleep_for(1ms);
@@ -162,7 +174,7 @@ void counter(const Settings& s, const std::string& label, Clock::time_point end,
     return;
   }
   std::mt19937 random(std::hash<std::string>{}(label));
-  while (Clock::now() < end) {
+  while (Clock::now() < end && !stopping) {
     const bool post = random() % 2 == 0;
     const std::int64_t count = 1 + random() % 3;
     const std::int64_t invoke = now_ns();
@@ -185,7 +197,8 @@ int main(int argc, char** argv) {
   app.add_option("--server", s.servers, "a server host:port (repeat for a cluster)")->required();
   app.add_option("--holders", s.holders, "clients acquiring --name")->check(CLI::Range(0, 256));
   app.add_option("--counters", s.counters, "clients posting to and waiting on --counter")->check(CLI::Range(0, 256));
-  app.add_option("--seconds", s.seconds, "how long the clients run")->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--seconds", s.seconds, "how long the clients run (SIGTERM ends them sooner)")
+      ->check(CLI::Range(0.1, 3600.0));
   app.add_option("--name", s.name, "the defined semaphore the holders acquire");
   app.add_option("--limit", s.limit, "its limit (the checker's bound)")->check(CLI::Range(1, 1 << 30));
   app.add_option("--counter", s.counter, "the created semaphore the counters change");
@@ -194,6 +207,8 @@ int main(int argc, char** argv) {
   app.add_option("--acquire-timeout-ms", s.acquire_timeout_ms, "the server-side timeout of each acquire");
   app.add_option("--history", s.history, "where to write the history (JSON lines)")->required();
   CLI11_PARSE(app, argc, argv);
+  std::signal(SIGTERM, stop);
+  std::signal(SIGINT, stop);
 
   History history;
   history.add(R"({"op":"limit","name":)" + json_string(s.name) + R"(,"max":)" + std::to_string(s.limit) + "}");
