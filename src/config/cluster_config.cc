@@ -51,6 +51,10 @@ Status check_raft_address(std::string_view text) {
     if (dot != std::string_view::npos && host.empty()) parts = -1;
   }
   if (parts != 4) return invalid(fmt::format("`{}` is not an IPv4 address with its port (a.b.c.d:port)", text));
+  if (text.starts_with("0.0.0.0:")) {
+    return invalid(
+        fmt::format("`{}` is where the other servers connect: an address of this server, not 0.0.0.0", text));
+  }
   return Status::ok();
 }
 
@@ -59,8 +63,9 @@ Status check_client_address(std::string_view text) {
   const auto colon = text.rfind(':');
   std::string_view host = colon == std::string_view::npos ? std::string_view() : text.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const bool bracketed = text.front() == '[';
   if (colon == std::string_view::npos || host.empty() || !parse_port(text.substr(colon + 1)) ||
-      host.find_first_of(" []") != std::string_view::npos) {
+      host.find_first_of(" []") != std::string_view::npos || (!bracketed && host.find(':') != std::string_view::npos)) {
     return invalid(fmt::format("`{}` is not a host with its port (host:port, [v6]:port)", text));
   }
   return Status::ok();
@@ -90,6 +95,7 @@ void parse_cluster_section(const IniFile& ini, const IniSection& section, Server
   std::set<std::string> raft_addresses;
   std::set<std::string> client_addresses;
   int id_line = 0;
+  int heartbeat_line = 0;
   for (const IniEntry& entry : section.entries) {
     if (entry.key == "id") {
       if (auto id = parse_ini_integer(entry.value, 1, kMaxId)) {
@@ -111,6 +117,7 @@ void parse_cluster_section(const IniFile& ini, const IniSection& section, Server
     } else if (entry.key == "heartbeat_timeout_ms") {
       if (auto ms = parse_ini_integer(entry.value, 10, 30000)) {
         cluster.heartbeat_timeout_ms = *ms;
+        heartbeat_line = entry.line;
       } else {
         error(entry, ms.status());
       }
@@ -153,9 +160,10 @@ void parse_cluster_section(const IniFile& ini, const IniSection& section, Server
   }
   if (cluster.heartbeat_timeout_ms * 2 > cluster.election_timeout_ms) {
     errors.add(
-        invalid(fmt::format("{}: [cluster] heartbeat_timeout_ms ({}) must be at most half of "
-                            "election_timeout_ms ({}): a leader must be heard twice per election timeout",
-                            where, cluster.heartbeat_timeout_ms, cluster.election_timeout_ms)));
+        invalid(fmt::format("{}: heartbeat_timeout_ms ({}) must be at most half of election_timeout_ms ({}): "
+                            "a leader must be heard twice per election timeout",
+                            heartbeat_line != 0 ? ini.location(heartbeat_line) : where, cluster.heartbeat_timeout_ms,
+                            cluster.election_timeout_ms)));
   }
   if (cluster.servers.size() > 1 && cluster.secret_file.empty()) {
     errors.add(invalid(where + ": [cluster] of several servers needs `secret_file`: the peer links' shared secret"));

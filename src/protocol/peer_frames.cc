@@ -1,6 +1,7 @@
 // The peer link's wire format (peer_frames.h).
 #include "protocol/peer_frames.h"
 
+#include <cassert>
 #include <charconv>
 
 namespace netsem::protocol {
@@ -40,6 +41,7 @@ Result<PeerHello> parse_peer_hello(std::string_view line) {
 }
 
 void append_peer_frame(std::string& out, std::string_view payload) {
+  assert(!payload.empty() && payload.size() <= kMaxPeerFrameBytes);
   const auto size = static_cast<std::uint32_t>(payload.size());
   for (int i = 0; i < 4; ++i) out += static_cast<char>((size >> (8 * i)) & 0xff);
   out += payload;

@@ -36,7 +36,9 @@ struct PeerHello {
 // `PEER <id> <secret>` with an id 1..2^53 and a secret of visible ASCII.
 Result<PeerHello> parse_peer_hello(std::string_view line);
 
-// Appends the frame of `payload` (1 .. kMaxPeerFrameBytes bytes) to `out`.
+// Appends the frame of `payload` to `out`. REQUIRES: 1 <= payload.size() <=
+// kMaxPeerFrameBytes (a reader refuses any other length and closes the
+// link; PeerLink checks before framing).
 void append_peer_frame(std::string& out, std::string_view payload);
 
 // Splits the bytes after the hello line into frames.
@@ -47,7 +49,7 @@ class PeerFrameReader {
     kNeedMore,  // no complete frame buffered
     kBadFrame,  // a length of 0 or over kMaxPeerFrameBytes: close the link
   };
-  // Appends what was read.
+  // Appends what was read. Invalidates the frame next() returned last.
   void add(std::string_view bytes) { buffer_.append(bytes); }
   // The next frame. REQUIRES: the previous frame is no longer used.
   Status next(std::string_view& frame);

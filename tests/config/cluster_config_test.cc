@@ -76,7 +76,10 @@ TEST(ClusterConfig, RefusesEachMistakeWithItsLine) {
       {"election_timeout_ms = 50", "n.ini:5: election_timeout_ms:"},
       {"heartbeat_timeout_ms = fast", "n.ini:5: heartbeat_timeout_ms:"},
       {"peers = 1,2,3", "n.ini:5: peers: unknown key in [cluster]"},
-      {"heartbeat_timeout_ms = 300", "heartbeat_timeout_ms (300) must be at most half of election_timeout_ms (500)"},
+      {"heartbeat_timeout_ms = 300",
+       "n.ini:5: heartbeat_timeout_ms (300) must be at most half of election_timeout_ms (500)"},
+      {"server.2 = 127.0.0.2:7001 ::1:53559", "`::1:53559` is not a host with its port"},
+      {"server.2 = 0.0.0.0:7001 127.0.0.2:53559", "not 0.0.0.0"},
   };
   for (const auto& c : cases) {
     auto config = parse_server_config(head + c.line + "\n", "n.ini");

@@ -22,6 +22,8 @@ namespace netsem::raft::testing {
 
 namespace {
 
+constexpr std::size_t kMaxBuffered = 1 << 20;
+
 sockaddr_in address_of(const std::string& ip, std::uint16_t port) {
   sockaddr_in address{};
   address.sin_family = AF_INET;
@@ -150,7 +152,10 @@ void PartitionProxy::run() {
         }
         if (blocked(c->from, c->to)) continue;
         for (int side = 0; side < 2; ++side) {
-          const short events = static_cast<short>(POLLIN | (c->pending[side].empty() ? 0 : POLLOUT));
+          // Backpressure: no more is read from a side while the other is
+          // kMaxBuffered behind, so a slow receiver slows its sender.
+          const bool room = c->pending[1 - side].size() < kMaxBuffered;
+          const short events = static_cast<short>((room ? POLLIN : 0) | (c->pending[side].empty() ? 0 : POLLOUT));
           fds.push_back({c->fd[side], events, 0});
           polled.emplace_back(c.get(), side);
         }
