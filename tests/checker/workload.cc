@@ -118,16 +118,23 @@ netsem::ClientOptions client_options(const Settings& s, const std::string& label
   return o;
 }
 
-void holder(const Settings& s, const std::string& label, Clock::time_point end, History& history) {
+// A client of its own for `label`; nullptr (said on stderr) when it cannot be made.
+std::unique_ptr<netsem::Client> connect(const Settings& s, const std::string& label) {
   auto client = netsem::Client::create(client_options(s, label));
   if (!client) {
     std::fprintf(stderr, "netsem-workload: %s: %s\n", label.c_str(), client.status().to_string().c_str());
-    return;
+    return nullptr;
   }
+  return std::move(*client);
+}
+
+void holder(const Settings& s, const std::string& label, Clock::time_point end, History& history) {
+  auto client = connect(s, label);
+  if (!client) return;
   std::mt19937 random(std::hash<std::string>{}(label));
   while (Clock::now() < end && !stopping) {
     const std::int64_t invoke = now_ns();
-    auto permit = (*client)->acquire(s.name, {.timeout = std::chrono::milliseconds(s.acquire_timeout_ms)});
+    auto permit = client->acquire(s.name, {.timeout = std::chrono::milliseconds(s.acquire_timeout_ms)});
     const std::int64_t complete = now_ns();
     const std::string outcome = outcome_of(permit ? netsem::Status() : permit.status());
     std::string line = R"({"op":"acquire","client":)" + json_string(label) + R"(,"name":)" + json_string(s.name) +
@@ -168,17 +175,14 @@ void holder(const Settings& s, const std::string& label, Clock::time_point end, 
 }
 
 void counter(const Settings& s, const std::string& label, Clock::time_point end, History& history) {
-  auto client = netsem::Client::create(client_options(s, label));
-  if (!client) {
-    std::fprintf(stderr, "netsem-workload: %s: %s\n", label.c_str(), client.status().to_string().c_str());
-    return;
-  }
+  auto client = connect(s, label);
+  if (!client) return;
   std::mt19937 random(std::hash<std::string>{}(label));
   while (Clock::now() < end && !stopping) {
     const bool post = random() % 2 == 0;
     const std::int64_t count = 1 + random() % 3;
     const std::int64_t invoke = now_ns();
-    const netsem::Status status = post ? (*client)->post(s.counter, count) : (*client)->try_wait(s.counter, count);
+    const netsem::Status status = post ? client->post(s.counter, count) : client->try_wait(s.counter, count);
     const std::int64_t complete = now_ns();
     const std::string outcome = outcome_of(status);
     history.add(std::string(R"({"op":")") + (post ? "post" : "wait") + R"(","client":)" + json_string(label) +
@@ -213,14 +217,11 @@ int main(int argc, char** argv) {
   History history;
   history.add(R"({"op":"limit","name":)" + json_string(s.name) + R"(,"max":)" + std::to_string(s.limit) + "}");
   if (s.counters > 0) {
-    auto client = netsem::Client::create(client_options(s, "creator"));
-    if (!client) {
-      std::fprintf(stderr, "netsem-workload: %s\n", client.status().to_string().c_str());
-      return 1;
-    }
+    auto client = connect(s, "creator");
+    if (!client) return 1;
     const std::int64_t value = s.counter_max / 2;
     const std::int64_t invoke = now_ns();
-    const netsem::Status created = (*client)->create(s.counter, value, s.counter_max, /*exclusive=*/true);
+    const netsem::Status created = client->create(s.counter, value, s.counter_max, /*exclusive=*/true);
     if (!created.is_ok()) {
       std::fprintf(stderr, "netsem-workload: cannot create %s: %s\n", s.counter.c_str(), created.to_string().c_str());
       return 1;
@@ -239,11 +240,11 @@ int main(int argc, char** argv) {
 
   if (s.counters > 0) {
     // The final read, once a server answers (bounded).
-    auto client = netsem::Client::create(client_options(s, "final"));
+    auto client = connect(s, "final");
     const auto give_up = Clock::now() + 20s;
     bool read = false;
     while (client && Clock::now() < give_up && !read) {
-      auto info = (*client)->get(s.counter);
+      auto info = client->get(s.counter);
       if (info && info->kind != "absent") {
         history.add(R"({"op":"final","name":)" + json_string(s.counter) + R"(,"exists":true,"value":)" +
                     std::to_string(info->value) + R"(,"max":)" + std::to_string(info->max) + "}");

@@ -17,9 +17,14 @@
 #include <string>
 #include <vector>
 
+#include "support/socket_pump.h"
+
 namespace netsem::testing {
 
 namespace {
+
+using test_support::pull;
+using test_support::push;
 
 sockaddr_in loopback(std::uint16_t port) {
   sockaddr_in address{};
@@ -40,31 +45,6 @@ struct Pair {
     }
   }
 };
-
-// Moves what `from` has into `to`'s pending bytes; false at end of stream or
-// on an error.
-bool pull(int from, std::string& into) {
-  char chunk[16384];
-  for (;;) {
-    const ssize_t n = ::recv(from, chunk, sizeof chunk, MSG_DONTWAIT);
-    if (n > 0) {
-      into.append(chunk, static_cast<std::size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-  }
-}
-
-bool push(int to, std::string& bytes) {
-  while (!bytes.empty()) {
-    const ssize_t n = ::send(to, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK;
-    bytes.erase(0, static_cast<std::size_t>(n));
-  }
-  return true;
-}
 
 }  // namespace
 

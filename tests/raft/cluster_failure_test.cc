@@ -240,8 +240,7 @@ TEST(RaftFailure, DamagedDataDirectoryIsRefusedAndLeftAsItWas) {
   start_three(cluster);
   const int leader = cluster.wait_leader(kThree);
   ASSERT_NE(leader, 0);
-  for (int n = 0; n < 20; ++n)
-    ASSERT_TRUE(ok(propose(cluster, leader, "a" + std::to_string(n), "p:a" + std::to_string(n))));
+  ASSERT_TRUE(propose_numbered(cluster, leader, 0, 20));
   ASSERT_TRUE(cluster.wait_same_log(kThree, 20));
   const int victim = others(leader)[0];
   // A clean stop closes the open segment.
@@ -295,13 +294,11 @@ TEST(RaftFailure, DamageInTheOpenSegmentIsRefusedATornLastWriteNeedsRepair) {
   start_three(cluster);
   const int leader = cluster.wait_leader(kThree);
   ASSERT_NE(leader, 0);
-  for (int n = 0; n < 20; ++n)
-    ASSERT_TRUE(ok(propose(cluster, leader, "a" + std::to_string(n), "p:a" + std::to_string(n))));
+  ASSERT_TRUE(propose_numbered(cluster, leader, 0, 20));
   ASSERT_TRUE(cluster.wait_same_log(kThree, 20));
   // libraft closes the first open segments early; the entries after that
   // stay in the open one until the node stops.
-  for (int n = 20; n < 40; ++n)
-    ASSERT_TRUE(ok(propose(cluster, leader, "a" + std::to_string(n), "p:a" + std::to_string(n))));
+  ASSERT_TRUE(propose_numbered(cluster, leader, 20, 40));
   ASSERT_TRUE(cluster.wait_same_log(kThree, 40));
   const int victim = others(leader)[0];
   cluster.node(victim).kill_now();  // the open segment stays open

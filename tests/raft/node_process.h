@@ -346,4 +346,17 @@ inline bool ok(const std::string& done_line) {
   return done_line.find(" ok ") != std::string::npos;
 }
 
+// Proposes p:aN (tag aN) on node i for N in [from, to), one at a time; true
+// when every one was applied.
+inline bool propose_numbered(Cluster& cluster, int i, int from, int to) {
+  for (int n = from; n < to; ++n) {
+    const std::string line = propose(cluster, i, "a" + std::to_string(n), "p:a" + std::to_string(n));
+    if (!ok(line)) {
+      ADD_FAILURE() << "proposal a" << n << ": " << line;
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace netsem::raft::testing

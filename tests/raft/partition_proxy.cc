@@ -18,9 +18,14 @@
 #include <cstring>
 #include <memory>
 
+#include "support/socket_pump.h"
+
 namespace netsem::raft::testing {
 
 namespace {
+
+using test_support::pull;
+using test_support::push;
 
 constexpr std::size_t kMaxBuffered = 1 << 20;
 
@@ -30,30 +35,6 @@ sockaddr_in address_of(const std::string& ip, std::uint16_t port) {
   ::inet_pton(AF_INET, ip.c_str(), &address.sin_addr);
   address.sin_port = htons(port);
   return address;
-}
-
-// Appends what `from` has to `into`; false at end of stream or on an error.
-bool pull(int from, std::string& into) {
-  char chunk[16384];
-  for (;;) {
-    const ssize_t n = ::recv(from, chunk, sizeof chunk, MSG_DONTWAIT);
-    if (n > 0) {
-      into.append(chunk, static_cast<std::size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-  }
-}
-
-bool push(int to, std::string& bytes) {
-  while (!bytes.empty()) {
-    const ssize_t n = ::send(to, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK;
-    bytes.erase(0, static_cast<std::size_t>(n));
-  }
-  return true;
 }
 
 }  // namespace
