@@ -18,9 +18,7 @@
 // (a page of rows).
 //
 // API: start() and close() on the loop thread; call() from any other thread
-// (never from the loop thread: it would wait for itself); post() from any
-// other thread, for work whose caller does not wait (the token verifier's
-// answers, the TLS listener's established connections). close() cancels
+// (never from the loop thread: it would wait for itself). close() cancels
 // queued jobs (their callers get kShutdown at once) and refuses new ones.
 //
 // Thread safety: as above; the queue is guarded by an internal mutex.
@@ -66,11 +64,6 @@ class LoopJobs {
     return job->wait(timeout);
   }
 
-  // Runs `fn` on the loop, later; returns at once. kBusy when max_queued
-  // jobs are queued, kShutdown when closed: `fn` will not run (it is
-  // destroyed on this thread or the loop's).
-  Status post(std::function<void()> fn) { return submit(std::make_shared<PostJob>(std::move(fn))); }
-
  private:
   struct Job {
     virtual ~Job() = default;
@@ -104,13 +97,6 @@ class LoopJobs {
     std::condition_variable done;
     std::optional<T> value;  // guarded by mutex
     bool cancelled = false;  // guarded by mutex
-  };
-
-  struct PostJob final : Job {
-    explicit PostJob(std::function<void()> f) : fn(std::move(f)) {}
-    void run() override { fn(); }
-    void cancel() override {}
-    std::function<void()> fn;
   };
 
   Status submit(std::shared_ptr<Job> job);
