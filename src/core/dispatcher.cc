@@ -33,7 +33,6 @@ protocol::SemaphoreView view_of(const SemaphoreInfo& info) {
 Dispatcher::Dispatcher(SemaphoreTable& table, const JournalProgress& journal, const ServerConfig& config,
                        ServerCounters& counters, PeerLogs& logs, ClockFunction clock, const void* clock_context)
     : table_(&table),
-      view_(table),
       journal_(journal),
       config_(config),
       counters_(counters),
@@ -61,7 +60,6 @@ Dispatcher::Dispatcher(const replication::StateMachine& replica, CommandSink& si
                        const ServerConfig& config, ServerCounters& counters, PeerLogs& logs, ClockFunction clock,
                        const void* clock_context)
     : table_(nullptr),
-      view_(replica.table()),
       journal_(kNoJournal),
       config_(config),
       counters_(counters),
@@ -169,7 +167,7 @@ void Dispatcher::handle_request(SessionState& session) {
     }
   }
   const bool takes = request_.verb == Verb::kAcquire || request_.verb == Verb::kWait;
-  if (!takes && view_.pending_count(session.id) != 0 && view_.is_pending(session.id, tag)) {
+  if (!takes && view().pending_count(session.id) != 0 && view().is_pending(session.id, tag)) {
     answer_error(session, tag, ErrorCode::kDuplicateTag);
     return;
   }
@@ -215,7 +213,7 @@ void Dispatcher::handle_request(SessionState& session) {
       return;
     }
     case Verb::kGet:
-      protocol::append_get(session.out, tag, view_of(view_.get(request_.name)));
+      protocol::append_get(session.out, tag, view_of(view().get(request_.name)));
       return;
     case Verb::kList:
       start_list(session);
@@ -283,7 +281,7 @@ std::string_view Dispatcher::label_of(SessionId id) const {
 
 void Dispatcher::start_rows(SessionState& session, std::string_view tag, SessionState::ListStream::Kind kind) {
   using Kind = SessionState::ListStream::Kind;
-  if (kind != Kind::kSessions && view_.get(request_.name).kind == SemaphoreKind::kAbsent) {
+  if (kind != Kind::kSessions && view().get(request_.name).kind == SemaphoreKind::kAbsent) {
     return answer_error(session, tag, ErrorCode::kNotFound);
   }
   session.list.emplace();
@@ -312,7 +310,7 @@ bool Dispatcher::produce_rows(SessionState& session, std::size_t stop_at) {
   };
   switch (list.kind) {
     case Kind::kHolders:
-      view_.holders_after(list.prefix, now, list.after, [&](const HolderInfo& h) {
+      view().holders_after(list.prefix, now, list.after, [&](const HolderInfo& h) {
         if (!room()) return false;
         protocol::append_holder_item(out, list.tag, {h.session, h.count, h.fence, h.held_ms, label_of(h.session)});
         ++list.count;
@@ -321,7 +319,7 @@ bool Dispatcher::produce_rows(SessionState& session, std::size_t stop_at) {
       });
       break;
     case Kind::kWaiters:
-      view_.waiters_after(list.prefix, now, list.after, [&](const WaiterInfo& w) {
+      view().waiters_after(list.prefix, now, list.after, [&](const WaiterInfo& w) {
         if (!room()) return false;
         protocol::append_waiter_item(out, list.tag,
                                      {w.session, w.count, w.waited_ms, w.timeout_ms_left, label_of(w.session)});
@@ -343,7 +341,7 @@ bool Dispatcher::produce_rows(SessionState& session, std::size_t stop_at) {
         for (auto it = all.upper_bound(list.after); it != all.end(); ++it) {
           const replication::SessionRecord& other = it->second;
           if (!room()) break;
-          const SessionLoad load = view_.session_load(other.id);
+          const SessionLoad load = view().session_load(other.id);
           using replication::StateMachine;
           protocol::append_session_item(
               out, list.tag,
@@ -358,7 +356,7 @@ bool Dispatcher::produce_rows(SessionState& session, std::size_t stop_at) {
       for (auto it = sessions_by_id_.upper_bound(list.after); it != sessions_by_id_.end(); ++it) {
         const SessionState* other = it->second;
         if (!room()) break;
-        const SessionLoad load = view_.session_load(other->id);
+        const SessionLoad load = view().session_load(other->id);
         const bool ace = other->dialect == protocol::Dialect::kAce;
         protocol::append_session_item(
             out, list.tag,
@@ -692,7 +690,7 @@ bool Dispatcher::produce_list(SessionState& session) {
   // Each line shows its semaphore as it is when the line is made; the cursor
   // is the last name, so names come in byte order, each at most once, even
   // as the table changes between chunks.
-  view_.list_after(list.prefix, list.last, [&](const SemaphoreInfo& info) {
+  view().list_after(list.prefix, list.last, [&](const SemaphoreInfo& info) {
     if (out.size() >= stop_at) {
       more = true;
       return false;
@@ -718,7 +716,7 @@ void Dispatcher::append_stats(SessionState& session, std::string_view tag) {
 
 stats::Snapshot Dispatcher::stats_snapshot() const {
   stats::Snapshot figures;
-  const TableStats table = view_.stats();
+  const TableStats table = view().stats();
   figures.gauges.sessions = table.sessions;
   figures.gauges.semaphores = table.semaphores;
   figures.gauges.held = table.held;
@@ -738,7 +736,7 @@ stats::Snapshot Dispatcher::stats_snapshot() const {
   const std::uint64_t answerable = journal_.answerable_sequence();
   figures.gauges.journal_pending_records = sequence > answerable ? sequence - answerable : 0;
   figures.server = counters_;
-  figures.table = view_.counters();
+  figures.table = view().counters();
   figures.journal = journal_.counters();
   return figures;
 }
@@ -856,7 +854,7 @@ void Dispatcher::deliver_completions() {
 
 void Dispatcher::log_end(const SessionState& session, stats::EndCause cause) {
   if (!spdlog::should_log(logs_.sessions.level())) return;
-  answers::log_end(logs_, session, cause, view_.session_load(session.id), now());
+  answers::log_end(logs_, session, cause, view().session_load(session.id), now());
 }
 
 void Dispatcher::log_slow_grants() {

@@ -391,6 +391,9 @@ class Dispatcher {
   void touch_in_log(SessionState& session);
   // The replica's table time (for the listings' ages): the log time.
   TimePoint view_time() const;
+  // What reads read: the table, or the replica's (looked up at each use:
+  // the replica's restore() replaces its table).
+  const SemaphoreTable& view() const { return replica_ != nullptr ? replica_->table() : *table_; }
   // The journal sequence an answer appended now must wait for: the last
   // record made since the request (or turn) began, 0 when it made none.
   std::uint64_t answer_dependency() const {
@@ -405,8 +408,7 @@ class Dispatcher {
     if (table_ != nullptr) table_->set_time(now_);
   }
 
-  SemaphoreTable* table_;       // single mode's table; null in cluster mode
-  const SemaphoreTable& view_;  // what reads read: the table, or the replica's
+  SemaphoreTable* table_;  // single mode's table; null in cluster mode
   const JournalProgress& journal_;
   const ServerConfig& config_;
   ServerCounters& counters_;
