@@ -109,31 +109,49 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
 
   void connect(const std::string& local_host, const std::string& host, const std::string& port, std::string hello) {
     queue.push_front(Chunk{std::move(hello), true});
+    // A numeric address needs no resolver: Asio's async_resolve completes
+    // from a thread of its own, which netsemd's io_context (run with
+    // ASIO_CONCURRENCY_HINT_UNSAFE) must not be touched from.
+    asio::error_code numeric;
+    const asio::ip::address address = asio::ip::make_address(host, numeric);
+    unsigned long port_number = 0;
+    const auto [end, parsed] = std::from_chars(port.data(), port.data() + port.size(), port_number);
+    if (!numeric && parsed == std::errc() && end == port.data() + port.size() && port_number >= 1 &&
+        port_number <= 65535) {
+      const asio::ip::tcp::endpoint endpoint(address, static_cast<unsigned short>(port_number));
+      asio::post(socket.get_executor(), [self = shared_from_this(), local_host, endpoint] {
+        if (!self->dead) self->connect_to(local_host, endpoint);
+      });
+      return;
+    }
     resolver.async_resolve(host, port,
                            [self = shared_from_this(), local_host](const asio::error_code& ec,
                                                                    asio::ip::tcp::resolver::results_type results) {
                              if (self->dead) return;
                              if (ec || results.empty()) return self->fail();
-                             const asio::ip::tcp::endpoint endpoint = *results.begin();
-                             asio::error_code e;
-                             self->socket.open(endpoint.protocol(), e);
-                             if (e) return self->fail();
-                             // From this server's own client host: the leader checks it.
-                             const asio::ip::address local = asio::ip::make_address(local_host, e);
-                             if (!e && local.is_v4() == endpoint.address().is_v4()) {
-                               self->socket.bind(asio::ip::tcp::endpoint(local, 0), e);
-                               if (e) return self->fail();
-                             }
-                             self->socket.async_connect(endpoint, [self](const asio::error_code& c) {
-                               if (self->dead) return;
-                               if (c) return self->fail();
-                               asio::error_code ignored;
-                               self->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-                               self->connected = true;
-                               ++self->stats->connects;
-                               self->write_next();
-                             });
+                             self->connect_to(local_host, *results.begin());
                            });
+  }
+
+  void connect_to(const std::string& local_host, const asio::ip::tcp::endpoint& endpoint) {
+    asio::error_code e;
+    socket.open(endpoint.protocol(), e);
+    if (e) return fail();
+    // From this server's own client host: the leader checks it.
+    const asio::ip::address local = asio::ip::make_address(local_host, e);
+    if (!e && local.is_v4() == endpoint.address().is_v4()) {
+      socket.bind(asio::ip::tcp::endpoint(local, 0), e);
+      if (e) return fail();
+    }
+    socket.async_connect(endpoint, [self = shared_from_this()](const asio::error_code& c) {
+      if (self->dead) return;
+      if (c) return self->fail();
+      asio::error_code ignored;
+      self->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+      self->connected = true;
+      ++self->stats->connects;
+      self->write_next();
+    });
   }
 
   void push(std::string frame, std::size_t max_bytes) {
