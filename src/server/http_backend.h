@@ -55,7 +55,8 @@ class HttpBackend final : public api::Backend {
   // --- event loop side ---
   // The table and the dispatcher, once the journal is recovered; used only
   // inside loop queries (on the loop thread); they must outlive the backend.
-  // REQUIRES: before the loop runs (no query can be running).
+  // REQUIRES: before the loop runs, or on the loop thread between queries
+  // (a cluster's loop replica restored from a snapshot has a new table).
   void attach(const SemaphoreTable& table, Dispatcher& dispatcher) {
     table_ = &table;
     dispatcher_ = &dispatcher;

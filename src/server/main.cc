@@ -232,16 +232,6 @@ int main(int argc, char** argv) try {
     }
     return 0;
   }
-  if (config.cluster.enabled) {
-    // Read and checked, but the replicated server that runs on it is being
-    // built (docs/replication.md): refused rather than run as a single
-    // server the operator did not ask for.
-    std::fprintf(stderr,
-                 "netsemd: cannot start: the configuration has a [cluster] section, and cluster mode is not in this "
-                 "build yet (docs/replication.md); remove the section to run a single server\n");
-    return kExitBadConfig;
-  }
-
   // Before anything is opened: a second netsemd on the same pid file stops here.
   std::optional<netsem::server::PidFile> pid_file;
   if (app.count("--pidfile") != 0) {

@@ -166,6 +166,8 @@ Server::Server(asio::io_context& io, ServerConfig config, std::filesystem::path 
 }
 
 Server::~Server() {
+  // The raft thread first: it wakes the loop.
+  if (cluster_) cluster_->stop();
   // The TLS thread first: it posts to the loop.
   if (tls_) tls_->stop();
   // The HTTP threads: their handlers may wait on the loop jobs.
@@ -181,42 +183,11 @@ Status Server::start() {
   verifier_->set_tokens(config_.auth.tokens);
   if (auto status = start_http(); !status) return status;
 
-  RecoveredState recovered;
-  JournalOptions journal_options;
-  journal_options.fsync = config_.fsync;
-  journal_options.repair = repair_;
-  auto journal = FileJournal::open(config_.data_dir, journal_options, recovered);
-  if (!journal) return journal.status();
-  journal_ = std::move(*journal);
-  set_sequence_counter(journal_->sequence_counter());
-  for (const auto& warning : recovered.warnings) spdlog::warn("{}", warning);
-  for (const auto& loss : recovered.losses) spdlog::error("--repair: {}", loss);
-  if (repair_ && recovered.losses.empty()) spdlog::info("--repair: the data directory had no damage to accept");
-
-  table_ =
-      std::make_unique<SemaphoreTable>(*journal_, TableLimits{config_.max_semaphores, config_.max_pending_per_session});
-  table_->set_fence_floor(recovered.fence_floor);
-  // Created semaphores first: they are durable user data, and a defined
-  // limit of the same name must not silently replace them.
-  for (const auto& [name, state] : recovered.created) {
-    (void)table_->restore_created(name, state);
-    // An older build took names the contract forbids (C1 controls): the
-    // value is user data and stays, but no request can name it any more.
-    if (protocol::check_name(name) != protocol::ErrorCode::kNone) {
-      spdlog::warn(
-          "created semaphore {} has a name this version refuses (a control character): it keeps its value and is "
-          "listed, but requests naming it are answered BAD_NAME",
-          escape_for_log(name));
-    }
+  if (config_.cluster.enabled) {
+    if (auto status = start_cluster(); !status) return status;
+  } else if (auto status = start_journal(); !status) {
+    return status;
   }
-  Completions none;  // no session exists yet
-  for (const auto& name : table_->configure_defined(config_.semaphores, none)) {
-    spdlog::warn("semaphore {} is listed in [semaphores] but was created by CREATE; it stays a created semaphore",
-                 escape_for_log(name));
-  }
-  dispatcher_ = std::make_unique<Dispatcher>(
-      *table_, static_cast<const JournalProgress&>(*this), config_, counters_, peer_logs_,
-      [](const void*) { return Clock::now(); }, nullptr);
   dispatcher_->set_started(started_);
   dispatcher_->set_token_verifier(verifier_.get(), [this](std::function<void()> work) {
     asio::post(io_, [this, work = std::move(work)] {
@@ -228,9 +199,6 @@ Status Server::start() {
     spdlog::info("authentication required: {} tokens, {} TLS subjects (docs/security.md)", config_.auth.tokens.size(),
                  config_.auth.subjects.size());
   }
-  spdlog::info("data directory {}: {} created semaphores, fences above {}", config_.data_dir.string(),
-               recovered.created.size(), recovered.fence_floor);
-  if (auto status = start_lease_wait(recovered.previous_run); !status) return status;
 
   std::error_code error;
   std::filesystem::create_directories(config_.stats_dir, error);
@@ -278,7 +246,7 @@ Status Server::start() {
   write_status_file();
   arm_status_timer();
   arm_sync_timer();
-  http_backend_->attach(*table_, *dispatcher_);
+  http_backend_->attach(view_table(), *dispatcher_);
   publish_figures();
   arm_publish_timer();
   http_backend_->set_readiness(api::Readiness::kReady);
@@ -286,6 +254,72 @@ Status Server::start() {
   // /readyz says.
   notify_.ready(service_status());
   arm_watchdog();
+  return Status::ok();
+}
+
+Status Server::start_journal() {
+  RecoveredState recovered;
+  JournalOptions journal_options;
+  journal_options.fsync = config_.fsync;
+  journal_options.repair = repair_;
+  auto journal = FileJournal::open(config_.data_dir, journal_options, recovered);
+  if (!journal) return journal.status();
+  journal_ = std::move(*journal);
+  set_sequence_counter(journal_->sequence_counter());
+  for (const auto& warning : recovered.warnings) spdlog::warn("{}", warning);
+  for (const auto& loss : recovered.losses) spdlog::error("--repair: {}", loss);
+  if (repair_ && recovered.losses.empty()) spdlog::info("--repair: the data directory had no damage to accept");
+
+  table_ =
+      std::make_unique<SemaphoreTable>(*journal_, TableLimits{config_.max_semaphores, config_.max_pending_per_session});
+  table_->set_fence_floor(recovered.fence_floor);
+  // Created semaphores first: they are durable user data, and a defined
+  // limit of the same name must not silently replace them.
+  for (const auto& [name, state] : recovered.created) {
+    (void)table_->restore_created(name, state);
+    // An older build took names the contract forbids (C1 controls): the
+    // value is user data and stays, but no request can name it any more.
+    if (protocol::check_name(name) != protocol::ErrorCode::kNone) {
+      spdlog::warn(
+          "created semaphore {} has a name this version refuses (a control character): it keeps its value and is "
+          "listed, but requests naming it are answered BAD_NAME",
+          escape_for_log(name));
+    }
+  }
+  Completions none;  // no session exists yet
+  for (const auto& name : table_->configure_defined(config_.semaphores, none)) {
+    spdlog::warn("semaphore {} is listed in [semaphores] but was created by CREATE; it stays a created semaphore",
+                 escape_for_log(name));
+  }
+  dispatcher_ = std::make_unique<Dispatcher>(
+      *table_, static_cast<const JournalProgress&>(*this), config_, counters_, peer_logs_,
+      [](const void*) { return Clock::now(); }, nullptr);
+  spdlog::info("data directory {}: {} created semaphores, fences above {}", config_.data_dir.string(),
+               recovered.created.size(), recovered.fence_floor);
+  if (auto status = start_lease_wait(recovered.previous_run); !status) return status;
+  return Status::ok();
+}
+
+Status Server::start_cluster() {
+  // No journal: the log is durable. The loop replica is the table the
+  // dispatcher reads; the leader replicates the configured limits.
+  auto runtime = ClusterRuntime::start(io_, config_);
+  if (!runtime) return runtime.status();
+  cluster_ = std::move(*runtime);
+  dispatcher_ = std::make_unique<Dispatcher>(
+      cluster_->replica(), *cluster_, cluster_->id(), config_, counters_, peer_logs_,
+      [](const void*) { return Clock::now(); }, nullptr);
+  cluster_->configure(config_);
+  cluster_->set_callbacks(ClusterRuntime::Callbacks{
+      .applied = [this](const replication::Entry& entry,
+                        const replication::EntryResults& results) { dispatcher_->apply_results(entry, results); },
+      // The replica's table is a new object: what holds it looks again.
+      .restored =
+          [this] {
+            if (http_backend_) http_backend_->attach(view_table(), *dispatcher_);
+          },
+      .end_turn = [this] { end_turn(); },
+  });
   return Status::ok();
 }
 
@@ -530,15 +564,17 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
 void Server::begin_session(UniqueFd fd, const asio::ip::address& address, const std::string& peer, SslPtr ssl,
                            std::string tls_subject) {
   ++counters_.connections_total;
-  const SessionId id = next_session_id_++;
+  // The connection's key; on a single server the session's id too (on the
+  // log the id comes with the OpenSession's apply).
+  const SessionId key = next_session_id_++;
   // For the admin right (protocol 1.1): IPv6, or IPv4-mapped.
   const auto address_bytes = address.is_v6()
                                  ? address.to_v6().to_bytes()
                                  : asio::ip::make_address_v6(asio::ip::v4_mapped, address.to_v4()).to_bytes();
-  auto session =
-      std::make_shared<Session>(*this, *dispatcher_, peer_logs_, io_, *ready_, std::move(fd), id, peer, address_bytes);
+  auto session = std::make_shared<Session>(*this, *dispatcher_, peer_logs_, io_, *ready_, std::move(fd), key,
+                                           cluster_ ? SessionId{0} : key, peer, address_bytes);
   if (ssl) session->use_tls(std::move(ssl), std::move(tls_subject));
-  sessions_.emplace(id, session);
+  sessions_.emplace(key, session);
   session->start();  // logs "session began"
 }
 
@@ -696,6 +732,15 @@ void Server::stop() {
   deadline_timer_.cancel();
   status_timer_.cancel();
   sync_timer_.cancel();
+  // The sessions' closes reach the log if committed by now; otherwise the
+  // log's session expiry ends them.
+  if (cluster_) cluster_->stop();
+}
+
+void Server::hand_over_peer_link(UniqueFd fd, const std::array<std::uint8_t, 16>& address, std::string_view line,
+                                 std::string rest) {
+  if (!cluster_ || stopping_) return;
+  cluster_->accept_peer(std::move(fd), asio::ip::address_v6(address), line, std::move(rest));
 }
 
 void Server::reload() {
@@ -735,7 +780,9 @@ void Server::reload() {
   reload_auth(*loaded);
   reload_tls(*loaded);
   config_.slow_wait_ms = loaded->slow_wait_ms;
-  table_->set_slow_wait(std::chrono::milliseconds(config_.slow_wait_ms));
+  if (table_) table_->set_slow_wait(std::chrono::milliseconds(config_.slow_wait_ms));
+  // On the log the leader replicates the limits (Reconfigure).
+  if (cluster_) cluster_->configure(config_);
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began);
   spdlog::info("SIGHUP: reloaded {} defined semaphores, allowed {}, admin {} ({} ms)", config_.semaphores.size(),
                config_.allowed_networks_text, config_.admin_networks_text, took.count());
@@ -859,8 +906,8 @@ void Server::release_held() {
   }
 }
 
-void Server::forget(SessionId id) {
-  sessions_.erase(id);
+void Server::forget(SessionId key) {
+  sessions_.erase(key);
   // Stopping: the set's wait ends with the last session, so the loop runs out.
   if (stopping_ && sessions_.empty() && ready_) ready_->stop();
 }
@@ -901,28 +948,28 @@ void Server::arm_status_timer() {
   status_timer_.expires_after(std::chrono::milliseconds(config_.status_interval_ms));
   status_timer_.async_wait([this](const std::error_code& error) {
     if (error || stopping_) return;
-    if (table_->change_count() != status_written_change_ && !status_job_) write_status_file_in_background();
+    if (view_table().change_count() != status_written_change_ && !status_job_) write_status_file_in_background();
     arm_status_timer();
   });
 }
 
 void Server::write_status_file() {
-  if (!table_ || !dispatcher_) return;
-  status_written_change_ = table_->change_count();
-  if (auto status = netsem::server::write_status_file(config_.stats_dir, *table_, dispatcher_->stats_snapshot());
+  if (!dispatcher_) return;
+  status_written_change_ = view_table().change_count();
+  if (auto status = netsem::server::write_status_file(config_.stats_dir, view_table(), dispatcher_->stats_snapshot());
       !status) {
     spdlog::error("status file: {}", status.to_string());
   }
 }
 
 void Server::write_status_file_in_background() {
-  const std::uint64_t change = table_->change_count();
+  const std::uint64_t change = view_table().change_count();
   const auto started = std::chrono::steady_clock::now();
   auto job = ForkedJob::start(
       io_, "netsemd-status",
       // In the child, over its copy of the table and the figures as they are now.
       [this, figures = dispatcher_->stats_snapshot()](std::string&) {
-        return netsem::server::write_status_file(config_.stats_dir, *table_, figures);
+        return netsem::server::write_status_file(config_.stats_dir, view_table(), figures);
       },
       [this, started](const Status& status, const std::string&) {
         status_job_.reset();
@@ -954,7 +1001,7 @@ void Server::arm_sync_timer() {
   // detected down to about the last second.
   sync_timer_.expires_after(std::chrono::seconds(1));
   sync_timer_.async_wait([this](const std::error_code& error) {
-    if (error || stopping_) return;
+    if (error || stopping_ || !journal_) return;
     Status status = Status::ok();
     if (config_.fsync == FsyncPolicy::kEverySec) status = journal_->sync();
     if (status) status = journal_->write_proof();

@@ -18,6 +18,7 @@
 // Thread safety: everything runs on the io_context's single thread.
 #pragma once
 
+#include <array>
 #include <asio.hpp>
 #include <chrono>
 #include <cstdint>
@@ -25,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -38,6 +40,7 @@
 #include "journal/file_journal.h"
 #include "net/ready_set.h"
 #include "netsem/status.h"
+#include "server/cluster_runtime.h"
 #include "server/http_backend.h"
 #include "server/loop_jobs.h"
 #include "server/service_notify.h"
@@ -91,7 +94,14 @@ class Server final : private JournalProgress, public SessionHost {
   void mark_dirty(std::shared_ptr<Session> session) override;
   void end_turn() override;
   void hold(std::shared_ptr<Session> session) override;
-  void forget(SessionId id) override;
+  void forget(SessionId key) override;
+  bool takes_peer_links_from(const std::array<std::uint8_t, 16>& address) const override {
+    return cluster_ != nullptr && cluster_->is_peer_host(address);
+  }
+  void hand_over_peer_link(UniqueFd fd, const std::array<std::uint8_t, 16>& address, std::string_view line,
+                           std::string rest) override;
+  // The cluster's runtime when [cluster] is configured (else null).
+  const ClusterRuntime* cluster() const { return cluster_.get(); }
   // While the sessions' unwritten answers exceed max_output_bytes, closes
   // the session whose peer is not reading (its socket is full) with the most
   // unwritten, releasing its permits. Sessions whose answers are only this
@@ -113,6 +123,16 @@ class Server final : private JournalProgress, public SessionHost {
   // have left holders working under their leases, holds grants for one
   // session timeout (restart_lease_wait).
   Status start_lease_wait(const journal_format::RunRecord& previous);
+  // start()'s single server: the journal opened, the table recovered, the
+  // dispatcher over them, the lease wait.
+  Status start_journal();
+  // start()'s server of a cluster ([cluster]): no journal (the log is
+  // durable); the cluster runtime (its node started), and the dispatcher in
+  // cluster mode over its loop replica.
+  Status start_cluster();
+  // The table reads read: the single server's, or the loop replica's.
+  // REQUIRES: after start_journal() or start_cluster().
+  const SemaphoreTable& view_table() const { return table_ ? *table_ : cluster_->replica().table(); }
   Status plan_connections();
   void accept_next();
   // What refuse_with_spare() did: told a peer LIMIT, found none waiting
@@ -182,6 +202,9 @@ class Server final : private JournalProgress, public SessionHost {
   ServerConfig config_;
   std::filesystem::path config_file_;
   std::unique_ptr<FileJournal> journal_;
+  // [cluster]: the node, the loop replica, the peer links (null on a single
+  // server). Before the dispatcher, which submits to it and reads its replica.
+  std::unique_ptr<ClusterRuntime> cluster_;
   std::unique_ptr<SemaphoreTable> table_;   // made by start(), once the journal is open
   std::unique_ptr<Dispatcher> dispatcher_;  // made by start(), with the table
   // Checks AUTH tokens on its thread (made by start(); destroyed before the

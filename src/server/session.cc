@@ -15,8 +15,11 @@
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+
+#include "cluster/peer_link.h"
 
 namespace netsem::server {
 
@@ -40,13 +43,16 @@ constexpr std::size_t kTlsRecordBytes = 16 << 10;
 }  // namespace
 
 Session::Session(SessionHost& host, Dispatcher& dispatcher, PeerLogs& logs, asio::io_context& io, ReadySet& ready,
-                 UniqueFd fd, SessionId id, std::string peer, const std::array<std::uint8_t, 16>& address)
+                 UniqueFd fd, SessionId key, SessionId id, std::string peer,
+                 const std::array<std::uint8_t, 16>& address)
     : host_(host),
       dispatcher_(dispatcher),
       logs_(logs),
       io_(io),
       ready_(ready),
       fd_(std::move(fd)),
+      key_(key),
+      peer_candidate_(host.takes_peer_links_from(address)),
       state_(id, std::move(peer), static_cast<SessionEvents&>(*this)) {
   state_.address = address;  // for the admin right (protocol 1.1)
 }
@@ -55,6 +61,7 @@ Session::~Session() = default;
 
 void Session::use_tls(SslPtr ssl, std::string subject) {
   ssl_ = std::move(ssl);
+  peer_candidate_ = false;  // peer links are plain TCP
   state_.tls = true;
   state_.tls_subject = std::move(subject);
   state_.dialect = protocol::Dialect::kV1;  // never ACE over TLS
@@ -93,7 +100,7 @@ void Session::update_interest() {
   if (!input_done_ && !state_.input_held()) wanted |= ReadySet::kRead;
   if (write_waiting_ || tls_read_wants_write_) wanted |= ReadySet::kWrite;
   if (registered_ && wanted == interest_) return;
-  const bool ok = registered_ ? ready_.modify(fd_.get(), state_.id, wanted) : ready_.add(fd_.get(), state_.id, wanted);
+  const bool ok = registered_ ? ready_.modify(fd_.get(), key_, wanted) : ready_.add(fd_.get(), key_, wanted);
   if (!ok) {
     spdlog::warn("session {} ({}): cannot watch its socket: {}", state_.id, state_.peer, std::strerror(errno));
     close_now(stats::EndCause::kError);
@@ -258,8 +265,41 @@ void Session::post_continue() {
   });
 }
 
+bool Session::peer_line(std::string_view data) {
+  static constexpr std::string_view kPeer = "PEER ";
+  const std::size_t known = std::min(first_bytes_.size() + data.size(), kPeer.size());
+  const std::string joined = first_bytes_ + std::string(data.substr(0, known - std::min(known, first_bytes_.size())));
+  if (joined.compare(0, known, kPeer, 0, known) != 0) {
+    peer_candidate_ = false;  // a client's first bytes
+    return false;
+  }
+  first_bytes_.append(data);
+  const std::size_t newline = first_bytes_.find('\n');
+  if (newline == std::string::npos && first_bytes_.size() <= cluster::kMaxPeerHelloBytes + 1) return true;
+  // The whole line (or more than any hello: the host refuses it).
+  const std::size_t end = newline == std::string::npos ? first_bytes_.size() : newline;
+  const std::string line = first_bytes_.substr(0, end);
+  std::string rest = end < first_bytes_.size() ? first_bytes_.substr(end + 1) : std::string();
+  first_bytes_ = std::string();
+  // Out of the set and the registry, not a client's session: what the
+  // dispatcher began ends unseen by the log (it was never opened there).
+  if (registered_) {
+    ready_.remove(fd_.get());
+    registered_ = false;
+  }
+  UniqueFd fd = std::move(fd_);
+  if (timer_) timer_->cancel();
+  dispatcher_.end_session(state_, stats::EndCause::kClose);
+  stage_ = Stage::kClosed;
+  account_output();
+  host_.forget(key_);
+  host_.hand_over_peer_link(std::move(fd), state_.address, line, std::move(rest));
+  return true;
+}
+
 void Session::consume(std::string_view data) {
   if (state_.dialect == protocol::Dialect::kUndecided) {
+    if (peer_candidate_ && peer_line(data)) return;
     first_bytes_.append(data);
     state_.dialect = protocol::detect_dialect(first_bytes_);
     if (state_.dialect == protocol::Dialect::kUndecided) return;
@@ -526,7 +566,7 @@ void Session::close_now(stats::EndCause cause) {
   state_.out = std::string();
   state_.out_sent = 0;
   account_output();
-  host_.forget(state_.id);
+  host_.forget(key_);
 }
 
 void Session::completion_added() {

@@ -67,9 +67,12 @@ class Session final : public std::enable_shared_from_this<Session>, private Sess
   static constexpr std::size_t kMaxOutputBytes = 4 << 20;
 
   // `fd`: the accepted socket (not Asio's); `ready`: the set it joins;
-  // `address`: the peer's, IPv6 or IPv4-mapped (SessionState::address).
+  // `key`: the connection's key in the set and the host's registry; `id`:
+  // the session's id (the key on a single server, 0 on the replicated log
+  // until the log opens the session); `address`: the peer's, IPv6 or
+  // IPv4-mapped (SessionState::address).
   Session(SessionHost& host, Dispatcher& dispatcher, PeerLogs& logs, asio::io_context& io, ReadySet& ready, UniqueFd fd,
-          SessionId id, std::string peer, const std::array<std::uint8_t, 16>& address);
+          SessionId key, SessionId id, std::string peer, const std::array<std::uint8_t, 16>& address);
   ~Session() override;
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -86,6 +89,7 @@ class Session final : public std::enable_shared_from_this<Session>, private Sess
   bool on_ready(std::uint32_t events);
 
   SessionId id() const { return state_.id; }
+  SessionId key() const { return key_; }
   const std::string& peer() const { return state_.peer; }
   bool closed() const { return stage_ == Stage::kClosed; }
   // The peer is not taking what is written (a writable wait is pending).
@@ -149,6 +153,10 @@ class Session final : public std::enable_shared_from_this<Session>, private Sess
   // Tells the host how many answer bytes this session now holds unwritten.
   void account_output();
   void consume(std::string_view data);
+  // A server of a cluster: whether the first bytes are (so far) a `PEER `
+  // line; when the line is whole, hands the connection over to the host
+  // (closing this session). True while the bytes must wait for more.
+  bool peer_line(std::string_view data);
   void handle_v1(std::string_view data);
   void handle_ace(std::string_view data);
   // After a LIST's END: handles the requests read behind it, then reads on.
@@ -166,6 +174,9 @@ class Session final : public std::enable_shared_from_this<Session>, private Sess
   asio::io_context& io_;
   ReadySet& ready_;
   UniqueFd fd_;
+  const SessionId key_;
+  // Still possibly a follower's peer link (its first bytes match `PEER `).
+  bool peer_candidate_ = false;
   SslPtr ssl_;  // TLS sessions only; reads and writes fd_
   // A TLS read must write first (a TLS 1.3 key update while the socket was
   // full): the session watches for room, then reads.

@@ -8,10 +8,14 @@
 // Thread safety: event-loop thread only.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+
+#include "common/unique_fd.h"
 
 #include "table/semaphore_table.h"
 
@@ -37,8 +41,20 @@ class SessionHost {
   // `session` has answers waiting for the journal: flushed again once the
   // journal has written more.
   virtual void hold(std::shared_ptr<Session> session) = 0;
-  // The session closed: forget it.
-  virtual void forget(SessionId id) = 0;
+  // The session closed: forget it. `key` is the connection's key (the
+  // session's id on a single server; on the replicated log a key of the
+  // server's own, as the log's id comes later).
+  virtual void forget(SessionId key) = 0;
+  // Whether a connection from `address` (IPv6 or IPv4-mapped) whose first
+  // line is `PEER ...` is to be handed over as a follower's peer link: on a
+  // server of a cluster, from another configured server's host. Otherwise
+  // such a line is a client's, as any other.
+  virtual bool takes_peer_links_from(const std::array<std::uint8_t, 16>& /*address*/) const { return false; }
+  // Hands over a connection whose first line (without its "\n") is `line`,
+  // with `rest` read past it, from `address` (IPv6 or IPv4-mapped). The
+  // session has closed itself already (and been forgotten).
+  virtual void hand_over_peer_link(UniqueFd /*fd*/, const std::array<std::uint8_t, 16>& /*address*/,
+                                   std::string_view /*line*/, std::string /*rest*/) {}
   // Applies the server-wide output cap, which may close any session.
   virtual void shed_output_if_over_cap() = 0;
 

@@ -1,0 +1,292 @@
+// ClusterRuntime (cluster_runtime.h): the node's start from [cluster], the
+// raft thread's hand-over through a queue and an eventfd, the loop's side
+// that applies to the loop replica and ticks the node, and the leader's
+// side of the peer links.
+#include "server/cluster_runtime.h"
+
+#include <spdlog/spdlog.h>
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <variant>
+
+#include "replication/entry.h"
+
+namespace netsem::server {
+
+namespace {
+
+std::int64_t system_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The longest the tick timer sleeps, whatever tick() said.
+constexpr std::int64_t kMaxTickSleepMs = 1000;
+
+}  // namespace
+
+ClusterRuntime::ClusterRuntime(asio::io_context& io, const ServerConfig& config)
+    : io_(io),
+      id_(config.cluster.id),
+      secret_(config.cluster.secret),
+      replica_(TableLimits{config.max_semaphores, config.max_pending_per_session}),
+      tick_timer_(io) {
+  for (const ClusterMember& member : config.cluster.servers) client_addresses_[member.id] = member.client_address;
+}
+
+ClusterRuntime::~ClusterRuntime() {
+  stop();
+}
+
+Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& io, const ServerConfig& config) {
+  const ClusterMember* self = config.cluster.self();
+  if (!config.cluster.enabled || self == nullptr) {
+    return Status(StatusCode::kInvalidArgument, "[cluster]: this server's id is not among its server.N lines");
+  }
+  std::unique_ptr<ClusterRuntime> runtime(new ClusterRuntime(io, config));
+  runtime->event_fd_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!runtime->event_fd_.valid()) {
+    return Status(StatusCode::kIoError, std::string("eventfd: ") + std::strerror(errno));
+  }
+  const int watched = ::dup(runtime->event_fd_.get());
+  if (watched < 0) return Status(StatusCode::kIoError, std::string("dup: ") + std::strerror(errno));
+  runtime->watcher_.emplace(io, watched);
+
+  const std::filesystem::path data_dir =
+      config.cluster.data_dir.empty() ? config.data_dir / "raft" : config.cluster.data_dir;
+  std::error_code error;
+  std::filesystem::create_directories(data_dir, error);
+  if (error) {
+    return Status(StatusCode::kIoError,
+                  "cannot create the cluster's data directory " + data_dir.string() + ": " + error.message());
+  }
+
+  runtime->forwarder_ =
+      std::make_unique<cluster::PeerLinkClient>(io, runtime->id_, runtime->secret_, runtime->client_addresses_);
+  cluster::ClusterOptions options;
+  options.id = self->id;
+  options.raft_address = self->raft_address;
+  options.data_dir = data_dir.string();
+  for (const ClusterMember& member : config.cluster.servers) {
+    options.bootstrap.push_back(raft::ServerInfo{member.id, member.raft_address, raft::ServerRole::kVoter});
+  }
+  options.client_addresses = runtime->client_addresses_;
+  options.election_timeout = std::chrono::milliseconds(config.cluster.election_timeout_ms);
+  options.heartbeat_timeout = std::chrono::milliseconds(config.cluster.heartbeat_timeout_ms);
+  options.limits = TableLimits{config.max_semaphores, config.max_pending_per_session};
+  options.clock = system_ms;
+  ClusterRuntime* raw = runtime.get();
+  options.sink = [raw](cluster::ReplicaEvent event) { raw->push(std::move(event)); };
+  options.wake = [raw] { raw->push(std::nullopt); };
+  options.forwarder = runtime->forwarder_.get();
+  auto node = cluster::ClusterNode::start(std::move(options));
+  if (!node) return node.status();
+  runtime->node_ = std::move(*node);
+  runtime->watch();
+  spdlog::info("cluster server {} of {}: raft {} (data {}), clients {}", self->id, config.cluster.servers.size(),
+               self->raft_address, data_dir.string(), self->client_address);
+  return runtime;
+}
+
+void ClusterRuntime::push(std::optional<cluster::ReplicaEvent> event) {
+  if (event) {
+    std::lock_guard lock(mutex_);
+    queue_.push_back(std::move(*event));
+  }
+  // Under no lock: the loop reads the counter, then takes the queue.
+  const std::uint64_t one = 1;
+  ssize_t n;
+  do {
+    n = ::write(event_fd_.get(), &one, sizeof one);
+  } while (n < 0 && errno == EINTR);
+}
+
+void ClusterRuntime::watch() {
+  watcher_->async_wait(asio::posix::stream_descriptor::wait_read, [this](const std::error_code& error) {
+    if (error || !watcher_ || stopped_) return;
+    std::uint64_t count = 0;
+    while (::read(event_fd_.get(), &count, sizeof count) < 0 && errno == EINTR) {
+    }
+    run_queued();
+    if (watcher_ && !stopped_) watch();
+  });
+}
+
+void ClusterRuntime::set_callbacks(Callbacks callbacks) {
+  callbacks_ = std::move(callbacks);
+  attached_ = true;
+  run_queued();
+}
+
+void ClusterRuntime::run_queued() {
+  if (!attached_ || stopped_) return;
+  std::vector<cluster::ReplicaEvent> events;
+  {
+    std::lock_guard lock(mutex_);
+    events.swap(queue_);
+  }
+  for (cluster::ReplicaEvent& event : events) {
+    if (event.kind == cluster::ReplicaEvent::Kind::kRestored) {
+      if (auto restored = replica_.restore(event.bytes); !restored) {
+        spdlog::error("cluster: the loop replica refused the snapshot at {}: {}", event.index, restored.to_string());
+        continue;
+      }
+      spdlog::info("cluster: the loop replica restored a snapshot at index {}", event.index);
+      if (callbacks_.restored) callbacks_.restored();
+      continue;
+    }
+    auto entry = replication::decode_entry(event.bytes);
+    if (!entry) {
+      // Not reached: the raft thread's replica applied the same bytes.
+      spdlog::error("cluster: the entry at {} does not decode: {}", event.index, entry.status().to_string());
+      continue;
+    }
+    auto results = replica_.apply_entry(event.index, *entry);
+    if (!results) {
+      spdlog::error("cluster: the loop replica refused the entry at {}: {}", event.index, results.status().to_string());
+      continue;
+    }
+    node_->applied(event.index, *entry);
+    if (callbacks_.applied) callbacks_.applied(*entry, *results);
+  }
+  tick();
+  if (callbacks_.end_turn) callbacks_.end_turn();
+}
+
+void ClusterRuntime::tick() {
+  if (stopped_ || !node_) return;
+  const std::int64_t next = node_->tick(system_ms(), replica_);
+  const cluster::ClusterStatus now = node_->status();
+  if (now.role != seen_role_ || now.term != seen_term_ || now.leader_id != seen_leader_) {
+    seen_role_ = now.role;
+    seen_term_ = now.term;
+    seen_leader_ = now.leader_id;
+    spdlog::info("cluster: {} in term {}, leader {}", raft::role_name(now.role), now.term,
+                 now.leader_id == 0 ? std::string("unknown") : std::to_string(now.leader_id));
+  }
+  arm_tick(next);
+}
+
+void ClusterRuntime::arm_tick(std::int64_t at_ms) {
+  const std::int64_t now = system_ms();
+  at_ms = std::min(at_ms, now + kMaxTickSleepMs);
+  if (tick_armed_ms_ && *tick_armed_ms_ <= at_ms) return;
+  tick_armed_ms_ = at_ms;
+  tick_timer_.expires_after(std::chrono::milliseconds(std::max<std::int64_t>(0, at_ms - now)));
+  tick_timer_.async_wait([this](const std::error_code& error) {
+    if (error || stopped_) return;
+    tick_armed_ms_.reset();
+    // Through run_queued: the events a wake did not bring yet go first.
+    run_queued();
+  });
+}
+
+void ClusterRuntime::submit(replication::Command command) {
+  if (stopped_) return;
+  if (auto status = node_->submit(std::move(command)); !status) {
+    spdlog::error("cluster: a command was not submitted: {}", status.to_string());
+  }
+}
+
+void ClusterRuntime::configure(const ServerConfig& config) {
+  if (!node_) return;
+  node_->set_configuration(config.semaphores, config.session_timeout_ms);
+}
+
+namespace {
+
+// As check_peer_hello compares it: an IPv4 peer of a dual-stack socket is
+// an IPv4 peer, as configured.
+asio::ip::address plain_address(const asio::ip::address& remote) {
+  if (remote.is_v6() && remote.to_v6().is_v4_mapped()) {
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, remote.to_v6());
+  }
+  return remote;
+}
+
+}  // namespace
+
+bool ClusterRuntime::is_peer_host(const std::array<std::uint8_t, 16>& address) const {
+  const std::string host = plain_address(asio::ip::address_v6(address)).to_string();
+  for (const auto& [id, client_address] : client_addresses_) {
+    if (id == id_) continue;
+    const auto parts = cluster::split_host_port(client_address);
+    if (parts && parts->first == host) return true;
+  }
+  return false;
+}
+
+void ClusterRuntime::accept_peer(UniqueFd fd, const asio::ip::address& remote, std::string_view line,
+                                 std::string rest) {
+  const asio::ip::address address = plain_address(remote);
+  const std::string host = address.to_string();
+  auto peer = cluster::check_peer_hello(line, host, id_, client_addresses_, secret_);
+  if (!peer) {
+    spdlog::warn("cluster: refused a peer link from {}: {}", host, peer.status().to_string());
+    return;  // fd closes
+  }
+  asio::ip::tcp::socket socket(io_);
+  std::error_code error;
+  socket.assign(address.is_v4() ? asio::ip::tcp::v4() : asio::ip::tcp::v6(), fd.release(), error);
+  if (error) {
+    spdlog::warn("cluster: peer link from server {}: {}", *peer, error.message());
+    return;
+  }
+  spdlog::info("cluster: peer link from server {} ({})", *peer, host);
+  // Which receiver this is, for its close handler (set once it is made).
+  auto slot = std::make_shared<const cluster::PeerLinkReceiver*>(nullptr);
+  auto receiver = cluster::PeerLinkReceiver::start(
+      std::move(socket), *peer, std::move(rest),
+      [this](cluster::ServerId from, std::string entry) {
+        if (stopped_) return;
+        if (auto status = node_->accept_forwarded(entry); !status) {
+          spdlog::debug("cluster: an entry forwarded by server {}: {}", from, status.to_string());
+        }
+        if (callbacks_.end_turn) callbacks_.end_turn();
+      },
+      [this, slot](cluster::ServerId from, const Status& why) {
+        if (why.code() != StatusCode::kCancelled) {
+          spdlog::info("cluster: peer link from server {} ended: {}", from,
+                       why ? std::string("closed") : why.to_string());
+        }
+        std::erase_if(receivers_,
+                      [&slot](const std::shared_ptr<cluster::PeerLinkReceiver>& r) { return r.get() == *slot; });
+      });
+  *slot = receiver.get();
+  receivers_.push_back(std::move(receiver));
+}
+
+cluster::ClusterStatus ClusterRuntime::status() const {
+  return node_ ? node_->status() : cluster::ClusterStatus{};
+}
+
+void ClusterRuntime::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (node_) {
+    const auto last = node_->status();
+    node_->stop();
+    spdlog::info("cluster: node stopped ({}, term {}, commit {})", raft::role_name(last.role), last.term,
+                 last.commit_index);
+  }
+  if (forwarder_) forwarder_->close();
+  auto receivers = std::move(receivers_);
+  receivers_.clear();
+  for (const auto& receiver : receivers) receiver->close();
+  std::error_code ignored;
+  tick_timer_.cancel();
+  if (watcher_) {
+    watcher_->cancel(ignored);
+    watcher_->close(ignored);
+    watcher_.reset();
+  }
+}
+
+}  // namespace netsem::server

@@ -1,0 +1,140 @@
+// ClusterRuntime: what netsemd runs on the replicated log when its
+// configuration has a [cluster] section (issue 16, docs/replication.md "The
+// servers"). It owns the cluster node (src/cluster: RaftNode, the raft
+// thread's replica, forwarding, resends, the leader's duties), the loop
+// replica the dispatcher reads, the peer link to the leader (PeerLinkClient,
+// the node's Forwarder) and the leader's side of the followers' links
+// (PeerLinkReceiver), and it is the dispatcher's CommandSink.
+//
+// The raft thread hands every entry it applied and every snapshot it
+// restored to a queue under a mutex and writes an eventfd (the same for the
+// node's wake callback); the event loop watches the eventfd and, in one
+// turn, applies the queued events in order to the loop replica (kApplied:
+// decode_entry, apply_entry, ClusterNode::applied, then the `applied`
+// callback with the results, which the server passes to
+// Dispatcher::apply_results; kRestored: restore, then `restored`), ticks the
+// node and ends the turn. Not asio::post: netsemd's io_context runs with
+// ASIO_CONCURRENCY_HINT_UNSAFE, so no other thread may touch it (as
+// loop_jobs.h). A steady timer ticks the node again at the time tick()
+// returns.
+//
+// API (loop thread): start(io, config), then set_callbacks() (which applies
+// what the start queued: the snapshot and log replayed), submit() (the
+// dispatcher's), configure() at start and reload, accept_peer() for a
+// connection whose first line is `PEER ...`, status(), stop().
+//
+// Thread safety: everything on the loop thread but the raft thread's sink
+// and wake, which only push under the mutex and write the eventfd.
+#pragma once
+
+#include <array>
+#include <asio.hpp>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "cluster/cluster_node.h"
+#include "cluster/peer_link.h"
+#include "common/unique_fd.h"
+#include "config/config.h"
+#include "core/command_sink.h"
+#include "netsem/status.h"
+#include "replication/state_machine.h"
+
+namespace netsem::server {
+
+class ClusterRuntime final : public CommandSink {
+ public:
+  struct Callbacks {
+    // The loop replica applied `entry` with `results` (Dispatcher::apply_results).
+    std::function<void(const replication::Entry& entry, const replication::EntryResults& results)> applied;
+    // The loop replica was replaced by a snapshot (its table is a new object).
+    std::function<void()> restored;
+    // The end of a turn this runtime began (Server::end_turn).
+    std::function<void()> end_turn;
+  };
+
+  // Starts the node of `config.cluster` (REQUIRES: enabled, self() set): the
+  // Raft data directory (cluster.data_dir, or <data_dir>/raft) is created if
+  // missing, a pristine one bootstraps with the `server.N` lines. RaftNode's
+  // errors (kIoError, kCorruption ...), kIoError for the directory or the
+  // eventfd.
+  static Result<std::unique_ptr<ClusterRuntime>> start(asio::io_context& io, const ServerConfig& config);
+  ~ClusterRuntime() override;
+  ClusterRuntime(const ClusterRuntime&) = delete;
+  ClusterRuntime& operator=(const ClusterRuntime&) = delete;
+
+  // The loop replica: what the dispatcher reads.
+  const replication::StateMachine& replica() const { return replica_; }
+  // Sets the callbacks and applies what is queued (the log replayed at start).
+  void set_callbacks(Callbacks callbacks);
+
+  // CommandSink: a hosted session's command, to ClusterNode::submit.
+  void submit(replication::Command command) override;
+
+  // The defined semaphores and the session timeout to replicate (start, reload).
+  void configure(const ServerConfig& config);
+
+  // A connection whose first line (without its "\n") is `line`, from
+  // `remote`, with `rest` read past it: a follower's peer link when
+  // check_peer_hello accepts it (its entries go to accept_forwarded), else
+  // closed (logged).
+  void accept_peer(UniqueFd fd, const asio::ip::address& remote, std::string_view line, std::string rest);
+
+  // Whether `address` (IPv6 or IPv4-mapped) is the host of another
+  // configured server (one whose first line `PEER ...` is a peer link's).
+  bool is_peer_host(const std::array<std::uint8_t, 16>& address) const;
+
+  cluster::ClusterStatus status() const;
+  // This server's id.
+  std::uint64_t id() const { return id_; }
+
+  // Stops the node (its raft thread), the links, the timer and the eventfd
+  // watch, so that the io_context can run out. Idempotent.
+  void stop();
+
+ private:
+  ClusterRuntime(asio::io_context& io, const ServerConfig& config);
+  // Raft thread: queue the event / the wake, write the eventfd.
+  void push(std::optional<cluster::ReplicaEvent> event);
+  void watch();
+  // Loop thread: applies the queued events, ticks, ends the turn.
+  void run_queued();
+  void tick();
+  void arm_tick(std::int64_t at_ms);
+
+  asio::io_context& io_;
+  std::uint64_t id_ = 0;
+  std::string secret_;
+  std::map<std::uint64_t, std::string> client_addresses_;
+  replication::StateMachine replica_;  // the loop replica
+  Callbacks callbacks_;
+  bool attached_ = false;
+  bool stopped_ = false;
+
+  UniqueFd event_fd_;
+  std::optional<asio::posix::stream_descriptor> watcher_;
+  std::mutex mutex_;
+  std::vector<cluster::ReplicaEvent> queue_;  // guarded by mutex_
+
+  // The role, term and leader last logged.
+  raft::Role seen_role_ = raft::Role::kUnavailable;
+  std::uint64_t seen_term_ = 0;
+  std::uint64_t seen_leader_ = 0;
+
+  asio::steady_timer tick_timer_;
+  std::optional<std::int64_t> tick_armed_ms_;
+  // Declared before the node: the node's Forwarder outlives it.
+  std::unique_ptr<cluster::PeerLinkClient> forwarder_;
+  std::vector<std::shared_ptr<cluster::PeerLinkReceiver>> receivers_;
+  std::unique_ptr<cluster::ClusterNode> node_;
+};
+
+}  // namespace netsem::server
