@@ -37,7 +37,8 @@ ClusterRuntime::ClusterRuntime(asio::io_context& io, const ServerConfig& config)
       id_(config.cluster.id),
       secret_(config.cluster.secret),
       replica_(TableLimits{config.max_semaphores, config.max_pending_per_session}),
-      tick_timer_(io) {
+      tick_timer_(io),
+      drain_timer_(io) {
   for (const ClusterMember& member : config.cluster.servers) client_addresses_[member.id] = member.client_address;
 }
 
@@ -158,6 +159,24 @@ void ClusterRuntime::run_queued() {
   }
   tick();
   if (callbacks_.end_turn) callbacks_.end_turn();
+  if (draining_ && !stopped_ && node_->status().pending == 0) stop();
+}
+
+void ClusterRuntime::stop_when_drained(std::chrono::milliseconds within) {
+  if (stopped_ || draining_) return;
+  draining_ = true;
+  const auto pending = node_ ? node_->status().pending : 0;
+  if (pending == 0) {
+    stop();
+    return;
+  }
+  spdlog::info("cluster: stopping once {} commands are applied (at most {} ms)", pending, within.count());
+  drain_timer_.expires_after(within);
+  drain_timer_.async_wait([this](const std::error_code& error) {
+    if (error || stopped_) return;
+    spdlog::warn("cluster: {} commands not applied in time; stopping anyway", node_->status().pending);
+    stop();
+  });
 }
 
 void ClusterRuntime::tick() {
@@ -282,6 +301,7 @@ void ClusterRuntime::stop() {
   for (const auto& receiver : receivers) receiver->close();
   std::error_code ignored;
   tick_timer_.cancel();
+  drain_timer_.cancel();
   if (watcher_) {
     watcher_->cancel(ignored);
     watcher_->close(ignored);

@@ -29,6 +29,7 @@
 
 #include <array>
 #include <asio.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -99,6 +100,10 @@ class ClusterRuntime final : public CommandSink {
   // Stops the node (its raft thread), the links, the timer and the eventfd
   // watch, so that the io_context can run out. Idempotent.
   void stop();
+  // A clean stop: stop() once every command submitted so far was applied
+  // here (the sessions' closes are in the log, their permits handed on at
+  // once rather than at the log's session expiry), or after `within`.
+  void stop_when_drained(std::chrono::milliseconds within);
 
  private:
   ClusterRuntime(asio::io_context& io, const ServerConfig& config);
@@ -130,6 +135,8 @@ class ClusterRuntime final : public CommandSink {
   std::uint64_t seen_leader_ = 0;
 
   asio::steady_timer tick_timer_;
+  asio::steady_timer drain_timer_;
+  bool draining_ = false;  // stop_when_drained() was called
   std::optional<std::int64_t> tick_armed_ms_;
   // Declared before the node: the node's Forwarder outlives it.
   std::unique_ptr<cluster::PeerLinkClient> forwarder_;

@@ -732,9 +732,10 @@ void Server::stop() {
   deadline_timer_.cancel();
   status_timer_.cancel();
   sync_timer_.cancel();
-  // The sessions' closes reach the log if committed by now; otherwise the
-  // log's session expiry ends them.
-  if (cluster_) cluster_->stop();
+  // The node stops once the sessions' closes are applied (their permits
+  // handed on at once), or after two election timeouts (then the log's
+  // session expiry ends them).
+  if (cluster_) cluster_->stop_when_drained(std::chrono::milliseconds(2 * config_.cluster.election_timeout_ms));
 }
 
 void Server::hand_over_peer_link(UniqueFd fd, const std::array<std::uint8_t, 16>& address, std::string_view line,

@@ -4,9 +4,11 @@
 // different servers: a grant through a follower (forwarded to the leader
 // over a peer link), a queue on another server handed over by a RELEASE,
 // then the leader killed with -9 and a client of a surviving server working
-// on, fences rising throughout.
+// on, fences rising throughout; a clean stop whose sessions end in the log;
+// a forged peer link refused.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <array>
 #include <chrono>
@@ -164,6 +166,35 @@ TEST_F(NetsemdCluster, GrantsQueuesAndHandsOverAcrossServersAndSurvivesTheLeader
   ASSERT_EQ(again.rfind("a2 OK ", 0), 0u) << again << "\n" << logs();
   EXPECT_GT(fence_of(again), fence2);
   EXPECT_NE(leader(), lead);
+}
+
+TEST_F(NetsemdCluster, ACleanStopEndsItsSessionsInTheLogAtOnce) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  // The leader: its closes are proposed by itself, and must commit before
+  // its node stops (a follower's are written to its peer link at once).
+  const int stopping = lead;
+  const int other = (lead + 1) % kServers;
+  auto holder = connect(stopping);
+  ASSERT_TRUE(holder != nullptr);
+  ASSERT_EQ(holder->request(req::acquire("h", "lock", 1, 20000), 10s).rfind("h OK ", 0), 0u) << logs();
+  auto waiter = connect(other);
+  ASSERT_TRUE(waiter != nullptr);
+  ASSERT_EQ(waiter->request(req::acquire("w", "lock", 1, 20000), 10s), "w QUEUED 1") << logs();
+  // SIGTERM: the holder's session ends in the log before the node stops,
+  // so the waiter is granted now (once the others elected a leader), not
+  // at the session timeout (15 s, counted anew by the next leader).
+  const auto stopped_at = std::chrono::steady_clock::now();
+  servers_[stopping]->send_signal(SIGTERM);
+  const std::string granted = waiter->read_line(5s).value_or("");
+  const auto granted_at = std::chrono::steady_clock::now();
+  EXPECT_EQ(granted.rfind("w OK ", 0), 0u) << granted << "\n" << logs();
+  std::printf(
+      "SIGTERM of the leader to its holder's successor's grant: %lld ms\n",
+      static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(granted_at - stopped_at).count()));
+  const auto status = servers_[stopping]->wait_exit(5s);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << logs();
 }
 
 TEST_F(NetsemdCluster, APeerLineWithTheWrongSecretIsRefused) {
