@@ -217,6 +217,8 @@ void ClusterRuntime::submit(replication::Command command) {
 void ClusterRuntime::configure(const ServerConfig& config) {
   if (!node_) return;
   node_->set_configuration(config.semaphores, config.session_timeout_ms);
+  // A reload's change is proposed now (as leader), not at the next tick.
+  if (attached_) tick();
 }
 
 namespace {

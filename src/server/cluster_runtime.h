@@ -80,7 +80,8 @@ class ClusterRuntime final : public CommandSink {
   // CommandSink: a hosted session's command, to ClusterNode::submit.
   void submit(replication::Command command) override;
 
-  // The defined semaphores and the session timeout to replicate (start, reload).
+  // The defined semaphores and the session timeout to replicate (start,
+  // reload); the leader proposes a change at once.
   void configure(const ServerConfig& config);
 
   // A connection whose first line (without its "\n") is `line`, from

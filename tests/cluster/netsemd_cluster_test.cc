@@ -53,11 +53,13 @@ class NetsemdCluster : public ::testing::Test {
 
   std::string host(int i) const { return "127.0.0." + std::to_string(i + 1); }
 
-  std::string config(int i) const {
+  std::string config(int i, int limit = 1) const {
     std::string text = "[server]\nbind_address = " + host(i) +
                        "\nbind_port = @PORT@\nstats_dir = @DIR@\ndata_dir = @DIR@\nlog_level = debug\n"
                        "http_enabled = off\nstatus_interval_ms = 200\n"
-                       "[semaphores]\nlock = 1\n"
+                       "[semaphores]\nlock = " +
+                       std::to_string(limit) +
+                       "\n"
                        "[cluster]\nid = " +
                        std::to_string(i + 1) +
                        "\nsecret_file = " + (dir_.path() / ("secret." + std::to_string(i + 1))).string() +
@@ -195,6 +197,24 @@ TEST_F(NetsemdCluster, ACleanStopEndsItsSessionsInTheLogAtOnce) {
   const auto status = servers_[stopping]->wait_exit(5s);
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << logs();
+}
+
+TEST_F(NetsemdCluster, AReloadedLimitIsReplicated) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  // Every server's file says lock = 2 now; the leader's reload replicates it.
+  for (int i = 0; i < kServers; ++i) {
+    Netsemd::Options options;
+    options.raw_config = config(i, 2);
+    servers_[i]->rewrite_config(options);
+    servers_[i]->send_signal(SIGHUP);
+  }
+  for (int i = 0; i < kServers; ++i) ASSERT_TRUE(servers_[i]->wait_for_log("SIGHUP: reloaded", 5s)) << logs();
+  auto a = connect((lead + 1) % kServers);
+  auto b = connect((lead + 2) % kServers);
+  ASSERT_TRUE(a != nullptr && b != nullptr);
+  EXPECT_EQ(a->request(req::acquire("a", "lock", 1, 20000), 10s).rfind("a OK ", 0), 0u) << logs();
+  EXPECT_EQ(b->request(req::acquire("b", "lock", 1, 20000), 10s).rfind("b OK ", 0), 0u) << logs();
 }
 
 TEST_F(NetsemdCluster, APeerLineWithTheWrongSecretIsRefused) {
