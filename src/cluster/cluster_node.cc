@@ -357,6 +357,9 @@ ClusterStatus ClusterNode::status() const {
   out.raft_applied = adapter_->last_index();
   out.loop_applied = loop_applied_;
   out.lag = s.commit_index > loop_applied_ ? s.commit_index - loop_applied_ : 0;
+  out.last_index = s.last_index;
+  out.configuration = s.configuration;
+  out.match_indexes = s.match_indexes;
   out.pending = pending_.size();
   out.failure = s.failure;
   return out;

@@ -111,17 +111,21 @@ struct ClusterStatus {
   std::string leader_address;         // its Raft address
   std::string leader_client_address;  // its client address: the replicated members', else the options'; "" if unknown
   std::uint64_t commit_index = 0;
-  std::uint64_t raft_applied = 0;  // the raft thread's replica's last index
-  std::uint64_t loop_applied = 0;  // the last index the loop said it applied
-  std::uint64_t lag = 0;           // commit_index - loop_applied (0 when not behind)
-  std::size_t pending = 0;         // submitted, not yet applied
-  std::uint64_t submitted = 0;     // commands submitted
-  std::uint64_t proposed = 0;      // entries this node proposed to RaftNode (its own and forwarded)
-  std::uint64_t forwarded = 0;     // entries handed to the Forwarder
-  std::uint64_t resent = 0;        // commands sent again
-  std::uint64_t accepted = 0;      // forwarded entries accepted (as leader)
-  std::uint64_t refused = 0;       // commands the state machine refused (dropped)
-  std::uint64_t touch_alls = 0;    // leader duties proposed
+  std::uint64_t raft_applied = 0;               // the raft thread's replica's last index
+  std::uint64_t loop_applied = 0;               // the last index the loop said it applied
+  std::uint64_t lag = 0;                        // commit_index - loop_applied (0 when not behind)
+  std::uint64_t last_index = 0;                 // the last entry in this node's log
+  std::vector<raft::ServerInfo> configuration;  // the Raft configuration (members and roles)
+  // On the leader: each other member's match index (raft::NodeStatus).
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> match_indexes;
+  std::size_t pending = 0;       // submitted, not yet applied
+  std::uint64_t submitted = 0;   // commands submitted
+  std::uint64_t proposed = 0;    // entries this node proposed to RaftNode (its own and forwarded)
+  std::uint64_t forwarded = 0;   // entries handed to the Forwarder
+  std::uint64_t resent = 0;      // commands sent again
+  std::uint64_t accepted = 0;    // forwarded entries accepted (as leader)
+  std::uint64_t refused = 0;     // commands the state machine refused (dropped)
+  std::uint64_t touch_alls = 0;  // leader duties proposed
   std::uint64_t advances = 0;
   std::uint64_t reconfigures = 0;
   std::string failure;  // RaftNode's: why it stopped applying, if it did

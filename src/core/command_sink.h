@@ -4,12 +4,13 @@
 // the leader, proposed, committed); tests over a real
 // replication::StateMachine applied at once.
 //
-// Thread safety: submit() is called on the event-loop thread; what the
+// Thread safety: submit() and cluster_figures() are called on the event-loop thread; what the
 // implementation does with the command (another thread, the network) is its
 // own.
 #pragma once
 
 #include "replication/entry.h"
+#include "stats/cluster_figures.h"
 
 namespace netsem::server {
 
@@ -23,6 +24,10 @@ class CommandSink {
   // or the session stays waiting until its connection ends). REQUIRES: does
   // not call back into the dispatcher inside the call.
   virtual void submit(replication::Command command) = 0;
+  // The cluster's figures as this server sees them (STATS, /metrics):
+  // role, term, indexes, lag, members. The default (a sink with no
+  // consensus, as in tests) is a default ClusterFigures.
+  virtual stats::ClusterFigures cluster_figures() const { return {}; }
 
  protected:
   CommandSink() = default;

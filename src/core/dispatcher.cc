@@ -711,7 +711,14 @@ bool Dispatcher::produce_list(SessionState& session) {
 // --- STATS ---
 
 void Dispatcher::append_stats(SessionState& session, std::string_view tag) {
-  protocol::append_ok_text(session.out, tag, stats::to_json(stats_snapshot()));
+  // In a cluster: no journal fields, a `cluster` object (stats/cluster_figures.h).
+  const std::optional<stats::ClusterFigures> cluster = cluster_figures();
+  protocol::append_ok_text(session.out, tag, stats::to_json(stats_snapshot(), cluster ? &*cluster : nullptr));
+}
+
+std::optional<stats::ClusterFigures> Dispatcher::cluster_figures() const {
+  if (sink_ == nullptr) return std::nullopt;
+  return sink_->cluster_figures();
 }
 
 stats::Snapshot Dispatcher::stats_snapshot() const {

@@ -71,6 +71,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -303,6 +304,9 @@ class Dispatcher {
   // Every figure now (STATS, the status file): the counters of the server,
   // the table and the journal, and the gauges read from their owners.
   stats::Snapshot stats_snapshot() const;
+  // In cluster mode, the sink's cluster figures (STATS' `cluster` object,
+  // /metrics' netsem_cluster_*); nullopt for a single server.
+  std::optional<stats::ClusterFigures> cluster_figures() const;
 
   // --- output ---
 

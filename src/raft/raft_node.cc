@@ -633,6 +633,11 @@ void RaftNode::Impl::publish() {
   for (unsigned i = 0; i < raft_.configuration.n; ++i) {
     const raft_server& server = raft_.configuration.servers[i];
     s.configuration.push_back({server.id, server.address, from_raft_role(server.role)});
+    // The progress array follows the configuration's order (libraft rebuilds
+    // it at each configuration change).
+    if (raft_.state == RAFT_LEADER && !closing_ && server.id != options_.id && raft_.leader_state.progress != nullptr) {
+      s.match_indexes.emplace_back(server.id, raft_.leader_state.progress[i].match_index);
+    }
   }
   const Role role = s.role;
   const std::uint64_t term = s.term;

@@ -37,6 +37,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "netsem/status.h"
@@ -123,6 +124,9 @@ struct NodeStatus {
   std::uint64_t batches = 0;           // entries this node proposed (as leader)
   std::uint64_t commands = 0;          // commands in those entries
   std::vector<ServerInfo> configuration;
+  // On the leader only (else empty): each other server's match index, the
+  // last entry it is known to hold (libraft's progress), by server id.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> match_indexes;
   std::string failure;  // set when the node stopped applying (a corrupt entry): the reason
 };
 

@@ -288,6 +288,28 @@ cluster::ClusterStatus ClusterRuntime::status() const {
   return node_ ? node_->status() : cluster::ClusterStatus{};
 }
 
+stats::ClusterFigures ClusterRuntime::cluster_figures() const {
+  stats::ClusterFigures figures;
+  figures.id = id_;
+  if (!node_) return figures;
+  const cluster::ClusterStatus s = node_->status();
+  figures.role = std::string(raft::role_name(s.role));
+  figures.term = s.term;
+  figures.leader_id = s.leader_id;
+  figures.commit_index = s.commit_index;
+  figures.applied_index = replica_.last_index();
+  figures.last_index = s.last_index;
+  figures.lag = s.commit_index > figures.applied_index ? s.commit_index - figures.applied_index : 0;
+  figures.members = s.configuration.size();
+  figures.voters = static_cast<std::uint64_t>(
+      std::count_if(s.configuration.begin(), s.configuration.end(),
+                    [](const raft::ServerInfo& server) { return server.role == raft::ServerRole::kVoter; }));
+  for (const auto& [member, match] : s.match_indexes) {
+    figures.followers.push_back({member, match, s.last_index > match ? s.last_index - match : 0});
+  }
+  return figures;
+}
+
 void ClusterRuntime::stop() {
   if (stopped_) return;
   stopped_ = true;

@@ -95,6 +95,9 @@ class ClusterRuntime final : public CommandSink {
   bool is_peer_host(const std::array<std::uint8_t, 16>& address) const;
 
   cluster::ClusterStatus status() const;
+  // CommandSink: status() as STATS and /metrics show it, the applied index
+  // the loop replica's.
+  stats::ClusterFigures cluster_figures() const override;
   // This server's id.
   std::uint64_t id() const { return id_; }
 

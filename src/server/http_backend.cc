@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <ctime>
 #include <future>
+#include <optional>
 
 #include "core/api_pages.h"
 #include "core/name_metrics_collector.h"
@@ -140,7 +141,11 @@ Result<std::string> HttpBackend::metrics() {
   // one bounded step per loop job (NameMetricsCollector). The collector is
   // shared with the job: a job still queued when its caller gave up runs on
   // a collector nobody reads any more.
-  std::string text = stats::to_prometheus(published_.read());
+  // A server in a cluster: its figures now (one loop job), and no journal.
+  auto cluster = jobs_.call<std::optional<stats::ClusterFigures>>(
+      [this] { return dispatcher_ != nullptr ? dispatcher_->cluster_figures() : std::nullopt; }, kLoopQueryTimeout);
+  if (!cluster) return cluster.status();
+  std::string text = stats::to_prometheus(published_.read(), *cluster ? &**cluster : nullptr);
   auto collector = std::make_shared<NameMetricsCollector>(metrics_max_names_.load());
   const auto give_up = Clock::now() + kMetricsTimeout;
   for (;;) {

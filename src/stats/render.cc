@@ -54,9 +54,14 @@ void append_sample(std::string& out, std::string_view metric, std::string_view s
 
 }  // namespace
 
-std::string to_json(const Snapshot& snapshot) {
+bool is_journal_field(const Field& field) {
+  return field.name.starts_with("journal_");
+}
+
+std::string to_json(const Snapshot& snapshot, const ClusterFigures* cluster) {
   nlohmann::ordered_json json = nlohmann::ordered_json::object();
   for (const Field& field : fields()) {
+    if (cluster != nullptr && is_journal_field(field)) continue;
     const std::string name(field.name);
     switch (field.type) {
       case FieldType::kCounter:
@@ -71,6 +76,7 @@ std::string to_json(const Snapshot& snapshot) {
         break;
     }
   }
+  if (cluster != nullptr) json["cluster"] = nlohmann::ordered_json::parse(cluster_json(*cluster));
   return json.dump();
 }
 
@@ -119,9 +125,10 @@ void append_label_value(std::string& out, std::string_view value) {
   append_escaped(out, value, true);
 }
 
-std::string to_prometheus(const Snapshot& snapshot) {
+std::string to_prometheus(const Snapshot& snapshot, const ClusterFigures* cluster) {
   std::string out;
   for (const Field& field : fields()) {
+    if (cluster != nullptr && is_journal_field(field)) continue;
     const auto [metric, decimals] = prometheus_name(field);
     out += "# HELP " + metric + ' ';
     append_escaped(out, prometheus_help(field), false);
@@ -155,6 +162,7 @@ std::string to_prometheus(const Snapshot& snapshot) {
       }
     }
   }
+  if (cluster != nullptr) out += cluster_prometheus(*cluster);
   return out;
 }
 

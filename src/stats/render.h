@@ -20,13 +20,21 @@
 #include <string>
 #include <string_view>
 
+#include "stats/cluster_figures.h"
 #include "stats/fields.h"
 #include "stats/stats.h"
 
 namespace netsem::stats {
 
 // The STATS object: {"sessions":3,...}, one line, fields in table order.
-std::string to_json(const Snapshot& snapshot);
+// With `cluster` (a server in a cluster): the journal's fields
+// (is_journal_field) left out, and a last member "cluster" with
+// cluster_json's object (cluster_figures.h).
+std::string to_json(const Snapshot& snapshot, const ClusterFigures* cluster = nullptr);
+
+// Whether `field` is the journal's (journal_*): a server in a cluster has
+// no journal, and its STATS and /metrics leave these out.
+bool is_journal_field(const Field& field);
 
 // How field `x` is named and scaled in the Prometheus exposition, by the
 // conventions `promtool check metrics` holds a server to: `netsem_x` in base
@@ -53,7 +61,9 @@ std::string scaled_decimal(std::uint64_t value, int decimals);
 // histogram has every bucket (`_bucket{le="..."}`, cumulative, `+Inf`
 // last), `_sum` and `_count`; a text field is a gauge `netsem_x{x="..."} 1`.
 // The per-name series of /metrics are stats/name_metrics.h's.
-std::string to_prometheus(const Snapshot& snapshot);
+// With `cluster`: the journal's fields left out and cluster_prometheus's
+// series added.
+std::string to_prometheus(const Snapshot& snapshot, const ClusterFigures* cluster = nullptr);
 
 // A label value as the exposition format writes it between quotes: a
 // backslash, a double quote and a line feed escaped (`\\`, `\"`, `\n`).

@@ -5,7 +5,7 @@
 // over a peer link), a queue on another server handed over by a RELEASE,
 // then the leader killed with -9 and a client of a surviving server working
 // on, fences rising throughout; a clean stop whose sessions end in the log;
-// a forged peer link refused.
+// a forged peer link refused; the cluster figures of STATS and /metrics.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -16,13 +16,16 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
 #include <string>
 #include <thread>
 
 #include "netsemd_harness.h"
+#include "stats/promtool.h"
 #include "support/free_port.h"
+#include "support/http_client.h"
 #include "support/request_lines.h"
 
 namespace netsem::testing {
@@ -56,7 +59,9 @@ class NetsemdCluster : public ::testing::Test {
   std::string config(int i, int limit = 1) const {
     std::string text = "[server]\nbind_address = " + host(i) +
                        "\nbind_port = @PORT@\nstats_dir = @DIR@\ndata_dir = @DIR@\nlog_level = debug\n"
-                       "http_enabled = off\nstatus_interval_ms = 200\n"
+                       "http_enabled = on\nhttp_address = " +
+                       host(i) +
+                       "\nhttp_port = 0\nstatus_interval_ms = 200\n"
                        "[semaphores]\nlock = " +
                        std::to_string(limit) +
                        "\n"
@@ -239,6 +244,88 @@ TEST_F(NetsemdCluster, APeerLineWithTheWrongSecretIsRefused) {
   auto client = connect(lead);
   ASSERT_TRUE(client != nullptr);
   EXPECT_EQ(client->request("p PING", 5s), "p PONG");
+}
+
+// STATS of a server in a cluster: no journal fields, a `cluster` object
+// with role, term, leader, indexes and lag; the leader's has each
+// follower's lag. GET /metrics: the netsem_cluster_* series, and promtool
+// accepts the exposition.
+TEST_F(NetsemdCluster, StatsAndMetricsShowRoleTermIndexesAndLag) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  // Something in the log: a grant through a follower.
+  auto a = connect((lead + 1) % kServers);
+  ASSERT_TRUE(a != nullptr);
+  ASSERT_EQ(a->request(req::acquire("a1", "lock", 1, 20000), 10s).rfind("a1 OK ", 0), 0u) << logs();
+
+  std::uint64_t commit = 0;
+  for (int i = 0; i < kServers; ++i) {
+    auto client = connect(i);
+    ASSERT_TRUE(client != nullptr);
+    // The followers learn the commit with the next heartbeat: ask until
+    // every server applied what the leader committed.
+    nlohmann::json cluster;
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    do {
+      const std::string answer = client->request("s STATS", 5s);
+      ASSERT_EQ(answer.rfind("s OK {", 0), 0u) << answer;
+      const auto json = nlohmann::json::parse(answer.substr(5));
+      EXPECT_FALSE(json.contains("journal_ok")) << answer;
+      EXPECT_FALSE(json.contains("journal_fsync_us")) << answer;
+      EXPECT_TRUE(json.contains("grants")) << answer;
+      ASSERT_TRUE(json.contains("cluster")) << answer;
+      cluster = json.at("cluster");
+      if (cluster.at("applied_index") >= commit && cluster.at("lag") == 0) break;
+      std::this_thread::sleep_for(50ms);
+    } while (std::chrono::steady_clock::now() < deadline);
+    EXPECT_EQ(cluster.at("id"), i + 1) << cluster;
+    EXPECT_EQ(cluster.at("role"), i == lead ? "leader" : "follower") << cluster;
+    EXPECT_EQ(cluster.at("leader_id"), lead + 1) << cluster;
+    EXPECT_GE(cluster.at("term").get<std::uint64_t>(), 1u) << cluster;
+    EXPECT_EQ(cluster.at("members"), 3) << cluster;
+    EXPECT_EQ(cluster.at("voters"), 3) << cluster;
+    const auto applied = cluster.at("applied_index").get<std::uint64_t>();
+    EXPECT_GE(cluster.at("commit_index").get<std::uint64_t>(), applied) << cluster;
+    EXPECT_GE(applied, 2u) << cluster;  // at least TouchAll, the limits and the grant
+    EXPECT_EQ(cluster.at("lag"), 0) << cluster;
+    if (i == lead) {
+      commit = cluster.at("commit_index").get<std::uint64_t>();
+      const auto& followers = cluster.at("follower_lag");
+      ASSERT_EQ(followers.size(), 2u) << cluster;
+      for (int j = 0; j < kServers; ++j) {
+        if (j != lead) EXPECT_TRUE(followers.contains(std::to_string(j + 1))) << cluster;
+      }
+    } else {
+      EXPECT_TRUE(cluster.at("follower_lag").empty()) << cluster;
+    }
+  }
+
+  for (int i = 0; i < kServers; ++i) {
+    const std::uint16_t port = test_support::http_port_from_log(servers_[i]->log());
+    ASSERT_NE(port, 0) << servers_[i]->log();
+    test_support::HttpConnection connection(port, host(i).c_str());
+    ASSERT_TRUE(connection.ok());
+    ASSERT_TRUE(connection.send_request("GET", "/metrics"));
+    const auto response = connection.read_response(5s, false);
+    ASSERT_TRUE(response.has_value());
+    ASSERT_EQ(response->status, 200) << response->body;
+    const std::string& text = response->body;
+    EXPECT_NE(text.find("netsem_cluster_server_id " + std::to_string(i + 1) + "\n"), std::string::npos) << text;
+    EXPECT_NE(
+        text.find(std::string("netsem_cluster_role{cluster_role=\"") + (i == lead ? "leader" : "follower") + "\"} 1\n"),
+        std::string::npos)
+        << text;
+    EXPECT_NE(text.find("netsem_cluster_leader_id " + std::to_string(lead + 1) + "\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("netsem_cluster_commit_index "), std::string::npos) << text;
+    EXPECT_NE(text.find("netsem_cluster_lag "), std::string::npos) << text;
+    EXPECT_EQ(text.find("netsem_journal_"), std::string::npos) << text;
+    EXPECT_EQ(text.find("netsem_cluster_follower_lag{id=") != std::string::npos, i == lead) << text;
+    const std::string promtool = find_program("promtool");
+    if (!promtool.empty()) {
+      const auto checked = check_metrics(promtool, text);
+      EXPECT_EQ(checked.exit_code, 0) << checked.output;
+    }
+  }
 }
 
 }  // namespace

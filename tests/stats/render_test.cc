@@ -192,6 +192,48 @@ TEST(Prometheus, LabelValuesEscapeBackslashQuoteAndLineFeed) {
   append_label_value(out, "a\\b\"c\nd\te");
   EXPECT_EQ(out, "a\\\\b\\\"c\\nd\te");
 }
+// A server in a cluster: no journal fields, a `cluster` object last, and
+// with every number at its largest and the most followers STATS names the
+// line still fits (the journal's histogram left room for it).
+ClusterFigures largest_cluster() {
+  ClusterFigures figures;
+  const std::uint64_t big = ~std::uint64_t{0};
+  figures.id = big;
+  figures.role = "unavailable";
+  figures.term = figures.leader_id = figures.commit_index = figures.applied_index = big;
+  figures.last_index = figures.lag = figures.members = figures.voters = big;
+  for (std::uint64_t i = 0; i < kMaxFollowersInStats + 3; ++i) figures.followers.push_back({big - i, big, big});
+  return figures;
+}
+
+TEST(StatsJson, InAClusterTheJournalGivesWayToTheClusterObjectAndTheLineFits) {
+  Snapshot snapshot;
+  std::uint64_t words[sizeof(Snapshot) / sizeof(std::uint64_t)];
+  for (auto& word : words) word = ~std::uint64_t{0};
+  std::memcpy(&snapshot, words, sizeof(Snapshot));
+  const ClusterFigures cluster = largest_cluster();
+  const std::string json_text = to_json(snapshot, &cluster);
+  const std::string answer = std::string(64, 't') + " OK " + json_text + "\n";
+  EXPECT_LE(answer.size(), 4096u) << answer;
+  const ordered_json json = ordered_json::parse(json_text);
+  EXPECT_FALSE(json.contains("journal_ok"));
+  EXPECT_FALSE(json.contains("journal_fsync_us"));
+  EXPECT_TRUE(json.contains("grants"));
+  ASSERT_EQ(json.back(), json.at("cluster"));
+  EXPECT_EQ(json.at("cluster").at("follower_lag").size(), kMaxFollowersInStats);
+  EXPECT_EQ(json.at("cluster").at("role"), "unavailable");
+
+  ClusterFigures small;
+  small.id = 2;
+  small.role = "leader";
+  small.followers = {{3, 7, 2}, {1, 9, 0}};
+  EXPECT_EQ(cluster_json(small),
+            R"({"id":2,"role":"leader","term":0,"leader_id":0,"commit_index":0,"applied_index":0,"last_index":0,)"
+            R"("lag":0,"members":0,"voters":0,"follower_lag":{"1":0,"3":2}})");
+  // A single server's line is unchanged.
+  EXPECT_EQ(to_json(snapshot, nullptr), to_json(snapshot));
+  EXPECT_NE(to_json(snapshot).find("journal_fsync_us"), std::string::npos);
+}
 
 // The exposition passes Prometheus's own checker, lint included, with every
 // number at its smallest and at its largest.
@@ -205,6 +247,17 @@ TEST(Prometheus, PassesPromtoolCheckMetrics) {
   for (const Snapshot& snapshot : {Snapshot{}, numbered(), largest}) {
     const auto result = testing::check_metrics(promtool, to_prometheus(snapshot));
     EXPECT_EQ(result.exit_code, 0) << result.output;
+  }
+  // A server in a cluster: the journal's series left out, the cluster's added.
+  ClusterFigures leader;
+  leader.id = 1;
+  leader.role = "leader";
+  leader.followers = {{2, 10, 0}, {3, 8, 2}};
+  for (const ClusterFigures& cluster : {ClusterFigures{}, leader, largest_cluster()}) {
+    const std::string text = to_prometheus(numbered(), &cluster);
+    EXPECT_EQ(text.find("netsem_journal_"), std::string::npos);
+    const auto result = testing::check_metrics(promtool, text);
+    EXPECT_EQ(result.exit_code, 0) << result.output << text;
   }
 }
 

@@ -1,0 +1,97 @@
+// The cluster figures' writers (cluster_figures.h): the STATS object through
+// nlohmann-json (ordered, as the rest of STATS) and the Prometheus series.
+#include "stats/cluster_figures.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <string_view>
+
+#include "stats/render.h"
+
+namespace netsem::stats {
+
+std::string cluster_json(const ClusterFigures& figures) {
+  nlohmann::ordered_json json = nlohmann::ordered_json::object();
+  json["id"] = figures.id;
+  json["role"] = figures.role;
+  json["term"] = figures.term;
+  json["leader_id"] = figures.leader_id;
+  json["commit_index"] = figures.commit_index;
+  json["applied_index"] = figures.applied_index;
+  json["last_index"] = figures.last_index;
+  json["lag"] = figures.lag;
+  json["members"] = figures.members;
+  json["voters"] = figures.voters;
+  nlohmann::ordered_json lags = nlohmann::ordered_json::object();
+  std::vector<FollowerProgress> followers = figures.followers;
+  std::sort(followers.begin(), followers.end(),
+            [](const FollowerProgress& a, const FollowerProgress& b) { return a.id < b.id; });
+  for (std::size_t i = 0; i < followers.size() && i < kMaxFollowersInStats; ++i) {
+    lags[std::to_string(followers[i].id)] = followers[i].lag;
+  }
+  json["follower_lag"] = std::move(lags);
+  return json.dump();
+}
+
+namespace {
+
+void gauge(std::string& out, std::string_view name, std::string_view help) {
+  out += "# HELP netsem_cluster_";
+  out += name;
+  out += ' ';
+  out += help;
+  out += "\n# TYPE netsem_cluster_";
+  out += name;
+  out += " gauge\n";
+}
+
+void sample(std::string& out, std::string_view name, std::uint64_t value, const std::string& labels = "") {
+  out += "netsem_cluster_";
+  out += name;
+  out += labels;
+  out += ' ';
+  out += std::to_string(value);
+  out += '\n';
+}
+
+}  // namespace
+
+std::string cluster_prometheus(const ClusterFigures& figures) {
+  std::string out;
+  gauge(out, "server_id", "This server's id in the cluster.");
+  sample(out, "server_id", figures.id);
+  gauge(out, "role", "This server's Raft role: 1 for the role named by the label.");
+  std::string role_label = "{cluster_role=\"";
+  append_label_value(role_label, figures.role);
+  role_label += "\"}";
+  sample(out, "role", 1, role_label);
+  gauge(out, "term", "This server's current Raft term.");
+  sample(out, "term", figures.term);
+  gauge(out, "leader_id", "The id of the leader this server knows (0: none known).");
+  sample(out, "leader_id", figures.leader_id);
+  gauge(out, "commit_index", "The last log index this server knows committed.");
+  sample(out, "commit_index", figures.commit_index);
+  gauge(out, "applied_index", "The last log index applied to the replica this server answers from.");
+  sample(out, "applied_index", figures.applied_index);
+  gauge(out, "last_index", "The last index in this server's log.");
+  sample(out, "last_index", figures.last_index);
+  gauge(out, "lag", "Entries committed but not yet applied to the replica this server answers from.");
+  sample(out, "lag", figures.lag);
+  gauge(out, "members", "Servers in the Raft configuration, any role.");
+  sample(out, "members", figures.members);
+  gauge(out, "voters", "Voting servers in the Raft configuration.");
+  sample(out, "voters", figures.voters);
+  if (!figures.followers.empty()) {
+    gauge(out, "follower_lag", "On the leader: entries of its log a member is not known to hold yet.");
+    for (const FollowerProgress& follower : figures.followers) {
+      sample(out, "follower_lag", follower.lag, "{id=\"" + std::to_string(follower.id) + "\"}");
+    }
+    gauge(out, "follower_match_index", "On the leader: the last log index a member is known to hold.");
+    for (const FollowerProgress& follower : figures.followers) {
+      sample(out, "follower_match_index", follower.match_index, "{id=\"" + std::to_string(follower.id) + "\"}");
+    }
+  }
+  return out;
+}
+
+}  // namespace netsem::stats

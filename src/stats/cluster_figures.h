@@ -1,0 +1,63 @@
+// The figures of a netsemd in a cluster (issue 16, docs/replication.md):
+// this server's place in Raft (role, term, leader), how far its log and its
+// replica have come (commit index, applied index, lag) and the members; on
+// the leader, how far each other member is behind. They are not rows of the
+// field table (fields.h): a single server has none of them and its STATS
+// line stays as it was. In a cluster, STATS leaves out the journal's fields
+// (there is no journal: the Raft log is the durable record) and ends with a
+// `cluster` object instead (to_json's `cluster` argument, render.h), and
+// GET /metrics adds the netsem_cluster_* series (cluster_prometheus).
+//
+// JSON (compact: STATS is one line of at most 4096 bytes, tested with every
+// number at its largest): {"id":1,"role":"leader","term":3,"leader_id":1,
+// "commit_index":9,"applied_index":9,"last_index":9,"lag":0,"members":3,
+// "voters":3,"follower_lag":{"2":0,"3":1}}. follower_lag is the leader's
+// only (empty elsewhere), at most kMaxFollowersInStats members by id; the
+// Prometheus series and `CLUSTER STATUS` name every member.
+//
+// Thread safety: values and pure functions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace netsem::stats {
+
+struct FollowerProgress {
+  std::uint64_t id = 0;
+  std::uint64_t match_index = 0;  // the last entry the leader knows it holds
+  std::uint64_t lag = 0;          // the leader's last index - match_index
+};
+
+struct ClusterFigures {
+  std::uint64_t id = 0;              // this server
+  std::string role = "unavailable";  // "follower", "candidate", "leader", "unavailable"
+  std::uint64_t term = 0;
+  std::uint64_t leader_id = 0;              // 0: unknown
+  std::uint64_t commit_index = 0;           // the last entry known committed
+  std::uint64_t applied_index = 0;          // the last entry this server's replica (the one it answers from) applied
+  std::uint64_t last_index = 0;             // the last entry in this server's log
+  std::uint64_t lag = 0;                    // commit_index - applied_index (0 when not behind)
+  std::uint64_t members = 0;                // servers in the Raft configuration (any role)
+  std::uint64_t voters = 0;                 // of which voters
+  std::vector<FollowerProgress> followers;  // the leader's: every other member, by id
+};
+
+// The most followers STATS lists in follower_lag (the line's bound).
+inline constexpr std::size_t kMaxFollowersInStats = 8;
+
+// The `cluster` object of STATS, one line.
+std::string cluster_json(const ClusterFigures& figures);
+
+// The netsem_cluster_* series of GET /metrics (text format 0.0.4): gauges
+// netsem_cluster_server_id, netsem_cluster_role{cluster_role="leader"} 1,
+// netsem_cluster_term, netsem_cluster_leader_id,
+// netsem_cluster_commit_index, netsem_cluster_applied_index,
+// netsem_cluster_last_index, netsem_cluster_lag, netsem_cluster_members,
+// netsem_cluster_voters, and on the leader netsem_cluster_follower_lag and
+// netsem_cluster_follower_match_index with a label id="N" per member.
+std::string cluster_prometheus(const ClusterFigures& figures);
+
+}  // namespace netsem::stats
