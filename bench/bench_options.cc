@@ -134,10 +134,27 @@ const std::vector<OptionSpec>& option_table() {
        }},
       {"warmup", "S", "1", "load before measuring (cycle scenarios and ace)",
        [](std::string_view v, Options& o) { return parse_seconds(v, 0, o.warmup); }},
-      {"server-pid", "PID", "none",
+      {"server-pid", "PID[,PID...]", "none",
        "the server's process (netsemd's, or redis-server's), for its CPU time per op (/proc/PID/stat) and its RSS "
-       "(/proc/PID/status)",
-       [](std::string_view v, Options& o) { return parse_number<pid_t>(v, 1, 1 << 30, o.server_pid); }},
+       "(/proc/PID/status); several, comma-separated (a cluster's servers): their CPU times are added up, the RSS "
+       "is the first one's",
+       [](std::string_view v, Options& o) -> std::string {
+         o.more_server_pids.clear();
+         bool first = true;
+         while (true) {
+           const auto comma = v.find(',');
+           pid_t pid = 0;
+           if (auto error = parse_number<pid_t>(v.substr(0, comma), 1, 1 << 30, pid); !error.empty()) return error;
+           if (first) {
+             o.server_pid = pid;
+             first = false;
+           } else {
+             o.more_server_pids.push_back(pid);
+           }
+           if (comma == std::string_view::npos) return {};
+           v.remove_prefix(comma + 1);
+         }
+       }},
       {"json", "", "", "print one JSON object instead of text",
        [](std::string_view, Options& o) -> std::string {
          o.json = true;

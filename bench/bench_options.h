@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "connection.h"
 #include "wire.h"
@@ -42,6 +43,9 @@ struct Options {
   std::string tls_ca;
   double warmup = 1;
   pid_t server_pid = 0;  // 0: not given
+  // --server-pid's further pids (a cluster's other servers): their CPU time
+  // is added to server_pid's; RSS stays server_pid's alone.
+  std::vector<pid_t> more_server_pids;
   bool json = false;
   bool serve_floor = false;
   bool help = false;

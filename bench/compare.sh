@@ -25,7 +25,7 @@
 #
 # Usage: bench/compare.sh [--quick] [--reps N] [--seconds S] [--warmup S]
 #                         [--out DIR] [--no-install] [--no-build] [--build-dir DIR]
-#                         [--queued off]
+#                         [--queued off] [--cluster]
 #   (default)       5 repetitions of 5 s (1 s warm-up); 10,000 sessions and
 #                   1,000,000 names: about 7 minutes on 2 cores
 #   --quick         3 repetitions of 2 s (0.5 s warm-up); 2,000 sessions and
@@ -38,6 +38,23 @@
 #                   (protocol 1.1: no QUEUED line) in every repetition, in the
 #                   rotation; the report shows both, and the ratios line ends
 #                   with contended_qoff_vs_floor=H cpu_qoff_vs_floor=I
+#   --cluster       issue 16's target: three more systems in cycle1's and
+#                   contended's rotation, all with fsync on every write:
+#                   "netsemsync", a single netsemd with `fsync = always`;
+#                   "cluster", three netsemd on 127.0.0.1-3 with `fsync =
+#                   always` and a [cluster] section (libraft, which fsyncs every
+#                   append), netsem-bench's clients on the leader (as clients
+#                   that follow the leader connect), CPU summed over the three
+#                   (--server-pid P1,P2,P3); and "etcd", a three-member etcd
+#                   (Debian's etcd-server, installed only for --cluster) on
+#                   127.0.0.1-3 running etcd's semaphore recipe
+#                   (bench/etcd_bench.py: a leased key per holder, FIFO by
+#                   create revision, over the v3 JSON gateway), clients on its
+#                   leader. The report shows their acquire p99 beside the
+#                   others', and the ratios line ends with
+#                   cluster_vs_single=L cluster_vs_etcd=M (contended cycles/s
+#                   of the cluster over the fsync-always single server's and
+#                   over etcd's; issue 16's targets: at least 0.3 and 20)
 #
 # bench/plot.sh sources this file for its helpers (main runs only when this
 # file is executed).
@@ -56,6 +73,9 @@ PYTHON=
 NETSEM_PID='' NETSEM_PORT='' NETSEM_TLS_PORT='' NETSEM_DIR='' netsem_generation=0
 FLOOR_PID='' FLOOR_PORT=''
 REDIS_PID='' REDIS_PORT=''
+SYNC_PID='' SYNC_PORT=''
+CLUSTER_PIDS=() CLUSTER_PORTS=() CLUSTER_LEADER=''
+ETCD_PIDS=() ETCD_PORTS=() ETCD_LEADER=''
 
 log() { printf '%s: %s\n' "$log_prefix" "$*" >&2; }
 die() {
@@ -135,6 +155,9 @@ cleanup() {
   stop_pid "$NETSEM_PID"
   stop_pid "$FLOOR_PID"
   stop_pid "$REDIS_PID"
+  stop_pid "$SYNC_PID"
+  local pid
+  for pid in "${CLUSTER_PIDS[@]}" "${ETCD_PIDS[@]}"; do stop_pid "$pid"; done
   [[ -n $work ]] && rm -rf "$work"
   exit "$status"
 }
@@ -163,7 +186,8 @@ wait_for_log() {
 # A loopback port free right now (for redis-server, which cannot be told to
 # pick one; netsemd and the floor listen on port 0 and say which they got).
 free_port() {
-  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  "$PYTHON" -c 'import socket, sys; s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' \
+    "${1:-127.0.0.1}"
 }
 
 # A CA and a certificate for 127.0.0.1 in $work/tls, for netsemd's TLS port
@@ -219,6 +243,137 @@ stop_netsem() {
   NETSEM_PID=
 }
 
+# The single netsemd of --cluster's comparison: start_netsem's configuration
+# without TLS and with `fsync = always` (every journal write synced before
+# its answer): the system "netsemsync".
+start_netsem_sync() {
+  local dir=$work/netsemd-sync
+  mkdir -p "$dir/data"
+  cat >"$dir/netsem.ini" <<EOF
+[server]
+bind_address = 127.0.0.1
+bind_port = 0
+stats_dir = $dir/data
+data_dir = $dir/data
+log_level = info
+max_connections = 20000
+fsync = always
+http_enabled = off
+
+[semaphores]
+bench.contended = 10
+EOF
+  "$NETSEMD" --config "$dir/netsem.ini" 2>"$dir/log" &
+  SYNC_PID=$!
+  local line
+  line=$(wait_for_log "$SYNC_PID" "$dir/log" 'listening on 127\.0\.0\.1:[0-9]+' "netsemd (fsync always)") || exit 1
+  SYNC_PORT=${line##*:}
+  log "netsemd with fsync = always (pid $SYNC_PID) on 127.0.0.1:$SYNC_PORT"
+}
+
+# Three netsemd on 127.0.0.1-3 with a [cluster] section (docs/replication.md,
+# "Configuration") and `fsync = always`, each on a data directory of its own
+# under $work (on the disk that holds TMPDIR: a tmpfs would make fsync
+# free); waits for a leader and sets CLUSTER_PIDS, CLUSTER_PORTS (client
+# ports, index 0 = server 1) and CLUSTER_LEADER (0-based).
+start_cluster() {
+  local i j n raft_ports=() dir=$work/cluster
+  mkdir -p "$dir"
+  for i in 0 1 2; do
+    CLUSTER_PORTS[i]=$(free_port "127.0.0.$((i + 1))")
+    raft_ports[i]=$(free_port "127.0.0.$((i + 1))")
+  done
+  # One secret, each server's own copy readable by its owner only.
+  (umask 077 && od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$dir/secret.1" && echo >>"$dir/secret.1")
+  for n in 2 3; do (umask 077 && cp "$dir/secret.1" "$dir/secret.$n"); done
+  for i in 0 1 2; do
+    n=$((i + 1))
+    mkdir -p "$dir/data$n"
+    {
+      cat <<EOF
+[server]
+bind_address = 127.0.0.$n
+bind_port = ${CLUSTER_PORTS[i]}
+stats_dir = $dir/data$n
+data_dir = $dir/data$n
+log_level = info
+max_connections = 20000
+fsync = always
+http_enabled = off
+
+[semaphores]
+bench.contended = 10
+
+[cluster]
+id = $n
+secret_file = $dir/secret.$n
+election_timeout_ms = 1000
+heartbeat_timeout_ms = 100
+EOF
+      for j in 0 1 2; do
+        echo "server.$((j + 1)) = 127.0.0.$((j + 1)):${raft_ports[j]} 127.0.0.$((j + 1)):${CLUSTER_PORTS[j]}"
+      done
+    } >"$dir/netsem$n.ini"
+    "$NETSEMD" --config "$dir/netsem$n.ini" 2>"$dir/log$n" &
+    CLUSTER_PIDS[i]=$!
+  done
+  for n in 1 2 3; do
+    wait_for_log "${CLUSTER_PIDS[n - 1]}" "$dir/log$n" 'listening on 127\.0\.0\.[0-9]+:[0-9]+' \
+      "netsemd $n of the cluster" >/dev/null || exit 1
+  done
+  local line leader
+  line=$(wait_for_log "${CLUSTER_PIDS[0]}" "$dir/log1" 'cluster: [a-z]+ in term [0-9]+, leader [1-9][0-9]*' \
+    "the cluster's leader") || exit 1
+  leader=${line##* }
+  [[ $leader =~ ^[123]$ ]] || die "the cluster elected an unknown leader ($line)"
+  CLUSTER_LEADER=$((leader - 1))
+  log "3 netsemd (pids ${CLUSTER_PIDS[*]}) on 127.0.0.1-3, ports ${CLUSTER_PORTS[*]}; leader: server $leader"
+}
+
+# A three-member etcd cluster on 127.0.0.1-3 (etcd's defaults: every write
+# fsynced in its WAL), each with a data directory under $work; waits until
+# every member serves and sets ETCD_PIDS, ETCD_PORTS (client ports) and
+# ETCD_LEADER (0-based, from /v3/maintenance/status).
+start_etcd() {
+  local i n peers=() initial='' dir=$work/etcd
+  mkdir -p "$dir"
+  for i in 0 1 2; do
+    ETCD_PORTS[i]=$(free_port "127.0.0.$((i + 1))")
+    peers[i]=$(free_port "127.0.0.$((i + 1))")
+    initial+="${initial:+,}e$((i + 1))=http://127.0.0.$((i + 1)):${peers[i]}"
+  done
+  for i in 0 1 2; do
+    n=$((i + 1))
+    etcd --name "e$n" --data-dir "$dir/data$n" \
+      --listen-client-urls "http://127.0.0.$n:${ETCD_PORTS[i]}" \
+      --advertise-client-urls "http://127.0.0.$n:${ETCD_PORTS[i]}" \
+      --listen-peer-urls "http://127.0.0.$n:${peers[i]}" --initial-advertise-peer-urls "http://127.0.0.$n:${peers[i]}" \
+      --initial-cluster "$initial" --initial-cluster-state new --initial-cluster-token netsem-bench \
+      >"$dir/log$n" 2>&1 &
+    ETCD_PIDS[i]=$!
+  done
+  for n in 1 2 3; do
+    wait_for_log "${ETCD_PIDS[n - 1]}" "$dir/log$n" 'ready to serve client requests' "etcd member $n" >/dev/null ||
+      exit 1
+  done
+  local tries
+  for ((tries = 0; tries < 50; tries++)); do
+    ETCD_LEADER=$("$PYTHON" -c '
+import json, sys, urllib.request
+for index, port in enumerate(sys.argv[1:]):
+    request = urllib.request.Request(f"http://127.0.0.{index + 1}:{port}/v3/maintenance/status", b"{}")
+    status = json.load(urllib.request.urlopen(request, timeout=5))
+    if status.get("leader") and status["leader"] == status["header"]["member_id"]:
+        print(index)
+        break
+' "${ETCD_PORTS[@]}" 2>/dev/null || true)
+    [[ -n $ETCD_LEADER ]] && break
+    sleep 0.2
+  done
+  [[ -n $ETCD_LEADER ]] || die "the etcd cluster elected no leader"
+  log "etcd (pids ${ETCD_PIDS[*]}) on 127.0.0.1-3, client ports ${ETCD_PORTS[*]}; leader: member $((ETCD_LEADER + 1))"
+}
+
 start_floor() {
   "$BENCH" --serve-floor --host 127.0.0.1 --port 0 >"$work/floor.log" 2>&1 &
   FLOOR_PID=$!
@@ -257,9 +412,20 @@ set_target_args() {
     netsemtls) pid=$NETSEM_PID port=$NETSEM_PORT target=netsem extra=(--tls-port "$NETSEM_TLS_PORT" --tls-ca "$work/tls/ca.pem") ;;
     floor) pid=$FLOOR_PID port=$FLOOR_PORT ;;
     redis) pid=$REDIS_PID port=$REDIS_PORT ;;
+    netsemsync) pid=$SYNC_PID port=$SYNC_PORT target=netsem ;;
+    cluster)
+      # The leader first: its RSS is the one netsem-bench reads.
+      local l=$CLUSTER_LEADER p
+      pid=${CLUSTER_PIDS[l]} port=${CLUSTER_PORTS[l]} target=netsem
+      extra=(--host "127.0.0.$((l + 1))")
+      for p in "${CLUSTER_PIDS[@]}"; do
+        kill -0 "$p" 2>/dev/null || die "netsemd $p of the cluster is not running"
+        [[ $p == "${CLUSTER_PIDS[l]}" ]] || pid+=",$p"
+      done
+      ;;
     *) die "unknown system $1" ;;
   esac
-  if [[ -z $pid ]] || ! kill -0 "$pid" 2>/dev/null; then
+  if [[ -z $pid ]] || ! kill -0 "${pid%%,*}" 2>/dev/null; then
     die "the $1 server (pid ${pid:-none}) is not running"
   fi
   target_args=(--target "$target" --port "$port" --server-pid "$pid" "${extra[@]}")
@@ -306,6 +472,27 @@ run_python() {
   log "$(basename "$file" .json): $(grep -oE '"ops_per_s":[0-9.]+' "$file" | cut -d: -f2) ops/s$([[ $status -eq 0 ]] || echo ', with errors')"
 }
 
+# run_etcd FILE ARGS...: one bench/etcd_bench.py run (etcd's semaphore
+# recipe) against the etcd cluster's leader, its JSON kept in FILE like
+# run_bench's; the CPU is the three members'.
+run_etcd() {
+  local file=$1 status=0 p pids=''
+  shift
+  for p in "${ETCD_PIDS[@]}"; do
+    kill -0 "$p" 2>/dev/null || die "etcd member $p is not running"
+    pids+="${pids:+,}$p"
+  done
+  "$PYTHON" "$repo/bench/etcd_bench.py" --endpoint "127.0.0.$((ETCD_LEADER + 1)):${ETCD_PORTS[ETCD_LEADER]}" \
+    --server-pid "$pids" "$@" >"$file.part" 2>"$file.err" || status=$?
+  if [[ ! -s $file.part ]]; then
+    cat "$file.err" >&2
+    die "bench/etcd_bench.py $* failed (exit $status)"
+  fi
+  mv "$file.part" "$file"
+  [[ -s $file.err ]] || rm -f "$file.err"
+  log "$(basename "$file" .json): $(grep -oE '"ops_per_s":[0-9.]+' "$file" | cut -d: -f2) ops/s$([[ $status -eq 0 ]] || echo ', with errors')"
+}
+
 # Whether this netsem-bench has the Redis target yet.
 bench_has_redis() {
   "$BENCH" --target redis --help >/dev/null 2>&1
@@ -341,10 +528,11 @@ print_usage() {
 }
 
 main() {
-  local quick=0 reps='' seconds='' warmup='' out='' option_words queued=on
+  local quick=0 reps='' seconds='' warmup='' out='' option_words queued=on cluster=0
   while [[ $# -gt 0 ]]; do
     case $1 in
       --quick) option_words=1 quick=1 ;;
+      --cluster) option_words=1 cluster=1 ;;
       --queued)
         queued=${2:?--queued needs on or off}
         [[ $queued == on || $queued == off ]] || die "--queued takes on or off"
@@ -372,7 +560,10 @@ main() {
     out=$(cd "$out" && pwd)
   fi
 
-  install_and_build
+  if [[ $cluster -eq 1 ]]; then install_and_build etcd-server; else install_and_build; fi
+  if [[ $cluster -eq 1 ]] && ! command -v etcd >/dev/null; then
+    die "--cluster needs etcd (Debian's etcd-server; drop --no-install to install it)"
+  fi
   setup_workspace
   local runs=${out:-$work/runs}
   mkdir -p "$runs"
@@ -396,6 +587,11 @@ main() {
   start_netsem
   start_floor
   if [[ " ${systems[*]} " == *" redis "* ]]; then start_redis; fi
+  if [[ $cluster -eq 1 ]]; then
+    start_netsem_sync
+    start_cluster
+    start_etcd
+  fi
 
   local started=$SECONDS rep scenario i n=${#systems[@]}
   log "${systems[*]}: $reps repetitions of ${seconds} s (${warmup} s warm-up), the order rotating"
@@ -408,12 +604,20 @@ main() {
       # cycle1 and contended also through the Python client, and over
       # netsemd's TLS port (netsemtls), against the same netsemd.
       [[ $scenario == cycle1 || $scenario == contended ]] && rotation+=(python netsemtls)
+      # --cluster: the fsync-always single server, the cluster and etcd.
+      if [[ $cluster -eq 1 && ($scenario == cycle1 || $scenario == contended) ]]; then
+        rotation+=(netsemsync cluster etcd)
+      fi
       local m=${#rotation[@]}
       for ((i = 0; i < m; i++)); do
         local system=${rotation[(i + rep) % m]} extra=()
         local file=$runs/$(printf 'rep%02d' "$rep")-$scenario-$system.json
         if [[ $system == python ]]; then
           run_python "$file" --scenario "$scenario" --seconds "$seconds" --warmup "$warmup"
+          continue
+        fi
+        if [[ $system == etcd ]]; then
+          run_etcd "$file" --scenario "$scenario" --seconds "$seconds" --warmup "$warmup"
           continue
         fi
         [[ $system == netsemqoff ]] && system=netsem extra=(--queued off)
@@ -442,6 +646,11 @@ main() {
       echo "commit: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"
       echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
       echo "load average before the report: $(cut -d' ' -f1-3 /proc/loadavg)"
+      if [[ $cluster -eq 1 ]]; then
+        echo "cluster: netsemd with fsync = always; 3 netsemd (leader: server $((CLUSTER_LEADER + 1)));" \
+          "3 etcd $(etcd --version 2>/dev/null | head -1 | awk '{print $3}') (leader: member $((ETCD_LEADER + 1)));" \
+          "in cycle1 and contended; data on $(df --output=fstype "$work" | tail -1)"
+      fi
       echo "systems: ${systems[*]}$([[ $queued == off ]] && echo ', and netsemd with OPTION queued off in contended'); the Python client and the TLS port in cycle1 and contended; $reps repetitions of $seconds s ($warmup s warm-up); sessions $sessions; names $names"
       echo "measured in ${elapsed} s"
     } >"$out/meta.txt"

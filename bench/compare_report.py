@@ -30,7 +30,13 @@ prints, in markdown:
   include netsemd's TLS port (compare.sh's system "netsemtls": cycle1 and
   contended; their JSON says "tls": true), the line ends with
   cycle1_tls_vs_plain=J contended_tls_vs_plain=K: TLS's cycles/s over plain
-  TCP's on the same netsemd (issue 15).
+  TCP's on the same netsemd (issue 15). When the runs include compare.sh
+  --cluster's systems (files named ...-netsemsync.json: a single netsemd with
+  `fsync = always`; ...-cluster.json: three netsemd on the replicated log;
+  target "etcd": etcd's semaphore recipe, bench/etcd_bench.py), the line ends
+  with cluster_vs_single=L cluster_vs_etcd=M: the cluster's contended cycles/s
+  over the fsync-always single server's and over etcd's (issue 16: at least
+  0.3 and 20).
 
 Usage: compare_report.py DIR_OR_FILE...   (standard library only)
 """
@@ -44,16 +50,21 @@ import sys
 QUEUED_OFF = "contended, queued off"
 SCENARIOS = ["cycle1", "contended", QUEUED_OFF, "spread", "pipelined", "ace", "sessions", "names"]
 MEMORY_SCENARIOS = {"sessions", "names"}
-SYSTEMS = ["netsem", "netsemtls", "python", "floor", "redis"]
+SYSTEMS = ["netsem", "netsemtls", "python", "floor", "redis", "netsemsync", "cluster", "etcd"]
+# Systems netsem-bench's JSON cannot name (its target is "netsem"): the file
+# name's says which netsemd it was (bench/compare.sh --cluster).
+SYSTEMS_FROM_FILE = {"netsemsync", "cluster"}
 # "python" is netsemd too, driven through the Python client (bench/python_bench.py);
 # "netsemtls" is netsemd's TLS port (netsem-bench --tls-port; the JSON says "tls": true).
 SYSTEM_LABEL = {"netsem": "netsemd", "netsemtls": "netsemd over TLS", "python": "Python client", "floor": "floor",
-                "redis": "Redis"}
-FILE_NAME = re.compile(r"^(rep(\d+)|once)-[a-z0-9]+-[a-z0-9]+\.json$")
+                "redis": "Redis", "netsemsync": "netsemd, fsync always", "cluster": "3 netsemd (Raft), on the leader",
+                "etcd": "etcd recipe, 3 members"}
+FILE_NAME = re.compile(r"^(rep(\d+)|once)-[a-z0-9]+-([a-z0-9]+)\.json$")
 
 
 def load(paths):
-    """Returns [(rep or None, run)] from the JSON files under `paths`."""
+    """Returns [(rep or None, run)] from the JSON files under `paths`; a run of
+    a system in SYSTEMS_FROM_FILE gets it as "system"."""
     files = []
     for path in paths:
         if os.path.isdir(path):
@@ -69,6 +80,8 @@ def load(paths):
         run = json.loads(text)
         match = FILE_NAME.match(os.path.basename(file))
         rep = int(match.group(2)) if match and match.group(2) is not None else None
+        if match and match.group(3) in SYSTEMS_FROM_FILE:
+            run["system"] = match.group(3)
         runs.append((rep, run))
     return runs
 
@@ -119,7 +132,7 @@ def main(argv):
         scenario = run["scenario"]
         if run.get("queued_answers") == "off":
             scenario += ", queued off"
-        system = run["target"] + ("tls" if run.get("tls") else "")
+        system = run.get("system") or run["target"] + ("tls" if run.get("tls") else "")
         groups.setdefault((scenario, system), []).append((rep, run))
 
     def ordered(keys):
@@ -216,6 +229,16 @@ def main(argv):
             values = [ratio(ours[r]["server_cpu_us_per_op"], theirs[r]["server_cpu_us_per_op"])
                       if ours[r]["server_cpu_us_per_op"] and theirs[r]["server_cpu_us_per_op"] else None for r in reps]
             paired.append((f"{scenario} server CPU per op, TLS / plain TCP", values))
+    # Issue 16: the cluster against the single server with fsync always and
+    # against etcd's recipe, in the same repetition.
+    for other in ("netsemsync", "etcd"):
+        for scenario in ("cycle1", "contended"):
+            ours = {rep: run for rep, run in groups.get((scenario, "cluster"), []) if rep is not None}
+            theirs = {rep: run for rep, run in groups.get((scenario, other), []) if rep is not None}
+            reps = sorted(set(ours) & set(theirs))
+            if reps:
+                values = [ratio(ours[r]["ops_per_s"], theirs[r]["ops_per_s"]) for r in reps]
+                paired.append((f"{scenario} throughput, 3 netsemd / {SYSTEM_LABEL[other]}", values))
     if paired:
         print()
         print("| ratio in each repetition (same rep, back to back) | median (min–max) | by repetition |")
@@ -242,6 +265,11 @@ def main(argv):
         figures += [
             ("cycle1_tls_vs_plain", ratio(ops("cycle1", "netsemtls"), ops("cycle1", "netsem"))),
             ("contended_tls_vs_plain", ratio(ops("contended", "netsemtls"), ops("contended", "netsem"))),
+        ]
+    if ("contended", "cluster") in groups:
+        figures += [
+            ("cluster_vs_single", ratio(ops("contended", "cluster"), ops("contended", "netsemsync"))),
+            ("cluster_vs_etcd", ratio(ops("contended", "cluster"), ops("contended", "etcd"))),
         ]
     print()
     print("ratios: " + " ".join(f"{name}={'n/a' if value is None else f'{value:.2f}'}" for name, value in figures))

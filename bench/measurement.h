@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "connection.h"
@@ -46,7 +47,10 @@ struct Measurement {
 
 class MeasureWindow {
  public:
-  explicit MeasureWindow(pid_t server_pid) : server_pid_(server_pid) {}
+  // `more_pids`: further server processes whose CPU time is added to
+  // `server_pid`'s (a cluster's other servers).
+  explicit MeasureWindow(pid_t server_pid, std::vector<pid_t> more_pids = {})
+      : server_pid_(server_pid), more_pids_(std::move(more_pids)) {}
 
   // Starts (or restarts, after a warm-up) the window.
   void start();
@@ -54,7 +58,12 @@ class MeasureWindow {
   void finish(Measurement& m) const;
 
  private:
+  // The summed CPU time of server_pid_ and more_pids_; none when one of them
+  // cannot be read.
+  std::optional<CpuTimes> servers_cpu() const;
+
   pid_t server_pid_;
+  std::vector<pid_t> more_pids_;
   Clock::time_point started_{};
   std::optional<CpuTimes> server_cpu_;
   std::uint64_t client_cpu_us_ = 0;

@@ -147,7 +147,7 @@ Measurement run_names(const RunContext& context) {
   if (context.server_pid > 0) m.rss_before = process_rss_bytes(context.server_pid);
   EventLoop loop;
   NamesDriver driver(context, loop, m);
-  MeasureWindow window(context.server_pid);
+  MeasureWindow window(context.server_pid, context.more_server_pids);
   window.start();
   driver.start();
   const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(

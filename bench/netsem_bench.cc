@@ -72,12 +72,18 @@ int main(int argc, char** argv) {
     return kExitBadRun;
   }
 
+  for (const pid_t pid : options.more_server_pids) {
+    if (options.server_pid > 0 && !process_cpu(pid)) {
+      return usage_error("--server-pid " + std::to_string(pid) + ": cannot read /proc/" + std::to_string(pid) +
+                         "/stat");
+    }
+  }
   if (options.server_pid > 0 && !process_cpu(options.server_pid)) {
     return usage_error("--server-pid " + std::to_string(options.server_pid) + ": cannot read /proc/" +
                        std::to_string(options.server_pid) + "/stat");
   }
   raise_fd_limit();
-  RunContext context{options, endpoint, options.server_pid, endpoint};
+  RunContext context{options, endpoint, options.server_pid, options.more_server_pids, endpoint};
   if (options.tls_port != 0) {
     std::string error;
     if (!Connection::use_tls(options.tls_ca, error)) return usage_error(error);
@@ -99,6 +105,7 @@ int main(int argc, char** argv) {
     (void)loopback_endpoint(options.host, options.port, context.endpoint);
     context.load_endpoint = context.endpoint;
     context.server_pid = floor->pid();
+    context.more_server_pids.clear();
   }
 
   const Measurement m = run(context);

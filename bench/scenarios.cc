@@ -35,7 +35,7 @@ void run_warmup_and_window(EventLoop& loop, const RunContext& context, Measureme
   const auto warm_end = Clock::now() + seconds(context.options.warmup);
   poll_until(loop, warm_end, done);
   on_measure();
-  MeasureWindow window(context.server_pid);
+  MeasureWindow window(context.server_pid, context.more_server_pids);
   window.start();
   const std::uint64_t ops = context.options.ops;
   poll_until(loop, Clock::now() + seconds(context.options.seconds),

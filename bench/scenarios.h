@@ -13,6 +13,8 @@
 
 #include <sys/types.h>
 
+#include <vector>
+
 #include "bench_options.h"
 #include "measurement.h"
 
@@ -21,7 +23,8 @@ namespace netsem::bench {
 struct RunContext {
   const Options& options;
   Endpoint endpoint;
-  pid_t server_pid = 0;  // 0: unknown (no CPU or RSS figures)
+  pid_t server_pid = 0;                 // 0: unknown (no CPU or RSS figures)
+  std::vector<pid_t> more_server_pids;  // CPU time added to server_pid's (a cluster's other servers)
   // Where the cycle scenarios' load connects: `endpoint`, or the TLS port
   // (--tls-port) while setup and checks stay on `endpoint`.
   Endpoint load_endpoint;

@@ -120,7 +120,7 @@ Measurement run_sessions(const RunContext& context) {
   if (context.server_pid > 0) m.rss_before = process_rss_bytes(context.server_pid);
   EventLoop loop;
   SessionsDriver driver(context, loop, m);
-  MeasureWindow window(context.server_pid);
+  MeasureWindow window(context.server_pid, context.more_server_pids);
   window.start();
   driver.top_up();
   const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(

@@ -16,6 +16,7 @@ packages=(
   clang-format                      # the one formatting style (scripts/check-format.sh)
   netcat-openbsd                    # nc, to talk to the server by hand
   redis-server                      # Redis: the peer in the benchmark comparison, and its smoke test
+  etcd-server                       # etcd: the peer of the cluster benchmark (bench/compare.sh --cluster), and its smoke test
   python3                           # bench/compare_report.py, the comparison's report (and its smoke test)
   python3-pytest python3-venv       # the Python client's tests (clients/python), and its install into a clean venv
   python3-wheel-whl                 # wheel for that venv: setuptools 66 needs it to build the package offline

@@ -3,6 +3,7 @@
 # against netsemd with OPTION queued off (compare.sh --queued off) is its own
 # row, paired with the floor's contended, and the ratios line ends with its
 # two figures; without such runs the line keeps the seven figures of issue 5.
+# Then the Python client's, TLS's and compare.sh --cluster's rows and ratios.
 # Usage: compare_report_test.sh REPO
 set -euo pipefail
 repo=$1
@@ -59,4 +60,24 @@ tls_last=$(tail -n 1 <<<"$report")
 grep -qF '| cycle1 | netsemd over TLS | 1 | 4,000 |' <<<"$report" || fail "no TLS row: $report"
 grep -qF '| cycle1 throughput, TLS / plain TCP | 0.80 |' <<<"$report" || fail "no TLS pairing: $report"
 grep -qF '| cycle1 server CPU per op, TLS / plain TCP | 1.20 |' <<<"$report" || fail "no TLS CPU pairing: $report"
+# compare.sh --cluster: the single netsemd with fsync always and the cluster
+# are netsem-bench runs (target netsem) told apart by their file names, etcd's
+# recipe is target etcd: rows of their own, the cluster paired with both, and
+# two more ratios at the end.
+cluster_run() {
+  printf '{"target":"%s","scenario":"contended","ops_per_s":%s,"latency_us":{"p50":1.0,"p99":%s},"errors":0,' "$2" "$3" "$4" >"$dir/$1"
+  printf '"first_error":"","server_cpu_us_per_op":30,"server_system_cpu_us_per_op":10,"queued_answers":"on"}\n' >>"$dir/$1"
+}
+cluster_run rep00-contended-netsemsync.json netsem 20000 900
+cluster_run rep00-contended-cluster.json netsem 8000 12000
+cluster_run rep00-contended-etcd.json etcd 200 400000
+report=$(python3 "$repo/bench/compare_report.py" "$dir")
+cluster_last=$(tail -n 1 <<<"$report")
+[[ $cluster_last == "$tls_last cluster_vs_single=0.40 cluster_vs_etcd=40.00" ]] || fail "with cluster runs: $cluster_last"
+[[ $cluster_last == "ratios: contended_vs_floor=0.60 "* ]] || fail "cluster runs mixed into netsemd's contended: $cluster_last"
+grep -qF '| contended | netsemd, fsync always | 1 | 20,000 | 1.0 | 900 |' <<<"$report" || fail "no fsync-always row: $report"
+grep -qF '| contended | 3 netsemd (Raft), on the leader | 1 | 8,000 | 1.0 | 12,000 |' <<<"$report" || fail "no cluster row: $report"
+grep -qF '| contended | etcd recipe, 3 members | 1 | 200 | 1.0 | 400,000 |' <<<"$report" || fail "no etcd row: $report"
+grep -qF '| contended throughput, 3 netsemd / netsemd, fsync always | 0.40 |' <<<"$report" || fail "no cluster pairing: $report"
+grep -qF '| contended throughput, 3 netsemd / etcd recipe, 3 members | 40.00 |' <<<"$report" || fail "no etcd pairing: $report"
 echo "compare_report_test: ok"
