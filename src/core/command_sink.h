@@ -9,6 +9,8 @@
 // own.
 #pragma once
 
+#include <string>
+
 #include "replication/entry.h"
 #include "stats/cluster_figures.h"
 
@@ -28,6 +30,10 @@ class CommandSink {
   // role, term, indexes, lag, members. The default (a sink with no
   // consensus, as in tests) is a default ClusterFigures.
   virtual stats::ClusterFigures cluster_figures() const { return {}; }
+  // The client address ("host:port") of the cluster's leader as this
+  // server knows it (proposed 1.2's LEADER); "" while none is known (an
+  // election).
+  virtual std::string leader_client_address() const { return {}; }
 
  protected:
   CommandSink() = default;

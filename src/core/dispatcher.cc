@@ -113,12 +113,172 @@ void Dispatcher::end_session(SessionState& session, stats::EndCause cause) {
     cluster_end_session(session, cause);
     return;
   }
+  if (const auto found = sessions_.find(session.id); found == sessions_.end() || found->second != &session) {
+    return;  // resumed on another connection: the session goes on there
+  }
   sessions_.erase(session.id);
   sessions_by_id_.erase(session.id);
   if (shutting_down_) return;
   (void)now();  // the table's time, for the holds this ends and the grants it makes
+  if (session.log.resumable && cause != stats::EndCause::kQuit && cause != stats::EndCause::kKicked &&
+      config_.session_timeout_ms > 0) {
+    // Proposed 1.2: the session outlives its connection until a RESUME, or
+    // the session timeout after its last activity.
+    detached_[session.id] = Detached{session.log.secret, session.label, session.last_activity};
+    spdlog::info("session {} ({}): its connection ended; resumable for {} ms", session.id, session.peer,
+                 config_.session_timeout_ms);
+    return;
+  }
   table_->close_session(session.id, completions_);
   deliver_completions();
+}
+
+// --- proposed 1.2: sessions that outlive their connection, the leader ---
+
+namespace {
+
+bool same_secret(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const std::size_t n = std::min(a.size(), b.size());
+  for (std::size_t i = 0; i < n; ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+}  // namespace
+
+void Dispatcher::resumable(SessionState& session, std::string_view tag) {
+  if (!cluster_mode()) {
+    if (session.log.secret.empty()) session.log.secret = make_secret();
+    answer_resumable(session, tag);
+    return;
+  }
+  if (session.log.opened) {
+    answer_resumable(session, tag);
+    return;
+  }
+  // Opened in the log first: its id and secret come with the open
+  // (opened_in_log answers).
+  session.log.pending = true;
+  session.log.verb = Verb::kResumable;
+  session.log.tag.assign(tag);
+  if (!session.log.opening) open_in_log(session);
+}
+
+void Dispatcher::resume(SessionState& session, std::string_view tag) {
+  if (session.requested || session.log.opened || session.log.opening) {
+    return answer_error(session, tag, ErrorCode::kBusy, "RESUME must be the first request of a connection");
+  }
+  std::uint64_t id = 0;
+  (void)protocol::parse_session_id(request_.session_id, id);  // the parser checked it
+  const std::string_view secret = request_.secret;
+  if (cluster_mode()) {
+    if (const auto found = resuming_.find(id); found != resuming_.end() && found->second != nullptr) {
+      return answer_error(session, tag, ErrorCode::kBusy, "another connection is resuming this session");
+    }
+    const auto record = replica_->sessions().find(id);
+    if (record == replica_->sessions().end()) {
+      return answer_error(session, tag, ErrorCode::kNotFound, "no such session (it ended: its permits are gone)");
+    }
+    session.log.pending = true;
+    session.log.verb = Verb::kResume;
+    session.log.tag.assign(tag);
+    session.log.resuming = id;
+    resuming_[id] = &session;
+    sink_->submit(replication::ResumeSession{id, origin_, std::string(secret), record->second.host});
+    return;
+  }
+  std::string label;
+  if (const auto detached = detached_.find(id); detached != detached_.end()) {
+    if (!same_secret(detached->second.secret, secret)) {
+      return answer_error(session, tag, ErrorCode::kDenied, "wrong secret");
+    }
+    label = std::move(detached->second.label);
+    detached_.erase(detached);
+  } else if (const auto live = sessions_.find(id); live != sessions_.end() && live->second != &session) {
+    SessionState& old = *live->second;
+    if (!old.log.resumable || !same_secret(old.log.secret, secret)) {
+      return answer_error(session, tag, ErrorCode::kDenied, "wrong secret");
+    }
+    if (old.auth_pending) {
+      // Its AUTH's outcome finds the session by id: it must not reach this
+      // connection instead.
+      return answer_error(session, tag, ErrorCode::kBusy, "the session's connection is authenticating; retry");
+    }
+    label = old.label;
+    // The older connection may be half-open: the newer one is the client's
+    // choice. Its end gives nothing back (end_session sees it is not the
+    // session's connection any more).
+    sessions_[id] = &session;
+    sessions_by_id_[id] = &session;
+    spdlog::info("session {} ({}): resumed on another connection ({})", old.id, old.peer, session.peer);
+    end_with_error(old, stats::EndCause::kKicked, ErrorCode::kKicked, "resumed on another connection");
+  } else {
+    return answer_error(session, tag, ErrorCode::kNotFound, "no such session (it ended: its permits are gone)");
+  }
+  // The fresh session this connection began is discarded (it has done
+  // nothing: RESUME is its first request).
+  table_->close_session(session.id, completions_);
+  sessions_.erase(session.id);
+  sessions_by_id_.erase(session.id);
+  session.id = id;
+  sessions_[id] = &session;
+  sessions_by_id_[id] = &session;
+  session.label = std::move(label);
+  session.log.secret.assign(secret);
+  session.log.resumable = true;
+  logs_.event(logs_.sessions, "session resumed", {{"session", session.id}, {"peer", session.peer}});
+  protocol::append_ok_text(session.out, tag,
+                           std::to_string(id) + " " + std::to_string(table_->session_load(id).pending));
+  deliver_completions();
+}
+
+void Dispatcher::mine(SessionState& session, std::string_view tag) {
+  std::uint64_t count = 0;
+  if (!cluster_mode() || session.log.opened) {
+    view().session_items(
+        session.id,
+        [&](const SessionHolding& held) {
+          protocol::append_mine_held(session.out, tag, held.name, held.count, held.fence);
+          ++count;
+        },
+        [&](const SessionWaiting& queued) {
+          protocol::append_mine_queued(session.out, tag, queued.tag, queued.name, queued.count);
+          ++count;
+        });
+  }
+  protocol::append_end(session.out, tag, count);
+}
+
+void Dispatcher::leader(SessionState& session, std::string_view tag) {
+  const std::string address = cluster_mode() ? sink_->leader_client_address() : own_address_;
+  if (address.empty()) return answer_error(session, tag, ErrorCode::kBusy, "no leader now; retry");
+  protocol::append_ok_text(session.out, tag, address);
+}
+
+std::optional<Clock::time_point> Dispatcher::next_detached_expiry() const {
+  if (detached_.empty() || config_.session_timeout_ms <= 0) return std::nullopt;
+  std::optional<Clock::time_point> next;
+  for (const auto& [id, detached] : detached_) {
+    if (!next || detached.last_activity < *next) next = detached.last_activity;
+  }
+  return *next + std::chrono::milliseconds(config_.session_timeout_ms);
+}
+
+void Dispatcher::expire_detached() {
+  if (detached_.empty()) return;
+  const auto timeout = std::chrono::milliseconds(config_.session_timeout_ms);
+  for (auto it = detached_.begin(); it != detached_.end();) {
+    if (timeout.count() > 0 && now_ - it->second.last_activity < timeout) {
+      ++it;
+      continue;
+    }
+    logs_.log(logs_.timeout, "session {}: not resumed within {} ms, closed and released", it->first,
+              config_.session_timeout_ms);
+    // (Its end was counted when its connection ended: STATS counts each
+    // session's end once.)
+    table_->close_session(it->first, completions_);
+    it = detached_.erase(it);
+  }
 }
 
 // --- protocol v1 ---
@@ -136,6 +296,7 @@ bool Dispatcher::handle_line(SessionState& session, std::string_view line) {
   request_sequence_ = journal_.sequence();
   (void)now();  // the table's time, for the holds a request ends and the grants it makes
   handle_request(session);
+  session.requested = true;
   if (cluster_mode() && !session.log.pending) touch_in_log(session);
   // Its answer is sent once the records it made are written.
   if (const std::uint64_t dependency = answer_dependency()) session.holds.push_back({answer, dependency});
@@ -259,6 +420,18 @@ void Dispatcher::handle_request(SessionState& session) {
       return;
     case Verb::kAuth:
       handle_auth(session, tag);
+      return;
+    case Verb::kResumable:
+      resumable(session, tag);
+      return;
+    case Verb::kResume:
+      resume(session, tag);
+      return;
+    case Verb::kMine:
+      mine(session, tag);
+      return;
+    case Verb::kLeader:
+      leader(session, tag);
       return;
   }
 }
@@ -456,6 +629,10 @@ Requirement requirement_of(Verb verb) {
     case Verb::kAuth:
     case Verb::kOption:
     case Verb::kLease:
+    case Verb::kResumable:
+    case Verb::kResume:
+    case Verb::kMine:
+    case Verb::kLeader:
       break;
   }
   return {R::kRead, S::kNone};
@@ -472,8 +649,12 @@ std::optional<auth::Rights> Dispatcher::rights_of(const SessionState& session) c
 bool Dispatcher::permitted(SessionState& session, std::string_view tag) {
   const Verb verb = request_.verb;
   // LEASE too: the session timeout applies to a session before its AUTH.
+  // And the session's own verbs of 1.2: RESUME shows the session's secret
+  // (a new connection has authenticated nothing yet: it AUTHs after), MINE
+  // lists only the session's own, LEADER is where to connect.
   if (verb == Verb::kHello || verb == Verb::kPing || verb == Verb::kQuit || verb == Verb::kAuth ||
-      verb == Verb::kLease) {
+      verb == Verb::kLease || verb == Verb::kResumable || verb == Verb::kResume || verb == Verb::kMine ||
+      verb == Verb::kLeader) {
     return true;
   }
   if (!session.rights && !session.tls_subject.empty()) {
@@ -901,6 +1082,7 @@ void Dispatcher::expire() {
   // Requests whose time ran out leave first: the end of the lease wait
   // grants only those still waiting.
   table_->expire(now_, completions_);
+  expire_detached();
   if (grants_held_until_ && *grants_held_until_ <= now_) {
     grants_held_until_.reset();
     table_->resume_grants(completions_);

@@ -64,6 +64,14 @@
 // not do: expire() and reconfigure() change nothing (the leader proposes
 // AdvanceTime and Reconfigure), there is no lease wait and no journal hold.
 //
+// Sessions that outlive their connection (proposed 1.2: RESUMABLE, RESUME,
+// MINE; docs/protocol.md), in both modes: a resumable session's connection
+// that ends without QUIT or a kick leaves the session, its permits and its
+// queue, for a RESUME on another connection (single mode: in the table,
+// until the session timeout after its last activity, expire(); cluster
+// mode: in the log, until the log's expiry, and RESUME may come to any
+// server: a ResumeSession moves the session's host).
+//
 // Thread safety: none; the server uses it from its event-loop thread only.
 #pragma once
 
@@ -170,6 +178,10 @@ class Dispatcher {
   }
   // When the server started (STATS uptime_s).
   void set_started(Clock::time_point started) { started_ = started; }
+  // The address clients reach this server at ("host:port"): what a single
+  // server answers LEADER (proposed 1.2). The network layer sets it once
+  // it listens.
+  void set_own_address(std::string address) { own_address_ = std::move(address); }
 
   // --- sessions ---
 
@@ -276,10 +288,12 @@ class Dispatcher {
   void expire();
   // The earliest deadline of a queued request, or the end of the lease
   // wait, if any.
+  // (And the expiry of a resumable session whose connection ended.)
   std::optional<Clock::time_point> next_deadline() const {
     if (table_ == nullptr) return std::nullopt;  // cluster mode: the leader's AdvanceTime
     auto next = table_->next_deadline();
     if (grants_held_until_ && (!next || *grants_held_until_ < *next)) next = grants_held_until_;
+    if (const auto detached = next_detached_expiry(); detached && (!next || *detached < *next)) next = detached;
     return next;
   }
   // Makes `limits` the defined semaphores (start, reload) and delivers what
@@ -388,6 +402,19 @@ class Dispatcher {
   // whose KICK did it (0 if none).
   void ended_in_log(SessionState& session, replication::CloseCause cause, SessionId kicker);
   void opened_in_log(std::uint64_t nonce, const replication::Answer& answer);
+  // Proposed 1.2 (dispatcher_cluster.cc for the log's side).
+  void resumable(SessionState& session, std::string_view tag);
+  void resume(SessionState& session, std::string_view tag);
+  void mine(SessionState& session, std::string_view tag);
+  void leader(SessionState& session, std::string_view tag);
+  // The log applied `resume` (this server's, or another's that takes a
+  // session hosted here).
+  void resumed_in_log(const replication::ResumeSession& resume, const replication::Answer& answer);
+  // RESUMABLE's answer, `OK <id> <secret>`, the session marked resumable.
+  void answer_resumable(SessionState& session, std::string_view tag);
+  // Takes session `id` from `old` (another connection of it here): `* ERR
+  // KICKED resumed on another connection`, closed, nothing ended in the log.
+  void detach_resumed(SessionState& old);
   // Activity of a session the log does not see otherwise (a line answered
   // here, an ACE keep-alive or heartbeat, a LIST taken): a TouchSession, at
   // most one per tenth of the session timeout, so the log's expiry spares
@@ -454,6 +481,24 @@ class Dispatcher {
     std::optional<replication::SessionRequest> first;
   };
   std::unordered_map<std::uint64_t, Opening> opening_;
+  // Single mode (proposed 1.2): resumable sessions whose connection ended,
+  // still open in the table (their permits held, their requests queued)
+  // until a RESUME or the session timeout after their last activity.
+  struct Detached {
+    std::string secret;
+    std::string label;
+    Clock::time_point last_activity{};
+  };
+  std::map<SessionId, Detached> detached_;
+  std::optional<Clock::time_point> next_detached_expiry() const;
+  // Ends the detached sessions whose time ran out (expire()).
+  void expire_detached();
+  std::string own_address_;
+  // A new resume secret: 32 hex digits (128 bits) from the system's random
+  // source.
+  static std::string make_secret();
+  // RESUMEs submitted and not yet applied, by the session they resume.
+  std::unordered_map<SessionId, SessionState*> resuming_;
 };
 
 }  // namespace netsem::server

@@ -25,7 +25,9 @@ constexpr std::string_view kAceTag = "ace";
 // A resume secret: 32 hex digits (128 bits) from the system's random source.
 constexpr std::size_t kSecretBytes = 16;
 
-std::string random_secret() {
+}  // namespace
+
+std::string Dispatcher::make_secret() {
   static constexpr std::string_view kHex = "0123456789abcdef";
   std::random_device random;
   std::string secret;
@@ -39,6 +41,8 @@ std::string random_secret() {
   }
   return secret;
 }
+
+namespace {
 
 CloseCause close_cause_of(stats::EndCause cause) {
   switch (cause) {
@@ -99,7 +103,8 @@ void Dispatcher::open_in_log(SessionState& session) {
   open.dialect = session.dialect == protocol::Dialect::kAce ? kAceTag : dialect_name(session);
   open.origin = origin_;
   open.nonce = session.log.nonce;
-  open.secret = random_secret();
+  open.secret = make_secret();
+  session.log.secret = open.secret;
   opening_[session.log.nonce].session = &session;
   sink_->submit(std::move(open));
 }
@@ -162,10 +167,30 @@ void Dispatcher::cluster_end_session(SessionState& session, stats::EndCause caus
     opening.first.reset();
     return;
   }
+  if (session.log.resuming != 0) {
+    // Its RESUME is in flight: if it takes the session, the session stays
+    // in the log with no connection here, as a resumable one whose
+    // connection ended (resumed_in_log).
+    if (const auto found = resuming_.find(session.log.resuming);
+        found != resuming_.end() && found->second == &session) {
+      found->second = nullptr;
+    }
+  }
   if (!session.log.opened) return;  // it never needed the log
-  sessions_.erase(session.id);
-  if (session.log.closed) return;  // the log ended it, or its close is submitted
+  if (const auto found = sessions_.find(session.id); found != sessions_.end() && found->second == &session) {
+    sessions_.erase(found);
+  }
+  if (session.log.closed) return;  // the log ended it, or its close is submitted, or it was resumed elsewhere
   session.log.closed = true;
+  // A resumable session outlives its connection (proposed 1.2): the log's
+  // session expiry ends it unless a RESUME comes first. QUIT and a kick end
+  // it; so does every end when sessions never expire (nothing else would).
+  if (session.log.resumable && close != CloseCause::kQuit && close != CloseCause::kKicked &&
+      replica_->session_timeout_ms() > 0) {
+    spdlog::info("session {} ({}): its connection ended; resumable for {} ms", session.id, session.peer,
+                 replica_->session_timeout_ms());
+    return;
+  }
   sink_->submit(replication::CloseSession{session.id, origin_, close});
 }
 
@@ -201,7 +226,92 @@ void Dispatcher::opened_in_log(std::uint64_t nonce, const Answer& answer) {
               {{"session", session.id},
                {"peer", session.peer},
                {"dialect", session.dialect == protocol::Dialect::kAce ? kAceTag : dialect_name(session)}});
-  if (opening.first) submit_now(session, std::move(*opening.first));
+  if (opening.first) {
+    submit_now(session, std::move(*opening.first));
+  } else if (session.log.pending && session.log.verb == Verb::kResumable) {
+    session.log.pending = false;
+    answer_resumable(session, session.log.tag);
+    if (session.open && !session.input_held()) session.events->input_resumable();
+  }
+}
+
+// --- proposed 1.2: sessions that outlive their connection, the leader ---
+
+void Dispatcher::answer_resumable(SessionState& session, std::string_view tag) {
+  session.log.resumable = true;
+  std::string text = std::to_string(session.id);
+  text.push_back(' ');
+  text.append(session.log.secret);
+  protocol::append_ok_text(session.out, tag, text);
+}
+
+void Dispatcher::detach_resumed(SessionState& old) {
+  spdlog::info("session {} ({}): resumed on another connection", old.id, old.peer);
+  old.log.closed = true;  // the session goes on elsewhere: its end here closes nothing in the log
+  old.log.pending = false;
+  if (const auto found = sessions_.find(old.id); found != sessions_.end() && found->second == &old) {
+    sessions_.erase(found);
+  }
+  if (old.open) end_with_error(old, stats::EndCause::kKicked, ErrorCode::kKicked, "resumed on another connection");
+}
+
+void Dispatcher::resumed_in_log(const replication::ResumeSession& resume, const Answer& answer) {
+  if (resume.origin != origin_) {
+    // Taken by another server: a connection of it here goes.
+    if (answer.type != Answer::Type::kOk) return;
+    if (const auto found = sessions_.find(resume.session); found != sessions_.end()) detach_resumed(*found->second);
+    return;
+  }
+  const auto found = resuming_.find(resume.session);
+  if (found == resuming_.end()) return;  // not this run's
+  SessionState* const waiting = found->second;
+  resuming_.erase(found);
+  if (waiting == nullptr) {
+    // Its connection ended meanwhile: the session stays in the log, hosted
+    // here with no connection, until a RESUME or the log's expiry.
+    if (answer.type == Answer::Type::kOk) {
+      if (const auto here = sessions_.find(resume.session); here != sessions_.end()) detach_resumed(*here->second);
+    }
+    return;
+  }
+  SessionState& session = *waiting;
+  const std::string tag = session.log.tag;
+  session.log.pending = false;
+  session.log.resuming = 0;
+  switch (answer.type) {
+    case Answer::Type::kOk: {
+      if (const auto here = sessions_.find(resume.session); here != sessions_.end() && here->second != &session) {
+        detach_resumed(*here->second);
+      }
+      session.id = resume.session;
+      session.log.opened = true;
+      session.log.closed = false;
+      session.log.seq = answer.number;  // the new host counts on from the log's last seq
+      session.log.secret = resume.secret;
+      session.log.resumable = true;
+      session.log.touched = now();
+      if (const auto record = replica_->sessions().find(resume.session); record != replica_->sessions().end()) {
+        session.label = record->second.label;
+      }
+      sessions_[session.id] = &session;
+      logs_.event(logs_.sessions, "session resumed", {{"session", session.id}, {"peer", session.peer}});
+      std::string text = std::to_string(session.id);
+      text.push_back(' ');
+      text.append(std::to_string(view().session_load(session.id).pending));
+      protocol::append_ok_text(session.out, tag, text);
+      break;
+    }
+    case Answer::Type::kError:
+      answer_error(session, tag, answer.error == ErrorCode::kNone ? ErrorCode::kDenied : answer.error, "wrong secret");
+      break;
+    case Answer::Type::kNotHost:
+      answer_error(session, tag, ErrorCode::kBusy, "the session was resumed on another connection meanwhile");
+      break;
+    default:
+      answer_error(session, tag, ErrorCode::kNotFound, "no such session (it ended: its permits are gone)");
+      break;
+  }
+  if (session.open && !session.input_held()) session.events->input_resumable();
 }
 
 void Dispatcher::write_answer(SessionState& session, const Answer& answer) {
@@ -305,6 +415,8 @@ void Dispatcher::apply_results(const replication::Entry& entry, const replicatio
     SessionId kicker = 0;
     if (const auto* open = std::get_if<replication::OpenSession>(&command)) {
       if (open->origin == origin_) opened_in_log(open->nonce, result.answer);
+    } else if (const auto* resume = std::get_if<replication::ResumeSession>(&command)) {
+      resumed_in_log(*resume, result.answer);
     } else if (const auto* request = std::get_if<replication::SessionRequest>(&command)) {
       if (request->verb == replication::RequestVerb::kKick && result.answer.type == Answer::Type::kOk) {
         kicker = request->session;

@@ -104,6 +104,7 @@ struct SessionState {
   bool tls = false;          // its tls_subject: below, with the rights
   bool open = false;         // the table knows this session (between begin_session and end_session)
   bool quit = false;         // QUIT seen: the rest of the batch is ignored
+  bool requested = false;    // a v1 request was handled (RESUME must be the first)
   bool queued_lines = true;  // a queued request is answered QUEUED (protocol 1.1: OPTION queued off)
   AceStage ace_stage = AceStage::kAwaitAcquire;
   std::string ace_name;  // the one name an ACE session asks for
@@ -135,6 +136,7 @@ struct SessionState {
 
   // On the replicated log (the Dispatcher's cluster mode, its own): where
   // the session stands in the log, and the one command it has in flight.
+  // (`secret` and `resumable` serve a single server's RESUMABLE too.)
   struct LogState {
     std::uint64_t nonce = 0;  // matches its OpenSession's result to it (unique in this run)
     bool opening = false;     // its OpenSession is submitted, not yet applied
@@ -150,6 +152,15 @@ struct SessionState {
     std::string tag;
     std::string name;
     std::uint64_t pending_seq = 0;  // the pending SessionRequest's seq (0 before it has one)
+    // The resume secret its OpenSession carried (made here), or the one its
+    // RESUME showed: what RESUMABLE answers.
+    std::string secret;
+    // Proposed 1.2: RESUMABLE was answered, or the session came by RESUME.
+    // The end of its connection (but QUIT or a kick) leaves the session in
+    // the log, for a RESUME, until the log's session expiry ends it.
+    bool resumable = false;
+    // RESUME: the session it asked for, while its ResumeSession is in flight.
+    SessionId resuming = 0;
     // When its last request or TouchSession was submitted: activity the
     // log does not see (a read, a PING, an ACE keep-alive, a LIST taken)
     // is told it at most once per tenth of the session timeout.

@@ -171,6 +171,27 @@ void append_holder_item(std::string& out, std::string_view tag, const HolderView
   out.push_back('\n');
 }
 
+void append_mine_held(std::string& out, std::string_view tag, std::string_view name, std::int64_t count,
+                      std::uint64_t fence) {
+  append_tag(out, tag);
+  out.append(" ITEM held ");
+  append_encoded_name(out, name);
+  add_decimal(out, count);
+  add_decimal(out, fence);
+  out.push_back('\n');
+}
+
+void append_mine_queued(std::string& out, std::string_view tag, std::string_view queued_tag, std::string_view name,
+                        std::int64_t count) {
+  append_tag(out, tag);
+  out.append(" ITEM queued ");
+  out.append(queued_tag);
+  out.push_back(' ');
+  append_encoded_name(out, name);
+  add_decimal(out, count);
+  out.push_back('\n');
+}
+
 void append_waiter_item(std::string& out, std::string_view tag, const WaiterView& view) {
   begin_item(out, tag, view.session_id);
   add_decimal(out, view.count);
@@ -350,6 +371,24 @@ bool parse_session_item(std::string_view rest, SessionItem& item) {
   item.dialect.assign(field[2]);
   return parse_ms(field[3], item.permits_held) && parse_ms(field[4], item.pending) && parse_ms(field[5], item.age_ms) &&
          parse_ms(field[6], item.idle_ms) && parse_label(field[7], item.label);
+}
+
+bool parse_mine_item(std::string_view rest, MineItem& item) {
+  std::string_view field[4];
+  if (!split_fields(rest, field, 4)) return false;
+  if (field[0] == "held") {
+    item.held = true;
+    item.tag.clear();
+    return decode_name(field[1], item.name) == ErrorCode::kNone && parse_int(field[2], 1, kMaxCount, item.count) &&
+           parse_uint(field[3], item.fence);
+  }
+  if (field[0] == "queued" && is_valid_tag(field[1])) {
+    item.held = false;
+    item.tag.assign(field[1]);
+    item.fence = 0;
+    return decode_name(field[2], item.name) == ErrorCode::kNone && parse_int(field[3], 1, kMaxCount, item.count);
+  }
+  return false;
 }
 
 }  // namespace netsem::protocol

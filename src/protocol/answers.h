@@ -107,6 +107,12 @@ struct SessionView {
   std::string_view label;
 };
 void append_session_item(std::string& out, std::string_view tag, const SessionView& view);
+// MINE (proposed 1.2): "<tag> ITEM held <encoded name> <count> <fence>" and
+// "<tag> ITEM queued <tag of the request> <encoded name> <count>".
+void append_mine_held(std::string& out, std::string_view tag, std::string_view name, std::int64_t count,
+                      std::uint64_t fence);
+void append_mine_queued(std::string& out, std::string_view tag, std::string_view queued_tag, std::string_view name,
+                        std::int64_t count);
 
 // --- Typed answers (client side): what `Answer::rest` holds for each request.
 // Each returns false when `rest` does not have the contract's shape; the
@@ -170,5 +176,15 @@ struct SessionItem {
   std::string label;
 };
 bool parse_session_item(std::string_view rest, SessionItem& item);
+// A MINE ITEM (proposed 1.2): held (name, count, fence) or queued (tag,
+// name, count); the name decoded.
+struct MineItem {
+  bool held = true;
+  std::string tag;  // queued: the request's tag
+  std::string name;
+  std::int64_t count = 0;
+  std::uint64_t fence = 0;  // held: of the latest grant
+};
+bool parse_mine_item(std::string_view rest, MineItem& item);
 
 }  // namespace netsem::protocol

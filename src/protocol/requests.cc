@@ -5,6 +5,7 @@
 // encoders only grow the caller's buffer.
 #include "protocol/requests.h"
 
+#include <algorithm>
 #include <array>
 #include <cassert>
 #include <limits>
@@ -25,14 +26,15 @@ struct VerbInfo {
 };
 
 // The most frequent verbs first: the table is searched in order.
-constexpr std::array<VerbInfo, 20> kVerbs = {{
+constexpr std::array<VerbInfo, 24> kVerbs = {{
     {"ACQUIRE", Verb::kAcquire, 1, 3}, {"RELEASE", Verb::kRelease, 1, 2},   {"WAIT", Verb::kWait, 1, 3},
     {"POST", Verb::kPost, 1, 2},       {"PING", Verb::kPing, 0, 1},         {"HELLO", Verb::kHello, 1, 2},
     {"CANCEL", Verb::kCancel, 1, 1},   {"CREATE", Verb::kCreate, 2, 4},     {"DELETE", Verb::kDelete, 1, 1},
     {"GET", Verb::kGet, 1, 1},         {"LIST", Verb::kList, 0, 1},         {"STATS", Verb::kStats, 0, 0},
     {"QUIT", Verb::kQuit, 0, 0},       {"OPTION", Verb::kOption, 2, 2},     {"HOLDERS", Verb::kHolders, 1, 1},
     {"WAITERS", Verb::kWaiters, 1, 1}, {"SESSIONS", Verb::kSessions, 0, 0}, {"KICK", Verb::kKick, 1, 1},
-    {"AUTH", Verb::kAuth, 1, 1},       {"LEASE", Verb::kLease, 0, 0},
+    {"AUTH", Verb::kAuth, 1, 1},       {"LEASE", Verb::kLease, 0, 0},       {"RESUMABLE", Verb::kResumable, 0, 0},
+    {"RESUME", Verb::kResume, 2, 2},   {"MINE", Verb::kMine, 0, 0},         {"LEADER", Verb::kLeader, 0, 0},
 }};
 
 // The most arguments any verb takes; one more slot tells "too many".
@@ -68,6 +70,7 @@ void reset(Request& request) {
   request.option = SessionOption::kQueued;
   request.option_on = false;
   request.session_id = {};
+  request.secret = {};
 }
 
 // The messages are fixed texts, never echoes of the request: a field may hold
@@ -184,10 +187,23 @@ ParseStatus parse_arguments(const std::string_view* args, std::size_t n, Request
       request.text = args[0];
       request.has_text = true;
       return ParseStatus::kRequest;
+    case Verb::kResume: {
+      std::uint64_t id = 0;
+      if (!parse_session_id(args[0], id)) {
+        return fail(error, ErrorCode::kBadArg, "a session id is a decimal number 1..18446744073709551615");
+      }
+      if (!is_valid_resume_secret(args[1])) return fail(error, ErrorCode::kBadArg, "a secret is 16 to 64 of [0-9a-f]");
+      request.session_id = args[0];
+      request.secret = args[1];
+      return ParseStatus::kRequest;
+    }
     case Verb::kStats:
     case Verb::kQuit:
     case Verb::kSessions:
     case Verb::kLease:
+    case Verb::kResumable:
+    case Verb::kMine:
+    case Verb::kLeader:
       return ParseStatus::kRequest;
   }
   return fail(error, ErrorCode::kUnknownVerb, "unknown verb");
@@ -245,6 +261,12 @@ bool parse_session_id(std::string_view text, std::uint64_t& id) {
   if (!parse_uint(text, value) || value == 0) return false;
   id = value;
   return true;
+}
+
+bool is_valid_resume_secret(std::string_view secret) {
+  if (secret.size() < 16 || secret.size() > 64) return false;
+  return std::all_of(secret.begin(), secret.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 bool is_valid_ping_payload(std::string_view payload) {
@@ -421,6 +443,28 @@ void encode_kick(std::string& out, std::string_view tag, std::uint64_t session_i
 
 void encode_lease(std::string& out, std::string_view tag) {
   encode_bare(out, tag, "LEASE");
+}
+
+void encode_resumable(std::string& out, std::string_view tag) {
+  encode_bare(out, tag, "RESUMABLE");
+}
+
+void encode_resume(std::string& out, std::string_view tag, std::uint64_t session_id, std::string_view secret) {
+  assert(session_id >= 1 && is_valid_resume_secret(secret));
+  begin(out, tag, "RESUME");
+  out.push_back(' ');
+  append_decimal(out, session_id);
+  out.push_back(' ');
+  out.append(secret);
+  end(out);
+}
+
+void encode_mine(std::string& out, std::string_view tag) {
+  encode_bare(out, tag, "MINE");
+}
+
+void encode_leader(std::string& out, std::string_view tag) {
+  encode_bare(out, tag, "LEADER");
 }
 
 void encode_auth(std::string& out, std::string_view tag, std::string_view token) {

@@ -55,6 +55,12 @@ enum class Verb : std::uint8_t {
   // Proposed for version 1.2 (docs/protocol.md): the session timeout for
   // every session, whatever its rights.
   kLease,
+  // Proposed for version 1.2: sessions that outlive their connection
+  // (RESUMABLE, RESUME <id> <secret>, MINE) and the cluster's leader.
+  kResumable,
+  kResume,
+  kMine,
+  kLeader,
 };
 
 // The wire spelling of a verb ("ACQUIRE", ...).
@@ -85,7 +91,9 @@ struct Request {
   std::string_view pending_tag;                   // CANCEL
   SessionOption option = SessionOption::kQueued;  // OPTION
   bool option_on = false;                         // OPTION: on or off
-  // KICK: the id as sent. The dispatcher checks the admin right before the
+  // RESUME: the secret as sent (16 to 64 of [0-9a-f], checked by the parser).
+  std::string_view secret;
+  // KICK: the id as sent; RESUME: the id, checked by the parser. The dispatcher checks the admin right before the
   // id (the contract), so the parser takes any field; parse_session_id reads it.
   std::string_view session_id;
 };
@@ -163,6 +171,15 @@ void encode_kick(std::string& out, std::string_view tag, std::uint64_t session_i
 // Proposed 1.2: "LEASE" (answered `OK <session_timeout_ms>`; a 1.0 or 1.1
 // server answers UNKNOWN_VERB).
 void encode_lease(std::string& out, std::string_view tag);
+// Proposed 1.2: "RESUMABLE", "RESUME <id> <secret>", "MINE", "LEADER".
+// REQUIRES (RESUME): session_id >= 1, the secret 16 to 64 of [0-9a-f].
+void encode_resumable(std::string& out, std::string_view tag);
+void encode_resume(std::string& out, std::string_view tag, std::uint64_t session_id, std::string_view secret);
+void encode_mine(std::string& out, std::string_view tag);
+void encode_leader(std::string& out, std::string_view tag);
+// Whether `secret` has the shape of a resume secret: 16 to 64 characters of
+// [0-9a-f] (netsemd makes 32).
+bool is_valid_resume_secret(std::string_view secret);
 
 // Whether `payload` can travel as PING's field and come back byte for byte:
 // at most kMaxPingPayloadBytes, no space, "\r", "\n" or NUL. Empty is valid

@@ -120,6 +120,11 @@ void ClusterRuntime::watch() {
   });
 }
 
+std::string ClusterRuntime::leader_client_address() const {
+  if (stopped_ || !node_) return {};
+  return node_->status().leader_client_address;
+}
+
 void ClusterRuntime::set_callbacks(Callbacks callbacks) {
   callbacks_ = std::move(callbacks);
   attached_ = true;

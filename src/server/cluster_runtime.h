@@ -79,6 +79,8 @@ class ClusterRuntime final : public CommandSink {
 
   // CommandSink: a hosted session's command, to ClusterNode::submit.
   void submit(replication::Command command) override;
+  // CommandSink: the leader's client address (ClusterStatus), "" if none.
+  std::string leader_client_address() const override;
 
   // The defined semaphores and the session timeout to replicate (start,
   // reload); the leader proposes a change at once.

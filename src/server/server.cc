@@ -218,6 +218,7 @@ Status Server::start() {
     return Status(StatusCode::kIoError, "cannot listen on " + describe_peer(endpoint) + ": " + error.message());
   }
   port_ = acceptor_.local_endpoint().port();
+  dispatcher_->set_own_address(describe_peer(acceptor_.local_endpoint()));  // a single server's LEADER
   if (auto status = start_tls(); !status) return status;
   auto ready = ReadySet::open(io_);
   if (!ready) return ready.status();

@@ -816,6 +816,24 @@ SessionLoad SemaphoreTable::session_load(SessionId session) const {
   return load;
 }
 
+void SemaphoreTable::session_items(SessionId session, const std::function<void(const SessionHolding&)>& held,
+                                   const std::function<void(const SessionWaiting&)>& queued) const {
+  auto it = impl_->sessions.find(session);
+  if (it == impl_->sessions.end()) return;
+  std::vector<SessionHolding> holdings;
+  holdings.reserve(it->second.holds.size());
+  for (const Impl::HoldList::iterator h : it->second.holds) holdings.push_back({h->sem->name, h->count, h->fence});
+  std::sort(holdings.begin(), holdings.end(),
+            [](const SessionHolding& a, const SessionHolding& b) { return a.name < b.name; });
+  for (const SessionHolding& h : holdings) held(h);
+  std::vector<SessionWaiting> waiting;
+  waiting.reserve(it->second.pending.size());
+  for (const auto& [tag, w] : it->second.pending) waiting.push_back({w->tag, w->sem->name, w->count, w->mode});
+  std::sort(waiting.begin(), waiting.end(),
+            [](const SessionWaiting& a, const SessionWaiting& b) { return a.tag < b.tag; });
+  for (const SessionWaiting& w : waiting) queued(w);
+}
+
 const stats::TableCounters& SemaphoreTable::counters() const {
   return impl_->counters;
 }

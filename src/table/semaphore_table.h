@@ -157,6 +157,21 @@ struct SessionLoad {
   std::uint64_t pending = 0;      // queued requests, all names
 };
 
+// What MINE (proposed 1.2) shows of one session: a name it holds permits
+// of, with the fence of its latest grant of it, or one of its queued
+// requests. Views into the table, valid until it changes.
+struct SessionHolding {
+  std::string_view name;
+  std::int64_t count = 0;
+  std::uint64_t fence = 0;
+};
+struct SessionWaiting {
+  std::string_view tag;
+  std::string_view name;
+  std::int64_t count = 1;
+  TakeMode mode = TakeMode::kAcquire;
+};
+
 struct TableStats {
   std::uint64_t sessions = 0;
   std::uint64_t semaphores = 0;
@@ -375,6 +390,11 @@ class SemaphoreTable {
   // The permits `session` holds and the requests it has queued; zeros for a
   // session that is not open.
   SessionLoad session_load(SessionId session) const;
+  // What `session` holds, one per name in byte order of names, then its
+  // queued requests in byte order of tags; nothing for a session that is
+  // not open. O(h log h + q log q) for h names held and q requests queued.
+  void session_items(SessionId session, const std::function<void(const SessionHolding&)>& held,
+                     const std::function<void(const SessionWaiting&)>& queued) const;
   TableStats stats() const;
   // The events STATS counts (stats/stats.h): grants, TIMEOUT answers,
   // cancellations, wait and hold times.

@@ -5,7 +5,9 @@
 // over a peer link), a queue on another server handed over by a RELEASE,
 // then the leader killed with -9 and a client of a surviving server working
 // on, fences rising throughout; a clean stop whose sessions end in the log;
-// a forged peer link refused; the cluster figures of STATS and /metrics.
+// a forged peer link refused; the cluster figures of STATS and /metrics;
+// sessions that outlive their connection (proposed 1.2: RESUMABLE, RESUME
+// on another server, MINE, LEADER).
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -60,10 +62,8 @@ class NetsemdCluster : public ::testing::Test {
     std::string text = "[server]\nbind_address = " + host(i) +
                        "\nbind_port = @PORT@\nstats_dir = @DIR@\ndata_dir = @DIR@\nlog_level = debug\n"
                        "http_enabled = on\nhttp_address = " +
-                       host(i) +
-                       "\nhttp_port = 0\nstatus_interval_ms = 200\n"
-                       "[semaphores]\nlock = " +
-                       std::to_string(limit) +
+                       host(i) + "\nhttp_port = 0\nstatus_interval_ms = 200\n" + extra_server_config_ +
+                       "[semaphores]\nlock = " + std::to_string(limit) +
                        "\n"
                        "[cluster]\nid = " +
                        std::to_string(i + 1) +
@@ -125,6 +125,8 @@ class NetsemdCluster : public ::testing::Test {
     return all;
   }
 
+  // Lines added to each server's [server] section (set before SetUp).
+  std::string extra_server_config_;
   TempDir dir_;
   std::array<std::uint16_t, kServers> client_ports_{};
   std::array<std::uint16_t, kServers> raft_ports_{};
@@ -326,6 +328,170 @@ TEST_F(NetsemdCluster, StatsAndMetricsShowRoleTermIndexesAndLag) {
       EXPECT_EQ(checked.exit_code, 0) << checked.output;
     }
   }
+}
+
+// --- proposed 1.2: sessions that outlive their connection ---
+
+// "<tag> OK <id> <secret>" of RESUMABLE: the id and the secret.
+std::pair<std::string, std::string> resumable_of(const std::string& answer, std::string_view tag) {
+  static const std::regex kShape(R"(\S+ OK (\d+) ([0-9a-f]{32}))");
+  std::smatch match;
+  EXPECT_TRUE(std::regex_match(answer, match, kShape) && answer.rfind(std::string(tag) + " ", 0) == 0) << answer;
+  if (match.size() != 3) return {};
+  return {match[1].str(), match[2].str()};
+}
+
+TEST_F(NetsemdCluster, AResumableSessionKeepsItsPermitAndItsQueueWhenItsServerIsKilled) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int doomed = (lead + 1) % kServers;  // a follower: the others keep their leader
+  const int other = (lead + 2) % kServers;
+
+  // A holder and a waiter, both resumable, on the server that will die.
+  auto holder = connect(doomed);
+  auto waiter = connect(doomed);
+  ASSERT_TRUE(holder != nullptr && waiter != nullptr);
+  const auto [holder_id, holder_secret] = resumable_of(holder->request("r RESUMABLE", 10s), "r");
+  ASSERT_FALSE(holder_id.empty()) << logs();
+  const std::string granted = holder->request(req::acquire("a", "lock", 1, 60000), 10s);
+  ASSERT_EQ(granted.rfind("a OK ", 0), 0u) << granted << "\n" << logs();
+  const std::uint64_t fence1 = fence_of(granted);
+  const auto [waiter_id, waiter_secret] = resumable_of(waiter->request("r RESUMABLE", 10s), "r");
+  ASSERT_FALSE(waiter_id.empty()) << logs();
+  ASSERT_EQ(waiter->request(req::acquire("q1", "lock", 1, 60000), 10s), "q1 QUEUED 1") << logs();
+  // RESUMABLE again answers the same.
+  EXPECT_EQ(holder->request("r2 RESUMABLE", 10s), "r2 OK " + holder_id + " " + holder_secret);
+
+  servers_[doomed]->send_signal(SIGKILL);
+  ASSERT_TRUE(servers_[doomed]->wait_exit(5s).has_value());
+  servers_[doomed].reset();
+
+  // The holder resumes on the leader: its permit, with its fence, is still
+  // its own, and nobody else gets it meanwhile.
+  auto holder2 = connect(lead);
+  ASSERT_TRUE(holder2 != nullptr);
+  EXPECT_EQ(holder2->request("x RESUME " + holder_id + " " + holder_secret, 10s), "x OK " + holder_id + " 0") << logs();
+  auto third = connect(other);
+  ASSERT_TRUE(third != nullptr);
+  EXPECT_EQ(third->request(req::acquire("t", "lock", 1, 0), 10s), "t TIMEOUT") << logs();
+  EXPECT_EQ(holder2->request("m MINE", 10s), "m ITEM held lock 1 " + std::to_string(fence1));
+  EXPECT_EQ(holder2->read_line(5s).value_or(""), "m END 1");
+
+  // The waiter resumes on the other follower, its request still queued;
+  // the holder's RELEASE grants it there, under its original tag.
+  auto waiter2 = connect(other);
+  ASSERT_TRUE(waiter2 != nullptr);
+  EXPECT_EQ(waiter2->request("y RESUME " + waiter_id + " " + waiter_secret, 10s), "y OK " + waiter_id + " 1") << logs();
+  EXPECT_EQ(waiter2->request("m MINE", 10s), "m ITEM queued q1 lock 1");
+  EXPECT_EQ(waiter2->read_line(5s).value_or(""), "m END 1");
+  EXPECT_EQ(holder2->request(req::release("rel", "lock"), 10s), "rel OK 0") << logs();
+  const std::string handed = waiter2->read_line(10s).value_or("");
+  ASSERT_EQ(handed.rfind("q1 OK ", 0), 0u) << handed << "\n" << logs();
+  EXPECT_GT(fence_of(handed), fence1);
+  EXPECT_EQ(waiter2->request("m2 MINE", 10s), "m2 ITEM held lock 1 " + std::to_string(fence_of(handed)));
+  EXPECT_EQ(waiter2->read_line(5s).value_or(""), "m2 END 1");
+  EXPECT_EQ(holder2->request("m2 MINE", 10s), "m2 END 0");
+}
+
+TEST_F(NetsemdCluster, AResumeTakesTheSessionFromItsOlderConnection) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int first = (lead + 1) % kServers;
+  const int second = (lead + 2) % kServers;
+  auto old = connect(first);
+  ASSERT_TRUE(old != nullptr);
+  const auto [id, secret] = resumable_of(old->request("r RESUMABLE", 10s), "r");
+  ASSERT_FALSE(id.empty()) << logs();
+  ASSERT_EQ(old->request(req::acquire("a", "lock", 1, 60000), 10s).rfind("a OK ", 0), 0u) << logs();
+
+  // Refusals change nothing: a wrong secret, an unknown session, a RESUME
+  // that is not the first request of its connection.
+  auto other = connect(second);
+  ASSERT_TRUE(other != nullptr);
+  const std::string wrong = std::string(secret.size(), secret[0] == '0' ? '1' : '0');
+  EXPECT_EQ(other->request("x RESUME " + id + " " + wrong, 10s).rfind("x ERR DENIED", 0), 0u) << logs();
+  EXPECT_EQ(other->request("x RESUME " + id + " " + secret, 10s).rfind("x ERR BUSY", 0), 0u);
+  auto fresh = connect(second);
+  ASSERT_TRUE(fresh != nullptr);
+  EXPECT_EQ(fresh->request("x RESUME 999999 " + secret, 10s).rfind("x ERR NOT_FOUND", 0), 0u);
+  EXPECT_EQ(old->request("p PING", 10s), "p PONG");
+
+  // A RESUME on another server while the old connection is attached: the
+  // old one is told and closed, and the session (its permit) goes on.
+  auto taker = connect(second);
+  ASSERT_TRUE(taker != nullptr);
+  EXPECT_EQ(taker->request("x RESUME " + id + " " + secret, 10s), "x OK " + id + " 0") << logs();
+  std::string rest;
+  EXPECT_TRUE(old->wait_closed(10s, &rest));
+  EXPECT_NE(rest.find("* ERR KICKED resumed on another connection"), std::string::npos) << rest;
+  auto third = connect(lead);
+  ASSERT_TRUE(third != nullptr);
+  EXPECT_EQ(third->request(req::acquire("t", "lock", 1, 0), 10s), "t TIMEOUT") << logs();
+  EXPECT_EQ(taker->request(req::release("rel", "lock"), 10s), "rel OK 1") << logs();
+
+  // LEADER: the leader's client address, from any server.
+  const std::string address = host(lead) + ":" + std::to_string(client_ports_[lead]);
+  EXPECT_EQ(taker->request("l LEADER", 10s), "l OK " + address);
+  EXPECT_EQ(third->request("l LEADER", 10s), "l OK " + address);
+}
+
+class NetsemdClusterShortTimeout : public NetsemdCluster {
+ protected:
+  void SetUp() override {
+    extra_server_config_ = "session_timeout_ms = 2000\n";
+    NetsemdCluster::SetUp();
+  }
+};
+
+TEST_F(NetsemdClusterShortTimeout, AResumableSessionLastsTheSessionTimeoutWithoutItsConnection) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int first = (lead + 1) % kServers;
+  auto holder = connect(first);
+  ASSERT_TRUE(holder != nullptr);
+  const auto [id, secret] = resumable_of(holder->request("r RESUMABLE", 10s), "r");
+  ASSERT_FALSE(id.empty()) << logs();
+  ASSERT_EQ(holder->request(req::acquire("a", "lock", 1, 60000), 10s).rfind("a OK ", 0), 0u) << logs();
+  holder->reset();  // the connection breaks (no QUIT)
+
+  // Still held; resumed on the same server.
+  auto third = connect(lead);
+  ASSERT_TRUE(third != nullptr);
+  EXPECT_EQ(third->request(req::acquire("t", "lock", 1, 0), 10s), "t TIMEOUT") << logs();
+  auto again = connect(first);
+  ASSERT_TRUE(again != nullptr);
+  EXPECT_EQ(again->request("x RESUME " + id + " " + secret, 10s), "x OK " + id + " 0") << logs();
+  again->reset();
+
+  // Nobody resumes it: the log's session expiry ends it (its permit goes
+  // to the waiter), and a late RESUME finds nothing.
+  const auto broken_at = std::chrono::steady_clock::now();
+  const std::string granted = third->request(req::acquire("w", "lock", 1, 20000), 10s);
+  std::string handed = granted;
+  if (granted == "w QUEUED 1") {
+    std::this_thread::sleep_for(1000ms);
+    EXPECT_EQ(third->request("p PING", 10s), "p PONG");  // the waiter's own session lives on
+    handed = third->read_line(10s).value_or("");
+  }
+  const auto granted_at = std::chrono::steady_clock::now();
+  ASSERT_EQ(handed.rfind("w OK ", 0), 0u) << handed << "\n" << logs();
+  EXPECT_GE(granted_at - broken_at, 1500ms);
+  auto late = connect(first);
+  ASSERT_TRUE(late != nullptr);
+  EXPECT_EQ(late->request("x RESUME " + id + " " + secret, 10s).rfind("x ERR NOT_FOUND", 0), 0u) << logs();
+
+  // Without RESUMABLE, the end of the connection ends the session at once
+  // (on a name of its own: `third` waited silently past the timeout).
+  auto plain = connect(first);
+  auto watcher = connect(lead);
+  ASSERT_TRUE(plain != nullptr && watcher != nullptr);
+  ASSERT_EQ(plain->request(req::acquire("p", "solo", 1, 60000), 10s).rfind("p OK ", 0), 0u) << logs();
+  EXPECT_EQ(watcher->request(req::acquire("w2", "solo", 1, 20000), 10s), "w2 QUEUED 1");
+  const auto closed_at = std::chrono::steady_clock::now();
+  plain->reset();
+  const std::string next = watcher->read_line(10s).value_or("");
+  EXPECT_EQ(next.rfind("w2 OK ", 0), 0u) << next << "\n" << logs();
+  EXPECT_LT(std::chrono::steady_clock::now() - closed_at, 1500ms);
 }
 
 }  // namespace

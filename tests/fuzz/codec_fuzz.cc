@@ -142,6 +142,22 @@ void check_request_round_trips(const Request& request) {
     case Verb::kLease:
       encode_lease(line, tag);
       break;
+    case Verb::kResumable:
+      encode_resumable(line, tag);
+      break;
+    case Verb::kMine:
+      encode_mine(line, tag);
+      break;
+    case Verb::kLeader:
+      encode_leader(line, tag);
+      break;
+    case Verb::kResume: {
+      std::uint64_t id = 0;
+      FUZZ_CHECK(parse_session_id(request.session_id, id));
+      if (request.session_id.front() == '0') return;  // leading zeros are not written back
+      encode_resume(line, tag, id, request.secret);
+      break;
+    }
     case Verb::kAuth:
       encode_auth(line, tag, request.text);
       break;

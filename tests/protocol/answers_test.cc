@@ -373,5 +373,29 @@ TEST(ListingItems, RefuseOtherShapes) {
   }
 }
 
+TEST(MineItems, RoundTripAndRefuseOtherShapes) {  // proposed 1.2
+  std::string out;
+  append_mine_held(out, "m", "db pool", 2, 1207);
+  EXPECT_EQ(out, "m ITEM held db%20pool 2 1207\n");
+  MineItem item;
+  ASSERT_TRUE(parse_mine_item(rest_of(out, AnswerType::kItem), item)) << out;
+  EXPECT_TRUE(item.held);
+  EXPECT_EQ(item.name, "db pool");
+  EXPECT_EQ(item.count, 2);
+  EXPECT_EQ(item.fence, 1207u);
+  out.clear();
+  append_mine_queued(out, "m", "a7", "100%", 3);
+  EXPECT_EQ(out, "m ITEM queued a7 100%25 3\n");
+  ASSERT_TRUE(parse_mine_item(rest_of(out, AnswerType::kItem), item)) << out;
+  EXPECT_FALSE(item.held);
+  EXPECT_EQ(item.tag, "a7");
+  EXPECT_EQ(item.name, "100%");
+  EXPECT_EQ(item.count, 3);
+  for (const std::string_view bad : {"", "held db 1", "held db 0 1", "held db 1 x", "queued a db", "queued a db 1 2",
+                                     "queued a db 0", "queued %zz db 1", "other db 1 1", "held %zz 1 1"}) {
+    EXPECT_FALSE(parse_mine_item(bad, item)) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace netsem::protocol

@@ -68,6 +68,12 @@ TEST(ParseRequest, ClassifiesEveryShapeOfLine) {
       {"t HELLO 1 a b", kErr, ErrorCode::kBadRequest},
       {"t HELLO 2", kErr, ErrorCode::kBadArg},
       {"t HELLO 0", kErr, ErrorCode::kBadArg},
+      {"t RESUME 0 0123456789abcdef", kErr, ErrorCode::kBadArg},  // proposed 1.2: ids from 1
+      {"t RESUME x 0123456789abcdef", kErr, ErrorCode::kBadArg},
+      {"t RESUME 1 0123456789abcde", kErr, ErrorCode::kBadArg},   // a secret has 16 to 64 digits
+      {"t RESUME 1 0123456789ABCDEF", kErr, ErrorCode::kBadArg},  // lower case hex only
+      {"t RESUME 1", kErr, ErrorCode::kBadRequest},
+      {"t MINE x", kErr, ErrorCode::kBadRequest},
       {"t HELLO -1", kErr, ErrorCode::kBadArg},
       {"t HELLO one", kErr, ErrorCode::kBadArg},
       // ACQUIRE and WAIT
@@ -300,6 +306,15 @@ TEST(ParseRequest, FillsTheFieldsOfEachVerb) {
     cases.push_back({"t auth s3cr%t!", r});  // the token as sent, not decoded
   }
   cases.push_back({"t LEASE", make(Verb::kLease)});  // proposed 1.2
+  cases.push_back({"t RESUMABLE", make(Verb::kResumable)});
+  {
+    Request r = make(Verb::kResume);
+    r.session_id = "42";
+    r.secret = "9f0c2d5e8a1b4c7d9e0f1a2b3c4d5e6f";
+    cases.push_back({"t resume 42 9f0c2d5e8a1b4c7d9e0f1a2b3c4d5e6f", r});
+  }
+  cases.push_back({"t MINE", make(Verb::kMine)});
+  cases.push_back({"t LEADER", make(Verb::kLeader)});
 
   // One Request reused for every line, as a session does: nothing may leak
   // from one line into the next.
@@ -324,6 +339,7 @@ TEST(ParseRequest, FillsTheFieldsOfEachVerb) {
     EXPECT_EQ(request.option, w.option) << c.line;
     EXPECT_EQ(request.option_on, w.option_on) << c.line;
     EXPECT_EQ(request.session_id, w.session_id) << c.line;
+    EXPECT_EQ(request.secret, w.secret) << c.line;
   }
 }
 
@@ -370,7 +386,7 @@ TEST(ParseSessionId, TakesDecimalIdsFromOne) {
 }
 
 TEST(VerbName, SpellsEveryVerb) {
-  for (auto v = static_cast<std::uint8_t>(Verb::kHello); v <= static_cast<std::uint8_t>(Verb::kLease); ++v) {
+  for (auto v = static_cast<std::uint8_t>(Verb::kHello); v <= static_cast<std::uint8_t>(Verb::kLeader); ++v) {
     const auto verb = static_cast<Verb>(v);
     const std::string line = "t " + std::string(verb_name(verb));
     Request request;
@@ -433,6 +449,10 @@ TEST(EncodeRequest, WritesTheShortestLine) {
       {encoded([](std::string& o) { encode_kick(o, "k", 18446744073709551615u); }), "k KICK 18446744073709551615\n"},
       {encoded([](std::string& o) { encode_auth(o, "a", "tok-1"); }), "a AUTH tok-1\n"},
       {encoded([](std::string& o) { encode_lease(o, "l"); }), "l LEASE\n"},
+      {encoded([](std::string& o) { encode_resumable(o, "r"); }), "r RESUMABLE\n"},
+      {encoded([](std::string& o) { encode_resume(o, "r", 7, "0123456789abcdef"); }), "r RESUME 7 0123456789abcdef\n"},
+      {encoded([](std::string& o) { encode_mine(o, "m"); }), "m MINE\n"},
+      {encoded([](std::string& o) { encode_leader(o, "l"); }), "l LEADER\n"},
   };
   for (const Case& c : cases) EXPECT_EQ(c.line, c.expected);
 }
