@@ -559,7 +559,14 @@ void RaftNode::Impl::on_applied(struct raft_apply* req, int status, void* result
             : raft_status(status, "raft apply", raft_errmsg(&self->raft_));
     for (auto& done : batch->callbacks) done(why);
   }
-  self->pump();
+  // The next batch is proposed from the loop's next turn, not from here:
+  // libraft calls this inside its own state changes too. When a leader steps
+  // down (it heard no majority for an election timeout), it fails its
+  // pending requests while its state still says leader but its replication
+  // state is already gone, and a raft_apply from this callback then crashed
+  // libraft 0.15 (a SIGSEGV in raft_apply, found by the cluster failure test
+  // killing both followers of a leader with proposals queued).
+  if (!self->closing_) uv_async_send(&self->wake_);
 }
 
 int RaftNode::Impl::fsm_apply(raft_fsm* fsm, const raft_buffer* buf, void** result) {

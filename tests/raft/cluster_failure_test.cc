@@ -116,6 +116,34 @@ TEST(RaftFailure, StoppedLeaderCannotCommitAndFollowsAfterContinue) {
   for (int i : kThree) EXPECT_EQ(log_of(cluster, i), "log 3 p:before p:after p:last") << "node " << i;
 }
 
+// A leader whose followers both died steps down after an election timeout
+// with a batch in flight and more proposals queued behind it: each is
+// answered UNAVAILABLE and the node lives on. (libraft fails the in-flight
+// request while its state still says leader; proposing the next batch from
+// that callback crashed libraft 0.15 with a SIGSEGV in raft_apply, which
+// netsemd's cluster failure test found.)
+TEST(RaftFailure, LeaderThatLostBothFollowersStepsDownWithProposalsQueued) {
+  Cluster cluster(fast_timeouts());
+  start_three(cluster);
+  const int leader = cluster.wait_leader(kThree);
+  ASSERT_NE(leader, 0);
+  ASSERT_TRUE(ok(propose(cluster, leader, "a", "p:before")));
+  for (int i : others(leader)) {
+    cluster.node(i).signal(SIGKILL);
+    ASSERT_TRUE(cluster.node(i).wait_exit(milliseconds(5000)));
+  }
+  for (int n = 0; n < 20; ++n) cluster.node(leader).send("propose q" + std::to_string(n) + " p:q" + std::to_string(n));
+  for (int n = 0; n < 20; ++n) {
+    auto answer = cluster.node(leader).wait_prefix("done q" + std::to_string(n) + " ", milliseconds(10000));
+    ASSERT_TRUE(answer) << "proposal " << n << " unanswered\n" << cluster.stderr_of(leader);
+    EXPECT_NE(answer->find(" err UNAVAILABLE"), std::string::npos) << *answer;
+  }
+  EXPECT_FALSE(cluster.node(leader).wait_exit(milliseconds(200))) << cluster.stderr_of(leader);
+  auto s = cluster.node(leader).status();
+  ASSERT_TRUE(s) << cluster.stderr_of(leader);
+  EXPECT_NE((*s)["role"], "leader");
+}
+
 // A leader cut off from both followers by a partition (a PartitionProxy
 // between the servers: silence, not resets) cannot commit: what it accepts
 // meanwhile never commits, it steps down once it has not heard a majority
