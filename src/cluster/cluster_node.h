@@ -75,7 +75,10 @@ class Forwarder {
 struct ClusterOptions {
   std::uint64_t id = 0;      // this server, > 0
   std::string raft_address;  // "a.b.c.d:port": where RaftNode listens and peers reach it
-  std::string data_dir;      // must exist: RaftNode's log and snapshots
+  // When set, "a.b.c.d": where RaftNode listens instead, on raft_address's
+  // port (raft::RaftOptions::bind_address).
+  std::string raft_bind_address;
+  std::string data_dir;  // must exist: RaftNode's log and snapshots
   // The first configuration, written to a pristine data directory only
   // (raft::RaftOptions::bootstrap).
   std::vector<raft::ServerInfo> bootstrap;

@@ -121,6 +121,14 @@ void parse_cluster_section(const IniFile& ini, const IniSection& section, Server
       } else {
         error(entry, ms.status());
       }
+    } else if (entry.key == "raft_bind_address") {
+      // The port is the Raft address's: checked as one with a stand-in port.
+      if (auto bad = check_raft_address(entry.value + ":1"); !bad && entry.value != "0.0.0.0") {
+        error(entry, invalid(fmt::format("`{}` is not an IPv4 address (a.b.c.d; the port is the Raft address's)",
+                                         entry.value)));
+      } else {
+        cluster.raft_bind_address = entry.value;
+      }
     } else if (entry.key.starts_with(kServerPrefix)) {
       auto id = parse_ini_integer(std::string_view(entry.key).substr(kServerPrefix.size()), 1, kMaxId);
       if (!id) {
@@ -145,7 +153,7 @@ void parse_cluster_section(const IniFile& ini, const IniSection& section, Server
       }
     } else {
       error(entry, invalid("unknown key in [cluster] (id, data_dir, secret_file, election_timeout_ms, "
-                           "heartbeat_timeout_ms, server.<id>)"));
+                           "heartbeat_timeout_ms, raft_bind_address, server.<id>)"));
     }
   }
   std::sort(cluster.servers.begin(), cluster.servers.end(),

@@ -55,6 +55,11 @@ struct ClusterConfig {
   std::vector<ClusterMember> servers;
   std::int64_t election_timeout_ms = 500;
   std::int64_t heartbeat_timeout_ms = 50;
+  // When set, the IPv4 address ("a.b.c.d") this server's Raft listens on,
+  // on its Raft address's port, instead of the Raft address's own host:
+  // for a server its peers reach through a translated address (NAT, a
+  // container, a test's partition proxy) or that listens on 0.0.0.0.
+  std::string raft_bind_address;
 
   // This server's line, or nullptr when the section is absent.
   const ClusterMember* self() const {

@@ -74,6 +74,7 @@ Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& 
   cluster::ClusterOptions options;
   options.id = self->id;
   options.raft_address = self->raft_address;
+  options.raft_bind_address = config.cluster.raft_bind_address;
   options.data_dir = data_dir.string();
   for (const ClusterMember& member : config.cluster.servers) {
     options.bootstrap.push_back(raft::ServerInfo{member.id, member.raft_address, raft::ServerRole::kVoter});

@@ -24,7 +24,8 @@ const std::string kGood =
     "server.1 = 127.0.0.1:7001 127.0.0.1:53559\n"
     "server.2 = 127.0.0.2:7001 [::1]:53559\n"
     "election_timeout_ms = 800\n"
-    "heartbeat_timeout_ms = 80\n";
+    "heartbeat_timeout_ms = 80\n"
+    "raft_bind_address = 127.0.1.2\n";
 
 TEST(ClusterConfig, ReadsAWholeSection) {
   auto config = parse_server_config(kGood, "n.ini");
@@ -39,6 +40,7 @@ TEST(ClusterConfig, ReadsAWholeSection) {
   EXPECT_EQ(c.self()->client_address, "[::1]:53559");
   EXPECT_EQ(c.election_timeout_ms, 800);
   EXPECT_EQ(c.heartbeat_timeout_ms, 80);
+  EXPECT_EQ(c.raft_bind_address, "127.0.1.2");
   EXPECT_EQ(c.secret_file, "/etc/netsem/cluster.secret");
   EXPECT_TRUE(c.secret.empty());  // read by load_server_config, not by the parser
 }
@@ -53,6 +55,11 @@ TEST(ClusterConfig, IsOffWithoutTheSection) {
   ASSERT_TRUE(config) << config.status().to_string();
   EXPECT_EQ(config->cluster.election_timeout_ms, 500);
   EXPECT_EQ(config->cluster.heartbeat_timeout_ms, 50);
+  EXPECT_EQ(config->cluster.raft_bind_address, "");  // the Raft address's own host
+  config = parse_server_config(
+      "[cluster]\nid = 1\nraft_bind_address = 0.0.0.0\nserver.1 = 10.0.0.1:7001 10.0.0.1:53559\n", "n.ini");
+  ASSERT_TRUE(config) << config.status().to_string();
+  EXPECT_EQ(config->cluster.raft_bind_address, "0.0.0.0");  // every interface
 }
 
 TEST(ClusterConfig, RefusesEachMistakeWithItsLine) {
@@ -80,6 +87,9 @@ TEST(ClusterConfig, RefusesEachMistakeWithItsLine) {
        "n.ini:5: heartbeat_timeout_ms (300) must be at most half of election_timeout_ms (500)"},
       {"server.2 = 127.0.0.2:7001 ::1:53559", "`::1:53559` is not a host with its port"},
       {"server.2 = 0.0.0.0:7001 127.0.0.2:53559", "not 0.0.0.0"},
+      {"raft_bind_address = 127.0.1.1:7001", "n.ini:5: raft_bind_address: `127.0.1.1:7001` is not an IPv4 address"},
+      {"raft_bind_address = localhost", "n.ini:5: raft_bind_address: `localhost` is not an IPv4 address"},
+      {"raft_bind_address = 127.0.1", "is not an IPv4 address (a.b.c.d; the port is the Raft address's)"},
   };
   for (const auto& c : cases) {
     auto config = parse_server_config(head + c.line + "\n", "n.ini");
