@@ -323,6 +323,16 @@ void Dispatcher::handle_request(SessionState& session) {
       case Verb::kHello:
         submit_request(session);
         return;
+      case Verb::kPing:
+        // A PONG renews the client's lease on its permits: answered once the
+        // log holds the session's activity, so that a server cut off from
+        // the others, or paused, cannot renew a lease the log lets expire.
+        // A session the log does not know yet holds nothing: answered at once.
+        if (session.log.opened && !session.log.closed) {
+          ping_in_log(session);
+          return;
+        }
+        break;
       default:
         break;
     }

@@ -388,6 +388,10 @@ class Dispatcher {
   // opening the session in the log first if it has no id yet; its input
   // is held until the answer. For KICK, `target` is the parsed id.
   void submit_request(SessionState& session);
+  // Cluster mode: a PING of a session the log knows is answered once the
+  // log recorded the session's activity (a label-less HELLO, applied),
+  // not at once: a client takes an answer for the renewal of its lease.
+  void ping_in_log(SessionState& session);
   // Submits the ACE session's ACQUIRE of session.ace_name (opening it first).
   void submit_ace_acquire(SessionState& session);
   // Submits the session's pending SessionRequest (`command`, with its id,

@@ -130,6 +130,19 @@ void Dispatcher::submit_request(SessionState& session) {
   submit_now(session, std::move(command));
 }
 
+void Dispatcher::ping_in_log(SessionState& session) {
+  replication::SessionRequest command;
+  command.verb = replication::RequestVerb::kHello;  // without a label: activity, nothing else
+  command.tag.assign(request_.tag);
+  command.origin = origin_;
+  session.log.pending = true;
+  session.log.verb = Verb::kPing;
+  session.log.tag.assign(request_.tag);
+  session.log.ping_text = request_.has_text;
+  session.log.name.assign(request_.has_text ? std::string_view(request_.text) : std::string_view());
+  submit_now(session, std::move(command));
+}
+
 void Dispatcher::submit_ace_acquire(SessionState& session) {
   replication::SessionRequest command;
   command.verb = replication::RequestVerb::kAcquire;
@@ -340,6 +353,8 @@ void Dispatcher::write_answer(SessionState& session, const Answer& answer) {
         if (verb == Verb::kHello) {
           if (!name.empty()) session.label.assign(name);
           answers::append_hello(session, tag, logs_);
+        } else if (verb == Verb::kPing) {
+          protocol::append_pong(session.out, tag, name, session.log.ping_text);
         } else {
           protocol::append_ok(session.out, tag);
         }

@@ -152,6 +152,7 @@ struct SessionState {
     std::string tag;
     std::string name;
     std::uint64_t pending_seq = 0;  // the pending SessionRequest's seq (0 before it has one)
+    bool ping_text = false;         // a pending PING's text (in `name`) is to be echoed
     // The resume secret its OpenSession carried (made here), or the one its
     // RESUME showed: what RESUMABLE answers.
     std::string secret;

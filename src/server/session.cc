@@ -236,6 +236,10 @@ ssize_t Session::write_some(const char* data, std::size_t size) {
 
 void Session::resume_input() {
   if (stage_ != Stage::kOpen || state_.input_held()) return;
+  if (waited_for_log_) {
+    waited_for_log_ = false;
+    state_.last_activity = dispatcher_.now();  // the lines held meanwhile are read from now on
+  }
   if (!held_input_.empty()) {
     const std::string input = std::move(held_input_);
     held_input_.clear();
@@ -508,6 +512,17 @@ void Session::on_timer() {
 void Session::idle_deadline_check() {
   const auto timeout = dispatcher_.idle_timeout(state_);
   if (timeout == Clock::duration::zero()) return;
+  if (state_.log.pending) {
+    // (Cluster mode.) The session's command waits for the log (no leader
+    // yet, a failover) and its later lines, PINGs too, are not read until
+    // it is answered: the silence is the server's, not the client's. Its
+    // client gets a full timeout from the answer on; a client that is gone
+    // meanwhile is ended by the log's own expiry.
+    state_.last_activity = dispatcher_.now();
+    waited_for_log_ = true;
+    arm_idle_timer();
+    return;
+  }
   if (dispatcher_.now() - state_.last_activity >= timeout) {
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
     if (state_.list) {

@@ -199,6 +199,9 @@ class Session final : public std::enable_shared_from_this<Session>, private Sess
   protocol::AceParser ace_;           // ACE: tokens that span reads
   std::size_t accounted_output_ = 0;  // this session's share of the host's output total
   std::string held_input_;            // bytes read behind a streaming LIST, not yet handled
+  // The idle timer fired while a command waited for the log: the wait does
+  // not count against the client (idle_deadline_check).
+  bool waited_for_log_ = false;
 
   std::optional<asio::steady_timer> timer_;  // idle timeout, ACE heartbeat or drain deadline
 };
