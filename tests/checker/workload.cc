@@ -17,6 +17,7 @@
 // client's own request timeout) is "unknown": it may have happened.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -103,13 +104,22 @@ struct Settings {
   std::string counter = "q";
   std::int64_t counter_max = 1000;
   int hold_ms = 20;
+  int long_holders = 0;  // the first of the holders hold for long_hold_ms instead
+  int long_hold_ms = 5000;
   int acquire_timeout_ms = 1000;
+  bool rotate = false;
   std::string history;
 };
 
-netsem::ClientOptions client_options(const Settings& s, const std::string& label) {
+// The servers client `index` is given: in the order given, or with --rotate
+// starting at server index % n (so that clients sit on every server).
+netsem::ClientOptions client_options(const Settings& s, const std::string& label, std::size_t index) {
   netsem::ClientOptions o;
   o.servers = s.servers;
+  if (s.rotate && !o.servers.empty()) {
+    std::rotate(o.servers.begin(), o.servers.begin() + static_cast<std::ptrdiff_t>(index % o.servers.size()),
+                o.servers.end());
+  }
   o.label = label;
   o.fallback = netsem::FallbackPolicy{.mode = netsem::FallbackPolicy::Mode::kFail};
   o.connect_timeout = 500ms;
@@ -119,8 +129,8 @@ netsem::ClientOptions client_options(const Settings& s, const std::string& label
 }
 
 // A client of its own for `label`; nullptr (said on stderr) when it cannot be made.
-std::unique_ptr<netsem::Client> connect(const Settings& s, const std::string& label) {
-  auto client = netsem::Client::create(client_options(s, label));
+std::unique_ptr<netsem::Client> connect(const Settings& s, const std::string& label, std::size_t index = 0) {
+  auto client = netsem::Client::create(client_options(s, label, index));
   if (!client) {
     std::fprintf(stderr, "netsem-workload: %s: %s\n", label.c_str(), client.status().to_string().c_str());
     return nullptr;
@@ -128,8 +138,8 @@ std::unique_ptr<netsem::Client> connect(const Settings& s, const std::string& la
   return std::move(*client);
 }
 
-void holder(const Settings& s, const std::string& label, Clock::time_point end, History& history) {
-  auto client = connect(s, label);
+void holder(const Settings& s, const std::string& label, std::size_t index, Clock::time_point end, History& history) {
+  auto client = connect(s, label, index);
   if (!client) return;
   std::mt19937 random(std::hash<std::string>{}(label));
   while (Clock::now() < end && !stopping) {
@@ -146,14 +156,18 @@ void holder(const Settings& s, const std::string& label, Clock::time_point end, 
       continue;
     }
     const std::uint64_t fence = *permit->fence();
-    history.add(line + R"(,"fence":)" + std::to_string(fence) + "}");
+    // The server the client is connected to (the grant's, unless it moved
+    // since): the checker ignores it, a test may judge by it.
+    history.add(line + R"(,"fence":)" + std::to_string(fence) + R"(,"server":)" + json_string(client->stats().server) +
+                "}");
     // Shared with the callback, which the library may run on its own thread
     // after this iteration ended.
     const auto lost_at_ptr = std::make_shared<std::atomic<std::int64_t>>(0);
     std::atomic<std::int64_t>& lost_at = *lost_at_ptr;
     permit->on_lost([lost_at_ptr](const netsem::Status&) { *lost_at_ptr = now_ns(); });
     // The work: hold for a while, stopping at once when the permit is lost.
-    const auto until = Clock::now() + std::chrono::milliseconds(s.hold_ms / 2 + random() % (s.hold_ms + 1));
+    const int hold_ms = static_cast<int>(index) < s.long_holders ? s.long_hold_ms : s.hold_ms;
+    const auto until = Clock::now() + std::chrono::milliseconds(hold_ms / 2 + random() % (hold_ms + 1));
     while (Clock::now() < until && lost_at.load() == 0) std::this_thread::sleep_for(1ms);
     if (lost_at.load() != 0) {
       history.add(R"({"op":"lost","client":)" + json_string(label) + R"(,"name":)" + json_string(s.name) +
@@ -174,8 +188,8 @@ void holder(const Settings& s, const std::string& label, Clock::time_point end, 
   }
 }
 
-void counter(const Settings& s, const std::string& label, Clock::time_point end, History& history) {
-  auto client = connect(s, label);
+void counter(const Settings& s, const std::string& label, std::size_t index, Clock::time_point end, History& history) {
+  auto client = connect(s, label, index);
   if (!client) return;
   std::mt19937 random(std::hash<std::string>{}(label));
   while (Clock::now() < end && !stopping) {
@@ -209,6 +223,12 @@ int main(int argc, char** argv) {
   app.add_option("--counter-max", s.counter_max, "its max")->check(CLI::Range(1, 1 << 30));
   app.add_option("--hold-ms", s.hold_ms, "how long a holder holds, on average")->check(CLI::Range(0, 60000));
   app.add_option("--acquire-timeout-ms", s.acquire_timeout_ms, "the server-side timeout of each acquire");
+  app.add_option("--long-holders", s.long_holders, "how many of the holders hold for --long-hold-ms instead")
+      ->check(CLI::Range(0, 256));
+  app.add_option("--long-hold-ms", s.long_hold_ms,
+                 "their hold, on average (past the session timeout: the lease's test)")
+      ->check(CLI::Range(0, 600000));
+  app.add_flag("--rotate", s.rotate, "client i tries the servers from the (i mod n)th on, not all from the first");
   app.add_option("--history", s.history, "where to write the history (JSON lines)")->required();
   CLI11_PARSE(app, argc, argv);
   std::signal(SIGTERM, stop);
@@ -233,9 +253,11 @@ int main(int argc, char** argv) {
   const auto end = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s.seconds));
   std::vector<std::thread> threads;
   for (int i = 0; i < s.holders; ++i)
-    threads.emplace_back(holder, std::cref(s), "holder-" + std::to_string(i), end, std::ref(history));
+    threads.emplace_back(holder, std::cref(s), "holder-" + std::to_string(i), static_cast<std::size_t>(i), end,
+                         std::ref(history));
   for (int i = 0; i < s.counters; ++i)
-    threads.emplace_back(counter, std::cref(s), "counter-" + std::to_string(i), end, std::ref(history));
+    threads.emplace_back(counter, std::cref(s), "counter-" + std::to_string(i), static_cast<std::size_t>(s.holders + i),
+                         end, std::ref(history));
   for (std::thread& t : threads) t.join();
 
   if (s.counters > 0) {
