@@ -225,6 +225,23 @@ class Client {
   // id (ids are never reused while the server runs).
   Status kick(std::uint64_t session_id);
 
+  // --- proposed 1.2: a cluster's membership (CLUSTER, admin) ---
+  //
+  // The server's answer to CLUSTER STATUS: one line of JSON (docs/protocol.md,
+  // "CLUSTER": role, leader and its client address, indexes, members).
+  // kInvalidArgument from a single server ("not in a cluster"), kDenied
+  // without the admin right, kProtocol from a server that does not know
+  // CLUSTER (UNKNOWN_VERB).
+  Result<std::string> cluster_status();
+  // CLUSTER ADD / REMOVE, on the leader: OK once done (ADD: once the new
+  // server is a voter, which can take longer than request_timeout for a
+  // large log: the client waits for the answer meanwhile). kBusy from a
+  // follower (the message names the leader), during an election or while
+  // another change runs; kInvalidArgument for a bad address, kAlreadyExists
+  // or kNotFound for the id.
+  Status cluster_add(std::uint64_t id, std::string_view raft_address, std::string_view client_address);
+  Status cluster_remove(std::uint64_t id);
+
   // --- 4D-style test-and-set flags on limit-1 names ---
 
   // Sets the flag `name` for this process (4D `Semaphore`): OK when set,

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "cli/cluster_commands.h"
 #include "cli/inspect_commands.h"
 #include "cli/local_commands.h"
 #include "common/duration.h"
@@ -182,6 +183,7 @@ constexpr Subcommand kSubcommands[] = {
     {"sessions", "list the server's sessions: peer, permits held, age, label (protocol 1.1)", define_sessions},
     {"local", "list or clean this user's host-local semaphores ($ names, fallback) on this host", define_local},
     {"kick", "end the session ID as if it had closed; its permits go to the next waiters (admin)", define_kick},
+    {"cluster", "show a cluster of replicated servers, add or remove a server (admin)", define_cluster},
 };
 
 }  // namespace

@@ -158,4 +158,56 @@ Status Client::kick(std::uint64_t session_id) {
   return status_of_v11(*impl_->connection, *reply, "KICK", fmt::format("KICK {}", session_id));
 }
 
+namespace {
+
+// A CLUSTER answer's status: UNKNOWN_VERB means a server without CLUSTER.
+Status cluster_answer(const client::Reply& reply, std::string_view what) {
+  if (reply.failure.is_ok() && reply.type == protocol::AnswerType::kError &&
+      reply.error == protocol::ErrorCode::kUnknownVerb) {
+    return Status(StatusCode::kProtocol, fmt::format("{}: the server does not know CLUSTER (protocol 1.2)", what));
+  }
+  return status_of(reply, what);
+}
+
+}  // namespace
+
+Result<std::string> Client::cluster_status() {
+  Result<client::Reply> reply =
+      impl_->round_trip([](std::string& line, std::string_view tag) { protocol::encode_cluster_status(line, tag); });
+  if (!reply) return reply.status();
+  if (Status status = cluster_answer(*reply, "CLUSTER STATUS"); !status.is_ok()) return status;
+  if (reply->type != protocol::AnswerType::kOk || reply->rest.empty()) {
+    return Status(StatusCode::kInternal, "CLUSTER STATUS: unexpected answer " + reply->rest);
+  }
+  return std::move(reply->rest);
+}
+
+Status Client::cluster_add(std::uint64_t id, std::string_view raft_address, std::string_view client_address) {
+  const auto one_field = [](std::string_view text) {
+    return !text.empty() && text.find_first_of(" \r\n") == std::string_view::npos;
+  };
+  if (id == 0) return Status(StatusCode::kInvalidArgument, "CLUSTER ADD: server ids start at 1");
+  if (!one_field(raft_address) || !one_field(client_address)) {
+    return Status(StatusCode::kInvalidArgument, "CLUSTER ADD: an address is host:port, with no space");
+  }
+  // May wait past request_timeout (the new server catching up): the
+  // connection pings meanwhile, as for a queued ACQUIRE.
+  Result<client::Reply> reply = impl_->finish_round_trip(impl_->connection->send(
+      [&](std::string& line, std::string_view tag) {
+        protocol::encode_cluster_add(line, tag, id, raft_address, client_address);
+      },
+      0, /*may_wait=*/true));
+  if (!reply) return reply.status();
+  return cluster_answer(*reply, fmt::format("CLUSTER ADD {}", id));
+}
+
+Status Client::cluster_remove(std::uint64_t id) {
+  if (id == 0) return Status(StatusCode::kInvalidArgument, "CLUSTER REMOVE: server ids start at 1");
+  Result<client::Reply> reply = impl_->finish_round_trip(impl_->connection->send(
+      [&](std::string& line, std::string_view tag) { protocol::encode_cluster_remove(line, tag, id); }, 0,
+      /*may_wait=*/true));
+  if (!reply) return reply.status();
+  return cluster_answer(*reply, fmt::format("CLUSTER REMOVE {}", id));
+}
+
 }  // namespace netsem

@@ -108,6 +108,12 @@ void parse_cluster_section(const IniFile& ini, const IniSection& section, Server
       cluster.data_dir = entry.value;
     } else if (entry.key == "secret_file") {
       cluster.secret_file = entry.value;
+    } else if (entry.key == "join") {
+      if (entry.value == "on" || entry.value == "off") {
+        cluster.join = entry.value == "on";
+      } else {
+        error(entry, invalid("join is on or off"));
+      }
     } else if (entry.key == "election_timeout_ms") {
       if (auto ms = parse_ini_integer(entry.value, 100, 60000)) {
         cluster.election_timeout_ms = *ms;
@@ -152,7 +158,7 @@ void parse_cluster_section(const IniFile& ini, const IniSection& section, Server
         cluster.servers.push_back(std::move(*member));
       }
     } else {
-      error(entry, invalid("unknown key in [cluster] (id, data_dir, secret_file, election_timeout_ms, "
+      error(entry, invalid("unknown key in [cluster] (id, data_dir, secret_file, join, election_timeout_ms, "
                            "heartbeat_timeout_ms, raft_bind_address, server.<id>)"));
     }
   }

@@ -53,6 +53,10 @@ struct ClusterConfig {
   // The first configuration, in id order: a pristine data directory
   // bootstraps with it; later changes are made at run time.
   std::vector<ClusterMember> servers;
+  // `join = on`: a pristine data directory is not bootstrapped with
+  // `servers`; the server waits for the leader to add it (CLUSTER ADD,
+  // `netsem cluster add`). A directory with a log ignores it.
+  bool join = false;
   std::int64_t election_timeout_ms = 500;
   std::int64_t heartbeat_timeout_ms = 50;
   // When set, the IPv4 address ("a.b.c.d") this server's Raft listens on,

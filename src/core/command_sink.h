@@ -9,12 +9,24 @@
 // own.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <string>
 
+#include "netsem/status.h"
 #include "replication/entry.h"
 #include "stats/cluster_figures.h"
 
 namespace netsem::server {
+
+// A change of the cluster's membership an admin asked for (CLUSTER ADD,
+// CLUSTER REMOVE; docs/protocol.md, proposed 1.2).
+struct MembershipChange {
+  bool add = true;  // false: remove
+  std::uint64_t id = 0;
+  std::string raft_address;    // ADD: "a.b.c.d:port", where its Raft listens
+  std::string client_address;  // ADD: "host:port", where its clients connect
+};
 
 class CommandSink {
  public:
@@ -34,6 +46,16 @@ class CommandSink {
   // server knows it (proposed 1.2's LEADER); "" while none is known (an
   // election).
   virtual std::string leader_client_address() const { return {}; }
+  // CLUSTER STATUS: one line of JSON (docs/protocol.md). The default: "{}".
+  virtual std::string cluster_status_json() const { return "{}"; }
+  // CLUSTER ADD / REMOVE: makes the change (on the leader; elsewhere
+  // kUnavailable naming the leader) and calls `done` with its outcome on
+  // the loop thread, once, normally later (the default: at once, with
+  // kUnavailable). The dispatcher accepts both.
+  virtual void change_membership(MembershipChange change, std::function<void(Status)> done) {
+    (void)change;
+    done(Status(StatusCode::kUnavailable, "this server cannot change the cluster's membership"));
+  }
 
  protected:
   CommandSink() = default;

@@ -6,6 +6,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <memory>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -443,7 +445,92 @@ void Dispatcher::handle_request(SessionState& session) {
     case Verb::kLeader:
       leader(session, tag);
       return;
+    case Verb::kCluster:
+      handle_cluster(session, tag);
+      return;
   }
+}
+
+// --- CLUSTER (proposed 1.2) ---
+
+void Dispatcher::handle_cluster(SessionState& session, std::string_view tag) {
+  // With tokens, permitted() checked the admin right already.
+  if (!config_.auth.required() && !config_.admin_networks.allows(session.address)) {
+    return answer_error(session, tag, ErrorCode::kDenied, "CLUSTER needs the admin right (admin_networks)");
+  }
+  if (!cluster_mode()) {
+    return answer_error(session, tag, ErrorCode::kBadArg, "this server is not in a cluster (no [cluster] section)");
+  }
+  if (request_.cluster_action == protocol::ClusterAction::kStatus) {
+    protocol::append_ok_text(session.out, tag, sink_->cluster_status_json());
+    return;
+  }
+  MembershipChange change;
+  change.add = request_.cluster_action == protocol::ClusterAction::kAdd;
+  change.id = request_.member_id;
+  change.raft_address.assign(request_.raft_address);
+  change.client_address.assign(request_.client_address);
+  logs_.event(logs_.sessions, change.add ? "cluster add asked" : "cluster remove asked",
+              {{"session", session.id}, {"peer", session.peer}, {"server", change.id}});
+  session.cluster_pending = true;
+  session.cluster_tag.assign(tag);
+  // The sink may answer inside the call (then it is answered here) or later.
+  auto inside = std::make_shared<bool>(true);
+  auto at_once = std::make_shared<std::optional<Status>>();
+  const std::uint64_t key = session.log.nonce;
+  sink_->change_membership(std::move(change), [this, key, inside, at_once](Status outcome) {
+    if (*inside) {
+      *at_once = std::move(outcome);
+      return;
+    }
+    membership_changed(key, outcome);
+  });
+  *inside = false;
+  if (*at_once) {
+    session.cluster_pending = false;
+    session.cluster_tag.clear();
+    answer_membership(session, tag, **at_once);
+  }
+}
+
+void Dispatcher::membership_changed(std::uint64_t key, const Status& outcome) {
+  const auto found = by_nonce_.find(key);
+  if (found == by_nonce_.end() || !found->second->cluster_pending) return;
+  SessionState& session = *found->second;
+  session.cluster_pending = false;
+  const std::string tag = std::move(session.cluster_tag);
+  session.cluster_tag.clear();
+  begin_turn();
+  answer_membership(session, tag, outcome);
+  session.events->input_resumable();
+}
+
+void Dispatcher::answer_membership(SessionState& session, std::string_view tag, const Status& outcome) {
+  if (outcome) {
+    protocol::append_ok(session.out, tag);
+    return;
+  }
+  ErrorCode code = ErrorCode::kBusy;  // not the leader, no leader, a change in progress: retry
+  switch (outcome.code()) {
+    case StatusCode::kInvalidArgument:
+      code = ErrorCode::kBadArg;
+      break;
+    case StatusCode::kNotFound:
+      code = ErrorCode::kNotFound;
+      break;
+    case StatusCode::kAlreadyExists:
+      code = ErrorCode::kExists;
+      break;
+    case StatusCode::kShutdown:
+      code = ErrorCode::kShutdown;
+      break;
+    default:
+      break;
+  }
+  std::string detail(outcome.message());
+  std::replace_if(
+      detail.begin(), detail.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
+  protocol::append_error(session.out, tag, code, detail);
 }
 
 // --- protocol 1.1: who holds, who waits, who is there, KICK ---
@@ -632,6 +719,7 @@ Requirement requirement_of(Verb verb) {
     case Verb::kDelete:
       return {R::kSignal, S::kName};
     case Verb::kKick:
+    case Verb::kCluster:
       return {R::kAdmin, S::kEverywhere};
     case Verb::kHello:
     case Verb::kPing:

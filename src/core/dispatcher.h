@@ -236,6 +236,11 @@ class Dispatcher {
   // (Cluster mode: `id` is the key the dispatcher's own post handed, the
   // session's nonce, as a session may have no id yet.)
   void auth_checked(SessionId id, const auth::TokenVerifier::Outcome& outcome);
+  // The membership change of a session's CLUSTER ADD or REMOVE ended with
+  // `outcome` (cluster mode; `key` the session's nonce): its answer is
+  // appended and its held requests go on. Nothing when the session ended
+  // meanwhile. The caller ends the turn.
+  void membership_changed(std::uint64_t key, const Status& outcome);
   // The authentication tables (config.auth) changed on reload: open
   // sessions follow them at once. A session authenticated by a token still
   // listed with the same hash gets its new rights; one whose token was
@@ -369,6 +374,9 @@ class Dispatcher {
   // when not): the contract's rights by verb, limited by prefix.
   bool permitted(SessionState& session, std::string_view tag);
   void handle_auth(SessionState& session, std::string_view tag);
+  // CLUSTER (proposed 1.2): the admin right, then the sink's status or change.
+  void handle_cluster(SessionState& session, std::string_view tag);
+  void answer_membership(SessionState& session, std::string_view tag, const Status& outcome);
   // Answers the session's AUTH `tag` with `outcome`; the fifth failure ends it.
   void finish_auth(SessionState& session, std::string_view tag, const auth::TokenVerifier::Outcome& outcome);
   // Hands the completions the table appended to their sessions, then logs

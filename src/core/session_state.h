@@ -133,6 +133,10 @@ struct SessionState {
   // the network layer, until its answer (input_held).
   bool auth_pending = false;
   std::string auth_tag;
+  // A CLUSTER ADD or REMOVE (cluster mode) waits for the configuration
+  // change: the session's later requests wait too (input_held).
+  bool cluster_pending = false;
+  std::string cluster_tag;
 
   // On the replicated log (the Dispatcher's cluster mode, its own): where
   // the session stands in the log, and the one command it has in flight.
@@ -170,9 +174,9 @@ struct SessionState {
   LogState log;
 
   // Whether the network layer must hand the dispatcher no more requests for
-  // now: a LIST streams, an AUTH is being checked, or (cluster mode) the
+  // now: a LIST streams, an AUTH is being checked, a CLUSTER change runs, or (cluster mode) the
   // answer to the session's command has not yet come from the log.
-  bool input_held() const { return list.has_value() || auth_pending || log.pending; }
+  bool input_held() const { return list.has_value() || auth_pending || cluster_pending || log.pending; }
 };
 
 // The session's dialect as SESSIONS, the HTTP API and the log show it:

@@ -26,7 +26,7 @@ struct VerbInfo {
 };
 
 // The most frequent verbs first: the table is searched in order.
-constexpr std::array<VerbInfo, 24> kVerbs = {{
+constexpr std::array<VerbInfo, 25> kVerbs = {{
     {"ACQUIRE", Verb::kAcquire, 1, 3}, {"RELEASE", Verb::kRelease, 1, 2},   {"WAIT", Verb::kWait, 1, 3},
     {"POST", Verb::kPost, 1, 2},       {"PING", Verb::kPing, 0, 1},         {"HELLO", Verb::kHello, 1, 2},
     {"CANCEL", Verb::kCancel, 1, 1},   {"CREATE", Verb::kCreate, 2, 4},     {"DELETE", Verb::kDelete, 1, 1},
@@ -35,6 +35,7 @@ constexpr std::array<VerbInfo, 24> kVerbs = {{
     {"WAITERS", Verb::kWaiters, 1, 1}, {"SESSIONS", Verb::kSessions, 0, 0}, {"KICK", Verb::kKick, 1, 1},
     {"AUTH", Verb::kAuth, 1, 1},       {"LEASE", Verb::kLease, 0, 0},       {"RESUMABLE", Verb::kResumable, 0, 0},
     {"RESUME", Verb::kResume, 2, 2},   {"MINE", Verb::kMine, 0, 0},         {"LEADER", Verb::kLeader, 0, 0},
+    {"CLUSTER", Verb::kCluster, 1, 4},
 }};
 
 // The most arguments any verb takes; one more slot tells "too many".
@@ -71,12 +72,44 @@ void reset(Request& request) {
   request.option_on = false;
   request.session_id = {};
   request.secret = {};
+  request.cluster_action = ClusterAction::kStatus;
+  request.member_id = 0;
+  request.raft_address = {};
+  request.client_address = {};
 }
 
 // The messages are fixed texts, never echoes of the request: a field may hold
 // any byte, and an answer must stay one clean line.
 constexpr std::string_view kBadCount = "count must be 1..2147483647";
 constexpr std::string_view kBadTimeout = "timeout_ms must be -1 or 0..9223372036854775807";
+
+// CLUSTER STATUS | ADD <id> <raft-address> <client-address> | REMOVE <id>.
+ParseStatus parse_cluster(const std::string_view* args, std::size_t argc, Request& request, ParseError& error) {
+  constexpr std::string_view kUsage =
+      "CLUSTER STATUS, CLUSTER ADD <id> <raft-address> <client-address> or CLUSTER REMOVE <id>";
+  std::size_t want = 0;
+  if (equals_upper(args[0], "STATUS")) {
+    request.cluster_action = ClusterAction::kStatus;
+    want = 1;
+  } else if (equals_upper(args[0], "ADD")) {
+    request.cluster_action = ClusterAction::kAdd;
+    want = 4;
+  } else if (equals_upper(args[0], "REMOVE")) {
+    request.cluster_action = ClusterAction::kRemove;
+    want = 2;
+  } else {
+    return fail(error, ErrorCode::kBadArg, kUsage);
+  }
+  if (argc != want) return fail(error, ErrorCode::kBadRequest, kUsage);
+  if (want >= 2 && !parse_session_id(args[1], request.member_id)) {
+    return fail(error, ErrorCode::kBadArg, "a server id is a decimal number 1..18446744073709551615");
+  }
+  if (want == 4) {
+    request.raft_address = args[2];
+    request.client_address = args[3];
+  }
+  return ParseStatus::kRequest;
+}
 
 ParseStatus parse_name(std::string_view field, Request& request, ParseError& error) {
   if (decode_name(field, request.name) != ErrorCode::kNone) {
@@ -205,6 +238,8 @@ ParseStatus parse_arguments(const std::string_view* args, std::size_t n, Request
     case Verb::kMine:
     case Verb::kLeader:
       return ParseStatus::kRequest;
+    case Verb::kCluster:
+      return parse_cluster(args, n, request, error);
   }
   return fail(error, ErrorCode::kUnknownVerb, "unknown verb");
 }
@@ -438,6 +473,31 @@ void encode_kick(std::string& out, std::string_view tag, std::uint64_t session_i
   begin(out, tag, "KICK");
   out.push_back(' ');
   append_decimal(out, session_id);
+  end(out);
+}
+
+void encode_cluster_status(std::string& out, std::string_view tag) {
+  begin(out, tag, "CLUSTER");
+  out += " STATUS";
+  end(out);
+}
+
+void encode_cluster_add(std::string& out, std::string_view tag, std::uint64_t id, std::string_view raft_address,
+                        std::string_view client_address) {
+  begin(out, tag, "CLUSTER");
+  out += " ADD ";
+  append_decimal(out, id);
+  out.push_back(' ');
+  out += raft_address;
+  out.push_back(' ');
+  out += client_address;
+  end(out);
+}
+
+void encode_cluster_remove(std::string& out, std::string_view tag, std::uint64_t id) {
+  begin(out, tag, "CLUSTER");
+  out += " REMOVE ";
+  append_decimal(out, id);
   end(out);
 }
 

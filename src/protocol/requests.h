@@ -61,6 +61,9 @@ enum class Verb : std::uint8_t {
   kResume,
   kMine,
   kLeader,
+  // Proposed for 1.2: a cluster's membership, for admins (CLUSTER STATUS,
+  // CLUSTER ADD <id> <raft-address> <client-address>, CLUSTER REMOVE <id>).
+  kCluster,
 };
 
 // The wire spelling of a verb ("ACQUIRE", ...).
@@ -70,6 +73,9 @@ std::string_view verb_name(Verb verb);
 enum class SessionOption : std::uint8_t {
   kQueued,  // `OPTION queued <on|off>`: whether a waiting request is told QUEUED
 };
+
+// What CLUSTER asks (proposed 1.2).
+enum class ClusterAction : std::uint8_t { kStatus, kAdd, kRemove };
 
 // One parsed request. Views point into the line passed to parse_request (and
 // are valid while it is); `name` is decoded into storage the object owns.
@@ -96,6 +102,12 @@ struct Request {
   // KICK: the id as sent; RESUME: the id, checked by the parser. The dispatcher checks the admin right before the
   // id (the contract), so the parser takes any field; parse_session_id reads it.
   std::string_view session_id;
+  // CLUSTER: the action; ADD and REMOVE the member's id (1..2^64-1); ADD
+  // its Raft and client addresses as sent (the server checks them).
+  ClusterAction cluster_action = ClusterAction::kStatus;
+  std::uint64_t member_id = 0;
+  std::string_view raft_address;
+  std::string_view client_address;
 };
 
 // Why a line was refused. `tag` is empty when the line had no valid tag: the
@@ -168,6 +180,13 @@ void encode_holders(std::string& out, std::string_view tag, std::string_view nam
 void encode_waiters(std::string& out, std::string_view tag, std::string_view name);
 void encode_sessions(std::string& out, std::string_view tag);
 void encode_kick(std::string& out, std::string_view tag, std::uint64_t session_id);
+// "CLUSTER STATUS", "CLUSTER ADD <id> <raft-address> <client-address>",
+// "CLUSTER REMOVE <id>" (proposed 1.2). REQUIRES: the addresses are one
+// field each (no space).
+void encode_cluster_status(std::string& out, std::string_view tag);
+void encode_cluster_add(std::string& out, std::string_view tag, std::uint64_t id, std::string_view raft_address,
+                        std::string_view client_address);
+void encode_cluster_remove(std::string& out, std::string_view tag, std::uint64_t id);
 // Proposed 1.2: "LEASE" (answered `OK <session_timeout_ms>`; a 1.0 or 1.1
 // server answers UNKNOWN_VERB).
 void encode_lease(std::string& out, std::string_view tag);

@@ -16,6 +16,8 @@
 #include <filesystem>
 #include <variant>
 
+#include <nlohmann/json.hpp>
+
 #include "replication/entry.h"
 
 namespace netsem::server {
@@ -39,7 +41,8 @@ ClusterRuntime::ClusterRuntime(asio::io_context& io, const ServerConfig& config)
       replica_(TableLimits{config.max_semaphores, config.max_pending_per_session}),
       tick_timer_(io),
       drain_timer_(io) {
-  for (const ClusterMember& member : config.cluster.servers) client_addresses_[member.id] = member.client_address;
+  for (const ClusterMember& member : config.cluster.servers) configured_[member.id] = member.client_address;
+  client_addresses_ = configured_;
 }
 
 ClusterRuntime::~ClusterRuntime() {
@@ -76,8 +79,11 @@ Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& 
   options.raft_address = self->raft_address;
   options.raft_bind_address = config.cluster.raft_bind_address;
   options.data_dir = data_dir.string();
-  for (const ClusterMember& member : config.cluster.servers) {
-    options.bootstrap.push_back(raft::ServerInfo{member.id, member.raft_address, raft::ServerRole::kVoter});
+  // join = on: no first configuration; the leader adds this server.
+  if (!config.cluster.join) {
+    for (const ClusterMember& member : config.cluster.servers) {
+      options.bootstrap.push_back(raft::ServerInfo{member.id, member.raft_address, raft::ServerRole::kVoter});
+    }
   }
   options.client_addresses = runtime->client_addresses_;
   options.election_timeout = std::chrono::milliseconds(config.cluster.election_timeout_ms);
@@ -92,8 +98,9 @@ Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& 
   if (!node) return node.status();
   runtime->node_ = std::move(*node);
   runtime->watch();
-  spdlog::info("cluster server {} of {}: raft {} (data {}), clients {}", self->id, config.cluster.servers.size(),
-               self->raft_address, data_dir.string(), self->client_address);
+  spdlog::info("cluster server {} of {}: raft {} (data {}), clients {}{}", self->id, config.cluster.servers.size(),
+               self->raft_address, data_dir.string(), self->client_address,
+               config.cluster.join ? " (join = on: waiting to be added)" : "");
   return runtime;
 }
 
@@ -108,6 +115,14 @@ void ClusterRuntime::push(std::optional<cluster::ReplicaEvent> event) {
   do {
     n = ::write(event_fd_.get(), &one, sizeof one);
   } while (n < 0 && errno == EINTR);
+}
+
+void ClusterRuntime::post(std::function<void()> job) {
+  {
+    std::lock_guard lock(mutex_);
+    jobs_.push_back(std::move(job));
+  }
+  push(std::nullopt);
 }
 
 void ClusterRuntime::watch() {
@@ -135,12 +150,16 @@ void ClusterRuntime::set_callbacks(Callbacks callbacks) {
 void ClusterRuntime::run_queued() {
   if (!attached_ || stopped_) return;
   std::vector<cluster::ReplicaEvent> events;
+  std::vector<std::function<void()>> jobs;
   {
     std::lock_guard lock(mutex_);
     events.swap(queue_);
+    jobs.swap(jobs_);
   }
+  bool members_may_change = false;
   for (cluster::ReplicaEvent& event : events) {
     if (event.kind == cluster::ReplicaEvent::Kind::kRestored) {
+      members_may_change = true;
       if (auto restored = replica_.restore(event.bytes); !restored) {
         spdlog::error("cluster: the loop replica refused the snapshot at {}: {}", event.index, restored.to_string());
         continue;
@@ -161,8 +180,16 @@ void ClusterRuntime::run_queued() {
       continue;
     }
     node_->applied(event.index, *entry);
+    for (const replication::Command& command : entry->commands) {
+      if (std::holds_alternative<replication::SetMember>(command) ||
+          std::holds_alternative<replication::RemoveMember>(command)) {
+        members_may_change = true;
+      }
+    }
     if (callbacks_.applied) callbacks_.applied(*entry, *results);
   }
+  if (members_may_change) refresh_members();
+  for (auto& job : jobs) job();
   tick();
   if (callbacks_.end_turn) callbacks_.end_turn();
   if (draining_ && !stopped_ && node_->status().pending == 0) stop();
@@ -196,7 +223,41 @@ void ClusterRuntime::tick() {
     spdlog::info("cluster: {} in term {}, leader {}", raft::role_name(now.role), now.term,
                  now.leader_id == 0 ? std::string("unknown") : std::to_string(now.leader_id));
   }
+  if (now.role == raft::Role::kLeader) seed_members(now);
   arm_tick(next);
+}
+
+void ClusterRuntime::refresh_members() {
+  std::map<std::uint64_t, std::string> merged = configured_;
+  for (const auto& [member, address] : replica_.members()) merged[member] = address;
+  if (merged == client_addresses_) return;
+  for (const auto& [member, address] : merged) {
+    const auto old = client_addresses_.find(member);
+    if (old == client_addresses_.end() || old->second != address) {
+      spdlog::info("cluster: server {} answers clients at {}", member, address);
+      if (forwarder_) forwarder_->set_address(member, address);
+    }
+  }
+  for (const auto& [member, address] : client_addresses_) {
+    if (!merged.contains(member) && forwarder_) forwarder_->set_address(member, "");
+  }
+  client_addresses_ = std::move(merged);
+}
+
+void ClusterRuntime::seed_members(const cluster::ClusterStatus& now) {
+  if (now.term != seeded_term_) {
+    seeded_term_ = now.term;
+    seeded_.clear();
+  }
+  for (const raft::ServerInfo& server : now.configuration) {
+    const auto configured = configured_.find(server.id);
+    if (configured == configured_.end() || replica_.members().contains(server.id)) continue;
+    if (const auto sent = seeded_.find(server.id); sent != seeded_.end() && sent->second == configured->second) {
+      continue;  // submitted in this term: pending until applied
+    }
+    seeded_[server.id] = configured->second;
+    submit(replication::SetMember{server.id, configured->second});
+  }
 }
 
 void ClusterRuntime::arm_tick(std::int64_t at_ms) {
@@ -292,6 +353,103 @@ void ClusterRuntime::accept_peer(UniqueFd fd, const asio::ip::address& remote, s
 
 cluster::ClusterStatus ClusterRuntime::status() const {
   return node_ ? node_->status() : cluster::ClusterStatus{};
+}
+
+std::string ClusterRuntime::cluster_status_json() const {
+  nlohmann::ordered_json json = nlohmann::ordered_json::object();
+  json["id"] = id_;
+  if (!node_) return json.dump();
+  const cluster::ClusterStatus s = node_->status();
+  json["role"] = std::string(raft::role_name(s.role));
+  json["term"] = s.term;
+  json["leader_id"] = s.leader_id;
+  json["leader"] = s.leader_client_address;
+  json["commit_index"] = s.commit_index;
+  json["applied_index"] = replica_.last_index();
+  json["last_index"] = s.last_index;
+  nlohmann::ordered_json members = nlohmann::ordered_json::array();
+  for (const raft::ServerInfo& server : s.configuration) {
+    nlohmann::ordered_json member = nlohmann::ordered_json::object();
+    member["id"] = server.id;
+    member["role"] = std::string(raft::server_role_name(server.role));
+    member["raft"] = server.address;
+    const auto client = client_addresses_.find(server.id);
+    member["client"] = client == client_addresses_.end() ? std::string() : client->second;
+    if (server.id == id_ && s.role == raft::Role::kLeader) {
+      member["match_index"] = s.last_index;
+      member["lag"] = 0;
+    }
+    for (const auto& [other, match] : s.match_indexes) {
+      if (other != server.id) continue;
+      member["match_index"] = match;
+      member["lag"] = s.last_index > match ? s.last_index - match : 0;
+    }
+    members.push_back(std::move(member));
+  }
+  json["members"] = std::move(members);
+  return json.dump();
+}
+
+void ClusterRuntime::change_membership(MembershipChange change, std::function<void(Status)> done) {
+  const auto fail = [this, &done](Status why) { post([done, why = std::move(why)] { done(why); }); };
+  if (stopped_ || !node_) return fail(Status(StatusCode::kShutdown, "the server is stopping"));
+  const cluster::ClusterStatus now = node_->status();
+  if (now.role != raft::Role::kLeader) {
+    if (now.leader_id == 0) return fail(Status(StatusCode::kUnavailable, "no leader now; retry"));
+    return fail(Status(
+        StatusCode::kUnavailable,
+        "not the leader; the leader is server " + std::to_string(now.leader_id) + " at " + now.leader_client_address));
+  }
+  const bool member = std::any_of(now.configuration.begin(), now.configuration.end(),
+                                  [&change](const raft::ServerInfo& server) { return server.id == change.id; });
+  const std::uint64_t id = change.id;
+  if (!change.add) {
+    if (!member) return fail(Status(StatusCode::kNotFound, "server " + std::to_string(id) + " is not a member"));
+    spdlog::info("cluster: removing server {}", id);
+    node_->raft().remove_server(id, [this, id, done](Status outcome) {
+      post([this, id, done, outcome] {
+        if (outcome) {
+          spdlog::info("cluster: server {} removed", id);
+          submit(replication::RemoveMember{id});
+        } else {
+          spdlog::warn("cluster: removing server {}: {}", id, outcome.to_string());
+        }
+        done(outcome);
+      });
+    });
+    return;
+  }
+  if (member) return fail(Status(StatusCode::kAlreadyExists, "server " + std::to_string(id) + " is a member already"));
+  const replication::SetMember set{id, change.client_address};
+  if (auto checked = replication::check_command(set); !checked) {
+    return fail(Status(StatusCode::kInvalidArgument, "bad client address (host:port): " + checked.message()));
+  }
+  if (auto parsed = raft::parse_servers(std::to_string(id) + "@" + change.raft_address); !parsed) {
+    return fail(Status(StatusCode::kInvalidArgument, "bad Raft address (a.b.c.d:port): " + parsed.status().message()));
+  }
+  spdlog::info("cluster: adding server {} (raft {}, clients {})", id, change.raft_address, change.client_address);
+  // Its client address first, so that the others let its peer link in and
+  // name it; then Raft's: a spare, then a voter once it caught up.
+  submit(set);
+  node_->raft().add_server(id, change.raft_address, [this, id, done](Status added) {
+    post([this, id, done, added] {
+      if (!added || stopped_ || !node_) {
+        spdlog::warn("cluster: adding server {}: {}", id, added ? "stopped" : added.to_string());
+        done(added ? Status(StatusCode::kShutdown, "the server is stopping") : added);
+        return;
+      }
+      node_->raft().assign(id, raft::ServerRole::kVoter, [this, id, done](Status assigned) {
+        post([id, done, assigned] {
+          if (assigned) {
+            spdlog::info("cluster: server {} added as a voter", id);
+          } else {
+            spdlog::warn("cluster: server {} is a spare, not a voter: {}", id, assigned.to_string());
+          }
+          done(assigned);
+        });
+      });
+    });
+  });
 }
 
 stats::ClusterFigures ClusterRuntime::cluster_figures() const {

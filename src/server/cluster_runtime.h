@@ -23,6 +23,12 @@
 // dispatcher's), configure() at start and reload, accept_peer() for a
 // connection whose first line is `PEER ...`, status(), stop().
 //
+// The members' client addresses (where a follower's peer link goes, which
+// hosts may open one) are the configuration's `server.N` lines overridden
+// by the replicated members (SetMember: a server added at run time is in no
+// other server's file); the leader seeds the replicated members with the
+// servers of its `server.N` lines that are in the Raft configuration.
+//
 // Thread safety: everything on the loop thread but the raft thread's sink
 // and wake, which only push under the mutex and write the eventfd.
 #pragma once
@@ -96,6 +102,14 @@ class ClusterRuntime final : public CommandSink {
   // configured server (one whose first line `PEER ...` is a peer link's).
   bool is_peer_host(const std::array<std::uint8_t, 16>& address) const;
 
+  // CommandSink: CLUSTER STATUS's JSON and CLUSTER ADD / REMOVE (leader
+  // only). ADD: SetMember (the new server's client address, replicated),
+  // then RaftNode::add_server (a spare), then assign voter (libraft waits
+  // until it caught up); REMOVE: RaftNode::remove_server, then
+  // RemoveMember. `done` runs on the loop thread, never inside the call.
+  std::string cluster_status_json() const override;
+  void change_membership(MembershipChange change, std::function<void(Status)> done) override;
+
   cluster::ClusterStatus status() const;
   // CommandSink: status() as STATS and /metrics show it, the applied index
   // the loop replica's.
@@ -115,17 +129,30 @@ class ClusterRuntime final : public CommandSink {
   ClusterRuntime(asio::io_context& io, const ServerConfig& config);
   // Raft thread: queue the event / the wake, write the eventfd.
   void push(std::optional<cluster::ReplicaEvent> event);
+  // Any thread: runs `job` on the loop thread, in the next turn.
+  void post(std::function<void()> job);
   void watch();
   // Loop thread: applies the queued events, ticks, ends the turn.
   void run_queued();
   void tick();
   void arm_tick(std::int64_t at_ms);
 
+  // The members' client addresses: the configuration's `server.N` lines,
+  // each replaced by the replicated member's (SetMember) when there is one;
+  // what the peer links connect to and check hellos against.
+  void refresh_members();
+  // As leader: SetMember for every server of the Raft configuration that
+  // this server's `server.N` lines name and the replicated members lack.
+  void seed_members(const cluster::ClusterStatus& now);
+
   asio::io_context& io_;
   std::uint64_t id_ = 0;
   std::string secret_;
-  std::map<std::uint64_t, std::string> client_addresses_;
-  replication::StateMachine replica_;  // the loop replica
+  std::map<std::uint64_t, std::string> configured_;        // the server.N lines
+  std::map<std::uint64_t, std::string> client_addresses_;  // configured_ + the replicated members
+  std::uint64_t seeded_term_ = 0;                          // the term seed_members() last submitted in
+  std::map<std::uint64_t, std::string> seeded_;            // what it submitted then
+  replication::StateMachine replica_;                      // the loop replica
   Callbacks callbacks_;
   bool attached_ = false;
   bool stopped_ = false;
@@ -134,6 +161,7 @@ class ClusterRuntime final : public CommandSink {
   std::optional<asio::posix::stream_descriptor> watcher_;
   std::mutex mutex_;
   std::vector<cluster::ReplicaEvent> queue_;  // guarded by mutex_
+  std::vector<std::function<void()>> jobs_;   // guarded by mutex_
 
   // The role, term and leader last logged.
   raft::Role seen_role_ = raft::Role::kUnavailable;

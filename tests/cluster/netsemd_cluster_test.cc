@@ -7,7 +7,8 @@
 // on, fences rising throughout; a clean stop whose sessions end in the log;
 // a forged peer link refused; the cluster figures of STATS and /metrics;
 // sessions that outlive their connection (proposed 1.2: RESUMABLE, RESUME
-// on another server, MINE, LEADER).
+// on another server, MINE, LEADER);
+// a fourth server added at run time (CLUSTER ADD), one removed.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -17,6 +18,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -24,6 +26,7 @@
 #include <string>
 #include <thread>
 
+#include "cli/cli_runner.h"
 #include "netsemd_harness.h"
 #include "stats/promtool.h"
 #include "support/free_port.h"
@@ -33,13 +36,14 @@
 namespace netsem::testing {
 namespace {
 
-constexpr int kServers = 3;
+constexpr int kServers = 3;     // the first configuration
+constexpr int kMaxServers = 4;  // and one added at run time (join = on)
 
 class NetsemdCluster : public ::testing::Test {
  protected:
   void SetUp() override {
     std::set<std::uint16_t> taken;
-    for (int i = 0; i < kServers; ++i) {
+    for (int i = 0; i < kMaxServers; ++i) {
       for (std::uint16_t* port : {&client_ports_[i], &raft_ports_[i]}) {
         do {
           *port = test_support::free_loopback_port();
@@ -47,7 +51,7 @@ class NetsemdCluster : public ::testing::Test {
         taken.insert(*port);
       }
     }
-    for (int i = 0; i < kServers; ++i) {
+    for (int i = 0; i < kMaxServers; ++i) {
       // Each server's own copy of the secret, readable by its owner only.
       const auto secret = dir_.path() / ("secret." + std::to_string(i + 1));
       std::ofstream(secret) << "a-cluster-secret-of-the-test-0123456789\n";
@@ -69,10 +73,14 @@ class NetsemdCluster : public ::testing::Test {
                        std::to_string(i + 1) +
                        "\nsecret_file = " + (dir_.path() / ("secret." + std::to_string(i + 1))).string() +
                        "\nelection_timeout_ms = 500\nheartbeat_timeout_ms = 50\n";
-    for (int j = 0; j < kServers; ++j) {
+    for (int j = 0; j < kMaxServers; ++j) {
+      // The first three know nothing of the fourth; it knows them, itself,
+      // and that it waits to be added.
+      if (j >= kServers && j != i) continue;
       text += "server." + std::to_string(j + 1) + " = " + host(j) + ":" + std::to_string(raft_ports_[j]) + " " +
               host(j) + ":" + std::to_string(client_ports_[j]) + "\n";
     }
+    if (i >= kServers) text += "join = on\n";
     return text;
   }
 
@@ -100,7 +108,7 @@ class NetsemdCluster : public ::testing::Test {
     do {
       int best = -1;
       long best_term = -1;
-      for (int i = 0; i < kServers; ++i) {
+      for (int i = 0; i < kMaxServers; ++i) {
         if (servers_[i] == nullptr) continue;
         const std::string log = servers_[i]->log();
         for (auto it = std::sregex_iterator(log.begin(), log.end(), kLeads); it != std::sregex_iterator(); ++it) {
@@ -119,7 +127,7 @@ class NetsemdCluster : public ::testing::Test {
 
   std::string logs() const {
     std::string all;
-    for (int i = 0; i < kServers; ++i) {
+    for (int i = 0; i < kMaxServers; ++i) {
       if (servers_[i] != nullptr) all += "--- server " + std::to_string(i + 1) + ":\n" + servers_[i]->log();
     }
     return all;
@@ -128,9 +136,9 @@ class NetsemdCluster : public ::testing::Test {
   // Lines added to each server's [server] section (set before SetUp).
   std::string extra_server_config_;
   TempDir dir_;
-  std::array<std::uint16_t, kServers> client_ports_{};
-  std::array<std::uint16_t, kServers> raft_ports_{};
-  std::array<std::unique_ptr<Netsemd>, kServers> servers_;
+  std::array<std::uint16_t, kMaxServers> client_ports_{};
+  std::array<std::uint16_t, kMaxServers> raft_ports_{};
+  std::array<std::unique_ptr<Netsemd>, kMaxServers> servers_;
 };
 
 TEST_F(NetsemdCluster, GrantsQueuesAndHandsOverAcrossServersAndSurvivesTheLeadersDeath) {
@@ -295,7 +303,9 @@ TEST_F(NetsemdCluster, StatsAndMetricsShowRoleTermIndexesAndLag) {
       const auto& followers = cluster.at("follower_lag");
       ASSERT_EQ(followers.size(), 2u) << cluster;
       for (int j = 0; j < kServers; ++j) {
-        if (j != lead) EXPECT_TRUE(followers.contains(std::to_string(j + 1))) << cluster;
+        if (j != lead) {
+          EXPECT_TRUE(followers.contains(std::to_string(j + 1))) << cluster;
+        }
       }
     } else {
       EXPECT_TRUE(cluster.at("follower_lag").empty()) << cluster;
@@ -492,6 +502,111 @@ TEST_F(NetsemdClusterShortTimeout, AResumableSessionLastsTheSessionTimeoutWithou
   const std::string next = watcher->read_line(10s).value_or("");
   EXPECT_EQ(next.rfind("w2 OK ", 0), 0u) << next << "\n" << logs();
   EXPECT_LT(std::chrono::steady_clock::now() - closed_at, 1500ms);
+}
+
+// The members' view, from CLUSTER STATUS's JSON: id -> member object.
+std::map<std::uint64_t, nlohmann::json> members_of(const std::string& answer, std::string_view tag) {
+  std::map<std::uint64_t, nlohmann::json> out;
+  const std::string prefix = std::string(tag) + " OK ";
+  if (answer.rfind(prefix, 0) != 0) return out;
+  const nlohmann::json view = nlohmann::json::parse(answer.substr(prefix.size()));
+  for (const auto& member : view.at("members")) {
+    out[member.at("id").get<std::uint64_t>()] = member;
+  }
+  return out;
+}
+
+// Membership at run time: a follower refuses a change and names the
+// leader; the leader adds a fourth server started with join = on (in none
+// of the others' files), which catches up (the grants made before it came
+// are in its replica) and serves a client of its own through a peer link
+// to the leader (its address known from the replicated members); then a
+// follower is removed, stopped, and the remaining three go on.
+TEST_F(NetsemdCluster, AServerAddedAtRunTimeCatchesUpAndOneRemovedLeavesTheClusterGoingOn) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int follower = (lead + 1) % kServers;
+  auto admin = connect(lead);
+  ASSERT_TRUE(admin != nullptr);
+  const std::string status = admin->request("s1 CLUSTER STATUS", 5s);
+  ASSERT_EQ(status.rfind("s1 OK {", 0), 0u) << status;
+  EXPECT_EQ(members_of(status, "s1").size(), 3u) << status;
+
+  auto a = connect(follower);
+  ASSERT_TRUE(a != nullptr);
+  ASSERT_EQ(a->request(req::acquire("a1", "lock", 1, 20000), 10s).rfind("a1 OK ", 0), 0u) << logs();
+  const std::string refused = a->request("c0 CLUSTER REMOVE 3", 5s);
+  EXPECT_EQ(refused.rfind("c0 ERR BUSY not the leader; the leader is server " + std::to_string(lead + 1) + " at " +
+                              host(lead) + ":" + std::to_string(client_ports_[lead]),
+                          0),
+            0u)
+      << refused;
+  EXPECT_EQ(admin->request("c1 CLUSTER ADD 4 nonsense 127.0.0.4:1", 5s).rfind("c1 ERR BAD_ARG ", 0), 0u);
+  EXPECT_EQ(admin->request("c2 CLUSTER REMOVE 9", 5s).rfind("c2 ERR NOT_FOUND ", 0), 0u);
+
+  // The fourth server: a pristine directory that does not bootstrap.
+  start(3);
+  ASSERT_TRUE(servers_[3] != nullptr);
+  ASSERT_TRUE(servers_[3]->wait_for_log("join = on", 5s)) << logs();
+  // With the CLI, against a follower: it asks the leader.
+  const auto asked_at = std::chrono::steady_clock::now();
+  const NetsemRun added = run_netsem(
+      {"-v", "--server", host(follower) + ":" + std::to_string(client_ports_[follower]), "cluster", "add", "4",
+       host(3) + ":" + std::to_string(raft_ports_[3]), host(3) + ":" + std::to_string(client_ports_[3])},
+      {}, 30s);
+  ASSERT_EQ(added.exit_code, 0) << added << logs();
+  EXPECT_EQ(added.out, "server 4 added: a voter\n") << added;
+  EXPECT_NE(added.err.find("asking the leader, " + host(lead) + ":" + std::to_string(client_ports_[lead])),
+            std::string::npos)
+      << added;
+  std::printf(
+      "netsem cluster add of a pristine fourth server: a voter after %lld ms\n",
+      static_cast<long long>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - asked_at).count()));
+  const auto members = members_of(admin->request("s2 CLUSTER STATUS", 5s), "s2");
+  ASSERT_EQ(members.size(), 4u) << logs();
+  EXPECT_EQ(members.at(4).at("role"), "voter");
+  EXPECT_EQ(members.at(4).at("client"), host(3) + ":" + std::to_string(client_ports_[3]));
+
+  const NetsemRun shown =
+      run_netsem({"--server", host(3) + ":" + std::to_string(client_ports_[3]), "cluster", "status"}, {}, 10s);
+  ASSERT_EQ(shown.exit_code, 0) << shown;
+  EXPECT_NE(shown.out.find("server 4 ("), std::string::npos) << shown;
+  const std::regex member_row("\n4 +voter +" + host(3) + ":" + std::to_string(raft_ports_[3]) + " +" + host(3) + ":" +
+                              std::to_string(client_ports_[3]) + " +- +-\n");
+  EXPECT_TRUE(std::regex_search(shown.out, member_row)) << shown;
+
+  // It caught up: the grant made before it came is in its replica.
+  auto d = connect(3);
+  ASSERT_TRUE(d != nullptr);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  nlohmann::json stats;
+  do {
+    const std::string answer = d->request("st STATS", 5s);
+    ASSERT_EQ(answer.rfind("st OK {", 0), 0u) << answer;
+    stats = nlohmann::json::parse(answer.substr(6));
+    if (stats.at("grants").get<std::uint64_t>() >= 1 && stats.at("held").get<std::uint64_t>() == 1) break;
+    std::this_thread::sleep_for(50ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  EXPECT_GE(stats.at("grants").get<std::uint64_t>(), 1u) << stats;
+  EXPECT_EQ(stats.at("held"), 1) << stats;
+  EXPECT_EQ(stats.at("cluster").at("leader_id"), lead + 1) << stats;
+  EXPECT_EQ(stats.at("cluster").at("members"), 4) << stats;
+  // Its own client, through its peer link to the leader (which knows its
+  // host from the replicated members, not from a file).
+  ASSERT_EQ(d->request(req::acquire("d1", "other", 1, 20000), 10s).rfind("d1 OK ", 0), 0u) << logs();
+
+  // A follower removed (not the leader), then stopped: three go on.
+  const int removed = (lead + 2) % kServers;
+  EXPECT_EQ(admin->request("c4 CLUSTER REMOVE " + std::to_string(removed + 1), 30s), "c4 OK") << logs();
+  const auto after = members_of(admin->request("s3 CLUSTER STATUS", 5s), "s3");
+  EXPECT_EQ(after.size(), 3u) << logs();
+  EXPECT_FALSE(after.contains(removed + 1));
+  servers_[removed]->send_signal(SIGKILL);
+  ASSERT_TRUE(servers_[removed]->wait_exit(5s).has_value());
+  servers_[removed].reset();
+  ASSERT_EQ(a->request(req::release("r1", "lock"), 10s).rfind("r1 OK", 0), 0u) << logs();
+  ASSERT_EQ(d->request(req::acquire("d2", "lock", 1, 20000), 10s).rfind("d2 OK ", 0), 0u) << logs();
 }
 
 }  // namespace

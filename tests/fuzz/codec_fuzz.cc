@@ -168,6 +168,15 @@ void check_request_round_trips(const Request& request) {
       encode_kick(line, tag, id);
       break;
     }
+    case Verb::kCluster:
+      if (request.cluster_action == ClusterAction::kStatus) {
+        encode_cluster_status(line, tag);
+      } else if (request.cluster_action == ClusterAction::kAdd) {
+        encode_cluster_add(line, tag, request.member_id, request.raft_address, request.client_address);
+      } else {
+        encode_cluster_remove(line, tag, request.member_id);
+      }
+      break;
   }
   FUZZ_CHECK(!line.empty() && line.back() == '\n' && line.find('\n') == line.size() - 1);
   line.pop_back();
@@ -189,6 +198,10 @@ void check_request_round_trips(const Request& request) {
   FUZZ_CHECK(again.pending_tag == request.pending_tag);
   FUZZ_CHECK(again.option == request.option);
   FUZZ_CHECK(again.option_on == request.option_on);
+  FUZZ_CHECK(again.cluster_action == request.cluster_action);
+  FUZZ_CHECK(again.member_id == request.member_id);
+  FUZZ_CHECK(again.raft_address == request.raft_address);
+  FUZZ_CHECK(again.client_address == request.client_address);
   FUZZ_CHECK(again.session_id == request.session_id);
 }
 

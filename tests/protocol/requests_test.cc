@@ -178,6 +178,19 @@ TEST(ParseRequest, ClassifiesEveryShapeOfLine) {
       {"t KICK nobody", kReq},
       {"t KICK", kErr, ErrorCode::kBadRequest},
       {"t KICK 1 2", kErr, ErrorCode::kBadRequest},
+      // CLUSTER (proposed 1.2): STATUS, ADD id raft client, REMOVE id.
+      {"t CLUSTER STATUS", kReq},
+      {"t cluster status", kReq},
+      {"t CLUSTER ADD 4 127.0.0.4:7001 127.0.0.4:53559", kReq},
+      {"t CLUSTER REMOVE 3", kReq},
+      {"t CLUSTER", kErr, ErrorCode::kBadRequest},
+      {"t CLUSTER JOIN 3", kErr, ErrorCode::kBadArg},
+      {"t CLUSTER STATUS now", kErr, ErrorCode::kBadRequest},
+      {"t CLUSTER REMOVE", kErr, ErrorCode::kBadRequest},
+      {"t CLUSTER REMOVE 0", kErr, ErrorCode::kBadArg},
+      {"t CLUSTER REMOVE x", kErr, ErrorCode::kBadArg},
+      {"t CLUSTER ADD 4 127.0.0.4:7001", kErr, ErrorCode::kBadRequest},
+      {"t CLUSTER ADD 4 a b c", kErr, ErrorCode::kBadRequest},
       // Still unknown here: AUTH belongs to the security issue.
       {"t FROB token", kErr, ErrorCode::kUnknownVerb},
       {"t AUTH", kErr, ErrorCode::kBadRequest},
@@ -386,7 +399,7 @@ TEST(ParseSessionId, TakesDecimalIdsFromOne) {
 }
 
 TEST(VerbName, SpellsEveryVerb) {
-  for (auto v = static_cast<std::uint8_t>(Verb::kHello); v <= static_cast<std::uint8_t>(Verb::kLeader); ++v) {
+  for (auto v = static_cast<std::uint8_t>(Verb::kHello); v <= static_cast<std::uint8_t>(Verb::kCluster); ++v) {
     const auto verb = static_cast<Verb>(v);
     const std::string line = "t " + std::string(verb_name(verb));
     Request request;
@@ -594,6 +607,27 @@ TEST(EncodeRequest, ParsesBackTheVerbsWithoutNames) {
   std::uint64_t id = 0;
   EXPECT_TRUE(parse_session_id(r.session_id, id));
   EXPECT_EQ(id, 77u);
+}
+
+TEST(EncodeRequest, ClusterRoundTrips) {
+  std::string status, add, remove;
+  encode_cluster_status(status, "s");
+  encode_cluster_add(add, "a", 18446744073709551615u, "10.0.0.4:7001", "[::1]:53559");
+  encode_cluster_remove(remove, "r", 3);
+  EXPECT_EQ(status, "s CLUSTER STATUS\n");
+  EXPECT_EQ(add, "a CLUSTER ADD 18446744073709551615 10.0.0.4:7001 [::1]:53559\n");
+  EXPECT_EQ(remove, "r CLUSTER REMOVE 3\n");
+  Request r = parse_back(status);
+  EXPECT_EQ(r.verb, Verb::kCluster);
+  EXPECT_EQ(r.cluster_action, ClusterAction::kStatus);
+  r = parse_back(add);
+  EXPECT_EQ(r.cluster_action, ClusterAction::kAdd);
+  EXPECT_EQ(r.member_id, 18446744073709551615u);
+  EXPECT_EQ(r.raft_address, "10.0.0.4:7001");
+  EXPECT_EQ(r.client_address, "[::1]:53559");
+  r = parse_back(remove);
+  EXPECT_EQ(r.cluster_action, ClusterAction::kRemove);
+  EXPECT_EQ(r.member_id, 3u);
 }
 
 TEST(EncodeRequest, HelloLabelIsEncodedLikeAName) {

@@ -1,0 +1,136 @@
+// netsem cluster status|add|remove (cluster_commands.h): CLUSTER STATUS's
+// JSON read with nlohmann-json (its members are an array of objects), the
+// leader followed for a change.
+#include "cli/cluster_commands.h"
+
+#include <charconv>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "cli/cli.h"
+
+namespace netsem::cli {
+
+namespace {
+
+struct ClusterOptions {
+  bool json = false;
+  std::string id;
+  std::string raft_address;
+  std::string client_address;
+  CLI::App* status = nullptr;
+  CLI::App* add = nullptr;
+  CLI::App* remove = nullptr;
+};
+
+std::string text_of(const nlohmann::json& object, const char* key) {
+  if (!object.contains(key)) return "-";
+  const nlohmann::json& value = object.at(key);
+  if (value.is_string()) return value.get<std::string>().empty() ? "-" : value.get<std::string>();
+  return value.dump();
+}
+
+int status_command(const GlobalOptions& global, bool json) {
+  Connection connection = connect(global);
+  if (!connection.client) return connection.failure;
+  if (const int failed = require_server(connection, "cluster status"); failed != kExitOk) return failed;
+  auto status = connection.client->cluster_status();
+  if (!status) return report_failure(connection, status.status());
+  if (json) {
+    print(*status + "\n");
+    return kExitOk;
+  }
+  const nlohmann::json view = nlohmann::json::parse(*status, nullptr, false);
+  if (!view.is_object() || !view.contains("members") || !view.at("members").is_array()) {
+    print_error("cluster status: the server's answer is not the JSON of CLUSTER STATUS: " + status->substr(0, 200));
+    return kExitProtocol;
+  }
+  std::string text = "server " + text_of(view, "id") + " (" + text_of(view, "role") + ", term " +
+                     text_of(view, "term") + "); leader " + text_of(view, "leader_id") + " at " +
+                     text_of(view, "leader") + "; commit " + text_of(view, "commit_index") + ", applied " +
+                     text_of(view, "applied_index") + "\n";
+  std::vector<std::vector<std::string>> cells = {{"ID", "ROLE", "RAFT", "CLIENT", "MATCH", "LAG"}};
+  for (const nlohmann::json& member : view.at("members")) {
+    cells.push_back({text_of(member, "id"), text_of(member, "role"), text_of(member, "raft"), text_of(member, "client"),
+                     text_of(member, "match_index"), text_of(member, "lag")});
+  }
+  text += aligned_table(cells);
+  print(text);
+  return kExitOk;
+}
+
+// A connection to the leader: the one made when the server named leads (or
+// names no leader: its refusal then says why), else one to the leader it
+// names.
+Connection connect_to_leader(const GlobalOptions& global, std::string_view what) {
+  Connection connection = connect(global);
+  if (!connection.client) return connection;
+  if (const int failed = require_server(connection, what); failed != kExitOk) {
+    connection.client.reset();
+    connection.failure = failed;
+    return connection;
+  }
+  auto status = connection.client->cluster_status();
+  if (!status) return connection;  // the change's own answer says why
+  const nlohmann::json view = nlohmann::json::parse(*status, nullptr, false);
+  if (!view.is_object() || text_of(view, "role") == "leader") return connection;
+  const std::string leader =
+      view.contains("leader") && view.at("leader").is_string() ? view.at("leader").get<std::string>() : "";
+  if (leader.empty()) return connection;
+  if (global.verbosity > 0) print_error(std::string(what) + ": asking the leader, " + leader);
+  GlobalOptions at_leader = global;
+  at_leader.servers = {leader};
+  Connection there = connect(at_leader);
+  if (!there.client) return connection;  // ask here: the refusal names the leader
+  return there;
+}
+
+int change_command(const GlobalOptions& global, const ClusterOptions& options, bool add) {
+  const std::string what = add ? "cluster add" : "cluster remove";
+  std::uint64_t id = 0;
+  const char* end = options.id.data() + options.id.size();
+  const bool digits = !options.id.empty() && options.id.find_first_not_of("0123456789") == std::string::npos;
+  const auto [stop, error] = std::from_chars(options.id.data(), end, id);
+  if (!digits || error != std::errc() || stop != end || id == 0) {
+    print_error(what + ": ID must be a server id (a whole number from 1, in decimal digits), not '" + options.id + "'");
+    return kExitUsage;
+  }
+  Connection connection = connect_to_leader(global, what);
+  if (!connection.client) return connection.failure;
+  const Status status = add ? connection.client->cluster_add(id, options.raft_address, options.client_address)
+                            : connection.client->cluster_remove(id);
+  if (!status) return report_failure(connection, status);
+  print(add ? "server " + std::to_string(id) + " added: a voter\n" : "server " + std::to_string(id) + " removed\n");
+  return kExitOk;
+}
+
+}  // namespace
+
+Action define_cluster(CLI::App& command) {
+  auto options = std::make_shared<ClusterOptions>();
+  options->status = command.add_subcommand("status", "show the cluster as this server sees it: role, leader, members");
+  options->status->add_flag("--json", options->json, "print CLUSTER STATUS's JSON as the server sent it");
+  options->add = command.add_subcommand(
+      "add", "add server ID (started with join = on) at RAFT-ADDRESS and CLIENT-ADDRESS; done once it is a voter");
+  options->add->add_option("ID", options->id, "the new server's id, as in its [cluster] id")->required();
+  options->add->add_option("RAFT-ADDRESS", options->raft_address, "a.b.c.d:port where its Raft listens")->required();
+  options->add->add_option("CLIENT-ADDRESS", options->client_address, "host:port where its clients connect")
+      ->required();
+  options->remove = command.add_subcommand("remove", "remove server ID from the cluster (then stop it)");
+  options->remove->add_option("ID", options->id, "the server's id")->required();
+  options->status->fallthrough();
+  options->add->fallthrough();
+  options->remove->fallthrough();
+  command.require_subcommand(0, 1);
+  return [options](const GlobalOptions& global) {
+    if (options->status->parsed()) return status_command(global, options->json);
+    if (options->add->parsed()) return change_command(global, *options, true);
+    if (options->remove->parsed()) return change_command(global, *options, false);
+    print_error("cluster: status, add or remove is needed (see netsem cluster --help)");
+    return kExitUsage;
+  };
+}
+
+}  // namespace netsem::cli
