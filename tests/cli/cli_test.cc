@@ -1546,7 +1546,7 @@ TEST_F(CliUsage, DocsDescribeEverySubcommandExitCodeAndJsonField) {
   for (std::string line; std::getline(lines, line) && line.rfind("  ", 0) == 0;) {
     subcommands.insert(line.substr(2, line.find(' ', 2) - 2));
   }
-  EXPECT_EQ(subcommands.size(), 14u) << help.out;
+  EXPECT_EQ(subcommands.size(), 15u) << help.out;
   for (const auto& subcommand : subcommands) {
     EXPECT_NE(doc.find("\n## netsem " + subcommand), std::string::npos) << subcommand << " is not documented";
   }

@@ -120,6 +120,25 @@ TEST_F(CliInspect, HoldersWaitersAndSessionsShowTheOtherSessions) {
   EXPECT_EQ(sessions.out.find("from-env"), std::string::npos) << sessions;
 }
 
+// netsem cluster against a single server: CLUSTER says it is in no
+// cluster (BAD_ARG: exit 2); bad arguments are refused before connecting.
+// The cluster itself is tests/cluster/netsemd_cluster_test.cc's.
+TEST_F(CliInspect, ClusterOfASingleServerSaysItIsNotInACluster) {
+  start();
+  const NetsemRun status = netsem({"cluster", "status"});
+  EXPECT_EQ(status.exit_code, 2) << status;
+  EXPECT_NE(status.err.find("not in a cluster"), std::string::npos) << status;
+  const NetsemRun remove = netsem({"cluster", "remove", "2"});
+  EXPECT_EQ(remove.exit_code, 2) << remove;
+  EXPECT_NE(remove.err.find("not in a cluster"), std::string::npos) << remove;
+  const NetsemRun bad = netsem({"cluster", "remove", "two"});
+  EXPECT_EQ(bad.exit_code, 2) << bad;
+  EXPECT_NE(bad.err.find("cluster remove: ID must be a server id"), std::string::npos) << bad;
+  EXPECT_EQ(netsem({"cluster", "add", "4", "10.0.0.4:7001"}).exit_code, 2);
+  const NetsemRun none = netsem({"cluster"});
+  EXPECT_EQ(none.exit_code, 2) << none;
+}
+
 TEST_F(CliInspect, KickEndsAnotherSessionAndItsPermitGoesToTheWaiter) {
   start();
   RawSession holder = session("victim");
