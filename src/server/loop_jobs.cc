@@ -19,12 +19,13 @@ LoopJobs::~LoopJobs() {
 }
 
 Status LoopJobs::start() {
-  event_fd_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (!event_fd_.valid()) return Status(StatusCode::kIoError, std::string("eventfd: ") + std::strerror(errno));
-  // The descriptor stays owned by event_fd_: the watcher gets a duplicate.
-  const int watched = ::dup(event_fd_.get());
-  if (watched < 0) return Status(StatusCode::kIoError, std::string("dup: ") + std::strerror(errno));
-  watcher_.emplace(io_, watched);
+  const int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) return Status(StatusCode::kIoError, std::string("eventfd: ") + std::strerror(errno));
+  watcher_.emplace(io_, fd);  // owns it from here
+  {
+    std::lock_guard lock(mutex_);
+    event_fd_ = fd;
+  }
   watch();
   return Status::ok();
 }
@@ -34,6 +35,7 @@ void LoopJobs::close() {
   {
     std::lock_guard lock(mutex_);
     closed_ = true;
+    event_fd_ = -1;  // the watcher closes it below: no writer may touch it now
     dropped.swap(queue_);
   }
   for (const auto& job : dropped) job->cancel();
@@ -46,20 +48,20 @@ void LoopJobs::close() {
 }
 
 Status LoopJobs::submit(std::shared_ptr<Job> job) {
-  {
-    std::lock_guard lock(mutex_);
-    if (closed_) return Status(StatusCode::kShutdown, "the server is stopping");
-    if (queue_.size() >= max_queued_) {
-      return Status(StatusCode::kBusy, "too many requests wait for the server's event loop");
-    }
-    queue_.push_back(std::move(job));
+  std::lock_guard lock(mutex_);
+  if (closed_ || event_fd_ < 0) return Status(StatusCode::kShutdown, "the server is stopping");
+  if (queue_.size() >= max_queued_) {
+    return Status(StatusCode::kBusy, "too many requests wait for the server's event loop");
   }
-  // Under no lock: the loop reads the counter and then takes the queue, so a
-  // job queued before this write is seen by the read it causes, or earlier.
+  queue_.push_back(std::move(job));
+  // Under the lock, so close() cannot close the descriptor in between (a
+  // nonblocking eventfd write does not wait). The loop reads the counter and
+  // then takes the queue, so a job queued before this write is seen by the
+  // read it causes, or earlier.
   const std::uint64_t one = 1;
   ssize_t n;
   do {
-    n = ::write(event_fd_.get(), &one, sizeof one);
+    n = ::write(event_fd_, &one, sizeof one);
   } while (n < 0 && errno == EINTR);
   // EAGAIN: the counter is at its maximum, so the loop is woken already.
   return Status::ok();
@@ -69,7 +71,7 @@ void LoopJobs::watch() {
   watcher_->async_wait(asio::posix::stream_descriptor::wait_read, [this](const std::error_code& error) {
     if (error || !watcher_) return;
     std::uint64_t count = 0;
-    while (::read(event_fd_.get(), &count, sizeof count) < 0 && errno == EINTR) {
+    while (::read(watcher_->native_handle(), &count, sizeof count) < 0 && errno == EINTR) {
     }
     run_queued();
     if (watcher_) watch();

@@ -18,7 +18,9 @@
 // (a page of rows).
 //
 // API: start() and close() on the loop thread; call() from any other thread
-// (never from the loop thread: it would wait for itself). close() cancels
+// (never from the loop thread: it would wait for itself); post() from any
+// other thread, for work whose caller does not wait (the token verifier's
+// answers, the TLS listener's established connections). close() cancels
 // queued jobs (their callers get kShutdown at once) and refuses new ones.
 //
 // Thread safety: as above; the queue is guarded by an internal mutex.
@@ -35,7 +37,6 @@
 #include <optional>
 #include <utility>
 
-#include "common/unique_fd.h"
 #include "netsem/status.h"
 
 namespace netsem::server {
@@ -63,6 +64,11 @@ class LoopJobs {
     if (auto status = submit(job); !status) return status;
     return job->wait(timeout);
   }
+
+  // Runs `fn` on the loop, later; returns at once. kBusy when max_queued
+  // jobs are queued, kShutdown when closed: `fn` will not run (it is
+  // destroyed on this thread or the loop's).
+  Status post(std::function<void()> fn) { return submit(std::make_shared<PostJob>(std::move(fn))); }
 
  private:
   struct Job {
@@ -99,6 +105,13 @@ class LoopJobs {
     bool cancelled = false;  // guarded by mutex
   };
 
+  struct PostJob final : Job {
+    explicit PostJob(std::function<void()> f) : fn(std::move(f)) {}
+    void run() override { fn(); }
+    void cancel() override {}
+    std::function<void()> fn;
+  };
+
   Status submit(std::shared_ptr<Job> job);
   void watch();
   void run_queued();
@@ -106,9 +119,14 @@ class LoopJobs {
   asio::io_context& io_;
   const std::size_t max_queued_;
   std::function<void()> after_jobs_;
-  UniqueFd event_fd_;
+  // The eventfd, owned by the watcher (one descriptor: a process near its
+  // RLIMIT_NOFILE must still get as far as the descriptor plan). Other
+  // threads write it through event_fd_ under mutex_ while !closed_; close()
+  // sets closed_ under mutex_ before it closes the watcher, so no write
+  // reaches a closed (or reused) descriptor.
   std::optional<asio::posix::stream_descriptor> watcher_;  // loop thread only
   std::mutex mutex_;
+  int event_fd_ = -1;                       // guarded by mutex_
   std::deque<std::shared_ptr<Job>> queue_;  // guarded by mutex_
   bool closed_ = false;                     // guarded by mutex_
 };

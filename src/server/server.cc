@@ -170,14 +170,26 @@ Server::~Server() {
   if (cluster_) cluster_->stop();
   // The TLS thread first: it posts to the loop.
   if (tls_) tls_->stop();
-  // The HTTP threads: their handlers may wait on the loop jobs.
+  // The HTTP threads: their handlers may wait on the loop jobs (and check
+  // bearer tokens with the verifier).
   if (loop_jobs_) loop_jobs_->close();
   if (http_) http_->stop();
+  // The verifier's thread, which posts its answers to the loop too.
+  verifier_.reset();
+  if (from_threads_) from_threads_->close();
 }
+
+// Work the other threads hand to the loop at once (from_threads_): the
+// verifier's answers (at most its queue plus one) and established TLS
+// connections (at most its handshakes in flight).
+constexpr std::size_t kMaxFromThreads = 4096;
 
 Status Server::start() {
   started_ = std::chrono::steady_clock::now();
   read_buffer_.resize(kReadBufferBytes);
+  // Work the verifier's and the TLS listener's threads hand to the loop.
+  from_threads_ = std::make_unique<LoopJobs>(io_, kMaxFromThreads, [this] { end_turn(); });
+  if (auto status = from_threads_->start(); !status) return status;
   // Before HTTP, whose bearer tokens it checks too.
   verifier_ = std::make_unique<auth::TokenVerifier>();
   verifier_->set_tokens(config_.auth.tokens);
@@ -189,12 +201,13 @@ Status Server::start() {
     return status;
   }
   dispatcher_->set_started(started_);
-  dispatcher_->set_token_verifier(verifier_.get(), [this](std::function<void()> work) {
-    asio::post(io_, [this, work = std::move(work)] {
-      work();
-      end_turn();
-    });
-  });
+  // The verifier's thread hands its answers to the loop through
+  // from_threads_, never asio::post: the io_context runs with
+  // ASIO_CONCURRENCY_HINT_UNSAFE (loop_jobs.h). Its queue (far above the
+  // verifier's own bound) never refuses an answer; one posted while
+  // stopping is dropped with its session.
+  dispatcher_->set_token_verifier(verifier_.get(),
+                                  [this](std::function<void()> work) { (void)from_threads_->post(std::move(work)); });
   if (config_.auth.required()) {
     spdlog::info("authentication required: {} tokens, {} TLS subjects (docs/security.md)", config_.auth.tokens.size(),
                  config_.auth.subjects.size());
@@ -595,11 +608,11 @@ Status Server::start_tls() {
       config_.bind_address, config_.tls_port, std::move(*context),
       std::chrono::milliseconds(config_.tls_handshake_timeout_ms), config_.session_timeout_ms,
       [this](TlsListener::Connection connection) {
-        // From the TLS thread to the loop.
-        asio::post(io_, [this, connection = std::make_shared<TlsListener::Connection>(std::move(connection))] {
-          on_tls_accept(std::move(*connection));
-          end_turn();
-        });
+        // From the TLS thread to the loop, through from_threads_ (never
+        // asio::post: ASIO_CONCURRENCY_HINT_UNSAFE). Refused when too many
+        // wait: the connection is closed as it goes.
+        (void)from_threads_->post([this, connection = std::make_shared<TlsListener::Connection>(
+                                             std::move(connection))] { on_tls_accept(std::move(*connection)); });
       });
   if (!listener) return listener.status();
   tls_ = std::move(*listener);
@@ -689,6 +702,7 @@ void Server::stop() {
   std::error_code ignored;
   acceptor_.close(ignored);
   if (tls_) tls_->stop();  // handshakes in progress are dropped
+  if (from_threads_) from_threads_->close();
   // Back to the default actions: a second SIGTERM or SIGINT during the
   // shutdown ends the process at once.
   signals_.clear(ignored);

@@ -207,6 +207,9 @@ class Server final : private JournalProgress, public SessionHost {
   std::unique_ptr<ClusterRuntime> cluster_;
   std::unique_ptr<SemaphoreTable> table_;   // made by start(), once the journal is open
   std::unique_ptr<Dispatcher> dispatcher_;  // made by start(), with the table
+  // What other threads (the token verifier's, the TLS listener's) hand to
+  // the loop; made by start(). Declared before verifier_, so it outlives it.
+  std::unique_ptr<LoopJobs> from_threads_;
   // Checks AUTH tokens on its thread (made by start(); destroyed before the
   // dispatcher, so no check's answer outlives it).
   std::unique_ptr<auth::TokenVerifier> verifier_;

@@ -1,12 +1,14 @@
 // LoopJobs (src/server/loop_jobs.h): work from another thread runs on the
 // event loop's thread and its value comes back; a loop that does not run
 // makes callers wait no longer than their bound; the queue is bounded; a
-// close answers every waiter at once.
+// close answers every waiter at once; post() runs work without a waiter, in
+// order; the queue costs one descriptor.
 #include "server/loop_jobs.h"
 
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
 #include <thread>
 
 namespace netsem::server {
@@ -95,6 +97,48 @@ TEST(LoopJobs, CloseAnswersEveryWaiterAtOnceAndRefusesNewJobs) {
   auto late = jobs.call<int>([] { return 0; }, 5s);
   ASSERT_FALSE(late);
   EXPECT_EQ(late.status().code(), StatusCode::kShutdown);
+}
+
+// Descriptors this process has open now.
+std::size_t open_descriptors() {
+  std::size_t count = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++count;
+  return count;
+}
+
+TEST(LoopJobs, PostRunsOnTheLoopInOrderAndTheQueueCostsOneDescriptor) {
+  asio::io_context io;
+  std::atomic<int> turns{0};
+  const asio::posix::stream_descriptor reactor(io);  // Asio opens its reactor's descriptors now
+  const std::size_t before = open_descriptors();
+  LoopJobs jobs(io, 1000, [&] { ++turns; });
+  ASSERT_TRUE(jobs.start());
+  // A process near its RLIMIT_NOFILE must still reach the descriptor plan
+  // (ServerDescriptors.LimitTooLowForOneSessionRefusesToStart).
+  EXPECT_EQ(open_descriptors(), before + 1);
+  std::thread::id loop_thread;
+  std::thread loop([&] {
+    loop_thread = std::this_thread::get_id();
+    io.run();
+  });
+  std::vector<int> seen;  // the loop's only
+  std::atomic<bool> wrong_thread{false};
+  for (int i = 0; i < 500; ++i) {
+    ASSERT_TRUE(jobs.post([&, i] {
+      if (std::this_thread::get_id() != loop_thread) wrong_thread = true;
+      seen.push_back(i);
+    }));
+  }
+  // A call queued after them runs after them.
+  auto count = jobs.call<std::size_t>([&] { return seen.size(); }, 5s);
+  ASSERT_TRUE(count) << count.status().to_string();
+  EXPECT_EQ(*count, 500U);
+  EXPECT_FALSE(wrong_thread.load());
+  asio::post(io, [&] { jobs.close(); });
+  loop.join();
+  for (int i = 0; i < 500; ++i) ASSERT_EQ(seen[i], i);
+  EXPECT_FALSE(jobs.post([] {}));
+  EXPECT_EQ(open_descriptors(), before);  // its descriptor is closed
 }
 
 }  // namespace
