@@ -97,6 +97,9 @@ Result<std::optional<std::string>> PeerFrameDecoder::next() {
 
 // --- the follower's side ---
 
+// How long a link may take to connect before it counts as failed.
+constexpr std::chrono::milliseconds kConnectTimeout{1000};
+
 struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link> {
   struct Chunk {
     std::string bytes;
@@ -105,32 +108,27 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
 
   Link(asio::io_context& io, ServerId target, std::shared_ptr<PeerLinkStats> link_stats,
        std::shared_ptr<std::map<ServerId, std::chrono::steady_clock::time_point>> failures)
-      : socket(io), resolver(io), to(target), stats(std::move(link_stats)), failed_at(std::move(failures)) {}
+      : socket(io), connect_timer(io), to(target), stats(std::move(link_stats)), failed_at(std::move(failures)) {}
 
   void connect(const std::string& local_host, const std::string& host, const std::string& port, std::string hello) {
     queue.push_front(Chunk{std::move(hello), true});
-    // A numeric address needs no resolver: Asio's async_resolve completes
-    // from a thread of its own, which netsemd's io_context (run with
-    // ASIO_CONCURRENCY_HINT_UNSAFE) must not be touched from.
+    // Numeric addresses only ([cluster] refuses host names): Asio's
+    // async_resolve would complete from a thread of its own, and netsemd's
+    // io_context (run with ASIO_CONCURRENCY_HINT_UNSAFE) must not be
+    // touched from another thread.
     asio::error_code numeric;
     const asio::ip::address address = asio::ip::make_address(host, numeric);
     unsigned long port_number = 0;
     const auto [end, parsed] = std::from_chars(port.data(), port.data() + port.size(), port_number);
-    if (!numeric && parsed == std::errc() && end == port.data() + port.size() && port_number >= 1 &&
-        port_number <= 65535) {
-      const asio::ip::tcp::endpoint endpoint(address, static_cast<unsigned short>(port_number));
-      asio::post(socket.get_executor(), [self = shared_from_this(), local_host, endpoint] {
-        if (!self->dead) self->connect_to(local_host, endpoint);
-      });
+    if (numeric || parsed != std::errc() || end != port.data() + port.size() || port_number < 1 ||
+        port_number > 65535) {
+      asio::post(socket.get_executor(), [self = shared_from_this()] { self->fail(); });
       return;
     }
-    resolver.async_resolve(host, port,
-                           [self = shared_from_this(), local_host](const asio::error_code& ec,
-                                                                   asio::ip::tcp::resolver::results_type results) {
-                             if (self->dead) return;
-                             if (ec || results.empty()) return self->fail();
-                             self->connect_to(local_host, *results.begin());
-                           });
+    const asio::ip::tcp::endpoint endpoint(address, static_cast<unsigned short>(port_number));
+    asio::post(socket.get_executor(), [self = shared_from_this(), local_host, endpoint] {
+      if (!self->dead) self->connect_to(local_host, endpoint);
+    });
   }
 
   void connect_to(const std::string& local_host, const asio::ip::tcp::endpoint& endpoint) {
@@ -143,8 +141,16 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
       socket.bind(asio::ip::tcp::endpoint(local, 0), e);
       if (e) return fail();
     }
+    // A leader cut off by a partition answers no SYN: the link fails after
+    // kConnectTimeout rather than keep forwards queued behind the kernel's
+    // SYN retries (about two minutes); forward() connects again later.
+    connect_timer.expires_after(kConnectTimeout);
+    connect_timer.async_wait([self = shared_from_this()](const asio::error_code& c) {
+      if (!c && !self->dead && !self->connected) self->fail();
+    });
     socket.async_connect(endpoint, [self = shared_from_this()](const asio::error_code& c) {
       if (self->dead) return;
+      self->connect_timer.cancel();
       if (c) return self->fail();
       asio::error_code ignored;
       self->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
@@ -192,7 +198,7 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
     queue.clear();
     queued_bytes = 0;
     asio::error_code ignored;
-    resolver.cancel();
+    connect_timer.cancel();
     socket.close(ignored);
   }
   void fail() {
@@ -203,7 +209,7 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
   }
 
   asio::ip::tcp::socket socket;
-  asio::ip::tcp::resolver resolver;
+  asio::steady_timer connect_timer;
   ServerId to;
   std::shared_ptr<PeerLinkStats> stats;
   std::shared_ptr<std::map<ServerId, std::chrono::steady_clock::time_point>> failed_at;

@@ -5,9 +5,12 @@
 // whole (this server among the servers, ids and addresses unique, the
 // heartbeat well below the election timeout) so that a cluster never starts
 // on a configuration libraft would refuse later, or worse, accept.
+#include <arpa/inet.h>
 #include <fmt/format.h>
+#include <netinet/in.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <set>
 
@@ -66,7 +69,18 @@ Status check_client_address(std::string_view text) {
   const bool bracketed = text.front() == '[';
   if (colon == std::string_view::npos || host.empty() || !parse_port(text.substr(colon + 1)) ||
       host.find_first_of(" []") != std::string_view::npos || (!bracketed && host.find(':') != std::string_view::npos)) {
-    return invalid(fmt::format("`{}` is not a host with its port (host:port, [v6]:port)", text));
+    return invalid(fmt::format("`{}` is not an address with its port (a.b.c.d:port, [v6]:port)", text));
+  }
+  // Numeric only: the servers check a peer link's remote address against
+  // it, and connect to it without a resolver (whose thread would touch the
+  // event loop's io_context, ASIO_CONCURRENCY_HINT_UNSAFE).
+  std::array<unsigned char, sizeof(in6_addr)> bytes{};
+  const std::string host_text(host);
+  if (::inet_pton(bracketed ? AF_INET6 : AF_INET, host_text.c_str(), bytes.data()) != 1) {
+    return invalid(
+        fmt::format("`{}`: the client address must be a numeric IP address (a.b.c.d:port, [v6]:port), "
+                    "not a host name",
+                    text));
   }
   return Status::ok();
 }
@@ -178,6 +192,13 @@ void parse_cluster_section(const IniFile& ini, const IniSection& section, Server
                             "a leader must be heard twice per election timeout",
                             heartbeat_line != 0 ? ini.location(heartbeat_line) : where, cluster.heartbeat_timeout_ms,
                             cluster.election_timeout_ms)));
+  }
+  if (config.session_timeout_ms == 0) {
+    // Nothing would end the sessions of a server that died (or was killed):
+    // their permits would stay held for ever. docs/replication.md.
+    errors.add(invalid(where +
+                       ": [cluster] needs a session timeout ([server] session_timeout_ms above 0): the sessions of a "
+                       "server that dies are ended by the log only when their timeout passes"));
   }
   if (cluster.servers.size() > 1 && cluster.secret_file.empty()) {
     errors.add(invalid(where + ": [cluster] of several servers needs `secret_file`: the peer links' shared secret"));

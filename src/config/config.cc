@@ -835,6 +835,7 @@ std::vector<std::string_view> options_needing_restart(const ServerConfig& runnin
   for (const auto& spec : server_options()) {
     if (!spec.reloadable && spec.show(running) != spec.show(loaded)) names.push_back(spec.name);
   }
+  if (!(running.cluster == loaded.cluster)) names.push_back("[cluster]");
   return names;
 }
 

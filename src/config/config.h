@@ -64,6 +64,9 @@ struct ClusterConfig {
   // for a server its peers reach through a translated address (NAT, a
   // container, a test's partition proxy) or that listens on 0.0.0.0.
   std::string raft_bind_address;
+  // Every field: a reload that changes any of them says so (they take
+  // effect after a restart; members change at run time, not by reload).
+  friend bool operator==(const ClusterConfig&, const ClusterConfig&) = default;
 
   // This server's line, or nullptr when the section is absent.
   const ClusterMember* self() const {

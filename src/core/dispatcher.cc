@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <memory>
 #include <optional>
+#include <random>
 
 #include <fmt/format.h>
 
@@ -72,6 +73,12 @@ Dispatcher::Dispatcher(const replication::StateMachine& replica, CommandSink& si
       sink_(&sink),
       origin_(origin) {
   started_ = clock_(clock_context_);
+  // Nonces begin at a random point, so that an OpenSession of this server's
+  // previous run, applied again while this run catches up with the log,
+  // never matches a session of this run (which would get the old session's
+  // id and answers).
+  std::random_device random;
+  next_nonce_ = (std::uint64_t{random()} << 32 | random()) & ((std::uint64_t{1} << 62) - 1);
 }
 
 // --- sessions ---

@@ -204,6 +204,14 @@ void Dispatcher::cluster_end_session(SessionState& session, stats::EndCause caus
                  replica_->session_timeout_ms());
     return;
   }
+  if (close == CloseCause::kShutdown && replica_->session_timeout_ms() > 0) {
+    // This server stops; the session does not end with it. Its client was
+    // told SHUTDOWN and may go on working under its lease (docs/client.md)
+    // until the session timeout: the others must not grant its permits
+    // before, so the log's expiry ends it (or a RESUME on another server
+    // takes it over), not a CloseSession now.
+    return;
+  }
   sink_->submit(replication::CloseSession{session.id, origin_, close});
 }
 

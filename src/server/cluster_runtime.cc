@@ -322,12 +322,20 @@ void ClusterRuntime::accept_peer(UniqueFd fd, const asio::ip::address& remote, s
   }
   asio::ip::tcp::socket socket(io_);
   std::error_code error;
-  socket.assign(address.is_v4() ? asio::ip::tcp::v4() : asio::ip::tcp::v6(), fd.release(), error);
+  socket.assign(address.is_v4() ? asio::ip::tcp::v4() : asio::ip::tcp::v6(), fd.get(), error);
   if (error) {
     spdlog::warn("cluster: peer link from server {}: {}", *peer, error.message());
-    return;
+    return;  // fd still owns the descriptor and closes it
   }
+  (void)fd.release();  // the socket owns it now
   spdlog::info("cluster: peer link from server {} ({})", *peer, host);
+  // A server keeps one link to its leader: an older link from it (one that
+  // died without a FIN, across a partition) is ended, not kept for ever.
+  std::vector<std::shared_ptr<cluster::PeerLinkReceiver>> older;
+  for (const auto& receiver : receivers_) {
+    if (receiver->peer() == *peer) older.push_back(receiver);
+  }
+  for (const auto& receiver : older) receiver->close();  // its on_close takes it out of receivers_
   // Which receiver this is, for its close handler (set once it is made).
   auto slot = std::make_shared<const cluster::PeerLinkReceiver*>(nullptr);
   auto receiver = cluster::PeerLinkReceiver::start(

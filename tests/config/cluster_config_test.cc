@@ -73,7 +73,7 @@ TEST(ClusterConfig, RefusesEachMistakeWithItsLine) {
       {"server.2 = localhost:7001 127.0.0.2:53559", "`localhost:7001` is not an IPv4 address with its port"},
       {"server.2 = 127.0.0.256:7001 127.0.0.2:53559", "is not an IPv4 address"},
       {"server.2 = 127.0.0.2:70001 127.0.0.2:53559", "is not an IPv4 address"},
-      {"server.2 = 127.0.0.2:7001 127.0.0.2", "`127.0.0.2` is not a host with its port"},
+      {"server.2 = 127.0.0.2:7001 127.0.0.2", "`127.0.0.2` is not an address with its port"},
       {"server.x = 127.0.0.2:7001 127.0.0.2:53559", "n.ini:5: server.x: the id after `server.`"},
       {"server.0 = 127.0.0.2:7001 127.0.0.2:53559", "the id after `server.`"},
       {"server.1 = 127.0.0.2:7001 127.0.0.2:53559", "n.ini:5: duplicate key `server.1`"},
@@ -85,7 +85,9 @@ TEST(ClusterConfig, RefusesEachMistakeWithItsLine) {
       {"peers = 1,2,3", "n.ini:5: peers: unknown key in [cluster]"},
       {"heartbeat_timeout_ms = 300",
        "n.ini:5: heartbeat_timeout_ms (300) must be at most half of election_timeout_ms (500)"},
-      {"server.2 = 127.0.0.2:7001 ::1:53559", "`::1:53559` is not a host with its port"},
+      {"server.2 = 127.0.0.2:7001 ::1:53559", "`::1:53559` is not an address with its port"},
+      {"server.2 = 127.0.0.2:7001 db2.example:53559", "`db2.example:53559`: the client address must be a numeric IP"},
+      {"server.2 = 127.0.0.2:7001 [db2]:53559", "must be a numeric IP address"},
       {"server.2 = 0.0.0.0:7001 127.0.0.2:53559", "not 0.0.0.0"},
       {"raft_bind_address = 127.0.1.1:7001", "n.ini:5: raft_bind_address: `127.0.1.1:7001` is not an IPv4 address"},
       {"raft_bind_address = localhost", "n.ini:5: raft_bind_address: `localhost` is not an IPv4 address"},
@@ -101,6 +103,11 @@ TEST(ClusterConfig, RefusesEachMistakeWithItsLine) {
       parse_server_config("[cluster]\nid = 4\nsecret_file = s\nserver.1 = 127.0.0.1:7001 127.0.0.1:1\n", "n.ini");
   ASSERT_FALSE(config);
   EXPECT_NE(config.status().message().find("n.ini:2: id: this server (4) has no `server.4 = "), std::string::npos)
+      << config.status().message();
+  // Without a session timeout a dead server's sessions (and permits) would never end.
+  config = parse_server_config("[server]\nsession_timeout_ms = 0\n" + head, "n.ini");
+  ASSERT_FALSE(config);
+  EXPECT_NE(config.status().message().find("n.ini:3: [cluster] needs a session timeout"), std::string::npos)
       << config.status().message();
   config = parse_server_config("[cluster]\nserver.1 = 127.0.0.1:7001 127.0.0.1:1\n", "n.ini");
   ASSERT_FALSE(config);

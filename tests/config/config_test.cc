@@ -652,6 +652,10 @@ TEST(OptionsNeedingRestart, NamesChangedOptionsAReloadCannotTake) {
   ASSERT_TRUE(loaded.has_value()) << loaded.status().to_string();
   EXPECT_EQ(options_needing_restart(running, *loaded), (std::vector<std::string_view>{"bind_port", "log_level"}));
   EXPECT_TRUE(options_needing_restart(running, running).empty());
+  // A changed [cluster] section is named too (members change at run time).
+  auto clustered = *loaded;
+  clustered.cluster.election_timeout_ms += 100;
+  EXPECT_EQ(options_needing_restart(*loaded, clustered), (std::vector<std::string_view>{"[cluster]"}));
   for (const auto& spec : server_options()) {
     // The spec and the protocol contract: the allow list and the admin
     // networks reload; so does the slow-wait threshold of the log; and the

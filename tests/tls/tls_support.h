@@ -70,7 +70,9 @@ inline CommandRun run_command(const std::vector<std::string>& argv, const std::s
     run.output = "cannot start " + argv[0];
     return run;
   }
-  // The input is small (a few request lines): one write, then EOF.
+  // The input is small (a few request lines): one write, then EOF. A child
+  // that already exited (a refused handshake) makes it EPIPE, not SIGPIPE.
+  ::signal(SIGPIPE, SIG_IGN);
   if (!input.empty()) {
     [[maybe_unused]] const ssize_t n = ::write(in[1], input.data(), input.size());
   }
