@@ -297,6 +297,7 @@ bool Dispatcher::handle_line(SessionState& session, std::string_view line) {
   const auto parsed = protocol::parse_request(line, request_, parse_error);
   if (parsed == protocol::ParseStatus::kEmpty) return false;
   ++counters_.requests;
+  line_ = line;
   if (parsed == protocol::ParseStatus::kError) {
     protocol::append_error(session.out, parse_error.tag, parse_error.code, parse_error.message);
     return true;
@@ -332,13 +333,20 @@ void Dispatcher::handle_request(SessionState& session) {
       case Verb::kHello:
         submit_request(session);
         return;
+      case Verb::kGet:
+      case Verb::kList:
+      case Verb::kStats:
       case Verb::kPing:
-        // A PONG renews the client's lease on its permits: answered once the
-        // log holds the session's activity, so that a server cut off from
-        // the others, or paused, cannot renew a lease the log lets expire.
-        // A session the log does not know yet holds nothing: answered at once.
-        if (session.log.opened && !session.log.closed) {
-          ping_in_log(session);
+      case Verb::kHolders:
+      case Verb::kWaiters:
+      case Verb::kSessions:
+        // Answered from the replica once a Sync of the session is applied
+        // (entry.h, RequestVerb::kSync): never a stale read, never a PONG
+        // that the majority did not see. (A PING of a session the log does
+        // not know yet renews nothing: answered at once.)
+        if (request_.verb == Verb::kPing && !session.log.opened && !session.log.opening) break;
+        if (!answering_synced_) {
+          submit_sync(session);
           return;
         }
         break;
@@ -406,9 +414,11 @@ void Dispatcher::handle_request(SessionState& session) {
       return;
     case Verb::kLease:
       // Proposed 1.2: the session timeout, which every client needs for its
-      // lease whatever its rights (STATS needs an unlimited read right).
+      // lease whatever its rights (STATS needs an unlimited read right). On
+      // the log, the replicated one (a reload changes it there).
       protocol::append_ok_number(session.out, tag,
-                                 static_cast<std::uint64_t>(std::max<std::int64_t>(config_.session_timeout_ms, 0)));
+                                 static_cast<std::uint64_t>(std::max<std::int64_t>(
+                                     cluster_mode() ? replica_->session_timeout_ms() : config_.session_timeout_ms, 0)));
       return;
     case Verb::kHello: {
       if (request_.has_name) session.label.assign(request_.name);

@@ -396,12 +396,15 @@ class Dispatcher {
   // opening the session in the log first if it has no id yet; its input
   // is held until the answer. For KICK, `target` is the parsed id.
   void submit_request(SessionState& session);
-  // Cluster mode: a PING of a session the log knows is answered once the
-  // log recorded the session's activity (a label-less HELLO, applied),
-  // not at once: a client takes an answer for the renewal of its lease.
-  void ping_in_log(SessionState& session);
   // Submits the ACE session's ACQUIRE of session.ace_name (opening it first).
   void submit_ace_acquire(SessionState& session);
+  // Submits a Sync for request_ (a read or PING, whose line is line_): its
+  // answer is made from the replica once the Sync is applied.
+  void submit_sync(SessionState& session);
+  // Submits `command` now, or after the session's OpenSession is applied.
+  void submit_command(SessionState& session, replication::SessionRequest command);
+  // Handles a read's (or PING's) line again, answering it from the replica.
+  void answer_synced_read(SessionState& session, std::string_view line);
   // Submits the session's pending SessionRequest (`command`, with its id,
   // origin and next seq filled in here).
   void submit_now(SessionState& session, replication::SessionRequest command);
@@ -481,6 +484,10 @@ class Dispatcher {
   CommandSink* sink_ = nullptr;
   replication::ServerId origin_ = 0;
   std::uint64_t next_nonce_ = 0;
+  // True while a read's (or PING's) line is handled again after its Sync
+  // was applied: handle_request answers it from the replica.
+  bool answering_synced_ = false;
+  std::string_view line_;  // the line handle_line is handling (submit_sync keeps a copy)
   // Every session begun here and not yet ended, by nonce (AUTH's answer
   // finds its session by it: a session may have no id yet).
   std::unordered_map<std::uint64_t, SessionState*> by_nonce_;

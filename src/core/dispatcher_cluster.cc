@@ -122,6 +122,23 @@ void Dispatcher::submit_request(SessionState& session) {
   session.log.verb = request_.verb;
   session.log.tag.assign(request_.tag);
   session.log.name = command.name;  // HELLO: its label, or none (request_ keeps an earlier name)
+  submit_command(session, std::move(command));
+}
+
+void Dispatcher::submit_sync(SessionState& session) {
+  replication::SessionRequest command;
+  command.verb = replication::RequestVerb::kSync;
+  command.tag.assign(request_.tag);
+  command.origin = origin_;
+  session.log.pending = true;
+  session.log.verb = request_.verb;
+  session.log.tag.assign(request_.tag);
+  session.log.name = request_.name;
+  session.log.read_line.assign(line_);
+  submit_command(session, std::move(command));
+}
+
+void Dispatcher::submit_command(SessionState& session, replication::SessionRequest command) {
   if (!session.log.opened) {
     if (!session.log.opening) open_in_log(session);
     opening_[session.log.nonce].first = std::move(command);
@@ -130,17 +147,13 @@ void Dispatcher::submit_request(SessionState& session) {
   submit_now(session, std::move(command));
 }
 
-void Dispatcher::ping_in_log(SessionState& session) {
-  replication::SessionRequest command;
-  command.verb = replication::RequestVerb::kHello;  // without a label: activity, nothing else
-  command.tag.assign(request_.tag);
-  command.origin = origin_;
-  session.log.pending = true;
-  session.log.verb = Verb::kPing;
-  session.log.tag.assign(request_.tag);
-  session.log.ping_text = request_.has_text;
-  session.log.name.assign(request_.has_text ? std::string_view(request_.text) : std::string_view());
-  submit_now(session, std::move(command));
+void Dispatcher::answer_synced_read(SessionState& session, std::string_view line) {
+  protocol::ParseError parse_error;
+  if (protocol::parse_request(line, request_, parse_error) != protocol::ParseStatus::kRequest) return;  // parsed before
+  answering_synced_ = true;
+  (void)now();
+  handle_request(session);
+  answering_synced_ = false;
 }
 
 void Dispatcher::submit_ace_acquire(SessionState& session) {
@@ -153,12 +166,7 @@ void Dispatcher::submit_ace_acquire(SessionState& session) {
   session.log.verb = Verb::kAcquire;
   session.log.tag.assign(kAceTag);
   session.log.name = session.ace_name;
-  if (!session.log.opened) {
-    if (!session.log.opening) open_in_log(session);
-    opening_[session.log.nonce].first = std::move(command);
-    return;
-  }
-  submit_now(session, std::move(command));
+  submit_command(session, std::move(command));
 }
 
 void Dispatcher::submit_now(SessionState& session, replication::SessionRequest command) {
@@ -348,6 +356,17 @@ void Dispatcher::write_answer(SessionState& session, const Answer& answer) {
   }
   session.log.pending = false;
   session.log.pending_seq = 0;
+  if (!session.log.read_line.empty()) {
+    // A read or PING whose Sync is applied: answered from the replica now
+    // (an error, such as DUPLICATE_TAG, as any request's below).
+    const std::string line = std::move(session.log.read_line);
+    session.log.read_line.clear();
+    if (answer.type == Answer::Type::kOk) {
+      answer_synced_read(session, line);
+      if (session.open && !session.input_held()) session.events->input_resumable();
+      return;
+    }
+  }
   if (session.dialect == protocol::Dialect::kAce) {
     answers::ace_take(session, take_result_of(answer), logs_);
   } else if (verb == Verb::kAcquire || verb == Verb::kWait) {
@@ -361,8 +380,6 @@ void Dispatcher::write_answer(SessionState& session, const Answer& answer) {
         if (verb == Verb::kHello) {
           if (!name.empty()) session.label.assign(name);
           answers::append_hello(session, tag, logs_);
-        } else if (verb == Verb::kPing) {
-          protocol::append_pong(session.out, tag, name, session.log.ping_text);
         } else {
           protocol::append_ok(session.out, tag);
         }

@@ -156,7 +156,6 @@ struct SessionState {
     std::string tag;
     std::string name;
     std::uint64_t pending_seq = 0;  // the pending SessionRequest's seq (0 before it has one)
-    bool ping_text = false;         // a pending PING's text (in `name`) is to be echoed
     // The resume secret its OpenSession carried (made here), or the one its
     // RESUME showed: what RESUMABLE answers.
     std::string secret;
@@ -166,6 +165,9 @@ struct SessionState {
     bool resumable = false;
     // RESUME: the session it asked for, while its ResumeSession is in flight.
     SessionId resuming = 0;
+    // A read or PING waits for its Sync (replication::RequestVerb::kSync) to
+    // be applied: its whole line, answered from the replica then.
+    std::string read_line;
     // When its last request or TouchSession was submitted: activity the
     // log does not see (a read, a PING, an ACE keep-alive, a LIST taken)
     // is told it at most once per tenth of the session timeout.

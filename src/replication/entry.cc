@@ -81,6 +81,8 @@ Status check(const SessionRequest& c) {
     case RequestVerb::kHello:
       if (!c.name.empty() && !valid_name(c.name)) return invalid("request: HELLO label is not a valid name");
       return Status::ok();
+    case RequestVerb::kSync:
+      return Status::ok();
   }
   return invalid("request: unknown verb");
 }

@@ -80,6 +80,13 @@ enum class RequestVerb : std::uint8_t {
   kDelete = 7,
   kKick = 8,
   kHello = 9,  // its label (name), if any, becomes the session's
+  // A read or PING's place in the log: changes nothing but the session's
+  // activity, answers OK. Its host answers the read (or PONG) once it has
+  // applied it, so the answer reflects every entry committed before the
+  // request arrived (a follower's replica may lag), and a PONG proves the
+  // log renewed the session (a server cut off from the majority answers no
+  // PING, so its clients' leases run out as the majority expires them).
+  kSync = 10,
 };
 
 // A new session, hosted by `origin`; the state machine assigns its id (the

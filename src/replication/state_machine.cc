@@ -242,6 +242,8 @@ void StateMachine::apply_request(const SessionRequest& request, CommandResult& r
     case RequestVerb::kHello:
       if (!request.name.empty()) session.label = request.name;
       return error(ErrorCode::kNone);
+    case RequestVerb::kSync:
+      return error(ErrorCode::kNone);  // the session's activity, above
   }
 }
 

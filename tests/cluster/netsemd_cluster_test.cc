@@ -255,6 +255,27 @@ TEST_F(NetsemdCluster, ARestartedServerNeverGivesItsNewClientsAnOldSessionsAnswe
   EXPECT_EQ(fresh->request(req::get("g", "counter"), 10s).rfind("g OK 2 ", 0), 0u) << logs();
 }
 
+TEST_F(NetsemdCluster, AServerCutOffFromTheMajorityAnswersNoPingOrRead) {
+  // A PING renews a client's lease (docs/client.md). A server that cannot
+  // reach a majority must not answer it: the majority expires the session
+  // after its timeout and may grant its permits, so its client has to see
+  // silence and stop. Reads likewise wait for the log (no stale answer).
+  ASSERT_GE(leader(), 0) << logs();
+  const int alone = 0;
+  auto client = connect(alone);
+  ASSERT_TRUE(client != nullptr);
+  ASSERT_EQ(client->request(req::ping("p0"), 10s), "p0 PONG") << logs();
+  for (int i = 1; i < kServers; ++i) servers_[i]->send_signal(SIGSTOP);
+  client->send_line(req::ping("p1"));
+  client->send_line(req::get("g1", "lock"));
+  const auto silent = client->read_line(2s);
+  for (int i = 1; i < kServers; ++i) servers_[i]->send_signal(SIGCONT);
+  EXPECT_FALSE(silent.has_value()) << *silent << "\n" << logs();
+  // The majority back: both are answered, in order.
+  EXPECT_EQ(client->read_line(15s).value_or(""), "p1 PONG") << logs();
+  EXPECT_EQ(client->read_line(10s).value_or("").rfind("g1 OK ", 0), 0u) << logs();
+}
+
 TEST_F(NetsemdCluster, AReloadedLimitIsReplicated) {
   const int lead = leader();
   ASSERT_GE(lead, 0) << logs();

@@ -509,11 +509,16 @@ TEST(ClusterDispatcher, ASessionOnAnotherServerGetsItsCompletionsThereOnly) {
   EXPECT_EQ(cluster.dispatchers[1]->sessions().size(), 1u);
   // Both replicas hold the same state; reads on either see every server's sessions.
   EXPECT_EQ(cluster.replicas[0]->snapshot(), cluster.replicas[1]->snapshot());
+  // A read is answered once a Sync of its session is applied (so c opens
+  // in the log, and lists itself).
   c.send(req::sessions("s"));
+  EXPECT_EQ(c.read(), "");
+  cluster.settle();
   EXPECT_EQ(c.read(),
             "s ITEM 1 127.0.0.1:40001 v1 0 0 0 0 -\n"
             "s ITEM 2 127.0.0.1:40002 v1 1 0 0 0 -\n"
-            "s END 2\n");
+            "s ITEM 3 127.0.0.1:40003 v1 0 0 0 0 -\n"
+            "s END 3\n");
   // A KICK across servers: its host tells the target why.
   a.state.address = kLoopback;
   a.send(req::kick("k", 2));
@@ -521,7 +526,7 @@ TEST(ClusterDispatcher, ASessionOnAnotherServerGetsItsCompletionsThereOnly) {
   EXPECT_EQ(a.read(), "k OK\n");
   EXPECT_EQ(b.read(), "* ERR KICKED kicked by session 1 (127.0.0.1:40001)\n");
   EXPECT_EQ(b.causes, std::vector<stats::EndCause>{stats::EndCause::kKicked});
-  EXPECT_EQ(cluster.replicas[1]->sessions().size(), 1u);
+  EXPECT_EQ(cluster.replicas[1]->sessions().size(), 2u);  // a and c
 }
 
 // A session that ends while its OpenSession is in flight is closed in the
@@ -548,10 +553,10 @@ TEST(ClusterDispatcher, SessionsEndedBeforeTheirOpenOrByTheLog) {
 }
 
 // What a single server counts as activity but the log would not see (a
-// line answered at once: GET) is told it by a TouchSession, at most one per
-// tenth of the session timeout; a PING is itself activity in the log
-// (a label-less HELLO), answered once applied.
-TEST(ClusterDispatcher, LinesAnsweredLocallyKeepTheSessionAliveInTheLog) {
+// line answered at once: LEASE) is told it by a TouchSession, at most one
+// per tenth of the session timeout; a PING or a read is itself activity in
+// the log (a SYNC), answered once applied.
+TEST(ClusterDispatcher, ReadsPingsAndLocalLinesKeepTheSessionAliveInTheLog) {
   ClusterRun cluster(kThreeV1);
   cluster.log.submit(replication::Reconfigure{cluster.config.semaphores, 3000});
   ClusterSession& b = *cluster.sessions[1];
@@ -560,14 +565,23 @@ TEST(ClusterDispatcher, LinesAnsweredLocallyKeepTheSessionAliveInTheLog) {
   EXPECT_EQ(b.read(), "b1 OK 1\n");
   cluster.advance(2000);
   const int entries = cluster.log.entries;
-  // A PING is answered once the log holds the session's activity (its PONG
-  // renews the client's lease): not before, and the line behind it waits.
+  // A PING and a read are answered once their Sync is applied: each is the
+  // session's activity in the log, and reads the replica as of then.
   b.send(req::ping("p", "xy"));
-  b.send(req::get("g", "splunk"));  // within a tenth of the timeout of the PING: no touch of its own
+  b.send(req::get("g", "splunk"));
   EXPECT_EQ(b.read(), "");
   cluster.settle();
   EXPECT_EQ(b.read(), "p PONG xy\ng OK 0 1 1 0 defined\n");
-  EXPECT_EQ(cluster.log.entries, entries + 1);
+  EXPECT_EQ(cluster.log.entries, entries + 2);
+  // A line answered here (LEASE: the replicated timeout) submits one
+  // TouchSession, at most one per tenth of the timeout.
+  cluster.advance(400);
+  const int before_lease = cluster.log.entries;
+  b.send("l LEASE");
+  b.send("l2 LEASE");
+  EXPECT_EQ(b.read(), "l OK 3000\nl2 OK 3000\n");
+  cluster.settle();
+  EXPECT_EQ(cluster.log.entries, before_lease + 1);
   cluster.advance(2000);  // 2 s after the touch: still there
   EXPECT_TRUE(b.causes.empty());
   EXPECT_EQ(cluster.replicas[0]->sessions().size(), 1u);

@@ -229,9 +229,11 @@ class EntryGenerator {
       r.exclusive = pick(0, 1) == 1;
     } else if (roll < 96) {
       r.verb = RequestVerb::kDelete;
-    } else if (roll < 98) {
+    } else if (roll < 97) {
       r.verb = RequestVerb::kKick;
       r.target = some_session();
+    } else if (roll < 98) {
+      r.verb = RequestVerb::kSync;
     } else {
       r.verb = RequestVerb::kHello;
       r.name = pick(0, 1) ? "label" : "";
