@@ -340,6 +340,7 @@ void Dispatcher::handle_request(SessionState& session) {
       case Verb::kHolders:
       case Verb::kWaiters:
       case Verb::kSessions:
+      case Verb::kMine:
         // Answered from the replica once a Sync of the session is applied
         // (entry.h, RequestVerb::kSync): never a stale read, never a PONG
         // that the majority did not see. (A PING of a session the log does

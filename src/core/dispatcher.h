@@ -318,6 +318,22 @@ class Dispatcher {
   // mode; `results` are the replica's for `entry`, entries in log order.
   void apply_results(const replication::Entry& entry, const replication::EntryResults& results);
 
+  // The loop replica is about to be replaced by a snapshot (a follower far
+  // behind is sent one): the entries between its index and the snapshot's
+  // are never applied here, so their answers, grants and ends are never
+  // seen. What each hosted session had in the table before, for
+  // reconcile_restored(). REQUIRES: cluster mode.
+  using HostedLoads = std::unordered_map<SessionId, SessionLoad>;
+  HostedLoads hosted_loads() const;
+  // After the restore: ends (closing its connection, and the session in the
+  // log) every hosted session the skipped entries may have changed unseen:
+  // one the snapshot no longer has, one whose pending request was applied
+  // (its answer lost; a read is answered again instead), one whose holds or
+  // queued requests differ from `before` (a grant or a timeout unseen), and
+  // one still waiting for its OpenSession. A session nothing happened to
+  // goes on. The caller ends the turn.
+  void reconcile_restored(const HostedLoads& before);
+
   // --- figures ---
 
   // Every figure now (STATS, the status file): the counters of the server,

@@ -447,6 +447,49 @@ void Dispatcher::ended_in_log(SessionState& session, CloseCause cause, SessionId
   }
 }
 
+Dispatcher::HostedLoads Dispatcher::hosted_loads() const {
+  HostedLoads loads;
+  for (const auto& [id, session] : sessions_) loads.emplace(id, view().session_load(id));
+  return loads;
+}
+
+void Dispatcher::reconcile_restored(const HostedLoads& before) {
+  constexpr std::string_view kWhy = "the server skipped part of the log (a snapshot): this session's state is unknown";
+  std::vector<SessionState*> lost;
+  for (const auto& [id, session] : sessions_) {
+    const auto record = replica_->sessions().find(id);
+    if (record == replica_->sessions().end() || record->second.host != origin_) {
+      lost.push_back(session);  // ended, or resumed elsewhere, in the entries skipped
+      continue;
+    }
+    const bool applied_unseen = session->log.pending && session->log.pending_seq != 0 &&
+                                record->second.last_seq >= session->log.pending_seq;
+    if (applied_unseen && !session->log.read_line.empty()) {
+      // A read: answered from the snapshot, which is later than its SYNC.
+      write_answer(*session, Answer{Answer::Type::kOk, 0, ErrorCode::kNone, false});
+      continue;
+    }
+    const auto was = before.find(id);
+    const SessionLoad now = view().session_load(id);
+    if (applied_unseen || was == before.end() || was->second.permits_held != now.permits_held ||
+        was->second.pending != now.pending) {
+      lost.push_back(session);
+    }
+  }
+  for (auto& [nonce, opening] : opening_) {
+    // Its OpenSession may be among the entries skipped: no id will come.
+    if (opening.session != nullptr) lost.push_back(opening.session);
+  }
+  for (auto& [id, session] : resuming_) {
+    // Its ResumeSession may be among them: no answer will come.
+    if (session != nullptr) lost.push_back(session);
+  }
+  for (SessionState* session : lost) {
+    spdlog::warn("session {} ({}): {}; closed", session->id, session->peer, kWhy);
+    session->events->end(stats::EndCause::kError, std::string(kWhy));
+  }
+}
+
 void Dispatcher::apply_results(const replication::Entry& entry, const replication::EntryResults& results) {
   const std::size_t count = std::min(entry.commands.size(), results.commands.size());
   for (std::size_t i = 0; i < count; ++i) {

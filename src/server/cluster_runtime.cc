@@ -141,6 +141,14 @@ std::string ClusterRuntime::leader_client_address() const {
   return node_->status().leader_client_address;
 }
 
+void ClusterRuntime::fail(const Status& why) {
+  // Going on would answer clients from a replica that no longer matches
+  // the log: damage is refused loudly, never served.
+  spdlog::critical("cluster: {}; this server stops", why.message());
+  failed_ = true;
+  if (callbacks_.failed) callbacks_.failed(why);
+}
+
 void ClusterRuntime::set_callbacks(Callbacks callbacks) {
   callbacks_ = std::move(callbacks);
   attached_ = true;
@@ -148,7 +156,7 @@ void ClusterRuntime::set_callbacks(Callbacks callbacks) {
 }
 
 void ClusterRuntime::run_queued() {
-  if (!attached_ || stopped_) return;
+  if (!attached_ || stopped_ || failed_) return;
   std::vector<cluster::ReplicaEvent> events;
   std::vector<std::function<void()>> jobs;
   {
@@ -160,9 +168,11 @@ void ClusterRuntime::run_queued() {
   for (cluster::ReplicaEvent& event : events) {
     if (event.kind == cluster::ReplicaEvent::Kind::kRestored) {
       members_may_change = true;
+      if (callbacks_.restoring) callbacks_.restoring();
       if (auto restored = replica_.restore(event.bytes); !restored) {
-        spdlog::error("cluster: the loop replica refused the snapshot at {}: {}", event.index, restored.to_string());
-        continue;
+        fail(Status(restored.code(), fmt::format("the loop replica refused the snapshot at {}: {}", event.index,
+                                                 restored.message())));
+        return;
       }
       spdlog::info("cluster: the loop replica restored a snapshot at index {}", event.index);
       if (callbacks_.restored) callbacks_.restored();
@@ -171,13 +181,15 @@ void ClusterRuntime::run_queued() {
     auto entry = replication::decode_entry(event.bytes);
     if (!entry) {
       // Not reached: the raft thread's replica applied the same bytes.
-      spdlog::error("cluster: the entry at {} does not decode: {}", event.index, entry.status().to_string());
-      continue;
+      fail(Status(entry.status().code(),
+                  fmt::format("the entry at {} does not decode: {}", event.index, entry.status().message())));
+      return;
     }
     auto results = replica_.apply_entry(event.index, *entry);
     if (!results) {
-      spdlog::error("cluster: the loop replica refused the entry at {}: {}", event.index, results.status().to_string());
-      continue;
+      fail(Status(results.status().code(), fmt::format("the loop replica refused the entry at {}: {}", event.index,
+                                                       results.status().message())));
+      return;
     }
     node_->applied(event.index, *entry);
     for (const replication::Command& command : entry->commands) {

@@ -62,8 +62,15 @@ class ClusterRuntime final : public CommandSink {
   struct Callbacks {
     // The loop replica applied `entry` with `results` (Dispatcher::apply_results).
     std::function<void(const replication::Entry& entry, const replication::EntryResults& results)> applied;
+    // The loop replica is about to be replaced by a snapshot (what the
+    // hosted sessions hold is read now, for `restored`).
+    std::function<void()> restoring;
     // The loop replica was replaced by a snapshot (its table is a new object).
     std::function<void()> restored;
+    // The loop replica cannot follow the log (it refused an entry or a
+    // snapshot the raft thread's replica took): it would diverge, so the
+    // server stops, loudly.
+    std::function<void(const Status& why)> failed;
     // The end of a turn this runtime began (Server::end_turn).
     std::function<void()> end_turn;
   };
@@ -134,6 +141,8 @@ class ClusterRuntime final : public CommandSink {
   void watch();
   // Loop thread: applies the queued events, ticks, ends the turn.
   void run_queued();
+  // The loop replica cannot follow the log: logs it, stops applying, tells the server.
+  void fail(const Status& why);
   void tick();
   void arm_tick(std::int64_t at_ms);
 
@@ -156,6 +165,7 @@ class ClusterRuntime final : public CommandSink {
   Callbacks callbacks_;
   bool attached_ = false;
   bool stopped_ = false;
+  bool failed_ = false;  // the loop replica refused an entry or a snapshot: nothing more is applied
 
   UniqueFd event_fd_;
   std::optional<asio::posix::stream_descriptor> watcher_;

@@ -32,12 +32,14 @@ namespace {
 
 constexpr int kExitStartFailed = 1;
 constexpr int kExitBadConfig = 2;
+constexpr int kExitDiverged = 3;
 
 constexpr const char* kExitCodeHelp =
     "Exit codes:\n"
     "    0  stopped cleanly (SIGTERM, SIGINT), or --help, --version, --check-config found no error\n"
     "    1  could not start: the port is taken, the data directory cannot be used or is damaged (see --repair)\n"
-    "    2  bad command line or configuration file\n";
+    "    2  bad command line or configuration file\n"
+    "    3  stopped: its copy of a cluster's replicated state could not follow the log\n";
 
 // CLI11's message for a bad command line, as "netsemd: ...", naming the
 // option meant when an unknown one looks mistyped.
@@ -277,6 +279,10 @@ int main(int argc, char** argv) try {
     if (auto status = pid_file->write_pid(); !status) spdlog::warn("{}", status.message());
   }
   io.run();
+  if (const netsem::Status& failure = server.failure(); !failure) {
+    std::fprintf(stderr, "netsemd: stopped: %s\n", failure.to_string().c_str());
+    return kExitDiverged;
+  }
   spdlog::info("netsemd stopped");
   return 0;
 } catch (const std::exception& error) {

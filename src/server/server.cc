@@ -327,10 +327,19 @@ Status Server::start_cluster() {
   cluster_->set_callbacks(ClusterRuntime::Callbacks{
       .applied = [this](const replication::Entry& entry,
                         const replication::EntryResults& results) { dispatcher_->apply_results(entry, results); },
-      // The replica's table is a new object: what holds it looks again.
+      .restoring = [this] { loads_before_restore_ = dispatcher_->hosted_loads(); },
+      // The replica's table is a new object: what holds it looks again. The
+      // hosted sessions the skipped entries changed unseen are closed.
       .restored =
           [this] {
             if (http_backend_) http_backend_->attach(view_table(), *dispatcher_);
+            dispatcher_->reconcile_restored(loads_before_restore_);
+            loads_before_restore_.clear();
+          },
+      .failed =
+          [this](const Status& why) {
+            failure_ = why;
+            stop();
           },
       .end_turn = [this] { end_turn(); },
   });

@@ -86,6 +86,9 @@ class Server final : private JournalProgress, public SessionHost {
   // Begins a clean shutdown: stop accepting, tell v1 sessions, close them,
   // write the status file, flush the journal. The io_context then runs out.
   void stop();
+  // Why the server stopped by itself (ok after a requested stop): its
+  // cluster replica could not follow the log (main exits with status 3).
+  const Status& failure() const { return failure_; }
   // Re-reads the configuration file: [semaphores], allowed_networks and
   // admin_networks.
   void reload();
@@ -207,6 +210,8 @@ class Server final : private JournalProgress, public SessionHost {
   std::unique_ptr<ClusterRuntime> cluster_;
   std::unique_ptr<SemaphoreTable> table_;   // made by start(), once the journal is open
   std::unique_ptr<Dispatcher> dispatcher_;  // made by start(), with the table
+  Status failure_;                          // failure()
+  Dispatcher::HostedLoads loads_before_restore_;  // cluster: hosted sessions' loads as a snapshot comes
   // What other threads (the token verifier's, the TLS listener's) hand to
   // the loop; made by start(). Declared before verifier_, so it outlives it.
   std::unique_ptr<LoopJobs> from_threads_;

@@ -276,6 +276,29 @@ TEST_F(NetsemdCluster, AServerCutOffFromTheMajorityAnswersNoPingOrRead) {
   EXPECT_EQ(client->read_line(10s).value_or("").rfind("g1 OK ", 0), 0u) << logs();
 }
 
+TEST_F(NetsemdCluster, AFollowersClientThatDisconnectsGivesItsPermitBackAtOnce) {
+  // The single server's rule, on the log: a connection that ends (not a
+  // server's stop) ends its session, and the permit goes to the next waiter
+  // now, not at the session timeout.
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int follower = (lead + 1) % kServers;
+  auto holder = connect(follower);
+  ASSERT_TRUE(holder != nullptr);
+  ASSERT_EQ(holder->request(req::acquire("h", "lock", 1, 20000), 10s).rfind("h OK ", 0), 0u) << logs();
+  auto waiter = connect(lead);
+  ASSERT_TRUE(waiter != nullptr);
+  ASSERT_EQ(waiter->request(req::acquire("w", "lock", 1, 20000), 10s), "w QUEUED 1") << logs();
+  const auto closed_at = std::chrono::steady_clock::now();
+  holder.reset();  // the connection closes
+  const std::string granted = waiter->read_line(std::chrono::milliseconds(kSessionTimeoutMs / 2)).value_or("");
+  EXPECT_EQ(granted.rfind("w OK ", 0), 0u) << granted << "\n" << logs();
+  std::printf("a follower's client closed to the next grant: %lld ms\n",
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::steady_clock::now() - closed_at)
+                                         .count()));
+}
+
 TEST_F(NetsemdCluster, AReloadedLimitIsReplicated) {
   const int lead = leader();
   ASSERT_GE(lead, 0) << logs();

@@ -98,7 +98,7 @@ class TestLog final : public CommandSink {
   void submit(replication::Command command) override { pending_.push_back(std::move(command)); }
 
   void add_member(replication::StateMachine& replica, Dispatcher& dispatcher) {
-    members_.push_back({&replica, &dispatcher});
+    members_.push_back({&replica, &dispatcher, false});
   }
   bool idle() const { return pending_.empty(); }
   // One entry of everything submitted so far (nothing when none was).
@@ -113,12 +113,25 @@ class TestLog final : public CommandSink {
     ++index_;
     ++entries;
     for (const Member& member : members_) {
+      if (member.paused) continue;  // a follower far behind: it will get a snapshot
       auto applied = member.replica->apply(index_, bytes);
       ASSERT_TRUE(applied.has_value()) << applied.status().message();
       auto results = replication::decode_results(*applied);
       ASSERT_TRUE(results.has_value()) << results.status().message();
       member.dispatcher->apply_results(entry, *results);
     }
+  }
+
+  // Member i applies no entry until resumed from a snapshot.
+  void pause(std::size_t i) { members_[i].paused = true; }
+  // Member i gets member `from`'s snapshot (as libraft installs one on a
+  // follower far behind), with its dispatcher told before and after.
+  void restore_from(std::size_t i, std::size_t from) {
+    Member& member = members_[i];
+    const Dispatcher::HostedLoads before = member.dispatcher->hosted_loads();
+    ASSERT_TRUE(member.replica->restore(members_[from].replica->snapshot()));
+    member.paused = false;
+    member.dispatcher->reconcile_restored(before);
   }
 
   std::int64_t time_ms = 1000;
@@ -128,6 +141,7 @@ class TestLog final : public CommandSink {
   struct Member {
     replication::StateMachine* replica;
     Dispatcher* dispatcher;
+    bool paused = false;
   };
   std::vector<replication::Command> pending_;
   std::vector<Member> members_;
@@ -527,6 +541,48 @@ TEST(ClusterDispatcher, ASessionOnAnotherServerGetsItsCompletionsThereOnly) {
   EXPECT_EQ(b.read(), "* ERR KICKED kicked by session 1 (127.0.0.1:40001)\n");
   EXPECT_EQ(b.causes, std::vector<stats::EndCause>{stats::EndCause::kKicked});
   EXPECT_EQ(cluster.replicas[1]->sessions().size(), 2u);  // a and c
+}
+
+// A server far behind gets a snapshot instead of the entries it missed:
+// its hosted sessions that those entries changed unseen (a grant, a lost
+// answer) are closed, a pending read is answered from the snapshot, and a
+// session nothing happened to goes on.
+TEST(ClusterDispatcher, ASnapshotRestoreClosesTheSessionsItChangedUnseen) {
+  ClusterRun cluster(kThreeV1, {0, 1, 1}, 2);
+  ClusterSession& a = *cluster.sessions[0];  // on server 1
+  ClusterSession& b = *cluster.sessions[1];  // on server 2
+  ClusterSession& c = *cluster.sessions[2];  // on server 2
+  a.send(req::acquire("a1", "splunk"));
+  b.send(req::acquire("b1", "splunk"));
+  c.send(req::ping("c0"));
+  cluster.settle();
+  EXPECT_EQ(a.read(), "a1 OK 1\n");
+  EXPECT_EQ(b.read(), "b1 QUEUED 1\n");
+  EXPECT_EQ(c.read(), "c0 PONG\n");
+  // Server 2 falls behind: a's RELEASE grants b in entries it never sees,
+  // and c's GET is applied there unseen too.
+  cluster.log.pause(1);
+  c.send(req::get("g", "splunk"));
+  a.send(req::release("r", "splunk"));
+  cluster.settle();
+  EXPECT_EQ(a.read(), "r OK 0\n");
+  EXPECT_EQ(b.read(), "");  // its grant was in the entries skipped
+  EXPECT_EQ(c.read(), "");
+  cluster.log.restore_from(1, 0);
+  // b's grant was never written: its session is closed (the log ends it).
+  EXPECT_EQ(b.causes, std::vector<stats::EndCause>{stats::EndCause::kError});
+  // c's read is answered from the snapshot, and c goes on.
+  EXPECT_EQ(c.read(), "g OK 0 1 1 0 defined\n");
+  EXPECT_TRUE(c.causes.empty());
+  cluster.settle();
+  c.send(req::ping("c1"));
+  cluster.settle();
+  EXPECT_EQ(c.read(), "c1 PONG\n");
+  // b's CloseSession gave its permit back.
+  EXPECT_EQ(cluster.replicas[1]->sessions().size(), 2u);  // a and c
+  a.send(req::acquire("a2", "splunk"));
+  cluster.settle();
+  EXPECT_EQ(a.read().rfind("a2 OK ", 0), 0u);
 }
 
 // A session that ends while its OpenSession is in flight is closed in the
