@@ -462,8 +462,8 @@ void Dispatcher::reconcile_restored(const HostedLoads& before) {
       lost.push_back(session);  // ended, or resumed elsewhere, in the entries skipped
       continue;
     }
-    const bool applied_unseen = session->log.pending && session->log.pending_seq != 0 &&
-                                record->second.last_seq >= session->log.pending_seq;
+    const bool applied_unseen =
+        session->log.pending && session->log.pending_seq != 0 && record->second.last_seq >= session->log.pending_seq;
     if (applied_unseen && !session->log.read_line.empty()) {
       // A read: answered from the snapshot, which is later than its SYNC.
       write_answer(*session, Answer{Answer::Type::kOk, 0, ErrorCode::kNone, false});

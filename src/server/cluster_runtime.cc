@@ -170,8 +170,8 @@ void ClusterRuntime::run_queued() {
       members_may_change = true;
       if (callbacks_.restoring) callbacks_.restoring();
       if (auto restored = replica_.restore(event.bytes); !restored) {
-        fail(Status(restored.code(), fmt::format("the loop replica refused the snapshot at {}: {}", event.index,
-                                                 restored.message())));
+        fail(Status(restored.code(),
+                    fmt::format("the loop replica refused the snapshot at {}: {}", event.index, restored.message())));
         return;
       }
       spdlog::info("cluster: the loop replica restored a snapshot at index {}", event.index);
@@ -480,10 +480,13 @@ stats::ClusterFigures ClusterRuntime::cluster_figures() const {
   figures.role = std::string(raft::role_name(s.role));
   figures.term = s.term;
   figures.leader_id = s.leader_id;
-  figures.commit_index = s.commit_index;
   figures.applied_index = replica_.last_index();
+  // The raft thread publishes its status once per turn of its loop, after
+  // the entries it applied reached this replica: an entry applied here is
+  // committed, whatever the published index says.
+  figures.commit_index = std::max(s.commit_index, figures.applied_index);
   figures.last_index = s.last_index;
-  figures.lag = s.commit_index > figures.applied_index ? s.commit_index - figures.applied_index : 0;
+  figures.lag = figures.commit_index - figures.applied_index;
   figures.members = s.configuration.size();
   figures.voters = static_cast<std::uint64_t>(
       std::count_if(s.configuration.begin(), s.configuration.end(),

@@ -208,9 +208,9 @@ class Server final : private JournalProgress, public SessionHost {
   // [cluster]: the node, the loop replica, the peer links (null on a single
   // server). Before the dispatcher, which submits to it and reads its replica.
   std::unique_ptr<ClusterRuntime> cluster_;
-  std::unique_ptr<SemaphoreTable> table_;   // made by start(), once the journal is open
-  std::unique_ptr<Dispatcher> dispatcher_;  // made by start(), with the table
-  Status failure_;                          // failure()
+  std::unique_ptr<SemaphoreTable> table_;         // made by start(), once the journal is open
+  std::unique_ptr<Dispatcher> dispatcher_;        // made by start(), with the table
+  Status failure_;                                // failure()
   Dispatcher::HostedLoads loads_before_restore_;  // cluster: hosted sessions' loads as a snapshot comes
   // What other threads (the token verifier's, the TLS listener's) hand to
   // the loop; made by start(). Declared before verifier_, so it outlives it.

@@ -264,6 +264,8 @@ TEST_F(NetsemdCluster, AServerCutOffFromTheMajorityAnswersNoPingOrRead) {
   const int alone = 0;
   auto client = connect(alone);
   ASSERT_TRUE(client != nullptr);
+  // A holder: its session is in the log, and its PONGs renew its lease.
+  ASSERT_EQ(client->request(req::acquire("h", "lock", 1, 20000), 10s).rfind("h OK ", 0), 0u) << logs();
   ASSERT_EQ(client->request(req::ping("p0"), 10s), "p0 PONG") << logs();
   for (int i = 1; i < kServers; ++i) servers_[i]->send_signal(SIGSTOP);
   client->send_line(req::ping("p1"));
@@ -293,10 +295,10 @@ TEST_F(NetsemdCluster, AFollowersClientThatDisconnectsGivesItsPermitBackAtOnce) 
   holder.reset();  // the connection closes
   const std::string granted = waiter->read_line(std::chrono::milliseconds(kSessionTimeoutMs / 2)).value_or("");
   EXPECT_EQ(granted.rfind("w OK ", 0), 0u) << granted << "\n" << logs();
-  std::printf("a follower's client closed to the next grant: %lld ms\n",
-              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                         std::chrono::steady_clock::now() - closed_at)
-                                         .count()));
+  std::printf(
+      "a follower's client closed to the next grant: %lld ms\n",
+      static_cast<long long>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - closed_at).count()));
 }
 
 TEST_F(NetsemdCluster, AReloadedLimitIsReplicated) {
