@@ -49,6 +49,7 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::start(ClusterOptions options) 
   raft_options.id = node->options_.id;
   raft_options.address = node->options_.raft_address;
   raft_options.bind_address = node->options_.raft_bind_address;
+  raft_options.repair = node->options_.repair;
   raft_options.data_dir = node->options_.data_dir;
   raft_options.bootstrap = node->options_.bootstrap;
   raft_options.election_timeout = node->options_.election_timeout;

@@ -78,6 +78,9 @@ struct ClusterOptions {
   // When set, "a.b.c.d": where RaftNode listens instead, on raft_address's
   // port (raft::RaftOptions::bind_address).
   std::string raft_bind_address;
+  // netsemd --repair: a failing last batch of the open segment (a torn
+  // write) is dropped instead of refused (raft::RaftOptions::repair).
+  bool repair = false;
   std::string data_dir;  // must exist: RaftNode's log and snapshots
   // The first configuration, written to a pristine data directory only
   // (raft::RaftOptions::bootstrap).

@@ -49,7 +49,8 @@ ClusterRuntime::~ClusterRuntime() {
   stop();
 }
 
-Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& io, const ServerConfig& config) {
+Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& io, const ServerConfig& config,
+                                                              bool repair) {
   const ClusterMember* self = config.cluster.self();
   if (!config.cluster.enabled || self == nullptr) {
     return Status(StatusCode::kInvalidArgument, "[cluster]: this server's id is not among its server.N lines");
@@ -78,6 +79,7 @@ Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& 
   options.id = self->id;
   options.raft_address = self->raft_address;
   options.raft_bind_address = config.cluster.raft_bind_address;
+  options.repair = repair;
   options.data_dir = data_dir.string();
   // join = on: no first configuration; the leader adds this server.
   if (!config.cluster.join) {

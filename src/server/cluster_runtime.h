@@ -80,7 +80,10 @@ class ClusterRuntime final : public CommandSink {
   // missing, a pristine one bootstraps with the `server.N` lines. RaftNode's
   // errors (kIoError, kCorruption ...), kIoError for the directory or the
   // eventfd.
-  static Result<std::unique_ptr<ClusterRuntime>> start(asio::io_context& io, const ServerConfig& config);
+  // `repair` (netsemd --repair): a torn last write of the Raft log is
+  // dropped instead of refused (docs/replication.md, "What a node stores").
+  static Result<std::unique_ptr<ClusterRuntime>> start(asio::io_context& io, const ServerConfig& config,
+                                                       bool repair = false);
   ~ClusterRuntime() override;
   ClusterRuntime(const ClusterRuntime&) = delete;
   ClusterRuntime& operator=(const ClusterRuntime&) = delete;

@@ -317,7 +317,7 @@ Status Server::start_journal() {
 Status Server::start_cluster() {
   // No journal: the log is durable. The loop replica is the table the
   // dispatcher reads; the leader replicates the configured limits.
-  auto runtime = ClusterRuntime::start(io_, config_);
+  auto runtime = ClusterRuntime::start(io_, config_, repair_);
   if (!runtime) return runtime.status();
   cluster_ = std::move(*runtime);
   dispatcher_ = std::make_unique<Dispatcher>(
