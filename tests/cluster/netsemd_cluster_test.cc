@@ -65,18 +65,18 @@ class NetsemdCluster : public ::testing::Test {
   std::string host(int i) const { return "127.0.0." + std::to_string(i + 1); }
 
   std::string config(int i, int limit = 1) const {
-    std::string text = "[server]\nbind_address = " + host(i) +
-                       "\nbind_port = @PORT@\nstats_dir = @DIR@\ndata_dir = @DIR@\nlog_level = debug\n"
-                       "http_enabled = on\nhttp_address = " +
-                       host(i) + "\nhttp_port = 0\nstatus_interval_ms = 200\n" +
-                       (extra_server_config_.empty() ? "session_timeout_ms = " + std::to_string(kSessionTimeoutMs) + "\n"
-                                                     : extra_server_config_) +
-                       "[semaphores]\nlock = " + std::to_string(limit) +
-                       "\n"
-                       "[cluster]\nid = " +
-                       std::to_string(i + 1) +
-                       "\nsecret_file = " + (dir_.path() / ("secret." + std::to_string(i + 1))).string() +
-                       "\nelection_timeout_ms = 500\nheartbeat_timeout_ms = 50\n";
+    std::string text =
+        "[server]\nbind_address = " + host(i) +
+        "\nbind_port = @PORT@\nstats_dir = @DIR@\ndata_dir = @DIR@\nlog_level = debug\n"
+        "http_enabled = on\nhttp_address = " +
+        host(i) + "\nhttp_port = 0\nstatus_interval_ms = 200\n" +
+        (extra_server_config_.empty() ? "session_timeout_ms = " + std::to_string(kSessionTimeoutMs) + "\n"
+                                      : extra_server_config_) +
+        "[semaphores]\nlock = " + std::to_string(limit) +
+        "\n"
+        "[cluster]\nid = " +
+        std::to_string(i + 1) + "\nsecret_file = " + (dir_.path() / ("secret." + std::to_string(i + 1))).string() +
+        "\nelection_timeout_ms = 500\nheartbeat_timeout_ms = 50\n";
     for (int j = 0; j < kMaxServers; ++j) {
       // The first three know nothing of the fourth; it knows them, itself,
       // and that it waits to be added.
