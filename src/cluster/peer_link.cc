@@ -4,6 +4,8 @@
 // handlers that find the link dead and do nothing.
 #include "cluster/peer_link.h"
 
+#include "common/text.h"
+
 #include <charconv>
 #include <cstring>
 #include <utility>
@@ -21,18 +23,6 @@ std::optional<std::pair<std::string, std::string>> split_host_port(std::string_v
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   return std::make_pair(std::string(host), std::string(address.substr(colon + 1)));
 }
-
-namespace {
-
-// Equal strings, in a time that depends on their lengths only.
-bool same_secret(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
-}  // namespace
 
 Result<ServerId> check_peer_hello(std::string_view line, std::string_view remote_host, ServerId self,
                                   const std::map<ServerId, std::string>& client_addresses, std::string_view secret) {

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "common/log.h"
+#include "common/text.h"
 #include "core/answers.h"
 #include "protocol/names.h"
 #include "stats/render.h"
@@ -143,17 +144,6 @@ void Dispatcher::end_session(SessionState& session, stats::EndCause cause) {
 }
 
 // --- proposed 1.2: sessions that outlive their connection, the leader ---
-
-namespace {
-
-bool same_secret(std::string_view a, std::string_view b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  const std::size_t n = std::min(a.size(), b.size());
-  for (std::size_t i = 0; i < n; ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
-}  // namespace
 
 void Dispatcher::resumable(SessionState& session, std::string_view tag) {
   if (!cluster_mode()) {

@@ -2,6 +2,8 @@
 // snapshot.cc.
 #include "replication/state_machine.h"
 
+#include "common/text.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -62,19 +64,6 @@ Result<EntryResults> StateMachine::apply_entry(std::uint64_t index, const Entry&
   last_index_ = index;
   return results;
 }
-
-namespace {
-
-// Compares the secrets without stopping at the first difference, so that
-// how long a refusal takes says nothing about how much of a guess was right.
-bool same_secret(std::string_view a, std::string_view b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  const std::size_t n = std::min(a.size(), b.size());
-  for (std::size_t i = 0; i < n; ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
-}  // namespace
 
 void StateMachine::apply_command(const Command& command, CommandResult& result) {
   Answer& answer = result.answer;

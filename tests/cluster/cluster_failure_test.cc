@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "checker/history.h"
+#include "cluster_leader.h"
 #include "netsemd_harness.h"
 #include "raft/partition_proxy.h"
 #include "support/free_port.h"
@@ -190,30 +191,9 @@ class ClusterFailure : public ::testing::Test {
     }
   }
 
-  // The running server whose log says it leads in the highest term; -1 when
-  // none does within `timeout`.
-  int leader(std::chrono::milliseconds timeout = 10s) const {
-    static const std::regex kLeads(R"(cluster: leader in term (\d+))");
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    do {
-      int best = -1;
-      long best_term = -1;
-      for (int i = 0; i < kServers; ++i) {
-        if (servers_[i] == nullptr) continue;
-        const std::string log = servers_[i]->log();
-        for (auto it = std::sregex_iterator(log.begin(), log.end(), kLeads); it != std::sregex_iterator(); ++it) {
-          const long term = std::stol((*it)[1]);
-          if (term > best_term) {
-            best_term = term;
-            best = i;
-          }
-        }
-      }
-      if (best >= 0) return best;
-      std::this_thread::sleep_for(20ms);  // polling the logs, bounded
-    } while (std::chrono::steady_clock::now() < deadline);
-    return -1;
-  }
+  // The running server whose log says it leads in the highest term; -1
+  // when none does within `timeout`.
+  int leader(std::chrono::milliseconds timeout = 10s) const { return cluster_leader(servers_, timeout); }
 
   // A grant of `probe` to a new session on server i, then its release:
   // the cluster grants through that server now. Waits at most `timeout`.
