@@ -8,7 +8,7 @@ is a refusal, Denied: netsem._tls), says HELLO, AUTH with the token when there
 is one (pipelined, as libnetsem), learns the session timeout T once (LEASE,
 proposed 1.2, whatever the session's rights; else STATS of a 1.0/1.1 server)
 and then serves the session: it hands each answer line to the Call
-whose tag it carries, pings when the line has been quiet for T/3, and ends the
+whose tag it carries, pings when the line has been quiet for T/6, and ends the
 session when a request stays unanswered for ``request_timeout`` or the lease
 lapses. ``send()`` writes a request at once from the caller's coroutine (one
 event loop: a line is written whole) and returns its Call, whose ``future``
@@ -497,7 +497,7 @@ class Connection:
             if _tls.is_refusal(error):
                 return refused(_tls.refusal(server, error))
             return refuse(f"read failed: {_os_error_text(error)}")
-        # Pings at a third of the session timeout keep the session alive;
+        # Pings at a sixth of the session timeout keep the session alive;
         # without one, they still tell a dead server from an idle one.
         if lease_timeout is not None:
             session_timeout = lease_timeout

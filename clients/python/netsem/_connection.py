@@ -10,7 +10,7 @@ token when there is one, asks a 1.1 server for ``OPTION queued off``, learns
 the session timeout once (LEASE, proposed 1.2, whatever the session's rights;
 else STATS of a 1.0/1.1 server), and then
 serves the session: it writes what callers queued with ``send()``, pings
-when the line has been quiet for a third of the session timeout, and hands
+when the line has been quiet for a sixth of the session timeout, and hands
 each answer to the Call whose tag it carries. A caller waits on its own Call
 (``Call.wait``), so no call ever blocks another.
 

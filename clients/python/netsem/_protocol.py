@@ -12,7 +12,7 @@ parser of its request (``parse_fence``, ``parse_get``, ``parse_holder_item``
 verb with no helper), with names percent-encoded by ``encode_name``, numbers
 in decimal, and optional trailing fields left out at their defaults, exactly
 as libnetsem's encoders write them (src/protocol/requests.cc). ``Tags`` hands
-out the tags. ``Lease`` is the session's timing arithmetic (pings at a third
+out the tags. ``Lease`` is the session's timing arithmetic (pings at a sixth
 of the session timeout, the lease that lapses at half of it, the stop-by time
 of lost permits), fed with ``time.monotonic()`` readings by its caller.
 
@@ -787,8 +787,10 @@ class Lease:
     With a session timeout T the server cannot end the session before T after
     it read the last request, so not before T after the client sent the last
     request that was answered (``lease_from``). The client pings when it has
-    sent nothing for ``ping_interval`` (T/3; without T, half the request
-    timeout, so that a dead server is still told from an idle one). When
+    sent nothing for ``ping_interval`` (T/6, so that a lapsing lease leaves
+    about T/3 for a failover, where a PONG waits for the cluster's log;
+    without T, half the request timeout, so that a dead server is still told
+    from an idle one). When
     nothing sent since ``lease_from`` has been answered by T/2 after it
     (``lapse_at``), the session is given up and its permits are lost with
     ``stop_by()`` = lease_from + 0.9 T - margin (a twentieth of T, at most
@@ -804,7 +806,7 @@ class Lease:
         self.request_timeout = request_timeout
         self.lease_from = start
         if self.session_timeout > 0:
-            self.ping_interval = max(0.001, math.floor(self.session_timeout * 1000 / 3) / 1000)
+            self.ping_interval = max(0.001, math.floor(self.session_timeout * 1000 / 6) / 1000)
         else:
             self.ping_interval = request_timeout / 2
 

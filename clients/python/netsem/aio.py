@@ -10,7 +10,7 @@ client.acquire(...)`` hands out the Permit (``await permit.release()``, or
 ``async with permit``). Every other call is a plain coroutine with the
 blocking Client's name, arguments, results and exceptions (netsem.client;
 docs/python.md), and libnetsem's rules (docs/client.md): the same handshake,
-pings at a third of the session timeout, lease and permit loss, reconnection
+pings at a sixth of the session timeout, lease and permit loss, reconnection
 with backoff, fallback policies and refusals.
 
 One connection per Client (asyncio streams) carries every task's requests,

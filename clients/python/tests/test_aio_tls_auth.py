@@ -244,7 +244,7 @@ def test_a_token_without_read_learns_the_session_timeout(start_netsemd: Any, tok
         async with client_of(server, local_dir, {"token": TOKENS["worker"][0]}, request_timeout=10.0,
                              fallback=netsem.FallbackPolicy("fail")) as client:
             permit = await client.acquire("jobs/a", timeout=5)
-            await asyncio.sleep(timeout_ms / 1000)  # pings at T/3 keep the session alive past T
+            await asyncio.sleep(timeout_ms / 1000)  # pings at T/6 keep the session alive past T
             assert not permit.lost and client.stats().connects == 1
             frozen_at = time.monotonic()
             server.signal(signal.SIGSTOP)

@@ -326,8 +326,9 @@ def test_endpoints() -> None:
 
 def test_lease_arithmetic() -> None:
     lease = p.Lease(session_timeout=3.0, request_timeout=10.0, start=100.0)
-    assert lease.ping_interval == 1.0
-    assert lease.ping_at(100.0) == 101.0
+    # Pings at T/6: a lapsing lease (T/2) leaves about T/3 for a failover.
+    assert lease.ping_interval == 0.5
+    assert lease.ping_at(100.0) == 100.5
     assert lease.lapse_at() == 101.5
     # 0.9 T - min(T/20, 0.25) after the lease's start
     assert lease.stop_by() == pytest.approx(100.0 + 2.7 - 0.15)
@@ -338,10 +339,10 @@ def test_lease_arithmetic() -> None:
     lease.answered(100.5)  # an older one answered later moves nothing back
     assert lease.lapse_at() == 102.5
     assert lease.stop_by() == pytest.approx(101.0 + 2.7 - 0.15)
-    assert lease.wake_at(last_sent=101.2, oldest_unanswered_sent=None) == pytest.approx(102.2)
+    assert lease.wake_at(last_sent=101.2, oldest_unanswered_sent=None) == pytest.approx(101.7)
     long_lease = p.Lease(session_timeout=60.0, request_timeout=10.0, start=0.0)
     assert long_lease.stop_by() == pytest.approx(54.0 - 0.25)  # the margin is at most 250 ms
-    assert long_lease.ping_interval == 20.0
+    assert long_lease.ping_interval == 10.0
     assert "within 10000 ms" in (long_lease.check(15.0, oldest_unanswered_sent=5.0) or "")
     assert long_lease.check(14.9, oldest_unanswered_sent=5.0) is None
     none = p.Lease(session_timeout=0, request_timeout=10.0, start=0.0)

@@ -371,7 +371,7 @@ def test_a_token_without_read_learns_the_session_timeout(start_netsemd: Any, tok
     permit = client.acquire("jobs/a", timeout=5)
     lost = threading.Event()
     permit.on_lost(lambda reason: lost.set())
-    time.sleep(timeout)  # pings at T/3 keep the session alive past T
+    time.sleep(timeout)  # pings at T/6 keep the session alive past T
     assert not permit.lost and client.stats().connects == 1
     frozen_at = time.monotonic()
     server.signal(signal.SIGSTOP)
