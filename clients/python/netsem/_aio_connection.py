@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from netsem import _protocol as proto
+from netsem import _resume
 from netsem import _tls
 from netsem.errors import NetsemError, ProtocolError, Shutdown, Unavailable
 
@@ -88,12 +89,14 @@ class Answer:
 class Call:
     """One request in flight; the connection completes ``future`` exactly once."""
 
-    __slots__ = ("tag", "session", "seq", "may_wait", "future", "sent_at", "answered", "items")
+    __slots__ = ("tag", "session", "seq", "may_wait", "future", "sent_at", "answered", "items", "line")
 
     def __init__(
-        self, tag: str, session: int, seq: int, may_wait: bool, future: asyncio.Future[Answer], sent_at: float
+        self, tag: str, session: int, seq: int, may_wait: bool, future: asyncio.Future[Answer], sent_at: float,
+        line: bytes = b"",
     ) -> None:
         self.tag = tag
+        self.line = line  # the request, to settle it after a resume
         self.session = session
         self.seq = seq  # its place in the session's send order
         self.may_wait = may_wait  # an ACQUIRE or WAIT that the server may queue
@@ -185,6 +188,18 @@ class Connection:
         self._timer_at = 0.0
         self._ended: NetsemError | None = None  # set by the timer: why it cut the session
         self._fell_silent = False
+        # Resuming (docs/client.md, "Sessions that outlive their connection"):
+        # the session's id and secret (RESUMABLE), the leader's address
+        # (LEADER), what the session holds by its answers, whether the
+        # connection ended without a word (EOF, reset, * ERR SHUTDOWN), and
+        # the requests sent while a resume runs (written once it succeeded).
+        self._resumable: _resume.Resumable | None = None
+        self._leader: tuple[str, int] | None = None
+        self._held = _resume.HeldCounts()
+        self._may_resume = False
+        self._outbox: list[Call] = []
+        self._resumed_mine = _resume.Mine()
+        self._resumed_extra: list[bytes] = []
 
     # --- lifecycle ---
 
@@ -228,12 +243,18 @@ class Connection:
         ``may_wait``: a request the server may queue (ACQUIRE or WAIT with a timeout)."""
         if not self.connected or (session and session != self.session):
             return None
-        assert self._writer is not None and self._loop is not None
+        assert self._loop is not None
         tag = self._tags.next()
         line = build(tag)
         now = time.monotonic()
+        if self._writer is None:
+            # A resume runs: sent once the session is back (or failed with it).
+            call = Call(tag, self.session, 0, may_wait, self._loop.create_future(), now, line)
+            self._pending[tag] = call
+            self._outbox.append(call)
+            return call
         self._seq += 1
-        call = Call(tag, self.session, self._seq, may_wait, self._loop.create_future(), now)
+        call = Call(tag, self.session, self._seq, may_wait, self._loop.create_future(), now, line)
         self._pending[tag] = call
         self._unread.append(call)
         self._writer.write(line)
@@ -276,9 +297,21 @@ class Connection:
                         continue
                     reader, writer, hello = opened
                     self._session_began(server, writer, hello)
+                    ended: tuple[NetsemError, float | None] | None = None
                     try:
                         reason = await self._serve(reader)
+                        while (self._may_resume and self._resumable is not None and self._lease is not None
+                               and self._lease.session_timeout > 0 and not self._stopping):
+                            # The connection ended without a word: the session
+                            # (its permits, its queued requests) may be resumed.
+                            self._close_writer()
+                            resumed = await self._resume(reason)
+                            if not isinstance(resumed, asyncio.StreamReader):
+                                ended = resumed
+                                break
+                            reason = await self._serve(resumed, resumed=self._resumed_mine)
                     except asyncio.CancelledError:
+                        self._quit()
                         self._close_writer()
                         self._session_ended(Unavailable("the client closed the connection"), None)
                         raise
@@ -289,7 +322,10 @@ class Connection:
                     # its next start nothing before the lease's end either.
                     assert self._lease is not None
                     lease = self._fell_silent or isinstance(reason, Shutdown)
-                    self._session_ended(reason, self._lease.stop_by() if lease else None)
+                    if ended is not None:
+                        self._session_ended(*ended)
+                    else:
+                        self._session_ended(reason, self._lease.stop_by() if lease else None)
                     served = True
                     break
                 if served:
@@ -400,7 +436,14 @@ class Connection:
         # T from LEASE (every session may ask), else from STATS (a 1.0/1.1
         # server answers LEASE UNKNOWN_VERB; STATS needs an unlimited read
         # right, and tells a client without a token that one is required).
-        out += proto.request(lease_tag, "LEASE") + proto.request(stats_tag, "STATS")
+        # RESUMABLE (the session outlives its connection) and LEADER (the
+        # first to resume on): proposed 1.2; UNKNOWN_VERB is no refusal.
+        resumable_tag, leader_tag = self._tags.next(), self._tags.next()
+        out += proto.request(lease_tag, "LEASE") + proto.request(resumable_tag, "RESUMABLE")
+        out += proto.request(leader_tag, "LEADER") + proto.request(stats_tag, "STATS")
+        resumable: _resume.Resumable | None = None
+        resumable_done = leader_done = False
+        self._leader = None
         option_tag = ""
         if not self._options.queue_positions:
             option_tag = self._tags.next()
@@ -422,7 +465,7 @@ class Connection:
         lease_timeout: float | None = None  # from LEASE
         try:
             writer.write(out)
-            while hello is None or session_timeout is None or not lease_done:
+            while hello is None or session_timeout is None or not lease_done or not resumable_done or not leader_done:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return refuse("no answer to HELLO in time")
@@ -468,6 +511,14 @@ class Connection:
                         if lease_timeout is None:
                             log.debug("server %s has no LEASE: %s", server, printable(line))
                         continue
+                    if reply.tag == resumable_tag:
+                        resumable_done = True
+                        resumable = _resume.parse_resumable(reply)
+                        continue
+                    if reply.tag == leader_tag:
+                        leader_done = True
+                        self._leader = _resume.parse_leader(reply)
+                        continue
                     if reply.tag == stats_tag and reply.kind == "ERR" and reply.code == "DENIED":
                         # Rights without an unlimited read (a token's, a
                         # certificate subject's): no refusal; T comes from
@@ -502,6 +553,9 @@ class Connection:
         if lease_timeout is not None:
             session_timeout = lease_timeout
         self._lease = proto.Lease(session_timeout, self._options.request_timeout, lease_from)
+        # Resumed only with a session timeout told by LEASE: without one the
+        # server ends the session with its connection anyway.
+        self._resumable = resumable if lease_timeout else None
         return hello
 
     def _session_began(self, server: str, writer: asyncio.StreamWriter, hello: proto.Hello) -> None:
@@ -522,21 +576,33 @@ class Connection:
             log.info("connected to %s", server)
         self._first_round.set()
 
-    async def _serve(self, reader: asyncio.StreamReader) -> NetsemError:
-        """Reads and dispatches answers until the session ends; returns why it ended."""
+    async def _serve(self, reader: asyncio.StreamReader, resumed: _resume.Mine | None = None) -> NetsemError:
+        """Reads and dispatches answers until the session ends; returns why it
+        ended. ``resumed``: the session was resumed on this connection and
+        MINE answered that: what was sent before and not answered is settled
+        first."""
         self._last_sent = time.monotonic()
-        self._fell_silent = False
+        self._fell_silent = self._may_resume = False
         self._ended = None
+        if resumed is None:
+            self._held.clear()
+        else:
+            ended = self._settle(resumed)
+            if ended is not None:
+                return ended
         self._on_timer()
         try:
             while True:
                 try:
                     data = await reader.read(_READ_CHUNK)
                 except OSError as error:
+                    if self._ended is None:
+                        self._may_resume = True
                     return self._ended or Unavailable(f"read failed: {_os_error_text(error)}")
                 if self._ended is not None:
                     return self._ended
                 if not data:
+                    self._may_resume = True
                     return Unavailable("the server closed the connection")
                 try:
                     lines = self._buffer.feed(data)
@@ -605,10 +671,11 @@ class Connection:
         tag = self._tags.next()
         now = time.monotonic()
         self._seq += 1
-        call = Call(tag, self.session, self._seq, False, self._loop.create_future(), now)
+        line = proto.ping_request(tag)
+        call = Call(tag, self.session, self._seq, False, self._loop.create_future(), now, line)
         self._pending[tag] = call
         self._unread.append(call)
-        self._writer.write(proto.ping_request(tag))
+        self._writer.write(line)
         self._last_sent = now
 
     def _dispatch(self, line: bytes) -> NetsemError | None:
@@ -621,6 +688,7 @@ class Connection:
             if reply.kind != "ERR":
                 return None
             if reply.code == "SHUTDOWN":
+                self._may_resume = True
                 return Shutdown("the server is shutting down")
             if reply.code == "KICKED":
                 # An administrator's KICK: the server has let go of the permits.
@@ -644,9 +712,224 @@ class Connection:
             call.items.append(reply)
             return None
         del self._pending[reply.tag]
+        self._held.answered(call.line, reply)
         if not call.future.done():
             call.future.set_result(Answer(reply=reply, items=call.items))
         return None
+
+    def _quit(self) -> None:
+        """QUIT, written with what is buffered, before the connection closes:
+        the session ends at once (a resumable one would otherwise wait for its
+        timeout)."""
+        if self._writer is None or self._resumable is None:
+            return
+        writer, self._writer = self._writer, None
+        try:
+            writer.write(proto.request(self._tags.next(), "QUIT"))
+            writer.transport.close()  # flushes what the socket takes, unlike abort
+        except Exception:
+            writer.transport.abort()
+
+    async def _resume(self, reason: NetsemError) -> asyncio.StreamReader | tuple[NetsemError, float | None]:
+        """RESUME on the candidates (the leader, then the servers in order)
+        until one takes the session or the lease lapses: the new reader (MINE
+        in _resumed_mine), or the loss (reason, stop_by)."""
+        assert self._resumable is not None and self._lease is not None
+        began = time.monotonic()
+        deadline = self._lease.lapse_at() or began
+        session_id, old_server = self.session_id, self.server
+        log.info("session %d: the connection to %s ended (%s); resuming it", session_id, old_server, reason.message)
+        candidates: list[tuple[str, int]] = [self._leader] if self._leader is not None else []
+        candidates += [endpoint for endpoint in self._endpoints if endpoint not in candidates]
+        backoff = self._options.reconnect_min
+        failures: list[str] = []
+        while not self._stopping and time.monotonic() < deadline:
+            for host, port in candidates:
+                server = proto.endpoint_text(host, port)
+                outcome: Any = None
+                while not self._stopping and time.monotonic() < deadline:
+                    outcome = await self._try_resume(host, port, server, deadline)
+                    if outcome != "busy":
+                        break
+                    await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+                else:
+                    break
+                if isinstance(outcome, asyncio.StreamReader):
+                    self.server = server
+                    log.info("resumed session %d on %s after %d ms, %d permits kept", session_id, server,
+                             round((time.monotonic() - began) * 1000), len(self._permits))
+                    return outcome
+                if isinstance(outcome, str) and outcome.startswith("gone:"):
+                    why = outcome[5:]
+                    log.warning("session %d could not be resumed on %s: %s", session_id, server, why)
+                    # The server has let go of the permits; after a SHUTDOWN
+                    # its next start grants nothing before the lease's end.
+                    stop_by = self._lease.stop_by() if isinstance(reason, Shutdown) else None
+                    return Unavailable(f"the session ended after its connection did ({reason.message}): {why}"), stop_by
+                failures.append(f"{server}: {outcome.why if isinstance(outcome, _Failure) else 'no answer'}")
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stopping:
+                break
+            await asyncio.sleep(min(backoff, left))
+            backoff = min(backoff * 2, self._options.reconnect_max)
+        log.warning("session %d could not be resumed within its lease: %s", session_id,
+                    "; ".join(failures[-len(candidates):]) or "no server answered")
+        return (
+            type(reason)(f"{reason.message}; no server resumed the session within half its session timeout of "
+                         f"{round(self._lease.session_timeout * 1000)} ms: the lease on the session's permits ran out"),
+            self._lease.stop_by(),
+        )
+
+    async def _try_resume(self, host: str, port: int, server: str, deadline: float) -> Any:
+        """One RESUME (with HELLO, AUTH, LEASE, LEADER, MINE pipelined) on
+        ``server``: the reader once resumed (the writer in _writer), "busy" to
+        retry, "gone:<why>" when the session ended, a _Failure when unreachable."""
+        assert self._resumable is not None and self._lease is not None
+        limit = min(deadline, time.monotonic() + self._options.connect_timeout)
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, limit=proto.MAX_LINE * 4), max(0.001, limit - time.monotonic())
+            )
+        except TimeoutError:
+            return _Failure("no connection in time")
+        except OSError as error:
+            return _Failure(_os_error_text(error))
+        if self._tls is not None:
+            failure = await self._tls_handshake(writer, host, server)
+            if failure is not None:
+                writer.transport.abort()
+                return failure
+        out, tag_of = _resume.resume_requests(self._tags, self._resumable, self._label, self._options.token)
+        sent_at = time.monotonic()
+        buffer = proto.LineBuffer()
+        resumed = False
+        session_timeout = self._lease.session_timeout
+        mine_items: list[str] = []
+        done = False
+        outcome: Any = None
+        try:
+            writer.write(out)
+            while not done:
+                left = limit - time.monotonic()
+                if left <= 0:
+                    return _Failure("no answer to RESUME in time")
+                try:
+                    data = await asyncio.wait_for(reader.read(_READ_CHUNK), left)
+                except TimeoutError:
+                    return _Failure("no answer to RESUME in time")
+                if not data:
+                    return _Failure("the server closed the connection")
+                try:
+                    lines = buffer.feed(data)
+                except ProtocolError:
+                    return "gone:the server sent an over-long or binary line"
+                for index, line in enumerate(lines):
+                    try:
+                        reply = proto.parse_line(line)
+                    except ProtocolError:
+                        return f"gone:not a netsem answer: {printable(line)}"
+                    if reply.tag == tag_of["RESUME"]:
+                        if reply.kind == "OK":
+                            resumed = True
+                            continue
+                        if reply.code == "BUSY":
+                            return "busy"
+                        return f"gone:RESUME answered {proto.printable(reply.text)}"
+                    if not resumed:
+                        continue
+                    if reply.tag == tag_of["HELLO"]:
+                        try:
+                            hello = proto.parse_hello(reply)
+                        except ProtocolError:
+                            return f"gone:HELLO answered {proto.printable(reply.text)}"
+                        if hello.session_id != self._resumable.session_id:
+                            return f"gone:HELLO answered session {hello.session_id}"
+                    elif reply.tag == tag_of.get("AUTH"):
+                        if not proto.auth_accepted(reply):
+                            return f"gone:AUTH answered {proto.printable(reply.text)}"
+                    elif reply.tag == tag_of["LEASE"]:
+                        timeout = proto.lease_timeout(reply)
+                        if timeout:
+                            session_timeout = timeout
+                    elif reply.tag == tag_of["LEADER"]:
+                        self._leader = _resume.parse_leader(reply) or self._leader
+                    elif reply.tag == tag_of["MINE"]:
+                        if reply.kind == "ITEM":
+                            mine_items.append(reply.text)
+                        elif reply.kind == "END":
+                            # Lines after it (a grant already) are the session's.
+                            self._resumed_extra = lines[index + 1:]
+                            done = True
+                            break
+                        else:
+                            return f"gone:MINE answered {proto.printable(reply.text)}"
+            outcome = reader
+        except OSError as error:
+            return _Failure(_os_error_text(error))
+        finally:
+            if outcome is None:
+                writer.transport.abort()
+        self._buffer = buffer
+        self._writer = writer
+        # The server read RESUME after it was sent: the lease starts again there.
+        self._lease = proto.Lease(session_timeout, self._options.request_timeout, sent_at)
+        self._resumed_mine = _resume.parse_mine(mine_items)
+        return reader
+
+    def _settle(self, mine: _resume.Mine) -> NetsemError | None:
+        """On the resumed connection: what became of each request sent on the
+        old one and not answered there (MINE tells), of the permits MINE no
+        longer shows, and of the requests sent meanwhile (written now)."""
+        assert self._writer is not None
+        outbox, self._outbox = self._outbox, []
+        waiting = set(id(call) for call in outbox)
+        calls = sorted((call for call in self._pending.values() if id(call) not in waiting), key=lambda c: c.seq)
+        settled = _resume.settle([(call.line, call.sent_at) for call in calls], self._held.counts, mine,
+                                 time.monotonic())
+        self._unread.clear()
+        self._seq = self._read_upto = 0
+        extra, self._resumed_extra = self._resumed_extra, []
+        now = time.monotonic()
+        for call in calls:
+            call.seq = 0
+            if call.tag in settled.answer:
+                self._dispatch(settled.answer[call.tag].rstrip(b"\n"))
+            elif call.tag in settled.resend:
+                self._write_again(call, settled.resend[call.tag], now)
+            elif call.tag in settled.fail:
+                del self._pending[call.tag]
+                if not call.future.done():
+                    call.future.set_result(Answer(failure=Unavailable(_resume.OUTCOME_UNKNOWN)))
+        for call in outbox:
+            self._write_again(call, call.line, now)
+        lost = []
+        for name, count in settled.lost.items():
+            for permit in list(self._permits):
+                if count <= 0:
+                    break
+                if getattr(permit, "name", None) == name:
+                    self._permits.discard(permit)
+                    lost.append(permit)
+                    count -= getattr(permit, "count", 1)
+            self._held.counts[name] = max(0, self._held.counts.get(name, 0) - settled.lost[name])
+        reason = Unavailable("the server no longer holds this permit for the resumed session")
+        for permit in lost:
+            log.warning("%s: %s", getattr(permit, "name", "?"), reason.message)
+            permit.mark_lost(reason, None)
+        for line in extra:
+            ended = self._dispatch(line)
+            if ended is not None:
+                return ended
+        return None
+
+    def _write_again(self, call: Call, line: bytes, now: float) -> None:
+        assert self._writer is not None
+        self._seq += 1
+        call.seq, call.line, call.sent_at, call.answered = self._seq, line, now, False
+        self._pending[call.tag] = call
+        self._unread.append(call)
+        self._writer.write(line)
+        self._last_sent = now
 
     def _close_writer(self) -> None:
         if self._writer is not None:
@@ -669,6 +952,8 @@ class Connection:
             # Fallback first, so that a caller woken below already sees it.
             self._enter_fallback(reason)
         calls, self._pending = list(self._pending.values()), {}
+        self._outbox = []
+        self._held.clear()
         self._unread.clear()
         self._read_upto = self._seq
         self._buffer = proto.LineBuffer()

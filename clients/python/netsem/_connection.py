@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from netsem import _protocol as proto
+from netsem import _resume
 from netsem import _tls
 from netsem._options import ClientOptions
 from netsem.errors import NetsemError, ProtocolError, Shutdown, Unavailable
@@ -186,6 +187,16 @@ class Connection:
         self._fell_silent = False
         self._attempt_failure = ""
         self._attempt_refusal: NetsemError | None = None
+        # Resuming (docs/client.md, "Sessions that outlive their connection"):
+        # the session's id and secret (RESUMABLE), the leader's address
+        # (LEADER), what the session holds by its answers, and whether the
+        # connection ended without a word (EOF, reset, * ERR SHUTDOWN).
+        self._resumable: _resume.Resumable | None = None
+        self._leader: tuple[str, int] | None = None
+        self._held = _resume.HeldCounts()
+        self._may_resume = False
+        self._resumed_mine = _resume.Mine()
+        self._resumed_extra: list[bytes] = []
         # Sockets of sessions whose lease lapsed, each kept open (and unread)
         # until the stop-by time of its permits: see _run.
         self._lingering: list[tuple[float, socket.socket]] = []
@@ -356,13 +367,27 @@ class Connection:
                     continue
                 self._session_began(server, hello)
                 reason = self._serve(sock)
+                ended: tuple[NetsemError, float | None] | None = None
+                while (self._may_resume and self._resumable is not None and self._lease.session_timeout > 0
+                       and not self._stopping.is_set()):
+                    # The connection ended without a word: the session (its
+                    # permits, its queued requests) may still be resumed.
+                    sock.close()
+                    resumed = self._resume(reason)
+                    if not isinstance(resumed, socket.socket):
+                        ended = resumed
+                        break
+                    sock = resumed
+                    reason = self._serve(sock, resumed=self._resumed_mine)
                 # A server that closed or refused the session has let go of its
                 # permits already; one that fell silent holds them until the
                 # lease's end. One that said SHUTDOWN has let go too, but its
                 # next start grants nothing before the lease's end either.
                 lease = (self._fell_silent or isinstance(reason, Shutdown)) and self._lease.session_timeout > 0
                 stop_by = self._lease.stop_by() if lease else None
-                if stop_by is not None and self._fell_silent:
+                if ended is not None:
+                    reason, stop_by = ended
+                elif stop_by is not None and self._fell_silent:
                     # The server may only be frozen or cut off for a moment: if
                     # it read our close when it comes back, it would hand the
                     # permits on at once, while the work under them may run
@@ -393,11 +418,12 @@ class Connection:
             self._first_round_done = True
             self._first_round.notify_all()
 
-    def _connect(self, host: str, port: int) -> socket.socket | None:
+    def _connect(self, host: str, port: int, timeout: float | None = None) -> socket.socket | None:
         """A connected socket, or None with the reason in _attempt_failure.
         The whole attempt, name lookup included, is bounded by connect_timeout
-        (a lookup cannot be interrupted: a slow one is cut by the wait below)."""
-        timeout = self._options.connect_timeout
+        (a lookup cannot be interrupted: a slow one is cut by the wait below),
+        or by ``timeout`` when given."""
+        timeout = self._options.connect_timeout if timeout is None else max(0.001, timeout)
         deadline = time.monotonic() + timeout
         try:
             addresses = _lookup(host, port, timeout)
@@ -502,7 +528,15 @@ class Connection:
         # STATS (a 1.0/1.1 server answers LEASE UNKNOWN_VERB; STATS needs an
         # unlimited read right). STATS also tells a client without a token
         # that the server requires one (ERR AUTH), before the session begins.
-        out += proto.request(lease_tag, "LEASE") + proto.request(stats_tag, "STATS")
+        # RESUMABLE (the session outlives its connection: it can be resumed)
+        # and LEADER (the cluster's leader, the first to resume on): proposed
+        # 1.2, a 1.0/1.1 server answers UNKNOWN_VERB, which is no refusal.
+        resumable_tag, leader_tag = self._tags.next(), self._tags.next()
+        out += proto.request(lease_tag, "LEASE") + proto.request(resumable_tag, "RESUMABLE")
+        out += proto.request(leader_tag, "LEADER") + proto.request(stats_tag, "STATS")
+        resumable: _resume.Resumable | None = None
+        resumable_done = leader_done = False
+        self._leader = None
         # Pipelined with HELLO and not waited for: a 1.0 server answers
         # UNKNOWN_VERB, which is no refusal.
         option_tag = ""
@@ -534,7 +568,7 @@ class Connection:
         try:
             selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
             selector.register(self._wake_r, selectors.EVENT_READ)
-            while hello is None or not stats_done or not lease_done:
+            while hello is None or not stats_done or not lease_done or not resumable_done or not leader_done:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     refuse("no answer to HELLO in time")
@@ -611,6 +645,16 @@ class Connection:
                         if lease_timeout is None:
                             log.debug("server %s has no LEASE: %s", server, proto.printable(text))
                         continue
+                    if reply.tag == resumable_tag:
+                        resumable_done = True
+                        resumable = _resume.parse_resumable(reply)
+                        if resumable is None:
+                            log.debug("server %s has no RESUMABLE: %s", server, proto.printable(text))
+                        continue
+                    if reply.tag == leader_tag:
+                        leader_done = True
+                        self._leader = _resume.parse_leader(reply)
+                        continue
                     if reply.tag == stats_tag and reply.kind == "ERR" and reply.code == "DENIED":
                         # Rights without an unlimited read (a token's, a
                         # certificate subject's): no refusal; T comes from
@@ -644,6 +688,9 @@ class Connection:
         if lease_timeout is not None:
             session_timeout = lease_timeout
         self._lease = proto.Lease(session_timeout, self._options.request_timeout, start)
+        # Resumed only with a session timeout told by LEASE: without one the
+        # server ends the session with its connection anyway.
+        self._resumable = resumable if lease_timeout else None
         return hello
 
     def _session_began(self, server: str, hello: proto.Hello) -> None:
@@ -665,15 +712,19 @@ class Connection:
             self._first_round_done = True
             self._first_round.notify_all()
 
-    def _serve(self, sock: socket.socket) -> NetsemError:
-        """Serves the session until it ends; returns why it ended."""
+    def _serve(self, sock: socket.socket, resumed: _resume.Mine | None = None) -> NetsemError:
+        """Serves the session until it ends; returns why it ended. ``resumed``:
+        the session was resumed on ``sock`` and MINE answered that: the
+        requests sent before and not answered are settled first."""
         self._sock = sock
         self._out = bytearray()
-        self._pending = {}
         self._unanswered = collections.deque()
         self._last_sent = time.monotonic()
         self._sent_seq = self._read_seq = 0
-        self._fell_silent = False
+        self._fell_silent = self._may_resume = False
+        if resumed is None:
+            self._pending = {}
+            self._held.clear()
         buffer = proto.LineBuffer()
         with self._lock:
             session = self._session
@@ -682,8 +733,11 @@ class Connection:
         selector.register(self._wake_r, selectors.EVENT_READ)
         writing = False
         try:
+            if resumed is not None:
+                self._settle(resumed)
             while True:
                 if self._stopping.is_set():
+                    self._quit(sock)
                     return Unavailable("the client closed the connection")
                 now = time.monotonic()
                 with self._lock:
@@ -748,6 +802,7 @@ class Connection:
         try:
             sent = _send(sock, self._out)
         except OSError as error:
+            self._may_resume = True
             raise _Ended(Unavailable(f"write failed: {error.strerror or error}")) from None
         del self._out[:sent]
 
@@ -757,6 +812,7 @@ class Connection:
         except OSError as error:
             if error.errno == errno.EINTR:
                 return
+            self._may_resume = True
             raise _Ended(Unavailable(f"read failed: {error.strerror or error}")) from None
         if data is None:
             return
@@ -768,6 +824,7 @@ class Connection:
         for line in lines:
             self._dispatch(line)
         if not data:
+            self._may_resume = True
             raise _Ended(Unavailable("the server closed the connection"))
 
     def _dispatch(self, line: bytes) -> None:
@@ -781,6 +838,7 @@ class Connection:
             if reply.kind != "ERR":
                 return
             if reply.code == "SHUTDOWN":
+                self._may_resume = True
                 raise _Ended(Shutdown("the server is shutting down"))
             if reply.code == "KICKED":
                 # An administrator's KICK: the server has let go of the permits
@@ -804,6 +862,7 @@ class Connection:
             call.items.append(reply.text)
             return
         del self._pending[reply.tag]
+        self._held.answered(call.line, reply)
         undo = call.complete(reply, None)
         if undo is not None:
             # Its caller is gone: what it was granted goes back at once.
@@ -830,6 +889,7 @@ class Connection:
         self._pending.clear()
         self._unanswered.clear()
         self._out = bytearray()
+        self._held.clear()
         for call in calls:
             call.complete(None, reason)
         for permit in permits.values():
@@ -837,6 +897,214 @@ class Connection:
                 permit.mark_lost(reason, stop_by)
             except Exception:  # a loss callback's failure must not stop the I/O thread
                 log.exception("a netsem loss callback raised")
+
+    def _quit(self, sock: socket.socket) -> None:
+        """Loop only: QUIT, as far as the socket takes it now: the session ends
+        at once (a resumable one would otherwise wait for its timeout)."""
+        if self._resumable is None:
+            return
+        try:
+            _send(sock, self._out + proto.request(self._tags.next(), "QUIT"))
+        except OSError:
+            pass
+
+    def _resume(self, reason: NetsemError) -> socket.socket | tuple[NetsemError, float | None]:
+        """Loop only: RESUME on the candidates (the leader, then the servers in
+        order) until one takes the session or the lease lapses; the connected
+        socket (MINE's answer in _resumed_mine), or the loss (reason, stop_by)."""
+        assert self._resumable is not None
+        began = time.monotonic()
+        deadline = self._lease.lapse_at() or began
+        with self._lock:
+            self._counters.connected = False
+            session_id, old_server = self._counters.session_id, self._counters.server
+        log.info("session %d: the connection to %s ended (%s); resuming it", session_id, old_server, reason)
+        candidates: list[tuple[str, int]] = [self._leader] if self._leader is not None else []
+        candidates += [server for server in self._servers if server not in candidates]
+        backoff = self._options.reconnect_min
+        failures: list[str] = []
+        while not self._stopping.is_set() and time.monotonic() < deadline:
+            for host, port in candidates:
+                server = proto.endpoint_text(host, port)
+                while not self._stopping.is_set() and time.monotonic() < deadline:
+                    outcome = self._try_resume(host, port, server, deadline)
+                    if outcome != "busy":
+                        break
+                    self._sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+                else:
+                    break
+                if isinstance(outcome, socket.socket):
+                    with self._lock:
+                        self._counters.connected, self._counters.server = True, server
+                        permits = len(self._permits)
+                    log.info("resumed session %d on %s after %d ms, %d permits kept", session_id, server,
+                             round((time.monotonic() - began) * 1000), permits)
+                    return outcome
+                if isinstance(outcome, str) and outcome.startswith("gone:"):
+                    why = outcome[5:]
+                    log.warning("session %d could not be resumed on %s: %s", session_id, server, why)
+                    # The server has let go of the permits; after a SHUTDOWN its
+                    # next start grants nothing before the lease's end.
+                    stop_by = self._lease.stop_by() if isinstance(reason, Shutdown) else None
+                    return Unavailable(f"the session ended after its connection did ({reason}): {why}"), stop_by
+                failures.append(f"{server}: {self._attempt_failure or 'no answer'}")
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._sleep(min(backoff, left)):
+                break
+            backoff = min(backoff * 2, self._options.reconnect_max)
+        if self._stopping.is_set():
+            return Unavailable("the client closed the connection"), None
+        log.warning("session %d could not be resumed within its lease: %s", session_id,
+                    "; ".join(failures[-len(candidates):]) or "no server answered")
+        return (
+            type(reason)(f"{reason}; no server resumed the session within half its session timeout of "
+                        f"{round(self._lease.session_timeout * 1000)} ms: the lease on the session's permits ran out"),
+            self._lease.stop_by(),
+        )
+
+    def _try_resume(self, host: str, port: int, server: str, deadline: float) -> socket.socket | str | None:
+        """Loop only: one RESUME (with HELLO, AUTH, LEASE, LEADER, MINE
+        pipelined) on ``server``: its socket once resumed, "busy" to retry,
+        "gone:<why>" when the session ended, None when unreachable."""
+        assert self._resumable is not None
+        self._attempt_failure, self._attempt_refusal = "", None
+        limit = min(deadline, time.monotonic() + self._options.connect_timeout)
+        sock = self._connect(host, port, limit - time.monotonic())
+        if sock is not None and self._tls is not None:
+            sock = self._tls_handshake(sock, host, server)
+        if sock is None:
+            return None
+        out_bytes, tag_of = _resume.resume_requests(self._tags, self._resumable, self._label, self._options.token)
+        out = bytearray(out_bytes)
+        sent_at = time.monotonic()
+        buffer = proto.LineBuffer()
+        resumed = False
+        session_timeout = self._lease.session_timeout
+        mine_items: list[str] = []
+        outcome: socket.socket | str | None = None
+        selector = selectors.DefaultSelector()
+        try:
+            selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while outcome is None:
+                left = limit - time.monotonic()
+                if left <= 0 or self._stopping.is_set():
+                    self._attempt_failure = "no answer to RESUME in time"
+                    return None
+                selector.modify(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0))
+                ready = 0
+                for key, mask in selector.select(left):
+                    if key.fd == self._wake_r:
+                        self._drain_wake()
+                    else:
+                        ready |= mask
+                try:
+                    if ready & selectors.EVENT_WRITE and out:
+                        del out[:_send(sock, out)]
+                    data = _recv(sock) if ready & selectors.EVENT_READ else None
+                except OSError as error:
+                    self._attempt_failure = f"RESUME: {error.strerror or error}"
+                    return None
+                if data is None:
+                    continue
+                if not data:
+                    self._attempt_failure = "RESUME: the server closed the connection"
+                    return None
+                try:
+                    lines = buffer.feed(data)
+                except ProtocolError:
+                    return "gone:the server sent an over-long or binary line"
+                for index, line in enumerate(lines):
+                    try:
+                        reply = proto.parse_line(line)
+                    except ProtocolError:
+                        return f"gone:not a netsem answer: {proto.printable(line.decode('utf-8', 'replace'))}"
+                    if reply.tag == tag_of["RESUME"]:
+                        if reply.kind == "OK":
+                            resumed = True
+                            continue
+                        if reply.code == "BUSY":
+                            return "busy"
+                        return f"gone:RESUME answered {proto.printable(reply.text)}"
+                    if not resumed:
+                        continue
+                    if reply.tag == tag_of["HELLO"]:
+                        try:
+                            hello = proto.parse_hello(reply)
+                        except ProtocolError:
+                            return f"gone:HELLO answered {proto.printable(reply.text)}"
+                        if hello.session_id != self._resumable.session_id:
+                            return f"gone:HELLO answered session {hello.session_id}"
+                    elif reply.tag == tag_of.get("AUTH"):
+                        if not proto.auth_accepted(reply):
+                            return f"gone:AUTH answered {proto.printable(reply.text)}"
+                    elif reply.tag == tag_of["LEASE"]:
+                        timeout = proto.lease_timeout(reply)
+                        if timeout:
+                            session_timeout = timeout
+                    elif reply.tag == tag_of["LEADER"]:
+                        self._leader = _resume.parse_leader(reply) or self._leader
+                    elif reply.tag == tag_of["MINE"]:
+                        if reply.kind == "ITEM":
+                            mine_items.append(reply.text)
+                        elif reply.kind == "END":
+                            # Lines after it (a grant already) are the session's.
+                            self._resumed_extra = lines[index + 1:]
+                            outcome = sock
+                            break
+                        else:
+                            return f"gone:MINE answered {proto.printable(reply.text)}"
+        finally:
+            selector.close()
+            if outcome is not sock:
+                sock.close()
+        # The server read RESUME after it was sent: the lease starts again there.
+        self._lease = proto.Lease(session_timeout, self._options.request_timeout, sent_at)
+        self._resumed_mine = _resume.parse_mine(mine_items)
+        return sock
+
+    def _settle(self, mine: _resume.Mine) -> None:
+        """Loop only, on the resumed connection: what became of each request
+        sent on the old one and not answered there (MINE tells), and of the
+        permits MINE no longer shows."""
+        calls = sorted(self._pending.values(), key=lambda call: call.seq)
+        for call in calls:
+            call.seq = 0  # the old connection's order; a re-sent one is numbered anew
+        settled = _resume.settle([(call.line, call.sent_at) for call in calls], self._held.counts, mine,
+                                 time.monotonic())
+        now = time.monotonic()
+        for call in calls:
+            if call.tag in settled.answer:
+                self._dispatch(settled.answer[call.tag].rstrip(b"\n"))
+            elif call.tag in settled.resend:
+                call.line = settled.resend[call.tag]
+                call.answered = False
+                self._put(call, now)
+            elif call.tag in settled.fail:
+                del self._pending[call.tag]
+                call.complete(None, Unavailable(_resume.OUTCOME_UNKNOWN))
+        lost: list[LosablePermit] = []
+        with self._lock:
+            for name, count in settled.lost.items():
+                for key, permit in list(self._permits.items()):
+                    if count <= 0:
+                        break
+                    if getattr(permit, "name", None) == name:
+                        del self._permits[key]
+                        lost.append(permit)
+                        count -= getattr(permit, "count", 1)
+        for name, count in settled.lost.items():
+            self._held.counts[name] = max(0, self._held.counts.get(name, 0) - count)
+        reason = Unavailable("the server no longer holds this permit for the resumed session")
+        for permit in lost:
+            log.warning("%s: %s", getattr(permit, "name", "?"), reason)
+            try:
+                permit.mark_lost(reason, None)
+            except Exception:
+                log.exception("a netsem loss callback raised")
+        extra, self._resumed_extra = self._resumed_extra, []
+        for line in extra:
+            self._dispatch(line)
 
     def _enter_fallback(self, reason: NetsemError) -> None:
         with self._lock:

@@ -74,8 +74,8 @@ class Peer:
 
     def handshake(self, version: str = "1.1", session_id: int = 7, session_timeout_ms: int = 0) -> bool:
         """Answers the client's opening requests as netsemd does (HELLO with
-        ``netsem <version> <id>``, STATS with the session timeout, LEASE
-        with UNKNOWN_VERB as a 1.1 server, anything else OK) until HELLO and STATS are answered; False if the client went."""
+        ``netsem <version> <id>``, STATS with the session timeout, LEASE,
+        RESUMABLE and LEADER with UNKNOWN_VERB as a 1.1 server, anything else OK) until HELLO and STATS are answered; False if the client went."""
         answered: set[str] = set()
         while not {"HELLO", "STATS"} <= answered:
             line = self.read_line()
@@ -87,8 +87,8 @@ class Peer:
                 reply = f"OK netsem {version} {session_id}"
             elif verb == "STATS":
                 reply = f'OK {{"session_timeout_ms":{session_timeout_ms}}}'
-            elif verb == "LEASE":  # proposed 1.2: a 1.1 server tells T by STATS only
-                reply = "ERR UNKNOWN_VERB LEASE"
+            elif verb in ("LEASE", "RESUMABLE", "LEADER"):  # proposed 1.2: a 1.1 server tells T by STATS only
+                reply = f"ERR UNKNOWN_VERB {verb}"
             else:
                 reply = "OK"
             answered.add(verb)

@@ -21,8 +21,8 @@ Behaviour = Callable[[str, str, asyncio.StreamWriter], Awaitable[None]]
 async def fake_server(
     behaviour: Behaviour | None, greeting: bytes = b"", session_timeout_ms: int = 0
 ) -> tuple[asyncio.Server, str]:
-    """A server that writes ``greeting`` on connect, then answers HELLO, LEASE
-    (UNKNOWN_VERB, as a 1.1 server), STATS
+    """A server that writes ``greeting`` on connect, then answers HELLO, LEASE,
+    RESUMABLE and LEADER (UNKNOWN_VERB, as a 1.1 server), STATS
     (with ``session_timeout_ms``), OPTION and PING as netsemd would and hands
     every other request line to ``behaviour(tag, verb, writer)``; with no
     behaviour it never answers anything."""
@@ -39,8 +39,8 @@ async def fake_server(
                     writer.write(f"{tag} OK netsem 1.1 7\n".encode())
                 elif verb == "STATS":
                     writer.write(f'{tag} OK {{"session_timeout_ms":{session_timeout_ms}}}\n'.encode())
-                elif verb == "LEASE":  # a 1.1 server: T from STATS
-                    writer.write(f"{tag} ERR UNKNOWN_VERB LEASE\n".encode())
+                elif verb in ("LEASE", "RESUMABLE", "LEADER"):  # a 1.1 server: T from STATS, no resume
+                    writer.write(f"{tag} ERR UNKNOWN_VERB {verb}\n".encode())
                 elif verb in ("OPTION", "PING"):
                     writer.write(f"{tag} {'PONG' if verb == 'PING' else 'OK'}\n".encode())
                 else:

@@ -1,0 +1,196 @@
+"""Resuming a session after its connection ended (proposed protocol 1.2:
+RESUMABLE, RESUME, MINE; docs/client.md's rules, notes in
+docs/python.md, "Sessions that outlive their connection"), the part both
+clients share: no I/O, no clock.
+
+API: ``Resumable`` is what RESUMABLE gave (session id and secret);
+``resume_requests`` the pipelined lines a new connection sends (RESUME first,
+then HELLO, AUTH, LEASE, LEADER, MINE); ``parse_mine`` reads MINE's rows;
+``settle`` decides, from MINE, what became of each request sent on the old
+connection and not answered there: still queued (its answer comes under the
+same tag), answered now (a grant or a release that took effect), re-sent
+(with what is left of its timeout), or failed (outcome unknown); and which
+held counts MINE no longer shows (those permits are lost). ``HeldCounts``
+keeps, from the answers, what the session holds per name, as settle needs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from netsem import _protocol as proto
+
+# Requests that change nothing: re-sent after a resume when their answer was lost.
+_READS = frozenset(
+    {"GET", "LIST", "HOLDERS", "WAITERS", "SESSIONS", "STATS", "PING", "LEASE", "MINE", "LEADER", "OPTION",
+     "CANCEL", "HELLO", "AUTH"}
+)
+
+
+@dataclass(frozen=True)
+class Resumable:
+    """The session's id and secret, from RESUMABLE."""
+
+    session_id: int
+    secret: str
+
+
+def parse_resumable(reply: proto.Reply) -> Resumable | None:
+    """``OK <session-id> <secret>``; None for anything else (a 1.0/1.1 server's UNKNOWN_VERB)."""
+    if reply.kind != "OK" or len(reply.fields) != 2:
+        return None
+    session_id = proto._uint(reply.fields[0])
+    secret = reply.fields[1]
+    if not session_id or not 16 <= len(secret) <= 64 or any(c not in "0123456789abcdef" for c in secret):
+        return None
+    return Resumable(session_id, secret)
+
+
+def parse_leader(reply: proto.Reply) -> tuple[str, int] | None:
+    """``OK <host:port>`` of LEADER; None for an error (BUSY, UNKNOWN_VERB) or a bad address."""
+    if reply.kind != "OK" or len(reply.fields) != 1:
+        return None
+    try:
+        return proto.parse_endpoint(reply.fields[0])
+    except Exception:
+        return None
+
+
+@dataclass
+class Mine:
+    """MINE's rows: per name (decoded) the count held and its latest fence; the queued tags."""
+
+    held: dict[str, tuple[int, int]] = field(default_factory=dict)
+    queued: set[str] = field(default_factory=set)
+
+
+def parse_mine(items: list[str]) -> Mine:
+    """The ITEM texts of MINE (``held <name> <count> <fence>``, ``queued <tag> <name> <count>``)."""
+    mine = Mine()
+    for text in items:
+        fields = text.split(" ")
+        if len(fields) == 4 and fields[0] == "held":
+            count, fence = proto._uint(fields[2]), proto._uint(fields[3])
+            if count is not None and fence is not None:
+                mine.held[_name(fields[1])] = (count, fence)
+        elif len(fields) == 4 and fields[0] == "queued":
+            mine.queued.add(fields[1])
+    return mine
+
+
+def _name(field_text: str) -> str:
+    try:
+        return proto.decode_name(field_text)
+    except Exception:
+        return field_text
+
+
+@dataclass(frozen=True)
+class Described:
+    """A request line's verb, and for ACQUIRE/WAIT/RELEASE its name, count and timeout (ms, -1: none)."""
+
+    tag: str
+    verb: str
+    name: str = ""
+    count: int = 1
+    timeout: int = -1
+
+
+def describe(line: bytes) -> Described:
+    fields = line.decode("utf-8", "surrogateescape").rstrip("\r\n").split(" ")
+    tag, verb = fields[0], fields[1] if len(fields) > 1 else ""
+    if verb in ("ACQUIRE", "WAIT", "RELEASE") and len(fields) >= 3:
+        count = proto._uint(fields[3]) if len(fields) > 3 else 1
+        timeout = proto._int(fields[4], -1, 2**62) if len(fields) > 4 else -1
+        return Described(tag, verb, _name(fields[2]), count or 1, -1 if timeout is None else timeout)
+    return Described(tag, verb)
+
+
+class HeldCounts:
+    """What the session holds per name, as its answers told (ACQUIRE's OK
+    adds, RELEASE's OK takes away). Kept by the connection's loop."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def answered(self, line: bytes, reply: proto.Reply) -> None:
+        if reply.kind != "OK" or (b" ACQUIRE " not in line and b" RELEASE " not in line):
+            return
+        request = describe(line)
+        if request.verb == "ACQUIRE":
+            self.counts[request.name] = self.counts.get(request.name, 0) + request.count
+        elif request.verb == "RELEASE":
+            left = self.counts.get(request.name, 0) - request.count
+            if left > 0:
+                self.counts[request.name] = left
+            else:
+                self.counts.pop(request.name, None)
+
+    def clear(self) -> None:
+        self.counts.clear()
+
+
+@dataclass
+class Settled:
+    """What to do with each unanswered request (by tag), and the counts lost per name."""
+
+    keep: list[str] = field(default_factory=list)  # still queued: its answer comes under its tag
+    answer: dict[str, bytes] = field(default_factory=dict)  # tag -> the answer line it would have had
+    resend: dict[str, bytes] = field(default_factory=dict)  # tag -> the line to send again
+    fail: list[str] = field(default_factory=list)  # outcome unknown
+    lost: dict[str, int] = field(default_factory=dict)  # name -> count held no more
+
+
+OUTCOME_UNKNOWN = "outcome unknown: the connection broke before the answer"
+
+
+def settle(calls: list[tuple[bytes, float]], held: dict[str, int], mine: Mine, now: float) -> Settled:
+    """``calls``: each unanswered request's line and send time, in send
+    order; ``held``: what the client knew it held (HeldCounts); ``now`` on
+    the same clock as the send times."""
+    out = Settled()
+    rise = {name: mine.held.get(name, (0, 0))[0] - held.get(name, 0) for name in set(held) | set(mine.held)}
+    for line, sent_at in calls:
+        request = describe(line)
+        tag = request.tag
+        if request.verb == "ACQUIRE":
+            if tag in mine.queued:
+                out.keep.append(tag)
+            elif rise.get(request.name, 0) >= request.count:
+                rise[request.name] -= request.count
+                out.answer[tag] = f"{tag} OK {mine.held[request.name][1]}\n".encode()
+            elif request.timeout < 0:
+                out.resend[tag] = line
+            else:
+                left = request.timeout - int((now - sent_at) * 1000)
+                if request.timeout > 0 and left <= 0:
+                    out.answer[tag] = f"{tag} TIMEOUT\n".encode()
+                else:
+                    out.resend[tag] = proto.acquire_request(tag, request.name, request.count, max(0, left))
+        elif request.verb == "RELEASE":
+            if rise.get(request.name, 0) <= -request.count:
+                rise[request.name] += request.count
+                out.answer[tag] = f"{tag} OK\n".encode()
+            else:
+                out.resend[tag] = line
+        elif request.verb in _READS:
+            out.resend[tag] = line
+        else:
+            out.fail.append(tag)
+    for name, change in rise.items():
+        if change < 0:
+            out.lost[name] = -change
+    return out
+
+
+def resume_requests(tags: proto.Tags, resumable: Resumable, label: str, token: str) -> tuple[bytes, dict[str, str]]:
+    """The lines a new connection sends to resume, and their tags by verb."""
+    names = ["RESUME", "HELLO"] + (["AUTH"] if token else []) + ["LEASE", "LEADER", "MINE"]
+    tag_of = {name: tags.next() for name in names}
+    out = proto.request(tag_of["RESUME"], "RESUME", resumable.session_id, resumable.secret)
+    out += proto.hello_request(tag_of["HELLO"], label)
+    if token:
+        out += proto.auth_request(tag_of["AUTH"], token)
+    for verb in ("LEASE", "LEADER", "MINE"):
+        out += proto.request(tag_of[verb], verb)
+    return out, tag_of

@@ -1,0 +1,252 @@
+"""Sessions that outlive their connection (issue 16; docs/client.md's resume
+rules, docs/python.md): the blocking Client marks its session RESUMABLE and,
+when the connection ends without a word, RESUMEs it on a new one and settles
+what it did not hear from MINE. Against the real netsemd: a single server
+behind a TCP proxy the test resets (proxy_support), a single server killed
+and restarted, and a three-server cluster (cluster_support) whose holder's
+server is killed -9. Every wait is bounded; every process is killed by pid.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cluster_support import Cluster
+from conftest import wait_until
+from proxy_support import TcpProxy, restart
+
+from netsem import Client, ClientOptions, FallbackPolicy, Permit
+from netsem.errors import NetsemError, Unavailable
+
+TIMEOUT_MS = 3000  # the servers' session timeout: the lease lapses 1.5 s after the last answer
+
+
+@pytest.fixture
+def clients(local_dir: Path) -> Iterator[Callable[..., Client]]:
+    made: list[Client] = []
+
+    def make(servers: list[str], **kwargs: object) -> Client:
+        kwargs.setdefault("local_dir", str(local_dir))
+        kwargs.setdefault("reconnect_min", 0.05)
+        kwargs.setdefault("reconnect_max", 0.2)
+        kwargs.setdefault("fallback", FallbackPolicy("fail"))
+        client = Client(options=ClientOptions(servers=servers, **kwargs))  # type: ignore[arg-type]
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def proxies() -> Iterator[Callable[[int], TcpProxy]]:
+    made: list[TcpProxy] = []
+
+    def make(port: int) -> TcpProxy:
+        proxy = TcpProxy(port)
+        made.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in made:
+        proxy.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    made = Cluster(tmp_path / "cluster", semaphores="one = 1", session_timeout_ms=TIMEOUT_MS)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+class Losses:
+    def __init__(self) -> None:
+        self.seen: list[tuple[NetsemError, float]] = []
+        self.event = threading.Event()
+
+    def __call__(self, reason: NetsemError) -> None:
+        self.seen.append((reason, time.monotonic()))
+        self.event.set()
+
+
+def _held_elsewhere(address: str, clients: Callable[..., Client]) -> bool:
+    """A fresh session's try of "one" would block: someone holds it."""
+    other = clients([address])
+    permit = other.try_acquire("one")
+    if permit is not None:
+        permit.release()
+    other.close()
+    return permit is None
+
+
+def test_a_reset_connection_keeps_the_permit(start_netsemd, clients, proxies, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="netsem")
+    server = start_netsemd(semaphores="one = 1", server_options=f"session_timeout_ms = {TIMEOUT_MS}")
+    proxy = proxies(server.port)
+    client = clients([proxy.address])
+    permit = client.acquire("one")
+    fence = permit.fence
+    losses = Losses()
+    permit.on_lost(losses)
+    session = client.stats().session_id
+    proxy.cut()
+    # A request after the reset waits for the resume, then is answered on the same session.
+    assert client.get("one").value == 0
+    assert wait_until(lambda: "resumed session" in caplog.text, 5), caplog.text
+    assert client.stats().session_id == session
+    assert not permit.lost and not losses.seen and permit.fence == fence
+    assert _held_elsewhere(server.address, clients)
+    permit.release()
+    assert not _held_elsewhere(server.address, clients)
+    assert not losses.seen
+
+
+def test_a_queued_acquire_is_granted_after_a_reset(start_netsemd, clients, proxies) -> None:
+    server = start_netsemd(semaphores="one = 1", server_options=f"session_timeout_ms = {TIMEOUT_MS}")
+    proxy = proxies(server.port)
+    holder = clients([server.address])
+    held = holder.acquire("one")
+    waiter = clients([proxy.address])
+    got: list[Permit | BaseException] = []
+
+    def wait() -> None:
+        try:
+            got.append(waiter.acquire("one", timeout=15))
+        except BaseException as error:  # reported by the test thread
+            got.append(error)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    assert wait_until(lambda: holder.get("one").waiters == 1)
+    proxy.cut()
+    time.sleep(0.3)  # the waiter resumes meanwhile; its ACQUIRE stays queued at the server
+    held.release()
+    thread.join(15)
+    assert got and isinstance(got[0], Permit), got
+    permit = got[0]
+    assert not permit.is_local and not permit.lost and permit.fence is not None
+    assert _held_elsewhere(server.address, clients)
+    permit.release()
+    assert not _held_elsewhere(server.address, clients)
+
+
+def test_resume_after_the_servers_restart_is_refused_and_the_permit_lost(start_netsemd, clients, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="netsem")
+    server = start_netsemd(semaphores="one = 1",
+                           server_options="session_timeout_ms = 6000\nrestart_lease_wait = off")
+    client = clients([server.address])
+    permit = client.acquire("one")
+    losses = Losses()
+    permit.on_lost(losses)
+    server.kill()
+    restart(server)
+    assert losses.event.wait(10)
+    reason, _ = losses.seen[0]
+    assert isinstance(reason, Unavailable) and "NOT_FOUND" in str(reason), reason
+    assert permit.lost and permit.stop_by is None
+    assert "could not be resumed" in caplog.text
+    with pytest.raises(Unavailable):
+        permit.release()  # lost: gives up this host's mark only
+    # A new session then.
+    assert wait_until(lambda: client.connected, 10)
+    with client.acquire("one", timeout=5) as again:
+        assert not again.is_local
+
+
+def test_close_ends_a_resumable_session_at_once(start_netsemd, clients) -> None:
+    """QUIT on close: a resumable session would otherwise keep its permits
+    for the session timeout after its connection closed."""
+    server = start_netsemd(semaphores="one = 1", server_options="session_timeout_ms = 30000")
+    client = clients([server.address])
+    client.acquire("one")
+    client.close()
+    assert wait_until(lambda: not _held_elsewhere(server.address, clients), 2)
+
+
+def test_kill_9_of_the_holders_server_keeps_the_permit_in_a_cluster(cluster, clients, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="netsem")
+    lead = cluster.leader()
+    assert lead >= 0, cluster.logs()
+    follower = (lead + 1) % 3
+    third = (lead + 2) % 3
+    # The holder talks to a follower (first in its list); the others follow.
+    order = [cluster.addresses[follower], cluster.addresses[lead], cluster.addresses[third]]
+    holder = clients(order)
+    assert holder.stats().server == cluster.addresses[follower]
+    permit = holder.acquire("one")
+    losses = Losses()
+    permit.on_lost(losses)
+    cluster.servers[follower].kill()
+    assert holder.get("one").value == 0  # answered once the session is resumed elsewhere
+    assert wait_until(lambda: "resumed session" in caplog.text, 5), caplog.text
+    assert holder.stats().server != cluster.addresses[follower]
+    assert not permit.lost and not losses.seen
+    assert _held_elsewhere(cluster.addresses[third], clients)
+    permit.release()
+    assert wait_until(lambda: not _held_elsewhere(cluster.addresses[third], clients), 5)
+    assert not losses.seen
+
+
+def test_a_queued_acquire_is_granted_after_its_server_died_in_a_cluster(cluster, clients) -> None:
+    lead = cluster.leader()
+    assert lead >= 0, cluster.logs()
+    follower = (lead + 1) % 3
+    holder = clients([cluster.addresses[lead]])
+    held = holder.acquire("one")
+    waiter = clients([cluster.addresses[follower], cluster.addresses[lead]])
+    assert waiter.stats().server == cluster.addresses[follower]
+    got: list[Permit | BaseException] = []
+
+    def wait() -> None:
+        try:
+            got.append(waiter.acquire("one", timeout=20))
+        except BaseException as error:
+            got.append(error)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    assert wait_until(lambda: holder.get("one").waiters == 1, 10)
+    cluster.servers[follower].kill()
+    assert wait_until(lambda: waiter.stats().server == cluster.addresses[lead], 10)
+    held.release()
+    thread.join(20)
+    assert got and isinstance(got[0], Permit), got
+    assert not got[0].is_local and not got[0].lost
+    got[0].release()
+
+
+def test_settling_from_mine() -> None:
+    """What MINE says became of the requests whose answers the broken
+    connection lost (docs/client.md's resume rule 6), without a server."""
+    from netsem import _protocol as p
+    from netsem import _resume as r
+
+    mine = r.parse_mine(["held one 2 41", "held pool 1 40", "queued 9 slow 1", "held %25x 1 42"])
+    assert mine.held == {"one": (2, 41), "pool": (1, 40), "%x": (1, 42)} and mine.queued == {"9"}
+    held = {"one": 1, "pool": 2, "gone": 1}
+    calls = [
+        (p.acquire_request("5", "one"), 100.0),             # one went 1 -> 2: granted, fence 41
+        (p.acquire_request("6", "two", 1, 5000), 100.0),   # not held: re-sent with what is left
+        (p.acquire_request("7", "two", 1, 500), 100.0),    # not held, its time is up: TIMEOUT
+        (p.release_request("8", "pool"), 100.0),            # pool went 2 -> 1: it took effect
+        (p.acquire_request("9", "slow", 1, 9000), 100.0),  # still queued: kept
+        (p.request("10", "GET", "one"), 100.0),             # a read: re-sent
+        (p.post_request("11", "sem"), 100.0),               # a change: outcome unknown
+        (p.acquire_request("12", "%x"), 100.0),             # names compare decoded
+    ]
+    settled = r.settle(calls, held, mine, now=101.0)
+    assert settled.answer == {"5": b"5 OK 41\n", "7": b"7 TIMEOUT\n", "8": b"8 OK\n", "12": b"12 OK 42\n"}
+    assert settled.resend == {"6": p.acquire_request("6", "two", 1, 4000), "10": p.request("10", "GET", "one")}
+    assert settled.keep == ["9"] and settled.fail == ["11"]
+    assert settled.lost == {"gone": 1}  # held before, not in MINE, no RELEASE pending
+    # A RELEASE that did not take effect is sent again.
+    again = r.settle([(p.release_request("3", "pool", 2), 0.0)], {"pool": 2}, r.parse_mine(["held pool 2 7"]), 0.0)
+    assert again.resend == {"3": p.release_request("3", "pool", 2)} and not again.lost
