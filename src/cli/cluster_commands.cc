@@ -101,6 +101,14 @@ int change_command(const GlobalOptions& global, const ClusterOptions& options, b
   if (!connection.client) return connection.failure;
   const Status status = add ? connection.client->cluster_add(id, options.raft_address, options.client_address)
                             : connection.client->cluster_remove(id);
+  if (add && status.code() == StatusCode::kTimeout) {
+    // The server answered TIMEOUT: libraft gave up waiting for the new
+    // server to catch up, and the leader removed the spare again.
+    print_error(what + ": server " + std::to_string(id) +
+                " did not catch up with the log in time (is it running, with join = on, and is " +
+                options.raft_address + " reachable from the leader?); it is not a member (see netsem cluster status)");
+    return kExitTimeout;
+  }
   if (!status) return report_failure(connection, status);
   print(add ? "server " + std::to_string(id) + " added: a voter\n" : "server " + std::to_string(id) + " removed\n");
   return kExitOk;

@@ -518,6 +518,14 @@ void Dispatcher::answer_membership(SessionState& session, std::string_view tag, 
     protocol::append_ok(session.out, tag);
     return;
   }
+  if (outcome.code() == StatusCode::kTimeout) {
+    // ADD of a server that did not catch up (proposed 1.2): the request
+    // gave up, as 1.0's TIMEOUT says; the server's log says why.
+    logs_.event(logs_.sessions, "cluster change timed out",
+                {{"session", session.id}, {"peer", session.peer}, {"why", outcome.message()}});
+    protocol::append_timeout(session.out, tag);
+    return;
+  }
   ErrorCode code = ErrorCode::kBusy;  // not the leader, no leader, a change in progress: retry
   switch (outcome.code()) {
     case StatusCode::kInvalidArgument:

@@ -681,6 +681,17 @@ void RaftNode::Impl::change_started(Change* change, int rv, std::string_view wha
 
 void RaftNode::Impl::on_changed(struct raft_change* req, int status) {
   std::unique_ptr<Change> change(static_cast<Change*>(req->data));
+  if (status == RAFT_NOCONNECTION) {
+    // libraft 0.15 fails a change so only when it gives up promoting a
+    // server to voter (tick.c): a catch-up round without progress for
+    // max_catch_up_round_duration (5 s, libraft's default), or the last of
+    // max_catch_up_rounds (10) still slower than an election timeout. The
+    // server stays in the configuration in its old role.
+    change->done(Status(StatusCode::kTimeout,
+                        "raft configuration change: the server did not catch up with the log (no progress for 5 s, "
+                        "or too slow); it keeps its old role"));
+    return;
+  }
   change->done(status == 0 ? Status::ok() : raft_status(status, "raft configuration change", ""));
 }
 

@@ -422,8 +422,9 @@ void ClusterRuntime::change_membership(MembershipChange change, std::function<vo
         StatusCode::kUnavailable,
         "not the leader; the leader is server " + std::to_string(now.leader_id) + " at " + now.leader_client_address));
   }
-  const bool member = std::any_of(now.configuration.begin(), now.configuration.end(),
+  const auto found = std::find_if(now.configuration.begin(), now.configuration.end(),
                                   [&change](const raft::ServerInfo& server) { return server.id == change.id; });
+  const bool member = found != now.configuration.end();
   const std::uint64_t id = change.id;
   if (!change.add) {
     if (!member) return fail(Status(StatusCode::kNotFound, "server " + std::to_string(id) + " is not a member"));
@@ -441,7 +442,13 @@ void ClusterRuntime::change_membership(MembershipChange change, std::function<vo
     });
     return;
   }
-  if (member) return fail(Status(StatusCode::kAlreadyExists, "server " + std::to_string(id) + " is a member already"));
+  // A spare at the same Raft address is an ADD that did not finish (its
+  // leader lost the leadership while the server caught up): it goes on
+  // from the promotion.
+  const bool unfinished = member && found->role == raft::ServerRole::kSpare && found->address == change.raft_address;
+  if (member && !unfinished) {
+    return fail(Status(StatusCode::kAlreadyExists, "server " + std::to_string(id) + " is a member already"));
+  }
   const replication::SetMember set{id, change.client_address};
   if (auto checked = replication::check_command(set); !checked) {
     return fail(Status(StatusCode::kInvalidArgument, "bad client address (host:port): " + checked.message()));
@@ -449,10 +456,12 @@ void ClusterRuntime::change_membership(MembershipChange change, std::function<vo
   if (auto parsed = raft::parse_servers(std::to_string(id) + "@" + change.raft_address); !parsed) {
     return fail(Status(StatusCode::kInvalidArgument, "bad Raft address (a.b.c.d:port): " + parsed.status().message()));
   }
-  spdlog::info("cluster: adding server {} (raft {}, clients {})", id, change.raft_address, change.client_address);
+  spdlog::info("cluster: adding server {} (raft {}, clients {}){}", id, change.raft_address, change.client_address,
+               unfinished ? ": a spare already, promoting it" : "");
   // Its client address first, so that the others let its peer link in and
   // name it; then Raft's: a spare, then a voter once it caught up.
   submit(set);
+  if (unfinished) return promote(id, std::move(done));
   node_->raft().add_server(id, change.raft_address, [this, id, done](Status added) {
     post([this, id, done, added] {
       if (!added || stopped_ || !node_) {
@@ -460,14 +469,39 @@ void ClusterRuntime::change_membership(MembershipChange change, std::function<vo
         done(added ? Status(StatusCode::kShutdown, "the server is stopping") : added);
         return;
       }
-      node_->raft().assign(id, raft::ServerRole::kVoter, [this, id, done](Status assigned) {
-        post([id, done, assigned] {
-          if (assigned) {
-            spdlog::info("cluster: server {} added as a voter", id);
-          } else {
-            spdlog::warn("cluster: server {} is a spare, not a voter: {}", id, assigned.to_string());
+      promote(id, done);
+    });
+  });
+}
+
+void ClusterRuntime::promote(std::uint64_t id, std::function<void(Status)> done) {
+  node_->raft().assign(id, raft::ServerRole::kVoter, [this, id, done](Status assigned) {
+    post([this, id, done, assigned] {
+      if (assigned) {
+        spdlog::info("cluster: server {} added as a voter", id);
+        return done(assigned);
+      }
+      if (assigned.code() != StatusCode::kTimeout || stopped_ || !node_) {
+        // Not the leader any more, or stopping: it may stay a spare (CLUSTER
+        // STATUS shows it; an ADD again on the leader promotes it).
+        spdlog::warn("cluster: server {} is a spare, not a voter: {}", id, assigned.to_string());
+        return done(assigned);
+      }
+      // libraft gave up waiting for it (nothing answers at its Raft
+      // address, or it cannot keep up): the spare goes, so that the
+      // configuration is the one before the ADD.
+      spdlog::warn("cluster: server {} did not catch up with the log; removing it: {}", id, assigned.message());
+      node_->raft().remove_server(id, [this, id, done](Status removed) {
+        post([this, id, done, removed] {
+          const std::string what = "server " + std::to_string(id) + " did not catch up with the log within 5 s";
+          if (!removed) {
+            spdlog::warn("cluster: server {} stays a spare: {}", id, removed.to_string());
+            return done(Status(StatusCode::kTimeout,
+                               what + "; it stays a spare (CLUSTER REMOVE it): " + std::string(removed.message())));
           }
-          done(assigned);
+          spdlog::info("cluster: server {} removed: it did not catch up", id);
+          submit(replication::RemoveMember{id});
+          done(Status(StatusCode::kTimeout, what + "; removed again"));
         });
       });
     });

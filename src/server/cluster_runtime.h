@@ -117,6 +117,10 @@ class ClusterRuntime final : public CommandSink {
   // then RaftNode::add_server (a spare), then assign voter (libraft waits
   // until it caught up); REMOVE: RaftNode::remove_server, then
   // RemoveMember. `done` runs on the loop thread, never inside the call.
+  // ADD of a server that does not catch up (libraft gives up after 5 s
+  // without progress): the spare is removed again, `done` gets kTimeout.
+  // ADD of a spare at the same Raft address (an ADD its leader did not
+  // finish) promotes it.
   std::string cluster_status_json() const override;
   void change_membership(MembershipChange change, std::function<void(Status)> done) override;
 
@@ -156,6 +160,10 @@ class ClusterRuntime final : public CommandSink {
   // As leader: SetMember for every server of the Raft configuration that
   // this server's `server.N` lines name and the replicated members lack.
   void seed_members(const cluster::ClusterStatus& now);
+  // As leader: assign spare `id` voter. When libraft gives up waiting for
+  // it to catch up (kTimeout), removes it again (and its member): `done`
+  // gets kTimeout either way, saying whether it stays a spare.
+  void promote(std::uint64_t id, std::function<void(Status)> done);
 
   asio::io_context& io_;
   std::uint64_t id_ = 0;

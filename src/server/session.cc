@@ -512,12 +512,13 @@ void Session::on_timer() {
 void Session::idle_deadline_check() {
   const auto timeout = dispatcher_.idle_timeout(state_);
   if (timeout == Clock::duration::zero()) return;
-  if (state_.log.pending) {
+  if (state_.log.pending || state_.cluster_pending) {
     // (Cluster mode.) The session's command waits for the log (no leader
-    // yet, a failover) and its later lines, PINGs too, are not read until
-    // it is answered: the silence is the server's, not the client's. Its
-    // client gets a full timeout from the answer on; a client that is gone
-    // meanwhile is ended by the log's own expiry.
+    // yet, a failover), or its CLUSTER ADD for the new server to catch up,
+    // and its later lines, PINGs too, are not read until it is answered:
+    // the silence is the server's, not the client's. Its client gets a full
+    // timeout from the answer on; a client that is gone meanwhile is ended
+    // by the log's own expiry.
     state_.last_activity = dispatcher_.now();
     waited_for_log_ = true;
     arm_idle_timer();

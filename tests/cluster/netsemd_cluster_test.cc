@@ -676,5 +676,40 @@ TEST_F(NetsemdCluster, AServerAddedAtRunTimeCatchesUpAndOneRemovedLeavesTheClust
   ASSERT_EQ(d->request(req::acquire("d2", "lock", 1, 20000), 10s).rfind("d2 OK ", 0), 0u) << logs();
 }
 
+// CLUSTER ADD of a server that never starts (nothing listens on its Raft
+// address): libraft waits for the spare to catch up before it makes it a
+// voter. The answer must come within a bound, as an ERR that says so, and
+// leave the configuration as it was (no spare left behind), so that a
+// following ADD of the same id, started for real, works.
+TEST_F(NetsemdCluster, AnAddOfAServerThatNeverStartsIsAnsweredAndLeavesTheConfigurationClean) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  auto admin = connect(lead);
+  ASSERT_TRUE(admin != nullptr);
+  const std::string add = "c1 CLUSTER ADD 4 " + host(3) + ":" + std::to_string(raft_ports_[3]) + " " + host(3) + ":" +
+                          std::to_string(client_ports_[3]);
+  const auto asked_at = std::chrono::steady_clock::now();
+  const std::string answer = admin->request(add, 30s);
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - asked_at);
+  std::printf("CLUSTER ADD of a server that never starts: \"%s\" after %lld ms\n", answer.c_str(),
+              static_cast<long long>(took.count()));
+  EXPECT_EQ(answer, "c1 TIMEOUT") << "\n" << logs();
+  EXPECT_LT(took, 15s);
+  // The session goes on, and the configuration is the first one.
+  EXPECT_EQ(admin->request("p1 PING", 5s), "p1 PONG");
+  const auto members = members_of(admin->request("s1 CLUSTER STATUS", 5s), "s1");
+  EXPECT_EQ(members.size(), 3u) << logs();
+  EXPECT_FALSE(members.contains(4));
+
+  // The same server, started for real now, is added.
+  start(3);
+  ASSERT_TRUE(servers_[3] != nullptr);
+  ASSERT_TRUE(servers_[3]->wait_for_log("join = on", 5s)) << logs();
+  EXPECT_EQ(admin->request("c2" + add.substr(2), 30s), "c2 OK") << logs();
+  const auto after = members_of(admin->request("s2 CLUSTER STATUS", 5s), "s2");
+  ASSERT_EQ(after.size(), 4u) << logs();
+  EXPECT_EQ(after.at(4).at("role"), "voter");
+}
+
 }  // namespace
 }  // namespace netsem::testing
