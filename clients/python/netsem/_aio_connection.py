@@ -739,8 +739,7 @@ class Connection:
         deadline = self._lease.lapse_at() or began
         session_id, old_server = self.session_id, self.server
         log.info("session %d: the connection to %s ended (%s); resuming it", session_id, old_server, reason.message)
-        candidates: list[tuple[str, int]] = [self._leader] if self._leader is not None else []
-        candidates += [endpoint for endpoint in self._endpoints if endpoint not in candidates]
+        candidates = self._resume_candidates()
         backoff = self._options.reconnect_min
         failures: list[str] = []
         while not self._stopping and time.monotonic() < deadline:
@@ -764,8 +763,10 @@ class Connection:
                     log.warning("session %d could not be resumed on %s: %s", session_id, server, why)
                     # The server has let go of the permits; after a SHUTDOWN
                     # its next start grants nothing before the lease's end.
+                    # A loss after SHUTDOWN keeps its reason.
                     stop_by = self._lease.stop_by() if isinstance(reason, Shutdown) else None
-                    return Unavailable(f"the session ended after its connection did ({reason.message}): {why}"), stop_by
+                    kind = Shutdown if isinstance(reason, Shutdown) else Unavailable
+                    return kind(f"the session ended after its connection did ({reason.message}): {why}"), stop_by
                 failures.append(f"{server}: {outcome.why if isinstance(outcome, _Failure) else 'no answer'}")
             left = deadline - time.monotonic()
             if left <= 0 or self._stopping:
@@ -780,6 +781,11 @@ class Connection:
             self._lease.stop_by(),
         )
 
+    def _resume_candidates(self) -> list[tuple[str, int]]:
+        """Where to RESUME: the last known leader, then the servers in order."""
+        candidates: list[tuple[str, int]] = [self._leader] if self._leader is not None else []
+        return candidates + [endpoint for endpoint in self._endpoints if endpoint not in candidates]
+
     async def _try_resume(self, host: str, port: int, server: str, deadline: float) -> Any:
         """One RESUME (with HELLO, AUTH, LEASE, LEADER, MINE pipelined) on
         ``server``: the reader once resumed (the writer in _writer), "busy" to
@@ -793,6 +799,10 @@ class Connection:
         except TimeoutError:
             return _Failure("no connection in time")
         except OSError as error:
+            if isinstance(error, ConnectionRefusedError) and len(self._resume_candidates()) == 1:
+                # The only server's process is gone, and its sessions with it
+                # (a restarted one would answer NOT_FOUND anyway).
+                return "gone:the server refused the connection: its sessions ended with its process"
             return _Failure(_os_error_text(error))
         if self._tls is not None:
             failure = await self._tls_handshake(writer, host, server)

@@ -187,6 +187,7 @@ class Connection:
         self._fell_silent = False
         self._attempt_failure = ""
         self._attempt_refusal: NetsemError | None = None
+        self._attempt_refused = False  # the last connect was refused (ECONNREFUSED)
         # Resuming (docs/client.md, "Sessions that outlive their connection"):
         # the session's id and secret (RESUMABLE), the leader's address
         # (LEADER), what the session holds by its answers, and whether the
@@ -445,6 +446,7 @@ class Connection:
                 self._attempt_failure = f"no connection within {round(timeout * 1000)} ms"
             except OSError as error:
                 self._attempt_failure = error.strerror or str(error)
+                self._attempt_refused = error.errno == errno.ECONNREFUSED
             sock.close()
             log.debug("connect to %s failed: %s", proto.endpoint_text(host, port), self._attempt_failure)
         if not self._attempt_failure:
@@ -919,8 +921,7 @@ class Connection:
             self._counters.connected = False
             session_id, old_server = self._counters.session_id, self._counters.server
         log.info("session %d: the connection to %s ended (%s); resuming it", session_id, old_server, reason)
-        candidates: list[tuple[str, int]] = [self._leader] if self._leader is not None else []
-        candidates += [server for server in self._servers if server not in candidates]
+        candidates = self._resume_candidates()
         backoff = self._options.reconnect_min
         failures: list[str] = []
         while not self._stopping.is_set() and time.monotonic() < deadline:
@@ -945,8 +946,10 @@ class Connection:
                     log.warning("session %d could not be resumed on %s: %s", session_id, server, why)
                     # The server has let go of the permits; after a SHUTDOWN its
                     # next start grants nothing before the lease's end.
+                    # A loss after SHUTDOWN keeps its reason.
                     stop_by = self._lease.stop_by() if isinstance(reason, Shutdown) else None
-                    return Unavailable(f"the session ended after its connection did ({reason}): {why}"), stop_by
+                    kind = Shutdown if isinstance(reason, Shutdown) else Unavailable
+                    return kind(f"the session ended after its connection did ({reason}): {why}"), stop_by
                 failures.append(f"{server}: {self._attempt_failure or 'no answer'}")
             left = deadline - time.monotonic()
             if left <= 0 or not self._sleep(min(backoff, left)):
@@ -962,17 +965,26 @@ class Connection:
             self._lease.stop_by(),
         )
 
+    def _resume_candidates(self) -> list[tuple[str, int]]:
+        """Where to RESUME: the last known leader, then the servers in order."""
+        candidates: list[tuple[str, int]] = [self._leader] if self._leader is not None else []
+        return candidates + [server for server in self._servers if server not in candidates]
+
     def _try_resume(self, host: str, port: int, server: str, deadline: float) -> socket.socket | str | None:
         """Loop only: one RESUME (with HELLO, AUTH, LEASE, LEADER, MINE
         pipelined) on ``server``: its socket once resumed, "busy" to retry,
         "gone:<why>" when the session ended, None when unreachable."""
         assert self._resumable is not None
-        self._attempt_failure, self._attempt_refusal = "", None
+        self._attempt_failure, self._attempt_refusal, self._attempt_refused = "", None, False
         limit = min(deadline, time.monotonic() + self._options.connect_timeout)
         sock = self._connect(host, port, limit - time.monotonic())
         if sock is not None and self._tls is not None:
             sock = self._tls_handshake(sock, host, server)
         if sock is None:
+            if self._attempt_refused and len(self._resume_candidates()) == 1:
+                # The only server's process is gone, and its sessions with it
+                # (a restarted one would answer NOT_FOUND anyway).
+                return "gone:the server refused the connection: its sessions ended with its process"
             return None
         out_bytes, tag_of = _resume.resume_requests(self._tags, self._resumable, self._label, self._options.token)
         out = bytearray(out_bytes)

@@ -109,13 +109,14 @@ def test_a_queued_acquire_is_granted_after_a_reset(start_netsemd: Any, proxies: 
     run(main())
 
 
-def test_resume_after_the_servers_restart_is_refused_and_the_permit_lost(start_netsemd: Any, local_dir: Path,
-                                                                          caplog) -> None:
+def test_resume_after_the_servers_restart_is_refused_and_the_permit_lost(start_netsemd: Any, proxies: Any,
+                                                                          local_dir: Path, caplog) -> None:
     caplog.set_level(logging.INFO, logger="netsem")
     server = start_netsemd(semaphores="one = 1", server_options="session_timeout_ms = 6000\nrestart_lease_wait = off")
+    proxy = proxies(server.port)  # two candidates: a refused connection is tried again
 
     async def main() -> None:
-        async with netsem.aio.Client(options=opts([server.address], local_dir)) as client:
+        async with netsem.aio.Client(options=opts([proxy.address], local_dir)) as client:
             permit = await client.acquire("one")
             lost: list[netsem.NetsemError] = []
             permit.on_lost(lost.append)

@@ -138,11 +138,16 @@ def test_a_queued_acquire_is_granted_after_a_reset(start_netsemd, clients, proxi
     assert not _held_elsewhere(server.address, clients)
 
 
-def test_resume_after_the_servers_restart_is_refused_and_the_permit_lost(start_netsemd, clients, caplog) -> None:
+def test_resume_after_the_servers_restart_is_refused_and_the_permit_lost(start_netsemd, clients, proxies,
+                                                                          caplog) -> None:
+    """Through a proxy (two candidates: the proxy and the server's own
+    address from LEADER), so that a refused connection does not end the
+    resume at once: it is tried until the restarted server says NOT_FOUND."""
     caplog.set_level(logging.INFO, logger="netsem")
     server = start_netsemd(semaphores="one = 1",
                            server_options="session_timeout_ms = 6000\nrestart_lease_wait = off")
-    client = clients([server.address])
+    proxy = proxies(server.port)
+    client = clients([proxy.address])
     permit = client.acquire("one")
     losses = Losses()
     permit.on_lost(losses)
