@@ -27,6 +27,7 @@ extern "C" {
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 
 #include "raft/entry_format.h"
@@ -82,6 +83,107 @@ Status check_address(std::string_view address) {
     return Status(StatusCode::kInvalidArgument, "address '" + std::string(address) + "' has no valid port");
   }
   return Status::ok();
+}
+
+}  // namespace
+
+namespace {
+
+// TCP_NODELAY on libraft's peer connections. raft_uv_tcp (0.15) leaves
+// Nagle's algorithm on: a small message sent while an earlier one is not yet
+// acknowledged (an AppendEntries result behind another, the next
+// AppendEntries to a follower that has not acknowledged the last) waited for
+// the peer's delayed ACK, about 40 ms on Linux, and a commit with it
+// (docs/benchmarks.md, "The cluster's second run"). The shims below wrap the
+// transport's listen and connect and turn Nagle off on every stream they
+// hand to libraft. libraft passes the same callback functions every time,
+// but they are kept per transport and per request all the same.
+struct NoDelayShims {
+  std::mutex mu;
+  std::unordered_map<raft_uv_transport*, int (*)(raft_uv_transport*, raft_uv_accept_cb)> listen;
+  std::unordered_map<raft_uv_transport*,
+                     int (*)(raft_uv_transport*, raft_uv_connect*, raft_id, const char*, raft_uv_connect_cb)>
+      connect;
+  std::unordered_map<raft_uv_transport*, raft_uv_accept_cb> accepted;
+  std::unordered_map<raft_uv_connect*, raft_uv_connect_cb> connecting;
+};
+NoDelayShims& no_delay_shims() {
+  static NoDelayShims shims;
+  return shims;
+}
+
+void set_no_delay(uv_stream_t* stream) {
+  // raft_uv_tcp's streams are uv_tcp_t; a failure leaves Nagle on (slower, not wrong).
+  if (stream != nullptr && stream->type == UV_TCP) uv_tcp_nodelay(reinterpret_cast<uv_tcp_t*>(stream), 1);
+}
+
+void no_delay_accepted(raft_uv_transport* t, raft_id id, const char* address, uv_stream_t* stream) {
+  raft_uv_accept_cb cb = nullptr;
+  {
+    NoDelayShims& shims = no_delay_shims();
+    std::lock_guard lock(shims.mu);
+    cb = shims.accepted.at(t);
+  }
+  set_no_delay(stream);
+  cb(t, id, address, stream);
+}
+
+int no_delay_listen(raft_uv_transport* t, raft_uv_accept_cb cb) {
+  int (*inner)(raft_uv_transport*, raft_uv_accept_cb) = nullptr;
+  {
+    NoDelayShims& shims = no_delay_shims();
+    std::lock_guard lock(shims.mu);
+    inner = shims.listen.at(t);
+    shims.accepted[t] = cb;
+  }
+  return inner(t, no_delay_accepted);
+}
+
+void no_delay_connected(raft_uv_connect* req, uv_stream_t* stream, int status) {
+  raft_uv_connect_cb cb = nullptr;
+  {
+    NoDelayShims& shims = no_delay_shims();
+    std::lock_guard lock(shims.mu);
+    auto it = shims.connecting.find(req);
+    cb = it->second;
+    shims.connecting.erase(it);
+  }
+  if (status == 0) set_no_delay(stream);
+  req->cb = cb;
+  cb(req, stream, status);
+}
+
+int no_delay_connect(raft_uv_transport* t, raft_uv_connect* req, raft_id id, const char* address,
+                     raft_uv_connect_cb cb) {
+  NoDelayShims& shims = no_delay_shims();
+  std::unique_lock lock(shims.mu);
+  auto inner = shims.connect.at(t);
+  shims.connecting[req] = cb;
+  lock.unlock();
+  const int rv = inner(t, req, id, address, no_delay_connected);
+  if (rv != 0) {
+    lock.lock();
+    shims.connecting.erase(req);
+  }
+  return rv;
+}
+
+// Installs the shims on `t` (after raft_uv_tcp_init); forget() when it is closed.
+void install_no_delay(raft_uv_transport* t) {
+  NoDelayShims& shims = no_delay_shims();
+  std::lock_guard lock(shims.mu);
+  shims.listen[t] = t->listen;
+  shims.connect[t] = t->connect;
+  t->listen = no_delay_listen;
+  t->connect = no_delay_connect;
+}
+
+void forget_no_delay(raft_uv_transport* t) {
+  NoDelayShims& shims = no_delay_shims();
+  std::lock_guard lock(shims.mu);
+  shims.listen.erase(t);
+  shims.connect.erase(t);
+  shims.accepted.erase(t);
 }
 
 }  // namespace
@@ -371,6 +473,7 @@ Status RaftNode::Impl::open() {
   loop_open_ = true;
   if (int rv = raft_uv_tcp_init(&transport_, &loop_); rv != 0) return raft_status(rv, "raft transport", "");
   transport_open_ = true;
+  install_no_delay(&transport_);
   if (!o.bind_address.empty()) {
     // Listen there, on the advertised port (libraft requires the same one).
     const std::string bind = o.bind_address + o.address.substr(o.address.rfind(':'));
@@ -445,7 +548,10 @@ void RaftNode::Impl::finish_loop() {
     uv_run(&loop_, UV_RUN_DEFAULT);
   } else {
     if (io_open_) raft_uv_close(&io_);
-    if (transport_open_) raft_uv_tcp_close(&transport_);
+    if (transport_open_) {
+      raft_uv_tcp_close(&transport_);
+      forget_no_delay(&transport_);
+    }
   }
   if (loop_open_) {
     uv_run(&loop_, UV_RUN_DEFAULT);
@@ -458,6 +564,7 @@ void RaftNode::Impl::on_raft_closed(struct raft* raft) {
   Impl* self = static_cast<Impl*>(raft->data);
   raft_uv_close(&self->io_);
   raft_uv_tcp_close(&self->transport_);
+  forget_no_delay(&self->transport_);
   self->raft_open_ = self->io_open_ = self->transport_open_ = false;
   if (self->handles_open_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&self->wake_), nullptr);

@@ -1,14 +1,20 @@
 // RaftNode in-process (src/raft/raft_node.h): a one-server cluster proposes,
 // stops, and replays its log after a restart; bad options, a missing and a
-// locked data directory; callbacks after stop() fail at once with kShutdown.
+// locked data directory; callbacks after stop() fail at once with kShutdown;
+// two servers in one process talk over sockets with Nagle's algorithm off.
 // The multi-process cluster is in cluster_test.cc and cluster_failure_test.cc.
 #include "raft/raft_node.h"
 
+#include <dirent.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <filesystem>
 #include <future>
+#include <set>
 #include <thread>
 
 #include "raft/log_machine.h"
@@ -125,6 +131,73 @@ TEST_F(RaftNodeTest, BadOptionsAndDirectoriesAreRefused) {
   auto second = RaftNode::start(options(), other);
   ASSERT_FALSE(second);
   EXPECT_EQ(second.status().code(), StatusCode::kBusy) << second.status().to_string();
+}
+
+// This process's TCP sockets with an end on one of `ports` (IPv4, connected:
+// the listeners are left out), each with whether TCP_NODELAY is set.
+std::vector<std::pair<int, bool>> connected_sockets_on(const std::set<unsigned>& ports) {
+  std::vector<std::pair<int, bool>> found;
+  DIR* fds = ::opendir("/proc/self/fd");
+  if (fds == nullptr) return found;
+  while (const dirent* e = ::readdir(fds)) {
+    const int fd = std::atoi(e->d_name);
+    if (fd <= 2 || fd == ::dirfd(fds)) continue;
+    sockaddr_in local{}, peer{};
+    socklen_t local_len = sizeof local, peer_len = sizeof peer;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) != 0 || local.sin_family != AF_INET)
+      continue;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) continue;
+    if (!ports.contains(ntohs(local.sin_port)) && !ports.contains(ntohs(peer.sin_port))) continue;
+    int on = 0;
+    socklen_t len = sizeof on;
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len) != 0) continue;
+    found.emplace_back(fd, on != 0);
+  }
+  ::closedir(fds);
+  return found;
+}
+
+// libraft's raft_uv_tcp leaves Nagle on: a small AppendEntries (or its
+// result) behind an unacknowledged one waited for the peer's delayed ACK,
+// about 40 ms, and commits with it (docs/benchmarks.md). RaftNode turns it
+// off on both ends: the connections it opens and those it accepts.
+TEST(RaftNodeSockets, PeerConnectionsHaveNagleOff) {
+  char tmpl[] = "/tmp/netsem-raftnode-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const unsigned port1 = test_support::free_loopback_port(), port2 = test_support::free_loopback_port();
+  std::vector<ServerInfo> servers = {{1, "127.0.0.1:" + std::to_string(port1), ServerRole::kVoter},
+                                     {2, "127.0.0.1:" + std::to_string(port2), ServerRole::kVoter}};
+  testing::LogMachine machine1, machine2;
+  auto make = [&](std::uint64_t id) {
+    RaftOptions o;
+    o.id = id;
+    o.address = servers[id - 1].address;
+    o.data_dir = dir + "/" + std::to_string(id);
+    std::filesystem::create_directories(o.data_dir);
+    o.bootstrap = servers;
+    o.election_timeout = milliseconds(200);
+    o.heartbeat_timeout = milliseconds(20);
+    return o;
+  };
+  {
+    auto node1 = RaftNode::start(make(1), machine1);
+    ASSERT_TRUE(node1) << node1.status().to_string();
+    auto node2 = RaftNode::start(make(2), machine2);
+    ASSERT_TRUE(node2) << node2.status().to_string();
+    // Each server connects to the other once it has something to send (a
+    // vote request, AppendEntries): wait for a leader and both connections.
+    std::vector<std::pair<int, bool>> sockets;
+    for (int i = 0; i < 250; ++i) {
+      sockets = connected_sockets_on({port1, port2});
+      const bool leader = (*node1)->status().role == Role::kLeader || (*node2)->status().role == Role::kLeader;
+      if (leader && sockets.size() >= 4) break;  // two connections, both ends in this process
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    ASSERT_GE(sockets.size(), 4u);
+    for (const auto& [fd, no_delay] : sockets) EXPECT_TRUE(no_delay) << "socket " << fd << " has Nagle on";
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(RaftServers, ParseServersAndRoles) {
