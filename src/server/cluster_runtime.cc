@@ -50,12 +50,13 @@ ClusterRuntime::~ClusterRuntime() {
 }
 
 Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& io, const ServerConfig& config,
-                                                              bool repair) {
+                                                              bool repair, std::size_t max_queued_bytes) {
   const ClusterMember* self = config.cluster.self();
   if (!config.cluster.enabled || self == nullptr) {
     return Status(StatusCode::kInvalidArgument, "[cluster]: this server's id is not among its server.N lines");
   }
   std::unique_ptr<ClusterRuntime> runtime(new ClusterRuntime(io, config));
+  runtime->max_queued_bytes_ = max_queued_bytes;
   runtime->event_fd_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!runtime->event_fd_.valid()) {
     return Status(StatusCode::kIoError, std::string("eventfd: ") + std::strerror(errno));
@@ -109,7 +110,15 @@ Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& 
 void ClusterRuntime::push(std::optional<cluster::ReplicaEvent> event) {
   if (event) {
     std::lock_guard lock(mutex_);
-    queue_.push_back(std::move(*event));
+    if (overflow_index_ != 0) return;  // the loop fails at its next turn (woken already)
+    if (!queue_.empty() && queued_bytes_ + event->bytes.size() > max_queued_bytes_) {
+      // Never dropped silently: nothing after it is queued, and the loop
+      // stops the server once it applied what is before it.
+      overflow_index_ = std::max<std::uint64_t>(event->index, 1);
+    } else {
+      queued_bytes_ += event->bytes.size();
+      queue_.push_back(std::move(*event));
+    }
   }
   // Under no lock: the loop reads the counter, then takes the queue.
   const std::uint64_t one = 1;
@@ -161,10 +170,15 @@ void ClusterRuntime::run_queued() {
   if (!attached_ || stopped_ || failed_) return;
   std::vector<cluster::ReplicaEvent> events;
   std::vector<std::function<void()>> jobs;
+  std::uint64_t overflow_index = 0;
+  std::size_t queued_bytes = 0;
   {
     std::lock_guard lock(mutex_);
     events.swap(queue_);
     jobs.swap(jobs_);
+    queued_bytes = queued_bytes_;
+    queued_bytes_ = 0;
+    overflow_index = overflow_index_;
   }
   bool members_may_change = false;
   for (cluster::ReplicaEvent& event : events) {
@@ -203,6 +217,14 @@ void ClusterRuntime::run_queued() {
     if (callbacks_.applied) callbacks_.applied(*entry, *results);
   }
   if (members_may_change) refresh_members();
+  if (overflow_index != 0) {
+    fail(Status(StatusCode::kLimit,
+                fmt::format("the event loop fell {} bytes of applied entries behind the raft thread (the limit; it "
+                            "did not turn for that long): the entry at {} and those after it did not reach the loop "
+                            "replica (the log holds them; a restart replays them)",
+                            queued_bytes, overflow_index)));
+    return;
+  }
   for (auto& job : jobs) job();
   tick();
   if (callbacks_.end_turn) callbacks_.end_turn();

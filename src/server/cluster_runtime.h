@@ -13,7 +13,9 @@
 // decode_entry, apply_entry, ClusterNode::applied, then the `applied`
 // callback with the results, which the server passes to
 // Dispatcher::apply_results; kRestored: restore, then `restored`), ticks the
-// node and ends the turn. Not asio::post: netsemd's io_context runs with
+// node and ends the turn. The queue is bounded (start's max_queued_bytes): a
+// loop that falls that far behind stops the server, loudly, rather than
+// skip an entry. Not asio::post: netsemd's io_context runs with
 // ASIO_CONCURRENCY_HINT_UNSAFE, so no other thread may touch it (as
 // loop_jobs.h). A steady timer ticks the node again at the time tick()
 // returns.
@@ -82,8 +84,15 @@ class ClusterRuntime final : public CommandSink {
   // eventfd.
   // `repair` (netsemd --repair): a torn last write of the Raft log is
   // dropped instead of refused (docs/replication.md, "What a node stores").
+  // `max_queued_bytes`: the most bytes of applied entries and snapshots
+  // the raft thread may leave waiting for the loop (a loop that stopped
+  // turning); past it nothing more is queued and the loop's next turn fails
+  // the server (Callbacks::failed, exit 3) instead of growing without bound
+  // or skipping an entry: on restart the replica replays them from the log.
+  static constexpr std::size_t kMaxQueuedBytes = std::size_t{256} << 20;
   static Result<std::unique_ptr<ClusterRuntime>> start(asio::io_context& io, const ServerConfig& config,
-                                                       bool repair = false);
+                                                       bool repair = false,
+                                                       std::size_t max_queued_bytes = kMaxQueuedBytes);
   ~ClusterRuntime() override;
   ClusterRuntime(const ClusterRuntime&) = delete;
   ClusterRuntime& operator=(const ClusterRuntime&) = delete;
@@ -182,7 +191,10 @@ class ClusterRuntime final : public CommandSink {
   std::optional<asio::posix::stream_descriptor> watcher_;
   std::mutex mutex_;
   std::vector<cluster::ReplicaEvent> queue_;  // guarded by mutex_
-  std::vector<std::function<void()>> jobs_;   // guarded by mutex_
+  std::size_t queued_bytes_ = 0;              // guarded by mutex_: queue_'s event bytes
+  std::size_t max_queued_bytes_ = kMaxQueuedBytes;
+  std::uint64_t overflow_index_ = 0;         // guarded by mutex_: the first event not queued (0: none)
+  std::vector<std::function<void()>> jobs_;  // guarded by mutex_
 
   // The role, term and leader last logged.
   raft::Role seen_role_ = raft::Role::kUnavailable;
