@@ -200,6 +200,13 @@ class Connection:
         self._outbox: list[Call] = []
         self._resumed_mine = _resume.Mine()
         self._resumed_extra: list[bytes] = []
+        # Moving on silence (rule 5): the server this connection is to, the
+        # connection a move resumed the session on, the move's task, when to
+        # try a move next.
+        self._current: tuple[str, int] | None = None
+        self._moved: tuple[asyncio.StreamReader, asyncio.StreamWriter, proto.LineBuffer] | None = None
+        self._move_task: asyncio.Task[None] | None = None
+        self._next_move_at = 0.0
 
     # --- lifecycle ---
 
@@ -296,12 +303,28 @@ class Connection:
                             refusal = opened.refusal
                         continue
                     reader, writer, hello = opened
+                    followed = await self._follow_leader(writer, host, port)
+                    if followed is not None:
+                        (reader, writer, hello), (host, port) = followed
+                        server = proto.endpoint_text(host, port)
                     self._session_began(server, writer, hello)
+                    self._current = (host, port)
                     ended: tuple[NetsemError, float | None] | None = None
                     try:
                         reason = await self._serve(reader)
-                        while (self._may_resume and self._resumable is not None and self._lease is not None
-                               and self._lease.session_timeout > 0 and not self._stopping):
+                        while not self._stopping:
+                            self._stop_move()
+                            if self._moved is not None:
+                                # The session moved off a silent server: its
+                                # connection is closed without QUIT.
+                                self._close_writer()
+                                reader, self._writer, self._buffer = self._moved
+                                self._moved = None
+                                reason = await self._serve(reader, resumed=self._resumed_mine)
+                                continue
+                            if not (self._may_resume and self._resumable is not None and self._lease is not None
+                                    and self._lease.session_timeout > 0):
+                                break
                             # The connection ended without a word: the session
                             # (its permits, its queued requests) may be resumed.
                             self._close_writer()
@@ -311,6 +334,7 @@ class Connection:
                                 break
                             reason = await self._serve(resumed, resumed=self._resumed_mine)
                     except asyncio.CancelledError:
+                        self._stop_move()
                         self._quit()
                         self._close_writer()
                         self._session_ended(Unavailable("the client closed the connection"), None)
@@ -640,7 +664,12 @@ class Connection:
         if why is not None:
             self._cut(Unavailable(why))
             return
-        self._arm(lease.wake_at(self._last_sent, oldest))
+        move_at = self._move_at(oldest)
+        if move_at is not None and now >= move_at:
+            assert self._loop is not None
+            self._move_task = self._loop.create_task(self._move())
+            move_at = None
+        self._arm(min([lease.wake_at(self._last_sent, oldest)] + ([move_at] if move_at is not None else [])))
 
     def _arm(self, at: float) -> None:
         """Runs _on_timer at ``at`` (time.monotonic(), as the loop's clock)."""
@@ -753,7 +782,10 @@ class Connection:
                     await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
                 else:
                     break
-                if isinstance(outcome, asyncio.StreamReader):
+                if isinstance(outcome, tuple):
+                    reader, self._writer, self._buffer = outcome
+                    outcome = reader
+                    self._current = (host, port)
                     self.server = server
                     log.info("resumed session %d on %s after %d ms, %d permits kept", session_id, server,
                              round((time.monotonic() - began) * 1000), len(self._permits))
@@ -783,8 +815,13 @@ class Connection:
 
     def _resume_candidates(self) -> list[tuple[str, int]]:
         """Where to RESUME: the last known leader, then the servers in order."""
-        candidates: list[tuple[str, int]] = [self._leader] if self._leader is not None else []
-        return candidates + [endpoint for endpoint in self._endpoints if endpoint not in candidates]
+        leader = self._leader
+        if leader is not None and self._tls is not None:
+            # LEADER names the plain port: under TLS only a configured server
+            # on the leader's host (with its TLS port) is the leader.
+            leader = next((server for server in self._endpoints if server[0] == leader[0]), None)
+        candidates: list[tuple[str, int]] = [leader] if leader is not None else []
+        return candidates + [server for server in self._endpoints if server not in candidates]
 
     async def _try_resume(self, host: str, port: int, server: str, deadline: float) -> Any:
         """One RESUME (with HELLO, AUTH, LEASE, LEADER, MINE pipelined) on
@@ -805,7 +842,11 @@ class Connection:
                 return "gone:the server refused the connection: its sessions ended with its process"
             return _Failure(_os_error_text(error))
         if self._tls is not None:
-            failure = await self._tls_handshake(writer, host, server)
+            try:  # a resume's: not past the lease
+                failure = await asyncio.wait_for(self._tls_handshake(writer, host, server),
+                                                 max(0.001, limit - time.monotonic()))
+            except TimeoutError:
+                failure = _Failure("no TLS handshake in time")
             if failure is not None:
                 writer.transport.abort()
                 return failure
@@ -879,12 +920,85 @@ class Connection:
         finally:
             if outcome is None:
                 writer.transport.abort()
-        self._buffer = buffer
-        self._writer = writer
         # The server read RESUME after it was sent: the lease starts again there.
         self._lease = proto.Lease(session_timeout, self._options.request_timeout, sent_at)
         self._resumed_mine = _resume.parse_mine(mine_items)
-        return reader
+        return reader, writer, buffer
+
+    async def _follow_leader(self, writer: asyncio.StreamWriter, host: str, port: int) -> Any:
+        """Right after a fresh handshake (rule 3): when LEADER named another
+        server, over plain TCP, with several servers configured (a single
+        server answers its own bind address, which a proxy or NAT hides), a
+        new session there, ((reader, writer, hello), (host, port)); the one on
+        ``writer`` is QUIT. None (stay) when there is no such leader or it
+        cannot be reached in time."""
+        leader = self._leader
+        if (leader is None or leader == (host, port) or self._tls is not None or len(self._endpoints) < 2
+                or leader[0] in ("0.0.0.0", "::")):
+            return None
+        saved = (self._lease, self._resumable, self._leader, self._buffer)
+        server = proto.endpoint_text(*leader)
+        opened = await self._attempt(leader[0], leader[1], server)
+        if isinstance(opened, _Failure):
+            self._lease, self._resumable, self._leader, self._buffer = saved
+            log.info("staying on %s: its leader %s cannot be reached (%s)", proto.endpoint_text(host, port), server,
+                     opened.why)
+            return None
+        try:
+            writer.write(proto.request(self._tags.next(), "QUIT"))
+            writer.transport.close()
+        except Exception:
+            writer.transport.abort()
+        log.info("following the leader: %s instead of %s", server, proto.endpoint_text(host, port))
+        return opened, leader
+
+    def _move_at(self, oldest_unanswered_sent: float | None) -> float | None:
+        """When a silent server makes the session move (rule 5: a request
+        unanswered for T/6, other candidates to resume on), or None."""
+        lease = self._lease
+        if (oldest_unanswered_sent is None or self._resumable is None or lease is None
+                or lease.session_timeout <= 0 or self._move_task is not None
+                or not [c for c in self._resume_candidates() if c != self._current]):
+            return None
+        return max(oldest_unanswered_sent + lease.session_timeout / 6, self._next_move_at)
+
+    async def _move(self) -> None:
+        """RESUME on the other candidates while this connection's server is
+        silent; once one took the session, this connection's read loop ends
+        (the new connection in _moved). Tried again T/6 later otherwise."""
+        assert self._resumable is not None and self._lease is not None
+        began = time.monotonic()
+        self._next_move_at = began + self._lease.session_timeout / 6
+        deadline = self._lease.lapse_at() or began
+        silent = proto.endpoint_text(*self._current) if self._current else "?"
+        try:
+            for host, port in [c for c in self._resume_candidates() if c != self._current]:
+                if self._stopping or time.monotonic() >= deadline or self._ended is not None:
+                    return
+                server = proto.endpoint_text(host, port)
+                outcome = await self._try_resume(host, port, server, deadline)
+                if isinstance(outcome, tuple):
+                    if self._ended is not None or self._writer is None:
+                        outcome[1].transport.abort()  # the old connection ended meanwhile
+                        return
+                    self._moved, self._current, self.server = outcome, (host, port), server
+                    log.info("resumed session %d on %s after %d ms (%s was silent), %d permits kept",
+                             self._resumable.session_id, server, round((time.monotonic() - began) * 1000), silent,
+                             len(self._permits))
+                    self._ended = Unavailable(f"the session moved to {server}: {silent} was silent")
+                    self._writer.transport.abort()
+                    return
+                log.debug("moving session %d to %s failed: %s", self._resumable.session_id, server,
+                          outcome[5:] if isinstance(outcome, str) else getattr(outcome, "why", "no answer"))
+        finally:
+            self._move_task = None
+            if self._timer is None and self._ended is None and self._writer is not None:
+                self._on_timer()
+
+    def _stop_move(self) -> None:
+        task, self._move_task = self._move_task, None
+        if task is not None and not task.done():
+            task.cancel()
 
     def _settle(self, mine: _resume.Mine) -> NetsemError | None:
         """On the resumed connection: what became of each request sent on the

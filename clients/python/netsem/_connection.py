@@ -198,6 +198,11 @@ class Connection:
         self._may_resume = False
         self._resumed_mine = _resume.Mine()
         self._resumed_extra: list[bytes] = []
+        # Moving on silence (rule 5): the server this connection is to, the
+        # socket a move resumed the session on, when to try a move next.
+        self._current: tuple[str, int] | None = None
+        self._moved_to: socket.socket | None = None
+        self._next_move_at = 0.0
         # Sockets of sessions whose lease lapsed, each kept open (and unread)
         # until the stop-by time of its permits: see _run.
         self._lingering: list[tuple[float, socket.socket]] = []
@@ -366,11 +371,24 @@ class Connection:
                     failures.append(f"{server}: {self._attempt_failure or 'no answer'}")
                     refusal = refusal or self._attempt_refusal
                     continue
+                followed = self._follow_leader(sock, host, port)
+                if followed is not None:
+                    sock, host, port, hello = followed
+                    server = proto.endpoint_text(host, port)
                 self._session_began(server, hello)
+                self._current = (host, port)
                 reason = self._serve(sock)
                 ended: tuple[NetsemError, float | None] | None = None
-                while (self._may_resume and self._resumable is not None and self._lease.session_timeout > 0
-                       and not self._stopping.is_set()):
+                while not self._stopping.is_set():
+                    if self._moved_to is not None:
+                        # The session moved off a silent server: its socket is
+                        # closed without QUIT (the server kicks it anyway).
+                        sock.close()
+                        sock, self._moved_to = self._moved_to, None
+                        reason = self._serve(sock, resumed=self._resumed_mine)
+                        continue
+                    if not (self._may_resume and self._resumable is not None and self._lease.session_timeout > 0):
+                        break
                     # The connection ended without a word: the session (its
                     # permits, its queued requests) may still be resumed.
                     sock.close()
@@ -453,7 +471,8 @@ class Connection:
             self._attempt_failure = f"no connection within {round(timeout * 1000)} ms"
         return None
 
-    def _tls_handshake(self, sock: socket.socket, host: str, server: str) -> ssl.SSLSocket | None:
+    def _tls_handshake(self, sock: socket.socket, host: str, server: str,
+                       limit: float | None = None) -> ssl.SSLSocket | None:
         """The TLS session on the connected ``sock``, bounded by connect_timeout;
         None with the reason in _attempt_failure, and in _attempt_refusal when
         the server refused (a certificate refused either way, an alert, no
@@ -468,6 +487,8 @@ class Connection:
             self._attempt_failure = f"TLS: {error}"
             return None
         deadline = time.monotonic() + self._options.connect_timeout
+        if limit is not None:
+            deadline = min(deadline, limit)  # a resume's: not past the lease
         selector = selectors.DefaultSelector()
         try:
             selector.register(tls_sock, selectors.EVENT_READ)
@@ -770,6 +791,12 @@ class Connection:
                 if why is not None:
                     self._fell_silent = True
                     return Unavailable(why)
+                move_at = self._move_at(oldest)
+                if move_at is not None and now >= move_at:
+                    moved = self._move()
+                    if moved is not None:
+                        return moved
+                    continue
                 if self._out:
                     self._flush(sock)
                 if bool(self._out) != writing:
@@ -777,7 +804,9 @@ class Connection:
                     selector.modify(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0))
                 if self._lingering:
                     self._close_lingering(now)
-                wake_at = min([self._lease.wake_at(self._last_sent, oldest)] + [at for at, _ in self._lingering])
+                move_at = self._move_at(oldest)
+                wake_at = min([self._lease.wake_at(self._last_sent, oldest)] + [at for at, _ in self._lingering]
+                              + ([move_at] if move_at is not None else []))
                 timeout = max(0.001, wake_at - time.monotonic())
                 for key, mask in selector.select(timeout):
                     if key.fd == self._wake_r:
@@ -935,6 +964,7 @@ class Connection:
                 else:
                     break
                 if isinstance(outcome, socket.socket):
+                    self._current = (host, port)
                     with self._lock:
                         self._counters.connected, self._counters.server = True, server
                         permits = len(self._permits)
@@ -965,9 +995,80 @@ class Connection:
             self._lease.stop_by(),
         )
 
+    def _follow_leader(self, sock: socket.socket, host: str, port: int
+                       ) -> tuple[socket.socket, str, int, proto.Hello] | None:
+        """Loop only, right after a fresh handshake (rule 3): when LEADER named
+        another server, over plain TCP, with several servers configured (a
+        single server answers its own bind address, which a proxy or NAT
+        hides), a new session there; the one on ``sock`` is QUIT. None (stay)
+        when there is no such leader or it cannot be reached in time."""
+        leader = self._leader
+        if (leader is None or leader == (host, port) or self._tls is not None or len(self._servers) < 2
+                or leader[0] in ("0.0.0.0", "::")):
+            return None
+        saved = (self._lease, self._resumable, self._leader)
+        server = proto.endpoint_text(*leader)
+        self._attempt_failure, self._attempt_refusal = "", None
+        leader_sock = self._connect(*leader)
+        hello = self._handshake(leader_sock, server) if leader_sock is not None else None
+        if leader_sock is None or hello is None:
+            if leader_sock is not None:
+                leader_sock.close()
+            self._lease, self._resumable, self._leader = saved
+            log.info("staying on %s: its leader %s cannot be reached (%s)", proto.endpoint_text(host, port), server,
+                     self._attempt_failure or "no answer")
+            return None
+        try:
+            _send(sock, bytearray(proto.request(self._tags.next(), "QUIT")))
+        except OSError:
+            pass
+        sock.close()
+        log.info("following the leader: %s instead of %s", server, proto.endpoint_text(host, port))
+        return leader_sock, leader[0], leader[1], hello
+
+    def _move_at(self, oldest_unanswered_sent: float | None) -> float | None:
+        """Loop only: when a silent server makes the session move (rule 5: a
+        request unanswered for T/6, other candidates to resume on), or None."""
+        if (oldest_unanswered_sent is None or self._resumable is None or self._lease.session_timeout <= 0
+                or not [c for c in self._resume_candidates() if c != self._current]):
+            return None
+        return max(oldest_unanswered_sent + self._lease.session_timeout / 6, self._next_move_at)
+
+    def _move(self) -> NetsemError | None:
+        """Loop only: RESUME on the other candidates while this connection's
+        server is silent; once one took the session, why this connection ends
+        (the new socket in _moved_to), else None (tried again T/6 later)."""
+        assert self._resumable is not None
+        began = time.monotonic()
+        self._next_move_at = began + self._lease.session_timeout / 6
+        deadline = self._lease.lapse_at() or began
+        silent = proto.endpoint_text(*self._current) if self._current else "?"
+        for host, port in [c for c in self._resume_candidates() if c != self._current]:
+            if self._stopping.is_set() or time.monotonic() >= deadline:
+                break
+            server = proto.endpoint_text(host, port)
+            outcome = self._try_resume(host, port, server, deadline)
+            if isinstance(outcome, socket.socket):
+                with self._lock:
+                    self._counters.server = server
+                    permits = len(self._permits)
+                log.info("resumed session %d on %s after %d ms (%s was silent), %d permits kept",
+                         self._resumable.session_id, server, round((time.monotonic() - began) * 1000), silent,
+                         permits)
+                self._moved_to, self._current = outcome, (host, port)
+                return Unavailable(f"the session moved to {server}: {silent} was silent")
+            log.debug("moving session %d to %s failed: %s", self._resumable.session_id, server,
+                      outcome[5:] if isinstance(outcome, str) else self._attempt_failure or "no answer")
+        return None
+
     def _resume_candidates(self) -> list[tuple[str, int]]:
         """Where to RESUME: the last known leader, then the servers in order."""
-        candidates: list[tuple[str, int]] = [self._leader] if self._leader is not None else []
+        leader = self._leader
+        if leader is not None and self._tls is not None:
+            # LEADER names the plain port: under TLS only a configured server
+            # on the leader's host (with its TLS port) is the leader.
+            leader = next((server for server in self._servers if server[0] == leader[0]), None)
+        candidates: list[tuple[str, int]] = [leader] if leader is not None else []
         return candidates + [server for server in self._servers if server not in candidates]
 
     def _try_resume(self, host: str, port: int, server: str, deadline: float) -> socket.socket | str | None:
@@ -979,7 +1080,7 @@ class Connection:
         limit = min(deadline, time.monotonic() + self._options.connect_timeout)
         sock = self._connect(host, port, limit - time.monotonic())
         if sock is not None and self._tls is not None:
-            sock = self._tls_handshake(sock, host, server)
+            sock = self._tls_handshake(sock, host, server, limit)
         if sock is None:
             if self._attempt_refused and len(self._resume_candidates()) == 1:
                 # The only server's process is gone, and its sessions with it

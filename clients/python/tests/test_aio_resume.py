@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,7 @@ def test_kill_9_of_the_holders_server_keeps_the_permit_in_a_cluster(cluster: Clu
     lead = cluster.leader()
     assert lead >= 0, cluster.logs()
     follower, third = (lead + 1) % 3, (lead + 2) % 3
-    order = [cluster.addresses[i] for i in (follower, lead, third)]
+    order = [cluster.addresses[follower]]  # the only server given: it does not follow the leader
 
     async def main() -> None:
         async with netsem.aio.Client(options=opts(order, local_dir)) as holder:
@@ -186,8 +187,7 @@ def test_a_queued_acquire_is_granted_after_its_server_died_in_a_cluster(cluster:
 
     async def main() -> None:
         async with netsem.aio.Client(options=opts([cluster.addresses[lead]], local_dir)) as holder, \
-                netsem.aio.Client(options=opts([cluster.addresses[follower], cluster.addresses[lead]],
-                                               local_dir)) as waiter:
+                netsem.aio.Client(options=opts([cluster.addresses[follower]], local_dir)) as waiter:
             held = await holder.acquire("one")
             task = asyncio.ensure_future(waiter.acquire("one", timeout=20))
             await until(lambda: waiters_of(holder, "one"), 10)
@@ -196,6 +196,54 @@ def test_a_queued_acquire_is_granted_after_its_server_died_in_a_cluster(cluster:
             await held.release()
             permit = await asyncio.wait_for(task, 20)
             assert not permit.is_local and not permit.lost
+            await permit.release()
+
+    run(main())
+
+
+def test_a_frozen_server_moves_the_session_within_its_lease_in_a_cluster(cluster: Cluster, local_dir: Path,
+                                                                          caplog) -> None:
+    caplog.set_level(logging.INFO, logger="netsem")
+    lead = cluster.leader()
+    assert lead >= 0, cluster.logs()
+    follower, third = (lead + 1) % 3, (lead + 2) % 3
+    order = [cluster.addresses[follower]]  # stays there; the leader is the other candidate
+
+    async def main() -> None:
+        async with netsem.aio.Client(options=opts(order, local_dir)) as holder:
+            assert holder.stats().server == cluster.addresses[follower]
+            permit = await holder.acquire("one")
+            lost: list[netsem.NetsemError] = []
+            permit.on_lost(lost.append)
+            frozen = cluster.servers[follower]
+            frozen.signal(signal.SIGSTOP)
+            try:
+                await until(lambda: "was silent" in caplog.text, 5)
+                assert holder.stats().server != cluster.addresses[follower]
+                assert (await holder.get("one")).value == 0
+                assert not permit.lost and not lost
+                assert await held_elsewhere(cluster.addresses[third], local_dir)
+                await permit.release()
+                assert not await held_elsewhere(cluster.addresses[third], local_dir)
+            finally:
+                frozen.signal(signal.SIGCONT)
+            await asyncio.sleep(0.5)
+            assert not lost
+
+    run(main())
+
+
+def test_a_fresh_session_follows_the_leader(cluster: Cluster, local_dir: Path) -> None:
+    lead = cluster.leader()
+    assert lead >= 0, cluster.logs()
+    follower = (lead + 1) % 3
+
+    async def main() -> None:
+        order = [cluster.addresses[follower], cluster.addresses[(lead + 2) % 3]]
+        async with netsem.aio.Client(options=opts(order, local_dir)) as client:
+            assert client.stats().server == cluster.addresses[lead]
+            permit = await client.acquire("one", timeout=5)
+            assert not permit.is_local
             await permit.release()
 
     run(main())

@@ -10,6 +10,7 @@ server is killed -9. Every wait is bounded; every process is killed by pid.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -182,9 +183,9 @@ def test_kill_9_of_the_holders_server_keeps_the_permit_in_a_cluster(cluster, cli
     assert lead >= 0, cluster.logs()
     follower = (lead + 1) % 3
     third = (lead + 2) % 3
-    # The holder talks to a follower (first in its list); the others follow.
-    order = [cluster.addresses[follower], cluster.addresses[lead], cluster.addresses[third]]
-    holder = clients(order)
+    # The holder talks to a follower: the only server it is given (so it does
+    # not follow the leader); LEADER told it the leader, where it resumes.
+    holder = clients([cluster.addresses[follower]])
     assert holder.stats().server == cluster.addresses[follower]
     permit = holder.acquire("one")
     losses = Losses()
@@ -206,7 +207,7 @@ def test_a_queued_acquire_is_granted_after_its_server_died_in_a_cluster(cluster,
     follower = (lead + 1) % 3
     holder = clients([cluster.addresses[lead]])
     held = holder.acquire("one")
-    waiter = clients([cluster.addresses[follower], cluster.addresses[lead]])
+    waiter = clients([cluster.addresses[follower]])  # stays there; resumes on the leader
     assert waiter.stats().server == cluster.addresses[follower]
     got: list[Permit | BaseException] = []
 
@@ -255,3 +256,47 @@ def test_settling_from_mine() -> None:
     # A RELEASE that did not take effect is sent again.
     again = r.settle([(p.release_request("3", "pool", 2), 0.0)], {"pool": 2}, r.parse_mine(["held pool 2 7"]), 0.0)
     assert again.resend == {"3": p.release_request("3", "pool", 2)} and not again.lost
+
+
+def test_a_frozen_server_moves_the_session_within_its_lease_in_a_cluster(cluster, clients, caplog) -> None:
+    """SIGSTOP of the holder's server: a ping unanswered for T/6 makes the
+    client RESUME on another server, well within its lease (T/2); the permit
+    is kept and works there."""
+    caplog.set_level(logging.INFO, logger="netsem")
+    lead = cluster.leader()
+    assert lead >= 0, cluster.logs()
+    follower, third = (lead + 1) % 3, (lead + 2) % 3
+    holder = clients([cluster.addresses[follower]])  # stays there; the leader is the other candidate
+    assert holder.stats().server == cluster.addresses[follower]
+    permit = holder.acquire("one")
+    losses = Losses()
+    permit.on_lost(losses)
+    frozen = cluster.servers[follower]
+    frozen.signal(signal.SIGSTOP)
+    try:
+        assert wait_until(lambda: "was silent" in caplog.text, 5), caplog.text
+        assert holder.stats().server != cluster.addresses[follower]
+        assert holder.get("one").value == 0
+        assert not permit.lost and not losses.seen
+        assert _held_elsewhere(cluster.addresses[third], clients)
+        permit.release()
+        assert wait_until(lambda: not _held_elsewhere(cluster.addresses[third], clients), 5)
+    finally:
+        frozen.signal(signal.SIGCONT)
+    time.sleep(0.5)  # the woken server reads the kick of the old connection: nothing is lost
+    assert not losses.seen
+
+
+def test_a_fresh_session_follows_the_leader(cluster, clients) -> None:
+    """Rule 3: a client whose first server is a follower moves to the leader
+    LEADER names (once, right after its handshake); the session it left is
+    ended by QUIT (its server lists it no more)."""
+    lead = cluster.leader()
+    assert lead >= 0, cluster.logs()
+    follower = (lead + 1) % 3
+    client = clients([cluster.addresses[follower], cluster.addresses[(lead + 2) % 3]])
+    assert client.stats().server == cluster.addresses[lead]
+    with client.acquire("one", timeout=5) as permit:
+        assert not permit.is_local
+    # Only this session: the one on the follower was QUIT.
+    assert wait_until(lambda: len(client.sessions()) == 1, 5), client.sessions()
