@@ -300,3 +300,32 @@ def test_a_fresh_session_follows_the_leader(cluster, clients) -> None:
         assert not permit.is_local
     # Only this session: the one on the follower was QUIT.
     assert wait_until(lambda: len(client.sessions()) == 1, 5), client.sessions()
+
+
+def test_the_lease_still_lapses_when_no_server_answers_in_a_cluster(cluster, clients, caplog) -> None:
+    """All three servers SIGSTOPped: the moves to the other candidates get no
+    answer, and the permit is lost at the lease's lapse (T/2 after the last
+    answer) with stop_by before any server could grant it again."""
+    caplog.set_level(logging.DEBUG, logger="netsem")
+    lead = cluster.leader()
+    assert lead >= 0, cluster.logs()
+    follower = (lead + 1) % 3
+    holder = clients([cluster.addresses[follower]], connect_timeout=0.3)
+    permit = holder.acquire("one")
+    losses = Losses()
+    permit.on_lost(losses)
+    holder.ping()
+    frozen_at = time.monotonic()
+    for server in cluster.servers:
+        server.signal(signal.SIGSTOP)
+    try:
+        assert losses.event.wait(10)
+    finally:
+        for server in cluster.servers:
+            server.signal(signal.SIGCONT)
+    reason, lost_at = losses.seen[0]
+    assert isinstance(reason, Unavailable) and "lease" in str(reason), reason
+    timeout = TIMEOUT_MS / 1000
+    assert lost_at - frozen_at <= timeout / 6 + timeout / 2 + 0.5
+    assert permit.stop_by is not None and lost_at < permit.stop_by <= frozen_at + timeout * 0.9
+    assert "moving session" in caplog.text  # a move was tried, and failed
