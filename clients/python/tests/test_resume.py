@@ -310,7 +310,7 @@ def test_the_lease_still_lapses_when_no_server_answers_in_a_cluster(cluster, cli
     lead = cluster.leader()
     assert lead >= 0, cluster.logs()
     follower = (lead + 1) % 3
-    holder = clients([cluster.addresses[follower]], connect_timeout=0.3)
+    holder = clients([cluster.addresses[follower]])
     permit = holder.acquire("one")
     losses = Losses()
     permit.on_lost(losses)
