@@ -64,9 +64,13 @@ class Backend {
   virtual Result<std::optional<SemaphoreDetail>> semaphore(std::string name) = 0;
   // At most `limit` sessions with ids above `after`.
   virtual Result<SessionPage> sessions(std::uint64_t after, std::size_t limit) = 0;
-  // Ends session `id` as protocol 1.1's KICK does, telling it `reason`;
-  // false when no such session is open.
-  virtual Result<bool> kick(std::uint64_t id, std::string reason) = 0;
+  // Ends session `id` as protocol 1.1's KICK does, telling it `reason`.
+  struct KickOutcome {
+    bool kicked = false;    // it was open here, and is ended
+    std::string elsewhere;  // (a cluster) open, but hosted by another server: which ("server 2 at 10.0.0.2:53559")
+  };
+  // Neither set: no such session is open.
+  virtual Result<KickOutcome> kick(std::uint64_t id, std::string reason) = 0;
   // The Prometheus exposition of GET /metrics.
   virtual Result<std::string> metrics() = 0;
 };

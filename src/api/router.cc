@@ -350,7 +350,14 @@ Response kick(Backend& backend, const Request& request, std::string_view id_text
   if (!id) return error_response(400, "BAD_REQUEST", "a session id is a whole number from 1");
   auto kicked = backend.kick(*id, "kicked over HTTP by " + request.peer_text);
   if (!kicked) return from_status(kicked.status());
-  if (!*kicked) return error_response(404, "NOT_FOUND", "no session " + std::to_string(*id));
+  if (!kicked->elsewhere.empty()) {
+    // A cluster's session hosted by another server: only its host can end
+    // it outside the protocol (protocol KICK goes through the log).
+    return error_response(421, "ELSEWHERE",
+                          "session " + std::to_string(*id) + " is hosted by " + kicked->elsewhere +
+                              ": kick it through that server's HTTP API, or with KICK (protocol 1.1) on any server");
+  }
+  if (!kicked->kicked) return error_response(404, "NOT_FOUND", "no session " + std::to_string(*id));
   return json_response(200, {{"kicked", *id}});
 }
 

@@ -697,6 +697,17 @@ bool Dispatcher::kick_session(SessionId id, std::string_view reason) {
   return true;
 }
 
+std::string Dispatcher::hosted_elsewhere(SessionId id) const {
+  if (!cluster_mode() || sessions_.contains(id)) return {};
+  const auto found = replica_->sessions().find(id);
+  if (found == replica_->sessions().end()) return {};
+  const std::uint64_t host = found->second.host;
+  const auto member = replica_->members().find(host);
+  std::string where = "server " + std::to_string(host);
+  if (member != replica_->members().end()) where += " at " + member->second;
+  return where;
+}
+
 // --- authentication ---
 
 namespace {

@@ -205,6 +205,10 @@ class Dispatcher {
   // HTTP API, which checks the right itself). False when no such session is
   // open. The caller ends the turn (the answers it made are written then).
   bool kick_session(SessionId id, std::string_view reason);
+  // (Cluster mode.) For session `id` open in the log but hosted by another
+  // server: "server N at <its client address>"; "" otherwise (hosted here,
+  // no such session, a single server).
+  std::string hosted_elsewhere(SessionId id) const;
   // The server is stopping: from now on end_session() only forgets a
   // session; it gives nothing back to the table, so no queued request is
   // granted while the sessions are told SHUTDOWN one after another (a

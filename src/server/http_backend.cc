@@ -129,10 +129,16 @@ Result<api::SessionPage> HttpBackend::sessions(std::uint64_t after, std::size_t 
       kLoopQueryTimeout);
 }
 
-Result<bool> HttpBackend::kick(std::uint64_t id, std::string reason) {
+Result<api::Backend::KickOutcome> HttpBackend::kick(std::uint64_t id, std::string reason) {
   if (auto status = serving(); !status) return status;
-  return jobs_.call<bool>([this, id, reason = std::move(reason)] { return dispatcher_->kick_session(id, reason); },
-                          kLoopQueryTimeout);
+  return jobs_.call<KickOutcome>(
+      [this, id, reason = std::move(reason)] {
+        KickOutcome outcome;
+        outcome.kicked = dispatcher_->kick_session(id, reason);
+        if (!outcome.kicked) outcome.elsewhere = dispatcher_->hosted_elsewhere(id);
+        return outcome;
+      },
+      kLoopQueryTimeout);
 }
 
 Result<std::string> HttpBackend::metrics() {

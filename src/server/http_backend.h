@@ -89,7 +89,7 @@ class HttpBackend final : public api::Backend {
   Result<api::SemaphorePage> semaphores(std::string prefix, std::string after, std::size_t limit) override;
   Result<std::optional<api::SemaphoreDetail>> semaphore(std::string name) override;
   Result<api::SessionPage> sessions(std::uint64_t after, std::size_t limit) override;
-  Result<bool> kick(std::uint64_t id, std::string reason) override;
+  Result<KickOutcome> kick(std::uint64_t id, std::string reason) override;
   Result<std::string> metrics() override;
 
  private:

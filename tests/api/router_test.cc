@@ -35,6 +35,7 @@ class TestBackend final : public Backend {
   std::size_t asked_limit = 0;
   std::uint64_t asked_session_after = 0;
   std::vector<std::uint64_t> kicked;
+  std::uint64_t elsewhere_id = 0;  // a session another server of a cluster hosts
   int loop_calls = 0;
 
   stats::Snapshot snapshot() const override { return figures; }
@@ -84,17 +85,18 @@ class TestBackend final : public Backend {
     }
     return page;
   }
-  Result<bool> kick(std::uint64_t id, std::string reason) override {
+  Result<KickOutcome> kick(std::uint64_t id, std::string reason) override {
     ++loop_calls;
     if (!loop_status) return loop_status;
     kick_reason = reason;
     for (const auto& row : session_rows) {
       if (row.id == id) {
         kicked.push_back(id);
-        return true;
+        return KickOutcome{true, {}};
       }
     }
-    return false;
+    if (id == elsewhere_id) return KickOutcome{false, "server 2 at 127.0.0.2:53559"};
+    return KickOutcome{};
   }
   Result<std::string> metrics() override { return std::string("netsem_up 1\n"); }
 
@@ -376,6 +378,13 @@ TEST(Router, KickNeedsTheAdminRightFirst) {
   EXPECT_EQ(answer.body, json({{"kicked", 5}}));
   EXPECT_EQ(backend.kicked, std::vector<std::uint64_t>{5});
   EXPECT_EQ(backend.kick_reason, "kicked over HTTP by 127.0.0.1:40112");
+  // (A cluster.) A session another server hosts: 421, naming its host.
+  backend.elsewhere_id = 7;
+  answer = call(backend, "POST", "/api/v1/sessions/7/kick");
+  EXPECT_EQ(answer.response.status, 421);
+  EXPECT_EQ(answer.body["error"], "ELSEWHERE");
+  EXPECT_NE(answer.body["message"].get<std::string>().find("server 2 at 127.0.0.2:53559"), std::string::npos)
+      << answer.body;
 }
 
 // A request as a browser sends it: Host, and Origin/Sec-Fetch-Site when given.

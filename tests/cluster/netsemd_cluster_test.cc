@@ -711,5 +711,204 @@ TEST_F(NetsemdCluster, AnAddOfAServerThatNeverStartsIsAnsweredAndLeavesTheConfig
   EXPECT_EQ(after.at(4).at("role"), "voter");
 }
 
+// CLUSTER REMOVE of the leader itself: it answers OK once the configuration
+// without it is committed, steps down, the two others elect a leader and
+// grant on (the permit a follower's client held stays held). The removed
+// server hears from no leader any more and stands for no election (it is
+// in no configuration): a request of its clients waits unanswered, and
+// their sessions end by the log's expiry, their permits going to waiters.
+TEST_F(NetsemdCluster, RemovingTheLeaderMakesItStepDownAndTheOthersGrantOn) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int f1 = (lead + 1) % kServers;
+  const int f2 = (lead + 2) % kServers;
+  auto a = connect(f1);
+  auto on_removed = connect(lead);
+  auto admin = connect(lead);
+  ASSERT_TRUE(a != nullptr && on_removed != nullptr && admin != nullptr);
+  ASSERT_EQ(a->request(req::acquire("a1", "lock", 1, 20000), 10s).rfind("a1 OK ", 0), 0u) << logs();
+  ASSERT_EQ(on_removed->request(req::acquire("h1", "other", 1, 20000), 10s).rfind("h1 OK ", 0), 0u) << logs();
+
+  const auto asked_at = std::chrono::steady_clock::now();
+  EXPECT_EQ(admin->request("c1 CLUSTER REMOVE " + std::to_string(lead + 1), 10s), "c1 OK") << logs();
+  // A new leader among the two others, in a higher term.
+  int next = -1;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    next = leader(1s);
+    if (next >= 0 && next != lead) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_TRUE(next == f1 || next == f2) << logs();
+  // Grants resume, through the new configuration of two.
+  auto b = connect(f2);
+  ASSERT_TRUE(b != nullptr);
+  const std::string granted = b->request(req::acquire("b1", "free", 1, 20000), 10s);
+  EXPECT_EQ(granted.rfind("b1 OK ", 0), 0u) << granted << "\n" << logs();
+  std::printf(
+      "CLUSTER REMOVE of the leader: a grant by the new leader %lld ms after the REMOVE was sent\n",
+      static_cast<long long>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - asked_at).count()));
+  const auto members = members_of(b->request("s1 CLUSTER STATUS", 5s), "s1");
+  EXPECT_EQ(members.size(), 2u) << logs();
+  EXPECT_FALSE(members.contains(lead + 1));
+  // The permit held on a follower is still held: a second holder queues.
+  EXPECT_EQ(b->request(req::acquire("b2", "lock", 1, 0), 10s), "b2 TIMEOUT") << logs();
+
+  // The removed server: its client's request is not answered.
+  on_removed->send_line("h2 ACQUIRE third");
+  EXPECT_FALSE(on_removed->read_line(2s).has_value()) << logs();
+  // Its client's permit goes to a waiter once the log expires the session
+  // (session timeout 3 s, counted from its last activity).
+  const auto waited_at = std::chrono::steady_clock::now();
+  EXPECT_EQ(b->request(req::acquire("b3", "other", 1, 10000), 5s), "b3 QUEUED 1") << logs();
+  const auto handed = b->read_line(12s);
+  ASSERT_TRUE(handed.has_value()) << logs();
+  EXPECT_EQ(handed->rfind("b3 OK ", 0), 0u) << *handed << "\n" << logs();
+  std::printf(
+      "the removed server's client's permit handed on %lld ms after a waiter queued\n",
+      static_cast<long long>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - waited_at).count()));
+}
+
+// An ADD interrupted by the leader's death (kill -9 just after the ADD
+// reached it): the asking connection ends unanswered; the two survivors
+// elect a leader and agree on the configuration (CLUSTER STATUS); with the
+// killed server back, an ADD again is answered OK (a spare left behind is
+// promoted) or EXISTS (the change had completed), and server 4 ends a
+// voter that every server lists.
+TEST_F(NetsemdCluster, AnAddInterruptedByTheLeadersDeathLeavesOneConfigurationAndCanBeRetried) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  start(3);
+  ASSERT_TRUE(servers_[3] != nullptr);
+  ASSERT_TRUE(servers_[3]->wait_for_log("join = on", 5s)) << logs();
+  auto admin = connect(lead);
+  ASSERT_TRUE(admin != nullptr);
+  ASSERT_EQ(admin->request("p0 PING", 5s), "p0 PONG");
+  const std::string add = "c1 CLUSTER ADD 4 " + host(3) + ":" + std::to_string(raft_ports_[3]) + " " + host(3) + ":" +
+                          std::to_string(client_ports_[3]);
+  admin->send_line(add);
+  ASSERT_TRUE(servers_[lead]->wait_for_log("cluster: adding server 4", 5s)) << logs();
+  servers_[lead]->send_signal(SIGKILL);
+  ASSERT_TRUE(servers_[lead]->wait_exit(5s).has_value());
+  // The answer, if one came before the kill, or the end of the connection.
+  const auto answer = admin->read_line(3s);
+  std::printf("ADD interrupted by the leader's kill -9: the asking client got %s\n",
+              answer ? answer->c_str() : "no answer (connection ended)");
+  if (answer) EXPECT_EQ(*answer, "c1 OK") << logs();
+  servers_[lead].reset();
+
+  int next = -1;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    next = leader(1s);
+    if (next >= 0 && next != lead) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_GE(next, 0) << logs();
+  ASSERT_NE(next, lead) << logs();
+  // The survivors agree on the configuration (ids and roles), once the new
+  // leader's view reached the other.
+  const auto view = [&](int i) {
+    std::map<std::uint64_t, std::string> roles;
+    auto c = connect(i);
+    if (c == nullptr) return roles;
+    for (const auto& [id, member] : members_of(c->request("s CLUSTER STATUS", 5s), "s")) {
+      roles[id] = member.at("role").get<std::string>();
+    }
+    return roles;
+  };
+  const int other = (next == (lead + 1) % kServers) ? (lead + 2) % kServers : (lead + 1) % kServers;
+  std::map<std::uint64_t, std::string> at_leader;
+  std::map<std::uint64_t, std::string> at_other;
+  const auto agree_by = std::chrono::steady_clock::now() + 5s;
+  do {
+    at_leader = view(next);
+    at_other = view(other);
+    if (!at_leader.empty() && at_leader == at_other) break;
+    std::this_thread::sleep_for(50ms);
+  } while (std::chrono::steady_clock::now() < agree_by);
+  EXPECT_EQ(at_leader, at_other) << logs();
+  EXPECT_GE(at_leader.size(), 3u) << logs();
+  std::string seen;
+  for (const auto& [id, role] : at_leader) seen += std::to_string(id) + "=" + role + " ";
+  std::printf("configuration after the election: %s\n", seen.c_str());
+
+  // The killed server back on its data; the ADD again, on the new leader.
+  start(lead);
+  auto again = connect(next);
+  ASSERT_TRUE(again != nullptr);
+  const std::string retried = again->request("c2" + add.substr(2), 30s);
+  EXPECT_TRUE(retried == "c2 OK" || retried.rfind("c2 ERR EXISTS ", 0) == 0u) << retried << "\n" << logs();
+  std::printf("the ADD again on the new leader: %s\n", retried.c_str());
+  const auto after = members_of(again->request("s2 CLUSTER STATUS", 5s), "s2");
+  ASSERT_EQ(after.size(), 4u) << logs();
+  EXPECT_EQ(after.at(4).at("role"), "voter") << logs();
+  // Server 4 grants through the cluster.
+  auto d = connect(3);
+  ASSERT_TRUE(d != nullptr);
+  EXPECT_EQ(d->request(req::acquire("d1", "lock", 1, 20000), 10s).rfind("d1 OK ", 0), 0u) << logs();
+}
+
+// KICK of a session hosted by another server. Protocol KICK goes through
+// the log and works from any server. The HTTP API's kick ends sessions its
+// own server hosts; for one another server hosts it answers 421 ELSEWHERE
+// naming that server (it said 404, no such session, before), and the kick
+// through the host's HTTP API works: the victim reads `* ERR KICKED`, its
+// permit goes to a waiter on a third server.
+TEST_F(NetsemdCluster, KickOfASessionHostedElsewhereWorksByProtocolAndNamesItsHostOverHttp) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int f1 = (lead + 1) % kServers;
+  const int f2 = (lead + 2) % kServers;
+  auto victim = connect(f1);
+  auto waiter = connect(lead);
+  auto admin = connect(f2);
+  ASSERT_TRUE(victim != nullptr && waiter != nullptr && admin != nullptr);
+  const auto [id, secret] = resumable_of(victim->request("r1 RESUMABLE", 10s), "r1");
+  ASSERT_FALSE(id.empty()) << logs();
+  ASSERT_EQ(victim->request(req::acquire("a1", "lock", 1, 20000), 10s).rfind("a1 OK ", 0), 0u) << logs();
+  ASSERT_EQ(waiter->request(req::acquire("w1", "lock", 1, 20000), 10s), "w1 QUEUED 1") << logs();
+
+  const auto kick_over_http = [&](int i) {
+    const std::uint16_t port = test_support::http_port_from_log(servers_[i]->log());
+    EXPECT_NE(port, 0);
+    test_support::HttpConnection connection(port, host(i).c_str());
+    EXPECT_TRUE(connection.ok());
+    EXPECT_TRUE(connection.send_request("POST", "/api/v1/sessions/" + id + "/kick"));
+    return connection.read_response(5s, false);
+  };
+  const auto elsewhere = kick_over_http(f2);
+  ASSERT_TRUE(elsewhere.has_value());
+  EXPECT_EQ(elsewhere->status, 421) << elsewhere->body;
+  const std::string named =
+      "server " + std::to_string(f1 + 1) + " at " + host(f1) + ":" + std::to_string(client_ports_[f1]);
+  EXPECT_NE(elsewhere->body.find("\"ELSEWHERE\""), std::string::npos) << elsewhere->body;
+  EXPECT_NE(elsewhere->body.find(named), std::string::npos) << elsewhere->body;
+  EXPECT_TRUE(victim->quiet_for(300ms));  // not kicked
+
+  const auto here = kick_over_http(f1);
+  ASSERT_TRUE(here.has_value());
+  EXPECT_EQ(here->status, 200) << here->body;
+  EXPECT_EQ(nlohmann::json::parse(here->body), nlohmann::json({{"kicked", std::stoull(id)}})) << here->body;
+  const auto told = victim->read_line(5s);
+  ASSERT_TRUE(told.has_value()) << logs();
+  EXPECT_EQ(told->rfind("* ERR KICKED kicked over HTTP by ", 0), 0u) << *told;
+  const auto granted = waiter->read_line(10s);
+  ASSERT_TRUE(granted.has_value()) << logs();
+  EXPECT_EQ(granted->rfind("w1 OK ", 0), 0u) << *granted;
+
+  // Protocol KICK from a session on another server than the target's.
+  auto second = connect(f1);
+  ASSERT_TRUE(second != nullptr);
+  const auto [second_id, second_secret] = resumable_of(second->request("r2 RESUMABLE", 10s), "r2");
+  ASSERT_FALSE(second_id.empty());
+  EXPECT_EQ(admin->request("k1 KICK " + second_id, 10s), "k1 OK") << logs();
+  const auto kicked = second->read_line(5s);
+  ASSERT_TRUE(kicked.has_value()) << logs();
+  EXPECT_EQ(kicked->rfind("* ERR KICKED kicked by session ", 0), 0u) << *kicked;
+}
+
 }  // namespace
 }  // namespace netsem::testing
