@@ -609,9 +609,11 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
     framer_.compact();
   }
   const std::int64_t session_timeout_ms = lease_ms ? *lease_ms : stats_ms;
-  // A third of the session timeout keeps the session alive; without one, the
-  // pings still tell a dead server from an idle one within request_timeout.
-  ping_interval_ = session_timeout_ms > 0 ? milliseconds(std::max<std::int64_t>(1, session_timeout_ms / 3))
+  // A sixth of the session timeout keeps the session alive, and leaves about
+  // T/3 of the lease (T/2) for a failover: in a cluster a PONG waits for the
+  // log. Without one, the pings still tell a dead server from an idle one
+  // within request_timeout.
+  ping_interval_ = session_timeout_ms > 0 ? milliseconds(std::max<std::int64_t>(1, session_timeout_ms / 6))
                                           : options_.request_timeout / 2;
   session_timeout_ = milliseconds(session_timeout_ms);
   return true;

@@ -6,7 +6,7 @@
 // bounded by connect_timeout: see resolver.h), says HELLO, learns the
 // session timeout (LEASE, proposed 1.2, else STATS) and then serves the
 // session: it writes what callers queued with send(), pings when the line
-// has been quiet for a third of the session timeout, and hands each answer
+// has been quiet for a sixth of the session timeout, and hands each answer
 // to the Call whose tag it carries.
 //
 // The lease: with a session timeout T, the server cannot end the session

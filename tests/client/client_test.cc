@@ -22,6 +22,7 @@
 #include "client/local_semaphores.h"  // to remove each test's host-wide semaphores
 #include "journal/file_journal.h"
 #include "netsemd_harness.h"
+#include "protocol/stats_json.h"
 #include "support/request_lines.h"
 #include "tcp_proxy.h"
 
@@ -1106,6 +1107,39 @@ TEST_F(ClientTest, PingsKeepAnIdleSessionAlive) {
   EXPECT_EQ(client->stats().connects, 1u);
 }
 
+// The server's request counter, from STATS on a raw connection (which adds
+// its own HELLO-less STATS: one request).
+std::int64_t server_requests(std::uint16_t port) {
+  auto connection = netsem::testing::Client::connect(port);
+  if (!connection) return -1;
+  const std::string answer = connection->request("s STATS");
+  std::vector<protocol::StatsField> fields;
+  std::int64_t value = -1;
+  if (!answer.starts_with("s OK ") || !protocol::parse_stats(answer.substr(5), fields) ||
+      !protocol::stats_integer(fields, "requests", value))
+    return -1;
+  return value;
+}
+
+TEST_F(ClientTest, PingsGoAtASixthOfTheSessionTimeout) {
+  // T/6 (issue 16): an unanswered ping leaves about T/3 of the lease (T/2)
+  // for a failover. T = 1200 ms: a ping every 200 ms, 12 in 2.4 s (T/3
+  // made 6).
+  start_server(server_options("session_timeout_ms = 1200"));
+  auto client = make_client();
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(eventually([&] { return client->connected(); }));
+  std::this_thread::sleep_for(300ms);  // the handshake's requests are counted
+  const std::int64_t before = server_requests(server_->port());
+  std::this_thread::sleep_for(2400ms);
+  const std::int64_t after = server_requests(server_->port());
+  ASSERT_GE(before, 0);
+  const std::int64_t pings = after - before - 1;
+  std::printf("%lld pings in 2.4 s with T = 1.2 s\n", static_cast<long long>(pings));
+  EXPECT_GE(pings, 10);
+  EXPECT_LE(pings, 13);
+}
+
 TEST_F(ClientTest, APermitBehindAFrozenNetworkIsLostBeforeTheServerCanGrantItAgain) {
   // Item 3 of issue 10: the holder's network goes silent (no packet, no
   // close). The server ends its session T after the last request it read;
@@ -1218,9 +1252,9 @@ void frozen_server_grants_no_lost_permit_before_stop_by(std::unique_ptr<Netsemd>
   ASSERT_TRUE(permit->stop_by().has_value());
   const Clock::time_point stop_by = *permit->stop_by();
   EXPECT_NE(permit->loss_reason().message().find("lease"), std::string::npos) << permit->loss_reason().to_string();
-  // Lost T/2 after the last answered request (pings every T/3), stop_by
+  // Lost T/2 after the last answered request (pings every T/6), stop_by
   // 0.9 T - margin after it: the server woke before it could end the session.
-  EXPECT_LE(lost_at - frozen_at, timeout / 3 + timeout / 2 + 500ms);
+  EXPECT_LE(lost_at - frozen_at, timeout / 6 + timeout / 2 + 500ms);
   EXPECT_LT(lost_at, stop_by);
   EXPECT_LE(stop_by, frozen_at + timeout * 9 / 10);
   std::printf("lost %lld ms after the freeze, woken %lld ms before stop_by\n",
