@@ -122,7 +122,11 @@ struct ClientStats {
   std::uint64_t connection_losses = 0;  // connections that dropped
   std::uint64_t fallback_entries = 0;   // times the client started serving names locally
   std::uint64_t fallback_exits = 0;     // times a server came back
-  std::uint64_t local_grants = 0;       // permits granted by local semaphores ($ names and fallback)
+  // Sessions carried on over a new connection after theirs broke (protocol
+  // 1.2's RESUME; docs/client.md, "Resuming the session"): not counted in
+  // connects or connection_losses.
+  std::uint64_t resumes = 0;
+  std::uint64_t local_grants = 0;  // permits granted by local semaphores ($ names and fallback)
   std::uint64_t remote_grants = 0;
   // While not connected: why, server by server, from the last round of
   // attempts ("10.0.0.5:53559: Connection refused; 10.0.0.6:53559: server

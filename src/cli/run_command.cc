@@ -14,10 +14,11 @@
 //
 // Signals: the watched ones are blocked before the Client starts its I/O
 // thread, which inherits the mask, so they reach nothing but the signalfd.
-// While the permits are awaited they are unblocked in the main thread alone
-// (the WaitFeedback thread, started before, keeps them blocked):
-// Ctrl-C then ends netsem the default way, and the server drops the queued
-// request when the connection closes. CMD starts with the signal mask netsem
+// While the permits are awaited a watcher thread takes them (sigtimedwait):
+// Ctrl-C cancels the wait, netsem closes its client (QUIT: the server drops
+// the queued request and the session at once; a resumable session whose
+// connection merely closed would keep them for its timeout) and then dies
+// of the signal the default way. CMD starts with the signal mask netsem
 // started with.
 //
 // If netsem itself dies (SIGKILL, OOM killer), CMD must not run on without
@@ -38,11 +39,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "cli/cli.h"
@@ -318,12 +321,40 @@ int run_command(const GlobalOptions& global, const RunOptions& options) {
 
   // Started while the signals are blocked: its thread inherits the mask.
   WaitFeedback feedback(client, options.name, options.count, global.verbosity);
-  ::pthread_sigmask(SIG_UNBLOCK, &signals.forwarded, nullptr);
+  CancelToken cancel;
+  std::atomic<int> caught{0};
+  std::atomic<bool> waiting{true};
+  std::thread watcher([&] {
+    while (waiting.load()) {
+      const timespec tick{.tv_sec = 0, .tv_nsec = 50'000'000};
+      const int signal = ::sigtimedwait(&signals.forwarded, nullptr, &tick);
+      if (signal > 0) {
+        caught = signal;
+        cancel.cancel();
+        return;
+      }
+    }
+  });
   const auto asked = Clock::now();
-  Result<Permit> permit = client.acquire(options.name, {.count = options.count, .timeout = options.timeout});
+  Result<Permit> permit =
+      client.acquire(options.name, {.count = options.count, .timeout = options.timeout, .cancel = &cancel});
   const auto waited = std::chrono::duration<double>(Clock::now() - asked);
+  waiting = false;
+  watcher.join();
   feedback.stop();
-  ::pthread_sigmask(SIG_BLOCK, &signals.forwarded, nullptr);
+  if (const int signal = caught.load(); signal != 0) {
+    // Ended by a signal while waiting: the session ends with QUIT, then
+    // netsem dies of the signal, as without the watcher.
+    permit = Status(StatusCode::kCancelled, "cancelled");
+    connection.client.reset();
+    ::signal(signal, SIG_DFL);
+    sigset_t only;
+    sigemptyset(&only);
+    sigaddset(&only, signal);
+    ::pthread_sigmask(SIG_UNBLOCK, &only, nullptr);
+    ::raise(signal);
+    return 128 + signal;
+  }
   if (!permit) {
     if (permit.status().code() == StatusCode::kTimeout) {
       print_error("run: " + describe_timeout(client, options.name, options.count, options.timeout) + "; " +

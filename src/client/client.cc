@@ -581,6 +581,7 @@ ClientStats Client::stats() const {
   stats.connection_losses = counters.losses;
   stats.fallback_entries = counters.fallback_entries;
   stats.fallback_exits = counters.fallback_exits;
+  stats.resumes = counters.resumes;
   stats.unreachable = counters.unreachable;
   if (counters.connected) {
     stats.protocol = std::to_string(counters.protocol_major) + "." + std::to_string(counters.protocol_minor);

@@ -306,28 +306,60 @@ void Connection::run() {
         continue;
       }
       session_began(endpoint, hello);
-      const Status reason = serve(fd);
-      // The TLS object goes (SSL_free writes nothing: a lingering socket
-      // stays silent); the socket is closed or lingers below.
-      ssl_.reset();
-      // A server that closed or refused the session has let go of its
-      // permits already; one that fell silent holds them until the lease's
-      // end. One that said SHUTDOWN has let go too, but grants nothing more,
-      // and its next start grants nothing before the lease's end either (the
-      // lease wait after a restart, docs/durability.md): the work may go on
-      // until then, and no longer.
-      const bool lease = (fell_silent_ || reason.code() == StatusCode::kShutdown) && session_timeout_.count() > 0;
-      const std::optional<Clock::time_point> stop_by =
-          lease ? std::optional(lease_stop_by(lease_from_, session_timeout_)) : std::nullopt;
-      if (stop_by && fell_silent_) {
+      Endpoint at = endpoint;
+      int live = fd;
+      Status reason;
+      std::optional<Clock::time_point> stop_by;
+      for (;;) {
+        reason = serve(live);
+        // The TLS object goes (SSL_free writes nothing: a lingering socket
+        // stays silent); the socket is closed or lingers below.
+        ssl_.reset();
+        // A server that closed or refused the session has let go of its
+        // permits already; one that fell silent holds them until the lease's
+        // end. One that said SHUTDOWN has let go too, but grants nothing more,
+        // and its next start grants nothing before the lease's end either (the
+        // lease wait after a restart, docs/durability.md): the work may go on
+        // until then, and no longer.
+        const bool lease = (fell_silent_ || reason.code() == StatusCode::kShutdown) && session_timeout_.count() > 0;
+        stop_by = lease ? std::optional(lease_stop_by(lease_from_, session_timeout_)) : std::nullopt;
+        // A resumable session whose connection ended without a word lives on
+        // at the server (or the cluster) until its timeout: carry it on over a
+        // new connection, within the lease.
+        if (stopping() || resume_id_ == 0 || !resume_allowed_ || session_timeout_.count() <= 0 ||
+            (end_ != End::kDropped && end_ != End::kShutdown)) {
+          break;
+        }
+        ::close(live);
+        live = -1;
+        const Resumed outcome = resume(at, live, reason);
+        if (outcome == Resumed::kResumed) continue;
+        if (stopping()) {
+          reason = Status(StatusCode::kUnavailable, "the client closed the connection");
+          stop_by.reset();
+        } else if (outcome == Resumed::kLapsed) {
+          // Nobody answered within the lease: the session may still hold the
+          // permits on a server the client cannot reach, until T after the
+          // last request it read.
+          stop_by = lease_stop_by(lease_from_, session_timeout_);
+          reason = Status(StatusCode::kUnavailable,
+                          fmt::format("{}; no server resumed the session within half its session timeout of {} "
+                                      "ms: the lease on the session's permits ran out",
+                                      reason.message(), session_timeout_.count()));
+        }
+        break;
+      }
+      if (live < 0) {
+        // Closed for the resume.
+      } else if (stop_by && fell_silent_) {
         // The server may only be frozen or cut off for a moment: if it read
         // our close when it comes back, it would hand the permits on at once,
         // while the work under them may run until stop_by. Open (and unread),
         // the socket leaves it nothing to act on before then but its session
         // timeout. Meanwhile the client reconnects on a new socket.
-        lingering_.emplace_back(*stop_by, fd);
+        lingering_.emplace_back(*stop_by, live);
       } else {
-        ::close(fd);
+        ::close(live);
       }
       session_ended(reason, stop_by);
       served = true;
@@ -391,6 +423,7 @@ void Connection::leave_lingering() {
 }
 
 int Connection::connect_to(const Endpoint& endpoint) {
+  connect_errno_ = 0;
   const auto deadline = Clock::now() + options_.connect_timeout;
   const Resolution resolution = resolve(
       endpoint.host, endpoint.port, deadline, wake_fd_, [this] { return stopping(); }, lookup_);
@@ -427,6 +460,7 @@ int Connection::connect_to(const Endpoint& endpoint) {
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       return fd;
     }
+    connect_errno_ = error;
     log_debug("connect to {} failed: {}", endpoint.to_string(), std::strerror(error));
     attempt_failure_ = error == ETIMEDOUT ? fmt::format("no connection within {} ms", options_.connect_timeout.count())
                                           : std::strerror(error);
@@ -467,6 +501,16 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
     option_tag = next_tag();
     protocol::encode_option(out_, option_tag, protocol::SessionOption::kQueued, false);
   }
+  // Proposed 1.2 (docs/client.md, "Resuming the session"): the session may
+  // outlive this connection, and the cluster's leader. Not waited for (in a
+  // cluster RESUMABLE waits for a commit): a 1.0 or 1.1 server answers both
+  // UNKNOWN_VERB, and until RESUMABLE's OK the session is not resumable.
+  resumable_tag_ = next_tag();
+  protocol::encode_resumable(out_, resumable_tag_);
+  leader_tag_ = next_tag();
+  protocol::encode_leader(out_, leader_tag_);
+  resume_id_ = 0;
+  resume_secret_.clear();
   bool hello_done = false;
   bool lease_done = false;
   bool stats_done = false;
@@ -569,6 +613,7 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
         }
         continue;
       }
+      if (session_answer(answer, line)) continue;
       if (answer.tag == stats_tag && answer.type == protocol::AnswerType::kError &&
           answer.error == protocol::ErrorCode::kDenied) {
         // Rights without an unlimited read (a token's, a certificate
@@ -616,7 +661,41 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
   ping_interval_ = session_timeout_ms > 0 ? milliseconds(std::max<std::int64_t>(1, session_timeout_ms / 6))
                                           : options_.request_timeout / 2;
   session_timeout_ = milliseconds(session_timeout_ms);
+  // Resumable only with a session timeout the server told through LEASE: it
+  // bounds the resume (the lease), and with none the server ends the
+  // session with its connection anyway.
+  resume_allowed_ = lease_ms && *lease_ms > 0;
   return true;
+}
+
+bool Connection::session_answer(const protocol::Answer& answer, std::string_view line) {
+  if (!resumable_tag_.empty() && answer.tag == resumable_tag_) {
+    resumable_tag_.clear();
+    // "<session-id> <secret>"
+    const std::string_view rest = answer.rest;
+    const auto space = rest.find(' ');
+    std::uint64_t id = 0;
+    if (answer.type == protocol::AnswerType::kOk && space != std::string_view::npos &&
+        protocol::parse_session_id(rest.substr(0, space), id) && space + 1 < rest.size()) {
+      resume_id_ = id;
+      resume_secret_ = std::string(rest.substr(space + 1));
+    } else {
+      log_debug("the server keeps no session past its connection: {}", printable(line));
+    }
+    return true;
+  }
+  if (!leader_tag_.empty() && answer.tag == leader_tag_) {
+    leader_tag_.clear();
+    if (answer.type == protocol::AnswerType::kOk) {
+      if (Result<Endpoint> leader = Endpoint::parse(answer.rest)) {
+        leader_ = *leader;
+      } else {
+        log_debug("the server names a leader this client cannot read: {}", printable(line));
+      }
+    }
+    return true;
+  }
+  return false;
 }
 
 void Connection::session_began(const Endpoint& endpoint, const protocol::HelloAnswer& hello) {
@@ -644,6 +723,421 @@ void Connection::session_began(const Endpoint& endpoint, const protocol::HelloAn
   first_round_cv_.notify_all();
 }
 
+Connection::Resumed Connection::resume(Endpoint& at, int& fd, const Status& why) {
+  const auto started = Clock::now();
+  const auto deadline = lease_from_ + session_timeout_ / 2;
+  // The last known leader first, then the configured servers in order (the
+  // same server too: a single server whose connection broke is still up).
+  std::vector<Endpoint> candidates;
+  const auto add = [&](const Endpoint& endpoint) {
+    for (const Endpoint& known : candidates) {
+      if (known.to_string() == endpoint.to_string()) return;
+    }
+    candidates.push_back(endpoint);
+  };
+  if (leader_) add(*leader_);
+  for (const Endpoint& endpoint : servers_) add(endpoint);
+  // One server only: a refused connection means its process is gone, and
+  // the session with it (a restarted server does not know it).
+  const bool single = candidates.size() == 1;
+  // The calls of the broken connection wait for the resume; bytes not
+  // written are re-sent or settled from MINE.
+  out_.clear();
+  unanswered_.clear();
+  unanswered_head_ = 0;
+  log_debug("resuming session {} after: {}", resume_id_, why.message());
+  milliseconds backoff = options_.reconnect_min;
+  std::string failures;
+  while (!stopping() && Clock::now() < deadline) {
+    for (const Endpoint& candidate : candidates) {
+      for (;;) {
+        if (stopping() || Clock::now() >= deadline) break;
+        attempt_failure_.clear();
+        const int socket = connect_to(candidate);
+        if (socket < 0) {
+          failures = fmt::format("{}: {}", candidate.to_string(), attempt_failure_);
+          if (single && connect_errno_ == ECONNREFUSED) {
+            log_warning(
+                "could not resume session {}: {} refused the connection (the server is gone, and the "
+                "session with it)",
+                resume_id_, candidate.to_string());
+            return Resumed::kGone;
+          }
+          break;
+        }
+        if (tls_ && !tls_handshake(socket, candidate)) {
+          ssl_.reset();
+          ::close(socket);
+          failures = fmt::format("{}: {}", candidate.to_string(), attempt_failure_);
+          break;
+        }
+        std::vector<std::string> mine;
+        std::vector<std::string> early;
+        const Resumed outcome = resume_handshake(socket, candidate, deadline, mine, early);
+        if (outcome == Resumed::kResumed) {
+          at = candidate;
+          fd = socket;
+          settle(mine);
+          for (const std::string& line : early) (void)dispatch(line);
+          std::size_t held = 0;
+          {
+            std::lock_guard lock(mutex_);
+            held = permits_.size();
+            counters_.server = candidate.to_string();
+            ++counters_.resumes;
+          }
+          log_info("resumed session {} on {} after {} ms, {} permits kept", resume_id_, candidate.to_string(),
+                   std::chrono::duration_cast<milliseconds>(Clock::now() - started).count(), held);
+          return outcome;
+        }
+        ssl_.reset();
+        ::close(socket);
+        if (outcome == Resumed::kGone) return outcome;
+        if (outcome == Resumed::kBusy) {
+          // Another RESUME of the session is in flight (or the old
+          // connection's AUTH): again, shortly.
+          if (!sleep(std::min<milliseconds>(milliseconds(50), options_.reconnect_max))) break;
+          continue;
+        }
+        failures = fmt::format("{}: {}", candidate.to_string(),
+                               attempt_failure_.empty() ? "no answer to RESUME" : attempt_failure_);
+        break;
+      }
+    }
+    const auto left = std::chrono::ceil<milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0 || !sleep(std::min(backoff, left))) break;
+    backoff = std::min(backoff * 2, options_.reconnect_max);
+  }
+  if (!stopping()) {
+    log_warning("could not resume session {} within its lease ({} ms): {}", resume_id_,
+                std::chrono::duration_cast<milliseconds>(Clock::now() - started).count(),
+                failures.empty() ? "no server answered" : failures);
+  }
+  return Resumed::kLapsed;
+}
+
+Connection::Resumed Connection::resume_handshake(int fd, const Endpoint& endpoint, Clock::time_point lease_end,
+                                                 std::vector<std::string>& mine, std::vector<std::string>& early) {
+  framer_ = protocol::LineFramer();
+  out_.clear();
+  const std::string resume_tag = next_tag();
+  const std::string hello_tag = next_tag();
+  const std::string lease_tag = next_tag();
+  const std::string leader_tag = next_tag();
+  const std::string mine_tag = next_tag();
+  protocol::encode_resume(out_, resume_tag, resume_id_, resume_secret_);
+  protocol::encode_hello(out_, hello_tag, label_);
+  // The resumed session must authenticate again (docs/protocol.md).
+  std::string auth_tag;
+  if (!options_.token.empty()) {
+    auth_tag = next_tag();
+    protocol::encode_auth(out_, auth_tag, options_.token);
+  }
+  protocol::encode_lease(out_, lease_tag);
+  protocol::encode_leader(out_, leader_tag);
+  protocol::encode_mine(out_, mine_tag);
+  const auto sent = Clock::now();
+  const auto deadline = std::min(lease_end, sent + options_.connect_timeout);
+  const std::string server = endpoint.to_string();
+  bool resumed = false;
+  bool hello_done = false;
+  bool lease_done = false;
+  bool leader_done = false;
+  bool mine_done = false;
+  // The session continues on this connection, but its end is near: QUIT it
+  // rather than leave it to its timeout.
+  const auto give_up = [&](std::string_view why) {
+    log_warning("could not resume session {} on {}: {}", resume_id_, server, why);
+    out_.clear();
+    protocol::encode_quit(out_, next_tag());
+    (void)flush(fd);
+    return Resumed::kGone;
+  };
+  while (!(resumed && hello_done && lease_done && leader_done && mine_done)) {
+    const int left = millis_until(deadline);
+    if (left == 0) {
+      attempt_failure_ = "no answer to RESUME in time";
+      return Resumed::kNoAnswer;
+    }
+    pollfd fds[2] = {{fd, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0}, {wake_fd_, POLLIN, 0}};
+    if (::poll(fds, 2, left) < 0 && errno != EINTR) return Resumed::kNoAnswer;
+    if (stopping()) return Resumed::kNoAnswer;
+    if (fds[1].revents != 0) {
+      std::uint64_t drained = 0;
+      [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &drained, sizeof drained);
+    }
+    if ((fds[0].revents & POLLOUT) != 0 && !flush(fd)) {
+      attempt_failure_ = "write failed";
+      return Resumed::kNoAnswer;
+    }
+    if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+    std::string why;
+    const ssize_t got = read_available(fd, why);
+    std::string_view line;
+    protocol::LineFramer::Status framed;
+    while ((framed = framer_.next(line)) == protocol::LineFramer::Status::kLine) {
+      protocol::Answer answer;
+      if (!protocol::parse_answer(line, answer)) {
+        attempt_failure_ = "not a netsem answer: " + printable(line);
+        return Resumed::kNoAnswer;
+      }
+      const bool ok = answer.type == protocol::AnswerType::kOk;
+      if (answer.tag == resume_tag) {
+        if (ok) {
+          // "<session-id> <pending>"
+          std::uint64_t id = 0;
+          const auto space = answer.rest.find(' ');
+          if (!protocol::parse_session_id(answer.rest.substr(0, space), id) || id != resume_id_) {
+            return give_up("RESUME answered another session: " + printable(line));
+          }
+          resumed = true;
+          // The server read RESUME: it cannot end the session before T after it.
+          lease_from_ = sent;
+          continue;
+        }
+        if (answer.type == protocol::AnswerType::kError && answer.error == protocol::ErrorCode::kBusy) {
+          log_debug("RESUME of session {} on {}: busy, again shortly", resume_id_, server);
+          return Resumed::kBusy;
+        }
+        if (answer.type == protocol::AnswerType::kError && answer.error == protocol::ErrorCode::kNotFound) {
+          log_warning("could not resume session {} on {}: the session ended ({})", resume_id_, server,
+                      printable(answer.message));
+          return Resumed::kGone;
+        }
+        if (answer.tag == "*") continue;
+        log_warning("could not resume session {} on {}: {}", resume_id_, server, printable(line));
+        return Resumed::kGone;
+      }
+      if (answer.tag == "*") {
+        if (answer.type != protocol::AnswerType::kError) continue;
+        // SHUTDOWN: this server goes away; try the next.
+        attempt_failure_ = printable(line);
+        return Resumed::kNoAnswer;
+      }
+      if (!resumed) {
+        // Behind a failed RESUME: never reached (it returns).
+        continue;
+      }
+      if (answer.tag == hello_tag) {
+        protocol::HelloAnswer hello;
+        if (!ok || !protocol::parse_hello(answer.rest, hello) || hello.session_id != resume_id_) {
+          return give_up("HELLO after RESUME answered " + printable(line));
+        }
+        hello_done = true;
+      } else if (!auth_tag.empty() && answer.tag == auth_tag) {
+        if (!ok &&
+            !(answer.type == protocol::AnswerType::kError && answer.error == protocol::ErrorCode::kUnknownVerb)) {
+          return give_up("the server refused this client's token: " + printable(line));
+        }
+      } else if (answer.tag == lease_tag) {
+        lease_done = true;
+        std::uint64_t value = 0;
+        if (ok && protocol::parse_uint(answer.rest, value) && value > 0 &&
+            value <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+          session_timeout_ = milliseconds(static_cast<std::int64_t>(value));
+          ping_interval_ = milliseconds(std::max<std::uint64_t>(1, value / 6));
+        }
+      } else if (answer.tag == leader_tag) {
+        leader_done = true;
+        if (ok) {
+          if (Result<Endpoint> leader = Endpoint::parse(answer.rest)) leader_ = *leader;
+        }
+      } else if (answer.tag == mine_tag) {
+        if (answer.type == protocol::AnswerType::kItem) {
+          mine.emplace_back(answer.rest);
+        } else if (answer.type == protocol::AnswerType::kEnd) {
+          mine_done = true;
+        } else {
+          return give_up("MINE answered " + printable(line));
+        }
+      } else {
+        // An answer to one of the session's calls (a queued ACQUIRE's grant).
+        early.emplace_back(line);
+      }
+    }
+    if (framed != protocol::LineFramer::Status::kNeedMore) {
+      attempt_failure_ = "an over-long or binary line";
+      return Resumed::kNoAnswer;
+    }
+    framer_.compact();
+    if (got < 0) {
+      attempt_failure_ = why.empty() ? "the server closed the connection" : why;
+      return Resumed::kNoAnswer;
+    }
+  }
+  return Resumed::kResumed;
+}
+
+namespace {
+
+// A call's request as parse_request reads it (the line without its "\n").
+bool parse_call(const Call& call, protocol::Request& request) {
+  protocol::ParseError error;
+  std::string_view line = call.line;
+  if (line.ends_with('\n')) line.remove_suffix(1);
+  return protocol::parse_request(line, request, error) == protocol::ParseStatus::kRequest;
+}
+
+}  // namespace
+
+void Connection::settle(const std::vector<std::string>& mine) {
+  // What the session holds and waits for at the server.
+  struct Held {
+    std::int64_t count = 0;
+    std::uint64_t fence = 0;
+  };
+  std::unordered_map<std::string, Held> held;
+  std::unordered_map<std::string, bool> queued;  // by tag
+  for (const std::string& item : mine) {
+    std::vector<std::string_view> fields;
+    std::string_view rest = item;
+    while (!rest.empty()) {
+      const auto space = rest.find(' ');
+      fields.push_back(rest.substr(0, space));
+      rest = space == std::string_view::npos ? std::string_view() : rest.substr(space + 1);
+    }
+    std::string name;
+    std::int64_t count = 0;
+    std::uint64_t fence = 0;
+    if (fields.size() == 4 && fields[0] == "held" &&
+        protocol::decode_name(fields[1], name) == protocol::ErrorCode::kNone &&
+        protocol::parse_int(fields[2], 1, std::numeric_limits<std::int64_t>::max(), count) &&
+        protocol::parse_uint(fields[3], fence)) {
+      held[name] = {count, fence};
+    } else if (fields.size() == 4 && fields[0] == "queued") {
+      queued[std::string(fields[1])] = true;
+    } else {
+      log_debug("MINE: a row this client does not read: {}", printable(item));
+    }
+  }
+  // What the client knew it held: its registered permits (a permit being
+  // released is no longer registered: its RELEASE is a call below).
+  std::unordered_map<std::string, std::int64_t> extra;  // MINE's count less the known one, by name
+  std::vector<std::shared_ptr<client::PermitState>> known;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [raw, weak] : permits_) {
+      if (auto permit = weak.lock()) known.push_back(std::move(permit));
+    }
+  }
+  for (const auto& [name, row] : held) extra[name] += row.count;
+  for (const auto& permit : known) extra[permit->name] -= permit->count;
+
+  std::vector<std::shared_ptr<Call>> calls;
+  for (auto& [tag, call] : pending_) calls.push_back(std::move(call));
+  pending_.clear();
+  std::sort(calls.begin(), calls.end(), [](const auto& a, const auto& b) { return a->seq < b->seq; });
+  std::vector<std::shared_ptr<Call>> resend;
+  std::vector<std::pair<std::shared_ptr<Call>, Reply>> done;
+  const auto now = Clock::now();
+  const auto unknown = [&](const std::shared_ptr<Call>& call) {
+    Reply reply;
+    reply.failure = Status(StatusCode::kUnavailable, "outcome unknown: the connection broke before the answer");
+    done.emplace_back(call, std::move(reply));
+  };
+  // ACQUIREs first, then RELEASEs: a count that rose is a grant before it is
+  // a RELEASE that did not happen (either way the counts agree).
+  std::vector<std::pair<std::shared_ptr<Call>, protocol::Request>> releases;
+  for (const auto& call : calls) {
+    protocol::Request request;
+    if (!parse_call(*call, request)) {
+      unknown(call);
+      continue;
+    }
+    switch (request.verb) {
+      case protocol::Verb::kAcquire: {
+        if (queued.contains(call->tag)) {
+          // Still waiting: its answer comes here, under its tag.
+          call->answered = true;
+          call->seq = 0;
+          pending_.emplace(call->tag, call);
+          break;
+        }
+        std::int64_t& surplus = extra[request.name];
+        if (surplus >= request.count) {
+          surplus -= request.count;
+          Reply reply;
+          reply.type = protocol::AnswerType::kOk;
+          reply.rest = std::to_string(held[request.name].fence);
+          done.emplace_back(call, std::move(reply));
+          break;
+        }
+        // Ended without a grant (or never read): again, with what is left
+        // of its timeout.
+        if (request.timeout_ms > 0) {
+          const auto left =
+              milliseconds(request.timeout_ms) - std::chrono::duration_cast<milliseconds>(now - call->sent_at);
+          if (left.count() <= 0) {
+            Reply reply;
+            reply.type = protocol::AnswerType::kTimeout;
+            done.emplace_back(call, std::move(reply));
+            break;
+          }
+          call->line.clear();
+          protocol::encode_acquire(call->line, call->tag, request.name, request.count, left.count());
+        }
+        resend.push_back(call);
+        break;
+      }
+      case protocol::Verb::kRelease:
+        releases.emplace_back(call, std::move(request));
+        break;
+      case protocol::Verb::kGet:
+      case protocol::Verb::kList:
+      case protocol::Verb::kHolders:
+      case protocol::Verb::kWaiters:
+      case protocol::Verb::kSessions:
+      case protocol::Verb::kStats:
+      case protocol::Verb::kPing:
+      case protocol::Verb::kLease:
+      case protocol::Verb::kMine:
+      case protocol::Verb::kLeader:
+        resend.push_back(call);
+        break;
+      default:
+        // POST, WAIT, CREATE, DELETE, KICK, CANCEL...: changed something, or not.
+        unknown(call);
+        break;
+    }
+  }
+  for (auto& [call, request] : releases) {
+    std::int64_t& surplus = extra[request.name];
+    if (surplus >= request.count) {
+      // Still held: the RELEASE never took effect.
+      surplus -= request.count;
+      resend.push_back(call);
+    } else {
+      Reply reply;
+      reply.type = protocol::AnswerType::kOk;
+      done.emplace_back(call, std::move(reply));
+    }
+  }
+  // Permits the server no longer holds: lost.
+  std::vector<std::shared_ptr<client::PermitState>> lost;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& permit : known) {
+      std::int64_t& surplus = extra[permit->name];
+      if (surplus >= 0) continue;
+      surplus += permit->count;
+      permits_.erase(permit.get());
+      lost.push_back(permit);
+    }
+    for (const auto& call : resend) {
+      call->answered = false;
+      call->items.clear();
+    }
+    outbox_.insert(outbox_.begin(), resend.begin(), resend.end());
+  }
+  for (auto& [call, reply] : done) complete(*call, std::move(reply));
+  const Status reason(StatusCode::kUnavailable, "the resumed session no longer holds the permit");
+  for (const auto& permit : lost) {
+    log_warning("session {}: the server no longer holds {} of \"{}\": lost", resume_id_, permit->count,
+                printable(permit->name));
+    permit->mark_lost(reason, std::nullopt);
+  }
+}
+
 Status Connection::serve(int fd) {
   std::uint64_t session = 0;
   {
@@ -654,8 +1148,20 @@ Status Connection::serve(int fd) {
   sent_seq_ = 0;
   read_upto_ = 0;
   fell_silent_ = false;
+  end_ = End::kDropped;
   for (;;) {
-    if (stopping()) return Status(StatusCode::kUnavailable, "the client closed the connection");
+    if (stopping()) {
+      end_ = End::kFinal;
+      if (resume_id_ != 0) {
+        // A resumable session would outlive its connection on the server,
+        // permits and all, for its timeout: QUIT ends it at once. Best
+        // effort: what the socket takes now.
+        out_.clear();
+        protocol::encode_quit(out_, next_tag());
+        (void)flush(fd);
+      }
+      return Status(StatusCode::kUnavailable, "the client closed the connection");
+    }
     auto now = Clock::now();
     if (!lingering_.empty()) close_lingering(now);
     {
@@ -711,6 +1217,7 @@ Status Connection::serve(int fd) {
       const auto expiry = unanswered_[unanswered_head_]->sent_at + options_.request_timeout;
       if (now >= expiry) {
         fell_silent_ = true;
+        end_ = End::kSilent;
         return Status(StatusCode::kUnavailable,
                       "no answer from the server within " + std::to_string(options_.request_timeout.count()) + " ms");
       }
@@ -722,6 +1229,7 @@ Status Connection::serve(int fd) {
       const auto lapse = lease_from_ + session_timeout_ / 2;
       if (now >= lapse) {
         fell_silent_ = true;
+        end_ = End::kSilent;
         return Status(
             StatusCode::kUnavailable,
             fmt::format("no answer from the server for {} ms, half its session timeout of {} ms: the "
@@ -751,9 +1259,13 @@ Status Connection::serve(int fd) {
     std::string_view line;
     protocol::LineFramer::Status framed;
     while ((framed = framer_.next(line)) == protocol::LineFramer::Status::kLine) {
-      if (Status ended = dispatch(line); !ended.is_ok()) return ended;
+      if (Status ended = dispatch(line); !ended.is_ok()) {
+        end_ = ended.code() == StatusCode::kShutdown ? End::kShutdown : End::kFinal;
+        return ended;
+      }
     }
     if (framed != protocol::LineFramer::Status::kNeedMore) {
+      end_ = End::kFinal;
       return Status(StatusCode::kUnavailable, "the server sent an over-long or binary line");
     }
     framer_.compact();
@@ -913,6 +1425,7 @@ Status Connection::dispatch(std::string_view line) {
     }
     return Status(StatusCode::kUnavailable, "the server ended the session: " + std::string(answer.rest));
   }
+  if (session_answer(answer, line)) return Status();
   const auto found = pending_.find(std::string(answer.tag));
   if (found == pending_.end()) {
     log_debug("answer to no pending request: {}", line);

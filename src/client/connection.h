@@ -34,6 +34,15 @@
 // since a server that answers is not an outage (a mistake in an allow-list
 // must not quietly turn a fleet-wide limit into a per-host one).
 //
+// Resuming (proposed 1.2; docs/client.md, "Resuming the session"): the
+// handshake also sends RESUMABLE and LEADER. When the connection of a
+// resumable session ends without a word (EOF, a reset, `* ERR SHUTDOWN`),
+// the session is not ended: its calls wait while the thread sends RESUME
+// on new connections (the last known leader, then the servers in order)
+// until the lease's end; once resumed, the calls of the old connection are
+// settled from MINE (kept, completed, re-sent or failed) and the session
+// goes on, same number, same permits. A refusal ends it as above.
+//
 // TLS (ClientOptions::tls): after the TCP connect, a TLS handshake bounded
 // by connect_timeout, then HELLO and everything else inside TLS. A
 // handshake that fails on a certificate or an alert (ours: the server's
@@ -110,7 +119,9 @@ struct Call {
       : tag(std::move(tag_in)), session(session_in), line(std::move(line_in)), may_wait(may_wait_in) {}
   const std::string tag;
   const std::uint64_t session;
-  const std::string line;  // the whole request line, "\n" included
+  // The whole request line, "\n" included. Written by the I/O thread only,
+  // when a resumed session re-sends the request (a shorter timeout).
+  std::string line;
   // A request the server may queue, whose answer may come at any time later:
   // an ACQUIRE or WAIT with a timeout other than 0.
   const bool may_wait;
@@ -151,6 +162,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     int protocol_major = 0;
     int protocol_minor = 0;
     std::uint64_t session_id = 0;
+    // Sessions resumed on a new connection after theirs broke (RESUME).
+    std::uint64_t resumes = 0;
   };
 
   // Starts the I/O thread. `lookup` resolves host names (tests stand in a
@@ -230,8 +243,34 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // bytes read, 0 nothing yet, -1 end of stream or error (`why` says which;
   // tls_failed_ is set when it was a TLS error, such as an alert).
   ssize_t read_available(int fd, std::string& why);
-  // Serves the session until it ends; returns why it ended.
+  // Serves the session until it ends; returns why it ended (and sets end_).
   Status serve(int fd);
+  // How a connection ended, for the resume (docs/client.md, "Resuming").
+  enum class End {
+    kDropped,   // EOF, a reset, a socket error: the session may live on
+    kShutdown,  // `* ERR SHUTDOWN`: likewise, on another server
+    kSilent,    // request_timeout or the lease: no answer
+    kFinal,     // KICK, a broken server, stop(): the session is over
+  };
+  enum class Resumed { kResumed, kGone, kBusy, kLapsed, kNoAnswer };
+  // After the connection of a resumable session ended without a word:
+  // RESUME on the candidates (the last known leader, then servers_) until
+  // the lease's end. kResumed with the new socket in `fd` and its server in
+  // `at`, the session settled (settle()); kGone when the server said the
+  // session ended (or the only server refused the connection); kLapsed at
+  // the lease's end.
+  Resumed resume(Endpoint& at, int& fd, const Status& why);
+  // RESUME, HELLO, AUTH, LEASE, LEADER and MINE on a new connection.
+  // `mine`: MINE's ITEM rests; `early`: answers to the session's calls that
+  // came before MINE's END, to be dispatched after settle().
+  Resumed resume_handshake(int fd, const Endpoint& endpoint, std::chrono::steady_clock::time_point deadline,
+                           std::vector<std::string>& mine, std::vector<std::string>& early);
+  // RESUMABLE's and LEADER's answers (true), in the handshake or after it.
+  bool session_answer(const protocol::Answer& answer, std::string_view line);
+  // Settles the calls sent on the broken connection from MINE (rule 6 of
+  // docs/client.md, "Resuming"): kept, completed, re-sent or failed; the
+  // remote permits MINE no longer shows are lost.
+  void settle(const std::vector<std::string>& mine);
   // Handles one answer line; a non-OK status ends the session.
   Status dispatch(std::string_view line);
   // Writes out_ as far as the socket takes it; false on a socket error.
@@ -299,6 +338,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // reads a connection's lines in order, so an answer shows it read them all).
   std::uint64_t read_upto_ = 0;
   bool fell_silent_ = false;  // the session ended because the server stopped answering
+  End end_ = End::kFinal;     // how the last serve() ended
+  // The resumable session (RESUMABLE's answer; 0: not resumable) and the
+  // cluster's leader as LEADER last named it.
+  std::uint64_t resume_id_ = 0;
+  std::string resume_secret_;
+  bool resume_allowed_ = false;  // the server told T through LEASE, T > 0
+  // The handshake's RESUMABLE and LEADER, until answered (empty after).
+  std::string resumable_tag_;
+  std::string leader_tag_;
+  std::optional<Endpoint> leader_;
+  int connect_errno_ = 0;  // the last connect_to's connect() error
   // Sockets of sessions whose lease lapsed, each open until its stop-by time.
   std::vector<std::pair<std::chrono::steady_clock::time_point, int>> lingering_;
 };

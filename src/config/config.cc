@@ -342,7 +342,7 @@ std::vector<OptionSpec> make_server_options() {
        .default_text = "15000",
        .bounds = "0..86400000 (0: off)",
        .help = "A session that completes no request line for this long, in milliseconds, is closed and its "
-               "permits released. Clients ping at a third of it. ACE holders are timed out only when it is at "
+               "permits released. Clients ping at a sixth of it. ACE holders are timed out only when it is at "
                "least 10000; queued ACE clients never. Session sockets also send TCP keepalive probes that "
                "find a vanished peer within it (with 0: within about 2 minutes).",
        .min = 0,

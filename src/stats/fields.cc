@@ -54,7 +54,7 @@ constexpr auto kFields = std::to_array<Field>({
           "above which new fences start; 0 on a new data directory before the first grant.",
           [](S s) -> N { return s.gauges.last_fence; }),
     gauge("session_timeout_ms", "ms",
-          "The configured session timeout in milliseconds, 0 when off. A client pings at a third of it.",
+          "The configured session timeout in milliseconds, 0 when off. A client pings at a sixth of it.",
           [](S s) -> N { return s.gauges.session_timeout_ms; }),
     counter("connections_total", "",
             "Connections accepted as sessions since start; those refused with DENIED or LIMIT are not counted.",

@@ -387,7 +387,9 @@ TEST_F(ClientListingsTest, AServerOfProtocol10GetsAClearErrorAndNoRequest) {
   // Told before anything was sent; the session goes on (a 1.0 server still
   // serves everything of 1.0).
   for (const std::string& verb : fake.verbs()) {
-    EXPECT_TRUE(verb == "HELLO" || verb == "LEASE" || verb == "STATS" || verb == "OPTION" || verb == "PING") << verb;
+    EXPECT_TRUE(verb == "HELLO" || verb == "LEASE" || verb == "STATS" || verb == "OPTION" || verb == "PING" ||
+                verb == "RESUMABLE" || verb == "LEADER")
+        << verb;
   }
   EXPECT_TRUE((*client)->connected());
 }

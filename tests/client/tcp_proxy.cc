@@ -87,6 +87,13 @@ void TcpProxy::thaw() {
   wake();
 }
 
+void TcpProxy::reset() {
+  std::unique_lock lock(mutex_);
+  const std::uint64_t asked = ++resets_asked_;
+  wake();
+  if (thread_.joinable()) cv_.wait(lock, [&] { return resets_done_ >= asked; });
+}
+
 void TcpProxy::run() {
   std::vector<std::unique_ptr<Pair>> pairs;
   while (!stopping_) {
@@ -95,6 +102,17 @@ void TcpProxy::run() {
       std::lock_guard lock(mutex_);
       frozen = frozen_;
       thread_frozen_ = frozen;
+      if (resets_done_ < resets_asked_) {
+        // SO_LINGER 0: close() sends a RST, not a FIN.
+        const linger abort{.l_onoff = 1, .l_linger = 0};
+        for (const auto& pair : pairs) {
+          for (const int each : pair->fd) {
+            if (each >= 0) ::setsockopt(each, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
+          }
+        }
+        pairs.clear();
+        resets_done_ = resets_asked_;
+      }
     }
     cv_.notify_all();
     std::vector<pollfd> fds = {{wake_fd_, POLLIN, 0}};

@@ -5,7 +5,10 @@
 // that went silent (a cable pulled, a partition) without a FIN or a reset,
 // made deterministic on 127.0.0.1.
 //
-// Thread safety: freeze(), thaw() and port() from any thread; the
+// reset() breaks every connection at once with a TCP reset on both sides
+// (a middlebox that dropped its state), while the proxy goes on accepting.
+//
+// Thread safety: freeze(), thaw(), reset() and port() from any thread; the
 // destructor stops the thread and closes every socket.
 #pragma once
 
@@ -32,6 +35,10 @@ class TcpProxy {
   void freeze();
   // Resumes forwarding what was buffered and what arrives.
   void thaw();
+  // Resets every proxied connection (RST to the client and to the target,
+  // buffered bytes dropped); returns once they are closed. New connections
+  // are proxied as before.
+  void reset();
 
  private:
   void run();
@@ -44,8 +51,10 @@ class TcpProxy {
   std::atomic<bool> stopping_{false};
   std::mutex mutex_;
   std::condition_variable cv_;
-  bool frozen_ = false;         // guarded by mutex_: what the test asked for
-  bool thread_frozen_ = false;  // guarded by mutex_: what the thread obeys now
+  bool frozen_ = false;             // guarded by mutex_: what the test asked for
+  bool thread_frozen_ = false;      // guarded by mutex_: what the thread obeys now
+  std::uint64_t resets_asked_ = 0;  // guarded by mutex_
+  std::uint64_t resets_done_ = 0;   // guarded by mutex_
   std::thread thread_;
 };
 

@@ -1,0 +1,234 @@
+// libnetsem against three real netsemd on 127.0.0.1-3 (issue 16; docs/
+// client.md, "Resuming the session"): the server a holder talks to is killed
+// with -9 and the holder resumes its session on another server of the
+// cluster (RESUME, then MINE), its permit kept (no loss callback, another
+// client still refused) and its queued ACQUIRE granted there. Bounded: each
+// test takes a few seconds.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "client/local_semaphores.h"
+#include "cluster_leader.h"
+#include "netsem/client.h"
+#include "netsemd_harness.h"
+#include "support/free_port.h"
+#include "support/request_lines.h"
+
+namespace netsem::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr int kServers = 3;
+// T/2 = 3 s of lease for the failover (an election takes up to 1 s here).
+constexpr int kSessionTimeoutMs = 6000;
+
+template <typename Predicate>
+bool eventually(Predicate predicate, std::chrono::milliseconds timeout) {
+  const auto deadline = SteadyClock::now() + timeout;
+  while (!predicate()) {
+    if (SteadyClock::now() >= deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+class ClientResumeCluster : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::set<std::uint16_t> taken;
+    for (int i = 0; i < kServers; ++i) {
+      for (std::uint16_t* port : {&client_ports_[i], &raft_ports_[i]}) {
+        do {
+          *port = test_support::free_loopback_port();
+        } while (*port == 0 || taken.contains(*port));
+        taken.insert(*port);
+      }
+      const auto secret = dir_.path() / ("secret." + std::to_string(i + 1));
+      std::ofstream(secret) << "a-cluster-secret-of-the-test-0123456789\n";
+      ::chmod(secret.c_str(), 0600);
+    }
+    for (int i = 0; i < kServers; ++i) {
+      Netsemd::Options options;
+      options.raw_config = config(i);
+      options.port = client_ports_[i];
+      options.data_dir = dir_.path() / ("data" + std::to_string(i + 1));
+      std::string error;
+      servers_[i] = Netsemd::start(options, &error);
+      ASSERT_TRUE(servers_[i] != nullptr) << error;
+    }
+  }
+  void TearDown() override { EXPECT_TRUE(client::LocalSemaphores(dir_.path() / "local").remove_all().is_ok()); }
+
+  std::string host(int i) const { return "127.0.0." + std::to_string(i + 1); }
+  std::string address(int i) const { return host(i) + ":" + std::to_string(client_ports_[i]); }
+
+  std::string config(int i) const {
+    std::string text = "[server]\nbind_address = " + host(i) +
+                       "\nbind_port = @PORT@\nstats_dir = @DIR@\ndata_dir = @DIR@\nlog_level = debug\n"
+                       "session_timeout_ms = " +
+                       std::to_string(kSessionTimeoutMs) +
+                       "\n[semaphores]\nlock = 1\n[cluster]\nid = " + std::to_string(i + 1) +
+                       "\nsecret_file = " + (dir_.path() / ("secret." + std::to_string(i + 1))).string() +
+                       "\nelection_timeout_ms = 500\nheartbeat_timeout_ms = 50\n";
+    for (int j = 0; j < kServers; ++j) {
+      text += "server." + std::to_string(j + 1) + " = " + host(j) + ":" + std::to_string(raft_ports_[j]) + " " +
+              address(j) + "\n";
+    }
+    return text;
+  }
+
+  // A Client whose servers are all three, `first` first.
+  std::unique_ptr<netsem::Client> client_of(int first) {
+    ClientOptions options;
+    options.servers = {address(first)};
+    for (int i = 0; i < kServers; ++i) {
+      if (i != first) options.servers.push_back(address(i));
+    }
+    options.local_dir = dir_.path() / "local";
+    options.connect_timeout = 3s;
+    options.reconnect_min = 20ms;
+    options.reconnect_max = 200ms;
+    options.request_timeout = 5s;
+    options.fallback = FallbackPolicy{.mode = FallbackPolicy::Mode::kFail};
+    Result<std::unique_ptr<netsem::Client>> client = netsem::Client::create(std::move(options));
+    EXPECT_TRUE(client) << client.status().to_string();
+    return client ? std::move(*client) : nullptr;
+  }
+
+  int index_of(const std::string& server) const {
+    for (int i = 0; i < kServers; ++i) {
+      if (address(i) == server) return i;
+    }
+    return -1;
+  }
+
+  std::unique_ptr<Client> raw(int i) { return Client::connect(client_ports_[i], host(i).c_str()); }
+
+  void kill(int i) {
+    servers_[i]->send_signal(SIGKILL);
+    servers_[i]->wait_exit();
+    killed_log_ += servers_[i]->log();
+    servers_[i].reset();
+  }
+
+  std::string logs() const {
+    std::string all = "--- killed:\n" + killed_log_;
+    for (int i = 0; i < kServers; ++i) {
+      if (servers_[i] != nullptr) all += "--- server " + std::to_string(i + 1) + ":\n" + servers_[i]->log();
+    }
+    return all;
+  }
+
+  // The holder keeps `lock` when its server (the leader, or a follower) is
+  // killed; a second test of the kind queues an ACQUIRE first.
+  void holder_survives_its_servers_death(bool on_leader);
+  void queued_acquire_survives_its_servers_death(bool on_leader);
+
+  TempDir dir_;
+  std::array<std::uint16_t, kServers> client_ports_{};
+  std::array<std::uint16_t, kServers> raft_ports_{};
+  std::array<std::unique_ptr<Netsemd>, kServers> servers_;
+  std::string killed_log_;
+};
+
+void ClientResumeCluster::holder_survives_its_servers_death(bool on_leader) {
+  const int lead = cluster_leader(servers_, 10s);
+  ASSERT_GE(lead, 0) << "no leader elected\n" << logs();
+  const int first = on_leader ? lead : (lead + 1) % kServers;
+  auto holder = client_of(first);
+  ASSERT_TRUE(holder && holder->connected()) << logs();
+  Result<Permit> permit = holder->acquire("lock", {.timeout = 5s});
+  ASSERT_TRUE(permit) << permit.status().to_string() << "\n" << logs();
+  ASSERT_FALSE(permit->is_local());
+  std::atomic<bool> lost{false};
+  permit->on_lost([&](const Status&) { lost = true; });
+  const ClientStats before = holder->stats();
+  const int victim = index_of(before.server);
+  ASSERT_GE(victim, 0) << before.server;
+  const int survivor = (victim + 1) % kServers;
+
+  const auto killed_at = SteadyClock::now();
+  kill(victim);
+  ASSERT_TRUE(eventually([&] { return holder->stats().resumes == 1 || lost.load(); }, 8s)) << logs();
+  std::printf("resumed on %s %lld ms after the kill of %s\n", holder->stats().server.c_str(),
+              static_cast<long long>((SteadyClock::now() - killed_at) / 1ms), before.server.c_str());
+  EXPECT_FALSE(lost.load()) << permit->loss_reason().to_string() << "\n" << logs();
+  ASSERT_FALSE(permit->lost());
+  EXPECT_EQ(holder->stats().session_id, before.session_id);
+  EXPECT_EQ(holder->stats().connection_losses, 0u);
+
+  auto third = raw(survivor);
+  ASSERT_TRUE(third != nullptr);
+  EXPECT_EQ(third->request(req::acquire("t", "lock", 1, 0), 10s), "t TIMEOUT") << logs();
+  ASSERT_TRUE(permit->release().is_ok()) << logs();
+  const std::string granted = third->request(req::acquire("u", "lock", 1, 5000), 10s);
+  EXPECT_TRUE(granted.starts_with("u OK ")) << granted << "\n" << logs();
+}
+
+void ClientResumeCluster::queued_acquire_survives_its_servers_death(bool on_leader) {
+  const int lead = cluster_leader(servers_, 10s);
+  ASSERT_GE(lead, 0) << "no leader elected\n" << logs();
+  const int first = on_leader ? lead : (lead + 1) % kServers;
+  const int owner_at = on_leader ? (lead + 1) % kServers : lead;
+  auto owner = raw(owner_at);
+  ASSERT_TRUE(owner != nullptr);
+  const std::string held = owner->request(req::acquire("a", "lock", 1, 5000), 10s);
+  ASSERT_TRUE(held.starts_with("a OK ")) << held << "\n" << logs();
+
+  auto waiter = client_of(first);
+  ASSERT_TRUE(waiter && waiter->connected()) << logs();
+  const int victim = index_of(waiter->stats().server);
+  ASSERT_GE(victim, 0);
+  ASSERT_NE(victim, owner_at);
+  auto granted = std::async(std::launch::async, [&] { return waiter->acquire("lock", {.timeout = 15s}); });
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto look = raw(owner_at);
+        if (look == nullptr) return false;
+        const auto fields = netsem::testing::fields(look->request(req::get("g", "lock"), 5s));
+        return fields.size() > 5 && fields[5] == "1";  // one waiter
+      },
+      8s))
+      << logs();
+  kill(victim);
+  ASSERT_TRUE(eventually([&] { return waiter->stats().resumes == 1; }, 8s)) << logs();
+  EXPECT_EQ(granted.wait_for(200ms), std::future_status::timeout) << "the acquire ended before the grant";
+  const std::string released = owner->request(req::release("r", "lock"), 10s);
+  ASSERT_TRUE(released.starts_with("r OK")) << released << "\n" << logs();
+  ASSERT_EQ(granted.wait_for(8s), std::future_status::ready) << logs();
+  Result<Permit> permit = granted.get();
+  ASSERT_TRUE(permit) << permit.status().to_string() << "\n" << logs();
+  EXPECT_FALSE(permit->is_local());
+  EXPECT_FALSE(permit->lost());
+  EXPECT_EQ(waiter->stats().connection_losses, 0u);
+  EXPECT_EQ(owner->request(req::acquire("t", "lock", 1, 0), 10s), "t TIMEOUT") << logs();
+}
+
+TEST_F(ClientResumeCluster, AHolderOfAFollowerKeepsItsPermitWhenTheFollowerIsKilled) {
+  holder_survives_its_servers_death(false);
+}
+
+TEST_F(ClientResumeCluster, AHolderOfTheLeaderKeepsItsPermitWhenTheLeaderIsKilled) {
+  holder_survives_its_servers_death(true);
+}
+
+TEST_F(ClientResumeCluster, AQueuedAcquireIsGrantedAfterItsServerIsKilled) {
+  queued_acquire_survives_its_servers_death(false);
+}
+
+}  // namespace
+}  // namespace netsem::testing
