@@ -200,6 +200,8 @@ class Connection:
         self._outbox: list[Call] = []
         self._resumed_mine = _resume.Mine()
         self._resumed_extra: list[bytes] = []
+        self._late: dict[str, str] = {}  # handshake requests answered later (RESUMABLE)
+        self._lease_told = False
         # Moving on silence (rule 5): the server this connection is to, the
         # connection a move resumed the session on, the move's task, when to
         # try a move next.
@@ -462,9 +464,12 @@ class Connection:
         # right, and tells a client without a token that one is required).
         # RESUMABLE (the session outlives its connection) and LEADER (the
         # first to resume on): proposed 1.2; UNKNOWN_VERB is no refusal.
+        # LEADER is waited for (answered at once); RESUMABLE goes last and is
+        # not (in a cluster it waits for a commit): its answer may come while
+        # the session is served (_late).
         resumable_tag, leader_tag = self._tags.next(), self._tags.next()
-        out += proto.request(lease_tag, "LEASE") + proto.request(resumable_tag, "RESUMABLE")
-        out += proto.request(leader_tag, "LEADER") + proto.request(stats_tag, "STATS")
+        out += proto.request(lease_tag, "LEASE") + proto.request(leader_tag, "LEADER")
+        out += proto.request(stats_tag, "STATS")
         resumable: _resume.Resumable | None = None
         resumable_done = leader_done = False
         self._leader = None
@@ -472,6 +477,7 @@ class Connection:
         if not self._options.queue_positions:
             option_tag = self._tags.next()
             out += proto.option_queued_request(option_tag, False)
+        out += proto.request(resumable_tag, "RESUMABLE")
         # The server reads HELLO after this: once it answers, it cannot end
         # the session before T after this.
         lease_from = time.monotonic()
@@ -489,7 +495,7 @@ class Connection:
         lease_timeout: float | None = None  # from LEASE
         try:
             writer.write(out)
-            while hello is None or session_timeout is None or not lease_done or not resumable_done or not leader_done:
+            while hello is None or session_timeout is None or not lease_done or not leader_done:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return refuse("no answer to HELLO in time")
@@ -580,6 +586,8 @@ class Connection:
         # Resumed only with a session timeout told by LEASE: without one the
         # server ends the session with its connection anyway.
         self._resumable = resumable if lease_timeout else None
+        self._lease_told = bool(lease_timeout)
+        self._late = {} if resumable_done else {resumable_tag: "RESUMABLE"}
         return hello
 
     def _session_began(self, server: str, writer: asyncio.StreamWriter, hello: proto.Hello) -> None:
@@ -610,6 +618,9 @@ class Connection:
         self._ended = None
         if resumed is None:
             self._held.clear()
+            assert self._loop is not None
+            for tag in self._late:  # answered while served; nobody waits for it
+                self._pending[tag] = Call(tag, self.session, 0, False, self._loop.create_future(), time.monotonic())
         else:
             ended = self._settle(resumed)
             if ended is not None:
@@ -741,6 +752,9 @@ class Connection:
             call.items.append(reply)
             return None
         del self._pending[reply.tag]
+        if self._late.pop(reply.tag, None) is not None:
+            self._resumable = _resume.parse_resumable(reply) if self._lease_told else None
+            return None
         self._held.answered(call.line, reply)
         if not call.future.done():
             call.future.set_result(Answer(reply=reply, items=call.items))

@@ -198,6 +198,8 @@ class Connection:
         self._may_resume = False
         self._resumed_mine = _resume.Mine()
         self._resumed_extra: list[bytes] = []
+        self._late: dict[str, str] = {}  # handshake requests answered later (RESUMABLE)
+        self._lease_told = False
         # Moving on silence (rule 5): the server this connection is to, the
         # socket a move resumed the session on, when to try a move next.
         self._current: tuple[str, int] | None = None
@@ -554,9 +556,12 @@ class Connection:
         # RESUMABLE (the session outlives its connection: it can be resumed)
         # and LEADER (the cluster's leader, the first to resume on): proposed
         # 1.2, a 1.0/1.1 server answers UNKNOWN_VERB, which is no refusal.
+        # LEADER is waited for (answered at once); RESUMABLE goes last and is
+        # not (in a cluster it waits for a commit): its answer may come while
+        # the session is served (_late).
         resumable_tag, leader_tag = self._tags.next(), self._tags.next()
-        out += proto.request(lease_tag, "LEASE") + proto.request(resumable_tag, "RESUMABLE")
-        out += proto.request(leader_tag, "LEADER") + proto.request(stats_tag, "STATS")
+        out += proto.request(lease_tag, "LEASE") + proto.request(leader_tag, "LEADER")
+        out += proto.request(stats_tag, "STATS")
         resumable: _resume.Resumable | None = None
         resumable_done = leader_done = False
         self._leader = None
@@ -566,6 +571,7 @@ class Connection:
         if not self._options.queue_positions:
             option_tag = self._tags.next()
             out += proto.option_queued_request(option_tag, False)
+        out += proto.request(resumable_tag, "RESUMABLE")
         hello: proto.Hello | None = None
         stats_done = lease_done = False
         session_timeout = 0.0  # from STATS
@@ -591,7 +597,7 @@ class Connection:
         try:
             selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
             selector.register(self._wake_r, selectors.EVENT_READ)
-            while hello is None or not stats_done or not lease_done or not resumable_done or not leader_done:
+            while hello is None or not stats_done or not lease_done or not leader_done:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     refuse("no answer to HELLO in time")
@@ -714,6 +720,8 @@ class Connection:
         # Resumed only with a session timeout told by LEASE: without one the
         # server ends the session with its connection anyway.
         self._resumable = resumable if lease_timeout else None
+        self._lease_told = bool(lease_timeout)
+        self._late = {} if resumable_done else {resumable_tag: "RESUMABLE"}
         return hello
 
     def _session_began(self, server: str, hello: proto.Hello) -> None:
@@ -748,6 +756,8 @@ class Connection:
         if resumed is None:
             self._pending = {}
             self._held.clear()
+            for tag in self._late:  # answered while served; nobody waits for it
+                self._pending[tag] = Call(tag, 0, b"")
         buffer = proto.LineBuffer()
         with self._lock:
             session = self._session
@@ -893,6 +903,9 @@ class Connection:
             call.items.append(reply.text)
             return
         del self._pending[reply.tag]
+        if self._late.pop(reply.tag, None) is not None:
+            self._resumable = _resume.parse_resumable(reply) if self._lease_told else None
+            return
         self._held.answered(call.line, reply)
         undo = call.complete(reply, None)
         if undo is not None:

@@ -97,15 +97,17 @@ class Peer:
         return True
 
     def read_request(self, timeout: float = 5.0) -> str | None:
-        """The next request line other than PING and OPTION, which it answers
-        as netsemd does (PONG, OK) on the way; None as read_line."""
+        """The next request line other than PING, OPTION and RESUMABLE, which
+        it answers as netsemd 1.1 does (PONG, OK, UNKNOWN_VERB) on the way;
+        None as read_line."""
         deadline = time.monotonic() + timeout
+        answers = {"PING": "PONG", "OPTION": "OK", "RESUMABLE": "ERR UNKNOWN_VERB RESUMABLE"}
         while (line := self.read_line(max(0.0, deadline - time.monotonic()))) is not None:
             tag, _, rest = line.partition(" ")
             verb = rest.split(" ", 1)[0]
-            if verb not in ("PING", "OPTION"):
+            if verb not in answers:
                 return line
-            if not self.send(f"{tag} {'PONG' if verb == 'PING' else 'OK'}\n".encode()):
+            if not self.send(f"{tag} {answers[verb]}\n".encode()):
                 return None
         return None
 
