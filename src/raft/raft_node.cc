@@ -23,10 +23,12 @@ extern "C" {
 #include <cassert>
 #include <cerrno>
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 
@@ -403,6 +405,14 @@ class RaftNode::Impl {
   Status not_leader() const;
   Change* new_change(ChangeCallback done);
   void change_started(Change* change, int rv, std::string_view what);
+  // raft_uv's append, wrapped: a write of the log that fails (a full or
+  // failing disk) is this node's failure. libraft 0.15 only rejects the
+  // entries (a follower) or fails their request (a leader) and tries
+  // again, and a node that hit one was seen never to store an entry again
+  // after the disk recovered: it must be restarted (on its data).
+  static int append_wrapped(raft_io* io, raft_io_append* req, const raft_entry entries[], unsigned n,
+                            raft_io_append_cb cb);
+  static void append_done(raft_io_append* req, int status);
 
   RaftOptions options_;
   StateMachine& machine_;
@@ -426,6 +436,12 @@ class RaftNode::Impl {
   std::uint64_t last_term_ = 0;
   std::uint64_t batches_ = 0, commands_ = 0;
   std::string failure_;
+  // raft_uv's own append; the appends in flight of every node of the
+  // process, each with its node and libraft's callback (a request names
+  // neither: its data is libraft's).
+  int (*uv_append_)(raft_io*, raft_io_append*, const raft_entry[], unsigned, raft_io_append_cb) = nullptr;
+  inline static std::mutex appends_mu_;
+  inline static std::unordered_map<raft_io_append*, std::pair<Impl*, raft_io_append_cb>> appends_;
 
   mutable std::mutex mu_;
   std::deque<Pending> queue_;                 // guarded by mu_
@@ -488,6 +504,8 @@ Status RaftNode::Impl::open() {
   // Damage on disk is refused, never repaired by dropping what follows it.
   raft_uv_set_auto_recovery(&io_, false);
   raft_uv_set_connect_retry_delay(&io_, static_cast<unsigned>(o.connect_retry.count()));
+  uv_append_ = io_.append;
+  io_.append = append_wrapped;
 
   fsm_.version = 1;
   fsm_.data = this;
@@ -674,6 +692,42 @@ void RaftNode::Impl::on_applied(struct raft_apply* req, int status, void* result
   // libraft 0.15 (a SIGSEGV in raft_apply, found by the cluster failure test
   // killing both followers of a leader with proposals queued).
   if (!self->closing_) uv_async_send(&self->wake_);
+}
+
+int RaftNode::Impl::append_wrapped(raft_io* io, raft_io_append* req, const raft_entry entries[], unsigned n,
+                                   raft_io_append_cb cb) {
+  // libraft's raft_init made io->data the raft, whose data is this node.
+  Impl* self = static_cast<Impl*>(static_cast<struct raft*>(io->data)->data);
+  {
+    std::lock_guard lock(appends_mu_);
+    appends_[req] = {self, cb};
+  }
+  const int rv = self->uv_append_(io, req, entries, n, append_done);
+  if (rv != 0) {
+    std::lock_guard lock(appends_mu_);
+    appends_.erase(req);  // no callback comes
+  }
+  return rv;
+}
+
+void RaftNode::Impl::append_done(raft_io_append* req, int status) {
+  Impl* self = nullptr;
+  raft_io_append_cb cb = nullptr;
+  {
+    std::lock_guard lock(appends_mu_);
+    const auto found = appends_.find(req);
+    if (found == appends_.end()) std::abort();  // not reached: every append went through append_wrapped
+    std::tie(self, cb) = found->second;
+    appends_.erase(found);
+  }
+  if (status != 0 && self->failure_.empty()) {
+    self->failure_ = std::string("the Raft log could not be written (") + raft_strerror(status) +
+                     (self->io_.errmsg[0] != '\0' ? std::string(": ") + self->io_.errmsg : std::string()) +
+                     "); libraft 0.15 does not store entries again after a failed write: restart this server "
+                     "(on its data) once its disk takes writes";
+    spdlog::critical("raft: {}", self->failure_);
+  }
+  cb(req, status);
 }
 
 int RaftNode::Impl::fsm_apply(raft_fsm* fsm, const raft_buffer* buf, void** result) {

@@ -259,6 +259,13 @@ void ClusterRuntime::tick() {
     spdlog::info("cluster: {} in term {}, leader {}", raft::role_name(now.role), now.term,
                  now.leader_id == 0 ? std::string("unknown") : std::to_string(now.leader_id));
   }
+  if (!now.failure.empty()) {
+    // The node cannot store entries (a failing disk) or stopped applying (a
+    // corrupt entry): it would neither commit nor answer again. Stop,
+    // loudly, so that the server is restarted on its data (the others, a
+    // majority, go on; what it did not store it fetches from the leader).
+    return fail(Status(StatusCode::kIoError, "raft: " + now.failure));
+  }
   if (now.role == raft::Role::kLeader) seed_members(now);
   arm_tick(next);
 }

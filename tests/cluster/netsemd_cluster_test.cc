@@ -10,6 +10,7 @@
 // on another server, MINE, LEADER);
 // a fourth server added at run time (CLUSTER ADD), one removed.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -108,6 +109,9 @@ class NetsemdCluster : public ::testing::Test {
   // The running server whose log says it leads in the highest term; -1
   // when none does within `timeout`.
   int leader(std::chrono::milliseconds timeout = 10s) const { return cluster_leader(servers_, timeout); }
+
+  // A server's disk fails while it runs (below).
+  void disk_fails(int bad, int good);
 
   std::string logs() const {
     std::string all;
@@ -908,6 +912,71 @@ TEST_F(NetsemdCluster, KickOfASessionHostedElsewhereWorksByProtocolAndNamesItsHo
   const auto kicked = second->read_line(5s);
   ASSERT_TRUE(kicked.has_value()) << logs();
   EXPECT_EQ(kicked->rfind("* ERR KICKED kicked by session ", 0), 0u) << *kicked;
+}
+
+// A server's disk fails while it runs (RLIMIT_FSIZE at 1 byte: every write
+// past a file's first byte fails with EFBIG, as on a full disk; the single
+// server's journal test uses the same method). libraft 0.15 does not store
+// an entry again after a failed write, even once the disk recovered (seen
+// here: the server stayed behind for good), so the server stops within an
+// election timeout, loudly (exit 3, its log says why); the two others are a majority and
+// grant on its client's request is
+// never answered OK by it; restarted on its data, it catches up.
+void NetsemdCluster::disk_fails(int bad, int good) {
+  auto on_bad = connect(bad);
+  auto on_good = connect(good);
+  ASSERT_TRUE(on_bad != nullptr && on_good != nullptr);
+  ASSERT_EQ(on_bad->request(req::acquire("p1", "early", 1, 20000), 10s).rfind("p1 OK ", 0), 0u) << logs();
+  ASSERT_TRUE(set_limit(servers_[bad]->pid(), RLIMIT_FSIZE, 1));
+  const auto failed_at = std::chrono::steady_clock::now();
+  on_bad->send_line(req::acquire("b1", "later", 1, 20000));
+
+  // The majority grants on.
+  for (int i = 0; i < 10; ++i) {
+    const std::string tag = std::to_string(i);
+    const std::string granted = on_good->request(req::acquire("a" + tag, "lock", 1, 20000), 10s);
+    ASSERT_EQ(granted.rfind("a" + tag + " OK ", 0), 0u) << granted << "\n" << logs();
+    ASSERT_EQ(on_good->request(req::release("r" + tag, "lock"), 10s).rfind("r" + tag + " OK", 0), 0u) << logs();
+  }
+  std::printf(
+      "10 grants and releases by the two others after server %d's disk failed: %lld ms\n", bad + 1,
+      static_cast<long long>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - failed_at).count()));
+  // The failing server stopped, loudly; its client got no OK from it.
+  const auto status = servers_[bad]->wait_exit(10s);
+  ASSERT_TRUE(status.has_value()) << logs();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 3) << *status;
+  // (Its log line, `raft: the Raft log could not be written (...)`, is lost
+  // here: the log file cannot grow either.)
+  for (auto line = on_bad->read_line(2s); line; line = on_bad->read_line(2s)) {
+    EXPECT_EQ(line->rfind("b1 OK", 0), std::string::npos) << *line;
+  }
+  servers_[bad].reset();
+
+  // Restarted on its data, it catches up (the grants are in its replica)
+  // and serves its clients again.
+  start(bad);
+  auto again = connect(bad);
+  ASSERT_TRUE(again != nullptr);
+  const auto deadline = std::chrono::steady_clock::now() + 15s;
+  nlohmann::json stats;
+  do {
+    const std::string answer = again->request("st STATS", 5s);
+    if (answer.rfind("st OK {", 0) == 0) {
+      stats = nlohmann::json::parse(answer.substr(6));
+      if (stats.at("grants").get<std::uint64_t>() >= 11) break;
+    }
+    std::this_thread::sleep_for(100ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  EXPECT_GE(stats.value("grants", 0u), 11u) << stats << "\n" << logs();
+  const std::string served = again->request(req::acquire("c1", "lock", 1, 20000), 10s);
+  EXPECT_EQ(served.rfind("c1 OK ", 0), 0u) << served << "\n" << logs();
+}
+
+TEST_F(NetsemdCluster, AFollowersFailingDiskStopsItLoudlyAndTheMajorityGrantsOn) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  disk_fails((lead + 1) % kServers, (lead + 2) % kServers);
 }
 
 }  // namespace
