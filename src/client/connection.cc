@@ -294,9 +294,33 @@ void Connection::run() {
       if (stopping()) break;
       attempt_failure_.clear();
       attempt_refusal_ = Status();
-      const int fd = connect_to(endpoint);
+      int fd = connect_to(endpoint);
       protocol::HelloAnswer hello;
-      const bool answered = fd >= 0 && (!tls_ || tls_handshake(fd, endpoint)) && handshake(fd, endpoint, hello);
+      bool answered = fd >= 0 && (!tls_ || tls_handshake(fd, endpoint)) && handshake(fd, endpoint, hello);
+      Endpoint at = endpoint;
+      if (answered) {
+        // A fresh session, nothing held or asked yet: move to the leader, which
+        // answers without a follower's extra hop. At most once per connect;
+        // if the leader does not answer, back here.
+        if (const std::optional<Endpoint> leader = leader_to_reach(endpoint)) {
+          quit_and_close(fd);
+          attempt_failure_.clear();
+          fd = connect_to(*leader);
+          if (fd >= 0 && (!tls_ || tls_handshake(fd, *leader)) && handshake(fd, *leader, hello)) {
+            log_info("moved to the leader {} (from {})", leader->to_string(), endpoint.to_string());
+            at = *leader;
+          } else {
+            log_info("the leader {} did not answer ({}): staying with {}", leader->to_string(),
+                     attempt_failure_.empty() ? "no answer" : attempt_failure_, endpoint.to_string());
+            ssl_.reset();
+            if (fd >= 0) ::close(fd);
+            attempt_failure_.clear();
+            attempt_refusal_ = Status();
+            fd = connect_to(endpoint);
+            answered = fd >= 0 && (!tls_ || tls_handshake(fd, endpoint)) && handshake(fd, endpoint, hello);
+          }
+        }
+      }
       if (!answered) {
         ssl_.reset();
         if (fd >= 0) ::close(fd);
@@ -305,8 +329,7 @@ void Connection::run() {
         if (refusal.is_ok()) refusal = attempt_refusal_;
         continue;
       }
-      session_began(endpoint, hello);
-      Endpoint at = endpoint;
+      session_began(at, hello);
       int live = fd;
       Status reason;
       std::optional<Clock::time_point> stop_by;
@@ -327,13 +350,30 @@ void Connection::run() {
         // at the server (or the cluster) until its timeout: carry it on over a
         // new connection, within the lease.
         if (stopping() || resume_id_ == 0 || !resume_allowed_ || session_timeout_.count() <= 0 ||
-            (end_ != End::kDropped && end_ != End::kShutdown)) {
+            (end_ != End::kDropped && end_ != End::kShutdown && end_ != End::kQuiet)) {
           break;
         }
-        ::close(live);
+        const bool quiet = end_ == End::kQuiet;
+        const Endpoint silent = at;
+        // A silent server's socket stays open until the resume is decided: if
+        // nobody takes the session, it lingers as after a lapse.
+        const int old = live;
+        if (!quiet) ::close(old);
         live = -1;
-        const Resumed outcome = resume(at, live, reason);
-        if (outcome == Resumed::kResumed) continue;
+        const Resumed outcome = resume(at, live, reason, quiet ? &silent : nullptr);
+        if (outcome == Resumed::kResumed) {
+          // The server that took the session kicks the old connection: no QUIT.
+          if (quiet) ::close(old);
+          continue;
+        }
+        if (quiet) {
+          if (outcome == Resumed::kLapsed && !stopping()) {
+            fell_silent_ = true;
+            live = old;
+          } else {
+            ::close(old);
+          }
+        }
         if (stopping()) {
           reason = Status(StatusCode::kUnavailable, "the client closed the connection");
           stop_by.reset();
@@ -541,7 +581,13 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
     attempt_refusal_ = std::move(refusal);
     return false;
   };
-  while (!(hello_done && lease_done && stats_done)) {
+  // From a server that told T through LEASE (1.2), LEADER is waited for too:
+  // the move to the leader needs the answer. RESUMABLE is not (in a cluster
+  // it waits for a commit, which an election may delay).
+  const auto done = [&] {
+    return hello_done && lease_done && stats_done && (!lease_ms || *lease_ms <= 0 || leader_tag_.empty());
+  };
+  while (!done()) {
     const int left = millis_until(deadline);
     if (left == 0) return refuse("no answer to HELLO in time");
     pollfd fds[2] = {{fd, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0}, {wake_fd_, POLLIN, 0}};
@@ -668,6 +714,52 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
   return true;
 }
 
+std::optional<Endpoint> Connection::leader_to_reach(std::optional<Endpoint> from) const {
+  if (!leader_) return std::nullopt;
+  const std::string& host = leader_->host;
+  if (host.empty() || host == "0.0.0.0" || host == "::") return std::nullopt;
+  // Only as one of the configured servers: LEADER gives the address the
+  // server knows itself by, which a client behind a proxy, a NAT or a TLS
+  // port does not reach the same way (and a single server names itself).
+  // Under TLS it tells the host only: the configured server on that host.
+  std::optional<Endpoint> target;
+  for (const Endpoint& endpoint : servers_) {
+    if (tls_ ? endpoint.host == host : endpoint.to_string() == leader_->to_string()) target = endpoint;
+  }
+  if (!target || (from && target->to_string() == from->to_string())) return std::nullopt;
+  return target;
+}
+
+std::optional<Endpoint> Connection::resume_leader() const {
+  // Plain TCP: the leader as LEADER names it, even if not configured (a
+  // client given one server of a cluster resumes on the others); under TLS
+  // only as a configured server (LEADER names the plain port).
+  if (tls_) return leader_to_reach(std::nullopt);
+  if (!leader_ || leader_->host.empty() || leader_->host == "0.0.0.0" || leader_->host == "::") return std::nullopt;
+  return leader_;
+}
+
+bool Connection::has_other_candidate() const {
+  std::lock_guard lock(mutex_);
+  const std::string& current = counters_.server;
+  for (const Endpoint& endpoint : servers_) {
+    if (endpoint.to_string() != current) return true;
+  }
+  // Configured servers only: a silent connection through a proxy must not
+  // be left for the server's own address behind it.
+  const std::optional<Endpoint> leader = leader_to_reach(std::nullopt);
+  return leader && leader->to_string() != current;
+}
+
+void Connection::quit_and_close(int fd) {
+  out_.clear();
+  protocol::encode_quit(out_, next_tag());
+  (void)flush(fd);
+  out_.clear();
+  ssl_.reset();
+  ::close(fd);
+}
+
 bool Connection::session_answer(const protocol::Answer& answer, std::string_view line) {
   if (!resumable_tag_.empty() && answer.tag == resumable_tag_) {
     resumable_tag_.clear();
@@ -723,20 +815,26 @@ void Connection::session_began(const Endpoint& endpoint, const protocol::HelloAn
   first_round_cv_.notify_all();
 }
 
-Connection::Resumed Connection::resume(Endpoint& at, int& fd, const Status& why) {
+Connection::Resumed Connection::resume(Endpoint& at, int& fd, const Status& why, const Endpoint* skip) {
   const auto started = Clock::now();
   const auto deadline = lease_from_ + session_timeout_ / 2;
   // The last known leader first, then the configured servers in order (the
   // same server too: a single server whose connection broke is still up).
   std::vector<Endpoint> candidates;
   const auto add = [&](const Endpoint& endpoint) {
+    if (skip != nullptr && skip->to_string() == endpoint.to_string()) return;
     for (const Endpoint& known : candidates) {
       if (known.to_string() == endpoint.to_string()) return;
     }
     candidates.push_back(endpoint);
   };
-  if (leader_) add(*leader_);
+  // The leader first when it is one of the configured servers; else last
+  // (a client given one server of a cluster resumes on the leader LEADER
+  // named, but a single server behind a proxy is reached through it first).
+  if (const std::optional<Endpoint> leader = leader_to_reach(std::nullopt)) add(*leader);
   for (const Endpoint& endpoint : servers_) add(endpoint);
+  if (const std::optional<Endpoint> leader = resume_leader()) add(*leader);
+  if (candidates.empty()) return Resumed::kLapsed;
   // One server only: a refused connection means its process is gone, and
   // the session with it (a restarted server does not know it).
   const bool single = candidates.size() == 1;
@@ -1222,6 +1320,31 @@ Status Connection::serve(int fd) {
                       "no answer from the server within " + std::to_string(options_.request_timeout.count()) + " ms");
       }
       wake_at = std::min(wake_at, expiry);
+    }
+    if (unanswered_head_ < unanswered_.size() && resume_id_ != 0 && resume_allowed_ && session_timeout_.count() > 0 &&
+        has_other_candidate()) {
+      // A request unanswered for T/6 (a server frozen, or cut off from the
+      // majority): the session moves to another server, within the lease. A
+      // request that may wait counts only once a later one is answered (the
+      // pings behind it tell).
+      const Call* quiet = nullptr;
+      for (std::size_t i = unanswered_head_; i < unanswered_.size() && i < unanswered_head_ + 64; ++i) {
+        const Call& call = *unanswered_[i];
+        if (!call.answered && !call.may_wait) {
+          quiet = &call;
+          break;
+        }
+      }
+      if (quiet != nullptr) {
+        const auto quiet_at = quiet->sent_at + session_timeout_ / 6;
+        if (now >= quiet_at) {
+          end_ = End::kQuiet;
+          return Status(StatusCode::kUnavailable,
+                        fmt::format("no answer from the server for {} ms, a sixth of its session timeout",
+                                    std::chrono::duration_cast<milliseconds>(now - quiet->sent_at).count()));
+        }
+        wake_at = std::min(wake_at, quiet_at);
+      }
     }
     if (session_timeout_.count() > 0) {
       // Half the lease gone with no answer: the server may be unreachable

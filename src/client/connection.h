@@ -251,6 +251,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     kShutdown,  // `* ERR SHUTDOWN`: likewise, on another server
     kSilent,    // request_timeout or the lease: no answer
     kFinal,     // KICK, a broken server, stop(): the session is over
+    kQuiet,     // a request unanswered for T/6: move on (socket still open)
   };
   enum class Resumed { kResumed, kGone, kBusy, kLapsed, kNoAnswer };
   // After the connection of a resumable session ended without a word:
@@ -259,7 +260,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // `at`, the session settled (settle()); kGone when the server said the
   // session ended (or the only server refused the connection); kLapsed at
   // the lease's end.
-  Resumed resume(Endpoint& at, int& fd, const Status& why);
+  // `skip`: a server that fell silent, not tried.
+  Resumed resume(Endpoint& at, int& fd, const Status& why, const Endpoint* skip = nullptr);
+  // The leader LEADER named, as this client reaches it (under TLS: the
+  // configured server on its host), unless it is `from` or unknown.
+  std::optional<Endpoint> leader_to_reach(std::optional<Endpoint> from) const;
+  // The leader as a RESUME candidate, if any.
+  std::optional<Endpoint> resume_leader() const;
+  // Whether a server other than the current one could take the session.
+  bool has_other_candidate() const;
+  // QUIT (best effort), then closes the socket (and its TLS).
+  void quit_and_close(int fd);
   // RESUME, HELLO, AUTH, LEASE, LEADER and MINE on a new connection.
   // `mine`: MINE's ITEM rests; `early`: answers to the session's calls that
   // came before MINE's END, to be dispatched after settle().

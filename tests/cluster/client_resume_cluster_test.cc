@@ -91,11 +91,13 @@ class ClientResumeCluster : public ::testing::Test {
     return text;
   }
 
-  // A Client whose servers are all three, `first` first.
-  std::unique_ptr<netsem::Client> client_of(int first) {
+  // A Client whose servers are all three, `first` first; or `first` alone
+  // (it does not move to a leader it was not given, and still resumes
+  // there: LEADER names it).
+  std::unique_ptr<netsem::Client> client_of(int first, bool alone = false) {
     ClientOptions options;
     options.servers = {address(first)};
-    for (int i = 0; i < kServers; ++i) {
+    for (int i = 0; i < kServers && !alone; ++i) {
       if (i != first) options.servers.push_back(address(i));
     }
     options.local_dir = dir_.path() / "local";
@@ -149,7 +151,7 @@ void ClientResumeCluster::holder_survives_its_servers_death(bool on_leader) {
   const int lead = cluster_leader(servers_, 10s);
   ASSERT_GE(lead, 0) << "no leader elected\n" << logs();
   const int first = on_leader ? lead : (lead + 1) % kServers;
-  auto holder = client_of(first);
+  auto holder = client_of(first, /*alone=*/!on_leader);
   ASSERT_TRUE(holder && holder->connected()) << logs();
   Result<Permit> permit = holder->acquire("lock", {.timeout = 5s});
   ASSERT_TRUE(permit) << permit.status().to_string() << "\n" << logs();
@@ -189,7 +191,7 @@ void ClientResumeCluster::queued_acquire_survives_its_servers_death(bool on_lead
   const std::string held = owner->request(req::acquire("a", "lock", 1, 5000), 10s);
   ASSERT_TRUE(held.starts_with("a OK ")) << held << "\n" << logs();
 
-  auto waiter = client_of(first);
+  auto waiter = client_of(first, /*alone=*/!on_leader);
   ASSERT_TRUE(waiter && waiter->connected()) << logs();
   const int victim = index_of(waiter->stats().server);
   ASSERT_GE(victim, 0);
@@ -228,6 +230,71 @@ TEST_F(ClientResumeCluster, AHolderOfTheLeaderKeepsItsPermitWhenTheLeaderIsKille
 
 TEST_F(ClientResumeCluster, AQueuedAcquireIsGrantedAfterItsServerIsKilled) {
   queued_acquire_survives_its_servers_death(false);
+}
+
+TEST_F(ClientResumeCluster, AClientMovesToTheLeaderAfterItsHandshake) {
+  const int lead = cluster_leader(servers_, 10s);
+  ASSERT_GE(lead, 0) << "no leader elected\n" << logs();
+  auto client = client_of((lead + 1) % kServers);
+  ASSERT_TRUE(client && client->connected()) << logs();
+  EXPECT_EQ(client->stats().server, address(lead)) << logs();
+  EXPECT_EQ(client->stats().connects, 1u);
+  Result<Permit> permit = client->acquire("lock", {.timeout = 5s});
+  ASSERT_TRUE(permit) << permit.status().to_string();
+}
+
+TEST_F(ClientResumeCluster, AHolderWhoseServerFreezesMovesWithinItsLease) {
+  const int lead = cluster_leader(servers_, 10s);
+  ASSERT_GE(lead, 0) << "no leader elected\n" << logs();
+  auto holder = client_of(lead);
+  ASSERT_TRUE(holder && holder->connected()) << logs();
+  Result<Permit> permit = holder->acquire("lock", {.timeout = 5s});
+  ASSERT_TRUE(permit) << permit.status().to_string() << "\n" << logs();
+  std::atomic<bool> lost{false};
+  permit->on_lost([&](const Status&) { lost = true; });
+  const int frozen = index_of(holder->stats().server);
+  ASSERT_GE(frozen, 0);
+  const auto stopped_at = SteadyClock::now();
+  servers_[frozen]->send_signal(SIGSTOP);
+  struct Thaw {
+    Netsemd* server;
+    ~Thaw() { server->send_signal(SIGCONT); }
+  } thaw{servers_[frozen].get()};
+  ASSERT_TRUE(eventually([&] { return holder->stats().resumes == 1 || lost.load(); }, 8s)) << logs();
+  std::printf("moved to %s %lld ms after the SIGSTOP of %s\n", holder->stats().server.c_str(),
+              static_cast<long long>((SteadyClock::now() - stopped_at) / 1ms), address(frozen).c_str());
+  EXPECT_FALSE(lost.load()) << permit->loss_reason().to_string() << "\n" << logs();
+  EXPECT_NE(holder->stats().server, address(frozen));
+  auto third = raw((frozen + 1) % kServers);
+  ASSERT_TRUE(third != nullptr);
+  EXPECT_EQ(third->request(req::acquire("t", "lock", 1, 0), 10s), "t TIMEOUT") << logs();
+  ASSERT_TRUE(permit->release().is_ok()) << logs();
+  const std::string granted = third->request(req::acquire("u", "lock", 1, 5000), 10s);
+  EXPECT_TRUE(granted.starts_with("u OK ")) << granted << "\n" << logs();
+}
+
+TEST_F(ClientResumeCluster, TheLeaseStillLapsesWhenNoServerAnswers) {
+  const int lead = cluster_leader(servers_, 10s);
+  ASSERT_GE(lead, 0) << "no leader elected\n" << logs();
+  auto holder = client_of(lead);
+  ASSERT_TRUE(holder && holder->connected()) << logs();
+  Result<Permit> permit = holder->acquire("lock", {.timeout = 5s});
+  ASSERT_TRUE(permit) << permit.status().to_string() << "\n" << logs();
+  std::promise<SteadyClock::time_point> lost;
+  permit->on_lost([&](const Status&) { lost.set_value(SteadyClock::now()); });
+  const auto stopped_at = SteadyClock::now();
+  for (auto& server : servers_) server->send_signal(SIGSTOP);
+  auto reported = lost.get_future();
+  const bool in_time = reported.wait_for(6s) == std::future_status::ready;
+  for (auto& server : servers_) server->send_signal(SIGCONT);
+  ASSERT_TRUE(in_time) << "the lease never lapsed";
+  const auto lost_at = reported.get();
+  // T/2 after the last answered request, itself at most T/6 before the stop.
+  EXPECT_LE(lost_at - stopped_at, std::chrono::milliseconds(kSessionTimeoutMs / 2 + kSessionTimeoutMs / 6 + 500));
+  ASSERT_TRUE(permit->stop_by().has_value());
+  EXPECT_GT(*permit->stop_by(), lost_at);
+  EXPECT_LE(*permit->stop_by(), stopped_at + std::chrono::milliseconds(kSessionTimeoutMs * 9 / 10));
+  EXPECT_NE(permit->loss_reason().message().find("lease"), std::string::npos) << permit->loss_reason().to_string();
 }
 
 }  // namespace
