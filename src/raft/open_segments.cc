@@ -70,7 +70,18 @@ struct Failing {
   std::size_t start = 0;
   bool followed = false;  // written data after it: damage, not a torn tail
   const char* why = "";
+  bool cut = false;  // the file ends inside it: cut short, never a crash
 };
+
+// The file ends inside the batch at `start`: libraft sizes an open segment
+// (kMaxSegmentSize) before it writes a batch there, and truncates one only
+// to the end of a batch (before renaming it closed), so no crash leaves
+// this. libraft 0.15 would read past the end of its buffer (heap
+// corruption, then an abort). In a file of full size a batch that would
+// run past the end has a damaged header: judged as damage, below.
+Failing cut_short(std::size_t start) {
+  return Failing{start, false, "the file ends inside it", true};
+}
 
 // The first batch that does not decode, or nullopt when every batch does up
 // to the zeros that end what was written (or the end of the file).
@@ -78,6 +89,10 @@ std::optional<Failing> first_failing_batch(std::string_view bytes) {
   std::size_t offset = sizeof(std::uint64_t);
   while (offset + 16 <= bytes.size()) {
     const std::size_t start = offset;
+    if (bytes.size() < kMaxSegmentSize && get_le(bytes, start + 8, 8) != 0 &&
+        get_le(bytes, start + 8, 8) <= kMaxEntries && start + 16 + 16 * get_le(bytes, start + 8, 8) > bytes.size()) {
+      return cut_short(start);
+    }
     // Zeros where a batch would start: the end of what was written, when
     // nothing but zeros follows (checked only then: a walk stays linear).
     if (get_le(bytes, start, 8) == 0 && get_le(bytes, start + 8, 8) == 0 && zeros_from(bytes, start)) {
@@ -98,12 +113,13 @@ std::optional<Failing> first_failing_batch(std::string_view bytes) {
     std::size_t data_size = 0;
     for (std::uint64_t i = 0; i < n; ++i) data_size += get_le(bytes, header_at + 8 + 16 * i + 12, 4);
     const std::size_t data_at = header_at + *header_size;
-    if (data_at + data_size > bytes.size()) return std::nullopt;  // libraft's own read error, not ours
+    if (data_at + data_size > bytes.size()) return cut_short(start);
     if (libraft_crc32(bytes.substr(data_at, data_size)) != static_cast<std::uint32_t>(get_le(bytes, start + 4, 4))) {
       return Failing{start, !zeros_from(bytes, data_at + data_size), "its data fails its checksum"};
     }
     offset = data_at + data_size;
   }
+  if (bytes.size() < kMaxSegmentSize && !zeros_from(bytes, offset)) return cut_short(offset);  // a batch's start
   return std::nullopt;
 }
 
@@ -136,6 +152,14 @@ Status check_open_segments(const std::string& data_dir, bool accept_torn_tail) {
     if (!failing) continue;
     const std::string where = "raft data directory " + data_dir + ": open segment " + name + ": the batch at byte " +
                               std::to_string(failing->start) + " does not decode (" + failing->why + ")";
+    if (failing->cut) {
+      return Status(StatusCode::kCorruption,
+                    where +
+                        ": the file was cut short (libraft sizes an open segment before it writes to it and "
+                        "truncates one only at the end of a batch, so no crash leaves this). Refused and left as "
+                        "it is (--repair cannot drop it either): wipe this server's data directory and add it "
+                        "back to the cluster");
+    }
     if (failing->followed) {
       return Status(StatusCode::kCorruption,
                     where +

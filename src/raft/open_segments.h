@@ -16,8 +16,16 @@
 //   operator says the node lost power (`accept_torn_tail`: netsemd --repair),
 //   which lets libraft drop it. Safe when the other servers hold the log;
 //   otherwise wipe the node and add it back.
+// - the file ends inside a batch (its header or its data): cut short.
+//   libraft sizes an open segment before it writes to it and truncates one
+//   only at the end of a batch (just before renaming it closed), so no crash
+//   leaves this; libraft 0.15 would read past its buffer. Always refused,
+//   with or without `accept_torn_tail`.
 // A segment that ends where its zeros begin (the usual end of what was
-// written) is fine.
+// written), or at the end of a batch, is fine. A file cut at the end of a
+// batch cannot be told from one a crash left between libraft's truncate and
+// its rename, so the entries cut off that way are lost in silence: a
+// server's Raft log is only as safe as its disk (docs/replication.md).
 //
 // The segment layout (libraft 0.15, uv_segment.c and uv_encoding.c): the
 // format version (u64, 1), then batches: CRC-32 of the header and of the
