@@ -20,12 +20,15 @@ extern "C" {
 #include <raft/uv.h>
 }
 
+#include <array>
 #include <cassert>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 #include <tuple>
@@ -297,6 +300,46 @@ Status raft_status(int rv, std::string_view what, std::string_view detail) {
   return Status(code_of(rv), std::move(message));
 }
 
+// raft_start's failure to load a data directory, with what libraft does not
+// say: libraft 0.15 names no file for a short read or a snapshot that does
+// not decompress ("short read: 0 bytes instead of 32", "io: LZ4F_decompress
+// ERROR_frameSize_wrong"), and calls both I/O errors. It loads the newest
+// snapshot (a `.meta` and its data file) and the metadata files, so a
+// failure that is not the disk's own error names those and is damage
+// (kCorruption), refused like any other (segments are checked before,
+// open_segments.h).
+Status load_failure(int rv, const std::string& data_dir, std::string_view detail) {
+  Status status = raft_status(rv, "raft start (" + data_dir + ")", detail);
+  const bool undecodable = detail.find("short read") != std::string_view::npos ||
+                           detail.find("LZ4F") != std::string_view::npos ||
+                           detail.find("decode") != std::string_view::npos;
+  if (status.code() != StatusCode::kCorruption && !undecodable) return status;
+  // snapshot-TERM-INDEX-TIMESTAMP.meta: libraft loads the last in (term,
+  // index, timestamp) order (uvSnapshotCompare) of those whose data file
+  // is there too.
+  std::string newest;
+  std::array<unsigned long long, 3> newest_key{};
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(data_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::array<unsigned long long, 3> key{};
+    if (std::sscanf(name.c_str(), "snapshot-%llu-%llu-%llu.meta", &key[0], &key[1], &key[2]) == 3 &&
+        (newest.empty() || key > newest_key) &&
+        std::filesystem::exists(it->path().parent_path() / name.substr(0, name.size() - 5), ec)) {
+      newest = name.substr(0, name.size() - 5);
+      newest_key = key;
+    }
+  }
+  std::string message = std::string(status.message()) + ": a file libraft reads at start does not decode (it loads ";
+  message += newest.empty()
+                 ? std::string("metadata1 and metadata2")
+                 : "the newest snapshot, " + newest + " and " + newest + ".meta, and metadata1 and metadata2";
+  message +=
+      "; libraft does not say which). Damage on disk: refused and left as it is. Restore the directory from a copy, "
+      "or wipe it and add this server back to the cluster (docs/replication.md)";
+  return Status(StatusCode::kCorruption, std::move(message));
+}
+
 }  // namespace
 
 class RaftNode::Impl {
@@ -546,7 +589,7 @@ Status RaftNode::Impl::open() {
     }
   }
   if (int rv = raft_start(&raft_); rv != 0) {
-    return raft_status(rv, "raft start (" + o.data_dir + ")", raft_errmsg(&raft_));
+    return load_failure(rv, o.data_dir, raft_errmsg(&raft_));
   }
   uv_async_init(&loop_, &wake_, on_wake);
   wake_.data = this;
