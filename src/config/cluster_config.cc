@@ -207,6 +207,26 @@ void parse_cluster_section(const IniFile& ini, const IniSection& section, Server
 
 }  // namespace config_detail
 
+Status check_cluster_listening(const ServerConfig& config) {
+  const ClusterMember* self = config.cluster.self();
+  if (!config.cluster.enabled || self == nullptr) return Status::ok();
+  const std::string_view named = self->client_address;
+  const auto colon = named.rfind(':');
+  std::string_view host = named.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const std::string_view port = named.substr(colon + 1);
+  const bool wildcard = config.bind_address == "0.0.0.0" || config.bind_address == "::";
+  if (port != std::to_string(config.bind_port) || (!wildcard && host != config.bind_address)) {
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("[cluster] server.{} names this server's client address {}, but it listens on {}:{} "
+                              "(bind_address and bind_port, or --bind and --port): the other servers and the "
+                              "clients would look for it where it does not listen. Make them the same (a "
+                              "bind_address of 0.0.0.0 or :: takes any address, on the same port)",
+                              self->id, named, config.bind_address, config.bind_port));
+  }
+  return Status::ok();
+}
+
 Status load_cluster_secret(ServerConfig& config) {
   const std::string name = config.cluster.secret_file.string();
   auto text = read_private_file(config.cluster.secret_file);

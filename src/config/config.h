@@ -183,6 +183,13 @@ Result<ServerConfig> load_server_config(const std::filesystem::path& file);
 // group or others may read or write it, kInvalidArgument unless it holds
 // one line of 16-256 visible ASCII characters, kIoError when unreadable.
 Status load_cluster_secret(ServerConfig& config);
+// With [cluster]: whether this server listens where its own `server.<id>`
+// line tells the others and the clients to find it (bind_address and
+// bind_port, after the command line's --bind and --port): the port must be
+// the line's, and the address the line's or a wildcard (0.0.0.0, ::).
+// Otherwise the peers' links and LEADER's answers go to a port nobody
+// listens on, in silence (found by an audit): kInvalidArgument naming both.
+Status check_cluster_listening(const ServerConfig& config);
 // Adds the [tokens] and [tls_subjects] of config.tokens_file to config.auth
 // (what load_server_config does after parsing); the errors as there.
 Status load_tokens_file(ServerConfig& config);

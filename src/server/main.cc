@@ -201,6 +201,10 @@ int main(int argc, char** argv) try {
     overrides.emplace_back(o.option, o.value);
   }
 
+  if (auto status = netsem::server::check_cluster_listening(config); !status) {
+    std::fprintf(stderr, "netsemd: %s\n", status.message().c_str());
+    return kExitBadConfig;
+  }
   if (auto status = netsem::init_logging(config.log_level, config.log_format); !status) {
     std::fprintf(stderr, "netsemd: %s\n", status.message().c_str());
     return kExitBadConfig;
@@ -210,8 +214,14 @@ int main(int argc, char** argv) try {
     // Whether the directories could be used, without making them.
     std::vector<std::string> notes;
     bool usable = true;
-    for (const auto& [option, directory] :
-         {std::pair{"data_dir", config.data_dir}, std::pair{"stats_dir", config.stats_dir}}) {
+    std::vector<std::pair<const char*, std::filesystem::path>> directories = {{"data_dir", config.data_dir},
+                                                                              {"stats_dir", config.stats_dir}};
+    // A cluster's Raft log (cluster_runtime.cc: <data_dir>/raft by default).
+    if (config.cluster.enabled) {
+      directories.emplace_back("[cluster] data_dir",
+                               config.cluster.data_dir.empty() ? config.data_dir / "raft" : config.cluster.data_dir);
+    }
+    for (const auto& [option, directory] : directories) {
       std::string note;
       if (const std::string error = check_directory(option, directory, note); !error.empty()) {
         print_errors(error);

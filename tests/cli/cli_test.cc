@@ -1455,6 +1455,26 @@ TEST(NetsemdCommandLine, CheckConfigReportsEveryErrorTheDirectoriesAndTheSemapho
   EXPECT_EQ(outcome.err, "netsemd: data_dir " + (dir.path() / "file" / "sub").string() + ": " +
                              (dir.path() / "file").string() + " is not a directory, so the directory cannot be made\n")
       << outcome;
+  // A cluster's Raft log directory is checked too; and a server must listen
+  // where its own server.<id> line says.
+  const std::string cluster = "[cluster]\nid = 1\nserver.1 = 127.0.0.1:7001 127.0.0.1:27531\n";
+  const std::string listen = "[server]\nbind_port = 27531\ndata_dir = " + dir.path().string() + "\n";
+  outcome = check(listen + cluster + "data_dir = " + (dir.path() / "file" / "raft").string() + "\n");
+  EXPECT_EQ(outcome.exit_code, 2) << outcome;
+  EXPECT_EQ(outcome.err, "netsemd: [cluster] data_dir " + (dir.path() / "file" / "raft").string() + ": " +
+                             (dir.path() / "file").string() + " is not a directory, so the directory cannot be made\n")
+      << outcome;
+  outcome = check(listen + cluster);
+  EXPECT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_NE(outcome.out.find("[cluster] data_dir " + (dir.path() / "raft").string() + ": does not exist"),
+            std::string::npos)
+      << outcome;
+  outcome = check("[server]\nbind_port = 27599\n" + cluster);
+  EXPECT_EQ(outcome.exit_code, 2) << outcome;
+  EXPECT_NE(outcome.err.find("netsemd: [cluster] server.1 names this server's client address 127.0.0.1:27531, but it "
+                             "listens on 127.0.0.1:27599"),
+            std::string::npos)
+      << outcome;
 }
 
 // The bash completions (issue 12 item 14), sourced in a bash that has no

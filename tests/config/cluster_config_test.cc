@@ -45,6 +45,40 @@ TEST(ClusterConfig, ReadsAWholeSection) {
   EXPECT_TRUE(c.secret.empty());  // read by load_server_config, not by the parser
 }
 
+// The server must listen where its own server.<id> line says: a server on
+// another port than its line's was found serving nobody, in silence.
+TEST(ClusterConfig, ThisServerMustListenWhereItsLineSays) {
+  const std::string section = "[cluster]\nid = 1\nserver.1 = 127.0.0.1:7001 127.0.0.1:27531\n";
+  auto config = parse_server_config("[server]\nbind_address = 127.0.0.1\nbind_port = 27531\n" + section, "n.ini");
+  ASSERT_TRUE(config) << config.status().to_string();
+  EXPECT_TRUE(check_cluster_listening(*config));
+  config->bind_address = "0.0.0.0";  // any address, on the line's port
+  EXPECT_TRUE(check_cluster_listening(*config));
+  config->bind_port = 27599;  // --port 27599
+  Status wrong = check_cluster_listening(*config);
+  EXPECT_EQ(wrong.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(wrong.message().find("server.1 names this server's client address 127.0.0.1:27531, but it listens on "
+                                 "0.0.0.0:27599"),
+            std::string::npos)
+      << wrong.message();
+  config->bind_port = 27531;
+  config->bind_address = "127.0.0.2";  // another address
+  EXPECT_FALSE(check_cluster_listening(*config));
+  // The default port (53559) against a line that names another.
+  config = parse_server_config(section, "n.ini");
+  ASSERT_TRUE(config);
+  EXPECT_FALSE(check_cluster_listening(*config));
+  // IPv6, and no [cluster] at all.
+  config = parse_server_config(
+      "[server]\nbind_address = ::1\nbind_port = 27531\n[cluster]\nid = 1\nserver.1 = 127.0.0.1:7001 [::1]:27531\n",
+      "n.ini");
+  ASSERT_TRUE(config) << config.status().to_string();
+  EXPECT_TRUE(check_cluster_listening(*config));
+  config = parse_server_config("[server]\nbind_port = 1\n", "n.ini");
+  ASSERT_TRUE(config);
+  EXPECT_TRUE(check_cluster_listening(*config));
+}
+
 TEST(ClusterConfig, IsOffWithoutTheSection) {
   auto config = parse_server_config("[semaphores]\ndb = 2\n", "n.ini");
   ASSERT_TRUE(config);
