@@ -6,6 +6,8 @@
 
 #include "common/text.h"
 
+#include <spdlog/spdlog.h>
+
 #include <charconv>
 #include <cstring>
 #include <utility>
@@ -89,6 +91,8 @@ Result<std::optional<std::string>> PeerFrameDecoder::next() {
 
 // How long a link may take to connect before it counts as failed.
 constexpr std::chrono::milliseconds kConnectTimeout{1000};
+// A link that keeps failing is logged once in this long, not at every retry.
+constexpr std::chrono::seconds kWarnEvery{30};
 
 struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link> {
   struct Chunk {
@@ -97,11 +101,18 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
   };
 
   Link(asio::io_context& io, ServerId target, std::shared_ptr<PeerLinkStats> link_stats,
-       std::shared_ptr<std::map<ServerId, std::chrono::steady_clock::time_point>> failures)
-      : socket(io), connect_timer(io), to(target), stats(std::move(link_stats)), failed_at(std::move(failures)) {}
+       std::shared_ptr<std::map<ServerId, std::chrono::steady_clock::time_point>> failures,
+       std::shared_ptr<std::map<ServerId, std::chrono::steady_clock::time_point>> warnings)
+      : socket(io),
+        connect_timer(io),
+        to(target),
+        stats(std::move(link_stats)),
+        failed_at(std::move(failures)),
+        warned_at(std::move(warnings)) {}
 
   void connect(const std::string& local_host, const std::string& host, const std::string& port, std::string hello) {
     queue.push_front(Chunk{std::move(hello), true});
+    target_address = host + ":" + port;
     // Numeric addresses only ([cluster] refuses host names): Asio's
     // async_resolve would complete from a thread of its own, and netsemd's
     // io_context (run with ASIO_CONCURRENCY_HINT_UNSAFE) must not be
@@ -112,7 +123,7 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
     const auto [end, parsed] = std::from_chars(port.data(), port.data() + port.size(), port_number);
     if (numeric || parsed != std::errc() || end != port.data() + port.size() || port_number < 1 ||
         port_number > 65535) {
-      asio::post(socket.get_executor(), [self = shared_from_this()] { self->fail(); });
+      asio::post(socket.get_executor(), [self = shared_from_this()] { self->fail("not a numeric address"); });
       return;
     }
     const asio::ip::tcp::endpoint endpoint(address, static_cast<unsigned short>(port_number));
@@ -124,28 +135,29 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
   void connect_to(const std::string& local_host, const asio::ip::tcp::endpoint& endpoint) {
     asio::error_code e;
     socket.open(endpoint.protocol(), e);
-    if (e) return fail();
+    if (e) return fail(e.message());
     // From this server's own client host: the leader checks it.
     const asio::ip::address local = asio::ip::make_address(local_host, e);
     if (!e && local.is_v4() == endpoint.address().is_v4()) {
       socket.bind(asio::ip::tcp::endpoint(local, 0), e);
-      if (e) return fail();
+      if (e) return fail("cannot bind to this server's own address " + local_host + ": " + e.message());
     }
     // A leader cut off by a partition answers no SYN: the link fails after
     // kConnectTimeout rather than keep forwards queued behind the kernel's
     // SYN retries (about two minutes); forward() connects again later.
     connect_timer.expires_after(kConnectTimeout);
     connect_timer.async_wait([self = shared_from_this()](const asio::error_code& c) {
-      if (!c && !self->dead && !self->connected) self->fail();
+      if (!c && !self->dead && !self->connected) self->fail("no answer to the connect within 1 s");
     });
     socket.async_connect(endpoint, [self = shared_from_this()](const asio::error_code& c) {
       if (self->dead) return;
       self->connect_timer.cancel();
-      if (c) return self->fail();
+      if (c) return self->fail("cannot connect: " + c.message());
       asio::error_code ignored;
       self->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
       self->connected = true;
       ++self->stats->connects;
+      self->watch();
       self->write_next();
     });
   }
@@ -169,7 +181,7 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
     asio::async_write(socket, asio::buffer(queue.front().bytes),
                       [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
                         if (self->dead) return;
-                        if (ec) return self->fail();
+                        if (ec) return self->fail(why_ended(ec));
                         const Chunk& done = self->queue.front();
                         if (!done.hello) {
                           ++self->stats->frames;
@@ -191,10 +203,38 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
     connect_timer.cancel();
     socket.close(ignored);
   }
-  void fail() {
+  // The leader never writes on a link: a read that ends is the leader
+  // closing it, at once when it refused the PEER line.
+  void watch() {
+    socket.async_read_some(asio::buffer(sink), [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
+      if (self->dead) return;
+      if (!ec) return self->watch();
+      self->fail(why_ended(ec));
+    });
+  }
+  // A link the leader closes ends in EOF, or in a reset when our frames were
+  // still unread.
+  static std::string why_ended(const asio::error_code& ec) {
+    if (ec != asio::error::eof && ec != asio::error::connection_reset && ec != asio::error::broken_pipe) {
+      return ec.message();
+    }
+    return "closed by that server (" + ec.message() +
+           "; at once: it refused this server's PEER line, a wrong secret or an address it does not know for this "
+           "server: see its log)";
+  }
+  void fail(std::string_view why) {
     if (dead) return;
     ++stats->failures;
-    (*failed_at)[to] = std::chrono::steady_clock::now();
+    const auto now = std::chrono::steady_clock::now();
+    (*failed_at)[to] = now;
+    const auto warned = warned_at->find(to);
+    if (warned == warned_at->end() || now - warned->second >= kWarnEvery) {
+      (*warned_at)[to] = now;
+      spdlog::warn(
+          "cluster: the peer link to server {} ({}) failed: {}; the requests this server forwards to it are sent "
+          "again until a link works (logged once in {} s while it fails)",
+          to, target_address, why, kWarnEvery.count());
+    }
     shut();
   }
 
@@ -203,6 +243,9 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
   ServerId to;
   std::shared_ptr<PeerLinkStats> stats;
   std::shared_ptr<std::map<ServerId, std::chrono::steady_clock::time_point>> failed_at;
+  std::shared_ptr<std::map<ServerId, std::chrono::steady_clock::time_point>> warned_at;
+  std::string target_address;  // host:port, for the log
+  std::array<char, 64> sink{};
   std::deque<Chunk> queue;
   std::size_t queued_bytes = 0;  // of the frames (not the hello)
   bool connected = false;
@@ -220,7 +263,8 @@ PeerLinkClient::PeerLinkClient(asio::io_context& io, ServerId self, std::string 
       retry_(retry),
       max_queue_bytes_(max_queue_bytes),
       stats_(std::make_shared<PeerLinkStats>()),
-      failed_at_(std::make_shared<std::map<ServerId, std::chrono::steady_clock::time_point>>()) {}
+      failed_at_(std::make_shared<std::map<ServerId, std::chrono::steady_clock::time_point>>()),
+      warned_at_(std::make_shared<std::map<ServerId, std::chrono::steady_clock::time_point>>()) {}
 
 PeerLinkClient::~PeerLinkClient() {
   close();
@@ -261,7 +305,7 @@ void PeerLinkClient::forward(ServerId leader_id, std::string entry) {
       ++stats_->dropped;
       return;
     }
-    link_ = std::make_shared<Link>(io_, leader_id, stats_, failed_at_);
+    link_ = std::make_shared<Link>(io_, leader_id, stats_, failed_at_, warned_at_);
     link_->connect(local ? local->first : std::string(), where->first, where->second, peer_hello(self_, secret_));
   }
   link_->push(frame_entry(entry), max_queue_bytes_);

@@ -131,6 +131,8 @@ class PeerLinkClient final : public Forwarder {
   std::shared_ptr<Link> link_;
   // When a link to each server last failed (shared with the links' handlers).
   std::shared_ptr<std::map<ServerId, std::chrono::steady_clock::time_point>> failed_at_;
+  // When a failing link to each server was last logged (once in 30 s).
+  std::shared_ptr<std::map<ServerId, std::chrono::steady_clock::time_point>> warned_at_;
 };
 
 // The leader's side of one accepted link, after its hello line was checked:

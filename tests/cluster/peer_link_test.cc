@@ -8,7 +8,11 @@
 
 #include <gtest/gtest.h>
 
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
 #include <asio.hpp>
+#include <sstream>
 
 #include "cluster/cluster_harness.h"
 
@@ -152,6 +156,38 @@ class PeerListener {
   PeerLinkReceiver::EntryHandler on_entry_;
   std::vector<std::shared_ptr<PeerLinkReceiver>> receivers_;
 };
+
+// A follower whose PEER line the leader refuses (here: a wrong secret)
+// says so in its own log, once, not at every retry: an operator who gave a
+// server the wrong secret file found nothing in that server's log before.
+TEST(PeerLink, ARefusedLinkIsLoggedOnTheFollowerOnce) {
+  std::ostringstream log;
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(
+      std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(log)));
+  asio::io_context io;
+  const std::uint16_t port = test_support::free_loopback_port();
+  const std::map<ServerId, std::string> members = {{1, "127.0.0.1:" + std::to_string(port)},
+                                                   {2, "127.0.0.2:" + std::to_string(port)}};
+  PeerListener leader(io, 1, members, [](ServerId, std::string) {});
+  PeerLinkClient follower(io, 2, "another-secret-0123456789", members, milliseconds(10));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (follower.stats().failures < 3 && std::chrono::steady_clock::now() < deadline) {
+    follower.forward(1, "entry");
+    io.restart();
+    io.run_for(milliseconds(20));
+  }
+  spdlog::set_default_logger(previous);
+  EXPECT_GE(leader.refused, 3);
+  EXPECT_GE(follower.stats().failures, 3u);
+  const std::string text = log.str();
+  const std::string expected =
+      "the peer link to server 1 (127.0.0.1:" + std::to_string(port) + ") failed: closed by that server (";
+  const std::string hint = "at once: it refused this server's PEER line";
+  EXPECT_NE(text.find(expected), std::string::npos) << text;
+  EXPECT_NE(text.find(hint), std::string::npos) << text;
+  EXPECT_EQ(text.find(expected), text.rfind(expected)) << "logged more than once:\n" << text;
+}
 
 TEST(PeerLink, FollowersForwardOverTcpAndFollowANewLeader) {
   TestCluster cluster;
