@@ -50,6 +50,7 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::start(ClusterOptions options) 
   raft_options.address = node->options_.raft_address;
   raft_options.bind_address = node->options_.raft_bind_address;
   raft_options.repair = node->options_.repair;
+  raft_options.exit_on_write_failure = node->options_.exit_on_write_failure;
   raft_options.data_dir = node->options_.data_dir;
   raft_options.bootstrap = node->options_.bootstrap;
   raft_options.election_timeout = node->options_.election_timeout;

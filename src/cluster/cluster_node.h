@@ -81,6 +81,8 @@ struct ClusterOptions {
   // netsemd --repair: a failing last batch of the open segment (a torn
   // write) is dropped instead of refused (raft::RaftOptions::repair).
   bool repair = false;
+  // raft::RaftOptions::exit_on_write_failure: netsemd sets 3.
+  int exit_on_write_failure = 0;
   std::string data_dir;  // must exist: RaftNode's log and snapshots
   // The first configuration, written to a pristine data directory only
   // (raft::RaftOptions::bootstrap).

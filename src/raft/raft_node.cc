@@ -769,6 +769,13 @@ void RaftNode::Impl::append_done(raft_io_append* req, int status) {
                      "); libraft 0.15 does not store entries again after a failed write: restart this server "
                      "(on its data) once its disk takes writes";
     spdlog::critical("raft: {}", self->failure_);
+    if (const int code = self->options_.exit_on_write_failure; code != 0) {
+      // The log file may sit on the failing disk: stderr says it too.
+      spdlog::default_logger()->flush();
+      std::fprintf(stderr, "%s: stopped: raft: %s\n", program_invocation_short_name, self->failure_.c_str());
+      std::fflush(stderr);
+      std::_Exit(code);
+    }
   }
   cb(req, status);
 }

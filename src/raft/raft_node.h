@@ -107,6 +107,15 @@ struct RaftOptions {
   // (open_segments.h). For an operator who knows the server lost power:
   // netsemd --repair.
   bool repair = false;
+  // When not 0: a write of the log that fails (a full or failing disk)
+  // ends the process at once with this exit status, from the raft thread,
+  // after logging why (spdlog, critical, and stderr). Fail-stop, as etcd
+  // does on a failed WAL write: libraft 0.15 does not store an entry again
+  // after a failed write, and on a leader its own handling of one (it
+  // truncates its in-memory log under entries already sent to the
+  // followers) was seen to end in SIGSEGV. When 0 (tests of RaftNode), the
+  // failure is only recorded (status().failure) and libraft goes on.
+  int exit_on_write_failure = 0;
   // Called on the raft thread when the node's role or term changes.
   std::function<void(Role role, std::uint64_t term)> on_role_change;
 };

@@ -81,6 +81,9 @@ Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& 
   options.raft_address = self->raft_address;
   options.raft_bind_address = config.cluster.raft_bind_address;
   options.repair = repair;
+  // A log write that fails stops netsemd at once (exit 3), as etcd stops
+  // on a failed WAL write (raft_node.h, exit_on_write_failure).
+  options.exit_on_write_failure = 3;
   options.data_dir = data_dir.string();
   // join = on: no first configuration; the leader adds this server.
   if (!config.cluster.join) {

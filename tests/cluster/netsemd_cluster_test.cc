@@ -979,5 +979,14 @@ TEST_F(NetsemdCluster, AFollowersFailingDiskStopsItLoudlyAndTheMajorityGrantsOn)
   disk_fails((lead + 1) % kServers, (lead + 2) % kServers);
 }
 
+// The leader's disk: without the stop at its first failed write, libraft
+// 0.15's own handling of it (it truncates its in-memory log under entries
+// the followers have) ended in SIGSEGV about 1 run in 6.
+TEST_F(NetsemdCluster, ALeadersFailingDiskStopsItLoudlyAndTheOthersGrantOn) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  disk_fails(lead, (lead + 1) % kServers);
+}
+
 }  // namespace
 }  // namespace netsem::testing
