@@ -207,6 +207,16 @@ void parse_cluster_section(const IniFile& ini, const IniSection& section, Server
 
 }  // namespace config_detail
 
+Status check_member_addresses(std::string_view raft_address, std::string_view client_address) {
+  if (auto bad = config_detail::check_raft_address(raft_address); !bad) {
+    return Status(StatusCode::kInvalidArgument, "bad Raft address: " + bad.message());
+  }
+  if (auto bad = config_detail::check_client_address(client_address); !bad) {
+    return Status(StatusCode::kInvalidArgument, "bad client address: " + bad.message());
+  }
+  return Status::ok();
+}
+
 Status check_cluster_listening(const ServerConfig& config) {
   const ClusterMember* self = config.cluster.self();
   if (!config.cluster.enabled || self == nullptr) return Status::ok();

@@ -183,6 +183,10 @@ Result<ServerConfig> load_server_config(const std::filesystem::path& file);
 // group or others may read or write it, kInvalidArgument unless it holds
 // one line of 16-256 visible ASCII characters, kIoError when unreadable.
 Status load_cluster_secret(ServerConfig& config);
+// The two addresses of a server added at run time (CLUSTER ADD), checked
+// as a `server.<id>` line's are: a Raft address a.b.c.d:port (not
+// 0.0.0.0), a numeric client address; kInvalidArgument saying which.
+Status check_member_addresses(std::string_view raft_address, std::string_view client_address);
 // With [cluster]: whether this server listens where its own `server.<id>`
 // line tells the others and the clients to find it (bind_address and
 // bind_port, after the command line's --bind and --port): the port must be

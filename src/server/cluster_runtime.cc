@@ -481,6 +481,11 @@ void ClusterRuntime::change_membership(MembershipChange change, std::function<vo
   if (member && !unfinished) {
     return fail(Status(StatusCode::kAlreadyExists, "server " + std::to_string(id) + " is a member already"));
   }
+  // As a server.<id> line is checked: no host name, no 0.0.0.0 (an audit
+  // added both, and the server stayed a spare).
+  if (auto checked = check_member_addresses(change.raft_address, change.client_address); !checked) {
+    return fail(checked);
+  }
   const replication::SetMember set{id, change.client_address};
   if (auto checked = replication::check_command(set); !checked) {
     return fail(Status(StatusCode::kInvalidArgument, "bad client address (host:port): " + checked.message()));

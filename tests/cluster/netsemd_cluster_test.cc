@@ -613,6 +613,13 @@ TEST_F(NetsemdCluster, AServerAddedAtRunTimeCatchesUpAndOneRemovedLeavesTheClust
             0u)
       << refused;
   EXPECT_EQ(admin->request("c1 CLUSTER ADD 4 nonsense 127.0.0.4:1", 5s).rfind("c1 ERR BAD_ARG ", 0), 0u);
+  // Checked as a server.<id> line is: a host name and 0.0.0.0 were let in
+  // (an audit), and the server stayed a spare that could never join.
+  const std::string named = admin->request("c3 CLUSTER ADD 4 127.0.0.4:7001 localhost:27531", 5s);
+  EXPECT_EQ(named.rfind("c3 ERR BAD_ARG bad client address: ", 0), 0u) << named;
+  EXPECT_NE(named.find("not a host name"), std::string::npos) << named;
+  const std::string any = admin->request("c4 CLUSTER ADD 4 0.0.0.0:7001 127.0.0.4:27531", 5s);
+  EXPECT_EQ(any.rfind("c4 ERR BAD_ARG bad Raft address: ", 0), 0u) << any;
   EXPECT_EQ(admin->request("c2 CLUSTER REMOVE 9", 5s).rfind("c2 ERR NOT_FOUND ", 0), 0u);
 
   // The fourth server: a pristine directory that does not bootstrap.
