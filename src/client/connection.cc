@@ -462,9 +462,11 @@ void Connection::leave_lingering() {
   lingering_.clear();
 }
 
-int Connection::connect_to(const Endpoint& endpoint) {
+int Connection::connect_to(const Endpoint& endpoint, std::optional<Clock::time_point> until) {
   connect_errno_ = 0;
-  const auto deadline = Clock::now() + options_.connect_timeout;
+  auto deadline = Clock::now() + options_.connect_timeout;
+  if (until && *until < deadline) deadline = *until;
+  const auto bound = std::chrono::ceil<milliseconds>(deadline - Clock::now());
   const Resolution resolution = resolve(
       endpoint.host, endpoint.port, deadline, wake_fd_, [this] { return stopping(); }, lookup_);
   if (!resolution.addresses) {
@@ -502,8 +504,9 @@ int Connection::connect_to(const Endpoint& endpoint) {
     }
     connect_errno_ = error;
     log_debug("connect to {} failed: {}", endpoint.to_string(), std::strerror(error));
-    attempt_failure_ = error == ETIMEDOUT ? fmt::format("no connection within {} ms", options_.connect_timeout.count())
-                                          : std::strerror(error);
+    attempt_failure_ = error == ETIMEDOUT
+                           ? fmt::format("no connection within {} ms", std::max<std::int64_t>(0, bound.count()))
+                           : std::strerror(error);
     ::close(fd);
     if (millis_until(deadline) == 0) break;
   }
@@ -791,6 +794,7 @@ bool Connection::session_answer(const protocol::Answer& answer, std::string_view
 }
 
 void Connection::session_began(const Endpoint& endpoint, const protocol::HelloAnswer& hello) {
+  held_.clear();
   {
     std::lock_guard lock(mutex_);
     connected_ = true;
@@ -851,7 +855,10 @@ Connection::Resumed Connection::resume(Endpoint& at, int& fd, const Status& why,
       for (;;) {
         if (stopping() || Clock::now() >= deadline) break;
         attempt_failure_.clear();
-        const int socket = connect_to(candidate);
+        // Each attempt, connect and TLS handshake included, ends by the
+        // lease's end too: the loss (with its stop_by) must not wait for a
+        // connect_timeout longer than what is left of the lease.
+        const int socket = connect_to(candidate, deadline);
         if (socket < 0) {
           failures = fmt::format("{}: {}", candidate.to_string(), attempt_failure_);
           if (single && connect_errno_ == ECONNREFUSED) {
@@ -863,7 +870,7 @@ Connection::Resumed Connection::resume(Endpoint& at, int& fd, const Status& why,
           }
           break;
         }
-        if (tls_ && !tls_handshake(socket, candidate)) {
+        if (tls_ && !tls_handshake(socket, candidate, deadline)) {
           ssl_.reset();
           ::close(socket);
           failures = fmt::format("{}: {}", candidate.to_string(), attempt_failure_);
@@ -942,13 +949,17 @@ Connection::Resumed Connection::resume_handshake(int fd, const Endpoint& endpoin
   bool lease_done = false;
   bool leader_done = false;
   bool mine_done = false;
-  // The session continues on this connection, but its end is near: QUIT it
-  // rather than leave it to its timeout.
+  // RESUME was answered OK but the session cannot go on here (HELLO, AUTH or
+  // MINE refused). No QUIT: it would end the session at once and hand its
+  // permits on, while the loss reported below may carry a stop_by at the
+  // lease's end (after `* ERR SHUTDOWN`) and the work under them runs until
+  // then. Only closed, the session keeps its timeout at the server, which
+  // counts from this RESUME, later than that stop_by (and a loss without
+  // one stops the work at once): nobody is granted the permits before the
+  // work under them has stopped.
   const auto give_up = [&](std::string_view why) {
     log_warning("could not resume session {} on {}: {}", resume_id_, server, why);
     out_.clear();
-    protocol::encode_quit(out_, next_tag());
-    (void)flush(fd);
     return Resumed::kGone;
   };
   while (!(resumed && hello_done && lease_done && leader_done && mine_done)) {
@@ -1108,18 +1119,16 @@ void Connection::settle(const std::vector<std::string>& mine) {
       log_debug("MINE: a row this client does not read: {}", printable(item));
     }
   }
-  // What the client knew it held: its registered permits (a permit being
-  // released is no longer registered: its RELEASE is a call below).
+  // What the session held as far as the client knew: the held counts of the
+  // answers read (held_), not the registered permits. A grant is registered
+  // only on its caller's thread, after the host-wide mark (which may wait),
+  // and a permit being released is unregistered before its RELEASE is even
+  // queued: counting permits_ here would take a grant already read for a
+  // rise and hand it to another unanswered ACQUIRE of the name (two permits
+  // in the client for one in the session).
   std::unordered_map<std::string, std::int64_t> extra;  // MINE's count less the known one, by name
-  std::vector<std::shared_ptr<client::PermitState>> known;
-  {
-    std::lock_guard lock(mutex_);
-    for (const auto& [raw, weak] : permits_) {
-      if (auto permit = weak.lock()) known.push_back(std::move(permit));
-    }
-  }
   for (const auto& [name, row] : held) extra[name] += row.count;
-  for (const auto& permit : known) extra[permit->name] -= permit->count;
+  for (const auto& [name, count] : held_) extra[name] -= count;
 
   std::vector<std::shared_ptr<Call>> calls;
   for (auto& [tag, call] : pending_) calls.push_back(std::move(call));
@@ -1199,26 +1208,40 @@ void Connection::settle(const std::vector<std::string>& mine) {
     }
   }
   for (auto& [call, request] : releases) {
+    // An unanswered RELEASE is still in held_: it took effect if the count
+    // went down by its count, else it is sent again.
     std::int64_t& surplus = extra[request.name];
-    if (surplus >= request.count) {
-      // Still held: the RELEASE never took effect.
-      surplus -= request.count;
-      resend.push_back(call);
-    } else {
+    if (surplus <= -request.count) {
+      surplus += request.count;
       Reply reply;
       reply.type = protocol::AnswerType::kOk;
       done.emplace_back(call, std::move(reply));
+    } else {
+      resend.push_back(call);
     }
   }
-  // Permits the server no longer holds: lost.
+  // From here the session holds what MINE says (the calls sent again have
+  // not taken effect); their answers count from there.
+  held_.clear();
+  for (const auto& [name, row] : held) held_[name] = row.count;
+  // Permits the server no longer holds (the count went down with no RELEASE
+  // to tell why): lost, as many of the name's registered permits as it takes.
   std::vector<std::shared_ptr<client::PermitState>> lost;
   {
     std::lock_guard lock(mutex_);
-    for (const auto& permit : known) {
-      std::int64_t& surplus = extra[permit->name];
-      if (surplus >= 0) continue;
-      surplus += permit->count;
-      permits_.erase(permit.get());
+    for (auto it = permits_.begin(); it != permits_.end();) {
+      const auto permit = it->second.lock();
+      if (!permit) {
+        ++it;
+        continue;
+      }
+      const auto surplus = extra.find(permit->name);
+      if (surplus == extra.end() || surplus->second >= 0) {
+        ++it;
+        continue;
+      }
+      surplus->second += permit->count;
+      it = permits_.erase(it);
       lost.push_back(permit);
     }
     for (const auto& call : resend) {
@@ -1396,14 +1419,16 @@ Status Connection::serve(int fd) {
   }
 }
 
-bool Connection::tls_handshake(int fd, const Endpoint& endpoint) {
+bool Connection::tls_handshake(int fd, const Endpoint& endpoint, std::optional<Clock::time_point> until) {
   // Files renewed on disk since the last connect are read now.
   ssl_ = tls_->current()->open(fd, endpoint.host);
   if (!ssl_) {
     attempt_failure_ = "TLS: " + tls_failure(nullptr, "cannot make a connection");
     return false;
   }
-  const auto deadline = Clock::now() + options_.connect_timeout;
+  auto deadline = Clock::now() + options_.connect_timeout;
+  if (until && *until < deadline) deadline = *until;
+  const auto bound = std::chrono::ceil<milliseconds>(deadline - Clock::now());
   for (;;) {
     ERR_clear_error();
     const int result = SSL_connect(ssl_.get());
@@ -1439,7 +1464,7 @@ bool Connection::tls_handshake(int fd, const Endpoint& endpoint) {
     for (;;) {
       const int left = millis_until(deadline);
       if (left == 0) {
-        attempt_failure_ = fmt::format("no TLS handshake within {} ms", options_.connect_timeout.count());
+        attempt_failure_ = fmt::format("no TLS handshake within {} ms", std::max<std::int64_t>(0, bound.count()));
         return false;
       }
       pollfd fds[2] = {{fd, events, 0}, {wake_fd_, POLLIN, 0}};
@@ -1577,8 +1602,24 @@ Status Connection::dispatch(std::string_view line) {
   reply.items = std::move(call.items);
   const std::shared_ptr<Call> keep = std::move(found->second);
   pending_.erase(found);
+  if (answer.type == protocol::AnswerType::kOk) count_held(*keep);
   complete(*keep, std::move(reply));
   return Status();
+}
+
+void Connection::count_held(const Call& call) {
+  // Every call's OK passes here: parse only an ACQUIRE's or a RELEASE's.
+  if (call.line.find(" ACQUIRE ") == std::string::npos && call.line.find(" RELEASE ") == std::string::npos) return;
+  protocol::Request request;
+  if (!parse_call(call, request)) return;
+  if (request.verb == protocol::Verb::kAcquire) {
+    held_[request.name] += request.count;
+  } else if (request.verb == protocol::Verb::kRelease) {
+    const auto found = held_.find(request.name);
+    if (found == held_.end()) return;
+    found->second -= request.count;
+    if (found->second <= 0) held_.erase(found);
+  }
 }
 
 void Connection::complete(Call& call, Reply reply) {
@@ -1616,6 +1657,7 @@ void Connection::session_ended(const Status& reason, std::optional<Clock::time_p
   if (!stopping()) enter_fallback(reason);
   for (auto& [tag, call] : pending_) calls.push_back(std::move(call));
   pending_.clear();
+  held_.clear();
   unanswered_.clear();
   unanswered_head_ = 0;
   out_.clear();

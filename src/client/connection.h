@@ -225,8 +225,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::shared_ptr<Call> queue(std::string tag, std::string line, std::uint64_t session, bool may_wait);
   void run();
   // A connected non-blocking socket, or -1 (also when stopping), with the
-  // reason in attempt_failure_.
-  int connect_to(const Endpoint& endpoint);
+  // reason in attempt_failure_. Bounded by connect_timeout, and by `until`
+  // when that comes first (a resume ends with the lease).
+  int connect_to(const Endpoint& endpoint, std::optional<std::chrono::steady_clock::time_point> until = std::nullopt);
   // HELLO, AUTH, LEASE and STATS; false when the server refuses or does not answer in
   // time, with the reason in attempt_failure_, and in attempt_refusal_ when
   // the server answered with a refusal (a HELLO answer that parse_hello
@@ -236,7 +237,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // The TLS handshake on a connected socket (ssl_ made here); false with the
   // reason in attempt_failure_, and a kDenied refusal in attempt_refusal_
   // when it failed on a certificate or an alert.
-  bool tls_handshake(int fd, const Endpoint& endpoint);
+  // Bounded like connect_to.
+  bool tls_handshake(int fd, const Endpoint& endpoint,
+                     std::optional<std::chrono::steady_clock::time_point> until = std::nullopt);
   // The refusal a failed TLS handshake or first read means (kDenied).
   Status tls_refusal(const Endpoint& endpoint, const std::string& why) const;
   // Reads what the socket (through ssl_ when TLS) has into framer_: >0
@@ -291,6 +294,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // lease's end when the lease lapsed (Permit::stop_by).
   void session_ended(const Status& reason, std::optional<std::chrono::steady_clock::time_point> stop_by);
   void enter_fallback(const Status& reason);
+  // An ACQUIRE's or a RELEASE's OK, read: held_ counts it.
+  void count_held(const Call& call);
   void complete(Call& call, Reply reply);
   std::string next_tag() { return std::to_string(++tag_counter_); }
   // Waits up to `timeout` for the wake-up fd; false once stopping.
@@ -345,6 +350,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::chrono::milliseconds session_timeout_{0};      // T, from LEASE or STATS; 0: none, no lease
   std::chrono::steady_clock::time_point lease_from_;  // when the last answered request was sent
   std::uint64_t sent_seq_ = 0;                        // requests sent on this session
+  // What the session holds, by name, as the answers read tell (an ACQUIRE's
+  // OK adds its count, a RELEASE's OK takes it away; MINE sets it on a
+  // resume): what settle() compares MINE with. Not the registered permits,
+  // which lag behind (a grant is registered on its caller's thread later).
+  std::unordered_map<std::string, std::int64_t> held_;
   // The server has read every request of this session up to this one (it
   // reads a connection's lines in order, so an answer shows it read them all).
   std::uint64_t read_upto_ = 0;

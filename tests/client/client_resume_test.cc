@@ -3,13 +3,23 @@
 // real netsemd. A connection reset keeps the permit and a queued ACQUIRE (the
 // session is resumed on a new connection, RESUME + MINE); a RESUME after the
 // server's restart is answered NOT_FOUND and the permit is lost then; a
-// Client closed cleanly ends its resumable session at once (QUIT). Every
-// wait is bounded; each test takes a few seconds.
+// Client closed cleanly ends its resumable session at once (QUIT). A grant
+// read before its caller has the permit in hand is not handed again to
+// another ACQUIRE by the settling. A fake 1.2 server that says `* ERR
+// SHUTDOWN`, then answers RESUME but refuses MINE: the client closes
+// without QUIT (the session keeps its timeout, as the loss's stop_by says).
+// Every wait is bounded; each test takes a few seconds.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -46,7 +56,7 @@ class ClientResumeTest : public ::testing::Test {
   void start_server(std::uint16_t port = 0) {
     Netsemd::Options options;
     options.server_options = "session_timeout_ms = 6000";
-    options.semaphores = "lic = 1";
+    options.semaphores = "lic = 1\ndb = 2";
     options.port = port;
     if (!data_dir_.empty()) options.data_dir = data_dir_;
     std::string error;
@@ -183,6 +193,168 @@ TEST_F(ClientResumeTest, AClosedClientEndsItsResumableSessionAtOnce) {
   auto other = netsem::testing::Client::connect(server_->port());
   ASSERT_TRUE(other);
   EXPECT_EQ(netsem::testing::fields(other->request(req::acquire("w", "lic", 1, 1000)))[1], "OK");
+}
+
+// The settling counted what the client held from its registered permits:
+// a grant whose OK was read, but whose caller still waited for the host-wide
+// mark (here: a fallback holder of the name on this host), was not among
+// them, so MINE's count looked one higher than the client knew and an
+// unanswered ACQUIRE of the same name was taken as granted: two permits in
+// the client for one in the session, and a third holder at the server.
+TEST_F(ClientResumeTest, AGrantReadBeforeItsCallerHasItIsNotGivenToAnotherAcquire) {
+  start_server();
+  testing::TcpProxy proxy(server_->port());
+  ASSERT_NE(proxy.port(), 0);
+  // A fallback holder of "db" on this host: a server grant of "db" waits
+  // for it to go before its caller gets the permit.
+  client::LocalSemaphores local(local_dir());
+  client::LocalSemaphores::Grant grant;
+  client::LocalSemaphores::Mark mark;
+  ASSERT_TRUE(local.acquire("db", 2, 1, 0ms, nullptr, &grant, &mark).is_ok());
+  auto holder = client_through(proxy.port());
+  ASSERT_TRUE(holder && holder->connected());
+  const auto holders = [&] {
+    auto look = netsem::testing::Client::connect(server_->port());
+    if (!look) return std::string();
+    const auto fields = netsem::testing::fields(look->request(req::get("g", "db")));
+    return fields.size() > 4 ? fields[4] : std::string();
+  };
+  auto first = std::async(std::launch::async, [&] { return holder->acquire("db", {.timeout = 10s}); });
+  ASSERT_TRUE(eventually([&] { return holders() == "1"; })) << server_->log();
+  std::this_thread::sleep_for(200ms);  // the OK is read; the caller waits for the mark
+  ASSERT_EQ(first.wait_for(0ms), std::future_status::timeout);
+  // A second ACQUIRE of "db" is written, never forwarded, then the
+  // connection breaks: unanswered, and never read by the server.
+  proxy.freeze();
+  auto second = std::async(std::launch::async, [&] { return holder->acquire("db", {.timeout = 10s}); });
+  std::this_thread::sleep_for(200ms);
+  proxy.reset();
+  proxy.thaw();
+  ASSERT_TRUE(eventually([&] { return holder->stats().resumes == 1; })) << server_->log();
+  // The fallback holder goes: both callers get their permits.
+  ASSERT_TRUE(local.release("db", 1, grant).is_ok());
+  local.unmark(mark);
+  ASSERT_EQ(first.wait_for(5s), std::future_status::ready);
+  ASSERT_EQ(second.wait_for(5s), std::future_status::ready);
+  Result<Permit> a = first.get();
+  Result<Permit> b = second.get();
+  ASSERT_TRUE(a) << a.status().to_string();
+  ASSERT_TRUE(b) << b.status().to_string();
+  EXPECT_FALSE(a->lost());
+  EXPECT_FALSE(b->lost());
+  // Two permits in the client, two held at the server: none left for a third.
+  EXPECT_EQ(try_acquire("db"), "t TIMEOUT");
+  EXPECT_EQ(holder->stats().connection_losses, 0u);
+}
+
+// A fake 1.2 server (session 7, T = 6 s): grants ACQUIREs, then says
+// `* ERR SHUTDOWN` and closes; on the next connection it answers RESUME OK,
+// then refuses MINE. Returns the request lines of that second connection.
+std::vector<std::string> resume_refused_after_shutdown(int listener, std::promise<void>& granted,
+                                                       std::future<void> shut_down) {
+  const auto serve = [](int fd, const std::function<std::string(const std::vector<std::string>&)>& answer,
+                        std::vector<std::string>* seen, std::future<void>* until) {
+    std::string input;
+    const auto deadline = Clock::now() + 8s;
+    while (Clock::now() < deadline) {
+      if (until != nullptr && until->wait_for(0ms) == std::future_status::ready) return;
+      pollfd read_poll{fd, POLLIN, 0};
+      if (::poll(&read_poll, 1, 20) != 1) continue;
+      char chunk[4096];
+      const ssize_t n = ::read(fd, chunk, sizeof chunk);
+      if (n <= 0) return;
+      input.append(chunk, static_cast<std::size_t>(n));
+      for (std::size_t end; (end = input.find('\n')) != std::string::npos;) {
+        const std::string line = input.substr(0, end);
+        input.erase(0, end + 1);
+        if (seen != nullptr) seen->push_back(line);
+        const auto fields = netsem::testing::fields(line);
+        if (fields.size() < 2) continue;
+        const std::string reply = fields[0] + " " + answer(fields) + "\n";
+        (void)::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
+      }
+    }
+  };
+  std::vector<std::string> seen;
+  pollfd accept_poll{listener, POLLIN, 0};
+  if (::poll(&accept_poll, 1, 3000) != 1) return seen;
+  int fd = ::accept(listener, nullptr, nullptr);
+  bool told = false;
+  serve(
+      fd,
+      [&](const std::vector<std::string>& f) -> std::string {
+        if (f[1] == "HELLO") return "OK netsem 1.2 7";
+        if (f[1] == "LEASE") return "OK 6000";
+        if (f[1] == "STATS") return "OK {\"session_timeout_ms\":6000}";
+        if (f[1] == "OPTION" || f[1] == "PING") return "OK";
+        if (f[1] == "RESUMABLE") return "OK 7 s3cret";
+        if (f[1] == "ACQUIRE") {
+          if (!told) granted.set_value();
+          told = true;
+          return "OK 5";
+        }
+        return "ERR UNKNOWN_VERB unknown verb";
+      },
+      nullptr, &shut_down);
+  const std::string bye = "* ERR SHUTDOWN the server is stopping\n";
+  (void)::send(fd, bye.data(), bye.size(), MSG_NOSIGNAL);
+  ::close(fd);
+  if (::poll(&accept_poll, 1, 3000) != 1) return seen;
+  fd = ::accept(listener, nullptr, nullptr);
+  serve(
+      fd,
+      [](const std::vector<std::string>& f) -> std::string {
+        if (f[1] == "RESUME") return "OK 7 0";
+        if (f[1] == "HELLO") return "OK netsem 1.2 7";
+        if (f[1] == "LEASE") return "OK 6000";
+        if (f[1] == "MINE") return "ERR DENIED not for you";
+        return "ERR UNKNOWN_VERB unknown verb";
+      },
+      &seen, nullptr);
+  ::close(fd);
+  return seen;
+}
+
+// QUIT there would end the session at once, its permits handed on, while
+// the loss says the work may run until the lease's end (stop_by).
+TEST_F(ClientResumeTest, AResumeRefusedAfterShutdownLeavesTheSessionToItsTimeout) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof address;
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), size), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &size);
+  std::promise<void> granted;
+  std::promise<void> shut_down;
+  auto second = std::async(std::launch::async,
+                           [&] { return resume_refused_after_shutdown(listener, granted, shut_down.get_future()); });
+  {
+    auto holder = client_through(ntohs(address.sin_port));
+    ASSERT_TRUE(holder && holder->connected());
+    Result<Permit> permit = holder->acquire("db", {.timeout = 2s});
+    ASSERT_TRUE(permit) << permit.status().to_string();
+    ASSERT_FALSE(permit->is_local());
+    ASSERT_EQ(granted.get_future().wait_for(1s), std::future_status::ready);
+    std::promise<Status> lost;
+    permit->on_lost([&](const Status& reason) { lost.set_value(reason); });
+    auto reported = lost.get_future();
+    shut_down.set_value();
+    ASSERT_EQ(reported.wait_for(4s), std::future_status::ready);
+    EXPECT_EQ(reported.get().code(), StatusCode::kShutdown);
+    // The work may run until the lease's end: the session must outlive it.
+    EXPECT_TRUE(permit->stop_by().has_value());
+    ASSERT_EQ(second.wait_for(9s), std::future_status::ready);
+  }
+  ::close(listener);
+  const std::vector<std::string> lines = second.get();
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(netsem::testing::fields(lines.front())[1], "RESUME");
+  for (const std::string& line : lines) {
+    EXPECT_NE(netsem::testing::fields(line)[1], "QUIT") << "the refused resume ended the session at once";
+  }
 }
 
 }  // namespace
