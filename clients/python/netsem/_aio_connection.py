@@ -867,9 +867,8 @@ class Connection:
         out, tag_of = _resume.resume_requests(self._tags, self._resumable, self._label, self._options.token)
         sent_at = time.monotonic()
         buffer = proto.LineBuffer()
-        resumed = False
-        session_timeout = self._lease.session_timeout
-        mine_items: list[str] = []
+        answers = _resume.ResumeAnswers(tag_of, self._resumable.session_id, self._lease.session_timeout,
+                                        self._leader)
         done = False
         outcome: Any = None
         try:
@@ -888,46 +887,13 @@ class Connection:
                     lines = buffer.feed(data)
                 except ProtocolError:
                     return "gone:the server sent an over-long or binary line"
-                for index, line in enumerate(lines):
-                    try:
-                        reply = proto.parse_line(line)
-                    except ProtocolError:
-                        return f"gone:not a netsem answer: {printable(line)}"
-                    if reply.tag == tag_of["RESUME"]:
-                        if reply.kind == "OK":
-                            resumed = True
-                            continue
-                        if reply.code == "BUSY":
-                            return "busy"
-                        return f"gone:RESUME answered {proto.printable(reply.text)}"
-                    if not resumed:
-                        continue
-                    if reply.tag == tag_of["HELLO"]:
-                        try:
-                            hello = proto.parse_hello(reply)
-                        except ProtocolError:
-                            return f"gone:HELLO answered {proto.printable(reply.text)}"
-                        if hello.session_id != self._resumable.session_id:
-                            return f"gone:HELLO answered session {hello.session_id}"
-                    elif reply.tag == tag_of.get("AUTH"):
-                        if not proto.auth_accepted(reply):
-                            return f"gone:AUTH answered {proto.printable(reply.text)}"
-                    elif reply.tag == tag_of["LEASE"]:
-                        timeout = proto.lease_timeout(reply)
-                        if timeout:
-                            session_timeout = timeout
-                    elif reply.tag == tag_of["LEADER"]:
-                        self._leader = _resume.parse_leader(reply) or self._leader
-                    elif reply.tag == tag_of["MINE"]:
-                        if reply.kind == "ITEM":
-                            mine_items.append(reply.text)
-                        elif reply.kind == "END":
-                            # Lines after it (a grant already) are the session's.
-                            self._resumed_extra = lines[index + 1:]
-                            done = True
-                            break
-                        else:
-                            return f"gone:MINE answered {proto.printable(reply.text)}"
+                verdict = answers.feed(lines)
+                self._leader = answers.leader
+                if verdict == "done":
+                    self._resumed_extra = answers.extra
+                    done = True
+                elif verdict is not None:
+                    return verdict
             outcome = reader
         except OSError as error:
             return _Failure(_os_error_text(error))
@@ -935,8 +901,8 @@ class Connection:
             if outcome is None:
                 writer.transport.abort()
         # The server read RESUME after it was sent: the lease starts again there.
-        self._lease = proto.Lease(session_timeout, self._options.request_timeout, sent_at)
-        self._resumed_mine = _resume.parse_mine(mine_items)
+        self._lease = proto.Lease(answers.session_timeout, self._options.request_timeout, sent_at)
+        self._resumed_mine = _resume.parse_mine(answers.mine_items)
         return reader, writer, buffer
 
     async def _follow_leader(self, writer: asyncio.StreamWriter, host: str, port: int) -> Any:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from netsem import _protocol as proto
+from netsem.errors import ProtocolError
 
 # Requests that change nothing: re-sent after a resume when their answer was lost.
 _READS = frozenset(
@@ -194,3 +195,66 @@ def resume_requests(tags: proto.Tags, resumable: Resumable, label: str, token: s
     for verb in ("LEASE", "LEADER", "MINE"):
         out += proto.request(tag_of[verb], verb)
     return out, tag_of
+
+
+class ResumeAnswers:
+    """The answers to resume_requests' lines, read as they come, the same for
+    netsem.client and netsem.aio (their own code only moves the bytes).
+    feed() takes the lines a read brought and returns None while more are
+    needed, "done" once MINE's END was read (``extra``: the lines after it,
+    already the session's), "busy" (RESUME answered BUSY: try again), or
+    "gone:<why>" (the session cannot be resumed here). Before RESUME's OK,
+    other answers are ignored. What was read: ``session_timeout`` (LEASE),
+    ``leader`` (LEADER, else as given), ``mine_items`` (MINE's ITEM texts)."""
+
+    def __init__(self, tag_of: dict[str, str], session_id: int, session_timeout: float,
+                 leader: tuple[str, int] | None) -> None:
+        self._tag_of = tag_of
+        self._session_id = session_id
+        self._resumed = False
+        self.session_timeout = session_timeout
+        self.leader = leader
+        self.mine_items: list[str] = []
+        self.extra: list[bytes] = []
+
+    def feed(self, lines: list[bytes]) -> str | None:
+        tag_of = self._tag_of
+        for index, line in enumerate(lines):
+            try:
+                reply = proto.parse_line(line)
+            except ProtocolError:
+                return f"gone:not a netsem answer: {proto.printable(line.decode('utf-8', 'replace'))}"
+            if reply.tag == tag_of["RESUME"]:
+                if reply.kind == "OK":
+                    self._resumed = True
+                    continue
+                if reply.code == "BUSY":
+                    return "busy"
+                return f"gone:RESUME answered {proto.printable(reply.text)}"
+            if not self._resumed:
+                continue
+            if reply.tag == tag_of["HELLO"]:
+                try:
+                    hello = proto.parse_hello(reply)
+                except ProtocolError:
+                    return f"gone:HELLO answered {proto.printable(reply.text)}"
+                if hello.session_id != self._session_id:
+                    return f"gone:HELLO answered session {hello.session_id}"
+            elif reply.tag == tag_of.get("AUTH"):
+                if not proto.auth_accepted(reply):
+                    return f"gone:AUTH answered {proto.printable(reply.text)}"
+            elif reply.tag == tag_of["LEASE"]:
+                timeout = proto.lease_timeout(reply)
+                if timeout:
+                    self.session_timeout = timeout
+            elif reply.tag == tag_of["LEADER"]:
+                self.leader = parse_leader(reply) or self.leader
+            elif reply.tag == tag_of["MINE"]:
+                if reply.kind == "ITEM":
+                    self.mine_items.append(reply.text)
+                elif reply.kind == "END":
+                    self.extra = lines[index + 1:]  # a grant already: the session's
+                    return "done"
+                else:
+                    return f"gone:MINE answered {proto.printable(reply.text)}"
+        return None
