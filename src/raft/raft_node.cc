@@ -8,9 +8,12 @@
 // libraft calls right after the FSM's apply of the same entry.
 #include "raft/raft_node.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -30,6 +33,7 @@ extern "C" {
 #include <deque>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <tuple>
 #include <unordered_map>
@@ -111,6 +115,9 @@ struct NoDelayShims {
       connect;
   std::unordered_map<raft_uv_transport*, raft_uv_accept_cb> accepted;
   std::unordered_map<raft_uv_connect*, raft_uv_connect_cb> connecting;
+  // Why a transport's listen failed (its errmsg), for open() to say:
+  // libraft's raft_start only says "I/O error".
+  std::unordered_map<raft_uv_transport*, std::string> listen_failed;
 };
 NoDelayShims& no_delay_shims() {
   static NoDelayShims shims;
@@ -141,7 +148,13 @@ int no_delay_listen(raft_uv_transport* t, raft_uv_accept_cb cb) {
     inner = shims.listen.at(t);
     shims.accepted[t] = cb;
   }
-  return inner(t, no_delay_accepted);
+  const int rv = inner(t, no_delay_accepted);
+  if (rv != 0) {
+    NoDelayShims& shims = no_delay_shims();
+    std::lock_guard lock(shims.mu);
+    shims.listen_failed[t] = t->errmsg[0] != '\0' ? std::string(t->errmsg) : std::string(raft_strerror(rv));
+  }
+  return rv;
 }
 
 void no_delay_connected(raft_uv_connect* req, uv_stream_t* stream, int status) {
@@ -189,6 +202,38 @@ void forget_no_delay(raft_uv_transport* t) {
   shims.listen.erase(t);
   shims.connect.erase(t);
   shims.accepted.erase(t);
+  shims.listen_failed.erase(t);
+}
+
+// The errno text of listening on `address` (a.b.c.d:port), found by trying
+// as libuv does (SO_REUSEADDR, bind, listen) once the transport's listen
+// failed: libraft 0.15 reports it as a bare "I/O error". Empty when the
+// address takes a listener now (the other process went away).
+std::string listen_errno_text(const std::string& address) {
+  const std::size_t colon = address.rfind(':');
+  sockaddr_in in{};
+  in.sin_family = AF_INET;
+  in.sin_port = htons(static_cast<std::uint16_t>(std::atoi(address.c_str() + colon + 1)));
+  if (::inet_pton(AF_INET, address.substr(0, colon).c_str(), &in.sin_addr) != 1) return {};
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return {};
+  const int on = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  std::string text;
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&in), sizeof in) != 0 || ::listen(fd, 1) != 0) {
+    text = std::strerror(errno);
+  }
+  ::close(fd);
+  return text;
+}
+
+// Why `t` could not listen, if it could not.
+std::optional<std::string> listen_failure(raft_uv_transport* t) {
+  NoDelayShims& shims = no_delay_shims();
+  std::lock_guard lock(shims.mu);
+  const auto found = shims.listen_failed.find(t);
+  if (found == shims.listen_failed.end()) return std::nullopt;
+  return found->second;
 }
 
 }  // namespace
@@ -589,6 +634,15 @@ Status RaftNode::Impl::open() {
     }
   }
   if (int rv = raft_start(&raft_); rv != 0) {
+    if (const auto why = listen_failure(&transport_)) {
+      // Another process listens there (or the address is not this host's):
+      // said as a taken client port is, naming the address.
+      const std::string where =
+          o.bind_address.empty() ? o.address : o.bind_address + o.address.substr(o.address.rfind(':'));
+      const std::string text = listen_errno_text(where);
+      return Status(StatusCode::kIoError,
+                    "cannot listen on the Raft address " + where + ": " + (text.empty() ? *why : text));
+    }
     return load_failure(rv, o.data_dir, raft_errmsg(&raft_));
   }
   uv_async_init(&loop_, &wake_, on_wake);
@@ -763,7 +817,9 @@ void RaftNode::Impl::append_done(raft_io_append* req, int status) {
     std::tie(self, cb) = found->second;
     appends_.erase(found);
   }
-  if (status != 0 && self->failure_.empty()) {
+  // RAFT_CANCELED: the node is closing (a stop, or a start that failed
+  // later) and raft_uv ends the appends still queued; nothing failed.
+  if (status != 0 && status != RAFT_CANCELED && self->failure_.empty()) {
     self->failure_ = std::string("the Raft log could not be written (") + raft_strerror(status) +
                      (self->io_.errmsg[0] != '\0' ? std::string(": ") + self->io_.errmsg : std::string()) +
                      "); libraft 0.15 does not store entries again after a failed write: restart this server "

@@ -10,7 +10,9 @@
 // on another server, MINE, LEADER);
 // a fourth server added at run time (CLUSTER ADD), one removed.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -29,6 +31,7 @@
 
 #include "cli/cli_runner.h"
 #include "cluster_leader.h"
+#include "common/unique_fd.h"
 #include "netsemd_harness.h"
 #include "stats/promtool.h"
 #include "support/free_port.h"
@@ -993,6 +996,82 @@ TEST_F(NetsemdCluster, ALeadersFailingDiskStopsItLoudlyAndTheOthersGrantOn) {
   const int lead = leader();
   ASSERT_GE(lead, 0) << logs();
   disk_fails(lead, (lead + 1) % kServers);
+}
+
+// A one-server cluster's configuration on 127.0.0.1 (client port @PORT@).
+std::string single_server_config(const TempDir& dir, std::uint16_t client_port, std::uint16_t raft_port) {
+  const auto secret = dir.path() / "secret";
+  std::ofstream(secret) << "a-cluster-secret-of-the-test-0123456789\n";
+  ::chmod(secret.c_str(), 0600);
+  return "[server]\nbind_address = 127.0.0.1\nbind_port = @PORT@\nstats_dir = @DIR@\ndata_dir = @DIR@\n"
+         "session_timeout_ms = 3000\n[semaphores]\nlock = 1\n[cluster]\nid = 1\nsecret_file = " +
+         secret.string() +
+         "\nelection_timeout_ms = 500\nheartbeat_timeout_ms = 50\nserver.1 = 127.0.0.1:" + std::to_string(raft_port) +
+         " 127.0.0.1:" + std::to_string(client_port) + "\n";
+}
+
+// Another process listening on 127.0.0.1:`port` (the test's own socket).
+UniqueFd listen_on(std::uint16_t port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in in{};
+  in.sin_family = AF_INET;
+  in.sin_port = htons(port);
+  in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (!fd.valid() || ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&in), sizeof in) != 0 ||
+      ::listen(fd.get(), 1) != 0) {
+    return UniqueFd();
+  }
+  return fd;
+}
+
+// The Raft port taken by another process: libraft 0.15 says only "I/O
+// error" (a hostile audit); netsemd names the address and the error, as
+// for a taken client port, and does not start (exit 1, "the port is taken").
+TEST(NetsemdClusterStart, ATakenRaftPortIsNamedWithItsError) {
+  TempDir dir;
+  const std::uint16_t client_port = test_support::free_loopback_port();
+  const std::uint16_t raft_port = test_support::free_loopback_port();
+  const UniqueFd taken = listen_on(raft_port);
+  ASSERT_TRUE(taken.valid());
+  Netsemd::Options options;
+  options.raw_config = single_server_config(dir, client_port, raft_port);
+  options.port = client_port;
+  options.data_dir = dir.path() / "data";
+  std::string error;
+  auto server = Netsemd::start(options, &error);
+  ASSERT_EQ(server, nullptr);
+  EXPECT_NE(error.find("(exit status 1)"), std::string::npos) << error;
+  EXPECT_NE(error.find("netsemd: cannot start: IO_ERROR: cannot listen on the Raft address 127.0.0.1:" +
+                       std::to_string(raft_port) + ": Address already in use"),
+            std::string::npos)
+      << error;
+}
+
+// A taken client port after the node started (its first entries being
+// written): the stop cancels raft_uv's appends, which is no failed write
+// (it said "the Raft log could not be written (operation canceled)" and
+// exited 3 about one start in two). Five starts, each exit 1 and why.
+TEST(NetsemdClusterStart, ATakenClientPortIsAFailedStartNotAFailedDisk) {
+  for (int run = 0; run < 5; ++run) {
+    TempDir dir;
+    const std::uint16_t client_port = test_support::free_loopback_port();
+    const std::uint16_t raft_port = test_support::free_loopback_port();
+    const UniqueFd taken = listen_on(client_port);
+    ASSERT_TRUE(taken.valid());
+    Netsemd::Options options;
+    options.raw_config = single_server_config(dir, client_port, raft_port);
+    options.port = client_port;
+    options.data_dir = dir.path() / "data";
+    std::string error;
+    auto server = Netsemd::start(options, &error);
+    ASSERT_EQ(server, nullptr);
+    EXPECT_NE(error.find("(exit status 1)"), std::string::npos) << "run " << run << ": " << error;
+    EXPECT_NE(error.find("netsemd: cannot start: IO_ERROR: cannot listen on 127.0.0.1:" + std::to_string(client_port) +
+                         ": Address already in use"),
+              std::string::npos)
+        << error;
+    EXPECT_EQ(error.find("could not be written"), std::string::npos) << "run " << run << ": " << error;
+  }
 }
 
 }  // namespace
