@@ -10,9 +10,10 @@
 // Fallback rules in one place: a server that answered but refused the session
 // (Connection::refusal) is not an outage, so nothing falls back while that
 // holds: every call that would fails with the refusal. Otherwise acquire
-// falls back when there is no session or
-// the session ends while it waits (the server drops a queued request with its
-// session and releases a grant with it, so nothing is held twice); wait and
+// falls back when there is no session; when the session ends while it waits
+// (and is not resumed), it is sent again on the next session, and falls back
+// only when the round of connection attempts after that end reaches no
+// server (rule 9 of docs/client.md, "Resuming the session"); wait and
 // post, whose effect is unknown when the session ends mid-call (the server
 // may have consumed or added permits), fall back only when they could not be
 // sent, and answer kUnavailable otherwise, and only for names listed in
@@ -24,6 +25,7 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 
 #include "client/cancel_state.h"
@@ -137,19 +139,22 @@ SemaphoreInfo info_of(protocol::SemaphoreItem&& item) {
                        .kind = std::move(item.kind)};
 }
 
-// Registers a wake-up of `call` on `token` for the life of this object.
+// Registers `wake` to run when `token` fires, for the life of this object.
 class WakeOnCancel {
  public:
-  WakeOnCancel(const CancelToken* token, client::Call& call) {
+  WakeOnCancel(const CancelToken* token, std::function<void()> wake) {
     if (token == nullptr) return;
     state_ = client::CancelTokenAccess::state(*token);
     std::lock_guard lock(state_->mutex);
     id_ = ++state_->last_id;
-    state_->wakers.emplace(id_, [&call] {
-      std::lock_guard call_lock(call.mutex);
-      call.cv.notify_all();
-    });
+    state_->wakers.emplace(id_, std::move(wake));
   }
+  // Wakes the wait for `call`.
+  WakeOnCancel(const CancelToken* token, client::Call& call)
+      : WakeOnCancel(token, [&call] {
+          std::lock_guard call_lock(call.mutex);
+          call.cv.notify_all();
+        }) {}
   ~WakeOnCancel() {
     if (!state_) return;
     std::lock_guard lock(state_->mutex);
@@ -245,7 +250,7 @@ Result<client::Reply> Client::Impl::finish_round_trip(const std::shared_ptr<clie
 std::optional<Result<Client::Impl::Grant>> Client::Impl::take_remote(protocol::Verb verb_code, std::string_view name,
                                                                      const AcquireOptions& how,
                                                                      std::optional<milliseconds> timeout,
-                                                                     bool fall_back_after_send) {
+                                                                     SessionEnd* ended) {
   const std::string_view verb = protocol::verb_name(verb_code);
   const std::int64_t timeout_ms = timeout ? timeout->count() : -1;
   const auto call = connection->send(
@@ -260,7 +265,10 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_remote(protocol::V
   if (!call) return std::nullopt;
   const client::Reply reply = await(*connection, *call, how.cancel);
   if (!reply.failure.is_ok()) {
-    if (fall_back_after_send) return std::nullopt;
+    if (ended != nullptr) {
+      *ended = SessionEnd{.session = call->session, .why = reply.failure, .kicked = reply.kicked};
+      return std::nullopt;
+    }
     return Result<Grant>(Status(StatusCode::kUnavailable,
                                 fmt::format("{} \"{}\": the session ended before the answer, which is unknown: {}",
                                             verb, name, reply.failure.message())));
@@ -274,6 +282,64 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_remote(protocol::V
     client::log_warning("{} \"{}\": the server's grant carries no fence: \"{}\"", verb, name, reply.rest);
   }
   return Result<Grant>(grant);
+}
+
+std::optional<Result<Client::Impl::Grant>> Client::Impl::take_acquire(std::string_view name, const AcquireOptions& how,
+                                                                      std::optional<milliseconds> timeout,
+                                                                      const Deadline& deadline) {
+  SessionEnd ended;
+  auto taken = take_remote(protocol::Verb::kAcquire, name, how, timeout, &ended);
+  // Rule 9: a session that ended under a waiting ACQUIRE, and was not
+  // resumed, is gone at every server (or, after a lapse, holds what it may
+  // be granted unused until its timeout): the ACQUIRE goes again on the next
+  // session, for what is left of its timeout. Fallback only when the next
+  // round of connection attempts reaches no server.
+  const auto is_cancelled = [&how] { return how.cancel != nullptr && how.cancel->cancelled(); };
+  const WakeOnCancel waker(how.cancel, [this] { connection->wake_waiters(); });
+  std::uint64_t after = ended.session;
+  while (!taken && after != 0) {
+    if (ended.kicked) {
+      // An operator ended the session: the ACQUIRE ends with it.
+      return Result<Grant>(
+          Status(StatusCode::kUnavailable, fmt::format("ACQUIRE \"{}\": {}", name, ended.why.message())));
+    }
+    if (is_cancelled()) return Result<Grant>(cancelled(name));
+    const std::optional<milliseconds> left = deadline.remaining();
+    if (left && left->count() == 0) {
+      return Result<Grant>(Status(StatusCode::kTimeout, fmt::format("ACQUIRE \"{}\": timed out", name)));
+    }
+    const std::optional<client::Deadline::Clock::time_point> until =
+        left ? std::optional(client::Deadline::Clock::now() + *left) : std::nullopt;
+    std::uint64_t session = 0;
+    switch (connection->await_session(after, until, is_cancelled, session)) {
+      case client::Connection::NextSession::kServed:
+        break;
+      case client::Connection::NextSession::kNoServer:
+        return std::nullopt;  // as for an ACQUIRE made while no server is up
+      case client::Connection::NextSession::kTimedOut:
+        return Result<Grant>(Status(StatusCode::kTimeout, fmt::format("ACQUIRE \"{}\": timed out", name)));
+      case client::Connection::NextSession::kCancelled:
+        return Result<Grant>(cancelled(name));
+      case client::Connection::NextSession::kStopped:
+        return Result<Grant>(
+            Status(StatusCode::kUnavailable, fmt::format("ACQUIRE \"{}\": {}", name, ended.why.message())));
+    }
+    const std::optional<milliseconds> rest = deadline.remaining();
+    const std::string server = connection->counters().server;
+    client::log_info("ACQUIRE \"{}\": the session ended while it waited ({}); sent again on a new session to {}, {}",
+                     name, ended.why.message(), server.empty() ? "the server" : server,
+                     rest ? fmt::format("{} ms left", rest->count()) : std::string("no timeout"));
+    ended = SessionEnd{};
+    taken = take_remote(protocol::Verb::kAcquire, name, how, rest, &ended);
+    // Not sent: that session ended already; wait for the one after it.
+    if (!taken && ended.session == 0) {
+      after = session;
+      ended.why = Status(StatusCode::kUnavailable, "the new session ended at once");
+    } else {
+      after = ended.session;
+    }
+  }
+  return taken;
 }
 
 Result<Permit> Client::Impl::local_acquire(std::string_view name, std::int64_t limit, std::int64_t count,
@@ -380,8 +446,7 @@ Result<Permit> Client::acquire(std::string_view name, const AcquireOptions& opti
                                 /*fallback=*/false);
   }
   const Deadline deadline(timeout);
-  if (auto taken =
-          impl_->take_remote(protocol::Verb::kAcquire, name, options, timeout, /*fall_back_after_send=*/true)) {
+  if (auto taken = impl_->take_acquire(name, options, timeout, deadline)) {
     if (!*taken) return taken->status();
     auto state = std::make_shared<client::PermitState>();
     state->name = std::string(name);
@@ -439,7 +504,7 @@ Status Client::wait(std::string_view name, const AcquireOptions& options) {
     return impl_->local_wait(name, impl_->options.limit(name), options.count, timeout, options.cancel);
   }
   const Deadline deadline(timeout);
-  if (auto taken = impl_->take_remote(protocol::Verb::kWait, name, options, timeout, /*fall_back_after_send=*/false)) {
+  if (auto taken = impl_->take_remote(protocol::Verb::kWait, name, options, timeout, /*ended=*/nullptr)) {
     if (!*taken) return taken->status();
     if (options.cancel != nullptr && options.cancel->cancelled()) {
       // The grant raced ahead of the cancel: the consumed permits go back.

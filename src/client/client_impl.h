@@ -118,16 +118,32 @@ struct Client::Impl {
   Result<client::Reply> finish_round_trip(const std::shared_ptr<client::Call>& call) const;
 
   // ACQUIRE or WAIT on the server: its grant, its final refusal, or nullopt
-  // when the caller may fall back: there was no session to send it on, or
-  // (only when `fall_back_after_send`) the session ended before the answer.
-  // Otherwise a session that ended after the send answers kUnavailable: the
-  // server may have granted the request (for WAIT, consumed the permits).
+  // when there was no session to send it on (the caller may fall back), or
+  // (only with `ended`, then filled in) the session ended before the answer
+  // (acquire sends it again on the next session: rule 9 of docs/client.md,
+  // "Resuming the session"). Without `ended`, a session that ended after the
+  // send answers kUnavailable: the server may have granted the request (for
+  // WAIT, consumed the permits).
   struct Grant {
     std::uint64_t fence = 0;
     std::uint64_t session = 0;
   };
+  struct SessionEnd {
+    std::uint64_t session = 0;  // the session that ended; 0: nothing was sent
+    Status why;
+    bool kicked = false;  // by an administrator's KICK
+  };
   std::optional<Result<Grant>> take_remote(protocol::Verb verb, std::string_view name, const AcquireOptions& how,
-                                           std::optional<std::chrono::milliseconds> timeout, bool fall_back_after_send);
+                                           std::optional<std::chrono::milliseconds> timeout, SessionEnd* ended);
+
+  // take_remote for ACQUIRE, sent again on the next session as long as a
+  // session ends under it (not by KICK) and a server answers, until
+  // `deadline` (the caller's timeout) or how.cancel; nullopt when it was
+  // never sent, or when the round of attempts after its session's end
+  // reached no server: the caller falls back.
+  std::optional<Result<Grant>> take_acquire(std::string_view name, const AcquireOptions& how,
+                                            std::optional<std::chrono::milliseconds> timeout,
+                                            const client::Deadline& deadline);
 
   // Takes `count` permits of the local semaphore `name` as a Permit that
   // gives them back. For a `fallback` (a server name served locally), only

@@ -200,6 +200,7 @@ void Connection::stop() {
   // reference there (loss callbacks must not call the Client).
   assert(!on_io_thread());
   stopping_ = true;
+  wake_waiters();
   wake();
   thread_.join();
 }
@@ -240,6 +241,36 @@ Reply Connection::wait(Call& call) {
   std::unique_lock lock(call.mutex);
   call.cv.wait(lock, [&] { return call.done; });
   return call.reply;
+}
+
+Connection::NextSession Connection::await_session(std::uint64_t after, std::optional<Clock::time_point> until,
+                                                  const std::function<bool()>& cancelled, std::uint64_t& session) {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    if (stopping()) return NextSession::kStopped;
+    if (connected_ && session_ > after) {
+      session = session_;
+      return NextSession::kServed;
+    }
+    // A round that failed while session_ was `after` or later began after
+    // that session ended (rounds and sessions follow one another on the I/O
+    // thread), so it tried every server since.
+    if (!connected_ && failed_round_after_ >= after) return NextSession::kNoServer;
+    if (cancelled && cancelled()) return NextSession::kCancelled;
+    if (until) {
+      if (first_round_cv_.wait_until(lock, *until) == std::cv_status::timeout && Clock::now() >= *until) {
+        if (connected_ && session_ > after) continue;
+        return NextSession::kTimedOut;
+      }
+    } else {
+      first_round_cv_.wait(lock);
+    }
+  }
+}
+
+void Connection::wake_waiters() {
+  std::lock_guard lock(mutex_);
+  first_round_cv_.notify_all();
 }
 
 void Connection::register_permit(const std::shared_ptr<client::PermitState>& permit) {
@@ -414,6 +445,7 @@ void Connection::run() {
         counters_.unreachable = failures;
         // A refusal is an answer: no fallback, whatever the other servers did.
         refused_ = refusal;
+        failed_round_after_ = session_;
       }
       if (refusal.is_ok()) enter_fallback(Status(StatusCode::kUnavailable, "no server answered (" + failures + ")"));
     }
@@ -1269,6 +1301,7 @@ Status Connection::serve(int fd) {
   sent_seq_ = 0;
   read_upto_ = 0;
   fell_silent_ = false;
+  kicked_ = false;
   end_ = End::kDropped;
   for (;;) {
     if (stopping()) {
@@ -1568,7 +1601,9 @@ Status Connection::dispatch(std::string_view line) {
     }
     if (answer.error == protocol::ErrorCode::kKicked) {
       // An administrator's KICK: the server has let go of the permits
-      // already, as for a closed connection; the client reconnects.
+      // already, as for a closed connection; the client reconnects, and
+      // sends no waiting ACQUIRE again (the operator's decision).
+      kicked_ = true;
       return Status(StatusCode::kUnavailable, "the server ended the session by KICK: " + printable(answer.message));
     }
     return Status(StatusCode::kUnavailable, "the server ended the session: " + std::string(answer.rest));
@@ -1665,6 +1700,7 @@ void Connection::session_ended(const Status& reason, std::optional<Clock::time_p
   for (const auto& call : calls) {
     Reply reply;
     reply.failure = reason;
+    reply.kicked = kicked_;
     complete(*call, std::move(reply));
   }
   for (const auto& [raw, weak] : permits) {

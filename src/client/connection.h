@@ -105,7 +105,8 @@ std::string with_default_port(std::string_view address);
 
 // The final answer to a request, or why there is none.
 struct Reply {
-  Status failure;  // kUnavailable or kShutdown: the session ended first
+  Status failure;       // kUnavailable or kShutdown: the session ended first
+  bool kicked = false;  // with `failure`: the session ended by an administrator's KICK
   protocol::AnswerType type = protocol::AnswerType::kOk;
   protocol::ErrorCode error = protocol::ErrorCode::kNone;
   std::string rest;                // after the answer word (ERR: code and message)
@@ -210,6 +211,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Blocks until the call has its final answer (the I/O thread guarantees
   // one: a session that ends fails its calls).
   static Reply wait(Call& call);
+
+  // After the session numbered `after` ended (a Call's `session`): waits
+  // for what the I/O thread's next connection attempts find. kServed: a
+  // later session serves, its number in `session` (it may end again before
+  // a send); kNoServer: a whole round of attempts after `after` ended
+  // reached no server, or only servers that refused the session
+  // (refusal() says which), as for a request made while no server is up;
+  // kTimedOut at `until`; kCancelled once `cancelled()` says so (checked
+  // when woken: wake_waiters()); kStopped after stop().
+  enum class NextSession { kServed, kNoServer, kTimedOut, kCancelled, kStopped };
+  NextSession await_session(std::uint64_t after, std::optional<std::chrono::steady_clock::time_point> until,
+                            const std::function<bool()>& cancelled, std::uint64_t& session);
+  // Wakes the await_session() calls (a cancel token fired).
+  void wake_waiters();
 
   // Remote permits held on a session, marked lost when it ends. A permit
   // whose session has already ended is marked lost at once.
@@ -322,9 +337,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::mutex stop_mutex_;  // serializes stop()
 
   mutable std::mutex mutex_;
-  std::condition_variable first_round_cv_;                             // with mutex_
-  bool first_round_done_ = false;                                      // guarded by mutex_
-  bool connected_ = false;                                             // guarded by mutex_
+  std::condition_variable first_round_cv_;  // with mutex_; also a round or a session began
+  bool first_round_done_ = false;           // guarded by mutex_
+  bool connected_ = false;                  // guarded by mutex_
+  // session_ when the last round of connection attempts served no session
+  // (no server, or refusals); 0: none yet. Guarded by mutex_.
+  std::uint64_t failed_round_after_ = 0;
   std::uint64_t session_ = 0;                                          // guarded by mutex_: the current or last session
   Status last_loss_{StatusCode::kUnavailable, "not connected"};        // guarded by mutex_
   std::optional<std::chrono::steady_clock::time_point> last_stop_by_;  // guarded by mutex_: of last_loss_
@@ -359,6 +377,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // reads a connection's lines in order, so an answer shows it read them all).
   std::uint64_t read_upto_ = 0;
   bool fell_silent_ = false;  // the session ended because the server stopped answering
+  bool kicked_ = false;       // the session ended by `* ERR KICKED`
   End end_ = End::kFinal;     // how the last serve() ended
   // The resumable session (RESUMABLE's answer; 0: not resumable) and the
   // cluster's leader as LEADER last named it.

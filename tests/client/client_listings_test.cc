@@ -203,6 +203,39 @@ TEST_F(ClientListingsTest, KickGivesTheKickedSessionsPermitToTheWaiter) {
   EXPECT_EQ((*holders)[0].session_id, waiter->stats().session_id);
 }
 
+// A KICK the client hears (`* ERR KICKED` on its live connection) is an
+// operator's decision: the queued ACQUIRE fails with it, neither sent again
+// on the client's next session (rule 9 of docs/client.md is for sessions
+// that ended without a word) nor served by a host-local semaphore.
+TEST_F(ClientListingsTest, AKickedWaitersAcquireFailsAndIsNotSentAgain) {
+  start_server();
+  auto holder = make_client("holder");
+  auto waiter = make_client("waiter");
+  auto admin = make_client("admin");
+  ASSERT_TRUE(holder && waiter && admin);
+  const std::uint64_t waiter_id = waiter->stats().session_id;
+  Result<Permit> held = holder->acquire("db");
+  ASSERT_TRUE(held) << held.status().to_string();
+  auto queued = std::async(std::launch::async, [&] { return waiter->acquire("db", {.timeout = 20s}); });
+  ASSERT_TRUE(eventually([&] {
+    auto rows = admin->waiters("db");
+    return rows && rows->size() == 1;
+  }));
+  ASSERT_TRUE(admin->kick(waiter_id).is_ok());
+  ASSERT_EQ(queued.wait_for(5s), std::future_status::ready) << "the kicked ACQUIRE still waits";
+  Result<Permit> outcome = queued.get();
+  ASSERT_FALSE(outcome) << (outcome->is_local() ? "served by a host-local semaphore" : "granted by the server");
+  EXPECT_EQ(outcome.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(outcome.status().message().find("KICK"), std::string::npos) << outcome.status().to_string();
+  // The client reconnects as a new session, which waits for nothing.
+  ASSERT_TRUE(eventually([&] { return waiter->connected() && waiter->stats().session_id != waiter_id; }));
+  std::this_thread::sleep_for(200ms);
+  Result<std::vector<WaiterInfo>> waiters = admin->waiters("db");
+  ASSERT_TRUE(waiters) << waiters.status().to_string();
+  EXPECT_TRUE(waiters->empty());
+  EXPECT_EQ(waiter->stats().local_grants, 0u);
+}
+
 TEST_F(ClientListingsTest, AClientCanKickItsOwnSession) {
   start_server();
   auto self = make_client("self");

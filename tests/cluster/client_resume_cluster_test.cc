@@ -232,6 +232,84 @@ TEST_F(ClientResumeCluster, AQueuedAcquireIsGrantedAfterItsServerIsKilled) {
   queued_acquire_survives_its_servers_death(false);
 }
 
+// Rule 9 (docs/client.md, "Resuming the session"), the deterministic way to
+// a session that cannot be resumed: the waiter's server is stopped, the
+// waiter's session is KICKed at the leader (the stopped server cannot tell
+// the client), then that server is killed: the RESUME answers NOT_FOUND.
+// The ACQUIRE goes again on a new session and is granted by the cluster
+// after the holder's release, never by a host-local semaphore (before rule
+// 9 it was served locally at once: two holders of `lock = 1`).
+TEST_F(ClientResumeCluster, AQueuedAcquireWhoseSessionIsGoneIsSentAgainNotServedLocally) {
+  const int lead = cluster_leader(servers_, 10s);
+  ASSERT_GE(lead, 0) << "no leader elected\n" << logs();
+  const int stopped = (lead + 1) % kServers;
+  const int other = (lead + 2) % kServers;
+  auto owner = raw(lead);
+  ASSERT_TRUE(owner != nullptr);
+  const std::string held = owner->request(req::acquire("a", "lock", 1, 5000), 10s);
+  ASSERT_TRUE(held.starts_with("a OK ")) << held << "\n" << logs();
+  const std::uint64_t held_fence = std::stoull(netsem::testing::fields(held).at(2));
+
+  // The two followers only, the stopped one first: rule 3 moves a fresh
+  // session only to a configured leader, so the waiter stays there. The
+  // fallback is the default one, local.
+  ClientOptions options;
+  options.servers = {address(stopped), address(other)};
+  options.local_dir = dir_.path() / "local";
+  options.connect_timeout = 3s;
+  options.reconnect_min = 20ms;
+  options.reconnect_max = 200ms;
+  options.request_timeout = 5s;
+  Result<std::unique_ptr<netsem::Client>> made = netsem::Client::create(std::move(options));
+  ASSERT_TRUE(made) << made.status().to_string();
+  netsem::Client& waiter = **made;
+  ASSERT_TRUE(waiter.connected()) << logs();
+  ASSERT_EQ(waiter.stats().server, address(stopped)) << logs();
+  const std::uint64_t session_id = waiter.stats().session_id;
+  const auto one_waiter = [&] {
+    auto look = raw(lead);
+    if (look == nullptr) return false;
+    const auto fields = netsem::testing::fields(look->request(req::get("g", "lock"), 5s));
+    return fields.size() > 5 && fields[5] == "1";
+  };
+  auto granted = std::async(std::launch::async, [&] { return waiter.acquire("lock", {.timeout = 20s}); });
+  ASSERT_TRUE(eventually(one_waiter, 8s)) << logs();
+
+  servers_[stopped]->send_signal(SIGSTOP);
+  // The client hears nothing of it: its pings go every T/6 = 1 s, and it
+  // moves only after one is unanswered for T/6, long after the KICK.
+  auto admin = raw(lead);
+  ASSERT_TRUE(admin != nullptr);
+  const std::string kicked = admin->request(req::kick("k", session_id), 10s);
+  ASSERT_EQ(kicked, "k OK") << logs();
+  kill(stopped);
+
+  // Queued again on the other server, for the rest of its 20 s.
+  const auto ended = [&] { return granted.wait_for(0ms) == std::future_status::ready; };
+  const bool queued =
+      eventually([&] { return ended() || (waiter.stats().server == address(other) && one_waiter()); }, 8s);
+  if (granted.wait_for(300ms) == std::future_status::ready) {
+    Result<Permit> early = granted.get();
+    FAIL() << "the acquire ended while `lock` was held: "
+           << (!early              ? early.status().to_string()
+               : early->is_local() ? "served by a host-local semaphore"
+                                   : "granted by the cluster");
+  }
+  ASSERT_TRUE(queued) << waiter.stats().server << "\n" << logs();
+  EXPECT_EQ(waiter.stats().local_grants, 0u);
+  EXPECT_EQ(waiter.stats().resumes, 0u);
+  const std::string released = owner->request(req::release("r", "lock"), 10s);
+  ASSERT_TRUE(released.starts_with("r OK")) << released << "\n" << logs();
+  ASSERT_EQ(granted.wait_for(8s), std::future_status::ready) << logs();
+  Result<Permit> permit = granted.get();
+  ASSERT_TRUE(permit) << permit.status().to_string() << "\n" << logs();
+  EXPECT_FALSE(permit->is_local());
+  ASSERT_TRUE(permit->fence().has_value());
+  EXPECT_GT(*permit->fence(), held_fence);
+  EXPECT_EQ(waiter.stats().local_grants, 0u);
+  EXPECT_EQ(owner->request(req::acquire("t", "lock", 1, 0), 10s), "t TIMEOUT") << logs();
+}
+
 TEST_F(ClientResumeCluster, AClientMovesToTheLeaderAfterItsHandshake) {
   const int lead = cluster_leader(servers_, 10s);
   ASSERT_GE(lead, 0) << "no leader elected\n" << logs();
