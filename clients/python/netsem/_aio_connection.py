@@ -166,6 +166,11 @@ class Connection:
         self.unreachable = ""
         self.protocol = ""  # "1.0" or "1.1" while connected
         self.session_id = 0
+        # Rule 9 (await_session): rounds of connection attempts that ended with
+        # no session, their number when the last session ended, and who waits.
+        self._empty_rounds = 0
+        self._empty_rounds_at_end = 0
+        self._watchers: list[asyncio.Future[None]] = []
 
         # The session's own state.
         self._writer: asyncio.StreamWriter | None = None
@@ -276,6 +281,40 @@ class Connection:
             self._arm(due)
         return call
 
+    async def await_session(self, after: int, deadline: float | None, cancelled: Callable[[], bool]) -> int:
+        """Rule 9: waits, after session ``after`` ended, for the next round of
+        connection attempts: the new session's number once one began, 0 when
+        a round ended with no session (no server reachable, or a refusal:
+        ``refused``) or the connection is stopping, -1 when ``deadline`` passed
+        or ``cancelled()`` (wake it with ``wake_waiters``) first."""
+        assert self._loop is not None
+        while True:
+            if self.connected and self.session > after:
+                return self.session
+            if self._stopping or self._task is None or self._task.done() or (
+                    not self.connected and self._empty_rounds > self._empty_rounds_at_end):
+                return 0
+            if cancelled():
+                return -1
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return -1
+            watcher: asyncio.Future[None] = self._loop.create_future()
+            self._watchers.append(watcher)
+            try:
+                await asyncio.wait([watcher], timeout=left)
+            finally:
+                if watcher in self._watchers:
+                    self._watchers.remove(watcher)
+
+    def wake_waiters(self) -> None:
+        """Wakes every await_session (the session began or ended, a round
+        ended, a cancel)."""
+        watchers, self._watchers = self._watchers, []
+        for watcher in watchers:
+            if not watcher.done():
+                watcher.set_result(None)
+
     def register_permit(self, permit: LossListener) -> None:
         """Remembers a remote permit of its session, to mark it lost when that ends;
         a permit whose session has already ended is marked lost at once."""
@@ -362,6 +401,8 @@ class Connection:
                     self.refused = refusal
                     if refusal is None:
                         self._enter_fallback(Unavailable(f"no server answered ({self.unreachable})"))
+                    self._empty_rounds += 1
+                    self.wake_waiters()
                 self._first_round.set()
                 await asyncio.sleep(backoff)
                 if not served:
@@ -370,6 +411,7 @@ class Connection:
             self._failed(error)
         finally:
             self._first_round.set()
+            self.wake_waiters()
 
     def _failed(self, error: Exception) -> None:
         """The task failed (a bug): every pending and later call fails with a
@@ -607,6 +649,7 @@ class Connection:
         else:
             log.info("connected to %s", server)
         self._first_round.set()
+        self.wake_waiters()
 
     async def _serve(self, reader: asyncio.StreamReader, resumed: _resume.Mine | None = None) -> NetsemError:
         """Reads and dispatches answers until the session ends; returns why it
@@ -642,7 +685,7 @@ class Connection:
                 try:
                     lines = self._buffer.feed(data)
                 except ProtocolError:
-                    return Unavailable("the server sent an over-long or binary line")
+                    return _resume.Broken("the server sent an over-long or binary line")
                 for line in lines:
                     ended = self._dispatch(line)
                     if ended is not None:
@@ -723,7 +766,7 @@ class Connection:
         try:
             reply = proto.parse_line(line)
         except ProtocolError:
-            return Unavailable(f"not a netsem answer: {printable(line)}")
+            return _resume.Broken(f"not a netsem answer: {printable(line)}")
         if reply.tag == "*":
             if reply.kind != "ERR":
                 return None
@@ -731,8 +774,9 @@ class Connection:
                 self._may_resume = True
                 return Shutdown("the server is shutting down")
             if reply.code == "KICKED":
-                # An administrator's KICK: the server has let go of the permits.
-                return Unavailable(f"the server ended the session by KICK: {proto.printable(reply.message)}")
+                # An administrator's KICK: the server has let go of the permits;
+                # a waiting ACQUIRE fails (not sent again: rule 9).
+                return _resume.Kicked(f"the server ended the session by KICK: {proto.printable(reply.message)}")
             return Unavailable(f"the server ended the session: {proto.printable(reply.text)}")
         call = self._pending.get(reply.tag)
         if call is None:
@@ -906,15 +950,14 @@ class Connection:
         return reader, writer, buffer
 
     async def _follow_leader(self, writer: asyncio.StreamWriter, host: str, port: int) -> Any:
-        """Right after a fresh handshake (rule 3): when LEADER named another
-        server, over plain TCP, with several servers configured (a single
-        server answers its own bind address, which a proxy or NAT hides), a
-        new session there, ((reader, writer, hello), (host, port)); the one on
-        ``writer`` is QUIT. None (stay) when there is no such leader or it
-        cannot be reached in time."""
+        """Right after a fresh handshake (rule 3): when LEADER named another of
+        the configured servers (exact host:port: a server's own address behind
+        a proxy or NAT is not followed), over plain TCP, a new session there,
+        ((reader, writer, hello), (host, port)); the one on ``writer`` is QUIT.
+        None (stay) when there is no such leader or it cannot be reached in time."""
         leader = self._leader
-        if (leader is None or leader == (host, port) or self._tls is not None or len(self._endpoints) < 2
-                or leader[0] in ("0.0.0.0", "::")):
+        if (not _resume.follows(leader, (host, port), self._endpoints, self._tls is not None)
+                or len(self._endpoints) < 2 or leader is None or leader[0] in ("0.0.0.0", "::")):
             return None
         saved = (self._lease, self._resumable, self._leader, self._buffer)
         server = proto.endpoint_text(*leader)
@@ -1049,6 +1092,8 @@ class Connection:
         self.losses += 1
         self.last_loss = reason
         self.last_stop_by = stop_by
+        self._empty_rounds_at_end = self._empty_rounds
+        self.wake_waiters()
         if self._stopping:
             log.debug("closed the connection to %s", server)
         else:

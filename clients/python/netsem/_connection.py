@@ -174,6 +174,11 @@ class Connection:
         self._in_fallback = False  # guarded by _lock
         self._refused: NetsemError | None = None  # guarded by _lock
         self._counters = Counters()  # guarded by _lock
+        # Rule 9 (await_session): rounds of connection attempts that ended with
+        # no session, and their number when the last session ended.
+        self._empty_rounds = 0  # guarded by _lock
+        self._empty_rounds_at_end = 0  # guarded by _lock
+        self._io_done = False  # guarded by _lock: the I/O thread has ended
 
         # Loop only.
         self._sock: socket.socket | None = None
@@ -245,6 +250,31 @@ class Connection:
     def connected(self) -> bool:
         with self._lock:
             return self._connected
+
+    def await_session(self, after: int, deadline: float | None, cancelled: Callable[[], bool]) -> int:
+        """Rule 9: waits, after session ``after`` ended, for the next round of
+        connection attempts: the new session's number once one began, 0 when
+        a round ended with no session (no server reachable, or a refusal:
+        ``refusal()``) or the client is closing, -1 when ``deadline`` passed or
+        ``cancelled()`` (wake it with ``wake_waiters``) first."""
+        with self._first_round:
+            while True:
+                if self._connected and self._session > after:
+                    return self._session
+                if self._io_done or self._stopping.is_set() or (
+                        not self._connected and self._empty_rounds > self._empty_rounds_at_end):
+                    return 0
+                if cancelled():
+                    return -1
+                left = 1.0 if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    return -1
+                self._first_round.wait(min(left, 1.0))
+
+    def wake_waiters(self) -> None:
+        """Wakes await_session (a cancel)."""
+        with self._first_round:
+            self._first_round.notify_all()
 
     def refusal(self) -> NetsemError | None:
         """The refusal of the last round (a server answered no and none served
@@ -350,6 +380,7 @@ class Connection:
         finally:
             with self._first_round:
                 self._first_round_done = True
+                self._io_done = True
                 self._first_round.notify_all()
 
     def _loop(self) -> None:
@@ -427,6 +458,7 @@ class Connection:
                     self._counters.unreachable = "; ".join(failures)
                     # A refusal is an answer: no fallback, whatever the other servers did.
                     self._refused = refusal
+                    self._empty_rounds += 1
                 if refusal is None:
                     self._enter_fallback(Unavailable(f"no server answered ({'; '.join(failures)})"))
             with self._first_round:
@@ -860,7 +892,7 @@ class Connection:
         try:
             lines = buffer.feed(data)
         except ProtocolError:
-            raise _Ended(Unavailable("the server sent an over-long or binary line")) from None
+            raise _Ended(_resume.Broken("the server sent an over-long or binary line")) from None
         # Lines that arrived before the end are still handed out.
         for line in lines:
             self._dispatch(line)
@@ -874,7 +906,7 @@ class Connection:
             reply = proto.parse_line(line)
         except ProtocolError:
             text = line.decode("utf-8", "surrogateescape")
-            raise _Ended(Unavailable(f"not a netsem answer: {proto.printable(text)}")) from None
+            raise _Ended(_resume.Broken(f"not a netsem answer: {proto.printable(text)}")) from None
         if reply.tag == "*":
             if reply.kind != "ERR":
                 return
@@ -883,8 +915,10 @@ class Connection:
                 raise _Ended(Shutdown("the server is shutting down"))
             if reply.code == "KICKED":
                 # An administrator's KICK: the server has let go of the permits
-                # already, as for a closed connection; the client reconnects.
-                raise _Ended(Unavailable(f"the server ended the session by KICK: {proto.printable(reply.message)}"))
+                # already, as for a closed connection; the client reconnects,
+                # and a waiting ACQUIRE fails (not sent again: rule 9).
+                raise _Ended(_resume.Kicked(f"the server ended the session by KICK: "
+                                            f"{proto.printable(reply.message)}"))
             raise _Ended(Unavailable(f"the server ended the session: {proto.printable(reply.text)}"))
         call = self._pending.get(reply.tag)
         if call is None:
@@ -914,8 +948,10 @@ class Connection:
             self._put(Call(tag, call.session, undo(tag)), time.monotonic())
 
     def _session_ended(self, reason: NetsemError, stop_by: float | None) -> None:
-        with self._lock:
+        with self._first_round:
             self._connected = False
+            self._empty_rounds_at_end = self._empty_rounds
+            self._first_round.notify_all()
             server = self._counters.server
             counters = self._counters
             counters.connected, counters.server, counters.protocol, counters.session_id = False, "", "", 0
@@ -1011,13 +1047,13 @@ class Connection:
     def _follow_leader(self, sock: socket.socket, host: str, port: int
                        ) -> tuple[socket.socket, str, int, proto.Hello] | None:
         """Loop only, right after a fresh handshake (rule 3): when LEADER named
-        another server, over plain TCP, with several servers configured (a
-        single server answers its own bind address, which a proxy or NAT
-        hides), a new session there; the one on ``sock`` is QUIT. None (stay)
+        another of the configured servers (exact host:port: a server's own
+        address behind a proxy or NAT is not followed), over plain TCP, a new
+        session there; the one on ``sock`` is QUIT. None (stay)
         when there is no such leader or it cannot be reached in time."""
         leader = self._leader
-        if (leader is None or leader == (host, port) or self._tls is not None or len(self._servers) < 2
-                or leader[0] in ("0.0.0.0", "::")):
+        if (not _resume.follows(leader, (host, port), self._servers, self._tls is not None)
+                or len(self._servers) < 2 or leader is None or leader[0] in ("0.0.0.0", "::")):
             return None
         saved = (self._lease, self._resumable, self._leader)
         server = proto.endpoint_text(*leader)

@@ -12,6 +12,13 @@ same tag), answered now (a grant or a release that took effect), re-sent
 (with what is left of its timeout), or failed (outcome unknown); and which
 held counts MINE no longer shows (those permits are lost). ``HeldCounts``
 keeps, from the answers, what the session holds per name, as settle needs it.
+
+``Requeue`` is rule 9 (docs/client.md, "Fallback"): an ACQUIRE whose session
+ended while it waited, and was not resumed, is sent again on a new session
+with what is left of its timeout; it falls back only when the next round of
+connection attempts reaches no server, and a KICK the client saw (``Kicked``)
+or a server that broke the protocol (``Broken``) fails it. Each client waits
+for that round its own way (a thread, a task).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from netsem import _protocol as proto
-from netsem.errors import ProtocolError
+from netsem.errors import NetsemError, ProtocolError, Timeout, Unavailable
 
 # Requests that change nothing: re-sent after a resume when their answer was lost.
 _READS = frozenset(
@@ -258,3 +265,68 @@ class ResumeAnswers:
                 else:
                     return f"gone:MINE answered {proto.printable(reply.text)}"
         return None
+
+
+class Kicked(Unavailable):
+    """The server ended the session by an administrator's KICK, told on the
+    live connection (``* ERR KICKED``): the permits are lost, and a waiting
+    ACQUIRE fails rather than being sent again (rule 9)."""
+
+
+class Broken(Unavailable):
+    """The client ended the session because the server broke the protocol (a
+    line that is no netsem answer, an over-long or binary one): a waiting
+    ACQUIRE fails rather than being sent again to a server that will do the
+    same (rule 9)."""
+
+
+class Requeue:
+    """Rule 9 for one ACQUIRE (``what``: 'ACQUIRE "name"'), sans I/O: whether
+    the end of its session fails it (``refusal``), the timeout to send it again
+    with (``timeout``), and the log line (``sent_again``)."""
+
+    def __init__(self, what: str, timeout: float | None, deadline: float | None) -> None:
+        self.what = what
+        self.is_try = timeout is not None and timeout <= 0
+        self.deadline = deadline  # time.monotonic() when it gives up; None: never
+        self.why = ""  # why the last session ended
+
+    def refusal(self, failure: NetsemError) -> NetsemError | None:
+        """None when the ACQUIRE may be sent again after ``failure`` ended its
+        session; else what the caller raises: a KICK it saw (an operator's
+        decision), a server that broke the protocol, or a failure that is no
+        end of a session (the client's own I/O failed: no outage, no
+        fallback)."""
+        if isinstance(failure, (Kicked, Broken)):
+            return Unavailable(f"{self.what}: {failure.message}; the request is not sent again")
+        if not isinstance(failure, Unavailable):
+            return failure
+        self.why = failure.message
+        return None
+
+    def timeout(self, now: float) -> float | None:
+        """The timeout of the request sent again at ``now``: what is left of the
+        caller's (a try stays a try; None: still none). Raises Timeout when
+        nothing is left, as the caller asked."""
+        if self.is_try:
+            return 0.0
+        if self.deadline is None:
+            return None
+        left = self.deadline - now
+        if left <= 0:
+            raise Timeout(f"{self.what}: timed out (its session ended while it waited: {self.why})")
+        return left
+
+    def sent_again(self, server: str, timeout: float | None) -> str:
+        """The info line: where it went, with how much time left."""
+        left = "no timeout" if timeout is None else f"{round(timeout * 1000)} ms left"
+        return (f"{self.what}: the session ended while it waited ({self.why}); sent again on a new session to "
+                f"{server}, {left}")
+
+
+def follows(leader: tuple[str, int] | None, current: tuple[str, int], servers: list[tuple[str, int]],
+            tls: bool) -> bool:
+    """Rule 3: whether a fresh session on ``current`` moves to ``leader``: one
+    of the configured ``servers`` (exact host:port: a leader's own address
+    behind a proxy or NAT is not one), not the current one, over plain TCP."""
+    return leader is not None and leader != current and not tls and leader in servers

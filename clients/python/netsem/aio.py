@@ -46,6 +46,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from netsem import _protocol as proto
+from netsem import _resume
 from netsem._aio_connection import Answer, Call, Connection
 from netsem._aio_local import LocalSide, uncancellable
 from netsem._aio_permit import AcquireRequest, Permit
@@ -92,7 +93,11 @@ class _Deadline:
     """When a call with ``timeout`` (None: none) must give up."""
 
     def __init__(self, timeout: float | None) -> None:
-        self._at = None if timeout is None else time.monotonic() + timeout
+        self._at = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+
+    @property
+    def at(self) -> float | None:
+        return self._at
 
     def remaining(self) -> float | None:
         if self._at is None:
@@ -307,27 +312,76 @@ class Client:
         fall_back_after_send: bool,
     ) -> tuple[int, int] | None:
         """ACQUIRE or WAIT on the server: (fence, session) of its grant, or None when
-        the caller may fall back (no session, or, when ``fall_back_after_send``, the
-        session ended before the answer); raises the server's refusal."""
+        the caller may fall back: no session, or (``fall_back_after_send``, an
+        ACQUIRE) its session ended before the answer and the next round of
+        connection attempts reached no server (rule 9: on a new session it is
+        sent again with what is left of its timeout); raises the server's
+        refusal, Unavailable when the outcome is unknown (WAIT) or a KICK ended
+        the session, Timeout when no time was left to send it again."""
         timeout_ms = proto.timeout_ms(timeout)
         encode = proto.acquire_request if verb == "ACQUIRE" else proto.wait_request
+        what = f'{verb} "{name}"'
+        requeue = _resume.Requeue(what, timeout, _Deadline(timeout).at) if fall_back_after_send else None
         call = self._connection.send(lambda tag: encode(tag, name, count, timeout_ms), may_wait=timeout_ms != 0)
         if call is None:
             return None
-        what = f'{verb} "{name}"'
-        answer = await self._await_take(call, cancel, verb, name, count)
-        if answer.failure is not None:
-            if fall_back_after_send:
-                return None
-            raise Unavailable(
-                f"{what}: the session ended before the answer, which is unknown: {answer.failure.message}"
-            )
+        while True:
+            answer = await self._await_take(call, cancel, verb, name, count)
+            if answer.failure is None:
+                break
+            if requeue is None:
+                raise Unavailable(
+                    f"{what}: the session ended before the answer, which is unknown: {answer.failure.message}"
+                )
+            refusal = requeue.refusal(answer.failure)
+            if refusal is not None:
+                raise refusal
+            again = await self._send_again(requeue, call.session, encode, name, count, cancel)
+            if again is None:
+                return None  # no server reachable: the caller falls back
+            call = again
         error = proto.final_error(answer, what)
         if error is not None:
             raise error
         self._remote_grants += 1
         assert answer.reply is not None
         return _grant_fence(answer.reply, what), call.session
+
+    async def _send_again(
+        self, requeue: _resume.Requeue, ended: int, encode: Callable[[str, str, int, int], bytes], name: str,
+        count: int, cancel: CancelToken | None,
+    ) -> Call | None:
+        """Rule 9: the request of a session that ended (``ended``), sent again on
+        the next session with what is left of its timeout; None when the next
+        round of connection attempts found no server (fallback, or the
+        servers' refusal, which _fallback_limit raises)."""
+        connection = self._connection
+        loop = asyncio.get_running_loop()
+        cancelled = (lambda: cancel.cancelled) if cancel is not None else (lambda: False)
+        link = None
+        if cancel is not None:
+            link = cancel.add_callback(lambda: _call_soon_threadsafe(loop, connection.wake_waiters))
+        try:
+            while True:
+                session = await connection.await_session(ended, requeue.deadline, cancelled)
+                if cancelled():
+                    raise _cancelled(name)
+                if session == 0:
+                    return None
+                timeout = requeue.timeout(time.monotonic())  # Timeout when none is left
+                if session < 0:
+                    continue
+                timeout_ms = proto.timeout_ms(timeout)
+                call = connection.send(lambda tag: encode(tag, name, count, timeout_ms), session,
+                                       may_wait=timeout_ms != 0)
+                if call is None:
+                    ended = session  # that one ended too: the next round decides
+                    continue
+                log.info("%s", requeue.sent_again(connection.server, timeout))
+                return call
+        finally:
+            if cancel is not None:
+                cancel.remove_callback(link)
 
     async def _await_take(
         self, call: Call, cancel: CancelToken | None, verb: str, name: str, count: int

@@ -21,10 +21,12 @@ back. While no server can be reached, other names are served the same way,
 per the name's FallbackPolicy. A server that answers but refuses the session
 (Denied, LimitReached, ProtocolError) is not an outage: calls raise that
 refusal instead of falling back. The rules of which call falls back when are
-libnetsem's (docs/client.md): acquire falls back when there is no session or
-the session ends while it waits; wait and post only when they could not be
-sent, and only for names listed in ``[semaphores]``; value and test_flag read
-the local semaphore; the rest needs the server.
+libnetsem's (docs/client.md): acquire falls back when there is no session, or
+when the session ends while it waits and the next round of connection
+attempts reaches no server (rule 9: otherwise it is sent again on the new
+session with what is left of its timeout); wait and post only when they
+could not be sent, and only for names listed in ``[semaphores]``; value and
+test_flag read the local semaphore; the rest needs the server.
 
 Timeouts are seconds as float: None waits for ever, zero or negative only
 tries (never queues), a positive one waits at most that long.
@@ -47,6 +49,7 @@ from types import TracebackType
 from typing import Any
 
 from netsem import _protocol as proto
+from netsem import _resume
 from netsem._cancel import CancelToken
 from netsem._connection import Call, Connection
 from netsem._options import ClientOptions, client_options
@@ -513,22 +516,34 @@ class Client:
                      cancel: CancelToken | None, fall_back_after_send: bool) -> tuple[int, int] | None:
         """ACQUIRE or WAIT on the server: (fence, session) of its grant, or None
         when the caller may fall back: there was no session to send it on, or
-        (only with ``fall_back_after_send``) the session ended before the
-        answer. Raises its refusal, or Unavailable when a session that ended
-        after the send leaves the outcome unknown."""
+        (only with ``fall_back_after_send``, an ACQUIRE) its session ended
+        before the answer and the next round of connection attempts reached
+        no server (rule 9: on a new session it is sent again, with what is
+        left of its timeout). Raises its refusal, Unavailable when a session
+        that ended after the send leaves the outcome unknown (WAIT) or a KICK
+        ended it, Timeout when no time was left to send it again."""
         ms = proto.timeout_ms(timeout)
         encode = proto.acquire_request if verb == "ACQUIRE" else proto.wait_request
+        requeue = _resume.Requeue(f'{verb} "{name}"', timeout, _deadline(timeout)) if fall_back_after_send else None
         connection = self._io_caller()
         call = connection.send(lambda tag: encode(tag, name, count, ms), may_wait=ms != 0)
         if call is None:
             return None
-        self._await(connection, call, cancel, verb, name, count)
-        if call.failure is not None:
-            if fall_back_after_send:
-                return None
-            raise Unavailable(
-                f'{verb} "{name}": the session ended before the answer, which is unknown: {call.failure}'
-            )
+        while True:
+            self._await(connection, call, cancel, verb, name, count)
+            if call.failure is None:
+                break
+            if requeue is None:
+                raise Unavailable(
+                    f'{verb} "{name}": the session ended before the answer, which is unknown: {call.failure}'
+                )
+            refusal = requeue.refusal(call.failure)
+            if refusal is not None:
+                raise refusal
+            again = self._send_again(connection, requeue, call.session, encode, name, count, cancel)
+            if again is None:
+                return None  # no server reachable: the caller falls back
+            call = again
         error = proto.final_error(call, f'{verb} "{name}"')
         if error is not None:
             raise error
@@ -542,6 +557,37 @@ class Client:
             log.warning('%s "%s": the server\'s grant carries no fence: "%s"', verb, name, call.reply.text)
             fence = 0
         return fence, call.session
+
+    @staticmethod
+    def _send_again(connection: Connection, requeue: _resume.Requeue, ended: int,
+                    encode: Callable[[str, str, int, int], bytes], name: str, count: int,
+                    cancel: CancelToken | None) -> Call | None:
+        """Rule 9: the request of a session that ended (``ended``), sent again
+        on the next session with what is left of its timeout; None when the
+        next round of connection attempts found no server (fallback, or the
+        servers' refusal: the caller's _fallback_limit raises it)."""
+        cancelled = (lambda: cancel.cancelled) if cancel is not None else (lambda: False)
+        callback_id = cancel.add_callback(connection.wake_waiters) if cancel is not None else None
+        try:
+            while True:
+                session = connection.await_session(ended, requeue.deadline, cancelled)
+                if cancelled():
+                    raise _cancelled(name)
+                if session == 0:
+                    return None
+                timeout = requeue.timeout(time.monotonic())  # Timeout when none is left
+                if session < 0:
+                    continue
+                ms = proto.timeout_ms(timeout)
+                call = connection.send(lambda tag: encode(tag, name, count, ms), session, may_wait=ms != 0)
+                if call is None:
+                    ended = session  # that one ended too: the next round decides
+                    continue
+                log.info("%s", requeue.sent_again(connection.counters().server, timeout))
+                return call
+        finally:
+            if cancel is not None:
+                cancel.remove_callback(callback_id)
 
     @staticmethod
     def _await(connection: Connection, call: Call, cancel: CancelToken | None, verb: str, name: str,

@@ -106,10 +106,15 @@ def test_a_broken_answer_ends_the_session_and_the_call(local_dir: Path, answer: 
             assert client.connected
             with pytest.raises(netsem.Unavailable):
                 await client.get("x")
-            # An acquire whose session ends falls back to the host-local semaphore.
+            # An acquire whose session ends while a server answers never falls
+            # back (rule 9): a server that broke the protocol fails it; one
+            # that closed or shut down gets it again on each new session, until
+            # its timeout.
             await until(lambda: client.connected)
-            async with client.acquire("x", timeout=2) as permit:
-                assert permit.is_local
+            expected = netsem.Timeout if answer.startswith((b"%s", b"*")) else netsem.Unavailable
+            with pytest.raises(expected):
+                await client.acquire("x", timeout=2)
+            assert client.stats().local_grants == 0
             assert client.stats().connection_losses >= 2
 
     run(main())

@@ -239,7 +239,7 @@ def test_a_fresh_session_follows_the_leader(cluster: Cluster, local_dir: Path) -
     follower = (lead + 1) % 3
 
     async def main() -> None:
-        order = [cluster.addresses[follower], cluster.addresses[(lead + 2) % 3]]
+        order = [cluster.addresses[follower], cluster.addresses[lead]]  # the leader: a configured server
         async with netsem.aio.Client(options=opts(order, local_dir)) as client:
             assert client.stats().server == cluster.addresses[lead]
             permit = await client.acquire("one", timeout=5)

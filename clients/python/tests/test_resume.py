@@ -294,7 +294,7 @@ def test_a_fresh_session_follows_the_leader(cluster, clients) -> None:
     lead = cluster.leader()
     assert lead >= 0, cluster.logs()
     follower = (lead + 1) % 3
-    client = clients([cluster.addresses[follower], cluster.addresses[(lead + 2) % 3]])
+    client = clients([cluster.addresses[follower], cluster.addresses[lead]])  # the leader: a configured server
     assert client.stats().server == cluster.addresses[lead]
     with client.acquire("one", timeout=5) as permit:
         assert not permit.is_local

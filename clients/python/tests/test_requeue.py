@@ -1,0 +1,459 @@
+"""Rule 9 (issue 16; docs/client.md, "Fallback"): an ACQUIRE whose session
+ends while it waits, and cannot be resumed, is sent again on a new session
+with what is left of its timeout; it falls back only when no server of the
+list can be reached, and a KICK the client sees fails it. Both clients,
+against the real netsemd; every wait bounded, every process killed by pid.
+
+The cluster recipe (the same as libnetsem's test, no race): three servers,
+T = 6 s; a holder takes ``db`` (limit 2) to the limit on the leader; the
+waiter is given S3 (a follower), S1 and S2, each through a TCP proxy: the
+leader's own address is not one it was given, so it stays on S3 (rule 3).
+S3 is SIGSTOPped (the waiter's connection stays open and silent), the
+leader KICKs the waiter's session, S3 is killed -9: the connection resets,
+RESUME answers NOT_FOUND, and the ACQUIRE goes to S1/S2 again. It must not
+be granted (not even locally: fallback ``local``) while the holder holds,
+and then be granted by the cluster with a fence above the holder's.
+Without rule 9 it was granted by a host-local semaphore at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aio_support import options as aio_options
+from aio_support import run
+from cluster_support import Cluster
+from conftest import wait_until
+from fake_server import FakeServer, Peer
+from proxy_support import TcpProxy
+
+import netsem
+import netsem.aio
+from netsem import Client, ClientOptions, FallbackPolicy, Permit
+from netsem import _resume
+from netsem.errors import Timeout, Unavailable
+
+SENT_AGAIN = "sent again on a new session"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    made = Cluster(tmp_path / "cluster", semaphores="db = 2", session_timeout_ms=6000)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+class Setup:
+    """The recipe's servers: the leader, S3 (a follower) behind a proxy, and the
+    waiter's server list."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.lead = cluster.leader()
+        assert self.lead >= 0, cluster.logs()
+        self.s3 = (self.lead + 1) % 3
+        # Each server through a proxy, S3 first: LEADER names the leader's own
+        # address, which is not one of the waiter's servers (rule 3: it stays).
+        order = [self.s3] + [i for i in range(3) if i != self.s3]
+        self.proxies = [TcpProxy(cluster.servers[i].port, cluster.servers[i].host) for i in order]
+        self.proxy = self.proxies[0]
+        self.waiter_servers = [proxy.address for proxy in self.proxies]
+
+    def break_the_session(self, kick: object) -> None:
+        """SIGSTOP S3, KICK the waiter's session at the leader (``kick()``),
+        kill -9 S3."""
+        s3 = self.cluster.servers[self.s3]
+        s3.signal(signal.SIGSTOP)
+        kick()  # type: ignore[operator]
+        s3.kill()
+
+    def close(self) -> None:
+        for proxy in self.proxies:
+            proxy.close()
+
+
+def _waiter_session(holder: Client) -> int:
+    waiters = holder.waiters("db")
+    assert len(waiters) == 1, waiters
+    return waiters[0].session_id
+
+
+def test_a_queued_acquire_whose_session_was_kicked_meanwhile_is_sent_again(cluster, tmp_path, local_dir,
+                                                                            caplog) -> None:
+    caplog.set_level(logging.INFO, logger="netsem")
+    setup = Setup(cluster)
+    holder_dir = tmp_path / "holder-local"
+    holder_dir.mkdir()
+    holder = Client(options=ClientOptions(servers=[cluster.addresses[setup.lead]], local_dir=str(holder_dir),
+                                          fallback=FallbackPolicy("fail")))
+    waiter = Client(options=ClientOptions(servers=setup.waiter_servers, local_dir=str(local_dir),
+                                          fallback=FallbackPolicy("local"), reconnect_min=0.05,
+                                          reconnect_max=0.2))
+    try:
+        held = holder.acquire("db", count=2)
+        assert waiter.stats().server == setup.proxy.address  # stayed on S3 (rule 3)
+        got: list[Permit | BaseException] = []
+
+        def wait() -> None:
+            try:
+                got.append(waiter.acquire("db", timeout=20))
+            except BaseException as error:  # reported by the test thread
+                got.append(error)
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        assert wait_until(lambda: holder.get("db").waiters == 1, 10)
+        session = _waiter_session(holder)
+        sent_at = time.monotonic()
+        setup.break_the_session(lambda: holder.kick(session))
+        assert wait_until(lambda: SENT_AGAIN in caplog.text or bool(got), 10), caplog.text
+        assert not got, got  # neither a local grant nor an error
+        line = next(r.getMessage() for r in caplog.records if SENT_AGAIN in r.getMessage())
+        assert "NOT_FOUND" in line and "ms left" in line, line
+        # Queued again at the cluster, under a new session, while the holder holds.
+        assert wait_until(lambda: holder.get("db").waiters == 1, 5)
+        assert _waiter_session(holder) != session
+        time.sleep(0.5)
+        assert not got and waiter.stats().local_grants == 0, got
+        held.release()
+        thread.join(20)
+        assert got and isinstance(got[0], Permit), got
+        permit = got[0]
+        assert not permit.is_local and permit.fence is not None and held.fence is not None
+        assert permit.fence > held.fence
+        assert time.monotonic() - sent_at < 20
+        assert waiter.stats().local_grants == 0
+        permit.release()
+    finally:
+        waiter.close()
+        holder.close()
+        setup.close()
+
+
+def test_aio_a_queued_acquire_whose_session_was_kicked_meanwhile_is_sent_again(cluster, tmp_path, local_dir,
+                                                                                caplog) -> None:
+    caplog.set_level(logging.INFO, logger="netsem")
+    setup = Setup(cluster)
+    holder_dir = tmp_path / "holder-local"
+    holder_dir.mkdir()
+
+    async def main() -> None:
+        holder_options = aio_options(cluster.addresses[setup.lead], holder_dir, fallback=FallbackPolicy("fail"))
+        waiter_options = aio_options(setup.waiter_servers[0], local_dir, servers=setup.waiter_servers,
+                                     fallback=FallbackPolicy("local"))
+        async with netsem.aio.Client(options=holder_options) as holder, \
+                netsem.aio.Client(options=waiter_options) as waiter:
+            held = await holder.acquire("db", count=2)
+            assert waiter.stats().server == setup.proxy.address  # stayed on S3 (rule 3)
+            task = asyncio.ensure_future(waiter.acquire("db", timeout=20))
+            deadline = time.monotonic() + 10
+            while (await holder.get("db")).waiters != 1:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            session = (await holder.waiters("db"))[0].session_id
+            s3 = cluster.servers[setup.s3]
+            s3.signal(signal.SIGSTOP)
+            await holder.kick(session)
+            s3.kill()
+            deadline = time.monotonic() + 10
+            while SENT_AGAIN not in caplog.text and not task.done():
+                assert time.monotonic() < deadline, caplog.text
+                await asyncio.sleep(0.01)
+            assert not task.done(), task.result() if not task.exception() else task.exception()
+            await asyncio.sleep(0.5)
+            waiters = await holder.waiters("db")
+            assert len(waiters) == 1 and waiters[0].session_id != session, waiters
+            assert not task.done() and waiter.stats().local_grants == 0
+            await held.release()
+            permit = await asyncio.wait_for(task, 20)
+            assert not permit.is_local and permit.fence is not None and held.fence is not None
+            assert permit.fence > held.fence
+            assert waiter.stats().local_grants == 0
+            await permit.release()
+
+    try:
+        run(main(), bound=60)
+    finally:
+        setup.close()
+
+
+def test_a_kick_the_client_sees_fails_the_queued_acquire(start_netsemd, local_dir) -> None:
+    """`* ERR KICKED` on the live connection: an operator's decision, not sent
+    again and not served locally (until rule 9 it fell back)."""
+    server = start_netsemd(semaphores="db = 1", server_options="session_timeout_ms = 6000")
+    (local_dir / "h").mkdir(exist_ok=True)
+    holder = Client(options=ClientOptions(servers=[server.address], local_dir=str(local_dir / "h"),
+                                          fallback=FallbackPolicy("fail")))
+    waiter = Client(options=ClientOptions(servers=[server.address], local_dir=str(local_dir),
+                                          fallback=FallbackPolicy("local"), reconnect_min=0.05))
+    try:
+        held = holder.acquire("db")
+        got: list[Permit | BaseException] = []
+        thread = threading.Thread(target=lambda: got.append(_catch(lambda: waiter.acquire("db", timeout=10))))
+        thread.start()
+        assert wait_until(lambda: holder.get("db").waiters == 1, 10)
+        holder.kick(holder.waiters("db")[0].session_id)
+        thread.join(10)
+        assert got and isinstance(got[0], Unavailable) and "KICK" in str(got[0]), got
+        assert waiter.stats().local_grants == 0
+        held.release()
+    finally:
+        waiter.close()
+        holder.close()
+
+
+def test_aio_a_kick_the_client_sees_fails_the_queued_acquire(start_netsemd, local_dir) -> None:
+    server = start_netsemd(semaphores="db = 1", server_options="session_timeout_ms = 6000")
+    (local_dir / "h").mkdir(exist_ok=True)
+
+    async def main() -> None:
+        async with netsem.aio.Client(options=aio_options(server, local_dir / "h",
+                                                         fallback=FallbackPolicy("fail"))) as holder, \
+                netsem.aio.Client(options=aio_options(server, local_dir, fallback=FallbackPolicy("local"))) as waiter:
+            held = await holder.acquire("db")
+            task = asyncio.ensure_future(waiter.acquire("db", timeout=10))
+            deadline = time.monotonic() + 10
+            while (await holder.get("db")).waiters != 1:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            await holder.kick((await holder.waiters("db"))[0].session_id)
+            with pytest.raises(Unavailable, match="KICK"):
+                await asyncio.wait_for(task, 10)
+            assert waiter.stats().local_grants == 0
+            await held.release()
+
+    run(main())
+
+
+def test_a_waiter_whose_only_server_died_still_falls_back(start_netsemd, local_dir) -> None:
+    """The other side of rule 9: the next round reaches no server (the only
+    one was killed -9): the ACQUIRE falls back, with what is left of its
+    timeout (fallback `local`), or fails "no server reachable" (`fail`)."""
+    server = start_netsemd(semaphores="db = 1", server_options="session_timeout_ms = 6000")
+    (local_dir / "h").mkdir(exist_ok=True)
+    holder = Client(options=ClientOptions(servers=[server.address], local_dir=str(local_dir / "h"),
+                                          fallback=FallbackPolicy("fail")))
+    local = Client(options=ClientOptions(servers=[server.address], local_dir=str(local_dir),
+                                         fallback=FallbackPolicy("local"), reconnect_min=0.05))
+    failing = Client(options=ClientOptions(servers=[server.address], local_dir=str(local_dir),
+                                           fallback=FallbackPolicy("fail"), reconnect_min=0.05))
+    try:
+        held = holder.acquire("db")  # kept: a dropped Permit is given back
+        got: list[Permit | BaseException] = []
+        threads = [threading.Thread(target=lambda c=c: got.append(_catch(lambda: c.acquire("db", timeout=10))))
+                   for c in (local, failing)]
+        for thread in threads:
+            thread.start()
+        assert wait_until(lambda: holder.get("db").waiters == 2, 10)
+        server.kill()
+        for thread in threads:
+            thread.join(10)
+        assert len(got) == 2, got
+        permits = [g for g in got if isinstance(g, Permit)]
+        errors = [g for g in got if isinstance(g, BaseException)]
+        assert len(permits) == 1 and permits[0].is_local, got
+        assert len(errors) == 1 and isinstance(errors[0], Unavailable) and "no server reachable" in str(errors[0])
+        permits[0].release()
+        del held
+    finally:
+        for client in (failing, local, holder):
+            client.close()
+
+
+def _catch(call: object) -> object:
+    try:
+        return call()  # type: ignore[operator]
+    except BaseException as error:
+        return error
+
+
+def test_requeue_rules_without_a_server() -> None:
+    """_resume.Requeue, the part both clients share."""
+    blocking = _resume.Requeue('ACQUIRE "db"', 5.0, 100.0)
+    assert blocking.refusal(Unavailable("the session ended after its connection did: NOT_FOUND")) is None
+    assert blocking.timeout(97.5) == 2.5
+    with pytest.raises(Timeout):
+        blocking.timeout(100.0)
+    line = blocking.sent_again("127.0.0.2:5", 2.5)
+    assert line == ('ACQUIRE "db": the session ended while it waited (the session ended after its connection '
+                    'did: NOT_FOUND); sent again on a new session to 127.0.0.2:5, 2500 ms left')
+    kicked = blocking.refusal(_resume.Kicked("the server ended the session by KICK: by admin"))
+    assert isinstance(kicked, Unavailable) and "KICK" in str(kicked)
+    bug = netsem.errors.ProtocolError("the I/O thread failed")
+    assert blocking.refusal(bug) is bug
+    forever = _resume.Requeue('ACQUIRE "db"', None, None)
+    assert forever.timeout(1e9) is None
+    assert "no timeout" in forever.sent_again("h:1", None)
+    trying = _resume.Requeue('ACQUIRE "db"', 0.0, 100.0)
+    assert trying.timeout(200.0) == 0.0  # a try stays a try
+    # Rule 3: only a configured leader is followed.
+    servers = [("127.0.0.1", 1), ("127.0.0.2", 2)]
+    assert _resume.follows(("127.0.0.2", 2), ("127.0.0.1", 1), servers, tls=False)
+    assert not _resume.follows(("127.0.0.3", 3), ("127.0.0.1", 1), servers, tls=False)
+    assert not _resume.follows(("127.0.0.2", 2), ("127.0.0.1", 1), servers, tls=True)
+    assert not _resume.follows(None, ("127.0.0.1", 1), servers, tls=False)
+
+
+class OneOneServer:
+    """A fake 1.1 server (UNKNOWN_VERB to LEASE, RESUMABLE, LEADER; T by STATS):
+    the first connection queues the ACQUIRE and then breaks; the second
+    grants it (fence 5). Keeps each connection's first line and the ACQUIREs."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.first_lines: list[str] = []
+        self.acquires: list[str] = []
+
+    def __call__(self, peer: Peer) -> None:
+        with self.lock:
+            index = self.connections
+            self.connections += 1
+        first = peer.read_line()
+        if first is None:
+            return
+        with self.lock:
+            self.first_lines.append(first)
+        peer.buffer = first.encode() + b"\n" + peer.buffer  # handshake() reads it again
+        if not peer.handshake(version="1.1", session_id=7 + index, session_timeout_ms=6000):
+            return
+        request = peer.read_request()
+        if request is None:
+            return
+        with self.lock:
+            self.acquires.append(request)
+        if index == 0:
+            time.sleep(0.2)  # queued; then the connection breaks (the script returns: closed)
+            return
+        tag = request.split(" ", 1)[0]
+        peer.send(f"{tag} OK 5\n".encode())
+        peer.serve_honestly(fence=5)
+
+
+def _one_one_options(server: FakeServer, local_dir: Path) -> ClientOptions:
+    return ClientOptions(servers=[server.address], local_dir=str(local_dir), fallback=FallbackPolicy("local"),
+                         connect_timeout=0.5, reconnect_min=0.05, reconnect_max=0.2)
+
+
+def _check_one_one(script: OneOneServer) -> None:
+    # A 1.1 server never gets RESUME: the second connection starts afresh.
+    assert len(script.first_lines) == 2 and all(" HELLO " in line for line in script.first_lines), script.first_lines
+    assert len(script.acquires) == 2, script.acquires
+    first, again = (line.split(" ") for line in script.acquires)
+    assert first[1:4] == again[1:4] == ["ACQUIRE", "db", "1"], script.acquires
+    assert first[4] == "10000" and 0 < int(again[4]) < 10000, script.acquires  # what was left of it
+
+
+def test_a_1_1_servers_broken_connection_sends_the_acquire_again_not_resume(local_dir, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="netsem")
+    script = OneOneServer()
+    with FakeServer(script) as server:
+        with Client(options=_one_one_options(server, local_dir)) as client:
+            permit = client.acquire("db", timeout=10)
+            assert not permit.is_local and permit.fence == 5
+            assert client.stats().local_grants == 0
+            permit.release()
+    _check_one_one(script)
+    assert SENT_AGAIN in caplog.text
+
+
+def test_aio_a_1_1_servers_broken_connection_sends_the_acquire_again_not_resume(local_dir) -> None:
+    script = OneOneServer()
+
+    async def main() -> None:
+        with FakeServer(script) as server:
+            async with netsem.aio.Client(options=_one_one_options(server, local_dir)) as client:
+                permit = await client.acquire("db", timeout=10)
+                assert not permit.is_local and permit.fence == 5
+                assert client.stats().local_grants == 0
+                await permit.release()
+
+    run(main())
+    _check_one_one(script)
+
+
+class CancelOnSecond(OneOneServer):
+    """As OneOneServer, but the second connection does not grant: it answers
+    the client's CANCEL (``CANCELLED`` to the ACQUIRE, ``OK`` to CANCEL)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancels: list[str] = []
+
+    def __call__(self, peer: Peer) -> None:
+        with self.lock:
+            index = self.connections
+            self.connections += 1
+        if not peer.handshake(version="1.1", session_id=7 + index, session_timeout_ms=6000):
+            return
+        request = peer.read_request()
+        if request is None:
+            return
+        with self.lock:
+            self.acquires.append(request)
+        if index == 0:
+            time.sleep(0.2)
+            return
+        tag = request.split(" ", 1)[0]
+        line = peer.read_request(timeout=10)
+        if line is None:
+            return
+        with self.lock:
+            self.cancels.append(line)
+        cancel_tag, _, rest = line.partition(" ")
+        if rest == f"CANCEL {tag}":
+            peer.send(f"{tag} CANCELLED\n{cancel_tag} OK\n".encode())
+        peer.serve_honestly()
+
+
+def test_a_cancel_token_cancels_the_acquire_sent_again(local_dir, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="netsem")
+    script = CancelOnSecond()
+    token = netsem.CancelToken()
+    with FakeServer(script) as server:
+        with Client(options=_one_one_options(server, local_dir)) as client:
+            got: list[object] = []
+            thread = threading.Thread(target=lambda: got.append(_catch(lambda: client.acquire("db", timeout=10,
+                                                                                                cancel=token))))
+            thread.start()
+            assert wait_until(lambda: len(script.acquires) == 2, 5), script.acquires
+            token.cancel()
+            thread.join(5)
+            assert got and isinstance(got[0], netsem.Cancelled), got
+            assert client.stats().local_grants == 0
+    tag = script.acquires[1].split(" ", 1)[0]
+    assert len(script.cancels) == 1 and script.cancels[0].endswith(f" CANCEL {tag}"), script.cancels
+
+
+def test_aio_a_cancelled_task_cancels_the_acquire_sent_again(local_dir) -> None:
+    script = CancelOnSecond()
+
+    async def main() -> None:
+        with FakeServer(script) as server:
+            async with netsem.aio.Client(options=_one_one_options(server, local_dir)) as client:
+                task = asyncio.ensure_future(client.acquire("db", timeout=10))
+                deadline = time.monotonic() + 5
+                while len(script.acquires) < 2:
+                    assert time.monotonic() < deadline, script.acquires
+                    await asyncio.sleep(0.01)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                deadline = time.monotonic() + 5
+                while not script.cancels:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.01)
+                assert client.stats().local_grants == 0
+
+    run(main())
+    tag = script.acquires[1].split(" ", 1)[0]
+    assert len(script.cancels) == 1 and script.cancels[0].endswith(f" CANCEL {tag}"), script.cancels
