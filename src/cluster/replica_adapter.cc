@@ -13,7 +13,15 @@ ReplicaAdapter::~ReplicaAdapter() = default;
 
 Result<std::string> ReplicaAdapter::apply(std::uint64_t index, std::string_view command) {
   Result<std::string> result = machine_.apply(index, command);
-  if (!result) return result;
+  if (!result) {
+    // Handed on all the same: every command in the log was checked before
+    // it was proposed, so a refusal means that this replica cannot follow
+    // the log (a snapshot ahead of it, damage, a bug), and the loop replica,
+    // refusing the same bytes, stops the server rather than skip the entry.
+    refused_.fetch_add(1, std::memory_order_relaxed);
+    if (sink_) sink_(ReplicaEvent{ReplicaEvent::Kind::kApplied, index, std::string(command)});
+    return result;
+  }
   last_index_.store(machine_.last_index(), std::memory_order_release);
   applied_.fetch_add(1, std::memory_order_relaxed);
   if (sink_) sink_(ReplicaEvent{ReplicaEvent::Kind::kApplied, index, std::string(command)});

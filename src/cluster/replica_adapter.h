@@ -32,7 +32,7 @@ namespace netsem::cluster {
 // What the raft thread's replica did, for the loop replica to do the same.
 struct ReplicaEvent {
   enum class Kind : std::uint8_t {
-    kApplied,   // `bytes` is an entry (NSRE) applied at log `index`
+    kApplied,   // `bytes` is an entry (NSRE) committed at log `index`: applied, or refused (apply)
     kRestored,  // `bytes` is a snapshot (NSRS) that replaced the whole state; `index` its last index
   };
   Kind kind = Kind::kApplied;
@@ -53,10 +53,13 @@ class ReplicaAdapter final : public raft::StateMachine {
   ReplicaAdapter(const ReplicaAdapter&) = delete;
   ReplicaAdapter& operator=(const ReplicaAdapter&) = delete;
 
-  // replication::StateMachine::apply; the entry goes to the sink when it was
-  // applied. An entry the state machine refuses (kCorruption, an index going
-  // back) changes nothing and is not handed on: the loop replica, applying
-  // the same bytes, would refuse it too.
+  // replication::StateMachine::apply; the entry goes to the sink, applied or
+  // not. An entry the state machine refuses (kCorruption, an index going
+  // back) changes nothing here and is handed on all the same: every command
+  // in the log was checked before it was proposed, so a refusal means that
+  // this replica cannot follow the log (a snapshot ahead of it, damage, a
+  // bug), and the loop replica, refusing the same bytes, stops the server
+  // (exit 3) rather than let it skip a committed entry.
   Result<std::string> apply(std::uint64_t index, std::string_view command) override;
   // The replica's snapshot, as is.
   std::string snapshot() override;
@@ -69,6 +72,8 @@ class ReplicaAdapter final : public raft::StateMachine {
   // How many entries were applied and snapshots restored (any thread).
   std::uint64_t applied_count() const { return applied_.load(std::memory_order_relaxed); }
   std::uint64_t restored_count() const { return restored_.load(std::memory_order_relaxed); }
+  // How many committed entries the state machine refused (any thread).
+  std::uint64_t refused_count() const { return refused_.load(std::memory_order_relaxed); }
 
  private:
   replication::StateMachine machine_;  // the raft thread's only
@@ -76,6 +81,7 @@ class ReplicaAdapter final : public raft::StateMachine {
   std::atomic<std::uint64_t> last_index_{0};
   std::atomic<std::uint64_t> applied_{0};
   std::atomic<std::uint64_t> restored_{0};
+  std::atomic<std::uint64_t> refused_{0};
 };
 
 }  // namespace netsem::cluster

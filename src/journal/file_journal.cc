@@ -23,6 +23,8 @@
 #include <system_error>
 #include <utility>
 
+#include "common/dir_lock.h"
+
 namespace netsem::server {
 
 namespace fs = std::filesystem;
@@ -183,30 +185,6 @@ Status make_directories(const fs::path& dir) {
   return Status::ok();
 }
 
-// The pid holding an flock on the file or directory `fd`, from /proc/locks
-// (which names it even when the `lock` file was deleted); 0 when unknown.
-long flock_holder(int fd) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return 0;
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> locks(std::fopen("/proc/locks", "re"), &std::fclose);
-  if (!locks) return 0;
-  char line[256];
-  while (std::fgets(line, sizeof line, locks.get()) != nullptr) {
-    // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
-    char kind[16] = {};
-    long pid = 0;
-    unsigned major_id = 0;
-    unsigned minor_id = 0;
-    unsigned long inode = 0;
-    if (std::sscanf(line, "%*s %15s %*s %*s %ld %x:%x:%lu", kind, &pid, &major_id, &minor_id, &inode) != 5) continue;
-    if (std::string_view(kind) == "FLOCK" && inode == st.st_ino && major_id == major(st.st_dev) &&
-        minor_id == minor(st.st_dev)) {
-      return pid;
-    }
-  }
-  return 0;
-}
-
 // Locks the data directory itself (an flock on its O_DIRECTORY descriptor,
 // so deleting `lock` lets no second server in), then `dir/lock` too (what
 // the build before did, so an older netsemd is kept out as well), and writes
@@ -214,7 +192,7 @@ long flock_holder(int fd) {
 // description, so a second open in this same process is refused too.
 Result<UniqueFd> lock_directory(int dir_fd, const fs::path& dir) {
   auto busy = [&](int held_fd, int lock_fd) {
-    long pid = flock_holder(held_fd);
+    long pid = lock_holder(held_fd);
     if (pid <= 0 && lock_fd >= 0) {
       char text[32] = {};
       const ssize_t n = ::pread(lock_fd, text, sizeof text - 1, 0);
@@ -224,12 +202,8 @@ Result<UniqueFd> lock_directory(int dir_fd, const fs::path& dir) {
     return Status(StatusCode::kBusy,
                   fmt::format("data directory {} is in use by another netsemd ({})", dir.string(), holder));
   };
-  auto try_lock = [](int fd) {
-    for (;;) {
-      if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return 0;
-      if (errno != EINTR) return errno;
-    }
-  };
+  // A killed server's lock is waited for until its exit released it (dir_lock.h).
+  auto try_lock = [](int fd) { return lock_exclusive(fd); };
   auto lock = open_at(dir_fd, dir, kLockFile, O_RDWR | O_CREAT);
   if (const int err = try_lock(dir_fd); err != 0) {
     if (err != EWOULDBLOCK) return io_error("cannot lock", dir, err);

@@ -39,6 +39,7 @@ extern "C" {
 #include <unordered_map>
 #include <utility>
 
+#include "common/dir_lock.h"
 #include "raft/entry_format.h"
 #include "raft/open_segments.h"
 
@@ -563,10 +564,15 @@ Status RaftNode::Impl::open() {
     return Status(err == ENOENT ? StatusCode::kNotFound : StatusCode::kIoError,
                   "raft data directory " + o.data_dir + ": " + std::strerror(err));
   }
-  if (::flock(dir_fd_, LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
-    return Status(err == EWOULDBLOCK ? StatusCode::kBusy : StatusCode::kIoError,
-                  "raft data directory " + o.data_dir + " is in use by another node (" + std::strerror(err) + ")");
+  // A killed server's lock is waited for until its exit released it (dir_lock.h).
+  if (const int err = lock_exclusive(dir_fd_); err != 0) {
+    if (err != EWOULDBLOCK) {
+      return Status(StatusCode::kIoError, "raft data directory " + o.data_dir + ": cannot lock: " + std::strerror(err));
+    }
+    const long holder = lock_holder(dir_fd_);
+    return Status(StatusCode::kBusy, "raft data directory " + o.data_dir + " is in use by another node (" +
+                                         (holder > 0 ? "pid " + std::to_string(holder) : std::string("pid unknown")) +
+                                         ")");
   }
 
   // libraft would take damage in the open segment for a torn write and drop
@@ -820,7 +826,10 @@ void RaftNode::Impl::append_done(raft_io_append* req, int status) {
   // RAFT_CANCELED: the node is closing (a stop, or a start that failed
   // later) and raft_uv ends the appends still queued; nothing failed.
   if (status != 0 && status != RAFT_CANCELED && self->failure_.empty()) {
-    self->failure_ = std::string("the Raft log could not be written (") + raft_strerror(status) +
+    // libraft 0.15's raft_strerror has no text for RAFT_NOSPACE ("unknown
+    // error"): a full disk, or one that cannot preallocate a segment.
+    const std::string why = status == RAFT_NOSPACE ? "no space left on its disk" : raft_strerror(status);
+    self->failure_ = "the Raft log in " + self->options_.data_dir + " could not be written (" + why +
                      (self->io_.errmsg[0] != '\0' ? std::string(": ") + self->io_.errmsg : std::string()) +
                      "); libraft 0.15 does not store entries again after a failed write: restart this server "
                      "(on its data) once its disk takes writes";

@@ -199,15 +199,20 @@ void ClusterRuntime::run_queued() {
     }
     auto entry = replication::decode_entry(event.bytes);
     if (!entry) {
-      // Not reached: the raft thread's replica applied the same bytes.
+      // The raft thread's replica refused the same bytes (replica_adapter.h).
       fail(Status(entry.status().code(),
                   fmt::format("the entry at {} does not decode: {}", event.index, entry.status().message())));
       return;
     }
     auto results = replica_.apply_entry(event.index, *entry);
     if (!results) {
-      fail(Status(results.status().code(), fmt::format("the loop replica refused the entry at {}: {}", event.index,
-                                                       results.status().message())));
+      // The raft thread's replica refused it too (replica_adapter.h): this
+      // server cannot follow the log, and the entry is never skipped; a
+      // restart on the same data refuses it again.
+      fail(Status(results.status().code(),
+                  fmt::format("the loop replica refused the committed entry at {}: {} (this server's replicated state "
+                              "cannot follow the log: its data directory holds a snapshot or entry it cannot apply)",
+                              event.index, results.status().message())));
       return;
     }
     node_->applied(event.index, *entry);

@@ -280,6 +280,12 @@ int main(int argc, char** argv) try {
   server.set_repair(repair);
   server.set_overrides(std::move(overrides));
   if (auto status = server.start(); !status) {
+    if (const netsem::Status& failure = server.failure(); !failure) {
+      // Its replica could not follow the log it loaded: as when that
+      // happens later (below).
+      std::fprintf(stderr, "netsemd: stopped: %s\n", failure.to_string().c_str());
+      return kExitDiverged;
+    }
     // The program's last word, like its other errors (issue 12 item 10),
     // not a log record: "netsemd: cannot start: CORRUPTION: journal ...".
     std::fprintf(stderr, "netsemd: cannot start: %s\n", status.to_string().c_str());

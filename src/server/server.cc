@@ -197,6 +197,9 @@ Status Server::start() {
 
   if (config_.cluster.enabled) {
     if (auto status = start_cluster(); !status) return status;
+    // The loop replica's first turn (the snapshot and log loaded at start)
+    // may have failed it already: it serves nothing (main: exit 3).
+    if (!failure_) return failure_;
   } else if (auto status = start_journal(); !status) {
     return status;
   }

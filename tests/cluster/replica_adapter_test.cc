@@ -1,7 +1,8 @@
 // ReplicaAdapter (src/cluster/replica_adapter.h) without RaftNode: what it
 // applies, snapshots and restores is the replication::StateMachine's, and
-// each apply and restore reaches the sink in order; what the state machine
-// refuses reaches neither the state nor the sink.
+// each apply and restore reaches the sink in order; an entry the state
+// machine refuses leaves the state as it was and reaches the sink all the
+// same, for the loop replica to refuse too (and the server to stop).
 #include "cluster/replica_adapter.h"
 
 #include <gtest/gtest.h>
@@ -42,12 +43,18 @@ TEST(ReplicaAdapter, AppliesRestoresAndHandsEachToTheSinkInOrder) {
   const std::string snapshot = adapter.snapshot();
   EXPECT_EQ(loop.snapshot(), snapshot);
 
-  // Refused: a corrupt entry and an index going back; no event, no change.
+  // Refused: a corrupt entry and an index going back; no change, but each
+  // is handed on, and the loop replica refuses it as well.
   EXPECT_EQ(adapter.apply(3, "NSRE junk").status().code(), StatusCode::kCorruption);
   EXPECT_EQ(adapter.apply(1, first).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(events.size(), 2u);
+  ASSERT_EQ(events.size(), 4u);
+  EXPECT_EQ(events[2], (ReplicaEvent{ReplicaEvent::Kind::kApplied, 3, "NSRE junk"}));
+  EXPECT_EQ(events[3], (ReplicaEvent{ReplicaEvent::Kind::kApplied, 1, first}));
+  for (std::size_t i = 2; i < events.size(); ++i) EXPECT_FALSE(loop.apply(events[i].index, events[i].bytes));
+  EXPECT_EQ(loop.snapshot(), snapshot);
   EXPECT_EQ(adapter.snapshot(), snapshot);
   EXPECT_EQ(adapter.applied_count(), 2u);
+  EXPECT_EQ(adapter.refused_count(), 2u);
 
   // Restore: a fresh adapter takes the snapshot and says so.
   std::vector<ReplicaEvent> others;
