@@ -437,7 +437,8 @@ class Dispatcher {
   // whose KICK did it (0 if none).
   void ended_in_log(SessionState& session, replication::CloseCause cause, SessionId kicker);
   void opened_in_log(std::uint64_t nonce, const replication::Answer& answer);
-  // Proposed 1.2 (dispatcher_cluster.cc for the log's side).
+  // Proposed 1.2: sessions that outlive their connection, LEADER
+  // (dispatcher_resume.cc, both modes and the log's side).
   void resumable(SessionState& session, std::string_view tag);
   void resume(SessionState& session, std::string_view tag);
   void mine(SessionState& session, std::string_view tag);

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <array>
-#include <random>
 #include <variant>
 
 #include "core/dispatcher.h"
@@ -22,25 +21,8 @@ using replication::CloseCause;
 namespace {
 
 constexpr std::string_view kAceTag = "ace";
-// A resume secret: 32 hex digits (128 bits) from the system's random source.
-constexpr std::size_t kSecretBytes = 16;
 
 }  // namespace
-
-std::string Dispatcher::make_secret() {
-  static constexpr std::string_view kHex = "0123456789abcdef";
-  std::random_device random;
-  std::string secret;
-  secret.reserve(kSecretBytes * 2);
-  for (std::size_t i = 0; i < kSecretBytes; i += 4) {
-    std::uint32_t bits = random();
-    for (int byte = 0; byte < 4; ++byte, bits >>= 8) {
-      secret.push_back(kHex[(bits >> 4) & 0xf]);
-      secret.push_back(kHex[bits & 0xf]);
-    }
-  }
-  return secret;
-}
 
 namespace {
 
@@ -262,85 +244,6 @@ void Dispatcher::opened_in_log(std::uint64_t nonce, const Answer& answer) {
     answer_resumable(session, session.log.tag);
     if (session.open && !session.input_held()) session.events->input_resumable();
   }
-}
-
-// --- proposed 1.2: sessions that outlive their connection, the leader ---
-
-void Dispatcher::answer_resumable(SessionState& session, std::string_view tag) {
-  session.log.resumable = true;
-  std::string text = std::to_string(session.id);
-  text.push_back(' ');
-  text.append(session.log.secret);
-  protocol::append_ok_text(session.out, tag, text);
-}
-
-void Dispatcher::detach_resumed(SessionState& old) {
-  spdlog::info("session {} ({}): resumed on another connection", old.id, old.peer);
-  old.log.closed = true;  // the session goes on elsewhere: its end here closes nothing in the log
-  old.log.pending = false;
-  if (const auto found = sessions_.find(old.id); found != sessions_.end() && found->second == &old) {
-    sessions_.erase(found);
-  }
-  if (old.open) end_with_error(old, stats::EndCause::kKicked, ErrorCode::kKicked, "resumed on another connection");
-}
-
-void Dispatcher::resumed_in_log(const replication::ResumeSession& resume, const Answer& answer) {
-  if (resume.origin != origin_) {
-    // Taken by another server: a connection of it here goes.
-    if (answer.type != Answer::Type::kOk) return;
-    if (const auto found = sessions_.find(resume.session); found != sessions_.end()) detach_resumed(*found->second);
-    return;
-  }
-  const auto found = resuming_.find(resume.session);
-  if (found == resuming_.end()) return;  // not this run's
-  SessionState* const waiting = found->second;
-  resuming_.erase(found);
-  if (waiting == nullptr) {
-    // Its connection ended meanwhile: the session stays in the log, hosted
-    // here with no connection, until a RESUME or the log's expiry.
-    if (answer.type == Answer::Type::kOk) {
-      if (const auto here = sessions_.find(resume.session); here != sessions_.end()) detach_resumed(*here->second);
-    }
-    return;
-  }
-  SessionState& session = *waiting;
-  const std::string tag = session.log.tag;
-  session.log.pending = false;
-  session.log.resuming = 0;
-  switch (answer.type) {
-    case Answer::Type::kOk: {
-      if (const auto here = sessions_.find(resume.session); here != sessions_.end() && here->second != &session) {
-        detach_resumed(*here->second);
-      }
-      session.id = resume.session;
-      session.log.opened = true;
-      session.log.closed = false;
-      session.log.seq = answer.number;  // the new host counts on from the log's last seq
-      session.log.secret = resume.secret;
-      session.log.resumable = true;
-      session.log.touched = now();
-      if (const auto record = replica_->sessions().find(resume.session); record != replica_->sessions().end()) {
-        session.label = record->second.label;
-      }
-      sessions_[session.id] = &session;
-      logs_.event(logs_.sessions, "session resumed", {{"session", session.id}, {"peer", session.peer}});
-      std::string text = std::to_string(session.id);
-      text.push_back(' ');
-      text.append(std::to_string(view().session_load(session.id).pending));
-      protocol::append_ok_text(session.out, tag, text);
-      break;
-    }
-    case Answer::Type::kError:
-      answer_error(session, tag, answer.error == ErrorCode::kNone ? ErrorCode::kDenied : answer.error, "wrong secret");
-      break;
-    case Answer::Type::kNotHost:
-      answer_error(session, tag, ErrorCode::kBusy, "the session was resumed on another connection meanwhile");
-      break;
-    default:
-      answer_error(session, tag, ErrorCode::kNotFound, "no such session (it ended: its permits are gone)");
-      break;
-  }
-  if (session.open && !session.input_held()) session.events->input_resumable();
 }
 
 void Dispatcher::write_answer(SessionState& session, const Answer& answer) {
