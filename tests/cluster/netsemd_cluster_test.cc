@@ -1059,16 +1059,21 @@ TEST_F(NetsemdClusterSmallDisk, AFollowerThatCannotPreallocateItsSegmentStopsSay
   }
 }
 
-// A one-server cluster's configuration on 127.0.0.1 (client port @PORT@).
-std::string single_server_config(const TempDir& dir, std::uint16_t client_port, std::uint16_t raft_port) {
+// A one-server cluster on 127.0.0.1, its data under `dir`.
+Netsemd::Options single_server(const TempDir& dir, std::uint16_t client_port, std::uint16_t raft_port) {
   const auto secret = dir.path() / "secret";
   std::ofstream(secret) << "a-cluster-secret-of-the-test-0123456789\n";
   ::chmod(secret.c_str(), 0600);
-  return "[server]\nbind_address = 127.0.0.1\nbind_port = @PORT@\nstats_dir = @DIR@\ndata_dir = @DIR@\n"
-         "session_timeout_ms = 3000\nhttp_enabled = off\n[semaphores]\nlock = 1\n[cluster]\nid = 1\nsecret_file = " +
-         secret.string() +
-         "\nelection_timeout_ms = 500\nheartbeat_timeout_ms = 50\nserver.1 = 127.0.0.1:" + std::to_string(raft_port) +
-         " 127.0.0.1:" + std::to_string(client_port) + "\n";
+  Netsemd::Options options;
+  options.port = client_port;
+  options.data_dir = dir.path() / "data";
+  options.raw_config =
+      "[server]\nbind_address = 127.0.0.1\nbind_port = @PORT@\nstats_dir = @DIR@\ndata_dir = @DIR@\n"
+      "session_timeout_ms = 3000\nhttp_enabled = off\n[semaphores]\nlock = 1\n[cluster]\nid = 1\nsecret_file = " +
+      secret.string() +
+      "\nelection_timeout_ms = 500\nheartbeat_timeout_ms = 50\nserver.1 = 127.0.0.1:" + std::to_string(raft_port) +
+      " 127.0.0.1:" + std::to_string(client_port) + "\n";
+  return options;
 }
 
 // Another process listening on 127.0.0.1:`port` (the test's own socket).
@@ -1094,10 +1099,7 @@ TEST(NetsemdClusterStart, ATakenRaftPortIsNamedWithItsError) {
   const std::uint16_t raft_port = test_support::free_loopback_port();
   const UniqueFd taken = listen_on(raft_port);
   ASSERT_TRUE(taken.valid());
-  Netsemd::Options options;
-  options.raw_config = single_server_config(dir, client_port, raft_port);
-  options.port = client_port;
-  options.data_dir = dir.path() / "data";
+  const Netsemd::Options options = single_server(dir, client_port, raft_port);
   std::string error;
   auto server = Netsemd::start(options, &error);
   ASSERT_EQ(server, nullptr);
@@ -1119,10 +1121,7 @@ TEST(NetsemdClusterStart, ATakenClientPortIsAFailedStartNotAFailedDisk) {
     const std::uint16_t raft_port = test_support::free_loopback_port();
     const UniqueFd taken = listen_on(client_port);
     ASSERT_TRUE(taken.valid());
-    Netsemd::Options options;
-    options.raw_config = single_server_config(dir, client_port, raft_port);
-    options.port = client_port;
-    options.data_dir = dir.path() / "data";
+    const Netsemd::Options options = single_server(dir, client_port, raft_port);
     std::string error;
     auto server = Netsemd::start(options, &error);
     ASSERT_EQ(server, nullptr);
@@ -1143,10 +1142,7 @@ TEST(NetsemdClusterStart, AServerKilledAndStartedAtOnceStartsOnItsData) {
   TempDir dir;
   const std::uint16_t client_port = test_support::free_loopback_port();
   const std::uint16_t raft_port = test_support::free_loopback_port();
-  Netsemd::Options options;
-  options.raw_config = single_server_config(dir, client_port, raft_port);
-  options.port = client_port;
-  options.data_dir = dir.path() / "data";
+  const Netsemd::Options options = single_server(dir, client_port, raft_port);
   std::string error;
   auto server = Netsemd::start(options, &error);
   ASSERT_NE(server, nullptr) << error;
@@ -1224,10 +1220,8 @@ TEST(NetsemdClusterStart, AnEntryTheReplicaRefusesStopsTheServerAtEachStartWithE
     ASSERT_LT(written.snapshot_index, written.last_index);  // entries after it
     (*node)->stop();
   }
-  Netsemd::Options options;
-  options.raw_config = single_server_config(dir, client_port, raft_port) + "data_dir = " + raft_dir.string() + "\n";
-  options.port = client_port;
-  options.data_dir = dir.path() / "data";
+  Netsemd::Options options = single_server(dir, client_port, raft_port);
+  options.raw_config += "data_dir = " + raft_dir.string() + "\n";
   std::string refused_at;
   for (int run = 0; run < 2; ++run) {
     std::string error;
