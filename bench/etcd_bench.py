@@ -45,13 +45,11 @@ import argparse
 import base64
 import http.client
 import json
-import os
-import resource
-import statistics
 import sys
 import threading
 import time
-from pathlib import Path
+
+import bench_loop
 
 LEASE_TTL_S = 60
 KEEPALIVE_EVERY_S = 20
@@ -65,35 +63,6 @@ def prefix_end(prefix: str) -> str:
     """The range end that covers every key starting with ``prefix``."""
     raw = prefix.encode()
     return base64.b64encode(raw[:-1] + bytes([raw[-1] + 1])).decode()
-
-
-def process_cpu_us(pids: list[int]) -> tuple[int, int] | None:
-    """(user + system, system) CPU microseconds of the processes, summed, from /proc."""
-    if not pids:
-        return None
-    total = system = 0
-    ticks = os.sysconf("SC_CLK_TCK")
-    for pid in pids:
-        try:
-            text = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return None
-        fields = text[text.rfind(")") + 2 :].split()
-        total += (int(fields[11]) + int(fields[12])) * 1_000_000 // ticks
-        system += int(fields[12]) * 1_000_000 // ticks
-    return total, system
-
-
-def self_cpu_us() -> int:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return int((usage.ru_utime + usage.ru_stime) * 1_000_000)
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    if not sorted_values:
-        return 0.0
-    index = min(len(sorted_values) - 1, int(fraction * len(sorted_values)))
-    return sorted_values[index]
 
 
 class EtcdError(Exception):
@@ -230,65 +199,15 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     ]
     measuring, stop = threading.Event(), threading.Event()
     workers = [Worker(args, measuring, stop) for _ in range(clients)]
-    for worker in workers:
-        worker.thread.start()
-    time.sleep(args.warmup)
-    cpu_before, self_before = process_cpu_us(pids), self_cpu_us()
-    measuring.set()
-    began = time.perf_counter()
-    time.sleep(args.seconds)
-    measuring.clear()
-    measured = time.perf_counter() - began
-    cpu_after, self_after = process_cpu_us(pids), self_cpu_us()
-    stop.set()
-    for worker in workers:
-        worker.thread.join(60)
-        worker.close()
-
-    ops = sum(worker.ops for worker in workers)
-    latencies = sorted(value for worker in workers for value in worker.latencies_us)
-    error_count = sum(worker.errors for worker in workers)
-    first_error = next((worker.first_error for worker in workers if worker.first_error), "")
-
-    def per_op(value: int | None) -> float | None:
-        return round(value / ops, 3) if value is not None and ops else None
-
-    server_cpu = server_system = None
-    if cpu_before is not None and cpu_after is not None:
-        server_cpu, server_system = cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1]
-    return {
-        "target": "etcd",
-        "scenario": args.scenario,
-        "clients": clients,
-        "pipeline": 1,
-        "names": 1,
-        "seconds": round(measured, 3),
-        "warmup": args.warmup,
-        "op": "cycle (acquire + release) of etcd's semaphore recipe",
-        "ops": ops,
-        "ops_per_s": round(ops / measured, 1) if measured > 0 else 0.0,
-        "latency_us": {
-            "p50": round(percentile(latencies, 0.5), 1),
-            "p99": round(percentile(latencies, 0.99), 1),
-            "p999": round(percentile(latencies, 0.999), 1),
-            "max": round(latencies[-1], 1) if latencies else 0.0,
-            "mean": round(statistics.fmean(latencies), 1) if latencies else 0.0,
-            "samples": len(latencies),
-        },
-        "queued": sum(worker.queued for worker in workers),
-        "errors": error_count,
-        "first_error": first_error,
-        "server_cpu_us_per_op": per_op(server_cpu),
-        "server_system_cpu_us_per_op": per_op(server_system),
-        "client_cpu_us_per_op": per_op(self_after - self_before),
-        "server_rss_before": None,
-        "server_rss_after": None,
-        "per": None,
-        "bytes_per": None,
-        "limit": args.limit if contended else 1,
-        "queued_answers": None,
-        "notes": notes,
-    }
+    window = bench_loop.measure(workers, measuring, stop, args.warmup, args.seconds, pids)
+    return bench_loop.result(
+        window,
+        target="etcd",
+        scenario=args.scenario,
+        op="cycle (acquire + release) of etcd's semaphore recipe",
+        limit=args.limit if contended else 1,
+        notes=notes,
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -29,9 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import statistics
 import sys
 import threading
 import time
@@ -39,37 +36,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "clients/python"))
 
+import bench_loop  # noqa: E402
 from netsem import errors  # noqa: E402
 from netsem._options import ClientOptions, FallbackPolicy  # noqa: E402
 from netsem.client import Client  # noqa: E402
 
 CYCLE1_NAME = "bench.py.cycle1"
-
-
-def process_cpu_us(pid: int | None) -> tuple[int, int] | None:
-    """(user + system, system) CPU microseconds of process ``pid``, from /proc."""
-    if not pid:
-        return None
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rfind(")") + 2 :].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    user, system = int(fields[11]) * 1_000_000 // ticks, int(fields[12]) * 1_000_000 // ticks
-    return user + system, system
-
-
-def self_cpu_us() -> int:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return int((usage.ru_utime + usage.ru_stime) * 1_000_000)
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    if not sorted_values:
-        return 0.0
-    index = min(len(sorted_values) - 1, int(fraction * len(sorted_values)))
-    return sorted_values[index]
 
 
 class Worker:
@@ -80,7 +52,7 @@ class Worker:
         self.name = name
         self.measuring = measuring
         self.stop = stop
-        self.ops = 0
+        self.ops = self.queued = 0
         self.latencies_us: list[float] = []
         self.errors = 0
         self.first_error = ""
@@ -103,6 +75,9 @@ class Worker:
             if counted and self.measuring.is_set():
                 self.ops += 1
                 self.latencies_us.append((granted - started) * 1e6)
+
+    def close(self) -> None:
+        self.client.close()
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -129,20 +104,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 notes.append(f"{name} was not on the server: created with limit {args.limit} (deleted after)")
         measuring, stop = threading.Event(), threading.Event()
         workers = [Worker(options, name, measuring, stop) for _ in range(clients)]
-        for worker in workers:
-            worker.thread.start()
-        time.sleep(args.warmup)
-        cpu_before, self_before = process_cpu_us(args.server_pid), self_cpu_us()
-        measuring.set()
-        began = time.perf_counter()
-        time.sleep(args.seconds)
-        measuring.clear()
-        measured = time.perf_counter() - began
-        cpu_after, self_after = process_cpu_us(args.server_pid), self_cpu_us()
-        stop.set()
-        for worker in workers:
-            worker.thread.join(60)
-            worker.client.close()
+        pids = [args.server_pid] if args.server_pid else []
+        window = bench_loop.measure(workers, measuring, stop, args.warmup, args.seconds, pids)
     finally:
         if created:
             try:
@@ -151,50 +114,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 notes.append(f"could not delete {name} after the run: {error}")
         control.close()
 
-    ops = sum(worker.ops for worker in workers)
-    latencies = sorted(value for worker in workers for value in worker.latencies_us)
-    error_count = sum(worker.errors for worker in workers)
-    first_error = next((worker.first_error for worker in workers if worker.first_error), "")
-
-    def per_op(value: int | None) -> float | None:
-        return round(value / ops, 3) if value is not None and ops else None
-
-    server_cpu = server_system = None
-    if cpu_before is not None and cpu_after is not None:
-        server_cpu, server_system = cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1]
-    return {
-        "target": "python",
-        "scenario": args.scenario,
-        "clients": clients,
-        "pipeline": 1,
-        "names": 1,
-        "seconds": round(measured, 3),
-        "warmup": args.warmup,
-        "op": "cycle (acquire + release) through the Python client",
-        "ops": ops,
-        "ops_per_s": round(ops / measured, 1) if measured > 0 else 0.0,
-        "latency_us": {
-            "p50": round(percentile(latencies, 0.5), 1),
-            "p99": round(percentile(latencies, 0.99), 1),
-            "p999": round(percentile(latencies, 0.999), 1),
-            "max": round(latencies[-1], 1) if latencies else 0.0,
-            "mean": round(statistics.fmean(latencies), 1) if latencies else 0.0,
-            "samples": len(latencies),
-        },
-        "queued": 0,
-        "errors": error_count,
-        "first_error": first_error,
-        "server_cpu_us_per_op": per_op(server_cpu),
-        "server_system_cpu_us_per_op": per_op(server_system),
-        "client_cpu_us_per_op": per_op(self_after - self_before),
-        "server_rss_before": None,
-        "server_rss_after": None,
-        "per": None,
-        "bytes_per": None,
-        "limit": limit,
-        "queued_answers": None,
-        "notes": notes,
-    }
+    return bench_loop.result(
+        window,
+        target="python",
+        scenario=args.scenario,
+        op="cycle (acquire + release) through the Python client",
+        limit=limit,
+        notes=notes,
+    )
 
 
 def main(argv: list[str]) -> int:
