@@ -8,6 +8,7 @@
 // another ACQUIRE by the settling. A fake 1.2 server that says `* ERR
 // SHUTDOWN`, then answers RESUME but refuses MINE: the client closes
 // without QUIT (the session keeps its timeout, as the loss's stop_by says).
+// A scripted fake server: a 1.1 server never gets RESUME.
 // Every wait is bounded; each test takes a few seconds.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -21,7 +22,11 @@
 #include <chrono>
 #include <functional>
 #include <future>
+#include <mutex>
+#include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "client/local_semaphores.h"
 #include "netsem/client.h"
@@ -355,6 +360,137 @@ TEST_F(ClientResumeTest, AResumeRefusedAfterShutdownLeavesTheSessionToItsTimeout
   for (const std::string& line : lines) {
     EXPECT_NE(netsem::testing::fields(line)[1], "QUIT") << "the refused resume ended the session at once";
   }
+}
+
+// A scripted fake server on 127.0.0.1 for what the real netsemd cannot be
+// made to do at will: connection n (0 first) is answered line by line by
+// `answer(n, fields)` (nullopt: no answer); the lines of each connection are
+// recorded; hang_up() closes the current connection. One thread, polling in
+// 20 ms steps, stopped by the destructor.
+class ScriptedServer {
+ public:
+  using Answer = std::function<std::optional<std::string>(int connection, const std::vector<std::string>& fields)>;
+
+  explicit ScriptedServer(Answer answer) : answer_(std::move(answer)) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t size = sizeof address;
+    if (listener_ < 0 || ::bind(listener_, reinterpret_cast<sockaddr*>(&address), size) != 0 ||
+        ::listen(listener_, 4) != 0 || ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
+      return;
+    }
+    port_ = ntohs(address.sin_port);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~ScriptedServer() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    if (fd_ >= 0) ::close(fd_);
+    if (listener_ >= 0) ::close(listener_);
+  }
+  ScriptedServer(const ScriptedServer&) = delete;
+  ScriptedServer& operator=(const ScriptedServer&) = delete;
+
+  std::uint16_t port() const { return port_; }
+  // The request lines connection `n` sent so far.
+  std::vector<std::string> lines(int n) const {
+    std::lock_guard lock(mutex_);
+    return n < static_cast<int>(lines_.size()) ? lines_[static_cast<std::size_t>(n)] : std::vector<std::string>{};
+  }
+  // Whether connection `n` sent a request of `verb`.
+  bool saw(int n, std::string_view verb) const {
+    for (const std::string& line : lines(n)) {
+      const auto fields = netsem::testing::fields(line);
+      if (fields.size() > 1 && fields[1] == verb) return true;
+    }
+    return false;
+  }
+  void hang_up() { hang_up_ = true; }
+
+ private:
+  void run() {
+    std::string input;
+    int connection = -1;
+    while (!stop_) {
+      if (hang_up_.exchange(false) && fd_ >= 0) {
+        ::close(fd_);
+        fd_ = -1;
+      }
+      pollfd fds[2] = {{listener_, POLLIN, 0}, {fd_, POLLIN, 0}};
+      if (::poll(fds, fd_ >= 0 ? 2 : 1, 20) <= 0) continue;
+      if ((fds[0].revents & POLLIN) != 0) {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+        input.clear();
+        ++connection;
+        std::lock_guard lock(mutex_);
+        lines_.emplace_back();
+        continue;
+      }
+      if (fd_ < 0 || (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+      char chunk[4096];
+      const ssize_t n = ::read(fd_, chunk, sizeof chunk);
+      if (n <= 0) {
+        ::close(fd_);
+        fd_ = -1;
+        continue;
+      }
+      input.append(chunk, static_cast<std::size_t>(n));
+      for (std::size_t end; (end = input.find('\n')) != std::string::npos;) {
+        const std::string line = input.substr(0, end);
+        input.erase(0, end + 1);
+        {
+          std::lock_guard lock(mutex_);
+          lines_.back().push_back(line);
+        }
+        const auto fields = netsem::testing::fields(line);
+        if (fields.size() < 2) continue;
+        if (const std::optional<std::string> reply = answer_(connection, fields)) {
+          const std::string text = fields[0] + " " + *reply + "\n";
+          (void)::send(fd_, text.data(), text.size(), MSG_NOSIGNAL);
+        }
+      }
+    }
+  }
+
+  const Answer answer_;
+  int listener_ = -1;
+  int fd_ = -1;  // the current connection; thread only after start
+  std::uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> hang_up_{false};
+  mutable std::mutex mutex_;
+  std::vector<std::vector<std::string>> lines_;  // guarded by mutex_
+  std::thread thread_;
+};
+
+// A 1.1 server (RESUMABLE, LEASE and LEADER answered UNKNOWN_VERB; T = 6 s
+// from STATS) never gets RESUME: after its connection breaks, the client
+// starts afresh with HELLO, and the permit is lost.
+TEST_F(ClientResumeTest, AVersion11ServerNeverGetsResume) {
+  ScriptedServer server([](int, const std::vector<std::string>& f) -> std::optional<std::string> {
+    if (f[1] == "HELLO") return "OK netsem 1.1 7";
+    if (f[1] == "STATS") return "OK {\"session_timeout_ms\":6000}";
+    if (f[1] == "OPTION" || f[1] == "PING") return "OK";
+    if (f[1] == "ACQUIRE") return "OK 5";
+    return "ERR UNKNOWN_VERB unknown verb";
+  });
+  ASSERT_NE(server.port(), 0);
+  auto holder = client_through(server.port());
+  ASSERT_TRUE(holder && holder->connected());
+  Result<Permit> permit = holder->acquire("db", {.timeout = 2s});
+  ASSERT_TRUE(permit) << permit.status().to_string();
+  ASSERT_FALSE(permit->is_local());
+  std::this_thread::sleep_for(200ms);
+  server.hang_up();
+  ASSERT_TRUE(eventually([&] { return !server.lines(1).empty(); })) << "no new connection";
+  EXPECT_TRUE(eventually([&] { return permit->lost(); }));
+  const std::vector<std::string> lines = server.lines(1);
+  EXPECT_EQ(netsem::testing::fields(lines.front())[1], "HELLO") << lines.front();
+  EXPECT_FALSE(server.saw(1, "RESUME"));
+  EXPECT_EQ(holder->stats().resumes, 0u);
 }
 
 }  // namespace
