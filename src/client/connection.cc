@@ -1002,7 +1002,16 @@ Connection::Resumed Connection::resume_handshake(int fd, const Endpoint& endpoin
     }
     pollfd fds[2] = {{fd, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0}, {wake_fd_, POLLIN, 0}};
     if (::poll(fds, 2, left) < 0 && errno != EINTR) return Resumed::kNoAnswer;
-    if (stopping()) return Resumed::kNoAnswer;
+    if (stopping()) {
+      if (resumed) {
+        // The client closes (rule 7): the session, ours again since
+        // RESUME's OK, ends at once rather than at its timeout. Best
+        // effort: what the socket takes now, behind the handshake's lines.
+        protocol::encode_quit(out_, next_tag());
+        (void)flush(fd);
+      }
+      return Resumed::kNoAnswer;
+    }
     if (fds[1].revents != 0) {
       std::uint64_t drained = 0;
       [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &drained, sizeof drained);

@@ -8,7 +8,8 @@
 // another ACQUIRE by the settling. A fake 1.2 server that says `* ERR
 // SHUTDOWN`, then answers RESUME but refuses MINE: the client closes
 // without QUIT (the session keeps its timeout, as the loss's stop_by says).
-// A scripted fake server: a 1.1 server never gets RESUME.
+// A scripted fake server: a Client closed during its resume, after RESUME's
+// OK, QUITs the resumed session; a 1.1 server never gets RESUME.
 // Every wait is bounded; each test takes a few seconds.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -465,6 +466,45 @@ class ScriptedServer {
   std::vector<std::vector<std::string>> lines_;  // guarded by mutex_
   std::thread thread_;
 };
+
+// Rule 7: a Client destroyed while its resume is under way, once RESUME was
+// answered OK (the session is ours again), sends QUIT there: otherwise the
+// session would keep its permits at the server for its timeout. The fake 1.2
+// server grants, hangs up, then answers RESUME OK and nothing after it.
+TEST_F(ClientResumeTest, AClientClosedDuringItsResumeQuitsTheResumedSession) {
+  ScriptedServer server([](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
+    if (connection > 0) {
+      if (f[1] == "RESUME") return "OK 7 0";
+      return std::nullopt;  // HELLO, LEASE, LEADER, MINE: never answered
+    }
+    if (f[1] == "HELLO") return "OK netsem 1.2 7";
+    if (f[1] == "LEASE") return "OK 6000";
+    if (f[1] == "STATS") return "OK {\"session_timeout_ms\":6000}";
+    if (f[1] == "OPTION" || f[1] == "PING") return "OK";
+    if (f[1] == "RESUMABLE") return "OK 7 s3cret";
+    if (f[1] == "LEADER") return "ERR BUSY no leader";
+    if (f[1] == "ACQUIRE") return "OK 5";
+    return "ERR UNKNOWN_VERB unknown verb";
+  });
+  ASSERT_NE(server.port(), 0);
+  // Outlives the client (then lost): released first, it would wait for its
+  // RELEASE's answer until the resume gave up.
+  std::optional<Permit> kept;
+  {
+    auto holder = client_through(server.port());
+    ASSERT_TRUE(holder && holder->connected());
+    Result<Permit> permit = holder->acquire("db", {.timeout = 2s});
+    ASSERT_TRUE(permit) << permit.status().to_string();
+    kept = std::move(*permit);
+    // RESUMABLE's answer comes after the handshake: wait for it to be read.
+    std::this_thread::sleep_for(200ms);
+    server.hang_up();
+    ASSERT_TRUE(eventually([&] { return server.saw(1, "RESUME"); })) << "no RESUME after the hang-up";
+    // RESUME's OK is read by the client's I/O thread within a poll.
+    std::this_thread::sleep_for(200ms);
+  }
+  ASSERT_TRUE(eventually([&] { return server.saw(1, "QUIT"); }, 2s)) << "the resumed session was left to its timeout";
+}
 
 // A 1.1 server (RESUMABLE, LEASE and LEADER answered UNKNOWN_VERB; T = 6 s
 // from STATS) never gets RESUME: after its connection breaks, the client
