@@ -78,10 +78,13 @@ class [[nodiscard]] Permit {
   // session timeout): when the work under the permit must have stopped,
   // since the server may grant it to someone else from then on. That is up
   // to 0.4 of the session timeout after the loss (docs/client.md, "The
-  // lease"), or already past when the loss was noticed late. nullopt for
-  // any other loss: the server let go at once (connection closed, server
-  // killed or shutting down) or gives no bound (no session timeout), so the
-  // permit may be granted again now. REQUIRES: lost()
+  // lease"), or already past when the loss was noticed late. The lease's
+  // end too after `* ERR SHUTDOWN`, and when the only server of a resumable
+  // session refused the new connection (its process is gone; its next
+  // start waits out the lease). nullopt for any other loss: the server let
+  // go at once (connection closed, session ended) or gives no bound (no
+  // session timeout), so the permit may be granted again now.
+  // REQUIRES: lost()
   std::optional<std::chrono::steady_clock::time_point> stop_by() const;
   // Calls `callback(reason)` once when the permit is lost; at once (on the
   // calling thread) if it already is. Replaces an earlier callback.

@@ -408,6 +408,12 @@ void Connection::run() {
         if (stopping()) {
           reason = Status(StatusCode::kUnavailable, "the client closed the connection");
           stop_by.reset();
+        } else if (outcome == Resumed::kServerGone) {
+          // The only server's process is gone, and the session with it; its
+          // next start grants nothing before the lease's end (the lease wait,
+          // docs/durability.md), so the work may go on until then, and no
+          // longer: as after `* ERR SHUTDOWN`.
+          stop_by = lease_stop_by(lease_from_, session_timeout_);
         } else if (outcome == Resumed::kLapsed) {
           // Nobody answered within the lease: the session may still hold the
           // permits on a server the client cannot reach, until T after the
@@ -898,7 +904,7 @@ Connection::Resumed Connection::resume(Endpoint& at, int& fd, const Status& why,
                 "could not resume session {}: {} refused the connection (the server is gone, and the "
                 "session with it)",
                 resume_id_, candidate.to_string());
-            return Resumed::kGone;
+            return Resumed::kServerGone;
           }
           break;
         }

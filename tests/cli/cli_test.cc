@@ -577,6 +577,36 @@ TEST_F(CliRun, AFrozenNetworkKillsTheCommandBeforeTheServerGrantsItsPermitAgain)
   remove_local_semaphores(dir_.path() / "other-host");
 }
 
+TEST_F(CliRun, AKilledServersLeaseCutsTheGraceOfTheCommand) {
+  // The holder's only server is killed (-9): the session cannot be resumed
+  // (the server refuses the new connection: its process, and the session,
+  // are gone), and a restart grants nothing before the lease's end (the
+  // lease wait). So the permit's stop_by() is the lease's end, as after a
+  // SHUTDOWN, and --grace 30 is cut to it: CMD, which ignores SIGTERM, is
+  // SIGKILLed within 0.9 T = 1.8 s of the last answered request, not 30 s on.
+  Netsemd::Options options;
+  options.server_options = "session_timeout_ms = 2000";
+  options.semaphores = "beta = 1";
+  std::string error;
+  server_ = Netsemd::start(options, &error);
+  ASSERT_TRUE(server_) << error;
+  Cli holder({"run", "--grace", "30", "beta", "--", "sh", "-c", "trap '' TERM; echo ready; exec sleep 60"},
+             {server_env()});
+  ASSERT_TRUE(holder.wait_for_stdout("ready"));
+  // A resumable session (RESUMABLE answered after the handshake).
+  std::this_thread::sleep_for(milliseconds(300));
+  const auto killed = Clock::now();
+  server_->send_signal(SIGKILL);
+  const Outcome outcome = holder.finish(std::chrono::seconds(8));
+  const auto took = std::chrono::duration_cast<milliseconds>(outcome.ended - killed);
+  std::printf("netsem exited %lld ms after netsemd was killed\n", static_cast<long long>(took.count()));
+  EXPECT_LT(took, milliseconds(2500)) << outcome;
+  EXPECT_EQ(outcome.exit_code, 70) << outcome;
+  EXPECT_NE(outcome.err.find("the grace is cut to"), std::string::npos) << outcome;
+  EXPECT_NE(outcome.err.find("after SIGTERM; sent SIGKILL"), std::string::npos) << outcome;
+  server_->wait_exit();
+}
+
 TEST_F(CliRun, AFallbackWaitsForACommandOfThisHostStillInItsGracePeriod) {
   // Item 5 of issue 10: `run --grace 3 beta` holds limit-1 beta; a second
   // run of beta on this host is queued at the server; the server is killed.

@@ -1311,17 +1311,28 @@ TEST_F(ClientTest, ARestartedServersGrantWaitsForALostPermitOfThisHost) {
   EXPECT_FALSE(granted->is_local());
 }
 
-TEST_F(ClientTest, APermitLostWithItsConnectionHasNoLeaseLeft) {
-  // A server that closed the session has let go of the permit: no lease is
-  // left to run the work on.
+TEST_F(ClientTest, APermitLostWithItsKilledServerRunsUntilTheLeasesEnd) {
+  // The only server killed: the resume's connection is refused, the
+  // session is gone with the process, and the restart grants nothing for a
+  // session timeout (the lease wait). The work under the lost permit may
+  // go on until the lease's end, 0.9 T - T/20 after the last answered
+  // request, and no longer: stop_by() says when. (A server that is up and
+  // answers NOT_FOUND let go of the permit: stop_by() empty, tested in
+  // client_resume_test.)
   start_server(server_options("session_timeout_ms = 2000"));
   auto client = make_client();
   ASSERT_TRUE(client);
+  const auto asked = Clock::now();
   Result<Permit> permit = client->acquire("lic");
   ASSERT_TRUE(permit);
+  // RESUMABLE's answer comes after the handshake's.
+  ASSERT_TRUE(client->ping());
   server_->send_signal(SIGKILL);
+  const auto killed = Clock::now();
   ASSERT_TRUE(eventually([&] { return permit->lost(); }));
-  EXPECT_FALSE(permit->stop_by().has_value());
+  ASSERT_TRUE(permit->stop_by().has_value());
+  EXPECT_GE(*permit->stop_by(), asked + 1700ms);
+  EXPECT_LE(*permit->stop_by(), killed + 1700ms);
   server_->wait_exit();
 }
 
