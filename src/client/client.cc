@@ -266,7 +266,8 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_remote(protocol::V
   const client::Reply reply = await(*connection, *call, how.cancel);
   if (!reply.failure.is_ok()) {
     if (ended != nullptr) {
-      *ended = SessionEnd{.session = call->session, .why = reply.failure, .kicked = reply.kicked};
+      *ended =
+          SessionEnd{.session = call->session, .why = reply.failure, .kicked = reply.kicked, .broken = reply.broken};
       return std::nullopt;
     }
     return Result<Grant>(Status(StatusCode::kUnavailable,
@@ -296,6 +297,9 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_acquire(std::strin
   // round of connection attempts reaches no server.
   const auto is_cancelled = [&how] { return how.cancel != nullptr && how.cancel->cancelled(); };
   const WakeOnCancel waker(how.cancel, [this] { connection->wake_waiters(); });
+  // A try whose session ended before its answer is tried again on the next
+  // session (a round of attempts bounds the wait for it), still a try.
+  const bool is_try = timeout && timeout->count() == 0;
   std::uint64_t after = ended.session;
   while (!taken && after != 0) {
     if (ended.kicked) {
@@ -303,8 +307,14 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_acquire(std::strin
       return Result<Grant>(
           Status(StatusCode::kUnavailable, fmt::format("ACQUIRE \"{}\": {}", name, ended.why.message())));
     }
+    if (ended.broken) {
+      // The server broke the protocol: it would do it again.
+      return Result<Grant>(
+          Status(StatusCode::kUnavailable,
+                 fmt::format("ACQUIRE \"{}\": {}; the request is not sent again", name, ended.why.message())));
+    }
     if (is_cancelled()) return Result<Grant>(cancelled(name));
-    const std::optional<milliseconds> left = deadline.remaining();
+    const std::optional<milliseconds> left = is_try ? std::nullopt : deadline.remaining();
     if (left && left->count() == 0) {
       return Result<Grant>(Status(StatusCode::kTimeout, fmt::format("ACQUIRE \"{}\": timed out", name)));
     }
@@ -324,11 +334,13 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_acquire(std::strin
         return Result<Grant>(
             Status(StatusCode::kUnavailable, fmt::format("ACQUIRE \"{}\": {}", name, ended.why.message())));
     }
-    const std::optional<milliseconds> rest = deadline.remaining();
+    const std::optional<milliseconds> rest = is_try ? std::optional(milliseconds(0)) : deadline.remaining();
     const std::string server = connection->counters().server;
     client::log_info("ACQUIRE \"{}\": the session ended while it waited ({}); sent again on a new session to {}, {}",
                      name, ended.why.message(), server.empty() ? "the server" : server,
-                     rest ? fmt::format("{} ms left", rest->count()) : std::string("no timeout"));
+                     is_try ? std::string("as a try")
+                     : rest ? fmt::format("{} ms left", rest->count())
+                            : std::string("no timeout"));
     ended = SessionEnd{};
     taken = take_remote(protocol::Verb::kAcquire, name, how, rest, &ended);
     // Not sent: that session ended already; wait for the one after it.

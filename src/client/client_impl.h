@@ -132,6 +132,7 @@ struct Client::Impl {
     std::uint64_t session = 0;  // the session that ended; 0: nothing was sent
     Status why;
     bool kicked = false;  // by an administrator's KICK
+    bool broken = false;  // by the client: the server broke the protocol
   };
   std::optional<Result<Grant>> take_remote(protocol::Verb verb, std::string_view name, const AcquireOptions& how,
                                            std::optional<std::chrono::milliseconds> timeout, SessionEnd* ended);

@@ -1317,6 +1317,7 @@ Status Connection::serve(int fd) {
   read_upto_ = 0;
   fell_silent_ = false;
   kicked_ = false;
+  broken_ = false;
   end_ = End::kDropped;
   for (;;) {
     if (stopping()) {
@@ -1460,6 +1461,7 @@ Status Connection::serve(int fd) {
     }
     if (framed != protocol::LineFramer::Status::kNeedMore) {
       end_ = End::kFinal;
+      broken_ = true;
       return Status(StatusCode::kUnavailable, "the server sent an over-long or binary line");
     }
     framer_.compact();
@@ -1607,6 +1609,7 @@ bool Connection::flush(int fd) {
 Status Connection::dispatch(std::string_view line) {
   protocol::Answer answer;
   if (!protocol::parse_answer(line, answer)) {
+    broken_ = true;
     return Status(StatusCode::kUnavailable, "not a netsem answer: " + std::string(line.substr(0, 100)));
   }
   if (answer.tag == "*") {
@@ -1716,6 +1719,7 @@ void Connection::session_ended(const Status& reason, std::optional<Clock::time_p
     Reply reply;
     reply.failure = reason;
     reply.kicked = kicked_;
+    reply.broken = broken_;
     complete(*call, std::move(reply));
   }
   for (const auto& [raw, weak] : permits) {

@@ -107,6 +107,7 @@ std::string with_default_port(std::string_view address);
 struct Reply {
   Status failure;       // kUnavailable or kShutdown: the session ended first
   bool kicked = false;  // with `failure`: the session ended by an administrator's KICK
+  bool broken = false;  // with `failure`: the client ended it, the server broke the protocol
   protocol::AnswerType type = protocol::AnswerType::kOk;
   protocol::ErrorCode error = protocol::ErrorCode::kNone;
   std::string rest;                // after the answer word (ERR: code and message)
@@ -379,6 +380,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::uint64_t read_upto_ = 0;
   bool fell_silent_ = false;  // the session ended because the server stopped answering
   bool kicked_ = false;       // the session ended by `* ERR KICKED`
+  bool broken_ = false;       // the session ended on a line that is no netsem answer
   End end_ = End::kFinal;     // how the last serve() ended
   // The resumable session (RESUMABLE's answer; 0: not resumable) and the
   // cluster's leader as LEADER last named it.

@@ -9,7 +9,9 @@
 // SHUTDOWN`, then answers RESUME but refuses MINE: the client closes
 // without QUIT (the session keeps its timeout, as the loss's stop_by says).
 // A scripted fake server: a Client closed during its resume, after RESUME's
-// OK, QUITs the resumed session; a 1.1 server never gets RESUME.
+// OK, QUITs the resumed session; a 1.1 server never gets RESUME; rule 9's
+// edges (a try is tried again; a server that broke the protocol is not
+// asked again).
 // Every wait is bounded; each test takes a few seconds.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -531,6 +533,62 @@ TEST_F(ClientResumeTest, AVersion11ServerNeverGetsResume) {
   EXPECT_EQ(netsem::testing::fields(lines.front())[1], "HELLO") << lines.front();
   EXPECT_FALSE(server.saw(1, "RESUME"));
   EXPECT_EQ(holder->stats().resumes, 0u);
+}
+
+// A 1.1 server (no resume) for rule 9's edges: connection 0 answers the
+// handshake and leaves ACQUIRE unanswered (the test hangs up then), or
+// answers it with `acquire_answer`; later connections grant with fence 9.
+ScriptedServer::Answer version_11(std::optional<std::string> acquire_answer = std::nullopt) {
+  return [acquire_answer](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
+    if (f[1] == "HELLO") return "OK netsem 1.1 7";
+    if (f[1] == "STATS") return "OK {\"session_timeout_ms\":6000}";
+    if (f[1] == "OPTION" || f[1] == "PING") return "OK";
+    if (f[1] == "ACQUIRE") {
+      if (connection > 0) return "OK 9";
+      return acquire_answer;
+    }
+    return "ERR UNKNOWN_VERB unknown verb";
+  };
+}
+
+// Rule 9 for a try: one whose session ended before its answer is tried
+// again on the next session (still a try), not reported as TIMEOUT (it
+// never had an answer) nor served locally while a server answers.
+TEST_F(ClientResumeTest, ATryWhoseSessionEndedBeforeItsAnswerIsTriedAgain) {
+  ScriptedServer server(version_11());
+  ASSERT_NE(server.port(), 0);
+  auto client = client_through(server.port());
+  ASSERT_TRUE(client && client->connected());
+  auto tried = std::async(std::launch::async, [&] { return client->try_acquire("db"); });
+  ASSERT_TRUE(eventually([&] { return server.saw(0, "ACQUIRE"); }));
+  server.hang_up();
+  ASSERT_EQ(tried.wait_for(3s), std::future_status::ready);
+  Result<Permit> permit = tried.get();
+  ASSERT_TRUE(permit) << permit.status().to_string();
+  EXPECT_FALSE(permit->is_local());
+  EXPECT_EQ(permit->fence(), std::optional<std::uint64_t>(9));
+  EXPECT_TRUE(server.saw(1, "ACQUIRE"));
+}
+
+// A session the client ended because the server broke the protocol (an
+// answer that is no netsem answer) fails the waiting ACQUIRE: sending it
+// again would meet the same server, and falling back would not be right
+// either (a server answered).
+TEST_F(ClientResumeTest, AnAcquireWhoseServerBrokeTheProtocolIsNotSentAgain) {
+  ScriptedServer server(version_11("WHAT is this"));
+  ASSERT_NE(server.port(), 0);
+  auto client = client_through(server.port());
+  ASSERT_TRUE(client && client->connected());
+  const auto started = Clock::now();
+  Result<Permit> permit = client->acquire("db", {.timeout = 5s});
+  ASSERT_FALSE(permit) << (permit->is_local() ? "served locally" : "granted");
+  EXPECT_LT(Clock::now() - started, 2s);
+  EXPECT_EQ(permit.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(permit.status().message().find("not a netsem answer"), std::string::npos) << permit.status().to_string();
+  EXPECT_NE(permit.status().message().find("not sent again"), std::string::npos) << permit.status().to_string();
+  std::this_thread::sleep_for(200ms);
+  EXPECT_FALSE(server.saw(1, "ACQUIRE"));
+  EXPECT_EQ(client->stats().local_grants, 0u);
 }
 
 }  // namespace
