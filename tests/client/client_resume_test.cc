@@ -11,7 +11,7 @@
 // A scripted fake server: a Client closed during its resume, after RESUME's
 // OK, QUITs the resumed session; a 1.1 server never gets RESUME; rule 9's
 // edges (a try is tried again; a server that broke the protocol is not
-// asked again).
+// asked again; a cancel ends the wait for the next session at once).
 // Every wait is bounded; each test takes a few seconds.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "client/local_semaphores.h"
+#include "netsem/cancel_token.h"
 #include "netsem/client.h"
 #include "netsemd_harness.h"
 #include "support/request_lines.h"
@@ -589,6 +590,41 @@ TEST_F(ClientResumeTest, AnAcquireWhoseServerBrokeTheProtocolIsNotSentAgain) {
   std::this_thread::sleep_for(200ms);
   EXPECT_FALSE(server.saw(1, "ACQUIRE"));
   EXPECT_EQ(client->stats().local_grants, 0u);
+}
+
+// Rule 9 and cancel: a CancelToken ends the wait for the next session at
+// once (here a server that accepts but never answers HELLO, with a
+// connect_timeout of 5 s), not at the end of that round of attempts.
+TEST_F(ClientResumeTest, ACancelEndsTheWaitForTheNextSessionAtOnce) {
+  ScriptedServer server([](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
+    if (connection > 0) return std::nullopt;
+    return version_11()(connection, f);
+  });
+  ASSERT_NE(server.port(), 0);
+  ClientOptions options;
+  options.servers = {"127.0.0.1:" + std::to_string(server.port())};
+  options.local_dir = local_dir();
+  options.connect_timeout = 5s;
+  options.reconnect_min = 20ms;
+  options.reconnect_max = 100ms;
+  options.request_timeout = 3s;
+  options.fallback = FallbackPolicy{.mode = FallbackPolicy::Mode::kFail};
+  Result<std::unique_ptr<Client>> client = Client::create(std::move(options));
+  ASSERT_TRUE(client && (*client)->connected());
+  CancelToken token;
+  auto waited =
+      std::async(std::launch::async, [&] { return (*client)->acquire("db", {.timeout = 20s, .cancel = &token}); });
+  ASSERT_TRUE(eventually([&] { return server.saw(0, "ACQUIRE"); }));
+  server.hang_up();
+  ASSERT_TRUE(eventually([&] { return server.saw(1, "HELLO"); })) << "no new connection";
+  const auto cancelled_at = Clock::now();
+  token.cancel();
+  ASSERT_EQ(waited.wait_for(8s), std::future_status::ready);
+  const auto took = Clock::now() - cancelled_at;
+  Result<Permit> permit = waited.get();
+  ASSERT_FALSE(permit);
+  EXPECT_EQ(permit.status().code(), StatusCode::kCancelled) << permit.status().to_string();
+  EXPECT_LT(took, 1s);
 }
 
 }  // namespace
