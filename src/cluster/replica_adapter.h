@@ -63,6 +63,9 @@ class ReplicaAdapter final : public raft::StateMachine {
   Result<std::string> apply(std::uint64_t index, std::string_view command) override;
   // The replica's snapshot, as is.
   std::string snapshot() override;
+  // Once it refused a committed entry: RaftNode then gives it nothing more
+  // and takes no snapshot (a snapshot would skip the entry for good).
+  bool halted() const override { return refused_count() > 0; }
   // replication::StateMachine::restore; the snapshot goes to the sink when it
   // was restored.
   Status restore(std::string_view snapshot) override;

@@ -525,6 +525,7 @@ class RaftNode::Impl {
   std::uint64_t last_term_ = 0;
   std::uint64_t batches_ = 0, commands_ = 0;
   std::string failure_;
+  std::string halted_at_;  // set once the machine halted (fsm_apply): what, where
   // raft_uv's own append; the appends in flight of every node of the
   // process, each with its node and libraft's callback (a request names
   // neither: its data is libraft's).
@@ -857,15 +858,36 @@ int RaftNode::Impl::fsm_apply(raft_fsm* fsm, const raft_buffer* buf, void** resu
     spdlog::error("raft: {} (the node stops applying)", self->failure_);
     return RAFT_CORRUPT;
   }
+  // Once the machine is halted (StateMachine::halted) it is given nothing
+  // more: each command's result says so, and libraft goes on committing (an
+  // error here would also fail raft_start, and turn a follower unavailable,
+  // without a word on why). fsm_snapshot refuses every snapshot from then on,
+  // so the log keeps the entry that halted it, and a restart applies it again.
   self->results_.clear();
   self->results_.reserve(commands->size());
-  for (std::string_view command : *commands) self->results_.push_back(self->machine_.apply(index, command));
+  for (std::string_view command : *commands) {
+    if (!self->halted_at_.empty()) {
+      self->results_.push_back(Status(StatusCode::kCorruption, self->halted_at_));
+      continue;
+    }
+    self->results_.push_back(self->machine_.apply(index, command));
+    if (self->machine_.halted()) {
+      self->halted_at_ = "the state machine halted at entry " + std::to_string(index) + " (" +
+                         self->results_.back().status().to_string() + ")";
+      spdlog::error("raft: {}: it is given nothing more, and no snapshot is taken", self->halted_at_);
+    }
+  }
   *result = &self->results_;
   return 0;
 }
 
 int RaftNode::Impl::fsm_snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs) {
   Impl* self = static_cast<Impl*>(fsm->data);
+  // Nothing a halted machine holds is stored: its state skipped a committed
+  // entry. RAFT_BUSY: libraft gives up this snapshot, quietly, and tries
+  // again later (every error but RAFT_BUSY would go back up through libraft's
+  // apply and fail raft_start or the receipt of entries).
+  if (!self->halted_at_.empty()) return RAFT_BUSY;
   const std::string framed = encode_snapshot(self->machine_.snapshot());
   auto* array = static_cast<raft_buffer*>(raft_malloc(sizeof(raft_buffer)));
   if (array == nullptr) return RAFT_NOMEM;

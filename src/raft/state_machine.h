@@ -13,6 +13,7 @@
 // - A command that apply refuses (malformed, not allowed in this state) must
 //   leave the state unchanged; the refusal is then the command's result on
 //   every replica (the entry stays in the log and is refused again on replay).
+// - A replica that cannot follow the log says so through halted(), below.
 // - Several commands can share one log index: RaftNode batches the commands
 //   proposed while an earlier batch was being committed into one log entry,
 //   and applies them in their proposal order. Their (index, position in the
@@ -57,6 +58,18 @@ class StateMachine {
   // refuses it and must leave the state unchanged; the node then refuses to
   // start, or the install fails loudly.
   virtual Status restore(std::string_view snapshot) = 0;
+
+  // True once this replica can no longer follow the log: a refusal no
+  // replica should ever make (damage, a snapshot ahead of the log, a bug), as
+  // opposed to the ordinary refusals above, which are results. RaftNode asks
+  // after each command: once true, it gives the machine nothing more (every
+  // later command's result is kCorruption) and takes no snapshot any more,
+  // since one would store a state that skipped a committed entry, and a
+  // restart would load it and serve on in silence; the log keeps the entry,
+  // and a restart applies it again. Stopping the process is the
+  // implementation's business (netsem's loop replica refuses the same entry
+  // and stops the server).
+  virtual bool halted() const { return false; }
 };
 
 }  // namespace netsem::raft

@@ -1,7 +1,8 @@
 // RaftNode in-process (src/raft/raft_node.h): a one-server cluster proposes,
 // stops, and replays its log after a restart; bad options, a missing and a
 // locked data directory; callbacks after stop() fail at once with kShutdown;
-// two servers in one process talk over sockets with Nagle's algorithm off.
+// two servers in one process talk over sockets with Nagle's algorithm off; a
+// halted state machine stops the node applying, and snapshotting, at its entry.
 // The multi-process cluster is in cluster_test.cc and cluster_failure_test.cc.
 #include "raft/raft_node.h"
 
@@ -104,6 +105,78 @@ TEST_F(RaftNodeTest, OneServerProposesStopsAndReplaysAfterRestart) {
   EXPECT_EQ(*propose(**restarted, "p:three"), "3");
   EXPECT_EQ(again.entries(), (std::vector<std::string>{"p:one", "p:two", "p:three"}));
   EXPECT_EQ(again.violations(), 0u);
+}
+
+// A LogMachine that cannot follow the log from the command "p:halt" on
+// (StateMachine::halted): it refuses it, and counts every apply and snapshot.
+class HaltingMachine final : public StateMachine {
+ public:
+  Result<std::string> apply(std::uint64_t index, std::string_view command) override {
+    ++applies;
+    if (command == "p:halt") {
+      halted_ = true;
+      ++halts;
+      return Status(StatusCode::kCorruption, "p:halt cannot be followed");
+    }
+    return log.apply(index, command);
+  }
+  std::string snapshot() override {
+    ++snapshots;
+    return log.snapshot();
+  }
+  Status restore(std::string_view snapshot) override { return log.restore(snapshot); }
+  bool halted() const override { return halted_; }
+
+  testing::LogMachine log;
+  std::atomic<int> applies{0}, halts{0}, snapshots{0};
+
+ private:
+  std::atomic<bool> halted_{false};
+};
+
+// A halted state machine is given nothing more: libraft commits what follows,
+// the machine applies none of it, no snapshot is taken past the entry that
+// halted it (one would store a state that skipped the entry, and a restart
+// would serve it in silence), and a restart applies that entry again.
+// (Before, RaftNode went on: the next entries were applied and snapshotted
+// over the halting one.)
+TEST_F(RaftNodeTest, AHaltedMachineIsGivenNothingMoreAndNeverSnapshottedPastItsEntry) {
+  RaftOptions o = options();
+  o.snapshot_threshold = 4;
+  o.snapshot_trailing = 2;
+  o.max_batch = 1;  // one entry per command: 12 entries after the halting one
+  std::atomic<int> answered{0};
+  const auto count = [&answered](const Result<std::string>&) { ++answered; };
+  {
+    HaltingMachine machine;
+    auto node = RaftNode::start(o, machine);
+    ASSERT_TRUE(node) << node.status().to_string();
+    ASSERT_TRUE(wait_leader(**node));
+    ASSERT_TRUE(propose(**node, "p:one"));
+    (*node)->propose("p:halt", count);
+    for (int i = 0; i < 12; ++i) (*node)->propose("p:after", count);
+    for (int i = 0; i < 250 && (*node)->status().commit_index < (*node)->status().last_index; ++i) {
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    std::this_thread::sleep_for(milliseconds(100));  // time to apply and snapshot, were it allowed
+    const NodeStatus s = (*node)->status();
+    EXPECT_EQ(s.commit_index, s.last_index);
+    EXPECT_EQ(machine.halts.load(), 1);
+    EXPECT_EQ(machine.applies.load(), 2) << "the halted machine was given more";
+    EXPECT_EQ(machine.log.entries(), (std::vector<std::string>{"p:one"}));
+    EXPECT_EQ(answered.load(), 13);
+    EXPECT_EQ(s.snapshot_index, 0u) << "a snapshot was taken past the entry the machine halted at";
+    (*node)->stop();
+  }
+  // The restart applies the halting entry again, never a snapshot past it.
+  HaltingMachine again;
+  auto restarted = RaftNode::start(o, again);
+  ASSERT_TRUE(restarted) << restarted.status().to_string();
+  for (int i = 0; i < 250 && again.halts.load() == 0; ++i) std::this_thread::sleep_for(milliseconds(20));
+  EXPECT_EQ(again.halts.load(), 1) << "the restart did not apply the halting entry again";
+  EXPECT_EQ(again.log.entries(), (std::vector<std::string>{"p:one"}));
+  EXPECT_EQ(again.snapshots.load(), 0);
+  (*restarted)->stop();
 }
 
 TEST_F(RaftNodeTest, BadOptionsAndDirectoriesAreRefused) {
