@@ -10,10 +10,11 @@
 // Fallback rules in one place: a server that answered but refused the session
 // (Connection::refusal) is not an outage, so nothing falls back while that
 // holds: every call that would fails with the refusal. Otherwise acquire
-// falls back when there is no session; when the session ends while it waits
-// (and is not resumed), it is sent again on the next session, and falls back
-// only when the round of connection attempts after that end reaches no
-// server (rule 9 of docs/client.md, "Resuming the session"); wait and
+// falls back when there is no session and the last round of connection
+// attempts reached no server; when the session ends while it waits (and is
+// not resumed), or it is made while the round after a session's end is under
+// way, it is sent on the next session, and falls back only when that round
+// reaches no server (rule 9 of docs/client.md, "Resuming the session"); wait and
 // post, whose effect is unknown when the session ends mid-call (the server
 // may have consumed or added permits), fall back only when they could not be
 // sent, and answer kUnavailable otherwise, and only for names listed in
@@ -24,6 +25,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <map>
@@ -247,21 +249,66 @@ Result<client::Reply> Client::Impl::finish_round_trip(const std::shared_ptr<clie
   return reply;
 }
 
+std::optional<Status> Client::Impl::await_round(std::uint64_t between, std::optional<milliseconds> until,
+                                                const CancelToken* cancel, std::string_view what) const {
+  if (until && until->count() == 0) return Status(StatusCode::kTimeout, fmt::format("{}: timed out", what));
+  const auto is_cancelled = [cancel] { return cancel != nullptr && cancel->cancelled(); };
+  const WakeOnCancel waker(cancel, [this] { connection->wake_waiters(); });
+  const std::optional<client::Deadline::Clock::time_point> at =
+      until ? std::optional(client::Deadline::Clock::now() + *until) : std::nullopt;
+  std::uint64_t session = 0;
+  switch (connection->await_session(between, at, is_cancelled, session)) {
+    case client::Connection::NextSession::kServed:
+      return std::nullopt;
+    case client::Connection::NextSession::kNoServer:
+      return Status::ok();
+    case client::Connection::NextSession::kTimedOut:
+      return Status(StatusCode::kTimeout, fmt::format("{}: timed out", what));
+    case client::Connection::NextSession::kCancelled:
+      return Status(StatusCode::kCancelled, fmt::format("{}: cancelled", what));
+    case client::Connection::NextSession::kStopped:
+      break;
+  }
+  return Status(StatusCode::kUnavailable, fmt::format("{}: the client is closed", what));
+}
+
 std::optional<Result<Client::Impl::Grant>> Client::Impl::take_remote(protocol::Verb verb_code, std::string_view name,
                                                                      const AcquireOptions& how,
                                                                      std::optional<milliseconds> timeout,
                                                                      SessionEnd* ended) {
   const std::string_view verb = protocol::verb_name(verb_code);
-  const std::int64_t timeout_ms = timeout ? timeout->count() : -1;
-  const auto call = connection->send(
-      [&](std::string& line, std::string_view tag) {
-        if (verb_code == protocol::Verb::kAcquire) {
-          protocol::encode_acquire(line, tag, name, how.count, timeout_ms);
-        } else {
-          protocol::encode_wait(line, tag, name, how.count, timeout_ms);
-        }
-      },
-      0, /*may_wait=*/timeout_ms != 0);
+  const Deadline deadline(timeout);
+  const bool is_try = timeout && timeout->count() == 0;
+  std::shared_ptr<client::Call> call;
+  for (;;) {
+    // Not sent yet, so a timeout is what is left of it (a try stays a try).
+    const std::optional<milliseconds> left = is_try ? std::optional(milliseconds(0)) : deadline.remaining();
+    const std::int64_t timeout_ms = left ? left->count() : -1;
+    std::uint64_t between = 0;
+    call = connection->send(
+        [&](std::string& line, std::string_view tag) {
+          if (verb_code == protocol::Verb::kAcquire) {
+            protocol::encode_acquire(line, tag, name, how.count, timeout_ms);
+          } else {
+            protocol::encode_wait(line, tag, name, how.count, timeout_ms);
+          }
+        },
+        0, /*may_wait=*/timeout_ms != 0, &between);
+    if (call || between == 0) break;
+    if (ended != nullptr) {
+      // take_acquire waits for the round, as for rule 9's re-send.
+      *ended = SessionEnd{.session = between,
+                          .why = Status(StatusCode::kUnavailable, "no session: the last one ended"),
+                          .unsent = true};
+      return std::nullopt;
+    }
+    // A WAIT made between sessions was not sent: the round decides.
+    std::optional<Status> waited = await_round(between, is_try ? std::nullopt : deadline.remaining(), how.cancel,
+                                               fmt::format("{} \"{}\"", verb, name));
+    if (!waited) continue;
+    if (waited->is_ok()) return std::nullopt;
+    return Result<Grant>(*waited);
+  }
   if (!call) return std::nullopt;
   const client::Reply reply = await(*connection, *call, how.cancel);
   if (!reply.failure.is_ok()) {
@@ -294,7 +341,11 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_acquire(std::strin
   // resumed, is gone at every server (or, after a lapse, holds what it may
   // be granted unused until its timeout): the ACQUIRE goes again on the next
   // session, for what is left of its timeout. Fallback only when the next
-  // round of connection attempts reaches no server.
+  // round of connection attempts reaches no server. An ACQUIRE made while
+  // the connection is between sessions (the last one ended, the round after
+  // its end under way) waits for that round the same way: until it ends, a
+  // server of the list may well answer, and a server that answers is not an
+  // outage.
   const auto is_cancelled = [&how] { return how.cancel != nullptr && how.cancel->cancelled(); };
   const WakeOnCancel waker(how.cancel, [this] { connection->wake_waiters(); });
   // A try whose session ended before its answer is tried again on the next
@@ -336,17 +387,22 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_acquire(std::strin
     }
     const std::optional<milliseconds> rest = is_try ? std::optional(milliseconds(0)) : deadline.remaining();
     const std::string server = connection->counters().server;
-    client::log_info("ACQUIRE \"{}\": the session ended while it waited ({}); sent again on a new session to {}, {}",
-                     name, ended.why.message(), server.empty() ? "the server" : server,
-                     is_try ? std::string("as a try")
-                     : rest ? fmt::format("{} ms left", rest->count())
-                            : std::string("no timeout"));
+    const std::string left_text = is_try ? std::string("as a try")
+                                  : rest ? fmt::format("{} ms left", rest->count())
+                                         : std::string("no timeout");
+    if (ended.unsent) {
+      client::log_info("ACQUIRE \"{}\": made between two sessions; sent on the new session to {}, {}", name,
+                       server.empty() ? "the server" : server, left_text);
+    } else {
+      client::log_info("ACQUIRE \"{}\": the session ended while it waited ({}); sent again on a new session to {}, {}",
+                       name, ended.why.message(), server.empty() ? "the server" : server, left_text);
+    }
     ended = SessionEnd{};
     taken = take_remote(protocol::Verb::kAcquire, name, how, rest, &ended);
     // Not sent: that session ended already; wait for the one after it.
-    if (!taken && ended.session == 0) {
-      after = session;
-      ended.why = Status(StatusCode::kUnavailable, "the new session ended at once");
+    if (!taken && (ended.session == 0 || ended.unsent)) {
+      after = std::max(session, ended.session);
+      ended = SessionEnd{.why = Status(StatusCode::kUnavailable, "the new session ended at once")};
     } else {
       after = ended.session;
     }
@@ -501,9 +557,19 @@ Status Client::post(std::string_view name, std::int64_t count) {
   if (Status status = check_api_name(name); !status.is_ok()) return status;
   if (Status status = check_count(count); !status.is_ok()) return status;
   if (is_local_name(name)) return impl_->local->post(name, impl_->options.limit(name), count);
-  const auto call = impl_->connection->send(
-      [&](std::string& line, std::string_view tag) { protocol::encode_post(line, tag, name, count); });
-  if (call) return status_of(client::Connection::wait(*call), fmt::format("POST \"{}\"", name));
+  for (;;) {
+    std::uint64_t between = 0;
+    const auto call = impl_->connection->send(
+        [&](std::string& line, std::string_view tag) { protocol::encode_post(line, tag, name, count); }, 0, false,
+        &between);
+    if (call) return status_of(client::Connection::wait(*call), fmt::format("POST \"{}\"", name));
+    if (between == 0) break;
+    // Made between sessions: the round in progress decides, as for acquire.
+    std::optional<Status> waited = impl_->await_round(between, std::nullopt, nullptr, fmt::format("POST \"{}\"", name));
+    if (!waited) continue;
+    if (!waited->is_ok()) return *waited;
+    break;
+  }
   Result<std::int64_t> limit = impl_->counter_fallback_limit(name);
   if (!limit) return limit.status();
   return impl_->fallback_outcome(impl_->local->post(name, *limit, count), name, *limit, count);

@@ -117,8 +117,19 @@ struct Client::Impl {
   }
   Result<client::Reply> finish_round_trip(const std::shared_ptr<client::Call>& call) const;
 
+  // After send() found the connection between sessions (its `between`):
+  // waits for the I/O thread's round in progress, until `until` (none: the
+  // round bounds it) or `cancel`. nullopt: a session serves now, send again;
+  // OK: the round reached no server (or only refusals), the caller falls
+  // back as for a call made while no server is up; otherwise why the wait
+  // ended (kTimeout, kCancelled, or kUnavailable once the client closes).
+  std::optional<Status> await_round(std::uint64_t between, std::optional<std::chrono::milliseconds> until,
+                                    const CancelToken* cancel, std::string_view what) const;
+
   // ACQUIRE or WAIT on the server: its grant, its final refusal, or nullopt
-  // when there was no session to send it on (the caller may fall back), or
+  // when there was no session to send it on (the caller may fall back; with
+  // `ended`, ended->unsent says the round after the last session's end is
+  // still under way; without it, a WAIT waits for that round itself), or
   // (only with `ended`, then filled in) the session ended before the answer
   // (acquire sends it again on the next session: rule 9 of docs/client.md,
   // "Resuming the session"). Without `ended`, a session that ended after the
@@ -133,15 +144,21 @@ struct Client::Impl {
     Status why;
     bool kicked = false;  // by an administrator's KICK
     bool broken = false;  // by the client: the server broke the protocol
+    // Nothing was sent: there was no session, the last one (`session`) had
+    // ended and the round of attempts after its end was under way.
+    bool unsent = false;
   };
   std::optional<Result<Grant>> take_remote(protocol::Verb verb, std::string_view name, const AcquireOptions& how,
                                            std::optional<std::chrono::milliseconds> timeout, SessionEnd* ended);
 
   // take_remote for ACQUIRE, sent again on the next session as long as a
   // session ends under it (not by KICK) and a server answers, until
-  // `deadline` (the caller's timeout) or how.cancel; nullopt when it was
-  // never sent, or when the round of attempts after its session's end
-  // reached no server: the caller falls back.
+  // `deadline` (the caller's timeout) or how.cancel. Made while the
+  // connection is between sessions (the last one ended, the round of
+  // attempts after its end under way), it waits for that round the same way.
+  // nullopt when there was no session and no such round (in fallback), or
+  // when the round of attempts after its session's end reached no server:
+  // the caller falls back.
   std::optional<Result<Grant>> take_acquire(std::string_view name, const AcquireOptions& how,
                                             std::optional<std::chrono::milliseconds> timeout,
                                             const client::Deadline& deadline);

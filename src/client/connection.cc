@@ -225,11 +225,21 @@ Connection::Counters Connection::counters() const {
   return counters_;
 }
 
-std::shared_ptr<Call> Connection::queue(std::string tag, std::string line, std::uint64_t session, bool may_wait) {
+std::shared_ptr<Call> Connection::queue(std::string tag, std::string line, std::uint64_t session, bool may_wait,
+                                        std::uint64_t* between) {
   std::shared_ptr<Call> call;
   {
     std::lock_guard lock(mutex_);
-    if (!connected_ || (session != 0 && session != session_)) return nullptr;
+    if (between != nullptr) *between = 0;
+    if (!connected_ || (session != 0 && session != session_)) {
+      // After a session's end, until a round of attempts fails (then the
+      // client is in fallback, or refused): the round in progress decides.
+      if (between != nullptr && session == 0 && !connected_ && session_ > 0 && failed_round_after_ < session_ &&
+          !stopping()) {
+        *between = session_;
+      }
+      return nullptr;
+    }
     call = std::make_shared<Call>(std::move(tag), session_, std::move(line), may_wait);
     outbox_.push_back(call);
   }

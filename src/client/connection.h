@@ -201,13 +201,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // requests.h), so no line is formatted by hand. nullptr when there is no
   // such session. The line is built in one buffer sized for a usual request:
   // a call allocates it once. `may_wait`: see Call::may_wait.
+  // `between` (with session 0): set when nullptr is returned because the
+  // connection is between sessions: the last session (its number in
+  // *between) ended and no round of connection attempts has failed since, so
+  // the I/O thread's round in progress may still reach a server
+  // (await_session(*between, ...) waits for it); 0 otherwise (no server
+  // reached by the last round, a refusal, never connected, or stopping).
   template <typename Encode>
-  std::shared_ptr<Call> send(Encode&& encode, std::uint64_t session = 0, bool may_wait = false) {
+  std::shared_ptr<Call> send(Encode&& encode, std::uint64_t session = 0, bool may_wait = false,
+                             std::uint64_t* between = nullptr) {
     std::string tag = next_tag();
     std::string line;
     line.reserve(kLineReserve);
     encode(line, std::string_view(tag));
-    return queue(std::move(tag), std::move(line), session, may_wait);
+    return queue(std::move(tag), std::move(line), session, may_wait, between);
   }
   // Blocks until the call has its final answer (the I/O thread guarantees
   // one: a session that ends fails its calls).
@@ -238,7 +245,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Room for a request line with a name of a few dozen bytes.
   static constexpr std::size_t kLineReserve = 96;
   // send()'s second half: queues the line built for `tag`.
-  std::shared_ptr<Call> queue(std::string tag, std::string line, std::uint64_t session, bool may_wait);
+  std::shared_ptr<Call> queue(std::string tag, std::string line, std::uint64_t session, bool may_wait,
+                              std::uint64_t* between);
   void run();
   // A connected non-blocking socket, or -1 (also when stopping), with the
   // reason in attempt_failure_. Bounded by connect_timeout, and by `until`

@@ -310,6 +310,107 @@ TEST_F(ClientResumeCluster, AQueuedAcquireWhoseSessionIsGoneIsSentAgainNotServed
   EXPECT_EQ(owner->request(req::acquire("t", "lock", 1, 0), 10s), "t TIMEOUT") << logs();
 }
 
+// The gap rule 9 left (review19 item 8): calls MADE while the connection is
+// between sessions (the last one ended unresumed, the I/O thread not yet
+// through its next round of connection attempts) wait for that round as rule
+// 9's re-send does, and fall back only if it reaches no server. The waiter's
+// session ends the rule 9 way (its follower stopped, the session KICKed at
+// the leader, the follower killed: RESUME answers NOT_FOUND); its
+// reconnect_min of 2 s keeps the gap open while the test calls. Before the
+// fix the ACQUIRE and the TRY were served by a host-local semaphore at once
+// (two holders of `lock = 1`), and the POST and WAIT of a created semaphore
+// failed "no server reachable", while the other follower answered.
+TEST_F(ClientResumeCluster, CallsMadeBetweenSessionsWaitForTheNextRoundNotServedLocally) {
+  const int lead = cluster_leader(servers_, 10s);
+  ASSERT_GE(lead, 0) << "no leader elected\n" << logs();
+  const int stopped = (lead + 1) % kServers;
+  const int other = (lead + 2) % kServers;
+  auto owner = raw(lead);
+  ASSERT_TRUE(owner != nullptr);
+  const std::string held = owner->request(req::acquire("a", "lock", 1, 5000), 10s);
+  ASSERT_TRUE(held.starts_with("a OK ")) << held << "\n" << logs();
+  const std::uint64_t held_fence = std::stoull(netsem::testing::fields(held).at(2));
+
+  // The two followers only (rule 3 keeps it on the first), default fallback
+  // (local), and a long pause before the round after a session's end.
+  ClientOptions options;
+  options.servers = {address(stopped), address(other)};
+  options.local_dir = dir_.path() / "local";
+  options.connect_timeout = 3s;
+  options.reconnect_min = 2s;
+  options.reconnect_max = 4s;
+  options.request_timeout = 5s;
+  Result<std::unique_ptr<netsem::Client>> made = netsem::Client::create(std::move(options));
+  ASSERT_TRUE(made) << made.status().to_string();
+  netsem::Client& waiter = **made;
+  ASSERT_TRUE(waiter.connected()) << logs();
+  ASSERT_EQ(waiter.stats().server, address(stopped)) << logs();
+  ASSERT_TRUE(waiter.create("ctr", 0, 5).is_ok()) << logs();
+  const std::uint64_t session_id = waiter.stats().session_id;
+
+  servers_[stopped]->send_signal(SIGSTOP);
+  auto admin = raw(lead);
+  ASSERT_TRUE(admin != nullptr);
+  ASSERT_EQ(admin->request(req::kick("k", session_id), 10s), "k OK") << logs();
+  kill(stopped);
+  ASSERT_TRUE(eventually([&] { return waiter.stats().connection_losses == 1; }, 8s)) << logs();
+  // In the gap: the session ended, the next round is 2 s away.
+  ASSERT_FALSE(waiter.connected());
+  ASSERT_EQ(waiter.stats().connects, 1u);
+  const auto gap_at = SteadyClock::now();
+  auto granted = std::async(std::launch::async, [&] { return waiter.acquire("lock", {.timeout = 20s}); });
+  auto tried = std::async(std::launch::async, [&] { return waiter.try_acquire("lock"); });
+  auto waited = std::async(std::launch::async, [&] { return waiter.wait("ctr", {.timeout = 20s}); });
+  auto posted = std::async(std::launch::async, [&] { return waiter.post("ctr"); });
+
+  ASSERT_EQ(tried.wait_for(10s), std::future_status::ready) << logs();
+  Result<Permit> try_permit = tried.get();
+  ASSERT_FALSE(try_permit) << (try_permit->is_local() ? "the try was served by a host-local semaphore"
+                                                      : "the try was granted while `lock` was held");
+  EXPECT_EQ(try_permit.status().code(), StatusCode::kTimeout) << try_permit.status().to_string();
+  std::printf("the try was answered %lld ms after the session's end\n",
+              static_cast<long long>((SteadyClock::now() - gap_at) / 1ms));
+  ASSERT_EQ(posted.wait_for(10s), std::future_status::ready) << logs();
+  const Status post_status = posted.get();
+  EXPECT_TRUE(post_status.is_ok()) << post_status.to_string();
+  ASSERT_EQ(waited.wait_for(10s), std::future_status::ready) << logs();
+  const Status wait_status = waited.get();
+  EXPECT_TRUE(wait_status.is_ok()) << wait_status.to_string();
+
+  const auto one_waiter = [&] {
+    auto look = raw(lead);
+    if (look == nullptr) return false;
+    const auto fields = netsem::testing::fields(look->request(req::get("g", "lock"), 5s));
+    return fields.size() > 5 && fields[5] == "1";
+  };
+  const auto ended = [&] { return granted.wait_for(0ms) == std::future_status::ready; };
+  const bool queued =
+      eventually([&] { return ended() || (waiter.stats().server == address(other) && one_waiter()); }, 8s);
+  if (granted.wait_for(300ms) == std::future_status::ready) {
+    Result<Permit> early = granted.get();
+    FAIL() << "the acquire ended while `lock` was held: "
+           << (!early              ? early.status().to_string()
+               : early->is_local() ? "served by a host-local semaphore"
+                                   : "granted by the cluster");
+  }
+  ASSERT_TRUE(queued) << waiter.stats().server << "\n" << logs();
+  EXPECT_EQ(waiter.stats().local_grants, 0u);
+  const std::string released = owner->request(req::release("r", "lock"), 10s);
+  ASSERT_TRUE(released.starts_with("r OK")) << released << "\n" << logs();
+  ASSERT_EQ(granted.wait_for(8s), std::future_status::ready) << logs();
+  Result<Permit> permit = granted.get();
+  ASSERT_TRUE(permit) << permit.status().to_string() << "\n" << logs();
+  EXPECT_FALSE(permit->is_local());
+  ASSERT_TRUE(permit->fence().has_value());
+  EXPECT_GT(*permit->fence(), held_fence);
+  EXPECT_EQ(waiter.stats().local_grants, 0u);
+  EXPECT_EQ(owner->request(req::acquire("t", "lock", 1, 0), 10s), "t TIMEOUT") << logs();
+  // The POST and the WAIT were done by the cluster: the value is back to 0.
+  const auto fields = netsem::testing::fields(owner->request(req::get("v", "ctr"), 5s));
+  ASSERT_GT(fields.size(), 2u);
+  EXPECT_EQ(fields[2], "0");
+}
+
 TEST_F(ClientResumeCluster, AClientMovesToTheLeaderAfterItsHandshake) {
   const int lead = cluster_leader(servers_, 10s);
   ASSERT_GE(lead, 0) << "no leader elected\n" << logs();
