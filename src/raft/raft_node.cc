@@ -518,6 +518,7 @@ class RaftNode::Impl {
 
   // Raft thread only.
   bool closing_ = false;
+  bool raft_closing_ = false;  // raft_close (or raft_uv_close) called: cancelled appends are no failure
   bool in_flight_ = false;
   std::vector<Result<std::string>> results_;  // the results of the entry being applied
   std::string scratch_;
@@ -665,6 +666,7 @@ Status RaftNode::Impl::open() {
 // Closes whatever open() opened, on the thread that runs the loop (or on the
 // caller of start() when open() failed), and runs the loop until all is closed.
 void RaftNode::Impl::finish_loop() {
+  raft_closing_ = true;
   if (raft_open_) {
     raft_close(&raft_, on_raft_closed);
     uv_run(&loop_, UV_RUN_DEFAULT);
@@ -708,6 +710,7 @@ void RaftNode::Impl::on_wake(uv_async_t* handle) {
   for (auto& task : tasks) task();
   if (stopping) {
     self->closing_ = true;
+    self->raft_closing_ = true;
     self->publish();
     raft_close(&self->raft_, on_raft_closed);
     return;
@@ -824,9 +827,11 @@ void RaftNode::Impl::append_done(raft_io_append* req, int status) {
     std::tie(self, cb) = found->second;
     appends_.erase(found);
   }
-  // RAFT_CANCELED: the node is closing (a stop, or a start that failed
-  // later) and raft_uv ends the appends still queued; nothing failed.
-  if (status != 0 && status != RAFT_CANCELED && self->failure_.empty()) {
+  // RAFT_CANCELED while the node closes (a stop, or a start that failed
+  // later): raft_uv ends the appends still queued; nothing failed. At any
+  // other time (libraft 0.15 never does it) a cancelled append is an entry
+  // not stored, and stops the node as a failed write does.
+  if (status != 0 && !(status == RAFT_CANCELED && self->raft_closing_) && self->failure_.empty()) {
     // libraft 0.15's raft_strerror has no text for RAFT_NOSPACE ("unknown
     // error"): a full disk, or one that cannot preallocate a segment.
     const std::string why = status == RAFT_NOSPACE ? "no space left on its disk" : raft_strerror(status);
