@@ -365,6 +365,8 @@ ClusterStatus ClusterNode::status() const {
   out.match_indexes = s.match_indexes;
   out.pending = pending_.size();
   out.failure = s.failure;
+  out.commit_us = s.commit_us;
+  out.batch_commands = s.batch_commands;
   return out;
 }
 

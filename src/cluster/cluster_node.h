@@ -55,6 +55,7 @@
 #include "raft/raft_node.h"
 #include "replication/entry.h"
 #include "replication/state_machine.h"
+#include "stats/histogram.h"
 
 namespace netsem::cluster {
 
@@ -137,6 +138,9 @@ struct ClusterStatus {
   std::uint64_t advances = 0;
   std::uint64_t reconfigures = 0;
   std::string failure;  // RaftNode's: why it stopped applying, if it did
+  // RaftNode's, as leader: each batch's commit time (µs) and commands.
+  stats::Histogram commit_us;
+  stats::Histogram batch_commands;
 };
 
 class ClusterNode {

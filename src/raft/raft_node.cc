@@ -525,6 +525,9 @@ class RaftNode::Impl {
   Role last_role_ = Role::kUnavailable;
   std::uint64_t last_term_ = 0;
   std::uint64_t batches_ = 0, commands_ = 0;
+  // The batches' figures (NodeStatus) and when the batch in flight was proposed.
+  stats::Histogram commit_us_, batch_commands_;
+  std::uint64_t proposed_at_ns_ = 0;
   std::string failure_;
   std::string halted_at_;  // set once the machine halted (fsm_apply): what, where
   // raft_uv's own append; the appends in flight of every node of the
@@ -769,7 +772,9 @@ void RaftNode::Impl::pump() {
     }
     ++batches_;
     commands_ += batch->callbacks.size();
+    batch_commands_.observe(batch->callbacks.size());
     in_flight_ = true;
+    proposed_at_ns_ = uv_hrtime();
     batch.release();  // owned by libraft until on_applied
   }
 }
@@ -779,6 +784,7 @@ void RaftNode::Impl::on_applied(struct raft_apply* req, int status, void* result
   Impl* self = batch->impl;
   self->in_flight_ = false;
   if (status == 0) {
+    self->commit_us_.observe((uv_hrtime() - self->proposed_at_ns_) / 1000);
     auto* results = static_cast<std::vector<Result<std::string>>*>(result);
     assert(results != nullptr && results->size() == batch->callbacks.size());
     for (std::size_t i = 0; i < batch->callbacks.size(); ++i) batch->callbacks[i](std::move((*results)[i]));
@@ -939,6 +945,8 @@ void RaftNode::Impl::publish() {
   s.snapshot_index = raft_.log.snapshot.last_index;
   s.batches = batches_;
   s.commands = commands_;
+  s.commit_us = commit_us_;
+  s.batch_commands = batch_commands_;
   s.failure = failure_;
   for (unsigned i = 0; i < raft_.configuration.n; ++i) {
     const raft_server& server = raft_.configuration.servers[i];

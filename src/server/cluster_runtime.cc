@@ -572,6 +572,8 @@ stats::ClusterFigures ClusterRuntime::cluster_figures() const {
   for (const auto& [member, match] : s.match_indexes) {
     figures.followers.push_back({member, match, s.last_index > match ? s.last_index - match : 0});
   }
+  figures.commit_us = s.commit_us;
+  figures.batch_commands = s.batch_commands;
   return figures;
 }
 

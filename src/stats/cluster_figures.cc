@@ -54,6 +54,27 @@ void sample(std::string& out, std::string_view name, std::uint64_t value, const 
   out += '\n';
 }
 
+// A histogram's series; `decimals` scales its values (6: microseconds as seconds).
+void histogram(std::string& out, std::string_view name, std::string_view help, const Histogram& h, int decimals) {
+  out += "# HELP netsem_cluster_";
+  out += name;
+  out += ' ';
+  out += help;
+  out += "\n# TYPE netsem_cluster_";
+  out += name;
+  out += " histogram\n";
+  const std::string metric = "netsem_cluster_" + std::string(name);
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < Histogram::kBounds; ++i) {
+    cumulative += h.bucket(i);
+    out += metric + "_bucket{le=\"" + scaled_decimal(Histogram::bound(i), decimals) + "\"} " +
+           std::to_string(cumulative) + '\n';
+  }
+  out += metric + "_bucket{le=\"+Inf\"} " + std::to_string(h.count()) + '\n';
+  out += metric + "_sum " + scaled_decimal(h.sum(), decimals) + '\n';
+  out += metric + "_count " + std::to_string(h.count()) + '\n';
+}
+
 }  // namespace
 
 std::string cluster_prometheus(const ClusterFigures& figures) {
@@ -91,6 +112,13 @@ std::string cluster_prometheus(const ClusterFigures& figures) {
       sample(out, "follower_match_index", follower.match_index, "{id=\"" + std::to_string(follower.id) + "\"}");
     }
   }
+  histogram(out, "commit_seconds",
+            "While this server led: how long each batch of commands took from its proposal to its commit and apply "
+            "(the leader's write and sync, a majority's, the round trip), since start.",
+            figures.commit_us, 6);
+  histogram(out, "batch_commands",
+            "While this server led: the commands each batch (one Raft log entry) carried, since start.",
+            figures.batch_commands, 0);
   return out;
 }
 

@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "stats/histogram.h"
+
 namespace netsem::stats {
 
 struct FollowerProgress {
@@ -43,6 +45,11 @@ struct ClusterFigures {
   std::uint64_t members = 0;                // servers in the Raft configuration (any role)
   std::uint64_t voters = 0;                 // of which voters
   std::vector<FollowerProgress> followers;  // the leader's: every other member, by id
+  // Since start, while this server led: each batch of commands' commit (its
+  // proposal to libraft until it was committed and applied on the raft
+  // thread), in microseconds, and the commands each batch carried.
+  Histogram commit_us;
+  Histogram batch_commands;
 };
 
 // The most followers STATS lists in follower_lag (the line's bound).
@@ -57,7 +64,9 @@ std::string cluster_json(const ClusterFigures& figures);
 // netsem_cluster_commit_index, netsem_cluster_applied_index,
 // netsem_cluster_last_index, netsem_cluster_lag, netsem_cluster_members,
 // netsem_cluster_voters, and on the leader netsem_cluster_follower_lag and
-// netsem_cluster_follower_match_index with a label id="N" per member.
+// netsem_cluster_follower_match_index with a label id="N" per member;
+// histograms netsem_cluster_commit_seconds and netsem_cluster_batch_commands
+// (empty on a server that never led).
 std::string cluster_prometheus(const ClusterFigures& figures);
 
 }  // namespace netsem::stats

@@ -23,6 +23,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -420,6 +421,26 @@ TEST_F(NetsemdCluster, StatsAndMetricsShowRoleTermIndexesAndLag) {
     EXPECT_NE(text.find("netsem_cluster_lag "), std::string::npos) << text;
     EXPECT_EQ(text.find("netsem_journal_"), std::string::npos) << text;
     EXPECT_EQ(text.find("netsem_cluster_follower_lag{id=") != std::string::npos, i == lead) << text;
+    // The leader's batches: how long each took to commit and how many
+    // commands it carried (at least TouchAll's and the grant's).
+    EXPECT_NE(text.find("# TYPE netsem_cluster_commit_seconds histogram\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("# TYPE netsem_cluster_batch_commands histogram\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("netsem_cluster_commit_seconds_bucket{le=\"0.000001\"} "), std::string::npos) << text;
+    EXPECT_NE(text.find("netsem_cluster_batch_commands_bucket{le=\"1\"} "), std::string::npos) << text;
+    const auto series = [&text](const std::string& name) -> std::uint64_t {
+      const std::size_t at = text.find("\n" + name + " ");
+      if (at == std::string::npos) return 0;
+      return std::strtoull(text.c_str() + at + name.size() + 2, nullptr, 10);
+    };
+    if (i == lead) {
+      EXPECT_GE(series("netsem_cluster_commit_seconds_count"), 2u) << text;
+      EXPECT_GE(series("netsem_cluster_batch_commands_count"), series("netsem_cluster_commit_seconds_count")) << text;
+      EXPECT_GE(series("netsem_cluster_batch_commands_sum"), series("netsem_cluster_batch_commands_count")) << text;
+      EXPECT_NE(text.find("netsem_cluster_batch_commands_bucket{le=\"+Inf\"} " +
+                          std::to_string(series("netsem_cluster_batch_commands_count")) + "\n"),
+                std::string::npos)
+          << text;
+    }
     const std::string promtool = find_program("promtool");
     if (!promtool.empty()) {
       const auto checked = check_metrics(promtool, text);
