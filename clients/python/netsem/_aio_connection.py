@@ -689,6 +689,13 @@ class Connection:
                 for line in lines:
                     ended = self._dispatch(line)
                     if ended is not None:
+                        if isinstance(ended, _resume.Kicked) and self._move_task is not None:
+                            # A move is under way (rule 5): the server that took
+                            # the session kicks this connection before the
+                            # RESUME's answers reach us. The move decides.
+                            await asyncio.wait([self._move_task])
+                            if self._moved is not None and self._ended is not None:
+                                return self._ended
                         return ended
         finally:
             if self._timer is not None:

@@ -16,6 +16,7 @@ scripts' sends stop when the server closes, and ``close`` shuts every
 connection down and joins every thread it started (a test fails if one is
 left). Connections are counted (``accepted``) so a test can see that a
 client reconnected, and every request line is kept (``lines``).
+``MovingPair`` scripts two 1.2 servers between which a session moves.
 """
 
 from __future__ import annotations
@@ -211,3 +212,62 @@ class FakeServer:
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None) -> None:
         self.close()
+
+
+class MovingPair:
+    """Two fake 1.2 server scripts for the resume rule 5 (test_resume.py,
+    test_aio_resume.py):
+    A grants ``db`` (fence 9) and then answers no PING; when the client's
+    RESUME reaches B, B has A kick the old connection (``* ERR KICKED resumed
+    on another connection``, as netsemd does once the RESUME took the session)
+    and answers the RESUME only 0.3 s later: the client reads the KICK while its
+    move is under way."""
+
+    SECRET = "0123456789abcdef0123456789abcdef"
+
+    def __init__(self) -> None:
+        self.kick = threading.Event()
+        self.resumed = threading.Event()
+        self.a_address = ""
+        self.b_address = ""
+
+    def server_a(self, peer: Peer) -> None:
+        answers = {"HELLO": "OK netsem 1.2 42", "LEASE": "OK 3000", "LEADER": f"OK {self.a_address}",
+                   "STATS": 'OK {"session_timeout_ms":3000}', "RESUMABLE": f"OK 42 {self.SECRET}",
+                   "ACQUIRE": "OK 9"}
+        deadline = time.monotonic() + 10
+        while not self.kick.is_set() and time.monotonic() < deadline:
+            line = peer.read_line(timeout=0.02)
+            if line is None:
+                continue
+            tag, _, rest = line.partition(" ")
+            verb = rest.split(" ", 1)[0]
+            if verb in answers:
+                peer.send(f"{tag} {answers[verb]}\n".encode())
+            elif verb == "OPTION":
+                peer.send(f"{tag} OK\n".encode())
+            # PING: silence
+        peer.send(b"* ERR KICKED resumed on another connection\n")
+        self.resumed.wait(5)
+        time.sleep(0.5)
+
+    def server_b(self, peer: Peer) -> None:
+        line = peer.read_line()
+        if line is None or f" RESUME 42 {self.SECRET}" not in line:
+            return
+        self.kick.set()
+        time.sleep(0.3)
+        answers = {"RESUME": "OK 42 0", "HELLO": "OK netsem 1.2 42", "LEASE": "OK 3000",
+                   "LEADER": f"OK {self.a_address}"}
+        while line is not None:
+            tag, _, rest = line.partition(" ")
+            verb = rest.split(" ", 1)[0]
+            if verb == "MINE":
+                peer.send(f"{tag} ITEM held db 1 9\n{tag} END 1\n".encode())
+                self.resumed.set()
+            elif verb == "PING":
+                peer.send(f"{tag} PONG {rest[5:]}".rstrip().encode() + b"\n")
+            else:
+                peer.send(f"{tag} {answers.get(verb, 'OK')}\n".encode())
+            line = peer.read_line(timeout=10)
+

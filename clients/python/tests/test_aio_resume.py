@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from aio_support import options, run, until, waiters_of
 from cluster_support import Cluster
+from fake_server import FakeServer, MovingPair
 from proxy_support import TcpProxy, restart
 
 import netsem
@@ -247,3 +248,28 @@ def test_a_fresh_session_follows_the_leader(cluster: Cluster, local_dir: Path) -
             await permit.release()
 
     run(main())
+
+
+def test_a_kick_read_while_the_session_moves_is_the_move_not_a_loss(local_dir: Path) -> None:
+    """Rule 5 in netsem.aio: the old connection stays read during a move, so
+    the KICK that the RESUME on the new one causes may come first; it must
+    not end the session (it did: the permit was lost, and the resumed
+    connection thrown away)."""
+    pair = MovingPair()
+    with FakeServer(pair.server_a) as a, FakeServer(pair.server_b) as b:
+        pair.a_address, pair.b_address = a.address, b.address
+
+        async def main() -> None:
+            async with netsem.aio.Client(options=opts([a.address, b.address], local_dir)) as client:
+                assert client.stats().server == a.address
+                permit = await client.acquire("db", timeout=5)
+                assert permit.fence == 9
+                lost: list[netsem.NetsemError] = []
+                permit.on_lost(lost.append)
+                await until(lambda: client.stats().server == b.address, 10)
+                assert not lost and not permit.lost
+                assert await client.ping("after") == "after"
+                assert not lost and not permit.lost
+                await permit.release()
+
+        run(main())

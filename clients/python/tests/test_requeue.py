@@ -99,6 +99,8 @@ def test_a_queued_acquire_whose_session_was_kicked_meanwhile_is_sent_again(clust
                                           fallback=FallbackPolicy("local"), reconnect_min=0.05,
                                           reconnect_max=0.2))
     try:
+        # A loaded machine may take the cluster longer than the first round's wait.
+        assert wait_until(lambda: holder.connected and waiter.connected, 10)
         held = holder.acquire("db", count=2)
         assert waiter.stats().server == setup.proxy.address  # stayed on S3 (rule 3)
         got: list[Permit | BaseException] = []
@@ -152,6 +154,11 @@ def test_aio_a_queued_acquire_whose_session_was_kicked_meanwhile_is_sent_again(c
                                      fallback=FallbackPolicy("local"))
         async with netsem.aio.Client(options=holder_options) as holder, \
                 netsem.aio.Client(options=waiter_options) as waiter:
+            # A loaded machine may take the cluster longer than the first round's wait.
+            deadline = time.monotonic() + 10
+            while not (holder.stats().connected and waiter.stats().connected):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
             held = await holder.acquire("db", count=2)
             assert waiter.stats().server == setup.proxy.address  # stayed on S3 (rule 3)
             task = asyncio.ensure_future(waiter.acquire("db", timeout=20))

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from cluster_support import Cluster
 from conftest import wait_until
+from fake_server import FakeServer, MovingPair
 from proxy_support import TcpProxy, restart
 
 from netsem import Client, ClientOptions, FallbackPolicy, Permit
@@ -329,3 +330,23 @@ def test_the_lease_still_lapses_when_no_server_answers_in_a_cluster(cluster, cli
     assert lost_at - frozen_at <= timeout / 6 + timeout / 2 + 0.5
     assert permit.stop_by is not None and lost_at < permit.stop_by <= frozen_at + timeout * 0.9
     assert "moving session" in caplog.text  # a move was tried, and failed
+
+
+def test_a_kick_read_while_the_session_moves_is_the_move_not_a_loss(clients) -> None:
+    """The blocking client's side of test_aio_resume's test of the same name:
+    its move does not read the old connection, so the KICK there is never
+    taken for the session's end."""
+    pair = MovingPair()
+    with FakeServer(pair.server_a) as a, FakeServer(pair.server_b) as b:
+        pair.a_address, pair.b_address = a.address, b.address
+        client = clients([a.address, b.address])
+        assert client.stats().server == a.address
+        permit = client.acquire("db", timeout=5)
+        assert permit.fence == 9
+        losses = Losses()
+        permit.on_lost(losses)
+        assert wait_until(lambda: client.stats().server == b.address, 10)
+        assert client.ping("after") == "after"
+        assert not losses.seen and not permit.lost
+        permit.release()
+        client.close()
