@@ -285,12 +285,15 @@ class Connection:
         """Rule 9: waits, after session ``after`` ended, for the next round of
         connection attempts: the new session's number once one began, 0 when
         a round ended with no session (no server reachable, or a refusal:
-        ``refused``) or the connection is stopping, -1 when ``deadline`` passed
-        or ``cancelled()`` (wake it with ``wake_waiters``) first."""
+        ``refused``) or the task ended, CLOSING when the client closes, -1 when
+        ``deadline`` passed or ``cancelled()`` (wake it with ``wake_waiters``)
+        first."""
         assert self._loop is not None
         while True:
             if self.connected and self.session > after:
                 return self.session
+            if self._stopping and self.refused is None:
+                return self.CLOSING
             if self._stopping or self._task is None or self._task.done() or (
                     not self.connected and self._empty_rounds > self._empty_rounds_at_end):
                 return 0
@@ -306,6 +309,8 @@ class Connection:
             finally:
                 if watcher in self._watchers:
                     self._watchers.remove(watcher)
+
+    CLOSING = -2  # await_session: the client closes
 
     def wake_waiters(self) -> None:
         """Wakes every await_session (the session began or ended, a round

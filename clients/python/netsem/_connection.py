@@ -255,14 +255,16 @@ class Connection:
         """Rule 9: waits, after session ``after`` ended, for the next round of
         connection attempts: the new session's number once one began, 0 when
         a round ended with no session (no server reachable, or a refusal:
-        ``refusal()``) or the client is closing, -1 when ``deadline`` passed or
-        ``cancelled()`` (wake it with ``wake_waiters``) first."""
+        ``refusal()``) or the I/O thread ended, CLOSING when the client
+        closes, -1 when ``deadline`` passed or ``cancelled()`` (wake it with
+        ``wake_waiters``) first."""
         with self._first_round:
             while True:
                 if self._connected and self._session > after:
                     return self._session
-                if self._io_done or self._stopping.is_set() or (
-                        not self._connected and self._empty_rounds > self._empty_rounds_at_end):
+                if self._stopping.is_set():
+                    return self.CLOSING
+                if self._io_done or (not self._connected and self._empty_rounds > self._empty_rounds_at_end):
                     return 0
                 if cancelled():
                     return -1
@@ -270,6 +272,8 @@ class Connection:
                 if left <= 0:
                     return -1
                 self._first_round.wait(min(left, 1.0))
+
+    CLOSING = -2  # await_session: the client closes
 
     def wake_waiters(self) -> None:
         """Wakes await_session (a cancel)."""

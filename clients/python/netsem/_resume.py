@@ -314,8 +314,16 @@ class Requeue:
             return None
         left = self.deadline - now
         if left <= 0:
-            raise Timeout(f"{self.what}: timed out (its session ended while it waited: {self.why})")
+            raise self.timed_out()
         return left
+
+    def wait_until(self) -> float | None:
+        """Until when to wait for the next session: the deadline, but none for
+        a try, whose next round decides (it is sent again as a try)."""
+        return None if self.is_try else self.deadline
+
+    def timed_out(self) -> Timeout:
+        return Timeout(f"{self.what}: timed out (its session ended while it waited: {self.why})")
 
     def sent_again(self, server: str, timeout: float | None) -> str:
         """The info line: where it went, with how much time left."""

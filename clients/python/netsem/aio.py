@@ -363,14 +363,16 @@ class Client:
             link = cancel.add_callback(lambda: _call_soon_threadsafe(loop, connection.wake_waiters))
         try:
             while True:
-                session = await connection.await_session(ended, requeue.deadline, cancelled)
+                session = await connection.await_session(ended, requeue.wait_until(), cancelled)
                 if cancelled():
                     raise _cancelled(name)
+                if session == connection.CLOSING:
+                    raise Unavailable("the client is closed")
                 if session == 0:
                     return None
-                timeout = requeue.timeout(time.monotonic())  # Timeout when none is left
                 if session < 0:
-                    continue
+                    raise requeue.timed_out()  # the deadline passed
+                timeout = requeue.timeout(time.monotonic())  # Timeout when none is left
                 timeout_ms = proto.timeout_ms(timeout)
                 call = connection.send(lambda tag: encode(tag, name, count, timeout_ms), session,
                                        may_wait=timeout_ms != 0)

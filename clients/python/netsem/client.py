@@ -570,14 +570,16 @@ class Client:
         callback_id = cancel.add_callback(connection.wake_waiters) if cancel is not None else None
         try:
             while True:
-                session = connection.await_session(ended, requeue.deadline, cancelled)
+                session = connection.await_session(ended, requeue.wait_until(), cancelled)
                 if cancelled():
                     raise _cancelled(name)
+                if session == connection.CLOSING:
+                    raise Unavailable("the client is closed")
                 if session == 0:
                     return None
-                timeout = requeue.timeout(time.monotonic())  # Timeout when none is left
                 if session < 0:
-                    continue
+                    raise requeue.timed_out()  # the deadline passed
+                timeout = requeue.timeout(time.monotonic())  # Timeout when none is left
                 ms = proto.timeout_ms(timeout)
                 call = connection.send(lambda tag: encode(tag, name, count, ms), session, may_wait=ms != 0)
                 if call is None:

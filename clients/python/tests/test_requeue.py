@@ -464,3 +464,97 @@ def test_aio_a_cancelled_task_cancels_the_acquire_sent_again(local_dir) -> None:
     run(main())
     tag = script.acquires[1].split(" ", 1)[0]
     assert len(script.cancels) == 1 and script.cancels[0].endswith(f" CANCEL {tag}"), script.cancels
+
+
+def _try_options(server: FakeServer, local_dir: Path) -> ClientOptions:
+    # reconnect_min 0.5 s: a wait for the next round that spun would burn it all.
+    return ClientOptions(servers=[server.address], local_dir=str(local_dir), fallback=FallbackPolicy("local"),
+                         connect_timeout=0.5, reconnect_min=0.5, reconnect_max=1.0)
+
+
+def _check_try(script: OneOneServer) -> None:
+    assert len(script.acquires) == 2, script.acquires
+    assert all(line.split(" ")[1:] == ["ACQUIRE", "db", "1", "0"] for line in script.acquires), script.acquires
+
+
+def test_a_try_whose_session_ended_is_tried_again_on_the_next_session_without_spinning(local_dir) -> None:
+    """A try has no time left to wait with: it waits for the next round (not
+    on a deadline already passed, which spun on the CPU until then) and is
+    sent again as a try."""
+    script = OneOneServer()
+    with FakeServer(script) as server:
+        with Client(options=_try_options(server, local_dir)) as client:
+            wall, cpu = time.monotonic(), time.process_time()
+            permit = client.try_acquire("db")
+            wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+            assert permit is not None and not permit.is_local and permit.fence == 5
+            assert wall >= 0.4 and cpu < 0.25 * wall, (wall, cpu)  # waited reconnect_min, without spinning
+            permit.release()
+    _check_try(script)
+
+
+def test_aio_a_try_whose_session_ended_is_tried_again_on_the_next_session(local_dir) -> None:
+    """In netsem.aio the spin never awaited: the event loop froze for good
+    (wait_for could not fire either), so the loop runs in a thread the test
+    can give up on."""
+    script = OneOneServer()
+    outcome: list[object] = []
+
+    async def main() -> None:
+        async with netsem.aio.Client(options=_try_options(server, local_dir)) as client:
+            permit = await client.try_acquire("db")
+            assert permit is not None and not permit.is_local and permit.fence == 5
+            await permit.release()
+
+    with FakeServer(script) as server:
+        thread = threading.Thread(target=lambda: outcome.append(_catch(lambda: run(main()))), daemon=True)
+        thread.start()
+        thread.join(10)
+        assert not thread.is_alive(), "the event loop is stuck"
+    assert outcome == [None], outcome
+    _check_try(script)
+
+
+def test_a_client_closed_while_the_acquire_waits_for_the_next_session_raises(local_dir) -> None:
+    """close() during rule 9's wait: Unavailable "the client is closed", no
+    local permit."""
+    def script(peer: Peer) -> None:  # every session ends at its first ACQUIRE
+        if peer.handshake(version="1.1", session_timeout_ms=6000):
+            peer.read_request()
+
+    with FakeServer(script) as server:
+        options = ClientOptions(servers=[server.address], local_dir=str(local_dir), fallback=FallbackPolicy("local"),
+                                connect_timeout=0.5, reconnect_min=2.0, reconnect_max=2.0)
+        client = Client(options=options)
+        got: list[object] = []
+        thread = threading.Thread(target=lambda: got.append(_catch(lambda: client.acquire("db", timeout=10))))
+        thread.start()
+        assert wait_until(lambda: not client.connected, 5)
+        time.sleep(0.2)
+        client.close()
+        thread.join(5)
+        assert got and isinstance(got[0], Unavailable) and "closed" in str(got[0]), got
+
+
+def test_aio_a_client_closed_while_the_acquire_waits_for_the_next_session_raises(local_dir) -> None:
+    def script(peer: Peer) -> None:  # every session ends at its first ACQUIRE
+        if peer.handshake(version="1.1", session_timeout_ms=6000):
+            peer.read_request()
+
+    async def main() -> None:
+        options = ClientOptions(servers=[server.address], local_dir=str(local_dir), fallback=FallbackPolicy("local"),
+                                connect_timeout=0.5, reconnect_min=2.0, reconnect_max=2.0)
+        client = netsem.aio.Client(options=options)
+        await client.connect()
+        task = asyncio.ensure_future(client.acquire("db", timeout=10))
+        deadline = time.monotonic() + 5
+        while client.connected:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        await client.close()
+        with pytest.raises(Unavailable, match="closed"):
+            await asyncio.wait_for(task, 5)
+
+    with FakeServer(script) as server:
+        run(main())
