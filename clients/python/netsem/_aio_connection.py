@@ -281,6 +281,19 @@ class Connection:
             self._arm(due)
         return call
 
+    def between(self) -> int | None:
+        """After send() found no session: the ``after`` to pass to
+        await_session when the connection is between two sessions (the last
+        one ended and no round of connection attempts has failed since, so
+        the round under way may still reach a server), None otherwise (the
+        last round reached no server or was refused, never connected, or
+        closing): the caller falls back as today (review19 item 8)."""
+        if self._stopping or self._task is None or self._task.done() or self.session == 0 or self.connected:
+            return None
+        if self._empty_rounds > self._empty_rounds_at_end:
+            return None
+        return self.session
+
     async def await_session(self, after: int, deadline: float | None, cancelled: Callable[[], bool]) -> int:
         """Rule 9: waits, after session ``after`` ended, for the next round of
         connection attempts: the new session's number once one began, 0 when

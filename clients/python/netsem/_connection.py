@@ -275,6 +275,23 @@ class Connection:
 
     CLOSING = -2  # await_session: the client closes
 
+    def between(self) -> int | None:
+        """After send() found no session: the ``after`` to pass to
+        await_session when the connection is between two sessions (the last
+        one ended and no round of connection attempts has failed since, so
+        the round under way may still reach a server; a session that began
+        meanwhile is returned by await_session at once), None otherwise (the
+        last round reached no server or was refused, never connected, or
+        closing): the caller falls back as today (review19 item 8)."""
+        with self._lock:
+            if self._stopping.is_set() or self._io_done or self._session == 0:
+                return None
+            if self._connected:
+                return self._session - 1 if self._session > 1 else None
+            if self._empty_rounds > self._empty_rounds_at_end:
+                return None
+            return self._session
+
     def wake_waiters(self) -> None:
         """Wakes await_session (a cancel)."""
         with self._first_round:

@@ -290,6 +290,9 @@ class Requeue:
         self.is_try = timeout is not None and timeout <= 0
         self.deadline = deadline  # time.monotonic() when it gives up; None: never
         self.why = ""  # why the last session ended
+        # Made between two sessions (review19 item 8): not sent yet, it waits
+        # for the round of connection attempts under way.
+        self.unsent = False
 
     def refusal(self, failure: NetsemError) -> NetsemError | None:
         """None when the ACQUIRE may be sent again after ``failure`` ended its
@@ -302,6 +305,7 @@ class Requeue:
         if not isinstance(failure, Unavailable):
             return failure
         self.why = failure.message
+        self.unsent = False
         return None
 
     def timeout(self, now: float) -> float | None:
@@ -323,11 +327,17 @@ class Requeue:
         return None if self.is_try else self.deadline
 
     def timed_out(self) -> Timeout:
+        if self.unsent:
+            return Timeout(f"{self.what}: timed out (made between two sessions; the next round of connection "
+                           "attempts had not ended)")
         return Timeout(f"{self.what}: timed out (its session ended while it waited: {self.why})")
 
     def sent_again(self, server: str, timeout: float | None) -> str:
         """The info line: where it went, with how much time left."""
-        left = "no timeout" if timeout is None else f"{round(timeout * 1000)} ms left"
+        left = ("no timeout" if timeout is None else "as a try" if self.is_try
+                else f"{round(timeout * 1000)} ms left")
+        if self.unsent:
+            return f"{self.what}: made between two sessions; sent on the new session to {server}, {left}"
         return (f"{self.what}: the session ended while it waited ({self.why}); sent again on a new session to "
                 f"{server}, {left}")
 

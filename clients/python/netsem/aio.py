@@ -324,7 +324,17 @@ class Client:
         requeue = _resume.Requeue(what, timeout, _Deadline(timeout).at) if fall_back_after_send else None
         call = self._connection.send(lambda tag: encode(tag, name, count, timeout_ms), may_wait=timeout_ms != 0)
         if call is None:
-            return None
+            # Made between two sessions: the round under way decides, as for
+            # rule 9's re-send (review19 item 8); fallback only if it reaches
+            # no server.
+            after = self._connection.between()
+            if after is None:
+                return None
+            gap = requeue or _resume.Requeue(what, timeout, _Deadline(timeout).at)
+            gap.unsent = True
+            call = await self._send_again(gap, after, encode, name, count, cancel)
+            if call is None:
+                return None
         while True:
             answer = await self._await_take(call, cancel, verb, name, count)
             if answer.failure is None:
@@ -493,6 +503,13 @@ class Client:
             await self._in_thread(self._local().post, name, limit, count)
             return
         call = self._connection.send(lambda tag: proto.post_request(tag, name, count))
+        after = self._connection.between() if call is None else None
+        if after is not None:
+            # Made between two sessions: the round under way decides (review19 item 8).
+            gap = _resume.Requeue(f'POST "{name}"', 0.0, None)
+            gap.unsent = True
+            call = await self._send_again(gap, after, lambda tag, n, c, _ms: proto.post_request(tag, n, c), name,
+                                          count, None)
         if call is not None:
             error = proto.final_error(await call.future, f'POST "{name}"')
             if error is not None:

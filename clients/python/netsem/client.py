@@ -528,7 +528,17 @@ class Client:
         connection = self._io_caller()
         call = connection.send(lambda tag: encode(tag, name, count, ms), may_wait=ms != 0)
         if call is None:
-            return None
+            # Made between two sessions: the round under way decides, as for
+            # rule 9's re-send (review19 item 8); fallback only if it reaches
+            # no server.
+            after = connection.between()
+            if after is None:
+                return None
+            gap = requeue or _resume.Requeue(f'{verb} "{name}"', timeout, _deadline(timeout))
+            gap.unsent = True
+            call = self._send_again(connection, gap, after, encode, name, count, cancel)
+            if call is None:
+                return None
         while True:
             self._await(connection, call, cancel, verb, name, count)
             if call.failure is None:
@@ -768,7 +778,15 @@ class Client:
         if proto.is_local_name(name):
             self._local.post(name, self._options.limit(name), count)
             return
-        call = self._io_caller().send(lambda tag: proto.post_request(tag, name, count))
+        connection = self._io_caller()
+        call = connection.send(lambda tag: proto.post_request(tag, name, count))
+        after = connection.between() if call is None else None
+        if after is not None:
+            # Made between two sessions: the round under way decides (review19 item 8).
+            gap = _resume.Requeue(f'POST "{name}"', 0.0, None)
+            gap.unsent = True
+            call = self._send_again(connection, gap, after, lambda tag, n, c, _ms: proto.post_request(tag, n, c),
+                                    name, count, None)
         if call is not None:
             call.wait()
             error = proto.final_error(call, f'POST "{name}"')

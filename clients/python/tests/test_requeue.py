@@ -558,3 +558,116 @@ def test_aio_a_client_closed_while_the_acquire_waits_for_the_next_session_raises
 
     with FakeServer(script) as server:
         run(main())
+
+
+# review19 item 8: a NEW acquire made between a session's end (not resumed)
+# and the end of the next round of connection attempts waits for that round,
+# as rule 9's re-send does. reconnect_min = 2 s holds the gap open. Without
+# the change it was served by a host-local semaphore at once.
+MADE_BETWEEN = "made between two sessions"
+
+
+def test_an_acquire_made_between_two_sessions_waits_for_the_next_round(cluster, tmp_path, local_dir,
+                                                                         caplog) -> None:
+    caplog.set_level(logging.INFO, logger="netsem")
+    setup = Setup(cluster)
+    holder_dir = tmp_path / "holder-local"
+    holder_dir.mkdir()
+    holder = Client(options=ClientOptions(servers=[cluster.addresses[setup.lead]], local_dir=str(holder_dir),
+                                          fallback=FallbackPolicy("fail")))
+    waiter = Client(options=ClientOptions(servers=setup.waiter_servers, local_dir=str(local_dir),
+                                          fallback=FallbackPolicy("local"), reconnect_min=2.0,
+                                          reconnect_max=4.0))
+    try:
+        assert wait_until(lambda: holder.connected and waiter.connected, 10)
+        held = holder.acquire("db", count=2)
+        assert waiter.stats().server == setup.proxy.address  # stayed on S3 (rule 3)
+        session = waiter.stats().session_id
+        setup.break_the_session(lambda: holder.kick(session))
+        # The session ended (RESUME answered NOT_FOUND); the next round is
+        # reconnect_min (2 s) away.
+        assert wait_until(lambda: waiter.stats().connection_losses >= 1, 10)
+        assert not waiter.connected
+        got: list[Permit | BaseException] = []
+
+        def wait() -> None:
+            try:
+                got.append(waiter.acquire("db", timeout=20))
+            except BaseException as error:  # reported by the test thread
+                got.append(error)
+
+        made_at = time.monotonic()
+        thread = threading.Thread(target=wait)
+        thread.start()
+        # Queued at the cluster under a new session, not served locally.
+        assert wait_until(lambda: holder.get("db").waiters == 1 or bool(got), 15), caplog.text
+        assert not got and waiter.stats().local_grants == 0, got
+        assert _waiter_session(holder) != session
+        assert any(MADE_BETWEEN in r.getMessage() for r in caplog.records), caplog.text
+        time.sleep(0.3)
+        assert not got, got
+        held.release()
+        thread.join(20)
+        assert got and isinstance(got[0], Permit), got
+        permit = got[0]
+        assert not permit.is_local and permit.fence is not None and held.fence is not None
+        assert permit.fence > held.fence
+        assert time.monotonic() - made_at < 20
+        assert waiter.stats().local_grants == 0
+        permit.release()
+    finally:
+        waiter.close()
+        holder.close()
+        setup.close()
+
+
+def test_aio_an_acquire_made_between_two_sessions_waits_for_the_next_round(cluster, tmp_path, local_dir,
+                                                                             caplog) -> None:
+    caplog.set_level(logging.INFO, logger="netsem")
+    setup = Setup(cluster)
+    holder_dir = tmp_path / "holder-local"
+    holder_dir.mkdir()
+
+    async def main() -> None:
+        holder_options = aio_options(cluster.addresses[setup.lead], holder_dir, fallback=FallbackPolicy("fail"))
+        waiter_options = aio_options(setup.waiter_servers[0], local_dir, servers=setup.waiter_servers,
+                                     fallback=FallbackPolicy("local"), reconnect_min=2.0, reconnect_max=4.0)
+        async with netsem.aio.Client(options=holder_options) as holder, \
+                netsem.aio.Client(options=waiter_options) as waiter:
+            deadline = time.monotonic() + 10
+            while not (holder.stats().connected and waiter.stats().connected):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            held = await holder.acquire("db", count=2)
+            assert waiter.stats().server == setup.proxy.address  # stayed on S3 (rule 3)
+            session = waiter.stats().session_id
+            s3 = cluster.servers[setup.s3]
+            s3.signal(signal.SIGSTOP)
+            await holder.kick(session)
+            s3.kill()
+            deadline = time.monotonic() + 10
+            while waiter.stats().connection_losses < 1:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            assert not waiter.stats().connected
+            task = asyncio.ensure_future(waiter.acquire("db", timeout=20))
+            deadline = time.monotonic() + 15
+            while (await holder.get("db")).waiters != 1 and not task.done():
+                assert time.monotonic() < deadline, caplog.text
+                await asyncio.sleep(0.01)
+            assert not task.done(), task.result() if not task.exception() else task.exception()
+            assert waiter.stats().local_grants == 0
+            waiters = await holder.waiters("db")
+            assert len(waiters) == 1 and waiters[0].session_id != session, waiters
+            assert MADE_BETWEEN in caplog.text, caplog.text
+            await held.release()
+            permit = await asyncio.wait_for(task, 20)
+            assert not permit.is_local and permit.fence is not None and held.fence is not None
+            assert permit.fence > held.fence
+            assert waiter.stats().local_grants == 0
+            await permit.release()
+
+    try:
+        run(main(), bound=60)
+    finally:
+        setup.close()
