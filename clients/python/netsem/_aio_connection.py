@@ -351,6 +351,7 @@ class Connection:
         try:
             while not self._stopping:
                 served = False
+                lived = 0.0  # how long the round's session lasted
                 failures: list[str] = []
                 refusal: NetsemError | None = None  # the round's first: a server answered no
                 for host, port in self._endpoints:
@@ -367,6 +368,7 @@ class Connection:
                         (reader, writer, hello), (host, port) = followed
                         server = proto.endpoint_text(host, port)
                     self._session_began(server, writer, hello)
+                    began_at = time.monotonic()
                     self._current = (host, port)
                     ended: tuple[NetsemError, float | None] | None = None
                     try:
@@ -410,10 +412,15 @@ class Connection:
                     else:
                         self._session_ended(reason, self._lease.stop_by() if lease else None)
                     served = True
+                    lived = time.monotonic() - began_at
                     break
-                if served:
+                # Back to reconnect_min only after a session that lasted: one
+                # that ends at once (a server that drops every request, which
+                # rule 9 sends again) is retried with the growing backoff.
+                long_lived = served and lived >= self._options.reconnect_max
+                if long_lived:
                     backoff = self._options.reconnect_min
-                else:
+                if not served:
                     self.unreachable = "; ".join(failures)
                     # A refusal is an answer: no fallback, whatever the others did.
                     self.refused = refusal
@@ -423,7 +430,7 @@ class Connection:
                     self.wake_waiters()
                 self._first_round.set()
                 await asyncio.sleep(backoff)
-                if not served:
+                if not long_lived:
                     backoff = min(backoff * 2, self._options.reconnect_max)
         except Exception as error:  # a bug here must not leave callers waiting for ever
             self._failed(error)

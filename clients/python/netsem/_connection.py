@@ -408,6 +408,7 @@ class Connection:
         backoff = self._options.reconnect_min
         while not self._stopping.is_set():
             served = False
+            lived = 0.0  # how long the round's session lasted
             failures: list[str] = []
             refusal: NetsemError | None = None  # the round's first refusal: a server answered no
             for host, port in self._servers:
@@ -430,6 +431,7 @@ class Connection:
                     sock, host, port, hello = followed
                     server = proto.endpoint_text(host, port)
                 self._session_began(server, hello)
+                began_at = time.monotonic()
                 self._current = (host, port)
                 reason = self._serve(sock)
                 ended: tuple[NetsemError, float | None] | None = None
@@ -471,6 +473,7 @@ class Connection:
                     sock.close()
                 self._session_ended(reason, stop_by)
                 served = True
+                lived = time.monotonic() - began_at
                 break
             if self._stopping.is_set():
                 break
@@ -485,8 +488,15 @@ class Connection:
             with self._first_round:
                 self._first_round_done = True
                 self._first_round.notify_all()
+            # Back to reconnect_min only after a session that lasted: one that
+            # ends at once (a server that drops every request, which rule 9
+            # sends again) is retried with the growing backoff, as no answer is.
+            long_lived = served and lived >= self._options.reconnect_max
+            if long_lived:
+                backoff = self._options.reconnect_min
             self._sleep(backoff)
-            backoff = self._options.reconnect_min if served else min(backoff * 2, self._options.reconnect_max)
+            if not long_lived:
+                backoff = min(backoff * 2, self._options.reconnect_max)
         self._close_lingering(time.monotonic(), at_exit=True)
         with self._first_round:
             self._first_round_done = True

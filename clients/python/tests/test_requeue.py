@@ -671,3 +671,43 @@ def test_aio_an_acquire_made_between_two_sessions_waits_for_the_next_round(clust
         run(main(), bound=60)
     finally:
         setup.close()
+
+
+# review19 item 7: the reconnect backoff goes back to reconnect_min only after
+# a session that lived at least reconnect_max.
+def _drops_every_acquire(peer: Peer) -> None:
+    if peer.handshake(version="1.1", session_timeout_ms=6000):
+        peer.read_request()  # the ACQUIRE; then the session ends without an answer
+
+
+def _backoff_options(server: FakeServer, local_dir: Path) -> ClientOptions:
+    return ClientOptions(servers=[server.address], local_dir=str(local_dir), fallback=FallbackPolicy("local"),
+                         connect_timeout=0.5, reconnect_min=0.05, reconnect_max=0.4)
+
+
+# 2.5 s of sessions that end at once: with the backoff reset after each, about
+# one connection per 50 ms (30 or more); growing to 0.4 s, about 9.
+_AT_MOST = 14
+
+
+def test_a_server_that_drops_every_acquire_gets_it_with_a_growing_backoff(local_dir) -> None:
+    """Rule 9 sends the ACQUIRE again on each new session: a session that
+    ended at once must not put the reconnect backoff back to reconnect_min."""
+    with FakeServer(_drops_every_acquire) as server:
+        with Client(options=_backoff_options(server, local_dir)) as client:
+            with pytest.raises(Timeout):
+                client.acquire("db", timeout=2.5)
+            assert client.stats().local_grants == 0
+        assert 3 <= server.connections() <= _AT_MOST, server.connections()
+
+
+def test_aio_a_server_that_drops_every_acquire_gets_it_with_a_growing_backoff(local_dir) -> None:
+    async def main() -> None:
+        async with netsem.aio.Client(options=_backoff_options(server, local_dir)) as client:
+            with pytest.raises(Timeout):
+                await client.acquire("db", timeout=2.5)
+            assert client.stats().local_grants == 0
+
+    with FakeServer(_drops_every_acquire) as server:
+        run(main())
+        assert 3 <= server.connections() <= _AT_MOST, server.connections()
