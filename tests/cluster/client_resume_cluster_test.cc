@@ -127,6 +127,88 @@ class ClientResumeCluster : public ::testing::Test {
     servers_[i].reset();
   }
 
+  // Rule 9's stage (docs/client.md, "Resuming the session"): `lock` (limit 1)
+  // held at the leader by `owner`, and a waiter Client given the two
+  // followers only, `stopped` first (rule 3 moves a fresh session only to a
+  // configured leader, so it stays there), with the default fallback
+  // (local): what it gets locally is a second holder.
+  struct Stage {
+    int lead = -1, stopped = -1, other = -1;
+    std::unique_ptr<Client> owner;
+    std::uint64_t held_fence = 0;
+    std::unique_ptr<netsem::Client> waiter;
+  };
+  void set_stage(Stage& stage, std::chrono::milliseconds reconnect_min, std::chrono::milliseconds reconnect_max) {
+    stage.lead = cluster_leader(servers_, 10s);
+    ASSERT_GE(stage.lead, 0) << "no leader elected\n" << logs();
+    stage.stopped = (stage.lead + 1) % kServers;
+    stage.other = (stage.lead + 2) % kServers;
+    stage.owner = raw(stage.lead);
+    ASSERT_TRUE(stage.owner != nullptr);
+    const std::string held = stage.owner->request(req::acquire("a", "lock", 1, 5000), 10s);
+    ASSERT_TRUE(held.starts_with("a OK ")) << held << "\n" << logs();
+    stage.held_fence = std::stoull(netsem::testing::fields(held).at(2));
+    ClientOptions options;
+    options.servers = {address(stage.stopped), address(stage.other)};
+    options.local_dir = dir_.path() / "local";
+    options.connect_timeout = 3s;
+    options.reconnect_min = reconnect_min;
+    options.reconnect_max = reconnect_max;
+    options.request_timeout = 5s;
+    Result<std::unique_ptr<netsem::Client>> made = netsem::Client::create(std::move(options));
+    ASSERT_TRUE(made) << made.status().to_string();
+    stage.waiter = std::move(*made);
+    ASSERT_TRUE(stage.waiter->connected()) << logs();
+    ASSERT_EQ(stage.waiter->stats().server, address(stage.stopped)) << logs();
+  }
+  // Ends the waiter's session so that it cannot be resumed: its server is
+  // stopped, the session KICKed at the leader (the stopped server cannot
+  // tell the client, which pings every T/6 = 1 s and moves only after one is
+  // unanswered for T/6, long after the KICK), then that server is killed:
+  // the RESUME answers NOT_FOUND.
+  void end_unresumed(const Stage& stage, std::uint64_t session_id) {
+    servers_[stage.stopped]->send_signal(SIGSTOP);
+    auto admin = raw(stage.lead);
+    ASSERT_TRUE(admin != nullptr);
+    ASSERT_EQ(admin->request(req::kick("k", session_id), 10s), "k OK") << logs();
+    kill(stage.stopped);
+  }
+  // True when the leader shows one request queued on `lock`.
+  bool one_waiter(const Stage& stage) {
+    auto look = raw(stage.lead);
+    if (look == nullptr) return false;
+    const auto fields = netsem::testing::fields(look->request(req::get("g", "lock"), 5s));
+    return fields.size() > 5 && fields[5] == "1";
+  }
+  // The waiter's ACQUIRE (`granted`) is queued again on the other follower,
+  // not served locally nor ended while `lock` is held; after the owner's
+  // release the cluster grants it, with a fence above the owner's.
+  void expect_queued_then_granted(Stage& stage, std::future<Result<Permit>>& granted) {
+    netsem::Client& waiter = *stage.waiter;
+    const auto ended = [&] { return granted.wait_for(0ms) == std::future_status::ready; };
+    const bool queued =
+        eventually([&] { return ended() || (waiter.stats().server == address(stage.other) && one_waiter(stage)); }, 8s);
+    if (granted.wait_for(300ms) == std::future_status::ready) {
+      Result<Permit> early = granted.get();
+      FAIL() << "the acquire ended while `lock` was held: "
+             << (!early              ? early.status().to_string()
+                 : early->is_local() ? "served by a host-local semaphore"
+                                     : "granted by the cluster");
+    }
+    ASSERT_TRUE(queued) << waiter.stats().server << "\n" << logs();
+    EXPECT_EQ(waiter.stats().local_grants, 0u);
+    const std::string released = stage.owner->request(req::release("r", "lock"), 10s);
+    ASSERT_TRUE(released.starts_with("r OK")) << released << "\n" << logs();
+    ASSERT_EQ(granted.wait_for(8s), std::future_status::ready) << logs();
+    Result<Permit> permit = granted.get();
+    ASSERT_TRUE(permit) << permit.status().to_string() << "\n" << logs();
+    EXPECT_FALSE(permit->is_local());
+    ASSERT_TRUE(permit->fence().has_value());
+    EXPECT_GT(*permit->fence(), stage.held_fence);
+    EXPECT_EQ(waiter.stats().local_grants, 0u);
+    EXPECT_EQ(stage.owner->request(req::acquire("t", "lock", 1, 0), 10s), "t TIMEOUT") << logs();
+  }
+
   std::string logs() const {
     std::string all = "--- killed:\n" + killed_log_;
     for (int i = 0; i < kServers; ++i) {
@@ -240,74 +322,16 @@ TEST_F(ClientResumeCluster, AQueuedAcquireIsGrantedAfterItsServerIsKilled) {
 // after the holder's release, never by a host-local semaphore (before rule
 // 9 it was served locally at once: two holders of `lock = 1`).
 TEST_F(ClientResumeCluster, AQueuedAcquireWhoseSessionIsGoneIsSentAgainNotServedLocally) {
-  const int lead = cluster_leader(servers_, 10s);
-  ASSERT_GE(lead, 0) << "no leader elected\n" << logs();
-  const int stopped = (lead + 1) % kServers;
-  const int other = (lead + 2) % kServers;
-  auto owner = raw(lead);
-  ASSERT_TRUE(owner != nullptr);
-  const std::string held = owner->request(req::acquire("a", "lock", 1, 5000), 10s);
-  ASSERT_TRUE(held.starts_with("a OK ")) << held << "\n" << logs();
-  const std::uint64_t held_fence = std::stoull(netsem::testing::fields(held).at(2));
-
-  // The two followers only, the stopped one first: rule 3 moves a fresh
-  // session only to a configured leader, so the waiter stays there. The
-  // fallback is the default one, local.
-  ClientOptions options;
-  options.servers = {address(stopped), address(other)};
-  options.local_dir = dir_.path() / "local";
-  options.connect_timeout = 3s;
-  options.reconnect_min = 20ms;
-  options.reconnect_max = 200ms;
-  options.request_timeout = 5s;
-  Result<std::unique_ptr<netsem::Client>> made = netsem::Client::create(std::move(options));
-  ASSERT_TRUE(made) << made.status().to_string();
-  netsem::Client& waiter = **made;
-  ASSERT_TRUE(waiter.connected()) << logs();
-  ASSERT_EQ(waiter.stats().server, address(stopped)) << logs();
+  Stage stage;
+  ASSERT_NO_FATAL_FAILURE(set_stage(stage, 20ms, 200ms));
+  netsem::Client& waiter = *stage.waiter;
   const std::uint64_t session_id = waiter.stats().session_id;
-  const auto one_waiter = [&] {
-    auto look = raw(lead);
-    if (look == nullptr) return false;
-    const auto fields = netsem::testing::fields(look->request(req::get("g", "lock"), 5s));
-    return fields.size() > 5 && fields[5] == "1";
-  };
   auto granted = std::async(std::launch::async, [&] { return waiter.acquire("lock", {.timeout = 20s}); });
-  ASSERT_TRUE(eventually(one_waiter, 8s)) << logs();
-
-  servers_[stopped]->send_signal(SIGSTOP);
-  // The client hears nothing of it: its pings go every T/6 = 1 s, and it
-  // moves only after one is unanswered for T/6, long after the KICK.
-  auto admin = raw(lead);
-  ASSERT_TRUE(admin != nullptr);
-  const std::string kicked = admin->request(req::kick("k", session_id), 10s);
-  ASSERT_EQ(kicked, "k OK") << logs();
-  kill(stopped);
-
+  ASSERT_TRUE(eventually([&] { return one_waiter(stage); }, 8s)) << logs();
+  ASSERT_NO_FATAL_FAILURE(end_unresumed(stage, session_id));
   // Queued again on the other server, for the rest of its 20 s.
-  const auto ended = [&] { return granted.wait_for(0ms) == std::future_status::ready; };
-  const bool queued =
-      eventually([&] { return ended() || (waiter.stats().server == address(other) && one_waiter()); }, 8s);
-  if (granted.wait_for(300ms) == std::future_status::ready) {
-    Result<Permit> early = granted.get();
-    FAIL() << "the acquire ended while `lock` was held: "
-           << (!early              ? early.status().to_string()
-               : early->is_local() ? "served by a host-local semaphore"
-                                   : "granted by the cluster");
-  }
-  ASSERT_TRUE(queued) << waiter.stats().server << "\n" << logs();
-  EXPECT_EQ(waiter.stats().local_grants, 0u);
+  ASSERT_NO_FATAL_FAILURE(expect_queued_then_granted(stage, granted));
   EXPECT_EQ(waiter.stats().resumes, 0u);
-  const std::string released = owner->request(req::release("r", "lock"), 10s);
-  ASSERT_TRUE(released.starts_with("r OK")) << released << "\n" << logs();
-  ASSERT_EQ(granted.wait_for(8s), std::future_status::ready) << logs();
-  Result<Permit> permit = granted.get();
-  ASSERT_TRUE(permit) << permit.status().to_string() << "\n" << logs();
-  EXPECT_FALSE(permit->is_local());
-  ASSERT_TRUE(permit->fence().has_value());
-  EXPECT_GT(*permit->fence(), held_fence);
-  EXPECT_EQ(waiter.stats().local_grants, 0u);
-  EXPECT_EQ(owner->request(req::acquire("t", "lock", 1, 0), 10s), "t TIMEOUT") << logs();
 }
 
 // The gap rule 9 left (review19 item 8): calls MADE while the connection is
@@ -321,38 +345,14 @@ TEST_F(ClientResumeCluster, AQueuedAcquireWhoseSessionIsGoneIsSentAgainNotServed
 // (two holders of `lock = 1`), and the POST and WAIT of a created semaphore
 // failed "no server reachable", while the other follower answered.
 TEST_F(ClientResumeCluster, CallsMadeBetweenSessionsWaitForTheNextRoundNotServedLocally) {
-  const int lead = cluster_leader(servers_, 10s);
-  ASSERT_GE(lead, 0) << "no leader elected\n" << logs();
-  const int stopped = (lead + 1) % kServers;
-  const int other = (lead + 2) % kServers;
-  auto owner = raw(lead);
-  ASSERT_TRUE(owner != nullptr);
-  const std::string held = owner->request(req::acquire("a", "lock", 1, 5000), 10s);
-  ASSERT_TRUE(held.starts_with("a OK ")) << held << "\n" << logs();
-  const std::uint64_t held_fence = std::stoull(netsem::testing::fields(held).at(2));
-
-  // The two followers only (rule 3 keeps it on the first), default fallback
-  // (local), and a long pause before the round after a session's end.
-  ClientOptions options;
-  options.servers = {address(stopped), address(other)};
-  options.local_dir = dir_.path() / "local";
-  options.connect_timeout = 3s;
-  options.reconnect_min = 2s;
-  options.reconnect_max = 4s;
-  options.request_timeout = 5s;
-  Result<std::unique_ptr<netsem::Client>> made = netsem::Client::create(std::move(options));
-  ASSERT_TRUE(made) << made.status().to_string();
-  netsem::Client& waiter = **made;
-  ASSERT_TRUE(waiter.connected()) << logs();
-  ASSERT_EQ(waiter.stats().server, address(stopped)) << logs();
+  // A long pause before the round after a session's end.
+  Stage stage;
+  ASSERT_NO_FATAL_FAILURE(set_stage(stage, 2s, 4s));
+  netsem::Client& waiter = *stage.waiter;
   ASSERT_TRUE(waiter.create("ctr", 0, 5).is_ok()) << logs();
   const std::uint64_t session_id = waiter.stats().session_id;
 
-  servers_[stopped]->send_signal(SIGSTOP);
-  auto admin = raw(lead);
-  ASSERT_TRUE(admin != nullptr);
-  ASSERT_EQ(admin->request(req::kick("k", session_id), 10s), "k OK") << logs();
-  kill(stopped);
+  ASSERT_NO_FATAL_FAILURE(end_unresumed(stage, session_id));
   ASSERT_TRUE(eventually([&] { return waiter.stats().connection_losses == 1; }, 8s)) << logs();
   // In the gap: the session ended, the next round is 2 s away.
   ASSERT_FALSE(waiter.connected());
@@ -377,36 +377,9 @@ TEST_F(ClientResumeCluster, CallsMadeBetweenSessionsWaitForTheNextRoundNotServed
   const Status wait_status = waited.get();
   EXPECT_TRUE(wait_status.is_ok()) << wait_status.to_string();
 
-  const auto one_waiter = [&] {
-    auto look = raw(lead);
-    if (look == nullptr) return false;
-    const auto fields = netsem::testing::fields(look->request(req::get("g", "lock"), 5s));
-    return fields.size() > 5 && fields[5] == "1";
-  };
-  const auto ended = [&] { return granted.wait_for(0ms) == std::future_status::ready; };
-  const bool queued =
-      eventually([&] { return ended() || (waiter.stats().server == address(other) && one_waiter()); }, 8s);
-  if (granted.wait_for(300ms) == std::future_status::ready) {
-    Result<Permit> early = granted.get();
-    FAIL() << "the acquire ended while `lock` was held: "
-           << (!early              ? early.status().to_string()
-               : early->is_local() ? "served by a host-local semaphore"
-                                   : "granted by the cluster");
-  }
-  ASSERT_TRUE(queued) << waiter.stats().server << "\n" << logs();
-  EXPECT_EQ(waiter.stats().local_grants, 0u);
-  const std::string released = owner->request(req::release("r", "lock"), 10s);
-  ASSERT_TRUE(released.starts_with("r OK")) << released << "\n" << logs();
-  ASSERT_EQ(granted.wait_for(8s), std::future_status::ready) << logs();
-  Result<Permit> permit = granted.get();
-  ASSERT_TRUE(permit) << permit.status().to_string() << "\n" << logs();
-  EXPECT_FALSE(permit->is_local());
-  ASSERT_TRUE(permit->fence().has_value());
-  EXPECT_GT(*permit->fence(), held_fence);
-  EXPECT_EQ(waiter.stats().local_grants, 0u);
-  EXPECT_EQ(owner->request(req::acquire("t", "lock", 1, 0), 10s), "t TIMEOUT") << logs();
+  ASSERT_NO_FATAL_FAILURE(expect_queued_then_granted(stage, granted));
   // The POST and the WAIT were done by the cluster: the value is back to 0.
-  const auto fields = netsem::testing::fields(owner->request(req::get("v", "ctr"), 5s));
+  const auto fields = netsem::testing::fields(stage.owner->request(req::get("v", "ctr"), 5s));
   ASSERT_GT(fields.size(), 2u);
   EXPECT_EQ(fields[2], "0");
 }
