@@ -329,6 +329,7 @@ void Connection::run() {
   milliseconds backoff = options_.reconnect_min;
   while (!stopping()) {
     bool served = false;
+    Clock::time_point served_since{};
     std::string failures;
     Status refusal;  // the round's first refusal: a server answered no
     for (const Endpoint& endpoint : servers_) {
@@ -371,6 +372,7 @@ void Connection::run() {
         continue;
       }
       session_began(at, hello);
+      served_since = Clock::now();
       int live = fd;
       Status reason;
       std::optional<Clock::time_point> stop_by;
@@ -453,9 +455,14 @@ void Connection::run() {
       break;
     }
     if (stopping()) break;
-    if (served) {
+    // Back to reconnect_min only after a session that lived reconnect_max or
+    // more: a server that ends every session at once (drops each request,
+    // breaks the protocol) is not reconnected to reconnect_min apart for
+    // ever, and a waiting ACQUIRE sent again on each session (rule 9) with it.
+    const bool settled = served && Clock::now() - served_since >= options_.reconnect_max;
+    if (settled) {
       backoff = options_.reconnect_min;
-    } else if (!stopping()) {
+    } else if (!served) {
       {
         std::lock_guard lock(mutex_);
         counters_.unreachable = failures;
@@ -471,7 +478,7 @@ void Connection::run() {
     }
     first_round_cv_.notify_all();
     sleep(backoff);
-    if (!served) backoff = std::min(backoff * 2, options_.reconnect_max);
+    if (!settled) backoff = std::min(backoff * 2, options_.reconnect_max);
   }
   leave_lingering();
 }

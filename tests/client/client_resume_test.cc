@@ -412,6 +412,11 @@ class ScriptedServer {
     return false;
   }
   void hang_up() { hang_up_ = true; }
+  // How many connections it accepted.
+  int connections() const {
+    std::lock_guard lock(mutex_);
+    return static_cast<int>(lines_.size());
+  }
 
  private:
   void run() {
@@ -590,6 +595,39 @@ TEST_F(ClientResumeTest, AnAcquireWhoseServerBrokeTheProtocolIsNotSentAgain) {
   std::this_thread::sleep_for(200ms);
   EXPECT_FALSE(server.saw(1, "ACQUIRE"));
   EXPECT_EQ(client->stats().local_grants, 0u);
+}
+
+// The reconnect backoff goes back to reconnect_min only after a session that
+// lived reconnect_max or more: a server that ends every session at once (it
+// hangs up on each ACQUIRE, which rule 9 sends again on each new session) is
+// reconnected to with the growing backoff (20, 40, ... 400 ms: about 9
+// connections in 2.5 s), not every reconnect_min (about 50 before).
+TEST_F(ClientResumeTest, AServerThatEndsEverySessionAtOnceIsReconnectedToWithTheGrowingBackoff) {
+  ScriptedServer* self = nullptr;
+  ScriptedServer server([&self](int, const std::vector<std::string>& f) -> std::optional<std::string> {
+    if (f[1] == "ACQUIRE") {
+      self->hang_up();
+      return std::nullopt;
+    }
+    return version_11()(0, f);
+  });
+  self = &server;
+  ASSERT_NE(server.port(), 0);
+  ClientOptions options;
+  options.servers = {"127.0.0.1:" + std::to_string(server.port())};
+  options.local_dir = local_dir();
+  options.connect_timeout = 500ms;
+  options.reconnect_min = 20ms;
+  options.reconnect_max = 400ms;
+  options.request_timeout = 3s;
+  options.fallback = FallbackPolicy{.mode = FallbackPolicy::Mode::kFail};
+  Result<std::unique_ptr<Client>> client = Client::create(std::move(options));
+  ASSERT_TRUE(client) << client.status().to_string();
+  Result<Permit> permit = (*client)->acquire("db", {.timeout = 2500ms});
+  ASSERT_FALSE(permit) << (permit->is_local() ? "served locally" : "granted");
+  EXPECT_EQ(permit.status().code(), StatusCode::kTimeout) << permit.status().to_string();
+  EXPECT_LE(server.connections(), 15) << "reconnected every reconnect_min";
+  EXPECT_GE(server.connections(), 4);
 }
 
 // Rule 9 and cancel: a CancelToken ends the wait for the next session at
