@@ -35,14 +35,21 @@ std::string cluster_json(const ClusterFigures& figures) {
 
 namespace {
 
-void gauge(std::string& out, std::string_view name, std::string_view help) {
+// The HELP and TYPE lines of netsem_cluster_<name>.
+void header(std::string& out, std::string_view name, std::string_view help, std::string_view type) {
   out += "# HELP netsem_cluster_";
   out += name;
   out += ' ';
   out += help;
   out += "\n# TYPE netsem_cluster_";
   out += name;
-  out += " gauge\n";
+  out += ' ';
+  out += type;
+  out += '\n';
+}
+
+void gauge(std::string& out, std::string_view name, std::string_view help) {
+  header(out, name, help, "gauge");
 }
 
 void sample(std::string& out, std::string_view name, std::uint64_t value, const std::string& labels = "") {
@@ -56,23 +63,8 @@ void sample(std::string& out, std::string_view name, std::uint64_t value, const 
 
 // A histogram's series; `decimals` scales its values (6: microseconds as seconds).
 void histogram(std::string& out, std::string_view name, std::string_view help, const Histogram& h, int decimals) {
-  out += "# HELP netsem_cluster_";
-  out += name;
-  out += ' ';
-  out += help;
-  out += "\n# TYPE netsem_cluster_";
-  out += name;
-  out += " histogram\n";
-  const std::string metric = "netsem_cluster_" + std::string(name);
-  std::uint64_t cumulative = 0;
-  for (std::size_t i = 0; i < Histogram::kBounds; ++i) {
-    cumulative += h.bucket(i);
-    out += metric + "_bucket{le=\"" + scaled_decimal(Histogram::bound(i), decimals) + "\"} " +
-           std::to_string(cumulative) + '\n';
-  }
-  out += metric + "_bucket{le=\"+Inf\"} " + std::to_string(h.count()) + '\n';
-  out += metric + "_sum " + scaled_decimal(h.sum(), decimals) + '\n';
-  out += metric + "_count " + std::to_string(h.count()) + '\n';
+  header(out, name, help, "histogram");
+  append_histogram(out, "netsem_cluster_" + std::string(name), h, decimals);
 }
 
 }  // namespace

@@ -121,6 +121,18 @@ std::string scaled_decimal(std::uint64_t value, int decimals) {
   return digits;
 }
 
+void append_histogram(std::string& out, std::string_view metric, const Histogram& histogram, int decimals) {
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < Histogram::kBounds; ++i) {
+    cumulative += histogram.bucket(i);
+    append_sample(out, metric, "_bucket", "{le=\"" + scaled_decimal(Histogram::bound(i), decimals) + "\"}",
+                  std::to_string(cumulative));
+  }
+  append_sample(out, metric, "_bucket", "{le=\"+Inf\"}", std::to_string(histogram.count()));
+  append_sample(out, metric, "_sum", "", scaled_decimal(histogram.sum(), decimals));
+  append_sample(out, metric, "_count", "", std::to_string(histogram.count()));
+}
+
 void append_label_value(std::string& out, std::string_view value) {
   append_escaped(out, value, true);
 }
@@ -140,19 +152,9 @@ std::string to_prometheus(const Snapshot& snapshot, const ClusterFigures* cluste
       case FieldType::kGauge:
         append_sample(out, metric, "", "", scaled_decimal(field.number(snapshot), decimals));
         break;
-      case FieldType::kHistogram: {
-        const Histogram& histogram = field.histogram(snapshot);
-        std::uint64_t cumulative = 0;
-        for (std::size_t i = 0; i < Histogram::kBounds; ++i) {
-          cumulative += histogram.bucket(i);
-          append_sample(out, metric, "_bucket", "{le=\"" + scaled_decimal(Histogram::bound(i), decimals) + "\"}",
-                        std::to_string(cumulative));
-        }
-        append_sample(out, metric, "_bucket", "{le=\"+Inf\"}", std::to_string(histogram.count()));
-        append_sample(out, metric, "_sum", "", scaled_decimal(histogram.sum(), decimals));
-        append_sample(out, metric, "_count", "", std::to_string(histogram.count()));
+      case FieldType::kHistogram:
+        append_histogram(out, metric, field.histogram(snapshot), decimals);
         break;
-      }
       case FieldType::kText: {
         std::string labels = "{" + std::string(field.name) + "=\"";
         append_escaped(labels, field.text(snapshot), true);

@@ -65,6 +65,12 @@ std::string scaled_decimal(std::uint64_t value, int decimals);
 // series added.
 std::string to_prometheus(const Snapshot& snapshot, const ClusterFigures* cluster = nullptr);
 
+// A histogram's samples in the exposition: every bucket of `metric`
+// (`_bucket{le="..."}`, cumulative, `+Inf` last), `_sum` and `_count`, the
+// bounds and sum scaled by `decimals` as scaled_decimal does. The HELP and
+// TYPE lines are the caller's.
+void append_histogram(std::string& out, std::string_view metric, const Histogram& histogram, int decimals);
+
 // A label value as the exposition format writes it between quotes: a
 // backslash, a double quote and a line feed escaped (`\\`, `\"`, `\n`).
 void append_label_value(std::string& out, std::string_view value);
