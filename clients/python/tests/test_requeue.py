@@ -76,9 +76,58 @@ class Setup:
         kick()  # type: ignore[operator]
         s3.kill()
 
+    async def aio_break_the_session(self, kick: object) -> None:
+        """break_the_session, with ``kick()`` awaited."""
+        s3 = self.cluster.servers[self.s3]
+        s3.signal(signal.SIGSTOP)
+        await kick()  # type: ignore[operator]
+        s3.kill()
+
+    def clients(self, tmp_path: Path, local_dir: Path, **waiter: object) -> tuple[Client, Client]:
+        """The holder (at the leader, no fallback) and the waiter (the proxies,
+        S3 first; local fallback; ``waiter``'s options), blocking clients."""
+        return (Client(options=ClientOptions(servers=[self.cluster.addresses[self.lead]],
+                                             local_dir=str(_holder_dir(tmp_path)), fallback=FallbackPolicy("fail"))),
+                Client(options=ClientOptions(servers=self.waiter_servers, local_dir=str(local_dir),
+                                             fallback=FallbackPolicy("local"), **waiter)))  # type: ignore[arg-type]
+
+    def aio_options(self, tmp_path: Path, local_dir: Path, **waiter: object) -> tuple[ClientOptions, ClientOptions]:
+        """The options of clients() for netsem.aio clients."""
+        return (aio_options(self.cluster.addresses[self.lead], _holder_dir(tmp_path), fallback=FallbackPolicy("fail")),
+                aio_options(self.waiter_servers[0], local_dir, servers=self.waiter_servers,
+                            fallback=FallbackPolicy("local"), **waiter))
+
     def close(self) -> None:
         for proxy in self.proxies:
             proxy.close()
+
+
+def _holder_dir(tmp_path: Path) -> Path:
+    made = tmp_path / "holder-local"
+    made.mkdir(exist_ok=True)
+    return made
+
+
+def _acquire_in_thread(waiter: Client) -> tuple[threading.Thread, list[Permit | BaseException]]:
+    """waiter.acquire("db", timeout=20) started on a thread; its result (or
+    error) lands in the list."""
+    got: list[Permit | BaseException] = []
+
+    def wait() -> None:
+        try:
+            got.append(waiter.acquire("db", timeout=20))
+        except BaseException as error:  # reported by the test thread
+            got.append(error)
+
+    return threading.Thread(target=wait), got
+
+
+def _check_cluster_grant(permit: object, held: object, waiter: object) -> None:
+    """The waiter's permit came from the cluster, after the holder's: a fence
+    above the holder's, and never a local grant."""
+    assert not permit.is_local and permit.fence is not None and held.fence is not None  # type: ignore[attr-defined]
+    assert permit.fence > held.fence  # type: ignore[attr-defined]
+    assert waiter.stats().local_grants == 0  # type: ignore[attr-defined]
 
 
 def _waiter_session(holder: Client) -> int:
@@ -91,27 +140,13 @@ def test_a_queued_acquire_whose_session_was_kicked_meanwhile_is_sent_again(clust
                                                                             caplog) -> None:
     caplog.set_level(logging.INFO, logger="netsem")
     setup = Setup(cluster)
-    holder_dir = tmp_path / "holder-local"
-    holder_dir.mkdir()
-    holder = Client(options=ClientOptions(servers=[cluster.addresses[setup.lead]], local_dir=str(holder_dir),
-                                          fallback=FallbackPolicy("fail")))
-    waiter = Client(options=ClientOptions(servers=setup.waiter_servers, local_dir=str(local_dir),
-                                          fallback=FallbackPolicy("local"), reconnect_min=0.05,
-                                          reconnect_max=0.2))
+    holder, waiter = setup.clients(tmp_path, local_dir, reconnect_min=0.05, reconnect_max=0.2)
     try:
         # A loaded machine may take the cluster longer than the first round's wait.
         assert wait_until(lambda: holder.connected and waiter.connected, 10)
         held = holder.acquire("db", count=2)
         assert waiter.stats().server == setup.proxy.address  # stayed on S3 (rule 3)
-        got: list[Permit | BaseException] = []
-
-        def wait() -> None:
-            try:
-                got.append(waiter.acquire("db", timeout=20))
-            except BaseException as error:  # reported by the test thread
-                got.append(error)
-
-        thread = threading.Thread(target=wait)
+        thread, got = _acquire_in_thread(waiter)
         thread.start()
         assert wait_until(lambda: holder.get("db").waiters == 1, 10)
         session = _waiter_session(holder)
@@ -130,10 +165,8 @@ def test_a_queued_acquire_whose_session_was_kicked_meanwhile_is_sent_again(clust
         thread.join(20)
         assert got and isinstance(got[0], Permit), got
         permit = got[0]
-        assert not permit.is_local and permit.fence is not None and held.fence is not None
-        assert permit.fence > held.fence
+        _check_cluster_grant(permit, held, waiter)
         assert time.monotonic() - sent_at < 20
-        assert waiter.stats().local_grants == 0
         permit.release()
     finally:
         waiter.close()
@@ -145,13 +178,9 @@ def test_aio_a_queued_acquire_whose_session_was_kicked_meanwhile_is_sent_again(c
                                                                                 caplog) -> None:
     caplog.set_level(logging.INFO, logger="netsem")
     setup = Setup(cluster)
-    holder_dir = tmp_path / "holder-local"
-    holder_dir.mkdir()
 
     async def main() -> None:
-        holder_options = aio_options(cluster.addresses[setup.lead], holder_dir, fallback=FallbackPolicy("fail"))
-        waiter_options = aio_options(setup.waiter_servers[0], local_dir, servers=setup.waiter_servers,
-                                     fallback=FallbackPolicy("local"))
+        holder_options, waiter_options = setup.aio_options(tmp_path, local_dir)
         async with netsem.aio.Client(options=holder_options) as holder, \
                 netsem.aio.Client(options=waiter_options) as waiter:
             # A loaded machine may take the cluster longer than the first round's wait.
@@ -167,10 +196,7 @@ def test_aio_a_queued_acquire_whose_session_was_kicked_meanwhile_is_sent_again(c
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.01)
             session = (await holder.waiters("db"))[0].session_id
-            s3 = cluster.servers[setup.s3]
-            s3.signal(signal.SIGSTOP)
-            await holder.kick(session)
-            s3.kill()
+            await setup.aio_break_the_session(lambda: holder.kick(session))
             deadline = time.monotonic() + 10
             while SENT_AGAIN not in caplog.text and not task.done():
                 assert time.monotonic() < deadline, caplog.text
@@ -182,9 +208,7 @@ def test_aio_a_queued_acquire_whose_session_was_kicked_meanwhile_is_sent_again(c
             assert not task.done() and waiter.stats().local_grants == 0
             await held.release()
             permit = await asyncio.wait_for(task, 20)
-            assert not permit.is_local and permit.fence is not None and held.fence is not None
-            assert permit.fence > held.fence
-            assert waiter.stats().local_grants == 0
+            _check_cluster_grant(permit, held, waiter)
             await permit.release()
 
     try:
@@ -571,13 +595,7 @@ def test_an_acquire_made_between_two_sessions_waits_for_the_next_round(cluster, 
                                                                          caplog) -> None:
     caplog.set_level(logging.INFO, logger="netsem")
     setup = Setup(cluster)
-    holder_dir = tmp_path / "holder-local"
-    holder_dir.mkdir()
-    holder = Client(options=ClientOptions(servers=[cluster.addresses[setup.lead]], local_dir=str(holder_dir),
-                                          fallback=FallbackPolicy("fail")))
-    waiter = Client(options=ClientOptions(servers=setup.waiter_servers, local_dir=str(local_dir),
-                                          fallback=FallbackPolicy("local"), reconnect_min=2.0,
-                                          reconnect_max=4.0))
+    holder, waiter = setup.clients(tmp_path, local_dir, reconnect_min=2.0, reconnect_max=4.0)
     try:
         assert wait_until(lambda: holder.connected and waiter.connected, 10)
         held = holder.acquire("db", count=2)
@@ -588,16 +606,8 @@ def test_an_acquire_made_between_two_sessions_waits_for_the_next_round(cluster, 
         # reconnect_min (2 s) away.
         assert wait_until(lambda: waiter.stats().connection_losses >= 1, 10)
         assert not waiter.connected
-        got: list[Permit | BaseException] = []
-
-        def wait() -> None:
-            try:
-                got.append(waiter.acquire("db", timeout=20))
-            except BaseException as error:  # reported by the test thread
-                got.append(error)
-
         made_at = time.monotonic()
-        thread = threading.Thread(target=wait)
+        thread, got = _acquire_in_thread(waiter)
         thread.start()
         # Queued at the cluster under a new session, not served locally.
         assert wait_until(lambda: holder.get("db").waiters == 1 or bool(got), 15), caplog.text
@@ -610,10 +620,8 @@ def test_an_acquire_made_between_two_sessions_waits_for_the_next_round(cluster, 
         thread.join(20)
         assert got and isinstance(got[0], Permit), got
         permit = got[0]
-        assert not permit.is_local and permit.fence is not None and held.fence is not None
-        assert permit.fence > held.fence
+        _check_cluster_grant(permit, held, waiter)
         assert time.monotonic() - made_at < 20
-        assert waiter.stats().local_grants == 0
         permit.release()
     finally:
         waiter.close()
@@ -625,13 +633,9 @@ def test_aio_an_acquire_made_between_two_sessions_waits_for_the_next_round(clust
                                                                              caplog) -> None:
     caplog.set_level(logging.INFO, logger="netsem")
     setup = Setup(cluster)
-    holder_dir = tmp_path / "holder-local"
-    holder_dir.mkdir()
 
     async def main() -> None:
-        holder_options = aio_options(cluster.addresses[setup.lead], holder_dir, fallback=FallbackPolicy("fail"))
-        waiter_options = aio_options(setup.waiter_servers[0], local_dir, servers=setup.waiter_servers,
-                                     fallback=FallbackPolicy("local"), reconnect_min=2.0, reconnect_max=4.0)
+        holder_options, waiter_options = setup.aio_options(tmp_path, local_dir, reconnect_min=2.0, reconnect_max=4.0)
         async with netsem.aio.Client(options=holder_options) as holder, \
                 netsem.aio.Client(options=waiter_options) as waiter:
             deadline = time.monotonic() + 10
@@ -641,10 +645,7 @@ def test_aio_an_acquire_made_between_two_sessions_waits_for_the_next_round(clust
             held = await holder.acquire("db", count=2)
             assert waiter.stats().server == setup.proxy.address  # stayed on S3 (rule 3)
             session = waiter.stats().session_id
-            s3 = cluster.servers[setup.s3]
-            s3.signal(signal.SIGSTOP)
-            await holder.kick(session)
-            s3.kill()
+            await setup.aio_break_the_session(lambda: holder.kick(session))
             deadline = time.monotonic() + 10
             while waiter.stats().connection_losses < 1:
                 assert time.monotonic() < deadline
@@ -662,9 +663,7 @@ def test_aio_an_acquire_made_between_two_sessions_waits_for_the_next_round(clust
             assert MADE_BETWEEN in caplog.text, caplog.text
             await held.release()
             permit = await asyncio.wait_for(task, 20)
-            assert not permit.is_local and permit.fence is not None and held.fence is not None
-            assert permit.fence > held.fence
-            assert waiter.stats().local_grants == 0
+            _check_cluster_grant(permit, held, waiter)
             await permit.release()
 
     try:
