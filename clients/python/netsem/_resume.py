@@ -321,6 +321,17 @@ class Requeue:
             raise self.timed_out()
         return left
 
+    def next_session(self, session: int, closing: int) -> bool:
+        """What the wait for the next session gave (Connection.await_session's
+        answer; ``closing``: its CLOSING value): True to send on ``session``,
+        False to fall back (that round reached no server). Raises Unavailable
+        when the client closes, and Timeout when the deadline passed."""
+        if session == closing:
+            raise Unavailable("the client is closed")
+        if session < 0:
+            raise self.timed_out()  # the deadline passed
+        return session != 0
+
     def wait_until(self) -> float | None:
         """Until when to wait for the next session: the deadline, but none for
         a try, whose next round decides (it is sent again as a try)."""

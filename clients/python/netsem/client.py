@@ -583,12 +583,8 @@ class Client:
                 session = connection.await_session(ended, requeue.wait_until(), cancelled)
                 if cancelled():
                     raise _cancelled(name)
-                if session == connection.CLOSING:
-                    raise Unavailable("the client is closed")
-                if session == 0:
+                if not requeue.next_session(session, connection.CLOSING):
                     return None
-                if session < 0:
-                    raise requeue.timed_out()  # the deadline passed
                 timeout = requeue.timeout(time.monotonic())  # Timeout when none is left
                 ms = proto.timeout_ms(timeout)
                 call = connection.send(lambda tag: encode(tag, name, count, ms), session, may_wait=ms != 0)
