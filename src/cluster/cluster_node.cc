@@ -56,6 +56,7 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::start(ClusterOptions options) 
   raft_options.election_timeout = node->options_.election_timeout;
   raft_options.heartbeat_timeout = node->options_.heartbeat_timeout;
   raft_options.max_batch = node->options_.max_batch;
+  raft_options.group_commit = node->options_.group_commit;
   raft_options.snapshot_threshold = node->options_.snapshot_threshold;
   raft_options.snapshot_trailing = node->options_.snapshot_trailing;
   raft_options.on_role_change = [self](raft::Role role, std::uint64_t term) {

@@ -94,6 +94,7 @@ struct ClusterOptions {
   std::chrono::milliseconds election_timeout{1000};
   std::chrono::milliseconds heartbeat_timeout{100};
   std::size_t max_batch = 1024;
+  std::chrono::microseconds group_commit{0};  // raft::RaftOptions::group_commit
   unsigned snapshot_threshold = 8192;
   unsigned snapshot_trailing = 2048;
   // The table's limits: the same on every replica (the loop replica's too).

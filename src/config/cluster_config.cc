@@ -141,6 +141,12 @@ void parse_cluster_section(const IniFile& ini, const IniSection& section, Server
       } else {
         error(entry, ms.status());
       }
+    } else if (entry.key == "group_commit_us") {
+      if (auto us = parse_ini_integer(entry.value, 0, 100000)) {
+        cluster.group_commit_us = *us;
+      } else {
+        error(entry, us.status());
+      }
     } else if (entry.key == "raft_bind_address") {
       // The port is the Raft address's: checked as one with a stand-in port.
       if (auto bad = check_raft_address(entry.value + ":1"); !bad && entry.value != "0.0.0.0") {
@@ -173,7 +179,7 @@ void parse_cluster_section(const IniFile& ini, const IniSection& section, Server
       }
     } else {
       error(entry, invalid("unknown key in [cluster] (id, data_dir, secret_file, join, election_timeout_ms, "
-                           "heartbeat_timeout_ms, raft_bind_address, server.<id>)"));
+                           "heartbeat_timeout_ms, group_commit_us, raft_bind_address, server.<id>)"));
     }
   }
   std::sort(cluster.servers.begin(), cluster.servers.end(),

@@ -59,6 +59,10 @@ struct ClusterConfig {
   bool join = false;
   std::int64_t election_timeout_ms = 500;
   std::int64_t heartbeat_timeout_ms = 50;
+  // Group commit: how long the leader waits, at most, after a batch commits
+  // for the commands its answers bring before it proposes the next batch
+  // (raft::RaftOptions::group_commit); 0 proposes at once.
+  std::int64_t group_commit_us = 300;
   // When set, the IPv4 address ("a.b.c.d") this server's Raft listens on,
   // on its Raft address's port, instead of the Raft address's own host:
   // for a server its peers reach through a translated address (NAT, a

@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -393,6 +394,7 @@ class RaftNode::Impl {
   Impl(RaftOptions options, StateMachine& machine) : options_(std::move(options)), machine_(machine) {}
   ~Impl() {
     if (dir_fd_ >= 0) ::close(dir_fd_);  // releases the directory's lock
+    if (group_fd_ >= 0) ::close(group_fd_);
   }
 
   Status open();
@@ -482,6 +484,7 @@ class RaftNode::Impl {
   // Raft thread: libuv and libraft callbacks.
   static void on_wake(uv_async_t* handle);
   static void on_check(uv_check_t* handle);
+  static void on_group_commit(uv_poll_t* handle, int status, int events);
   static void on_applied(struct raft_apply* req, int status, void* result);
   static void on_changed(struct raft_change* req, int status);
   static void on_raft_closed(struct raft* raft);
@@ -490,6 +493,7 @@ class RaftNode::Impl {
   static int fsm_restore(raft_fsm* fsm, raft_buffer* buf);
 
   void pump();
+  void set_group_timer(std::chrono::microseconds after);
   void publish();
   Status not_leader() const;
   Change* new_change(ChangeCallback done);
@@ -509,6 +513,10 @@ class RaftNode::Impl {
   uv_loop_t loop_{};
   uv_async_t wake_{};
   uv_check_t check_{};
+  // Group commit (RaftOptions::group_commit): a timerfd, since libuv's
+  // timers count whole milliseconds.
+  uv_poll_t group_poll_{};
+  int group_fd_ = -1;
   raft_uv_transport transport_{};
   raft_io io_{};
   raft_fsm fsm_{};
@@ -520,6 +528,10 @@ class RaftNode::Impl {
   bool closing_ = false;
   bool raft_closing_ = false;  // raft_close (or raft_uv_close) called: cancelled appends are no failure
   bool in_flight_ = false;
+  // Group commit: the next batch waits for `group_target_` queued commands
+  // or for the timer, whichever comes first.
+  bool grouping_ = false;
+  std::size_t group_target_ = 0;
   std::vector<Result<std::string>> results_;  // the results of the entry being applied
   std::string scratch_;
   Role last_role_ = Role::kUnavailable;
@@ -556,6 +568,9 @@ Status RaftNode::Impl::open() {
   if (o.heartbeat_timeout.count() <= 0 || o.election_timeout <= o.heartbeat_timeout) {
     return Status(StatusCode::kInvalidArgument, "the heartbeat timeout must be > 0 and below the election timeout");
   }
+  if (o.group_commit.count() < 0 || o.group_commit > std::chrono::seconds(1)) {
+    return Status(StatusCode::kInvalidArgument, "group_commit must be in [0, 1 s]");
+  }
   if (o.max_batch == 0 || o.max_batch > kMaxBatchCommands) {
     return Status(StatusCode::kInvalidArgument, "max_batch must be in [1, " + std::to_string(kMaxBatchCommands) + "]");
   }
@@ -586,6 +601,8 @@ Status RaftNode::Impl::open() {
 
   if (int rv = uv_loop_init(&loop_); rv != 0) return Status(StatusCode::kInternal, uv_strerror(rv));
   loop_open_ = true;
+  group_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (group_fd_ < 0) return Status(StatusCode::kIoError, std::string("timerfd_create: ") + std::strerror(errno));
   if (int rv = raft_uv_tcp_init(&transport_, &loop_); rv != 0) return raft_status(rv, "raft transport", "");
   transport_open_ = true;
   install_no_delay(&transport_);
@@ -661,6 +678,9 @@ Status RaftNode::Impl::open() {
   uv_check_init(&loop_, &check_);
   check_.data = this;
   uv_check_start(&check_, on_check);
+  uv_poll_init(&loop_, &group_poll_, group_fd_);
+  group_poll_.data = this;
+  uv_poll_start(&group_poll_, UV_READABLE, on_group_commit);
   handles_open_ = true;
   publish();
   return Status::ok();
@@ -696,6 +716,7 @@ void RaftNode::Impl::on_raft_closed(struct raft* raft) {
   if (self->handles_open_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&self->wake_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->check_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&self->group_poll_), nullptr);
     self->handles_open_ = false;
   }
 }
@@ -731,8 +752,34 @@ Status RaftNode::Impl::not_leader() const {
 }
 
 // Turns queued proposals into the next batch, unless one is in flight.
+// The group commit's wait is over: the next batch goes with what is queued.
+void RaftNode::Impl::on_group_commit(uv_poll_t* handle, int, int) {
+  Impl* self = static_cast<Impl*>(handle->data);
+  std::uint64_t expirations = 0;
+  (void)!::read(self->group_fd_, &expirations, sizeof expirations);
+  self->grouping_ = false;
+  if (!self->closing_) self->pump();
+}
+
+void RaftNode::Impl::set_group_timer(std::chrono::microseconds after) {
+  itimerspec at{};
+  at.it_value.tv_sec = static_cast<time_t>(after.count() / 1'000'000);
+  at.it_value.tv_nsec = static_cast<long>(after.count() % 1'000'000 * 1000);
+  (void)::timerfd_settime(group_fd_, 0, &at, nullptr);  // all zero: disarmed
+}
+
 void RaftNode::Impl::pump() {
   while (!in_flight_ && !closing_) {
+    if (grouping_) {
+      std::size_t queued = 0;
+      {
+        std::lock_guard lock(mu_);
+        queued = queue_.size();
+      }
+      if (queued < group_target_) return;  // the rest may come: on_group_commit ends the wait
+      grouping_ = false;
+      set_group_timer(std::chrono::microseconds(0));
+    }
     std::vector<std::string> commands;
     std::vector<ProposeCallback> callbacks;
     {
@@ -785,6 +832,12 @@ void RaftNode::Impl::on_applied(struct raft_apply* req, int status, void* result
   self->in_flight_ = false;
   if (status == 0) {
     self->commit_us_.observe((uv_hrtime() - self->proposed_at_ns_) / 1000);
+    if (self->options_.group_commit.count() > 0 && !self->closing_) {
+      // Its answers bring about as many commands as it held.
+      self->grouping_ = true;
+      self->group_target_ = batch->callbacks.size();
+      self->set_group_timer(self->options_.group_commit);
+    }
     auto* results = static_cast<std::vector<Result<std::string>>*>(result);
     assert(results != nullptr && results->size() == batch->callbacks.size());
     for (std::size_t i = 0; i < batch->callbacks.size(); ++i) batch->callbacks[i](std::move((*results)[i]));

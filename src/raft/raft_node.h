@@ -96,6 +96,13 @@ struct RaftOptions {
   unsigned snapshot_trailing = 2048;
   // The most commands one log entry carries (>= 1; 1 turns batching off).
   std::size_t max_batch = 1024;
+  // Group commit: after a batch commits, the next one waits until as many
+  // commands are queued as that batch held, or for this long at most (0:
+  // proposed at once). The answers to a batch bring the clients' next
+  // commands (a holder's RELEASE after its grant): without the wait they miss
+  // the batch proposed the moment the last one committed and wait for a
+  // whole commit more (docs/replication.md, "Batching"). At most 1 s.
+  std::chrono::microseconds group_commit{0};
   // How long to wait before reconnecting to a peer that could not be reached.
   std::chrono::milliseconds connect_retry{200};
   // A snapshot sent to a lagging follower and not acknowledged within this

@@ -94,6 +94,7 @@ Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& 
   options.client_addresses = runtime->client_addresses_;
   options.election_timeout = std::chrono::milliseconds(config.cluster.election_timeout_ms);
   options.heartbeat_timeout = std::chrono::milliseconds(config.cluster.heartbeat_timeout_ms);
+  options.group_commit = std::chrono::microseconds(config.cluster.group_commit_us);
   options.limits = TableLimits{config.max_semaphores, config.max_pending_per_session};
   options.clock = system_ms;
   ClusterRuntime* raw = runtime.get();
@@ -111,17 +112,23 @@ Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& 
 }
 
 void ClusterRuntime::push(std::optional<cluster::ReplicaEvent> event) {
-  if (event) {
+  {
     std::lock_guard lock(mutex_);
-    if (overflow_index_ != 0) return;  // the loop fails at its next turn (woken already)
-    if (!queue_.empty() && queued_bytes_ + event->bytes.size() > max_queued_bytes_) {
-      // Never dropped silently: nothing after it is queued, and the loop
-      // stops the server once it applied what is before it.
-      overflow_index_ = std::max<std::uint64_t>(event->index, 1);
-    } else {
-      queued_bytes_ += event->bytes.size();
-      queue_.push_back(std::move(*event));
+    if (event) {
+      if (overflow_index_ != 0) return;  // the loop fails at its next turn (woken already)
+      if (!queue_.empty() && queued_bytes_ + event->bytes.size() > max_queued_bytes_) {
+        // Never dropped silently: nothing after it is queued, and the loop
+        // stops the server once it applied what is before it.
+        overflow_index_ = std::max<std::uint64_t>(event->index, 1);
+      } else {
+        queued_bytes_ += event->bytes.size();
+        queue_.push_back(std::move(*event));
+      }
     }
+    // Woken already: the loop takes this with the rest (run_queued clears
+    // the flag when it takes the queue, so what comes after wakes it again).
+    if (wake_sent_) return;
+    wake_sent_ = true;
   }
   // Under no lock: the loop reads the counter, then takes the queue.
   const std::uint64_t one = 1;
@@ -179,6 +186,7 @@ void ClusterRuntime::run_queued() {
     std::lock_guard lock(mutex_);
     events.swap(queue_);
     jobs.swap(jobs_);
+    wake_sent_ = false;
     queued_bytes = queued_bytes_;
     queued_bytes_ = 0;
     overflow_index = overflow_index_;

@@ -195,6 +195,10 @@ class ClusterRuntime final : public CommandSink {
   std::size_t max_queued_bytes_ = kMaxQueuedBytes;
   std::uint64_t overflow_index_ = 0;         // guarded by mutex_: the first event not queued (0: none)
   std::vector<std::function<void()>> jobs_;  // guarded by mutex_
+  // guarded by mutex_: the eventfd was written since the loop last took the
+  // queue, so a push need not write it again (the raft thread applies a
+  // batch's commands one by one: one wake per batch, not one per command).
+  bool wake_sent_ = false;
 
   // The role, term and leader last logged.
   raft::Role seen_role_ = raft::Role::kUnavailable;

@@ -94,10 +94,13 @@ void Session::start() {
 void Session::update_interest() {
   if (stage_ == Stage::kClosed || broken_) return;
   std::uint32_t wanted = 0;
-  // Behind a streaming LIST (or an AUTH being checked) nothing more is
-  // read: the peer's requests wait in its socket, not in the server
-  // (resume_input() reads on).
-  if (!input_done_ && !state_.input_held()) wanted |= ReadySet::kRead;
+  // Behind a streaming LIST, an AUTH being checked or (cluster mode) a
+  // command waiting for the log, nothing more is read: the peer's requests
+  // wait in its socket, not in the server (resume_input() reads on). Read
+  // interest is dropped only once bytes come while input is held
+  // (on_ready()), not when the hold begins: a client that waits for each
+  // answer, as most do, then costs no epoll_ctl per request.
+  if (!input_done_ && !(reads_paused_ && state_.input_held())) wanted |= ReadySet::kRead;
   if (write_waiting_ || tls_read_wants_write_) wanted |= ReadySet::kWrite;
   if (registered_ && wanted == interest_) return;
   const bool ok = registered_ ? ready_.modify(fd_.get(), key_, wanted) : ready_.add(fd_.get(), key_, wanted);
@@ -124,7 +127,8 @@ bool Session::on_ready(std::uint32_t events) {
     events |= EPOLLIN;  // the read it wanted to write for
   }
   if ((events & (EPOLLIN | EPOLLRDHUP)) != 0 || broken) {
-    if ((interest_ & ReadySet::kRead) != 0) {
+    const bool held = stage_ == Stage::kOpen && state_.input_held();
+    if ((interest_ & ReadySet::kRead) != 0 && !held) {
       more = on_readable(events);
     } else if (broken) {
       // Not reading (a LIST streams, or input ended), yet the connection is
@@ -138,6 +142,8 @@ bool Session::on_ready(std::uint32_t events) {
       registered_ = false;
       if (write_waiting_ || stage_ == Stage::kDraining) close_now(stats::EndCause::kClose);
       return false;
+    } else if (held) {
+      reads_paused_ = true;  // update_interest() stops watching for reads
     }
   }
   update_interest();
@@ -236,6 +242,7 @@ ssize_t Session::write_some(const char* data, std::size_t size) {
 
 void Session::resume_input() {
   if (stage_ != Stage::kOpen || state_.input_held()) return;
+  reads_paused_ = false;
   if (waited_for_log_) {
     waited_for_log_ = false;
     state_.last_activity = dispatcher_.now();  // the lines held meanwhile are read from now on

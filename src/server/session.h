@@ -193,6 +193,9 @@ class Session final : public std::enable_shared_from_this<Session>, private Sess
   bool input_done_ = false;     // end of input or a read error seen: nothing more to read
   bool resume_posted_ = false;  // a flush or resume_input() is posted for a streaming LIST
   bool input_ended_ = false;    // end of input seen while a LIST streamed
+  // Bytes came while input was held: the socket is no longer watched for
+  // reading until resume_input() (update_interest()).
+  bool reads_paused_ = false;
 
   std::string first_bytes_;           // what arrived before the dialect was known
   protocol::LineFramer framer_;       // v1: a line that spans reads

@@ -25,6 +25,7 @@ const std::string kGood =
     "server.2 = 127.0.0.2:7001 [::1]:53559\n"
     "election_timeout_ms = 800\n"
     "heartbeat_timeout_ms = 80\n"
+    "group_commit_us = 0\n"
     "raft_bind_address = 127.0.1.2\n";
 
 TEST(ClusterConfig, ReadsAWholeSection) {
@@ -40,6 +41,7 @@ TEST(ClusterConfig, ReadsAWholeSection) {
   EXPECT_EQ(c.self()->client_address, "[::1]:53559");
   EXPECT_EQ(c.election_timeout_ms, 800);
   EXPECT_EQ(c.heartbeat_timeout_ms, 80);
+  EXPECT_EQ(c.group_commit_us, 0);
   EXPECT_EQ(c.raft_bind_address, "127.0.1.2");
   EXPECT_EQ(c.secret_file, "/etc/netsem/cluster.secret");
   EXPECT_TRUE(c.secret.empty());  // read by load_server_config, not by the parser
@@ -89,6 +91,7 @@ TEST(ClusterConfig, IsOffWithoutTheSection) {
   ASSERT_TRUE(config) << config.status().to_string();
   EXPECT_EQ(config->cluster.election_timeout_ms, 500);
   EXPECT_EQ(config->cluster.heartbeat_timeout_ms, 50);
+  EXPECT_EQ(config->cluster.group_commit_us, 300);
   EXPECT_EQ(config->cluster.raft_bind_address, "");  // the Raft address's own host
   config = parse_server_config(
       "[cluster]\nid = 1\nraft_bind_address = 0.0.0.0\nserver.1 = 10.0.0.1:7001 10.0.0.1:53559\n", "n.ini");
@@ -116,6 +119,8 @@ TEST(ClusterConfig, RefusesEachMistakeWithItsLine) {
       {"server.2 = 127.0.0.2:7001 127.0.0.1:53559", "client address 127.0.0.1:53559 is another server's too"},
       {"election_timeout_ms = 50", "n.ini:5: election_timeout_ms:"},
       {"heartbeat_timeout_ms = fast", "n.ini:5: heartbeat_timeout_ms:"},
+      {"group_commit_us = 100001", "n.ini:5: group_commit_us:"},
+      {"group_commit_us = -1", "n.ini:5: group_commit_us:"},
       {"peers = 1,2,3", "n.ini:5: peers: unknown key in [cluster]"},
       {"heartbeat_timeout_ms = 300",
        "n.ini:5: heartbeat_timeout_ms (300) must be at most half of election_timeout_ms (500)"},

@@ -179,6 +179,61 @@ TEST_F(RaftNodeTest, AHaltedMachineIsGivenNothingMoreAndNeverSnapshottedPastItsE
   (*restarted)->stop();
 }
 
+// Group commit (RaftOptions::group_commit): after a batch commits, the next
+// waits until as many commands are queued as that batch held, or for the
+// timer; commands that come within the wait join one batch, and a batch that
+// has its count goes at once. (Without it, a command alone after a larger
+// batch went in a few milliseconds, and so did each of three sent 50 ms
+// apart.)
+TEST_F(RaftNodeTest, GroupCommitWaitsForAsManyCommandsAsTheLastBatchOrForItsTimer) {
+  using Clock = std::chrono::steady_clock;
+  RaftOptions o = options();
+  o.group_commit = milliseconds(400);
+  testing::LogMachine machine;
+  auto node = RaftNode::start(o, machine);
+  ASSERT_TRUE(node) << node.status().to_string();
+  ASSERT_TRUE(wait_leader(**node));
+  std::atomic<int> answered{0};
+  const auto count = [&answered](const Result<std::string>& r) { answered += r ? 1 : 100; };
+  // Four at once: the first batch is in flight while the others queue, so
+  // the last batch holds at least two (checked: fewer batches than commands).
+  const auto propose_four = [&] {
+    answered = 0;
+    const std::uint64_t before = (*node)->status().batches;
+    for (const char* c : {"p:a", "p:b", "p:c", "p:d"}) (*node)->propose(c, count);
+    for (int i = 0; i < 250 && answered.load() < 4; ++i) std::this_thread::sleep_for(milliseconds(20));
+    EXPECT_LE((*node)->status().batches - before, 3u) << "the four commands were not batched at all";
+    return answered.load();
+  };
+  ASSERT_EQ(propose_four(), 4);
+
+  // One command alone, fewer than the last batch held: it waits for the timer.
+  auto start = Clock::now();
+  ASSERT_TRUE(propose(**node, "p:alone"));
+  const auto alone = Clock::now() - start;
+  EXPECT_GE(alone, milliseconds(300)) << "proposed before the group commit's wait ended";
+  EXPECT_LT(alone, milliseconds(5000));
+
+  // The last batch held one: one command is its count and goes at once.
+  start = Clock::now();
+  ASSERT_TRUE(propose(**node, "p:next"));
+  EXPECT_LT(Clock::now() - start, milliseconds(250)) << "a batch that had its count waited";
+
+  // Two, 50 ms apart, after a batch of two or more: the first waits for the
+  // second, and they go as one batch.
+  ASSERT_EQ(propose_four(), 4);
+  const std::uint64_t before = (*node)->status().batches;
+  answered = 0;
+  (*node)->propose("p:z1", count);
+  std::this_thread::sleep_for(milliseconds(50));
+  (*node)->propose("p:z2", count);
+  for (int i = 0; i < 250 && answered.load() < 2; ++i) std::this_thread::sleep_for(milliseconds(20));
+  ASSERT_EQ(answered.load(), 2);
+  EXPECT_EQ((*node)->status().batches - before, 1u) << "commands within the wait were not batched together";
+  EXPECT_EQ(machine.violations(), 0u);
+  (*node)->stop();
+}
+
 TEST_F(RaftNodeTest, BadOptionsAndDirectoriesAreRefused) {
   testing::LogMachine machine;
   RaftOptions o = options();
