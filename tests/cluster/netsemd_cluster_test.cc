@@ -1178,6 +1178,51 @@ TEST(NetsemdClusterStart, AServerKilledAndStartedAtOnceStartsOnItsData) {
   EXPECT_EQ(client->request(req::acquire("a", "lock", 1, 10000), 10s).rfind("a OK ", 0), 0u) << server->log();
 }
 
+// Requests that come while one waits for the log (cluster mode holds a
+// session's input until its command's answer): read once the hold ends, in
+// order, whether they came one by one or many in one write, and an end of
+// input seen behind them still ends the session after their answers. The
+// session stops watching its socket only when bytes come during a hold
+// (Session::on_ready), not at each hold.
+TEST(NetsemdClusterStart, RequestsThatComeWhileOneWaitsForTheLogAreAnsweredInOrder) {
+  TempDir dir;
+  const std::uint16_t client_port = test_support::free_loopback_port();
+  const std::uint16_t raft_port = test_support::free_loopback_port();
+  const Netsemd::Options options = single_server(dir, client_port, raft_port);
+  std::string error;
+  auto server = Netsemd::start(options, &error);
+  ASSERT_NE(server, nullptr) << error;
+  auto client = Client::connect(client_port);
+  ASSERT_NE(client, nullptr);
+  ASSERT_EQ(client->request(req::acquire("w", "lock", 1, 10000), 10s).rfind("w OK ", 0), 0u) << server->log();
+  // One by one, without waiting for answers: 100 acquire/release pairs.
+  for (int i = 0; i < 100; ++i) {
+    client->send_line(req::release("r" + std::to_string(i), "lock"));
+    client->send_line(req::acquire("a" + std::to_string(i), "lock", 1, 10000));
+  }
+  // Then 100 more pairs in one write, and the end of input behind them.
+  std::string batch;
+  for (int i = 100; i < 200; ++i) {
+    batch += req::release("r" + std::to_string(i), "lock") + "\n";
+    batch += req::acquire("a" + std::to_string(i), "lock", 1, 10000) + "\n";
+  }
+  client->send(batch);
+  client->shutdown_write();
+  for (int i = 0; i < 200; ++i) {
+    const auto released = client->read_line(10s);
+    ASSERT_TRUE(released) << "pair " << i << server->log();
+    EXPECT_EQ(released->rfind("r" + std::to_string(i) + " OK", 0), 0u) << *released;
+    const auto acquired = client->read_line(10s);
+    ASSERT_TRUE(acquired) << "pair " << i;
+    EXPECT_EQ(acquired->rfind("a" + std::to_string(i) + " OK ", 0), 0u) << *acquired;
+  }
+  EXPECT_TRUE(client->wait_closed(10s)) << "the end of input behind the held requests did not end the session";
+  // Its permit went back with it.
+  auto other = Client::connect(client_port);
+  ASSERT_NE(other, nullptr);
+  EXPECT_EQ(other->request(req::acquire("b", "lock", 1, 5000), 10s).rfind("b OK ", 0), 0u);
+}
+
 // What writes the Raft directory of the test below, as a RaftNode's state
 // machine: it takes every command, and its snapshot is a real replica's
 // state, of netsem's own format, but at log index 1000, far ahead of the

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -124,6 +125,43 @@ TEST(ServerStream, LargeListReachesASlowReaderThatKeepsItsPermit) {
   EXPECT_LT(grant_at, kCreated) << "the grant was held back behind the LIST";
   EXPECT_EQ(reader->read_line(), "p PONG after");
   EXPECT_EQ(reader->request(req::release("r", "lic")), "r OK 1");
+}
+
+// The CPU time (user + system) `pid` has used, in clock ticks, from /proc.
+long cpu_ticks(pid_t pid) {
+  const std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return -1;
+  const auto f = fields(stat.substr(close + 2));  // f[0] is the state (field 3)
+  return f.size() > 12 ? std::stol(f[11]) + std::stol(f[12]) : -1;
+}
+
+// A request that comes behind a LIST the peer does not read: the session
+// stops watching its socket for reads then (it watched it until bytes came,
+// to save an epoll_ctl per held request), so the server does not spin on
+// the readable socket, and the request is answered after the LIST's END.
+TEST(ServerStream, ARequestBehindAListThePeerDoesNotReadDoesNotSpinTheServer) {
+  auto server = start_server();
+  ASSERT_TRUE(server);
+  create_many(server->port(), kCreated);
+  if (HasFatalFailure()) return;
+  auto reader = Client::connect(server->port(), "127.0.0.1", 16 << 10);
+  ASSERT_TRUE(reader);
+  reader->send(req::list("l") + "\n");
+  std::this_thread::sleep_for(300ms);  // the LIST fills the socket and waits
+  reader->send(req::ping("p", "after") + "\n");
+  std::this_thread::sleep_for(100ms);
+  const long before = cpu_ticks(server->pid());
+  std::this_thread::sleep_for(1s);
+  const long used = cpu_ticks(server->pid()) - before;
+  ASSERT_GE(before, 0);
+  EXPECT_LT(used * 1000 / ::sysconf(_SC_CLK_TCK), 200) << "the server used CPU while its only peer did not read";
+  int items = 0;
+  std::optional<std::string> line;
+  while ((line = reader->read_line(10s)) && !line->starts_with("l END ")) ++items;
+  ASSERT_TRUE(line) << "no END after " << items << " items";
+  EXPECT_EQ(items, kCreated);
+  EXPECT_EQ(reader->read_line(), "p PONG after");
 }
 
 TEST(ServerStream, PeerThatStopsReadingAListIsCutOffAndOthersAreNot) {
