@@ -584,28 +584,105 @@ def test_aio_a_client_closed_while_the_acquire_waits_for_the_next_session_raises
         run(main())
 
 
-# review19 item 8: a NEW acquire made between a session's end (not resumed)
-# and the end of the next round of connection attempts waits for that round,
-# as rule 9's re-send does. reconnect_min = 2 s holds the gap open. Without
-# the change it was served by a host-local semaphore at once.
+# review19 item 8: a NEW call made between a session's end (not resumed) and
+# the end of the next round of connection attempts waits for that round, as
+# rule 9's re-send does. reconnect_min = 2 s holds the gap open. Without the
+# change an acquire was served by a host-local semaphore at once.
 MADE_BETWEEN = "made between two sessions"
+GAP = {"reconnect_min": 2.0, "reconnect_max": 4.0}
+# A call made in the gap right after the loss waits for the round, at least
+# reconnect_min (2 s) later; fallback would answer at once.
+WAITED = 1.0
+
+
+def _into_the_gap(setup: Setup, holder: Client, waiter: Client) -> tuple[Permit, int]:
+    """The gap tests' stage: the holder takes ``db`` to its limit, the
+    waiter's session (on S3) ends unresumed; returns the holder's permit and
+    the waiter's old session once the waiter is between two sessions."""
+    assert wait_until(lambda: holder.connected and waiter.connected, 10)
+    held = holder.acquire("db", count=2)
+    assert waiter.stats().server == setup.proxy.address  # stayed on S3 (rule 3)
+    session = waiter.stats().session_id
+    setup.break_the_session(lambda: holder.kick(session))
+    # The session ended (RESUME answered NOT_FOUND); the next round is
+    # reconnect_min (2 s) away.
+    assert wait_until(lambda: waiter.stats().connection_losses >= 1, 10)
+    assert not waiter.connected
+    return held, session
+
+
+async def _aio_into_the_gap(setup: Setup, holder: netsem.aio.Client,
+                            waiter: netsem.aio.Client) -> tuple[netsem.aio.Permit, int]:
+    """_into_the_gap for netsem.aio clients."""
+    deadline = time.monotonic() + 10
+    while not (holder.stats().connected and waiter.stats().connected):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    held = await holder.acquire("db", count=2)
+    assert waiter.stats().server == setup.proxy.address  # stayed on S3 (rule 3)
+    session = waiter.stats().session_id
+    await setup.aio_break_the_session(lambda: holder.kick(session))
+    deadline = time.monotonic() + 10
+    while waiter.stats().connection_losses < 1:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    assert not waiter.stats().connected
+    return held, session
+
+
+def _in_threads(calls: dict[str, object], bound: float = 15) -> dict[str, tuple[object, float]]:
+    """Runs each call on a thread of its own, all at once: by name, what it
+    returned (or raised) and how long it took."""
+    got: dict[str, tuple[object, float]] = {}
+
+    def run_one(name: str, call: object) -> None:
+        started = time.monotonic()
+        outcome = _catch(call)
+        got[name] = (outcome, time.monotonic() - started)
+
+    threads = [threading.Thread(target=run_one, args=item) for item in calls.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(bound)
+    assert set(got) == set(calls), got
+    return got
+
+
+async def _in_tasks(calls: dict[str, object], bound: float = 15) -> dict[str, tuple[object, float]]:
+    """_in_threads for coroutines: each ``calls`` value makes one."""
+
+    async def run_one(call: object) -> tuple[object, float]:
+        started = time.monotonic()
+        try:
+            outcome = await call()  # type: ignore[operator]
+        except Exception as error:
+            outcome = error
+        return outcome, time.monotonic() - started
+
+    outcomes = await asyncio.wait_for(asyncio.gather(*(run_one(call) for call in calls.values())), bound)
+    return dict(zip(calls, outcomes))
+
+
+def _check_waited(got: dict[str, tuple[object, float]], caplog: pytest.LogCaptureFixture,
+                  said: dict[str, str]) -> None:
+    """Each call made in the gap succeeded, after waiting for the round (not
+    at once), and was logged as sent on the new session (``said``: by call,
+    what the log names it)."""
+    for name, (outcome, took) in got.items():
+        assert not isinstance(outcome, BaseException), (name, outcome)
+        assert took >= WAITED, (name, took, outcome)
+    for name, what in said.items():
+        assert f"{what}: {MADE_BETWEEN}; sent on the new session to " in caplog.text, (name, caplog.text)
 
 
 def test_an_acquire_made_between_two_sessions_waits_for_the_next_round(cluster, tmp_path, local_dir,
                                                                          caplog) -> None:
     caplog.set_level(logging.INFO, logger="netsem")
     setup = Setup(cluster)
-    holder, waiter = setup.clients(tmp_path, local_dir, reconnect_min=2.0, reconnect_max=4.0)
+    holder, waiter = setup.clients(tmp_path, local_dir, **GAP)
     try:
-        assert wait_until(lambda: holder.connected and waiter.connected, 10)
-        held = holder.acquire("db", count=2)
-        assert waiter.stats().server == setup.proxy.address  # stayed on S3 (rule 3)
-        session = waiter.stats().session_id
-        setup.break_the_session(lambda: holder.kick(session))
-        # The session ended (RESUME answered NOT_FOUND); the next round is
-        # reconnect_min (2 s) away.
-        assert wait_until(lambda: waiter.stats().connection_losses >= 1, 10)
-        assert not waiter.connected
+        held, session = _into_the_gap(setup, holder, waiter)
         made_at = time.monotonic()
         thread, got = _acquire_in_thread(waiter)
         thread.start()
@@ -635,22 +712,10 @@ def test_aio_an_acquire_made_between_two_sessions_waits_for_the_next_round(clust
     setup = Setup(cluster)
 
     async def main() -> None:
-        holder_options, waiter_options = setup.aio_options(tmp_path, local_dir, reconnect_min=2.0, reconnect_max=4.0)
+        holder_options, waiter_options = setup.aio_options(tmp_path, local_dir, **GAP)
         async with netsem.aio.Client(options=holder_options) as holder, \
                 netsem.aio.Client(options=waiter_options) as waiter:
-            deadline = time.monotonic() + 10
-            while not (holder.stats().connected and waiter.stats().connected):
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.01)
-            held = await holder.acquire("db", count=2)
-            assert waiter.stats().server == setup.proxy.address  # stayed on S3 (rule 3)
-            session = waiter.stats().session_id
-            await setup.aio_break_the_session(lambda: holder.kick(session))
-            deadline = time.monotonic() + 10
-            while waiter.stats().connection_losses < 1:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.01)
-            assert not waiter.stats().connected
+            held, session = await _aio_into_the_gap(setup, holder, waiter)
             task = asyncio.ensure_future(waiter.acquire("db", timeout=20))
             deadline = time.monotonic() + 15
             while (await holder.get("db")).waiters != 1 and not task.done():
@@ -665,6 +730,68 @@ def test_aio_an_acquire_made_between_two_sessions_waits_for_the_next_round(clust
             permit = await asyncio.wait_for(task, 20)
             _check_cluster_grant(permit, held, waiter)
             await permit.release()
+
+    try:
+        run(main(), bound=60)
+    finally:
+        setup.close()
+
+
+# The other calls that may fall back (a try, a WAIT, a POST; left untested by
+# session 19), made in one gap: a try of "db" (held to its limit) answers
+# None from the cluster, where a host-local semaphore would grant it; a WAIT
+# and a POST of the created "ctr", listed in the waiter's [semaphores] so that
+# fallback would serve them locally, are done by the cluster: its value goes
+# back to 0. Without the change (between() answering None: checked) the try
+# was a local grant and the WAIT a local one, at once.
+TRY_WAIT_POST = {"try": 'ACQUIRE "db"', "wait": 'WAIT "ctr"', "post": 'POST "ctr"'}
+
+
+def _check_try_wait_post(got: dict[str, tuple[object, float]], caplog: pytest.LogCaptureFixture) -> None:
+    assert got["try"][0] is None, got  # TIMEOUT from the cluster: "db" is held to its limit
+    _check_waited(got, caplog, TRY_WAIT_POST)
+
+
+def test_a_try_a_wait_and_a_post_made_between_two_sessions_wait_for_the_next_round(cluster, tmp_path, local_dir,
+                                                                                    caplog) -> None:
+    caplog.set_level(logging.INFO, logger="netsem")
+    setup = Setup(cluster)
+    holder, waiter = setup.clients(tmp_path, local_dir, limits={"ctr": 5}, **GAP)
+    try:
+        assert wait_until(lambda: holder.connected, 10)
+        holder.create("ctr", 0, max=5)
+        held, session = _into_the_gap(setup, holder, waiter)
+        got = _in_threads({"try": lambda: waiter.try_acquire("db"), "wait": lambda: waiter.wait("ctr", timeout=20),
+                           "post": lambda: waiter.post("ctr")})
+        _check_try_wait_post(got, caplog)
+        assert waiter.stats().local_grants == 0
+        assert holder.get("ctr").value == 0
+        assert waiter.connected and waiter.stats().session_id != session
+        held.release()
+    finally:
+        waiter.close()
+        holder.close()
+        setup.close()
+
+
+def test_aio_a_try_a_wait_and_a_post_made_between_two_sessions_wait_for_the_next_round(cluster, tmp_path,
+                                                                                        local_dir, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="netsem")
+    setup = Setup(cluster)
+
+    async def main() -> None:
+        holder_options, waiter_options = setup.aio_options(tmp_path, local_dir, limits={"ctr": 5}, **GAP)
+        async with netsem.aio.Client(options=holder_options) as holder, \
+                netsem.aio.Client(options=waiter_options) as waiter:
+            await holder.create("ctr", 0, max=5)
+            held, session = await _aio_into_the_gap(setup, holder, waiter)
+            got = await _in_tasks({"try": lambda: waiter.try_acquire("db"),
+                                   "wait": lambda: waiter.wait("ctr", timeout=20), "post": lambda: waiter.post("ctr")})
+            _check_try_wait_post(got, caplog)
+            assert waiter.stats().local_grants == 0
+            assert (await holder.get("ctr")).value == 0
+            assert waiter.stats().connected and waiter.stats().session_id != session
+            await held.release()
 
     try:
         run(main(), bound=60)
