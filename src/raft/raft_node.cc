@@ -410,7 +410,9 @@ class RaftNode::Impl {
       std::lock_guard lock(mu_);
       if (!stopping_) {
         queue_.push_back({std::move(command), std::move(done)});
-        uv_async_send(&wake_);
+        // Only when pump() would act: a wake per proposal while a batch is
+        // in flight cost the raft thread a wake-up per command for nothing.
+        if (queue_.size() >= wake_at_) uv_async_send(&wake_);
         return;
       }
     }
@@ -528,6 +530,7 @@ class RaftNode::Impl {
   bool closing_ = false;
   bool raft_closing_ = false;  // raft_close (or raft_uv_close) called: cancelled appends are no failure
   bool in_flight_ = false;
+  bool pump_in_check_ = false;  // a batch committed: pump() in this turn's check phase
   // Group commit: the next batch waits for `group_target_` queued commands
   // or for the timer, whichever comes first.
   bool grouping_ = false;
@@ -553,6 +556,10 @@ class RaftNode::Impl {
   std::deque<Pending> queue_;                 // guarded by mu_
   std::vector<std::function<void()>> tasks_;  // guarded by mu_
   bool stopping_ = false;                     // guarded by mu_
+  // guarded by mu_: propose() wakes the raft thread once the queue holds this
+  // many (pump() sets it; kNoWake while a batch is in flight).
+  static constexpr std::size_t kNoWake = static_cast<std::size_t>(-1);
+  std::size_t wake_at_ = 1;
   NodeStatus status_;                         // guarded by mu_
 };
 
@@ -751,7 +758,6 @@ Status RaftNode::Impl::not_leader() const {
                 "not the leader (leader: " + std::to_string(id) + " at " + std::string(address) + ")");
 }
 
-// Turns queued proposals into the next batch, unless one is in flight.
 // The group commit's wait is over: the next batch goes with what is queued.
 void RaftNode::Impl::on_group_commit(uv_poll_t* handle, int, int) {
   Impl* self = static_cast<Impl*>(handle->data);
@@ -768,15 +774,20 @@ void RaftNode::Impl::set_group_timer(std::chrono::microseconds after) {
   (void)::timerfd_settime(group_fd_, 0, &at, nullptr);  // all zero: disarmed
 }
 
+// Turns queued proposals into the next batch, unless one is in flight (or
+// the group commit waits for more). Sets what a proposal must make of the
+// queue to wake this thread (wake_at_): nothing while a batch is in flight
+// (its commit pumps), the group's count while it waits, else the first.
 void RaftNode::Impl::pump() {
   while (!in_flight_ && !closing_) {
     if (grouping_) {
-      std::size_t queued = 0;
       {
         std::lock_guard lock(mu_);
-        queued = queue_.size();
+        if (queue_.size() < group_target_) {
+          wake_at_ = group_target_;  // the rest may come; on_group_commit ends the wait
+          return;
+        }
       }
-      if (queued < group_target_) return;  // the rest may come: on_group_commit ends the wait
       grouping_ = false;
       set_group_timer(std::chrono::microseconds(0));
     }
@@ -784,6 +795,7 @@ void RaftNode::Impl::pump() {
     std::vector<ProposeCallback> callbacks;
     {
       std::lock_guard lock(mu_);
+      if (queue_.empty()) wake_at_ = 1;
       while (!queue_.empty() && commands.size() < options_.max_batch) {
         Pending& p = queue_.front();
         commands.push_back(std::move(p.command));
@@ -821,6 +833,10 @@ void RaftNode::Impl::pump() {
     commands_ += batch->callbacks.size();
     batch_commands_.observe(batch->callbacks.size());
     in_flight_ = true;
+    {
+      std::lock_guard lock(mu_);
+      wake_at_ = kNoWake;  // proposals wait for the commit, which pumps
+    }
     proposed_at_ns_ = uv_hrtime();
     batch.release();  // owned by libraft until on_applied
   }
@@ -857,7 +873,19 @@ void RaftNode::Impl::on_applied(struct raft_apply* req, int status, void* result
   // state is already gone, and a raft_apply from this callback then crashed
   // libraft 0.15 (a SIGSEGV in raft_apply, found by the cluster failure test
   // killing both followers of a leader with proposals queued).
-  if (!self->closing_) uv_async_send(&self->wake_);
+  // On success (always from an I/O callback: the poll phase) the loop's
+  // check phase, later in the same turn, pumps without a system call; a
+  // failure may come from libraft's timers, before a poll that could block.
+  if (self->closing_) return;
+  if (status == 0) {
+    self->pump_in_check_ = true;
+    // And, should the check phase not come before a blocking poll, a
+    // proposal wakes the thread.
+    std::lock_guard lock(self->mu_);
+    self->wake_at_ = 1;
+  } else {
+    uv_async_send(&self->wake_);
+  }
 }
 
 int RaftNode::Impl::append_wrapped(raft_io* io, raft_io_append* req, const raft_entry entries[], unsigned n,
@@ -980,7 +1008,12 @@ int RaftNode::Impl::fsm_restore(raft_fsm* fsm, raft_buffer* buf) {
 }
 
 void RaftNode::Impl::on_check(uv_check_t* handle) {
-  static_cast<Impl*>(handle->data)->publish();
+  Impl* self = static_cast<Impl*>(handle->data);
+  if (self->pump_in_check_) {
+    self->pump_in_check_ = false;
+    if (!self->closing_) self->pump();
+  }
+  self->publish();
 }
 
 void RaftNode::Impl::publish() {
