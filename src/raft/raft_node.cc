@@ -560,7 +560,7 @@ class RaftNode::Impl {
   // many (pump() sets it; kNoWake while a batch is in flight).
   static constexpr std::size_t kNoWake = static_cast<std::size_t>(-1);
   std::size_t wake_at_ = 1;
-  NodeStatus status_;                         // guarded by mu_
+  NodeStatus status_;  // guarded by mu_
 };
 
 Status RaftNode::Impl::open() {
