@@ -17,7 +17,10 @@ keeps, from the answers, what the session holds per name, as settle needs it.
 ended while it waited, and was not resumed, is sent again on a new session
 with what is left of its timeout; it falls back only when the next round of
 connection attempts reaches no server, and a KICK the client saw (``Kicked``)
-or a server that broke the protocol (``Broken``) fails it. Each client waits
+or a server that broke the protocol (``Broken``) fails it. A call made
+between two sessions (an acquire, a wait, a post, and every other request:
+GET, LIST, CREATE, DELETE, ...) waits for that round the same way
+(``made_between``) and is sent on the session it finds. Each client waits
 for that round its own way (a thread, a task).
 """
 
@@ -285,10 +288,13 @@ class Requeue:
     the end of its session fails it (``refusal``), the timeout to send it again
     with (``timeout``), and the log line (``sent_again``)."""
 
-    def __init__(self, what: str, timeout: float | None, deadline: float | None) -> None:
+    def __init__(self, what: str, timeout: float | None, deadline: float | None, *, untimed: bool = False) -> None:
         self.what = what
-        self.is_try = timeout is not None and timeout <= 0
-        self.deadline = deadline  # time.monotonic() when it gives up; None: never
+        # A request without a timeout of its own (POST, a read, CREATE,
+        # DELETE, ...): the round alone bounds its wait, as a try's.
+        self.untimed = untimed
+        self.is_try = untimed or (timeout is not None and timeout <= 0)
+        self.deadline = None if untimed else deadline  # time.monotonic() when it gives up; None: never
         self.why = ""  # why the last session ended
         # Made between two sessions (review19 item 8): not sent yet, it waits
         # for the round of connection attempts under way.
@@ -310,8 +316,8 @@ class Requeue:
 
     def timeout(self, now: float) -> float | None:
         """The timeout of the request sent again at ``now``: what is left of the
-        caller's (a try stays a try; None: still none). Raises Timeout when
-        nothing is left, as the caller asked."""
+        caller's (a try stays a try, 0, as does an untimed request; None:
+        still none). Raises Timeout when nothing is left, as the caller asked."""
         if self.is_try:
             return 0.0
         if self.deadline is None:
@@ -345,12 +351,24 @@ class Requeue:
 
     def sent_again(self, server: str, timeout: float | None) -> str:
         """The info line: where it went, with how much time left."""
-        left = ("no timeout" if timeout is None else "as a try" if self.is_try
-                else f"{round(timeout * 1000)} ms left")
+        left = ("" if self.untimed else ", no timeout" if timeout is None else ", as a try" if self.is_try
+                else f", {round(timeout * 1000)} ms left")
         if self.unsent:
-            return f"{self.what}: made between two sessions; sent on the new session to {server}, {left}"
+            return f"{self.what}: made between two sessions; sent on the new session to {server}{left}"
         return (f"{self.what}: the session ended while it waited ({self.why}); sent again on a new session to "
-                f"{server}, {left}")
+                f"{server}{left}")
+
+
+def made_between(what: str) -> Requeue:
+    """Rule 9 for a request without a timeout of its own (``what``: 'POST
+    "name"', 'GET "name"', 'LIST', ...) that found no session because the
+    client is between two sessions (review19 item 8; issue 16): it waits for
+    the round of connection attempts under way, however long that round
+    takes, and is sent on the session the round finds; only a round that
+    reaches no server makes it fall back or fail "no server reachable"."""
+    gap = Requeue(what, None, None, untimed=True)
+    gap.unsent = True
+    return gap
 
 
 def follows(leader: tuple[str, int] | None, current: tuple[str, int], servers: list[tuple[str, int]],

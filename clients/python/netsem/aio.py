@@ -320,19 +320,17 @@ class Client:
         the session, Timeout when no time was left to send it again."""
         timeout_ms = proto.timeout_ms(timeout)
         encode = proto.acquire_request if verb == "ACQUIRE" else proto.wait_request
+
+        def build(tag: str, ms: int) -> bytes:
+            return encode(tag, name, count, ms)
+
         what = f'{verb} "{name}"'
         requeue = _resume.Requeue(what, timeout, _Deadline(timeout).at) if fall_back_after_send else None
-        call = self._connection.send(lambda tag: encode(tag, name, count, timeout_ms), may_wait=timeout_ms != 0)
+        call = self._connection.send(lambda tag: build(tag, timeout_ms), may_wait=timeout_ms != 0)
         if call is None:
-            # Made between two sessions: the round under way decides, as for
-            # rule 9's re-send (review19 item 8); fallback only if it reaches
-            # no server.
-            after = self._connection.between()
-            if after is None:
-                return None
             gap = requeue or _resume.Requeue(what, timeout, _Deadline(timeout).at)
             gap.unsent = True
-            call = await self._send_again(gap, after, encode, name, count, cancel)
+            call = await self._send_made_between(gap, build, name, cancel)
             if call is None:
                 return None
         while True:
@@ -346,7 +344,7 @@ class Client:
             refusal = requeue.refusal(answer.failure)
             if refusal is not None:
                 raise refusal
-            again = await self._send_again(requeue, call.session, encode, name, count, cancel)
+            again = await self._send_again(requeue, call.session, build, name, cancel)
             if again is None:
                 return None  # no server reachable: the caller falls back
             call = again
@@ -357,14 +355,31 @@ class Client:
         assert answer.reply is not None
         return _grant_fence(answer.reply, what), call.session
 
+    async def _send_made_between(
+        self, gap: _resume.Requeue, build: Callable[[str, int], bytes], name: str = "",
+        cancel: CancelToken | None = None,
+    ) -> Call | None:
+        """A request that found no session: made between two sessions (the last
+        one ended, unresumed, and no round of connection attempts has failed
+        since), it waits for the round under way and is sent on the session
+        that round finds (review19 item 8, issue 16), as _send_again does;
+        None when the client is not between two sessions (no server was ever
+        reached, or the last round reached none: the caller falls back or
+        fails at once) or when that round reaches no server."""
+        after = self._connection.between()
+        if after is None:
+            return None
+        return await self._send_again(gap, after, build, name, cancel)
+
     async def _send_again(
-        self, requeue: _resume.Requeue, ended: int, encode: Callable[[str, str, int, int], bytes], name: str,
-        count: int, cancel: CancelToken | None,
+        self, requeue: _resume.Requeue, ended: int, build: Callable[[str, int], bytes], name: str,
+        cancel: CancelToken | None,
     ) -> Call | None:
         """Rule 9: the request of a session that ended (``ended``), sent again on
-        the next session with what is left of its timeout; None when the next
-        round of connection attempts found no server (fallback, or the
-        servers' refusal, which _fallback_limit raises)."""
+        the next session with what is left of its timeout (``build(tag,
+        timeout_ms)``); None when the next round of connection attempts found
+        no server (fallback, or the servers' refusal, which _fallback_limit
+        raises)."""
         connection = self._connection
         loop = asyncio.get_running_loop()
         cancelled = (lambda: cancel.cancelled) if cancel is not None else (lambda: False)
@@ -380,8 +395,7 @@ class Client:
                     return None
                 timeout = requeue.timeout(time.monotonic())  # Timeout when none is left
                 timeout_ms = proto.timeout_ms(timeout)
-                call = connection.send(lambda tag: encode(tag, name, count, timeout_ms), session,
-                                       may_wait=timeout_ms != 0)
+                call = connection.send(lambda tag: build(tag, timeout_ms), session, may_wait=timeout_ms != 0)
                 if call is None:
                     ended = session  # that one ended too: the next round decides
                     continue
@@ -499,13 +513,9 @@ class Client:
             await self._in_thread(self._local().post, name, limit, count)
             return
         call = self._connection.send(lambda tag: proto.post_request(tag, name, count))
-        after = self._connection.between() if call is None else None
-        if after is not None:
-            # Made between two sessions: the round under way decides (review19 item 8).
-            gap = _resume.Requeue(f'POST "{name}"', 0.0, None)
-            gap.unsent = True
-            call = await self._send_again(gap, after, lambda tag, n, c, _ms: proto.post_request(tag, n, c), name,
-                                          count, None)
+        if call is None:
+            call = await self._send_made_between(_resume.made_between(f'POST "{name}"'),
+                                                 lambda tag, _ms: proto.post_request(tag, name, count))
         if call is not None:
             error = proto.final_error(await call.future, f'POST "{name}"')
             if error is not None:
@@ -807,11 +817,17 @@ class Client:
     # --- the server round trip ---
 
     async def _round_trip(self, build: Callable[[str], bytes], what: str) -> Answer:
-        """One request and its final answer; raises the refusal, Unavailable, or the answer's error."""
+        """One request and its final answer; raises the refusal, Unavailable, or the
+        answer's error. Made between two sessions, it waits for the round of
+        connection attempts under way and is sent on the session it finds;
+        Unavailable "no server reachable" when none was ever reached or that
+        round reached none."""
         await self._ready()
         call = self._connection.send(build)
         if call is None:
-            raise self._connection.refused or Unavailable("no server reachable")
+            call = await self._send_made_between(_resume.made_between(what), lambda tag, _ms: build(tag))
+            if call is None:
+                raise self._connection.refused or Unavailable("no server reachable")
         answer = await call.future
         error = proto.final_error(answer, what)
         if error is not None:

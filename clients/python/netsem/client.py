@@ -493,19 +493,26 @@ class Client:
         refusal = self._conn().refusal()
         return refusal if refusal is not None else Unavailable("no server reachable")
 
-    def _round_trip(self, build: Callable[[str], bytes]) -> Call:
-        """One request and its final answer; the servers' refusal or
-        Unavailable when there is no session, or when it ends first."""
-        call = self._io_caller().send(build)
+    def _round_trip(self, build: Callable[[str], bytes], what: str) -> Call:
+        """One request (``what``: 'GET "name"', 'LIST', ...) and its final
+        answer. Made between two sessions, it waits for the round of
+        connection attempts under way and is sent on the session it finds.
+        Raises the servers' refusal or Unavailable when there is no session
+        (none was ever reached, or that round reached none), or when it
+        ends before the answer."""
+        connection = self._io_caller()
+        call = connection.send(build)
         if call is None:
-            raise self._no_server()
+            call = self._send_made_between(connection, _resume.made_between(what), lambda tag, _ms: build(tag))
+            if call is None:
+                raise self._no_server()
         call.wait()
         if call.failure is not None:
             raise call.failure
         return call
 
     def _ask(self, build: Callable[[str], bytes], what: str) -> proto.Reply:
-        call = self._round_trip(build)
+        call = self._round_trip(build, what)
         error = proto.final_error(call, what)
         if error is not None:
             raise error
@@ -524,19 +531,17 @@ class Client:
         ended it, Timeout when no time was left to send it again."""
         ms = proto.timeout_ms(timeout)
         encode = proto.acquire_request if verb == "ACQUIRE" else proto.wait_request
+
+        def build(tag: str, timeout_ms: int) -> bytes:
+            return encode(tag, name, count, timeout_ms)
+
         requeue = _resume.Requeue(f'{verb} "{name}"', timeout, _deadline(timeout)) if fall_back_after_send else None
         connection = self._io_caller()
-        call = connection.send(lambda tag: encode(tag, name, count, ms), may_wait=ms != 0)
+        call = connection.send(lambda tag: build(tag, ms), may_wait=ms != 0)
         if call is None:
-            # Made between two sessions: the round under way decides, as for
-            # rule 9's re-send (review19 item 8); fallback only if it reaches
-            # no server.
-            after = connection.between()
-            if after is None:
-                return None
             gap = requeue or _resume.Requeue(f'{verb} "{name}"', timeout, _deadline(timeout))
             gap.unsent = True
-            call = self._send_again(connection, gap, after, encode, name, count, cancel)
+            call = self._send_made_between(connection, gap, build, name, cancel)
             if call is None:
                 return None
         while True:
@@ -550,7 +555,7 @@ class Client:
             refusal = requeue.refusal(call.failure)
             if refusal is not None:
                 raise refusal
-            again = self._send_again(connection, requeue, call.session, encode, name, count, cancel)
+            again = self._send_again(connection, requeue, call.session, build, name, cancel)
             if again is None:
                 return None  # no server reachable: the caller falls back
             call = again
@@ -568,14 +573,29 @@ class Client:
             fence = 0
         return fence, call.session
 
+    @classmethod
+    def _send_made_between(cls, connection: Connection, gap: _resume.Requeue, build: Callable[[str, int], bytes],
+                           name: str = "", cancel: CancelToken | None = None) -> Call | None:
+        """A request that found no session: made between two sessions (the
+        last one ended, unresumed, and no round of connection attempts has
+        failed since), it waits for the round under way and is sent on the
+        session that round finds (review19 item 8, issue 16), as _send_again
+        does; None when the client is not between two sessions (no server
+        was ever reached, or the last round reached none: the caller falls
+        back or fails at once) or when that round reaches no server."""
+        after = connection.between()
+        if after is None:
+            return None
+        return cls._send_again(connection, gap, after, build, name, cancel)
+
     @staticmethod
     def _send_again(connection: Connection, requeue: _resume.Requeue, ended: int,
-                    encode: Callable[[str, str, int, int], bytes], name: str, count: int,
-                    cancel: CancelToken | None) -> Call | None:
+                    build: Callable[[str, int], bytes], name: str, cancel: CancelToken | None) -> Call | None:
         """Rule 9: the request of a session that ended (``ended``), sent again
-        on the next session with what is left of its timeout; None when the
-        next round of connection attempts found no server (fallback, or the
-        servers' refusal: the caller's _fallback_limit raises it)."""
+        on the next session with what is left of its timeout (``build(tag,
+        timeout_ms)``); None when the next round of connection attempts found
+        no server (fallback, or the servers' refusal: the caller's
+        _fallback_limit raises it)."""
         cancelled = (lambda: cancel.cancelled) if cancel is not None else (lambda: False)
         callback_id = cancel.add_callback(connection.wake_waiters) if cancel is not None else None
         try:
@@ -587,7 +607,7 @@ class Client:
                     return None
                 timeout = requeue.timeout(time.monotonic())  # Timeout when none is left
                 ms = proto.timeout_ms(timeout)
-                call = connection.send(lambda tag: encode(tag, name, count, ms), session, may_wait=ms != 0)
+                call = connection.send(lambda tag: build(tag, ms), session, may_wait=ms != 0)
                 if call is None:
                     ended = session  # that one ended too: the next round decides
                     continue
@@ -776,13 +796,9 @@ class Client:
             return
         connection = self._io_caller()
         call = connection.send(lambda tag: proto.post_request(tag, name, count))
-        after = connection.between() if call is None else None
-        if after is not None:
-            # Made between two sessions: the round under way decides (review19 item 8).
-            gap = _resume.Requeue(f'POST "{name}"', 0.0, None)
-            gap.unsent = True
-            call = self._send_again(connection, gap, after, lambda tag, n, c, _ms: proto.post_request(tag, n, c),
-                                    name, count, None)
+        if call is None:
+            call = self._send_made_between(connection, _resume.made_between(f'POST "{name}"'),
+                                           lambda tag, _ms: proto.post_request(tag, name, count))
         if call is not None:
             call.wait()
             error = proto.final_error(call, f'POST "{name}"')
@@ -879,7 +895,7 @@ class Client:
         """Every semaphore of the server whose name starts with ``prefix``."""
         if prefix:
             proto.check_server_name(prefix)
-        call = self._round_trip(lambda tag: proto.list_request(tag, prefix))
+        call = self._round_trip(lambda tag: proto.list_request(tag, prefix), "LIST")
         error = proto.final_error(call, "LIST")
         if error is not None:
             raise error
@@ -924,7 +940,7 @@ class Client:
 
     def _ask_v11(self, build: Callable[[str], bytes], verb: str, what: str) -> Call:
         self._check_v11(verb)
-        call = self._round_trip(build)
+        call = self._round_trip(build, what)
         if call.reply is not None and call.reply.kind == "ERR" and call.reply.code == "UNKNOWN_VERB":
             counters = self._conn().counters()
             server = f"server {counters.server}" if counters.server else "the server"

@@ -14,6 +14,12 @@ RESUME answers NOT_FOUND, and the ACQUIRE goes to S1/S2 again. It must not
 be granted (not even locally: fallback ``local``) while the holder holds,
 and then be granted by the cluster with a fence above the holder's.
 Without rule 9 it was granted by a host-local semaphore at once.
+
+The same stage, with reconnect_min 2 s, opens a gap between the waiter's
+session's end and its next round of connection attempts: every call made
+in it (an acquire, a try, a wait, a post, and every other request: GET,
+LIST, CREATE, DELETE, value()) waits for that round and is served by the
+cluster; only a round that reaches no server makes it fall back or fail.
 """
 
 from __future__ import annotations
@@ -326,6 +332,15 @@ def test_requeue_rules_without_a_server() -> None:
     assert "no timeout" in forever.sent_again("h:1", None)
     trying = _resume.Requeue('ACQUIRE "db"', 0.0, 100.0)
     assert trying.timeout(200.0) == 0.0  # a try stays a try
+    # A request without a timeout of its own, made between two sessions: the
+    # round alone bounds its wait, and it is sent as it was (no timeout to cut).
+    gap = _resume.made_between('GET "db"')
+    assert gap.unsent and gap.wait_until() is None and gap.timeout(1e9) == 0.0
+    assert gap.sent_again("127.0.0.2:5", 0.0) == ('GET "db": made between two sessions; sent on the new session '
+                                                  'to 127.0.0.2:5')
+    assert gap.next_session(3, -2) and not gap.next_session(0, -2)
+    with pytest.raises(Unavailable, match="closed"):
+        gap.next_session(-2, -2)
     # Rule 3: only a configured leader is followed.
     servers = [("127.0.0.1", 1), ("127.0.0.2", 2)]
     assert _resume.follows(("127.0.0.2", 2), ("127.0.0.1", 1), servers, tls=False)
@@ -669,9 +684,9 @@ def _check_waited(got: dict[str, tuple[object, float]], caplog: pytest.LogCaptur
     """Each call made in the gap succeeded, after waiting for the round (not
     at once), and was logged as sent on the new session (``said``: by call,
     what the log names it)."""
-    for name, (outcome, took) in got.items():
-        assert not isinstance(outcome, BaseException), (name, outcome)
-        assert took >= WAITED, (name, took, outcome)
+    early = {name: (outcome, took) for name, (outcome, took) in got.items()
+             if isinstance(outcome, BaseException) or took < WAITED}
+    assert not early, early  # failed, or answered without waiting for the round
     for name, what in said.items():
         assert f"{what}: {MADE_BETWEEN}; sent on the new session to " in caplog.text, (name, caplog.text)
 
@@ -837,3 +852,125 @@ def test_aio_a_server_that_drops_every_acquire_gets_it_with_a_growing_backoff(lo
     with FakeServer(_drops_every_acquire) as server:
         run(main())
         assert 3 <= server.connections() <= _AT_MOST, server.connections()
+
+
+# Every other request (issue 16, review19's libnetsem list; docs/client.md):
+# GET, LIST, CREATE, DELETE and value() made in one gap wait for the round and
+# are answered by the cluster: the new semaphore is created there and the old
+# one deleted; value("db") is the cluster's 0 (the holder holds both
+# permits), where the host-local stand-in would say 1. Without the change
+# (checked) each raised Unavailable "no server reachable" at once, and value()
+# read the local semaphore.
+READS = {"get": 'GET "db"', "list": "LIST", "create": 'CREATE "new"', "delete": 'DELETE "old"',
+         "value": 'GET "db"'}
+
+
+def _check_reads(got: dict[str, tuple[object, float]], caplog: pytest.LogCaptureFixture) -> None:
+    _check_waited(got, caplog, READS)
+    info = got["get"][0]
+    assert info.kind == "defined" and info.value == 0 and info.holders == 1, info  # type: ignore[attr-defined]
+    assert "db" in [row.name for row in got["list"][0]], got["list"]  # type: ignore[attr-defined]
+    assert got["value"][0] == 0, got["value"]
+
+
+def _check_created_and_deleted(new: object, old: object) -> None:
+    assert new.kind == "created" and new.value == 3 and new.max == 3, new  # type: ignore[attr-defined]
+    assert old.kind == "absent", old  # type: ignore[attr-defined]
+
+
+def test_reads_and_changes_made_between_two_sessions_wait_for_the_next_round(cluster, tmp_path, local_dir,
+                                                                            caplog) -> None:
+    caplog.set_level(logging.INFO, logger="netsem")
+    setup = Setup(cluster)
+    holder, waiter = setup.clients(tmp_path, local_dir, **GAP)
+    try:
+        assert wait_until(lambda: holder.connected, 10)
+        holder.create("old", 1)
+        held, session = _into_the_gap(setup, holder, waiter)
+        got = _in_threads({"get": lambda: waiter.get("db"), "list": lambda: waiter.list(),
+                           "create": lambda: waiter.create("new", 3), "delete": lambda: waiter.delete("old"),
+                           "value": lambda: waiter.value("db")})
+        _check_reads(got, caplog)
+        _check_created_and_deleted(holder.get("new"), holder.get("old"))
+        assert waiter.connected and waiter.stats().session_id != session
+        held.release()
+    finally:
+        waiter.close()
+        holder.close()
+        setup.close()
+
+
+def test_aio_reads_and_changes_made_between_two_sessions_wait_for_the_next_round(cluster, tmp_path, local_dir,
+                                                                                caplog) -> None:
+    caplog.set_level(logging.INFO, logger="netsem")
+    setup = Setup(cluster)
+
+    async def main() -> None:
+        holder_options, waiter_options = setup.aio_options(tmp_path, local_dir, **GAP)
+        async with netsem.aio.Client(options=holder_options) as holder, \
+                netsem.aio.Client(options=waiter_options) as waiter:
+            await holder.create("old", 1)
+            held, session = await _aio_into_the_gap(setup, holder, waiter)
+            got = await _in_tasks({"get": lambda: waiter.get("db"), "list": lambda: waiter.list(),
+                                   "create": lambda: waiter.create("new", 3), "delete": lambda: waiter.delete("old"),
+                                   "value": lambda: waiter.value("db")})
+            _check_reads(got, caplog)
+            _check_created_and_deleted(await holder.get("new"), await holder.get("old"))
+            assert waiter.stats().connected and waiter.stats().session_id != session
+            await held.release()
+
+    try:
+        run(main(), bound=60)
+    finally:
+        setup.close()
+
+
+# The other side: a GET made in the gap fails "no server reachable" only once
+# the round under way reached no server (the only one was killed -9), and at
+# once after that round (steady fallback: the client reconnects in the
+# background). reconnect_min 1 s: the round comes at least 1 s after the loss.
+def _lone_options(server: object, local_dir: Path) -> ClientOptions:
+    return ClientOptions(servers=[server.address], local_dir=str(local_dir),  # type: ignore[attr-defined]
+                         fallback=FallbackPolicy("fail"), connect_timeout=0.5, reconnect_min=1.0,
+                         reconnect_max=4.0)
+
+
+def test_a_read_made_between_two_sessions_fails_only_when_the_round_reaches_no_server(start_netsemd,
+                                                                                      local_dir) -> None:
+    server = start_netsemd(semaphores="db = 1", server_options="session_timeout_ms = 6000")
+    with Client(options=_lone_options(server, local_dir)) as client:
+        assert client.connected
+        server.kill()
+        assert wait_until(lambda: client.stats().connection_losses >= 1, 10)
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match="no server reachable"):
+            client.get("db")
+        assert time.monotonic() - started >= 0.5  # it waited for the round
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match="no server reachable"):
+            client.get("db")
+        assert time.monotonic() - started < 0.5  # steady fallback: at once
+
+
+def test_aio_a_read_made_between_two_sessions_fails_only_when_the_round_reaches_no_server(start_netsemd,
+                                                                                          local_dir) -> None:
+    server = start_netsemd(semaphores="db = 1", server_options="session_timeout_ms = 6000")
+
+    async def main() -> None:
+        async with netsem.aio.Client(options=_lone_options(server, local_dir)) as client:
+            assert client.connected
+            server.kill()
+            deadline = time.monotonic() + 10
+            while client.stats().connection_losses < 1:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            started = time.monotonic()
+            with pytest.raises(Unavailable, match="no server reachable"):
+                await client.get("db")
+            assert time.monotonic() - started >= 0.5  # it waited for the round
+            started = time.monotonic()
+            with pytest.raises(Unavailable, match="no server reachable"):
+                await client.get("db")
+            assert time.monotonic() - started < 0.5  # steady fallback: at once
+
+    run(main())
