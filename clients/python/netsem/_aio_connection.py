@@ -880,6 +880,12 @@ class Connection:
                     log.info("resumed session %d on %s after %d ms, %d permits kept", session_id, server,
                              round((time.monotonic() - began) * 1000), len(self._permits))
                     return outcome
+                if isinstance(outcome, str) and outcome.startswith("kicked:"):
+                    # An administrator's KICK, read among RESUME's first answers:
+                    # the session is gone at every server (no other is asked),
+                    # its permits with it, and a waiting ACQUIRE fails (rule 9).
+                    log.warning("session %d was ended by KICK on %s: %s", session_id, server, outcome[7:])
+                    return _resume.ended_by_kick(outcome), None
                 if isinstance(outcome, str) and outcome.startswith("gone:"):
                     why = outcome[5:]
                     log.warning("session %d could not be resumed on %s: %s", session_id, server, why)
@@ -916,7 +922,8 @@ class Connection:
     async def _try_resume(self, host: str, port: int, server: str, deadline: float) -> Any:
         """One RESUME (with HELLO, AUTH, LEASE, LEADER, MINE pipelined) on
         ``server``: the reader once resumed (the writer in _writer), "busy" to
-        retry, "gone:<why>" when the session ended, a _Failure when unreachable."""
+        retry, "gone:<why>" when the session ended, "kicked:<message>" when a
+        KICK ended it, a _Failure when unreachable."""
         assert self._resumable is not None and self._lease is not None
         limit = min(deadline, time.monotonic() + self._options.connect_timeout)
         try:
@@ -1044,7 +1051,7 @@ class Connection:
                     self._writer.transport.abort()
                     return
                 log.debug("moving session %d to %s failed: %s", self._resumable.session_id, server,
-                          outcome[5:] if isinstance(outcome, str) else getattr(outcome, "why", "no answer"))
+                          outcome.partition(":")[2] if isinstance(outcome, str) else getattr(outcome, "why", "no answer"))
         finally:
             self._move_task = None
             if self._timer is None and self._ended is None and self._writer is not None:

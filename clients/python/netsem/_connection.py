@@ -1051,6 +1051,12 @@ class Connection:
                     log.info("resumed session %d on %s after %d ms, %d permits kept", session_id, server,
                              round((time.monotonic() - began) * 1000), permits)
                     return outcome
+                if isinstance(outcome, str) and outcome.startswith("kicked:"):
+                    # An administrator's KICK, read among RESUME's first answers:
+                    # the session is gone at every server (no other is asked),
+                    # its permits with it, and a waiting ACQUIRE fails (rule 9).
+                    log.warning("session %d was ended by KICK on %s: %s", session_id, server, outcome[7:])
+                    return _resume.ended_by_kick(outcome), None
                 if isinstance(outcome, str) and outcome.startswith("gone:"):
                     why = outcome[5:]
                     log.warning("session %d could not be resumed on %s: %s", session_id, server, why)
@@ -1138,7 +1144,7 @@ class Connection:
                 self._moved_to, self._current = outcome, (host, port)
                 return Unavailable(f"the session moved to {server}: {silent} was silent")
             log.debug("moving session %d to %s failed: %s", self._resumable.session_id, server,
-                      outcome[5:] if isinstance(outcome, str) else self._attempt_failure or "no answer")
+                      outcome.partition(":")[2] if isinstance(outcome, str) else self._attempt_failure or "no answer")
         return None
 
     def _resume_candidates(self) -> list[tuple[str, int]]:
@@ -1154,7 +1160,8 @@ class Connection:
     def _try_resume(self, host: str, port: int, server: str, deadline: float) -> socket.socket | str | None:
         """Loop only: one RESUME (with HELLO, AUTH, LEASE, LEADER, MINE
         pipelined) on ``server``: its socket once resumed, "busy" to retry,
-        "gone:<why>" when the session ended, None when unreachable."""
+        "gone:<why>" when the session ended, "kicked:<message>" when a KICK
+        ended it, None when unreachable."""
         assert self._resumable is not None
         self._attempt_failure, self._attempt_refusal, self._attempt_refused = "", None, False
         limit = min(deadline, time.monotonic() + self._options.connect_timeout)

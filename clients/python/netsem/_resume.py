@@ -212,9 +212,12 @@ class ResumeAnswers:
     netsem.client and netsem.aio (their own code only moves the bytes).
     feed() takes the lines a read brought and returns None while more are
     needed, "done" once MINE's END was read (``extra``: the lines after it,
-    already the session's), "busy" (RESUME answered BUSY: try again), or
-    "gone:<why>" (the session cannot be resumed here). Before RESUME's OK,
-    other answers are ignored. What was read: ``session_timeout`` (LEASE),
+    already the session's), "busy" (RESUME answered BUSY: try again),
+    "gone:<why>" (the session cannot be resumed here), or "kicked:<message>"
+    (``* ERR KICKED`` after RESUME's OK and before MINE's END: an
+    administrator ended the session, which is not resumed elsewhere and whose
+    waiting ACQUIREs fail, rule 9). Before RESUME's OK, other answers are
+    ignored. What was read: ``session_timeout`` (LEASE),
     ``leader`` (LEADER, else as given), ``mine_items`` (MINE's ITEM texts)."""
 
     def __init__(self, tag_of: dict[str, str], session_id: int, session_timeout: float,
@@ -243,6 +246,10 @@ class ResumeAnswers:
                 return f"gone:RESUME answered {proto.printable(reply.text)}"
             if not self._resumed:
                 continue
+            if reply.tag == "*":
+                if reply.kind == "ERR" and reply.code == "KICKED":
+                    return f"kicked:{proto.printable(reply.message)}"
+                continue  # a SHUTDOWN is followed by the connection's end
             if reply.tag == tag_of["HELLO"]:
                 try:
                     hello = proto.parse_hello(reply)
@@ -369,6 +376,11 @@ def made_between(what: str) -> Requeue:
     gap = Requeue(what, None, None, untimed=True)
     gap.unsent = True
     return gap
+
+
+def ended_by_kick(verdict: str) -> Kicked:
+    """The session's end for ResumeAnswers' "kicked:<message>"."""
+    return Kicked(f"the server ended the session by KICK: {verdict.partition(':')[2]}")
 
 
 def follows(leader: tuple[str, int] | None, current: tuple[str, int], servers: list[tuple[str, int]],

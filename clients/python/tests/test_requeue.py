@@ -271,6 +271,104 @@ def test_aio_a_kick_the_client_sees_fails_the_queued_acquire(start_netsemd, loca
     run(main())
 
 
+class KickedOnResume:
+    """A fake 1.2 server (T = 3 s). The first connection makes the session
+    resumable, grants ``held`` (fence 3), reads the ACQUIRE of ``db`` and
+    breaks without a word. A RESUME is answered OK and at once ``* ERR
+    KICKED`` (an administrator's KICK among RESUME's first answers, before
+    MINE's END), then the connection closes, as netsemd's does for a kicked
+    session. Any later connection is a fresh session that grants every
+    ACQUIRE (fence 5). Keeps the ACQUIREs and counts the RESUMEs."""
+
+    SECRET = "0123456789abcdef0123456789abcdef"
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.resumes = 0
+        self.acquires: list[str] = []
+
+    def __call__(self, peer: Peer) -> None:
+        with self.lock:
+            index = self.connections
+            self.connections += 1
+        session = 42 + index
+        answers = {"HELLO": f"OK netsem 1.2 {session}", "LEASE": "OK 3000", "RESUMABLE": f"OK {session} {self.SECRET}",
+                   "LEADER": "ERR UNKNOWN_VERB LEADER", "STATS": 'OK {"session_timeout_ms":3000}', "OPTION": "OK"}
+        while (line := peer.read_line(timeout=10)) is not None:
+            tag, _, rest = line.partition(" ")
+            verb = rest.split(" ", 1)[0]
+            if verb == "RESUME":
+                with self.lock:
+                    self.resumes += 1
+                peer.send(f"{tag} OK 42 1\n* ERR KICKED kicked by session 1 (127.0.0.1:9)\n".encode())
+                time.sleep(0.1)
+                return
+            if verb == "ACQUIRE":
+                with self.lock:
+                    self.acquires.append(line)
+                if index == 0 and " db " in line:
+                    time.sleep(0.3)  # queued; then the connection breaks without a word
+                    return
+                peer.send(f"{tag} OK {3 if index == 0 else 5}\n".encode())
+            elif verb == "PING":
+                peer.send(f"{tag} PONG {rest[5:]}".rstrip().encode() + b"\n")
+            else:
+                peer.send(f"{tag} {answers.get(verb, 'OK')}\n".encode())
+
+
+def _kicked_options(server: FakeServer, local_dir: Path) -> ClientOptions:
+    return ClientOptions(servers=[server.address], local_dir=str(local_dir), fallback=FallbackPolicy("local"),
+                         connect_timeout=0.5, reconnect_min=0.05, reconnect_max=0.2)
+
+
+def _check_kicked_on_resume(script: KickedOnResume, got: object, held: object, took: float) -> None:
+    """The KICK read among RESUME's answers ended the session: the waiting
+    ACQUIRE failed (not sent again, not served locally) well before the lease
+    (1.5 s) could lapse, and the held permit is lost without a stop-by time."""
+    assert isinstance(got, Unavailable) and "KICK" in str(got) and "not sent again" in str(got), got
+    assert took < 1.2, took
+    assert script.resumes == 1, script.resumes  # no other RESUME after the KICK
+    assert [line.split(" ")[2] for line in script.acquires] == ["held", "db"], script.acquires
+    assert held.lost and "KICK" in str(held.loss_reason) and held.stop_by is None  # type: ignore[attr-defined]
+
+
+def test_a_kick_read_among_the_resumes_answers_fails_the_queued_acquire(local_dir) -> None:
+    """Until then ResumeAnswers ignored a ``*`` line before MINE's END: the
+    client tried RESUME again until its lease lapsed, and then sent the
+    ACQUIRE again on a new session (libnetsem fixed the same, client20)."""
+    script = KickedOnResume()
+    with FakeServer(script) as server:
+        with Client(options=_kicked_options(server, local_dir)) as client:
+            held = client.acquire("held", timeout=5)
+            started = time.monotonic()
+            got = _catch(lambda: client.acquire("db", timeout=10))
+            _check_kicked_on_resume(script, got, held, time.monotonic() - started)
+            assert client.stats().local_grants == 0
+            with pytest.raises(Unavailable, match="was lost"):
+                held.release()  # given up: its loss is said again
+
+
+def test_aio_a_kick_read_among_the_resumes_answers_fails_the_queued_acquire(local_dir) -> None:
+    script = KickedOnResume()
+
+    async def main() -> None:
+        async with netsem.aio.Client(options=_kicked_options(server, local_dir)) as client:
+            held = await client.acquire("held", timeout=5)
+            started = time.monotonic()
+            try:
+                got: object = await client.acquire("db", timeout=10)
+            except Unavailable as error:
+                got = error
+            _check_kicked_on_resume(script, got, held, time.monotonic() - started)
+            assert client.stats().local_grants == 0
+            with pytest.raises(Unavailable, match="was lost"):
+                await held.release()  # given up: its loss is said again
+
+    with FakeServer(script) as server:
+        run(main())
+
+
 def test_a_waiter_whose_only_server_died_still_falls_back(start_netsemd, local_dir) -> None:
     """The other side of rule 9: the next round reaches no server (the only
     one was killed -9): the ACQUIRE falls back, with what is left of its
