@@ -25,6 +25,7 @@ cluster; only a round that reaches no server makes it fall back or fail.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import threading
@@ -114,6 +115,27 @@ def _holder_dir(tmp_path: Path) -> Path:
     return made
 
 
+def _hold_db(setup: Setup, holder: Client, waiter: Client) -> Permit:
+    """Once both clients are connected (a loaded machine may take the cluster
+    longer than the first round's wait), the holder takes ``db`` to its limit;
+    the waiter stayed on S3 (rule 3)."""
+    assert wait_until(lambda: holder.connected and waiter.connected, 10)
+    held = holder.acquire("db", count=2)
+    assert waiter.stats().server == setup.proxy.address
+    return held
+
+
+async def _aio_hold_db(setup: Setup, holder: netsem.aio.Client, waiter: netsem.aio.Client) -> netsem.aio.Permit:
+    """_hold_db for netsem.aio clients."""
+    deadline = time.monotonic() + 10
+    while not (holder.stats().connected and waiter.stats().connected):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    held = await holder.acquire("db", count=2)
+    assert waiter.stats().server == setup.proxy.address
+    return held
+
+
 def _acquire_in_thread(waiter: Client) -> tuple[threading.Thread, list[Permit | BaseException]]:
     """waiter.acquire("db", timeout=20) started on a thread; its result (or
     error) lands in the list."""
@@ -148,10 +170,7 @@ def test_a_queued_acquire_whose_session_was_kicked_meanwhile_is_sent_again(clust
     setup = Setup(cluster)
     holder, waiter = setup.clients(tmp_path, local_dir, reconnect_min=0.05, reconnect_max=0.2)
     try:
-        # A loaded machine may take the cluster longer than the first round's wait.
-        assert wait_until(lambda: holder.connected and waiter.connected, 10)
-        held = holder.acquire("db", count=2)
-        assert waiter.stats().server == setup.proxy.address  # stayed on S3 (rule 3)
+        held = _hold_db(setup, holder, waiter)
         thread, got = _acquire_in_thread(waiter)
         thread.start()
         assert wait_until(lambda: holder.get("db").waiters == 1, 10)
@@ -189,13 +208,7 @@ def test_aio_a_queued_acquire_whose_session_was_kicked_meanwhile_is_sent_again(c
         holder_options, waiter_options = setup.aio_options(tmp_path, local_dir)
         async with netsem.aio.Client(options=holder_options) as holder, \
                 netsem.aio.Client(options=waiter_options) as waiter:
-            # A loaded machine may take the cluster longer than the first round's wait.
-            deadline = time.monotonic() + 10
-            while not (holder.stats().connected and waiter.stats().connected):
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.01)
-            held = await holder.acquire("db", count=2)
-            assert waiter.stats().server == setup.proxy.address  # stayed on S3 (rule 3)
+            held = await _aio_hold_db(setup, holder, waiter)
             task = asyncio.ensure_future(waiter.acquire("db", timeout=20))
             deadline = time.monotonic() + 10
             while (await holder.get("db")).waiters != 1:
@@ -712,9 +725,7 @@ def _into_the_gap(setup: Setup, holder: Client, waiter: Client) -> tuple[Permit,
     """The gap tests' stage: the holder takes ``db`` to its limit, the
     waiter's session (on S3) ends unresumed; returns the holder's permit and
     the waiter's old session once the waiter is between two sessions."""
-    assert wait_until(lambda: holder.connected and waiter.connected, 10)
-    held = holder.acquire("db", count=2)
-    assert waiter.stats().server == setup.proxy.address  # stayed on S3 (rule 3)
+    held = _hold_db(setup, holder, waiter)
     session = waiter.stats().session_id
     setup.break_the_session(lambda: holder.kick(session))
     # The session ended (RESUME answered NOT_FOUND); the next round is
@@ -727,12 +738,7 @@ def _into_the_gap(setup: Setup, holder: Client, waiter: Client) -> tuple[Permit,
 async def _aio_into_the_gap(setup: Setup, holder: netsem.aio.Client,
                             waiter: netsem.aio.Client) -> tuple[netsem.aio.Permit, int]:
     """_into_the_gap for netsem.aio clients."""
-    deadline = time.monotonic() + 10
-    while not (holder.stats().connected and waiter.stats().connected):
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.01)
-    held = await holder.acquire("db", count=2)
-    assert waiter.stats().server == setup.proxy.address  # stayed on S3 (rule 3)
+    held = await _aio_hold_db(setup, holder, waiter)
     session = waiter.stats().session_id
     await setup.aio_break_the_session(lambda: holder.kick(session))
     deadline = time.monotonic() + 10
@@ -789,12 +795,42 @@ def _check_waited(got: dict[str, tuple[object, float]], caplog: pytest.LogCaptur
         assert f"{what}: {MADE_BETWEEN}; sent on the new session to " in caplog.text, (name, caplog.text)
 
 
+@contextlib.contextmanager
+def _gap_clients(cluster: Cluster, tmp_path: Path, local_dir: Path,
+                 **waiter: object) -> Iterator[tuple[Setup, Client, Client]]:
+    """The gap tests' stage and blocking clients (Setup.clients, GAP and
+    ``waiter``'s options for the waiter), all closed at the end."""
+    setup = Setup(cluster)
+    holder, waiting = setup.clients(tmp_path, local_dir, **GAP, **waiter)
+    try:
+        yield setup, holder, waiting
+    finally:
+        waiting.close()
+        holder.close()
+        setup.close()
+
+
+def _run_aio_gap(cluster: Cluster, tmp_path: Path, local_dir: Path, body: object, **waiter: object) -> None:
+    """_gap_clients for netsem.aio: runs ``await body(setup, holder, waiter)``
+    with the two clients open, bounded by 60 s."""
+    setup = Setup(cluster)
+
+    async def main() -> None:
+        holder_options, waiter_options = setup.aio_options(tmp_path, local_dir, **GAP, **waiter)
+        async with netsem.aio.Client(options=holder_options) as holder, \
+                netsem.aio.Client(options=waiter_options) as waiting:
+            await body(setup, holder, waiting)  # type: ignore[operator]
+
+    try:
+        run(main(), bound=60)
+    finally:
+        setup.close()
+
+
 def test_an_acquire_made_between_two_sessions_waits_for_the_next_round(cluster, tmp_path, local_dir,
                                                                          caplog) -> None:
     caplog.set_level(logging.INFO, logger="netsem")
-    setup = Setup(cluster)
-    holder, waiter = setup.clients(tmp_path, local_dir, **GAP)
-    try:
+    with _gap_clients(cluster, tmp_path, local_dir) as (setup, holder, waiter):
         held, session = _into_the_gap(setup, holder, waiter)
         made_at = time.monotonic()
         thread, got = _acquire_in_thread(waiter)
@@ -813,41 +849,30 @@ def test_an_acquire_made_between_two_sessions_waits_for_the_next_round(cluster, 
         _check_cluster_grant(permit, held, waiter)
         assert time.monotonic() - made_at < 20
         permit.release()
-    finally:
-        waiter.close()
-        holder.close()
-        setup.close()
 
 
 def test_aio_an_acquire_made_between_two_sessions_waits_for_the_next_round(cluster, tmp_path, local_dir,
                                                                              caplog) -> None:
     caplog.set_level(logging.INFO, logger="netsem")
-    setup = Setup(cluster)
 
-    async def main() -> None:
-        holder_options, waiter_options = setup.aio_options(tmp_path, local_dir, **GAP)
-        async with netsem.aio.Client(options=holder_options) as holder, \
-                netsem.aio.Client(options=waiter_options) as waiter:
-            held, session = await _aio_into_the_gap(setup, holder, waiter)
-            task = asyncio.ensure_future(waiter.acquire("db", timeout=20))
-            deadline = time.monotonic() + 15
-            while (await holder.get("db")).waiters != 1 and not task.done():
-                assert time.monotonic() < deadline, caplog.text
-                await asyncio.sleep(0.01)
-            assert not task.done(), task.result() if not task.exception() else task.exception()
-            assert waiter.stats().local_grants == 0
-            waiters = await holder.waiters("db")
-            assert len(waiters) == 1 and waiters[0].session_id != session, waiters
-            assert MADE_BETWEEN in caplog.text, caplog.text
-            await held.release()
-            permit = await asyncio.wait_for(task, 20)
-            _check_cluster_grant(permit, held, waiter)
-            await permit.release()
+    async def body(setup: Setup, holder: netsem.aio.Client, waiter: netsem.aio.Client) -> None:
+        held, session = await _aio_into_the_gap(setup, holder, waiter)
+        task = asyncio.ensure_future(waiter.acquire("db", timeout=20))
+        deadline = time.monotonic() + 15
+        while (await holder.get("db")).waiters != 1 and not task.done():
+            assert time.monotonic() < deadline, caplog.text
+            await asyncio.sleep(0.01)
+        assert not task.done(), task.result() if not task.exception() else task.exception()
+        assert waiter.stats().local_grants == 0
+        waiters = await holder.waiters("db")
+        assert len(waiters) == 1 and waiters[0].session_id != session, waiters
+        assert MADE_BETWEEN in caplog.text, caplog.text
+        await held.release()
+        permit = await asyncio.wait_for(task, 20)
+        _check_cluster_grant(permit, held, waiter)
+        await permit.release()
 
-    try:
-        run(main(), bound=60)
-    finally:
-        setup.close()
+    _run_aio_gap(cluster, tmp_path, local_dir, body)
 
 
 # The other calls that may fall back (a try, a WAIT, a POST; left untested by
@@ -868,9 +893,7 @@ def _check_try_wait_post(got: dict[str, tuple[object, float]], caplog: pytest.Lo
 def test_a_try_a_wait_and_a_post_made_between_two_sessions_wait_for_the_next_round(cluster, tmp_path, local_dir,
                                                                                     caplog) -> None:
     caplog.set_level(logging.INFO, logger="netsem")
-    setup = Setup(cluster)
-    holder, waiter = setup.clients(tmp_path, local_dir, limits={"ctr": 5}, **GAP)
-    try:
+    with _gap_clients(cluster, tmp_path, local_dir, limits={"ctr": 5}) as (setup, holder, waiter):
         assert wait_until(lambda: holder.connected, 10)
         holder.create("ctr", 0, max=5)
         held, session = _into_the_gap(setup, holder, waiter)
@@ -881,75 +904,24 @@ def test_a_try_a_wait_and_a_post_made_between_two_sessions_wait_for_the_next_rou
         assert holder.get("ctr").value == 0
         assert waiter.connected and waiter.stats().session_id != session
         held.release()
-    finally:
-        waiter.close()
-        holder.close()
-        setup.close()
 
 
 def test_aio_a_try_a_wait_and_a_post_made_between_two_sessions_wait_for_the_next_round(cluster, tmp_path,
                                                                                         local_dir, caplog) -> None:
     caplog.set_level(logging.INFO, logger="netsem")
-    setup = Setup(cluster)
 
-    async def main() -> None:
-        holder_options, waiter_options = setup.aio_options(tmp_path, local_dir, limits={"ctr": 5}, **GAP)
-        async with netsem.aio.Client(options=holder_options) as holder, \
-                netsem.aio.Client(options=waiter_options) as waiter:
-            await holder.create("ctr", 0, max=5)
-            held, session = await _aio_into_the_gap(setup, holder, waiter)
-            got = await _in_tasks({"try": lambda: waiter.try_acquire("db"),
-                                   "wait": lambda: waiter.wait("ctr", timeout=20), "post": lambda: waiter.post("ctr")})
-            _check_try_wait_post(got, caplog)
-            assert waiter.stats().local_grants == 0
-            assert (await holder.get("ctr")).value == 0
-            assert waiter.stats().connected and waiter.stats().session_id != session
-            await held.release()
+    async def body(setup: Setup, holder: netsem.aio.Client, waiter: netsem.aio.Client) -> None:
+        await holder.create("ctr", 0, max=5)
+        held, session = await _aio_into_the_gap(setup, holder, waiter)
+        got = await _in_tasks({"try": lambda: waiter.try_acquire("db"),
+                               "wait": lambda: waiter.wait("ctr", timeout=20), "post": lambda: waiter.post("ctr")})
+        _check_try_wait_post(got, caplog)
+        assert waiter.stats().local_grants == 0
+        assert (await holder.get("ctr")).value == 0
+        assert waiter.stats().connected and waiter.stats().session_id != session
+        await held.release()
 
-    try:
-        run(main(), bound=60)
-    finally:
-        setup.close()
-
-
-# review19 item 7: the reconnect backoff goes back to reconnect_min only after
-# a session that lived at least reconnect_max.
-def _drops_every_acquire(peer: Peer) -> None:
-    if peer.handshake(version="1.1", session_timeout_ms=6000):
-        peer.read_request()  # the ACQUIRE; then the session ends without an answer
-
-
-def _backoff_options(server: FakeServer, local_dir: Path) -> ClientOptions:
-    return ClientOptions(servers=[server.address], local_dir=str(local_dir), fallback=FallbackPolicy("local"),
-                         connect_timeout=0.5, reconnect_min=0.05, reconnect_max=0.4)
-
-
-# 2.5 s of sessions that end at once: with the backoff reset after each, about
-# one connection per 50 ms (30 or more); growing to 0.4 s, about 9.
-_AT_MOST = 14
-
-
-def test_a_server_that_drops_every_acquire_gets_it_with_a_growing_backoff(local_dir) -> None:
-    """Rule 9 sends the ACQUIRE again on each new session: a session that
-    ended at once must not put the reconnect backoff back to reconnect_min."""
-    with FakeServer(_drops_every_acquire) as server:
-        with Client(options=_backoff_options(server, local_dir)) as client:
-            with pytest.raises(Timeout):
-                client.acquire("db", timeout=2.5)
-            assert client.stats().local_grants == 0
-        assert 3 <= server.connections() <= _AT_MOST, server.connections()
-
-
-def test_aio_a_server_that_drops_every_acquire_gets_it_with_a_growing_backoff(local_dir) -> None:
-    async def main() -> None:
-        async with netsem.aio.Client(options=_backoff_options(server, local_dir)) as client:
-            with pytest.raises(Timeout):
-                await client.acquire("db", timeout=2.5)
-            assert client.stats().local_grants == 0
-
-    with FakeServer(_drops_every_acquire) as server:
-        run(main())
-        assert 3 <= server.connections() <= _AT_MOST, server.connections()
+    _run_aio_gap(cluster, tmp_path, local_dir, body, limits={"ctr": 5})
 
 
 # Every other request (issue 16, review19's libnetsem list; docs/client.md):
@@ -979,9 +951,7 @@ def _check_created_and_deleted(new: object, old: object) -> None:
 def test_reads_and_changes_made_between_two_sessions_wait_for_the_next_round(cluster, tmp_path, local_dir,
                                                                             caplog) -> None:
     caplog.set_level(logging.INFO, logger="netsem")
-    setup = Setup(cluster)
-    holder, waiter = setup.clients(tmp_path, local_dir, **GAP)
-    try:
+    with _gap_clients(cluster, tmp_path, local_dir) as (setup, holder, waiter):
         assert wait_until(lambda: holder.connected, 10)
         holder.create("old", 1)
         held, session = _into_the_gap(setup, holder, waiter)
@@ -992,35 +962,24 @@ def test_reads_and_changes_made_between_two_sessions_wait_for_the_next_round(clu
         _check_created_and_deleted(holder.get("new"), holder.get("old"))
         assert waiter.connected and waiter.stats().session_id != session
         held.release()
-    finally:
-        waiter.close()
-        holder.close()
-        setup.close()
 
 
 def test_aio_reads_and_changes_made_between_two_sessions_wait_for_the_next_round(cluster, tmp_path, local_dir,
                                                                                 caplog) -> None:
     caplog.set_level(logging.INFO, logger="netsem")
-    setup = Setup(cluster)
 
-    async def main() -> None:
-        holder_options, waiter_options = setup.aio_options(tmp_path, local_dir, **GAP)
-        async with netsem.aio.Client(options=holder_options) as holder, \
-                netsem.aio.Client(options=waiter_options) as waiter:
-            await holder.create("old", 1)
-            held, session = await _aio_into_the_gap(setup, holder, waiter)
-            got = await _in_tasks({"get": lambda: waiter.get("db"), "list": lambda: waiter.list(),
-                                   "create": lambda: waiter.create("new", 3), "delete": lambda: waiter.delete("old"),
-                                   "value": lambda: waiter.value("db")})
-            _check_reads(got, caplog)
-            _check_created_and_deleted(await holder.get("new"), await holder.get("old"))
-            assert waiter.stats().connected and waiter.stats().session_id != session
-            await held.release()
+    async def body(setup: Setup, holder: netsem.aio.Client, waiter: netsem.aio.Client) -> None:
+        await holder.create("old", 1)
+        held, session = await _aio_into_the_gap(setup, holder, waiter)
+        got = await _in_tasks({"get": lambda: waiter.get("db"), "list": lambda: waiter.list(),
+                               "create": lambda: waiter.create("new", 3), "delete": lambda: waiter.delete("old"),
+                               "value": lambda: waiter.value("db")})
+        _check_reads(got, caplog)
+        _check_created_and_deleted(await holder.get("new"), await holder.get("old"))
+        assert waiter.stats().connected and waiter.stats().session_id != session
+        await held.release()
 
-    try:
-        run(main(), bound=60)
-    finally:
-        setup.close()
+    _run_aio_gap(cluster, tmp_path, local_dir, body)
 
 
 # The other side: a GET made in the gap fails "no server reachable" only once
@@ -1072,3 +1031,43 @@ def test_aio_a_read_made_between_two_sessions_fails_only_when_the_round_reaches_
             assert time.monotonic() - started < 0.5  # steady fallback: at once
 
     run(main())
+
+
+# review19 item 7: the reconnect backoff goes back to reconnect_min only after
+# a session that lived at least reconnect_max.
+def _drops_every_acquire(peer: Peer) -> None:
+    if peer.handshake(version="1.1", session_timeout_ms=6000):
+        peer.read_request()  # the ACQUIRE; then the session ends without an answer
+
+
+def _backoff_options(server: FakeServer, local_dir: Path) -> ClientOptions:
+    return ClientOptions(servers=[server.address], local_dir=str(local_dir), fallback=FallbackPolicy("local"),
+                         connect_timeout=0.5, reconnect_min=0.05, reconnect_max=0.4)
+
+
+# 2.5 s of sessions that end at once: with the backoff reset after each, about
+# one connection per 50 ms (30 or more); growing to 0.4 s, about 9.
+_AT_MOST = 14
+
+
+def test_a_server_that_drops_every_acquire_gets_it_with_a_growing_backoff(local_dir) -> None:
+    """Rule 9 sends the ACQUIRE again on each new session: a session that
+    ended at once must not put the reconnect backoff back to reconnect_min."""
+    with FakeServer(_drops_every_acquire) as server:
+        with Client(options=_backoff_options(server, local_dir)) as client:
+            with pytest.raises(Timeout):
+                client.acquire("db", timeout=2.5)
+            assert client.stats().local_grants == 0
+        assert 3 <= server.connections() <= _AT_MOST, server.connections()
+
+
+def test_aio_a_server_that_drops_every_acquire_gets_it_with_a_growing_backoff(local_dir) -> None:
+    async def main() -> None:
+        async with netsem.aio.Client(options=_backoff_options(server, local_dir)) as client:
+            with pytest.raises(Timeout):
+                await client.acquire("db", timeout=2.5)
+            assert client.stats().local_grants == 0
+
+    with FakeServer(_drops_every_acquire) as server:
+        run(main())
+        assert 3 <= server.connections() <= _AT_MOST, server.connections()
