@@ -203,22 +203,66 @@ void remove_local_semaphores(const std::filesystem::path& local_dir) {
   }
 }
 
+// `first` followed by `then`: a command line put together from its parts.
+std::vector<std::string> joined(std::vector<std::string> first, const std::vector<std::string>& then) {
+  first.insert(first.end(), then.begin(), then.end());
+  return first;
+}
+
+// A command for `netsem run` that prints "ready" once it runs, then sleeps
+// `sleep` seconds: sh -c, with `before` run first (a trap, a pid written).
+std::vector<std::string> ready_then_sleep(const std::string& before = "", int sleep = 30) {
+  return {"sh", "-c", before + "echo ready; exec sleep " + std::to_string(sleep)};
+}
+
+// What `netsem run NAME -- sh ...` says on stderr when it loses the permit
+// of beta and sends SIGTERM to sh: `cause` and `after` are regular
+// expressions, `after` what follows once the command was told.
+std::regex lost_permit_of_beta(const std::string& cause, const std::string& after = "") {
+  return std::regex("netsem: lost the permit of beta while sh ran: " + cause + "; sent SIGTERM to sh \\(pid [0-9]+\\)" +
+                    after + "\n");
+}
+
 // Every test gets a fresh server with two defined semaphores.
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string error;
-    Netsemd::Options options;
-    options.semaphores = "alpha = 3\nbeta = 1\n";
-    server_ = Netsemd::start(options, &error);
-    ASSERT_TRUE(server_) << error;
+    ASSERT_NO_FATAL_FAILURE(start_netsemd("", "alpha = 3\nbeta = 1\n"));
     observer_ = Client::connect(server_->port());
     ASSERT_TRUE(observer_);
   }
+  void TearDown() override {
+    for (const auto& local_dir : local_dirs_) remove_local_semaphores(local_dir);
+  }
+
+  // Starts the test's server (in place of the running one, if any; the
+  // observer stays connected to the first).
+  void start_netsemd(const std::string& server_options, const std::string& semaphores) {
+    Netsemd::Options options;
+    options.server_options = server_options;
+    options.semaphores = semaphores;
+    std::string error;
+    server_ = Netsemd::start(options, &error);
+    ASSERT_TRUE(server_) << error;
+  }
+  // The server of the tests where a session's lease matters: T = 2 s, beta = 1.
+  void start_netsemd_with_short_sessions() { start_netsemd("session_timeout_ms = 2000", "beta = 1"); }
 
   std::string address() const { return "127.0.0.1:" + std::to_string(server_->port()); }
   std::string server_env() const { return "NETSEM_SERVER=" + address(); }
   static std::string dead_address() { return "127.0.0.1:" + std::to_string(test_support::free_loopback_port()); }
+
+  // A client configuration file, <name>.ini in the test's directory, that
+  // lists `servers` (when not empty) and keeps its host-local semaphores in
+  // a directory of its own, <name>/, given back to the host after the test.
+  std::filesystem::path local_config(const std::string& servers = "", const std::string& name = "local") {
+    const auto local_dir = dir_.path() / name;
+    const auto config = dir_.path() / (name + ".ini");
+    write_text(config, "[client]\n" + (servers.empty() ? "" : "servers = " + servers + "\n") +
+                           "local_dir = " + local_dir.string() + "\n");
+    local_dirs_.push_back(local_dir);
+    return config;
+  }
 
   Outcome netsem(const std::vector<std::string>& args) { return Cli(args, {server_env()}).finish(); }
 
@@ -230,10 +274,17 @@ class CliTest : public ::testing::Test {
     const std::string answer = observer_->read_line().value_or("no answer");
     return answer.rfind("g ", 0) == 0 ? answer.substr(2) : answer;
   }
+  // Whether get(`name`) answers `expected` within 5 s; the last answer if not.
+  ::testing::AssertionResult get_becomes(const std::string& name, const std::string& expected) {
+    std::string last;
+    if (eventually([&] { return (last = get(name)) == expected; })) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "GET " << name << " answers \"" << last << "\", not \"" << expected << "\"";
+  }
 
   std::unique_ptr<Netsemd> server_;
   std::unique_ptr<Client> observer_;  // another process, as far as the server can tell
   TempDir dir_;
+  std::vector<std::filesystem::path> local_dirs_;  // of local_config()
 };
 
 class CliRun : public CliTest {};
@@ -256,9 +307,7 @@ TEST_F(CliRun, PassesTheCommandsExitStatusThrough) {
       {{"/dev/null"}, 126},
   };
   for (const auto& test : kCases) {
-    std::vector<std::string> args = {"run", "beta", "--"};
-    args.insert(args.end(), test.command.begin(), test.command.end());
-    const Outcome outcome = netsem(args);
+    const Outcome outcome = netsem(joined({"run", "beta", "--"}, test.command));
     EXPECT_EQ(outcome.exit_code, test.exit_code) << test.command.front() << "\n" << outcome;
     if (test.exit_code == 126 || test.exit_code == 127) {
       EXPECT_EQ(outcome.err.rfind("netsem: cannot run ", 0), 0u) << outcome;
@@ -283,10 +332,9 @@ TEST_F(CliRun, EveryWordAfterNameIsTheCommandWithOrWithoutDashDash) {
   };
   for (const bool dash_dash : {false, true}) {
     for (const auto& test : kCases) {
-      std::vector<std::string> args = {"run", "beta"};
-      if (dash_dash) args.push_back("--");
-      args.insert(args.end(), test.command.begin(), test.command.end());
-      const Outcome outcome = netsem(args);
+      const Outcome outcome = netsem(
+          joined(dash_dash ? std::vector<std::string>{"run", "beta", "--"} : std::vector<std::string>{"run", "beta"},
+                 test.command));
       EXPECT_EQ(outcome.exit_code, test.exit_code) << dash_dash << " " << test.command.front() << "\n" << outcome;
       EXPECT_EQ(outcome.out, test.out) << outcome;
       EXPECT_EQ(outcome.err, "") << outcome;
@@ -373,8 +421,7 @@ TEST_F(CliRun, TakesFlocksOptions) {
   EXPECT_EQ(outcome.exit_code, 0) << outcome;
   EXPECT_EQ(outcome.out, std::string(shell != nullptr && *shell != '\0' ? shell : "/bin/sh") + "\n") << outcome;
   // Before NAME, -c is still netsem's --config.
-  const auto config = dir_.path() / "client.ini";
-  write_text(config, "[client]\nservers = " + address() + "\n");
+  const auto config = local_config(address());
   outcome = Cli({"run", "-c", config.string(), "beta", "true"}, {"NETSEM_SERVER=" + dead_address()}).finish();
   EXPECT_EQ(outcome.exit_code, 0) << outcome;
 
@@ -395,11 +442,9 @@ TEST_F(CliRun, TakesFlocksOptions) {
   };
   for (const bool after_name : {false, true}) {
     for (const auto& test : kCases) {
-      std::vector<std::string> args = {"run"};
-      if (!after_name) args.insert(args.end(), test.options.begin(), test.options.end());
-      args.push_back("beta");
-      if (after_name) args.insert(args.end(), test.options.begin(), test.options.end());
-      args.insert(args.end(), {"touch", marker.string()});
+      const std::vector<std::string> args =
+          after_name ? joined(joined({"run", "beta"}, test.options), {"touch", marker.string()})
+                     : joined(joined({"run"}, test.options), {"beta", "touch", marker.string()});
       const auto start = Clock::now();
       outcome = netsem(args);
       EXPECT_EQ(outcome.exit_code, test.exit_code) << test.options.front() << "\n" << outcome;
@@ -450,13 +495,10 @@ TEST_F(CliRun, TheCommandGetsThePermitInItsEnvironment) {
   EXPECT_GT(std::stoull(match[1]), fence);
 
   // Served by the host-local fallback: no fence, and NETSEM_LOCAL=1.
-  const auto local_dir = dir_.path() / "local";
-  const auto config = dir_.path() / "client.ini";
-  write_text(config, "[client]\nservers = " + dead_address() + "\nlocal_dir = " + local_dir.string() + "\n");
+  const auto config = local_config(dead_address());
   outcome = Cli({"--config", config.string(), "run", "beta", "sh", "-c", kShow}, {"NETSEM_FENCE=99"}).finish();
   EXPECT_EQ(outcome.exit_code, 0) << outcome;
   EXPECT_EQ(outcome.out, "beta 1 unset 1\n") << outcome;
-  remove_local_semaphores(local_dir);
 }
 
 TEST_F(CliRun, HoldsThePermitsWhileTheCommandRunsAndReleasesThemAfter) {
@@ -493,7 +535,7 @@ TEST_F(CliRun, TimesOutWith75WhileAnotherProcessHoldsThePermit) {
 }
 
 TEST_F(CliRun, StopsTheCommandAtOnceWhenTheServerIsKilled) {
-  Cli cli({"run", "beta", "--", "sh", "-c", "echo ready; exec sleep 30"}, {server_env()});
+  Cli cli(joined({"run", "beta", "--"}, ready_then_sleep()), {server_env()});
   ASSERT_TRUE(cli.wait_for_stdout("ready"));
   const auto killed = Clock::now();
   server_->send_signal(SIGKILL);
@@ -504,9 +546,8 @@ TEST_F(CliRun, StopsTheCommandAtOnceWhenTheServerIsKilled) {
   EXPECT_EQ(outcome.exit_code, 70) << outcome;
   // One clause of cause: the library's own words for a close, or the
   // category before a bare system error (a reset).
-  EXPECT_TRUE(std::regex_match(outcome.err, std::regex("netsem: lost the permit of beta while sh ran: (the server "
-                                                       "closed the connection|the connection to the server was lost "
-                                                       "\\([A-Z][a-z ]+\\)); sent SIGTERM to sh \\(pid [0-9]+\\)\n")))
+  EXPECT_TRUE(std::regex_match(outcome.err, lost_permit_of_beta("(the server closed the connection|the connection "
+                                                                "to the server was lost \\([A-Z][a-z ]+\\))")))
       << outcome;
   server_->wait_exit();
 }
@@ -520,6 +561,11 @@ bool process_ended(pid_t pid) {
   return paren == std::string::npos || text.compare(paren, 3, ") Z") == 0 || text.compare(paren, 3, ") X") == 0;
 }
 
+// The pid a command wrote to `pid_file` (see write_pid below).
+pid_t read_pid(const std::filesystem::path& pid_file) {
+  return static_cast<pid_t>(std::stol(read_text(pid_file)));
+}
+
 // A descriptor that becomes readable when process `pid` (not a child of the
 // test) exits; -1 when the kernel cannot tell.
 int exit_watch(pid_t pid) {
@@ -531,33 +577,31 @@ bool exited(int watch) {
   return ::poll(&fd, 1, 0) == 1;
 }
 
+// `sh -c` words that write the shell's pid to `pid_file` (see read_pid),
+// ignoring SIGTERM when `ignore_sigterm`.
+std::string write_pid(const std::filesystem::path& pid_file, bool ignore_sigterm) {
+  return std::string(ignore_sigterm ? "trap '' TERM; " : "") + "echo $$ > " + pid_file.string() + "; ";
+}
+
 TEST_F(CliRun, AFrozenNetworkKillsTheCommandBeforeTheServerGrantsItsPermitAgain) {
   // Item 3 of issue 10: the holder's network goes silent. The server grants
   // the permit to another client T = 2 s after the last request it read;
   // netsem run must have SIGKILLed its command by then, cutting --grace 5 to
   // what is left of its lease (CMD ignores SIGTERM, so only SIGKILL ends it).
-  Netsemd::Options options;
-  options.server_options = "session_timeout_ms = 2000";
-  options.semaphores = "beta = 1";
-  std::string error;
-  server_ = Netsemd::start(options, &error);
-  ASSERT_TRUE(server_) << error;
+  ASSERT_NO_FATAL_FAILURE(start_netsemd_with_short_sessions());
   TcpProxy proxy(server_->port());
   ASSERT_NE(proxy.port(), 0);
   const auto pid_file = dir_.path() / "pid";
-  Cli holder({"run", "--grace", "5", "beta", "--", "sh", "-c",
-              "trap '' TERM; echo $$ > " + pid_file.string() + "; echo ready; exec sleep 30"},
+  Cli holder(joined({"run", "--grace", "5", "beta", "--"}, ready_then_sleep(write_pid(pid_file, true))),
              {"NETSEM_SERVER=127.0.0.1:" + std::to_string(proxy.port())});
   ASSERT_TRUE(holder.wait_for_stdout("ready"));
-  const pid_t command = static_cast<pid_t>(std::stol(read_text(pid_file)));
-  const int watch = exit_watch(command);
+  const int watch = exit_watch(read_pid(pid_file));
   ASSERT_GE(watch, 0) << std::strerror(errno);
 
   proxy.freeze();
   const auto frozen = Clock::now();
   // Another host: on this one, the grant would also wait for the lost permit.
-  const auto other_host = dir_.path() / "other-host.ini";
-  write_text(other_host, "[client]\nlocal_dir = " + (dir_.path() / "other-host").string() + "\n");
+  const auto other_host = local_config("", "other-host");
   Cli other({"--config", other_host.string(), "run", "-t", "10", "beta", "--", "echo", "granted"}, {server_env()});
   const bool granted = other.wait_for_stdout("granted", std::chrono::seconds(10));
   // Looked at after the second command started: a first command that was
@@ -574,7 +618,6 @@ TEST_F(CliRun, AFrozenNetworkKillsTheCommandBeforeTheServerGrantsItsPermitAgain)
   EXPECT_NE(outcome.err.find("after SIGTERM; sent SIGKILL"), std::string::npos) << outcome;
   EXPECT_EQ(other.finish().exit_code, 0);
   ::close(watch);
-  remove_local_semaphores(dir_.path() / "other-host");
 }
 
 TEST_F(CliRun, AKilledServersLeaseCutsTheGraceOfTheCommand) {
@@ -584,14 +627,8 @@ TEST_F(CliRun, AKilledServersLeaseCutsTheGraceOfTheCommand) {
   // lease wait). So the permit's stop_by() is the lease's end, as after a
   // SHUTDOWN, and --grace 30 is cut to it: CMD, which ignores SIGTERM, is
   // SIGKILLed within 0.9 T = 1.8 s of the last answered request, not 30 s on.
-  Netsemd::Options options;
-  options.server_options = "session_timeout_ms = 2000";
-  options.semaphores = "beta = 1";
-  std::string error;
-  server_ = Netsemd::start(options, &error);
-  ASSERT_TRUE(server_) << error;
-  Cli holder({"run", "--grace", "30", "beta", "--", "sh", "-c", "trap '' TERM; echo ready; exec sleep 60"},
-             {server_env()});
+  ASSERT_NO_FATAL_FAILURE(start_netsemd_with_short_sessions());
+  Cli holder(joined({"run", "--grace", "30", "beta", "--"}, ready_then_sleep("trap '' TERM; ", 60)), {server_env()});
   ASSERT_TRUE(holder.wait_for_stdout("ready"));
   // A resumable session (RESUMABLE answered after the handshake).
   std::this_thread::sleep_for(milliseconds(300));
@@ -612,19 +649,16 @@ TEST_F(CliRun, AFallbackWaitsForACommandOfThisHostStillInItsGracePeriod) {
   // run of beta on this host is queued at the server; the server is killed.
   // The second falls back, and must not start its command before the
   // first's (which ignores SIGTERM) is dead.
-  const auto local_dir = dir_.path() / "local";
-  const auto config = dir_.path() / "client.ini";
-  write_text(config, "[client]\nlocal_dir = " + local_dir.string() + "\n");
+  const auto config = local_config();
   const auto pid_file = dir_.path() / "pid";
-  Cli holder({"--config", config.string(), "run", "--grace", "3", "beta", "--", "sh", "-c",
-              "trap '' TERM; echo $$ > " + pid_file.string() + "; echo ready; exec sleep 30"},
+  Cli holder(joined({"--config", config.string(), "run", "--grace", "3", "beta", "--"},
+                    ready_then_sleep(write_pid(pid_file, true))),
              {server_env()});
   ASSERT_TRUE(holder.wait_for_stdout("ready"));
-  const pid_t command = static_cast<pid_t>(std::stol(read_text(pid_file)));
-  const int watch = exit_watch(command);
+  const int watch = exit_watch(read_pid(pid_file));
   ASSERT_GE(watch, 0) << std::strerror(errno);
   Cli queued({"--config", config.string(), "run", "-t", "20", "beta", "--", "echo", "started"}, {server_env()});
-  ASSERT_TRUE(eventually([&] { return get("beta") == "OK 0 1 1 1 defined"; })) << get("beta");
+  ASSERT_TRUE(get_becomes("beta", "OK 0 1 1 1 defined"));
 
   const auto killed = Clock::now();
   server_->send_signal(SIGKILL);
@@ -642,15 +676,13 @@ TEST_F(CliRun, AFallbackWaitsForACommandOfThisHostStillInItsGracePeriod) {
   EXPECT_NE(second.err.find("beta was served by a host-local semaphore"), std::string::npos) << second;
   ::close(watch);
   server_->wait_exit();
-  remove_local_semaphores(local_dir);
 }
 
 TEST_F(CliRun, TheCommandDiesWithASigkilledNetsem) {
   const auto pid_file = dir_.path() / "pid";
-  Cli cli({"run", "beta", "--", "sh", "-c", "echo $$ > " + pid_file.string() + "; echo ready; exec sleep 30"},
-          {server_env()});
+  Cli cli(joined({"run", "beta", "--"}, ready_then_sleep(write_pid(pid_file, false))), {server_env()});
   ASSERT_TRUE(cli.wait_for_stdout("ready"));
-  const pid_t command = static_cast<pid_t>(std::stol(read_text(pid_file)));
+  const pid_t command = read_pid(pid_file);
   ASSERT_GT(command, 0);
   ASSERT_FALSE(process_ended(command));
   const auto killed = Clock::now();
@@ -668,23 +700,22 @@ TEST_F(CliRun, TheCommandDiesWithASigkilledNetsem) {
 }
 
 TEST_F(CliRun, SaysTheServerIsShuttingDownWhenItStops) {
-  Cli cli({"run", "beta", "--", "sh", "-c", "echo ready; exec sleep 30"}, {server_env()});
+  Cli cli(joined({"run", "beta", "--"}, ready_then_sleep()), {server_env()});
   ASSERT_TRUE(cli.wait_for_stdout("ready"));
   server_->send_signal(SIGTERM);
   const Outcome outcome = cli.finish(std::chrono::seconds(5));
   EXPECT_EQ(outcome.exit_code, 70) << outcome;
   // Said once (issue 12 item 8: it read "the server is shutting down (the
   // server is shutting down)"), in one line with what was done.
-  EXPECT_TRUE(std::regex_match(outcome.err,
-                               std::regex("netsem: lost the permit of beta while sh ran: the server is shutting down; "
-                                          "sent SIGTERM to sh \\(pid [0-9]+\\)(; the grace is cut to [0-9.]+ s, when "
-                                          "the server may grant the permit again)?\n")))
+  EXPECT_TRUE(std::regex_match(outcome.err, lost_permit_of_beta("the server is shutting down",
+                                                                "(; the grace is cut to [0-9.]+ s, when the server may "
+                                                                "grant the permit again)?")))
       << outcome;
   server_->wait_exit();
 }
 
 TEST_F(CliRun, SaysAKickEndedTheSessionNotThatTheConnectionWasLost) {
-  Cli cli({"run", "beta", "--", "sh", "-c", "echo ready; exec sleep 30"}, {server_env()});
+  Cli cli(joined({"run", "beta", "--"}, ready_then_sleep()), {server_env()});
   ASSERT_TRUE(cli.wait_for_stdout("ready"));
   const std::string holders = observer_->request(req::holders("h", "beta"));
   ASSERT_EQ(holders.rfind("h ITEM ", 0), 0u) << holders;
@@ -695,10 +726,8 @@ TEST_F(CliRun, SaysAKickEndedTheSessionNotThatTheConnectionWasLost) {
   EXPECT_EQ(outcome.exit_code, 70) << outcome;
   // It read "the connection to the server was lost (the server ended the
   // session by KICK: ...)": the connection was fine, the session was ended.
-  EXPECT_TRUE(std::regex_match(outcome.err, std::regex("netsem: lost the permit of beta while sh ran: the server "
-                                                       "ended the session by KICK: kicked by session [0-9]+ "
-                                                       "\\(127\\.0\\.0\\.1:[0-9]+\\); sent SIGTERM to sh "
-                                                       "\\(pid [0-9]+\\)\n")))
+  EXPECT_TRUE(std::regex_match(outcome.err, lost_permit_of_beta("the server ended the session by KICK: kicked by "
+                                                                "session [0-9]+ \\(127\\.0\\.0\\.1:[0-9]+\\)")))
       << outcome;
 }
 
@@ -717,23 +746,23 @@ TEST_F(CliRun, KillsACommandThatIgnoresSigtermAfterTheGracePeriod) {
 }
 
 TEST_F(CliRun, ForwardsSigtermToTheCommand) {
-  Cli cli({"run", "beta", "--", "sh", "-c", "echo ready; exec sleep 30"}, {server_env()});
+  Cli cli(joined({"run", "beta", "--"}, ready_then_sleep()), {server_env()});
   ASSERT_TRUE(cli.wait_for_stdout("ready"));
   ::kill(cli.pid(), SIGTERM);
   const Outcome outcome = cli.finish(std::chrono::seconds(5));
   EXPECT_EQ(outcome.signal, 0) << "netsem itself was killed\n" << outcome;
   EXPECT_EQ(outcome.exit_code, 128 + SIGTERM) << outcome;  // the command's status
-  EXPECT_TRUE(eventually([&] { return get("beta") == "OK 1 1 0 0 defined"; })) << get("beta");
+  EXPECT_TRUE(get_becomes("beta", "OK 1 1 0 0 defined"));
 }
 
 TEST_F(CliRun, SigintWhileWaitingEndsNetsemAndItsQueuedRequest) {
   ASSERT_EQ(observer_->request(req::acquire("a", "beta")), "a OK 1");
   Cli cli({"run", "beta", "--", "true"}, {server_env()});
-  ASSERT_TRUE(eventually([&] { return get("beta") == "OK 0 1 1 1 defined"; })) << get("beta");
+  ASSERT_TRUE(get_becomes("beta", "OK 0 1 1 1 defined"));
   ::kill(cli.pid(), SIGINT);
   const Outcome outcome = cli.finish(std::chrono::seconds(5));
   EXPECT_EQ(outcome.signal, SIGINT) << outcome;
-  EXPECT_TRUE(eventually([&] { return get("beta") == "OK 0 1 1 0 defined"; })) << get("beta");
+  EXPECT_TRUE(get_becomes("beta", "OK 0 1 1 0 defined"));
 }
 
 TEST_F(CliRun, RefusesMorePermitsThanTheMaximum) {
@@ -753,9 +782,9 @@ TEST_F(CliRun, WithoutAServerFailsWith69UnderPolicyFail) {
   const std::vector<std::string> command = {"--server", dead_address(), "run", "beta", "--", "touch", marker.string()};
   // The flag, and the environment variable when no flag is given.
   for (const bool flag : {true, false}) {
-    std::vector<std::string> args = flag ? std::vector<std::string>{"--fallback", "fail"} : std::vector<std::string>{};
-    args.insert(args.end(), command.begin(), command.end());
-    const Outcome outcome = Cli(args, {flag ? "NETSEM_FALLBACK=local" : "NETSEM_FALLBACK=fail"}).finish();
+    const Outcome outcome = Cli(flag ? joined({"--fallback", "fail"}, command) : command,
+                                {flag ? "NETSEM_FALLBACK=local" : "NETSEM_FALLBACK=fail"})
+                                .finish();
     EXPECT_EQ(outcome.exit_code, 69) << outcome;
     EXPECT_NE(outcome.err.find("fallback policy of \"beta\" is fail"), std::string::npos) << outcome;
     EXPECT_FALSE(std::filesystem::exists(marker));
@@ -763,54 +792,41 @@ TEST_F(CliRun, WithoutAServerFailsWith69UnderPolicyFail) {
 }
 
 TEST_F(CliRun, WithoutAServerRunsOnAHostLocalPermitAndSaysSo) {
-  const auto local_dir = dir_.path() / "local";
-  const auto config = dir_.path() / "client.ini";
-  write_text(config, "[client]\nservers = " + dead_address() + "\nlocal_dir = " + local_dir.string() + "\n");
+  const auto config = local_config(dead_address());
   const Outcome outcome = Cli({"--config", config.string(), "run", "beta", "--", "echo", "ran"}).finish();
   EXPECT_EQ(outcome.exit_code, 0) << outcome;
   EXPECT_EQ(outcome.out, "ran\n");
   EXPECT_NE(outcome.err.find("netsem: warning: no server reachable"), std::string::npos) << outcome;
   EXPECT_NE(outcome.err.find("beta was served by a host-local semaphore"), std::string::npos) << outcome;
-  remove_local_semaphores(local_dir);
 }
 
 TEST_F(CliCommands, WaitAndPostOfAnUnlistedNameDoNotFallBack) {
   // `jobs` counts items on the server; a local stand-in would invent one.
-  const auto local_dir = dir_.path() / "local";
-  const auto config = dir_.path() / "client.ini";
   const std::string dead = dead_address();
-  write_text(config, "[client]\nservers = " + dead + "\nlocal_dir = " + local_dir.string() + "\n");
+  const auto config = local_config(dead);
   for (const std::vector<std::string>& command :
        {std::vector<std::string>{"wait", "-t", "0", "jobs"}, std::vector<std::string>{"post", "jobs"}}) {
-    std::vector<std::string> args = {"--config", config.string()};
-    args.insert(args.end(), command.begin(), command.end());
-    const Outcome outcome = Cli(args).finish();
+    const Outcome outcome = Cli(joined({"--config", config.string()}, command)).finish();
     EXPECT_EQ(outcome.exit_code, 69) << outcome;
     EXPECT_NE(outcome.err.find("\"jobs\" is not listed in [semaphores]"), std::string::npos) << outcome;
     EXPECT_NE(outcome.err.find(dead + ": Connection refused"), std::string::npos) << outcome;
   }
-  remove_local_semaphores(local_dir);
 }
 
 TEST_F(CliRun, DescribesABusyHostLocalSemaphoreWithoutSessions) {
   // The kernel counts permits held on this host and processes waiting; there
   // are no sessions or requests to speak of. The numbers are the library's.
-  const auto local_dir = dir_.path() / "local";
-  const auto config = dir_.path() / "client.ini";
-  write_text(config, "[client]\nlocal_dir = " + local_dir.string() + "\n");
-  {
-    Cli holder({"--config", config.string(), "run", "$build", "sh", "-c", "echo ready; exec sleep 30"}, {server_env()});
-    ASSERT_TRUE(holder.wait_for_stdout("ready"));
-    const Outcome outcome =
-        Cli({"--config", config.string(), "run", "-t", "0", "$build", "true"}, {server_env()}).finish();
-    EXPECT_EQ(outcome.exit_code, 75) << outcome;
-    static const std::regex kBusy(
-        R"(^netsem: run: timed out after 0 s waiting for 1 permit of \$build: [0-9]+ of 1 free, [0-9]+ permits? )"
-        R"(held on this host, [0-9]+ process(es)? waiting; true not run\n$)");
-    EXPECT_TRUE(std::regex_search(outcome.err, kBusy)) << outcome;
-    EXPECT_EQ(outcome.err.find("session"), std::string::npos) << outcome;
-  }
-  remove_local_semaphores(local_dir);
+  const auto config = local_config();
+  Cli holder(joined({"--config", config.string(), "run", "$build"}, ready_then_sleep()), {server_env()});
+  ASSERT_TRUE(holder.wait_for_stdout("ready"));
+  const Outcome outcome =
+      Cli({"--config", config.string(), "run", "-t", "0", "$build", "true"}, {server_env()}).finish();
+  EXPECT_EQ(outcome.exit_code, 75) << outcome;
+  static const std::regex kBusy(
+      R"(^netsem: run: timed out after 0 s waiting for 1 permit of \$build: [0-9]+ of 1 free, [0-9]+ permits? )"
+      R"(held on this host, [0-9]+ process(es)? waiting; true not run\n$)");
+  EXPECT_TRUE(std::regex_search(outcome.err, kBusy)) << outcome;
+  EXPECT_EQ(outcome.err.find("session"), std::string::npos) << outcome;
 }
 
 // status's output without its host-local section, which shows whatever
@@ -929,7 +945,7 @@ TEST_F(CliCommands, WaitAndPostCountPermits) {
 
   // A wait queues until a post lets it in.
   Cli waiter({"wait", "jobs"}, {server_env()});
-  ASSERT_TRUE(eventually([&] { return get("jobs") == "OK 0 2 0 1 created"; })) << get("jobs");
+  ASSERT_TRUE(get_becomes("jobs", "OK 0 2 0 1 created"));
   EXPECT_EQ(netsem({"post", "jobs"}).exit_code, 0);
   EXPECT_EQ(waiter.finish(std::chrono::seconds(5)).exit_code, 0);
 
@@ -1062,9 +1078,7 @@ TEST_F(CliCommands, PingNamesTheServerOr69) {
 TEST_F(CliCommands, CommandsThatNeedTheServerExit69WithoutOne) {
   for (const std::vector<std::string>& command :
        {std::vector<std::string>{"create", "x", "1"}, {"delete", "x"}, {"get", "x"}}) {
-    std::vector<std::string> args = {"--server", dead_address()};
-    args.insert(args.end(), command.begin(), command.end());
-    const Outcome outcome = netsem(args);
+    const Outcome outcome = netsem(joined({"--server", dead_address()}, command));
     EXPECT_EQ(outcome.exit_code, 69) << command.front() << "\n" << outcome;
     EXPECT_EQ(outcome.err.rfind("netsem: ", 0), 0u) << outcome;
   }
@@ -1270,20 +1284,14 @@ TEST_F(CliServers, EverySubcommandSaysNoServerReachableInTheSameWords) {
                                                   {"sessions"},
                                                   {"kick", "3"},
                                                   {"stats"}}) {
-    std::vector<std::string> args = {"--server", dead, "--fallback", "fail"};
-    args.insert(args.end(), command.begin(), command.end());
-    const Outcome outcome = Cli(args).finish();
+    const Outcome outcome = Cli(joined({"--server", dead, "--fallback", "fail"}, command)).finish();
     EXPECT_EQ(outcome.exit_code, 69) << command.front() << "\n" << outcome;
     EXPECT_EQ(outcome.err.rfind("netsem: ", 0), 0u) << outcome;
     EXPECT_NE(outcome.err.find(kWhy), std::string::npos) << outcome;
   }
   // And the warning of a run served by the host-local fallback.
-  const auto local_dir = dir_.path() / "local";
-  const auto config = dir_.path() / "client.ini";
-  write_text(config, "[client]\nservers = " + dead + "\nlocal_dir = " + local_dir.string() + "\n");
-  const Outcome outcome = Cli({"--config", config.string(), "run", "beta", "true"}).finish();
+  const Outcome outcome = Cli({"--config", local_config(dead).string(), "run", "beta", "true"}).finish();
   EXPECT_NE(outcome.err.find("netsem: warning: " + kWhy), std::string::npos) << outcome;
-  remove_local_semaphores(local_dir);
 }
 
 TEST_F(CliServers, AnAddressWithoutAPortTakesTheDefaultPort) {
@@ -1300,9 +1308,7 @@ TEST_F(CliServers, AnAddressWithoutAPortTakesTheDefaultPort) {
     EXPECT_NE((outcome.exit_code == 0 ? outcome.out : outcome.err).find(":53559"), std::string::npos) << outcome;
   }
   // In the config file too, and the flag and the variable still take a port.
-  const auto config = dir_.path() / "client.ini";
-  write_text(config, "[client]\nservers = 127.0.0.1\n");
-  Outcome outcome = Cli({"--config", config.string(), "ping"}).finish();
+  Outcome outcome = Cli({"--config", local_config("127.0.0.1").string(), "ping"}).finish();
   EXPECT_NE((outcome.exit_code == 0 ? outcome.out : outcome.err).find("127.0.0.1:53559"), std::string::npos) << outcome;
   outcome = Cli({"ping"}, {server_env()}).finish();
   EXPECT_EQ(outcome.exit_code, 0) << outcome;
@@ -1310,10 +1316,8 @@ TEST_F(CliServers, AnAddressWithoutAPortTakesTheDefaultPort) {
 
 TEST_F(CliServers, FlagEnvironmentAndConfigFileAllChooseTheServer) {
   const std::string dead = dead_address();
-  const auto config = dir_.path() / "client.ini";
-  write_text(config, "[client]\nservers = " + address() + "\n");
-  const auto dead_config = dir_.path() / "dead.ini";
-  write_text(dead_config, "[client]\nservers = " + dead + "\n");
+  const auto config = local_config(address());
+  const auto dead_config = local_config(dead, "dead");
   // The server's own file, without [client]: the server it configures.
   const auto server_config = dir_.path() / "server.ini";
   write_text(server_config, "[server]\nbind_address = 0.0.0.0\nbind_port = " + std::to_string(server_->port()) + "\n");
