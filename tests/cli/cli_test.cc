@@ -32,6 +32,7 @@
 #include "cli_runner.h"
 #include "netsemd_harness.h"
 #include "protocol/requests.h"
+#include "support/doc_tables.h"
 #include "support/free_port.h"
 #include "support/request_lines.h"
 #include "tcp_proxy.h"
@@ -1351,7 +1352,6 @@ TEST_F(CliServers, FlagEnvironmentAndConfigFileAllChooseTheServer) {
   }
 }
 
-// docs/cli.md: the `## ...` headings, and the first column of the table after `heading`.
 // netsemd's own command line (issue 12 item 10): its --help lists its exit
 // codes, and every error it prints starts with its name.
 TEST(NetsemdCommandLine, HelpListsExitCodesAndErrorsNameTheProgram) {
@@ -1569,27 +1569,6 @@ TEST_F(Completion, NetsemdCompletesItsOptions) {
   EXPECT_TRUE(has(complete("netsemd", "_netsemd", NETSEMD_PATH, "netsemd --"), "--repair"));
 }
 
-std::vector<std::string> table_column(const std::string& doc, const std::string& heading) {
-  std::vector<std::string> cells;
-  const auto start = doc.find("\n" + heading + "\n");
-  EXPECT_NE(start, std::string::npos) << heading;
-  if (start == std::string::npos) return cells;
-  std::istringstream lines(doc.substr(start + heading.size() + 2));
-  static const std::regex kRow(R"(^\| `?([^`|]+?)`? +\|)");
-  bool in_table = false;
-  for (std::string line; std::getline(lines, line);) {
-    std::smatch match;
-    if (line.rfind("|", 0) == 0) {
-      in_table = true;
-      if (std::regex_search(line, match, kRow) && line.find("---") == std::string::npos) cells.push_back(match[1]);
-    } else if (in_table) {
-      break;
-    }
-  }
-  if (!cells.empty()) cells.erase(cells.begin());  // the header row
-  return cells;
-}
-
 TEST_F(CliUsage, DocsDescribeEverySubcommandExitCodeAndJsonField) {
   const std::string doc = read_text(std::filesystem::path(NETSEM_SOURCE_DIR) / "docs/cli.md");
   ASSERT_FALSE(doc.empty());
@@ -1613,18 +1592,12 @@ TEST_F(CliUsage, DocsDescribeEverySubcommandExitCodeAndJsonField) {
   for (std::sregex_iterator it(footer.begin(), footer.end(), kCode), end; it != end; ++it) {
     codes_in_help.insert((*it)[1]);
   }
-  const auto documented_codes = table_column(doc, "## Exit codes");
-  EXPECT_EQ(std::set<std::string>(documented_codes.begin(), documented_codes.end()), codes_in_help);
+  EXPECT_EQ(test_support::table_first_column(doc, "## Exit codes"), codes_in_help);
 
   const Outcome json = netsem({"status", "--json"});
-  std::set<std::string> emitted;
-  static const std::regex kKey(R"re("([a-z_]+)":)re");
-  for (std::sregex_iterator it(json.out.begin(), json.out.end(), kKey), end; it != end; ++it) {
-    emitted.insert((*it)[1]);
-  }
+  const std::set<std::string> emitted = test_support::json_keys(json.out);
   EXPECT_FALSE(emitted.empty()) << json;
-  const auto documented_fields = table_column(doc, "### JSON fields");
-  EXPECT_EQ(std::set<std::string>(documented_fields.begin(), documented_fields.end()), emitted);
+  EXPECT_EQ(test_support::table_first_column(doc, "### JSON fields"), emitted);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "cli_runner.h"
 #include "netsemd_harness.h"
 #include "protocol/answers.h"
+#include "support/doc_tables.h"
 #include "support/request_lines.h"
 
 namespace netsem::testing {
@@ -253,34 +254,6 @@ TEST_F(CliInspect, GetOfAnAbsentNameExits3AndPingShowsTheServersVersion) {
       << ping;
 }
 
-// docs/cli.md: the first column of the table after `heading`.
-std::set<std::string> documented_fields(const std::string& doc, const std::string& heading) {
-  std::set<std::string> cells;
-  const auto start = doc.find("\n" + heading + "\n");
-  EXPECT_NE(start, std::string::npos) << heading;
-  if (start == std::string::npos) return cells;
-  std::istringstream lines(doc.substr(start + heading.size() + 2));
-  static const std::regex kRow(R"(^\| `([a-z_]+)` +\|)");
-  bool in_table = false;
-  for (std::string line; std::getline(lines, line);) {
-    std::smatch match;
-    if (line.rfind("|", 0) == 0) {
-      in_table = true;
-      if (std::regex_search(line, match, kRow)) cells.insert(match[1]);
-    } else if (in_table) {
-      break;
-    }
-  }
-  return cells;
-}
-
-std::set<std::string> emitted_keys(const std::string& json) {
-  std::set<std::string> keys;
-  static const std::regex kKey(R"re("([a-z_]+)":)re");
-  for (std::sregex_iterator it(json.begin(), json.end(), kKey), end; it != end; ++it) keys.insert((*it)[1]);
-  return keys;
-}
-
 TEST_F(CliInspect, DocsDescribeTheJsonFieldsOfTheListings) {
   start();
   std::ifstream in(std::filesystem::path(NETSEM_SOURCE_DIR) / "docs/cli.md");
@@ -291,9 +264,11 @@ TEST_F(CliInspect, DocsDescribeTheJsonFieldsOfTheListings) {
   RawSession waiter = session("w");
   EXPECT_EQ(holder.client->request(req::acquire("a", "db")), "a OK 1");
   EXPECT_EQ(waiter.client->request(req::acquire("b", "db")), "b QUEUED 1");
-  EXPECT_EQ(emitted_keys(netsem({"holders", "--json", "db"}).out), documented_fields(doc, "### holders JSON fields"));
-  EXPECT_EQ(emitted_keys(netsem({"waiters", "--json", "db"}).out), documented_fields(doc, "### waiters JSON fields"));
-  EXPECT_EQ(emitted_keys(netsem({"sessions", "--json"}).out), documented_fields(doc, "### sessions JSON fields"));
+  using test_support::json_keys;
+  using test_support::table_first_column;
+  EXPECT_EQ(json_keys(netsem({"holders", "--json", "db"}).out), table_first_column(doc, "### holders JSON fields"));
+  EXPECT_EQ(json_keys(netsem({"waiters", "--json", "db"}).out), table_first_column(doc, "### waiters JSON fields"));
+  EXPECT_EQ(json_keys(netsem({"sessions", "--json"}).out), table_first_column(doc, "### sessions JSON fields"));
 }
 
 }  // namespace

@@ -28,6 +28,7 @@
 #include "client/local_registry.h"
 #include "client/local_semaphores.h"
 #include "netsemd_harness.h"
+#include "support/doc_tables.h"
 
 namespace netsem::testing {
 namespace {
@@ -308,41 +309,17 @@ TEST_F(CliLocal, StatusShowsTheHostLocalSemaphoresInASectionOfTheirOwn) {
       << status;
 }
 
-// docs/cli.md: the first column of the table after `heading`.
-std::vector<std::string> table_column(const std::string& doc, const std::string& heading) {
-  std::vector<std::string> cells;
-  const auto at = doc.find("\n" + heading + "\n");
-  if (at == std::string::npos) return cells;
-  std::istringstream lines(doc.substr(at + heading.size() + 2));
-  static const std::regex kRow(R"re(^\| `([a-z_]+)` \|)re");
-  bool in_table = false;
-  for (std::string line; std::getline(lines, line);) {
-    std::smatch match;
-    if (line.rfind("|", 0) == 0) {
-      in_table = true;
-      if (std::regex_search(line, match, kRow)) cells.push_back(match[1]);
-    } else if (in_table) {
-      break;
-    }
-  }
-  return cells;
-}
-
 TEST_F(CliLocal, DocsDescribeEveryJsonField) {
   ASSERT_EQ(netsem({"run", "$idle", "--", "true"}).exit_code, 0);
   std::set<std::string> emitted;
-  static const std::regex kKey(R"re("([a-z_]+)":)re");
   for (const auto& args : {std::vector<std::string>{"local", "list", "--json"},
                            std::vector<std::string>{"local", "clean", "--dry-run", "--json"}}) {
     const NetsemRun json = netsem(args);
     ASSERT_EQ(json.exit_code, 0) << json;
-    for (std::sregex_iterator it(json.out.begin(), json.out.end(), kKey), end; it != end; ++it) {
-      emitted.insert((*it)[1]);
-    }
+    emitted.merge(test_support::json_keys(json.out));
   }
   const std::string doc = read_text(std::filesystem::path(NETSEM_SOURCE_DIR) / "docs/cli.md");
-  const auto documented = table_column(doc, "### local JSON fields");
-  EXPECT_EQ(std::set<std::string>(documented.begin(), documented.end()), emitted);
+  EXPECT_EQ(test_support::table_first_column(doc, "### local JSON fields"), emitted);
 }
 
 TEST(LocalRegistryClean, NeverRemovesASemaphoreUnderAProcessTakingIt) {

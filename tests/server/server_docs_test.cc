@@ -13,31 +13,11 @@
 #include <thread>
 
 #include "netsemd_harness.h"
+#include "support/doc_tables.h"
 #include "support/request_lines.h"
 
 namespace netsem::testing {
 namespace {
-
-// The `name` cells of the Markdown table that follows `heading`.
-std::set<std::string> documented_names(const std::string& doc, const std::string& heading) {
-  std::set<std::string> names;
-  const auto start = doc.find(heading);
-  EXPECT_NE(start, std::string::npos) << heading;
-  if (start == std::string::npos) return names;
-  std::istringstream lines(doc.substr(start));
-  static const std::regex kRow(R"(^\| `([a-z_0-9]+)` \|)");
-  bool in_table = false;
-  for (std::string line; std::getline(lines, line);) {
-    std::smatch match;
-    if (std::regex_search(line, match, kRow)) {
-      names.insert(match[1]);
-      in_table = true;
-    } else if (in_table && line.rfind("|", 0) != 0) {
-      break;
-    }
-  }
-  return names;
-}
 
 TEST(ServerDocs, EveryStatsFieldIsDocumentedAndEveryDocumentedOneEmitted) {
   std::string error;
@@ -50,7 +30,8 @@ TEST(ServerDocs, EveryStatsFieldIsDocumentedAndEveryDocumentedOneEmitted) {
   ASSERT_TRUE(json.is_object()) << answer;
   std::set<std::string> emitted;
   for (const auto& [key, value] : json.items()) emitted.insert(key);
-  const auto documented = documented_names(read_text(NETSEM_SOURCE_DIR "/docs/protocol.md"), "## STATS fields");
+  const auto documented =
+      test_support::table_first_column(read_text(NETSEM_SOURCE_DIR "/docs/protocol.md"), "## STATS fields");
   EXPECT_FALSE(emitted.empty());
   EXPECT_EQ(emitted, documented);
 }
@@ -73,7 +54,8 @@ TEST(ServerDocs, EveryStatusFileColumnIsDocumented) {
   ASSERT_TRUE(std::regex_search(status, match, kHeader)) << status;
   std::set<std::string> columns;
   for (const auto& column : fields(match[1].str())) columns.insert(column);
-  const auto documented = documented_names(read_text(NETSEM_SOURCE_DIR "/docs/status-file.md"), "## Format");
+  const auto documented =
+      test_support::table_first_column(read_text(NETSEM_SOURCE_DIR "/docs/status-file.md"), "## Format");
   EXPECT_EQ(columns, documented);
   EXPECT_NE(status.find("\ndb defined 2 2 0 0\n"), std::string::npos) << status;
 }
