@@ -19,6 +19,7 @@
 #include "client/local_semaphores.h"
 #include "netsem/client.h"
 #include "netsemd_harness.h"
+#include "support/free_port.h"
 
 namespace netsem {
 namespace {
@@ -71,6 +72,34 @@ class ClientListingsTest : public ::testing::Test {
   std::unique_ptr<Netsemd> server_;
 };
 
+// A permit of db, and another client's ACQUIRE of db (20 s) queued behind it.
+struct HeldAndQueued {
+  Permit held;
+  std::future<Result<Permit>> queued;
+};
+
+// `holder` takes db, then `waiter` asks for it and waits, until `observer`
+// lists that one waiter. `stage` must outlive neither client.
+void hold_and_queue(Client& holder, Client& waiter, Client& observer, HeldAndQueued& stage) {
+  Result<Permit> held = holder.acquire("db");
+  ASSERT_TRUE(held) << held.status().to_string();
+  stage.held = std::move(*held);
+  stage.queued = std::async(std::launch::async, [&waiter] { return waiter.acquire("db", {.timeout = 20s}); });
+  ASSERT_TRUE(eventually([&] {
+    auto rows = observer.waiters("db");
+    return rows && rows->size() == 1;
+  }));
+}
+
+// Whether `client` is connected again within 3 s, as a session other than
+// `old_id` (after a KICK ended that one).
+bool reconnected_as_a_new_session(const Client& client, std::uint64_t old_id) {
+  return eventually([&] {
+    const std::uint64_t id = client.stats().session_id;
+    return client.connected() && id != 0 && id != old_id;
+  });
+}
+
 const SessionInfo* find_session(const std::vector<SessionInfo>& sessions, std::uint64_t id) {
   const auto it = std::find_if(sessions.begin(), sessions.end(), [id](const auto& s) { return s.session_id == id; });
   return it == sessions.end() ? nullptr : &*it;
@@ -89,20 +118,15 @@ TEST_F(ClientListingsTest, HoldersWaitersAndSessionsShowTheOtherClients) {
   ASSERT_NE(waiter_id, 0u);
   ASSERT_NE(holder_id, waiter_id);
 
-  Result<Permit> held = holder->acquire("db");
-  ASSERT_TRUE(held) << held.status().to_string();
-  auto queued = std::async(std::launch::async, [&] { return waiter->acquire("db", {.timeout = 20s}); });
-  ASSERT_TRUE(eventually([&] {
-    auto rows = observer->waiters("db");
-    return rows && rows->size() == 1;
-  }));
+  HeldAndQueued db;
+  ASSERT_NO_FATAL_FAILURE(hold_and_queue(*holder, *waiter, *observer, db));
 
   Result<std::vector<HolderInfo>> holders = observer->holders("db");
   ASSERT_TRUE(holders) << holders.status().to_string();
   ASSERT_EQ(holders->size(), 1u);
   EXPECT_EQ((*holders)[0].session_id, holder_id);
   EXPECT_EQ((*holders)[0].count, 1);
-  EXPECT_EQ((*holders)[0].fence, held->fence().value_or(0));
+  EXPECT_EQ((*holders)[0].fence, db.held.fence().value_or(0));
   EXPECT_EQ((*holders)[0].label, "holder");
   EXPECT_GE((*holders)[0].held.count(), 0);
 
@@ -135,8 +159,8 @@ TEST_F(ClientListingsTest, HoldersWaitersAndSessionsShowTheOtherClients) {
   EXPECT_EQ(o->label, "observer");
 
   // A waiter without a timeout has no time left to show.
-  ASSERT_TRUE(held->release().is_ok());
-  Result<Permit> granted = queued.get();
+  ASSERT_TRUE(db.held.release().is_ok());
+  Result<Permit> granted = db.queued.get();
   ASSERT_TRUE(granted) << granted.status().to_string();
   auto forever = std::async(std::launch::async, [&] { return holder->acquire("db"); });
   ASSERT_TRUE(eventually([&] {
@@ -161,17 +185,12 @@ TEST_F(ClientListingsTest, KickGivesTheKickedSessionsPermitToTheWaiter) {
   ASSERT_TRUE(victim && waiter && admin);
   const std::uint64_t victim_id = victim->stats().session_id;
 
-  Result<Permit> held = victim->acquire("db");
-  ASSERT_TRUE(held) << held.status().to_string();
+  HeldAndQueued db;
+  ASSERT_NO_FATAL_FAILURE(hold_and_queue(*victim, *waiter, *admin, db));
   std::promise<Status> lost;
-  held->on_lost([&lost](const Status& reason) { lost.set_value(reason); });
-  auto queued = std::async(std::launch::async, [&] { return waiter->acquire("db", {.timeout = 20s}); });
-  ASSERT_TRUE(eventually([&] {
-    auto rows = admin->waiters("db");
-    return rows && rows->size() == 1;
-  }));
+  db.held.on_lost([&lost](const Status& reason) { lost.set_value(reason); });
 
-  const std::uint64_t victim_fence = held->fence().value_or(0);
+  const std::uint64_t victim_fence = db.held.fence().value_or(0);
   EXPECT_GT(victim_fence, 0u);
   const Status kicked = admin->kick(victim_id);
   ASSERT_TRUE(kicked.is_ok()) << kicked.to_string();
@@ -181,19 +200,18 @@ TEST_F(ClientListingsTest, KickGivesTheKickedSessionsPermitToTheWaiter) {
   const Status why = reason.get();
   EXPECT_EQ(why.code(), StatusCode::kUnavailable);
   EXPECT_NE(why.message().find("KICK"), std::string::npos) << why.to_string();
-  EXPECT_TRUE(held->lost());
+  EXPECT_TRUE(db.held.lost());
   // ... and stops its work: only then does this host (both clients run in
   // this process) take the name again from the server, which has already
   // granted it to the waiter with a later fence.
-  EXPECT_EQ(held->release().code(), StatusCode::kUnavailable);
-  Result<Permit> granted = queued.get();
+  EXPECT_EQ(db.held.release().code(), StatusCode::kUnavailable);
+  Result<Permit> granted = db.queued.get();
   ASSERT_TRUE(granted) << granted.status().to_string();
   EXPECT_FALSE(granted->is_local());
   EXPECT_GT(granted->fence().value_or(0), victim_fence);
 
   // The kicked client reconnects as a new session; the old id names none.
-  ASSERT_TRUE(eventually([&] { return victim->connected() && victim->stats().session_id != 0; }));
-  EXPECT_NE(victim->stats().session_id, victim_id);
+  ASSERT_TRUE(reconnected_as_a_new_session(*victim, victim_id));
   EXPECT_EQ(victim->stats().connection_losses, 1u);
   const Status again = admin->kick(victim_id);
   EXPECT_EQ(again.code(), StatusCode::kNotFound) << again.to_string();
@@ -214,21 +232,16 @@ TEST_F(ClientListingsTest, AKickedWaitersAcquireFailsAndIsNotSentAgain) {
   auto admin = make_client("admin");
   ASSERT_TRUE(holder && waiter && admin);
   const std::uint64_t waiter_id = waiter->stats().session_id;
-  Result<Permit> held = holder->acquire("db");
-  ASSERT_TRUE(held) << held.status().to_string();
-  auto queued = std::async(std::launch::async, [&] { return waiter->acquire("db", {.timeout = 20s}); });
-  ASSERT_TRUE(eventually([&] {
-    auto rows = admin->waiters("db");
-    return rows && rows->size() == 1;
-  }));
+  HeldAndQueued db;
+  ASSERT_NO_FATAL_FAILURE(hold_and_queue(*holder, *waiter, *admin, db));
   ASSERT_TRUE(admin->kick(waiter_id).is_ok());
-  ASSERT_EQ(queued.wait_for(5s), std::future_status::ready) << "the kicked ACQUIRE still waits";
-  Result<Permit> outcome = queued.get();
+  ASSERT_EQ(db.queued.wait_for(5s), std::future_status::ready) << "the kicked ACQUIRE still waits";
+  Result<Permit> outcome = db.queued.get();
   ASSERT_FALSE(outcome) << (outcome->is_local() ? "served by a host-local semaphore" : "granted by the server");
   EXPECT_EQ(outcome.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(outcome.status().message().find("KICK"), std::string::npos) << outcome.status().to_string();
   // The client reconnects as a new session, which waits for nothing.
-  ASSERT_TRUE(eventually([&] { return waiter->connected() && waiter->stats().session_id != waiter_id; }));
+  ASSERT_TRUE(reconnected_as_a_new_session(*waiter, waiter_id));
   std::this_thread::sleep_for(200ms);
   Result<std::vector<WaiterInfo>> waiters = admin->waiters("db");
   ASSERT_TRUE(waiters) << waiters.status().to_string();
@@ -246,8 +259,7 @@ TEST_F(ClientListingsTest, AClientCanKickItsOwnSession) {
   const Status kicked = self->kick(id);
   EXPECT_TRUE(kicked.is_ok()) << kicked.to_string();
   ASSERT_TRUE(eventually([&] { return held->lost(); }));
-  ASSERT_TRUE(eventually([&] { return self->connected() && self->stats().session_id != 0; }));
-  EXPECT_NE(self->stats().session_id, id);
+  ASSERT_TRUE(reconnected_as_a_new_session(*self, id));
 }
 
 TEST_F(ClientListingsTest, KickWithoutTheAdminRightIsDeniedAndTheSessionStays) {
@@ -292,18 +304,8 @@ TEST_F(ClientListingsTest, BadArgumentsAndAbsentNamesAreRefused) {
 }
 
 TEST_F(ClientListingsTest, WithoutAServerTheCallsFailAsUnavailable) {
-  std::uint16_t port = 0;
-  {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t size = sizeof address;
-    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), size), 0);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
-    port = ntohs(address.sin_port);
-    ::close(fd);
-  }
+  const std::uint16_t port = test_support::free_loopback_port();
+  ASSERT_NE(port, 0);
   ClientOptions options = options_for(port, "x");
   options.connect_timeout = 200ms;
   auto client = Client::create(options);
