@@ -62,6 +62,22 @@ SessionId open_session(TestCluster& cluster, int i, const std::string& peer) {
   return result->answer.number;
 }
 
+// Where the tests of a follower's command start: the three nodes started,
+// their leader, one of its followers, and a session opened through it (0
+// when it could not be).
+struct FollowersSession {
+  int leader;
+  int follower;
+  SessionId session;
+};
+FollowersSession start_with_a_followers_session(TestCluster& cluster) {
+  cluster.start_all();
+  const int leader = cluster.wait_leader();
+  EXPECT_NE(leader, 0) << "no leader elected";
+  const int follower = cluster.other_than(leader);
+  return {leader, follower, open_session(cluster, follower, "10.0.0.2:1")};
+}
+
 TEST(ClusterNode, SubmitOnTheLeaderReachesEveryReplicaInOneOrder) {
   std::map<int, std::atomic<int>> wakes;  // the raft threads' calls of `wake` (outlives the nodes)
   for (int i : {1, 2, 3}) wakes[i] = 0;   // made before any thread runs
@@ -114,11 +130,7 @@ TEST(ClusterNode, SubmitOnTheLeaderReachesEveryReplicaInOneOrder) {
 
 TEST(ClusterNode, AFollowersCommandReachesTheLeaderThroughTheForwarder) {
   TestCluster cluster;
-  cluster.start_all();
-  const int leader = cluster.wait_leader();
-  ASSERT_NE(leader, 0);
-  const int follower = cluster.other_than(leader);
-  const SessionId a = open_session(cluster, follower, "10.0.0.2:1");
+  const auto [leader, follower, a] = start_with_a_followers_session(cluster);
   ASSERT_NE(a, 0u);
   const SessionRequest req = acquire(follower, a, 1, "t", "x");
   ASSERT_TRUE(cluster.node(follower).submit(req));
@@ -316,14 +328,10 @@ std::vector<Answer::Type> answers_of(TestCluster& cluster, int i, const Command&
 
 TEST(ClusterNode, ACommandSentAgainAfterTheLeaderIsLostIsAppliedOnce) {
   TestCluster cluster;
-  cluster.start_all();
-  const int leader = cluster.wait_leader();
-  ASSERT_NE(leader, 0);
-  const int follower = cluster.other_than(leader);
+  const auto [leader, follower, a] = start_with_a_followers_session(cluster);
+  ASSERT_NE(a, 0u);
   int third = 0;
   for (int i : {1, 2, 3}) third = (i != leader && i != follower) ? i : third;
-  const SessionId a = open_session(cluster, follower, "10.0.0.2:1");
-  ASSERT_NE(a, 0u);
   // The follower's loop is busy: it ticks but does not see its command
   // applied, so the command stays pending after it committed.
   cluster.server(follower).hold = true;
@@ -352,11 +360,7 @@ TEST(ClusterNode, ACommandSentAgainAfterTheLeaderIsLostIsAppliedOnce) {
 
 TEST(ClusterNode, AForwardThatWasLostIsSentAgainAfterTwiceTheElectionTimeout) {
   TestCluster cluster;
-  cluster.start_all();
-  const int leader = cluster.wait_leader();
-  ASSERT_NE(leader, 0);
-  const int follower = cluster.other_than(leader);
-  const SessionId a = open_session(cluster, follower, "10.0.0.2:1");
+  const auto [leader, follower, a] = start_with_a_followers_session(cluster);
   ASSERT_NE(a, 0u);
   cluster.forwarder().drop = true;  // the link loses what it carries
   const SessionRequest req = acquire(follower, a, 1, "t", "x");

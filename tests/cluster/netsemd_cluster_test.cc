@@ -78,6 +78,8 @@ class NetsemdCluster : public ::testing::Test {
   }
 
   std::string host(int i) const { return "127.0.0." + std::to_string(i + 1); }
+  std::string client_address(int i) const { return host(i) + ":" + std::to_string(client_ports_[i]); }
+  std::string raft_address(int i) const { return host(i) + ":" + std::to_string(raft_ports_[i]); }
 
   std::string config(int i, int limit = 1) const {
     std::string text =
@@ -96,8 +98,7 @@ class NetsemdCluster : public ::testing::Test {
       // The first three know nothing of the fourth; it knows them, itself,
       // and that it waits to be added.
       if (j >= kServers && j != i) continue;
-      text += "server." + std::to_string(j + 1) + " = " + host(j) + ":" + std::to_string(raft_ports_[j]) + " " +
-              host(j) + ":" + std::to_string(client_ports_[j]) + "\n";
+      text += "server." + std::to_string(j + 1) + " = " + raft_address(j) + " " + client_address(j) + "\n";
     }
     if (i >= kServers) text += "join = on\n";
     if (const auto found = cluster_data_dirs_.find(i); found != cluster_data_dirs_.end()) {
@@ -120,6 +121,62 @@ class NetsemdCluster : public ::testing::Test {
     auto client = Client::connect(client_ports_[i], host(i).c_str());
     EXPECT_TRUE(client != nullptr) << "cannot connect to server " << i + 1;
     return client;
+  }
+
+  // Whether `client`'s ACQUIRE of one permit of `name` (timeout
+  // `timeout_ms`) is granted within 10 s; the answer and the logs if not.
+  ::testing::AssertionResult grants(Client& client, const std::string& tag, const std::string& name,
+                                    int timeout_ms = 20000) const {
+    const std::string answer = client.request(req::acquire(tag, name, 1, timeout_ms), 10s);
+    if (answer.rfind(tag + " OK ", 0) == 0) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << tag << ": " << answer << "\n" << logs();
+  }
+  // Whether it is queued, first in line, instead.
+  ::testing::AssertionResult queues(Client& client, const std::string& tag, const std::string& name,
+                                    int timeout_ms = 20000) const {
+    const std::string answer = client.request(req::acquire(tag, name, 1, timeout_ms), 10s);
+    if (answer == tag + " QUEUED 1") return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << tag << ": " << answer << "\n" << logs();
+  }
+
+  // kill -9 of server i, reaped; it is gone from servers_.
+  void kill_server(int i) {
+    servers_[i]->send_signal(SIGKILL);
+    ASSERT_TRUE(servers_[i]->wait_exit(5s).has_value());
+    servers_[i].reset();
+  }
+
+  // The leader the others elect once `old` lost it; -1 when none within 10 s.
+  int leader_other_than(int old) const {
+    int next = -1;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      next = leader(1s);
+      if (next >= 0 && next != old) return next;
+      std::this_thread::sleep_for(20ms);
+    }
+    return next;
+  }
+
+  // Starts the fourth server (join = on), which waits to be added.
+  void start_fourth() {
+    start(3);
+    ASSERT_TRUE(servers_[3] != nullptr);
+    ASSERT_TRUE(servers_[3]->wait_for_log("join = on", 5s)) << logs();
+  }
+  // The CLUSTER ADD of the fourth server, tagged `tag`.
+  std::string add_fourth(const std::string& tag) const {
+    return tag + " CLUSTER ADD 4 " + raft_address(3) + " " + client_address(3);
+  }
+
+  // Grants and releases of lock through `client`, one after the other,
+  // `times` times.
+  void grant_and_release(Client& client, int times) const {
+    for (int i = 0; i < times; ++i) {
+      const std::string tag = std::to_string(i);
+      ASSERT_TRUE(grants(client, "a" + tag, "lock"));
+      ASSERT_EQ(client.request(req::release("r" + tag, "lock"), 10s).rfind("r" + tag + " OK", 0), 0u) << logs();
+    }
   }
 
   // The running server whose log says it leads in the highest term; -1
@@ -165,7 +222,7 @@ TEST_F(NetsemdCluster, GrantsQueuesAndHandsOverAcrossServersAndSurvivesTheLeader
   // server grants it, with a higher fence.
   auto b = connect(second);
   ASSERT_TRUE(b != nullptr);
-  EXPECT_EQ(b->request(req::acquire("b1", "lock", 1, 20000), 10s), "b1 QUEUED 1") << logs();
+  EXPECT_TRUE(queues(*b, "b1", "lock"));
   EXPECT_EQ(a->request(req::release("r1", "lock"), 10s).rfind("r1 OK", 0), 0u) << logs();
   const std::string handed = b->read_line(10s).value_or("");
   ASSERT_EQ(handed.rfind("b1 OK ", 0), 0u) << handed << "\n" << logs();
@@ -176,9 +233,7 @@ TEST_F(NetsemdCluster, GrantsQueuesAndHandsOverAcrossServersAndSurvivesTheLeader
 
   // The leader dies; the surviving servers elect another and go on.
   const auto killed_at = std::chrono::steady_clock::now();
-  servers_[lead]->send_signal(SIGKILL);
-  ASSERT_TRUE(servers_[lead]->wait_exit(5s).has_value());
-  servers_[lead].reset();
+  ASSERT_NO_FATAL_FAILURE(kill_server(lead));
   const std::string released = b->request(req::release("r2", "lock"), 15s);
   const auto answered_at = std::chrono::steady_clock::now();
   EXPECT_EQ(released.rfind("r2 OK", 0), 0u) << released << "\n" << logs();
@@ -198,10 +253,10 @@ TEST_F(NetsemdCluster, ACleanStopLeavesItsSessionsToTheirTimeout) {
   const int other = (lead + 1) % kServers;
   auto holder = connect(stopping);
   ASSERT_TRUE(holder != nullptr);
-  ASSERT_EQ(holder->request(req::acquire("h", "lock", 1, 20000), 10s).rfind("h OK ", 0), 0u) << logs();
+  ASSERT_TRUE(grants(*holder, "h", "lock"));
   auto waiter = connect(other);
   ASSERT_TRUE(waiter != nullptr);
-  ASSERT_EQ(waiter->request(req::acquire("w", "lock", 1, 20000), 10s), "w QUEUED 1") << logs();
+  ASSERT_TRUE(queues(*waiter, "w", "lock"));
   // SIGTERM: the holder is told SHUTDOWN, and a client may work on under
   // its lease (docs/client.md) until the session timeout. So the others do
   // not grant its permit before the log's expiry: not at the stop.
@@ -245,10 +300,8 @@ TEST_F(NetsemdCluster, ARestartedServerNeverGivesItsNewClientsAnOldSessionsAnswe
     ASSERT_TRUE(old_client != nullptr);
     ASSERT_EQ(old_client->request(req::create("c", "counter", 0, 100), 10s), "c OK") << logs();
     ASSERT_EQ(old_client->request(req::post("p", "counter"), 10s), "p OK 1") << logs();
-    servers_[follower]->send_signal(SIGKILL);
-    ASSERT_TRUE(servers_[follower]->wait_exit(5s).has_value());
+    ASSERT_NO_FATAL_FAILURE(kill_server(follower));
   }
-  servers_[follower].reset();
   start(follower);
   auto fresh = connect(follower);
   ASSERT_TRUE(fresh != nullptr);
@@ -267,7 +320,7 @@ TEST_F(NetsemdCluster, AServerCutOffFromTheMajorityAnswersNoPingOrRead) {
   auto client = connect(alone);
   ASSERT_TRUE(client != nullptr);
   // A holder: its session is in the log, and its PONGs renew its lease.
-  ASSERT_EQ(client->request(req::acquire("h", "lock", 1, 20000), 10s).rfind("h OK ", 0), 0u) << logs();
+  ASSERT_TRUE(grants(*client, "h", "lock"));
   ASSERT_EQ(client->request(req::ping("p0"), 10s), "p0 PONG") << logs();
   for (int i = 1; i < kServers; ++i) servers_[i]->send_signal(SIGSTOP);
   client->send_line(req::ping("p1"));
@@ -289,10 +342,10 @@ TEST_F(NetsemdCluster, AFollowersClientThatDisconnectsGivesItsPermitBackAtOnce) 
   const int follower = (lead + 1) % kServers;
   auto holder = connect(follower);
   ASSERT_TRUE(holder != nullptr);
-  ASSERT_EQ(holder->request(req::acquire("h", "lock", 1, 20000), 10s).rfind("h OK ", 0), 0u) << logs();
+  ASSERT_TRUE(grants(*holder, "h", "lock"));
   auto waiter = connect(lead);
   ASSERT_TRUE(waiter != nullptr);
-  ASSERT_EQ(waiter->request(req::acquire("w", "lock", 1, 20000), 10s), "w QUEUED 1") << logs();
+  ASSERT_TRUE(queues(*waiter, "w", "lock"));
   const auto closed_at = std::chrono::steady_clock::now();
   holder.reset();  // the connection closes
   const std::string granted = waiter->read_line(std::chrono::milliseconds(kSessionTimeoutMs / 2)).value_or("");
@@ -317,8 +370,8 @@ TEST_F(NetsemdCluster, AReloadedLimitIsReplicated) {
   auto a = connect((lead + 1) % kServers);
   auto b = connect((lead + 2) % kServers);
   ASSERT_TRUE(a != nullptr && b != nullptr);
-  EXPECT_EQ(a->request(req::acquire("a", "lock", 1, 20000), 10s).rfind("a OK ", 0), 0u) << logs();
-  EXPECT_EQ(b->request(req::acquire("b", "lock", 1, 20000), 10s).rfind("b OK ", 0), 0u) << logs();
+  EXPECT_TRUE(grants(*a, "a", "lock"));
+  EXPECT_TRUE(grants(*b, "b", "lock"));
 }
 
 TEST_F(NetsemdCluster, APeerLineWithTheWrongSecretIsRefused) {
@@ -355,7 +408,7 @@ TEST_F(NetsemdCluster, StatsAndMetricsShowRoleTermIndexesAndLag) {
   // Something in the log: a grant through a follower.
   auto a = connect((lead + 1) % kServers);
   ASSERT_TRUE(a != nullptr);
-  ASSERT_EQ(a->request(req::acquire("a1", "lock", 1, 20000), 10s).rfind("a1 OK ", 0), 0u) << logs();
+  ASSERT_TRUE(grants(*a, "a1", "lock"));
 
   std::uint64_t commit = 0;
   for (int i = 0; i < kServers; ++i) {
@@ -477,13 +530,11 @@ TEST_F(NetsemdCluster, AResumableSessionKeepsItsPermitAndItsQueueWhenItsServerIs
   const std::uint64_t fence1 = fence_of(granted);
   const auto [waiter_id, waiter_secret] = resumable_of(waiter->request("r RESUMABLE", 10s), "r");
   ASSERT_FALSE(waiter_id.empty()) << logs();
-  ASSERT_EQ(waiter->request(req::acquire("q1", "lock", 1, 60000), 10s), "q1 QUEUED 1") << logs();
+  ASSERT_TRUE(queues(*waiter, "q1", "lock", 60000));
   // RESUMABLE again answers the same.
   EXPECT_EQ(holder->request("r2 RESUMABLE", 10s), "r2 OK " + holder_id + " " + holder_secret);
 
-  servers_[doomed]->send_signal(SIGKILL);
-  ASSERT_TRUE(servers_[doomed]->wait_exit(5s).has_value());
-  servers_[doomed].reset();
+  ASSERT_NO_FATAL_FAILURE(kill_server(doomed));
 
   // The holder resumes on the leader: its permit, with its fence, is still
   // its own, and nobody else gets it meanwhile.
@@ -521,7 +572,7 @@ TEST_F(NetsemdCluster, AResumeTakesTheSessionFromItsOlderConnection) {
   ASSERT_TRUE(old != nullptr);
   const auto [id, secret] = resumable_of(old->request("r RESUMABLE", 10s), "r");
   ASSERT_FALSE(id.empty()) << logs();
-  ASSERT_EQ(old->request(req::acquire("a", "lock", 1, 60000), 10s).rfind("a OK ", 0), 0u) << logs();
+  ASSERT_TRUE(grants(*old, "a", "lock", 60000));
 
   // Refusals change nothing: a wrong secret, an unknown session, a RESUME
   // that is not the first request of its connection.
@@ -549,7 +600,7 @@ TEST_F(NetsemdCluster, AResumeTakesTheSessionFromItsOlderConnection) {
   EXPECT_EQ(taker->request(req::release("rel", "lock"), 10s), "rel OK 1") << logs();
 
   // LEADER: the leader's client address, from any server.
-  const std::string address = host(lead) + ":" + std::to_string(client_ports_[lead]);
+  const std::string address = client_address(lead);
   EXPECT_EQ(taker->request("l LEADER", 10s), "l OK " + address);
   EXPECT_EQ(third->request("l LEADER", 10s), "l OK " + address);
 }
@@ -570,7 +621,7 @@ TEST_F(NetsemdClusterShortTimeout, AResumableSessionLastsTheSessionTimeoutWithou
   ASSERT_TRUE(holder != nullptr);
   const auto [id, secret] = resumable_of(holder->request("r RESUMABLE", 10s), "r");
   ASSERT_FALSE(id.empty()) << logs();
-  ASSERT_EQ(holder->request(req::acquire("a", "lock", 1, 60000), 10s).rfind("a OK ", 0), 0u) << logs();
+  ASSERT_TRUE(grants(*holder, "a", "lock", 60000));
   holder->reset();  // the connection breaks (no QUIT)
 
   // Still held; resumed on the same server.
@@ -604,8 +655,8 @@ TEST_F(NetsemdClusterShortTimeout, AResumableSessionLastsTheSessionTimeoutWithou
   auto plain = connect(first);
   auto watcher = connect(lead);
   ASSERT_TRUE(plain != nullptr && watcher != nullptr);
-  ASSERT_EQ(plain->request(req::acquire("p", "solo", 1, 60000), 10s).rfind("p OK ", 0), 0u) << logs();
-  EXPECT_EQ(watcher->request(req::acquire("w2", "solo", 1, 20000), 10s), "w2 QUEUED 1");
+  ASSERT_TRUE(grants(*plain, "p", "solo", 60000));
+  EXPECT_TRUE(queues(*watcher, "w2", "solo"));
   const auto closed_at = std::chrono::steady_clock::now();
   plain->reset();
   const std::string next = watcher->read_line(10s).value_or("");
@@ -643,10 +694,10 @@ TEST_F(NetsemdCluster, AServerAddedAtRunTimeCatchesUpAndOneRemovedLeavesTheClust
 
   auto a = connect(follower);
   ASSERT_TRUE(a != nullptr);
-  ASSERT_EQ(a->request(req::acquire("a1", "lock", 1, 20000), 10s).rfind("a1 OK ", 0), 0u) << logs();
+  ASSERT_TRUE(grants(*a, "a1", "lock"));
   const std::string refused = a->request("c0 CLUSTER REMOVE 3", 5s);
   EXPECT_EQ(refused.rfind("c0 ERR BUSY not the leader; the leader is server " + std::to_string(lead + 1) + " at " +
-                              host(lead) + ":" + std::to_string(client_ports_[lead]),
+                              client_address(lead),
                           0),
             0u)
       << refused;
@@ -661,20 +712,14 @@ TEST_F(NetsemdCluster, AServerAddedAtRunTimeCatchesUpAndOneRemovedLeavesTheClust
   EXPECT_EQ(admin->request("c2 CLUSTER REMOVE 9", 5s).rfind("c2 ERR NOT_FOUND ", 0), 0u);
 
   // The fourth server: a pristine directory that does not bootstrap.
-  start(3);
-  ASSERT_TRUE(servers_[3] != nullptr);
-  ASSERT_TRUE(servers_[3]->wait_for_log("join = on", 5s)) << logs();
+  ASSERT_NO_FATAL_FAILURE(start_fourth());
   // With the CLI, against a follower: it asks the leader.
   const auto asked_at = std::chrono::steady_clock::now();
   const NetsemRun added = run_netsem(
-      {"-v", "--server", host(follower) + ":" + std::to_string(client_ports_[follower]), "cluster", "add", "4",
-       host(3) + ":" + std::to_string(raft_ports_[3]), host(3) + ":" + std::to_string(client_ports_[3])},
-      {}, 30s);
+      {"-v", "--server", client_address(follower), "cluster", "add", "4", raft_address(3), client_address(3)}, {}, 30s);
   ASSERT_EQ(added.exit_code, 0) << added << logs();
   EXPECT_EQ(added.out, "server 4 added: a voter\n") << added;
-  EXPECT_NE(added.err.find("asking the leader, " + host(lead) + ":" + std::to_string(client_ports_[lead])),
-            std::string::npos)
-      << added;
+  EXPECT_NE(added.err.find("asking the leader, " + client_address(lead)), std::string::npos) << added;
   std::printf(
       "netsem cluster add of a pristine fourth server: a voter after %lld ms\n",
       static_cast<long long>(
@@ -682,14 +727,12 @@ TEST_F(NetsemdCluster, AServerAddedAtRunTimeCatchesUpAndOneRemovedLeavesTheClust
   const auto members = members_of(admin->request("s2 CLUSTER STATUS", 5s), "s2");
   ASSERT_EQ(members.size(), 4u) << logs();
   EXPECT_EQ(members.at(4).at("role"), "voter");
-  EXPECT_EQ(members.at(4).at("client"), host(3) + ":" + std::to_string(client_ports_[3]));
+  EXPECT_EQ(members.at(4).at("client"), client_address(3));
 
-  const NetsemRun shown =
-      run_netsem({"--server", host(3) + ":" + std::to_string(client_ports_[3]), "cluster", "status"}, {}, 10s);
+  const NetsemRun shown = run_netsem({"--server", client_address(3), "cluster", "status"}, {}, 10s);
   ASSERT_EQ(shown.exit_code, 0) << shown;
   EXPECT_NE(shown.out.find("server 4 ("), std::string::npos) << shown;
-  const std::regex member_row("\n4 +voter +" + host(3) + ":" + std::to_string(raft_ports_[3]) + " +" + host(3) + ":" +
-                              std::to_string(client_ports_[3]) + " +- +-\n");
+  const std::regex member_row("\n4 +voter +" + raft_address(3) + " +" + client_address(3) + " +- +-\n");
   EXPECT_TRUE(std::regex_search(shown.out, member_row)) << shown;
 
   // It caught up: the grant made before it came is in its replica.
@@ -710,7 +753,7 @@ TEST_F(NetsemdCluster, AServerAddedAtRunTimeCatchesUpAndOneRemovedLeavesTheClust
   EXPECT_EQ(stats.at("cluster").at("members"), 4) << stats;
   // Its own client, through its peer link to the leader (which knows its
   // host from the replicated members, not from a file).
-  ASSERT_EQ(d->request(req::acquire("d1", "other", 1, 20000), 10s).rfind("d1 OK ", 0), 0u) << logs();
+  ASSERT_TRUE(grants(*d, "d1", "other"));
 
   // A follower removed (not the leader), then stopped: three go on.
   const int removed = (lead + 2) % kServers;
@@ -718,11 +761,9 @@ TEST_F(NetsemdCluster, AServerAddedAtRunTimeCatchesUpAndOneRemovedLeavesTheClust
   const auto after = members_of(admin->request("s3 CLUSTER STATUS", 5s), "s3");
   EXPECT_EQ(after.size(), 3u) << logs();
   EXPECT_FALSE(after.contains(removed + 1));
-  servers_[removed]->send_signal(SIGKILL);
-  ASSERT_TRUE(servers_[removed]->wait_exit(5s).has_value());
-  servers_[removed].reset();
+  ASSERT_NO_FATAL_FAILURE(kill_server(removed));
   ASSERT_EQ(a->request(req::release("r1", "lock"), 10s).rfind("r1 OK", 0), 0u) << logs();
-  ASSERT_EQ(d->request(req::acquire("d2", "lock", 1, 20000), 10s).rfind("d2 OK ", 0), 0u) << logs();
+  ASSERT_TRUE(grants(*d, "d2", "lock"));
 }
 
 // CLUSTER ADD of a server that never starts (nothing listens on its Raft
@@ -735,10 +776,8 @@ TEST_F(NetsemdCluster, AnAddOfAServerThatNeverStartsIsAnsweredAndLeavesTheConfig
   ASSERT_GE(lead, 0) << logs();
   auto admin = connect(lead);
   ASSERT_TRUE(admin != nullptr);
-  const std::string add = "c1 CLUSTER ADD 4 " + host(3) + ":" + std::to_string(raft_ports_[3]) + " " + host(3) + ":" +
-                          std::to_string(client_ports_[3]);
   const auto asked_at = std::chrono::steady_clock::now();
-  const std::string answer = admin->request(add, 30s);
+  const std::string answer = admin->request(add_fourth("c1"), 30s);
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - asked_at);
   std::printf("CLUSTER ADD of a server that never starts: \"%s\" after %lld ms\n", answer.c_str(),
               static_cast<long long>(took.count()));
@@ -751,10 +790,8 @@ TEST_F(NetsemdCluster, AnAddOfAServerThatNeverStartsIsAnsweredAndLeavesTheConfig
   EXPECT_FALSE(members.contains(4));
 
   // The same server, started for real now, is added.
-  start(3);
-  ASSERT_TRUE(servers_[3] != nullptr);
-  ASSERT_TRUE(servers_[3]->wait_for_log("join = on", 5s)) << logs();
-  EXPECT_EQ(admin->request("c2" + add.substr(2), 30s), "c2 OK") << logs();
+  ASSERT_NO_FATAL_FAILURE(start_fourth());
+  EXPECT_EQ(admin->request(add_fourth("c2"), 30s), "c2 OK") << logs();
   const auto after = members_of(admin->request("s2 CLUSTER STATUS", 5s), "s2");
   ASSERT_EQ(after.size(), 4u) << logs();
   EXPECT_EQ(after.at(4).at("role"), "voter");
@@ -775,25 +812,18 @@ TEST_F(NetsemdCluster, RemovingTheLeaderMakesItStepDownAndTheOthersGrantOn) {
   auto on_removed = connect(lead);
   auto admin = connect(lead);
   ASSERT_TRUE(a != nullptr && on_removed != nullptr && admin != nullptr);
-  ASSERT_EQ(a->request(req::acquire("a1", "lock", 1, 20000), 10s).rfind("a1 OK ", 0), 0u) << logs();
-  ASSERT_EQ(on_removed->request(req::acquire("h1", "other", 1, 20000), 10s).rfind("h1 OK ", 0), 0u) << logs();
+  ASSERT_TRUE(grants(*a, "a1", "lock"));
+  ASSERT_TRUE(grants(*on_removed, "h1", "other"));
 
   const auto asked_at = std::chrono::steady_clock::now();
   EXPECT_EQ(admin->request("c1 CLUSTER REMOVE " + std::to_string(lead + 1), 10s), "c1 OK") << logs();
   // A new leader among the two others, in a higher term.
-  int next = -1;
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    next = leader(1s);
-    if (next >= 0 && next != lead) break;
-    std::this_thread::sleep_for(20ms);
-  }
+  const int next = leader_other_than(lead);
   ASSERT_TRUE(next == f1 || next == f2) << logs();
   // Grants resume, through the new configuration of two.
   auto b = connect(f2);
   ASSERT_TRUE(b != nullptr);
-  const std::string granted = b->request(req::acquire("b1", "free", 1, 20000), 10s);
-  EXPECT_EQ(granted.rfind("b1 OK ", 0), 0u) << granted << "\n" << logs();
+  EXPECT_TRUE(grants(*b, "b1", "free"));
   std::printf(
       "CLUSTER REMOVE of the leader: a grant by the new leader %lld ms after the REMOVE was sent\n",
       static_cast<long long>(
@@ -829,32 +859,20 @@ TEST_F(NetsemdCluster, RemovingTheLeaderMakesItStepDownAndTheOthersGrantOn) {
 TEST_F(NetsemdCluster, AnAddInterruptedByTheLeadersDeathLeavesOneConfigurationAndCanBeRetried) {
   const int lead = leader();
   ASSERT_GE(lead, 0) << logs();
-  start(3);
-  ASSERT_TRUE(servers_[3] != nullptr);
-  ASSERT_TRUE(servers_[3]->wait_for_log("join = on", 5s)) << logs();
+  ASSERT_NO_FATAL_FAILURE(start_fourth());
   auto admin = connect(lead);
   ASSERT_TRUE(admin != nullptr);
   ASSERT_EQ(admin->request("p0 PING", 5s), "p0 PONG");
-  const std::string add = "c1 CLUSTER ADD 4 " + host(3) + ":" + std::to_string(raft_ports_[3]) + " " + host(3) + ":" +
-                          std::to_string(client_ports_[3]);
-  admin->send_line(add);
+  admin->send_line(add_fourth("c1"));
   ASSERT_TRUE(servers_[lead]->wait_for_log("cluster: adding server 4", 5s)) << logs();
-  servers_[lead]->send_signal(SIGKILL);
-  ASSERT_TRUE(servers_[lead]->wait_exit(5s).has_value());
+  ASSERT_NO_FATAL_FAILURE(kill_server(lead));
   // The answer, if one came before the kill, or the end of the connection.
   const auto answer = admin->read_line(3s);
   std::printf("ADD interrupted by the leader's kill -9: the asking client got %s\n",
               answer ? answer->c_str() : "no answer (connection ended)");
   if (answer) EXPECT_EQ(*answer, "c1 OK") << logs();
-  servers_[lead].reset();
 
-  int next = -1;
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    next = leader(1s);
-    if (next >= 0 && next != lead) break;
-    std::this_thread::sleep_for(20ms);
-  }
+  const int next = leader_other_than(lead);
   ASSERT_GE(next, 0) << logs();
   ASSERT_NE(next, lead) << logs();
   // The survivors agree on the configuration (ids and roles), once the new
@@ -888,7 +906,7 @@ TEST_F(NetsemdCluster, AnAddInterruptedByTheLeadersDeathLeavesOneConfigurationAn
   start(lead);
   auto again = connect(next);
   ASSERT_TRUE(again != nullptr);
-  const std::string retried = again->request("c2" + add.substr(2), 30s);
+  const std::string retried = again->request(add_fourth("c2"), 30s);
   EXPECT_TRUE(retried == "c2 OK" || retried.rfind("c2 ERR EXISTS ", 0) == 0u) << retried << "\n" << logs();
   std::printf("the ADD again on the new leader: %s\n", retried.c_str());
   const auto after = members_of(again->request("s2 CLUSTER STATUS", 5s), "s2");
@@ -897,7 +915,7 @@ TEST_F(NetsemdCluster, AnAddInterruptedByTheLeadersDeathLeavesOneConfigurationAn
   // Server 4 grants through the cluster.
   auto d = connect(3);
   ASSERT_TRUE(d != nullptr);
-  EXPECT_EQ(d->request(req::acquire("d1", "lock", 1, 20000), 10s).rfind("d1 OK ", 0), 0u) << logs();
+  EXPECT_TRUE(grants(*d, "d1", "lock"));
 }
 
 // KICK of a session hosted by another server. Protocol KICK goes through
@@ -917,8 +935,8 @@ TEST_F(NetsemdCluster, KickOfASessionHostedElsewhereWorksByProtocolAndNamesItsHo
   ASSERT_TRUE(victim != nullptr && waiter != nullptr && admin != nullptr);
   const auto [id, secret] = resumable_of(victim->request("r1 RESUMABLE", 10s), "r1");
   ASSERT_FALSE(id.empty()) << logs();
-  ASSERT_EQ(victim->request(req::acquire("a1", "lock", 1, 20000), 10s).rfind("a1 OK ", 0), 0u) << logs();
-  ASSERT_EQ(waiter->request(req::acquire("w1", "lock", 1, 20000), 10s), "w1 QUEUED 1") << logs();
+  ASSERT_TRUE(grants(*victim, "a1", "lock"));
+  ASSERT_TRUE(queues(*waiter, "w1", "lock"));
 
   const auto kick_over_http = [&](int i) {
     const std::uint16_t port = test_support::http_port_from_log(servers_[i]->log());
@@ -931,8 +949,7 @@ TEST_F(NetsemdCluster, KickOfASessionHostedElsewhereWorksByProtocolAndNamesItsHo
   const auto elsewhere = kick_over_http(f2);
   ASSERT_TRUE(elsewhere.has_value());
   EXPECT_EQ(elsewhere->status, 421) << elsewhere->body;
-  const std::string named =
-      "server " + std::to_string(f1 + 1) + " at " + host(f1) + ":" + std::to_string(client_ports_[f1]);
+  const std::string named = "server " + std::to_string(f1 + 1) + " at " + client_address(f1);
   EXPECT_NE(elsewhere->body.find("\"ELSEWHERE\""), std::string::npos) << elsewhere->body;
   EXPECT_NE(elsewhere->body.find(named), std::string::npos) << elsewhere->body;
   EXPECT_TRUE(victim->quiet_for(300ms));  // not kicked
@@ -971,18 +988,13 @@ void NetsemdCluster::disk_fails(int bad, int good) {
   auto on_bad = connect(bad);
   auto on_good = connect(good);
   ASSERT_TRUE(on_bad != nullptr && on_good != nullptr);
-  ASSERT_EQ(on_bad->request(req::acquire("p1", "early", 1, 20000), 10s).rfind("p1 OK ", 0), 0u) << logs();
+  ASSERT_TRUE(grants(*on_bad, "p1", "early"));
   ASSERT_TRUE(set_limit(servers_[bad]->pid(), RLIMIT_FSIZE, 1));
   const auto failed_at = std::chrono::steady_clock::now();
   on_bad->send_line(req::acquire("b1", "later", 1, 20000));
 
   // The majority grants on.
-  for (int i = 0; i < 10; ++i) {
-    const std::string tag = std::to_string(i);
-    const std::string granted = on_good->request(req::acquire("a" + tag, "lock", 1, 20000), 10s);
-    ASSERT_EQ(granted.rfind("a" + tag + " OK ", 0), 0u) << granted << "\n" << logs();
-    ASSERT_EQ(on_good->request(req::release("r" + tag, "lock"), 10s).rfind("r" + tag + " OK", 0), 0u) << logs();
-  }
+  ASSERT_NO_FATAL_FAILURE(grant_and_release(*on_good, 10));
   std::printf(
       "10 grants and releases by the two others after server %d's disk failed: %lld ms\n", bad + 1,
       static_cast<long long>(
@@ -1014,8 +1026,7 @@ void NetsemdCluster::disk_fails(int bad, int good) {
     std::this_thread::sleep_for(100ms);
   } while (std::chrono::steady_clock::now() < deadline);
   EXPECT_GE(stats.value("grants", 0u), 11u) << stats << "\n" << logs();
-  const std::string served = again->request(req::acquire("c1", "lock", 1, 20000), 10s);
-  EXPECT_EQ(served.rfind("c1 OK ", 0), 0u) << served << "\n" << logs();
+  EXPECT_TRUE(grants(*again, "c1", "lock"));
 }
 
 TEST_F(NetsemdCluster, AFollowersFailingDiskStopsItLoudlyAndTheMajorityGrantsOn) {
@@ -1072,12 +1083,7 @@ TEST_F(NetsemdClusterSmallDisk, AFollowerThatCannotPreallocateItsSegmentStopsSay
   ASSERT_TRUE(lead == 0 || lead == 1) << logs();
   auto client = connect(1 - lead);
   ASSERT_TRUE(client != nullptr);
-  for (int i = 0; i < 5; ++i) {
-    const std::string tag = std::to_string(i);
-    const std::string granted = client->request(req::acquire("a" + tag, "lock", 1, 20000), 10s);
-    ASSERT_EQ(granted.rfind("a" + tag + " OK ", 0), 0u) << granted << "\n" << logs();
-    ASSERT_EQ(client->request(req::release("r" + tag, "lock"), 10s).rfind("r" + tag + " OK", 0), 0u) << logs();
-  }
+  ASSERT_NO_FATAL_FAILURE(grant_and_release(*client, 5));
 }
 
 // A one-server cluster on 127.0.0.1, its data under `dir`.
