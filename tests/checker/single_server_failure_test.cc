@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "checker/history.h"
+#include "checker/workload_process.h"
 #include "netsemd_harness.h"
 
 namespace netsem::checker {
@@ -32,48 +33,6 @@ namespace {
 using namespace std::chrono_literals;
 using testing::Netsemd;
 using testing::TempDir;
-
-// Runs netsem-workload with `args`; its exit status, or -1 when it had to
-// be killed after `limit`.
-class Workload {
- public:
-  explicit Workload(std::vector<std::string> args) : args_(std::move(args)) {
-    args_.insert(args_.begin(), NETSEM_WORKLOAD);
-    std::vector<char*> argv;  // made before fork: the child only execs
-    for (std::string& a : args_) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-  }
-  // Ends the clients' run now (they write the history and exit).
-  void stop() { ::kill(pid_, SIGTERM); }
-  ~Workload() {
-    if (pid_ > 0 && !reaped_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  int wait(std::chrono::seconds limit) {
-    const auto give_up = std::chrono::steady_clock::now() + limit;
-    int status = 0;
-    while (std::chrono::steady_clock::now() < give_up) {
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        reaped_ = true;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      std::this_thread::sleep_for(20ms);  // polling a child's exit, bounded
-    }
-    return -1;
-  }
-
- private:
-  std::vector<std::string> args_;
-  pid_t pid_ = -1;
-  bool reaped_ = false;
-};
 
 Report check_file(const std::string& path, std::vector<Event>* events_out = nullptr) {
   std::ifstream in(path);

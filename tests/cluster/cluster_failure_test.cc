@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "checker/history.h"
+#include "checker/workload_process.h"
 #include "cluster_leader.h"
 #include "netsemd_harness.h"
 #include "raft/partition_proxy.h"
@@ -54,6 +55,7 @@ using namespace std::chrono_literals;
 using checker::Event;
 using checker::Op;
 using checker::Outcome;
+using checker::Workload;
 
 constexpr int kServers = 3;
 constexpr std::int64_t kElectionMs = 500;
@@ -62,47 +64,6 @@ std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
-
-// netsem-workload with `args`, killed by pid if still running at the end.
-class Workload {
- public:
-  explicit Workload(std::vector<std::string> args) : args_(std::move(args)) {
-    args_.insert(args_.begin(), NETSEM_WORKLOAD);
-    std::vector<char*> argv;  // made before fork: the child only execs
-    for (std::string& a : args_) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-  }
-  void stop() { ::kill(pid_, SIGTERM); }  // the clients write the history and exit
-  ~Workload() {
-    if (pid_ > 0 && !reaped_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  // Its exit status, or -1 when it did not exit within `limit`.
-  int wait(std::chrono::seconds limit) {
-    const auto give_up = std::chrono::steady_clock::now() + limit;
-    int status = 0;
-    while (std::chrono::steady_clock::now() < give_up) {
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        reaped_ = true;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      std::this_thread::sleep_for(20ms);  // polling a child's exit, bounded
-    }
-    return -1;
-  }
-
- private:
-  std::vector<std::string> args_;
-  pid_t pid_ = -1;
-  bool reaped_ = false;
-};
 
 class ClusterFailure : public ::testing::Test {
  protected:
