@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -214,6 +215,45 @@ def _remove_local_semaphores(directory: Path) -> None:
                 _sysv.rmid(record.id if record is not None else table.id)  # type: ignore[union-attr]
             except OSError:
                 pass
+
+
+def client_factory(local_dir: Path, **defaults: object) -> Iterator[Callable[..., Any]]:
+    """What a module's ``clients`` fixture yields from: ``make(servers,
+    **options)`` makes a blocking Client of ``servers`` (an address, or a list
+    of them) with the test's own registry of local semaphores and `defaults`
+    for the options not given; every Client made is closed at the end."""
+    from netsem import Client, ClientOptions
+
+    made: list[Client] = []
+
+    def make(servers: str | list[str], **given: object) -> Client:
+        chosen = {"local_dir": local_dir, **defaults, **given}
+        addresses = [servers] if isinstance(servers, str) else servers
+        client = Client(options=ClientOptions(servers=addresses, **chosen))  # type: ignore[arg-type]
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def proxies() -> Iterator[Callable[[int], Any]]:
+    """``proxies(port)``: a TcpProxy (proxy_support) to a server's port,
+    closed at the test's end."""
+    from proxy_support import TcpProxy
+
+    made: list[TcpProxy] = []
+
+    def make(port: int) -> TcpProxy:
+        proxy = TcpProxy(port)
+        made.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in made:
+        proxy.close()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:

@@ -20,26 +20,12 @@ import pytest
 from aio_support import options, run, until, waiters_of
 from cluster_support import Cluster
 from fake_server import FakeServer, MovingPair
-from proxy_support import TcpProxy, restart
+from proxy_support import restart
 
 import netsem
 import netsem.aio
 
 TIMEOUT_MS = 3000
-
-
-@pytest.fixture
-def proxies() -> Iterator[Any]:
-    made: list[TcpProxy] = []
-
-    def make(port: int) -> TcpProxy:
-        proxy = TcpProxy(port)
-        made.append(proxy)
-        return proxy
-
-    yield make
-    for proxy in made:
-        proxy.close()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import wait_until
+from conftest import client_factory, wait_until
 
 import netsem
 from netsem import Client, ClientOptions
@@ -37,18 +37,7 @@ def clients(local_dir) -> Iterator[Callable[..., Client]]:
     """``clients(server_address, **kwargs)`` makes Clients closed at the test's
     end, with the test's own registry of local semaphores (so that no test
     sees another's host-wide marks)."""
-    made: list[Client] = []
-
-    def make(servers: str, **kwargs: object) -> Client:
-        kwargs.setdefault("local_dir", local_dir)
-        options = ClientOptions(servers=[servers], **kwargs)  # type: ignore[arg-type]
-        client = Client(options=options)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
+    yield from client_factory(local_dir)
 
 
 def test_acquire_release_and_fences(netsemd, clients) -> None:

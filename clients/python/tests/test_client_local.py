@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import client_factory
 
-from netsem import Client, ClientOptions, FallbackPolicy
+from netsem import Client, FallbackPolicy
 from netsem.errors import InvalidArgument, Overflow, Timeout, TooMany, Unavailable
 
 
@@ -33,18 +34,7 @@ def unused_address() -> str:
 
 @pytest.fixture
 def clients(local_dir: Path) -> Iterator[Callable[..., Client]]:
-    made: list[Client] = []
-
-    def make(servers: str, **kwargs: object) -> Client:
-        kwargs.setdefault("local_dir", local_dir)
-        kwargs.setdefault("connect_timeout", 0.5)
-        client = Client(options=ClientOptions(servers=[servers], **kwargs))  # type: ignore[arg-type]
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
+    yield from client_factory(local_dir, connect_timeout=0.5)
 
 
 def test_dollar_names_are_host_local(clients) -> None:

@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import wait_until
+from conftest import client_factory, wait_until
 from waiter_support import raw_waiter
 
-from netsem import Client, ClientOptions, FallbackPolicy
+from netsem import Client, FallbackPolicy
 from netsem.errors import Denied, NetsemError, Shutdown, Unavailable
 
 HAVE_LOCAL = importlib.util.find_spec("netsem._local") is not None
@@ -30,17 +30,7 @@ HAVE_LOCAL = importlib.util.find_spec("netsem._local") is not None
 def clients(local_dir) -> Iterator[Callable[..., Client]]:
     """Clients closed at the test's end, with the test's own registry of
     local semaphores."""
-    made: list[Client] = []
-
-    def make(servers: str, **kwargs: object) -> Client:
-        kwargs.setdefault("local_dir", local_dir)
-        client = Client(options=ClientOptions(servers=[servers], **kwargs))  # type: ignore[arg-type]
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
+    yield from client_factory(local_dir)
 
 
 class Losses:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 from cluster_support import Cluster
-from conftest import wait_until
+from conftest import client_factory, wait_until
 from fake_server import FakeServer, MovingPair
-from proxy_support import TcpProxy, restart
+from proxy_support import restart
 
-from netsem import Client, ClientOptions, FallbackPolicy, Permit
+from netsem import Client, FallbackPolicy, Permit
 from netsem.errors import NetsemError, Unavailable
 
 TIMEOUT_MS = 3000  # the servers' session timeout: the lease lapses 1.5 s after the last answer
@@ -30,34 +30,7 @@ TIMEOUT_MS = 3000  # the servers' session timeout: the lease lapses 1.5 s after 
 
 @pytest.fixture
 def clients(local_dir: Path) -> Iterator[Callable[..., Client]]:
-    made: list[Client] = []
-
-    def make(servers: list[str], **kwargs: object) -> Client:
-        kwargs.setdefault("local_dir", str(local_dir))
-        kwargs.setdefault("reconnect_min", 0.05)
-        kwargs.setdefault("reconnect_max", 0.2)
-        kwargs.setdefault("fallback", FallbackPolicy("fail"))
-        client = Client(options=ClientOptions(servers=servers, **kwargs))  # type: ignore[arg-type]
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
-
-
-@pytest.fixture
-def proxies() -> Iterator[Callable[[int], TcpProxy]]:
-    made: list[TcpProxy] = []
-
-    def make(port: int) -> TcpProxy:
-        proxy = TcpProxy(port)
-        made.append(proxy)
-        return proxy
-
-    yield make
-    for proxy in made:
-        proxy.close()
+    yield from client_factory(local_dir, reconnect_min=0.05, reconnect_max=0.2, fallback=FallbackPolicy("fail"))
 
 
 @pytest.fixture
