@@ -21,6 +21,7 @@
 
 #include "client/local_semaphores.h"
 #include "cluster_leader.h"
+#include "cluster_ports.h"
 #include "netsem/client.h"
 #include "netsemd_harness.h"
 #include "support/free_port.h"
@@ -49,18 +50,8 @@ bool eventually(Predicate predicate, std::chrono::milliseconds timeout) {
 class ClientResumeCluster : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::set<std::uint16_t> taken;
-    for (int i = 0; i < kServers; ++i) {
-      for (std::uint16_t* port : {&client_ports_[i], &raft_ports_[i]}) {
-        do {
-          *port = test_support::free_loopback_port();
-        } while (*port == 0 || taken.contains(*port));
-        taken.insert(*port);
-      }
-      const auto secret = dir_.path() / ("secret." + std::to_string(i + 1));
-      std::ofstream(secret) << "a-cluster-secret-of-the-test-0123456789\n";
-      ::chmod(secret.c_str(), 0600);
-    }
+    pick_cluster_ports(client_ports_, raft_ports_);
+    write_cluster_secrets(dir_.path(), kServers, "a-cluster-secret-of-the-test-0123456789");
     for (int i = 0; i < kServers; ++i) {
       Netsemd::Options options;
       options.raw_config = config(i);
@@ -82,7 +73,7 @@ class ClientResumeCluster : public ::testing::Test {
                        "session_timeout_ms = " +
                        std::to_string(kSessionTimeoutMs) +
                        "\n[semaphores]\nlock = 1\n[cluster]\nid = " + std::to_string(i + 1) +
-                       "\nsecret_file = " + (dir_.path() / ("secret." + std::to_string(i + 1))).string() +
+                       "\nsecret_file = " + cluster_secret_file(dir_.path(), i).string() +
                        "\nelection_timeout_ms = 500\nheartbeat_timeout_ms = 50\n";
     for (int j = 0; j < kServers; ++j) {
       text += "server." + std::to_string(j + 1) + " = " + host(j) + ":" + std::to_string(raft_ports_[j]) + " " +

@@ -43,6 +43,7 @@
 #include "checker/history.h"
 #include "checker/workload_process.h"
 #include "cluster_leader.h"
+#include "cluster_ports.h"
 #include "netsemd_harness.h"
 #include "raft/partition_proxy.h"
 #include "support/free_port.h"
@@ -68,18 +69,8 @@ std::int64_t now_ns() {
 class ClusterFailure : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::set<std::uint16_t> taken;
-    for (int i = 0; i < kServers; ++i) {
-      for (std::uint16_t* port : {&client_ports_[i], &raft_ports_[i]}) {
-        do {
-          *port = test_support::free_loopback_port();
-        } while (*port == 0 || taken.contains(*port));
-        taken.insert(*port);
-      }
-      const auto secret = dir_.path() / ("secret." + std::to_string(i + 1));
-      std::ofstream(secret) << "a-cluster-secret-of-the-failure-test-0123456789\n";
-      ::chmod(secret.c_str(), 0600);
-    }
+    pick_cluster_ports(client_ports_, raft_ports_);
+    write_cluster_secrets(dir_.path(), kServers, "a-cluster-secret-of-the-failure-test-0123456789");
     std::vector<raft::testing::PartitionProxy::Server> links;
     for (int i = 0; i < kServers; ++i) {
       links.push_back({static_cast<std::uint64_t>(i + 1), host(i), bind_host(i), raft_ports_[i]});
@@ -100,7 +91,7 @@ class ClusterFailure : public ::testing::Test {
                        "http_enabled = off\nstatus_interval_ms = 5000\nsession_timeout_ms = " +
                        std::to_string(session_timeout_ms_) +
                        "\n[semaphores]\ndb = 2\nprobe = 1000\n[cluster]\nid = " + std::to_string(i + 1) +
-                       "\nsecret_file = " + (dir_.path() / ("secret." + std::to_string(i + 1))).string() +
+                       "\nsecret_file = " + cluster_secret_file(dir_.path(), i).string() +
                        "\nelection_timeout_ms = " + std::to_string(kElectionMs) +
                        "\nheartbeat_timeout_ms = 50\nraft_bind_address = " + bind_host(i) + "\n";
     for (int j = 0; j < kServers; ++j) {

@@ -37,6 +37,7 @@
 
 #include "cli/cli_runner.h"
 #include "cluster_leader.h"
+#include "cluster_ports.h"
 #include "common/unique_fd.h"
 #include "netsemd_harness.h"
 #include "raft/raft_node.h"
@@ -59,21 +60,8 @@ constexpr int kSessionTimeoutMs = 3000;
 class NetsemdCluster : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::set<std::uint16_t> taken;
-    for (int i = 0; i < kMaxServers; ++i) {
-      for (std::uint16_t* port : {&client_ports_[i], &raft_ports_[i]}) {
-        do {
-          *port = test_support::free_loopback_port();
-        } while (*port == 0 || taken.contains(*port));
-        taken.insert(*port);
-      }
-    }
-    for (int i = 0; i < kMaxServers; ++i) {
-      // Each server's own copy of the secret, readable by its owner only.
-      const auto secret = dir_.path() / ("secret." + std::to_string(i + 1));
-      std::ofstream(secret) << "a-cluster-secret-of-the-test-0123456789\n";
-      ::chmod(secret.c_str(), 0600);
-    }
+    pick_cluster_ports(client_ports_, raft_ports_);
+    write_cluster_secrets(dir_.path(), kMaxServers, "a-cluster-secret-of-the-test-0123456789");
     for (int i = 0; i < kServers; ++i) start(i);
   }
 
@@ -92,7 +80,7 @@ class NetsemdCluster : public ::testing::Test {
         "[semaphores]\nlock = " + std::to_string(limit) +
         "\n"
         "[cluster]\nid = " +
-        std::to_string(i + 1) + "\nsecret_file = " + (dir_.path() / ("secret." + std::to_string(i + 1))).string() +
+        std::to_string(i + 1) + "\nsecret_file = " + cluster_secret_file(dir_.path(), i).string() +
         "\nelection_timeout_ms = 500\nheartbeat_timeout_ms = 50\n";
     for (int j = 0; j < kMaxServers; ++j) {
       // The first three know nothing of the fourth; it knows them, itself,
