@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aio_support import options, run, until, waiters_of
-from waiter_support import raw_waiter
+from aio_support import options, run, until
+from waiter_support import check_the_lease_over_a_freeze_aio
 
 import netsem
 import netsem.aio
@@ -147,33 +146,9 @@ def test_a_frozen_server_that_wakes_grants_no_lost_permit_before_stop_by(
     the socket stays open and silent until stop_by, also when the client is
     closed at the loss (``close_at_loss``)."""
     server = start_netsemd(semaphores="one = 1", server_options=f"session_timeout_ms = {TIMEOUT_MS}")
-    granted: list[float] = []
-    stop = threading.Event()
 
     async def main() -> None:
         client = netsem.aio.Client(options=options(server, local_dir, fallback=netsem.FallbackPolicy("fail")))
-        try:
-            permit = await client.acquire("one")
-            lost_at: list[float] = []
-            permit.on_lost(lambda reason: lost_at.append(time.monotonic()))
-            waiter = raw_waiter(server.port, "one", granted, stop)
-            await until(lambda: waiters_of(client, "one"), 10)
-            frozen_at = time.monotonic()
-            server.signal(signal.SIGSTOP)
-            try:
-                await until(lambda: bool(lost_at), 10)
-                if close_at_loss:
-                    await client.close()
-            finally:
-                server.signal(signal.SIGCONT)
-            assert permit.stop_by is not None
-            assert isinstance(permit.loss_reason, netsem.Unavailable) and "lease" in str(permit.loss_reason)
-            assert lost_at[0] < permit.stop_by <= frozen_at + TIMEOUT_MS * 0.9 / 1000
-            await asyncio.to_thread(waiter.join, 10)
-            assert granted, "the waiter was never granted"
-            assert granted[0] >= permit.stop_by, f"granted {permit.stop_by - granted[0]:.3f} s before stop_by"
-        finally:
-            stop.set()
-            await client.close()
+        await check_the_lease_over_a_freeze_aio(client, server, TIMEOUT_MS / 1000, close_at_loss)
 
     run(main())

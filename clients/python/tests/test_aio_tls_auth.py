@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aio_support import options, run, until, waiters_of
+from aio_support import options, run, until
 from fake_server import FakeServer, Peer
 from tls_support import REFUSALS, TOKENS, Pki, security_for, tls_port
-from waiter_support import raw_waiter
+from waiter_support import check_the_lease_over_a_freeze_aio
 
 import netsem
 import netsem.aio
@@ -89,32 +88,11 @@ def test_the_lease_holds_over_tls(start_netsemd: Any, pki: Pki, local_dir: Path)
     timeout_ms = 2000
     server = start_netsemd(semaphores="one = 1",
                            server_options=pki.server_options() + f"session_timeout_ms = {timeout_ms}\n")
-    granted: list[float] = []
-    stop = threading.Event()
 
     async def main() -> None:
         client = client_of(f"127.0.0.1:{tls_port(server)}", local_dir, pki.client_options(),
                            fallback=netsem.FallbackPolicy("fail"))
-        try:
-            permit = await client.acquire("one")
-            lost_at: list[float] = []
-            permit.on_lost(lambda reason: lost_at.append(time.monotonic()))
-            waiter = raw_waiter(server.port, "one", granted, stop)
-            await until(lambda: waiters_of(client, "one"), 10)
-            frozen_at = time.monotonic()
-            server.signal(signal.SIGSTOP)
-            try:
-                await until(lambda: bool(lost_at), 10)
-            finally:
-                server.signal(signal.SIGCONT)
-            assert isinstance(permit.loss_reason, netsem.Unavailable) and "lease" in str(permit.loss_reason)
-            assert permit.stop_by is not None and permit.stop_by <= frozen_at + timeout_ms * 0.9 / 1000
-            await asyncio.to_thread(waiter.join, 10)
-            assert granted, "the waiter was never granted"
-            assert granted[0] >= permit.stop_by, f"granted {permit.stop_by - granted[0]:.3f} s before stop_by"
-        finally:
-            stop.set()
-            await client.close()
+        await check_the_lease_over_a_freeze_aio(client, server, timeout_ms / 1000)
 
     run(main())
 

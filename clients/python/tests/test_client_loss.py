@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from conftest import client_factory, wait_until
-from waiter_support import raw_waiter
+from waiter_support import check_the_lease_over_a_freeze
 
 from netsem import Client, FallbackPolicy
 from netsem.errors import Denied, NetsemError, Shutdown, Unavailable
@@ -140,31 +140,7 @@ def test_a_frozen_server_loses_the_permit_before_it_can_grant_it_again(start_net
     timeout = 1.5
     server = start_netsemd(semaphores="one = 1", server_options=f"session_timeout_ms = {int(timeout * 1000)}")
     client = clients(server.address, fallback=FallbackPolicy("fail"))
-    permit = client.acquire("one")
-    losses = Losses()
-    permit.on_lost(losses)
-    granted: list[float] = []
-    stop = threading.Event()
-    waiter = raw_waiter(server.port, "one", granted, stop)
-    assert wait_until(lambda: client.get("one").waiters == 1)
-    frozen_at = time.monotonic()
-    server.signal(signal.SIGSTOP)
-    try:
-        assert losses.event.wait(10)
-        if close_at_loss:
-            client.close()
-    finally:
-        server.signal(signal.SIGCONT)
-    reason, lost_at = losses.seen[0]
-    assert isinstance(reason, Unavailable) and "lease" in str(reason)
-    # Lost within T/2 of the last answer (pings every T/6: at most T/6 + T/2 after the freeze).
-    assert lost_at - frozen_at <= timeout / 6 + timeout / 2 + 0.3
-    stop_by = permit.stop_by
-    assert stop_by is not None and lost_at < stop_by <= frozen_at + timeout * 0.9
-    waiter.join(10)
-    stop.set()
-    assert granted, "the waiter was never granted"
-    assert granted[0] >= stop_by, f"granted {stop_by - granted[0]:.3f} s before stop_by"
+    check_the_lease_over_a_freeze(client, server, timeout, close_at_loss)
 
 
 def test_a_refusal_is_no_outage(start_netsemd, clients) -> None:

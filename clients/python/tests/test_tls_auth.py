@@ -27,10 +27,10 @@ import pytest
 from conftest import wait_until
 from fake_server import FakeServer, Peer
 from tls_support import REFUSALS, TOKENS, Pki, security_for, tls_port
-from waiter_support import raw_waiter
+from waiter_support import check_the_lease_over_a_freeze
 
 from netsem import Client, ClientOptions, FallbackPolicy
-from netsem.errors import Denied, InvalidArgument, LimitReached, NetsemError, Unavailable
+from netsem.errors import Denied, InvalidArgument, LimitReached, Unavailable
 
 
 SECURITY = ("tls", "tls_ca", "tls_cert", "tls_key", "tls_server_name", "token", "token_file")
@@ -128,29 +128,7 @@ def test_the_lease_holds_over_tls(start_netsemd: Any, pki: Pki, make: Callable[.
     server = start_netsemd(semaphores="one = 1",
                            server_options=pki.server_options() + f"session_timeout_ms = {int(timeout * 1000)}\n")
     client = make(f"127.0.0.1:{tls_port(server)}", fallback=FallbackPolicy("fail"), **pki.client_options())
-    permit = client.acquire("one")
-    lost = threading.Event()
-    reasons: list[NetsemError] = []
-    permit.on_lost(lambda reason: (reasons.append(reason), lost.set()))
-    granted: list[float] = []
-    stop = threading.Event()
-    waiter = raw_waiter(server.port, "one", granted, stop)
-    try:
-        assert wait_until(lambda: client.get("one").waiters == 1)
-        frozen_at = time.monotonic()
-        server.signal(signal.SIGSTOP)
-        try:
-            assert lost.wait(10)
-        finally:
-            server.signal(signal.SIGCONT)
-        assert isinstance(reasons[0], Unavailable) and "lease" in str(reasons[0])
-        stop_by = permit.stop_by
-        assert stop_by is not None and stop_by <= frozen_at + timeout * 0.9
-        waiter.join(10)
-        assert granted, "the waiter was never granted"
-        assert granted[0] >= stop_by, f"granted {stop_by - granted[0]:.3f} s before stop_by"
-    finally:
-        stop.set()
+    check_the_lease_over_a_freeze(client, server, timeout)
 
 
 # --- tokens ------------------------------------------------------------------------
