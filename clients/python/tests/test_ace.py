@@ -85,6 +85,18 @@ def configured(netsemd, local_dir: Path) -> Iterator[None]:  # type: ignore[no-u
     ace.close()
 
 
+def queue_behind(waiter: ace.NetworkSemaphoreClient, observer: Observer,
+                 **acquire: object) -> tuple[threading.Thread, list[bool]]:
+    """``waiter``'s acquire of "one" (``acquire`` its keywords), in a thread of
+    its own, until ``observer`` sees it queued: the thread, and the list its
+    answer goes to."""
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(waiter.acquire("one", **acquire)))
+    thread.start()
+    assert wait_until(lambda: observer.waiters("one") == 1)
+    return thread, result
+
+
 def test_acquire_and_release_hold_one_permit_on_the_server(configured, observer: Observer) -> None:  # type: ignore[no-untyped-def]
     first = ace.NetworkSemaphoreClient()
     assert first.acquire("one") is True
@@ -125,10 +137,7 @@ def test_a_waiter_is_granted_in_turn_when_the_holder_releases(configured, observ
     holder = ace.NetworkSemaphoreClient()
     assert holder.acquire("one")
     waiter = ace.NetworkSemaphoreClient()
-    result: list[bool] = []
-    thread = threading.Thread(target=lambda: result.append(waiter.acquire("one")))
-    thread.start()
-    assert wait_until(lambda: observer.waiters("one") == 1)
+    thread, result = queue_behind(waiter, observer)
     holder.release()
     thread.join(10)
     assert result == [True]
@@ -148,10 +157,7 @@ def test_a_wait_longer_than_the_request_timeout_stays_on_the_server(netsemd, loc
         holder = ace.NetworkSemaphoreClient(client=netsem_client)
         assert holder.acquire("one")
         waiter = ace.NetworkSemaphoreClient(client=netsem_client)
-        result: list[bool] = []
-        thread = threading.Thread(target=lambda: result.append(waiter.acquire("one", timeout=10)))
-        thread.start()
-        assert wait_until(lambda: observer.waiters("one") == 1)
+        thread, result = queue_behind(waiter, observer, timeout=10)
         time.sleep(1.2)  # four request timeouts of waiting in the queue
         assert observer.waiters("one") == 1 and result == []
         holder.release()
@@ -165,10 +171,7 @@ def test_cancel_request_from_another_thread_ends_a_pending_acquire(configured, o
     holder = ace.NetworkSemaphoreClient()
     assert holder.acquire("one")
     waiter = ace.NetworkSemaphoreClient()
-    result: list[bool] = []
-    thread = threading.Thread(target=lambda: result.append(waiter.acquire("one")))
-    thread.start()
-    assert wait_until(lambda: observer.waiters("one") == 1)
+    thread, result = queue_behind(waiter, observer)
     started = time.monotonic()
     waiter.cancel_request()
     thread.join(10)
@@ -192,10 +195,8 @@ def test_cancel_request_callback_is_polled_while_waiting(configured, observer: O
         return stop.is_set()
 
     waiter = ace.NetworkSemaphoreClient(cancel_request_callback=engine_is_stopping)
-    result: list[bool] = []
-    thread = threading.Thread(target=lambda: result.append(waiter.acquire("one")))
-    thread.start()
-    assert wait_until(lambda: observer.waiters("one") == 1 and len(asked) >= 3)
+    thread, result = queue_behind(waiter, observer)
+    assert wait_until(lambda: len(asked) >= 3)
     assert result == []
     stopped_at = time.monotonic()
     stop.set()
