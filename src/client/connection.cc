@@ -2,7 +2,11 @@
 // thread (the socket plus an eventfd that callers poke when they queue a
 // request or stop the connection). Timers (connect and handshake deadlines,
 // pings, request_timeout, reconnect backoff) are poll timeouts computed from
-// deadlines, so the thread never sleeps past something it must do.
+// deadlines, so the thread never sleeps past something it must do. Here: the
+// rounds of connection attempts (run), the handshake, serving a session
+// (serve, dispatch) and its end; run() hands a resumable session whose
+// connection broke to resume(), in connection_resume.cc with the rest of the
+// resume (RESUME, MINE, LEADER) and the wait for the next round.
 #include "client/connection.h"
 
 #include <fmt/format.h>
@@ -37,10 +41,24 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
+}  // namespace
+
 int millis_until(Clock::time_point deadline) {
   const auto left = std::chrono::ceil<milliseconds>(deadline - Clock::now()).count();
   return static_cast<int>(std::clamp<std::int64_t>(left, 0, 24 * 3600 * 1000));
 }
+
+std::string printable(std::string_view text, std::size_t max) {
+  std::string out(text.substr(0, max));
+  for (char& c : out) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7f) c = '?';
+  }
+  if (text.size() > max) out += "...";
+  return out;
+}
+
+namespace {
 
 // The label travels as one field that protocol 1.1 reads as a name (an
 // invalid one would fail the handshake: BAD_ARG): no spaces (a 1.0 server
@@ -73,18 +91,6 @@ std::int64_t session_timeout_from_stats(std::string_view json) {
   std::int64_t value = 0;
   if (!protocol::parse_stats(json, fields) || !protocol::stats_integer(fields, "session_timeout_ms", value)) return 0;
   return std::max<std::int64_t>(value, 0);
-}
-
-// At most `max` bytes of a peer's line, control bytes shown as '?', for
-// messages and logs.
-std::string printable(std::string_view text, std::size_t max = 100) {
-  std::string out(text.substr(0, max));
-  for (char& c : out) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte < 0x20 || byte == 0x7f) c = '?';
-  }
-  if (text.size() > max) out += "...";
-  return out;
 }
 
 // What a handshake answer other than OK means, in plain words: a refusal
@@ -251,36 +257,6 @@ Reply Connection::wait(Call& call) {
   std::unique_lock lock(call.mutex);
   call.cv.wait(lock, [&] { return call.done; });
   return call.reply;
-}
-
-Connection::NextSession Connection::await_session(std::uint64_t after, std::optional<Clock::time_point> until,
-                                                  const std::function<bool()>& cancelled, std::uint64_t& session) {
-  std::unique_lock lock(mutex_);
-  for (;;) {
-    if (stopping()) return NextSession::kStopped;
-    if (connected_ && session_ > after) {
-      session = session_;
-      return NextSession::kServed;
-    }
-    // A round that failed while session_ was `after` or later began after
-    // that session ended (rounds and sessions follow one another on the I/O
-    // thread), so it tried every server since.
-    if (!connected_ && failed_round_after_ >= after) return NextSession::kNoServer;
-    if (cancelled && cancelled()) return NextSession::kCancelled;
-    if (until) {
-      if (first_round_cv_.wait_until(lock, *until) == std::cv_status::timeout && Clock::now() >= *until) {
-        if (connected_ && session_ > after) continue;
-        return NextSession::kTimedOut;
-      }
-    } else {
-      first_round_cv_.wait(lock);
-    }
-  }
-}
-
-void Connection::wake_waiters() {
-  std::lock_guard lock(mutex_);
-  first_round_cv_.notify_all();
 }
 
 void Connection::register_permit(const std::shared_ptr<client::PermitState>& permit) {
@@ -772,43 +748,6 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
   return true;
 }
 
-std::optional<Endpoint> Connection::leader_to_reach(std::optional<Endpoint> from) const {
-  if (!leader_) return std::nullopt;
-  const std::string& host = leader_->host;
-  if (host.empty() || host == "0.0.0.0" || host == "::") return std::nullopt;
-  // Only as one of the configured servers: LEADER gives the address the
-  // server knows itself by, which a client behind a proxy, a NAT or a TLS
-  // port does not reach the same way (and a single server names itself).
-  // Under TLS it tells the host only: the configured server on that host.
-  std::optional<Endpoint> target;
-  for (const Endpoint& endpoint : servers_) {
-    if (tls_ ? endpoint.host == host : endpoint.to_string() == leader_->to_string()) target = endpoint;
-  }
-  if (!target || (from && target->to_string() == from->to_string())) return std::nullopt;
-  return target;
-}
-
-std::optional<Endpoint> Connection::resume_leader() const {
-  // Plain TCP: the leader as LEADER names it, even if not configured (a
-  // client given one server of a cluster resumes on the others); under TLS
-  // only as a configured server (LEADER names the plain port).
-  if (tls_) return leader_to_reach(std::nullopt);
-  if (!leader_ || leader_->host.empty() || leader_->host == "0.0.0.0" || leader_->host == "::") return std::nullopt;
-  return leader_;
-}
-
-bool Connection::has_other_candidate() const {
-  std::lock_guard lock(mutex_);
-  const std::string& current = counters_.server;
-  for (const Endpoint& endpoint : servers_) {
-    if (endpoint.to_string() != current) return true;
-  }
-  // Configured servers only: a silent connection through a proxy must not
-  // be left for the server's own address behind it.
-  const std::optional<Endpoint> leader = leader_to_reach(std::nullopt);
-  return leader && leader->to_string() != current;
-}
-
 void Connection::quit_and_close(int fd) {
   out_.clear();
   protocol::encode_quit(out_, next_tag());
@@ -816,36 +755,6 @@ void Connection::quit_and_close(int fd) {
   out_.clear();
   ssl_.reset();
   ::close(fd);
-}
-
-bool Connection::session_answer(const protocol::Answer& answer, std::string_view line) {
-  if (!resumable_tag_.empty() && answer.tag == resumable_tag_) {
-    resumable_tag_.clear();
-    // "<session-id> <secret>"
-    const std::string_view rest = answer.rest;
-    const auto space = rest.find(' ');
-    std::uint64_t id = 0;
-    if (answer.type == protocol::AnswerType::kOk && space != std::string_view::npos &&
-        protocol::parse_session_id(rest.substr(0, space), id) && space + 1 < rest.size()) {
-      resume_id_ = id;
-      resume_secret_ = std::string(rest.substr(space + 1));
-    } else {
-      log_debug("the server keeps no session past its connection: {}", printable(line));
-    }
-    return true;
-  }
-  if (!leader_tag_.empty() && answer.tag == leader_tag_) {
-    leader_tag_.clear();
-    if (answer.type == protocol::AnswerType::kOk) {
-      if (Result<Endpoint> leader = Endpoint::parse(answer.rest)) {
-        leader_ = *leader;
-      } else {
-        log_debug("the server names a leader this client cannot read: {}", printable(line));
-      }
-    }
-    return true;
-  }
-  return false;
 }
 
 void Connection::session_began(const Endpoint& endpoint, const protocol::HelloAnswer& hello) {
@@ -872,455 +781,6 @@ void Connection::session_began(const Endpoint& endpoint, const protocol::HelloAn
     first_round_done_ = true;
   }
   first_round_cv_.notify_all();
-}
-
-Connection::Resumed Connection::resume(Endpoint& at, int& fd, const Status& why, const Endpoint* skip) {
-  const auto started = Clock::now();
-  const auto deadline = lease_from_ + session_timeout_ / 2;
-  // The last known leader first, then the configured servers in order (the
-  // same server too: a single server whose connection broke is still up).
-  std::vector<Endpoint> candidates;
-  const auto add = [&](const Endpoint& endpoint) {
-    if (skip != nullptr && skip->to_string() == endpoint.to_string()) return;
-    for (const Endpoint& known : candidates) {
-      if (known.to_string() == endpoint.to_string()) return;
-    }
-    candidates.push_back(endpoint);
-  };
-  // The leader first when it is one of the configured servers; else last
-  // (a client given one server of a cluster resumes on the leader LEADER
-  // named, but a single server behind a proxy is reached through it first).
-  if (const std::optional<Endpoint> leader = leader_to_reach(std::nullopt)) add(*leader);
-  for (const Endpoint& endpoint : servers_) add(endpoint);
-  if (const std::optional<Endpoint> leader = resume_leader()) add(*leader);
-  if (candidates.empty()) return Resumed::kLapsed;
-  // One server only: a refused connection means its process is gone, and
-  // the session with it (a restarted server does not know it).
-  const bool single = candidates.size() == 1;
-  // The calls of the broken connection wait for the resume; bytes not
-  // written are re-sent or settled from MINE.
-  out_.clear();
-  unanswered_.clear();
-  unanswered_head_ = 0;
-  log_debug("resuming session {} after: {}", resume_id_, why.message());
-  milliseconds backoff = options_.reconnect_min;
-  std::string failures;
-  while (!stopping() && Clock::now() < deadline) {
-    for (const Endpoint& candidate : candidates) {
-      for (;;) {
-        if (stopping() || Clock::now() >= deadline) break;
-        attempt_failure_.clear();
-        // Each attempt, connect and TLS handshake included, ends by the
-        // lease's end too: the loss (with its stop_by) must not wait for a
-        // connect_timeout longer than what is left of the lease.
-        const int socket = connect_to(candidate, deadline);
-        if (socket < 0) {
-          failures = fmt::format("{}: {}", candidate.to_string(), attempt_failure_);
-          if (single && connect_errno_ == ECONNREFUSED) {
-            log_warning(
-                "could not resume session {}: {} refused the connection (the server is gone, and the "
-                "session with it)",
-                resume_id_, candidate.to_string());
-            return Resumed::kServerGone;
-          }
-          break;
-        }
-        if (tls_ && !tls_handshake(socket, candidate, deadline)) {
-          ssl_.reset();
-          ::close(socket);
-          failures = fmt::format("{}: {}", candidate.to_string(), attempt_failure_);
-          break;
-        }
-        std::vector<std::string> mine;
-        std::vector<std::string> early;
-        const Resumed outcome = resume_handshake(socket, candidate, deadline, mine, early);
-        if (outcome == Resumed::kResumed) {
-          at = candidate;
-          fd = socket;
-          settle(mine);
-          for (const std::string& line : early) (void)dispatch(line);
-          std::size_t held = 0;
-          {
-            std::lock_guard lock(mutex_);
-            held = permits_.size();
-            counters_.server = candidate.to_string();
-            ++counters_.resumes;
-          }
-          log_info("resumed session {} on {} after {} ms, {} permits kept", resume_id_, candidate.to_string(),
-                   std::chrono::duration_cast<milliseconds>(Clock::now() - started).count(), held);
-          return outcome;
-        }
-        ssl_.reset();
-        ::close(socket);
-        if (outcome == Resumed::kGone) return outcome;
-        if (outcome == Resumed::kBusy) {
-          // Another RESUME of the session is in flight (or the old
-          // connection's AUTH): again, shortly.
-          if (!sleep(std::min<milliseconds>(milliseconds(50), options_.reconnect_max))) break;
-          continue;
-        }
-        failures = fmt::format("{}: {}", candidate.to_string(),
-                               attempt_failure_.empty() ? "no answer to RESUME" : attempt_failure_);
-        break;
-      }
-    }
-    const auto left = std::chrono::ceil<milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0 || !sleep(std::min(backoff, left))) break;
-    backoff = std::min(backoff * 2, options_.reconnect_max);
-  }
-  if (!stopping()) {
-    log_warning("could not resume session {} within its lease ({} ms): {}", resume_id_,
-                std::chrono::duration_cast<milliseconds>(Clock::now() - started).count(),
-                failures.empty() ? "no server answered" : failures);
-  }
-  return Resumed::kLapsed;
-}
-
-Connection::Resumed Connection::resume_handshake(int fd, const Endpoint& endpoint, Clock::time_point lease_end,
-                                                 std::vector<std::string>& mine, std::vector<std::string>& early) {
-  framer_ = protocol::LineFramer();
-  out_.clear();
-  const std::string resume_tag = next_tag();
-  const std::string hello_tag = next_tag();
-  const std::string lease_tag = next_tag();
-  const std::string leader_tag = next_tag();
-  const std::string mine_tag = next_tag();
-  protocol::encode_resume(out_, resume_tag, resume_id_, resume_secret_);
-  protocol::encode_hello(out_, hello_tag, label_);
-  // The resumed session must authenticate again (docs/protocol.md).
-  std::string auth_tag;
-  if (!options_.token.empty()) {
-    auth_tag = next_tag();
-    protocol::encode_auth(out_, auth_tag, options_.token);
-  }
-  protocol::encode_lease(out_, lease_tag);
-  protocol::encode_leader(out_, leader_tag);
-  protocol::encode_mine(out_, mine_tag);
-  const auto sent = Clock::now();
-  const auto deadline = std::min(lease_end, sent + options_.connect_timeout);
-  const std::string server = endpoint.to_string();
-  bool resumed = false;
-  bool hello_done = false;
-  bool lease_done = false;
-  bool leader_done = false;
-  bool mine_done = false;
-  // RESUME was answered OK but the session cannot go on here (HELLO, AUTH or
-  // MINE refused). No QUIT: it would end the session at once and hand its
-  // permits on, while the loss reported below may carry a stop_by at the
-  // lease's end (after `* ERR SHUTDOWN`) and the work under them runs until
-  // then. Only closed, the session keeps its timeout at the server, which
-  // counts from this RESUME, later than that stop_by (and a loss without
-  // one stops the work at once): nobody is granted the permits before the
-  // work under them has stopped.
-  const auto give_up = [&](std::string_view why) {
-    log_warning("could not resume session {} on {}: {}", resume_id_, server, why);
-    out_.clear();
-    return Resumed::kGone;
-  };
-  while (!(resumed && hello_done && lease_done && leader_done && mine_done)) {
-    const int left = millis_until(deadline);
-    if (left == 0) {
-      attempt_failure_ = "no answer to RESUME in time";
-      return Resumed::kNoAnswer;
-    }
-    pollfd fds[2] = {{fd, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0}, {wake_fd_, POLLIN, 0}};
-    if (::poll(fds, 2, left) < 0 && errno != EINTR) return Resumed::kNoAnswer;
-    if (stopping()) {
-      if (resumed) {
-        // The client closes (rule 7): the session, ours again since
-        // RESUME's OK, ends at once rather than at its timeout. Best
-        // effort: what the socket takes now, behind the handshake's lines.
-        protocol::encode_quit(out_, next_tag());
-        (void)flush(fd);
-      }
-      return Resumed::kNoAnswer;
-    }
-    if (fds[1].revents != 0) {
-      std::uint64_t drained = 0;
-      [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &drained, sizeof drained);
-    }
-    if ((fds[0].revents & POLLOUT) != 0 && !flush(fd)) {
-      attempt_failure_ = "write failed";
-      return Resumed::kNoAnswer;
-    }
-    if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
-    std::string why;
-    const ssize_t got = read_available(fd, why);
-    std::string_view line;
-    protocol::LineFramer::Status framed;
-    while ((framed = framer_.next(line)) == protocol::LineFramer::Status::kLine) {
-      protocol::Answer answer;
-      if (!protocol::parse_answer(line, answer)) {
-        attempt_failure_ = "not a netsem answer: " + printable(line);
-        return Resumed::kNoAnswer;
-      }
-      const bool ok = answer.type == protocol::AnswerType::kOk;
-      if (answer.tag == resume_tag) {
-        if (ok) {
-          // "<session-id> <pending>"
-          std::uint64_t id = 0;
-          const auto space = answer.rest.find(' ');
-          if (!protocol::parse_session_id(answer.rest.substr(0, space), id) || id != resume_id_) {
-            return give_up("RESUME answered another session: " + printable(line));
-          }
-          resumed = true;
-          // The server read RESUME: it cannot end the session before T after it.
-          lease_from_ = sent;
-          continue;
-        }
-        if (answer.type == protocol::AnswerType::kError && answer.error == protocol::ErrorCode::kBusy) {
-          log_debug("RESUME of session {} on {}: busy, again shortly", resume_id_, server);
-          return Resumed::kBusy;
-        }
-        if (answer.type == protocol::AnswerType::kError && answer.error == protocol::ErrorCode::kNotFound) {
-          log_warning("could not resume session {} on {}: the session ended ({})", resume_id_, server,
-                      printable(answer.message));
-          return Resumed::kGone;
-        }
-        if (answer.tag == "*") continue;
-        log_warning("could not resume session {} on {}: {}", resume_id_, server, printable(line));
-        return Resumed::kGone;
-      }
-      if (answer.tag == "*") {
-        if (answer.type != protocol::AnswerType::kError) continue;
-        // SHUTDOWN: this server goes away; try the next.
-        attempt_failure_ = printable(line);
-        return Resumed::kNoAnswer;
-      }
-      if (!resumed) {
-        // Behind a failed RESUME: never reached (it returns).
-        continue;
-      }
-      if (answer.tag == hello_tag) {
-        protocol::HelloAnswer hello;
-        if (!ok || !protocol::parse_hello(answer.rest, hello) || hello.session_id != resume_id_) {
-          return give_up("HELLO after RESUME answered " + printable(line));
-        }
-        hello_done = true;
-      } else if (!auth_tag.empty() && answer.tag == auth_tag) {
-        if (!ok &&
-            !(answer.type == protocol::AnswerType::kError && answer.error == protocol::ErrorCode::kUnknownVerb)) {
-          return give_up("the server refused this client's token: " + printable(line));
-        }
-      } else if (answer.tag == lease_tag) {
-        lease_done = true;
-        std::uint64_t value = 0;
-        if (ok && protocol::parse_uint(answer.rest, value) && value > 0 &&
-            value <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-          session_timeout_ = milliseconds(static_cast<std::int64_t>(value));
-          ping_interval_ = milliseconds(std::max<std::uint64_t>(1, value / 6));
-        }
-      } else if (answer.tag == leader_tag) {
-        leader_done = true;
-        if (ok) {
-          if (Result<Endpoint> leader = Endpoint::parse(answer.rest)) leader_ = *leader;
-        }
-      } else if (answer.tag == mine_tag) {
-        if (answer.type == protocol::AnswerType::kItem) {
-          mine.emplace_back(answer.rest);
-        } else if (answer.type == protocol::AnswerType::kEnd) {
-          mine_done = true;
-        } else {
-          return give_up("MINE answered " + printable(line));
-        }
-      } else {
-        // An answer to one of the session's calls (a queued ACQUIRE's grant).
-        early.emplace_back(line);
-      }
-    }
-    if (framed != protocol::LineFramer::Status::kNeedMore) {
-      attempt_failure_ = "an over-long or binary line";
-      return Resumed::kNoAnswer;
-    }
-    framer_.compact();
-    if (got < 0) {
-      attempt_failure_ = why.empty() ? "the server closed the connection" : why;
-      return Resumed::kNoAnswer;
-    }
-  }
-  return Resumed::kResumed;
-}
-
-namespace {
-
-// A call's request as parse_request reads it (the line without its "\n").
-bool parse_call(const Call& call, protocol::Request& request) {
-  protocol::ParseError error;
-  std::string_view line = call.line;
-  if (line.ends_with('\n')) line.remove_suffix(1);
-  return protocol::parse_request(line, request, error) == protocol::ParseStatus::kRequest;
-}
-
-}  // namespace
-
-void Connection::settle(const std::vector<std::string>& mine) {
-  // What the session holds and waits for at the server.
-  struct Held {
-    std::int64_t count = 0;
-    std::uint64_t fence = 0;
-  };
-  std::unordered_map<std::string, Held> held;
-  std::unordered_map<std::string, bool> queued;  // by tag
-  for (const std::string& item : mine) {
-    std::vector<std::string_view> fields;
-    std::string_view rest = item;
-    while (!rest.empty()) {
-      const auto space = rest.find(' ');
-      fields.push_back(rest.substr(0, space));
-      rest = space == std::string_view::npos ? std::string_view() : rest.substr(space + 1);
-    }
-    std::string name;
-    std::int64_t count = 0;
-    std::uint64_t fence = 0;
-    if (fields.size() == 4 && fields[0] == "held" &&
-        protocol::decode_name(fields[1], name) == protocol::ErrorCode::kNone &&
-        protocol::parse_int(fields[2], 1, std::numeric_limits<std::int64_t>::max(), count) &&
-        protocol::parse_uint(fields[3], fence)) {
-      held[name] = {count, fence};
-    } else if (fields.size() == 4 && fields[0] == "queued") {
-      queued[std::string(fields[1])] = true;
-    } else {
-      log_debug("MINE: a row this client does not read: {}", printable(item));
-    }
-  }
-  // What the session held as far as the client knew: the held counts of the
-  // answers read (held_), not the registered permits. A grant is registered
-  // only on its caller's thread, after the host-wide mark (which may wait),
-  // and a permit being released is unregistered before its RELEASE is even
-  // queued: counting permits_ here would take a grant already read for a
-  // rise and hand it to another unanswered ACQUIRE of the name (two permits
-  // in the client for one in the session).
-  std::unordered_map<std::string, std::int64_t> extra;  // MINE's count less the known one, by name
-  for (const auto& [name, row] : held) extra[name] += row.count;
-  for (const auto& [name, count] : held_) extra[name] -= count;
-
-  std::vector<std::shared_ptr<Call>> calls;
-  for (auto& [tag, call] : pending_) calls.push_back(std::move(call));
-  pending_.clear();
-  std::sort(calls.begin(), calls.end(), [](const auto& a, const auto& b) { return a->seq < b->seq; });
-  std::vector<std::shared_ptr<Call>> resend;
-  std::vector<std::pair<std::shared_ptr<Call>, Reply>> done;
-  const auto now = Clock::now();
-  const auto unknown = [&](const std::shared_ptr<Call>& call) {
-    Reply reply;
-    reply.failure = Status(StatusCode::kUnavailable, "outcome unknown: the connection broke before the answer");
-    done.emplace_back(call, std::move(reply));
-  };
-  // ACQUIREs first, then RELEASEs: a count that rose is a grant before it is
-  // a RELEASE that did not happen (either way the counts agree).
-  std::vector<std::pair<std::shared_ptr<Call>, protocol::Request>> releases;
-  for (const auto& call : calls) {
-    protocol::Request request;
-    if (!parse_call(*call, request)) {
-      unknown(call);
-      continue;
-    }
-    switch (request.verb) {
-      case protocol::Verb::kAcquire: {
-        if (queued.contains(call->tag)) {
-          // Still waiting: its answer comes here, under its tag.
-          call->answered = true;
-          call->seq = 0;
-          pending_.emplace(call->tag, call);
-          break;
-        }
-        std::int64_t& surplus = extra[request.name];
-        if (surplus >= request.count) {
-          surplus -= request.count;
-          Reply reply;
-          reply.type = protocol::AnswerType::kOk;
-          reply.rest = std::to_string(held[request.name].fence);
-          done.emplace_back(call, std::move(reply));
-          break;
-        }
-        // Ended without a grant (or never read): again, with what is left
-        // of its timeout.
-        if (request.timeout_ms > 0) {
-          const auto left =
-              milliseconds(request.timeout_ms) - std::chrono::duration_cast<milliseconds>(now - call->sent_at);
-          if (left.count() <= 0) {
-            Reply reply;
-            reply.type = protocol::AnswerType::kTimeout;
-            done.emplace_back(call, std::move(reply));
-            break;
-          }
-          call->line.clear();
-          protocol::encode_acquire(call->line, call->tag, request.name, request.count, left.count());
-        }
-        resend.push_back(call);
-        break;
-      }
-      case protocol::Verb::kRelease:
-        releases.emplace_back(call, std::move(request));
-        break;
-      case protocol::Verb::kGet:
-      case protocol::Verb::kList:
-      case protocol::Verb::kHolders:
-      case protocol::Verb::kWaiters:
-      case protocol::Verb::kSessions:
-      case protocol::Verb::kStats:
-      case protocol::Verb::kPing:
-      case protocol::Verb::kLease:
-      case protocol::Verb::kMine:
-      case protocol::Verb::kLeader:
-        resend.push_back(call);
-        break;
-      default:
-        // POST, WAIT, CREATE, DELETE, KICK, CANCEL...: changed something, or not.
-        unknown(call);
-        break;
-    }
-  }
-  for (auto& [call, request] : releases) {
-    // An unanswered RELEASE is still in held_: it took effect if the count
-    // went down by its count, else it is sent again.
-    std::int64_t& surplus = extra[request.name];
-    if (surplus <= -request.count) {
-      surplus += request.count;
-      Reply reply;
-      reply.type = protocol::AnswerType::kOk;
-      done.emplace_back(call, std::move(reply));
-    } else {
-      resend.push_back(call);
-    }
-  }
-  // From here the session holds what MINE says (the calls sent again have
-  // not taken effect); their answers count from there.
-  held_.clear();
-  for (const auto& [name, row] : held) held_[name] = row.count;
-  // Permits the server no longer holds (the count went down with no RELEASE
-  // to tell why): lost, as many of the name's registered permits as it takes.
-  std::vector<std::shared_ptr<client::PermitState>> lost;
-  {
-    std::lock_guard lock(mutex_);
-    for (auto it = permits_.begin(); it != permits_.end();) {
-      const auto permit = it->second.lock();
-      if (!permit) {
-        ++it;
-        continue;
-      }
-      const auto surplus = extra.find(permit->name);
-      if (surplus == extra.end() || surplus->second >= 0) {
-        ++it;
-        continue;
-      }
-      surplus->second += permit->count;
-      it = permits_.erase(it);
-      lost.push_back(permit);
-    }
-    for (const auto& call : resend) {
-      call->answered = false;
-      call->items.clear();
-    }
-    outbox_.insert(outbox_.begin(), resend.begin(), resend.end());
-  }
-  for (auto& [call, reply] : done) complete(*call, std::move(reply));
-  const Status reason(StatusCode::kUnavailable, "the resumed session no longer holds the permit");
-  for (const auto& permit : lost) {
-    log_warning("session {}: the server no longer holds {} of \"{}\": lost", resume_id_, permit->count,
-                printable(permit->name));
-    permit->mark_lost(reason, std::nullopt);
-  }
 }
 
 Status Connection::serve(int fd) {
@@ -1675,21 +1135,6 @@ Status Connection::dispatch(std::string_view line) {
   if (answer.type == protocol::AnswerType::kOk) count_held(*keep);
   complete(*keep, std::move(reply));
   return Status();
-}
-
-void Connection::count_held(const Call& call) {
-  // Every call's OK passes here: parse only an ACQUIRE's or a RELEASE's.
-  if (call.line.find(" ACQUIRE ") == std::string::npos && call.line.find(" RELEASE ") == std::string::npos) return;
-  protocol::Request request;
-  if (!parse_call(call, request)) return;
-  if (request.verb == protocol::Verb::kAcquire) {
-    held_[request.name] += request.count;
-  } else if (request.verb == protocol::Verb::kRelease) {
-    const auto found = held_.find(request.name);
-    if (found == held_.end()) return;
-    found->second -= request.count;
-    if (found->second <= 0) held_.erase(found);
-  }
 }
 
 void Connection::complete(Call& call, Reply reply) {

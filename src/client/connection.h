@@ -41,7 +41,9 @@
 // on new connections (the last known leader, then the servers in order)
 // until the lease's end; once resumed, the calls of the old connection are
 // settled from MINE (kept, completed, re-sent or failed) and the session
-// goes on, same number, same permits. A refusal ends it as above.
+// goes on, same number, same permits. A refusal ends it as above. The
+// resume, the settling from MINE and the wait for the next round of attempts
+// (await_session) are in connection_resume.cc, the rest in connection.cc.
 //
 // TLS (ClientOptions::tls): after the TCP connect, a TLS handshake bounded
 // by connect_timeout, then HELLO and everything else inside TLS. A
@@ -146,6 +148,13 @@ struct Call {
 // a margin for the stopping itself (a twentieth of it, at most 250 ms).
 std::chrono::steady_clock::time_point lease_stop_by(std::chrono::steady_clock::time_point lease_from,
                                                     std::chrono::milliseconds timeout);
+
+// Shared by connection.cc and connection_resume.cc. The milliseconds from now
+// until `deadline`, as poll() takes them: 0 once it has passed, at most a day.
+int millis_until(std::chrono::steady_clock::time_point deadline);
+// At most `max` bytes of a peer's line, control bytes shown as '?', for
+// messages and logs.
+std::string printable(std::string_view text, std::size_t max = 100);
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
