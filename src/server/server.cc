@@ -11,11 +11,13 @@
 #include <cerrno>
 #include <charconv>
 #include <csignal>
+#include <functional>
 #include <map>
 
 #include <fcntl.h>
 #include <sys/socket.h>
 
+#include "cluster/peer_link.h"
 #include "common/log.h"
 #include "net/descriptors.h"
 #include "net/socket_options.h"
@@ -40,6 +42,7 @@ constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
 constexpr auto kCompactionRetryDelay = std::chrono::seconds(1);
 constexpr auto kJournalRetryDelay = std::chrono::milliseconds(100);
 constexpr std::string_view kLimitLine = "* ERR LIMIT too many connections\n";
+constexpr std::string_view kPeerPrefix = "PEER ";
 
 // A connection refused at accept. It first listens a moment for the dialect:
 // a peer whose first bytes are `acquire:` speaks ACE and is closed without a
@@ -48,10 +51,22 @@ constexpr std::string_view kLimitLine = "* ERR LIMIT too many connections\n";
 // input discarded briefly, so the peer reads the line (or the end of the
 // stream) instead of a reset. The whole life of a Rejection is bounded by
 // kRejectListenTime + kRejectDrainTime, whatever the peer does.
+//
+// With a PeerHandler (a connection over the limit from a cluster member's
+// address), a first line `PEER ...` that arrives within kRejectListenTime
+// is not refused: the socket goes to the handler, as a session hands over a
+// peer link below the limit (a peer link is no session). Any other first
+// bytes are refused like every connection over the limit.
 class Rejection : public std::enable_shared_from_this<Rejection> {
  public:
-  Rejection(asio::ip::tcp::socket socket, std::string line, std::size_t& live)
-      : socket_(std::move(socket)), timer_(socket_.get_executor()), line_(std::move(line)), live_(live) {
+  using PeerHandler = std::function<void(UniqueFd fd, std::string line, std::string rest)>;
+
+  Rejection(asio::ip::tcp::socket socket, std::string line, std::size_t& live, PeerHandler peer = {})
+      : socket_(std::move(socket)),
+        timer_(socket_.get_executor()),
+        line_(std::move(line)),
+        live_(live),
+        peer_(std::move(peer)) {
     ++live_;
   }
   ~Rejection() { --live_; }
@@ -86,7 +101,7 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
   }
   void on_readable() {
     std::error_code error;
-    const std::size_t n = socket_.read_some(asio::buffer(sink_), error);
+    std::size_t n = socket_.read_some(asio::buffer(sink_), error);
     if (error == asio::error::would_block || error == asio::error::try_again) {
       wait_readable();
       return;
@@ -99,6 +114,24 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
       close();
       return;
     }
+    if (listening_ && peer_) {
+      // Everything is kept while it may still be a peer's hello (at most
+      // kMaxPeerHelloBytes and one read more).
+      first_bytes_.append(sink_.data(), n);
+      const std::size_t known = std::min(first_bytes_.size(), kPeerPrefix.size());
+      if (first_bytes_.compare(0, known, kPeerPrefix, 0, known) == 0) {
+        const std::size_t newline = first_bytes_.find('\n');
+        if (newline != std::string::npos || first_bytes_.size() > cluster::kMaxPeerHelloBytes + 1) {
+          hand_over(std::min(newline, first_bytes_.size()));
+          return;
+        }
+        wait_readable();
+        return;
+      }
+      peer_ = nullptr;  // a client's first bytes: the dialect decides below
+      first_bytes_.resize(std::min(first_bytes_.size(), protocol::kAcePrefix.size()));
+      n = 0;
+    }
     if (listening_) {
       const std::size_t wanted = protocol::kAcePrefix.size() - first_bytes_.size();
       first_bytes_.append(sink_.data(), std::min(n, wanted));
@@ -106,6 +139,20 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
       if (dialect != protocol::Dialect::kUndecided) refuse(dialect == protocol::Dialect::kV1);
     }
     wait_readable();
+  }
+  // The first line (or more than any hello: the cluster refuses it) and
+  // what came after it go to the peer handler with the socket.
+  void hand_over(std::size_t end) {
+    listening_ = false;
+    timer_.cancel();
+    std::string line = first_bytes_.substr(0, end);
+    std::string rest = end < first_bytes_.size() ? first_bytes_.substr(end + 1) : std::string();
+    first_bytes_ = std::string();
+    std::error_code error;
+    UniqueFd fd(socket_.release(error));
+    if (error) return;  // the socket closes with the Rejection
+    PeerHandler peer = std::move(peer_);
+    peer(std::move(fd), std::move(line), std::move(rest));
   }
   // Ends the listening: the `*` line if `tell`, then the sending side shut
   // and input discarded until the drain time is up.
@@ -127,7 +174,8 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
   asio::steady_timer timer_;
   const std::string line_;
   std::size_t& live_;
-  std::string first_bytes_;  // at most the length of `acquire:`
+  PeerHandler peer_;         // while the first bytes may be a peer's hello
+  std::string first_bytes_;  // at most the length of `acquire:` (of a hello while peer_)
   bool listening_ = true;
   std::uint32_t phase_ = 0;
   std::array<char, 512> sink_{};
@@ -462,16 +510,25 @@ Status Server::plan_connections() {
   }
   // And the TLS handshakes' (tls_listener.h), which are not sessions yet.
   const std::size_t kept_for_tls = tls_ ? TlsListener::kMaxHandshakes : 0;
-  auto plan = plan_descriptors(*nofile, *open_now, config_.max_connections, kept_for_http + kept_for_tls);
+  // And, in a cluster, the peer links: at most one from each other member
+  // (a newer link from a server ends its older one), plus one connection
+  // per other member being read to its first line while the sessions are at
+  // their limit (probe_peer): the links never take a session's descriptor.
+  const std::size_t others = cluster_ && !config_.cluster.servers.empty() ? config_.cluster.servers.size() - 1 : 0;
+  peer_probe_slots_ = others;
+  const std::size_t kept_for_peers = 2 * others;
+  auto plan =
+      plan_descriptors(*nofile, *open_now, config_.max_connections, kept_for_http + kept_for_tls + kept_for_peers);
   if (!plan) return plan.status();
   connection_limit_ = plan->sessions;
   max_rejecting_ = plan->rejecting;
   if (plan->limited) {
     spdlog::warn(
         "max_connections ({}) is above what the descriptor limit allows (RLIMIT_NOFILE {}, {} open, {} kept for "
-        "netsemd's own files, {} for HTTP connections, {} for refusals): at most {} sessions; raise the limit "
-        "(ulimit -n, LimitNOFILE=) to serve more",
-        config_.max_connections, *nofile, *open_now, kOwnFilesReserve, kept_for_http, plan->rejecting, plan->sessions);
+        "netsemd's own files, {} for HTTP connections, {} for peer links, {} for refusals): at most {} sessions; "
+        "raise the limit (ulimit -n, LimitNOFILE=) to serve more",
+        config_.max_connections, *nofile, *open_now, kOwnFilesReserve, kept_for_http, kept_for_peers, plan->rejecting,
+        plan->sessions);
   }
   return Status::ok();
 }
@@ -565,6 +622,20 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
     return;
   }
   if (sessions_.size() >= connection_limit_) {
+    // A cluster member's peer link is no session and must not be refused for
+    // the clients' limit (its server's clients would go unanswered): a
+    // connection from a member's address is read to its first line, in one
+    // of the slots kept for that, before it is refused.
+    if (cluster_ && probing_peers_ < peer_probe_slots_) {
+      const auto address_bytes = address.is_v6()
+                                     ? address.to_v6().to_bytes()
+                                     : asio::ip::make_address_v6(asio::ip::v4_mapped, address.to_v4()).to_bytes();
+      if (cluster_->is_peer_host(address_bytes)) {
+        configure_session_socket(socket, config_.session_timeout_ms);
+        probe_peer(std::move(socket), address_bytes, peer);
+        return;
+      }
+    }
     ++counters_.limited_total;
     if (connection_limit_ == config_.max_connections) {
       peer_logs_.log(peer_logs_.refused, "refused connection from {}: max_connections ({}) reached", peer,
@@ -585,6 +656,17 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
     return;
   }
   begin_session(std::move(fd), address, peer, nullptr, {});
+}
+
+void Server::probe_peer(asio::ip::tcp::socket socket, const std::array<std::uint8_t, 16>& address,
+                        const std::string& peer) {
+  std::make_shared<Rejection>(std::move(socket), std::string(kLimitLine), probing_peers_,
+                              [this, address, peer](UniqueFd fd, std::string line, std::string rest) {
+                                spdlog::debug("connection from {} over max_connections: a peer link", peer);
+                                hand_over_peer_link(std::move(fd), address, line, std::move(rest));
+                                end_turn();
+                              })
+      ->start();
 }
 
 void Server::begin_session(UniqueFd fd, const asio::ip::address& address, const std::string& peer, SslPtr ssl,

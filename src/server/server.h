@@ -159,6 +159,9 @@ class Server final : private JournalProgress, public SessionHost {
   void begin_session(UniqueFd fd, const asio::ip::address& address, const std::string& peer, SslPtr ssl,
                      std::string tls_subject);
   void reject(asio::ip::tcp::socket socket, std::string line);
+  // A connection from a cluster member's address while the sessions are at
+  // their limit: a peer link is handed over, anything else told LIMIT.
+  void probe_peer(asio::ip::tcp::socket socket, const std::array<std::uint8_t, 16>& address, const std::string& peer);
   void wait_signals();
   void arm_deadline_timer();
   void on_deadline();
@@ -255,6 +258,12 @@ class Server final : private JournalProgress, public SessionHost {
   // What the descriptors allow (see descriptors.h); set by start().
   std::size_t connection_limit_ = 0;
   std::size_t max_rejecting_ = 0;
+  // Connections from members' addresses over the limit being read to their
+  // first line, and the most at once: one per other member (plan_connections
+  // keeps their descriptors, and those of the peer links, out of the
+  // sessions').
+  std::size_t probing_peers_ = 0;
+  std::size_t peer_probe_slots_ = 0;
   UniqueFd spare_fd_;  // given up at EMFILE to refuse one peer
   ServerCounters counters_;
   std::chrono::steady_clock::time_point started_;

@@ -8,7 +8,9 @@
 // a forged peer link refused; the cluster figures of STATS and /metrics;
 // sessions that outlive their connection (proposed 1.2: RESUMABLE, RESUME
 // on another server, MINE, LEADER);
-// a fourth server added at run time (CLUSTER ADD), one removed.
+// a fourth server added at run time (CLUSTER ADD), one removed; a leader at
+// max_connections that still takes a restarted follower's peer link.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/mount.h>
@@ -34,6 +36,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "cli/cli_runner.h"
 #include "cluster_leader.h"
@@ -384,6 +387,85 @@ TEST_F(NetsemdCluster, APeerLineWithTheWrongSecretIsRefused) {
   auto client = connect(lead);
   ASSERT_TRUE(client != nullptr);
   EXPECT_EQ(client->request("p PING", 5s), "p PONG");
+}
+
+// A few sessions at most: a leader whose sessions are all taken must still
+// take its followers' peer links (docs/configuration.md, max_connections),
+// or every client of a follower whose link is opened again goes unanswered.
+constexpr int kFewConnections = 4;
+
+class NetsemdClusterFewConnections : public NetsemdCluster {
+ protected:
+  void SetUp() override {
+    // A long timeout: the leader's idle sessions stay open throughout.
+    extra_server_config_ = "session_timeout_ms = 30000\nmax_connections = " + std::to_string(kFewConnections) + "\n";
+    NetsemdCluster::SetUp();
+  }
+
+  // What the server at `to` answers first to `line` sent from the address
+  // `from` (another server's, so that the connection may be a peer link):
+  // the first line, "" when none comes within 5 s.
+  std::string first_answer_from(const std::string& from, int to, const std::string& line) const {
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd.valid()) return "";
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    ::inet_pton(AF_INET, from.c_str(), &local.sin_addr);
+    sockaddr_in remote{};
+    remote.sin_family = AF_INET;
+    remote.sin_port = htons(client_ports_[to]);
+    ::inet_pton(AF_INET, host(to).c_str(), &remote.sin_addr);
+    const timeval timeout{5, 0};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&local), sizeof local) != 0 ||
+        ::connect(fd.get(), reinterpret_cast<sockaddr*>(&remote), sizeof remote) != 0) {
+      return "";
+    }
+    const std::string sent = line + "\n";
+    if (::send(fd.get(), sent.data(), sent.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(sent.size())) return "";
+    std::string got;
+    char c = 0;
+    while (::recv(fd.get(), &c, 1, 0) == 1 && c != '\n') got += c;
+    return got;
+  }
+};
+
+TEST_F(NetsemdClusterFewConnections, ALeaderAtMaxConnectionsStillTakesARestartedFollowersPeerLink) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int follower = (lead + 1) % kServers;
+  const int other = (lead + 2) % kServers;
+  // Every session the leader takes, each answered.
+  std::vector<std::unique_ptr<Client>> pool;
+  for (int i = 0; i < kFewConnections; ++i) {
+    pool.push_back(connect(lead));
+    ASSERT_TRUE(pool.back() != nullptr);
+    ASSERT_EQ(pool.back()->request("p PING", 10s), "p PONG") << logs();
+  }
+  // A client over the limit is refused, from a server's address too.
+  auto over = connect(lead);
+  ASSERT_TRUE(over != nullptr);
+  EXPECT_EQ(over->request("p PING", 5s), "* ERR LIMIT too many connections") << logs();
+  EXPECT_EQ(first_answer_from(host(other), lead, "p PING"), "* ERR LIMIT too many connections") << logs();
+
+  // The follower restarts: its peer link to the leader is opened again,
+  // while the leader is full.
+  servers_[follower]->send_signal(SIGKILL);
+  ASSERT_TRUE(servers_[follower]->wait_exit(5s).has_value());
+  servers_[follower].reset();
+  start(follower);
+  auto client = connect(follower);
+  ASSERT_TRUE(client != nullptr);
+  // Its client's session and ACQUIRE go to the leader over that link.
+  const std::string granted = client->request(req::acquire("a", "lock", 1, 20000), 15s);
+  EXPECT_EQ(granted.rfind("a OK ", 0), 0u) << granted << "\n" << logs();
+  EXPECT_EQ(client->request("p PING", 10s), "p PONG") << logs();
+  EXPECT_TRUE(servers_[lead]->wait_for_log("over max_connections: a peer link", 1s)) << logs();
+  // The leader's own sessions are served as before, and it is still full.
+  for (const auto& session : pool) EXPECT_EQ(session->request("p PING", 10s), "p PONG") << logs();
+  auto still_over = connect(lead);
+  ASSERT_TRUE(still_over != nullptr);
+  EXPECT_EQ(still_over->request("p PING", 5s), "* ERR LIMIT too many connections") << logs();
 }
 
 // STATS of a server in a cluster: no journal fields, a `cluster` object
