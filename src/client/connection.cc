@@ -60,6 +60,18 @@ std::string printable(std::string_view text, std::size_t max) {
 
 namespace {
 
+// The errors by which a socket call fails for want of this process's (or
+// host's) own descriptors or memory: they say nothing about the server.
+bool local_errno(int error) {
+  return error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM;
+}
+
+std::string_view local_shortage(int error) {
+  if (error == EMFILE) return "this process is out of file descriptors";
+  if (error == ENFILE) return "this host is out of file descriptors";
+  return "this host is out of memory for sockets";
+}
+
 // The label travels as one field that protocol 1.1 reads as a name (an
 // invalid one would fail the handshake: BAD_ARG): no spaces (a 1.0 server
 // shows the label as sent, so "%20" would read badly), no control bytes, no
@@ -308,6 +320,7 @@ void Connection::run() {
     Clock::time_point served_since{};
     std::string failures;
     Status refusal;  // the round's first refusal: a server answered no
+    attempt_local_ = Status();
     for (const Endpoint& endpoint : servers_) {
       if (stopping()) break;
       attempt_failure_.clear();
@@ -439,14 +452,28 @@ void Connection::run() {
     if (settled) {
       backoff = options_.reconnect_min;
     } else if (!served) {
+      bool was_local = false;  // the last round failed alike: said already
       {
         std::lock_guard lock(mutex_);
+        was_local = refused_.code() == StatusCode::kIoError;
         counters_.unreachable = failures;
         // A refusal is an answer: no fallback, whatever the other servers did.
-        refused_ = refusal;
+        // Nor when this process could not try a server for want of its own
+        // descriptors or memory: the servers may be up and holding, and its
+        // calls fail with that until a round gets through.
+        refused_ = refusal.is_ok() && !attempt_local_.is_ok()
+                       ? Status(StatusCode::kIoError,
+                                attempt_local_.message() +
+                                    "; not an outage, so no fallback: the client tries the servers again")
+                       : refusal;
         failed_round_after_ = session_;
       }
-      if (refusal.is_ok()) enter_fallback(Status(StatusCode::kUnavailable, "no server answered (" + failures + ")"));
+      if (refusal.is_ok() && !attempt_local_.is_ok()) {
+        client::log(was_local ? LogLevel::kDebug : LogLevel::kWarning, "{}; no fallback, the client tries again",
+                    attempt_local_.message());
+      } else if (refusal.is_ok()) {
+        enter_fallback(Status(StatusCode::kUnavailable, "no server answered (" + failures + ")"));
+      }
     }
     {
       std::lock_guard lock(mutex_);
@@ -502,14 +529,25 @@ int Connection::connect_to(const Endpoint& endpoint, std::optional<Clock::time_p
       endpoint.host, endpoint.port, deadline, wake_fd_, [this] { return stopping(); }, lookup_);
   if (!resolution.addresses) {
     log_debug("{}: {}", endpoint.to_string(), resolution.error);
-    attempt_failure_ = resolution.error;
+    if (resolution.local) {
+      local_failure(endpoint, resolution.error);
+    } else {
+      attempt_failure_ = resolution.error;
+    }
     return -1;
   }
   for (const addrinfo* address = resolution.addresses.get(); address != nullptr && !stopping();
        address = address->ai_next) {
     const int fd =
         ::socket(address->ai_family, address->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, address->ai_protocol);
-    if (fd < 0) continue;
+    if (fd < 0) {
+      // Out of descriptors or memory is this process's state, not the
+      // server's (an address family this host lacks is skipped).
+      if (const int error = errno; local_errno(error)) {
+        local_failure(endpoint, fmt::format("{} (socket: {})", local_shortage(error), std::strerror(error)));
+      }
+      continue;
+    }
     int error = ::connect(fd, address->ai_addr, address->ai_addrlen) == 0 ? 0 : errno;
     // Non-blocking connect bounded by our deadline, never the kernel's minutes.
     while (error == EINPROGRESS) {
@@ -535,9 +573,13 @@ int Connection::connect_to(const Endpoint& endpoint, std::optional<Clock::time_p
     }
     connect_errno_ = error;
     log_debug("connect to {} failed: {}", endpoint.to_string(), std::strerror(error));
-    attempt_failure_ = error == ETIMEDOUT
-                           ? fmt::format("no connection within {} ms", std::max<std::int64_t>(0, bound.count()))
-                           : std::strerror(error);
+    if (local_errno(error)) {
+      local_failure(endpoint, fmt::format("{} (connect: {})", local_shortage(error), std::strerror(error)));
+    } else {
+      attempt_failure_ = error == ETIMEDOUT
+                             ? fmt::format("no connection within {} ms", std::max<std::int64_t>(0, bound.count()))
+                             : std::strerror(error);
+    }
     ::close(fd);
     if (millis_until(deadline) == 0) break;
   }
@@ -625,9 +667,21 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
     const int left = millis_until(deadline);
     if (left == 0) return refuse("no answer to HELLO in time");
     pollfd fds[2] = {{fd, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0}, {wake_fd_, POLLIN, 0}};
-    if (::poll(fds, 2, left) < 0 && errno != EINTR) return false;
+    if (::poll(fds, 2, left) < 0 && errno != EINTR) {
+      const int error = errno;
+      if (local_errno(error)) {
+        local_failure(endpoint, fmt::format("{} (poll: {})", local_shortage(error), std::strerror(error)));
+      } else {
+        attempt_failure_ = std::string("poll: ") + std::strerror(error);
+      }
+      return false;
+    }
     if (stopping()) return false;
     if ((fds[0].revents & POLLOUT) != 0 && !flush(fd)) {
+      if (const int error = errno; !ssl_ && local_errno(error)) {
+        local_failure(endpoint, fmt::format("{} (write: {})", local_shortage(error), std::strerror(error)));
+        return false;
+      }
       // A TLS server that refused our certificate has said why in an alert
       // before it closed: read it.
       std::string why;
@@ -950,7 +1004,8 @@ bool Connection::tls_handshake(int fd, const Endpoint& endpoint, std::optional<C
   // Files renewed on disk since the last connect are read now.
   ssl_ = tls_->current()->open(fd, endpoint.host);
   if (!ssl_) {
-    attempt_failure_ = "TLS: " + tls_failure(nullptr, "cannot make a connection");
+    // Only allocations fail there: this process is out of memory.
+    local_failure(endpoint, "TLS: " + tls_failure(nullptr, "cannot make a connection"));
     return false;
   }
   auto deadline = Clock::now() + options_.connect_timeout;
@@ -978,6 +1033,11 @@ bool Connection::tls_handshake(int fd, const Endpoint& endpoint, std::optional<C
       client::log(quiet ? LogLevel::kDebug : LogLevel::kWarning, "{}", refusal.message());
       attempt_failure_ = refusal.message();
       attempt_refusal_ = std::move(refusal);
+      return false;
+    } else if (error == SSL_ERROR_SYSCALL && local_errno(errno)) {
+      const int saved = errno;
+      ERR_clear_error();
+      local_failure(endpoint, fmt::format("{} (TLS handshake: {})", local_shortage(saved), std::strerror(saved)));
       return false;
     } else {
       // Closed or reset during the handshake: as a closed port.
@@ -1008,6 +1068,15 @@ bool Connection::tls_handshake(int fd, const Endpoint& endpoint, std::optional<C
       if (ready > 0 && fds[0].revents != 0) break;
     }
   }
+}
+
+void Connection::local_failure(const Endpoint& endpoint, std::string what) {
+  log_debug("{}: {}", endpoint.to_string(), what);
+  if (attempt_local_.is_ok()) {
+    attempt_local_ =
+        Status(StatusCode::kIoError, fmt::format("cannot connect to server {}: {}", endpoint.to_string(), what));
+  }
+  attempt_failure_ = std::move(what);
 }
 
 Status Connection::tls_refusal(const Endpoint& endpoint, const std::string& why) const {

@@ -273,6 +273,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Bounded like connect_to.
   bool tls_handshake(int fd, const Endpoint& endpoint,
                      std::optional<std::chrono::steady_clock::time_point> until = std::nullopt);
+  // An attempt failed on this process's resources, not the server's: `what`
+  // into attempt_failure_, and into attempt_local_ if the round has none yet.
+  void local_failure(const Endpoint& endpoint, std::string what);
   // The refusal a failed TLS handshake or first read means (kDenied).
   Status tls_refusal(const Endpoint& endpoint, const std::string& why) const;
   // Reads what the socket (through ssl_ when TLS) has into framer_: >0
@@ -377,6 +380,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Status attempt_refusal_;       // the last handshake's refusal, if the server answered with one
   SslPtr ssl_;                   // the TLS connection of the current socket, if TLS
   bool tls_failed_ = false;      // the last read ended on a TLS error (an alert), not on the socket
+  // The round's first attempt that failed for want of this process's own
+  // resources (descriptors, memory): no word on the servers, so no fallback.
+  Status attempt_local_;
   protocol::LineFramer framer_;
   std::string out_;
   std::unordered_map<std::string, std::shared_ptr<Call>> pending_;

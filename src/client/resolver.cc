@@ -43,6 +43,12 @@ std::string lookup_error(int rc, int error) {
   return std::string("cannot resolve: ") + ::gai_strerror(rc);
 }
 
+// A lookup that failed for want of this process's own resources.
+bool local_failure(int rc, int error) {
+  return rc == EAI_MEMORY || (rc == EAI_SYSTEM && (error == EMFILE || error == ENFILE || error == ENOBUFS ||
+                                                   error == ENOMEM || error == EAGAIN));
+}
+
 }  // namespace
 
 LookupFunction system_lookup() {
@@ -65,6 +71,7 @@ Resolution resolve(const std::string& host, std::uint16_t port, Clock::time_poin
   }
   if (rc != EAI_NONAME) {
     resolution.error = lookup_error(rc, errno);
+    resolution.local = local_failure(rc, errno);
     return resolution;
   }
 
@@ -72,6 +79,7 @@ Resolution resolve(const std::string& host, std::uint16_t port, Clock::time_poin
   auto shared = std::make_shared<Lookup>();
   if (shared->done_fd < 0) {
     resolution.error = std::string("cannot resolve: eventfd: ") + std::strerror(errno);
+    resolution.local = true;  // EMFILE, ENFILE, ENOMEM: eventfd fails for nothing else here
     return resolution;
   }
   try {
@@ -91,6 +99,7 @@ Resolution resolve(const std::string& host, std::uint16_t port, Clock::time_poin
     }).detach();
   } catch (const std::system_error& error) {
     resolution.error = std::string("cannot resolve: no thread for the lookup: ") + error.what();
+    resolution.local = true;
     return resolution;
   }
 
@@ -102,6 +111,7 @@ Resolution resolve(const std::string& host, std::uint16_t port, Clock::time_poin
           resolution.addresses = std::move(shared->addresses);
         } else {
           resolution.error = lookup_error(shared->rc, shared->error);
+          resolution.local = local_failure(shared->rc, shared->error);
         }
         return resolution;
       }

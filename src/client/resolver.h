@@ -31,6 +31,9 @@ using AddressList = std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)>;
 struct Resolution {
   AddressList addresses{nullptr, &::freeaddrinfo};  // empty on failure
   std::string error;                                // why there are none
+  // The failure was this process's own (out of descriptors, memory or
+  // threads), not the name's: it says nothing about the server.
+  bool local = false;
 };
 
 // Resolves `host` and `port` into stream-socket addresses. A numeric address

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import logging
 import os
 import socket
@@ -55,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from netsem import _protocol as proto
 from netsem import _resume
 from netsem import _tls
-from netsem.errors import NetsemError, ProtocolError, Shutdown, Unavailable
+from netsem.errors import IoError, NetsemError, ProtocolError, Shutdown, Unavailable
 
 if TYPE_CHECKING:
     from netsem._options import ClientOptions
@@ -354,6 +355,9 @@ class Connection:
                 lived = 0.0  # how long the round's session lasted
                 failures: list[str] = []
                 refusal: NetsemError | None = None  # the round's first: a server answered no
+                # The round's first attempt that failed for want of this
+                # process's own descriptors or memory: no word on the servers.
+                local: IoError | None = None
                 for host, port in self._endpoints:
                     server = proto.endpoint_text(host, port)
                     opened = await self._attempt(host, port, server)
@@ -361,6 +365,8 @@ class Connection:
                         failures.append(f"{server}: {opened.why}")
                         if refusal is None:
                             refusal = opened.refusal
+                        if local is None:
+                            local = opened.local
                         continue
                     reader, writer, hello = opened
                     followed = await self._follow_leader(writer, host, port)
@@ -422,9 +428,18 @@ class Connection:
                     backoff = self._options.reconnect_min
                 if not served:
                     self.unreachable = "; ".join(failures)
+                    was_local = isinstance(self.refused, IoError)  # the last round said it already
                     # A refusal is an answer: no fallback, whatever the others did.
                     self.refused = refusal
-                    if refusal is None:
+                    if refusal is None and local is not None:
+                        # Nor is a round this process could not make for want of
+                        # its own descriptors or memory: the servers may be up
+                        # and holding; calls fail with that until one gets through.
+                        self.refused = IoError(f"{local}; not an outage, so no fallback: the client tries the "
+                                               "servers again")
+                        log.log(logging.DEBUG if was_local else logging.WARNING,
+                                "%s; no fallback, the client tries again", local)
+                    elif refusal is None:
                         self._enter_fallback(Unavailable(f"no server answered ({self.unreachable})"))
                     self._empty_rounds += 1
                     self.wake_waiters()
@@ -465,7 +480,8 @@ class Connection:
             if isinstance(error, socket.gaierror):
                 why = f"cannot resolve: {why}"
             log.debug("connect to %s failed: %s", server, why)
-            return _Failure(why)
+            return _local_failure(server, error, "socket" if error.errno in (errno.EMFILE, errno.ENFILE) else
+                                  "connect") or _Failure(why)
         if self._tls is not None:
             failure = await self._tls_handshake(writer, host, server)
             if failure is not None:
@@ -496,6 +512,8 @@ class Connection:
         except (OSError, ValueError) as error:
             if _tls.is_refusal(error):
                 return self._refused(_tls.refusal(server, error))
+            if isinstance(error, OSError) and (failure := _local_failure(server, error, "TLS handshake")):
+                return failure
             if isinstance(error, OSError) and error.errno:
                 return _Failure(f"TLS handshake: {_os_error_text(error)}")
             return _Failure("TLS handshake: the server closed the connection")
@@ -1164,6 +1182,16 @@ class Connection:
 class _Failure:
     why: str
     refusal: NetsemError | None = None
+    local: IoError | None = None  # failed for want of this process's descriptors or memory
+
+
+def _local_failure(server: str, error: OSError, call: str) -> _Failure | None:
+    """The attempt's failure when ``error`` is this process's shortage of
+    descriptors or memory (no word on the server), else None."""
+    shortage = proto.local_shortage(error, call)
+    if shortage is None:
+        return None
+    return _Failure(shortage, local=IoError(f"cannot connect to server {server}: {shortage}"))
 
 
 _Opened = tuple[asyncio.StreamReader, asyncio.StreamWriter, proto.Hello]

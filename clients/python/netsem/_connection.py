@@ -25,7 +25,8 @@ backoff. While it has no session ``send()`` returns None, and then either no
 server could be reached (the client is "in fallback") or a server answered
 but refused the session (DENIED, AUTH, LIMIT, a protocol it does not speak):
 ``refusal()`` says why, and the Client raises it instead of falling back,
-since a server that answers is not an outage.
+since a server that answers is not an outage; nor is a round this process
+could not make for want of its own descriptors or memory (IoError).
 
 A session is numbered: a Call and a remote permit belong to the session that
 sent or granted them, and a request tied to an old session is refused rather
@@ -54,7 +55,7 @@ from netsem import _protocol as proto
 from netsem import _resume
 from netsem import _tls
 from netsem._options import ClientOptions
-from netsem.errors import NetsemError, ProtocolError, Shutdown, Unavailable
+from netsem.errors import IoError, NetsemError, ProtocolError, Shutdown, Unavailable
 
 log = logging.getLogger("netsem")
 
@@ -193,6 +194,9 @@ class Connection:
         self._attempt_failure = ""
         self._attempt_refusal: NetsemError | None = None
         self._attempt_refused = False  # the last connect was refused (ECONNREFUSED)
+        # The round's first attempt that failed for want of this process's own
+        # descriptors or memory: no word on the servers, so no fallback.
+        self._attempt_local: IoError | None = None
         # Resuming (docs/client.md, "Sessions that outlive their connection"):
         # the session's id and secret (RESUMABLE), the leader's address
         # (LEADER), what the session holds by its answers, and whether the
@@ -411,6 +415,7 @@ class Connection:
             lived = 0.0  # how long the round's session lasted
             failures: list[str] = []
             refusal: NetsemError | None = None  # the round's first refusal: a server answered no
+            self._attempt_local = None
             for host, port in self._servers:
                 if self._stopping.is_set():
                     break
@@ -478,12 +483,23 @@ class Connection:
             if self._stopping.is_set():
                 break
             if not served:
+                local = self._attempt_local if refusal is None else None
                 with self._lock:
+                    was_local = isinstance(self._refused, IoError)  # the last round said it already
                     self._counters.unreachable = "; ".join(failures)
                     # A refusal is an answer: no fallback, whatever the other servers did.
+                    # Nor when this process could not try a server for want of its
+                    # own descriptors or memory: the servers may be up and holding,
+                    # and its calls fail with that until a round gets through.
                     self._refused = refusal
+                    if local is not None:
+                        self._refused = IoError(f"{local}; not an outage, so no fallback: the client tries the "
+                                                "servers again")
                     self._empty_rounds += 1
-                if refusal is None:
+                if local is not None:
+                    log.log(logging.DEBUG if was_local else logging.WARNING, "%s; no fallback, the client tries again",
+                            local)
+                elif refusal is None:
                     self._enter_fallback(Unavailable(f"no server answered ({'; '.join(failures)})"))
             with self._first_round:
                 self._first_round_done = True
@@ -509,16 +525,26 @@ class Connection:
         or by ``timeout`` when given."""
         timeout = self._options.connect_timeout if timeout is None else max(0.001, timeout)
         deadline = time.monotonic() + timeout
+        server = proto.endpoint_text(host, port)
         try:
             addresses = _lookup(host, port, timeout)
         except OSError as error:
             self._attempt_failure = error.strerror or str(error)
+            if (shortage := proto.local_shortage(error, "getaddrinfo")) is not None:
+                self._local_failure(server, shortage)
             return None
         for family, kind, protocol, _, address in addresses:
             left = deadline - time.monotonic()
             if left <= 0 or self._stopping.is_set():
                 break
-            sock = socket.socket(family, kind, protocol)
+            try:
+                sock = socket.socket(family, kind, protocol)
+            except OSError as error:
+                # Out of descriptors or memory is this process's state, not the
+                # server's (an address family this host lacks is skipped).
+                if (shortage := proto.local_shortage(error, "socket")) is not None:
+                    self._local_failure(server, shortage)
+                continue
             try:
                 sock.settimeout(left)
                 sock.connect(address)
@@ -530,6 +556,8 @@ class Connection:
             except OSError as error:
                 self._attempt_failure = error.strerror or str(error)
                 self._attempt_refused = error.errno == errno.ECONNREFUSED
+                if (shortage := proto.local_shortage(error, "connect")) is not None:
+                    self._local_failure(server, shortage)
             sock.close()
             log.debug("connect to %s failed: %s", proto.endpoint_text(host, port), self._attempt_failure)
         if not self._attempt_failure:
@@ -550,11 +578,16 @@ class Connection:
         except (OSError, ValueError) as error:
             sock.close()
             self._attempt_failure = f"TLS: {error}"
+            if isinstance(error, OSError) and (shortage := proto.local_shortage(error, "TLS")) is not None:
+                self._local_failure(server, shortage)
             return None
         deadline = time.monotonic() + self._options.connect_timeout
         if limit is not None:
             deadline = min(deadline, limit)  # a resume's: not past the lease
-        selector = selectors.DefaultSelector()
+        selector = self._selector(server)
+        if selector is None:
+            tls_sock.close()
+            return None
         try:
             selector.register(tls_sock, selectors.EVENT_READ)
             selector.register(self._wake_r, selectors.EVENT_READ)
@@ -590,6 +623,26 @@ class Connection:
             selector.close()
         tls_sock.close()
         return None
+
+    def _local_failure(self, server: str, shortage: str) -> None:
+        """Loop only: an attempt failed on this process's resources, not the
+        server's: ``shortage`` into _attempt_failure, and into _attempt_local
+        if the round has none yet."""
+        log.debug("%s: %s", server, shortage)
+        self._attempt_failure = shortage
+        if self._attempt_local is None:
+            self._attempt_local = IoError(f"cannot connect to server {server}: {shortage}")
+
+    def _selector(self, server: str) -> selectors.BaseSelector | None:
+        """Loop only: a selector for one attempt (epoll needs a descriptor),
+        or None with the reason in _attempt_failure."""
+        try:
+            return selectors.DefaultSelector()
+        except OSError as error:
+            self._attempt_failure = f"selector: {error.strerror or error}"
+            if (shortage := proto.local_shortage(error, "epoll_create")) is not None:
+                self._local_failure(server, shortage)
+            return None
 
     def _tls_refused(self, refusal: NetsemError) -> None:
         with self._lock:
@@ -656,7 +709,9 @@ class Connection:
             self._attempt_failure = str(error)
             self._attempt_refusal = error
 
-        selector = selectors.DefaultSelector()
+        selector = self._selector(server)
+        if selector is None:
+            return None
         try:
             selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
             selector.register(self._wake_r, selectors.EVENT_READ)
@@ -824,7 +879,15 @@ class Connection:
         buffer = proto.LineBuffer()
         with self._lock:
             session = self._session
-        selector = selectors.DefaultSelector()
+        try:
+            selector = selectors.DefaultSelector()
+        except OSError as error:
+            # No descriptor left for it (the handshake's was closed a moment
+            # ago): the session ends as a broken connection would, and the
+            # client connects again.
+            self._sock = None
+            return Unavailable("the session could not be served: "
+                               f"{proto.local_shortage(error, 'epoll_create') or error}")
         selector.register(sock, selectors.EVENT_READ)
         selector.register(self._wake_r, selectors.EVENT_READ)
         writing = False
@@ -1181,7 +1244,10 @@ class Connection:
         answers = _resume.ResumeAnswers(tag_of, self._resumable.session_id, self._lease.session_timeout,
                                         self._leader)
         outcome: socket.socket | str | None = None
-        selector = selectors.DefaultSelector()
+        selector = self._selector(server)
+        if selector is None:
+            sock.close()
+            return None
         try:
             selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
             selector.register(self._wake_r, selectors.EVENT_READ)

@@ -26,6 +26,7 @@ thread-safe.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import math
@@ -775,6 +776,22 @@ def parse_endpoint(address: str) -> tuple[str, int]:
 def endpoint_text(host: str, port: int) -> str:
     """The address as messages show it: ``host:port`` or ``[v6]:port``."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def local_shortage(error: OSError, call: str) -> str | None:
+    """What a failed socket call says this process (or host) lacks, as in
+    libnetsem: "this process is out of file descriptors (socket: Too many open
+    files)"; None when the error says something of the server instead. Such an
+    attempt is no outage: no fallback, the client only tries again."""
+    what = {
+        errno.EMFILE: "this process is out of file descriptors",
+        errno.ENFILE: "this host is out of file descriptors",
+        errno.ENOBUFS: "this host is out of memory for sockets",
+        errno.ENOMEM: "this host is out of memory for sockets",
+    }.get(error.errno or 0)
+    if what is None:
+        return None
+    return f"{what} ({call}: {os.strerror(error.errno or 0)})"
 
 
 # --- The lease --------------------------------------------------------------
