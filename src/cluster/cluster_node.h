@@ -99,8 +99,8 @@ struct ClusterOptions {
   unsigned snapshot_trailing = 2048;
   // The table's limits: the same on every replica (the loop replica's too).
   server::TableLimits limits;
-  // Log time in milliseconds (0 .. replication::kMaxLogTimeMs): the system
-  // clock in netsemd, a test's clock in tests. Read on the loop thread when
+  // Log time in milliseconds (0 .. replication::kMaxLogTimeMs): a LogClock
+  // (log_clock.h) in netsemd, a test's clock in tests. Read on the loop thread when
   // this node, as leader, stamps an entry.
   std::function<std::int64_t()> clock;
   // Receives every entry applied and snapshot restored by the raft thread's

@@ -24,11 +24,6 @@ namespace netsem::server {
 
 namespace {
 
-std::int64_t system_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // The longest the tick timer sleeps, whatever tick() said.
 constexpr std::int64_t kMaxTickSleepMs = 1000;
 
@@ -96,7 +91,7 @@ Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& 
   options.heartbeat_timeout = std::chrono::milliseconds(config.cluster.heartbeat_timeout_ms);
   options.group_commit = std::chrono::microseconds(config.cluster.group_commit_us);
   options.limits = TableLimits{config.max_semaphores, config.max_pending_per_session};
-  options.clock = system_ms;
+  options.clock = [raw = runtime.get()] { return raw->log_now(); };
   ClusterRuntime* raw = runtime.get();
   options.sink = [raw](cluster::ReplicaEvent event) { raw->push(std::move(event)); };
   options.wake = [raw] { raw->push(std::nullopt); };
@@ -264,9 +259,13 @@ void ClusterRuntime::stop_when_drained(std::chrono::milliseconds within) {
   });
 }
 
+std::int64_t ClusterRuntime::log_now() {
+  return log_clock_.now(replica_.log_time_ms());
+}
+
 void ClusterRuntime::tick() {
   if (stopped_ || !node_) return;
-  const std::int64_t next = node_->tick(system_ms(), replica_);
+  const std::int64_t next = node_->tick(log_now(), replica_);
   const cluster::ClusterStatus now = node_->status();
   if (now.role != seen_role_ || now.term != seen_term_ || now.leader_id != seen_leader_) {
     seen_role_ = now.role;
@@ -320,7 +319,7 @@ void ClusterRuntime::seed_members(const cluster::ClusterStatus& now) {
 }
 
 void ClusterRuntime::arm_tick(std::int64_t at_ms) {
-  const std::int64_t now = system_ms();
+  const std::int64_t now = log_now();
   at_ms = std::min(at_ms, now + kMaxTickSleepMs);
   if (tick_armed_ms_ && *tick_armed_ms_ <= at_ms) return;
   tick_armed_ms_ = at_ms;

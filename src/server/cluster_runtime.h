@@ -50,6 +50,7 @@
 #include <vector>
 
 #include "cluster/cluster_node.h"
+#include "cluster/log_clock.h"
 #include "cluster/peer_link.h"
 #include "common/unique_fd.h"
 #include "config/config.h"
@@ -160,6 +161,8 @@ class ClusterRuntime final : public CommandSink {
   // The loop replica cannot follow the log: logs it, stops applying, tells the server.
   void fail(const Status& why);
   void tick();
+  // Log time now (cluster::LogClock, never behind the loop replica's).
+  std::int64_t log_now();
   void arm_tick(std::int64_t at_ms);
 
   // The members' client addresses: the configuration's `server.N` lines,
@@ -182,6 +185,7 @@ class ClusterRuntime final : public CommandSink {
   std::uint64_t seeded_term_ = 0;                          // the term seed_members() last submitted in
   std::map<std::uint64_t, std::string> seeded_;            // what it submitted then
   replication::StateMachine replica_;                      // the loop replica
+  cluster::LogClock log_clock_;                            // log time, as this server would stamp it
   Callbacks callbacks_;
   bool attached_ = false;
   bool stopped_ = false;

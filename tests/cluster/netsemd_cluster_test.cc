@@ -1307,6 +1307,61 @@ TEST(NetsemdClusterStart, RequestsThatComeWhileOneWaitsForTheLogAreAnsweredInOrd
   EXPECT_EQ(other->request(req::acquire("b", "lock", 1, 5000), 10s).rfind("b OK ", 0), 0u);
 }
 
+// The leader's wall clock stepped (date -s, an NTP step, a restored VM):
+// log time follows the steady clock (cluster::LogClock). A session that
+// pings keeps its permit across a step of 20 s forward, and a queued
+// request's timeout is not held back by a step of 50 s back. (With the wall
+// clock as log time, the holder's session expired at the step and the
+// waiter was granted the permit it still held, and the timeout came 50 s
+// late: a hostile audit, with this same LD_PRELOAD shim.)
+TEST(NetsemdClusterStart, AStepOfTheLeadersWallClockAgesNoSessionAndHoldsBackNoTimeout) {
+  TempDir dir;
+  const std::uint16_t client_port = test_support::free_loopback_port();
+  const std::uint16_t raft_port = test_support::free_loopback_port();
+  Netsemd::Options options = single_server(dir, client_port, raft_port);  // session timeout 3 s
+  const auto offset_file = dir.path() / "wall-offset";
+  const auto step_wall_clock_to = [&](long long offset_ms) { std::ofstream(offset_file) << offset_ms << "\n"; };
+  step_wall_clock_to(0);
+  options.env = {std::string("LD_PRELOAD=") + NETSEM_WALL_CLOCK_SHIM,
+                 "NETSEM_TEST_WALL_OFFSET_FILE=" + offset_file.string()};
+  std::string error;
+  auto server = Netsemd::start(options, &error);
+  ASSERT_NE(server, nullptr) << error;
+  auto holder = Client::connect(client_port);
+  auto waiter = Client::connect(client_port);
+  ASSERT_TRUE(holder && waiter);
+  ASSERT_EQ(holder->request(req::acquire("h", "lock", 1, 10000), 10s).rfind("h OK ", 0), 0u) << server->log();
+
+  step_wall_clock_to(20'000);
+  waiter->send_line(req::acquire("w", "lock", 1, 4000));
+  EXPECT_EQ(waiter->read_line(10s), "w QUEUED 1");
+  // A session timeout and more, both pinging as clients do; the waiter's
+  // answer comes among its PONGs.
+  std::optional<std::string> waited;
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(holder->request(req::ping("p", "alive"), 10s), "p PONG alive") << server->log();
+    waiter->send_line(req::ping("q", "alive"));
+    for (auto line = waiter->read_line(10s); line && *line != "q PONG alive"; line = waiter->read_line(10s)) {
+      waited = line;
+    }
+    std::this_thread::sleep_for(500ms);
+  }
+  ASSERT_TRUE(waited) << "no answer to the queued acquire" << server->log();
+  EXPECT_EQ(waited->rfind("w TIMEOUT", 0), 0u)
+      << "the holder's session was expired by the step: " << *waited << server->log();
+  EXPECT_EQ(holder->request(req::release("r", "lock"), 10s).rfind("r OK", 0), 0u) << server->log();
+
+  // 50 s back: a queued request's 1 s timeout still comes in about 1 s.
+  ASSERT_EQ(holder->request(req::acquire("h2", "lock", 1, 10000), 10s).rfind("h2 OK ", 0), 0u);
+  step_wall_clock_to(-30'000);
+  std::this_thread::sleep_for(100ms);
+  waiter->send_line(req::acquire("w2", "lock", 1, 1000));
+  EXPECT_EQ(waiter->read_line(10s), "w2 QUEUED 1");
+  const auto timed_out = waiter->read_line(5s);
+  ASSERT_TRUE(timed_out) << "the 1 s timeout did not come within 5 s of a step back";
+  EXPECT_EQ(timed_out->rfind("w2 TIMEOUT", 0), 0u) << *timed_out;
+}
+
 // What writes the Raft directory of the test below, as a RaftNode's state
 // machine: it takes every command, and its snapshot is a real replica's
 // state, of netsem's own format, but at log index 1000, far ahead of the

@@ -106,6 +106,7 @@ std::unique_ptr<Netsemd> Netsemd::start(const Options& options, std::string* err
       const rlimit limit{options.nofile_soft, options.nofile_hard};
       if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) ::_exit(126);
     }
+    for (const std::string& variable : options.env) ::putenv(const_cast<char*>(variable.c_str()));
     const std::string config = server->config_path_.string();
     std::vector<const char*> argv = {"netsemd", "--config", config.c_str()};
     for (const auto& arg : options.extra_args) argv.push_back(arg.c_str());

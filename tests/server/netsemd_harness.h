@@ -54,6 +54,8 @@ class Netsemd {
     std::uint64_t nofile_hard = 0;
     // More netsemd flags after `--config FILE` (e.g. "--repair").
     std::vector<std::string> extra_args;
+    // More environment variables of the server ("NAME=value").
+    std::vector<std::string> env;
   };
 
   // Starts netsemd and waits (at most 10 s) until it listens. On failure
