@@ -409,6 +409,13 @@ void Connection::run() {
         if (stopping()) {
           reason = Status(StatusCode::kUnavailable, "the client closed the connection");
           stop_by.reset();
+        } else if (outcome == Resumed::kKicked) {
+          // KICKed as it was resumed: the server let go of the permits at
+          // once, and the waiting calls end with the session, not sent
+          // again (the operator's decision), as after a KICK heard in serve().
+          kicked_ = true;
+          stop_by.reset();
+          reason = Status(StatusCode::kUnavailable, attempt_failure_);
         } else if (outcome == Resumed::kServerGone) {
           // The only server's process is gone, and the session with it; its
           // next start grants nothing before the lease's end (the lease wait,

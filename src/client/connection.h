@@ -292,12 +292,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     kFinal,     // KICK, a broken server, stop(): the session is over
     kQuiet,     // a request unanswered for T/6: move on (socket still open)
   };
-  enum class Resumed { kResumed, kGone, kServerGone, kBusy, kLapsed, kNoAnswer };
+  enum class Resumed { kResumed, kGone, kKicked, kServerGone, kBusy, kLapsed, kNoAnswer };
   // After the connection of a resumable session ended without a word:
   // RESUME on the candidates (the last known leader, then servers_) until
   // the lease's end. kResumed with the new socket in `fd` and its server in
   // `at`, the session settled (settle()); kGone when the server said the
-  // session ended; kServerGone when the only server refused the connection
+  // session ended; kKicked when `* ERR KICKED` came after RESUME's OK (an
+  // administrator ended the session as it was taken back; attempt_failure_
+  // says so); kServerGone when the only server refused the connection
   // (its process is gone, and the session with it; its next start waits out
   // the lease); kLapsed at the lease's end.
   // `skip`: a server that fell silent, not tried.

@@ -175,7 +175,7 @@ Connection::Resumed Connection::resume(Endpoint& at, int& fd, const Status& why,
         }
         ssl_.reset();
         ::close(socket);
-        if (outcome == Resumed::kGone) return outcome;
+        if (outcome == Resumed::kGone || outcome == Resumed::kKicked) return outcome;
         if (outcome == Resumed::kBusy) {
           // Another RESUME of the session is in flight (or the old
           // connection's AUTH): again, shortly.
@@ -306,6 +306,15 @@ Connection::Resumed Connection::resume_handshake(int fd, const Endpoint& endpoin
       }
       if (answer.tag == "*") {
         if (answer.type != protocol::AnswerType::kError) continue;
+        if (resumed && answer.error == protocol::ErrorCode::kKicked) {
+          // An administrator's KICK of the session this connection has
+          // just taken back: the session is over, as when a served
+          // connection hears it (dispatch), and no other server is asked.
+          attempt_failure_ = "the server ended the session by KICK: " + printable(answer.message);
+          log_warning("could not resume session {} on {}: {}", resume_id_, server, attempt_failure_);
+          out_.clear();
+          return Resumed::kKicked;
+        }
         // SHUTDOWN: this server goes away; try the next.
         attempt_failure_ = printable(line);
         return Resumed::kNoAnswer;

@@ -9,7 +9,8 @@
 // SHUTDOWN`, then answers RESUME but refuses MINE: the client closes
 // without QUIT (the session keeps its timeout, as the loss's stop_by says).
 // A scripted fake server: a Client closed during its resume, after RESUME's
-// OK, QUITs the resumed session; a 1.1 server never gets RESUME; rule 9's
+// OK, QUITs the resumed session; a `* ERR KICKED` right after RESUME's OK
+// ends the session as kicked; a 1.1 server never gets RESUME; rule 9's
 // edges (a try is tried again; a server that broke the protocol is not
 // asked again; a cancel ends the wait for the next session at once).
 // Every wait is bounded; each test takes a few seconds.
@@ -475,6 +476,20 @@ class ScriptedServer {
   std::thread thread_;
 };
 
+// A 1.2 server's answers to a fresh connection: the handshake of resumable
+// session 7 (T = 6 s; LEADER busy, so no leader to move to); an ACQUIRE is
+// granted with fence 5, except one of `queued`, which waits (no answer).
+std::optional<std::string> version_12(const std::vector<std::string>& f, std::string_view queued = {}) {
+  if (f[1] == "HELLO") return "OK netsem 1.2 7";
+  if (f[1] == "LEASE") return "OK 6000";
+  if (f[1] == "STATS") return "OK {\"session_timeout_ms\":6000}";
+  if (f[1] == "OPTION" || f[1] == "PING") return "OK";
+  if (f[1] == "RESUMABLE") return "OK 7 s3cret";
+  if (f[1] == "LEADER") return "ERR BUSY no leader";
+  if (f[1] == "ACQUIRE") return f.size() > 2 && f[2] == queued ? std::nullopt : std::optional<std::string>("OK 5");
+  return "ERR UNKNOWN_VERB unknown verb";
+}
+
 // Rule 7: a Client destroyed while its resume is under way, once RESUME was
 // answered OK (the session is ours again), sends QUIT there: otherwise the
 // session would keep its permits at the server for its timeout. The fake 1.2
@@ -485,14 +500,7 @@ TEST_F(ClientResumeTest, AClientClosedDuringItsResumeQuitsTheResumedSession) {
       if (f[1] == "RESUME") return "OK 7 0";
       return std::nullopt;  // HELLO, LEASE, LEADER, MINE: never answered
     }
-    if (f[1] == "HELLO") return "OK netsem 1.2 7";
-    if (f[1] == "LEASE") return "OK 6000";
-    if (f[1] == "STATS") return "OK {\"session_timeout_ms\":6000}";
-    if (f[1] == "OPTION" || f[1] == "PING") return "OK";
-    if (f[1] == "RESUMABLE") return "OK 7 s3cret";
-    if (f[1] == "LEADER") return "ERR BUSY no leader";
-    if (f[1] == "ACQUIRE") return "OK 5";
-    return "ERR UNKNOWN_VERB unknown verb";
+    return version_12(f);
   });
   ASSERT_NE(server.port(), 0);
   // Outlives the client (then lost): released first, it would wait for its
@@ -512,6 +520,61 @@ TEST_F(ClientResumeTest, AClientClosedDuringItsResumeQuitsTheResumedSession) {
     std::this_thread::sleep_for(200ms);
   }
   ASSERT_TRUE(eventually([&] { return server.saw(1, "QUIT"); }, 2s)) << "the resumed session was left to its timeout";
+}
+
+// A `* ERR KICKED` among a resumed connection's first lines (right after
+// RESUME's OK, before MINE's END) ends the session as a KICK heard on a
+// served connection does: the waiting ACQUIRE fails and is not sent again,
+// the held permit is lost at once (no stop_by), and the client neither asks
+// for the session again nor falls back. A scripted server, because a real
+// netsemd answers RESUME, HELLO, LEASE, LEADER and MINE in one go: an
+// operator's KICK cannot be placed among them at will. Before the fix the
+// line read as a server going away: the client sent RESUME again, heard
+// NOT_FOUND, and sent the ACQUIRE again on a new session (rule 9), where it
+// was granted.
+TEST_F(ClientResumeTest, AKickAmongAResumedConnectionsFirstLinesEndsTheSessionAsKicked) {
+  ScriptedServer server([](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
+    if (connection == 1) {
+      if (f[1] == "RESUME") return "OK 7 1\n* ERR KICKED kicked by session 9 (127.0.0.1:40000)";
+      return std::nullopt;
+    }
+    if (f[1] == "RESUME") return "ERR NOT_FOUND no such session";
+    if (connection > 1 && f[1] == "ACQUIRE") return "OK 9";
+    return version_12(f, "lic");
+  });
+  ASSERT_NE(server.port(), 0);
+  auto client = client_through(server.port());
+  ASSERT_TRUE(client && client->connected());
+  Result<Permit> permit = client->acquire("db", {.timeout = 2s});
+  ASSERT_TRUE(permit) << permit.status().to_string();
+  std::promise<Status> lost;
+  permit->on_lost([&](const Status& reason) { lost.set_value(reason); });
+  auto waiting = std::async(std::launch::async, [&] { return client->acquire("lic", {.timeout = 5s}); });
+  ASSERT_TRUE(eventually([&] {
+    for (const std::string& line : server.lines(0)) {
+      const auto fields = netsem::testing::fields(line);
+      if (fields.size() > 2 && fields[1] == "ACQUIRE" && fields[2] == "lic") return true;
+    }
+    return false;
+  }));
+  server.hang_up();
+  ASSERT_EQ(waiting.wait_for(3s), std::future_status::ready);
+  Result<Permit> second = waiting.get();
+  ASSERT_FALSE(second) << (second->is_local() ? "served locally" : "granted on a new session");
+  EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(second.status().message().find("KICK"), std::string::npos) << second.status().to_string();
+  auto reported = lost.get_future();
+  ASSERT_EQ(reported.wait_for(1s), std::future_status::ready);
+  const Status reason = reported.get();
+  EXPECT_NE(reason.message().find("KICK"), std::string::npos) << reason.to_string();
+  EXPECT_FALSE(permit->stop_by().has_value());
+  // The next session starts afresh, and nothing is sent again on it.
+  ASSERT_TRUE(eventually([&] { return server.saw(2, "HELLO"); })) << "no new session";
+  std::this_thread::sleep_for(200ms);
+  EXPECT_FALSE(server.saw(2, "RESUME"));
+  for (int n = 1; n < server.connections(); ++n) EXPECT_FALSE(server.saw(n, "ACQUIRE")) << "connection " << n;
+  EXPECT_EQ(client->stats().resumes, 0u);
+  EXPECT_EQ(client->stats().local_grants, 0u);
 }
 
 // A 1.1 server (RESUMABLE, LEASE and LEADER answered UNKNOWN_VERB; T = 6 s
