@@ -192,8 +192,6 @@ client::Reply await(client::Connection& connection, client::Call& call, const Ca
 }  // namespace
 
 Result<std::int64_t> Client::Impl::fallback_limit(std::string_view name) const {
-  // A server that answered no is not an outage: its refusal is the answer.
-  if (Status refusal = connection->refusal(); !refusal.is_ok()) return refusal;
   const FallbackPolicy& policy = options.fallback_policy(name);
   if (policy.mode == FallbackPolicy::Mode::kFail) {
     return Status(StatusCode::kUnavailable,
@@ -203,7 +201,6 @@ Result<std::int64_t> Client::Impl::fallback_limit(std::string_view name) const {
 }
 
 Result<std::int64_t> Client::Impl::counter_fallback_limit(std::string_view name) const {
-  if (Status refusal = connection->refusal(); !refusal.is_ok()) return refusal;
   if (!options.limits.contains(std::string(name))) {
     return Status(StatusCode::kUnavailable,
                   fmt::format("no server reachable, and \"{}\" is not listed in [semaphores]: a created "
@@ -239,9 +236,10 @@ Result<std::int64_t> Client::Impl::local_limit(std::string_view name) const {
   return fallback_limit(name);
 }
 
-Result<client::Reply> Client::Impl::finish_round_trip(const std::shared_ptr<client::Call>& call) const {
+Result<client::Reply> Client::Impl::finish_round_trip(const std::shared_ptr<client::Call>& call,
+                                                      const client::Connection::Unsent& unsent) const {
   if (!call) {
-    if (Status refusal = connection->refusal(); !refusal.is_ok()) return refusal;
+    if (!unsent.refusal.is_ok()) return unsent.refusal;
     return Status(StatusCode::kUnavailable, "no server reachable");
   }
   client::Reply reply = client::Connection::wait(*call);
@@ -257,11 +255,13 @@ std::optional<Status> Client::Impl::await_round(std::uint64_t between, std::opti
   const std::optional<client::Deadline::Clock::time_point> at =
       until ? std::optional(client::Deadline::Clock::now() + *until) : std::nullopt;
   std::uint64_t session = 0;
-  switch (connection->await_session(between, at, is_cancelled, session)) {
+  Status refusal;
+  switch (connection->await_session(between, at, is_cancelled, session, refusal)) {
     case client::Connection::NextSession::kServed:
       return std::nullopt;
     case client::Connection::NextSession::kNoServer:
-      return Status::ok();
+      // A server that answered no is not an outage: its refusal is the answer.
+      return refusal;
     case client::Connection::NextSession::kTimedOut:
       return Status(StatusCode::kTimeout, fmt::format("{}: timed out", what));
     case client::Connection::NextSession::kCancelled:
@@ -284,7 +284,7 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_remote(protocol::V
     // Not sent yet, so a timeout is what is left of it (a try stays a try).
     const std::optional<milliseconds> left = is_try ? std::optional(milliseconds(0)) : deadline.remaining();
     const std::int64_t timeout_ms = left ? left->count() : -1;
-    std::uint64_t between = 0;
+    client::Connection::Unsent unsent;
     call = connection->send(
         [&](std::string& line, std::string_view tag) {
           if (verb_code == protocol::Verb::kAcquire) {
@@ -293,23 +293,27 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_remote(protocol::V
             protocol::encode_wait(line, tag, name, how.count, timeout_ms);
           }
         },
-        0, /*may_wait=*/timeout_ms != 0, &between);
-    if (call || between == 0) break;
+        0, /*may_wait=*/timeout_ms != 0, &unsent);
+    if (call) break;
+    if (unsent.between == 0) {
+      // A server that answered no is not an outage: its refusal is the answer.
+      if (!unsent.refusal.is_ok()) return Result<Grant>(unsent.refusal);
+      return std::nullopt;
+    }
     if (ended != nullptr) {
       // take_acquire waits for the round, as for rule 9's re-send.
-      *ended = SessionEnd{.session = between,
+      *ended = SessionEnd{.session = unsent.between,
                           .why = Status(StatusCode::kUnavailable, "no session: the last one ended"),
                           .unsent = true};
       return std::nullopt;
     }
     // A WAIT made between sessions was not sent: the round decides.
-    std::optional<Status> waited = await_round(between, is_try ? std::nullopt : deadline.remaining(), how.cancel,
+    std::optional<Status> waited = await_round(unsent.between, is_try ? std::nullopt : deadline.remaining(), how.cancel,
                                                fmt::format("{} \"{}\"", verb, name));
     if (!waited) continue;
     if (waited->is_ok()) return std::nullopt;
     return Result<Grant>(*waited);
   }
-  if (!call) return std::nullopt;
   const client::Reply reply = await(*connection, *call, how.cancel);
   if (!reply.failure.is_ok()) {
     if (ended != nullptr) {
@@ -372,11 +376,15 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_acquire(std::strin
     const std::optional<client::Deadline::Clock::time_point> until =
         left ? std::optional(client::Deadline::Clock::now() + *left) : std::nullopt;
     std::uint64_t session = 0;
-    switch (connection->await_session(after, until, is_cancelled, session)) {
+    Status refusal;
+    switch (connection->await_session(after, until, is_cancelled, session, refusal)) {
       case client::Connection::NextSession::kServed:
         break;
       case client::Connection::NextSession::kNoServer:
-        return std::nullopt;  // as for an ACQUIRE made while no server is up
+        // As for an ACQUIRE made while no server is up; a server that
+        // answered no is not an outage: its refusal is the answer.
+        if (!refusal.is_ok()) return Result<Grant>(refusal);
+        return std::nullopt;
       case client::Connection::NextSession::kTimedOut:
         return Result<Grant>(Status(StatusCode::kTimeout, fmt::format("ACQUIRE \"{}\": timed out", name)));
       case client::Connection::NextSession::kCancelled:
@@ -558,14 +566,19 @@ Status Client::post(std::string_view name, std::int64_t count) {
   if (Status status = check_count(count); !status.is_ok()) return status;
   if (is_local_name(name)) return impl_->local->post(name, impl_->options.limit(name), count);
   for (;;) {
-    std::uint64_t between = 0;
+    client::Connection::Unsent unsent;
     const auto call = impl_->connection->send(
         [&](std::string& line, std::string_view tag) { protocol::encode_post(line, tag, name, count); }, 0, false,
-        &between);
+        &unsent);
     if (call) return status_of(client::Connection::wait(*call), fmt::format("POST \"{}\"", name));
-    if (between == 0) break;
+    if (unsent.between == 0) {
+      // A server that answered no is not an outage: its refusal is the answer.
+      if (!unsent.refusal.is_ok()) return unsent.refusal;
+      break;
+    }
     // Made between sessions: the round in progress decides, as for acquire.
-    std::optional<Status> waited = impl_->await_round(between, std::nullopt, nullptr, fmt::format("POST \"{}\"", name));
+    std::optional<Status> waited =
+        impl_->await_round(unsent.between, std::nullopt, nullptr, fmt::format("POST \"{}\"", name));
     if (!waited) continue;
     if (!waited->is_ok()) return *waited;
     break;

@@ -89,8 +89,10 @@ struct Client::Impl {
   std::set<std::string, std::less<>> flags_being_set;  // guarded by flags_mutex
 
   // The local limit of a non-`$` name while no server is reachable, or an
-  // error: under the policy `fail`, or the refusal of a server that answered
-  // (Connection::refusal), which is not an outage.
+  // error under the policy `fail`. Only once the round of connection
+  // attempts that decided reached no server: a refusal of a server that
+  // answered is not an outage, and the caller answers it instead (the one
+  // read with that round's outcome: Connection::Unsent, await_session).
   Result<std::int64_t> fallback_limit(std::string_view name) const;
 
   // fallback_limit for wait and post, which count items rather than cap
@@ -110,24 +112,33 @@ struct Client::Impl {
   Status fallback_outcome(Status status, std::string_view name, std::int64_t limit, std::int64_t count) const;
 
   // One request, built by `encode(line, tag)` (Connection::send), and its
-  // final answer; when not connected, the servers' refusal, else kUnavailable.
+  // final answer; when not connected, the last round's refusal, else
+  // kUnavailable.
   template <typename Encode>
   Result<client::Reply> round_trip(Encode&& encode) const {
-    return finish_round_trip(connection->send(std::forward<Encode>(encode)));
+    client::Connection::Unsent unsent;
+    const std::shared_ptr<client::Call> call = connection->send(std::forward<Encode>(encode), 0, false, &unsent);
+    return finish_round_trip(call, unsent);
   }
-  Result<client::Reply> finish_round_trip(const std::shared_ptr<client::Call>& call) const;
+  // `unsent`: what send() said when it returned a null `call`.
+  Result<client::Reply> finish_round_trip(const std::shared_ptr<client::Call>& call,
+                                          const client::Connection::Unsent& unsent) const;
 
   // After send() found the connection between sessions (its `between`):
   // waits for the I/O thread's round in progress, until `until` (none: the
   // round bounds it) or `cancel`. nullopt: a session serves now, send again;
-  // OK: the round reached no server (or only refusals), the caller falls
-  // back as for a call made while no server is up; otherwise why the wait
-  // ended (kTimeout, kCancelled, or kUnavailable once the client closes).
+  // OK: the round reached no server, the caller falls back as for a call
+  // made while no server is up; otherwise why the wait ended: the refusal
+  // of that round when it reached only servers that refused the session
+  // (kDenied, kLimit, kProtocol), kTimeout, kCancelled, or kUnavailable once
+  // the client closes.
   std::optional<Status> await_round(std::uint64_t between, std::optional<std::chrono::milliseconds> until,
                                     const CancelToken* cancel, std::string_view what) const;
 
-  // ACQUIRE or WAIT on the server: its grant, its final refusal, or nullopt
-  // when there was no session to send it on (the caller may fall back; with
+  // ACQUIRE or WAIT on the server: its grant, its final refusal (the server's
+  // answer, or the refusal of the round of connection attempts that found no
+  // session), or nullopt when there was no session to send it on and no
+  // server answered (the caller may fall back; with
   // `ended`, ended->unsent says the round after the last session's end is
   // still under way; without it, a WAIT waits for that round itself), or
   // (only with `ended`, then filled in) the session ended before the answer
@@ -158,7 +169,8 @@ struct Client::Impl {
   // attempts after its end under way), it waits for that round the same way.
   // nullopt when there was no session and no such round (in fallback), or
   // when the round of attempts after its session's end reached no server:
-  // the caller falls back.
+  // the caller falls back. A round that reached only servers that refused
+  // the session answers with its refusal instead.
   std::optional<Result<Grant>> take_acquire(std::string_view name, const AcquireOptions& how,
                                             std::optional<std::chrono::milliseconds> timeout,
                                             const client::Deadline& deadline);

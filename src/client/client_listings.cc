@@ -192,20 +192,26 @@ Status Client::cluster_add(std::uint64_t id, std::string_view raft_address, std:
   }
   // May wait past request_timeout (the new server catching up): the
   // connection pings meanwhile, as for a queued ACQUIRE.
-  Result<client::Reply> reply = impl_->finish_round_trip(impl_->connection->send(
-      [&](std::string& line, std::string_view tag) {
-        protocol::encode_cluster_add(line, tag, id, raft_address, client_address);
-      },
-      0, /*may_wait=*/true));
+  client::Connection::Unsent unsent;
+  Result<client::Reply> reply =
+      impl_->finish_round_trip(impl_->connection->send(
+                                   [&](std::string& line, std::string_view tag) {
+                                     protocol::encode_cluster_add(line, tag, id, raft_address, client_address);
+                                   },
+                                   0, /*may_wait=*/true, &unsent),
+                               unsent);
   if (!reply) return reply.status();
   return cluster_answer(*reply, fmt::format("CLUSTER ADD {}", id));
 }
 
 Status Client::cluster_remove(std::uint64_t id) {
   if (id == 0) return Status(StatusCode::kInvalidArgument, "CLUSTER REMOVE: server ids start at 1");
-  Result<client::Reply> reply = impl_->finish_round_trip(impl_->connection->send(
-      [&](std::string& line, std::string_view tag) { protocol::encode_cluster_remove(line, tag, id); }, 0,
-      /*may_wait=*/true));
+  client::Connection::Unsent unsent;
+  Result<client::Reply> reply = impl_->finish_round_trip(
+      impl_->connection->send(
+          [&](std::string& line, std::string_view tag) { protocol::encode_cluster_remove(line, tag, id); }, 0,
+          /*may_wait=*/true, &unsent),
+      unsent);
   if (!reply) return reply.status();
   return cluster_answer(*reply, fmt::format("CLUSTER REMOVE {}", id));
 }

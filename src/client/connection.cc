@@ -233,28 +233,25 @@ bool Connection::connected() const {
   return connected_;
 }
 
-Status Connection::refusal() const {
-  std::lock_guard lock(mutex_);
-  return refused_;
-}
-
 Connection::Counters Connection::counters() const {
   std::lock_guard lock(mutex_);
   return counters_;
 }
 
 std::shared_ptr<Call> Connection::queue(std::string tag, std::string line, std::uint64_t session, bool may_wait,
-                                        std::uint64_t* between) {
+                                        Unsent* unsent) {
   std::shared_ptr<Call> call;
   {
     std::lock_guard lock(mutex_);
-    if (between != nullptr) *between = 0;
+    if (unsent != nullptr) *unsent = Unsent();
     if (!connected_ || (session != 0 && session != session_)) {
-      // After a session's end, until a round of attempts fails (then the
-      // client is in fallback, or refused): the round in progress decides.
-      if (between != nullptr && session == 0 && !connected_ && session_ > 0 && failed_round_after_ < session_ &&
-          !stopping()) {
-        *between = session_;
+      if (unsent == nullptr || session != 0 || connected_) return nullptr;
+      if (session_ > 0 && failed_round_after_ < session_ && !stopping()) {
+        // After a session's end, until a round of attempts fails (then the
+        // client is in fallback, or refused): the round in progress decides.
+        unsent->between = session_;
+      } else {
+        unsent->refusal = refused_;
       }
       return nullptr;
     }

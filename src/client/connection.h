@@ -29,10 +29,11 @@
 // nullptr, and then one of two things holds. Either no server could be
 // reached at all: the client is "in fallback" and the Client serves names
 // locally. Or a server answered but refused the session (DENIED, AUTH,
-// LIMIT, or a protocol it does not speak) and none served it: refusal()
-// says why, and the Client fails its calls with that instead of falling back,
-// since a server that answers is not an outage (a mistake in an allow-list
-// must not quietly turn a fleet-wide limit into a per-host one).
+// LIMIT, or a protocol it does not speak) and none served it: the refusal
+// comes with the nullptr, read with it (Unsent), and the Client fails its
+// calls with that instead of falling back, since a server that answers is
+// not an outage (a mistake in an allow-list must not quietly turn a
+// fleet-wide limit into a per-host one).
 //
 // Resuming (proposed 1.2; docs/client.md, "Resuming the session"): the
 // handshake also sends RESUMABLE and LEADER. When the connection of a
@@ -197,12 +198,23 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void wait_first_round(std::chrono::milliseconds timeout);
 
   bool connected() const;
-  // Non-OK (kDenied, kLimit or kProtocol) while the last round of connection
-  // attempts reached a server that refused the session and no server served
-  // it; OK otherwise (connected, never tried, or no server reachable).
-  Status refusal() const;
   Counters counters() const;
   bool on_io_thread() const { return std::this_thread::get_id() == thread_id_.load(); }
+
+  // Why send() found no session, read under the lock that decided it, so
+  // that the caller acts on one round's outcome, never on a later round's.
+  struct Unsent {
+    // The connection is between sessions: the last session (this number)
+    // ended and no round of connection attempts has ended since, so the I/O
+    // thread's round in progress may still reach a server (await_session
+    // waits for it). 0 otherwise: the last round reached no server, or only
+    // servers that refused (below); never connected; or stopping.
+    std::uint64_t between = 0;
+    // With `between` 0: non-OK (kDenied, kLimit or kProtocol) when the last
+    // round reached a server that refused the session and none served it,
+    // the answer instead of fallback; OK when it reached no server at all.
+    Status refusal;
+  };
 
   // Queues a request on the current session, or on `session` only while
   // that is still the current one: `encode(line, tag)` appends the whole
@@ -210,20 +222,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // requests.h), so no line is formatted by hand. nullptr when there is no
   // such session. The line is built in one buffer sized for a usual request:
   // a call allocates it once. `may_wait`: see Call::may_wait.
-  // `between` (with session 0): set when nullptr is returned because the
-  // connection is between sessions: the last session (its number in
-  // *between) ended and no round of connection attempts has failed since, so
-  // the I/O thread's round in progress may still reach a server
-  // (await_session(*between, ...) waits for it); 0 otherwise (no server
-  // reached by the last round, a refusal, never connected, or stopping).
+  // `unsent` (with session 0): why nullptr was returned (see Unsent).
   template <typename Encode>
   std::shared_ptr<Call> send(Encode&& encode, std::uint64_t session = 0, bool may_wait = false,
-                             std::uint64_t* between = nullptr) {
+                             Unsent* unsent = nullptr) {
     std::string tag = next_tag();
     std::string line;
     line.reserve(kLineReserve);
     encode(line, std::string_view(tag));
-    return queue(std::move(tag), std::move(line), session, may_wait, between);
+    return queue(std::move(tag), std::move(line), session, may_wait, unsent);
   }
   // Blocks until the call has its final answer (the I/O thread guarantees
   // one: a session that ends fails its calls).
@@ -232,14 +239,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // After the session numbered `after` ended (a Call's `session`): waits
   // for what the I/O thread's next connection attempts find. kServed: a
   // later session serves, its number in `session` (it may end again before
-  // a send); kNoServer: a whole round of attempts after `after` ended
-  // reached no server, or only servers that refused the session
-  // (refusal() says which), as for a request made while no server is up;
+  // a send); kNoServer: the last round of attempts, after `after` ended and
+  // after every later session, reached no server, or only servers that
+  // refused the session (that round's refusal in `refusal`, OK when no
+  // server answered at all), as for a request made while no server is up;
   // kTimedOut at `until`; kCancelled once `cancelled()` says so (checked
   // when woken: wake_waiters()); kStopped after stop().
   enum class NextSession { kServed, kNoServer, kTimedOut, kCancelled, kStopped };
   NextSession await_session(std::uint64_t after, std::optional<std::chrono::steady_clock::time_point> until,
-                            const std::function<bool()>& cancelled, std::uint64_t& session);
+                            const std::function<bool()>& cancelled, std::uint64_t& session, Status& refusal);
   // Wakes the await_session() calls (a cancel token fired).
   void wake_waiters();
 
@@ -254,8 +262,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Room for a request line with a name of a few dozen bytes.
   static constexpr std::size_t kLineReserve = 96;
   // send()'s second half: queues the line built for `tag`.
-  std::shared_ptr<Call> queue(std::string tag, std::string line, std::uint64_t session, bool may_wait,
-                              std::uint64_t* between);
+  std::shared_ptr<Call> queue(std::string tag, std::string line, std::uint64_t session, bool may_wait, Unsent* unsent);
   void run();
   // A connected non-blocking socket, or -1 (also when stopping), with the
   // reason in attempt_failure_. Bounded by connect_timeout, and by `until`
@@ -365,7 +372,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool first_round_done_ = false;           // guarded by mutex_
   bool connected_ = false;                  // guarded by mutex_
   // session_ when the last round of connection attempts served no session
-  // (no server, or refusals); 0: none yet. Guarded by mutex_.
+  // (no server, or refusals); 0: none yet. While it equals session_, the
+  // last round ended so, and refused_ is that round's refusal. Guarded by
+  // mutex_.
   std::uint64_t failed_round_after_ = 0;
   std::uint64_t session_ = 0;                                          // guarded by mutex_: the current or last session
   Status last_loss_{StatusCode::kUnavailable, "not connected"};        // guarded by mutex_
@@ -373,8 +382,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::vector<std::shared_ptr<Call>> outbox_;                          // guarded by mutex_
   std::unordered_map<const PermitState*, std::weak_ptr<PermitState>> permits_;  // guarded by mutex_
   bool in_fallback_ = false;                                                    // guarded by mutex_
-  Status refused_;                                                              // guarded by mutex_
-  Counters counters_;                                                           // guarded by mutex_
+  // The last failed round's refusal; OK once a session began. Guarded by mutex_.
+  Status refused_;
+  Counters counters_;  // guarded by mutex_
   std::atomic<std::uint64_t> tag_counter_{0};
 
   // Loop only.

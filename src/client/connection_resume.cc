@@ -571,7 +571,8 @@ void Connection::count_held(const Call& call) {
 }
 
 Connection::NextSession Connection::await_session(std::uint64_t after, std::optional<Clock::time_point> until,
-                                                  const std::function<bool()>& cancelled, std::uint64_t& session) {
+                                                  const std::function<bool()>& cancelled, std::uint64_t& session,
+                                                  Status& refusal) {
   std::unique_lock lock(mutex_);
   for (;;) {
     if (stopping()) return NextSession::kStopped;
@@ -581,8 +582,15 @@ Connection::NextSession Connection::await_session(std::uint64_t after, std::opti
     }
     // A round that failed while session_ was `after` or later began after
     // that session ended (rounds and sessions follow one another on the I/O
-    // thread), so it tried every server since.
-    if (!connected_ && failed_round_after_ >= after) return NextSession::kNoServer;
+    // thread), so it tried every server since. It decides only while it is
+    // the last round (no session began after it, which would have cleared
+    // refused_): its refusal is read here, with that decision, never later.
+    // A session that began and ended since was not this caller's: the round
+    // after it decides.
+    if (!connected_ && failed_round_after_ >= after && failed_round_after_ == session_) {
+      refusal = refused_;
+      return NextSession::kNoServer;
+    }
     if (cancelled && cancelled()) return NextSession::kCancelled;
     if (until) {
       if (first_round_cv_.wait_until(lock, *until) == std::cv_status::timeout && Clock::now() >= *until) {
