@@ -20,7 +20,9 @@
 // sent, and answer kUnavailable otherwise, and only for names listed in
 // [semaphores] (counter_fallback_limit); value and test_flag read the local
 // semaphore; get, list, create, remove and ping need the server, as do the
-// 1.1 listings and KICK (client_listings.cc).
+// 1.1 listings and KICK (client_listings.cc): made between two sessions,
+// they too wait for the round under way (Impl::round_trip) and fail "no
+// server reachable" only when it reaches no server.
 #include "netsem/client.h"
 
 #include <fmt/format.h>
@@ -599,9 +601,11 @@ Status Client::wait(std::string_view name, const AcquireOptions& options) {
     if (!*taken) return taken->status();
     if (options.cancel != nullptr && options.cancel->cancelled()) {
       // The grant raced ahead of the cancel: the consumed permits go back.
-      Result<client::Reply> reply = impl_->round_trip(
-          [&](std::string& line, std::string_view tag) { protocol::encode_post(line, tag, name, options.count); });
-      Status posted = reply ? status_of(*reply, fmt::format("POST \"{}\"", name)) : reply.status();
+      const std::string what = fmt::format("POST \"{}\"", name);
+      Result<client::Reply> reply = impl_->round_trip(what, [&](std::string& line, std::string_view tag) {
+        protocol::encode_post(line, tag, name, options.count);
+      });
+      Status posted = reply ? status_of(*reply, what) : reply.status();
       if (!posted.is_ok()) {
         client::log_warning("a cancelled WAIT \"{}\" was granted {} permits and giving them back failed: {}", name,
                             options.count, posted.to_string());
@@ -654,10 +658,10 @@ Result<SemaphoreInfo> Client::get(std::string_view name) {
                          .waiters = static_cast<std::uint64_t>(local->waiting),
                          .kind = "local"};
   }
-  Result<client::Reply> reply =
-      impl_->round_trip([&](std::string& line, std::string_view tag) { protocol::encode_get(line, tag, name); });
-  if (!reply) return reply.status();
   const std::string what = fmt::format("GET \"{}\"", name);
+  Result<client::Reply> reply =
+      impl_->round_trip(what, [&](std::string& line, std::string_view tag) { protocol::encode_get(line, tag, name); });
+  if (!reply) return reply.status();
   if (Status status = status_of(*reply, what); !status.is_ok()) return status;
   protocol::SemaphoreItem item;
   if (!protocol::parse_get(reply->rest, item))
@@ -671,7 +675,7 @@ Result<std::vector<SemaphoreInfo>> Client::list(std::string_view prefix) {
     if (is_local_name(prefix)) return not_server_state(prefix);
     if (Status status = check_api_name(prefix); !status.is_ok()) return status;
   }
-  Result<client::Reply> reply = impl_->round_trip([&](std::string& line, std::string_view tag) {
+  Result<client::Reply> reply = impl_->round_trip("LIST", [&](std::string& line, std::string_view tag) {
     protocol::encode_list(line, tag, prefix.empty() ? std::nullopt : std::optional<std::string_view>(prefix));
   });
   if (!reply) return reply.status();
@@ -696,20 +700,22 @@ Status Client::create(std::string_view name, std::int64_t value, std::int64_t ma
     return Status(StatusCode::kInvalidArgument,
                   fmt::format("CREATE needs 0 <= value <= max, 1 <= max <= {}", protocol::kMaxCount));
   }
-  Result<client::Reply> reply = impl_->round_trip([&](std::string& line, std::string_view tag) {
+  const std::string what = fmt::format("CREATE \"{}\"", name);
+  Result<client::Reply> reply = impl_->round_trip(what, [&](std::string& line, std::string_view tag) {
     protocol::encode_create(line, tag, name, value, max, exclusive);
   });
   if (!reply) return reply.status();
-  return status_of(*reply, fmt::format("CREATE \"{}\"", name));
+  return status_of(*reply, what);
 }
 
 Status Client::remove(std::string_view name) {
   if (Status status = check_api_name(name); !status.is_ok()) return status;
   if (is_local_name(name)) return not_server_state(name);
-  Result<client::Reply> reply =
-      impl_->round_trip([&](std::string& line, std::string_view tag) { protocol::encode_delete(line, tag, name); });
+  const std::string what = fmt::format("DELETE \"{}\"", name);
+  Result<client::Reply> reply = impl_->round_trip(
+      what, [&](std::string& line, std::string_view tag) { protocol::encode_delete(line, tag, name); });
   if (!reply) return reply.status();
-  return status_of(*reply, fmt::format("DELETE \"{}\"", name));
+  return status_of(*reply, what);
 }
 
 Result<std::string> Client::ping(std::string_view payload) {
@@ -717,8 +723,8 @@ Result<std::string> Client::ping(std::string_view payload) {
   if (!protocol::is_valid_ping_payload(payload)) {
     return Status(StatusCode::kInvalidArgument, "a ping payload is at most 4000 bytes without spaces or line ends");
   }
-  Result<client::Reply> reply =
-      impl_->round_trip([&](std::string& line, std::string_view tag) { protocol::encode_ping(line, tag, payload); });
+  Result<client::Reply> reply = impl_->round_trip(
+      "PING", [&](std::string& line, std::string_view tag) { protocol::encode_ping(line, tag, payload); });
   if (!reply) return reply.status();
   if (reply->type != AnswerType::kPong) return Status(StatusCode::kInternal, "PING: unexpected answer " + reply->rest);
   return std::move(reply->rest);

@@ -111,14 +111,26 @@ struct Client::Impl {
   // more permits than the stand-in's limit is kUnavailable, not kTooMany.
   Status fallback_outcome(Status status, std::string_view name, std::int64_t limit, std::int64_t count) const;
 
-  // One request, built by `encode(line, tag)` (Connection::send), and its
-  // final answer; when not connected, the last round's refusal, else
-  // kUnavailable.
+  // One request that never falls back (every call but acquire, wait and
+  // post), built by `encode(line, tag)` (Connection::send), and its final
+  // answer. Made between two sessions (the last one ended, the round of
+  // connection attempts after its end under way), it waits for that round,
+  // which bounds the wait, and is sent on the session the round finds; when
+  // the round finds none, that round's refusal, or kUnavailable "no server
+  // reachable" (at once while no server is reachable). `what` names the
+  // request ("GET \"db\"") should the client close during that wait;
+  // `may_wait`: see Call::may_wait.
   template <typename Encode>
-  Result<client::Reply> round_trip(Encode&& encode) const {
-    client::Connection::Unsent unsent;
-    const std::shared_ptr<client::Call> call = connection->send(std::forward<Encode>(encode), 0, false, &unsent);
-    return finish_round_trip(call, unsent);
+  Result<client::Reply> round_trip(std::string_view what, Encode&& encode, bool may_wait = false) const {
+    for (;;) {
+      client::Connection::Unsent unsent;
+      const std::shared_ptr<client::Call> call = connection->send(encode, 0, may_wait, &unsent);
+      if (call || unsent.between == 0) return finish_round_trip(call, unsent);
+      std::optional<Status> waited = await_round(unsent.between, std::nullopt, nullptr, what);
+      if (!waited) continue;  // a session serves: send on it
+      if (!waited->is_ok()) return *waited;
+      return finish_round_trip(nullptr, client::Connection::Unsent());
+    }
   }
   // `unsent`: what send() said when it returned a null `call`.
   Result<client::Reply> finish_round_trip(const std::shared_ptr<client::Call>& call,

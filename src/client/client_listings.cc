@@ -1,10 +1,12 @@
-// The calls of Client that only ask the server: STATS, and the listings and
-// KICK of protocol 1.1 (holders, waiters, sessions, kick). None falls back:
-// they report on the server. The 1.1 verbs check the version the server
-// gave in its HELLO answer (Connection::Counters) before sending, and read
-// an UNKNOWN_VERB answer the same way (the session may have moved to another
-// server between the check and the send), so a 1.0 server gets a clear
-// kProtocol, never a library bug (kInternal).
+// The calls of Client that only ask the server: STATS, the listings and
+// KICK of protocol 1.1 (holders, waiters, sessions, kick), and CLUSTER. None
+// falls back: they report on the server (made between two sessions, they
+// wait for the next round of connection attempts: Impl::round_trip). The
+// 1.1 verbs check the version the server gave in its HELLO answer
+// (Connection::Counters) before sending, and read an UNKNOWN_VERB answer
+// the same way (the session may have moved to another server between the
+// check and the send), so a 1.0 server gets a clear kProtocol, never a
+// library bug (kInternal).
 #include <fmt/format.h>
 
 #include <string>
@@ -82,7 +84,7 @@ Result<std::vector<Info>> rows_of(const client::Reply& reply, std::string_view w
 
 Result<std::string> Client::server_stats() {
   Result<client::Reply> reply =
-      impl_->round_trip([](std::string& line, std::string_view tag) { protocol::encode_stats(line, tag); });
+      impl_->round_trip("STATS", [](std::string& line, std::string_view tag) { protocol::encode_stats(line, tag); });
   if (!reply) return reply.status();
   if (Status status = status_of(*reply, "STATS"); !status.is_ok()) return status;
   if (reply->type != protocol::AnswerType::kOk || reply->rest.empty()) {
@@ -94,10 +96,10 @@ Result<std::string> Client::server_stats() {
 Result<std::vector<HolderInfo>> Client::holders(std::string_view name) {
   if (Status status = check_server_name(name, "HOLDERS"); !status.is_ok()) return status;
   if (Status status = check_v11(*impl_->connection, "HOLDERS"); !status.is_ok()) return status;
-  Result<client::Reply> reply =
-      impl_->round_trip([&](std::string& line, std::string_view tag) { protocol::encode_holders(line, tag, name); });
-  if (!reply) return reply.status();
   const std::string what = fmt::format("HOLDERS \"{}\"", name);
+  Result<client::Reply> reply = impl_->round_trip(
+      what, [&](std::string& line, std::string_view tag) { protocol::encode_holders(line, tag, name); });
+  if (!reply) return reply.status();
   if (Status status = status_of_v11(*impl_->connection, *reply, "HOLDERS", what); !status.is_ok()) return status;
   return rows_of<protocol::HolderItem, HolderInfo>(*reply, what, protocol::parse_holder_item,
                                                    [](protocol::HolderItem&& item) {
@@ -112,10 +114,10 @@ Result<std::vector<HolderInfo>> Client::holders(std::string_view name) {
 Result<std::vector<WaiterInfo>> Client::waiters(std::string_view name) {
   if (Status status = check_server_name(name, "WAITERS"); !status.is_ok()) return status;
   if (Status status = check_v11(*impl_->connection, "WAITERS"); !status.is_ok()) return status;
-  Result<client::Reply> reply =
-      impl_->round_trip([&](std::string& line, std::string_view tag) { protocol::encode_waiters(line, tag, name); });
-  if (!reply) return reply.status();
   const std::string what = fmt::format("WAITERS \"{}\"", name);
+  Result<client::Reply> reply = impl_->round_trip(
+      what, [&](std::string& line, std::string_view tag) { protocol::encode_waiters(line, tag, name); });
+  if (!reply) return reply.status();
   if (Status status = status_of_v11(*impl_->connection, *reply, "WAITERS", what); !status.is_ok()) return status;
   return rows_of<protocol::WaiterItem, WaiterInfo>(
       *reply, what, protocol::parse_waiter_item, [](protocol::WaiterItem&& item) {
@@ -130,8 +132,8 @@ Result<std::vector<WaiterInfo>> Client::waiters(std::string_view name) {
 
 Result<std::vector<SessionInfo>> Client::sessions() {
   if (Status status = check_v11(*impl_->connection, "SESSIONS"); !status.is_ok()) return status;
-  Result<client::Reply> reply =
-      impl_->round_trip([](std::string& line, std::string_view tag) { protocol::encode_sessions(line, tag); });
+  Result<client::Reply> reply = impl_->round_trip(
+      "SESSIONS", [](std::string& line, std::string_view tag) { protocol::encode_sessions(line, tag); });
   if (!reply) return reply.status();
   if (Status status = status_of_v11(*impl_->connection, *reply, "SESSIONS", "SESSIONS"); !status.is_ok()) {
     return status;
@@ -152,10 +154,11 @@ Result<std::vector<SessionInfo>> Client::sessions() {
 Status Client::kick(std::uint64_t session_id) {
   if (session_id == 0) return Status(StatusCode::kInvalidArgument, "KICK: session ids start at 1");
   if (Status status = check_v11(*impl_->connection, "KICK"); !status.is_ok()) return status;
-  Result<client::Reply> reply =
-      impl_->round_trip([&](std::string& line, std::string_view tag) { protocol::encode_kick(line, tag, session_id); });
+  const std::string what = fmt::format("KICK {}", session_id);
+  Result<client::Reply> reply = impl_->round_trip(
+      what, [&](std::string& line, std::string_view tag) { protocol::encode_kick(line, tag, session_id); });
   if (!reply) return reply.status();
-  return status_of_v11(*impl_->connection, *reply, "KICK", fmt::format("KICK {}", session_id));
+  return status_of_v11(*impl_->connection, *reply, "KICK", what);
 }
 
 namespace {
@@ -172,8 +175,8 @@ Status cluster_answer(const client::Reply& reply, std::string_view what) {
 }  // namespace
 
 Result<std::string> Client::cluster_status() {
-  Result<client::Reply> reply =
-      impl_->round_trip([](std::string& line, std::string_view tag) { protocol::encode_cluster_status(line, tag); });
+  Result<client::Reply> reply = impl_->round_trip(
+      "CLUSTER STATUS", [](std::string& line, std::string_view tag) { protocol::encode_cluster_status(line, tag); });
   if (!reply) return reply.status();
   if (Status status = cluster_answer(*reply, "CLUSTER STATUS"); !status.is_ok()) return status;
   if (reply->type != protocol::AnswerType::kOk || reply->rest.empty()) {
@@ -192,28 +195,25 @@ Status Client::cluster_add(std::uint64_t id, std::string_view raft_address, std:
   }
   // May wait past request_timeout (the new server catching up): the
   // connection pings meanwhile, as for a queued ACQUIRE.
-  client::Connection::Unsent unsent;
-  Result<client::Reply> reply =
-      impl_->finish_round_trip(impl_->connection->send(
-                                   [&](std::string& line, std::string_view tag) {
-                                     protocol::encode_cluster_add(line, tag, id, raft_address, client_address);
-                                   },
-                                   0, /*may_wait=*/true, &unsent),
-                               unsent);
+  const std::string what = fmt::format("CLUSTER ADD {}", id);
+  Result<client::Reply> reply = impl_->round_trip(
+      what,
+      [&](std::string& line, std::string_view tag) {
+        protocol::encode_cluster_add(line, tag, id, raft_address, client_address);
+      },
+      /*may_wait=*/true);
   if (!reply) return reply.status();
-  return cluster_answer(*reply, fmt::format("CLUSTER ADD {}", id));
+  return cluster_answer(*reply, what);
 }
 
 Status Client::cluster_remove(std::uint64_t id) {
   if (id == 0) return Status(StatusCode::kInvalidArgument, "CLUSTER REMOVE: server ids start at 1");
-  client::Connection::Unsent unsent;
-  Result<client::Reply> reply = impl_->finish_round_trip(
-      impl_->connection->send(
-          [&](std::string& line, std::string_view tag) { protocol::encode_cluster_remove(line, tag, id); }, 0,
-          /*may_wait=*/true, &unsent),
-      unsent);
+  const std::string what = fmt::format("CLUSTER REMOVE {}", id);
+  Result<client::Reply> reply = impl_->round_trip(
+      what, [&](std::string& line, std::string_view tag) { protocol::encode_cluster_remove(line, tag, id); },
+      /*may_wait=*/true);
   if (!reply) return reply.status();
-  return cluster_answer(*reply, fmt::format("CLUSTER REMOVE {}", id));
+  return cluster_answer(*reply, what);
 }
 
 }  // namespace netsem

@@ -10,7 +10,8 @@
 // without QUIT (the session keeps its timeout, as the loss's stop_by says).
 // A scripted fake server: a Client closed during its resume, after RESUME's
 // OK, QUITs the resumed session; a `* ERR KICKED` right after RESUME's OK
-// ends the session as kicked; a 1.1 server never gets RESUME; rule 9's
+// ends the session as kicked; a 1.1 server never gets RESUME; a GET made
+// between two sessions answers the next round's refusal; rule 9's
 // edges (a try is tried again; a server that broke the protocol is not
 // asked again; a cancel ends the wait for the next session at once).
 // Every wait is bounded; each test takes a few seconds.
@@ -75,13 +76,14 @@ class ClientResumeTest : public ::testing::Test {
     data_dir_ = server_->data_dir();
   }
 
-  std::unique_ptr<Client> client_through(std::uint16_t port) {
+  std::unique_ptr<Client> client_through(std::uint16_t port, std::chrono::milliseconds reconnect_min = 20ms,
+                                         std::chrono::milliseconds reconnect_max = 100ms) {
     ClientOptions options;
     options.servers = {"127.0.0.1:" + std::to_string(port)};
     options.local_dir = local_dir();
     options.connect_timeout = 500ms;
-    options.reconnect_min = 20ms;
-    options.reconnect_max = 100ms;
+    options.reconnect_min = reconnect_min;
+    options.reconnect_max = reconnect_max;
     options.request_timeout = 3s;
     options.fallback = FallbackPolicy{.mode = FallbackPolicy::Mode::kFail};
     Result<std::unique_ptr<Client>> client = Client::create(std::move(options));
@@ -658,6 +660,37 @@ TEST_F(ClientResumeTest, AnAcquireWhoseServerBrokeTheProtocolIsNotSentAgain) {
   std::this_thread::sleep_for(200ms);
   EXPECT_FALSE(server.saw(1, "ACQUIRE"));
   EXPECT_EQ(client->stats().local_grants, 0u);
+}
+
+// A call that never falls back (GET here), made between two sessions,
+// waits for the next round of connection attempts (1 s of backoff away) and
+// answers what that round found: the server's refusal (`ERR LIMIT`, full),
+// read with the round's outcome, not "no server reachable" at once as
+// before. Once that round has failed, the next call answers the refusal at
+// once.
+TEST_F(ClientResumeTest, AGetMadeBetweenSessionsAnswersTheRoundItWaitedFor) {
+  ScriptedServer server([](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
+    if (connection > 0) return "ERR LIMIT too many connections";
+    return version_11()(connection, f);
+  });
+  ASSERT_NE(server.port(), 0);
+  auto client = client_through(server.port(), 1s, 2s);
+  ASSERT_TRUE(client && client->connected());
+  server.hang_up();
+  ASSERT_TRUE(eventually([&] { return client->stats().connection_losses == 1; }));
+  ASSERT_EQ(server.connections(), 1);
+  const auto gap_at = Clock::now();
+  Result<SemaphoreInfo> info = client->get("db");
+  const auto took = Clock::now() - gap_at;
+  ASSERT_FALSE(info) << "answered by a server";
+  EXPECT_EQ(info.status().code(), StatusCode::kLimit) << info.status().to_string();
+  EXPECT_GE(server.connections(), 2) << "answered before the next round";
+  EXPECT_GT(took, 300ms);
+  const auto again_at = Clock::now();
+  Result<SemaphoreInfo> again = client->get("db");
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.status().code(), StatusCode::kLimit) << again.status().to_string();
+  EXPECT_LT(Clock::now() - again_at, 300ms);
 }
 
 // The reconnect backoff goes back to reconnect_min only after a session that

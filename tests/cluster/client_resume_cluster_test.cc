@@ -2,8 +2,12 @@
 // client.md, "Resuming the session"): the server a holder talks to is killed
 // with -9 and the holder resumes its session on another server of the
 // cluster (RESUME, then MINE), its permit kept (no loss callback, another
-// client still refused) and its queued ACQUIRE granted there. Bounded: each
-// test takes a few seconds.
+// client still refused) and its queued ACQUIRE granted there. Rule 9: a
+// session that cannot be resumed sends its waiting ACQUIRE again on the next
+// session, and calls made between two sessions (acquire, wait, post, and the
+// ones that never fall back: get, list, create, remove...) wait for the next
+// round of connection attempts, never served locally nor failed at once
+// while a server answers. Bounded: each test takes a few seconds.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -373,6 +377,66 @@ TEST_F(ClientResumeCluster, CallsMadeBetweenSessionsWaitForTheNextRoundNotServed
   const auto fields = netsem::testing::fields(stage.owner->request(req::get("v", "ctr"), 5s));
   ASSERT_GT(fields.size(), 2u);
   EXPECT_EQ(fields[2], "0");
+}
+
+// The rest of the gap (issue 16): the calls that never fall back, made
+// while the connection is between sessions, wait for the next round of
+// connection attempts as acquire does and are sent on the session it finds,
+// here on the other follower. Same stage (reconnect_min 2 s keeps the gap
+// open). Before the fix each failed at once with "no server reachable",
+// while the other follower and the leader answered.
+TEST_F(ClientResumeCluster, GetListCreateAndRemoveMadeBetweenSessionsWaitForTheNextRound) {
+  Stage stage;
+  ASSERT_NO_FATAL_FAILURE(set_stage(stage, 2s, 4s));
+  netsem::Client& waiter = *stage.waiter;
+  ASSERT_TRUE(waiter.create("gone", 1, 1).is_ok()) << logs();
+  const std::uint64_t session_id = waiter.stats().session_id;
+
+  ASSERT_NO_FATAL_FAILURE(end_unresumed(stage, session_id));
+  ASSERT_TRUE(eventually([&] { return waiter.stats().connection_losses == 1; }, 8s)) << logs();
+  // In the gap: the session ended, the next round is 2 s away.
+  ASSERT_FALSE(waiter.connected());
+  ASSERT_EQ(waiter.stats().connects, 1u);
+  const auto gap_at = SteadyClock::now();
+  auto got = std::async(std::launch::async, [&] { return waiter.get("lock"); });
+  auto listed = std::async(std::launch::async, [&] { return waiter.list("lock"); });
+  auto created = std::async(std::launch::async, [&] { return waiter.create("made", 1, 3); });
+  auto removed = std::async(std::launch::async, [&] { return waiter.remove("gone"); });
+  auto held = std::async(std::launch::async, [&] { return waiter.holders("lock"); });
+  auto pinged = std::async(std::launch::async, [&] { return waiter.ping("gap"); });
+
+  ASSERT_EQ(got.wait_for(10s), std::future_status::ready) << logs();
+  Result<SemaphoreInfo> info = got.get();
+  std::printf("the GET was answered %lld ms after the session's end\n",
+              static_cast<long long>((SteadyClock::now() - gap_at) / 1ms));
+  ASSERT_TRUE(info) << info.status().to_string();
+  EXPECT_EQ(info->holders, 1u);
+  EXPECT_EQ(info->value, 0);
+  ASSERT_EQ(listed.wait_for(10s), std::future_status::ready) << logs();
+  Result<std::vector<SemaphoreInfo>> infos = listed.get();
+  ASSERT_TRUE(infos) << infos.status().to_string();
+  ASSERT_EQ(infos->size(), 1u);
+  EXPECT_EQ(infos->front().name, "lock");
+  ASSERT_EQ(created.wait_for(10s), std::future_status::ready) << logs();
+  const Status create_status = created.get();
+  EXPECT_TRUE(create_status.is_ok()) << create_status.to_string();
+  ASSERT_EQ(removed.wait_for(10s), std::future_status::ready) << logs();
+  const Status remove_status = removed.get();
+  EXPECT_TRUE(remove_status.is_ok()) << remove_status.to_string();
+  ASSERT_EQ(held.wait_for(10s), std::future_status::ready) << logs();
+  Result<std::vector<HolderInfo>> holders = held.get();
+  ASSERT_TRUE(holders) << holders.status().to_string();
+  EXPECT_EQ(holders->size(), 1u);
+  ASSERT_EQ(pinged.wait_for(10s), std::future_status::ready) << logs();
+  Result<std::string> pong = pinged.get();
+  ASSERT_TRUE(pong) << pong.status().to_string();
+  EXPECT_EQ(*pong, "gap");
+
+  // Sent on the session the round found, at the other follower; done by the cluster.
+  EXPECT_EQ(waiter.stats().server, address(stage.other));
+  EXPECT_EQ(waiter.stats().connects, 2u);
+  EXPECT_EQ(stage.owner->request(req::get("m", "made"), 5s), "m OK 1 3 0 0 created") << logs();
+  EXPECT_EQ(stage.owner->request(req::get("g", "gone"), 5s), "g OK 1 1 0 0 absent") << logs();
 }
 
 TEST_F(ClientResumeCluster, AClientMovesToTheLeaderAfterItsHandshake) {
