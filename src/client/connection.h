@@ -212,7 +212,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::uint64_t between = 0;
     // With `between` 0: non-OK (kDenied, kLimit or kProtocol) when the last
     // round reached a server that refused the session and none served it,
-    // the answer instead of fallback; OK when it reached no server at all.
+    // or kIoError when this process lacked the descriptors to try one: the
+    // answer instead of fallback; OK when it reached no server at all.
     Status refusal;
   };
 
