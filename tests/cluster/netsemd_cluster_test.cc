@@ -948,7 +948,9 @@ TEST_F(NetsemdCluster, AnAddInterruptedByTheLeadersDeathLeavesOneConfigurationAn
   const auto answer = admin->read_line(3s);
   std::printf("ADD interrupted by the leader's kill -9: the asking client got %s\n",
               answer ? answer->c_str() : "no answer (connection ended)");
-  if (answer) EXPECT_EQ(*answer, "c1 OK") << logs();
+  if (answer) {
+    EXPECT_EQ(*answer, "c1 OK") << logs();
+  }
 
   const int next = leader_other_than(lead);
   ASSERT_GE(next, 0) << logs();
