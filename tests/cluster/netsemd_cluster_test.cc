@@ -1309,6 +1309,37 @@ TEST(NetsemdClusterStart, RequestsThatComeWhileOneWaitsForTheLogAreAnsweredInOrd
   EXPECT_EQ(other->request(req::acquire("b", "lock", 1, 5000), 10s).rfind("b OK ", 0), 0u);
 }
 
+// A request that comes alone, in its own segment, while the one before it
+// waits for the log, and then nothing more: it is read once the first is
+// answered. The session stops watching for reads when it comes and starts
+// again at the answer, and that re-arming is what reports it: the ReadySet's
+// descriptor is woken only by new arrivals, so a session that kept watching
+// never saw it (the review of e998a3d: with the pause removed, the second
+// request of the first pair was never answered).
+TEST(NetsemdClusterStart, ASecondRequestThatComesAloneWhileTheFirstWaitsForTheLogIsRead) {
+  TempDir dir;
+  const std::uint16_t client_port = test_support::free_loopback_port();
+  const std::uint16_t raft_port = test_support::free_loopback_port();
+  const Netsemd::Options options = single_server(dir, client_port, raft_port);
+  std::string error;
+  auto server = Netsemd::start(options, &error);
+  ASSERT_NE(server, nullptr) << error;
+  auto client = Client::connect(client_port);
+  ASSERT_NE(client, nullptr);
+  ASSERT_EQ(client->request(req::acquire("w", "lock", 1, 10000), 10s).rfind("w OK ", 0), 0u) << server->log();
+  for (int i = 0; i < 20; ++i) {
+    client->send_line(req::release("r" + std::to_string(i), "lock"));
+    std::this_thread::sleep_for(300us);  // the release is read and waits for the log
+    client->send_line(req::acquire("a" + std::to_string(i), "lock", 1, 10000));
+    const auto released = client->read_line(5s);
+    ASSERT_TRUE(released) << "pair " << i;
+    EXPECT_EQ(released->rfind("r" + std::to_string(i) + " OK", 0), 0u) << *released;
+    const auto acquired = client->read_line(5s);
+    ASSERT_TRUE(acquired) << "pair " << i << ": the acquire that came during the release's wait was never read";
+    EXPECT_EQ(acquired->rfind("a" + std::to_string(i) + " OK ", 0), 0u) << *acquired;
+  }
+}
+
 // The leader's wall clock stepped (date -s, an NTP step, a restored VM):
 // log time follows the steady clock (cluster::LogClock). A session that
 // pings keeps its permit across a step of 20 s forward, and a queued
