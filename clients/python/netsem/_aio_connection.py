@@ -1045,7 +1045,8 @@ class Connection:
     async def _move(self) -> None:
         """RESUME on the other candidates while this connection's server is
         silent; once one took the session, this connection's read loop ends
-        (the new connection in _moved). Tried again T/6 later otherwise."""
+        (the new connection in _moved); so it does when one answered with a
+        KICK (the session ended). Tried again T/6 later otherwise."""
         assert self._resumable is not None and self._lease is not None
         began = time.monotonic()
         self._next_move_at = began + self._lease.session_timeout / 6
@@ -1067,6 +1068,19 @@ class Connection:
                              len(self._permits))
                     self._ended = Unavailable(f"the session moved to {server}: {silent} was silent")
                     self._writer.transport.abort()
+                    return
+                if isinstance(outcome, str) and outcome.startswith("kicked:"):
+                    # An administrator's KICK, read among RESUME's first
+                    # answers: the session is gone at every server, as on
+                    # _resume's path: it ends now (permits lost with no
+                    # stop-by, a waiting ACQUIRE fails, rule 9), not resumed,
+                    # and no other server is asked.
+                    log.warning("session %d was ended by KICK on %s while it moved off %s: %s",
+                                self._resumable.session_id, server, silent, outcome[7:])
+                    if self._ended is None and self._writer is not None:
+                        self._may_resume = False
+                        self._ended = _resume.ended_by_kick(outcome)
+                        self._writer.transport.abort()
                     return
                 log.debug("moving session %d to %s failed: %s", self._resumable.session_id, server,
                           outcome.partition(":")[2] if isinstance(outcome, str) else getattr(outcome, "why", "no answer"))

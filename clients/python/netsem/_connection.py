@@ -1186,7 +1186,8 @@ class Connection:
     def _move(self) -> NetsemError | None:
         """Loop only: RESUME on the other candidates while this connection's
         server is silent; once one took the session, why this connection ends
-        (the new socket in _moved_to), else None (tried again T/6 later)."""
+        (the new socket in _moved_to), or the KICK one answered (the session
+        ended), else None (tried again T/6 later)."""
         assert self._resumable is not None
         began = time.monotonic()
         self._next_move_at = began + self._lease.session_timeout / 6
@@ -1206,6 +1207,15 @@ class Connection:
                          permits)
                 self._moved_to, self._current = outcome, (host, port)
                 return Unavailable(f"the session moved to {server}: {silent} was silent")
+            if isinstance(outcome, str) and outcome.startswith("kicked:"):
+                # An administrator's KICK, read among RESUME's first answers:
+                # the session is gone at every server, as on _resume's path:
+                # it ends now (permits lost with no stop-by, a waiting ACQUIRE
+                # fails, rule 9), not resumed, and no other server is asked.
+                log.warning("session %d was ended by KICK on %s while it moved off %s: %s",
+                            self._resumable.session_id, server, silent, outcome[7:])
+                self._may_resume = False
+                return _resume.ended_by_kick(outcome)
             log.debug("moving session %d to %s failed: %s", self._resumable.session_id, server,
                       outcome.partition(":")[2] if isinstance(outcome, str) else self._attempt_failure or "no answer")
         return None

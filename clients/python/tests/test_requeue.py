@@ -291,11 +291,15 @@ class KickedOnResume:
     KICKED`` (an administrator's KICK among RESUME's first answers, before
     MINE's END), then the connection closes, as netsemd's does for a kicked
     session. Any later connection is a fresh session that grants every
-    ACQUIRE (fence 5). Keeps the ACQUIREs and counts the RESUMEs."""
+    ACQUIRE (fence 5). Keeps the ACQUIREs and counts the RESUMEs. ``silent``:
+    the first connection does not break but falls silent (socket open, no
+    answer, not even to PING), so that a client given a second server MOVES
+    the session there (rule 5) and reads the KICK on that path."""
 
     SECRET = "0123456789abcdef0123456789abcdef"
 
-    def __init__(self) -> None:
+    def __init__(self, silent: bool = False) -> None:
+        self.silent = silent
         self.lock = threading.Lock()
         self.connections = 0
         self.resumes = 0
@@ -308,9 +312,12 @@ class KickedOnResume:
         session = 42 + index
         answers = {"HELLO": f"OK netsem 1.2 {session}", "LEASE": "OK 3000", "RESUMABLE": f"OK {session} {self.SECRET}",
                    "LEADER": "ERR UNKNOWN_VERB LEADER", "STATS": 'OK {"session_timeout_ms":3000}', "OPTION": "OK"}
+        quiet = False
         while (line := peer.read_line(timeout=10)) is not None:
             tag, _, rest = line.partition(" ")
             verb = rest.split(" ", 1)[0]
+            if quiet:
+                continue
             if verb == "RESUME":
                 with self.lock:
                     self.resumes += 1
@@ -321,6 +328,9 @@ class KickedOnResume:
                 with self.lock:
                     self.acquires.append(line)
                 if index == 0 and " db " in line:
+                    if self.silent:
+                        quiet = True  # queued; then the server says nothing more
+                        continue
                     time.sleep(0.3)  # queued; then the connection breaks without a word
                     return
                 peer.send(f"{tag} OK {3 if index == 0 else 5}\n".encode())
@@ -330,8 +340,9 @@ class KickedOnResume:
                 peer.send(f"{tag} {answers.get(verb, 'OK')}\n".encode())
 
 
-def _kicked_options(server: FakeServer, local_dir: Path) -> ClientOptions:
-    return ClientOptions(servers=[server.address], local_dir=str(local_dir), fallback=FallbackPolicy("local"),
+def _kicked_options(server: FakeServer, local_dir: Path, other: FakeServer | None = None) -> ClientOptions:
+    servers = [server.address] + ([other.address] if other is not None else [])
+    return ClientOptions(servers=servers, local_dir=str(local_dir), fallback=FallbackPolicy("local"),
                          connect_timeout=0.5, reconnect_min=0.05, reconnect_max=0.2)
 
 
@@ -379,6 +390,50 @@ def test_aio_a_kick_read_among_the_resumes_answers_fails_the_queued_acquire(loca
                 await held.release()  # given up: its loss is said again
 
     with FakeServer(script) as server:
+        run(main())
+
+
+def _moved(a: FakeServer, b: FakeServer) -> bool:
+    """The RESUME went to B only: the session moved off A, which never broke."""
+    with a.lock, b.lock:
+        return (not any(" RESUME " in line for line in a.lines)
+                and any(" RESUME " in line for line in b.lines))
+
+
+def test_a_kick_read_while_the_session_moves_fails_the_queued_acquire(local_dir) -> None:
+    """The same KICK, read on the move off a silent server (rule 5; the first
+    server falls silent under the ACQUIRE, the second answers the RESUME with
+    OK and the KICK). Until then _move took it for a failed move: the held
+    permit stayed held until the lease ran out (with a stop-by time), other
+    moves were tried, and the ACQUIRE was then sent again on a new session
+    (review20, finding 1)."""
+    script = KickedOnResume(silent=True)
+    with FakeServer(script) as a, FakeServer(script) as b:
+        with Client(options=_kicked_options(a, local_dir, b)) as client:
+            held = client.acquire("held", timeout=5)
+            started = time.monotonic()
+            got = _catch(lambda: client.acquire("db", timeout=10))
+            _check_kicked_on_resume(script, got, held, time.monotonic() - started)
+            assert _moved(a, b)
+            assert client.stats().local_grants == 0
+
+
+def test_aio_a_kick_read_while_the_session_moves_fails_the_queued_acquire(local_dir) -> None:
+    script = KickedOnResume(silent=True)
+
+    async def main() -> None:
+        async with netsem.aio.Client(options=_kicked_options(a, local_dir, b)) as client:
+            held = await client.acquire("held", timeout=5)
+            started = time.monotonic()
+            try:
+                got: object = await client.acquire("db", timeout=10)
+            except Unavailable as error:
+                got = error
+            _check_kicked_on_resume(script, got, held, time.monotonic() - started)
+            assert _moved(a, b)
+            assert client.stats().local_grants == 0
+
+    with FakeServer(script) as a, FakeServer(script) as b:
         run(main())
 
 
