@@ -1183,6 +1183,45 @@ Netsemd::Options single_server(const TempDir& dir, std::uint16_t client_port, st
   return options;
 }
 
+// A one-server cluster of single_server()'s configuration; start() fails
+// the test when it does not come up.
+struct SingleServer {
+  TempDir dir;
+  std::uint16_t client_port = test_support::free_loopback_port();
+  std::uint16_t raft_port = test_support::free_loopback_port();
+  Netsemd::Options options = single_server(dir, client_port, raft_port);
+  std::unique_ptr<Netsemd> server;
+
+  bool start() {
+    std::string error;
+    server = Netsemd::start(options, &error);
+    EXPECT_NE(server, nullptr) << error;
+    return server != nullptr;
+  }
+  // A client that holds "lock" (limit 1) as "w".
+  std::unique_ptr<Client> holder() {
+    auto client = Client::connect(client_port);
+    EXPECT_NE(client, nullptr);
+    if (!client) return nullptr;
+    EXPECT_EQ(client->request(req::acquire("w", "lock", 1, 10000), 10s).rfind("w OK ", 0), 0u) << server->log();
+    return client;
+  }
+};
+
+// The answers to the pair "r<i> RELEASE lock" and "a<i> ACQUIRE lock", in order;
+// false when one did not come.
+bool pair_answered(Client& client, int i) {
+  const auto released = client.read_line(10s);
+  EXPECT_TRUE(released) << "pair " << i;
+  if (!released) return false;
+  EXPECT_EQ(released->rfind("r" + std::to_string(i) + " OK", 0), 0u) << *released;
+  const auto acquired = client.read_line(10s);
+  EXPECT_TRUE(acquired) << "pair " << i << ": the acquire was never answered";
+  if (!acquired) return false;
+  EXPECT_EQ(acquired->rfind("a" + std::to_string(i) + " OK ", 0), 0u) << *acquired;
+  return true;
+}
+
 // Another process listening on 127.0.0.1:`port` (the test's own socket).
 UniqueFd listen_on(std::uint16_t port) {
   UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -1271,16 +1310,10 @@ TEST(NetsemdClusterStart, AServerKilledAndStartedAtOnceStartsOnItsData) {
 // session stops watching its socket only when bytes come during a hold
 // (Session::on_ready), not at each hold.
 TEST(NetsemdClusterStart, RequestsThatComeWhileOneWaitsForTheLogAreAnsweredInOrder) {
-  TempDir dir;
-  const std::uint16_t client_port = test_support::free_loopback_port();
-  const std::uint16_t raft_port = test_support::free_loopback_port();
-  const Netsemd::Options options = single_server(dir, client_port, raft_port);
-  std::string error;
-  auto server = Netsemd::start(options, &error);
-  ASSERT_NE(server, nullptr) << error;
-  auto client = Client::connect(client_port);
+  SingleServer one;
+  ASSERT_TRUE(one.start());
+  auto client = one.holder();
   ASSERT_NE(client, nullptr);
-  ASSERT_EQ(client->request(req::acquire("w", "lock", 1, 10000), 10s).rfind("w OK ", 0), 0u) << server->log();
   // One by one, without waiting for answers: 100 acquire/release pairs.
   for (int i = 0; i < 100; ++i) {
     client->send_line(req::release("r" + std::to_string(i), "lock"));
@@ -1294,17 +1327,10 @@ TEST(NetsemdClusterStart, RequestsThatComeWhileOneWaitsForTheLogAreAnsweredInOrd
   }
   client->send(batch);
   client->shutdown_write();
-  for (int i = 0; i < 200; ++i) {
-    const auto released = client->read_line(10s);
-    ASSERT_TRUE(released) << "pair " << i << server->log();
-    EXPECT_EQ(released->rfind("r" + std::to_string(i) + " OK", 0), 0u) << *released;
-    const auto acquired = client->read_line(10s);
-    ASSERT_TRUE(acquired) << "pair " << i;
-    EXPECT_EQ(acquired->rfind("a" + std::to_string(i) + " OK ", 0), 0u) << *acquired;
-  }
+  for (int i = 0; i < 200; ++i) ASSERT_TRUE(pair_answered(*client, i)) << one.server->log();
   EXPECT_TRUE(client->wait_closed(10s)) << "the end of input behind the held requests did not end the session";
   // Its permit went back with it.
-  auto other = Client::connect(client_port);
+  auto other = Client::connect(one.client_port);
   ASSERT_NE(other, nullptr);
   EXPECT_EQ(other->request(req::acquire("b", "lock", 1, 5000), 10s).rfind("b OK ", 0), 0u);
 }
@@ -1317,26 +1343,15 @@ TEST(NetsemdClusterStart, RequestsThatComeWhileOneWaitsForTheLogAreAnsweredInOrd
 // never saw it (the review of e998a3d: with the pause removed, the second
 // request of the first pair was never answered).
 TEST(NetsemdClusterStart, ASecondRequestThatComesAloneWhileTheFirstWaitsForTheLogIsRead) {
-  TempDir dir;
-  const std::uint16_t client_port = test_support::free_loopback_port();
-  const std::uint16_t raft_port = test_support::free_loopback_port();
-  const Netsemd::Options options = single_server(dir, client_port, raft_port);
-  std::string error;
-  auto server = Netsemd::start(options, &error);
-  ASSERT_NE(server, nullptr) << error;
-  auto client = Client::connect(client_port);
+  SingleServer one;
+  ASSERT_TRUE(one.start());
+  auto client = one.holder();
   ASSERT_NE(client, nullptr);
-  ASSERT_EQ(client->request(req::acquire("w", "lock", 1, 10000), 10s).rfind("w OK ", 0), 0u) << server->log();
   for (int i = 0; i < 20; ++i) {
     client->send_line(req::release("r" + std::to_string(i), "lock"));
     std::this_thread::sleep_for(300us);  // the release is read and waits for the log
     client->send_line(req::acquire("a" + std::to_string(i), "lock", 1, 10000));
-    const auto released = client->read_line(5s);
-    ASSERT_TRUE(released) << "pair " << i;
-    EXPECT_EQ(released->rfind("r" + std::to_string(i) + " OK", 0), 0u) << *released;
-    const auto acquired = client->read_line(5s);
-    ASSERT_TRUE(acquired) << "pair " << i << ": the acquire that came during the release's wait was never read";
-    EXPECT_EQ(acquired->rfind("a" + std::to_string(i) + " OK ", 0), 0u) << *acquired;
+    ASSERT_TRUE(pair_answered(*client, i)) << "the acquire that came during the release's wait was never read";
   }
 }
 
@@ -1348,22 +1363,17 @@ TEST(NetsemdClusterStart, ASecondRequestThatComesAloneWhileTheFirstWaitsForTheLo
 // waiter was granted the permit it still held, and the timeout came 50 s
 // late: a hostile audit, with this same LD_PRELOAD shim.)
 TEST(NetsemdClusterStart, AStepOfTheLeadersWallClockAgesNoSessionAndHoldsBackNoTimeout) {
-  TempDir dir;
-  const std::uint16_t client_port = test_support::free_loopback_port();
-  const std::uint16_t raft_port = test_support::free_loopback_port();
-  Netsemd::Options options = single_server(dir, client_port, raft_port);  // session timeout 3 s
-  const auto offset_file = dir.path() / "wall-offset";
+  SingleServer one;  // session timeout 3 s
+  const auto offset_file = one.dir.path() / "wall-offset";
   const auto step_wall_clock_to = [&](long long offset_ms) { std::ofstream(offset_file) << offset_ms << "\n"; };
   step_wall_clock_to(0);
-  options.env = {std::string("LD_PRELOAD=") + NETSEM_WALL_CLOCK_SHIM,
-                 "NETSEM_TEST_WALL_OFFSET_FILE=" + offset_file.string()};
-  std::string error;
-  auto server = Netsemd::start(options, &error);
-  ASSERT_NE(server, nullptr) << error;
-  auto holder = Client::connect(client_port);
-  auto waiter = Client::connect(client_port);
+  one.options.env = {std::string("LD_PRELOAD=") + NETSEM_WALL_CLOCK_SHIM,
+                     "NETSEM_TEST_WALL_OFFSET_FILE=" + offset_file.string()};
+  ASSERT_TRUE(one.start());
+  Netsemd* server = one.server.get();
+  auto holder = one.holder();
+  auto waiter = Client::connect(one.client_port);
   ASSERT_TRUE(holder && waiter);
-  ASSERT_EQ(holder->request(req::acquire("h", "lock", 1, 10000), 10s).rfind("h OK ", 0), 0u) << server->log();
 
   step_wall_clock_to(20'000);
   waiter->send_line(req::acquire("w", "lock", 1, 4000));
