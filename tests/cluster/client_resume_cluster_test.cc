@@ -168,6 +168,16 @@ class ClientResumeCluster : public ::testing::Test {
     ASSERT_EQ(admin->request(req::kick("k", session_id), 10s), "k OK") << logs();
     kill(stage.stopped);
   }
+
+  // end_unresumed(), then waits until the waiter's connection is between
+  // sessions: its session ended, and its next round of connection attempts
+  // is reconnect_min away (the gap of the tests below).
+  void enter_gap(const Stage& stage, std::uint64_t session_id) {
+    ASSERT_NO_FATAL_FAILURE(end_unresumed(stage, session_id));
+    ASSERT_TRUE(eventually([&] { return stage.waiter->stats().connection_losses == 1; }, 8s)) << logs();
+    ASSERT_FALSE(stage.waiter->connected());
+    ASSERT_EQ(stage.waiter->stats().connects, 1u);
+  }
   // True when the leader shows one request queued on `lock`.
   bool one_waiter(const Stage& stage) {
     auto look = raw(stage.lead);
@@ -347,11 +357,7 @@ TEST_F(ClientResumeCluster, CallsMadeBetweenSessionsWaitForTheNextRoundNotServed
   ASSERT_TRUE(waiter.create("ctr", 0, 5).is_ok()) << logs();
   const std::uint64_t session_id = waiter.stats().session_id;
 
-  ASSERT_NO_FATAL_FAILURE(end_unresumed(stage, session_id));
-  ASSERT_TRUE(eventually([&] { return waiter.stats().connection_losses == 1; }, 8s)) << logs();
-  // In the gap: the session ended, the next round is 2 s away.
-  ASSERT_FALSE(waiter.connected());
-  ASSERT_EQ(waiter.stats().connects, 1u);
+  ASSERT_NO_FATAL_FAILURE(enter_gap(stage, session_id));
   const auto gap_at = SteadyClock::now();
   auto granted = std::async(std::launch::async, [&] { return waiter.acquire("lock", {.timeout = 20s}); });
   auto tried = std::async(std::launch::async, [&] { return waiter.try_acquire("lock"); });
@@ -392,11 +398,7 @@ TEST_F(ClientResumeCluster, GetListCreateAndRemoveMadeBetweenSessionsWaitForTheN
   ASSERT_TRUE(waiter.create("gone", 1, 1).is_ok()) << logs();
   const std::uint64_t session_id = waiter.stats().session_id;
 
-  ASSERT_NO_FATAL_FAILURE(end_unresumed(stage, session_id));
-  ASSERT_TRUE(eventually([&] { return waiter.stats().connection_losses == 1; }, 8s)) << logs();
-  // In the gap: the session ended, the next round is 2 s away.
-  ASSERT_FALSE(waiter.connected());
-  ASSERT_EQ(waiter.stats().connects, 1u);
+  ASSERT_NO_FATAL_FAILURE(enter_gap(stage, session_id));
   const auto gap_at = SteadyClock::now();
   auto got = std::async(std::launch::async, [&] { return waiter.get("lock"); });
   auto listed = std::async(std::launch::async, [&] { return waiter.list("lock"); });
