@@ -357,40 +357,48 @@ def _check_kicked_on_resume(script: KickedOnResume, got: object, held: object, t
     assert held.lost and "KICK" in str(held.loss_reason) and held.stop_by is None  # type: ignore[attr-defined]
 
 
+def _kicked_run(script: KickedOnResume, options: ClientOptions) -> None:
+    """netsem.client holds "held", then waits for "db" while the script's
+    KICK ends its session: _check_kicked_on_resume, nothing granted locally,
+    and a release of the lost permit says so again."""
+    with Client(options=options) as client:
+        held = client.acquire("held", timeout=5)
+        started = time.monotonic()
+        got = _catch(lambda: client.acquire("db", timeout=10))
+        _check_kicked_on_resume(script, got, held, time.monotonic() - started)
+        assert client.stats().local_grants == 0
+        with pytest.raises(Unavailable, match="was lost"):
+            held.release()  # given up: its loss is said again
+
+
+async def _aio_kicked_run(script: KickedOnResume, options: ClientOptions) -> None:
+    """_kicked_run through netsem.aio."""
+    async with netsem.aio.Client(options=options) as client:
+        held = await client.acquire("held", timeout=5)
+        started = time.monotonic()
+        try:
+            got: object = await client.acquire("db", timeout=10)
+        except Unavailable as error:
+            got = error
+        _check_kicked_on_resume(script, got, held, time.monotonic() - started)
+        assert client.stats().local_grants == 0
+        with pytest.raises(Unavailable, match="was lost"):
+            await held.release()  # given up: its loss is said again
+
+
 def test_a_kick_read_among_the_resumes_answers_fails_the_queued_acquire(local_dir) -> None:
     """Until then ResumeAnswers ignored a ``*`` line before MINE's END: the
     client tried RESUME again until its lease lapsed, and then sent the
     ACQUIRE again on a new session (libnetsem fixed the same, client20)."""
     script = KickedOnResume()
     with FakeServer(script) as server:
-        with Client(options=_kicked_options(server, local_dir)) as client:
-            held = client.acquire("held", timeout=5)
-            started = time.monotonic()
-            got = _catch(lambda: client.acquire("db", timeout=10))
-            _check_kicked_on_resume(script, got, held, time.monotonic() - started)
-            assert client.stats().local_grants == 0
-            with pytest.raises(Unavailable, match="was lost"):
-                held.release()  # given up: its loss is said again
+        _kicked_run(script, _kicked_options(server, local_dir))
 
 
 def test_aio_a_kick_read_among_the_resumes_answers_fails_the_queued_acquire(local_dir) -> None:
     script = KickedOnResume()
-
-    async def main() -> None:
-        async with netsem.aio.Client(options=_kicked_options(server, local_dir)) as client:
-            held = await client.acquire("held", timeout=5)
-            started = time.monotonic()
-            try:
-                got: object = await client.acquire("db", timeout=10)
-            except Unavailable as error:
-                got = error
-            _check_kicked_on_resume(script, got, held, time.monotonic() - started)
-            assert client.stats().local_grants == 0
-            with pytest.raises(Unavailable, match="was lost"):
-                await held.release()  # given up: its loss is said again
-
     with FakeServer(script) as server:
-        run(main())
+        run(_aio_kicked_run(script, _kicked_options(server, local_dir)))
 
 
 def _moved(a: FakeServer, b: FakeServer) -> bool:
@@ -409,32 +417,15 @@ def test_a_kick_read_while_the_session_moves_fails_the_queued_acquire(local_dir)
     (review20, finding 1)."""
     script = KickedOnResume(silent=True)
     with FakeServer(script) as a, FakeServer(script) as b:
-        with Client(options=_kicked_options(a, local_dir, b)) as client:
-            held = client.acquire("held", timeout=5)
-            started = time.monotonic()
-            got = _catch(lambda: client.acquire("db", timeout=10))
-            _check_kicked_on_resume(script, got, held, time.monotonic() - started)
-            assert _moved(a, b)
-            assert client.stats().local_grants == 0
+        _kicked_run(script, _kicked_options(a, local_dir, b))
+        assert _moved(a, b)
 
 
 def test_aio_a_kick_read_while_the_session_moves_fails_the_queued_acquire(local_dir) -> None:
     script = KickedOnResume(silent=True)
-
-    async def main() -> None:
-        async with netsem.aio.Client(options=_kicked_options(a, local_dir, b)) as client:
-            held = await client.acquire("held", timeout=5)
-            started = time.monotonic()
-            try:
-                got: object = await client.acquire("db", timeout=10)
-            except Unavailable as error:
-                got = error
-            _check_kicked_on_resume(script, got, held, time.monotonic() - started)
-            assert _moved(a, b)
-            assert client.stats().local_grants == 0
-
     with FakeServer(script) as a, FakeServer(script) as b:
-        run(main())
+        run(_aio_kicked_run(script, _kicked_options(a, local_dir, b)))
+        assert _moved(a, b)
 
 
 def test_a_waiter_whose_only_server_died_still_falls_back(start_netsemd, local_dir) -> None:
