@@ -16,6 +16,7 @@
 #include "client/local_semaphores.h"  // to remove the test's host-wide semaphores
 #include "netsem/client.h"
 #include "netsemd_harness.h"
+#include "support/eventually.h"
 
 namespace netsem {
 namespace {
@@ -24,15 +25,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using netsem::testing::Netsemd;
 
-template <typename Predicate>
-bool eventually(Predicate predicate, std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  while (!predicate()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(2ms);
-  }
-  return true;
-}
+using test_support::eventually;
 
 // Fills the process's descriptor table (under a soft limit lowered to 256)
 // until the next socket() fails with EMFILE; the destructor gives all back.

@@ -19,6 +19,7 @@
 #include "client/local_semaphores.h"
 #include "netsem/client.h"
 #include "netsemd_harness.h"
+#include "support/eventually.h"
 #include "support/free_port.h"
 
 namespace netsem {
@@ -28,15 +29,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using netsem::testing::Netsemd;
 
-template <typename Predicate>
-bool eventually(Predicate predicate, std::chrono::milliseconds timeout = 3s) {
-  const auto deadline = Clock::now() + timeout;
-  while (!predicate()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
+using test_support::eventually;
 
 class ClientListingsTest : public ::testing::Test {
  protected:

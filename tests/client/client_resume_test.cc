@@ -37,6 +37,7 @@
 #include "netsem/cancel_token.h"
 #include "netsem/client.h"
 #include "netsemd_harness.h"
+#include "support/eventually.h"
 #include "support/request_lines.h"
 #include "tcp_proxy.h"
 
@@ -48,15 +49,7 @@ using Clock = std::chrono::steady_clock;
 using netsem::testing::Netsemd;
 namespace req = netsem::testing::req;
 
-template <typename Predicate>
-bool eventually(Predicate predicate, std::chrono::milliseconds timeout = 3s) {
-  const auto deadline = Clock::now() + timeout;
-  while (!predicate()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
+using test_support::eventually;
 
 class ClientResumeTest : public ::testing::Test {
  protected:

@@ -3,6 +3,7 @@
 // control (nothing listening, a full accept queue, a server that goes
 // silent). Every wait is bounded; each test takes well under 5 s.
 #include "netsem/client.h"
+#include "support/eventually.h"
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -34,15 +35,7 @@ using Clock = std::chrono::steady_clock;
 using netsem::testing::Netsemd;
 namespace req = netsem::testing::req;
 
-template <typename Predicate>
-bool eventually(Predicate predicate, std::chrono::milliseconds timeout = 2s) {
-  const auto deadline = Clock::now() + timeout;
-  while (!predicate()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
+using test_support::eventually;
 
 std::chrono::milliseconds since(Clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);

@@ -28,6 +28,7 @@
 #include "cluster_ports.h"
 #include "netsem/client.h"
 #include "netsemd_harness.h"
+#include "support/eventually.h"
 #include "support/free_port.h"
 #include "support/request_lines.h"
 
@@ -41,15 +42,7 @@ constexpr int kServers = 3;
 // T/2 = 3 s of lease for the failover (an election takes up to 1 s here).
 constexpr int kSessionTimeoutMs = 6000;
 
-template <typename Predicate>
-bool eventually(Predicate predicate, std::chrono::milliseconds timeout) {
-  const auto deadline = SteadyClock::now() + timeout;
-  while (!predicate()) {
-    if (SteadyClock::now() >= deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
-}
+using test_support::eventually;
 
 class ClientResumeCluster : public ::testing::Test {
  protected:
