@@ -590,20 +590,23 @@ int Connection::connect_to(const Endpoint& endpoint, std::optional<Clock::time_p
   return -1;
 }
 
+std::string Connection::encode_hello_and_auth(const std::string& hello_tag) {
+  protocol::encode_hello(out_, hello_tag, label_);
+  // AUTH before everything else the session asks: the server answers the
+  // requests behind it once the token is checked (docs/security.md).
+  if (options_.token.empty()) return {};
+  std::string auth_tag = next_tag();
+  protocol::encode_auth(out_, auth_tag, options_.token);
+  return auth_tag;
+}
+
 bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnswer& hello) {
   framer_ = protocol::LineFramer();
   const std::string hello_tag = next_tag();
   const std::string lease_tag = next_tag();
   const std::string stats_tag = next_tag();
   out_.clear();
-  protocol::encode_hello(out_, hello_tag, label_);
-  // AUTH before everything else the session asks: the server answers the
-  // requests behind it once the token is checked (docs/security.md).
-  std::string auth_tag;
-  if (!options_.token.empty()) {
-    auth_tag = next_tag();
-    protocol::encode_auth(out_, auth_tag, options_.token);
-  }
+  const std::string auth_tag = encode_hello_and_auth(hello_tag);
   // The session timeout T comes from LEASE (proposed 1.2: every session may
   // ask, whatever its rights), else from STATS (1.0 and 1.1 servers answer
   // LEASE UNKNOWN_VERB; STATS needs an unlimited read right). Both are

@@ -345,6 +345,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void count_held(const Call& call);
   void complete(Call& call, Reply reply);
   std::string next_tag() { return std::to_string(++tag_counter_); }
+  // Appends HELLO and, when the client has a token, AUTH right behind it to
+  // out_ (the server answers what follows once the token is checked): how
+  // every session starts, new or resumed. The AUTH's tag, "" without one.
+  std::string encode_hello_and_auth(const std::string& hello_tag);
   // Waits up to `timeout` for the wake-up fd; false once stopping.
   bool sleep(std::chrono::milliseconds timeout);
   // Closes the lingering sockets whose stop-by time has come by `now`.

@@ -209,13 +209,8 @@ Connection::Resumed Connection::resume_handshake(int fd, const Endpoint& endpoin
   const std::string leader_tag = next_tag();
   const std::string mine_tag = next_tag();
   protocol::encode_resume(out_, resume_tag, resume_id_, resume_secret_);
-  protocol::encode_hello(out_, hello_tag, label_);
   // The resumed session must authenticate again (docs/protocol.md).
-  std::string auth_tag;
-  if (!options_.token.empty()) {
-    auth_tag = next_tag();
-    protocol::encode_auth(out_, auth_tag, options_.token);
-  }
+  const std::string auth_tag = encode_hello_and_auth(hello_tag);
   protocol::encode_lease(out_, lease_tag);
   protocol::encode_leader(out_, leader_tag);
   protocol::encode_mine(out_, mine_tag);
