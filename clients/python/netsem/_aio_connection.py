@@ -295,7 +295,15 @@ class Connection:
             return None
         return self.session
 
-    async def await_session(self, after: int, deadline: float | None, cancelled: Callable[[], bool]) -> int:
+    async def await_session(self, after: int, deadline: float | None,
+                            cancelled: Callable[[], bool]) -> _resume.NextSession:
+        return _resume.NextSession(await self._await_session(after, deadline, cancelled))
+
+    @property
+    def request_timeout(self) -> float:
+        return self._options.request_timeout
+
+    async def _await_session(self, after: int, deadline: float | None, cancelled: Callable[[], bool]) -> int:
         """Rule 9: waits, after session ``after`` ended, for the next round of
         connection attempts: the new session's number once one began, 0 when
         a round ended with no session (no server reachable, or a refusal:

@@ -26,7 +26,10 @@ server could be reached (the client is "in fallback") or a server answered
 but refused the session (DENIED, AUTH, LIMIT, a protocol it does not speak):
 ``refusal()`` says why, and the Client raises it instead of falling back,
 since a server that answers is not an outage; nor is a round this process
-could not make for want of its own descriptors or memory (IoError).
+could not make for want of its own descriptors or memory (IoError); nor a
+silent one, in which a server accepted the connection and did not finish
+its TLS or session handshake within connect_timeout (_resume.Silence): then
+calls wait for a round that decides (``between``, ``await_session``).
 
 A session is numbered: a Call and a remote permit belong to the session that
 sent or granted them, and a request tied to an old session is refused rather
@@ -174,6 +177,10 @@ class Connection:
         self._permits: dict[int, LosablePermit] = {}  # guarded by _lock
         self._in_fallback = False  # guarded by _lock
         self._refused: NetsemError | None = None  # guarded by _lock
+        # The last round was silent: no server gave a session or refused, and
+        # some accepted the connection and said nothing (rule 1 of a silent
+        # server); calls wait for a round that decides (await_session).
+        self._silence: _resume.Silence | None = None  # guarded by _lock
         self._counters = Counters()  # guarded by _lock
         # Rule 9 (await_session): rounds of connection attempts that ended with
         # no session, and their number when the last session ended.
@@ -194,6 +201,9 @@ class Connection:
         self._attempt_failure = ""
         self._attempt_refusal: NetsemError | None = None
         self._attempt_refused = False  # the last connect was refused (ECONNREFUSED)
+        # The attempt's server accepted the connection and did not finish the
+        # TLS or session handshake within connect_timeout, still connected.
+        self._attempt_silent = False
         # The round's first attempt that failed for want of this process's own
         # descriptors or memory: no word on the servers, so no fallback.
         self._attempt_local: IoError | None = None
@@ -255,44 +265,63 @@ class Connection:
         with self._lock:
             return self._connected
 
-    def await_session(self, after: int, deadline: float | None, cancelled: Callable[[], bool]) -> int:
+    def await_session(self, after: int, deadline: float | None, cancelled: Callable[[], bool],
+                      silent_until: float | None = None) -> _resume.NextSession:
         """Rule 9: waits, after session ``after`` ended, for the next round of
-        connection attempts: the new session's number once one began, 0 when
-        a round ended with no session (no server reachable, or a refusal:
-        ``refusal()``) or the I/O thread ended, CLOSING when the client
-        closes, -1 when ``deadline`` passed or ``cancelled()`` (wake it with
-        ``wake_waiters``) first."""
+        connection attempts that decides: the new session's number once one
+        began, 0 when a round ended with no session (no server reachable, or
+        a refusal: ``refusal()``) or the I/O thread ended, CLOSING when the
+        client closes, -1 when ``deadline`` passed or ``cancelled()`` (wake
+        it with ``wake_waiters``) first. A silent round decides nothing: the
+        wait goes on across such rounds, until ``silent_until`` at most
+        (then SILENT). With the answer, the last round's Silence when it
+        was silent, read under the same lock."""
         with self._first_round:
             while True:
                 if self._connected and self._session > after:
-                    return self._session
+                    return _resume.NextSession(self._session)
                 if self._stopping.is_set():
-                    return self.CLOSING
-                if self._io_done or (not self._connected and self._empty_rounds > self._empty_rounds_at_end):
-                    return 0
+                    return _resume.NextSession(self.CLOSING)
+                silence = None if self._connected else self._silence
+                if self._io_done or (silence is None and not self._connected
+                                     and self._empty_rounds > self._empty_rounds_at_end):
+                    return _resume.NextSession(0)
                 if cancelled():
-                    return -1
-                left = 1.0 if deadline is None else deadline - time.monotonic()
-                if left <= 0:
-                    return -1
-                self._first_round.wait(min(left, 1.0))
+                    return _resume.NextSession(-1, silence)
+                now = time.monotonic()
+                if deadline is not None and deadline <= now:
+                    return _resume.NextSession(-1, silence)
+                if silence is not None and silent_until is not None and silent_until <= now:
+                    return _resume.NextSession(self.SILENT, silence)
+                ends = [at - now for at in (deadline, silent_until) if at is not None]
+                self._first_round.wait(min([1.0] + ends))
 
-    CLOSING = -2  # await_session: the client closes
+    CLOSING = _resume.NextSession.CLOSING  # await_session: the client closes
+    SILENT = _resume.NextSession.SILENT  # await_session: request_timeout across silent rounds
+
+    @property
+    def request_timeout(self) -> float:
+        return self._options.request_timeout
 
     def between(self) -> int | None:
         """After send() found no session: the ``after`` to pass to
         await_session when the connection is between two sessions (the last
         one ended and no round of connection attempts has failed since, so
         the round under way may still reach a server; a session that began
-        meanwhile is returned by await_session at once), None otherwise (the
-        last round reached no server or was refused, never connected, or
-        closing): the caller falls back as today (review19 item 8)."""
+        meanwhile is returned by await_session at once) or when the last
+        round was silent (a server accepted the connection and said nothing:
+        no outage, so the call waits for a round that decides); None
+        otherwise (the last round reached no server or was refused, never
+        connected, or closing): the caller falls back as today (review19
+        item 8)."""
         with self._lock:
-            if self._stopping.is_set() or self._io_done or self._session == 0:
+            if self._stopping.is_set() or self._io_done:
                 return None
             if self._connected:
-                return self._session - 1 if self._session > 1 else None
-            if self._empty_rounds > self._empty_rounds_at_end:
+                return self._session - 1
+            if self._silence is not None:
+                return self._session
+            if self._session == 0 or self._empty_rounds > self._empty_rounds_at_end:
                 return None
             return self._session
 
@@ -415,12 +444,13 @@ class Connection:
             lived = 0.0  # how long the round's session lasted
             failures: list[str] = []
             refusal: NetsemError | None = None  # the round's first refusal: a server answered no
+            silent: list[str] = []  # the servers that accepted the connection and said nothing
             self._attempt_local = None
             for host, port in self._servers:
                 if self._stopping.is_set():
                     break
                 server = proto.endpoint_text(host, port)
-                self._attempt_failure, self._attempt_refusal = "", None
+                self._attempt_failure, self._attempt_refusal, self._attempt_silent = "", None, False
                 sock = self._connect(host, port)
                 if sock is not None and self._tls is not None:
                     sock = self._tls_handshake(sock, host, server)
@@ -430,6 +460,8 @@ class Connection:
                         sock.close()
                     failures.append(f"{server}: {self._attempt_failure or 'no answer'}")
                     refusal = refusal or self._attempt_refusal
+                    if self._attempt_silent:
+                        silent.append(server)
                     continue
                 followed = self._follow_leader(sock, host, port)
                 if followed is not None:
@@ -484,14 +516,21 @@ class Connection:
                 break
             if not served:
                 local = self._attempt_local if refusal is None else None
+                # Precedence: refusal > local failure > silent > unreachable.
+                silence = (_resume.Silence(tuple(silent), self._options.connect_timeout)
+                           if silent and refusal is None and local is None else None)
                 with self._lock:
                     was_local = isinstance(self._refused, IoError)  # the last round said it already
+                    was_silent = self._silence is not None
                     self._counters.unreachable = "; ".join(failures)
                     # A refusal is an answer: no fallback, whatever the other servers did.
                     # Nor when this process could not try a server for want of its
                     # own descriptors or memory: the servers may be up and holding,
                     # and its calls fail with that until a round gets through.
+                    # Nor when a server accepted the connection and said nothing:
+                    # it may be holding permits and answer soon; calls wait.
                     self._refused = refusal
+                    self._silence = silence
                     if local is not None:
                         self._refused = IoError(f"{local}; not an outage, so no fallback: the client tries the "
                                                 "servers again")
@@ -499,6 +538,8 @@ class Connection:
                 if local is not None:
                     log.log(logging.DEBUG if was_local else logging.WARNING, "%s; no fallback, the client tries again",
                             local)
+                elif silence is not None:
+                    log.log(logging.DEBUG if was_silent else logging.WARNING, "%s", silence.warning())
                 elif refusal is None:
                     self._enter_fallback(Unavailable(f"no server answered ({'; '.join(failures)})"))
             with self._first_round:
@@ -581,7 +622,8 @@ class Connection:
             if isinstance(error, OSError) and (shortage := proto.local_shortage(error, "TLS")) is not None:
                 self._local_failure(server, shortage)
             return None
-        deadline = time.monotonic() + self._options.connect_timeout
+        started = time.monotonic()
+        deadline = started + self._options.connect_timeout
         if limit is not None:
             deadline = min(deadline, limit)  # a resume's: not past the lease
         selector = self._selector(server)
@@ -610,9 +652,10 @@ class Connection:
                     break
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    self._attempt_failure = (
-                        f"no TLS handshake within {round(self._options.connect_timeout * 1000)} ms"
-                    )
+                    # Connected and still open: silent, no outage.
+                    self._attempt_failure = _resume.silent_attempt("the TLS handshake", deadline - started)
+                    self._attempt_silent = True
+                    log.debug("server %s: %s", server, self._attempt_failure)
                     break
                 for key, _ in selector.select(left):
                     if key.fd == self._wake_r:
@@ -718,7 +761,11 @@ class Connection:
             while hello is None or not stats_done or not lease_done or not leader_done:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    refuse("no answer to HELLO in time")
+                    # Connected, no EOF, no reset: silent, no outage (the
+                    # round decides; no "refused" warning per attempt).
+                    self._attempt_failure = _resume.silent_attempt("HELLO", self._options.connect_timeout)
+                    self._attempt_silent = True
+                    log.debug("server %s: %s", server, self._attempt_failure)
                     return None
                 selector.modify(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0))
                 events = selector.select(left)
@@ -852,6 +899,7 @@ class Connection:
             counters.unreachable = ""
             counters.connects += 1
             self._refused = None
+            self._silence = None
             if self._in_fallback:
                 self._in_fallback = False
                 counters.fallback_exits += 1

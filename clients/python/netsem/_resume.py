@@ -21,7 +21,11 @@ or a server that broke the protocol (``Broken``) fails it. A call made
 between two sessions (an acquire, a wait, a post, and every other request:
 GET, LIST, CREATE, DELETE, ...) waits for that round the same way
 (``made_between``) and is sent on the session it finds. Each client waits
-for that round its own way (a thread, a task).
+for that round its own way (a thread, a task). A silent round (``Silence``:
+a server accepted the connection and said nothing) decides nothing: the
+wait goes on until the call's timeout (Timeout) or, for a try or a call
+without one, request_timeout (``Silent``, an Unavailable); ``NextSession``
+is what a wait gave.
 """
 
 from __future__ import annotations
@@ -290,6 +294,73 @@ class Broken(Unavailable):
     same (rule 9)."""
 
 
+class Silent(Unavailable):
+    """A call with no timeout of its own that waited request_timeout while
+    the servers accepted the connection but did not answer (``Silence``): no
+    outage, so it is not served locally either (value() and test_flag() do
+    not fall back on it as on "no server reachable")."""
+
+
+# Why a server may take the connection and say nothing: no outage (the
+# servers' holders may hold), so no fallback.
+_SILENT_WHY = "busy, electing a leader or syncing its disk"
+
+
+@dataclass(frozen=True)
+class Silence:
+    """A round of connection attempts in which no server gave a session,
+    none refused, none failed for want of this process's resources, and at
+    least one (``servers``) accepted the connection and then did not answer
+    its TLS or session handshake within ``within`` (connect_timeout,
+    seconds), the connection still open: SILENT, no outage (docs/client.md,
+    "A server that accepts and does not answer")."""
+
+    servers: tuple[str, ...]
+    within: float
+
+    def _who(self) -> str:
+        return f"server {self.servers[0]}" if len(self.servers) == 1 else f"servers {', '.join(self.servers)}"
+
+    def text(self) -> str:
+        """``server 127.0.0.1:7411 accepted the connection but did not answer within 1000 ms``."""
+        return f"{self._who()} accepted the connection but did not answer within {round(self.within * 1000)} ms"
+
+    def warning(self) -> str:
+        """The round's log line (a warning once per streak of silent rounds)."""
+        return f"{self.text()} ({_SILENT_WHY}): not an outage, so no fallback; the client keeps trying"
+
+    def timed_out(self, what: str) -> Timeout:
+        """An acquire or wait whose own timeout ran out while the last round was silent."""
+        return Timeout(f"{what}: timed out ({self.text()}: not an outage, so no fallback)")
+
+    def unavailable(self, what: str, request_timeout: float) -> Silent:
+        """A call with no timeout of its own at request_timeout while the last round is silent."""
+        return Silent(f"{what}: {self._who()} accepted the connection but has not answered within "
+                      f"{round(request_timeout * 1000)} ms: not an outage, so no fallback")
+
+
+def silent_attempt(handshake: str, within: float) -> str:
+    """One attempt's entry in stats().unreachable (after "<server>: "):
+    ``handshake`` is "HELLO" or "the TLS handshake"."""
+    return f"accepted the connection but did not answer {handshake} within {round(within * 1000)} ms"
+
+
+@dataclass(frozen=True)
+class NextSession:
+    """What Connection.await_session gave, read under the lock that decided
+    it: ``session`` is the new session's number (> 0), 0 when a round that
+    decided reached no server, -1 when the deadline passed or the caller
+    cancelled, SILENT when the caller's request_timeout passed while the
+    last round was silent, CLOSING when the client closes; ``silence``, the
+    last round's when it was silent."""
+
+    session: int
+    silence: Silence | None = None
+
+    CLOSING = -2
+    SILENT = -3
+
+
 class Requeue:
     """Rule 9 for one ACQUIRE (``what``: 'ACQUIRE "name"'), sans I/O: whether
     the end of its session fails it (``refusal``), the timeout to send it again
@@ -306,6 +377,10 @@ class Requeue:
         # Made between two sessions (review19 item 8): not sent yet, it waits
         # for the round of connection attempts under way.
         self.unsent = False
+        # The last round it waited on was silent (a Silence), and until when a
+        # try or an untimed request waits across silent rounds.
+        self.silence: Silence | None = None
+        self._silent_until: float | None = None
 
     def refusal(self, failure: NetsemError) -> NetsemError | None:
         """None when the ACQUIRE may be sent again after ``failure`` ended its
@@ -334,23 +409,41 @@ class Requeue:
             raise self.timed_out()
         return left
 
-    def next_session(self, session: int, closing: int) -> bool:
+    def next_session(self, waited: NextSession, request_timeout: float) -> bool:
         """What the wait for the next session gave (Connection.await_session's
-        answer; ``closing``: its CLOSING value): True to send on ``session``,
-        False to fall back (that round reached no server). Raises Unavailable
-        when the client closes, and Timeout when the deadline passed."""
-        if session == closing:
+        answer): True to send on ``waited.session``, False to fall back (that
+        round reached no server). Raises Unavailable when the client closes,
+        Timeout when the deadline passed, and Silent when a try or an
+        untimed request waited ``request_timeout`` across silent rounds."""
+        self.silence = waited.silence
+        if waited.session == NextSession.CLOSING:
             raise Unavailable("the client is closed")
-        if session < 0:
+        if waited.session == NextSession.SILENT:
+            assert waited.silence is not None
+            raise waited.silence.unavailable(self.what, request_timeout)
+        if waited.session < 0:
             raise self.timed_out()  # the deadline passed
-        return session != 0
+        return waited.session != 0
 
     def wait_until(self) -> float | None:
         """Until when to wait for the next session: the deadline, but none for
         a try, whose next round decides (it is sent again as a try)."""
         return None if self.is_try else self.deadline
 
+    def silent_until(self, now: float, request_timeout: float) -> float | None:
+        """Until when a try or an untimed request waits while the rounds are
+        silent (request_timeout from its first wait); None for an acquire or
+        wait with a timeout (its deadline bounds it) or without one (it waits
+        until a round decides)."""
+        if not self.is_try:
+            return None
+        if self._silent_until is None:
+            self._silent_until = now + request_timeout
+        return self._silent_until
+
     def timed_out(self) -> Timeout:
+        if self.silence is not None:
+            return self.silence.timed_out(self.what)
         if self.unsent:
             return Timeout(f"{self.what}: timed out (made between two sessions; the next round of connection "
                            "attempts had not ended)")

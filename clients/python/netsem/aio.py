@@ -388,11 +388,12 @@ class Client:
             link = cancel.add_callback(lambda: _call_soon_threadsafe(loop, connection.wake_waiters))
         try:
             while True:
-                session = await connection.await_session(ended, requeue.wait_until(), cancelled)
+                waited = await connection.await_session(ended, requeue.wait_until(), cancelled)
                 if cancelled():
                     raise _cancelled(name)
-                if not requeue.next_session(session, connection.CLOSING):
+                if not requeue.next_session(waited, connection.request_timeout):
                     return None
+                session = waited.session
                 timeout = requeue.timeout(time.monotonic())  # Timeout when none is left
                 timeout_ms = proto.timeout_ms(timeout)
                 call = connection.send(lambda tag: build(tag, timeout_ms), session, may_wait=timeout_ms != 0)

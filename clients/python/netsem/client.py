@@ -600,11 +600,14 @@ class Client:
         callback_id = cancel.add_callback(connection.wake_waiters) if cancel is not None else None
         try:
             while True:
-                session = connection.await_session(ended, requeue.wait_until(), cancelled)
+                waited = connection.await_session(
+                    ended, requeue.wait_until(), cancelled,
+                    requeue.silent_until(time.monotonic(), connection.request_timeout))
                 if cancelled():
                     raise _cancelled(name)
-                if not requeue.next_session(session, connection.CLOSING):
+                if not requeue.next_session(waited, connection.request_timeout):
                     return None
+                session = waited.session
                 timeout = requeue.timeout(time.monotonic())  # Timeout when none is left
                 ms = proto.timeout_ms(timeout)
                 call = connection.send(lambda tag: build(tag, ms), session, may_wait=ms != 0)
@@ -874,6 +877,8 @@ class Client:
         if not proto.is_local_name(name):
             try:
                 return self.get(name).value
+            except _resume.Silent:
+                raise  # the servers accepted and did not answer: no outage
             except Unavailable:  # Shutdown too: no server to ask
                 pass
         proto.check_name(name)
@@ -1028,6 +1033,8 @@ class Client:
             try:
                 info = self.get(name)
                 return info.holders > 0 or info.value == 0
+            except _resume.Silent:
+                raise  # the servers accepted and did not answer: no outage
             except Unavailable:
                 pass
         return self.value(name) == 0

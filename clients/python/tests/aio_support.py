@@ -1,15 +1,20 @@
 """Helpers of the netsem.aio tests (test_aio*.py): running a bounded coroutine,
-client options for a test server, and awaiting a condition instead of sleeping."""
+client options for a test server, and awaiting a condition instead of sleeping.
+``AioInThread`` drives a netsem.aio Client from a blocking test body, so that
+one body checks both clients (``both_clients``)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import inspect
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import netsem.aio
+from netsem import Client
 from netsem._options import ClientOptions
 
 BOUND = 30.0  # seconds: no test coroutine may take longer
@@ -54,3 +59,55 @@ async def until(condition: Callable[[], Awaitable[Any] | Any], timeout: float = 
 
 async def waiters_of(client: Any, name: str) -> int:
     return (await client.get(name)).waiters
+
+
+class AioInThread:
+    """A netsem.aio Client on an event loop of its own thread, with the
+    blocking Client's methods: ``client.acquire(...)`` runs the coroutine
+    there and returns its result (or raises its exception); ``connected``
+    likewise, and ``run(function, ...)`` for anything else (a permit's
+    release). Only for tests that check both clients with
+    one body."""
+
+    def __init__(self, options: ClientOptions) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="aio-in-thread", daemon=True)
+        self._thread.start()
+        self._client = netsem.aio.Client(options=options)
+        self.run(self._client.connect)
+
+    def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        async def call() -> Any:
+            result = function(*args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
+
+        return asyncio.run_coroutine_threadsafe(call(), self._loop).result(BOUND)
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._client, name)
+        return lambda *args, **kwargs: self.run(method, *args, **kwargs)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.run(lambda: self._client.connected))
+
+    def close(self) -> None:
+        try:
+            self.run(self._client.close)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(BOUND)
+            self._loop.close()
+
+
+def release(client: Any, permit: Any) -> None:
+    """Releases a permit of ``client``, a blocking Client or an AioInThread."""
+    if isinstance(client, AioInThread):
+        client.run(permit.release)
+    else:
+        permit.release()
+
+
+def make_either(kind: str, options: ClientOptions) -> Any:
+    """A blocking Client (``kind`` "blocking") or an AioInThread ("aio") of ``options``."""
+    return Client(options=options) if kind == "blocking" else AioInThread(options)

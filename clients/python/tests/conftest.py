@@ -217,19 +217,23 @@ def _remove_local_semaphores(directory: Path) -> None:
                 pass
 
 
-def client_factory(local_dir: Path, **defaults: object) -> Iterator[Callable[..., Any]]:
+def client_factory(local_dir: Path, kind: str = "blocking", **defaults: object) -> Iterator[Callable[..., Any]]:
     """What a module's ``clients`` fixture yields from: ``make(servers,
     **options)`` makes a blocking Client of ``servers`` (an address, or a list
     of them) with the test's own registry of local semaphores and `defaults`
-    for the options not given; every Client made is closed at the end."""
-    from netsem import Client, ClientOptions
+    for the options not given (``kind`` "aio": a netsem.aio Client driven
+    from the test's thread, aio_support.AioInThread); every Client made is
+    closed at the end."""
+    from aio_support import make_either
 
-    made: list[Client] = []
+    from netsem import ClientOptions
 
-    def make(servers: str | list[str], **given: object) -> Client:
+    made: list[Any] = []
+
+    def make(servers: str | list[str], **given: object) -> Any:
         chosen = {"local_dir": local_dir, **defaults, **given}
         addresses = [servers] if isinstance(servers, str) else servers
-        client = Client(options=ClientOptions(servers=addresses, **chosen))  # type: ignore[arg-type]
+        client = make_either(kind, ClientOptions(servers=addresses, **chosen))  # type: ignore[arg-type]
         made.append(client)
         return client
 

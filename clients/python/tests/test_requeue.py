@@ -495,9 +495,28 @@ def test_requeue_rules_without_a_server() -> None:
     assert gap.unsent and gap.wait_until() is None and gap.timeout(1e9) == 0.0
     assert gap.sent_again("127.0.0.2:5", 0.0) == ('GET "db": made between two sessions; sent on the new session '
                                                   'to 127.0.0.2:5')
-    assert gap.next_session(3, -2) and not gap.next_session(0, -2)
+    NextSession = _resume.NextSession
+    assert gap.next_session(NextSession(3), 10.0) and not gap.next_session(NextSession(0), 10.0)
     with pytest.raises(Unavailable, match="closed"):
-        gap.next_session(-2, -2)
+        gap.next_session(NextSession(NextSession.CLOSING), 10.0)
+    # A silent round decides nothing: a try or an untimed request waits
+    # request_timeout from its first wait, then raises Silent (no fallback).
+    silence = _resume.Silence(("127.0.0.1:7", "127.0.0.2:7"), 1.0)
+    assert silence.warning() == ("servers 127.0.0.1:7, 127.0.0.2:7 accepted the connection but did not answer within "
+                                 "1000 ms (busy, electing a leader or syncing its disk): not an outage, so no "
+                                 "fallback; the client keeps trying")
+    assert gap.silent_until(50.0, 10.0) == 60.0 and gap.silent_until(55.0, 10.0) == 60.0
+    assert blocking.silent_until(50.0, 10.0) is None and forever.silent_until(50.0, 10.0) is None
+    with pytest.raises(_resume.Silent) as silent:
+        gap.next_session(NextSession(NextSession.SILENT, silence), 10.0)
+    assert str(silent.value) == ('GET "db": servers 127.0.0.1:7, 127.0.0.2:7 accepted the connection but has not '
+                                 "answered within 10000 ms: not an outage, so no fallback")
+    assert isinstance(silent.value, Unavailable)
+    one = _resume.Silence(("127.0.0.1:7",), 0.5)
+    with pytest.raises(Timeout) as timed_out:
+        blocking.next_session(NextSession(-1, one), 10.0)
+    assert str(timed_out.value) == ('ACQUIRE "db": timed out (server 127.0.0.1:7 accepted the connection but did not '
+                                    "answer within 500 ms: not an outage, so no fallback)")
     # Rule 3: only a configured leader is followed.
     servers = [("127.0.0.1", 1), ("127.0.0.2", 2)]
     assert _resume.follows(("127.0.0.2", 2), ("127.0.0.1", 1), servers, tls=False)

@@ -1,0 +1,111 @@
+"""A server that accepted the connection and then says nothing is not an
+outage (docs/client.md, "A server that accepts and does not answer"; issue
+16, audit B): no fallback, no local permit; calls wait for a round of
+connection attempts that decides, bounded by their own timeout (Timeout)
+or, without one, by request_timeout (Unavailable, "not an outage").
+
+Each test runs one body for the blocking Client and for netsem.aio (an
+AioInThread drives it from the test's thread). The stages: a bare listening
+socket (the kernel completes the connection, nobody reads it: no netsemd
+can be made to accept and say nothing deterministically but by SIGSTOP,
+which the second test uses), the real netsemd SIGSTOPped, and a round that
+mixes a closed port with a silent one.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aio_support import release
+from conftest import client_factory, wait_until
+
+from netsem import FallbackPolicy
+from netsem.errors import Timeout, Unavailable
+
+CONNECT_TIMEOUT = 0.5
+REQUEST_TIMEOUT = 1.0
+SILENT = "accepted the connection but did not answer"
+
+
+@pytest.fixture(params=["blocking"])
+def make(request: pytest.FixtureRequest, local_dir: Path) -> Iterator[Callable[..., Any]]:
+    """``make(servers)``: a client of either kind (fallback local, short
+    timeouts), closed at the test's end."""
+    yield from client_factory(local_dir, request.param, fallback=FallbackPolicy.parse("local"),
+                              connect_timeout=CONNECT_TIMEOUT, request_timeout=REQUEST_TIMEOUT,
+                              reconnect_min=0.05, reconnect_max=0.2)
+
+
+@pytest.fixture
+def silent_port() -> Iterator[socket.socket]:
+    """A listening socket nobody accepts on (a backlog long enough for every
+    attempt of a test: a full one would drop the SYN, a connect timeout)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(256)
+        yield listener
+
+
+def address(sock: socket.socket) -> str:
+    return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def times_out_silent(client: Any, name: str, timeout: float) -> None:
+    """acquire(name, timeout) raises Timeout naming the silent server, no
+    earlier than ``timeout``, and nothing is served locally."""
+    started = time.monotonic()
+    with pytest.raises(Timeout, match=f"{SILENT} within 500 ms: not an outage, so no fallback"):
+        client.acquire(name, timeout=timeout)
+    assert time.monotonic() - started >= timeout - 0.05
+    stats = client.stats()
+    assert stats.fallback_entries == 0 and stats.local_grants == 0, stats
+
+
+def test_a_port_that_accepts_and_never_answers_is_no_outage(make: Callable[..., Any],
+                                                               silent_port: socket.socket) -> None:
+    client = make([address(silent_port)])
+    assert not client.connected
+    times_out_silent(client, "one", 1.5)
+    assert f"{address(silent_port)}: {SILENT} HELLO within 500 ms" in client.stats().unreachable
+    # Calls with no timeout of their own fail at request_timeout, never locally.
+    for call in (lambda: client.try_acquire("one"), lambda: client.get("one"), lambda: client.value("one"),
+                 lambda: client.post("one")):
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match="has not answered within 1000 ms: not an outage, so no fallback"):
+            call()
+        assert time.monotonic() - started < REQUEST_TIMEOUT + 2 * CONNECT_TIMEOUT + 1
+    assert client.stats().fallback_entries == 0 and client.stats().local_grants == 0
+
+
+def test_a_stopped_netsemd_is_no_outage_and_grants_once_continued(make: Callable[..., Any],
+                                                                   start_netsemd: Any) -> None:
+    server = start_netsemd(semaphores="one = 1")
+    server.signal(signal.SIGSTOP)
+    try:
+        client = make([server.address])
+        times_out_silent(client, "one", 2.0)
+    finally:
+        server.signal(signal.SIGCONT)
+    permit = client.acquire("one", timeout=10)
+    assert not permit.is_local and permit.fence is not None
+    release(client, permit)
+    assert client.stats().fallback_entries == 0
+
+
+def test_a_silent_server_outranks_a_closed_port_until_it_goes(make: Callable[..., Any],
+                                                              silent_port: socket.socket) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        client = make([address(closed), address(silent_port)])
+        times_out_silent(client, "one", 1.5)
+        silent_port.close()  # the next round reaches no server: fallback as before
+        assert wait_until(lambda: client.stats().fallback_entries == 1, 10), client.stats()
+        permit = client.acquire("one", timeout=5)
+        assert permit.is_local
+        release(client, permit)
