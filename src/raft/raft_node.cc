@@ -24,6 +24,7 @@ extern "C" {
 #include <raft/uv.h>
 }
 
+#include <algorithm>
 #include <array>
 #include <cassert>
 #include <cerrno>
@@ -33,12 +34,16 @@ extern "C" {
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <optional>
+#include <regex>
+#include <string>
 #include <thread>
 #include <tuple>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "common/dir_lock.h"
 #include "raft/entry_format.h"
@@ -347,20 +352,48 @@ Status raft_status(int rv, std::string_view what, std::string_view detail) {
   return Status(code_of(rv), std::move(message));
 }
 
-// raft_start's failure to load a data directory, with what libraft does not
-// say: libraft 0.15 names no file for a short read or a snapshot that does
-// not decompress ("short read: 0 bytes instead of 32", "io: LZ4F_decompress
-// ERROR_frameSize_wrong"), and calls both I/O errors. It loads the newest
-// snapshot (a `.meta` and its data file) and the metadata files, so a
-// failure that is not the disk's own error names those and is damage
-// (kCorruption), refused like any other (segments are checked before,
-// open_segments.h).
-Status load_failure(int rv, const std::string& data_dir, std::string_view detail) {
-  Status status = raft_status(rv, "raft start (" + data_dir + ")", detail);
+// What an operator can do about damage in a data directory, said after
+// every refusal of one (docs/replication.md, "What is guaranteed in each
+// failure": a server restarted without its data).
+constexpr std::string_view kDamageAdvice =
+    "Damage on disk: refused and left as it is. Restore the directory from a copy, or move it aside and start this "
+    "server on an empty one while the other servers are up with their data (safest: remove it from the cluster, "
+    "`netsem cluster remove`, and add it back empty with `join = on` and `netsem cluster add`; docs/replication.md)";
+
+// Whether libraft's message names a file of the data directory: a closed
+// segment (FIRST-LAST, 16 digits each), an open one, a snapshot or a
+// metadata file.
+bool names_a_file(std::string_view detail) {
+  static const std::regex kFile("[0-9]{16}-[0-9]{16}|open-[0-9]+|snapshot-[0-9]+-[0-9]+-[0-9]+|metadata[12]");
+  return std::regex_search(detail.begin(), detail.end(), kFile);
+}
+
+// raft_init's or raft_start's failure (`what`) to load a data directory,
+// with what libraft does not say. When libraft names the file it stops at,
+// that stays the message: a log that does not start where it should ("first
+// index should have been", a segment "past last snapshot") has lost the
+// segment or snapshot before that file. libraft 0.15 names no file for a
+// short read or a snapshot that does not decompress ("short read: 0 bytes
+// instead of 32", "io: LZ4F_decompress ERROR_frameSize_wrong"), and calls
+// both I/O errors: it loads the newest snapshot (a `.meta` and its data
+// file) and the metadata files, so that failure names those. Either is
+// damage (kCorruption), refused like any other (segments are checked
+// before, open_segments.h; a log without metadata too,
+// check_metadata_present).
+Status load_failure(int rv, std::string_view what, const std::string& data_dir, std::string_view detail) {
+  Status status = raft_status(rv, std::string(what) + " (" + data_dir + ")", detail);
   const bool undecodable = detail.find("short read") != std::string_view::npos ||
                            detail.find("LZ4F") != std::string_view::npos ||
                            detail.find("decode") != std::string_view::npos;
   if (status.code() != StatusCode::kCorruption && !undecodable) return status;
+  std::string message(status.message());
+  if (names_a_file(detail)) {
+    if (detail.find("first index should have been") != std::string_view::npos ||
+        detail.find("past last snapshot") != std::string_view::npos) {
+      message += ": the log has a gap before that segment (a segment or snapshot before it is missing)";
+    }
+    return Status(StatusCode::kCorruption, message + ". " + std::string(kDamageAdvice));
+  }
   // snapshot-TERM-INDEX-TIMESTAMP.meta: libraft loads the last in (term,
   // index, timestamp) order (uvSnapshotCompare) of those whose data file
   // is there too.
@@ -377,14 +410,65 @@ Status load_failure(int rv, const std::string& data_dir, std::string_view detail
       newest_key = key;
     }
   }
-  std::string message = std::string(status.message()) + ": a file libraft reads at start does not decode (it loads ";
+  message += ": a file libraft reads at start does not decode (it loads ";
   message += newest.empty()
                  ? std::string("metadata1 and metadata2")
                  : "the newest snapshot, " + newest + " and " + newest + ".meta, and metadata1 and metadata2";
-  message +=
-      "; libraft does not say which). Damage on disk: refused and left as it is. Restore the directory from a copy, "
-      "or wipe it and add this server back to the cluster (docs/replication.md)";
+  message += "; libraft does not say which). ";
+  message += kDamageAdvice;
   return Status(StatusCode::kCorruption, std::move(message));
+}
+
+// A data directory that holds a log (a closed segment, a written open
+// segment, a snapshot) but no term and vote: metadata1 and metadata2 both
+// missing, or cut short of their 32 bytes, which libraft 0.15 takes for a
+// torn write and ignores. libraft would take the directory for a pristine
+// one: raft_bootstrap writes a first configuration and term 1 over the log
+// (or fails with a bare "I/O error" when the log's first segment is there),
+// and a start without bootstrap keeps the log and forgets the vote. A
+// pristine directory has neither (libraft writes the metadata before any
+// segment), so this is damage, refused before libraft touches the directory.
+Status check_metadata_present(const std::string& data_dir) {
+  static constexpr std::uintmax_t kMetadataSize = 32;  // format, version, term, vote
+  static const std::regex kClosed("[0-9]+-[0-9]+");
+  std::vector<std::string> metadata;  // what is wrong with each
+  std::string log;                    // the first file that shows a log
+  std::size_t log_files = 0;
+  std::error_code ec;
+  for (const char* name : {"metadata1", "metadata2"}) {
+    const auto path = std::filesystem::path(data_dir) / name;
+    const std::uintmax_t size = std::filesystem::file_size(path, ec);
+    if (!ec && size >= kMetadataSize) return Status::ok();
+    metadata.push_back(ec ? std::string(name) + " is missing"
+                          : std::string(name) + " is cut short (" + std::to_string(size) + " of 32 bytes)");
+  }
+  std::vector<std::string> names;
+  for (std::filesystem::directory_iterator it(data_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    names.push_back(it->path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    bool shows_log = std::regex_match(name, kClosed) || name.starts_with("snapshot-");
+    if (!shows_log && name.starts_with("open-")) {
+      // A preallocated open segment is zeros until its first write, which
+      // starts with the format's 8 bytes.
+      std::array<char, 8> format{};
+      std::ifstream in(std::filesystem::path(data_dir) / name, std::ios::binary);
+      shows_log = in.read(format.data(), format.size()) &&
+                  std::any_of(format.begin(), format.end(), [](char c) { return c != 0; });
+    }
+    if (!shows_log) continue;
+    if (log.empty()) log = name;
+    ++log_files;
+  }
+  if (log.empty()) return Status::ok();  // pristine
+  return Status(StatusCode::kCorruption,
+                "raft data directory " + data_dir + " holds a log (" + log +
+                    (log_files > 1 ? " and " + std::to_string(log_files - 1) + " more segment or snapshot files" : "") +
+                    ") but not its term and vote: " + metadata[0] + " and " + metadata[1] +
+                    ". A pristine directory has neither; libraft would take this one for pristine and the server "
+                    "would forget its vote (and bootstrap over its log). " +
+                    std::string(kDamageAdvice));
 }
 
 }  // namespace
@@ -605,6 +689,7 @@ Status RaftNode::Impl::open() {
   // libraft would take damage in the open segment for a torn write and drop
   // what follows it: refused here first (open_segments.h).
   if (Status checked = check_open_segments(o.data_dir, o.repair); !checked) return checked;
+  if (Status checked = check_metadata_present(o.data_dir); !checked) return checked;
 
   if (int rv = uv_loop_init(&loop_); rv != 0) return Status(StatusCode::kInternal, uv_strerror(rv));
   loop_open_ = true;
@@ -636,7 +721,7 @@ Status RaftNode::Impl::open() {
   fsm_.snapshot = fsm_snapshot;
   fsm_.restore = fsm_restore;
   if (int rv = raft_init(&raft_, &io_, &fsm_, o.id, o.address.c_str()); rv != 0) {
-    return raft_status(rv, "raft init", raft_errmsg(&raft_));
+    return load_failure(rv, "raft init", o.data_dir, raft_errmsg(&raft_));
   }
   raft_open_ = true;
   raft_.data = this;
@@ -678,7 +763,7 @@ Status RaftNode::Impl::open() {
       return Status(StatusCode::kIoError,
                     "cannot listen on the Raft address " + where + ": " + (text.empty() ? *why : text));
     }
-    return load_failure(rv, o.data_dir, raft_errmsg(&raft_));
+    return load_failure(rv, "raft start", o.data_dir, raft_errmsg(&raft_));
   }
   uv_async_init(&loop_, &wake_, on_wake);
   wake_.data = this;

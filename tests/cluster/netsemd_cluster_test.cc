@@ -9,7 +9,8 @@
 // sessions that outlive their connection (proposed 1.2: RESUMABLE, RESUME
 // on another server, MINE, LEADER);
 // a fourth server added at run time (CLUSTER ADD), one removed; a leader at
-// max_connections that still takes a restarted follower's peer link.
+// max_connections that still takes a restarted follower's peer link; a
+// server whose Raft metadata is gone refusing to start.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -1254,6 +1255,36 @@ TEST(NetsemdClusterStart, ATakenRaftPortIsNamedWithItsError) {
                        std::to_string(raft_port) + ": Address already in use"),
             std::string::npos)
       << error;
+}
+
+// A server whose Raft metadata (metadata1 and metadata2: its term and vote)
+// was deleted while its log stayed: netsemd does not start (exit 1) and
+// says which directory, what is missing and what to do. It said only
+// "IO_ERROR: raft bootstrap: I/O error" (libraft took the directory for a
+// pristine one and its bootstrap failed on the log's first segment).
+TEST(NetsemdClusterStart, AServerWhoseRaftMetadataIsGoneDoesNotStartAndSaysWhy) {
+  SingleServer one;
+  ASSERT_TRUE(one.start());
+  ASSERT_NE(one.holder(), nullptr);
+  one.server->send_signal(SIGTERM);
+  const auto stopped = one.server->wait_exit(10s);
+  ASSERT_TRUE(stopped.has_value()) << one.server->log();
+  one.server.reset();
+  const auto raft_dir = one.dir.path() / "data" / "raft";
+  ASSERT_TRUE(std::filesystem::remove(raft_dir / "metadata1")) << raft_dir;
+  std::filesystem::remove(raft_dir / "metadata2");  // this one-server cluster wrote metadata1 only
+  std::string error;
+  auto server = Netsemd::start(one.options, &error);
+  ASSERT_EQ(server, nullptr) << "netsemd started on a log without its metadata\n" << server->log();
+  EXPECT_NE(error.find("(exit status 1)"), std::string::npos) << error;
+  EXPECT_NE(error.find("netsemd: cannot start: CORRUPTION: raft data directory " + raft_dir.string() +
+                       " holds a log (0000000000000001-"),
+            std::string::npos)
+      << error;
+  EXPECT_NE(error.find("but not its term and vote: metadata1 is missing and metadata2 is missing"), std::string::npos)
+      << error;
+  EXPECT_NE(error.find("Restore the directory from a copy"), std::string::npos) << error;
+  EXPECT_FALSE(std::filesystem::exists(raft_dir / "metadata1")) << "the directory was changed";
 }
 
 // A taken client port after the node started (its first entries being

@@ -12,7 +12,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <regex>
+#include <string>
+#include <vector>
 
 #include "raft/node_process.h"
 #include "raft/partition_proxy.h"
@@ -313,6 +316,104 @@ TEST(RaftFailure, DamagedSnapshotIsRefusedNamingIt) {
   refused(newest, data, "a damaged snapshot");
   refused(newest + ".meta", "", "an empty snapshot .meta");
   // Put back as it was, it starts and catches up.
+  ASSERT_TRUE(cluster.start(victim, cluster.bootstrap(3))) << cluster.stderr_of(victim);
+  ASSERT_TRUE(ok(propose(cluster, leader, "last", "p:last")));
+  ASSERT_TRUE(cluster.wait_same_log(kThree, 301));
+}
+
+// Files missing from a data directory, or metadata libraft cannot read,
+// refused naming what is wrong and what to do. Without its term and vote
+// (metadata1 and metadata2 deleted, or both cut to nothing) libraft 0.15
+// takes a directory with a log for a pristine one: with --bootstrap it
+// wrote a first configuration and term 1 over the log and started (or said
+// only "raft bootstrap: I/O error" when the log's first segment was there),
+// without it started on its log having forgotten its vote. A metadata file
+// of another format, and a log with a gap (its first segment, or its
+// snapshots, gone), libraft names; the message says it is damage and what
+// to do, no longer blaming the metadata files for the gap.
+TEST(RaftFailure, ALogWithoutItsMetadataOrWithAGapIsRefusedNamingWhatIsWrong) {
+  Cluster cluster(fast_timeouts({"--snapshot-threshold", "32", "--snapshot-trailing", "8", "--max-batch", "4"}));
+  start_three(cluster);
+  const int leader = cluster.wait_leader(kThree);
+  ASSERT_NE(leader, 0);
+  ASSERT_TRUE(cluster.node(leader).request("bench 300 16", "bench ", milliseconds(30000)));
+  ASSERT_TRUE(cluster.wait_same_log(kThree, 300));
+  const int victim = others(leader)[0];
+  ASSERT_TRUE(cluster.node(victim).request("quit", "bye", milliseconds(10000)));
+  ASSERT_TRUE(cluster.node(victim).wait_exit(milliseconds(10000)));
+
+  const std::string dir = cluster.data_dir(victim) + "/";
+  const auto original = files_of(cluster.data_dir(victim));
+  std::string first_segment;
+  std::vector<std::string> snapshots;
+  for (const auto& [name, bytes] : original) {
+    if (first_segment.empty() && std::regex_match(name, std::regex("[0-9]+-[0-9]+"))) first_segment = name;
+    if (name.starts_with("snapshot-")) snapshots.push_back(name);
+  }
+  ASSERT_FALSE(first_segment.empty()) << "no closed segment in " << dir;
+  ASSERT_FALSE(snapshots.empty()) << "no snapshot in " << dir;
+  const auto put_back = [&] {
+    for (const auto& entry : std::filesystem::directory_iterator(cluster.data_dir(victim))) {
+      std::filesystem::remove(entry.path());
+    }
+    for (const auto& [name, bytes] : original) std::ofstream(dir + name, std::ios::binary) << bytes;
+  };
+  const auto refused = [&](const char* what, const std::function<void()>& damage, bool bootstrap,
+                           const std::vector<std::string>& expected) {
+    put_back();
+    damage();
+    std::filesystem::remove(cluster.stderr_path(victim));
+    const auto before = files_of(cluster.data_dir(victim));
+    ASSERT_TRUE(cluster.start(victim, bootstrap ? cluster.bootstrap(3) : "", /*wait=*/false));
+    auto exit_status = cluster.node(victim).wait_exit(milliseconds(10000));
+    ASSERT_TRUE(exit_status) << "a node with " << what << " started";
+    EXPECT_TRUE(WIFEXITED(*exit_status) && WEXITSTATUS(*exit_status) == 1) << what;
+    const std::string err = cluster.stderr_of(victim);
+    std::printf("%s refused: %s", what, err.c_str());
+    EXPECT_NE(err.find("netsem-raft-node: CORRUPTION: "), std::string::npos) << err;
+    for (const std::string& part : expected) EXPECT_NE(err.find(part), std::string::npos) << what << ": " << err;
+    EXPECT_NE(err.find("Restore the directory from a copy"), std::string::npos) << err;
+    EXPECT_NE(err.find("`netsem cluster remove`"), std::string::npos) << err;
+    EXPECT_EQ(err.find("libraft does not say which"), std::string::npos) << err;
+    EXPECT_TRUE(files_of(cluster.data_dir(victim)) == before) << what << ": the directory was changed";
+  };
+  const auto write = [&](const std::string& name, const std::string& bytes) {
+    std::ofstream(dir + name, std::ios::binary | std::ios::trunc) << bytes;
+  };
+  const std::string no_metadata = "raft data directory " + cluster.data_dir(victim) + " holds a log (";
+  for (const bool bootstrap : {true, false}) {
+    refused("no metadata",
+            [&] {
+              std::filesystem::remove(dir + "metadata1");
+              std::filesystem::remove(dir + "metadata2");
+            },
+            bootstrap, {no_metadata, "but not its term and vote: metadata1 is missing and metadata2 is missing"});
+  }
+  refused("empty metadata",
+          [&] {
+            write("metadata1", "");
+            write("metadata2", "");
+          },
+          true, {no_metadata, "metadata1 is cut short (0 of 32 bytes) and metadata2 is cut short (0 of 32 bytes)"});
+  refused("metadata of another format",
+          [&] {
+            std::string bytes = original.at("metadata1");
+            bytes[0] = 7;  // the format's 8 bytes, little-endian: 1 is libraft's
+            write("metadata1", bytes);
+          },
+          true,
+          {"raft init (" + cluster.data_dir(victim) + "): io: decode content of metadata1: bad format version 7"});
+  const std::string gap = "the log has a gap before that segment (a segment or snapshot before it is missing)";
+  refused("no first segment", [&] { std::filesystem::remove(dir + first_segment); }, true,
+          {"raft start (" + cluster.data_dir(victim) + "): io: closed segment ", gap});
+  refused("no snapshots",
+          [&] {
+            for (const std::string& name : snapshots) std::filesystem::remove(dir + name);
+          },
+          true, {"io: unexpected closed segment " + first_segment + ": first index should have been 1", gap});
+
+  // Put back as it was, it starts and catches up.
+  put_back();
   ASSERT_TRUE(cluster.start(victim, cluster.bootstrap(3))) << cluster.stderr_of(victim);
   ASSERT_TRUE(ok(propose(cluster, leader, "last", "p:last")));
   ASSERT_TRUE(cluster.wait_same_log(kThree, 301));
