@@ -27,8 +27,10 @@ When the session ends (EOF, a socket error, a ``*`` line, a timeout, or
 every permit registered on that session is marked lost, and the task
 reconnects with exponential backoff (``reconnect_min`` to ``reconnect_max``).
 While it has no session, either no server could be reached (the client is "in
-fallback") or a server answered but refused (``refused`` says why, and the
-client fails its calls with that instead of falling back). A session is
+fallback"), or a server answered but refused (``refused`` says why, and the
+client fails its calls with that instead of falling back), or a server
+accepted the connection and said nothing within connect_timeout (``silence``:
+no outage, calls wait for a round that decides). A session is
 numbered: a request tied to an old session is refused rather than sent to a
 new one that never heard of it. All of this mirrors src/client/connection.*.
 
@@ -156,6 +158,10 @@ class Connection:
         self.connected = False
         self.session = 0  # the current or last session's number
         self.refused: NetsemError | None = None
+        # The last round was silent: no server gave a session or refused, and
+        # some accepted the connection and said nothing; calls wait for a
+        # round that decides (await_session).
+        self.silence: _resume.Silence | None = None
         self.in_fallback = False
         self.last_loss: NetsemError = Unavailable("not connected")
         self.last_stop_by: float | None = None
@@ -284,46 +290,38 @@ class Connection:
 
     def between(self) -> int | None:
         """After send() found no session: the ``after`` to pass to
-        await_session when the connection is between two sessions (the last
-        one ended and no round of connection attempts has failed since, so
-        the round under way may still reach a server), None otherwise (the
-        last round reached no server or was refused, never connected, or
-        closing): the caller falls back as today (review19 item 8)."""
-        if self._stopping or self._task is None or self._task.done() or self.session == 0 or self.connected:
+        await_session (``_resume.after_of``: between two sessions, or after a
+        silent round), None when the caller decides now (also once closing):
+        it falls back as today (review19 item 8)."""
+        if self._stopping or self._task is None or self._task.done():
             return None
-        if self._empty_rounds > self._empty_rounds_at_end:
-            return None
-        return self.session
+        return _resume.after_of(self.connected, self.session, self.silence,
+                                self._empty_rounds > self._empty_rounds_at_end)
 
-    async def await_session(self, after: int, deadline: float | None,
-                            cancelled: Callable[[], bool]) -> _resume.NextSession:
-        return _resume.NextSession(await self._await_session(after, deadline, cancelled))
-
-    @property
-    def request_timeout(self) -> float:
-        return self._options.request_timeout
-
-    async def _await_session(self, after: int, deadline: float | None, cancelled: Callable[[], bool]) -> int:
+    async def await_session(self, after: int, deadline: float | None, cancelled: Callable[[], bool],
+                            silent_until: float | None = None) -> _resume.NextSession:
         """Rule 9: waits, after session ``after`` ended, for the next round of
-        connection attempts: the new session's number once one began, 0 when
-        a round ended with no session (no server reachable, or a refusal:
-        ``refused``) or the task ended, CLOSING when the client closes, -1 when
-        ``deadline`` passed or ``cancelled()`` (wake it with ``wake_waiters``)
-        first."""
+        connection attempts that decides: the new session's number once one
+        began, 0 when a round ended with no session (no server reachable, or
+        a refusal: ``refused``) or the task ended, CLOSING when the client
+        closes, -1 when ``deadline`` passed or ``cancelled()`` (wake it with
+        ``wake_waiters``) first. A silent round decides nothing: the wait
+        goes on across such rounds, until ``silent_until`` at most (then
+        SILENT). With the answer, the last round's Silence when it was
+        silent."""
         assert self._loop is not None
         while True:
             if self.connected and self.session > after:
-                return self.session
+                return _resume.NextSession(self.session)
             if self._stopping and self.refused is None:
-                return self.CLOSING
+                return _resume.NextSession(self.CLOSING)
+            silence = None if self.connected else self.silence
             if self._stopping or self._task is None or self._task.done() or (
-                    not self.connected and self._empty_rounds > self._empty_rounds_at_end):
-                return 0
-            if cancelled():
-                return -1
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return -1
+                    silence is None and not self.connected and self._empty_rounds > self._empty_rounds_at_end):
+                return _resume.NextSession(0)
+            left = _resume.wait_bound(silence, cancelled(), time.monotonic(), deadline, silent_until)
+            if isinstance(left, _resume.NextSession):
+                return left
             watcher: asyncio.Future[None] = self._loop.create_future()
             self._watchers.append(watcher)
             try:
@@ -332,7 +330,12 @@ class Connection:
                 if watcher in self._watchers:
                     self._watchers.remove(watcher)
 
-    CLOSING = -2  # await_session: the client closes
+    CLOSING = _resume.NextSession.CLOSING  # await_session: the client closes
+    SILENT = _resume.NextSession.SILENT  # await_session: request_timeout across silent rounds
+
+    @property
+    def request_timeout(self) -> float:
+        return self._options.request_timeout
 
     def wake_waiters(self) -> None:
         """Wakes every await_session (the session began or ended, a round
@@ -366,6 +369,7 @@ class Connection:
                 # The round's first attempt that failed for want of this
                 # process's own descriptors or memory: no word on the servers.
                 local: IoError | None = None
+                silent: list[str] = []  # the servers that accepted the connection and said nothing
                 for host, port in self._endpoints:
                     server = proto.endpoint_text(host, port)
                     opened = await self._attempt(host, port, server)
@@ -375,6 +379,8 @@ class Connection:
                             refusal = opened.refusal
                         if local is None:
                             local = opened.local
+                        if opened.silent:
+                            silent.append(server)
                         continue
                     reader, writer, hello = opened
                     followed = await self._follow_leader(writer, host, port)
@@ -437,8 +443,12 @@ class Connection:
                 if not served:
                     self.unreachable = "; ".join(failures)
                     was_local = isinstance(self.refused, IoError)  # the last round said it already
+                    was_silent = self.silence is not None
                     # A refusal is an answer: no fallback, whatever the others did.
                     self.refused = refusal
+                    # Precedence: refusal > local failure > silent > unreachable.
+                    self.silence = (_resume.Silence(tuple(silent), self._options.connect_timeout)
+                                    if silent and refusal is None and local is None else None)
                     if refusal is None and local is not None:
                         # Nor is a round this process could not make for want of
                         # its own descriptors or memory: the servers may be up
@@ -447,6 +457,10 @@ class Connection:
                                                "servers again")
                         log.log(logging.DEBUG if was_local else logging.WARNING,
                                 "%s; no fallback, the client tries again", local)
+                    elif self.silence is not None:
+                        # Nor a server that accepted the connection and said
+                        # nothing: it may be holding permits; calls wait.
+                        log.log(logging.DEBUG if was_silent else logging.WARNING, "%s", self.silence.warning())
                     elif refusal is None:
                         self._enter_fallback(Unavailable(f"no server answered ({self.unreachable})"))
                     self._empty_rounds += 1
@@ -516,7 +530,7 @@ class Connection:
                 connect_timeout,
             )
         except TimeoutError:
-            return _Failure(f"no TLS handshake within {round(connect_timeout * 1000)} ms")
+            return self._silent(server, _resume.silent_attempt("the TLS handshake", connect_timeout))
         except (OSError, ValueError) as error:
             if _tls.is_refusal(error):
                 return self._refused(_tls.refusal(server, error))
@@ -531,6 +545,12 @@ class Connection:
         """The server answered, and the answer is no."""
         log.log(logging.DEBUG if self._quiet() else logging.WARNING, "%s", error.message)
         return _Failure(error.message, error)
+
+    def _silent(self, server: str, why: str) -> _Failure:
+        """Connected, and no answer within connect_timeout, the connection
+        still open: silent, no outage (the round decides and says so)."""
+        log.debug("server %s: %s", server, why)
+        return _Failure(why, silent=True)
 
     def _quiet(self) -> bool:
         # Once in fallback or refused, every retry says the same: debug only.
@@ -591,11 +611,11 @@ class Connection:
             while hello is None or session_timeout is None or not lease_done or not leader_done:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return refuse("no answer to HELLO in time")
+                    return self._silent(server, _resume.silent_attempt("HELLO", self._options.connect_timeout))
                 try:
                     data = await asyncio.wait_for(reader.read(_READ_CHUNK), left)
                 except TimeoutError:
-                    return refuse("no answer to HELLO in time")
+                    return self._silent(server, _resume.silent_attempt("HELLO", self._options.connect_timeout))
                 if not data:
                     return refuse("the server closed the connection")
                 try:
@@ -692,6 +712,7 @@ class Connection:
         self.session_id = hello.session_id
         self.unreachable = ""
         self.refused = None
+        self.silence = None
         self.connects += 1
         if self.in_fallback:
             self.in_fallback = False
@@ -1205,6 +1226,7 @@ class _Failure:
     why: str
     refusal: NetsemError | None = None
     local: IoError | None = None  # failed for want of this process's descriptors or memory
+    silent: bool = False  # connected, and no handshake answer within connect_timeout, still open
 
 
 def _local_failure(server: str, error: OSError, call: str) -> _Failure | None:

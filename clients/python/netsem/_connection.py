@@ -286,15 +286,10 @@ class Connection:
                 if self._io_done or (silence is None and not self._connected
                                      and self._empty_rounds > self._empty_rounds_at_end):
                     return _resume.NextSession(0)
-                if cancelled():
-                    return _resume.NextSession(-1, silence)
-                now = time.monotonic()
-                if deadline is not None and deadline <= now:
-                    return _resume.NextSession(-1, silence)
-                if silence is not None and silent_until is not None and silent_until <= now:
-                    return _resume.NextSession(self.SILENT, silence)
-                ends = [at - now for at in (deadline, silent_until) if at is not None]
-                self._first_round.wait(min([1.0] + ends))
+                bound = _resume.wait_bound(silence, cancelled(), time.monotonic(), deadline, silent_until)
+                if isinstance(bound, _resume.NextSession):
+                    return bound
+                self._first_round.wait(1.0 if bound is None else min(bound, 1.0))
 
     CLOSING = _resume.NextSession.CLOSING  # await_session: the client closes
     SILENT = _resume.NextSession.SILENT  # await_session: request_timeout across silent rounds
@@ -317,13 +312,8 @@ class Connection:
         with self._lock:
             if self._stopping.is_set() or self._io_done:
                 return None
-            if self._connected:
-                return self._session - 1
-            if self._silence is not None:
-                return self._session
-            if self._session == 0 or self._empty_rounds > self._empty_rounds_at_end:
-                return None
-            return self._session
+            return _resume.after_of(self._connected, self._session, self._silence,
+                                    self._empty_rounds > self._empty_rounds_at_end)
 
     def wake_waiters(self) -> None:
         """Wakes await_session (a cancel)."""

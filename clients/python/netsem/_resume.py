@@ -361,6 +361,36 @@ class NextSession:
     SILENT = -3
 
 
+def after_of(connected: bool, session: int, silence: Silence | None, failed_since_end: bool) -> int | None:
+    """Connection.between() of either client, once it is neither closing nor
+    stopped: the ``after`` for await_session while connected (a session began
+    since send() found none: it is answered at once), after a silent round,
+    or between two sessions (``session`` ended and no round failed since:
+    not ``failed_since_end``); None when the caller decides now (no session
+    ever, or the last round decided)."""
+    if connected:
+        return session - 1
+    if silence is not None:
+        return session
+    if session == 0 or failed_since_end:
+        return None
+    return session
+
+
+def wait_bound(silence: Silence | None, cancelled: bool, now: float, deadline: float | None,
+               silent_until: float | None) -> NextSession | float | None:
+    """await_session of either client, when no round has decided yet: the
+    NextSession to answer now (cancelled or ``deadline`` passed: -1;
+    ``silent_until`` passed while the last round is silent: SILENT), else how
+    long to wait at most (None: no bound)."""
+    if cancelled or (deadline is not None and deadline <= now):
+        return NextSession(-1, silence)
+    if silence is not None and silent_until is not None and silent_until <= now:
+        return NextSession(NextSession.SILENT, silence)
+    ends = [at - now for at in (deadline, silent_until) if at is not None]
+    return min(ends) if ends else None
+
+
 class Requeue:
     """Rule 9 for one ACQUIRE (``what``: 'ACQUIRE "name"'), sans I/O: whether
     the end of its session fails it (``refusal``), the timeout to send it again

@@ -114,7 +114,8 @@ def _not_server_state(name: str) -> InvalidArgument:
 
 
 def _is_connection_failure(error: NetsemError) -> bool:
-    return isinstance(error, Unavailable)  # Shutdown is one
+    # Shutdown is one; a server that accepted and did not answer is none.
+    return isinstance(error, Unavailable) and not isinstance(error, _resume.Silent)
 
 
 def _call_soon_threadsafe(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
@@ -388,7 +389,9 @@ class Client:
             link = cancel.add_callback(lambda: _call_soon_threadsafe(loop, connection.wake_waiters))
         try:
             while True:
-                waited = await connection.await_session(ended, requeue.wait_until(), cancelled)
+                waited = await connection.await_session(
+                    ended, requeue.wait_until(), cancelled,
+                    requeue.silent_until(time.monotonic(), connection.request_timeout))
                 if cancelled():
                     raise _cancelled(name)
                 if not requeue.next_session(waited, connection.request_timeout):

@@ -70,16 +70,18 @@ def test_a_server_that_speaks_another_protocol_is_refused(local_dir: Path) -> No
     run(main())
 
 
-def test_a_silent_server_is_an_outage(local_dir: Path) -> None:
+def test_a_silent_server_is_no_outage(local_dir: Path) -> None:
     async def main() -> None:
         server, address = await fake_server(None)
         async with server:
             started = asyncio.get_running_loop().time()
             async with netsem.aio.Client(options=client_options(address, local_dir)) as client:
                 assert asyncio.get_running_loop().time() - started < 2
-                assert not client.connected and "no answer to HELLO" in client.stats().unreachable
-                async with client.acquire("x", timeout=1) as permit:
-                    assert permit.is_local
+                assert not client.connected
+                assert "accepted the connection but did not answer HELLO" in client.stats().unreachable
+                with pytest.raises(netsem.Timeout, match="accepted the connection but did not answer within"):
+                    await client.acquire("x", timeout=1)
+                assert client.stats().fallback_entries == 0 and client.stats().local_grants == 0
 
     run(main())
 

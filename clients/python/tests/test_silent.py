@@ -33,7 +33,7 @@ REQUEST_TIMEOUT = 1.0
 SILENT = "accepted the connection but did not answer"
 
 
-@pytest.fixture(params=["blocking"])
+@pytest.fixture(params=["blocking", "aio"])
 def make(request: pytest.FixtureRequest, local_dir: Path) -> Iterator[Callable[..., Any]]:
     """``make(servers)``: a client of either kind (fallback local, short
     timeouts), closed at the test's end."""
