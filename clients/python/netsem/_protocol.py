@@ -782,12 +782,16 @@ def local_shortage(error: OSError, call: str) -> str | None:
     """What a failed socket call says this process (or host) lacks, as in
     libnetsem: "this process is out of file descriptors (socket: Too many open
     files)"; None when the error says something of the server instead. Such an
-    attempt is no outage: no fallback, the client only tries again."""
+    attempt is no outage: no fallback, the client only tries again.
+    EADDRNOTAVAIL from connect() is this host's too: no local port left (the
+    ephemeral range used up, as by many connections in TIME_WAIT), or the
+    source address is gone."""
     what = {
         errno.EMFILE: "this process is out of file descriptors",
         errno.ENFILE: "this host is out of file descriptors",
         errno.ENOBUFS: "this host is out of memory for sockets",
         errno.ENOMEM: "this host is out of memory for sockets",
+        errno.EADDRNOTAVAIL: "this host has no local address or port left to connect from",
     }.get(error.errno or 0)
     if what is None:
         return None

@@ -7,6 +7,8 @@ the last test sends the encoded names to a real netsemd and reads them back.
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 
 import pytest
@@ -311,6 +313,20 @@ def test_refusals_are_told_apart_from_outages() -> None:
     assert isinstance(refusal(b"* ERR LIMIT max_connections"), LimitReached)
     assert isinstance(refusal(b"1 ERR BAD_ARG version"), ProtocolError)
     assert refusal(b"* ERR SHUTDOWN going away") is None
+
+
+def test_a_local_shortage_is_this_hosts_not_the_servers() -> None:
+    """Errors of a socket call that say this process or host lacks something
+    (no outage: no fallback) against those that say something of the server.
+    EADDRNOTAVAIL (no local port left) cannot be made on loopback without
+    root (the ephemeral range is host-wide), so it is checked here."""
+    shortage = p.local_shortage(OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address"), "connect")
+    assert shortage == ("this host has no local address or port left to connect from (connect: "
+                        f"{os.strerror(errno.EADDRNOTAVAIL)})")
+    assert p.local_shortage(OSError(errno.EMFILE, ""), "socket") == (
+        f"this process is out of file descriptors (socket: {os.strerror(errno.EMFILE)})")
+    for outage in (errno.ECONNREFUSED, errno.ETIMEDOUT, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNRESET):
+        assert p.local_shortage(OSError(outage, ""), "connect") is None
 
 
 def test_endpoints() -> None:
