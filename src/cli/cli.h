@@ -32,6 +32,7 @@ inline constexpr int kExitUsage = 2;              // bad command line, options o
 inline constexpr int kExitAbsent = 3;             // `get`: NAME is no semaphore (kind absent)
 inline constexpr int kExitUnavailable = 69;       // EX_UNAVAILABLE: no server, and the command needs one
 inline constexpr int kExitPermitsLost = 70;       // EX_SOFTWARE: `run` lost its permits while CMD ran
+inline constexpr int kExitOsError = 71;           // EX_OSERR: this process out of descriptors or memory (kIoError)
 inline constexpr int kExitTimeout = 75;           // EX_TEMPFAIL: the permits did not come in time, or LIMIT
 inline constexpr int kExitProtocol = 76;          // EX_PROTOCOL: the server does not speak protocol v1
 inline constexpr int kExitDenied = 77;            // EX_NOPERM: the server refused this host (DENIED, AUTH)
@@ -51,6 +52,8 @@ inline constexpr ExitCodeDoc kExitCodes[] = {
     {kExitAbsent, "get: NAME is no semaphore (kind absent; the row is printed all the same)"},
     {kExitUnavailable, "server unavailable: none reachable and the fallback policy is fail, or the command needs it"},
     {kExitPermitsLost, "run: the permits were lost while CMD ran (connection lost, server shut down)"},
+    {kExitOsError,
+     "this host, not the server: netsem is out of file descriptors or memory (try later), or cannot use its local_dir"},
     {kExitTimeout,
      "timeout: the permits were not granted in time; or a server limit (LIMIT: the server is full): try later"},
     {kExitProtocol, "the server answered in a protocol this netsem does not speak (or 1.0, for a 1.1 subcommand)"},

@@ -158,6 +158,11 @@ int exit_code_for(const Status& status) {
       return kExitTimeout;
     case StatusCode::kInvalidArgument:
       return kExitUsage;
+    // This process could not do its part (out of descriptors or memory, its
+    // fallback's files): the servers were not asked, so neither "refused"
+    // (1) nor "unavailable" (69).
+    case StatusCode::kIoError:
+      return kExitOsError;
     default:
       return kExitFailed;
   }

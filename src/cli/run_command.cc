@@ -189,7 +189,7 @@ Spawned spawn(const std::vector<std::string>& command, const std::vector<std::st
   int report[2];
   if (::pipe2(report, O_CLOEXEC) != 0) {
     print_error(std::string("pipe: ") + std::strerror(errno));
-    return {.failure = kExitFailed};
+    return {.failure = kExitOsError};
   }
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
@@ -214,7 +214,7 @@ Spawned spawn(const std::vector<std::string>& command, const std::vector<std::st
   if (pid < 0) {
     ::close(report[0]);
     print_error("cannot run " + command.front() + ": fork: " + std::strerror(saved));
-    return {.failure = kExitFailed};
+    return {.failure = kExitOsError};
   }
   int error = 0;
   ssize_t got = 0;
@@ -313,7 +313,7 @@ int run_command(const GlobalOptions& global, const RunOptions& options) {
   LossNotice loss;
   if (!loss.open()) {
     print_error(std::string("pipe: ") + std::strerror(errno));
-    return kExitFailed;
+    return kExitOsError;
   }
   Connection connection = connect(global);
   if (!connection.client) return connection.failure;
@@ -391,7 +391,7 @@ int run_command(const GlobalOptions& global, const RunOptions& options) {
   UniqueFd signal_fd(::signalfd(-1, &signals.watched, SFD_CLOEXEC | SFD_NONBLOCK));
   if (signal_fd.get() < 0) {
     print_error(std::string("signalfd: ") + std::strerror(errno));
-    return kExitFailed;
+    return kExitOsError;
   }
   if (global.verbosity >= 1) print_error("executing " + options.command.front());
   const Spawned spawned = spawn(options.command, child_environment(options, *permit), signals.original_mask);

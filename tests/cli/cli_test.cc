@@ -1269,6 +1269,56 @@ TEST_F(CliServers, AFullServerSaysSoAndExitsTempfail) {
       << outcome;
 }
 
+// netsem out of file descriptors (a process at its limit: not an outage, no
+// fallback, e4de7a2) exits 71, EX_OSERR, which a script can tell from a
+// refusal (1), an outage (69) and a timeout (75); it exited 1. Each command
+// runs under `ulimit -n N` (sh, then exec netsem: the Cli child has only 0,
+// 1 and 2 open), N from 3 up: every N at which netsem loads but lacks a
+// descriptor (run's own pipe, then the socket; reading the configuration
+// file in between is exit 2) exits 71, and the first N that suffices gets
+// the server's answer. beta is held by another session:
+// a fallback would have granted it.
+TEST_F(CliServers, AProcessOutOfDescriptorsExits71AndDoesNotFallBack) {
+  ASSERT_EQ(observer_->request(req::acquire("a", "beta")), "a OK 1");
+  const std::string config = local_config(address()).string();
+  const struct {
+    std::vector<std::string> command;
+    int served;  // the exit code once descriptors suffice
+  } cases[] = {{{"get", "beta"}, 0}, {{"ping"}, 0}, {{"run", "--nonblock", "beta", "--", "echo", "ran"}, 75}};
+  for (const auto& [command, served] : cases) {
+    bool socket_failed = false;
+    int limit = 3;
+    for (; limit <= 16; ++limit) {
+      const Outcome outcome = Cli(joined({"-c", "ulimit -n " + std::to_string(limit) + " && exec \"$0\" \"$@\"",
+                                          NETSEM_CLI_PATH, "--config", config},
+                                         command),
+                                  {}, "/bin/sh")
+                                  .finish();
+      if (outcome.err.find("error while loading shared libraries") != std::string::npos) continue;
+      // A configuration file that cannot be read is bad usage, whatever the reason.
+      if (outcome.err.starts_with("netsem: --config: " + config + ": cannot read: Too many open files")) {
+        EXPECT_EQ(outcome.exit_code, 2) << outcome;
+        continue;
+      }
+      if (outcome.err.find("Too many open files") == std::string::npos) {
+        EXPECT_EQ(outcome.exit_code, served) << command.front() << ", ulimit -n " << limit << ": " << outcome;
+        break;
+      }
+      std::printf("%s, ulimit -n %d: exit %d: %s", command.front().c_str(), limit, outcome.exit_code,
+                  outcome.err.c_str());
+      EXPECT_EQ(outcome.exit_code, 71) << command.front() << ", ulimit -n " << limit << ": " << outcome;
+      EXPECT_EQ(outcome.err.find("no server reachable"), std::string::npos) << outcome;
+      EXPECT_EQ(outcome.out, "") << outcome;  // no row, no PONG, and CMD did not run
+      socket_failed = socket_failed || outcome.err.find(
+                                           "this process is out of file descriptors (socket: Too many "
+                                           "open files); not an outage, so no fallback") != std::string::npos;
+    }
+    EXPECT_TRUE(socket_failed) << command.front() << ": no run failed at its socket";
+    EXPECT_LE(limit, 16) << command.front() << ": never served";
+  }
+  EXPECT_EQ(get("beta"), "OK 0 1 1 0 defined");
+}
+
 TEST_F(CliServers, EverySubcommandSaysNoServerReachableInTheSameWords) {
   const std::string dead = dead_address();
   const std::string kWhy = "no server reachable (" + dead + ": Connection refused)";
