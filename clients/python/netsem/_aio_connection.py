@@ -288,22 +288,24 @@ class Connection:
             self._arm(due)
         return call
 
-    def between(self) -> int | None:
+    def between(self) -> _resume.Unsent:
         """After send() found no session: the ``after`` to pass to
         await_session (``_resume.after_of``: between two sessions, or after a
         silent round), None when the caller decides now (also once closing):
-        it falls back as today (review19 item 8)."""
-        if self._stopping or self._task is None or self._task.done():
-            return None
-        return _resume.after_of(self.connected, self.session, self.silence,
-                                self._empty_rounds > self._empty_rounds_at_end)
+        it falls back as today (review19 item 8), or raises the last round's
+        refusal, read with that decision."""
+        after = None
+        if not (self._stopping or self._task is None or self._task.done()):
+            after = _resume.after_of(self.connected, self.session, self.silence,
+                                     self._empty_rounds > self._empty_rounds_at_end)
+        return _resume.Unsent(after, self.refused if after is None else None)
 
     async def await_session(self, after: int, deadline: float | None, cancelled: Callable[[], bool],
                             silent_until: float | None = None) -> _resume.NextSession:
         """Rule 9: waits, after session ``after`` ended, for the next round of
         connection attempts that decides: the new session's number once one
         began, 0 when a round ended with no session (no server reachable, or
-        a refusal: ``refused``) or the task ended, CLOSING when the client
+        a refusal: with it) or the task ended, CLOSING when the client
         closes, -1 when ``deadline`` passed or ``cancelled()`` (wake it with
         ``wake_waiters``) first. A silent round decides nothing: the wait
         goes on across such rounds, until ``silent_until`` at most (then
@@ -318,7 +320,7 @@ class Connection:
             silence = None if self.connected else self.silence
             if self._stopping or self._task is None or self._task.done() or (
                     silence is None and not self.connected and self._empty_rounds > self._empty_rounds_at_end):
-                return _resume.NextSession(0)
+                return _resume.NextSession(0, refusal=self.refused)
             left = _resume.wait_bound(silence, cancelled(), time.monotonic(), deadline, silent_until)
             if isinstance(left, _resume.NextSession):
                 return left

@@ -24,7 +24,8 @@ that session is marked lost, and the thread reconnects with exponential
 backoff. While it has no session ``send()`` returns None, and then either no
 server could be reached (the client is "in fallback") or a server answered
 but refused the session (DENIED, AUTH, LIMIT, a protocol it does not speak):
-``refusal()`` says why, and the Client raises it instead of falling back,
+``between()`` and ``await_session()`` hand the call that round's refusal,
+read with their decision, and the Client raises it instead of falling back,
 since a server that answers is not an outage; nor is a round this process
 could not make for want of its own descriptors or memory (IoError); nor a
 silent one, in which a server accepted the connection and did not finish
@@ -270,7 +271,7 @@ class Connection:
         """Rule 9: waits, after session ``after`` ended, for the next round of
         connection attempts that decides: the new session's number once one
         began, 0 when a round ended with no session (no server reachable, or
-        a refusal: ``refusal()``) or the I/O thread ended, CLOSING when the
+        a refusal: with it) or the I/O thread ended, CLOSING when the
         client closes, -1 when ``deadline`` passed or ``cancelled()`` (wake
         it with ``wake_waiters``) first. A silent round decides nothing: the
         wait goes on across such rounds, until ``silent_until`` at most
@@ -285,7 +286,7 @@ class Connection:
                 silence = None if self._connected else self._silence
                 if self._io_done or (silence is None and not self._connected
                                      and self._empty_rounds > self._empty_rounds_at_end):
-                    return _resume.NextSession(0)
+                    return _resume.NextSession(0, refusal=self._refused)
                 bound = _resume.wait_bound(silence, cancelled(), time.monotonic(), deadline, silent_until)
                 if isinstance(bound, _resume.NextSession):
                     return bound
@@ -298,33 +299,29 @@ class Connection:
     def request_timeout(self) -> float:
         return self._options.request_timeout
 
-    def between(self) -> int | None:
-        """After send() found no session: the ``after`` to pass to
-        await_session when the connection is between two sessions (the last
-        one ended and no round of connection attempts has failed since, so
-        the round under way may still reach a server; a session that began
-        meanwhile is returned by await_session at once) or when the last
+    def between(self) -> _resume.Unsent:
+        """After send() found no session, an Unsent: its ``after`` is the one
+        to pass to await_session when the connection is between two sessions
+        (the last one ended and no round of connection attempts has failed
+        since, so the round under way may still reach a server; a session
+        that began meanwhile is returned by await_session at once) or when the last
         round was silent (a server accepted the connection and said nothing:
         no outage, so the call waits for a round that decides); None
         otherwise (the last round reached no server or was refused, never
         connected, or closing): the caller falls back as today (review19
-        item 8)."""
+        item 8), or raises the refusal read with that decision (the last
+        round's: a server that answered no is not an outage)."""
         with self._lock:
-            if self._stopping.is_set() or self._io_done:
-                return None
-            return _resume.after_of(self._connected, self._session, self._silence,
-                                    self._empty_rounds > self._empty_rounds_at_end)
+            after = None
+            if not (self._stopping.is_set() or self._io_done):
+                after = _resume.after_of(self._connected, self._session, self._silence,
+                                         self._empty_rounds > self._empty_rounds_at_end)
+            return _resume.Unsent(after, self._refused if after is None else None)
 
     def wake_waiters(self) -> None:
         """Wakes await_session (a cancel)."""
         with self._first_round:
             self._first_round.notify_all()
-
-    def refusal(self) -> NetsemError | None:
-        """The refusal of the last round (a server answered no and none served
-        the client), or None."""
-        with self._lock:
-            return self._refused
 
     def counters(self) -> Counters:
         with self._lock:

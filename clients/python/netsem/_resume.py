@@ -352,17 +352,33 @@ class NextSession:
     decided reached no server, -1 when the deadline passed or the caller
     cancelled, SILENT when the caller's request_timeout passed while the
     last round was silent, CLOSING when the client closes; ``silence``, the
-    last round's when it was silent."""
+    last round's when it was silent; ``refusal``, with 0, that round's
+    refusal (or IoError: this process could not try the servers), which the
+    call raises instead of falling back (None: no server reachable)."""
 
     session: int
     silence: Silence | None = None
+    refusal: NetsemError | None = None
 
     CLOSING = -2
     SILENT = -3
 
 
+@dataclass(frozen=True)
+class Unsent:
+    """What Connection.between() says when send() found no session, read
+    under one lock: ``after``, the after to pass to await_session when the
+    call waits for a round (between two sessions, or after a silent round);
+    else (None) the last round decided, and ``refusal`` is its refusal (or
+    IoError), which the call raises, or None: no server reachable, the call
+    falls back (or fails "no server reachable")."""
+
+    after: int | None
+    refusal: NetsemError | None = None
+
+
 def after_of(connected: bool, session: int, silence: Silence | None, failed_since_end: bool) -> int | None:
-    """Connection.between() of either client, once it is neither closing nor
+    """Unsent.after of either client, once it is neither closing nor
     stopped: the ``after`` for await_session while connected (a session began
     since send() found none: it is answered at once), after a silent round,
     or between two sessions (``session`` ended and no round failed since:
@@ -442,10 +458,13 @@ class Requeue:
     def next_session(self, waited: NextSession, request_timeout: float) -> bool:
         """What the wait for the next session gave (Connection.await_session's
         answer): True to send on ``waited.session``, False to fall back (that
-        round reached no server). Raises Unavailable when the client closes,
+        round reached no server). Raises that round's refusal (a server that
+        answered no is not an outage), Unavailable when the client closes,
         Timeout when the deadline passed, and Silent when a try or an
         untimed request waited ``request_timeout`` across silent rounds."""
         self.silence = waited.silence
+        if waited.session == 0 and waited.refusal is not None:
+            raise waited.refusal
         if waited.session == NextSession.CLOSING:
             raise Unavailable("the client is closed")
         if waited.session == NextSession.SILENT:

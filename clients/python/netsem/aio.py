@@ -366,11 +366,14 @@ class Client:
         that round finds (review19 item 8, issue 16), as _send_again does;
         None when the client is not between two sessions (no server was ever
         reached, or the last round reached none: the caller falls back or
-        fails at once) or when that round reaches no server."""
-        after = self._connection.between()
-        if after is None:
+        fails at once) or when that round reaches no server. Raises the
+        refusal of the round that decided (read with the decision)."""
+        unsent = self._connection.between()
+        if unsent.after is None:
+            if unsent.refusal is not None:
+                raise unsent.refusal
             return None
-        return await self._send_again(gap, after, build, name, cancel)
+        return await self._send_again(gap, unsent.after, build, name, cancel)
 
     async def _send_again(
         self, requeue: _resume.Requeue, ended: int, build: Callable[[str, int], bytes], name: str,
@@ -379,8 +382,7 @@ class Client:
         """Rule 9: the request of a session that ended (``ended``), sent again on
         the next session with what is left of its timeout (``build(tag,
         timeout_ms)``); None when the next round of connection attempts found
-        no server (fallback, or the servers' refusal, which _fallback_limit
-        raises)."""
+        no server (the caller falls back); raises that round's refusal."""
         connection = self._connection
         loop = asyncio.get_running_loop()
         cancelled = (lambda: cancel.cancelled) if cancel is not None else (lambda: False)
@@ -831,7 +833,7 @@ class Client:
         if call is None:
             call = await self._send_made_between(_resume.made_between(what), lambda tag, _ms: build(tag))
             if call is None:
-                raise self._connection.refused or Unavailable("no server reachable")
+                raise Unavailable("no server reachable")
         answer = await call.future
         error = proto.final_error(answer, what)
         if error is not None:
@@ -841,14 +843,12 @@ class Client:
     # --- fallback ---
 
     def _fallback_limit(self, name: str) -> int:
-        """The local limit of a server name while no server is reachable; raises under
-        the policy ``fail``, or the refusal of a server that answered (and
-        Unavailable once the client is closed: a call it cut short does not
-        fall back)."""
+        """The local limit of a server name once the round that decided reached
+        no server (a refusal was raised with that decision); raises under the
+        policy ``fail`` (and Unavailable once the client is closed: a call it
+        cut short does not fall back)."""
         if self._closed:
             raise Unavailable("the client is closed")
-        if self._connection.refused is not None:
-            raise self._connection.refused
         policy = self._options.fallback_policy(name)
         if policy.mode == "fail":
             raise Unavailable(f'no server reachable, and the fallback policy of "{name}" is fail')
@@ -858,8 +858,6 @@ class Client:
         """wait and post fall back only for names listed in [semaphores]."""
         if self._closed:
             raise Unavailable("the client is closed")
-        if self._connection.refused is not None:
-            raise self._connection.refused
         if name not in self._options.limits:
             raise Unavailable(
                 f'no server reachable, and "{name}" is not listed in [semaphores]: a created '

@@ -489,23 +489,19 @@ class Client:
 
     # --- asking the server ---------------------------------------------------------
 
-    def _no_server(self) -> NetsemError:
-        refusal = self._conn().refusal()
-        return refusal if refusal is not None else Unavailable("no server reachable")
-
     def _round_trip(self, build: Callable[[str], bytes], what: str) -> Call:
         """One request (``what``: 'GET "name"', 'LIST', ...) and its final
         answer. Made between two sessions, it waits for the round of
         connection attempts under way and is sent on the session it finds.
-        Raises the servers' refusal or Unavailable when there is no session
-        (none was ever reached, or that round reached none), or when it
-        ends before the answer."""
+        Raises the servers' refusal (the one of the round that decided) or
+        Unavailable when there is no session (none was ever reached, or that
+        round reached none), or when it ends before the answer."""
         connection = self._io_caller()
         call = connection.send(build)
         if call is None:
             call = self._send_made_between(connection, _resume.made_between(what), lambda tag, _ms: build(tag))
             if call is None:
-                raise self._no_server()
+                raise Unavailable("no server reachable")
         call.wait()
         if call.failure is not None:
             raise call.failure
@@ -582,11 +578,14 @@ class Client:
         session that round finds (review19 item 8, issue 16), as _send_again
         does; None when the client is not between two sessions (no server
         was ever reached, or the last round reached none: the caller falls
-        back or fails at once) or when that round reaches no server."""
-        after = connection.between()
-        if after is None:
+        back or fails at once) or when that round reaches no server. Raises
+        the refusal of the round that decided (read with the decision)."""
+        unsent = connection.between()
+        if unsent.after is None:
+            if unsent.refusal is not None:
+                raise unsent.refusal
             return None
-        return cls._send_again(connection, gap, after, build, name, cancel)
+        return cls._send_again(connection, gap, unsent.after, build, name, cancel)
 
     @staticmethod
     def _send_again(connection: Connection, requeue: _resume.Requeue, ended: int,
@@ -594,8 +593,7 @@ class Client:
         """Rule 9: the request of a session that ended (``ended``), sent again
         on the next session with what is left of its timeout (``build(tag,
         timeout_ms)``); None when the next round of connection attempts found
-        no server (fallback, or the servers' refusal: the caller's
-        _fallback_limit raises it)."""
+        no server (the caller falls back); raises that round's refusal."""
         cancelled = (lambda: cancel.cancelled) if cancel is not None else (lambda: False)
         callback_id = cancel.add_callback(connection.wake_waiters) if cancel is not None else None
         try:
@@ -657,12 +655,11 @@ class Client:
     # --- fallback ------------------------------------------------------------------
 
     def _fallback_limit(self, name: str) -> int:
-        """The local limit of a server name while no server is reachable;
-        raises the refusal of a server that answered, or Unavailable under the
-        policy `fail`."""
-        refusal = self._conn().refusal()
-        if refusal is not None:
-            raise refusal
+        """The local limit of a server name once the round that decided
+        reached no server (a refusal was raised with that decision: a server
+        that answered is not an outage); Unavailable under the policy
+        `fail`."""
+        self._conn()  # Unavailable once closed
         policy = self._options.fallback_policy(name)
         if policy.mode == "fail":
             raise Unavailable(f'no server reachable, and the fallback policy of "{name}" is fail')
@@ -672,9 +669,6 @@ class Client:
         """_fallback_limit for wait and post, which count items rather than cap
         holders: only a name listed in [semaphores] falls back (a created
         semaphore's value is known only to the server)."""
-        refusal = self._conn().refusal()
-        if refusal is not None:
-            raise refusal
         if name not in self._options.limits:
             raise Unavailable(
                 f'no server reachable, and "{name}" is not listed in [semaphores]: a created semaphore\'s value '

@@ -394,3 +394,38 @@ def test_options_is_a_copy_the_running_client_does_not_share(netsemd, local_dir)
         seen.limits["x"] = 5
         seen.servers.append("127.0.0.1:1")
         assert client.options.limits == {"x": 2} and client.options.servers == [netsemd.address]
+
+
+def test_a_call_answers_the_refusal_of_the_round_that_decided(start_netsemd, clients, monkeypatch) -> None:
+    """The refusal a call raises instead of falling back is read once, with
+    the decision of the round that made it (issue 16, as libnetsem's
+    4368136): a session that begins right after that decision does not turn
+    it into a local grant. The window is held open deterministically: a
+    wrapper of Connection.between() (the decision) waits, on the caller's
+    thread, until the next round has a session. Without the change the
+    refusal was read again by _fallback_limit, found cleared, and "one" was
+    granted locally (fallback `local`) while the server held it for nobody."""
+    import socket
+
+    server = start_netsemd(semaphores="one = 1", server_options="max_connections = 1")
+    blocker = socket.create_connection(("127.0.0.1", server.port))  # the one slot: others get * ERR LIMIT
+    try:
+        assert server.wait_for_log("session began session=1", 5)
+        client = clients(server.address, fallback=netsem.FallbackPolicy("local"), reconnect_min=0.05,
+                         reconnect_max=0.2)
+        assert not client.connected
+        connection = client._connection
+        decide = connection.between
+
+        def decide_then_connect() -> object:
+            unsent = decide()
+            blocker.close()  # the next round gets a session
+            assert wait_until(connection.connected, 10)
+            return unsent
+
+        monkeypatch.setattr(connection, "between", decide_then_connect)
+        with pytest.raises(netsem.LimitReached):
+            client.acquire("one", timeout=5)
+        assert client.stats().local_grants == 0
+    finally:
+        blocker.close()

@@ -499,6 +499,10 @@ def test_requeue_rules_without_a_server() -> None:
     assert gap.next_session(NextSession(3), 10.0) and not gap.next_session(NextSession(0), 10.0)
     with pytest.raises(Unavailable, match="closed"):
         gap.next_session(NextSession(NextSession.CLOSING), 10.0)
+    refusal = netsem.errors.Denied("server 127.0.0.1:7 refused the session: address 127.0.0.1 is not allowed")
+    with pytest.raises(netsem.errors.Denied) as refused:  # the round's, read with its decision
+        gap.next_session(NextSession(0, refusal=refusal), 10.0)
+    assert refused.value is refusal
     # A silent round decides nothing: a try or an untimed request waits
     # request_timeout from its first wait, then raises Silent (no fallback).
     silence = _resume.Silence(("127.0.0.1:7", "127.0.0.2:7"), 1.0)
