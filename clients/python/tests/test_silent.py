@@ -109,3 +109,20 @@ def test_a_silent_server_outranks_a_closed_port_until_it_goes(make: Callable[...
         permit = client.acquire("one", timeout=5)
         assert permit.is_local
         release(client, permit)
+
+
+def test_a_client_in_fallback_whose_next_round_is_silent_stops_serving_locally(make: Callable[..., Any]) -> None:
+    """Rule 4: in steady fallback (the only server's port refused), a port that
+    starts to accept and say nothing makes new calls wait, not be served
+    locally; the permit taken locally before stays held."""
+    with socket.socket() as port:
+        port.bind(("127.0.0.1", 0))  # bound, not listening yet: refused
+        client = make([address(port)])
+        held = client.acquire("one", timeout=5)
+        assert held.is_local and client.stats().fallback_entries == 1
+        port.listen(256)  # the same port now accepts, and nobody reads
+        assert wait_until(lambda: SILENT in client.stats().unreachable, 10), client.stats()
+        with pytest.raises(Timeout, match=f"{SILENT} within 500 ms: not an outage, so no fallback"):
+            client.acquire("two", timeout=1.5)
+        assert client.stats().local_grants == 1 and not held.released
+        release(client, held)
