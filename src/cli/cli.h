@@ -182,9 +182,10 @@ int report_failure(const Connection& connection, const Status& status);
 
 // "timed out after 2 s waiting for 1 permit of NAME", followed by what GET
 // says of NAME now (timeout_detail) when it can be had, with the permits
-// held counted from HOLDERS when the server speaks 1.1.
+// held counted from HOLDERS when the server speaks 1.1; without a session,
+// by the reason the timeout `why` gives (silent servers), if any.
 std::string describe_timeout(Client& client, std::string_view name, std::int64_t count,
-                             std::optional<std::chrono::milliseconds> timeout);
+                             std::optional<std::chrono::milliseconds> timeout, const Status& why);
 
 // Why permits are missing, from GET's `info` and, when known, the permits
 // sessions hold (`held`, the sum of HOLDERS' counts): "0 of 6 free: 6

@@ -250,7 +250,11 @@ int require_server(const Connection& connection, std::string_view what) {
   // Without a session a call answers at once with why: a server's refusal,
   // or that none could be reached.
   const Status why = connection.client->ping().status();
-  if (!why.is_ok() && why.code() != StatusCode::kUnavailable && why.code() != StatusCode::kShutdown) {
+  // Servers that accepted the connection and did not answer are no outage
+  // either: the ping waited request_timeout for them, and says so.
+  const bool silent = why.code() == StatusCode::kUnavailable &&
+                      why.message().find("not an outage, so no fallback") != std::string::npos;
+  if (!why.is_ok() && (silent || (why.code() != StatusCode::kUnavailable && why.code() != StatusCode::kShutdown))) {
     return report_failure(connection, why);
   }
   print_error(std::string(what) + ": no server reachable (" + unreachable_text(connection) + ")");
@@ -307,10 +311,22 @@ std::string timeout_detail(const SemaphoreInfo& info, std::optional<std::int64_t
 }
 
 std::string describe_timeout(Client& client, std::string_view name, std::int64_t count,
-                             std::optional<std::chrono::milliseconds> timeout) {
+                             std::optional<std::chrono::milliseconds> timeout, const Status& why) {
   std::string text = "timed out";
   if (timeout) text += " after " + seconds_text(*timeout);
   text += " waiting for " + std::to_string(count) + (count == 1 ? " permit of " : " permits of ") + std::string(name);
+  if (!client.connected() && !name.starts_with('$')) {
+    // No session to look with (a GET would wait for one): the timeout's own
+    // reason, when it has one (silent servers: "timed out (server … accepted
+    // the connection but did not answer …)").
+    constexpr std::string_view kReason = "timed out (";
+    const std::string& message = why.message();
+    const auto at = message.find(kReason);
+    if (at != std::string::npos && message.ends_with(')')) {
+      text += ": " + message.substr(at + kReason.size(), message.size() - at - kReason.size() - 1);
+    }
+    return text;
+  }
   // What stands in the way, from a second look; a failure here only loses
   // the detail.
   auto info = client.get(name);

@@ -88,7 +88,7 @@ int wait_command(const GlobalOptions& global, const CountOptions& options) {
   const Status status = client.wait(options.name, {.count = options.count, .timeout = options.timeout});
   feedback.stop();
   if (status.code() == StatusCode::kTimeout) {
-    print_error("wait: " + describe_timeout(client, options.name, options.count, options.timeout));
+    print_error("wait: " + describe_timeout(client, options.name, options.count, options.timeout, status));
     return kExitTimeout;
   }
   if (!status) return report_failure(connection, status);

@@ -357,8 +357,8 @@ int run_command(const GlobalOptions& global, const RunOptions& options) {
   }
   if (!permit) {
     if (permit.status().code() == StatusCode::kTimeout) {
-      print_error("run: " + describe_timeout(client, options.name, options.count, options.timeout) + "; " +
-                  options.command.front() + " not run");
+      print_error("run: " + describe_timeout(client, options.name, options.count, options.timeout, permit.status()) +
+                  "; " + options.command.front() + " not run");
       return static_cast<int>(options.conflict_exit_code);
     }
     if (permit.status().code() == StatusCode::kTooMany) {

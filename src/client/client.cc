@@ -22,7 +22,11 @@
 // semaphore; get, list, create, remove and ping need the server, as do the
 // 1.1 listings and KICK (client_listings.cc): made between two sessions,
 // they too wait for the round under way (Impl::round_trip) and fail "no
-// server reachable" only when it reaches no server.
+// server reachable" only when it reaches no server. A round that reached
+// only servers that accepted the connection and did not answer (silent,
+// Connection::Unsent::silent) decides nothing either: the calls made after
+// it wait for a round that does, within their timeout (acquire, wait) or
+// request_timeout (every other call), and fail then, never falling back.
 #include "netsem/client.h"
 
 #include <fmt/format.h>
@@ -249,7 +253,16 @@ Result<client::Reply> Client::Impl::finish_round_trip(const std::shared_ptr<clie
   return reply;
 }
 
-std::optional<Status> Client::Impl::await_round(std::uint64_t between, std::optional<milliseconds> until,
+Status Client::Impl::silent_failure(client::Connection::NextSession outcome, const Status& why, std::string_view what) {
+  if (outcome == client::Connection::NextSession::kSilent) {
+    return Status(StatusCode::kUnavailable, fmt::format("{}: {}", what, why.message()));
+  }
+  if (why.is_ok()) return Status(StatusCode::kTimeout, fmt::format("{}: timed out", what));
+  return Status(StatusCode::kTimeout, fmt::format("{}: timed out ({})", what, why.message()));
+}
+
+std::optional<Status> Client::Impl::await_round(std::uint64_t after, std::optional<milliseconds> until,
+                                                std::optional<client::Deadline::Clock::time_point> silent_until,
                                                 const CancelToken* cancel, std::string_view what) const {
   if (until && until->count() == 0) return Status(StatusCode::kTimeout, fmt::format("{}: timed out", what));
   const auto is_cancelled = [cancel] { return cancel != nullptr && cancel->cancelled(); };
@@ -257,15 +270,16 @@ std::optional<Status> Client::Impl::await_round(std::uint64_t between, std::opti
   const std::optional<client::Deadline::Clock::time_point> at =
       until ? std::optional(client::Deadline::Clock::now() + *until) : std::nullopt;
   std::uint64_t session = 0;
-  Status refusal;
-  switch (connection->await_session(between, at, is_cancelled, session, refusal)) {
+  Status why;
+  switch (const auto outcome = connection->await_session(after, at, silent_until, is_cancelled, session, why)) {
     case client::Connection::NextSession::kServed:
       return std::nullopt;
     case client::Connection::NextSession::kNoServer:
       // A server that answered no is not an outage: its refusal is the answer.
-      return refusal;
+      return why;
+    case client::Connection::NextSession::kSilent:
     case client::Connection::NextSession::kTimedOut:
-      return Status(StatusCode::kTimeout, fmt::format("{}: timed out", what));
+      return silent_failure(outcome, why, what);
     case client::Connection::NextSession::kCancelled:
       return Status(StatusCode::kCancelled, fmt::format("{}: cancelled", what));
     case client::Connection::NextSession::kStopped:
@@ -282,6 +296,7 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_remote(protocol::V
   const Deadline deadline(timeout);
   const bool is_try = timeout && timeout->count() == 0;
   std::shared_ptr<client::Call> call;
+  std::optional<client::Deadline::Clock::time_point> silent_until;  // a try's, once it waits
   for (;;) {
     // Not sent yet, so a timeout is what is left of it (a try stays a try).
     const std::optional<milliseconds> left = is_try ? std::optional(milliseconds(0)) : deadline.remaining();
@@ -297,21 +312,25 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_remote(protocol::V
         },
         0, /*may_wait=*/timeout_ms != 0, &unsent);
     if (call) break;
-    if (unsent.between == 0) {
+    if (!unsent.wait) {
       // A server that answered no is not an outage: its refusal is the answer.
       if (!unsent.refusal.is_ok()) return Result<Grant>(unsent.refusal);
       return std::nullopt;
     }
     if (ended != nullptr) {
       // take_acquire waits for the round, as for rule 9's re-send.
-      *ended = SessionEnd{.session = unsent.between,
-                          .why = Status(StatusCode::kUnavailable, "no session: the last one ended"),
-                          .unsent = true};
+      *ended =
+          SessionEnd{.session = unsent.after,
+                     .why = unsent.silent.is_ok() ? Status(StatusCode::kUnavailable, "no session: the last one ended")
+                                                  : unsent.silent,
+                     .unsent = true};
       return std::nullopt;
     }
-    // A WAIT made between sessions was not sent: the round decides.
-    std::optional<Status> waited = await_round(unsent.between, is_try ? std::nullopt : deadline.remaining(), how.cancel,
-                                               fmt::format("{} \"{}\"", verb, name));
+    // A WAIT made between sessions, or after a silent round, was not sent:
+    // a later round decides (a try's wait ends at request_timeout).
+    if (is_try && !silent_until) silent_until = client::Deadline::Clock::now() + options.request_timeout;
+    std::optional<Status> waited = await_round(unsent.after, is_try ? std::nullopt : deadline.remaining(), silent_until,
+                                               how.cancel, fmt::format("{} \"{}\"", verb, name));
     if (!waited) continue;
     if (waited->is_ok()) return std::nullopt;
     return Result<Grant>(*waited);
@@ -357,8 +376,14 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_acquire(std::strin
   // A try whose session ended before its answer is tried again on the next
   // session (a round of attempts bounds the wait for it), still a try.
   const bool is_try = timeout && timeout->count() == 0;
+  // A try waits for a silent round's successors at most request_timeout
+  // (then kUnavailable: not an outage); an ACQUIRE with a timeout, for
+  // that; one without, until a round decides.
+  std::optional<client::Deadline::Clock::time_point> silent_until;
+  if (is_try && ended.unsent) silent_until = client::Deadline::Clock::now() + options.request_timeout;
   std::uint64_t after = ended.session;
-  while (!taken && after != 0) {
+  bool again = after != 0 || ended.unsent;
+  while (!taken && again) {
     if (ended.kicked) {
       // An operator ended the session: the ACQUIRE ends with it.
       return Result<Grant>(
@@ -377,18 +402,20 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_acquire(std::strin
     }
     const std::optional<client::Deadline::Clock::time_point> until =
         left ? std::optional(client::Deadline::Clock::now() + *left) : std::nullopt;
+    if (is_try && !silent_until) silent_until = client::Deadline::Clock::now() + options.request_timeout;
     std::uint64_t session = 0;
-    Status refusal;
-    switch (connection->await_session(after, until, is_cancelled, session, refusal)) {
+    Status why;
+    switch (const auto outcome = connection->await_session(after, until, silent_until, is_cancelled, session, why)) {
       case client::Connection::NextSession::kServed:
         break;
       case client::Connection::NextSession::kNoServer:
         // As for an ACQUIRE made while no server is up; a server that
         // answered no is not an outage: its refusal is the answer.
-        if (!refusal.is_ok()) return Result<Grant>(refusal);
+        if (!why.is_ok()) return Result<Grant>(why);
         return std::nullopt;
+      case client::Connection::NextSession::kSilent:
       case client::Connection::NextSession::kTimedOut:
-        return Result<Grant>(Status(StatusCode::kTimeout, fmt::format("ACQUIRE \"{}\": timed out", name)));
+        return Result<Grant>(silent_failure(outcome, why, fmt::format("ACQUIRE \"{}\"", name)));
       case client::Connection::NextSession::kCancelled:
         return Result<Grant>(cancelled(name));
       case client::Connection::NextSession::kStopped:
@@ -401,8 +428,10 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_acquire(std::strin
                                   : rest ? fmt::format("{} ms left", rest->count())
                                          : std::string("no timeout");
     if (ended.unsent) {
-      client::log_info("ACQUIRE \"{}\": made between two sessions; sent on the new session to {}, {}", name,
-                       server.empty() ? "the server" : server, left_text);
+      client::log_info(
+          "ACQUIRE \"{}\": made with no session (between two, or while the servers were silent); sent "
+          "on the new session to {}, {}",
+          name, server.empty() ? "the server" : server, left_text);
     } else {
       client::log_info("ACQUIRE \"{}\": the session ended while it waited ({}); sent again on a new session to {}, {}",
                        name, ended.why.message(), server.empty() ? "the server" : server, left_text);
@@ -413,8 +442,10 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_acquire(std::strin
     if (!taken && (ended.session == 0 || ended.unsent)) {
       after = std::max(session, ended.session);
       ended = SessionEnd{.why = Status(StatusCode::kUnavailable, "the new session ended at once")};
+      again = true;
     } else {
       after = ended.session;
+      again = after != 0;
     }
   }
   return taken;
@@ -567,20 +598,23 @@ Status Client::post(std::string_view name, std::int64_t count) {
   if (Status status = check_api_name(name); !status.is_ok()) return status;
   if (Status status = check_count(count); !status.is_ok()) return status;
   if (is_local_name(name)) return impl_->local->post(name, impl_->options.limit(name), count);
+  std::optional<client::Deadline::Clock::time_point> silent_until;
   for (;;) {
     client::Connection::Unsent unsent;
     const auto call = impl_->connection->send(
         [&](std::string& line, std::string_view tag) { protocol::encode_post(line, tag, name, count); }, 0, false,
         &unsent);
     if (call) return status_of(client::Connection::wait(*call), fmt::format("POST \"{}\"", name));
-    if (unsent.between == 0) {
+    if (!unsent.wait) {
       // A server that answered no is not an outage: its refusal is the answer.
       if (!unsent.refusal.is_ok()) return unsent.refusal;
       break;
     }
-    // Made between sessions: the round in progress decides, as for acquire.
+    // Made between sessions or after a silent round: a later round decides,
+    // as for acquire (after a silent one, within request_timeout).
+    if (!silent_until) silent_until = client::Deadline::Clock::now() + impl_->options.request_timeout;
     std::optional<Status> waited =
-        impl_->await_round(unsent.between, std::nullopt, nullptr, fmt::format("POST \"{}\"", name));
+        impl_->await_round(unsent.after, std::nullopt, silent_until, nullptr, fmt::format("POST \"{}\"", name));
     if (!waited) continue;
     if (!waited->is_ok()) return *waited;
     break;
@@ -637,7 +671,8 @@ Result<std::int64_t> Client::value(std::string_view name) {
   if (!is_local_name(name)) {
     Result<SemaphoreInfo> info = get(name);
     if (info) return info->value;
-    if (!is_connection_failure(info.status())) return info.status();
+    // Silent servers are no outage: no local reading either.
+    if (!is_connection_failure(info.status()) || impl_->connection->silent()) return info.status();
   }
   if (Status status = check_api_name(name); !status.is_ok()) return status;
   Result<std::int64_t> limit = impl_->local_limit(name);

@@ -68,7 +68,8 @@ Result<bool> Client::test_flag(std::string_view name) {
   if (!is_local_name(name)) {
     Result<SemaphoreInfo> info = get(name);
     if (info) return info->holders > 0 || info->value == 0;
-    if (!is_connection_failure(info.status())) return info.status();
+    // Silent servers are no outage: no local reading either.
+    if (!is_connection_failure(info.status()) || impl_->connection->silent()) return info.status();
   }
   Result<std::int64_t> value = this->value(name);
   if (!value) return value.status();

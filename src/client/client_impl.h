@@ -117,16 +117,20 @@ struct Client::Impl {
   // connection attempts after its end under way), it waits for that round,
   // which bounds the wait, and is sent on the session the round finds; when
   // the round finds none, that round's refusal, or kUnavailable "no server
-  // reachable" (at once while no server is reachable). `what` names the
-  // request ("GET \"db\"") should the client close during that wait;
-  // `may_wait`: see Call::may_wait.
+  // reachable" (at once while no server is reachable). While the rounds
+  // reach only silent servers (they accept and do not answer) it waits
+  // across rounds, at most request_timeout from the call (then kUnavailable:
+  // not an outage). `what` names the request ("GET \"db\"") in those
+  // failures; `may_wait`: see Call::may_wait.
   template <typename Encode>
   Result<client::Reply> round_trip(std::string_view what, Encode&& encode, bool may_wait = false) const {
+    std::optional<client::Deadline::Clock::time_point> silent_until;
     for (;;) {
       client::Connection::Unsent unsent;
       const std::shared_ptr<client::Call> call = connection->send(encode, 0, may_wait, &unsent);
-      if (call || unsent.between == 0) return finish_round_trip(call, unsent);
-      std::optional<Status> waited = await_round(unsent.between, std::nullopt, nullptr, what);
+      if (call || !unsent.wait) return finish_round_trip(call, unsent);
+      if (!silent_until) silent_until = client::Deadline::Clock::now() + options.request_timeout;
+      std::optional<Status> waited = await_round(unsent.after, std::nullopt, silent_until, nullptr, what);
       if (!waited) continue;  // a session serves: send on it
       if (!waited->is_ok()) return *waited;
       return finish_round_trip(nullptr, client::Connection::Unsent());
@@ -136,16 +140,24 @@ struct Client::Impl {
   Result<client::Reply> finish_round_trip(const std::shared_ptr<client::Call>& call,
                                           const client::Connection::Unsent& unsent) const;
 
-  // After send() found the connection between sessions (its `between`):
-  // waits for the I/O thread's round in progress, until `until` (none: the
-  // round bounds it) or `cancel`. nullopt: a session serves now, send again;
-  // OK: the round reached no server, the caller falls back as for a call
-  // made while no server is up; otherwise why the wait ended: the refusal
-  // of that round when it reached only servers that refused the session
-  // (kDenied, kLimit, kProtocol), kTimeout, kCancelled, or kUnavailable once
-  // the client closes.
-  std::optional<Status> await_round(std::uint64_t between, std::optional<std::chrono::milliseconds> until,
+  // After send() found no session and a later round to wait for
+  // (Unsent::wait, its `after`): waits for the I/O thread's round in
+  // progress, or for the rounds after a silent one, until `until` (none:
+  // the rounds bound it), `silent_until` (a call without a timeout of its
+  // own: the time from which a silent last round ends the wait) or
+  // `cancel`. nullopt: a session serves now, send again; OK: the round
+  // reached no server, the caller falls back as for a call made while no
+  // server is up; otherwise why the wait ended: the refusal of that round
+  // when it reached only servers that refused the session (kDenied, kLimit,
+  // kProtocol), kTimeout (naming the silent servers, if any), kUnavailable
+  // at `silent_until` (silent servers: not an outage) or once the client
+  // closes, kCancelled.
+  std::optional<Status> await_round(std::uint64_t after, std::optional<std::chrono::milliseconds> until,
+                                    std::optional<client::Deadline::Clock::time_point> silent_until,
                                     const CancelToken* cancel, std::string_view what) const;
+  // The failure of `what` when the wait for a session ended as `outcome`
+  // (kSilent or kTimedOut) with `why` from Connection::await_session.
+  static Status silent_failure(client::Connection::NextSession outcome, const Status& why, std::string_view what);
 
   // ACQUIRE or WAIT on the server: its grant, its final refusal (the server's
   // answer, or the refusal of the round of connection attempts that found no
@@ -182,7 +194,10 @@ struct Client::Impl {
   // nullopt when there was no session and no such round (in fallback), or
   // when the round of attempts after its session's end reached no server:
   // the caller falls back. A round that reached only servers that refused
-  // the session answers with its refusal instead.
+  // the session answers with its refusal instead. After a silent round it
+  // waits the same way, for as many rounds as it takes: until `deadline`
+  // (kTimeout naming the silent servers), for a try request_timeout
+  // (kUnavailable), without a timeout until a round decides.
   std::optional<Result<Grant>> take_acquire(std::string_view name, const AcquireOptions& how,
                                             std::optional<std::chrono::milliseconds> timeout,
                                             const client::Deadline& deadline);

@@ -233,6 +233,11 @@ bool Connection::connected() const {
   return connected_;
 }
 
+bool Connection::silent() const {
+  std::lock_guard lock(mutex_);
+  return !connected_ && !silent_.is_ok();
+}
+
 Connection::Counters Connection::counters() const {
   std::lock_guard lock(mutex_);
   return counters_;
@@ -249,7 +254,14 @@ std::shared_ptr<Call> Connection::queue(std::string tag, std::string line, std::
       if (session_ > 0 && failed_round_after_ < session_ && !stopping()) {
         // After a session's end, until a round of attempts fails (then the
         // client is in fallback, or refused): the round in progress decides.
-        unsent->between = session_;
+        unsent->wait = true;
+        unsent->after = session_;
+      } else if (!silent_.is_ok() && !stopping()) {
+        // The last round's servers accepted and said nothing: not an outage,
+        // so a later round decides.
+        unsent->wait = true;
+        unsent->after = session_;
+        unsent->silent = silent_;
       } else {
         unsent->refusal = refused_;
       }
@@ -317,11 +329,14 @@ void Connection::run() {
     Clock::time_point served_since{};
     std::string failures;
     Status refusal;  // the round's first refusal: a server answered no
+    // The round's servers that accepted the connection and did not answer.
+    std::vector<std::string> silent_ones;
     attempt_local_ = Status();
     for (const Endpoint& endpoint : servers_) {
       if (stopping()) break;
       attempt_failure_.clear();
       attempt_refusal_ = Status();
+      attempt_silent_ = false;
       int fd = connect_to(endpoint);
       protocol::HelloAnswer hello;
       bool answered = fd >= 0 && (!tls_ || tls_handshake(fd, endpoint)) && handshake(fd, endpoint, hello);
@@ -333,6 +348,7 @@ void Connection::run() {
         if (const std::optional<Endpoint> leader = leader_to_reach(endpoint)) {
           quit_and_close(fd);
           attempt_failure_.clear();
+          attempt_silent_ = false;
           fd = connect_to(*leader);
           if (fd >= 0 && (!tls_ || tls_handshake(fd, *leader)) && handshake(fd, *leader, hello)) {
             log_info("moved to the leader {} (from {})", leader->to_string(), endpoint.to_string());
@@ -344,6 +360,7 @@ void Connection::run() {
             if (fd >= 0) ::close(fd);
             attempt_failure_.clear();
             attempt_refusal_ = Status();
+            attempt_silent_ = false;
             fd = connect_to(endpoint);
             answered = fd >= 0 && (!tls_ || tls_handshake(fd, endpoint)) && handshake(fd, endpoint, hello);
           }
@@ -355,6 +372,7 @@ void Connection::run() {
         failures += fmt::format("{}{}: {}", failures.empty() ? "" : "; ", endpoint.to_string(),
                                 attempt_failure_.empty() ? "no answer" : attempt_failure_);
         if (refusal.is_ok()) refusal = attempt_refusal_;
+        if (attempt_silent_ && attempt_refusal_.is_ok()) silent_ones.push_back(endpoint.to_string());
         continue;
       }
       session_began(at, hello);
@@ -456,10 +474,12 @@ void Connection::run() {
     if (settled) {
       backoff = options_.reconnect_min;
     } else if (!served) {
-      bool was_local = false;  // the last round failed alike: said already
+      bool was_local = false;   // the last round failed alike: said already
+      bool was_silent = false;  // likewise
       {
         std::lock_guard lock(mutex_);
         was_local = refused_.code() == StatusCode::kIoError;
+        was_silent = !silent_.is_ok();
         counters_.unreachable = failures;
         // A refusal is an answer: no fallback, whatever the other servers did.
         // Nor when this process could not try a server for want of its own
@@ -470,11 +490,34 @@ void Connection::run() {
                                 attempt_local_.message() +
                                     "; not an outage, so no fallback: the client tries the servers again")
                        : refusal;
+        // Nor when a server accepted the connection and did not answer in
+        // time: it may be electing a leader or syncing its disk while its
+        // sessions hold permits. The calls wait for a round that decides.
+        silent_servers_.clear();
+        if (refused_.is_ok() && !silent_ones.empty()) {
+          silent_servers_ = silent_ones.size() == 1 ? "server " : "servers ";
+          for (std::size_t i = 0; i < silent_ones.size(); ++i) {
+            silent_servers_ += (i == 0 ? "" : ", ") + silent_ones[i];
+          }
+          silent_ = Status(StatusCode::kUnavailable,
+                           fmt::format("{} accepted the connection but did not answer within {} ms (busy, electing "
+                                       "a leader or syncing its disk): not an outage, so no fallback",
+                                       silent_servers_, options_.connect_timeout.count()));
+        } else {
+          silent_ = Status();
+        }
         failed_round_after_ = session_;
       }
       if (refusal.is_ok() && !attempt_local_.is_ok()) {
         client::log(was_local ? LogLevel::kDebug : LogLevel::kWarning, "{}; no fallback, the client tries again",
                     attempt_local_.message());
+      } else if (refusal.is_ok() && !silent_ones.empty()) {
+        std::string said;
+        {
+          std::lock_guard lock(mutex_);
+          said = silent_.message();
+        }
+        client::log(was_silent ? LogLevel::kDebug : LogLevel::kWarning, "{}; the client keeps trying", said);
       } else if (refusal.is_ok()) {
         enter_fallback(Status(StatusCode::kUnavailable, "no server answered (" + failures + ")"));
       }
@@ -672,7 +715,16 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
   };
   while (!done()) {
     const int left = millis_until(deadline);
-    if (left == 0) return refuse("no answer to HELLO in time");
+    if (left == 0) {
+      // Connected, and the connection still open: the server is there, and
+      // slow (busy, electing a leader, syncing its disk). Not an outage; the
+      // round says so once.
+      attempt_silent_ = true;
+      attempt_failure_ = fmt::format("accepted the connection but did not answer HELLO within {} ms",
+                                     options_.connect_timeout.count());
+      log_debug("server {} {}", endpoint.to_string(), attempt_failure_);
+      return false;
+    }
     pollfd fds[2] = {{fd, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0}, {wake_fd_, POLLIN, 0}};
     if (::poll(fds, 2, left) < 0 && errno != EINTR) {
       const int error = errno;
@@ -831,6 +883,8 @@ void Connection::session_began(const Endpoint& endpoint, const protocol::HelloAn
     counters_.session_id = hello.session_id;
     counters_.unreachable.clear();
     refused_ = Status();
+    silent_ = Status();
+    silent_servers_.clear();
     ++counters_.connects;
     if (in_fallback_) {
       in_fallback_ = false;
@@ -1058,7 +1112,12 @@ bool Connection::tls_handshake(int fd, const Endpoint& endpoint, std::optional<C
     for (;;) {
       const int left = millis_until(deadline);
       if (left == 0) {
-        attempt_failure_ = fmt::format("no TLS handshake within {} ms", std::max<std::int64_t>(0, bound.count()));
+        // Connected, the connection open, no end of the handshake: silent,
+        // as for HELLO.
+        attempt_silent_ = true;
+        attempt_failure_ = fmt::format("accepted the connection but did not answer the TLS handshake within {} ms",
+                                       std::max<std::int64_t>(0, bound.count()));
+        log_debug("server {} {}", endpoint.to_string(), attempt_failure_);
         return false;
       }
       pollfd fds[2] = {{fd, events, 0}, {wake_fd_, POLLIN, 0}};

@@ -33,7 +33,10 @@
 // comes with the nullptr, read with it (Unsent), and the Client fails its
 // calls with that instead of falling back, since a server that answers is
 // not an outage (a mistake in an allow-list must not quietly turn a
-// fleet-wide limit into a per-host one).
+// fleet-wide limit into a per-host one). Or the servers it reached
+// accepted the connection and did not answer in time (silent: busy, electing
+// a leader, syncing a slow disk): not an outage either, since they may hold
+// permits, so the calls wait for a round that decides (Unsent::wait).
 //
 // Resuming (proposed 1.2; docs/client.md, "Resuming the session"): the
 // handshake also sends RESUMABLE and LEADER. When the connection of a
@@ -53,7 +56,8 @@
 // wants a client certificate we lack, or does not take ours, which TLS 1.3
 // says only at the first read, so during HELLO) is a refusal, kDenied, and
 // never leads to fallback; a connection closed or timed out during the
-// handshake is an outage like a closed port.
+// handshake is an outage like a closed port; one that times out on an open
+// connection is silent, as for HELLO.
 //
 // A session is numbered (session()): a Call and a remote permit belong to the
 // session that sent or granted them, and a request tied to an old session is
@@ -198,19 +202,31 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void wait_first_round(std::chrono::milliseconds timeout);
 
   bool connected() const;
+  // Whether the last round of connection attempts reached only servers
+  // that accepted the connection and did not answer (no session since).
+  bool silent() const;
   Counters counters() const;
   bool on_io_thread() const { return std::this_thread::get_id() == thread_id_.load(); }
 
   // Why send() found no session, read under the lock that decided it, so
   // that the caller acts on one round's outcome, never on a later round's.
   struct Unsent {
-    // The connection is between sessions: the last session (this number)
-    // ended and no round of connection attempts has ended since, so the I/O
-    // thread's round in progress may still reach a server (await_session
-    // waits for it). 0 otherwise: the last round reached no server, or only
+    // A later round of connection attempts decides: await_session(after)
+    // waits for it. Either the connection is between sessions (the last
+    // session, numbered `after`, ended and no round of connection attempts
+    // has ended since, so the I/O thread's round in progress may still reach
+    // a server), or the last round reached only servers that accepted the
+    // connection and did not answer (`silent`): not an outage, so the call
+    // waits for a round that decides, bounded by its own timeout or by
+    // request_timeout (docs/client.md, "A server that accepts and does not
+    // answer"). False otherwise: the last round reached no server, or only
     // servers that refused (below); never connected; or stopping.
-    std::uint64_t between = 0;
-    // With `between` 0: non-OK (kDenied, kLimit or kProtocol) when the last
+    bool wait = false;
+    std::uint64_t after = 0;
+    // With `wait`: the last round's silence (kUnavailable, naming the
+    // servers), OK while between sessions.
+    Status silent;
+    // Without `wait`: non-OK (kDenied, kLimit or kProtocol) when the last
     // round reached a server that refused the session and none served it,
     // or kIoError when this process lacked the descriptors to try one: the
     // answer instead of fallback; OK when it reached no server at all.
@@ -237,18 +253,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // one: a session that ends fails its calls).
   static Reply wait(Call& call);
 
-  // After the session numbered `after` ended (a Call's `session`): waits
-  // for what the I/O thread's next connection attempts find. kServed: a
-  // later session serves, its number in `session` (it may end again before
-  // a send); kNoServer: the last round of attempts, after `after` ended and
-  // after every later session, reached no server, or only servers that
-  // refused the session (that round's refusal in `refusal`, OK when no
-  // server answered at all), as for a request made while no server is up;
-  // kTimedOut at `until`; kCancelled once `cancelled()` says so (checked
+  // After the session numbered `after` ended (a Call's `session`), or while
+  // the last round was silent (Unsent::wait): waits for what the I/O
+  // thread's next connection attempts find. kServed: a later session
+  // serves, its number in `session` (it may end again before a send);
+  // kNoServer: the last round of attempts, after `after` ended and after
+  // every later session, reached no server, or only servers that refused
+  // the session (that round's refusal in `why`, OK when no server answered
+  // at all), as for a request made while no server is up; a round that
+  // reached only silent servers (they accepted the connection and did not
+  // answer) decides nothing, and the wait goes on; kSilent once
+  // `silent_until` has passed and the last round was silent (`why` says so,
+  // kUnavailable); kTimedOut at `until` (`why`: the last round's silence
+  // in a few words, OK if it was not silent); kCancelled once `cancelled()` says so (checked
   // when woken: wake_waiters()); kStopped after stop().
-  enum class NextSession { kServed, kNoServer, kTimedOut, kCancelled, kStopped };
+  enum class NextSession { kServed, kNoServer, kSilent, kTimedOut, kCancelled, kStopped };
   NextSession await_session(std::uint64_t after, std::optional<std::chrono::steady_clock::time_point> until,
-                            const std::function<bool()>& cancelled, std::uint64_t& session, Status& refusal);
+                            std::optional<std::chrono::steady_clock::time_point> silent_until,
+                            const std::function<bool()>& cancelled, std::uint64_t& session, Status& why);
   // Wakes the await_session() calls (a cancel token fired).
   void wake_waiters();
 
@@ -270,7 +292,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // when that comes first (a resume ends with the lease).
   int connect_to(const Endpoint& endpoint, std::optional<std::chrono::steady_clock::time_point> until = std::nullopt);
   // HELLO, AUTH, LEASE and STATS; false when the server refuses or does not answer in
-  // time, with the reason in attempt_failure_, and in attempt_refusal_ when
+  // time (attempt_silent_), with the reason in attempt_failure_, and in attempt_refusal_ when
   // the server answered with a refusal (a HELLO answer that parse_hello
   // cannot read, or of a major version other than 1, is one: kProtocol).
   // On success `hello` holds the server's version and the session id.
@@ -387,6 +409,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::vector<std::shared_ptr<Call>> outbox_;                          // guarded by mutex_
   std::unordered_map<const PermitState*, std::weak_ptr<PermitState>> permits_;  // guarded by mutex_
   bool in_fallback_ = false;                                                    // guarded by mutex_
+  // The last failed round's silence: non-OK (kUnavailable) when it reached
+  // servers that accepted the connection and did not answer in time, and
+  // none that refused or that this process lacked the resources to try; OK
+  // once a session began or a round decided. Guarded by mutex_, as is
+  // silent_servers_ ("server A" or "servers A, B").
+  Status silent_;
+  std::string silent_servers_;
   // The last failed round's refusal; OK once a session began. Guarded by mutex_.
   Status refused_;
   Counters counters_;  // guarded by mutex_
@@ -395,8 +424,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Loop only.
   std::string attempt_failure_;  // why the last connect_to or handshake failed
   Status attempt_refusal_;       // the last handshake's refusal, if the server answered with one
-  SslPtr ssl_;                   // the TLS connection of the current socket, if TLS
-  bool tls_failed_ = false;      // the last read ended on a TLS error (an alert), not on the socket
+  // The last attempt connected, and the TLS or the session handshake did not
+  // finish within its bound while the connection stayed open: silent.
+  bool attempt_silent_ = false;
+  SslPtr ssl_;               // the TLS connection of the current socket, if TLS
+  bool tls_failed_ = false;  // the last read ended on a TLS error (an alert), not on the socket
   // The round's first attempt that failed for want of this process's own
   // resources (descriptors, memory): no word on the servers, so no fallback.
   Status attempt_local_;

@@ -566,8 +566,9 @@ void Connection::count_held(const Call& call) {
 }
 
 Connection::NextSession Connection::await_session(std::uint64_t after, std::optional<Clock::time_point> until,
+                                                  std::optional<Clock::time_point> silent_until,
                                                   const std::function<bool()>& cancelled, std::uint64_t& session,
-                                                  Status& refusal) {
+                                                  Status& why) {
   std::unique_lock lock(mutex_);
   for (;;) {
     if (stopping()) return NextSession::kStopped;
@@ -581,15 +582,32 @@ Connection::NextSession Connection::await_session(std::uint64_t after, std::opti
     // the last round (no session began after it, which would have cleared
     // refused_): its refusal is read here, with that decision, never later.
     // A session that began and ended since was not this caller's: the round
-    // after it decides.
-    if (!connected_ && failed_round_after_ >= after && failed_round_after_ == session_) {
-      refusal = refused_;
+    // after it decides. A silent round decides nothing: its servers may hold
+    // permits and answer soon.
+    const bool silent = !connected_ && !silent_.is_ok();
+    if (!connected_ && failed_round_after_ >= after && failed_round_after_ == session_ && !silent) {
+      why = refused_;
       return NextSession::kNoServer;
     }
     if (cancelled && cancelled()) return NextSession::kCancelled;
-    if (until) {
-      if (first_round_cv_.wait_until(lock, *until) == std::cv_status::timeout && Clock::now() >= *until) {
+    if (silent && silent_until && Clock::now() >= *silent_until) {
+      why = Status(StatusCode::kUnavailable,
+                   fmt::format("{} accepted the connection but has not answered within {} ms: not an outage, so "
+                               "no fallback",
+                               silent_servers_, options_.request_timeout.count()));
+      return NextSession::kSilent;
+    }
+    std::optional<Clock::time_point> wake = until;
+    if (silent && silent_until && (!wake || *silent_until < *wake)) wake = silent_until;
+    if (wake) {
+      if (first_round_cv_.wait_until(lock, *wake) == std::cv_status::timeout && until && Clock::now() >= *until) {
         if (connected_ && session_ > after) continue;
+        why = connected_ || silent_.is_ok()
+                  ? Status()
+                  : Status(StatusCode::kUnavailable,
+                           fmt::format("{} accepted the connection but did not answer within {} ms: not an outage, "
+                                       "so no fallback",
+                                       silent_servers_, options_.connect_timeout.count()));
         return NextSession::kTimedOut;
       }
     } else {

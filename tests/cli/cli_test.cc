@@ -535,6 +535,31 @@ TEST_F(CliRun, TimesOutWith75WhileAnotherProcessHoldsThePermit) {
   }
 }
 
+// A frozen server (SIGSTOP: its kernel still accepts connections) is no
+// outage: the command waits out its -t, exits 75 and runs nothing, never
+// under a host-local permit (docs/client.md, "A server that accepts and does
+// not answer").
+TEST_F(CliRun, TimesOutWith75AgainstAFrozenServerNeverRunningUnderALocalPermit) {
+  const auto config = local_config(address());
+  server_->send_signal(SIGSTOP);
+  struct Thaw {
+    Netsemd& server;
+    ~Thaw() { server.send_signal(SIGCONT); }
+  } thaw{*server_};
+  const auto marker = dir_.path() / "ran";
+  const auto start = Clock::now();
+  const Outcome outcome =
+      Cli({"--config", config.string(), "run", "-t", "1", "beta", "--", "touch", marker.string()}).finish();
+  EXPECT_EQ(outcome.exit_code, 75) << outcome;
+  EXPECT_GE(outcome.ended - start, std::chrono::seconds(1));
+  EXPECT_NE(outcome.err.find("netsem: run: timed out after 1 s waiting for 1 permit of beta: server " + address() +
+                             " accepted the connection but did not answer within 1000 ms: not an outage, so no "
+                             "fallback; touch not run"),
+            std::string::npos)
+      << outcome;
+  EXPECT_FALSE(std::filesystem::exists(marker));
+}
+
 TEST_F(CliRun, StopsTheCommandAtOnceWhenTheServerIsKilled) {
   Cli cli(joined({"run", "beta", "--"}, ready_then_sleep()), {server_env()});
   ASSERT_TRUE(cli.wait_for_stdout("ready"));

@@ -65,13 +65,13 @@ class ClientResumeCluster : public ::testing::Test {
   std::string address(int i) const { return host(i) + ":" + std::to_string(client_ports_[i]); }
 
   std::string config(int i) const {
-    std::string text = "[server]\nbind_address = " + host(i) +
-                       "\nbind_port = @PORT@\nstats_dir = @DIR@\ndata_dir = @DIR@\nlog_level = debug\n"
-                       "session_timeout_ms = " +
-                       std::to_string(kSessionTimeoutMs) +
-                       "\n[semaphores]\nlock = 1\n[cluster]\nid = " + std::to_string(i + 1) +
-                       "\nsecret_file = " + cluster_secret_file(dir_.path(), i).string() +
-                       "\nelection_timeout_ms = 500\nheartbeat_timeout_ms = 50\n";
+    std::string text =
+        "[server]\nbind_address = " + host(i) +
+        "\nbind_port = @PORT@\nstats_dir = @DIR@\ndata_dir = @DIR@\nlog_level = debug\n"
+        "session_timeout_ms = " +
+        std::to_string(kSessionTimeoutMs) + "\n[semaphores]\nlock = 1\n[cluster]\nid = " + std::to_string(i + 1) +
+        "\nsecret_file = " + cluster_secret_file(dir_.path(), i).string() +
+        "\nelection_timeout_ms = " + std::to_string(election_timeout_ms_) + "\nheartbeat_timeout_ms = 50\n";
     for (int j = 0; j < kServers; ++j) {
       text += "server." + std::to_string(j + 1) + " = " + host(j) + ":" + std::to_string(raft_ports_[j]) + " " +
               address(j) + "\n";
@@ -220,6 +220,7 @@ class ClientResumeCluster : public ::testing::Test {
   void holder_survives_its_servers_death(bool on_leader);
   void queued_acquire_survives_its_servers_death(bool on_leader);
 
+  int election_timeout_ms_ = 500;  // set before SetUp by a fixture that wants slower elections
   TempDir dir_;
   std::array<std::uint16_t, kServers> client_ports_{};
   std::array<std::uint16_t, kServers> raft_ports_{};
@@ -497,6 +498,44 @@ TEST_F(ClientResumeCluster, TheLeaseStillLapsesWhenNoServerAnswers) {
   EXPECT_GT(*permit->stop_by(), lost_at);
   EXPECT_LE(*permit->stop_by(), stopped_at + std::chrono::milliseconds(kSessionTimeoutMs * 9 / 10));
   EXPECT_NE(permit->loss_reason().message().find("lease"), std::string::npos) << permit->loss_reason().to_string();
+}
+
+// Audit B and E of session 20: in a cluster HELLO goes through the log, so
+// after the leader freezes the followers answer it only once they have
+// elected a new leader, which with election_timeout_ms = 2000 takes longer
+// than the client's first round (1 s per silent server). Those servers
+// accepted the connection: not an outage, so a new client waits for the
+// election instead of serving the name locally (a second holder beside the
+// cluster's, on another host).
+class ClientSilentCluster : public ClientResumeCluster {
+ protected:
+  ClientSilentCluster() { election_timeout_ms_ = 2000; }
+};
+
+TEST_F(ClientSilentCluster, ANewClientWaitsForTheElectionAfterTheLeaderFreezesNeverServedLocally) {
+  const int lead = cluster_leader(servers_, 15s);
+  ASSERT_GE(lead, 0) << "no leader elected\n" << logs();
+  servers_[lead]->send_signal(SIGSTOP);
+  struct Thaw {
+    Netsemd* server;
+    ~Thaw() { server->send_signal(SIGCONT); }
+  } thaw{servers_[lead].get()};
+  const auto stopped_at = SteadyClock::now();
+  ClientOptions options;
+  options.servers = {address((lead + 1) % kServers), address((lead + 2) % kServers)};
+  options.local_dir = dir_.path() / "local";
+  options.reconnect_min = 100ms;
+  options.reconnect_max = 500ms;
+  Result<std::unique_ptr<netsem::Client>> made = netsem::Client::create(std::move(options));
+  ASSERT_TRUE(made) << made.status().to_string();
+  netsem::Client& client = **made;
+  Result<Permit> permit = client.acquire("lock", {.timeout = 10s});
+  ASSERT_TRUE(permit) << permit.status().to_string() << "\n" << logs();
+  std::printf("granted %lld ms after the SIGSTOP of the leader, by %s\n",
+              static_cast<long long>((SteadyClock::now() - stopped_at) / 1ms), client.stats().server.c_str());
+  EXPECT_FALSE(permit->is_local()) << "served by a host-local semaphore";
+  EXPECT_EQ(client.stats().fallback_entries, 0u);
+  EXPECT_EQ(client.stats().local_grants, 0u);
 }
 
 }  // namespace

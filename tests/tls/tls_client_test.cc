@@ -2,11 +2,13 @@
 // inside TLS, one FIFO queue for plain and TLS sessions, and every failed
 // handshake (another CA, an expired certificate either side, a missing
 // client certificate, a wrong server name, the plain port) reported as a
-// refusal, kDenied, that never falls back even with fallback = local; and
-// client certificate files renewed on disk, read again at the next connect.
+// refusal, kDenied, that never falls back even with fallback = local; a
+// frozen TLS server, silent and no outage either; and client certificate
+// files renewed on disk, read again at the next connect.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -129,6 +131,37 @@ TEST_F(TlsClientTest, TheServersPlainPortIsARefusal) {
   auto o = options();
   o.servers = {"127.0.0.1:" + std::to_string(tls_.server->port())};
   expect_refused(o, "is that its tls_port?");
+}
+
+// A TLS port that accepts the connection and does not answer the handshake
+// (here the real server frozen by SIGSTOP: its kernel still accepts) is
+// silent, not an outage: nothing falls back, the acquire times out, and the
+// server grants once it wakes (docs/client.md, "A server that accepts and
+// does not answer").
+TEST_F(TlsClientTest, AFrozenTlsServerIsSilentNotAnOutage) {
+  tls_.server->send_signal(SIGSTOP);
+  struct Thaw {
+    Netsemd& server;
+    ~Thaw() { server.send_signal(SIGCONT); }
+  } thaw{*tls_.server};
+  auto o = options();
+  o.connect_timeout = 500ms;
+  o.fallback = FallbackPolicy{.mode = FallbackPolicy::Mode::kLocal};
+  auto client = netsem::Client::create(o);
+  ASSERT_TRUE(client.has_value()) << client.status().to_string();
+  const auto permit = (*client)->acquire("pool", {.timeout = 1s});
+  ASSERT_FALSE(permit.has_value()) << "granted, local: " << permit->is_local();
+  EXPECT_EQ(permit.status().code(), StatusCode::kTimeout) << permit.status().to_string();
+  const auto stats = (*client)->stats();
+  EXPECT_EQ(stats.fallback_entries, 0u);
+  EXPECT_EQ(stats.local_grants, 0u);
+  EXPECT_NE(stats.unreachable.find("accepted the connection but did not answer the TLS handshake within 500 ms"),
+            std::string::npos)
+      << stats.unreachable;
+  tls_.server->send_signal(SIGCONT);
+  const auto granted = (*client)->acquire("pool", {.timeout = 5s});
+  ASSERT_TRUE(granted.has_value()) << granted.status().to_string();
+  EXPECT_FALSE(granted->is_local());
 }
 
 TEST(TlsClient, AnExpiredServerCertificateIsARefusal) {
