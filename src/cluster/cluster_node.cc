@@ -23,19 +23,6 @@ std::string key_of(const replication::Command& command) {
   return replication::encode_entry(replication::Entry{0, {command}});
 }
 
-// The command's origin field, for the commands that have one.
-replication::ServerId* origin_of(replication::Command& command) {
-  return std::visit(
-      [](auto& c) -> replication::ServerId* {
-        if constexpr (requires { c.origin; }) {
-          return &c.origin;
-        } else {
-          return nullptr;
-        }
-      },
-      command);
-}
-
 }  // namespace
 
 ClusterNode::ClusterNode(ClusterOptions options) : options_(std::move(options)) {}
@@ -44,7 +31,7 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::start(ClusterOptions options) 
   if (!options.clock) return Status(StatusCode::kInvalidArgument, "cluster node: no clock");
   std::unique_ptr<ClusterNode> node(new ClusterNode(std::move(options)));
   ClusterNode* self = node.get();
-  node->adapter_ = std::make_unique<ReplicaAdapter>(node->options_.limits, node->options_.sink);
+  node->adapter_ = std::make_unique<ReplicaAdapter>(node->options_.limits, node->options_.sink, node->options_.id);
   raft::RaftOptions raft_options;
   raft_options.id = node->options_.id;
   raft_options.address = node->options_.raft_address;
@@ -128,7 +115,7 @@ void ClusterNode::start_term_if_new(std::int64_t now_ms) {
 
 Status ClusterNode::submit(replication::Command command) {
   if (stopped_) return Status(StatusCode::kShutdown, "cluster node stopped");
-  if (replication::ServerId* origin = origin_of(command)) {
+  if (replication::ServerId* origin = replication::origin_of(command)) {
     if (*origin == 0) *origin = options_.id;
     if (*origin != options_.id) {
       return Status(StatusCode::kInvalidArgument,
@@ -360,7 +347,13 @@ ClusterStatus ClusterNode::status() const {
   out.commit_index = s.commit_index;
   out.raft_applied = adapter_->last_index();
   out.loop_applied = loop_applied_;
-  out.lag = s.commit_index > loop_applied_ ? s.commit_index - loop_applied_ : 0;
+  // Committed entries this server's loop has not applied yet: those libraft
+  // has not applied (of every kind), then those the raft thread's replica
+  // applied and the loop has not. Not commit_index - loop_applied: libraft's
+  // own entries (barriers, configuration changes) reach no replica, and
+  // would count as lag for ever.
+  out.lag = (s.commit_index > s.last_applied ? s.commit_index - s.last_applied : 0) +
+            (out.raft_applied > loop_applied_ ? out.raft_applied - loop_applied_ : 0);
   out.last_index = s.last_index;
   out.configuration = s.configuration;
   out.match_indexes = s.match_indexes;
@@ -368,6 +361,7 @@ ClusterStatus ClusterNode::status() const {
   out.failure = s.failure;
   out.commit_us = s.commit_us;
   out.batch_commands = s.batch_commands;
+  out.commit_pushes = s.commit_pushes;
   return out;
 }
 

@@ -123,7 +123,7 @@ struct ClusterStatus {
   std::uint64_t commit_index = 0;
   std::uint64_t raft_applied = 0;               // the raft thread's replica's last index
   std::uint64_t loop_applied = 0;               // the last index the loop said it applied
-  std::uint64_t lag = 0;                        // commit_index - loop_applied (0 when not behind)
+  std::uint64_t lag = 0;                        // committed entries the loop has not applied (status())
   std::uint64_t last_index = 0;                 // the last entry in this node's log
   std::vector<raft::ServerInfo> configuration;  // the Raft configuration (members and roles)
   // On the leader: each other member's match index (raft::NodeStatus).
@@ -142,6 +142,7 @@ struct ClusterStatus {
   // RaftNode's, as leader: each batch's commit time (µs) and commands.
   stats::Histogram commit_us;
   stats::Histogram batch_commands;
+  std::uint64_t commit_pushes = 0;  // RaftNode's barriers that told the followers of a commit at once
 };
 
 class ClusterNode {

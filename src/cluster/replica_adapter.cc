@@ -6,13 +6,16 @@
 
 namespace netsem::cluster {
 
-ReplicaAdapter::ReplicaAdapter(server::TableLimits limits, ReplicaSink sink)
-    : machine_(limits), sink_(std::move(sink)) {}
+ReplicaAdapter::ReplicaAdapter(server::TableLimits limits, ReplicaSink sink, replication::ServerId self)
+    : machine_(limits), sink_(std::move(sink)), self_(self) {}
 
 ReplicaAdapter::~ReplicaAdapter() = default;
 
 Result<std::string> ReplicaAdapter::apply(std::uint64_t index, std::string_view command) {
-  Result<std::string> result = machine_.apply(index, command);
+  Result<std::string> result =
+      machine_.apply(index, command, [this](const replication::Entry& entry, const replication::EntryResults& results) {
+        if (self_ != 0 && !commit_wanted_) commit_wanted_ = wanted_elsewhere(entry, results);
+      });
   if (!result) {
     // Handed on all the same: every command in the log was checked before
     // it was proposed, so a refusal means that this replica cannot follow
@@ -26,6 +29,20 @@ Result<std::string> ReplicaAdapter::apply(std::uint64_t index, std::string_view 
   applied_.fetch_add(1, std::memory_order_relaxed);
   if (sink_) sink_(ReplicaEvent{ReplicaEvent::Kind::kApplied, index, std::string(command)});
   return result;
+}
+
+bool ReplicaAdapter::wanted_elsewhere(const replication::Entry& entry, const replication::EntryResults& results) const {
+  for (std::size_t i = 0; i < entry.commands.size() && i < results.commands.size(); ++i) {
+    const replication::ServerId origin = replication::origin_of(entry.commands[i]);
+    if (origin != 0 && origin != self_) return true;
+    for (const server::Completion& completion : results.commands[i].completions) {
+      // A session that ended with the command is gone: its host closes the
+      // connection whenever it learns, nobody waits on that.
+      const auto session = machine_.sessions().find(completion.session);
+      if (session != machine_.sessions().end() && session->second.host != self_) return true;
+    }
+  }
+  return false;
 }
 
 std::string ReplicaAdapter::snapshot() {

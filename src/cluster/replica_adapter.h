@@ -21,6 +21,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "netsem/status.h"
 #include "raft/state_machine.h"
@@ -48,7 +49,8 @@ using ReplicaSink = std::function<void(ReplicaEvent event)>;
 class ReplicaAdapter final : public raft::StateMachine {
  public:
   // `limits` must be the same on every replica (the loop replica's too).
-  ReplicaAdapter(server::TableLimits limits, ReplicaSink sink);
+  // `self`: this server's id, for take_commit_wanted (0: never wanted).
+  ReplicaAdapter(server::TableLimits limits, ReplicaSink sink, replication::ServerId self = 0);
   ~ReplicaAdapter() override;
   ReplicaAdapter(const ReplicaAdapter&) = delete;
   ReplicaAdapter& operator=(const ReplicaAdapter&) = delete;
@@ -66,6 +68,13 @@ class ReplicaAdapter final : public raft::StateMachine {
   // Once it refused a committed entry: RaftNode then gives it nothing more
   // and takes no snapshot (a snapshot would skip the entry for good).
   bool halted() const override { return refused_count() > 0; }
+  // True once an entry applied since the last call answered a command
+  // another server proposed (its origin: a follower's forwarded request,
+  // open, touch or close) or completed a queued request of a session another
+  // server hosts (a grant handed on by a RELEASE here, a timeout): that
+  // server answers its client when it applies the entry, so RaftNode tells
+  // it of the commit at once.
+  bool take_commit_wanted() override { return std::exchange(commit_wanted_, false); }
   // replication::StateMachine::restore; the snapshot goes to the sink when it
   // was restored.
   Status restore(std::string_view snapshot) override;
@@ -79,8 +88,13 @@ class ReplicaAdapter final : public raft::StateMachine {
   std::uint64_t refused_count() const { return refused_.load(std::memory_order_relaxed); }
 
  private:
+  // Whether another server delivers something of what `entry` did.
+  bool wanted_elsewhere(const replication::Entry& entry, const replication::EntryResults& results) const;
+
   replication::StateMachine machine_;  // the raft thread's only
   ReplicaSink sink_;
+  replication::ServerId self_ = 0;
+  bool commit_wanted_ = false;
   std::atomic<std::uint64_t> last_index_{0};
   std::atomic<std::uint64_t> applied_{0};
   std::atomic<std::uint64_t> restored_{0};

@@ -24,6 +24,13 @@
 // buffers would make N entries, but libraft calls the request's callback once,
 // for the first entry, so the other N-1 results would have no proposer.)
 //
+// Commit push: a follower applies an entry only once it learns that the
+// entry committed, from the leader's next AppendEntries; when the machine
+// says a follower's server waits for what it applied
+// (StateMachine::take_commit_wanted) and no batch is about to go, the leader
+// appends a barrier (libraft's empty entry, which no StateMachine sees) so
+// that the commit index goes out at once, not with the next heartbeat.
+//
 // Thread safety: start, propose, status, add_server, assign, remove_server
 // and stop may be called from any thread. Callbacks (propose's, the
 // configuration changes', on_role_change) run on the raft thread: they must
@@ -140,6 +147,9 @@ struct NodeStatus {
   std::uint64_t proposals_queued = 0;  // waiting for the next batch
   std::uint64_t batches = 0;           // entries this node proposed (as leader)
   std::uint64_t commands = 0;          // commands in those entries
+  // Barriers this node appended as leader to tell the followers of a commit
+  // at once (StateMachine::take_commit_wanted).
+  std::uint64_t commit_pushes = 0;
   // Since start, on this node as leader: how long each batch took from its
   // raft_apply to its callback (committed and applied), in microseconds,
   // failed ones left out; and how many commands each batch carried.

@@ -70,6 +70,18 @@ class StateMachine {
   // implementation's business (netsem's loop replica refuses the same entry
   // and stops the server).
   virtual bool halted() const { return false; }
+
+  // True when a command applied since the last call has an effect that
+  // another replica's server delivers as soon as that replica applies it
+  // (in netsem: the answer to a command a follower forwarded, a grant to a
+  // session a follower hosts). A follower applies an entry only once it
+  // learns that the entry committed, and libraft tells it so in its next
+  // AppendEntries: with nothing more to replicate, the next heartbeat, up to
+  // heartbeat_timeout later. So RaftNode, as leader, asks after applying
+  // and, when true and no batch is about to carry the news, appends a
+  // barrier (libraft's empty entry) to send the commit index at once.
+  // Reading it clears it. By default never true.
+  virtual bool take_commit_wanted() { return false; }
 };
 
 }  // namespace netsem::raft

@@ -339,6 +339,23 @@ Status check_command(const Command& command) {
   return std::visit([](const auto& c) { return check(c); }, command);
 }
 
+ServerId* origin_of(Command& command) {
+  return std::visit(
+      [](auto& c) -> ServerId* {
+        if constexpr (requires { c.origin; }) {
+          return &c.origin;
+        } else {
+          return nullptr;
+        }
+      },
+      command);
+}
+
+ServerId origin_of(const Command& command) {
+  const ServerId* origin = origin_of(const_cast<Command&>(command));
+  return origin != nullptr ? *origin : 0;
+}
+
 std::string encode_entry(const Entry& entry) {
   wire::Writer w = wire::begin_frame(kEntryMagic, kEntryVersion);
   w.i64(entry.time_ms);

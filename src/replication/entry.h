@@ -206,6 +206,11 @@ struct Entry {
   friend bool operator==(const Entry&, const Entry&) = default;
 };
 
+// The command's `origin` field, for the commands that have one (the
+// server whose client waits for its answer); nullptr, or 0, for the others.
+ServerId* origin_of(Command& command);
+ServerId origin_of(const Command& command);
+
 // OK, or kInvalidArgument naming the field that breaks the rules above (the
 // rules decode_entry applies, so a leader checks a command before proposing
 // it).

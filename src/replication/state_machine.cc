@@ -37,11 +37,16 @@ std::unique_ptr<server::SemaphoreTable> StateMachine::make_table() const {
 }
 
 Result<std::string> StateMachine::apply(std::uint64_t index, std::string_view entry) {
+  return apply(index, entry, Seen());
+}
+
+Result<std::string> StateMachine::apply(std::uint64_t index, std::string_view entry, const Seen& seen) {
   auto decoded = decode_entry(entry);
   if (!decoded)
     return Status(decoded.status().code(), fmt::format("log index {}: {}", index, decoded.status().message()));
   auto results = apply_entry(index, *decoded);
   if (!results) return results.status();
+  if (seen) seen(*decoded, *results);
   return encode_results(*results);
 }
 

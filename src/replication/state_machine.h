@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -72,6 +73,11 @@ class StateMachine {
   // entries in one log entry (src/raft/state_machine.h: "commands of one
   // entry share it").
   Result<std::string> apply(std::uint64_t index, std::string_view entry);
+  // The same, handing the decoded entry and what it did to `seen` before
+  // they are encoded (not called when the entry is refused): for a caller
+  // that acts on an entry's effects (cluster::ReplicaAdapter).
+  using Seen = std::function<void(const Entry& entry, const EntryResults& results)>;
+  Result<std::string> apply(std::uint64_t index, std::string_view entry, const Seen& seen);
   // The same for a decoded entry. REQUIRES: check_command() is OK for each
   // command and the time is in 0 .. kMaxLogTimeMs (what decode_entry
   // guarantees).

@@ -421,6 +421,17 @@ cluster::ClusterStatus ClusterRuntime::status() const {
   return node_ ? node_->status() : cluster::ClusterStatus{};
 }
 
+std::pair<std::uint64_t, std::uint64_t> ClusterRuntime::commit_and_applied(const cluster::ClusterStatus& s) const {
+  // The raft thread publishes its status once per turn of its loop, after
+  // the entries it applied reached this replica: an entry applied here is
+  // committed, whatever the published index says.
+  const std::uint64_t commit = std::max(s.commit_index, replica_.last_index());
+  // Applied: every committed entry but the loop's lag. libraft's own entries
+  // (barriers, configuration changes) reach no replica, and count as applied
+  // once the entries before them are (ClusterNode::status's lag).
+  return {commit, commit - std::min(commit, s.lag)};
+}
+
 std::string ClusterRuntime::cluster_status_json() const {
   nlohmann::ordered_json json = nlohmann::ordered_json::object();
   json["id"] = id_;
@@ -430,8 +441,9 @@ std::string ClusterRuntime::cluster_status_json() const {
   json["term"] = s.term;
   json["leader_id"] = s.leader_id;
   json["leader"] = s.leader_client_address;
-  json["commit_index"] = s.commit_index;
-  json["applied_index"] = replica_.last_index();
+  const auto [commit, applied] = commit_and_applied(s);
+  json["commit_index"] = commit;
+  json["applied_index"] = applied;
   json["last_index"] = s.last_index;
   nlohmann::ordered_json members = nlohmann::ordered_json::array();
   for (const raft::ServerInfo& server : s.configuration) {
@@ -565,11 +577,7 @@ stats::ClusterFigures ClusterRuntime::cluster_figures() const {
   figures.role = std::string(raft::role_name(s.role));
   figures.term = s.term;
   figures.leader_id = s.leader_id;
-  figures.applied_index = replica_.last_index();
-  // The raft thread publishes its status once per turn of its loop, after
-  // the entries it applied reached this replica: an entry applied here is
-  // committed, whatever the published index says.
-  figures.commit_index = std::max(s.commit_index, figures.applied_index);
+  std::tie(figures.commit_index, figures.applied_index) = commit_and_applied(s);
   figures.last_index = s.last_index;
   figures.lag = figures.commit_index - figures.applied_index;
   figures.members = s.configuration.size();
@@ -581,6 +589,7 @@ stats::ClusterFigures ClusterRuntime::cluster_figures() const {
   }
   figures.commit_us = s.commit_us;
   figures.batch_commands = s.batch_commands;
+  figures.commit_pushes = s.commit_pushes;
   return figures;
 }
 

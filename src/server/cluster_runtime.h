@@ -151,6 +151,9 @@ class ClusterRuntime final : public CommandSink {
 
  private:
   ClusterRuntime(asio::io_context& io, const ServerConfig& config);
+  // The commit index, and the last index this server's loop replica reflects
+  // (STATS' and CLUSTER STATUS' commit_index and applied_index).
+  std::pair<std::uint64_t, std::uint64_t> commit_and_applied(const cluster::ClusterStatus& s) const;
   // Raft thread: queue the event / the wake, write the eventfd.
   void push(std::optional<cluster::ReplicaEvent> event);
   // Any thread: runs `job` on the loop thread, in the next turn.

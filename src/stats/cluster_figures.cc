@@ -111,6 +111,11 @@ std::string cluster_prometheus(const ClusterFigures& figures) {
   histogram(out, "batch_commands",
             "While this server led: the commands each batch (one Raft log entry) carried, since start.",
             figures.batch_commands, 0);
+  header(out, "commit_pushes_total",
+         "While this server led: the empty entries (barriers) it appended to tell the followers of a commit at once, "
+         "because a follower's client waited for it, since start.",
+         "counter");
+  sample(out, "commit_pushes_total", figures.commit_pushes);
   return out;
 }
 

@@ -50,6 +50,9 @@ struct ClusterFigures {
   // thread), in microseconds, and the commands each batch carried.
   Histogram commit_us;
   Histogram batch_commands;
+  // Since start, while this server led: the barriers it appended to tell the
+  // followers of a commit at once (raft::NodeStatus::commit_pushes).
+  std::uint64_t commit_pushes = 0;
 };
 
 // The most followers STATS lists in follower_lag (the line's bound).
@@ -66,7 +69,8 @@ std::string cluster_json(const ClusterFigures& figures);
 // netsem_cluster_voters, and on the leader netsem_cluster_follower_lag and
 // netsem_cluster_follower_match_index with a label id="N" per member;
 // histograms netsem_cluster_commit_seconds and netsem_cluster_batch_commands
-// (empty on a server that never led).
+// (empty on a server that never led), and the counter
+// netsem_cluster_commit_pushes_total (0 on a server that never led).
 std::string cluster_prometheus(const ClusterFigures& figures);
 
 }  // namespace netsem::stats

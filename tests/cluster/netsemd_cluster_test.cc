@@ -84,8 +84,8 @@ class NetsemdCluster : public ::testing::Test {
         "[semaphores]\nlock = " + std::to_string(limit) +
         "\n"
         "[cluster]\nid = " +
-        std::to_string(i + 1) + "\nsecret_file = " + cluster_secret_file(dir_.path(), i).string() +
-        "\nelection_timeout_ms = 500\nheartbeat_timeout_ms = 50\n";
+        std::to_string(i + 1) + "\nsecret_file = " + cluster_secret_file(dir_.path(), i).string() + "\n" +
+        raft_timeouts_;
     for (int j = 0; j < kMaxServers; ++j) {
       // The first three know nothing of the fourth; it knows them, itself,
       // and that it waits to be added.
@@ -188,6 +188,8 @@ class NetsemdCluster : public ::testing::Test {
 
   // Lines added to each server's [server] section (set before SetUp).
   std::string extra_server_config_;
+  // The [cluster] section's Raft timeouts (set before SetUp).
+  std::string raft_timeouts_ = "election_timeout_ms = 500\nheartbeat_timeout_ms = 50\n";
   // A [cluster] data_dir for server i (set before SetUp).
   std::map<int, std::filesystem::path> cluster_data_dirs_;
   TempDir dir_;
@@ -564,7 +566,10 @@ TEST_F(NetsemdCluster, StatsAndMetricsShowRoleTermIndexesAndLag) {
       if (at == std::string::npos) return 0;
       return std::strtoull(text.c_str() + at + name.size() + 2, nullptr, 10);
     };
+    EXPECT_NE(text.find("# TYPE netsem_cluster_commit_pushes_total counter\n"), std::string::npos) << text;
     if (i == lead) {
+      // a1's grant was answered by a follower: the leader pushed its commit.
+      EXPECT_GE(series("netsem_cluster_commit_pushes_total"), 1u) << text;
       EXPECT_GE(series("netsem_cluster_commit_seconds_count"), 2u) << text;
       EXPECT_GE(series("netsem_cluster_batch_commands_count"), series("netsem_cluster_commit_seconds_count")) << text;
       EXPECT_GE(series("netsem_cluster_batch_commands_sum"), series("netsem_cluster_batch_commands_count")) << text;
@@ -682,6 +687,47 @@ TEST_F(NetsemdCluster, AResumeTakesTheSessionFromItsOlderConnection) {
   const std::string address = client_address(lead);
   EXPECT_EQ(taker->request("l LEADER", 10s), "l OK " + address);
   EXPECT_EQ(third->request("l LEADER", 10s), "l OK " + address);
+}
+
+// Heartbeats a second apart: a follower that learned of a commit only from
+// the next one would answer its clients about once a second.
+class NetsemdClusterSlowHeartbeat : public NetsemdCluster {
+ protected:
+  void SetUp() override {
+    raft_timeouts_ = "election_timeout_ms = 3000\nheartbeat_timeout_ms = 1000\n";
+    NetsemdCluster::SetUp();
+  }
+};
+
+// A follower's client (ACE, a 1.0 client: one that does not move to the
+// leader) is answered when the follower applies its forwarded request, once
+// it learns of the commit: the leader tells it at once, not with the next
+// heartbeat. Ten requests, each of which would otherwise wait for a
+// heartbeat (up to a second), and a grant handed on by the leader's client
+// to the follower's.
+TEST_F(NetsemdClusterSlowHeartbeat, AFollowersClientIsAnsweredWithoutWaitingForTheHeartbeat) {
+  const int lead = leader(15s);
+  ASSERT_GE(lead, 0) << logs();
+  auto on_follower = connect((lead + 1) % kServers);
+  auto on_leader = connect(lead);
+  ASSERT_TRUE(on_follower != nullptr && on_leader != nullptr);
+  ASSERT_TRUE(grants(*on_follower, "warm", "lock"));
+  ASSERT_EQ(on_follower->request(req::release("rwarm", "lock"), 10s).rfind("rwarm OK", 0), 0u) << logs();
+  const auto start = std::chrono::steady_clock::now();
+  grant_and_release(*on_follower, 5);
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(took, 2500ms) << "5 cycles through a follower took "
+                          << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms\n"
+                          << logs();
+  // The leader's client holds; the follower's waits, and is granted when the
+  // leader's releases.
+  ASSERT_TRUE(grants(*on_leader, "l1", "lock"));
+  ASSERT_TRUE(queues(*on_follower, "f1", "lock"));
+  const auto handed_at = std::chrono::steady_clock::now();
+  ASSERT_EQ(on_leader->request(req::release("lr1", "lock"), 10s).rfind("lr1 OK", 0), 0u) << logs();
+  const std::string granted = on_follower->read_line(10s).value_or("(nothing)");
+  EXPECT_EQ(granted.rfind("f1 OK ", 0), 0u) << granted << "\n" << logs();
+  EXPECT_LT(std::chrono::steady_clock::now() - handed_at, 700ms) << "the grant waited for the heartbeat";
 }
 
 class NetsemdClusterShortTimeout : public NetsemdCluster {

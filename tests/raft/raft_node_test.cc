@@ -294,43 +294,115 @@ std::vector<std::pair<int, bool>> connected_sockets_on(const std::set<unsigned>&
 // result) behind an unacknowledged one waited for the peer's delayed ACK,
 // about 40 ms, and commits with it (docs/benchmarks.md). RaftNode turns it
 // off on both ends: the connections it opens and those it accepts.
-TEST(RaftNodeSockets, PeerConnectionsHaveNagleOff) {
-  char tmpl[] = "/tmp/netsem-raftnode-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
-  const unsigned port1 = test_support::free_loopback_port(), port2 = test_support::free_loopback_port();
-  std::vector<ServerInfo> servers = {{1, "127.0.0.1:" + std::to_string(port1), ServerRole::kVoter},
-                                     {2, "127.0.0.1:" + std::to_string(port2), ServerRole::kVoter}};
-  testing::LogMachine machine1, machine2;
-  auto make = [&](std::uint64_t id) {
+// Two voters of one cluster in this process, on two loopback ports, in a
+// temporary directory removed at the end.
+struct TwoServers {
+  TwoServers() {
+    char tmpl[] = "/tmp/netsem-raftnode-XXXXXX";
+    if (::mkdtemp(tmpl) != nullptr) dir = tmpl;
+    for (std::uint64_t id : {1u, 2u}) {
+      ports.push_back(test_support::free_loopback_port());
+      servers.push_back({id, "127.0.0.1:" + std::to_string(ports.back()), ServerRole::kVoter});
+    }
+  }
+  ~TwoServers() {
+    if (!dir.empty()) std::filesystem::remove_all(dir);
+  }
+  RaftOptions options(std::uint64_t id, milliseconds election = milliseconds(200),
+                      milliseconds heartbeat = milliseconds(20)) const {
     RaftOptions o;
     o.id = id;
     o.address = servers[id - 1].address;
     o.data_dir = dir + "/" + std::to_string(id);
     std::filesystem::create_directories(o.data_dir);
     o.bootstrap = servers;
-    o.election_timeout = milliseconds(200);
-    o.heartbeat_timeout = milliseconds(20);
+    o.election_timeout = election;
+    o.heartbeat_timeout = heartbeat;
     return o;
-  };
-  {
-    auto node1 = RaftNode::start(make(1), machine1);
-    ASSERT_TRUE(node1) << node1.status().to_string();
-    auto node2 = RaftNode::start(make(2), machine2);
-    ASSERT_TRUE(node2) << node2.status().to_string();
-    // Each server connects to the other once it has something to send (a
-    // vote request, AppendEntries): wait for a leader and both connections.
-    std::vector<std::pair<int, bool>> sockets;
-    for (int i = 0; i < 250; ++i) {
-      sockets = connected_sockets_on({port1, port2});
-      const bool leader = (*node1)->status().role == Role::kLeader || (*node2)->status().role == Role::kLeader;
-      if (leader && sockets.size() >= 4) break;  // two connections, both ends in this process
-      std::this_thread::sleep_for(milliseconds(20));
-    }
-    ASSERT_GE(sockets.size(), 4u);
-    for (const auto& [fd, no_delay] : sockets) EXPECT_TRUE(no_delay) << "socket " << fd << " has Nagle on";
   }
-  std::filesystem::remove_all(dir);
+  std::string dir;
+  std::vector<unsigned> ports;
+  std::vector<ServerInfo> servers;
+};
+
+TEST(RaftNodeSockets, PeerConnectionsHaveNagleOff) {
+  TwoServers two;
+  ASSERT_FALSE(two.dir.empty());
+  testing::LogMachine machine1, machine2;
+  auto node1 = RaftNode::start(two.options(1), machine1);
+  ASSERT_TRUE(node1) << node1.status().to_string();
+  auto node2 = RaftNode::start(two.options(2), machine2);
+  ASSERT_TRUE(node2) << node2.status().to_string();
+  // Each server connects to the other once it has something to send (a
+  // vote request, AppendEntries): wait for a leader and both connections.
+  std::vector<std::pair<int, bool>> sockets;
+  for (int i = 0; i < 250; ++i) {
+    sockets = connected_sockets_on({two.ports[0], two.ports[1]});
+    const bool leader = (*node1)->status().role == Role::kLeader || (*node2)->status().role == Role::kLeader;
+    if (leader && sockets.size() >= 4) break;  // two connections, both ends in this process
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  ASSERT_GE(sockets.size(), 4u);
+  for (const auto& [fd, no_delay] : sockets) EXPECT_TRUE(no_delay) << "socket " << fd << " has Nagle on";
+}
+
+// A LogMachine that says, while `wanted` is set, that a follower's server
+// waits for what it applied (StateMachine::take_commit_wanted).
+class WantingMachine : public testing::LogMachine {
+ public:
+  bool take_commit_wanted() override { return wanted.load(); }
+  std::atomic<bool> wanted{false};
+};
+
+// A follower applies an entry once it learns that the entry committed,
+// which libraft tells it in the next AppendEntries: with nothing more to
+// replicate, the heartbeat, a whole heartbeat_timeout after the entry was
+// sent (1.2 s here). When the machine wants it, the leader sends the commit
+// at once (a barrier): each of three proposals in a row reaches the
+// follower's machine well within one heartbeat. Without the push, each
+// waits for the heartbeat.
+TEST(RaftNodeSockets, ALeaderTellsItsFollowerOfACommitAtOnceWhenTheMachineWantsIt) {
+  TwoServers two;
+  ASSERT_FALSE(two.dir.empty());
+  WantingMachine machine[2];
+  std::unique_ptr<RaftNode> nodes[2];
+  for (std::uint64_t id : {1u, 2u}) {
+    auto node = RaftNode::start(two.options(id, milliseconds(2500), milliseconds(1200)), machine[id - 1]);
+    ASSERT_TRUE(node) << node.status().to_string();
+    nodes[id - 1] = std::move(*node);
+  }
+  int leader = -1;
+  for (int i = 0; i < 1000 && leader < 0; ++i) {
+    for (int n : {0, 1}) {
+      if (nodes[n]->status().role == Role::kLeader) leader = n;
+    }
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  ASSERT_GE(leader, 0) << "no leader";
+  const int follower = 1 - leader;
+  const auto propose_and_wait = [&](const std::string& command) {
+    std::promise<Result<std::string>> done;
+    auto future = done.get_future();
+    const std::size_t before = machine[follower].size();
+    nodes[leader]->propose(command, [&done](Result<std::string> r) { done.set_value(std::move(r)); });
+    EXPECT_EQ(future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    const auto committed = std::chrono::steady_clock::now();
+    while (machine[follower].size() == before &&
+           std::chrono::steady_clock::now() - committed < std::chrono::seconds(10)) {
+      std::this_thread::sleep_for(milliseconds(2));
+    }
+    return std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - committed);
+  };
+  // The first entries of the term (libraft's own, the connection) settle.
+  (void)propose_and_wait("p:settle");
+  EXPECT_EQ(nodes[leader]->status().commit_pushes, 0u) << "pushed although no machine wanted it";
+  machine[0].wanted = machine[1].wanted = true;
+  for (int n = 0; n < 3; ++n) {
+    const milliseconds took = propose_and_wait("p:wanted" + std::to_string(n));
+    EXPECT_LT(took.count(), 600) << "proposal " << n << " reached the follower only with the heartbeat";
+  }
+  EXPECT_GE(nodes[leader]->status().commit_pushes, 3u);
+  EXPECT_EQ(machine[follower].entries(), machine[leader].entries());
 }
 
 TEST(RaftServers, ParseServersAndRoles) {
