@@ -61,14 +61,18 @@ std::string printable(std::string_view text, std::size_t max) {
 namespace {
 
 // The errors by which a socket call fails for want of this process's (or
-// host's) own descriptors or memory: they say nothing about the server.
+// host's) own descriptors or memory, or (connect()'s EADDRNOTAVAIL) of a
+// local port or source address to connect from: the ephemeral port range
+// used up (many connections in TIME_WAIT), or the source address gone. They
+// say nothing about the server.
 bool local_errno(int error) {
-  return error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM;
+  return error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM || error == EADDRNOTAVAIL;
 }
 
 std::string_view local_shortage(int error) {
   if (error == EMFILE) return "this process is out of file descriptors";
   if (error == ENFILE) return "this host is out of file descriptors";
+  if (error == EADDRNOTAVAIL) return "this host has no local address or port left to connect from";
   return "this host is out of memory for sockets";
 }
 
@@ -583,6 +587,13 @@ int Connection::connect_to(const Endpoint& endpoint, std::optional<Clock::time_p
     }
     return -1;
   }
+  // EADDRNOTAVAIL from every address tried: this host's shortage. From one
+  // address only, while another answered otherwise (a refused connection,
+  // a timeout), it is that family's, not this host's: a name such as
+  // "localhost" gives ::1 as well, which a host (a container) without IPv6
+  // on its loopback cannot connect from.
+  std::string no_address;
+  bool other_answer = false;
   for (const addrinfo* address = resolution.addresses.get(); address != nullptr && !stopping();
        address = address->ai_next) {
     const int fd =
@@ -620,9 +631,15 @@ int Connection::connect_to(const Endpoint& endpoint, std::optional<Clock::time_p
     }
     connect_errno_ = error;
     log_debug("connect to {} failed: {}", endpoint.to_string(), std::strerror(error));
-    if (local_errno(error)) {
+    if (error == EADDRNOTAVAIL) {
+      if (no_address.empty()) {
+        no_address = fmt::format("{} (connect: {})", local_shortage(error), std::strerror(error));
+      }
+      if (!other_answer) attempt_failure_ = no_address;
+    } else if (local_errno(error)) {
       local_failure(endpoint, fmt::format("{} (connect: {})", local_shortage(error), std::strerror(error)));
     } else {
+      other_answer = true;
       attempt_failure_ = error == ETIMEDOUT
                              ? fmt::format("no connection within {} ms", std::max<std::int64_t>(0, bound.count()))
                              : std::strerror(error);
@@ -630,6 +647,7 @@ int Connection::connect_to(const Endpoint& endpoint, std::optional<Clock::time_p
     ::close(fd);
     if (millis_until(deadline) == 0) break;
   }
+  if (!no_address.empty() && !other_answer && !stopping()) local_failure(endpoint, no_address);
   return -1;
 }
 

@@ -4,19 +4,58 @@
 // holder) nor reports "no server reachable"; its calls fail with the
 // descriptor error, and it reconnects once descriptors are free. The test
 // process lowers its own RLIMIT_NOFILE and fills it; netsemd (a child) is
-// unaffected. Bounded: about 4 s.
+// unaffected. Likewise a host with no local port or source address left to
+// connect from (connect()'s EADDRNOTAVAIL), which this test binary's own
+// connect() stands in for. Bounded: about 6 s.
+#include <arpa/inet.h>
+#include <dlfcn.h>
 #include <gtest/gtest.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <thread>
 #include <vector>
 
+#include "client/connection.h"
 #include "client/local_semaphores.h"  // to remove the test's host-wide semaphores
 #include "netsem/client.h"
 #include "netsemd_harness.h"
 #include "support/eventually.h"
+#include "support/free_port.h"
+
+namespace {
+
+// Connections to this port, of this address family, fail with EADDRNOTAVAIL
+// ("Cannot assign requested address"), as on a host whose ephemeral ports
+// are used up or whose source address is gone; 0: none.
+std::atomic<int> unavailable_port{0};
+std::atomic<int> unavailable_family{AF_INET};
+
+}  // namespace
+
+// This binary's connect() takes the place of libc's for the client library
+// linked into it; every other connection is libc's.
+extern "C" int connect(int fd, const sockaddr* address, socklen_t length) {
+  using Real = int (*)(int, const sockaddr*, socklen_t);
+  static const Real real = reinterpret_cast<Real>(::dlsym(RTLD_NEXT, "connect"));
+  const int port = unavailable_port.load();
+  if (port != 0 && address->sa_family == unavailable_family.load()) {
+    const std::uint16_t to = address->sa_family == AF_INET
+                                 ? ntohs(reinterpret_cast<const sockaddr_in*>(address)->sin_port)
+                                 : ntohs(reinterpret_cast<const sockaddr_in6*>(address)->sin6_port);
+    if (to == port) {
+      errno = EADDRNOTAVAIL;
+      return -1;
+    }
+  }
+  return real(fd, address, length);
+}
 
 namespace netsem {
 namespace {
@@ -128,6 +167,92 @@ TEST(ClientDescriptorsTest, AClientOutOfDescriptorsNeitherFallsBackNorCallsTheSe
   EXPECT_TRUE(permit->release().is_ok());
   EXPECT_TRUE(client::LocalSemaphores(options.local_dir).remove_all().is_ok());
   EXPECT_TRUE(client::LocalSemaphores(elsewhere.local_dir).remove_all().is_ok());
+}
+
+// connect()'s EADDRNOTAVAIL is this host's shortage, not an outage: no
+// fallback beside the holder, kIoError until a round gets through.
+TEST(ClientDescriptorsTest, NoLocalPortOrAddressToConnectFromIsNoOutage) {
+  netsem::testing::TempDir scratch;
+  Netsemd::Options server;
+  server.semaphores = "db = 1";
+  std::string error;
+  const std::unique_ptr<Netsemd> netsemd = Netsemd::start(server, &error);
+  ASSERT_TRUE(netsemd) << error;
+  ClientOptions options;
+  options.servers = {"127.0.0.1:" + std::to_string(netsemd->port())};
+  options.local_dir = scratch.path() / "local";
+  options.limits["db"] = 1;  // fallback local (the default), limit 1
+  options.connect_timeout = 500ms;
+  options.reconnect_min = 50ms;
+  options.reconnect_max = 200ms;
+  ClientOptions elsewhere = options;  // the holder, as on another host
+  elsewhere.local_dir = scratch.path() / "elsewhere";
+  Result<std::unique_ptr<Client>> holder = Client::create(elsewhere);
+  ASSERT_TRUE(holder);
+  Result<Permit> held = (*holder)->acquire("db", {.timeout = 1s});
+  ASSERT_TRUE(held && !held->is_local());
+
+  unavailable_port = netsemd->port();
+  Result<std::unique_ptr<Client>> client = Client::create(options);
+  ASSERT_TRUE(client);
+  const Result<Permit> permit = (*client)->acquire("db", {.timeout = 0ms});
+  unavailable_port = 0;
+  ASSERT_FALSE(permit) << "granted db " << (permit->is_local() ? "locally" : "by the server")
+                       << " while another session holds it";
+  EXPECT_EQ(permit.status().code(), StatusCode::kIoError) << permit.status().to_string();
+  EXPECT_NE(permit.status().message().find("this host has no local address or port left to connect from (connect: "
+                                           "Cannot assign requested address)"),
+            std::string::npos)
+      << permit.status().message();
+  EXPECT_EQ((*client)->stats().fallback_entries, 0u);
+  EXPECT_EQ((*client)->stats().local_grants, 0u);
+  // Once a port is free again, the server answers.
+  ASSERT_TRUE(eventually([&] { return (*client)->connected(); }, 3s));
+  EXPECT_EQ((*client)->try_acquire("db").status().code(), StatusCode::kTimeout);
+  EXPECT_TRUE(held->release().is_ok());
+  EXPECT_TRUE(client::LocalSemaphores(options.local_dir).remove_all().is_ok());
+  EXPECT_TRUE(client::LocalSemaphores(elsewhere.local_dir).remove_all().is_ok());
+}
+
+// A name with an IPv6 and an IPv4 address ("localhost" in a container
+// without IPv6 on its loopback): EADDRNOTAVAIL from ::1 while 127.0.0.1
+// refuses the connection is that family's, not this host's shortage: the
+// round reached no server, and the client falls back as before.
+TEST(ClientDescriptorsTest, NoAddressOfOneFamilyBesideARefusedOneIsAnOutage) {
+  const std::uint16_t port = test_support::free_loopback_port();
+  ASSERT_NE(port, 0);
+  const client::LookupFunction both = [](const char*, const char* service, const addrinfo* hints, addrinfo** out) {
+    addrinfo numeric = *hints;
+    numeric.ai_family = AF_UNSPEC;
+    numeric.ai_flags |= AI_NUMERICHOST;
+    addrinfo* v6 = nullptr;
+    addrinfo* v4 = nullptr;
+    if (const int rc = ::getaddrinfo("::1", service, &numeric, &v6); rc != 0) return rc;
+    if (const int rc = ::getaddrinfo("127.0.0.1", service, &numeric, &v4); rc != 0) {
+      ::freeaddrinfo(v6);
+      return rc;
+    }
+    addrinfo* last = v6;
+    while (last->ai_next != nullptr) last = last->ai_next;
+    last->ai_next = v4;
+    *out = v6;
+    return 0;
+  };
+  ClientOptions options;
+  options.connect_timeout = 500ms;
+  options.reconnect_min = 1s;
+  options.reconnect_max = 1s;
+  unavailable_family = AF_INET6;
+  unavailable_port = port;
+  const auto connection =
+      client::Connection::start(options, {client::Endpoint{.host = "two-families.test", .port = port}}, both);
+  connection->wait_first_round(2s);
+  const client::Connection::Counters counters = connection->counters();
+  connection->stop();
+  unavailable_port = 0;
+  unavailable_family = AF_INET;
+  EXPECT_EQ(counters.fallback_entries, 1u) << counters.unreachable;
+  EXPECT_NE(counters.unreachable.find("Connection refused"), std::string::npos) << counters.unreachable;
 }
 
 }  // namespace
