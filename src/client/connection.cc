@@ -523,7 +523,7 @@ void Connection::run() {
         }
         client::log(was_silent ? LogLevel::kDebug : LogLevel::kWarning, "{}; the client keeps trying", said);
       } else if (refusal.is_ok()) {
-        enter_fallback(Status(StatusCode::kUnavailable, "no server answered (" + failures + ")"));
+        enter_fallback(failures);
       }
     }
     {
@@ -1321,8 +1321,9 @@ void Connection::session_ended(const Status& reason, std::optional<Clock::time_p
   } else {
     log_warning("lost the connection to {}: {}", server, reason.to_string());
   }
-  // Fallback first, so that a caller woken below already sees it counted.
-  if (!stopping()) enter_fallback(reason);
+  // No fallback here: the calls wait for the next round of connection
+  // attempts (a waiting ACQUIRE is sent again on its session), and only a
+  // round that reaches no server enters fallback (run()).
   for (auto& [tag, call] : pending_) calls.push_back(std::move(call));
   pending_.clear();
   held_.clear();
@@ -1342,12 +1343,15 @@ void Connection::session_ended(const Status& reason, std::optional<Clock::time_p
   }
 }
 
-void Connection::enter_fallback(const Status& reason) {
+void Connection::enter_fallback(const std::string& failures) {
   std::lock_guard lock(mutex_);
   if (in_fallback_) return;
   in_fallback_ = true;
   ++counters_.fallback_entries;
-  log_warning("entering fallback ({}): names are served by their fallback policy", reason.message());
+  log_warning(
+      "entering fallback: no server reachable ({}); until a server answers, calls are served by their "
+      "names' fallback policy, and the client keeps reconnecting",
+      failures);
 }
 
 }  // namespace netsem::client

@@ -362,7 +362,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Fails the calls and loses the permits of the session; `stop_by` is the
   // lease's end when the lease lapsed (Permit::stop_by).
   void session_ended(const Status& reason, std::optional<std::chrono::steady_clock::time_point> stop_by);
-  void enter_fallback(const Status& reason);
+  // After a round of connection attempts that reached no server (`failures`:
+  // why, server by server): in fallback, said and counted once until a
+  // session begins.
+  void enter_fallback(const std::string& failures);
   // An ACQUIRE's or a RELEASE's OK, read: held_ counts it.
   void count_held(const Call& call);
   void complete(Call& call, Reply reply);

@@ -125,7 +125,7 @@ TEST_F(ClientLogTest, DefaultGoesToStderrAndNeverToStdout) {
   err.restore();
   ASSERT_FALSE(connected);
   EXPECT_EQ(out.text(), "");
-  EXPECT_NE(err.text().find("netsem: warning: entering fallback (no server answered (127.0.0.1:"), std::string::npos)
+  EXPECT_NE(err.text().find("netsem: warning: entering fallback: no server reachable (127.0.0.1:"), std::string::npos)
       << err.text();
   // Debug lines are below the default level.
   EXPECT_EQ(err.text().find("connect to"), std::string::npos) << err.text();
@@ -176,7 +176,7 @@ TEST_F(ClientLogTest, HandlerReceivesTheLinesAtItsLevel) {
   for (const auto& line : lines) (line.first == LogLevel::kWarning ? warnings : debug).push_back(line);
   // One fallback warning per client; the debug lines only from the second.
   ASSERT_EQ(warnings.size(), 2u);
-  EXPECT_TRUE(warnings[0].second.starts_with("entering fallback (no server answered")) << warnings[0].second;
+  EXPECT_TRUE(warnings[0].second.starts_with("entering fallback: no server reachable (")) << warnings[0].second;
   ASSERT_FALSE(debug.empty());
   for (const auto& [level, message] : debug) {
     EXPECT_EQ(level, LogLevel::kDebug) << message;
