@@ -500,6 +500,10 @@ class Connection:
             log.debug("connect to %s failed: %s", server, why)
             return _Failure(why)
         except OSError as error:
+            # asyncio tries every address and raises the first one's error
+            # only when all said the same (an EADDRNOTAVAIL, immediate, names
+            # no address): so EADDRNOTAVAIL is this host's shortage only when
+            # every address gave it, as in netsem.client and libnetsem.
             why = _os_error_text(error)
             if isinstance(error, socket.gaierror):
                 why = f"cannot resolve: {why}"

@@ -561,9 +561,16 @@ class Connection:
             if (shortage := proto.local_shortage(error, "getaddrinfo")) is not None:
                 self._local_failure(server, shortage)
             return None
+        # EADDRNOTAVAIL (no local port or source address left) is this host's
+        # shortage only when every address of the server gave it: one family
+        # this host cannot reach from (a "localhost" whose ::1 a container's
+        # loopback lacks) beside a refused address is an outage.
+        no_local_address = ""
+        answered = False  # an address failed otherwise: refused, timed out, not tried
         for family, kind, protocol, _, address in addresses:
             left = deadline - time.monotonic()
             if left <= 0 or self._stopping.is_set():
+                answered = True
                 break
             try:
                 sock = socket.socket(family, kind, protocol)
@@ -581,13 +588,21 @@ class Connection:
                 return sock
             except TimeoutError:
                 self._attempt_failure = f"no connection within {round(timeout * 1000)} ms"
+                answered = True
             except OSError as error:
                 self._attempt_failure = error.strerror or str(error)
                 self._attempt_refused = error.errno == errno.ECONNREFUSED
-                if (shortage := proto.local_shortage(error, "connect")) is not None:
+                shortage = proto.local_shortage(error, "connect")
+                if error.errno == errno.EADDRNOTAVAIL:
+                    no_local_address = shortage or ""
+                elif shortage is not None:
                     self._local_failure(server, shortage)
+                else:
+                    answered = True
             sock.close()
             log.debug("connect to %s failed: %s", proto.endpoint_text(host, port), self._attempt_failure)
+        if no_local_address and not answered:
+            self._local_failure(server, no_local_address)
         if not self._attempt_failure:
             self._attempt_failure = f"no connection within {round(timeout * 1000)} ms"
         return None

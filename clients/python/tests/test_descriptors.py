@@ -4,19 +4,29 @@ round that cannot make a socket (or a selector) is no outage, so the client
 neither falls back (a second holder) nor calls the server unreachable, and
 its I/O does not die; its calls fail with IoError, and it reconnects once
 descriptors are free. The client runs in a subprocess that lowers its own
-RLIMIT_NOFILE and fills it; the holder and netsemd are unaffected."""
+RLIMIT_NOFILE and fills it; the holder and netsemd are unaffected.
+
+And EADDRNOTAVAIL from connect() (no local port or source address left) is
+this host's shortage only when every address of the server gave it: one
+address that cannot be reached from here beside a refused one is an outage.
+No host gives EADDRNOTAVAIL at will (the ephemeral range is host-wide), so
+socket.getaddrinfo and socket.socket.connect are patched for one name."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from aio_support import options
-from conftest import PYTHON_DIR, ServerFactory
+from aio_support import options, release
+from conftest import PYTHON_DIR, ServerFactory, client_factory
 
 import netsem
 
@@ -142,3 +152,55 @@ def test_a_client_out_of_descriptors_neither_falls_back_nor_dies(
         permit.release()
     finally:
         holder.close()
+
+
+# A name whose addresses (patched getaddrinfo) give EADDRNOTAVAIL on connect
+# (patched socket.connect) when they are in NO_PORT_LEFT.
+NAME = "two.netsem.invalid"
+NO_PORT_LEFT = {"127.0.0.2", "127.0.0.3"}
+
+
+@pytest.fixture
+def two_addresses(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """``NAME`` resolves to the addresses the test puts in the yielded list."""
+    addresses: list[str] = []
+    lookup, connect = socket.getaddrinfo, socket.socket.connect
+
+    def fake_lookup(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != NAME:
+            return lookup(host, port, *args, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (a, int(port))) for a in addresses]
+
+    def fake_connect(sock: socket.socket, address: Any) -> Any:
+        if isinstance(address, tuple) and address[0] in NO_PORT_LEFT:
+            raise OSError(errno.EADDRNOTAVAIL, os.strerror(errno.EADDRNOTAVAIL))
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_lookup)
+    monkeypatch.setattr(socket.socket, "connect", fake_connect)
+    yield addresses
+
+
+@pytest.fixture(params=["blocking", "aio"])
+def make(request: pytest.FixtureRequest, local_dir: Path) -> Iterator[Any]:
+    yield from client_factory(local_dir, request.param, fallback=netsem.FallbackPolicy("local"),
+                              connect_timeout=0.5, reconnect_min=0.05, reconnect_max=0.2)
+
+
+def test_no_local_address_for_one_address_beside_a_refused_one_is_an_outage(two_addresses: list[str],
+                                                                           make: Any) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: refused
+        two_addresses[:] = ["127.0.0.2", "127.0.0.1"]
+        client = make(f"{NAME}:{closed.getsockname()[1]}")
+        permit = client.acquire("db", timeout=2)
+        assert permit.is_local and client.stats().fallback_entries == 1, client.stats()
+        release(client, permit)
+
+
+def test_no_local_address_for_every_address_is_this_hosts_shortage(two_addresses: list[str], make: Any) -> None:
+    two_addresses[:] = ["127.0.0.2", "127.0.0.3"]
+    client = make(f"{NAME}:7")
+    with pytest.raises(netsem.IoError, match="this host has no local address or port left to connect from"):
+        client.acquire("db", timeout=2)
+    assert client.stats().fallback_entries == 0 and client.stats().local_grants == 0
