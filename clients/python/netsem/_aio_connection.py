@@ -463,8 +463,11 @@ class Connection:
                         # Nor a server that accepted the connection and said
                         # nothing: it may be holding permits; calls wait.
                         log.log(logging.DEBUG if was_silent else logging.WARNING, "%s", self.silence.warning())
-                    elif refusal is None:
-                        self._enter_fallback(Unavailable(f"no server answered ({self.unreachable})"))
+                    elif refusal is None and not self.in_fallback:
+                        # Only a round that reached no server enters fallback.
+                        self.in_fallback = True
+                        self.fallback_entries += 1
+                        log.warning("%s", _resume.entering_fallback(self.unreachable))
                     self._empty_rounds += 1
                     self.wake_waiters()
                 self._first_round.set()
@@ -1203,9 +1206,9 @@ class Connection:
         if self._stopping:
             log.debug("closed the connection to %s", server)
         else:
+            # No fallback yet: the calls wait for the next round (rule 9), and
+            # only a round that reaches no server enters it.
             log.warning("lost the connection to %s: %s: %s", server, reason.code, reason.message)
-            # Fallback first, so that a caller woken below already sees it.
-            self._enter_fallback(reason)
         calls, self._pending = list(self._pending.values()), {}
         self._outbox = []
         self._held.clear()
@@ -1219,12 +1222,6 @@ class Connection:
         for permit in permits:
             permit.mark_lost(reason, stop_by)
 
-    def _enter_fallback(self, reason: NetsemError) -> None:
-        if self.in_fallback:
-            return
-        self.in_fallback = True
-        self.fallback_entries += 1
-        log.warning("entering fallback (%s): names are served by their fallback policy", reason.message)
 
 
 @dataclass

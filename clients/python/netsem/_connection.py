@@ -521,14 +521,20 @@ class Connection:
                     if local is not None:
                         self._refused = IoError(f"{local}; not an outage, so no fallback: the client tries the "
                                                 "servers again")
+                    # Only a round that reached no server enters fallback,
+                    # counted with the round, so that a caller it wakes sees it.
+                    entering = refusal is None and local is None and silence is None and not self._in_fallback
+                    if entering:
+                        self._in_fallback = True
+                        self._counters.fallback_entries += 1
                     self._empty_rounds += 1
                 if local is not None:
                     log.log(logging.DEBUG if was_local else logging.WARNING, "%s; no fallback, the client tries again",
                             local)
                 elif silence is not None:
                     log.log(logging.DEBUG if was_silent else logging.WARNING, "%s", silence.warning())
-                elif refusal is None:
-                    self._enter_fallback(Unavailable(f"no server answered ({'; '.join(failures)})"))
+                elif entering:
+                    log.warning("%s", _resume.entering_fallback("; ".join(failures)))
             with self._first_round:
                 self._first_round_done = True
                 self._first_round.notify_all()
@@ -1106,9 +1112,9 @@ class Connection:
         if self._stopping.is_set():
             log.debug("closed the connection to %s", server)
         else:
+            # No fallback yet: the calls wait for the next round (rule 9), and
+            # only a round that reaches no server enters it.
             log.warning("lost the connection to %s: %s", server, reason)
-            # Fallback first, so that a caller woken below already sees it counted.
-            self._enter_fallback(reason)
         calls.extend(self._pending.values())
         self._pending.clear()
         self._unanswered.clear()
@@ -1397,14 +1403,6 @@ class Connection:
         extra, self._resumed_extra = self._resumed_extra, []
         for line in extra:
             self._dispatch(line)
-
-    def _enter_fallback(self, reason: NetsemError) -> None:
-        with self._lock:
-            if self._in_fallback:
-                return
-            self._in_fallback = True
-            self._counters.fallback_entries += 1
-        log.warning("entering fallback (%s): names are served by their fallback policy", reason)
 
 
 # TLS records carry at most 16 KiB: a write of at most that much is one

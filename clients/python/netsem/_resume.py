@@ -339,6 +339,14 @@ class Silence:
                       f"{round(request_timeout * 1000)} ms: not an outage, so no fallback")
 
 
+def entering_fallback(unreachable: str) -> str:
+    """The warning of a round that reached no server (the only one that enters
+    fallback; ``unreachable``: its failures, server by server, as in
+    stats().unreachable), libnetsem's words."""
+    return (f"entering fallback: no server reachable ({unreachable}); until a server answers, calls are served by "
+            "their names' fallback policy, and the client keeps reconnecting")
+
+
 def silent_attempt(handshake: str, within: float) -> str:
     """One attempt's entry in stats().unreachable (after "<server>: "):
     ``handshake`` is "HELLO" or "the TLS handshake"."""

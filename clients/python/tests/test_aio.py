@@ -223,6 +223,8 @@ def test_holders_waiters_sessions_kick(netsemd: Any, local_dir: Path) -> None:
             granted = await waiting
             await until(lambda: holder.connected)
             assert holder.stats().connects == 2
+            # Its next round connected: no fallback entered (nor left).
+            assert (holder.stats().fallback_entries, holder.stats().fallback_exits) == (0, 0)
             await granted.release()
             with pytest.raises(netsem.NotFound):
                 await holder.kick(10**9)

@@ -202,6 +202,9 @@ def test_kick_loses_the_permits_and_the_client_reconnects(netsemd, clients) -> N
     assert admin.try_acquire("one") is not None  # the server let go at once
     assert wait_until(lambda: victim.connected and victim.stats().session_id not in (0, first_session))
     assert victim.stats().connects == 2
+    # Its next round connected: no fallback was entered (only a round that
+    # reaches no server enters it), so none was left either.
+    assert (victim.stats().fallback_entries, victim.stats().fallback_exits) == (0, 0)
     with pytest.raises(NotFound):
         admin.kick(first_session)
 
