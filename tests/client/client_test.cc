@@ -41,14 +41,19 @@ std::chrono::milliseconds since(Clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
 }
 
-// A loopback socket bound to a free port; listening when `backlog` >= 0.
+// A loopback socket bound to `port`, or to a free port when it is 0 (then
+// set to it); listening when `backlog` >= 0. -1 when it cannot be bound.
 int bound_socket(std::uint16_t& port, int backlog) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in address{};
   address.sin_family = AF_INET;
+  address.sin_port = htons(port);
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t size = sizeof address;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), size) != 0) return -1;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), size) != 0) {
+    ::close(fd);
+    return -1;
+  }
   if (backlog >= 0) ::listen(fd, backlog);
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
   port = ntohs(address.sin_port);
@@ -1002,6 +1007,35 @@ TEST_F(ClientTest, ASilentServerKeepsAClosedPortFromFallingBackUntilItCloses) {
   ASSERT_TRUE(local) << local.status().to_string();
   EXPECT_TRUE(local->is_local());
   EXPECT_EQ(client->stats().fallback_entries, 1u);
+}
+
+// Rule 4 of the silent server: a client in steady fallback (nothing listens)
+// whose next round is silent (a listener now accepts there and says nothing:
+// a server starting, or frozen) stops serving new calls locally; the
+// permit it took locally stays held, not lost.
+TEST_F(ClientTest, AClientInFallbackWhoseNextRoundIsSilentStopsServingLocally) {
+  std::uint16_t port = closed_port();
+  ClientOptions options = options_for(port);
+  auto client = make_client(options);
+  ASSERT_TRUE(client);
+  Result<Permit> local = client->acquire("pool", {.timeout = 0ms});
+  ASSERT_TRUE(local && local->is_local()) << (local ? "granted by a server" : local.status().to_string());
+  ASSERT_EQ(client->stats().fallback_entries, 1u);
+  const int listener = bound_socket(port, 1024);
+  ASSERT_GE(listener, 0) << "the closed port was taken meanwhile";
+  // A round that found the listener there (no longer "Connection refused").
+  ASSERT_TRUE(eventually([&] {
+    const std::string unreachable = client->stats().unreachable;
+    return !unreachable.empty() && unreachable.find("Connection refused") == std::string::npos;
+  }));
+  Result<Permit> next = client->acquire("db", {.timeout = 1s});
+  ASSERT_FALSE(next) << "granted, local: " << next->is_local();
+  EXPECT_EQ(next.status().code(), StatusCode::kTimeout) << next.status().to_string();
+  EXPECT_FALSE(local->lost());
+  EXPECT_EQ(client->stats().local_grants, 1u);
+  EXPECT_TRUE(local->release().is_ok());
+  client.reset();
+  ::close(listener);
 }
 
 // A queued acquire waits several request timeouts without a line from the
