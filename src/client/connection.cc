@@ -260,6 +260,10 @@ std::shared_ptr<Call> Connection::queue(std::string tag, std::string line, std::
         // client is in fallback, or refused): the round in progress decides.
         unsent->wait = true;
         unsent->after = session_;
+      } else if (!first_round_done_ && !stopping()) {
+        // The first round is still under way (it outlasted the wait in
+        // Client::create): it decides, as for a round after a session's end.
+        unsent->wait = true;
       } else if (!silent_.is_ok() && !stopping()) {
         // The last round's servers accepted and said nothing: not an outage,
         // so a later round decides.

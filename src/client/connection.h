@@ -215,7 +215,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // waits for it. Either the connection is between sessions (the last
     // session, numbered `after`, ended and no round of connection attempts
     // has ended since, so the I/O thread's round in progress may still reach
-    // a server), or the last round reached only servers that accepted the
+    // a server), or no round has ended yet (the first is under way), or the
+    // last round reached only servers that accepted the
     // connection and did not answer (`silent`): not an outage, so the call
     // waits for a round that decides, bounded by its own timeout or by
     // request_timeout (docs/client.md, "A server that accepts and does not

@@ -585,7 +585,8 @@ Connection::NextSession Connection::await_session(std::uint64_t after, std::opti
     // after it decides. A silent round decides nothing: its servers may hold
     // permits and answer soon.
     const bool silent = !connected_ && !silent_.is_ok();
-    if (!connected_ && failed_round_after_ >= after && failed_round_after_ == session_ && !silent) {
+    if (!connected_ && first_round_done_ && failed_round_after_ >= after && failed_round_after_ == session_ &&
+        !silent) {
       why = refused_;
       return NextSession::kNoServer;
     }

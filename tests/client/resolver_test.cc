@@ -1,7 +1,8 @@
 // Tests of resolve(): numeric addresses never reach the name lookup, names
 // do, and a lookup that hangs (a dead DNS, stood in by a lookup function that
 // blocks until the test lets it go) costs no more than the deadline or a
-// stop, both for resolve() alone and for a Connection's stop().
+// stop, both for resolve() alone and for a Connection's stop(); a call made
+// while the first round hangs so waits for that round.
 #include "client/resolver.h"
 
 #include <arpa/inet.h>
@@ -17,6 +18,8 @@
 #include <thread>
 
 #include "client/connection.h"
+#include "protocol/requests.h"
+#include "support/free_port.h"
 
 namespace netsem::client {
 namespace {
@@ -146,6 +149,34 @@ TEST_F(ResolverTest, AConnectionStopsWhileItsServerNameHangs) {
   const auto start = Clock::now();
   connection->stop();
   EXPECT_LT(Clock::now() - start, 5s);
+}
+
+// A call made while the first round of connection attempts is still under
+// way (it outlasted Client::create's wait: here its name lookup hangs) waits
+// for that round, which decides: here it reaches no server. Before, such a
+// call was told "no server" at once, and an acquire fell back while the
+// round could still reach a server.
+TEST_F(ResolverTest, ACallMadeBeforeTheFirstRoundEndsWaitsForThatRound) {
+  ClientOptions options;
+  options.connect_timeout = 5s;
+  const std::uint16_t port = test_support::free_loopback_port();
+  ASSERT_NE(port, 0);
+  auto connection = Connection::start(options, {Endpoint{"slow-dns.example", port}}, hanging_lookup(dns_));
+  while (dns_->calls.load() == 0) std::this_thread::sleep_for(5ms);
+  Connection::Unsent unsent;
+  const auto call = connection->send([](std::string& line, std::string_view tag) { protocol::encode_ping(line, tag); },
+                                     0, false, &unsent);
+  EXPECT_EQ(call, nullptr);
+  EXPECT_TRUE(unsent.wait) << "told no server before the first round ended";
+  dns_->release();
+  std::uint64_t session = 0;
+  Status why;
+  EXPECT_EQ(connection->await_session(unsent.after, Clock::now() + 5s, std::nullopt, {}, session, why),
+            Connection::NextSession::kNoServer);
+  EXPECT_TRUE(why.is_ok()) << why.to_string();
+  EXPECT_NE(connection->counters().unreachable.find("Connection refused"), std::string::npos)
+      << "answered before the round ended: " << connection->counters().unreachable;
+  connection->stop();
 }
 
 }  // namespace
