@@ -52,24 +52,41 @@ constexpr std::string_view kPeerPrefix = "PEER ";
 // stream) instead of a reset. The whole life of a Rejection is bounded by
 // kRejectListenTime + kRejectDrainTime, whatever the peer does.
 //
-// With a PeerHandler (a connection over the limit from a cluster member's
-// address), a first line `PEER ...` that arrives within kRejectListenTime
-// is not refused: the socket goes to the handler, as a session hands over a
-// peer link below the limit (a peer link is no session). Any other first
-// bytes are refused like every connection over the limit.
+// A probe (made with a PeerHandler: a connection over the limit from a
+// cluster member's address) is counted in the probes' own count while it
+// may be a peer link: a first line `PEER ...` that arrives within
+// kRejectListenTime is not refused, the socket goes to the handler, as a
+// session hands over a peer link below the limit (a peer link is no
+// session). It stops being a probe at once when its first bytes are not
+// `PEER`, when its listening time ends, or when the server makes it give way
+// to a newer probe (give_way): from then on it is refused like every
+// connection over the limit, counted with the refusals, or closed at once
+// when they have no room left.
+}  // namespace
+
 class Rejection : public std::enable_shared_from_this<Rejection> {
  public:
   using PeerHandler = std::function<void(UniqueFd fd, std::string line, std::string rest)>;
 
-  Rejection(asio::ip::tcp::socket socket, std::string line, std::size_t& live, PeerHandler peer = {})
-      : socket_(std::move(socket)),
-        timer_(socket_.get_executor()),
-        line_(std::move(line)),
-        live_(live),
-        peer_(std::move(peer)) {
-    ++live_;
+  // A refusal, counted in `live`.
+  Rejection(asio::ip::tcp::socket socket, std::string line, std::size_t& live)
+      : socket_(std::move(socket)), timer_(socket_.get_executor()), line_(std::move(line)), live_(&live) {
+    ++*live_;
   }
-  ~Rejection() { --live_; }
+  // A probe, counted in `probing` until it is one no more, then in
+  // `rejecting` while that is below `max_rejecting`.
+  Rejection(asio::ip::tcp::socket socket, std::string line, std::size_t& probing, PeerHandler peer,
+            std::size_t& rejecting, std::size_t max_rejecting)
+      : Rejection(std::move(socket), std::move(line), probing) {
+    peer_ = std::move(peer);
+    rejecting_ = &rejecting;
+    max_rejecting_ = max_rejecting;
+  }
+  ~Rejection() {
+    if (live_ != nullptr) --*live_;
+  }
+  Rejection(const Rejection&) = delete;
+  Rejection& operator=(const Rejection&) = delete;
 
   void start() {
     std::error_code ignored;
@@ -78,7 +95,36 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
     wait_readable();
   }
 
+  // Whether it is a probe still: it may yet be a peer link.
+  bool probing() const { return listening_ && peer_ && socket_.is_open(); }
+  // A probe gives its place to a newer one: what it sent so far is taken as
+  // a client's first bytes, and it listens for the rest of its time.
+  void give_way() {
+    if (!probing() || !stop_probing()) return;
+    first_bytes_.resize(std::min(first_bytes_.size(), protocol::kAcePrefix.size()));
+    decide_dialect();
+  }
+
  private:
+  // Moves the count from the probes' to the refusals', or closes the
+  // socket when the refusals have no room; false when closed.
+  bool stop_probing() {
+    peer_ = nullptr;
+    --*live_;
+    if (*rejecting_ < max_rejecting_) {
+      live_ = rejecting_;
+      ++*live_;
+      return true;
+    }
+    live_ = nullptr;
+    close();
+    return false;
+  }
+  void decide_dialect() {
+    const auto dialect = protocol::detect_dialect(first_bytes_);
+    if (dialect != protocol::Dialect::kUndecided) refuse(dialect == protocol::Dialect::kV1);
+  }
+
   // Each arming gets its own phase: a completion that was already queued when
   // the timer was re-armed must not act on the new phase.
   void arm_timer(std::chrono::milliseconds after) {
@@ -128,15 +174,16 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
         wait_readable();
         return;
       }
-      peer_ = nullptr;  // a client's first bytes: the dialect decides below
+      // A client's first bytes: the dialect decides below.
+      if (!stop_probing()) return;
       first_bytes_.resize(std::min(first_bytes_.size(), protocol::kAcePrefix.size()));
       n = 0;
     }
     if (listening_) {
       const std::size_t wanted = protocol::kAcePrefix.size() - first_bytes_.size();
       first_bytes_.append(sink_.data(), std::min(n, wanted));
-      const auto dialect = protocol::detect_dialect(first_bytes_);
-      if (dialect != protocol::Dialect::kUndecided) refuse(dialect == protocol::Dialect::kV1);
+      decide_dialect();
+      if (!socket_.is_open()) return;
     }
     wait_readable();
   }
@@ -155,13 +202,16 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
     peer(std::move(fd), std::move(line), std::move(rest));
   }
   // Ends the listening: the `*` line if `tell`, then the sending side shut
-  // and input discarded until the drain time is up.
+  // and input discarded until the drain time is up (a probe's in the
+  // refusals' count, or none when they have no room).
   void refuse(bool tell) {
+    const bool probe = probing();
     listening_ = false;
     std::error_code ignored;
     // A fresh socket's send buffer takes one short line whole.
     if (tell) socket_.write_some(asio::buffer(line_), ignored);
     socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+    if (probe && !stop_probing()) return;
     arm_timer(kRejectDrainTime);
   }
   void close() {
@@ -173,13 +223,17 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
   asio::ip::tcp::socket socket_;
   asio::steady_timer timer_;
   const std::string line_;
-  std::size_t& live_;
-  PeerHandler peer_;         // while the first bytes may be a peer's hello
+  std::size_t* live_;                 // the count it is in; null once closed for want of room
+  PeerHandler peer_;                  // while the first bytes may be a peer's hello
+  std::size_t* rejecting_ = nullptr;  // a probe's count once it is one no more
+  std::size_t max_rejecting_ = 0;
   std::string first_bytes_;  // at most the length of `acquire:` (of a hello while peer_)
   bool listening_ = true;
   std::uint32_t phase_ = 0;
   std::array<char, 512> sink_{};
 };
+
+namespace {
 
 std::string describe_peer(const asio::ip::tcp::endpoint& endpoint) {
   const auto address = endpoint.address();
@@ -625,15 +679,21 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
     // A cluster member's peer link is no session and must not be refused for
     // the clients' limit (its server's clients would go unanswered): a
     // connection from a member's address is read to its first line, in one
-    // of the slots kept for that, before it is refused.
-    if (cluster_ && probing_peers_ < peer_probe_slots_) {
+    // of the slots kept for that, before it is refused. When they are all
+    // taken, the oldest gives way: a link sends its PEER line at once, so
+    // only connections that say nothing (or not PEER) for longer than the
+    // next few take to come are refused, never a link behind them.
+    if (cluster_ && peer_probe_slots_ > 0) {
       const auto address_bytes = address.is_v6()
                                      ? address.to_v6().to_bytes()
                                      : asio::ip::make_address_v6(asio::ip::v4_mapped, address.to_v4()).to_bytes();
       if (cluster_->is_peer_host(address_bytes)) {
-        configure_session_socket(socket, config_.session_timeout_ms);
-        probe_peer(std::move(socket), address_bytes, peer);
-        return;
+        if (probing_peers_ >= peer_probe_slots_) oldest_probe_gives_way();
+        if (probing_peers_ < peer_probe_slots_) {
+          configure_session_socket(socket, config_.session_timeout_ms);
+          probe_peer(std::move(socket), address_bytes, peer);
+          return;
+        }
       }
     }
     ++counters_.limited_total;
@@ -660,13 +720,31 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
 
 void Server::probe_peer(asio::ip::tcp::socket socket, const std::array<std::uint8_t, 16>& address,
                         const std::string& peer) {
-  std::make_shared<Rejection>(std::move(socket), std::string(kLimitLine), probing_peers_,
-                              [this, address, peer](UniqueFd fd, std::string line, std::string rest) {
-                                spdlog::debug("connection from {} over max_connections: a peer link", peer);
-                                hand_over_peer_link(std::move(fd), address, line, std::move(rest));
-                                end_turn();
-                              })
-      ->start();
+  auto probe = std::make_shared<Rejection>(
+      std::move(socket), std::string(kLimitLine), probing_peers_,
+      [this, address, peer](UniqueFd fd, std::string line, std::string rest) {
+        spdlog::debug("connection from {} over max_connections: a peer link", peer);
+        hand_over_peer_link(std::move(fd), address, line, std::move(rest));
+        end_turn();
+      },
+      rejecting_, max_rejecting_);
+  std::erase_if(probes_, [](const std::weak_ptr<Rejection>& old) {
+    const auto alive = old.lock();
+    return !alive || !alive->probing();
+  });
+  probes_.push_back(probe);
+  probe->start();
+}
+
+void Server::oldest_probe_gives_way() {
+  while (!probes_.empty()) {
+    const auto oldest = probes_.front().lock();
+    probes_.pop_front();
+    if (oldest && oldest->probing()) {
+      oldest->give_way();
+      return;
+    }
+  }
 }
 
 void Server::begin_session(UniqueFd fd, const asio::ip::address& address, const std::string& peer, SslPtr ssl,

@@ -22,6 +22,7 @@
 #include <asio.hpp>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -50,6 +51,7 @@
 
 namespace netsem::server {
 
+class Rejection;  // server.cc
 class Session;
 class ForkedJob;
 
@@ -162,6 +164,9 @@ class Server final : private JournalProgress, public SessionHost {
   // A connection from a cluster member's address while the sessions are at
   // their limit: a peer link is handed over, anything else told LIMIT.
   void probe_peer(asio::ip::tcp::socket socket, const std::array<std::uint8_t, 16>& address, const std::string& peer);
+  // The oldest connection still being read as a possible peer link is
+  // refused like any other over the limit, so that a newer one is read.
+  void oldest_probe_gives_way();
   void wait_signals();
   void arm_deadline_timer();
   void on_deadline();
@@ -261,9 +266,10 @@ class Server final : private JournalProgress, public SessionHost {
   // Connections from members' addresses over the limit being read to their
   // first line, and the most at once: one per other member (plan_connections
   // keeps their descriptors, and those of the peer links, out of the
-  // sessions').
+  // sessions'); the oldest first, for oldest_probe_gives_way.
   std::size_t probing_peers_ = 0;
   std::size_t peer_probe_slots_ = 0;
+  std::deque<std::weak_ptr<Rejection>> probes_;
   UniqueFd spare_fd_;  // given up at EMFILE to refuse one peer
   ServerCounters counters_;
   std::chrono::steady_clock::time_point started_;
