@@ -26,16 +26,18 @@
 // or stop()) every pending Call fails with kUnavailable or kShutdown, every
 // remote permit registered on that session is marked lost, and the thread
 // reconnects with exponential backoff. While it has no session send() returns
-// nullptr, and then one of two things holds. Either no server could be
-// reached at all: the client is "in fallback" and the Client serves names
-// locally. Or a server answered but refused the session (DENIED, AUTH,
-// LIMIT, or a protocol it does not speak) and none served it: the refusal
-// comes with the nullptr, read with it (Unsent), and the Client fails its
-// calls with that instead of falling back, since a server that answers is
-// not an outage (a mistake in an allow-list must not quietly turn a
-// fleet-wide limit into a per-host one). Or the servers it reached
-// accepted the connection and did not answer in time (silent: busy, electing
-// a leader, syncing a slow disk): not an outage either, since they may hold
+// nullptr with why (Unsent), as the last round of connection attempts
+// decided. A round is under way (the first, or the one after a session's
+// end): the caller waits for it (Unsent::wait). No server could be reached
+// at all: the client is "in fallback" and the Client serves names locally.
+// A server answered but refused the session (DENIED, AUTH, LIMIT, or a
+// protocol it does not speak) and none served it, or this process lacked
+// the descriptors to try: the refusal comes with the nullptr, and the Client
+// fails its calls with that instead of falling back, since a server that
+// answers is not an outage (a mistake in an allow-list must not quietly turn
+// a fleet-wide limit into a per-host one). The servers it reached accepted
+// the connection and did not answer in time (silent: busy, electing a
+// leader, syncing a slow disk): not an outage either, since they may hold
 // permits, so the calls wait for a round that decides (Unsent::wait).
 //
 // Resuming (proposed 1.2; docs/client.md, "Resuming the session"): the
