@@ -103,33 +103,54 @@ class Exhausted {
   std::vector<int> fds_;
 };
 
-TEST(ClientDescriptorsTest, AClientOutOfDescriptorsNeitherFallsBackNorCallsTheServerUnreachable) {
-  netsem::testing::TempDir scratch;
-  Netsemd::Options server;
-  server.semaphores = "db = 1";
-  std::string error;
-  const std::unique_ptr<Netsemd> netsemd = Netsemd::start(server, &error);
-  ASSERT_TRUE(netsemd) << error;
+// The stage of the tests with a server: netsemd with db = 1, this process's
+// client options for it (fallback local, the default, with limit 1), and db
+// held by a client as on another host: a registry of its own, so no
+// host-wide mark keeps this process's fallback from granting db beside it.
+class ClientDescriptorsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Netsemd::Options server;
+    server.semaphores = "db = 1";
+    std::string error;
+    netsemd_ = Netsemd::start(server, &error);
+    ASSERT_TRUE(netsemd_) << error;
+    options_.servers = {"127.0.0.1:" + std::to_string(netsemd_->port())};
+    options_.local_dir = scratch_.path() / "local";
+    options_.limits["db"] = 1;
+    options_.connect_timeout = 500ms;
+    ClientOptions elsewhere = options_;
+    elsewhere.local_dir = scratch_.path() / "elsewhere";
+    Result<std::unique_ptr<Client>> holder = Client::create(elsewhere);
+    ASSERT_TRUE(holder) << holder.status().to_string();
+    holder_ = std::move(*holder);
+    Result<Permit> held = holder_->acquire("db", {.timeout = 1s});
+    ASSERT_TRUE(held && !held->is_local());
+    held_ = std::move(*held);
+  }
+  void TearDown() override {
+    held_ = Permit();
+    holder_.reset();
+    for (const char* dir : {"local", "elsewhere"}) {
+      EXPECT_TRUE(client::LocalSemaphores(scratch_.path() / dir).remove_all().is_ok());
+    }
+  }
 
-  ClientOptions options;
-  options.servers = {"127.0.0.1:" + std::to_string(netsemd->port())};
-  options.local_dir = scratch.path() / "local";
-  options.limits["db"] = 1;  // fallback local (the default), limit 1
-  options.connect_timeout = 500ms;
+  netsem::testing::TempDir scratch_;
+  std::unique_ptr<Netsemd> netsemd_;
+  ClientOptions options_;
+  std::unique_ptr<Client> holder_;
+  Permit held_;
+};
+
+TEST_F(ClientDescriptorsTest, AClientOutOfDescriptorsNeitherFallsBackNorCallsTheServerUnreachable) {
   // One round a second: after the round at EMFILE, the descriptors come
   // back before the next one, as in a busy process whose peak passes.
-  options.reconnect_min = 1s;
-  options.reconnect_max = 1s;
-  options.request_timeout = 3s;
-  // The holder is as on another host: a registry of its own, so no host-wide
-  // mark keeps the client's fallback from granting db beside it.
-  ClientOptions elsewhere = options;
-  elsewhere.local_dir = scratch.path() / "elsewhere";
-  Result<std::unique_ptr<Client>> holder = Client::create(elsewhere);
-  Result<std::unique_ptr<Client>> client = Client::create(options);
-  ASSERT_TRUE(holder && client);
-  Result<Permit> held = (*holder)->acquire("db", {.timeout = 1s});
-  ASSERT_TRUE(held && !held->is_local());
+  options_.reconnect_min = 1s;
+  options_.reconnect_max = 1s;
+  options_.request_timeout = 3s;
+  Result<std::unique_ptr<Client>> client = Client::create(options_);
+  ASSERT_TRUE(client);
   const std::uint64_t session = (*client)->stats().session_id;
   ASSERT_NE(session, 0u);
 
@@ -138,7 +159,7 @@ TEST(ClientDescriptorsTest, AClientOutOfDescriptorsNeitherFallsBackNorCallsTheSe
     ASSERT_GT(exhausted.count(), 0u);
     // The client's session ends (its socket closed: taken too); its next
     // round, a second later, cannot make a socket.
-    ASSERT_TRUE((*holder)->kick(session).is_ok());
+    ASSERT_TRUE(holder_->kick(session).is_ok());
     ASSERT_TRUE(eventually([&] { return !(*client)->connected(); }, 3s));
     exhausted.fill();
     ASSERT_TRUE(eventually([&] { return !(*client)->stats().unreachable.empty(); }, 3s));
@@ -159,41 +180,21 @@ TEST(ClientDescriptorsTest, AClientOutOfDescriptorsNeitherFallsBackNorCallsTheSe
   // The next round gets through: the server's answer, not a local one.
   ASSERT_TRUE(eventually([&] { return (*client)->connected(); }, 3s));
   EXPECT_EQ((*client)->try_acquire("db").status().code(), StatusCode::kTimeout);
-  ASSERT_TRUE(held->release().is_ok());
+  ASSERT_TRUE(held_.release().is_ok());
   Result<Permit> permit = (*client)->acquire("db", {.timeout = 1s});
   ASSERT_TRUE(permit) << permit.status().to_string();
   EXPECT_FALSE(permit->is_local());
   EXPECT_EQ((*client)->stats().local_grants, 0u);
   EXPECT_TRUE(permit->release().is_ok());
-  EXPECT_TRUE(client::LocalSemaphores(options.local_dir).remove_all().is_ok());
-  EXPECT_TRUE(client::LocalSemaphores(elsewhere.local_dir).remove_all().is_ok());
 }
 
 // connect()'s EADDRNOTAVAIL is this host's shortage, not an outage: no
 // fallback beside the holder, kIoError until a round gets through.
-TEST(ClientDescriptorsTest, NoLocalPortOrAddressToConnectFromIsNoOutage) {
-  netsem::testing::TempDir scratch;
-  Netsemd::Options server;
-  server.semaphores = "db = 1";
-  std::string error;
-  const std::unique_ptr<Netsemd> netsemd = Netsemd::start(server, &error);
-  ASSERT_TRUE(netsemd) << error;
-  ClientOptions options;
-  options.servers = {"127.0.0.1:" + std::to_string(netsemd->port())};
-  options.local_dir = scratch.path() / "local";
-  options.limits["db"] = 1;  // fallback local (the default), limit 1
-  options.connect_timeout = 500ms;
-  options.reconnect_min = 50ms;
-  options.reconnect_max = 200ms;
-  ClientOptions elsewhere = options;  // the holder, as on another host
-  elsewhere.local_dir = scratch.path() / "elsewhere";
-  Result<std::unique_ptr<Client>> holder = Client::create(elsewhere);
-  ASSERT_TRUE(holder);
-  Result<Permit> held = (*holder)->acquire("db", {.timeout = 1s});
-  ASSERT_TRUE(held && !held->is_local());
-
-  unavailable_port = netsemd->port();
-  Result<std::unique_ptr<Client>> client = Client::create(options);
+TEST_F(ClientDescriptorsTest, NoLocalPortOrAddressToConnectFromIsNoOutage) {
+  options_.reconnect_min = 50ms;
+  options_.reconnect_max = 200ms;
+  unavailable_port = netsemd_->port();
+  Result<std::unique_ptr<Client>> client = Client::create(options_);
   ASSERT_TRUE(client);
   const Result<Permit> permit = (*client)->acquire("db", {.timeout = 0ms});
   unavailable_port = 0;
@@ -209,16 +210,13 @@ TEST(ClientDescriptorsTest, NoLocalPortOrAddressToConnectFromIsNoOutage) {
   // Once a port is free again, the server answers.
   ASSERT_TRUE(eventually([&] { return (*client)->connected(); }, 3s));
   EXPECT_EQ((*client)->try_acquire("db").status().code(), StatusCode::kTimeout);
-  EXPECT_TRUE(held->release().is_ok());
-  EXPECT_TRUE(client::LocalSemaphores(options.local_dir).remove_all().is_ok());
-  EXPECT_TRUE(client::LocalSemaphores(elsewhere.local_dir).remove_all().is_ok());
 }
 
 // A name with an IPv6 and an IPv4 address ("localhost" in a container
 // without IPv6 on its loopback): EADDRNOTAVAIL from ::1 while 127.0.0.1
 // refuses the connection is that family's, not this host's shortage: the
 // round reached no server, and the client falls back as before.
-TEST(ClientDescriptorsTest, NoAddressOfOneFamilyBesideARefusedOneIsAnOutage) {
+TEST(ClientAddressFamilyTest, NoAddressOfOneFamilyBesideARefusedOneIsAnOutage) {
   const std::uint16_t port = test_support::free_loopback_port();
   ASSERT_NE(port, 0);
   const client::LookupFunction both = [](const char*, const char* service, const addrinfo* hints, addrinfo** out) {
