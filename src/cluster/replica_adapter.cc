@@ -3,6 +3,7 @@
 #include "cluster/replica_adapter.h"
 
 #include <utility>
+#include <variant>
 
 namespace netsem::cluster {
 
@@ -33,8 +34,14 @@ Result<std::string> ReplicaAdapter::apply(std::uint64_t index, std::string_view 
 
 bool ReplicaAdapter::wanted_elsewhere(const replication::Entry& entry, const replication::EntryResults& results) const {
   for (std::size_t i = 0; i < entry.commands.size() && i < results.commands.size(); ++i) {
-    const replication::ServerId origin = replication::origin_of(entry.commands[i]);
-    if (origin != 0 && origin != self_) return true;
+    const replication::Command& command = entry.commands[i];
+    // Its origin answers its client when it applies the command; a touch
+    // and a close have nobody waiting (a PING is a SessionRequest, Sync).
+    const replication::ServerId origin = replication::origin_of(command);
+    if (origin != 0 && origin != self_ && !std::holds_alternative<replication::TouchSession>(command) &&
+        !std::holds_alternative<replication::CloseSession>(command)) {
+      return true;
+    }
     for (const server::Completion& completion : results.commands[i].completions) {
       // A session that ended with the command is gone: its host closes the
       // connection whenever it learns, nobody waits on that.

@@ -69,11 +69,12 @@ class ReplicaAdapter final : public raft::StateMachine {
   // and takes no snapshot (a snapshot would skip the entry for good).
   bool halted() const override { return refused_count() > 0; }
   // True once an entry applied since the last call answered a command
-  // another server proposed (its origin: a follower's forwarded request,
-  // open, touch or close) or completed a queued request of a session another
-  // server hosts (a grant handed on by a RELEASE here, a timeout): that
-  // server answers its client when it applies the entry, so RaftNode tells
-  // it of the commit at once.
+  // another server proposed and its client waits for (its origin: a
+  // follower's forwarded request, PING and read included, open or resume;
+  // not a touch or a close, which nobody waits for) or completed a queued
+  // request of a session another server hosts (a grant handed on by a
+  // RELEASE here, a timeout): that server answers its client when it
+  // applies the entry, so RaftNode tells it of the commit at once.
   bool take_commit_wanted() override { return std::exchange(commit_wanted_, false); }
   // replication::StateMachine::restore; the snapshot goes to the sink when it
   // was restored.

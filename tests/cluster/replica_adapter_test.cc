@@ -69,5 +69,53 @@ TEST(ReplicaAdapter, AppliesRestoresAndHandsEachToTheSinkInOrder) {
   EXPECT_EQ(restored.snapshot(), snapshot);
 }
 
+// take_commit_wanted: whether another server (a follower, to the leader
+// that applied the entry) answers a client of its own from what the entry
+// did, so that RaftNode sends it the commit at once.
+TEST(ReplicaAdapter, WantsTheCommitPushedWhenAnotherServersClientWaitsForTheEntry) {
+  using replication::CloseSession;
+  using replication::RequestVerb;
+  using replication::SessionRequest;
+  using replication::TouchSession;
+  constexpr replication::ServerId kSelf = 1, kOther = 2;
+  ReplicaAdapter adapter({}, nullptr, kSelf);
+  std::uint64_t index = 0;
+  const auto apply = [&](replication::Command command) {
+    const auto result = adapter.apply(++index, replication::encode_entry(Entry{100, {std::move(command)}}));
+    EXPECT_TRUE(result) << result.status().to_string();
+    return adapter.take_commit_wanted();
+  };
+  const std::string secret = "00112233445566778899aabbccddeeff";
+  // Session 1 on this server, session 2 on the other: the other's HELLO waits.
+  EXPECT_FALSE(apply(OpenSession{"", "10.0.0.1:1", "v1", kSelf, 1, secret}));
+  EXPECT_TRUE(apply(OpenSession{"", "10.0.0.2:1", "v1", kOther, 1, secret}));
+  EXPECT_FALSE(adapter.take_commit_wanted()) << "reading it clears it";
+  const auto request = [](replication::SessionId session, replication::ServerId origin, std::uint64_t seq,
+                          RequestVerb verb, std::int64_t timeout_ms = -1) {
+    SessionRequest r;
+    r.session = session;
+    r.origin = origin;
+    r.seq = seq;
+    r.verb = verb;
+    r.tag = "t" + std::to_string(seq);
+    r.name = "x";
+    r.timeout_ms = timeout_ms;
+    return r;
+  };
+  EXPECT_FALSE(apply(request(1, kSelf, 1, RequestVerb::kAcquire)));  // granted here, answered here
+  EXPECT_TRUE(apply(request(2, kOther, 1, RequestVerb::kAcquire)));  // queued: the other answers QUEUED
+  // This server's RELEASE hands x on to the other's session: its grant waits.
+  EXPECT_TRUE(apply(request(1, kSelf, 2, RequestVerb::kRelease)));
+  // Nobody waits for a touch or a close, nor for a release that grants nobody elsewhere.
+  EXPECT_FALSE(apply(TouchSession{2, kOther}));
+  EXPECT_FALSE(apply(CloseSession{2, kOther, replication::CloseCause::kClosed}));
+  EXPECT_FALSE(apply(request(1, kSelf, 3, RequestVerb::kAcquire)));
+  // A server that does not know its id (0) never wants it.
+  ReplicaAdapter anonymous({}, nullptr);
+  ASSERT_TRUE(anonymous.apply(
+      1, replication::encode_entry(Entry{100, {OpenSession{"", "10.0.0.2:1", "v1", kOther, 1, secret}}})));
+  EXPECT_FALSE(anonymous.take_commit_wanted());
+}
+
 }  // namespace
 }  // namespace netsem::cluster
