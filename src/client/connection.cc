@@ -345,6 +345,7 @@ void Connection::run() {
       attempt_failure_.clear();
       attempt_refusal_ = Status();
       attempt_silent_ = false;
+      const Clock::time_point began = Clock::now();
       int fd = connect_to(endpoint);
       protocol::HelloAnswer hello;
       bool answered = fd >= 0 && (!tls_ || tls_handshake(fd, endpoint)) && handshake(fd, endpoint, hello);
@@ -377,6 +378,7 @@ void Connection::run() {
       if (!answered) {
         ssl_.reset();
         if (fd >= 0) ::close(fd);
+        sticky_silence(endpoint, began);
         failures += fmt::format("{}{}: {}", failures.empty() ? "" : "; ", endpoint.to_string(),
                                 attempt_failure_.empty() ? "no answer" : attempt_failure_);
         if (refusal.is_ok()) refusal = attempt_refusal_;
@@ -575,8 +577,38 @@ void Connection::leave_lingering() {
   lingering_.clear();
 }
 
+void Connection::sticky_silence(const Endpoint& endpoint, Clock::time_point began) {
+  const std::string server = endpoint.to_string();
+  if (attempt_silent_ && attempt_refusal_.is_ok()) {
+    silent_since_.try_emplace(server, began);  // the streak's first silent attempt stays
+    return;
+  }
+  // This process's own shortage says nothing of the server.
+  if (attempt_was_local_) return;
+  const auto since = silent_since_.find(server);
+  if (since == silent_since_.end()) return;
+  if (connect_errno_ == ETIMEDOUT && attempt_refusal_.is_ok()) {
+    // The server froze before the streak's first silent attempt, so each
+    // holder of a permit it granted stops by its lease's end (0.9 T after its
+    // last answered request): before T after that attempt. Until then a SYN
+    // dropped by its full accept queue is no sign of an outage.
+    constexpr milliseconds kDefaultSessionTimeout{15000};  // netsemd's session_timeout_ms
+    const milliseconds bound = session_timeout_.count() > 0 ? session_timeout_ : kDefaultSessionTimeout;
+    const auto left = std::chrono::round<milliseconds>(since->second + bound - Clock::now());
+    if (left.count() > 0) {
+      attempt_silent_ = true;
+      attempt_failure_ +=
+          fmt::format(", after it accepted and did not answer: still taken as silent for {} ms", left.count());
+      log_debug("server {}: {}", server, attempt_failure_);
+      return;
+    }
+  }
+  silent_since_.erase(since);
+}
+
 int Connection::connect_to(const Endpoint& endpoint, std::optional<Clock::time_point> until) {
   connect_errno_ = 0;
+  attempt_was_local_ = false;
   auto deadline = Clock::now() + options_.connect_timeout;
   if (until && *until < deadline) deadline = *until;
   const auto bound = std::chrono::ceil<milliseconds>(deadline - Clock::now());
@@ -907,6 +939,7 @@ void Connection::session_began(const Endpoint& endpoint, const protocol::HelloAn
     refused_ = Status();
     silent_ = Status();
     silent_servers_.clear();
+    silent_since_.clear();  // loop only, as session_began
     ++counters_.connects;
     if (in_fallback_) {
       in_fallback_ = false;
@@ -1160,6 +1193,7 @@ bool Connection::tls_handshake(int fd, const Endpoint& endpoint, std::optional<C
 
 void Connection::local_failure(const Endpoint& endpoint, std::string what) {
   log_debug("{}: {}", endpoint.to_string(), what);
+  attempt_was_local_ = true;
   if (attempt_local_.is_ok()) {
     attempt_local_ =
         Status(StatusCode::kIoError, fmt::format("cannot connect to server {}: {}", endpoint.to_string(), what));

@@ -294,6 +294,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // reason in attempt_failure_. Bounded by connect_timeout, and by `until`
   // when that comes first (a resume ends with the lease).
   int connect_to(const Endpoint& endpoint, std::optional<std::chrono::steady_clock::time_point> until = std::nullopt);
+  // After a failed attempt to `endpoint` (begun at `began`) of a round:
+  // rule 8. A silent attempt starts the server's streak; a connect timeout
+  // within the bound of it (T, the session timeout last learned, else 15 s,
+  // after the streak's first silent attempt) counts as silent too
+  // (attempt_silent_, and attempt_failure_ says for how long still); any
+  // other outcome but this process's own shortage ends the streak.
+  void sticky_silence(const Endpoint& endpoint, std::chrono::steady_clock::time_point began);
   // HELLO, AUTH, LEASE and STATS; false when the server refuses or does not answer in
   // time (attempt_silent_), with the reason in attempt_failure_, and in attempt_refusal_ when
   // the server answered with a refusal (a HELLO answer that parse_hello
@@ -433,6 +440,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // The last attempt connected, and the TLS or the session handshake did not
   // finish within its bound while the connection stayed open: silent.
   bool attempt_silent_ = false;
+  // The last attempt failed for want of this process's resources (local_failure).
+  bool attempt_was_local_ = false;
+  // Rule 8, silence is sticky for a bounded time: per server as configured,
+  // when the first silent attempt of this streak began. A frozen server's
+  // kernel keeps each abandoned attempt in its accept queue, so the queue
+  // fills and later connects time out: such a timeout counts as silent too
+  // until the bound (sticky_silence). Forgotten at a session with any
+  // server, or for a server whose attempt ends otherwise.
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> silent_since_;
   SslPtr ssl_;               // the TLS connection of the current socket, if TLS
   bool tls_failed_ = false;  // the last read ended on a TLS error (an alert), not on the socket
   // The round's first attempt that failed for want of this process's own

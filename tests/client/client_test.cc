@@ -800,40 +800,55 @@ TEST_F(ClientTest, ConnectTimeoutBoundsAnUnansweredConnect) {
   ::close(listener);
 }
 
+// A scripted server's one session: accepts a connection on `listener`
+// (within 3 s) and answers HELLO (as 1.1), STATS (session_timeout_ms
+// `timeout_ms`), LEASE (`timeout_ms` when `lease`, else as 1.1 does) and
+// anything else `ERR UNKNOWN_VERB` (as a 1.0 server answers OPTION), the
+// first `answers` lines only (silent after), until the client closes or
+// `for_how_long` passed; then hangs up. The request lines it read.
+std::vector<std::string> scripted_session(int listener, std::chrono::milliseconds for_how_long, std::int64_t timeout_ms,
+                                          bool lease, std::size_t answers = SIZE_MAX) {
+  std::vector<std::string> seen;
+  pollfd accept_poll{listener, POLLIN, 0};
+  if (::poll(&accept_poll, 1, 3000) != 1) return seen;
+  const int fd = ::accept(listener, nullptr, nullptr);
+  std::string input;
+  const auto deadline = Clock::now() + for_how_long;
+  while (Clock::now() < deadline) {
+    pollfd read_poll{fd, POLLIN, 0};
+    if (::poll(&read_poll, 1, 50) != 1) continue;
+    char chunk[4096];
+    const ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n <= 0) break;
+    input.append(chunk, static_cast<std::size_t>(n));
+    for (std::size_t end; (end = input.find('\n')) != std::string::npos;) {
+      const std::string line = input.substr(0, end);
+      input.erase(0, end + 1);
+      seen.push_back(line);
+      if (seen.size() > answers) continue;
+      const auto fields = netsem::testing::fields(line);
+      const std::string answer =
+          fields[0] + (fields[1] == "HELLO"   ? std::string(" OK netsem 1.1 7\n")
+                       : fields[1] == "STATS" ? " OK {\"session_timeout_ms\":" + std::to_string(timeout_ms) + "}\n"
+                       : fields[1] == "LEASE" && lease ? " OK " + std::to_string(timeout_ms) + "\n"
+                                                       : std::string(" ERR UNKNOWN_VERB unknown verb\n"));
+      // The client may be gone already (it waits for no answer after STATS').
+      (void)::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+    }
+  }
+  ::close(fd);
+  return seen;
+}
+
 // The port still accepts after the session ended (the kernel does, into the
 // listener's queue) and nothing answers there: not an outage, so the
 // ACQUIRE, sent again for the next session (rule 9), is not served locally.
 TEST_F(ClientTest, RequestTimeoutEndsASessionWhoseServerFellSilentAndNothingFallsBackWhileItAccepts) {
-  // A fake server: answers HELLO, LEASE and STATS, then never again.
+  // A scripted server: answers HELLO, LEASE (0) and STATS, then never again.
   std::uint16_t port = 0;
   const int listener = bound_socket(port, 64);
   ASSERT_GE(listener, 0);
-  std::thread fake([listener] {
-    pollfd accept_poll{listener, POLLIN, 0};
-    if (::poll(&accept_poll, 1, 3000) != 1) return;
-    const int fd = ::accept(listener, nullptr, nullptr);
-    std::string input;
-    int answered = 0;
-    const auto deadline = Clock::now() + 4s;
-    while (Clock::now() < deadline) {
-      pollfd read_poll{fd, POLLIN, 0};
-      if (::poll(&read_poll, 1, 50) != 1) continue;
-      char chunk[4096];
-      const ssize_t n = ::read(fd, chunk, sizeof chunk);
-      if (n <= 0) break;
-      input.append(chunk, static_cast<std::size_t>(n));
-      for (std::size_t end; answered < 3 && (end = input.find('\n')) != std::string::npos;) {
-        const std::string tag = input.substr(0, input.find(' '));
-        const std::string answer = tag + (answered == 0   ? " OK netsem 1 7\n"
-                                          : answered == 1 ? " OK 0\n"
-                                                          : " OK {\"session_timeout_ms\":0}\n");
-        (void)::write(fd, answer.data(), answer.size());
-        input.erase(0, end + 1);
-        ++answered;
-      }
-    }
-    ::close(fd);
-  });
+  std::thread fake([listener] { scripted_session(listener, 4s, 0, true, 3); });
   ClientOptions options = options_for(port);
   options.request_timeout = 300ms;
   auto client = make_client(options);
@@ -855,41 +870,14 @@ TEST_F(ClientTest, RequestTimeoutEndsASessionWhoseServerFellSilentAndNothingFall
   ::close(listener);
 }
 
-// A fake server that answers HELLO (as 1.1), STATS and anything else
-// `ERR UNKNOWN_VERB` (as a 1.0 server answers OPTION): the request lines a
-// client sends from its start until it is destroyed (at most 3 s).
+// The request lines a client sends to a scripted 1.1 server without a
+// session timeout from its start until it is destroyed (at most 3 s).
 std::vector<std::string> handshake_lines(const ClientOptions& base) {
   std::uint16_t port = 0;
   const int listener = bound_socket(port, 4);
   if (listener < 0) return {};
   std::vector<std::string> seen;
-  std::thread fake([listener, &seen] {
-    pollfd accept_poll{listener, POLLIN, 0};
-    if (::poll(&accept_poll, 1, 3000) != 1) return;
-    const int fd = ::accept(listener, nullptr, nullptr);
-    std::string input;
-    const auto deadline = Clock::now() + 3s;
-    while (Clock::now() < deadline) {
-      pollfd read_poll{fd, POLLIN, 0};
-      if (::poll(&read_poll, 1, 50) != 1) continue;
-      char chunk[4096];
-      const ssize_t n = ::read(fd, chunk, sizeof chunk);
-      if (n <= 0) break;
-      input.append(chunk, static_cast<std::size_t>(n));
-      for (std::size_t end; (end = input.find('\n')) != std::string::npos;) {
-        const std::string line = input.substr(0, end);
-        input.erase(0, end + 1);
-        seen.push_back(line);
-        const auto fields = netsem::testing::fields(line);
-        const std::string answer = fields[0] + (fields[1] == "HELLO"   ? " OK netsem 1.1 7\n"
-                                                : fields[1] == "STATS" ? " OK {\"session_timeout_ms\":0}\n"
-                                                                       : " ERR UNKNOWN_VERB unknown verb\n");
-        // The client may be gone already (it waits for no answer after STATS').
-        (void)::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
-      }
-    }
-    ::close(fd);
-  });
+  std::thread fake([listener, &seen] { seen = scripted_session(listener, 3s, 0, false); });
   ClientOptions options = base;
   options.servers = {"127.0.0.1:" + std::to_string(port)};
   {
@@ -955,6 +943,56 @@ TEST_F(ClientTest, AServerThatAcceptsAndNeverAnswersIsNotAnOutage) {
   EXPECT_NE(stats.unreachable.find(server + ": accepted the connection but did not answer HELLO within 500 ms"),
             std::string::npos)
       << stats.unreachable;
+  client.reset();
+  ::close(listener);
+}
+
+// Rule 8 (audit21 finding 1): a frozen server's kernel keeps each attempt
+// the client gave up on in its accept queue; once the queue is full it drops
+// the SYN, and connects time out. Within T (the session timeout the client
+// last learned) after the streak's first silent attempt, such a timeout is
+// silence too, not an outage: no fallback beside holders the server may
+// still have. After T it is an outage again. A scripted server, as no
+// netsemd can be made to hang up and then keep a full queue
+// deterministically: a session with LEASE 3500, then a hang-up; nothing is
+// accepted after, and the backlog of 0 takes one connection, the client's
+// own first silent attempt.
+TEST_F(ClientTest, AConnectTimeoutAfterASilentAttemptIsSilentUntilTheSessionTimeout) {
+  std::uint16_t port = 0;
+  const int listener = bound_socket(port, 0);
+  ASSERT_GE(listener, 0);
+  std::thread fake([listener] { scripted_session(listener, 300ms, 3500, true); });
+  auto client = make_client(options_for(port));
+  ASSERT_TRUE(client);
+  EXPECT_TRUE(client->connected());
+  fake.join();
+  const auto hung_up = Clock::now();
+  // A round whose connect timed out: the queue is full.
+  ASSERT_TRUE(eventually([&] {
+    return client->stats().unreachable.find(": no connection within") != std::string::npos;
+  })) << client->stats().unreachable;
+  EXPECT_NE(client->stats().unreachable.find(": no connection within 500 ms, after it accepted and did not answer: "
+                                             "still taken as silent for "),
+            std::string::npos)
+      << client->stats().unreachable;
+  Result<Permit> permit = client->acquire("db", {.timeout = 1500ms});
+  ASSERT_FALSE(permit) << "granted, local: " << permit->is_local();
+  EXPECT_EQ(permit.status().code(), StatusCode::kTimeout) << permit.status().to_string();
+  EXPECT_NE(permit.status().message().find("accepted the connection but did not answer within 500 ms"),
+            std::string::npos)
+      << permit.status().to_string();
+  EXPECT_EQ(client->stats().fallback_entries, 0u);
+  EXPECT_EQ(client->stats().local_grants, 0u);
+  // After the bound, a connect timeout is an outage again: fallback.
+  Result<Permit> local = client->acquire("db", {.timeout = 4s});
+  ASSERT_TRUE(local) << local.status().to_string();
+  EXPECT_TRUE(local->is_local());
+  EXPECT_GE(since(hung_up), 3400ms);
+  EXPECT_EQ(client->stats().fallback_entries, 1u);
+  EXPECT_NE(client->stats().unreachable.find(": no connection within 500 ms"), std::string::npos)
+      << client->stats().unreachable;
+  EXPECT_EQ(client->stats().unreachable.find("still taken as silent"), std::string::npos)
+      << client->stats().unreachable;
   client.reset();
   ::close(listener);
 }
