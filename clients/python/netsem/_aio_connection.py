@@ -200,6 +200,8 @@ class Connection:
         self._timer_at = 0.0
         self._ended: NetsemError | None = None  # set by the timer: why it cut the session
         self._fell_silent = False
+        # Rule 8: a server found silent stays silent when its connects time out.
+        self._sticky = _resume.StickySilence()
         # Resuming (docs/client.md, "Sessions that outlive their connection"):
         # the session's id and secret (RESUMABLE), the leader's address
         # (LEADER), what the session holds by its answers, whether the
@@ -374,16 +376,22 @@ class Connection:
                 silent: list[str] = []  # the servers that accepted the connection and said nothing
                 for host, port in self._endpoints:
                     server = proto.endpoint_text(host, port)
+                    started = time.monotonic()
                     opened = await self._attempt(host, port, server)
                     if isinstance(opened, _Failure):
-                        failures.append(f"{server}: {opened.why}")
+                        outcome = ("silent" if opened.silent else "timeout" if opened.timed_out
+                                   else "local" if opened.local is not None else "other")
+                        still = self._sticky.failed(server, opened.why, outcome, started, time.monotonic(),
+                                                    self._lease.session_timeout if self._lease is not None else 0.0)
+                        failures.append(f"{server}: {still or opened.why}")
                         if refusal is None:
                             refusal = opened.refusal
                         if local is None:
                             local = opened.local
-                        if opened.silent:
+                        if opened.silent or still:
                             silent.append(server)
                         continue
+                    self._sticky.session()
                     reader, writer, hello = opened
                     followed = await self._follow_leader(writer, host, port)
                     if followed is not None:
@@ -501,7 +509,7 @@ class Connection:
         except TimeoutError:
             why = f"no connection within {round(connect_timeout * 1000)} ms"
             log.debug("connect to %s failed: %s", server, why)
-            return _Failure(why)
+            return _Failure(why, timed_out=True)
         except OSError as error:
             # asyncio tries every address and raises the first one's error
             # only when all said the same (an EADDRNOTAVAIL, immediate, names
@@ -1230,6 +1238,7 @@ class _Failure:
     refusal: NetsemError | None = None
     local: IoError | None = None  # failed for want of this process's descriptors or memory
     silent: bool = False  # connected, and no handshake answer within connect_timeout, still open
+    timed_out: bool = False  # connect() did not connect within connect_timeout
 
 
 def _local_failure(server: str, error: OSError, call: str) -> _Failure | None:

@@ -205,6 +205,10 @@ class Connection:
         # The attempt's server accepted the connection and did not finish the
         # TLS or session handshake within connect_timeout, still connected.
         self._attempt_silent = False
+        self._attempt_timed_out = False  # connect() did not connect within connect_timeout
+        self._attempt_short = False  # the attempt failed for want of this process's resources
+        # Rule 8: a server found silent stays silent when its connects time out.
+        self._sticky = _resume.StickySilence()
         # The round's first attempt that failed for want of this process's own
         # descriptors or memory: no word on the servers, so no fallback.
         self._attempt_local: IoError | None = None
@@ -438,6 +442,8 @@ class Connection:
                     break
                 server = proto.endpoint_text(host, port)
                 self._attempt_failure, self._attempt_refusal, self._attempt_silent = "", None, False
+                self._attempt_timed_out = self._attempt_short = False
+                started = time.monotonic()
                 sock = self._connect(host, port)
                 if sock is not None and self._tls is not None:
                     sock = self._tls_handshake(sock, host, server)
@@ -445,11 +451,17 @@ class Connection:
                 if sock is None or hello is None:
                     if sock is not None:
                         sock.close()
-                    failures.append(f"{server}: {self._attempt_failure or 'no answer'}")
+                    why = self._attempt_failure or "no answer"
+                    outcome = ("silent" if self._attempt_silent else "timeout" if self._attempt_timed_out
+                               else "local" if self._attempt_short else "other")
+                    still = self._sticky.failed(server, why, outcome, started, time.monotonic(),
+                                                self._lease.session_timeout)
+                    failures.append(f"{server}: {still or why}")
                     refusal = refusal or self._attempt_refusal
-                    if self._attempt_silent:
+                    if self._attempt_silent or still:
                         silent.append(server)
                     continue
+                self._sticky.session()
                 followed = self._follow_leader(sock, host, port)
                 if followed is not None:
                     sock, host, port, hello = followed
@@ -564,6 +576,9 @@ class Connection:
             addresses = _lookup(host, port, timeout)
         except OSError as error:
             self._attempt_failure = error.strerror or str(error)
+            # A lookup cut at connect_timeout is no connection in time, as
+            # netsem.aio's (its wait_for bounds lookup and connect as one).
+            self._attempt_timed_out = error.errno == errno.ETIMEDOUT
             if (shortage := proto.local_shortage(error, "getaddrinfo")) is not None:
                 self._local_failure(server, shortage)
             return None
@@ -594,9 +609,10 @@ class Connection:
                 return sock
             except TimeoutError:
                 self._attempt_failure = f"no connection within {round(timeout * 1000)} ms"
-                answered = True
+                self._attempt_timed_out = answered = True
             except OSError as error:
                 self._attempt_failure = error.strerror or str(error)
+                self._attempt_timed_out = False
                 self._attempt_refused = error.errno == errno.ECONNREFUSED
                 shortage = proto.local_shortage(error, "connect")
                 if error.errno == errno.EADDRNOTAVAIL:
@@ -611,6 +627,7 @@ class Connection:
             self._local_failure(server, no_local_address)
         if not self._attempt_failure:
             self._attempt_failure = f"no connection within {round(timeout * 1000)} ms"
+            self._attempt_timed_out = True
         return None
 
     def _tls_handshake(self, sock: socket.socket, host: str, server: str,
@@ -681,6 +698,7 @@ class Connection:
         if the round has none yet."""
         log.debug("%s: %s", server, shortage)
         self._attempt_failure = shortage
+        self._attempt_short = True
         if self._attempt_local is None:
             self._attempt_local = IoError(f"cannot connect to server {server}: {shortage}")
 

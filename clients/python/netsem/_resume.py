@@ -25,7 +25,8 @@ for that round its own way (a thread, a task). A silent round (``Silence``:
 a server accepted the connection and said nothing) decides nothing: the
 wait goes on until the call's timeout (Timeout) or, for a try or a call
 without one, request_timeout (``Silent``, an Unavailable); ``NextSession``
-is what a wait gave.
+is what a wait gave. ``StickySilence`` keeps a server found silent silent
+when its connects then time out (its accept queue full), for a bounded time.
 """
 
 from __future__ import annotations
@@ -337,6 +338,53 @@ class Silence:
         """A call with no timeout of its own at request_timeout while the last round is silent."""
         return Silent(f"{what}: {self._who()} accepted the connection but has not answered within "
                       f"{round(request_timeout * 1000)} ms: not an outage, so no fallback")
+
+
+# T when no session told the client its session timeout: netsemd's default
+# session_timeout_ms.
+DEFAULT_SESSION_TIMEOUT = 15.0
+
+
+class StickySilence:
+    """Rule 8 (docs/client.md, "A server that accepts and does not answer"):
+    a server found silent may be frozen, and each silent attempt leaves one
+    connection in its accept queue until it runs again; once the queue is
+    full the kernel drops the SYN, and connect() times out. So, per server
+    (as configured), from the start of its first silent attempt in a streak,
+    a connect timeout to it counts as silent too, for T (the session timeout
+    last learnt from a session, else 15 s): every holder of a permit that
+    server granted before it froze stops before then (its lease). A session
+    with any server ends the streak (``session``); any other outcome of an
+    attempt to that server (refused, reset, closed, an answer) forgets it; a
+    failure of this process's own resources says nothing and keeps it."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, float] = {}  # server -> start of its first silent attempt (monotonic)
+
+    def session(self) -> None:
+        """A round found a session: the streak ends."""
+        self._first.clear()
+
+    def failed(self, server: str, why: str, outcome: str, started: float, now: float,
+               session_timeout: float) -> str | None:
+        """An attempt to ``server`` that began at ``started`` failed at
+        ``now`` with ``why``; ``outcome``: "silent", "timeout" (connect()
+        timed out), "local" (this process's resources) or "other". Returns
+        the stats().unreachable entry (after "<server>: ") when a connect
+        timeout counts as silent; else None (the attempt is what it was)."""
+        if outcome == "silent":
+            self._first.setdefault(server, started)
+            return None
+        first = self._first.get(server)
+        if first is None or outcome == "local":
+            return None
+        if outcome == "timeout":
+            left = first + (session_timeout if session_timeout > 0 else DEFAULT_SESSION_TIMEOUT) - now
+            if left > 0:
+                return (f"{why}, after it accepted and did not answer: still taken as silent for "
+                        f"{round(left * 1000)} ms")
+        del self._first[server]
+        return None
 
 
 def entering_fallback(unreachable: str) -> str:

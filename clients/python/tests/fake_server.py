@@ -73,10 +73,12 @@ class Peer:
         except OSError:
             return False
 
-    def handshake(self, version: str = "1.1", session_id: int = 7, session_timeout_ms: int = 0) -> bool:
+    def handshake(self, version: str = "1.1", session_id: int = 7, session_timeout_ms: int = 0,
+                  lease_ms: int | None = None) -> bool:
         """Answers the client's opening requests as netsemd does (HELLO with
         ``netsem <version> <id>``, STATS with the session timeout, LEASE,
-        RESUMABLE and LEADER with UNKNOWN_VERB as a 1.1 server, anything else OK) until HELLO and STATS are answered; False if the client went."""
+        RESUMABLE and LEADER with UNKNOWN_VERB as a 1.1 server, anything else OK) until HELLO and STATS are answered; False if the client went.
+        ``lease_ms``: LEASE answers ``OK <lease_ms>`` (the session timeout, as a 1.2 server)."""
         answered: set[str] = set()
         while not {"HELLO", "STATS"} <= answered:
             line = self.read_line()
@@ -88,6 +90,8 @@ class Peer:
                 reply = f"OK netsem {version} {session_id}"
             elif verb == "STATS":
                 reply = f'OK {{"session_timeout_ms":{session_timeout_ms}}}'
+            elif verb == "LEASE" and lease_ms is not None:
+                reply = f"OK {lease_ms}"
             elif verb in ("LEASE", "RESUMABLE", "LEADER"):  # proposed 1.2: a 1.1 server tells T by STATS only
                 reply = f"ERR UNKNOWN_VERB {verb}"
             else:
@@ -136,12 +140,17 @@ class Peer:
 
 
 class FakeServer:
-    """Listens on 127.0.0.1 (a free port) and runs ``script(peer)`` per connection."""
+    """Listens on 127.0.0.1 (a free port) and runs ``script(peer)`` per
+    connection. ``accepts``: after that many connections it goes on listening
+    and accepts no more (a frozen server: the kernel queues the next ones,
+    ``backlog`` + 1 of them on Linux, then drops the SYN)."""
 
-    def __init__(self, script: Script, max_connections: int = 50) -> None:
+    def __init__(self, script: Script, max_connections: int = 50, *, accepts: int | None = None,
+                 backlog: int | None = None) -> None:
         self.script = script
         self.max_connections = max_connections
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.accepts = accepts
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=backlog)
         self.listener.settimeout(0.05)
         self.port = self.listener.getsockname()[1]
         self.closing = threading.Event()
@@ -160,6 +169,9 @@ class FakeServer:
 
     def _accept(self) -> None:
         while not self.closing.is_set():
+            if self.accepts is not None and self.connections() >= self.accepts:
+                self.closing.wait(0.05)
+                continue
             try:
                 sock, _ = self.listener.accept()
             except TimeoutError:

@@ -9,7 +9,10 @@ AioInThread drives it from the test's thread). The stages: a bare listening
 socket (the kernel completes the connection, nobody reads it: no netsemd
 can be made to accept and say nothing deterministically but by SIGSTOP,
 which the second test uses), the real netsemd SIGSTOPped, and a round that
-mixes a closed port with a silent one.
+mixes a closed port with a silent one. Rule 8 (a server found silent whose
+accept queue then fills stays silent for the session timeout) needs a
+scripted server: no netsemd gives a session and then freezes with a full
+queue on cue.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 import pytest
 from aio_support import release
 from conftest import client_factory, wait_until
+from fake_server import FakeServer, Peer
 
 from netsem import FallbackPolicy
 from netsem.errors import Timeout, Unavailable
@@ -126,3 +130,30 @@ def test_a_client_in_fallback_whose_next_round_is_silent_stops_serving_locally(m
             client.acquire("two", timeout=1.5)
         assert client.stats().local_grants == 1 and not held.released
         release(client, held)
+
+
+def test_a_silent_server_whose_queue_fills_stays_silent_for_the_session_timeout(make: Callable[..., Any]) -> None:
+    """Rule 8: a server gives a session (T = 3 s by LEASE), hangs up and
+    freezes: it accepts no more, the client's next attempt waits in its
+    accept queue (silent), and the test's own connection fills the queue
+    (backlog 1: two entries), so that later connects time out. Those count as
+    silent until T after the first silent attempt: no fallback, calls wait;
+    after it, a connect timeout is an outage again and the client falls back."""
+    def session_then_freeze(peer: Peer) -> None:
+        peer.handshake(session_timeout_ms=3000, lease_ms=3000)  # then hangs up
+
+    with FakeServer(session_then_freeze, accepts=1, backlog=1) as server:
+        client = make(server.address)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=2):  # never accepted
+            assert wait_until(lambda: SILENT in client.stats().unreachable, 5), client.stats()
+            seen = time.monotonic()  # at least connect_timeout after the first silent attempt began
+            times_out_silent(client, "one", 1.5)
+            assert "still taken as silent for" in client.stats().unreachable, client.stats()
+            assert wait_until(lambda: client.stats().fallback_entries == 1, 5), client.stats()
+            # Not before T after that attempt (it began before ``seen``
+            # minus connect_timeout, and after it minus connect_timeout).
+            assert time.monotonic() - seen >= 3.0 - CONNECT_TIMEOUT - 0.2
+            assert "no connection within 500 ms" in client.stats().unreachable, client.stats()
+            permit = client.acquire("one", timeout=2)
+            assert permit.is_local
+            release(client, permit)
