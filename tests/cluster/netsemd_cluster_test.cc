@@ -431,6 +431,23 @@ class NetsemdClusterFewConnections : public NetsemdCluster {
     while (::recv(fd.get(), &c, 1, 0) == 1 && c != '\n') got += c;
     return got;
   }
+
+  // Both followers' peer links are up first (a PING through a follower goes
+  // over its link): a link being opened starts as a session until its first
+  // line, and would take a slot of the pool for that moment. Then every
+  // session the leader takes, each answered, in `pool`.
+  void fill_leader(int lead, std::vector<std::unique_ptr<Client>>& pool) {
+    for (const int i : {(lead + 1) % kServers, (lead + 2) % kServers}) {
+      auto through = connect(i);
+      ASSERT_TRUE(through != nullptr);
+      ASSERT_EQ(through->request("p PING", 10s), "p PONG") << logs();
+    }
+    for (int i = 0; i < kFewConnections; ++i) {
+      pool.push_back(connect(lead));
+      ASSERT_TRUE(pool.back() != nullptr);
+      ASSERT_EQ(pool.back()->request("p PING", 10s), "p PONG") << logs();
+    }
+  }
 };
 
 TEST_F(NetsemdClusterFewConnections, ALeaderAtMaxConnectionsStillTakesARestartedFollowersPeerLink) {
@@ -438,21 +455,8 @@ TEST_F(NetsemdClusterFewConnections, ALeaderAtMaxConnectionsStillTakesARestarted
   ASSERT_GE(lead, 0) << logs();
   const int follower = (lead + 1) % kServers;
   const int other = (lead + 2) % kServers;
-  // Both followers' peer links are up first (a PING through a follower goes
-  // over its link): a link being opened starts as a session until its first
-  // line, and would take a slot of the pool below for that moment.
-  for (const int i : {follower, other}) {
-    auto through = connect(i);
-    ASSERT_TRUE(through != nullptr);
-    ASSERT_EQ(through->request("p PING", 10s), "p PONG") << logs();
-  }
-  // Every session the leader takes, each answered.
   std::vector<std::unique_ptr<Client>> pool;
-  for (int i = 0; i < kFewConnections; ++i) {
-    pool.push_back(connect(lead));
-    ASSERT_TRUE(pool.back() != nullptr);
-    ASSERT_EQ(pool.back()->request("p PING", 10s), "p PONG") << logs();
-  }
+  ASSERT_NO_FATAL_FAILURE(fill_leader(lead, pool));
   // A client over the limit is refused, from a server's address too.
   auto over = connect(lead);
   ASSERT_TRUE(over != nullptr);
@@ -461,9 +465,7 @@ TEST_F(NetsemdClusterFewConnections, ALeaderAtMaxConnectionsStillTakesARestarted
 
   // The follower restarts: its peer link to the leader is opened again,
   // while the leader is full.
-  servers_[follower]->send_signal(SIGKILL);
-  ASSERT_TRUE(servers_[follower]->wait_exit(5s).has_value());
-  servers_[follower].reset();
+  ASSERT_NO_FATAL_FAILURE(kill_server(follower));
   start(follower);
   auto client = connect(follower);
   ASSERT_TRUE(client != nullptr);
@@ -493,18 +495,8 @@ TEST_F(NetsemdClusterFewConnections, IdleConnectionsFromAMembersHostDoNotHoldUpI
   const int lead = leader();
   ASSERT_GE(lead, 0) << logs();
   const int follower = (lead + 1) % kServers;
-  const int other = (lead + 2) % kServers;
-  for (const int i : {follower, other}) {
-    auto through = connect(i);
-    ASSERT_TRUE(through != nullptr);
-    ASSERT_EQ(through->request("p PING", 10s), "p PONG") << logs();
-  }
   std::vector<std::unique_ptr<Client>> pool;
-  for (int i = 0; i < kFewConnections; ++i) {
-    pool.push_back(connect(lead));
-    ASSERT_TRUE(pool.back() != nullptr);
-    ASSERT_EQ(pool.back()->request("p PING", 10s), "p PONG") << logs();
-  }
+  ASSERT_NO_FATAL_FAILURE(fill_leader(lead, pool));
   std::atomic<bool> stop{false};
   std::atomic<int> opened{0};
   std::thread flood([&] {
@@ -536,9 +528,7 @@ TEST_F(NetsemdClusterFewConnections, IdleConnectionsFromAMembersHostDoNotHoldUpI
   } joined{stop, flood};
   // Its client connects to the follower once the flood is under way.
   while (opened < 10) std::this_thread::sleep_for(10ms);
-  servers_[follower]->send_signal(SIGKILL);
-  ASSERT_TRUE(servers_[follower]->wait_exit(5s).has_value());
-  servers_[follower].reset();
+  ASSERT_NO_FATAL_FAILURE(kill_server(follower));
   start(follower);
   auto client = connect(follower);
   ASSERT_TRUE(client != nullptr);
@@ -570,7 +560,7 @@ TEST_F(NetsemdCluster, StatsAndMetricsShowRoleTermIndexesAndLag) {
   for (int i = 0; i < kServers; ++i) {
     auto client = connect(i);
     ASSERT_TRUE(client != nullptr);
-    // The followers learn the commit with the next heartbeat: ask until
+    // The followers learn the commit a moment after the leader: ask until
     // every server applied what the leader committed.
     nlohmann::json cluster;
     const auto deadline = std::chrono::steady_clock::now() + 5s;
