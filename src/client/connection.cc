@@ -620,6 +620,9 @@ int Connection::connect_to(const Endpoint& endpoint, std::optional<Clock::time_p
       local_failure(endpoint, resolution.error);
     } else {
       attempt_failure_ = resolution.error;
+      // A slow resolver says nothing of the server: within rule 8's bound,
+      // as a connect timeout (sticky_silence).
+      if (resolution.timed_out) connect_errno_ = ETIMEDOUT;
     }
     return -1;
   }

@@ -298,7 +298,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // rule 8. A silent attempt starts the server's streak; a connect timeout
   // within the bound of it (T, the session timeout last learned, else 15 s,
   // after the streak's first silent attempt) counts as silent too
-  // (attempt_silent_, and attempt_failure_ says for how long still); any
+  // (attempt_silent_, and attempt_failure_ says for how long still), as does
+  // a name lookup cut at connect_timeout (a slow resolver); any
   // other outcome but this process's own shortage ends the streak.
   void sticky_silence(const Endpoint& endpoint, std::chrono::steady_clock::time_point began);
   // HELLO, AUTH, LEASE and STATS; false when the server refuses or does not answer in
@@ -485,7 +486,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string resumable_tag_;
   std::string leader_tag_;
   std::optional<Endpoint> leader_;
-  int connect_errno_ = 0;  // the last connect_to's connect() error
+  int connect_errno_ = 0;  // the last connect_to's connect() error (ETIMEDOUT too for a lookup cut at the deadline)
   // Sockets of sessions whose lease lapsed, each open until its stop-by time.
   std::vector<std::pair<std::chrono::steady_clock::time_point, int>> lingering_;
 };

@@ -119,6 +119,7 @@ Resolution resolve(const std::string& host, std::uint16_t port, Clock::time_poin
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) {
       resolution.error = "cannot resolve: the name lookup took longer than the connect timeout";
+      resolution.timed_out = true;
       return resolution;
     }
     pollfd fds[2] = {{shared->done_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};

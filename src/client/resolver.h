@@ -34,6 +34,9 @@ struct Resolution {
   // The failure was this process's own (out of descriptors, memory or
   // threads), not the name's: it says nothing about the server.
   bool local = false;
+  // The lookup was cut at the deadline: no address in time, as a connect
+  // that times out has no connection in time.
+  bool timed_out = false;
 };
 
 // Resolves `host` and `port` into stream-socket addresses. A numeric address

@@ -2,7 +2,8 @@
 // do, and a lookup that hangs (a dead DNS, stood in by a lookup function that
 // blocks until the test lets it go) costs no more than the deadline or a
 // stop, both for resolve() alone and for a Connection's stop(); a call made
-// while the first round hangs so waits for that round.
+// while the first round hangs so waits for that round; a lookup cut after a
+// silent attempt is silent too (rule 8).
 #include "client/resolver.h"
 
 #include <arpa/inet.h>
@@ -177,6 +178,47 @@ TEST_F(ResolverTest, ACallMadeBeforeTheFirstRoundEndsWaitsForThatRound) {
   EXPECT_NE(connection->counters().unreachable.find("Connection refused"), std::string::npos)
       << "answered before the round ended: " << connection->counters().unreachable;
   connection->stop();
+}
+
+// Rule 8 of the silent server: once the server was silent, a name lookup cut
+// at connect_timeout (a slow resolver, which says nothing of the server) is
+// taken as silent too, like a connect that times out, within the bound (15 s
+// here: no session told T), and the round does not fall back. The name
+// answers once, to find a listener that accepts and never answers, then
+// hangs.
+TEST_F(ResolverTest, ALookupCutAtTheConnectTimeoutAfterASilentAttemptIsSilent) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(listener, 64), 0);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const LookupFunction hangs = hanging_lookup(dns_);
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  const LookupFunction once_then_hangs = [hangs, calls](const char* host, const char* service, const addrinfo* hints,
+                                                        addrinfo** out) {
+    return ++*calls == 1 ? ::getaddrinfo("127.0.0.1", service, hints, out) : hangs(host, service, hints, out);
+  };
+  ClientOptions options;
+  options.connect_timeout = 300ms;
+  options.reconnect_min = 20ms;
+  options.reconnect_max = 50ms;
+  auto connection = Connection::start(options, {Endpoint{"frozen.example", ntohs(address.sin_port)}}, once_then_hangs);
+  // The lookup after the first cut one: the round of the cut one is over.
+  const auto deadline = Clock::now() + 5s;
+  while (dns_->calls.load() < 2 && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  ASSERT_GE(dns_->calls.load(), 2) << "no third round";
+  const Connection::Counters counters = connection->counters();
+  EXPECT_NE(counters.unreachable.find("frozen.example:" + std::to_string(ntohs(address.sin_port)) +
+                                      ": cannot resolve: the name lookup took longer than the connect timeout, "
+                                      "after it accepted and did not answer: still taken as silent for "),
+            std::string::npos)
+      << counters.unreachable;
+  EXPECT_EQ(counters.fallback_entries, 0u) << counters.unreachable;
+  connection->stop();
+  ::close(listener);
 }
 
 }  // namespace
