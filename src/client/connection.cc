@@ -345,7 +345,6 @@ void Connection::run() {
       attempt_failure_.clear();
       attempt_refusal_ = Status();
       attempt_silent_ = false;
-      const Clock::time_point began = Clock::now();
       int fd = connect_to(endpoint);
       protocol::HelloAnswer hello;
       bool answered = fd >= 0 && (!tls_ || tls_handshake(fd, endpoint)) && handshake(fd, endpoint, hello);
@@ -378,7 +377,7 @@ void Connection::run() {
       if (!answered) {
         ssl_.reset();
         if (fd >= 0) ::close(fd);
-        sticky_silence(endpoint, began);
+        sticky_silence(endpoint);
         failures += fmt::format("{}{}: {}", failures.empty() ? "" : "; ", endpoint.to_string(),
                                 attempt_failure_.empty() ? "no answer" : attempt_failure_);
         if (refusal.is_ok()) refusal = attempt_refusal_;
@@ -577,10 +576,13 @@ void Connection::leave_lingering() {
   lingering_.clear();
 }
 
-void Connection::sticky_silence(const Endpoint& endpoint, Clock::time_point began) {
+void Connection::sticky_silence(const Endpoint& endpoint) {
   const std::string server = endpoint.to_string();
   if (attempt_silent_ && attempt_refusal_.is_ok()) {
-    silent_since_.try_emplace(server, began);  // the streak's first silent attempt stays
+    // When the streak's first silent attempt ended: the server may have
+    // answered others until just before (a freeze during our handshake), not
+    // after. The first stays.
+    silent_since_.try_emplace(server, Clock::now());
     return;
   }
   // This process's own shortage says nothing of the server.
@@ -588,13 +590,20 @@ void Connection::sticky_silence(const Endpoint& endpoint, Clock::time_point bega
   const auto since = silent_since_.find(server);
   if (since == silent_since_.end()) return;
   if (connect_errno_ == ETIMEDOUT && attempt_refusal_.is_ok()) {
-    // The server froze before the streak's first silent attempt, so each
-    // holder of a permit it granted stops by its lease's end (0.9 T after its
-    // last answered request): before T after that attempt. Until then a SYN
-    // dropped by its full accept queue is no sign of an outage.
-    constexpr milliseconds kDefaultSessionTimeout{15000};  // netsemd's session_timeout_ms
-    const milliseconds bound = session_timeout_.count() > 0 ? session_timeout_ : kDefaultSessionTimeout;
-    const auto left = std::chrono::round<milliseconds>(since->second + bound - Clock::now());
+    // The server froze before the streak's first silent attempt ended, so
+    // each holder of a permit it granted stops by its lease's end (0.9 T
+    // after its last answered request was sent): before T after that end.
+    // Until then a SYN dropped by its full accept queue is no sign of an
+    // outage. With no T known (no session yet, or a server without session
+    // timeouts) no time is safe: its holders may hold as long as its
+    // session_timeout_ms, whatever that is.
+    if (session_timeout_.count() <= 0) {
+      attempt_silent_ = true;
+      attempt_failure_ += ", after it accepted and did not answer: still taken as silent: no session timeout known";
+      log_debug("server {}: {}", server, attempt_failure_);
+      return;
+    }
+    const auto left = std::chrono::round<milliseconds>(since->second + session_timeout_ - Clock::now());
     if (left.count() > 0) {
       attempt_silent_ = true;
       attempt_failure_ +=

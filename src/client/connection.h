@@ -294,14 +294,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // reason in attempt_failure_. Bounded by connect_timeout, and by `until`
   // when that comes first (a resume ends with the lease).
   int connect_to(const Endpoint& endpoint, std::optional<std::chrono::steady_clock::time_point> until = std::nullopt);
-  // After a failed attempt to `endpoint` (begun at `began`) of a round:
-  // rule 8. A silent attempt starts the server's streak; a connect timeout
-  // within the bound of it (T, the session timeout last learned, else 15 s,
-  // after the streak's first silent attempt) counts as silent too
-  // (attempt_silent_, and attempt_failure_ says for how long still), as does
-  // a name lookup cut at connect_timeout (a slow resolver); any
+  // After a failed attempt to `endpoint` of a round: rule 8. A silent
+  // attempt starts the server's streak; a connect timeout (or a name lookup
+  // cut at connect_timeout: a slow resolver) counts as silent too
+  // (attempt_silent_, and attempt_failure_ says for how long still) within
+  // T, the session timeout last learned, after the end of the streak's first
+  // silent attempt, or for the whole streak when no T is known; any
   // other outcome but this process's own shortage ends the streak.
-  void sticky_silence(const Endpoint& endpoint, std::chrono::steady_clock::time_point began);
+  void sticky_silence(const Endpoint& endpoint);
   // HELLO, AUTH, LEASE and STATS; false when the server refuses or does not answer in
   // time (attempt_silent_), with the reason in attempt_failure_, and in attempt_refusal_ when
   // the server answered with a refusal (a HELLO answer that parse_hello
@@ -444,7 +444,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // The last attempt failed for want of this process's resources (local_failure).
   bool attempt_was_local_ = false;
   // Rule 8, silence is sticky for a bounded time: per server as configured,
-  // when the first silent attempt of this streak began. A frozen server's
+  // when the first silent attempt of this streak ended. A frozen server's
   // kernel keeps each abandoned attempt in its accept queue, so the queue
   // fills and later connects time out: such a timeout counts as silent too
   // until the bound (sticky_silence). Forgotten at a session with any

@@ -376,12 +376,11 @@ class Connection:
                 silent: list[str] = []  # the servers that accepted the connection and said nothing
                 for host, port in self._endpoints:
                     server = proto.endpoint_text(host, port)
-                    started = time.monotonic()
                     opened = await self._attempt(host, port, server)
                     if isinstance(opened, _Failure):
                         outcome = ("silent" if opened.silent else "timeout" if opened.timed_out
                                    else "local" if opened.local is not None else "other")
-                        still = self._sticky.failed(server, opened.why, outcome, started, time.monotonic(),
+                        still = self._sticky.failed(server, opened.why, outcome, time.monotonic(),
                                                     self._lease.session_timeout if self._lease is not None else 0.0)
                         failures.append(f"{server}: {still or opened.why}")
                         if refusal is None:

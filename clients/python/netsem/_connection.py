@@ -443,7 +443,6 @@ class Connection:
                 server = proto.endpoint_text(host, port)
                 self._attempt_failure, self._attempt_refusal, self._attempt_silent = "", None, False
                 self._attempt_timed_out = self._attempt_short = False
-                started = time.monotonic()
                 sock = self._connect(host, port)
                 if sock is not None and self._tls is not None:
                     sock = self._tls_handshake(sock, host, server)
@@ -454,8 +453,7 @@ class Connection:
                     why = self._attempt_failure or "no answer"
                     outcome = ("silent" if self._attempt_silent else "timeout" if self._attempt_timed_out
                                else "local" if self._attempt_short else "other")
-                    still = self._sticky.failed(server, why, outcome, started, time.monotonic(),
-                                                self._lease.session_timeout)
+                    still = self._sticky.failed(server, why, outcome, time.monotonic(), self._lease.session_timeout)
                     failures.append(f"{server}: {still or why}")
                     refusal = refusal or self._attempt_refusal
                     if self._attempt_silent or still:

@@ -340,46 +340,44 @@ class Silence:
                       f"{round(request_timeout * 1000)} ms: not an outage, so no fallback")
 
 
-# T when no session told the client its session timeout: netsemd's default
-# session_timeout_ms.
-DEFAULT_SESSION_TIMEOUT = 15.0
-
-
 class StickySilence:
     """Rule 8 (docs/client.md, "A server that accepts and does not answer"):
     a server found silent may be frozen, and each silent attempt leaves one
     connection in its accept queue until it runs again; once the queue is
     full the kernel drops the SYN, and connect() times out. So, per server
-    (as configured), from the start of its first silent attempt in a streak,
+    (as configured), from the end of its first silent attempt in a streak
+    (the server may have answered others until just before it),
     a connect timeout to it counts as silent too, for T (the session timeout
-    last learnt from a session, else 15 s): every holder of a permit that
-    server granted before it froze stops before then (its lease). A session
+    last learnt from a session): every holder of a permit that server
+    granted before it froze stops before then (its lease). With no T known
+    (no session yet, or a server without session timeouts) no time is safe,
+    and it counts as silent for the whole streak. A session
     with any server ends the streak (``session``); any other outcome of an
     attempt to that server (refused, reset, closed, an answer) forgets it; a
     failure of this process's own resources says nothing and keeps it."""
 
     def __init__(self) -> None:
-        self._first: dict[str, float] = {}  # server -> start of its first silent attempt (monotonic)
+        self._first: dict[str, float] = {}  # server -> end of its first silent attempt (monotonic)
 
     def session(self) -> None:
         """A round found a session: the streak ends."""
         self._first.clear()
 
-    def failed(self, server: str, why: str, outcome: str, started: float, now: float,
-               session_timeout: float) -> str | None:
-        """An attempt to ``server`` that began at ``started`` failed at
-        ``now`` with ``why``; ``outcome``: "silent", "timeout" (connect()
+    def failed(self, server: str, why: str, outcome: str, now: float, session_timeout: float) -> str | None:
+        """An attempt to ``server`` failed at ``now`` with ``why``; ``outcome``: "silent", "timeout" (connect()
         timed out), "local" (this process's resources) or "other". Returns
         the stats().unreachable entry (after "<server>: ") when a connect
         timeout counts as silent; else None (the attempt is what it was)."""
         if outcome == "silent":
-            self._first.setdefault(server, started)
+            self._first.setdefault(server, now)
             return None
         first = self._first.get(server)
         if first is None or outcome == "local":
             return None
         if outcome == "timeout":
-            left = first + (session_timeout if session_timeout > 0 else DEFAULT_SESSION_TIMEOUT) - now
+            if session_timeout <= 0:
+                return f"{why}, after it accepted and did not answer: still taken as silent: no session timeout known"
+            left = first + session_timeout - now
             if left > 0:
                 return (f"{why}, after it accepted and did not answer: still taken as silent for "
                         f"{round(left * 1000)} ms")

@@ -530,29 +530,30 @@ def test_requeue_rules_without_a_server() -> None:
 
 
 def test_sticky_silence_keeps_a_silent_server_silent_for_the_session_timeout() -> None:
-    """Rule 8's decisions (StickySilence, no I/O): from the start of a
+    """Rule 8's decisions (StickySilence, no I/O): from the end of a
     server's first silent attempt, its connect timeouts count as silent for T
-    (the last session timeout, else 15 s); another outcome forgets it, this
+    (the last session timeout; the whole streak with none known); another outcome forgets it, this
     process's shortage keeps it, and a session ends the streak."""
     sticky, a, b = _resume.StickySilence(), "127.0.0.1:7", "127.0.0.2:7"
     late = "no connection within 1000 ms"
-    assert sticky.failed(a, late, "timeout", 0.0, 1.0, 3.0) is None  # never silent: an outage
-    assert sticky.failed(a, "silent", "silent", 10.0, 11.0, 3.0) is None
-    assert sticky.failed(a, "silent", "silent", 11.5, 12.5, 3.0) is None  # the first one counts
-    assert sticky.failed(a, late, "timeout", 12.0, 12.766, 3.0) == (
+    assert sticky.failed(a, late, "timeout", 1.0, 3.0) is None  # never silent: an outage
+    assert sticky.failed(a, "silent", "silent", 11.0, 3.0) is None
+    assert sticky.failed(a, "silent", "silent", 12.5, 3.0) is None  # the first one counts
+    assert sticky.failed(a, late, "timeout", 13.766, 3.0) == (
         "no connection within 1000 ms, after it accepted and did not answer: still taken as silent for 234 ms")
-    assert sticky.failed(b, late, "timeout", 12.0, 13.0, 3.0) is None  # per server
-    assert sticky.failed(a, "out of descriptors", "local", 12.0, 12.1, 3.0) is None
-    assert sticky.failed(a, late, "timeout", 12.0, 12.9, 3.0) is not None  # kept by a shortage
-    assert sticky.failed(a, late, "timeout", 12.0, 13.0, 3.0) is None  # T passed: an outage, forgotten
-    assert sticky.failed(a, late, "timeout", 12.0, 13.0, 0.0) is None
-    sticky.failed(a, "silent", "silent", 20.0, 21.0, 0.0)
-    assert "for 14000 ms" in (sticky.failed(a, late, "timeout", 21.0, 21.0, 0.0) or "")  # T unknown: 15 s
-    sticky.failed(a, "Connection refused", "other", 21.0, 21.0, 0.0)  # the process is gone
-    assert sticky.failed(a, late, "timeout", 21.0, 22.0, 0.0) is None
-    sticky.failed(a, "silent", "silent", 30.0, 31.0, 0.0)
+    assert sticky.failed(b, late, "timeout", 13.0, 3.0) is None  # per server
+    assert sticky.failed(a, "out of descriptors", "local", 13.1, 3.0) is None
+    assert sticky.failed(a, late, "timeout", 13.9, 3.0) is not None  # kept by a shortage
+    assert sticky.failed(a, late, "timeout", 14.0, 3.0) is None  # T passed: an outage, forgotten
+    assert sticky.failed(a, late, "timeout", 14.0, 0.0) is None
+    sticky.failed(a, "silent", "silent", 21.0, 0.0)
+    # T unknown: no time is safe, silent for the whole streak.
+    assert (sticky.failed(a, late, "timeout", 21.0 + 86400, 0.0) or "").endswith("no session timeout known")
+    assert sticky.failed(a, "connection refused", "other", 21.0 + 86401, 0.0) is None  # the process is gone
+    assert sticky.failed(a, late, "timeout", 21.0 + 86402, 0.0) is None
+    sticky.failed(a, "silent", "silent", 31.0, 0.0)
     sticky.session()  # a session with any server
-    assert sticky.failed(a, late, "timeout", 31.0, 32.0, 0.0) is None
+    assert sticky.failed(a, late, "timeout", 32.0, 0.0) is None
 
 
 class OneOneServer:
