@@ -29,6 +29,7 @@ extern "C" {
 #include <cassert>
 #include <cerrno>
 #include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -380,7 +381,7 @@ bool names_a_file(std::string_view detail) {
 // file) and the metadata files, so that failure names those. Either is
 // damage (kCorruption), refused like any other (segments are checked
 // before, open_segments.h; a log without metadata too,
-// check_metadata_present).
+// check_metadata).
 Status load_failure(int rv, std::string_view what, const std::string& data_dir, std::string_view detail) {
   Status status = raft_status(rv, std::string(what) + " (" + data_dir + ")", detail);
   const bool undecodable = detail.find("short read") != std::string_view::npos ||
@@ -420,30 +421,104 @@ Status load_failure(int rv, std::string_view what, const std::string& data_dir, 
   return Status(StatusCode::kCorruption, std::move(message));
 }
 
-// A data directory that holds a log (a closed segment, a written open
-// segment, a snapshot) but no term and vote: metadata1 and metadata2 both
-// missing, or cut short of their 32 bytes, which libraft 0.15 takes for a
-// torn write and ignores. libraft would take the directory for a pristine
-// one: raft_bootstrap writes a first configuration and term 1 over the log
-// (or fails with a bare "I/O error" when the log's first segment is there),
-// and a start without bootstrap keeps the log and forgets the vote. A
-// pristine directory has neither (libraft writes the metadata before any
-// segment), so this is damage, refused before libraft touches the directory.
-Status check_metadata_present(const std::string& data_dir) {
-  static constexpr std::uintmax_t kMetadataSize = 32;  // format, version, term, vote
-  static const std::regex kClosed("[0-9]+-[0-9]+");
-  std::vector<std::string> metadata;  // what is wrong with each
-  std::string log;                    // the first file that shows a log
-  std::size_t log_files = 0;
-  std::error_code ec;
-  for (const char* name : {"metadata1", "metadata2"}) {
-    const auto path = std::filesystem::path(data_dir) / name;
-    const std::uintmax_t size = std::filesystem::file_size(path, ec);
-    if (!ec && size >= kMetadataSize) return Status::ok();
-    metadata.push_back(ec ? std::string(name) + " is missing"
-                          : std::string(name) + " is cut short (" + std::to_string(size) + " of 32 bytes)");
+// One of libraft 0.15's two metadata files (uv_metadata.c): format,
+// version, term and vote, 8 bytes each, little-endian. libraft writes the
+// term and vote in place, 32 bytes at offset 0, odd versions to metadata1
+// and even ones to metadata2, one version more each time; it writes nothing
+// at start (only a new term or vote does), loads the file with the higher
+// version, takes one shorter than 32 bytes for a creation torn by a crash
+// (it deletes it and goes on without it) and refuses one longer.
+struct MetadataFile {
+  static constexpr std::uintmax_t kSize = 32;
+  std::string name;
+  bool exists = false;
+  std::uintmax_t size = 0;
+  std::uint64_t version = 0;  // when whole()
+
+  bool whole() const { return exists && size == kSize; }
+  // What is wrong with it, when it is not whole.
+  std::string fault() const {
+    if (!exists) return name + " is missing";
+    if (size < kSize) return name + " is cut short (" + std::to_string(size) + " of 32 bytes)";
+    return name + " is " + std::to_string(size) + " bytes long (libraft writes 32)";
   }
+};
+
+MetadataFile read_metadata(const std::string& data_dir, const char* name) {
+  MetadataFile file;
+  file.name = name;
+  const auto path = std::filesystem::path(data_dir) / name;
+  std::error_code ec;
+  file.size = std::filesystem::file_size(path, ec);
+  file.exists = !ec;
+  if (!file.whole()) return file;
+  std::array<unsigned char, MetadataFile::kSize> bytes{};
+  std::ifstream in(path, std::ios::binary);
+  if (!in.read(reinterpret_cast<char*>(bytes.data()), bytes.size())) return file;
+  for (int i = 7; i >= 0; --i) file.version = (file.version << 8) | bytes[8 + i];
+  return file;
+}
+
+// The data directory's term and vote, checked before libraft opens it for
+// what libraft 0.15 would not see (it is left as it is, and the start
+// fails):
+// - A log (a closed segment, a written open segment, a snapshot) with
+//   neither metadata file whole: libraft would take the directory for a
+//   pristine one. raft_bootstrap writes a first configuration and term 1
+//   over the log (or fails with a bare "I/O error" when the log's first
+//   segment is there), and a start without bootstrap keeps the log and
+//   forgets the vote. A pristine directory has neither; libraft writes the
+//   term (metadata1, version 1) before any segment, whether it bootstraps or
+//   joins.
+// - One file whole and the other missing or cut short when both must be
+//   there: libraft would load the one left, which may hold an older term and
+//   vote, and the server could vote twice in one term. metadata2 is first
+//   written at version 2, after version 1 was written whole (each write is
+//   synced before libraft goes on, and a failed one stops the node), so with
+//   metadata2 there metadata1 must be whole; and metadata1 at a version past
+//   1 means metadata2 was written whole before it. A file libraft
+//   overwrites never shrinks (the write is in place), so only a first write
+//   can be torn short: metadata1 when there is nothing else, metadata2 when
+//   metadata1 is at version 1. Those are what libraft itself recovers from,
+//   and they start (as metadata2 missing beside metadata1 at version 1 does:
+//   the node wrote its term and vote only once; deleted, it cannot be told
+//   from that).
+// - A file longer than 32 bytes, which libraft refuses in its own words.
+Status check_metadata(const std::string& data_dir) {
+  const MetadataFile one = read_metadata(data_dir, "metadata1");
+  const MetadataFile two = read_metadata(data_dir, "metadata2");
+  const std::string prefix = "raft data directory " + data_dir + ": ";
+  const std::string advice(kDamageAdvice);
+  if (one.whole() && two.whole()) return Status::ok();
+  for (const MetadataFile* file : {&one, &two}) {
+    if (file->exists && file->size > MetadataFile::kSize) {
+      return Status(StatusCode::kCorruption, prefix + file->fault() + ". " + advice);
+    }
+  }
+  static constexpr std::string_view kVoteTwice =
+      "libraft would start on the file left, whose term and vote may be older than the lost one's, and the server "
+      "could vote "
+      "twice in one term. ";
+  if (one.whole()) {
+    if (one.version <= 1) return Status::ok();  // metadata2 not written yet, or its first write torn
+    return Status(StatusCode::kCorruption,
+                  prefix + two.fault() + ", but metadata1 is at version " + std::to_string(one.version) +
+                      ": libraft writes the term and vote to metadata1 and metadata2 in turn, so metadata2 was "
+                      "written whole before metadata1 got a version past 1. " +
+                      std::string(kVoteTwice) + advice);
+  }
+  if (two.whole()) {
+    return Status(StatusCode::kCorruption,
+                  prefix + one.fault() + ", but metadata2 is at version " + std::to_string(two.version) +
+                      ": libraft writes metadata1 whole (version 1) before it first writes metadata2. " +
+                      std::string(kVoteTwice) + advice);
+  }
+  // Neither is whole.
+  static const std::regex kClosed("[0-9]+-[0-9]+");
+  std::string log;  // the first file that shows a log
+  std::size_t log_files = 0;
   std::vector<std::string> names;
+  std::error_code ec;
   for (std::filesystem::directory_iterator it(data_dir, ec), end; !ec && it != end; it.increment(ec)) {
     names.push_back(it->path().filename().string());
   }
@@ -462,14 +537,23 @@ Status check_metadata_present(const std::string& data_dir) {
     if (log.empty()) log = name;
     ++log_files;
   }
-  if (log.empty()) return Status::ok();  // pristine
-  return Status(StatusCode::kCorruption,
-                "raft data directory " + data_dir + " holds a log (" + log +
-                    (log_files > 1 ? " and " + std::to_string(log_files - 1) + " more segment or snapshot files" : "") +
-                    ") but not its term and vote: " + metadata[0] + " and " + metadata[1] +
-                    ". A pristine directory has neither; libraft would take this one for pristine and the server "
-                    "would forget its vote (and bootstrap over its log). " +
-                    std::string(kDamageAdvice));
+  if (!log.empty()) {
+    return Status(
+        StatusCode::kCorruption,
+        "raft data directory " + data_dir + " holds a log (" + log +
+            (log_files > 1 ? " and " + std::to_string(log_files - 1) + " more segment or snapshot files" : "") +
+            ") but not its term and vote: " + one.fault() + " and " + two.fault() +
+            ". A pristine directory has neither; libraft would take this one for pristine and the server "
+            "would forget its vote (and bootstrap over its log). " +
+            advice);
+  }
+  if (two.exists) {
+    return Status(StatusCode::kCorruption,
+                  prefix + one.fault() + ", but metadata2 is there (" + std::to_string(two.size) +
+                      " bytes): libraft writes metadata1 whole (version 1) before it first writes metadata2. " +
+                      std::string(kVoteTwice) + advice);
+  }
+  return Status::ok();  // pristine, or metadata1's first write torn
 }
 
 }  // namespace
@@ -696,7 +780,7 @@ Status RaftNode::Impl::open() {
   // libraft would take damage in the open segment for a torn write and drop
   // what follows it: refused here first (open_segments.h).
   if (Status checked = check_open_segments(o.data_dir, o.repair); !checked) return checked;
-  if (Status checked = check_metadata_present(o.data_dir); !checked) return checked;
+  if (Status checked = check_metadata(o.data_dir); !checked) return checked;
 
   if (int rv = uv_loop_init(&loop_); rv != 0) return Status(StatusCode::kInternal, uv_strerror(rv));
   loop_open_ = true;

@@ -10,7 +10,8 @@
 // on another server, MINE, LEADER);
 // a fourth server added at run time (CLUSTER ADD), one removed; a leader at
 // max_connections that still takes a restarted follower's peer link; a
-// server whose Raft metadata is gone refusing to start.
+// server whose Raft metadata is gone, or one of its two files, refusing to
+// start.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -100,14 +101,19 @@ class NetsemdCluster : public ::testing::Test {
   }
 
   void start(int i) {
+    std::string error;
+    servers_[i] = try_start(i, &error);
+    ASSERT_TRUE(servers_[i] != nullptr) << error;
+  }
+  // Server i started; null, and why in `error`, when it does not start.
+  std::unique_ptr<Netsemd> try_start(int i, std::string* error) const {
     Netsemd::Options options;
     options.raw_config = config(i);
     options.port = client_ports_[i];
-    options.data_dir = dir_.path() / ("data" + std::to_string(i + 1));
-    std::string error;
-    servers_[i] = Netsemd::start(options, &error);
-    ASSERT_TRUE(servers_[i] != nullptr) << error;
+    options.data_dir = data_dir(i);
+    return Netsemd::start(options, error);
   }
+  std::filesystem::path data_dir(int i) const { return dir_.path() / ("data" + std::to_string(i + 1)); }
 
   std::unique_ptr<Client> connect(int i) {
     auto client = Client::connect(client_ports_[i], host(i).c_str());
@@ -1234,6 +1240,52 @@ TEST_F(NetsemdCluster, ALeadersFailingDiskStopsItLoudlyAndTheOthersGrantOn) {
   const int lead = leader();
   ASSERT_GE(lead, 0) << logs();
   disk_fails(lead, (lead + 1) % kServers);
+}
+
+// One of a follower's two Raft metadata files deleted, then cut short,
+// while the other (metadata2: every follower of an elected leader wrote a
+// term there) says both must be whole: netsemd does not start (exit 1) and
+// says which directory, which file, what is wrong and what to do. It started
+// on metadata2, whose term and vote may be older than the lost one's. Put
+// back, it starts and grants.
+TEST_F(NetsemdCluster, AServerWithOneRaftMetadataFileGoneOrCutShortDoesNotStartAndSaysWhy) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int follower = (lead + 1) % kServers;
+  servers_[follower]->send_signal(SIGTERM);
+  ASSERT_TRUE(servers_[follower]->wait_exit(10s).has_value()) << logs();
+  servers_[follower].reset();
+  const auto raft_dir = data_dir(follower) / "raft";
+  std::string metadata1;
+  {
+    std::ifstream in(raft_dir / "metadata1", std::ios::binary);
+    metadata1.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  ASSERT_EQ(metadata1.size(), 32u) << raft_dir;
+  ASSERT_TRUE(std::filesystem::exists(raft_dir / "metadata2")) << raft_dir;
+  const auto refused = [&](const std::string& what, const std::string& fault) {
+    std::string error;
+    auto server = try_start(follower, &error);
+    ASSERT_EQ(server, nullptr) << "netsemd started with " << what << "\n" << server->log();
+    EXPECT_NE(error.find("(exit status 1)"), std::string::npos) << error;
+    EXPECT_NE(error.find("netsemd: cannot start: CORRUPTION: raft data directory " + raft_dir.string() + ": " + fault +
+                         ", but metadata2 is at version "),
+              std::string::npos)
+        << error;
+    EXPECT_NE(error.find("Restore the directory from a copy"), std::string::npos) << error;
+  };
+  ASSERT_TRUE(std::filesystem::remove(raft_dir / "metadata1"));
+  refused("no metadata1", "metadata1 is missing");
+  EXPECT_FALSE(std::filesystem::exists(raft_dir / "metadata1")) << "the directory was changed";
+  std::ofstream(raft_dir / "metadata1", std::ios::binary) << metadata1.substr(0, 20);
+  refused("metadata1 cut short", "metadata1 is cut short (20 of 32 bytes)");
+  EXPECT_EQ(std::filesystem::file_size(raft_dir / "metadata1"), 20u) << "the directory was changed";
+
+  std::ofstream(raft_dir / "metadata1", std::ios::binary | std::ios::trunc) << metadata1;
+  ASSERT_NO_FATAL_FAILURE(start(follower));
+  auto client = connect(follower);
+  ASSERT_TRUE(client != nullptr);
+  EXPECT_TRUE(grants(*client, "a", "lock"));
 }
 
 // Server 3's Raft directory on a 4 MiB tmpfs: raft_uv preallocates each

@@ -8,11 +8,13 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <regex>
 #include <string>
 #include <vector>
@@ -227,19 +229,28 @@ TEST(RaftFailure, LaggingNodeIsCaughtUpBySnapshot) {
   EXPECT_EQ(log_of(cluster, lagging), log_of(cluster, leader));
 }
 
-TEST(RaftFailure, FourthServerAddedPromotedAndRemoved) {
-  Cluster cluster(fast_timeouts());
+// Three nodes started; their leader commits "p:three", adds node 4 (started
+// with no configuration: it waits to be added) as `role` and commits
+// "p:four", which all four have. The leader; 0 (and the test failed) if not.
+int three_and_a_fourth(Cluster& cluster, const std::string& role) {
   start_three(cluster);
   const int leader = cluster.wait_leader(kThree);
-  ASSERT_NE(leader, 0);
-  ASSERT_TRUE(ok(propose(cluster, leader, "a", "p:three")));
-  // Node 4 starts with no configuration: it waits to be added.
-  ASSERT_TRUE(cluster.start(4, "")) << cluster.stderr_of(4);
+  EXPECT_NE(leader, 0);
+  if (leader == 0 || !ok(propose(cluster, leader, "a", "p:three"))) return 0;
+  EXPECT_TRUE(cluster.start(4, "")) << cluster.stderr_of(4);
   auto& l = cluster.node(leader);
   EXPECT_EQ(l.request("add 4 " + cluster.address(4), "change ", milliseconds(15000)).value_or("timeout"), "change ok");
-  EXPECT_EQ(l.request("assign 4 voter", "change ", milliseconds(15000)).value_or("timeout"), "change ok");
-  ASSERT_TRUE(ok(propose(cluster, leader, "b", "p:four")));
-  ASSERT_TRUE(cluster.wait_same_log({1, 2, 3, 4}, 2));
+  EXPECT_EQ(l.request("assign 4 " + role, "change ", milliseconds(15000)).value_or("timeout"), "change ok");
+  const bool four = ok(propose(cluster, leader, "b", "p:four")) && cluster.wait_same_log({1, 2, 3, 4}, 2);
+  EXPECT_TRUE(four);
+  return four ? leader : 0;
+}
+
+TEST(RaftFailure, FourthServerAddedPromotedAndRemoved) {
+  Cluster cluster(fast_timeouts());
+  const int leader = three_and_a_fourth(cluster, "voter");
+  ASSERT_NE(leader, 0);
+  auto& l = cluster.node(leader);
   EXPECT_EQ(log_of(cluster, 4), "log 2 p:three p:four");
   EXPECT_EQ((*l.status())["config"], "1:voter,2:voter,3:voter,4:voter");
   // Only the leader may change the configuration.
@@ -321,6 +332,44 @@ TEST(RaftFailure, DamagedSnapshotIsRefusedNamingIt) {
   ASSERT_TRUE(cluster.wait_same_log(kThree, 301));
 }
 
+// Node `victim`'s data directory made to hold `files` (name to bytes) and
+// nothing else.
+void put_back(Cluster& cluster, int victim, const std::map<std::string, std::string>& files) {
+  for (const auto& entry : std::filesystem::directory_iterator(cluster.data_dir(victim))) {
+    std::filesystem::remove(entry.path());
+  }
+  for (const auto& [name, bytes] : files)
+    std::ofstream(cluster.data_dir(victim) + "/" + name, std::ios::binary) << bytes;
+}
+
+// Node `victim`'s file `name` made to hold `bytes`.
+void write_file(Cluster& cluster, int victim, const std::string& name, const std::string& bytes) {
+  std::ofstream(cluster.data_dir(victim) + "/" + name, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// Node `victim`, started on its data directory damaged by `damage`
+// (with the three nodes' configuration when `bootstrap`), does not start:
+// exit 1, CORRUPTION with each of `expected` and what to do, and the
+// directory left as it was.
+void expect_refused(Cluster& cluster, int victim, const char* what, const std::function<void()>& damage, bool bootstrap,
+                    const std::vector<std::string>& expected) {
+  damage();
+  std::filesystem::remove(cluster.stderr_path(victim));
+  const auto before = files_of(cluster.data_dir(victim));
+  ASSERT_TRUE(cluster.start(victim, bootstrap ? cluster.bootstrap(3) : "", /*wait=*/false));
+  auto exit_status = cluster.node(victim).wait_exit(milliseconds(10000));
+  ASSERT_TRUE(exit_status) << "a node with " << what << " started";
+  EXPECT_TRUE(WIFEXITED(*exit_status) && WEXITSTATUS(*exit_status) == 1) << what;
+  const std::string err = cluster.stderr_of(victim);
+  std::printf("%s refused: %s", what, err.c_str());
+  EXPECT_NE(err.find("netsem-raft-node: CORRUPTION: "), std::string::npos) << err;
+  for (const std::string& part : expected) EXPECT_NE(err.find(part), std::string::npos) << what << ": " << err;
+  EXPECT_NE(err.find("Restore the directory from a copy"), std::string::npos) << err;
+  EXPECT_NE(err.find("`netsem cluster remove`"), std::string::npos) << err;
+  EXPECT_EQ(err.find("libraft does not say which"), std::string::npos) << err;
+  EXPECT_TRUE(files_of(cluster.data_dir(victim)) == before) << what << ": the directory was changed";
+}
+
 // Files missing from a data directory, or metadata libraft cannot read,
 // refused naming what is wrong and what to do. Without its term and vote
 // (metadata1 and metadata2 deleted, or both cut to nothing) libraft 0.15
@@ -352,33 +401,13 @@ TEST(RaftFailure, ALogWithoutItsMetadataOrWithAGapIsRefusedNamingWhatIsWrong) {
   }
   ASSERT_FALSE(first_segment.empty()) << "no closed segment in " << dir;
   ASSERT_FALSE(snapshots.empty()) << "no snapshot in " << dir;
-  const auto put_back = [&] {
-    for (const auto& entry : std::filesystem::directory_iterator(cluster.data_dir(victim))) {
-      std::filesystem::remove(entry.path());
-    }
-    for (const auto& [name, bytes] : original) std::ofstream(dir + name, std::ios::binary) << bytes;
-  };
   const auto refused = [&](const char* what, const std::function<void()>& damage, bool bootstrap,
                            const std::vector<std::string>& expected) {
-    put_back();
-    damage();
-    std::filesystem::remove(cluster.stderr_path(victim));
-    const auto before = files_of(cluster.data_dir(victim));
-    ASSERT_TRUE(cluster.start(victim, bootstrap ? cluster.bootstrap(3) : "", /*wait=*/false));
-    auto exit_status = cluster.node(victim).wait_exit(milliseconds(10000));
-    ASSERT_TRUE(exit_status) << "a node with " << what << " started";
-    EXPECT_TRUE(WIFEXITED(*exit_status) && WEXITSTATUS(*exit_status) == 1) << what;
-    const std::string err = cluster.stderr_of(victim);
-    std::printf("%s refused: %s", what, err.c_str());
-    EXPECT_NE(err.find("netsem-raft-node: CORRUPTION: "), std::string::npos) << err;
-    for (const std::string& part : expected) EXPECT_NE(err.find(part), std::string::npos) << what << ": " << err;
-    EXPECT_NE(err.find("Restore the directory from a copy"), std::string::npos) << err;
-    EXPECT_NE(err.find("`netsem cluster remove`"), std::string::npos) << err;
-    EXPECT_EQ(err.find("libraft does not say which"), std::string::npos) << err;
-    EXPECT_TRUE(files_of(cluster.data_dir(victim)) == before) << what << ": the directory was changed";
+    put_back(cluster, victim, original);
+    expect_refused(cluster, victim, what, damage, bootstrap, expected);
   };
   const auto write = [&](const std::string& name, const std::string& bytes) {
-    std::ofstream(dir + name, std::ios::binary | std::ios::trunc) << bytes;
+    write_file(cluster, victim, name, bytes);
   };
   const std::string no_metadata = "raft data directory " + cluster.data_dir(victim) + " holds a log (";
   for (const bool bootstrap : {true, false}) {
@@ -413,10 +442,95 @@ TEST(RaftFailure, ALogWithoutItsMetadataOrWithAGapIsRefusedNamingWhatIsWrong) {
           true, {"io: unexpected closed segment " + first_segment + ": first index should have been 1", gap});
 
   // Put back as it was, it starts and catches up.
-  put_back();
+  put_back(cluster, victim, original);
   ASSERT_TRUE(cluster.start(victim, cluster.bootstrap(3))) << cluster.stderr_of(victim);
   ASSERT_TRUE(ok(propose(cluster, leader, "last", "p:last")));
   ASSERT_TRUE(cluster.wait_same_log(kThree, 301));
+}
+
+// The version libraft 0.15 keeps in a metadata file (bytes 8-15,
+// little-endian); 0 when the file is not 32 bytes.
+std::uint64_t metadata_version(const std::string& bytes) {
+  std::uint64_t version = 0;
+  if (bytes.size() != 32) return 0;
+  for (int i = 15; i >= 8; --i) version = (version << 8) | static_cast<unsigned char>(bytes[i]);
+  return version;
+}
+
+// One of the two metadata files deleted, cut short or grown, while the other
+// says both must be whole (metadata2 there, or metadata1 past version 1):
+// refused naming the file and what to do. libraft 0.15 started on the file
+// left, whose term and vote may be older (a vote forgotten lets the server
+// vote twice in one term). What libraft itself recovers from starts: a
+// server added at run time has written its term once (metadata1 at version
+// 1, no metadata2), and a first write of metadata2 torn short by a crash is
+// dropped by libraft.
+TEST(RaftFailure, OneMetadataFileGoneOrCutShortIsRefusedATornFirstWriteIsNot) {
+  Cluster cluster(fast_timeouts());
+  // Node 4 is added as a standby (it gets the log and does not vote): it
+  // writes the term it learns from the leader, once.
+  const int leader = three_and_a_fourth(cluster, "standby");
+  ASSERT_NE(leader, 0);
+  // Node 4 wrote its term once; a crash that tore its first write of
+  // metadata2 short leaves that file cut short. Both start.
+  ASSERT_TRUE(cluster.node(4).request("quit", "bye", milliseconds(10000)));
+  ASSERT_TRUE(cluster.node(4).wait_exit(milliseconds(10000)));
+  const std::string joined = cluster.data_dir(4) + "/";
+  const auto files = files_of(cluster.data_dir(4));
+  ASSERT_TRUE(files.contains("metadata1")) << joined;
+  EXPECT_EQ(metadata_version(files.at("metadata1")), 1u) << joined;
+  ASSERT_FALSE(files.contains("metadata2")) << "node 4 wrote its term and vote more than once";
+  ASSERT_TRUE(cluster.start(4, "")) << cluster.stderr_of(4);
+  ASSERT_TRUE(cluster.node(4).request("quit", "bye", milliseconds(10000)));
+  ASSERT_TRUE(cluster.node(4).wait_exit(milliseconds(10000)));
+  write_file(cluster, 4, "metadata2", std::string(12, '\0'));
+  ASSERT_TRUE(cluster.start(4, "")) << cluster.stderr_of(4);
+  ASSERT_TRUE(ok(propose(cluster, leader, "c", "p:torn")));
+  ASSERT_TRUE(cluster.wait_same_log({1, 2, 3, 4}, 3));
+
+  // The leader stood for election: a term (metadata2) and its own vote
+  // (metadata1) written since its bootstrap (metadata1 at version 1).
+  const int victim = leader;
+  ASSERT_TRUE(cluster.node(victim).request("quit", "bye", milliseconds(10000)));
+  ASSERT_TRUE(cluster.node(victim).wait_exit(milliseconds(10000)));
+  const int next = cluster.wait_leader({others(leader)[0], others(leader)[1], 4});
+  ASSERT_NE(next, 0);
+
+  const std::string dir = cluster.data_dir(victim) + "/";
+  const auto original = files_of(cluster.data_dir(victim));
+  const std::string one = original.at("metadata1");
+  const std::string two = original.at("metadata2");
+  ASSERT_GE(metadata_version(one), 3u) << dir;
+  ASSERT_GE(metadata_version(two), 2u) << dir;
+  const std::string prefix = "raft data directory " + cluster.data_dir(victim) + ": ";
+  const auto refused = [&](const char* what, const std::function<void()>& damage, bool bootstrap,
+                           const std::string& expected) {
+    put_back(cluster, victim, original);
+    expect_refused(cluster, victim, what, damage, bootstrap, {prefix + expected});
+  };
+  const std::string at1 = "metadata1 is at version " + std::to_string(metadata_version(one)) + ": ";
+  const std::string at2 = "metadata2 is at version " + std::to_string(metadata_version(two)) + ": ";
+  for (const bool bootstrap : {true, false}) {
+    refused(
+        "no metadata1", [&] { std::filesystem::remove(dir + "metadata1"); }, bootstrap,
+        "metadata1 is missing, but " + at2);
+  }
+  refused(
+      "no metadata2", [&] { std::filesystem::remove(dir + "metadata2"); }, true, "metadata2 is missing, but " + at1);
+  refused(
+      "metadata1 cut short", [&] { write_file(cluster, victim, "metadata1", one.substr(0, 20)); }, true,
+      "metadata1 is cut short (20 of 32 bytes), but " + at2);
+  refused(
+      "metadata2 cut short", [&] { write_file(cluster, victim, "metadata2", two.substr(0, 16)); }, true,
+      "metadata2 is cut short (16 of 32 bytes), but " + at1);
+  refused(
+      "metadata1 grown", [&] { write_file(cluster, victim, "metadata1", one + std::string(8, '\0')); }, true,
+      "metadata1 is 40 bytes long (libraft writes 32)");
+  // Put back as it was, it starts and catches up.
+  put_back(cluster, victim, original);
+  ASSERT_TRUE(cluster.start(victim, cluster.bootstrap(3))) << cluster.stderr_of(victim);
+  ASSERT_TRUE(ok(propose(cluster, next, "d", "p:back")));
+  ASSERT_TRUE(cluster.wait_same_log({1, 2, 3, 4}, 4));
 }
 
 TEST(RaftFailure, DamagedDataDirectoryIsRefusedAndLeftAsItWas) {
