@@ -30,7 +30,8 @@ While it has no session, either no server could be reached (the client is "in
 fallback"), or a server answered but refused (``refused`` says why, and the
 client fails its calls with that instead of falling back), or a server
 accepted the connection and said nothing within connect_timeout (``silence``:
-no outage, calls wait for a round that decides). A session is
+no outage, calls wait for a round that decides; the silent attempt is kept
+open, ``_parked``, and the next rounds wait on it again: rule 9). A session is
 numbered: a request tied to an old session is refused rather than sent to a
 new one that never heard of it. All of this mirrors src/client/connection.*.
 
@@ -55,6 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from netsem import _handshake
 from netsem import _protocol as proto
 from netsem import _resume
 from netsem import _tls
@@ -202,6 +204,9 @@ class Connection:
         self._fell_silent = False
         # Rule 8: a server found silent stays silent when its connects time out.
         self._sticky = _resume.StickySilence()
+        # Rule 9: per server (as configured), its silent attempt kept open
+        # across rounds and waited on again.
+        self._parked: dict[str, _Kept] = {}
         # Resuming (docs/client.md, "Sessions that outlive their connection"):
         # the session's id and secret (RESUMABLE), the leader's address
         # (LEADER), what the session holds by its answers, whether the
@@ -376,12 +381,17 @@ class Connection:
                 silent: list[str] = []  # the servers that accepted the connection and said nothing
                 for host, port in self._endpoints:
                     server = proto.endpoint_text(host, port)
-                    opened = await self._attempt(host, port, server)
+                    opened = await self._attempt(host, port, server, park=True)
                     if isinstance(opened, _Failure):
                         outcome = ("silent" if opened.silent else "timeout" if opened.timed_out
                                    else "local" if opened.local is not None else "other")
-                        still = self._sticky.failed(server, opened.why, outcome, time.monotonic(),
-                                                    self._lease.session_timeout if self._lease is not None else 0.0)
+                        now = time.monotonic()
+                        still = self._sticky.failed(server, opened.why, outcome, now, self._session_timeout())
+                        if opened.kept is not None:
+                            # Rule 9: kept open and waited on by the next
+                            # rounds, until rule 8's bound ends.
+                            opened.kept.again = True
+                            self._parked[server] = opened.kept
                         failures.append(f"{server}: {still or opened.why}")
                         if refusal is None:
                             refusal = opened.refusal
@@ -391,6 +401,7 @@ class Connection:
                             silent.append(server)
                         continue
                     self._sticky.session()
+                    self._close_parked()
                     reader, writer, hello = opened
                     followed = await self._follow_leader(writer, host, port)
                     if followed is not None:
@@ -478,12 +489,13 @@ class Connection:
                     self._empty_rounds += 1
                     self.wake_waiters()
                 self._first_round.set()
-                await asyncio.sleep(backoff)
+                await self._sleep(backoff)
                 if not long_lived:
                     backoff = min(backoff * 2, self._options.reconnect_max)
         except Exception as error:  # a bug here must not leave callers waiting for ever
             self._failed(error)
         finally:
+            self._close_parked()
             self._first_round.set()
             self.wake_waiters()
 
@@ -498,53 +510,108 @@ class Connection:
         if self.connected:
             self._session_ended(failure, None)
 
-    async def _attempt(self, host: str, port: int, server: str) -> _Opened | _Failure:
-        """A connection and a handshake with one server, each bounded by connect_timeout."""
-        connect_timeout = self._options.connect_timeout
+    async def _attempt(self, host: str, port: int, server: str, park: bool = False) -> _Opened | _Failure:
+        """A connection and a handshake with one server, each bounded by
+        connect_timeout. ``park`` (a round's attempt, rule 9): the server's
+        silent attempt of an earlier round is waited on again instead of a
+        new connection (until rule 8's bound), and a silent one is left in
+        the failure (``kept``) for the round to keep."""
+        kept = self._parked.pop(server, None) if park else None
+        if park and self._sticky.lapsed(server, time.monotonic(), self._session_timeout()) and kept is not None:
+            log.debug("server %s: closing the connection kept open since %d ms ago: silent for the session "
+                      "timeout", server, round((time.monotonic() - kept.parked.connected_at) * 1000))
+            kept.close()
+            kept = None
+        if kept is None:
+            connect_timeout = self._options.connect_timeout
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host, port, limit=proto.MAX_LINE * 4), connect_timeout
+                )
+            except TimeoutError:
+                why = f"no connection within {round(connect_timeout * 1000)} ms"
+                log.debug("connect to %s failed: %s", server, why)
+                return _Failure(why, timed_out=True)
+            except OSError as error:
+                # asyncio tries every address and raises the first one's error
+                # only when all said the same (an EADDRNOTAVAIL, immediate, names
+                # no address): so EADDRNOTAVAIL is this host's shortage only when
+                # every address gave it, as in netsem.client and libnetsem.
+                why = _os_error_text(error)
+                if isinstance(error, socket.gaierror):
+                    why = f"cannot resolve: {why}"
+                log.debug("connect to %s failed: %s", server, why)
+                return _local_failure(server, error, "socket" if error.errno in (errno.EMFILE, errno.ENFILE) else
+                                      "connect") or _Failure(why)
+            kept = _Kept(reader, writer, _handshake.Parked(time.monotonic()))
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, limit=proto.MAX_LINE * 4), connect_timeout
-            )
-        except TimeoutError:
-            why = f"no connection within {round(connect_timeout * 1000)} ms"
-            log.debug("connect to %s failed: %s", server, why)
-            return _Failure(why, timed_out=True)
-        except OSError as error:
-            # asyncio tries every address and raises the first one's error
-            # only when all said the same (an EADDRNOTAVAIL, immediate, names
-            # no address): so EADDRNOTAVAIL is this host's shortage only when
-            # every address gave it, as in netsem.client and libnetsem.
-            why = _os_error_text(error)
-            if isinstance(error, socket.gaierror):
-                why = f"cannot resolve: {why}"
-            log.debug("connect to %s failed: %s", server, why)
-            return _local_failure(server, error, "socket" if error.errno in (errno.EMFILE, errno.ENFILE) else
-                                  "connect") or _Failure(why)
-        if self._tls is not None:
-            failure = await self._tls_handshake(writer, host, server)
-            if failure is not None:
-                writer.transport.abort()
-                return failure
-        hello = await self._handshake(reader, writer, server)
+            if self._tls is not None and kept.parked.handshake is None:
+                failure = await self._tls_handshake(kept.writer, host, server, kept)
+                if failure is not None:
+                    return self._keep_or_close(kept, failure, park)
+            hello = await self._handshake(kept, server)
+        except BaseException:  # cancelled (the client closes): nothing kept
+            kept.close()
+            raise
         if isinstance(hello, _Failure):
-            writer.transport.abort()
-            return hello
-        return reader, writer, hello
+            return self._keep_or_close(kept, hello, park)
+        return kept.reader, kept.writer, hello
 
-    async def _tls_handshake(self, writer: asyncio.StreamWriter, host: str, server: str) -> _Failure | None:
+    @staticmethod
+    def _keep_or_close(kept: _Kept, failure: _Failure, park: bool) -> _Failure:
+        if park and failure.silent:
+            failure.kept = kept
+        else:
+            kept.close()
+        return failure
+
+    def _session_timeout(self) -> float:
+        return self._lease.session_timeout if self._lease is not None else 0.0
+
+    def _close_parked(self) -> None:
+        """Closes every silent attempt kept open (rule 9): a session began, or
+        the client stops. Nothing was asked but the handshake: no QUIT."""
+        parked, self._parked = self._parked, {}
+        for kept in parked.values():
+            kept.close()
+
+    async def _sleep(self, seconds: float) -> None:
+        """The backoff between rounds, ended early when a kept silent attempt's
+        pending read (or TLS handshake) completes: an answer or EOF, which
+        the next round reads at once (rule 9)."""
+        pending = [kept.pending for kept in self._parked.values() if kept.pending is not None]
+        if pending:
+            await asyncio.wait(pending, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        else:
+            await asyncio.sleep(seconds)
+
+    async def _tls_handshake(self, writer: asyncio.StreamWriter, host: str, server: str,
+                             kept: _Kept | None = None) -> _Failure | None:
         """TLS on the connected stream, bounded by connect_timeout; None once
         it runs, else why not (a refusal when the server said no: a
-        certificate refused either way, an alert, no TLS there)."""
+        certificate refused either way, an alert, no TLS there). With
+        ``kept`` (a round's attempt, rule 9) the handshake is a task that
+        stays pending in ``kept`` when the server is silent, and goes on in
+        the next round; asyncio's own bound on it is then the kept attempt's
+        (closed at rule 8's bound at the latest), not connect_timeout."""
         assert self._tls is not None
         connect_timeout = self._options.connect_timeout
+        name = _tls.server_name(self._options, host)
         try:
-            await asyncio.wait_for(
-                writer.start_tls(
-                    self._tls, server_hostname=_tls.server_name(self._options, host),
-                    ssl_handshake_timeout=connect_timeout,
-                ),
-                connect_timeout,
-            )
+            if kept is None:
+                await asyncio.wait_for(
+                    writer.start_tls(self._tls, server_hostname=name, ssl_handshake_timeout=connect_timeout),
+                    connect_timeout,
+                )
+            else:
+                task = kept.pending = kept.pending or asyncio.ensure_future(
+                    writer.start_tls(self._tls, server_hostname=name, ssl_handshake_timeout=_KEPT_TLS_TIMEOUT))
+                if not (await asyncio.wait({task}, timeout=connect_timeout))[0]:
+                    return self._silent(server, (
+                        _handshake.still_silent("the TLS handshake", kept.parked.connected_at, time.monotonic())
+                        if kept.again else _resume.silent_attempt("the TLS handshake", connect_timeout)))
+                kept.pending = None
+                task.result()
         except TimeoutError:
             return self._silent(server, _resume.silent_attempt("the TLS handshake", connect_timeout))
         except (OSError, ValueError) as error:
@@ -572,152 +639,67 @@ class Connection:
         # Once in fallback or refused, every retry says the same: debug only.
         return self.in_fallback or self.refused is not None
 
-    async def _handshake(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: str
-    ) -> proto.Hello | _Failure:
+    async def _handshake(self, kept: _Kept, server: str) -> proto.Hello | _Failure:
         """HELLO, AUTH with the token, LEASE, STATS and ``OPTION queued off``
-        (not waited for), pipelined as libnetsem sends them: the server's
-        version and this session's id, or why not (a refusal when the server
-        answered no)."""
-        self._buffer = proto.LineBuffer()
-        hello_tag, lease_tag, stats_tag = self._tags.next(), self._tags.next(), self._tags.next()
-        out = proto.hello_request(hello_tag, self._label)
-        # AUTH before everything else the session asks: the server answers the
-        # requests behind it once the token is checked.
-        auth_tag = ""
-        if self._options.token:
-            auth_tag = self._tags.next()
-            out += proto.auth_request(auth_tag, self._options.token)
-        # T from LEASE (every session may ask), else from STATS (a 1.0/1.1
-        # server answers LEASE UNKNOWN_VERB; STATS needs an unlimited read
-        # right, and tells a client without a token that one is required).
-        # RESUMABLE (the session outlives its connection) and LEADER (the
-        # first to resume on): proposed 1.2; UNKNOWN_VERB is no refusal.
-        # LEADER is waited for (answered at once); RESUMABLE goes last and is
-        # not (in a cluster it waits for a commit): its answer may come while
-        # the session is served (_late).
-        resumable_tag, leader_tag = self._tags.next(), self._tags.next()
-        out += proto.request(lease_tag, "LEASE") + proto.request(leader_tag, "LEADER")
-        out += proto.request(stats_tag, "STATS")
-        resumable: _resume.Resumable | None = None
-        resumable_done = leader_done = False
+        (not waited for), pipelined as libnetsem sends them
+        (netsem._handshake), on ``kept``'s connection: the server's version
+        and this session's id, or why not (a refusal when the server answered
+        no). A silent attempt kept from an earlier round (rule 9) goes on with
+        its handshake's state and its pending read; a silent one leaves them
+        in ``kept``."""
+        shake = kept.parked.handshake
+        if shake is None:
+            shake = kept.parked.handshake = _handshake.Handshake(self._tags, self._label, self._options.token,
+                                                                 self._options.queue_positions)
+            # The server reads HELLO after this: once it answers, it cannot
+            # end the session before T after this.
+            shake.lease_from = time.monotonic()
         self._leader = None
-        option_tag = ""
-        if not self._options.queue_positions:
-            option_tag = self._tags.next()
-            out += proto.option_queued_request(option_tag, False)
-        out += proto.request(resumable_tag, "RESUMABLE")
-        # The server reads HELLO after this: once it answers, it cannot end
-        # the session before T after this.
-        lease_from = time.monotonic()
-        deadline = lease_from + self._options.connect_timeout
+        deadline = time.monotonic() + self._options.connect_timeout
 
         def refuse(why: str) -> _Failure:  # no answer to go by: as good as unreachable
             log.log(logging.DEBUG if self._quiet() else logging.WARNING, "server %s refused the session: %s", server, why)
             return _Failure(f"refused the session: {why}")
 
-        refused = self._refused
-
-        hello: proto.Hello | None = None
-        session_timeout: float | None = None  # from STATS, once answered
-        lease_done = False
-        lease_timeout: float | None = None  # from LEASE
         try:
-            writer.write(out)
-            while hello is None or session_timeout is None or not lease_done or not leader_done:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return self._silent(server, _resume.silent_attempt("HELLO", self._options.connect_timeout))
-                try:
-                    data = await asyncio.wait_for(reader.read(_READ_CHUNK), left)
-                except TimeoutError:
-                    return self._silent(server, _resume.silent_attempt("HELLO", self._options.connect_timeout))
+            if shake.out:
+                kept.writer.write(bytes(shake.out))  # the transport buffers what the socket does not take
+                shake.out.clear()
+            while not shake.done:
+                now = time.monotonic()
+                left = deadline - now
+                # The read stays pending across rounds while the attempt is
+                # kept: nothing read is lost, and the sleep between rounds
+                # ends when it completes.
+                read = kept.pending = kept.pending or asyncio.ensure_future(kept.reader.read(_READ_CHUNK))
+                if left <= 0 or not (await asyncio.wait({read}, timeout=left))[0]:
+                    return self._silent(server, (
+                        _handshake.still_silent("HELLO", kept.parked.connected_at, time.monotonic()) if kept.again
+                        else _resume.silent_attempt("HELLO", self._options.connect_timeout)))
+                kept.pending = None
+                data = read.result()
                 if not data:
                     return refuse("the server closed the connection")
-                try:
-                    lines = self._buffer.feed(data)
-                except ProtocolError:
-                    return refused(
-                        ProtocolError(
-                            f"server {server} does not speak netsem protocol v1: it sent an over-long or binary line"
-                        )
-                    )
-                for line in lines:
-                    try:
-                        reply = proto.parse_line(line)
-                    except ProtocolError:
-                        return refused(
-                            ProtocolError(
-                                f'server {server} does not speak netsem protocol v1: it answered "{printable(line)}"'
-                            )
-                        )
-                    if option_tag and reply.tag == option_tag:
-                        if reply.kind == "OK":
-                            continue
-                        if reply.kind == "ERR" and reply.code in ("UNKNOWN_VERB", "BAD_ARG"):
-                            log.debug("server %s keeps telling queue positions: %s", server, printable(line))
-                            continue
-                    if auth_tag and reply.tag == auth_tag:
-                        if proto.auth_accepted(reply):
-                            log.debug("server %s: AUTH answered %s", server, printable(line))
-                            continue
-                        token_refusal = proto.auth_refusal(server, reply)
-                        if token_refusal is not None:
-                            return refused(token_refusal)
-                    if reply.tag == lease_tag:
-                        lease_done = True
-                        lease_timeout = proto.lease_timeout(reply)
-                        if lease_timeout is None:
-                            log.debug("server %s has no LEASE: %s", server, printable(line))
-                        continue
-                    if reply.tag == resumable_tag:
-                        resumable_done = True
-                        resumable = _resume.parse_resumable(reply)
-                        continue
-                    if reply.tag == leader_tag:
-                        leader_done = True
-                        self._leader = _resume.parse_leader(reply)
-                        continue
-                    if reply.tag == stats_tag and reply.kind == "ERR" and reply.code == "DENIED":
-                        # Rights without an unlimited read (a token's, a
-                        # certificate subject's): no refusal; T comes from
-                        # LEASE, or stays unknown against a 1.1 server.
-                        log.debug("server %s keeps its STATS from this session: %s", server, printable(line))
-                        session_timeout = 0.0
-                        continue
-                    if reply.kind != "OK":
-                        refusal = proto.refusal(server, reply, printable(line))
-                        if refusal is None:
-                            return refuse(printable(line))
-                        return refused(refusal)
-                    if reply.tag == hello_tag:
-                        try:
-                            hello = proto.parse_hello(reply)
-                        except ProtocolError:
-                            return refused(
-                                ProtocolError(
-                                    f"server {server} does not speak netsem protocol v1: "
-                                    f'it answered HELLO with "{printable(line)}"'
-                                )
-                            )
-                    elif reply.tag == stats_tag:
-                        session_timeout = proto.session_timeout(reply)
+                verdict = shake.feed(data, server)
+                if isinstance(verdict, str):
+                    return refuse(verdict)
+                if verdict is not None:
+                    return self._refused(verdict)
         except OSError as error:
             # TLS 1.3 tells of a client certificate refused only now, by an alert.
             if _tls.is_refusal(error):
-                return refused(_tls.refusal(server, error))
+                return self._refused(_tls.refusal(server, error))
             return refuse(f"read failed: {_os_error_text(error)}")
+        self._buffer = shake.buffer
         # Pings at a sixth of the session timeout keep the session alive;
         # without one, they still tell a dead server from an idle one.
-        if lease_timeout is not None:
-            session_timeout = lease_timeout
-        self._lease = proto.Lease(session_timeout, self._options.request_timeout, lease_from)
-        # Resumed only with a session timeout told by LEASE: without one the
-        # server ends the session with its connection anyway.
-        self._resumable = resumable if lease_timeout else None
-        self._lease_told = bool(lease_timeout)
-        self._late = {} if resumable_done else {resumable_tag: "RESUMABLE"}
-        return hello
+        self._lease = shake.lease(self._options.request_timeout)
+        self._leader = shake.leader
+        self._resumable = shake.session_resumable()
+        self._lease_told = bool(shake.lease_timeout)
+        self._late = shake.late()
+        assert shake.hello is not None
+        return shake.hello
 
     def _session_began(self, server: str, writer: asyncio.StreamWriter, hello: proto.Hello) -> None:
         self._writer = writer
@@ -1238,6 +1220,34 @@ class _Failure:
     local: IoError | None = None  # failed for want of this process's descriptors or memory
     silent: bool = False  # connected, and no handshake answer within connect_timeout, still open
     timed_out: bool = False  # connect() did not connect within connect_timeout
+    kept: _Kept | None = None  # a round's silent attempt, for the round to keep (rule 9)
+
+
+# asyncio's own bound on a kept attempt's TLS handshake (rule 9): none that
+# matters; the attempt is closed by the client (rule 8's bound, a session,
+# the client's close).
+_KEPT_TLS_TIMEOUT = 7 * 24 * 3600.0
+
+
+@dataclass
+class _Kept:
+    """A connection under handshake: its streams, what was connected and said
+    on it (``parked``), the read or TLS handshake pending on it, and whether
+    it is a silent attempt of an earlier round (``again``, rule 9)."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    parked: _handshake.Parked
+    pending: asyncio.Future[Any] | None = None
+    again: bool = False
+
+    def close(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            if pending.done() and not pending.cancelled():
+                pending.exception()  # retrieved: no "never retrieved" log
+            pending.cancel()
+        self.writer.transport.abort()
 
 
 def _local_failure(server: str, error: OSError, call: str) -> _Failure | None:

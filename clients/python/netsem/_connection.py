@@ -30,7 +30,11 @@ since a server that answers is not an outage; nor is a round this process
 could not make for want of its own descriptors or memory (IoError); nor a
 silent one, in which a server accepted the connection and did not finish
 its TLS or session handshake within connect_timeout (_resume.Silence): then
-calls wait for a round that decides (``between``, ``await_session``).
+calls wait for a round that decides (``between``, ``await_session``). Such a
+silent attempt is kept open (``_parked``, rule 9), and the next rounds wait
+on it again instead of connecting anew, until a session begins, the client
+stops or rule 8's bound ends (_resume.StickySilence); an answer or EOF on it
+ends the sleep between rounds.
 
 A session is numbered: a Call and a remote permit belong to the session that
 sent or granted them, and a request tied to an old session is refused rather
@@ -46,6 +50,7 @@ import collections
 import errno
 import logging
 import os
+import select
 import selectors
 import socket
 import ssl
@@ -55,6 +60,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from netsem import _handshake
 from netsem import _protocol as proto
 from netsem import _resume
 from netsem import _tls
@@ -209,6 +215,11 @@ class Connection:
         self._attempt_short = False  # the attempt failed for want of this process's resources
         # Rule 8: a server found silent stays silent when its connects time out.
         self._sticky = _resume.StickySilence()
+        # Rule 9: per server (as configured), its silent attempt kept open
+        # across rounds (the socket, and what was connected and said on it),
+        # and what the attempt under way keeps when its server is silent.
+        self._parked: dict[str, tuple[socket.socket, _handshake.Parked]] = {}
+        self._attempt_kept: tuple[socket.socket, _handshake.Handshake | None] | None = None
         # The round's first attempt that failed for want of this process's own
         # descriptors or memory: no word on the servers, so no fallback.
         self._attempt_local: IoError | None = None
@@ -380,7 +391,9 @@ class Connection:
     # --- the I/O thread ----------------------------------------------------------
 
     def _sleep(self, seconds: float) -> bool:
-        """Waits up to ``seconds`` (woken early by a stop); False once stopping."""
+        """Waits up to ``seconds`` (woken early by a stop, and by an answer or
+        EOF on a silent attempt kept open: rule 9, the next round reads it at
+        once); False once stopping."""
         deadline = time.monotonic() + seconds
         while not self._stopping.is_set():
             now = time.monotonic()
@@ -388,8 +401,27 @@ class Connection:
             left = deadline - now
             if left <= 0:
                 return True
-            self._stopping.wait(min([left] + [at - now for at, _ in self._lingering]))
+            left = min([left] + [at - now for at, _ in self._lingering])
+            if not self._parked:
+                self._stopping.wait(left)
+                continue
+            poll = select.poll()  # no descriptor of its own, unlike epoll
+            poll.register(self._wake_r, select.POLLIN)
+            for sock, _ in self._parked.values():
+                poll.register(sock, select.POLLIN)
+            ready = poll.poll(max(1, round(left * 1000)))
+            if any(fd != self._wake_r for fd, _ in ready):
+                return not self._stopping.is_set()
+            if ready:
+                self._drain_wake()
         return False
+
+    def _close_parked(self) -> None:
+        """Loop only: closes every silent attempt kept open (rule 9): a session
+        began, or the client stops. Nothing was asked but the handshake: no QUIT."""
+        parked, self._parked = self._parked, {}
+        for sock, _ in parked.values():
+            sock.close()
 
     def _close_lingering(self, now: float, at_exit: bool = False) -> None:
         """Loop only: closes the lingering sockets whose stop-by time has come;
@@ -423,6 +455,7 @@ class Connection:
             for call in calls:
                 call.complete(None, failure)
         finally:
+            self._close_parked()
             with self._first_round:
                 self._first_round_done = True
                 self._io_done = True
@@ -443,23 +476,43 @@ class Connection:
                 server = proto.endpoint_text(host, port)
                 self._attempt_failure, self._attempt_refusal, self._attempt_silent = "", None, False
                 self._attempt_timed_out = self._attempt_short = False
-                sock = self._connect(host, port)
-                if sock is not None and self._tls is not None:
-                    sock = self._tls_handshake(sock, host, server)
-                hello = self._handshake(sock, server) if sock is not None else None
+                self._attempt_kept = None
+                # Rule 9: a silent attempt of an earlier round is waited on
+                # again, not replaced by a new connection, until rule 8's
+                # bound for that server ends.
+                kept = self._parked.pop(server, None)
+                if self._sticky.lapsed(server, time.monotonic(), self._lease.session_timeout) and kept is not None:
+                    log.debug("server %s: closing the connection kept open since %d ms ago: silent for the "
+                              "session timeout", server, round((time.monotonic() - kept[1].connected_at) * 1000))
+                    kept[0].close()
+                    kept = None
+                parked = kept[1] if kept is not None else None
+                sock = kept[0] if kept is not None else self._connect(host, port)
+                connected_at = parked.connected_at if parked is not None else time.monotonic()
+                if sock is not None and self._tls is not None and (parked is None or parked.handshake is None):
+                    sock = self._tls_handshake(sock, host, server, parked=parked, keep=True)
+                hello = self._handshake(sock, server, parked) if sock is not None else None
                 if sock is None or hello is None:
-                    if sock is not None:
-                        sock.close()
                     why = self._attempt_failure or "no answer"
                     outcome = ("silent" if self._attempt_silent else "timeout" if self._attempt_timed_out
                                else "local" if self._attempt_short else "other")
-                    still = self._sticky.failed(server, why, outcome, time.monotonic(), self._lease.session_timeout)
+                    now = time.monotonic()
+                    still = self._sticky.failed(server, why, outcome, now, self._lease.session_timeout)
+                    if self._attempt_silent and self._attempt_kept is not None:
+                        self._parked[server] = (self._attempt_kept[0],
+                                                _handshake.Parked(connected_at, self._attempt_kept[1]))
+                    elif self._attempt_kept is not None:
+                        self._attempt_kept[0].close()
+                    elif sock is not None:
+                        sock.close()
+                    self._attempt_kept = None
                     failures.append(f"{server}: {still or why}")
                     refusal = refusal or self._attempt_refusal
                     if self._attempt_silent or still:
                         silent.append(server)
                     continue
                 self._sticky.session()
+                self._close_parked()
                 followed = self._follow_leader(sock, host, port)
                 if followed is not None:
                     sock, host, port, hello = followed
@@ -558,6 +611,7 @@ class Connection:
             if not long_lived:
                 backoff = min(backoff * 2, self._options.reconnect_max)
         self._close_lingering(time.monotonic(), at_exit=True)
+        self._close_parked()
         with self._first_round:
             self._first_round_done = True
             self._first_round.notify_all()
@@ -628,23 +682,29 @@ class Connection:
             self._attempt_timed_out = True
         return None
 
-    def _tls_handshake(self, sock: socket.socket, host: str, server: str,
-                       limit: float | None = None) -> ssl.SSLSocket | None:
+    def _tls_handshake(self, sock: socket.socket, host: str, server: str, limit: float | None = None,
+                       parked: _handshake.Parked | None = None, keep: bool = False) -> ssl.SSLSocket | None:
         """The TLS session on the connected ``sock``, bounded by connect_timeout;
         None with the reason in _attempt_failure, and in _attempt_refusal when
         the server refused (a certificate refused either way, an alert, no
-        TLS there). A connection closed or reset during it is as a closed port."""
+        TLS there). A connection closed or reset during it is as a closed port.
+        ``parked`` (rule 9): ``sock`` is the TLS socket of a silent attempt of
+        an earlier round, whose handshake goes on. ``keep``: when the server
+        is silent, the socket goes to _attempt_kept instead of being closed."""
         assert self._tls is not None
-        try:
-            tls_sock = self._tls.wrap_socket(
-                sock, server_hostname=_tls.server_name(self._options, host), do_handshake_on_connect=False
-            )
-        except (OSError, ValueError) as error:
-            sock.close()
-            self._attempt_failure = f"TLS: {error}"
-            if isinstance(error, OSError) and (shortage := proto.local_shortage(error, "TLS")) is not None:
-                self._local_failure(server, shortage)
-            return None
+        if isinstance(sock, ssl.SSLSocket):
+            tls_sock = sock
+        else:
+            try:
+                tls_sock = self._tls.wrap_socket(
+                    sock, server_hostname=_tls.server_name(self._options, host), do_handshake_on_connect=False
+                )
+            except (OSError, ValueError) as error:
+                sock.close()
+                self._attempt_failure = f"TLS: {error}"
+                if isinstance(error, OSError) and (shortage := proto.local_shortage(error, "TLS")) is not None:
+                    self._local_failure(server, shortage)
+                return None
         started = time.monotonic()
         deadline = started + self._options.connect_timeout
         if limit is not None:
@@ -673,12 +733,18 @@ class Connection:
                             "TLS handshake: the server closed the connection"
                         )
                     break
-                left = deadline - time.monotonic()
+                now = time.monotonic()
+                left = deadline - now
                 if left <= 0:
                     # Connected and still open: silent, no outage.
-                    self._attempt_failure = _resume.silent_attempt("the TLS handshake", deadline - started)
+                    self._attempt_failure = (
+                        _handshake.still_silent("the TLS handshake", parked.connected_at, now) if parked is not None
+                        else _resume.silent_attempt("the TLS handshake", deadline - started))
                     self._attempt_silent = True
                     log.debug("server %s: %s", server, self._attempt_failure)
+                    if keep:
+                        self._attempt_kept = (tls_sock, None)
+                        return None
                     break
                 for key, _ in selector.select(left):
                     if key.fd == self._wake_r:
@@ -718,51 +784,26 @@ class Connection:
         self._attempt_failure = str(refusal)
         self._attempt_refusal = refusal
 
-    def _handshake(self, sock: socket.socket, server: str) -> proto.Hello | None:
+    def _handshake(self, sock: socket.socket, server: str,
+                   parked: _handshake.Parked | None = None) -> proto.Hello | None:
         """HELLO, AUTH, LEASE, STATS and OPTION queued off, pipelined as
-        libnetsem sends them (one round trip); None when the server refuses or
-        does not answer in time, with the reason in _attempt_failure, and in
-        _attempt_refusal when it answered no."""
-        buffer = proto.LineBuffer()
-        hello_tag, lease_tag, stats_tag = self._tags.next(), self._tags.next(), self._tags.next()
-        out = bytearray(proto.hello_request(hello_tag, self._label))
-        # AUTH before everything else the session asks: the server answers the
-        # requests behind it once the token is checked.
-        auth_tag = ""
-        if self._options.token:
-            auth_tag = self._tags.next()
-            out += proto.auth_request(auth_tag, self._options.token)
-        # The session timeout T from LEASE (every session may ask), else from
-        # STATS (a 1.0/1.1 server answers LEASE UNKNOWN_VERB; STATS needs an
-        # unlimited read right). STATS also tells a client without a token
-        # that the server requires one (ERR AUTH), before the session begins.
-        # RESUMABLE (the session outlives its connection: it can be resumed)
-        # and LEADER (the cluster's leader, the first to resume on): proposed
-        # 1.2, a 1.0/1.1 server answers UNKNOWN_VERB, which is no refusal.
-        # LEADER is waited for (answered at once); RESUMABLE goes last and is
-        # not (in a cluster it waits for a commit): its answer may come while
-        # the session is served (_late).
-        resumable_tag, leader_tag = self._tags.next(), self._tags.next()
-        out += proto.request(lease_tag, "LEASE") + proto.request(leader_tag, "LEADER")
-        out += proto.request(stats_tag, "STATS")
-        resumable: _resume.Resumable | None = None
-        resumable_done = leader_done = False
+        libnetsem sends them (one round trip; netsem._handshake); None when
+        the server refuses or does not answer in time, with the reason in
+        _attempt_failure, and in _attempt_refusal when it answered no.
+        ``parked`` (rule 9): the connection is a silent attempt of an
+        earlier round, whose handshake (if it began) goes on for another
+        connect_timeout. When the server is silent, the socket and the
+        handshake's state go to _attempt_kept, so that the round can keep
+        the connection."""
+        shake = parked.handshake if parked is not None else None
+        if shake is None:
+            shake = _handshake.Handshake(self._tags, self._label, self._options.token,
+                                         self._options.queue_positions)
+            # The server reads HELLO after this: once it answers, it cannot
+            # end the session before T after this.
+            shake.lease_from = time.monotonic()
         self._leader = None
-        # Pipelined with HELLO and not waited for: a 1.0 server answers
-        # UNKNOWN_VERB, which is no refusal.
-        option_tag = ""
-        if not self._options.queue_positions:
-            option_tag = self._tags.next()
-            out += proto.option_queued_request(option_tag, False)
-        out += proto.request(resumable_tag, "RESUMABLE")
-        hello: proto.Hello | None = None
-        stats_done = lease_done = False
-        session_timeout = 0.0  # from STATS
-        lease_timeout: float | None = None  # from LEASE
-        # The server reads HELLO after this: once it answers, it cannot end the
-        # session before T after this.
-        start = time.monotonic()
-        deadline = start + self._options.connect_timeout
+        deadline = time.monotonic() + self._options.connect_timeout
         with self._lock:
             quiet = self._in_fallback or self._refused is not None
         level = logging.DEBUG if quiet else logging.WARNING
@@ -779,16 +820,21 @@ class Connection:
         selector = self._selector(server)
         if selector is None:
             return None
+        out = shake.out
         try:
             selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
             selector.register(self._wake_r, selectors.EVENT_READ)
-            while hello is None or not stats_done or not lease_done or not leader_done:
-                left = deadline - time.monotonic()
+            while not shake.done:
+                now = time.monotonic()
+                left = deadline - now
                 if left <= 0:
                     # Connected, no EOF, no reset: silent, no outage (the
                     # round decides; no "refused" warning per attempt).
-                    self._attempt_failure = _resume.silent_attempt("HELLO", self._options.connect_timeout)
+                    self._attempt_failure = (
+                        _handshake.still_silent("HELLO", parked.connected_at, now) if parked is not None else
+                        _resume.silent_attempt("HELLO", self._options.connect_timeout))
                     self._attempt_silent = True
+                    self._attempt_kept = (sock, shake)
                     log.debug("server %s: %s", server, self._attempt_failure)
                     return None
                 selector.modify(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0))
@@ -829,89 +875,24 @@ class Connection:
                     return None
                 if data is None:
                     continue
-                try:
-                    lines = buffer.feed(data)
-                except ProtocolError:
-                    refused(ProtocolError(f"server {server} does not speak netsem protocol v1: it sent an "
-                                          "over-long or binary line"))
+                verdict = shake.feed(data, server)
+                if isinstance(verdict, str):
+                    refuse(verdict)
                     return None
-                for line in lines:
-                    text = line.decode("utf-8", "surrogateescape")
-                    try:
-                        reply = proto.parse_line(line)
-                    except ProtocolError:
-                        refused(ProtocolError(f'server {server} does not speak netsem protocol v1: it answered '
-                                              f'"{proto.printable(text)}"'))
-                        return None
-                    if option_tag and reply.tag == option_tag:
-                        if reply.kind == "OK":
-                            continue
-                        if reply.kind == "ERR" and reply.code in ("UNKNOWN_VERB", "BAD_ARG"):
-                            log.debug("server %s keeps telling queue positions: %s", server, proto.printable(text))
-                            continue
-                    if auth_tag and reply.tag == auth_tag:
-                        if proto.auth_accepted(reply):
-                            log.debug("server %s: AUTH answered %s", server, proto.printable(text))
-                            continue
-                        token_refusal = proto.auth_refusal(server, reply)
-                        if token_refusal is not None:
-                            refused(token_refusal)
-                            return None
-                    if reply.tag == lease_tag:
-                        lease_done = True
-                        lease_timeout = proto.lease_timeout(reply)
-                        if lease_timeout is None:
-                            log.debug("server %s has no LEASE: %s", server, proto.printable(text))
-                        continue
-                    if reply.tag == resumable_tag:
-                        resumable_done = True
-                        resumable = _resume.parse_resumable(reply)
-                        if resumable is None:
-                            log.debug("server %s has no RESUMABLE: %s", server, proto.printable(text))
-                        continue
-                    if reply.tag == leader_tag:
-                        leader_done = True
-                        self._leader = _resume.parse_leader(reply)
-                        continue
-                    if reply.tag == stats_tag and reply.kind == "ERR" and reply.code == "DENIED":
-                        # Rights without an unlimited read (a token's, a
-                        # certificate subject's): no refusal; T comes from
-                        # LEASE, or stays unknown against a 1.1 server, as from
-                        # a server without one.
-                        log.debug("server %s keeps its STATS from this session: %s", server, proto.printable(text))
-                        stats_done = True
-                        continue
-                    if reply.kind != "OK":
-                        refusal = proto.refusal(server, reply, text)
-                        if refusal is None:
-                            refuse(proto.printable(text))
-                        else:
-                            refused(refusal)
-                        return None
-                    if reply.tag == hello_tag:
-                        try:
-                            hello = proto.parse_hello(reply)
-                        except ProtocolError:
-                            refused(ProtocolError(f'server {server} does not speak netsem protocol v1: it answered '
-                                                  f'HELLO with "{proto.printable(text)}"'))
-                            return None
-                    if reply.tag == stats_tag:
-                        stats_done = True
-                        session_timeout = proto.session_timeout(reply)
+                if verdict is not None:
+                    refused(verdict)
+                    return None
                 if not data:
                     refuse("the server closed the connection")
                     return None
         finally:
             selector.close()
-        if lease_timeout is not None:
-            session_timeout = lease_timeout
-        self._lease = proto.Lease(session_timeout, self._options.request_timeout, start)
-        # Resumed only with a session timeout told by LEASE: without one the
-        # server ends the session with its connection anyway.
-        self._resumable = resumable if lease_timeout else None
-        self._lease_told = bool(lease_timeout)
-        self._late = {} if resumable_done else {resumable_tag: "RESUMABLE"}
-        return hello
+        self._lease = shake.lease(self._options.request_timeout)
+        self._leader = shake.leader
+        self._resumable = shake.session_resumable()
+        self._lease_told = bool(shake.lease_timeout)
+        self._late = shake.late()
+        return shake.hello
 
     def _session_began(self, server: str, hello: proto.Hello) -> None:
         with self._first_round:

@@ -363,6 +363,19 @@ class StickySilence:
         """A round found a session: the streak ends."""
         self._first.clear()
 
+    def lapsed(self, server: str, now: float, session_timeout: float) -> bool:
+        """Rule 9: whether the bound of ``server``'s streak has ended (T > 0
+        known, and T since the end of its first silent attempt). Then it is
+        forgotten: the silent attempt kept open is closed and the round
+        connects anew, starting a new streak (a silent attempt is kept again,
+        with a bound from its own end, later, so only more conservative; a
+        connect timeout is an outage, as after the bound)."""
+        first = self._first.get(server)
+        if first is None or session_timeout <= 0 or now < first + session_timeout:
+            return False
+        del self._first[server]
+        return True
+
     def failed(self, server: str, why: str, outcome: str, now: float, session_timeout: float) -> str | None:
         """An attempt to ``server`` failed at ``now`` with ``why``; ``outcome``: "silent", "timeout" (connect()
         timed out), "local" (this process's resources) or "other". Returns

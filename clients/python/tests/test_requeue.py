@@ -556,6 +556,29 @@ def test_sticky_silence_keeps_a_silent_server_silent_for_the_session_timeout() -
     assert sticky.failed(a, late, "timeout", 32.0, 0.0) is None
 
 
+def test_sticky_silence_tells_when_a_kept_attempt_is_closed() -> None:
+    """Rule 9's bound (StickySilence.lapsed): a server's silent attempt is
+    kept open until T after the end of its first silent attempt (T known);
+    then the server is forgotten (a new streak: a connect timeout is an
+    outage, a silent attempt starts a new bound). With no T, or never
+    silent, or after a session, nothing lapses."""
+    sticky, a, b = _resume.StickySilence(), "127.0.0.1:7", "127.0.0.2:7"
+    late = "no connection within 1000 ms"
+    assert not sticky.lapsed(a, 100.0, 3.0)  # never silent
+    sticky.failed(a, "silent", "silent", 10.0, 3.0)
+    sticky.failed(a, "silent", "silent", 12.0, 3.0)  # the first one counts
+    assert not sticky.lapsed(a, 12.999, 3.0) and not sticky.lapsed(b, 13.0, 3.0)  # per server
+    assert not sticky.lapsed(a, 10.0 + 86400, 0.0)  # no T known: no bound
+    assert sticky.lapsed(a, 13.0, 3.0)
+    assert not sticky.lapsed(a, 13.0, 3.0)  # forgotten: once
+    assert sticky.failed(a, late, "timeout", 13.1, 3.0) is None  # an outage
+    sticky.failed(a, "silent", "silent", 14.0, 3.0)  # a new streak, a new bound
+    assert not sticky.lapsed(a, 16.9, 3.0) and sticky.lapsed(a, 17.0, 3.0)
+    sticky.failed(a, "silent", "silent", 20.0, 3.0)
+    sticky.session()
+    assert not sticky.lapsed(a, 23.0, 3.0)
+
+
 class OneOneServer:
     """A fake 1.1 server (UNKNOWN_VERB to LEASE, RESUMABLE, LEADER; T by STATS):
     the first connection queues the ACQUIRE and then breaks; the second

@@ -12,13 +12,18 @@ which the second test uses), the real netsemd SIGSTOPped, and a round that
 mixes a closed port with a silent one. Rule 8 (a server found silent whose
 accept queue then fills stays silent for the session timeout) needs a
 scripted server: no netsemd gives a session and then freezes with a full
-queue on cue.
+queue on cue. Rule 9 (a silent attempt is kept open, and the next rounds
+wait on it instead of connecting anew): a scripted server that accepts
+nothing until the test lets it, then answers on the one connection queued,
+and the real netsemd SIGSTOPped, counting the connections it accepted.
 """
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +40,8 @@ from netsem.errors import Timeout, Unavailable
 CONNECT_TIMEOUT = 0.5
 REQUEST_TIMEOUT = 1.0
 SILENT = "accepted the connection but did not answer"
+# Rule 9: a silent attempt kept open, still silent in a later round.
+KEPT = r"accepted the connection \d+ ms ago and has not answered HELLO \(the same connection, kept open\)"
 
 
 @pytest.fixture(params=["blocking", "aio"])
@@ -76,7 +83,8 @@ def test_a_port_that_accepts_and_never_answers_is_no_outage(make: Callable[..., 
     client = make([address(silent_port)])
     assert not client.connected
     times_out_silent(client, "one", 1.5)
-    assert f"{address(silent_port)}: {SILENT} HELLO within 500 ms" in client.stats().unreachable
+    # The first round's attempt is kept open (rule 9): later rounds wait on it.
+    assert re.search(rf"{address(silent_port)}: {KEPT}", client.stats().unreachable), client.stats()
     # Calls with no timeout of their own fail at request_timeout, never locally.
     for call in (lambda: client.try_acquire("one"), lambda: client.get("one"), lambda: client.value("one"),
                  lambda: client.post("one")):
@@ -133,12 +141,14 @@ def test_a_client_in_fallback_whose_next_round_is_silent_stops_serving_locally(m
 
 
 def test_a_silent_server_whose_queue_fills_stays_silent_for_the_session_timeout(make: Callable[..., Any]) -> None:
-    """Rule 8: a server gives a session (T = 3 s by LEASE), hangs up and
-    freezes: it accepts no more, the client's next attempt waits in its
+    """Rules 8 and 9: a server gives a session (T = 3 s by LEASE), hangs up
+    and freezes: it accepts no more, the client's next attempt waits in its
     accept queue (silent), and the test's own connection fills the queue
-    (backlog 1: two entries), so that later connects time out. Those count as
-    silent until T after the first silent attempt: no fallback, calls wait;
-    after it, a connect timeout is an outage again and the client falls back."""
+    (backlog 1: two entries), so that a new connect would time out. The
+    client keeps its silent attempt open and waits on it (rule 9) until T
+    after the end of the first silent attempt: no fallback, calls wait; then
+    it closes it, connects anew, the connect times out, an outage again, and
+    the client falls back."""
     def session_then_freeze(peer: Peer) -> None:
         peer.handshake(session_timeout_ms=3000, lease_ms=3000)  # then hangs up
 
@@ -148,7 +158,7 @@ def test_a_silent_server_whose_queue_fills_stays_silent_for_the_session_timeout(
             assert wait_until(lambda: SILENT in client.stats().unreachable, 5), client.stats()
             seen = time.monotonic()  # at least connect_timeout after the first silent attempt began
             times_out_silent(client, "one", 1.5)
-            assert "still taken as silent for" in client.stats().unreachable, client.stats()
+            assert re.search(KEPT, client.stats().unreachable), client.stats()
             assert wait_until(lambda: client.stats().fallback_entries == 1, 5), client.stats()
             # Not before T after that attempt (it began before ``seen``
             # minus connect_timeout, and after it minus connect_timeout).
@@ -157,3 +167,47 @@ def test_a_silent_server_whose_queue_fills_stays_silent_for_the_session_timeout(
             permit = client.acquire("one", timeout=2)
             assert permit.is_local
             release(client, permit)
+
+
+def test_a_silent_attempt_is_kept_open_and_the_session_begins_on_it(make: Callable[..., Any]) -> None:
+    """Rule 9: a server that accepts nothing (its kernel queues the
+    connections, a frozen process) sees ONE connection from a client that
+    waits across rounds: the client keeps its silent attempt open instead of
+    connecting anew each round (which filled a frozen server's accept queue,
+    and a stalled cluster's max_connections). Once the server accepts, it
+    reads the HELLO sent rounds ago on that connection, answers, and the
+    session begins there: an acquire is granted by the server."""
+    def serve(peer: Peer) -> None:
+        if peer.handshake():
+            peer.serve_honestly(fence=5)
+
+    with FakeServer(serve, accepts=0) as server:
+        client = make(server.address)
+        times_out_silent(client, "one", 1.5)
+        assert re.search(KEPT, client.stats().unreachable), client.stats()
+        server.accepts = None  # the server wakes: it accepts what its kernel queued
+        permit = client.acquire("one", timeout=5)
+        assert not permit.is_local and permit.fence == 5
+        assert server.connections() == 1 and client.stats().connects == 1, (server.connections(), client.stats())
+        release(client, permit)
+
+
+def test_a_stopped_netsemd_sees_one_connection_from_a_waiting_client(make: Callable[..., Any],
+                                                                      start_netsemd: Any) -> None:
+    """Rule 9 with the real netsemd: SIGSTOPped for 3 s while a new client's
+    acquire waits (a round every ~0.6 s), then SIGCONT: granted by the server,
+    which accepted at most 2 connections from the client (STATS
+    connections_total; it counts every connection accepted)."""
+    server = start_netsemd(semaphores="one = 1")
+    server.signal(signal.SIGSTOP)
+    wake = threading.Timer(3.0, server.signal, (signal.SIGCONT,))
+    try:
+        client = make([server.address])
+        wake.start()
+        permit = client.acquire("one", timeout=10)
+    finally:
+        wake.cancel()
+        server.signal(signal.SIGCONT)
+    assert not permit.is_local and permit.fence is not None
+    assert client.server_stats()["connections_total"] <= 2, client.server_stats()
+    release(client, permit)

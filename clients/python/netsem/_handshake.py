@@ -1,0 +1,173 @@
+"""The session handshake of both Python clients, sans I/O: the requests a new
+connection opens with (HELLO, AUTH, LEASE, LEADER, STATS, OPTION queued off,
+RESUMABLE, pipelined as libnetsem sends them) and what their answers say.
+
+``Handshake`` holds the whole handshake's state (the bytes still to send, the
+partial line, which requests are answered), so that an attempt whose server
+accepted the connection and said nothing within connect_timeout can be kept
+open ("parked") and waited on again by the next round, exactly as if the
+handshake had had more time (rule 9, docs/client.md "A server that accepts and
+does not answer"). netsem.client (``_connection.py``) and netsem.aio
+(``_aio_connection.py``) do the I/O; ``Parked`` is what either keeps of such
+an attempt besides its socket.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from netsem import _protocol as proto
+from netsem import _resume
+from netsem.errors import NetsemError, ProtocolError
+
+log = logging.getLogger("netsem")
+
+
+class Handshake:
+    """One connection's handshake. ``out``: the bytes still to send (the
+    caller removes what the socket took); ``feed`` the bytes read; ``done``
+    once HELLO, LEASE, LEADER and STATS are answered (RESUMABLE is not waited
+    for: in a cluster it waits for a commit, and its answer may come while
+    the session is served: ``late``). ``lease_from``: when HELLO was first
+    handed to the socket (the caller sets it): the server reads HELLO after
+    it, so once it answers it cannot end the session before T after it."""
+
+    def __init__(self, tags: proto.Tags, label: str, token: str, queue_positions: bool) -> None:
+        self.buffer = proto.LineBuffer()
+        self.hello_tag, self.lease_tag, self.stats_tag = tags.next(), tags.next(), tags.next()
+        out = proto.hello_request(self.hello_tag, label)
+        # AUTH before everything else the session asks: the server answers
+        # the requests behind it once the token is checked.
+        self.auth_tag = ""
+        if token:
+            self.auth_tag = tags.next()
+            out += proto.auth_request(self.auth_tag, token)
+        # The session timeout T from LEASE (every session may ask), else from
+        # STATS (a 1.0/1.1 server answers LEASE UNKNOWN_VERB; STATS needs an
+        # unlimited read right). STATS also tells a client without a token
+        # that the server requires one (ERR AUTH), before the session begins.
+        # RESUMABLE (the session outlives its connection: it can be resumed)
+        # and LEADER (the cluster's leader, the first to resume on): proposed
+        # 1.2, a 1.0/1.1 server answers UNKNOWN_VERB, which is no refusal.
+        self.resumable_tag, self.leader_tag = tags.next(), tags.next()
+        out += proto.request(self.lease_tag, "LEASE") + proto.request(self.leader_tag, "LEADER")
+        out += proto.request(self.stats_tag, "STATS")
+        # Pipelined and not waited for: a 1.0 server answers UNKNOWN_VERB,
+        # which is no refusal.
+        self.option_tag = ""
+        if not queue_positions:
+            self.option_tag = tags.next()
+            out += proto.option_queued_request(self.option_tag, False)
+        out += proto.request(self.resumable_tag, "RESUMABLE")
+        self.out = bytearray(out)
+        self.lease_from = 0.0
+        self.hello: proto.Hello | None = None
+        self.stats_done = self.lease_done = self.leader_done = self.resumable_done = False
+        self.session_timeout = 0.0  # from STATS
+        self.lease_timeout: float | None = None  # from LEASE
+        self.resumable: _resume.Resumable | None = None
+        self.leader: tuple[str, int] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.hello is not None and self.stats_done and self.lease_done and self.leader_done
+
+    def feed(self, data: bytes, server: str) -> NetsemError | str | None:
+        """The answers in ``data``: None while the handshake goes on (or is
+        done), a NetsemError when the server refused (ERR, LIMIT, AUTH, a line
+        that is no netsem), a str when it answered something no refusal
+        describes (the caller's "refused the session: <str>")."""
+        try:
+            lines = self.buffer.feed(data)
+        except ProtocolError:
+            return ProtocolError(f"server {server} does not speak netsem protocol v1: it sent an over-long or "
+                                 "binary line")
+        for line in lines:
+            raw = line.decode("utf-8", "replace")
+            text = proto.printable(raw)
+            try:
+                reply = proto.parse_line(line)
+            except ProtocolError:
+                return ProtocolError(f'server {server} does not speak netsem protocol v1: it answered "{text}"')
+            if self.option_tag and reply.tag == self.option_tag:
+                if reply.kind == "OK":
+                    continue
+                if reply.kind == "ERR" and reply.code in ("UNKNOWN_VERB", "BAD_ARG"):
+                    log.debug("server %s keeps telling queue positions: %s", server, text)
+                    continue
+            if self.auth_tag and reply.tag == self.auth_tag:
+                if proto.auth_accepted(reply):
+                    log.debug("server %s: AUTH answered %s", server, text)
+                    continue
+                token_refusal = proto.auth_refusal(server, reply)
+                if token_refusal is not None:
+                    return token_refusal
+            if reply.tag == self.lease_tag:
+                self.lease_done = True
+                self.lease_timeout = proto.lease_timeout(reply)
+                if self.lease_timeout is None:
+                    log.debug("server %s has no LEASE: %s", server, text)
+                continue
+            if reply.tag == self.resumable_tag:
+                self.resumable_done = True
+                self.resumable = _resume.parse_resumable(reply)
+                if self.resumable is None:
+                    log.debug("server %s has no RESUMABLE: %s", server, text)
+                continue
+            if reply.tag == self.leader_tag:
+                self.leader_done = True
+                self.leader = _resume.parse_leader(reply)
+                continue
+            if reply.tag == self.stats_tag and reply.kind == "ERR" and reply.code == "DENIED":
+                # Rights without an unlimited read (a token's, a certificate
+                # subject's): no refusal; T comes from LEASE, or stays unknown
+                # against a 1.1 server, as from a server without one.
+                log.debug("server %s keeps its STATS from this session: %s", server, text)
+                self.stats_done = True
+                continue
+            if reply.kind != "OK":
+                refusal = proto.refusal(server, reply, raw)
+                return text if refusal is None else refusal
+            if reply.tag == self.hello_tag:
+                try:
+                    self.hello = proto.parse_hello(reply)
+                except ProtocolError:
+                    return ProtocolError(f'server {server} does not speak netsem protocol v1: it answered '
+                                         f'HELLO with "{text}"')
+            elif reply.tag == self.stats_tag:
+                self.stats_done = True
+                self.session_timeout = proto.session_timeout(reply)
+        return None
+
+    def lease(self, request_timeout: float) -> proto.Lease:
+        """The session's lease once done: T from LEASE, else from STATS, from ``lease_from``."""
+        timeout = self.lease_timeout if self.lease_timeout is not None else self.session_timeout
+        return proto.Lease(timeout, request_timeout, self.lease_from)
+
+    def late(self) -> dict[str, str]:
+        """The handshake requests still unanswered once done (RESUMABLE)."""
+        return {} if self.resumable_done else {self.resumable_tag: "RESUMABLE"}
+
+    def session_resumable(self) -> _resume.Resumable | None:
+        """Resumed only with a session timeout told by LEASE: without one the
+        server ends the session with its connection anyway."""
+        return self.resumable if self.lease_timeout else None
+
+
+@dataclass
+class Parked:
+    """Rule 9: what a client keeps of a silent attempt besides its socket:
+    when it connected (``connected_at``, monotonic), and its ``handshake``
+    (None while the TLS handshake has not finished)."""
+
+    connected_at: float
+    handshake: Handshake | None = None
+
+
+def still_silent(handshake: str, connected_at: float, now: float) -> str:
+    """A parked attempt's entry in stats().unreachable (after "<server>: ")
+    when the server is still silent; ``handshake``: "HELLO" or "the TLS
+    handshake"."""
+    return (f"accepted the connection {round((now - connected_at) * 1000)} ms ago and has not answered {handshake} "
+            "(the same connection, kept open)")
