@@ -138,8 +138,22 @@ struct Connection {
   std::unique_ptr<Client> client;
   ClientOptions options;
   int failure = kExitOk;  // non-zero when client is null
+  // When connect() began, before the Client was made: a command's -t counts
+  // from here (timeout_left).
+  std::chrono::steady_clock::time_point started;
 };
 Connection connect(const GlobalOptions& global);
+
+// What is left now of a command's -t (`timeout`), which counts from
+// connection.started: the first round of connection attempts, up to the
+// connect timeout per listed server, is part of the wait. Absent stays
+// absent (wait for ever) and zero stays a try; a positive -t that round
+// (nearly) used up leaves a last look of 0.1 s (-t itself when shorter), so
+// that the call still ends with the same timeout, in the same words, as one
+// that ran out while waiting (with less it might run out before it waits,
+// and say no more than "timed out").
+std::optional<std::chrono::milliseconds> timeout_left(const Connection& connection,
+                                                      std::optional<std::chrono::milliseconds> timeout);
 
 // The servers a message should name as tried: "a:1, b:2".
 std::string servers_text(const ClientOptions& options);

@@ -3,6 +3,7 @@
 // mapping from a Status to an exit code, and error output.
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -103,6 +104,7 @@ Result<ClientOptions> make_client_options(const GlobalOptions& global) {
 
 Connection connect(const GlobalOptions& global) {
   Connection connection;
+  connection.started = std::chrono::steady_clock::now();
   auto options = make_client_options(global);
   if (!options) {
     print_error(options.status().message());
@@ -118,6 +120,15 @@ Connection connect(const GlobalOptions& global) {
   }
   connection.client = std::move(*client);
   return connection;
+}
+
+std::optional<std::chrono::milliseconds> timeout_left(const Connection& connection,
+                                                      std::optional<std::chrono::milliseconds> timeout) {
+  if (!timeout || timeout->count() == 0) return timeout;
+  constexpr std::chrono::milliseconds kLastLook{100};
+  const auto spent =
+      std::chrono::ceil<std::chrono::milliseconds>(std::chrono::steady_clock::now() - connection.started);
+  return std::max(*timeout - spent, std::min(kLastLook, *timeout));
 }
 
 std::string servers_text(const ClientOptions& options) {

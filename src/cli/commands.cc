@@ -85,7 +85,8 @@ int wait_command(const GlobalOptions& global, const CountOptions& options) {
   if (!connection.client) return connection.failure;
   Client& client = *connection.client;
   WaitFeedback feedback(client, options.name, options.count, global.verbosity);
-  const Status status = client.wait(options.name, {.count = options.count, .timeout = options.timeout});
+  const Status status =
+      client.wait(options.name, {.count = options.count, .timeout = timeout_left(connection, options.timeout)});
   feedback.stop();
   if (status.code() == StatusCode::kTimeout) {
     print_error("wait: " + describe_timeout(client, options.name, options.count, options.timeout, status));

@@ -336,8 +336,8 @@ int run_command(const GlobalOptions& global, const RunOptions& options) {
     }
   });
   const auto asked = Clock::now();
-  Result<Permit> permit =
-      client.acquire(options.name, {.count = options.count, .timeout = options.timeout, .cancel = &cancel});
+  Result<Permit> permit = client.acquire(
+      options.name, {.count = options.count, .timeout = timeout_left(connection, options.timeout), .cancel = &cancel});
   const auto waited = std::chrono::duration<double>(Clock::now() - asked);
   waiting = false;
   watcher.join();

@@ -22,6 +22,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -255,12 +256,14 @@ class CliTest : public ::testing::Test {
 
   // A client configuration file, <name>.ini in the test's directory, that
   // lists `servers` (when not empty) and keeps its host-local semaphores in
-  // a directory of its own, <name>/, given back to the host after the test.
-  std::filesystem::path local_config(const std::string& servers = "", const std::string& name = "local") {
+  // a directory of its own, <name>/, given back to the host after the test;
+  // `more` is more lines of [client] ("connect_timeout_ms = 2000\n").
+  std::filesystem::path local_config(const std::string& servers = "", const std::string& name = "local",
+                                     const std::string& more = "") {
     const auto local_dir = dir_.path() / name;
     const auto config = dir_.path() / (name + ".ini");
     write_text(config, "[client]\n" + (servers.empty() ? "" : "servers = " + servers + "\n") +
-                           "local_dir = " + local_dir.string() + "\n");
+                           "local_dir = " + local_dir.string() + "\n" + more);
     local_dirs_.push_back(local_dir);
     return config;
   }
@@ -281,6 +284,20 @@ class CliTest : public ::testing::Test {
     if (eventually([&] { return (last = get(name)) == expected; })) return ::testing::AssertionSuccess();
     return ::testing::AssertionFailure() << "GET " << name << " answers \"" << last << "\", not \"" << expected << "\"";
   }
+
+  // The test's server SIGSTOPped until the guard goes: its kernel still
+  // accepts connections, so it is silent, not an outage (docs/client.md, "A
+  // server that accepts and does not answer").
+  class Frozen {
+   public:
+    explicit Frozen(Netsemd& server) : server_(server) { server_.send_signal(SIGSTOP); }
+    ~Frozen() { server_.send_signal(SIGCONT); }
+    Frozen(const Frozen&) = delete;
+    Frozen& operator=(const Frozen&) = delete;
+
+   private:
+    Netsemd& server_;
+  };
 
   std::unique_ptr<Netsemd> server_;
   std::unique_ptr<Client> observer_;  // another process, as far as the server can tell
@@ -541,11 +558,7 @@ TEST_F(CliRun, TimesOutWith75WhileAnotherProcessHoldsThePermit) {
 // not answer").
 TEST_F(CliRun, TimesOutWith75AgainstAFrozenServerNeverRunningUnderALocalPermit) {
   const auto config = local_config(address());
-  server_->send_signal(SIGSTOP);
-  struct Thaw {
-    Netsemd& server;
-    ~Thaw() { server.send_signal(SIGCONT); }
-  } thaw{*server_};
+  const Frozen frozen(*server_);
   const auto marker = dir_.path() / "ran";
   const auto start = Clock::now();
   const Outcome outcome =
@@ -557,6 +570,47 @@ TEST_F(CliRun, TimesOutWith75AgainstAFrozenServerNeverRunningUnderALocalPermit) 
                              "fallback; touch not run"),
             std::string::npos)
       << outcome;
+  EXPECT_FALSE(std::filesystem::exists(marker));
+}
+
+// -t is the whole wait, the first round of connection attempts included
+// (audit21 finding 5): against a frozen server, whose first round takes the
+// whole connect timeout (2 s here), `-t 3` ends at 3 s, not 5, and `-t 1`,
+// used up by that round, ends with it, at 2 s, not 3, in the same words;
+// `run` and `wait` alike. The four commands wait side by side (each is
+// reaped, so timed, in finish(): in the order they end).
+TEST_F(CliRun, TheTimeoutCountsFromTheCommandsStartTheFirstRoundIncluded) {
+  const auto config = local_config(address(), "local", "connect_timeout_ms = 2000\n");
+  const Frozen frozen(*server_);
+  const auto marker = dir_.path() / "ran";
+  const struct {
+    std::string verb;
+    std::string timeout;
+    milliseconds ends;  // after the start
+  } cases[] = {{"run", "1", milliseconds(2000)},
+               {"wait", "1", milliseconds(2000)},
+               {"run", "3", milliseconds(3000)},
+               {"wait", "3", milliseconds(3000)}};
+  std::vector<std::unique_ptr<Cli>> clis;
+  const auto start = Clock::now();
+  for (const auto& c : cases) {
+    std::vector<std::string> args = {"--config", config.string(), c.verb, "-t", c.timeout, "beta"};
+    if (c.verb == "run") args.insert(args.end(), {"--", "touch", marker.string()});
+    clis.push_back(std::make_unique<Cli>(args));
+  }
+  for (std::size_t i = 0; i < clis.size(); ++i) {
+    const auto& c = cases[i];
+    const Outcome outcome = clis[i]->finish();
+    EXPECT_EQ(outcome.exit_code, 75) << c.verb << " -t " << c.timeout << ": " << outcome;
+    EXPECT_GE(outcome.ended - start, c.ends) << c.verb << " -t " << c.timeout;
+    EXPECT_LT(outcome.ended - start, c.ends + milliseconds(600)) << c.verb << " -t " << c.timeout;
+    EXPECT_NE(outcome.err.find("netsem: " + c.verb + ": timed out after " + c.timeout +
+                               " s waiting for 1 permit of beta: server " + address() +
+                               " accepted the connection but did not answer within 2000 ms: not an outage, so no "
+                               "fallback"),
+              std::string::npos)
+        << outcome;
+  }
   EXPECT_FALSE(std::filesystem::exists(marker));
 }
 
