@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <charconv>
 #include <csignal>
+#include <cstdint>
 #include <functional>
 #include <map>
 
@@ -61,7 +62,8 @@ constexpr std::string_view kPeerPrefix = "PEER ";
 // `PEER`, when its listening time ends, or when the server makes it give way
 // to a newer probe (give_way): from then on it is refused like every
 // connection over the limit, counted with the refusals, or closed at once
-// when they have no room left.
+// when they have no room left, and counted in limited_total (at that
+// moment, where a connection refused at accept is counted at accept).
 }  // namespace
 
 class Rejection : public std::enable_shared_from_this<Rejection> {
@@ -74,13 +76,16 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
     ++*live_;
   }
   // A probe, counted in `probing` until it is one no more, then in
-  // `rejecting` while that is below `max_rejecting`.
+  // `rejecting` while that is below `max_rejecting`; once it shows it is
+  // no peer link, it is a connection refused for the limit, counted in
+  // `limited_total` as those refused at once are.
   Rejection(asio::ip::tcp::socket socket, std::string line, std::size_t& probing, PeerHandler peer,
-            std::size_t& rejecting, std::size_t max_rejecting)
+            std::size_t& rejecting, std::size_t max_rejecting, std::uint64_t& limited_total)
       : Rejection(std::move(socket), std::move(line), probing) {
     peer_ = std::move(peer);
     rejecting_ = &rejecting;
     max_rejecting_ = max_rejecting;
+    limited_total_ = &limited_total;
   }
   ~Rejection() {
     if (live_ != nullptr) --*live_;
@@ -107,9 +112,11 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
 
  private:
   // Moves the count from the probes' to the refusals', or closes the
-  // socket when the refusals have no room; false when closed.
+  // socket when the refusals have no room; false when closed. Either way
+  // it is a refusal for the limit.
   bool stop_probing() {
     peer_ = nullptr;
+    ++*limited_total_;
     --*live_;
     if (*rejecting_ < max_rejecting_) {
       live_ = rejecting_;
@@ -156,7 +163,11 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
       // End of input while listening: the peer will say no more, but one
       // that only shut down its sending side still reads. ACE never does
       // that before its `acquire:` is complete.
-      if (listening_ && error == asio::error::eof) refuse(true);
+      if (listening_ && error == asio::error::eof) {
+        refuse(true);
+      } else if (probing()) {
+        stop_probing();  // gone (reset) before it said what it is: no peer link
+      }
       close();
       return;
     }
@@ -227,7 +238,8 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
   PeerHandler peer_;                  // while the first bytes may be a peer's hello
   std::size_t* rejecting_ = nullptr;  // a probe's count once it is one no more
   std::size_t max_rejecting_ = 0;
-  std::string first_bytes_;  // at most the length of `acquire:` (of a hello while peer_)
+  std::uint64_t* limited_total_ = nullptr;  // a probe's, counted in when it is one no more
+  std::string first_bytes_;                 // at most the length of `acquire:` (of a hello while peer_)
   bool listening_ = true;
   std::uint32_t phase_ = 0;
   std::array<char, 512> sink_{};
@@ -727,7 +739,7 @@ void Server::probe_peer(asio::ip::tcp::socket socket, const std::array<std::uint
         hand_over_peer_link(std::move(fd), address, line, std::move(rest));
         end_turn();
       },
-      rejecting_, max_rejecting_);
+      rejecting_, max_rejecting_, counters_.limited_total);
   std::erase_if(probes_, [](const std::weak_ptr<Rejection>& old) {
     const auto alive = old.lock();
     return !alive || !alive->probing();

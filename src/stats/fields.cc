@@ -85,8 +85,9 @@ constexpr auto kFields = std::to_array<Field>({
     counter(
         "limited_total", "",
         "Connections refused since start because the server had all the sessions it may have (`max_connections`, or "
-        "what its descriptors allow): answered LIMIT, or closed without a word (an ACE peer, or a flood of refusals); "
-        "and AUTH requests answered LIMIT because too many token checks were waiting (docs/security.md).",
+        "what its descriptors allow): answered LIMIT, or closed without a word (an ACE peer, or a flood of refusals), "
+        "a connection from a cluster member's host once it shows it is no peer link (docs/replication.md); and AUTH "
+        "requests answered LIMIT because too many token checks were waiting (docs/security.md).",
         [](S s) -> N { return s.server.limited_total; }),
     counter("timeouts_total", "",
             "Requests answered TIMEOUT since start: tries that could not be granted at once, and queued requests whose "

@@ -26,6 +26,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -411,9 +412,9 @@ class NetsemdClusterFewConnections : public NetsemdCluster {
     NetsemdCluster::SetUp();
   }
 
-  // What the server at `to` answers first to `line` sent from the address
-  // `from` (another server's, so that the connection may be a peer link):
-  // the first line, "" when none comes within 5 s.
+  // What the server at `to` answers first to `line` (nothing when empty)
+  // sent from the address `from` (another server's, so that the connection
+  // may be a peer link): the first line, "" when none comes within 5 s.
   std::string first_answer_from(const std::string& from, int to, const std::string& line) const {
     UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd.valid()) return "";
@@ -430,12 +431,20 @@ class NetsemdClusterFewConnections : public NetsemdCluster {
         ::connect(fd.get(), reinterpret_cast<sockaddr*>(&remote), sizeof remote) != 0) {
       return "";
     }
-    const std::string sent = line + "\n";
+    const std::string sent = line.empty() ? line : line + "\n";
     if (::send(fd.get(), sent.data(), sent.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(sent.size())) return "";
     std::string got;
     char c = 0;
     while (::recv(fd.get(), &c, 1, 0) == 1 && c != '\n') got += c;
     return got;
+  }
+
+  // STATS' limited_total, asked through `session`.
+  static std::uint64_t limited_total(Client& session) {
+    const std::string answer = session.request("st STATS", 10s);
+    EXPECT_EQ(answer.rfind("st OK {", 0), 0u) << answer;
+    if (answer.rfind("st OK {", 0) != 0) return 0;
+    return nlohmann::json::parse(answer.substr(6)).at("limited_total").get<std::uint64_t>();
   }
 
   // Both followers' peer links are up first (a PING through a follower goes
@@ -463,11 +472,18 @@ TEST_F(NetsemdClusterFewConnections, ALeaderAtMaxConnectionsStillTakesARestarted
   const int other = (lead + 2) % kServers;
   std::vector<std::unique_ptr<Client>> pool;
   ASSERT_NO_FATAL_FAILURE(fill_leader(lead, pool));
-  // A client over the limit is refused, from a server's address too.
+  // A client over the limit is refused, from a server's address too (read
+  // to its first bytes, or for its listening time when it says nothing, in
+  // case it is a peer link), and each is counted in limited_total.
+  const std::uint64_t limited = limited_total(*pool.front());
   auto over = connect(lead);
   ASSERT_TRUE(over != nullptr);
   EXPECT_EQ(over->request("p PING", 5s), "* ERR LIMIT too many connections") << logs();
+  EXPECT_EQ(limited_total(*pool.front()), limited + 1);
   EXPECT_EQ(first_answer_from(host(other), lead, "p PING"), "* ERR LIMIT too many connections") << logs();
+  EXPECT_EQ(limited_total(*pool.front()), limited + 2);
+  EXPECT_EQ(first_answer_from(host(other), lead, ""), "* ERR LIMIT too many connections") << logs();
+  EXPECT_EQ(limited_total(*pool.front()), limited + 3);
 
   // The follower restarts: its peer link to the leader is opened again,
   // while the leader is full.
