@@ -163,8 +163,10 @@ std::string servers_text(const ClientOptions& options);
 std::string unreachable_text(const Connection& connection);
 
 // For the commands that report on the server (no fallback): kExitOk when
-// connected; else the error is printed (a server's refusal, or "WHAT: server
-// unreachable (...)") and its exit code returned.
+// connected; else the error is printed (a server's refusal, "WHAT: no server
+// reachable (...)", or for silent servers, after request_timeout, "WHAT:
+// server ... accepted the connection but has not answered ...") and its exit
+// code returned.
 int require_server(const Connection& connection, std::string_view what);
 
 // The exit code for a failed call's status.

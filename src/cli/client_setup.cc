@@ -35,6 +35,15 @@ Result<ClientOptions> from_file_then_environment(const std::string& file) {
   return options;
 }
 
+// The failure of require_server's hidden probe in the words of the command
+// the user ran ("stats: server ... has not answered ..."), as the other
+// commands name their own request ("GET \"db\": ..."), not "PING: ...".
+Status in_words_of(std::string_view what, const Status& probe) {
+  constexpr std::string_view kProbe = "PING: ";
+  if (!probe.message().starts_with(kProbe)) return probe;
+  return Status(probe.code(), std::string(what) + ": " + probe.message().substr(kProbe.size()));
+}
+
 }  // namespace
 
 std::string exit_code_help(std::string_view subcommand) {
@@ -266,7 +275,7 @@ int require_server(const Connection& connection, std::string_view what) {
   const bool silent = why.code() == StatusCode::kUnavailable &&
                       why.message().find("not an outage, so no fallback") != std::string::npos;
   if (!why.is_ok() && (silent || (why.code() != StatusCode::kUnavailable && why.code() != StatusCode::kShutdown))) {
-    return report_failure(connection, why);
+    return report_failure(connection, in_words_of(what, why));
   }
   print_error(std::string(what) + ": no server reachable (" + unreachable_text(connection) + ")");
   return kExitUnavailable;

@@ -1424,6 +1424,33 @@ TEST_F(CliServers, EverySubcommandSaysNoServerReachableInTheSameWords) {
   EXPECT_NE(outcome.err.find("netsem: warning: " + kWhy), std::string::npos) << outcome;
 }
 
+// The commands that need a session probe for it with a PING when the first
+// round found none; against a silent server (here SIGSTOPped) the probe
+// waits request_timeout and its failure is the command's, in the command's
+// words (audit21 finding 5: they said "PING: server ... has not answered").
+// The eight wait side by side.
+TEST_F(CliServers, ASilentServerIsReportedInTheWordsOfTheCommandNotOfItsProbe) {
+  const auto config =
+      local_config(address(), "local", "connect_timeout_ms = 500\nrequest_timeout_ms = 1000\n").string();
+  const Frozen frozen(*server_);
+  const std::vector<std::vector<std::string>> commands = {
+      {"stats"},    {"status"}, {"holders", "beta"}, {"waiters", "beta"},
+      {"sessions"}, {"ping"},   {"kick", "3"},       {"cluster", "status"}};
+  std::vector<std::unique_ptr<Cli>> clis;
+  for (const auto& command : commands) clis.push_back(std::make_unique<Cli>(joined({"--config", config}, command)));
+  for (std::size_t i = 0; i < clis.size(); ++i) {
+    const std::string what = commands[i].front() == "cluster" ? "cluster status" : commands[i].front();
+    const Outcome outcome = clis[i]->finish();
+    EXPECT_EQ(outcome.exit_code, 69) << what << ": " << outcome;
+    EXPECT_TRUE(outcome.err.starts_with("netsem: " + what + ": server " + address() +
+                                        " accepted the connection but has not answered within 1000 ms: not an "
+                                        "outage, so no fallback"))
+        << outcome;
+    EXPECT_EQ(outcome.err.find("PING"), std::string::npos) << outcome;
+    EXPECT_EQ(outcome.out, "") << outcome;
+  }
+}
+
 TEST_F(CliServers, AnAddressWithoutAPortTakesTheDefaultPort) {
   // Whether a netsemd listens on this host's port 53559 or not, the answer
   // or the refusal names that port.
