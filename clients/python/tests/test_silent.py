@@ -15,7 +15,9 @@ scripted server: no netsemd gives a session and then freezes with a full
 queue on cue. Rule 9 (a silent attempt is kept open, and the next rounds
 wait on it instead of connecting anew): a scripted server that accepts
 nothing until the test lets it, then answers on the one connection queued,
-and the real netsemd SIGSTOPped, counting the connections it accepted.
+and the real netsemd SIGSTOPped, counting the connections it accepted; over
+TLS (the handshake kept mid-way); and an answer that ends the sleep between
+rounds.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import re
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +36,7 @@ import pytest
 from aio_support import release
 from conftest import client_factory, wait_until
 from fake_server import FakeServer, Peer
+from tls_support import Pki
 
 from netsem import FallbackPolicy
 from netsem.errors import Timeout, Unavailable
@@ -169,6 +173,12 @@ def test_a_silent_server_whose_queue_fills_stays_silent_for_the_session_timeout(
             release(client, permit)
 
 
+def grants(peer: Peer) -> None:
+    """A FakeServer script: the handshake, then every ACQUIRE granted with fence 5."""
+    if peer.handshake():
+        peer.serve_honestly(fence=5)
+
+
 def test_a_silent_attempt_is_kept_open_and_the_session_begins_on_it(make: Callable[..., Any]) -> None:
     """Rule 9: a server that accepts nothing (its kernel queues the
     connections, a frozen process) sees ONE connection from a client that
@@ -177,11 +187,7 @@ def test_a_silent_attempt_is_kept_open_and_the_session_begins_on_it(make: Callab
     and a stalled cluster's max_connections). Once the server accepts, it
     reads the HELLO sent rounds ago on that connection, answers, and the
     session begins there: an acquire is granted by the server."""
-    def serve(peer: Peer) -> None:
-        if peer.handshake():
-            peer.serve_honestly(fence=5)
-
-    with FakeServer(serve, accepts=0) as server:
+    with FakeServer(grants, accepts=0) as server:
         client = make(server.address)
         times_out_silent(client, "one", 1.5)
         assert re.search(KEPT, client.stats().unreachable), client.stats()
@@ -211,3 +217,42 @@ def test_a_stopped_netsemd_sees_one_connection_from_a_waiting_client(make: Calla
     assert not permit.is_local and permit.fence is not None
     assert client.server_stats()["connections_total"] <= 2, client.server_stats()
     release(client, permit)
+
+
+def test_a_silent_tls_attempt_is_kept_open_mid_handshake(make: Callable[..., Any], pki: Pki) -> None:
+    """Rule 9 over TLS: a server that accepts nothing leaves the client's
+    TLS handshake unanswered (its ClientHello queued); the client keeps that
+    attempt, TLS state and all, and once the server accepts, the handshake
+    goes on on the one connection, then HELLO, and the session begins."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+
+    def serve(peer: Peer) -> None:
+        peer.sock.settimeout(5)
+        peer.sock = context.wrap_socket(peer.sock, server_side=True)
+        grants(peer)
+
+    with FakeServer(serve, accepts=0) as server:
+        client = make(server.address, **pki.client_options())
+        times_out_silent(client, "one", 1.5)
+        assert re.search(KEPT.replace("HELLO", "the TLS handshake"), client.stats().unreachable), client.stats()
+        server.accepts = None
+        permit = client.acquire("one", timeout=5)
+        assert not permit.is_local and permit.fence == 5
+        assert server.connections() == 1 and client.stats().connects == 1, (server.connections(), client.stats())
+        release(client, permit)
+
+
+def test_an_answer_on_a_kept_attempt_ends_the_sleep_between_rounds(make: Callable[..., Any]) -> None:
+    """Rule 9: while the client sleeps between rounds (3 s here), the server
+    that wakes and answers on the kept connection ends the sleep: a waiting
+    call gets its session at once, not at the next round."""
+    with FakeServer(grants, accepts=0) as server:
+        client = make(server.address, reconnect_min=3.0, reconnect_max=3.0)  # after its first round: asleep
+        assert re.search(f"{SILENT} HELLO", client.stats().unreachable), client.stats()
+        started = time.monotonic()
+        server.accepts = None
+        permit = client.acquire("one", timeout=5)
+        assert time.monotonic() - started < 1.5
+        assert not permit.is_local and server.connections() == 1
+        release(client, permit)
