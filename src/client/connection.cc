@@ -3,7 +3,8 @@
 // request or stop the connection). Timers (connect and handshake deadlines,
 // pings, request_timeout, reconnect backoff) are poll timeouts computed from
 // deadlines, so the thread never sleeps past something it must do. Here: the
-// rounds of connection attempts (run), the handshake, serving a session
+// rounds of connection attempts (run), the handshake, the silent attempts
+// kept open from one round to the next (park, unpark), serving a session
 // (serve, dispatch) and its end; run() hands a resumable session whose
 // connection broke to resume(), in connection_resume.cc with the rest of the
 // resume (RESUME, MINE, LEADER) and the wait for the next round.
@@ -316,14 +317,23 @@ void Connection::wake() {
 
 bool Connection::sleep(milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
+  std::vector<pollfd> fds;
   while (!stopping()) {
     close_lingering(Clock::now());
     const int left = millis_until(deadline);
     if (left == 0) return true;
-    pollfd wake_poll{wake_fd_, POLLIN, 0};
-    if (::poll(&wake_poll, 1, std::max(1, millis_until(next_lingering(deadline)))) > 0) {
-      std::uint64_t drained = 0;
-      [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &drained, sizeof drained);
+    // A parked attempt (rule 9) that becomes readable (its answer came, or
+    // its end) ends the sleep: the next round takes it up at once.
+    fds.assign(1, pollfd{wake_fd_, POLLIN, 0});
+    for (const auto& [server, parked] : parked_) fds.push_back(pollfd{parked.fd, POLLIN, 0});
+    if (::poll(fds.data(), fds.size(), std::max(1, millis_until(next_lingering(deadline)))) > 0) {
+      if (fds[0].revents != 0) {
+        std::uint64_t drained = 0;
+        [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &drained, sizeof drained);
+      }
+      for (std::size_t i = 1; i < fds.size(); ++i) {
+        if (fds[i].revents != 0) return true;
+      }
     }
   }
   return false;
@@ -345,9 +355,12 @@ void Connection::run() {
       attempt_failure_.clear();
       attempt_refusal_ = Status();
       attempt_silent_ = false;
-      int fd = connect_to(endpoint);
+      // Rule 9: a silent attempt of an earlier round goes on on its own
+      // connection; otherwise a new one.
+      int fd = unpark(endpoint);
+      if (fd < 0) fd = connect_to(endpoint);
       protocol::HelloAnswer hello;
-      bool answered = fd >= 0 && (!tls_ || tls_handshake(fd, endpoint)) && handshake(fd, endpoint, hello);
+      bool answered = fd >= 0 && (handshake_.tls_done || tls_handshake(fd, endpoint)) && handshake(fd, endpoint, hello);
       Endpoint at = endpoint;
       if (answered) {
         // A fresh session, nothing held or asked yet: move to the leader, which
@@ -375,8 +388,15 @@ void Connection::run() {
         }
       }
       if (!answered) {
-        ssl_.reset();
-        if (fd >= 0) ::close(fd);
+        if (fd >= 0 && attempt_silent_ && attempt_refusal_.is_ok() && !stopping()) {
+          // Rule 9: the server may be frozen or stalled with our HELLO in its
+          // queue or its log: a new connection each round would fill its accept
+          // queue or its session slots. Kept open, waited on next round.
+          park(fd, endpoint);
+        } else {
+          ssl_.reset();
+          if (fd >= 0) ::close(fd);
+        }
         sticky_silence(endpoint);
         failures += fmt::format("{}{}: {}", failures.empty() ? "" : "; ", endpoint.to_string(),
                                 attempt_failure_.empty() ? "no answer" : attempt_failure_);
@@ -539,7 +559,82 @@ void Connection::run() {
     sleep(backoff);
     if (!settled) backoff = std::min(backoff * 2, options_.reconnect_max);
   }
+  close_parked();
   leave_lingering();
+}
+
+std::string Connection::silence(std::string_view what, milliseconds bound) const {
+  if (!handshake_.kept)
+    return fmt::format("accepted the connection but did not answer {} within {} ms", what, bound.count());
+  return fmt::format("accepted the connection {} ms ago and has not answered {} (the same connection, kept open)",
+                     std::chrono::duration_cast<milliseconds>(Clock::now() - handshake_.connected_at).count(), what);
+}
+
+void Connection::park(int fd, const Endpoint& endpoint) {
+  Parked& parked = parked_[endpoint.to_string()];
+  parked.fd = fd;
+  parked.ssl = std::move(ssl_);
+  parked.handshake = std::move(handshake_);
+  parked.framer = std::move(framer_);
+  parked.out = std::move(out_);
+  parked.resumable_tag = std::move(resumable_tag_);
+  parked.leader_tag = std::move(leader_tag_);
+  parked.resume_id = resume_id_;
+  parked.resume_secret = std::move(resume_secret_);
+  parked.lease_from = lease_from_;
+  handshake_ = Handshake();
+  framer_ = protocol::LineFramer();
+  out_.clear();
+  resumable_tag_.clear();
+  leader_tag_.clear();
+  resume_id_ = 0;
+  resume_secret_.clear();
+  log_debug("server {}: the silent attempt's connection is kept open for the next round", endpoint.to_string());
+}
+
+int Connection::unpark(const Endpoint& endpoint) {
+  const std::string server = endpoint.to_string();
+  const auto kept = parked_.find(server);
+  if (kept == parked_.end()) return -1;
+  Parked parked = std::move(kept->second);
+  parked_.erase(kept);
+  // Rule 8's bound: T after the end of the streak's first silent attempt, a
+  // fallback is safe again (the frozen server's holders have stopped). The
+  // round connects anew, and a new connection that is silent again starts a
+  // new streak (later, so no less safe), parked again: a stall longer than T
+  // costs the server one more connection per client, not one per round.
+  if (const auto since = silent_since_.find(server); session_timeout_.count() > 0 && since != silent_since_.end() &&
+                                                     Clock::now() >= since->second + session_timeout_) {
+    log_debug("server {}: closing the connection kept open since {} ms: {} ms after its first silent attempt", server,
+              std::chrono::duration_cast<milliseconds>(Clock::now() - parked.handshake.connected_at).count(),
+              session_timeout_.count());
+    parked.ssl.reset();
+    ::close(parked.fd);
+    silent_since_.erase(since);
+    return -1;
+  }
+  connect_errno_ = 0;
+  attempt_was_local_ = false;
+  handshake_ = std::move(parked.handshake);
+  handshake_.kept = true;
+  ssl_ = std::move(parked.ssl);
+  framer_ = std::move(parked.framer);
+  out_ = std::move(parked.out);
+  resumable_tag_ = std::move(parked.resumable_tag);
+  leader_tag_ = std::move(parked.leader_tag);
+  resume_id_ = parked.resume_id;
+  resume_secret_ = std::move(parked.resume_secret);
+  lease_from_ = parked.lease_from;
+  return parked.fd;
+}
+
+void Connection::close_parked() {
+  for (auto& [server, parked] : parked_) {
+    parked.ssl.reset();
+    ::close(parked.fd);
+    log_debug("server {}: closed the silent attempt's connection kept open", server);
+  }
+  parked_.clear();
 }
 
 void Connection::close_lingering(Clock::time_point now) {
@@ -618,6 +713,8 @@ void Connection::sticky_silence(const Endpoint& endpoint) {
 int Connection::connect_to(const Endpoint& endpoint, std::optional<Clock::time_point> until) {
   connect_errno_ = 0;
   attempt_was_local_ = false;
+  handshake_ = Handshake();
+  handshake_.tls_done = !tls_;
   auto deadline = Clock::now() + options_.connect_timeout;
   if (until && *until < deadline) deadline = *until;
   const auto bound = std::chrono::ceil<milliseconds>(deadline - Clock::now());
@@ -675,6 +772,7 @@ int Connection::connect_to(const Endpoint& endpoint, std::optional<Clock::time_p
     if (error == 0 && !stopping()) {
       const int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      handshake_.connected_at = Clock::now();
       return fd;
     }
     connect_errno_ = error;
@@ -710,48 +808,57 @@ std::string Connection::encode_hello_and_auth(const std::string& hello_tag) {
 }
 
 bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnswer& hello) {
-  framer_ = protocol::LineFramer();
-  const std::string hello_tag = next_tag();
-  const std::string lease_tag = next_tag();
-  const std::string stats_tag = next_tag();
-  out_.clear();
-  const std::string auth_tag = encode_hello_and_auth(hello_tag);
-  // The session timeout T comes from LEASE (proposed 1.2: every session may
-  // ask, whatever its rights), else from STATS (1.0 and 1.1 servers answer
-  // LEASE UNKNOWN_VERB; STATS needs an unlimited read right). Both are
-  // pipelined, so the handshake costs one round trip against every server;
-  // STATS also tells a client without a token that the server requires one
-  // (ERR AUTH), before the session begins.
-  protocol::encode_lease(out_, lease_tag);
-  protocol::encode_stats(out_, stats_tag);
-  // Pipelined with HELLO, and not waited for: a 1.0 server answers
-  // UNKNOWN_VERB, which is no refusal (it only keeps sending QUEUED lines,
-  // which are ignored); an answer that comes after STATS' is dropped as one
-  // to no pending request.
-  std::string option_tag;
-  if (!options_.queue_positions) {
-    option_tag = next_tag();
-    protocol::encode_option(out_, option_tag, protocol::SessionOption::kQueued, false);
+  Handshake& shake = handshake_;
+  if (!shake.begun) {
+    shake.begun = true;
+    framer_ = protocol::LineFramer();
+    shake.hello_tag = next_tag();
+    shake.lease_tag = next_tag();
+    shake.stats_tag = next_tag();
+    out_.clear();
+    shake.auth_tag = encode_hello_and_auth(shake.hello_tag);
+    // The session timeout T comes from LEASE (proposed 1.2: every session may
+    // ask, whatever its rights), else from STATS (1.0 and 1.1 servers answer
+    // LEASE UNKNOWN_VERB; STATS needs an unlimited read right). Both are
+    // pipelined, so the handshake costs one round trip against every server;
+    // STATS also tells a client without a token that the server requires one
+    // (ERR AUTH), before the session begins.
+    protocol::encode_lease(out_, shake.lease_tag);
+    protocol::encode_stats(out_, shake.stats_tag);
+    // Pipelined with HELLO, and not waited for: a 1.0 server answers
+    // UNKNOWN_VERB, which is no refusal (it only keeps sending QUEUED lines,
+    // which are ignored); an answer that comes after STATS' is dropped as one
+    // to no pending request.
+    if (!options_.queue_positions) {
+      shake.option_tag = next_tag();
+      protocol::encode_option(out_, shake.option_tag, protocol::SessionOption::kQueued, false);
+    }
+    // Proposed 1.2 (docs/client.md, "Resuming the session"): the session may
+    // outlive this connection, and the cluster's leader. Not waited for (in a
+    // cluster RESUMABLE waits for a commit): a 1.0 or 1.1 server answers both
+    // UNKNOWN_VERB, and until RESUMABLE's OK the session is not resumable.
+    resumable_tag_ = next_tag();
+    protocol::encode_resumable(out_, resumable_tag_);
+    leader_tag_ = next_tag();
+    protocol::encode_leader(out_, leader_tag_);
+    resume_id_ = 0;
+    resume_secret_.clear();
+    // The server reads HELLO after this: once it answers, it cannot end the
+    // session before T after this. A kept attempt (rule 9) keeps this time:
+    // earlier is safe.
+    lease_from_ = Clock::now();
   }
-  // Proposed 1.2 (docs/client.md, "Resuming the session"): the session may
-  // outlive this connection, and the cluster's leader. Not waited for (in a
-  // cluster RESUMABLE waits for a commit): a 1.0 or 1.1 server answers both
-  // UNKNOWN_VERB, and until RESUMABLE's OK the session is not resumable.
-  resumable_tag_ = next_tag();
-  protocol::encode_resumable(out_, resumable_tag_);
-  leader_tag_ = next_tag();
-  protocol::encode_leader(out_, leader_tag_);
-  resume_id_ = 0;
-  resume_secret_.clear();
-  bool hello_done = false;
-  bool lease_done = false;
-  bool stats_done = false;
-  std::optional<std::int64_t> lease_ms;  // LEASE's answer, when the server knows the verb
-  std::int64_t stats_ms = 0;             // STATS' session_timeout_ms; 0: absent, or STATS denied
-  // The server reads HELLO after this: once it answers, it cannot end the
-  // session before T after this.
-  lease_from_ = Clock::now();
-  const auto deadline = lease_from_ + options_.connect_timeout;
+  const std::string& hello_tag = shake.hello_tag;
+  const std::string& lease_tag = shake.lease_tag;
+  const std::string& stats_tag = shake.stats_tag;
+  const std::string& auth_tag = shake.auth_tag;
+  const std::string& option_tag = shake.option_tag;
+  bool& hello_done = shake.hello_done;
+  bool& lease_done = shake.lease_done;
+  bool& stats_done = shake.stats_done;
+  std::optional<std::int64_t>& lease_ms = shake.lease_ms;
+  std::int64_t& stats_ms = shake.stats_ms;
+  const auto deadline = Clock::now() + options_.connect_timeout;
   attempt_refusal_ = Status();
   // Once in fallback or refused, every retry would say the same: keep it out
   // of the warnings.
@@ -786,8 +893,7 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
       // slow (busy, electing a leader, syncing its disk). Not an outage; the
       // round says so once.
       attempt_silent_ = true;
-      attempt_failure_ = fmt::format("accepted the connection but did not answer HELLO within {} ms",
-                                     options_.connect_timeout.count());
+      attempt_failure_ = silence("HELLO", options_.connect_timeout);
       log_debug("server {} {}", endpoint.to_string(), attempt_failure_);
       return false;
     }
@@ -891,7 +997,7 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
       if (answer.tag == hello_tag) {
         // "netsem <version> <session-id>": 1.0 and 1.1 are protocol v1; a
         // server that answers otherwise speaks something this build does not.
-        if (!protocol::parse_hello(answer.rest, hello) || hello.major != 1) {
+        if (!protocol::parse_hello(answer.rest, shake.hello) || shake.hello.major != 1) {
           return refused(
               Status(StatusCode::kProtocol,
                      fmt::format("server {} does not speak netsem protocol v1: it answered HELLO with \"{}\"",
@@ -912,6 +1018,7 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
     }
     framer_.compact();
   }
+  hello = shake.hello;
   const std::int64_t session_timeout_ms = lease_ms ? *lease_ms : stats_ms;
   // A sixth of the session timeout keeps the session alive, and leaves about
   // T/3 of the lease (T/2) for a failover: in a cluster a PONG waits for the
@@ -938,6 +1045,8 @@ void Connection::quit_and_close(int fd) {
 
 void Connection::session_began(const Endpoint& endpoint, const protocol::HelloAnswer& hello) {
   held_.clear();
+  // The streak ends: the other servers' silent attempts are no longer waited on.
+  close_parked();
   {
     std::lock_guard lock(mutex_);
     connected_ = true;
@@ -1129,8 +1238,9 @@ Status Connection::serve(int fd) {
 }
 
 bool Connection::tls_handshake(int fd, const Endpoint& endpoint, std::optional<Clock::time_point> until) {
-  // Files renewed on disk since the last connect are read now.
-  ssl_ = tls_->current()->open(fd, endpoint.host);
+  // Files renewed on disk since the last connect are read now. A kept
+  // attempt (rule 9) goes on with its own.
+  if (!handshake_.kept || !ssl_) ssl_ = tls_->current()->open(fd, endpoint.host);
   if (!ssl_) {
     // Only allocations fail there: this process is out of memory.
     local_failure(endpoint, "TLS: " + tls_failure(nullptr, "cannot make a connection"));
@@ -1142,7 +1252,10 @@ bool Connection::tls_handshake(int fd, const Endpoint& endpoint, std::optional<C
   for (;;) {
     ERR_clear_error();
     const int result = SSL_connect(ssl_.get());
-    if (result == 1) return true;
+    if (result == 1) {
+      handshake_.tls_done = true;
+      return true;
+    }
     const int error = SSL_get_error(ssl_.get(), result);
     short events = 0;
     if (error == SSL_ERROR_WANT_READ) {
@@ -1182,8 +1295,7 @@ bool Connection::tls_handshake(int fd, const Endpoint& endpoint, std::optional<C
         // Connected, the connection open, no end of the handshake: silent,
         // as for HELLO.
         attempt_silent_ = true;
-        attempt_failure_ = fmt::format("accepted the connection but did not answer the TLS handshake within {} ms",
-                                       std::max<std::int64_t>(0, bound.count()));
+        attempt_failure_ = silence("the TLS handshake", std::max(milliseconds(0), bound));
         log_debug("server {} {}", endpoint.to_string(), attempt_failure_);
         return false;
       }

@@ -38,7 +38,11 @@
 // a fleet-wide limit into a per-host one). The servers it reached accepted
 // the connection and did not answer in time (silent: busy, electing a
 // leader, syncing a slow disk): not an outage either, since they may hold
-// permits, so the calls wait for a round that decides (Unsent::wait).
+// permits, so the calls wait for a round that decides (Unsent::wait). A
+// silent attempt's connection is kept open with its handshake (parked_), and
+// the next round's attempt to that server waits on it instead of connecting
+// anew: one connection per client in a frozen server's accept queue or a
+// stalled cluster's session slots, not one per round.
 //
 // Resuming (proposed 1.2; docs/client.md, "Resuming the session"): the
 // handshake also sends RESUMABLE and LEADER. When the connection of a
@@ -307,13 +311,31 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // the server answered with a refusal (a HELLO answer that parse_hello
   // cannot read, or of a major version other than 1, is one: kProtocol).
   // On success `hello` holds the server's version and the session id.
+  // Bounded by connect_timeout from now; on a kept attempt (rule 9:
+  // handshake_.kept) it goes on where the last round left it.
   bool handshake(int fd, const Endpoint& endpoint, protocol::HelloAnswer& hello);
-  // The TLS handshake on a connected socket (ssl_ made here); false with the
-  // reason in attempt_failure_, and a kDenied refusal in attempt_refusal_
-  // when it failed on a certificate or an alert.
+  // The TLS handshake on a connected socket (ssl_ made here, or kept with a
+  // parked attempt); false with the reason in attempt_failure_, and a kDenied
+  // refusal in attempt_refusal_ when it failed on a certificate or an alert.
   // Bounded like connect_to.
   bool tls_handshake(int fd, const Endpoint& endpoint,
                      std::optional<std::chrono::steady_clock::time_point> until = std::nullopt);
+  // Why a silent attempt failed: `what` ("HELLO", "the TLS handshake") not
+  // answered within `bound`, or, on a kept attempt (rule 9), not answered
+  // since the connection was accepted, N ms ago.
+  std::string silence(std::string_view what, std::chrono::milliseconds bound) const;
+  // Rule 9 (docs/client.md, "A server that accepts and does not answer"):
+  // the attempt on `fd` to `endpoint` was silent; its connection is kept
+  // open with the handshake's whole state (parked_) for the next round.
+  void park(int fd, const Endpoint& endpoint);
+  // The socket of the attempt parked for `endpoint`, its state back in the
+  // live members (handshake_, ssl_, framer_, out_, ...), or -1 when none is
+  // parked or rule 8's bound for it has passed (then it is closed, and the
+  // server's streak forgotten: the round connects anew).
+  int unpark(const Endpoint& endpoint);
+  // Closes every parked attempt (plain close: nothing was asked but the
+  // handshake): a session began, or the I/O thread ends.
+  void close_parked();
   // An attempt failed on this process's resources, not the server's: `what`
   // into attempt_failure_, and into attempt_local_ if the round has none yet.
   void local_failure(const Endpoint& endpoint, std::string what);
@@ -450,6 +472,45 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // until the bound (sticky_silence). Forgotten at a session with any
   // server, or for a server whose attempt ends otherwise.
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> silent_since_;
+  // The session handshake under way (handshake(), tls_handshake()): what it
+  // asked, which answers came and what they said. Reset by connect_to.
+  struct Handshake {
+    bool tls_done = false;                               // the TLS handshake finished (or no TLS)
+    bool begun = false;                                  // HELLO and the requests behind it are in out_ (or sent)
+    bool kept = false;                                   // a parked attempt taken up again (rule 9)
+    std::chrono::steady_clock::time_point connected_at;  // when connect() succeeded
+    std::string hello_tag;
+    std::string lease_tag;
+    std::string stats_tag;
+    std::string auth_tag;    // "" without a token
+    std::string option_tag;  // "" when queue positions are wanted
+    bool hello_done = false;
+    bool lease_done = false;
+    bool stats_done = false;
+    std::optional<std::int64_t> lease_ms;  // LEASE's answer, when the server knows the verb
+    std::int64_t stats_ms = 0;             // STATS' session_timeout_ms; 0: absent, or STATS denied
+    protocol::HelloAnswer hello;           // once hello_done
+  };
+  Handshake handshake_;
+  // Rule 9: a silent attempt's connection, kept open across rounds with
+  // everything its handshake had (the live members it was in when parked),
+  // at most one per configured server (by Endpoint::to_string()). The next
+  // round's attempt to that server waits on it instead of connecting, so a
+  // frozen server's accept queue, or a stalled cluster's session slots,
+  // hold one connection per client, not one per round.
+  struct Parked {
+    int fd = -1;
+    SslPtr ssl;
+    Handshake handshake;
+    protocol::LineFramer framer;
+    std::string out;  // bytes still to send
+    std::string resumable_tag;
+    std::string leader_tag;
+    std::uint64_t resume_id = 0;
+    std::string resume_secret;
+    std::chrono::steady_clock::time_point lease_from;  // when HELLO was first queued
+  };
+  std::unordered_map<std::string, Parked> parked_;
   SslPtr ssl_;               // the TLS connection of the current socket, if TLS
   bool tls_failed_ = false;  // the last read ended on a TLS error (an alert), not on the socket
   // The round's first attempt that failed for want of this process's own

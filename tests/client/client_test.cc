@@ -806,12 +806,10 @@ TEST_F(ClientTest, ConnectTimeoutBoundsAnUnansweredConnect) {
 // anything else `ERR UNKNOWN_VERB` (as a 1.0 server answers OPTION), the
 // first `answers` lines only (silent after), until the client closes or
 // `for_how_long` passed; then hangs up. The request lines it read.
-std::vector<std::string> scripted_session(int listener, std::chrono::milliseconds for_how_long, std::int64_t timeout_ms,
-                                          bool lease, std::size_t answers = SIZE_MAX) {
+// scripted_session on a connection accepted already (`fd`, closed at the end).
+std::vector<std::string> scripted_session_on(int fd, std::chrono::milliseconds for_how_long, std::int64_t timeout_ms,
+                                             bool lease, std::size_t answers = SIZE_MAX) {
   std::vector<std::string> seen;
-  pollfd accept_poll{listener, POLLIN, 0};
-  if (::poll(&accept_poll, 1, 3000) != 1) return seen;
-  const int fd = ::accept(listener, nullptr, nullptr);
   std::string input;
   const auto deadline = Clock::now() + for_how_long;
   while (Clock::now() < deadline) {
@@ -831,6 +829,8 @@ std::vector<std::string> scripted_session(int listener, std::chrono::millisecond
           fields[0] + (fields[1] == "HELLO"   ? std::string(" OK netsem 1.1 7\n")
                        : fields[1] == "STATS" ? " OK {\"session_timeout_ms\":" + std::to_string(timeout_ms) + "}\n"
                        : fields[1] == "LEASE" && lease ? " OK " + std::to_string(timeout_ms) + "\n"
+                       : fields[1] == "ACQUIRE"        ? std::string(" OK 1\n")
+                       : fields[1] == "RELEASE"        ? std::string(" OK\n")
                                                        : std::string(" ERR UNKNOWN_VERB unknown verb\n"));
       // The client may be gone already (it waits for no answer after STATS').
       (void)::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
@@ -838,6 +838,24 @@ std::vector<std::string> scripted_session(int listener, std::chrono::millisecond
   }
   ::close(fd);
   return seen;
+}
+
+std::vector<std::string> scripted_session(int listener, std::chrono::milliseconds for_how_long, std::int64_t timeout_ms,
+                                          bool lease, std::size_t answers = SIZE_MAX) {
+  pollfd accept_poll{listener, POLLIN, 0};
+  if (::poll(&accept_poll, 1, 3000) != 1) return {};
+  return scripted_session_on(::accept(listener, nullptr, nullptr), for_how_long, timeout_ms, lease, answers);
+}
+
+// The connections waiting in `listener`'s accept queue, accepted now.
+std::vector<int> accept_queued(int listener) {
+  std::vector<int> accepted;
+  for (pollfd ready{listener, POLLIN, 0}; ::poll(&ready, 1, 0) == 1; ready.revents = 0) {
+    const int fd = ::accept(listener, nullptr, nullptr);
+    if (fd < 0) break;
+    accepted.push_back(fd);
+  }
+  return accepted;
 }
 
 // The port still accepts after the session ended (the kernel does, into the
@@ -940,24 +958,70 @@ TEST_F(ClientTest, AServerThatAcceptsAndNeverAnswersIsNotAnOutage) {
   const ClientStats stats = client->stats();
   EXPECT_EQ(stats.fallback_entries, 0u);
   EXPECT_EQ(stats.local_grants, 0u);
-  EXPECT_NE(stats.unreachable.find(server + ": accepted the connection but did not answer HELLO within 500 ms"),
+  // Rule 9: the later rounds wait on the first attempt's connection.
+  EXPECT_NE(stats.unreachable.find(server + ": accepted the connection "), std::string::npos) << stats.unreachable;
+  EXPECT_NE(stats.unreachable.find(" ms ago and has not answered HELLO (the same connection, kept open)"),
             std::string::npos)
       << stats.unreachable;
   client.reset();
   ::close(listener);
 }
 
-// Rule 8 (audit21 finding 1): a frozen server's kernel keeps each attempt
-// the client gave up on in its accept queue; once the queue is full it drops
-// the SYN, and connects time out. Within T (the session timeout the client
-// last learned) after the streak's first silent attempt, such a timeout is
-// silence too, not an outage: no fallback beside holders the server may
-// still have. After T it is an outage again. A scripted server, as no
-// netsemd can be made to hang up and then keep a full queue
-// deterministically: a session with LEASE 3500, then a hang-up; nothing is
-// accepted after, and the backlog of 0 takes one connection, the client's
-// own first silent attempt.
-TEST_F(ClientTest, AConnectTimeoutAfterASilentAttemptIsSilentUntilTheSessionTimeout) {
+// Rule 9 (audit21 findings 1 and 2): a silent attempt's connection is kept
+// open, and the next rounds wait on it instead of connecting anew, so a
+// frozen server's accept queue (or a stalled cluster's session slots) holds
+// one connection of this client, not one per round. A bare listener that
+// does not accept, as above; then the test accepts what is queued (one
+// connection) and plays the server on it: the session begins on the kept
+// connection, whose HELLO was sent rounds ago. Without rule 9: 5 or more
+// connections queued, and the one answered has been closed.
+TEST_F(ClientTest, ASilentAttemptIsKeptOpenAndTheSessionBeginsOnItOnceTheServerAnswers) {
+  std::uint16_t port = 0;
+  const int listener = bound_socket(port, 1024);
+  ASSERT_GE(listener, 0);
+  ClientOptions options = options_for(port);
+  options.connect_timeout = 200ms;
+  options.reconnect_max = 50ms;
+  auto client = make_client(options);
+  ASSERT_TRUE(client);
+  Result<Permit> permit = client->acquire("db", {.timeout = 1500ms});
+  ASSERT_FALSE(permit) << "granted, local: " << permit->is_local();
+  EXPECT_EQ(permit.status().code(), StatusCode::kTimeout) << permit.status().to_string();
+  EXPECT_EQ(client->stats().fallback_entries, 0u);
+  std::vector<int> queued = accept_queued(listener);
+  ASSERT_EQ(queued.size(), 1u) << "connections from one client while its server was silent";
+  std::vector<std::string> seen;
+  std::thread fake([&seen, fd = queued[0]] { seen = scripted_session_on(fd, 3s, 0, false); });
+  const auto start = Clock::now();
+  Result<Permit> granted = client->acquire("db", {.timeout = 2s});
+  ASSERT_TRUE(granted) << granted.status().to_string();
+  EXPECT_FALSE(granted->is_local());
+  // The parked connection became readable: the sleep between rounds ended.
+  EXPECT_LT(since(start), 1s);
+  EXPECT_TRUE(client->connected());
+  EXPECT_EQ(client->stats().fallback_entries, 0u);
+  EXPECT_EQ(client->stats().local_grants, 0u);
+  granted->release();
+  client.reset();
+  fake.join();
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(netsem::testing::fields(seen[0])[1], "HELLO") << seen[0];
+  EXPECT_TRUE(accept_queued(listener).empty());
+  ::close(listener);
+}
+
+// Rules 8 and 9 (audit21 findings 1 and 2): a frozen server's kernel keeps
+// each attempt the client gave up on in its accept queue; so the client keeps
+// its silent attempt open and waits on it, round after round, instead of
+// connecting anew. Until T (the session timeout the client last learned)
+// after the streak's first silent attempt: then the kept connection is closed
+// and the round connects anew; a connect that times out then is an outage
+// (fallback). A scripted server, as no netsemd can be made to hang up and
+// then keep a full queue deterministically: a session with LEASE 3500, then
+// a hang-up; nothing is accepted after, and the backlog of 0 takes one
+// connection, the client's own silent attempt, kept open. Without rule 9 the
+// later rounds' connects time out (and rule 8 takes them as silent).
+TEST_F(ClientTest, ASilentAttemptIsKeptOpenUntilTheSessionTimeoutThenAConnectTimeoutIsAnOutage) {
   std::uint16_t port = 0;
   const int listener = bound_socket(port, 0);
   ASSERT_GE(listener, 0);
@@ -967,13 +1031,11 @@ TEST_F(ClientTest, AConnectTimeoutAfterASilentAttemptIsSilentUntilTheSessionTime
   EXPECT_TRUE(client->connected());
   fake.join();
   const auto hung_up = Clock::now();
-  // A round whose connect timed out: the queue is full.
+  // A later round waited on the kept connection.
   ASSERT_TRUE(eventually([&] {
-    return client->stats().unreachable.find(": no connection within") != std::string::npos;
+    return client->stats().unreachable.find("(the same connection, kept open)") != std::string::npos;
   })) << client->stats().unreachable;
-  EXPECT_NE(client->stats().unreachable.find(": no connection within 500 ms, after it accepted and did not answer: "
-                                             "still taken as silent for "),
-            std::string::npos)
+  EXPECT_EQ(client->stats().unreachable.find(": no connection within"), std::string::npos)
       << client->stats().unreachable;
   Result<Permit> permit = client->acquire("db", {.timeout = 1500ms});
   ASSERT_FALSE(permit) << "granted, local: " << permit->is_local();
@@ -1020,6 +1082,55 @@ TEST_F(ClientTest, AFrozenServerIsNotAnOutageAndGrantsOnceItWakes) {
   ASSERT_TRUE(granted) << granted.status().to_string();
   EXPECT_FALSE(granted->is_local());
   EXPECT_EQ(client->stats().fallback_entries, 0u);
+}
+
+// The server's connections_total (connections accepted as sessions), as
+// STATS tells it on a raw connection of the test's own (counted too).
+std::int64_t connections_total(const std::string& stats_answer) {
+  std::vector<protocol::StatsField> fields;
+  std::int64_t total = -1;
+  const auto json = stats_answer.find('{');
+  if (json == std::string::npos || !protocol::parse_stats(std::string_view(stats_answer).substr(json), fields) ||
+      !protocol::stats_integer(fields, "connections_total", total)) {
+    return -1;
+  }
+  return total;
+}
+
+// Rule 9 with the real netsemd frozen (SIGSTOP) for 3 s while a new client's
+// acquire waits: the client waits on its first attempt's connection, kept
+// open, instead of connecting anew each round, and once the server wakes it
+// grants on that connection at once (the kept socket turns readable and ends
+// the sleep between rounds). The server counts at most 2 connections of the
+// client; without rule 9, about one per round (8 or more here).
+TEST_F(ClientTest, AFrozenServerSeesOneConnectionOfAWaitingClientAndGrantsOnItOnceItWakes) {
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  const std::int64_t before = connections_total(raw("s STATS"));
+  ASSERT_GE(before, 1);
+  server_->send_signal(SIGSTOP);
+  struct Thaw {
+    Netsemd& server;
+    ~Thaw() { server.send_signal(SIGCONT); }
+  } thaw{*server_};
+  ClientOptions options = options_for(server_->port());
+  options.connect_timeout = 300ms;
+  options.reconnect_max = 50ms;
+  auto client = make_client(options);
+  ASSERT_TRUE(client);
+  EXPECT_FALSE(client->connected());
+  auto acquired = std::async(std::launch::async, [&] { return client->acquire("db", {.timeout = 10s}); });
+  std::this_thread::sleep_for(3s);
+  const auto woken = Clock::now();
+  server_->send_signal(SIGCONT);
+  Result<Permit> granted = acquired.get();
+  ASSERT_TRUE(granted) << granted.status().to_string();
+  EXPECT_FALSE(granted->is_local());
+  EXPECT_LT(since(woken), 1s);
+  EXPECT_EQ(client->stats().fallback_entries, 0u);
+  // This raw connection is one more, and the one before.
+  const std::int64_t after = connections_total(raw("s STATS"));
+  EXPECT_LE(after - before - 1, 2) << "connections of the client: " << after - before - 1;
+  EXPECT_GE(after - before - 1, 1);
 }
 
 // A round that reaches a closed port and a silent one does not fall back:

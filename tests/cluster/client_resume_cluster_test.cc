@@ -65,13 +65,14 @@ class ClientResumeCluster : public ::testing::Test {
   std::string address(int i) const { return host(i) + ":" + std::to_string(client_ports_[i]); }
 
   std::string config(int i) const {
-    std::string text =
-        "[server]\nbind_address = " + host(i) +
-        "\nbind_port = @PORT@\nstats_dir = @DIR@\ndata_dir = @DIR@\nlog_level = debug\n"
-        "session_timeout_ms = " +
-        std::to_string(kSessionTimeoutMs) + "\n[semaphores]\nlock = 1\n[cluster]\nid = " + std::to_string(i + 1) +
-        "\nsecret_file = " + cluster_secret_file(dir_.path(), i).string() +
-        "\nelection_timeout_ms = " + std::to_string(election_timeout_ms_) + "\nheartbeat_timeout_ms = 50\n";
+    std::string text = "[server]\nbind_address = " + host(i) +
+                       "\nbind_port = @PORT@\nstats_dir = @DIR@\ndata_dir = @DIR@\nlog_level = debug\n"
+                       "session_timeout_ms = " +
+                       std::to_string(kSessionTimeoutMs) + "\n" + server_extra_ +
+                       "[semaphores]\nlock = 1\n[cluster]\nid = " + std::to_string(i + 1) +
+                       "\nsecret_file = " + cluster_secret_file(dir_.path(), i).string() +
+                       "\nelection_timeout_ms = " + std::to_string(election_timeout_ms_) +
+                       "\nheartbeat_timeout_ms = 50\n";
     for (int j = 0; j < kServers; ++j) {
       text += "server." + std::to_string(j + 1) + " = " + host(j) + ":" + std::to_string(raft_ports_[j]) + " " +
               address(j) + "\n";
@@ -207,6 +208,26 @@ class ClientResumeCluster : public ::testing::Test {
     EXPECT_EQ(stage.owner->request(req::acquire("t", "lock", 1, 0), 10s), "t TIMEOUT") << logs();
   }
 
+  // The elected leader, frozen (SIGSTOP) by freeze_leader() until this goes.
+  struct Frozen {
+    int lead = -1;
+    Netsemd* server = nullptr;
+    SteadyClock::time_point at;  // when it was stopped
+    Frozen() = default;
+    Frozen(const Frozen&) = delete;
+    Frozen& operator=(const Frozen&) = delete;
+    ~Frozen() {
+      if (server != nullptr) server->send_signal(SIGCONT);
+    }
+  };
+  void freeze_leader(Frozen& frozen) {
+    frozen.lead = cluster_leader(servers_, 15s);
+    ASSERT_GE(frozen.lead, 0) << "no leader elected\n" << logs();
+    frozen.server = servers_[frozen.lead].get();
+    frozen.server->send_signal(SIGSTOP);
+    frozen.at = SteadyClock::now();
+  }
+
   std::string logs() const {
     std::string all = "--- killed:\n" + killed_log_;
     for (int i = 0; i < kServers; ++i) {
@@ -221,6 +242,7 @@ class ClientResumeCluster : public ::testing::Test {
   void queued_acquire_survives_its_servers_death(bool on_leader);
 
   int election_timeout_ms_ = 500;  // set before SetUp by a fixture that wants slower elections
+  std::string server_extra_;       // more [server] lines ("key = value\n"), likewise
   TempDir dir_;
   std::array<std::uint16_t, kServers> client_ports_{};
   std::array<std::uint16_t, kServers> raft_ports_{};
@@ -513,14 +535,10 @@ class ClientSilentCluster : public ClientResumeCluster {
 };
 
 TEST_F(ClientSilentCluster, ANewClientWaitsForTheElectionAfterTheLeaderFreezesNeverServedLocally) {
-  const int lead = cluster_leader(servers_, 15s);
-  ASSERT_GE(lead, 0) << "no leader elected\n" << logs();
-  servers_[lead]->send_signal(SIGSTOP);
-  struct Thaw {
-    Netsemd* server;
-    ~Thaw() { server->send_signal(SIGCONT); }
-  } thaw{servers_[lead].get()};
-  const auto stopped_at = SteadyClock::now();
+  Frozen frozen;
+  ASSERT_NO_FATAL_FAILURE(freeze_leader(frozen));
+  const int lead = frozen.lead;
+  const auto stopped_at = frozen.at;
   ClientOptions options;
   options.servers = {address((lead + 1) % kServers), address((lead + 2) % kServers)};
   options.local_dir = dir_.path() / "local";
@@ -536,6 +554,57 @@ TEST_F(ClientSilentCluster, ANewClientWaitsForTheElectionAfterTheLeaderFreezesNe
   EXPECT_FALSE(permit->is_local()) << "served by a host-local semaphore";
   EXPECT_EQ(client.stats().fallback_entries, 0u);
   EXPECT_EQ(client.stats().local_grants, 0u);
+}
+
+// Rule 9 (audit21 finding 2): in a stalled cluster (here the leader frozen,
+// so the followers hold each HELLO in their logs until they elect another)
+// a follower keeps every session whose HELLO waits, connection closed or
+// not, and counts it against max_connections. Clients that gave up on their
+// silent attempts each round and connected anew filled that in a few rounds:
+// the servers answered LIMIT, and every waiting call failed "server is full"
+// long before its timeout. Kept open, each client's attempt holds one slot
+// per server: with max_connections = 6 and three clients, all are granted by
+// the cluster after the election, none refused, none served locally.
+// Without rule 9: kLimit within about 2 s.
+class ClientStalledClusterFewConnections : public ClientResumeCluster {
+ protected:
+  ClientStalledClusterFewConnections() {
+    election_timeout_ms_ = 3000;
+    server_extra_ = "max_connections = 6\n";
+  }
+};
+
+TEST_F(ClientStalledClusterFewConnections, WaitingClientsKeepOneConnectionPerServerAndAreGrantedAfterTheElection) {
+  Frozen frozen;
+  ASSERT_NO_FATAL_FAILURE(freeze_leader(frozen));
+  const int lead = frozen.lead;
+  const auto stopped_at = frozen.at;
+  constexpr int kClients = 3;
+  std::array<std::future<std::string>, kClients> outcomes;
+  for (int k = 0; k < kClients; ++k) {
+    outcomes[k] = std::async(std::launch::async, [this, lead]() -> std::string {
+      ClientOptions options;
+      options.servers = {address((lead + 1) % kServers), address((lead + 2) % kServers)};
+      options.local_dir = dir_.path() / "local";
+      options.connect_timeout = 300ms;
+      options.reconnect_min = 20ms;
+      options.reconnect_max = 100ms;
+      Result<std::unique_ptr<netsem::Client>> made = netsem::Client::create(std::move(options));
+      if (!made) return "create: " + made.status().to_string();
+      Result<Permit> permit = (*made)->acquire("lock", {.timeout = 15s});
+      if (!permit) return permit.status().to_string();
+      if (permit->is_local()) return "served by a host-local semaphore";
+      if ((*made)->stats().fallback_entries != 0) return "entered fallback";
+      (void)permit->release();  // `lock` has a limit of 1: the next client's turn
+      return "granted";
+    });
+  }
+  for (int k = 0; k < kClients; ++k) {
+    ASSERT_EQ(outcomes[k].wait_for(20s), std::future_status::ready) << logs();
+    EXPECT_EQ(outcomes[k].get(), "granted") << "client " << k;
+  }
+  std::printf("all granted %lld ms after the SIGSTOP of the leader\n",
+              static_cast<long long>((SteadyClock::now() - stopped_at) / 1ms));
 }
 
 }  // namespace
