@@ -196,6 +196,18 @@ std::string json_string(std::string_view text);
 // reachable or several were listed, and returns its exit code.
 int report_failure(const Connection& connection, const Status& status);
 
+// Whether a failed call got no answer because the servers accepted the
+// connection and did not answer (silent: a frozen server, a cluster electing
+// a leader) and the call's own bound ran out: "not an outage, so no
+// fallback". A try (-t 0) ends so after request_timeout.
+bool unanswered_by_silent_servers(const Status& status);
+
+// "no answer to the try for 1 permit of NAME: server ... accepted the
+// connection but has not answered within 10000 ms: ...", from the message of
+// the try (`verb` ACQUIRE or WAIT) that silent servers left unanswered.
+std::string describe_unanswered_try(std::string_view verb, std::string_view name, std::int64_t count,
+                                    const Status& why);
+
 // "timed out after 2 s waiting for 1 permit of NAME", followed by what GET
 // says of NAME now (timeout_detail) when it can be had, with the permits
 // held counted from HOLDERS when the server speaks 1.1; without a session,

@@ -330,6 +330,21 @@ std::string timeout_detail(const SemaphoreInfo& info, std::optional<std::int64_t
   return text + waiting;
 }
 
+bool unanswered_by_silent_servers(const Status& status) {
+  return status.code() == StatusCode::kUnavailable &&
+         status.message().find("not an outage, so no fallback") != std::string::npos;
+}
+
+std::string describe_unanswered_try(std::string_view verb, std::string_view name, std::int64_t count,
+                                    const Status& why) {
+  // The library names the request first: `ACQUIRE "db": server ...`.
+  const std::string request = std::string(verb) + " \"" + std::string(name) + "\": ";
+  std::string reason = why.message();
+  if (reason.starts_with(request)) reason.erase(0, request.size());
+  return "no answer to the try for " + std::to_string(count) + (count == 1 ? " permit of " : " permits of ") +
+         std::string(name) + ": " + reason;
+}
+
 std::string describe_timeout(Client& client, std::string_view name, std::int64_t count,
                              std::optional<std::chrono::milliseconds> timeout, const Status& why) {
   std::string text = "timed out";

@@ -92,6 +92,11 @@ int wait_command(const GlobalOptions& global, const CountOptions& options) {
     print_error("wait: " + describe_timeout(client, options.name, options.count, options.timeout, status));
     return kExitTimeout;
   }
+  // A try that silent servers left unanswered: try later, as above.
+  if (options.timeout && options.timeout->count() == 0 && unanswered_by_silent_servers(status)) {
+    print_error("wait: " + describe_unanswered_try("WAIT", options.name, options.count, status));
+    return kExitTimeout;
+  }
   if (!status) return report_failure(connection, status);
   if (!client.connected()) warn_local_fallback(connection, options.name);
   return kExitOk;

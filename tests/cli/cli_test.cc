@@ -614,6 +614,42 @@ TEST_F(CliRun, TheTimeoutCountsFromTheCommandsStartTheFirstRoundIncluded) {
   EXPECT_FALSE(std::filesystem::exists(marker));
 }
 
+// A try (--nonblock, -t 0) against a silent server waits request_timeout
+// for an answer and then, unanswered, means "try again later": 75, or
+// run's -E N, as a -t that runs out, CMD not run; it exited 69, "no server"
+// (audit21 finding 5). The three wait side by side.
+TEST_F(CliRun, ATryAgainstAFrozenServerExits75OrItsConflictCode) {
+  const auto config =
+      local_config(address(), "local", "connect_timeout_ms = 500\nrequest_timeout_ms = 1000\n").string();
+  const Frozen frozen(*server_);
+  const auto marker = dir_.path() / "ran";
+  const struct {
+    std::vector<std::string> args;
+    int exit_code;
+    std::string err;
+  } cases[] = {
+      {{"run", "--nonblock", "beta", "--", "touch", marker.string()},
+       75,
+       "netsem: run: no answer to the try for 1 permit of beta: "},
+      {{"run", "-t", "0", "-E", "9", "beta", "--", "touch", marker.string()},
+       9,
+       "netsem: run: no answer to the try for 1 permit of beta: "},
+      {{"wait", "-t", "0", "-n", "2", "alpha"}, 75, "netsem: wait: no answer to the try for 2 permits of alpha: "},
+  };
+  std::vector<std::unique_ptr<Cli>> clis;
+  for (const auto& c : cases) clis.push_back(std::make_unique<Cli>(joined({"--config", config}, c.args)));
+  for (std::size_t i = 0; i < clis.size(); ++i) {
+    const Outcome outcome = clis[i]->finish();
+    EXPECT_EQ(outcome.exit_code, cases[i].exit_code) << outcome;
+    EXPECT_TRUE(outcome.err.starts_with(cases[i].err + "server " + address() +
+                                        " accepted the connection but has not answered within 1000 ms: not an "
+                                        "outage, so no fallback"))
+        << outcome;
+    if (cases[i].args.front() == "run") EXPECT_TRUE(outcome.err.ends_with("; touch not run\n")) << outcome;
+  }
+  EXPECT_FALSE(std::filesystem::exists(marker));
+}
+
 TEST_F(CliRun, StopsTheCommandAtOnceWhenTheServerIsKilled) {
   Cli cli(joined({"run", "beta", "--"}, ready_then_sleep()), {server_env()});
   ASSERT_TRUE(cli.wait_for_stdout("ready"));
