@@ -54,16 +54,19 @@ constexpr std::string_view kPeerPrefix = "PEER ";
 // kRejectListenTime + kRejectDrainTime, whatever the peer does.
 //
 // A probe (made with a PeerHandler: a connection over the limit from a
-// cluster member's address) is counted in the probes' own count while it
-// may be a peer link: a first line `PEER ...` that arrives within
-// kRejectListenTime is not refused, the socket goes to the handler, as a
-// session hands over a peer link below the limit (a peer link is no
-// session). It stops being a probe at once when its first bytes are not
-// `PEER`, when its listening time ends, or when the server makes it give way
-// to a newer probe (give_way): from then on it is refused like every
-// connection over the limit, counted with the refusals, or closed at once
-// when they have no room left, and counted in limited_total (at that
-// moment, where a connection refused at accept is counted at accept).
+// cluster member's address) is counted, while it may be a peer link, in the
+// count of the slots kept for probes or, when those are taken, in the
+// refusals' (where it would be held while refused anyway): a first line
+// `PEER ...` that arrives within kRejectListenTime is not refused, the
+// socket goes to the handler, as a session hands over a peer link below the
+// limit (a peer link is no session). It stops being a probe at once when its
+// first bytes are not `PEER`, when its listening time ends, or when the
+// server makes it give way to a newer probe (give_way: the oldest in a
+// slot, when the refusals' room is full too): from then on it is refused
+// like every connection over the limit, counted with the refusals, or
+// closed at once when they have no room left, and counted in limited_total
+// (at that moment, where a connection refused at accept is counted at
+// accept).
 }  // namespace
 
 class Rejection : public std::enable_shared_from_this<Rejection> {
@@ -75,10 +78,11 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
       : socket_(std::move(socket)), timer_(socket_.get_executor()), line_(std::move(line)), live_(&live) {
     ++*live_;
   }
-  // A probe, counted in `probing` until it is one no more, then in
-  // `rejecting` while that is below `max_rejecting`; once it shows it is
-  // no peer link, it is a connection refused for the limit, counted in
-  // `limited_total` as those refused at once are.
+  // A probe, counted in `probing` (the slots' count, or `rejecting` itself)
+  // until it is one no more, then in `rejecting` while that is below
+  // `max_rejecting`; once it shows it is no peer link, it is a connection
+  // refused for the limit, counted in `limited_total` as those refused at
+  // once are.
   Rejection(asio::ip::tcp::socket socket, std::string line, std::size_t& probing, PeerHandler peer,
             std::size_t& rejecting, std::size_t max_rejecting, std::uint64_t& limited_total)
       : Rejection(std::move(socket), std::move(line), probing) {
@@ -579,7 +583,9 @@ Status Server::plan_connections() {
   // And, in a cluster, the peer links: at most one from each other member
   // (a newer link from a server ends its older one), plus one connection
   // per other member being read to its first line while the sessions are at
-  // their limit (probe_peer): the links never take a session's descriptor.
+  // their limit (probe_peer; more are read in the refusals' room, where
+  // they would be held while refused anyway): the links never take a
+  // session's descriptor.
   const std::size_t others = cluster_ && !config_.cluster.servers.empty() ? config_.cluster.servers.size() - 1 : 0;
   peer_probe_slots_ = others;
   const std::size_t kept_for_peers = 2 * others;
@@ -700,10 +706,15 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
                                      ? address.to_v6().to_bytes()
                                      : asio::ip::make_address_v6(asio::ip::v4_mapped, address.to_v4()).to_bytes();
       if (cluster_->is_peer_host(address_bytes)) {
-        if (probing_peers_ >= peer_probe_slots_) oldest_probe_gives_way();
-        if (probing_peers_ < peer_probe_slots_) {
+        // When the slots are taken, a newcomer is read in the refusals'
+        // room rather than push out a connection that may be a link whose
+        // PEER line is on its way; only when that room is full too does the
+        // oldest in a slot give way.
+        const bool room = probing_peers_ >= peer_probe_slots_ && rejecting_ < max_rejecting_;
+        if (!room && probing_peers_ >= peer_probe_slots_) oldest_probe_gives_way();
+        if (room || probing_peers_ < peer_probe_slots_) {
           configure_session_socket(socket, config_.session_timeout_ms);
-          probe_peer(std::move(socket), address_bytes, peer);
+          probe_peer(std::move(socket), address_bytes, peer, /*in_slot=*/!room);
           return;
         }
       }
@@ -731,20 +742,22 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
 }
 
 void Server::probe_peer(asio::ip::tcp::socket socket, const std::array<std::uint8_t, 16>& address,
-                        const std::string& peer) {
+                        const std::string& peer, bool in_slot) {
   auto probe = std::make_shared<Rejection>(
-      std::move(socket), std::string(kLimitLine), probing_peers_,
+      std::move(socket), std::string(kLimitLine), in_slot ? probing_peers_ : rejecting_,
       [this, address, peer](UniqueFd fd, std::string line, std::string rest) {
         spdlog::debug("connection from {} over max_connections: a peer link", peer);
         hand_over_peer_link(std::move(fd), address, line, std::move(rest));
         end_turn();
       },
       rejecting_, max_rejecting_, counters_.limited_total);
-  std::erase_if(probes_, [](const std::weak_ptr<Rejection>& old) {
-    const auto alive = old.lock();
-    return !alive || !alive->probing();
-  });
-  probes_.push_back(probe);
+  if (in_slot) {
+    std::erase_if(probes_, [](const std::weak_ptr<Rejection>& old) {
+      const auto alive = old.lock();
+      return !alive || !alive->probing();
+    });
+    probes_.push_back(probe);
+  }
   probe->start();
 }
 

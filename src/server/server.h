@@ -162,10 +162,14 @@ class Server final : private JournalProgress, public SessionHost {
                      std::string tls_subject);
   void reject(asio::ip::tcp::socket socket, std::string line);
   // A connection from a cluster member's address while the sessions are at
-  // their limit: a peer link is handed over, anything else told LIMIT.
-  void probe_peer(asio::ip::tcp::socket socket, const std::array<std::uint8_t, 16>& address, const std::string& peer);
-  // The oldest connection still being read as a possible peer link is
-  // refused like any other over the limit, so that a newer one is read.
+  // their limit: a peer link is handed over, anything else told LIMIT. In
+  // one of the slots kept for that (`in_slot`), or else in the refusals'
+  // room, where it would be held while refused anyway.
+  void probe_peer(asio::ip::tcp::socket socket, const std::array<std::uint8_t, 16>& address, const std::string& peer,
+                  bool in_slot);
+  // The oldest connection still being read in a slot as a possible peer
+  // link is refused like any other over the limit, so that a newer one is
+  // read (when the refusals' room is full too).
   void oldest_probe_gives_way();
   void wait_signals();
   void arm_deadline_timer();
@@ -264,9 +268,10 @@ class Server final : private JournalProgress, public SessionHost {
   std::size_t connection_limit_ = 0;
   std::size_t max_rejecting_ = 0;
   // Connections from members' addresses over the limit being read to their
-  // first line, and the most at once: one per other member (plan_connections
-  // keeps their descriptors, and those of the peer links, out of the
-  // sessions'); the oldest first, for oldest_probe_gives_way.
+  // first line in the slots kept for that, and the most at once: one per
+  // other member (plan_connections keeps their descriptors, and those of the
+  // peer links, out of the sessions'); the oldest first, for
+  // oldest_probe_gives_way. More are read in the refusals' room (rejecting_).
   std::size_t probing_peers_ = 0;
   std::size_t peer_probe_slots_ = 0;
   std::deque<std::weak_ptr<Rejection>> probes_;

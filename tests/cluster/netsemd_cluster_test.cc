@@ -416,8 +416,17 @@ class NetsemdClusterFewConnections : public NetsemdCluster {
   // sent from the address `from` (another server's, so that the connection
   // may be a peer link): the first line, "" when none comes within 5 s.
   std::string first_answer_from(const std::string& from, int to, const std::string& line) const {
-    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    const UniqueFd fd = connect_from(from, to);
     if (!fd.valid()) return "";
+    const std::string sent = line.empty() ? line : line + "\n";
+    if (::send(fd.get(), sent.data(), sent.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(sent.size())) return "";
+    return first_line(fd);
+  }
+  // A connection from the address `from` to the server at `to` (its reads
+  // time out after 5 s); invalid when it cannot be made.
+  UniqueFd connect_from(const std::string& from, int to) const {
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd.valid()) return fd;
     sockaddr_in local{};
     local.sin_family = AF_INET;
     ::inet_pton(AF_INET, from.c_str(), &local.sin_addr);
@@ -429,10 +438,13 @@ class NetsemdClusterFewConnections : public NetsemdCluster {
     ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
     if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&local), sizeof local) != 0 ||
         ::connect(fd.get(), reinterpret_cast<sockaddr*>(&remote), sizeof remote) != 0) {
-      return "";
+      return UniqueFd();
     }
-    const std::string sent = line.empty() ? line : line + "\n";
-    if (::send(fd.get(), sent.data(), sent.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(sent.size())) return "";
+    return fd;
+  }
+  // The first line read from `fd`: what came before the end of input or a
+  // read timeout when no whole line came.
+  static std::string first_line(const UniqueFd& fd) {
     std::string got;
     char c = 0;
     while (::recv(fd.get(), &c, 1, 0) == 1 && c != '\n') got += c;
@@ -506,9 +518,10 @@ TEST_F(NetsemdClusterFewConnections, ALeaderAtMaxConnectionsStillTakesARestarted
 // Idle connections from a member's host (a client there that connects to
 // the full leader and says nothing, opened every 30 ms and kept open) must
 // not hold up that member's peer link: each over-the-limit connection from
-// a member's address is read for its first line in one of a few slots, and
-// the oldest gives way to a newer one (it is refused as any other), so the
-// link, whose PEER line comes at once, is read. Before, each held its slot
+// a member's address is read for its first line in one of a few slots, or
+// in the refusals' room when those are taken (the oldest in a slot gives
+// way to a newer one only when that is full too), so the link, whose PEER
+// line comes at once, is read. Before, each held its slot
 // for its 250 ms of listening and the link was refused meanwhile and
 // retried: review20 measured the first answer after 2.2 to 14.3 s (100 and
 // 30 ms floods), and this test saw none in 15 s; about 0.2 s with the same
@@ -524,16 +537,7 @@ TEST_F(NetsemdClusterFewConnections, IdleConnectionsFromAMembersHostDoNotHoldUpI
   std::thread flood([&] {
     std::vector<UniqueFd> open;  // idle: they send nothing and read nothing
     while (!stop && open.size() < 1000) {
-      UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-      sockaddr_in local{};
-      local.sin_family = AF_INET;
-      ::inet_pton(AF_INET, host(follower).c_str(), &local.sin_addr);
-      sockaddr_in remote{};
-      remote.sin_family = AF_INET;
-      remote.sin_port = htons(client_ports_[lead]);
-      ::inet_pton(AF_INET, host(lead).c_str(), &remote.sin_addr);
-      if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&local), sizeof local) == 0 &&
-          ::connect(fd.get(), reinterpret_cast<sockaddr*>(&remote), sizeof remote) == 0) {
+      if (UniqueFd fd = connect_from(host(follower), lead); fd.valid()) {
         open.push_back(std::move(fd));
         ++opened;
       }
@@ -564,6 +568,38 @@ TEST_F(NetsemdClusterFewConnections, IdleConnectionsFromAMembersHostDoNotHoldUpI
   EXPECT_TRUE(servers_[lead]->wait_for_log("over max_connections: a peer link", 1s)) << logs();
   // The flood's connections were refused as any over the limit.
   EXPECT_EQ(first_answer_from(host(follower), lead, "p PING"), "* ERR LIMIT too many connections") << logs();
+}
+
+// A peer link's connection to a full leader followed, before its PEER
+// line, by as many newer connections from its host as there are slots kept
+// for reading such connections (one per other server): the newcomers take
+// places in the refusals' room instead of pushing the link out, so its line
+// is read and it is handed to the cluster (which closes this one, whose
+// hello is no real one), not told LIMIT; the idle newcomers are, and are
+// counted. Before, the oldest connection gave way to the last newcomer: a
+// link that connected just before was refused once (and retried).
+TEST_F(NetsemdClusterFewConnections, NewerConnectionsFromItsHostDoNotPushOutALinkBeforeItsPeerLine) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int other = (lead + 2) % kServers;
+  std::vector<std::unique_ptr<Client>> pool;
+  ASSERT_NO_FATAL_FAILURE(fill_leader(lead, pool));
+  const std::uint64_t limited = limited_total(*pool.front());
+  const UniqueFd link = connect_from(host(other), lead);
+  ASSERT_TRUE(link.valid());
+  std::this_thread::sleep_for(20ms);  // accepted, waiting for its first line
+  std::vector<UniqueFd> idle;
+  for (int i = 0; i < kServers - 1; ++i) {
+    idle.push_back(connect_from(host(other), lead));
+    ASSERT_TRUE(idle.back().valid());
+    std::this_thread::sleep_for(20ms);
+  }
+  const std::string hello = "PEER 9 not-a-real-hello\n";
+  ASSERT_EQ(::send(link.get(), hello.data(), hello.size(), MSG_NOSIGNAL), static_cast<ssize_t>(hello.size()));
+  EXPECT_EQ(first_line(link), "") << logs();
+  EXPECT_TRUE(servers_[lead]->wait_for_log("over max_connections: a peer link", 1s)) << logs();
+  for (const UniqueFd& fd : idle) EXPECT_EQ(first_line(fd), "* ERR LIMIT too many connections") << logs();
+  EXPECT_EQ(limited_total(*pool.front()), limited + idle.size());
 }
 
 // STATS of a server in a cluster: no journal fields, a `cluster` object
