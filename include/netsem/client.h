@@ -132,6 +132,16 @@ struct ClientStats {
   // attempts ("10.0.0.5:53559: Connection refused; 10.0.0.6:53559: server
   // 10.0.0.6:53559 refused this host: ..."). Empty once connected.
   std::string unreachable;
+  // While not connected: the last round of connection attempts reached
+  // servers that accepted the connection and did not answer in time (busy,
+  // electing a leader, syncing a disk), none that refused the session, and
+  // this process lacked nothing to try them: not an outage, so calls wait
+  // for a round that decides instead of falling back, and a call with no
+  // timeout of its own fails kUnavailable after request_timeout
+  // (docs/client.md, "A server that accepts and does not answer"). False
+  // once a session began, or after a round that decided otherwise (no server
+  // reachable, a refusal).
+  bool silent = false;
   // While connected, from the server's HELLO answer: the protocol it speaks
   // ("1.0" or "1.1"; holders, waiters, sessions and kick need 1.1) and this
   // client's session id (what the others see in sessions() and kick).

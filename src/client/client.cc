@@ -780,6 +780,7 @@ ClientStats Client::stats() const {
   stats.fallback_exits = counters.fallback_exits;
   stats.resumes = counters.resumes;
   stats.unreachable = counters.unreachable;
+  stats.silent = counters.silent;
   if (counters.connected) {
     stats.protocol = std::to_string(counters.protocol_major) + "." + std::to_string(counters.protocol_minor);
     stats.session_id = counters.session_id;

@@ -245,7 +245,9 @@ bool Connection::silent() const {
 
 Connection::Counters Connection::counters() const {
   std::lock_guard lock(mutex_);
-  return counters_;
+  Counters counters = counters_;
+  counters.silent = !connected_ && !silent_.is_ok();
+  return counters;
 }
 
 std::shared_ptr<Call> Connection::queue(std::string tag, std::string line, std::uint64_t session, bool may_wait,

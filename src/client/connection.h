@@ -179,6 +179,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // Why the last round of connection attempts failed, server by server
     // ("127.0.0.1:53559: Connection refused"); empty once a session began.
     std::string unreachable;
+    // Not connected, and the last round was silent (silent()).
+    bool silent = false;
     // While connected: what the server's HELLO answer said, the protocol
     // version it speaks (1.0 or 1.1) and this session's id; zeros otherwise.
     int protocol_major = 0;

@@ -958,6 +958,8 @@ TEST_F(ClientTest, AServerThatAcceptsAndNeverAnswersIsNotAnOutage) {
   const ClientStats stats = client->stats();
   EXPECT_EQ(stats.fallback_entries, 0u);
   EXPECT_EQ(stats.local_grants, 0u);
+  EXPECT_TRUE(stats.silent);
+  EXPECT_FALSE(stats.connected);
   // Rule 9: the later rounds wait on the first attempt's connection.
   EXPECT_NE(stats.unreachable.find(server + ": accepted the connection "), std::string::npos) << stats.unreachable;
   EXPECT_NE(stats.unreachable.find(" ms ago and has not answered HELLO (the same connection, kept open)"),
@@ -999,6 +1001,7 @@ TEST_F(ClientTest, ASilentAttemptIsKeptOpenAndTheSessionBeginsOnItOnceTheServerA
   // The parked connection became readable: the sleep between rounds ended.
   EXPECT_LT(since(start), 1s);
   EXPECT_TRUE(client->connected());
+  EXPECT_FALSE(client->stats().silent) << "a session began";
   EXPECT_EQ(client->stats().fallback_entries, 0u);
   EXPECT_EQ(client->stats().local_grants, 0u);
   granted->release();
@@ -1151,11 +1154,13 @@ TEST_F(ClientTest, ASilentServerKeepsAClosedPortFromFallingBackUntilItCloses) {
   const std::string unreachable = client->stats().unreachable;
   EXPECT_NE(unreachable.find("Connection refused"), std::string::npos) << unreachable;
   EXPECT_NE(unreachable.find("accepted the connection"), std::string::npos) << unreachable;
+  EXPECT_TRUE(client->stats().silent) << "a closed port beside a silent one";
   ::close(listener);
   Result<Permit> local = client->acquire("db", {.timeout = 3s});
   ASSERT_TRUE(local) << local.status().to_string();
   EXPECT_TRUE(local->is_local());
   EXPECT_EQ(client->stats().fallback_entries, 1u);
+  EXPECT_FALSE(client->stats().silent) << "a round that reached no server";
 }
 
 // Rule 4 of the silent server: a client in steady fallback (nothing listens)
