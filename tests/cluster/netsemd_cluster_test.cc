@@ -45,6 +45,7 @@
 #include "cluster_leader.h"
 #include "cluster_ports.h"
 #include "common/unique_fd.h"
+#include "net/descriptors.h"
 #include "netsemd_harness.h"
 #include "raft/raft_node.h"
 #include "raft/state_machine.h"
@@ -451,6 +452,23 @@ class NetsemdClusterFewConnections : public NetsemdCluster {
     return got;
   }
 
+  // Whether `link`, a connection to the full server `lead` that has said
+  // nothing yet, is handed to the cluster once it sends a PEER line (no real
+  // hello: the cluster closes it) rather than told LIMIT.
+  ::testing::AssertionResult handed_over(const UniqueFd& link, int lead) const {
+    const std::string hello = "PEER 9 not-a-real-hello\n";
+    if (::send(link.get(), hello.data(), hello.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(hello.size())) {
+      return ::testing::AssertionFailure() << "cannot send the PEER line";
+    }
+    if (const std::string answer = first_line(link); !answer.empty()) {
+      return ::testing::AssertionFailure() << "answered " << answer << "\n" << logs();
+    }
+    if (!servers_[lead]->wait_for_log("over max_connections: a peer link", 1s)) {
+      return ::testing::AssertionFailure() << "not handed over\n" << logs();
+    }
+    return ::testing::AssertionSuccess();
+  }
+
   // STATS' limited_total, asked through `session`.
   static std::uint64_t limited_total(Client& session) {
     const std::string answer = session.request("st STATS", 10s);
@@ -594,12 +612,38 @@ TEST_F(NetsemdClusterFewConnections, NewerConnectionsFromItsHostDoNotPushOutALin
     ASSERT_TRUE(idle.back().valid());
     std::this_thread::sleep_for(20ms);
   }
-  const std::string hello = "PEER 9 not-a-real-hello\n";
-  ASSERT_EQ(::send(link.get(), hello.data(), hello.size(), MSG_NOSIGNAL), static_cast<ssize_t>(hello.size()));
-  EXPECT_EQ(first_line(link), "") << logs();
-  EXPECT_TRUE(servers_[lead]->wait_for_log("over max_connections: a peer link", 1s)) << logs();
+  EXPECT_TRUE(handed_over(link, lead));
   for (const UniqueFd& fd : idle) EXPECT_EQ(first_line(fd), "* ERR LIMIT too many connections") << logs();
   EXPECT_EQ(limited_total(*pool.front()), limited + idle.size());
+}
+
+// When the refusals' room is full too (a flood from a member's host), the
+// oldest connection in a slot still gives way to a newcomer, so that a link
+// is read: as many idle connections from another server's address as the
+// slots and the room take, then one with a PEER line, handed to the
+// cluster. The first idle one, which gave way, is closed at once (the
+// refusals have no room left) instead of told LIMIT after its 250 ms.
+TEST_F(NetsemdClusterFewConnections, WhenTheRefusalsRoomIsFullTooTheOldestGivesWayToALink) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int other = (lead + 2) % kServers;
+  std::vector<std::unique_ptr<Client>> pool;
+  ASSERT_NO_FATAL_FAILURE(fill_leader(lead, pool));
+  ASSERT_EQ(servers_[lead]->log().find("over max_connections: a peer link"), std::string::npos);
+  // The leader's descriptor limit is high: the room is kMaxRejecting.
+  const auto began = std::chrono::steady_clock::now();
+  std::vector<UniqueFd> idle;
+  for (std::size_t i = 0; i < server::kMaxRejecting + kServers - 1; ++i) {
+    idle.push_back(connect_from(host(other), lead));
+    ASSERT_TRUE(idle.back().valid()) << i;
+  }
+  const UniqueFd link = connect_from(host(other), lead);
+  ASSERT_TRUE(link.valid());
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began);
+  std::printf("%zu idle connections and the link made in %lld ms\n", idle.size(), static_cast<long long>(took.count()));
+  ASSERT_LT(took, 200ms) << "too slow to fill the room within the refusals' 250 ms";
+  EXPECT_TRUE(handed_over(link, lead));
+  EXPECT_EQ(first_line(idle.front()), "") << "the oldest did not give way";
 }
 
 // STATS of a server in a cluster: no journal fields, a `cluster` object
