@@ -198,9 +198,9 @@ int report_failure(const Connection& connection, const Status& status);
 
 // Whether a failed call got no answer because the servers accepted the
 // connection and did not answer (silent: a frozen server, a cluster electing
-// a leader) and the call's own bound ran out: "not an outage, so no
-// fallback". A try (-t 0) ends so after request_timeout.
-bool unanswered_by_silent_servers(const Status& status);
+// a leader; ClientStats::silent) and the call's own bound ran out: "not an
+// outage, so no fallback". A try (-t 0) ends so after request_timeout.
+bool unanswered_by_silent_servers(const Client& client, const Status& status);
 
 // "no answer to the try for 1 permit of NAME: server ... accepted the
 // connection but has not answered within 10000 ms: ...", from the message of

@@ -329,9 +329,8 @@ std::string timeout_detail(const SemaphoreInfo& info, std::optional<std::int64_t
   return text + waiting;
 }
 
-bool unanswered_by_silent_servers(const Status& status) {
-  return status.code() == StatusCode::kUnavailable &&
-         status.message().find("not an outage, so no fallback") != std::string::npos;
+bool unanswered_by_silent_servers(const Client& client, const Status& status) {
+  return status.code() == StatusCode::kUnavailable && client.stats().silent;
 }
 
 std::string describe_unanswered_try(std::string_view verb, std::string_view name, std::int64_t count,

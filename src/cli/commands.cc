@@ -93,7 +93,7 @@ int wait_command(const GlobalOptions& global, const CountOptions& options) {
     return kExitTimeout;
   }
   // A try that silent servers left unanswered: try later, as above.
-  if (options.timeout && options.timeout->count() == 0 && unanswered_by_silent_servers(status)) {
+  if (options.timeout && options.timeout->count() == 0 && unanswered_by_silent_servers(client, status)) {
     print_error("wait: " + describe_unanswered_try("WAIT", options.name, options.count, status));
     return kExitTimeout;
   }

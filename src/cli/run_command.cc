@@ -363,7 +363,7 @@ int run_command(const GlobalOptions& global, const RunOptions& options) {
     }
     // A try that silent servers left unanswered (after request_timeout):
     // not granted, try later, as a -t that ran out; not an outage (69).
-    if (options.timeout && options.timeout->count() == 0 && unanswered_by_silent_servers(permit.status())) {
+    if (options.timeout && options.timeout->count() == 0 && unanswered_by_silent_servers(client, permit.status())) {
       print_error("run: " + describe_unanswered_try("ACQUIRE", options.name, options.count, permit.status()) + "; " +
                   options.command.front() + " not run");
       return static_cast<int>(options.conflict_exit_code);
