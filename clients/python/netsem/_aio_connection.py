@@ -31,7 +31,8 @@ fallback"), or a server answered but refused (``refused`` says why, and the
 client fails its calls with that instead of falling back), or a server
 accepted the connection and said nothing within connect_timeout (``silence``:
 no outage, calls wait for a round that decides; the silent attempt is kept
-open, ``_parked``, and the next rounds wait on it again: rule 9). A session is
+open, ``_parked``, and the next rounds wait on it again: rule 9; a resume's
+silent RESUME attempt likewise, within that resume: rule 10). A session is
 numbered: a request tied to an old session is refused rather than sent to a
 new one that never heard of it. All of this mirrors src/client/connection.*.
 
@@ -608,12 +609,12 @@ class Connection:
                     writer.start_tls(self._tls, server_hostname=name, ssl_handshake_timeout=_KEPT_TLS_TIMEOUT))
                 if not (await asyncio.wait({task}, timeout=connect_timeout))[0]:
                     return self._silent(server, (
-                        _handshake.still_silent("the TLS handshake", kept.parked.connected_at, time.monotonic())
-                        if kept.again else _resume.silent_attempt("the TLS handshake", connect_timeout)))
+                        _handshake.still_silent(("", "the TLS handshake"), kept.parked.connected_at, time.monotonic())
+                        if kept.again else _resume.silent_attempt(("", "the TLS handshake"), connect_timeout)))
                 kept.pending = None
                 task.result()
         except TimeoutError:
-            return self._silent(server, _resume.silent_attempt("the TLS handshake", connect_timeout))
+            return self._silent(server, _resume.silent_attempt(("", "the TLS handshake"), connect_timeout))
         except (OSError, ValueError) as error:
             if _tls.is_refusal(error):
                 return self._refused(_tls.refusal(server, error))
@@ -661,6 +662,11 @@ class Connection:
             log.log(logging.DEBUG if self._quiet() else logging.WARNING, "server %s refused the session: %s", server, why)
             return _Failure(f"refused the session: {why}")
 
+        def closed(detail: str = "") -> _Failure:  # no answer: no refusal (unreachable, as a closed port)
+            why = _handshake.closed_early(shake.stage(), detail)
+            log.log(logging.DEBUG if self._quiet() else logging.WARNING, "server %s %s", server, why)
+            return _Failure(why)
+
         try:
             if shake.out:
                 kept.writer.write(bytes(shake.out))  # the transport buffers what the socket does not take
@@ -674,12 +680,12 @@ class Connection:
                 read = kept.pending = kept.pending or asyncio.ensure_future(kept.reader.read(_READ_CHUNK))
                 if left <= 0 or not (await asyncio.wait({read}, timeout=left))[0]:
                     return self._silent(server, (
-                        _handshake.still_silent("HELLO", kept.parked.connected_at, time.monotonic()) if kept.again
-                        else _resume.silent_attempt("HELLO", self._options.connect_timeout)))
+                        _handshake.still_silent(shake.stage(), kept.parked.connected_at, time.monotonic())
+                        if kept.again else _resume.silent_attempt(shake.stage(), self._options.connect_timeout)))
                 kept.pending = None
                 data = read.result()
                 if not data:
-                    return refuse("the server closed the connection")
+                    return closed()
                 verdict = shake.feed(data, server)
                 if isinstance(verdict, str):
                     return refuse(verdict)
@@ -689,7 +695,7 @@ class Connection:
             # TLS 1.3 tells of a client certificate refused only now, by an alert.
             if _tls.is_refusal(error):
                 return self._refused(_tls.refusal(server, error))
-            return refuse(f"read failed: {_os_error_text(error)}")
+            return closed(f"read failed: {_os_error_text(error)}")
         self._buffer = shake.buffer
         # Pings at a sixth of the session timeout keep the session alive;
         # without one, they still tell a dead server from an idle one.
@@ -903,6 +909,28 @@ class Connection:
         deadline = self._lease.lapse_at() or began
         session_id, old_server = self.session_id, self.server
         log.info("session %d: the connection to %s ended (%s); resuming it", session_id, old_server, reason.message)
+        # Rule 10: each candidate's silent RESUME attempt, kept open for its
+        # next attempt of this resume (closed when the resume ends, below).
+        kept: dict[str, _Kept] = {}
+        try:
+            return await self._resume_on(reason, session_id, began, deadline, kept)
+        finally:
+            # Resumed on one candidate, lapsed, or the client closes: every
+            # other RESUME kept open is closed, without QUIT, as today's
+            # abandoned attempts are. A candidate that read its RESUME before
+            # the close may still take the session from the one it resumed
+            # on; that cannot be known here, and is today's risk with every
+            # abandoned RESUME too: no new one. After a lapse the server
+            # keeps such a session until T after the RESUME it read, later
+            # than the loss's stop_by: nothing is granted before the work
+            # under the permits has stopped.
+            for attempt in kept.values():
+                attempt.close()
+
+    async def _resume_on(self, reason: NetsemError, session_id: int, began: float, deadline: float,
+                         kept: dict[str, _Kept]) -> asyncio.StreamReader | tuple[NetsemError, float | None]:
+        """_resume's rounds over the candidates, with ``kept``."""
+        assert self._lease is not None
         candidates = self._resume_candidates()
         backoff = self._options.reconnect_min
         failures: list[str] = []
@@ -911,7 +939,7 @@ class Connection:
                 server = proto.endpoint_text(host, port)
                 outcome: Any = None
                 while not self._stopping and time.monotonic() < deadline:
-                    outcome = await self._try_resume(host, port, server, deadline)
+                    outcome = await self._try_resume(host, port, server, deadline, kept)
                     if outcome != "busy":
                         break
                     await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
@@ -964,74 +992,102 @@ class Connection:
         candidates: list[tuple[str, int]] = [leader] if leader is not None else []
         return candidates + [server for server in self._endpoints if server not in candidates]
 
-    async def _try_resume(self, host: str, port: int, server: str, deadline: float) -> Any:
+    async def _try_resume(self, host: str, port: int, server: str, deadline: float,
+                          kept: dict[str, _Kept] | None = None) -> Any:
         """One RESUME (with HELLO, AUTH, LEASE, LEADER, MINE pipelined) on
         ``server``: the reader once resumed (the writer in _writer), "busy" to
         retry, "gone:<why>" when the session ended, "kicked:<message>" when a
-        KICK ended it, a _Failure when unreachable."""
+        KICK ended it, a _Failure when unreachable. ``kept`` (rule 10,
+        _resume's): the candidates' silent attempts of this resume;
+        ``server``'s is waited on again (for another connect_timeout, not past
+        ``deadline``) instead of a new connection, and a silent one goes
+        there, open."""
         assert self._resumable is not None and self._lease is not None
-        limit = min(deadline, time.monotonic() + self._options.connect_timeout)
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, limit=proto.MAX_LINE * 4), max(0.001, limit - time.monotonic())
-            )
-        except TimeoutError:
-            return _Failure("no connection in time")
-        except OSError as error:
-            if isinstance(error, ConnectionRefusedError) and len(self._resume_candidates()) == 1:
-                # The only server's process is gone, and its sessions with it
-                # (a restarted one would answer NOT_FOUND anyway).
-                return "gone:the server refused the connection: its sessions ended with its process"
-            return _Failure(_os_error_text(error))
-        if self._tls is not None:
-            try:  # a resume's: not past the lease
-                failure = await asyncio.wait_for(self._tls_handshake(writer, host, server),
-                                                 max(0.001, limit - time.monotonic()))
+        started = time.monotonic()
+        limit = min(deadline, started + self._options.connect_timeout)
+        attempt = kept.pop(server, None) if kept is not None else None
+        if attempt is None:
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host, port, limit=proto.MAX_LINE * 4),
+                    max(0.001, limit - time.monotonic())
+                )
             except TimeoutError:
-                failure = _Failure("no TLS handshake in time")
-            if failure is not None:
-                writer.transport.abort()
-                return failure
-        out, tag_of = _resume.resume_requests(self._tags, self._resumable, self._label, self._options.token)
-        sent_at = time.monotonic()
-        buffer = proto.LineBuffer()
-        answers = _resume.ResumeAnswers(tag_of, self._resumable.session_id, self._lease.session_timeout,
-                                        self._leader)
-        done = False
+                return _Failure("no connection in time")
+            except OSError as error:
+                if isinstance(error, ConnectionRefusedError) and len(self._resume_candidates()) == 1:
+                    # The only server's process is gone, and its sessions with it
+                    # (a restarted one would answer NOT_FOUND anyway).
+                    return "gone:the server refused the connection: its sessions ended with its process"
+                return _Failure(_os_error_text(error))
+            attempt = _Kept(reader, writer, _handshake.Parked(time.monotonic()))
+        else:
+            attempt.again = True
+        reader, writer, parked = attempt.reader, attempt.writer, attempt.parked
+
+        def silent() -> _Failure:
+            now = time.monotonic()
+            why = (_handshake.still_silent(parked.stage(), parked.connected_at, now) if attempt.again
+                   else _resume.silent_attempt(parked.stage(), now - started))
+            if kept is None:
+                attempt.close()
+            else:
+                kept[server] = attempt  # connected, open, unanswered: kept (rule 10)
+            log.debug("server %s: %s", server, why)
+            return _Failure(why, silent=True)
+
         outcome: Any = None
         try:
-            writer.write(out)
-            while not done:
-                left = limit - time.monotonic()
-                if left <= 0:
-                    return _Failure("no answer to RESUME in time")
-                try:
-                    data = await asyncio.wait_for(reader.read(_READ_CHUNK), left)
+            if self._tls is not None and parked.resume is None:
+                try:  # a resume's: not past the lease
+                    failure = await asyncio.wait_for(self._tls_handshake(writer, host, server, attempt),
+                                                     max(0.001, limit - time.monotonic()))
                 except TimeoutError:
-                    return _Failure("no answer to RESUME in time")
+                    failure = _Failure("", silent=True)
+                if failure is not None:
+                    if failure.silent:
+                        outcome = attempt
+                        return silent()
+                    return failure
+            if parked.resume is None:
+                parked.resume = _resume.ResumeAttempt(self._tags, self._resumable, self._label, self._options.token,
+                                                      self._lease.session_timeout, self._leader)
+                parked.resume.sent_at = time.monotonic()
+            resume = parked.resume
+            answers = resume.answers
+            if resume.out:
+                writer.write(bytes(resume.out))  # the transport buffers what the socket does not take
+                resume.out.clear()
+            while True:
+                left = limit - time.monotonic()
+                # The read stays pending while the attempt is kept: nothing
+                # read is lost.
+                read = attempt.pending = attempt.pending or asyncio.ensure_future(reader.read(_READ_CHUNK))
+                if left <= 0 or not (await asyncio.wait({read}, timeout=left))[0]:
+                    outcome = attempt
+                    return silent()
+                attempt.pending = None
+                data = read.result()
                 if not data:
-                    return _Failure("the server closed the connection")
-                try:
-                    lines = buffer.feed(data)
-                except ProtocolError:
-                    return "gone:the server sent an over-long or binary line"
-                verdict = answers.feed(lines)
+                    return _Failure(_handshake.closed_early(answers.stage()))
+                verdict = resume.feed(data)
                 self._leader = answers.leader
                 if verdict == "done":
                     self._resumed_extra = answers.extra
-                    done = True
-                elif verdict is not None:
+                    break
+                if verdict is not None:
                     return verdict
             outcome = reader
         except OSError as error:
-            return _Failure(_os_error_text(error))
+            return _Failure(_handshake.closed_early(parked.stage(), f"read failed: {_os_error_text(error)}"))
         finally:
             if outcome is None:
-                writer.transport.abort()
-        # The server read RESUME after it was sent: the lease starts again there.
-        self._lease = proto.Lease(answers.session_timeout, self._options.request_timeout, sent_at)
+                attempt.close()
+        # The server read RESUME after it was first sent: the lease starts
+        # again there (earlier than its reading, on a kept connection: safe).
+        self._lease = proto.Lease(answers.session_timeout, self._options.request_timeout, resume.sent_at)
         self._resumed_mine = _resume.parse_mine(answers.mine_items)
-        return reader, writer, buffer
+        return reader, writer, resume.buffer
 
     async def _follow_leader(self, writer: asyncio.StreamWriter, host: str, port: int) -> Any:
         """Right after a fresh handshake (rule 3): when LEADER named another of

@@ -34,7 +34,9 @@ calls wait for a round that decides (``between``, ``await_session``). Such a
 silent attempt is kept open (``_parked``, rule 9), and the next rounds wait
 on it again instead of connecting anew, until a session begins, the client
 stops or rule 8's bound ends (_resume.StickySilence); an answer or EOF on it
-ends the sleep between rounds.
+ends the sleep between rounds. Likewise a resume's silent RESUME attempt is
+kept for that resume's next attempt to the same candidate (rule 10,
+``_resume``'s ``kept``), and closed when the resume ends.
 
 A session is numbered: a Call and a remote permit belong to the session that
 sent or granted them, and a request tied to an old session is refused rather
@@ -738,8 +740,9 @@ class Connection:
                 if left <= 0:
                     # Connected and still open: silent, no outage.
                     self._attempt_failure = (
-                        _handshake.still_silent("the TLS handshake", parked.connected_at, now) if parked is not None
-                        else _resume.silent_attempt("the TLS handshake", deadline - started))
+                        _handshake.still_silent(("", "the TLS handshake"), parked.connected_at, now)
+                        if parked is not None
+                        else _resume.silent_attempt(("", "the TLS handshake"), deadline - started))
                     self._attempt_silent = True
                     log.debug("server %s: %s", server, self._attempt_failure)
                     if keep:
@@ -812,6 +815,11 @@ class Connection:
             log.log(level, "server %s refused the session: %s", server, why)
             self._attempt_failure = f"refused the session: {why}"
 
+        def closed(detail: str = "") -> None:
+            # No answer: no refusal (unreachable, as a closed port).
+            self._attempt_failure = _handshake.closed_early(shake.stage(), detail)
+            log.log(level, "server %s %s", server, self._attempt_failure)
+
         def refused(error: NetsemError) -> None:
             log.log(level, "%s", error)
             self._attempt_failure = str(error)
@@ -831,8 +839,8 @@ class Connection:
                     # Connected, no EOF, no reset: silent, no outage (the
                     # round decides; no "refused" warning per attempt).
                     self._attempt_failure = (
-                        _handshake.still_silent("HELLO", parked.connected_at, now) if parked is not None else
-                        _resume.silent_attempt("HELLO", self._options.connect_timeout))
+                        _handshake.still_silent(shake.stage(), parked.connected_at, now) if parked is not None else
+                        _resume.silent_attempt(shake.stage(), self._options.connect_timeout))
                     self._attempt_silent = True
                     self._attempt_kept = (sock, shake)
                     log.debug("server %s: %s", server, self._attempt_failure)
@@ -859,7 +867,7 @@ class Connection:
                             if _tls.is_refusal(alert):
                                 refused(_tls.refusal(server, alert))
                                 return None
-                        refuse(f"write failed: {error.strerror or error}")
+                        closed(f"write failed: {error.strerror or error}")
                         return None
                     del out[:sent]
                 if not ready & selectors.EVENT_READ:
@@ -871,7 +879,7 @@ class Connection:
                     if _tls.is_refusal(error):
                         refused(_tls.refusal(server, error))
                     else:
-                        refuse(f"read failed: {error.strerror or error}")
+                        closed(f"read failed: {error.strerror or error}")
                     return None
                 if data is None:
                     continue
@@ -883,7 +891,7 @@ class Connection:
                     refused(verdict)
                     return None
                 if not data:
-                    refuse("the server closed the connection")
+                    closed()
                     return None
         finally:
             selector.close()
@@ -1146,6 +1154,28 @@ class Connection:
             self._counters.connected = False
             session_id, old_server = self._counters.session_id, self._counters.server
         log.info("session %d: the connection to %s ended (%s); resuming it", session_id, old_server, reason)
+        # Rule 10: each candidate's silent RESUME attempt, kept open for its
+        # next attempt of this resume (closed when the resume ends, below).
+        kept: dict[str, tuple[socket.socket, _handshake.Parked]] = {}
+        try:
+            return self._resume_on(reason, session_id, began, deadline, kept)
+        finally:
+            # Resumed on one candidate, lapsed, or the client closes: every
+            # other RESUME kept open is closed, without QUIT, as today's
+            # abandoned attempts are. A candidate that read its RESUME before
+            # the close may still take the session from the one it resumed
+            # on; that cannot be known here, and is today's risk with every
+            # abandoned RESUME too: no new one. After a lapse the server
+            # keeps such a session until T after the RESUME it read, later
+            # than the loss's stop_by (_try_resume's "No QUIT"): nothing is
+            # granted before the work under the permits has stopped.
+            for sock, _ in kept.values():
+                sock.close()
+
+    def _resume_on(self, reason: NetsemError, session_id: int, began: float, deadline: float,
+                   kept: dict[str, tuple[socket.socket, _handshake.Parked]]
+                   ) -> socket.socket | tuple[NetsemError, float | None]:
+        """Loop only: _resume's rounds over the candidates, with ``kept``."""
         candidates = self._resume_candidates()
         backoff = self._options.reconnect_min
         failures: list[str] = []
@@ -1153,7 +1183,7 @@ class Connection:
             for host, port in candidates:
                 server = proto.endpoint_text(host, port)
                 while not self._stopping.is_set() and time.monotonic() < deadline:
-                    outcome = self._try_resume(host, port, server, deadline)
+                    outcome = self._try_resume(host, port, server, deadline, kept)
                     if outcome != "busy":
                         break
                     self._sleep(min(0.05, max(0.0, deadline - time.monotonic())))
@@ -1283,29 +1313,44 @@ class Connection:
         candidates: list[tuple[str, int]] = [leader] if leader is not None else []
         return candidates + [server for server in self._servers if server not in candidates]
 
-    def _try_resume(self, host: str, port: int, server: str, deadline: float) -> socket.socket | str | None:
+    def _try_resume(self, host: str, port: int, server: str, deadline: float,
+                    kept: dict[str, tuple[socket.socket, _handshake.Parked]] | None = None
+                    ) -> socket.socket | str | None:
         """Loop only: one RESUME (with HELLO, AUTH, LEASE, LEADER, MINE
         pipelined) on ``server``: its socket once resumed, "busy" to retry,
         "gone:<why>" when the session ended, "kicked:<message>" when a KICK
-        ended it, None when unreachable."""
+        ended it, None when unreachable. ``kept`` (rule 10, _resume's): the
+        candidates' silent attempts of this resume; ``server``'s is waited on
+        again (for another connect_timeout, not past ``deadline``) instead of
+        a new connection, and a silent one goes there, open."""
         assert self._resumable is not None
         self._attempt_failure, self._attempt_refusal, self._attempt_refused = "", None, False
-        limit = min(deadline, time.monotonic() + self._options.connect_timeout)
-        sock = self._connect(host, port, limit - time.monotonic())
-        if sock is not None and self._tls is not None:
-            sock = self._tls_handshake(sock, host, server, limit)
+        started = time.monotonic()
+        limit = min(deadline, started + self._options.connect_timeout)
+        sock, parked = kept.pop(server) if kept is not None and server in kept else (None, None)
+        again = sock is not None  # this resume's silent attempt, waited on again
+        if sock is None:
+            sock = self._connect(host, port, limit - time.monotonic())
+            parked = _handshake.Parked(time.monotonic())
+        assert parked is not None
+        if sock is not None and self._tls is not None and parked.resume is None:
+            sock = self._tls_handshake(sock, host, server, limit, parked=parked if again else None,
+                                       keep=kept is not None)
+            if sock is None and self._attempt_kept is not None and kept is not None:
+                kept[server] = (self._attempt_kept[0], parked)  # silent mid-handshake
+            self._attempt_kept = None
         if sock is None:
             if self._attempt_refused and len(self._resume_candidates()) == 1:
                 # The only server's process is gone, and its sessions with it
                 # (a restarted one would answer NOT_FOUND anyway).
                 return "gone:the server refused the connection: its sessions ended with its process"
             return None
-        out_bytes, tag_of = _resume.resume_requests(self._tags, self._resumable, self._label, self._options.token)
-        out = bytearray(out_bytes)
-        sent_at = time.monotonic()
-        buffer = proto.LineBuffer()
-        answers = _resume.ResumeAnswers(tag_of, self._resumable.session_id, self._lease.session_timeout,
-                                        self._leader)
+        if parked.resume is None:
+            parked.resume = _resume.ResumeAttempt(self._tags, self._resumable, self._label, self._options.token,
+                                                  self._lease.session_timeout, self._leader)
+            parked.resume.sent_at = time.monotonic()
+        attempt = parked.resume
+        out, answers = attempt.out, attempt.answers
         outcome: socket.socket | str | None = None
         selector = self._selector(server)
         if selector is None:
@@ -1315,9 +1360,18 @@ class Connection:
             selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
             selector.register(self._wake_r, selectors.EVENT_READ)
             while outcome is None:
-                left = limit - time.monotonic()
+                now = time.monotonic()
+                left = limit - now
                 if left <= 0 or self._stopping.is_set():
-                    self._attempt_failure = "no answer to RESUME in time"
+                    # Connected, open, unanswered: silent; kept for this
+                    # resume's next attempt to this candidate (rule 10).
+                    self._attempt_failure = (
+                        _handshake.still_silent(answers.stage(), parked.connected_at, now) if again
+                        else _resume.silent_attempt(answers.stage(), now - started))
+                    if kept is not None and not self._stopping.is_set():
+                        kept[server] = (sock, parked)
+                        outcome = sock  # not closed below
+                    log.debug("server %s: %s", server, self._attempt_failure)
                     return None
                 selector.modify(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0))
                 ready = 0
@@ -1326,23 +1380,22 @@ class Connection:
                         self._drain_wake()
                     else:
                         ready |= mask
+                call = "write"
                 try:
                     if ready & selectors.EVENT_WRITE and out:
                         del out[:_send(sock, out)]
+                    call = "read"
                     data = _recv(sock) if ready & selectors.EVENT_READ else None
                 except OSError as error:
-                    self._attempt_failure = f"RESUME: {error.strerror or error}"
+                    self._attempt_failure = _handshake.closed_early(answers.stage(),
+                                                                    f"{call} failed: {error.strerror or error}")
                     return None
                 if data is None:
                     continue
                 if not data:
-                    self._attempt_failure = "RESUME: the server closed the connection"
+                    self._attempt_failure = _handshake.closed_early(answers.stage())
                     return None
-                try:
-                    lines = buffer.feed(data)
-                except ProtocolError:
-                    return "gone:the server sent an over-long or binary line"
-                verdict = answers.feed(lines)
+                verdict = attempt.feed(data)
                 self._leader = answers.leader
                 if verdict == "done":
                     self._resumed_extra = answers.extra
@@ -1353,8 +1406,9 @@ class Connection:
             selector.close()
             if outcome is not sock:
                 sock.close()
-        # The server read RESUME after it was sent: the lease starts again there.
-        self._lease = proto.Lease(answers.session_timeout, self._options.request_timeout, sent_at)
+        # The server read RESUME after it was first sent: the lease starts
+        # again there (earlier than its reading, on a kept connection: safe).
+        self._lease = proto.Lease(answers.session_timeout, self._options.request_timeout, attempt.sent_at)
         self._resumed_mine = _resume.parse_mine(answers.mine_items)
         return sock
 

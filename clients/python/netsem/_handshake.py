@@ -63,7 +63,7 @@ class Handshake:
         self.out = bytearray(out)
         self.lease_from = 0.0
         self.hello: proto.Hello | None = None
-        self.stats_done = self.lease_done = self.leader_done = self.resumable_done = False
+        self.stats_done = self.lease_done = self.leader_done = self.resumable_done = self.auth_done = False
         self.session_timeout = 0.0  # from STATS
         self.lease_timeout: float | None = None  # from LEASE
         self.resumable: _resume.Resumable | None = None
@@ -99,6 +99,7 @@ class Handshake:
             if self.auth_tag and reply.tag == self.auth_tag:
                 if proto.auth_accepted(reply):
                     log.debug("server %s: AUTH answered %s", server, text)
+                    self.auth_done = True
                     continue
                 token_refusal = proto.auth_refusal(server, reply)
                 if token_refusal is not None:
@@ -140,6 +141,15 @@ class Handshake:
                 self.session_timeout = proto.session_timeout(reply)
         return None
 
+    def stage(self) -> tuple[str, str]:
+        """(the first request if answered, else "", the first request still
+        unanswered), in the order sent, for the silent texts (``silence``)."""
+        if self.hello is None:
+            return "", "HELLO"
+        waited = [("AUTH", self.auth_done or not self.auth_tag), ("LEASE", self.lease_done),
+                  ("LEADER", self.leader_done), ("STATS", self.stats_done)]
+        return "HELLO", next((verb for verb, done in waited if not done), "STATS")
+
     def lease(self, request_timeout: float) -> proto.Lease:
         """The session's lease once done: T from LEASE, else from STATS, from ``lease_from``."""
         timeout = self.lease_timeout if self.lease_timeout is not None else self.session_timeout
@@ -159,15 +169,40 @@ class Handshake:
 class Parked:
     """Rule 9: what a client keeps of a silent attempt besides its socket:
     when it connected (``connected_at``, monotonic), and its ``handshake``
-    (None while the TLS handshake has not finished)."""
+    (None while the TLS handshake has not finished). Rule 10 (a silent
+    RESUME attempt kept within one resume): its ``resume`` instead (None
+    while the TLS handshake has not finished)."""
 
     connected_at: float
     handshake: Handshake | None = None
+    resume: _resume.ResumeAttempt | None = None
+
+    def stage(self) -> tuple[str, str]:
+        """What the server answered of the handshake kept: (answered, missing)
+        as Handshake.stage; the TLS handshake while it has not finished."""
+        if self.handshake is not None:
+            return self.handshake.stage()
+        if self.resume is not None:
+            return self.resume.answers.stage()
+        return "", "the TLS handshake"
 
 
-def still_silent(handshake: str, connected_at: float, now: float) -> str:
-    """A parked attempt's entry in stats().unreachable (after "<server>: ")
-    when the server is still silent; ``handshake``: "HELLO" or "the TLS
-    handshake"."""
-    return (f"accepted the connection {round((now - connected_at) * 1000)} ms ago and has not answered {handshake} "
+def still_silent(stage: tuple[str, str], connected_at: float, now: float) -> str:
+    """A kept attempt's entry in stats().unreachable (after "<server>: ")
+    when the server is still silent; ``stage``: (the first request if
+    answered, else "", the first one unanswered: "HELLO", "RESUME", "the
+    TLS handshake", ...), as Handshake.stage."""
+    answered, missing = stage
+    said = f"has answered {answered} but not {missing}" if answered else f"has not answered {missing}"
+    return (f"accepted the connection {round((now - connected_at) * 1000)} ms ago and {said} "
             "(the same connection, kept open)")
+
+
+def closed_early(stage: tuple[str, str], detail: str = "") -> str:
+    """An attempt's entry (after "<server>: ") when the server closed or reset
+    the connection before the handshake's end: no answer, so no refusal
+    (unreachable, as a closed port); ``detail``: the failed call and its
+    error ("read failed: Connection reset by peer")."""
+    answered, missing = stage
+    return f"closed the connection before answering{f' {missing}' if answered else ''}" + (
+        f" ({detail})" if detail else "")

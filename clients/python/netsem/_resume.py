@@ -212,6 +212,33 @@ def resume_requests(tags: proto.Tags, resumable: Resumable, label: str, token: s
     return out, tag_of
 
 
+class ResumeAttempt:
+    """One RESUME attempt's state, sans I/O: the bytes still to send
+    (``out``: the caller removes what the socket took), the partial line
+    (``buffer``), the answers read (``answers``) and when RESUME was first
+    handed to the socket (``sent_at``, the caller sets it: the server reads
+    it after, so the lease counts from then). Rule 10: kept with its
+    connection when the candidate is silent, and waited on again by the
+    resume's next attempt to that candidate."""
+
+    def __init__(self, tags: proto.Tags, resumable: Resumable, label: str, token: str, session_timeout: float,
+                 leader: tuple[str, int] | None) -> None:
+        out, tag_of = resume_requests(tags, resumable, label, token)
+        self.out = bytearray(out)
+        self.buffer = proto.LineBuffer()
+        self.answers = ResumeAnswers(tag_of, resumable.session_id, session_timeout, leader)
+        self.sent_at = 0.0
+
+    def feed(self, data: bytes) -> str | None:
+        """ResumeAnswers.feed of what a read brought; "gone:..." for a line
+        that is no netsem."""
+        try:
+            lines = self.buffer.feed(data)
+        except ProtocolError:
+            return "gone:the server sent an over-long or binary line"
+        return self.answers.feed(lines)
+
+
 class ResumeAnswers:
     """The answers to resume_requests' lines, read as they come, the same for
     netsem.client and netsem.aio (their own code only moves the bytes).
@@ -234,6 +261,15 @@ class ResumeAnswers:
         self.leader = leader
         self.mine_items: list[str] = []
         self.extra: list[bytes] = []
+        self._answered: set[str] = set()  # the verbs answered (MINE: its END)
+
+    def stage(self) -> tuple[str, str]:
+        """("RESUME" once answered, else "", the first request still
+        unanswered), in the order sent, for the silent texts."""
+        if "RESUME" not in self._answered:
+            return "", "RESUME"
+        missing = next((verb for verb in self._tag_of if verb not in self._answered), "MINE")
+        return "RESUME", missing
 
     def feed(self, lines: list[bytes]) -> str | None:
         tag_of = self._tag_of
@@ -242,6 +278,9 @@ class ResumeAnswers:
                 reply = proto.parse_line(line)
             except ProtocolError:
                 return f"gone:not a netsem answer: {proto.printable(line.decode('utf-8', 'replace'))}"
+            verb = next((verb for verb, tag in tag_of.items() if tag == reply.tag), "")
+            if verb != "MINE" or reply.kind != "ITEM":
+                self._answered.add(verb)
             if reply.tag == tag_of["RESUME"]:
                 if reply.kind == "OK":
                     self._resumed = True
@@ -406,10 +445,13 @@ def entering_fallback(unreachable: str) -> str:
             "their names' fallback policy, and the client keeps reconnecting")
 
 
-def silent_attempt(handshake: str, within: float) -> str:
+def silent_attempt(stage: tuple[str, str], within: float) -> str:
     """One attempt's entry in stats().unreachable (after "<server>: "):
-    ``handshake`` is "HELLO" or "the TLS handshake"."""
-    return f"accepted the connection but did not answer {handshake} within {round(within * 1000)} ms"
+    ``stage``: (the first request if answered, else "", the first one
+    unanswered: "HELLO", "RESUME", "the TLS handshake", ...)."""
+    answered, missing = stage
+    said = f"and answered {answered} but not {missing}" if answered else f"but did not answer {missing}"
+    return f"accepted the connection {said} within {round(within * 1000)} ms"
 
 
 @dataclass(frozen=True)

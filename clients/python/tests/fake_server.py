@@ -126,6 +126,23 @@ class Peer:
             if not self.send(f"{tag} {reply}\n".encode()):
                 return
 
+    def answer_all(self, answers: dict[str, str], mine: str = "") -> None:
+        """Answers every request by its verb from ``answers`` (else OK; PING
+        with PONG and its payload; MINE with the ITEM rows ``mine``, one per
+        line, and END) until the client goes or the server closes."""
+        while (line := self.read_line(timeout=30)) is not None:
+            tag, _, rest = line.partition(" ")
+            verb = rest.split(" ", 1)[0]
+            if verb == "PING":
+                reply = f"{tag} PONG {rest[5:]}".rstrip() + "\n"
+            elif verb == "MINE":
+                rows = [row for row in mine.split("\n") if row]
+                reply = "".join(f"{tag} ITEM {row}\n" for row in rows) + f"{tag} END {len(rows)}\n"
+            else:
+                reply = f"{tag} {answers.get(verb, 'OK')}\n"
+            if not self.send(reply.encode()):
+                return
+
     def shutdown(self) -> None:
         """Ends the connection both ways; the socket stays open (no EBADF for
         a script still using it) until its thread closes it."""

@@ -17,7 +17,10 @@ wait on it instead of connecting anew): a scripted server that accepts
 nothing until the test lets it, then answers on the one connection queued,
 and the real netsemd SIGSTOPped, counting the connections it accepted; over
 TLS (the handshake kept mid-way); and an answer that ends the sleep between
-rounds.
+rounds. Rule 10 (a holder's silent RESUME attempt is kept open within one
+resume): two scripted 1.2 servers, the session's, which goes, and one that
+accepts nothing until the test lets it (no netsemd can be made to read no
+RESUME on cue while another gives the session up).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from typing import Any
 import pytest
 from aio_support import release
 from conftest import client_factory, wait_until
-from fake_server import FakeServer, Peer
+from fake_server import FakeServer, MovingPair, Peer
 from tls_support import Pki
 
 from netsem import FallbackPolicy
@@ -255,4 +258,79 @@ def test_an_answer_on_a_kept_attempt_ends_the_sleep_between_rounds(make: Callabl
         permit = client.acquire("one", timeout=5)
         assert time.monotonic() - started < 1.5
         assert not permit.is_local and server.connections() == 1
+        release(client, permit)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_a_silent_resume_candidate_is_kept_open_and_the_session_resumed_on_it(make: Callable[..., Any], pki: Pki,
+                                                                              tls: bool) -> None:
+    """Rule 10: A, a 1.2 server (T = 6 s), grants a resumable session's
+    permit, then its process goes (the connection ends, the port refuses).
+    The client resumes on the candidates A, B in turn for ~1.5 s while B
+    accepts nothing (a stalled server: its kernel queues the connections):
+    B sees ONE connection from the whole resume (without rule 10, one per
+    attempt, >= 2). Once B accepts, it reads the RESUME sent attempts ago
+    on it (over TLS: the handshake kept mid-way goes on first), answers,
+    and the session goes on there, its permit kept."""
+    secret = MovingPair.SECRET
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+
+    def secured(peer: Peer) -> None:
+        if tls:
+            peer.sock.settimeout(5)
+            peer.sock = context.wrap_socket(peer.sock, server_side=True)
+
+    def session(peer: Peer) -> None:
+        secured(peer)
+        peer.answer_all({"HELLO": "OK netsem 1.2 42", "LEASE": "OK 6000", "LEADER": "ERR UNKNOWN_VERB LEADER",
+                         "STATS": 'OK {"session_timeout_ms":6000}', "RESUMABLE": f"OK 42 {secret}",
+                         "ACQUIRE": "OK 5"})
+
+    def resumes(peer: Peer) -> None:
+        secured(peer)
+        peer.answer_all({"RESUME": "OK 42 0", "HELLO": "OK netsem 1.2 42", "LEASE": "OK 6000",
+                         "LEADER": "ERR UNKNOWN_VERB LEADER"}, mine="held one 1 5")
+
+    with FakeServer(session) as a, FakeServer(resumes, accepts=0) as b:
+        client = make([a.address, b.address], reconnect_max=0.1, **(pki.client_options() if tls else {}))
+        permit = client.acquire("one", timeout=5)
+        assert not permit.is_local and permit.fence == 5 and client.stats().server == a.address
+        a.close()
+        time.sleep(1.5)
+        b.accepts = None  # B wakes: it accepts what its kernel queued
+        assert wait_until(lambda: client.connected and client.stats().server == b.address, 5), client.stats()
+        assert b.connections() == 1, b.connections()
+        assert not permit.lost and any(" RESUME 42 " in line for line in b.lines)
+        release(client, permit)
+
+
+def test_the_silent_and_closed_texts_name_the_first_request_unanswered(make: Callable[..., Any]) -> None:
+    """audit22's wording: a server that answers HELLO and then nothing is
+    said to have "answered HELLO but not LEASE" (not "did not answer
+    HELLO"), and one that resets the connection before any answer "closed
+    the connection before answering", an outage (fallback), not "refused
+    the session" (a refusal's word: no fallback)."""
+    def hello_only(peer: Peer) -> None:
+        while (line := peer.read_line(timeout=10)) is not None:
+            if " HELLO " in line:
+                peer.send(f"{line.split(' ')[0]} OK netsem 1.2 7\n".encode())
+
+    with FakeServer(hello_only, accepts=1) as server:
+        client = make(server.address)  # after its first round
+        assert "accepted the connection and answered HELLO but not LEASE within 500 ms" in client.stats().unreachable
+        assert wait_until(lambda: "has answered HELLO but not LEASE (the same connection, kept open)"
+                          in client.stats().unreachable, 5), client.stats()
+
+    def reset(peer: Peer) -> None:
+        peer.read_line()
+        peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        peer.sock.close()
+
+    with FakeServer(reset) as server:
+        client = make(server.address)
+        permit = client.acquire("one", timeout=5)
+        assert permit.is_local and client.stats().fallback_entries == 1, client.stats()
+        unreachable = client.stats().unreachable
+        assert "closed the connection before answering" in unreachable and "refused" not in unreachable, unreachable
         release(client, permit)
