@@ -699,7 +699,7 @@ class Connection:
         self._buffer = shake.buffer
         # Pings at a sixth of the session timeout keep the session alive;
         # without one, they still tell a dead server from an idle one.
-        self._lease = shake.lease(self._options.request_timeout)
+        self._lease = shake.lease(self._options.request_timeout, kept=kept.again)
         self._leader = shake.leader
         self._resumable = shake.session_resumable()
         self._lease_told = bool(shake.lease_timeout)

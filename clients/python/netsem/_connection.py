@@ -895,7 +895,7 @@ class Connection:
                     return None
         finally:
             selector.close()
-        self._lease = shake.lease(self._options.request_timeout)
+        self._lease = shake.lease(self._options.request_timeout, kept=parked is not None)
         self._leader = shake.leader
         self._resumable = shake.session_resumable()
         self._lease_told = bool(shake.lease_timeout)

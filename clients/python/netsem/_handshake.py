@@ -15,6 +15,7 @@ an attempt besides its socket.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from netsem import _protocol as proto
@@ -31,7 +32,8 @@ class Handshake:
     for: in a cluster it waits for a commit, and its answer may come while
     the session is served: ``late``). ``lease_from``: when HELLO was first
     handed to the socket (the caller sets it): the server reads HELLO after
-    it, so once it answers it cannot end the session before T after it."""
+    it, so once it answers it cannot end the session before T after it
+    (on a kept connection, ``lease`` counts from the handshake's end)."""
 
     def __init__(self, tags: proto.Tags, label: str, token: str, queue_positions: bool) -> None:
         self.buffer = proto.LineBuffer()
@@ -150,8 +152,16 @@ class Handshake:
                   ("LEADER", self.leader_done), ("STATS", self.stats_done)]
         return "HELLO", next((verb for verb, done in waited if not done), "STATS")
 
-    def lease(self, request_timeout: float) -> proto.Lease:
-        """The session's lease once done: T from LEASE, else from STATS, from ``lease_from``."""
+    def lease(self, request_timeout: float, kept: bool = False) -> proto.Lease:
+        """The session's lease once done: T from LEASE, else from STATS, from
+        ``lease_from``. ``kept`` (rule 9b): the session begins on a connection
+        kept open from an earlier round, and its lease counts from now, when
+        the handshake ended: it holds nothing yet, and a permit is granted
+        only in answer to a request sent after this, whose send time then
+        counts (Lease.answered). From the first HELLO, a server that answered
+        more than T/2 after it was judged silent the moment the session began."""
+        if kept:
+            self.lease_from = time.monotonic()
         timeout = self.lease_timeout if self.lease_timeout is not None else self.session_timeout
         return proto.Lease(timeout, request_timeout, self.lease_from)
 

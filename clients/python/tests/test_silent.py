@@ -206,8 +206,12 @@ def test_a_stopped_netsemd_sees_one_connection_from_a_waiting_client(make: Calla
     """Rule 9 with the real netsemd: SIGSTOPped for 3 s while a new client's
     acquire waits (a round every ~0.6 s), then SIGCONT: granted by the server,
     which accepted at most 2 connections from the client (STATS
-    connections_total; it counts every connection accepted)."""
-    server = start_netsemd(semaphores="one = 1")
+    connections_total; it counts every connection accepted). Rule 9b: the
+    stall is longer than half the session timeout (T = 2 s), and the session
+    that begins on the kept connection is not dropped at once as a lapsed
+    lease (its lease counts from the handshake's end, not from HELLO): one
+    session, no connection lost."""
+    server = start_netsemd(semaphores="one = 1", server_options="session_timeout_ms = 2000")
     server.signal(signal.SIGSTOP)
     wake = threading.Timer(3.0, server.signal, (signal.SIGCONT,))
     try:
@@ -219,6 +223,8 @@ def test_a_stopped_netsemd_sees_one_connection_from_a_waiting_client(make: Calla
         server.signal(signal.SIGCONT)
     assert not permit.is_local and permit.fence is not None
     assert client.server_stats()["connections_total"] <= 2, client.server_stats()
+    stats = client.stats()
+    assert stats.connects == 1 and stats.connection_losses == 0, stats
     release(client, permit)
 
 
