@@ -392,6 +392,8 @@ class Connection:
                             # Rule 9: kept open and waited on by the next
                             # rounds, until rule 8's bound ends.
                             opened.kept.again = True
+                            _handshake.keep_alive(opened.kept.writer.get_extra_info("socket"),
+                                                  self._options.connect_timeout, server)
                             self._parked[server] = opened.kept
                         failures.append(f"{server}: {still or opened.why}")
                         if refusal is None:
@@ -621,7 +623,8 @@ class Connection:
             if isinstance(error, OSError) and (failure := _local_failure(server, error, "TLS handshake")):
                 return failure
             if isinstance(error, OSError) and error.errno:
-                return _Failure(f"TLS handshake: {_os_error_text(error)}")
+                return _Failure(f"TLS handshake: {_os_error_text(error)}",
+                                timed_out=_handshake.timed_out(error, kept is not None and kept.again))
             return _Failure("TLS handshake: the server closed the connection")
         return None
 
@@ -695,7 +698,9 @@ class Connection:
             # TLS 1.3 tells of a client certificate refused only now, by an alert.
             if _tls.is_refusal(error):
                 return self._refused(_tls.refusal(server, error))
-            return closed(f"read failed: {_os_error_text(error)}")
+            failure = closed(f"read failed: {_os_error_text(error)}")
+            failure.timed_out = _handshake.timed_out(error, kept.again)
+            return failure
         self._buffer = shake.buffer
         # Pings at a sixth of the session timeout keep the session alive;
         # without one, they still tell a dead server from an idle one.
@@ -1275,7 +1280,7 @@ class _Failure:
     refusal: NetsemError | None = None
     local: IoError | None = None  # failed for want of this process's descriptors or memory
     silent: bool = False  # connected, and no handshake answer within connect_timeout, still open
-    timed_out: bool = False  # connect() did not connect within connect_timeout
+    timed_out: bool = False  # no connection within connect_timeout; or a kept one's keepalive ended (rule 9a)
     kept: _Kept | None = None  # a round's silent attempt, for the round to keep (rule 9)
 
 

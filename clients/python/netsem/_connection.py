@@ -501,6 +501,7 @@ class Connection:
                     now = time.monotonic()
                     still = self._sticky.failed(server, why, outcome, now, self._lease.session_timeout)
                     if self._attempt_silent and self._attempt_kept is not None:
+                        _handshake.keep_alive(self._attempt_kept[0], self._options.connect_timeout, server)
                         self._parked[server] = (self._attempt_kept[0],
                                                 _handshake.Parked(connected_at, self._attempt_kept[1]))
                     elif self._attempt_kept is not None:
@@ -727,6 +728,7 @@ class Connection:
                 except ssl.SSLWantWriteError:
                     selector.modify(tls_sock, selectors.EVENT_WRITE)
                 except OSError as error:
+                    self._attempt_timed_out = _handshake.timed_out(error, parked is not None)
                     if _tls.is_refusal(error):
                         self._tls_refused(_tls.refusal(server, error))
                     else:
@@ -859,6 +861,7 @@ class Connection:
                     try:
                         sent = _send(sock, out)
                     except OSError as error:
+                        self._attempt_timed_out = _handshake.timed_out(error, parked is not None)
                         # A TLS server that refused our certificate has said
                         # why in an alert before it closed: read it.
                         try:
@@ -875,6 +878,7 @@ class Connection:
                 try:
                     data = _recv(sock)
                 except OSError as error:
+                    self._attempt_timed_out = _handshake.timed_out(error, parked is not None)
                     # TLS 1.3 tells of a client certificate refused only now, by an alert.
                     if _tls.is_refusal(error):
                         refused(_tls.refusal(server, error))

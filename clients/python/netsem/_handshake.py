@@ -14,9 +14,13 @@ an attempt besides its socket.
 
 from __future__ import annotations
 
+import errno
 import logging
+import math
+import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from netsem import _protocol as proto
 from netsem import _resume
@@ -216,3 +220,41 @@ def closed_early(stage: tuple[str, str], detail: str = "") -> str:
     answered, missing = stage
     return f"closed the connection before answering{f' {missing}' if answered else ''}" + (
         f" ({detail})" if detail else "")
+
+
+# Rule 9a: a kept connection's keepalive probes; this many unanswered end it.
+KEEPALIVE_PROBES = 3
+
+
+def keep_alive(sock: Any, connect_timeout: float, server: str) -> None:
+    """Rule 9a (audit22 finding A): TCP keepalive on a kept attempt's socket
+    (a socket, or asyncio's TransportSocket), probes connect_timeout apart
+    (whole seconds, at least one), ended after KEEPALIVE_PROBES unanswered
+    ones, and TCP_USER_TIMEOUT bounding the same way what is sent and not
+    yet acknowledged, where keepalive does not probe. Nothing else is sent
+    on a kept connection: without them a server host that forgot it (a
+    reboot, a dropped flow) left it open for ever. A frozen netsemd's
+    kernel answers the probes (still silent); a host that forgot the
+    connection resets it (unreachable: the next round connects anew); one
+    that is gone answers nothing: ETIMEDOUT (``timed_out``). An option the
+    system lacks or refuses is no error (debug)."""
+    every = max(1, math.ceil(connect_timeout))
+    options = [(socket.SOL_SOCKET, "SO_KEEPALIVE", 1), (socket.IPPROTO_TCP, "TCP_KEEPIDLE", every),
+               (socket.IPPROTO_TCP, "TCP_KEEPINTVL", every), (socket.IPPROTO_TCP, "TCP_KEEPCNT", KEEPALIVE_PROBES),
+               (socket.IPPROTO_TCP, "TCP_USER_TIMEOUT", every * 1000 * (1 + KEEPALIVE_PROBES))]
+    for level, name, value in options:
+        option = getattr(socket, name, None)
+        try:
+            if option is None:
+                raise OSError(f"{name} is not known here")
+            sock.setsockopt(level, option, value)
+        except OSError as error:
+            log.debug("server %s: no keepalive on the kept connection: %s: %s", server, name, error)
+            return
+
+
+def timed_out(error: OSError, kept: bool) -> bool:
+    """Rule 9a: ``error`` on a kept attempt's socket is its keepalive's (or
+    TCP_USER_TIMEOUT's) end: the server's host answered nothing, counted as
+    a connect timeout is (rule 8), not as a reset."""
+    return kept and error.errno == errno.ETIMEDOUT

@@ -20,11 +20,17 @@ TLS (the handshake kept mid-way); and an answer that ends the sleep between
 rounds. Rule 10 (a holder's silent RESUME attempt is kept open within one
 resume): two scripted 1.2 servers, the session's, which goes, and one that
 accepts nothing until the test lets it (no netsemd can be made to read no
-RESUME on cue while another gives the session up).
+RESUME on cue while another gives the session up). Rule 9's amendments: a
+kept connection has TCP keepalive on (9a: read on the client's socket; no
+loopback emulation of a server host that forgot the connection or vanished
+exists without network namespaces), and a session begun on it counts its
+lease from the handshake's end (9b: the SIGSTOPped netsemd, for longer than
+T/2).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -340,3 +346,42 @@ def test_the_silent_and_closed_texts_name_the_first_request_unanswered(make: Cal
         unreachable = client.stats().unreachable
         assert "closed the connection before answering" in unreachable and "refused" not in unreachable, unreachable
         release(client, permit)
+
+
+def client_sockets(port: int) -> list[socket.socket]:
+    """Duplicates (the caller closes them) of this process's sockets
+    connected to 127.0.0.1:``port``: the client's, whose I/O runs here."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue  # not a socket, or gone
+        try:
+            if sock.family == socket.AF_INET and sock.getpeername() == ("127.0.0.1", port):
+                found.append(sock)
+                continue
+        except OSError:
+            pass  # not connected
+        sock.close()
+    return found
+
+
+def test_a_kept_attempt_has_tcp_keepalive(make: Callable[..., Any], silent_port: socket.socket) -> None:
+    """Rule 9a: a silent attempt kept open probes its server with TCP
+    keepalive, connect_timeout apart in whole seconds (at least 1), 3 probes,
+    and TCP_USER_TIMEOUT 1 + 3 of them: a host that forgot the connection
+    resets it and one gone times it out, instead of the client waiting on
+    it for ever."""
+    client = make([address(silent_port)])
+    assert wait_until(lambda: re.search(KEPT, client.stats().unreachable) is not None, 5), client.stats()
+    kept = client_sockets(silent_port.getsockname()[1])
+    try:
+        assert len(kept) == 1, kept
+        assert kept[0].getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        options = (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT, socket.TCP_USER_TIMEOUT)
+        assert [kept[0].getsockopt(socket.IPPROTO_TCP, option) for option in options] == [1, 1, 3, 4000]
+    finally:
+        for sock in kept:
+            sock.close()
+
