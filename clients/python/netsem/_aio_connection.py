@@ -523,7 +523,7 @@ class Connection:
         if park and self._sticky.lapsed(server, time.monotonic(), self._session_timeout()) and kept is not None:
             log.debug("server %s: closing the connection kept open since %d ms ago: silent for the session "
                       "timeout", server, round((time.monotonic() - kept.parked.connected_at) * 1000))
-            kept.close()
+            kept.close(self._tags)
             kept = None
         if kept is None:
             connect_timeout = self._options.connect_timeout
@@ -572,11 +572,11 @@ class Connection:
         return self._lease.session_timeout if self._lease is not None else 0.0
 
     def _close_parked(self) -> None:
-        """Closes every silent attempt kept open (rule 9): a session began, or
-        the client stops. Nothing was asked but the handshake: no QUIT."""
+        """Closes every silent attempt kept open (rule 9), with QUIT (rule 9c,
+        _Kept.close): a session began, or the client stops."""
         parked, self._parked = self._parked, {}
         for kept in parked.values():
-            kept.close()
+            kept.close(self._tags)
 
     async def _sleep(self, seconds: float) -> None:
         """The backoff between rounds, ended early when a kept silent attempt's
@@ -1302,12 +1302,18 @@ class _Kept:
     pending: asyncio.Future[Any] | None = None
     again: bool = False
 
-    def close(self) -> None:
+    def close(self, tags: proto.Tags | None = None) -> None:
+        """Closes the connection at once. ``tags``: a kept attempt given up
+        (rule 9c): QUIT behind its handshake first when it began one
+        (Handshake.farewell), as far as the socket takes it now (the abort
+        drops the rest)."""
         pending, self.pending = self.pending, None
         if pending is not None:
             if pending.done() and not pending.cancelled():
                 pending.exception()  # retrieved: no "never retrieved" log
             pending.cancel()
+        if tags is not None and self.parked.handshake is not None and not self.writer.transport.is_closing():
+            self.writer.write(self.parked.handshake.farewell(tags))
         self.writer.transport.abort()
 
 

@@ -420,10 +420,22 @@ class Connection:
 
     def _close_parked(self) -> None:
         """Loop only: closes every silent attempt kept open (rule 9): a session
-        began, or the client stops. Nothing was asked but the handshake: no QUIT."""
+        began, or the client stops."""
         parked, self._parked = self._parked, {}
-        for sock, _ in parked.values():
-            sock.close()
+        for sock, kept in parked.values():
+            self._close_kept(sock, kept)
+
+    def _close_kept(self, sock: socket.socket, parked: _handshake.Parked) -> None:
+        """Loop only: closes a silent attempt kept open (a session began, the
+        client stops, rule 8's bound), with QUIT behind its handshake when it
+        began one (rule 9c, Handshake.farewell): written as far as the socket
+        takes it now, never waited for."""
+        if parked.handshake is not None:
+            try:
+                _send(sock, bytearray(parked.handshake.farewell(self._tags)))
+            except OSError:
+                pass
+        sock.close()
 
     def _close_lingering(self, now: float, at_exit: bool = False) -> None:
         """Loop only: closes the lingering sockets whose stop-by time has come;
@@ -486,7 +498,7 @@ class Connection:
                 if self._sticky.lapsed(server, time.monotonic(), self._lease.session_timeout) and kept is not None:
                     log.debug("server %s: closing the connection kept open since %d ms ago: silent for the "
                               "session timeout", server, round((time.monotonic() - kept[1].connected_at) * 1000))
-                    kept[0].close()
+                    self._close_kept(*kept)
                     kept = None
                 parked = kept[1] if kept is not None else None
                 sock = kept[0] if kept is not None else self._connect(host, port)

@@ -173,6 +173,15 @@ class Handshake:
         """The handshake requests still unanswered once done (RESUMABLE)."""
         return {} if self.resumable_done else {self.resumable_tag: "RESUMABLE"}
 
+    def farewell(self, tags: proto.Tags) -> bytes:
+        """Rule 9c: what to write on a kept attempt before it is closed (a
+        session began elsewhere, the client stops, rule 8's bound): what is
+        left of the handshake and QUIT behind it, so that the server, once
+        it reads them, ends that session at once instead of keeping it
+        resumable for T (it holds nothing: nothing was asked but the
+        handshake). Best effort: written as far as the socket takes it now."""
+        return bytes(self.out) + proto.request(tags.next(), "QUIT")
+
     def session_resumable(self) -> _resume.Resumable | None:
         """Resumed only with a session timeout told by LEASE: without one the
         server ends the session with its connection anyway."""

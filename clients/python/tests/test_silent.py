@@ -23,9 +23,10 @@ accepts nothing until the test lets it (no netsemd can be made to read no
 RESUME on cue while another gives the session up). Rule 9's amendments: a
 kept connection has TCP keepalive on (9a: read on the client's socket; no
 loopback emulation of a server host that forgot the connection or vanished
-exists without network namespaces), and a session begun on it counts its
-lease from the handshake's end (9b: the SIGSTOPped netsemd, for longer than
-T/2).
+exists without network namespaces), a session begun on it counts its lease
+from the handshake's end (9b: the SIGSTOPped netsemd, for longer than T/2),
+and one given up is QUIT (9c: a scripted server that reads everything once
+it accepts).
 """
 
 from __future__ import annotations
@@ -385,3 +386,21 @@ def test_a_kept_attempt_has_tcp_keepalive(make: Callable[..., Any], silent_port:
         for sock in kept:
             sock.close()
 
+
+def test_a_kept_attempt_given_up_is_quit(make: Callable[..., Any]) -> None:
+    """Rule 9c: the first server accepts nothing (its attempt is kept), the
+    second gives the session: the kept attempt is closed with QUIT behind
+    its handshake, so that the first server, once it reads them, ends that
+    session at once instead of keeping it resumable for T."""
+    def reads(peer: Peer) -> None:
+        while peer.read_line() is not None:
+            pass
+
+    with FakeServer(reads, accepts=0) as silent, FakeServer(grants) as server:
+        client = make([silent.address, server.address])
+        permit = client.acquire("one", timeout=5)
+        assert not permit.is_local and permit.fence == 5
+        silent.accepts = None  # wakes: reads what its kernel kept of the closed connection
+        assert wait_until(lambda: any(line.endswith(" QUIT") for line in silent.lines), 5), silent.lines
+        assert " HELLO " in silent.lines[0], silent.lines
+        release(client, permit)
