@@ -433,6 +433,7 @@ struct MetadataFile {
   std::string name;
   bool exists = false;
   std::uintmax_t size = 0;
+  std::uint64_t format = 0;   // when whole(): libraft's is 1
   std::uint64_t version = 0;  // when whole()
 
   bool whole() const { return exists && size == kSize; }
@@ -455,7 +456,10 @@ MetadataFile read_metadata(const std::string& data_dir, const char* name) {
   std::array<unsigned char, MetadataFile::kSize> bytes{};
   std::ifstream in(path, std::ios::binary);
   if (!in.read(reinterpret_cast<char*>(bytes.data()), bytes.size())) return file;
-  for (int i = 7; i >= 0; --i) file.version = (file.version << 8) | bytes[8 + i];
+  for (int i = 7; i >= 0; --i) {
+    file.format = (file.format << 8) | bytes[i];
+    file.version = (file.version << 8) | bytes[8 + i];
+  }
   return file;
 }
 
@@ -484,12 +488,33 @@ MetadataFile read_metadata(const std::string& data_dir, const char* name) {
 //   the node wrote its term and vote only once; deleted, it cannot be told
 //   from that).
 // - A file longer than 32 bytes, which libraft refuses in its own words.
+// - Both whole at versions that are not one apart, or with metadata1 at an
+//   even version or metadata2 at an odd one: every write (a term or a vote;
+//   a bootstrap writes term 1, a server added at run time its first term)
+//   is the loaded version plus one, to the file of its parity, over the
+//   older file, so whole files are at v and v+1. A version changed on disk
+//   makes libraft load the file with the higher one, which may hold the
+//   older term and vote (audit22: a follower forgot its vote). Another
+//   format or a version 0 libraft refuses naming the file.
 Status check_metadata(const std::string& data_dir) {
   const MetadataFile one = read_metadata(data_dir, "metadata1");
   const MetadataFile two = read_metadata(data_dir, "metadata2");
   const std::string prefix = "raft data directory " + data_dir + ": ";
   const std::string advice(kDamageAdvice);
-  if (one.whole() && two.whole()) return Status::ok();
+  if (one.whole() && two.whole()) {
+    if (one.format != 1 || two.format != 1 || one.version == 0 || two.version == 0) return Status::ok();
+    const bool parity = one.version % 2 == 1 && two.version % 2 == 0;
+    const std::uint64_t apart = one.version > two.version ? one.version - two.version : two.version - one.version;
+    if (parity && apart == 1) return Status::ok();
+    return Status(StatusCode::kCorruption,
+                  prefix + "metadata1 is at version " + std::to_string(one.version) + " and metadata2 at version " +
+                      std::to_string(two.version) +
+                      ": libraft writes odd versions to metadata1 and even ones to metadata2, one more each time, "
+                      "so whole files are one version apart. A version was changed: libraft would start on the "
+                      "file with the higher one, whose term and vote may be the older ones, and the server could "
+                      "vote twice in one term. " +
+                      advice);
+  }
   for (const MetadataFile* file : {&one, &two}) {
     if (file->exists && file->size > MetadataFile::kSize) {
       return Status(StatusCode::kCorruption, prefix + file->fault() + ". " + advice);

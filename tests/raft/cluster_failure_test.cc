@@ -464,7 +464,8 @@ std::uint64_t metadata_version(const std::string& bytes) {
 // vote twice in one term). What libraft itself recovers from starts: a
 // server added at run time has written its term once (metadata1 at version
 // 1, no metadata2), and a first write of metadata2 torn short by a crash is
-// dropped by libraft.
+// dropped by libraft. Both whole but not one version apart, or each at the
+// other's parity, is refused naming both versions.
 TEST(RaftFailure, OneMetadataFileGoneOrCutShortIsRefusedATornFirstWriteIsNot) {
   Cluster cluster(fast_timeouts());
   // Node 4 is added as a standby (it gets the log and does not vote): it
@@ -526,6 +527,36 @@ TEST(RaftFailure, OneMetadataFileGoneOrCutShortIsRefusedATornFirstWriteIsNot) {
   refused(
       "metadata1 grown", [&] { write_file(cluster, victim, "metadata1", one + std::string(8, '\0')); }, true,
       "metadata1 is 40 bytes long (libraft writes 32)");
+  // Both whole at versions not one apart, or at the wrong files' parity
+  // (odd in metadata1, even in metadata2): libraft 0.15 started on the file
+  // with the higher version, whose term and vote may be the older ones
+  // (audit22, m_meta22.sh flip2: one byte of the older file's version).
+  const auto at_version = [](std::string bytes, std::uint64_t version) {
+    for (int i = 8; i < 16; ++i, version >>= 8) bytes[i] = static_cast<char>(version & 0xff);
+    return bytes;
+  };
+  const auto versions = [&](const std::string& metadata1, const std::string& metadata2) {
+    return "metadata1 is at version " + std::to_string(metadata_version(metadata1)) + " and metadata2 at version " +
+           std::to_string(metadata_version(metadata2)) + ": libraft writes odd versions to metadata1";
+  };
+  const bool one_older = metadata_version(one) < metadata_version(two);
+  std::string flipped = one_older ? one : two;
+  flipped[8] = static_cast<char>(0xfe);
+  const std::string flipped_one = one_older ? flipped : one;
+  const std::string flipped_two = one_older ? two : flipped;
+  refused(
+      "the older file's version changed",
+      [&] { write_file(cluster, victim, one_older ? "metadata1" : "metadata2", flipped); }, true,
+      versions(flipped_one, flipped_two));
+  const std::string swapped_one = at_version(one, metadata_version(two));
+  const std::string swapped_two = at_version(two, metadata_version(one));
+  refused(
+      "the versions swapped",
+      [&] {
+        write_file(cluster, victim, "metadata1", swapped_one);
+        write_file(cluster, victim, "metadata2", swapped_two);
+      },
+      true, versions(swapped_one, swapped_two));
   // Put back as it was, it starts and catches up.
   put_back(cluster, victim, original);
   ASSERT_TRUE(cluster.start(victim, cluster.bootstrap(3))) << cluster.stderr_of(victim);
