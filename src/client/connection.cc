@@ -317,7 +317,7 @@ void Connection::wake() {
   [[maybe_unused]] const ssize_t n = ::write(wake_fd_, &one, sizeof one);
 }
 
-bool Connection::sleep(milliseconds timeout) {
+bool Connection::sleep(milliseconds timeout, const std::unordered_map<std::string, Parked>* kept) {
   const auto deadline = Clock::now() + timeout;
   std::vector<pollfd> fds;
   while (!stopping()) {
@@ -328,6 +328,9 @@ bool Connection::sleep(milliseconds timeout) {
     // its end) ends the sleep: the next round takes it up at once.
     fds.assign(1, pollfd{wake_fd_, POLLIN, 0});
     for (const auto& [server, parked] : parked_) fds.push_back(pollfd{parked.fd, POLLIN, 0});
+    if (kept != nullptr) {
+      for (const auto& [server, parked] : *kept) fds.push_back(pollfd{parked.fd, POLLIN, 0});
+    }
     if (::poll(fds.data(), fds.size(), std::max(1, millis_until(next_lingering(deadline)))) > 0) {
       if (fds[0].revents != 0) {
         std::uint64_t drained = 0;
@@ -565,28 +568,71 @@ void Connection::run() {
   leave_lingering();
 }
 
-std::string Connection::silence(std::string_view what, milliseconds bound) const {
-  if (!handshake_.kept)
-    return fmt::format("accepted the connection but did not answer {} within {} ms", what, bound.count());
-  return fmt::format("accepted the connection {} ms ago and has not answered {} (the same connection, kept open)",
-                     std::chrono::duration_cast<milliseconds>(Clock::now() - handshake_.connected_at).count(), what);
+std::string Connection::silence(std::string_view what, milliseconds bound, std::string_view answered) const {
+  if (!handshake_.kept) {
+    if (answered.empty())
+      return fmt::format("accepted the connection but did not answer {} within {} ms", what, bound.count());
+    return fmt::format("accepted the connection and answered {} but not {} within {} ms", answered, what,
+                       bound.count());
+  }
+  const auto ago = std::chrono::duration_cast<milliseconds>(Clock::now() - handshake_.connected_at).count();
+  if (answered.empty())
+    return fmt::format("accepted the connection {} ms ago and has not answered {} (the same connection, kept open)",
+                       ago, what);
+  return fmt::format(
+      "accepted the connection {} ms ago and has answered {} but not {} (the same connection, kept open)", ago,
+      answered, what);
 }
 
-void Connection::park(int fd, const Endpoint& endpoint) {
-  Parked& parked = parked_[endpoint.to_string()];
+Connection::Parked Connection::stash(int fd) {
+  Parked parked;
   parked.fd = fd;
   parked.ssl = std::move(ssl_);
   parked.handshake = std::move(handshake_);
   parked.framer = std::move(framer_);
   parked.out = std::move(out_);
+  parked.resume_shake = std::move(resume_shake_);
+  handshake_ = Handshake();
+  framer_ = protocol::LineFramer();
+  out_.clear();
+  resume_shake_ = ResumeShake();
+  return parked;
+}
+
+int Connection::take_kept(std::unordered_map<std::string, Parked>& kept, const Endpoint& endpoint) {
+  const auto found = kept.find(endpoint.to_string());
+  if (found == kept.end()) return -1;
+  Parked& parked = found->second;
+  connect_errno_ = 0;
+  attempt_was_local_ = false;
+  handshake_ = std::move(parked.handshake);
+  handshake_.kept = true;
+  ssl_ = std::move(parked.ssl);
+  framer_ = std::move(parked.framer);
+  out_ = std::move(parked.out);
+  resume_shake_ = std::move(parked.resume_shake);
+  const int fd = parked.fd;
+  kept.erase(found);
+  return fd;
+}
+
+void Connection::close_kept(std::unordered_map<std::string, Parked>& kept) {
+  for (auto& [server, parked] : kept) {
+    parked.ssl.reset();
+    ::close(parked.fd);
+    log_debug("server {}: closed the silent attempt's connection kept open", server);
+  }
+  kept.clear();
+}
+
+void Connection::park(int fd, const Endpoint& endpoint) {
+  Parked& parked = parked_[endpoint.to_string()];
+  parked = stash(fd);
   parked.resumable_tag = std::move(resumable_tag_);
   parked.leader_tag = std::move(leader_tag_);
   parked.resume_id = resume_id_;
   parked.resume_secret = std::move(resume_secret_);
   parked.lease_from = lease_from_;
-  handshake_ = Handshake();
-  framer_ = protocol::LineFramer();
-  out_.clear();
   resumable_tag_.clear();
   leader_tag_.clear();
   resume_id_ = 0;
@@ -598,8 +644,7 @@ int Connection::unpark(const Endpoint& endpoint) {
   const std::string server = endpoint.to_string();
   const auto kept = parked_.find(server);
   if (kept == parked_.end()) return -1;
-  Parked parked = std::move(kept->second);
-  parked_.erase(kept);
+  Parked& parked = kept->second;
   // Rule 8's bound: T after the end of the streak's first silent attempt, a
   // fallback is safe again (the frozen server's holders have stopped). The
   // round connects anew, and a new connection that is silent again starts a
@@ -612,31 +657,20 @@ int Connection::unpark(const Endpoint& endpoint) {
               session_timeout_.count());
     parked.ssl.reset();
     ::close(parked.fd);
+    parked_.erase(kept);
     silent_since_.erase(since);
     return -1;
   }
-  connect_errno_ = 0;
-  attempt_was_local_ = false;
-  handshake_ = std::move(parked.handshake);
-  handshake_.kept = true;
-  ssl_ = std::move(parked.ssl);
-  framer_ = std::move(parked.framer);
-  out_ = std::move(parked.out);
   resumable_tag_ = std::move(parked.resumable_tag);
   leader_tag_ = std::move(parked.leader_tag);
   resume_id_ = parked.resume_id;
   resume_secret_ = std::move(parked.resume_secret);
   lease_from_ = parked.lease_from;
-  return parked.fd;
+  return take_kept(parked_, endpoint);
 }
 
 void Connection::close_parked() {
-  for (auto& [server, parked] : parked_) {
-    parked.ssl.reset();
-    ::close(parked.fd);
-    log_debug("server {}: closed the silent attempt's connection kept open", server);
-  }
-  parked_.clear();
+  close_kept(parked_);
 }
 
 void Connection::close_lingering(Clock::time_point now) {
@@ -862,6 +896,15 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
   std::int64_t& stats_ms = shake.stats_ms;
   const auto deadline = Clock::now() + options_.connect_timeout;
   attempt_refusal_ = Status();
+  // The first request waited for and still unanswered, in the order sent
+  // (audit22: the words name it, not always HELLO).
+  const auto unanswered = [&]() -> std::string_view {
+    if (!hello_done) return "HELLO";
+    if (!auth_tag.empty() && !shake.auth_done) return "AUTH";
+    if (!lease_done) return "LEASE";
+    if (!stats_done) return "STATS";
+    return "LEADER";
+  };
   // Once in fallback or refused, every retry would say the same: keep it out
   // of the warnings.
   const auto quiet = [&] {
@@ -873,6 +916,16 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
     client::log(quiet() ? LogLevel::kDebug : LogLevel::kWarning, "server {} refused the session: {}",
                 endpoint.to_string(), why);
     attempt_failure_ = fmt::format("refused the session: {}", why);
+    return false;
+  };
+  // The connection ended before the handshake's answers: as a closed port,
+  // not a refusal (nothing was answered).
+  const auto closed = [&](std::string_view why) {
+    attempt_failure_ = fmt::format("closed the connection before answering{}{}", hello_done ? " " : "",
+                                   hello_done ? unanswered() : "");
+    if (why != kClosedByServer) attempt_failure_ += fmt::format(" ({})", why);
+    client::log(quiet() ? LogLevel::kDebug : LogLevel::kWarning, "server {} {}", endpoint.to_string(),
+                attempt_failure_);
     return false;
   };
   // The server answered, and the answer is no.
@@ -895,7 +948,7 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
       // slow (busy, electing a leader, syncing its disk). Not an outage; the
       // round says so once.
       attempt_silent_ = true;
-      attempt_failure_ = silence("HELLO", options_.connect_timeout);
+      attempt_failure_ = silence(unanswered(), options_.connect_timeout, hello_done ? "HELLO" : "");
       log_debug("server {} {}", endpoint.to_string(), attempt_failure_);
       return false;
     }
@@ -919,14 +972,14 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
       // before it closed: read it.
       std::string why;
       if (ssl_ && read_available(fd, why) < 0 && tls_failed_) return refused(tls_refusal(endpoint, why));
-      return refuse("write failed");
+      return closed("write failed");
     }
     if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
     std::string why;
     if (read_available(fd, why) < 0) {
       // TLS 1.3 tells of a client certificate refused only now, by an alert.
       if (tls_failed_) return refused(tls_refusal(endpoint, why));
-      return refuse(why);
+      return closed(why);
     }
     std::string_view line;
     protocol::LineFramer::Status framed;
@@ -948,10 +1001,14 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
       if (!auth_tag.empty() && answer.tag == auth_tag) {
         if (answer.type == protocol::AnswerType::kOk) {
           log_debug("server {} authenticated this client: rights {}", endpoint.to_string(), printable(answer.rest));
+          shake.auth_done = true;
           continue;
         }
         // A 1.0 server has no AUTH and requires none.
-        if (answer.type == protocol::AnswerType::kError && answer.error == protocol::ErrorCode::kUnknownVerb) continue;
+        if (answer.type == protocol::AnswerType::kError && answer.error == protocol::ErrorCode::kUnknownVerb) {
+          shake.auth_done = true;
+          continue;
+        }
         if (answer.type == protocol::AnswerType::kError && answer.error == protocol::ErrorCode::kLimit) {
           // Not a refusal of the token: the server had too many token checks
           // waiting (a flood of unknown tokens) to check it. Like a full
@@ -1286,9 +1343,9 @@ bool Connection::tls_handshake(int fd, const Endpoint& endpoint, std::optional<C
       // Closed or reset during the handshake: as a closed port.
       const int saved = errno;
       ERR_clear_error();
-      attempt_failure_ = fmt::format("TLS handshake: {}", error == SSL_ERROR_SYSCALL && saved != 0
-                                                              ? std::strerror(saved)
-                                                              : "the server closed the connection");
+      attempt_failure_ =
+          fmt::format("TLS handshake: {}",
+                      error == SSL_ERROR_SYSCALL && saved != 0 ? std::strerror(saved) : std::string(kClosedByServer));
       return false;
     }
     for (;;) {
@@ -1351,9 +1408,9 @@ ssize_t Connection::read_available(int fd, std::string& why) {
         const int error = SSL_get_error(ssl_.get(), got);
         if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) return total;
         if (error == SSL_ERROR_ZERO_RETURN) {
-          why = "the server closed the connection";
+          why = kClosedByServer;
         } else if (error == SSL_ERROR_SYSCALL) {
-          why = errno != 0 ? std::string("read failed: ") + std::strerror(errno) : "the server closed the connection";
+          why = errno != 0 ? std::string("read failed: ") + std::strerror(errno) : std::string(kClosedByServer);
           ERR_clear_error();
         } else {
           tls_failed_ = ERR_GET_REASON(ERR_peek_last_error()) != SSL_R_UNEXPECTED_EOF_WHILE_READING;
@@ -1366,7 +1423,7 @@ ssize_t Connection::read_available(int fd, std::string& why) {
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return total;
       if (n <= 0) {
-        why = n == 0 ? "the server closed the connection" : std::string("read failed: ") + std::strerror(errno);
+        why = n == 0 ? std::string(kClosedByServer) : std::string("read failed: ") + std::strerror(errno);
         // Lines that arrived before the end are still handed out by the caller.
         return total > 0 ? total : -1;
       }

@@ -51,7 +51,9 @@
 // on new connections (the last known leader, then the servers in order)
 // until the lease's end; once resumed, the calls of the old connection are
 // settled from MINE (kept, completed, re-sent or failed) and the session
-// goes on, same number, same permits. A refusal ends it as above. The
+// goes on, same number, same permits. A silent RESUME attempt's connection
+// is kept for the next attempt to its server within that resume, as a
+// round's (rule 10). A refusal ends it as above. The
 // resume, the settling from MINE and the wait for the next round of attempts
 // (await_session) are in connection_resume.cc, the rest in connection.cc.
 //
@@ -163,6 +165,11 @@ std::chrono::steady_clock::time_point lease_stop_by(std::chrono::steady_clock::t
 // Shared by connection.cc and connection_resume.cc. The milliseconds from now
 // until `deadline`, as poll() takes them: 0 once it has passed, at most a day.
 int millis_until(std::chrono::steady_clock::time_point deadline);
+// The message of `* ERR KICKED` to a connection whose session another took
+// with RESUME (docs/protocol.md).
+inline constexpr std::string_view kResumedElsewhere = "resumed on another connection";
+// Why a read ended when the server closed the connection (an EOF).
+inline constexpr std::string_view kClosedByServer = "the server closed the connection";
 // At most `max` bytes of a peer's line, control bytes shown as '?', for
 // messages and logs.
 std::string printable(std::string_view text, std::size_t max = 100);
@@ -289,6 +296,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void unregister_permit(const PermitState* permit);
 
  private:
+  struct Parked;  // a silent attempt's connection, kept open (rules 9 and 10)
   Connection(const ClientOptions& options, std::vector<Endpoint> servers, LookupFunction lookup,
              std::shared_ptr<RenewingTlsClient> tls);
   // Room for a request line with a name of a few dozen bytes.
@@ -322,10 +330,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Bounded like connect_to.
   bool tls_handshake(int fd, const Endpoint& endpoint,
                      std::optional<std::chrono::steady_clock::time_point> until = std::nullopt);
-  // Why a silent attempt failed: `what` ("HELLO", "the TLS handshake") not
-  // answered within `bound`, or, on a kept attempt (rule 9), not answered
-  // since the connection was accepted, N ms ago.
-  std::string silence(std::string_view what, std::chrono::milliseconds bound) const;
+  // Why a silent attempt failed: `what` ("HELLO", "LEASE", "RESUME", "the
+  // TLS handshake": the first request still unanswered) not answered within
+  // `bound`, or, on a kept attempt (rules 9 and 10), not answered since the
+  // connection was accepted, N ms ago; `answered` ("HELLO", "RESUME"), when
+  // not empty, is the request before it that was.
+  std::string silence(std::string_view what, std::chrono::milliseconds bound, std::string_view answered = {}) const;
   // Rule 9 (docs/client.md, "A server that accepts and does not answer"):
   // the attempt on `fd` to `endpoint` was silent; its connection is kept
   // open with the handshake's whole state (parked_) for the next round.
@@ -338,6 +348,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Closes every parked attempt (plain close: nothing was asked but the
   // handshake): a session began, or the I/O thread ends.
   void close_parked();
+  // The machinery rules 9 and 10 share. stash: the live connection's state
+  // (ssl_, handshake_, framer_, out_, resume_shake_) moved into a Parked with
+  // `fd`, the live members left as for no connection. take_kept: the
+  // attempt kept in `kept` for `endpoint` back in the live members (as a
+  // kept one: handshake_.kept), its socket; -1 when none. close_kept: closes
+  // them all (plain close).
+  Parked stash(int fd);
+  int take_kept(std::unordered_map<std::string, Parked>& kept, const Endpoint& endpoint);
+  static void close_kept(std::unordered_map<std::string, Parked>& kept);
   // An attempt failed on this process's resources, not the server's: `what`
   // into attempt_failure_, and into attempt_local_ if the round has none yet.
   void local_failure(const Endpoint& endpoint, std::string what);
@@ -357,7 +376,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     kFinal,     // KICK, a broken server, stop(): the session is over
     kQuiet,     // a request unanswered for T/6: move on (socket still open)
   };
-  enum class Resumed { kResumed, kGone, kKicked, kServerGone, kBusy, kLapsed, kNoAnswer };
+  // kMoved (resume_handshake only): `* ERR KICKED resumed on another
+  // connection` after RESUME's OK, which a kept attempt may have caused.
+  enum class Resumed { kResumed, kGone, kKicked, kServerGone, kBusy, kLapsed, kNoAnswer, kMoved };
   // After the connection of a resumable session ended without a word:
   // RESUME on the candidates (the last known leader, then servers_) until
   // the lease's end. kResumed with the new socket in `fd` and its server in
@@ -378,11 +399,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool has_other_candidate() const;
   // QUIT (best effort), then closes the socket (and its TLS).
   void quit_and_close(int fd);
-  // RESUME, HELLO, AUTH, LEASE, LEADER and MINE on a new connection.
-  // `mine`: MINE's ITEM rests; `early`: answers to the session's calls that
-  // came before MINE's END, to be dispatched after settle().
-  Resumed resume_handshake(int fd, const Endpoint& endpoint, std::chrono::steady_clock::time_point deadline,
-                           std::vector<std::string>& mine, std::vector<std::string>& early);
+  // RESUME, HELLO, AUTH, LEASE, LEADER and MINE on a new connection, or
+  // on one kept from an earlier attempt of this resume (rule 10: it goes on
+  // where resume_shake_ left it). Bounded by connect_timeout from now and by
+  // `deadline`; kNoAnswer with attempt_silent_ when the connection stayed
+  // open and unanswered. resume_shake_.mine: MINE's ITEM rests; .early:
+  // answers to the session's calls that came before MINE's END, to be
+  // dispatched after settle().
+  Resumed resume_handshake(int fd, const Endpoint& endpoint, std::chrono::steady_clock::time_point deadline);
   // RESUMABLE's and LEADER's answers (true), in the handshake or after it.
   bool session_answer(const protocol::Answer& answer, std::string_view line);
   // Settles the calls sent on the broken connection from MINE (rule 6 of
@@ -409,8 +433,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // out_ (the server answers what follows once the token is checked): how
   // every session starts, new or resumed. The AUTH's tag, "" without one.
   std::string encode_hello_and_auth(const std::string& hello_tag);
-  // Waits up to `timeout` for the wake-up fd; false once stopping.
-  bool sleep(std::chrono::milliseconds timeout);
+  // Waits up to `timeout` for the wake-up fd; false once stopping. Ends
+  // early (true) when a parked attempt, or one of `kept` (a resume's, rule
+  // 10), becomes readable.
+  bool sleep(std::chrono::milliseconds timeout, const std::unordered_map<std::string, Parked>* kept = nullptr);
   // Closes the lingering sockets whose stop-by time has come by `now`.
   void close_lingering(std::chrono::steady_clock::time_point now);
   // The earlier of `wake_at` and the next lingering socket's stop-by time.
@@ -487,6 +513,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::string auth_tag;    // "" without a token
     std::string option_tag;  // "" when queue positions are wanted
     bool hello_done = false;
+    bool auth_done = false;  // AUTH answered OK or UNKNOWN_VERB
     bool lease_done = false;
     bool stats_done = false;
     std::optional<std::int64_t> lease_ms;  // LEASE's answer, when the server knows the verb
@@ -494,6 +521,27 @@ class Connection : public std::enable_shared_from_this<Connection> {
     protocol::HelloAnswer hello;           // once hello_done
   };
   Handshake handshake_;
+  // The RESUME handshake under way (resume_handshake()): what it asked and
+  // which answers came. Reset for each new connection of a resume.
+  struct ResumeShake {
+    bool begun = false;                          // RESUME and the requests behind it are in out_ (or sent)
+    std::chrono::steady_clock::time_point sent;  // when RESUME was first queued
+    std::string resume_tag;
+    std::string hello_tag;
+    std::string auth_tag;  // "" without a token
+    std::string lease_tag;
+    std::string leader_tag;
+    std::string mine_tag;
+    bool resumed = false;  // RESUME answered OK
+    bool hello_done = false;
+    bool auth_done = false;
+    bool lease_done = false;
+    bool leader_done = false;
+    bool mine_done = false;
+    std::vector<std::string> mine;
+    std::vector<std::string> early;
+  };
+  ResumeShake resume_shake_;
   // Rule 9: a silent attempt's connection, kept open across rounds with
   // everything its handshake had (the live members it was in when parked),
   // at most one per configured server (by Endpoint::to_string()). The next
@@ -505,7 +553,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     SslPtr ssl;
     Handshake handshake;
     protocol::LineFramer framer;
-    std::string out;  // bytes still to send
+    std::string out;           // bytes still to send
+    ResumeShake resume_shake;  // a resume's attempt (rule 10)
     std::string resumable_tag;
     std::string leader_tag;
     std::uint64_t resume_id = 0;

@@ -2,7 +2,8 @@
 // client.md, "Resuming the session"): RESUMABLE's and LEADER's answers and
 // which leader the client reaches (session_answer, leader_to_reach), RESUME on
 // a new connection with HELLO, AUTH, LEASE, LEADER and MINE behind it (resume,
-// resume_handshake), the settling of the broken connection's calls from MINE
+// resume_handshake; a silent attempt's connection kept for the next attempt
+// to its server, rule 10), the settling of the broken connection's calls from MINE
 // (settle, against the counts of the answers read: count_held), and rule 9's
 // wait for the next round of connection attempts after a session that was
 // not resumed (await_session). connection.cc keeps the sockets, the
@@ -128,15 +129,46 @@ Connection::Resumed Connection::resume(Endpoint& at, int& fd, const Status& why,
   log_debug("resuming session {} after: {}", resume_id_, why.message());
   milliseconds backoff = options_.reconnect_min;
   std::string failures;
+  // Rule 10: a silent attempt's connection, kept open for the next attempt
+  // to its candidate (at most one each), as rule 9 keeps a round's. Closed
+  // when the resume ends, however it ends (plain close, as today's attempts
+  // are closed: see resume_handshake's "No QUIT"). A kept RESUME that
+  // another server answers first may still be read by its server later and
+  // take the session from the one that resumed it; closing it cannot tell
+  // whether it was read, as for the attempts abandoned before rule 10: no
+  // new risk (the session moves to a connection nobody reads, and the
+  // client resumes again, or loses it at the lease's end).
+  std::unordered_map<std::string, Parked> kept;
+  struct CloseKept {
+    std::unordered_map<std::string, Parked>& kept;
+    ~CloseKept() { close_kept(kept); }
+  } close_at_end{kept};
   while (!stopping() && Clock::now() < deadline) {
     for (const Endpoint& candidate : candidates) {
       for (;;) {
         if (stopping() || Clock::now() >= deadline) break;
         attempt_failure_.clear();
+        attempt_refusal_ = Status();
+        attempt_silent_ = false;
         // Each attempt, connect and TLS handshake included, ends by the
         // lease's end too: the loss (with its stop_by) must not wait for a
         // connect_timeout longer than what is left of the lease.
-        const int socket = connect_to(candidate, deadline);
+        int socket = take_kept(kept, candidate);
+        if (socket < 0) {
+          socket = connect_to(candidate, deadline);
+          resume_shake_ = ResumeShake();
+        }
+        // A silent attempt is kept (rule 10); any other is closed.
+        const auto keep_or_close = [&] {
+          if (attempt_silent_ && attempt_refusal_.is_ok() && !stopping()) {
+            kept.emplace(candidate.to_string(), stash(socket));
+            log_debug("server {}: the silent RESUME attempt's connection is kept open for the next attempt",
+                      candidate.to_string());
+          } else {
+            ssl_.reset();
+            ::close(socket);
+          }
+        };
         if (socket < 0) {
           failures = fmt::format("{}: {}", candidate.to_string(), attempt_failure_);
           if (single && connect_errno_ == ECONNREFUSED) {
@@ -148,18 +180,18 @@ Connection::Resumed Connection::resume(Endpoint& at, int& fd, const Status& why,
           }
           break;
         }
-        if (tls_ && !tls_handshake(socket, candidate, deadline)) {
-          ssl_.reset();
-          ::close(socket);
+        if (!handshake_.tls_done && !tls_handshake(socket, candidate, deadline)) {
+          keep_or_close();
           failures = fmt::format("{}: {}", candidate.to_string(), attempt_failure_);
           break;
         }
-        std::vector<std::string> mine;
-        std::vector<std::string> early;
-        const Resumed outcome = resume_handshake(socket, candidate, deadline, mine, early);
+        const Resumed outcome = resume_handshake(socket, candidate, deadline);
         if (outcome == Resumed::kResumed) {
           at = candidate;
           fd = socket;
+          const std::vector<std::string> mine = std::move(resume_shake_.mine);
+          const std::vector<std::string> early = std::move(resume_shake_.early);
+          resume_shake_ = ResumeShake();
           settle(mine);
           for (const std::string& line : early) (void)dispatch(line);
           std::size_t held = 0;
@@ -173,13 +205,23 @@ Connection::Resumed Connection::resume(Endpoint& at, int& fd, const Status& why,
                    std::chrono::duration_cast<milliseconds>(Clock::now() - started).count(), held);
           return outcome;
         }
-        ssl_.reset();
-        ::close(socket);
+        keep_or_close();
         if (outcome == Resumed::kGone || outcome == Resumed::kKicked) return outcome;
+        if (outcome == Resumed::kMoved) {
+          // Taken by a kept attempt of this resume: it answers when waited
+          // on next. With none, by another client holding the secret: over.
+          if (kept.empty()) {
+            attempt_failure_ = "the server ended the session by KICK: resumed on another connection";
+            log_warning("could not resume session {} on {}: {}", resume_id_, candidate.to_string(), attempt_failure_);
+            return Resumed::kKicked;
+          }
+          failures = fmt::format("{}: {}", candidate.to_string(), attempt_failure_);
+          break;
+        }
         if (outcome == Resumed::kBusy) {
           // Another RESUME of the session is in flight (or the old
           // connection's AUTH): again, shortly.
-          if (!sleep(std::min<milliseconds>(milliseconds(50), options_.reconnect_max))) break;
+          if (!sleep(std::min<milliseconds>(milliseconds(50), options_.reconnect_max), &kept)) break;
           continue;
         }
         failures = fmt::format("{}: {}", candidate.to_string(),
@@ -188,7 +230,8 @@ Connection::Resumed Connection::resume(Endpoint& at, int& fd, const Status& why,
       }
     }
     const auto left = std::chrono::ceil<milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0 || !sleep(std::min(backoff, left))) break;
+    // A kept attempt that becomes readable ends the sleep (rule 10, as rule 9).
+    if (left.count() <= 0 || !sleep(std::min(backoff, left), &kept)) break;
     backoff = std::min(backoff * 2, options_.reconnect_max);
   }
   if (!stopping()) {
@@ -199,29 +242,42 @@ Connection::Resumed Connection::resume(Endpoint& at, int& fd, const Status& why,
   return Resumed::kLapsed;
 }
 
-Connection::Resumed Connection::resume_handshake(int fd, const Endpoint& endpoint, Clock::time_point lease_end,
-                                                 std::vector<std::string>& mine, std::vector<std::string>& early) {
-  framer_ = protocol::LineFramer();
-  out_.clear();
-  const std::string resume_tag = next_tag();
-  const std::string hello_tag = next_tag();
-  const std::string lease_tag = next_tag();
-  const std::string leader_tag = next_tag();
-  const std::string mine_tag = next_tag();
-  protocol::encode_resume(out_, resume_tag, resume_id_, resume_secret_);
-  // The resumed session must authenticate again (docs/protocol.md).
-  const std::string auth_tag = encode_hello_and_auth(hello_tag);
-  protocol::encode_lease(out_, lease_tag);
-  protocol::encode_leader(out_, leader_tag);
-  protocol::encode_mine(out_, mine_tag);
-  const auto sent = Clock::now();
-  const auto deadline = std::min(lease_end, sent + options_.connect_timeout);
+Connection::Resumed Connection::resume_handshake(int fd, const Endpoint& endpoint, Clock::time_point lease_end) {
+  ResumeShake& shake = resume_shake_;
+  if (!shake.begun) {
+    shake.begun = true;
+    framer_ = protocol::LineFramer();
+    out_.clear();
+    shake.resume_tag = next_tag();
+    shake.hello_tag = next_tag();
+    shake.lease_tag = next_tag();
+    shake.leader_tag = next_tag();
+    shake.mine_tag = next_tag();
+    protocol::encode_resume(out_, shake.resume_tag, resume_id_, resume_secret_);
+    // The resumed session must authenticate again (docs/protocol.md).
+    shake.auth_tag = encode_hello_and_auth(shake.hello_tag);
+    protocol::encode_lease(out_, shake.lease_tag);
+    protocol::encode_leader(out_, shake.leader_tag);
+    protocol::encode_mine(out_, shake.mine_tag);
+    // A kept attempt (rule 10) keeps this time: earlier is safe.
+    shake.sent = Clock::now();
+  }
+  const std::string& resume_tag = shake.resume_tag;
+  const std::string& hello_tag = shake.hello_tag;
+  const std::string& auth_tag = shake.auth_tag;
+  const std::string& lease_tag = shake.lease_tag;
+  const std::string& leader_tag = shake.leader_tag;
+  const std::string& mine_tag = shake.mine_tag;
+  const auto sent = shake.sent;
+  bool& resumed = shake.resumed;
+  bool& hello_done = shake.hello_done;
+  bool& lease_done = shake.lease_done;
+  bool& leader_done = shake.leader_done;
+  bool& mine_done = shake.mine_done;
+  std::vector<std::string>& mine = shake.mine;
+  std::vector<std::string>& early = shake.early;
+  const auto deadline = std::min(lease_end, Clock::now() + options_.connect_timeout);
   const std::string server = endpoint.to_string();
-  bool resumed = false;
-  bool hello_done = false;
-  bool lease_done = false;
-  bool leader_done = false;
-  bool mine_done = false;
   // RESUME was answered OK but the session cannot go on here (HELLO, AUTH or
   // MINE refused). No QUIT: it would end the session at once and hand its
   // permits on, while the loss reported below may carry a stop_by at the
@@ -238,7 +294,17 @@ Connection::Resumed Connection::resume_handshake(int fd, const Endpoint& endpoin
   while (!(resumed && hello_done && lease_done && leader_done && mine_done)) {
     const int left = millis_until(deadline);
     if (left == 0) {
-      attempt_failure_ = "no answer to RESUME in time";
+      // Connected, and the connection still open: silent (rule 10 keeps it).
+      // The first request still unanswered is named (audit22).
+      attempt_silent_ = true;
+      const std::string_view what = !resumed                                ? "RESUME"
+                                    : !hello_done                           ? "HELLO"
+                                    : !auth_tag.empty() && !shake.auth_done ? "AUTH"
+                                    : !lease_done                           ? "LEASE"
+                                    : !leader_done                          ? "LEADER"
+                                                                            : "MINE";
+      attempt_failure_ = silence(what, options_.connect_timeout, resumed ? "RESUME" : "");
+      log_debug("server {} {}", server, attempt_failure_);
       return Resumed::kNoAnswer;
     }
     pollfd fds[2] = {{fd, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0}, {wake_fd_, POLLIN, 0}};
@@ -301,6 +367,14 @@ Connection::Resumed Connection::resume_handshake(int fd, const Endpoint& endpoin
       }
       if (answer.tag == "*") {
         if (answer.type != protocol::AnswerType::kError) continue;
+        if (resumed && answer.error == protocol::ErrorCode::kKicked && answer.message == kResumedElsewhere) {
+          // Another connection took the session from this one, just taken
+          // back: one of this resume's kept attempts (rule 10) whose RESUME
+          // the server read after this one's, or somebody else's.
+          attempt_failure_ = "the session was resumed on another connection";
+          out_.clear();
+          return Resumed::kMoved;
+        }
         if (resumed && answer.error == protocol::ErrorCode::kKicked) {
           // An administrator's KICK of the session this connection has
           // just taken back: the session is over, as when a served
@@ -329,6 +403,7 @@ Connection::Resumed Connection::resume_handshake(int fd, const Endpoint& endpoin
             !(answer.type == protocol::AnswerType::kError && answer.error == protocol::ErrorCode::kUnknownVerb)) {
           return give_up("the server refused this client's token: " + printable(line));
         }
+        shake.auth_done = true;
       } else if (answer.tag == lease_tag) {
         lease_done = true;
         std::uint64_t value = 0;
@@ -361,7 +436,7 @@ Connection::Resumed Connection::resume_handshake(int fd, const Endpoint& endpoin
     }
     framer_.compact();
     if (got < 0) {
-      attempt_failure_ = why.empty() ? "the server closed the connection" : why;
+      attempt_failure_ = why.empty() ? std::string(kClosedByServer) : why;
       return Resumed::kNoAnswer;
     }
   }

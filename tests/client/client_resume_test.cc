@@ -8,6 +8,8 @@
 // another ACQUIRE by the settling. A fake 1.2 server that says `* ERR
 // SHUTDOWN`, then answers RESUME but refuses MINE: the client closes
 // without QUIT (the session keeps its timeout, as the loss's stop_by says).
+// The real netsemd frozen during a resume: the silent RESUME attempt's
+// connection is kept and the session resumed on it (rule 10).
 // A scripted fake server: a Client closed during its resume, after RESUME's
 // OK, QUITs the resumed session; a `* ERR KICKED` right after RESUME's OK
 // ends the session as kicked; a 1.1 server never gets RESUME; a GET made
@@ -318,6 +320,54 @@ std::vector<std::string> resume_refused_after_shutdown(int listener, std::promis
       &seen, nullptr);
   ::close(fd);
   return seen;
+}
+
+// Rule 10 (parked-attempt.md): the real netsemd frozen (SIGSTOP: its kernel
+// still accepts) as the proxy resets the session's connection, so the
+// holder's RESUME attempts reach a server that accepts and does not answer.
+// Two candidates: the proxy, and the server itself as LEADER names it. The
+// first attempt's connection to each is kept open and the next attempts
+// wait on it: the server counts one connection per candidate for the resume
+// (one more if it answers a RESUME BUSY, before it read the old connection's
+// reset), not one per attempt (five or so in the 2.5 s here without rule 10,
+// with connect_timeout 500 ms). Once the server wakes it answers both kept
+// RESUMEs, the later taking the session from the earlier (`* ERR KICKED
+// resumed on another connection`, which the client follows): resumed, the
+// permit kept.
+TEST_F(ClientResumeTest, ASilentResumeAttemptIsKeptOpenAndTheSessionIsResumedOnItOnceTheServerWakes) {
+  start_server();
+  testing::TcpProxy proxy(server_->port());
+  ASSERT_NE(proxy.port(), 0);
+  const auto stats = [&] {
+    auto raw = netsem::testing::Client::connect(server_->port());
+    return raw ? raw->request("s STATS") : "<no connection>";
+  };
+  auto holder = client_through(proxy.port());
+  ASSERT_TRUE(holder && holder->connected());
+  Result<Permit> permit = holder->acquire("lic");
+  ASSERT_TRUE(permit) << permit.status().to_string();
+  ASSERT_FALSE(permit->is_local());
+  const std::int64_t before = netsem::testing::connections_total(stats());
+  ASSERT_GE(before, 2);
+  // The lease (T/2 = 3 s) counts from here: room for the 2.5 s below.
+  ASSERT_TRUE(holder->ping());
+  server_->send_signal(SIGSTOP);
+  struct Thaw {
+    Netsemd& server;
+    ~Thaw() { server.send_signal(SIGCONT); }
+  } thaw{*server_};
+  proxy.reset();
+  std::this_thread::sleep_for(2500ms);
+  EXPECT_EQ(holder->stats().resumes, 0u);
+  server_->send_signal(SIGCONT);
+  ASSERT_TRUE(eventually([&] { return holder->stats().resumes == 1; }, 3s)) << server_->log();
+  EXPECT_FALSE(permit->lost());
+  EXPECT_EQ(try_acquire("lic"), "t TIMEOUT");
+  // This raw connection is one more, and the one before.
+  const std::int64_t resumes = netsem::testing::connections_total(stats()) - before - 1;
+  EXPECT_GE(resumes, 1);
+  EXPECT_LE(resumes, 3) << "connections of the resume: " << resumes;
+  ASSERT_TRUE(permit->release().is_ok());
 }
 
 // QUIT there would end the session at once, its permits handed on, while

@@ -32,6 +32,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using netsem::testing::connections_total;
 using netsem::testing::Netsemd;
 namespace req = netsem::testing::req;
 
@@ -1087,19 +1088,6 @@ TEST_F(ClientTest, AFrozenServerIsNotAnOutageAndGrantsOnceItWakes) {
   EXPECT_EQ(client->stats().fallback_entries, 0u);
 }
 
-// The server's connections_total (connections accepted as sessions), as
-// STATS tells it on a raw connection of the test's own (counted too).
-std::int64_t connections_total(const std::string& stats_answer) {
-  std::vector<protocol::StatsField> fields;
-  std::int64_t total = -1;
-  const auto json = stats_answer.find('{');
-  if (json == std::string::npos || !protocol::parse_stats(std::string_view(stats_answer).substr(json), fields) ||
-      !protocol::stats_integer(fields, "connections_total", total)) {
-    return -1;
-  }
-  return total;
-}
-
 // Rule 9 with the real netsemd frozen (SIGSTOP) for 3 s while a new client's
 // acquire waits: the client waits on its first attempt's connection, kept
 // open, instead of connecting anew each round, and once the server wakes it
@@ -1161,6 +1149,38 @@ TEST_F(ClientTest, ASilentServerKeepsAClosedPortFromFallingBackUntilItCloses) {
   EXPECT_TRUE(local->is_local());
   EXPECT_EQ(client->stats().fallback_entries, 1u);
   EXPECT_FALSE(client->stats().silent) << "a round that reached no server";
+}
+
+// audit22 (minor): a server that accepts the connection and closes it before
+// any answer refused nothing (no answer came): the words say it closed the
+// connection, with why, and the round is unreachable (fallback). Before:
+// "refused the session: the server closed the connection", the docs' word
+// for an answer. A bare listener whose thread accepts and closes at once.
+TEST_F(ClientTest, AServerThatClosesBeforeAnsweringIsSaidToHaveClosedNotRefused) {
+  std::uint16_t port = 0;
+  const int listener = bound_socket(port, 16);
+  ASSERT_GE(listener, 0);
+  std::atomic<bool> done{false};
+  std::thread closer([&] {
+    while (!done) {
+      pollfd fds{listener, POLLIN, 0};
+      if (::poll(&fds, 1, 20) <= 0) continue;
+      const int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd >= 0) ::close(fd);
+    }
+  });
+  auto client = make_client(options_for(port));
+  ASSERT_TRUE(client);
+  const std::string unreachable = client->stats().unreachable;
+  EXPECT_NE(unreachable.find("127.0.0.1:" + std::to_string(port) + ": closed the connection before answering"),
+            std::string::npos)
+      << unreachable;
+  EXPECT_EQ(unreachable.find("refused"), std::string::npos) << unreachable;
+  EXPECT_EQ(client->stats().fallback_entries, 1u);
+  client.reset();
+  done = true;
+  closer.join();
+  ::close(listener);
 }
 
 // Rule 4 of the silent server: a client in steady fallback (nothing listens)

@@ -2,6 +2,7 @@
 // the built binary, its log in a file the harness reads to learn the port)
 // and a poll()-based client so that no test can hang on a read.
 #include "netsemd_harness.h"
+#include "protocol/stats_json.h"
 #include "support/request_lines.h"
 
 #include <arpa/inet.h>
@@ -377,6 +378,17 @@ bool set_limit(pid_t pid, int resource, std::uint64_t value) {
   limit.rlim_max = old.rlim_max;
   if (limit.rlim_cur > old.rlim_max) limit.rlim_cur = old.rlim_max;
   return ::prlimit(pid, static_cast<__rlimit_resource>(resource), &limit, nullptr) == 0;
+}
+
+std::int64_t connections_total(const std::string& stats_answer) {
+  std::vector<protocol::StatsField> fields;
+  std::int64_t total = -1;
+  const auto json = stats_answer.find('{');
+  if (json == std::string::npos || !protocol::parse_stats(std::string_view(stats_answer).substr(json), fields) ||
+      !protocol::stats_integer(fields, "connections_total", total)) {
+    return -1;
+  }
+  return total;
 }
 
 std::uint64_t fence_of(const std::string& answer) {

@@ -153,6 +153,9 @@ struct FullServer {
 FullServer start_full_server();
 // The fence of an `<tag> OK <fence>` answer (a test failure otherwise).
 std::uint64_t fence_of(const std::string& answer);
+// The server's connections_total (connections accepted as sessions) from a
+// STATS answer; -1 when it has none.
+std::int64_t connections_total(const std::string& stats_answer);
 // Sends `request` until the answer is `expected` (state that changes a
 // moment after an event, e.g. a close the server sees later) or `timeout`
 // passes; returns the last answer.
