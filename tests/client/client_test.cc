@@ -1183,6 +1183,58 @@ TEST_F(ClientTest, AServerThatClosesBeforeAnsweringIsSaidToHaveClosedNotRefused)
   ::close(listener);
 }
 
+// audit22 (minor): a silent attempt's words name the first request still
+// unanswered, not always HELLO: a listener that answers HELLO only (a 1.2
+// server's words) and nothing after it, its connection kept open. Before:
+// "did not answer HELLO" / "has not answered HELLO" although it had.
+TEST_F(ClientTest, ASilentAttemptSaysWhichRequestIsUnanswered) {
+  std::uint16_t port = 0;
+  const int listener = bound_socket(port, 16);
+  ASSERT_GE(listener, 0);
+  std::atomic<bool> done{false};
+  std::thread hello_only([&] {
+    std::vector<int> peers;
+    std::string input;
+    while (!done) {
+      std::vector<pollfd> fds{{listener, POLLIN, 0}};
+      for (const int peer : peers) fds.push_back({peer, POLLIN, 0});
+      if (::poll(fds.data(), fds.size(), 20) <= 0) continue;
+      if (fds[0].revents != 0) {
+        if (const int peer = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC); peer >= 0) peers.push_back(peer);
+      }
+      for (std::size_t i = 1; i < fds.size(); ++i) {
+        char chunk[4096];
+        if (fds[i].revents == 0) continue;
+        const ssize_t n = ::read(fds[i].fd, chunk, sizeof chunk);
+        if (n <= 0) continue;
+        input.assign(chunk, static_cast<std::size_t>(n));
+        const auto fields = netsem::testing::fields(input.substr(0, input.find('\n')));
+        if (fields.size() < 2 || fields[1] != "HELLO") continue;
+        const std::string answer = fields[0] + " OK netsem 1.2 7\n";
+        [[maybe_unused]] const auto sent = ::send(fds[i].fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+      }
+    }
+    for (const int peer : peers) ::close(peer);
+  });
+  auto client = make_client(options_for(port));
+  ASSERT_TRUE(client);
+  const std::string server = "127.0.0.1:" + std::to_string(port);
+  EXPECT_NE(client->stats().unreachable.find(
+                server + ": accepted the connection and answered HELLO but not LEASE within 500 ms"),
+            std::string::npos)
+      << client->stats().unreachable;
+  // The next rounds wait on that connection (rule 9), and say so.
+  EXPECT_TRUE(eventually([&] {
+    return client->stats().unreachable.find(
+               " ms ago and has answered HELLO but not LEASE (the same connection, kept "
+               "open)") != std::string::npos;
+  })) << client->stats().unreachable;
+  client.reset();
+  done = true;
+  hello_only.join();
+  ::close(listener);
+}
+
 // Rule 4 of the silent server: a client in steady fallback (nothing listens)
 // whose next round is silent (a listener now accepts there and says nothing:
 // a server starting, or frozen) stops serving new calls locally; the
