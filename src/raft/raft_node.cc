@@ -704,6 +704,15 @@ class RaftNode::Impl {
   static int append_wrapped(raft_io* io, raft_io_append* req, const raft_entry entries[], unsigned n,
                             raft_io_append_cb cb);
   static void append_done(raft_io_append* req, int status);
+  // raft_uv's set_term and set_vote, wrapped: a write of the term and vote
+  // (metadata1 or metadata2) that fails makes libraft 0.15 turn the node
+  // unavailable for good, saying nothing; it is this node's failure too.
+  static int set_term_wrapped(raft_io* io, raft_term term);
+  static int set_vote_wrapped(raft_io* io, raft_id server_id);
+  // Records a failed write (`what`: of the log, of the term and vote) as
+  // this node's failure, logged with libraft's cause and what to do; ends
+  // the process when RaftOptions::exit_on_write_failure says so.
+  void write_failed(int status, std::string_view what, std::string_view after);
 
   RaftOptions options_;
   StateMachine& machine_;
@@ -749,6 +758,8 @@ class RaftNode::Impl {
   // process, each with its node and libraft's callback (a request names
   // neither: its data is libraft's).
   int (*uv_append_)(raft_io*, raft_io_append*, const raft_entry[], unsigned, raft_io_append_cb) = nullptr;
+  int (*uv_set_term_)(raft_io*, raft_term) = nullptr;
+  int (*uv_set_vote_)(raft_io*, raft_id) = nullptr;
   inline static std::mutex appends_mu_;
   inline static std::unordered_map<raft_io_append*, std::pair<Impl*, raft_io_append_cb>> appends_;
 
@@ -830,6 +841,10 @@ Status RaftNode::Impl::open() {
   raft_uv_set_connect_retry_delay(&io_, static_cast<unsigned>(o.connect_retry.count()));
   uv_append_ = io_.append;
   io_.append = append_wrapped;
+  uv_set_term_ = io_.set_term;
+  io_.set_term = set_term_wrapped;
+  uv_set_vote_ = io_.set_vote;
+  io_.set_vote = set_vote_wrapped;
 
   fsm_.version = 1;
   fsm_.data = this;
@@ -1129,6 +1144,13 @@ int RaftNode::Impl::append_wrapped(raft_io* io, raft_io_append* req, const raft_
   return rv;
 }
 
+// What libraft 0.15 does after a failed write, said in write_failed's
+// message.
+constexpr std::string_view kNoMoreEntries = "libraft 0.15 does not store entries again after a failed write";
+constexpr std::string_view kUnavailableForGood =
+    "libraft 0.15 leaves the node unavailable after a failed write of them (it neither votes nor takes entries "
+    "again)";
+
 void RaftNode::Impl::append_done(raft_io_append* req, int status) {
   Impl* self = nullptr;
   raft_io_append_cb cb = nullptr;
@@ -1143,24 +1165,42 @@ void RaftNode::Impl::append_done(raft_io_append* req, int status) {
   // later): raft_uv ends the appends still queued; nothing failed. At any
   // other time (libraft 0.15 never does it) a cancelled append is an entry
   // not stored, and stops the node as a failed write does.
-  if (status != 0 && !(status == RAFT_CANCELED && self->raft_closing_) && self->failure_.empty()) {
-    // libraft 0.15's raft_strerror has no text for RAFT_NOSPACE ("unknown
-    // error"): a full disk, or one that cannot preallocate a segment.
-    const std::string why = status == RAFT_NOSPACE ? "no space left on its disk" : raft_strerror(status);
-    self->failure_ = "the Raft log in " + self->options_.data_dir + " could not be written (" + why +
-                     (self->io_.errmsg[0] != '\0' ? std::string(": ") + self->io_.errmsg : std::string()) +
-                     "); libraft 0.15 does not store entries again after a failed write: restart this server "
-                     "(on its data) once its disk takes writes";
-    spdlog::critical("raft: {}", self->failure_);
-    if (const int code = self->options_.exit_on_write_failure; code != 0) {
-      // The log file may sit on the failing disk: stderr says it too.
-      spdlog::default_logger()->flush();
-      std::fprintf(stderr, "%s: stopped: raft: %s\n", program_invocation_short_name, self->failure_.c_str());
-      std::fflush(stderr);
-      std::_Exit(code);
-    }
+  if (status != 0 && !(status == RAFT_CANCELED && self->raft_closing_)) {
+    self->write_failed(status, "the Raft log", kNoMoreEntries);
   }
   cb(req, status);
+}
+
+int RaftNode::Impl::set_term_wrapped(raft_io* io, raft_term term) {
+  Impl* self = static_cast<Impl*>(static_cast<struct raft*>(io->data)->data);
+  const int rv = self->uv_set_term_(io, term);
+  if (rv != 0) self->write_failed(rv, "the Raft term and vote (metadata1, metadata2)", kUnavailableForGood);
+  return rv;
+}
+
+int RaftNode::Impl::set_vote_wrapped(raft_io* io, raft_id server_id) {
+  Impl* self = static_cast<Impl*>(static_cast<struct raft*>(io->data)->data);
+  const int rv = self->uv_set_vote_(io, server_id);
+  if (rv != 0) self->write_failed(rv, "the Raft term and vote (metadata1, metadata2)", kUnavailableForGood);
+  return rv;
+}
+
+void RaftNode::Impl::write_failed(int status, std::string_view what, std::string_view after) {
+  if (!failure_.empty()) return;
+  // libraft 0.15's raft_strerror has no text for RAFT_NOSPACE ("unknown
+  // error"): a full disk, or one that cannot preallocate a segment.
+  const std::string why = status == RAFT_NOSPACE ? "no space left on its disk" : raft_strerror(status);
+  failure_ = std::string(what) + " in " + options_.data_dir + " could not be written (" + why +
+             (io_.errmsg[0] != '\0' ? std::string(": ") + io_.errmsg : std::string()) + "); " + std::string(after) +
+             ": restart this server (on its data) once its disk takes writes";
+  spdlog::critical("raft: {}", failure_);
+  if (const int code = options_.exit_on_write_failure; code != 0) {
+    // The log file may sit on the failing disk: stderr says it too.
+    spdlog::default_logger()->flush();
+    std::fprintf(stderr, "%s: stopped: raft: %s\n", program_invocation_short_name, failure_.c_str());
+    std::fflush(stderr);
+    std::_Exit(code);
+  }
 }
 
 int RaftNode::Impl::fsm_apply(raft_fsm* fsm, const raft_buffer* buf, void** result) {

@@ -122,8 +122,10 @@ struct RaftOptions {
   // (open_segments.h). For an operator who knows the server lost power:
   // netsemd --repair.
   bool repair = false;
-  // When not 0: a write of the log that fails (a full or failing disk)
-  // ends the process at once with this exit status, from the raft thread,
+  // When not 0: a write of the log, or of the term and vote (which
+  // libraft 0.15 answers by turning the node unavailable for good), that
+  // fails (a full or failing disk) ends the process at once with this
+  // exit status, from the raft thread,
   // after logging why (spdlog, critical, and stderr). Fail-stop, as etcd
   // does on a failed WAL write: libraft 0.15 does not store an entry again
   // after a failed write, and on a leader its own handling of one (it
