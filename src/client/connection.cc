@@ -626,6 +626,7 @@ void Connection::close_kept(std::unordered_map<std::string, Parked>& kept) {
 }
 
 void Connection::park(int fd, const Endpoint& endpoint) {
+  keep_alive(fd, endpoint);
   Parked& parked = parked_[endpoint.to_string()];
   parked = stash(fd);
   parked.resumable_tag = std::move(resumable_tag_);
@@ -655,8 +656,7 @@ int Connection::unpark(const Endpoint& endpoint) {
     log_debug("server {}: closing the connection kept open since {} ms: {} ms after its first silent attempt", server,
               std::chrono::duration_cast<milliseconds>(Clock::now() - parked.handshake.connected_at).count(),
               session_timeout_.count());
-    parked.ssl.reset();
-    ::close(parked.fd);
+    quit_parked(parked);
     parked_.erase(kept);
     silent_since_.erase(since);
     return -1;
@@ -670,7 +670,52 @@ int Connection::unpark(const Endpoint& endpoint) {
 }
 
 void Connection::close_parked() {
-  close_kept(parked_);
+  for (auto& [server, parked] : parked_) {
+    quit_parked(parked);
+    log_debug("server {}: closed the silent attempt's connection kept open", server);
+  }
+  parked_.clear();
+}
+
+void Connection::keep_alive(int fd, const Endpoint& endpoint) const {
+  // Probes a connect_timeout apart (whole seconds, at least one), three
+  // unanswered ones end it; TCP_USER_TIMEOUT bounds the same way what is sent
+  // and not yet acknowledged, where keepalive does not probe.
+  const int every = static_cast<int>(
+      std::max<std::int64_t>(1, std::chrono::ceil<std::chrono::seconds>(options_.connect_timeout).count()));
+  const int on = 1;
+  const int count = 3;
+  const unsigned int user_timeout = static_cast<unsigned int>(every) * 1000U * (1U + static_cast<unsigned int>(count));
+  if (::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &every, sizeof every) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &every, sizeof every) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout) != 0) {
+    log_debug("server {}: no keepalive on the kept connection: {}", endpoint.to_string(), std::strerror(errno));
+  }
+}
+
+void Connection::kept_timed_out(int error) {
+  if (handshake_.kept && error == ETIMEDOUT) connect_errno_ = ETIMEDOUT;
+}
+
+void Connection::quit_parked(Parked& parked) {
+  // QUIT behind the handshake (and whatever of it is still unsent), so
+  // that the server, once it reads them, ends that session at once instead
+  // of keeping it resumable for T (it holds nothing: nothing was asked but
+  // the handshake). Best effort, never waited for; with the TLS handshake
+  // unfinished no session can begin, and the close is enough. The live
+  // session's buffer and TLS object are set aside meanwhile.
+  if (parked.handshake.tls_done && parked.handshake.begun) {
+    std::swap(out_, parked.out);
+    std::swap(ssl_, parked.ssl);
+    protocol::encode_quit(out_, next_tag());
+    (void)flush(parked.fd);
+    std::swap(out_, parked.out);
+    std::swap(ssl_, parked.ssl);
+  }
+  parked.ssl.reset();
+  ::close(parked.fd);
 }
 
 void Connection::close_lingering(Clock::time_point now) {
@@ -977,6 +1022,7 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
     if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
     std::string why;
     if (read_available(fd, why) < 0) {
+      kept_timed_out(errno);
       // TLS 1.3 tells of a client certificate refused only now, by an alert.
       if (tls_failed_) return refused(tls_refusal(endpoint, why));
       return closed(why);
@@ -1090,6 +1136,12 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
   // bounds the resume (the lease), and with none the server ends the
   // session with its connection anyway.
   resume_allowed_ = lease_ms && *lease_ms > 0;
+  // A session begun on a kept attempt (rule 9) holds nothing yet, and
+  // whatever it is granted answers a request sent from now on, whose own
+  // send time the lease then counts from. Counted from HELLO's first send, a
+  // stall longer than T/2 would have the session judged silent as it begins
+  // (audit22 finding B).
+  if (shake.kept) lease_from_ = Clock::now();
   return true;
 }
 
@@ -1343,6 +1395,7 @@ bool Connection::tls_handshake(int fd, const Endpoint& endpoint, std::optional<C
       // Closed or reset during the handshake: as a closed port.
       const int saved = errno;
       ERR_clear_error();
+      kept_timed_out(saved);
       attempt_failure_ =
           fmt::format("TLS handshake: {}",
                       error == SSL_ERROR_SYSCALL && saved != 0 ? std::strerror(saved) : std::string(kClosedByServer));

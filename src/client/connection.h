@@ -345,8 +345,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // parked or rule 8's bound for it has passed (then it is closed, and the
   // server's streak forgotten: the round connects anew).
   int unpark(const Endpoint& endpoint);
-  // Closes every parked attempt (plain close: nothing was asked but the
-  // handshake): a session began, or the I/O thread ends.
+  // Closes every parked attempt (quit_parked): a session began, or the I/O
+  // thread ends.
   void close_parked();
   // The machinery rules 9 and 10 share. stash: the live connection's state
   // (ssl_, handshake_, framer_, out_, resume_shake_) moved into a Parked with
@@ -357,6 +357,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Parked stash(int fd);
   int take_kept(std::unordered_map<std::string, Parked>& kept, const Endpoint& endpoint);
   static void close_kept(std::unordered_map<std::string, Parked>& kept);
+  // Keepalive probes on a parked attempt's socket (rule 9, audit22 finding
+  // A): a frozen server's kernel answers them, and it stays silent; a host
+  // that forgot the connection resets it (the next round connects anew);
+  // one that is gone lets it time out (kept_timed_out).
+  void keep_alive(int fd, const Endpoint& endpoint) const;
+  // A kept attempt's socket that timed out (keepalive, `error` ETIMEDOUT) is
+  // taken as a connect timeout: rule 8 decides whether it is still silent.
+  void kept_timed_out(int error);
   // An attempt failed on this process's resources, not the server's: `what`
   // into attempt_failure_, and into attempt_local_ if the round has none yet.
   void local_failure(const Endpoint& endpoint, std::string what);
@@ -562,6 +570,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::chrono::steady_clock::time_point lease_from;  // when HELLO was first queued
   };
   std::unordered_map<std::string, Parked> parked_;
+  // QUIT (best effort) and close on a parked attempt: the server ends its
+  // session at once when it reads it.
+  void quit_parked(Parked& parked);
   SslPtr ssl_;               // the TLS connection of the current socket, if TLS
   bool tls_failed_ = false;  // the last read ended on a TLS error (an alert), not on the socket
   // The round's first attempt that failed for want of this process's own

@@ -161,6 +161,7 @@ Connection::Resumed Connection::resume(Endpoint& at, int& fd, const Status& why,
         // A silent attempt is kept (rule 10); any other is closed.
         const auto keep_or_close = [&] {
           if (attempt_silent_ && attempt_refusal_.is_ok() && !stopping()) {
+            keep_alive(socket, candidate);
             kept.emplace(candidate.to_string(), stash(socket));
             log_debug("server {}: the silent RESUME attempt's connection is kept open for the next attempt",
                       candidate.to_string());
