@@ -272,7 +272,7 @@ int require_server(const Connection& connection, std::string_view what) {
   const Status why = connection.client->ping().status();
   // Servers that accepted the connection and did not answer are no outage
   // either: the ping waited request_timeout for them, and says so.
-  const bool silent = why.code() == StatusCode::kUnavailable && connection.client->stats().silent;
+  const bool silent = unanswered_by_silent_servers(*connection.client, why);
   if (!why.is_ok() && (silent || (why.code() != StatusCode::kUnavailable && why.code() != StatusCode::kShutdown))) {
     return report_failure(connection, in_words_of(what, why));
   }
