@@ -206,6 +206,7 @@ PY
 notify_pid=$!
 for _ in $(seq 100); do [ -S "$scratch/notify" ] && break; sleep 0.1; done
 test -S "$scratch/notify" || fail "the notify socket's listener did not start"
+: >"$scratch/netsemd.log"  # read below before the server's subshell may have opened it (set -e: sed would end the test)
 (cd "$state" && NOTIFY_SOCKET="$scratch/notify" STATE_DIRECTORY="$state" exec "${as_user[@]}" "${command[@]}" --port 0 \
   >"$scratch/netsemd.log" 2>&1) &
 server_pid=$!
