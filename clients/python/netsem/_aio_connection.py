@@ -770,12 +770,13 @@ class Connection:
                 for line in lines:
                     ended = self._dispatch(line)
                     if ended is not None:
-                        if isinstance(ended, _resume.Kicked) and self._move_task is not None:
+                        if isinstance(ended, (_resume.Kicked, _resume.Moved)) and self._move_task is not None:
                             # A move is under way (rule 5): the server that took
                             # the session kicks this connection before the
                             # RESUME's answers reach us. The move decides.
                             await asyncio.wait([self._move_task])
-                            if self._moved is not None and self._ended is not None:
+                            if self._ended is not None:  # moved, kicked, or the lease lapsed meanwhile
+                                self._may_resume = False
                                 return self._ended
                         return ended
         finally:
@@ -863,8 +864,13 @@ class Connection:
                 return Shutdown("the server is shutting down")
             if reply.code == "KICKED":
                 # An administrator's KICK: the server has let go of the permits;
-                # a waiting ACQUIRE fails (not sent again: rule 9).
-                return _resume.Kicked(f"the server ended the session by KICK: {proto.printable(reply.message)}")
+                # a waiting ACQUIRE fails (not sent again: rule 9). But
+                # "resumed on another connection" (rule 11) is a RESUME of
+                # ours that a server read late: the session lives on, and is
+                # resumed as after a dropped connection (closed, no QUIT).
+                ended = _resume.kicked(reply.message)
+                self._may_resume = isinstance(ended, _resume.Moved)
+                return ended
             return Unavailable(f"the server ended the session: {proto.printable(reply.text)}")
         call = self._pending.get(reply.tag)
         if call is None:
@@ -950,6 +956,7 @@ class Connection:
                     await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
                 else:
                     break
+                outcome = _resume.taken_back(outcome, bool(kept))
                 if isinstance(outcome, tuple):
                     reader, self._writer, self._buffer = outcome
                     outcome = reader
@@ -964,6 +971,11 @@ class Connection:
                     # its permits with it, and a waiting ACQUIRE fails (rule 9).
                     log.warning("session %d was ended by KICK on %s: %s", session_id, server, outcome[7:])
                     return _resume.ended_by_kick(outcome), None
+                if outcome == "moved":
+                    # Taken by another attempt of this resume kept open (rule
+                    # 10), read after this one: it answers when waited on next.
+                    failures.append(f"{server}: the session was resumed on another connection")
+                    continue
                 if isinstance(outcome, str) and outcome.startswith("gone:"):
                     why = outcome[5:]
                     log.warning("session %d could not be resumed on %s: %s", session_id, server, why)
@@ -1001,7 +1013,8 @@ class Connection:
                           kept: dict[str, _Kept] | None = None) -> Any:
         """One RESUME (with HELLO, AUTH, LEASE, LEADER, MINE pipelined) on
         ``server``: the reader once resumed (the writer in _writer), "busy" to
-        retry, "gone:<why>" when the session ended, "kicked:<message>" when a
+        retry, "gone:<why>" when the session ended, "moved" when another
+        RESUME took it back (_resume.taken_back), "kicked:<message>" when a
         KICK ended it, a _Failure when unreachable. ``kept`` (rule 10,
         _resume's): the candidates' silent attempts of this resume;
         ``server``'s is waited on again (for another connect_timeout, not past
@@ -1145,7 +1158,7 @@ class Connection:
                 if self._stopping or time.monotonic() >= deadline or self._ended is not None:
                     return
                 server = proto.endpoint_text(host, port)
-                outcome = await self._try_resume(host, port, server, deadline)
+                outcome = _resume.taken_back(await self._try_resume(host, port, server, deadline), False)
                 if isinstance(outcome, tuple):
                     if self._ended is not None or self._writer is None:
                         outcome[1].transport.abort()  # the old connection ended meanwhile

@@ -1087,9 +1087,13 @@ class Connection:
             if reply.code == "KICKED":
                 # An administrator's KICK: the server has let go of the permits
                 # already, as for a closed connection; the client reconnects,
-                # and a waiting ACQUIRE fails (not sent again: rule 9).
-                raise _Ended(_resume.Kicked(f"the server ended the session by KICK: "
-                                            f"{proto.printable(reply.message)}"))
+                # and a waiting ACQUIRE fails (not sent again: rule 9). But
+                # "resumed on another connection" (rule 11) is a RESUME of
+                # ours that a server read late: the session lives on, and is
+                # resumed as after a dropped connection (closed, no QUIT).
+                ended = _resume.kicked(reply.message)
+                self._may_resume = isinstance(ended, _resume.Moved)
+                raise _Ended(ended)
             raise _Ended(Unavailable(f"the server ended the session: {proto.printable(reply.text)}"))
         call = self._pending.get(reply.tag)
         if call is None:
@@ -1205,6 +1209,7 @@ class Connection:
                     self._sleep(min(0.05, max(0.0, deadline - time.monotonic())))
                 else:
                     break
+                outcome = _resume.taken_back(outcome, bool(kept))
                 if isinstance(outcome, socket.socket):
                     self._current = (host, port)
                     with self._lock:
@@ -1219,6 +1224,11 @@ class Connection:
                     # its permits with it, and a waiting ACQUIRE fails (rule 9).
                     log.warning("session %d was ended by KICK on %s: %s", session_id, server, outcome[7:])
                     return _resume.ended_by_kick(outcome), None
+                if outcome == "moved":
+                    # Taken by another attempt of this resume kept open (rule
+                    # 10), read after this one: it answers when waited on next.
+                    failures.append(f"{server}: the session was resumed on another connection")
+                    continue
                 if isinstance(outcome, str) and outcome.startswith("gone:"):
                     why = outcome[5:]
                     log.warning("session %d could not be resumed on %s: %s", session_id, server, why)
@@ -1296,7 +1306,7 @@ class Connection:
             if self._stopping.is_set() or time.monotonic() >= deadline:
                 break
             server = proto.endpoint_text(host, port)
-            outcome = self._try_resume(host, port, server, deadline)
+            outcome = _resume.taken_back(self._try_resume(host, port, server, deadline), False)
             if isinstance(outcome, socket.socket):
                 with self._lock:
                     self._counters.server = server
@@ -1334,7 +1344,8 @@ class Connection:
                     ) -> socket.socket | str | None:
         """Loop only: one RESUME (with HELLO, AUTH, LEASE, LEADER, MINE
         pipelined) on ``server``: its socket once resumed, "busy" to retry,
-        "gone:<why>" when the session ended, "kicked:<message>" when a KICK
+        "gone:<why>" when the session ended, "moved" when another RESUME
+        took it back (_resume.taken_back), "kicked:<message>" when a KICK
         ended it, None when unreachable. ``kept`` (rule 10, _resume's): the
         candidates' silent attempts of this resume; ``server``'s is waited on
         again (for another connect_timeout, not past ``deadline``) instead of

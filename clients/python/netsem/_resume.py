@@ -17,7 +17,9 @@ keeps, from the answers, what the session holds per name, as settle needs it.
 ended while it waited, and was not resumed, is sent again on a new session
 with what is left of its timeout; it falls back only when the next round of
 connection attempts reaches no server, and a KICK the client saw (``Kicked``)
-or a server that broke the protocol (``Broken``) fails it. A call made
+or a server that broke the protocol (``Broken``) fails it. ``kicked`` tells
+that KICK from rule 11's ``Moved`` (a RESUME of ours read late took the
+session: it is resumed, as after a dropped connection). A call made
 between two sessions (an acquire, a wait, a post, and every other request:
 GET, LIST, CREATE, DELETE, ...) waits for that round the same way
 (``made_between``) and is sent on the session it finds. Each client waits
@@ -32,6 +34,7 @@ when its connects then time out (its accept queue full), for a bounded time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from netsem import _protocol as proto
 from netsem.errors import NetsemError, ProtocolError, Timeout, Unavailable
@@ -245,11 +248,13 @@ class ResumeAnswers:
     feed() takes the lines a read brought and returns None while more are
     needed, "done" once MINE's END was read (``extra``: the lines after it,
     already the session's), "busy" (RESUME answered BUSY: try again),
-    "gone:<why>" (the session cannot be resumed here), or "kicked:<message>"
-    (``* ERR KICKED`` after RESUME's OK and before MINE's END: an
-    administrator ended the session, which is not resumed elsewhere and whose
-    waiting ACQUIREs fail, rule 9). Before RESUME's OK, other answers are
-    ignored. What was read: ``session_timeout`` (LEASE),
+    "gone:<why>" (the session cannot be resumed here), "moved" (``* ERR
+    KICKED resumed on another connection`` after RESUME's OK: another RESUME
+    of the session took it from this one, libnetsem's Resumed::kMoved; see
+    ``taken_back``), or "kicked:<message>" (any other ``* ERR KICKED`` after
+    RESUME's OK and before MINE's END: an administrator ended the session,
+    which is not resumed elsewhere and whose waiting ACQUIREs fail, rule 9).
+    Before RESUME's OK, other answers are ignored. What was read: ``session_timeout`` (LEASE),
     ``leader`` (LEADER, else as given), ``mine_items`` (MINE's ITEM texts)."""
 
     def __init__(self, tag_of: dict[str, str], session_id: int, session_timeout: float,
@@ -292,6 +297,8 @@ class ResumeAnswers:
                 continue
             if reply.tag == "*":
                 if reply.kind == "ERR" and reply.code == "KICKED":
+                    if reply.message == RESUMED_ELSEWHERE:
+                        return "moved"
                     return f"kicked:{proto.printable(reply.message)}"
                 continue  # a SHUTDOWN is followed by the connection's end
             if reply.tag == tag_of["HELLO"]:
@@ -325,6 +332,44 @@ class Kicked(Unavailable):
     """The server ended the session by an administrator's KICK, told on the
     live connection (``* ERR KICKED``): the permits are lost, and a waiting
     ACQUIRE fails rather than being sent again (rule 9)."""
+
+
+class Moved(Unavailable):
+    """Rule 11: the server moved the served session to another connection
+    (``* ERR KICKED resumed on another connection``), for a RESUME of it
+    read there: one this client gave up on (only it holds the secret), read
+    late by a stalled or frozen server. The session lives on at the server:
+    this connection is closed without QUIT and the session resumed, as after
+    any dropped connection, within the same lease."""
+
+
+_Outcome = TypeVar("_Outcome")
+
+# The message of the `* ERR KICKED` a server sends on the connection whose
+# session a RESUME took (netsemd's dispatcher_resume.cc; libnetsem's
+# kResumedElsewhere), compared whole.
+RESUMED_ELSEWHERE = "resumed on another connection"
+
+
+def kicked(message: str) -> Kicked | Moved:
+    """Why a served session ended on ``* ERR KICKED <message>``: Moved
+    (rule 11: resume it) for RESUMED_ELSEWHERE, else an administrator's
+    KICK."""
+    if message == RESUMED_ELSEWHERE:
+        return Moved(f"the server moved the session to another connection ({RESUMED_ELSEWHERE}: a RESUME this "
+                     "client gave up on, read late)")
+    return Kicked(f"the server ended the session by KICK: {proto.printable(message)}")
+
+
+def taken_back(verdict: _Outcome, others_kept: bool) -> _Outcome | str:
+    """A resume attempt's outcome, with ResumeAnswers' "moved" read as
+    libnetsem's Resumed::kMoved: another of this resume's attempts kept open
+    (``others_kept``, rule 10) took the session, and answers when waited on
+    next: "moved", the resume goes on; with none kept, another holder of the
+    secret took it: over, as a KICK ("kicked:...")."""
+    if verdict != "moved" or others_kept:
+        return verdict
+    return f"kicked:{RESUMED_ELSEWHERE}"
 
 
 class Broken(Unavailable):

@@ -300,3 +300,12 @@ class MovingPair:
                 peer.send(f"{tag} {answers.get(verb, 'OK')}\n".encode())
             line = peer.read_line(timeout=10)
 
+
+# Peer.answer_all's answers of a 1.2 server (T = 6 s) whose session 42 is
+# resumable (MovingPair.SECRET) and grants every ACQUIRE with fence 5, and of
+# one that resumes that session (with ``mine="held one 1 5"``).
+RESUMABLE_42 = {"HELLO": "OK netsem 1.2 42", "LEASE": "OK 6000", "LEADER": "ERR UNKNOWN_VERB LEADER",
+                "STATS": 'OK {"session_timeout_ms":6000}',
+                "RESUMABLE": f"OK 42 {MovingPair.SECRET}", "ACQUIRE": "OK 5"}
+RESUMES_42 = {"RESUME": "OK 42 0", "HELLO": "OK netsem 1.2 42", "LEASE": "OK 6000",
+              "LEADER": "ERR UNKNOWN_VERB LEADER"}

@@ -45,7 +45,7 @@ from typing import Any
 import pytest
 from aio_support import release
 from conftest import client_factory, wait_until
-from fake_server import FakeServer, MovingPair, Peer
+from fake_server import RESUMABLE_42, RESUMES_42, FakeServer, Peer
 from tls_support import Pki
 
 from netsem import FallbackPolicy
@@ -285,7 +285,6 @@ def test_a_silent_resume_candidate_is_kept_open_and_the_session_resumed_on_it(ma
     attempt, >= 2). Once B accepts, it reads the RESUME sent attempts ago
     on it (over TLS: the handshake kept mid-way goes on first), answers,
     and the session goes on there, its permit kept."""
-    secret = MovingPair.SECRET
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pki.server_cert, pki.server_key)
 
@@ -296,14 +295,11 @@ def test_a_silent_resume_candidate_is_kept_open_and_the_session_resumed_on_it(ma
 
     def session(peer: Peer) -> None:
         secured(peer)
-        peer.answer_all({"HELLO": "OK netsem 1.2 42", "LEASE": "OK 6000", "LEADER": "ERR UNKNOWN_VERB LEADER",
-                         "STATS": 'OK {"session_timeout_ms":6000}', "RESUMABLE": f"OK 42 {secret}",
-                         "ACQUIRE": "OK 5"})
+        peer.answer_all(RESUMABLE_42)
 
     def resumes(peer: Peer) -> None:
         secured(peer)
-        peer.answer_all({"RESUME": "OK 42 0", "HELLO": "OK netsem 1.2 42", "LEASE": "OK 6000",
-                         "LEADER": "ERR UNKNOWN_VERB LEADER"}, mine="held one 1 5")
+        peer.answer_all(RESUMES_42, mine="held one 1 5")
 
     with FakeServer(session) as a, FakeServer(resumes, accepts=0) as b:
         client = make([a.address, b.address], reconnect_max=0.1, **(pki.client_options() if tls else {}))
