@@ -558,6 +558,8 @@ class Connection:
             raise
         if isinstance(hello, _Failure):
             return self._keep_or_close(kept, hello, park)
+        if kept.again:  # a session on a kept attempt's socket has a fresh one's options
+            _handshake.keep_alive_off(kept.writer.get_extra_info("socket"), server)
         return kept.reader, kept.writer, hello
 
     @staticmethod

@@ -526,6 +526,8 @@ class Connection:
                     if self._attempt_silent or still:
                         silent.append(server)
                     continue
+                if parked is not None:  # a session on a kept attempt's socket has a fresh one's options
+                    _handshake.keep_alive_off(sock, server)
                 self._sticky.session()
                 self._close_parked()
                 followed = self._follow_leader(sock, host, port)

@@ -262,6 +262,23 @@ def keep_alive(sock: Any, connect_timeout: float, server: str) -> None:
             return
 
 
+def keep_alive_off(sock: Any, server: str) -> None:
+    """Undoes keep_alive when a session begins on a kept attempt's socket:
+    it then has what a fresh connection has (TCP_NODELAY alone: no
+    keepalive, no TCP_USER_TIMEOUT; the session's pings and its lease watch
+    it), as every other session. The probe intervals stay, unused without
+    SO_KEEPALIVE (Linux cannot set them back to "the system's"). A failure
+    is no error (debug)."""
+    for level, name in ((socket.SOL_SOCKET, "SO_KEEPALIVE"), (socket.IPPROTO_TCP, "TCP_USER_TIMEOUT")):
+        option = getattr(socket, name, None)
+        if option is None:
+            continue
+        try:
+            sock.setsockopt(level, option, 0)
+        except OSError as error:
+            log.debug("server %s: the kept connection's %s stays on: %s", server, name, error)
+
+
 def timed_out(error: OSError, kept: bool) -> bool:
     """Rule 9a: ``error`` on a kept attempt's socket is its keepalive's (or
     TCP_USER_TIMEOUT's) end: the server's host answered nothing, counted as

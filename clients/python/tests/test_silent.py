@@ -23,7 +23,8 @@ accepts nothing until the test lets it (no netsemd can be made to read no
 RESUME on cue while another gives the session up). Rule 9's amendments: a
 kept connection has TCP keepalive on (9a: read on the client's socket; no
 loopback emulation of a server host that forgot the connection or vanished
-exists without network namespaces), a session begun on it counts its lease
+exists without network namespaces), off again once a session begins on
+it (a fresh connection's options), a session begun on it counts its lease
 from the handshake's end (9b: the SIGSTOPped netsemd, for longer than T/2),
 and one given up is QUIT (9c: a scripted server that reads everything once
 it accepts).
@@ -364,23 +365,36 @@ def client_sockets(port: int) -> list[socket.socket]:
     return found
 
 
-def test_a_kept_attempt_has_tcp_keepalive(make: Callable[..., Any], silent_port: socket.socket) -> None:
+def test_a_kept_attempt_has_tcp_keepalive_and_a_session_on_it_has_not(make: Callable[..., Any]) -> None:
     """Rule 9a: a silent attempt kept open probes its server with TCP
     keepalive, connect_timeout apart in whole seconds (at least 1), 3 probes,
     and TCP_USER_TIMEOUT 1 + 3 of them: a host that forgot the connection
     resets it and one gone times it out, instead of the client waiting on
-    it for ever."""
-    client = make([address(silent_port)])
-    assert wait_until(lambda: re.search(KEPT, client.stats().unreachable) is not None, 5), client.stats()
-    kept = client_sockets(silent_port.getsockname()[1])
-    try:
-        assert len(kept) == 1, kept
-        assert kept[0].getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
-        options = (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT, socket.TCP_USER_TIMEOUT)
-        assert [kept[0].getsockopt(socket.IPPROTO_TCP, option) for option in options] == [1, 1, 3, 4000]
-    finally:
-        for sock in kept:
-            sock.close()
+    it for ever. Once the server answers and the session begins on that
+    socket, it has what a fresh connection has: TCP_NODELAY, no keepalive,
+    no TCP_USER_TIMEOUT (the session's pings and lease watch it)."""
+    def options_of_the_one_socket(port: int, options: list[tuple[int, int]]) -> list[int]:
+        found = client_sockets(port)
+        try:
+            assert len(found) == 1, found
+            return [found[0].getsockopt(level, option) for level, option in options]
+        finally:
+            for sock in found:
+                sock.close()
+
+    tcp = socket.IPPROTO_TCP
+    with FakeServer(grants, accepts=0) as server:
+        client = make(server.address)
+        assert wait_until(lambda: re.search(KEPT, client.stats().unreachable) is not None, 5), client.stats()
+        keepalive = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE), (tcp, socket.TCP_KEEPIDLE), (tcp, socket.TCP_KEEPINTVL),
+                     (tcp, socket.TCP_KEEPCNT), (tcp, socket.TCP_USER_TIMEOUT)]
+        assert options_of_the_one_socket(server.port, keepalive) == [1, 1, 1, 3, 4000]
+        server.accepts = None  # the session begins on the kept connection
+        permit = client.acquire("one", timeout=5)
+        assert not permit.is_local and server.connections() == 1
+        fresh = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE), (tcp, socket.TCP_USER_TIMEOUT), (tcp, socket.TCP_NODELAY)]
+        assert options_of_the_one_socket(server.port, fresh) == [0, 0, 1]
+        release(client, permit)
 
 
 def test_a_kept_attempt_given_up_is_quit(make: Callable[..., Any]) -> None:
