@@ -145,6 +145,7 @@ class Counters:
     fallback_entries: int = 0
     fallback_exits: int = 0
     unreachable: str = ""  # why the last round of attempts failed, server by server
+    silent: bool = False  # the last round was silent (Silence), and no session since
     protocol: str = ""  # "1.0" or "1.1" while connected
     session_id: int = 0
 
@@ -598,6 +599,7 @@ class Connection:
                     # it may be holding permits and answer soon; calls wait.
                     self._refused = refusal
                     self._silence = silence
+                    self._counters.silent = silence is not None
                     if local is not None:
                         self._refused = IoError(f"{local}; not an outage, so no fallback: the client tries the "
                                                 "servers again")
@@ -931,6 +933,7 @@ class Connection:
             counters.connects += 1
             self._refused = None
             self._silence = None
+            counters.silent = False
             if self._in_fallback:
                 self._in_fallback = False
                 counters.fallback_exits += 1

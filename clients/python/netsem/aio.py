@@ -816,6 +816,7 @@ class Client:
             local_grants=self._local_grants,
             remote_grants=self._remote_grants,
             unreachable=c.unreachable,
+            silent=c.silence is not None and not c.connected,
             protocol=c.protocol if c.connected else "",
             session_id=c.session_id if c.connected else 0,
         )

@@ -86,6 +86,14 @@ class ClientStats:
     local_grants: int  # permits granted by local semaphores ($ names and fallback)
     remote_grants: int
     unreachable: str  # while not connected: why, server by server
+    # While not connected: the last round of connection attempts reached
+    # servers that accepted the connection and did not answer in time, none
+    # refused, and this process lacked nothing to try them: not an outage, so
+    # calls wait for a round that decides instead of falling back (docs/python.md,
+    # "A server that accepts and does not answer"). False once a session
+    # began, or after a round that decided otherwise (no server reachable, a
+    # refusal). libnetsem's ClientStats::silent.
+    silent: bool
     protocol: str  # while connected: "1.0" or "1.1"
     session_id: int  # while connected: this client's session id
 
@@ -459,7 +467,8 @@ class Client:
             connected=counters.connected, server=counters.server, connects=counters.connects,
             connection_losses=counters.losses, fallback_entries=counters.fallback_entries,
             fallback_exits=counters.fallback_exits, local_grants=local, remote_grants=remote,
-            unreachable=counters.unreachable, protocol=counters.protocol, session_id=counters.session_id,
+            unreachable=counters.unreachable, silent=counters.silent, protocol=counters.protocol,
+            session_id=counters.session_id,
         )
 
     def _conn(self) -> Connection:

@@ -84,13 +84,14 @@ def address(sock: socket.socket) -> str:
 
 def times_out_silent(client: Any, name: str, timeout: float) -> None:
     """acquire(name, timeout) raises Timeout naming the silent server, no
-    earlier than ``timeout``, and nothing is served locally."""
+    earlier than ``timeout``, nothing is served locally, and stats().silent
+    says the last round was silent."""
     started = time.monotonic()
     with pytest.raises(Timeout, match=f"{SILENT} within 500 ms: not an outage, so no fallback"):
         client.acquire(name, timeout=timeout)
     assert time.monotonic() - started >= timeout - 0.05
     stats = client.stats()
-    assert stats.fallback_entries == 0 and stats.local_grants == 0, stats
+    assert stats.fallback_entries == 0 and stats.local_grants == 0 and stats.silent, stats
 
 
 def test_a_port_that_accepts_and_never_answers_is_no_outage(make: Callable[..., Any],
@@ -121,8 +122,28 @@ def test_a_stopped_netsemd_is_no_outage_and_grants_once_continued(make: Callable
         server.signal(signal.SIGCONT)
     permit = client.acquire("one", timeout=10)
     assert not permit.is_local and permit.fence is not None
+    assert not client.stats().silent  # a session began
     release(client, permit)
     assert client.stats().fallback_entries == 0
+
+
+def test_a_server_that_wakes_and_refuses_ends_the_silence(make: Callable[..., Any], start_netsemd: Any) -> None:
+    """stats().silent (libnetsem's ClientStats::silent) is true while the
+    last round was silent, and false after a round that decided otherwise:
+    netsemd, full (max_connections 1, the test's own connection has the
+    slot) and SIGSTOPped, leaves the client's attempt unanswered; once
+    continued it refuses it (``* ERR LIMIT``): a refusal, no longer silent."""
+    server = start_netsemd(semaphores="one = 1", server_options="max_connections = 1")
+    with socket.create_connection(("127.0.0.1", server.port)):  # the one slot
+        assert server.wait_for_log("session began session=1", 5)
+        server.signal(signal.SIGSTOP)
+        try:
+            client = make([server.address])
+            times_out_silent(client, "one", 1.0)
+        finally:
+            server.signal(signal.SIGCONT)
+        assert wait_until(lambda: "is full" in client.stats().unreachable, 5), client.stats()
+        assert not client.stats().silent and not client.connected, client.stats()
 
 
 def test_a_silent_server_outranks_a_closed_port_until_it_goes(make: Callable[..., Any],
@@ -133,6 +154,7 @@ def test_a_silent_server_outranks_a_closed_port_until_it_goes(make: Callable[...
         times_out_silent(client, "one", 1.5)
         silent_port.close()  # the next round reaches no server: fallback as before
         assert wait_until(lambda: client.stats().fallback_entries == 1, 10), client.stats()
+        assert not client.stats().silent
         permit = client.acquire("one", timeout=5)
         assert permit.is_local
         release(client, permit)
