@@ -958,7 +958,6 @@ class Connection:
                     await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
                 else:
                     break
-                outcome = _resume.taken_back(outcome, bool(kept))
                 if isinstance(outcome, tuple):
                     reader, self._writer, self._buffer = outcome
                     outcome = reader
@@ -974,8 +973,11 @@ class Connection:
                     log.warning("session %d was ended by KICK on %s: %s", session_id, server, outcome[7:])
                     return _resume.ended_by_kick(outcome), None
                 if outcome == "moved":
-                    # Taken by another attempt of this resume kept open (rule
-                    # 10), read after this one: it answers when waited on next.
+                    # Another RESUME of ours read after this one took it: an
+                    # attempt of this resume kept open (rule 10), which answers
+                    # when waited on next, or one given up on earlier and read
+                    # late (rule 11; only this client holds the secret). The
+                    # resume goes on, within the lease.
                     failures.append(f"{server}: the session was resumed on another connection")
                     continue
                 if isinstance(outcome, str) and outcome.startswith("gone:"):
@@ -1016,7 +1018,7 @@ class Connection:
         """One RESUME (with HELLO, AUTH, LEASE, LEADER, MINE pipelined) on
         ``server``: the reader once resumed (the writer in _writer), "busy" to
         retry, "gone:<why>" when the session ended, "moved" when another
-        RESUME took it back (_resume.taken_back), "kicked:<message>" when a
+        RESUME took it back (the resume goes on), "kicked:<message>" when a
         KICK ended it, a _Failure when unreachable. ``kept`` (rule 10,
         _resume's): the candidates' silent attempts of this resume;
         ``server``'s is waited on again (for another connect_timeout, not past
@@ -1160,7 +1162,7 @@ class Connection:
                 if self._stopping or time.monotonic() >= deadline or self._ended is not None:
                     return
                 server = proto.endpoint_text(host, port)
-                outcome = _resume.taken_back(await self._try_resume(host, port, server, deadline), False)
+                outcome = await self._try_resume(host, port, server, deadline)
                 if isinstance(outcome, tuple):
                     if self._ended is not None or self._writer is None:
                         outcome[1].transport.abort()  # the old connection ended meanwhile
@@ -1186,7 +1188,7 @@ class Connection:
                         self._writer.transport.abort()
                     return
                 log.debug("moving session %d to %s failed: %s", self._resumable.session_id, server,
-                          outcome.partition(":")[2] if isinstance(outcome, str) else getattr(outcome, "why", "no answer"))
+                          (outcome.partition(":")[2] or outcome) if isinstance(outcome, str) else getattr(outcome, "why", "no answer"))
         finally:
             self._move_task = None
             if self._timer is None and self._ended is None and self._writer is not None:

@@ -1214,7 +1214,6 @@ class Connection:
                     self._sleep(min(0.05, max(0.0, deadline - time.monotonic())))
                 else:
                     break
-                outcome = _resume.taken_back(outcome, bool(kept))
                 if isinstance(outcome, socket.socket):
                     self._current = (host, port)
                     with self._lock:
@@ -1230,8 +1229,11 @@ class Connection:
                     log.warning("session %d was ended by KICK on %s: %s", session_id, server, outcome[7:])
                     return _resume.ended_by_kick(outcome), None
                 if outcome == "moved":
-                    # Taken by another attempt of this resume kept open (rule
-                    # 10), read after this one: it answers when waited on next.
+                    # Another RESUME of ours read after this one took it: an
+                    # attempt of this resume kept open (rule 10), which answers
+                    # when waited on next, or one given up on earlier and read
+                    # late (rule 11; only this client holds the secret). The
+                    # resume goes on, within the lease.
                     failures.append(f"{server}: the session was resumed on another connection")
                     continue
                 if isinstance(outcome, str) and outcome.startswith("gone:"):
@@ -1311,7 +1313,7 @@ class Connection:
             if self._stopping.is_set() or time.monotonic() >= deadline:
                 break
             server = proto.endpoint_text(host, port)
-            outcome = _resume.taken_back(self._try_resume(host, port, server, deadline), False)
+            outcome = self._try_resume(host, port, server, deadline)
             if isinstance(outcome, socket.socket):
                 with self._lock:
                     self._counters.server = server
@@ -1331,7 +1333,7 @@ class Connection:
                 self._may_resume = False
                 return _resume.ended_by_kick(outcome)
             log.debug("moving session %d to %s failed: %s", self._resumable.session_id, server,
-                      outcome.partition(":")[2] if isinstance(outcome, str) else self._attempt_failure or "no answer")
+                      (outcome.partition(":")[2] or outcome) if isinstance(outcome, str) else self._attempt_failure or "no answer")
         return None
 
     def _resume_candidates(self) -> list[tuple[str, int]]:
@@ -1350,7 +1352,7 @@ class Connection:
         """Loop only: one RESUME (with HELLO, AUTH, LEASE, LEADER, MINE
         pipelined) on ``server``: its socket once resumed, "busy" to retry,
         "gone:<why>" when the session ended, "moved" when another RESUME
-        took it back (_resume.taken_back), "kicked:<message>" when a KICK
+        took it back (the resume goes on), "kicked:<message>" when a KICK
         ended it, None when unreachable. ``kept`` (rule 10, _resume's): the
         candidates' silent attempts of this resume; ``server``'s is waited on
         again (for another connect_timeout, not past ``deadline``) instead of

@@ -34,7 +34,6 @@ when its connects then time out (its accept queue full), for a bounded time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from netsem import _protocol as proto
 from netsem.errors import NetsemError, ProtocolError, Timeout, Unavailable
@@ -250,8 +249,10 @@ class ResumeAnswers:
     already the session's), "busy" (RESUME answered BUSY: try again),
     "gone:<why>" (the session cannot be resumed here), "moved" (``* ERR
     KICKED resumed on another connection`` after RESUME's OK: another RESUME
-    of the session took it from this one, libnetsem's Resumed::kMoved; see
-    ``taken_back``), or "kicked:<message>" (any other ``* ERR KICKED`` after
+    of the session took it from this one, libnetsem's Resumed::kMoved: one
+    of this resume's attempts kept open, which answers when waited on next,
+    or one given up on earlier and read late, as rule 11: the resume goes
+    on, within the lease), or "kicked:<message>" (any other ``* ERR KICKED`` after
     RESUME's OK and before MINE's END: an administrator ended the session,
     which is not resumed elsewhere and whose waiting ACQUIREs fail, rule 9).
     Before RESUME's OK, other answers are ignored. What was read: ``session_timeout`` (LEASE),
@@ -343,8 +344,6 @@ class Moved(Unavailable):
     any dropped connection, within the same lease."""
 
 
-_Outcome = TypeVar("_Outcome")
-
 # The message of the `* ERR KICKED` a server sends on the connection whose
 # session a RESUME took (netsemd's dispatcher_resume.cc; libnetsem's
 # kResumedElsewhere), compared whole.
@@ -359,17 +358,6 @@ def kicked(message: str) -> Kicked | Moved:
         return Moved(f"the server moved the session to another connection ({RESUMED_ELSEWHERE}: a RESUME this "
                      "client gave up on, read late)")
     return Kicked(f"the server ended the session by KICK: {proto.printable(message)}")
-
-
-def taken_back(verdict: _Outcome, others_kept: bool) -> _Outcome | str:
-    """A resume attempt's outcome, with ResumeAnswers' "moved" read as
-    libnetsem's Resumed::kMoved: another of this resume's attempts kept open
-    (``others_kept``, rule 10) took the session, and answers when waited on
-    next: "moved", the resume goes on; with none kept, another holder of the
-    secret took it: over, as a KICK ("kicked:...")."""
-    if verdict != "moved" or others_kept:
-        return verdict
-    return f"kicked:{RESUMED_ELSEWHERE}"
 
 
 class Broken(Unavailable):

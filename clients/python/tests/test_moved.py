@@ -7,12 +7,13 @@ the test plays it on a connection of its own to the real netsemd, with the
 session's id and secret taken from the client (no netsemd can be made to
 read one of the client's own abandoned RESUMEs on cue). And the real KICK
 is still a KICK. Within a resume, the same words after RESUME's OK mean
-that another attempt of that resume, kept open (rule 10), took the session
-(libnetsem's Resumed::kMoved): scripted servers, since no netsemd can be
-made to hold one RESUME unread while it answers another on cue. Each test runs one body for the blocking Client and for
-netsem.aio (aio_support.AioInThread).
+that another RESUME of ours took the session (libnetsem's
+Resumed::kMoved): an attempt of that resume kept open (rule 10), or one
+given up on earlier; the resume goes on. Scripted servers there, since no
+netsemd can be made to hold one RESUME unread while it answers another on
+cue. Each test runs one body for the blocking Client and for netsem.aio
+(aio_support.AioInThread).
 """
-
 from __future__ import annotations
 
 import logging
@@ -160,5 +161,36 @@ def test_a_resume_attempt_whose_session_a_kept_attempt_took_goes_on_to_that_one(
         b.accepts = None  # B wakes: it reads the RESUME kept on its one connection
         assert wait_until(lambda: client.connected and client.stats().server == b.address, 5), client.stats()
         assert not permit.lost and b.connections() == 1
+        assert client.stats().connection_losses == 0
+        release(client, permit)
+
+
+def test_a_resume_attempt_whose_session_was_taken_with_nothing_kept_goes_on_resuming(
+        make: Callable[..., Any]) -> None:
+    """The same words with no other attempt of the resume kept (a RESUME
+    given up on earlier, read late, as on a served session): A grants a
+    resumable session's permit, then its process goes; C answers the first
+    RESUME OK and then ``* ERR KICKED resumed on another connection``, and
+    the next one as a server that resumes the session. The resume goes on
+    and the session is resumed on C, its permit kept (the lead's decision,
+    moved.md; without it: a KICK, the permit lost)."""
+    attempts: list[Peer] = []
+
+    def takes_back_once(peer: Peer) -> None:
+        attempts.append(peer)
+        if len(attempts) > 1:
+            peer.answer_all(RESUMES_42, mine="held one 1 5")
+            return
+        line = peer.read_line()
+        if line is not None and " RESUME 42 " in line:
+            peer.send(f"{line.split(' ')[0]} OK 42 0\n* ERR KICKED resumed on another connection\n".encode())
+
+    with FakeServer(lambda peer: peer.answer_all(RESUMABLE_42)) as a, FakeServer(takes_back_once) as c:
+        client = make([a.address, c.address], reconnect_max=0.1)
+        permit = client.acquire("one", timeout=5)
+        assert not permit.is_local and permit.fence == 5
+        a.close()
+        assert wait_until(lambda: client.connected and client.stats().server == c.address, 5), client.stats()
+        assert not permit.lost and len(attempts) >= 2
         assert client.stats().connection_losses == 0
         release(client, permit)
