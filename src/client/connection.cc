@@ -1333,10 +1333,7 @@ Status Connection::serve(int fd) {
     std::string_view line;
     protocol::LineFramer::Status framed;
     while ((framed = framer_.next(line)) == protocol::LineFramer::Status::kLine) {
-      if (Status ended = dispatch(line); !ended.is_ok()) {
-        end_ = ended.code() == StatusCode::kShutdown ? End::kShutdown : End::kFinal;
-        return ended;
-      }
+      if (Status ended = dispatch(line); !ended.is_ok()) return ended;
     }
     if (framed != protocol::LineFramer::Status::kNeedMore) {
       end_ = End::kFinal;
@@ -1514,13 +1511,33 @@ Status Connection::dispatch(std::string_view line) {
   protocol::Answer answer;
   if (!protocol::parse_answer(line, answer)) {
     broken_ = true;
+    end_ = End::kFinal;
     return Status(StatusCode::kUnavailable, "not a netsem answer: " + std::string(line.substr(0, 100)));
   }
   if (answer.tag == "*") {
     if (answer.type != protocol::AnswerType::kError) return Status();
     if (answer.error == protocol::ErrorCode::kShutdown) {
+      end_ = End::kShutdown;
       return Status(StatusCode::kShutdown, "the server is shutting down");
     }
+    if (answer.error == protocol::ErrorCode::kKicked && answer.message == kResumedElsewhere) {
+      // Rule 11 (docs/client.md, "Resuming the session"): a RESUME of this
+      // session that the client gave up on (an attempt abandoned in a
+      // stalled cluster's log, or sent to a frozen server) was read late
+      // and took the session onto that connection, which the client has
+      // closed or will close. Only this client holds the secret, so the
+      // RESUME was its own: the session lives on at the server, permits
+      // and queued requests, as after a dropped connection. Resumed as
+      // one (run(): a plain close, never QUIT, which would end the session
+      // the server moved), within the same lease; not a KICK.
+      log_info("session {}: taken by an earlier RESUME of this client read late (\"{}\"): resuming it", resume_id_,
+               printable(line));
+      end_ = End::kDropped;
+      return Status(StatusCode::kUnavailable,
+                    "the server moved the session to another connection of this client (an earlier RESUME read "
+                    "late)");
+    }
+    end_ = End::kFinal;
     if (answer.error == protocol::ErrorCode::kKicked) {
       // An administrator's KICK: the server has let go of the permits
       // already, as for a closed connection; the client reconnects, and

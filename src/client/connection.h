@@ -46,12 +46,14 @@
 //
 // Resuming (proposed 1.2; docs/client.md, "Resuming the session"): the
 // handshake also sends RESUMABLE and LEADER. When the connection of a
-// resumable session ends without a word (EOF, a reset, `* ERR SHUTDOWN`),
-// the session is not ended: its calls wait while the thread sends RESUME
-// on new connections (the last known leader, then the servers in order)
-// until the lease's end; once resumed, the calls of the old connection are
-// settled from MINE (kept, completed, re-sent or failed) and the session
-// goes on, same number, same permits. A silent RESUME attempt's connection
+// resumable session ends without a word (EOF, a reset, `* ERR SHUTDOWN`,
+// or `* ERR KICKED resumed on another connection`: a late RESUME of the
+// client's own moved the session, rule 11), the session is not ended: its
+// calls wait while the thread sends RESUME on new connections (the last
+// known leader, then the servers in order) until the lease's end; once
+// resumed, the calls of the old connection are settled from MINE (kept,
+// completed, re-sent or failed) and the session goes on, same number, same
+// permits. A silent RESUME attempt's connection
 // is kept for the next attempt to its server within that resume, as a
 // round's (rule 10). A refusal ends it as above. The
 // resume, the settling from MINE and the wait for the next round of attempts
@@ -378,7 +380,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Status serve(int fd);
   // How a connection ended, for the resume (docs/client.md, "Resuming").
   enum class End {
-    kDropped,   // EOF, a reset, a socket error: the session may live on
+    kDropped,   // EOF, a reset, a socket error, a move (rule 11): the session may live on
     kShutdown,  // `* ERR SHUTDOWN`: likewise, on another server
     kSilent,    // request_timeout or the lease: no answer
     kFinal,     // KICK, a broken server, stop(): the session is over
@@ -421,7 +423,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // docs/client.md, "Resuming"): kept, completed, re-sent or failed; the
   // remote permits MINE no longer shows are lost.
   void settle(const std::vector<std::string>& mine);
-  // Handles one answer line; a non-OK status ends the session.
+  // Handles one answer line; a non-OK status ends the session, and end_
+  // says how (a `* ERR KICKED resumed on another connection`, rule 11: as a
+  // dropped connection, resumed; any other KICK: over).
   Status dispatch(std::string_view line);
   // Writes out_ as far as the socket takes it; false on a socket error.
   bool flush(int fd);

@@ -9,7 +9,10 @@
 // SHUTDOWN`, then answers RESUME but refuses MINE: the client closes
 // without QUIT (the session keeps its timeout, as the loss's stop_by says).
 // The real netsemd frozen during a resume: the silent RESUME attempt's
-// connection is kept and the session resumed on it (rule 10).
+// connection is kept and the session resumed on it (rule 10). A late RESUME
+// of the client's own session (the secret read through the proxy) moves it:
+// resumed as after a dropped connection, while an administrator's KICK is
+// still a KICK (rule 11).
 // A scripted fake server: a Client closed during its resume, after RESUME's
 // OK, QUITs the resumed session; a `* ERR KICKED` right after RESUME's OK
 // ends the session as kicked; a 1.1 server never gets RESUME; a GET made
@@ -92,10 +95,54 @@ class ClientResumeTest : public ::testing::Test {
     return other ? other->request(req::acquire("t", name, 1, 0)) : "<no connection>";
   }
 
+  // `holder` holds lic (`lic`, its losses counted in lic_lost_), and its
+  // ACQUIRE of db (8 s, `db`) waits behind owner_, which holds both of db's
+  // permits, until the server lists it as db's one waiter.
+  void hold_and_queue(Client& holder, std::optional<Permit>& lic, std::future<Result<Permit>>& db) {
+    Result<Permit> held = holder.acquire("lic");
+    ASSERT_TRUE(held) << held.status().to_string();
+    ASSERT_FALSE(held->is_local());
+    held->on_lost([this](const Status& reason) {
+      std::lock_guard lock(lost_mutex_);
+      lic_lost_.push_back(reason);
+    });
+    lic = std::move(*held);
+    owner_ = netsem::testing::Client::connect(server_->port());
+    ASSERT_TRUE(owner_);
+    ASSERT_EQ(netsem::testing::fields(owner_->request(req::acquire("a", "db", 2)))[1], "OK");
+    db = std::async(std::launch::async, [&holder] { return holder.acquire("db", {.timeout = 8s}); });
+    ASSERT_TRUE(eventually([&] {
+      auto look = netsem::testing::Client::connect(server_->port());
+      if (!look) return false;
+      const auto fields = netsem::testing::fields(look->request(req::get("g", "db")));
+      return fields.size() > 5 && fields[5] == "1";  // one waiter
+    })) << server_->log();
+  }
+  std::vector<Status> lic_lost() {
+    std::lock_guard lock(lost_mutex_);
+    return lic_lost_;
+  }
+
   netsem::testing::TempDir scratch_;
   std::filesystem::path data_dir_;
   std::unique_ptr<Netsemd> server_;
+  std::unique_ptr<netsem::testing::Client> owner_;  // hold_and_queue's holder of db
+  std::mutex lost_mutex_;
+  std::vector<Status> lic_lost_;  // guarded by lost_mutex_
 };
+
+// RESUMABLE's secret for `session`, from what the server said through
+// `proxy` ("<tag> OK <id> <secret>": no other answer of a handshake or of an
+// ACQUIRE has that shape); empty until it passed.
+std::string secret_of(testing::TcpProxy& proxy, std::uint64_t session) {
+  const std::string said = proxy.from_target();
+  std::size_t from = 0;
+  for (std::size_t end; (end = said.find('\n', from)) != std::string::npos; from = end + 1) {
+    const auto fields = netsem::testing::fields(std::string_view(said).substr(from, end - from));
+    if (fields.size() == 4 && fields[1] == "OK" && fields[2] == std::to_string(session)) return fields[3];
+  }
+  return {};
+}
 
 TEST_F(ClientResumeTest, AConnectionResetKeepsThePermit) {
   start_server();
@@ -157,6 +204,84 @@ TEST_F(ClientResumeTest, AQueuedAcquireIsGrantedAfterAReset) {
   EXPECT_FALSE(permit->lost());
   EXPECT_EQ(try_acquire("lic"), "t TIMEOUT");
   EXPECT_EQ(waiter->stats().connection_losses, 0u);
+}
+
+// Rule 11 (docs/client.md, "Resuming the session"): a RESUME of its own
+// session that the client gave up on (here played by the test, which reads
+// the secret the server gave the client) is read after the session went on
+// elsewhere, and takes it: the connection that served it hears `* ERR
+// KICKED resumed on another connection`. That is a dropped connection, not
+// an administrator's KICK: the client resumes the session, which the server
+// kept with its permit and its queued ACQUIRE. Before rule 11 the permit
+// was lost and the queued ACQUIRE failed "ended the session by KICK".
+TEST_F(ClientResumeTest, ALateResumeOfItsOwnMovesTheSessionWhichTheClientResumesNotAKick) {
+  start_server();
+  testing::TcpProxy proxy(server_->port());
+  ASSERT_NE(proxy.port(), 0);
+  auto holder = client_through(proxy.port());
+  ASSERT_TRUE(holder && holder->connected());
+  std::optional<Permit> lic;
+  std::future<Result<Permit>> db;
+  ASSERT_NO_FATAL_FAILURE(hold_and_queue(*holder, lic, db));
+  const std::uint64_t id = holder->stats().session_id;
+  std::string secret;
+  ASSERT_TRUE(eventually([&] { return !(secret = secret_of(proxy, id)).empty(); })) << proxy.from_target();
+
+  // The abandoned attempt, read late: it takes the session, then its
+  // connection closes (the session waits, resumable, at the server).
+  {
+    auto late = netsem::testing::Client::connect(server_->port());
+    ASSERT_TRUE(late);
+    ASSERT_EQ(netsem::testing::fields(late->request(req::resume("r", id, secret)))[1], "OK");
+  }
+  ASSERT_TRUE(eventually([&] { return holder->stats().resumes == 1; })) << server_->log();
+  EXPECT_TRUE(lic_lost().empty()) << lic_lost().front().to_string();
+  EXPECT_FALSE(lic->lost());
+  const ClientStats stats = holder->stats();
+  EXPECT_EQ(stats.session_id, id);
+  EXPECT_EQ(stats.connects, 1u);
+  EXPECT_EQ(stats.connection_losses, 0u);
+  // The session holds lic at the server, and db's ACQUIRE still waits there.
+  EXPECT_EQ(try_acquire("lic"), "t TIMEOUT");
+  Result<std::vector<HolderInfo>> holders = holder->holders("lic");
+  ASSERT_TRUE(holders) << holders.status().to_string();
+  ASSERT_EQ(holders->size(), 1u);
+  EXPECT_EQ((*holders)[0].session_id, id);
+  EXPECT_EQ(db.wait_for(200ms), std::future_status::timeout) << "the queued ACQUIRE ended with the move";
+  ASSERT_EQ(netsem::testing::fields(owner_->request(req::release("r", "db", 2)))[1], "OK");
+  ASSERT_EQ(db.wait_for(3s), std::future_status::ready);
+  Result<Permit> granted = db.get();
+  ASSERT_TRUE(granted) << granted.status().to_string();
+  EXPECT_FALSE(granted->is_local());
+  EXPECT_FALSE(granted->lost());
+  EXPECT_TRUE(lic->release().is_ok());
+  EXPECT_TRUE(lic_lost().empty());
+}
+
+// Rule 11 reads only the move's words: an administrator's KICK of a
+// resumable session (the real KICK) still ends it, permits lost at once, the
+// queued ACQUIRE failed and not sent again, no RESUME.
+TEST_F(ClientResumeTest, AnAdministratorsKickOfAResumableSessionIsStillAKick) {
+  start_server();
+  auto holder = client_through(server_->port());
+  ASSERT_TRUE(holder && holder->connected());
+  std::optional<Permit> lic;
+  std::future<Result<Permit>> db;
+  ASSERT_NO_FATAL_FAILURE(hold_and_queue(*holder, lic, db));
+  const std::uint64_t id = holder->stats().session_id;
+  auto admin = netsem::testing::Client::connect(server_->port());
+  ASSERT_TRUE(admin);
+  ASSERT_EQ(admin->request(req::kick("k", id)), "k OK");
+  ASSERT_TRUE(eventually([&] { return !lic_lost().empty(); })) << server_->log();
+  EXPECT_NE(lic_lost().front().message().find("KICK"), std::string::npos) << lic_lost().front().to_string();
+  EXPECT_FALSE(lic->stop_by().has_value());
+  ASSERT_EQ(db.wait_for(3s), std::future_status::ready);
+  Result<Permit> outcome = db.get();
+  ASSERT_FALSE(outcome) << (outcome->is_local() ? "served locally" : "granted by the server");
+  EXPECT_NE(outcome.status().message().find("KICK"), std::string::npos) << outcome.status().to_string();
+  ASSERT_TRUE(eventually([&] { return holder->connected() && holder->stats().session_id != id; }));
+  EXPECT_EQ(holder->stats().resumes, 0u);
+  EXPECT_EQ(holder->stats().connection_losses, 1u);
 }
 
 TEST_F(ClientResumeTest, AResumeAfterTheServersRestartFindsNoSessionAndLosesThePermit) {

@@ -94,6 +94,11 @@ void TcpProxy::reset() {
   if (thread_.joinable()) cv_.wait(lock, [&] { return resets_done_ >= asked; });
 }
 
+std::string TcpProxy::from_target() {
+  std::lock_guard lock(mutex_);
+  return from_target_;
+}
+
 void TcpProxy::run() {
   std::vector<std::unique_ptr<Pair>> pairs;
   while (!stopping_) {
@@ -159,8 +164,13 @@ void TcpProxy::run() {
       for (int side = 0; side < 2 && at < fds.size(); ++side, ++at) {
         if (fds[at].fd != pair->fd[side] || pair->closed) continue;
         const int other = 1 - side;
+        const std::size_t before = pair->pending[other].size();
         if ((fds[at].revents & (POLLIN | POLLHUP | POLLERR)) != 0 && !pull(pair->fd[side], pair->pending[other])) {
           pair->closed = true;
+        }
+        if (side == 1 && pair->pending[other].size() > before) {
+          std::lock_guard lock(mutex_);
+          from_target_.append(pair->pending[other], before);
         }
         if (!push(pair->fd[other], pair->pending[other]) || !push(pair->fd[side], pair->pending[side])) {
           pair->closed = true;

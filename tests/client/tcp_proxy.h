@@ -8,6 +8,9 @@
 // reset() breaks every connection at once with a TCP reset on both sides
 // (a middlebox that dropped its state), while the proxy goes on accepting.
 //
+// from_target() is what the target said, for a test that needs an answer
+// the client keeps to itself (RESUMABLE's session secret).
+//
 // Thread safety: freeze(), thaw(), reset() and port() from any thread; the
 // destructor stops the thread and closes every socket.
 #pragma once
@@ -16,6 +19,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <string>
 #include <thread>
 
 namespace netsem::testing {
@@ -39,6 +43,9 @@ class TcpProxy {
   // buffered bytes dropped); returns once they are closed. New connections
   // are proxied as before.
   void reset();
+  // Every byte the target has sent through the proxy so far, all
+  // connections', in the order the proxy read them.
+  std::string from_target();
 
  private:
   void run();
@@ -55,6 +62,7 @@ class TcpProxy {
   bool thread_frozen_ = false;      // guarded by mutex_: what the thread obeys now
   std::uint64_t resets_asked_ = 0;  // guarded by mutex_
   std::uint64_t resets_done_ = 0;   // guarded by mutex_
+  std::string from_target_;         // guarded by mutex_
   std::thread thread_;
 };
 

@@ -121,5 +121,10 @@ inline std::string kick(std::string_view tag, std::uint64_t session_id) {
   protocol::encode_kick(out, tag, session_id);
   return detail::chomp(std::move(out));
 }
+inline std::string resume(std::string_view tag, std::uint64_t session_id, std::string_view secret) {
+  std::string out;
+  protocol::encode_resume(out, tag, session_id, secret);
+  return detail::chomp(std::move(out));
+}
 
 }  // namespace netsem::testing::req
