@@ -1071,11 +1071,8 @@ class Connection:
                         outcome = attempt
                         return silent()
                     return failure
-            if parked.resume is None:
-                parked.resume = _resume.ResumeAttempt(self._tags, self._resumable, self._label, self._options.token,
-                                                      self._lease.session_timeout, self._leader)
-                parked.resume.sent_at = time.monotonic()
-            resume = parked.resume
+            resume = parked.resume_attempt(self._tags, self._resumable, self._label, self._options.token,
+                                           self._lease.session_timeout, self._leader)
             answers = resume.answers
             if resume.out:
                 writer.write(bytes(resume.out))  # the transport buffers what the socket does not take
@@ -1187,8 +1184,9 @@ class Connection:
                         self._ended = _resume.ended_by_kick(outcome)
                         self._writer.transport.abort()
                     return
-                log.debug("moving session %d to %s failed: %s", self._resumable.session_id, server,
-                          (outcome.partition(":")[2] or outcome) if isinstance(outcome, str) else getattr(outcome, "why", "no answer"))
+                why = ((outcome.partition(":")[2] or outcome) if isinstance(outcome, str)
+                       else getattr(outcome, "why", ""))
+                log.debug("moving session %d to %s failed: %s", self._resumable.session_id, server, why or "no answer")
         finally:
             self._move_task = None
             if self._timer is None and self._ended is None and self._writer is not None:

@@ -1332,8 +1332,8 @@ class Connection:
                             self._resumable.session_id, server, silent, outcome[7:])
                 self._may_resume = False
                 return _resume.ended_by_kick(outcome)
-            log.debug("moving session %d to %s failed: %s", self._resumable.session_id, server,
-                      (outcome.partition(":")[2] or outcome) if isinstance(outcome, str) else self._attempt_failure or "no answer")
+            why = (outcome.partition(":")[2] or outcome) if isinstance(outcome, str) else self._attempt_failure
+            log.debug("moving session %d to %s failed: %s", self._resumable.session_id, server, why or "no answer")
         return None
 
     def _resume_candidates(self) -> list[tuple[str, int]]:
@@ -1379,11 +1379,8 @@ class Connection:
                 # (a restarted one would answer NOT_FOUND anyway).
                 return "gone:the server refused the connection: its sessions ended with its process"
             return None
-        if parked.resume is None:
-            parked.resume = _resume.ResumeAttempt(self._tags, self._resumable, self._label, self._options.token,
-                                                  self._lease.session_timeout, self._leader)
-            parked.resume.sent_at = time.monotonic()
-        attempt = parked.resume
+        attempt = parked.resume_attempt(self._tags, self._resumable, self._label, self._options.token,
+                                        self._lease.session_timeout, self._leader)
         out, answers = attempt.out, attempt.answers
         outcome: socket.socket | str | None = None
         selector = self._selector(server)

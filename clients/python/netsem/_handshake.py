@@ -209,6 +209,17 @@ class Parked:
             return self.resume.answers.stage()
         return "", "the TLS handshake"
 
+    def resume_attempt(self, tags: proto.Tags, resumable: _resume.Resumable, label: str, token: str,
+                       session_timeout: float, leader: tuple[str, int] | None) -> _resume.ResumeAttempt:
+        """Rule 10: this connection's RESUME attempt, begun on first use
+        (its lines handed to the socket from now: the lease counts from
+        ``sent_at``, now) and the same one, time included, when the
+        connection is waited on again (earlier is safe)."""
+        if self.resume is None:
+            self.resume = _resume.ResumeAttempt(tags, resumable, label, token, session_timeout, leader)
+            self.resume.sent_at = time.monotonic()
+        return self.resume
+
 
 def still_silent(stage: tuple[str, str], connected_at: float, now: float) -> str:
     """A kept attempt's entry in stats().unreachable (after "<server>: ")

@@ -218,8 +218,8 @@ class ResumeAttempt:
     """One RESUME attempt's state, sans I/O: the bytes still to send
     (``out``: the caller removes what the socket took), the partial line
     (``buffer``), the answers read (``answers``) and when RESUME was first
-    handed to the socket (``sent_at``, the caller sets it: the server reads
-    it after, so the lease counts from then). Rule 10: kept with its
+    handed to the socket (``sent_at``, set by _handshake.Parked.resume_attempt:
+    the server reads it after, so the lease counts from then). Rule 10: kept with its
     connection when the candidate is silent, and waited on again by the
     resume's next attempt to that candidate."""
 

@@ -20,6 +20,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,15 +71,24 @@ def acquire_in_thread(client: Any, name: str) -> tuple[threading.Thread, list[An
     return thread, got
 
 
-def test_a_session_moved_by_a_late_resume_is_resumed_not_lost(make: Callable[..., Any], start_netsemd: Any,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
-    """The client holds "one" and waits queued for "two" (another holds it);
-    its session is taken by a RESUME on another connection, which closes.
-    Without rule 11 the client read that as a KICK: the permit lost, the
-    queued acquire failed, a new session. With it: the session is resumed
-    (same id, no loss), "one" is still held by it, and "two" is granted by
-    the server once its holder lets go."""
-    caplog.set_level(logging.INFO, logger="netsem")
+@dataclass
+class Holding:
+    """A client that holds "one" (its losses recorded) and waits queued for
+    "two" in a thread (``got``: the permit or the error), which ``other``
+    holds (``blocker``), on ``server``."""
+
+    server: Any
+    other: Any
+    blocker: Any
+    client: Any
+    permit: Any
+    losses: list[NetsemError]
+    thread: threading.Thread
+    got: list[Any]
+
+
+@pytest.fixture
+def holding(make: Callable[..., Any], start_netsemd: Any) -> Iterator[Holding]:
     server = start_netsemd(semaphores="one = 1\ntwo = 1", server_options="session_timeout_ms = 6000")
     other = make(server.address)
     blocker = other.acquire("two")
@@ -89,17 +99,32 @@ def test_a_session_moved_by_a_late_resume_is_resumed_not_lost(make: Callable[...
     thread, got = acquire_in_thread(client, "two")
     try:
         assert wait_until(lambda: other.get("two").waiters == 1), other.get("two")
-        session = client.stats().session_id
-        resume_and_close(server.port, resumable(client))
-        assert wait_until(lambda: f"resumed session {session} on {server.address}" in caplog.text, 5), caplog.text
-        assert wait_until(lambda: client.stats().connected, 5), client.stats()
-        assert not losses and not permit.lost, losses
-        assert [holder.session_id for holder in other.holders("one")] == [session]
-        assert other.try_acquire("one") is None
-        release(other, blocker)
-        thread.join(15)
+        yield Holding(server, other, blocker, client, permit, losses, thread, got)
     finally:
         thread.join(15)
+
+
+def test_a_session_moved_by_a_late_resume_is_resumed_not_lost(holding: Holding,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """The client holds "one" and waits queued for "two" (another holds it);
+    its session is taken by a RESUME on another connection, which closes.
+    Without rule 11 the client read that as a KICK: the permit lost, the
+    queued acquire failed, a new session. With it: the session is resumed
+    (same id, no loss), "one" is still held by it, and "two" is granted by
+    the server once its holder lets go."""
+    caplog.set_level(logging.INFO, logger="netsem")
+    server, other, client, permit, losses = (holding.server, holding.other, holding.client, holding.permit,
+                                             holding.losses)
+    session = client.stats().session_id
+    resume_and_close(server.port, resumable(client))
+    assert wait_until(lambda: f"resumed session {session} on {server.address}" in caplog.text, 5), caplog.text
+    assert wait_until(lambda: client.stats().connected, 5), client.stats()
+    assert not losses and not permit.lost, losses
+    assert [holder.session_id for holder in other.holders("one")] == [session]
+    assert other.try_acquire("one") is None
+    release(other, holding.blocker)
+    holding.thread.join(15)
+    got = holding.got
     assert got and not isinstance(got[0], BaseException), got
     assert not got[0].is_local and got[0].fence is not None
     stats = client.stats()
@@ -109,25 +134,15 @@ def test_a_session_moved_by_a_late_resume_is_resumed_not_lost(make: Callable[...
     assert not losses
 
 
-def test_an_administrators_kick_is_still_a_kick(make: Callable[..., Any], start_netsemd: Any) -> None:
+def test_an_administrators_kick_is_still_a_kick(holding: Holding) -> None:
     """Any other ``* ERR KICKED`` (KICK's "kicked by session N (...)"): the
     session ends, the permit is lost, a queued acquire fails rather than
     being sent again, and the next session is a new one."""
-    server = start_netsemd(semaphores="one = 1\ntwo = 1", server_options="session_timeout_ms = 6000")
-    other = make(server.address)
-    blocker = other.acquire("two")
-    client = make(server.address)
-    permit = client.acquire("one")
-    losses: list[NetsemError] = []
-    permit.on_lost(losses.append)
-    thread, got = acquire_in_thread(client, "two")
-    try:
-        assert wait_until(lambda: other.get("two").waiters == 1), other.get("two")
-        session = client.stats().session_id
-        other.kick(session)
-        thread.join(15)
-    finally:
-        thread.join(15)
+    other, client, permit, losses = holding.other, holding.client, holding.permit, holding.losses
+    session = client.stats().session_id
+    other.kick(session)
+    holding.thread.join(15)
+    got = holding.got
     assert isinstance(got[0], Unavailable) and "not sent again" in str(got[0]), got
     assert wait_until(lambda: bool(losses), 5) and "KICK: kicked by session" in str(losses[0]), losses
     assert permit.lost
@@ -135,7 +150,7 @@ def test_an_administrators_kick_is_still_a_kick(make: Callable[..., Any], start_
     stats = client.stats()
     assert stats.session_id != session and stats.connection_losses == 1, stats
     assert other.holders("one") == []  # the server let go of it (this host still counts it until released)
-    release(other, blocker)
+    release(other, holding.blocker)
 
 
 def test_a_resume_attempt_whose_session_a_kept_attempt_took_goes_on_to_that_one(make: Callable[..., Any]) -> None:

@@ -111,15 +111,23 @@ def test_a_port_that_accepts_and_never_answers_is_no_outage(make: Callable[..., 
     assert client.stats().fallback_entries == 0 and client.stats().local_grants == 0
 
 
-def test_a_stopped_netsemd_is_no_outage_and_grants_once_continued(make: Callable[..., Any],
-                                                                   start_netsemd: Any) -> None:
-    server = start_netsemd(semaphores="one = 1")
+def silent_while_stopped(make: Callable[..., Any], server: Any, timeout: float) -> Any:
+    """A client of ``server``, made while the server is SIGSTOPped, whose
+    acquire("one", timeout) times out silent (times_out_silent); the
+    server is continued before it returns."""
     server.signal(signal.SIGSTOP)
     try:
         client = make([server.address])
-        times_out_silent(client, "one", 2.0)
+        times_out_silent(client, "one", timeout)
     finally:
         server.signal(signal.SIGCONT)
+    return client
+
+
+def test_a_stopped_netsemd_is_no_outage_and_grants_once_continued(make: Callable[..., Any],
+                                                                   start_netsemd: Any) -> None:
+    server = start_netsemd(semaphores="one = 1")
+    client = silent_while_stopped(make, server, 2.0)
     permit = client.acquire("one", timeout=10)
     assert not permit.is_local and permit.fence is not None
     assert not client.stats().silent  # a session began
@@ -136,12 +144,7 @@ def test_a_server_that_wakes_and_refuses_ends_the_silence(make: Callable[..., An
     server = start_netsemd(semaphores="one = 1", server_options="max_connections = 1")
     with socket.create_connection(("127.0.0.1", server.port)):  # the one slot
         assert server.wait_for_log("session began session=1", 5)
-        server.signal(signal.SIGSTOP)
-        try:
-            client = make([server.address])
-            times_out_silent(client, "one", 1.0)
-        finally:
-            server.signal(signal.SIGCONT)
+        client = silent_while_stopped(make, server, 1.0)
         assert wait_until(lambda: "is full" in client.stats().unreachable, 5), client.stats()
         assert not client.stats().silent and not client.connected, client.stats()
 
