@@ -387,7 +387,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     kQuiet,     // a request unanswered for T/6: move on (socket still open)
   };
   // kMoved (resume_handshake only): `* ERR KICKED resumed on another
-  // connection` after RESUME's OK, which a kept attempt may have caused.
+  // connection` after RESUME's OK: another RESUME of ours took the session
+  // (a kept attempt of this resume, or one given up earlier: rule 11).
   enum class Resumed { kResumed, kGone, kKicked, kServerGone, kBusy, kLapsed, kNoAnswer, kMoved };
   // After the connection of a resumable session ended without a word:
   // RESUME on the candidates (the last known leader, then servers_) until

@@ -209,13 +209,11 @@ Connection::Resumed Connection::resume(Endpoint& at, int& fd, const Status& why,
         keep_or_close();
         if (outcome == Resumed::kGone || outcome == Resumed::kKicked) return outcome;
         if (outcome == Resumed::kMoved) {
-          // Taken by a kept attempt of this resume: it answers when waited
-          // on next. With none, by another client holding the secret: over.
-          if (kept.empty()) {
-            attempt_failure_ = "the server ended the session by KICK: resumed on another connection";
-            log_warning("could not resume session {} on {}: {}", resume_id_, candidate.to_string(), attempt_failure_);
-            return Resumed::kKicked;
-          }
+          // Taken by another RESUME of ours (only this client holds the
+          // secret): a kept attempt of this resume, which answers when
+          // waited on next, or one given up earlier and read late (rule 11,
+          // as on a served session): the session lives on, and the resume
+          // goes on, within the lease as ever.
           failures = fmt::format("{}: {}", candidate.to_string(), attempt_failure_);
           break;
         }
@@ -371,7 +369,8 @@ Connection::Resumed Connection::resume_handshake(int fd, const Endpoint& endpoin
         if (resumed && answer.error == protocol::ErrorCode::kKicked && answer.message == kResumedElsewhere) {
           // Another connection took the session from this one, just taken
           // back: one of this resume's kept attempts (rule 10) whose RESUME
-          // the server read after this one's, or somebody else's.
+          // the server read after this one's, or an attempt given up
+          // earlier and read late (rule 11).
           attempt_failure_ = "the session was resumed on another connection";
           out_.clear();
           return Resumed::kMoved;

@@ -15,7 +15,8 @@
 // still a KICK (rule 11).
 // A scripted fake server: a Client closed during its resume, after RESUME's
 // OK, QUITs the resumed session; a `* ERR KICKED` right after RESUME's OK
-// ends the session as kicked; a 1.1 server never gets RESUME; a GET made
+// ends the session as kicked, unless it says another RESUME of ours took
+// it (the resume goes on); a 1.1 server never gets RESUME; a GET made
 // between two sessions answers the next round's refusal; rule 9's
 // edges (a try is tried again; a server that broke the protocol is not
 // asked again; a cancel ends the wait for the next session at once).
@@ -690,6 +691,44 @@ TEST_F(ClientResumeTest, AClientClosedDuringItsResumeQuitsTheResumedSession) {
     std::this_thread::sleep_for(200ms);
   }
   ASSERT_TRUE(eventually([&] { return server.saw(1, "QUIT"); }, 2s)) << "the resumed session was left to its timeout";
+}
+
+// Rule 11 within a resume (the lead's decision, moved.md): `* ERR KICKED
+// resumed on another connection` right after a RESUME's OK, with no other
+// attempt of this resume kept, is another RESUME of ours read late (given
+// up earlier), not a KICK: the resume goes on, and the next attempt takes
+// the session back with its permit. A scripted server, as no netsemd can be
+// made to read an abandoned RESUME just between another's OK and its MINE.
+// Before: a KICK, the permit lost.
+TEST_F(ClientResumeTest, AResumeWhoseSessionAnotherOfOursTookGoesOnResuming) {
+  ScriptedServer server([](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
+    if (connection == 1) {
+      if (f[1] == "RESUME") return "OK 7 0\n* ERR KICKED resumed on another connection";
+      return std::nullopt;
+    }
+    if (connection > 1) {
+      if (f[1] == "RESUME") return "OK 7 0";
+      if (f[1] == "MINE") return "ITEM held db 1 5\n" + f[0] + " END 1";
+    }
+    return version_12(f);
+  });
+  ASSERT_NE(server.port(), 0);
+  auto client = client_through(server.port());
+  ASSERT_TRUE(client && client->connected());
+  Result<Permit> permit = client->acquire("db", {.timeout = 2s});
+  ASSERT_TRUE(permit) << permit.status().to_string();
+  std::atomic<bool> lost{false};
+  permit->on_lost([&](const Status&) { lost = true; });
+  // RESUMABLE's answer comes after the handshake: wait for it to be read.
+  std::this_thread::sleep_for(200ms);
+  server.hang_up();
+  ASSERT_TRUE(eventually([&] { return client->stats().resumes == 1 || lost; }));
+  EXPECT_FALSE(lost.load());
+  EXPECT_FALSE(permit->lost());
+  EXPECT_EQ(server.connections(), 3);
+  EXPECT_TRUE(server.saw(2, "MINE"));
+  EXPECT_EQ(client->stats().connection_losses, 0u);
+  EXPECT_EQ(client->stats().session_id, 7u);
 }
 
 // A `* ERR KICKED` among a resumed connection's first lines (right after
