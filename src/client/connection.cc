@@ -409,6 +409,8 @@ void Connection::run() {
         if (attempt_silent_ && attempt_refusal_.is_ok()) silent_ones.push_back(endpoint.to_string());
         continue;
       }
+      // A session on a kept attempt's socket has a fresh one's options.
+      if (handshake_.kept) keep_alive_off(fd, at);
       session_began(at, hello);
       served_since = Clock::now();
       int live = fd;
@@ -692,6 +694,19 @@ void Connection::keep_alive(int fd, const Endpoint& endpoint) const {
       ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count) != 0 ||
       ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout) != 0) {
     log_debug("server {}: no keepalive on the kept connection: {}", endpoint.to_string(), std::strerror(errno));
+  }
+}
+
+void Connection::keep_alive_off(int fd, const Endpoint& endpoint) const {
+  // What connect_to sets on a fresh connection is TCP_NODELAY alone: no
+  // keepalive, no TCP_USER_TIMEOUT (the session's own pings and the lease
+  // watch it). The probe intervals keep_alive set stay, unused without
+  // SO_KEEPALIVE (Linux cannot set them back to "the system's").
+  const int off = 0;
+  const unsigned int none = 0;
+  if (::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &off, sizeof off) != 0 ||
+      ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &none, sizeof none) != 0) {
+    log_debug("server {}: the kept connection's keepalive stays on: {}", endpoint.to_string(), std::strerror(errno));
   }
 }
 

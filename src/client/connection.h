@@ -364,6 +364,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // that forgot the connection resets it (the next round connects anew);
   // one that is gone lets it time out (kept_timed_out).
   void keep_alive(int fd, const Endpoint& endpoint) const;
+  // Undoes keep_alive when a session begins or is resumed on a kept
+  // attempt's socket: it has then what a fresh connection has (no
+  // keepalive, no TCP_USER_TIMEOUT), as any other session.
+  void keep_alive_off(int fd, const Endpoint& endpoint) const;
   // A kept attempt's socket that timed out (keepalive, `error` ETIMEDOUT) is
   // taken as a connect timeout: rule 8 decides whether it is still silent.
   void kept_timed_out(int error);

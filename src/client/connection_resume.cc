@@ -188,6 +188,8 @@ Connection::Resumed Connection::resume(Endpoint& at, int& fd, const Status& why,
         }
         const Resumed outcome = resume_handshake(socket, candidate, deadline);
         if (outcome == Resumed::kResumed) {
+          // A session on a kept attempt's socket has a fresh one's options.
+          if (handshake_.kept) keep_alive_off(socket, candidate);
           at = candidate;
           fd = socket;
           const std::vector<std::string> mine = std::move(resume_shake_.mine);

@@ -44,6 +44,7 @@
 #include "netsem/client.h"
 #include "netsemd_harness.h"
 #include "support/eventually.h"
+#include "support/own_sockets.h"
 #include "support/request_lines.h"
 #include "tcp_proxy.h"
 
@@ -459,7 +460,7 @@ std::vector<std::string> resume_refused_after_shutdown(int listener, std::promis
 // with connect_timeout 500 ms). Once the server wakes it answers both kept
 // RESUMEs, the later taking the session from the earlier (`* ERR KICKED
 // resumed on another connection`, which the client follows): resumed, the
-// permit kept.
+// permit kept, on a socket with a fresh connection's options.
 TEST_F(ClientResumeTest, ASilentResumeAttemptIsKeptOpenAndTheSessionIsResumedOnItOnceTheServerWakes) {
   start_server();
   testing::TcpProxy proxy(server_->port());
@@ -493,6 +494,18 @@ TEST_F(ClientResumeTest, ASilentResumeAttemptIsKeptOpenAndTheSessionIsResumedOnI
   const std::int64_t resumes = netsem::testing::connections_total(stats()) - before - 1;
   EXPECT_GE(resumes, 1);
   EXPECT_LE(resumes, 3) << "connections of the resume: " << resumes;
+  // The session resumed on a kept attempt's socket has a fresh connection's
+  // options: no keepalive, no TCP_USER_TIMEOUT (before: rule 9a's probes
+  // and 4 s). Every socket of this process to the server or the proxy: the
+  // client's, and the proxy's own, which sets neither.
+  std::vector<int> own = test_support::sockets_connected_to(server_->port());
+  for (const int fd : test_support::sockets_connected_to(proxy.port())) own.push_back(fd);
+  ASSERT_FALSE(own.empty());
+  for (const int fd : own) {
+    const test_support::KeepAlive options = test_support::keep_alive_of(fd);
+    EXPECT_EQ(options.on, 0) << "fd " << fd;
+    EXPECT_EQ(options.user_timeout_ms, 0) << "fd " << fd;
+  }
   ASSERT_TRUE(permit->release().is_ok());
 }
 

@@ -27,6 +27,7 @@
 #include "journal/file_journal.h"
 #include "netsemd_harness.h"
 #include "protocol/stats_json.h"
+#include "support/own_sockets.h"
 #include "support/request_lines.h"
 #include "tcp_proxy.h"
 
@@ -980,7 +981,11 @@ TEST_F(ClientTest, AServerThatAcceptsAndNeverAnswersIsNotAnOutage) {
 // does not accept, as above; then the test accepts what is queued (one
 // connection) and plays the server on it: the session begins on the kept
 // connection, whose HELLO was sent rounds ago. Without rule 9: 5 or more
-// connections queued, and the one answered has been closed.
+// connections queued, and the one answered has been closed. The kept socket
+// has keepalive (rule 9a), which the session begun on it no longer has, as
+// a session on a fresh connection (the client's socket read in this
+// process: its I/O thread runs here); before, it kept 9a's probes and its
+// 4 s TCP_USER_TIMEOUT.
 TEST_F(ClientTest, ASilentAttemptIsKeptOpenAndTheSessionBeginsOnItOnceTheServerAnswers) {
   std::uint16_t port = 0;
   const int listener = bound_socket(port, 1024);
@@ -994,6 +999,16 @@ TEST_F(ClientTest, ASilentAttemptIsKeptOpenAndTheSessionBeginsOnItOnceTheServerA
   ASSERT_FALSE(permit) << "granted, local: " << permit->is_local();
   EXPECT_EQ(permit.status().code(), StatusCode::kTimeout) << permit.status().to_string();
   EXPECT_EQ(client->stats().fallback_entries, 0u);
+  // Rule 9a: the kept attempt probes its server, 1 s apart (connect_timeout
+  // in whole seconds, at least 1), 3 probes, TCP_USER_TIMEOUT 1 + 3 of them.
+  std::vector<int> own = test_support::sockets_connected_to(port);
+  ASSERT_EQ(own.size(), 1u);
+  const test_support::KeepAlive kept = test_support::keep_alive_of(own[0]);
+  EXPECT_EQ(kept.on, 1);
+  EXPECT_EQ(kept.idle, 1);
+  EXPECT_EQ(kept.interval, 1);
+  EXPECT_EQ(kept.count, 3);
+  EXPECT_EQ(kept.user_timeout_ms, 4000);
   std::vector<int> queued = accept_queued(listener);
   ASSERT_EQ(queued.size(), 1u) << "connections from one client while its server was silent";
   std::vector<std::string> seen;
@@ -1004,6 +1019,19 @@ TEST_F(ClientTest, ASilentAttemptIsKeptOpenAndTheSessionBeginsOnItOnceTheServerA
   EXPECT_FALSE(granted->is_local());
   // The parked connection became readable: the sleep between rounds ended.
   EXPECT_LT(since(start), 1s);
+  // The session on it has what a fresh connection has (connect_to leaves a
+  // new socket's keepalive and TCP_USER_TIMEOUT as they are): off, 0.
+  own = test_support::sockets_connected_to(port);
+  ASSERT_EQ(own.size(), 1u);
+  const int fresh_socket = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fresh_socket, 0);
+  const test_support::KeepAlive fresh = test_support::keep_alive_of(fresh_socket);
+  ::close(fresh_socket);
+  const test_support::KeepAlive served = test_support::keep_alive_of(own[0]);
+  EXPECT_EQ(served.on, fresh.on);
+  EXPECT_EQ(served.user_timeout_ms, fresh.user_timeout_ms);
+  EXPECT_EQ(served.on, 0);
+  EXPECT_EQ(served.user_timeout_ms, 0);
   EXPECT_TRUE(client->connected());
   EXPECT_FALSE(client->stats().silent) << "a session began";
   EXPECT_EQ(client->stats().fallback_entries, 0u);
