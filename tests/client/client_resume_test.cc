@@ -12,7 +12,8 @@
 // connection is kept and the session resumed on it (rule 10). A late RESUME
 // of the client's own session (the secret read through the proxy) moves it:
 // resumed as after a dropped connection, while an administrator's KICK is
-// still a KICK (rule 11).
+// still a KICK (rule 11); a kept RESUME attempt given up is closed without
+// QUIT, which would end the session it takes when read late (rule 9c).
 // A scripted fake server: a Client closed during its resume, after RESUME's
 // OK, QUITs the resumed session; a `* ERR KICKED` right after RESUME's OK
 // ends the session as kicked, unless it says another RESUME of ours took
@@ -258,6 +259,43 @@ TEST_F(ClientResumeTest, ALateResumeOfItsOwnMovesTheSessionWhichTheClientResumes
   EXPECT_FALSE(granted->lost());
   EXPECT_TRUE(lic->release().is_ok());
   EXPECT_TRUE(lic_lost().empty());
+}
+
+// Rule 9c's other half: a kept RESUME attempt given up is closed plainly,
+// never with QUIT, which after a RESUME the server reads late would end the
+// session it took, permits and all. The proxy frozen (its kernel still
+// accepts: a server frozen behind it) as it resets the session's
+// connection: the resume's attempt through it is silent and kept (rule
+// 10), and the server itself (as LEADER names it) resumes the session,
+// which gives that attempt up. When the proxy thaws it forwards what the
+// client wrote there: a RESUME that takes the session (rule 11: the client
+// resumes it again), then the close. A QUIT there would end the session:
+// the permit lost, and the server counting a QUIT.
+TEST_F(ClientResumeTest, AKeptResumeAttemptGivenUpIsClosedWithoutQuit) {
+  start_server();
+  testing::TcpProxy proxy(server_->port());
+  ASSERT_NE(proxy.port(), 0);
+  auto holder = client_through(proxy.port());
+  ASSERT_TRUE(holder && holder->connected());
+  Result<Permit> permit = holder->acquire("lic");
+  ASSERT_TRUE(permit) << permit.status().to_string();
+  std::atomic<bool> lost{false};
+  permit->on_lost([&](const Status&) { lost = true; });
+  proxy.freeze();
+  proxy.reset();
+  ASSERT_TRUE(eventually([&] { return holder->stats().resumes == 1; })) << server_->log();
+  EXPECT_EQ(holder->stats().server, "127.0.0.1:" + std::to_string(server_->port()));
+  proxy.thaw();
+  ASSERT_TRUE(eventually([&] { return holder->stats().resumes == 2 || lost; })) << server_->log();
+  EXPECT_FALSE(lost.load());
+  EXPECT_FALSE(permit->lost());
+  EXPECT_EQ(holder->stats().connection_losses, 0u);
+  EXPECT_EQ(try_acquire("lic"), "t TIMEOUT");
+  auto look = netsem::testing::Client::connect(server_->port());
+  ASSERT_TRUE(look);
+  const std::string stats = look->request(req::stats("s"));
+  EXPECT_NE(stats.find("\"session_ends_quit_total\":0,"), std::string::npos) << stats;
+  ASSERT_TRUE(permit->release().is_ok());
 }
 
 // Rule 11 reads only the move's words: an administrator's KICK of a

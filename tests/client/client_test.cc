@@ -915,6 +915,21 @@ std::vector<std::string> handshake_lines(const ClientOptions& base) {
   return seen;
 }
 
+// A STATS field of the server on `port`, from a raw connection of its own
+// (counted too: a session, a connection, one request); -1 when it cannot be
+// read.
+std::int64_t server_stat(std::uint16_t port, const std::string& field) {
+  auto connection = netsem::testing::Client::connect(port);
+  if (!connection) return -1;
+  const std::string answer = connection->request(req::stats("s"));
+  std::vector<protocol::StatsField> fields;
+  std::int64_t value = -1;
+  if (!answer.starts_with("s OK ") || !protocol::parse_stats(answer.substr(5), fields) ||
+      !protocol::stats_integer(fields, field, value))
+    return -1;
+  return value;
+}
+
 // A port that accepts and never answers (a bare listener: the kernel accepts
 // into its queue; no netsemd can be made to do this deterministically but by
 // SIGSTOP, the next test) is not an outage: a server there may hold permits
@@ -1043,6 +1058,37 @@ TEST_F(ClientTest, ASilentAttemptIsKeptOpenAndTheSessionBeginsOnItOnceTheServerA
   EXPECT_EQ(netsem::testing::fields(seen[0])[1], "HELLO") << seen[0];
   EXPECT_TRUE(accept_queued(listener).empty());
   ::close(listener);
+}
+
+// Rule 9c (audit22 minor): a kept attempt given up because a session began
+// on another server is closed with QUIT behind its handshake. The first
+// server, a real netsemd frozen (SIGSTOP: its kernel accepts the connection
+// and keeps what the client wrote, the close too), reads them when it wakes
+// and ends that session at once (session_ends_quit_total), instead of
+// keeping it resumable for its session timeout after the close (its log:
+// "resumable for"). Without the QUIT: no QUIT end, and the session waits.
+TEST_F(ClientTest, AKeptAttemptGivenUpIsQuitSoTheFrozenServerEndsItsSessionAsItWakes) {
+  ASSERT_NO_FATAL_FAILURE(start_server(server_options("session_timeout_ms = 20000\n")));
+  std::string error;
+  std::unique_ptr<Netsemd> other = Netsemd::start(server_options("session_timeout_ms = 20000\n"), &error);
+  ASSERT_TRUE(other) << error;
+  server_->send_signal(SIGSTOP);
+  struct Thaw {
+    Netsemd& server;
+    ~Thaw() { server.send_signal(SIGCONT); }
+  } thaw{*server_};
+  ClientOptions options = options_for(server_->port());
+  options.servers.push_back("127.0.0.1:" + std::to_string(other->port()));
+  options.connect_timeout = 300ms;
+  auto client = make_client(options);
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(client->connected()) << client->stats().unreachable;
+  EXPECT_EQ(client->stats().server, "127.0.0.1:" + std::to_string(other->port()));
+  server_->send_signal(SIGCONT);
+  EXPECT_TRUE(eventually([&] { return server_stat(server_->port(), "session_ends_quit_total") == 1; }))
+      << server_->log();
+  EXPECT_EQ(server_->log().find("resumable for"), std::string::npos) << server_->log();
+  EXPECT_EQ(server_stat(server_->port(), "sessions"), 1) << "this STATS' own session only";
 }
 
 // Rule 9's keepalive (audit22 finding A): a kept connection whose server's
@@ -1567,20 +1613,6 @@ TEST_F(ClientTest, PingsKeepAnIdleSessionAlive) {
   EXPECT_EQ(client->stats().connects, 1u);
 }
 
-// The server's request counter, from STATS on a raw connection (which adds
-// its own HELLO-less STATS: one request).
-std::int64_t server_requests(std::uint16_t port) {
-  auto connection = netsem::testing::Client::connect(port);
-  if (!connection) return -1;
-  const std::string answer = connection->request("s STATS");
-  std::vector<protocol::StatsField> fields;
-  std::int64_t value = -1;
-  if (!answer.starts_with("s OK ") || !protocol::parse_stats(answer.substr(5), fields) ||
-      !protocol::stats_integer(fields, "requests", value))
-    return -1;
-  return value;
-}
-
 TEST_F(ClientTest, PingsGoAtASixthOfTheSessionTimeout) {
   // T/6 (issue 16): an unanswered ping leaves about T/3 of the lease (T/2)
   // for a failover. T = 1200 ms: a ping every 200 ms, 12 in 2.4 s (T/3
@@ -1590,9 +1622,9 @@ TEST_F(ClientTest, PingsGoAtASixthOfTheSessionTimeout) {
   ASSERT_TRUE(client);
   ASSERT_TRUE(eventually([&] { return client->connected(); }));
   std::this_thread::sleep_for(300ms);  // the handshake's requests are counted
-  const std::int64_t before = server_requests(server_->port());
+  const std::int64_t before = server_stat(server_->port(), "requests");
   std::this_thread::sleep_for(2400ms);
-  const std::int64_t after = server_requests(server_->port());
+  const std::int64_t after = server_stat(server_->port(), "requests");
   ASSERT_GE(before, 0);
   const std::int64_t pings = after - before - 1;
   std::printf("%lld pings in 2.4 s with T = 1.2 s\n", static_cast<long long>(pings));
