@@ -40,6 +40,7 @@ extern "C" {
 #include <new>
 #include <optional>
 #include <regex>
+#include <set>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -592,6 +593,10 @@ class RaftNode::Impl {
   }
 
   Status open();
+  // After a failed open() and finish_loop(): when this open() bootstrapped
+  // the directory, removes what the bootstrap and the start made, so that
+  // the directory is pristine again; what is appended to open()'s reason.
+  std::string undo_bootstrap();
   void run() { uv_run(&loop_, UV_RUN_DEFAULT); }
   void finish_loop();
 
@@ -729,6 +734,9 @@ class RaftNode::Impl {
   raft_fsm fsm_{};
   struct raft raft_ {};
   int dir_fd_ = -1;
+  // Set when open() bootstrapped the directory: the names it held before
+  // (a pristine directory's: no whole metadata file, no log).
+  std::optional<std::set<std::string>> before_bootstrap_;
   bool loop_open_ = false, transport_open_ = false, io_open_ = false, raft_open_ = false, handles_open_ = false;
 
   // Raft thread only.
@@ -873,7 +881,13 @@ Status RaftNode::Impl::open() {
       rv = raft_configuration_add(&conf, server.id, server.address.c_str(), to_raft_role(server.role));
       if (rv != 0) break;
     }
+    std::set<std::string> before;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(o.data_dir, ec), end; !ec && it != end; it.increment(ec)) {
+      before.insert(it->path().filename().string());
+    }
     if (rv == 0) rv = raft_bootstrap(&raft_, &conf);
+    if (rv == 0) before_bootstrap_ = std::move(before);
     raft_configuration_close(&conf);
     // RAFT_CANTBOOTSTRAP: the directory holds a log already, which wins.
     if (rv == RAFT_CANTBOOTSTRAP) {
@@ -907,6 +921,50 @@ Status RaftNode::Impl::open() {
   handles_open_ = true;
   publish();
   return Status::ok();
+}
+
+// libraft bootstraps before raft_start, which is where its transport
+// listens (raft.h: raft_bootstrap on an instance "not started yet"): a
+// first start whose Raft port is taken had written its first configuration
+// already, and the next start (the port moved in the server.N lines) kept
+// the stored one, the old address (newuser23 finding 4). When open()
+// bootstrapped and failed after, nothing was sent or voted (libraft never
+// ran), so the files the bootstrap and the start made (metadata1, the
+// first segment, open segments) are removed again, and the metadata files
+// too: libraft bootstraps only a directory with neither whole, so one there
+// before was a torn first write, which libraft itself deletes.
+std::string RaftNode::Impl::undo_bootstrap() {
+  if (!before_bootstrap_) return {};
+  const std::string& dir = options_.data_dir;
+  std::vector<std::string> removed;
+  std::string failed;
+  std::error_code ec;
+  std::vector<std::filesystem::path> now;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    now.push_back(it->path());
+  }
+  std::sort(now.begin(), now.end());
+  for (const auto& path : now) {
+    const std::string name = path.filename().string();
+    if (before_bootstrap_->contains(name) && name != "metadata1" && name != "metadata2") continue;
+    std::error_code gone;
+    if (std::filesystem::remove(path, gone)) {
+      removed.push_back(name);
+    } else if (gone) {
+      failed += (failed.empty() ? "" : ", ") + name + " (" + gone.message() + ")";
+    }
+  }
+  if (dir_fd_ >= 0) ::fsync(dir_fd_);
+  before_bootstrap_.reset();
+  std::string names;
+  for (const auto& name : removed) names += (names.empty() ? "" : ", ") + name;
+  spdlog::info("raft: the first start failed: removed what its bootstrap of {} wrote ({})", dir, names);
+  if (!failed.empty()) {
+    return "; the first configuration this start wrote could not be removed again (" + failed + "): empty " + dir +
+           " before the next start, or it keeps that configuration";
+  }
+  return "; the first configuration this start wrote was removed again: " + dir +
+         " is pristine, and the next start bootstraps it from the server.N lines";
 }
 
 // Closes whatever open() opened, on the thread that runs the loop (or on the
@@ -1406,6 +1464,9 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(RaftOptions options, StateMach
   auto impl = std::make_unique<Impl>(std::move(options), machine);
   if (Status status = impl->open(); !status) {
     impl->finish_loop();
+    if (std::string undone = impl->undo_bootstrap(); !undone.empty()) {
+      return Status(status.code(), std::string(status.message()) + undone);
+    }
     return status;
   }
   Impl* raw = impl.get();

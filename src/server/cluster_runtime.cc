@@ -99,11 +99,61 @@ Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& 
   auto node = cluster::ClusterNode::start(std::move(options));
   if (!node) return node.status();
   runtime->node_ = std::move(*node);
+  runtime->data_dir_ = data_dir.string();
   runtime->watch();
   spdlog::info("cluster server {} of {}: raft {} (data {}), clients {}{}", self->id, config.cluster.servers.size(),
                self->raft_address, data_dir.string(), self->client_address,
                config.cluster.join ? " (join = on: waiting to be added)" : "");
   return runtime;
+}
+
+Status ClusterRuntime::check_stored_configuration(const ServerConfig& config) const {
+  if (!node_) return Status::ok();
+  const std::vector<raft::ServerInfo> stored = node_->status().configuration;
+  if (stored.empty()) return Status::ok();
+  std::map<std::uint64_t, const raft::ServerInfo*> by_id;
+  for (const raft::ServerInfo& server : stored) by_id[server.id] = &server;
+  std::map<std::uint64_t, const ClusterMember*> lines;
+  for (const ClusterMember& member : config.cluster.servers) lines[member.id] = &member;
+  if (const auto self = by_id.find(id_);
+      self != by_id.end() && lines.contains(id_) && self->second->address != lines[id_]->raft_address) {
+    return Status(
+        StatusCode::kInvalidArgument,
+        fmt::format("[cluster]: the Raft directory {} holds a configuration with this server ({}) at the Raft address "
+                    "{}, but its server.{} line says {}: the others send to the stored address and would never reach "
+                    "this server. The stored configuration wins over the server.N lines once the directory is "
+                    "bootstrapped. Put {} back in server.{} (raft_bind_address, if it must listen elsewhere); or, to "
+                    "move it: stop it, `netsem cluster remove {}` on the others, empty {}, and start it with join = on "
+                    "and `netsem cluster add {} <raft> <client>`",
+                    data_dir_, id_, self->second->address, id_, lines[id_]->raft_address, self->second->address, id_,
+                    id_, data_dir_, id_));
+  }
+  std::vector<std::string> differences;
+  for (const auto& [id, member] : lines) {
+    const auto found = by_id.find(id);
+    if (found == by_id.end()) {
+      differences.push_back(
+          fmt::format("server.{} (raft {}) is not in the stored configuration", id, member->raft_address));
+    } else if (found->second->address != member->raft_address) {
+      differences.push_back(fmt::format("server.{} says raft {}, the stored configuration {}", id, member->raft_address,
+                                        found->second->address));
+    }
+  }
+  for (const auto& [id, server] : by_id) {
+    if (!lines.contains(id)) {
+      differences.push_back(fmt::format("server {} (raft {}, {}) is stored but has no server.{} line", id,
+                                        server->address, raft::server_role_name(server->role), id));
+    }
+  }
+  if (differences.empty()) return Status::ok();
+  std::string text;
+  for (const std::string& difference : differences) text += (text.empty() ? "" : "; ") + difference;
+  spdlog::warn(
+      "cluster: the Raft directory {} holds a configuration of {} servers that differs from the server.N lines: {}. "
+      "The stored one wins: the lines are read only to bootstrap a pristine directory. Change the members with "
+      "`netsem cluster add` and `netsem cluster remove` (docs/replication.md, \"Adding and removing servers\")",
+      data_dir_, stored.size(), text);
+  return Status::ok();
 }
 
 void ClusterRuntime::push(std::optional<cluster::ReplicaEvent> event) {

@@ -96,6 +96,17 @@ class ClusterRuntime final : public CommandSink {
                                                        std::size_t max_queued_bytes = kMaxQueuedBytes);
   ~ClusterRuntime() override;
   ClusterRuntime(const ClusterRuntime&) = delete;
+
+  // The Raft configuration the data directory holds (loaded at start)
+  // against `config`'s server.N lines (ids and Raft addresses). The stored
+  // one wins, as etcd's data directory wins over --initial-cluster: each
+  // difference is logged (warning), with how to change the members. When
+  // the stored configuration has this server at another Raft address than
+  // its server.N line (where it listens and what it tells the others), the
+  // others would never reach it: kInvalidArgument saying so (netsemd exits
+  // 2). OK, nothing logged, when they agree or nothing is stored yet (join
+  // = on, not added yet).
+  Status check_stored_configuration(const ServerConfig& config) const;
   ClusterRuntime& operator=(const ClusterRuntime&) = delete;
 
   // The loop replica: what the dispatcher reads.
@@ -183,6 +194,7 @@ class ClusterRuntime final : public CommandSink {
   asio::io_context& io_;
   std::uint64_t id_ = 0;
   std::string secret_;
+  std::string data_dir_;                                   // the Raft data directory
   std::map<std::uint64_t, std::string> configured_;        // the server.N lines
   std::map<std::uint64_t, std::string> client_addresses_;  // configured_ + the replicated members
   std::uint64_t seeded_term_ = 0;                          // the term seed_members() last submitted in

@@ -286,6 +286,11 @@ int main(int argc, char** argv) try {
       std::fprintf(stderr, "netsemd: stopped: %s\n", failure.to_string().c_str());
       return kExitDiverged;
     }
+    if (server.bad_configuration()) {
+      // The file's [cluster] lines against the Raft directory's: fix the file.
+      std::fprintf(stderr, "netsemd: %s\n", status.message().c_str());
+      return kExitBadConfig;
+    }
     // The program's last word, like its other errors (issue 12 item 10),
     // not a log record: "netsemd: cannot start: CORRUPTION: journal ...".
     std::fprintf(stderr, "netsemd: cannot start: %s\n", status.to_string().c_str());

@@ -312,6 +312,13 @@ Status Server::start() {
   verifier_ = std::make_unique<auth::TokenVerifier>();
   verifier_->set_tokens(config_.auth.tokens);
   if (auto status = start_http(); !status) return status;
+  // What can fail for a taken port or a bad path, before the Raft node
+  // starts: a cluster's first start bootstraps its Raft directory, and a
+  // start that failed after that left the stored configuration behind
+  // (newuser23 finding 4). Connections wait in the backlog until the loop
+  // accepts (accept_next, below).
+  if (auto status = start_listening(); !status) return status;
+  if (auto status = start_tls(); !status) return status;
 
   if (config_.cluster.enabled) {
     if (auto status = start_cluster(); !status) return status;
@@ -334,26 +341,8 @@ Status Server::start() {
                  config_.auth.subjects.size());
   }
 
-  std::error_code error;
-  std::filesystem::create_directories(config_.stats_dir, error);
-  if (error) {
-    return Status(StatusCode::kIoError,
-                  "cannot create stats_dir " + config_.stats_dir.string() + ": " + error.message());
-  }
-
-  const auto address = asio::ip::make_address(config_.bind_address, error);
-  if (error) return Status(StatusCode::kInvalidArgument, "bad bind_address '" + config_.bind_address + "'");
-  const asio::ip::tcp::endpoint endpoint(address, config_.bind_port);
-  acceptor_.open(endpoint.protocol(), error);
-  if (!error) acceptor_.set_option(asio::socket_base::reuse_address(true), error);
-  if (!error) acceptor_.bind(endpoint, error);
-  if (!error) acceptor_.listen(asio::socket_base::max_listen_connections, error);
-  if (error) {
-    return Status(StatusCode::kIoError, "cannot listen on " + describe_peer(endpoint) + ": " + error.message());
-  }
-  port_ = acceptor_.local_endpoint().port();
   dispatcher_->set_own_address(describe_peer(acceptor_.local_endpoint()));  // a single server's LEADER
-  if (auto status = start_tls(); !status) return status;
+  std::error_code error;
   auto ready = ReadySet::open(io_);
   if (!ready) return ready.status();
   ready_ = std::move(*ready);
@@ -389,6 +378,27 @@ Status Server::start() {
   // /readyz says.
   notify_.ready(service_status());
   arm_watchdog();
+  return Status::ok();
+}
+
+Status Server::start_listening() {
+  std::error_code error;
+  std::filesystem::create_directories(config_.stats_dir, error);
+  if (error) {
+    return Status(StatusCode::kIoError,
+                  "cannot create stats_dir " + config_.stats_dir.string() + ": " + error.message());
+  }
+  const auto address = asio::ip::make_address(config_.bind_address, error);
+  if (error) return Status(StatusCode::kInvalidArgument, "bad bind_address '" + config_.bind_address + "'");
+  const asio::ip::tcp::endpoint endpoint(address, config_.bind_port);
+  acceptor_.open(endpoint.protocol(), error);
+  if (!error) acceptor_.set_option(asio::socket_base::reuse_address(true), error);
+  if (!error) acceptor_.bind(endpoint, error);
+  if (!error) acceptor_.listen(asio::socket_base::max_listen_connections, error);
+  if (error) {
+    return Status(StatusCode::kIoError, "cannot listen on " + describe_peer(endpoint) + ": " + error.message());
+  }
+  port_ = acceptor_.local_endpoint().port();
   return Status::ok();
 }
 
@@ -440,6 +450,10 @@ Status Server::start_cluster() {
   // dispatcher reads; the leader replicates the configured limits.
   auto runtime = ClusterRuntime::start(io_, config_, repair_);
   if (!runtime) return runtime.status();
+  if (auto checked = (*runtime)->check_stored_configuration(config_); !checked) {
+    bad_configuration_ = true;
+    return checked;
+  }
   cluster_ = std::move(*runtime);
   dispatcher_ = std::make_unique<Dispatcher>(
       cluster_->replica(), *cluster_, cluster_->id(), config_, counters_, peer_logs_,

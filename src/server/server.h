@@ -91,6 +91,10 @@ class Server final : private JournalProgress, public SessionHost {
   // Why the server stopped by itself (ok after a requested stop): its
   // cluster replica could not follow the log (main exits with status 3).
   const Status& failure() const { return failure_; }
+  // After a failed start(): whether it failed on the configuration, not on
+  // the machine (the Raft directory's stored configuration has this server
+  // at another address: ClusterRuntime::check_stored_configuration): exit 2.
+  bool bad_configuration() const { return bad_configuration_; }
   // Re-reads the configuration file: [semaphores], allowed_networks and
   // admin_networks.
   void reload();
@@ -128,6 +132,9 @@ class Server final : private JournalProgress, public SessionHost {
   // have left holders working under their leases, holds grants for one
   // session timeout (restart_lease_wait).
   Status start_lease_wait(const journal_format::RunRecord& previous);
+  // start()'s stats_dir made and client listener bound (not accepting
+  // yet), before the journal or the cluster: kIoError naming the address.
+  Status start_listening();
   // start()'s single server: the journal opened, the table recovered, the
   // dispatcher over them, the lease wait.
   Status start_journal();
@@ -285,6 +292,7 @@ class Server final : private JournalProgress, public SessionHost {
   // its own, or the previous run's lease wait when longer.
   std::int64_t recorded_timeout_ms_ = 0;
   bool repair_ = false;
+  bool bad_configuration_ = false;                              // bad_configuration()
   std::vector<std::pair<std::string, std::string>> overrides_;  // set_overrides
 };
 

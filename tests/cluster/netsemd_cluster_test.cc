@@ -1596,6 +1596,97 @@ TEST(NetsemdClusterStart, ATakenRaftPortIsNamedWithItsError) {
       << error;
 }
 
+// Whether `dir` holds no file, or is not there (a pristine Raft directory).
+::testing::AssertionResult pristine(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) return ::testing::AssertionSuccess();
+  std::string names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) names += " " + entry.path().filename().string();
+  if (names.empty()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << dir << " holds" << names;
+}
+
+// The first start fails on a taken Raft port after libraft bootstrapped the
+// directory (raft_bootstrap comes before raft_start, which listens): that
+// bootstrap is removed again, so the start after the port moved in the
+// server.N line bootstraps with the new address. The directory kept the
+// old one, which the others would have been sent to (newuser23 finding 4);
+// this test's restart now refuses that (below), and it fails on the
+// directory left non-pristine without the undo.
+TEST(NetsemdClusterStart, AFirstStartOnATakenRaftPortLeavesTheDirectoryPristine) {
+  SingleServer one;
+  {
+    const UniqueFd taken = listen_on(one.raft_port);
+    ASSERT_TRUE(taken.valid());
+    std::string error;
+    auto server = Netsemd::start(one.options, &error);
+    ASSERT_EQ(server, nullptr);
+    EXPECT_NE(error.find("(exit status 1)"), std::string::npos) << error;
+    EXPECT_NE(error.find("the first configuration this start wrote was removed again"), std::string::npos) << error;
+  }
+  EXPECT_TRUE(pristine(one.dir.path() / "data" / "raft"));
+  one.raft_port = test_support::free_loopback_port();
+  one.options = single_server(one.dir, one.client_port, one.raft_port);
+  ASSERT_TRUE(one.start());
+  auto client = Client::connect(one.client_port);
+  ASSERT_NE(client, nullptr);
+  const std::string status = client->request("s CLUSTER STATUS", 10s);
+  EXPECT_NE(status.find("\"raft\":\"127.0.0.1:" + std::to_string(one.raft_port) + "\""), std::string::npos)
+      << status << "\n"
+      << one.server->log();
+}
+
+// A restart whose server.N lines differ from the stored configuration: the
+// stored one wins, as etcd's data directory wins over --initial-cluster,
+// and each difference is named with how to change the members (it was
+// silent). Its own line at another Raft address than the stored one is
+// refused (exit 2): the others would send to the stored one for ever.
+TEST(NetsemdClusterStart, ServerLinesThatDifferFromTheStoredConfigurationAreNamed) {
+  SingleServer one;
+  ASSERT_TRUE(one.start());
+  one.server->send_signal(SIGTERM);
+  ASSERT_TRUE(one.server->wait_exit(10s).has_value()) << one.server->log();
+  one.server.reset();
+  // A second server's line: the stored configuration (server 1 alone) wins.
+  const std::uint16_t other_raft = test_support::free_loopback_port();
+  const Netsemd::Options first = one.options;
+  one.options.raw_config += "server.2 = 127.0.0.2:" + std::to_string(other_raft) +
+                            " 127.0.0.2:" + std::to_string(test_support::free_loopback_port()) + "\n";
+  ASSERT_TRUE(one.start());
+  ASSERT_TRUE(one.server->wait_for_log("differs from the server.N lines", 5s)) << one.server->log();
+  const std::string log = one.server->log();
+  EXPECT_NE(log.find("server.2 (raft 127.0.0.2:" + std::to_string(other_raft) +
+                     ") is not in the stored configuration. The stored one wins"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("`netsem cluster add` and `netsem cluster remove`"), std::string::npos) << log;
+  EXPECT_NE(one.holder(), nullptr);
+  one.server->send_signal(SIGTERM);
+  ASSERT_TRUE(one.server->wait_exit(10s).has_value()) << one.server->log();
+  one.server.reset();
+  // The same lines as stored: nothing said.
+  one.options = first;
+  ASSERT_TRUE(one.start());
+  ASSERT_NE(one.holder(), nullptr);
+  EXPECT_EQ(one.server->log().find("differs from the server.N lines"), std::string::npos) << one.server->log();
+  one.server->send_signal(SIGTERM);
+  ASSERT_TRUE(one.server->wait_exit(10s).has_value()) << one.server->log();
+  one.server.reset();
+  // Its own Raft port moved: refused, naming both addresses.
+  const std::uint16_t moved = test_support::free_loopback_port();
+  const Netsemd::Options options = single_server(one.dir, one.client_port, moved);
+  std::string error;
+  auto server = Netsemd::start(options, &error);
+  ASSERT_EQ(server, nullptr) << server->log();
+  EXPECT_NE(error.find("(exit status 2)"), std::string::npos) << error;
+  EXPECT_NE(
+      error.find("netsemd: [cluster]: the Raft directory " + (one.dir.path() / "data" / "raft").string() +
+                 " holds a configuration with this server (1) at the Raft address 127.0.0.1:" +
+                 std::to_string(one.raft_port) + ", but its server.1 line says 127.0.0.1:" + std::to_string(moved)),
+      std::string::npos)
+      << error;
+}
+
 // A server whose Raft metadata (metadata1 and metadata2: its term and vote)
 // was deleted while its log stayed: netsemd does not start (exit 1) and
 // says which directory, what is missing and what to do. It said only
@@ -1647,6 +1738,8 @@ TEST(NetsemdClusterStart, ATakenClientPortIsAFailedStartNotAFailedDisk) {
               std::string::npos)
         << error;
     EXPECT_EQ(error.find("could not be written"), std::string::npos) << "run " << run << ": " << error;
+    // Bound before the Raft node starts: its directory is not bootstrapped.
+    EXPECT_TRUE(pristine(dir.path() / "data" / "raft")) << "run " << run;
   }
 }
 
