@@ -173,6 +173,10 @@ class Connection:
         self.losses = 0
         self.fallback_entries = 0
         self.fallback_exits = 0
+        # Sessions carried on over a new connection after theirs broke or fell
+        # silent (RESUME, rules 5 and 11 included): not counted in connects or
+        # losses (libnetsem's ClientStats::resumes).
+        self.resumes = 0
         self.unreachable = ""
         self.protocol = ""  # "1.0" or "1.1" while connected
         self.session_id = 0
@@ -963,6 +967,7 @@ class Connection:
                     outcome = reader
                     self._current = (host, port)
                     self.server = server
+                    self.resumes += 1
                     log.info("resumed session %d on %s after %d ms, %d permits kept", session_id, server,
                              round((time.monotonic() - began) * 1000), len(self._permits))
                     return outcome
@@ -1165,6 +1170,7 @@ class Connection:
                         outcome[1].transport.abort()  # the old connection ended meanwhile
                         return
                     self._moved, self._current, self.server = outcome, (host, port), server
+                    self.resumes += 1
                     log.info("resumed session %d on %s after %d ms (%s was silent), %d permits kept",
                              self._resumable.session_id, server, round((time.monotonic() - began) * 1000), silent,
                              len(self._permits))

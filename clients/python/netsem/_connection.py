@@ -144,6 +144,10 @@ class Counters:
     losses: int = 0
     fallback_entries: int = 0
     fallback_exits: int = 0
+    # Sessions carried on over a new connection after theirs broke or fell
+    # silent (RESUME, rules 5 and 11 included): not counted in connects or
+    # losses (libnetsem's ClientStats::resumes).
+    resumes: int = 0
     unreachable: str = ""  # why the last round of attempts failed, server by server
     silent: bool = False  # the last round was silent (Silence), and no session since
     protocol: str = ""  # "1.0" or "1.1" while connected
@@ -1218,6 +1222,7 @@ class Connection:
                     self._current = (host, port)
                     with self._lock:
                         self._counters.connected, self._counters.server = True, server
+                        self._counters.resumes += 1
                         permits = len(self._permits)
                     log.info("resumed session %d on %s after %d ms, %d permits kept", session_id, server,
                              round((time.monotonic() - began) * 1000), permits)
@@ -1317,6 +1322,7 @@ class Connection:
             if isinstance(outcome, socket.socket):
                 with self._lock:
                     self._counters.server = server
+                    self._counters.resumes += 1
                     permits = len(self._permits)
                 log.info("resumed session %d on %s after %d ms (%s was silent), %d permits kept",
                          self._resumable.session_id, server, round((time.monotonic() - began) * 1000), silent,

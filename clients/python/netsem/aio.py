@@ -813,6 +813,7 @@ class Client:
             connection_losses=c.losses,
             fallback_entries=c.fallback_entries,
             fallback_exits=c.fallback_exits,
+            resumes=c.resumes,
             local_grants=self._local_grants,
             remote_grants=self._remote_grants,
             unreachable=c.unreachable,

@@ -83,6 +83,12 @@ class ClientStats:
     connection_losses: int
     fallback_entries: int  # times the client started serving names locally
     fallback_exits: int  # times a server came back
+    # Sessions carried on over a new connection after theirs broke (RESUME,
+    # docs/python.md "Sessions that outlive their connection"), a session
+    # moved off a silent server or taken by a late RESUME of this client's
+    # (rule 11) included: not counted in connects or connection_losses.
+    # libnetsem's ClientStats::resumes.
+    resumes: int
     local_grants: int  # permits granted by local semaphores ($ names and fallback)
     remote_grants: int
     unreachable: str  # while not connected: why, server by server
@@ -466,7 +472,8 @@ class Client:
         return ClientStats(
             connected=counters.connected, server=counters.server, connects=counters.connects,
             connection_losses=counters.losses, fallback_entries=counters.fallback_entries,
-            fallback_exits=counters.fallback_exits, local_grants=local, remote_grants=remote,
+            fallback_exits=counters.fallback_exits, resumes=counters.resumes, local_grants=local,
+            remote_grants=remote,
             unreachable=counters.unreachable, silent=counters.silent, protocol=counters.protocol,
             session_id=counters.session_id,
         )

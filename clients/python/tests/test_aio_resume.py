@@ -256,6 +256,7 @@ def test_a_kick_read_while_the_session_moves_is_the_move_not_a_loss(local_dir: P
                 assert not lost and not permit.lost
                 assert await client.ping("after") == "after"
                 assert not lost and not permit.lost
+                assert client.stats().resumes == 1 and client.stats().connection_losses == 0, client.stats()
                 await permit.release()
 
         run(main())

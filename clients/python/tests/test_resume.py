@@ -15,8 +15,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aio_support import release
 from cluster_support import Cluster
 from conftest import client_factory, wait_until
 from fake_server import FakeServer, MovingPair
@@ -31,6 +33,14 @@ TIMEOUT_MS = 3000  # the servers' session timeout: the lease lapses 1.5 s after 
 @pytest.fixture
 def clients(local_dir: Path) -> Iterator[Callable[..., Client]]:
     yield from client_factory(local_dir, reconnect_min=0.05, reconnect_max=0.2, fallback=FallbackPolicy("fail"))
+
+
+@pytest.fixture(params=["blocking", "aio"])
+def either(request: pytest.FixtureRequest, local_dir: Path) -> Iterator[Callable[..., Any]]:
+    """As ``clients``, of either kind: the blocking Client, or netsem.aio
+    driven from the test's thread (aio_support.AioInThread)."""
+    yield from client_factory(local_dir, request.param, reconnect_min=0.05, reconnect_max=0.2,
+                              fallback=FallbackPolicy("fail"))
 
 
 @pytest.fixture
@@ -82,6 +92,26 @@ def test_a_reset_connection_keeps_the_permit(start_netsemd, clients, proxies, ca
     permit.release()
     assert not _held_elsewhere(server.address, clients)
     assert not losses.seen
+
+
+def test_a_resumed_session_counts_in_resumes_not_in_losses(start_netsemd, either, proxies) -> None:
+    """ClientStats.resumes (libnetsem's ClientStats::resumes), one body for
+    both clients: a session resumed after its connection was reset counts
+    1 there, and neither a connect nor a connection loss."""
+    server = start_netsemd(semaphores="one = 1", server_options=f"session_timeout_ms = {TIMEOUT_MS}")
+    proxy = proxies(server.port)
+    client = either([proxy.address])
+    permit = client.acquire("one")
+    stats = client.stats()
+    assert stats.resumes == 0 and stats.connects == 1, stats
+    session = stats.session_id
+    proxy.cut()
+    assert client.get("one").value == 0  # answered once resumed
+    stats = client.stats()
+    assert stats.connected and stats.session_id == session, stats
+    assert stats.resumes == 1 and stats.connects == 1 and stats.connection_losses == 0, stats
+    assert not permit.lost
+    release(client, permit)
 
 
 def test_a_queued_acquire_is_granted_after_a_reset(start_netsemd, clients, proxies) -> None:
@@ -321,5 +351,6 @@ def test_a_kick_read_while_the_session_moves_is_the_move_not_a_loss(clients) -> 
         assert wait_until(lambda: client.stats().server == b.address, 10)
         assert client.ping("after") == "after"
         assert not losses.seen and not permit.lost
+        assert client.stats().resumes == 1 and client.stats().connection_losses == 0, client.stats()
         permit.release()
         client.close()
