@@ -1060,6 +1060,8 @@ class Connection:
                 attempt.close()
             else:
                 kept[server] = attempt  # connected, open, unanswered: kept (rule 10)
+                # Rule 9a's keepalive, as on a round's kept attempt.
+                _handshake.keep_alive(writer.get_extra_info("socket"), self._options.connect_timeout, server)
             log.debug("server %s: %s", server, why)
             return _Failure(why, silent=True)
 
@@ -1107,6 +1109,8 @@ class Connection:
         finally:
             if outcome is None:
                 attempt.close()
+        if attempt.again:  # a session on a kept attempt's socket has a fresh one's options
+            _handshake.keep_alive_off(writer.get_extra_info("socket"), server)
         # The server read RESUME after it was first sent: the lease starts
         # again there (earlier than its reading, on a kept connection: safe).
         self._lease = proto.Lease(answers.session_timeout, self._options.request_timeout, resume.sent_at)

@@ -1377,6 +1377,7 @@ class Connection:
             sock = self._tls_handshake(sock, host, server, limit, parked=parked if again else None,
                                        keep=kept is not None)
             if sock is None and self._attempt_kept is not None and kept is not None:
+                _handshake.keep_alive(self._attempt_kept[0], self._options.connect_timeout, server)
                 kept[server] = (self._attempt_kept[0], parked)  # silent mid-handshake
             self._attempt_kept = None
         if sock is None:
@@ -1406,6 +1407,8 @@ class Connection:
                         _handshake.still_silent(answers.stage(), parked.connected_at, now) if again
                         else _resume.silent_attempt(answers.stage(), now - started))
                     if kept is not None and not self._stopping.is_set():
+                        # Rule 9a's keepalive, as on a round's kept attempt.
+                        _handshake.keep_alive(sock, self._options.connect_timeout, server)
                         kept[server] = (sock, parked)
                         outcome = sock  # not closed below
                     log.debug("server %s: %s", server, self._attempt_failure)
@@ -1443,6 +1446,8 @@ class Connection:
             selector.close()
             if outcome is not sock:
                 sock.close()
+        if again:  # a session on a kept attempt's socket has a fresh one's options
+            _handshake.keep_alive_off(sock, server)
         # The server read RESUME after it was first sent: the lease starts
         # again there (earlier than its reading, on a kept connection: safe).
         self._lease = proto.Lease(answers.session_timeout, self._options.request_timeout, attempt.sent_at)

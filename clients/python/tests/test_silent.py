@@ -23,8 +23,9 @@ accepts nothing until the test lets it (no netsemd can be made to read no
 RESUME on cue while another gives the session up). Rule 9's amendments: a
 kept connection has TCP keepalive on (9a: read on the client's socket; no
 loopback emulation of a server host that forgot the connection or vanished
-exists without network namespaces), off again once a session begins on
-it (a fresh connection's options), a session begun on it counts its lease
+exists without network namespaces), a resume's kept RESUME attempt too,
+off again once a session begins or is resumed on it (a fresh
+connection's options), a session begun on it counts its lease
 from the handshake's end (9b: the SIGSTOPped netsemd, for longer than T/2),
 and one given up is QUIT (9c: a scripted server that reads everything once
 it accepts).
@@ -375,11 +376,22 @@ def client_sockets(port: int) -> list[socket.socket]:
     """Duplicates (the caller closes them) of this process's sockets
     connected to 127.0.0.1:``port``: the client's, whose I/O runs here."""
     found = []
+    # The duplicates made here take numbers the listing may hold (its own
+    # directory's, or one closed since): skipped when reached.
+    ours: set[int] = set()
     for name in os.listdir("/proc/self/fd"):
+        if int(name) in ours:
+            continue
         try:
-            sock = socket.socket(fileno=os.dup(int(name)))
+            fd = os.dup(int(name))
         except OSError:
-            continue  # not a socket, or gone
+            continue  # gone
+        ours.add(fd)
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            os.close(fd)  # not a socket
+            continue
         try:
             if sock.family == socket.AF_INET and sock.getpeername() == ("127.0.0.1", port):
                 found.append(sock)
@@ -390,6 +402,27 @@ def client_sockets(port: int) -> list[socket.socket]:
     return found
 
 
+# Rule 9a's options on a kept attempt's socket (connect_timeout 0.5 s: probes
+# 1 s apart, 3 of them, TCP_USER_TIMEOUT 4 s), and a fresh connection's.
+KEEPALIVE = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE), (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+             (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL), (socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+             (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)]
+KEPT_OPTIONS = [1, 1, 1, 3, 4000]
+FRESH = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE), (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+         (socket.IPPROTO_TCP, socket.TCP_NODELAY)]
+FRESH_OPTIONS = [0, 0, 1]
+
+
+def options_of_client_sockets(port: int, options: list[tuple[int, int]]) -> list[list[int]]:
+    """``options`` of each of the client's sockets connected to ``port``."""
+    found = client_sockets(port)
+    try:
+        return [[sock.getsockopt(level, option) for level, option in options] for sock in found]
+    finally:
+        for sock in found:
+            sock.close()
+
+
 def test_a_kept_attempt_has_tcp_keepalive_and_a_session_on_it_has_not(make: Callable[..., Any]) -> None:
     """Rule 9a: a silent attempt kept open probes its server with TCP
     keepalive, connect_timeout apart in whole seconds (at least 1), 3 probes,
@@ -398,27 +431,40 @@ def test_a_kept_attempt_has_tcp_keepalive_and_a_session_on_it_has_not(make: Call
     it for ever. Once the server answers and the session begins on that
     socket, it has what a fresh connection has: TCP_NODELAY, no keepalive,
     no TCP_USER_TIMEOUT (the session's pings and lease watch it)."""
-    def options_of_the_one_socket(port: int, options: list[tuple[int, int]]) -> list[int]:
-        found = client_sockets(port)
-        try:
-            assert len(found) == 1, found
-            return [found[0].getsockopt(level, option) for level, option in options]
-        finally:
-            for sock in found:
-                sock.close()
-
-    tcp = socket.IPPROTO_TCP
     with FakeServer(grants, accepts=0) as server:
         client = make(server.address)
         assert wait_until(lambda: re.search(KEPT, client.stats().unreachable) is not None, 5), client.stats()
-        keepalive = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE), (tcp, socket.TCP_KEEPIDLE), (tcp, socket.TCP_KEEPINTVL),
-                     (tcp, socket.TCP_KEEPCNT), (tcp, socket.TCP_USER_TIMEOUT)]
-        assert options_of_the_one_socket(server.port, keepalive) == [1, 1, 1, 3, 4000]
+        assert options_of_client_sockets(server.port, KEEPALIVE) == [KEPT_OPTIONS]
         server.accepts = None  # the session begins on the kept connection
         permit = client.acquire("one", timeout=5)
         assert not permit.is_local and server.connections() == 1
-        fresh = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE), (tcp, socket.TCP_USER_TIMEOUT), (tcp, socket.TCP_NODELAY)]
-        assert options_of_the_one_socket(server.port, fresh) == [0, 0, 1]
+        assert options_of_client_sockets(server.port, FRESH) == [FRESH_OPTIONS]
+        release(client, permit)
+
+
+def test_a_kept_resume_attempt_has_tcp_keepalive_and_the_session_resumed_on_it_has_not(
+        make: Callable[..., Any]) -> None:
+    """Rule 10 with rule 9a, as libnetsem: A grants a resumable session's
+    permit, then its process goes; B accepts nothing, and the resume's
+    silent RESUME attempt to it is kept open with keepalive on (without it:
+    SO_KEEPALIVE 0, and a B host that forgot the connection left the
+    attempt waited on until the lease's end). Once B answers on it and the
+    session is resumed there, the socket has a fresh connection's options."""
+    with (FakeServer(lambda peer: peer.answer_all(RESUMABLE_42)) as a,
+          FakeServer(lambda peer: peer.answer_all(RESUMES_42, mine="held one 1 5"), accepts=0) as b):
+        client = make([a.address, b.address], reconnect_max=0.1)
+        permit = client.acquire("one", timeout=5)
+        assert not permit.is_local and client.stats().server == a.address
+        a.close()
+        # Within the resume (it lapses 3 s after the last answer, T/2; a later
+        # round's kept attempt has keepalive on too, rule 9a).
+        assert wait_until(lambda: options_of_client_sockets(b.port, KEEPALIVE) == [KEPT_OPTIONS], 2), \
+            options_of_client_sockets(b.port, KEEPALIVE)
+        assert not permit.lost
+        b.accepts = None  # B wakes: the session is resumed on the kept connection
+        assert wait_until(lambda: client.connected and client.stats().server == b.address, 5), client.stats()
+        assert b.connections() == 1 and not permit.lost
+        assert options_of_client_sockets(b.port, FRESH) == [FRESH_OPTIONS]
         release(client, permit)
 
 
