@@ -32,7 +32,8 @@ client fails its calls with that instead of falling back), or a server
 accepted the connection and said nothing within connect_timeout (``silence``:
 no outage, calls wait for a round that decides; the silent attempt is kept
 open, ``_parked``, and the next rounds wait on it again: rule 9; a resume's
-silent RESUME attempt likewise, within that resume: rule 10). A session is
+silent RESUME attempt likewise, within that resume, its pending read ending
+the resume's sleep between rounds too: rule 10). A session is
 numbered: a request tied to an old session is refused rather than sent to a
 new one that never heard of it. All of this mirrors src/client/connection.*.
 
@@ -584,11 +585,13 @@ class Connection:
         for kept in parked.values():
             kept.close(self._tags)
 
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep(self, seconds: float, kept: dict[str, _Kept] | None = None) -> None:
         """The backoff between rounds, ended early when a kept silent attempt's
         pending read (or TLS handshake) completes: an answer or EOF, which
-        the next round reads at once (rule 9)."""
-        pending = [kept.pending for kept in self._parked.values() if kept.pending is not None]
+        the next round reads at once (rule 9); ``kept``: a resume's RESUME
+        attempts (rule 10), between its rounds, as libnetsem's sleep."""
+        attempts = [*self._parked.values(), *(kept or {}).values()]
+        pending = [attempt.pending for attempt in attempts if attempt.pending is not None]
         if pending:
             await asyncio.wait(pending, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         else:
@@ -959,7 +962,7 @@ class Connection:
                     outcome = await self._try_resume(host, port, server, deadline, kept)
                     if outcome != "busy":
                         break
-                    await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+                    await self._sleep(min(0.05, max(0.0, deadline - time.monotonic())), kept)
                 else:
                     break
                 if isinstance(outcome, tuple):
@@ -998,7 +1001,8 @@ class Connection:
             left = deadline - time.monotonic()
             if left <= 0 or self._stopping:
                 break
-            await asyncio.sleep(min(backoff, left))
+            # A kept attempt that becomes readable ends the sleep (rule 10, as rule 9).
+            await self._sleep(min(backoff, left), kept)
             backoff = min(backoff * 2, self._options.reconnect_max)
         log.warning("session %d could not be resumed within its lease: %s", session_id,
                     "; ".join(failures[-len(candidates):]) or "no server answered")

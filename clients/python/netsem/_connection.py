@@ -36,7 +36,8 @@ on it again instead of connecting anew, until a session begins, the client
 stops or rule 8's bound ends (_resume.StickySilence); an answer or EOF on it
 ends the sleep between rounds. Likewise a resume's silent RESUME attempt is
 kept for that resume's next attempt to the same candidate (rule 10,
-``_resume``'s ``kept``), and closed when the resume ends.
+``_resume``'s ``kept``; keepalive on, and an answer or EOF on it ends the
+resume's sleep between rounds), and closed when the resume ends.
 
 A session is numbered: a Call and a remote permit belong to the session that
 sent or granted them, and a request tied to an old session is refused rather
@@ -397,10 +398,13 @@ class Connection:
 
     # --- the I/O thread ----------------------------------------------------------
 
-    def _sleep(self, seconds: float) -> bool:
+    def _sleep(self, seconds: float,
+               kept: dict[str, tuple[socket.socket, _handshake.Parked]] | None = None) -> bool:
         """Waits up to ``seconds`` (woken early by a stop, and by an answer or
-        EOF on a silent attempt kept open: rule 9, the next round reads it at
-        once); False once stopping."""
+        EOF on a silent attempt kept open: rule 9's between rounds, and
+        ``kept``, a resume's RESUME attempts (rule 10) between its rounds, as
+        libnetsem's sleep: the next round reads it at once); False once
+        stopping."""
         deadline = time.monotonic() + seconds
         while not self._stopping.is_set():
             now = time.monotonic()
@@ -409,12 +413,13 @@ class Connection:
             if left <= 0:
                 return True
             left = min([left] + [at - now for at, _ in self._lingering])
-            if not self._parked:
+            socks = [sock for sock, _ in self._parked.values()] + [sock for sock, _ in (kept or {}).values()]
+            if not socks:
                 self._stopping.wait(left)
                 continue
             poll = select.poll()  # no descriptor of its own, unlike epoll
             poll.register(self._wake_r, select.POLLIN)
-            for sock, _ in self._parked.values():
+            for sock in socks:
                 poll.register(sock, select.POLLIN)
             ready = poll.poll(max(1, round(left * 1000)))
             if any(fd != self._wake_r for fd, _ in ready):
@@ -1215,7 +1220,7 @@ class Connection:
                     outcome = self._try_resume(host, port, server, deadline, kept)
                     if outcome != "busy":
                         break
-                    self._sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+                    self._sleep(min(0.05, max(0.0, deadline - time.monotonic())), kept)
                 else:
                     break
                 if isinstance(outcome, socket.socket):
@@ -1252,7 +1257,8 @@ class Connection:
                     return kind(f"the session ended after its connection did ({reason}): {why}"), stop_by
                 failures.append(f"{server}: {self._attempt_failure or 'no answer'}")
             left = deadline - time.monotonic()
-            if left <= 0 or not self._sleep(min(backoff, left)):
+            # A kept attempt that becomes readable ends the sleep (rule 10, as rule 9).
+            if left <= 0 or not self._sleep(min(backoff, left), kept):
                 break
             backoff = min(backoff * 2, self._options.reconnect_max)
         if self._stopping.is_set():

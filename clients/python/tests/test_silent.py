@@ -25,7 +25,8 @@ kept connection has TCP keepalive on (9a: read on the client's socket; no
 loopback emulation of a server host that forgot the connection or vanished
 exists without network namespaces), a resume's kept RESUME attempt too,
 off again once a session begins or is resumed on it (a fresh
-connection's options), a session begun on it counts its lease
+connection's options), an answer on a kept RESUME attempt ends the
+resume's sleep between rounds as a round's does, a session begun on it counts its lease
 from the handshake's end (9b: the SIGSTOPped netsemd, for longer than T/2),
 and one given up is QUIT (9c: a scripted server that reads everything once
 it accepts).
@@ -465,6 +466,30 @@ def test_a_kept_resume_attempt_has_tcp_keepalive_and_the_session_resumed_on_it_h
         assert wait_until(lambda: client.connected and client.stats().server == b.address, 5), client.stats()
         assert b.connections() == 1 and not permit.lost
         assert options_of_client_sockets(b.port, FRESH) == [FRESH_OPTIONS]
+        release(client, permit)
+
+
+def test_an_answer_on_a_kept_resume_attempt_ends_the_sleep_between_rounds(make: Callable[..., Any]) -> None:
+    """Rule 10, as libnetsem's sleep: A grants a resumable session's permit
+    (T = 6 s) and goes; the resume's first round finds A refusing and B
+    silent (its attempt kept), then sleeps its backoff (3 s here, longer
+    than the 3 s left of the lease). B wakes and answers on the kept
+    connection: that ends the sleep, and the session is resumed there at
+    once (without it: the client slept on to the lease's end, the permit
+    lost)."""
+    with (FakeServer(lambda peer: peer.answer_all(RESUMABLE_42)) as a,
+          FakeServer(lambda peer: peer.answer_all(RESUMES_42, mine="held one 1 5"), accepts=0) as b):
+        client = make([a.address, b.address], reconnect_min=3.0, reconnect_max=3.0)
+        permit = client.acquire("one", timeout=5)
+        assert not permit.is_local and client.stats().server == a.address
+        a.close()
+        assert wait_until(lambda: options_of_client_sockets(b.port, KEEPALIVE) == [KEPT_OPTIONS], 2), \
+            options_of_client_sockets(b.port, KEEPALIVE)  # kept: the resume's first round is over
+        started = time.monotonic()
+        b.accepts = None
+        assert wait_until(lambda: client.connected and client.stats().server == b.address, 5), client.stats()
+        assert time.monotonic() - started < 1.5
+        assert b.connections() == 1 and not permit.lost
         release(client, permit)
 
 
