@@ -25,6 +25,7 @@ class TcpProxy:
         self.pairs: list[tuple[socket.socket, socket.socket]] = []
         self.accepted = 0
         self.closed = False
+        self.reset: set[socket.socket] = set()  # cut: their pumps write no FIN
         threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
 
     @property
@@ -53,8 +54,7 @@ class TcpProxy:
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(a, b), name="proxy-pump", daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while True:
                 data = source.recv(65536)
@@ -63,6 +63,9 @@ class TcpProxy:
                 sink.sendall(data)
         except OSError:
             pass
+        with self.lock:
+            if source in self.reset:
+                return  # woken by cut(): the reset is the end, no FIN before it
         for sock in (source, sink):
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -70,16 +73,22 @@ class TcpProxy:
                 pass
 
     def cut(self) -> None:
-        """Resets every connection carried now (both ends)."""
+        """Resets every connection carried now (both ends). A close alone
+        reset nothing while a pump was blocked in recv() on the socket (the
+        pending recv() holds it): a peer that sent nothing more saw no end
+        at all. shutdown(SHUT_RD) wakes that recv() and sends nothing; the
+        close with SO_LINGER 0 then sends the RST."""
         with self.lock:
             pairs, self.pairs = self.pairs, []
+            self.reset.update(sock for pair in pairs for sock in pair)
         for pair in pairs:
             for sock in pair:
                 try:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    sock.close()
+                    sock.shutdown(socket.SHUT_RD)
                 except OSError:
                     pass
+                sock.close()
 
     def close(self) -> None:
         with self.lock:
