@@ -27,6 +27,7 @@
 #include "journal/file_journal.h"
 #include "netsemd_harness.h"
 #include "protocol/stats_json.h"
+#include "support/netns_thread.h"
 #include "support/own_sockets.h"
 #include "support/request_lines.h"
 #include "tcp_proxy.h"
@@ -1125,6 +1126,72 @@ TEST_F(ClientTest, AKeptConnectionWhoseServerForgotItEndsByKeepaliveAndTheNextRo
   ASSERT_EQ(::poll(&again, 1, 8000), 1) << "no new connection: the client still waits on the dead one";
   EXPECT_LT(since(forgotten), 5s);
   for (const int fd : accept_queued(listener)) ::close(fd);
+  client.reset();
+  ::close(listener);
+}
+
+// Rule 9a's other end (audit22 finding A, the vanished host): a kept
+// connection whose server's host is gone (its link down: no FIN, no reset,
+// the keepalive probes unanswered) times out (TCP_USER_TIMEOUT: 4 s with
+// connect_timeout 1 s), which counts as rule 8's connect timeout: with no
+// session timeout known still silent, no fallback, and the next round
+// connects anew instead of waiting on it. Two network namespaces of the
+// test's own (NetnsThread) and a veth pair between them: the client's I/O
+// thread in one, in the other a listener that never accepts (a frozen
+// server's kernel answers, nobody reads). Skipped where no namespace or
+// veth can be made (no CAP_SYS_ADMIN, no `ip`). Without the keepalive the
+// client still waited on the dead connection 10 s later.
+TEST_F(ClientTest, AKeptConnectionWhoseServerHostVanishedTimesOutAsAConnectTimeout) {
+  test_support::NetnsThread near;  // the client's host
+  test_support::NetnsThread far;   // the server's host
+  if (!near.ok() || !far.ok()) GTEST_SKIP() << (near.ok() ? far.why() : near.why());
+  std::string said;
+  if (near.shell("ip link set lo up && ip link add nsv0 type veth peer name nsv1 netns " + std::to_string(far.tid()) +
+                     " && ip addr add 10.231.0.1/30 dev nsv0 && ip link set nsv0 up",
+                 &said) != 0) {
+    GTEST_SKIP() << "no veth pair between two namespaces: " << said;
+  }
+  ASSERT_EQ(far.shell("ip link set lo up && ip addr add 10.231.0.2/30 dev nsv1 && ip link set nsv1 up", &said), 0)
+      << said;
+  const int listener = far.run([] {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(7411);
+    address.sin_addr.s_addr = htonl(0x0ae70002);  // 10.231.0.2
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 || ::listen(fd, 16) != 0) {
+      if (fd >= 0) ::close(fd);
+      return -1;
+    }
+    return fd;
+  });
+  ASSERT_GE(listener, 0) << std::strerror(errno);
+  ClientOptions options = options_for(7411);
+  options.servers = {"10.231.0.2:7411"};
+  options.connect_timeout = 1s;  // probes 1 s apart, TCP_USER_TIMEOUT 4 s
+  options.reconnect_max = 100ms;
+  auto client = near.run([&] { return make_client(options); });
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(eventually(
+      [&] { return client->stats().unreachable.find("(the same connection, kept open)") != std::string::npos; }, 5s))
+      << client->stats().unreachable;
+  ASSERT_EQ(far.shell("ip link set nsv1 down", &said), 0) << said;
+  const auto gone = Clock::now();
+  std::string ended;
+  ASSERT_TRUE(eventually(
+      [&] {
+        ended = client->stats().unreachable;
+        return ended.find("kept open") == std::string::npos;
+      },
+      10s))
+      << "still waiting on the dead connection: " << ended;
+  EXPECT_LT(since(gone), 8s);
+  EXPECT_NE(ended.find("Connection timed out"), std::string::npos) << ended;
+  EXPECT_NE(ended.find("still taken as silent: no session timeout known"), std::string::npos) << ended;
+  const ClientStats stats = client->stats();
+  EXPECT_TRUE(stats.silent);
+  EXPECT_EQ(stats.fallback_entries, 0u);
+  EXPECT_EQ(stats.local_grants, 0u);
   client.reset();
   ::close(listener);
 }
