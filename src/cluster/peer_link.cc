@@ -93,6 +93,9 @@ Result<std::optional<std::string>> PeerFrameDecoder::next() {
 constexpr std::chrono::milliseconds kConnectTimeout{1000};
 // A link that keeps failing is logged once in this long, not at every retry.
 constexpr std::chrono::seconds kWarnEvery{30};
+// A link closed by the leader sooner than this after its connect may be a
+// refusal of its PEER line (Link::why_ended).
+constexpr std::chrono::milliseconds kRefusedWithin{1000};
 
 struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link> {
   struct Chunk {
@@ -156,6 +159,7 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
       asio::error_code ignored;
       self->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
       self->connected = true;
+      self->connected_at = std::chrono::steady_clock::now();
       ++self->stats->connects;
       self->watch();
       self->write_next();
@@ -181,7 +185,7 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
     asio::async_write(socket, asio::buffer(queue.front().bytes),
                       [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
                         if (self->dead) return;
-                        if (ec) return self->fail(why_ended(ec));
+                        if (ec) return self->fail(self->why_ended(ec));
                         const Chunk& done = self->queue.front();
                         if (!done.hello) {
                           ++self->stats->frames;
@@ -209,18 +213,28 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
     socket.async_read_some(asio::buffer(sink), [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
       if (self->dead) return;
       if (!ec) return self->watch();
-      self->fail(why_ended(ec));
+      self->fail(self->why_ended(ec));
     });
   }
   // A link the leader closes ends in EOF, or in a reset when our frames were
-  // still unread.
-  static std::string why_ended(const asio::error_code& ec) {
+  // still unread. Nothing answers the PEER line: a refusal is a close right
+  // after it (the leader checks the line as it reads it), so only a link
+  // that ended within kRefusedWithin of its connect may have been refused.
+  // One that lived longer worked: its server stopped, restarted or closed
+  // it (a leader's death is no secret problem: newuser23 finding 7).
+  std::string why_ended(const asio::error_code& ec) const {
     if (ec != asio::error::eof && ec != asio::error::connection_reset && ec != asio::error::broken_pipe) {
       return ec.message();
     }
-    return "closed by that server (" + ec.message() +
-           "; at once: it refused this server's PEER line, a wrong secret or an address it does not know for this "
-           "server: see its log)";
+    const auto lived =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - connected_at);
+    if (lived < kRefusedWithin) {
+      return "closed by that server (" + ec.message() + ", " + std::to_string(lived.count()) +
+             " ms after it connected: it refused this server's PEER line, a wrong secret or an address it does not "
+             "know for this server, or it stopped: see its log)";
+    }
+    return "closed by that server (" + ec.message() + ") after the link worked for " +
+           std::to_string(lived.count() / 1000) + " s: it stopped, restarted or closed the link";
   }
   void fail(std::string_view why) {
     if (dead) return;
@@ -249,6 +263,7 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
   std::deque<Chunk> queue;
   std::size_t queued_bytes = 0;  // of the frames (not the hello)
   bool connected = false;
+  std::chrono::steady_clock::time_point connected_at;  // when connected
   bool writing = false;
   bool dead = false;
 };

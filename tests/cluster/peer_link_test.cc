@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include <asio.hpp>
+#include <functional>
 #include <sstream>
 
 #include "cluster/cluster_harness.h"
@@ -111,6 +112,10 @@ class PeerListener {
     acceptor_.close(ignored);
     for (auto& r : receivers_) r->close();
   }
+  // The leader ends every link it took (as when it stops).
+  void close_links() {
+    for (auto& r : receivers_) r->close();
+  }
   int refused = 0;
   int accepted = 0;
   std::uint64_t entries() const {
@@ -183,10 +188,49 @@ TEST(PeerLink, ARefusedLinkIsLoggedOnTheFollowerOnce) {
   const std::string text = log.str();
   const std::string expected =
       "the peer link to server 1 (127.0.0.1:" + std::to_string(port) + ") failed: closed by that server (";
-  const std::string hint = "at once: it refused this server's PEER line";
+  const std::string hint = "ms after it connected: it refused this server's PEER line";
   EXPECT_NE(text.find(expected), std::string::npos) << text;
   EXPECT_NE(text.find(hint), std::string::npos) << text;
   EXPECT_EQ(text.find(expected), text.rfind(expected)) << "logged more than once:\n" << text;
+}
+
+// A link that worked and is then closed by its leader (it stopped) is not
+// blamed on the PEER line: every follower said "it refused this server's
+// PEER line, a wrong secret ..." after each leader's death (newuser23
+// finding 7).
+TEST(PeerLink, ALinkThatWorkedAndEndsIsNotCalledRefused) {
+  std::ostringstream log;
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(
+      std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(log)));
+  asio::io_context io;
+  const std::uint16_t port = test_support::free_loopback_port();
+  const std::map<ServerId, std::string> members = {{1, "127.0.0.1:" + std::to_string(port)},
+                                                   {2, "127.0.0.2:" + std::to_string(port)}};
+  PeerListener leader(io, 1, members, [](ServerId, std::string) {});
+  PeerLinkClient follower(io, 2, std::string(kClusterSecret), members, milliseconds(10));
+  follower.forward(1, "entry");
+  const auto until = [&io](const std::function<bool()>& done, std::chrono::milliseconds within) {
+    const auto deadline = std::chrono::steady_clock::now() + within;
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      io.restart();
+      io.run_for(milliseconds(20));
+    }
+    return done();
+  };
+  ASSERT_TRUE(until([&] { return leader.entries() == 1; }, milliseconds(5000)));
+  until([] { return false; }, milliseconds(1200));  // the link works on
+  leader.close_links();
+  ASSERT_TRUE(until([&] { return follower.stats().failures == 1; }, milliseconds(5000)));
+  spdlog::set_default_logger(previous);
+  EXPECT_EQ(leader.refused, 0);
+  const std::string text = log.str();
+  EXPECT_NE(text.find("the peer link to server 1 (127.0.0.1:" + std::to_string(port) +
+                      ") failed: closed by that server (End of file) after the link worked for 1 s: it stopped, "
+                      "restarted or closed the link"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("PEER line"), std::string::npos) << text;
 }
 
 TEST(PeerLink, FollowersForwardOverTcpAndFollowANewLeader) {
