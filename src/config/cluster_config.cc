@@ -100,6 +100,13 @@ Result<ClusterMember> parse_member(std::uint64_t id, std::string_view value) {
   return ClusterMember{.id = id, .raft_address = std::string(raft), .client_address = std::string(client)};
 }
 
+// The keys' names, for the message about an unknown one.
+std::string cluster_key_names() {
+  std::string names;
+  for (const auto& key : cluster_keys()) names += (names.empty() ? "" : ", ") + std::string(key.name);
+  return names;
+}
+
 }  // namespace
 
 void parse_cluster_section(const IniFile& ini, const IniSection& section, ServerConfig& config, ErrorList& errors) {
@@ -178,8 +185,7 @@ void parse_cluster_section(const IniFile& ini, const IniSection& section, Server
         cluster.servers.push_back(std::move(*member));
       }
     } else {
-      error(entry, invalid("unknown key in [cluster] (id, data_dir, secret_file, join, election_timeout_ms, "
-                           "heartbeat_timeout_ms, group_commit_us, raft_bind_address, server.<id>)"));
+      error(entry, invalid(fmt::format("unknown key in [cluster] ({})", cluster_key_names())));
     }
   }
   std::sort(cluster.servers.begin(), cluster.servers.end(),
@@ -212,6 +218,54 @@ void parse_cluster_section(const IniFile& ini, const IniSection& section, Server
 }
 
 }  // namespace config_detail
+
+const std::vector<ClusterKeySpec>& cluster_keys() {
+  static const std::vector<ClusterKeySpec> keys = {
+      {.name = "id", .default_text = "(required)", .help = "this server's id, 1..2^53: one of the `server.<id>` lines"},
+      {.name = "server.<id>",
+       .default_text = "(one per server)",
+       .help = "`<raft address> <client address>`: where its Raft listens and its peers reach it (`a.b.c.d:port`, "
+               "IPv4, as libraft takes it), and where clients and followers' peer links reach its netsemd "
+               "(`a.b.c.d:port`, `[v6]:port`: numeric, not a host name, since peer links are checked against it and "
+               "connect without a resolver). Ids and addresses are unique. This server's own line must name where it "
+               "listens: its client address's port is `bind_port`, and its host is `bind_address` unless that is "
+               "`0.0.0.0` or `::` (netsemd refuses to start otherwise, `--check-config` too). The first "
+               "configuration: a pristine data directory bootstraps with it; later changes are made at run time"},
+      {.name = "data_dir", .default_text = "`<data_dir>/raft`", .help = "libraft's log, metadata and snapshots"},
+      {.name = "secret_file",
+       .default_text = "(required with more than one server)",
+       .help = "the peer links' shared secret: one line of 16 to 256 visible ASCII characters (`openssl rand -hex "
+               "32`), in a file only its owner may read or write (mode 600; refused otherwise, as a tokens_file)"},
+      {.name = "join",
+       .default_text = "`off`",
+       .help = "`on`: a server to be added at run time. Its pristine data directory is not bootstrapped with the "
+               "`server.<id>` lines; it waits, serving nothing, until the leader adds it (`netsem cluster add`, "
+               "docs/replication.md \"Adding and removing a server\"). Its file lists itself and the servers it knows "
+               "(at least one to reach the leader through); the others need no line for it. Ignored once the "
+               "directory holds a log"},
+      {.name = "election_timeout_ms",
+       .default_text = "`500`",
+       .help = "100..60000: a follower that hears no leader for a random time in [T, 2T) stands for election; a "
+               "leader that hears no majority for T steps down"},
+      {.name = "heartbeat_timeout_ms",
+       .default_text = "`50`",
+       .help = "10..30000, at most half of `election_timeout_ms`: the leader's heartbeat period"},
+      {.name = "group_commit_us",
+       .default_text = "`300`",
+       .help = "0..100000 microseconds: group commit. After a batch of commands commits, the leader waits, at most "
+               "this long, until as many commands are queued as that batch held before it proposes the next batch: "
+               "the answers to a batch bring the clients' next commands (a holder's RELEASE after its grant), and "
+               "without the wait they miss the batch proposed the moment the last one committed. A batch that has "
+               "its count goes at once, so a lone client waits for nothing (unless one of the leader's own commands "
+               "shared its batch); 0 proposes at once (docs/replication.md, \"Batching\"; docs/benchmarks.md)"},
+      {.name = "raft_bind_address",
+       .default_text = "(the Raft address's host)",
+       .help = "an IPv4 address (`a.b.c.d`, or `0.0.0.0` for every interface) this server's Raft listens on, on its "
+               "Raft address's port, when its peers reach it at another address: behind NAT or a container's port "
+               "mapping, or a test's partition proxy (tests/cluster/cluster_failure_test.cc)"},
+  };
+  return keys;
+}
 
 Status check_member_addresses(std::string_view raft_address, std::string_view client_address) {
   if (auto bad = config_detail::check_raft_address(raft_address); !bad) {

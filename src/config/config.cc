@@ -852,7 +852,17 @@ std::string describe_options() {
   out +=
       "Section [semaphores]: one `name = limit` line per defined semaphore (limit\n"
       "1..2147483647; the name percent-decoded: host%3A10.0.0.1 for host:10.0.0.1).\n"
-      "A file with a [service_network_semaphore] section is an ACE configuration.\n";
+      "Section [cluster]: replicated servers (docs/replication.md); without it\n"
+      "netsemd is the single server with its journal. Its keys:\n";
+  for (const auto& key : cluster_keys()) {
+    // `value` is the default's value; a note in parentheses stays one.
+    const std::string_view value = key.default_text;
+    out += value.size() > 2 && value.starts_with('`') && value.ends_with('`')
+               ? fmt::format("  {} = {}\n", key.name, value.substr(1, value.size() - 2))
+               : fmt::format("  {} {}\n", key.name, value);
+    append_wrapped(out, fmt::format("{}.", key.help), "      ", 80);
+  }
+  out += "A file with a [service_network_semaphore] section is an ACE configuration.\n";
   return out;
 }
 

@@ -171,6 +171,19 @@ const std::vector<OptionSpec>& server_options();
 // (--bind, --port), which apply through the same code as the file.
 const OptionSpec* find_server_option(std::string_view name);
 
+// One key of [cluster] (parse_cluster_section reads each), for --help and
+// docs/configuration.md's [cluster] table, whose rows config_test compares
+// with these.
+struct ClusterKeySpec {
+  std::string_view name;  // "server.<id>" stands for every server line
+  // As the table's default column writes it: `value` (what ClusterConfig
+  // holds without the key), or a note in parentheses.
+  std::string_view default_text;
+  std::string_view help;  // the table's meaning column: no `|`
+};
+// Every key of [cluster], in the order the docs and --help list them.
+const std::vector<ClusterKeySpec>& cluster_keys();
+
 // The configuration netsemd runs with when no file is given: every option at
 // its default, no defined semaphores, no warnings.
 ServerConfig default_server_config();
@@ -232,8 +245,9 @@ Result<ServerConfig> parse_server_config(std::string_view text, std::string_view
 std::vector<std::string_view> options_needing_restart(const ServerConfig& running, const ServerConfig& loaded);
 
 // The text `netsemd --help` prints after its flags: every [server] option with
-// its type, bounds, default and help, then a note on [semaphores] and ACE
-// files. Lines are at most 80 columns.
+// its type, bounds, default and help, a note on [semaphores], every
+// [cluster] key with its default and help, then a note on ACE files. Lines
+// are at most 80 columns.
 std::string describe_options();
 
 }  // namespace netsem::server

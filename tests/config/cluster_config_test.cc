@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 
 #include "config/config.h"
@@ -97,6 +98,33 @@ TEST(ClusterConfig, IsOffWithoutTheSection) {
       "[cluster]\nid = 1\nraft_bind_address = 0.0.0.0\nserver.1 = 10.0.0.1:7001 10.0.0.1:53559\n", "n.ini");
   ASSERT_TRUE(config) << config.status().to_string();
   EXPECT_EQ(config->cluster.raft_bind_address, "0.0.0.0");  // every interface
+}
+
+// cluster_keys() (what --help and docs/configuration.md list) names the keys
+// the section reads, with the defaults it takes.
+TEST(ClusterConfig, ReadsEveryKeyOfItsTable) {
+  const std::string head = "[cluster]\nid = 1\nserver.1 = 127.0.0.1:7001 127.0.0.1:53559\n";
+  auto unknown = parse_server_config(head + "peers = 1\n", "n.ini");
+  ASSERT_FALSE(unknown);
+  std::map<std::string, std::string> defaults;
+  for (const auto& key : cluster_keys()) {
+    SCOPED_TRACE(key.name);
+    std::string name(key.name);
+    if (name == "server.<id>") name = "server.9";
+    auto config = parse_server_config("[cluster]\n" + name + " = x\n", "n.ini");
+    ASSERT_FALSE(config);
+    EXPECT_EQ(config.status().message().find("unknown key"), std::string::npos) << config.status().message();
+    EXPECT_NE(unknown.status().message().find(std::string(key.name)), std::string::npos)
+        << "the unknown key's message should list it: " << unknown.status().message();
+    defaults[std::string(key.name)] = key.default_text;
+  }
+  auto config = parse_server_config(head, "n.ini");
+  ASSERT_TRUE(config) << config.status().to_string();
+  const ClusterConfig& c = config->cluster;
+  EXPECT_EQ(defaults["join"], c.join ? "`on`" : "`off`");
+  EXPECT_EQ(defaults["election_timeout_ms"], "`" + std::to_string(c.election_timeout_ms) + "`");
+  EXPECT_EQ(defaults["heartbeat_timeout_ms"], "`" + std::to_string(c.heartbeat_timeout_ms) + "`");
+  EXPECT_EQ(defaults["group_commit_us"], "`" + std::to_string(c.group_commit_us) + "`");
 }
 
 TEST(ClusterConfig, RefusesEachMistakeWithItsLine) {

@@ -150,10 +150,13 @@ TEST(ServerOptions, ChoicesAcceptEveryListedWord) {
   EXPECT_EQ(squeeze_spaces(levels), kLogLevels);
 }
 
-TEST(ServerOptions, MatchTheDocumentation) {
+// The table rows of docs/configuration.md's section `heading` (e.g. "##
+// [cluster]"), by the name in their first cell.
+std::map<std::string, std::string> documented_rows(const std::string& heading) {
   const std::string doc = read_source_file("docs/configuration.md");
-  const auto start = doc.find("\n## Options of [server]\n");
-  ASSERT_NE(start, std::string::npos) << "docs/configuration.md lost its heading `## Options of [server]`";
+  const auto start = doc.find("\n" + heading + "\n");
+  EXPECT_NE(start, std::string::npos) << "docs/configuration.md lost its heading `" << heading << "`";
+  if (start == std::string::npos) return {};
   const auto end = doc.find("\n## ", start + 1);
   std::istringstream section(doc.substr(start, end - start));
   std::map<std::string, std::string> rows;  // option -> its row
@@ -162,6 +165,11 @@ TEST(ServerOptions, MatchTheDocumentation) {
     const auto name = line.substr(3, line.find('`', 3) - 3);
     EXPECT_TRUE(rows.emplace(name, line).second) << name << " documented twice";
   }
+  return rows;
+}
+
+TEST(ServerOptions, MatchTheDocumentation) {
+  auto rows = documented_rows("## Options of [server]");
   for (const auto& spec : server_options()) {
     SCOPED_TRACE(spec.name);
     const std::string expected = "| `" + std::string(spec.name) + "` | " + std::string(spec.type) + " | `" +
@@ -176,6 +184,28 @@ TEST(ServerOptions, MatchTheDocumentation) {
     rows.erase(row);
   }
   for (const auto& [name, row] : rows) ADD_FAILURE() << "documented but not an option: " << name;
+}
+
+TEST(ClusterKeys, MatchTheDocumentation) {
+  auto rows = documented_rows("## [cluster]");
+  std::set<std::string_view> names;
+  for (const auto& key : cluster_keys()) {
+    SCOPED_TRACE(key.name);
+    EXPECT_TRUE(names.insert(key.name).second) << "listed twice";
+    EXPECT_FALSE(key.default_text.empty());
+    EXPECT_FALSE(key.help.empty());
+    EXPECT_EQ(key.help.find('|'), std::string_view::npos) << "breaks the Markdown table";
+    const std::string expected =
+        "| `" + std::string(key.name) + "` | " + std::string(key.default_text) + " | " + std::string(key.help) + " |";
+    const auto row = rows.find(std::string(key.name));
+    if (row == rows.end()) {
+      ADD_FAILURE() << "not in docs/configuration.md's [cluster]; add:\n" << expected;
+      continue;
+    }
+    EXPECT_EQ(row->second, expected);
+    rows.erase(row);
+  }
+  for (const auto& [name, row] : rows) ADD_FAILURE() << "documented but not a [cluster] key: " << name;
 }
 
 TEST(ServerOptions, MatchTheExampleConfiguration) {
@@ -230,6 +260,20 @@ TEST(ServerOptions, DescribeListsEveryOption) {
   }
   EXPECT_NE(text.find("[semaphores]"), std::string::npos);
   EXPECT_NE(text.find("[service_network_semaphore]"), std::string::npos);
+  // [cluster] after them: `value` defaults as `key = value`, the notes in
+  // parentheses as written.
+  const auto cluster = text.find("\nSection [cluster]");
+  ASSERT_NE(cluster, std::string::npos);
+  for (const auto& key : cluster_keys()) {
+    SCOPED_TRACE(key.name);
+    std::string head = "\n  " + std::string(key.name) + " " + std::string(key.default_text) + "\n";
+    if (key.default_text.starts_with('`')) {
+      head = "\n  " + std::string(key.name) + " = " +
+             std::string(key.default_text.substr(1, key.default_text.size() - 2)) + "\n";
+    }
+    EXPECT_GT(text.find(head), cluster) << head;
+    EXPECT_NE(flat.find(squeeze_spaces(key.help)), std::string::npos);
+  }
 }
 
 // ---- netsem's own format ----

@@ -3,9 +3,10 @@
 
 Usage: man_pages_test.py NETSEMD NETSEM MAN_DIR
 
-netsemd(8): every flag of `netsemd --help` appears in its OPTIONS section and
-every [server] option of the help in its CONFIGURATION section. netsem(1):
-every global flag appears in GLOBAL OPTIONS, every subcommand (local's too)
+netsemd(8): every flag of `netsemd --help` appears in its OPTIONS section,
+every [server] option of the help in its CONFIGURATION section and every
+[cluster] key in its subsection on [cluster]. netsem(1): every global flag
+appears in GLOBAL OPTIONS, every subcommand (local's too)
 has a `.SS` section of its own, and each subcommand's flags appear in that
 section. Both ways: a long flag the page names (outside EXAMPLES and SEE ALSO)
 that the program does not know fails too, so a removed or renamed flag cannot
@@ -110,14 +111,24 @@ def check_netsemd(netsemd, page_path, problems):
     for flag in program_flags:
         if not mentions(options, flag):
             problems.append(f"{page_path}: OPTIONS does not describe {flag} (netsemd --help has it)")
-    keys = [m.group(1) for line in help_text.splitlines()
+    server_help, _, cluster_help = help_text.partition("\nSection [cluster]")
+    keys = [m.group(1) for line in server_help.splitlines()
             if (m := re.match(r"  ([a-z][a-z0-9_]*) = ", line))]
     if "bind_port" not in keys:
         problems.append("netsemd --help lists no [server] option: the help's format changed?")
+    cluster_keys = [m.group(1) for line in cluster_help.splitlines()
+                    if (m := re.match(r"  ([a-z][a-z0-9_.<>]*)( = | \()", line))]
+    if "election_timeout_ms" not in cluster_keys:
+        problems.append("netsemd --help lists no [cluster] key: the help's format changed?")
     configuration = parts.get("CONFIGURATION", "")
+    cluster = next((body for heading, body in sections(page, "SS").items() if "[cluster]" in heading), "")
     for key in keys:
         if not re.search(r"^\.B " + re.escape(key) + r"$", configuration, re.M):
             problems.append(f"{page_path}: CONFIGURATION has no `.B {key}` entry (netsemd --help lists [server] {key})")
+    for key in cluster_keys:
+        if not re.search(r"^\.B " + re.escape(key) + r"$", cluster, re.M):
+            problems.append(f"{page_path}: no `.B {key}` entry in a `.SS` subsection named [cluster] "
+                            f"(netsemd --help lists [cluster] {key})")
     for flag in sorted(long_flags_named(page) - set(program_flags)):
         problems.append(f"{page_path} names {flag}, which netsemd --help does not have")
 
