@@ -92,6 +92,18 @@ class ClientResumeTest : public ::testing::Test {
     return client ? std::move(*client) : nullptr;
   }
 
+  // The server, a TcpProxy in front of it (proxy_), and a client through
+  // the proxy; nullptr (the test failed) unless it is connected.
+  std::unique_ptr<Client> start_behind_proxy() {
+    start_server();
+    if (!server_) return nullptr;
+    proxy_ = std::make_unique<testing::TcpProxy>(server_->port());
+    EXPECT_NE(proxy_->port(), 0);
+    auto client = client_through(proxy_->port());
+    EXPECT_TRUE(client && client->connected());
+    return client && client->connected() ? std::move(client) : nullptr;
+  }
+
   // A try-ACQUIRE of `name` by another session, straight to the server.
   std::string try_acquire(const std::string& name) {
     auto other = netsem::testing::Client::connect(server_->port());
@@ -129,6 +141,7 @@ class ClientResumeTest : public ::testing::Test {
   netsem::testing::TempDir scratch_;
   std::filesystem::path data_dir_;
   std::unique_ptr<Netsemd> server_;
+  std::unique_ptr<testing::TcpProxy> proxy_;        // start_behind_proxy's
   std::unique_ptr<netsem::testing::Client> owner_;  // hold_and_queue's holder of db
   std::mutex lost_mutex_;
   std::vector<Status> lic_lost_;  // guarded by lost_mutex_
@@ -148,11 +161,8 @@ std::string secret_of(testing::TcpProxy& proxy, std::uint64_t session) {
 }
 
 TEST_F(ClientResumeTest, AConnectionResetKeepsThePermit) {
-  start_server();
-  testing::TcpProxy proxy(server_->port());
-  ASSERT_NE(proxy.port(), 0);
-  auto holder = client_through(proxy.port());
-  ASSERT_TRUE(holder && holder->connected());
+  auto holder = start_behind_proxy();
+  ASSERT_TRUE(holder);
   Result<Permit> permit = holder->acquire("lic");
   ASSERT_TRUE(permit) << permit.status().to_string();
   ASSERT_FALSE(permit->is_local());
@@ -162,7 +172,7 @@ TEST_F(ClientResumeTest, AConnectionResetKeepsThePermit) {
   const std::uint64_t session = holder->stats().session_id;
 
   const auto reset_at = Clock::now();
-  proxy.reset();
+  proxy_->reset();
   ASSERT_TRUE(eventually([&] { return holder->stats().resumes == 1; })) << server_->log();
   std::printf("resumed %lld ms after the reset\n", static_cast<long long>((Clock::now() - reset_at) / 1ms));
   EXPECT_FALSE(lost.load());
@@ -218,17 +228,14 @@ TEST_F(ClientResumeTest, AQueuedAcquireIsGrantedAfterAReset) {
 // kept with its permit and its queued ACQUIRE. Before rule 11 the permit
 // was lost and the queued ACQUIRE failed "ended the session by KICK".
 TEST_F(ClientResumeTest, ALateResumeOfItsOwnMovesTheSessionWhichTheClientResumesNotAKick) {
-  start_server();
-  testing::TcpProxy proxy(server_->port());
-  ASSERT_NE(proxy.port(), 0);
-  auto holder = client_through(proxy.port());
-  ASSERT_TRUE(holder && holder->connected());
+  auto holder = start_behind_proxy();
+  ASSERT_TRUE(holder);
   std::optional<Permit> lic;
   std::future<Result<Permit>> db;
   ASSERT_NO_FATAL_FAILURE(hold_and_queue(*holder, lic, db));
   const std::uint64_t id = holder->stats().session_id;
   std::string secret;
-  ASSERT_TRUE(eventually([&] { return !(secret = secret_of(proxy, id)).empty(); })) << proxy.from_target();
+  ASSERT_TRUE(eventually([&] { return !(secret = secret_of(*proxy_, id)).empty(); })) << proxy_->from_target();
 
   // The abandoned attempt, read late: it takes the session, then its
   // connection closes (the session waits, resumable, at the server).
@@ -272,20 +279,17 @@ TEST_F(ClientResumeTest, ALateResumeOfItsOwnMovesTheSessionWhichTheClientResumes
 // resumes it again), then the close. A QUIT there would end the session:
 // the permit lost, and the server counting a QUIT.
 TEST_F(ClientResumeTest, AKeptResumeAttemptGivenUpIsClosedWithoutQuit) {
-  start_server();
-  testing::TcpProxy proxy(server_->port());
-  ASSERT_NE(proxy.port(), 0);
-  auto holder = client_through(proxy.port());
-  ASSERT_TRUE(holder && holder->connected());
+  auto holder = start_behind_proxy();
+  ASSERT_TRUE(holder);
   Result<Permit> permit = holder->acquire("lic");
   ASSERT_TRUE(permit) << permit.status().to_string();
   std::atomic<bool> lost{false};
   permit->on_lost([&](const Status&) { lost = true; });
-  proxy.freeze();
-  proxy.reset();
+  proxy_->freeze();
+  proxy_->reset();
   ASSERT_TRUE(eventually([&] { return holder->stats().resumes == 1; })) << server_->log();
   EXPECT_EQ(holder->stats().server, "127.0.0.1:" + std::to_string(server_->port()));
-  proxy.thaw();
+  proxy_->thaw();
   ASSERT_TRUE(eventually([&] { return holder->stats().resumes == 2 || lost; })) << server_->log();
   EXPECT_FALSE(lost.load());
   EXPECT_FALSE(permit->lost());
@@ -500,15 +504,12 @@ std::vector<std::string> resume_refused_after_shutdown(int listener, std::promis
 // resumed on another connection`, which the client follows): resumed, the
 // permit kept, on a socket with a fresh connection's options.
 TEST_F(ClientResumeTest, ASilentResumeAttemptIsKeptOpenAndTheSessionIsResumedOnItOnceTheServerWakes) {
-  start_server();
-  testing::TcpProxy proxy(server_->port());
-  ASSERT_NE(proxy.port(), 0);
   const auto stats = [&] {
     auto raw = netsem::testing::Client::connect(server_->port());
     return raw ? raw->request("s STATS") : "<no connection>";
   };
-  auto holder = client_through(proxy.port());
-  ASSERT_TRUE(holder && holder->connected());
+  auto holder = start_behind_proxy();
+  ASSERT_TRUE(holder);
   Result<Permit> permit = holder->acquire("lic");
   ASSERT_TRUE(permit) << permit.status().to_string();
   ASSERT_FALSE(permit->is_local());
@@ -521,7 +522,7 @@ TEST_F(ClientResumeTest, ASilentResumeAttemptIsKeptOpenAndTheSessionIsResumedOnI
     Netsemd& server;
     ~Thaw() { server.send_signal(SIGCONT); }
   } thaw{*server_};
-  proxy.reset();
+  proxy_->reset();
   std::this_thread::sleep_for(2500ms);
   EXPECT_EQ(holder->stats().resumes, 0u);
   server_->send_signal(SIGCONT);
@@ -537,7 +538,7 @@ TEST_F(ClientResumeTest, ASilentResumeAttemptIsKeptOpenAndTheSessionIsResumedOnI
   // and 4 s). Every socket of this process to the server or the proxy: the
   // client's, and the proxy's own, which sets neither.
   std::vector<int> own = test_support::sockets_connected_to(server_->port());
-  for (const int fd : test_support::sockets_connected_to(proxy.port())) own.push_back(fd);
+  for (const int fd : test_support::sockets_connected_to(proxy_->port())) own.push_back(fd);
   ASSERT_FALSE(own.empty());
   for (const int fd : own) {
     const test_support::KeepAlive options = test_support::keep_alive_of(fd);

@@ -116,12 +116,12 @@ class NetnsThread {
 
   std::mutex mutex_;
   std::condition_variable cv_;
-  bool started_ = false;         // guarded by mutex_
-  bool stop_ = false;            // guarded by mutex_
-  bool done_ = false;            // guarded by mutex_
-  std::function<void()> work_;   // guarded by mutex_
-  std::string error_;            // set before started_
-  pid_t tid_ = 0;                // set before started_
+  bool started_ = false;        // guarded by mutex_
+  bool stop_ = false;           // guarded by mutex_
+  bool done_ = false;           // guarded by mutex_
+  std::function<void()> work_;  // guarded by mutex_
+  std::string error_;           // set before started_
+  pid_t tid_ = 0;               // set before started_
   std::thread thread_;
 };
 
