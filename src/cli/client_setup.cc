@@ -54,6 +54,10 @@ std::string exit_code_help(std::string_view subcommand) {
   for (auto [code, meaning] : kExitCodes) {
     if (!run && (code == kExitPermitsLost || code == kExitCannotExecute || code == kExitCommandNotFound)) continue;
     if (!waits && code == kExitTimeout) meaning = "a server limit (LIMIT: the server is full): try later";
+    // CLUSTER ADD's TIMEOUT: the new server did not catch up with the log.
+    if (subcommand == "cluster" && code == kExitTimeout) {
+      meaning = "add: the new server did not catch up in time (TIMEOUT); or a server limit (LIMIT)";
+    }
     char line[160];
     std::snprintf(line, sizeof line, "  %3d  %.*s\n", code, static_cast<int>(meaning.size()), meaning.data());
     text += line;

@@ -173,6 +173,8 @@ int main(int argc, char** argv) {
     CLI::App* command = app.add_subcommand(std::string(subcommand.name), std::string(subcommand.help));
     commands.emplace_back(command, subcommand.define(*command));
     command->footer(global_help + "\n" + exit_code_help(subcommand.name));
+    // Its own subcommands (cluster add, ...) took netsem's footer when made.
+    for (CLI::App* nested : command->get_subcommands({})) nested->footer(command->get_footer());
   }
 
   // run's options may follow NAME: sort its words before CLI11 reads them.

@@ -1306,6 +1306,16 @@ TEST_F(CliUsage, HelpListsSubcommandsAndExitCodes) {
     EXPECT_EQ(outcome.out.find(" 75  timeout") != std::string::npos, waits) << subcommand << "\n" << outcome.out;
     EXPECT_EQ(outcome.out.find(" 75  a server limit") != std::string::npos, !waits) << subcommand;
   }
+  // cluster add's 75 is a TIMEOUT of its own: the new server did not catch up.
+  outcome = netsem({"cluster", "--help"});
+  ASSERT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_NE(outcome.out.find(" 75  add: the new server did not catch up in time (TIMEOUT)"), std::string::npos)
+      << outcome.out;
+  outcome = netsem({"cluster", "add", "--help"});
+  ASSERT_EQ(outcome.exit_code, 0) << outcome;
+  EXPECT_NE(outcome.out.find(" 75  add: the new server did not catch up in time (TIMEOUT)"), std::string::npos)
+      << outcome.out;
+  EXPECT_EQ(outcome.out.find("126  run:"), std::string::npos) << outcome.out;
 }
 
 TEST_F(CliUsage, SuggestsTheWordMeantForATypo) {
