@@ -107,7 +107,7 @@ class RedisServer {
 
  private:
   void start(const std::string& binary, std::string& error) {
-    port_ = netsem::test_support::free_loopback_port();
+    port_ = netsem::test_support::free_port_below_ephemeral();
     const std::string port = std::to_string(port_);
     const pid_t pid = ::fork();
     if (pid == 0) {

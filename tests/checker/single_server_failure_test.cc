@@ -26,6 +26,7 @@
 #include "checker/history.h"
 #include "checker/workload_process.h"
 #include "netsemd_harness.h"
+#include "support/free_port.h"
 
 namespace netsem::checker {
 namespace {
@@ -57,10 +58,13 @@ TEST(SingleServerFailure, KillRestartAndFreezeKeepThePromise) {
   options.server_options = "session_timeout_ms = 1500\nfsync = always";
   options.semaphores = "db = 2";
   options.data_dir = dir.path() / "data";
+  // Restarted on the same port: one below the ephemeral range, which no
+  // outgoing connection (the holders' reconnections among them) takes while
+  // the server is down.
+  options.port = test_support::free_port_below_ephemeral();
   std::string error;
   auto server = Netsemd::start(options, &error);
   ASSERT_TRUE(server) << error;
-  options.port = server->port();
   const std::string history = (dir.path() / "history.jsonl").string();
   // One cycle in the README's test command; NETSEM_FAILURE_CYCLES=N runs N
   // (about 7 s each) on demand.

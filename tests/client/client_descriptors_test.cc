@@ -217,7 +217,7 @@ TEST_F(ClientDescriptorsTest, NoLocalPortOrAddressToConnectFromIsNoOutage) {
 // refuses the connection is that family's, not this host's shortage: the
 // round reached no server, and the client falls back as before.
 TEST(ClientAddressFamilyTest, NoAddressOfOneFamilyBesideARefusedOneIsAnOutage) {
-  const std::uint16_t port = test_support::free_loopback_port();
+  const std::uint16_t port = test_support::free_port_below_ephemeral();
   ASSERT_NE(port, 0);
   const client::LookupFunction both = [](const char*, const char* service, const addrinfo* hints, addrinfo** out) {
     addrinfo numeric = *hints;

@@ -297,7 +297,7 @@ TEST_F(ClientListingsTest, BadArgumentsAndAbsentNamesAreRefused) {
 }
 
 TEST_F(ClientListingsTest, WithoutAServerTheCallsFailAsUnavailable) {
-  const std::uint16_t port = test_support::free_loopback_port();
+  const std::uint16_t port = test_support::free_port_below_ephemeral();
   ASSERT_NE(port, 0);
   ClientOptions options = options_for(port, "x");
   options.connect_timeout = 200ms;

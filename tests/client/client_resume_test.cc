@@ -45,6 +45,7 @@
 #include "netsem/client.h"
 #include "netsemd_harness.h"
 #include "support/eventually.h"
+#include "support/free_port.h"
 #include "support/own_sockets.h"
 #include "support/request_lines.h"
 #include "tcp_proxy.h"
@@ -329,8 +330,10 @@ TEST_F(ClientResumeTest, AnAdministratorsKickOfAResumableSessionIsStillAKick) {
 }
 
 TEST_F(ClientResumeTest, AResumeAfterTheServersRestartFindsNoSessionAndLosesThePermit) {
-  start_server();
-  const std::uint16_t port = server_->port();
+  // Restarted on the same port: one below the ephemeral range, which no
+  // outgoing connection (the proxy's among them) takes while it is down.
+  const std::uint16_t port = test_support::free_port_below_ephemeral();
+  start_server(port);
   testing::TcpProxy proxy(port);
   ASSERT_NE(proxy.port(), 0);
   auto holder = client_through(proxy.port());

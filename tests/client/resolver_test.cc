@@ -160,7 +160,7 @@ TEST_F(ResolverTest, AConnectionStopsWhileItsServerNameHangs) {
 TEST_F(ResolverTest, ACallMadeBeforeTheFirstRoundEndsWaitsForThatRound) {
   ClientOptions options;
   options.connect_timeout = 5s;
-  const std::uint16_t port = test_support::free_loopback_port();
+  const std::uint16_t port = test_support::free_port_below_ephemeral();
   ASSERT_NE(port, 0);
   auto connection = Connection::start(options, {Endpoint{"slow-dns.example", port}}, hanging_lookup(dns_));
   while (dns_->calls.load() == 0) std::this_thread::sleep_for(5ms);

@@ -24,10 +24,10 @@
 #include <vector>
 
 #include "cluster/cluster_node.h"
-#include "cluster_ports.h"
 #include "replication/entry.h"
 #include "replication/results.h"
 #include "replication/state_machine.h"
+#include "support/free_port.h"
 
 namespace netsem::cluster::testing {
 
@@ -80,8 +80,7 @@ class TestCluster {
     ::signal(SIGPIPE, SIG_IGN);  // as netsemd: libuv writes to a closed peer without MSG_NOSIGNAL
     char tmpl[] = "/tmp/netsem-cluster-XXXXXX";
     dir_ = ::mkdtemp(tmpl) ? tmpl : "";
-    port_ = ::netsem::testing::free_port_below_ephemeral();  // the other tests' outgoing connections draw from the
-                                                             // range above
+    port_ = test_support::free_port_below_ephemeral();
   }
   ~TestCluster() {
     for (auto& [i, s] : servers_) {

@@ -29,8 +29,8 @@ TEST(ClusterRuntimeQueue, ALoopThatDoesNotTurnFailsPastTheBoundInsteadOfGrowing)
   const auto secret = dir / "secret";
   std::ofstream(secret) << "a-cluster-secret-of-the-test-0123456789\n";
   ::chmod(secret.c_str(), 0600);
-  const std::string client = "127.0.0.1:" + std::to_string(test_support::free_loopback_port());
-  const std::string raft = "127.0.0.1:" + std::to_string(test_support::free_loopback_port());
+  const std::string client = "127.0.0.1:" + std::to_string(test_support::free_port_below_ephemeral());
+  const std::string raft = "127.0.0.1:" + std::to_string(test_support::free_port_below_ephemeral());
   const std::string text = "[server]\nbind_address = 127.0.0.1\nbind_port = 0\nstats_dir = " + dir.string() +
                            "\ndata_dir = " + dir.string() + "\n[semaphores]\nlock = 1\n[cluster]\nid = 1\n" +
                            "secret_file = " + secret.string() +

@@ -1527,8 +1527,8 @@ Netsemd::Options single_server(const TempDir& dir, std::uint16_t client_port, st
 // the test when it does not come up.
 struct SingleServer {
   TempDir dir;
-  std::uint16_t client_port = test_support::free_loopback_port();
-  std::uint16_t raft_port = test_support::free_loopback_port();
+  std::uint16_t client_port = test_support::free_port_below_ephemeral();
+  std::uint16_t raft_port = test_support::free_port_below_ephemeral();
   Netsemd::Options options = single_server(dir, client_port, raft_port);
   std::unique_ptr<Netsemd> server;
 
@@ -1581,8 +1581,8 @@ UniqueFd listen_on(std::uint16_t port) {
 // for a taken client port, and does not start (exit 1, "the port is taken").
 TEST(NetsemdClusterStart, ATakenRaftPortIsNamedWithItsError) {
   TempDir dir;
-  const std::uint16_t client_port = test_support::free_loopback_port();
-  const std::uint16_t raft_port = test_support::free_loopback_port();
+  const std::uint16_t client_port = test_support::free_port_below_ephemeral();
+  const std::uint16_t raft_port = test_support::free_port_below_ephemeral();
   const UniqueFd taken = listen_on(raft_port);
   ASSERT_TRUE(taken.valid());
   const Netsemd::Options options = single_server(dir, client_port, raft_port);
@@ -1625,7 +1625,7 @@ TEST(NetsemdClusterStart, AFirstStartOnATakenRaftPortLeavesTheDirectoryPristine)
     EXPECT_NE(error.find("the first configuration this start wrote was removed again"), std::string::npos) << error;
   }
   EXPECT_TRUE(pristine(one.dir.path() / "data" / "raft"));
-  one.raft_port = test_support::free_loopback_port();
+  one.raft_port = test_support::free_port_below_ephemeral();
   one.options = single_server(one.dir, one.client_port, one.raft_port);
   ASSERT_TRUE(one.start());
   auto client = Client::connect(one.client_port);
@@ -1648,10 +1648,10 @@ TEST(NetsemdClusterStart, ServerLinesThatDifferFromTheStoredConfigurationAreName
   ASSERT_TRUE(one.server->wait_exit(10s).has_value()) << one.server->log();
   one.server.reset();
   // A second server's line: the stored configuration (server 1 alone) wins.
-  const std::uint16_t other_raft = test_support::free_loopback_port();
+  const std::uint16_t other_raft = test_support::free_port_below_ephemeral();
   const Netsemd::Options first = one.options;
   one.options.raw_config += "server.2 = 127.0.0.2:" + std::to_string(other_raft) +
-                            " 127.0.0.2:" + std::to_string(test_support::free_loopback_port()) + "\n";
+                            " 127.0.0.2:" + std::to_string(test_support::free_port_below_ephemeral()) + "\n";
   ASSERT_TRUE(one.start());
   ASSERT_TRUE(one.server->wait_for_log("differs from the server.N lines", 5s)) << one.server->log();
   const std::string log = one.server->log();
@@ -1673,7 +1673,7 @@ TEST(NetsemdClusterStart, ServerLinesThatDifferFromTheStoredConfigurationAreName
   ASSERT_TRUE(one.server->wait_exit(10s).has_value()) << one.server->log();
   one.server.reset();
   // Its own Raft port moved: refused, naming both addresses.
-  const std::uint16_t moved = test_support::free_loopback_port();
+  const std::uint16_t moved = test_support::free_port_below_ephemeral();
   const Netsemd::Options options = single_server(one.dir, one.client_port, moved);
   std::string error;
   auto server = Netsemd::start(options, &error);
@@ -1724,8 +1724,8 @@ TEST(NetsemdClusterStart, AServerWhoseRaftMetadataIsGoneDoesNotStartAndSaysWhy) 
 TEST(NetsemdClusterStart, ATakenClientPortIsAFailedStartNotAFailedDisk) {
   for (int run = 0; run < 5; ++run) {
     TempDir dir;
-    const std::uint16_t client_port = test_support::free_loopback_port();
-    const std::uint16_t raft_port = test_support::free_loopback_port();
+    const std::uint16_t client_port = test_support::free_port_below_ephemeral();
+    const std::uint16_t raft_port = test_support::free_port_below_ephemeral();
     const UniqueFd taken = listen_on(client_port);
     ASSERT_TRUE(taken.valid());
     const Netsemd::Options options = single_server(dir, client_port, raft_port);
@@ -1749,8 +1749,8 @@ TEST(NetsemdClusterStart, ATakenClientPortIsAFailedStartNotAFailedDisk) {
 // refusing it as "in use" (it did about one restart in two). 20 times.
 TEST(NetsemdClusterStart, AServerKilledAndStartedAtOnceStartsOnItsData) {
   TempDir dir;
-  const std::uint16_t client_port = test_support::free_loopback_port();
-  const std::uint16_t raft_port = test_support::free_loopback_port();
+  const std::uint16_t client_port = test_support::free_port_below_ephemeral();
+  const std::uint16_t raft_port = test_support::free_port_below_ephemeral();
   const Netsemd::Options options = single_server(dir, client_port, raft_port);
   std::string error;
   auto server = Netsemd::start(options, &error);
@@ -1892,8 +1892,8 @@ class AheadSnapshotMachine final : public raft::StateMachine {
 // none on, and the server answered clients from the snapshot's state.)
 TEST(NetsemdClusterStart, AnEntryTheReplicaRefusesStopsTheServerAtEachStartWithExit3) {
   TempDir dir;
-  const std::uint16_t client_port = test_support::free_loopback_port();
-  const std::uint16_t raft_port = test_support::free_loopback_port();
+  const std::uint16_t client_port = test_support::free_port_below_ephemeral();
+  const std::uint16_t raft_port = test_support::free_port_below_ephemeral();
   const auto raft_dir = dir.path() / "raft";
   std::filesystem::create_directories(raft_dir);
   {

@@ -171,7 +171,7 @@ TEST(PeerLink, ARefusedLinkIsLoggedOnTheFollowerOnce) {
   spdlog::set_default_logger(
       std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(log)));
   asio::io_context io;
-  const std::uint16_t port = test_support::free_loopback_port();
+  const std::uint16_t port = test_support::free_port_below_ephemeral();
   const std::map<ServerId, std::string> members = {{1, "127.0.0.1:" + std::to_string(port)},
                                                    {2, "127.0.0.2:" + std::to_string(port)}};
   PeerListener leader(io, 1, members, [](ServerId, std::string) {});
@@ -204,7 +204,7 @@ TEST(PeerLink, ALinkThatWorkedAndEndsIsNotCalledRefused) {
   spdlog::set_default_logger(
       std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(log)));
   asio::io_context io;
-  const std::uint16_t port = test_support::free_loopback_port();
+  const std::uint16_t port = test_support::free_port_below_ephemeral();
   const std::map<ServerId, std::string> members = {{1, "127.0.0.1:" + std::to_string(port)},
                                                    {2, "127.0.0.2:" + std::to_string(port)}};
   PeerListener leader(io, 1, members, [](ServerId, std::string) {});
@@ -240,7 +240,7 @@ TEST(PeerLink, FollowersForwardOverTcpAndFollowANewLeader) {
     io.restart();
     io.poll();
   };
-  const std::uint16_t port = test_support::free_loopback_port();
+  const std::uint16_t port = test_support::free_port_below_ephemeral();
   std::map<ServerId, std::string> members;
   for (int i : {1, 2, 3})
     members[static_cast<ServerId>(i)] = "127.0.0." + std::to_string(i) + ":" + std::to_string(port);

@@ -138,10 +138,10 @@ class Prometheus {
     char dir_template[] = "/tmp/netsem-prometheus-XXXXXX";
     if (::mkdtemp(dir_template) == nullptr) return false;
     dir_ = dir_template;
-    // Its own port: one the kernel hands out now (it is free a moment later
-    // unless another process takes it in between, which the retry covers).
+    // Its own port, below the ephemeral range: free a moment later unless
+    // another server takes it in between, which the retry covers.
     for (int attempt = 0; attempt < 3 && pid_ < 0; ++attempt) {
-      port_ = test_support::free_loopback_port();
+      port_ = test_support::free_port_below_ephemeral();
       std::ofstream(dir_ + "/prometheus.yml") << "global:\n"
                                                  "  scrape_interval: 1s\n"
                                                  "  scrape_timeout: 1s\n"

@@ -193,7 +193,7 @@ class Cluster {
     ::signal(SIGPIPE, SIG_IGN);
     std::string tmpl = base + "/netsem-raft-XXXXXX";
     dir_ = ::mkdtemp(tmpl.data()) ? tmpl : std::string();
-    port_ = test_support::free_loopback_port();
+    port_ = test_support::free_port_below_ephemeral();
   }
   ~Cluster() {
     nodes_.clear();  // each killed by its pid

@@ -38,7 +38,7 @@ class RaftNodeTest : public ::testing::Test {
   RaftOptions options() {
     RaftOptions o;
     o.id = 1;
-    o.address = "127.0.0.1:" + std::to_string(test_support::free_loopback_port());
+    o.address = "127.0.0.1:" + std::to_string(test_support::free_port_below_ephemeral());
     o.data_dir = dir_;
     o.bootstrap = {{1, o.address, ServerRole::kVoter}};
     o.election_timeout = milliseconds(200);
@@ -301,7 +301,7 @@ struct TwoServers {
     char tmpl[] = "/tmp/netsem-raftnode-XXXXXX";
     if (::mkdtemp(tmpl) != nullptr) dir = tmpl;
     for (std::uint64_t id : {1u, 2u}) {
-      ports.push_back(test_support::free_loopback_port());
+      ports.push_back(test_support::free_port_below_ephemeral());
       servers.push_back({id, "127.0.0.1:" + std::to_string(ports.back()), ServerRole::kVoter});
     }
   }
