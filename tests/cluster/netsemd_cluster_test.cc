@@ -477,43 +477,44 @@ class NetsemdClusterFewConnections : public NetsemdCluster {
     return nlohmann::json::parse(answer.substr(6)).at("limited_total").get<std::uint64_t>();
   }
 
-  // Both followers' peer links are up first (a PING through a follower goes
-  // over its link): a link being opened starts as a session until its first
-  // line, and would take a slot of the pool for that moment. Then every
-  // session the leader takes, each answered, in `pool`.
-  void fill_leader(int lead, std::vector<std::unique_ptr<Client>>& pool) {
-    for (const int i : {(lead + 1) % kServers, (lead + 2) % kServers}) {
+  // The leader in lead_, and every session it takes, each answered, in
+  // pool_. Both followers' peer links are up first (a PING through a
+  // follower goes over its link): a link being opened starts as a session
+  // until its first line, and would take a slot of the pool for that moment.
+  void fill_leader() {
+    lead_ = leader();
+    ASSERT_GE(lead_, 0) << logs();
+    for (const int i : {(lead_ + 1) % kServers, (lead_ + 2) % kServers}) {
       auto through = connect(i);
       ASSERT_TRUE(through != nullptr);
       ASSERT_EQ(through->request("p PING", 10s), "p PONG") << logs();
     }
     for (int i = 0; i < kFewConnections; ++i) {
-      pool.push_back(connect(lead));
-      ASSERT_TRUE(pool.back() != nullptr);
-      ASSERT_EQ(pool.back()->request("p PING", 10s), "p PONG") << logs();
+      pool_.push_back(connect(lead_));
+      ASSERT_TRUE(pool_.back() != nullptr);
+      ASSERT_EQ(pool_.back()->request("p PING", 10s), "p PONG") << logs();
     }
   }
+  int lead_ = -1;
+  std::vector<std::unique_ptr<Client>> pool_;
 };
 
 TEST_F(NetsemdClusterFewConnections, ALeaderAtMaxConnectionsStillTakesARestartedFollowersPeerLink) {
-  const int lead = leader();
-  ASSERT_GE(lead, 0) << logs();
-  const int follower = (lead + 1) % kServers;
-  const int other = (lead + 2) % kServers;
-  std::vector<std::unique_ptr<Client>> pool;
-  ASSERT_NO_FATAL_FAILURE(fill_leader(lead, pool));
+  ASSERT_NO_FATAL_FAILURE(fill_leader());
+  const int follower = (lead_ + 1) % kServers;
+  const int other = (lead_ + 2) % kServers;
   // A client over the limit is refused, from a server's address too (read
   // to its first bytes, or for its listening time when it says nothing, in
   // case it is a peer link), and each is counted in limited_total.
-  const std::uint64_t limited = limited_total(*pool.front());
-  auto over = connect(lead);
+  const std::uint64_t limited = limited_total(*pool_.front());
+  auto over = connect(lead_);
   ASSERT_TRUE(over != nullptr);
   EXPECT_EQ(over->request("p PING", 5s), "* ERR LIMIT too many connections") << logs();
-  EXPECT_EQ(limited_total(*pool.front()), limited + 1);
-  EXPECT_EQ(first_answer_from(host(other), lead, "p PING"), "* ERR LIMIT too many connections") << logs();
-  EXPECT_EQ(limited_total(*pool.front()), limited + 2);
-  EXPECT_EQ(first_answer_from(host(other), lead, ""), "* ERR LIMIT too many connections") << logs();
-  EXPECT_EQ(limited_total(*pool.front()), limited + 3);
+  EXPECT_EQ(limited_total(*pool_.front()), limited + 1);
+  EXPECT_EQ(first_answer_from(host(other), lead_, "p PING"), "* ERR LIMIT too many connections") << logs();
+  EXPECT_EQ(limited_total(*pool_.front()), limited + 2);
+  EXPECT_EQ(first_answer_from(host(other), lead_, ""), "* ERR LIMIT too many connections") << logs();
+  EXPECT_EQ(limited_total(*pool_.front()), limited + 3);
 
   // The follower restarts: its peer link to the leader is opened again,
   // while the leader is full.
@@ -525,10 +526,10 @@ TEST_F(NetsemdClusterFewConnections, ALeaderAtMaxConnectionsStillTakesARestarted
   const std::string granted = client->request(req::acquire("a", "lock", 1, 20000), 15s);
   EXPECT_EQ(granted.rfind("a OK ", 0), 0u) << granted << "\n" << logs();
   EXPECT_EQ(client->request("p PING", 10s), "p PONG") << logs();
-  EXPECT_TRUE(servers_[lead]->wait_for_log("over max_connections: a peer link", 1s)) << logs();
+  EXPECT_TRUE(servers_[lead_]->wait_for_log("over max_connections: a peer link", 1s)) << logs();
   // The leader's own sessions are served as before, and it is still full.
-  for (const auto& session : pool) EXPECT_EQ(session->request("p PING", 10s), "p PONG") << logs();
-  auto still_over = connect(lead);
+  for (const auto& session : pool_) EXPECT_EQ(session->request("p PING", 10s), "p PONG") << logs();
+  auto still_over = connect(lead_);
   ASSERT_TRUE(still_over != nullptr);
   EXPECT_EQ(still_over->request("p PING", 5s), "* ERR LIMIT too many connections") << logs();
 }
@@ -545,17 +546,14 @@ TEST_F(NetsemdClusterFewConnections, ALeaderAtMaxConnectionsStillTakesARestarted
 // 30 ms floods), and this test saw none in 15 s; about 0.2 s with the same
 // flood from an address that is no member's.
 TEST_F(NetsemdClusterFewConnections, IdleConnectionsFromAMembersHostDoNotHoldUpItsPeerLink) {
-  const int lead = leader();
-  ASSERT_GE(lead, 0) << logs();
-  const int follower = (lead + 1) % kServers;
-  std::vector<std::unique_ptr<Client>> pool;
-  ASSERT_NO_FATAL_FAILURE(fill_leader(lead, pool));
+  ASSERT_NO_FATAL_FAILURE(fill_leader());
+  const int follower = (lead_ + 1) % kServers;
   std::atomic<bool> stop{false};
   std::atomic<int> opened{0};
   std::thread flood([&] {
     std::vector<UniqueFd> open;  // idle: they send nothing and read nothing
     while (!stop && open.size() < 1000) {
-      if (UniqueFd fd = connect_from(host(follower), lead); fd.valid()) {
+      if (UniqueFd fd = connect_from(host(follower), lead_); fd.valid()) {
         open.push_back(std::move(fd));
         ++opened;
       }
@@ -583,9 +581,9 @@ TEST_F(NetsemdClusterFewConnections, IdleConnectionsFromAMembersHostDoNotHoldUpI
               static_cast<long long>(took.count()), opened.load());
   EXPECT_EQ(granted.rfind("a OK ", 0), 0u) << granted << "\n" << logs();
   EXPECT_LT(took, 3s) << logs();  // about 0.2-0.4 s (not answered in 15 s without the giving way)
-  EXPECT_TRUE(servers_[lead]->wait_for_log("over max_connections: a peer link", 1s)) << logs();
+  EXPECT_TRUE(servers_[lead_]->wait_for_log("over max_connections: a peer link", 1s)) << logs();
   // The flood's connections were refused as any over the limit.
-  EXPECT_EQ(first_answer_from(host(follower), lead, "p PING"), "* ERR LIMIT too many connections") << logs();
+  EXPECT_EQ(first_answer_from(host(follower), lead_, "p PING"), "* ERR LIMIT too many connections") << logs();
 }
 
 // A peer link's connection to a full leader followed, before its PEER
@@ -597,24 +595,21 @@ TEST_F(NetsemdClusterFewConnections, IdleConnectionsFromAMembersHostDoNotHoldUpI
 // counted. Before, the oldest connection gave way to the last newcomer: a
 // link that connected just before was refused once (and retried).
 TEST_F(NetsemdClusterFewConnections, NewerConnectionsFromItsHostDoNotPushOutALinkBeforeItsPeerLine) {
-  const int lead = leader();
-  ASSERT_GE(lead, 0) << logs();
-  const int other = (lead + 2) % kServers;
-  std::vector<std::unique_ptr<Client>> pool;
-  ASSERT_NO_FATAL_FAILURE(fill_leader(lead, pool));
-  const std::uint64_t limited = limited_total(*pool.front());
-  const UniqueFd link = connect_from(host(other), lead);
+  ASSERT_NO_FATAL_FAILURE(fill_leader());
+  const int other = (lead_ + 2) % kServers;
+  const std::uint64_t limited = limited_total(*pool_.front());
+  const UniqueFd link = connect_from(host(other), lead_);
   ASSERT_TRUE(link.valid());
   std::this_thread::sleep_for(20ms);  // accepted, waiting for its first line
   std::vector<UniqueFd> idle;
   for (int i = 0; i < kServers - 1; ++i) {
-    idle.push_back(connect_from(host(other), lead));
+    idle.push_back(connect_from(host(other), lead_));
     ASSERT_TRUE(idle.back().valid());
     std::this_thread::sleep_for(20ms);
   }
-  EXPECT_TRUE(handed_over(link, lead));
+  EXPECT_TRUE(handed_over(link, lead_));
   for (const UniqueFd& fd : idle) EXPECT_EQ(first_line(fd), "* ERR LIMIT too many connections") << logs();
-  EXPECT_EQ(limited_total(*pool.front()), limited + idle.size());
+  EXPECT_EQ(limited_total(*pool_.front()), limited + idle.size());
 }
 
 // When the refusals' room is full too (a flood from a member's host), the
@@ -624,25 +619,22 @@ TEST_F(NetsemdClusterFewConnections, NewerConnectionsFromItsHostDoNotPushOutALin
 // cluster. The first idle one, which gave way, is closed at once (the
 // refusals have no room left) instead of told LIMIT after its 250 ms.
 TEST_F(NetsemdClusterFewConnections, WhenTheRefusalsRoomIsFullTooTheOldestGivesWayToALink) {
-  const int lead = leader();
-  ASSERT_GE(lead, 0) << logs();
-  const int other = (lead + 2) % kServers;
-  std::vector<std::unique_ptr<Client>> pool;
-  ASSERT_NO_FATAL_FAILURE(fill_leader(lead, pool));
-  ASSERT_EQ(servers_[lead]->log().find("over max_connections: a peer link"), std::string::npos);
+  ASSERT_NO_FATAL_FAILURE(fill_leader());
+  const int other = (lead_ + 2) % kServers;
+  ASSERT_EQ(servers_[lead_]->log().find("over max_connections: a peer link"), std::string::npos);
   // The leader's descriptor limit is high: the room is kMaxRejecting.
   const auto began = std::chrono::steady_clock::now();
   std::vector<UniqueFd> idle;
   for (std::size_t i = 0; i < server::kMaxRejecting + kServers - 1; ++i) {
-    idle.push_back(connect_from(host(other), lead));
+    idle.push_back(connect_from(host(other), lead_));
     ASSERT_TRUE(idle.back().valid()) << i;
   }
-  const UniqueFd link = connect_from(host(other), lead);
+  const UniqueFd link = connect_from(host(other), lead_);
   ASSERT_TRUE(link.valid());
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began);
   std::printf("%zu idle connections and the link made in %lld ms\n", idle.size(), static_cast<long long>(took.count()));
   ASSERT_LT(took, 200ms) << "too slow to fill the room within the refusals' 250 ms";
-  EXPECT_TRUE(handed_over(link, lead));
+  EXPECT_TRUE(handed_over(link, lead_));
   EXPECT_EQ(first_line(idle.front()), "") << "the oldest did not give way";
 }
 
