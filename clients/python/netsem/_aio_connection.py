@@ -33,7 +33,8 @@ accepted the connection and said nothing within connect_timeout (``silence``:
 no outage, calls wait for a round that decides; the silent attempt is kept
 open, ``_parked``, and the next rounds wait on it again: rule 9; a resume's
 silent RESUME attempt likewise, within that resume, its pending read ending
-the resume's sleep between rounds too: rule 10). A session is
+the resume's sleep between rounds too: rule 10; a silence move's for its
+next try, ``_move_kept``). A session is
 numbered: a request tied to an old session is refused rather than sent to a
 new one that never heard of it. All of this mirrors src/client/connection.*.
 
@@ -234,6 +235,11 @@ class Connection:
         self._moved: tuple[asyncio.StreamReader, asyncio.StreamWriter, proto.LineBuffer] | None = None
         self._move_task: asyncio.Task[None] | None = None
         self._next_move_at = 0.0
+        # Rule 10 on the move too (as _resume's ``kept``): each candidate's
+        # silent RESUME attempt of this stall, waited on again by the move's
+        # next pass (T/6 later) instead of a new connection; closed, without
+        # QUIT, once the stall or the connection ends (_close_move_kept).
+        self._move_kept: dict[str, _Kept] = {}
 
     # --- lifecycle ---
 
@@ -816,6 +822,9 @@ class Connection:
         if why is not None:
             self._cut(Unavailable(why))
             return
+        if self._move_kept and self._move_task is None and (oldest is None
+                                                             or now < oldest + lease.session_timeout / 6):
+            self._close_move_kept()  # the stall ended: no move now
         move_at = self._move_at(oldest)
         if move_at is not None and now >= move_at:
             assert self._loop is not None
@@ -1161,7 +1170,8 @@ class Connection:
         """RESUME on the other candidates while this connection's server is
         silent; once one took the session, this connection's read loop ends
         (the new connection in _moved); so it does when one answered with a
-        KICK (the session ended). Tried again T/6 later otherwise."""
+        KICK (the session ended). Tried again T/6 later otherwise, on the
+        silent attempts this pass kept (_move_kept)."""
         assert self._resumable is not None and self._lease is not None
         began = time.monotonic()
         self._next_move_at = began + self._lease.session_timeout / 6
@@ -1172,7 +1182,7 @@ class Connection:
                 if self._stopping or time.monotonic() >= deadline or self._ended is not None:
                     return
                 server = proto.endpoint_text(host, port)
-                outcome = await self._try_resume(host, port, server, deadline)
+                outcome = await self._try_resume(host, port, server, deadline, self._move_kept)
                 if isinstance(outcome, tuple):
                     if self._ended is not None or self._writer is None:
                         outcome[1].transport.abort()  # the old connection ended meanwhile
@@ -1207,9 +1217,19 @@ class Connection:
                 self._on_timer()
 
     def _stop_move(self) -> None:
+        """The connection ended: the move stops, and its kept attempts close."""
         task, self._move_task = self._move_task, None
         if task is not None and not task.done():
             task.cancel()
+        self._close_move_kept()
+
+    def _close_move_kept(self) -> None:
+        """Closes the move's kept RESUME attempts (the stall or the connection
+        ended, or the session moved), without QUIT, as _resume closes its
+        own: the same risk as every abandoned RESUME, no new one."""
+        kept, self._move_kept = self._move_kept, {}
+        for attempt in kept.values():
+            attempt.close()
 
     def _settle(self, mine: _resume.Mine) -> NetsemError | None:
         """On the resumed connection: what became of each request sent on the

@@ -37,7 +37,9 @@ stops or rule 8's bound ends (_resume.StickySilence); an answer or EOF on it
 ends the sleep between rounds. Likewise a resume's silent RESUME attempt is
 kept for that resume's next attempt to the same candidate (rule 10,
 ``_resume``'s ``kept``; keepalive on, and an answer or EOF on it ends the
-resume's sleep between rounds), and closed when the resume ends.
+resume's sleep between rounds), and closed when the resume ends; and so
+is a silence move's (rule 5, ``_move_kept``) for its next try T/6 later,
+closed when the stall or the connection ends.
 
 A session is numbered: a Call and a remote permit belong to the session that
 sent or granted them, and a request tied to an old session is refused rather
@@ -248,6 +250,11 @@ class Connection:
         self._current: tuple[str, int] | None = None
         self._moved_to: socket.socket | None = None
         self._next_move_at = 0.0
+        # Rule 10 on the move too (as _resume's ``kept``): each candidate's
+        # silent RESUME attempt of this stall, waited on again by the move's
+        # next pass (T/6 later) instead of a new connection; closed, without
+        # QUIT, once the stall or the connection ends (_close_move_kept).
+        self._move_kept: dict[str, tuple[socket.socket, _handshake.Parked]] = {}
         # Sockets of sessions whose lease lapsed, each kept open (and unread)
         # until the stop-by time of its permits: see _run.
         self._lingering: list[tuple[float, socket.socket]] = []
@@ -1018,6 +1025,8 @@ class Connection:
                 if why is not None:
                     self._fell_silent = True
                     return Unavailable(why)
+                if self._move_kept and (oldest is None or now < oldest + self._lease.session_timeout / 6):
+                    self._close_move_kept()  # the stall ended: no move now
                 move_at = self._move_at(oldest)
                 if move_at is not None and now >= move_at:
                     moved = self._move()
@@ -1045,6 +1054,7 @@ class Connection:
         finally:
             selector.close()
             self._sock = None
+            self._close_move_kept()
 
     def _put(self, call: Call, now: float) -> None:
         """Loop only: sends ``call`` (buffers its line) and tracks it."""
@@ -1314,7 +1324,8 @@ class Connection:
         """Loop only: RESUME on the other candidates while this connection's
         server is silent; once one took the session, why this connection ends
         (the new socket in _moved_to), or the KICK one answered (the session
-        ended), else None (tried again T/6 later)."""
+        ended), else None (tried again T/6 later, on the silent attempts this
+        pass kept: _move_kept)."""
         assert self._resumable is not None
         began = time.monotonic()
         self._next_move_at = began + self._lease.session_timeout / 6
@@ -1324,7 +1335,7 @@ class Connection:
             if self._stopping.is_set() or time.monotonic() >= deadline:
                 break
             server = proto.endpoint_text(host, port)
-            outcome = self._try_resume(host, port, server, deadline)
+            outcome = self._try_resume(host, port, server, deadline, self._move_kept)
             if isinstance(outcome, socket.socket):
                 with self._lock:
                     self._counters.server = server
@@ -1347,6 +1358,14 @@ class Connection:
             why = (outcome.partition(":")[2] or outcome) if isinstance(outcome, str) else self._attempt_failure
             log.debug("moving session %d to %s failed: %s", self._resumable.session_id, server, why or "no answer")
         return None
+
+    def _close_move_kept(self) -> None:
+        """Loop only: closes the move's kept RESUME attempts (the stall or the
+        connection ended, or the session moved), without QUIT, as _resume
+        closes its own: the same risk as every abandoned RESUME, no new one."""
+        kept, self._move_kept = self._move_kept, {}
+        for sock, _ in kept.values():
+            sock.close()
 
     def _resume_candidates(self) -> list[tuple[str, int]]:
         """Where to RESUME: the last known leader, then the servers in order."""

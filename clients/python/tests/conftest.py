@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -258,6 +259,23 @@ def proxies() -> Iterator[Callable[[int], Any]]:
     yield make
     for proxy in made:
         proxy.close()
+
+
+def acquire_in_thread(client: Any, name: str, timeout: float = 15.0) -> tuple[threading.Thread, list[Any]]:
+    """``client.acquire(name, timeout)`` on a thread of its own, started:
+    the thread, and ``got``, where its permit or error goes (reported by
+    the test thread)."""
+    got: list[Any] = []
+
+    def wait() -> None:
+        try:
+            got.append(client.acquire(name, timeout=timeout))
+        except BaseException as error:  # reported by the test thread
+            got.append(error)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    return thread, got
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:

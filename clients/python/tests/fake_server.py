@@ -15,7 +15,8 @@ misbehave only after it. Everything is bounded: reads time out, the
 scripts' sends stop when the server closes, and ``close`` shuts every
 connection down and joins every thread it started (a test fails if one is
 left). Connections are counted (``accepted``) so a test can see that a
-client reconnected, and every request line is kept (``lines``).
+client reconnected, and every request line is kept (``lines``);
+``frozen`` makes every connection silent from then on.
 ``MovingPair`` scripts two 1.2 servers between which a session moves.
 """
 
@@ -63,9 +64,12 @@ class Peer:
         return text
 
     def send(self, data: bytes) -> bool:
-        """Sends all of ``data``; False when the client has gone or the server closes."""
+        """Sends all of ``data``; False when the client has gone or the server
+        closes. Nothing while the server is ``frozen`` (True: the script goes on)."""
         if self.server.closing.is_set():
             return False
+        if self.server.frozen.is_set():
+            return True
         try:
             self.sock.settimeout(2.0)
             self.sock.sendall(data)
@@ -171,6 +175,9 @@ class FakeServer:
         self.listener.settimeout(0.05)
         self.port = self.listener.getsockname()[1]
         self.closing = threading.Event()
+        # Set: every connection stays open and reads on, and nothing is sent
+        # (a server frozen mid-session, as a SIGSTOPped one seen by its clients).
+        self.frozen = threading.Event()
         self.lock = threading.Lock()
         self.accepted = 0  # guarded by lock
         self.lines: list[str] = []  # guarded by lock: every request line read

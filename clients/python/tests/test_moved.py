@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from aio_support import AioInThread, release
-from conftest import client_factory, wait_until
+from conftest import acquire_in_thread, client_factory, wait_until
 from fake_server import RESUMABLE_42, RESUMES_42, FakeServer, Peer
 
 from netsem import FallbackPolicy
@@ -55,20 +55,6 @@ def resume_and_close(port: int, session: Resumable) -> None:
         sock.sendall(f"r1 RESUME {session.session_id} {session.secret}\n".encode())
         answer = sock.makefile("rb").readline()
     assert answer.startswith(f"r1 OK {session.session_id} ".encode()), answer
-
-
-def acquire_in_thread(client: Any, name: str) -> tuple[threading.Thread, list[Any]]:
-    got: list[Any] = []
-
-    def wait() -> None:
-        try:
-            got.append(client.acquire(name, timeout=15))
-        except BaseException as error:  # reported by the test thread
-            got.append(error)
-
-    thread = threading.Thread(target=wait)
-    thread.start()
-    return thread, got
 
 
 @dataclass

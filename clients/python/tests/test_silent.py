@@ -47,12 +47,12 @@ from typing import Any
 
 import pytest
 from aio_support import release
-from conftest import client_factory, wait_until
+from conftest import acquire_in_thread, client_factory, wait_until
 from fake_server import RESUMABLE_42, RESUMES_42, FakeServer, Peer
 from tls_support import Pki
 
 from netsem import FallbackPolicy
-from netsem.errors import Timeout, Unavailable
+from netsem.errors import NetsemError, Timeout, Unavailable
 
 CONNECT_TIMEOUT = 0.5
 REQUEST_TIMEOUT = 1.0
@@ -340,6 +340,41 @@ def test_a_silent_resume_candidate_is_kept_open_and_the_session_resumed_on_it(ma
         assert b.connections() == 1, b.connections()
         assert not permit.lost and any(" RESUME 42 " in line for line in b.lines)
         release(client, permit)
+
+
+def test_a_move_off_a_silent_server_keeps_its_silent_resume_attempt(make: Callable[..., Any]) -> None:
+    """Rule 10 on the move (rule 5; audit23 finding 2): A, a 1.2 server
+    (T = 6 s), grants a resumable session's permit, then falls silent, its
+    connection open: the ACQUIRE sent next, right after the one answered,
+    unanswered for T/6, makes the client move: a RESUME on B every T/6 until
+    the lease lapses (T/2 after the answered one: two passes), while B
+    accepts and never answers. The move's second pass waits again on the
+    attempt its first kept: B reads ONE RESUME (abandoning them, one per
+    pass: 2).
+    Scripted servers: no netsemd can be made to freeze with its connection
+    answered up to a chosen request, nor to accept and never answer."""
+    def session(peer: Peer) -> None:
+        peer.answer_all(RESUMABLE_42)
+
+    def never_answers(peer: Peer) -> None:
+        while peer.read_line(timeout=30) is not None:
+            pass
+
+    with FakeServer(session) as a, FakeServer(never_answers) as b:
+        client = make([a.address, b.address], request_timeout=10.0)
+        permit = client.acquire("one", timeout=5)
+        lost = threading.Event()
+        permit.on_lost(lambda reason: lost.set())
+        assert not permit.is_local and client.stats().server == a.address
+        a.frozen.set()
+        waiting, got = acquire_in_thread(client, "two", 5.0)
+        assert lost.wait(10), "the lease did not lapse"
+        assert "lease" in str(permit.loss_reason), permit.loss_reason
+        waiting.join(10)
+        assert len(got) == 1 and isinstance(got[0], NetsemError), got
+        with b.lock:
+            resumes = [line for line in b.lines if " RESUME 42 " in line]
+        assert len(resumes) == 1, resumes
 
 
 def test_the_silent_and_closed_texts_name_the_first_request_unanswered(make: Callable[..., Any]) -> None:
