@@ -35,15 +35,6 @@ Result<ClientOptions> from_file_then_environment(const std::string& file) {
   return options;
 }
 
-// The failure of require_server's hidden probe in the words of the command
-// the user ran ("stats: server ... has not answered ..."), as the other
-// commands name their own request ("GET \"db\": ..."), not "PING: ...".
-Status in_words_of(std::string_view what, const Status& probe) {
-  constexpr std::string_view kProbe = "PING: ";
-  if (!probe.message().starts_with(kProbe)) return probe;
-  return Status(probe.code(), std::string(what) + ": " + probe.message().substr(kProbe.size()));
-}
-
 }  // namespace
 
 std::string exit_code_help(std::string_view subcommand) {
@@ -273,12 +264,14 @@ int require_server(const Connection& connection, std::string_view what) {
   if (connection.client->connected()) return kExitOk;
   // Without a session a call answers at once with why: a server's refusal,
   // or that none could be reached.
-  const Status why = connection.client->ping().status();
+  // The probe's failure names the command ("stats: server ... has not
+  // answered ..."), as the other commands name their own request.
+  const Status why = connection.client->ping_for(what);
   // Servers that accepted the connection and did not answer are no outage
   // either: the ping waited request_timeout for them, and says so.
   const bool silent = unanswered_by_silent_servers(*connection.client, why);
   if (!why.is_ok() && (silent || (why.code() != StatusCode::kUnavailable && why.code() != StatusCode::kShutdown))) {
-    return report_failure(connection, in_words_of(what, why));
+    return report_failure(connection, why);
   }
   print_error(std::string(what) + ": no server reachable (" + unreachable_text(connection) + ")");
   return kExitUnavailable;
