@@ -59,19 +59,42 @@ std::optional<std::string> dash_name_hint(const CLI::App& command, const std::st
   return text;
 }
 
+// The subcommand the command line chose, the deepest of nested ones
+// (`cluster add`), or `app` itself when none was.
+const CLI::App& chosen_command(const CLI::App& app) {
+  const CLI::App* at = &app;
+  while (!at->get_subcommands().empty()) at = at->get_subcommands().front();
+  return *at;
+}
+
+// "cluster add" for `command`, "" for netsem itself.
+std::string command_path(const CLI::App& command) {
+  std::string path;
+  for (const CLI::App* at = &command; at->get_parent() != nullptr; at = at->get_parent()) {
+    path = path.empty() ? at->get_name() : at->get_name() + " " + path;
+  }
+  return path;
+}
+
 // Why: CLI11's message names the symptom, not the cause, in three cases. A
 // stray first word it reports as "not expected" was meant as a subcommand
-// when none was recognised; a NAME starting with '-' (above); and a missing
-// CMD, worded as main() words it when only a `--` followed NAME.
+// when none was recognised (of netsem, or of `cluster` and `local`); a NAME
+// starting with '-' (above); and a missing CMD, worded as main() words it
+// when only a `--` followed NAME. A missing or extra argument is said with
+// the subcommand it belongs to and that subcommand's --help.
 int usage_error(const CLI::App& app, const CLI::ParseError& error) {
-  const auto extras = app.remaining();
+  const CLI::App& chosen = chosen_command(app);
+  const std::string path = command_path(chosen);
+  const std::string where = path.empty() ? std::string() : path + ": ";
+  const std::string help = " (see netsem " + (path.empty() ? std::string() : path + " ") + "--help)";
+  const auto extras = app.remaining(true);
   const auto commands = app.get_subcommands();
   const bool misplaced = dynamic_cast<const CLI::RequiredError*>(&error) != nullptr ||
                          dynamic_cast<const CLI::ExtrasError*>(&error) != nullptr;
-  if (dynamic_cast<const CLI::ExtrasError*>(&error) != nullptr && commands.empty() && !extras.empty() &&
-      extras.front().rfind('-', 0) != 0) {
-    print_error("unknown subcommand '" + extras.front() + "'" + suggestion(app, nullptr, extras.front()) +
-                " (see netsem --help)");
+  if (dynamic_cast<const CLI::ExtrasError*>(&error) != nullptr && !chosen.get_subcommands({}).empty() &&
+      !extras.empty() && extras.front().rfind('-', 0) != 0) {
+    print_error(where + "unknown subcommand '" + extras.front() + "'" + suggestion(chosen, nullptr, extras.front()) +
+                help);
     return kExitUsage;
   }
   const CLI::App* command = commands.empty() ? nullptr : commands.front();
@@ -96,6 +119,8 @@ int usage_error(const CLI::App& app, const CLI::ParseError& error) {
       print_error("run: CMD is required: " + std::string(kRunSynopsis));
       return kExitUsage;
     }
+    print_error(where + error.what() + help);
+    return kExitUsage;
   }
   print_error(std::string(error.what()) + " (see netsem --help)");
   return kExitUsage;

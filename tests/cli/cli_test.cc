@@ -1190,7 +1190,10 @@ TEST_F(CliUsage, BadArgumentsExit2WithAMessageOnStderr) {
   } kCases[] = {
       {{}, "a subcommand is needed"},
       {{"frob"}, "unknown subcommand 'frob'"},
-      {{"get"}, "NAME is required"},
+      {{"get"}, "netsem: get: NAME is required (see netsem get --help)"},
+      {{"get", "a", "b"}, "netsem: get: The following argument was not expected: b (see netsem get --help)"},
+      {{"cluster", "add", "4", "127.0.0.4:7001"},
+       "netsem: cluster add: CLIENT-ADDRESS is required (see netsem cluster add --help)"},
       {{"get", ""}, "bad semaphore name"},
       {{"run", "beta"}, "run: CMD is required: netsem run [OPTIONS] NAME [--] CMD [ARGS...]"},
       {{"run", "beta", "--"}, "run: CMD is required: netsem run [OPTIONS] NAME [--] CMD [ARGS...]"},
@@ -1332,6 +1335,9 @@ TEST_F(CliUsage, SuggestsTheWordMeantForATypo) {
       {{"stauts"}, "netsem: unknown subcommand 'stauts' (did you mean status?) (see netsem --help)\n"},
       {{"creat", "x", "1"}, "netsem: unknown subcommand 'creat' (did you mean create?)"},
       {{"frob"}, "netsem: unknown subcommand 'frob' (see netsem --help)\n"},
+      {{"cluster", "stauts"},
+       "netsem: cluster: unknown subcommand 'stauts' (did you mean status?) (see netsem cluster --help)\n"},
+      {{"local", "frob"}, "netsem: local: unknown subcommand 'frob' (see netsem local --help)\n"},
   };
   for (const auto& test : kCases) {
     const Outcome outcome = netsem(test.args);
