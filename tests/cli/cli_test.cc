@@ -252,7 +252,7 @@ class CliTest : public ::testing::Test {
 
   std::string address() const { return "127.0.0.1:" + std::to_string(server_->port()); }
   std::string server_env() const { return "NETSEM_SERVER=" + address(); }
-  static std::string dead_address() { return "127.0.0.1:" + std::to_string(test_support::free_loopback_port()); }
+  static std::string dead_address() { return "127.0.0.1:" + std::to_string(test_support::free_port_below_ephemeral()); }
 
   // A client configuration file, <name>.ini in the test's directory, that
   // lists `servers` (when not empty) and keeps its host-local semaphores in
