@@ -38,6 +38,9 @@ class Backend {
   virtual stats::Snapshot snapshot() const = 0;
   virtual std::vector<stats::HistorySample> history() const = 0;
   virtual Readiness readiness() const = 0;
+  // Why a server that is kReady should get no clients now, for /readyz (a
+  // cluster member with no leader known, or behind the log); empty: none.
+  virtual std::string unready_reason() const { return {}; }
   // When the server started: wall clock, ms since the Unix epoch.
   virtual std::int64_t started_at_ms() const = 0;
   // Whether a peer (IPv6 or IPv4-mapped) has the admin right now (admin_networks).

@@ -143,6 +143,9 @@ Response healthz() {
 Response readyz(Backend& backend) {
   switch (backend.readiness()) {
     case Readiness::kReady:
+      if (std::string why = backend.unready_reason(); !why.empty()) {
+        return json_response(503, {{"status", "unready"}, {"reason", std::move(why)}});
+      }
       return json_response(200, {{"status", "ready"}, {"lease_wait_ms", backend.snapshot().gauges.lease_wait_ms}});
     case Readiness::kStarting:
       return json_response(503, {{"status", "starting"}});

@@ -323,6 +323,7 @@ void ClusterRuntime::tick() {
     seen_leader_ = now.leader_id;
     spdlog::info("cluster: {} in term {}, leader {}", raft::role_name(now.role), now.term,
                  now.leader_id == 0 ? std::string("unknown") : std::to_string(now.leader_id));
+    if (callbacks_.changed) callbacks_.changed();
   }
   if (!now.failure.empty()) {
     // The node cannot store entries (a failing disk) or stopped applying (a
@@ -465,6 +466,28 @@ void ClusterRuntime::accept_peer(UniqueFd fd, const asio::ip::address& remote, s
       });
   *slot = receiver.get();
   receivers_.push_back(std::move(receiver));
+}
+
+std::string ClusterRuntime::unready_reason() {
+  if (stopped_ || !node_) return "the cluster node is stopped";
+  const cluster::ClusterStatus s = node_->status();
+  const auto now = std::chrono::steady_clock::now();
+  if (s.leader_id == 0) {
+    if (!leaderless_since_) leaderless_since_ = now;
+    return fmt::format("no leader known for {} s (this server is {} in term {}): it answers nothing that needs the log",
+                       std::chrono::duration_cast<std::chrono::seconds>(now - *leaderless_since_).count(),
+                       raft::role_name(s.role), s.term);
+  }
+  leaderless_since_.reset();
+  const auto [commit, applied] = commit_and_applied(s);
+  if (applied >= commit_mark_.first) {
+    commit_mark_ = {commit, now};
+    return {};
+  }
+  if (now - commit_mark_.second < std::chrono::seconds(1)) return {};
+  return fmt::format("catching up: applied up to {}, behind the commit index {} it knew {} ms ago (now {})", applied,
+                     commit_mark_.first,
+                     std::chrono::duration_cast<std::chrono::milliseconds>(now - commit_mark_.second).count(), commit);
 }
 
 cluster::ClusterStatus ClusterRuntime::status() const {

@@ -76,6 +76,8 @@ class ClusterRuntime final : public CommandSink {
     std::function<void(const Status& why)> failed;
     // The end of a turn this runtime began (Server::end_turn).
     std::function<void()> end_turn;
+    // The node's role, term or leader changed (logged): readiness may have.
+    std::function<void()> changed;
   };
 
   // Starts the node of `config.cluster` (REQUIRES: enabled, self() set): the
@@ -146,6 +148,12 @@ class ClusterRuntime final : public CommandSink {
   void change_membership(MembershipChange change, std::function<void(Status)> done) override;
 
   cluster::ClusterStatus status() const;
+  // Why this member should get no clients now, for /readyz; "" when it
+  // should: no leader known (a leaderless cluster, a removed or cut-off
+  // server, which answer nothing that needs the log), "no leader known for
+  // 12 s"; or its loop replica has not applied, for 1 s or more, an index it
+  // knew to be committed (catching up). Loop thread.
+  std::string unready_reason();
   // CommandSink: status() as STATS and /metrics show it, the applied index
   // the loop replica's.
   stats::ClusterFigures cluster_figures() const override;
@@ -194,7 +202,11 @@ class ClusterRuntime final : public CommandSink {
   asio::io_context& io_;
   std::uint64_t id_ = 0;
   std::string secret_;
-  std::string data_dir_;                                   // the Raft data directory
+  std::string data_dir_;  // the Raft data directory
+  // unready_reason(): since when no leader is known (unset: one is), and a
+  // commit index seen with when (not yet applied then).
+  std::optional<std::chrono::steady_clock::time_point> leaderless_since_ = std::chrono::steady_clock::now();
+  std::pair<std::uint64_t, std::chrono::steady_clock::time_point> commit_mark_{0, {}};
   std::map<std::uint64_t, std::string> configured_;        // the server.N lines
   std::map<std::uint64_t, std::string> client_addresses_;  // configured_ + the replicated members
   std::uint64_t seeded_term_ = 0;                          // the term seed_members() last submitted in

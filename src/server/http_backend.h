@@ -73,6 +73,12 @@ class HttpBackend final : public api::Backend {
   // The host names of http_hosts ("*": any). REQUIRES: before the listener starts.
   void set_host_names(std::vector<std::string> names) { host_names_ = std::move(names); }
   void set_readiness(api::Readiness readiness) { readiness_.store(readiness); }
+  // A cluster member's reason not to be ready (ClusterRuntime::unready_reason),
+  // set by the loop; "" when it has none.
+  void set_unready_reason(std::string reason) {
+    std::lock_guard lock(unready_mutex_);
+    unready_reason_ = std::move(reason);
+  }
   // The cap on per-name series of GET /metrics (metrics_max_names).
   void set_metrics_max_names(std::size_t max_names) { metrics_max_names_.store(max_names); }
 
@@ -83,6 +89,10 @@ class HttpBackend final : public api::Backend {
   stats::Snapshot snapshot() const override { return published_.read(); }
   std::vector<stats::HistorySample> history() const override { return history_.samples(); }
   api::Readiness readiness() const override { return readiness_.load(); }
+  std::string unready_reason() const override {
+    std::lock_guard lock(unready_mutex_);
+    return unready_reason_;
+  }
   std::int64_t started_at_ms() const override { return started_at_ms_; }
   bool is_admin(const std::array<std::uint8_t, 16>& peer) const override;
   bool answers_to(std::string_view name) const override;
@@ -109,6 +119,8 @@ class HttpBackend final : public api::Backend {
   stats::History history_;              // thread-safe
   std::atomic<api::Readiness> readiness_{api::Readiness::kStarting};
   std::atomic<std::size_t> metrics_max_names_{1000};
+  mutable std::mutex unready_mutex_;
+  std::string unready_reason_;           // guarded by unready_mutex_
   std::vector<std::string> host_names_;  // set before the listener starts, then read only
   mutable std::mutex access_mutex_;
   std::shared_ptr<const auth::AuthTables> auth_;  // guarded by access_mutex_ (the pointer)

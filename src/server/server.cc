@@ -477,6 +477,10 @@ Status Server::start_cluster() {
             stop();
           },
       .end_turn = [this] { end_turn(); },
+      .changed =
+          [this] {
+            if (http_backend_ && cluster_) http_backend_->set_unready_reason(cluster_->unready_reason());
+          },
   });
   return Status::ok();
 }
@@ -517,6 +521,7 @@ Status Server::start_http() {
 
 void Server::publish_figures() {
   if (http_backend_ && dispatcher_) http_backend_->publish(dispatcher_->stats_snapshot(), wall_clock_ms());
+  if (http_backend_ && cluster_) http_backend_->set_unready_reason(cluster_->unready_reason());
 }
 
 void Server::arm_publish_timer() {

@@ -756,6 +756,43 @@ std::pair<std::string, std::string> resumable_of(const std::string& answer, std:
   return {match[1].str(), match[2].str()};
 }
 
+// /readyz on a member is ready only with a leader known: a member left
+// alone (the others killed: a leaderless cluster, as a removed or cut-off
+// server) answers no client, and said 200 ready (newuser23 finding 5). Now
+// 503, saying why.
+TEST_F(NetsemdCluster, AMemberWithNoLeaderKnownIsNotReady) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const auto readyz = [this](int i) {
+    const std::uint16_t port = test_support::http_port_from_log(servers_[i]->log());
+    test_support::HttpConnection connection(port, host(i).c_str());
+    std::optional<test_support::HttpResponse> response;
+    if (connection.ok() && connection.send_request("GET", "/readyz")) response = connection.read_response(5s, false);
+    return response.value_or(test_support::HttpResponse{});
+  };
+  const auto becomes = [&](int i, int status) {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    test_support::HttpResponse last;
+    while (std::chrono::steady_clock::now() < deadline) {
+      last = readyz(i);
+      if (last.status == status) return last;
+      std::this_thread::sleep_for(100ms);
+    }
+    ADD_FAILURE() << "server " << i + 1 << " /readyz: " << last.status << " " << last.body << "\n" << logs();
+    return last;
+  };
+  for (int i = 0; i < kServers; ++i) {
+    EXPECT_NE(becomes(i, 200).body.find("\"status\":\"ready\""), std::string::npos) << "server " << i + 1;
+  }
+  const int alone = (lead + 1) % kServers;
+  for (int i = 0; i < kServers; ++i) {
+    if (i != alone) ASSERT_NO_FATAL_FAILURE(kill_server(i));
+  }
+  const std::string body = becomes(alone, 503).body;
+  EXPECT_NE(body.find("\"status\":\"unready\""), std::string::npos) << body;
+  EXPECT_NE(body.find("\"reason\":\"no leader known for "), std::string::npos) << body;
+}
+
 TEST_F(NetsemdCluster, AResumableSessionKeepsItsPermitAndItsQueueWhenItsServerIsKilled) {
   const int lead = leader();
   ASSERT_GE(lead, 0) << logs();
