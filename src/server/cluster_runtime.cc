@@ -101,7 +101,12 @@ Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& 
   runtime->node_ = std::move(*node);
   runtime->data_dir_ = data_dir.string();
   runtime->watch();
-  spdlog::info("cluster server {} of {}: raft {} (data {}), clients {}{}", self->id, config.cluster.servers.size(),
+  // Of the stored configuration once there is one (the file's lines only
+  // bootstrap: newuser23 finding 10).
+  const std::size_t stored = runtime->node_->status().configuration.size();
+  spdlog::info("cluster server {} of {}: raft {} (data {}), clients {}{}", self->id,
+               stored == 0 ? fmt::format("{} in the file", config.cluster.servers.size())
+                           : fmt::format("{} in the stored configuration", stored),
                self->raft_address, data_dir.string(), self->client_address,
                config.cluster.join ? " (join = on: waiting to be added)" : "");
   return runtime;
