@@ -27,6 +27,7 @@
 #include "journal/file_journal.h"
 #include "netsemd_harness.h"
 #include "protocol/stats_json.h"
+#include "support/free_port.h"
 #include "support/netns_thread.h"
 #include "support/own_sockets.h"
 #include "support/request_lines.h"
@@ -695,8 +696,11 @@ TEST_F(ClientTest, ALocalPermitLostWithItsSemaphoreNeverFreesAnother) {
 }
 
 TEST_F(ClientTest, ReconnectsWhenTheServerRestartsOnTheSamePort) {
-  start_server();
-  const std::uint16_t port = server_->port();
+  // Below the ephemeral range: no outgoing connection (the client's own
+  // reconnects included) can hold it when the server restarts on it.
+  const std::uint16_t port = test_support::free_port_below_ephemeral();
+  ASSERT_NE(port, 0);
+  ASSERT_NO_FATAL_FAILURE(start_server(server_options("", "", port)));
   auto client = make_client();
   ASSERT_TRUE(client);
   Result<Permit> before = client->acquire("db");
@@ -730,7 +734,9 @@ TEST_F(ClientTest, ReconnectsWhenTheServerRestartsOnTheSamePort) {
 }
 
 TEST_F(ClientTest, FallsBackWhenNothingListensThenUsesTheServerOnceItStarts) {
-  const std::uint16_t port = closed_port();
+  // Below the ephemeral range, as above: free when the server starts on it.
+  const std::uint16_t port = test_support::free_port_below_ephemeral();
+  ASSERT_NE(port, 0);
   ClientOptions options = options_for(port);
   options.limits["pool"] = 4;
   options.fallback_for["pool"] = FallbackPolicy{.mode = FallbackPolicy::Mode::kShare, .share = 2};
