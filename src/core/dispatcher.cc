@@ -117,8 +117,10 @@ void Dispatcher::end_session(SessionState& session, stats::EndCause cause) {
   session.list.reset();
   if (!session.open) return;
   session.open = false;
-  counters_.count_end(cause);
-  log_end(session, cause);
+  if (!session.moved) {  // a move is no end: the session goes on elsewhere
+    counters_.count_end(cause);
+    log_end(session, cause);
+  }
   if (cluster_mode()) {
     cluster_end_session(session, cause);
     return;

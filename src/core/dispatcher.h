@@ -450,7 +450,13 @@ class Dispatcher {
   void answer_resumable(SessionState& session, std::string_view tag);
   // Takes session `id` from `old` (another connection of it here): `* ERR
   // KICKED resumed on another connection`, closed, nothing ended in the log.
-  void detach_resumed(SessionState& old);
+  // `to`: where it went, for the log line.
+  void detach_resumed(SessionState& old, std::string_view to);
+  // The session of `old` goes on on another connection (`to`, for the log
+  // line): `old` is told `* ERR KICKED resumed on another connection` and
+  // closed. A move, not a session end: no end counted (STATS
+  // session_ends_*), no "session ended" line.
+  void move_off(SessionState& old, std::string_view to);
   // Activity of a session the log does not see otherwise (a line answered
   // here, an ACE keep-alive or heartbeat, a LIST taken): a TouchSession, at
   // most one per tenth of the session timeout, so the log's expiry spares

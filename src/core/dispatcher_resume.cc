@@ -9,6 +9,8 @@
 
 #include <random>
 
+#include <fmt/format.h>
+
 #include "common/text.h"
 #include "core/dispatcher.h"
 #include "protocol/names.h"
@@ -107,8 +109,7 @@ void Dispatcher::resume(SessionState& session, std::string_view tag) {
     // session's connection any more).
     sessions_[id] = &session;
     sessions_by_id_[id] = &session;
-    spdlog::info("session {} ({}): resumed on another connection ({})", old.id, old.peer, session.peer);
-    end_with_error(old, stats::EndCause::kKicked, ErrorCode::kKicked, "resumed on another connection");
+    move_off(old, "peer " + session.peer);
   } else {
     return answer_error(session, tag, ErrorCode::kNotFound, "no such session (it ended: its permits are gone)");
   }
@@ -188,21 +189,30 @@ void Dispatcher::answer_resumable(SessionState& session, std::string_view tag) {
   protocol::append_ok_text(session.out, tag, text);
 }
 
-void Dispatcher::detach_resumed(SessionState& old) {
-  spdlog::info("session {} ({}): resumed on another connection", old.id, old.peer);
+void Dispatcher::move_off(SessionState& old, std::string_view to) {
+  spdlog::info("session {} ({}) moved to another connection ({})", old.id, old.peer, to);
+  old.moved = true;
+  // The wire keeps 1.1's line, which the clients read (1.2 proposes `* ERR
+  // MOVED`); the cause is never counted (end_session sees `moved`).
+  if (old.open) end_with_error(old, stats::EndCause::kKicked, ErrorCode::kKicked, "resumed on another connection");
+}
+
+void Dispatcher::detach_resumed(SessionState& old, std::string_view to) {
   old.log.closed = true;  // the session goes on elsewhere: its end here closes nothing in the log
   old.log.pending = false;
   if (const auto found = sessions_.find(old.id); found != sessions_.end() && found->second == &old) {
     sessions_.erase(found);
   }
-  if (old.open) end_with_error(old, stats::EndCause::kKicked, ErrorCode::kKicked, "resumed on another connection");
+  move_off(old, to);
 }
 
 void Dispatcher::resumed_in_log(const replication::ResumeSession& resume, const Answer& answer) {
   if (resume.origin != origin_) {
     // Taken by another server: a connection of it here goes.
     if (answer.type != Answer::Type::kOk) return;
-    if (const auto found = sessions_.find(resume.session); found != sessions_.end()) detach_resumed(*found->second);
+    if (const auto found = sessions_.find(resume.session); found != sessions_.end()) {
+      detach_resumed(*found->second, fmt::format("on server {}", resume.origin));
+    }
     return;
   }
   const auto found = resuming_.find(resume.session);
@@ -213,7 +223,9 @@ void Dispatcher::resumed_in_log(const replication::ResumeSession& resume, const 
     // Its connection ended meanwhile: the session stays in the log, hosted
     // here with no connection, until a RESUME or the log's expiry.
     if (answer.type == Answer::Type::kOk) {
-      if (const auto here = sessions_.find(resume.session); here != sessions_.end()) detach_resumed(*here->second);
+      if (const auto here = sessions_.find(resume.session); here != sessions_.end()) {
+        detach_resumed(*here->second, "a connection here that ended meanwhile");
+      }
     }
     return;
   }
@@ -224,7 +236,7 @@ void Dispatcher::resumed_in_log(const replication::ResumeSession& resume, const 
   switch (answer.type) {
     case Answer::Type::kOk: {
       if (const auto here = sessions_.find(resume.session); here != sessions_.end() && here->second != &session) {
-        detach_resumed(*here->second);
+        detach_resumed(*here->second, "peer " + session.peer);
       }
       session.id = resume.session;
       session.log.opened = true;

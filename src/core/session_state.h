@@ -116,6 +116,9 @@ struct SessionState {
   // The last request (or LIST line taken, or ACE token): idle timeouts count from it.
   std::chrono::steady_clock::time_point last_activity{};
   std::chrono::steady_clock::time_point began{};  // Dispatcher::begin_session (SESSIONS age_ms)
+  // A RESUME on another connection took the session (Dispatcher::move_off):
+  // this connection's end is no session end (not counted, no end line).
+  bool moved = false;
 
   // Authentication (docs/security.md), the dispatcher's: the rights AUTH
   // (or ace_rights) gave, none before; while no token is configured the

@@ -186,6 +186,14 @@ class NetsemdCluster : public ::testing::Test {
   // A server's disk fails while it runs (below).
   void disk_fails(int bad, int good);
 
+  // A number of STATS, asked through `session` (of the server it is connected to).
+  static std::uint64_t stats_number(Client& session, const char* name) {
+    const std::string answer = session.request("st STATS", 10s);
+    EXPECT_EQ(answer.rfind("st OK {", 0), 0u) << answer;
+    if (answer.rfind("st OK {", 0) != 0) return 0;
+    return nlohmann::json::parse(answer.substr(6)).at(name).get<std::uint64_t>();
+  }
+
   std::string logs() const {
     std::string all;
     for (int i = 0; i < kMaxServers; ++i) {
@@ -470,12 +478,7 @@ class NetsemdClusterFewConnections : public NetsemdCluster {
   }
 
   // STATS' limited_total, asked through `session`.
-  static std::uint64_t limited_total(Client& session) {
-    const std::string answer = session.request("st STATS", 10s);
-    EXPECT_EQ(answer.rfind("st OK {", 0), 0u) << answer;
-    if (answer.rfind("st OK {", 0) != 0) return 0;
-    return nlohmann::json::parse(answer.substr(6)).at("limited_total").get<std::uint64_t>();
-  }
+  static std::uint64_t limited_total(Client& session) { return stats_number(session, "limited_total"); }
 
   // The leader in lead_, and every session it takes, each answered, in
   // pool_. Both followers' peer links are up first (a PING through a
@@ -883,6 +886,23 @@ TEST_F(NetsemdCluster, AResumeTakesTheSessionFromItsOlderConnection) {
   const std::string address = client_address(lead);
   EXPECT_EQ(taker->request("l LEADER", 10s), "l OK " + address);
   EXPECT_EQ(third->request("l LEADER", 10s), "l OK " + address);
+
+  // The move ended no session: the old connection's server counts no kick,
+  // and logs the move, not a "session ended".
+  auto watcher = connect(first);
+  ASSERT_TRUE(watcher != nullptr);
+  EXPECT_EQ(stats_number(*watcher, "session_ends_kicked_total"), 0u) << logs();
+  EXPECT_TRUE(servers_[first]->wait_for_log("moved to another connection (on server " + std::to_string(second + 1)))
+      << logs();
+  EXPECT_EQ(servers_[first]->log().find("cause=kicked"), std::string::npos) << logs();
+  // An administrator's KICK of it still counts, where it is hosted.
+  EXPECT_EQ(third->request("k KICK " + id, 10s), "k OK") << logs();
+  const auto kicked = taker->read_line(5s);
+  ASSERT_TRUE(kicked.has_value()) << logs();
+  EXPECT_EQ(kicked->rfind("* ERR KICKED kicked by session ", 0), 0u) << *kicked;
+  EXPECT_TRUE(servers_[second]->wait_for_log("cause=kicked")) << logs();
+  EXPECT_EQ(stats_number(*other, "session_ends_kicked_total"), 1u) << logs();
+  EXPECT_EQ(stats_number(*watcher, "session_ends_kicked_total"), 0u);
 }
 
 // Heartbeats a second apart: a follower that learned of a commit only from

@@ -3,7 +3,8 @@
 // new connection after the old one broke (permits, fences and queued
 // requests kept, answers of the queue on the new connection), an older
 // connection still attached taken over (`* ERR KICKED`), the refusals
-// (wrong secret, not the first request, unknown or expired session), MINE,
+// (wrong secret, not the first request, unknown or expired session), a
+// move that is no session end (not counted as a kick), MINE,
 // and LEADER answering the server's own address. Without RESUMABLE a
 // session ends with its connection, as before.
 #include <gtest/gtest.h>
@@ -124,6 +125,39 @@ TEST_F(ServerResume, RefusalsTakeOversAndExpiry) {
   auto late = connect();
   ASSERT_TRUE(late);
   EXPECT_TRUE(late->request("x RESUME " + id + " " + secret).starts_with("x ERR NOT_FOUND "));
+}
+
+// A RESUME that takes the session from a connection still attached moves
+// it: the older connection is told KICKED and closed, but no session ended.
+// STATS counts no kick (nor a close), the log says "moved", not "session
+// ended ... cause=kicked"; an administrator's KICK of it still counts.
+TEST_F(ServerResume, AMoveIsNoSessionEndButAKickIs) {
+  auto old = connect();
+  auto admin = connect();  // loopback: admin_networks by default
+  ASSERT_TRUE(old && admin);
+  const auto [id, secret] = resumable(*old);
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(old->request(req::acquire("a", "lock")).starts_with("a OK "));
+  auto taker = connect();
+  ASSERT_TRUE(taker);
+  EXPECT_EQ(taker->request("x RESUME " + id + " " + secret), "x OK " + id + " 0");
+  std::string rest;
+  EXPECT_TRUE(old->wait_closed(3s, &rest));
+  EXPECT_NE(rest.find("* ERR KICKED resumed on another connection"), std::string::npos) << rest;
+  std::string stats = admin->request(req::stats("s"));
+  EXPECT_NE(stats.find("\"session_ends_kicked_total\":0,"), std::string::npos) << stats;
+  EXPECT_NE(stats.find("\"session_ends_close_total\":0,"), std::string::npos) << stats;
+  EXPECT_NE(stats.find("\"held\":1,"), std::string::npos) << stats;
+  EXPECT_TRUE(server_->wait_for_log("moved to another connection (peer " + taker->local_peer() + ")"))
+      << server_->log();
+  EXPECT_EQ(server_->log().find("cause=kicked"), std::string::npos) << server_->log();
+
+  EXPECT_EQ(admin->request(req::kick("k", std::stoull(id))), "k OK");
+  EXPECT_TRUE(taker->read_line().value_or("").starts_with("* ERR KICKED "));
+  EXPECT_TRUE(server_->wait_for_log("cause=kicked")) << server_->log();
+  stats = admin->request(req::stats("s"));
+  EXPECT_NE(stats.find("\"session_ends_kicked_total\":1,"), std::string::npos) << stats;
+  EXPECT_NE(stats.find("\"held\":0,"), std::string::npos) << stats;
 }
 
 TEST_F(ServerResume, WithoutResumableASessionEndsWithItsConnection) {
