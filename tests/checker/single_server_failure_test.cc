@@ -72,8 +72,20 @@ TEST(SingleServerFailure, KillRestartAndFreezeKeepThePromise) {
   const int cycles = env != nullptr ? std::max(1, std::atoi(env)) : 1;
   // The clients run until the test stops them, after the last freeze: a
   // slow start on a loaded machine cannot leave a freeze without clients.
-  Workload workload({"--server", "127.0.0.1:" + std::to_string(options.port), "--seconds", "3600", "--holders", "6",
-                     "--counters", "2", "--name", "db", "--limit", "2", "--hold-ms", "100", "--history", history});
+  // One holder holds for about 5 s, longer than a kill and a freeze, so a permit is in
+  // use across the kill and the freeze and its holder must declare it lost:
+  // a holder of 100 ms has mostly sent its RELEASE before its library notices
+  // (a 20-cycle run once declared none).
+  Workload workload({"--server",       "127.0.0.1:" + std::to_string(options.port),
+                     "--seconds",      "3600",
+                     "--holders",      "6",
+                     "--counters",     "2",
+                     "--name",         "db",
+                     "--limit",        "2",
+                     "--hold-ms",      "100",
+                     "--long-holders", "1",
+                     "--long-hold-ms", "5000",
+                     "--history",      history});
 
   for (int cycle = 0; cycle < cycles; ++cycle) {
     // Killed once both permits are held (and so holders are at work): GET's
