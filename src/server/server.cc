@@ -10,10 +10,12 @@
 #include <array>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <thread>
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -394,6 +396,17 @@ Status Server::start_listening() {
   acceptor_.open(endpoint.protocol(), error);
   if (!error) acceptor_.set_option(asio::socket_base::reuse_address(true), error);
   if (!error) acceptor_.bind(endpoint, error);
+  // The port is bound before the journal's or the Raft directory's lock,
+  // whose wait used to cover a server killed with -9 and started again at
+  // once (kill returns before the killed process's exit closes its
+  // listener): a port in use is tried again for up to 2 s before it is a
+  // failed start.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (error == asio::error::address_in_use && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    error.clear();
+    acceptor_.bind(endpoint, error);
+  }
   if (!error) acceptor_.listen(asio::socket_base::max_listen_connections, error);
   if (error) {
     return Status(StatusCode::kIoError, "cannot listen on " + describe_peer(endpoint) + ": " + error.message());
