@@ -8,7 +8,6 @@
 
 #include <gtest/gtest.h>
 
-#include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <asio.hpp>
@@ -16,6 +15,7 @@
 #include <sstream>
 
 #include "cluster/cluster_harness.h"
+#include "support/captured_log.h"
 
 namespace netsem::cluster::testing {
 namespace {
@@ -166,10 +166,7 @@ class PeerListener {
 // says so in its own log, once, not at every retry: an operator who gave a
 // server the wrong secret file found nothing in that server's log before.
 TEST(PeerLink, ARefusedLinkIsLoggedOnTheFollowerOnce) {
-  std::ostringstream log;
-  auto previous = spdlog::default_logger();
-  spdlog::set_default_logger(
-      std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(log)));
+  auto log = std::make_unique<::test_support::CapturedLog>();
   asio::io_context io;
   const std::uint16_t port = test_support::free_port_below_ephemeral();
   const std::map<ServerId, std::string> members = {{1, "127.0.0.1:" + std::to_string(port)},
@@ -182,10 +179,10 @@ TEST(PeerLink, ARefusedLinkIsLoggedOnTheFollowerOnce) {
     io.restart();
     io.run_for(milliseconds(20));
   }
-  spdlog::set_default_logger(previous);
+  const std::string text = log->text();
+  log.reset();
   EXPECT_GE(leader.refused, 3);
   EXPECT_GE(follower.stats().failures, 3u);
-  const std::string text = log.str();
   const std::string expected =
       "the peer link to server 1 (127.0.0.1:" + std::to_string(port) + ") failed: closed by that server (";
   const std::string hint = "ms after it connected: it refused this server's PEER line";
@@ -199,10 +196,7 @@ TEST(PeerLink, ARefusedLinkIsLoggedOnTheFollowerOnce) {
 // PEER line, a wrong secret ..." after each leader's death (newuser23
 // finding 7).
 TEST(PeerLink, ALinkThatWorkedAndEndsIsNotCalledRefused) {
-  std::ostringstream log;
-  auto previous = spdlog::default_logger();
-  spdlog::set_default_logger(
-      std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(log)));
+  auto log = std::make_unique<::test_support::CapturedLog>();
   asio::io_context io;
   const std::uint16_t port = test_support::free_port_below_ephemeral();
   const std::map<ServerId, std::string> members = {{1, "127.0.0.1:" + std::to_string(port)},
@@ -222,9 +216,9 @@ TEST(PeerLink, ALinkThatWorkedAndEndsIsNotCalledRefused) {
   until([] { return false; }, milliseconds(1200));  // the link works on
   leader.close_links();
   ASSERT_TRUE(until([&] { return follower.stats().failures == 1; }, milliseconds(5000)));
-  spdlog::set_default_logger(previous);
+  const std::string text = log->text();
+  log.reset();
   EXPECT_EQ(leader.refused, 0);
-  const std::string text = log.str();
   EXPECT_NE(text.find("the peer link to server 1 (127.0.0.1:" + std::to_string(port) +
                       ") failed: closed by that server (End of file) after the link worked for 1 s: it stopped, "
                       "restarted or closed the link"),

@@ -4,8 +4,10 @@
 #include "common/log.h"
 
 #include <gtest/gtest.h>
+
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/sinks/ostream_sink.h>
+#include "support/captured_log.h"
 
 #include <cctype>
 #include <memory>
@@ -99,23 +101,7 @@ TEST(LogRateLimit, SustainedFloodWritesAtMostBurstPerWindow) {
   EXPECT_EQ(written + reported, 20000u) << "every line is written or counted";
 }
 
-// The default logger replaced by one writing into a string for one test.
-class CapturedLog {
- public:
-  CapturedLog() : previous_(spdlog::default_logger()) {
-    auto sink = std::make_shared<spdlog::sinks::ostream_sink_st>(out_);
-    sink->set_pattern("%l %v");
-    auto logger = std::make_shared<spdlog::logger>("capture", std::move(sink));
-    logger->set_level(spdlog::level::trace);
-    spdlog::set_default_logger(std::move(logger));
-  }
-  ~CapturedLog() { spdlog::set_default_logger(previous_); }
-  std::string text() const { return out_.str(); }
-
- private:
-  std::shared_ptr<spdlog::logger> previous_;
-  std::ostringstream out_;
-};
+using test_support::CapturedLog;
 
 TEST(RateLimitedLog, WritesBurstThenOneCountLine) {
   CapturedLog captured;
