@@ -64,7 +64,10 @@ inline constexpr ExitCodeDoc kExitCodes[] = {
 };
 
 // The --help footer: the exit-code table, of every code for an empty
-// `subcommand` (netsem --help), else of the codes that subcommand can return.
+// `subcommand` (netsem --help), else of the codes that subcommand can return:
+// 0, 1 and 2 every one; 3 only get; 70, 126 and 127 only run; those of
+// connecting and of the servers' answers (69, 71, 75, 76, 77) every one but
+// local, which asks no server.
 std::string exit_code_help(std::string_view subcommand = {});
 
 // Options every subcommand takes.

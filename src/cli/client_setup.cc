@@ -35,16 +35,38 @@ Result<ClientOptions> from_file_then_environment(const std::string& file) {
   return options;
 }
 
+// Whether `subcommand` (empty: netsem itself) can exit with `code`.
+bool can_exit_with(std::string_view subcommand, int code) {
+  if (subcommand.empty()) return true;
+  switch (code) {
+    case kExitOk:
+    case kExitFailed:
+    case kExitUsage:
+      return true;
+    case kExitAbsent:
+      return subcommand == "get";
+    // Only run starts a command, and only run can lose permits while it runs.
+    case kExitPermitsLost:
+    case kExitCannotExecute:
+    case kExitCommandNotFound:
+      return subcommand == "run";
+    // Connecting and the servers' answers (69, 71, 75, 76, 77): local asks
+    // no server, and its failures are 1.
+    default:
+      return subcommand != "local";
+  }
+}
+
 }  // namespace
 
 std::string exit_code_help(std::string_view subcommand) {
-  // Only run starts a command, and only run can lose permits while it runs.
   const bool run = subcommand.empty() || subcommand == "run";
   const bool waits = run || subcommand == "wait";
   std::string text = "Exit codes:\n";
   for (auto [code, meaning] : kExitCodes) {
-    if (!run && (code == kExitPermitsLost || code == kExitCannotExecute || code == kExitCommandNotFound)) continue;
+    if (!can_exit_with(subcommand, code)) continue;
     if (!waits && code == kExitTimeout) meaning = "a server limit (LIMIT: the server is full): try later";
+    if (subcommand == "local" && code == kExitFailed) meaning = "the registry could not be read, or a removal failed";
     // CLUSTER ADD's TIMEOUT: the new server did not catch up with the log.
     if (subcommand == "cluster" && code == kExitTimeout) {
       meaning = "add: the new server did not catch up in time (TIMEOUT); or a server limit (LIMIT)";

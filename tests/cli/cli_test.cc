@@ -206,6 +206,20 @@ void remove_local_semaphores(const std::filesystem::path& local_dir) {
 }
 
 // `first` followed by `then`: a command line put together from its parts.
+// The exit codes listed under "Exit codes:" in a --help (`  0  success`,
+// ...), in its order, as "0 1 2 69".
+std::string exit_codes_of_help(const std::string& help) {
+  const auto at = help.find("Exit codes:\n");
+  if (at == std::string::npos) return "(no \"Exit codes:\")";
+  static const std::regex kCode(R"(\n +([0-9]+)  )");
+  const std::string footer = help.substr(at);
+  std::string codes;
+  for (std::sregex_iterator it(footer.begin(), footer.end(), kCode), end; it != end; ++it) {
+    codes += (codes.empty() ? "" : " ") + (*it)[1].str();
+  }
+  return codes;
+}
+
 std::vector<std::string> joined(std::vector<std::string> first, const std::vector<std::string>& then) {
   first.insert(first.end(), then.begin(), then.end());
   return first;
@@ -1309,6 +1323,40 @@ TEST_F(CliUsage, HelpListsSubcommandsAndExitCodes) {
     EXPECT_EQ(outcome.out.find(" 75  timeout") != std::string::npos, waits) << subcommand << "\n" << outcome.out;
     EXPECT_EQ(outcome.out.find(" 75  a server limit") != std::string::npos, !waits) << subcommand;
   }
+  // Every subcommand lists the codes it can return and no other: 3 is get's
+  // alone, and local, which asks no server, has none of a server's (each
+  // listed 3 "get: NAME is no semaphore", and local 69 and 75).
+  const std::string kServer = "0 1 2 69 71 75 76 77";
+  const struct {
+    std::vector<std::string> command;
+    std::string codes;
+  } kCodes[] = {
+      {{"run"}, "0 1 2 69 70 71 75 76 77 126 127"},
+      {{"get"}, "0 1 2 3 69 71 75 76 77"},
+      {{"status"}, kServer},
+      {{"post"}, kServer},
+      {{"wait"}, kServer},
+      {{"create"}, kServer},
+      {{"delete"}, kServer},
+      {{"ping"}, kServer},
+      {{"stats"}, kServer},
+      {{"holders"}, kServer},
+      {{"waiters"}, kServer},
+      {{"sessions"}, kServer},
+      {{"kick"}, kServer},
+      {{"cluster"}, kServer},
+      {{"cluster", "status"}, kServer},
+      {{"cluster", "add"}, kServer},
+      {{"cluster", "remove"}, kServer},
+      {{"local"}, "0 1 2"},
+      {{"local", "list"}, "0 1 2"},
+      {{"local", "clean"}, "0 1 2"},
+  };
+  for (const auto& [command, codes] : kCodes) {
+    outcome = netsem(joined(command, {"--help"}));
+    ASSERT_EQ(outcome.exit_code, 0) << command.front() << "\n" << outcome;
+    EXPECT_EQ(exit_codes_of_help(outcome.out), codes) << command.front() << "\n" << outcome.out;
+  }
   // cluster add's 75 is a TIMEOUT of its own: the new server did not catch up.
   outcome = netsem({"cluster", "--help"});
   ASSERT_EQ(outcome.exit_code, 0) << outcome;
@@ -1774,7 +1822,34 @@ TEST_F(CliUsage, DocsDescribeEverySubcommandExitCodeAndJsonField) {
   }
   EXPECT_EQ(subcommands.size(), 15u) << help.out;
   for (const auto& subcommand : subcommands) {
-    EXPECT_NE(doc.find("\n## netsem " + subcommand), std::string::npos) << subcommand << " is not documented";
+    // Its section, up to the next one, lists the codes its --help lists:
+    // "Exit codes: 0, 1 (NOT_FOUND), 2, ..." up to a blank line, without
+    // what stands in parentheses.
+    const auto at = doc.find("\n## netsem " + subcommand + "\n");
+    if (at == std::string::npos) {
+      ADD_FAILURE() << subcommand << " is not documented";
+      continue;
+    }
+    const std::string section = doc.substr(at, doc.find("\n## ", at + 1) - at);
+    const auto codes_at = section.find("\nExit codes: ");
+    std::string listed = section.substr(codes_at == std::string::npos ? section.size() : codes_at);
+    listed = listed.substr(0, listed.find("\n\n"));
+    std::string bare;
+    int depth = 0;
+    for (const char c : listed) {
+      depth += c == '(';
+      if (depth == 0) bare += c;
+      depth -= c == ')' && depth > 0;
+    }
+    std::set<int> numbers;
+    static const std::regex kNumber(R"(\b[0-9]+\b)");
+    for (std::sregex_iterator it(bare.begin(), bare.end(), kNumber), end; it != end; ++it) {
+      numbers.insert(std::stoi(it->str()));
+    }
+    std::string codes;
+    for (const int number : numbers) codes += (codes.empty() ? "" : " ") + std::to_string(number);
+    EXPECT_EQ(codes, exit_codes_of_help(netsem({subcommand, "--help"}).out))
+        << "docs/cli.md, netsem " << subcommand << ": " << listed;
   }
 
   std::set<std::string> codes_in_help;
