@@ -34,7 +34,8 @@ no outage, calls wait for a round that decides; the silent attempt is kept
 open, ``_parked``, and the next rounds wait on it again: rule 9; a resume's
 silent RESUME attempt likewise, within that resume, its pending read ending
 the resume's sleep between rounds too: rule 10; a silence move's for its
-next try, ``_move_kept``). A session is
+next try, ``_move_kept``, which an answer or EOF on it starts at once, and
+which the resume takes over when the connection drops). A session is
 numbered: a request tied to an old session is refused rather than sent to a
 new one that never heard of it. All of this mirrors src/client/connection.*.
 
@@ -48,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
+import functools
 import logging
 import os
 import socket
@@ -237,8 +239,10 @@ class Connection:
         self._next_move_at = 0.0
         # Rule 10 on the move too (as _resume's ``kept``): each candidate's
         # silent RESUME attempt of this stall, waited on again by the move's
-        # next pass (T/6 later) instead of a new connection; closed, without
-        # QUIT, once the stall or the connection ends (_close_move_kept).
+        # next pass (T/6 later, or at once when one answers or closes:
+        # _move_kept_woke) instead of a new connection; the resume's own
+        # when the connection drops (_resume), else closed, without QUIT,
+        # once the stall ends or the session moves or ends (_close_move_kept).
         self._move_kept: dict[str, _Kept] = {}
 
     # --- lifecycle ---
@@ -428,11 +432,16 @@ class Connection:
                     try:
                         reason = await self._serve(reader)
                         while not self._stopping:
-                            self._stop_move()
+                            # The connection is done with (what is sent meanwhile
+                            # waits in _outbox); so is a move's try under way,
+                            # its attempt kept (_try_resume).
+                            self._close_writer()
+                            await self._end_move()
                             if self._moved is not None:
                                 # The session moved off a silent server: its
-                                # connection is closed without QUIT.
-                                self._close_writer()
+                                # connection is closed without QUIT, and so are
+                                # the move's other kept attempts, as a resume's.
+                                self._close_move_kept()
                                 reader, self._writer, self._buffer = self._moved
                                 self._moved = None
                                 reason = await self._serve(reader, resumed=self._resumed_mine)
@@ -441,13 +450,15 @@ class Connection:
                                     and self._lease.session_timeout > 0):
                                 break
                             # The connection ended without a word: the session
-                            # (its permits, its queued requests) may be resumed.
-                            self._close_writer()
+                            # (its permits, its queued requests) may be resumed,
+                            # on the move's kept attempts too (_resume takes them).
                             resumed = await self._resume(reason)
                             if not isinstance(resumed, asyncio.StreamReader):
                                 ended = resumed
                                 break
                             reason = await self._serve(resumed, resumed=self._resumed_mine)
+                        # Not resumed (lapsed, KICKed, closing): a move's kept attempts close.
+                        self._close_move_kept()
                     except asyncio.CancelledError:
                         self._stop_move()
                         self._quit()
@@ -510,6 +521,7 @@ class Connection:
             self._failed(error)
         finally:
             self._close_parked()
+            self._stop_move()
             self._first_round.set()
             self.wake_waiters()
 
@@ -939,8 +951,11 @@ class Connection:
         session_id, old_server = self.session_id, self.server
         log.info("session %d: the connection to %s ended (%s); resuming it", session_id, old_server, reason.message)
         # Rule 10: each candidate's silent RESUME attempt, kept open for its
-        # next attempt of this resume (closed when the resume ends, below).
-        kept: dict[str, _Kept] = {}
+        # next attempt of this resume (closed when the resume ends, below);
+        # from the start those a move off the silent server kept (a RESUME
+        # of this session sent on each: waited on, not abandoned to be read
+        # late, rule 11, as libnetsem's move is one resume).
+        kept, self._move_kept = self._move_kept, {}
         try:
             return await self._resume_on(reason, session_id, began, deadline, kept)
         finally:
@@ -1119,6 +1134,15 @@ class Connection:
             outcome = reader
         except OSError as error:
             return _Failure(_handshake.closed_early(parked.stage(), f"read failed: {_os_error_text(error)}"))
+        except asyncio.CancelledError:
+            if kept is not None and not self._stopping:
+                # A move's try cut short by its connection's end (_end_move):
+                # the RESUME sent, unanswered so far, is kept as a silent one
+                # for the resume that may follow, not abandoned.
+                kept[server] = attempt
+                _handshake.keep_alive(writer.get_extra_info("socket"), self._options.connect_timeout, server)
+                outcome = attempt
+            raise
         finally:
             if outcome is None:
                 attempt.close()
@@ -1213,23 +1237,49 @@ class Connection:
                 log.debug("moving session %d to %s failed: %s", self._resumable.session_id, server, why or "no answer")
         finally:
             self._move_task = None
+            # Watched until the next try (_move_kept_woke; a callback added
+            # again to the same read is harmless).
+            for attempt in self._move_kept.values():
+                if attempt.pending is not None:
+                    attempt.pending.add_done_callback(functools.partial(self._move_kept_woke, attempt))
             if self._timer is None and self._ended is None and self._writer is not None:
                 self._on_timer()
 
     def _stop_move(self) -> None:
-        """The connection ended: the move stops, and its kept attempts close."""
+        """The client closes: the move stops, and its kept attempts close."""
         task, self._move_task = self._move_task, None
         if task is not None and not task.done():
             task.cancel()
         self._close_move_kept()
 
+    async def _end_move(self) -> None:
+        """The connection ended: a move's try under way stops, its attempt
+        kept with the others (_try_resume), for the resume that may follow
+        (which takes them: _resume) or to be closed (_close_move_kept)."""
+        task, self._move_task = self._move_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+
     def _close_move_kept(self) -> None:
-        """Closes the move's kept RESUME attempts (the stall or the connection
-        ended, or the session moved), without QUIT, as _resume closes its
-        own: the same risk as every abandoned RESUME, no new one."""
-        kept, self._move_kept = self._move_kept, {}
-        for attempt in kept.values():
+        """Closes the move's kept RESUME attempts (the stall ended, or the
+        session moved or ended), without QUIT, as _resume closes its own:
+        the same risk as every abandoned RESUME, no new one. Emptied in
+        place: an attempt a move still under way keeps later lands in it,
+        closed next time."""
+        kept = list(self._move_kept.values())
+        self._move_kept.clear()
+        for attempt in kept:
             attempt.close()
+
+    def _move_kept_woke(self, attempt: _Kept, _: asyncio.Future[Any]) -> None:
+        """The pending read (or TLS handshake) of a move's kept attempt
+        completed between two tries: an answer or EOF, which the next try
+        reads now, not T/6 later (rule 10, as it ends a resume's sleep)."""
+        if (self._move_task is None and self._ended is None and self._writer is not None
+                and self._timer is not None and any(kept is attempt for kept in self._move_kept.values())):
+            self._next_move_at = 0.0
+            self._arm(time.monotonic())
 
     def _settle(self, mine: _resume.Mine) -> NetsemError | None:
         """On the resumed connection: what became of each request sent on the

@@ -38,8 +38,10 @@ ends the sleep between rounds. Likewise a resume's silent RESUME attempt is
 kept for that resume's next attempt to the same candidate (rule 10,
 ``_resume``'s ``kept``; keepalive on, and an answer or EOF on it ends the
 resume's sleep between rounds), and closed when the resume ends; and so
-is a silence move's (rule 5, ``_move_kept``) for its next try T/6 later,
-closed when the stall or the connection ends.
+is a silence move's (rule 5, ``_move_kept``) for its next try T/6 later
+(an answer or EOF on it starts that try at once), closed when the stall
+ends or the session moves or ends, and handed to the resume when the
+connection drops (as libnetsem's move is its resume: each is a RESUME sent).
 
 A session is numbered: a Call and a remote permit belong to the session that
 sent or granted them, and a request tied to an old session is refused rather
@@ -251,9 +253,11 @@ class Connection:
         self._moved_to: socket.socket | None = None
         self._next_move_at = 0.0
         # Rule 10 on the move too (as _resume's ``kept``): each candidate's
-        # silent RESUME attempt of this stall, waited on again by the move's
-        # next pass (T/6 later) instead of a new connection; closed, without
-        # QUIT, once the stall or the connection ends (_close_move_kept).
+        # silent RESUME attempt of this stall, watched by _serve and waited
+        # on again by the move's next pass (T/6 later, or at once when one
+        # answers or closes) instead of a new connection; the resume's own
+        # when the connection drops (_resume), else closed, without QUIT,
+        # once the stall ends or the session moves or ends (_close_move_kept).
         self._move_kept: dict[str, tuple[socket.socket, _handshake.Parked]] = {}
         # Sockets of sessions whose lease lapsed, each kept open (and unread)
         # until the stop-by time of its permits: see _run.
@@ -487,6 +491,7 @@ class Connection:
                 call.complete(None, failure)
         finally:
             self._close_parked()
+            self._close_move_kept()
             with self._first_round:
                 self._first_round_done = True
                 self._io_done = True
@@ -559,7 +564,9 @@ class Connection:
                 while not self._stopping.is_set():
                     if self._moved_to is not None:
                         # The session moved off a silent server: its socket is
-                        # closed without QUIT (the server kicks it anyway).
+                        # closed without QUIT (the server kicks it anyway), and
+                        # so are the move's other kept attempts, as a resume's.
+                        self._close_move_kept()
                         sock.close()
                         sock, self._moved_to = self._moved_to, None
                         reason = self._serve(sock, resumed=self._resumed_mine)
@@ -567,7 +574,8 @@ class Connection:
                     if not (self._may_resume and self._resumable is not None and self._lease.session_timeout > 0):
                         break
                     # The connection ended without a word: the session (its
-                    # permits, its queued requests) may still be resumed.
+                    # permits, its queued requests) may still be resumed,
+                    # on the move's kept attempts too (_resume takes them).
                     sock.close()
                     resumed = self._resume(reason)
                     if not isinstance(resumed, socket.socket):
@@ -575,6 +583,8 @@ class Connection:
                         break
                     sock = resumed
                     reason = self._serve(sock, resumed=self._resumed_mine)
+                # Not resumed (lapsed, KICKed, closing): a move's kept attempts close.
+                self._close_move_kept()
                 # A server that closed or refused the session has let go of its
                 # permits already; one that fell silent holds them until the
                 # lease's end. One that said SHUTDOWN has let go too, but its
@@ -1044,17 +1054,31 @@ class Connection:
                 wake_at = min([self._lease.wake_at(self._last_sent, oldest)] + [at for at, _ in self._lingering]
                               + ([move_at] if move_at is not None else []))
                 timeout = max(0.001, wake_at - time.monotonic())
-                for key, mask in selector.select(timeout):
+                # Between two tries of a move, its kept attempts are watched
+                # too (registered for this wait only: the move closes and
+                # replaces them): an answer or EOF on one starts the next
+                # try at once, as it ends a resume's sleep (rule 10).
+                kept = [kept_sock for kept_sock, _ in self._move_kept.values()]
+                for kept_sock in kept:
+                    selector.register(kept_sock, selectors.EVENT_READ)
+                try:
+                    events = selector.select(timeout)
+                finally:
+                    for kept_sock in kept:
+                        selector.unregister(kept_sock)
+                for key, mask in events:
                     if key.fd == self._wake_r:
                         self._drain_wake()
-                    elif mask & selectors.EVENT_READ:
-                        self._read(sock, buffer)
+                    elif key.fileobj is sock:
+                        if mask & selectors.EVENT_READ:
+                            self._read(sock, buffer)
+                    else:
+                        self._next_move_at = 0.0  # a kept attempt answered or closed
         except _Ended as ended:
             return ended.reason
         finally:
             selector.close()
             self._sock = None
-            self._close_move_kept()
 
     def _put(self, call: Call, now: float) -> None:
         """Loop only: sends ``call`` (buffers its line) and tracks it."""
@@ -1199,8 +1223,11 @@ class Connection:
             session_id, old_server = self._counters.session_id, self._counters.server
         log.info("session %d: the connection to %s ended (%s); resuming it", session_id, old_server, reason)
         # Rule 10: each candidate's silent RESUME attempt, kept open for its
-        # next attempt of this resume (closed when the resume ends, below).
-        kept: dict[str, tuple[socket.socket, _handshake.Parked]] = {}
+        # next attempt of this resume (closed when the resume ends, below);
+        # from the start those a move off the silent server kept (a RESUME
+        # of this session sent on each: waited on, not abandoned to be read
+        # late, rule 11, as libnetsem's move is one resume).
+        kept, self._move_kept = self._move_kept, {}
         try:
             return self._resume_on(reason, session_id, began, deadline, kept)
         finally:

@@ -29,7 +29,12 @@ connection's options), an answer on a kept RESUME attempt ends the
 resume's sleep between rounds as a round's does, a session begun on it counts its lease
 from the handshake's end (9b: the SIGSTOPped netsemd, for longer than T/2),
 and one given up is QUIT (9c: a scripted server that reads everything once
-it accepts).
+it accepts). Rule 10 on the move off a silent server: its kept RESUME
+attempt is waited on again at its next try (scripted servers, as for
+rule 10), handed to the resume when the silent connection then drops (two
+real netsemd SIGSTOPped, the session's killed: B's kernel counts the
+connections), and an answer on it between two tries starts the next at
+once (a scripted B: no netsemd answers a RESUME at a chosen moment).
 """
 
 from __future__ import annotations
@@ -375,6 +380,97 @@ def test_a_move_off_a_silent_server_keeps_its_silent_resume_attempt(make: Callab
         with b.lock:
             resumes = [line for line in b.lines if " RESUME 42 " in line]
         assert len(resumes) == 1, resumes
+
+
+def connections_at(port: int) -> int:
+    """The connections the kernel holds at 127.0.0.1:``port`` on the
+    server's side (not its listener): a SIGSTOPped server's, which its
+    kernel accepted and it did not, those the client closed since
+    (CLOSE_WAIT) included."""
+    local = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as table:
+        rows = [row.split() for row in table.readlines()[1:]]
+    return sum(1 for row in rows if row[1] == local and row[3] != "0A")
+
+
+@pytest.mark.parametrize("dropped", ["mid_try", "between_tries"])
+def test_a_moves_kept_resume_attempt_is_handed_to_the_resume_when_the_connection_drops(
+        make: Callable[..., Any], start_netsemd: Any, dropped: str) -> None:
+    """Rule 10 on the move, then a dropped connection (pyI23's leftover): A,
+    the real netsemd (T = 6 s), grants a resumable session's permit and is
+    SIGSTOPped; the ACQUIRE sent next, unanswered for T/6, makes the client
+    move: a RESUME on B, a second netsemd, SIGSTOPped too (its kernel
+    accepts the connection: silent), kept open. Then A is killed (-9): the
+    connection is reset, and the resume that follows waits on the RESUME
+    attempt the move kept (as libnetsem, whose move is one resume) until
+    the lease lapses: when the permit is lost, B's kernel holds ONE
+    connection from the client (without the hand-over: 2, the move's
+    closed, a RESUME a woken B would read late, and the resume's own). A
+    dies during the move's try on B (``mid_try``: netsem.aio stops that
+    try and keeps its attempt) or after it (``between_tries``: the attempt
+    kept, keepalive on)."""
+    a = start_netsemd(semaphores="one = 1\ntwo = 1", server_options="session_timeout_ms = 6000")
+    b = start_netsemd(semaphores="one = 1")
+    b.signal(signal.SIGSTOP)
+    try:
+        client = make([a.address, b.address], request_timeout=10.0)
+        permit = client.acquire("one", timeout=5)
+        assert not permit.is_local and client.stats().server == a.address
+        counted: list[int] = []
+        permit.on_lost(lambda reason: counted.append(connections_at(b.port)))
+        a.signal(signal.SIGSTOP)
+        waiting, got = acquire_in_thread(client, "two", 5.0)
+        if dropped == "mid_try":
+            assert wait_until(lambda: connections_at(b.port) == 1, 5)
+        else:
+            assert wait_until(lambda: options_of_client_sockets(b.port, KEEPALIVE) == [KEPT_OPTIONS], 5), \
+                options_of_client_sockets(b.port, KEEPALIVE)
+        a.kill()
+        waiting.join(15)
+        assert wait_until(lambda: bool(counted), 5), "the lease did not lapse"
+        assert counted == [1], counted
+        assert "lease" in str(permit.loss_reason), permit.loss_reason
+        assert len(got) == 1 and isinstance(got[0], NetsemError), got
+    finally:
+        b.signal(signal.SIGCONT)
+
+
+def test_an_answer_on_a_moves_kept_resume_attempt_starts_its_next_try_at_once(make: Callable[..., Any]) -> None:
+    """Rule 10 on the move, between two tries (libnetsem's move backs off as
+    a resume, which an answer ends): A, a 1.2 server (T = 12 s), grants a
+    resumable session's permit and falls silent; the ACQUIRE sent next,
+    unanswered for T/6 (2 s), makes the client move: a RESUME on B, which
+    accepts nothing (its kernel queues the connection), kept; the next try
+    2 s later waits on it again for connect_timeout, and the one after would
+    come when the lease lapses (T/2 after the answered ACQUIRE). B wakes 5 s
+    after the grant and answers on the kept connection: the client reads it
+    at once, and the session goes on at B, its permit kept, the ACQUIRE sent
+    again there (without it: read at the next try, after the lapse, the
+    permit lost).
+    Scripted servers: no netsemd can be made to answer a RESUME at a chosen
+    moment between two tries (a standalone one answers NOT_FOUND for
+    another server's session; a cluster's answer waits for an election
+    whose end the test cannot choose)."""
+    slow = {"LEASE": "OK 12000", "STATS": 'OK {"session_timeout_ms":12000}'}
+    with (FakeServer(lambda peer: peer.answer_all({**RESUMABLE_42, **slow})) as a,
+          FakeServer(lambda peer: peer.answer_all({**RESUMES_42, **slow, "ACQUIRE": "OK 6"}, mine="held one 1 5"),
+                     accepts=0) as b):
+        client = make([a.address, b.address], request_timeout=20.0)
+        permit = client.acquire("one", timeout=5)
+        granted = time.monotonic()
+        assert not permit.is_local and client.stats().server == a.address
+        a.frozen.set()
+        waiting, got = acquire_in_thread(client, "two", 10.0)
+        assert wait_until(lambda: connections_at(b.port) == 1, 5)  # the move's first try
+        time.sleep(max(0.0, granted + 5.0 - time.monotonic()))
+        b.accepts = None  # B wakes: it accepts what its kernel queued, and answers
+        assert wait_until(lambda: client.connected and client.stats().server == b.address, 3), client.stats()
+        assert not permit.lost, permit.loss_reason
+        waiting.join(10)
+        assert len(got) == 1 and not isinstance(got[0], BaseException) and got[0].fence == 6, got
+        assert b.connections() == 1 and client.stats().resumes == 1, client.stats()
+        release(client, got[0])
+        release(client, permit)
 
 
 def test_the_silent_and_closed_texts_name_the_first_request_unanswered(make: Callable[..., Any]) -> None:
