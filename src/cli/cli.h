@@ -193,11 +193,18 @@ void print(const std::string& text);
 // UTF-8 by the protocol).
 std::string json_string(std::string_view text);
 
+// Whether a command may serve a name by the host-local fallback while no
+// server is reachable: run, wait and post may (docs/cli.md), the others never.
+enum class Fallback { kNever, kMay };
+
 // Reports a failed call on stderr (the library's message, which names the
 // request, the semaphore and the server's code, or says in plain words why a
 // server refused this host), naming the servers tried when none was
-// reachable or several were listed, and returns its exit code.
-int report_failure(const Connection& connection, const Status& status);
+// reachable or several were listed, and returns its exit code. Silent
+// servers (unanswered_by_silent_servers) are said once: the message names
+// them, and the servers tried follow only when several were listed (what
+// the others did); "so no fallback" only for a command that `may` fall back.
+int report_failure(const Connection& connection, const Status& status, Fallback may = Fallback::kNever);
 
 // Whether a failed call got no answer because the servers accepted the
 // connection and did not answer (silent: a frozen server, a cluster electing

@@ -263,12 +263,22 @@ void print_error(std::string_view message) {
   std::fprintf(stderr, "netsem: %.*s\n", static_cast<int>(message.size()), message.data());
 }
 
-int report_failure(const Connection& connection, const Status& status) {
+int report_failure(const Connection& connection, const Status& status, Fallback may) {
   std::string message = status.message();
   const int code = exit_code_for(status);
   const bool refusal = code == kExitDenied || code == kExitProtocol ||
                        (status.code() == StatusCode::kLimit && connection.client && !connection.client->connected());
-  if (code == kExitUnavailable || (refusal && connection.options.servers.size() > 1)) {
+  const bool silent = connection.client && unanswered_by_silent_servers(*connection.client, status);
+  if (silent && may == Fallback::kNever) {
+    // The library says why its client did not fall back; a command that
+    // never falls back has no fallback to speak of.
+    constexpr std::string_view kNoFallback = ", so no fallback";
+    if (message.ends_with(kNoFallback)) message.erase(message.size() - kNoFallback.size());
+  }
+  // The message names the silent servers and what they did: the servers
+  // tried would say it again, unless others were listed too.
+  const bool said = silent && connection.options.servers.size() <= 1;
+  if (!said && (code == kExitUnavailable || (refusal && connection.options.servers.size() > 1))) {
     // One wording: "no server reachable (why), ...", as every subcommand says it.
     constexpr std::string_view kNone = "no server reachable";
     const std::string why = " (" + unreachable_text(connection) + ")";

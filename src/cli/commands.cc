@@ -74,7 +74,7 @@ int post_command(const GlobalOptions& global, const CountOptions& options) {
   Connection connection = connect(global);
   if (!connection.client) return connection.failure;
   if (Status status = connection.client->post(options.name, options.count); !status) {
-    return report_failure(connection, status);
+    return report_failure(connection, status, Fallback::kMay);
   }
   if (!connection.client->connected()) warn_local_fallback(connection, options.name);
   return kExitOk;
@@ -97,7 +97,7 @@ int wait_command(const GlobalOptions& global, const CountOptions& options) {
     print_error("wait: " + describe_unanswered_try("WAIT", options.name, options.count, status));
     return kExitTimeout;
   }
-  if (!status) return report_failure(connection, status);
+  if (!status) return report_failure(connection, status, Fallback::kMay);
   if (!client.connected()) warn_local_fallback(connection, options.name);
   return kExitOk;
 }

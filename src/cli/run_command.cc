@@ -378,7 +378,7 @@ int run_command(const GlobalOptions& global, const RunOptions& options) {
         return exit_code_for(permit.status());
       }
     }
-    return report_failure(connection, permit.status());
+    return report_failure(connection, permit.status(), Fallback::kMay);
   }
   // What flock --verbose says, under -v.
   if (global.verbosity >= 1) {
