@@ -567,8 +567,10 @@ class Connection:
                 if isinstance(error, socket.gaierror):
                     why = f"cannot resolve: {why}"
                 log.debug("connect to %s failed: %s", server, why)
+                # No reply from the host (EHOSTUNREACH: its ARP failed, or a
+                # router's word; ENETUNREACH): as a connect timeout for rule 8.
                 return _local_failure(server, error, "socket" if error.errno in (errno.EMFILE, errno.ENFILE) else
-                                      "connect") or _Failure(why)
+                                      "connect") or _Failure(why, timed_out=error.errno in _handshake.NO_REPLY)
             kept = _Kept(reader, writer, _handshake.Parked(time.monotonic()))
         try:
             if self._tls is not None and kept.parked.handshake is None:
@@ -725,7 +727,14 @@ class Connection:
             # TLS 1.3 tells of a client certificate refused only now, by an alert.
             if _tls.is_refusal(error):
                 return self._refused(_tls.refusal(server, error))
-            failure = closed(f"read failed: {_os_error_text(error)}")
+            if error.errno in _handshake.NO_REPLY:
+                # The connection died with no word from the server: its host
+                # replied to nothing more; the server closed nothing.
+                why = _handshake.ended_early(shake.stage(), error)
+                log.log(logging.DEBUG if self._quiet() else logging.WARNING, "server %s: %s", server, why)
+                failure = _Failure(why)
+            else:
+                failure = closed(f"read failed: {_os_error_text(error)}")
             failure.timed_out = _handshake.timed_out(error, kept.again)
             return failure
         self._buffer = shake.buffer
@@ -1379,7 +1388,9 @@ class _Failure:
     refusal: NetsemError | None = None
     local: IoError | None = None  # failed for want of this process's descriptors or memory
     silent: bool = False  # connected, and no handshake answer within connect_timeout, still open
-    timed_out: bool = False  # no connection within connect_timeout; or a kept one's keepalive ended (rule 9a)
+    # No connection within connect_timeout, or no reply from the host (_handshake.NO_REPLY: a connect
+    # that failed so, or a kept one whose keepalive ended, rule 9a): a connect timeout for rule 8.
+    timed_out: bool = False
     kept: _Kept | None = None  # a round's silent attempt, for the round to keep (rule 9)
 
 

@@ -223,7 +223,8 @@ class Connection:
         # The attempt's server accepted the connection and did not finish the
         # TLS or session handshake within connect_timeout, still connected.
         self._attempt_silent = False
-        self._attempt_timed_out = False  # connect() did not connect within connect_timeout
+        # connect() did not connect within connect_timeout, or got no reply from the host (NO_REPLY).
+        self._attempt_timed_out = False
         self._attempt_short = False  # the attempt failed for want of this process's resources
         # Rule 8: a server found silent stays silent when its connects time out.
         self._sticky = _resume.StickySilence()
@@ -709,7 +710,9 @@ class Connection:
                 self._attempt_timed_out = answered = True
             except OSError as error:
                 self._attempt_failure = error.strerror or str(error)
-                self._attempt_timed_out = False
+                # No reply from the host (EHOSTUNREACH: its ARP failed, or a
+                # router's word; ENETUNREACH): as a connect timeout for rule 8.
+                self._attempt_timed_out = error.errno in _handshake.NO_REPLY
                 self._attempt_refused = error.errno == errno.ECONNREFUSED
                 shortage = proto.local_shortage(error, "connect")
                 if error.errno == errno.EADDRNOTAVAIL:
@@ -864,6 +867,12 @@ class Connection:
             self._attempt_failure = _handshake.closed_early(shake.stage(), detail)
             log.log(level, "server %s %s", server, self._attempt_failure)
 
+        def ended(error: OSError) -> None:
+            # The connection died with no word from the server: its host
+            # replied to nothing more (NO_REPLY); the server closed nothing.
+            self._attempt_failure = _handshake.ended_early(shake.stage(), error)
+            log.log(level, "server %s: %s", server, self._attempt_failure)
+
         def refused(error: NetsemError) -> None:
             log.log(level, "%s", error)
             self._attempt_failure = str(error)
@@ -912,7 +921,10 @@ class Connection:
                             if _tls.is_refusal(alert):
                                 refused(_tls.refusal(server, alert))
                                 return None
-                        closed(f"write failed: {error.strerror or error}")
+                        if error.errno in _handshake.NO_REPLY:
+                            ended(error)
+                        else:
+                            closed(f"write failed: {error.strerror or error}")
                         return None
                     del out[:sent]
                 if not ready & selectors.EVENT_READ:
@@ -924,6 +936,8 @@ class Connection:
                     # TLS 1.3 tells of a client certificate refused only now, by an alert.
                     if _tls.is_refusal(error):
                         refused(_tls.refusal(server, error))
+                    elif error.errno in _handshake.NO_REPLY:
+                        ended(error)
                     else:
                         closed(f"read failed: {error.strerror or error}")
                     return None

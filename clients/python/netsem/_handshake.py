@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import os
 import socket
 import time
 from dataclasses import dataclass
@@ -242,6 +243,31 @@ def closed_early(stage: tuple[str, str], detail: str = "") -> str:
         f" ({detail})" if detail else "")
 
 
+# The errors by which a connection to the server's host fails, or a kept one
+# ends, with no reply from that host (libnetsem's no_reply): a timeout, and
+# what the kernel reports once the host's ARP (neighbour) entry failed (about
+# 3 s of unanswered requests on the client's own segment) or a router could
+# not reach it (ICMP host or network unreachable). A host that does not
+# answer ARP cannot be told from one whose netsemd froze and then whose link
+# went down, or that was cut off or powered off after it accepted: it may
+# still hold sessions with permits. Within a server's silent streak each is
+# taken as a connect timeout (rule 8, _resume.StickySilence); outside one,
+# as any failure, an outage (no route at all on a first try: fallback).
+NO_REPLY = frozenset({errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH})
+
+
+def ended_early(stage: tuple[str, str], error: OSError) -> str:
+    """An attempt's entry (after "<server>: ") when the connection died under
+    the handshake with no word from the server (``error`` in NO_REPLY: a
+    kept attempt's keepalive or TCP_USER_TIMEOUT ran out, or its host's ARP
+    entry failed): the server closed nothing, so the words say that the
+    connection ended, and why."""
+    answered, missing = stage
+    why = os.strerror(error.errno) if error.errno else str(error)
+    to = f" to {missing}" if answered else ""
+    return f"the connection ended before an answer{to} ({why}: no reply from that host)"
+
+
 # Rule 9a: a kept connection's keepalive probes; this many unanswered end it.
 KEEPALIVE_PROBES = 3
 
@@ -292,6 +318,7 @@ def keep_alive_off(sock: Any, server: str) -> None:
 
 def timed_out(error: OSError, kept: bool) -> bool:
     """Rule 9a: ``error`` on a kept attempt's socket is its keepalive's (or
-    TCP_USER_TIMEOUT's) end: the server's host answered nothing, counted as
-    a connect timeout is (rule 8), not as a reset."""
-    return kept and error.errno == errno.ETIMEDOUT
+    TCP_USER_TIMEOUT's) end, or its host's failed ARP entry under bytes not
+    yet acknowledged (NO_REPLY): the server's host answered nothing, counted
+    as a connect timeout is (rule 8), not as a reset."""
+    return kept and error.errno in NO_REPLY

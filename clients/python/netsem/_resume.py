@@ -450,7 +450,8 @@ class StickySilence:
 
     def failed(self, server: str, why: str, outcome: str, now: float, session_timeout: float) -> str | None:
         """An attempt to ``server`` failed at ``now`` with ``why``; ``outcome``: "silent", "timeout" (connect()
-        timed out), "local" (this process's resources) or "other". Returns
+        timed out, or got no reply from the host: _handshake.NO_REPLY), "local" (this process's resources)
+        or "other". Returns
         the stats().unreachable entry (after "<server>: ") when a connect
         timeout counts as silent; else None (the attempt is what it was)."""
         if outcome == "silent":

@@ -35,15 +35,22 @@ rule 10), handed to the resume when the silent connection then drops (two
 real netsemd SIGSTOPped, the session's killed: B's kernel counts the
 connections), and an answer on it between two tries starts the next at
 once (a scripted B: no netsemd answers a RESUME at a chosen moment).
+Rule 8 with no route (EHOSTUNREACH, ENETUNREACH) within a silent streak:
+a network namespace of the test's own whose loopback loses its addresses,
+the real netsemd SIGSTOPped in it.
 """
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -471,6 +478,86 @@ def test_an_answer_on_a_moves_kept_resume_attempt_starts_its_next_try_at_once(ma
         assert b.connections() == 1 and client.stats().resumes == 1, client.stats()
         release(client, got[0])
         release(client, permit)
+
+
+def in_own_network(body: Callable[[Callable[..., None]], None]) -> None:
+    """Runs ``body(ip)`` on a thread of its own in a network namespace of its
+    own (unshare(CLONE_NEWNET) acts on the calling thread only: it and the
+    threads and processes it starts, a client's I/O thread or event loop, a
+    netsemd, live there; its loopback down), ``ip(*args)`` running the ip command in it. Skips the
+    test where namespaces cannot be made (not root, no ip or nsenter)."""
+    if shutil.which("ip") is None or shutil.which("nsenter") is None:
+        pytest.skip("no ip or nsenter to set up a network namespace")
+    libc = ctypes.CDLL(None, use_errno=True)
+    outcome: list[BaseException | str] = []
+
+    def run() -> None:
+        try:
+            if libc.unshare(CLONE_NEWNET) != 0:
+                outcome.append(f"no network namespace: {os.strerror(ctypes.get_errno())}")
+                return
+            namespace = f"/proc/{os.getpid()}/task/{threading.get_native_id()}/ns/net"
+            body(lambda *args: subprocess.run(["nsenter", f"--net={namespace}", "ip", *args], check=True,
+                                              timeout=10))
+        except BaseException as error:  # reported by the test thread
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, name="own-network")
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the test's body did not end within 60 s"
+    if outcome and isinstance(outcome[0], str):
+        pytest.skip(outcome[0])
+    if outcome:
+        raise outcome[0]
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def test_no_route_to_a_server_found_silent_is_still_silent(make: Callable[..., Any], start_netsemd: Any,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """Rule 8 with EHOSTUNREACH and ENETUNREACH (clientG24, as libnetsem):
+    within a server's silent streak, a kept connection that ends with no
+    reply from its host, or a connect that fails with "No route to host" or
+    "Network is unreachable", counts as a connect timeout does: a host
+    whose ARP fails, or whose route is gone, cannot be told from a frozen
+    or cut-off one that may still serve its holders (here, with no session
+    timeout known, for ever: no fallback). Outside a streak such a connect
+    is an outage as before: the first try of a client in a network with no
+    route falls back at once. In a network namespace of the test's own:
+    loopback down (no route), then up, the real netsemd started there and
+    SIGSTOPped (its kernel accepts the connection: silent, kept), then
+    loopback's addresses flushed: the kept connection times out ("the connection ended before an
+    answer", not "closed": the server closed nothing), and the next rounds'
+    connects fail "Network is unreachable", still silent (without the
+    change: an outage, and the client fell back)."""
+    caplog.set_level(logging.DEBUG, logger="netsem")
+
+    def body(ip: Callable[..., None]) -> None:
+        first = make("127.0.0.1:9")  # loopback down: no route on its first try
+        assert wait_until(lambda: first.stats().fallback_entries == 1, 5), first.stats()
+        assert "Network is unreachable" in first.stats().unreachable, first.stats()
+        ip("link", "set", "lo", "up")
+        server = start_netsemd(semaphores="one = 1")  # started from this thread: in its namespace
+        server.signal(signal.SIGSTOP)
+        try:
+            client = make(server.address)
+            assert wait_until(lambda: re.search(KEPT, client.stats().unreachable) is not None, 5), client.stats()
+            ip("addr", "flush", "dev", "lo")
+            # The kept connection's keepalive ends it (TCP_USER_TIMEOUT 4 s).
+            assert wait_until(lambda: "Network is unreachable" in client.stats().unreachable, 10), client.stats()
+            assert ("the connection ended before an answer to HELLO (Connection timed out: no reply from that host)"
+                    in caplog.text or "the connection ended before an answer (Connection timed out: no reply from "
+                    "that host)" in caplog.text), caplog.text
+            assert "closed the connection before answering" not in caplog.text, caplog.text
+            assert wait_until(lambda: "Network is unreachable, after it accepted and did not answer: still taken as "
+                              "silent: no session timeout known" in client.stats().unreachable, 5), client.stats()
+            times_out_silent(client, "one", 1.5)
+        finally:
+            server.signal(signal.SIGCONT)
+
+    in_own_network(body)
 
 
 def test_the_silent_and_closed_texts_name_the_first_request_unanswered(make: Callable[..., Any]) -> None:
