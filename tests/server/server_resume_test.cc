@@ -45,6 +45,18 @@ class ServerResume : public ::testing::Test {
     EXPECT_TRUE(client);
     return client;
   }
+  // A RESUME of session `id` on a new connection while `old` is still
+  // attached: the session moves to the new one, which is returned, and
+  // `old` is told KICKED and closed.
+  std::unique_ptr<Client> move_session(Client& old, const std::string& id, const std::string& secret) {
+    auto taker = connect();
+    if (!taker) return nullptr;
+    EXPECT_EQ(taker->request("x RESUME " + id + " " + secret), "x OK " + id + " 0");
+    std::string rest;
+    EXPECT_TRUE(old.wait_closed(3s, &rest));
+    EXPECT_NE(rest.find("* ERR KICKED resumed on another connection"), std::string::npos) << rest;
+    return taker;
+  }
   std::unique_ptr<Netsemd> server_;
 };
 
@@ -102,12 +114,8 @@ TEST_F(ServerResume, RefusalsTakeOversAndExpiry) {
   EXPECT_EQ(old->request("p PING"), "p PONG");
 
   // A RESUME while the old connection is attached takes the session over.
-  auto taker = connect();
+  auto taker = move_session(*old, id, secret);
   ASSERT_TRUE(taker);
-  EXPECT_EQ(taker->request("x RESUME " + id + " " + secret), "x OK " + id + " 0");
-  std::string rest;
-  EXPECT_TRUE(old->wait_closed(3s, &rest));
-  EXPECT_NE(rest.find("* ERR KICKED resumed on another connection"), std::string::npos) << rest;
   EXPECT_EQ(other->request(req::acquire("t", "lock", 1, 0)), "t TIMEOUT");
 
   // LEADER: a single server is its own leader.
@@ -138,12 +146,8 @@ TEST_F(ServerResume, AMoveIsNoSessionEndButAKickIs) {
   const auto [id, secret] = resumable(*old);
   ASSERT_FALSE(id.empty());
   ASSERT_TRUE(old->request(req::acquire("a", "lock")).starts_with("a OK "));
-  auto taker = connect();
+  auto taker = move_session(*old, id, secret);
   ASSERT_TRUE(taker);
-  EXPECT_EQ(taker->request("x RESUME " + id + " " + secret), "x OK " + id + " 0");
-  std::string rest;
-  EXPECT_TRUE(old->wait_closed(3s, &rest));
-  EXPECT_NE(rest.find("* ERR KICKED resumed on another connection"), std::string::npos) << rest;
   std::string stats = admin->request(req::stats("s"));
   EXPECT_NE(stats.find("\"session_ends_kicked_total\":0,"), std::string::npos) << stats;
   EXPECT_NE(stats.find("\"session_ends_close_total\":0,"), std::string::npos) << stats;
