@@ -299,20 +299,6 @@ class CliTest : public ::testing::Test {
     return ::testing::AssertionFailure() << "GET " << name << " answers \"" << last << "\", not \"" << expected << "\"";
   }
 
-  // The test's server SIGSTOPped until the guard goes: its kernel still
-  // accepts connections, so it is silent, not an outage (docs/client.md, "A
-  // server that accepts and does not answer").
-  class Frozen {
-   public:
-    explicit Frozen(Netsemd& server) : server_(server) { server_.send_signal(SIGSTOP); }
-    ~Frozen() { server_.send_signal(SIGCONT); }
-    Frozen(const Frozen&) = delete;
-    Frozen& operator=(const Frozen&) = delete;
-
-   private:
-    Netsemd& server_;
-  };
-
   std::unique_ptr<Netsemd> server_;
   std::unique_ptr<Client> observer_;  // another process, as far as the server can tell
   TempDir dir_;
@@ -642,7 +628,9 @@ TEST_F(CliRun, ATryAgainstAFrozenServerExits75OrItsConflictCode) {
                                         " accepted the connection but has not answered within 1000 ms: not an "
                                         "outage, so no fallback"))
         << outcome;
-    if (cases[i].args.front() == "run") EXPECT_TRUE(outcome.err.ends_with("; touch not run\n")) << outcome;
+    if (cases[i].args.front() == "run") {
+      EXPECT_TRUE(outcome.err.ends_with("; touch not run\n")) << outcome;
+    }
   }
   EXPECT_FALSE(std::filesystem::exists(marker));
 }

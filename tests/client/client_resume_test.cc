@@ -55,6 +55,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using netsem::testing::Frozen;
 using netsem::testing::Netsemd;
 namespace req = netsem::testing::req;
 
@@ -520,11 +521,7 @@ TEST_F(ClientResumeTest, ASilentResumeAttemptIsKeptOpenAndTheSessionIsResumedOnI
   ASSERT_GE(before, 2);
   // The lease (T/2 = 3 s) counts from here: room for the 2.5 s below.
   ASSERT_TRUE(holder->ping());
-  server_->send_signal(SIGSTOP);
-  struct Thaw {
-    Netsemd& server;
-    ~Thaw() { server.send_signal(SIGCONT); }
-  } thaw{*server_};
+  const Frozen frozen(*server_);
   proxy_->reset();
   std::this_thread::sleep_for(2500ms);
   EXPECT_EQ(holder->stats().resumes, 0u);

@@ -39,6 +39,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using netsem::testing::connections_total;
+using netsem::testing::Frozen;
 using netsem::testing::Netsemd;
 namespace req = netsem::testing::req;
 
@@ -1101,11 +1102,7 @@ TEST_F(ClientTest, AKeptAttemptGivenUpIsQuitSoTheFrozenServerEndsItsSessionAsItW
   std::string error;
   std::unique_ptr<Netsemd> other = Netsemd::start(server_options("session_timeout_ms = 20000\n"), &error);
   ASSERT_TRUE(other) << error;
-  server_->send_signal(SIGSTOP);
-  struct Thaw {
-    Netsemd& server;
-    ~Thaw() { server.send_signal(SIGCONT); }
-  } thaw{*server_};
+  const Frozen frozen(*server_);
   ClientOptions options = options_for(server_->port());
   options.servers.push_back("127.0.0.1:" + std::to_string(other->port()));
   options.connect_timeout = 300ms;
@@ -1278,11 +1275,7 @@ TEST_F(ClientTest, ASilentAttemptIsKeptOpenUntilTheSessionTimeoutThenAConnectTim
 // it grants.
 TEST_F(ClientTest, AFrozenServerIsNotAnOutageAndGrantsOnceItWakes) {
   ASSERT_NO_FATAL_FAILURE(start_server());
-  server_->send_signal(SIGSTOP);
-  struct Thaw {
-    Netsemd& server;
-    ~Thaw() { server.send_signal(SIGCONT); }
-  } thaw{*server_};
+  const Frozen frozen(*server_);
   auto client = make_client();
   ASSERT_TRUE(client);
   EXPECT_FALSE(client->connected());
@@ -1315,11 +1308,7 @@ TEST_F(ClientTest, AFrozenServerSeesOneConnectionOfAWaitingClientAndGrantsOnItOn
   ASSERT_NO_FATAL_FAILURE(start_server(server_options));
   const std::int64_t before = connections_total(raw("s STATS"));
   ASSERT_GE(before, 1);
-  server_->send_signal(SIGSTOP);
-  struct Thaw {
-    Netsemd& server;
-    ~Thaw() { server.send_signal(SIGCONT); }
-  } thaw{*server_};
+  const Frozen frozen(*server_);
   ClientOptions options = options_for(server_->port());
   options.connect_timeout = 300ms;
   options.reconnect_max = 50ms;

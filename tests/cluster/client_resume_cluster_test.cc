@@ -19,6 +19,7 @@
 #include <fstream>
 #include <future>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -209,22 +210,15 @@ class ClientResumeCluster : public ::testing::Test {
   }
 
   // The elected leader, frozen (SIGSTOP) by freeze_leader() until this goes.
-  struct Frozen {
+  struct FrozenLeader {
     int lead = -1;
-    Netsemd* server = nullptr;
     SteadyClock::time_point at;  // when it was stopped
-    Frozen() = default;
-    Frozen(const Frozen&) = delete;
-    Frozen& operator=(const Frozen&) = delete;
-    ~Frozen() {
-      if (server != nullptr) server->send_signal(SIGCONT);
-    }
+    std::optional<Frozen> server;
   };
-  void freeze_leader(Frozen& frozen) {
+  void freeze_leader(FrozenLeader& frozen) {
     frozen.lead = cluster_leader(servers_, 15s);
     ASSERT_GE(frozen.lead, 0) << "no leader elected\n" << logs();
-    frozen.server = servers_[frozen.lead].get();
-    frozen.server->send_signal(SIGSTOP);
+    frozen.server.emplace(*servers_[frozen.lead]);
     frozen.at = SteadyClock::now();
   }
 
@@ -480,11 +474,7 @@ TEST_F(ClientResumeCluster, AHolderWhoseServerFreezesMovesWithinItsLease) {
   const int frozen = index_of(holder->stats().server);
   ASSERT_GE(frozen, 0);
   const auto stopped_at = SteadyClock::now();
-  servers_[frozen]->send_signal(SIGSTOP);
-  struct Thaw {
-    Netsemd* server;
-    ~Thaw() { server->send_signal(SIGCONT); }
-  } thaw{servers_[frozen].get()};
+  const Frozen frozen_server(*servers_[frozen]);
   ASSERT_TRUE(eventually([&] { return holder->stats().resumes == 1 || lost.load(); }, 8s)) << logs();
   std::printf("moved to %s %lld ms after the SIGSTOP of %s\n", holder->stats().server.c_str(),
               static_cast<long long>((SteadyClock::now() - stopped_at) / 1ms), address(frozen).c_str());
@@ -535,7 +525,7 @@ class ClientSilentCluster : public ClientResumeCluster {
 };
 
 TEST_F(ClientSilentCluster, ANewClientWaitsForTheElectionAfterTheLeaderFreezesNeverServedLocally) {
-  Frozen frozen;
+  FrozenLeader frozen;
   ASSERT_NO_FATAL_FAILURE(freeze_leader(frozen));
   const int lead = frozen.lead;
   const auto stopped_at = frozen.at;
@@ -575,7 +565,7 @@ class ClientStalledClusterFewConnections : public ClientResumeCluster {
 };
 
 TEST_F(ClientStalledClusterFewConnections, WaitingClientsKeepOneConnectionPerServerAndAreGrantedAfterTheElection) {
-  Frozen frozen;
+  FrozenLeader frozen;
   ASSERT_NO_FATAL_FAILURE(freeze_leader(frozen));
   const int lead = frozen.lead;
   const auto stopped_at = frozen.at;

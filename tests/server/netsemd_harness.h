@@ -1,7 +1,7 @@
 // Test harness for integration tests: starts the real netsemd binary on a
 // free 127.0.0.1 port with a generated configuration in a temporary
 // directory, and talks to it over real sockets with a blocking client that
-// never waits without a deadline.
+// never waits without a deadline; Frozen keeps one stopped for a scope.
 //
 // Thread safety: one object per test thread.
 #pragma once
@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -90,6 +91,22 @@ class Netsemd {
 
 // Renders a configuration file for `options` with `port` (0 = any).
 std::string render_config(const Netsemd::Options& options, const std::filesystem::path& data_dir, std::uint16_t port);
+
+// `server` frozen (SIGSTOP) until the guard goes (SIGCONT), however the test
+// ends: its kernel still accepts connections and keeps what clients write,
+// so to them it is silent, not an outage (docs/client.md, "A server that
+// accepts and does not answer"). A test may wake it earlier with
+// send_signal(SIGCONT); the guard's is then harmless.
+class Frozen {
+ public:
+  explicit Frozen(Netsemd& server) : server_(server) { server_.send_signal(SIGSTOP); }
+  ~Frozen() { server_.send_signal(SIGCONT); }
+  Frozen(const Frozen&) = delete;
+  Frozen& operator=(const Frozen&) = delete;
+
+ private:
+  Netsemd& server_;
+};
 
 // A blocking TCP client with deadlines on every read.
 class Client {

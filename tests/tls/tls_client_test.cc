@@ -139,11 +139,7 @@ TEST_F(TlsClientTest, TheServersPlainPortIsARefusal) {
 // server grants once it wakes (docs/client.md, "A server that accepts and
 // does not answer").
 TEST_F(TlsClientTest, AFrozenTlsServerIsSilentNotAnOutage) {
-  tls_.server->send_signal(SIGSTOP);
-  struct Thaw {
-    Netsemd& server;
-    ~Thaw() { server.send_signal(SIGCONT); }
-  } thaw{*tls_.server};
+  const Frozen frozen(*tls_.server);
   auto o = options();
   o.connect_timeout = 500ms;
   o.fallback = FallbackPolicy{.mode = FallbackPolicy::Mode::kLocal};
