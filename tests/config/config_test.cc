@@ -13,6 +13,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/ini.h"
@@ -168,44 +169,47 @@ std::map<std::string, std::string> documented_rows(const std::string& heading) {
   return rows;
 }
 
-TEST(ServerOptions, MatchTheDocumentation) {
-  auto rows = documented_rows("## Options of [server]");
-  for (const auto& spec : server_options()) {
-    SCOPED_TRACE(spec.name);
-    const std::string expected = "| `" + std::string(spec.name) + "` | " + std::string(spec.type) + " | `" +
-                                 std::string(spec.default_text) + "` | " + std::string(spec.bounds) + " | " +
-                                 (spec.reloadable ? "yes" : "no") + " | " + std::string(spec.help) + " |";
-    const auto row = rows.find(std::string(spec.name));
-    if (row == rows.end()) {
-      ADD_FAILURE() << "not in docs/configuration.md; add:\n" << expected;
+// The table under `heading` of docs/configuration.md has the row `expected`
+// gives for each name, and no other row; a failure says what to add
+// (the row as it must be) or remove (a row that is not one of `what`).
+void expect_documented(const std::string& heading, const std::vector<std::pair<std::string, std::string>>& expected,
+                       const std::string& what) {
+  auto rows = documented_rows(heading);
+  for (const auto& [name, row] : expected) {
+    const auto found = rows.find(name);
+    if (found == rows.end()) {
+      ADD_FAILURE() << name << ": not under \"" << heading << "\" in docs/configuration.md; add:\n" << row;
       continue;
     }
-    EXPECT_EQ(row->second, expected);
-    rows.erase(row);
+    EXPECT_EQ(found->second, row) << name;
+    rows.erase(found);
   }
-  for (const auto& [name, row] : rows) ADD_FAILURE() << "documented but not an option: " << name;
+  for (const auto& [name, row] : rows) ADD_FAILURE() << "documented but not " << what << ": " << name;
+}
+
+TEST(ServerOptions, MatchTheDocumentation) {
+  std::vector<std::pair<std::string, std::string>> expected;
+  for (const auto& spec : server_options()) {
+    expected.emplace_back(spec.name, "| `" + std::string(spec.name) + "` | " + std::string(spec.type) + " | `" +
+                                         std::string(spec.default_text) + "` | " + std::string(spec.bounds) + " | " +
+                                         (spec.reloadable ? "yes" : "no") + " | " + std::string(spec.help) + " |");
+  }
+  expect_documented("## Options of [server]", expected, "an option");
 }
 
 TEST(ClusterKeys, MatchTheDocumentation) {
-  auto rows = documented_rows("## [cluster]");
   std::set<std::string_view> names;
+  std::vector<std::pair<std::string, std::string>> expected;
   for (const auto& key : cluster_keys()) {
     SCOPED_TRACE(key.name);
     EXPECT_TRUE(names.insert(key.name).second) << "listed twice";
     EXPECT_FALSE(key.default_text.empty());
     EXPECT_FALSE(key.help.empty());
     EXPECT_EQ(key.help.find('|'), std::string_view::npos) << "breaks the Markdown table";
-    const std::string expected =
-        "| `" + std::string(key.name) + "` | " + std::string(key.default_text) + " | " + std::string(key.help) + " |";
-    const auto row = rows.find(std::string(key.name));
-    if (row == rows.end()) {
-      ADD_FAILURE() << "not in docs/configuration.md's [cluster]; add:\n" << expected;
-      continue;
-    }
-    EXPECT_EQ(row->second, expected);
-    rows.erase(row);
+    expected.emplace_back(key.name, "| `" + std::string(key.name) + "` | " + std::string(key.default_text) + " | " +
+                                        std::string(key.help) + " |");
   }
-  for (const auto& [name, row] : rows) ADD_FAILURE() << "documented but not a [cluster] key: " << name;
+  expect_documented("## [cluster]", expected, "a [cluster] key");
 }
 
 TEST(ServerOptions, MatchTheExampleConfiguration) {
