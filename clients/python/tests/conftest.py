@@ -261,15 +261,16 @@ def proxies() -> Iterator[Callable[[int], Any]]:
         proxy.close()
 
 
-def acquire_in_thread(client: Any, name: str, timeout: float = 15.0) -> tuple[threading.Thread, list[Any]]:
-    """``client.acquire(name, timeout)`` on a thread of its own, started:
-    the thread, and ``got``, where its permit or error goes (reported by
-    the test thread)."""
+def acquire_in_thread(client: Any, name: str, timeout: float = 15.0, **options: Any
+                      ) -> tuple[threading.Thread, list[Any]]:
+    """``client.acquire(name, timeout, **options)`` on a thread of its own,
+    started: the thread, and ``got``, where its permit or error goes
+    (reported by the test thread)."""
     got: list[Any] = []
 
     def wait() -> None:
         try:
-            got.append(client.acquire(name, timeout=timeout))
+            got.append(client.acquire(name, timeout=timeout, **options))
         except BaseException as error:  # reported by the test thread
             got.append(error)
 

@@ -37,7 +37,7 @@ import pytest
 from aio_support import options as aio_options
 from aio_support import run
 from cluster_support import Cluster
-from conftest import wait_until
+from conftest import acquire_in_thread, wait_until
 from fake_server import FakeServer, Peer
 from proxy_support import TcpProxy
 
@@ -136,20 +136,6 @@ async def _aio_hold_db(setup: Setup, holder: netsem.aio.Client, waiter: netsem.a
     return held
 
 
-def _acquire_in_thread(waiter: Client) -> tuple[threading.Thread, list[Permit | BaseException]]:
-    """waiter.acquire("db", timeout=20) started on a thread; its result (or
-    error) lands in the list."""
-    got: list[Permit | BaseException] = []
-
-    def wait() -> None:
-        try:
-            got.append(waiter.acquire("db", timeout=20))
-        except BaseException as error:  # reported by the test thread
-            got.append(error)
-
-    return threading.Thread(target=wait), got
-
-
 def _check_cluster_grant(permit: object, held: object, waiter: object) -> None:
     """The waiter's permit came from the cluster, after the holder's: a fence
     above the holder's, and never a local grant."""
@@ -171,8 +157,7 @@ def test_a_queued_acquire_whose_session_was_kicked_meanwhile_is_sent_again(clust
     holder, waiter = setup.clients(tmp_path, local_dir, reconnect_min=0.05, reconnect_max=0.2)
     try:
         held = _hold_db(setup, holder, waiter)
-        thread, got = _acquire_in_thread(waiter)
-        thread.start()
+        thread, got = acquire_in_thread(waiter, "db", 20)
         assert wait_until(lambda: holder.get("db").waiters == 1, 10)
         session = _waiter_session(holder)
         sent_at = time.monotonic()
@@ -247,9 +232,7 @@ def test_a_kick_the_client_sees_fails_the_queued_acquire(start_netsemd, local_di
                                           fallback=FallbackPolicy("local"), reconnect_min=0.05))
     try:
         held = holder.acquire("db")
-        got: list[Permit | BaseException] = []
-        thread = threading.Thread(target=lambda: got.append(_catch(lambda: waiter.acquire("db", timeout=10))))
-        thread.start()
+        thread, got = acquire_in_thread(waiter, "db", 10)
         assert wait_until(lambda: holder.get("db").waiters == 1, 10)
         holder.kick(holder.waiters("db")[0].session_id)
         thread.join(10)
@@ -442,15 +425,12 @@ def test_a_waiter_whose_only_server_died_still_falls_back(start_netsemd, local_d
                                            fallback=FallbackPolicy("fail"), reconnect_min=0.05))
     try:
         held = holder.acquire("db")  # kept: a dropped Permit is given back
-        got: list[Permit | BaseException] = []
-        threads = [threading.Thread(target=lambda c=c: got.append(_catch(lambda: c.acquire("db", timeout=10))))
-                   for c in (local, failing)]
-        for thread in threads:
-            thread.start()
+        runs = [acquire_in_thread(c, "db", 10) for c in (local, failing)]
         assert wait_until(lambda: holder.get("db").waiters == 2, 10)
         server.kill()
-        for thread in threads:
+        for thread, _ in runs:
             thread.join(10)
+        got = [outcome for _, outcomes in runs for outcome in outcomes]
         assert len(got) == 2, got
         permits = [g for g in got if isinstance(g, Permit)]
         errors = [g for g in got if isinstance(g, BaseException)]
@@ -697,10 +677,7 @@ def test_a_cancel_token_cancels_the_acquire_sent_again(local_dir, caplog) -> Non
     token = netsem.CancelToken()
     with FakeServer(script) as server:
         with Client(options=_one_one_options(server, local_dir)) as client:
-            got: list[object] = []
-            thread = threading.Thread(target=lambda: got.append(_catch(lambda: client.acquire("db", timeout=10,
-                                                                                                cancel=token))))
-            thread.start()
+            thread, got = acquire_in_thread(client, "db", 10, cancel=token)
             assert wait_until(lambda: len(script.acquires) == 2, 5), script.acquires
             token.cancel()
             thread.join(5)
@@ -795,9 +772,7 @@ def test_a_client_closed_while_the_acquire_waits_for_the_next_session_raises(loc
         options = ClientOptions(servers=[server.address], local_dir=str(local_dir), fallback=FallbackPolicy("local"),
                                 connect_timeout=0.5, reconnect_min=2.0, reconnect_max=2.0)
         client = Client(options=options)
-        got: list[object] = []
-        thread = threading.Thread(target=lambda: got.append(_catch(lambda: client.acquire("db", timeout=10))))
-        thread.start()
+        thread, got = acquire_in_thread(client, "db", 10)
         assert wait_until(lambda: not client.connected, 5)
         time.sleep(0.2)
         client.close()
@@ -952,8 +927,7 @@ def test_an_acquire_made_between_two_sessions_waits_for_the_next_round(cluster, 
     with _gap_clients(cluster, tmp_path, local_dir) as (setup, holder, waiter):
         held, session = _into_the_gap(setup, holder, waiter)
         made_at = time.monotonic()
-        thread, got = _acquire_in_thread(waiter)
-        thread.start()
+        thread, got = acquire_in_thread(waiter, "db", 20)
         # Queued at the cluster under a new session, not served locally.
         assert wait_until(lambda: holder.get("db").waiters == 1 or bool(got), 15), caplog.text
         assert not got and waiter.stats().local_grants == 0, got

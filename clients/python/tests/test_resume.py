@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from aio_support import release
 from cluster_support import Cluster
-from conftest import client_factory, wait_until
+from conftest import acquire_in_thread, client_factory, wait_until
 from fake_server import FakeServer, MovingPair
 from proxy_support import restart
 
@@ -120,16 +120,7 @@ def test_a_queued_acquire_is_granted_after_a_reset(start_netsemd, clients, proxi
     holder = clients([server.address])
     held = holder.acquire("one")
     waiter = clients([proxy.address])
-    got: list[Permit | BaseException] = []
-
-    def wait() -> None:
-        try:
-            got.append(waiter.acquire("one", timeout=15))
-        except BaseException as error:  # reported by the test thread
-            got.append(error)
-
-    thread = threading.Thread(target=wait)
-    thread.start()
+    thread, got = acquire_in_thread(waiter, "one", 15)
     assert wait_until(lambda: holder.get("one").waiters == 1)
     proxy.cut()
     time.sleep(0.3)  # the waiter resumes meanwhile; its ACQUIRE stays queued at the server
@@ -213,16 +204,7 @@ def test_a_queued_acquire_is_granted_after_its_server_died_in_a_cluster(cluster,
     held = holder.acquire("one")
     waiter = clients([cluster.addresses[follower]])  # stays there; resumes on the leader
     assert waiter.stats().server == cluster.addresses[follower]
-    got: list[Permit | BaseException] = []
-
-    def wait() -> None:
-        try:
-            got.append(waiter.acquire("one", timeout=20))
-        except BaseException as error:
-            got.append(error)
-
-    thread = threading.Thread(target=wait)
-    thread.start()
+    thread, got = acquire_in_thread(waiter, "one", 20)
     assert wait_until(lambda: holder.get("one").waiters == 1, 10)
     cluster.servers[follower].kill()
     assert wait_until(lambda: waiter.stats().server == cluster.addresses[lead], 10)
