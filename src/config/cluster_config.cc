@@ -129,6 +129,7 @@ void parse_cluster_section(const IniFile& ini, const IniSection& section, Server
       cluster.data_dir = entry.value;
     } else if (entry.key == "secret_file") {
       cluster.secret_file = entry.value;
+      cluster.secret_file_at = ini.location(entry.line);
     } else if (entry.key == "join") {
       if (entry.value == "on" || entry.value == "off") {
         cluster.join = entry.value == "on";
@@ -298,16 +299,31 @@ Status check_cluster_listening(const ServerConfig& config) {
 }
 
 Status load_cluster_secret(ServerConfig& config) {
-  const std::string name = config.cluster.secret_file.string();
-  auto text = read_private_file(config.cluster.secret_file);
-  if (!text) return text.status();
+  const std::filesystem::path& file = config.cluster.secret_file;
+  const std::string name = file.string();
+  // Which key of which file, and where a relative path was looked for: "n.ini:12: secret_file:
+  // cluster.secret (relative to the working directory /x)", before what went wrong.
+  std::string where = config.cluster.secret_file_at.empty() ? std::string() : config.cluster.secret_file_at + ": ";
+  where += "secret_file: " + name;
+  if (file.is_relative()) {
+    std::error_code ec;
+    const std::filesystem::path cwd = std::filesystem::current_path(ec);
+    where += " (relative to the working directory " + (ec ? std::string("?") : cwd.string()) + ")";
+  }
+  auto text = read_private_file(file);
+  if (!text) {
+    // read_private_file's message begins with the path it was given.
+    std::string why(text.status().message());
+    if (why.rfind(name, 0) == 0) why.erase(0, name.size());
+    return Status(text.status().code(), where + why);
+  }
   const std::string_view secret = trim(*text);
   const bool visible = std::all_of(secret.begin(), secret.end(), [](char c) { return c > 0x20 && c < 0x7f; });
   if (secret.size() < 16 || secret.size() > 256 || !visible) {
     return Status(StatusCode::kInvalidArgument,
                   fmt::format("{}: the cluster secret must be one line of 16 to 256 visible ASCII characters "
                               "(e.g. `openssl rand -hex 32`)",
-                              name));
+                              where));
   }
   config.cluster.secret = std::string(secret);
   return Status::ok();

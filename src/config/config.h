@@ -49,6 +49,9 @@ struct ClusterConfig {
   // leader"): a file only its owner may read, required with more than one
   // server; load_server_config reads it into `secret`.
   std::filesystem::path secret_file;
+  // Where `secret_file` is set ("file:line", ini.location), for the errors
+  // of reading it.
+  std::string secret_file_at;
   std::string secret;
   // The first configuration, in id order: a pristine data directory
   // bootstraps with it; later changes are made at run time.
@@ -198,7 +201,11 @@ Result<ServerConfig> load_server_config(const std::filesystem::path& file);
 // Reads config.cluster.secret_file into config.cluster.secret (what
 // load_server_config does after parsing, when it is set): kDenied when
 // group or others may read or write it, kInvalidArgument unless it holds
-// one line of 16-256 visible ASCII characters, kIoError when unreadable.
+// one line of 16-256 visible ASCII characters, kIoError when unreadable;
+// each message begins with the key, its file and line and the path (a
+// relative one with the working directory it was looked for in):
+// "n.ini:4: secret_file: s (relative to the working directory /x): cannot
+// read: No such file or directory".
 Status load_cluster_secret(ServerConfig& config);
 // The two addresses of a server added at run time (CLUSTER ADD), checked
 // as a `server.<id>` line's are: a Raft address a.b.c.d:port (not

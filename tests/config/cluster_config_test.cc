@@ -230,5 +230,25 @@ TEST_F(ClusterSecret, IsReadFromAPrivateFile) {
   EXPECT_EQ(config.status().code(), StatusCode::kIoError);
 }
 
+// An error in reading the secret names the key, the file and line that set
+// it, and for a relative path the working directory it was looked for in
+// (newuser23: "netsemd: cluster.secret: cannot read: No such file or
+// directory" said neither).
+TEST_F(ClusterSecret, AnErrorNamesTheKeyItsFileAndLineAndTheWorkingDirectory) {
+  const std::string ini = (dir_ / "n.ini").string();
+  auto config = load("cluster.secret");
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.status().code(), StatusCode::kIoError);
+  const std::string cwd = std::filesystem::current_path().string();
+  EXPECT_EQ(config.status().message(), ini + ":3: secret_file: cluster.secret (relative to the working directory " +
+                                           cwd + "): cannot read: No such file or directory");
+
+  config = load(write("short", "tooshort\n", 0600));
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.status().message().rfind(ini + ":3: secret_file: " + (dir_ / "short").string() + ": the cluster", 0),
+            0u)
+      << config.status().message();
+}
+
 }  // namespace
 }  // namespace netsem::server
