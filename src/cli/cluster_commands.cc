@@ -32,6 +32,17 @@ std::string text_of(const nlohmann::json& object, const char* key) {
   return value.dump();
 }
 
+// The CONTACT cell of a member: when the server asked last heard from it
+// over Raft ("40 ms", "never"), and on the leader "unreachable" when that was
+// longer ago than an election timeout; "-" for the server itself.
+std::string contact_of(const nlohmann::json& member) {
+  if (!member.contains("last_contact_ms")) return "-";
+  const nlohmann::json& ms = member.at("last_contact_ms");
+  const std::string since = ms.is_number() ? ms.dump() + " ms" : "never";
+  const bool unreachable = member.contains("reachable") && member.at("reachable") == false;
+  return unreachable ? "unreachable (" + since + ")" : since;
+}
+
 int status_command(const GlobalOptions& global, bool json) {
   Connection connection = connect(global);
   if (!connection.client) return connection.failure;
@@ -51,10 +62,10 @@ int status_command(const GlobalOptions& global, bool json) {
                      text_of(view, "term") + "); leader " + text_of(view, "leader_id") + " at " +
                      text_of(view, "leader") + "; commit " + text_of(view, "commit_index") + ", applied " +
                      text_of(view, "applied_index") + "\n";
-  std::vector<std::vector<std::string>> cells = {{"ID", "ROLE", "RAFT", "CLIENT", "MATCH", "LAG"}};
+  std::vector<std::vector<std::string>> cells = {{"ID", "ROLE", "RAFT", "CLIENT", "MATCH", "LAG", "CONTACT"}};
   for (const nlohmann::json& member : view.at("members")) {
     cells.push_back({text_of(member, "id"), text_of(member, "role"), text_of(member, "raft"), text_of(member, "client"),
-                     text_of(member, "match_index"), text_of(member, "lag")});
+                     text_of(member, "match_index"), text_of(member, "lag"), contact_of(member)});
   }
   text += aligned_table(cells);
   print(text);

@@ -357,6 +357,9 @@ ClusterStatus ClusterNode::status() const {
   out.last_index = s.last_index;
   out.configuration = s.configuration;
   out.match_indexes = s.match_indexes;
+  out.configuration_index = s.configuration_index;
+  out.removed_at = s.removed_at;
+  out.last_contact_ms = s.last_contact_ms;
   out.pending = pending_.size();
   out.failure = s.failure;
   out.commit_us = s.commit_us;

@@ -128,6 +128,12 @@ struct ClusterStatus {
   std::vector<raft::ServerInfo> configuration;  // the Raft configuration (members and roles)
   // On the leader: each other member's match index (raft::NodeStatus).
   std::vector<std::pair<std::uint64_t, std::uint64_t>> match_indexes;
+  // raft::NodeStatus's: the committed configuration's index, the index of
+  // the one that removed this server (0: none), and each other member's
+  // milliseconds since its last Raft message (-1: none in this run).
+  std::uint64_t configuration_index = 0;
+  std::uint64_t removed_at = 0;
+  std::vector<std::pair<std::uint64_t, std::int64_t>> last_contact_ms;
   std::size_t pending = 0;       // submitted, not yet applied
   std::uint64_t submitted = 0;   // commands submitted
   std::uint64_t proposed = 0;    // entries this node proposed to RaftNode (its own and forwarded)

@@ -57,6 +57,38 @@ Result<ServerId> check_peer_hello(std::string_view line, std::string_view remote
   return id;
 }
 
+std::string peer_removal_notice(ServerId id, std::string_view secret, ServerId removed, std::uint64_t index) {
+  std::string line = peer_hello(id, secret);
+  line.pop_back();
+  return line + " REMOVED " + std::to_string(removed) + " " + std::to_string(index) + "\n";
+}
+
+std::optional<Result<RemovalNotice>> check_removal_notice(std::string_view line, std::string_view remote_host,
+                                                          ServerId self,
+                                                          const std::map<ServerId, std::string>& client_addresses,
+                                                          std::string_view secret) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  constexpr std::string_view kWord = " REMOVED ";
+  const std::size_t word = line.find(kWord);
+  if (line.substr(0, 5) != "PEER " || word == std::string_view::npos) return std::nullopt;
+  auto from = check_peer_hello(line.substr(0, word), remote_host, self, client_addresses, secret);
+  if (!from) return Result<RemovalNotice>(from.status());
+  const std::string_view rest = line.substr(word + kWord.size());
+  const std::size_t space = rest.find(' ');
+  const auto number = [](std::string_view text) -> std::optional<std::uint64_t> {
+    std::uint64_t n = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec != std::errc() || end != text.data() + text.size() || n == 0) return std::nullopt;
+    return n;
+  };
+  const auto removed = space == std::string_view::npos ? std::nullopt : number(rest.substr(0, space));
+  const auto index = space == std::string_view::npos ? std::nullopt : number(rest.substr(space + 1));
+  if (!removed || !index) {
+    return Result<RemovalNotice>(Status(StatusCode::kProtocol, "PEER ... REMOVED <id> <index> expected"));
+  }
+  return Result<RemovalNotice>(RemovalNotice{.from = *from, .removed = *removed, .index = *index});
+}
+
 std::string frame_entry(std::string_view entry) {
   std::string out(4, '\0');
   const auto n = static_cast<std::uint32_t>(entry.size());
@@ -324,6 +356,70 @@ void PeerLinkClient::forward(ServerId leader_id, std::string entry) {
     link_->connect(local ? local->first : std::string(), where->first, where->second, peer_hello(self_, secret_));
   }
   link_->push(frame_entry(entry), max_queue_bytes_);
+}
+
+// --- one line alone ---
+
+namespace {
+
+struct LineSender : std::enable_shared_from_this<LineSender> {
+  LineSender(asio::io_context& io, std::string text, std::function<void(Status)> callback)
+      : socket(io), timer(io), line(std::move(text)), done(std::move(callback)) {}
+
+  void finish(Status why) {
+    if (!done) return;
+    asio::error_code ignored;
+    timer.cancel();
+    socket.close(ignored);
+    auto callback = std::move(done);
+    done = nullptr;
+    callback(std::move(why));
+  }
+
+  asio::ip::tcp::socket socket;
+  asio::steady_timer timer;
+  std::string line;
+  std::function<void(Status)> done;
+};
+
+}  // namespace
+
+void send_peer_line(asio::io_context& io, const std::string& local_host, const std::string& address, std::string line,
+                    std::function<void(Status)> done) {
+  auto sender = std::make_shared<LineSender>(io, std::move(line), std::move(done));
+  const auto fail = [sender, address](const std::string& why) {
+    asio::post(sender->socket.get_executor(),
+               [sender, why = "to " + address + ": " + why] { sender->finish(Status(StatusCode::kIoError, why)); });
+  };
+  const auto where = split_host_port(address);
+  asio::error_code e;
+  const asio::ip::address host = where ? asio::ip::make_address(where->first, e) : asio::ip::address();
+  unsigned long port = 0;
+  if (!where || e ||
+      std::from_chars(where->second.data(), where->second.data() + where->second.size(), port).ec != std::errc() ||
+      port < 1 || port > 65535) {
+    return fail("not a numeric host:port");
+  }
+  const asio::ip::tcp::endpoint endpoint(host, static_cast<unsigned short>(port));
+  sender->socket.open(endpoint.protocol(), e);
+  if (e) return fail(e.message());
+  // From this server's own client host, as a peer link's hello: the receiver checks it.
+  const asio::ip::address local = asio::ip::make_address(local_host, e);
+  if (!e && local.is_v4() == endpoint.address().is_v4()) {
+    sender->socket.bind(asio::ip::tcp::endpoint(local, 0), e);
+    if (e) return fail("cannot bind to " + local_host + ": " + e.message());
+  }
+  sender->timer.expires_after(kConnectTimeout);
+  sender->timer.async_wait([sender](const asio::error_code& c) {
+    if (!c) sender->finish(Status(StatusCode::kIoError, "no answer to the connect within 1 s"));
+  });
+  sender->socket.async_connect(endpoint, [sender](const asio::error_code& c) {
+    if (!sender->done) return;
+    if (c) return sender->finish(Status(StatusCode::kIoError, "cannot connect: " + c.message()));
+    asio::async_write(sender->socket, asio::buffer(sender->line), [sender](const asio::error_code& w, std::size_t) {
+      sender->finish(w ? Status(StatusCode::kIoError, "cannot write: " + w.message()) : Status::ok());
+    });
+  });
 }
 
 // --- the leader's side ---

@@ -11,6 +11,9 @@
 //   peer_hello / check_peer_hello   the first line, made and checked (the
 //                                   leader's listener reads it as a client
 //                                   line, then hands the socket over)
+//   peer_removal_notice /           the leader's word to a server it
+//   check_removal_notice,           removed (a line alone on a connection
+//   send_peer_line                  of its own), made, checked and sent
 //   frame_entry / PeerFrameDecoder  the framing, with no I/O
 //   PeerLinkClient                  a Forwarder over Asio: one link at a
 //                                   time, to the leader named, reconnected on
@@ -60,6 +63,37 @@ std::string peer_hello(ServerId id, std::string_view secret);
 // (kProtocol for a line that is not a PEER line).
 Result<ServerId> check_peer_hello(std::string_view line, std::string_view remote_host, ServerId self,
                                   const std::map<ServerId, std::string>& client_addresses, std::string_view secret);
+
+// The leader's word to a server whose removal from the configuration just
+// committed: "PEER <id> <secret> REMOVED <removed-id> <index>\n" (<index>:
+// the leader's committed configuration's), alone on a connection of its own
+// to the removed server's client address. libraft 0.15 stops replicating to
+// a server the moment its leader proposes its removal, so the removed one
+// never applies that entry; this line is how it learns it and stops
+// (docs/replication.md, "Adding and removing servers").
+std::string peer_removal_notice(ServerId id, std::string_view secret, ServerId removed, std::uint64_t index);
+
+struct RemovalNotice {
+  ServerId from = 0;        // the server that sent it (the leader then)
+  ServerId removed = 0;     // the server removed
+  std::uint64_t index = 0;  // its configuration index
+};
+
+// nullopt when `line` is no removal notice (a hello, for check_peer_hello);
+// else the notice, or why it is refused: its "PEER <id> <secret>" checked
+// as check_peer_hello checks a hello, kProtocol for a malformed rest.
+std::optional<Result<RemovalNotice>> check_removal_notice(std::string_view line, std::string_view remote_host,
+                                                          ServerId self,
+                                                          const std::map<ServerId, std::string>& client_addresses,
+                                                          std::string_view secret);
+
+// Sends `line` alone on a connection of its own from `local_host` (this
+// server's client host, as the receiver checks it; "" for any) to `address`
+// (a numeric "host:port"), then closes it. `done` runs once on `io`'s
+// thread: OK once the line is written, or kIoError saying why not (within
+// 1 s for the connect).
+void send_peer_line(asio::io_context& io, const std::string& local_host, const std::string& address, std::string line,
+                    std::function<void(Status)> done);
 
 // The frame of one entry: its length (u32, little-endian), then its bytes.
 // REQUIRES: 1 <= entry.size() <= kMaxPeerFrameBytes.

@@ -714,6 +714,12 @@ class RaftNode::Impl {
   // unavailable for good, saying nothing; it is this node's failure too.
   static int set_term_wrapped(raft_io* io, raft_term term);
   static int set_vote_wrapped(raft_io* io, raft_id server_id);
+  // raft_uv's start, wrapped so that every message received passes through
+  // recv_wrapped first, which notes when each server was last heard from
+  // (NodeStatus::last_contact_ms; libraft keeps only a flag per follower,
+  // reset every election timeout).
+  static int start_wrapped(raft_io* io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv);
+  static void recv_wrapped(raft_io* io, raft_message* message);
   // Records a failed write (`what`: of the log, of the term and vote) as
   // this node's failure, logged with libraft's cause and what to do; ends
   // the process when RaftOptions::exit_on_write_failure says so.
@@ -768,6 +774,12 @@ class RaftNode::Impl {
   int (*uv_append_)(raft_io*, raft_io_append*, const raft_entry[], unsigned, raft_io_append_cb) = nullptr;
   int (*uv_set_term_)(raft_io*, raft_term) = nullptr;
   int (*uv_set_vote_)(raft_io*, raft_id) = nullptr;
+  int (*uv_start_)(raft_io*, unsigned, raft_io_tick_cb, raft_io_recv_cb) = nullptr;
+  raft_io_recv_cb raft_recv_ = nullptr;  // libraft's own receive callback
+  // Raft thread: when each server was last heard from (uv_hrtime, ns).
+  std::unordered_map<std::uint64_t, std::uint64_t> heard_at_ns_;
+  // Raft thread: this node was in the configuration at some time in this run.
+  bool was_member_ = false;
   inline static std::mutex appends_mu_;
   inline static std::unordered_map<raft_io_append*, std::pair<Impl*, raft_io_append_cb>> appends_;
 
@@ -853,6 +865,8 @@ Status RaftNode::Impl::open() {
   io_.set_term = set_term_wrapped;
   uv_set_vote_ = io_.set_vote;
   io_.set_vote = set_vote_wrapped;
+  uv_start_ = io_.start;
+  io_.start = start_wrapped;
 
   fsm_.version = 1;
   fsm_.data = this;
@@ -1243,6 +1257,18 @@ int RaftNode::Impl::set_vote_wrapped(raft_io* io, raft_id server_id) {
   return rv;
 }
 
+int RaftNode::Impl::start_wrapped(raft_io* io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv) {
+  Impl* self = static_cast<Impl*>(static_cast<struct raft*>(io->data)->data);
+  self->raft_recv_ = recv;
+  return self->uv_start_(io, msecs, tick, recv_wrapped);
+}
+
+void RaftNode::Impl::recv_wrapped(raft_io* io, raft_message* message) {
+  Impl* self = static_cast<Impl*>(static_cast<struct raft*>(io->data)->data);
+  self->heard_at_ns_[message->server_id] = uv_hrtime();
+  self->raft_recv_(io, message);
+}
+
 void RaftNode::Impl::write_failed(int status, std::string_view what, std::string_view after) {
   if (!failure_.empty()) return;
   // libraft 0.15's raft_strerror has no text for RAFT_NOSPACE ("unknown
@@ -1367,14 +1393,31 @@ void RaftNode::Impl::publish() {
   s.commit_us = commit_us_;
   s.batch_commands = batch_commands_;
   s.failure = failure_;
+  s.configuration_index = raft_.configuration_index;
+  const std::uint64_t now_ns = uv_hrtime();
+  bool member = false;
   for (unsigned i = 0; i < raft_.configuration.n; ++i) {
     const raft_server& server = raft_.configuration.servers[i];
     s.configuration.push_back({server.id, server.address, from_raft_role(server.role)});
+    if (server.id == options_.id) {
+      member = true;
+    } else {
+      const auto heard = heard_at_ns_.find(server.id);
+      s.last_contact_ms.emplace_back(server.id, heard == heard_at_ns_.end()
+                                                    ? std::int64_t{-1}
+                                                    : static_cast<std::int64_t>((now_ns - heard->second) / 1000000));
+    }
     // The progress array follows the configuration's order (libraft rebuilds
     // it at each configuration change).
     if (raft_.state == RAFT_LEADER && !closing_ && server.id != options_.id && raft_.leader_state.progress != nullptr) {
       s.match_indexes.emplace_back(server.id, raft_.leader_state.progress[i].match_index);
     }
+  }
+  // Out of a committed configuration (not one only appended, which a new
+  // leader may still overwrite) after being in one.
+  was_member_ = was_member_ || member;
+  if (was_member_ && !member && raft_.configuration_uncommitted_index == 0 && raft_.configuration_index != 0) {
+    s.removed_at = raft_.configuration_index;
   }
   const Role role = s.role;
   const std::uint64_t term = s.term;

@@ -158,6 +158,22 @@ struct NodeStatus {
   stats::Histogram commit_us;
   stats::Histogram batch_commands;
   std::vector<ServerInfo> configuration;
+  // The index of the configuration entry libraft holds as committed (its
+  // configuration_index; 0 before any).
+  std::uint64_t configuration_index = 0;
+  // Not 0: this node was in the configuration earlier in this run and the
+  // committed configuration, of this index, leaves it out: it was removed
+  // (a leader that removed itself, which commits the change; a follower
+  // only learns it if the entry reaches it, which libraft 0.15 does not do:
+  // its leader stops replicating to a server the moment it proposes its
+  // removal). A node started without a configuration (a server that joins)
+  // is no member before it is added, so it is never "removed" before then.
+  std::uint64_t removed_at = 0;
+  // Each other server of the configuration, by id: milliseconds since this
+  // node last received a Raft message from it in this run (-1: none). On the
+  // leader a live follower answers every heartbeat (heartbeat_timeout); a
+  // follower hears from the leader only.
+  std::vector<std::pair<std::uint64_t, std::int64_t>> last_contact_ms;
   // On the leader only (else empty): each other server's match index, the
   // last entry it is known to hold (libraft's progress), by server id.
   std::vector<std::pair<std::uint64_t, std::uint64_t>> match_indexes;

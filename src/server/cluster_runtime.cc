@@ -32,6 +32,7 @@ constexpr std::int64_t kMaxTickSleepMs = 1000;
 ClusterRuntime::ClusterRuntime(asio::io_context& io, const ServerConfig& config)
     : io_(io),
       id_(config.cluster.id),
+      election_timeout_ms_(config.cluster.election_timeout_ms),
       secret_(config.cluster.secret),
       replica_(TableLimits{config.max_semaphores, config.max_pending_per_session}),
       tick_timer_(io),
@@ -337,8 +338,40 @@ void ClusterRuntime::tick() {
     // majority, go on; what it did not store it fetches from the leader).
     return fail(Status(StatusCode::kIoError, "raft: " + now.failure));
   }
+  if (now.removed_at != 0 && !removed_) {
+    // After the jobs already queued (the answer to the REMOVE that removed
+    // this leader), not before them.
+    post([this, index = now.removed_at] { removed_from_cluster(index, ""); });
+  }
   if (now.role == raft::Role::kLeader) seed_members(now);
   arm_tick(next);
+}
+
+void ClusterRuntime::removed_from_cluster(std::uint64_t index, const std::string& how) {
+  if (removed_ || stopped_) return;
+  removed_ = true;
+  spdlog::warn("this server (id {}) was removed from the cluster's configuration at index {}{}; stopping", id_, index,
+               how);
+  if (callbacks_.removed) callbacks_.removed();
+}
+
+void ClusterRuntime::tell_removed(std::uint64_t id) {
+  const auto target = client_addresses_.find(id);
+  const auto own = client_addresses_.find(id_);
+  if (target == client_addresses_.end()) return;
+  const auto local = own == client_addresses_.end() ? std::nullopt : cluster::split_host_port(own->second);
+  const std::uint64_t index = node_->status().configuration_index;
+  cluster::send_peer_line(io_, local ? local->first : std::string(), target->second,
+                          cluster::peer_removal_notice(id_, secret_, id, index), [id, index](const Status& sent) {
+                            if (sent) {
+                              spdlog::info("cluster: told server {} it was removed (at index {})", id, index);
+                            } else {
+                              spdlog::warn(
+                                  "cluster: could not tell server {} it was removed ({}): it goes on as a candidate "
+                                  "until it is stopped",
+                                  id, sent.message());
+                            }
+                          });
 }
 
 void ClusterRuntime::refresh_members() {
@@ -429,6 +462,32 @@ void ClusterRuntime::accept_peer(UniqueFd fd, const asio::ip::address& remote, s
                                  std::string rest) {
   const asio::ip::address address = plain_address(remote);
   const std::string host = address.to_string();
+  if (auto notice = cluster::check_removal_notice(line, host, id_, client_addresses_, secret_)) {
+    if (!*notice) {
+      spdlog::warn("cluster: refused a removal notice from {}: {}", host, notice->status().to_string());
+      return;  // fd closes
+    }
+    const cluster::RemovalNotice& told = **notice;
+    if (told.removed != id_ || stopped_ || !node_) return;
+    const cluster::ClusterStatus now = node_->status();
+    const bool member = std::any_of(now.configuration.begin(), now.configuration.end(),
+                                    [this](const raft::ServerInfo& server) { return server.id == id_; });
+    // A server that joins and was never in a configuration, or one added
+    // back since (a newer configuration holds it), is not stopped.
+    if (now.configuration.empty() || (member && now.configuration_index > told.index)) {
+      spdlog::info("cluster: server {} says this server was removed at index {}; ignored: {}", told.from, told.index,
+                   now.configuration.empty()
+                       ? "it is in no configuration yet"
+                       : "its configuration of index " + std::to_string(now.configuration_index) + " holds it");
+      return;
+    }
+    // In a turn of its own: the server stops, and this runs inside a session's read.
+    post([this, told] {
+      removed_from_cluster(told.index, " (server " + std::to_string(told.from) +
+                                           " said so: a leader replicates nothing more to a server it removes)");
+    });
+    return;
+  }
   auto peer = cluster::check_peer_hello(line, host, id_, client_addresses_, secret_);
   if (!peer) {
     spdlog::warn("cluster: refused a peer link from {}: {}", host, peer.status().to_string());
@@ -540,6 +599,17 @@ std::string ClusterRuntime::cluster_status_json() const {
       member["match_index"] = match;
       member["lag"] = s.last_index > match ? s.last_index - match : 0;
     }
+    // When this server last heard from it over Raft (null: not in this
+    // run); on the leader, which every live voter and standby answers at
+    // each heartbeat (a spare gets none), whether that was within an
+    // election timeout.
+    for (const auto& [other, ms] : s.last_contact_ms) {
+      if (other != server.id) continue;
+      member["last_contact_ms"] = ms < 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(ms);
+      if (s.role == raft::Role::kLeader && server.role != raft::ServerRole::kSpare) {
+        member["reachable"] = ms >= 0 && ms <= election_timeout_ms_;
+      }
+    }
     members.push_back(std::move(member));
   }
   json["members"] = std::move(members);
@@ -567,6 +637,7 @@ void ClusterRuntime::change_membership(MembershipChange change, std::function<vo
       post([this, id, done, outcome] {
         if (outcome) {
           spdlog::info("cluster: server {} removed", id);
+          if (id != id_ && !stopped_ && node_) tell_removed(id);
           submit(replication::RemoveMember{id});
         } else {
           spdlog::warn("cluster: removing server {}: {}", id, outcome.to_string());

@@ -78,6 +78,10 @@ class ClusterRuntime final : public CommandSink {
     std::function<void()> end_turn;
     // The node's role, term or leader changed (logged): readiness may have.
     std::function<void()> changed;
+    // This server was removed from the cluster's configuration (logged, at
+    // warning): it serves nothing more, so the server stops cleanly (exit 0,
+    // which a systemd Restart=on-failure leaves stopped).
+    std::function<void()> removed;
   };
 
   // Starts the node of `config.cluster` (REQUIRES: enabled, self() set): the
@@ -127,8 +131,10 @@ class ClusterRuntime final : public CommandSink {
 
   // A connection whose first line (without its "\n") is `line`, from
   // `remote`, with `rest` read past it: a follower's peer link when
-  // check_peer_hello accepts it (its entries go to accept_forwarded), else
-  // closed (logged).
+  // check_peer_hello accepts it (its entries go to accept_forwarded); a
+  // leader's word that this server was removed (check_removal_notice: it
+  // stops, Callbacks::removed, unless it is in no configuration yet or a
+  // newer one holds it); else closed (logged).
   void accept_peer(UniqueFd fd, const asio::ip::address& remote, std::string_view line, std::string rest);
 
   // Whether `address` (IPv6 or IPv4-mapped) is the host of another
@@ -182,6 +188,14 @@ class ClusterRuntime final : public CommandSink {
   void run_queued();
   // The loop replica cannot follow the log: logs it, stops applying, tells the server.
   void fail(const Status& why);
+  // This server was removed from the configuration at `index` (`how`: how
+  // it learned it): logs it once and tells the server (Callbacks::removed).
+  void removed_from_cluster(std::uint64_t index, const std::string& how);
+  // As leader, once the removal of `id` committed: tells that server so
+  // (cluster::peer_removal_notice), as libraft 0.15 replicates nothing more
+  // to it. Best effort: a server that does not get it goes on as a
+  // candidate until it is stopped (docs/replication.md).
+  void tell_removed(std::uint64_t id);
   void tick();
   // Log time now (cluster::LogClock, never behind the loop replica's).
   std::int64_t log_now();
@@ -201,6 +215,7 @@ class ClusterRuntime final : public CommandSink {
 
   asio::io_context& io_;
   std::uint64_t id_ = 0;
+  std::int64_t election_timeout_ms_ = 0;  // [cluster] election_timeout_ms: CLUSTER STATUS's `reachable`
   std::string secret_;
   std::string data_dir_;  // the Raft data directory
   // unready_reason(): since when no leader is known (unset: one is), and a
@@ -216,7 +231,8 @@ class ClusterRuntime final : public CommandSink {
   Callbacks callbacks_;
   bool attached_ = false;
   bool stopped_ = false;
-  bool failed_ = false;  // the loop replica refused an entry or a snapshot: nothing more is applied
+  bool failed_ = false;   // the loop replica refused an entry or a snapshot: nothing more is applied
+  bool removed_ = false;  // removed_from_cluster() ran
 
   UniqueFd event_fd_;
   std::optional<asio::posix::stream_descriptor> watcher_;

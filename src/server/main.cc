@@ -1,5 +1,6 @@
 // netsemd's entry point: flags, configuration, run the server, map the
-// outcome to an exit code (0 clean stop, 1 failed to start, 2 bad command
+// outcome to an exit code (0 clean stop, a removal from the cluster's
+// configuration too, 1 failed to start, 2 bad command
 // line or configuration; --help lists them). Every error it prints itself
 // starts with "netsemd: ", a mistyped option with a suggestion, a bad
 // configuration file with every error found in it. --check-config also checks
@@ -36,7 +37,8 @@ constexpr int kExitDiverged = 3;
 
 constexpr const char* kExitCodeHelp =
     "Exit codes:\n"
-    "    0  stopped cleanly (SIGTERM, SIGINT), or --help, --version, --check-config found no error\n"
+    "    0  stopped cleanly (SIGTERM, SIGINT; or removed from its cluster's configuration), or --help, --version,\n"
+    "       --check-config found no error\n"
     "    1  could not start: the port is taken, the data directory cannot be used or is damaged (see --repair)\n"
     "    2  bad command line or configuration file\n"
     "    3  stopped: its copy of a cluster's replicated state could not follow the log\n";

@@ -494,6 +494,7 @@ Status Server::start_cluster() {
           [this] {
             if (http_backend_ && cluster_) http_backend_->set_unready_reason(cluster_->unready_reason());
           },
+      .removed = [this] { stop(); },
   });
   return Status::ok();
 }

@@ -61,6 +61,42 @@ TEST(PeerLink, TheHelloLineIsCheckedWhole) {
   EXPECT_EQ(peer_hello(2, "s3cret"), "PEER 2 s3cret\n");
 }
 
+// The leader's word to a server it removed: its PEER part is checked as a
+// hello is, the rest must be two numbers; a hello is no notice (nullopt),
+// and a notice is no hello (its secret would not match).
+TEST(PeerLink, ARemovalNoticeIsCheckedAsAHelloIsAndIsNoHello) {
+  const std::map<ServerId, std::string> members = {{1, "127.0.0.1:5000"}, {2, "127.0.0.2:5000"}, {3, "127.0.0.3:5000"}};
+  const std::string line = peer_removal_notice(2, "s3cret", 3, 57);
+  EXPECT_EQ(line, "PEER 2 s3cret REMOVED 3 57\n");
+  const std::string_view bare(line.data(), line.size() - 1);
+  auto notice = check_removal_notice(bare, "127.0.0.2", 3, members, "s3cret");
+  ASSERT_TRUE(notice.has_value());
+  ASSERT_TRUE(*notice) << notice->status().to_string();
+  EXPECT_EQ((*notice)->from, 2u);
+  EXPECT_EQ((*notice)->removed, 3u);
+  EXPECT_EQ((*notice)->index, 57u);
+  EXPECT_FALSE(check_peer_hello(bare, "127.0.0.2", 3, members, "s3cret"));
+  EXPECT_FALSE(check_removal_notice("PEER 2 s3cret", "127.0.0.2", 3, members, "s3cret").has_value());
+  EXPECT_FALSE(check_removal_notice("ACQUIRE t REMOVED 1", "127.0.0.2", 3, members, "s3cret").has_value());
+  struct Case {
+    std::string line;
+    std::string from;
+    StatusCode code;
+  };
+  const Case refused[] = {
+      {"PEER 2 wrong REMOVED 3 57", "127.0.0.2", StatusCode::kDenied},
+      {"PEER 2 s3cret REMOVED 3 57", "127.0.0.1", StatusCode::kDenied},  // not from server 2's host
+      {"PEER 2 s3cret REMOVED 3", "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 s3cret REMOVED x 57", "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 s3cret REMOVED 3 0", "127.0.0.2", StatusCode::kProtocol},
+  };
+  for (const Case& c : refused) {
+    auto checked = check_removal_notice(c.line, c.from, 3, members, "s3cret");
+    ASSERT_TRUE(checked.has_value()) << c.line;
+    EXPECT_EQ(checked->status().code(), c.code) << c.line << ": " << checked->status().to_string();
+  }
+}
+
 TEST(PeerLink, FramesAreCutWhereverTheBytesSplit) {
   const std::vector<std::string> entries = {"a", std::string(70000, 'b'), "ccc"};
   std::string stream;
