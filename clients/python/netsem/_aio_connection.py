@@ -823,6 +823,10 @@ class Connection:
     def _on_timer(self) -> None:
         """Pings, request_timeout and the lease; re-arms itself, or cuts the session."""
         self._timer = None
+        if self._ended is not None:
+            # The read loop ends (a move took the session, with a lease of its
+            # own): no ping here, which would count as the new one's renewal.
+            return
         lease = self._lease
         assert lease is not None
         now = time.monotonic()
@@ -888,6 +892,8 @@ class Connection:
         self._unread.append(call)
         self._writer.write(line)
         self._last_sent = now
+        assert self._lease is not None
+        self._lease.pinged()
 
     def _dispatch(self, line: bytes) -> NetsemError | None:
         """Handles one answer line; an error ends the session."""
@@ -1158,8 +1164,10 @@ class Connection:
         if attempt.again:  # a session on a kept attempt's socket has a fresh one's options
             _handshake.keep_alive_off(writer.get_extra_info("socket"), server)
         # The server read RESUME after it was first sent: the lease starts
-        # again there (earlier than its reading, on a kept connection: safe).
-        self._lease = proto.Lease(answers.session_timeout, self._options.request_timeout, resume.sent_at)
+        # again there (earlier than its reading, on a kept connection: safe),
+        # renewed at once by a ping when answered late (Lease.resumed).
+        self._lease = proto.Lease.resumed(answers.session_timeout, self._options.request_timeout, resume.sent_at,
+                                          time.monotonic())
         self._resumed_mine = _resume.parse_mine(answers.mine_items)
         return reader, writer, resume.buffer
 

@@ -1044,6 +1044,7 @@ class Connection:
                 if now >= self._lease.ping_at(self._last_sent, oldest):
                     tag = self._tags.next()
                     self._put(Call(tag, session, proto.ping_request(tag)), now)
+                    self._lease.pinged()
                     oldest = self._unanswered[0].sent_at
                 why = self._lease.check(now, oldest)
                 if why is not None:
@@ -1515,8 +1516,10 @@ class Connection:
         if again:  # a session on a kept attempt's socket has a fresh one's options
             _handshake.keep_alive_off(sock, server)
         # The server read RESUME after it was first sent: the lease starts
-        # again there (earlier than its reading, on a kept connection: safe).
-        self._lease = proto.Lease(answers.session_timeout, self._options.request_timeout, attempt.sent_at)
+        # again there (earlier than its reading, on a kept connection: safe),
+        # renewed at once by a ping when answered late (Lease.resumed).
+        self._lease = proto.Lease.resumed(answers.session_timeout, self._options.request_timeout, attempt.sent_at,
+                                          time.monotonic())
         self._resumed_mine = _resume.parse_mine(answers.mine_items)
         return sock
 

@@ -819,6 +819,18 @@ class Lease:
     can grant them again even if its clock runs 10 % slower than ours.
     Independently, a request unanswered for ``request_timeout`` means the
     connection is broken (``expiry_at``).
+
+    A resumed session's lease (``resumed``) counts from when RESUME was first
+    sent, though the server touched the session later, when it read it: a
+    RESUME answered late in the lease would leave the session lapsed, or
+    lapsing before a ping could renew it, while the server has just resumed
+    it. So the RESUME counts as the last ping: the next one goes T/6 after
+    it was sent (``renew_at``; at once when that has passed), and while
+    nothing sent since is answered the lease does not lapse before
+    ``renew_until``, half way from the resume to ``stop_by()``: half of what
+    is left of the lease for the renewal's answer, the other half for the
+    work to stop if none comes. A RESUME answered after ``stop_by()`` gives a
+    lease already lapsed: the permits cannot be counted on any more.
     """
 
     def __init__(self, session_timeout: float, request_timeout: float, start: float) -> None:
@@ -830,26 +842,54 @@ class Lease:
             self.ping_interval = max(0.001, math.floor(self.session_timeout * 1000 / 6) / 1000)
         else:
             self.ping_interval = request_timeout / 2
+        self.renew_at: float | None = None  # a resumed session's first ping (resumed), until sent
+        self.renew_until: float | None = None  # a resumed session's lapse, at the earliest
+        self.resumed_after = 0.0  # seconds from RESUME's send to the resume (resumed), for check's text
+
+    @classmethod
+    def resumed(cls, session_timeout: float, request_timeout: float, sent: float, now: float) -> Lease:
+        """The lease of a session resumed at ``now`` by a RESUME first sent at
+        ``sent`` (the class's text: counted from ``sent``, renewed at once
+        when late)."""
+        lease = cls(session_timeout, request_timeout, sent)
+        stop_by = lease.stop_by()
+        if stop_by is not None:
+            lease.renew_at = sent + lease.ping_interval
+            lease.renew_until = now + (stop_by - now) / 2
+            lease.resumed_after = now - sent
+        return lease
 
     def answered(self, sent_at: float) -> None:
         """A request sent at ``sent_at`` was answered (QUEUED counts): the
         server read it, so it cannot end the session before T after it."""
-        self.lease_from = max(self.lease_from, sent_at)
+        if sent_at > self.lease_from:
+            self.lease_from = sent_at
+            self.renew_at = None  # renewed
+
+    def pinged(self) -> None:
+        """A ping went out: a resumed session's renewal is on its way."""
+        self.renew_at = None
 
     def ping_at(self, last_sent: float, oldest_unanswered_sent: float | None = None) -> float:
         """When to ping, given when the last request was sent. While a request
         the server has not been seen to read is unanswered, at least every
         half request_timeout: a queued ACQUIRE or WAIT may wait for ever, and
         only the answer to a request sent after it shows that the server read
-        it, before request_timeout takes the wait for silence."""
+        it, before request_timeout takes the wait for silence. A resumed
+        session's renewal by ``renew_at``."""
         interval = self.ping_interval
         if oldest_unanswered_sent is not None:
             interval = max(0.001, min(interval, self.request_timeout / 2))
+        if self.renew_at is not None:
+            return min(last_sent + interval, self.renew_at)
         return last_sent + interval
 
     def lapse_at(self) -> float | None:
         """When the lease lapses if nothing more is answered; None without T."""
-        return self.lease_from + self.session_timeout / 2 if self.session_timeout > 0 else None
+        if self.session_timeout <= 0:
+            return None
+        half = self.lease_from + self.session_timeout / 2
+        return half if self.renew_until is None else max(half, self.renew_until)
 
     def expiry_at(self, oldest_unanswered_sent: float | None) -> float | None:
         """When the oldest unanswered request means the connection is broken."""
@@ -871,9 +911,16 @@ class Lease:
             return f"no answer from the server within {round(self.request_timeout * 1000)} ms"
         lapse = self.lapse_at()
         if lapse is not None and now >= lapse:
+            silent, timeout = int((now - self.lease_from) * 1000), round(self.session_timeout * 1000)
+            if self.renew_until is not None and lapse == self.renew_until:
+                return (
+                    f"no answer from the server for {silent} ms since the session's RESUME was sent (it was "
+                    f"resumed {round(self.resumed_after * 1000)} ms after, of a session timeout of {timeout} ms, "
+                    "and nothing sent since was answered): the lease on the session's permits ran out"
+                )
             return (
-                f"no answer from the server for {int((now - self.lease_from) * 1000)} ms, half its session "
-                f"timeout of {round(self.session_timeout * 1000)} ms: the lease on the session's permits ran out"
+                f"no answer from the server for {silent} ms, half its session "
+                f"timeout of {timeout} ms: the lease on the session's permits ran out"
             )
         return None
 

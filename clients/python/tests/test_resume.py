@@ -2,7 +2,8 @@
 rules, docs/python.md): the blocking Client marks its session RESUMABLE and,
 when the connection ends without a word, RESUMEs it on a new one and settles
 what it did not hear from MINE. Against the real netsemd: a single server
-behind a TCP proxy the test resets (proxy_support), a single server killed
+behind a TCP proxy the test resets (proxy_support; SIGSTOPped too, for a
+RESUME answered late in the lease), a single server killed
 and restarted, and a three-server cluster (cluster_support) whose holder's
 server is killed -9. Every wait is bounded; every process is killed by pid.
 """
@@ -111,6 +112,47 @@ def test_a_resumed_session_counts_in_resumes_not_in_losses(start_netsemd, either
     assert stats.connected and stats.session_id == session, stats
     assert stats.resumes == 1 and stats.connects == 1 and stats.connection_losses == 0, stats
     assert not permit.lost
+    release(client, permit)
+
+
+def test_a_resume_answered_late_renews_the_lease_instead_of_dropping_the_session(start_netsemd, either, clients,
+                                                                               proxies) -> None:
+    """A RESUME answered late in the lease is a resumed session whose lease is
+    renewed, not one dropped at once (pyJ24's finding; docs/python.md, "The
+    lease"). The real netsemd (T = 9 s) behind a proxy is SIGSTOPped right
+    after a ping of the holder's is answered, and the proxy resets the
+    connection: the client's RESUME goes to the leader LEADER named, the
+    stopped server's own address (its kernel accepts), and waits there
+    (connect_timeout 5 s) until SIGCONT lets the server read it 3.75 s
+    later, more than T/3 after the RESUME was sent and before T/2 after the
+    ping. The resumed lease counts from the
+    RESUME's send, so the next ping, T/6 after the resume, would come after
+    T/2: the session would be dropped and the permit lost at T/2 after the
+    RESUME was sent ("the lease ... ran out"), though the server had just
+    resumed it. Now the client pings at once and the answer renews the
+    lease: the permit is still held (the server says so) 5.5 s after the
+    reset. SIGSTOP and SIGCONT choose when the real server answers, so no
+    scripted server is needed."""
+    timeout = 9.0
+    server = start_netsemd(semaphores="one = 1", server_options=f"session_timeout_ms = {round(timeout * 1000)}")
+    proxy = proxies(server.port)
+    client = either([proxy.address], connect_timeout=5.0)
+    permit = client.acquire("one")
+    session = client.stats().session_id
+    client.ping()
+    server.signal(signal.SIGSTOP)
+    cut_at = time.monotonic()
+    try:
+        proxy.cut()
+        time.sleep(max(0.0, cut_at + timeout * 5 / 12 - time.monotonic()))
+    finally:
+        server.signal(signal.SIGCONT)
+    assert wait_until(lambda: client.stats().resumes == 1, 2), client.stats()
+    time.sleep(max(0.0, cut_at + timeout * 11 / 18 - time.monotonic()))  # past T/2 after the RESUME was sent
+    stats = client.stats()
+    assert not permit.lost, permit.loss_reason
+    assert stats.connected and stats.session_id == session and stats.connection_losses == 0, stats
+    assert _held_elsewhere(server.address, clients)
     release(client, permit)
 
 
