@@ -70,6 +70,20 @@ bool local_errno(int error) {
   return error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM || error == EADDRNOTAVAIL;
 }
 
+// The errors by which a connection to the server's host fails, or a kept
+// one ends, with no reply from that host: a timeout, and what the kernel
+// reports once the host's ARP (neighbour) entry failed, about 3 s of
+// unanswered requests on the client's own segment, or a router could not
+// reach it (ICMP host or network unreachable). A host that does not answer
+// ARP cannot be told from one whose netsemd froze and then whose link went
+// down, or that was cut off or powered off after it accepted: it may still
+// hold sessions with permits. Within a server's silent streak each is taken
+// as a connect timeout (rule 8, sticky_silence); outside one, as any
+// failure, an outage (no route at all on a first try: fallback).
+bool no_reply(int error) {
+  return error == ETIMEDOUT || error == EHOSTUNREACH || error == ENETUNREACH;
+}
+
 std::string_view local_shortage(int error) {
   if (error == EMFILE) return "this process is out of file descriptors";
   if (error == ENFILE) return "this host is out of file descriptors";
@@ -711,7 +725,7 @@ void Connection::keep_alive_off(int fd, const Endpoint& endpoint) const {
 }
 
 void Connection::kept_timed_out(int error) {
-  if (handshake_.kept && error == ETIMEDOUT) connect_errno_ = ETIMEDOUT;
+  if (handshake_.kept && no_reply(error)) connect_errno_ = error;
 }
 
 void Connection::quit_parked(Parked& parked) {
@@ -780,7 +794,10 @@ void Connection::sticky_silence(const Endpoint& endpoint) {
   if (attempt_was_local_) return;
   const auto since = silent_since_.find(server);
   if (since == silent_since_.end()) return;
-  if (connect_errno_ == ETIMEDOUT && attempt_refusal_.is_ok()) {
+  if (no_reply(connect_errno_) && attempt_refusal_.is_ok()) {
+    // No reply from the server's host says no more than a timeout (a frozen
+    // server's full accept queue drops SYNs; a host that froze, or was cut
+    // off, then fails ARP: EHOSTUNREACH, on a kept socket too).
     // The server froze before the streak's first silent attempt ended, so
     // each holder of a permit it granted stops by its lease's end (0.9 T
     // after its last answered request was sent): before T after that end.
@@ -988,6 +1005,17 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
                 attempt_failure_);
     return false;
   };
+  // The connection died under the handshake with no word from the server:
+  // its host replied to nothing more (a kept attempt's keepalive or
+  // TCP_USER_TIMEOUT ran out, or its ARP entry failed). The server closed
+  // nothing, so the words say the connection ended, and why.
+  const auto ended = [&](int error) {
+    attempt_failure_ = fmt::format("the connection ended before an answer{}{} ({}: no reply from that host)",
+                                   hello_done ? " to " : "", hello_done ? unanswered() : "", std::strerror(error));
+    client::log(quiet() ? LogLevel::kDebug : LogLevel::kWarning, "server {}: {}", endpoint.to_string(),
+                attempt_failure_);
+    return false;
+  };
   // The server answered, and the answer is no.
   const auto refused = [&](Status refusal) {
     client::log(quiet() ? LogLevel::kDebug : LogLevel::kWarning, "{}", refusal.message());
@@ -1024,7 +1052,8 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
     }
     if (stopping()) return false;
     if ((fds[0].revents & POLLOUT) != 0 && !flush(fd)) {
-      if (const int error = errno; !ssl_ && local_errno(error)) {
+      const int error = errno;
+      if (!ssl_ && local_errno(error)) {
         local_failure(endpoint, fmt::format("{} (write: {})", local_shortage(error), std::strerror(error)));
         return false;
       }
@@ -1032,14 +1061,17 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
       // before it closed: read it.
       std::string why;
       if (ssl_ && read_available(fd, why) < 0 && tls_failed_) return refused(tls_refusal(endpoint, why));
+      kept_timed_out(error);
+      if (no_reply(error)) return ended(error);
       return closed("write failed");
     }
     if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
     std::string why;
     if (read_available(fd, why) < 0) {
-      kept_timed_out(errno);
+      kept_timed_out(read_errno_);
       // TLS 1.3 tells of a client certificate refused only now, by an alert.
       if (tls_failed_) return refused(tls_refusal(endpoint, why));
+      if (no_reply(read_errno_)) return ended(read_errno_);
       return closed(why);
     }
     std::string_view line;
@@ -1460,6 +1492,7 @@ Status Connection::tls_refusal(const Endpoint& endpoint, const std::string& why)
 
 ssize_t Connection::read_available(int fd, std::string& why) {
   tls_failed_ = false;
+  read_errno_ = 0;
   char chunk[16384];
   ssize_t total = 0;
   for (;;) {
@@ -1475,6 +1508,7 @@ ssize_t Connection::read_available(int fd, std::string& why) {
         if (error == SSL_ERROR_ZERO_RETURN) {
           why = kClosedByServer;
         } else if (error == SSL_ERROR_SYSCALL) {
+          read_errno_ = errno;
           why = errno != 0 ? std::string("read failed: ") + std::strerror(errno) : std::string(kClosedByServer);
           ERR_clear_error();
         } else {
@@ -1488,6 +1522,7 @@ ssize_t Connection::read_available(int fd, std::string& why) {
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return total;
       if (n <= 0) {
+        if (n < 0) read_errno_ = errno;
         why = n == 0 ? std::string(kClosedByServer) : std::string("read failed: ") + std::strerror(errno);
         // Lines that arrived before the end are still handed out by the caller.
         return total > 0 ? total : -1;

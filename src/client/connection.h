@@ -311,12 +311,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // when that comes first (a resume ends with the lease).
   int connect_to(const Endpoint& endpoint, std::optional<std::chrono::steady_clock::time_point> until = std::nullopt);
   // After a failed attempt to `endpoint` of a round: rule 8. A silent
-  // attempt starts the server's streak; a connect timeout (or a name lookup
-  // cut at connect_timeout: a slow resolver) counts as silent too
-  // (attempt_silent_, and attempt_failure_ says for how long still) within
-  // T, the session timeout last learned, after the end of the streak's first
-  // silent attempt, or for the whole streak when no T is known; any
-  // other outcome but this process's own shortage ends the streak.
+  // attempt starts the server's streak; a connect that got no reply
+  // (no_reply: timed out, or EHOSTUNREACH/ENETUNREACH: its host did not
+  // answer ARP, or a router could not reach it), a kept attempt's socket
+  // that ended so (kept_timed_out), or a name lookup cut at connect_timeout
+  // (a slow resolver) counts as silent too (attempt_silent_, and
+  // attempt_failure_ says for how long still) within T, the session timeout
+  // last learned, after the end of the streak's first silent attempt, or for
+  // the whole streak when no T is known; any other outcome but this
+  // process's own shortage ends the streak.
   void sticky_silence(const Endpoint& endpoint);
   // HELLO, AUTH, LEASE and STATS; false when the server refuses or does not answer in
   // time (attempt_silent_), with the reason in attempt_failure_, and in attempt_refusal_ when
@@ -362,14 +365,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Keepalive probes on a parked attempt's socket (rule 9, audit22 finding
   // A): a frozen server's kernel answers them, and it stays silent; a host
   // that forgot the connection resets it (the next round connects anew);
-  // one that is gone lets it time out (kept_timed_out).
+  // one that is gone lets it time out, or fail with EHOSTUNREACH once its
+  // ARP entry failed (kept_timed_out).
   void keep_alive(int fd, const Endpoint& endpoint) const;
   // Undoes keep_alive when a session begins or is resumed on a kept
   // attempt's socket: it has then what a fresh connection has (no
   // keepalive, no TCP_USER_TIMEOUT), as any other session.
   void keep_alive_off(int fd, const Endpoint& endpoint) const;
-  // A kept attempt's socket that timed out (keepalive, `error` ETIMEDOUT) is
-  // taken as a connect timeout: rule 8 decides whether it is still silent.
+  // A kept attempt's socket that ended with no reply from its host (`error`
+  // no_reply: keepalive or TCP_USER_TIMEOUT ran out, or the host's ARP
+  // entry failed under unacknowledged bytes) is taken as a connect timeout:
+  // rule 8 decides whether it is still silent.
   void kept_timed_out(int error);
   // An attempt failed on this process's resources, not the server's: `what`
   // into attempt_failure_, and into attempt_local_ if the round has none yet.
@@ -378,7 +384,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Status tls_refusal(const Endpoint& endpoint, const std::string& why) const;
   // Reads what the socket (through ssl_ when TLS) has into framer_: >0
   // bytes read, 0 nothing yet, -1 end of stream or error (`why` says which;
-  // tls_failed_ is set when it was a TLS error, such as an alert).
+  // tls_failed_ is set when it was a TLS error, such as an alert, and
+  // read_errno_ to the socket's error, 0 for an end of stream).
   ssize_t read_available(int fd, std::string& why);
   // Serves the session until it ends; returns why it ended (and sets end_).
   Status serve(int fd);
@@ -584,6 +591,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void quit_parked(Parked& parked);
   SslPtr ssl_;               // the TLS connection of the current socket, if TLS
   bool tls_failed_ = false;  // the last read ended on a TLS error (an alert), not on the socket
+  int read_errno_ = 0;       // the last read's socket error (0: none, or an end of stream)
   // The round's first attempt that failed for want of this process's own
   // resources (descriptors, memory): no word on the servers, so no fallback.
   Status attempt_local_;
