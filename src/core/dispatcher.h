@@ -441,6 +441,11 @@ class Dispatcher {
   // (dispatcher_resume.cc, both modes and the log's side).
   void resumable(SessionState& session, std::string_view tag);
   void resume(SessionState& session, std::string_view tag);
+  // Cluster mode: `session`'s ResumeSession of session `id` from `from_host`
+  // (its host on this replica, or replication::kResumeProbe when this
+  // replica does not know it) goes to the log; its answer comes to
+  // resumed_in_log.
+  void submit_resume(SessionState& session, SessionId id, std::string_view secret, replication::ServerId from_host);
   void mine(SessionState& session, std::string_view tag);
   void leader(SessionState& session, std::string_view tag);
   // The log applied `resume` (this server's, or another's that takes a
@@ -543,8 +548,15 @@ class Dispatcher {
   // A new resume secret: 32 hex digits (128 bits) from the system's random
   // source.
   static std::string make_secret();
-  // RESUMEs submitted and not yet applied, by the session they resume.
-  std::unordered_map<SessionId, SessionState*> resuming_;
+  // RESUMEs submitted and not yet applied, by the session they resume: the
+  // connection that asked (null once it ended) and the ResumeSession's
+  // from_host, which tells its answer from that of an earlier one (a probe
+  // sent again) applied later.
+  struct Resuming {
+    SessionState* session = nullptr;
+    replication::ServerId from_host = 0;
+  };
+  std::unordered_map<SessionId, Resuming> resuming_;
 };
 
 }  // namespace netsem::server

@@ -175,8 +175,8 @@ void Dispatcher::cluster_end_session(SessionState& session, stats::EndCause caus
     // in the log with no connection here, as a resumable one whose
     // connection ended (resumed_in_log).
     if (const auto found = resuming_.find(session.log.resuming);
-        found != resuming_.end() && found->second == &session) {
-      found->second = nullptr;
+        found != resuming_.end() && found->second.session == &session) {
+      found->second.session = nullptr;
     }
   }
   if (!session.log.opened) return;  // it never needed the log
@@ -383,9 +383,9 @@ void Dispatcher::reconcile_restored(const HostedLoads& before) {
     // Its OpenSession may be among the entries skipped: no id will come.
     if (opening.session != nullptr) lost.push_back(opening.session);
   }
-  for (auto& [id, session] : resuming_) {
+  for (auto& [id, resuming] : resuming_) {
     // Its ResumeSession may be among them: no answer will come.
-    if (session != nullptr) lost.push_back(session);
+    if (resuming.session != nullptr) lost.push_back(resuming.session);
   }
   for (SessionState* session : lost) {
     spdlog::warn("session {} ({}): {}; closed", session->id, session->peer, kWhy);

@@ -2,7 +2,8 @@
 // verb (proposed 1.2, dispatcher.h): RESUMABLE (the session's id and
 // secret), RESUME (a new connection takes a session over: on one server
 // from a detached session or an older connection, in cluster mode through
-// a ResumeSession in the log, resumed_in_log answering it), MINE (what the
+// a ResumeSession in the log, resumed_in_log answering it; a probe first
+// when this server's replica does not know the session), MINE (what the
 // session holds and waits for), LEADER (where to connect), and the expiry
 // of a single server's detached sessions.
 #include <spdlog/spdlog.h>
@@ -71,20 +72,20 @@ void Dispatcher::resume(SessionState& session, std::string_view tag) {
   (void)protocol::parse_session_id(request_.session_id, id);  // the parser checked it
   const std::string_view secret = request_.secret;
   if (cluster_mode()) {
-    if (const auto found = resuming_.find(id); found != resuming_.end() && found->second != nullptr) {
+    if (const auto found = resuming_.find(id); found != resuming_.end() && found->second.session != nullptr) {
       return answer_error(session, tag, ErrorCode::kBusy, "another connection is resuming this session");
-    }
-    const auto record = replica_->sessions().find(id);
-    if (record == replica_->sessions().end()) {
-      return answer_error(session, tag, ErrorCode::kNotFound, "no such session (it ended: its permits are gone)");
     }
     session.log.pending = true;
     session.log.verb = Verb::kResume;
     session.log.tag.assign(tag);
-    session.log.resuming = id;
-    resuming_[id] = &session;
-    sink_->submit(replication::ResumeSession{id, origin_, std::string(secret), record->second.host});
-    return;
+    const auto record = replica_->sessions().find(id);
+    if (record == replica_->sessions().end()) {
+      // This replica may lag (or this server has just restarted): the log
+      // says whether the session lives before NOT_FOUND is answered.
+      spdlog::debug("session {} unknown to this replica: RESUME from {} probes the log", id, session.peer);
+      return submit_resume(session, id, secret, replication::kResumeProbe);
+    }
+    return submit_resume(session, id, secret, record->second.host);
   }
   std::string label;
   if (const auto detached = detached_.find(id); detached != detached_.end()) {
@@ -128,6 +129,13 @@ void Dispatcher::resume(SessionState& session, std::string_view tag) {
   protocol::append_ok_text(session.out, tag,
                            std::to_string(id) + " " + std::to_string(table_->session_load(id).pending));
   deliver_completions();
+}
+
+void Dispatcher::submit_resume(SessionState& session, SessionId id, std::string_view secret,
+                               replication::ServerId from_host) {
+  session.log.resuming = id;
+  resuming_[id] = Resuming{&session, from_host};
+  sink_->submit(replication::ResumeSession{id, origin_, std::string(secret), from_host});
 }
 
 void Dispatcher::mine(SessionState& session, std::string_view tag) {
@@ -216,8 +224,11 @@ void Dispatcher::resumed_in_log(const replication::ResumeSession& resume, const 
     return;
   }
   const auto found = resuming_.find(resume.session);
-  if (found == resuming_.end()) return;  // not this run's
-  SessionState* const waiting = found->second;
+  // Not this run's, or an earlier ResumeSession of it proposed again
+  // (ClusterNode sends a command again when no apply came in time): its
+  // answer is not the one awaited.
+  if (found == resuming_.end() || found->second.from_host != resume.from_host) return;
+  SessionState* const waiting = found->second.session;
   resuming_.erase(found);
   if (waiting == nullptr) {
     // Its connection ended meanwhile: the session stays in the log, hosted
@@ -230,6 +241,13 @@ void Dispatcher::resumed_in_log(const replication::ResumeSession& resume, const 
     return;
   }
   SessionState& session = *waiting;
+  if (resume.from_host == replication::kResumeProbe && answer.type == Answer::Type::kNotHost) {
+    // The probe found the session alive, hosted by answer.number (this
+    // replica has now applied every entry before the probe): the RESUME
+    // goes on as if the session had been known, once (a real ResumeSession
+    // that finds another host answers BUSY below, never probes again).
+    return submit_resume(session, resume.session, resume.secret, answer.number);
+  }
   const std::string tag = session.log.tag;
   session.log.pending = false;
   session.log.resuming = 0;

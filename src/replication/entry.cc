@@ -44,6 +44,7 @@ Status check(const OpenSession& c) {
   if (c.peer.size() > kMaxPeerBytes) return invalid("open: the peer is too long");
   if (c.dialect.size() > kMaxDialectBytes) return invalid("open: the dialect is too long");
   if (c.origin == 0) return invalid("open: origin 0");
+  if (c.origin == kResumeProbe) return invalid("open: origin is the resume probe's host");
   if (!is_valid_secret(c.secret)) return invalid("open: invalid secret");
   return Status::ok();
 }
@@ -122,6 +123,7 @@ Status check(const Reconfigure& c) {
 Status check(const ResumeSession& c) {
   if (c.session == 0) return invalid("resume: session 0");
   if (c.origin == 0) return invalid("resume: origin 0");
+  if (c.origin == kResumeProbe) return invalid("resume: origin is the resume probe's host");
   if (!is_valid_secret(c.secret)) return invalid("resume: invalid secret");
   if (c.from_host == 0) return invalid("resume: from host 0");
   return Status::ok();

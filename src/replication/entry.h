@@ -172,13 +172,27 @@ struct Reconfigure {
 // kError kDenied; a session whose host is no longer `from_host` (another
 // resume came first: a proposal sent again must not take the session back
 // from the newer connection) is kNotHost with its host. Both change nothing.
+//
+// A probe is a ResumeSession whose from_host is kResumeProbe, a host no
+// session ever has: it moves nothing, and answers whether the session lives
+// (kNotHost with its host), ended (kNoSession) or has another secret
+// (kDenied). A server whose replica does not know the session (it lags, or
+// has just restarted) submits one before it answers a RESUME: once the
+// probe is applied there, its replica has every entry before it.
 struct ResumeSession {
   SessionId session = 0;
-  ServerId origin = 0;     // >= 1
+  ServerId origin = 0;     // >= 1, never kResumeProbe
   std::string secret;      // kMinSecretBytes .. kMaxSecretBytes of [0-9a-f]
-  ServerId from_host = 0;  // >= 1
+  ServerId from_host = 0;  // >= 1; kResumeProbe for a probe
   friend bool operator==(const ResumeSession&, const ResumeSession&) = default;
 };
+// No server has this id (a server's id is 1 .. 2^53, src/config; an
+// OpenSession's or ResumeSession's origin that is this is refused), so no
+// session is ever hosted there. Not 0: replicas of before the probe (the
+// same entry version, 2) refuse from_host 0 as invalid and stop, while they
+// apply this value as any resume that finds another host, changing nothing
+// (docs/replication.md, "Entries").
+inline constexpr ServerId kResumeProbe = ~ServerId{0};
 
 // The cluster's members and where their clients connect: the leader
 // proposes them at bootstrap and on `netsem cluster add` (SetMember

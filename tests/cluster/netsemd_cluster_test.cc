@@ -47,6 +47,7 @@
 #include "common/unique_fd.h"
 #include "net/descriptors.h"
 #include "netsemd_harness.h"
+#include "raft/partition_proxy.h"
 #include "raft/raft_node.h"
 #include "raft/state_machine.h"
 #include "replication/entry.h"
@@ -69,12 +70,22 @@ class NetsemdCluster : public ::testing::Test {
   void SetUp() override {
     pick_cluster_ports(client_ports_, raft_ports_);
     write_cluster_secrets(dir_.path(), kMaxServers, "a-cluster-secret-of-the-test-0123456789");
+    if (raft_proxy_) {
+      std::vector<raft::testing::PartitionProxy::Server> links;
+      for (int i = 0; i < kServers; ++i) {
+        links.push_back({static_cast<std::uint64_t>(i + 1), host(i), raft_bind_host(i), raft_ports_[i]});
+      }
+      proxy_ = std::make_unique<raft::testing::PartitionProxy>(links);
+      ASSERT_TRUE(proxy_->ok()) << proxy_->error();
+    }
     for (int i = 0; i < kServers; ++i) start(i);
   }
 
   std::string host(int i) const { return "127.0.0." + std::to_string(i + 1); }
   std::string client_address(int i) const { return host(i) + ":" + std::to_string(client_ports_[i]); }
   std::string raft_address(int i) const { return host(i) + ":" + std::to_string(raft_ports_[i]); }
+  // Where server i's Raft listens when its links go through proxy_.
+  std::string raft_bind_host(int i) const { return "127.0.1." + std::to_string(i + 1); }
 
   std::string config(int i, int limit = 1) const {
     std::string text =
@@ -96,6 +107,7 @@ class NetsemdCluster : public ::testing::Test {
       text += "server." + std::to_string(j + 1) + " = " + raft_address(j) + " " + client_address(j) + "\n";
     }
     if (i >= kServers) text += "join = on\n";
+    if (raft_proxy_) text += "raft_bind_address = " + raft_bind_host(i) + "\n";
     if (const auto found = cluster_data_dirs_.find(i); found != cluster_data_dirs_.end()) {
       text += "data_dir = " + found->second.string() + "\n";
     }
@@ -208,6 +220,10 @@ class NetsemdCluster : public ::testing::Test {
   std::string raft_timeouts_ = "election_timeout_ms = 500\nheartbeat_timeout_ms = 50\n";
   // A [cluster] data_dir for server i (set before SetUp).
   std::map<int, std::filesystem::path> cluster_data_dirs_;
+  // Whether the first three servers' Raft links go through proxy_, which
+  // can cut them while their clients still reach them (set before SetUp).
+  bool raft_proxy_ = false;
+  std::unique_ptr<raft::testing::PartitionProxy> proxy_;
   TempDir dir_;
   std::array<std::uint16_t, kMaxServers> client_ports_{};
   std::array<std::uint16_t, kMaxServers> raft_ports_{};
@@ -857,16 +873,8 @@ TEST_F(NetsemdCluster, AResumeTakesTheSessionFromItsOlderConnection) {
   ASSERT_FALSE(id.empty()) << logs();
   ASSERT_TRUE(grants(*old, "a", "lock", 60000));
 
-  // `second` knows of the session once it has applied the log that far: its
-  // PONG comes after a SYNC of the log, proposed after the grant. (A RESUME
-  // to a server that has not applied the session's opening yet answers
-  // NOT_FOUND: the server's check runs before the log's, session 23's note.)
-  {
-    auto probe = connect(second);
-    ASSERT_TRUE(probe != nullptr);
-    ASSERT_EQ(probe->request("p PING", 10s), "p PONG") << logs();
-  }
-
+  // (`second` may not have applied the session's opening yet: its RESUMEs
+  // ask the log first, AResumeOnAServerThatLagsFindsTheSession.)
   // Refusals change nothing: a wrong secret, an unknown session, a RESUME
   // that is not the first request of its connection.
   auto other = connect(second);
@@ -914,6 +922,87 @@ TEST_F(NetsemdCluster, AResumeTakesTheSessionFromItsOlderConnection) {
   EXPECT_TRUE(servers_[second]->wait_for_log("cause=kicked")) << logs();
   EXPECT_EQ(stats_number(*other, "session_ends_kicked_total"), 1u) << logs();
   EXPECT_EQ(stats_number(*watcher, "session_ends_kicked_total"), 0u);
+}
+
+// Server i's Raft links through a PartitionProxy (raft_bind_address), so
+// that a test can cut them while its clients still reach it.
+class NetsemdClusterPartitioned : public NetsemdCluster {
+ protected:
+  void SetUp() override {
+    raft_proxy_ = true;
+    NetsemdCluster::SetUp();
+  }
+};
+
+// A RESUME to a server whose replica lags (session 23's note, 8.1): the
+// session was opened while the server was cut off from the log, so its
+// replica does not know it. It answered NOT_FOUND, "its permits are gone",
+// and the client gave up a live session's permits. Now the server asks the
+// log (a probe that changes nothing) and answers once it has applied the
+// log that far: the live session is resumed with its permit, a wrong secret
+// is still DENIED, and a session that ended is still NOT_FOUND. Without the
+// probe the first two answered NOT_FOUND at once.
+TEST_F(NetsemdClusterPartitioned, AResumeOnAServerThatLagsFindsTheSession) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int lagging = (lead + 1) % kServers;
+  const int other = (lead + 2) % kServers;
+  proxy_->isolate(static_cast<std::uint64_t>(lagging + 1));
+
+  // Committed by the other two: a holder, a live session and one that ended.
+  auto holder = connect(lead);
+  ASSERT_TRUE(holder != nullptr);
+  const auto [id, secret] = resumable_of(holder->request("r RESUMABLE", 10s), "r");
+  ASSERT_FALSE(id.empty()) << logs();
+  const std::string granted = holder->request(req::acquire("a", "lock", 1, 60000), 10s);
+  ASSERT_EQ(granted.rfind("a OK ", 0), 0u) << granted << "\n" << logs();
+  auto live = connect(other);
+  auto ended = connect(other);
+  ASSERT_TRUE(live != nullptr && ended != nullptr);
+  const auto [live_id, live_secret] = resumable_of(live->request("r RESUMABLE", 10s), "r");
+  const auto [ended_id, ended_secret] = resumable_of(ended->request("r RESUMABLE", 10s), "r");
+  ASSERT_FALSE(live_id.empty() || ended_id.empty()) << logs();
+  ASSERT_EQ(holder->request("k KICK " + ended_id, 10s), "k OK") << logs();
+
+  // The RESUMEs reach the lagging server, which has applied none of it.
+  const std::string wrong = std::string(live_secret.size(), live_secret[0] == '0' ? '1' : '0');
+  std::array<std::unique_ptr<Client>, 3> resumes;
+  const std::array<std::string, 3> lines = {"x RESUME " + id + " " + secret, "y RESUME " + live_id + " " + wrong,
+                                            "z RESUME " + ended_id + " " + ended_secret};
+  for (std::size_t i = 0; i < resumes.size(); ++i) {
+    resumes[i] = connect(lagging);
+    ASSERT_TRUE(resumes[i] != nullptr);
+    resumes[i]->send_line(lines[i]);
+  }
+  for (const std::string& session : {id, live_id, ended_id}) {
+    ASSERT_TRUE(servers_[lagging]->wait_for_log("session " + session + " unknown to this replica", 10s))
+        << "no probe for session " << session << "; answers: " << resumes[0]->read_line(1s).value_or("(none)") << " | "
+        << resumes[1]->read_line(1s).value_or("(none)") << "\n"
+        << logs();
+  }
+  // Its answers need the log: none while it is cut off.
+  EXPECT_EQ(resumes[0]->read_line(200ms), std::nullopt);
+  EXPECT_GT(proxy_->connections(static_cast<std::uint64_t>(lead + 1), static_cast<std::uint64_t>(lagging + 1)), 0u);
+  proxy_->heal();
+
+  EXPECT_EQ(resumes[0]->read_line(15s).value_or("(none)"), "x OK " + id + " 0") << logs();
+  const std::string denied = resumes[1]->read_line(15s).value_or("(none)");
+  EXPECT_EQ(denied.rfind("y ERR DENIED", 0), 0u) << denied << "\n" << logs();
+  const std::string gone = resumes[2]->read_line(15s).value_or("(none)");
+  EXPECT_EQ(gone.rfind("z ERR NOT_FOUND", 0), 0u) << gone << "\n" << logs();
+
+  // The permit went with the session: the old connection is told, MINE
+  // shows it with its fence, and nobody else gets it.
+  std::string rest;
+  EXPECT_TRUE(holder->wait_closed(10s, &rest));
+  EXPECT_NE(rest.find("* ERR KICKED resumed on another connection"), std::string::npos) << rest;
+  EXPECT_EQ(resumes[0]->request("m MINE", 10s), "m ITEM held lock 1 " + std::to_string(fence_of(granted)));
+  EXPECT_EQ(resumes[0]->read_line(5s).value_or(""), "m END 1");
+  auto third = connect(other);
+  ASSERT_TRUE(third != nullptr);
+  EXPECT_EQ(third->request(req::acquire("t", "lock", 1, 0), 10s), "t TIMEOUT") << logs();
+  // The live session was not moved by the refused RESUME.
+  EXPECT_EQ(live->request("p PING", 10s), "p PONG") << logs();
 }
 
 // Heartbeats a second apart: a follower that learned of a commit only from

@@ -35,7 +35,8 @@ Entry every_command() {
   Entry e;
   e.time_ms = 123456;
   e.commands.push_back(make_open("build", "10.0.0.1:5000", "v1+tls", 2, 0xfedcba9876543210, kSecret));
-  e.commands.push_back(make_open("", "", "", std::numeric_limits<ServerId>::max(), 0, std::string(64, 'f')));
+  // (The largest origin: 2^64-1 is the resume probe's host, below.)
+  e.commands.push_back(make_open("", "", "", kResumeProbe - 1, 0, std::string(64, 'f')));
   SessionRequest acquire = make_request(1, RequestVerb::kAcquire, "t1", "db%20pool", 3, 2500);
   e.commands.push_back(sequenced(acquire, std::numeric_limits<std::uint64_t>::max()));
   SessionRequest create = make_request(2, RequestVerb::kCreate, "t2", "jobs");
@@ -55,6 +56,7 @@ Entry every_command() {
   e.commands.push_back(AdvanceTime{});
   e.commands.push_back(Reconfigure{{{"a", 1}, {"b", 2147483647}}, 30000});
   e.commands.push_back(make_resume(2, 6, std::string(16, '0')));
+  e.commands.push_back(make_resume(3, 6, std::string(64, 'f'), kResumeProbe));
   e.commands.push_back(SetMember{7, "[::1]:53555"});
   e.commands.push_back(SetMember{8, "db-3.example:1"});
   e.commands.push_back(RemoveMember{9});
@@ -129,6 +131,9 @@ TEST(Entry, CheckCommandRefusesWhatTheTableWouldAssertOn) {
   bad.emplace_back("touch origin 0", make_touch(1, 0));
   bad.emplace_back("resume 0", make_resume(0, 1));
   bad.emplace_back("resume origin 0", make_resume(1, 0));
+  // No server is the probe's host (a server's id is 1 .. 2^53).
+  bad.emplace_back("resume origin probe", make_resume(1, kResumeProbe));
+  bad.emplace_back("open origin probe", make_open("", "", "", kResumeProbe));
   bad.emplace_back("resume secret", make_resume(1, 1, "0123456789abcde"));
   bad.emplace_back("resume secret charset", make_resume(1, 1, "0123456789abcdeX"));
   bad.emplace_back("member 0", SetMember{0, "h:1"});

@@ -410,6 +410,37 @@ TEST(StateMachine, ResumeMovesTheHostAndAWrongSecretChangesNothing) {
   EXPECT_EQ(closed.ended, (std::vector<Ended>{{a, CloseCause::kQuit, 0}}));
 }
 
+// A probe (from_host kResumeProbe, what a server whose replica does not know
+// the session submits before answering a RESUME) moves nothing, whatever
+// the session's state: it says the session lives (kNotHost with its host),
+// ended (kNoSession) or has another secret (kDenied), with the secret
+// checked before the host.
+TEST(StateMachine, AResumeProbeTellsWhetherTheSessionLivesAndChangesNothing) {
+  Machine m;
+  m.apply(0, {Reconfigure{{}, 1000}});
+  const SessionId a = m.apply(0, {make_open("", "peer", "v1", 1, 77, kSecret)}).commands[0].answer.number;
+  EXPECT_EQ(m.take(10, a, "h", "x").answer.type, Type::kGranted);
+  std::string wrong = kSecret;
+  wrong.back() = wrong.back() == 'f' ? 'e' : 'f';
+  const Observed before = observe(m.sm);
+  EXPECT_EQ(m.apply(500, {make_resume(a, 2, kSecret, kResumeProbe)}).commands[0].answer,
+            make_answer(Type::kNotHost, 1));
+  EXPECT_EQ(m.apply(500, {make_resume(a, 2, wrong, kResumeProbe)}).commands[0].answer,
+            make_answer(Type::kError, 0, protocol::ErrorCode::kDenied));
+  EXPECT_EQ(m.apply(500, {make_resume(a + 1, 2, kSecret, kResumeProbe)}).commands[0].answer.type, Type::kNoSession);
+  // Not even the session's activity: it still expires 1000 ms after 10.
+  EXPECT_EQ(observe(m.sm), before);
+  EXPECT_EQ(m.sm.next_expiry_ms(), 1010);
+  // The host it named is the one a real resume then moves it from.
+  EXPECT_EQ(m.apply(600, {make_resume(a, 2, kSecret, 1)}).commands[0].answer, make_answer(Type::kOk, 1));
+  EXPECT_EQ(m.apply(700, {make_resume(a, 3, kSecret, kResumeProbe)}).commands[0].answer,
+            make_answer(Type::kNotHost, 2));
+  EXPECT_EQ(m.sm.sessions().at(a).host, 2u);
+  // Ended: the probe finds nothing.
+  EXPECT_EQ(m.apply(800, {make_close(a, CloseCause::kQuit, 2)}).commands[0].ended.size(), 1u);
+  EXPECT_EQ(m.apply(800, {make_resume(a, 3, kSecret, kResumeProbe)}).commands[0].answer.type, Type::kNoSession);
+}
+
 TEST(StateMachine, MembersAreReplicatedAndRoundTripThroughASnapshot) {
   Machine m;
   const EntryResults set =
