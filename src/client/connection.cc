@@ -1203,6 +1203,7 @@ void Connection::quit_and_close(int fd) {
 
 void Connection::session_began(const Endpoint& endpoint, const protocol::HelloAnswer& hello) {
   held_.clear();
+  resumed_sent_.reset();
   // The streak ends: the other servers' silent attempts are no longer waited on.
   close_parked();
   {
@@ -1238,7 +1239,9 @@ Status Connection::serve(int fd) {
     std::lock_guard lock(mutex_);
     session = session_;
   }
-  last_sent_ = Clock::now();
+  // After a resume the RESUME is the last request sent (pyK24's finding):
+  // the first PING goes T/6 after it, at once if it was answered later.
+  last_sent_ = resumed_sent_.value_or(Clock::now());
   sent_seq_ = 0;
   read_upto_ = 0;
   fell_silent_ = false;
@@ -1347,7 +1350,20 @@ Status Connection::serve(int fd) {
     if (session_timeout_.count() > 0) {
       // Half the lease gone with no answer: the server may be unreachable
       // while it holds our permits; the other half is for stopping the work.
-      const auto lapse = lease_from_ + session_timeout_ / 2;
+      auto lapse = lease_from_ + session_timeout_ / 2;
+      // Just resumed, and nothing sent since answered: not before the floor.
+      const bool renewing = resumed_sent_ && lease_from_ <= *resumed_sent_ && renew_until_ > lapse;
+      if (renewing) lapse = renew_until_;
+      if (now >= lapse && renewing) {
+        fell_silent_ = true;
+        end_ = End::kSilent;
+        return Status(
+            StatusCode::kUnavailable,
+            fmt::format("no answer from the server for {} ms since the session's RESUME was sent (answered "
+                        "late, of a session timeout of {} ms, and nothing sent since was answered): the "
+                        "lease on the session's permits ran out",
+                        std::chrono::duration_cast<milliseconds>(now - lease_from_).count(), session_timeout_.count()));
+      }
       if (now >= lapse) {
         fell_silent_ = true;
         end_ = End::kSilent;

@@ -602,6 +602,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::size_t unanswered_head_ = 0;
   std::chrono::milliseconds ping_interval_{0};
   std::chrono::steady_clock::time_point last_sent_;
+  // A session just resumed (pyK24's finding): when its RESUME was first sent
+  // (the lease counts from it), and the earliest time the lease may lapse
+  // while nothing sent since is answered (half way from the resume to the
+  // lease's stop_by). serve() counts the RESUME as its last ping, so a
+  // RESUME answered T/6 or more after its send is followed by a PING at
+  // once. Cleared by session_began (a fresh session).
+  std::optional<std::chrono::steady_clock::time_point> resumed_sent_;
+  std::chrono::steady_clock::time_point renew_until_;
   std::chrono::milliseconds session_timeout_{0};      // T, from LEASE or STATS; 0: none, no lease
   std::chrono::steady_clock::time_point lease_from_;  // when the last answered request was sent
   std::uint64_t sent_seq_ = 0;                        // requests sent on this session

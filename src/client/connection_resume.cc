@@ -194,6 +194,13 @@ Connection::Resumed Connection::resume(Endpoint& at, int& fd, const Status& why,
           fd = socket;
           const std::vector<std::string> mine = std::move(resume_shake_.mine);
           const std::vector<std::string> early = std::move(resume_shake_.early);
+          // The lease counts from the RESUME's first send, which a kept
+          // attempt or a server that read it after a stall answers late:
+          // serve() renews it at once, and lets it lapse no earlier than
+          // half way to its stop_by (the other half is the work's to stop).
+          const auto now = Clock::now();
+          resumed_sent_ = resume_shake_.sent;
+          renew_until_ = now + (lease_stop_by(lease_from_, session_timeout_) - now) / 2;
           resume_shake_ = ResumeShake();
           settle(mine);
           for (const std::string& line : early) (void)dispatch(line);
