@@ -67,9 +67,10 @@ std::string exit_code_help(std::string_view subcommand) {
     if (!can_exit_with(subcommand, code)) continue;
     if (!waits && code == kExitTimeout) meaning = "a server limit (LIMIT: the server is full): try later";
     if (subcommand == "local" && code == kExitFailed) meaning = "the registry could not be read, or a removal failed";
-    // CLUSTER ADD's TIMEOUT: the new server did not catch up with the log.
+    // CLUSTER ADD's and REMOVE's TIMEOUT: the leader gave up on the change
+    // (ADD's new server did not catch up, or the leader lost its leadership).
     if (subcommand == "cluster" && code == kExitTimeout) {
-      meaning = "add: the new server did not catch up in time (TIMEOUT); or a server limit (LIMIT)";
+      meaning = "the leader gave up (TIMEOUT: add's server did not catch up, or outcome unknown); or LIMIT";
     }
     char line[160];
     std::snprintf(line, sizeof line, "  %3d  %.*s\n", code, static_cast<int>(meaning.size()), meaning.data());

@@ -98,6 +98,24 @@ Connection connect_to_leader(const GlobalOptions& global, std::string_view what)
   return there;
 }
 
+// After a change the leader gave up on (TIMEOUT), whose outcome may be
+// unknown: what the server asked shows of server `id` now, as a clause.
+std::string member_now(const Connection& connection, std::uint64_t id) {
+  const std::string look = "; run netsem cluster status to see whether server " + std::to_string(id) + " is a member";
+  auto status = connection.client->cluster_status();
+  if (!status) return look + " (" + status.status().message() + ")";
+  const nlohmann::json view = nlohmann::json::parse(*status, nullptr, false);
+  if (!view.is_object() || !view.contains("members") || !view.at("members").is_array()) return look;
+  std::string role;
+  for (const nlohmann::json& member : view.at("members")) {
+    if (member.is_object() && text_of(member, "id") == std::to_string(id)) role = text_of(member, "role");
+  }
+  const bool leads = text_of(view, "role") == "leader";
+  return "; server " + text_of(view, "id") + " (" + text_of(view, "role") + ", term " + text_of(view, "term") +
+         ") now has server " + std::to_string(id) + (role.empty() ? " out of its configuration" : " as a " + role) +
+         (leads ? "" : ", which a new leader may still change: run netsem cluster status once one is elected");
+}
+
 int change_command(const GlobalOptions& global, const ClusterOptions& options, bool add) {
   const std::string what = add ? "cluster add" : "cluster remove";
   std::uint64_t id = 0;
@@ -112,12 +130,21 @@ int change_command(const GlobalOptions& global, const ClusterOptions& options, b
   if (!connection.client) return connection.failure;
   const Status status = add ? connection.client->cluster_add(id, options.raft_address, options.client_address)
                             : connection.client->cluster_remove(id);
-  if (add && status.code() == StatusCode::kTimeout) {
-    // The server answered TIMEOUT: libraft gave up waiting for the new
-    // server to catch up, and the leader removed the spare again.
-    print_error(what + ": server " + std::to_string(id) +
-                " did not catch up with the log in time (is it running, with join = on, and is " +
-                options.raft_address + " reachable from the leader?); it is not a member (see netsem cluster status)");
+  if (status.code() == StatusCode::kTimeout) {
+    // The server answered TIMEOUT: the leader gave up on the change. For
+    // ADD, libraft gave up waiting for the new server to catch up (the
+    // leader removed the spare again, or failed to); or, for both, the
+    // leader lost its leadership before the change committed, and a new
+    // leader may commit it or drop it. The configuration now says which.
+    const std::string why =
+        add ? "server " + std::to_string(id) +
+                  " did not catch up with the log in time (is it running, with join = on, "
+                  "and is " +
+                  options.raft_address +
+                  " reachable from the leader?), or the leader lost its leadership before the change committed (the "
+                  "leader's log says which)"
+            : "the leader lost its leadership before the change committed";
+    print_error(what + ": not done for certain: " + why + "; the outcome is unknown" + member_now(connection, id));
     return kExitTimeout;
   }
   if (!status) return report_failure(connection, status);

@@ -383,9 +383,12 @@ void Dispatcher::answer_membership(SessionState& session, std::string_view tag, 
     protocol::append_ok(session.out, tag);
     return;
   }
-  if (outcome.code() == StatusCode::kTimeout) {
-    // ADD of a server that did not catch up (proposed 1.2): the request
-    // gave up, as 1.0's TIMEOUT says; the server's log says why.
+  if (outcome.code() == StatusCode::kTimeout || outcome.code() == StatusCode::kCancelled) {
+    // The leader gave up on the change (proposed 1.2), as 1.0's TIMEOUT
+    // says: ADD of a server that did not catch up (kTimeout), or a change
+    // whose leader lost its leadership before it committed (kCancelled:
+    // its outcome is unknown, so not BUSY, which says nothing happened).
+    // The server's log says which; CLUSTER STATUS shows the outcome.
     logs_.event(logs_.sessions, "cluster change timed out",
                 {{"session", session.id}, {"peer", session.peer}, {"why", outcome.message()}});
     protocol::append_timeout(session.out, tag);

@@ -1465,7 +1465,19 @@ void RaftNode::Impl::on_changed(struct raft_change* req, int status) {
                         "or too slow); it keeps its old role"));
     return;
   }
-  change->done(status == 0 ? Status::ok() : raft_status(status, "raft configuration change", ""));
+  if (status == 0) return change->done(Status::ok());
+  // Every other failure comes after the change was submitted: libraft 0.15
+  // fails a pending change with RAFT_LEADERSHIPLOST when its leader steps
+  // down (convert.c; a promotion still waiting for its server to catch up
+  // included, whose spare then stays), and with the write's error when the
+  // leader cannot append it to its own log (replication.c), after it may
+  // have sent it to the others. Either way a new leader may commit it or
+  // drop it: the outcome is unknown, not a refusal.
+  const std::string why = status == RAFT_LEADERSHIPLOST ? "the leader lost its leadership before the change committed"
+                                                        : "the leader could not write the change to its log (" +
+                                                              std::string(raft_strerror(status)) + ") and stepped down";
+  change->done(Status(StatusCode::kCancelled,
+                      "raft configuration change: " + why + "; its outcome is unknown (see CLUSTER STATUS)"));
 }
 
 void RaftNode::Impl::add_server(std::uint64_t id, std::string address, ChangeCallback done) {

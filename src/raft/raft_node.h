@@ -216,11 +216,14 @@ class RaftNode {
   // loop iteration.
   NodeStatus status() const;
 
-  // Configuration changes, on the leader only (else kUnavailable), one at a
-  // time (else kBusy): add `id` at `address` as a spare, assign it a role
-  // (promoting to voter waits until it has caught up: kTimeout when libraft
-  // gives up, after 5 s without progress, the server keeping its old role),
-  // remove it. `done`
+  // Configuration changes, on the leader only (else kUnavailable: nothing
+  // was submitted), one at a time (else kBusy): add `id` at `address` as a
+  // spare, assign it a role (promoting to voter waits until it has caught
+  // up: kTimeout when libraft gives up, after 5 s without progress, the
+  // server keeping its old role), remove it. kCancelled: the leader lost its
+  // leadership (or could not write its log) before the change committed, so
+  // its outcome is unknown: the new configuration may have reached the
+  // others, and a new leader may commit it. `done`
   // runs exactly once: on the raft thread, or on the caller's at once for a
   // malformed address or when the node is stopping (kShutdown).
   void add_server(std::uint64_t id, std::string address, ChangeCallback done);

@@ -1399,6 +1399,61 @@ TEST_F(NetsemdCluster, RemovingTheLeaderMakesItStepDownAndTheOthersGrantOn) {
           std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - waited_at).count()));
 }
 
+// CLUSTER REMOVE sent to a leader whose followers are both frozen
+// (SIGSTOP): the leader appends the new configuration and sends it, hears
+// from no majority, and steps down before it commits. Its answer is
+// TIMEOUT: the leader gave up and the outcome is unknown (the frozen
+// followers have the configuration in their sockets and may append it once
+// thawed). It was `ERR BUSY ... server has lost leadership`, which says
+// nothing happened (audit24 finding 2, where the removal took effect).
+// Thawed, the servers elect a leader whose CLUSTER STATUS shows the truth,
+// two or three members (either may happen: not asserted).
+TEST_F(NetsemdCluster, ARemoveWhoseLeaderLostItsLeadershipIsAnsweredTimeoutNotBusy) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int f1 = (lead + 1) % kServers;
+  const int f2 = (lead + 2) % kServers;
+  auto admin = connect(lead);
+  ASSERT_TRUE(admin != nullptr);
+  ASSERT_EQ(admin->request("p0 PING", 5s), "p0 PONG");
+  std::string answer;
+  {
+    const Frozen one(*servers_[f1]);
+    const Frozen two(*servers_[f2]);
+    admin->send_line("c1 CLUSTER REMOVE " + std::to_string(f2 + 1));
+    // The leader steps down within about an election timeout (500 ms).
+    const auto line = admin->read_line(10s);
+    ASSERT_TRUE(line.has_value()) << "no answer while the followers were frozen\n" << logs();
+    answer = *line;
+  }
+  std::printf("CLUSTER REMOVE to a leader that lost its leadership: %s\n", answer.c_str());
+  EXPECT_EQ(answer, "c1 TIMEOUT") << logs();
+  EXPECT_NE(servers_[lead]->log().find("its outcome is unknown (see CLUSTER STATUS)"), std::string::npos) << logs();
+
+  // The truth, once a leader is elected among the thawed servers.
+  int next = -1;
+  std::map<std::uint64_t, nlohmann::json> members;
+  const auto by = std::chrono::steady_clock::now() + 15s;
+  while (std::chrono::steady_clock::now() < by) {
+    for (int i = 0; i < kServers && next < 0; ++i) {
+      // Not connect(i), which fails the test: a removed server has exited.
+      auto c = Client::connect(client_ports_[i], host(i).c_str());
+      if (c == nullptr) continue;
+      const std::string status = c->request("s1 CLUSTER STATUS", 5s);
+      if (status.find("\"role\":\"leader\"") == std::string::npos) continue;
+      next = i;
+      members = members_of(status, "s1");
+    }
+    if (next >= 0) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_GE(next, 0) << "no leader after the thaw\n" << logs();
+  EXPECT_TRUE(members.size() == 2u || members.size() == 3u) << logs();
+  EXPECT_TRUE(members.contains(next + 1));
+  std::printf("after the thaw, leader %d lists %zu members: server %d %s\n", next + 1, members.size(), f2 + 1,
+              members.contains(f2 + 1) ? "stayed" : "was removed");
+}
+
 // An ADD interrupted by the leader's death (kill -9 just after the ADD
 // reached it): the asking connection ends unanswered; the two survivors
 // elect a leader and agree on the configuration (CLUSTER STATUS); with the
