@@ -359,6 +359,7 @@ ClusterStatus ClusterNode::status() const {
   out.match_indexes = s.match_indexes;
   out.configuration_index = s.configuration_index;
   out.removed_at = s.removed_at;
+  out.leader_heard_ms = s.leader_heard_ms;
   out.last_contact_ms = s.last_contact_ms;
   out.pending = pending_.size();
   out.failure = s.failure;

@@ -133,6 +133,7 @@ struct ClusterStatus {
   // milliseconds since its last Raft message (-1: none in this run).
   std::uint64_t configuration_index = 0;
   std::uint64_t removed_at = 0;
+  std::int64_t leader_heard_ms = -1;
   std::vector<std::pair<std::uint64_t, std::int64_t>> last_contact_ms;
   std::size_t pending = 0;       // submitted, not yet applied
   std::uint64_t submitted = 0;   // commands submitted

@@ -778,6 +778,9 @@ class RaftNode::Impl {
   raft_io_recv_cb raft_recv_ = nullptr;  // libraft's own receive callback
   // Raft thread: when each server was last heard from (uv_hrtime, ns).
   std::unordered_map<std::uint64_t, std::uint64_t> heard_at_ns_;
+  // Raft thread: when this node last heard from a leader, or led as a
+  // member (uv_hrtime, ns; 0: never). NodeStatus::leader_heard_ms.
+  std::uint64_t leader_heard_ns_ = 0;
   // Raft thread: this node was in the configuration at some time in this run.
   bool was_member_ = false;
   inline static std::mutex appends_mu_;
@@ -1265,7 +1268,12 @@ int RaftNode::Impl::start_wrapped(raft_io* io, unsigned msecs, raft_io_tick_cb t
 
 void RaftNode::Impl::recv_wrapped(raft_io* io, raft_message* message) {
   Impl* self = static_cast<Impl*>(static_cast<struct raft*>(io->data)->data);
-  self->heard_at_ns_[message->server_id] = uv_hrtime();
+  const std::uint64_t now_ns = uv_hrtime();
+  self->heard_at_ns_[message->server_id] = now_ns;
+  // Only a leader sends these.
+  if (message->type == RAFT_IO_APPEND_ENTRIES || message->type == RAFT_IO_INSTALL_SNAPSHOT) {
+    self->leader_heard_ns_ = now_ns;
+  }
   self->raft_recv_(io, message);
 }
 
@@ -1419,6 +1427,8 @@ void RaftNode::Impl::publish() {
   if (was_member_ && !member && raft_.configuration_uncommitted_index == 0 && raft_.configuration_index != 0) {
     s.removed_at = raft_.configuration_index;
   }
+  if (raft_.state == RAFT_LEADER && member && !closing_) leader_heard_ns_ = now_ns;
+  s.leader_heard_ms = leader_heard_ns_ == 0 ? -1 : static_cast<std::int64_t>((now_ns - leader_heard_ns_) / 1000000);
   const Role role = s.role;
   const std::uint64_t term = s.term;
   {
@@ -1465,7 +1475,12 @@ void RaftNode::Impl::on_changed(struct raft_change* req, int status) {
                         "or too slow); it keeps its old role"));
     return;
   }
-  if (status == 0) return change->done(Status::ok());
+  if (status == 0) {
+    // status() in `done` shows the change committed (ClusterRuntime names
+    // the removal's index in its notice).
+    change->impl->publish();
+    return change->done(Status::ok());
+  }
   // Every other failure comes after the change was submitted: libraft 0.15
   // fails a pending change with RAFT_LEADERSHIPLOST when its leader steps
   // down (convert.c; a promotion still waiting for its server to catch up

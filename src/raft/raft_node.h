@@ -169,6 +169,12 @@ struct NodeStatus {
   // removal). A node started without a configuration (a server that joins)
   // is no member before it is added, so it is never "removed" before then.
   std::uint64_t removed_at = 0;
+  // Milliseconds since this node last heard from a leader (an AppendEntries
+  // or InstallSnapshot received) or led itself as a member, in this run; -1:
+  // never. A leader sends only to the members of its latest configuration:
+  // a node removed_at that hears from one is being added back (it catches
+  // up through its own old removal), not removed.
+  std::int64_t leader_heard_ms = -1;
   // Each other server of the configuration, by id: milliseconds since this
   // node last received a Raft message from it in this run (-1: none). On the
   // leader a live follower answers every heartbeat (heartbeat_timeout); a

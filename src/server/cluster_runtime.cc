@@ -321,7 +321,7 @@ std::int64_t ClusterRuntime::log_now() {
 
 void ClusterRuntime::tick() {
   if (stopped_ || !node_) return;
-  const std::int64_t next = node_->tick(log_now(), replica_);
+  std::int64_t next = node_->tick(log_now(), replica_);
   const cluster::ClusterStatus now = node_->status();
   if (now.role != seen_role_ || now.term != seen_term_ || now.leader_id != seen_leader_) {
     seen_role_ = now.role;
@@ -339,9 +339,17 @@ void ClusterRuntime::tick() {
     return fail(Status(StatusCode::kIoError, "raft: " + now.failure));
   }
   if (now.removed_at != 0 && !removed_) {
-    // After the jobs already queued (the answer to the REMOVE that removed
-    // this leader), not before them.
-    post([this, index = now.removed_at] { removed_from_cluster(index, ""); });
+    if (now.leader_heard_ms >= 0 && now.leader_heard_ms < election_timeout_ms_) {
+      // A leader spoke to it within an election timeout: it is in that
+      // leader's configuration, added back and catching up through its own
+      // old removal (audit24: it stopped, a dead voter left behind). Looked
+      // at again once the election timeout since then has passed.
+      next = std::min(next, log_now() + (election_timeout_ms_ - now.leader_heard_ms) + 1);
+    } else {
+      // After the jobs already queued (the answer to the REMOVE that
+      // removed this leader), not before them.
+      post([this, index = now.removed_at] { removed_from_cluster(index, ""); });
+    }
   }
   if (now.role == raft::Role::kLeader) seed_members(now);
   arm_tick(next);

@@ -215,7 +215,9 @@ class ClusterRuntime final : public CommandSink {
 
   asio::io_context& io_;
   std::uint64_t id_ = 0;
-  std::int64_t election_timeout_ms_ = 0;  // [cluster] election_timeout_ms: CLUSTER STATUS's `reachable`
+  // [cluster] election_timeout_ms: CLUSTER STATUS's `reachable`; how long a
+  // removed server hears from no leader before it stops (tick).
+  std::int64_t election_timeout_ms_ = 0;
   std::string secret_;
   std::string data_dir_;  // the Raft data directory
   // unready_reason(): since when no leader is known (unset: one is), and a

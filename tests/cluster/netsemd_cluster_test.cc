@@ -1255,6 +1255,62 @@ TEST_F(NetsemdCluster, ARemovedFollowerIsToldAndExits0AndAServerWaitingToJoinDoe
   EXPECT_FALSE(servers_[3]->wait_exit(500ms).has_value()) << logs();
 }
 
+// A follower removed (it stops), started again on its old data directory
+// and added back (audit24 finding 1: answered "a voter", then it stopped,
+// exit 0, within 2 s, leaving a dead voter). Catching up, it applies its
+// own old removal, a committed configuration without it (here in the
+// leader's snapshot, taken at 8192 entries), before the one that adds it
+// back; it hears from the leader all along, so it is not removed and goes
+// on. It stays running, a voter with lag 0, and the cluster needs it: with
+// another server killed, it and the leader grant. The leader's notice
+// names the removal's index (it named the one before, 1 here, when the
+// status it read was not yet published).
+TEST_F(NetsemdCluster, ARemovedFollowerAddedBackOnItsOldDataStaysAVoter) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  auto admin = connect(lead);
+  ASSERT_TRUE(admin != nullptr);
+  const int back = (lead + 1) % kServers;
+  const int other = (lead + 2) % kServers;
+  const std::string id = std::to_string(back + 1);
+  ASSERT_EQ(admin->request("c1 CLUSTER REMOVE " + id, 10s), "c1 OK") << logs();
+  const std::optional<int> status = servers_[back]->wait_exit(10s);
+  ASSERT_TRUE(status.has_value()) << "the removed server still runs\n" << logs();
+  ASSERT_TRUE(servers_[lead]->wait_for_log("told server " + id + " it was removed (at index ", 5s)) << logs();
+  EXPECT_EQ(servers_[lead]->log().find("told server " + id + " it was removed (at index 1)"), std::string::npos)
+      << logs();
+  servers_[back].reset();
+  // Entries between the removal and the ADD, past the leader's first
+  // snapshot: it catches up from a snapshot whose configuration lacks it.
+  ASSERT_NO_FATAL_FAILURE(grant_and_release(*admin, 4200));
+
+  ASSERT_NO_FATAL_FAILURE(start(back));
+  const NetsemRun added = run_netsem(
+      {"--server", client_address(lead), "cluster", "add", id, raft_address(back), client_address(back)}, {}, 30s);
+  ASSERT_EQ(added.exit_code, 0) << added << logs();
+  EXPECT_EQ(added.out, "server " + id + " added: a voter\n") << added;
+  EXPECT_FALSE(servers_[back]->wait_exit(3s).has_value()) << "the server added back stopped\n" << logs();
+  EXPECT_EQ(servers_[back]->log().find("was removed from the cluster's configuration"), std::string::npos) << logs();
+  admin = connect(lead);  // the first one's session timed out (3 s idle)
+  ASSERT_TRUE(admin != nullptr);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  std::map<std::uint64_t, nlohmann::json> members;
+  do {
+    members = members_of(admin->request("s1 CLUSTER STATUS", 5s), "s1");
+    if (members.size() == 3 && members.at(back + 1).value("lag", 1) == 0) break;
+    std::this_thread::sleep_for(50ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  ASSERT_EQ(members.size(), 3u) << logs();
+  EXPECT_EQ(members.at(back + 1).at("role"), "voter") << members.at(back + 1);
+  EXPECT_EQ(members.at(back + 1).value("lag", 1), 0) << members.at(back + 1);
+
+  ASSERT_NO_FATAL_FAILURE(kill_server(other));
+  auto b = connect(back);
+  ASSERT_TRUE(b != nullptr);
+  EXPECT_TRUE(grants(*b, "b1", "lock"));
+  EXPECT_FALSE(servers_[back]->wait_exit(0ms).has_value()) << logs();
+}
+
 // CLUSTER STATUS on the leader says which members it hears from (cli23: a
 // follower killed with -9 showed as a voter with a growing lag, nothing
 // else): each other member's last_contact_ms, and whether that is within
