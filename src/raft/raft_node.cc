@@ -1481,16 +1481,18 @@ void RaftNode::Impl::on_changed(struct raft_change* req, int status) {
     change->impl->publish();
     return change->done(Status::ok());
   }
-  // Every other failure comes after the change was submitted: libraft 0.15
-  // fails a pending change with RAFT_LEADERSHIPLOST when its leader steps
-  // down (convert.c; a promotion still waiting for its server to catch up
-  // included, whose spare then stays), and with the write's error when the
-  // leader cannot append it to its own log (replication.c), after it may
-  // have sent it to the others. Either way a new leader may commit it or
-  // drop it: the outcome is unknown, not a refusal.
-  const std::string why = status == RAFT_LEADERSHIPLOST ? "the leader lost its leadership before the change committed"
-                                                        : "the leader could not write the change to its log (" +
-                                                              std::string(raft_strerror(status)) + ") and stepped down";
+  // Every other failure comes after the change was submitted. libraft 0.15
+  // has one: RAFT_LEADERSHIPLOST when its leader steps down or closes
+  // (convert.c convertClearLeader; a promotion still waiting for its server
+  // to catch up included, whose spare then stays). A failed write of the
+  // leader's own log does not fail the change there (replication.c
+  // appendLeaderCb fails only commands; netsemd exits on it first,
+  // exit_on_write_failure); later libraft versions fail it with the write's
+  // error. Either way a new leader may commit the change or drop it: the
+  // outcome is unknown, not a refusal.
+  const std::string why = status == RAFT_LEADERSHIPLOST
+                              ? "the leader lost its leadership before the change committed"
+                              : "libraft failed it after it was submitted (" + std::string(raft_strerror(status)) + ")";
   change->done(Status(StatusCode::kCancelled,
                       "raft configuration change: " + why + "; its outcome is unknown (see CLUSTER STATUS)"));
 }
@@ -1514,7 +1516,16 @@ void RaftNode::Impl::assign(std::uint64_t id, ServerRole role, ChangeCallback do
       [this, id, role, shared]() mutable {
         Change* change = new_change(std::move(*shared));
         if (change == nullptr) return;
-        change_started(change, raft_assign(&raft_, &change->req, id, to_raft_role(role), on_changed), "raft assign");
+        const int rv = raft_assign(&raft_, &change->req, id, to_raft_role(role), on_changed);
+        // libraft 0.15's raft_assign keeps the request as the pending change
+        // (client.c) before it submits it, and leaves it there when the
+        // submission fails at once (no memory, or the append refused
+        // synchronously): change_started frees the Change, so libraft must
+        // not keep it, or a step-down would call on_changed on freed memory
+        // and the next change would meet its assert (uaf24). raft_add and
+        // raft_remove keep it only once submitted.
+        if (rv != 0 && raft_.leader_state.change == &change->req) raft_.leader_state.change = nullptr;
+        change_started(change, rv, "raft assign");
       },
       [shared] { (*shared)(stopped()); });
 }
