@@ -1354,24 +1354,18 @@ Status Connection::serve(int fd) {
       // Just resumed, and nothing sent since answered: not before the floor.
       const bool renewing = resumed_sent_ && lease_from_ <= *resumed_sent_ && renew_until_ > lapse;
       if (renewing) lapse = renew_until_;
-      if (now >= lapse && renewing) {
-        fell_silent_ = true;
-        end_ = End::kSilent;
-        return Status(
-            StatusCode::kUnavailable,
-            fmt::format("no answer from the server for {} ms since the session's RESUME was sent (answered "
-                        "late, of a session timeout of {} ms, and nothing sent since was answered): the "
-                        "lease on the session's permits ran out",
-                        std::chrono::duration_cast<milliseconds>(now - lease_from_).count(), session_timeout_.count()));
-      }
       if (now >= lapse) {
         fell_silent_ = true;
         end_ = End::kSilent;
-        return Status(
-            StatusCode::kUnavailable,
-            fmt::format("no answer from the server for {} ms, half its session timeout of {} ms: the "
-                        "lease on the session's permits ran out",
-                        std::chrono::duration_cast<milliseconds>(now - lease_from_).count(), session_timeout_.count()));
+        const auto silent_ms = std::chrono::duration_cast<milliseconds>(now - lease_from_).count();
+        return Status(StatusCode::kUnavailable,
+                      renewing ? fmt::format("no answer from the server for {} ms since the session's RESUME was sent "
+                                             "(answered late, of a session timeout of {} ms, and nothing sent since "
+                                             "was answered): the lease on the session's permits ran out",
+                                             silent_ms, session_timeout_.count())
+                               : fmt::format("no answer from the server for {} ms, half its session timeout of {} "
+                                             "ms: the lease on the session's permits ran out",
+                                             silent_ms, session_timeout_.count()));
       }
       wake_at = std::min(wake_at, lapse);
     }
