@@ -773,7 +773,9 @@ class Connection:
         ended. ``resumed``: the session was resumed on this connection and
         MINE answered that: what was sent before and not answered is settled
         first."""
-        self._last_sent = time.monotonic()
+        # A resumed session's RESUME counts as its last ping (Lease.resumed).
+        assert self._lease is not None
+        self._last_sent = self._lease.lease_from if resumed is not None else time.monotonic()
         self._fell_silent = self._may_resume = False
         self._ended = None
         if resumed is None:
@@ -825,7 +827,7 @@ class Connection:
         self._timer = None
         if self._ended is not None:
             # The read loop ends (a move took the session, with a lease of its
-            # own): no ping here, which would count as the new one's renewal.
+            # own): the old loop must not touch the new lease at all.
             return
         lease = self._lease
         assert lease is not None
@@ -847,8 +849,7 @@ class Connection:
         if why is not None:
             self._cut(Unavailable(why))
             return
-        if self._move_kept and self._move_task is None and (oldest is None
-                                                             or now < oldest + lease.session_timeout / 6):
+        if self._move_kept and self._move_task is None and not lease.stalled(oldest, now):
             self._close_move_kept()  # the stall ended: no move now
         move_at = self._move_at(oldest)
         if move_at is not None and now >= move_at:
@@ -892,8 +893,6 @@ class Connection:
         self._unread.append(call)
         self._writer.write(line)
         self._last_sent = now
-        assert self._lease is not None
-        self._lease.pinged()
 
     def _dispatch(self, line: bytes) -> NetsemError | None:
         """Handles one answer line; an error ends the session."""
@@ -962,7 +961,7 @@ class Connection:
         in _resumed_mine), or the loss (reason, stop_by)."""
         assert self._resumable is not None and self._lease is not None
         began = time.monotonic()
-        deadline = self._lease.lapse_at() or began
+        deadline = self._lease.half_at() or began
         session_id, old_server = self.session_id, self.server
         log.info("session %d: the connection to %s ended (%s); resuming it", session_id, old_server, reason.message)
         # Rule 10: each candidate's silent RESUME attempt, kept open for its
@@ -1165,7 +1164,7 @@ class Connection:
             _handshake.keep_alive_off(writer.get_extra_info("socket"), server)
         # The server read RESUME after it was first sent: the lease starts
         # again there (earlier than its reading, on a kept connection: safe),
-        # renewed at once by a ping when answered late (Lease.resumed).
+        # renewed at once by a ping when answered late (Lease.resumed; _serve).
         self._lease = proto.Lease.resumed(answers.session_timeout, self._options.request_timeout, resume.sent_at,
                                           time.monotonic())
         self._resumed_mine = _resume.parse_mine(answers.mine_items)
@@ -1205,7 +1204,7 @@ class Connection:
                 or lease.session_timeout <= 0 or self._move_task is not None
                 or not [c for c in self._resume_candidates() if c != self._current]):
             return None
-        return max(oldest_unanswered_sent + lease.session_timeout / 6, self._next_move_at)
+        return max(lease.stall_at(oldest_unanswered_sent), self._next_move_at)
 
     async def _move(self) -> None:
         """RESUME on the other candidates while this connection's server is
@@ -1216,7 +1215,7 @@ class Connection:
         assert self._resumable is not None and self._lease is not None
         began = time.monotonic()
         self._next_move_at = began + self._lease.session_timeout / 6
-        deadline = self._lease.lapse_at() or began
+        deadline = self._lease.half_at() or began
         silent = proto.endpoint_text(*self._current) if self._current else "?"
         try:
             for host, port in [c for c in self._resume_candidates() if c != self._current]:

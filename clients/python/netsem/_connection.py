@@ -990,7 +990,8 @@ class Connection:
         self._sock = sock
         self._out = bytearray()
         self._unanswered = collections.deque()
-        self._last_sent = time.monotonic()
+        # A resumed session's RESUME counts as its last ping (Lease.resumed).
+        self._last_sent = self._lease.lease_from if resumed is not None else time.monotonic()
         self._sent_seq = self._read_seq = 0
         self._fell_silent = self._may_resume = False
         if resumed is None:
@@ -1044,13 +1045,12 @@ class Connection:
                 if now >= self._lease.ping_at(self._last_sent, oldest):
                     tag = self._tags.next()
                     self._put(Call(tag, session, proto.ping_request(tag)), now)
-                    self._lease.pinged()
                     oldest = self._unanswered[0].sent_at
                 why = self._lease.check(now, oldest)
                 if why is not None:
                     self._fell_silent = True
                     return Unavailable(why)
-                if self._move_kept and (oldest is None or now < oldest + self._lease.session_timeout / 6):
+                if self._move_kept and not self._lease.stalled(oldest, now):
                     self._close_move_kept()  # the stall ended: no move now
                 move_at = self._move_at(oldest)
                 if move_at is not None and now >= move_at:
@@ -1232,7 +1232,7 @@ class Connection:
         socket (MINE's answer in _resumed_mine), or the loss (reason, stop_by)."""
         assert self._resumable is not None
         began = time.monotonic()
-        deadline = self._lease.lapse_at() or began
+        deadline = self._lease.half_at() or began
         with self._lock:
             self._counters.connected = False
             session_id, old_server = self._counters.session_id, self._counters.server
@@ -1360,7 +1360,7 @@ class Connection:
         if (oldest_unanswered_sent is None or self._resumable is None or self._lease.session_timeout <= 0
                 or not [c for c in self._resume_candidates() if c != self._current]):
             return None
-        return max(oldest_unanswered_sent + self._lease.session_timeout / 6, self._next_move_at)
+        return max(self._lease.stall_at(oldest_unanswered_sent), self._next_move_at)
 
     def _move(self) -> NetsemError | None:
         """Loop only: RESUME on the other candidates while this connection's
@@ -1371,7 +1371,7 @@ class Connection:
         assert self._resumable is not None
         began = time.monotonic()
         self._next_move_at = began + self._lease.session_timeout / 6
-        deadline = self._lease.lapse_at() or began
+        deadline = self._lease.half_at() or began
         silent = proto.endpoint_text(*self._current) if self._current else "?"
         for host, port in [c for c in self._resume_candidates() if c != self._current]:
             if self._stopping.is_set() or time.monotonic() >= deadline:
@@ -1517,7 +1517,7 @@ class Connection:
             _handshake.keep_alive_off(sock, server)
         # The server read RESUME after it was first sent: the lease starts
         # again there (earlier than its reading, on a kept connection: safe),
-        # renewed at once by a ping when answered late (Lease.resumed).
+        # renewed at once by a ping when answered late (Lease.resumed; _serve).
         self._lease = proto.Lease.resumed(answers.session_timeout, self._options.request_timeout, attempt.sent_at,
                                           time.monotonic())
         self._resumed_mine = _resume.parse_mine(answers.mine_items)

@@ -824,8 +824,9 @@ class Lease:
     sent, though the server touched the session later, when it read it: a
     RESUME answered late in the lease would leave the session lapsed, or
     lapsing before a ping could renew it, while the server has just resumed
-    it. So the RESUME counts as the last ping: the next one goes T/6 after
-    it was sent (``renew_at``; at once when that has passed), and while
+    it. So the RESUME counts as the last ping: the client's last-sent time
+    starts at its send (``lease_from``; libnetsem does the same), so the next
+    ping goes T/6 after it, at once when that has passed; and while
     nothing sent since is answered the lease does not lapse before
     ``renew_until``, half way from the resume to ``stop_by()``: half of what
     is left of the lease for the renewal's answer, the other half for the
@@ -842,7 +843,6 @@ class Lease:
             self.ping_interval = max(0.001, math.floor(self.session_timeout * 1000 / 6) / 1000)
         else:
             self.ping_interval = request_timeout / 2
-        self.renew_at: float | None = None  # a resumed session's first ping (resumed), until sent
         self.renew_until: float | None = None  # a resumed session's lapse, at the earliest
         self.resumed_after = 0.0  # seconds from RESUME's send to the resume (resumed), for check's text
 
@@ -854,7 +854,6 @@ class Lease:
         lease = cls(session_timeout, request_timeout, sent)
         stop_by = lease.stop_by()
         if stop_by is not None:
-            lease.renew_at = sent + lease.ping_interval
             lease.renew_until = now + (stop_by - now) / 2
             lease.resumed_after = now - sent
         return lease
@@ -864,32 +863,40 @@ class Lease:
         server read it, so it cannot end the session before T after it."""
         if sent_at > self.lease_from:
             self.lease_from = sent_at
-            self.renew_at = None  # renewed
-
-    def pinged(self) -> None:
-        """A ping went out: a resumed session's renewal is on its way."""
-        self.renew_at = None
 
     def ping_at(self, last_sent: float, oldest_unanswered_sent: float | None = None) -> float:
         """When to ping, given when the last request was sent. While a request
         the server has not been seen to read is unanswered, at least every
         half request_timeout: a queued ACQUIRE or WAIT may wait for ever, and
         only the answer to a request sent after it shows that the server read
-        it, before request_timeout takes the wait for silence. A resumed
-        session's renewal by ``renew_at``."""
+        it, before request_timeout takes the wait for silence."""
         interval = self.ping_interval
         if oldest_unanswered_sent is not None:
             interval = max(0.001, min(interval, self.request_timeout / 2))
-        if self.renew_at is not None:
-            return min(last_sent + interval, self.renew_at)
         return last_sent + interval
+
+    def half_at(self) -> float | None:
+        """T/2 after ``lease_from``, None without T: the deadline of a resume
+        or move (libnetsem's too), whatever ``renew_until`` allows the lease."""
+        if self.session_timeout <= 0:
+            return None
+        return self.lease_from + self.session_timeout / 2
+
+    def stall_at(self, oldest_unanswered_sent: float) -> float:
+        """When the oldest unanswered request has been unanswered for T/6: a
+        stall, which makes the session move (rule 5)."""
+        return oldest_unanswered_sent + self.session_timeout / 6
+
+    def stalled(self, oldest_unanswered_sent: float | None, now: float) -> bool:
+        """Whether the session is stalled at ``now`` (``stall_at``)."""
+        return oldest_unanswered_sent is not None and now >= self.stall_at(oldest_unanswered_sent)
 
     def lapse_at(self) -> float | None:
         """When the lease lapses if nothing more is answered; None without T."""
-        if self.session_timeout <= 0:
-            return None
-        half = self.lease_from + self.session_timeout / 2
-        return half if self.renew_until is None else max(half, self.renew_until)
+        half = self.half_at()
+        if half is None or self.renew_until is None:
+            return half
+        return max(half, self.renew_until)
 
     def expiry_at(self, oldest_unanswered_sent: float | None) -> float | None:
         """When the oldest unanswered request means the connection is broken."""

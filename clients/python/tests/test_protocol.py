@@ -368,25 +368,25 @@ def test_lease_arithmetic() -> None:
 
 def test_a_resumed_lease_is_renewed_at_once_when_late() -> None:
     """Lease.resumed (pyJ24's finding): counted from RESUME's send, pinged T/6
-    after it (at once when later), and not lapsing before half way from the
-    resume to stop_by while the renewal is unanswered."""
+    after it (at once when later: _serve starts its last-sent time there), not
+    lapsing before half way from the resume to stop_by while the renewal is
+    unanswered, and a resume or move still giving up T/2 after the send."""
     # Answered 1.4 s after RESUME was sent (T = 3 s: past T/6 and T/3).
     late = p.Lease.resumed(3.0, 10.0, sent=100.0, now=101.4)
     assert late.stop_by() == pytest.approx(100.0 + 2.7 - 0.15)  # still from the RESUME's send
-    assert late.ping_at(101.4) == 100.5  # due: at once
+    assert late.ping_at(late.lease_from) == 100.5  # _serve's last-sent time is the send: due at once
     late.answered(99.0)  # an answer to a request of the old connection renews nothing
-    assert late.ping_at(101.4) == 100.5
+    assert late.lease_from == 100.0
     assert late.lapse_at() == pytest.approx(101.4 + (102.55 - 101.4) / 2)  # not 101.5, T/2 after the send
     assert late.check(101.9, oldest_unanswered_sent=101.4) is None
     why = late.check(101.98, oldest_unanswered_sent=101.4) or ""
     assert "resumed 1400 ms after" in why and "lease" in why, why
-    late.pinged()
-    assert late.ping_at(101.4) == 101.9  # the renewal went: pings as usual
+    assert late.half_at() == 101.5  # a resume or move gives up T/2 after the send, as libnetsem
     late.answered(101.4)  # renewed
     assert late.lapse_at() == 102.9 and late.stop_by() == pytest.approx(101.4 + 2.55)
     # Answered early: the first ping T/6 after RESUME was sent, the lapse T/2 after it.
     early = p.Lease.resumed(3.0, 10.0, sent=100.0, now=100.1)
-    assert early.ping_at(100.1) == 100.5 and early.lapse_at() == 101.5
+    assert early.ping_at(early.lease_from) == 100.5 and early.lapse_at() == 101.5
     early.answered(100.2)
     assert early.ping_at(100.2) == 100.7  # renewed by another answer: no ping due for it
     # Answered after stop_by: lapsed at once.
