@@ -84,6 +84,21 @@ bool no_reply(int error) {
   return error == ETIMEDOUT || error == EHOSTUNREACH || error == ENETUNREACH;
 }
 
+// The socket's error behind a failed SSL_connect, SSL_read or SSL_write
+// whose SSL_get_error is `ssl_error`, 0 for none. errno tells it only under
+// SSL_ERROR_SYSCALL, and only if it was cleared before the call: otherwise
+// it may be older than the call (a connect() to another server that failed,
+// say ENETUNREACH), and rule 8 would take a TLS failure for no reply from the
+// host (no_reply). OpenSSL 3's socket BIO clears errno before each read,
+// and write_without_signal before each write, but a call that fails before
+// any I/O (a connection OpenSSL had already given up) leaves errno as it
+// was: each call site clears it first. SO_ERROR cannot stand in: the recv or
+// send that failed took the socket's pending error, and SO_ERROR reads 0.
+// The other errors (an alert, an end of stream) have no socket error.
+int tls_errno(int ssl_error) {
+  return ssl_error == SSL_ERROR_SYSCALL ? errno : 0;
+}
+
 std::string_view local_shortage(int error) {
   if (error == EMFILE) return "this process is out of file descriptors";
   if (error == ENFILE) return "this host is out of file descriptors";
@@ -1416,6 +1431,7 @@ bool Connection::tls_handshake(int fd, const Endpoint& endpoint, std::optional<C
   const auto bound = std::chrono::ceil<milliseconds>(deadline - Clock::now());
   for (;;) {
     ERR_clear_error();
+    errno = 0;  // see tls_errno
     const int result = SSL_connect(ssl_.get());
     if (result == 1) {
       handshake_.tls_done = true;
@@ -1440,14 +1456,15 @@ bool Connection::tls_handshake(int fd, const Endpoint& endpoint, std::optional<C
       attempt_failure_ = refusal.message();
       attempt_refusal_ = std::move(refusal);
       return false;
-    } else if (error == SSL_ERROR_SYSCALL && local_errno(errno)) {
+    } else if (local_errno(tls_errno(error))) {
       const int saved = errno;
       ERR_clear_error();
       local_failure(endpoint, fmt::format("{} (TLS handshake: {})", local_shortage(saved), std::strerror(saved)));
       return false;
     } else {
-      // Closed or reset during the handshake: as a closed port.
-      const int saved = errno;
+      // Closed or reset during the handshake: as a closed port. Only a
+      // socket's error counts for rule 8 (a kept attempt that timed out).
+      const int saved = tls_errno(error);
       ERR_clear_error();
       kept_timed_out(saved);
       attempt_failure_ =
@@ -1509,6 +1526,7 @@ ssize_t Connection::read_available(int fd, std::string& why) {
     ssize_t n = 0;
     if (ssl_) {
       ERR_clear_error();
+      errno = 0;  // see tls_errno
       const int got = SSL_read(ssl_.get(), chunk, sizeof chunk);
       if (got > 0) {
         n = got;
@@ -1518,8 +1536,9 @@ ssize_t Connection::read_available(int fd, std::string& why) {
         if (error == SSL_ERROR_ZERO_RETURN) {
           why = kClosedByServer;
         } else if (error == SSL_ERROR_SYSCALL) {
-          read_errno_ = errno;
-          why = errno != 0 ? std::string("read failed: ") + std::strerror(errno) : std::string(kClosedByServer);
+          read_errno_ = tls_errno(error);
+          why = read_errno_ != 0 ? std::string("read failed: ") + std::strerror(read_errno_)
+                                 : std::string(kClosedByServer);
           ERR_clear_error();
         } else {
           tls_failed_ = ERR_GET_REASON(ERR_peek_last_error()) != SSL_R_UNEXPECTED_EOF_WHILE_READING;
@@ -1547,6 +1566,7 @@ bool Connection::flush(int fd) {
   while (!out_.empty()) {
     if (ssl_) {
       ERR_clear_error();
+      errno = 0;  // see tls_errno
       const int n = SSL_write(ssl_.get(), out_.data(), static_cast<int>(std::min<std::size_t>(out_.size(), 1 << 30)));
       if (n > 0) {
         out_.erase(0, static_cast<std::size_t>(n));
@@ -1555,7 +1575,9 @@ bool Connection::flush(int fd) {
       const int error = SSL_get_error(ssl_.get(), n);
       ERR_clear_error();
       if (error == SSL_ERROR_WANT_WRITE) return true;
-      if (error != SSL_ERROR_SYSCALL || errno == 0) errno = EPIPE;
+      // The caller reads errno: the socket's error, else a broken pipe.
+      const int socket_error = tls_errno(error);
+      errno = socket_error != 0 ? socket_error : EPIPE;
       return false;
     }
     const ssize_t n = ::send(fd, out_.data(), out_.size(), MSG_NOSIGNAL);
