@@ -34,7 +34,8 @@ no outage, calls wait for a round that decides; the silent attempt is kept
 open, ``_parked``, and the next rounds wait on it again: rule 9; a resume's
 silent RESUME attempt likewise, within that resume, its pending read ending
 the resume's sleep between rounds too: rule 10; a silence move's for its
-next try, ``_move_kept``, which an answer or EOF on it starts at once, and
+next try, ``_move_kept``, a backoff later as a resume's next round
+(_resume.MovePace), which an answer or EOF on it starts at once, and
 which the resume takes over when the connection drops). A session is
 numbered: a request tied to an old session is refused rather than sent to a
 new one that never heard of it. All of this mirrors src/client/connection.*.
@@ -236,10 +237,10 @@ class Connection:
         self._current: tuple[str, int] | None = None
         self._moved: tuple[asyncio.StreamReader, asyncio.StreamWriter, proto.LineBuffer] | None = None
         self._move_task: asyncio.Task[None] | None = None
-        self._next_move_at = 0.0
+        self._move_pace = _resume.MovePace(options.reconnect_min, options.reconnect_max)
         # Rule 10 on the move too (as _resume's ``kept``): each candidate's
         # silent RESUME attempt of this stall, waited on again by the move's
-        # next pass (T/6 later, or at once when one answers or closes:
+        # next pass (a backoff later, or at once when one answers or closes:
         # _move_kept_woke) instead of a new connection; the resume's own
         # when the connection drops (_resume), else closed, without QUIT,
         # once the stall ends or the session moves or ends (_close_move_kept).
@@ -849,8 +850,10 @@ class Connection:
         if why is not None:
             self._cut(Unavailable(why))
             return
-        if self._move_kept and self._move_task is None and not lease.stalled(oldest, now):
-            self._close_move_kept()  # the stall ended: no move now
+        if self._move_task is None and not lease.stalled(oldest, now):
+            self._move_pace.calm()  # no stall (or it ended): the next move starts afresh
+            if self._move_kept:
+                self._close_move_kept()  # the stall ended: no move now
         move_at = self._move_at(oldest)
         if move_at is not None and now >= move_at:
             assert self._loop is not None
@@ -1204,17 +1207,17 @@ class Connection:
                 or lease.session_timeout <= 0 or self._move_task is not None
                 or not [c for c in self._resume_candidates() if c != self._current]):
             return None
-        return max(lease.stall_at(oldest_unanswered_sent), self._next_move_at)
+        return self._move_pace.at(lease.stall_at(oldest_unanswered_sent))
 
     async def _move(self) -> None:
         """RESUME on the other candidates while this connection's server is
         silent; once one took the session, this connection's read loop ends
         (the new connection in _moved); so it does when one answered with a
-        KICK (the session ended). Tried again T/6 later otherwise, on the
-        silent attempts this pass kept (_move_kept)."""
+        KICK (the session ended). Tried again a backoff later otherwise
+        (_resume.MovePace), on the silent attempts this pass kept
+        (_move_kept)."""
         assert self._resumable is not None and self._lease is not None
         began = time.monotonic()
-        self._next_move_at = began + self._lease.session_timeout / 6
         deadline = self._lease.half_at() or began
         silent = proto.endpoint_text(*self._current) if self._current else "?"
         try:
@@ -1253,13 +1256,19 @@ class Connection:
                 log.debug("moving session %d to %s failed: %s", self._resumable.session_id, server, why or "no answer")
         finally:
             self._move_task = None
+            self._move_pace.tried(time.monotonic())
             # Watched until the next try (_move_kept_woke; a callback added
             # again to the same read is harmless).
             for attempt in self._move_kept.values():
                 if attempt.pending is not None:
                     attempt.pending.add_done_callback(functools.partial(self._move_kept_woke, attempt))
-            if self._timer is None and self._ended is None and self._writer is not None:
-                self._on_timer()
+            if self._ended is None and self._writer is not None:
+                if self._timer is None:
+                    self._on_timer()
+                elif self._move_pace.next_try < self._timer_at:
+                    # The next try comes before what the timer was armed for
+                    # while this one ran (a ping, the lapse).
+                    self._arm(self._move_pace.next_try)
 
     def _stop_move(self) -> None:
         """The client closes: the move stops, and its kept attempts close."""
@@ -1291,10 +1300,10 @@ class Connection:
     def _move_kept_woke(self, attempt: _Kept, _: asyncio.Future[Any]) -> None:
         """The pending read (or TLS handshake) of a move's kept attempt
         completed between two tries: an answer or EOF, which the next try
-        reads now, not T/6 later (rule 10, as it ends a resume's sleep)."""
+        reads now, not a backoff later (rule 10, as it ends a resume's sleep)."""
         if (self._move_task is None and self._ended is None and self._writer is not None
                 and self._timer is not None and any(kept is attempt for kept in self._move_kept.values())):
-            self._next_move_at = 0.0
+            self._move_pace.woke()
             self._arm(time.monotonic())
 
     def _settle(self, mine: _resume.Mine) -> NetsemError | None:

@@ -38,8 +38,9 @@ ends the sleep between rounds. Likewise a resume's silent RESUME attempt is
 kept for that resume's next attempt to the same candidate (rule 10,
 ``_resume``'s ``kept``; keepalive on, and an answer or EOF on it ends the
 resume's sleep between rounds), and closed when the resume ends; and so
-is a silence move's (rule 5, ``_move_kept``) for its next try T/6 later
-(an answer or EOF on it starts that try at once), closed when the stall
+is a silence move's (rule 5, ``_move_kept``) for its next try, a backoff
+later as a resume's next round (_resume.MovePace; an answer or EOF on it
+starts that try at once), closed when the stall
 ends or the session moves or ends, and handed to the resume when the
 connection drops (as libnetsem's move is its resume: each is a RESUME sent).
 
@@ -252,11 +253,11 @@ class Connection:
         # socket a move resumed the session on, when to try a move next.
         self._current: tuple[str, int] | None = None
         self._moved_to: socket.socket | None = None
-        self._next_move_at = 0.0
+        self._move_pace = _resume.MovePace(options.reconnect_min, options.reconnect_max)
         # Rule 10 on the move too (as _resume's ``kept``): each candidate's
         # silent RESUME attempt of this stall, watched by _serve and waited
-        # on again by the move's next pass (T/6 later, or at once when one
-        # answers or closes) instead of a new connection; the resume's own
+        # on again by the move's next pass (a backoff later, or at once when
+        # one answers or closes) instead of a new connection; the resume's own
         # when the connection drops (_resume), else closed, without QUIT,
         # once the stall ends or the session moves or ends (_close_move_kept).
         self._move_kept: dict[str, tuple[socket.socket, _handshake.Parked]] = {}
@@ -1050,8 +1051,10 @@ class Connection:
                 if why is not None:
                     self._fell_silent = True
                     return Unavailable(why)
-                if self._move_kept and not self._lease.stalled(oldest, now):
-                    self._close_move_kept()  # the stall ended: no move now
+                if not self._lease.stalled(oldest, now):
+                    self._move_pace.calm()  # no stall (or it ended): the next move starts afresh
+                    if self._move_kept:
+                        self._close_move_kept()  # the stall ended: no move now
                 move_at = self._move_at(oldest)
                 if move_at is not None and now >= move_at:
                     moved = self._move()
@@ -1088,7 +1091,7 @@ class Connection:
                         if mask & selectors.EVENT_READ:
                             self._read(sock, buffer)
                     else:
-                        self._next_move_at = 0.0  # a kept attempt answered or closed
+                        self._move_pace.woke()  # a kept attempt answered or closed
         except _Ended as ended:
             return ended.reason
         finally:
@@ -1360,17 +1363,16 @@ class Connection:
         if (oldest_unanswered_sent is None or self._resumable is None or self._lease.session_timeout <= 0
                 or not [c for c in self._resume_candidates() if c != self._current]):
             return None
-        return max(self._lease.stall_at(oldest_unanswered_sent), self._next_move_at)
+        return self._move_pace.at(self._lease.stall_at(oldest_unanswered_sent))
 
     def _move(self) -> NetsemError | None:
         """Loop only: RESUME on the other candidates while this connection's
         server is silent; once one took the session, why this connection ends
         (the new socket in _moved_to), or the KICK one answered (the session
-        ended), else None (tried again T/6 later, on the silent attempts this
-        pass kept: _move_kept)."""
+        ended), else None (tried again a backoff later, _resume.MovePace, on
+        the silent attempts this pass kept: _move_kept)."""
         assert self._resumable is not None
         began = time.monotonic()
-        self._next_move_at = began + self._lease.session_timeout / 6
         deadline = self._lease.half_at() or began
         silent = proto.endpoint_text(*self._current) if self._current else "?"
         for host, port in [c for c in self._resume_candidates() if c != self._current]:
@@ -1399,6 +1401,7 @@ class Connection:
                 return _resume.ended_by_kick(outcome)
             why = (outcome.partition(":")[2] or outcome) if isinstance(outcome, str) else self._attempt_failure
             log.debug("moving session %d to %s failed: %s", self._resumable.session_id, server, why or "no answer")
+        self._move_pace.tried(time.monotonic())
         return None
 
     def _close_move_kept(self) -> None:

@@ -29,6 +29,8 @@ wait goes on until the call's timeout (Timeout) or, for a try or a call
 without one, request_timeout (``Silent``, an Unavailable); ``NextSession``
 is what a wait gave. ``StickySilence`` keeps a server found silent silent
 when its connects then time out (its accept queue full), for a bounded time.
+``MovePace`` spaces the tries of a move off a silent server (rule 5) as a
+resume spaces its rounds.
 """
 
 from __future__ import annotations
@@ -410,6 +412,49 @@ class Silence:
         """A call with no timeout of its own at request_timeout while the last round is silent."""
         return Silent(f"{what}: {self._who()} accepted the connection but has not answered within "
                       f"{round(request_timeout * 1000)} ms: not an outage, so no fallback")
+
+
+class MovePace:
+    """When the next try of a move off a silent server goes (rule 5,
+    docs/client.md, "Silence on an open connection"), sans clock: as
+    libnetsem, whose move is its resume, its tries are a resume's rounds.
+    The first goes once a request has been unanswered for T/6 (the stall);
+    each later one a backoff after the previous one ended, from
+    reconnect_min, doubling to reconnect_max, until the lease lapses (the
+    move's deadline). An answer or EOF on a kept attempt of the move starts
+    the next try at once (``woke``), as it ends a resume's sleep; the
+    backoff doubles all the same, as there. A stall that ends (``calm``)
+    resets it: the next stall's move starts afresh, as libnetsem's next
+    resume does. (Before, both Python clients tried again T/6 after a try
+    began: two or three tries in a lease, where libnetsem makes about a
+    dozen with the default backoff.)"""
+
+    def __init__(self, reconnect_min: float, reconnect_max: float) -> None:
+        self._min, self._max = reconnect_min, reconnect_max
+        self._backoff = reconnect_min
+        self._next = 0.0  # monotonic; 0: at the stall
+
+    @property
+    def next_try(self) -> float:
+        """When the next try goes once the stall has begun (0: at once)."""
+        return self._next
+
+    def at(self, stall_at: float) -> float:
+        """When the next try goes, given when the stall began (``stall_at``)."""
+        return max(stall_at, self._next)
+
+    def tried(self, now: float) -> None:
+        """A try ended at ``now`` without moving the session."""
+        self._next = now + self._backoff
+        self._backoff = min(self._backoff * 2, self._max)
+
+    def woke(self) -> None:
+        """A kept attempt answered or ended between two tries: the next goes now."""
+        self._next = 0.0
+
+    def calm(self) -> None:
+        """No stall now: the next move starts at its stall, from reconnect_min."""
+        self._backoff, self._next = self._min, 0.0
 
 
 class StickySilence:

@@ -29,7 +29,9 @@ connection's options), an answer on a kept RESUME attempt ends the
 resume's sleep between rounds as a round's does, a session begun on it counts its lease
 from the handshake's end (9b: the SIGSTOPped netsemd, for longer than T/2),
 and one given up is QUIT (9c: a scripted server that reads everything once
-it accepts). Rule 10 on the move off a silent server: its kept RESUME
+it accepts). Rule 5's pace (a move's tries a backoff apart, as a resume's rounds): the
+real netsemd SIGSTOPped, and a bare listener that closes each connection
+counting the tries. Rule 10 on the move off a silent server: its kept RESUME
 attempt is waited on again at its next try (scripted servers, as for
 rule 10), handed to the resume when the silent connection then drops (two
 real netsemd SIGSTOPped, the session's killed: B's kernel counts the
@@ -358,11 +360,11 @@ def test_a_move_off_a_silent_server_keeps_its_silent_resume_attempt(make: Callab
     """Rule 10 on the move (rule 5; audit23 finding 2): A, a 1.2 server
     (T = 6 s), grants a resumable session's permit, then falls silent, its
     connection open: the ACQUIRE sent next, right after the one answered,
-    unanswered for T/6, makes the client move: a RESUME on B every T/6 until
-    the lease lapses (T/2 after the answered one: two passes), while B
-    accepts and never answers. The move's second pass waits again on the
-    attempt its first kept: B reads ONE RESUME (abandoning them, one per
-    pass: 2).
+    unanswered for T/6, makes the client move: a RESUME on B, tried again a
+    backoff after each try until the lease lapses (T/2 after the answered
+    one), while B accepts and never answers. Each later pass waits again on
+    the attempt the first kept: B reads ONE RESUME (abandoning them, one
+    per pass: 2 or more).
     Scripted servers: no netsemd can be made to freeze with its connection
     answered up to a chosen request, nor to accept and never answer."""
     def session(peer: Peer) -> None:
@@ -387,6 +389,37 @@ def test_a_move_off_a_silent_server_keeps_its_silent_resume_attempt(make: Callab
         with b.lock:
             resumes = [line for line in b.lines if " RESUME 42 " in line]
         assert len(resumes) == 1, resumes
+
+
+def test_a_move_off_a_silent_server_tries_again_as_a_resume_backs_off(make: Callable[..., Any],
+                                                                       start_netsemd: Any) -> None:
+    """Rule 5's pace, as libnetsem (whose move is its resume): A, the real
+    netsemd (T = 6 s), grants a resumable session's permit and is
+    SIGSTOPped; the ACQUIRE sent next, unanswered for T/6, makes the client
+    move, and each try finds B closing the connection at once. The next try
+    goes a backoff after the last (reconnect_min 50 ms, doubling to
+    reconnect_max 200 ms), so in the 2 s from the stall to the lease's
+    lapse B sees about ten; without the change a try went T/6 after the
+    last began: 2. B is a bare listener that closes each connection (no
+    netsemd closes a connection before answering on cue; a standalone one
+    answers RESUME NOT_FOUND, which ends the session)."""
+    a = start_netsemd(semaphores="one = 1\ntwo = 1", server_options="session_timeout_ms = 6000")
+    with FakeServer(lambda peer: None) as b:
+        try:
+            client = make([a.address, b.address], request_timeout=10.0)
+            permit = client.acquire("one", timeout=5)
+            assert not permit.is_local and client.stats().server == a.address and b.connections() == 0
+            tries: list[int] = []
+            permit.on_lost(lambda reason: tries.append(b.connections()))
+            a.signal(signal.SIGSTOP)
+            waiting, got = acquire_in_thread(client, "two", 5.0)
+            assert wait_until(lambda: bool(tries), 10), "the lease did not lapse"
+            assert tries[0] >= 6, tries
+            assert "lease" in str(permit.loss_reason), permit.loss_reason
+            waiting.join(10)
+            assert len(got) == 1 and isinstance(got[0], NetsemError), got
+        finally:
+            a.signal(signal.SIGCONT)
 
 
 def connections_at(port: int) -> int:
@@ -448,12 +481,11 @@ def test_an_answer_on_a_moves_kept_resume_attempt_starts_its_next_try_at_once(ma
     resumable session's permit and falls silent; the ACQUIRE sent next,
     unanswered for T/6 (2 s), makes the client move: a RESUME on B, which
     accepts nothing (its kernel queues the connection), kept; the next try
-    2 s later waits on it again for connect_timeout, and the one after would
-    come when the lease lapses (T/2 after the answered ACQUIRE). B wakes 5 s
-    after the grant and answers on the kept connection: the client reads it
-    at once, and the session goes on at B, its permit kept, the ACQUIRE sent
-    again there (without it: read at the next try, after the lapse, the
-    permit lost).
+    would come a backoff (5 s here) after that try's end, after the lease
+    lapses (T/2 after the answered ACQUIRE). B wakes 5 s after the grant
+    and answers on the kept connection: the client reads it at once, and
+    the session goes on at B, its permit kept, the ACQUIRE sent again there
+    (without it: read at the next try, after the lapse, the permit lost).
     Scripted servers: no netsemd can be made to answer a RESUME at a chosen
     moment between two tries (a standalone one answers NOT_FOUND for
     another server's session; a cluster's answer waits for an election
@@ -462,7 +494,7 @@ def test_an_answer_on_a_moves_kept_resume_attempt_starts_its_next_try_at_once(ma
     with (FakeServer(lambda peer: peer.answer_all({**RESUMABLE_42, **slow})) as a,
           FakeServer(lambda peer: peer.answer_all({**RESUMES_42, **slow, "ACQUIRE": "OK 6"}, mine="held one 1 5"),
                      accepts=0) as b):
-        client = make([a.address, b.address], request_timeout=20.0)
+        client = make([a.address, b.address], request_timeout=20.0, reconnect_min=5.0, reconnect_max=5.0)
         permit = client.acquire("one", timeout=5)
         granted = time.monotonic()
         assert not permit.is_local and client.stats().server == a.address
