@@ -123,9 +123,10 @@ def printable(line: bytes) -> str:
 
 
 def _os_error_text(error: OSError) -> str:
-    # asyncio's own words ("Connect call failed (...)") hide the errno's.
-    if error.errno:
-        return os.strerror(error.errno)
+    # asyncio's own words ("Connect call failed (...)") hide the errno's. A
+    # TLS error's errno is its kind, no errno (_tls.socket_errno).
+    if code := _tls.socket_errno(error):
+        return os.strerror(code)
     return error.strerror or str(error) or type(error).__name__
 
 
@@ -645,17 +646,21 @@ class Connection:
                         if kept.again else _resume.silent_attempt(("", "the TLS handshake"), connect_timeout)))
                 kept.pending = None
                 task.result()
-        except TimeoutError:
-            return self._silent(server, _resume.silent_attempt(("", "the TLS handshake"), connect_timeout))
         except (OSError, ValueError) as error:
+            if isinstance(error, TimeoutError) and not _tls.socket_errno(error):
+                # wait_for's bound: connected, open, no end of the handshake.
+                # A socket's ETIMEDOUT is a TimeoutError too (a kept attempt's
+                # keepalive ran out): the connection ended, below. Taken for
+                # silence, the dead socket was kept and waited on for ever.
+                return self._silent(server, _resume.silent_attempt(("", "the TLS handshake"), connect_timeout))
             if _tls.is_refusal(error):
                 return self._refused(_tls.refusal(server, error))
             if isinstance(error, OSError) and (failure := _local_failure(server, error, "TLS handshake")):
                 return failure
-            if isinstance(error, OSError) and error.errno:
-                return _Failure(f"TLS handshake: {_os_error_text(error)}",
-                                timed_out=_handshake.timed_out(error, kept is not None and kept.again))
-            return _Failure("TLS handshake: the server closed the connection")
+            why = f"TLS handshake: {_tls.broken(error)}"
+            log.debug("server %s: %s", server, why)
+            return _Failure(why, timed_out=_handshake.timed_out(error, kept is not None and kept.again)
+                            if isinstance(error, OSError) else False)
         return None
 
     def _refused(self, error: NetsemError) -> _Failure:
@@ -728,7 +733,7 @@ class Connection:
             # TLS 1.3 tells of a client certificate refused only now, by an alert.
             if _tls.is_refusal(error):
                 return self._refused(_tls.refusal(server, error))
-            if error.errno in _handshake.NO_REPLY:
+            if _handshake.no_reply(error):
                 # The connection died with no word from the server: its host
                 # replied to nothing more; the server closed nothing.
                 why = _handshake.ended_early(shake.stage(), error)

@@ -778,10 +778,11 @@ class Connection:
                     if _tls.is_refusal(error):
                         self._tls_refused(_tls.refusal(server, error))
                     else:
-                        self._attempt_failure = (
-                            f"TLS handshake: {error.strerror}" if error.errno else
-                            "TLS handshake: the server closed the connection"
-                        )
+                        # The socket's error, not a TLS error's kind: a clean
+                        # close mid-handshake (SSLZeroReturnError) was worded
+                        # "TLS/SSL connection has been closed (EOF) (_ssl.c:...)".
+                        self._attempt_failure = f"TLS handshake: {_tls.broken(error)}"
+                        log.debug("server %s: %s", server, self._attempt_failure)
                     break
                 now = time.monotonic()
                 left = deadline - now
@@ -922,10 +923,10 @@ class Connection:
                             if _tls.is_refusal(alert):
                                 refused(_tls.refusal(server, alert))
                                 return None
-                        if error.errno in _handshake.NO_REPLY:
+                        if _handshake.no_reply(error):
                             ended(error)
                         else:
-                            closed(f"write failed: {error.strerror or error}")
+                            closed(f"write failed: {_tls.broken(error)}")
                         return None
                     del out[:sent]
                 if not ready & selectors.EVENT_READ:
@@ -937,10 +938,10 @@ class Connection:
                     # TLS 1.3 tells of a client certificate refused only now, by an alert.
                     if _tls.is_refusal(error):
                         refused(_tls.refusal(server, error))
-                    elif error.errno in _handshake.NO_REPLY:
+                    elif _handshake.no_reply(error):
                         ended(error)
                     else:
-                        closed(f"read failed: {error.strerror or error}")
+                        closed(f"read failed: {_tls.broken(error)}")
                     return None
                 if data is None:
                     continue

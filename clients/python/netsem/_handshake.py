@@ -25,6 +25,7 @@ from typing import Any
 
 from netsem import _protocol as proto
 from netsem import _resume
+from netsem import _tls
 from netsem.errors import NetsemError, ProtocolError
 
 log = logging.getLogger("netsem")
@@ -316,9 +317,15 @@ def keep_alive_off(sock: Any, server: str) -> None:
             log.debug("server %s: the kept connection's %s stays on: %s", server, name, error)
 
 
+def no_reply(error: OSError) -> bool:
+    """Whether the socket's own error behind ``error`` (_tls.socket_errno:
+    not a TLS error's kind) is one of NO_REPLY."""
+    return _tls.socket_errno(error) in NO_REPLY
+
+
 def timed_out(error: OSError, kept: bool) -> bool:
     """Rule 9a: ``error`` on a kept attempt's socket is its keepalive's (or
     TCP_USER_TIMEOUT's) end, or its host's failed ARP entry under bytes not
     yet acknowledged (NO_REPLY): the server's host answered nothing, counted
     as a connect timeout is (rule 8), not as a reset."""
-    return kept and error.errno in NO_REPLY
+    return kept and no_reply(error)

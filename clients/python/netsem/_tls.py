@@ -13,7 +13,10 @@ names (no partial wildcards) with SNI, as libnetsem does.
 ``is_refusal(error)`` tells an ssl error that is the peer's "no" (a certificate
 that does not verify, an alert, a server that does not speak TLS there) from
 a connection that broke; ``refusal(server, error)`` words it as libnetsem does.
-A refusal is Denied: never an outage, never fallback.
+A refusal is Denied: never an outage, never fallback. ``socket_errno(error)``
+is the socket's own error behind a failure, which alone says whether the
+server's host replied (rule 8): an ssl.SSLError's errno is OpenSSL's error
+kind, not the socket's; ``broken(error)`` words a failure that is no refusal.
 
 Thread safety: a context is read-only once made, and shared by the sessions.
 """
@@ -86,6 +89,29 @@ def is_refusal(error: BaseException) -> bool:
     ):
         return False
     return isinstance(error, ssl.SSLError)
+
+
+def socket_errno(error: BaseException) -> int:
+    """The socket's errno behind ``error``, 0 when it has none. Python's ssl
+    raises the socket's failure (SSL_ERROR_SYSCALL with a failed recv or
+    send) as a plain OSError, with the errno read right after the call;
+    every ssl.SSLError's errno is instead OpenSSL's error kind (1 SSL, 5
+    SYSCALL, 6 ZERO_RETURN, 8 EOF, ...), which os.strerror would misname
+    ("Exec format error" for 8) and rule 8 must not read. asyncio's own
+    TimeoutError (a wait's bound) has none either, while a socket's
+    ETIMEDOUT (keepalive or TCP_USER_TIMEOUT ran out) is a TimeoutError too,
+    with its errno."""
+    if isinstance(error, ssl.SSLError) or not isinstance(error, OSError):
+        return 0
+    return error.errno or 0
+
+
+def broken(error: BaseException) -> str:
+    """A failure that is no refusal, in libnetsem's words: the socket's error
+    ("Connection reset by peer"), else "the server closed the connection"
+    (a TLS end of stream, or asyncio's EOF during the handshake)."""
+    code = socket_errno(error)
+    return os.strerror(code) if code else "the server closed the connection"
 
 
 def refusal(server: str, error: BaseException) -> Denied:

@@ -39,7 +39,8 @@ connections), and an answer on it between two tries starts the next at
 once (a scripted B: no netsemd answers a RESUME at a chosen moment).
 Rule 8 with no route (EHOSTUNREACH, ENETUNREACH) within a silent streak:
 a network namespace of the test's own whose loopback loses its addresses,
-the real netsemd SIGSTOPped in it.
+the real netsemd SIGSTOPped in it, over plain TCP and over TLS (a kept TLS
+handshake whose socket times out).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ import pytest
 from aio_support import release
 from conftest import acquire_in_thread, client_factory, wait_until
 from fake_server import RESUMABLE_42, RESUMES_42, FakeServer, Peer
-from tls_support import Pki
+from tls_support import Pki, tls_port
 
 from netsem import FallbackPolicy
 from netsem.errors import NetsemError, Timeout, Unavailable
@@ -590,6 +591,64 @@ def test_no_route_to_a_server_found_silent_is_still_silent(make: Callable[..., A
             server.signal(signal.SIGCONT)
 
     in_own_network(body)
+
+
+def test_a_kept_tls_attempt_whose_host_stops_answering_ends_and_stays_silent(
+        make: Callable[..., Any], start_netsemd: Any, pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
+    """Rule 8 over TLS, classified by the socket's own error (as libnetsem's
+    tls_errno): the real netsemd with TLS, in a network namespace of the
+    test's own, SIGSTOPped: the client's TLS handshake is left unanswered
+    and its connection kept. Loopback's addresses flushed: the kept
+    connection's keepalive ends it with ETIMEDOUT, no reply from the host
+    ("TLS handshake: Connection timed out"), and the next rounds' connects
+    fail "Network is unreachable", still silent, no fallback. Without the
+    change netsem.aio took that ETIMEDOUT (a TimeoutError, as asyncio's own
+    bound is) for its wait's end: silent, the dead connection kept and
+    waited on again, round after round, for ever."""
+    caplog.set_level(logging.DEBUG, logger="netsem")
+
+    def body(ip: Callable[..., None]) -> None:
+        ip("link", "set", "lo", "up")
+        server = start_netsemd(semaphores="one = 1", server_options=pki.server_options())
+        address = f"127.0.0.1:{tls_port(server)}"
+        server.signal(signal.SIGSTOP)
+        try:
+            client = make(address, **pki.client_options())
+            kept = KEPT.replace("HELLO", "the TLS handshake")
+            assert wait_until(lambda: re.search(kept, client.stats().unreachable) is not None, 5), client.stats()
+            ip("addr", "flush", "dev", "lo")
+            # The kept connection's keepalive ends it (TCP_USER_TIMEOUT 4 s).
+            assert wait_until(lambda: "Network is unreachable, after it accepted and did not answer: still taken as "
+                              "silent: no session timeout known" in client.stats().unreachable, 10), client.stats()
+            assert "TLS handshake: Connection timed out" in caplog.text, caplog.text
+            times_out_silent(client, "one", 1.5)
+            assert re.search(kept, client.stats().unreachable) is None, client.stats()
+        finally:
+            server.signal(signal.SIGCONT)
+
+    in_own_network(body)
+
+
+def test_a_tls_port_that_closes_mid_handshake_is_an_outage_said_as_libnetsem_says_it(make: Callable[..., Any],
+                                                                                      pki: Pki) -> None:
+    """A connection closed during the TLS handshake is an outage (fallback),
+    as a closed port is, and is said as libnetsem says it: "TLS handshake:
+    the server closed the connection" (netsem.client said "TLS/SSL
+    connection has been closed (EOF) (_ssl.c:...)": a TLS error, whose
+    errno is OpenSSL's error kind, read as a socket's). A scripted server
+    that reads the ClientHello and closes: netsemd closes a TLS handshake
+    only at its tls_handshake_timeout_ms, which a client that answers at
+    once never reaches."""
+    def closes(peer: Peer) -> None:
+        peer.sock.settimeout(5)
+        peer.sock.recv(65536)  # the ClientHello; then the script's end closes the connection
+
+    with FakeServer(closes) as server:
+        client = make(server.address, **pki.client_options())
+        permit = client.acquire("one", timeout=5)
+        assert permit.is_local and client.stats().fallback_entries == 1, client.stats()
+        assert "TLS handshake: the server closed the connection" in client.stats().unreachable, client.stats()
+        release(client, permit)
 
 
 def test_the_silent_and_closed_texts_name_the_first_request_unanswered(make: Callable[..., Any]) -> None:
