@@ -142,7 +142,8 @@ void route_library_log(int verbosity) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"netsem: named counting semaphores shared by every host that talks to one netsemd."};
+  CLI::App app{
+      "netsem: named counting semaphores shared by every host that talks to one netsemd or one cluster of them."};
   app.name("netsem");
   GlobalOptions global;
   bool show_version = false;

@@ -241,7 +241,7 @@ const std::vector<ClusterKeySpec>& cluster_keys() {
        .default_text = "`off`",
        .help = "`on`: a server to be added at run time. Its pristine data directory is not bootstrapped with the "
                "`server.<id>` lines; it waits, serving nothing, until the leader adds it (`netsem cluster add`, "
-               "docs/replication.md \"Adding and removing a server\"). Its file lists itself and the servers it knows "
+               "docs/replication.md \"Adding and removing servers\"). Its file lists itself and the servers it knows "
                "(at least one to reach the leader through); the others need no line for it. Ignored once the "
                "directory holds a log"},
       {.name = "election_timeout_ms",

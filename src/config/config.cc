@@ -267,9 +267,10 @@ std::vector<OptionSpec> make_server_options() {
        .type = "networks",
        .default_text = "127.0.0.0/8, ::1",
        .bounds = "comma-separated, at least one",
-       .help = "Peers given the admin right (protocol 1.1: KICK), as networks in the form of allowed_networks. "
-               "A session's peer is checked at each KICK against the list in force, so a reload that drops a "
-               "network takes the right from open sessions at once. A KICK from any other peer is answered ERR DENIED.",
+       .help = "Peers given the admin right (KICK; in a cluster also CLUSTER: netsem cluster add, remove, status), "
+               "as networks in the form of allowed_networks. A session's peer is checked at each such request "
+               "against the list in force, so a reload that drops a network takes the right from open sessions at "
+               "once. Any other peer is answered ERR DENIED.",
        .reloadable = true,
        .apply = apply_admin_networks,
        .show = [](const C& c) { return c.admin_networks_text; }},
