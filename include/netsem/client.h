@@ -208,11 +208,6 @@ class Client {
   Status remove(std::string_view name);
   // Round trip to the server; returns the echoed payload.
   Result<std::string> ping(std::string_view payload = {});
-  // The same round trip, without a payload, made to learn whether a server
-  // serves before `purpose` (the caller's own request, e.g. "stats"): its
-  // failures name `purpose` where ping's name the request ("stats: server
-  // ... has not answered ...", not "PING: server ...").
-  Status ping_for(std::string_view purpose);
   // The server's STATS: one line of JSON, as the server wrote it (fields in
   // docs/protocol.md, "STATS fields").
   Result<std::string> server_stats();

@@ -296,10 +296,15 @@ int report_failure(const Connection& connection, const Status& status, Fallback 
 int require_server(const Connection& connection, std::string_view what) {
   if (connection.client->connected()) return kExitOk;
   // Without a session a call answers at once with why: a server's refusal,
-  // or that none could be reached.
-  // The probe's failure names the command ("stats: server ... has not
-  // answered ..."), as the other commands name their own request.
-  const Status why = connection.client->ping_for(what);
+  // or that none could be reached. The probe is a PING, whose failures name
+  // it ("PING: server ... has not answered ..."); they are said in the
+  // command's words ("stats: server ..."), as the other commands name their
+  // own request.
+  Status why = connection.client->ping().status();
+  constexpr std::string_view kPing = "PING: ";
+  if (why.message().starts_with(kPing)) {
+    why = Status(why.code(), std::string(what) + ": " + why.message().substr(kPing.size()));
+  }
   // Servers that accepted the connection and did not answer are no outage
   // either: the ping waited request_timeout for them, and says so.
   const bool silent = unanswered_by_silent_servers(*connection.client, why);

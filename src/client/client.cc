@@ -758,19 +758,11 @@ Result<std::string> Client::ping(std::string_view payload) {
   if (!protocol::is_valid_ping_payload(payload)) {
     return Status(StatusCode::kInvalidArgument, "a ping payload is at most 4000 bytes without spaces or line ends");
   }
-  return impl_->ping(payload, "PING");
-}
-
-Status Client::ping_for(std::string_view purpose) {
-  return impl_->ping({}, purpose).status();
-}
-
-Result<std::string> Client::Impl::ping(std::string_view payload, std::string_view what) const {
-  Result<client::Reply> reply =
-      round_trip(what, [&](std::string& line, std::string_view tag) { protocol::encode_ping(line, tag, payload); });
+  Result<client::Reply> reply = impl_->round_trip(
+      "PING", [&](std::string& line, std::string_view tag) { protocol::encode_ping(line, tag, payload); });
   if (!reply) return reply.status();
   if (reply->type != AnswerType::kPong) {
-    return Status(StatusCode::kInternal, fmt::format("{}: unexpected answer {}", what, reply->rest));
+    return Status(StatusCode::kInternal, fmt::format("PING: unexpected answer {}", reply->rest));
   }
   return std::move(reply->rest);
 }

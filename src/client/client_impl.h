@@ -155,9 +155,6 @@ struct Client::Impl {
   std::optional<Status> await_round(std::uint64_t after, std::optional<std::chrono::milliseconds> until,
                                     std::optional<client::Deadline::Clock::time_point> silent_until,
                                     const CancelToken* cancel, std::string_view what) const;
-  // PING with `payload` (valid), its failures named `what`.
-  Result<std::string> ping(std::string_view payload, std::string_view what) const;
-
   // The failure of `what` when the wait for a session ended as `outcome`
   // (kSilent or kTimedOut) with `why` from Connection::await_session.
   static Status silent_failure(client::Connection::NextSession outcome, const Status& why, std::string_view what);
