@@ -855,11 +855,12 @@ class Connection:
         if why is not None:
             self._cut(Unavailable(why))
             return
-        if self._move_task is None and not lease.stalled(oldest, now):
+        quiet = _resume.quiet_since(unread)  # rule 5's stall: not a queued request
+        if self._move_task is None and not lease.stalled(quiet, now):
             self._move_pace.calm()  # no stall (or it ended): the next move starts afresh
             if self._move_kept:
                 self._close_move_kept()  # the stall ended: no move now
-        move_at = self._move_at(oldest)
+        move_at = self._move_at(quiet)
         if move_at is not None and now >= move_at:
             assert self._loop is not None
             self._move_task = self._loop.create_task(self._move())
@@ -1204,15 +1205,16 @@ class Connection:
         log.info("following the leader: %s instead of %s", server, proto.endpoint_text(host, port))
         return opened, leader
 
-    def _move_at(self, oldest_unanswered_sent: float | None) -> float | None:
+    def _move_at(self, quiet_since: float | None) -> float | None:
         """When a silent server makes the session move (rule 5: a request
-        unanswered for T/6, other candidates to resume on), or None."""
+        other than a queued one unanswered for T/6, _resume.quiet_since,
+        other candidates to resume on), or None."""
         lease = self._lease
-        if (oldest_unanswered_sent is None or self._resumable is None or lease is None
+        if (quiet_since is None or self._resumable is None or lease is None
                 or lease.session_timeout <= 0 or self._move_task is not None
                 or not [c for c in self._resume_candidates() if c != self._current]):
             return None
-        return self._move_pace.at(lease.stall_at(oldest_unanswered_sent))
+        return self._move_pace.at(lease.stall_at(quiet_since))
 
     async def _move(self) -> None:
         """RESUME on the other candidates while this connection's server is

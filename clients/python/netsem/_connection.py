@@ -1052,11 +1052,12 @@ class Connection:
                 if why is not None:
                     self._fell_silent = True
                     return Unavailable(why)
-                if not self._lease.stalled(oldest, now):
+                quiet = _resume.quiet_since(self._unanswered)  # rule 5's stall: not a queued request
+                if not self._lease.stalled(quiet, now):
                     self._move_pace.calm()  # no stall (or it ended): the next move starts afresh
                     if self._move_kept:
                         self._close_move_kept()  # the stall ended: no move now
-                move_at = self._move_at(oldest)
+                move_at = self._move_at(quiet)
                 if move_at is not None and now >= move_at:
                     moved = self._move()
                     if moved is not None:
@@ -1069,7 +1070,7 @@ class Connection:
                     selector.modify(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0))
                 if self._lingering:
                     self._close_lingering(now)
-                move_at = self._move_at(oldest)
+                move_at = self._move_at(quiet)
                 wake_at = min([self._lease.wake_at(self._last_sent, oldest)] + [at for at, _ in self._lingering]
                               + ([move_at] if move_at is not None else []))
                 timeout = max(0.001, wake_at - time.monotonic())
@@ -1358,13 +1359,14 @@ class Connection:
         log.info("following the leader: %s instead of %s", server, proto.endpoint_text(host, port))
         return leader_sock, leader[0], leader[1], hello
 
-    def _move_at(self, oldest_unanswered_sent: float | None) -> float | None:
+    def _move_at(self, quiet_since: float | None) -> float | None:
         """Loop only: when a silent server makes the session move (rule 5: a
-        request unanswered for T/6, other candidates to resume on), or None."""
-        if (oldest_unanswered_sent is None or self._resumable is None or self._lease.session_timeout <= 0
+        request other than a queued one unanswered for T/6, _resume.quiet_since,
+        other candidates to resume on), or None."""
+        if (quiet_since is None or self._resumable is None or self._lease.session_timeout <= 0
                 or not [c for c in self._resume_candidates() if c != self._current]):
             return None
-        return self._move_pace.at(self._lease.stall_at(oldest_unanswered_sent))
+        return self._move_pace.at(self._lease.stall_at(quiet_since))
 
     def _move(self) -> NetsemError | None:
         """Loop only: RESUME on the other candidates while this connection's

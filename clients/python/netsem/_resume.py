@@ -30,12 +30,16 @@ without one, request_timeout (``Silent``, an Unavailable); ``NextSession``
 is what a wait gave. ``StickySilence`` keeps a server found silent silent
 when its connects then time out (its accept queue full), for a bounded time.
 ``MovePace`` spaces the tries of a move off a silent server (rule 5) as a
-resume spaces its rounds.
+resume spaces its rounds, and ``quiet_since`` tells when the stall that
+starts one began.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from netsem import _protocol as proto
 from netsem.errors import NetsemError, ProtocolError, Timeout, Unavailable
@@ -412,6 +416,22 @@ class Silence:
         """A call with no timeout of its own at request_timeout while the last round is silent."""
         return Silent(f"{what}: {self._who()} accepted the connection but has not answered within "
                       f"{round(request_timeout * 1000)} ms: not an outage, so no fallback")
+
+
+def quiet_since(unanswered: Iterable[Any]) -> float | None:
+    """Rule 5 (docs/client.md, "Silence on an open connection"): when the
+    oldest request still unanswered that the server answers at once was sent
+    (``sent_at`` of the first of ``unanswered``, in send order, neither
+    ``answered`` nor ``may_wait``); None when there is none. An ACQUIRE or
+    WAIT the server may queue rightly waits with no answer, read or not:
+    only the pings behind it tell a silent server, so it never starts a
+    stall (with it, a queued ACQUIRE made both clients move a healthy
+    session T/6 after its send, the moment its first ping went). The first
+    64 are looked at, as libnetsem does."""
+    for call in itertools.islice(unanswered, 64):
+        if not call.answered and not call.may_wait:
+            return float(call.sent_at)
+    return None
 
 
 class MovePace:

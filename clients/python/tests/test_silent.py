@@ -29,7 +29,9 @@ connection's options), an answer on a kept RESUME attempt ends the
 resume's sleep between rounds as a round's does, a session begun on it counts its lease
 from the handshake's end (9b: the SIGSTOPped netsemd, for longer than T/2),
 and one given up is QUIT (9c: a scripted server that reads everything once
-it accepts). Rule 5's pace (a move's tries a backoff apart, as a resume's rounds): the
+it accepts). Rule 5's stall is a request other than a queued one left unanswered (a
+queued ACQUIRE on the real netsemd moves nothing), and its pace (a move's
+tries a backoff apart, as a resume's rounds): the
 real netsemd SIGSTOPped, and a bare listener that closes each connection
 counting the tries. Rule 10 on the move off a silent server: its kept RESUME
 attempt is waited on again at its next try (scripted servers, as for
@@ -360,8 +362,8 @@ def test_a_silent_resume_candidate_is_kept_open_and_the_session_resumed_on_it(ma
 def test_a_move_off_a_silent_server_keeps_its_silent_resume_attempt(make: Callable[..., Any]) -> None:
     """Rule 10 on the move (rule 5; audit23 finding 2): A, a 1.2 server
     (T = 6 s), grants a resumable session's permit, then falls silent, its
-    connection open: the ACQUIRE sent next, right after the one answered,
-    unanswered for T/6, makes the client move: a RESUME on B, tried again a
+    connection open: the ping behind the ACQUIRE sent next, unanswered for
+    T/6, makes the client move: a RESUME on B, tried again a
     backoff after each try until the lease lapses (T/2 after the answered
     one), while B accepts and never answers. Each later pass waits again on
     the attempt the first kept: B reads ONE RESUME (abandoning them, one
@@ -395,16 +397,17 @@ def test_a_move_off_a_silent_server_keeps_its_silent_resume_attempt(make: Callab
 def test_a_move_off_a_silent_server_tries_again_as_a_resume_backs_off(make: Callable[..., Any],
                                                                        start_netsemd: Any) -> None:
     """Rule 5's pace, as libnetsem (whose move is its resume): A, the real
-    netsemd (T = 6 s), grants a resumable session's permit and is
-    SIGSTOPped; the ACQUIRE sent next, unanswered for T/6, makes the client
-    move, and each try finds B closing the connection at once. The next try
-    goes a backoff after the last (reconnect_min 50 ms, doubling to
-    reconnect_max 200 ms), so in the 2 s from the stall to the lease's
-    lapse B sees about ten; without the change a try went T/6 after the
-    last began: 2. B is a bare listener that closes each connection (no
-    netsemd closes a connection before answering on cue; a standalone one
-    answers RESUME NOT_FOUND, which ends the session)."""
-    a = start_netsemd(semaphores="one = 1\ntwo = 1", server_options="session_timeout_ms = 6000")
+    netsemd (T = 12 s), grants a resumable session's permit and is
+    SIGSTOPped; the ping behind the ACQUIRE sent next (T/6 after it),
+    unanswered for T/6, makes the client move, and each try finds B
+    closing the connection at once. The next try goes a backoff after the
+    last (reconnect_min 50 ms, doubling to reconnect_max 200 ms), so in the
+    2 s from the stall to the lease's lapse B sees about ten; without the
+    change a try went T/6 after the last began: 2. B is a bare listener
+    that closes each connection (no netsemd closes a connection before
+    answering on cue; a standalone one answers RESUME NOT_FOUND, which ends
+    the session)."""
+    a = start_netsemd(semaphores="one = 1\ntwo = 1", server_options="session_timeout_ms = 12000")
     with FakeServer(lambda peer: None) as b:
         try:
             client = make([a.address, b.address], request_timeout=10.0)
@@ -423,6 +426,31 @@ def test_a_move_off_a_silent_server_tries_again_as_a_resume_backs_off(make: Call
             a.signal(signal.SIGCONT)
 
 
+def test_a_queued_acquire_on_a_healthy_server_does_not_move_the_session(make: Callable[..., Any],
+                                                                         start_netsemd: Any) -> None:
+    """Rule 5 counts only a request the server answers at once: an ACQUIRE
+    it queues rightly waits with no answer (`OPTION queued off`), and the
+    pings behind it show the server alive. A, the real netsemd (T = 3 s),
+    queues a second client's ACQUIRE behind a holder for 2.5 s (five T/6):
+    the client never tries B (a listener that counts the connections), and
+    the ACQUIRE times out on A. Without the change both clients counted the
+    queued ACQUIRE as the stall: T/6 after its send, the moment its first
+    ping went, they sent RESUME to B (in a cluster, a follower would have
+    taken the healthy session)."""
+    a = start_netsemd(semaphores="one = 1", server_options="session_timeout_ms = 3000")
+    with FakeServer(lambda peer: None) as b:
+        holder = make(a.address)
+        held = holder.acquire("one", timeout=5)
+        assert not held.is_local
+        client = make([a.address, b.address])
+        assert client.stats().server == a.address
+        with pytest.raises(Timeout, match='ACQUIRE "one": timed out'):
+            client.acquire("one", timeout=2.5)
+        assert b.connections() == 0 and client.stats().resumes == 0, (b.connections(), client.stats())
+        assert client.stats().server == a.address and client.stats().connection_losses == 0, client.stats()
+        release(holder, held)
+
+
 def connections_at(port: int) -> int:
     """The connections the kernel holds at 127.0.0.1:``port`` on the
     server's side (not its listener): a SIGSTOPped server's, which its
@@ -439,8 +467,8 @@ def test_a_moves_kept_resume_attempt_is_handed_to_the_resume_when_the_connection
         make: Callable[..., Any], start_netsemd: Any, dropped: str) -> None:
     """Rule 10 on the move, then a dropped connection (pyI23's leftover): A,
     the real netsemd (T = 6 s), grants a resumable session's permit and is
-    SIGSTOPped; the ACQUIRE sent next, unanswered for T/6, makes the client
-    move: a RESUME on B, a second netsemd, SIGSTOPped too (its kernel
+    SIGSTOPped; the ping behind the ACQUIRE sent next, unanswered for T/6,
+    makes the client move: a RESUME on B, a second netsemd, SIGSTOPped too (its kernel
     accepts the connection: silent), kept open. Then A is killed (-9): the
     connection is reset, and the resume that follows waits on the RESUME
     attempt the move kept (as libnetsem, whose move is one resume) until
@@ -479,8 +507,9 @@ def test_a_moves_kept_resume_attempt_is_handed_to_the_resume_when_the_connection
 def test_an_answer_on_a_moves_kept_resume_attempt_starts_its_next_try_at_once(make: Callable[..., Any]) -> None:
     """Rule 10 on the move, between two tries (libnetsem's move backs off as
     a resume, which an answer ends): A, a 1.2 server (T = 12 s), grants a
-    resumable session's permit and falls silent; the ACQUIRE sent next,
-    unanswered for T/6 (2 s), makes the client move: a RESUME on B, which
+    resumable session's permit and falls silent; the ping behind the
+    ACQUIRE sent next (2 s, T/6, after it), unanswered for T/6, makes the
+    client move 4 s after the grant: a RESUME on B, which
     accepts nothing (its kernel queues the connection), kept; the next try
     would come a backoff (5 s here) after that try's end, after the lease
     lapses (T/2 after the answered ACQUIRE). B wakes 5 s after the grant
