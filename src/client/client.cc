@@ -342,9 +342,9 @@ std::optional<Result<Client::Impl::Grant>> Client::Impl::take_remote(protocol::V
           SessionEnd{.session = call->session, .why = reply.failure, .kicked = reply.kicked, .broken = reply.broken};
       return std::nullopt;
     }
-    return Result<Grant>(Status(StatusCode::kUnavailable,
-                                fmt::format("{} \"{}\": the session ended before the answer, which is unknown: {}",
-                                            verb, name, reply.failure.message())));
+    return Result<Grant>(Status(
+        StatusCode::kUnavailable,
+        fmt::format("{} \"{}\": no answer came, so its outcome is unknown: {}", verb, name, reply.failure.message())));
   }
   if (reply.type != AnswerType::kOk) return Result<Grant>(status_of(reply, fmt::format("{} \"{}\"", verb, name)));
   ++remote_grants;

@@ -433,8 +433,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool session_answer(const protocol::Answer& answer, std::string_view line);
   // Settles the calls sent on the broken connection from MINE (rule 6 of
   // docs/client.md, "Resuming"): kept, completed, re-sent or failed; the
-  // remote permits MINE no longer shows are lost.
-  void settle(const std::vector<std::string>& mine);
+  // remote permits MINE no longer shows are lost. `early`: the answers that
+  // came on the new connection before MINE's END (a queued WAIT granted
+  // between RESUME and MINE is answered there, and MINE no longer lists it).
+  void settle(const std::vector<std::string>& mine, const std::vector<std::string>& early);
   // Handles one answer line; a non-OK status ends the session, and end_
   // says how (a `* ERR KICKED resumed on another connection`, rule 11: as a
   // dropped connection, resumed; any other KICK: over).

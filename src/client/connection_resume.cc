@@ -202,7 +202,7 @@ Connection::Resumed Connection::resume(Endpoint& at, int& fd, const Status& why,
           resumed_sent_ = resume_shake_.sent;
           renew_until_ = now + (lease_stop_by(lease_from_, session_timeout_) - now) / 2;
           resume_shake_ = ResumeShake();
-          settle(mine);
+          settle(mine, early);
           for (const std::string& line : early) (void)dispatch(line);
           std::size_t held = 0;
           {
@@ -464,7 +464,7 @@ bool parse_call(const Call& call, protocol::Request& request) {
 
 }  // namespace
 
-void Connection::settle(const std::vector<std::string>& mine) {
+void Connection::settle(const std::vector<std::string>& mine, const std::vector<std::string>& early) {
   // What the session holds and waits for at the server.
   struct Held {
     std::int64_t count = 0;
@@ -494,6 +494,14 @@ void Connection::settle(const std::vector<std::string>& mine) {
       log_debug("MINE: a row this client does not read: {}", printable(item));
     }
   }
+  // The tags the new connection has already answered for good (not QUEUED).
+  std::unordered_map<std::string, bool> answered;
+  for (const std::string& line : early) {
+    protocol::Answer answer;
+    if (protocol::parse_answer(line, answer) && answer.type != protocol::AnswerType::kQueued) {
+      answered[std::string(answer.tag)] = true;
+    }
+  }
   // What the session held as far as the client knew: the held counts of the
   // answers read (held_), not the registered permits. A grant is registered
   // only on its caller's thread, after the host-wide mark (which may wait),
@@ -512,9 +520,10 @@ void Connection::settle(const std::vector<std::string>& mine) {
   std::vector<std::shared_ptr<Call>> resend;
   std::vector<std::pair<std::shared_ptr<Call>, Reply>> done;
   const auto now = Clock::now();
-  const auto unknown = [&](const std::shared_ptr<Call>& call) {
+  const auto unknown = [&](const std::shared_ptr<Call>& call,
+                           std::string_view why = "outcome unknown: the connection broke before the answer") {
     Reply reply;
-    reply.failure = Status(StatusCode::kUnavailable, "outcome unknown: the connection broke before the answer");
+    reply.failure = Status(StatusCode::kUnavailable, std::string(why));
     done.emplace_back(call, std::move(reply));
   };
   // ACQUIREs first, then RELEASEs: a count that rose is a grant before it is
@@ -561,6 +570,21 @@ void Connection::settle(const std::vector<std::string>& mine) {
         resend.push_back(call);
         break;
       }
+      case protocol::Verb::kWait:
+        if (queued.contains(call->tag) || answered.contains(call->tag)) {
+          // Not granted before the break (a grant ends the wait): still
+          // waiting, its answer comes here under its tag, or has come
+          // between RESUME and MINE (dispatched after this). Only a WAIT
+          // that is neither may have been granted unheard: unknown.
+          call->answered = true;
+          call->seq = 0;
+          pending_.emplace(call->tag, call);
+        } else {
+          unknown(call,
+                  "the connection broke before the answer, and the resumed session no longer waits for it (it "
+                  "may have been granted)");
+        }
+        break;
       case protocol::Verb::kRelease:
         releases.emplace_back(call, std::move(request));
         break;
@@ -577,7 +601,7 @@ void Connection::settle(const std::vector<std::string>& mine) {
         resend.push_back(call);
         break;
       default:
-        // POST, WAIT, CREATE, DELETE, KICK, CANCEL...: changed something, or not.
+        // POST, CREATE, DELETE, KICK, CANCEL...: changed something, or not.
         unknown(call);
         break;
     }

@@ -1,7 +1,8 @@
 // Resuming a session on a single server (issue 16; docs/client.md, "Resuming
 // the session"): a Client behind a TcpProxy the test controls, against the
-// real netsemd. A connection reset keeps the permit and a queued ACQUIRE (the
-// session is resumed on a new connection, RESUME + MINE); a RESUME after the
+// real netsemd. A connection reset keeps the permit, a queued ACQUIRE and a
+// queued WAIT (the session is resumed on a new connection, RESUME + MINE;
+// scripted: a WAIT granted between RESUME and MINE); a RESUME after the
 // server's restart is answered NOT_FOUND and the permit is lost then; a
 // Client closed cleanly ends its resumable session at once (QUIT). A grant
 // read before its caller has the permit in hand is not handed again to
@@ -106,6 +107,14 @@ class ClientResumeTest : public ::testing::Test {
     return client && client->connected() ? std::move(client) : nullptr;
   }
 
+  // True when the server shows one request queued on `name`.
+  bool one_waiter(std::string_view name) {
+    auto look = netsem::testing::Client::connect(server_->port());
+    if (!look) return false;
+    const auto fields = netsem::testing::fields(look->request(req::get("g", name)));
+    return fields.size() > 5 && fields[5] == "1";
+  }
+
   // A try-ACQUIRE of `name` by another session, straight to the server.
   std::string try_acquire(const std::string& name) {
     auto other = netsem::testing::Client::connect(server_->port());
@@ -128,12 +137,7 @@ class ClientResumeTest : public ::testing::Test {
     ASSERT_TRUE(owner_);
     ASSERT_EQ(netsem::testing::fields(owner_->request(req::acquire("a", "db", 2)))[1], "OK");
     db = std::async(std::launch::async, [&holder] { return holder.acquire("db", {.timeout = 8s}); });
-    ASSERT_TRUE(eventually([&] {
-      auto look = netsem::testing::Client::connect(server_->port());
-      if (!look) return false;
-      const auto fields = netsem::testing::fields(look->request(req::get("g", "db")));
-      return fields.size() > 5 && fields[5] == "1";  // one waiter
-    })) << server_->log();
+    ASSERT_TRUE(eventually([&] { return one_waiter("db"); })) << server_->log();
   }
   std::vector<Status> lic_lost() {
     std::lock_guard lock(lost_mutex_);
@@ -202,12 +206,7 @@ TEST_F(ClientResumeTest, AQueuedAcquireIsGrantedAfterAReset) {
   auto waiter = client_through(proxy.port());
   ASSERT_TRUE(waiter && waiter->connected());
   auto granted = std::async(std::launch::async, [&] { return waiter->acquire("lic", {.timeout = 8s}); });
-  ASSERT_TRUE(eventually([&] {
-    auto look = netsem::testing::Client::connect(server_->port());
-    if (!look) return false;
-    const auto fields = netsem::testing::fields(look->request(req::get("g", "lic")));
-    return fields.size() > 5 && fields[5] == "1";  // one waiter
-  }));
+  ASSERT_TRUE(eventually([&] { return one_waiter("lic"); }));
   proxy.reset();
   ASSERT_TRUE(eventually([&] { return waiter->stats().resumes == 1; })) << server_->log();
   EXPECT_EQ(granted.wait_for(300ms), std::future_status::timeout) << "the acquire ended before the grant";
@@ -218,6 +217,30 @@ TEST_F(ClientResumeTest, AQueuedAcquireIsGrantedAfterAReset) {
   EXPECT_FALSE(permit->is_local());
   EXPECT_FALSE(permit->lost());
   EXPECT_EQ(try_acquire("lic"), "t TIMEOUT");
+  EXPECT_EQ(waiter->stats().connection_losses, 0u);
+}
+
+// A WAIT queued when the connection breaks (newuser25 §9): MINE lists its
+// tag as queued, so it keeps waiting on the resumed connection, and a POST
+// made after the resume grants it. Before, it failed "outcome unknown".
+TEST_F(ClientResumeTest, AQueuedWaitIsGrantedAfterAReset) {
+  auto waiter = start_behind_proxy();
+  ASSERT_TRUE(waiter);
+  ASSERT_TRUE(waiter->create("jobs", 0, 10).is_ok());
+  auto waited = std::async(std::launch::async, [&] { return waiter->wait("jobs", {.timeout = 8s}); });
+  ASSERT_TRUE(eventually([&] { return one_waiter("jobs"); }));
+  proxy_->reset();
+  ASSERT_TRUE(eventually([&] { return waiter->stats().resumes == 1; })) << server_->log();
+  if (waited.wait_for(300ms) == std::future_status::ready) {
+    FAIL() << "the WAIT ended before the POST: " << waited.get().to_string();
+  }
+  auto poster = netsem::testing::Client::connect(server_->port());
+  ASSERT_TRUE(poster);
+  ASSERT_EQ(netsem::testing::fields(poster->request(req::post("p", "jobs")))[1], "OK");
+  ASSERT_EQ(waited.wait_for(3s), std::future_status::ready);
+  const Status status = waited.get();
+  EXPECT_TRUE(status.is_ok()) << status.to_string();
+  EXPECT_EQ(poster->request(req::get("g", "jobs")), "g OK 0 10 0 0 created");
   EXPECT_EQ(waiter->stats().connection_losses, 0u);
 }
 
@@ -789,6 +812,44 @@ TEST_F(ClientResumeTest, AResumeWhoseSessionAnotherOfOursTookGoesOnResuming) {
   EXPECT_TRUE(server.saw(2, "MINE"));
   EXPECT_EQ(client->stats().connection_losses, 0u);
   EXPECT_EQ(client->stats().session_id, 7u);
+}
+
+// A queued WAIT granted between the resumed connection's RESUME and its
+// MINE: the grant's answer comes on the new connection before MINE's END,
+// and MINE no longer lists the WAIT. It is the WAIT's answer: OK. A
+// scripted server, as a real netsemd answers RESUME to MINE in one go (a
+// cluster's POST can land between them, but not at will). Before, the WAIT
+// failed "outcome unknown" and its answer went to no request.
+TEST_F(ClientResumeTest, AWaitGrantedBetweenResumeAndMineIsAnsweredByItsGrant) {
+  std::mutex mutex;
+  std::string wait_tag;  // guarded by mutex
+  ScriptedServer server([&](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
+    if (f[1] == "WAIT") {
+      std::lock_guard lock(mutex);
+      wait_tag = f[0];
+      return std::nullopt;  // queued
+    }
+    if (connection > 0) {
+      std::lock_guard lock(mutex);
+      if (f[1] == "RESUME") return "OK 7 1\n" + wait_tag + " OK 0";
+      if (f[1] == "MINE") return "END 0";
+    }
+    return version_12(f);
+  });
+  ASSERT_NE(server.port(), 0);
+  auto client = client_through(server.port());
+  ASSERT_TRUE(client && client->connected());
+  auto waited = std::async(std::launch::async, [&] { return client->wait("jobs", {.timeout = 5s}); });
+  ASSERT_TRUE(eventually([&] { return server.saw(0, "WAIT"); }));
+  // RESUMABLE's answer comes after the handshake: read by now.
+  std::this_thread::sleep_for(200ms);
+  server.hang_up();
+  ASSERT_TRUE(eventually([&] { return client->stats().resumes == 1; }));
+  ASSERT_EQ(waited.wait_for(3s), std::future_status::ready);
+  const Status status = waited.get();
+  EXPECT_TRUE(status.is_ok()) << status.to_string();
+  EXPECT_FALSE(server.saw(1, "WAIT")) << "the WAIT was sent again";
+  EXPECT_EQ(client->stats().connection_losses, 0u);
 }
 
 // A `* ERR KICKED` among a resumed connection's first lines (right after

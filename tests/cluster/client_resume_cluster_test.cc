@@ -2,7 +2,8 @@
 // client.md, "Resuming the session"): the server a holder talks to is killed
 // with -9 and the holder resumes its session on another server of the
 // cluster (RESUME, then MINE), its permit kept (no loss callback, another
-// client still refused) and its queued ACQUIRE granted there. Rule 9: a
+// client still refused) and its queued ACQUIRE or WAIT granted there (the
+// WAIT also through the CLI, `netsem wait`, run as a child). Rule 9: a
 // session that cannot be resumed sends its waiting ACQUIRE again on the next
 // session, and calls made between two sessions (acquire, wait, post, and the
 // ones that never fall back: get, list, create, remove...) wait for the next
@@ -24,6 +25,7 @@
 #include <string>
 #include <thread>
 
+#include "cli/cli_runner.h"
 #include "client/local_semaphores.h"
 #include "cluster_leader.h"
 #include "cluster_ports.h"
@@ -173,13 +175,15 @@ class ClientResumeCluster : public ::testing::Test {
     ASSERT_FALSE(stage.waiter->connected());
     ASSERT_EQ(stage.waiter->stats().connects, 1u);
   }
-  // True when the leader shows one request queued on `lock`.
-  bool one_waiter(const Stage& stage) {
-    auto look = raw(stage.lead);
+  // True when server `i` shows one request queued on `name`.
+  bool one_waiter_at(int i, const std::string& name) {
+    auto look = raw(i);
     if (look == nullptr) return false;
-    const auto fields = netsem::testing::fields(look->request(req::get("g", "lock"), 5s));
+    const auto fields = netsem::testing::fields(look->request(req::get("g", name), 5s));
     return fields.size() > 5 && fields[5] == "1";
   }
+  // True when the leader shows one request queued on `lock`.
+  bool one_waiter(const Stage& stage) { return one_waiter_at(stage.lead, "lock"); }
   // The waiter's ACQUIRE (`granted`) is queued again on the other follower,
   // not served locally nor ended while `lock` is held; after the owner's
   // release the cluster grants it, with a fence above the owner's.
@@ -294,15 +298,7 @@ void ClientResumeCluster::queued_acquire_survives_its_servers_death(bool on_lead
   ASSERT_GE(victim, 0);
   ASSERT_NE(victim, owner_at);
   auto granted = std::async(std::launch::async, [&] { return waiter->acquire("lock", {.timeout = 15s}); });
-  ASSERT_TRUE(eventually(
-      [&] {
-        auto look = raw(owner_at);
-        if (look == nullptr) return false;
-        const auto fields = netsem::testing::fields(look->request(req::get("g", "lock"), 5s));
-        return fields.size() > 5 && fields[5] == "1";  // one waiter
-      },
-      8s))
-      << logs();
+  ASSERT_TRUE(eventually([&] { return one_waiter_at(owner_at, "lock"); }, 8s)) << logs();
   kill(victim);
   ASSERT_TRUE(eventually([&] { return waiter->stats().resumes == 1; }, 8s)) << logs();
   EXPECT_EQ(granted.wait_for(200ms), std::future_status::timeout) << "the acquire ended before the grant";
@@ -327,6 +323,73 @@ TEST_F(ClientResumeCluster, AHolderOfTheLeaderKeepsItsPermitWhenTheLeaderIsKille
 
 TEST_F(ClientResumeCluster, AQueuedAcquireIsGrantedAfterItsServerIsKilled) {
   queued_acquire_survives_its_servers_death(false);
+}
+
+// A WAIT queued at the leader when the leader is killed with -9 (newuser25
+// §9): the client resumes on another server, whose MINE lists the WAIT's
+// tag as queued (not granted: a grant ends the wait), so the client keeps
+// waiting for its answer there, as for a queued ACQUIRE, and a POST made
+// after the resume grants it, once. Before, every queued WAIT failed
+// "outcome unknown" at each failover.
+TEST_F(ClientResumeCluster, AQueuedWaitIsGrantedAfterTheLeaderIsKilled) {
+  const int lead = cluster_leader(servers_, 10s);
+  ASSERT_GE(lead, 0) << "no leader elected\n" << logs();
+  const int survivor = (lead + 1) % kServers;
+  auto waiter = client_of(lead);
+  ASSERT_TRUE(waiter && waiter->connected()) << logs();
+  ASSERT_EQ(waiter->stats().server, address(lead));
+  ASSERT_TRUE(waiter->create("jobs", 0, 10).is_ok()) << logs();
+  auto waited = std::async(std::launch::async, [&] { return waiter->wait("jobs", {.timeout = 20s}); });
+  // Queued in the log (a follower's replica shows it).
+  ASSERT_TRUE(eventually([&] { return one_waiter_at(survivor, "jobs"); }, 8s)) << logs();
+  kill(lead);
+  ASSERT_TRUE(eventually([&] { return waiter->stats().resumes == 1; }, 8s)) << logs();
+  if (waited.wait_for(300ms) == std::future_status::ready) {
+    FAIL() << "the WAIT ended before the POST: " << waited.get().to_string() << "\n" << logs();
+  }
+  auto poster = raw(survivor);
+  ASSERT_TRUE(poster != nullptr);
+  const std::string posted = poster->request(req::post("p", "jobs"), 10s);
+  ASSERT_TRUE(posted.starts_with("p OK")) << posted << "\n" << logs();
+  ASSERT_EQ(waited.wait_for(8s), std::future_status::ready) << logs();
+  const Status status = waited.get();
+  EXPECT_TRUE(status.is_ok()) << status.to_string() << "\n" << logs();
+  EXPECT_EQ(waiter->stats().connection_losses, 0u);
+  EXPECT_EQ(waiter->stats().local_grants, 0u);
+  // The POST's permit went to the WAIT, once: none left, nobody waiting.
+  const auto fields = netsem::testing::fields(poster->request(req::get("v", "jobs"), 5s));
+  ASSERT_GT(fields.size(), 5u);
+  EXPECT_EQ(fields[2], "0");
+  EXPECT_EQ(fields[5], "0");
+}
+
+// The same through the CLI, as a queue consumer runs it (newuser25 §9):
+// `netsem -v wait jobs -t 30s` queued at the leader, the leader killed
+// with -9: netsem resumes, and the POST made after that grants the WAIT,
+// exit 0. Before, netsem exited 69 ("outcome unknown") at the failover.
+TEST_F(ClientResumeCluster, NetsemWaitQueuedWhenTheLeaderIsKilledIsGrantedAndExits0) {
+  const int lead = cluster_leader(servers_, 10s);
+  ASSERT_GE(lead, 0) << "no leader elected\n" << logs();
+  const int survivor = (lead + 1) % kServers;
+  auto admin = raw(survivor);
+  ASSERT_TRUE(admin != nullptr);
+  ASSERT_EQ(admin->request(req::create("c", "jobs", 0, 10), 10s), "c OK") << logs();
+  std::string servers = address(lead);
+  for (int i = 0; i < kServers; ++i) {
+    if (i != lead) servers += "," + address(i);
+  }
+  Cli consumer({"-v", "--server", servers, "--fallback", "fail", "wait", "jobs", "-t", "30s"});
+  ASSERT_TRUE(eventually([&] { return one_waiter_at(survivor, "jobs"); }, 8s)) << logs();
+  kill(lead);
+  ASSERT_TRUE(consumer.wait_for_stderr("resumed session", 8s)) << consumer.finish(1s) << logs();
+  const std::string posted = admin->request(req::post("p", "jobs"), 10s);
+  ASSERT_TRUE(posted.starts_with("p OK")) << posted << "\n" << logs();
+  const Outcome done = consumer.finish(10s);
+  EXPECT_EQ(done.exit_code, 0) << done << logs();
+  const auto fields = netsem::testing::fields(admin->request(req::get("v", "jobs"), 5s));
+  ASSERT_GT(fields.size(), 5u);
+  EXPECT_EQ(fields[2], "0");
+  EXPECT_EQ(fields[5], "0");
 }
 
 // Rule 9 (docs/client.md, "Resuming the session"), the deterministic way to

@@ -1176,7 +1176,7 @@ class Connection:
         # renewed at once by a ping when answered late (Lease.resumed; _serve).
         self._lease = proto.Lease.resumed(answers.session_timeout, self._options.request_timeout, resume.sent_at,
                                           time.monotonic())
-        self._resumed_mine = _resume.parse_mine(answers.mine_items)
+        self._resumed_mine = _resume.parse_mine(answers.mine_items, answers.early_tags)
         return reader, writer, resume.buffer
 
     async def _follow_leader(self, writer: asyncio.StreamWriter, host: str, port: int) -> Any:
@@ -1336,7 +1336,7 @@ class Connection:
             elif call.tag in settled.fail:
                 del self._pending[call.tag]
                 if not call.future.done():
-                    call.future.set_result(Answer(failure=Unavailable(_resume.OUTCOME_UNKNOWN)))
+                    call.future.set_result(Answer(failure=Unavailable(settled.fail[call.tag])))
         for call in outbox:
             self._write_again(call, call.line, now)
         lost = []

@@ -1526,7 +1526,7 @@ class Connection:
         # renewed at once by a ping when answered late (Lease.resumed; _serve).
         self._lease = proto.Lease.resumed(answers.session_timeout, self._options.request_timeout, attempt.sent_at,
                                           time.monotonic())
-        self._resumed_mine = _resume.parse_mine(answers.mine_items)
+        self._resumed_mine = _resume.parse_mine(answers.mine_items, answers.early_tags)
         return sock
 
     def _settle(self, mine: _resume.Mine) -> None:
@@ -1548,7 +1548,7 @@ class Connection:
                 self._put(call, now)
             elif call.tag in settled.fail:
                 del self._pending[call.tag]
-                call.complete(None, Unavailable(_resume.OUTCOME_UNKNOWN))
+                call.complete(None, Unavailable(settled.fail[call.tag]))
         lost: list[LosablePermit] = []
         with self._lock:
             for name, count in settled.lost.items():

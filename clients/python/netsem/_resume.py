@@ -82,15 +82,19 @@ def parse_leader(reply: proto.Reply) -> tuple[str, int] | None:
 
 @dataclass
 class Mine:
-    """MINE's rows: per name (decoded) the count held and its latest fence; the queued tags."""
+    """MINE's rows: per name (decoded) the count held and its latest fence; the queued tags;
+    and the tags the new connection answered before MINE's END (``answered``: a queued WAIT
+    granted between RESUME and MINE, which MINE no longer lists)."""
 
     held: dict[str, tuple[int, int]] = field(default_factory=dict)
     queued: set[str] = field(default_factory=set)
+    answered: set[str] = field(default_factory=set)
 
 
-def parse_mine(items: list[str]) -> Mine:
-    """The ITEM texts of MINE (``held <name> <count> <fence>``, ``queued <tag> <name> <count>``)."""
-    mine = Mine()
+def parse_mine(items: list[str], answered: Iterable[str] = ()) -> Mine:
+    """The ITEM texts of MINE (``held <name> <count> <fence>``, ``queued <tag> <name> <count>``),
+    with ResumeAnswers.early_tags."""
+    mine = Mine(answered=set(answered))
     for text in items:
         fields = text.split(" ")
         if len(fields) == 4 and fields[0] == "held":
@@ -161,11 +165,13 @@ class Settled:
     keep: list[str] = field(default_factory=list)  # still queued: its answer comes under its tag
     answer: dict[str, bytes] = field(default_factory=dict)  # tag -> the answer line it would have had
     resend: dict[str, bytes] = field(default_factory=dict)  # tag -> the line to send again
-    fail: list[str] = field(default_factory=list)  # outcome unknown
+    fail: dict[str, str] = field(default_factory=dict)  # tag -> why its outcome is unknown
     lost: dict[str, int] = field(default_factory=dict)  # name -> count held no more
 
 
 OUTCOME_UNKNOWN = "outcome unknown: the connection broke before the answer"
+WAIT_UNKNOWN = ("the connection broke before the answer, and the resumed session no longer waits for it "
+                "(it may have been granted)")
 
 
 def settle(calls: list[tuple[bytes, float]], held: dict[str, int], mine: Mine, now: float) -> Settled:
@@ -191,6 +197,15 @@ def settle(calls: list[tuple[bytes, float]], held: dict[str, int], mine: Mine, n
                     out.answer[tag] = f"{tag} TIMEOUT\n".encode()
                 else:
                     out.resend[tag] = proto.acquire_request(tag, request.name, request.count, max(0, left))
+        elif request.verb == "WAIT":
+            # Still queued (a grant ends the wait), or answered on the new
+            # connection before MINE's END: its answer comes, or came, there.
+            # Else it may have been granted unheard (MINE lists no consumed
+            # permits).
+            if tag in mine.queued or tag in mine.answered:
+                out.keep.append(tag)
+            else:
+                out.fail[tag] = WAIT_UNKNOWN
         elif request.verb == "RELEASE":
             if rise.get(request.name, 0) <= -request.count:
                 rise[request.name] += request.count
@@ -200,7 +215,7 @@ def settle(calls: list[tuple[bytes, float]], held: dict[str, int], mine: Mine, n
         elif request.verb in _READS:
             out.resend[tag] = line
         else:
-            out.fail.append(tag)
+            out.fail[tag] = OUTCOME_UNKNOWN
     for name, change in rise.items():
         if change < 0:
             out.lost[name] = -change
@@ -251,8 +266,10 @@ class ResumeAnswers:
     """The answers to resume_requests' lines, read as they come, the same for
     netsem.client and netsem.aio (their own code only moves the bytes).
     feed() takes the lines a read brought and returns None while more are
-    needed, "done" once MINE's END was read (``extra``: the lines after it,
-    already the session's), "busy" (RESUME answered BUSY: try again),
+    needed, "done" once MINE's END was read (``extra``: the answers to the
+    session's own requests that came after RESUME's OK, before MINE's END or
+    after it, to be dispatched after settle; ``early_tags``: the tags of those
+    before MINE's END, not QUEUED, for parse_mine), "busy" (RESUME answered BUSY: try again),
     "gone:<why>" (the session cannot be resumed here), "moved" (``* ERR
     KICKED resumed on another connection`` after RESUME's OK: another RESUME
     of the session took it from this one, libnetsem's Resumed::kMoved: one
@@ -273,6 +290,7 @@ class ResumeAnswers:
         self.leader = leader
         self.mine_items: list[str] = []
         self.extra: list[bytes] = []
+        self.early_tags: set[str] = set()
         self._answered: set[str] = set()  # the verbs answered (MINE: its END)
 
     def stage(self) -> tuple[str, str]:
@@ -328,10 +346,15 @@ class ResumeAnswers:
                 if reply.kind == "ITEM":
                     self.mine_items.append(reply.text)
                 elif reply.kind == "END":
-                    self.extra = lines[index + 1:]  # a grant already: the session's
+                    self.extra += lines[index + 1:]  # a grant already: the session's
                     return "done"
                 else:
                     return f"gone:MINE answered {proto.printable(reply.text)}"
+            else:
+                # An answer to one of the session's requests (a queued one's grant).
+                self.extra.append(line)
+                if reply.kind != "QUEUED":
+                    self.early_tags.add(reply.tag)
         return None
 
 

@@ -340,7 +340,7 @@ class Client:
                 break
             if requeue is None:
                 raise Unavailable(
-                    f"{what}: the session ended before the answer, which is unknown: {answer.failure.message}"
+                    f"{what}: no answer came, so its outcome is unknown: {answer.failure.message}"
                 )
             refusal = requeue.refusal(answer.failure)
             if refusal is not None:

@@ -562,7 +562,7 @@ class Client:
                 break
             if requeue is None:
                 raise Unavailable(
-                    f'{verb} "{name}": the session ended before the answer, which is unknown: {call.failure}'
+                    f'{verb} "{name}": no answer came, so its outcome is unknown: {call.failure}'
                 )
             refusal = requeue.refusal(call.failure)
             if refusal is not None:

@@ -5,7 +5,8 @@ what it did not hear from MINE. Against the real netsemd: a single server
 behind a TCP proxy the test resets (proxy_support; SIGSTOPped too, for a
 RESUME answered late in the lease), a single server killed
 and restarted, and a three-server cluster (cluster_support) whose holder's
-server is killed -9. Every wait is bounded; every process is killed by pid.
+server is killed -9, or whose leader is, under a queued WAIT (both clients).
+Every wait is bounded; every process is killed by pid.
 """
 
 from __future__ import annotations
@@ -275,15 +276,76 @@ def test_settling_from_mine() -> None:
         (p.request("10", "GET", "one"), 100.0),             # a read: re-sent
         (p.post_request("11", "sem"), 100.0),               # a change: outcome unknown
         (p.acquire_request("12", "%x"), 100.0),             # names compare decoded
+        (p.wait_request("13", "jobs", 1, 9000), 100.0),    # a WAIT still queued: kept
+        (p.wait_request("14", "jobs"), 100.0),              # a WAIT no longer queued: may have been granted
     ]
+    mine = r.parse_mine(["held one 2 41", "held pool 1 40", "queued 9 slow 1", "held %25x 1 42", "queued 13 jobs 1"])
     settled = r.settle(calls, held, mine, now=101.0)
     assert settled.answer == {"5": b"5 OK 41\n", "7": b"7 TIMEOUT\n", "8": b"8 OK\n", "12": b"12 OK 42\n"}
     assert settled.resend == {"6": p.acquire_request("6", "two", 1, 4000), "10": p.request("10", "GET", "one")}
-    assert settled.keep == ["9"] and settled.fail == ["11"]
+    assert settled.keep == ["9", "13"]
+    assert settled.fail == {"11": r.OUTCOME_UNKNOWN, "14": r.WAIT_UNKNOWN}
     assert settled.lost == {"gone": 1}  # held before, not in MINE, no RELEASE pending
     # A RELEASE that did not take effect is sent again.
     again = r.settle([(p.release_request("3", "pool", 2), 0.0)], {"pool": 2}, r.parse_mine(["held pool 2 7"]), 0.0)
     assert again.resend == {"3": p.release_request("3", "pool", 2)} and not again.lost
+
+
+def test_a_wait_answered_before_mines_end_is_kept_for_that_answer() -> None:
+    """A queued WAIT granted between RESUME and MINE (a cluster's POST can
+    land there, not at will: no server here): its answer comes before MINE's
+    END, and MINE no longer lists it. ResumeAnswers hands that answer on
+    (``extra``, dispatched after settle; ``early_tags``) and settle keeps the
+    WAIT for it. Before, the line was dropped and the WAIT failed "outcome
+    unknown"."""
+    from netsem import _protocol as p
+    from netsem import _resume as r
+
+    tag_of = {"RESUME": "r", "HELLO": "h", "LEASE": "l", "LEADER": "d", "MINE": "m"}
+    answers = r.ResumeAnswers(tag_of, 7, 3.0, None)
+    lines = [b"r OK 7 1", b"w9 OK 0", b"h OK netsem 1.2 7", b"l OK 3000", b"d ERR BUSY no leader", b"m END 0",
+             b"w8 OK 3"]
+    assert answers.feed(lines) == "done"
+    assert answers.extra == [b"w9 OK 0", b"w8 OK 3"] and answers.early_tags == {"w9"}
+    mine = r.parse_mine(answers.mine_items, answers.early_tags)
+    settled = r.settle([(p.wait_request("w9", "jobs", 1, 9000), 100.0)], {}, mine, now=101.0)
+    assert settled.keep == ["w9"] and not settled.fail
+
+
+def test_a_queued_wait_is_granted_after_the_leader_is_killed_in_a_cluster(cluster, either, clients) -> None:
+    """newuser25 §9, both clients: a WAIT queued at the leader when the
+    leader is killed -9 is still queued in the resumed session (MINE lists
+    its tag), so it keeps waiting there, and a POST made after the resume
+    grants it, once. Before, it failed "outcome unknown" at each failover."""
+    lead = cluster.leader()
+    assert lead >= 0, cluster.logs()
+    survivor = (lead + 1) % 3
+    waiter = either([cluster.addresses[lead]] + [a for i, a in enumerate(cluster.addresses) if i != lead])
+    assert waiter.stats().server == cluster.addresses[lead]
+    waiter.create("jobs", 0, 10)
+    outcome: list[NetsemError | None] = []
+
+    def wait() -> None:
+        try:
+            waiter.wait("jobs", timeout=20)
+            outcome.append(None)
+        except NetsemError as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    other = clients([cluster.addresses[survivor]])
+    assert wait_until(lambda: other.get("jobs").waiters == 1, 10), cluster.logs()
+    cluster.servers[lead].kill()
+    assert wait_until(lambda: waiter.stats().resumes == 1, 10), cluster.logs()
+    thread.join(0.3)
+    assert not outcome, outcome  # still waiting
+    other.post("jobs")
+    thread.join(20)
+    assert outcome == [None], outcome
+    info = other.get("jobs")
+    assert info.value == 0 and info.waiters == 0, info
+    assert waiter.stats().connection_losses == 0
 
 
 def test_a_frozen_server_moves_the_session_within_its_lease_in_a_cluster(cluster, clients, caplog) -> None:
