@@ -14,7 +14,6 @@
 #include <charconv>
 #include <set>
 
-#include "common/private_file.h"
 #include "common/text.h"
 #include "config/config_internal.h"
 
@@ -299,24 +298,10 @@ Status check_cluster_listening(const ServerConfig& config) {
 }
 
 Status load_cluster_secret(ServerConfig& config) {
-  const std::filesystem::path& file = config.cluster.secret_file;
-  const std::string name = file.string();
-  // Which key of which file, and where a relative path was looked for: "n.ini:12: secret_file:
-  // cluster.secret (relative to the working directory /x)", before what went wrong.
-  std::string where = config.cluster.secret_file_at.empty() ? std::string() : config.cluster.secret_file_at + ": ";
-  where += "secret_file: " + name;
-  if (file.is_relative()) {
-    std::error_code ec;
-    const std::filesystem::path cwd = std::filesystem::current_path(ec);
-    where += " (relative to the working directory " + (ec ? std::string("?") : cwd.string()) + ")";
-  }
-  auto text = read_private_file(file);
-  if (!text) {
-    // read_private_file's message begins with the path it was given.
-    std::string why(text.status().message());
-    if (why.rfind(name, 0) == 0) why.erase(0, name.size());
-    return Status(text.status().code(), where + why);
-  }
+  std::string where;
+  auto text = config_detail::read_keyed_private_file(config.cluster.secret_file_at, "secret_file",
+                                                     config.cluster.secret_file, where);
+  if (!text) return text.status();
   const std::string_view secret = trim(*text);
   const bool visible = std::all_of(secret.begin(), secret.end(), [](char c) { return c > 0x20 && c < 0x7f; });
   if (secret.size() < 16 || secret.size() > 256 || !visible) {

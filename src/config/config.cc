@@ -597,7 +597,26 @@ Status entry_error(const IniFile& ini, const IniEntry& entry, const Status& erro
 Status apply_entry(const IniFile& ini, const IniEntry& entry, const OptionSpec& spec, std::string_view value,
                    ServerConfig& config) {
   if (auto status = spec.apply(spec, value, config); !status) return entry_error(ini, entry, status);
+  if (spec.name == "tokens_file") config.tokens_file_at = ini.location(entry.line);  // for its read errors
   return Status::ok();
+}
+
+Result<std::string> read_keyed_private_file(std::string_view at, std::string_view key,
+                                            const std::filesystem::path& file, std::string& where) {
+  const std::string name = file.string();
+  where = at.empty() ? std::string() : std::string(at) + ": ";
+  where += std::string(key) + ": " + name;
+  if (file.is_relative()) {
+    std::error_code ec;
+    const std::filesystem::path cwd = std::filesystem::current_path(ec);
+    where += " (relative to the working directory " + (ec ? std::string("?") : cwd.string()) + ")";
+  }
+  auto text = read_private_file(file);
+  if (text) return text;
+  // read_private_file's message begins with the path it was given.
+  std::string why(text.status().message());
+  if (why.rfind(name, 0) == 0) why.erase(0, name.size());
+  return Status(text.status().code(), where + why);
 }
 
 std::string lower(std::string_view text) {
@@ -792,7 +811,8 @@ Result<ServerConfig> load_server_config(const std::filesystem::path& file) {
 
 Status load_tokens_file(ServerConfig& config) {
   const std::string name = config.tokens_file.string();
-  auto text = read_private_file(config.tokens_file);
+  std::string where;
+  auto text = config_detail::read_keyed_private_file(config.tokens_file_at, "tokens_file", config.tokens_file, where);
   if (!text) return text.status();
   auto ini = parse_ini(*text, name, IniOptions{.keep_going = true});
   if (!ini) return ini.status();

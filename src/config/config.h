@@ -97,6 +97,9 @@ struct ServerConfig {
   // networks and rights.
   auth::AuthTables auth;
   std::filesystem::path tokens_file;
+  // Where `tokens_file` is set ("file:line", ini.location), for the errors
+  // of reading it.
+  std::string tokens_file_at;
   AllowList ace_networks = AllowList::parse("0.0.0.0/0, ::/0").value();
   std::string ace_networks_text = "0.0.0.0/0, ::/0";
   auth::Rights ace_rights = auth::parse_rights("acquire").value();
@@ -196,7 +199,9 @@ ServerConfig default_server_config();
 // [tls_subjects] are added to the file's. kIoError "file: cannot read:
 // <reason>" when a file cannot be read; kDenied when the tokens_file is
 // readable or writable by group or others; kInvalidArgument for its lines,
-// as for the file's, and for a token name or subject listed twice.
+// as for the file's, and for a token name or subject listed twice. The
+// tokens_file's read errors begin as load_cluster_secret's do: "n.ini:5:
+// tokens_file: t (relative to the working directory /x): cannot read: ...".
 Result<ServerConfig> load_server_config(const std::filesystem::path& file);
 // Reads config.cluster.secret_file into config.cluster.secret (what
 // load_server_config does after parsing, when it is set): kDenied when

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -63,6 +64,15 @@ Status entry_error(const IniFile& ini, const IniEntry& entry, const Status& erro
 // errors as entry_error.
 Status apply_entry(const IniFile& ini, const IniEntry& entry, const OptionSpec& spec, std::string_view value,
                    ServerConfig& config);
+// read_private_file of `file`, a file of secrets that the key `key` names,
+// set at `at` ("file:line" as IniFile::location gives it; "" when unknown).
+// Sets `where` to how its errors begin, for the caller's errors about the
+// file's content too: the key's file and line, the key, the path and, for
+// a relative path, the working directory it was looked for in: "n.ini:4:
+// secret_file: s (relative to the working directory /x)", then ": cannot
+// read: No such file or directory" (secret_file, tokens_file).
+Result<std::string> read_keyed_private_file(std::string_view at, std::string_view key,
+                                            const std::filesystem::path& file, std::string& where);
 // `text` lower-cased byte by byte (std::tolower).
 std::string lower(std::string_view text);
 // kInvalidArgument at `line` when more semaphores are defined than

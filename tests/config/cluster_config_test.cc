@@ -2,7 +2,8 @@
 // section is read whole, each kind of mistake is refused with its file, line
 // and key, the section is checked as a whole (this server listed, ids and
 // addresses unique, heartbeat at most half the election timeout, a secret
-// for several servers), and the secret file must be private and well formed.
+// for several servers), and the secret file must be private and well formed;
+// its read errors, and a tokens_file's, name the key and where it is set.
 #include <sys/stat.h>
 
 #include <gtest/gtest.h>
@@ -246,6 +247,30 @@ TEST_F(ClusterSecret, AnErrorNamesTheKeyItsFileAndLineAndTheWorkingDirectory) {
   config = load(write("short", "tooshort\n", 0600));
   ASSERT_FALSE(config);
   EXPECT_EQ(config.status().message().rfind(ini + ":3: secret_file: " + (dir_ / "short").string() + ": the cluster", 0),
+            0u)
+      << config.status().message();
+}
+
+// A tokens_file is read by the same helper (one wording for both keys of
+// private files): its errors name the key, the file and line that set it,
+// and for a relative path the working directory (they named only the path:
+// "no-such-tokens: cannot read: No such file or directory").
+TEST_F(ClusterSecret, ATokensFileErrorNamesTheKeyItsFileAndLineAsTheSecretDoes) {
+  const auto ini = write("t.ini", "[server]\nbind_port = 0\ntokens_file = no-such-tokens\n", 0644);
+  auto config = load_server_config(ini);
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.status().code(), StatusCode::kIoError);
+  const std::string cwd = std::filesystem::current_path().string();
+  EXPECT_EQ(config.status().message(), ini.string() +
+                                           ":3: tokens_file: no-such-tokens (relative to the working directory " + cwd +
+                                           "): cannot read: No such file or directory");
+
+  const auto open = write("open-tokens", "[tokens]\n", 0644);
+  write("t.ini", "[server]\ntokens_file = " + open.string() + "\n", 0644);
+  config = load_server_config(ini);
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.status().code(), StatusCode::kDenied);
+  EXPECT_EQ(config.status().message().rfind(ini.string() + ":2: tokens_file: " + open.string() + ": holds secrets", 0),
             0u)
       << config.status().message();
 }
