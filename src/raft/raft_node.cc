@@ -1207,6 +1207,12 @@ int RaftNode::Impl::append_wrapped(raft_io* io, raft_io_append* req, const raft_
                                    raft_io_append_cb cb) {
   // libraft's raft_init made io->data the raft, whose data is this node.
   Impl* self = static_cast<Impl*>(static_cast<struct raft*>(io->data)->data);
+  if (const auto& refuse = self->options_.refuse_append_for_test) {
+    if (const int rv = refuse(); rv != 0) {
+      std::snprintf(io->errmsg, sizeof io->errmsg, "%s", "write refused at once (RaftOptions::refuse_append_for_test)");
+      return rv;
+    }
+  }
   {
     std::lock_guard lock(appends_mu_);
     appends_[req] = {self, cb};

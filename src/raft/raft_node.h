@@ -133,6 +133,13 @@ struct RaftOptions {
   // followers) was seen to end in SIGSEGV. When 0 (tests of RaftNode), the
   // failure is only recorded (status().failure) and libraft goes on.
   int exit_on_write_failure = 0;
+  // Test seam, unset in netsemd: when set, called on the raft thread before
+  // each write of the log is handed to raft_uv; a non-zero libraft error
+  // code (RAFT_IOERR) refuses that write at once, as raft_uv's append does
+  // when it cannot submit one (no memory, io_submit refused), and raft_uv
+  // never sees it. RaftNode's tests make a configuration change fail
+  // synchronously with it.
+  std::function<int()> refuse_append_for_test;
   // Called on the raft thread when the node's role or term changes.
   std::function<void(Role role, std::uint64_t term)> on_role_change;
 };

@@ -2,7 +2,8 @@
 // stops, and replays its log after a restart; bad options, a missing and a
 // locked data directory; callbacks after stop() fail at once with kShutdown;
 // two servers in one process talk over sockets with Nagle's algorithm off; a
-// halted state machine stops the node applying, and snapshotting, at its entry.
+// halted state machine stops the node applying, and snapshotting, at its entry;
+// a configuration change whose log write is refused at once leaves nothing behind.
 // The multi-process cluster is in cluster_test.cc and cluster_failure_test.cc.
 #include "raft/raft_node.h"
 
@@ -10,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <raft.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -237,6 +239,64 @@ TEST_F(RaftNodeTest, GroupCommitWaitsForAsManyCommandsAsTheLastBatchOrForItsTime
   EXPECT_EQ((*node)->status().batches - before, 1u) << "commands within the wait were not batched together";
   EXPECT_EQ(machine.violations(), 0u);
   (*node)->stop();
+}
+
+// A configuration change whose write of the log is refused at once
+// (raft_uv's append failing synchronously: no memory, io_submit refused;
+// here RaftOptions::refuse_append_for_test) fails with that error, and
+// libraft keeps nothing of it: the node stays leader with its old
+// configuration, stops cleanly, and after a restart on its data the same
+// change commits. (libraft 0.15's raft_assign kept the freed request as its
+// pending change, uaf24: the stop below then called its callback from freed
+// memory, a crash, or a heap-use-after-free under ASan.)
+TEST_F(RaftNodeTest, AnAssignWhoseLogWriteIsRefusedAtOnceFailsAndLeavesNothingBehind) {
+  const auto change = [](const std::function<void(ChangeCallback)>& submit) {
+    std::promise<Status> done;
+    auto future = done.get_future();
+    submit([&done](Status st) { done.set_value(std::move(st)); });
+    if (future.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+      return Status(StatusCode::kTimeout, "no answer");
+    }
+    return future.get();
+  };
+  const std::string spare = "127.0.0.1:" + std::to_string(test_support::free_port_below_ephemeral());
+  RaftOptions o = options();
+  std::atomic<bool> refuse{false};
+  o.refuse_append_for_test = [&refuse] { return refuse.exchange(false) ? RAFT_IOERR : 0; };
+  {
+    testing::LogMachine machine;
+    auto node = RaftNode::start(o, machine);
+    ASSERT_TRUE(node) << node.status().to_string();
+    ASSERT_TRUE(wait_leader(**node));
+    RaftNode& n = **node;
+    // A spare (no node runs there): assigning it standby submits at once.
+    const Status added = change([&](ChangeCallback cb) { n.add_server(2, spare, std::move(cb)); });
+    ASSERT_TRUE(added) << added.to_string();
+    const NodeStatus before = n.status();
+
+    refuse = true;
+    const Status failed = change([&](ChangeCallback cb) { n.assign(2, ServerRole::kStandby, std::move(cb)); });
+    EXPECT_FALSE(refuse.load()) << "no write of the log was attempted";
+    EXPECT_EQ(failed.code(), StatusCode::kIoError) << failed.to_string();
+    EXPECT_NE(failed.message().find("raft assign: "), std::string::npos) << failed.to_string();
+    EXPECT_NE(failed.message().find("write refused at once"), std::string::npos) << failed.to_string();
+    const NodeStatus after = n.status();
+    EXPECT_EQ(after.role, Role::kLeader);
+    EXPECT_EQ(after.configuration, before.configuration);
+    EXPECT_EQ(after.last_index, before.last_index);
+    EXPECT_TRUE(after.failure.empty()) << after.failure;
+    n.stop();  // libraft fails its pending change, if it kept one
+  }
+  testing::LogMachine again;
+  auto restarted = RaftNode::start(o, again);
+  ASSERT_TRUE(restarted) << restarted.status().to_string();
+  ASSERT_TRUE(wait_leader(**restarted));
+  RaftNode& n = **restarted;
+  EXPECT_EQ(n.status().configuration, (std::vector<ServerInfo>{o.bootstrap[0], {2, spare, ServerRole::kSpare}}));
+  const Status assigned = change([&](ChangeCallback cb) { n.assign(2, ServerRole::kStandby, std::move(cb)); });
+  EXPECT_TRUE(assigned) << assigned.to_string();
+  EXPECT_EQ(n.status().configuration, (std::vector<ServerInfo>{o.bootstrap[0], {2, spare, ServerRole::kStandby}}));
+  n.stop();
 }
 
 TEST_F(RaftNodeTest, BadOptionsAndDirectoriesAreRefused) {
