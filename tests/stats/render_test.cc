@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -103,16 +104,46 @@ TEST(StatsJson, AnObservationAboveEveryBoundIsInTheLastBucket) {
   EXPECT_EQ(json.at("journal_fsync_us").at("count").get<std::uint64_t>(), 2u);
 }
 
+// The longest histogram a server can show. Its buckets add up to its count,
+// at most 2^64-1 (20 digits), so they cannot all have 20 digits: as long as
+// they can be, 15 buckets of 19 digits (10^18) and 26 of 18 (10^17), the rest
+// of the count in the first (10^19 for one bucket would leave room for fewer
+// digits in all). The sum wraps at 2^64: any value, 20 digits.
+Histogram longest_histogram() {
+  constexpr std::uint64_t kMax = ~std::uint64_t{0};
+  std::array<std::uint64_t, Histogram::kBuckets + 1> words{};  // the buckets, then the sum
+  std::uint64_t left = kMax;
+  for (std::size_t i = 0; i < Histogram::kBuckets; ++i) {
+    words[i] = i < 15 ? 1'000'000'000'000'000'000u : 100'000'000'000'000'000u;
+    left -= words[i];
+  }
+  words[0] += left;
+  words[Histogram::kBuckets] = kMax;
+  Histogram histogram;
+  static_assert(sizeof histogram == sizeof words);
+  std::memcpy(&histogram, words.data(), sizeof histogram);
+  return histogram;
+}
+
+// Every number at its largest and every histogram at its longest (a
+// histogram a later change adds is taken at 20 digits a bucket, longer than
+// it can be).
+Snapshot largest_snapshot() {
+  Snapshot snapshot;
+  std::uint64_t words[sizeof(Snapshot) / sizeof(std::uint64_t)];
+  for (auto& word : words) word = ~std::uint64_t{0};
+  std::memcpy(&snapshot, words, sizeof(Snapshot));
+  snapshot.table.wait_us = snapshot.table.hold_us = snapshot.journal.fsync_us = longest_histogram();
+  return snapshot;
+}
+
 // A client reads lines of at most 4096 bytes (protocol::kMaxLineBytes): the
 // STATS answer must fit with every number at its largest and every bucket
 // used, with room for a tag of 64 bytes. A new field that breaks this needs
 // a shorter shape, not a longer line.
 TEST(StatsJson, TheLongestStatsAnswerFitsInALine) {
-  Snapshot snapshot;
-  std::uint64_t words[sizeof(Snapshot) / sizeof(std::uint64_t)];
-  for (auto& word : words) word = ~std::uint64_t{0};
-  std::memcpy(&snapshot, words, sizeof(Snapshot));
-  const std::string answer = std::string(64, 't') + " OK " + to_json(snapshot) + "\n";
+  ASSERT_EQ(longest_histogram().count(), ~std::uint64_t{0});
+  const std::string answer = std::string(64, 't') + " OK " + to_json(largest_snapshot()) + "\n";
   EXPECT_LE(answer.size(), 4096u) << answer;
 }
 
@@ -207,10 +238,7 @@ ClusterFigures largest_cluster() {
 }
 
 TEST(StatsJson, InAClusterTheJournalGivesWayToTheClusterObjectAndTheLineFits) {
-  Snapshot snapshot;
-  std::uint64_t words[sizeof(Snapshot) / sizeof(std::uint64_t)];
-  for (auto& word : words) word = ~std::uint64_t{0};
-  std::memcpy(&snapshot, words, sizeof(Snapshot));
+  const Snapshot snapshot = largest_snapshot();
   const ClusterFigures cluster = largest_cluster();
   const std::string json_text = to_json(snapshot, &cluster);
   const std::string answer = std::string(64, 't') + " OK " + json_text + "\n";
