@@ -17,10 +17,11 @@ namespace {
 // The most commands one forwarded entry carries.
 constexpr std::size_t kMaxForwardBatch = 1024;
 
-// What applied() matches a pending command by: its bytes alone (an entry
-// of that one command at time 0). A command sent twice has the same bytes.
+// What applied() matches a pending command by: its bytes alone
+// (encode_command: no frame, no checksum). A command sent twice has the
+// same bytes.
 std::string key_of(const replication::Command& command) {
-  return replication::encode_entry(replication::Entry{0, {command}});
+  return replication::encode_command(command);
 }
 
 }  // namespace

@@ -201,6 +201,16 @@ constexpr CommandType type_of(const Command& command) {
   return static_cast<CommandType>(command.index() + 1);
 }
 
+// A command as an entry holds it: type, length of the fields, fields.
+void put_command(wire::Writer& w, const Command& command) {
+  w.u8(static_cast<std::uint8_t>(type_of(command)));
+  const std::size_t length_at = w.bytes().size();
+  w.u32(0);
+  std::visit([&](const auto& c) { put(w, c); }, command);
+  const std::size_t length = w.bytes().size() - length_at - 4;
+  for (int i = 0; i < 4; ++i) w.bytes()[length_at + i] = static_cast<char>((length >> (8 * i)) & 0xff);
+}
+
 // Reads the fields of a command of `type`; false for an unknown type.
 bool get(wire::Reader& r, CommandType type, Command& out) {
   switch (type) {
@@ -362,15 +372,15 @@ std::string encode_entry(const Entry& entry) {
   wire::Writer w = wire::begin_frame(kEntryMagic, kEntryVersion);
   w.i64(entry.time_ms);
   w.u32(static_cast<std::uint32_t>(entry.commands.size()));
-  for (const Command& command : entry.commands) {
-    w.u8(static_cast<std::uint8_t>(type_of(command)));
-    const std::size_t length_at = w.bytes().size();
-    w.u32(0);
-    std::visit([&](const auto& c) { put(w, c); }, command);
-    const std::size_t length = w.bytes().size() - length_at - 4;
-    for (int i = 0; i < 4; ++i) w.bytes()[length_at + i] = static_cast<char>((length >> (8 * i)) & 0xff);
-  }
+  for (const Command& command : entry.commands) put_command(w, command);
   return wire::end_frame(w);
+}
+
+std::string encode_command(const Command& command) {
+  wire::Writer w;
+  w.bytes().reserve(128);
+  put_command(w, command);
+  return std::move(w.bytes());
 }
 
 Result<Entry> decode_entry(std::string_view bytes) {

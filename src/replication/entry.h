@@ -233,6 +233,12 @@ Status check_command(const Command& command);
 // The entry's bytes. REQUIRES: check_command(c) is OK for every command.
 std::string encode_entry(const Entry& entry);
 
+// One command's bytes as an entry holds them (type, length, fields), without
+// the entry's frame: equal for equal commands and different for different
+// ones, as a key (cluster::ClusterNode matches applied commands to its
+// pending ones by them) that costs no checksum. REQUIRES: check_command(c).
+std::string encode_command(const Command& command);
+
 // The entry in `bytes`; kCorruption, naming what is wrong, for a frame that
 // does not check (magic, version, length, crc32), a command of an unknown
 // type, a field out of its bounds (a time outside 0 .. kMaxLogTimeMs among

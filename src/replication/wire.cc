@@ -21,17 +21,6 @@ void Writer::str(std::string_view s) {
   out_.append(s);
 }
 
-std::uint64_t Reader::fixed(int n) {
-  if (!ok_ || in_.size() - pos_ < static_cast<std::size_t>(n)) {
-    ok_ = false;
-    return 0;
-  }
-  std::uint64_t v = 0;
-  for (int i = 0; i < n; ++i) v |= std::uint64_t{static_cast<std::uint8_t>(in_[pos_ + i])} << (8 * i);
-  pos_ += static_cast<std::size_t>(n);
-  return v;
-}
-
 std::string_view Reader::str(std::size_t max) {
   const std::size_t size = u16();
   if (!ok_ || size > max || in_.size() - pos_ < size) {
@@ -46,6 +35,8 @@ std::string_view Reader::str(std::size_t max) {
 Writer begin_frame(std::string_view magic, std::uint8_t version) {
   assert(magic.size() == 4);
   Writer w;
+  // Room for a small entry or results whole: one allocation, not several.
+  w.bytes().reserve(256);
   w.bytes().append(magic);
   w.u8(version);
   w.u64(0);  // the body's length, filled in by end_frame

@@ -21,17 +21,22 @@ inline constexpr std::size_t kFrameTrailerSize = 4;
 class Writer {
  public:
   void u8(std::uint8_t v) { out_.push_back(static_cast<char>(v)); }
-  void u16(std::uint16_t v) { fixed(v, 2); }
-  void u32(std::uint32_t v) { fixed(v, 4); }
-  void u64(std::uint64_t v) { fixed(v, 8); }
-  void i64(std::int64_t v) { fixed(static_cast<std::uint64_t>(v), 8); }
+  void u16(std::uint16_t v) { fixed<2>(v); }
+  void u32(std::uint32_t v) { fixed<4>(v); }
+  void u64(std::uint64_t v) { fixed<8>(v); }
+  void i64(std::int64_t v) { fixed<8>(static_cast<std::uint64_t>(v)); }
   // REQUIRES: s.size() <= 65535 (every string of the formats is shorter).
   void str(std::string_view s);
   std::string& bytes() { return out_; }
 
  private:
-  void fixed(std::uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) out_.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  // One append of the N bytes (a push_back per byte cost a capacity check
+  // each: the entries are encoded several times per command).
+  template <int N>
+  void fixed(std::uint64_t v) {
+    char bytes[N];
+    for (int i = 0; i < N; ++i) bytes[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+    out_.append(bytes, N);
   }
   std::string out_;
 };
@@ -42,11 +47,11 @@ class Writer {
 class Reader {
  public:
   explicit Reader(std::string_view in) : in_(in) {}
-  std::uint8_t u8() { return static_cast<std::uint8_t>(fixed(1)); }
-  std::uint16_t u16() { return static_cast<std::uint16_t>(fixed(2)); }
-  std::uint32_t u32() { return static_cast<std::uint32_t>(fixed(4)); }
-  std::uint64_t u64() { return fixed(8); }
-  std::int64_t i64() { return static_cast<std::int64_t>(fixed(8)); }
+  std::uint8_t u8() { return static_cast<std::uint8_t>(fixed<1>()); }
+  std::uint16_t u16() { return static_cast<std::uint16_t>(fixed<2>()); }
+  std::uint32_t u32() { return static_cast<std::uint32_t>(fixed<4>()); }
+  std::uint64_t u64() { return fixed<8>(); }
+  std::int64_t i64() { return static_cast<std::int64_t>(fixed<8>()); }
   // At most `max` bytes (a longer one fails).
   std::string_view str(std::size_t max);
   // Skips `n` bytes (fails past the end).
@@ -65,7 +70,18 @@ class Reader {
   void fail() { ok_ = false; }
 
  private:
-  std::uint64_t fixed(int n);
+  // Inline, with N known: the compiler makes one load of the loop.
+  template <int N>
+  std::uint64_t fixed() {
+    if (!ok_ || in_.size() - pos_ < static_cast<std::size_t>(N)) {
+      ok_ = false;
+      return 0;
+    }
+    std::uint64_t v = 0;
+    for (int i = 0; i < N; ++i) v |= std::uint64_t{static_cast<std::uint8_t>(in_[pos_ + i])} << (8 * i);
+    pos_ += static_cast<std::size_t>(N);
+    return v;
+  }
   std::string_view in_;
   std::size_t pos_ = 0;
   bool ok_ = true;

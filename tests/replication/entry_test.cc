@@ -1,7 +1,8 @@
 // Tests of the entry and results codecs: every command round-trips, byte for
-// byte; the rules of check_command, table-driven; damaged bytes (each byte
-// flipped, truncations, a good checksum over a bad field) are refused; the
-// parsed v1 requests map to the commands.
+// byte, and a command's own bytes are its part of any entry; the rules of
+// check_command, table-driven; damaged bytes (each byte flipped, truncations,
+// a good checksum over a bad field) are refused; the parsed v1 requests map
+// to the commands.
 #include <gtest/gtest.h>
 
 #include <limits>
@@ -74,6 +75,22 @@ TEST(Entry, EveryCommandRoundTrips) {
   auto empty = decode_entry(encode_entry(Entry{}));
   ASSERT_TRUE(empty);
   EXPECT_TRUE(empty->commands.empty());
+}
+
+// A command's own bytes (ClusterNode's key for matching applied commands to
+// pending ones) are the bytes an entry holds for it, so equal commands have
+// equal keys and different ones different keys.
+TEST(Entry, ACommandsBytesAreItsPartOfAnyEntry) {
+  const Entry entry = every_command();
+  std::string commands;
+  for (std::size_t i = 0; i < entry.commands.size(); ++i) {
+    const std::string bytes = encode_command(entry.commands[i]);
+    const std::string alone = encode_entry(Entry{0, {entry.commands[i]}});
+    EXPECT_NE(alone.find(bytes), std::string::npos) << i;
+    for (std::size_t j = 0; j < i; ++j) EXPECT_NE(bytes, encode_command(entry.commands[j])) << i << " " << j;
+    commands += bytes;
+  }
+  EXPECT_NE(encode_entry(entry).find(commands), std::string::npos);
 }
 
 TEST(Entry, CheckCommandRefusesWhatTheTableWouldAssertOn) {
