@@ -203,11 +203,13 @@ Connection::Resumed Connection::resume(Endpoint& at, int& fd, const Status& why,
           renew_until_ = now + (lease_stop_by(lease_from_, session_timeout_) - now) / 2;
           resume_shake_ = ResumeShake();
           settle(mine, early);
+          // The permits the session holds, as MINE says (settle set held_
+          // from it): an ACQUIRE of 2 counts 2, not 1 as a grant.
+          std::int64_t held = 0;
+          for (const auto& [name, count] : held_) held += count;
           for (const std::string& line : early) (void)dispatch(line);
-          std::size_t held = 0;
           {
             std::lock_guard lock(mutex_);
-            held = permits_.size();
             counters_.server = candidate.to_string();
             ++counters_.resumes;
           }

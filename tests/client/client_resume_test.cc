@@ -44,6 +44,7 @@
 #include "client/local_semaphores.h"
 #include "netsem/cancel_token.h"
 #include "netsem/client.h"
+#include "netsem/log.h"
 #include "netsemd_harness.h"
 #include "support/eventually.h"
 #include "support/free_port.h"
@@ -194,6 +195,43 @@ TEST_F(ClientResumeTest, AConnectionResetKeepsThePermit) {
   Result<Permit> again = holder->acquire("lic", {.timeout = 2s});
   ASSERT_TRUE(again) << again.status().to_string();
   EXPECT_GT(again->fence().value_or(0), fence);
+}
+
+// The resume's log line counts the permits the session holds, not its
+// grants: an ACQUIRE of 2 of "db" and one of "lic" are "3 permits kept"
+// (before: 2, one per grant).
+TEST_F(ClientResumeTest, TheResumeLogCountsThePermitsHeldNotTheGrants) {
+  std::mutex mutex;
+  std::vector<std::string> lines;  // guarded by mutex
+  set_log_level(LogLevel::kInfo);
+  set_log_handler([&](LogLevel, std::string_view message) {
+    std::lock_guard lock(mutex);
+    lines.emplace_back(message);
+  });
+  struct Restore {
+    ~Restore() {
+      set_log_handler({});
+      set_log_level(LogLevel::kWarning);
+    }
+  } restore;
+  const auto resumed_line = [&] {
+    std::lock_guard lock(mutex);
+    for (const std::string& line : lines) {
+      if (line.starts_with("resumed session")) return line;
+    }
+    return std::string();
+  };
+  auto holder = start_behind_proxy();
+  ASSERT_TRUE(holder);
+  Result<Permit> two = holder->acquire("db", {.count = 2});
+  ASSERT_TRUE(two) << two.status().to_string();
+  Result<Permit> one = holder->acquire("lic");
+  ASSERT_TRUE(one) << one.status().to_string();
+  proxy_->reset();
+  ASSERT_TRUE(eventually([&] { return !resumed_line().empty(); })) << server_->log();
+  EXPECT_NE(resumed_line().find(", 3 permits kept"), std::string::npos) << resumed_line();
+  EXPECT_FALSE(two->lost());
+  EXPECT_FALSE(one->lost());
 }
 
 TEST_F(ClientResumeTest, AQueuedAcquireIsGrantedAfterAReset) {

@@ -1019,7 +1019,7 @@ class Connection:
                     self.server = server
                     self.resumes += 1
                     log.info("resumed session %d on %s after %d ms, %d permits kept", session_id, server,
-                             round((time.monotonic() - began) * 1000), len(self._permits))
+                             round((time.monotonic() - began) * 1000), self._resumed_mine.permits())
                     return outcome
                 if isinstance(outcome, str) and outcome.startswith("kicked:"):
                     # An administrator's KICK, read among RESUME's first answers:
@@ -1241,7 +1241,7 @@ class Connection:
                     self.resumes += 1
                     log.info("resumed session %d on %s after %d ms (%s was silent), %d permits kept",
                              self._resumable.session_id, server, round((time.monotonic() - began) * 1000), silent,
-                             len(self._permits))
+                             self._resumed_mine.permits())
                     self._ended = Unavailable(f"the session moved to {server}: {silent} was silent")
                     self._writer.transport.abort()
                     return

@@ -1285,7 +1285,7 @@ class Connection:
                     with self._lock:
                         self._counters.connected, self._counters.server = True, server
                         self._counters.resumes += 1
-                        permits = len(self._permits)
+                        permits = self._resumed_mine.permits()
                     log.info("resumed session %d on %s after %d ms, %d permits kept", session_id, server,
                              round((time.monotonic() - began) * 1000), permits)
                     return outcome
@@ -1387,7 +1387,7 @@ class Connection:
                 with self._lock:
                     self._counters.server = server
                     self._counters.resumes += 1
-                    permits = len(self._permits)
+                    permits = self._resumed_mine.permits()
                 log.info("resumed session %d on %s after %d ms (%s was silent), %d permits kept",
                          self._resumable.session_id, server, round((time.monotonic() - began) * 1000), silent,
                          permits)

@@ -90,6 +90,10 @@ class Mine:
     queued: set[str] = field(default_factory=set)
     answered: set[str] = field(default_factory=set)
 
+    def permits(self) -> int:
+        """The permits the session holds (an ACQUIRE of 2 counts 2): the resume log's "N permits kept"."""
+        return sum(count for count, _fence in self.held.values())
+
 
 def parse_mine(items: list[str], answered: Iterable[str] = ()) -> Mine:
     """The ITEM texts of MINE (``held <name> <count> <fence>``, ``queued <tag> <name> <count>``),

@@ -116,6 +116,25 @@ def test_a_resumed_session_counts_in_resumes_not_in_losses(start_netsemd, either
     release(client, permit)
 
 
+def test_the_resume_log_counts_the_permits_held_not_the_grants(start_netsemd, either, proxies, caplog) -> None:
+    """Both clients: "N permits kept" counts what the session holds (MINE's
+    counts): an ACQUIRE of 2 of "pool" and one of "one" are 3 (before: 2,
+    one per grant)."""
+    caplog.set_level(logging.INFO, logger="netsem")
+    server = start_netsemd(semaphores="pool = 3\none = 1", server_options=f"session_timeout_ms = {TIMEOUT_MS}")
+    proxy = proxies(server.port)
+    client = either([proxy.address])
+    two = client.acquire("pool", count=2)
+    one = client.acquire("one")
+    proxy.cut()
+    assert client.get("one").value == 0  # answered once resumed
+    assert wait_until(lambda: "resumed session" in caplog.text, 5), caplog.text
+    assert ", 3 permits kept" in caplog.text, caplog.text
+    assert not two.lost and not one.lost
+    release(client, two)
+    release(client, one)
+
+
 def test_a_resume_answered_late_renews_the_lease_instead_of_dropping_the_session(start_netsemd, either, clients,
                                                                                proxies) -> None:
     """A RESUME answered late in the lease is a resumed session whose lease is
