@@ -119,7 +119,10 @@ void Dispatcher::end_session(SessionState& session, stats::EndCause cause) {
   session.open = false;
   if (!session.moved) {  // a move is no end: the session goes on elsewhere
     counters_.count_end(cause);
-    log_end(session, cause);
+    // In a cluster a connection has a session once the log opened one (its
+    // "session began" line): one that never needed it (a peer server's
+    // link, a connection that only read) has no session to end.
+    if (!cluster_mode() || session.log.opened) log_end(session, cause);
   }
   if (cluster_mode()) {
     cluster_end_session(session, cause);

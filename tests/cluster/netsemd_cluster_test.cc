@@ -382,6 +382,34 @@ TEST_F(NetsemdCluster, AFollowersClientThatDisconnectsGivesItsPermitBackAtOnce) 
           std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - closed_at).count()));
 }
 
+// In a cluster a connection's session begins when the log opens it ("session
+// began", with the log's id). A connection that never needed one (a client
+// that only connected, a follower's peer link to the leader) logged "session
+// ended session=0" when it closed, for a session that never was.
+TEST_F(NetsemdCluster, AConnectionThatNeverHadASessionLogsNoSessionEnd) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int follower = (lead + 1) % kServers;
+  ASSERT_TRUE(connect(lead) != nullptr);  // connects, says nothing, closes
+  // The follower forwards this client's requests over its peer link to the
+  // leader; the follower's stop closes that link.
+  auto holder = connect(follower);
+  ASSERT_TRUE(holder != nullptr);
+  ASSERT_TRUE(grants(*holder, "h", "lock"));
+  holder.reset();
+  ASSERT_TRUE(servers_[follower]->wait_for_log("session ended session=")) << logs();
+  servers_[follower]->send_signal(SIGTERM);
+  ASSERT_TRUE(servers_[follower]->wait_exit(10s).has_value()) << logs();
+  // A session of the leader's own that ends after both: its line comes last.
+  auto last = connect(lead);
+  ASSERT_TRUE(last != nullptr);
+  ASSERT_TRUE(grants(*last, "l", "lock"));
+  last.reset();
+  ASSERT_TRUE(servers_[lead]->wait_for_log("cause=close")) << logs();
+  EXPECT_EQ(servers_[lead]->log().find("session ended session=0 "), std::string::npos) << logs();
+  EXPECT_EQ(servers_[follower]->log().find("session ended session=0 "), std::string::npos) << logs();
+}
+
 TEST_F(NetsemdCluster, AReloadedLimitIsReplicated) {
   const int lead = leader();
   ASSERT_GE(lead, 0) << logs();
