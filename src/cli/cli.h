@@ -145,7 +145,9 @@ struct Connection {
   // from here (timeout_left).
   std::chrono::steady_clock::time_point started;
 };
-Connection connect(const GlobalOptions& global);
+// `sessionless`: the Client's connection opens no session
+// (ClientOptions::sessionless), for netsem cluster.
+Connection connect(const GlobalOptions& global, bool sessionless = false);
 
 // What is left now of a command's -t (`timeout`), which counts from
 // connection.started: the first round of connection attempts, up to the

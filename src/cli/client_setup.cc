@@ -72,6 +72,9 @@ std::string exit_code_help(std::string_view subcommand) {
     if (subcommand == "cluster" && code == kExitTimeout) {
       meaning = "the leader gave up (TIMEOUT: add's server did not catch up, or outcome unknown); or LIMIT";
     }
+    if (subcommand == "cluster" && code == kExitUnavailable) {
+      meaning = "no server reachable; or status: the server knows no leader (its status is printed)";
+    }
     char line[160];
     std::snprintf(line, sizeof line, "  %3d  %.*s\n", code, static_cast<int>(meaning.size()), meaning.data());
     text += line;
@@ -129,7 +132,7 @@ Result<ClientOptions> make_client_options(const GlobalOptions& global) {
   return options;
 }
 
-Connection connect(const GlobalOptions& global) {
+Connection connect(const GlobalOptions& global, bool sessionless) {
   Connection connection;
   connection.started = std::chrono::steady_clock::now();
   auto options = make_client_options(global);
@@ -138,6 +141,7 @@ Connection connect(const GlobalOptions& global) {
     connection.failure = kExitUsage;
     return connection;
   }
+  options->sessionless = sessionless;
   connection.options = *options;
   auto client = Client::create(std::move(*options));
   if (!client) {

@@ -43,25 +43,45 @@ std::string contact_of(const nlohmann::json& member) {
   return unreachable ? "unreachable (" + since + ")" : since;
 }
 
+// "12 s" of a status's no_leader_ms; "" when it names a leader (or is no
+// status).
+std::string leaderless_for(const nlohmann::json& view) {
+  if (!view.is_object() || !view.contains("no_leader_ms") || !view.at("no_leader_ms").is_number()) return {};
+  return std::to_string(view.at("no_leader_ms").get<std::int64_t>() / 1000) + " s";
+}
+
 int status_command(const GlobalOptions& global, bool json) {
-  Connection connection = connect(global);
+  // Sessionless: a server that knows no leader answers too.
+  Connection connection = connect(global, /*sessionless=*/true);
   if (!connection.client) return connection.failure;
   if (const int failed = require_server(connection, "cluster status"); failed != kExitOk) return failed;
   auto status = connection.client->cluster_status();
   if (!status) return report_failure(connection, status.status());
+  const nlohmann::json view = nlohmann::json::parse(*status, nullptr, false);
+  // A server with no leader serves nothing that needs the log: shown, and
+  // the exit says it (69: unavailable), --json or not.
+  const std::string leaderless = leaderless_for(view);
+  const auto done = [&] {
+    if (leaderless.empty()) return kExitOk;
+    print_error("cluster status: server " + text_of(view, "id") + " has known no leader for " + leaderless +
+                ": it serves nothing that needs the log (it is cut off from the majority, the majority is down, or "
+                "it was removed)");
+    return kExitUnavailable;
+  };
   if (json) {
     print(*status + "\n");
-    return kExitOk;
+    return done();
   }
-  const nlohmann::json view = nlohmann::json::parse(*status, nullptr, false);
   if (!view.is_object() || !view.contains("members") || !view.at("members").is_array()) {
     print_error("cluster status: the server's answer is not the JSON of CLUSTER STATUS: " + status->substr(0, 200));
     return kExitProtocol;
   }
+  const std::string leader = leaderless.empty()
+                                 ? "leader " + text_of(view, "leader_id") + " at " + text_of(view, "leader")
+                                 : "no leader known for " + leaderless;
   std::string text = "server " + text_of(view, "id") + " (" + text_of(view, "role") + ", term " +
-                     text_of(view, "term") + "); leader " + text_of(view, "leader_id") + " at " +
-                     text_of(view, "leader") + "; commit " + text_of(view, "commit_index") + ", applied " +
-                     text_of(view, "applied_index") + "\n";
+                     text_of(view, "term") + "); " + leader + "; commit " + text_of(view, "commit_index") +
+                     ", applied " + text_of(view, "applied_index") + "\n";
   std::vector<std::vector<std::string>> cells = {{"ID", "ROLE", "RAFT", "CLIENT", "MATCH", "LAG", "CONTACT"}};
   for (const nlohmann::json& member : view.at("members")) {
     cells.push_back({text_of(member, "id"), text_of(member, "role"), text_of(member, "raft"), text_of(member, "client"),
@@ -69,14 +89,15 @@ int status_command(const GlobalOptions& global, bool json) {
   }
   text += aligned_table(cells);
   print(text);
-  return kExitOk;
+  return done();
 }
 
 // A connection to the leader: the one made when the server named leads (or
-// names no leader: its refusal then says why), else one to the leader it
-// names.
+// names no leader: its refusal then says why, at once), else one to the
+// leader it names. Sessionless, as for status: a server that knows no
+// leader answers.
 Connection connect_to_leader(const GlobalOptions& global, std::string_view what) {
-  Connection connection = connect(global);
+  Connection connection = connect(global, /*sessionless=*/true);
   if (!connection.client) return connection;
   if (const int failed = require_server(connection, what); failed != kExitOk) {
     connection.client.reset();
@@ -93,7 +114,7 @@ Connection connect_to_leader(const GlobalOptions& global, std::string_view what)
   if (global.verbosity > 0) print_error(std::string(what) + ": asking the leader, " + leader);
   GlobalOptions at_leader = global;
   at_leader.servers = {leader};
-  Connection there = connect(at_leader);
+  Connection there = connect(at_leader, /*sessionless=*/true);
   if (!there.client) return connection;  // ask here: the refusal names the leader
   return there;
 }

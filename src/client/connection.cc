@@ -926,7 +926,13 @@ int Connection::connect_to(const Endpoint& endpoint, std::optional<Clock::time_p
 }
 
 std::string Connection::encode_hello_and_auth(const std::string& hello_tag) {
-  protocol::encode_hello(out_, hello_tag, label_);
+  // Sessionless (ClientOptions::sessionless): a PING in HELLO's place, which
+  // every server answers at once, a cluster's without its log.
+  if (options_.sessionless) {
+    protocol::encode_ping(out_, hello_tag);
+  } else {
+    protocol::encode_hello(out_, hello_tag, label_);
+  }
   // AUTH before everything else the session asks: the server answers the
   // requests behind it once the token is checked (docs/security.md).
   if (options_.token.empty()) return {};
@@ -952,7 +958,11 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
     // STATS also tells a client without a token that the server requires one
     // (ERR AUTH), before the session begins.
     protocol::encode_lease(out_, shake.lease_tag);
-    protocol::encode_stats(out_, shake.stats_tag);
+    if (options_.sessionless) {
+      shake.stats_done = true;  // STATS needs the log in a cluster
+    } else {
+      protocol::encode_stats(out_, shake.stats_tag);
+    }
     // Pipelined with HELLO, and not waited for: a 1.0 server answers
     // UNKNOWN_VERB, which is no refusal (it only keeps sending QUEUED lines,
     // which are ignored); an answer that comes after STATS' is dropped as one
@@ -965,10 +975,14 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
     // outlive this connection, and the cluster's leader. Not waited for (in a
     // cluster RESUMABLE waits for a commit): a 1.0 or 1.1 server answers both
     // UNKNOWN_VERB, and until RESUMABLE's OK the session is not resumable.
-    resumable_tag_ = next_tag();
-    protocol::encode_resumable(out_, resumable_tag_);
-    leader_tag_ = next_tag();
-    protocol::encode_leader(out_, leader_tag_);
+    // Not sessionless: its calls need no leader, and a session with nothing
+    // to resume.
+    if (!options_.sessionless) {
+      resumable_tag_ = next_tag();
+      protocol::encode_resumable(out_, resumable_tag_);
+      leader_tag_ = next_tag();
+      protocol::encode_leader(out_, leader_tag_);
+    }
     resume_id_ = 0;
     resume_secret_.clear();
     // The server reads HELLO after this: once it answers, it cannot end the
@@ -991,7 +1005,7 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
   // The first request waited for and still unanswered, in the order sent
   // (audit22: the words name it, not always HELLO).
   const auto unanswered = [&]() -> std::string_view {
-    if (!hello_done) return "HELLO";
+    if (!hello_done) return options_.sessionless ? "PING" : "HELLO";
     if (!auth_tag.empty() && !shake.auth_done) return "AUTH";
     if (!lease_done) return "LEASE";
     if (!stats_done) return "STATS";
@@ -1051,7 +1065,8 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
       // slow (busy, electing a leader, syncing its disk). Not an outage; the
       // round says so once.
       attempt_silent_ = true;
-      attempt_failure_ = silence(unanswered(), options_.connect_timeout, hello_done ? "HELLO" : "");
+      attempt_failure_ =
+          silence(unanswered(), options_.connect_timeout, hello_done ? (options_.sessionless ? "PING" : "HELLO") : "");
       log_debug("server {} {}", endpoint.to_string(), attempt_failure_);
       return false;
     }
@@ -1154,6 +1169,12 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
         // half of request_timeout, no lease after a silence).
         log_debug("server {} keeps its STATS from this session: {}", endpoint.to_string(), printable(line));
         stats_done = true;
+        continue;
+      }
+      if (options_.sessionless && answer.tag == hello_tag && answer.type == protocol::AnswerType::kPong) {
+        // The PING in HELLO's place: the server answers. No session id, and
+        // the version unknown (1.0 assumed).
+        hello_done = true;
         continue;
       }
       if (answer.type != protocol::AnswerType::kOk) {

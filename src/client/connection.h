@@ -7,7 +7,9 @@
 // session timeout (LEASE, proposed 1.2, else STATS) and then serves the
 // session: it writes what callers queued with send(), pings when the line
 // has been quiet for a sixth of the session timeout, and hands each answer
-// to the Call whose tag it carries.
+// to the Call whose tag it carries. Sessionless (ClientOptions::sessionless,
+// for netsem cluster): a PING in HELLO's place, no STATS, RESUMABLE or
+// LEADER, so that a cluster's server that knows no leader answers too.
 //
 // The lease: with a session timeout T, the server cannot end the session
 // before T after it read the last request, so before T after the client sent

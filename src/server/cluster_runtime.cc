@@ -327,6 +327,11 @@ void ClusterRuntime::tick() {
     seen_role_ = now.role;
     seen_term_ = now.term;
     seen_leader_ = now.leader_id;
+    if (now.leader_id != 0) {
+      leaderless_since_.reset();
+    } else if (!leaderless_since_) {
+      leaderless_since_ = std::chrono::steady_clock::now();
+    }
     spdlog::info("cluster: {} in term {}, leader {}", raft::role_name(now.role), now.term,
                  now.leader_id == 0 ? std::string("unknown") : std::to_string(now.leader_id));
     if (callbacks_.changed) callbacks_.changed();
@@ -545,12 +550,9 @@ std::string ClusterRuntime::unready_reason() {
   const cluster::ClusterStatus s = node_->status();
   const auto now = std::chrono::steady_clock::now();
   if (s.leader_id == 0) {
-    if (!leaderless_since_) leaderless_since_ = now;
     return fmt::format("no leader known for {} s (this server is {} in term {}): it answers nothing that needs the log",
-                       std::chrono::duration_cast<std::chrono::seconds>(now - *leaderless_since_).count(),
-                       raft::role_name(s.role), s.term);
+                       leaderless_ms(s) / 1000, raft::role_name(s.role), s.term);
   }
-  leaderless_since_.reset();
   const auto [commit, applied] = commit_and_applied(s);
   if (applied >= commit_mark_.first) {
     commit_mark_ = {commit, now};
@@ -577,6 +579,14 @@ std::pair<std::uint64_t, std::uint64_t> ClusterRuntime::commit_and_applied(const
   return {commit, commit - std::min(commit, s.lag)};
 }
 
+std::int64_t ClusterRuntime::leaderless_ms(const cluster::ClusterStatus& s) const {
+  if (s.leader_id != 0) return 0;
+  // tick() keeps leaderless_since_ as it sees the leader come and go; a
+  // status read between a change and its tick counts from now.
+  const auto now = std::chrono::steady_clock::now();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(now - leaderless_since_.value_or(now)).count();
+}
+
 std::string ClusterRuntime::cluster_status_json() const {
   nlohmann::ordered_json json = nlohmann::ordered_json::object();
   json["id"] = id_;
@@ -586,6 +596,9 @@ std::string ClusterRuntime::cluster_status_json() const {
   json["term"] = s.term;
   json["leader_id"] = s.leader_id;
   json["leader"] = s.leader_client_address;
+  // How long this server has known no leader: it answers nothing that needs
+  // the log meanwhile (a removed server, one cut off from the majority).
+  if (s.leader_id == 0) json["no_leader_ms"] = leaderless_ms(s);
   const auto [commit, applied] = commit_and_applied(s);
   json["commit_index"] = commit;
   json["applied_index"] = applied;
@@ -629,7 +642,10 @@ void ClusterRuntime::change_membership(MembershipChange change, std::function<vo
   if (stopped_ || !node_) return fail(Status(StatusCode::kShutdown, "the server is stopping"));
   const cluster::ClusterStatus now = node_->status();
   if (now.role != raft::Role::kLeader) {
-    if (now.leader_id == 0) return fail(Status(StatusCode::kUnavailable, "no leader now; retry"));
+    if (now.leader_id == 0) {
+      return fail(Status(StatusCode::kUnavailable,
+                         fmt::format("no leader now (none known for {} s); retry", leaderless_ms(now) / 1000)));
+    }
     return fail(Status(
         StatusCode::kUnavailable,
         "not the leader; the leader is server " + std::to_string(now.leader_id) + " at " + now.leader_client_address));

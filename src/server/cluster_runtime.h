@@ -199,6 +199,9 @@ class ClusterRuntime final : public CommandSink {
   void tick();
   // Log time now (cluster::LogClock, never behind the loop replica's).
   std::int64_t log_now();
+  // Milliseconds since a leader was last known, given the node's status `s`
+  // (0 when it names one).
+  std::int64_t leaderless_ms(const cluster::ClusterStatus& s) const;
   void arm_tick(std::int64_t at_ms);
 
   // The members' client addresses: the configuration's `server.N` lines,
@@ -220,8 +223,8 @@ class ClusterRuntime final : public CommandSink {
   std::int64_t election_timeout_ms_ = 0;
   std::string secret_;
   std::string data_dir_;  // the Raft data directory
-  // unready_reason(): since when no leader is known (unset: one is), and a
-  // commit index seen with when (not yet applied then).
+  // Since when no leader is known (unset: one is), kept by tick(); and for
+  // unready_reason() a commit index seen with when (not yet applied then).
   std::optional<std::chrono::steady_clock::time_point> leaderless_since_ = std::chrono::steady_clock::now();
   std::pair<std::uint64_t, std::chrono::steady_clock::time_point> commit_mark_{0, {}};
   std::map<std::uint64_t, std::string> configured_;        // the server.N lines

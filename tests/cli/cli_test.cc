@@ -1222,6 +1222,9 @@ TEST_F(CliUsage, HelpListsSubcommandsAndExitCodes) {
   EXPECT_NE(outcome.out.find(" 75  the leader gave up (TIMEOUT: add's server did not catch up, or outcome unknown)"),
             std::string::npos)
       << outcome.out;
+  // And its 69 also a status of a server that knows no leader.
+  EXPECT_NE(outcome.out.find(" 69  no server reachable; or status: the server knows no leader"), std::string::npos)
+      << outcome.out;
   outcome = netsem({"cluster", "add", "--help"});
   ASSERT_EQ(outcome.exit_code, 0) << outcome;
   EXPECT_NE(outcome.out.find(" 75  the leader gave up (TIMEOUT: add's server did not catch up, or outcome unknown)"),

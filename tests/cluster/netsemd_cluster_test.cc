@@ -1392,6 +1392,64 @@ TEST_F(NetsemdCluster, ClusterStatusSaysWhichMembersTheLeaderHearsFrom) {
   EXPECT_NE(shown.out.find("CONTACT"), std::string::npos) << shown;
 }
 
+// netsem cluster against a server that knows no leader (the other two
+// killed: as for a removed server, or one cut off from the majority). Its
+// HELLO would open the session in the log and wait for a leader: the CLI
+// printed nothing and gave up after the connect timeout, exit 69, "has not
+// answered" (session 24's note, 9.5). Now its connection says no HELLO
+// (ClientOptions::sessionless), and the server answers from its own Raft
+// state at once: status shows the server with "no leader known for N s"
+// and exits 69 saying why; remove is answered BUSY at once, nothing done.
+TEST_F(NetsemdCluster, ClusterCommandsOnAServerWithNoLeaderAnswerAtOnceAndSaySo) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int alone = (lead + 1) % kServers;
+  for (int i = 0; i < kServers; ++i) {
+    if (i != alone) ASSERT_NO_FATAL_FAILURE(kill_server(i));
+  }
+  // Once its election timeout has passed, it names no leader.
+  auto raw = connect(alone);
+  ASSERT_TRUE(raw != nullptr);
+  nlohmann::json view;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  do {
+    const std::string answer = raw->request("s CLUSTER STATUS", 5s);
+    ASSERT_EQ(answer.rfind("s OK {", 0), 0u) << answer << "\n" << logs();
+    view = nlohmann::json::parse(answer.substr(5));
+    if (view.at("leader_id") == 0) break;
+    std::this_thread::sleep_for(50ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  ASSERT_EQ(view.at("leader_id"), 0) << view;
+  EXPECT_TRUE(view.at("no_leader_ms").is_number()) << view;
+
+  const std::string server = std::to_string(alone + 1);
+  auto started = std::chrono::steady_clock::now();
+  const NetsemRun shown = run_netsem({"--server", client_address(alone), "cluster", "status"}, {}, 10s);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 3s) << shown;
+  EXPECT_EQ(shown.exit_code, 69) << shown;
+  EXPECT_TRUE(std::regex_search(
+      shown.out, std::regex("^server " + server + " \\([a-z]+, term [0-9]+\\); no leader known for [0-9]+ s; commit")))
+      << shown;
+  EXPECT_NE(shown.out.find("CONTACT"), std::string::npos) << shown;
+  EXPECT_NE(shown.err.find("cluster status: server " + server + " has known no leader for "), std::string::npos)
+      << shown;
+
+  const NetsemRun json = run_netsem({"--server", client_address(alone), "cluster", "status", "--json"}, {}, 10s);
+  EXPECT_EQ(json.exit_code, 69) << json;
+  const nlohmann::json parsed = nlohmann::json::parse(json.out, nullptr, false);
+  ASSERT_TRUE(parsed.is_object()) << json;
+  EXPECT_TRUE(parsed.at("no_leader_ms").is_number()) << json;
+
+  started = std::chrono::steady_clock::now();
+  const NetsemRun removed =
+      run_netsem({"--server", client_address(alone), "cluster", "remove", std::to_string(lead + 1)}, {}, 10s);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 3s) << removed;
+  EXPECT_EQ(removed.exit_code, 1) << removed;
+  EXPECT_NE(removed.err.find("no leader now (none known for "), std::string::npos) << removed;
+  // Nothing was done: the configuration still has all three.
+  EXPECT_EQ(members_of(raw->request("s2 CLUSTER STATUS", 5s), "s2").size(), 3u) << logs();
+}
+
 // CLUSTER ADD of a server that never starts (nothing listens on its Raft
 // address): libraft waits for the spare to catch up before it makes it a
 // voter. The answer must come within a bound, as an ERR that says so, and
