@@ -20,20 +20,26 @@
 #include <fstream>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "cli/cli_runner.h"
 #include "client/local_semaphores.h"
 #include "cluster_leader.h"
 #include "cluster_ports.h"
 #include "netsem/client.h"
+#include "netsem/log.h"
 #include "netsemd_harness.h"
+#include "raft/partition_proxy.h"
 #include "support/eventually.h"
 #include "support/free_port.h"
 #include "support/request_lines.h"
+#include "tcp_proxy.h"
 
 namespace netsem::testing {
 namespace {
@@ -52,6 +58,14 @@ class ClientResumeCluster : public ::testing::Test {
   void SetUp() override {
     pick_cluster_ports(client_ports_, raft_ports_);
     write_cluster_secrets(dir_.path(), kServers, "a-cluster-secret-of-the-test-0123456789");
+    if (raft_proxy_) {
+      std::vector<raft::testing::PartitionProxy::Server> links;
+      for (int i = 0; i < kServers; ++i) {
+        links.push_back({static_cast<std::uint64_t>(i + 1), host(i), raft_bind_host(i), raft_ports_[i]});
+      }
+      proxy_ = std::make_unique<raft::testing::PartitionProxy>(links);
+      ASSERT_TRUE(proxy_->ok()) << proxy_->error();
+    }
     for (int i = 0; i < kServers; ++i) {
       Netsemd::Options options;
       options.raw_config = config(i);
@@ -66,16 +80,19 @@ class ClientResumeCluster : public ::testing::Test {
 
   std::string host(int i) const { return "127.0.0." + std::to_string(i + 1); }
   std::string address(int i) const { return host(i) + ":" + std::to_string(client_ports_[i]); }
+  // Where server i's Raft listens when its links go through proxy_.
+  std::string raft_bind_host(int i) const { return "127.0.1." + std::to_string(i + 1); }
 
   std::string config(int i) const {
     std::string text = "[server]\nbind_address = " + host(i) +
                        "\nbind_port = @PORT@\nstats_dir = @DIR@\ndata_dir = @DIR@\nlog_level = debug\n"
                        "session_timeout_ms = " +
-                       std::to_string(kSessionTimeoutMs) + "\n" + server_extra_ +
+                       std::to_string(session_timeout_ms_) + "\n" + server_extra_ +
                        "[semaphores]\nlock = 1\n[cluster]\nid = " + std::to_string(i + 1) +
                        "\nsecret_file = " + cluster_secret_file(dir_.path(), i).string() +
                        "\nelection_timeout_ms = " + std::to_string(election_timeout_ms_) +
                        "\nheartbeat_timeout_ms = 50\n";
+    if (raft_proxy_) text += "raft_bind_address = " + raft_bind_host(i) + "\n";
     for (int j = 0; j < kServers; ++j) {
       text += "server." + std::to_string(j + 1) + " = " + host(j) + ":" + std::to_string(raft_ports_[j]) + " " +
               address(j) + "\n";
@@ -239,8 +256,13 @@ class ClientResumeCluster : public ::testing::Test {
   void holder_survives_its_servers_death(bool on_leader);
   void queued_acquire_survives_its_servers_death(bool on_leader);
 
-  int election_timeout_ms_ = 500;  // set before SetUp by a fixture that wants slower elections
-  std::string server_extra_;       // more [server] lines ("key = value\n"), likewise
+  int election_timeout_ms_ = 500;               // set before SetUp by a fixture that wants slower elections
+  std::string server_extra_;                    // more [server] lines ("key = value\n"), likewise
+  int session_timeout_ms_ = kSessionTimeoutMs;  // likewise
+  // Whether the servers' Raft links go through proxy_ (likewise), so that a
+  // test can cut a server off while its clients still reach it.
+  bool raft_proxy_ = false;
+  std::unique_ptr<raft::testing::PartitionProxy> proxy_;
   TempDir dir_;
   std::array<std::uint16_t, kServers> client_ports_{};
   std::array<std::uint16_t, kServers> raft_ports_{};
@@ -573,6 +595,101 @@ TEST_F(ClientResumeCluster, TheLeaseStillLapsesWhenNoServerAnswers) {
   EXPECT_GT(*permit->stop_by(), lost_at);
   EXPECT_LE(*permit->stop_by(), stopped_at + std::chrono::milliseconds(kSessionTimeoutMs * 9 / 10));
   EXPECT_NE(permit->loss_reason().message().find("lease"), std::string::npos) << permit->loss_reason().to_string();
+}
+
+// The servers' Raft links through a PartitionProxy, and T = 18 s: a silence
+// is seen T/3 after the last answer at worst (a PING sent T/6 after it, then
+// unanswered for T/6), which leaves T/6 = 3 s of the lease for the resume.
+class ClientCutOffCluster : public ClientResumeCluster {
+ protected:
+  ClientCutOffCluster() {
+    raft_proxy_ = true;
+    session_timeout_ms_ = 18000;
+  }
+};
+
+// A RESUME sent to a server cut off from the majority (session 24's note,
+// item 8). It knows no leader, and the RESUME waits there for the log as
+// every request that needs it does (docs/replication.md): the client must
+// neither wait on it until the lease lapses nor stay there. The holder's
+// session is on server 1, reached through a TcpProxy (so the leader LEADER
+// names is none of its servers, and the holder stays), and its servers name
+// the cut-off server next: when the proxy freezes, the silence moves the
+// session (the frozen connection skipped) and the RESUME goes to the cut-off
+// server first. That attempt is silent for connect_timeout (1 s), kept, and
+// the next candidate, the leader LEADER named, resumes the session with its
+// permit, within the lease. Fails when the attempt is bounded by the lease's
+// end only (resume_handshake's deadline): the permit is lost on the cut-off
+// server.
+TEST_F(ClientCutOffCluster, AResumeSentToAServerCutOffFromTheMajorityEndsOnTheMajority) {
+  const int lead = cluster_leader(servers_, 10s);
+  ASSERT_GE(lead, 0) << "no leader elected\n" << logs();
+  const int cut = lead == 1 ? 2 : 1;  // a follower, not server 1
+  TcpProxy to_first(client_ports_[0]);
+  ASSERT_NE(to_first.port(), 0);
+  const std::string through = "127.0.0.1:" + std::to_string(to_first.port());
+  std::mutex mutex;
+  std::string kept_lines;
+  set_log_level(LogLevel::kDebug);
+  set_log_handler([&](LogLevel, std::string_view message) {
+    if (message.find("silent RESUME attempt") == std::string_view::npos) return;
+    std::lock_guard lock(mutex);
+    kept_lines.append(message).append("\n");
+  });
+  struct Restore {
+    ~Restore() {
+      set_log_handler({});
+      set_log_level(LogLevel::kWarning);
+    }
+  } restore;
+  ClientOptions options;
+  options.servers = {through, address(cut)};
+  options.local_dir = dir_.path() / "local";
+  options.connect_timeout = 1s;
+  options.reconnect_min = 20ms;
+  options.reconnect_max = 200ms;
+  options.request_timeout = 5s;
+  options.fallback = FallbackPolicy{.mode = FallbackPolicy::Mode::kFail};
+  Result<std::unique_ptr<netsem::Client>> made = netsem::Client::create(std::move(options));
+  ASSERT_TRUE(made) << made.status().to_string();
+  netsem::Client& holder = **made;
+  ASSERT_TRUE(holder.connected()) << logs();
+  ASSERT_EQ(holder.stats().server, through) << logs();
+  Result<Permit> permit = holder.acquire("lock", {.timeout = 5s});
+  ASSERT_TRUE(permit) << permit.status().to_string() << "\n" << logs();
+  std::atomic<bool> lost{false};
+  permit->on_lost([&](const Status&) { lost = true; });
+
+  // Cut off; once its election timeout has passed it knows no leader.
+  proxy_->isolate(static_cast<std::uint64_t>(cut + 1));
+  auto look = raw(cut);
+  ASSERT_TRUE(look != nullptr);
+  ASSERT_TRUE(eventually(
+      [&] { return look->request("s CLUSTER STATUS", 5s).find("\"leader_id\":0,") != std::string::npos; }, 10s))
+      << logs();
+
+  const auto frozen_at = SteadyClock::now();
+  to_first.freeze();
+  ASSERT_TRUE(eventually([&] { return holder.stats().resumes == 1 || lost.load(); }, 15s)) << logs();
+  const auto moved_after = (SteadyClock::now() - frozen_at) / 1ms;
+  std::printf("resumed on %s %lld ms after the proxy froze, past the cut-off %s\n", holder.stats().server.c_str(),
+              static_cast<long long>(moved_after), address(cut).c_str());
+  EXPECT_FALSE(lost.load()) << permit->loss_reason().to_string() << "\n" << logs();
+  EXPECT_EQ(holder.stats().server, address(lead)) << logs();
+  EXPECT_LT(moved_after, session_timeout_ms_ / 2);
+  {
+    // The RESUME went to the cut-off server, which did not answer it.
+    std::lock_guard lock(mutex);
+    EXPECT_NE(kept_lines.find("server " + address(cut) + ": the silent RESUME attempt"), std::string::npos)
+        << kept_lines;
+  }
+  // The majority has it: nobody else gets `lock` until it is released.
+  auto other = raw(lead);
+  ASSERT_TRUE(other != nullptr);
+  EXPECT_EQ(other->request(req::acquire("t", "lock", 1, 0), 10s), "t TIMEOUT") << logs();
+  ASSERT_TRUE(permit->release().is_ok()) << logs();
+  const std::string granted = other->request(req::acquire("u", "lock", 1, 5000), 10s);
+  EXPECT_TRUE(granted.starts_with("u OK ")) << granted << "\n" << logs();
 }
 
 // Audit B and E of session 20: in a cluster HELLO goes through the log, so
