@@ -549,6 +549,12 @@ std::string ClusterRuntime::unready_reason() {
   if (stopped_ || !node_) return "the cluster node is stopped";
   const cluster::ClusterStatus s = node_->status();
   const auto now = std::chrono::steady_clock::now();
+  if (s.configuration.empty()) {
+    return fmt::format(
+        "waiting to be added: this server (id {}) is in no configuration yet (join = on); `netsem cluster add` "
+        "against the cluster adds it",
+        id_);
+  }
   if (s.leader_id == 0) {
     return fmt::format("no leader known for {} s (this server is {} in term {}): it answers nothing that needs the log",
                        leaderless_ms(s) / 1000, raft::role_name(s.role), s.term);

@@ -198,6 +198,27 @@ class NetsemdCluster : public ::testing::Test {
   // A server's disk fails while it runs (below).
   void disk_fails(int bad, int good);
 
+  // Server i's /readyz, polled until its status is `status` (at most 10 s;
+  // a failure of the test if it never is): the last response.
+  test_support::HttpResponse readyz_becomes(int i, int status) const {
+    const auto readyz = [this, i] {
+      const std::uint16_t port = test_support::http_port_from_log(servers_[i]->log());
+      test_support::HttpConnection connection(port, host(i).c_str());
+      std::optional<test_support::HttpResponse> response;
+      if (connection.ok() && connection.send_request("GET", "/readyz")) response = connection.read_response(5s, false);
+      return response.value_or(test_support::HttpResponse{});
+    };
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    test_support::HttpResponse last;
+    while (std::chrono::steady_clock::now() < deadline) {
+      last = readyz();
+      if (last.status == status) return last;
+      std::this_thread::sleep_for(100ms);
+    }
+    ADD_FAILURE() << "server " << i + 1 << " /readyz: " << last.status << " " << last.body << "\n" << logs();
+    return last;
+  }
+
   // A number of STATS, asked through `session` (of the server it is connected to).
   static std::uint64_t stats_number(Client& session, const char* name) {
     const std::string answer = session.request("st STATS", 10s);
@@ -810,24 +831,7 @@ std::pair<std::string, std::string> resumable_of(const std::string& answer, std:
 TEST_F(NetsemdCluster, AMemberWithNoLeaderKnownIsNotReady) {
   const int lead = leader();
   ASSERT_GE(lead, 0) << logs();
-  const auto readyz = [this](int i) {
-    const std::uint16_t port = test_support::http_port_from_log(servers_[i]->log());
-    test_support::HttpConnection connection(port, host(i).c_str());
-    std::optional<test_support::HttpResponse> response;
-    if (connection.ok() && connection.send_request("GET", "/readyz")) response = connection.read_response(5s, false);
-    return response.value_or(test_support::HttpResponse{});
-  };
-  const auto becomes = [&](int i, int status) {
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    test_support::HttpResponse last;
-    while (std::chrono::steady_clock::now() < deadline) {
-      last = readyz(i);
-      if (last.status == status) return last;
-      std::this_thread::sleep_for(100ms);
-    }
-    ADD_FAILURE() << "server " << i + 1 << " /readyz: " << last.status << " " << last.body << "\n" << logs();
-    return last;
-  };
+  const auto becomes = [this](int i, int status) { return readyz_becomes(i, status); };
   for (int i = 0; i < kServers; ++i) {
     EXPECT_NE(becomes(i, 200).body.find("\"status\":\"ready\""), std::string::npos) << "server " << i + 1;
   }
@@ -1248,6 +1252,12 @@ TEST_F(NetsemdCluster, ARemovedFollowerIsToldAndExits0AndAServerWaitingToJoinDoe
   const int lead = leader();
   ASSERT_GE(lead, 0) << logs();
   ASSERT_NO_FATAL_FAILURE(start_fourth());
+  // Waiting to join, it is not ready, and says so (it said "no leader
+  // known", as a member cut off from the others).
+  const std::string waiting = readyz_becomes(3, 503).body;
+  EXPECT_NE(waiting.find("\"reason\":\"waiting to be added: this server (id 4) is in no configuration yet"),
+            std::string::npos)
+      << waiting;
   auto admin = connect(lead);
   ASSERT_TRUE(admin != nullptr);
   const int removed = (lead + 1) % kServers;
@@ -1281,6 +1291,7 @@ TEST_F(NetsemdCluster, ARemovedFollowerIsToldAndExits0AndAServerWaitingToJoinDoe
   EXPECT_EQ(d->request("p1 PING", 5s), "p1 PONG");
   EXPECT_EQ(admin->request(add_fourth("c2"), 30s), "c2 OK") << logs();
   EXPECT_FALSE(servers_[3]->wait_exit(500ms).has_value()) << logs();
+  EXPECT_NE(readyz_becomes(3, 200).body.find("\"status\":\"ready\""), std::string::npos);
 }
 
 // A follower removed (it stops), started again on its old data directory
