@@ -19,6 +19,7 @@
 #include "api/pages.h"
 #include "auth/rights.h"
 #include "netsem/status.h"
+#include "stats/cluster_figures.h"
 #include "stats/history.h"
 #include "stats/stats.h"
 
@@ -36,6 +37,9 @@ class Backend {
 
   // --- published state: no work on the event loop ---
   virtual stats::Snapshot snapshot() const = 0;
+  // A server in a cluster: its cluster figures, published with snapshot()
+  // (STATS's `cluster` object); nullopt for a single server.
+  virtual std::optional<stats::ClusterFigures> cluster_figures() const { return std::nullopt; }
   virtual std::vector<stats::HistorySample> history() const = 0;
   virtual Readiness readiness() const = 0;
   // Why a server that is kReady should get no clients now, for /readyz (a

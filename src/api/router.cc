@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <ctime>
 #include <map>
+#include <optional>
 #include <variant>
 
 #include "common/text.h"
@@ -169,11 +170,13 @@ std::optional<Response> not_ready(Backend& backend) {
 
 Response stats(Backend& backend) {
   if (auto refused = not_ready(backend)) return *refused;
-  // The STATS object as the protocol writes it, embedded as is.
+  // The STATS object as the protocol writes it, embedded as is: in a
+  // cluster without the journal's fields and with the `cluster` object.
   json head = {{"version", kVersion}, {"protocol", "1.1"}, {"started_at", format_time(backend.started_at_ms())}};
   std::string body = dump(head);
   body.pop_back();  // the closing brace
-  body += ",\"stats\":" + stats::to_json(backend.snapshot()) + "}";
+  const std::optional<stats::ClusterFigures> cluster = backend.cluster_figures();
+  body += ",\"stats\":" + stats::to_json(backend.snapshot(), cluster ? &*cluster : nullptr) + "}";
   Response response = json_response(200, json::object());
   response.body = std::move(body);
   return response;

@@ -35,7 +35,12 @@ Status HttpBackend::serving() const {
   return Status(StatusCode::kShutdown, "the server is stopping");
 }
 
-void HttpBackend::publish(const stats::Snapshot& snapshot, std::int64_t at_ms) {
+void HttpBackend::publish(const stats::Snapshot& snapshot, std::int64_t at_ms,
+                          std::optional<stats::ClusterFigures> cluster) {
+  {
+    std::lock_guard lock(cluster_mutex_);
+    cluster_ = std::move(cluster);
+  }
   published_.publish(snapshot);
   history_.record(at_ms, snapshot);
 }

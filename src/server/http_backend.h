@@ -1,6 +1,7 @@
 // HttpBackend: the server's side of the HTTP API (api::Backend), the
 // hand-over between the HTTP threads and the event loop. It answers from
-// what the loop published (the latest stats::Snapshot, the history ring,
+// what the loop published (the latest stats::Snapshot and, in a cluster,
+// stats::ClusterFigures, the history ring,
 // readiness, the access lists) without touching the loop, and for per-name
 // and per-session data runs a loop query (LoopJobs) whose body is one of
 // the socket-free page builders (core/api_pages.h: a page of plain rows out
@@ -21,6 +22,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,6 +32,7 @@
 #include "config/allow_list.h"
 #include "core/dispatcher.h"
 #include "server/loop_jobs.h"
+#include "stats/cluster_figures.h"
 #include "stats/history.h"
 #include "stats/stats.h"
 #include "table/semaphore_table.h"
@@ -61,8 +64,10 @@ class HttpBackend final : public api::Backend {
     table_ = &table;
     dispatcher_ = &dispatcher;
   }
-  // Publishes the figures of now (and offers them to the history ring).
-  void publish(const stats::Snapshot& snapshot, std::int64_t at_ms);
+  // Publishes the figures of now (and offers them to the history ring);
+  // a server in a cluster its cluster figures with them.
+  void publish(const stats::Snapshot& snapshot, std::int64_t at_ms,
+               std::optional<stats::ClusterFigures> cluster = std::nullopt);
   void set_access(const AllowList& allowed, const AllowList& admin);
   // The authentication tables in force (start, reload) and the verifier
   // that checks bearer tokens (docs/security.md, "The HTTP API").
@@ -87,6 +92,10 @@ class HttpBackend final : public api::Backend {
   bool admits(const std::array<std::uint8_t, 16>& peer) const;
 
   stats::Snapshot snapshot() const override { return published_.read(); }
+  std::optional<stats::ClusterFigures> cluster_figures() const override {
+    std::lock_guard lock(cluster_mutex_);
+    return cluster_;
+  }
   std::vector<stats::HistorySample> history() const override { return history_.samples(); }
   api::Readiness readiness() const override { return readiness_.load(); }
   std::string unready_reason() const override {
@@ -117,6 +126,8 @@ class HttpBackend final : public api::Backend {
   const std::int64_t started_at_ms_;
   stats::PublishedSnapshot published_;  // thread-safe
   stats::History history_;              // thread-safe
+  mutable std::mutex cluster_mutex_;
+  std::optional<stats::ClusterFigures> cluster_;  // guarded by cluster_mutex_
   std::atomic<api::Readiness> readiness_{api::Readiness::kStarting};
   std::atomic<std::size_t> metrics_max_names_{1000};
   mutable std::mutex unready_mutex_;

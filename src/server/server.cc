@@ -534,7 +534,9 @@ Status Server::start_http() {
 }
 
 void Server::publish_figures() {
-  if (http_backend_ && dispatcher_) http_backend_->publish(dispatcher_->stats_snapshot(), wall_clock_ms());
+  if (http_backend_ && dispatcher_) {
+    http_backend_->publish(dispatcher_->stats_snapshot(), wall_clock_ms(), dispatcher_->cluster_figures());
+  }
   if (http_backend_ && cluster_) http_backend_->set_unready_reason(cluster_->unready_reason());
 }
 

@@ -10,6 +10,7 @@
 
 #include <map>
 
+#include "stats/render.h"
 #include "web/web.h"
 
 namespace netsem::api {
@@ -24,6 +25,7 @@ constexpr std::array<std::uint8_t, 16> kOther = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
 class TestBackend final : public Backend {
  public:
   stats::Snapshot figures;
+  std::optional<stats::ClusterFigures> cluster;  // a server in a cluster
   std::vector<stats::HistorySample> samples;
   Readiness ready = Readiness::kReady;
   std::map<std::string, SemaphoreDetail> semaphores_by_name;
@@ -39,6 +41,7 @@ class TestBackend final : public Backend {
   int loop_calls = 0;
 
   stats::Snapshot snapshot() const override { return figures; }
+  std::optional<stats::ClusterFigures> cluster_figures() const override { return cluster; }
   std::vector<stats::HistorySample> history() const override { return samples; }
   Readiness readiness() const override { return ready; }
   std::int64_t started_at_ms() const override { return 1764775201123; }  // 2025-12-03T15:20:01.123Z
@@ -164,6 +167,41 @@ TEST(Router, StatsEmbedsTheStatsObject) {
   EXPECT_EQ(answer.body["stats"]["grants"], 42);
   EXPECT_EQ(answer.body["stats"]["sessions"], 3);
   EXPECT_EQ(backend.loop_calls, 0);
+}
+
+// In a cluster /api/v1/stats embeds what STATS answers there: no journal
+// fields (there is no journal) and the `cluster` object last. It showed
+// the journal's fields and no `cluster` (newuser26 item 1).
+TEST(Router, StatsInAClusterIsStatsWithTheClusterObjectAndNoJournal) {
+  TestBackend backend;
+  backend.figures.table.grants = 42;
+  stats::ClusterFigures cluster;
+  cluster.id = 2;
+  cluster.role = "follower";
+  cluster.term = 7;
+  cluster.leader_id = 1;
+  cluster.commit_index = 90;
+  cluster.applied_index = 88;
+  cluster.lag = 2;
+  backend.cluster = cluster;
+  auto answer = call(backend, "GET", "/api/v1/stats");
+  ASSERT_EQ(answer.response.status, 200);
+  const json& stats = answer.body["stats"];
+  EXPECT_EQ(stats, json::parse(stats::to_json(backend.figures, &cluster)));
+  EXPECT_EQ(stats["grants"], 42);
+  for (const auto& [key, value] : stats.items()) EXPECT_FALSE(key.starts_with("journal_")) << key;
+  ASSERT_TRUE(stats.contains("cluster")) << stats;
+  EXPECT_EQ(stats["cluster"]["id"], 2);
+  EXPECT_EQ(stats["cluster"]["role"], "follower");
+  EXPECT_EQ(stats["cluster"]["leader_id"], 1);
+  EXPECT_EQ(stats["cluster"]["lag"], 2);
+  EXPECT_EQ(backend.loop_calls, 0);  // published state only
+
+  // A single server's keeps its journal fields and has no `cluster`.
+  backend.cluster.reset();
+  const json single = call(backend, "GET", "/api/v1/stats").body["stats"];
+  EXPECT_TRUE(single.contains("journal_ok")) << single;
+  EXPECT_FALSE(single.contains("cluster")) << single;
 }
 
 TEST(Router, HistoryOldestFirst) {

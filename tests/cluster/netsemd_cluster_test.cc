@@ -709,7 +709,7 @@ TEST_F(NetsemdClusterFewConnections, WhenTheRefusalsRoomIsFullTooTheOldestGivesW
 // STATS of a server in a cluster: no journal fields, a `cluster` object
 // with role, term, leader, indexes and lag; the leader's has each
 // follower's lag. GET /metrics: the netsem_cluster_* series, and promtool
-// accepts the exposition.
+// accepts the exposition. GET /api/v1/stats: STATS's object, the same way.
 TEST_F(NetsemdCluster, StatsAndMetricsShowRoleTermIndexesAndLag) {
   const int lead = leader();
   ASSERT_GE(lead, 0) << logs();
@@ -810,6 +810,28 @@ TEST_F(NetsemdCluster, StatsAndMetricsShowRoleTermIndexesAndLag) {
       const auto checked = check_metrics(promtool, text);
       EXPECT_EQ(checked.exit_code, 0) << checked.output;
     }
+
+    // GET /api/v1/stats embeds STATS's object: no journal, the `cluster`
+    // object (published once a second: asked until it names the leader).
+    nlohmann::json stats;
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    do {
+      test_support::HttpConnection api(port, host(i).c_str());
+      ASSERT_TRUE(api.ok());
+      ASSERT_TRUE(api.send_request("GET", "/api/v1/stats"));
+      const auto answer = api.read_response(5s, false);
+      ASSERT_TRUE(answer.has_value());
+      ASSERT_EQ(answer->status, 200) << answer->body;
+      stats = nlohmann::json::parse(answer->body).at("stats");
+      EXPECT_FALSE(stats.contains("journal_ok")) << stats;
+      EXPECT_FALSE(stats.contains("journal_fsync_us")) << stats;
+      ASSERT_TRUE(stats.contains("cluster")) << stats;
+      if (stats.at("cluster").at("leader_id") == lead + 1) break;
+      std::this_thread::sleep_for(100ms);
+    } while (std::chrono::steady_clock::now() < deadline);
+    EXPECT_EQ(stats.at("cluster").at("id"), i + 1) << stats;
+    EXPECT_EQ(stats.at("cluster").at("role"), i == lead ? "leader" : "follower") << stats;
+    EXPECT_EQ(stats.at("cluster").at("leader_id"), lead + 1) << stats;
   }
 }
 

@@ -153,6 +153,16 @@ function isolated(text, className) { return el('bdi', className ? {className} : 
 
 // -------------------------------------------------------------- figures ---
 
+// STATS's `cluster` object in words: "follower, term 3, leader 1".
+function clusterText(c) {
+  const parts = [`${c.role}, term ${c.term}`];
+  if (!c.leader_id) parts.push('no leader known');
+  else if (c.leader_id !== c.id) parts.push(`leader ${c.leader_id}`);
+  if (c.lag > 0) parts.push(`${formatCount(c.lag)} entries behind`);
+  return parts.join(', ');
+}
+
+// [label, value, bad (shown red), shown (default: always)] of each figure.
 const FIGURES = [
   ['Sessions', (s) => formatCount(s.sessions)],
   ['Semaphores', (s) => formatCount(s.semaphores)],
@@ -162,7 +172,10 @@ const FIGURES = [
   ['Timeouts', (s) => formatCount(s.timeouts_total)],
   ['Requests', (s) => formatCount(s.requests)],
   ['Uptime', (s) => formatDuration(typeof s.uptime_s === 'number' ? s.uptime_s * 1000 : undefined)],
-  ['Journal', (s) => (s.journal_ok === 0 ? 'failing' : 'writing'), (s) => s.journal_ok === 0],
+  ['Journal', (s) => (s.journal_ok === 0 ? 'failing' : 'writing'), (s) => s.journal_ok === 0, (s) => !s.cluster],
+  // A server in a cluster has no journal (the Raft log is the record): its
+  // place in the cluster instead, red while it knows no leader.
+  ['Cluster', (s) => clusterText(s.cluster), (s) => !s.cluster.leader_id, (s) => !!s.cluster],
   // A token, written as holders' fences are (no digit grouping).
   ['Last fence', (s) => (typeof s.last_fence === 'number' ? String(s.last_fence) : '–')],
 ];
@@ -171,7 +184,7 @@ function renderStats(reply) {
   const stats = reply.stats || {};
   $('version').textContent = reply.version ? reply.version : '';
   const list = $('figures');
-  const items = FIGURES.map(([label, value, bad]) => {
+  const items = FIGURES.filter(([, , , shown]) => !shown || shown(stats)).map(([label, value, bad]) => {
     const dd = el('dd', {}, value(stats));
     if (bad && bad(stats)) dd.className = 'bad';
     return el('div', {}, el('dt', {}, label), dd);
