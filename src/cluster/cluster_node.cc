@@ -4,10 +4,15 @@
 // mailbox; everything else here runs on the loop thread.
 #include "cluster/cluster_node.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <map>
+#include <string_view>
 #include <utility>
 #include <variant>
 
+#include "common/log.h"
 #include "replication/results.h"
 
 namespace netsem::cluster {
@@ -108,6 +113,7 @@ void ClusterNode::start_term_if_new(std::int64_t now_ms) {
   started_term_ = term;
   touch_all_index_ = 0;
   check_configuration_ = true;
+  new_leader_check_ = true;
   advance_in_flight_ = false;
   advance_index_ = 0;
   ++counters_.touch_alls;
@@ -219,7 +225,11 @@ void ClusterNode::drain_mail(const replication::StateMachine& loop_replica) {
         }
         break;
       case Duty::kReconfigure:
-        if (!m.status) check_configuration_ = true;
+        if (m.status) {
+          new_leader_check_ = false;
+        } else {
+          check_configuration_ = true;
+        }
         break;
       case Duty::kNone:
         break;
@@ -234,14 +244,74 @@ void ClusterNode::set_configuration(std::vector<std::pair<std::string, std::int6
   check_configuration_ = true;
 }
 
-bool ClusterNode::differs_from_configuration(const replication::StateMachine& replica) const {
-  if (replica.session_timeout_ms() != configuration_->second) return true;
-  std::vector<std::pair<std::string, std::int64_t>> defined;
+std::vector<ConfigurationDifference> configuration_differences(
+    const replication::StateMachine& replica, const std::vector<std::pair<std::string, std::int64_t>>& limits,
+    std::int64_t session_timeout_ms) {
+  std::vector<ConfigurationDifference> out;
+  if (replica.session_timeout_ms() != session_timeout_ms) {
+    out.push_back({"", replica.session_timeout_ms(), session_timeout_ms, false});
+  }
+  std::map<std::string, std::int64_t, std::less<>> defined;
   replica.table().list("", [&defined](const server::SemaphoreInfo& info) {
-    if (info.kind == server::SemaphoreKind::kDefined) defined.emplace_back(std::string(info.name), info.max);
+    if (info.kind == server::SemaphoreKind::kDefined) defined.emplace(std::string(info.name), info.max);
   });
-  std::sort(defined.begin(), defined.end());
-  return defined != configuration_->first;
+  std::map<std::string_view, std::int64_t> configured;
+  for (const auto& [name, limit] : limits) configured.emplace(name, limit);
+  auto d = defined.begin();
+  auto c = configured.begin();
+  while (d != defined.end() || c != configured.end()) {
+    if (c == configured.end() || (d != defined.end() && d->first < c->first)) {
+      out.push_back({d->first, d->second, std::nullopt, false});
+      ++d;
+    } else if (d == defined.end() || c->first < d->first) {
+      const bool created = replica.table().get(c->first).kind == server::SemaphoreKind::kCreated;
+      out.push_back({std::string(c->first), std::nullopt, c->second, created});
+      ++c;
+    } else {
+      if (d->second != c->second) out.push_back({d->first, d->second, c->second, false});
+      ++d;
+      ++c;
+    }
+  }
+  return out;
+}
+
+std::string describe(const ConfigurationDifference& difference) {
+  const auto cluster = [&]() -> std::string {
+    if (difference.replicated) return std::to_string(*difference.replicated) + " in the cluster";
+    return difference.created ? "a semaphore created by CREATE in the cluster (it stays one)"
+                              : "not defined in the cluster";
+  };
+  const std::string here = difference.configured ? std::to_string(*difference.configured) + " in this server's file"
+                                                 : "not in this server's file";
+  const std::string what =
+      difference.name.empty() ? "session_timeout_ms" : "[semaphores] " + escape_for_log(difference.name);
+  return what + ": " + cluster() + ", " + here;
+}
+
+void ClusterNode::log_reconfigure(const replication::StateMachine& replica,
+                                  const std::vector<ConfigurationDifference>& differences) const {
+  bool none_defined = true;
+  replica.table().list("", [&none_defined](const server::SemaphoreInfo& info) {
+    if (info.kind == server::SemaphoreKind::kDefined) none_defined = false;
+  });
+  if (none_defined && replica.session_timeout_ms() == 0) {
+    spdlog::info(
+        "cluster: replicating this server's configuration as the cluster's first: {} defined semaphores, "
+        "session_timeout_ms {}",
+        configuration_->first.size(), configuration_->second);
+    return;
+  }
+  for (const ConfigurationDifference& difference : differences) {
+    if (new_leader_check_) {
+      spdlog::warn(
+          "cluster: this server leads and replicates its own file's configuration (the leader's file wins), "
+          "which changes the cluster's: {}",
+          describe(difference));
+    } else {
+      spdlog::info("cluster: replicating the reloaded configuration: {}", describe(difference));
+    }
+  }
 }
 
 std::int64_t ClusterNode::tick(std::int64_t now_ms, const replication::StateMachine& loop_replica) {
@@ -264,7 +334,12 @@ std::int64_t ClusterNode::tick(std::int64_t now_ms, const replication::StateMach
     if (check_configuration_ && configuration_) {
       if (touch_all_index_ != 0 && loop_replica.last_index() >= touch_all_index_) {
         check_configuration_ = false;
-        if (differs_from_configuration(loop_replica)) {
+        const std::vector<ConfigurationDifference> differences =
+            configuration_differences(loop_replica, configuration_->first, configuration_->second);
+        if (differences.empty()) {
+          new_leader_check_ = false;
+        } else {
+          log_reconfigure(loop_replica, differences);
           ++counters_.reconfigures;
           propose(replication::Entry{now_ms, {replication::Reconfigure{configuration_->first, configuration_->second}}},
                   0, Duty::kReconfigure);

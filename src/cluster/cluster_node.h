@@ -73,6 +73,33 @@ class Forwarder {
   virtual void forward(std::uint64_t leader_id, std::string entry) = 0;
 };
 
+// One way a server's configuration differs from the replicated one (the
+// defined semaphores' limits, the session timeout: what a Reconfigure
+// sets). In a cluster the leader's file wins (docs/replication.md,
+// "Configuration"): a follower's differences change nothing until it leads,
+// and a new leader's change the cluster's; both are logged, at warning.
+struct ConfigurationDifference {
+  std::string name;                        // a [semaphores] name; "" for session_timeout_ms
+  std::optional<std::int64_t> replicated;  // the cluster's; nullopt: no such defined semaphore there
+  std::optional<std::int64_t> configured;  // this server's; nullopt: not in its [semaphores]
+  bool created = false;                    // the cluster has `name` as a semaphore created by CREATE (it stays one)
+};
+
+// The differences between `replica`'s configuration and `limits` (any
+// order) with `session_timeout_ms`: session_timeout_ms first, then the
+// semaphores in byte order of names. None when they agree. Lists the
+// replica's table (linear in its names).
+std::vector<ConfigurationDifference> configuration_differences(
+    const replication::StateMachine& replica, const std::vector<std::pair<std::string, std::int64_t>>& limits,
+    std::int64_t session_timeout_ms);
+
+// One difference in words, for the log: "[semaphores] lock: 1 in the
+// cluster, 2 in this server's file", "[semaphores] x: not defined in the
+// cluster, 3 in this server's file", "[semaphores] y: 4 in the cluster, not
+// in this server's file", "session_timeout_ms: 15000 in the cluster, 3000 in
+// this server's file" (a name escaped as the log writes names).
+std::string describe(const ConfigurationDifference& difference);
+
 struct ClusterOptions {
   std::uint64_t id = 0;      // this server, > 0
   std::string raft_address;  // "a.b.c.d:port": where RaftNode listens and peers reach it
@@ -192,7 +219,12 @@ class ClusterNode {
 
   // The defined semaphores' limits and the session timeout this server is
   // configured with (at start and after a reload); as leader it proposes a
-  // Reconfigure when the replicated ones differ.
+  // Reconfigure when the replicated ones differ, and logs each difference
+  // (configuration_differences): at warning in a term's first check (a new
+  // leader's file changes the cluster's configuration), at info after a
+  // reload of the leader, and as one info line for the cluster's first
+  // configuration (a replica with no defined semaphore and session timeout
+  // 0: a log no Reconfigure ever reached, as far as can be told).
   void set_configuration(std::vector<std::pair<std::string, std::int64_t>> limits, std::int64_t session_timeout_ms);
 
   ClusterStatus status() const;
@@ -231,7 +263,9 @@ class ClusterNode {
   void propose(replication::Entry entry, std::uint64_t serial, Duty duty);
   void start_term_if_new(std::int64_t now_ms);
   void drain_mail(const replication::StateMachine& loop_replica);
-  bool differs_from_configuration(const replication::StateMachine& replica) const;
+  // Logs the Reconfigure proposed for `differences` (set_configuration).
+  void log_reconfigure(const replication::StateMachine& replica,
+                       const std::vector<ConfigurationDifference>& differences) const;
   void post(Mail mail);
 
   ClusterOptions options_;
@@ -257,6 +291,7 @@ class ClusterNode {
   std::uint64_t started_term_ = 0;     // the term whose TouchAll was proposed
   std::uint64_t touch_all_index_ = 0;  // where it applied (0: not yet)
   bool check_configuration_ = false;   // compare with the replica once it passed touch_all_index_
+  bool new_leader_check_ = false;      // the term's first comparison not done (or its Reconfigure not applied)
   bool advance_in_flight_ = false;
   std::uint64_t advance_index_ = 0;  // where the AdvanceTime in flight applied (0: not yet)
   std::optional<std::pair<std::vector<std::pair<std::string, std::int64_t>>, std::int64_t>> configuration_;

@@ -444,8 +444,20 @@ void ClusterRuntime::submit(replication::Command command) {
 void ClusterRuntime::configure(const ServerConfig& config) {
   if (!node_) return;
   node_->set_configuration(config.semaphores, config.session_timeout_ms);
+  if (!attached_) return;  // the start: the replica may not have caught up yet
+  // A reload. Only the leader's file is replicated: a follower's differences
+  // change nothing now, and each is said.
+  if (node_->status().role != raft::Role::kLeader) {
+    for (const auto& difference :
+         cluster::configuration_differences(replica_, config.semaphores, config.session_timeout_ms)) {
+      spdlog::warn(
+          "cluster: SIGHUP: {}; only the leader's file sets the cluster's configuration: this takes effect "
+          "only if this server leads",
+          cluster::describe(difference));
+    }
+  }
   // A reload's change is proposed now (as leader), not at the next tick.
-  if (attached_) tick();
+  tick();
 }
 
 namespace {

@@ -126,7 +126,9 @@ class ClusterRuntime final : public CommandSink {
   std::string leader_client_address() const override;
 
   // The defined semaphores and the session timeout to replicate (start,
-  // reload); the leader proposes a change at once.
+  // reload); the leader proposes a change at once. At a reload on a server
+  // that does not lead, each difference from the replicated configuration
+  // is logged (warning): it takes effect only if this server leads.
   void configure(const ServerConfig& config);
 
   // A connection whose first line (without its "\n") is `line`, from

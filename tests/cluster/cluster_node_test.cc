@@ -264,6 +264,40 @@ TEST(ClusterNode, ANewLeaderProposesTouchAllFirstAndReconfiguresOnlyWhatDiffers)
   EXPECT_EQ(cluster.server(follower).replica->table().get("cache").kind, server::SemaphoreKind::kAbsent);
 }
 
+// What a server's configuration changes in the cluster's, as the leader's
+// Reconfigure and a follower's reload log it (newuser26 item 2).
+TEST(ConfigurationDifferences, NameEachChangedAddedAndRemovedLimitAndTheSessionTimeout) {
+  replication::StateMachine replica;
+  const OpenSession open = open_command(1, "10.0.0.1:1");
+  const auto configured = replica.apply_entry(
+      1, replication::Entry{1000, {replication::Reconfigure{{{"db", 3}, {"gone", 4}, {"lock", 1}}, 15000}, open}});
+  ASSERT_TRUE(configured) << configured.status().to_string();
+  ASSERT_EQ(configured->commands.size(), 2u);
+  const SessionId session = configured->commands[1].answer.number;
+  ASSERT_NE(session, 0u);
+  SessionRequest create = acquire(1, session, 1, "c", "made");
+  create.verb = RequestVerb::kCreate;
+  create.value = 2;
+  create.max = 2;
+  ASSERT_TRUE(replica.apply_entry(2, replication::Entry{1001, {create}}));
+  ASSERT_EQ(replica.table().get("made").kind, server::SemaphoreKind::kCreated);
+
+  // The same configuration, in any order: none.
+  EXPECT_TRUE(configuration_differences(replica, {{"lock", 1}, {"db", 3}, {"gone", 4}}, 15000).empty());
+
+  const auto differences = configuration_differences(replica, {{"made", 5}, {"lock", 2}, {"db", 3}, {"new", 7}}, 3000);
+  std::vector<std::string> said;
+  for (const auto& difference : differences) said.push_back(describe(difference));
+  EXPECT_EQ(said, (std::vector<std::string>{
+                      "session_timeout_ms: 15000 in the cluster, 3000 in this server's file",
+                      "[semaphores] gone: 4 in the cluster, not in this server's file",
+                      "[semaphores] lock: 1 in the cluster, 2 in this server's file",
+                      "[semaphores] made: a semaphore created by CREATE in the cluster (it stays one), 5 in this "
+                      "server's file",
+                      "[semaphores] new: not defined in the cluster, 7 in this server's file",
+                  }));
+}
+
 TEST(ClusterNode, PendingCommandsWaitForALeaderAndAreSentWhenOneIsKnown) {
   TestCluster cluster;
   ASSERT_TRUE(cluster.start(1));

@@ -449,6 +449,70 @@ TEST_F(NetsemdCluster, AReloadedLimitIsReplicated) {
   EXPECT_TRUE(grants(*b, "b", "lock"));
 }
 
+// Only the leader's file sets the replicated limits. A follower's reload
+// of other limits changed nothing, silently, and the next leader's file
+// changed the cluster's, silently (newuser26 item 2): now both are logged
+// at warning, naming the limit, and the leader's file still wins.
+TEST_F(NetsemdCluster, AFollowersReloadedLimitWarnsAndANewLeadersFileChangesTheClustersLoudly) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int f1 = (lead + 1) % kServers;
+  const int f2 = (lead + 2) % kServers;
+  const std::string changed = "[semaphores] lock: 1 in the cluster, 2 in this server's file";
+  // The first leader's configuration is the cluster's first: no warning.
+  ASSERT_TRUE(servers_[lead]->wait_for_log("as the cluster's first: 1 defined semaphores", 5s)) << logs();
+  // Both followers' files say lock = 2 now, once they applied the first
+  // configuration; the leader's still 1.
+  for (const int i : {f1, f2}) {
+    auto reader = connect(i);
+    ASSERT_TRUE(reader != nullptr);
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    std::string got;
+    while ((got = reader->request(req::get("g", "lock"), 5s)) != "g OK 1 1 0 0 defined" &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(50ms);
+    }
+    ASSERT_EQ(got, "g OK 1 1 0 0 defined") << logs();
+  }
+  for (const int i : {f1, f2}) {
+    Netsemd::Options options;
+    options.raw_config = config(i, 2);
+    servers_[i]->rewrite_config(options);
+    servers_[i]->send_signal(SIGHUP);
+  }
+  for (const int i : {f1, f2}) {
+    ASSERT_TRUE(servers_[i]->wait_for_log("SIGHUP: reloaded", 5s)) << logs();
+    EXPECT_TRUE(servers_[i]->wait_for_log("cluster: SIGHUP: " + changed +
+                                              "; only the leader's file sets the "
+                                              "cluster's configuration: this takes effect only if this server leads",
+                                          1s))
+        << servers_[i]->log();
+  }
+  // The cluster's limit is still the leader's 1.
+  auto a = connect(f1);
+  auto b = connect(f1);
+  ASSERT_TRUE(a != nullptr && b != nullptr);
+  ASSERT_TRUE(grants(*a, "a", "lock"));
+  ASSERT_TRUE(queues(*b, "b", "lock"));
+  for (int i = 0; i < kServers; ++i) {
+    EXPECT_EQ(servers_[i]->log().find("replicates its own file's configuration"), std::string::npos) << logs();
+  }
+
+  // The leader dies: the new one (a follower, lock = 2) replicates its
+  // file's limit, saying so, and b is granted.
+  ASSERT_NO_FATAL_FAILURE(kill_server(lead));
+  const int next = leader_other_than(lead);
+  ASSERT_GE(next, 0) << logs();
+  EXPECT_TRUE(servers_[next]->wait_for_log(
+      "cluster: this server leads and replicates its own file's configuration (the leader's file wins), which "
+      "changes the cluster's: " +
+          changed,
+      10s))
+      << logs();
+  const std::string handed = b->read_line(10s).value_or("");
+  EXPECT_EQ(handed.rfind("b OK ", 0), 0u) << handed << "\n" << logs();
+}
+
 TEST_F(NetsemdCluster, APeerLineWithTheWrongSecretIsRefused) {
   const int lead = leader();
   ASSERT_GE(lead, 0) << logs();
