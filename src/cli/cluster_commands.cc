@@ -92,11 +92,24 @@ int status_command(const GlobalOptions& global, bool json) {
   return done();
 }
 
+// Who leads, in which term, as a server's CLUSTER STATUS `view` says: itself
+// when it leads, else the leader it names; "-" for what it does not know.
+struct Leadership {
+  std::string id = "-";
+  std::string term = "-";
+};
+
+Leadership leadership_of(const nlohmann::json& view) {
+  if (!view.is_object()) return {};
+  return {text_of(view, text_of(view, "role") == "leader" ? "id" : "leader_id"), text_of(view, "term")};
+}
+
 // A connection to the leader: the one made when the server named leads (or
 // names no leader: its refusal then says why, at once), else one to the
 // leader it names. Sessionless, as for status: a server that knows no
-// leader answers.
-Connection connect_to_leader(const GlobalOptions& global, std::string_view what) {
+// leader answers. `asked`: the leadership the server named saw before the
+// change.
+Connection connect_to_leader(const GlobalOptions& global, std::string_view what, Leadership& asked) {
   Connection connection = connect(global, /*sessionless=*/true);
   if (!connection.client) return connection;
   if (const int failed = require_server(connection, what); failed != kExitOk) {
@@ -107,6 +120,7 @@ Connection connect_to_leader(const GlobalOptions& global, std::string_view what)
   auto status = connection.client->cluster_status();
   if (!status) return connection;  // the change's own answer says why
   const nlohmann::json view = nlohmann::json::parse(*status, nullptr, false);
+  asked = leadership_of(view);
   if (!view.is_object() || text_of(view, "role") == "leader") return connection;
   const std::string leader =
       view.contains("leader") && view.at("leader").is_string() ? view.at("leader").get<std::string>() : "";
@@ -119,22 +133,19 @@ Connection connect_to_leader(const GlobalOptions& global, std::string_view what)
   return there;
 }
 
-// After a change the leader gave up on (TIMEOUT), whose outcome may be
-// unknown: what the server asked shows of server `id` now, as a clause.
-std::string member_now(const Connection& connection, std::uint64_t id) {
-  const std::string look = "; run netsem cluster status to see whether server " + std::to_string(id) + " is a member";
-  auto status = connection.client->cluster_status();
-  if (!status) return look + " (" + status.status().message() + ")";
-  const nlohmann::json view = nlohmann::json::parse(*status, nullptr, false);
-  if (!view.is_object() || !view.contains("members") || !view.at("members").is_array()) return look;
+// Server `id`'s role in the configuration of CLUSTER STATUS's `view`: "" when
+// it is no member.
+std::string role_in(const nlohmann::json& view, std::uint64_t id) {
   std::string role;
   for (const nlohmann::json& member : view.at("members")) {
     if (member.is_object() && text_of(member, "id") == std::to_string(id)) role = text_of(member, "role");
   }
-  const bool leads = text_of(view, "role") == "leader";
-  return "; server " + text_of(view, "id") + " (" + text_of(view, "role") + ", term " + text_of(view, "term") +
-         ") now has server " + std::to_string(id) + (role.empty() ? " out of its configuration" : " as a " + role) +
-         (leads ? "" : ", which a new leader may still change: run netsem cluster status once one is elected");
+  return role;
+}
+
+// " out of its configuration", " as a spare".
+std::string as_member(const std::string& role) {
+  return role.empty() ? " out of its configuration" : " as a " + role;
 }
 
 int change_command(const GlobalOptions& global, const ClusterOptions& options, bool add) {
@@ -147,7 +158,8 @@ int change_command(const GlobalOptions& global, const ClusterOptions& options, b
     print_error(what + ": ID must be a server id (a whole number from 1, in decimal digits), not '" + options.id + "'");
     return kExitUsage;
   }
-  Connection connection = connect_to_leader(global, what);
+  Leadership asked;
+  Connection connection = connect_to_leader(global, what, asked);
   if (!connection.client) return connection.failure;
   const Status status = add ? connection.client->cluster_add(id, options.raft_address, options.client_address)
                             : connection.client->cluster_remove(id);
@@ -157,6 +169,37 @@ int change_command(const GlobalOptions& global, const ClusterOptions& options, b
     // leader removed the spare again, or failed to); or, for both, the
     // leader lost its leadership before the change committed, and a new
     // leader may commit it or drop it. The configuration now says which.
+    const std::string look = "; run netsem cluster status to see whether server " + std::to_string(id) + " is a member";
+    auto now = connection.client->cluster_status();
+    const nlohmann::json view = now ? nlohmann::json::parse(*now, nullptr, false) : nlohmann::json();
+    const bool shown = view.is_object() && view.contains("members") && view.at("members").is_array();
+    const std::string role = shown ? role_in(view, id) : "";
+    if (shown && text_of(view, "role") == "leader" && asked.id != "-" && text_of(view, "id") == asked.id &&
+        text_of(view, "term") == asked.term) {
+      // The same leader in the same term never lost its leadership: what
+      // its configuration shows is the outcome, known.
+      if (add ? role == "voter" : role.empty()) {
+        print(add ? "server " + std::to_string(id) + " added: a voter\n"
+                  : "server " + std::to_string(id) + " removed\n");
+        return kExitOk;
+      }
+      const std::string why_known =
+          add ? "server " + std::to_string(id) +
+                    " did not catch up with the log in time (is it running, with join = on, and is " +
+                    options.raft_address + " reachable from the leader?)"
+              : "the leader gave up on the change";
+      print_error(what + ": not done: " + why_known + "; server " + asked.id +
+                  " still leads, in the same term, and has server " + std::to_string(id) + as_member(role));
+      return kExitTimeout;
+    }
+    const std::string member_now =
+        !now     ? look + " (" + now.status().message() + ")"
+        : !shown ? look
+                 : "; server " + text_of(view, "id") + " (" + text_of(view, "role") + ", term " +
+                       text_of(view, "term") + ") now has server " + std::to_string(id) + as_member(role) +
+                       (text_of(view, "role") == "leader"
+                            ? ""
+                            : ", which a new leader may still change: run netsem cluster status once one is elected");
     const std::string why =
         add ? "server " + std::to_string(id) +
                   " did not catch up with the log in time (is it running, with join = on, "
@@ -165,7 +208,7 @@ int change_command(const GlobalOptions& global, const ClusterOptions& options, b
                   " reachable from the leader?), or the leader lost its leadership before the change committed (the "
                   "leader's log says which)"
             : "the leader lost its leadership before the change committed";
-    print_error(what + ": not done for certain: " + why + "; the outcome is unknown" + member_now(connection, id));
+    print_error(what + ": not done for certain: " + why + "; the outcome is unknown" + member_now);
     return kExitTimeout;
   }
   if (!status) return report_failure(connection, status);

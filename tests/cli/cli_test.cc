@@ -17,12 +17,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -1293,6 +1295,194 @@ TEST_F(CliServers, AFullServerSaysSoAndExitsTempfail) {
   EXPECT_EQ(outcome.out, "") << outcome;
   EXPECT_TRUE(outcome.err.starts_with("netsem: server " + at + " is full: it has reached its max_connections"))
       << outcome;
+}
+
+// A fake cluster server on a loopback port, for the outcomes of `netsem
+// cluster add` and `remove` a single netsemd cannot give (it answers BAD_ARG:
+// no cluster). It answers PING (the CLI's cluster commands connect
+// sessionless: a PING in HELLO's place), HELLO as a 1.2 server, STATS with
+// a session timeout of 0, each CLUSTER STATUS with the next of `views` (the
+// last one again once all were given), CLUSTER ADD and REMOVE with `change`
+// ("TIMEOUT"), anything else ERR UNKNOWN_VERB; and keeps the request lines
+// it read, without their tags.
+class FakeClusterServer {
+ public:
+  FakeClusterServer(std::vector<std::string> views, std::string change)
+      : views_(std::move(views)), change_(std::move(change)) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t size = sizeof address;
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&address), size) != 0 || ::listen(listener_, 8) != 0 ||
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
+      std::abort();
+    }
+    port_ = ntohs(address.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~FakeClusterServer() {
+    done_ = true;
+    thread_.join();
+    ::close(listener_);
+  }
+  FakeClusterServer(const FakeClusterServer&) = delete;
+  FakeClusterServer& operator=(const FakeClusterServer&) = delete;
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::vector<std::string> requests() {
+    std::lock_guard lock(mutex_);
+    return requests_;
+  }
+
+ private:
+  std::string answer_to(const std::string& request) {
+    if (request.starts_with("HELLO")) return "OK netsem 1.2 7";
+    if (request == "PING") return "PONG";
+    if (request == "STATS") return "OK {\"session_timeout_ms\":0}";
+    if (request == "CLUSTER STATUS") {
+      const std::string& view = views_[std::min(statuses_++, views_.size() - 1)];
+      return "OK " + view;
+    }
+    if (request.starts_with("CLUSTER ADD ") || request.starts_with("CLUSTER REMOVE ")) return change_;
+    return "ERR UNKNOWN_VERB unknown verb";
+  }
+
+  void serve() {
+    std::vector<int> peers;
+    std::vector<std::string> inputs;
+    while (!done_) {
+      std::vector<pollfd> fds{{listener_, POLLIN, 0}};
+      for (const int peer : peers) fds.push_back({peer, POLLIN, 0});
+      if (::poll(fds.data(), fds.size(), 20) <= 0) continue;
+      if (fds[0].revents != 0) {
+        peers.push_back(::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC));
+        inputs.emplace_back();
+      }
+      for (std::size_t i = 1; i < fds.size(); ++i) {
+        if (fds[i].revents == 0) continue;
+        char chunk[4096];
+        const ssize_t n = ::read(peers[i - 1], chunk, sizeof chunk);
+        if (n <= 0) {  // the client went away: poll skips a negative fd
+          ::close(peers[i - 1]);
+          peers[i - 1] = -1;
+          continue;
+        }
+        std::string& input = inputs[i - 1];
+        input.append(chunk, static_cast<std::size_t>(n));
+        for (std::size_t end; (end = input.find('\n')) != std::string::npos;) {
+          const std::string line = input.substr(0, end);
+          input.erase(0, end + 1);
+          const auto space = line.find(' ');
+          const std::string tag = line.substr(0, space);
+          const std::string request = space == std::string::npos ? "" : line.substr(space + 1);
+          {
+            std::lock_guard lock(mutex_);
+            requests_.push_back(request);
+          }
+          const std::string answer = tag + " " + answer_to(request) + "\n";
+          (void)::send(peers[i - 1], answer.data(), answer.size(), MSG_NOSIGNAL);
+        }
+      }
+    }
+    for (const int peer : peers) {
+      if (peer >= 0) ::close(peer);
+    }
+  }
+
+  const std::vector<std::string> views_;
+  const std::string change_;
+  std::size_t statuses_ = 0;  // the I/O thread's
+  int listener_ = -1;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+  std::mutex mutex_;
+  std::vector<std::string> requests_;  // guarded by mutex_
+};
+
+// A CLUSTER STATUS view of server 1: its role and term, the leader it names,
+// and the members `members` ("1 voter,2 voter,9 spare").
+std::string cluster_view(const std::string& role, int term, int leader_id, const std::string& members) {
+  std::string rows;
+  std::istringstream list(members);
+  for (std::string member; std::getline(list, member, ',');) {
+    const auto space = member.find(' ');
+    const std::string id = member.substr(0, space);
+    rows += std::string(rows.empty() ? "" : ",") + "{\"id\":" + id + ",\"role\":\"" + member.substr(space + 1) +
+            "\",\"raft\":\"127.0.0." + id + ":7001\",\"client\":\"127.0.0." + id + ":53559\"}";
+  }
+  return "{\"id\":1,\"role\":\"" + role + "\",\"term\":" + std::to_string(term) +
+         ",\"leader_id\":" + std::to_string(leader_id) + ",\"leader\":\"\",\"members\":[" + rows + "]}";
+}
+
+// A change the leader answered TIMEOUT (it gave up on it), then the look at
+// CLUSTER STATUS on the same connection (note24 item 3): when the server
+// asked still leads in the same term, it never lost its leadership, so the
+// outcome is known and said ("not done: ..."; it said "not done for
+// certain ... the outcome is unknown" then too, review24 item 9; an ADD it
+// shows as a voter after all is done, exit 0); when its term or role
+// changed, the outcome is unknown, and the message says what that server
+// shows now and that a new leader may still change it. Exit 75 but for a
+// change done.
+TEST_F(CliServers, AClusterChangeTheLeaderGaveUpOnIsReportedKnownOnlyWhenTheSameLeaderStillLeads) {
+  const std::string leads = cluster_view("leader", 2, 1, "1 voter,2 voter,3 voter");
+  const std::string add = "cluster add 9 127.0.0.9:7001 127.0.0.9:53559";
+  const std::string not_caught_up =
+      "server 9 did not catch up with the log in time (is it running, with join = on, and is 127.0.0.9:7001 "
+      "reachable from the leader?)";
+  const struct {
+    std::string command;
+    std::string after;  // the view after the TIMEOUT
+    int exit_code;
+    std::string out;
+    std::string err;
+  } cases[] = {
+      {add, leads, 75, "",
+       "netsem: cluster add: not done: " + not_caught_up +
+           "; server 1 still leads, in the same term, and has server 9 out of its configuration\n"},
+      {add, cluster_view("leader", 2, 1, "1 voter,2 voter,3 voter,9 spare"), 75, "",
+       "netsem: cluster add: not done: " + not_caught_up +
+           "; server 1 still leads, in the same term, and has server 9 as a spare\n"},
+      {add, cluster_view("leader", 2, 1, "1 voter,2 voter,3 voter,9 voter"), 0, "server 9 added: a voter\n", ""},
+      {add, cluster_view("follower", 3, 2, "1 voter,2 voter,3 voter,9 spare"), 75, "",
+       "netsem: cluster add: not done for certain: " + not_caught_up +
+           ", or the leader lost its leadership before the change committed (the leader's log says which); the "
+           "outcome is unknown; server 1 (follower, term 3) now has server 9 as a spare, which a new leader may "
+           "still change: run netsem cluster status once one is elected\n"},
+      // Leader again, but in a later term: it lost its leadership meanwhile.
+      {add, cluster_view("leader", 4, 1, "1 voter,2 voter,3 voter"), 75, "",
+       "netsem: cluster add: not done for certain: " + not_caught_up +
+           ", or the leader lost its leadership before the change committed (the leader's log says which); the "
+           "outcome is unknown; server 1 (leader, term 4) now has server 9 out of its configuration\n"},
+      {"cluster remove 3", cluster_view("candidate", 3, 0, "1 voter,2 voter,3 voter"), 75, "",
+       "netsem: cluster remove: not done for certain: the leader lost its leadership before the change committed; "
+       "the outcome is unknown; server 1 (candidate, term 3) now has server 3 as a voter, which a new leader may "
+       "still change: run netsem cluster status once one is elected\n"},
+      {"cluster remove 3", cluster_view("leader", 2, 1, "1 voter,2 voter,3 voter"), 75, "",
+       "netsem: cluster remove: not done: the leader gave up on the change; server 1 still leads, in the same term, "
+       "and has server 3 as a voter\n"},
+      {"cluster remove 3", cluster_view("leader", 2, 1, "1 voter,2 voter"), 0, "server 3 removed\n", ""},
+  };
+  for (const auto& c : cases) {
+    FakeClusterServer fake({leads, c.after}, "TIMEOUT");
+    std::vector<std::string> args{"--server", fake.address()};
+    std::istringstream words(c.command);
+    for (std::string word; words >> word;) args.push_back(word);
+    const Outcome outcome = Cli(args).finish();
+    EXPECT_EQ(outcome.exit_code, c.exit_code) << c.command << " then " << c.after << "\n" << outcome;
+    EXPECT_EQ(outcome.out, c.out) << c.command << " then " << c.after << "\n" << outcome;
+    EXPECT_EQ(outcome.err, c.err) << c.command << " then " << c.after << "\n" << outcome;
+    // One look before the change, the change, one look after.
+    std::vector<std::string> cluster;
+    for (const std::string& request : fake.requests()) {
+      if (request.starts_with("CLUSTER")) cluster.push_back(request.substr(0, request.find(' ', 8)));
+    }
+    EXPECT_EQ(cluster, (std::vector<std::string>{
+                           "CLUSTER STATUS", c.command.starts_with("cluster add") ? "CLUSTER ADD" : "CLUSTER REMOVE",
+                           "CLUSTER STATUS"}))
+        << c.command;
+  }
 }
 
 // netsem out of file descriptors (a process at its limit: not an outage, no
