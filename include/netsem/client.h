@@ -249,7 +249,7 @@ class Client {
   Result<std::string> cluster_status();
   // CLUSTER ADD / REMOVE, on the leader: OK once done (ADD: once the new
   // server is a voter, which can take longer than request_timeout for a
-  // large log: the client waits for the answer meanwhile). kBusy from a
+  // large log: waited for up to half the session timeout, docs/client.md). kBusy from a
   // follower (the message names the leader), during an election or while
   // another change runs; kInvalidArgument for a bad address, kAlreadyExists
   // or kNotFound for the id.

@@ -176,6 +176,13 @@ Status refusal_of(const Endpoint& endpoint, const protocol::Answer& answer, std:
 
 }  // namespace
 
+bool holds_the_line(std::string_view line) {
+  const auto space = line.find(' ');
+  if (space == std::string_view::npos) return false;
+  const std::string_view request = line.substr(space + 1);
+  return request.starts_with("CLUSTER ADD ") || request.starts_with("CLUSTER REMOVE ");
+}
+
 Clock::time_point lease_stop_by(Clock::time_point lease_from, milliseconds timeout) {
   const auto margin = std::min<milliseconds>(timeout / 20, milliseconds(250));
   return lease_from + timeout * 9 / 10 - margin;
@@ -1304,6 +1311,7 @@ Status Connection::serve(int fd) {
       for (auto& call : outbox_) {
         out_ += call->line;
         call->sent_at = now;
+        call->readable_at = now;
         call->seq = ++sent_seq_;
         unanswered_.push_back(call);
         pending_.emplace(call->tag, std::move(call));
@@ -1338,6 +1346,7 @@ Status Connection::serve(int fd) {
       auto ping = std::make_shared<Call>(tag, session, std::move(line));
       out_ += ping->line;
       ping->sent_at = now;
+      ping->readable_at = now;
       ping->seq = ++sent_seq_;
       unanswered_.push_back(ping);
       pending_.emplace(std::move(tag), std::move(ping));
@@ -1348,8 +1357,13 @@ Status Connection::serve(int fd) {
       unanswered_head_ = 0;
     }
     auto wake_at = last_sent_ + interval;
-    if (unanswered_head_ < unanswered_.size()) {
-      const auto expiry = unanswered_[unanswered_head_]->sent_at + options_.request_timeout;
+    // A CLUSTER ADD or REMOVE may take longer than request_timeout (an ADD
+    // waits for the new server to catch up); nothing of the session is read
+    // meanwhile, so the lease's lapse (below) bounds it, where there is one.
+    const bool held_line = unanswered_head_ < unanswered_.size() && unanswered_[unanswered_head_]->holds_line &&
+                           !unanswered_[unanswered_head_]->answered && session_timeout_.count() > 0;
+    if (unanswered_head_ < unanswered_.size() && !held_line) {
+      const auto expiry = unanswered_[unanswered_head_]->readable_at + options_.request_timeout;
       if (now >= expiry) {
         fell_silent_ = true;
         end_ = End::kSilent;
@@ -1363,22 +1377,28 @@ Status Connection::serve(int fd) {
       // A request unanswered for T/6 (a server frozen, or cut off from the
       // majority): the session moves to another server, within the lease. A
       // request that may wait counts only once a later one is answered (the
-      // pings behind it tell).
+      // pings behind it tell). Behind a CLUSTER ADD or REMOVE unanswered,
+      // nothing is read (holds_line): the PINGs there wait for its answer,
+      // and say nothing of silence (newuser25: an ADD that took 5 s moved
+      // the session at 2 T/6 and lost its answer); once it is answered, they
+      // count from then (Call::readable_at). The ADD's own bound is the
+      // lease's lapse, T/2 with no answer.
       const Call* quiet = nullptr;
       for (std::size_t i = unanswered_head_; i < unanswered_.size() && i < unanswered_head_ + 64; ++i) {
         const Call& call = *unanswered_[i];
+        if (!call.answered && call.holds_line) break;
         if (!call.answered && !call.may_wait) {
           quiet = &call;
           break;
         }
       }
       if (quiet != nullptr) {
-        const auto quiet_at = quiet->sent_at + session_timeout_ / 6;
+        const auto quiet_at = quiet->readable_at + session_timeout_ / 6;
         if (now >= quiet_at) {
           end_ = End::kQuiet;
           return Status(StatusCode::kUnavailable,
                         fmt::format("no answer from the server for {} ms, a sixth of its session timeout",
-                                    std::chrono::duration_cast<milliseconds>(now - quiet->sent_at).count()));
+                                    std::chrono::duration_cast<milliseconds>(now - quiet->readable_at).count()));
         }
         wake_at = std::min(wake_at, quiet_at);
       }
@@ -1661,6 +1681,16 @@ Status Connection::dispatch(std::string_view line) {
   // The server read it, so it cannot end the session before T after that.
   lease_from_ = std::max(lease_from_, call.sent_at);
   read_upto_ = std::max(read_upto_, call.seq);
+  if (call.holds_line) {
+    // The server reads the requests sent behind it only now: their
+    // request_timeout and silence count from here (they were sent seconds
+    // ago, and moved a healthy session at once).
+    const auto now = Clock::now();
+    for (std::size_t i = unanswered_head_; i < unanswered_.size(); ++i) {
+      Call& later = *unanswered_[i];
+      if (later.seq > call.seq && !later.answered) later.readable_at = std::max(later.readable_at, now);
+    }
+  }
   if (answer.type == protocol::AnswerType::kQueued) {
     if (options_.queue_positions)
       log_info("\"{}\" is queued at position {}",

@@ -134,10 +134,20 @@ struct Reply {
   std::vector<std::string> items;  // LIST: the `rest` of each ITEM line
 };
 
+// Whether the server reads nothing more of the session before it answers
+// request `line` (docs/protocol.md, CLUSTER: "the session's later requests
+// wait for it"): CLUSTER ADD and REMOVE, which wait for a change of the
+// cluster's configuration, seconds for an ADD.
+bool holds_the_line(std::string_view line);
+
 // One request in flight. The I/O thread completes it exactly once.
 struct Call {
   Call(std::string tag_in, std::uint64_t session_in, std::string line_in, bool may_wait_in = false)
-      : tag(std::move(tag_in)), session(session_in), line(std::move(line_in)), may_wait(may_wait_in) {}
+      : tag(std::move(tag_in)),
+        session(session_in),
+        line(std::move(line_in)),
+        may_wait(may_wait_in),
+        holds_line(holds_the_line(line)) {}
   const std::string tag;
   const std::uint64_t session;
   // The whole request line, "\n" included. Written by the I/O thread only,
@@ -146,6 +156,9 @@ struct Call {
   // A request the server may queue, whose answer may come at any time later:
   // an ACQUIRE or WAIT with a timeout other than 0.
   const bool may_wait;
+  // holds_the_line(line): the requests sent after it are not read, PINGs
+  // included, until it is answered.
+  const bool holds_line;
 
   std::mutex mutex;
   std::condition_variable cv;  // notified when done, and by cancel tokens
@@ -156,6 +169,11 @@ struct Call {
   bool answered = false;  // some line answered it (QUEUED counts)
   std::uint64_t seq = 0;  // its place in the session's send order
   std::chrono::steady_clock::time_point sent_at;
+  // When the server could read it, which request_timeout and the T/6 of a
+  // silence count from: sent_at, or for a request sent behind an unanswered
+  // holds_line one, when that one was answered (the server read nothing
+  // before).
+  std::chrono::steady_clock::time_point readable_at;
   std::vector<std::string> items;
 };
 
@@ -438,7 +456,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // remote permits MINE no longer shows are lost. `early`: the answers that
   // came on the new connection before MINE's END (a queued WAIT granted
   // between RESUME and MINE is answered there, and MINE no longer lists it).
-  void settle(const std::vector<std::string>& mine, const std::vector<std::string>& early);
+  // `moved`: the client moved the session off a server that did not answer
+  // (End::kQuiet), rather than its connection breaking (the words of an
+  // outcome left unknown).
+  void settle(const std::vector<std::string>& mine, const std::vector<std::string>& early, bool moved);
   // Handles one answer line; a non-OK status ends the session, and end_
   // says how (a `* ERR KICKED resumed on another connection`, rule 11: as a
   // dropped connection, resumed; any other KICK: over).

@@ -202,7 +202,7 @@ Connection::Resumed Connection::resume(Endpoint& at, int& fd, const Status& why,
           resumed_sent_ = resume_shake_.sent;
           renew_until_ = now + (lease_stop_by(lease_from_, session_timeout_) - now) / 2;
           resume_shake_ = ResumeShake();
-          settle(mine, early);
+          settle(mine, early, skip != nullptr);
           // The permits the session holds, as MINE says (settle set held_
           // from it): an ACQUIRE of 2 counts 2, not 1 as a grant.
           std::int64_t held = 0;
@@ -466,7 +466,7 @@ bool parse_call(const Call& call, protocol::Request& request) {
 
 }  // namespace
 
-void Connection::settle(const std::vector<std::string>& mine, const std::vector<std::string>& early) {
+void Connection::settle(const std::vector<std::string>& mine, const std::vector<std::string>& early, bool moved) {
   // What the session holds and waits for at the server.
   struct Held {
     std::int64_t count = 0;
@@ -522,10 +522,14 @@ void Connection::settle(const std::vector<std::string>& mine, const std::vector<
   std::vector<std::shared_ptr<Call>> resend;
   std::vector<std::pair<std::shared_ptr<Call>, Reply>> done;
   const auto now = Clock::now();
-  const auto unknown = [&](const std::shared_ptr<Call>& call,
-                           std::string_view why = "outcome unknown: the connection broke before the answer") {
+  // How the connection ended, for the calls of an outcome left unknown.
+  const std::string broke = moved ? "the client moved the session to another server (the server did not answer for "
+                                    "a sixth of its session timeout) before the answer"
+                                  : "the connection broke before the answer";
+  const std::string outcome_unknown = "outcome unknown: " + broke;
+  const auto unknown = [&](const std::shared_ptr<Call>& call, std::string_view why = {}) {
     Reply reply;
-    reply.failure = Status(StatusCode::kUnavailable, std::string(why));
+    reply.failure = Status(StatusCode::kUnavailable, std::string(why.empty() ? outcome_unknown : why));
     done.emplace_back(call, std::move(reply));
   };
   // ACQUIREs first, then RELEASEs: a count that rose is a grant before it is
@@ -582,9 +586,7 @@ void Connection::settle(const std::vector<std::string>& mine, const std::vector<
           call->seq = 0;
           pending_.emplace(call->tag, call);
         } else {
-          unknown(call,
-                  "the connection broke before the answer, and the resumed session no longer waits for it (it "
-                  "may have been granted)");
+          unknown(call, broke + ", and the resumed session no longer waits for it (it may have been granted)");
         }
         break;
       case protocol::Verb::kRelease:

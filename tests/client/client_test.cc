@@ -21,6 +21,7 @@
 #include <cstring>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "client/local_semaphores.h"  // to remove each test's host-wide semaphores
@@ -878,6 +879,88 @@ std::vector<std::string> scripted_session(int listener, std::chrono::millisecond
   pollfd accept_poll{listener, POLLIN, 0};
   if (::poll(&accept_poll, 1, 3000) != 1) return {};
   return scripted_session_on(::accept(listener, nullptr, nullptr), for_how_long, timeout_ms, lease, answers);
+}
+
+// A CLUSTER ADD longer than request_timeout is waited for (newuser25: the
+// server reads nothing more of the session until it answers, so nothing but
+// the lease can tell a long ADD from a silent server), and the PINGs sent
+// behind it count from its answer, when the server reads them: a scripted
+// server (session timeout 10 s) answers the ADD 2.5 s after reading it, and
+// the PINGs held behind it 400 ms later. request_timeout is 1 s. Without
+// the bound by the lease, the ADD failed after 1 s; with the PINGs counted
+// from when they were sent, the session ended as silent the moment the ADD
+// was answered (its first PING then 2 s old).
+TEST_F(ClientTest, ALongClusterAddIsWaitedForAndThePingsBehindItCountFromItsAnswer) {
+  std::uint16_t port = 0;
+  const int listener = bound_socket(port, 4);
+  ASSERT_GE(listener, 0);
+  std::thread fake([listener] {
+    pollfd accept_poll{listener, POLLIN, 0};
+    if (::poll(&accept_poll, 1, 3000) != 1) return;
+    const int fd = ::accept(listener, nullptr, nullptr);
+    std::string input;
+    std::optional<Clock::time_point> add_read;    // an ADD read, unanswered
+    std::optional<Clock::time_point> release_at;  // when the answers held behind it go
+    std::string add_tag;
+    std::string held;
+    const auto deadline = Clock::now() + 6s;
+    while (Clock::now() < deadline) {
+      if (add_read && Clock::now() >= *add_read + 2500ms) {
+        const std::string answer = add_tag + " OK\n";
+        (void)::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+        add_read.reset();
+        release_at = Clock::now() + 400ms;
+      }
+      if (release_at && Clock::now() >= *release_at) {
+        (void)::send(fd, held.data(), held.size(), MSG_NOSIGNAL);
+        held.clear();
+        release_at.reset();
+      }
+      pollfd read_poll{fd, POLLIN, 0};
+      if (::poll(&read_poll, 1, 10) != 1) continue;
+      char chunk[4096];
+      const ssize_t n = ::read(fd, chunk, sizeof chunk);
+      if (n <= 0) break;
+      input.append(chunk, static_cast<std::size_t>(n));
+      for (std::size_t end; (end = input.find('\n')) != std::string::npos;) {
+        const auto fields = netsem::testing::fields(input.substr(0, end));
+        input.erase(0, end + 1);
+        if (fields.size() > 2 && fields[1] == "CLUSTER" && fields[2] == "ADD") {
+          add_tag = fields[0];
+          add_read = Clock::now();
+          continue;
+        }
+        const std::string answer =
+            fields[0] + (fields[1] == "HELLO"   ? std::string(" OK netsem 1.1 7\n")
+                         : fields[1] == "STATS" ? std::string(" OK {\"session_timeout_ms\":10000}\n")
+                         : fields[1] == "PING"  ? std::string(" OK\n")
+                                                : std::string(" ERR UNKNOWN_VERB unknown verb\n"));
+        if (add_read || release_at) {
+          held += answer;
+        } else {
+          (void)::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+        }
+      }
+    }
+    ::close(fd);
+  });
+  ClientOptions options = options_for(port);
+  options.request_timeout = 1s;
+  auto client = make_client(options);
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(client->connected());
+  const auto start = Clock::now();
+  const Status added = client->cluster_add(9, "127.0.0.9:7001", "127.0.0.9:53559");
+  EXPECT_TRUE(added.is_ok()) << added.to_string();
+  EXPECT_GE(since(start), 2400ms);
+  // Past the held PINGs' answers: the session lived on.
+  std::this_thread::sleep_for(800ms);
+  EXPECT_EQ(client->stats().connection_losses, 0u);
+  EXPECT_TRUE(client->connected());
+  EXPECT_EQ(client->stats().connects, 1u);
+  client.reset();
+  fake.join();
+  ::close(listener);
 }
 
 // The connections waiting in `listener`'s accept queue, accepted now.

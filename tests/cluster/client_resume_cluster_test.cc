@@ -573,6 +573,29 @@ TEST_F(ClientResumeCluster, AHolderWhoseServerFreezesMovesWithinItsLease) {
   EXPECT_TRUE(granted.starts_with("u OK ")) << granted << "\n" << logs();
 }
 
+// A CREATE sent to a server that then falls silent (SIGSTOP) is of unknown
+// outcome once the session moves to another server T/6 later (rule 6 of
+// docs/client.md, "Resuming"), and the words say that the client moved the
+// session, not that "the connection broke" (newuser25: an operator read it
+// as a network fault, while the client had closed the connection itself).
+TEST_F(ClientResumeCluster, ACreateUnansweredWhenTheSessionMovesSaysTheClientMovedIt) {
+  const int lead = cluster_leader(servers_, 10s);
+  ASSERT_GE(lead, 0) << "no leader elected\n" << logs();
+  auto client = client_of(lead);
+  ASSERT_TRUE(client && client->connected()) << logs();
+  const int frozen = index_of(client->stats().server);
+  ASSERT_GE(frozen, 0);
+  const Frozen frozen_server(*servers_[frozen]);
+  const Status created = client->create("made", 1, 1);
+  EXPECT_EQ(created.code(), StatusCode::kUnavailable) << created.to_string() << "\n" << logs();
+  EXPECT_NE(created.message().find("outcome unknown: the client moved the session to another server (the server did "
+                                   "not answer for a sixth of its session timeout) before the answer"),
+            std::string::npos)
+      << created.to_string();
+  EXPECT_TRUE(eventually([&] { return client->stats().resumes == 1; }, 5s)) << logs();
+  EXPECT_NE(client->stats().server, address(frozen));
+}
+
 TEST_F(ClientResumeCluster, TheLeaseStillLapsesWhenNoServerAnswers) {
   const int lead = cluster_leader(servers_, 10s);
   ASSERT_GE(lead, 0) << "no leader elected\n" << logs();
