@@ -180,6 +180,45 @@ std::string unreachable_text(const Connection& connection) {
   return "servers: " + servers_text(connection.options);
 }
 
+namespace {
+
+// unreachable_text without the servers that `message` names as silent
+// ("server A accepted the connection ...", "servers A, B accepted ..."):
+// what the others did, or "" when they were all silent (or only one was
+// listed). Each server's entry in ClientStats::unreachable is one "A: why",
+// entries apart by "; ", and a silent one's why has no "; " in it.
+std::string unreachable_but(const Connection& connection, std::string_view message) {
+  if (connection.options.servers.size() <= 1) return {};
+  const auto end = message.find(" accepted the connection");
+  if (end == std::string_view::npos) return unreachable_text(connection);
+  // The words before it, back to "server" or "servers": addresses have no spaces.
+  std::vector<std::string> silent;
+  std::string_view before = message.substr(0, end);
+  for (;;) {
+    const auto space = before.rfind(' ');
+    std::string_view word = before.substr(space == std::string_view::npos ? 0 : space + 1);
+    if (word == "server" || word == "servers" || space == std::string_view::npos) break;
+    if (word.ends_with(',')) word.remove_suffix(1);
+    silent.emplace_back(word);
+    before = before.substr(0, space);
+  }
+  const std::string all = unreachable_text(connection);
+  std::string others;
+  std::string_view rest = all;
+  while (!rest.empty()) {
+    const auto next = rest.find("; ");
+    const std::string_view entry = rest.substr(0, next);
+    rest = next == std::string_view::npos ? std::string_view() : rest.substr(next + 2);
+    const bool named = std::any_of(silent.begin(), silent.end(),
+                                   [&](const std::string& server) { return entry.starts_with(server + ": "); });
+    if (named) continue;
+    others += (others.empty() ? "" : "; ") + std::string(entry);
+  }
+  return others;
+}
+
+}  // namespace
+
 int exit_code_for(const Status& status) {
   switch (status.code()) {
     case StatusCode::kOk:
@@ -274,19 +313,22 @@ int report_failure(const Connection& connection, const Status& status, Fallback 
   const bool refusal = code == kExitDenied || code == kExitProtocol ||
                        (status.code() == StatusCode::kLimit && connection.client && !connection.client->connected());
   const bool silent = connection.client && unanswered_by_silent_servers(*connection.client, status);
-  if (silent && may == Fallback::kNever) {
-    // The library says why its client did not fall back; a command that
-    // never falls back has no fallback to speak of.
-    constexpr std::string_view kNoFallback = ", so no fallback";
-    if (message.ends_with(kNoFallback)) message.erase(message.size() - kNoFallback.size());
-  }
+  // The library speaks for a client that lives on (this host short of
+  // descriptors: "...; not an outage, so no fallback: the client tries the
+  // servers again"); netsem exits.
+  constexpr std::string_view kTriesAgain = ": the client tries the servers again";
+  if (message.ends_with(kTriesAgain)) message.erase(message.size() - kTriesAgain.size());
+  // The library says why its client did not fall back; a command that
+  // never falls back has no fallback to speak of.
+  constexpr std::string_view kNoFallback = ", so no fallback";
+  if (may == Fallback::kNever && message.ends_with(kNoFallback)) message.erase(message.size() - kNoFallback.size());
   // The message names the silent servers and what they did: the servers
-  // tried would say it again, unless others were listed too.
-  const bool said = silent && connection.options.servers.size() <= 1;
-  if (!said && (code == kExitUnavailable || (refusal && connection.options.servers.size() > 1))) {
+  // tried would say it again, so only the others are added, if any.
+  const std::string others = silent ? unreachable_but(connection, message) : unreachable_text(connection);
+  if (!others.empty() && (code == kExitUnavailable || (refusal && connection.options.servers.size() > 1))) {
     // One wording: "no server reachable (why), ...", as every subcommand says it.
     constexpr std::string_view kNone = "no server reachable";
-    const std::string why = " (" + unreachable_text(connection) + ")";
+    const std::string why = " (" + others + ")";
     if (message.starts_with(kNone)) {
       message.insert(kNone.size(), why);
     } else {

@@ -705,9 +705,10 @@ Connection::NextSession Connection::await_session(std::uint64_t after, std::opti
     if (cancelled && cancelled()) return NextSession::kCancelled;
     if (silent && silent_until && Clock::now() >= *silent_until) {
       why = Status(StatusCode::kUnavailable,
-                   fmt::format("{} accepted the connection but has not answered within {} ms: not an outage, so "
+                   fmt::format("{} accepted the connection but {} not answered within {} ms: not an outage, so "
                                "no fallback",
-                               silent_servers_, options_.request_timeout.count()));
+                               silent_servers_, silent_servers_.starts_with("servers ") ? "have" : "has",
+                               options_.request_timeout.count()));
       return NextSession::kSilent;
     }
     std::optional<Clock::time_point> wake = until;
