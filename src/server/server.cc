@@ -1204,7 +1204,10 @@ void Server::arm_status_timer() {
 void Server::write_status_file() {
   if (!dispatcher_) return;
   status_written_change_ = view_table().change_count();
-  if (auto status = netsem::server::write_status_file(config_.stats_dir, view_table(), dispatcher_->stats_snapshot());
+  // In a cluster STATS's object there: no journal fields, the `cluster` object.
+  const std::optional<stats::ClusterFigures> cluster = dispatcher_->cluster_figures();
+  if (auto status = netsem::server::write_status_file(config_.stats_dir, view_table(), dispatcher_->stats_snapshot(),
+                                                      cluster ? &*cluster : nullptr);
       !status) {
     spdlog::error("status file: {}", status.to_string());
   }
@@ -1215,9 +1218,12 @@ void Server::write_status_file_in_background() {
   const auto started = std::chrono::steady_clock::now();
   auto job = ForkedJob::start(
       io_, "netsemd-status",
-      // In the child, over its copy of the table and the figures as they are now.
-      [this, figures = dispatcher_->stats_snapshot()](std::string&) {
-        return netsem::server::write_status_file(config_.stats_dir, view_table(), figures);
+      // In the child, over its copy of the table and the figures as they are
+      // now (the cluster's taken here: the child must not ask the Raft node,
+      // whose lock another thread may have held at the fork).
+      [this, figures = dispatcher_->stats_snapshot(), cluster = dispatcher_->cluster_figures()](std::string&) {
+        return netsem::server::write_status_file(config_.stats_dir, view_table(), figures,
+                                                 cluster ? &*cluster : nullptr);
       },
       [this, started](const Status& status, const std::string&) {
         status_job_.reset();

@@ -13,9 +13,10 @@
 
 namespace netsem::server {
 
-std::string render_status(const SemaphoreTable& table, const stats::Snapshot& figures) {
+std::string render_status(const SemaphoreTable& table, const stats::Snapshot& figures,
+                          const stats::ClusterFigures* cluster) {
   std::string text = "# netsem status v1: name kind value max holders waiters\n# stats ";
-  text += stats::to_json(figures);
+  text += stats::to_json(figures, cluster);
   text += '\n';
   table.list({}, [&](const SemaphoreInfo& info) {
     protocol::append_encoded_name(text, info.name);
@@ -27,9 +28,9 @@ std::string render_status(const SemaphoreTable& table, const stats::Snapshot& fi
   return text;
 }
 
-Status write_status_file(const std::filesystem::path& dir, const SemaphoreTable& table,
-                         const stats::Snapshot& figures) {
-  const std::string text = render_status(table, figures);
+Status write_status_file(const std::filesystem::path& dir, const SemaphoreTable& table, const stats::Snapshot& figures,
+                         const stats::ClusterFigures* cluster) {
+  const std::string text = render_status(table, figures, cluster);
   const std::filesystem::path final_path = dir / kStatusFileName;
   std::filesystem::path temp_path = final_path;
   temp_path += ".tmp";

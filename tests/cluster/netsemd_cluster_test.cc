@@ -773,7 +773,8 @@ TEST_F(NetsemdClusterFewConnections, WhenTheRefusalsRoomIsFullTooTheOldestGivesW
 // STATS of a server in a cluster: no journal fields, a `cluster` object
 // with role, term, leader, indexes and lag; the leader's has each
 // follower's lag. GET /metrics: the netsem_cluster_* series, and promtool
-// accepts the exposition. GET /api/v1/stats: STATS's object, the same way.
+// accepts the exposition. GET /api/v1/stats and the status file's `# stats`
+// line: STATS's object, the same way.
 TEST_F(NetsemdCluster, StatsAndMetricsShowRoleTermIndexesAndLag) {
   const int lead = leader();
   ASSERT_GE(lead, 0) << logs();
@@ -896,6 +897,37 @@ TEST_F(NetsemdCluster, StatsAndMetricsShowRoleTermIndexesAndLag) {
     EXPECT_EQ(stats.at("cluster").at("id"), i + 1) << stats;
     EXPECT_EQ(stats.at("cluster").at("role"), i == lead ? "leader" : "follower") << stats;
     EXPECT_EQ(stats.at("cluster").at("leader_id"), lead + 1) << stats;
+
+    // The status file's `# stats` line: STATS's object too (it showed the
+    // journal's fields and no `cluster`). Rewritten within 200 ms of a
+    // change of the table (a1's grant, applied once the leader was known):
+    // read until it names the leader.
+    const std::filesystem::path status_path = data_dir(i) / "semaphore.status";
+    std::string status;
+    nlohmann::json header;
+    const auto written = std::chrono::steady_clock::now() + 5s;
+    do {
+      std::ifstream in(status_path);
+      status.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      const auto at = status.find("\n# stats ");
+      if (at != std::string::npos) {
+        const auto from = at + std::strlen("\n# stats ");
+        header = nlohmann::json::parse(status.substr(from, status.find('\n', from) - from), nullptr, false);
+        if (header.is_object() && header.contains("cluster") && header.at("cluster").at("leader_id") == lead + 1) {
+          break;
+        }
+      }
+      std::this_thread::sleep_for(100ms);
+    } while (std::chrono::steady_clock::now() < written);
+    ASSERT_TRUE(header.is_object()) << status;
+    EXPECT_FALSE(header.contains("journal_ok")) << status;
+    EXPECT_FALSE(header.contains("journal_fsync_us")) << status;
+    EXPECT_TRUE(header.contains("grants")) << status;
+    ASSERT_TRUE(header.contains("cluster")) << status;
+    EXPECT_EQ(header.at("cluster").at("id"), i + 1) << status;
+    EXPECT_EQ(header.at("cluster").at("role"), i == lead ? "leader" : "follower") << status;
+    EXPECT_EQ(header.at("cluster").at("leader_id"), lead + 1) << status;
+    EXPECT_NE(status.find("\nlock defined 0 1 1 0\n"), std::string::npos) << status;
   }
 }
 
