@@ -446,7 +446,7 @@ class Connection:
                                 self._close_move_kept()
                                 reader, self._writer, self._buffer = self._moved
                                 self._moved = None
-                                reason = await self._serve(reader, resumed=self._resumed_mine)
+                                reason = await self._serve(reader, resumed=self._resumed_mine, moved=True)
                                 continue
                             if not (self._may_resume and self._resumable is not None and self._lease is not None
                                     and self._lease.session_timeout > 0):
@@ -774,11 +774,13 @@ class Connection:
         self._first_round.set()
         self.wake_waiters()
 
-    async def _serve(self, reader: asyncio.StreamReader, resumed: _resume.Mine | None = None) -> NetsemError:
+    async def _serve(self, reader: asyncio.StreamReader, resumed: _resume.Mine | None = None,
+                     moved: bool = False) -> NetsemError:
         """Reads and dispatches answers until the session ends; returns why it
         ended. ``resumed``: the session was resumed on this connection and
         MINE answered that: what was sent before and not answered is settled
-        first."""
+        first; ``moved``: by a move off a silent server, not after the
+        connection broke."""
         # A resumed session's RESUME counts as its last ping (Lease.resumed).
         assert self._lease is not None
         self._last_sent = self._lease.lease_from if resumed is not None else time.monotonic()
@@ -790,7 +792,7 @@ class Connection:
             for tag in self._late:  # answered while served; nobody waits for it
                 self._pending[tag] = Call(tag, self.session, 0, False, self._loop.create_future(), time.monotonic())
         else:
-            ended = self._settle(resumed)
+            ended = self._settle(resumed, moved)
             if ended is not None:
                 return ended
         self._on_timer()
@@ -1313,16 +1315,18 @@ class Connection:
             self._move_pace.woke()
             self._arm(time.monotonic())
 
-    def _settle(self, mine: _resume.Mine) -> NetsemError | None:
+    def _settle(self, mine: _resume.Mine, moved: bool) -> NetsemError | None:
         """On the resumed connection: what became of each request sent on the
         old one and not answered there (MINE tells), of the permits MINE no
-        longer shows, and of the requests sent meanwhile (written now)."""
+        longer shows, and of the requests sent meanwhile (written now).
+        ``moved``: the session moved off a silent server (_move), which the
+        words of an outcome left unknown say."""
         assert self._writer is not None
         outbox, self._outbox = self._outbox, []
         waiting = set(id(call) for call in outbox)
         calls = sorted((call for call in self._pending.values() if id(call) not in waiting), key=lambda c: c.seq)
         settled = _resume.settle([(call.line, call.sent_at) for call in calls], self._held.counts, mine,
-                                 time.monotonic())
+                                 time.monotonic(), moved)
         self._unread.clear()
         self._seq = self._read_upto = 0
         extra, self._resumed_extra = self._resumed_extra, []

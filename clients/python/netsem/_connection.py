@@ -571,7 +571,7 @@ class Connection:
                         self._close_move_kept()
                         sock.close()
                         sock, self._moved_to = self._moved_to, None
-                        reason = self._serve(sock, resumed=self._resumed_mine)
+                        reason = self._serve(sock, resumed=self._resumed_mine, moved=True)
                         continue
                     if not (self._may_resume and self._resumable is not None and self._lease.session_timeout > 0):
                         break
@@ -985,10 +985,11 @@ class Connection:
             self._first_round_done = True
             self._first_round.notify_all()
 
-    def _serve(self, sock: socket.socket, resumed: _resume.Mine | None = None) -> NetsemError:
+    def _serve(self, sock: socket.socket, resumed: _resume.Mine | None = None, moved: bool = False) -> NetsemError:
         """Serves the session until it ends; returns why it ended. ``resumed``:
         the session was resumed on ``sock`` and MINE answered that: the
-        requests sent before and not answered are settled first."""
+        requests sent before and not answered are settled first; ``moved``:
+        by a move off a silent server, not after the connection broke."""
         self._sock = sock
         self._out = bytearray()
         self._unanswered = collections.deque()
@@ -1018,7 +1019,7 @@ class Connection:
         writing = False
         try:
             if resumed is not None:
-                self._settle(resumed)
+                self._settle(resumed, moved)
             while True:
                 if self._stopping.is_set():
                     self._quit(sock)
@@ -1529,15 +1530,16 @@ class Connection:
         self._resumed_mine = _resume.parse_mine(answers.mine_items, answers.early_tags)
         return sock
 
-    def _settle(self, mine: _resume.Mine) -> None:
+    def _settle(self, mine: _resume.Mine, moved: bool) -> None:
         """Loop only, on the resumed connection: what became of each request
         sent on the old one and not answered there (MINE tells), and of the
-        permits MINE no longer shows."""
+        permits MINE no longer shows. ``moved``: the session moved off a
+        silent server (_move), which the words of an outcome left unknown say."""
         calls = sorted(self._pending.values(), key=lambda call: call.seq)
         for call in calls:
             call.seq = 0  # the old connection's order; a re-sent one is numbered anew
         settled = _resume.settle([(call.line, call.sent_at) for call in calls], self._held.counts, mine,
-                                 time.monotonic())
+                                 time.monotonic(), moved)
         now = time.monotonic()
         for call in calls:
             if call.tag in settled.answer:

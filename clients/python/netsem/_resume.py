@@ -173,16 +173,29 @@ class Settled:
     lost: dict[str, int] = field(default_factory=dict)  # name -> count held no more
 
 
-OUTCOME_UNKNOWN = "outcome unknown: the connection broke before the answer"
-WAIT_UNKNOWN = ("the connection broke before the answer, and the resumed session no longer waits for it "
-                "(it may have been granted)")
+# How the old connection ended, in the words of an outcome left unknown (as
+# libnetsem's Connection::settle): it broke, or the client moved the session
+# off a server that did not answer for T/6 (rule 6), closing it itself.
+BROKE = "the connection broke before the answer"
+MOVED = ("the client moved the session to another server (the server did not answer for a sixth of its session "
+         "timeout) before the answer")
+_NO_LONGER_WAITS = ", and the resumed session no longer waits for it (it may have been granted)"
+OUTCOME_UNKNOWN = "outcome unknown: " + BROKE
+WAIT_UNKNOWN = BROKE + _NO_LONGER_WAITS
+MOVED_OUTCOME_UNKNOWN = "outcome unknown: " + MOVED
+MOVED_WAIT_UNKNOWN = MOVED + _NO_LONGER_WAITS
 
 
-def settle(calls: list[tuple[bytes, float]], held: dict[str, int], mine: Mine, now: float) -> Settled:
+def settle(calls: list[tuple[bytes, float]], held: dict[str, int], mine: Mine, now: float,
+           moved: bool = False) -> Settled:
     """``calls``: each unanswered request's line and send time, in send
     order; ``held``: what the client knew it held (HeldCounts); ``now`` on
-    the same clock as the send times."""
+    the same clock as the send times; ``moved``: the client moved the
+    session off a silent server (rather than its connection breaking), which
+    the words of an outcome left unknown say."""
     out = Settled()
+    outcome_unknown = MOVED_OUTCOME_UNKNOWN if moved else OUTCOME_UNKNOWN
+    wait_unknown = MOVED_WAIT_UNKNOWN if moved else WAIT_UNKNOWN
     rise = {name: mine.held.get(name, (0, 0))[0] - held.get(name, 0) for name in set(held) | set(mine.held)}
     for line, sent_at in calls:
         request = describe(line)
@@ -209,7 +222,7 @@ def settle(calls: list[tuple[bytes, float]], held: dict[str, int], mine: Mine, n
             if tag in mine.queued or tag in mine.answered:
                 out.keep.append(tag)
             else:
-                out.fail[tag] = WAIT_UNKNOWN
+                out.fail[tag] = wait_unknown
         elif request.verb == "RELEASE":
             if rise.get(request.name, 0) <= -request.count:
                 rise[request.name] += request.count
@@ -219,7 +232,7 @@ def settle(calls: list[tuple[bytes, float]], held: dict[str, int], mine: Mine, n
         elif request.verb in _READS:
             out.resend[tag] = line
         else:
-            out.fail[tag] = OUTCOME_UNKNOWN
+            out.fail[tag] = outcome_unknown
     for name, change in rise.items():
         if change < 0:
             out.lost[name] = -change

@@ -304,6 +304,10 @@ def test_settling_from_mine() -> None:
     assert settled.resend == {"6": p.acquire_request("6", "two", 1, 4000), "10": p.request("10", "GET", "one")}
     assert settled.keep == ["9", "13"]
     assert settled.fail == {"11": r.OUTCOME_UNKNOWN, "14": r.WAIT_UNKNOWN}
+    # After a move off a silent server, the words say the client moved it.
+    moved = r.settle(calls, held, mine, now=101.0, moved=True)
+    assert moved.fail == {"11": r.MOVED_OUTCOME_UNKNOWN, "14": r.MOVED_WAIT_UNKNOWN}
+    assert moved.answer == settled.answer and moved.resend == settled.resend and moved.keep == settled.keep
     assert settled.lost == {"gone": 1}  # held before, not in MINE, no RELEASE pending
     # A RELEASE that did not take effect is sent again.
     again = r.settle([(p.release_request("3", "pool", 2), 0.0)], {"pool": 2}, r.parse_mine(["held pool 2 7"]), 0.0)
@@ -394,6 +398,52 @@ def test_a_frozen_server_moves_the_session_within_its_lease_in_a_cluster(cluster
         frozen.signal(signal.SIGCONT)
     time.sleep(0.5)  # the woken server reads the kick of the old connection: nothing is lost
     assert not losses.seen
+
+
+MOVED_WORDS = ("the client moved the session to another server (the server did not answer for a sixth of its "
+               "session timeout) before the answer")
+
+
+def test_requests_unanswered_when_the_session_moves_say_the_client_moved_it_in_a_cluster(cluster, either,
+                                                                                        clients) -> None:
+    """Both clients, as libnetsem (45e47cb): a CREATE and a WAIT sent to a
+    server that then fell silent (SIGSTOP) are of unknown outcome once the
+    session moves to another server T/6 later (docs/client.md, "Resuming",
+    rule 6), and the words say that the client moved the session, not that
+    "the connection broke" (newuser25: an operator read it as a network
+    fault, while the client had closed the connection itself)."""
+    lead = cluster.leader()
+    assert lead >= 0, cluster.logs()
+    follower = (lead + 1) % 3
+    client = either([cluster.addresses[follower]])  # stays there; the leader is the other candidate
+    assert client.stats().server == cluster.addresses[follower]
+    client.create("jobs", 0, 10)
+    frozen = cluster.servers[follower]
+    frozen.signal(signal.SIGSTOP)
+    waited: list[NetsemError | None] = []
+
+    def wait() -> None:
+        try:
+            client.wait("jobs", timeout=20)
+            waited.append(None)
+        except NetsemError as error:
+            waited.append(error)
+
+    thread = threading.Thread(target=wait, daemon=True)
+    try:
+        thread.start()
+        time.sleep(0.1)  # the WAIT is sent first, then the CREATE
+        with pytest.raises(Unavailable) as created:
+            client.create("made", 1, 1)
+        assert str(created.value).endswith("outcome unknown: " + MOVED_WORDS), created.value
+        thread.join(5)
+        assert len(waited) == 1 and isinstance(waited[0], Unavailable), waited
+        assert str(waited[0]).endswith(MOVED_WORDS + ", and the resumed session no longer waits for it (it may "
+                                       "have been granted)"), waited[0]
+        assert client.stats().resumes == 1
+        assert client.stats().server != cluster.addresses[follower]
+    finally:
+        frozen.signal(signal.SIGCONT)
 
 
 def test_a_fresh_session_follows_the_leader(cluster, clients) -> None:
