@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "protocol/requests.h"
 
 namespace netsem::cli {
 
@@ -154,8 +155,9 @@ int change_command(const GlobalOptions& global, const ClusterOptions& options, b
   const char* end = options.id.data() + options.id.size();
   const bool digits = !options.id.empty() && options.id.find_first_not_of("0123456789") == std::string::npos;
   const auto [stop, error] = std::from_chars(options.id.data(), end, id);
-  if (!digits || error != std::errc() || stop != end || id == 0) {
-    print_error(what + ": ID must be a server id (a whole number from 1, in decimal digits), not '" + options.id + "'");
+  if (!digits || error != std::errc() || stop != end || id == 0 || id > protocol::kMaxServerId) {
+    print_error(what + ": ID must be a server id, a whole number from 1 to " + std::to_string(protocol::kMaxServerId) +
+                " (2^53) in decimal digits, not '" + options.id + "'");
     return kExitUsage;
   }
   Leadership asked;

@@ -16,12 +16,13 @@
 
 #include "common/text.h"
 #include "config/config_internal.h"
+#include "protocol/requests.h"
 
 namespace netsem::server {
 namespace config_detail {
 namespace {
 
-constexpr std::int64_t kMaxId = std::int64_t{1} << 53;
+constexpr auto kMaxId = static_cast<std::int64_t>(protocol::kMaxServerId);
 constexpr std::string_view kServerPrefix = "server.";
 
 bool parse_port(std::string_view text) {

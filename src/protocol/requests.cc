@@ -101,8 +101,9 @@ ParseStatus parse_cluster(const std::string_view* args, std::size_t argc, Reques
     return fail(error, ErrorCode::kBadArg, kUsage);
   }
   if (argc != want) return fail(error, ErrorCode::kBadRequest, kUsage);
-  if (want >= 2 && !parse_session_id(args[1], request.member_id)) {
-    return fail(error, ErrorCode::kBadArg, "a server id is a decimal number 1..18446744073709551615");
+  static_assert(kMaxServerId == 9007199254740992u, "the message below names it");
+  if (want >= 2 && (!parse_session_id(args[1], request.member_id) || request.member_id > kMaxServerId)) {
+    return fail(error, ErrorCode::kBadArg, "a server id is a decimal number 1..9007199254740992 (2^53)");
   }
   if (want == 4) {
     request.raft_address = args[2];

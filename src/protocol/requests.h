@@ -102,8 +102,8 @@ struct Request {
   // KICK: the id as sent; RESUME: the id, checked by the parser. The dispatcher checks the admin right before the
   // id (the contract), so the parser takes any field; parse_session_id reads it.
   std::string_view session_id;
-  // CLUSTER: the action; ADD and REMOVE the member's id (1..2^64-1); ADD
-  // its Raft and client addresses as sent (the server checks them).
+  // CLUSTER: the action; ADD and REMOVE the member's id (1..kMaxServerId);
+  // ADD its Raft and client addresses as sent (the server checks them).
   ClusterAction cluster_action = ClusterAction::kStatus;
   std::uint64_t member_id = 0;
   std::string_view raft_address;
@@ -131,6 +131,13 @@ enum class ParseStatus : std::uint8_t { kRequest, kEmpty, kError };
 // allowed, and never on zero: "-0" is BAD_ARG); no '+', no spaces; leading
 // zeros are accepted ("007", "-01").
 ParseStatus parse_request(std::string_view line, Request& request, ParseError& error);
+
+// The highest server id: a cluster's servers are 1..2^53 (a [cluster] id,
+// a server.<id> line, CLUSTER ADD and REMOVE: each its first check), the
+// largest integer a JSON reader that keeps numbers as doubles reads exactly
+// (CLUSTER STATUS's ids). Never 2^64-1, the resume probe's host in the log
+// (replication::kResumeProbe).
+inline constexpr std::uint64_t kMaxServerId = std::uint64_t{1} << 53;
 
 // A session id as KICK carries it and HELLO's answer gives it: a decimal
 // number of 1 to 2^64 - 1; false otherwise.

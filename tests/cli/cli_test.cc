@@ -1069,6 +1069,14 @@ TEST_F(CliUsage, BadArgumentsExit2WithAMessageOnStderr) {
       {{"get", "a", "b"}, "netsem: get: The following argument was not expected: b (see netsem get --help)"},
       {{"cluster", "add", "4", "127.0.0.4:7001"},
        "netsem: cluster add: CLIENT-ADDRESS is required (see netsem cluster add --help)"},
+      // A server id is 1..2^53, as a [cluster] id; 2^64-1 is the resume
+      // probe's host in the log. Refused before any connection.
+      {{"cluster", "add", "9007199254740993", "127.0.0.4:7001", "127.0.0.4:1"},
+       "netsem: cluster add: ID must be a server id, a whole number from 1 to 9007199254740992 (2^53) in decimal "
+       "digits, not '9007199254740993'"},
+      {{"cluster", "add", "0", "127.0.0.4:7001", "127.0.0.4:1"}, "cluster add: ID must be a server id"},
+      {{"cluster", "remove", "18446744073709551615"},
+       "cluster remove: ID must be a server id, a whole number from 1 to"},
       {{"get", ""}, "bad semaphore name"},
       {{"run", "beta"}, "run: CMD is required: netsem run [OPTIONS] NAME [--] CMD [ARGS...]"},
       {{"run", "beta", "--"}, "run: CMD is required: netsem run [OPTIONS] NAME [--] CMD [ARGS...]"},

@@ -1301,6 +1301,11 @@ TEST_F(NetsemdCluster, AServerAddedAtRunTimeCatchesUpAndOneRemovedLeavesTheClust
   const std::string any = admin->request("c4 CLUSTER ADD 4 0.0.0.0:7001 127.0.0.4:27531", 5s);
   EXPECT_EQ(any.rfind("c4 ERR BAD_ARG bad Raft address: ", 0), 0u) << any;
   EXPECT_EQ(admin->request("c2 CLUSTER REMOVE 9", 5s).rfind("c2 ERR NOT_FOUND ", 0), 0u);
+  // A server id is 1..2^53, as a [cluster] id; 2^64-1 is the resume
+  // probe's host in the log (it was taken, and added to the configuration).
+  EXPECT_EQ(admin->request("c5 CLUSTER ADD 18446744073709551615 127.0.0.4:7001 127.0.0.4:27531", 5s),
+            "c5 ERR BAD_ARG a server id is a decimal number 1..9007199254740992 (2^53)");
+  EXPECT_EQ(admin->request("c6 CLUSTER REMOVE 9007199254740993", 5s).rfind("c6 ERR BAD_ARG a server id ", 0), 0u);
 
   // The fourth server: a pristine directory that does not bootstrap.
   ASSERT_NO_FATAL_FAILURE(start_fourth());

@@ -188,6 +188,12 @@ TEST(ParseRequest, ClassifiesEveryShapeOfLine) {
       {"t CLUSTER STATUS now", kErr, ErrorCode::kBadRequest},
       {"t CLUSTER REMOVE", kErr, ErrorCode::kBadRequest},
       {"t CLUSTER REMOVE 0", kErr, ErrorCode::kBadArg},
+      // A server id is 1..2^53, as a [cluster] id (2^64-1 is the resume
+      // probe's host in the log).
+      {"t CLUSTER REMOVE 9007199254740992", kReq},
+      {"t CLUSTER REMOVE 9007199254740993", kErr, ErrorCode::kBadArg},
+      {"t CLUSTER ADD 18446744073709551615 127.0.0.4:7001 127.0.0.4:53559", kErr, ErrorCode::kBadArg},
+      {"t CLUSTER ADD 0 127.0.0.4:7001 127.0.0.4:53559", kErr, ErrorCode::kBadArg},
       {"t CLUSTER REMOVE x", kErr, ErrorCode::kBadArg},
       {"t CLUSTER ADD 4 127.0.0.4:7001", kErr, ErrorCode::kBadRequest},
       {"t CLUSTER ADD 4 a b c", kErr, ErrorCode::kBadRequest},
@@ -612,17 +618,17 @@ TEST(EncodeRequest, ParsesBackTheVerbsWithoutNames) {
 TEST(EncodeRequest, ClusterRoundTrips) {
   std::string status, add, remove;
   encode_cluster_status(status, "s");
-  encode_cluster_add(add, "a", 18446744073709551615u, "10.0.0.4:7001", "[::1]:53559");
+  encode_cluster_add(add, "a", 9007199254740992u, "10.0.0.4:7001", "[::1]:53559");
   encode_cluster_remove(remove, "r", 3);
   EXPECT_EQ(status, "s CLUSTER STATUS\n");
-  EXPECT_EQ(add, "a CLUSTER ADD 18446744073709551615 10.0.0.4:7001 [::1]:53559\n");
+  EXPECT_EQ(add, "a CLUSTER ADD 9007199254740992 10.0.0.4:7001 [::1]:53559\n");
   EXPECT_EQ(remove, "r CLUSTER REMOVE 3\n");
   Request r = parse_back(status);
   EXPECT_EQ(r.verb, Verb::kCluster);
   EXPECT_EQ(r.cluster_action, ClusterAction::kStatus);
   r = parse_back(add);
   EXPECT_EQ(r.cluster_action, ClusterAction::kAdd);
-  EXPECT_EQ(r.member_id, 18446744073709551615u);
+  EXPECT_EQ(r.member_id, kMaxServerId);
   EXPECT_EQ(r.raft_address, "10.0.0.4:7001");
   EXPECT_EQ(r.client_address, "[::1]:53559");
   r = parse_back(remove);
