@@ -160,6 +160,16 @@ void ClusterNode::send(std::uint64_t serial, Pending& pending, std::int64_t now_
   pending.failed = false;
 }
 
+Status ClusterNode::propose_as_leader(replication::Command command) {
+  if (stopped_) return Status(StatusCode::kShutdown, "cluster node stopped");
+  if (Status checked = replication::check_command(command); !checked) return checked;
+  if (!leads()) return Status(StatusCode::kUnavailable, "not the leader");
+  const std::int64_t now = options_.clock();
+  start_term_if_new(now);
+  propose(replication::Entry{now, {std::move(command)}}, 0, Duty::kNone);
+  return Status::ok();
+}
+
 Status ClusterNode::accept_forwarded(std::string_view bytes) {
   if (stopped_) return Status(StatusCode::kShutdown, "cluster node stopped");
   auto entry = replication::decode_entry(bytes);

@@ -17,6 +17,7 @@
 //   start(options)            the node and its raft thread; entries applied on
 //                             the raft thread's replica reach `options.sink`
 //   submit(command)           a command of a hosted session, into the log
+//   propose_as_leader(command) a command only this leader decides, once
 //   accept_forwarded(bytes)   a follower's commands (a Forwarder's payload)
 //   applied(entry)            after the loop applied an entry on its replica
 //   tick(now, loop_replica)   the leader's duties and the resends; returns
@@ -200,6 +201,15 @@ class ClusterNode {
   // for another server's origin or when replication::check_command refuses
   // it (then nothing is kept), kShutdown after stop().
   Status submit(replication::Command command);
+
+  // Proposes `command` in an entry of its own, now, if this node leads;
+  // unlike submit(), it is never kept pending, forwarded or sent again: a
+  // proposal lost with the leadership is dropped. For what only a leader
+  // may decide, and only from its own log (ClusterRuntime's take-back of a
+  // client address: a copy that reached a later leader after its ADD would
+  // undo it). kUnavailable when this node does not lead, kShutdown after
+  // stop(), or why check_command refuses it.
+  Status propose_as_leader(replication::Command command);
 
   // A follower's entry (Forwarder's payload): its commands proposed, in
   // order, in one entry stamped with this leader's log time. kUnavailable

@@ -246,6 +246,7 @@ void ClusterRuntime::run_queued() {
   for (cluster::ReplicaEvent& event : events) {
     if (event.kind == cluster::ReplicaEvent::Kind::kRestored) {
       members_may_change = true;
+      taken_back_.clear();  // the map is the snapshot's now
       if (callbacks_.restoring) callbacks_.restoring();
       if (auto restored = replica_.restore(event.bytes); !restored) {
         fail(Status(restored.code(),
@@ -276,8 +277,10 @@ void ClusterRuntime::run_queued() {
     }
     node_->applied(event.index, *entry);
     for (const replication::Command& command : entry->commands) {
-      if (std::holds_alternative<replication::SetMember>(command) ||
-          std::holds_alternative<replication::RemoveMember>(command)) {
+      if (const auto* set = std::get_if<replication::SetMember>(&command)) {
+        ++member_sets_[set->id];
+        members_may_change = true;
+      } else if (std::holds_alternative<replication::RemoveMember>(command)) {
         members_may_change = true;
       }
     }
@@ -356,7 +359,10 @@ void ClusterRuntime::tick() {
       post([this, index = now.removed_at] { removed_from_cluster(index, ""); });
     }
   }
-  if (now.role == raft::Role::kLeader) seed_members(now);
+  if (now.role == raft::Role::kLeader) {
+    seed_members(now);
+    take_back_addresses(now);
+  }
   arm_tick(next);
 }
 
@@ -417,6 +423,51 @@ void ClusterRuntime::seed_members(const cluster::ClusterStatus& now) {
     }
     seeded_[server.id] = configured->second;
     submit(replication::SetMember{server.id, configured->second});
+  }
+}
+
+// A client address in the replicated members whose id is in no
+// configuration is taken back by the leader: the ADD that replicated it was
+// refused by libraft (another member's Raft address) or ended without the
+// server joining, or a REMOVE answered TIMEOUT (the leader lost its
+// leadership) took effect all the same, and no leader submitted the
+// RemoveMember. Left, it is a member to the peer links, the PEER hello
+// checks and CLUSTER STATUS's client_addresses, though it is none.
+//
+// Why this cannot undo an ADD in progress: an id is taken back only when
+// neither this leader's latest configuration (committed or only appended:
+// libraft's) nor a change in progress on this leader (changing_) has it.
+// An ADD on a previous leader makes the server a member only through a
+// configuration entry; one that is not in this leader's log never commits
+// (Raft: a leader's log holds every entry that can commit while it leads,
+// and a later leader holds the take-back if it commits it). One that is in
+// its log is its latest configuration, and the id is spared. A later ADD of
+// the same id, on this leader or a later one, replicates its SetMember
+// after the take-back in the log, so the address it sets stays. That is why
+// the take-back goes through ClusterNode::propose_as_leader, which never
+// forwards it nor sends it again: a copy of it reaching a later leader
+// after that leader's ADD would undo it. (The previous leader's SetMember
+// is sent again until applied, and may come after the take-back: it is then
+// taken back again, as member_sets_ tells.) Proposed once per term and
+// SetMember applied, so a pending one is not proposed twice.
+void ClusterRuntime::take_back_addresses(const cluster::ClusterStatus& now) {
+  if (now.term != taken_back_term_) {
+    taken_back_term_ = now.term;
+    taken_back_.clear();
+  }
+  for (const auto& [id, address] : replica_.members()) {
+    if (changing_.contains(id)) continue;
+    if (std::any_of(now.configuration.begin(), now.configuration.end(),
+                    [id](const raft::ServerInfo& server) { return server.id == id; })) {
+      continue;
+    }
+    const std::uint64_t sets = member_sets_[id];
+    if (const auto sent = taken_back_.find(id); sent != taken_back_.end() && sent->second == sets) continue;
+    taken_back_[id] = sets;
+    spdlog::info("cluster: server {} is in no configuration: taking back its client address {}", id, address);
+    if (auto proposed = node_->propose_as_leader(replication::RemoveMember{id}); !proposed) {
+      spdlog::warn("cluster: taking back server {}'s client address: {}", id, proposed.to_string());
+    }
   }
 }
 
@@ -652,6 +703,14 @@ std::string ClusterRuntime::cluster_status_json() const {
     members.push_back(std::move(member));
   }
   json["members"] = std::move(members);
+  // The replicated client addresses (SetMember), by id: those of the
+  // members, and of a server in no configuration while an ADD of it runs
+  // (or until the leader takes it back: take_back_addresses).
+  nlohmann::ordered_json addresses = nlohmann::ordered_json::array();
+  for (const auto& [id, address] : replica_.members()) {
+    addresses.push_back(nlohmann::ordered_json{{"id", id}, {"client", address}});
+  }
+  json["client_addresses"] = std::move(addresses);
   return json.dump();
 }
 
@@ -672,15 +731,29 @@ void ClusterRuntime::change_membership(MembershipChange change, std::function<vo
                                   [&change](const raft::ServerInfo& server) { return server.id == change.id; });
   const bool member = found != now.configuration.end();
   const std::uint64_t id = change.id;
+  if (changing_.contains(id)) {
+    return fail(Status(StatusCode::kUnavailable, "a change of server " + std::to_string(id) + " is still running"));
+  }
+  // From here until `done`, its client address is not taken back
+  // (take_back_addresses): the REMOVE's notice needs it, the ADD sets it.
+  const auto track = [this, id, &done] {
+    changing_.insert(id);
+    done = [this, id, done = std::move(done)](Status outcome) {
+      changing_.erase(id);
+      done(std::move(outcome));
+    };
+  };
   if (!change.add) {
     if (!member) return fail(Status(StatusCode::kNotFound, "server " + std::to_string(id) + " is not a member"));
     spdlog::info("cluster: removing server {}", id);
+    track();
     node_->raft().remove_server(id, [this, id, done](Status outcome) {
       post([this, id, done, outcome] {
         if (outcome) {
+          // Its client address is taken back once `done` ran
+          // (take_back_addresses, at the turn's tick).
           spdlog::info("cluster: server {} removed", id);
           if (id != id_ && !stopped_ && node_) tell_removed(id);
-          submit(replication::RemoveMember{id});
         } else {
           spdlog::warn("cluster: removing server {}: {}", id, outcome.to_string());
         }
@@ -711,7 +784,10 @@ void ClusterRuntime::change_membership(MembershipChange change, std::function<vo
   spdlog::info("cluster: adding server {} (raft {}, clients {}){}", id, change.raft_address, change.client_address,
                unfinished ? ": a spare already, promoting it" : "");
   // Its client address first, so that the others let its peer link in and
-  // name it; then Raft's: a spare, then a voter once it caught up.
+  // name it; then Raft's: a spare, then a voter once it caught up. Should
+  // libraft refuse it (another member has that Raft address) or the server
+  // not join, the address is taken back once `done` ran.
+  track();
   submit(set);
   if (unfinished) return promote(id, std::move(done));
   node_->raft().add_server(id, change.raft_address, [this, id, done](Status added) {
@@ -752,7 +828,6 @@ void ClusterRuntime::promote(std::uint64_t id, std::function<void(Status)> done)
                                what + "; it stays a spare (CLUSTER REMOVE it): " + std::string(removed.message())));
           }
           spdlog::info("cluster: server {} removed: it did not catch up", id);
-          submit(replication::RemoveMember{id});
           done(Status(StatusCode::kTimeout, what + "; removed again"));
         });
       });

@@ -29,7 +29,8 @@
 // hosts may open one) are the configuration's `server.N` lines overridden
 // by the replicated members (SetMember: a server added at run time is in no
 // other server's file); the leader seeds the replicated members with the
-// servers of its `server.N` lines that are in the Raft configuration.
+// servers of its `server.N` lines that are in the Raft configuration, and
+// takes back (RemoveMember) those of servers in no configuration.
 //
 // Thread safety: everything on the loop thread but the raft thread's sink
 // and wake, which only push under the mutex and write the eventfd.
@@ -44,6 +45,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -146,8 +148,9 @@ class ClusterRuntime final : public CommandSink {
   // CommandSink: CLUSTER STATUS's JSON and CLUSTER ADD / REMOVE (leader
   // only). ADD: SetMember (the new server's client address, replicated),
   // then RaftNode::add_server (a spare), then assign voter (libraft waits
-  // until it caught up); REMOVE: RaftNode::remove_server, then
-  // RemoveMember. `done` runs on the loop thread, never inside the call.
+  // until it caught up); REMOVE: RaftNode::remove_server, then the
+  // address taken back (take_back_addresses). `done` runs on the loop
+  // thread, never inside the call.
   // ADD of a server that does not catch up (libraft gives up after 5 s
   // without progress): the spare is removed again, `done` gets kTimeout.
   // ADD of a spare at the same Raft address (an ADD its leader did not
@@ -213,6 +216,11 @@ class ClusterRuntime final : public CommandSink {
   // As leader: SetMember for every server of the Raft configuration that
   // this server's `server.N` lines name and the replicated members lack.
   void seed_members(const cluster::ClusterStatus& now);
+  // As leader: RemoveMember (ClusterNode::propose_as_leader) for every
+  // replicated member whose id is in no configuration and no change in
+  // progress here (changing_): an ADD refused or given up, a REMOVE answered
+  // TIMEOUT that took effect. Why it cannot undo an ADD: the .cc.
+  void take_back_addresses(const cluster::ClusterStatus& now);
   // As leader: assign spare `id` voter. When libraft gives up waiting for
   // it to catch up (kTimeout), removes it again (and its member): `done`
   // gets kTimeout either way, saying whether it stays a spare.
@@ -233,8 +241,15 @@ class ClusterRuntime final : public CommandSink {
   std::map<std::uint64_t, std::string> client_addresses_;  // configured_ + the replicated members
   std::uint64_t seeded_term_ = 0;                          // the term seed_members() last submitted in
   std::map<std::uint64_t, std::string> seeded_;            // what it submitted then
-  replication::StateMachine replica_;                      // the loop replica
-  cluster::LogClock log_clock_;                            // log time, as this server would stamp it
+  std::set<std::uint64_t> changing_;  // ids of an ADD or REMOVE in progress here (until its `done`)
+  // The SetMembers of each id the loop replica applied (counted since start),
+  // and take_back_addresses()'s proposals in taken_back_term_: id -> that
+  // count then (a RemoveMember is proposed again after another SetMember).
+  std::map<std::uint64_t, std::uint64_t> member_sets_;
+  std::map<std::uint64_t, std::uint64_t> taken_back_;
+  std::uint64_t taken_back_term_ = 0;
+  replication::StateMachine replica_;  // the loop replica
+  cluster::LogClock log_clock_;        // log time, as this server would stamp it
   Callbacks callbacks_;
   bool attached_ = false;
   bool stopped_ = false;

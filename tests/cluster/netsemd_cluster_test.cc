@@ -55,6 +55,7 @@
 #include "replication/state_machine.h"
 #include "stats/promtool.h"
 #include "support/cluster_change.h"
+#include "support/eventually.h"
 #include "support/free_port.h"
 #include "support/http_client.h"
 #include "support/request_lines.h"
@@ -1856,6 +1857,145 @@ TEST_F(NetsemdClusterLongSessions, AnAddLongerThanASixthOfTheSessionTimeoutIsAns
                 nobody + " reachable from the leader?); server " + std::to_string(lead + 1) +
                 " still leads, in the same term, and has server 9 out of its configuration\n")
       << added;
+}
+
+// CLUSTER STATUS's replicated client addresses (SetMember): id -> address;
+// empty when the answer is no OK.
+std::map<std::uint64_t, std::string> client_addresses_of(const std::string& answer, std::string_view tag) {
+  std::map<std::uint64_t, std::string> out;
+  const std::string prefix = std::string(tag) + " OK ";
+  if (answer.rfind(prefix, 0) != 0) return out;
+  const nlohmann::json view = nlohmann::json::parse(answer.substr(prefix.size()));
+  for (const auto& entry : view.at("client_addresses")) {
+    out[entry.at("id").get<std::uint64_t>()] = entry.at("client").get<std::string>();
+  }
+  return out;
+}
+
+// The ids of a client address map, as "1 2 3", for the messages.
+std::string ids_of(const std::map<std::uint64_t, std::string>& addresses) {
+  std::string out;
+  for (const auto& [id, address] : addresses) out += (out.empty() ? "" : " ") + std::to_string(id);
+  return out;
+}
+
+// A CLUSTER ADD that libraft refuses (the Raft address is a member's):
+// the ADD replicated the new server's client address first; it is taken
+// back, on every server, so that no server knows a client address of an id
+// that is no member (note24 section 9 item 4: it stayed, and the peer
+// links and PEER hello checks took 4 for a member). Without the take-back
+// the map keeps 4.
+TEST_F(NetsemdCluster, AnAddThatLibraftRefusesLeavesNoClientAddressBehind) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  auto admin = connect(lead);
+  ASSERT_TRUE(admin != nullptr);
+  // A new leader seeds the replicated addresses (SetMember) once elected.
+  std::map<std::uint64_t, std::string> before;
+  EXPECT_TRUE(test_support::eventually(
+      [&] {
+        before = client_addresses_of(admin->request("s1 CLUSTER STATUS", 5s), "s1");
+        return ids_of(before) == "1 2 3";
+      },
+      5s, 50ms))
+      << ids_of(before) << "\n"
+      << logs();
+  const int other = (lead + 1) % kServers;
+  const std::string answer = admin->request("c1 CLUSTER ADD 4 " + raft_address(other) + " " + client_address(3), 10s);
+  std::printf("CLUSTER ADD at a member's Raft address: %s\n", answer.c_str());
+  EXPECT_EQ(answer.rfind("c1 ERR BAD_ARG ", 0), 0u) << answer << "\n" << logs();
+  const auto members = members_of(admin->request("s2 CLUSTER STATUS", 5s), "s2");
+  EXPECT_EQ(members.size(), 3u) << logs();
+  EXPECT_FALSE(members.contains(4)) << logs();
+  for (int i = 0; i < kServers; ++i) {
+    auto c = connect(i);
+    ASSERT_TRUE(c != nullptr);
+    std::map<std::uint64_t, std::string> after;
+    const bool gone = test_support::eventually(
+        [&] {
+          after = client_addresses_of(c->request("s3 CLUSTER STATUS", 5s), "s3");
+          return ids_of(after) == "1 2 3";
+        },
+        5s, 50ms);
+    EXPECT_TRUE(gone) << "server " << i + 1 << " knows the client addresses of " << ids_of(after) << "\n" << logs();
+  }
+  EXPECT_TRUE(servers_[lead]->wait_for_log("server 4 is in no configuration: taking back its client address", 1s))
+      << logs();
+}
+
+// A CLUSTER REMOVE answered TIMEOUT (its leader lost the leadership) that
+// took effect all the same: the removed server's client address is taken
+// back by the next leader, which never asked for the removal. Both
+// followers frozen, the leader appends the configuration without f2, sends
+// it (into f1's socket) and steps down: TIMEOUT. f1 is thawed, f2 stays
+// frozen: the leader and f1 both hold the configuration without f2, and
+// only they can elect a leader, which commits it. Before the fix f2's
+// address stayed in every map.
+TEST_F(NetsemdCluster, ARemoveAnsweredTimeoutThatTookEffectLeavesNoClientAddressBehind) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int f1 = (lead + 1) % kServers;
+  const int f2 = (lead + 2) % kServers;
+  auto admin = connect(lead);
+  ASSERT_TRUE(admin != nullptr);
+  // A new leader seeds the replicated addresses (SetMember) once elected.
+  std::map<std::uint64_t, std::string> before;
+  EXPECT_TRUE(test_support::eventually(
+      [&] {
+        before = client_addresses_of(admin->request("s1 CLUSTER STATUS", 5s), "s1");
+        return ids_of(before) == "1 2 3";
+      },
+      5s, 50ms))
+      << ids_of(before) << "\n"
+      << logs();
+  const Frozen frozen_f2(*servers_[f2]);
+  {
+    const Frozen frozen_f1(*servers_[f1]);
+    admin->send_line("c1 CLUSTER REMOVE " + std::to_string(f2 + 1));
+    const auto answer = admin->read_line(10s);
+    ASSERT_TRUE(answer.has_value()) << "no answer while the followers were frozen\n" << logs();
+    ASSERT_EQ(*answer, "c1 TIMEOUT") << logs();
+  }
+  // The leader and f1 elect a leader (either), whose configuration lacks
+  // f2, and which takes f2's client address back.
+  std::map<std::uint64_t, nlohmann::json> members;
+  std::map<std::uint64_t, std::string> after;
+  int next = -1;
+  const bool settled = test_support::eventually(
+      [&] {
+        for (const int i : {lead, f1}) {
+          auto c = Client::connect(client_ports_[i], host(i).c_str());
+          if (c == nullptr) continue;
+          const std::string status = c->request("s2 CLUSTER STATUS", 2s);
+          if (status.find("\"role\":\"leader\"") == std::string::npos) continue;
+          next = i;
+          members = members_of(status, "s2");
+          after = client_addresses_of(status, "s2");
+          return members.size() == 2 && ids_of(after).find(std::to_string(f2 + 1)) == std::string::npos;
+        }
+        return false;
+      },
+      15s, 100ms);
+  std::printf("after the TIMEOUT, leader %d lists %zu members and the client addresses of %s\n", next + 1,
+              members.size(), ids_of(after).c_str());
+  EXPECT_TRUE(settled) << "leader " << next + 1 << ": " << members.size() << " members, client addresses of "
+                       << ids_of(after) << "\n"
+                       << logs();
+  EXPECT_FALSE(members.contains(f2 + 1)) << logs();
+  EXPECT_EQ(after.size(), 2u) << ids_of(after);
+  // The other one applies the take-back too.
+  const int follower = next == lead ? f1 : lead;
+  auto c = connect(follower);
+  ASSERT_TRUE(c != nullptr);
+  std::map<std::uint64_t, std::string> seen;
+  EXPECT_TRUE(test_support::eventually(
+      [&] {
+        seen = client_addresses_of(c->request("s3 CLUSTER STATUS", 5s), "s3");
+        return seen.size() == 2 && !seen.contains(f2 + 1);
+      },
+      5s, 50ms))
+      << ids_of(seen) << "\n"
+      << logs();
 }
 
 // An ADD interrupted by the leader's death (kill -9 just after the ADD
