@@ -89,6 +89,35 @@ std::optional<Result<RemovalNotice>> check_removal_notice(std::string_view line,
   return Result<RemovalNotice>(RemovalNotice{.from = *from, .removed = *removed, .index = *index});
 }
 
+std::string peer_secret_check(ServerId id, std::string_view secret, ServerId added) {
+  std::string line = peer_hello(id, secret);
+  line.pop_back();
+  return line + " CHECK " + std::to_string(added) + "\n";
+}
+
+std::string peer_secret_answer(ServerId id) {
+  return "PEER " + std::to_string(id) + " OK\n";
+}
+
+std::optional<Result<SecretCheck>> check_secret_check(std::string_view line, std::string_view remote_host,
+                                                      ServerId self,
+                                                      const std::map<ServerId, std::string>& client_addresses,
+                                                      std::string_view secret) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  constexpr std::string_view kWord = " CHECK ";
+  const std::size_t word = line.find(kWord);
+  if (line.substr(0, 5) != "PEER " || word == std::string_view::npos) return std::nullopt;
+  auto from = check_peer_hello(line.substr(0, word), remote_host, self, client_addresses, secret);
+  if (!from) return Result<SecretCheck>(from.status());
+  const std::string_view rest = line.substr(word + kWord.size());
+  ServerId added = 0;
+  const auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), added);
+  if (ec != std::errc() || end != rest.data() + rest.size() || added == 0) {
+    return Result<SecretCheck>(Status(StatusCode::kProtocol, "PEER ... CHECK <id> expected"));
+  }
+  return Result<SecretCheck>(SecretCheck{.from = *from, .added = added});
+}
+
 std::string frame_entry(std::string_view entry) {
   std::string out(4, '\0');
   const auto n = static_cast<std::uint32_t>(entry.size());
@@ -418,6 +447,97 @@ void send_peer_line(asio::io_context& io, const std::string& local_host, const s
     if (c) return sender->finish(Status(StatusCode::kIoError, "cannot connect: " + c.message()));
     asio::async_write(sender->socket, asio::buffer(sender->line), [sender](const asio::error_code& w, std::size_t) {
       sender->finish(w ? Status(StatusCode::kIoError, "cannot write: " + w.message()) : Status::ok());
+    });
+  });
+}
+
+namespace {
+
+// How long ask_peer_line waits for the answer once connected.
+constexpr std::chrono::milliseconds kAnswerTimeout{2000};
+
+struct LineAsker : std::enable_shared_from_this<LineAsker> {
+  LineAsker(asio::io_context& io, std::string text, std::function<void(Result<std::string>)> callback)
+      : socket(io), timer(io), line(std::move(text)), done(std::move(callback)) {}
+
+  void finish(Result<std::string> outcome) {
+    if (!done) return;
+    asio::error_code ignored;
+    timer.cancel();
+    socket.close(ignored);
+    auto callback = std::move(done);
+    done = nullptr;
+    callback(std::move(outcome));
+  }
+
+  void read() {
+    asio::async_read_until(
+        socket, asio::dynamic_buffer(answer, kMaxPeerHelloBytes), '\n',
+        [self = shared_from_this()](const asio::error_code& r, std::size_t n) {
+          if (!self->done) return;
+          if (r) {
+            const bool closed = r == asio::error::eof || r == asio::error::connection_reset;
+            return self->finish(Status(StatusCode::kIoError, closed ? "it closed the connection without a word"
+                                                                    : "no answer: " + r.message()));
+          }
+          std::string got = self->answer.substr(0, n - 1);
+          if (!got.empty() && got.back() == '\r') got.pop_back();
+          self->finish(std::move(got));
+        });
+  }
+
+  asio::ip::tcp::socket socket;
+  asio::steady_timer timer;
+  std::string line;
+  std::string answer;
+  std::function<void(Result<std::string>)> done;
+  bool connected = false;
+};
+
+}  // namespace
+
+void ask_peer_line(asio::io_context& io, const std::string& local_host, const std::string& address, std::string line,
+                   std::function<void(Result<std::string>)> done) {
+  auto asker = std::make_shared<LineAsker>(io, std::move(line), std::move(done));
+  const auto fail = [asker](const std::string& why) {
+    asio::post(asker->socket.get_executor(), [asker, why] { asker->finish(Status(StatusCode::kUnavailable, why)); });
+  };
+  const auto where = split_host_port(address);
+  asio::error_code e;
+  const asio::ip::address host = where ? asio::ip::make_address(where->first, e) : asio::ip::address();
+  unsigned long port = 0;
+  if (!where || e ||
+      std::from_chars(where->second.data(), where->second.data() + where->second.size(), port).ec != std::errc() ||
+      port < 1 || port > 65535) {
+    return fail("not a numeric host:port");
+  }
+  const asio::ip::tcp::endpoint endpoint(host, static_cast<unsigned short>(port));
+  asker->socket.open(endpoint.protocol(), e);
+  if (e) return fail(e.message());
+  // From this server's own client host, as a peer link's hello: the receiver checks it.
+  const asio::ip::address local = asio::ip::make_address(local_host, e);
+  if (!e && local.is_v4() == endpoint.address().is_v4()) {
+    asker->socket.bind(asio::ip::tcp::endpoint(local, 0), e);
+    if (e) return fail("cannot bind to " + local_host + ": " + e.message());
+  }
+  asker->timer.expires_after(kConnectTimeout);
+  asker->timer.async_wait([asker](const asio::error_code& c) {
+    if (c || asker->connected) return;  // the answer's wait replaced it
+    asker->finish(Status(StatusCode::kUnavailable, "no answer to the connect within 1 s"));
+  });
+  asker->socket.async_connect(endpoint, [asker](const asio::error_code& c) {
+    if (!asker->done) return;
+    if (c) return asker->finish(Status(StatusCode::kUnavailable, "cannot connect: " + c.message()));
+    asker->connected = true;
+    asker->timer.cancel();
+    asker->timer.expires_after(kAnswerTimeout);
+    asker->timer.async_wait([asker](const asio::error_code& t) {
+      if (!t) asker->finish(Status(StatusCode::kIoError, "no answer within 2 s"));
+    });
+    asio::async_write(asker->socket, asio::buffer(asker->line), [asker](const asio::error_code& w, std::size_t) {
+      if (!asker->done) return;
+      if (w) return asker->finish(Status(StatusCode::kIoError, "cannot write: " + w.message()));
+      asker->read();
     });
   });
 }

@@ -14,6 +14,10 @@
 //   peer_removal_notice /           the leader's word to a server it
 //   check_removal_notice,           removed (a line alone on a connection
 //   send_peer_line                  of its own), made, checked and sent
+//   peer_secret_check /             the leader's question to a server it
+//   check_secret_check,             would add: does it hold the cluster
+//   peer_secret_answer,             secret? (a line alone on a connection,
+//   ask_peer_line                   answered by a line)
 //   frame_entry / PeerFrameDecoder  the framing, with no I/O
 //   PeerLinkClient                  a Forwarder over Asio: one link at a
 //                                   time, to the leader named, reconnected on
@@ -86,6 +90,41 @@ std::optional<Result<RemovalNotice>> check_removal_notice(std::string_view line,
                                                           ServerId self,
                                                           const std::map<ServerId, std::string>& client_addresses,
                                                           std::string_view secret);
+
+// The leader's question before a CLUSTER ADD commits anything: does the
+// server at the client address given hold the cluster secret? "PEER <id>
+// <secret> CHECK <added-id>\n" alone on a connection of its own; the server
+// answers peer_secret_answer() when it takes the line's "PEER <id>
+// <secret>" part as a hello (check_secret_check), and closes the
+// connection without a word otherwise, as for a refused hello. A server
+// with another secret, that would be added as a voter whose peer links and
+// removal notice every other server refuses, is so never added
+// (docs/replication.md, "Adding and removing servers").
+std::string peer_secret_check(ServerId id, std::string_view secret, ServerId added);
+// "PEER <id> OK\n": the answer of server `id` to a secret check.
+std::string peer_secret_answer(ServerId id);
+
+struct SecretCheck {
+  ServerId from = 0;   // the server that asks (the leader)
+  ServerId added = 0;  // the id it would add the answering server as
+};
+
+// nullopt when `line` is no secret check; else the check, or why it is
+// refused: its "PEER <id> <secret>" checked as check_peer_hello checks a
+// hello, kProtocol for a malformed rest.
+std::optional<Result<SecretCheck>> check_secret_check(std::string_view line, std::string_view remote_host,
+                                                      ServerId self,
+                                                      const std::map<ServerId, std::string>& client_addresses,
+                                                      std::string_view secret);
+
+// Sends `line` as send_peer_line does and reads one line back. `done` runs
+// once on `io`'s thread: the line (without its newline) when one came
+// within 2 s of the connect; kUnavailable when the connect failed (nothing
+// listens there, or no answer to it within 1 s); kIoError when the
+// connection was made but no line came back (closed without a word, reset,
+// or 2 s went by), saying which.
+void ask_peer_line(asio::io_context& io, const std::string& local_host, const std::string& address, std::string line,
+                   std::function<void(Result<std::string>)> done);
 
 // Sends `line` alone on a connection of its own from `local_host` (this
 // server's client host, as the receiver checks it; "" for any) to `address`

@@ -7,10 +7,12 @@
 #include <spdlog/spdlog.h>
 
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -564,6 +566,25 @@ void ClusterRuntime::accept_peer(UniqueFd fd, const asio::ip::address& remote, s
     });
     return;
   }
+  if (auto check = cluster::check_secret_check(line, host, id_, client_addresses_, secret_)) {
+    if (!*check) {
+      spdlog::warn(
+          "cluster: refused a secret check from {}: {} (the leader does not add this server: is its secret_file "
+          "the cluster's?)",
+          host, check->status().to_string());
+      return;  // fd closes without a word: the leader refuses the ADD
+    }
+    const std::string answer = cluster::peer_secret_answer(id_);
+    if (::send(fd.get(), answer.data(), answer.size(), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+      spdlog::warn("cluster: answering server {}'s secret check: {}", (*check)->from, std::strerror(errno));
+    } else if ((*check)->added != id_) {
+      spdlog::warn("cluster: server {} would add this server as server {}, but it is server {}", (*check)->from,
+                   (*check)->added, id_);
+    } else {
+      spdlog::info("cluster: server {} checked the cluster secret before adding this server", (*check)->from);
+    }
+    return;  // fd closes
+  }
   auto peer = cluster::check_peer_hello(line, host, id_, client_addresses_, secret_);
   if (!peer) {
     spdlog::warn("cluster: refused a peer link from {}: {}", host, peer.status().to_string());
@@ -715,6 +736,40 @@ std::string ClusterRuntime::cluster_status_json() const {
 }
 
 void ClusterRuntime::change_membership(MembershipChange change, std::function<void(Status)> done) {
+  change_membership(std::move(change), std::move(done), false);
+}
+
+Status ClusterRuntime::secret_check_refusal(const MembershipChange& change, const Result<std::string>& answer) {
+  const std::string server = "server " + std::to_string(change.id) + " at " + change.client_address;
+  if (answer.status().code() == StatusCode::kUnavailable) {
+    spdlog::info(
+        "cluster: could not ask {} whether it holds the cluster secret ({}); adding it all the same: it "
+        "does not catch up unless it runs",
+        server, answer.status().message());
+    return Status::ok();
+  }
+  // "PEER <its id> OK" (peer_secret_answer without its newline).
+  std::uint64_t its_id = 0;
+  if (answer && answer->starts_with("PEER ") && answer->ends_with(" OK")) {
+    const std::string_view number = std::string_view(*answer).substr(5, answer->size() - 8);
+    const auto [end, error] = std::from_chars(number.data(), number.data() + number.size(), its_id);
+    if (error != std::errc() || end != number.data() + number.size()) its_id = 0;
+  }
+  if (its_id == change.id) return Status::ok();
+  if (its_id != 0) {
+    return Status(StatusCode::kInvalidArgument,
+                  "the server at " + change.client_address + " is server " + std::to_string(its_id) + ", not server " +
+                      std::to_string(change.id) + " (its [cluster] id); nothing was changed");
+  }
+  const std::string said =
+      answer ? "it answered '" + answer->substr(0, 80) + "'" : std::string(answer.status().message());
+  return Status(StatusCode::kInvalidArgument,
+                server + " did not confirm the cluster secret (" + said +
+                    "): its secret_file is not the cluster's, or it has no server.N line for this server, or it runs "
+                    "an older netsemd (its log says which); nothing was changed");
+}
+
+void ClusterRuntime::change_membership(MembershipChange change, std::function<void(Status)> done, bool secret_checked) {
   const auto fail = [this, &done](Status why) { post([done, why = std::move(why)] { done(why); }); };
   if (stopped_ || !node_) return fail(Status(StatusCode::kShutdown, "the server is stopping"));
   const cluster::ClusterStatus now = node_->status();
@@ -780,6 +835,28 @@ void ClusterRuntime::change_membership(MembershipChange change, std::function<vo
   }
   if (auto parsed = raft::parse_servers(std::to_string(id) + "@" + change.raft_address); !parsed) {
     return fail(Status(StatusCode::kInvalidArgument, "bad Raft address (a.b.c.d:port): " + parsed.status().message()));
+  }
+  if (!secret_checked) {
+    // The server must hold the cluster secret before anything commits: one
+    // with another secret would catch up and vote over Raft (which knows no
+    // secret) while every server refuses its peer links, and its removal
+    // notice later (audit25: a "healthy" voter that could not be removed).
+    const auto own = client_addresses_.find(id_);
+    const auto local = own == client_addresses_.end() ? std::nullopt : cluster::split_host_port(own->second);
+    spdlog::info("cluster: asking server {} at {} whether it holds the cluster secret", id, change.client_address);
+    const std::string address = change.client_address;
+    cluster::ask_peer_line(io_, local ? local->first : std::string(), address,
+                           cluster::peer_secret_check(id_, secret_, id),
+                           [this, change = std::move(change), done = std::move(done)](Result<std::string> answer) {
+                             post([this, change, done, answer = std::move(answer)] {
+                               if (Status refused = secret_check_refusal(change, answer); !refused) {
+                                 spdlog::warn("cluster: not adding server {}: {}", change.id, refused.message());
+                                 return done(refused);
+                               }
+                               change_membership(change, done, true);
+                             });
+                           });
+    return;
   }
   spdlog::info("cluster: adding server {} (raft {}, clients {}){}", id, change.raft_address, change.client_address,
                unfinished ? ": a spare already, promoting it" : "");

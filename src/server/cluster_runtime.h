@@ -146,7 +146,9 @@ class ClusterRuntime final : public CommandSink {
   bool is_peer_host(const std::array<std::uint8_t, 16>& address) const;
 
   // CommandSink: CLUSTER STATUS's JSON and CLUSTER ADD / REMOVE (leader
-  // only). ADD: SetMember (the new server's client address, replicated),
+  // only). ADD: the new server asked whether it holds the cluster secret
+  // (cluster::ask_peer_line; refused, kInvalidArgument, when it answers
+  // otherwise), then SetMember (its client address, replicated),
   // then RaftNode::add_server (a spare), then assign voter (libraft waits
   // until it caught up); REMOVE: RaftNode::remove_server, then the
   // address taken back (take_back_addresses). `done` runs on the loop
@@ -221,6 +223,15 @@ class ClusterRuntime final : public CommandSink {
   // progress here (changing_): an ADD refused or given up, a REMOVE answered
   // TIMEOUT that took effect. Why it cannot undo an ADD: the .cc.
   void take_back_addresses(const cluster::ClusterStatus& now);
+  // change_membership(), once the server to add answered the secret check
+  // (`secret_checked`: then everything is checked again, as the leadership
+  // and the configuration may have changed meanwhile).
+  void change_membership(MembershipChange change, std::function<void(Status)> done, bool secret_checked);
+  // Why the answer (cluster::ask_peer_line) to the secret check of an ADD
+  // of `change` refuses it; OK when it may go on: the server's right
+  // answer, or no connection at all (a server not started yet is added as
+  // before: it does not catch up, and the ADD ends in kTimeout).
+  static Status secret_check_refusal(const MembershipChange& change, const Result<std::string>& answer);
   // As leader: assign spare `id` voter. When libraft gives up waiting for
   // it to catch up (kTimeout), removes it again (and its member): `done`
   // gets kTimeout either way, saying whether it stays a spare.

@@ -2074,6 +2074,65 @@ TEST_F(NetsemdCluster, AnAddInterruptedByTheLeadersDeathLeavesOneConfigurationAn
   EXPECT_TRUE(grants(*d, "d1", "lock"));
 }
 
+// A CLUSTER ADD of a server whose secret_file holds another secret than the
+// cluster's (audit25: libraft, which knows no secret, made it a voter;
+// its /readyz said 200 while every server refused its peer links, and its
+// removal notice later, so it could not be removed): the leader asks it
+// first and refuses the ADD, BAD_ARG naming the secret, with nothing
+// changed (three voters, no client address of 4); the CLI says so and
+// exits 2. Server 4 logs the refused check. Started again with the
+// cluster's secret, it is added. Without the check the first ADD is OK.
+TEST_F(NetsemdCluster, AnAddOfAServerWithAnotherSecretIsRefusedAndChangesNothing) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const auto write_fourth_secret = [this](const std::string& secret) {
+    const auto file = cluster_secret_file(dir_.path(), 3);
+    std::ofstream(file) << secret << "\n";
+    ::chmod(file.c_str(), 0600);
+  };
+  write_fourth_secret("not-the-secret-of-this-cluster-0123456789");
+  ASSERT_NO_FATAL_FAILURE(start_fourth());
+  auto admin = connect(lead);
+  ASSERT_TRUE(admin != nullptr);
+  const auto asked_at = std::chrono::steady_clock::now();
+  const std::string answer = admin->request(add_fourth("c1"), 30s);
+  std::printf(
+      "CLUSTER ADD of a server with another secret: \"%s\" after %lld ms\n", answer.c_str(),
+      static_cast<long long>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - asked_at).count()));
+  EXPECT_EQ(answer.rfind("c1 ERR BAD_ARG server 4 at " + client_address(3) + " did not confirm the cluster secret", 0),
+            0u)
+      << answer << "\n"
+      << logs();
+  EXPECT_TRUE(servers_[3]->wait_for_log("refused a secret check from " + host(lead), 2s)) << logs();
+  const std::string status = admin->request("s1 CLUSTER STATUS", 5s);
+  const auto members = members_of(status, "s1");
+  EXPECT_EQ(members.size(), 3u) << logs();
+  EXPECT_FALSE(members.contains(4)) << logs();
+  EXPECT_EQ(ids_of(client_addresses_of(status, "s1")), "1 2 3") << status;
+
+  // The CLI, against a follower: the leader's words, exit 2.
+  const int follower = (lead + 1) % kServers;
+  const NetsemRun refused = run_netsem(
+      {"--server", client_address(follower), "cluster", "add", "4", raft_address(3), client_address(3)}, {}, 30s);
+  EXPECT_EQ(refused.exit_code, 2) << refused << logs();
+  EXPECT_NE(refused.err.find("did not confirm the cluster secret"), std::string::npos) << refused;
+  std::printf("netsem cluster add of it: exit %d: %s", refused.exit_code, refused.err.c_str());
+
+  // With the cluster's secret, it is added.
+  servers_[3].reset();
+  write_fourth_secret("a-cluster-secret-of-the-test-0123456789");
+  ASSERT_NO_FATAL_FAILURE(start_fourth());
+  EXPECT_TRUE(changes(fourth_add())) << logs();
+  // (The admin session may have timed out meanwhile: 3 s idle.)
+  const std::string settled = leader_status();
+  ASSERT_FALSE(settled.empty()) << logs();
+  const auto after = members_of("s2 OK " + settled, "s2");
+  ASSERT_EQ(after.size(), 4u) << logs();
+  EXPECT_EQ(after.at(4).at("role"), "voter");
+  EXPECT_TRUE(servers_[3]->wait_for_log("checked the cluster secret before adding this server", 2s)) << logs();
+}
+
 // KICK of a session hosted by another server. Protocol KICK goes through
 // the log and works from any server. The HTTP API's kick ends sessions its
 // own server hosts; for one another server hosts it answers 421 ELSEWHERE

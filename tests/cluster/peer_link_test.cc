@@ -97,6 +97,98 @@ TEST(PeerLink, ARemovalNoticeIsCheckedAsAHelloIsAndIsNoHello) {
   }
 }
 
+// The leader's secret check before an ADD: its PEER part is checked as a
+// hello is (a wrong secret refused), the rest must be one id; it is neither
+// a hello nor a removal notice, and they are no check.
+TEST(PeerLink, ASecretCheckIsCheckedAsAHelloIsAndIsNoHello) {
+  const std::map<ServerId, std::string> members = {{1, "127.0.0.1:5000"}, {2, "127.0.0.2:5000"}, {4, "127.0.0.4:5000"}};
+  const std::string line = peer_secret_check(2, "s3cret", 4);
+  EXPECT_EQ(line, "PEER 2 s3cret CHECK 4\n");
+  EXPECT_EQ(peer_secret_answer(4), "PEER 4 OK\n");
+  const std::string_view bare(line.data(), line.size() - 1);
+  auto check = check_secret_check(bare, "127.0.0.2", 4, members, "s3cret");
+  ASSERT_TRUE(check.has_value());
+  ASSERT_TRUE(*check) << check->status().to_string();
+  EXPECT_EQ((*check)->from, 2u);
+  EXPECT_EQ((*check)->added, 4u);
+  EXPECT_FALSE(check_peer_hello(bare, "127.0.0.2", 4, members, "s3cret"));
+  EXPECT_FALSE(check_removal_notice(bare, "127.0.0.2", 4, members, "s3cret").has_value());
+  EXPECT_FALSE(check_secret_check("PEER 2 s3cret", "127.0.0.2", 4, members, "s3cret").has_value());
+  EXPECT_FALSE(check_secret_check("PEER 2 s3cret REMOVED 4 7", "127.0.0.2", 4, members, "s3cret").has_value());
+  // (A hello then, refused: its secret would be "s3cret CHECK".)
+  EXPECT_FALSE(check_secret_check("PEER 2 s3cret CHECK", "127.0.0.2", 4, members, "s3cret").has_value());
+  struct Case {
+    std::string line;
+    std::string from;
+    StatusCode code;
+  };
+  const Case refused[] = {
+      {"PEER 2 wrong CHECK 4", "127.0.0.2", StatusCode::kDenied},
+      {"PEER 2 s3cret CHECK 4", "127.0.0.1", StatusCode::kDenied},  // not from server 2's host
+      {"PEER 3 s3cret CHECK 4", "127.0.0.2", StatusCode::kDenied},  // no server it knows
+      {"PEER 2 s3cret CHECK 0", "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 s3cret CHECK 4 5", "127.0.0.2", StatusCode::kProtocol},
+  };
+  for (const Case& c : refused) {
+    auto checked = check_secret_check(c.line, c.from, 4, members, "s3cret");
+    ASSERT_TRUE(checked.has_value()) << c.line;
+    EXPECT_EQ(checked->status().code(), c.code) << c.line << ": " << checked->status().to_string();
+  }
+}
+
+// ask_peer_line over TCP: the line answered, a connection closed without a
+// word (kIoError: what a server with another secret does), nothing
+// listening (kUnavailable).
+TEST(PeerLink, AskPeerLineTellsAnAnswerASilentCloseAndNoServerApart) {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.4"), 0));
+  const std::string address = "127.0.0.4:" + std::to_string(acceptor.local_endpoint().port());
+  const auto ask = [&](bool answer) {
+    std::optional<Result<std::string>> got;
+    std::string heard;
+    asio::ip::tcp::socket peer(io);
+    asio::streambuf buffer;
+    acceptor.async_accept(peer, [&](const asio::error_code& accepted) {
+      ASSERT_FALSE(accepted) << accepted.message();
+      asio::async_read_until(peer, buffer, '\n', [&](const asio::error_code& read, std::size_t n) {
+        ASSERT_FALSE(read) << read.message();
+        heard.assign(asio::buffers_begin(buffer.data()), asio::buffers_begin(buffer.data()) + static_cast<long>(n));
+        if (answer) asio::write(peer, asio::buffer(peer_secret_answer(4)));
+        peer.close();
+      });
+    });
+    ask_peer_line(io, "127.0.0.1", address, peer_secret_check(1, "s3cret", 4),
+                  [&](Result<std::string> outcome) { got = std::move(outcome); });
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!got && std::chrono::steady_clock::now() < deadline) {
+      io.restart();
+      io.run_for(milliseconds(20));
+    }
+    EXPECT_EQ(heard, "PEER 1 s3cret CHECK 4\n");
+    return got;
+  };
+  const auto answered = ask(true);
+  ASSERT_TRUE(answered.has_value());
+  ASSERT_TRUE(*answered) << answered->status().to_string();
+  EXPECT_EQ(**answered, "PEER 4 OK");
+  const auto silent = ask(false);
+  ASSERT_TRUE(silent.has_value());
+  EXPECT_EQ(silent->status().code(), StatusCode::kIoError) << silent->status().to_string();
+  EXPECT_NE(silent->status().message().find("without a word"), std::string::npos) << silent->status().to_string();
+
+  acceptor.close();
+  std::optional<Result<std::string>> none;
+  ask_peer_line(io, "127.0.0.1", address, peer_secret_check(1, "s3cret", 4),
+                [&](Result<std::string> outcome) { none = std::move(outcome); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!none && std::chrono::steady_clock::now() < deadline) {
+    io.restart();
+    io.run_for(milliseconds(20));
+  }
+  ASSERT_TRUE(none.has_value());
+  EXPECT_EQ(none->status().code(), StatusCode::kUnavailable) << none->status().to_string();
+}
+
 TEST(PeerLink, FramesAreCutWhereverTheBytesSplit) {
   const std::vector<std::string> entries = {"a", std::string(70000, 'b'), "ccc"};
   std::string stream;
