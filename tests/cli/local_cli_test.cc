@@ -325,7 +325,11 @@ TEST_F(CliLocal, DocsDescribeEveryJsonField) {
 TEST(LocalRegistryClean, NeverRemovesASemaphoreUnderAProcessTakingIt) {
   // A holder takes and gives back `$r` in a loop while clean() runs over and
   // over: a clean that removed it between its check and a take would lose
-  // the holder's permit (release answers kNotHeld).
+  // the holder's permit (release answers kNotHeld). The loops run until
+  // clean has removed `$r` between rounds 20 times and the holder has taken
+  // it 3,000 times (at most 20 s): a fixed count of rounds ran out in 7 ms
+  // on a fast machine, before any clean came between two rounds (CI), and
+  // the race was not run. The holder leaves a short gap every 8 rounds.
   TempDir dir;
   const auto local_dir = dir.path() / "local";
   client::LocalSemaphores holder(local_dir);
@@ -333,25 +337,31 @@ TEST(LocalRegistryClean, NeverRemovesASemaphoreUnderAProcessTakingIt) {
   std::atomic<int> lost = 0;
   std::atomic<int> rounds = 0;
   std::thread taker([&] {
-    for (int i = 0; i < 3000 && !stop; ++i) {
+    while (!stop) {
       client::LocalSemaphores::Grant grant;
       if (!holder.acquire("$r", 1, 1, milliseconds(5000), nullptr, &grant).is_ok()) continue;
       if (holder.release("$r", 1, grant).code() == StatusCode::kNotHeld) ++lost;
-      ++rounds;
+      if (++rounds % 8 == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
-    stop = true;
   });
   client::LocalRegistry registry(local_dir);
   int removed = 0;
-  while (!stop) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while ((removed < 20 || rounds < 3000) && std::chrono::steady_clock::now() < deadline) {
     auto cleaned = registry.clean(false);
-    ASSERT_TRUE(cleaned) << cleaned.status().message();
+    if (!cleaned) {
+      stop = true;
+      taker.join();
+      FAIL() << cleaned.status().message();
+    }
     for (const auto& item : *cleaned) removed += item.removed && !item.stale;
   }
+  stop = true;
   taker.join();
   std::printf("%d rounds, %d removals\n", rounds.load(), removed);
   EXPECT_EQ(lost, 0);
-  EXPECT_GT(removed, 0);  // the race was run: clean did remove $r between rounds
+  EXPECT_GE(removed, 20);  // the race was run: clean did remove $r between rounds
+  EXPECT_GE(rounds, 3000);
   EXPECT_TRUE(client::LocalSemaphores(local_dir).remove_all().is_ok());
 }
 
