@@ -1183,13 +1183,13 @@ class Connection:
 
     async def _follow_leader(self, writer: asyncio.StreamWriter, host: str, port: int) -> Any:
         """Right after a fresh handshake (rule 3): when LEADER named another of
-        the configured servers (exact host:port: a server's own address behind
-        a proxy or NAT is not followed), over plain TCP, a new session there,
+        the configured servers (_resume.follow_target: exact host:port over
+        plain TCP, the configured server on its host under TLS; a server's own
+        address behind a proxy or NAT is not followed), a new session there,
         ((reader, writer, hello), (host, port)); the one on ``writer`` is QUIT.
         None (stay) when there is no such leader or it cannot be reached in time."""
-        leader = self._leader
-        if (not _resume.follows(leader, (host, port), self._endpoints, self._tls is not None)
-                or len(self._endpoints) < 2 or leader is None or leader[0] in ("0.0.0.0", "::")):
+        leader = _resume.follow_target(self._leader, (host, port), self._endpoints, self._tls is not None)
+        if leader is None or len(self._endpoints) < 2:
             return None
         saved = (self._lease, self._resumable, self._leader, self._buffer)
         server = proto.endpoint_text(*leader)

@@ -1332,18 +1332,20 @@ class Connection:
     def _follow_leader(self, sock: socket.socket, host: str, port: int
                        ) -> tuple[socket.socket, str, int, proto.Hello] | None:
         """Loop only, right after a fresh handshake (rule 3): when LEADER named
-        another of the configured servers (exact host:port: a server's own
-        address behind a proxy or NAT is not followed), over plain TCP, a new
-        session there; the one on ``sock`` is QUIT. None (stay)
-        when there is no such leader or it cannot be reached in time."""
-        leader = self._leader
-        if (not _resume.follows(leader, (host, port), self._servers, self._tls is not None)
-                or len(self._servers) < 2 or leader is None or leader[0] in ("0.0.0.0", "::")):
+        another of the configured servers (_resume.follow_target: exact
+        host:port over plain TCP, the configured server on its host under
+        TLS; a server's own address behind a proxy or NAT is not followed), a
+        new session there; the one on ``sock`` is QUIT. None (stay) when there
+        is no such leader or it cannot be reached in time."""
+        leader = _resume.follow_target(self._leader, (host, port), self._servers, self._tls is not None)
+        if leader is None or len(self._servers) < 2:
             return None
         saved = (self._lease, self._resumable, self._leader)
         server = proto.endpoint_text(*leader)
         self._attempt_failure, self._attempt_refusal = "", None
-        leader_sock = self._connect(*leader)
+        leader_sock: socket.socket | None = self._connect(*leader)
+        if leader_sock is not None and self._tls is not None:
+            leader_sock = self._tls_handshake(leader_sock, leader[0], server)
         hello = self._handshake(leader_sock, server) if leader_sock is not None else None
         if leader_sock is None or hello is None:
             if leader_sock is not None:

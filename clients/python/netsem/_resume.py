@@ -773,9 +773,18 @@ def ended_by_kick(verdict: str) -> Kicked:
     return Kicked(f"the server ended the session by KICK: {verdict.partition(':')[2]}")
 
 
-def follows(leader: tuple[str, int] | None, current: tuple[str, int], servers: list[tuple[str, int]],
-            tls: bool) -> bool:
-    """Rule 3: whether a fresh session on ``current`` moves to ``leader``: one
-    of the configured ``servers`` (exact host:port: a leader's own address
-    behind a proxy or NAT is not one), not the current one, over plain TCP."""
-    return leader is not None and leader != current and not tls and leader in servers
+def follow_target(leader: tuple[str, int] | None, current: tuple[str, int], servers: list[tuple[str, int]],
+                  tls: bool) -> tuple[str, int] | None:
+    """Rule 3: where a fresh session on ``current`` moves when LEADER named
+    ``leader``, or None (it stays). Only one of the configured ``servers``:
+    over plain TCP the leader's exact host:port (a leader's own address
+    behind a proxy or NAT is not one); under TLS, where LEADER names the plain
+    port, the configured server on the leader's host (the last, as
+    libnetsem's leader_to_reach). Never the current one, nor a wildcard."""
+    if leader is None or leader[0] in ("", "0.0.0.0", "::"):
+        return None
+    target: tuple[str, int] | None = None
+    for server in servers:
+        if (server[0] == leader[0]) if tls else (server == leader):
+            target = server
+    return target if target != current else None

@@ -65,10 +65,11 @@ class ClusterServer(Netsemd):
 
 
 class Cluster:
-    """Three ClusterServers; ``servers[i]`` is server i + 1 on 127.0.0.(i + 1)."""
+    """Three ClusterServers; ``servers[i]`` is server i + 1 on 127.0.0.(i + 1),
+    each with ``server_options`` (more [server] lines: TLS, say) too."""
 
     def __init__(self, base: Path, semaphores: str = "one = 1", session_timeout_ms: int = 3000,
-                 size: int = 3) -> None:
+                 size: int = 3, server_options: str = "") -> None:
         taken: set[int] = set()
         hosts = [f"127.0.0.{i + 1}" for i in range(size)]
         client_ports = [_free_port(host, taken) for host in hosts]
@@ -89,7 +90,8 @@ class Cluster:
             )
             self.servers.append(
                 ClusterServer(directory, hosts[i], client_ports[i], semaphores,
-                              f"session_timeout_ms = {session_timeout_ms}\nallowed_networks = 127.0.0.0/8", cluster)
+                              f"session_timeout_ms = {session_timeout_ms}\nallowed_networks = 127.0.0.0/8\n"
+                              f"{server_options}", cluster)
             )
         for server in self.servers:
             server.start()

@@ -501,12 +501,16 @@ def test_requeue_rules_without_a_server() -> None:
         blocking.next_session(NextSession(-1, one), 10.0)
     assert str(timed_out.value) == ('ACQUIRE "db": timed out (server 127.0.0.1:7 accepted the connection but did not '
                                     "answer within 500 ms: not an outage, so no fallback)")
-    # Rule 3: only a configured leader is followed.
+    # Rule 3: only a configured leader is followed; under TLS (LEADER names
+    # the plain port) the configured server on the leader's host.
     servers = [("127.0.0.1", 1), ("127.0.0.2", 2)]
-    assert _resume.follows(("127.0.0.2", 2), ("127.0.0.1", 1), servers, tls=False)
-    assert not _resume.follows(("127.0.0.3", 3), ("127.0.0.1", 1), servers, tls=False)
-    assert not _resume.follows(("127.0.0.2", 2), ("127.0.0.1", 1), servers, tls=True)
-    assert not _resume.follows(None, ("127.0.0.1", 1), servers, tls=False)
+    assert _resume.follow_target(("127.0.0.2", 2), ("127.0.0.1", 1), servers, tls=False) == ("127.0.0.2", 2)
+    assert _resume.follow_target(("127.0.0.3", 3), ("127.0.0.1", 1), servers, tls=False) is None
+    assert _resume.follow_target(("127.0.0.2", 9), ("127.0.0.1", 1), servers, tls=False) is None
+    assert _resume.follow_target(("127.0.0.2", 9), ("127.0.0.1", 1), servers, tls=True) == ("127.0.0.2", 2)
+    assert _resume.follow_target(("127.0.0.1", 9), ("127.0.0.1", 1), servers, tls=True) is None
+    assert _resume.follow_target(("0.0.0.0", 2), ("127.0.0.1", 1), servers, tls=True) is None
+    assert _resume.follow_target(None, ("127.0.0.1", 1), servers, tls=False) is None
 
 
 def test_sticky_silence_keeps_a_silent_server_silent_for_the_session_timeout() -> None:

@@ -25,6 +25,7 @@ from cluster_support import Cluster
 from conftest import acquire_in_thread, client_factory, wait_until
 from fake_server import FakeServer, MovingPair
 from proxy_support import restart
+from tls_support import Pki, tls_port
 
 from netsem import Client, FallbackPolicy, Permit
 from netsem.errors import NetsemError, Unavailable
@@ -459,6 +460,31 @@ def test_a_fresh_session_follows_the_leader(cluster, clients) -> None:
         assert not permit.is_local
     # Only this session: the one on the follower was QUIT.
     assert wait_until(lambda: len(client.sessions()) == 1, 5), client.sessions()
+
+
+def test_a_fresh_session_follows_the_leader_over_tls(tmp_path: Path, either, pki: Pki) -> None:
+    """Rule 3 under TLS, as libnetsem (leader_to_reach): LEADER names the
+    leader's plain port, so the client moves to the configured server on the
+    leader's host, with that server's TLS port. Both clients stayed on the
+    follower before."""
+    cluster = Cluster(tmp_path / "cluster", semaphores="one = 1", session_timeout_ms=TIMEOUT_MS,
+                      server_options=pki.server_options())
+    try:
+        lead = cluster.leader()
+        assert lead >= 0, cluster.logs()
+        follower = (lead + 1) % 3
+        tls_addresses = [f"{server.host}:{tls_port(server)}" for server in cluster.servers]
+        # The server certificate names localhost and 127.0.0.1 only.
+        client = either([tls_addresses[follower], tls_addresses[lead]], tls_server_name="localhost",
+                        **pki.client_options())
+        assert client.stats().server == tls_addresses[lead], cluster.logs()
+        permit = client.acquire("one", timeout=5)
+        assert not permit.is_local
+        release(client, permit)
+        # Only this session: the one on the follower was QUIT.
+        assert wait_until(lambda: len(client.sessions()) == 1, 5), client.sessions()
+    finally:
+        cluster.close()
 
 
 def test_the_lease_still_lapses_when_no_server_answers_in_a_cluster(cluster, clients, caplog) -> None:

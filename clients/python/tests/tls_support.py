@@ -18,7 +18,7 @@ from typing import Any
 
 from conftest import NETSEMD
 
-_TLS_LINE = re.compile(r"TLS on 127\.0\.0\.1:(\d+)")
+_TLS_LINE = re.compile(r"TLS on 127\.0\.0\.[0-9]+:(\d+)")
 
 # The tokens of secure_server's tokens file: (token, rights and prefixes).
 TOKENS = {
