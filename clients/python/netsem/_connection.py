@@ -777,6 +777,12 @@ class Connection:
                     self._attempt_timed_out = _handshake.timed_out(error, parked is not None)
                     if _tls.is_refusal(error):
                         self._tls_refused(_tls.refusal(server, error))
+                    elif _tls.socket_errno(error) and (
+                            shortage := proto.local_shortage(error, "TLS handshake")) is not None:
+                        # This host's shortage (ENOMEM, ENOBUFS in a send or
+                        # recv of the handshake), as netsem.aio and libnetsem
+                        # say it: no word on the server, so no fallback.
+                        self._local_failure(server, shortage)
                     else:
                         # The socket's error, not a TLS error's kind: a clean
                         # close mid-handshake (SSLZeroReturnError) was worded

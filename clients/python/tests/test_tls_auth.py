@@ -16,7 +16,10 @@ session's socket stays open, silent, until the permit's stop_by.
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +33,7 @@ from tls_support import REFUSALS, TOKENS, Pki, security_for, tls_port
 from waiter_support import check_the_lease_over_a_freeze
 
 from netsem import Client, ClientOptions, FallbackPolicy
-from netsem.errors import Denied, InvalidArgument, LimitReached, Timeout, Unavailable
+from netsem.errors import Denied, InvalidArgument, IoError, LimitReached, Timeout, Unavailable
 
 
 SECURITY = ("tls", "tls_ca", "tls_cert", "tls_key", "tls_server_name", "token", "token_file")
@@ -101,6 +104,27 @@ def test_a_failed_handshake_is_a_refusal_never_fallback(start_netsemd: Any, pki:
         client.value("one")
     stats = client.stats()
     assert not stats.connected and stats.fallback_entries == 0 and stats.local_grants == 0
+
+
+def test_a_handshake_out_of_memory_is_this_hosts_shortage_never_fallback(start_netsemd: Any, pki: Pki,
+                                                                         make: Callable[..., Client],
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TLS handshake whose send or recv fails for want of memory (ENOMEM)
+    says nothing of the server: the client's own shortage, as libnetsem and
+    netsem.aio classify it (IoError, no fallback, though `one` has a local
+    limit that would grant it). netsem.client called it a broken handshake,
+    the server unreachable, and fell back."""
+    server = start_netsemd(semaphores="one = 1", server_options=pki.server_options())
+
+    def no_memory(self: ssl.SSLSocket) -> None:
+        raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
+
+    monkeypatch.setattr(ssl.SSLSocket, "do_handshake", no_memory)
+    client = make(f"127.0.0.1:{tls_port(server)}", **pki.client_options())
+    assert wait_until(lambda: client.stats().unreachable != "", 10), client.stats()
+    with pytest.raises(IoError, match=r"this host is out of memory for sockets \(TLS handshake: "):
+        client.acquire("one", timeout=0)
+    assert client.stats().local_grants == 0
 
 
 def test_tls_to_the_plain_port_is_a_refusal(start_netsemd: Any, pki: Pki, make: Callable[..., Client]) -> None:
