@@ -391,6 +391,32 @@ void PeerLinkClient::forward(ServerId leader_id, std::string entry) {
 
 namespace {
 
+// Opens `socket` for `address` (a numeric host:port) and binds it to this
+// server's own client host `local_host`, where a peer link's hello must
+// come from (the receiver checks it): the endpoint to connect to, or why
+// not (send_peer_line and ask_peer_line).
+Result<asio::ip::tcp::endpoint> open_from_own_host(asio::ip::tcp::socket& socket, const std::string& local_host,
+                                                   const std::string& address) {
+  const auto where = split_host_port(address);
+  asio::error_code e;
+  const asio::ip::address host = where ? asio::ip::make_address(where->first, e) : asio::ip::address();
+  unsigned long port = 0;
+  if (!where || e ||
+      std::from_chars(where->second.data(), where->second.data() + where->second.size(), port).ec != std::errc() ||
+      port < 1 || port > 65535) {
+    return Status(StatusCode::kInvalidArgument, "not a numeric host:port");
+  }
+  const asio::ip::tcp::endpoint endpoint(host, static_cast<unsigned short>(port));
+  socket.open(endpoint.protocol(), e);
+  if (e) return Status(StatusCode::kIoError, e.message());
+  const asio::ip::address local = asio::ip::make_address(local_host, e);
+  if (!e && local.is_v4() == endpoint.address().is_v4()) {
+    socket.bind(asio::ip::tcp::endpoint(local, 0), e);
+    if (e) return Status(StatusCode::kIoError, "cannot bind to " + local_host + ": " + e.message());
+  }
+  return endpoint;
+}
+
 struct LineSender : std::enable_shared_from_this<LineSender> {
   LineSender(asio::io_context& io, std::string text, std::function<void(Status)> callback)
       : socket(io), timer(io), line(std::move(text)), done(std::move(callback)) {}
@@ -420,24 +446,9 @@ void send_peer_line(asio::io_context& io, const std::string& local_host, const s
     asio::post(sender->socket.get_executor(),
                [sender, why = "to " + address + ": " + why] { sender->finish(Status(StatusCode::kIoError, why)); });
   };
-  const auto where = split_host_port(address);
-  asio::error_code e;
-  const asio::ip::address host = where ? asio::ip::make_address(where->first, e) : asio::ip::address();
-  unsigned long port = 0;
-  if (!where || e ||
-      std::from_chars(where->second.data(), where->second.data() + where->second.size(), port).ec != std::errc() ||
-      port < 1 || port > 65535) {
-    return fail("not a numeric host:port");
-  }
-  const asio::ip::tcp::endpoint endpoint(host, static_cast<unsigned short>(port));
-  sender->socket.open(endpoint.protocol(), e);
-  if (e) return fail(e.message());
-  // From this server's own client host, as a peer link's hello: the receiver checks it.
-  const asio::ip::address local = asio::ip::make_address(local_host, e);
-  if (!e && local.is_v4() == endpoint.address().is_v4()) {
-    sender->socket.bind(asio::ip::tcp::endpoint(local, 0), e);
-    if (e) return fail("cannot bind to " + local_host + ": " + e.message());
-  }
+  const Result<asio::ip::tcp::endpoint> opened = open_from_own_host(sender->socket, local_host, address);
+  if (!opened) return fail(opened.status().message());
+  const asio::ip::tcp::endpoint endpoint = *opened;
   sender->timer.expires_after(kConnectTimeout);
   sender->timer.async_wait([sender](const asio::error_code& c) {
     if (!c) sender->finish(Status(StatusCode::kIoError, "no answer to the connect within 1 s"));
@@ -502,24 +513,9 @@ void ask_peer_line(asio::io_context& io, const std::string& local_host, const st
   const auto fail = [asker](const std::string& why) {
     asio::post(asker->socket.get_executor(), [asker, why] { asker->finish(Status(StatusCode::kUnavailable, why)); });
   };
-  const auto where = split_host_port(address);
-  asio::error_code e;
-  const asio::ip::address host = where ? asio::ip::make_address(where->first, e) : asio::ip::address();
-  unsigned long port = 0;
-  if (!where || e ||
-      std::from_chars(where->second.data(), where->second.data() + where->second.size(), port).ec != std::errc() ||
-      port < 1 || port > 65535) {
-    return fail("not a numeric host:port");
-  }
-  const asio::ip::tcp::endpoint endpoint(host, static_cast<unsigned short>(port));
-  asker->socket.open(endpoint.protocol(), e);
-  if (e) return fail(e.message());
-  // From this server's own client host, as a peer link's hello: the receiver checks it.
-  const asio::ip::address local = asio::ip::make_address(local_host, e);
-  if (!e && local.is_v4() == endpoint.address().is_v4()) {
-    asker->socket.bind(asio::ip::tcp::endpoint(local, 0), e);
-    if (e) return fail("cannot bind to " + local_host + ": " + e.message());
-  }
+  const Result<asio::ip::tcp::endpoint> opened = open_from_own_host(asker->socket, local_host, address);
+  if (!opened) return fail(opened.status().message());
+  const asio::ip::tcp::endpoint endpoint = *opened;
   asker->timer.expires_after(kConnectTimeout);
   asker->timer.async_wait([asker](const asio::error_code& c) {
     if (c || asker->connected) return;  // the answer's wait replaced it
