@@ -255,6 +255,13 @@ class Client {
   // or kNotFound for the id.
   Status cluster_add(std::uint64_t id, std::string_view raft_address, std::string_view client_address);
   Status cluster_remove(std::uint64_t id);
+  // CLUSTER FENCES, on the leader: raises the cluster's fences by `by`
+  // (1 .. 2^53) and returns the new last fence: every fence handed out
+  // after it is above it (after a restore from a backup copy,
+  // docs/replication.md). kBusy from a follower (the message names the
+  // leader) or during an election; kLimit past 2^62; kInvalidArgument from a
+  // single server; kDenied without the admin right.
+  Result<std::uint64_t> cluster_raise_fences(std::uint64_t by);
 
   // --- 4D-style test-and-set flags on limit-1 names ---
 

@@ -1,4 +1,4 @@
-// netsem cluster status|add|remove (cluster_commands.h): CLUSTER STATUS's
+// netsem cluster status|add|remove|raise-fences (cluster_commands.h): CLUSTER STATUS's
 // JSON read with nlohmann-json (its members are an array of objects), the
 // leader followed for a change.
 #include "cli/cluster_commands.h"
@@ -24,6 +24,8 @@ struct ClusterOptions {
   CLI::App* status = nullptr;
   CLI::App* add = nullptr;
   CLI::App* remove = nullptr;
+  CLI::App* raise_fences = nullptr;
+  std::string by;
 };
 
 std::string text_of(const nlohmann::json& object, const char* key) {
@@ -218,6 +220,35 @@ int change_command(const GlobalOptions& global, const ClusterOptions& options, b
   return kExitOk;
 }
 
+int raise_fences_command(const GlobalOptions& global, const ClusterOptions& options) {
+  const std::string what = "cluster raise-fences";
+  std::uint64_t by = 0;
+  const char* end = options.by.data() + options.by.size();
+  const bool digits = !options.by.empty() && options.by.find_first_not_of("0123456789") == std::string::npos;
+  const auto [stop, error] = std::from_chars(options.by.data(), end, by);
+  if (!digits || error != std::errc() || stop != end || by == 0 || by > protocol::kMaxFenceRaise) {
+    print_error(what + ": N must be a whole number from 1 to " + std::to_string(protocol::kMaxFenceRaise) +
+                " (2^53) in decimal digits, not '" + options.by + "'");
+    return kExitUsage;
+  }
+  Leadership asked;
+  Connection connection = connect_to_leader(global, what, asked);
+  if (!connection.client) return connection.failure;
+  const Result<std::uint64_t> last = connection.client->cluster_raise_fences(by);
+  if (!last && last.status().code() == StatusCode::kTimeout) {
+    // The leader lost its leadership before the raise committed: a new
+    // leader may commit it or drop it.
+    print_error(what +
+                ": not done for certain: the leader lost its leadership before the raise committed; the "
+                "outcome is unknown (STATS' last_fence on the new leader shows it; raising again is safe)");
+    return kExitTimeout;
+  }
+  if (!last) return report_failure(connection, last.status());
+  print("fences raised by " + std::to_string(by) + ": the last fence is " + std::to_string(*last) +
+        "; every fence handed out from now on is above it\n");
+  return kExitOk;
+}
+
 }  // namespace
 
 Action define_cluster(CLI::App& command) {
@@ -232,15 +263,20 @@ Action define_cluster(CLI::App& command) {
       ->required();
   options->remove = command.add_subcommand("remove", "remove server ID from the cluster (then stop it)");
   options->remove->add_option("ID", options->id, "the server's id")->required();
+  options->raise_fences = command.add_subcommand(
+      "raise-fences", "raise the cluster's fences by N (after a restore from a backup copy); done once committed");
+  options->raise_fences->add_option("N", options->by, "how much to raise the last fence by, 1 .. 2^53")->required();
   options->status->fallthrough();
   options->add->fallthrough();
   options->remove->fallthrough();
+  options->raise_fences->fallthrough();
   command.require_subcommand(0, 1);
   return [options](const GlobalOptions& global) {
     if (options->status->parsed()) return status_command(global, options->json);
     if (options->add->parsed()) return change_command(global, *options, true);
     if (options->remove->parsed()) return change_command(global, *options, false);
-    print_error("cluster: status, add or remove is needed (see netsem cluster --help)");
+    if (options->raise_fences->parsed()) return raise_fences_command(global, *options);
+    print_error("cluster: status, add, remove or raise-fences is needed (see netsem cluster --help)");
     return kExitUsage;
   };
 }

@@ -216,4 +216,21 @@ Status Client::cluster_remove(std::uint64_t id) {
   return cluster_answer(*reply, what);
 }
 
+Result<std::uint64_t> Client::cluster_raise_fences(std::uint64_t by) {
+  if (by == 0 || by > protocol::kMaxFenceRaise) {
+    return Status(StatusCode::kInvalidArgument, "CLUSTER FENCES: the fences rise by 1..9007199254740992 (2^53)");
+  }
+  const std::string what = fmt::format("CLUSTER FENCES {}", by);
+  Result<client::Reply> reply = impl_->round_trip(
+      what, [&](std::string& line, std::string_view tag) { protocol::encode_cluster_fences(line, tag, by); },
+      /*may_wait=*/true);
+  if (!reply) return reply.status();
+  if (Status status = cluster_answer(*reply, what); !status.is_ok()) return status;
+  std::uint64_t last = 0;
+  if (reply->type != protocol::AnswerType::kOk || !protocol::parse_fence(reply->rest, last)) {
+    return Status(StatusCode::kInternal, what + ": unexpected answer " + reply->rest);
+  }
+  return last;
+}
+
 }  // namespace netsem

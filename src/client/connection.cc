@@ -180,7 +180,8 @@ bool holds_the_line(std::string_view line) {
   const auto space = line.find(' ');
   if (space == std::string_view::npos) return false;
   const std::string_view request = line.substr(space + 1);
-  return request.starts_with("CLUSTER ADD ") || request.starts_with("CLUSTER REMOVE ");
+  return request.starts_with("CLUSTER ADD ") || request.starts_with("CLUSTER REMOVE ") ||
+         request.starts_with("CLUSTER FENCES ");
 }
 
 Clock::time_point lease_stop_by(Clock::time_point lease_from, milliseconds timeout) {

@@ -137,7 +137,8 @@ struct Reply {
 // Whether the server reads nothing more of the session before it answers
 // request `line` (docs/protocol.md, CLUSTER: "the session's later requests
 // wait for it"): CLUSTER ADD and REMOVE, which wait for a change of the
-// cluster's configuration, seconds for an ADD.
+// cluster's configuration, seconds for an ADD, and CLUSTER FENCES, which
+// waits for its entry to commit.
 bool holds_the_line(std::string_view line);
 
 // One request in flight. The I/O thread completes it exactly once.

@@ -56,6 +56,17 @@ class CommandSink {
     (void)change;
     done(Status(StatusCode::kUnavailable, "this server cannot change the cluster's membership"));
   }
+  // CLUSTER FENCES: raises the cluster's fences by `by` (a
+  // replication::RaiseFences, on the leader; elsewhere kUnavailable naming
+  // the leader) and calls `done` once, on the loop thread, normally later,
+  // with the new last fence once committed and applied, or why not (kLimit:
+  // past replication::kMaxRaisedFence; kCancelled: the leadership was lost
+  // before it committed, the outcome is unknown). The default: at once,
+  // kUnavailable.
+  virtual void raise_fences(std::uint64_t by, std::function<void(Result<std::uint64_t>)> done) {
+    (void)by;
+    done(Status(StatusCode::kUnavailable, "this server cannot raise the cluster's fences"));
+  }
 
  protected:
   CommandSink() = default;

@@ -341,6 +341,7 @@ void Dispatcher::handle_cluster(SessionState& session, std::string_view tag) {
     protocol::append_ok_text(session.out, tag, sink_->cluster_status_json());
     return;
   }
+  if (request_.cluster_action == protocol::ClusterAction::kFences) return raise_fences(session, tag);
   MembershipChange change;
   change.add = request_.cluster_action == protocol::ClusterAction::kAdd;
   change.id = request_.member_id;
@@ -381,6 +382,49 @@ void Dispatcher::membership_changed(std::uint64_t key, const Status& outcome) {
   session.events->input_resumable();
 }
 
+void Dispatcher::raise_fences(SessionState& session, std::string_view tag) {
+  const std::uint64_t by = request_.fences_by;
+  logs_.event(logs_.sessions, "cluster fences asked", {{"session", session.id}, {"peer", session.peer}, {"by", by}});
+  session.cluster_pending = true;
+  session.cluster_tag.assign(tag);
+  // As for a membership change: answered inside the call or later.
+  auto inside = std::make_shared<bool>(true);
+  auto at_once = std::make_shared<std::optional<Result<std::uint64_t>>>();
+  const std::uint64_t key = session.log.nonce;
+  sink_->raise_fences(by, [this, key, inside, at_once](Result<std::uint64_t> outcome) {
+    if (*inside) {
+      *at_once = std::move(outcome);
+      return;
+    }
+    fences_raised(key, outcome);
+  });
+  *inside = false;
+  if (*at_once) {
+    session.cluster_pending = false;
+    session.cluster_tag.clear();
+    answer_fences(session, tag, **at_once);
+  }
+}
+
+void Dispatcher::fences_raised(std::uint64_t key, const Result<std::uint64_t>& outcome) {
+  const auto found = by_nonce_.find(key);
+  if (found == by_nonce_.end() || !found->second->cluster_pending) return;
+  SessionState& session = *found->second;
+  session.cluster_pending = false;
+  const std::string tag = std::move(session.cluster_tag);
+  session.cluster_tag.clear();
+  begin_turn();
+  answer_fences(session, tag, outcome);
+  session.events->input_resumable();
+}
+
+void Dispatcher::answer_fences(SessionState& session, std::string_view tag, const Result<std::uint64_t>& outcome) {
+  if (!outcome) return answer_membership(session, tag, outcome.status());
+  logs_.event(logs_.sessions, "cluster fences raised",
+              {{"session", session.id}, {"peer", session.peer}, {"last_fence", *outcome}});
+  protocol::append_ok_number(session.out, tag, *outcome);
+}
+
 void Dispatcher::answer_membership(SessionState& session, std::string_view tag, const Status& outcome) {
   if (outcome) {
     protocol::append_ok(session.out, tag);
@@ -410,6 +454,9 @@ void Dispatcher::answer_membership(SessionState& session, std::string_view tag, 
       break;
     case StatusCode::kShutdown:
       code = ErrorCode::kShutdown;
+      break;
+    case StatusCode::kLimit:
+      code = ErrorCode::kLimit;
       break;
     default:
       break;

@@ -245,6 +245,8 @@ class Dispatcher {
   // appended and its held requests go on. Nothing when the session ended
   // meanwhile. The caller ends the turn.
   void membership_changed(std::uint64_t key, const Status& outcome);
+  // The same for a session's CLUSTER FENCES: the new last fence, or why not.
+  void fences_raised(std::uint64_t key, const Result<std::uint64_t>& outcome);
   // The authentication tables (config.auth) changed on reload: open
   // sessions follow them at once. A session authenticated by a token still
   // listed with the same hash gets its new rights; one whose token was
@@ -397,6 +399,8 @@ class Dispatcher {
   // CLUSTER (proposed 1.2): the admin right, then the sink's status or change.
   void handle_cluster(SessionState& session, std::string_view tag);
   void answer_membership(SessionState& session, std::string_view tag, const Status& outcome);
+  void raise_fences(SessionState& session, std::string_view tag);
+  void answer_fences(SessionState& session, std::string_view tag, const Result<std::uint64_t>& outcome);
   // Answers the session's AUTH `tag` with `outcome`; the fifth failure ends it.
   void finish_auth(SessionState& session, std::string_view tag, const auth::TokenVerifier::Outcome& outcome);
   // Hands the completions the table appended to their sessions, then logs

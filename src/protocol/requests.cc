@@ -74,6 +74,7 @@ void reset(Request& request) {
   request.secret = {};
   request.cluster_action = ClusterAction::kStatus;
   request.member_id = 0;
+  request.fences_by = 0;
   request.raft_address = {};
   request.client_address = {};
 }
@@ -83,10 +84,19 @@ void reset(Request& request) {
 constexpr std::string_view kBadCount = "count must be 1..2147483647";
 constexpr std::string_view kBadTimeout = "timeout_ms must be -1 or 0..9223372036854775807";
 
-// CLUSTER STATUS | ADD <id> <raft-address> <client-address> | REMOVE <id>.
+// CLUSTER STATUS | ADD <id> <raft-address> <client-address> | REMOVE <id> | FENCES <n>.
 ParseStatus parse_cluster(const std::string_view* args, std::size_t argc, Request& request, ParseError& error) {
   constexpr std::string_view kUsage =
-      "CLUSTER STATUS, CLUSTER ADD <id> <raft-address> <client-address> or CLUSTER REMOVE <id>";
+      "CLUSTER STATUS, CLUSTER ADD <id> <raft-address> <client-address>, CLUSTER REMOVE <id> or CLUSTER FENCES <n>";
+  if (equals_upper(args[0], "FENCES")) {
+    request.cluster_action = ClusterAction::kFences;
+    if (argc != 2) return fail(error, ErrorCode::kBadRequest, kUsage);
+    static_assert(kMaxFenceRaise == 9007199254740992u, "the message below names it");
+    if (!parse_session_id(args[1], request.fences_by) || request.fences_by > kMaxFenceRaise) {
+      return fail(error, ErrorCode::kBadArg, "the fences rise by a decimal number 1..9007199254740992 (2^53)");
+    }
+    return ParseStatus::kRequest;
+  }
   std::size_t want = 0;
   if (equals_upper(args[0], "STATUS")) {
     request.cluster_action = ClusterAction::kStatus;
@@ -499,6 +509,13 @@ void encode_cluster_remove(std::string& out, std::string_view tag, std::uint64_t
   begin(out, tag, "CLUSTER");
   out += " REMOVE ";
   append_decimal(out, id);
+  end(out);
+}
+
+void encode_cluster_fences(std::string& out, std::string_view tag, std::uint64_t by) {
+  begin(out, tag, "CLUSTER");
+  out += " FENCES ";
+  append_decimal(out, by);
   end(out);
 }
 

@@ -62,7 +62,8 @@ enum class Verb : std::uint8_t {
   kMine,
   kLeader,
   // Proposed for 1.2: a cluster's membership, for admins (CLUSTER STATUS,
-  // CLUSTER ADD <id> <raft-address> <client-address>, CLUSTER REMOVE <id>).
+  // CLUSTER ADD <id> <raft-address> <client-address>, CLUSTER REMOVE <id>),
+  // and its fences (CLUSTER FENCES <n>).
   kCluster,
 };
 
@@ -75,7 +76,7 @@ enum class SessionOption : std::uint8_t {
 };
 
 // What CLUSTER asks (proposed 1.2).
-enum class ClusterAction : std::uint8_t { kStatus, kAdd, kRemove };
+enum class ClusterAction : std::uint8_t { kStatus, kAdd, kRemove, kFences };
 
 // One parsed request. Views point into the line passed to parse_request (and
 // are valid while it is); `name` is decoded into storage the object owns.
@@ -103,9 +104,11 @@ struct Request {
   // id (the contract), so the parser takes any field; parse_session_id reads it.
   std::string_view session_id;
   // CLUSTER: the action; ADD and REMOVE the member's id (1..kMaxServerId);
-  // ADD its Raft and client addresses as sent (the server checks them).
+  // ADD its Raft and client addresses as sent (the server checks them);
+  // FENCES how much to raise the fences by (1..kMaxFenceRaise).
   ClusterAction cluster_action = ClusterAction::kStatus;
   std::uint64_t member_id = 0;
+  std::uint64_t fences_by = 0;
   std::string_view raft_address;
   std::string_view client_address;
 };
@@ -138,6 +141,8 @@ ParseStatus parse_request(std::string_view line, Request& request, ParseError& e
 // (CLUSTER STATUS's ids). Never 2^64-1, the resume probe's host in the log
 // (replication::kResumeProbe).
 inline constexpr std::uint64_t kMaxServerId = std::uint64_t{1} << 53;
+// CLUSTER FENCES <n>: n is 1..2^53 (replication::kMaxFenceRaise).
+inline constexpr std::uint64_t kMaxFenceRaise = std::uint64_t{1} << 53;
 
 // A session id as KICK carries it and HELLO's answer gives it: a decimal
 // number of 1 to 2^64 - 1; false otherwise.
@@ -188,12 +193,13 @@ void encode_waiters(std::string& out, std::string_view tag, std::string_view nam
 void encode_sessions(std::string& out, std::string_view tag);
 void encode_kick(std::string& out, std::string_view tag, std::uint64_t session_id);
 // "CLUSTER STATUS", "CLUSTER ADD <id> <raft-address> <client-address>",
-// "CLUSTER REMOVE <id>" (proposed 1.2). REQUIRES: the addresses are one
+// "CLUSTER REMOVE <id>", "CLUSTER FENCES <n>" (proposed 1.2). REQUIRES: the addresses are one
 // field each (no space).
 void encode_cluster_status(std::string& out, std::string_view tag);
 void encode_cluster_add(std::string& out, std::string_view tag, std::uint64_t id, std::string_view raft_address,
                         std::string_view client_address);
 void encode_cluster_remove(std::string& out, std::string_view tag, std::uint64_t id);
+void encode_cluster_fences(std::string& out, std::string_view tag, std::uint64_t by);
 // Proposed 1.2: "LEASE" (answered `OK <session_timeout_ms>`; a 1.0 or 1.1
 // server answers UNKNOWN_VERB).
 void encode_lease(std::string& out, std::string_view tag);

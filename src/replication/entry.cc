@@ -29,6 +29,7 @@ enum class CommandType : std::uint8_t {
   kResumeSession = 8,
   kSetMember = 9,
   kRemoveMember = 10,
+  kRaiseFences = 11,
 };
 
 Status invalid(std::string why) {
@@ -140,6 +141,12 @@ Status check(const RemoveMember& c) {
   return Status::ok();
 }
 
+Status check(const RaiseFences& c) {
+  if (c.by == 0 || c.by > kMaxFenceRaise) return invalid("raise fences: by out of range");
+  if (c.server == 0) return invalid("raise fences: server 0");
+  return Status::ok();
+}
+
 // The fields of each command (without type and length).
 void put(wire::Writer& w, const OpenSession& c) {
   w.str(c.label);
@@ -195,6 +202,11 @@ void put(wire::Writer& w, const SetMember& c) {
 }
 void put(wire::Writer& w, const RemoveMember& c) {
   w.u64(c.id);
+}
+void put(wire::Writer& w, const RaiseFences& c) {
+  w.u64(c.by);
+  w.u64(c.server);
+  w.u64(c.nonce);
 }
 
 constexpr CommandType type_of(const Command& command) {
@@ -300,6 +312,14 @@ bool get(wire::Reader& r, CommandType type, Command& out) {
     case CommandType::kRemoveMember: {
       RemoveMember c;
       c.id = r.u64();
+      out = c;
+      return true;
+    }
+    case CommandType::kRaiseFences: {
+      RaiseFences c;
+      c.by = r.u64();
+      c.server = r.u64();
+      c.nonce = r.u64();
       out = c;
       return true;
     }

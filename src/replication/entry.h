@@ -208,8 +208,30 @@ struct RemoveMember {
   friend bool operator==(const RemoveMember&, const RemoveMember&) = default;
 };
 
+// The cluster's fences jump: the table's last fence grows by `by`, so every
+// fence handed out after it is above every one handed out before it plus
+// `by` (`netsem cluster raise-fences`, after a restore from a backup copy
+// whose last fence is behind the fences already handed out). Answers
+// kValue with the new last fence; kError LIMIT, changing nothing, when the
+// new last fence would pass kMaxRaisedFence. Proposed by the leader for an
+// admin's CLUSTER FENCES on it: `server` (its id) and `nonce` (unique among
+// its raises) let it find the answer among the applied commands. A type of
+// its own (11): a replica of a build that does not know it refuses the
+// entry and stops, never skips it (docs/replication.md, "Entries").
+struct RaiseFences {
+  std::uint64_t by = 0;  // 1 .. kMaxFenceRaise
+  ServerId server = 0;   // >= 1
+  std::uint64_t nonce = 0;
+  friend bool operator==(const RaiseFences&, const RaiseFences&) = default;
+};
+// 2^53, as CLUSTER FENCES <n> allows.
+inline constexpr std::uint64_t kMaxFenceRaise = std::uint64_t{1} << 53;
+// A raise never takes the last fence past this (2^62): fences stay far from
+// 2^63 and 2^64 whatever clients read them as.
+inline constexpr std::uint64_t kMaxRaisedFence = std::uint64_t{1} << 62;
+
 using Command = std::variant<OpenSession, SessionRequest, CloseSession, TouchSession, TouchAll, AdvanceTime,
-                             Reconfigure, ResumeSession, SetMember, RemoveMember>;
+                             Reconfigure, ResumeSession, SetMember, RemoveMember, RaiseFences>;
 
 struct Entry {
   // The leader's log time in milliseconds on the cluster clock, 0 ..

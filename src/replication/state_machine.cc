@@ -130,6 +130,15 @@ void StateMachine::apply_command(const Command& command, CommandResult& result) 
   } else if (const auto* removed = std::get_if<RemoveMember>(&command)) {
     members_.erase(removed->id);
     answer.type = Answer::Type::kOk;
+  } else if (const auto* raise = std::get_if<RaiseFences>(&command)) {
+    // Every replica holds the same last fence at this index, so all raise
+    // it alike (and the snapshot holds it).
+    const std::uint64_t last = table_->stats().last_fence;
+    if (last > kMaxRaisedFence || raise->by > kMaxRaisedFence - last) {
+      answer = {Answer::Type::kError, 0, ErrorCode::kLimit, false};
+    } else {
+      answer = {Answer::Type::kValue, table_->raise_fences(raise->by), ErrorCode::kNone, false};
+    }
   }
 }
 

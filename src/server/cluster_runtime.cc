@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <random>
 #include <variant>
 
 #include <nlohmann/json.hpp>
@@ -278,8 +279,25 @@ void ClusterRuntime::run_queued() {
       return;
     }
     node_->applied(event.index, *entry);
-    for (const replication::Command& command : entry->commands) {
-      if (const auto* set = std::get_if<replication::SetMember>(&command)) {
+    for (std::size_t i = 0; i < entry->commands.size(); ++i) {
+      const replication::Command& command = entry->commands[i];
+      if (const auto* raise = std::get_if<replication::RaiseFences>(&command)) {
+        const auto pending = raise->server == id_ ? raises_.find(raise->nonce) : raises_.end();
+        if (pending != raises_.end()) {
+          const replication::Answer& answer = results->commands[i].answer;
+          Result<std::uint64_t> outcome = answer.number;
+          if (answer.type == replication::Answer::Type::kValue) {
+            spdlog::info("cluster: fences raised by {} at index {}: the last fence is {}", raise->by, event.index,
+                         answer.number);
+          } else {
+            outcome = Status(StatusCode::kLimit, fmt::format("the last fence would pass 2^62 ({}); nothing changed",
+                                                             replication::kMaxRaisedFence));
+            spdlog::warn("cluster: fences not raised by {}: {}", raise->by, outcome.status().message());
+          }
+          post([done = std::move(pending->second.second), outcome = std::move(outcome)] { done(outcome); });
+          raises_.erase(pending);
+        }
+      } else if (const auto* set = std::get_if<replication::SetMember>(&command)) {
         ++member_sets_[set->id];
         members_may_change = true;
       } else if (std::holds_alternative<replication::RemoveMember>(command)) {
@@ -339,6 +357,19 @@ void ClusterRuntime::tick() {
     }
     spdlog::info("cluster: {} in term {}, leader {}", raft::role_name(now.role), now.term,
                  now.leader_id == 0 ? std::string("unknown") : std::to_string(now.leader_id));
+    // A raise proposed in another term or role may be lost: its outcome is
+    // unknown (the entry may still commit).
+    for (auto it = raises_.begin(); it != raises_.end();) {
+      if (now.role == raft::Role::kLeader && now.term == it->second.first) {
+        ++it;
+        continue;
+      }
+      post([done = std::move(it->second.second)] {
+        done(Status(StatusCode::kCancelled,
+                    "this server stopped leading before the raise of the fences committed; its outcome is unknown"));
+      });
+      it = raises_.erase(it);
+    }
     if (callbacks_.changed) callbacks_.changed();
   }
   if (!now.failure.empty()) {
@@ -877,6 +908,28 @@ void ClusterRuntime::change_membership(MembershipChange change, std::function<vo
       promote(id, done);
     });
   });
+}
+
+void ClusterRuntime::raise_fences(std::uint64_t by, std::function<void(Result<std::uint64_t>)> done) {
+  const auto fail = [this, &done](Status why) { post([done, why = std::move(why)] { done(why); }); };
+  if (stopped_ || !node_) return fail(Status(StatusCode::kShutdown, "the server is stopping"));
+  const cluster::ClusterStatus now = node_->status();
+  if (now.role != raft::Role::kLeader) {
+    if (now.leader_id == 0) {
+      return fail(Status(StatusCode::kUnavailable,
+                         fmt::format("no leader now (none known for {} s); retry", leaderless_ms(now) / 1000)));
+    }
+    return fail(Status(
+        StatusCode::kUnavailable,
+        "not the leader; the leader is server " + std::to_string(now.leader_id) + " at " + now.leader_client_address));
+  }
+  if (raise_nonce_ == 0) raise_nonce_ = std::random_device()() | (std::uint64_t{std::random_device()()} << 32);
+  const std::uint64_t nonce = ++raise_nonce_;
+  if (Status proposed = node_->propose_as_leader(replication::RaiseFences{by, id_, nonce}); !proposed) {
+    return fail(proposed);
+  }
+  spdlog::info("cluster: raising the fences by {} (term {})", by, now.term);
+  raises_.emplace(nonce, std::make_pair(now.term, std::move(done)));
 }
 
 void ClusterRuntime::promote(std::uint64_t id, std::function<void(Status)> done) {

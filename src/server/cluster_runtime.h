@@ -159,6 +159,13 @@ class ClusterRuntime final : public CommandSink {
   // finish) promotes it.
   std::string cluster_status_json() const override;
   void change_membership(MembershipChange change, std::function<void(Status)> done) override;
+  // CommandSink: CLUSTER FENCES (leader only): proposes RaiseFences with
+  // this server's id and a nonce of its own; `done` gets the new last fence
+  // once the loop replica applied it (kLimit when the state machine
+  // refused it), or kCancelled (outcome unknown) when this server stops
+  // leading, or the term changes, before it was applied. On the loop
+  // thread, never inside the call.
+  void raise_fences(std::uint64_t by, std::function<void(Result<std::uint64_t>)> done) override;
 
   cluster::ClusterStatus status() const;
   // Why this member should get no clients now, for /readyz; "" when it
@@ -253,6 +260,11 @@ class ClusterRuntime final : public CommandSink {
   std::uint64_t seeded_term_ = 0;                          // the term seed_members() last submitted in
   std::map<std::uint64_t, std::string> seeded_;            // what it submitted then
   std::set<std::uint64_t> changing_;  // ids of an ADD or REMOVE in progress here (until its `done`)
+  // The CLUSTER FENCES proposed here and not yet applied: nonce -> the term
+  // proposed in and its `done`; the last nonce (random at start, so that a
+  // raise of an earlier run replayed from the log matches none).
+  std::map<std::uint64_t, std::pair<std::uint64_t, std::function<void(Result<std::uint64_t>)>>> raises_;
+  std::uint64_t raise_nonce_ = 0;
   // The SetMembers of each id the loop replica applied (counted since start),
   // and take_back_addresses()'s proposals in taken_back_term_: id -> that
   // count then (a RemoveMember is proposed again after another SetMember).

@@ -443,6 +443,13 @@ void SemaphoreTable::set_fence_floor(std::uint64_t floor) {
   t.reserved_fence = std::max(t.reserved_fence, floor);
 }
 
+std::uint64_t SemaphoreTable::raise_fences(std::uint64_t by) {
+  Impl& t = *impl_;
+  t.last_fence += by;
+  ++change_count_;
+  return t.last_fence;
+}
+
 bool SemaphoreTable::restore_created(std::string_view name, const CreatedState& state) {
   Impl& t = *impl_;
   if (state.max < 1 || state.max > protocol::kMaxCount || state.value < 0 || state.value > state.max) return false;

@@ -255,6 +255,11 @@ class SemaphoreTable {
   // Fences handed out from now on are all above `floor` (what the journal
   // recovered). REQUIRES: called before the first grant.
   void set_fence_floor(std::uint64_t floor);
+  // The last fence grows by `by` (fences handed out from now on are above
+  // it plus `by`) and is returned; at any time. For the replicated state
+  // machine (RaiseFences), whose log keeps it: the journal's reservation is
+  // not touched. REQUIRES: the last fence plus `by` does not overflow.
+  std::uint64_t raise_fences(std::uint64_t by);
   // Brings back a created semaphore recovered from the journal (replacing a
   // created one of that name: records are absolute states). Writes no
   // journal record and ignores max_semaphores. Returns false, changing

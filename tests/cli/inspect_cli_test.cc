@@ -122,7 +122,8 @@ TEST_F(CliInspect, HoldersWaitersAndSessionsShowTheOtherSessions) {
 }
 
 // netsem cluster against a single server: CLUSTER says it is in no
-// cluster (BAD_ARG: exit 2); bad arguments are refused before connecting.
+// cluster (BAD_ARG: exit 2), raise-fences too; bad arguments are refused
+// before connecting.
 // The cluster itself is tests/cluster/netsemd_cluster_test.cc's.
 TEST_F(CliInspect, ClusterOfASingleServerSaysItIsNotInACluster) {
   start();
@@ -135,6 +136,15 @@ TEST_F(CliInspect, ClusterOfASingleServerSaysItIsNotInACluster) {
   const NetsemRun bad = netsem({"cluster", "remove", "two"});
   EXPECT_EQ(bad.exit_code, 2) << bad;
   EXPECT_NE(bad.err.find("cluster remove: ID must be a server id"), std::string::npos) << bad;
+  // raise-fences: a single server's fences are its journal's; refused.
+  const NetsemRun raise = netsem({"cluster", "raise-fences", "1000"});
+  EXPECT_EQ(raise.exit_code, 2) << raise;
+  EXPECT_NE(raise.err.find("not in a cluster"), std::string::npos) << raise;
+  const NetsemRun zero = netsem({"cluster", "raise-fences", "0"});
+  EXPECT_EQ(zero.exit_code, 2) << zero;
+  EXPECT_NE(zero.err.find("cluster raise-fences: N must be a whole number from 1 to 9007199254740992"),
+            std::string::npos)
+      << zero;
   EXPECT_EQ(netsem({"cluster", "add", "4", "10.0.0.4:7001"}).exit_code, 2);
   const NetsemRun none = netsem({"cluster"});
   EXPECT_EQ(none.exit_code, 2) << none;

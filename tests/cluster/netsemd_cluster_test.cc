@@ -362,6 +362,78 @@ TEST_F(NetsemdCluster, GrantsQueuesAndHandsOverAcrossServersAndSurvivesTheLeader
   EXPECT_NE(leader(), lead);
 }
 
+// CLUSTER FENCES / netsem cluster raise-fences (after a restore from a
+// backup copy): the leader commits RaiseFences and answers the new last
+// fence; every server's next grant is above it; a follower names the
+// leader; the CLI finds the leader itself.
+TEST_F(NetsemdCluster, RaisingTheFencesPutsEveryServersNextGrantAboveThem) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int follower = (lead + 1) % kServers;
+  auto a = connect(follower);
+  ASSERT_TRUE(a != nullptr);
+  const std::string granted = a->request(req::acquire("a1", "lock", 1, 20000), 10s);
+  ASSERT_EQ(granted.rfind("a1 OK ", 0), 0u) << granted << "\n" << logs();
+  const std::uint64_t fence = fence_of(granted);
+  ASSERT_EQ(a->request(req::release("r1", "lock"), 10s).rfind("r1 OK", 0), 0u) << logs();
+
+  auto admin = connect(lead);
+  ASSERT_TRUE(admin != nullptr);
+  const std::string raised = admin->request("f1 CLUSTER FENCES 1000", 10s);
+  ASSERT_EQ(raised.rfind("f1 OK ", 0), 0u) << raised << "\n" << logs();
+  const std::uint64_t last = fence_of(raised);
+  EXPECT_EQ(last, fence + 1000) << raised;
+  EXPECT_EQ(admin->request("f2 CLUSTER FENCES 0", 5s).rfind("f2 ERR BAD_ARG ", 0), 0u);
+  const std::string refused = a->request("f3 CLUSTER FENCES 5", 5s);
+  EXPECT_EQ(refused.rfind("f3 ERR BUSY not the leader; the leader is server " + std::to_string(lead + 1), 0), 0u)
+      << refused;
+
+  // The follower's client and the leader's: both above it.
+  const std::string again = a->request(req::acquire("a2", "lock", 1, 20000), 10s);
+  ASSERT_EQ(again.rfind("a2 OK ", 0), 0u) << again << "\n" << logs();
+  EXPECT_GT(fence_of(again), fence + 1000);
+  const std::string other = admin->request(req::acquire("a3", "other", 1, 20000), 10s);
+  ASSERT_EQ(other.rfind("a3 OK ", 0), 0u) << other << "\n" << logs();
+  EXPECT_GT(fence_of(other), fence_of(again));
+
+  // The CLI, asked of a follower, raises them on the leader.
+  const NetsemRun cli =
+      run_netsem({"--server", client_address(follower), "cluster", "raise-fences", "1000000"}, {}, 20s);
+  EXPECT_EQ(cli.exit_code, 0) << cli.out << cli.err << logs();
+  EXPECT_NE(cli.out.find("the last fence is " + std::to_string(fence_of(other) + 1000000)), std::string::npos)
+      << cli.out << cli.err;
+  const NetsemRun bad = run_netsem({"--server", client_address(follower), "cluster", "raise-fences", "0"}, {}, 10s);
+  EXPECT_EQ(bad.exit_code, 2) << bad.out << bad.err;
+  const std::string third = connect((lead + 2) % kServers)->request(req::acquire("a4", "third", 1, 20000), 10s);
+  ASSERT_EQ(third.rfind("a4 OK ", 0), 0u) << third << "\n" << logs();
+  EXPECT_GT(fence_of(third), fence_of(other) + 1000000);
+}
+
+// Without the admin right (admin_networks), CLUSTER FENCES is DENIED and
+// the fences go on from where they were.
+class NetsemdClusterNoAdmins : public NetsemdCluster {
+ protected:
+  void SetUp() override {
+    extra_server_config_ =
+        "session_timeout_ms = " + std::to_string(kSessionTimeoutMs) + "\nadmin_networks = 10.0.0.0/8\n";
+    NetsemdCluster::SetUp();
+  }
+};
+
+TEST_F(NetsemdClusterNoAdmins, RaisingTheFencesNeedsTheAdminRight) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  auto admin = connect(lead);
+  ASSERT_TRUE(admin != nullptr);
+  const std::string granted = admin->request(req::acquire("a1", "lock", 1, 20000), 10s);
+  ASSERT_EQ(granted.rfind("a1 OK ", 0), 0u) << granted << "\n" << logs();
+  const std::string denied = admin->request("f1 CLUSTER FENCES 1000", 10s);
+  EXPECT_EQ(denied.rfind("f1 ERR DENIED ", 0), 0u) << denied;
+  const std::string next = admin->request(req::acquire("a2", "other", 1, 20000), 10s);
+  ASSERT_EQ(next.rfind("a2 OK ", 0), 0u) << next << "\n" << logs();
+  EXPECT_EQ(fence_of(next), fence_of(granted) + 1);
+}
+
 TEST_F(NetsemdCluster, ACleanStopLeavesItsSessionsToTheirTimeout) {
   const int lead = leader();
   ASSERT_GE(lead, 0) << logs();

@@ -173,6 +173,8 @@ void check_request_round_trips(const Request& request) {
         encode_cluster_status(line, tag);
       } else if (request.cluster_action == ClusterAction::kAdd) {
         encode_cluster_add(line, tag, request.member_id, request.raft_address, request.client_address);
+      } else if (request.cluster_action == ClusterAction::kFences) {
+        encode_cluster_fences(line, tag, request.fences_by);
       } else {
         encode_cluster_remove(line, tag, request.member_id);
       }
@@ -200,6 +202,7 @@ void check_request_round_trips(const Request& request) {
   FUZZ_CHECK(again.option_on == request.option_on);
   FUZZ_CHECK(again.cluster_action == request.cluster_action);
   FUZZ_CHECK(again.member_id == request.member_id);
+  FUZZ_CHECK(again.fences_by == request.fences_by);
   FUZZ_CHECK(again.raft_address == request.raft_address);
   FUZZ_CHECK(again.client_address == request.client_address);
   FUZZ_CHECK(again.session_id == request.session_id);

@@ -197,6 +197,14 @@ TEST(ParseRequest, ClassifiesEveryShapeOfLine) {
       {"t CLUSTER REMOVE x", kErr, ErrorCode::kBadArg},
       {"t CLUSTER ADD 4 127.0.0.4:7001", kErr, ErrorCode::kBadRequest},
       {"t CLUSTER ADD 4 a b c", kErr, ErrorCode::kBadRequest},
+      // CLUSTER FENCES n: n is 1..2^53.
+      {"t CLUSTER FENCES 1000", kReq},
+      {"t cluster fences 9007199254740992", kReq},
+      {"t CLUSTER FENCES 9007199254740993", kErr, ErrorCode::kBadArg},
+      {"t CLUSTER FENCES 0", kErr, ErrorCode::kBadArg},
+      {"t CLUSTER FENCES -1", kErr, ErrorCode::kBadArg},
+      {"t CLUSTER FENCES", kErr, ErrorCode::kBadRequest},
+      {"t CLUSTER FENCES 1 2", kErr, ErrorCode::kBadRequest},
       // Still unknown here: AUTH belongs to the security issue.
       {"t FROB token", kErr, ErrorCode::kUnknownVerb},
       {"t AUTH", kErr, ErrorCode::kBadRequest},
@@ -634,6 +642,12 @@ TEST(EncodeRequest, ClusterRoundTrips) {
   r = parse_back(remove);
   EXPECT_EQ(r.cluster_action, ClusterAction::kRemove);
   EXPECT_EQ(r.member_id, 3u);
+  std::string fences;
+  encode_cluster_fences(fences, "f", 9007199254740992u);
+  EXPECT_EQ(fences, "f CLUSTER FENCES 9007199254740992\n");
+  r = parse_back(fences);
+  EXPECT_EQ(r.cluster_action, ClusterAction::kFences);
+  EXPECT_EQ(r.fences_by, 9007199254740992u);
 }
 
 TEST(EncodeRequest, HelloLabelIsEncodedLikeAName) {

@@ -186,7 +186,11 @@ class EntryGenerator {
       if (pick(0, 1)) return RemoveMember{id};
       return SetMember{id, "10.0.0." + std::to_string(pick(1, 9)) + ":" + std::to_string(pick(1, 65535))};
     }
-    if (roll < 82) return TouchAll{};
+    if (roll < 82) {
+      // Now and then the fences jump (netsem cluster raise-fences).
+      if (pick(0, 3) == 0) return RaiseFences{static_cast<std::uint64_t>(pick(1, 1000)), 1, 1};
+      return TouchAll{};
+    }
     if (roll < 97) return AdvanceTime{};
     for (auto& [name, limit] : limits_) {
       const std::int64_t next = pick(1, 4);

@@ -61,6 +61,8 @@ Entry every_command() {
   e.commands.push_back(SetMember{7, "[::1]:53555"});
   e.commands.push_back(SetMember{8, "db-3.example:1"});
   e.commands.push_back(RemoveMember{9});
+  e.commands.push_back(RaiseFences{1000, 3, 0xfedcba9876543210});
+  e.commands.push_back(RaiseFences{kMaxFenceRaise, 1, 0});
   return e;
 }
 
@@ -162,6 +164,9 @@ TEST(Entry, CheckCommandRefusesWhatTheTableWouldAssertOn) {
   bad.emplace_back("member space", SetMember{1, "a b:53555"});
   bad.emplace_back("member long", SetMember{1, std::string(kMaxPeerBytes - 4, 'h') + ":5355"});
   bad.emplace_back("remove member 0", RemoveMember{0});
+  bad.emplace_back("raise fences by 0", RaiseFences{0, 1, 1});
+  bad.emplace_back("raise fences by 2^53+1", RaiseFences{kMaxFenceRaise + 1, 1, 1});
+  bad.emplace_back("raise fences of server 0", RaiseFences{1000, 0, 1});
   bad.emplace_back("limit", Reconfigure{{{"a", 0}}, 0});
   bad.emplace_back("limit name", Reconfigure{{{"", 1}}, 0});
   bad.emplace_back("timeout", Reconfigure{{}, -1});

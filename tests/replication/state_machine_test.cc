@@ -460,6 +460,51 @@ TEST(StateMachine, MembersAreReplicatedAndRoundTripThroughASnapshot) {
   EXPECT_TRUE(restored.sm.members().empty());
 }
 
+// RaiseFences (netsem cluster raise-fences): the last fence jumps by `by`,
+// the next grant is above it, a queued request granted later too, a
+// replica restored from a snapshot taken after it hands out the same
+// fences, and a raise past kMaxRaisedFence is LIMIT, changing nothing.
+TEST(StateMachine, RaiseFencesRaisesTheNextFencesOnEveryReplica) {
+  Machine m;
+  m.apply(0, {Reconfigure{{{"pool", 1}}, 0}});
+  const SessionId a = m.open();
+  const SessionId b = m.open();
+  const CommandResult granted = m.take(10, a, "t1", "pool");
+  ASSERT_EQ(granted.answer.type, Type::kGranted);
+  const std::uint64_t fence = granted.answer.number;
+  EXPECT_EQ(m.take(20, b, "t1", "pool").answer.type, Type::kQueued);
+  EXPECT_EQ(m.apply(30, {RaiseFences{1000, 1, 7}}).commands[0].answer, make_answer(Type::kValue, fence + 1000));
+  EXPECT_EQ(m.sm.table().stats().last_fence, fence + 1000);
+  const std::string snapshot = m.sm.snapshot();
+  const CommandResult released = m.release(40, a, "pool");
+  ASSERT_EQ(released.completions.size(), 1u);
+  EXPECT_EQ(released.completions[0].fence, fence + 1001);
+  EXPECT_EQ(m.take(50, a, "t2", "x").answer, make_answer(Type::kGranted, fence + 1002));
+
+  // A replica restored from the snapshot hands out the same fences.
+  Machine restored;
+  ASSERT_TRUE(restored.sm.restore(snapshot).is_ok());
+  restored.index = m.index - 2;
+  restored.seqs = m.seqs;
+  --restored.seqs[a];
+  --restored.seqs[a];
+  EXPECT_EQ(restored.release(40, a, "pool").completions.at(0).fence, fence + 1001);
+  EXPECT_EQ(restored.take(50, a, "t2", "x").answer, make_answer(Type::kGranted, fence + 1002));
+  EXPECT_EQ(restored.sm.snapshot(), m.sm.snapshot());
+
+  // Past 2^62: LIMIT, and the fences go on from where they were.
+  EXPECT_EQ(m.apply(60, {RaiseFences{kMaxFenceRaise, 1, 8}}).commands[0].answer.type, Type::kValue);
+  Machine high;
+  const SessionId c = high.open();
+  for (int i = 0; i < 511; ++i) high.apply(0, {RaiseFences{kMaxFenceRaise, 1, 1}});
+  EXPECT_EQ(high.sm.table().stats().last_fence, 511 * kMaxFenceRaise);
+  EXPECT_EQ(high.apply(0, {RaiseFences{kMaxFenceRaise, 1, 1}}).commands[0].answer,
+            make_answer(Type::kValue, kMaxRaisedFence));
+  EXPECT_EQ(high.apply(0, {RaiseFences{1, 1, 1}}).commands[0].answer,
+            make_answer(Type::kError, 0, protocol::ErrorCode::kLimit));
+  EXPECT_EQ(high.take(0, c, "t", "x").answer, make_answer(Type::kGranted, kMaxRaisedFence + 1));
+}
+
 // Snapshots of version 1, and version 2 ones that break the new
 // invariants under a good checksum, are refused and change nothing.
 TEST(StateMachine, SnapshotsOfVersion1OrWithoutAHostOrASecretAreRefused) {
