@@ -46,6 +46,8 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::start(ClusterOptions options) 
   raft_options.exit_on_write_failure = node->options_.exit_on_write_failure;
   raft_options.data_dir = node->options_.data_dir;
   raft_options.bootstrap = node->options_.bootstrap;
+  raft_options.known_addresses = node->options_.known_raft_addresses;
+  raft_options.allow_peer = node->options_.allow_raft_peer;
   raft_options.election_timeout = node->options_.election_timeout;
   raft_options.heartbeat_timeout = node->options_.heartbeat_timeout;
   raft_options.max_batch = node->options_.max_batch;
@@ -452,6 +454,7 @@ ClusterStatus ClusterNode::status() const {
   out.commit_us = s.commit_us;
   out.batch_commands = s.batch_commands;
   out.commit_pushes = s.commit_pushes;
+  out.raft_connections_refused = s.connections_refused;
   return out;
 }
 

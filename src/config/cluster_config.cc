@@ -163,6 +163,13 @@ void parse_cluster_section(const IniFile& ini, const IniSection& section, Server
       } else {
         cluster.raft_bind_address = entry.value;
       }
+    } else if (entry.key == "raft_allowed_networks") {
+      if (auto list = AllowList::parse(entry.value); !list) {
+        error(entry, list.status());
+      } else {
+        cluster.raft_allowed_networks = std::move(list).value();
+        cluster.raft_allowed_networks_text = entry.value;
+      }
     } else if (entry.key.starts_with(kServerPrefix)) {
       auto id = parse_ini_integer(std::string_view(entry.key).substr(kServerPrefix.size()), 1, kMaxId);
       if (!id) {
@@ -264,6 +271,13 @@ const std::vector<ClusterKeySpec>& cluster_keys() {
        .help = "an IPv4 address (`a.b.c.d`, or `0.0.0.0` for every interface) this server's Raft listens on, on its "
                "Raft address's port, when its peers reach it at another address: behind NAT or a container's port "
                "mapping, or a test's partition proxy (tests/cluster/cluster_failure_test.cc)"},
+      {.name = "raft_allowed_networks",
+       .default_text = "(the servers' hosts)",
+       .help = "networks, in the form of allowed_networks, whose connections this server's Raft port accepts besides "
+               "those from the host of a server it knows (its configuration's, its `server.<id>` lines'; and "
+               "127.0.0.1 when one is on loopback): for a server whose connections leave from another address than "
+               "its Raft address's host (a multi-homed host, NAT). The Raft port closes any other connection "
+               "(libraft's transport authenticates nobody; docs/security.md \"A cluster's ports\")"},
   };
   return keys;
 }

@@ -71,6 +71,12 @@ struct ClusterConfig {
   // for a server its peers reach through a translated address (NAT, a
   // container, a test's partition proxy) or that listens on 0.0.0.0.
   std::string raft_bind_address;
+  // Sources the Raft port accepts besides the hosts of the servers this
+  // server knows (raft::RaftOptions::allow_peer): a member whose connections
+  // leave from another address than its Raft address's (multi-homed, NAT).
+  // Empty: none (the default).
+  AllowList raft_allowed_networks;
+  std::string raft_allowed_networks_text;  // as written, for logs
   // Every field: a reload that changes any of them says so (they take
   // effect after a restart; members change at run time, not by reload).
   friend bool operator==(const ClusterConfig&, const ClusterConfig&) = default;

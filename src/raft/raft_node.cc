@@ -124,6 +124,9 @@ struct NoDelayShims {
                      int (*)(raft_uv_transport*, raft_uv_connect*, raft_id, const char*, raft_uv_connect_cb)>
       connect;
   std::unordered_map<raft_uv_transport*, raft_uv_accept_cb> accepted;
+  // Whether the transport's node takes an accepted stream (the Raft port's
+  // source check, RaftOptions::known_addresses); false: it was closed.
+  std::unordered_map<raft_uv_transport*, std::function<bool(raft_id, uv_stream_t*)>> admit;
   std::unordered_map<raft_uv_connect*, raft_uv_connect_cb> connecting;
   // Why a transport's listen failed (its errmsg), for open() to say:
   // libraft's raft_start only says "I/O error".
@@ -141,11 +144,14 @@ void set_no_delay(uv_stream_t* stream) {
 
 void no_delay_accepted(raft_uv_transport* t, raft_id id, const char* address, uv_stream_t* stream) {
   raft_uv_accept_cb cb = nullptr;
+  std::function<bool(raft_id, uv_stream_t*)> admit;
   {
     NoDelayShims& shims = no_delay_shims();
     std::lock_guard lock(shims.mu);
     cb = shims.accepted.at(t);
+    if (auto it = shims.admit.find(t); it != shims.admit.end()) admit = it->second;
   }
+  if (admit && !admit(id, stream)) return;
   set_no_delay(stream);
   cb(t, id, address, stream);
 }
@@ -212,6 +218,7 @@ void forget_no_delay(raft_uv_transport* t) {
   shims.listen.erase(t);
   shims.connect.erase(t);
   shims.accepted.erase(t);
+  shims.admit.erase(t);
   shims.listen_failed.erase(t);
 }
 
@@ -724,6 +731,10 @@ class RaftNode::Impl {
   // this node's failure, logged with libraft's cause and what to do; ends
   // the process when RaftOptions::exit_on_write_failure says so.
   void write_failed(int status, std::string_view what, std::string_view after);
+  // The Raft port's source check (RaftOptions::known_addresses), on the raft
+  // thread: true to hand the accepted `stream` to libraft; false when it was
+  // refused and closed.
+  bool admit_peer(raft_id id, uv_stream_t* stream);
 
   RaftOptions options_;
   StateMachine& machine_;
@@ -754,6 +765,9 @@ class RaftNode::Impl {
   // push_commit() in this turn's check phase, unless a batch carries it.
   bool push_in_check_ = false;
   std::uint64_t commit_pushes_ = 0;
+  // The Raft port's refusals (admit_peer) and the sources already logged.
+  std::uint64_t connections_refused_ = 0;
+  std::set<std::uint32_t> refused_logged_;
   // Group commit: the next batch waits for `group_target_` queued commands
   // or for the timer, whichever comes first.
   bool grouping_ = false;
@@ -796,6 +810,68 @@ class RaftNode::Impl {
   std::size_t wake_at_ = 1;
   NodeStatus status_;  // guarded by mu_
 };
+
+namespace {
+
+// The IPv4 host of "a.b.c.d:port", in host order; nullopt for anything else.
+std::optional<std::uint32_t> ipv4_host_of(std::string_view address) {
+  const std::size_t colon = address.rfind(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  in_addr in{};
+  if (::inet_pton(AF_INET, std::string(address.substr(0, colon)).c_str(), &in) != 1) return std::nullopt;
+  return ntohl(in.s_addr);
+}
+
+// A refused stream's disposal, as libraft's own (uv_recv.c, uvRecvAcceptCb):
+// it was allocated with libraft's heap, and is ours once the accept callback has it.
+void free_refused_stream(uv_handle_t* handle) {
+  raft_free(handle);
+}
+
+}  // namespace
+
+bool RaftNode::Impl::admit_peer(raft_id id, uv_stream_t* stream) {
+  sockaddr_storage peer{};
+  int length = sizeof peer;
+  std::optional<std::uint32_t> source;
+  if (stream->type == UV_TCP &&
+      uv_tcp_getpeername(reinterpret_cast<uv_tcp_t*>(stream), reinterpret_cast<sockaddr*>(&peer), &length) == 0 &&
+      peer.ss_family == AF_INET) {
+    source = ntohl(reinterpret_cast<const sockaddr_in*>(&peer)->sin_addr.s_addr);
+  }
+  bool known = false;
+  bool loopback = false;
+  auto consider = [&](std::string_view address) {
+    const std::optional<std::uint32_t> host = ipv4_host_of(address);
+    if (!host) return;
+    if (source && *host == *source) known = true;
+    if ((*host >> 24) == 127) loopback = true;
+  };
+  for (unsigned i = 0; i < raft_.configuration.n; ++i) consider(raft_.configuration.servers[i].address);
+  for (const ServerInfo& server : options_.bootstrap) consider(server.address);
+  for (const std::string& address : options_.known_addresses) consider(address);
+  consider(options_.address);
+  if (source && !known && loopback && *source == 0x7f000001) known = true;
+  if (source && !known && options_.allow_peer && options_.allow_peer(*source)) known = true;
+  if (known) return true;
+  ++connections_refused_;
+  const std::uint32_t key = source.value_or(0);
+  if (refused_logged_.size() < 1024 && refused_logged_.insert(key).second) {
+    std::string from = "an address that is not IPv4";
+    if (source) {
+      const in_addr in{htonl(*source)};
+      char text[INET_ADDRSTRLEN] = {};
+      ::inet_ntop(AF_INET, &in, text, sizeof text);
+      from = text;
+    }
+    spdlog::warn(
+        "raft: refused a connection to the Raft port from {} (it said it was server {}): not the host of a server "
+        "of this node's configuration or file, nor in raft_allowed_networks (logged once per source)",
+        from, id);
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(stream), free_refused_stream);
+  return false;
+}
 
 Status RaftNode::Impl::open() {
   const RaftOptions& o = options_;
@@ -848,6 +924,11 @@ Status RaftNode::Impl::open() {
   if (int rv = raft_uv_tcp_init(&transport_, &loop_); rv != 0) return raft_status(rv, "raft transport", "");
   transport_open_ = true;
   install_no_delay(&transport_);
+  {
+    NoDelayShims& shims = no_delay_shims();
+    std::lock_guard lock(shims.mu);
+    shims.admit[&transport_] = [this](raft_id id, uv_stream_t* stream) { return admit_peer(id, stream); };
+  }
   if (!o.bind_address.empty()) {
     // Listen there, on the advertised port (libraft requires the same one).
     const std::string bind = o.bind_address + o.address.substr(o.address.rfind(':'));
@@ -1404,6 +1485,7 @@ void RaftNode::Impl::publish() {
   s.batches = batches_;
   s.commands = commands_;
   s.commit_pushes = commit_pushes_;
+  s.connections_refused = connections_refused_;
   s.commit_us = commit_us_;
   s.batch_commands = batch_commands_;
   s.failure = failure_;

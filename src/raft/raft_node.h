@@ -86,6 +86,19 @@ struct RaftOptions {
   // a server that peers reach through a translated address (a container,
   // NAT, a test's proxy), or that listens on every interface ("0.0.0.0").
   std::string bind_address;
+  // The Raft port (raft_uv_tcp: no authentication of its own) accepts a
+  // connection only from the IPv4 host of a server this node knows: of its
+  // latest configuration, of `bootstrap`, or of `known_addresses` (a.b.c.d:port,
+  // the servers of its file, for a server that joins and has no
+  // configuration yet); and from 127.0.0.1 when one of them is on loopback
+  // (the kernel's source of a connection between loopback addresses:
+  // libraft's outgoing connections are not bound to their server's address).
+  // `allow_peer`, when set, admits another source (an IPv4 address in host
+  // order): multi-homed hosts, NAT. Any other connection is closed once
+  // libraft read its handshake, before libraft takes it; each source is
+  // logged once (warning) and NodeStatus::connections_refused counts them.
+  std::vector<std::string> known_addresses;
+  std::function<bool(std::uint32_t ipv4_host_order)> allow_peer;
   std::string data_dir;  // must exist; libraft's log, metadata and snapshots (docs/replication.md)
   // The first configuration (this server among them), written to the data
   // directory on the first start only; ignored when the directory holds a
@@ -159,6 +172,9 @@ struct NodeStatus {
   // Barriers this node appended as leader to tell the followers of a commit
   // at once (StateMachine::take_commit_wanted).
   std::uint64_t commit_pushes = 0;
+  // Connections to the Raft port refused since start: from no known server's
+  // host (RaftOptions::known_addresses).
+  std::uint64_t connections_refused = 0;
   // Since start, on this node as leader: how long each batch took from its
   // raft_apply to its callback (committed and applied), in microseconds,
   // failed ones left out; and how many commands each batch carried.

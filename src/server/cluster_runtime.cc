@@ -90,6 +90,13 @@ Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& 
       options.bootstrap.push_back(raft::ServerInfo{member.id, member.raft_address, raft::ServerRole::kVoter});
     }
   }
+  for (const ClusterMember& member : config.cluster.servers)
+    options.known_raft_addresses.push_back(member.raft_address);
+  if (!config.cluster.raft_allowed_networks.empty()) {
+    options.allow_raft_peer = [allowed = config.cluster.raft_allowed_networks](std::uint32_t host) {
+      return allowed.allows_v4(host);
+    };
+  }
   options.client_addresses = runtime->client_addresses_;
   options.election_timeout = std::chrono::milliseconds(config.cluster.election_timeout_ms);
   options.heartbeat_timeout = std::chrono::milliseconds(config.cluster.heartbeat_timeout_ms);
@@ -986,6 +993,7 @@ stats::ClusterFigures ClusterRuntime::cluster_figures() const {
   figures.commit_us = s.commit_us;
   figures.batch_commands = s.batch_commands;
   figures.commit_pushes = s.commit_pushes;
+  figures.raft_connections_refused = s.raft_connections_refused;
   return figures;
 }
 

@@ -116,6 +116,11 @@ std::string cluster_prometheus(const ClusterFigures& figures) {
          "because a follower's client waited for it, since start.",
          "counter");
   sample(out, "commit_pushes_total", figures.commit_pushes);
+  header(out, "raft_connections_refused_total",
+         "Connections to this server's Raft port refused since start: from the host of no server it knows, "
+         "nor from raft_allowed_networks.",
+         "counter");
+  sample(out, "raft_connections_refused_total", figures.raft_connections_refused);
   return out;
 }
 

@@ -53,6 +53,9 @@ struct ClusterFigures {
   // Since start, while this server led: the barriers it appended to tell the
   // followers of a commit at once (raft::NodeStatus::commit_pushes).
   std::uint64_t commit_pushes = 0;
+  // Connections to the Raft port refused since start: from no member's host
+  // nor raft_allowed_networks (raft::NodeStatus::connections_refused).
+  std::uint64_t raft_connections_refused = 0;
 };
 
 // The most followers STATS lists in follower_lag (the line's bound).
@@ -70,7 +73,8 @@ std::string cluster_json(const ClusterFigures& figures);
 // netsem_cluster_follower_match_index with a label id="N" per member;
 // histograms netsem_cluster_commit_seconds and netsem_cluster_batch_commands
 // (empty on a server that never led), and the counter
-// netsem_cluster_commit_pushes_total (0 on a server that never led).
+// netsem_cluster_commit_pushes_total (0 on a server that never led), and
+// netsem_cluster_raft_connections_refused_total.
 std::string cluster_prometheus(const ClusterFigures& figures);
 
 }  // namespace netsem::stats

@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -2952,6 +2953,106 @@ TEST(NetsemdClusterStart, AnEntryTheReplicaRefusesStopsTheServerAtEachStartWithE
     if (run == 0) refused_at = match[1];
     EXPECT_EQ(match[1], refused_at) << "the restart went past the refused entry";
   }
+}
+
+// A connection to `host`:`port` (a Raft port) from `source`, which sends
+// libraft's handshake (protocol 1, claiming to be server `claimed_id`) and
+// nothing after it; -1 when it cannot be made.
+UniqueFd raft_handshake_from(const std::string& source, const std::string& host, std::uint16_t port,
+                             std::uint64_t claimed_id) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return UniqueFd();
+  sockaddr_in from{};
+  from.sin_family = AF_INET;
+  ::inet_pton(AF_INET, source.c_str(), &from.sin_addr);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  ::inet_pton(AF_INET, host.c_str(), &to.sin_addr);
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&from), sizeof from) != 0 ||
+      ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
+    return UniqueFd();
+  }
+  // uv_tcp_listen.c: three little-endian 64-bit words (protocol, id, the
+  // address's length, padded to 8), then the address, NUL-terminated.
+  char address[16] = "127.0.0.9:1";
+  const std::uint64_t preamble[3] = {1, claimed_id, sizeof address};
+  if (::send(fd.get(), preamble, sizeof preamble, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof preamble) ||
+      ::send(fd.get(), address, sizeof address, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof address)) {
+    return UniqueFd();
+  }
+  return fd;
+}
+
+// Whether the server closes `fd` within `timeout` (end of file or a reset).
+bool closed_within(int fd, std::chrono::milliseconds timeout) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return false;
+  char byte = 0;
+  return ::recv(fd, &byte, 1, MSG_DONTWAIT) <= 0;
+}
+
+// The Raft port accepts connections only from the servers' hosts: one from
+// 127.0.0.1-3 (or 127.0.0.1, the source of a connection between loopback
+// addresses) is the cluster's; one from 127.0.0.9 is closed once its
+// handshake is read, never taken by libraft (which would keep it open,
+// waiting for messages), logged once per source and counted in /metrics. The
+// cluster goes on granting.
+TEST_F(NetsemdCluster, TheRaftPortClosesAConnectionFromAHostThatIsNoMember) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int follower = (lead + 1) % kServers;
+  for (int round = 0; round < 2; ++round) {
+    for (const int target : {lead, follower}) {
+      UniqueFd fd = raft_handshake_from("127.0.0.9", host(target), raft_ports_[target], 2);
+      ASSERT_TRUE(fd.valid()) << std::strerror(errno);
+      EXPECT_TRUE(closed_within(fd.get(), 5s)) << "server " << target + 1 << " kept it\n" << logs();
+    }
+  }
+  for (const int target : {lead, follower}) {
+    const std::string log = servers_[target]->log();
+    const std::string line = "refused a connection to the Raft port from 127.0.0.9 (it said it was server 2)";
+    const std::size_t at = log.find(line);
+    EXPECT_NE(at, std::string::npos) << log;
+    EXPECT_EQ(log.find(line, at + 1), std::string::npos) << "logged twice\n" << log;
+    const std::uint16_t port = test_support::http_port_from_log(log);
+    ASSERT_NE(port, 0) << log;
+    test_support::HttpConnection connection(port, host(target).c_str());
+    ASSERT_TRUE(connection.ok());
+    ASSERT_TRUE(connection.send_request("GET", "/metrics"));
+    const auto response = connection.read_response(5s, false);
+    ASSERT_TRUE(response.has_value());
+    EXPECT_NE(response->body.find("netsem_cluster_raft_connections_refused_total 2\n"), std::string::npos)
+        << response->body;
+  }
+  auto client = connect(follower);
+  ASSERT_TRUE(client != nullptr);
+  EXPECT_TRUE(grants(*client, "a1", "lock"));
+  EXPECT_EQ(client->request(req::release("r1", "lock"), 10s).rfind("r1 OK", 0), 0u) << logs();
+}
+
+// raft_allowed_networks admits another source: a member whose connections
+// leave from another address. 127.0.0.9's connection is taken (libraft
+// keeps it open, waiting for messages) and nothing is refused.
+class NetsemdClusterRaftAllowed : public NetsemdCluster {
+ protected:
+  void SetUp() override {
+    raft_timeouts_ += "raft_allowed_networks = 127.0.0.8/31, 10.0.0.0/8\n";
+    NetsemdCluster::SetUp();
+  }
+};
+
+TEST_F(NetsemdClusterRaftAllowed, TheRaftPortTakesAConnectionFromRaftAllowedNetworks) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  UniqueFd fd = raft_handshake_from("127.0.0.9", host(lead), raft_ports_[lead], 2);
+  ASSERT_TRUE(fd.valid()) << std::strerror(errno);
+  EXPECT_FALSE(closed_within(fd.get(), 2s)) << logs();
+  EXPECT_EQ(servers_[lead]->log().find("refused a connection to the Raft port"), std::string::npos) << logs();
+  fd = UniqueFd();
+  auto client = connect(lead);
+  ASSERT_TRUE(client != nullptr);
+  EXPECT_TRUE(grants(*client, "a1", "lock"));
 }
 
 }  // namespace

@@ -28,7 +28,8 @@ const std::string kGood =
     "election_timeout_ms = 800\n"
     "heartbeat_timeout_ms = 80\n"
     "group_commit_us = 0\n"
-    "raft_bind_address = 127.0.1.2\n";
+    "raft_bind_address = 127.0.1.2\n"
+    "raft_allowed_networks = 10.0.0.0/8, 192.168.1.7\n";
 
 TEST(ClusterConfig, ReadsAWholeSection) {
   auto config = parse_server_config(kGood, "n.ini");
@@ -45,6 +46,9 @@ TEST(ClusterConfig, ReadsAWholeSection) {
   EXPECT_EQ(c.heartbeat_timeout_ms, 80);
   EXPECT_EQ(c.group_commit_us, 0);
   EXPECT_EQ(c.raft_bind_address, "127.0.1.2");
+  EXPECT_TRUE(c.raft_allowed_networks.allows_v4(0x0a010203));   // 10.1.2.3
+  EXPECT_TRUE(c.raft_allowed_networks.allows_v4(0xc0a80107));   // 192.168.1.7
+  EXPECT_FALSE(c.raft_allowed_networks.allows_v4(0xc0a80108));  // 192.168.1.8
   EXPECT_EQ(c.secret_file, "/etc/netsem/cluster.secret");
   EXPECT_TRUE(c.secret.empty());  // read by load_server_config, not by the parser
 }
@@ -160,6 +164,8 @@ TEST(ClusterConfig, RefusesEachMistakeWithItsLine) {
       {"raft_bind_address = 127.0.1.1:7001", "n.ini:5: raft_bind_address: `127.0.1.1:7001` is not an IPv4 address"},
       {"raft_bind_address = localhost", "n.ini:5: raft_bind_address: `localhost` is not an IPv4 address"},
       {"raft_bind_address = 127.0.1", "is not an IPv4 address (a.b.c.d; the port is the Raft address's)"},
+      {"raft_allowed_networks = 10.0.0.1/8", "n.ini:5: raft_allowed_networks:"},
+      {"raft_allowed_networks =", "n.ini:5: raft_allowed_networks:"},
   };
   for (const auto& c : cases) {
     auto config = parse_server_config(head + c.line + "\n", "n.ini");
