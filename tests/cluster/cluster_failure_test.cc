@@ -453,14 +453,17 @@ TEST_F(ClusterFailureRun, KillsPausesAndPartitionsKeepThePromise) {
     }
     std::this_thread::sleep_for(1s);
   }
-  std::this_thread::sleep_for(1500ms);  // the clients work on after the last failure
+  // The clients work on after the last failure: 3 s, so that the run has
+  // grants enough to judge (1.5 s left 19 of db in a CI run, 24-31 here;
+  // 29-35 with 3 s). 15 proves the run was not idle, with room for a slow CI.
+  std::this_thread::sleep_for(3000ms);
   workload.stop();
   ASSERT_EQ(workload.wait(60s), 0) << "netsem-workload failed\n" << logs();
   // Not whether the surviving servers' sessions kept their permits: with a
   // session timeout of 3 s, libnetsem gives up a lease when no answer came
   // for half of it, and it pings every third of it, so a failover longer
   // than a sixth of it (500 ms) costs them (ClusterFailureLongLease).
-  judge(history, leader_kills, no_majority, /*kept=*/false, /*min_grants=*/20);
+  judge(history, leader_kills, no_majority, /*kept=*/false, /*min_grants=*/15);
 }
 
 // The leader's kill under the default session timeout (15 s): the sessions
