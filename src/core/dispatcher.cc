@@ -50,6 +50,33 @@ Dispatcher::Dispatcher(SemaphoreTable& table, const JournalProgress& journal, co
 
 namespace {
 
+// A session's CLUSTER ADD, REMOVE or FENCES, whose sink answers inside the
+// call or later: `submit(reply)` hands the sink its callback. An answer
+// inside the call is appended at once (`answer`); a later one goes to
+// `later` (membership_changed, fences_raised), which finds the session again
+// by its nonce (cluster_answered). Meanwhile the session's later requests
+// wait (cluster_pending).
+template <class Outcome, class Submit, class Later, class Answer>
+void await_cluster(SessionState& session, std::string_view tag, Submit submit, Later later, Answer answer) {
+  session.cluster_pending = true;
+  session.cluster_tag.assign(tag);
+  auto inside = std::make_shared<bool>(true);
+  auto at_once = std::make_shared<std::optional<Outcome>>();
+  submit([later = std::move(later), inside, at_once](Outcome outcome) {
+    if (*inside) {
+      *at_once = std::move(outcome);
+      return;
+    }
+    later(outcome);
+  });
+  *inside = false;
+  if (*at_once) {
+    session.cluster_pending = false;
+    session.cluster_tag.clear();
+    answer(**at_once);
+  }
+}
+
 // Cluster mode has no journal: nothing is ever held for one.
 class NoJournal final : public JournalProgress {
  public:
@@ -349,73 +376,48 @@ void Dispatcher::handle_cluster(SessionState& session, std::string_view tag) {
   change.client_address.assign(request_.client_address);
   logs_.event(logs_.sessions, change.add ? "cluster add asked" : "cluster remove asked",
               {{"session", session.id}, {"peer", session.peer}, {"server", change.id}});
-  session.cluster_pending = true;
-  session.cluster_tag.assign(tag);
-  // The sink may answer inside the call (then it is answered here) or later.
-  auto inside = std::make_shared<bool>(true);
-  auto at_once = std::make_shared<std::optional<Status>>();
   const std::uint64_t key = session.log.nonce;
-  sink_->change_membership(std::move(change), [this, key, inside, at_once](Status outcome) {
-    if (*inside) {
-      *at_once = std::move(outcome);
-      return;
-    }
-    membership_changed(key, outcome);
-  });
-  *inside = false;
-  if (*at_once) {
-    session.cluster_pending = false;
-    session.cluster_tag.clear();
-    answer_membership(session, tag, **at_once);
-  }
+  await_cluster<Status>(
+      session, tag, [&](auto reply) { sink_->change_membership(std::move(change), std::move(reply)); },
+      [this, key](const Status& outcome) { membership_changed(key, outcome); },
+      [&](const Status& outcome) { answer_membership(session, tag, outcome); });
+}
+
+SessionState* Dispatcher::cluster_answered(std::uint64_t key, std::string& tag) {
+  const auto found = by_nonce_.find(key);
+  if (found == by_nonce_.end() || !found->second->cluster_pending) return nullptr;
+  SessionState& session = *found->second;
+  session.cluster_pending = false;
+  tag = std::move(session.cluster_tag);
+  session.cluster_tag.clear();
+  begin_turn();
+  return &session;
 }
 
 void Dispatcher::membership_changed(std::uint64_t key, const Status& outcome) {
-  const auto found = by_nonce_.find(key);
-  if (found == by_nonce_.end() || !found->second->cluster_pending) return;
-  SessionState& session = *found->second;
-  session.cluster_pending = false;
-  const std::string tag = std::move(session.cluster_tag);
-  session.cluster_tag.clear();
-  begin_turn();
-  answer_membership(session, tag, outcome);
-  session.events->input_resumable();
+  std::string tag;
+  SessionState* session = cluster_answered(key, tag);
+  if (session == nullptr) return;
+  answer_membership(*session, tag, outcome);
+  session->events->input_resumable();
 }
 
 void Dispatcher::raise_fences(SessionState& session, std::string_view tag) {
   const std::uint64_t by = request_.fences_by;
   logs_.event(logs_.sessions, "cluster fences asked", {{"session", session.id}, {"peer", session.peer}, {"by", by}});
-  session.cluster_pending = true;
-  session.cluster_tag.assign(tag);
-  // As for a membership change: answered inside the call or later.
-  auto inside = std::make_shared<bool>(true);
-  auto at_once = std::make_shared<std::optional<Result<std::uint64_t>>>();
   const std::uint64_t key = session.log.nonce;
-  sink_->raise_fences(by, [this, key, inside, at_once](Result<std::uint64_t> outcome) {
-    if (*inside) {
-      *at_once = std::move(outcome);
-      return;
-    }
-    fences_raised(key, outcome);
-  });
-  *inside = false;
-  if (*at_once) {
-    session.cluster_pending = false;
-    session.cluster_tag.clear();
-    answer_fences(session, tag, **at_once);
-  }
+  await_cluster<Result<std::uint64_t>>(
+      session, tag, [&](auto reply) { sink_->raise_fences(by, std::move(reply)); },
+      [this, key](const Result<std::uint64_t>& outcome) { fences_raised(key, outcome); },
+      [&](const Result<std::uint64_t>& outcome) { answer_fences(session, tag, outcome); });
 }
 
 void Dispatcher::fences_raised(std::uint64_t key, const Result<std::uint64_t>& outcome) {
-  const auto found = by_nonce_.find(key);
-  if (found == by_nonce_.end() || !found->second->cluster_pending) return;
-  SessionState& session = *found->second;
-  session.cluster_pending = false;
-  const std::string tag = std::move(session.cluster_tag);
-  session.cluster_tag.clear();
-  begin_turn();
-  answer_fences(session, tag, outcome);
-  session.events->input_resumable();
+  std::string tag;
+  SessionState* session = cluster_answered(key, tag);
+  if (session == nullptr) return;
+  answer_fences(*session, tag, outcome);
+  session->events->input_resumable();
 }
 
 void Dispatcher::answer_fences(SessionState& session, std::string_view tag, const Result<std::uint64_t>& outcome) {

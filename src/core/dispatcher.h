@@ -399,6 +399,10 @@ class Dispatcher {
   // CLUSTER (proposed 1.2): the admin right, then the sink's status or change.
   void handle_cluster(SessionState& session, std::string_view tag);
   void answer_membership(SessionState& session, std::string_view tag, const Status& outcome);
+  // membership_changed's and fences_raised's common part: the session that
+  // waits for the cluster's answer under `key`, no longer waiting, with its
+  // tag (moved into `tag`), in a new turn; nullptr when it ended meanwhile.
+  SessionState* cluster_answered(std::uint64_t key, std::string& tag);
   void raise_fences(SessionState& session, std::string_view tag);
   void answer_fences(SessionState& session, std::string_view tag, const Result<std::uint64_t>& outcome);
   // Answers the session's AUTH `tag` with `outcome`; the fifth failure ends it.

@@ -773,6 +773,16 @@ std::string ClusterRuntime::cluster_status_json() const {
   return json.dump();
 }
 
+Status ClusterRuntime::leads_now(const cluster::ClusterStatus& now) const {
+  if (now.role == raft::Role::kLeader) return Status::ok();
+  if (now.leader_id == 0) {
+    return Status(StatusCode::kUnavailable,
+                  fmt::format("no leader now (none known for {} s); retry", leaderless_ms(now) / 1000));
+  }
+  return Status(StatusCode::kUnavailable, "not the leader; the leader is server " + std::to_string(now.leader_id) +
+                                              " at " + now.leader_client_address);
+}
+
 void ClusterRuntime::change_membership(MembershipChange change, std::function<void(Status)> done) {
   change_membership(std::move(change), std::move(done), false);
 }
@@ -811,15 +821,7 @@ void ClusterRuntime::change_membership(MembershipChange change, std::function<vo
   const auto fail = [this, &done](Status why) { post([done, why = std::move(why)] { done(why); }); };
   if (stopped_ || !node_) return fail(Status(StatusCode::kShutdown, "the server is stopping"));
   const cluster::ClusterStatus now = node_->status();
-  if (now.role != raft::Role::kLeader) {
-    if (now.leader_id == 0) {
-      return fail(Status(StatusCode::kUnavailable,
-                         fmt::format("no leader now (none known for {} s); retry", leaderless_ms(now) / 1000)));
-    }
-    return fail(Status(
-        StatusCode::kUnavailable,
-        "not the leader; the leader is server " + std::to_string(now.leader_id) + " at " + now.leader_client_address));
-  }
+  if (Status leads = leads_now(now); !leads) return fail(std::move(leads));
   const auto found = std::find_if(now.configuration.begin(), now.configuration.end(),
                                   [&change](const raft::ServerInfo& server) { return server.id == change.id; });
   const bool member = found != now.configuration.end();
@@ -921,15 +923,7 @@ void ClusterRuntime::raise_fences(std::uint64_t by, std::function<void(Result<st
   const auto fail = [this, &done](Status why) { post([done, why = std::move(why)] { done(why); }); };
   if (stopped_ || !node_) return fail(Status(StatusCode::kShutdown, "the server is stopping"));
   const cluster::ClusterStatus now = node_->status();
-  if (now.role != raft::Role::kLeader) {
-    if (now.leader_id == 0) {
-      return fail(Status(StatusCode::kUnavailable,
-                         fmt::format("no leader now (none known for {} s); retry", leaderless_ms(now) / 1000)));
-    }
-    return fail(Status(
-        StatusCode::kUnavailable,
-        "not the leader; the leader is server " + std::to_string(now.leader_id) + " at " + now.leader_client_address));
-  }
+  if (Status leads = leads_now(now); !leads) return fail(std::move(leads));
   if (raise_nonce_ == 0) raise_nonce_ = std::random_device()() | (std::uint64_t{std::random_device()()} << 32);
   const std::uint64_t nonce = ++raise_nonce_;
   if (Status proposed = node_->propose_as_leader(replication::RaiseFences{by, id_, nonce}); !proposed) {

@@ -216,6 +216,9 @@ class ClusterRuntime final : public CommandSink {
   // Milliseconds since a leader was last known, given the node's status `s`
   // (0 when it names one).
   std::int64_t leaderless_ms(const cluster::ClusterStatus& s) const;
+  // OK when `now` says this server leads; else why a leader's request
+  // (CLUSTER ADD, REMOVE, FENCES) cannot be done here: no leader, or which one.
+  Status leads_now(const cluster::ClusterStatus& now) const;
   void arm_tick(std::int64_t at_ms);
 
   // The members' client addresses: the configuration's `server.N` lines,
