@@ -63,17 +63,31 @@ std::string peer_removal_notice(ServerId id, std::string_view secret, ServerId r
   return line + " REMOVED " + std::to_string(removed) + " " + std::to_string(index) + "\n";
 }
 
+namespace {
+
+// A peer hello followed by `word` and more (`PEER <id> <secret> REMOVED ...`,
+// `... CHECK ...`): nullopt when the line is no such line; else its sender,
+// checked as a hello is (check_peer_hello), and what follows the word.
+std::optional<std::pair<Result<ServerId>, std::string_view>> peer_line_with(
+    std::string_view line, std::string_view word, std::string_view remote_host, ServerId self,
+    const std::map<ServerId, std::string>& client_addresses, std::string_view secret) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  const std::size_t at = line.find(word);
+  if (line.substr(0, 5) != "PEER " || at == std::string_view::npos) return std::nullopt;
+  return std::make_pair(check_peer_hello(line.substr(0, at), remote_host, self, client_addresses, secret),
+                        line.substr(at + word.size()));
+}
+
+}  // namespace
+
 std::optional<Result<RemovalNotice>> check_removal_notice(std::string_view line, std::string_view remote_host,
                                                           ServerId self,
                                                           const std::map<ServerId, std::string>& client_addresses,
                                                           std::string_view secret) {
-  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  constexpr std::string_view kWord = " REMOVED ";
-  const std::size_t word = line.find(kWord);
-  if (line.substr(0, 5) != "PEER " || word == std::string_view::npos) return std::nullopt;
-  auto from = check_peer_hello(line.substr(0, word), remote_host, self, client_addresses, secret);
+  auto said = peer_line_with(line, " REMOVED ", remote_host, self, client_addresses, secret);
+  if (!said) return std::nullopt;
+  const auto& [from, rest] = *said;
   if (!from) return Result<RemovalNotice>(from.status());
-  const std::string_view rest = line.substr(word + kWord.size());
   const std::size_t space = rest.find(' ');
   const auto number = [](std::string_view text) -> std::optional<std::uint64_t> {
     std::uint64_t n = 0;
@@ -103,13 +117,10 @@ std::optional<Result<SecretCheck>> check_secret_check(std::string_view line, std
                                                       ServerId self,
                                                       const std::map<ServerId, std::string>& client_addresses,
                                                       std::string_view secret) {
-  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  constexpr std::string_view kWord = " CHECK ";
-  const std::size_t word = line.find(kWord);
-  if (line.substr(0, 5) != "PEER " || word == std::string_view::npos) return std::nullopt;
-  auto from = check_peer_hello(line.substr(0, word), remote_host, self, client_addresses, secret);
+  auto said = peer_line_with(line, " CHECK ", remote_host, self, client_addresses, secret);
+  if (!said) return std::nullopt;
+  const auto& [from, rest] = *said;
   if (!from) return Result<SecretCheck>(from.status());
-  const std::string_view rest = line.substr(word + kWord.size());
   ServerId added = 0;
   const auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), added);
   if (ec != std::errc() || end != rest.data() + rest.size() || added == 0) {
