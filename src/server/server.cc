@@ -1196,9 +1196,18 @@ void Server::arm_status_timer() {
   status_timer_.expires_after(std::chrono::milliseconds(config_.status_interval_ms));
   status_timer_.async_wait([this](const std::error_code& error) {
     if (error || stopping_) return;
-    if (view_table().change_count() != status_written_change_ && !status_job_) write_status_file_in_background();
+    if (!status_job_ && (view_table().change_count() != status_written_change_ ||
+                         shown_of(dispatcher_->cluster_figures()) != status_written_cluster_)) {
+      write_status_file_in_background();
+    }
     arm_status_timer();
   });
+}
+
+std::optional<Server::ClusterShown> Server::shown_of(const std::optional<stats::ClusterFigures>& figures) {
+  if (!figures) return std::nullopt;
+  return ClusterShown{figures->role,    figures->term,   figures->leader_id,
+                      figures->members, figures->voters, figures->lag > 0};
 }
 
 void Server::write_status_file() {
@@ -1206,6 +1215,7 @@ void Server::write_status_file() {
   status_written_change_ = view_table().change_count();
   // In a cluster STATS's object there: no journal fields, the `cluster` object.
   const std::optional<stats::ClusterFigures> cluster = dispatcher_->cluster_figures();
+  status_written_cluster_ = shown_of(cluster);
   if (auto status = netsem::server::write_status_file(config_.stats_dir, view_table(), dispatcher_->stats_snapshot(),
                                                       cluster ? &*cluster : nullptr);
       !status) {
@@ -1215,13 +1225,15 @@ void Server::write_status_file() {
 
 void Server::write_status_file_in_background() {
   const std::uint64_t change = view_table().change_count();
+  std::optional<stats::ClusterFigures> cluster = dispatcher_->cluster_figures();
+  std::optional<ClusterShown> shown = shown_of(cluster);
   const auto started = std::chrono::steady_clock::now();
   auto job = ForkedJob::start(
       io_, "netsemd-status",
       // In the child, over its copy of the table and the figures as they are
       // now (the cluster's taken here: the child must not ask the Raft node,
       // whose lock another thread may have held at the fork).
-      [this, figures = dispatcher_->stats_snapshot(), cluster = dispatcher_->cluster_figures()](std::string&) {
+      [this, figures = dispatcher_->stats_snapshot(), cluster = std::move(cluster)](std::string&) {
         return netsem::server::write_status_file(config_.stats_dir, view_table(), figures,
                                                  cluster ? &*cluster : nullptr);
       },
@@ -1246,6 +1258,7 @@ void Server::write_status_file_in_background() {
     return;
   }
   status_written_change_ = change;
+  status_written_cluster_ = std::move(shown);
   status_job_ = std::move(*job);
 }
 

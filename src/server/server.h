@@ -47,6 +47,7 @@
 #include "server/service_notify.h"
 #include "server/session_host.h"
 #include "server/tls_listener.h"
+#include "stats/cluster_figures.h"
 #include "table/semaphore_table.h"
 
 namespace netsem::server {
@@ -181,6 +182,9 @@ class Server final : private JournalProgress, public SessionHost {
   void wait_signals();
   void arm_deadline_timer();
   void on_deadline();
+  // Every status_interval_ms: the status file is written again when a
+  // semaphore's line changed or, in a cluster, the state its `cluster`
+  // object shows (ClusterShown) did, since the last writing.
   void arm_status_timer();
   // Writes the status file in the event loop (at start and stop, when no
   // request can wait for it, and when no child can be forked).
@@ -257,6 +261,23 @@ class Server final : private JournalProgress, public SessionHost {
   asio::steady_timer watchdog_timer_;
   PeerLogs peer_logs_;
   std::uint64_t status_written_change_ = ~std::uint64_t{0};
+  // In a cluster, what of the cluster's state the status file's `cluster`
+  // object showed at its last writing: a change of it alone (an election on
+  // an idle cluster, a member added, a follower caught up) rewrites the file
+  // at the next tick, as a change of the table does. Its indexes are
+  // written as they are then, but do not call for a writing by themselves
+  // (every PING of a session in a cluster moves them).
+  struct ClusterShown {
+    std::string role;
+    std::uint64_t term = 0;
+    std::uint64_t leader_id = 0;
+    std::uint64_t members = 0;
+    std::uint64_t voters = 0;
+    bool behind = false;  // lag > 0
+    friend bool operator==(const ClusterShown&, const ClusterShown&) = default;
+  };
+  static std::optional<ClusterShown> shown_of(const std::optional<stats::ClusterFigures>& figures);
+  std::optional<ClusterShown> status_written_cluster_;
   std::unique_ptr<ForkedJob> status_job_;      // the child writing the status file, if any
   std::unique_ptr<ForkedJob> compaction_job_;  // the child writing a journal snapshot, if any
 
