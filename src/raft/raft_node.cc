@@ -51,6 +51,7 @@ extern "C" {
 #include "common/dir_lock.h"
 #include "raft/entry_format.h"
 #include "raft/open_segments.h"
+#include "raft/segment_fill.h"
 
 namespace netsem::raft {
 
@@ -751,6 +752,8 @@ class RaftNode::Impl {
   raft_fsm fsm_{};
   struct raft raft_ {};
   int dir_fd_ = -1;
+  // The data directory's new segments are zero-filled (segment_fill.h).
+  std::optional<ZeroFilledSegments> zero_filled_;
   // Set when open() bootstrapped the directory: the names it held before
   // (a pristine directory's: no whole metadata file, no log).
   std::optional<std::set<std::string>> before_bootstrap_;
@@ -936,6 +939,7 @@ Status RaftNode::Impl::open() {
       return raft_status(rv, "raft bind address " + bind, "");
     }
   }
+  zero_filled_.emplace(o.data_dir);
   if (int rv = raft_uv_init(&io_, &loop_, o.data_dir.c_str(), &transport_); rv != 0) {
     return raft_status(rv, "raft data directory " + o.data_dir, io_.errmsg);
   }
