@@ -8,7 +8,9 @@
 // when the server stops answering and its end when it answers again; no
 // polling while the tab is hidden; the token prompt of a server that requires
 // tokens (asked once, then only by the banner's button; a kept token serves a
-// reload). Keys are pressed as a user would (the
+// reload); on a follower of a 3-server cluster, the Cluster figure naming its
+// role, term and leader, then the new leader once the leader is killed, and
+// red once no leader is known. Keys are pressed as a user would (the
 // DevTools protocol's Input events), not simulated in the page.
 //
 // Skipped, saying so, when no chromium is installed.
@@ -16,8 +18,11 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <array>
 #include <fstream>
 #include <memory>
+#include <regex>
 #include <string>
 #include <thread>
 
@@ -25,7 +30,10 @@
 
 #include "auth/token_hash.h"
 #include "chromium.h"
+#include "cluster/cluster_leader.h"
+#include "cluster/cluster_ports.h"
 #include "netsemd_harness.h"
+#include "support/http_client.h"
 #include "support/request_lines.h"
 #include "web_scene.h"
 
@@ -276,6 +284,107 @@ TEST_F(WebPage, PagesAndFiltersTwoThousandNames) {
   eval("const s = document.getElementById('page-size'); s.value = '1000'; s.dispatchEvent(new Event('change'))");
   ASSERT_TRUE(wait_until(rows + ".length === 1000"));
   EXPECT_EQ(eval(first), "job-0000");
+}
+
+// The highest term in which `server`'s log says it leads (0: none).
+std::uint64_t led_term(const Netsemd& server) {
+  static const std::regex kLeads(R"(cluster: leader in term (\d+))");
+  const std::string log = server.log();
+  std::uint64_t term = 0;
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), kLeads); it != std::sregex_iterator(); ++it) {
+    term = std::max<std::uint64_t>(term, std::stoull((*it)[1]));
+  }
+  return term;
+}
+
+// A follower's page in a cluster of three real netsemd: the Cluster figure
+// (in place of the Journal) says "follower, term T, leader L"; once the
+// leader is killed it names the new one (or "leader, term T" on the new
+// leader), and once the last other server is killed too, "no leader known",
+// in red.
+TEST_F(WebPage, AClusterFollowersPageShowsItsRoleTermAndLeaderAndFollowsAnElection) {
+  constexpr int kServers = 3;
+  TempDir dir;
+  std::array<std::uint16_t, kServers> client_ports{};
+  std::array<std::uint16_t, kServers> raft_ports{};
+  pick_cluster_ports(client_ports, raft_ports);
+  write_cluster_secrets(dir.path(), kServers, "a-cluster-secret-of-the-web-test-0123456789");
+  const auto host = [](int i) { return "127.0.0." + std::to_string(i + 1); };
+  std::array<std::unique_ptr<Netsemd>, kServers> servers;
+  for (int i = 0; i < kServers; ++i) {
+    std::string text = "[server]\nbind_address = " + host(i) +
+                       "\nbind_port = @PORT@\nstats_dir = @DIR@\ndata_dir = @DIR@\nhttp_enabled = on\n"
+                       "http_address = " +
+                       host(i) + "\nhttp_port = 0\n[semaphores]\npool = 2\n[cluster]\nid = " + std::to_string(i + 1) +
+                       "\nsecret_file = " + cluster_secret_file(dir.path(), i).string() +
+                       "\nelection_timeout_ms = 500\nheartbeat_timeout_ms = 50\n";
+    for (int j = 0; j < kServers; ++j) {
+      text += "server." + std::to_string(j + 1) + " = " + host(j) + ":" + std::to_string(raft_ports[j]) + " " +
+              host(j) + ":" + std::to_string(client_ports[j]) + "\n";
+    }
+    Netsemd::Options options;
+    options.raw_config = text;
+    options.port = client_ports[i];
+    options.data_dir = dir.path() / ("data" + std::to_string(i + 1));
+    std::string error;
+    servers[i] = Netsemd::start(options, &error);
+    ASSERT_TRUE(servers[i] != nullptr) << error;
+  }
+  const auto logs = [&servers] {
+    std::string all;
+    for (int i = 0; i < kServers; ++i) {
+      if (servers[i] != nullptr) all += "--- server " + std::to_string(i + 1) + ":\n" + servers[i]->log();
+    }
+    return all;
+  };
+  const auto kill = [&servers](int i) {
+    servers[i]->send_signal(SIGKILL);
+    ASSERT_TRUE(servers[i]->wait_exit(5s).has_value());
+    servers[i].reset();
+  };
+
+  const int lead = cluster_leader(servers, 10s);
+  ASSERT_GE(lead, 0) << logs();
+  const int page = (lead + 1) % kServers;  // a follower's page
+  const std::uint16_t http_port = test_support::http_port_from_log(servers[page]->log());
+  ASSERT_NE(http_port, 0) << servers[page]->log();
+  ASSERT_TRUE(browser().navigate("http://" + host(page) + ":" + std::to_string(http_port) + "/"))
+      << browser().last_error();
+  const std::string figure =
+      "[...document.querySelectorAll('#figures > div')].find(d => d.querySelector('dt').textContent === 'Cluster')";
+  const std::string text = figure + "?.querySelector('dd').textContent";
+  const std::string red = figure + "?.querySelector('dd').classList.contains('bad')";
+  const std::string shown = "JSON.stringify([" + text + ", " + red + "])";
+
+  const std::string first =
+      "follower, term " + std::to_string(led_term(*servers[lead])) + ", leader " + std::to_string(lead + 1);
+  EXPECT_TRUE(wait_until(text + " === " + json(first).dump())) << eval(shown) << "\n" << logs();
+  EXPECT_EQ(eval(red), false);
+  // No journal on a member: its place in the cluster instead.
+  EXPECT_EQ(eval("[...document.querySelectorAll('#figures dt')].some(d => d.textContent === 'Journal')"), false);
+
+  ASSERT_NO_FATAL_FAILURE(kill(lead));
+  int next = -1;
+  std::uint64_t term = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (next < 0 && std::chrono::steady_clock::now() < deadline) {
+    const int found = cluster_leader(servers, 1s);
+    if (found >= 0 && found != lead) next = found;
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_GE(next, 0) << logs();
+  term = led_term(*servers[next]);
+  const std::string second = next == page
+                                 ? "leader, term " + std::to_string(term)
+                                 : "follower, term " + std::to_string(term) + ", leader " + std::to_string(next + 1);
+  EXPECT_TRUE(wait_until(text + " === " + json(second).dump())) << eval(shown) << "\n" << logs();
+  EXPECT_EQ(eval(red), false);
+
+  // Alone: no leader (a leader without a majority steps down after an
+  // election timeout): said so, in red.
+  ASSERT_NO_FATAL_FAILURE(kill(3 - lead - page));
+  EXPECT_TRUE(wait_until("(" + text + " || '').includes('no leader known') && " + red)) << eval(shown) << "\n"
+                                                                                        << logs();
 }
 
 TEST_F(WebPage, ShowsABannerWhileTheServerDoesNotAnswer) {
