@@ -8,11 +8,37 @@
 
 #include <spdlog/spdlog.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <utility>
 
 namespace netsem::cluster {
+
+namespace {
+
+std::string to_hex(const unsigned char* bytes, std::size_t n) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(2 * n, '0');
+  for (std::size_t i = 0; i < n; ++i) {
+    out[2 * i] = kDigits[bytes[i] >> 4];
+    out[2 * i + 1] = kDigits[bytes[i] & 0xf];
+  }
+  return out;
+}
+
+// `text` is exactly 2 * `bytes` lowercase hex digits.
+bool is_lower_hex(std::string_view text, std::size_t bytes) {
+  return text.size() == 2 * bytes &&
+         std::all_of(text.begin(), text.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+}  // namespace
 
 std::string peer_hello(ServerId id, std::string_view secret) {
   return "PEER " + std::to_string(id) + " " + std::string(secret) + "\n";
@@ -26,17 +52,12 @@ std::optional<std::pair<std::string, std::string>> split_host_port(std::string_v
   return std::make_pair(std::string(host), std::string(address.substr(colon + 1)));
 }
 
-Result<ServerId> check_peer_hello(std::string_view line, std::string_view remote_host, ServerId self,
-                                  const std::map<ServerId, std::string>& client_addresses, std::string_view secret) {
-  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  if (line.size() > kMaxPeerHelloBytes || line.substr(0, 5) != "PEER ") {
-    return Status(StatusCode::kProtocol, "not a PEER line");
-  }
-  line.remove_prefix(5);
-  const auto space = line.find(' ');
-  if (space == std::string_view::npos) return Status(StatusCode::kProtocol, "PEER <id> <secret> expected");
-  const std::string_view id_text = line.substr(0, space);
-  const std::string_view given = line.substr(space + 1);
+namespace {
+
+// The sender of a PEER line: `id_text` a server id in `client_addresses`,
+// not `self`, and `remote_host` that server's configured host.
+Result<ServerId> check_peer_sender(std::string_view id_text, std::string_view remote_host, ServerId self,
+                                   const std::map<ServerId, std::string>& client_addresses) {
   ServerId id = 0;
   const auto [end, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
   if (ec != std::errc() || end != id_text.data() + id_text.size() || id == 0) {
@@ -51,8 +72,25 @@ Result<ServerId> check_peer_hello(std::string_view line, std::string_view remote
     return Status(StatusCode::kDenied, "PEER " + std::to_string(id) + ": from " + std::string(remote_host) +
                                            ", not its configured address " + member->second);
   }
+  return id;
+}
+
+}  // namespace
+
+Result<ServerId> check_peer_hello(std::string_view line, std::string_view remote_host, ServerId self,
+                                  const std::map<ServerId, std::string>& client_addresses, std::string_view secret) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.size() > kMaxPeerHelloBytes || line.substr(0, 5) != "PEER ") {
+    return Status(StatusCode::kProtocol, "not a PEER line");
+  }
+  line.remove_prefix(5);
+  const auto space = line.find(' ');
+  if (space == std::string_view::npos) return Status(StatusCode::kProtocol, "PEER <id> <secret> expected");
+  const std::string_view given = line.substr(space + 1);
+  const Result<ServerId> id = check_peer_sender(line.substr(0, space), remote_host, self, client_addresses);
+  if (!id) return id;
   if (secret.empty() || !same_secret(given, secret)) {
-    return Status(StatusCode::kDenied, "PEER " + std::to_string(id) + ": wrong secret");
+    return Status(StatusCode::kDenied, "PEER " + std::to_string(*id) + ": wrong secret");
   }
   return id;
 }
@@ -65,8 +103,8 @@ std::string peer_removal_notice(ServerId id, std::string_view secret, ServerId r
 
 namespace {
 
-// A peer hello followed by `word` and more (`PEER <id> <secret> REMOVED ...`,
-// `... CHECK ...`): nullopt when the line is no such line; else its sender,
+// A peer hello followed by `word` and more (`PEER <id> <secret> REMOVED
+// ...`): nullopt when the line is no such line; else its sender,
 // checked as a hello is (check_peer_hello), and what follows the word.
 std::optional<std::pair<Result<ServerId>, std::string_view>> peer_line_with(
     std::string_view line, std::string_view word, std::string_view remote_host, ServerId self,
@@ -103,30 +141,99 @@ std::optional<Result<RemovalNotice>> check_removal_notice(std::string_view line,
   return Result<RemovalNotice>(RemovalNotice{.from = *from, .removed = *removed, .index = *index});
 }
 
-std::string peer_secret_check(ServerId id, std::string_view secret, ServerId added) {
-  std::string line = peer_hello(id, secret);
-  line.pop_back();
-  return line + " CHECK " + std::to_string(added) + "\n";
-}
-
-std::string peer_secret_answer(ServerId id) {
-  return "PEER " + std::to_string(id) + " OK\n";
-}
-
-std::optional<Result<SecretCheck>> check_secret_check(std::string_view line, std::string_view remote_host,
-                                                      ServerId self,
-                                                      const std::map<ServerId, std::string>& client_addresses,
-                                                      std::string_view secret) {
-  auto said = peer_line_with(line, " CHECK ", remote_host, self, client_addresses, secret);
-  if (!said) return std::nullopt;
-  const auto& [from, rest] = *said;
-  if (!from) return Result<SecretCheck>(from.status());
-  ServerId added = 0;
-  const auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), added);
-  if (ec != std::errc() || end != rest.data() + rest.size() || added == 0) {
-    return Result<SecretCheck>(Status(StatusCode::kProtocol, "PEER ... CHECK <id> expected"));
+Result<std::string> new_secret_check_nonce() {
+  std::array<unsigned char, kSecretCheckNonceBytes> bytes{};
+  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) {
+    return Status(StatusCode::kInternal, "no random nonce for the secret check: RAND_bytes failed");
   }
-  return Result<SecretCheck>(SecretCheck{.from = *from, .added = added});
+  return to_hex(bytes.data(), bytes.size());
+}
+
+std::string peer_secret_challenge(ServerId leader, ServerId added, std::string_view nonce) {
+  return "PEER " + std::to_string(leader) + " CHALLENGE " + std::to_string(added) + " " + std::string(nonce) + "\n";
+}
+
+std::string secret_check_message(ServerId leader, ServerId asked, ServerId answering, std::string_view nonce) {
+  return "netsem peer secret check v1\nproof: added server to leader\nleader " + std::to_string(leader) + "\nasked " +
+         std::to_string(asked) + "\nserver " + std::to_string(answering) + "\nnonce " + std::string(nonce) + "\n";
+}
+
+std::string secret_check_proof(std::string_view secret, ServerId leader, ServerId asked, ServerId answering,
+                               std::string_view nonce) {
+  const std::string message = secret_check_message(leader, asked, answering, nonce);
+  std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
+  unsigned int size = 0;
+  // HMAC() fails only for a digest OpenSSL lacks; SHA-256 it always has.
+  if (HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+           reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac.data(), &size) == nullptr ||
+      size != kSecretCheckProofBytes) {
+    return std::string();
+  }
+  return to_hex(mac.data(), size);
+}
+
+std::string peer_secret_proof(ServerId id, std::string_view proof) {
+  return "PEER " + std::to_string(id) + " PROOF " + std::string(proof) + "\n";
+}
+
+std::optional<Result<SecretChallenge>> check_secret_challenge(std::string_view line, std::string_view remote_host,
+                                                              ServerId self,
+                                                              const std::map<ServerId, std::string>& client_addresses) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.size() > kMaxPeerHelloBytes || line.substr(0, 5) != "PEER ") return std::nullopt;
+  const std::string_view rest = line.substr(5);
+  const std::size_t space = rest.find(' ');
+  if (space == std::string_view::npos) return std::nullopt;
+  const std::string_view id_text = rest.substr(0, space);
+  const std::string_view after = rest.substr(space + 1);
+  if (!after.starts_with("CHALLENGE ")) {
+    // The first form of 1.2's proposal, "PEER <id> <secret> CHECK <id>":
+    // the secret in clear. Never answered, its secret never compared.
+    const std::size_t check = after.find(" CHECK ");
+    if (check == std::string_view::npos || after.substr(0, check).find(' ') != std::string_view::npos) {
+      return std::nullopt;
+    }
+    return Result<SecretChallenge>(
+        Status(StatusCode::kDenied, "PEER " + std::string(id_text.substr(0, 24)) +
+                                        " <secret> CHECK: the secret check of an older netsemd, which sends the "
+                                        "cluster secret in clear; not answered (upgrade the server that sent it)"));
+  }
+  const Result<ServerId> from = check_peer_sender(id_text, remote_host, self, client_addresses);
+  if (!from) return Result<SecretChallenge>(from.status());
+  const std::string_view fields = after.substr(10);
+  const std::size_t gap = fields.find(' ');
+  ServerId added = 0;
+  const std::string_view added_text = fields.substr(0, gap);
+  const auto [end, ec] = std::from_chars(added_text.data(), added_text.data() + added_text.size(), added);
+  const std::string_view nonce = gap == std::string_view::npos ? std::string_view() : fields.substr(gap + 1);
+  if (gap == std::string_view::npos || ec != std::errc() || end != added_text.data() + added_text.size() ||
+      added == 0 || !is_lower_hex(nonce, kSecretCheckNonceBytes)) {
+    return Result<SecretChallenge>(
+        Status(StatusCode::kProtocol, "PEER <id> CHALLENGE <id> <64 lowercase hex digits> expected"));
+  }
+  return Result<SecretChallenge>(SecretChallenge{.from = *from, .added = added, .nonce = std::string(nonce)});
+}
+
+Result<ServerId> verify_secret_proof(std::string_view line, std::string_view secret, ServerId leader, ServerId asked,
+                                     std::string_view nonce) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  constexpr std::string_view kWord = " PROOF ";
+  const std::size_t word = line.find(kWord);
+  ServerId id = 0;
+  const std::string_view id_text =
+      word == std::string_view::npos || word < 5 ? std::string_view() : line.substr(5, word - 5);
+  const auto [end, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+  const std::string_view given = word == std::string_view::npos ? std::string_view() : line.substr(word + kWord.size());
+  if (!line.starts_with("PEER ") || id_text.empty() || ec != std::errc() || end != id_text.data() + id_text.size() ||
+      id == 0 || !is_lower_hex(given, kSecretCheckProofBytes)) {
+    return Status(StatusCode::kProtocol, "not PEER <id> PROOF <64 lowercase hex digits>");
+  }
+  const std::string expected = secret_check_proof(secret, leader, asked, id, nonce);
+  if (secret.empty() || expected.size() != given.size() ||
+      CRYPTO_memcmp(expected.data(), given.data(), given.size()) != 0) {
+    return Status(StatusCode::kDenied, "server " + std::to_string(id) + "'s proof does not match the cluster secret");
+  }
+  return id;
 }
 
 std::string frame_entry(std::string_view entry) {

@@ -14,10 +14,12 @@
 //   peer_removal_notice /           the leader's word to a server it
 //   check_removal_notice,           removed (a line alone on a connection
 //   send_peer_line                  of its own), made, checked and sent
-//   peer_secret_check /             the leader's question to a server it
-//   check_secret_check,             would add: does it hold the cluster
-//   peer_secret_answer,             secret? (a line alone on a connection,
-//   ask_peer_line                   answered by a line)
+//   peer_secret_challenge /         the leader's question to a server it
+//   check_secret_challenge,         would add: does it hold the cluster
+//   secret_check_proof,             secret? (a challenge alone on a
+//   peer_secret_proof,              connection, answered by an HMAC proof;
+//   verify_secret_proof,            nothing secret on the wire)
+//   ask_peer_line
 //   frame_entry / PeerFrameDecoder  the framing, with no I/O
 //   PeerLinkClient                  a Forwarder over Asio: one link at a
 //                                   time, to the leader named, reconnected on
@@ -92,30 +94,73 @@ std::optional<Result<RemovalNotice>> check_removal_notice(std::string_view line,
                                                           std::string_view secret);
 
 // The leader's question before a CLUSTER ADD commits anything: does the
-// server at the client address given hold the cluster secret? "PEER <id>
-// <secret> CHECK <added-id>\n" alone on a connection of its own; the server
-// answers peer_secret_answer() when it takes the line's "PEER <id>
-// <secret>" part as a hello (check_secret_check), and closes the
-// connection without a word otherwise, as for a refused hello. A server
-// with another secret, that would be added as a voter whose peer links and
-// removal notice every other server refuses, is so never added
-// (docs/replication.md, "Adding and removing servers").
-std::string peer_secret_check(ServerId id, std::string_view secret, ServerId added);
-// "PEER <id> OK\n": the answer of server `id` to a secret check.
-std::string peer_secret_answer(ServerId id);
+// server at the client address given hold the cluster secret? A
+// challenge-response that puts nothing secret on the wire, since that
+// address is no member yet (a mistyped or hostile address must learn
+// nothing): the leader sends, alone on a connection of its own,
+//   "PEER <leader-id> CHALLENGE <added-id> <nonce>\n"
+// (<nonce>: 32 fresh random bytes, 64 lowercase hex digits), and the server
+// answers
+//   "PEER <its id> PROOF <proof>\n"
+// where <proof> is secret_check_proof(): HMAC-SHA256 keyed by the cluster
+// secret over a domain-separated message binding the nonce, the leader's
+// id, the id asked for, the answering server's id and the direction. The
+// leader recomputes it and compares in constant time (verify_secret_proof).
+// A server with another secret, that would be added as a voter whose peer
+// links and removal notice every other server refuses, is so never added
+// (docs/replication.md, "Adding and removing servers"). The server checks
+// only who asks (check_secret_challenge: a server it knows, from that
+// server's host); it cannot tell the leader's secret, and acts on nothing
+// (docs/security.md says why that is enough). The 1.2 proposal's first
+// form, "PEER <id> <secret> CHECK <added-id>", sent the secret in clear: a
+// server of this build refuses to answer it.
 
-struct SecretCheck {
+// Size of a challenge's nonce and of a proof, in bytes (64 hex digits each).
+inline constexpr std::size_t kSecretCheckNonceBytes = 32;
+inline constexpr std::size_t kSecretCheckProofBytes = 32;
+
+// A fresh nonce from OpenSSL's CSPRNG (RAND_bytes), in lowercase hex;
+// kInternal when the generator fails.
+Result<std::string> new_secret_check_nonce();
+
+// "PEER <leader> CHALLENGE <added> <nonce>\n".
+std::string peer_secret_challenge(ServerId leader, ServerId added, std::string_view nonce);
+
+// The message a proof is the HMAC of (exposed for the known-answer test):
+// "netsem peer secret check v1\nproof: added server to leader\nleader <leader>\n
+//  asked <asked>\nserver <answering>\nnonce <nonce>\n".
+std::string secret_check_message(ServerId leader, ServerId asked, ServerId answering, std::string_view nonce);
+
+// HMAC-SHA256(secret, secret_check_message(...)) in lowercase hex.
+std::string secret_check_proof(std::string_view secret, ServerId leader, ServerId asked, ServerId answering,
+                               std::string_view nonce);
+
+// "PEER <id> PROOF <proof>\n": server `id`'s answer to a challenge.
+std::string peer_secret_proof(ServerId id, std::string_view proof);
+
+struct SecretChallenge {
   ServerId from = 0;   // the server that asks (the leader)
   ServerId added = 0;  // the id it would add the answering server as
+  std::string nonce;   // its nonce (64 lowercase hex digits)
 };
 
-// nullopt when `line` is no secret check; else the check, or why it is
-// refused: its "PEER <id> <secret>" checked as check_peer_hello checks a
-// hello, kProtocol for a malformed rest.
-std::optional<Result<SecretCheck>> check_secret_check(std::string_view line, std::string_view remote_host,
-                                                      ServerId self,
-                                                      const std::map<ServerId, std::string>& client_addresses,
-                                                      std::string_view secret);
+// nullopt when `line` is no secret check; else the challenge, or why it
+// is refused: its sender checked as check_peer_hello checks a hello's,
+// without the secret (an id in `client_addresses`, not `self`, from that
+// server's host: kDenied), kProtocol for a malformed rest, kDenied for
+// the old form "PEER <id> <secret> CHECK <id>" (never answered: it
+// carries the secret in clear; its secret is not even looked at).
+std::optional<Result<SecretChallenge>> check_secret_challenge(std::string_view line, std::string_view remote_host,
+                                                              ServerId self,
+                                                              const std::map<ServerId, std::string>& client_addresses);
+
+// The answer `line` (without its newline) to the challenge `leader` sent
+// with `nonce` for server `asked`: the answering server's id when its
+// proof holds for that id (compared in constant time: CRYPTO_memcmp);
+// kDenied when the proof does not match (another secret); kProtocol when
+// the line is no "PEER <id> PROOF <64 hex digits>".
+Result<ServerId> verify_secret_proof(std::string_view line, std::string_view secret, ServerId leader, ServerId asked,
+                                     std::string_view nonce);
 
 // Sends `line` as send_peer_line does and reads one line back. `done` runs
 // once on `io`'s thread: the line (without its newline) when one came

@@ -604,22 +604,28 @@ void ClusterRuntime::accept_peer(UniqueFd fd, const asio::ip::address& remote, s
     });
     return;
   }
-  if (auto check = cluster::check_secret_check(line, host, id_, client_addresses_, secret_)) {
-    if (!*check) {
-      spdlog::warn(
-          "cluster: refused a secret check from {}: {} (the leader does not add this server: is its secret_file "
-          "the cluster's?)",
-          host, check->status().to_string());
+  if (auto challenge = cluster::check_secret_challenge(line, host, id_, client_addresses_)) {
+    if (!*challenge) {
+      spdlog::warn("cluster: refused a secret check from {}: {}", host, challenge->status().to_string());
       return;  // fd closes without a word: the leader refuses the ADD
     }
-    const std::string answer = cluster::peer_secret_answer(id_);
+    const cluster::SecretChallenge& asked = **challenge;
+    // The proof is all this server says: the leader, which holds the
+    // secret, tells whether it matches; this server cannot, and need not
+    // (it changes nothing here).
+    const std::string answer = cluster::peer_secret_proof(
+        id_, cluster::secret_check_proof(secret_, asked.from, asked.added, id_, asked.nonce));
     if (::send(fd.get(), answer.data(), answer.size(), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-      spdlog::warn("cluster: answering server {}'s secret check: {}", (*check)->from, std::strerror(errno));
-    } else if ((*check)->added != id_) {
-      spdlog::warn("cluster: server {} would add this server as server {}, but it is server {}", (*check)->from,
-                   (*check)->added, id_);
+      spdlog::warn("cluster: answering server {}'s secret check: {}", asked.from, std::strerror(errno));
+    } else if (asked.added != id_) {
+      spdlog::warn("cluster: server {} would add this server as server {}, but it is server {}", asked.from,
+                   asked.added, id_);
     } else {
-      spdlog::info("cluster: server {} checked the cluster secret before adding this server", (*check)->from);
+      spdlog::info(
+          "cluster: server {} asked whether this server holds the cluster secret before adding it; answered with a "
+          "proof (if the add fails with 'did not confirm the cluster secret', this server's secret_file is not the "
+          "cluster's)",
+          asked.from);
     }
     return;  // fd closes
   }
@@ -787,7 +793,9 @@ void ClusterRuntime::change_membership(MembershipChange change, std::function<vo
   change_membership(std::move(change), std::move(done), false);
 }
 
-Status ClusterRuntime::secret_check_refusal(const MembershipChange& change, const Result<std::string>& answer) {
+Status ClusterRuntime::secret_check_refusal(const MembershipChange& change, std::string_view secret,
+                                            std::uint64_t leader, std::string_view nonce,
+                                            const Result<std::string>& answer) {
   const std::string server = "server " + std::to_string(change.id) + " at " + change.client_address;
   if (answer.status().code() == StatusCode::kUnavailable) {
     spdlog::info(
@@ -796,25 +804,27 @@ Status ClusterRuntime::secret_check_refusal(const MembershipChange& change, cons
         server, answer.status().message());
     return Status::ok();
   }
-  // "PEER <its id> OK" (peer_secret_answer without its newline).
-  std::uint64_t its_id = 0;
-  if (answer && answer->starts_with("PEER ") && answer->ends_with(" OK")) {
-    const std::string_view number = std::string_view(*answer).substr(5, answer->size() - 8);
-    const auto [end, error] = std::from_chars(number.data(), number.data() + number.size(), its_id);
-    if (error != std::errc() || end != number.data() + number.size()) its_id = 0;
-  }
-  if (its_id == change.id) return Status::ok();
-  if (its_id != 0) {
+  const Result<cluster::ServerId> proven = answer
+                                               ? cluster::verify_secret_proof(*answer, secret, leader, change.id, nonce)
+                                               : Result<cluster::ServerId>(answer.status());
+  if (proven && *proven == change.id) return Status::ok();
+  if (proven) {
     return Status(StatusCode::kInvalidArgument,
-                  "the server at " + change.client_address + " is server " + std::to_string(its_id) + ", not server " +
+                  "the server at " + change.client_address + " is server " + std::to_string(*proven) + ", not server " +
                       std::to_string(change.id) + " (its [cluster] id); nothing was changed");
   }
-  const std::string said =
-      answer ? "it answered '" + answer->substr(0, 80) + "'" : std::string(answer.status().message());
+  std::string why;
+  if (!answer) {
+    why = std::string(answer.status().message()) +
+          "): it has no server.N line for this server, or it runs a netsemd older than the secret challenge (its "
+          "log then says 'refused a peer link ... wrong secret'), or it is no netsemd";
+  } else if (proven.status().code() == StatusCode::kDenied) {
+    why = "its proof does not match): its secret_file is not the cluster's";
+  } else {
+    why = "it answered '" + answer->substr(0, 80) + "', no proof): it is no netsemd of this version";
+  }
   return Status(StatusCode::kInvalidArgument,
-                server + " did not confirm the cluster secret (" + said +
-                    "): its secret_file is not the cluster's, or it has no server.N line for this server, or it runs "
-                    "an older netsemd (its log says which); nothing was changed");
+                server + " did not confirm the cluster secret (" + why + "; nothing was changed");
 }
 
 void ClusterRuntime::change_membership(MembershipChange change, std::function<void(Status)> done, bool secret_checked) {
@@ -885,17 +895,21 @@ void ClusterRuntime::change_membership(MembershipChange change, std::function<vo
     const auto local = own == client_addresses_.end() ? std::nullopt : cluster::split_host_port(own->second);
     spdlog::info("cluster: asking server {} at {} whether it holds the cluster secret", id, change.client_address);
     const std::string address = change.client_address;
-    cluster::ask_peer_line(io_, local ? local->first : std::string(), address,
-                           cluster::peer_secret_check(id_, secret_, id),
-                           [this, change = std::move(change), done = std::move(done)](Result<std::string> answer) {
-                             post([this, change, done, answer = std::move(answer)] {
-                               if (Status refused = secret_check_refusal(change, answer); !refused) {
-                                 spdlog::warn("cluster: not adding server {}: {}", change.id, refused.message());
-                                 return done(refused);
-                               }
-                               change_membership(change, done, true);
-                             });
-                           });
+    // A fresh nonce: the server proves it holds the secret without either
+    // side sending it (cluster::peer_secret_challenge).
+    Result<std::string> nonce = cluster::new_secret_check_nonce();
+    if (!nonce) return fail(nonce.status());
+    cluster::ask_peer_line(
+        io_, local ? local->first : std::string(), address, cluster::peer_secret_challenge(id_, id, *nonce),
+        [this, change = std::move(change), done = std::move(done), nonce = *nonce](Result<std::string> answer) {
+          post([this, change, done, nonce, answer = std::move(answer)] {
+            if (Status refused = secret_check_refusal(change, secret_, id_, nonce, answer); !refused) {
+              spdlog::warn("cluster: not adding server {}: {}", change.id, refused.message());
+              return done(refused);
+            }
+            change_membership(change, done, true);
+          });
+        });
     return;
   }
   spdlog::info("cluster: adding server {} (raft {}, clients {}){}", id, change.raft_address, change.client_address,

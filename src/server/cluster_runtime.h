@@ -147,8 +147,8 @@ class ClusterRuntime final : public CommandSink {
 
   // CommandSink: CLUSTER STATUS's JSON and CLUSTER ADD / REMOVE (leader
   // only). ADD: the new server asked whether it holds the cluster secret
-  // (cluster::ask_peer_line; refused, kInvalidArgument, when it answers
-  // otherwise), then SetMember (its client address, replicated),
+  // (a challenge it answers with an HMAC proof, cluster::ask_peer_line;
+  // refused, kInvalidArgument, when it answers otherwise), then SetMember (its client address, replicated),
   // then RaftNode::add_server (a spare), then assign voter (libraft waits
   // until it caught up); REMOVE: RaftNode::remove_server, then the
   // address taken back (take_back_addresses). `done` runs on the loop
@@ -237,11 +237,14 @@ class ClusterRuntime final : public CommandSink {
   // (`secret_checked`: then everything is checked again, as the leadership
   // and the configuration may have changed meanwhile).
   void change_membership(MembershipChange change, std::function<void(Status)> done, bool secret_checked);
-  // Why the answer (cluster::ask_peer_line) to the secret check of an ADD
-  // of `change` refuses it; OK when it may go on: the server's right
-  // answer, or no connection at all (a server not started yet is added as
-  // before: it does not catch up, and the ADD ends in kTimeout).
-  static Status secret_check_refusal(const MembershipChange& change, const Result<std::string>& answer);
+  // Why the answer (cluster::ask_peer_line) to the secret challenge of an
+  // ADD of `change` (sent by `leader` with `nonce`) refuses it; OK when it
+  // may go on: a proof of `secret` by the server of change.id
+  // (cluster::verify_secret_proof), or no connection at all (a server not
+  // started yet is added as before: it does not catch up, and the ADD ends
+  // in kTimeout).
+  static Status secret_check_refusal(const MembershipChange& change, std::string_view secret, std::uint64_t leader,
+                                     std::string_view nonce, const Result<std::string>& answer);
   // As leader: assign spare `id` voter. When libraft gives up waiting for
   // it to catch up (kTimeout), removes it again (and its member): `done`
   // gets kTimeout either way, saying whether it stays a spare.

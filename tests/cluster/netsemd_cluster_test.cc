@@ -2254,7 +2254,11 @@ TEST_F(NetsemdCluster, AnAddOfAServerWithAnotherSecretIsRefusedAndChangesNothing
             0u)
       << answer << "\n"
       << logs();
-  EXPECT_TRUE(servers_[3]->wait_for_log("refused a secret check from " + host(lead), 2s)) << logs();
+  EXPECT_NE(answer.find("its proof does not match): its secret_file is not the cluster's"), std::string::npos)
+      << answer;
+  EXPECT_TRUE(servers_[3]->wait_for_log(
+      "server " + std::to_string(lead + 1) + " asked whether this server holds the cluster secret", 2s))
+      << logs();
   const std::string status = admin->request("s1 CLUSTER STATUS", 5s);
   const auto members = members_of(status, "s1");
   EXPECT_EQ(members.size(), 3u) << logs();
@@ -2280,7 +2284,83 @@ TEST_F(NetsemdCluster, AnAddOfAServerWithAnotherSecretIsRefusedAndChangesNothing
   const auto after = members_of("s2 OK " + settled, "s2");
   ASSERT_EQ(after.size(), 4u) << logs();
   EXPECT_EQ(after.at(4).at("role"), "voter");
-  EXPECT_TRUE(servers_[3]->wait_for_log("checked the cluster secret before adding this server", 2s)) << logs();
+  EXPECT_TRUE(servers_[3]->wait_for_log("asked whether this server holds the cluster secret before adding it", 2s))
+      << logs();
+}
+
+// The secret check of an ADD goes to an address that is no member yet: a
+// mistyped or hostile one must learn nothing from it. A fake server at the
+// fourth's client address (nothing else listens there) records every byte
+// the leader sends, answers a forged proof, and records on until the
+// leader closes: the bytes are one challenge line with a fresh nonce and
+// hold no secret; the forged proof is refused and nothing changes. With
+// the first form (`PEER <leader> <secret> CHECK 4`) the secret was there.
+TEST_F(NetsemdCluster, TheSecretCheckOfAnAddPutsNoSecretOnTheWire) {
+  const std::string secret = "a-cluster-secret-of-the-test-0123456789";
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(listener.valid());
+  const int on = 1;
+  ::setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<std::uint16_t>(client_ports_[3]));
+  ASSERT_EQ(::inet_pton(AF_INET, host(3).c_str(), &address.sin_addr), 1);
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address), 0)
+      << std::strerror(errno);
+  ASSERT_EQ(::listen(listener.get(), 4), 0);
+  // Each connection's bytes, up to its close (or 5 s of it).
+  std::vector<std::string> heard;
+  std::atomic<bool> stop{false};
+  std::thread fake([&] {
+    while (!stop) {
+      pollfd waiting{listener.get(), POLLIN, 0};
+      if (::poll(&waiting, 1, 50) != 1) continue;
+      const UniqueFd peer(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      if (!peer.valid()) continue;
+      std::string bytes;
+      bool answered = false;
+      const auto until = std::chrono::steady_clock::now() + 5s;
+      while (std::chrono::steady_clock::now() < until) {
+        pollfd reading{peer.get(), POLLIN, 0};
+        if (::poll(&reading, 1, 50) != 1) continue;
+        char chunk[4096];
+        const ssize_t n = ::recv(peer.get(), chunk, sizeof chunk, 0);
+        if (n <= 0) break;
+        bytes.append(chunk, static_cast<std::size_t>(n));
+        if (!answered && bytes.find('\n') != std::string::npos) {
+          answered = true;
+          const std::string forged = "PEER 4 PROOF " + std::string(64, 'a') + "\n";
+          (void)::send(peer.get(), forged.data(), forged.size(), MSG_NOSIGNAL);
+        }
+      }
+      heard.push_back(std::move(bytes));
+    }
+  });
+  auto admin = connect(lead);
+  ASSERT_TRUE(admin != nullptr);
+  const std::string answer = admin->request(add_fourth("c1"), 30s);
+  std::this_thread::sleep_for(200ms);  // the leader's close reaches the fake
+  stop = true;
+  fake.join();
+  std::printf("CLUSTER ADD of a fake server: \"%s\"; it heard %zu connection(s)\n", answer.c_str(), heard.size());
+  EXPECT_EQ(answer.rfind("c1 ERR BAD_ARG server 4 at " + client_address(3) + " did not confirm the cluster secret", 0),
+            0u)
+      << answer << "\n"
+      << logs();
+  EXPECT_NE(answer.find("its proof does not match"), std::string::npos) << answer;
+  ASSERT_EQ(heard.size(), 1u) << logs();
+  const std::string& line = heard.front();
+  std::printf("it heard: %s", line.c_str());
+  EXPECT_EQ(line.find(secret), std::string::npos) << "the secret went to a server not yet added: " << line;
+  // Not even a piece of it (the first 16 characters: the shortest secret).
+  EXPECT_EQ(line.find(secret.substr(0, 16)), std::string::npos) << line;
+  EXPECT_TRUE(std::regex_match(line, std::regex("PEER " + std::to_string(lead + 1) + " CHALLENGE 4 [0-9a-f]{64}\n")))
+      << line;
+  const std::string status = admin->request("s1 CLUSTER STATUS", 5s);
+  EXPECT_EQ(members_of(status, "s1").size(), 3u) << status;
+  EXPECT_EQ(ids_of(client_addresses_of(status, "s1")), "1 2 3") << status;
 }
 
 // KICK of a session hosted by another server. Protocol KICK goes through

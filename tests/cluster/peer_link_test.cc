@@ -97,43 +97,164 @@ TEST(PeerLink, ARemovalNoticeIsCheckedAsAHelloIsAndIsNoHello) {
   }
 }
 
-// The leader's secret check before an ADD: its PEER part is checked as a
-// hello is (a wrong secret refused), the rest must be one id; it is neither
-// a hello nor a removal notice, and they are no check.
-TEST(PeerLink, ASecretCheckIsCheckedAsAHelloIsAndIsNoHello) {
+// The leader's secret check before an ADD: a challenge carrying a nonce,
+// answered by an HMAC proof; no secret on the wire either way.
+constexpr char kKatSecret[] = "a-cluster-secret-of-the-test-0123456789";
+constexpr char kKatNonce[] = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+// Known answer: computed outside netsem (Python's hmac, and
+// `openssl dgst -sha256 -hmac <secret>` over the message), so a change of
+// the message, the key or the MAC breaks it (and interoperation with it).
+TEST(PeerLink, ASecretCheckProofIsTheHmacOfItsDomainSeparatedMessage) {
+  EXPECT_EQ(secret_check_message(1, 4, 4, kKatNonce),
+            "netsem peer secret check v1\nproof: added server to leader\nleader 1\nasked 4\nserver 4\nnonce "
+            "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n");
+  EXPECT_EQ(secret_check_proof(kKatSecret, 1, 4, 4, kKatNonce),
+            "311d28f67bd6dad9637e2019f96be6f93e92e96938129ccdd74fce12bc8147a8");
+  EXPECT_EQ(peer_secret_challenge(1, 4, kKatNonce), std::string("PEER 1 CHALLENGE 4 ") + kKatNonce + "\n");
+  EXPECT_EQ(peer_secret_proof(4, "ab"), "PEER 4 PROOF ab\n");
+  // Fresh nonces: 64 lowercase hex digits, never the same twice.
+  const Result<std::string> a = new_secret_check_nonce();
+  const Result<std::string> b = new_secret_check_nonce();
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->size(), 64u);
+  EXPECT_EQ(a->find_first_not_of("0123456789abcdef"), std::string::npos) << *a;
+  EXPECT_NE(*a, *b);
+}
+
+TEST(PeerLink, AProofHoldsOnlyForTheSecretTheNonceAndTheIdsItWasMadeFor) {
+  const auto answer = [](std::string_view secret, ServerId leader, ServerId asked, ServerId answering,
+                         std::string_view nonce) {
+    std::string line = peer_secret_proof(answering, secret_check_proof(secret, leader, asked, answering, nonce));
+    line.pop_back();
+    return line;
+  };
+  const std::string right = answer(kKatSecret, 1, 4, 4, kKatNonce);
+  const Result<ServerId> proven = verify_secret_proof(right, kKatSecret, 1, 4, kKatNonce);
+  ASSERT_TRUE(proven) << proven.status().to_string();
+  EXPECT_EQ(*proven, 4u);
+  EXPECT_TRUE(verify_secret_proof(right + "\r", kKatSecret, 1, 4, kKatNonce));
+  // Another server's own proof names it: the caller tells "server 5, not 4".
+  const Result<ServerId> other =
+      verify_secret_proof(answer(kKatSecret, 1, 4, 5, kKatNonce), kKatSecret, 1, 4, kKatNonce);
+  ASSERT_TRUE(other);
+  EXPECT_EQ(*other, 5u);
+
+  std::string other_nonce = kKatNonce;
+  other_nonce.back() = '0';
+  const std::string tampered_id = "PEER 5" + right.substr(6);  // server 4's proof, claimed by server 5
+  std::string flipped = right;
+  flipped.back() = flipped.back() == '0' ? '1' : '0';
+  struct Case {
+    std::string what;
+    std::string line;
+    ServerId leader;
+    ServerId asked;
+    std::string nonce;
+  };
+  const Case denied[] = {
+      {"wrong secret", answer("another-secret-of-16+chars", 1, 4, 4, kKatNonce), 1, 4, kKatNonce},
+      {"another nonce (a replayed answer)", right, 1, 4, other_nonce},
+      {"made for another leader", answer(kKatSecret, 2, 4, 4, kKatNonce), 1, 4, kKatNonce},
+      {"made for another asked id", answer(kKatSecret, 1, 5, 4, kKatNonce), 1, 4, kKatNonce},
+      {"its id tampered with", tampered_id, 1, 4, kKatNonce},
+      {"a bit of the proof flipped", flipped, 1, 4, kKatNonce},
+  };
+  for (const Case& c : denied) {
+    const Result<ServerId> got = verify_secret_proof(c.line, kKatSecret, c.leader, c.asked, c.nonce);
+    EXPECT_EQ(got.status().code(), StatusCode::kDenied) << c.what << ": " << c.line;
+  }
+  // No secret on this side proves nothing.
+  EXPECT_EQ(verify_secret_proof(right, "", 1, 4, kKatNonce).status().code(), StatusCode::kDenied);
+
+  const std::string proof = secret_check_proof(kKatSecret, 1, 4, 4, kKatNonce);
+  std::string upper = proof;
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  const std::string malformed[] = {
+      "",
+      "PEER 4 OK",  // the first form's answer
+      "PEER 4 PROOF",
+      "PEER 4 PROOF ",
+      "PEER 4 PROOF " + proof.substr(1),
+      "PEER 4 PROOF " + proof + "0",
+      "PEER 4 PROOF " + proof + " x",
+      "PEER 4 PROOF " + upper,
+      "PEER 4 PROOF " + proof.substr(0, 63) + "g",
+      "PEER 0 PROOF " + proof,
+      "PEER x PROOF " + proof,
+      "PEER  PROOF " + proof,
+      "PEER PROOF " + proof,
+      "PEERS 4 PROOF " + proof,
+      "peer 4 PROOF " + proof,
+      "PEER 4 proof " + proof,
+      "PEER 99999999999999999999999 PROOF " + proof,
+  };
+  for (const std::string& line : malformed) {
+    EXPECT_EQ(verify_secret_proof(line, kKatSecret, 1, 4, kKatNonce).status().code(), StatusCode::kProtocol)
+        << "'" << line << "'";
+  }
+}
+
+// What the answering server checks of a challenge: who asks (a server it
+// knows, from that server's host; no secret is there to check), and the
+// form. The first form, with the secret in clear, is refused unanswered.
+TEST(PeerLink, AChallengeIsCheckedForItsSenderAndFormAndTheOldFormIsRefused) {
   const std::map<ServerId, std::string> members = {{1, "127.0.0.1:5000"}, {2, "127.0.0.2:5000"}, {4, "127.0.0.4:5000"}};
-  const std::string line = peer_secret_check(2, "s3cret", 4);
-  EXPECT_EQ(line, "PEER 2 s3cret CHECK 4\n");
-  EXPECT_EQ(peer_secret_answer(4), "PEER 4 OK\n");
+  const std::string line = peer_secret_challenge(2, 4, kKatNonce);
   const std::string_view bare(line.data(), line.size() - 1);
-  auto check = check_secret_check(bare, "127.0.0.2", 4, members, "s3cret");
-  ASSERT_TRUE(check.has_value());
-  ASSERT_TRUE(*check) << check->status().to_string();
-  EXPECT_EQ((*check)->from, 2u);
-  EXPECT_EQ((*check)->added, 4u);
+  auto challenge = check_secret_challenge(bare, "127.0.0.2", 4, members);
+  ASSERT_TRUE(challenge.has_value());
+  ASSERT_TRUE(*challenge) << challenge->status().to_string();
+  EXPECT_EQ((*challenge)->from, 2u);
+  EXPECT_EQ((*challenge)->added, 4u);
+  EXPECT_EQ((*challenge)->nonce, kKatNonce);
+  EXPECT_TRUE(check_secret_challenge(std::string(bare) + "\r", "127.0.0.2", 4, members).value());
+  // Neither a hello nor a removal notice, and they are no challenge.
   EXPECT_FALSE(check_peer_hello(bare, "127.0.0.2", 4, members, "s3cret"));
   EXPECT_FALSE(check_removal_notice(bare, "127.0.0.2", 4, members, "s3cret").has_value());
-  EXPECT_FALSE(check_secret_check("PEER 2 s3cret", "127.0.0.2", 4, members, "s3cret").has_value());
-  EXPECT_FALSE(check_secret_check("PEER 2 s3cret REMOVED 4 7", "127.0.0.2", 4, members, "s3cret").has_value());
-  // (A hello then, refused: its secret would be "s3cret CHECK".)
-  EXPECT_FALSE(check_secret_check("PEER 2 s3cret CHECK", "127.0.0.2", 4, members, "s3cret").has_value());
+  EXPECT_FALSE(check_secret_challenge("PEER 2 s3cret", "127.0.0.2", 4, members).has_value());
+  EXPECT_FALSE(check_secret_challenge("PEER 2 s3cret REMOVED 4 7", "127.0.0.2", 4, members).has_value());
+  EXPECT_FALSE(check_secret_challenge("PEER 2", "127.0.0.2", 4, members).has_value());
+  EXPECT_FALSE(check_secret_challenge("HELLO 1.2", "127.0.0.2", 4, members).has_value());
+
   struct Case {
     std::string line;
     std::string from;
     StatusCode code;
   };
+  const std::string nonce = kKatNonce;
   const Case refused[] = {
+      {"PEER 2 CHALLENGE 4 " + nonce, "127.0.0.1", StatusCode::kDenied},  // not from server 2's host
+      {"PEER 3 CHALLENGE 4 " + nonce, "127.0.0.3", StatusCode::kDenied},  // no server it knows
+      {"PEER 4 CHALLENGE 4 " + nonce, "127.0.0.4", StatusCode::kDenied},  // itself
+      {"PEER 0 CHALLENGE 4 " + nonce, "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 CHALLENGE 0 " + nonce, "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 CHALLENGE 4", "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 CHALLENGE 4 ", "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 CHALLENGE x " + nonce, "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 CHALLENGE 4 " + nonce.substr(2), "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 CHALLENGE 4 " + nonce + "00", "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 CHALLENGE 4 " + nonce + " 5", "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 CHALLENGE 4 " + nonce.substr(0, 63) + "A", "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 CHALLENGE 4 " + std::string(600, 'a'), "127.0.0.2", StatusCode::kProtocol},
+      // The first form: the secret in clear. Refused whatever its secret.
+      {"PEER 2 s3cret CHECK 4", "127.0.0.2", StatusCode::kDenied},
       {"PEER 2 wrong CHECK 4", "127.0.0.2", StatusCode::kDenied},
-      {"PEER 2 s3cret CHECK 4", "127.0.0.1", StatusCode::kDenied},  // not from server 2's host
-      {"PEER 3 s3cret CHECK 4", "127.0.0.2", StatusCode::kDenied},  // no server it knows
-      {"PEER 2 s3cret CHECK 0", "127.0.0.2", StatusCode::kProtocol},
-      {"PEER 2 s3cret CHECK 4 5", "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 s3cret CHECK 4", "127.0.0.9", StatusCode::kDenied},
   };
   for (const Case& c : refused) {
-    auto checked = check_secret_check(c.line, c.from, 4, members, "s3cret");
+    auto checked = check_secret_challenge(c.line, c.from, 4, members);
+    if (c.line.size() > kMaxPeerHelloBytes) {
+      EXPECT_FALSE(checked.has_value()) << "a line of " << c.line.size() << " bytes";
+      continue;
+    }
     ASSERT_TRUE(checked.has_value()) << c.line;
     EXPECT_EQ(checked->status().code(), c.code) << c.line << ": " << checked->status().to_string();
   }
+  const auto old = check_secret_challenge("PEER 2 s3cret CHECK 4", "127.0.0.2", 4, members);
+  ASSERT_TRUE(old.has_value());
+  EXPECT_NE(old->status().message().find("in clear"), std::string::npos) << old->status().to_string();
+  EXPECT_EQ(old->status().message().find("s3cret"), std::string::npos) << old->status().to_string();
 }
 
 // ask_peer_line over TCP: the line answered, a connection closed without a
@@ -153,24 +274,24 @@ TEST(PeerLink, AskPeerLineTellsAnAnswerASilentCloseAndNoServerApart) {
       asio::async_read_until(peer, buffer, '\n', [&](const asio::error_code& read, std::size_t n) {
         ASSERT_FALSE(read) << read.message();
         heard.assign(asio::buffers_begin(buffer.data()), asio::buffers_begin(buffer.data()) + static_cast<long>(n));
-        if (answer) asio::write(peer, asio::buffer(peer_secret_answer(4)));
+        if (answer) asio::write(peer, asio::buffer(peer_secret_proof(4, "ab")));
         peer.close();
       });
     });
-    ask_peer_line(io, "127.0.0.1", address, peer_secret_check(1, "s3cret", 4),
+    ask_peer_line(io, "127.0.0.1", address, peer_secret_challenge(1, 4, kKatNonce),
                   [&](Result<std::string> outcome) { got = std::move(outcome); });
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     while (!got && std::chrono::steady_clock::now() < deadline) {
       io.restart();
       io.run_for(milliseconds(20));
     }
-    EXPECT_EQ(heard, "PEER 1 s3cret CHECK 4\n");
+    EXPECT_EQ(heard, std::string("PEER 1 CHALLENGE 4 ") + kKatNonce + "\n");
     return got;
   };
   const auto answered = ask(true);
   ASSERT_TRUE(answered.has_value());
   ASSERT_TRUE(*answered) << answered->status().to_string();
-  EXPECT_EQ(**answered, "PEER 4 OK");
+  EXPECT_EQ(**answered, "PEER 4 PROOF ab");
   const auto silent = ask(false);
   ASSERT_TRUE(silent.has_value());
   EXPECT_EQ(silent->status().code(), StatusCode::kIoError) << silent->status().to_string();
@@ -178,7 +299,7 @@ TEST(PeerLink, AskPeerLineTellsAnAnswerASilentCloseAndNoServerApart) {
 
   acceptor.close();
   std::optional<Result<std::string>> none;
-  ask_peer_line(io, "127.0.0.1", address, peer_secret_check(1, "s3cret", 4),
+  ask_peer_line(io, "127.0.0.1", address, peer_secret_challenge(1, 4, kKatNonce),
                 [&](Result<std::string> outcome) { none = std::move(outcome); });
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (!none && std::chrono::steady_clock::now() < deadline) {
