@@ -91,7 +91,9 @@ ZeroFilledSegments::~ZeroFilledSegments() {
   --r.count;
 }
 
-unsigned long ZeroFilledSegments::files_filled() { return registry().filled.load(); }
+unsigned long ZeroFilledSegments::files_filled() {
+  return registry().filled.load();
+}
 
 }  // namespace netsem::raft
 

@@ -124,9 +124,7 @@ TEST_F(ZeroFilledSegmentsTest, AFileWithDataAndAnOffsetAreTheCLibrarys) {
 
 TEST_F(ZeroFilledSegmentsTest, RegistrationsNestAndEnd) {
   auto outer = std::make_unique<ZeroFilledSegments>(registered_);
-  {
-    ZeroFilledSegments inner(registered_);
-  }
+  { ZeroFilledSegments inner(registered_); }
   ASSERT_EQ(allocate_new(registered_ + "/still"), 0);
   EXPECT_EQ(unwritten_extents(registered_ + "/still"), 0) << "one registration is left";
   outer.reset();
