@@ -1310,9 +1310,9 @@ TEST_F(CliServers, AFullServerSaysSoAndExitsTempfail) {
 // no cluster). It answers PING (the CLI's cluster commands connect
 // sessionless: a PING in HELLO's place), HELLO as a 1.2 server, STATS with
 // a session timeout of 0, each CLUSTER STATUS with the next of `views` (the
-// last one again once all were given), CLUSTER ADD and REMOVE with `change`
-// ("TIMEOUT"), anything else ERR UNKNOWN_VERB; and keeps the request lines
-// it read, without their tags.
+// last one again once all were given), CLUSTER ADD, REMOVE and FENCES with
+// `change` ("TIMEOUT"), anything else ERR UNKNOWN_VERB; and keeps the
+// request lines it read, without their tags.
 class FakeClusterServer {
  public:
   FakeClusterServer(std::vector<std::string> views, std::string change)
@@ -1352,7 +1352,10 @@ class FakeClusterServer {
       const std::string& view = views_[std::min(statuses_++, views_.size() - 1)];
       return "OK " + view;
     }
-    if (request.starts_with("CLUSTER ADD ") || request.starts_with("CLUSTER REMOVE ")) return change_;
+    if (request.starts_with("CLUSTER ADD ") || request.starts_with("CLUSTER REMOVE ") ||
+        request.starts_with("CLUSTER FENCES ")) {
+      return change_;
+    }
     return "ERR UNKNOWN_VERB unknown verb";
   }
 
@@ -1490,6 +1493,44 @@ TEST_F(CliServers, AClusterChangeTheLeaderGaveUpOnIsReportedKnownOnlyWhenTheSame
                            "CLUSTER STATUS", c.command.starts_with("cluster add") ? "CLUSTER ADD" : "CLUSTER REMOVE",
                            "CLUSTER STATUS"}))
         << c.command;
+  }
+}
+
+// `netsem cluster raise-fences N` whose leader answers TIMEOUT (it lost its
+// leadership before the raise committed: ClusterRuntime's kCancelled, which
+// CLUSTER FENCES answers as ADD and REMOVE do): exit 75 and "not done for
+// certain", since a new leader may still commit it; no look at CLUSTER
+// STATUS after it (raising again is safe, the words say so). Beside it the
+// leader's OK (exit 0, the last fence) and its refusals, with the server's
+// words (docs/cli.md): BUSY exits 1, LIMIT 75.
+TEST_F(CliServers, ARaiseOfTheFencesTheLeaderGaveUpOnIsNotDoneForCertainAndExits75) {
+  const std::string leads = cluster_view("leader", 2, 1, "1 voter,2 voter,3 voter");
+  const struct {
+    std::string answer;
+    int exit_code;
+    std::string out;
+    std::string err;
+  } cases[] = {
+      {"TIMEOUT", 75, "",
+       "netsem: cluster raise-fences: not done for certain: the leader lost its leadership before the raise "
+       "committed; the outcome is unknown (STATS' last_fence on the new leader shows it; raising again is safe)\n"},
+      {"OK 1042", 0, "fences raised by 1000: the last fence is 1042; every fence handed out from now on is above it\n",
+       ""},
+      {"ERR BUSY no leader now", 1, "", "netsem: CLUSTER FENCES 1000: BUSY no leader now\n"},
+      {"ERR LIMIT the last fence would pass 2^62", 75, "",
+       "netsem: CLUSTER FENCES 1000: LIMIT the last fence would pass 2^62\n"},
+  };
+  for (const auto& c : cases) {
+    FakeClusterServer fake({leads}, c.answer);
+    const Outcome outcome = Cli({"--server", fake.address(), "cluster", "raise-fences", "1000"}).finish();
+    EXPECT_EQ(outcome.exit_code, c.exit_code) << c.answer << "\n" << outcome;
+    EXPECT_EQ(outcome.out, c.out) << c.answer << "\n" << outcome;
+    EXPECT_EQ(outcome.err, c.err) << c.answer << "\n" << outcome;
+    std::vector<std::string> cluster;
+    for (const std::string& request : fake.requests()) {
+      if (request.starts_with("CLUSTER")) cluster.push_back(request);
+    }
+    EXPECT_EQ(cluster, (std::vector<std::string>{"CLUSTER STATUS", "CLUSTER FENCES 1000"})) << c.answer;
   }
 }
 

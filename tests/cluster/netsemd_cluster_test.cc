@@ -414,6 +414,62 @@ TEST_F(NetsemdCluster, RaisingTheFencesPutsEveryServersNextGrantAboveThem) {
 
 // Without the admin right (admin_networks), CLUSTER FENCES is DENIED and
 // the fences go on from where they were.
+// CLUSTER FENCES to a leader that loses its majority before the raise
+// commits (both followers frozen: it steps down after an election timeout)
+// is answered TIMEOUT, its outcome unknown (ClusterRuntime's kCancelled, as
+// an ADD or REMOVE then; it was untested, note26 §7 item 2), not BUSY (which
+// says nothing happened) and not never. Once a leader is elected again the
+// raise is either in the log or not: a second raise of the same amount puts
+// the last fence 1000 or 2000 above the fence before, and the next grant
+// above it, on any server (raising again is safe, as the CLI says).
+TEST_F(NetsemdCluster, ARaiseOfTheFencesWhoseLeaderLostItsMajorityIsAnsweredTimeoutAndCanBeRepeated) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  auto admin = connect(lead);
+  ASSERT_TRUE(admin != nullptr);
+  const std::string granted = admin->request(req::acquire("a1", "lock", 1, 20000), 10s);
+  ASSERT_EQ(granted.rfind("a1 OK ", 0), 0u) << granted << "\n" << logs();
+  const std::uint64_t fence = fence_of(granted);
+  ASSERT_EQ(admin->request(req::release("r1", "lock"), 10s).rfind("r1 OK", 0), 0u) << logs();
+  std::string answer;
+  {
+    const Frozen one(*servers_[(lead + 1) % kServers]);
+    const Frozen two(*servers_[(lead + 2) % kServers]);
+    admin->send_line("f1 CLUSTER FENCES 1000");
+    // The leader steps down within about an election timeout (500 ms).
+    const auto line = admin->read_line(10s);
+    ASSERT_TRUE(line.has_value()) << "no answer while the followers were frozen\n" << logs();
+    answer = *line;
+  }
+  EXPECT_EQ(answer, "f1 TIMEOUT") << logs();
+  // The session log's event, its words percent-encoded.
+  EXPECT_NE(servers_[lead]->log().find("cluster change timed out session=1 "), std::string::npos) << logs();
+  EXPECT_NE(servers_[lead]->log().find("stopped%20leading%20before%20the%20raise%20of%20the%20fences%20committed;"
+                                       "%20its%20outcome%20is%20unknown"),
+            std::string::npos)
+      << logs();
+
+  int next = -1;
+  ASSERT_FALSE(leader_status(&next).empty()) << "no leader after the thaw\n" << logs();
+  auto again = connect(next);
+  ASSERT_TRUE(again != nullptr);
+  const std::string raised = again->request("f2 CLUSTER FENCES 1000", 10s);
+  ASSERT_EQ(raised.rfind("f2 OK ", 0), 0u) << raised << "\n" << logs();
+  const std::uint64_t last = fence_of(raised);
+  EXPECT_TRUE(last == fence + 1000 || last == fence + 2000) << raised << " after fence " << fence;
+  std::printf("the raise answered TIMEOUT %s; the second one's last fence: %llu (fence before %llu)\n",
+              last == fence + 2000 ? "committed" : "was dropped", static_cast<unsigned long long>(last),
+              static_cast<unsigned long long>(fence));
+  for (int i = 0; i < kServers; ++i) {
+    auto c = connect(i);
+    ASSERT_TRUE(c != nullptr);
+    const std::string name = "after" + std::to_string(i);
+    const std::string next_grant = c->request(req::acquire("a2", name, 1, 20000), 10s);
+    ASSERT_EQ(next_grant.rfind("a2 OK ", 0), 0u) << next_grant << "\n" << logs();
+    EXPECT_GT(fence_of(next_grant), last) << "server " << i + 1;
+  }
+}
+
 class NetsemdClusterNoAdmins : public NetsemdCluster {
  protected:
   void SetUp() override {
