@@ -4,12 +4,16 @@
 #include "cli/cluster_commands.h"
 
 #include <charconv>
+#include <chrono>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli/cli.h"
+#include "common/duration.h"
 #include "protocol/requests.h"
 
 namespace netsem::cli {
@@ -26,6 +30,7 @@ struct ClusterOptions {
   CLI::App* remove = nullptr;
   CLI::App* raise_fences = nullptr;
   std::string by;
+  std::string timeout;  // add and remove: -t, how long to follow a change
 };
 
 std::string text_of(const nlohmann::json& object, const char* key) {
@@ -100,11 +105,23 @@ int status_command(const GlobalOptions& global, bool json) {
 struct Leadership {
   std::string id = "-";
   std::string term = "-";
+  std::string address;  // the leader's client address; "" when unknown
 };
 
 Leadership leadership_of(const nlohmann::json& view) {
   if (!view.is_object()) return {};
-  return {text_of(view, text_of(view, "role") == "leader" ? "id" : "leader_id"), text_of(view, "term")};
+  const std::string address = text_of(view, "leader");
+  return {text_of(view, text_of(view, "role") == "leader" ? "id" : "leader_id"), text_of(view, "term"),
+          address == "-" ? "" : address};
+}
+
+// Whether `view` is the leader `asked` named, still leading in the same
+// term: then it never lost its leadership, and its configuration shows the
+// outcome of a change it was given.
+bool same_leadership(const nlohmann::json& view, const Leadership& asked) {
+  return view.is_object() && view.contains("members") && view.at("members").is_array() &&
+         text_of(view, "role") == "leader" && asked.id != "-" && text_of(view, "id") == asked.id &&
+         text_of(view, "term") == asked.term;
 }
 
 // A connection to the leader: the one made when the server named leads (or
@@ -151,6 +168,25 @@ std::string as_member(const std::string& role) {
   return role.empty() ? " out of its configuration" : " as a " + role;
 }
 
+// Whether server `id` has a replicated client address in `view` (an ADD of
+// it runs, or its address is not yet taken back: docs/protocol.md,
+// CLUSTER STATUS's client_addresses).
+bool has_client_address(const nlohmann::json& view, std::uint64_t id) {
+  if (!view.contains("client_addresses") || !view.at("client_addresses").is_array()) return false;
+  for (const nlohmann::json& entry : view.at("client_addresses")) {
+    if (entry.is_object() && text_of(entry, "id") == std::to_string(id)) return true;
+  }
+  return false;
+}
+
+// Server `id`'s match index in the leader's `view` ("-" when none).
+std::string match_of(const nlohmann::json& view, std::uint64_t id) {
+  for (const nlohmann::json& member : view.at("members")) {
+    if (member.is_object() && text_of(member, "id") == std::to_string(id)) return text_of(member, "match_index");
+  }
+  return "-";
+}
+
 int change_command(const GlobalOptions& global, const ClusterOptions& options, bool add) {
   const std::string what = add ? "cluster add" : "cluster remove";
   std::uint64_t id = 0;
@@ -162,62 +198,133 @@ int change_command(const GlobalOptions& global, const ClusterOptions& options, b
                 " (2^53) in decimal digits, not '" + options.id + "'");
     return kExitUsage;
   }
+  // Validated by the option's check.
+  std::optional<std::chrono::milliseconds> timeout;
+  if (auto parsed = parse_duration(options.timeout); !options.timeout.empty() && parsed) timeout = *parsed;
   Leadership asked;
   Connection connection = connect_to_leader(global, what, asked);
   if (!connection.client) return connection.failure;
   const Status status = add ? connection.client->cluster_add(id, options.raft_address, options.client_address)
                             : connection.client->cluster_remove(id);
-  if (status.code() == StatusCode::kTimeout) {
-    // The server answered TIMEOUT: the leader gave up on the change. For
-    // ADD, libraft gave up waiting for the new server to catch up (the
-    // leader removed the spare again, or failed to); or, for both, the
-    // leader lost its leadership before the change committed, and a new
-    // leader may commit it or drop it. The configuration now says which.
-    const std::string look = "; run netsem cluster status to see whether server " + std::to_string(id) + " is a member";
-    auto now = connection.client->cluster_status();
-    const nlohmann::json view = now ? nlohmann::json::parse(*now, nullptr, false) : nlohmann::json();
-    const bool shown = view.is_object() && view.contains("members") && view.at("members").is_array();
-    const std::string role = shown ? role_in(view, id) : "";
-    if (shown && text_of(view, "role") == "leader" && asked.id != "-" && text_of(view, "id") == asked.id &&
-        text_of(view, "term") == asked.term) {
-      // The same leader in the same term never lost its leadership: what
-      // its configuration shows is the outcome, known.
-      if (add ? role == "voter" : role.empty()) {
-        print(add ? "server " + std::to_string(id) + " added: a voter\n"
-                  : "server " + std::to_string(id) + " removed\n");
-        return kExitOk;
+  const std::string done =
+      add ? "server " + std::to_string(id) + " added: a voter\n" : "server " + std::to_string(id) + " removed\n";
+  if (status.is_ok()) {
+    print(done);
+    return kExitOk;
+  }
+  // TIMEOUT: the leader answered that it gave up on the change. For ADD,
+  // libraft gave up waiting for the new server to catch up (the leader
+  // removed the spare again, or failed to); or, for both, the leader lost
+  // its leadership before the change committed, and a new leader may commit
+  // it or drop it. UNAVAILABLE: no answer came. The leader reads nothing
+  // more of the connection until it answers (docs/protocol.md, CLUSTER), so
+  // libnetsem ends it as silent once half the session timeout passed (the
+  // lease), while an ADD whose new server needs longer to catch up still
+  // runs there (note26 section 7 item 5); or the connection broke. Either
+  // way the leader's configuration now says which, on a new connection for
+  // the latter: followed while the same leader, in the same term, shows the
+  // change running (the new server a spare, or its client address
+  // replicated before it is one), which libraft ends once the new server
+  // caught up, or made no progress for 5 s.
+  // No leader seen before the change (no server answered CLUSTER STATUS):
+  // nothing to follow, as any command that reached none.
+  if (status.code() != StatusCode::kTimeout && (status.code() != StatusCode::kUnavailable || asked.address.empty())) {
+    return report_failure(connection, status);
+  }
+  const bool answered = status.code() == StatusCode::kTimeout;
+  Result<std::string> now = Status(StatusCode::kUnavailable, "no look at the leader");
+  nlohmann::json view;
+  Connection there;
+  if (answered) {
+    now = connection.client->cluster_status();
+    if (now) view = nlohmann::json::parse(*now, nullptr, false);
+  } else if (!asked.address.empty()) {
+    if (global.verbosity > 0) {
+      print_error(what + ": no answer (" + status.message() + "); following the change at the leader, " +
+                  asked.address);
+    }
+    GlobalOptions at_leader = global;
+    at_leader.servers = {asked.address};
+    there = connect(at_leader, /*sessionless=*/true);
+    // The new server's progress: libraft gives up on a catch-up round with
+    // none for 5 s; twice that here, should a spare stay for another reason.
+    constexpr std::chrono::seconds kNoProgress{10};
+    std::string match = "-";
+    auto progress_at = std::chrono::steady_clock::now();
+    while (there.client) {
+      now = there.client->cluster_status();
+      if (!now) break;
+      view = nlohmann::json::parse(*now, nullptr, false);
+      if (!add || !same_leadership(view, asked)) break;
+      const std::string role = role_in(view, id);
+      if (role == "voter" || (role.empty() && !has_client_address(view, id))) break;
+      const auto at = std::chrono::steady_clock::now();
+      if (const std::string seen = match_of(view, id); seen != match) {
+        match = seen;
+        progress_at = at;
       }
-      const std::string why_known =
-          add ? "server " + std::to_string(id) +
-                    " did not catch up with the log in time (is it running, with join = on, and is " +
-                    options.raft_address + " reachable from the leader?)"
-              : "the leader gave up on the change";
-      print_error(what + ": not done: " + why_known + "; server " + asked.id +
-                  " still leads, in the same term, and has server " + std::to_string(id) + as_member(role));
+      if (at - progress_at >= kNoProgress) break;
+      if (timeout && at - connection.started >= *timeout) {
+        print_error(what + ": not done yet after " + seconds_text(*timeout) + ": server " + std::to_string(id) +
+                    " is still catching up (" + (role.empty() ? "not yet a spare" : "a " + role) + ", match index " +
+                    match + " of " + text_of(view, "last_index") + "); server " + asked.id +
+                    " goes on with the change: run netsem cluster status to see it end");
+        return kExitTimeout;
+      }
+      if (global.verbosity > 1) {
+        print_error(what + ": server " + std::to_string(id) + " is " +
+                    (role.empty() ? "not yet a spare" : "a " + role) + ", match index " + match + " of " +
+                    text_of(view, "last_index"));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  const std::string look = "; run netsem cluster status to see whether server " + std::to_string(id) + " is a member";
+  const bool shown = view.is_object() && view.contains("members") && view.at("members").is_array();
+  const std::string role = shown ? role_in(view, id) : "";
+  const std::string unanswered = "no answer came from server " + asked.id + " (" + status.message() + ")";
+  if (now && same_leadership(view, asked)) {
+    // The same leader in the same term never lost its leadership: what
+    // its configuration shows is the outcome, known.
+    if (add ? role == "voter" : role.empty()) {
+      print(done);
+      return kExitOk;
+    }
+    if (!answered && !add) {
+      // A REMOVE not yet committed may still be: nothing shows it running.
+      print_error(what + ": not done for certain: " + unanswered + "; server " + asked.id +
+                  " still leads, in the same term, and has server " + std::to_string(id) + as_member(role) +
+                  ", and may still remove it" + look);
       return kExitTimeout;
     }
-    const std::string member_now =
-        !now     ? look + " (" + now.status().message() + ")"
-        : !shown ? look
-                 : "; server " + text_of(view, "id") + " (" + text_of(view, "role") + ", term " +
-                       text_of(view, "term") + ") now has server " + std::to_string(id) + as_member(role) +
-                       (text_of(view, "role") == "leader"
-                            ? ""
-                            : ", which a new leader may still change: run netsem cluster status once one is elected");
-    const std::string why =
+    const std::string why_known =
         add ? "server " + std::to_string(id) +
-                  " did not catch up with the log in time (is it running, with join = on, "
-                  "and is " +
-                  options.raft_address +
-                  " reachable from the leader?), or the leader lost its leadership before the change committed (the "
-                  "leader's log says which)"
-            : "the leader lost its leadership before the change committed";
-    print_error(what + ": not done for certain: " + why + "; the outcome is unknown" + member_now);
+                  " did not catch up with the log in time (is it running, with join = on, and is " +
+                  options.raft_address + " reachable from the leader?)"
+            : "the leader gave up on the change";
+    print_error(what + ": not done: " + why_known + "; server " + asked.id +
+                " still leads, in the same term, and has server " + std::to_string(id) + as_member(role));
     return kExitTimeout;
   }
-  if (!status) return report_failure(connection, status);
-  print(add ? "server " + std::to_string(id) + " added: a voter\n" : "server " + std::to_string(id) + " removed\n");
-  return kExitOk;
+  const std::string member_now =
+      !now     ? look + " (" + now.status().message() + ")"
+      : !shown ? look
+               : "; server " + text_of(view, "id") + " (" + text_of(view, "role") + ", term " + text_of(view, "term") +
+                     ") now has server " + std::to_string(id) + as_member(role) +
+                     (text_of(view, "role") == "leader"
+                          ? ""
+                          : ", which a new leader may still change: run netsem cluster status once one is elected");
+  const std::string why = !answered ? unanswered
+                          : add     ? "server " + std::to_string(id) +
+                                      " did not catch up with the log in time (is it running, with join = on, "
+                                      "and is " +
+                                      options.raft_address +
+                                      " reachable from the leader?), or the leader lost its leadership before the "
+                                      "change committed (the leader's log says which)"
+                                : "the leader lost its leadership before the change committed";
+  print_error(what + ": not done for certain: " + why + "; the outcome is unknown" + member_now);
+  // No server answers now: as any command that reached none.
+  return answered || now ? kExitTimeout : kExitUnavailable;
 }
 
 int raise_fences_command(const GlobalOptions& global, const ClusterOptions& options) {
@@ -263,6 +370,19 @@ Action define_cluster(CLI::App& command) {
       ->required();
   options->remove = command.add_subcommand("remove", "remove server ID from the cluster (then stop it)");
   options->remove->add_option("ID", options->id, "the server's id")->required();
+  for (CLI::App* change : {options->add, options->remove}) {
+    change
+        ->add_option("-t,--timeout", options->timeout,
+                     "stop following a change the leader is still making after DURATION (500ms, 5s, 5m; a bare "
+                     "number is seconds; default: as long as it makes progress)")
+        ->check(CLI::Validator(
+            [](std::string& text) -> std::string {
+              auto duration = parse_duration(text);
+              return duration ? std::string() : duration.status().message();
+            },
+            "", "DURATION"))
+        ->type_name("DURATION");
+  }
   options->raise_fences = command.add_subcommand(
       "raise-fences", "raise the cluster's fences by N (after a restore from a backup copy); done once committed");
   options->raise_fences->add_option("N", options->by, "how much to raise the last fence by, 1 .. 2^53")->required();

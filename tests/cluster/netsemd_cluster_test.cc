@@ -78,7 +78,9 @@ class NetsemdCluster : public ::testing::Test {
     write_cluster_secrets(dir_.path(), kMaxServers, "a-cluster-secret-of-the-test-0123456789");
     if (raft_proxy_) {
       std::vector<raft::testing::PartitionProxy::Server> links;
-      for (int i = 0; i < kServers; ++i) {
+      // The fourth too (it listens once started): a test can hold back its
+      // catch-up.
+      for (int i = 0; i < kMaxServers; ++i) {
         links.push_back({static_cast<std::uint64_t>(i + 1), host(i), raft_bind_host(i), raft_ports_[i]});
       }
       proxy_ = std::make_unique<raft::testing::PartitionProxy>(links);
@@ -2055,6 +2057,104 @@ TEST_F(NetsemdClusterLongSessions, AnAddLongerThanASixthOfTheSessionTimeoutIsAns
               added.err.c_str());
   EXPECT_GE(took, 4s) << "the ADD gave up sooner than a third of the session timeout and request_timeout: the test "
                          "proves nothing";
+  EXPECT_EQ(added.exit_code, 75) << added << logs();
+  EXPECT_EQ(added.out, "") << added;
+  EXPECT_EQ(added.err,
+            "netsem: cluster add: not done: server 9 did not catch up with the log in time (is it running, "
+            "with join = on, and is " +
+                nobody + " reachable from the leader?); server " + std::to_string(lead + 1) +
+                " still leads, in the same term, and has server 9 out of its configuration\n")
+      << added;
+}
+
+// Issue 16 (note26 section 7 item 5): `netsem cluster add` of a server
+// whose catch-up takes longer than the lease (T/2, 1.5 s here) while it
+// makes progress in libraft's sense (no round stalls for its 5 s). The
+// leader reads nothing of the asking connection until it answers, so
+// libnetsem ends that connection at T/2 as silent; the CLI then asked
+// nothing more and said "no answer from the server for 1501 ms, half its
+// session timeout of 3000 ms: the lease on the session's permits ran out"
+// (exit 69, the outcome unknown), which fails here without the fix. The
+// fourth server's Raft link to the leader is held (the proxy: a slow link);
+// the CLI now follows the change on a new connection to the same leader
+// (CLUSTER STATUS, while it shows the server as a spare in the same term):
+// with -t 2s it stops there and says the change goes on (exit 75); libraft
+// then gives up (no progress for 5 s) and the leader removes the spare.
+// Asked again with the link let through after 3 s, the catch-up completes
+// and the CLI reports the change done, exit 0, after 3 s.
+TEST_F(NetsemdClusterPartitioned, AnAddWhoseCatchUpOutlastsTheLeaseEndsWithAKnownOutcome) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  ASSERT_NO_FATAL_FAILURE(start_fourth());
+  const std::vector<std::string> add{"--server", client_address(lead), "cluster",        "add",
+                                     "4",        raft_address(3),      client_address(3)};
+  const auto ms_since = [](std::chrono::steady_clock::time_point at) {
+    return static_cast<long long>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - at).count());
+  };
+  proxy_->cut(static_cast<std::uint64_t>(lead + 1), 4);
+
+  std::vector<std::string> bounded = add;
+  bounded.insert(bounded.begin() + 4, {"-t", "2s"});
+  auto asked_at = std::chrono::steady_clock::now();
+  const NetsemRun stopped = run_netsem(bounded, {}, 30s);
+  long long took = ms_since(asked_at);
+  std::printf("netsem cluster add -t 2s of a server held back: exit %d after %lld ms: %s%s", stopped.exit_code, took,
+              stopped.out.c_str(), stopped.err.c_str());
+  EXPECT_EQ(stopped.exit_code, 75) << stopped << logs();
+  EXPECT_EQ(stopped.out, "") << stopped;
+  EXPECT_TRUE(stopped.err.starts_with("netsem: cluster add: not done yet after 2 s: server 4 is still catching up ("))
+      << stopped;
+  EXPECT_TRUE(stopped.err.ends_with("); server " + std::to_string(lead + 1) +
+                                    " goes on with the change: run netsem cluster status to see it end\n"))
+      << stopped;
+  EXPECT_GE(took, 1900);
+  // libraft gives up on the held server (no progress for 5 s); the leader
+  // removes it again, its client address too.
+  ASSERT_TRUE(test_support::eventually(
+      [&] {
+        const std::string view = leader_status();
+        return !view.empty() && members_of("s OK " + view, "s").count(4) == 0 &&
+               view.find("\"id\":4,\"client\"") == std::string::npos;
+      },
+      15s, 200ms))
+      << leader_status() << logs();
+
+  asked_at = std::chrono::steady_clock::now();
+  std::thread heal([&] {
+    std::this_thread::sleep_for(3s);
+    proxy_->heal();
+  });
+  const NetsemRun added = run_netsem(add, {}, 30s);
+  took = ms_since(asked_at);
+  heal.join();
+  std::printf("netsem cluster add of a server held back 3 s (T/2 = 1.5 s): exit %d after %lld ms: %s%s",
+              added.exit_code, took, added.out.c_str(), added.err.c_str());
+  EXPECT_EQ(added.exit_code, 0) << added << logs();
+  EXPECT_EQ(added.out, "server 4 added: a voter\n") << added;
+  EXPECT_EQ(added.err, "") << added;
+  EXPECT_GE(took, 2900) << "done before the link was let through: the test proves nothing";
+  const auto members = members_of("s OK " + leader_status(), "s");
+  ASSERT_EQ(members.count(4), 1u) << logs();
+  EXPECT_EQ(members.at(4).at("role"), "voter");
+}
+
+// The same with a server that never runs, T/2 (1.5 s) before libraft gives
+// up (5 s): exit 69 at T/2 with "the lease on the session's permits ran
+// out" before; now the known outcome once the leader removed the spare,
+// as with sessions long enough for the answer (above).
+TEST_F(NetsemdCluster, AnAddLongerThanTheLeaseOfAServerThatNeverRunsIsKnownNotDone) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const std::string nobody = "127.0.0.9:" + std::to_string(test_support::free_port_below_ephemeral());
+  const auto asked_at = std::chrono::steady_clock::now();
+  const NetsemRun added =
+      run_netsem({"--server", client_address(lead), "cluster", "add", "9", nobody, nobody}, {}, 30s);
+  const auto took = std::chrono::steady_clock::now() - asked_at;
+  std::printf(
+      "netsem cluster add of a server that does not run (T/2 = 1.5 s): exit %d after %lld ms: %s", added.exit_code,
+      static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()), added.err.c_str());
+  EXPECT_GE(took, 4s);
   EXPECT_EQ(added.exit_code, 75) << added << logs();
   EXPECT_EQ(added.out, "") << added;
   EXPECT_EQ(added.err,
