@@ -70,7 +70,7 @@ const std::vector<OptionSpec>& option_table() {
          o.target = *target;
          return {};
        }},
-      {"scenario", "S", "cycle1", "cycle1, contended, spread, pipelined, sessions, names or ace (see below)",
+      {"scenario", "S", "cycle1", "cycle1, contended, durable, spread, pipelined, sessions, names or ace (see below)",
        [](std::string_view v, Options& o) -> std::string {
          const auto scenario = parse_scenario(v);
          if (!scenario) return "unknown scenario";
@@ -95,13 +95,16 @@ const std::vector<OptionSpec>& option_table() {
       {"names", "N", "per scenario", "distinct names (names: semaphores to create)",
        [](std::string_view v, Options& o) { return parse_number<std::uint64_t>(v, 1, 100'000'000, o.names); }},
       {"name", "NAME", "bench.contended",
-       "the semaphore of contended; created with --limit (and deleted after) when the server does not have it",
+       "the semaphore of contended (durable: bench.durable); created with --limit (and deleted after) when the server "
+       "does not have it",
        [](std::string_view v, Options& o) {
          o.name = v;
+         o.name_given = true;
          return check_plain_name(v);
        }},
       {"limit", "L", "10",
-       "contended: the limit the semaphore is created with when absent (redis: the limit sent with every acquire)",
+       "contended, durable: the limit the semaphore is created with when absent (redis: the limit sent with every "
+       "acquire)",
        [](std::string_view v, Options& o) { return parse_number<std::int64_t>(v, 1, 2147483647, o.limit); }},
       {"prefix", "P", "bench", "prefix of every other name the bench uses (<prefix>.<scenario>.<i>)",
        [](std::string_view v, Options& o) {
@@ -187,6 +190,11 @@ void apply_defaults(Options& o) {
       set(o.clients, 64);
       set(o.names, 1);
       break;
+    case Scenario::kDurable:
+      set(o.clients, 64);
+      set(o.names, 1);
+      if (!o.name_given) o.name = "bench.durable";
+      break;
     case Scenario::kSpread:
       set(o.clients, 64);
       set(o.names, o.clients);
@@ -218,8 +226,8 @@ void apply_defaults(Options& o) {
 }  // namespace
 
 std::optional<Scenario> parse_scenario(std::string_view text) {
-  for (auto s : {Scenario::kCycle1, Scenario::kContended, Scenario::kSpread, Scenario::kPipelined, Scenario::kSessions,
-                 Scenario::kNames, Scenario::kAce}) {
+  for (auto s : {Scenario::kCycle1, Scenario::kContended, Scenario::kDurable, Scenario::kSpread, Scenario::kPipelined,
+                 Scenario::kSessions, Scenario::kNames, Scenario::kAce}) {
     if (scenario_name(s) == text) return s;
   }
   return std::nullopt;
@@ -231,6 +239,8 @@ std::string_view scenario_name(Scenario scenario) {
       return "cycle1";
     case Scenario::kContended:
       return "contended";
+    case Scenario::kDurable:
+      return "durable";
     case Scenario::kSpread:
       return "spread";
     case Scenario::kPipelined:
@@ -280,6 +290,9 @@ std::string parse_options(int argc, char** argv, Options& options) {
   apply_defaults(options);
   if (options.scenario == Scenario::kAce && options.target != Target::kNetsem) {
     return "the ace scenario speaks netsemd's ACE dialect: it needs --target netsem";
+  }
+  if (options.scenario == Scenario::kDurable && options.target != Target::kNetsem) {
+    return "the durable scenario WAITs and POSTs a created semaphore, which only netsemd has: it needs --target netsem";
   }
   if (options.target == Target::kRedis &&
       (options.scenario == Scenario::kSessions || options.scenario == Scenario::kNames)) {
@@ -357,6 +370,11 @@ std::string help_text() {
       "             op = one cycle (acquire + release, two round trips).\n"
       "  contended  64 clients on --name (limit 10): acquire (queued is fine), hold\n"
       "             for 0, release. op = one cycle.\n"
+      "  durable    contended's load on a created semaphore (--name, default\n"
+      "             bench.durable, created with --limit when absent): WAIT and POST,\n"
+      "             which a server journals (with fsync = always: syncs) where\n"
+      "             ACQUIRE and RELEASE of a defined name are not. netsem only.\n"
+      "             op = one cycle (wait + post).\n"
       "  spread     64 clients, each on a name of its own. op = one cycle.\n"
       "  pipelined  1 client, --pipeline requests in flight, alternating ACQUIRE and\n"
       "             RELEASE of its own name. op = one cycle (two requests).\n"

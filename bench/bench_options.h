@@ -18,7 +18,7 @@
 
 namespace netsem::bench {
 
-enum class Scenario : std::uint8_t { kCycle1, kContended, kSpread, kPipelined, kSessions, kNames, kAce };
+enum class Scenario : std::uint8_t { kCycle1, kContended, kDurable, kSpread, kPipelined, kSessions, kNames, kAce };
 std::optional<Scenario> parse_scenario(std::string_view text);
 std::string_view scenario_name(Scenario scenario);
 
@@ -31,9 +31,10 @@ struct Options {
   std::uint64_t clients = 0;             // 0 until defaults are applied
   std::uint64_t pipeline = 0;            // requests in flight per connection
   std::uint64_t names = 0;               // distinct names (the names scenario: semaphores to create)
-  std::string name = "bench.contended";  // contended's semaphore
-  std::int64_t limit = 10;               // contended's limit when the bench creates the name
-  std::string prefix = "bench";          // of every other name the bench uses
+  std::string name = "bench.contended";  // contended's semaphore (durable's: bench.durable unless given)
+  bool name_given = false;
+  std::int64_t limit = 10;       // contended's (and durable's) limit when the bench creates the name
+  std::string prefix = "bench";  // of every other name the bench uses
   double seconds = 5;
   std::uint64_t ops = 0;    // 0: none; else the measured window ends after this many ops
   bool queued_off = false;  // netsem: every connection sends `OPTION queued off` first (protocol 1.1)

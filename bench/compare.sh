@@ -54,7 +54,12 @@
 #                   others', and the ratios line ends with
 #                   cluster_vs_single=L cluster_vs_etcd=M (contended cycles/s
 #                   of the cluster over the fsync-always single server's and
-#                   over etcd's; issue 16's targets: at least 0.3 and 20)
+#                   over etcd's; issue 16's targets: at least 0.3 and 20).
+#                   Also the scenario durable (contended's load as WAIT and
+#                   POST of a created semaphore, which the single server
+#                   journals and syncs, where it journals none of
+#                   contended's grants) on netsemsync and the cluster, and
+#                   cluster_vs_single_durable=N at the end of the ratios
 #
 # bench/plot.sh sources this file for its helpers (main runs only when this
 # file is executed).
@@ -595,8 +600,12 @@ main() {
 
   local started=$SECONDS rep scenario i n=${#systems[@]}
   log "${systems[*]}: $reps repetitions of ${seconds} s (${warmup} s warm-up), the order rotating"
+  local scenarios=(cycle1 contended spread pipelined)
+  # --cluster: durable (WAIT and POST of a created semaphore) on the
+  # fsync-always single server and the cluster only.
+  [[ $cluster -eq 1 ]] && scenarios=(cycle1 contended durable spread pipelined)
   for ((rep = 0; rep < reps; rep++)); do
-    for scenario in cycle1 contended spread pipelined; do
+    for scenario in "${scenarios[@]}"; do
       # contended with --queued off: netsemd once more, a fourth system in
       # the rotation (netsemqoff in the file names).
       local rotation=("${systems[@]}")
@@ -608,6 +617,7 @@ main() {
       if [[ $cluster -eq 1 && ($scenario == cycle1 || $scenario == contended) ]]; then
         rotation+=(netsemsync cluster etcd)
       fi
+      [[ $scenario == durable ]] && rotation=(netsemsync cluster)
       local m=${#rotation[@]}
       for ((i = 0; i < m; i++)); do
         local system=${rotation[(i + rep) % m]} extra=()
@@ -649,7 +659,7 @@ main() {
       if [[ $cluster -eq 1 ]]; then
         echo "cluster: netsemd with fsync = always; 3 netsemd (leader: server $((CLUSTER_LEADER + 1)));" \
           "3 etcd $(etcd --version 2>/dev/null | head -1 | awk '{print $3}') (leader: member $((ETCD_LEADER + 1)));" \
-          "in cycle1 and contended; data on $(df --output=fstype "$work" | tail -1)"
+          "in cycle1, contended and durable (etcd: not durable); data on $(df --output=fstype "$work" | tail -1)"
       fi
       echo "systems: ${systems[*]}$([[ $queued == off ]] && echo ', and netsemd with OPTION queued off in contended'); the Python client and the TLS port in cycle1 and contended; $reps repetitions of $seconds s ($warmup s warm-up); sessions $sessions; names $names"
       echo "measured in ${elapsed} s"

@@ -36,7 +36,10 @@ prints, in markdown:
   target "etcd": etcd's semaphore recipe, bench/etcd_bench.py), the line ends
   with cluster_vs_single=L cluster_vs_etcd=M: the cluster's contended cycles/s
   over the fsync-always single server's and over etcd's (issue 16: at least
-  0.3 and 20).
+  0.3 and 20), and, when they ran the durable scenario (WAIT and POST of a
+  created semaphore, which the single server journals and syncs where it
+  journals nothing of contended's grants), cluster_vs_single_durable=N: the
+  cluster's durable cycles/s over the fsync-always single server's.
 
 Usage: compare_report.py DIR_OR_FILE...   (standard library only)
 """
@@ -48,7 +51,7 @@ import statistics
 import sys
 
 QUEUED_OFF = "contended, queued off"
-SCENARIOS = ["cycle1", "contended", QUEUED_OFF, "spread", "pipelined", "ace", "sessions", "names"]
+SCENARIOS = ["cycle1", "contended", QUEUED_OFF, "durable", "spread", "pipelined", "ace", "sessions", "names"]
 MEMORY_SCENARIOS = {"sessions", "names"}
 SYSTEMS = ["netsem", "netsemtls", "python", "floor", "redis", "netsemsync", "cluster", "etcd"]
 # Systems netsem-bench's JSON cannot name (its target is "netsem"): the file
@@ -232,7 +235,7 @@ def main(argv):
     # Issue 16: the cluster against the single server with fsync always and
     # against etcd's recipe, in the same repetition.
     for other in ("netsemsync", "etcd"):
-        for scenario in ("cycle1", "contended"):
+        for scenario in ("cycle1", "contended", "durable"):
             ours = {rep: run for rep, run in groups.get((scenario, "cluster"), []) if rep is not None}
             theirs = {rep: run for rep, run in groups.get((scenario, other), []) if rep is not None}
             reps = sorted(set(ours) & set(theirs))
@@ -271,6 +274,8 @@ def main(argv):
             ("cluster_vs_single", ratio(ops("contended", "cluster"), ops("contended", "netsemsync"))),
             ("cluster_vs_etcd", ratio(ops("contended", "cluster"), ops("contended", "etcd"))),
         ]
+    if ("durable", "cluster") in groups:
+        figures += [("cluster_vs_single_durable", ratio(ops("durable", "cluster"), ops("durable", "netsemsync")))]
     print()
     print("ratios: " + " ".join(f"{name}={'n/a' if value is None else f'{value:.2f}'}" for name, value in figures))
     return 0

@@ -5,6 +5,10 @@
 // its name, keeping --pipeline requests in flight (1: back to back, every
 // request waiting for the answer to the one before). An op is one cycle.
 //
+// durable is contended on a created semaphore, with WAIT and POST in place
+// of ACQUIRE and RELEASE: what a server must journal (with fsync = always,
+// sync) before it answers, where a defined semaphore's grants are not.
+//
 // contended runs on one semaphore with a limit (--name, --limit): against
 // netsemd, the driver looks it up first and creates it when absent, then
 // deletes it afterwards, so that it works on a server with no configuration.
@@ -32,6 +36,11 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// contended and durable: every client on --name.
+bool one_name(Scenario scenario) {
+  return scenario == Scenario::kContended || scenario == Scenario::kDurable;
+}
+
 class CycleDriver final : public Connection::Listener {
  public:
   CycleDriver(const RunContext& context, EventLoop& loop, Measurement& m, const WireSettings& settings)
@@ -41,7 +50,7 @@ class CycleDriver final : public Connection::Listener {
       Client& client = clients_.emplace_back();
       client.connection = std::make_unique<Connection>(loop, *this, static_cast<std::size_t>(i));
       client.wire = make_wire(o.target, settings);
-      client.name = o.scenario == Scenario::kContended ? o.name : client_name(o, i % o.names);
+      client.name = one_name(o.scenario) ? o.name : client_name(o, i % o.names);
     }
   }
 
@@ -176,6 +185,10 @@ bool prepare_contended(const RunContext& context, Measurement& m) {
     m.error("GET " + o.name + ": " + got.value_or("no answer"));
     return false;
   }
+  if (o.scenario == Scenario::kDurable && item.kind != "absent" && item.kind != "created") {
+    m.error("durable WAITs and POSTs a created semaphore: " + o.name + " is " + item.kind + " (pass --name)");
+    return false;
+  }
   if (item.kind != "absent") {
     m.limit = item.max;
     if (*m.limit != o.limit) {
@@ -199,7 +212,7 @@ bool prepare_contended(const RunContext& context, Measurement& m) {
 
 // The names the clients use, each once.
 std::vector<std::string> names_used(const Options& o) {
-  if (o.scenario == Scenario::kContended) return {o.name};
+  if (one_name(o.scenario)) return {o.name};
   std::vector<std::string> names;
   for (std::uint64_t i = 0; i < std::min(o.clients, o.names); ++i) names.push_back(client_name(o, i));
   return names;
@@ -225,9 +238,10 @@ void delete_contended(const RunContext& context, Measurement& m) {
 Measurement run_cycles(const RunContext& context) {
   Measurement m;
   m.op = context.options.scenario == Scenario::kPipelined ? "cycle (acquire + release, pipelined)"
+         : context.options.scenario == Scenario::kDurable ? "cycle (wait + post, two round trips)"
                                                           : "cycle (acquire + release, two round trips)";
   const Options& o = context.options;
-  const bool contended = o.scenario == Scenario::kContended;
+  const bool contended = one_name(o.scenario);
   bool created = false;
   if (contended && o.target == Target::kNetsem) {
     created = prepare_contended(context, m);
@@ -235,6 +249,7 @@ Measurement run_cycles(const RunContext& context) {
   }
   WireSettings settings;
   settings.queued_off = o.queued_off;
+  settings.consume = o.scenario == Scenario::kDurable;
   std::vector<std::string> redis_names;
   if (o.target == Target::kRedis) {
     settings.limit = contended ? o.limit : 1;

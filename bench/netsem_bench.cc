@@ -32,6 +32,7 @@ Measurement run(const RunContext& context) {
   switch (context.options.scenario) {
     case Scenario::kCycle1:
     case Scenario::kContended:
+    case Scenario::kDurable:
     case Scenario::kSpread:
     case Scenario::kPipelined:
       return run_cycles(context);

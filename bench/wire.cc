@@ -27,13 +27,19 @@ bool take_line(std::string_view& input, std::string_view& line) {
 
 class NetsemWire final : public Wire {
  public:
-  explicit NetsemWire(const WireSettings& settings) : queued_off_(settings.queued_off) {}
+  explicit NetsemWire(const WireSettings& settings) : queued_off_(settings.queued_off), consume_(settings.consume) {}
 
   void open(std::string& out) override {
     if (queued_off_) protocol::encode_option(out, "o", protocol::SessionOption::kQueued, false);
   }
-  void acquire(std::string& out, std::string_view name) override { protocol::encode_acquire(out, "a", name); }
-  void release(std::string& out, std::string_view name) override { protocol::encode_release(out, "r", name); }
+  void acquire(std::string& out, std::string_view name) override {
+    if (consume_) return protocol::encode_wait(out, "a", name);
+    protocol::encode_acquire(out, "a", name);
+  }
+  void release(std::string& out, std::string_view name) override {
+    if (consume_) return protocol::encode_post(out, "r", name);
+    protocol::encode_release(out, "r", name);
+  }
   void create(std::string& out, std::string_view name, std::int64_t limit) override {
     protocol::encode_create(out, "c", name, limit, limit);
   }
@@ -75,6 +81,7 @@ class NetsemWire final : public Wire {
   }
 
   bool queued_off_;
+  bool consume_;
 };
 
 class FloorWire final : public Wire {

@@ -78,6 +78,7 @@ struct WireSettings {
   std::string acquire_sha;  // Redis: of the loaded scripts; empty: EVAL them
   std::string release_sha;
   bool queued_off = false;  // netsem: open() sends `OPTION queued off` (protocol 1.1)
+  bool consume = false;     // netsem: acquire is WAIT and release is POST (the durable scenario)
 };
 
 std::unique_ptr<Wire> make_wire(Target target, const WireSettings& settings = {});

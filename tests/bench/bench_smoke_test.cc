@@ -70,6 +70,27 @@ TEST(NetsemBench, ContendedUsesTheDefinedLimit) {
   EXPECT_EQ(json_number(run.out, "clients"), 64) << run.out;
 }
 
+TEST(NetsemBench, DurableWaitsAndPostsACreatedSemaphore) {
+  auto server = start_netsemd();
+  ASSERT_TRUE(server);
+  const auto run = run_bench(short_run(server->port(), server->pid(), "durable"));
+  expect_clean(run);
+  EXPECT_EQ(json_number(run.out, "limit"), 10) << run.out;
+  EXPECT_EQ(json_number(run.out, "clients"), 64) << run.out;
+  EXPECT_NE(run.out.find("wait + post"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("bench.durable was not on the server: created"), std::string::npos) << run.out;
+  // A defined name has no value of its own to WAIT on durably: refused.
+  auto defined = short_run(server->port(), server->pid(), "durable");
+  defined.insert(defined.end(), {"--name", "bench.contended"});
+  const auto refused = run_bench(defined);
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE((refused.out + refused.err).find("bench.contended is defined"), std::string::npos)
+      << refused.out << refused.err;
+  const auto floor = run_bench({"--target", "floor", "--scenario", "durable"});
+  EXPECT_EQ(floor.exit_code, 2) << floor.err;
+  EXPECT_NE(floor.err.find("needs --target netsem"), std::string::npos) << floor.err;
+}
+
 TEST(NetsemBench, Ace) {
   auto server = start_netsemd();
   ASSERT_TRUE(server);

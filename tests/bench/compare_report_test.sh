@@ -63,9 +63,10 @@ grep -qF '| cycle1 server CPU per op, TLS / plain TCP | 1.20 |' <<<"$report" || 
 # compare.sh --cluster: the single netsemd with fsync always and the cluster
 # are netsem-bench runs (target netsem) told apart by their file names, etcd's
 # recipe is target etcd: rows of their own, the cluster paired with both, and
-# two more ratios at the end.
+# two more ratios at the end; then durable (the single server and the
+# cluster only), paired and one ratio more.
 cluster_run() {
-  printf '{"target":"%s","scenario":"contended","ops_per_s":%s,"latency_us":{"p50":1.0,"p99":%s},"errors":0,' "$2" "$3" "$4" >"$dir/$1"
+  printf '{"target":"%s","scenario":"%s","ops_per_s":%s,"latency_us":{"p50":1.0,"p99":%s},"errors":0,' "$2" "${5:-contended}" "$3" "$4" >"$dir/$1"
   printf '"first_error":"","server_cpu_us_per_op":30,"server_system_cpu_us_per_op":10,"queued_answers":"on"}\n' >>"$dir/$1"
 }
 cluster_run rep00-contended-netsemsync.json netsem 20000 900
@@ -80,4 +81,12 @@ grep -qF '| contended | 3 netsemd (Raft), on the leader | 1 | 8,000 | 1.0 | 12,0
 grep -qF '| contended | etcd recipe, 3 members | 1 | 200 | 1.0 | 400,000 |' <<<"$report" || fail "no etcd row: $report"
 grep -qF '| contended throughput, 3 netsemd / netsemd, fsync always | 0.40 |' <<<"$report" || fail "no cluster pairing: $report"
 grep -qF '| contended throughput, 3 netsemd / etcd recipe, 3 members | 40.00 |' <<<"$report" || fail "no etcd pairing: $report"
+cluster_run rep00-durable-netsemsync.json netsem 3000 30000 durable
+cluster_run rep00-durable-cluster.json netsem 6000 25000 durable
+report=$(python3 "$repo/bench/compare_report.py" "$dir")
+durable_last=$(tail -n 1 <<<"$report")
+[[ $durable_last == "$cluster_last cluster_vs_single_durable=2.00" ]] || fail "with durable runs: $durable_last"
+grep -qF '| durable | netsemd, fsync always | 1 | 3,000 | 1.0 | 30,000 |' <<<"$report" || fail "no durable row: $report"
+grep -qF '| durable | 3 netsemd (Raft), on the leader | 1 | 6,000 | 1.0 | 25,000 |' <<<"$report" || fail "no durable cluster row: $report"
+grep -qF '| durable throughput, 3 netsemd / netsemd, fsync always | 2.00 |' <<<"$report" || fail "no durable pairing: $report"
 echo "compare_report_test: ok"
