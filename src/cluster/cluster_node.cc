@@ -46,7 +46,7 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::start(ClusterOptions options) 
   raft_options.exit_on_write_failure = node->options_.exit_on_write_failure;
   raft_options.data_dir = node->options_.data_dir;
   raft_options.bootstrap = node->options_.bootstrap;
-  raft_options.known_addresses = node->options_.known_raft_addresses;
+  raft_options.known_servers = node->options_.known_raft_servers;
   raft_options.allow_peer = node->options_.allow_raft_peer;
   raft_options.election_timeout = node->options_.election_timeout;
   raft_options.heartbeat_timeout = node->options_.heartbeat_timeout;

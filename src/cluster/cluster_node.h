@@ -116,10 +116,10 @@ struct ClusterOptions {
   // The first configuration, written to a pristine data directory only
   // (raft::RaftOptions::bootstrap).
   std::vector<raft::ServerInfo> bootstrap;
-  // The Raft port's source check (raft::RaftOptions::known_addresses and
-  // allow_peer): the Raft addresses of the `server.N` lines (a server that
-  // joins has no configuration yet), and raft_allowed_networks.
-  std::vector<std::string> known_raft_addresses;
+  // The Raft port's checks (raft::RaftOptions::known_servers and
+  // allow_peer): the `server.N` lines (a server that joins has no
+  // configuration yet), and raft_allowed_networks.
+  std::vector<raft::ServerInfo> known_raft_servers;
   std::function<bool(std::uint32_t ipv4_host_order)> allow_raft_peer;
   // The servers' client addresses by id (the `server.N` lines), for status()
   // until the replicated members (SetMember) name them.
@@ -182,8 +182,8 @@ struct ClusterStatus {
   // RaftNode's, as leader: each batch's commit time (µs) and commands.
   stats::Histogram commit_us;
   stats::Histogram batch_commands;
-  std::uint64_t commit_pushes = 0;             // RaftNode's barriers that told the followers of a commit at once
-  std::uint64_t raft_connections_refused = 0;  // RaftNode's: the Raft port's refusals (NodeStatus)
+  std::uint64_t commit_pushes = 0;                // RaftNode's barriers that told the followers of a commit at once
+  raft::PortRefusals raft_connections_refused{};  // RaftNode's: the Raft port's refusals by reason (NodeStatus)
 };
 
 class ClusterNode {

@@ -5,7 +5,9 @@
 // state for status() and reports role changes. libraft's FSM hooks adapt the
 // byte-based StateMachine: batch entries are unframed into commands, the
 // results go back to the proposer through the raft_apply callback, which
-// libraft calls right after the FSM's apply of the same entry.
+// libraft calls right after the FSM's apply of the same entry. The Raft
+// port's listener and the shims on libraft's TCP transport are RaftPort's
+// (raft_port.h); the node tells it which sources and ids it knows.
 #include "raft/raft_node.h"
 
 #include <arpa/inet.h>
@@ -51,6 +53,7 @@ extern "C" {
 #include "common/dir_lock.h"
 #include "raft/entry_format.h"
 #include "raft/open_segments.h"
+#include "raft/raft_port.h"
 #include "raft/segment_fill.h"
 
 namespace netsem::raft {
@@ -103,155 +106,6 @@ Status check_address(std::string_view address) {
     return Status(StatusCode::kInvalidArgument, "address '" + std::string(address) + "' has no valid port");
   }
   return Status::ok();
-}
-
-}  // namespace
-
-namespace {
-
-// TCP_NODELAY on libraft's peer connections. raft_uv_tcp (0.15) leaves
-// Nagle's algorithm on: a small message sent while an earlier one is not yet
-// acknowledged (an AppendEntries result behind another, the next
-// AppendEntries to a follower that has not acknowledged the last) waited for
-// the peer's delayed ACK, about 40 ms on Linux, and a commit with it
-// (docs/benchmarks.md, "The cluster's second run"). The shims below wrap the
-// transport's listen and connect and turn Nagle off on every stream they
-// hand to libraft. libraft passes the same callback functions every time,
-// but they are kept per transport and per request all the same.
-struct NoDelayShims {
-  std::mutex mu;
-  std::unordered_map<raft_uv_transport*, int (*)(raft_uv_transport*, raft_uv_accept_cb)> listen;
-  std::unordered_map<raft_uv_transport*,
-                     int (*)(raft_uv_transport*, raft_uv_connect*, raft_id, const char*, raft_uv_connect_cb)>
-      connect;
-  std::unordered_map<raft_uv_transport*, raft_uv_accept_cb> accepted;
-  // Whether the transport's node takes an accepted stream (the Raft port's
-  // source check, RaftOptions::known_addresses); false: it was closed.
-  std::unordered_map<raft_uv_transport*, std::function<bool(raft_id, uv_stream_t*)>> admit;
-  std::unordered_map<raft_uv_connect*, raft_uv_connect_cb> connecting;
-  // Why a transport's listen failed (its errmsg), for open() to say:
-  // libraft's raft_start only says "I/O error".
-  std::unordered_map<raft_uv_transport*, std::string> listen_failed;
-};
-NoDelayShims& no_delay_shims() {
-  static NoDelayShims shims;
-  return shims;
-}
-
-void set_no_delay(uv_stream_t* stream) {
-  // raft_uv_tcp's streams are uv_tcp_t; a failure leaves Nagle on (slower, not wrong).
-  if (stream != nullptr && stream->type == UV_TCP) uv_tcp_nodelay(reinterpret_cast<uv_tcp_t*>(stream), 1);
-}
-
-void no_delay_accepted(raft_uv_transport* t, raft_id id, const char* address, uv_stream_t* stream) {
-  raft_uv_accept_cb cb = nullptr;
-  std::function<bool(raft_id, uv_stream_t*)> admit;
-  {
-    NoDelayShims& shims = no_delay_shims();
-    std::lock_guard lock(shims.mu);
-    cb = shims.accepted.at(t);
-    if (auto it = shims.admit.find(t); it != shims.admit.end()) admit = it->second;
-  }
-  if (admit && !admit(id, stream)) return;
-  set_no_delay(stream);
-  cb(t, id, address, stream);
-}
-
-int no_delay_listen(raft_uv_transport* t, raft_uv_accept_cb cb) {
-  int (*inner)(raft_uv_transport*, raft_uv_accept_cb) = nullptr;
-  {
-    NoDelayShims& shims = no_delay_shims();
-    std::lock_guard lock(shims.mu);
-    inner = shims.listen.at(t);
-    shims.accepted[t] = cb;
-  }
-  const int rv = inner(t, no_delay_accepted);
-  if (rv != 0) {
-    NoDelayShims& shims = no_delay_shims();
-    std::lock_guard lock(shims.mu);
-    shims.listen_failed[t] = t->errmsg[0] != '\0' ? std::string(t->errmsg) : std::string(raft_strerror(rv));
-  }
-  return rv;
-}
-
-void no_delay_connected(raft_uv_connect* req, uv_stream_t* stream, int status) {
-  raft_uv_connect_cb cb = nullptr;
-  {
-    NoDelayShims& shims = no_delay_shims();
-    std::lock_guard lock(shims.mu);
-    auto it = shims.connecting.find(req);
-    cb = it->second;
-    shims.connecting.erase(it);
-  }
-  if (status == 0) set_no_delay(stream);
-  req->cb = cb;
-  cb(req, stream, status);
-}
-
-int no_delay_connect(raft_uv_transport* t, raft_uv_connect* req, raft_id id, const char* address,
-                     raft_uv_connect_cb cb) {
-  NoDelayShims& shims = no_delay_shims();
-  std::unique_lock lock(shims.mu);
-  auto inner = shims.connect.at(t);
-  shims.connecting[req] = cb;
-  lock.unlock();
-  const int rv = inner(t, req, id, address, no_delay_connected);
-  if (rv != 0) {
-    lock.lock();
-    shims.connecting.erase(req);
-  }
-  return rv;
-}
-
-// Installs the shims on `t` (after raft_uv_tcp_init); forget() when it is closed.
-void install_no_delay(raft_uv_transport* t) {
-  NoDelayShims& shims = no_delay_shims();
-  std::lock_guard lock(shims.mu);
-  shims.listen[t] = t->listen;
-  shims.connect[t] = t->connect;
-  t->listen = no_delay_listen;
-  t->connect = no_delay_connect;
-}
-
-void forget_no_delay(raft_uv_transport* t) {
-  NoDelayShims& shims = no_delay_shims();
-  std::lock_guard lock(shims.mu);
-  shims.listen.erase(t);
-  shims.connect.erase(t);
-  shims.accepted.erase(t);
-  shims.admit.erase(t);
-  shims.listen_failed.erase(t);
-}
-
-// The errno text of listening on `address` (a.b.c.d:port), found by trying
-// as libuv does (SO_REUSEADDR, bind, listen) once the transport's listen
-// failed: libraft 0.15 reports it as a bare "I/O error". Empty when the
-// address takes a listener now (the other process went away).
-std::string listen_errno_text(const std::string& address) {
-  const std::size_t colon = address.rfind(':');
-  sockaddr_in in{};
-  in.sin_family = AF_INET;
-  in.sin_port = htons(static_cast<std::uint16_t>(std::atoi(address.c_str() + colon + 1)));
-  if (::inet_pton(AF_INET, address.substr(0, colon).c_str(), &in.sin_addr) != 1) return {};
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return {};
-  const int on = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-  std::string text;
-  if (::bind(fd, reinterpret_cast<const sockaddr*>(&in), sizeof in) != 0 || ::listen(fd, 1) != 0) {
-    text = std::strerror(errno);
-  }
-  ::close(fd);
-  return text;
-}
-
-// Why `t` could not listen, if it could not.
-std::optional<std::string> listen_failure(raft_uv_transport* t) {
-  NoDelayShims& shims = no_delay_shims();
-  std::lock_guard lock(shims.mu);
-  const auto found = shims.listen_failed.find(t);
-  if (found == shims.listen_failed.end()) return std::nullopt;
-  return found->second;
 }
 
 }  // namespace
@@ -732,10 +586,15 @@ class RaftNode::Impl {
   // this node's failure, logged with libraft's cause and what to do; ends
   // the process when RaftOptions::exit_on_write_failure says so.
   void write_failed(int status, std::string_view what, std::string_view after);
-  // The Raft port's source check (RaftOptions::known_addresses), on the raft
-  // thread: true to hand the accepted `stream` to libraft; false when it was
-  // refused and closed.
-  bool admit_peer(raft_id id, uv_stream_t* stream);
+  // The Raft port's checks (RaftOptions::known_servers, raft_port.h), on
+  // the raft thread: whether a connection from `source` is read at all, and
+  // whether it may speak as server `id`.
+  bool admits_source(std::uint32_t source) const;
+  bool admits_claim(std::uint32_t source, std::uint64_t id) const;
+  // Calls `f(id, IPv4 host)` for each server this node knows with an IPv4
+  // Raft address: of its configuration, bootstrap, file, and itself.
+  template <typename F>
+  void for_known_servers(F f) const;
 
   RaftOptions options_;
   StateMachine& machine_;
@@ -748,6 +607,9 @@ class RaftNode::Impl {
   uv_poll_t group_poll_{};
   int group_fd_ = -1;
   raft_uv_transport transport_{};
+  // The Raft port's listener and the transport's shims (raft_port.h): kept
+  // until the loop has run to its end.
+  std::unique_ptr<RaftPort> port_;
   raft_io io_{};
   raft_fsm fsm_{};
   struct raft raft_ {};
@@ -768,9 +630,6 @@ class RaftNode::Impl {
   // push_commit() in this turn's check phase, unless a batch carries it.
   bool push_in_check_ = false;
   std::uint64_t commit_pushes_ = 0;
-  // The Raft port's refusals (admit_peer) and the sources already logged.
-  std::uint64_t connections_refused_ = 0;
-  std::set<std::uint32_t> refused_logged_;
   // Group commit: the next batch waits for `group_target_` queued commands
   // or for the timer, whichever comes first.
   bool grouping_ = false;
@@ -825,55 +684,41 @@ std::optional<std::uint32_t> ipv4_host_of(std::string_view address) {
   return ntohl(in.s_addr);
 }
 
-// A refused stream's disposal, as libraft's own (uv_recv.c, uvRecvAcceptCb):
-// it was allocated with libraft's heap, and is ours once the accept callback has it.
-void free_refused_stream(uv_handle_t* handle) {
-  raft_free(handle);
-}
-
 }  // namespace
 
-bool RaftNode::Impl::admit_peer(raft_id id, uv_stream_t* stream) {
-  sockaddr_storage peer{};
-  int length = sizeof peer;
-  std::optional<std::uint32_t> source;
-  if (stream->type == UV_TCP &&
-      uv_tcp_getpeername(reinterpret_cast<uv_tcp_t*>(stream), reinterpret_cast<sockaddr*>(&peer), &length) == 0 &&
-      peer.ss_family == AF_INET) {
-    source = ntohl(reinterpret_cast<const sockaddr_in*>(&peer)->sin_addr.s_addr);
-  }
-  bool known = false;
-  bool loopback = false;
-  auto consider = [&](std::string_view address) {
-    const std::optional<std::uint32_t> host = ipv4_host_of(address);
-    if (!host) return;
-    if (source && *host == *source) known = true;
-    if ((*host >> 24) == 127) loopback = true;
+template <typename F>
+void RaftNode::Impl::for_known_servers(F f) const {
+  auto consider = [&](std::uint64_t id, std::string_view address) {
+    if (const std::optional<std::uint32_t> host = ipv4_host_of(address)) f(id, *host);
   };
-  for (unsigned i = 0; i < raft_.configuration.n; ++i) consider(raft_.configuration.servers[i].address);
-  for (const ServerInfo& server : options_.bootstrap) consider(server.address);
-  for (const std::string& address : options_.known_addresses) consider(address);
-  consider(options_.address);
-  if (source && !known && loopback && *source == 0x7f000001) known = true;
-  if (source && !known && options_.allow_peer && options_.allow_peer(*source)) known = true;
-  if (known) return true;
-  ++connections_refused_;
-  const std::uint32_t key = source.value_or(0);
-  if (refused_logged_.size() < 1024 && refused_logged_.insert(key).second) {
-    std::string from = "an address that is not IPv4";
-    if (source) {
-      const in_addr in{htonl(*source)};
-      char text[INET_ADDRSTRLEN] = {};
-      ::inet_ntop(AF_INET, &in, text, sizeof text);
-      from = text;
-    }
-    spdlog::warn(
-        "raft: refused a connection to the Raft port from {} (it said it was server {}): not the host of a server "
-        "of this node's configuration or file, nor in raft_allowed_networks (logged once per source)",
-        from, id);
+  for (unsigned i = 0; i < raft_.configuration.n; ++i) {
+    consider(raft_.configuration.servers[i].id, raft_.configuration.servers[i].address);
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(stream), free_refused_stream);
-  return false;
+  for (const ServerInfo& server : options_.bootstrap) consider(server.id, server.address);
+  for (const ServerInfo& server : options_.known_servers) consider(server.id, server.address);
+  consider(options_.id, options_.address);
+}
+
+// A source is a known server's host, or 127.0.0.1 when one is on loopback:
+// the kernel's source of a connection between loopback addresses (libraft
+// does not bind its outgoing connections to its server's address).
+bool RaftNode::Impl::admits_source(std::uint32_t source) const {
+  bool known = false;
+  for_known_servers([&](std::uint64_t, std::uint32_t host) {
+    if (host == source || (source == 0x7f000001 && (host >> 24) == 127)) known = true;
+  });
+  return known || (options_.allow_peer && options_.allow_peer(source));
+}
+
+// The claimed id must be a known server's whose host is the source (or 127.0.0.1
+// for one on loopback); raft_allowed_networks may claim any.
+bool RaftNode::Impl::admits_claim(std::uint32_t source, std::uint64_t id) const {
+  if (options_.allow_peer && options_.allow_peer(source)) return true;
+  bool matches = false;
+  for_known_servers([&](std::uint64_t server, std::uint32_t host) {
+    if (server == id && (host == source || (source == 0x7f000001 && (host >> 24) == 127))) matches = true;
+  });
+  return matches;
 }
 
 Status RaftNode::Impl::open() {
@@ -926,14 +771,22 @@ Status RaftNode::Impl::open() {
   if (group_fd_ < 0) return Status(StatusCode::kIoError, std::string("timerfd_create: ") + std::strerror(errno));
   if (int rv = raft_uv_tcp_init(&transport_, &loop_); rv != 0) return raft_status(rv, "raft transport", "");
   transport_open_ = true;
-  install_no_delay(&transport_);
   {
-    NoDelayShims& shims = no_delay_shims();
-    std::lock_guard lock(shims.mu);
-    shims.admit[&transport_] = [this](raft_id id, uv_stream_t* stream) { return admit_peer(id, stream); };
+    RaftPortOptions port;
+    port.listen_address = o.bind_address.empty() ? o.address : o.bind_address + o.address.substr(o.address.rfind(':'));
+    port.handshake_timeout = o.handshake_timeout.count() > 0
+                                 ? o.handshake_timeout
+                                 : std::max<std::chrono::milliseconds>(std::chrono::seconds(5), o.election_timeout);
+    port.max_pending_per_source = o.max_pending_handshakes_per_source;
+    port.max_pending = o.max_pending_handshakes;
+    port.admits_source = [this](std::uint32_t source) { return admits_source(source); };
+    port.admits_claim = [this](std::uint32_t source, std::uint64_t id) { return admits_claim(source, id); };
+    port_ = std::make_unique<RaftPort>(&transport_, &loop_, std::move(port));
   }
   if (!o.bind_address.empty()) {
-    // Listen there, on the advertised port (libraft requires the same one).
+    // Listen there, on the advertised port (RaftPort does, port.listen_address);
+    // libraft's own listener, which the address was for, is not used: this
+    // only checks the address as libraft did.
     const std::string bind = o.bind_address + o.address.substr(o.address.rfind(':'));
     if (int rv = raft_uv_tcp_set_bind_address(&transport_, bind.c_str()); rv != 0) {
       return raft_status(rv, "raft bind address " + bind, "");
@@ -1001,14 +854,12 @@ Status RaftNode::Impl::open() {
     }
   }
   if (int rv = raft_start(&raft_); rv != 0) {
-    if (const auto why = listen_failure(&transport_)) {
+    if (const auto why = port_->listen_failure()) {
       // Another process listens there (or the address is not this host's):
       // said as a taken client port is, naming the address.
       const std::string where =
           o.bind_address.empty() ? o.address : o.bind_address + o.address.substr(o.address.rfind(':'));
-      const std::string text = listen_errno_text(where);
-      return Status(StatusCode::kIoError,
-                    "cannot listen on the Raft address " + where + ": " + (text.empty() ? *why : text));
+      return Status(StatusCode::kIoError, "cannot listen on the Raft address " + where + ": " + *why);
     }
     return load_failure(rv, "raft start", o.data_dir, raft_errmsg(&raft_));
   }
@@ -1078,23 +929,20 @@ void RaftNode::Impl::finish_loop() {
     uv_run(&loop_, UV_RUN_DEFAULT);
   } else {
     if (io_open_) raft_uv_close(&io_);
-    if (transport_open_) {
-      raft_uv_tcp_close(&transport_);
-      forget_no_delay(&transport_);
-    }
+    if (transport_open_) raft_uv_tcp_close(&transport_);
   }
   if (loop_open_) {
     uv_run(&loop_, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop_) != 0) spdlog::warn("raft: the loop closed with handles open");
     loop_open_ = false;
   }
+  port_.reset();
 }
 
 void RaftNode::Impl::on_raft_closed(struct raft* raft) {
   Impl* self = static_cast<Impl*>(raft->data);
   raft_uv_close(&self->io_);
   raft_uv_tcp_close(&self->transport_);
-  forget_no_delay(&self->transport_);
   self->raft_open_ = self->io_open_ = self->transport_open_ = false;
   if (self->handles_open_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&self->wake_), nullptr);
@@ -1489,7 +1337,7 @@ void RaftNode::Impl::publish() {
   s.batches = batches_;
   s.commands = commands_;
   s.commit_pushes = commit_pushes_;
-  s.connections_refused = connections_refused_;
+  if (port_) s.connections_refused = port_->refused();
   s.commit_us = commit_us_;
   s.batch_commands = batch_commands_;
   s.failure = failure_;

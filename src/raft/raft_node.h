@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "netsem/status.h"
+#include "raft/raft_port.h"
 #include "raft/state_machine.h"
 #include "stats/histogram.h"
 
@@ -86,18 +87,26 @@ struct RaftOptions {
   // a server that peers reach through a translated address (a container,
   // NAT, a test's proxy), or that listens on every interface ("0.0.0.0").
   std::string bind_address;
-  // The Raft port (raft_uv_tcp: no authentication of its own) accepts a
-  // connection only from the IPv4 host of a server this node knows: of its
-  // latest configuration, of `bootstrap`, or of `known_addresses` (a.b.c.d:port,
-  // the servers of its file, for a server that joins and has no
-  // configuration yet); and from 127.0.0.1 when one of them is on loopback
-  // (the kernel's source of a connection between loopback addresses:
-  // libraft's outgoing connections are not bound to their server's address).
-  // `allow_peer`, when set, admits another source (an IPv4 address in host
-  // order): multi-homed hosts, NAT. Any other connection is closed once
-  // libraft read its handshake, before libraft takes it; each source is
-  // logged once (warning) and NodeStatus::connections_refused counts them.
-  std::vector<std::string> known_addresses;
+  // The Raft port (raft_uv_tcp: no authentication of its own; RaftPort,
+  // raft_port.h) reads a connection only from the IPv4 host of a server this
+  // node knows: of its latest configuration, of `bootstrap`, of
+  // `known_servers` (the servers of its file, for a server that joins and
+  // has no configuration yet), itself; and from 127.0.0.1 when one of them is
+  // on loopback (the kernel's source of a connection between loopback
+  // addresses: libraft's outgoing connections are not bound to their
+  // server's address). The id its handshake claims must be such a server's
+  // whose host is the source (127.0.0.1: on loopback). `allow_peer`, when
+  // set, admits another source (an IPv4 address in host order), claiming any
+  // id: multi-homed hosts, NAT. A handshake must come within
+  // `handshake_timeout` (0: the longer of 5 s and election_timeout), and at
+  // most `max_pending_handshakes_per_source` connections of one source and
+  // `max_pending_handshakes` in all wait for theirs. Any other connection is
+  // closed before libraft takes it; each source is logged once per reason
+  // (warning) and NodeStatus::connections_refused counts them by reason.
+  std::vector<ServerInfo> known_servers;
+  std::chrono::milliseconds handshake_timeout{0};
+  std::size_t max_pending_handshakes_per_source = 4;
+  std::size_t max_pending_handshakes = 32;
   std::function<bool(std::uint32_t ipv4_host_order)> allow_peer;
   std::string data_dir;  // must exist; libraft's log, metadata and snapshots (docs/replication.md)
   // The first configuration (this server among them), written to the data
@@ -172,9 +181,9 @@ struct NodeStatus {
   // Barriers this node appended as leader to tell the followers of a commit
   // at once (StateMachine::take_commit_wanted).
   std::uint64_t commit_pushes = 0;
-  // Connections to the Raft port refused since start: from no known server's
-  // host (RaftOptions::known_addresses).
-  std::uint64_t connections_refused = 0;
+  // Connections to the Raft port refused since start, by reason (index:
+  // PortRefusal; RaftOptions::known_servers).
+  PortRefusals connections_refused{};
   // Since start, on this node as leader: how long each batch took from its
   // raft_apply to its callback (committed and applied), in microseconds,
   // failed ones left out; and how many commands each batch carried.

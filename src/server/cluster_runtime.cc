@@ -91,7 +91,7 @@ Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& 
     }
   }
   for (const ClusterMember& member : config.cluster.servers)
-    options.known_raft_addresses.push_back(member.raft_address);
+    options.known_raft_servers.push_back(raft::ServerInfo{member.id, member.raft_address, raft::ServerRole::kVoter});
   if (!config.cluster.raft_allowed_networks.empty()) {
     options.allow_raft_peer = [allowed = config.cluster.raft_allowed_networks](std::uint32_t host) {
       return allowed.allows_v4(host);
@@ -1001,7 +1001,10 @@ stats::ClusterFigures ClusterRuntime::cluster_figures() const {
   figures.commit_us = s.commit_us;
   figures.batch_commands = s.batch_commands;
   figures.commit_pushes = s.commit_pushes;
-  figures.raft_connections_refused = s.raft_connections_refused;
+  for (std::size_t i = 0; i < raft::kPortRefusals; ++i) {
+    figures.raft_connections_refused.emplace_back(raft::port_refusal_name(static_cast<raft::PortRefusal>(i)),
+                                                  s.raft_connections_refused[i]);
+  }
   return figures;
 }
 

@@ -117,10 +117,14 @@ std::string cluster_prometheus(const ClusterFigures& figures) {
          "counter");
   sample(out, "commit_pushes_total", figures.commit_pushes);
   header(out, "raft_connections_refused_total",
-         "Connections to this server's Raft port refused since start: from the host of no server it knows, "
-         "nor from raft_allowed_networks.",
+         "Connections to this server's Raft port refused since start, by reason: host (from the host of no server "
+         "it knows, nor from raft_allowed_networks), id (its handshake claimed a server whose host is not its "
+         "source), handshake (not libraft's), timeout (no handshake in time), pending (too many waited for "
+         "theirs).",
          "counter");
-  sample(out, "raft_connections_refused_total", figures.raft_connections_refused);
+  for (const auto& [reason, count] : figures.raft_connections_refused) {
+    sample(out, "raft_connections_refused_total", count, "{reason=\"" + reason + "\"}");
+  }
   return out;
 }
 

@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "stats/histogram.h"
@@ -53,9 +54,12 @@ struct ClusterFigures {
   // Since start, while this server led: the barriers it appended to tell the
   // followers of a commit at once (raft::NodeStatus::commit_pushes).
   std::uint64_t commit_pushes = 0;
-  // Connections to the Raft port refused since start: from no member's host
-  // nor raft_allowed_networks (raft::NodeStatus::connections_refused).
-  std::uint64_t raft_connections_refused = 0;
+  // Connections to the Raft port refused since start, by reason ("host":
+  // from no member's host nor raft_allowed_networks; "id": a claimed id that
+  // may not come from its source; "handshake": not libraft's; "timeout": no
+  // handshake in time; "pending": too many waiting for theirs), every reason
+  // listed (raft::NodeStatus::connections_refused).
+  std::vector<std::pair<std::string, std::uint64_t>> raft_connections_refused;
 };
 
 // The most followers STATS lists in follower_lag (the line's bound).
@@ -74,7 +78,7 @@ std::string cluster_json(const ClusterFigures& figures);
 // histograms netsem_cluster_commit_seconds and netsem_cluster_batch_commands
 // (empty on a server that never led), and the counter
 // netsem_cluster_commit_pushes_total (0 on a server that never led), and
-// netsem_cluster_raft_connections_refused_total.
+// netsem_cluster_raft_connections_refused_total{reason="..."} per reason.
 std::string cluster_prometheus(const ClusterFigures& figures);
 
 }  // namespace netsem::stats

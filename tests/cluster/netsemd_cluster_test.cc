@@ -3268,11 +3268,9 @@ TEST(NetsemdClusterStart, AnEntryTheReplicaRefusesStopsTheServerAtEachStartWithE
   }
 }
 
-// A connection to `host`:`port` (a Raft port) from `source`, which sends
-// libraft's handshake (protocol 1, claiming to be server `claimed_id`) and
-// nothing after it; -1 when it cannot be made.
-UniqueFd raft_handshake_from(const std::string& source, const std::string& host, std::uint16_t port,
-                             std::uint64_t claimed_id) {
+// A connection to `host`:`port` (a Raft port) from `source`, that sends
+// nothing; -1 when it cannot be made.
+UniqueFd raft_connect_from(const std::string& source, const std::string& host, std::uint16_t port) {
   UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return UniqueFd();
   sockaddr_in from{};
@@ -3286,14 +3284,26 @@ UniqueFd raft_handshake_from(const std::string& source, const std::string& host,
       ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
     return UniqueFd();
   }
+  return fd;
+}
+
+// Sends libraft's handshake on `fd` (protocol 1, claiming to be server
+// `claimed_id`) and nothing after it.
+bool send_raft_handshake(int fd, std::uint64_t claimed_id) {
   // uv_tcp_listen.c: three little-endian 64-bit words (protocol, id, the
   // address's length, padded to 8), then the address, NUL-terminated.
   char address[16] = "127.0.0.9:1";
   const std::uint64_t preamble[3] = {1, claimed_id, sizeof address};
-  if (::send(fd.get(), preamble, sizeof preamble, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof preamble) ||
-      ::send(fd.get(), address, sizeof address, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof address)) {
-    return UniqueFd();
-  }
+  return ::send(fd, preamble, sizeof preamble, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof preamble) &&
+         ::send(fd, address, sizeof address, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof address);
+}
+
+// A connection from `source` that sends libraft's handshake, claiming to be
+// server `claimed_id`; -1 when it cannot be made.
+UniqueFd raft_handshake_from(const std::string& source, const std::string& host, std::uint16_t port,
+                             std::uint64_t claimed_id) {
+  UniqueFd fd = raft_connect_from(source, host, port);
+  if (!fd.valid() || !send_raft_handshake(fd.get(), claimed_id)) return UniqueFd();
   return fd;
 }
 
@@ -3305,10 +3315,27 @@ bool closed_within(int fd, std::chrono::milliseconds timeout) {
   return ::recv(fd, &byte, 1, MSG_DONTWAIT) <= 0;
 }
 
+// The body of server `i`'s GET /metrics; empty when it cannot be had.
+std::string metrics_of(const Netsemd& server, const std::string& host) {
+  const std::uint16_t port = test_support::http_port_from_log(server.log());
+  if (port == 0) return {};
+  test_support::HttpConnection connection(port, host.c_str());
+  if (!connection.ok() || !connection.send_request("GET", "/metrics")) return {};
+  const auto response = connection.read_response(5s, false);
+  return response.has_value() ? response->body : std::string();
+}
+
+// How often `line` is in `log`.
+std::size_t count_of(const std::string& log, const std::string& line) {
+  std::size_t n = 0;
+  for (std::size_t at = log.find(line); at != std::string::npos; at = log.find(line, at + 1)) ++n;
+  return n;
+}
+
 // The Raft port accepts connections only from the servers' hosts: one from
 // 127.0.0.1-3 (or 127.0.0.1, the source of a connection between loopback
-// addresses) is the cluster's; one from 127.0.0.9 is closed once its
-// handshake is read, never taken by libraft (which would keep it open,
+// addresses) is the cluster's; one from 127.0.0.9 is closed at once, before
+// its handshake is read, never taken by libraft (which would keep it open,
 // waiting for messages), logged once per source and counted in /metrics. The
 // cluster goes on granting.
 TEST_F(NetsemdCluster, TheRaftPortClosesAConnectionFromAHostThatIsNoMember) {
@@ -3317,31 +3344,102 @@ TEST_F(NetsemdCluster, TheRaftPortClosesAConnectionFromAHostThatIsNoMember) {
   const int follower = (lead + 1) % kServers;
   for (int round = 0; round < 2; ++round) {
     for (const int target : {lead, follower}) {
-      UniqueFd fd = raft_handshake_from("127.0.0.9", host(target), raft_ports_[target], 2);
+      UniqueFd fd = raft_connect_from("127.0.0.9", host(target), raft_ports_[target]);
       ASSERT_TRUE(fd.valid()) << std::strerror(errno);
+      // A handshake sent to a closing connection may fail: it changes nothing.
+      send_raft_handshake(fd.get(), 2);
       EXPECT_TRUE(closed_within(fd.get(), 5s)) << "server " << target + 1 << " kept it\n" << logs();
     }
   }
   for (const int target : {lead, follower}) {
     const std::string log = servers_[target]->log();
-    const std::string line = "refused a connection to the Raft port from 127.0.0.9 (it said it was server 2)";
-    const std::size_t at = log.find(line);
-    EXPECT_NE(at, std::string::npos) << log;
-    EXPECT_EQ(log.find(line, at + 1), std::string::npos) << "logged twice\n" << log;
-    const std::uint16_t port = test_support::http_port_from_log(log);
-    ASSERT_NE(port, 0) << log;
-    test_support::HttpConnection connection(port, host(target).c_str());
-    ASSERT_TRUE(connection.ok());
-    ASSERT_TRUE(connection.send_request("GET", "/metrics"));
-    const auto response = connection.read_response(5s, false);
-    ASSERT_TRUE(response.has_value());
-    EXPECT_NE(response->body.find("netsem_cluster_raft_connections_refused_total 2\n"), std::string::npos)
-        << response->body;
+    EXPECT_EQ(count_of(log,
+                       "refused a connection to the Raft port from 127.0.0.9: not the host of a server of this "
+                       "node's configuration or file, nor in raft_allowed_networks"),
+              1u)
+        << log;
+    const std::string metrics = metrics_of(*servers_[target], host(target));
+    EXPECT_NE(metrics.find("netsem_cluster_raft_connections_refused_total{reason=\"host\"} 2\n"), std::string::npos)
+        << metrics;
+    EXPECT_NE(metrics.find("netsem_cluster_raft_connections_refused_total{reason=\"timeout\"} 0\n"), std::string::npos)
+        << metrics;
   }
   auto client = connect(follower);
   ASSERT_TRUE(client != nullptr);
   EXPECT_TRUE(grants(*client, "a1", "lock"));
   EXPECT_EQ(client->request(req::release("r1", "lock"), 10s).rfind("r1 OK", 0), 0u) << logs();
+}
+
+// A connection from a member's host that sends no handshake (nothing, or a
+// part of one) is closed after the handshake deadline, 5 s here (the longer
+// of 5 s and the election timeout): libraft's listener kept it open for
+// ever. The cluster grants meanwhile.
+TEST_F(NetsemdCluster, TheRaftPortClosesAConnectionThatSendsNoHandshakeAfterTheDeadline) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int other = (lead + 1) % kServers;
+  const auto opened = std::chrono::steady_clock::now();
+  UniqueFd silent = raft_connect_from(host(other), host(lead), raft_ports_[lead]);
+  ASSERT_TRUE(silent.valid()) << std::strerror(errno);
+  UniqueFd partial = raft_connect_from(host(other), host(lead), raft_ports_[lead]);
+  ASSERT_TRUE(partial.valid()) << std::strerror(errno);
+  const std::uint64_t protocol = 1;
+  ASSERT_EQ(::send(partial.get(), &protocol, sizeof protocol, MSG_NOSIGNAL), static_cast<ssize_t>(sizeof protocol));
+
+  auto client = connect(other);
+  ASSERT_TRUE(client != nullptr);
+  EXPECT_TRUE(grants(*client, "a1", "lock"));
+  EXPECT_EQ(client->request(req::release("r1", "lock"), 10s).rfind("r1 OK", 0), 0u) << logs();
+  EXPECT_FALSE(closed_within(silent.get(), 3s)) << "closed before the deadline\n" << logs();
+  EXPECT_TRUE(closed_within(silent.get(), 5s)) << "kept past the deadline\n" << logs();
+  EXPECT_TRUE(closed_within(partial.get(), 1s)) << "kept past the deadline\n" << logs();
+  const auto waited = std::chrono::steady_clock::now() - opened;
+  EXPECT_GE(waited, 4900ms);
+
+  const std::string log = servers_[lead]->log();
+  EXPECT_EQ(
+      count_of(log, "refused a connection to the Raft port from " + host(other) + ": no handshake within 5000 ms"), 1u)
+      << log;
+  const std::string metrics = metrics_of(*servers_[lead], host(lead));
+  EXPECT_NE(metrics.find("netsem_cluster_raft_connections_refused_total{reason=\"timeout\"} 2\n"), std::string::npos)
+      << metrics;
+  // A new session: the first expired while the test waited (3 s).
+  auto again = connect(lead);
+  ASSERT_TRUE(again != nullptr);
+  EXPECT_TRUE(grants(*again, "a2", "lock"));
+}
+
+// A handshake whose claimed id is not the server of its source's host is
+// refused: 127.0.0.3 (server 3's host) saying it is server 2 (on 127.0.0.2),
+// or server 7 (no server). Server 3's own id from its host is taken.
+TEST_F(NetsemdCluster, TheRaftPortRefusesAHandshakeClaimingAnotherServersId) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  for (const std::uint64_t claimed : {2, 7}) {
+    UniqueFd fd = raft_handshake_from(host(2), host(lead), raft_ports_[lead], claimed);
+    ASSERT_TRUE(fd.valid()) << std::strerror(errno);
+    EXPECT_TRUE(closed_within(fd.get(), 3s)) << "server " << lead + 1 << " took server " << claimed << "'s\n" << logs();
+  }
+  UniqueFd own = raft_handshake_from(host(2), host(lead), raft_ports_[lead], 3);
+  ASSERT_TRUE(own.valid()) << std::strerror(errno);
+  EXPECT_FALSE(closed_within(own.get(), 1s)) << logs();
+  own = UniqueFd();
+
+  const std::string log = servers_[lead]->log();
+  EXPECT_EQ(count_of(log,
+                     "refused a connection to the Raft port from 127.0.0.3: it said it was server 2, which is "
+                     "not a server of this node's configuration or file with its Raft address on that host"),
+            1u)
+      << log;
+  EXPECT_EQ(count_of(log, "refused a connection to the Raft port from 127.0.0.3: it said"), 1u)
+      << "logged twice for one source\n"
+      << log;
+  const std::string metrics = metrics_of(*servers_[lead], host(lead));
+  EXPECT_NE(metrics.find("netsem_cluster_raft_connections_refused_total{reason=\"id\"} 2\n"), std::string::npos)
+      << metrics;
+  auto client = connect(lead);
+  ASSERT_TRUE(client != nullptr);
+  EXPECT_TRUE(grants(*client, "a1", "lock"));
 }
 
 // raft_allowed_networks admits another source: a member whose connections
@@ -3350,7 +3448,7 @@ TEST_F(NetsemdCluster, TheRaftPortClosesAConnectionFromAHostThatIsNoMember) {
 class NetsemdClusterRaftAllowed : public NetsemdCluster {
  protected:
   void SetUp() override {
-    raft_timeouts_ += "raft_allowed_networks = 127.0.0.8/31, 10.0.0.0/8\n";
+    raft_timeouts_ += "raft_allowed_networks = 127.0.0.8/29, 10.0.0.0/8\n";
     NetsemdCluster::SetUp();
   }
 };
@@ -3363,6 +3461,57 @@ TEST_F(NetsemdClusterRaftAllowed, TheRaftPortTakesAConnectionFromRaftAllowedNetw
   EXPECT_FALSE(closed_within(fd.get(), 2s)) << logs();
   EXPECT_EQ(servers_[lead]->log().find("refused a connection to the Raft port"), std::string::npos) << logs();
   fd = UniqueFd();
+  auto client = connect(lead);
+  ASSERT_TRUE(client != nullptr);
+  EXPECT_TRUE(grants(*client, "a1", "lock"));
+}
+
+// At most 4 connections of one source and 32 in all wait for their
+// handshake: one more is closed at once. 4 from 127.0.0.2 wait, a fifth is
+// closed; 4 from each of 127.0.0.8-14 (raft_allowed_networks) are still
+// read and fill the 32 with 127.0.0.2's, and then the first from 127.0.0.15
+// is closed at once too. Once they are gone the cluster grants.
+TEST_F(NetsemdClusterRaftAllowed, TheRaftPortClosesConnectionsBeyondTheCapAtOnce) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const std::uint16_t port = raft_ports_[lead];
+  std::vector<UniqueFd> waiting;
+  for (int i = 0; i < 4; ++i) {
+    waiting.push_back(raft_connect_from("127.0.0.2", host(lead), port));
+    ASSERT_TRUE(waiting.back().valid()) << std::strerror(errno);
+  }
+  for (int i = 0; i < 2; ++i) {
+    UniqueFd excess = raft_connect_from("127.0.0.2", host(lead), port);
+    ASSERT_TRUE(excess.valid()) << std::strerror(errno);
+    EXPECT_TRUE(closed_within(excess.get(), 1s)) << "a fifth connection from 127.0.0.2 kept\n" << logs();
+  }
+  for (int source = 8; source < 15; ++source) {
+    for (int i = 0; i < 4; ++i) {
+      waiting.push_back(raft_connect_from("127.0.0." + std::to_string(source), host(lead), port));
+      ASSERT_TRUE(waiting.back().valid()) << std::strerror(errno);
+    }
+  }
+  // 32 wait now (4 + 7 x 4): 127.0.0.15's first is one too many.
+  UniqueFd excess = raft_connect_from("127.0.0.15", host(lead), port);
+  ASSERT_TRUE(excess.valid()) << std::strerror(errno);
+  EXPECT_TRUE(closed_within(excess.get(), 1s)) << "a 33rd connection kept\n" << logs();
+  for (const UniqueFd& fd : waiting) EXPECT_FALSE(closed_within(fd.get(), 0ms)) << logs();
+
+  const std::string log = servers_[lead]->log();
+  EXPECT_EQ(count_of(log,
+                     "refused a connection to the Raft port from 127.0.0.2: closed at once: 4 connections from "
+                     "that host (at most 4)"),
+            1u)
+      << log;
+  EXPECT_EQ(count_of(log,
+                     "refused a connection to the Raft port from 127.0.0.15: closed at once: 0 connections from "
+                     "that host (at most 4) and 32 in all (at most 32)"),
+            1u)
+      << log;
+  const std::string metrics = metrics_of(*servers_[lead], host(lead));
+  EXPECT_NE(metrics.find("netsem_cluster_raft_connections_refused_total{reason=\"pending\"} 3\n"), std::string::npos)
+      << metrics;
+  waiting.clear();
   auto client = connect(lead);
   ASSERT_TRUE(client != nullptr);
   EXPECT_TRUE(grants(*client, "a1", "lock"));

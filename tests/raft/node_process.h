@@ -229,11 +229,13 @@ class Cluster {
   }
 
   // Starts node i (its data directory made if missing), bootstrapped with
-  // `bootstrap` (empty: none); waits for "ready" unless !wait.
+  // `bootstrap` (empty: none); waits for "ready" unless !wait. Every node
+  // knows nodes 1-9 (as netsemd's server.N lines: the Raft port takes a
+  // connection only from a server it knows, claiming that server's id).
   bool start(int i, const std::string& bootstrap_servers, bool wait = true) {
     std::filesystem::create_directories(data_dir(i));
-    std::vector<std::string> argv = {NETSEM_RAFT_NODE, "--id",       std::to_string(i), "--address",
-                                     address(i),       "--data-dir", data_dir(i)};
+    std::vector<std::string> argv = {NETSEM_RAFT_NODE, "--id",      std::to_string(i), "--address", address(i),
+                                     "--data-dir",     data_dir(i), "--known",         bootstrap(9)};
     if (!bootstrap_servers.empty()) {
       argv.push_back("--bootstrap");
       argv.push_back(bootstrap_servers);

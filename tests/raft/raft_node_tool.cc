@@ -109,6 +109,10 @@ int main(int argc, char** argv) {
   app.add_flag("--repair", options.repair, "let a torn last write of the open segment be dropped");
   app.add_option("--bind", options.bind_address, "listen on this IPv4 address (the --address port) instead");
   app.add_option("--bootstrap", bootstrap, "the first configuration: id@host:port,... (first start only)");
+  std::string known;
+  app.add_option("--known", known,
+                 "the servers this one knows besides its configuration, as netsemd's server.N lines: "
+                 "id@host:port,... (the Raft port's checks, RaftOptions::known_servers)");
   app.add_option("--election-ms", election_ms, "election timeout (ms)");
   app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat timeout (ms)");
   app.add_option("--snapshot-threshold", options.snapshot_threshold, "entries between snapshots");
@@ -135,6 +139,14 @@ int main(int argc, char** argv) {
       return 2;
     }
     options.bootstrap = std::move(*servers);
+  }
+  if (!known.empty()) {
+    auto servers = parse_servers(known);
+    if (!servers) {
+      std::fprintf(stderr, "netsem-raft-node: --known: %s\n", servers.status().message().c_str());
+      return 2;
+    }
+    options.known_servers = std::move(*servers);
   }
   options.on_role_change = [](Role role, std::uint64_t term) {
     say("role " + std::string(role_name(role)) + " " + std::to_string(term));

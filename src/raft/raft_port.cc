@@ -1,0 +1,452 @@
+// RaftPort (raft_port.h): the Raft port's listener and handshake reader, and
+// the shims on raft_uv_tcp's listen, connect and close. The transport calls
+// its functions with nothing but itself (and a connect request), so each
+// port is found by its transport, and each connect's callback by its request.
+#include "raft/raft_port.h"
+
+#include <arpa/inet.h>
+#include <endian.h>
+#include <netinet/in.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+// libraft's headers declare C functions without extern "C" of their own.
+extern "C" {
+#include <raft.h>
+#include <raft/uv.h>
+}
+
+#include <cassert>
+#include <charconv>
+#include <cstring>
+#include <mutex>
+#include <set>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace netsem::raft {
+
+std::string_view port_refusal_name(PortRefusal reason) {
+  switch (reason) {
+    case PortRefusal::kHost:
+      return "host";
+    case PortRefusal::kId:
+      return "id";
+    case PortRefusal::kHandshake:
+      return "handshake";
+    case PortRefusal::kTimeout:
+      return "timeout";
+    case PortRefusal::kPending:
+      return "pending";
+  }
+  return "unknown";
+}
+
+namespace {
+
+// uv_tcp.h: the handshake's protocol version. The handshake is three
+// little-endian 64-bit words (protocol, the sender's id, the length of its
+// address, NUL included and padded to 8), then the address.
+constexpr std::uint64_t kHandshakeProtocol = 1;
+// An address is "a.b.c.d:port" (uvIpParse): 24 bytes padded. Anything
+// longer than this is no libraft's.
+constexpr std::uint64_t kMaxAddressLength = 256;
+// The most (source, reason) pairs logged: the rest are only counted.
+constexpr std::size_t kMaxLogged = 1024;
+
+std::string ipv4_text(std::uint32_t host_order) {
+  const in_addr in{htonl(host_order)};
+  char text[INET_ADDRSTRLEN] = {};
+  ::inet_ntop(AF_INET, &in, text, sizeof text);
+  return text;
+}
+
+void set_no_delay(uv_stream_t* stream) {
+  // raft_uv_tcp's streams are uv_tcp_t; a failure leaves Nagle on (slower, not wrong).
+  if (stream != nullptr && stream->type == UV_TCP) uv_tcp_nodelay(reinterpret_cast<uv_tcp_t*>(stream), 1);
+}
+
+}  // namespace
+
+struct RaftPort::Impl {
+  // A connection accepted and not yet handed to libraft: waiting for its
+  // handshake. Deleted once both its handles are closed (or, handed over,
+  // once its timer is: the stream is libraft's then).
+  struct Incoming {
+    Impl* port = nullptr;
+    uv_tcp_t* tcp = nullptr;  // raft_malloc'd: libraft frees it with raft_free once it has it
+    uv_timer_t timer{};
+    std::uint32_t source = 0;
+    std::array<std::uint64_t, 3> preamble{};
+    std::vector<char> address;  // its length, and a NUL of ours
+    std::size_t nread = 0;
+    bool in_address = false;
+    int open_handles = 0;
+  };
+
+  raft_uv_transport* transport = nullptr;
+  uv_loop_t* loop = nullptr;
+  RaftPortOptions options;
+  // The transport's own functions (raft_uv_tcp's).
+  int (*inner_connect)(raft_uv_transport*, raft_uv_connect*, raft_id, const char*, raft_uv_connect_cb) = nullptr;
+  void (*inner_close)(raft_uv_transport*, raft_uv_transport_close_cb) = nullptr;
+  raft_uv_accept_cb accept_cb = nullptr;  // libraft's (uv_recv.c)
+  raft_uv_transport_close_cb close_cb = nullptr;
+
+  uv_tcp_t listener{};
+  bool listener_open = false;
+  std::optional<std::string> listen_failed;
+  std::set<Incoming*> pending;
+  std::unordered_map<std::uint32_t, std::size_t> pending_from;
+  // Handles of ours not yet closed: each Incoming alive, each refused stream
+  // closing, the listener.
+  std::size_t alive = 0;
+  bool closing = false, inner_closed = false, close_reported = false;
+  PortRefusals refused{};
+  std::set<std::pair<std::uint32_t, PortRefusal>> logged;
+
+  static void on_connection(uv_stream_t* server, int status);
+  static void on_alloc(uv_handle_t* handle, std::size_t suggested, uv_buf_t* buf);
+  static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  static void on_timeout(uv_timer_t* timer);
+  static void on_incoming_handle_closed(uv_handle_t* handle);
+  static void on_refused_stream_closed(uv_handle_t* handle);
+  static void on_listener_closed(uv_handle_t* handle);
+  static void on_inner_closed(raft_uv_transport* transport);
+
+  int listen(raft_uv_accept_cb cb);
+  void close(raft_uv_transport_close_cb cb);
+  // Counts and logs a refusal of a connection from `source`.
+  void refuse(PortRefusal reason, std::uint32_t source, const std::string& detail);
+  // Closes an incoming connection still in its handshake.
+  void abort(Incoming* incoming);
+  void forget_pending(Incoming* incoming);
+  void handshake_read(Incoming* incoming);
+  // Reports the transport closed once it is, and ours too. Last thing its
+  // caller does: the report can end the node, and the port with it.
+  void maybe_closed();
+};
+
+namespace {
+
+// The ports by transport, and libraft's connect callbacks by request.
+struct Registry {
+  std::mutex mu;
+  std::unordered_map<raft_uv_transport*, RaftPort::Impl*> ports;
+  std::unordered_map<raft_uv_connect*, raft_uv_connect_cb> connecting;
+};
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+RaftPort::Impl* port_of(raft_uv_transport* t) {
+  Registry& r = registry();
+  std::lock_guard lock(r.mu);
+  return r.ports.at(t);
+}
+
+int port_listen(raft_uv_transport* t, raft_uv_accept_cb cb) {
+  return port_of(t)->listen(cb);
+}
+
+void port_close(raft_uv_transport* t, raft_uv_transport_close_cb cb) {
+  port_of(t)->close(cb);
+}
+
+void port_connected(raft_uv_connect* req, uv_stream_t* stream, int status) {
+  raft_uv_connect_cb cb = nullptr;
+  {
+    Registry& r = registry();
+    std::lock_guard lock(r.mu);
+    auto it = r.connecting.find(req);
+    cb = it->second;
+    r.connecting.erase(it);
+  }
+  if (status == 0) set_no_delay(stream);
+  req->cb = cb;
+  cb(req, stream, status);
+}
+
+int port_connect(raft_uv_transport* t, raft_uv_connect* req, raft_id id, const char* address, raft_uv_connect_cb cb) {
+  RaftPort::Impl* port = port_of(t);
+  {
+    Registry& r = registry();
+    std::lock_guard lock(r.mu);
+    r.connecting[req] = cb;
+  }
+  const int rv = port->inner_connect(t, req, id, address, port_connected);
+  if (rv != 0) {
+    Registry& r = registry();
+    std::lock_guard lock(r.mu);
+    r.connecting.erase(req);
+  }
+  return rv;
+}
+
+}  // namespace
+
+RaftPort::RaftPort(raft_uv_transport* transport, uv_loop_s* loop, RaftPortOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->transport = transport;
+  impl_->loop = loop;
+  impl_->options = std::move(options);
+  impl_->inner_connect = transport->connect;
+  impl_->inner_close = transport->close;
+  {
+    Registry& r = registry();
+    std::lock_guard lock(r.mu);
+    r.ports[transport] = impl_.get();
+  }
+  transport->listen = port_listen;
+  transport->connect = port_connect;
+  transport->close = port_close;
+}
+
+RaftPort::~RaftPort() {
+  assert(impl_->alive == 0);
+  Registry& r = registry();
+  std::lock_guard lock(r.mu);
+  r.ports.erase(impl_->transport);
+}
+
+PortRefusals RaftPort::refused() const {
+  return impl_->refused;
+}
+
+std::optional<std::string> RaftPort::listen_failure() const {
+  return impl_->listen_failed;
+}
+
+int RaftPort::Impl::listen(raft_uv_accept_cb cb) {
+  accept_cb = cb;
+  const std::string& address = options.listen_address;
+  const std::size_t colon = address.rfind(':');
+  unsigned port = 0;
+  sockaddr_in in{};
+  in.sin_family = AF_INET;
+  const char* digits = address.c_str() + (colon == std::string::npos ? 0 : colon + 1);
+  const auto [end, ec] = std::from_chars(digits, address.c_str() + address.size(), port);
+  if (colon == std::string::npos || ec != std::errc() || port == 0 || port > 65535 ||
+      ::inet_pton(AF_INET, address.substr(0, colon).c_str(), &in.sin_addr) != 1) {
+    listen_failed = "'" + address + "' is not a.b.c.d:port";
+    return RAFT_INVALID;
+  }
+  in.sin_port = htons(static_cast<std::uint16_t>(port));
+  if (int rv = uv_tcp_init(loop, &listener); rv != 0) {
+    listen_failed = std::strerror(-rv);
+    return RAFT_IOERR;
+  }
+  listener.data = this;
+  listener_open = true;
+  ++alive;
+  // libuv sets SO_REUSEADDR, as libraft's listener had it. A backlog of 64
+  // (libraft's was 1): the connections of every member at once after a
+  // restart are no reason to drop a SYN.
+  int rv = uv_tcp_bind(&listener, reinterpret_cast<const sockaddr*>(&in), 0);
+  if (rv == 0) rv = uv_listen(reinterpret_cast<uv_stream_t*>(&listener), 64, on_connection);
+  if (rv != 0) {
+    listen_failed = std::strerror(-rv);
+    return RAFT_IOERR;
+  }
+  return 0;
+}
+
+void RaftPort::Impl::on_connection(uv_stream_t* server, int status) {
+  Impl* self = static_cast<Impl*>(server->data);
+  if (status != 0 || self->closing) return;
+  auto* tcp = static_cast<uv_tcp_t*>(raft_malloc(sizeof(uv_tcp_t)));
+  if (tcp == nullptr) return;  // the connection waits in the backlog
+  uv_tcp_init(self->loop, tcp);
+  tcp->data = self;
+  ++self->alive;
+  sockaddr_storage peer{};
+  int length = sizeof peer;
+  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(tcp)) != 0 ||
+      uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&peer), &length) != 0 || peer.ss_family != AF_INET) {
+    // Gone already (a reset before the accept): nothing to count.
+    uv_close(reinterpret_cast<uv_handle_t*>(tcp), on_refused_stream_closed);
+    return;
+  }
+  const std::uint32_t source = ntohl(reinterpret_cast<const sockaddr_in*>(&peer)->sin_addr.s_addr);
+  const auto from = self->pending_from.find(source);
+  const std::size_t waiting = from == self->pending_from.end() ? 0 : from->second;
+  std::optional<PortRefusal> refusal;
+  std::string detail;
+  if (self->options.admits_source && !self->options.admits_source(source)) {
+    refusal = PortRefusal::kHost;
+    detail =
+        "not the host of a server of this node's configuration or file, nor in raft_allowed_networks (logged once "
+        "per source)";
+  } else if (waiting >= self->options.max_pending_per_source || self->pending.size() >= self->options.max_pending) {
+    refusal = PortRefusal::kPending;
+    detail = "closed at once: " + std::to_string(waiting) + " connections from that host (at most " +
+             std::to_string(self->options.max_pending_per_source) + ") and " + std::to_string(self->pending.size()) +
+             " in all (at most " + std::to_string(self->options.max_pending) +
+             ") wait for their handshake (logged once per source)";
+  }
+  if (refusal) {
+    self->refuse(*refusal, source, detail);
+    uv_close(reinterpret_cast<uv_handle_t*>(tcp), on_refused_stream_closed);
+    return;
+  }
+  auto* incoming = new Incoming;
+  incoming->port = self;
+  incoming->tcp = tcp;
+  incoming->source = source;
+  tcp->data = incoming;
+  incoming->timer.data = incoming;
+  uv_timer_init(self->loop, &incoming->timer);
+  incoming->open_handles = 2;
+  self->pending.insert(incoming);
+  ++self->pending_from[source];
+  uv_timer_start(&incoming->timer, on_timeout, static_cast<std::uint64_t>(self->options.handshake_timeout.count()), 0);
+  if (uv_read_start(reinterpret_cast<uv_stream_t*>(tcp), on_alloc, on_read) != 0) self->abort(incoming);
+}
+
+// Exactly what is left of the handshake's part being read: no byte after
+// the handshake (the peer's first message, libraft's to read) is taken.
+void RaftPort::Impl::on_alloc(uv_handle_t* handle, std::size_t, uv_buf_t* buf) {
+  Incoming* incoming = static_cast<Incoming*>(handle->data);
+  if (!incoming->in_address) {
+    buf->base = reinterpret_cast<char*>(incoming->preamble.data()) + incoming->nread;
+    buf->len = sizeof incoming->preamble - incoming->nread;
+  } else {
+    buf->base = incoming->address.data() + incoming->nread;
+    buf->len = incoming->address.size() - 1 - incoming->nread;
+  }
+}
+
+void RaftPort::Impl::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t*) {
+  Incoming* incoming = static_cast<Incoming*>(stream->data);
+  Impl* self = incoming->port;
+  if (nread == 0) return;
+  if (nread < 0) {
+    // Closed or reset by the peer: nothing to count.
+    self->abort(incoming);
+    return;
+  }
+  incoming->nread += static_cast<std::size_t>(nread);
+  if (!incoming->in_address) {
+    if (incoming->nread < sizeof incoming->preamble) return;
+    const std::uint64_t protocol = le64toh(incoming->preamble[0]);
+    const std::uint64_t length = le64toh(incoming->preamble[2]);
+    if (protocol != kHandshakeProtocol || length == 0 || length > kMaxAddressLength) {
+      self->refuse(PortRefusal::kHandshake, incoming->source,
+                   "its handshake is not libraft's (protocol " + std::to_string(protocol) + ", an address of " +
+                       std::to_string(length) + " bytes)");
+      self->abort(incoming);
+      return;
+    }
+    incoming->in_address = true;
+    incoming->nread = 0;
+    incoming->address.assign(length + 1, '\0');
+    return;
+  }
+  if (incoming->nread < incoming->address.size() - 1) return;
+  self->handshake_read(incoming);
+}
+
+void RaftPort::Impl::handshake_read(Incoming* incoming) {
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(incoming->tcp));
+  const std::uint64_t id = le64toh(incoming->preamble[1]);
+  if (options.admits_claim && !options.admits_claim(incoming->source, id)) {
+    refuse(PortRefusal::kId, incoming->source,
+           "it said it was server " + std::to_string(id) +
+               ", which is not a server of this node's configuration or file with its Raft address on that host, "
+               "and the host is not in raft_allowed_networks (logged once per source)");
+    abort(incoming);
+    return;
+  }
+  forget_pending(incoming);
+  uv_stream_t* stream = reinterpret_cast<uv_stream_t*>(incoming->tcp);
+  incoming->tcp = nullptr;  // libraft's now: it closes and frees it
+  --incoming->open_handles;
+  uv_timer_stop(&incoming->timer);
+  uv_close(reinterpret_cast<uv_handle_t*>(&incoming->timer), on_incoming_handle_closed);
+  set_no_delay(stream);
+  stream->data = nullptr;
+  accept_cb(transport, id, incoming->address.data(), stream);
+}
+
+void RaftPort::Impl::on_timeout(uv_timer_t* timer) {
+  Incoming* incoming = static_cast<Incoming*>(timer->data);
+  Impl* self = incoming->port;
+  self->refuse(PortRefusal::kTimeout, incoming->source,
+               "no handshake within " + std::to_string(self->options.handshake_timeout.count()) +
+                   " ms (logged once per source)");
+  self->abort(incoming);
+}
+
+void RaftPort::Impl::forget_pending(Incoming* incoming) {
+  if (pending.erase(incoming) == 0) return;
+  auto it = pending_from.find(incoming->source);
+  if (it != pending_from.end() && --it->second == 0) pending_from.erase(it);
+}
+
+void RaftPort::Impl::abort(Incoming* incoming) {
+  forget_pending(incoming);
+  uv_close(reinterpret_cast<uv_handle_t*>(incoming->tcp), on_incoming_handle_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&incoming->timer), on_incoming_handle_closed);
+}
+
+void RaftPort::Impl::on_incoming_handle_closed(uv_handle_t* handle) {
+  Incoming* incoming = static_cast<Incoming*>(handle->data);
+  if (incoming->tcp != nullptr && handle == reinterpret_cast<uv_handle_t*>(incoming->tcp)) {
+    raft_free(incoming->tcp);
+    incoming->tcp = nullptr;
+  }
+  if (--incoming->open_handles > 0) return;
+  Impl* self = incoming->port;
+  delete incoming;
+  --self->alive;
+  self->maybe_closed();
+}
+
+void RaftPort::Impl::on_refused_stream_closed(uv_handle_t* handle) {
+  Impl* self = static_cast<Impl*>(handle->data);
+  raft_free(handle);
+  --self->alive;
+  self->maybe_closed();
+}
+
+void RaftPort::Impl::refuse(PortRefusal reason, std::uint32_t source, const std::string& detail) {
+  ++refused[static_cast<std::size_t>(reason)];
+  if (logged.size() >= kMaxLogged || !logged.insert({source, reason}).second) return;
+  spdlog::warn("raft: refused a connection to the Raft port from {}: {}", ipv4_text(source), detail);
+}
+
+void RaftPort::Impl::close(raft_uv_transport_close_cb cb) {
+  closing = true;
+  close_cb = cb;
+  while (!pending.empty()) abort(*pending.begin());
+  if (listener_open) {
+    listener_open = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&listener), on_listener_closed);
+  }
+  // raft_uv_tcp's close: its listener never listened (closed at once), and
+  // its outgoing connections.
+  inner_close(transport, on_inner_closed);
+}
+
+void RaftPort::Impl::on_listener_closed(uv_handle_t* handle) {
+  Impl* self = static_cast<Impl*>(handle->data);
+  --self->alive;
+  self->maybe_closed();
+}
+
+void RaftPort::Impl::on_inner_closed(raft_uv_transport* transport) {
+  Impl* self = port_of(transport);
+  self->inner_closed = true;
+  self->maybe_closed();
+}
+
+void RaftPort::Impl::maybe_closed() {
+  if (!closing || !inner_closed || alive != 0 || close_reported) return;
+  close_reported = true;
+  close_cb(transport);
+}
+
+}  // namespace netsem::raft
