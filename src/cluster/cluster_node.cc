@@ -43,6 +43,9 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::start(ClusterOptions options) 
   raft_options.address = node->options_.raft_address;
   raft_options.bind_address = node->options_.raft_bind_address;
   raft_options.repair = node->options_.repair;
+  raft_options.recover = node->options_.recover;
+  raft_options.before_recover = node->options_.before_recover;
+  node->first_raise_ = node->options_.first_raise;
   raft_options.exit_on_write_failure = node->options_.exit_on_write_failure;
   raft_options.data_dir = node->options_.data_dir;
   raft_options.bootstrap = node->options_.bootstrap;
@@ -108,7 +111,8 @@ void ClusterNode::propose(replication::Entry entry, std::uint64_t serial, Duty d
   });
 }
 
-// The first thing proposed in a term this node leads is TouchAll.
+// The first thing proposed in a term this node leads is TouchAll, behind
+// the RaiseFences of a recovery while it is not applied.
 void ClusterNode::start_term_if_new(std::int64_t now_ms) {
   const std::uint64_t term = lead_term_.load(std::memory_order_acquire);
   if (term == 0 || term == started_term_) return;
@@ -119,7 +123,12 @@ void ClusterNode::start_term_if_new(std::int64_t now_ms) {
   advance_in_flight_ = false;
   advance_index_ = 0;
   ++counters_.touch_alls;
-  propose(replication::Entry{now_ms, {replication::TouchAll{}}}, 0, Duty::kTouchAll);
+  replication::Entry entry{now_ms, {replication::TouchAll{}}};
+  if (first_raise_ != 0) {
+    entry.commands.insert(entry.commands.begin(),
+                          replication::RaiseFences{first_raise_, options_.id, options_.first_raise_nonce});
+  }
+  propose(std::move(entry), 0, Duty::kTouchAll);
 }
 
 Status ClusterNode::submit(replication::Command command) {
@@ -188,6 +197,14 @@ Status ClusterNode::accept_forwarded(std::string_view bytes) {
 
 void ClusterNode::applied(std::uint64_t index, const replication::Entry& entry) {
   loop_applied_ = std::max(loop_applied_, index);
+  if (first_raise_ != 0) {
+    for (const replication::Command& command : entry.commands) {
+      const auto* raise = std::get_if<replication::RaiseFences>(&command);
+      if (raise != nullptr && raise->server == options_.id && raise->nonce == options_.first_raise_nonce) {
+        first_raise_ = 0;
+      }
+    }
+  }
   if (by_key_.empty()) return;
   for (const replication::Command& command : entry.commands) {
     const auto found = by_key_.find(key_of(command));

@@ -8,7 +8,9 @@
 // a proposal refused for not leading, or no apply within 2 x the election
 // timeout; the state machine's host/seq/nonce dedupe makes a second copy of
 // an applied command change nothing). As leader it also does the leader's
-// duties: TouchAll first in each term it leads, then Reconfigure when the
+// duties: TouchAll first in each term it leads (behind a pending
+// RaiseFences of netsemd --recover, ClusterOptions::first_raise), then
+// Reconfigure when the
 // replicated limits or session timeout differ from this server's
 // configuration, then AdvanceTime whenever the log time reaches the loop
 // replica's next_expiry_ms().
@@ -110,6 +112,17 @@ struct ClusterOptions {
   // netsemd --repair: a failing last batch of the open segment (a torn
   // write) is dropped instead of refused (raft::RaftOptions::repair).
   bool repair = false;
+  // netsemd --recover: this server alone forced as the configuration before
+  // the node starts (raft::RaftOptions::recover; `bootstrap` ignored).
+  bool recover = false;
+  std::function<Status()> before_recover;  // raft::RaftOptions::before_recover
+  // Not 0 (netsemd --recover --raise-fences N, and each start after it
+  // until applied): the first entry of the first term this node leads in
+  // this run is RaiseFences{first_raise, id, first_raise_nonce} followed by
+  // TouchAll, so that no grant of this leader comes before the raise; and
+  // so on in each term it leads until the loop applied it (applied()).
+  std::uint64_t first_raise = 0;
+  std::uint64_t first_raise_nonce = 0;
   // raft::RaftOptions::exit_on_write_failure: netsemd sets 3.
   int exit_on_write_failure = 0;
   std::string data_dir;  // must exist: RaftNode's log and snapshots
@@ -285,6 +298,8 @@ class ClusterNode {
   void post(Mail mail);
 
   ClusterOptions options_;
+  // options_.first_raise until the loop applied it (0 then).
+  std::uint64_t first_raise_ = 0;
   std::unique_ptr<ReplicaAdapter> adapter_;  // outlives raft_
   std::unique_ptr<raft::RaftNode> raft_;
   bool stopped_ = false;

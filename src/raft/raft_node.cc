@@ -455,6 +455,9 @@ class RaftNode::Impl {
   }
 
   Status open();
+  // RaftOptions::recover, from open() before raft_start: the latest stored
+  // configuration replaced by this server alone (raft_recover).
+  Status recover();
   // After a failed open() and finish_loop(): when this open() bootstrapped
   // the directory, removes what the bootstrap and the start made, so that
   // the directory is pristine again; what is appended to open()'s reason.
@@ -616,6 +619,9 @@ class RaftNode::Impl {
   int dir_fd_ = -1;
   // The data directory's new segments are zero-filled (segment_fill.h).
   std::optional<ZeroFilledSegments> zero_filled_;
+  // RaftOptions::recover: the configuration replaced, the new one's index.
+  std::vector<ServerInfo> recovered_from_;
+  std::uint64_t recovered_at_ = 0;
   // Set when open() bootstrapped the directory: the names it held before
   // (a pristine directory's: no whole metadata file, no log).
   std::optional<std::set<std::string>> before_bootstrap_;
@@ -828,7 +834,9 @@ Status RaftNode::Impl::open() {
   // before raising its term, so its return does not depose a working leader.
   raft_set_pre_vote(&raft_, true);
 
-  if (!o.bootstrap.empty()) {
+  if (o.recover) {
+    if (Status recovered = recover(); !recovered) return recovered;
+  } else if (!o.bootstrap.empty()) {
     raft_configuration conf;
     raft_configuration_init(&conf);
     int rv = 0;
@@ -873,6 +881,148 @@ Status RaftNode::Impl::open() {
   uv_poll_start(&group_poll_, UV_READABLE, on_group_commit);
   handles_open_ = true;
   publish();
+  return Status::ok();
+}
+
+namespace {
+
+// A configuration entry's servers (libraft 0.15's configurationEncode: a
+// format byte 1, the count as u64, then per server its id as u64, its
+// address NUL-terminated and its role as a byte; little-endian, unaligned);
+// nullopt when it does not decode.
+std::optional<std::vector<ServerInfo>> decode_configuration(const raft_buffer& buf) {
+  const auto* bytes = static_cast<const unsigned char*>(buf.base);
+  std::size_t at = 0;
+  const auto u64 = [&](std::uint64_t& value) {
+    if (buf.len - at < 8) return false;
+    value = 0;
+    for (int i = 7; i >= 0; --i) value = (value << 8) | bytes[at + i];
+    at += 8;
+    return true;
+  };
+  if (buf.len < 1 || bytes[0] != 1) return std::nullopt;
+  at = 1;
+  std::uint64_t n = 0;
+  if (!u64(n) || n > buf.len) return std::nullopt;
+  std::vector<ServerInfo> servers;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    ServerInfo server;
+    if (!u64(server.id)) return std::nullopt;
+    const auto* end = static_cast<const unsigned char*>(std::memchr(bytes + at, 0, buf.len - at));
+    if (end == nullptr || end + 1 >= bytes + buf.len) return std::nullopt;
+    server.address.assign(reinterpret_cast<const char*>(bytes + at), end - (bytes + at));
+    at = static_cast<std::size_t>(end - bytes) + 1;
+    server.role = from_raft_role(bytes[at++]);
+    servers.push_back(std::move(server));
+  }
+  return servers;
+}
+
+std::string describe_servers(const std::vector<ServerInfo>& servers) {
+  std::string text;
+  for (const ServerInfo& server : servers) {
+    text += (text.empty() ? "" : ", ") + std::to_string(server.id) + "@" + server.address + " (" +
+            std::string(server_role_name(server.role)) + ")";
+  }
+  return text;
+}
+
+}  // namespace
+
+// raft_recover appends the new configuration after the last entry of the
+// stored log, at term 1 (libraft 0.15's uvRecover), and raft_start then
+// takes the latest configuration entry of the log: this server alone, a
+// voter, which elects itself at once (a term above every stored one) and
+// commits what its log holds with its first entry. The stored log is read
+// first (raft_io's load, which raft_start repeats) for what there is to
+// recover and the configuration it replaces: libraft would write a first
+// configuration into an empty directory as a bootstrap does, and says
+// nothing of the old one.
+Status RaftNode::Impl::recover() {
+  const RaftOptions& o = options_;
+  raft_term term = 0;
+  raft_id vote = 0;
+  raft_snapshot* snapshot = nullptr;
+  raft_index start_index = 0;
+  raft_entry* entries = nullptr;
+  std::size_t n = 0;
+  if (int rv = io_.load(&io_, &term, &vote, &snapshot, &start_index, &entries, &n); rv != 0) {
+    return load_failure(rv, "raft recover", o.data_dir, io_.errmsg);
+  }
+  std::optional<std::vector<ServerInfo>> old;
+  std::uint64_t old_index = 0;
+  for (std::size_t i = n; i-- > 0 && old_index == 0;) {
+    if (entries[i].type != RAFT_CHANGE) continue;
+    old = decode_configuration(entries[i].buf);
+    old_index = start_index + i;
+  }
+  if (old_index == 0 && snapshot != nullptr) {
+    old.emplace();
+    for (unsigned i = 0; i < snapshot->configuration.n; ++i) {
+      const raft_server& server = snapshot->configuration.servers[i];
+      old->push_back({server.id, server.address, from_raft_role(server.role)});
+    }
+    old_index = snapshot->configuration_index;
+  }
+  const std::uint64_t last_index = n > 0 ? start_index + n - 1 : snapshot != nullptr ? snapshot->index : 0;
+  const bool had_snapshot = snapshot != nullptr;
+  if (snapshot != nullptr) {
+    raft_configuration_close(&snapshot->configuration);
+    for (unsigned i = 0; i < snapshot->n_bufs; ++i) raft_free(snapshot->bufs[i].base);
+    raft_free(snapshot->bufs);
+    raft_free(snapshot);
+  }
+  if (entries != nullptr) {
+    void* batch = nullptr;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (entries[i].batch != batch) raft_free(batch = entries[i].batch);
+    }
+    raft_free(entries);
+  }
+  if (!had_snapshot && n == 0) {
+    return Status(StatusCode::kNotFound,
+                  "--recover: the Raft data directory " + o.data_dir +
+                      " holds no log: there is nothing to recover. A new cluster starts without --recover (its "
+                      "server.N lines bootstrap it); a server that lost its data joins with join = on and `netsem "
+                      "cluster add` on the leader");
+  }
+  if (!old) {
+    return Status(StatusCode::kCorruption, "--recover: the Raft data directory " + o.data_dir +
+                                               ": the configuration entry at index " + std::to_string(old_index) +
+                                               " does not decode. " + std::string(kDamageAdvice));
+  }
+  if (std::none_of(old->begin(), old->end(), [&](const ServerInfo& s) { return s.id == o.id; })) {
+    return Status(StatusCode::kInvalidArgument,
+                  "--recover: the latest configuration in the Raft data directory " + o.data_dir + " (index " +
+                      std::to_string(old_index) + ": " + describe_servers(*old) + ") does not hold this server (" +
+                      std::to_string(o.id) +
+                      "): it was removed, and its log may lag the cluster's; recover the server that was in it "
+                      "last. Nothing was changed");
+  }
+  if (o.before_recover) {
+    if (Status ready = o.before_recover(); !ready) return ready;
+  }
+  const std::vector<ServerInfo> alone = {{o.id, o.address, ServerRole::kVoter}};
+  raft_configuration conf;
+  raft_configuration_init(&conf);
+  int rv = raft_configuration_add(&conf, o.id, o.address.c_str(), RAFT_VOTER);
+  if (rv == 0) rv = raft_recover(&raft_, &conf);
+  raft_configuration_close(&conf);
+  if (rv != 0) return load_failure(rv, "raft recover", o.data_dir, raft_errmsg(&raft_));
+  // libraft 0.15 makes a lone voter leader in the term it loaded (the fast
+  // path of convertToCandidate raises no term): one above it, so that no
+  // entry of this leader shares a term with one the lost leader wrote.
+  if (rv = uv_set_term_(&io_, term + 1); rv != 0) {
+    return load_failure(rv, "raft recover: set the term", o.data_dir, io_.errmsg);
+  }
+  recovered_from_ = *old;
+  recovered_at_ = last_index + 1;
+  spdlog::warn(
+      "raft: --recover: forced a new configuration in {}: the configuration of index {}, {}, is replaced by this "
+      "server alone, {}, at index {} (the log's last entry was {}; the term goes from {} to {}). This server now "
+      "leads alone; add fresh servers with `netsem cluster add`, and never start the old ones on their old data",
+      o.data_dir, old_index, describe_servers(*old), describe_servers(alone), recovered_at_, last_index, term,
+      term + 1);
   return Status::ok();
 }
 
@@ -1341,6 +1491,8 @@ void RaftNode::Impl::publish() {
   s.commit_us = commit_us_;
   s.batch_commands = batch_commands_;
   s.failure = failure_;
+  s.recovered_from = recovered_from_;
+  s.recovered_at = recovered_at_;
   s.configuration_index = raft_.configuration_index;
   const std::uint64_t now_ns = uv_hrtime();
   bool member = false;

@@ -5,7 +5,8 @@
 // committed, to a StateMachine (state_machine.h); it has no semaphore logic.
 //
 // API: RaftNode::start(options, machine) loads the data directory (the first
-// start with `bootstrap` set writes the first configuration), starts libraft
+// start with `bootstrap` set writes the first configuration; `recover`
+// forces one of this server alone), starts libraft
 // on a thread of its own ("netsem-raft", running a libuv loop) and returns
 // the running node, or the reason it could not start (a damaged data
 // directory is kCorruption: refused, never repaired by dropping entries).
@@ -144,6 +145,21 @@ struct RaftOptions {
   // (open_segments.h). For an operator who knows the server lost power:
   // netsemd --repair.
   bool repair = false;
+  // Force a new configuration of this server alone, as a voter at
+  // `address`, before libraft starts (libraft's raft_recover: one entry,
+  // the new configuration, appended to the stored log; `bootstrap` is
+  // ignored): for the survivor of a cluster that lost a majority for good
+  // (netsemd --recover, docs/replication.md "A majority lost for good").
+  // It then starts as the only voter and elects itself at once. Refused,
+  // the directory left as it was: kNotFound when it holds no log (nothing
+  // to recover), kInvalidArgument when its latest configuration does not
+  // hold this server (a removed server is no survivor). The old
+  // configuration and the new one are logged (warning) and kept in
+  // NodeStatus::recovered_from. `before_recover`, when set, is called once
+  // the directory passed those checks, just before the new configuration
+  // is written; its error refuses the start with nothing written.
+  bool recover = false;
+  std::function<Status()> before_recover;
   // When not 0: a write of the log, or of the term and vote (which
   // libraft 0.15 answers by turning the node unavailable for good), that
   // fails (a full or failing disk) ends the process at once with this
@@ -216,6 +232,11 @@ struct NodeStatus {
   // last entry it is known to hold (libraft's progress), by server id.
   std::vector<std::pair<std::uint64_t, std::uint64_t>> match_indexes;
   std::string failure;  // set when the node stopped applying (a corrupt entry): the reason
+  // RaftOptions::recover: the configuration this start replaced (the
+  // latest the directory held), and the index of the entry that replaced
+  // it; empty and 0 otherwise.
+  std::vector<ServerInfo> recovered_from;
+  std::uint64_t recovered_at = 0;
 };
 
 // Called with the StateMachine's result for the command (on the leader that

@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <variant>
 
@@ -29,6 +31,47 @@ namespace {
 
 // The longest the tick timer sleeps, whatever tick() said.
 constexpr std::int64_t kMaxTickSleepMs = 1000;
+
+// The fence raise a --recover owes (ClusterRuntime::kRaiseFile in the Raft
+// directory): "<by> <nonce>\n", written whole (a temporary file, synced,
+// renamed, the directory synced) before the new configuration is.
+Status write_raise_file(const std::filesystem::path& dir, std::uint64_t by, std::uint64_t nonce) {
+  const std::filesystem::path path = dir / ClusterRuntime::kRaiseFile;
+  const std::filesystem::path temporary = dir / (std::string(ClusterRuntime::kRaiseFile) + ".tmp");
+  const std::string text = std::to_string(by) + " " + std::to_string(nonce) + "\n";
+  const auto failed = [&](const char* what) {
+    return Status(StatusCode::kIoError,
+                  std::string("--recover: cannot ") + what + " " + path.string() + ": " + std::strerror(errno));
+  };
+  UniqueFd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd.valid()) return failed("write");
+  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) || ::fsync(fd.get()) != 0) {
+    return failed("write");
+  }
+  fd.reset();
+  if (::rename(temporary.c_str(), path.c_str()) != 0) return failed("write");
+  const UniqueFd directory(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!directory.valid() || ::fsync(directory.get()) != 0) return failed("sync the directory of");
+  return Status::ok();
+}
+
+// kRaiseFile's raise and nonce; nullopt when there is none (or it does
+// not parse: logged).
+std::optional<std::pair<std::uint64_t, std::uint64_t>> read_raise_file(const std::filesystem::path& dir) {
+  const std::filesystem::path path = dir / ClusterRuntime::kRaiseFile;
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::uint64_t by = 0;
+  std::uint64_t nonce = 0;
+  if (!(in >> by >> nonce) || by == 0 || by > replication::kMaxFenceRaise || nonce == 0) {
+    spdlog::error(
+        "cluster: {} does not hold a fence raise (\"<by> <nonce>\"): ignored; raise the fences with "
+        "`netsem cluster raise-fences N` if this server was recovered (netsemd --recover)",
+        path.string());
+    return std::nullopt;
+  }
+  return std::make_pair(by, nonce);
+}
 
 }  // namespace
 
@@ -49,7 +92,8 @@ ClusterRuntime::~ClusterRuntime() {
 }
 
 Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& io, const ServerConfig& config,
-                                                              bool repair, std::size_t max_queued_bytes) {
+                                                              bool repair, std::size_t max_queued_bytes,
+                                                              std::uint64_t recover_raise) {
   const ClusterMember* self = config.cluster.self();
   if (!config.cluster.enabled || self == nullptr) {
     return Status(StatusCode::kInvalidArgument, "[cluster]: this server's id is not among its server.N lines");
@@ -67,6 +111,13 @@ Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& 
   const std::filesystem::path data_dir =
       config.cluster.data_dir.empty() ? config.data_dir / "raft" : config.cluster.data_dir;
   std::error_code error;
+  if (recover_raise != 0 && !std::filesystem::is_directory(data_dir, error)) {
+    return Status(StatusCode::kNotFound,
+                  "--recover: the Raft data directory " + data_dir.string() +
+                      " does not exist: there is nothing to recover. A new cluster starts without --recover (its "
+                      "server.N lines bootstrap it); a server that lost its data joins with join = on and `netsem "
+                      "cluster add` on the leader");
+  }
   std::filesystem::create_directories(data_dir, error);
   if (error) {
     return Status(StatusCode::kIoError,
@@ -80,6 +131,26 @@ Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& 
   options.raft_address = self->raft_address;
   options.raft_bind_address = config.cluster.raft_bind_address;
   options.repair = repair;
+  if (recover_raise != 0) {
+    runtime->recover_raise_ = recover_raise;
+    runtime->recover_nonce_ = 0;
+    while (runtime->recover_nonce_ == 0) {
+      runtime->recover_nonce_ = std::random_device()() | (std::uint64_t{std::random_device()()} << 32);
+    }
+    options.recover = true;
+    options.before_recover = [data_dir, raw = runtime.get()] {
+      return write_raise_file(data_dir, raw->recover_raise_, raw->recover_nonce_);
+    };
+  } else if (const auto owed = read_raise_file(data_dir)) {
+    runtime->recover_raise_ = owed->first;
+    runtime->recover_nonce_ = owed->second;
+    spdlog::warn(
+        "cluster: the fence raise of a recovery (netsemd --recover --raise-fences {}) was not applied yet ({}): "
+        "the fences are raised by {} in the first entry this server leads with",
+        owed->first, (data_dir / kRaiseFile).string(), owed->first);
+  }
+  options.first_raise = runtime->recover_raise_;
+  options.first_raise_nonce = runtime->recover_nonce_;
   // A log write that fails stops netsemd at once (exit 3), as etcd stops
   // on a failed WAL write (raft_node.h, exit_on_write_failure).
   options.exit_on_write_failure = 3;
@@ -289,6 +360,25 @@ void ClusterRuntime::run_queued() {
     for (std::size_t i = 0; i < entry->commands.size(); ++i) {
       const replication::Command& command = entry->commands[i];
       if (const auto* raise = std::get_if<replication::RaiseFences>(&command)) {
+        if (recover_nonce_ != 0 && raise->server == id_ && raise->nonce == recover_nonce_) {
+          const replication::Answer& answer = results->commands[i].answer;
+          if (answer.type == replication::Answer::Type::kValue) {
+            spdlog::warn(
+                "cluster: fences raised by {} after --recover, at index {}: the last fence is {}; every "
+                "grant from here on is above it",
+                raise->by, event.index, answer.number);
+          } else {
+            spdlog::error(
+                "cluster: the fences could not be raised by {} after --recover: the last fence would pass "
+                "2^62; nothing changed",
+                raise->by);
+          }
+          recover_nonce_ = 0;
+          std::error_code gone;
+          std::filesystem::remove(std::filesystem::path(data_dir_) / kRaiseFile, gone);
+          if (gone) spdlog::warn("cluster: cannot remove {}: {}", data_dir_ + "/" + kRaiseFile, gone.message());
+          continue;
+        }
         const auto pending = raise->server == id_ ? raises_.find(raise->nonce) : raises_.end();
         if (pending != raises_.end()) {
           const replication::Answer& answer = results->commands[i].answer;

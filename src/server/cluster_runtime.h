@@ -98,10 +98,19 @@ class ClusterRuntime final : public CommandSink {
   // turning); past it nothing more is queued and the loop's next turn fails
   // the server (Callbacks::failed, exit 3) instead of growing without bound
   // or skipping an entry: on restart the replica replays them from the log.
+  // `recover_raise` (netsemd --recover --raise-fences N), when not 0:
+  // refused (kNotFound) when the Raft directory does not exist; else this
+  // server alone is forced as the configuration (cluster::ClusterOptions::
+  // recover) and the fences are raised by N in the first entry it leads
+  // with. The raise owed is written first to kRaiseFile in the Raft
+  // directory and removed once applied: a start that finds it there (one
+  // that stopped before the raise) raises them in its first term too.
   static constexpr std::size_t kMaxQueuedBytes = std::size_t{256} << 20;
+  static constexpr const char* kRaiseFile = "netsem-recover-raise-fences";
   static Result<std::unique_ptr<ClusterRuntime>> start(asio::io_context& io, const ServerConfig& config,
                                                        bool repair = false,
-                                                       std::size_t max_queued_bytes = kMaxQueuedBytes);
+                                                       std::size_t max_queued_bytes = kMaxQueuedBytes,
+                                                       std::uint64_t recover_raise = 0);
   ~ClusterRuntime() override;
   ClusterRuntime(const ClusterRuntime&) = delete;
 
@@ -271,6 +280,10 @@ class ClusterRuntime final : public CommandSink {
   // raise of an earlier run replayed from the log matches none).
   std::map<std::uint64_t, std::pair<std::uint64_t, std::function<void(Result<std::uint64_t>)>>> raises_;
   std::uint64_t raise_nonce_ = 0;
+  // The fence raise a --recover owes (kRaiseFile), until applied: its
+  // nonce (0: none) and amount.
+  std::uint64_t recover_nonce_ = 0;
+  std::uint64_t recover_raise_ = 0;
   // The SetMembers of each id the loop replica applied (counted since start),
   // and take_back_addresses()'s proposals in taken_back_term_: id -> that
   // count then (a RemoveMember is proposed again after another SetMember).

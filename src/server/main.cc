@@ -11,6 +11,7 @@
 
 #include <CLI/CLI.hpp>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -39,7 +40,8 @@ constexpr const char* kExitCodeHelp =
     "Exit codes:\n"
     "    0  stopped cleanly (SIGTERM, SIGINT; or removed from its cluster's configuration), or --help, --version,\n"
     "       --check-config found no error\n"
-    "    1  could not start: the port is taken, the data directory cannot be used or is damaged (see --repair)\n"
+    "    1  could not start: the port is taken, the data directory cannot be used or is damaged (see --repair);\n"
+    "       or --recover found no Raft log to recover, or one whose configuration does not hold this server\n"
     "    2  bad command line or configuration file\n"
     "    3  stopped: its copy of a cluster's replicated state could not follow the log\n";
 
@@ -102,6 +104,39 @@ std::string check_directory(std::string_view option, const std::filesystem::path
   return "";
 }
 
+// --recover and --raise-fences: together, N in 1 .. 2^53, and not with an
+// option that starts no server.
+netsem::Status check_recover_flags(const CLI::App& app, bool recover, std::uint64_t raise_fences) {
+  using netsem::Status;
+  using netsem::StatusCode;
+  const bool raise_given = app.count("--raise-fences") != 0;
+  if (!recover) {
+    if (!raise_given) return Status::ok();
+    return Status(StatusCode::kInvalidArgument,
+                  "--raise-fences goes with --recover (on a running cluster: `netsem cluster raise-fences N`)");
+  }
+  for (const char* other : {"--check-config", "--hash-token", "--version"}) {
+    if (app.count(other) != 0) {
+      return Status(StatusCode::kInvalidArgument,
+                    std::string("--recover cannot go with ") + other + ", which starts no server (see netsemd --help)");
+    }
+  }
+  if (!raise_given) {
+    return Status(StatusCode::kInvalidArgument,
+                  "--recover needs --raise-fences N: the lost servers may have handed out fences this server never "
+                  "received, and the fences must go on above them. N: more than the fences handed out that this "
+                  "server did not see (the old cluster's last fence, STATS last_fence or netsem_last_fence in "
+                  "/metrics, minus this server's, when known; else the grants per second times the seconds the lost "
+                  "servers may have run ahead, times ten; up to 2^53) (docs/replication.md, \"A majority lost for "
+                  "good\")");
+  }
+  if (raise_fences == 0 || raise_fences > (std::uint64_t{1} << 53)) {
+    return Status(StatusCode::kInvalidArgument,
+                  "--raise-fences " + std::to_string(raise_fences) + ": out of range (1 .. 2^53)");
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 // --hash-token: the token is the first line of standard input (its line end
@@ -135,6 +170,8 @@ int main(int argc, char** argv) try {
   std::string pidfile;
   bool check_config = false;
   bool repair = false;
+  bool recover = false;
+  std::uint64_t raise_fences = 0;
   bool show_version = false;
   bool hash_token = false;
   app.add_option("-c,--config", config_file,
@@ -153,6 +190,14 @@ int main(int argc, char** argv) try {
                "start even though the data directory is damaged: cut the journal at mid-journal damage, accept a "
                "journal shorter than the fences file proves, restart fences above the wall clock when the fences "
                "file is lost; logs what was lost and keeps the damaged journal beside it");
+  app.add_flag("--recover", recover,
+               "for the survivor of a cluster whose majority is lost for good (their disks gone): force a Raft "
+               "configuration of this server alone before it starts, so that it leads alone, and raise the fences by "
+               "--raise-fences N in its first entry; then add fresh servers with `netsem cluster add`. Never start the "
+               "lost servers on their old data (docs/replication.md, \"A majority lost for good\")");
+  app.add_option("--raise-fences", raise_fences,
+                 "with --recover, required: how much to raise the last fence by (1 .. 2^53), more than the fences "
+                 "the lost servers may have handed out that this server never received");
   app.add_flag("--check-config", check_config, "load and check the configuration, print a summary, then exit");
   app.add_flag("--version", show_version, "print the version and exit");
   app.add_flag("--hash-token", hash_token,
@@ -165,6 +210,10 @@ int main(int argc, char** argv) try {
     return app.exit(help);
   } catch (const CLI::ParseError& error) {
     std::fprintf(stderr, "%s\n", usage_message(app, error).c_str());
+    return kExitBadConfig;
+  }
+  if (netsem::Status status = check_recover_flags(app, recover, raise_fences); !status) {
+    std::fprintf(stderr, "netsemd: %s\n", status.message().c_str());
     return kExitBadConfig;
   }
   if (show_version) {
@@ -181,6 +230,13 @@ int main(int argc, char** argv) try {
     return kExitBadConfig;
   }
   ServerConfig config = std::move(*loaded);
+  if (recover && !config.cluster.enabled) {
+    std::fprintf(stderr,
+                 "netsemd: --recover: the configuration%s has no [cluster] section: a single server keeps no Raft log "
+                 "to recover (a damaged journal is --repair's)\n",
+                 config_file.empty() ? " (the embedded defaults, no -c FILE)" : (" " + config_file).c_str());
+    return kExitBadConfig;
+  }
   // The flags follow the same rules as the options they override, and
   // override the file: --data-dir puts all of a server's files in one place.
   struct Override {
@@ -280,6 +336,7 @@ int main(int argc, char** argv) try {
   asio::io_context io(ASIO_CONCURRENCY_HINT_UNSAFE);
   netsem::server::Server server(io, std::move(config), config_file);
   server.set_repair(repair);
+  if (recover) server.set_recover(raise_fences);
   server.set_overrides(std::move(overrides));
   if (auto status = server.start(); !status) {
     if (const netsem::Status& failure = server.failure(); !failure) {

@@ -461,7 +461,7 @@ Status Server::start_journal() {
 Status Server::start_cluster() {
   // No journal: the log is durable. The loop replica is the table the
   // dispatcher reads; the leader replicates the configured limits.
-  auto runtime = ClusterRuntime::start(io_, config_, repair_);
+  auto runtime = ClusterRuntime::start(io_, config_, repair_, ClusterRuntime::kMaxQueuedBytes, recover_raise_);
   if (!runtime) return runtime.status();
   if (auto checked = (*runtime)->check_stored_configuration(config_); !checked) {
     bad_configuration_ = true;

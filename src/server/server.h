@@ -69,6 +69,10 @@ class Server final : private JournalProgress, public SessionHost {
   // Before start(): accept damage in the data directory that start() would
   // otherwise refuse (netsemd --repair; see FileJournal::open).
   void set_repair(bool repair) { repair_ = repair; }
+  // Before start(), in a cluster: force this server alone as the Raft
+  // configuration and raise the fences by `raise_fences` (> 0) in its first
+  // entry (netsemd --recover --raise-fences N; ClusterRuntime::start).
+  void set_recover(std::uint64_t raise_fences) { recover_raise_ = raise_fences; }
   // Before start(): the options the command line set over the file (netsemd
   // --data-dir, --port, --log-level, ...) as (option, value) pairs, valid at
   // start. A reload applies them to the file it reads again, so that it
@@ -313,6 +317,7 @@ class Server final : private JournalProgress, public SessionHost {
   // its own, or the previous run's lease wait when longer.
   std::int64_t recorded_timeout_ms_ = 0;
   bool repair_ = false;
+  std::uint64_t recover_raise_ = 0;                             // set_recover
   bool bad_configuration_ = false;                              // bad_configuration()
   std::vector<std::pair<std::string, std::string>> overrides_;  // set_overrides
 };

@@ -1434,6 +1434,108 @@ TEST_F(NetsemdClusterPartitioned, AResumeOnAServerThatLagsFindsTheSession) {
 
 // Heartbeats a second apart: a follower that learned of a commit only from
 // the next one would answer its clients about once a second.
+// CLUSTER STATUS's members by id (below).
+std::map<std::uint64_t, nlohmann::json> members_of(const std::string& answer, std::string_view tag);
+
+// A majority lost for good (docs/replication.md): the leader and a follower
+// killed with -9 and their data deleted, after grants and a POST the two
+// made while the survivor was cut off from them. The survivor alone grants
+// nothing; restarted with --recover --raise-fences
+// 1000 it forces a configuration of itself alone, leads, keeps the created
+// semaphore as it had applied it (the POST it never received is lost), and
+// its fences go on above every one the lost servers handed out (without
+// the raise they repeat them); a fresh fourth server is then added with
+// `netsem cluster add` and catches up.
+TEST_F(NetsemdClusterPartitioned, ASurvivorRecoveredAloneLeadsKeepsItsStateAndGrantsAboveTheLostFences) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int survivor = (lead + 1) % kServers;
+  const int other = (lead + 2) % kServers;
+  auto a = connect(lead);
+  ASSERT_TRUE(a != nullptr);
+  ASSERT_EQ(a->request(req::create("c1", "jobs", 0, 5), 10s), "c1 OK") << logs();
+  ASSERT_EQ(a->request(req::post("p1", "jobs", 3), 10s), "p1 OK 3") << logs();
+  // A permit held by a client of the survivor.
+  auto h = connect(survivor);
+  ASSERT_TRUE(h != nullptr);
+  const std::string held = h->request(req::acquire("h1", "lock", 1, 20000), 10s);
+  ASSERT_EQ(held.rfind("h1 OK ", 0), 0u) << held << "\n" << logs();
+  // Read on the survivor: it applied all of the above.
+  ASSERT_EQ(h->request(req::get("g1", "jobs"), 10s), "g1 OK 3 5 0 0 created") << logs();
+
+  // The survivor falls behind: the two others grant and POST without it.
+  proxy_->isolate(survivor + 1);
+  std::uint64_t lost_fence = 0;
+  for (int i = 0; i < 3; ++i) {
+    const std::string tag = std::to_string(i);
+    const std::string granted = a->request(req::acquire("a" + tag, "other", 1, 20000), 10s);
+    ASSERT_EQ(granted.rfind("a" + tag + " OK ", 0), 0u) << granted << "\n" << logs();
+    lost_fence = std::max(lost_fence, fence_of(granted));
+    ASSERT_EQ(a->request(req::release("r" + tag, "other"), 10s).rfind("r" + tag + " OK", 0), 0u) << logs();
+  }
+  ASSERT_EQ(a->request(req::post("p2", "jobs", 1), 10s), "p2 OK 4") << logs();
+  a.reset();
+  // The majority is lost for good.
+  for (int i : {lead, other}) {
+    ASSERT_NO_FATAL_FAILURE(kill_server(i));
+    std::filesystem::remove_all(data_dir(i));
+  }
+  // Alone it grants nothing.
+  auto w = connect(survivor);
+  ASSERT_TRUE(w != nullptr);
+  w->send_line(req::acquire("w1", "fresh", 1, 20000));
+  EXPECT_FALSE(w->read_line(2s).has_value()) << "the survivor alone granted\n" << logs();
+  w.reset();
+  h.reset();
+  ASSERT_NO_FATAL_FAILURE(kill_server(survivor));
+  // What the proxy held back belonged to connections that are gone.
+  proxy_->heal();
+
+  // Recovered.
+  Netsemd::Options options;
+  options.raw_config = config(survivor);
+  options.port = client_ports_[survivor];
+  options.data_dir = data_dir(survivor);
+  options.extra_args = {"--recover", "--raise-fences", "1000"};
+  std::string error;
+  servers_[survivor] = Netsemd::start(options, &error);
+  ASSERT_TRUE(servers_[survivor] != nullptr) << error;
+  EXPECT_EQ(leader(), survivor) << logs();
+  const std::string log = servers_[survivor]->log();
+  const std::string alone = std::to_string(survivor + 1) + "@" + raft_address(survivor) + " (voter)";
+  EXPECT_NE(log.find("raft: --recover: forced a new configuration in "), std::string::npos) << log;
+  for (int i = 0; i < kServers; ++i) {
+    EXPECT_NE(log.find(std::to_string(i + 1) + "@" + raft_address(i) + " (voter)"), std::string::npos) << log;
+  }
+  EXPECT_NE(log.find(", is replaced by this server alone, " + alone + ", at index "), std::string::npos) << log;
+  auto b = connect(survivor);
+  ASSERT_TRUE(b != nullptr);
+  EXPECT_EQ(b->request(req::get("g2", "jobs"), 10s), "g2 OK 3 5 0 0 created") << logs();
+  const std::string granted = b->request(req::acquire("b1", "fresh", 1, 20000), 10s);
+  ASSERT_EQ(granted.rfind("b1 OK ", 0), 0u) << granted << "\n" << logs();
+  EXPECT_GT(fence_of(granted), lost_fence) << granted << " after fences up to " << lost_fence << " were lost";
+  EXPECT_TRUE(servers_[survivor]->wait_for_log("fences raised by 1000 after --recover", 5s)) << logs();
+  EXPECT_FALSE(std::filesystem::exists(data_dir(survivor) / "raft" / "netsem-recover-raise-fences"));
+  const auto members = members_of(b->request("s1 CLUSTER STATUS", 5s), "s1");
+  EXPECT_EQ(members.size(), 1u) << logs();
+
+  // A fresh fourth server joins it.
+  ASSERT_NO_FATAL_FAILURE(start_fourth());
+  NetsemRun added;
+  ASSERT_TRUE(cli_changes(
+      {"--server", client_address(survivor), "cluster", "add", "4", raft_address(3), client_address(3)}, &added))
+      << added << logs();
+  const auto after = members_of(b->request("s2 CLUSTER STATUS", 5s), "s2");
+  ASSERT_EQ(after.size(), 2u) << logs();
+  EXPECT_EQ(after.at(4).at("role"), "voter");
+  auto d = connect(3);
+  ASSERT_TRUE(d != nullptr);
+  EXPECT_EQ(d->request(req::get("g3", "jobs"), 10s), "g3 OK 3 5 0 0 created") << logs();
+  const std::string fourth = d->request(req::acquire("d1", "fourth", 1, 20000), 10s);
+  ASSERT_EQ(fourth.rfind("d1 OK ", 0), 0u) << fourth << "\n" << logs();
+  EXPECT_GT(fence_of(fourth), fence_of(granted));
+}
+
 class NetsemdClusterSlowHeartbeat : public NetsemdCluster {
  protected:
   void SetUp() override {
@@ -2994,6 +3096,106 @@ TEST(NetsemdClusterStart, ServerLinesThatDifferFromTheStoredConfigurationAreName
                  std::to_string(one.raft_port) + ", but its server.1 line says 127.0.0.1:" + std::to_string(moved)),
       std::string::npos)
       << error;
+}
+
+// netsemd --recover refused, with nothing written: without a Raft log
+// (the directory missing, or pristine: nothing to recover), without a
+// [cluster] section, without --raise-fences (or --raise-fences without
+// --recover, or out of range), with --check-config.
+TEST(NetsemdClusterStart, ARecoverWithNothingToRecoverOrWithoutItsFenceRaiseIsRefused) {
+  SingleServer one;
+  const auto raft_dir = one.dir.path() / "data" / "raft";
+  const auto refused = [&](const std::vector<std::string>& args, const std::string& status, const std::string& says) {
+    Netsemd::Options options = one.options;
+    options.extra_args = args;
+    std::string error;
+    auto server = Netsemd::start(options, &error);
+    EXPECT_EQ(server, nullptr) << server->log();
+    EXPECT_NE(error.find("(exit status " + status + ")"), std::string::npos) << error;
+    EXPECT_NE(error.find(says), std::string::npos) << error;
+  };
+  refused({"--recover", "--raise-fences", "10"}, "1",
+          "netsemd: cannot start: NOT_FOUND: --recover: the Raft data directory " + raft_dir.string() +
+              " does not exist: there is nothing to recover");
+  EXPECT_FALSE(std::filesystem::exists(raft_dir));
+  std::filesystem::create_directories(raft_dir);
+  refused({"--recover", "--raise-fences", "10"}, "1",
+          "netsemd: cannot start: NOT_FOUND: --recover: the Raft data directory " + raft_dir.string() +
+              " holds no log: there is nothing to recover");
+  EXPECT_TRUE(pristine(raft_dir));
+  refused({"--recover"}, "2", "netsemd: --recover needs --raise-fences N: ");
+  refused({"--raise-fences", "10"}, "2", "netsemd: --raise-fences goes with --recover");
+  refused({"--recover", "--raise-fences", "0"}, "2", "netsemd: --raise-fences 0: out of range (1 .. 2^53)");
+  refused({"--recover", "--raise-fences", "9007199254740993"}, "2", "out of range (1 .. 2^53)");
+  refused({"--recover", "--raise-fences", "10", "--check-config"}, "2",
+          "netsemd: --recover cannot go with --check-config");
+  EXPECT_TRUE(pristine(raft_dir));
+  // No [cluster] section.
+  Netsemd::Options single;
+  single.data_dir = one.dir.path() / "single";
+  single.extra_args = {"--recover", "--raise-fences", "10"};
+  std::string error;
+  auto server = Netsemd::start(single, &error);
+  ASSERT_EQ(server, nullptr) << server->log();
+  EXPECT_NE(error.find("(exit status 2)"), std::string::npos) << error;
+  EXPECT_NE(error.find(" has no [cluster] section: a single server keeps no Raft log to recover"), std::string::npos)
+      << error;
+}
+
+// A --recover whose start fails after it forced the configuration (its
+// Raft port taken: raft_start comes after raft_recover) still owes the fence
+// raise: the next start, without --recover, makes it in its first entry
+// (the raise waits in the Raft directory, netsem-recover-raise-fences). And
+// a restart after that raises nothing more.
+TEST(NetsemdClusterStart, AFenceRaiseOwedByARecoverThatDidNotStartIsMadeByTheNextStart) {
+  SingleServer one;
+  ASSERT_TRUE(one.start());
+  std::uint64_t fence = 0;
+  {
+    auto client = one.holder();
+    ASSERT_NE(client, nullptr);
+    fence = fence_of(client->request(req::acquire("x", "other", 1, 10000), 10s));
+    ASSERT_GT(fence, 0u) << one.server->log();
+  }
+  one.server->send_signal(SIGTERM);
+  ASSERT_TRUE(one.server->wait_exit(10s).has_value()) << one.server->log();
+  one.server.reset();
+  const auto raft_dir = one.dir.path() / "data" / "raft";
+  {
+    const UniqueFd taken = listen_on(one.raft_port);
+    ASSERT_TRUE(taken.valid());
+    Netsemd::Options options = one.options;
+    options.extra_args = {"--recover", "--raise-fences", "500"};
+    std::string error;
+    auto server = Netsemd::start(options, &error);
+    ASSERT_EQ(server, nullptr) << server->log();
+    EXPECT_NE(error.find("(exit status 1)"), std::string::npos) << error;
+    EXPECT_NE(error.find("raft: --recover: forced a new configuration in " + raft_dir.string()), std::string::npos)
+        << error;
+  }
+  EXPECT_TRUE(std::filesystem::exists(raft_dir / "netsem-recover-raise-fences"));
+  ASSERT_TRUE(one.start());
+  EXPECT_TRUE(
+      one.server->wait_for_log("the fence raise of a recovery (netsemd --recover --raise-fences 500) was not "
+                               "applied yet",
+                               5s))
+      << one.server->log();
+  auto client = Client::connect(one.client_port);
+  ASSERT_NE(client, nullptr);
+  const std::uint64_t after = fence_of(client->request(req::acquire("y", "other", 1, 10000), 10s));
+  EXPECT_GT(after, fence + 500) << one.server->log();
+  EXPECT_TRUE(one.server->wait_for_log("fences raised by 500 after --recover", 5s)) << one.server->log();
+  EXPECT_FALSE(std::filesystem::exists(raft_dir / "netsem-recover-raise-fences"));
+  client.reset();
+  one.server->send_signal(SIGTERM);
+  ASSERT_TRUE(one.server->wait_exit(10s).has_value()) << one.server->log();
+  one.server.reset();
+  ASSERT_TRUE(one.start());
+  client = Client::connect(one.client_port);
+  ASSERT_NE(client, nullptr);
+  const std::uint64_t again = fence_of(client->request(req::acquire("z", "another", 1, 10000), 10s));
+  EXPECT_GT(again, after);
+  EXPECT_LT(again, after + 500) << one.server->log();
 }
 
 // A server whose Raft metadata (metadata1 and metadata2: its term and vote)
