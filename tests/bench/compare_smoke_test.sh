@@ -32,13 +32,14 @@ pattern="^ratios: contended_vs_floor$figure spread_vs_floor$figure cycle1_vs_flo
 pattern+=" contended_vs_redis$figure spread_vs_redis$figure cpu_vs_redis$figure"
 pattern+=" contended_qoff_vs_floor$figure cpu_qoff_vs_floor$figure"
 pattern+=" cycle1_tls_vs_plain$figure contended_tls_vs_plain$figure"
-pattern+=" cluster_vs_single$figure cluster_vs_etcd$figure\$"
+pattern+=" cluster_vs_single$figure cluster_vs_etcd$figure cluster_vs_single_durable$figure\$"
 [[ $last =~ $pattern ]] || fail "last line is not the ratios line: $last"
 for row in '| contended | netsemd |' '| contended, queued off | netsemd |' '| contended | floor |' '| contended | Redis |' '| ace | netsemd |' \
   '| sessions | netsemd |' '| names | netsemd |' '| cycle1 | Python client |' '| contended | Python client |' \
   '| cycle1 | netsemd over TLS |' '| contended | netsemd over TLS |' '| contended | netsemd, fsync always |' \
   '| contended | 3 netsemd (Raft), on the leader |' '| cycle1 | 3 netsemd (Raft), on the leader |' \
-  '| contended | etcd recipe, 3 members |'; do
+  '| contended | etcd recipe, 3 members |' '| durable | netsemd, fsync always |' \
+  '| durable | 3 netsemd (Raft), on the leader |'; do
   grep -qF -- "$row" "$out/stdout" || fail "no table row starting $row"
 done
 grep -qE '^\| contended, queued off \| netsemd \|.* \| 0 \|$' "$out/stdout" || fail "errors with --queued off"
@@ -46,5 +47,7 @@ grep -qE '^\| contended \| Python client \|.* \| 0 \|$' "$out/stdout" || fail "e
 grep -qE '^\| contended \| netsemd over TLS \|.* \| 0 \|$' "$out/stdout" || fail "errors over TLS"
 grep -qE '^\| contended \| 3 netsemd \(Raft\), on the leader \|.* \| 0 \|$' "$out/stdout" || fail "errors on the cluster"
 grep -qE '^\| contended \| etcd recipe, 3 members \|.* \| 0 \|$' "$out/stdout" || fail "errors with etcd"
+grep -qE '^\| durable \| 3 netsemd \(Raft\), on the leader \|.* \| 0 \|$' "$out/stdout" || fail "errors in durable on the cluster"
+grep -qE '^\| durable \| netsemd, fsync always \|.* \| 0 \|$' "$out/stdout" || fail "errors in durable on the single server"
 [[ -s $out/report/table.md && -s $out/report/meta.txt ]] || fail "--out kept no table.md or meta.txt"
 echo "compare_smoke_test: $last"
