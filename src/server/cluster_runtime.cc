@@ -888,11 +888,15 @@ Status ClusterRuntime::secret_check_refusal(const MembershipChange& change, std:
                                             const Result<std::string>& answer) {
   const std::string server = "server " + std::to_string(change.id) + " at " + change.client_address;
   if (answer.status().code() == StatusCode::kUnavailable) {
-    spdlog::info(
-        "cluster: could not ask {} whether it holds the cluster secret ({}); adding it all the same: it "
-        "does not catch up unless it runs",
-        server, answer.status().message());
-    return Status::ok();
+    // Never added unconfirmed (audit27 2b): a server that does not run
+    // could not catch up anyway, and one whose client port the leader
+    // cannot reach (a mistyped port, a firewall) would become a voter
+    // whose secret nobody checked, and the removal notice would later go
+    // to that address.
+    return Status(StatusCode::kInvalidArgument,
+                  server + " could not be asked whether it holds the cluster secret (" +
+                      std::string(answer.status().message()) + "): start it (with join = on) and check that " +
+                      change.client_address + " is its client address, reachable from the leader; nothing was changed");
   }
   const Result<cluster::ServerId> proven = answer
                                                ? cluster::verify_secret_proof(*answer, secret, leader, change.id, nonce)

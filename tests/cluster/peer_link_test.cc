@@ -255,6 +255,16 @@ TEST(PeerLink, AChallengeIsCheckedForItsSenderAndFormAndTheOldFormIsRefused) {
   ASSERT_TRUE(old.has_value());
   EXPECT_NE(old->status().message().find("in clear"), std::string::npos) << old->status().to_string();
   EXPECT_EQ(old->status().message().find("s3cret"), std::string::npos) << old->status().to_string();
+  EXPECT_NE(old->status().message().find("PEER 2 <secret> CHECK"), std::string::npos) << old->status().to_string();
+  // Its claimed id goes to the log only as digits (audit27 2f: escape
+  // sequences and a carriage return reached the log).
+  for (const std::string line : {"PEER \x1b[2J\x1b[1;31mFAKE\b\b s CHECK 2", "PEER 1\rFORGED:info s CHECK 2"}) {
+    const auto forged = check_secret_challenge(line, "127.0.0.2", 4, members);
+    ASSERT_TRUE(forged.has_value()) << line;
+    const std::string said(forged->status().message());
+    EXPECT_NE(said.find("PEER <not a number> <secret> CHECK"), std::string::npos) << said;
+    EXPECT_EQ(said.find_first_of("\x1b\b\r"), std::string::npos) << said;
+  }
 }
 
 // ask_peer_line over TCP: the line answered, a connection closed without a
