@@ -799,6 +799,12 @@ Status RaftNode::Impl::open() {
     }
   }
   zero_filled_.emplace(o.data_dir);
+  if (!ZeroFilledSegments::interposed()) {
+    spdlog::warn(
+        "raft: libraft's posix_fallocate is not netsemd's, so new segments of {} are not zero-filled: on ext4 "
+        "and xfs each append then takes a detour through libuv's thread pool (src/raft/segment_fill.h)",
+        o.data_dir);
+  }
   if (int rv = raft_uv_init(&io_, &loop_, o.data_dir.c_str(), &transport_); rv != 0) {
     return raft_status(rv, "raft data directory " + o.data_dir, io_.errmsg);
   }

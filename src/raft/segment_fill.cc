@@ -7,6 +7,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -95,6 +96,10 @@ unsigned long ZeroFilledSegments::files_filled() {
   return registry().filled.load();
 }
 
+bool ZeroFilledSegments::interposed() {
+  return ::dlsym(RTLD_DEFAULT, "posix_fallocate") == reinterpret_cast<void*>(&::posix_fallocate);
+}
+
 }  // namespace netsem::raft
 
 // The executable's posix_fallocate, found by libraft.so before the C
@@ -107,8 +112,11 @@ extern "C" int posix_fallocate(int fd, off_t offset, off_t len) {
   netsem::raft::Registry& r = netsem::raft::registry();
   struct stat st {};
   const int flags = r.count.load() > 0 ? ::fcntl(fd, F_GETFL) : -1;
+  struct statfs fs {};
+  constexpr long kTmpfsMagic = 0x01021994;
   const bool fill = flags != -1 && (flags & O_DIRECT) == 0 && offset == 0 && len > 0 && ::fstat(fd, &st) == 0 &&
-                    S_ISREG(st.st_mode) && st.st_size == 0 && netsem::raft::in_registered_directory(fd);
+                    S_ISREG(st.st_mode) && st.st_size == 0 && ::fstatfs(fd, &fs) == 0 &&
+                    static_cast<long>(fs.f_type) != kTmpfsMagic && netsem::raft::in_registered_directory(fd);
   if (const int rv = real(fd, offset, len); rv != 0 || !fill) return rv;
   if (const int rv = netsem::raft::write_zeros(fd, len, flags); rv != 0) return rv;
   ++r.filled;

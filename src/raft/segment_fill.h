@@ -27,8 +27,10 @@
 // what posix_fallocate gives (zeros), so nothing that reads a segment
 // (libraft's load, check_open_segments) sees a difference. Any other call
 // (another directory, a file that has data, an offset other than 0) is the C
-// library's, unchanged. The cost: each segment's 8 MiB written once more, in
-// the thread pool, while the segment before it is in use.
+// library's, unchanged, and so is every call on tmpfs (no unwritten extents
+// there, and raft_uv writes through the thread pool anyway). The cost: each
+// segment's 8 MiB written once more, in the thread pool, while the segment
+// before it is in use.
 #pragma once
 
 #include <string>
@@ -47,6 +49,10 @@ class ZeroFilledSegments {
 
   // How many files this process has zero-filled so far (for tests).
   static unsigned long files_filled();
+  // Whether libraft.so's posix_fallocate is this file's (false when the
+  // executable does not export it, or libraft is linked statically): the
+  // fill does not happen then, and RaftNode warns.
+  static bool interposed();
 
  private:
   std::string directory_;  // as registered: absolute, without a trailing slash

@@ -2,7 +2,8 @@
 // registered directory leaves written extents (no unwritten ones, as FIEMAP
 // reports them) and zeros; elsewhere, on a file that has data, or once the
 // registration is gone, it is the C library's; a RaftNode's open segments
-// are written extents. On a file system without unwritten extents (tmpfs)
+// are written extents; tmpfs is not filled; the executable's definition is
+// the one found. On a file system without unwritten extents (tmpfs)
 // the cases skip: there is nothing to tell apart.
 #include "raft/segment_fill.h"
 
@@ -11,6 +12,7 @@
 #include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -81,6 +83,29 @@ class ZeroFilledSegmentsTest : public ::testing::Test {
   }
   std::string registered_, other_;
 };
+
+// The executable's posix_fallocate is the one libraft.so calls (what
+// RaftNode checks before it warns).
+TEST(ZeroFilledSegments, ThisExecutablesPosixFallocateIsTheOneFound) {
+  EXPECT_TRUE(ZeroFilledSegments::interposed());
+}
+
+// On tmpfs the fill is skipped (nothing to convert there).
+TEST(ZeroFilledSegments, ATmpfsDirectoryIsNotFilled) {
+  struct statfs fs {};
+  if (::statfs("/dev/shm", &fs) != 0 || fs.f_type != 0x01021994) GTEST_SKIP() << "/dev/shm is no tmpfs here";
+  char tmpl[] = "/dev/shm/netsem-segfill-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const unsigned long before = ZeroFilledSegments::files_filled();
+  {
+    ZeroFilledSegments filled(dir);
+    EXPECT_EQ(allocate_new(dir + "/open-1"), 0);
+  }
+  EXPECT_EQ(ZeroFilledSegments::files_filled(), before);
+  EXPECT_EQ(std::filesystem::file_size(dir + "/open-1"), static_cast<std::uintmax_t>(kSize));
+  std::filesystem::remove_all(dir);
+}
 
 TEST_F(ZeroFilledSegmentsTest, ANewFileInARegisteredDirectoryIsWrittenWithZeros) {
   const unsigned long before = ZeroFilledSegments::files_filled();
