@@ -2217,11 +2217,19 @@ TEST_F(NetsemdClusterPartitioned, AnAddWhoseCatchUpOutlastsTheLeaseEndsWithAKnow
               stopped.out.c_str(), stopped.err.c_str());
   EXPECT_EQ(stopped.exit_code, 75) << stopped << logs();
   EXPECT_EQ(stopped.out, "") << stopped;
-  EXPECT_TRUE(stopped.err.starts_with("netsem: cluster add: not done yet after 2 s: server 4 is still catching up ("))
-      << stopped;
-  EXPECT_TRUE(stopped.err.ends_with("); server " + std::to_string(lead + 1) +
-                                    " goes on with the change: run netsem cluster status to see it end\n"))
-      << stopped;
+  // Under load the leader's own TIMEOUT (libraft gives up after 5 s) was
+  // seen to reach the CLI before it stopped following (5.08 s, with a
+  // CI run beside it): a known outcome too, said as such.
+  const bool gave_up = stopped.err.starts_with("netsem: cluster add: not done: server 4 did not catch up ");
+  if (!gave_up) {
+    EXPECT_TRUE(stopped.err.starts_with("netsem: cluster add: not done yet after 2 s: server 4 is still catching up ("))
+        << stopped;
+    EXPECT_TRUE(stopped.err.ends_with("); server " + std::to_string(lead + 1) +
+                                      " goes on with the change: run netsem cluster status to see it end\n"))
+        << stopped;
+  } else {
+    EXPECT_GE(took, 4500) << stopped;
+  }
   EXPECT_GE(took, 1900);
   // libraft gives up on the held server (no progress for 5 s); the leader
   // removes it again, its client address too.
