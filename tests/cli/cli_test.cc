@@ -37,6 +37,7 @@
 #include "protocol/requests.h"
 #include "support/doc_tables.h"
 #include "support/free_port.h"
+#include "support/line_server.h"
 #include "support/request_lines.h"
 #include "tcp_proxy.h"
 
@@ -1305,112 +1306,37 @@ TEST_F(CliServers, AFullServerSaysSoAndExitsTempfail) {
       << outcome;
 }
 
-// A fake cluster server on a loopback port, for the outcomes of `netsem
-// cluster add` and `remove` a single netsemd cannot give (it answers BAD_ARG:
-// no cluster). It answers PING (the CLI's cluster commands connect
-// sessionless: a PING in HELLO's place), HELLO as a 1.2 server, STATS with
-// a session timeout of 0, each CLUSTER STATUS with the next of `views` (the
-// last one again once all were given), CLUSTER ADD, REMOVE and FENCES with
-// `change` ("TIMEOUT"), anything else ERR UNKNOWN_VERB; and keeps the
-// request lines it read, without their tags.
-class FakeClusterServer {
- public:
-  FakeClusterServer(std::vector<std::string> views, std::string change)
-      : views_(std::move(views)), change_(std::move(change)) {
-    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t size = sizeof address;
-    if (::bind(listener_, reinterpret_cast<sockaddr*>(&address), size) != 0 || ::listen(listener_, 8) != 0 ||
-        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
-      std::abort();
-    }
-    port_ = ntohs(address.sin_port);
-    thread_ = std::thread([this] { serve(); });
-  }
-  ~FakeClusterServer() {
-    done_ = true;
-    thread_.join();
-    ::close(listener_);
-  }
-  FakeClusterServer(const FakeClusterServer&) = delete;
-  FakeClusterServer& operator=(const FakeClusterServer&) = delete;
-
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-  std::vector<std::string> requests() {
-    std::lock_guard lock(mutex_);
-    return requests_;
-  }
-
- private:
-  std::string answer_to(const std::string& request) {
-    if (request.starts_with("HELLO")) return "OK netsem 1.2 7";
-    if (request == "PING") return "PONG";
-    if (request == "STATS") return "OK {\"session_timeout_ms\":0}";
-    if (request == "CLUSTER STATUS") {
-      const std::string& view = views_[std::min(statuses_++, views_.size() - 1)];
-      return "OK " + view;
-    }
-    if (request.starts_with("CLUSTER ADD ") || request.starts_with("CLUSTER REMOVE ") ||
-        request.starts_with("CLUSTER FENCES ")) {
-      return change_;
-    }
+// A fake cluster server's answers (test_support::LineServer), for the
+// outcomes of `netsem cluster add`, `remove` and `raise-fences` a single
+// netsemd cannot give (it answers BAD_ARG: no cluster): PING (the CLI's
+// cluster commands connect sessionless: a PING in HELLO's place), HELLO as
+// a 1.2 server, STATS with a session timeout of 0, each CLUSTER STATUS with
+// the next of `views` (the last one again once all were given), CLUSTER
+// ADD, REMOVE and FENCES with `change` ("TIMEOUT"), anything else ERR
+// UNKNOWN_VERB.
+test_support::LineServer::Answer fake_cluster(std::vector<std::string> views, std::string change) {
+  return [views = std::move(views), change = std::move(change), statuses = std::size_t{0}](
+             int, const std::vector<std::string>& f) mutable -> std::optional<std::string> {
+    const std::string& verb = f[1];
+    const std::string action = f.size() > 2 ? f[2] : "";
+    if (verb == "HELLO") return "OK netsem 1.2 7";
+    if (verb == "PING") return "PONG";
+    if (verb == "STATS") return "OK {\"session_timeout_ms\":0}";
+    if (verb == "CLUSTER" && action == "STATUS") return "OK " + views[std::min(statuses++, views.size() - 1)];
+    if (verb == "CLUSTER" && (action == "ADD" || action == "REMOVE" || action == "FENCES")) return change;
     return "ERR UNKNOWN_VERB unknown verb";
-  }
+  };
+}
 
-  void serve() {
-    std::vector<int> peers;
-    std::vector<std::string> inputs;
-    while (!done_) {
-      std::vector<pollfd> fds{{listener_, POLLIN, 0}};
-      for (const int peer : peers) fds.push_back({peer, POLLIN, 0});
-      if (::poll(fds.data(), fds.size(), 20) <= 0) continue;
-      if (fds[0].revents != 0) {
-        peers.push_back(::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC));
-        inputs.emplace_back();
-      }
-      for (std::size_t i = 1; i < fds.size(); ++i) {
-        if (fds[i].revents == 0) continue;
-        char chunk[4096];
-        const ssize_t n = ::read(peers[i - 1], chunk, sizeof chunk);
-        if (n <= 0) {  // the client went away: poll skips a negative fd
-          ::close(peers[i - 1]);
-          peers[i - 1] = -1;
-          continue;
-        }
-        std::string& input = inputs[i - 1];
-        input.append(chunk, static_cast<std::size_t>(n));
-        for (std::size_t end; (end = input.find('\n')) != std::string::npos;) {
-          const std::string line = input.substr(0, end);
-          input.erase(0, end + 1);
-          const auto space = line.find(' ');
-          const std::string tag = line.substr(0, space);
-          const std::string request = space == std::string::npos ? "" : line.substr(space + 1);
-          {
-            std::lock_guard lock(mutex_);
-            requests_.push_back(request);
-          }
-          const std::string answer = tag + " " + answer_to(request) + "\n";
-          (void)::send(peers[i - 1], answer.data(), answer.size(), MSG_NOSIGNAL);
-        }
-      }
-    }
-    for (const int peer : peers) {
-      if (peer >= 0) ::close(peer);
-    }
+// The request lines `fake` read, without their tags.
+std::vector<std::string> requests(const test_support::LineServer& fake) {
+  std::vector<std::string> requests;
+  for (const std::string& line : fake.lines()) {
+    const auto space = line.find(' ');
+    requests.push_back(space == std::string::npos ? "" : line.substr(space + 1));
   }
-
-  const std::vector<std::string> views_;
-  const std::string change_;
-  std::size_t statuses_ = 0;  // the I/O thread's
-  int listener_ = -1;
-  std::uint16_t port_ = 0;
-  std::atomic<bool> done_{false};
-  std::thread thread_;
-  std::mutex mutex_;
-  std::vector<std::string> requests_;  // guarded by mutex_
-};
+  return requests;
+}
 
 // A CLUSTER STATUS view of server 1: its role and term, the leader it names,
 // and the members `members` ("1 voter,2 voter,9 spare").
@@ -1476,7 +1402,7 @@ TEST_F(CliServers, AClusterChangeTheLeaderGaveUpOnIsReportedKnownOnlyWhenTheSame
       {"cluster remove 3", cluster_view("leader", 2, 1, "1 voter,2 voter"), 0, "server 3 removed\n", ""},
   };
   for (const auto& c : cases) {
-    FakeClusterServer fake({leads, c.after}, "TIMEOUT");
+    test_support::LineServer fake(fake_cluster({leads, c.after}, "TIMEOUT"));
     std::vector<std::string> args{"--server", fake.address()};
     std::istringstream words(c.command);
     for (std::string word; words >> word;) args.push_back(word);
@@ -1486,7 +1412,7 @@ TEST_F(CliServers, AClusterChangeTheLeaderGaveUpOnIsReportedKnownOnlyWhenTheSame
     EXPECT_EQ(outcome.err, c.err) << c.command << " then " << c.after << "\n" << outcome;
     // One look before the change, the change, one look after.
     std::vector<std::string> cluster;
-    for (const std::string& request : fake.requests()) {
+    for (const std::string& request : requests(fake)) {
       if (request.starts_with("CLUSTER")) cluster.push_back(request.substr(0, request.find(' ', 8)));
     }
     EXPECT_EQ(cluster, (std::vector<std::string>{
@@ -1521,13 +1447,13 @@ TEST_F(CliServers, ARaiseOfTheFencesTheLeaderGaveUpOnIsNotDoneForCertainAndExits
        "netsem: CLUSTER FENCES 1000: LIMIT the last fence would pass 2^62\n"},
   };
   for (const auto& c : cases) {
-    FakeClusterServer fake({leads}, c.answer);
+    test_support::LineServer fake(fake_cluster({leads}, c.answer));
     const Outcome outcome = Cli({"--server", fake.address(), "cluster", "raise-fences", "1000"}).finish();
     EXPECT_EQ(outcome.exit_code, c.exit_code) << c.answer << "\n" << outcome;
     EXPECT_EQ(outcome.out, c.out) << c.answer << "\n" << outcome;
     EXPECT_EQ(outcome.err, c.err) << c.answer << "\n" << outcome;
     std::vector<std::string> cluster;
-    for (const std::string& request : fake.requests()) {
+    for (const std::string& request : requests(fake)) {
       if (request.starts_with("CLUSTER")) cluster.push_back(request);
     }
     EXPECT_EQ(cluster, (std::vector<std::string>{"CLUSTER STATUS", "CLUSTER FENCES 1000"})) << c.answer;

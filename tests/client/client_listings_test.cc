@@ -3,17 +3,9 @@
 // netsemd (started by the harness on a loopback port), and against a fake
 // server that speaks 1.0 or answers HELLO badly. Every wait is bounded.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <arpa/inet.h>
 
 #include <algorithm>
-#include <atomic>
 #include <future>
-#include <mutex>
 #include <thread>
 
 #include "client/local_semaphores.h"
@@ -21,6 +13,7 @@
 #include "netsemd_harness.h"
 #include "support/eventually.h"
 #include "support/free_port.h"
+#include "support/line_server.h"
 
 namespace netsem {
 namespace {
@@ -310,89 +303,20 @@ TEST_F(ClientListingsTest, WithoutAServerTheCallsFailAsUnavailable) {
   EXPECT_EQ((*client)->server_stats().status().code(), StatusCode::kUnavailable);
 }
 
-// A fake server on a loopback port: answers HELLO with `hello` ("netsem 1 7"
-// for a 1.0 server), STATS with a session timeout of 0, and every other
-// request ERR UNKNOWN_VERB (as a 1.0 server answers OPTION and the 1.1
-// verbs); keeps the request lines it read, until stopped.
-class FakeServer {
- public:
-  explicit FakeServer(std::string hello) : hello_(std::move(hello)) {
-    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t size = sizeof address;
-    ::bind(listener_, reinterpret_cast<sockaddr*>(&address), size);
-    ::listen(listener_, 8);
-    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &size);
-    port_ = ntohs(address.sin_port);
-    thread_ = std::thread([this] { serve(); });
-  }
-  ~FakeServer() {
-    done_ = true;
-    thread_.join();
-    ::close(listener_);
-  }
-  std::uint16_t port() const { return port_; }
-  std::vector<std::string> verbs() {
-    std::lock_guard lock(mutex_);
-    return verbs_;
-  }
-
- private:
-  void serve() {
-    std::vector<int> peers;
-    std::vector<std::string> inputs;
-    while (!done_) {
-      std::vector<pollfd> fds{{listener_, POLLIN, 0}};
-      for (const int peer : peers) fds.push_back({peer, POLLIN, 0});
-      if (::poll(fds.data(), fds.size(), 20) <= 0) continue;
-      if (fds[0].revents != 0) {
-        peers.push_back(::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC));
-        inputs.emplace_back();
-      }
-      for (std::size_t i = 1; i < fds.size(); ++i) {
-        if (fds[i].revents == 0) continue;
-        char chunk[4096];
-        const ssize_t n = ::read(peers[i - 1], chunk, sizeof chunk);
-        if (n <= 0) {  // the client went away: poll skips a negative fd
-          ::close(peers[i - 1]);
-          peers[i - 1] = -1;
-          continue;
-        }
-        std::string& input = inputs[i - 1];
-        input.append(chunk, static_cast<std::size_t>(n));
-        for (std::size_t end; (end = input.find('\n')) != std::string::npos;) {
-          const auto fields = netsem::testing::fields(input.substr(0, end));
-          input.erase(0, end + 1);
-          {
-            std::lock_guard lock(mutex_);
-            verbs_.push_back(fields.size() > 1 ? fields[1] : "");
-          }
-          const std::string answer = fields[0] + (fields[1] == "HELLO"   ? " OK " + hello_ + "\n"
-                                                  : fields[1] == "STATS" ? " OK {\"session_timeout_ms\":0}\n"
-                                                                         : " ERR UNKNOWN_VERB unknown verb\n");
-          // A client that refused the session may have closed already: no SIGPIPE.
-          (void)::send(peers[i - 1], answer.data(), answer.size(), MSG_NOSIGNAL);
-        }
-      }
-    }
-    for (const int peer : peers) {
-      if (peer >= 0) ::close(peer);
-    }
-  }
-
-  std::string hello_;
-  int listener_ = -1;
-  std::uint16_t port_ = 0;
-  std::atomic<bool> done_{false};
-  std::thread thread_;
-  std::mutex mutex_;
-  std::vector<std::string> verbs_;  // guarded by mutex_
-};
+// A fake server's answers (test_support::LineServer): HELLO with `hello`
+// ("netsem 1 7" for a 1.0 server), STATS with a session timeout of 0, and
+// every other request ERR UNKNOWN_VERB (as a 1.0 server answers OPTION and
+// the 1.1 verbs).
+test_support::LineServer::Answer version(std::string hello) {
+  return [hello](int, const std::vector<std::string>& f) -> std::optional<std::string> {
+    if (f[1] == "HELLO") return "OK " + hello;
+    if (f[1] == "STATS") return "OK {\"session_timeout_ms\":0}";
+    return "ERR UNKNOWN_VERB unknown verb";
+  };
+}
 
 TEST_F(ClientListingsTest, AServerOfProtocol10GetsAClearErrorAndNoRequest) {
-  FakeServer fake("netsem 1 7");
+  test_support::LineServer fake(version("netsem 1 7"));
   auto client = Client::create(options_for(fake.port(), "x"));
   ASSERT_TRUE(client);
   ASSERT_TRUE((*client)->connected()) << (*client)->stats().unreachable;
@@ -414,7 +338,9 @@ TEST_F(ClientListingsTest, AServerOfProtocol10GetsAClearErrorAndNoRequest) {
   }
   // Told before anything was sent; the session goes on (a 1.0 server still
   // serves everything of 1.0).
-  for (const std::string& verb : fake.verbs()) {
+  for (const std::string& line : fake.lines()) {
+    const auto fields = test_support::LineServer::split(line);
+    const std::string verb = fields.size() > 1 ? fields[1] : "";
     EXPECT_TRUE(verb == "HELLO" || verb == "LEASE" || verb == "STATS" || verb == "OPTION" || verb == "PING" ||
                 verb == "RESUMABLE" || verb == "LEADER")
         << verb;
@@ -425,7 +351,7 @@ TEST_F(ClientListingsTest, AServerOfProtocol10GetsAClearErrorAndNoRequest) {
 TEST_F(ClientListingsTest, AServerThatAnswersUnknownVerbToA11VerbIsReadAs10) {
   // A server that says 1.1 but does not know HOLDERS (a build in between):
   // its UNKNOWN_VERB is the same clear error, not a library bug.
-  FakeServer fake("netsem 1.1 9");
+  test_support::LineServer fake(version("netsem 1.1 9"));
   auto client = Client::create(options_for(fake.port(), "x"));
   ASSERT_TRUE(client);
   ASSERT_TRUE((*client)->connected());
@@ -436,7 +362,7 @@ TEST_F(ClientListingsTest, AServerThatAnswersUnknownVerbToA11VerbIsReadAs10) {
 
 TEST_F(ClientListingsTest, AHelloAnswerThatIsNotProtocolV1IsARefusal) {
   for (const char* hello : {"welcome", "netsem 2.0 7", "netsem 1.1", "netsem 1.1 0"}) {
-    FakeServer fake(hello);
+    test_support::LineServer fake(version(hello));
     ClientOptions options = options_for(fake.port(), "x");
     options.connect_timeout = 500ms;
     auto client = Client::create(options);

@@ -48,6 +48,7 @@
 #include "netsemd_harness.h"
 #include "support/eventually.h"
 #include "support/free_port.h"
+#include "support/line_server.h"
 #include "support/own_sockets.h"
 #include "support/request_lines.h"
 #include "tcp_proxy.h"
@@ -62,6 +63,7 @@ using netsem::testing::Netsemd;
 namespace req = netsem::testing::req;
 
 using test_support::eventually;
+using test_support::LineServer;
 
 class ClientResumeTest : public ::testing::Test {
  protected:
@@ -488,74 +490,6 @@ TEST_F(ClientResumeTest, AGrantReadBeforeItsCallerHasItIsNotGivenToAnotherAcquir
   EXPECT_EQ(holder->stats().connection_losses, 0u);
 }
 
-// A fake 1.2 server (session 7, T = 6 s): grants ACQUIREs, then says
-// `* ERR SHUTDOWN` and closes; on the next connection it answers RESUME OK,
-// then refuses MINE. Returns the request lines of that second connection.
-std::vector<std::string> resume_refused_after_shutdown(int listener, std::promise<void>& granted,
-                                                       std::future<void> shut_down) {
-  const auto serve = [](int fd, const std::function<std::string(const std::vector<std::string>&)>& answer,
-                        std::vector<std::string>* seen, std::future<void>* until) {
-    std::string input;
-    const auto deadline = Clock::now() + 8s;
-    while (Clock::now() < deadline) {
-      if (until != nullptr && until->wait_for(0ms) == std::future_status::ready) return;
-      pollfd read_poll{fd, POLLIN, 0};
-      if (::poll(&read_poll, 1, 20) != 1) continue;
-      char chunk[4096];
-      const ssize_t n = ::read(fd, chunk, sizeof chunk);
-      if (n <= 0) return;
-      input.append(chunk, static_cast<std::size_t>(n));
-      for (std::size_t end; (end = input.find('\n')) != std::string::npos;) {
-        const std::string line = input.substr(0, end);
-        input.erase(0, end + 1);
-        if (seen != nullptr) seen->push_back(line);
-        const auto fields = netsem::testing::fields(line);
-        if (fields.size() < 2) continue;
-        const std::string reply = fields[0] + " " + answer(fields) + "\n";
-        (void)::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
-      }
-    }
-  };
-  std::vector<std::string> seen;
-  pollfd accept_poll{listener, POLLIN, 0};
-  if (::poll(&accept_poll, 1, 3000) != 1) return seen;
-  int fd = ::accept(listener, nullptr, nullptr);
-  bool told = false;
-  serve(
-      fd,
-      [&](const std::vector<std::string>& f) -> std::string {
-        if (f[1] == "HELLO") return "OK netsem 1.2 7";
-        if (f[1] == "LEASE") return "OK 6000";
-        if (f[1] == "STATS") return "OK {\"session_timeout_ms\":6000}";
-        if (f[1] == "OPTION" || f[1] == "PING") return "OK";
-        if (f[1] == "RESUMABLE") return "OK 7 s3cret";
-        if (f[1] == "ACQUIRE") {
-          if (!told) granted.set_value();
-          told = true;
-          return "OK 5";
-        }
-        return "ERR UNKNOWN_VERB unknown verb";
-      },
-      nullptr, &shut_down);
-  const std::string bye = "* ERR SHUTDOWN the server is stopping\n";
-  (void)::send(fd, bye.data(), bye.size(), MSG_NOSIGNAL);
-  ::close(fd);
-  if (::poll(&accept_poll, 1, 3000) != 1) return seen;
-  fd = ::accept(listener, nullptr, nullptr);
-  serve(
-      fd,
-      [](const std::vector<std::string>& f) -> std::string {
-        if (f[1] == "RESUME") return "OK 7 0";
-        if (f[1] == "HELLO") return "OK netsem 1.2 7";
-        if (f[1] == "LEASE") return "OK 6000";
-        if (f[1] == "MINE") return "ERR DENIED not for you";
-        return "ERR UNKNOWN_VERB unknown verb";
-      },
-      &seen, nullptr);
-  ::close(fd);
-  return seen;
-}
-
 // Rule 10 (parked-attempt.md): the real netsemd frozen (SIGSTOP: its kernel
 // still accepts) as the proxy resets the session's connection, so the
 // holder's RESUME attempts reach a server that accepts and does not answer.
@@ -617,157 +551,6 @@ TEST_F(ClientResumeTest, ASilentResumeAttemptIsKeptOpenAndTheSessionIsResumedOnI
   ASSERT_TRUE(permit->release().is_ok());
 }
 
-// QUIT there would end the session at once, its permits handed on, while
-// the loss says the work may run until the lease's end (stop_by).
-TEST_F(ClientResumeTest, AResumeRefusedAfterShutdownLeavesTheSessionToItsTimeout) {
-  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(listener, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t size = sizeof address;
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), size), 0);
-  ASSERT_EQ(::listen(listener, 4), 0);
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &size);
-  std::promise<void> granted;
-  std::promise<void> shut_down;
-  auto second = std::async(std::launch::async,
-                           [&] { return resume_refused_after_shutdown(listener, granted, shut_down.get_future()); });
-  {
-    auto holder = client_through(ntohs(address.sin_port));
-    ASSERT_TRUE(holder && holder->connected());
-    Result<Permit> permit = holder->acquire("db", {.timeout = 2s});
-    ASSERT_TRUE(permit) << permit.status().to_string();
-    ASSERT_FALSE(permit->is_local());
-    ASSERT_EQ(granted.get_future().wait_for(1s), std::future_status::ready);
-    std::promise<Status> lost;
-    permit->on_lost([&](const Status& reason) { lost.set_value(reason); });
-    auto reported = lost.get_future();
-    shut_down.set_value();
-    ASSERT_EQ(reported.wait_for(4s), std::future_status::ready);
-    EXPECT_EQ(reported.get().code(), StatusCode::kShutdown);
-    // The work may run until the lease's end: the session must outlive it.
-    EXPECT_TRUE(permit->stop_by().has_value());
-    ASSERT_EQ(second.wait_for(9s), std::future_status::ready);
-  }
-  ::close(listener);
-  const std::vector<std::string> lines = second.get();
-  ASSERT_FALSE(lines.empty());
-  EXPECT_EQ(netsem::testing::fields(lines.front())[1], "RESUME");
-  for (const std::string& line : lines) {
-    EXPECT_NE(netsem::testing::fields(line)[1], "QUIT") << "the refused resume ended the session at once";
-  }
-}
-
-// A scripted fake server on 127.0.0.1 for what the real netsemd cannot be
-// made to do at will: connection n (0 first) is answered line by line by
-// `answer(n, fields)` (nullopt: no answer); the lines of each connection are
-// recorded; hang_up() closes the current connection. One thread, polling in
-// 20 ms steps, stopped by the destructor.
-class ScriptedServer {
- public:
-  using Answer = std::function<std::optional<std::string>(int connection, const std::vector<std::string>& fields)>;
-
-  explicit ScriptedServer(Answer answer) : answer_(std::move(answer)) {
-    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t size = sizeof address;
-    if (listener_ < 0 || ::bind(listener_, reinterpret_cast<sockaddr*>(&address), size) != 0 ||
-        ::listen(listener_, 4) != 0 || ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
-      return;
-    }
-    port_ = ntohs(address.sin_port);
-    thread_ = std::thread([this] { run(); });
-  }
-  ~ScriptedServer() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-    if (fd_ >= 0) ::close(fd_);
-    if (listener_ >= 0) ::close(listener_);
-  }
-  ScriptedServer(const ScriptedServer&) = delete;
-  ScriptedServer& operator=(const ScriptedServer&) = delete;
-
-  std::uint16_t port() const { return port_; }
-  // The request lines connection `n` sent so far.
-  std::vector<std::string> lines(int n) const {
-    std::lock_guard lock(mutex_);
-    return n < static_cast<int>(lines_.size()) ? lines_[static_cast<std::size_t>(n)] : std::vector<std::string>{};
-  }
-  // Whether connection `n` sent a request of `verb`.
-  bool saw(int n, std::string_view verb) const {
-    for (const std::string& line : lines(n)) {
-      const auto fields = netsem::testing::fields(line);
-      if (fields.size() > 1 && fields[1] == verb) return true;
-    }
-    return false;
-  }
-  void hang_up() { hang_up_ = true; }
-  // How many connections it accepted.
-  int connections() const {
-    std::lock_guard lock(mutex_);
-    return static_cast<int>(lines_.size());
-  }
-
- private:
-  void run() {
-    std::string input;
-    int connection = -1;
-    while (!stop_) {
-      if (hang_up_.exchange(false) && fd_ >= 0) {
-        ::close(fd_);
-        fd_ = -1;
-      }
-      pollfd fds[2] = {{listener_, POLLIN, 0}, {fd_, POLLIN, 0}};
-      if (::poll(fds, fd_ >= 0 ? 2 : 1, 20) <= 0) continue;
-      if ((fds[0].revents & POLLIN) != 0) {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
-        input.clear();
-        ++connection;
-        std::lock_guard lock(mutex_);
-        lines_.emplace_back();
-        continue;
-      }
-      if (fd_ < 0 || (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
-      char chunk[4096];
-      const ssize_t n = ::read(fd_, chunk, sizeof chunk);
-      if (n <= 0) {
-        ::close(fd_);
-        fd_ = -1;
-        continue;
-      }
-      input.append(chunk, static_cast<std::size_t>(n));
-      for (std::size_t end; (end = input.find('\n')) != std::string::npos;) {
-        const std::string line = input.substr(0, end);
-        input.erase(0, end + 1);
-        {
-          std::lock_guard lock(mutex_);
-          lines_.back().push_back(line);
-        }
-        const auto fields = netsem::testing::fields(line);
-        if (fields.size() < 2) continue;
-        if (const std::optional<std::string> reply = answer_(connection, fields)) {
-          const std::string text = fields[0] + " " + *reply + "\n";
-          (void)::send(fd_, text.data(), text.size(), MSG_NOSIGNAL);
-        }
-      }
-    }
-  }
-
-  const Answer answer_;
-  int listener_ = -1;
-  int fd_ = -1;  // the current connection; thread only after start
-  std::uint16_t port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> hang_up_{false};
-  mutable std::mutex mutex_;
-  std::vector<std::vector<std::string>> lines_;  // guarded by mutex_
-  std::thread thread_;
-};
-
 // A 1.2 server's answers to a fresh connection: the handshake of resumable
 // session 7 (T = 6 s; LEADER busy, so no leader to move to); an ACQUIRE is
 // granted with fence 5, except one of `queued`, which waits (no answer).
@@ -782,12 +565,63 @@ std::optional<std::string> version_12(const std::vector<std::string>& f, std::st
   return "ERR UNKNOWN_VERB unknown verb";
 }
 
+// QUIT there would end the session at once, its permits handed on, while
+// the loss says the work may run until the lease's end (stop_by). A fake
+// 1.2 server (session 7, T = 6 s): grants ACQUIREs, then says `* ERR
+// SHUTDOWN` and closes; on the next connection it answers RESUME OK, then
+// refuses MINE.
+TEST_F(ClientResumeTest, AResumeRefusedAfterShutdownLeavesTheSessionToItsTimeout) {
+  std::promise<void> granted;
+  LineServer server([&granted, told = false](int connection,
+                                             const std::vector<std::string>& f) mutable -> std::optional<std::string> {
+    if (connection > 0) {
+      if (f[1] == "RESUME") return "OK 7 0";
+      if (f[1] == "HELLO") return "OK netsem 1.2 7";
+      if (f[1] == "LEASE") return "OK 6000";
+      if (f[1] == "MINE") return "ERR DENIED not for you";
+      return "ERR UNKNOWN_VERB unknown verb";
+    }
+    if (f[1] == "ACQUIRE") {
+      if (!told) granted.set_value();
+      told = true;
+    }
+    return version_12(f);
+  });
+  ASSERT_NE(server.port(), 0);
+  {
+    auto holder = client_through(server.port());
+    ASSERT_TRUE(holder && holder->connected());
+    Result<Permit> permit = holder->acquire("db", {.timeout = 2s});
+    ASSERT_TRUE(permit) << permit.status().to_string();
+    ASSERT_FALSE(permit->is_local());
+    ASSERT_EQ(granted.get_future().wait_for(1s), std::future_status::ready);
+    std::promise<Status> lost;
+    permit->on_lost([&](const Status& reason) { lost.set_value(reason); });
+    auto reported = lost.get_future();
+    server.send(0, "* ERR SHUTDOWN the server is stopping\n");
+    server.hang_up();
+    ASSERT_EQ(reported.wait_for(4s), std::future_status::ready);
+    EXPECT_EQ(reported.get().code(), StatusCode::kShutdown);
+    // The work may run until the lease's end: the session must outlive it.
+    EXPECT_TRUE(permit->stop_by().has_value());
+    // The second connection, until the client closes it (at most 8 s).
+    ASSERT_TRUE(eventually([&] { return server.connections() > 1; }, 4s));
+    eventually([&] { return server.closed(1); }, 8s);
+  }
+  const std::vector<std::string> lines = server.lines(1);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(netsem::testing::fields(lines.front())[1], "RESUME");
+  for (const std::string& line : lines) {
+    EXPECT_NE(netsem::testing::fields(line)[1], "QUIT") << "the refused resume ended the session at once";
+  }
+}
+
 // Rule 7: a Client destroyed while its resume is under way, once RESUME was
 // answered OK (the session is ours again), sends QUIT there: otherwise the
 // session would keep its permits at the server for its timeout. The fake 1.2
 // server grants, hangs up, then answers RESUME OK and nothing after it.
 TEST_F(ClientResumeTest, AClientClosedDuringItsResumeQuitsTheResumedSession) {
-  ScriptedServer server([](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
+  LineServer server([](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
     if (connection > 0) {
       if (f[1] == "RESUME") return "OK 7 0";
       return std::nullopt;  // HELLO, LEASE, LEADER, MINE: never answered
@@ -822,7 +656,7 @@ TEST_F(ClientResumeTest, AClientClosedDuringItsResumeQuitsTheResumedSession) {
 // made to read an abandoned RESUME just between another's OK and its MINE.
 // Before: a KICK, the permit lost.
 TEST_F(ClientResumeTest, AResumeWhoseSessionAnotherOfOursTookGoesOnResuming) {
-  ScriptedServer server([](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
+  LineServer server([](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
     if (connection == 1) {
       if (f[1] == "RESUME") return "OK 7 0\n* ERR KICKED resumed on another connection";
       return std::nullopt;
@@ -861,7 +695,7 @@ TEST_F(ClientResumeTest, AResumeWhoseSessionAnotherOfOursTookGoesOnResuming) {
 TEST_F(ClientResumeTest, AWaitGrantedBetweenResumeAndMineIsAnsweredByItsGrant) {
   std::mutex mutex;
   std::string wait_tag;  // guarded by mutex
-  ScriptedServer server([&](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
+  LineServer server([&](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
     if (f[1] == "WAIT") {
       std::lock_guard lock(mutex);
       wait_tag = f[0];
@@ -901,7 +735,7 @@ TEST_F(ClientResumeTest, AWaitGrantedBetweenResumeAndMineIsAnsweredByItsGrant) {
 // NOT_FOUND, and sent the ACQUIRE again on a new session (rule 9), where it
 // was granted.
 TEST_F(ClientResumeTest, AKickAmongAResumedConnectionsFirstLinesEndsTheSessionAsKicked) {
-  ScriptedServer server([](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
+  LineServer server([](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
     if (connection == 1) {
       if (f[1] == "RESUME") return "OK 7 1\n* ERR KICKED kicked by session 9 (127.0.0.1:40000)";
       return std::nullopt;
@@ -949,7 +783,7 @@ TEST_F(ClientResumeTest, AKickAmongAResumedConnectionsFirstLinesEndsTheSessionAs
 // from STATS) never gets RESUME: after its connection breaks, the client
 // starts afresh with HELLO, and the permit is lost.
 TEST_F(ClientResumeTest, AVersion11ServerNeverGetsResume) {
-  ScriptedServer server([](int, const std::vector<std::string>& f) -> std::optional<std::string> {
+  LineServer server([](int, const std::vector<std::string>& f) -> std::optional<std::string> {
     if (f[1] == "HELLO") return "OK netsem 1.1 7";
     if (f[1] == "STATS") return "OK {\"session_timeout_ms\":6000}";
     if (f[1] == "OPTION" || f[1] == "PING") return "OK";
@@ -975,7 +809,7 @@ TEST_F(ClientResumeTest, AVersion11ServerNeverGetsResume) {
 // A 1.1 server (no resume) for rule 9's edges: connection 0 answers the
 // handshake and leaves ACQUIRE unanswered (the test hangs up then), or
 // answers it with `acquire_answer`; later connections grant with fence 9.
-ScriptedServer::Answer version_11(std::optional<std::string> acquire_answer = std::nullopt) {
+LineServer::Answer version_11(std::optional<std::string> acquire_answer = std::nullopt) {
   return [acquire_answer](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
     if (f[1] == "HELLO") return "OK netsem 1.1 7";
     if (f[1] == "STATS") return "OK {\"session_timeout_ms\":6000}";
@@ -992,7 +826,7 @@ ScriptedServer::Answer version_11(std::optional<std::string> acquire_answer = st
 // again on the next session (still a try), not reported as TIMEOUT (it
 // never had an answer) nor served locally while a server answers.
 TEST_F(ClientResumeTest, ATryWhoseSessionEndedBeforeItsAnswerIsTriedAgain) {
-  ScriptedServer server(version_11());
+  LineServer server(version_11());
   ASSERT_NE(server.port(), 0);
   auto client = client_through(server.port());
   ASSERT_TRUE(client && client->connected());
@@ -1012,7 +846,7 @@ TEST_F(ClientResumeTest, ATryWhoseSessionEndedBeforeItsAnswerIsTriedAgain) {
 // again would meet the same server, and falling back would not be right
 // either (a server answered).
 TEST_F(ClientResumeTest, AnAcquireWhoseServerBrokeTheProtocolIsNotSentAgain) {
-  ScriptedServer server(version_11("WHAT is this"));
+  LineServer server(version_11("WHAT is this"));
   ASSERT_NE(server.port(), 0);
   auto client = client_through(server.port());
   ASSERT_TRUE(client && client->connected());
@@ -1035,7 +869,7 @@ TEST_F(ClientResumeTest, AnAcquireWhoseServerBrokeTheProtocolIsNotSentAgain) {
 // before. Once that round has failed, the next call answers the refusal at
 // once.
 TEST_F(ClientResumeTest, AGetMadeBetweenSessionsAnswersTheRoundItWaitedFor) {
-  ScriptedServer server([](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
+  LineServer server([](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
     if (connection > 0) return "ERR LIMIT too many connections";
     return version_11()(connection, f);
   });
@@ -1065,8 +899,8 @@ TEST_F(ClientResumeTest, AGetMadeBetweenSessionsAnswersTheRoundItWaitedFor) {
 // reconnected to with the growing backoff (20, 40, ... 400 ms: about 9
 // connections in 2.5 s), not every reconnect_min (about 50 before).
 TEST_F(ClientResumeTest, AServerThatEndsEverySessionAtOnceIsReconnectedToWithTheGrowingBackoff) {
-  ScriptedServer* self = nullptr;
-  ScriptedServer server([&self](int, const std::vector<std::string>& f) -> std::optional<std::string> {
+  LineServer* self = nullptr;
+  LineServer server([&self](int, const std::vector<std::string>& f) -> std::optional<std::string> {
     if (f[1] == "ACQUIRE") {
       self->hang_up();
       return std::nullopt;
@@ -1096,7 +930,7 @@ TEST_F(ClientResumeTest, AServerThatEndsEverySessionAtOnceIsReconnectedToWithThe
 // once (here a server that accepts but never answers HELLO, with a
 // connect_timeout of 5 s), not at the end of that round of attempts.
 TEST_F(ClientResumeTest, ACancelEndsTheWaitForTheNextSessionAtOnce) {
-  ScriptedServer server([](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
+  LineServer server([](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
     if (connection > 0) return std::nullopt;
     return version_11()(connection, f);
   });

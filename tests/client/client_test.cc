@@ -29,6 +29,7 @@
 #include "netsemd_harness.h"
 #include "protocol/stats_json.h"
 #include "support/free_port.h"
+#include "support/line_server.h"
 #include "support/netns_thread.h"
 #include "support/own_sockets.h"
 #include "support/request_lines.h"
@@ -45,6 +46,7 @@ using netsem::testing::Netsemd;
 namespace req = netsem::testing::req;
 
 using test_support::eventually;
+using test_support::LineServer;
 
 std::chrono::milliseconds since(Clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
@@ -834,51 +836,35 @@ TEST_F(ClientTest, ConnectTimeoutBoundsAnUnansweredConnect) {
   ::close(listener);
 }
 
-// A scripted server's one session: accepts a connection on `listener`
-// (within 3 s) and answers HELLO (as 1.1), STATS (session_timeout_ms
+// A scripted server's one session (test_support::LineServer): accepts a
+// connection on `listener` (within 3 s), or takes `where.adopt`, accepted
+// already, and answers HELLO (as 1.1), STATS (session_timeout_ms
 // `timeout_ms`), LEASE (`timeout_ms` when `lease`, else as 1.1 does) and
 // anything else `ERR UNKNOWN_VERB` (as a 1.0 server answers OPTION), the
 // first `answers` lines only (silent after), until the client closes or
-// `for_how_long` passed; then hangs up. The request lines it read.
-// scripted_session on a connection accepted already (`fd`, closed at the end).
-std::vector<std::string> scripted_session_on(int fd, std::chrono::milliseconds for_how_long, std::int64_t timeout_ms,
-                                             bool lease, std::size_t answers = SIZE_MAX) {
-  std::vector<std::string> seen;
-  std::string input;
-  const auto deadline = Clock::now() + for_how_long;
-  while (Clock::now() < deadline) {
-    pollfd read_poll{fd, POLLIN, 0};
-    if (::poll(&read_poll, 1, 50) != 1) continue;
-    char chunk[4096];
-    const ssize_t n = ::read(fd, chunk, sizeof chunk);
-    if (n <= 0) break;
-    input.append(chunk, static_cast<std::size_t>(n));
-    for (std::size_t end; (end = input.find('\n')) != std::string::npos;) {
-      const std::string line = input.substr(0, end);
-      input.erase(0, end + 1);
-      seen.push_back(line);
-      if (seen.size() > answers) continue;
-      const auto fields = netsem::testing::fields(line);
-      const std::string answer =
-          fields[0] + (fields[1] == "HELLO"   ? std::string(" OK netsem 1.1 7\n")
-                       : fields[1] == "STATS" ? " OK {\"session_timeout_ms\":" + std::to_string(timeout_ms) + "}\n"
-                       : fields[1] == "LEASE" && lease ? " OK " + std::to_string(timeout_ms) + "\n"
-                       : fields[1] == "ACQUIRE"        ? std::string(" OK 1\n")
-                       : fields[1] == "RELEASE"        ? std::string(" OK\n")
-                                                       : std::string(" ERR UNKNOWN_VERB unknown verb\n"));
-      // The client may be gone already (it waits for no answer after STATS').
-      (void)::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
-    }
-  }
-  ::close(fd);
-  return seen;
+// `for_how_long` passed; then hangs up. Later connections stay in the
+// listener's queue. The request lines it read.
+std::vector<std::string> scripted_session(LineServer::Options where, std::chrono::milliseconds for_how_long,
+                                          std::int64_t timeout_ms, bool lease, std::size_t answers = SIZE_MAX) {
+  where.accept_at_most = 1;
+  LineServer server(
+      where, [=, read = std::size_t{0}](int, const std::vector<std::string>& f) mutable -> std::optional<std::string> {
+        if (++read > answers) return std::nullopt;
+        if (f[1] == "HELLO") return "OK netsem 1.1 7";
+        if (f[1] == "STATS") return "OK {\"session_timeout_ms\":" + std::to_string(timeout_ms) + "}";
+        if (f[1] == "LEASE" && lease) return "OK " + std::to_string(timeout_ms);
+        if (f[1] == "ACQUIRE") return "OK 1";
+        if (f[1] == "RELEASE") return "OK";
+        return "ERR UNKNOWN_VERB unknown verb";
+      });
+  if (!eventually([&] { return server.connections() > 0; }, 3s)) return {};
+  eventually([&] { return server.closed(0); }, for_how_long, 10ms);
+  return server.lines(0);
 }
 
 std::vector<std::string> scripted_session(int listener, std::chrono::milliseconds for_how_long, std::int64_t timeout_ms,
                                           bool lease, std::size_t answers = SIZE_MAX) {
-  pollfd accept_poll{listener, POLLIN, 0};
-  if (::poll(&accept_poll, 1, 3000) != 1) return {};
-  return scripted_session_on(::accept(listener, nullptr, nullptr), for_how_long, timeout_ms, lease, answers);
+  return scripted_session(LineServer::Options{.listener = listener}, for_how_long, timeout_ms, lease, answers);
 }
 
 // A CLUSTER ADD longer than request_timeout is waited for (newuser25: the
@@ -891,59 +877,42 @@ std::vector<std::string> scripted_session(int listener, std::chrono::millisecond
 // from when they were sent, the session ended as silent the moment the ADD
 // was answered (its first PING then 2 s old).
 TEST_F(ClientTest, ALongClusterAddIsWaitedForAndThePingsBehindItCountFromItsAnswer) {
-  std::uint16_t port = 0;
-  const int listener = bound_socket(port, 4);
-  ASSERT_GE(listener, 0);
-  std::thread fake([listener] {
-    pollfd accept_poll{listener, POLLIN, 0};
-    if (::poll(&accept_poll, 1, 3000) != 1) return;
-    const int fd = ::accept(listener, nullptr, nullptr);
-    std::string input;
-    std::optional<Clock::time_point> add_read;    // an ADD read, unanswered
-    std::optional<Clock::time_point> release_at;  // when the answers held behind it go
+  // The server thread's: an ADD read and unanswered, when the answers held
+  // behind it go, and those answers.
+  struct {
+    std::optional<Clock::time_point> add_read;
+    std::optional<Clock::time_point> release_at;
     std::string add_tag;
     std::string held;
-    const auto deadline = Clock::now() + 6s;
-    while (Clock::now() < deadline) {
-      if (add_read && Clock::now() >= *add_read + 2500ms) {
-        const std::string answer = add_tag + " OK\n";
-        (void)::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
-        add_read.reset();
-        release_at = Clock::now() + 400ms;
-      }
-      if (release_at && Clock::now() >= *release_at) {
-        (void)::send(fd, held.data(), held.size(), MSG_NOSIGNAL);
-        held.clear();
-        release_at.reset();
-      }
-      pollfd read_poll{fd, POLLIN, 0};
-      if (::poll(&read_poll, 1, 10) != 1) continue;
-      char chunk[4096];
-      const ssize_t n = ::read(fd, chunk, sizeof chunk);
-      if (n <= 0) break;
-      input.append(chunk, static_cast<std::size_t>(n));
-      for (std::size_t end; (end = input.find('\n')) != std::string::npos;) {
-        const auto fields = netsem::testing::fields(input.substr(0, end));
-        input.erase(0, end + 1);
-        if (fields.size() > 2 && fields[1] == "CLUSTER" && fields[2] == "ADD") {
-          add_tag = fields[0];
-          add_read = Clock::now();
-          continue;
-        }
-        const std::string answer =
-            fields[0] + (fields[1] == "HELLO"   ? std::string(" OK netsem 1.1 7\n")
-                         : fields[1] == "STATS" ? std::string(" OK {\"session_timeout_ms\":10000}\n")
-                         : fields[1] == "PING"  ? std::string(" OK\n")
-                                                : std::string(" ERR UNKNOWN_VERB unknown verb\n"));
-        if (add_read || release_at) {
-          held += answer;
-        } else {
-          (void)::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
-        }
-      }
+  } state;
+  LineServer::Options held_back;
+  held_back.step = [&state](LineServer& server) {
+    if (state.add_read && Clock::now() >= *state.add_read + 2500ms) {
+      server.send(0, state.add_tag + " OK\n");
+      state.add_read.reset();
+      state.release_at = Clock::now() + 400ms;
     }
-    ::close(fd);
+    if (state.release_at && Clock::now() >= *state.release_at) {
+      server.send(0, std::exchange(state.held, ""));
+      state.release_at.reset();
+    }
+  };
+  LineServer fake(held_back, [&state](int, const std::vector<std::string>& f) -> std::optional<std::string> {
+    if (f.size() > 2 && f[1] == "CLUSTER" && f[2] == "ADD") {
+      state.add_tag = f[0];
+      state.add_read = Clock::now();
+      return std::nullopt;
+    }
+    const std::string answer = f[1] == "HELLO"   ? "OK netsem 1.1 7"
+                               : f[1] == "STATS" ? "OK {\"session_timeout_ms\":10000}"
+                               : f[1] == "PING"  ? "OK"
+                                                 : "ERR UNKNOWN_VERB unknown verb";
+    if (!state.add_read && !state.release_at) return answer;
+    state.held += f[0] + " " + answer + "\n";
+    return std::nullopt;
   });
+  const std::uint16_t port = fake.port();
+  ASSERT_NE(port, 0);
   ClientOptions options = options_for(port);
   options.request_timeout = 1s;
   auto client = make_client(options);
@@ -959,8 +928,6 @@ TEST_F(ClientTest, ALongClusterAddIsWaitedForAndThePingsBehindItCountFromItsAnsw
   EXPECT_TRUE(client->connected());
   EXPECT_EQ(client->stats().connects, 1u);
   client.reset();
-  fake.join();
-  ::close(listener);
 }
 
 // The connections waiting in `listener`'s accept queue, accepted now.
@@ -1138,7 +1105,7 @@ TEST_F(ClientTest, ASilentAttemptIsKeptOpenAndTheSessionBeginsOnItOnceTheServerA
   std::vector<int> queued = accept_queued(listener);
   ASSERT_EQ(queued.size(), 1u) << "connections from one client while its server was silent";
   std::vector<std::string> seen;
-  std::thread fake([&seen, fd = queued[0]] { seen = scripted_session_on(fd, 3s, 0, false); });
+  std::thread fake([&seen, fd = queued[0]] { seen = scripted_session({.adopt = fd}, 3s, 0, false); });
   const auto start = Clock::now();
   Result<Permit> granted = client->acquire("db", {.timeout = 2s});
   ASSERT_TRUE(granted) << granted.status().to_string();
@@ -1631,34 +1598,12 @@ TEST_F(ClientTest, AServerThatClosesBeforeAnsweringIsSaidToHaveClosedNotRefused)
 // server's words) and nothing after it, its connection kept open. Before:
 // "did not answer HELLO" / "has not answered HELLO" although it had.
 TEST_F(ClientTest, ASilentAttemptSaysWhichRequestIsUnanswered) {
-  std::uint16_t port = 0;
-  const int listener = bound_socket(port, 16);
-  ASSERT_GE(listener, 0);
-  std::atomic<bool> done{false};
-  std::thread hello_only([&] {
-    std::vector<int> peers;
-    std::string input;
-    while (!done) {
-      std::vector<pollfd> fds{{listener, POLLIN, 0}};
-      for (const int peer : peers) fds.push_back({peer, POLLIN, 0});
-      if (::poll(fds.data(), fds.size(), 20) <= 0) continue;
-      if (fds[0].revents != 0) {
-        if (const int peer = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC); peer >= 0) peers.push_back(peer);
-      }
-      for (std::size_t i = 1; i < fds.size(); ++i) {
-        char chunk[4096];
-        if (fds[i].revents == 0) continue;
-        const ssize_t n = ::read(fds[i].fd, chunk, sizeof chunk);
-        if (n <= 0) continue;
-        input.assign(chunk, static_cast<std::size_t>(n));
-        const auto fields = netsem::testing::fields(input.substr(0, input.find('\n')));
-        if (fields.size() < 2 || fields[1] != "HELLO") continue;
-        const std::string answer = fields[0] + " OK netsem 1.2 7\n";
-        [[maybe_unused]] const auto sent = ::send(fds[i].fd, answer.data(), answer.size(), MSG_NOSIGNAL);
-      }
-    }
-    for (const int peer : peers) ::close(peer);
+  LineServer hello_only([](int, const std::vector<std::string>& f) -> std::optional<std::string> {
+    if (f[1] == "HELLO") return "OK netsem 1.2 7";
+    return std::nullopt;
   });
+  const std::uint16_t port = hello_only.port();
+  ASSERT_NE(port, 0);
   auto client = make_client(options_for(port));
   ASSERT_TRUE(client);
   const std::string server = "127.0.0.1:" + std::to_string(port);
@@ -1673,9 +1618,6 @@ TEST_F(ClientTest, ASilentAttemptSaysWhichRequestIsUnanswered) {
                "open)") != std::string::npos;
   })) << client->stats().unreachable;
   client.reset();
-  done = true;
-  hello_only.join();
-  ::close(listener);
 }
 
 // Rule 4 of the silent server: a client in steady fallback (nothing listens)
@@ -1748,51 +1690,30 @@ TEST_F(ClientTest, AQueuedAcquireOutlastsTheRequestTimeoutOnTheServer) {
 // show a broken one: it fails at request_timeout. (It waited until the fake
 // server went away, 4 s later, when any earlier request counted as read.)
 TEST_F(ClientTest, OnlyARequestThatMayWaitCountsAsReadWhenALaterOneIsAnswered) {
-  std::uint16_t port = 0;
-  const int listener = bound_socket(port, 4);
-  ASSERT_GE(listener, 0);
-  std::thread fake([listener] {
-    pollfd accept_poll{listener, POLLIN, 0};
-    if (::poll(&accept_poll, 1, 3000) != 1) return;
-    const int fd = ::accept(listener, nullptr, nullptr);
-    std::string input;
-    std::string waiting_tag;
-    Clock::time_point grant_at = Clock::time_point::max();
-    const auto deadline = Clock::now() + 6s;
-    while (Clock::now() < deadline) {
-      if (Clock::now() >= grant_at) {
-        const std::string grant = waiting_tag + " OK 11\n";
-        (void)::write(fd, grant.data(), grant.size());
-        grant_at = Clock::time_point::max();
-      }
-      pollfd read_poll{fd, POLLIN, 0};
-      if (::poll(&read_poll, 1, 20) != 1) continue;
-      char chunk[4096];
-      const ssize_t n = ::read(fd, chunk, sizeof chunk);
-      if (n <= 0) break;
-      input.append(chunk, static_cast<std::size_t>(n));
-      for (std::size_t end; (end = input.find('\n')) != std::string::npos;) {
-        const auto fields = netsem::testing::fields(input.substr(0, end));
-        input.erase(0, end + 1);
-        const std::string& verb = fields.at(1);
-        std::string answer;
-        if (verb == "HELLO") answer = "OK netsem 1.1 7";
-        if (verb == "STATS") answer = "OK {\"session_timeout_ms\":0}";
-        if (verb == "LEASE") answer = "ERR UNKNOWN_VERB unknown verb";  // as a 1.1 server
-        if (verb == "OPTION") answer = "OK";
-        if (verb == "PING") answer = "PONG";
-        if (verb == "RELEASE") answer = "OK 1";
-        if (verb == "ACQUIRE") {
-          waiting_tag = fields[0];
-          grant_at = Clock::now() + 1s;
-        }
-        if (answer.empty()) continue;
-        answer = fields[0] + " " + answer + "\n";
-        (void)::write(fd, answer.data(), answer.size());
-      }
+  // The server thread's: the ACQUIRE waiting, and when it is granted.
+  std::string waiting_tag;
+  Clock::time_point grant_at = Clock::time_point::max();
+  LineServer::Options later;
+  later.step = [&](LineServer& server) {
+    if (Clock::now() < grant_at) return;
+    server.send(0, waiting_tag + " OK 11\n");
+    grant_at = Clock::time_point::max();
+  };
+  LineServer fake(later, [&](int, const std::vector<std::string>& f) -> std::optional<std::string> {
+    if (f[1] == "HELLO") return "OK netsem 1.1 7";
+    if (f[1] == "STATS") return "OK {\"session_timeout_ms\":0}";
+    if (f[1] == "LEASE") return "ERR UNKNOWN_VERB unknown verb";  // as a 1.1 server
+    if (f[1] == "OPTION") return "OK";
+    if (f[1] == "PING") return "PONG";
+    if (f[1] == "RELEASE") return "OK 1";
+    if (f[1] == "ACQUIRE") {
+      waiting_tag = f[0];
+      grant_at = Clock::now() + 1s;
     }
-    ::close(fd);
+    return std::nullopt;
   });
+  const std::uint16_t port = fake.port();
+  ASSERT_NE(port, 0);
   ClientOptions options = options_for(port);
   options.request_timeout = 250ms;
   options.fallback = FallbackPolicy{.mode = FallbackPolicy::Mode::kFail};
@@ -1817,8 +1738,6 @@ TEST_F(ClientTest, OnlyARequestThatMayWaitCountsAsReadWhenALaterOneIsAnswered) {
       << info.status().to_string();
   EXPECT_LT(failed_after, 2s);
   client.reset();
-  fake.join();
-  ::close(listener);
 }
 
 // A server whose queue of token checks is full answers AUTH `ERR LIMIT`:
@@ -1827,49 +1746,25 @@ TEST_F(ClientTest, OnlyARequestThatMayWaitCountsAsReadWhenALaterOneIsAnswered) {
 // again included, and is served once the server checks it. A fake server:
 // AUTH is answered LIMIT on the first two connections, then OK.
 TEST_F(ClientTest, AuthAnsweredLimitIsARetryableLimitNeverAFallback) {
-  std::uint16_t port = 0;
-  const int listener = bound_socket(port, 8);
-  ASSERT_GE(listener, 0);
-  std::atomic<bool> done{false};
   std::atomic<int> limited{0};
-  std::thread fake([listener, &done, &limited] {
-    int connections = 0;
-    while (!done) {
-      pollfd accept_poll{listener, POLLIN, 0};
-      if (::poll(&accept_poll, 1, 20) != 1) continue;
-      const int fd = ::accept(listener, nullptr, nullptr);
-      const bool limit = ++connections <= 2;
-      std::string input;
-      while (!done) {
-        pollfd read_poll{fd, POLLIN, 0};
-        if (::poll(&read_poll, 1, 20) != 1) continue;
-        char chunk[4096];
-        const ssize_t n = ::read(fd, chunk, sizeof chunk);
-        if (n <= 0) break;
-        input.append(chunk, static_cast<std::size_t>(n));
-        for (std::size_t end; (end = input.find('\n')) != std::string::npos;) {
-          const auto fields = netsem::testing::fields(input.substr(0, end));
-          input.erase(0, end + 1);
-          const std::string& verb = fields.at(1);
-          std::string answer = "ERR UNKNOWN_VERB unknown verb";
-          if (verb == "HELLO") answer = "OK netsem 1.1 7";
-          if (verb == "AUTH") {
-            answer = limit ? "ERR LIMIT too many token checks waiting at the server; try again later" : "OK acquire";
-            if (limit) ++limited;
-          }
-          if (verb == "LEASE") answer = "OK 0";
-          if (verb == "STATS") answer = limit ? "ERR AUTH authenticate first: AUTH <token>" : "ERR DENIED no read";
-          if (verb == "OPTION") answer = limit ? "ERR AUTH authenticate first: AUTH <token>" : "OK";
-          if (verb == "PING") answer = "PONG";
-          if (verb == "ACQUIRE") answer = "OK 5";
-          if (verb == "RELEASE") answer = "OK 0";
-          answer = fields[0] + " " + answer + "\n";
-          (void)::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
-        }
-      }
-      ::close(fd);
+  LineServer fake([&limited](int connection, const std::vector<std::string>& f) -> std::optional<std::string> {
+    const bool limit = connection < 2;
+    if (f[1] == "HELLO") return "OK netsem 1.1 7";
+    if (f[1] == "AUTH") {
+      if (!limit) return "OK acquire";
+      ++limited;
+      return "ERR LIMIT too many token checks waiting at the server; try again later";
     }
+    if (f[1] == "LEASE") return "OK 0";
+    if (f[1] == "STATS") return limit ? "ERR AUTH authenticate first: AUTH <token>" : "ERR DENIED no read";
+    if (f[1] == "OPTION") return limit ? "ERR AUTH authenticate first: AUTH <token>" : "OK";
+    if (f[1] == "PING") return "PONG";
+    if (f[1] == "ACQUIRE") return "OK 5";
+    if (f[1] == "RELEASE") return "OK 0";
+    return "ERR UNKNOWN_VERB unknown verb";
   });
+  const std::uint16_t port = fake.port();
+  ASSERT_NE(port, 0);
   ClientOptions options = options_for(port);
   options.token = "good-token";
   options.reconnect_min = 300ms;  // the second attempt comes after the first calls
@@ -1893,9 +1788,6 @@ TEST_F(ClientTest, AuthAnsweredLimitIsARetryableLimitNeverAFallback) {
   EXPECT_EQ(client->stats().fallback_entries, 0u);
   EXPECT_TRUE(permit->release().is_ok());
   client.reset();
-  done = true;
-  fake.join();
-  ::close(listener);
 }
 
 TEST_F(ClientTest, AsksForNoQueuePositionsUnlessTheCallerWantsThem) {
