@@ -17,6 +17,7 @@
 #include <charconv>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 namespace netsem::cluster {
 
@@ -38,10 +39,70 @@ bool is_lower_hex(std::string_view text, std::size_t bytes) {
          std::all_of(text.begin(), text.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
+// HMAC-SHA256(secret, message) in lowercase hex ("" only if OpenSSL lacks
+// SHA-256, which it never does).
+std::string hmac_sha256_hex(std::string_view secret, std::string_view message) {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
+  unsigned int size = 0;
+  if (HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+           reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac.data(), &size) == nullptr ||
+      size != kPeerProofBytes) {
+    return std::string();
+  }
+  return to_hex(mac.data(), size);
+}
+
+// Whether `given` is the MAC `expected`, compared in constant time; never
+// for an empty secret or a MAC that could not be made.
+bool same_mac(std::string_view secret, std::string_view expected, std::string_view given) {
+  return !secret.empty() && !expected.empty() && expected.size() == given.size() &&
+         CRYPTO_memcmp(expected.data(), given.data(), given.size()) == 0;
+}
+
+// A server id: a decimal number other than 0, the whole of `text`.
+std::optional<ServerId> parse_id(std::string_view text) {
+  ServerId id = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || id == 0) return std::nullopt;
+  return id;
+}
+
+// `line` cut at single spaces (an empty word for two in a row).
+std::vector<std::string_view> words_of(std::string_view line) {
+  std::vector<std::string_view> words;
+  for (;;) {
+    const std::size_t space = line.find(' ');
+    words.push_back(line.substr(0, space));
+    if (space == std::string_view::npos) return words;
+    line.remove_prefix(space + 1);
+  }
+}
+
+// The claimed id of a refused line, for the log: digits only, since the line
+// is anyone's (audit27 2f: escape sequences and carriage returns reached the
+// log).
+std::string logged_id(std::string_view id_text) {
+  const bool digits =
+      !id_text.empty() && id_text.size() <= 20 && id_text.find_first_not_of("0123456789") == std::string_view::npos;
+  return digits ? std::string(id_text) : std::string("<not a number>");
+}
+
+// A PEER line without its trailing "\r", or nullopt when it is not one
+// (another first word, or longer than any PEER line).
+std::optional<std::string_view> peer_line(std::string_view line) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.size() > kMaxPeerHelloBytes || !line.starts_with("PEER ")) return std::nullopt;
+  return line;
+}
+
 }  // namespace
 
-std::string peer_hello(ServerId id, std::string_view secret) {
-  return "PEER " + std::to_string(id) + " " + std::string(secret) + "\n";
+Result<std::string> new_peer_nonce() {
+  std::array<unsigned char, kPeerNonceBytes> bytes{};
+  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) {
+    return Status(StatusCode::kInternal, "no random nonce: RAND_bytes failed");
+  }
+  return to_hex(bytes.data(), bytes.size());
 }
 
 std::optional<std::pair<std::string, std::string>> split_host_port(std::string_view address) {
@@ -77,76 +138,152 @@ Result<ServerId> check_peer_sender(std::string_view id_text, std::string_view re
 
 }  // namespace
 
-Result<ServerId> check_peer_hello(std::string_view line, std::string_view remote_host, ServerId self,
-                                  const std::map<ServerId, std::string>& client_addresses, std::string_view secret) {
-  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  if (line.size() > kMaxPeerHelloBytes || line.substr(0, 5) != "PEER ") {
-    return Status(StatusCode::kProtocol, "not a PEER line");
+std::string peer_link_hello(ServerId from, ServerId to, std::string_view nonce) {
+  return "PEER " + std::to_string(from) + " LINK " + std::to_string(to) + " " + std::string(nonce) + "\n";
+}
+
+Result<LinkHello> check_peer_hello(std::string_view line, std::string_view remote_host, ServerId self,
+                                   const std::map<ServerId, std::string>& client_addresses) {
+  const auto peer = peer_line(line);
+  if (!peer) return Status(StatusCode::kProtocol, "not a PEER line");
+  const std::vector<std::string_view> words = words_of(*peer);
+  if (words.size() < 3) return Status(StatusCode::kProtocol, "PEER <id> LINK <id> <nonce> expected");
+  if (words[2].starts_with("LINK-")) return Status(StatusCode::kProtocol, "a line of a link's set-up, not a hello");
+  if (words[2] != "LINK") {
+    // The hello of a netsemd older than the link's challenge, "PEER <id>
+    // <secret>": the secret in clear. Refused, its secret never compared.
+    return Status(StatusCode::kDenied, "PEER " + logged_id(words[1]) +
+                                           " <secret>: the peer link hello of an older netsemd, which sends the "
+                                           "cluster secret in clear; refused (upgrade the server that sent it)");
   }
-  line.remove_prefix(5);
-  const auto space = line.find(' ');
-  if (space == std::string_view::npos) return Status(StatusCode::kProtocol, "PEER <id> <secret> expected");
-  const std::string_view given = line.substr(space + 1);
-  const Result<ServerId> id = check_peer_sender(line.substr(0, space), remote_host, self, client_addresses);
-  if (!id) return id;
-  if (secret.empty() || !same_secret(given, secret)) {
-    return Status(StatusCode::kDenied, "PEER " + std::to_string(*id) + ": wrong secret");
+  const Result<ServerId> from = check_peer_sender(words[1], remote_host, self, client_addresses);
+  if (!from) return from.status();
+  const auto to = words.size() == 5 ? parse_id(words[3]) : std::nullopt;
+  if (!to || !is_lower_hex(words[4], kPeerNonceBytes)) {
+    return Status(StatusCode::kProtocol, "PEER <id> LINK <id> <64 lowercase hex digits> expected");
   }
-  return id;
+  if (*to != self) {
+    return Status(StatusCode::kDenied, "PEER " + std::to_string(*from) + ": a link meant for server " +
+                                           std::to_string(*to) + ", but this is server " + std::to_string(self));
+  }
+  return LinkHello{.from = *from, .to = *to, .nonce = std::string(words[4])};
 }
 
-std::string peer_removal_notice(ServerId id, std::string_view secret, ServerId removed, std::uint64_t index) {
-  std::string line = peer_hello(id, secret);
-  line.pop_back();
-  return line + " REMOVED " + std::to_string(removed) + " " + std::to_string(index) + "\n";
+std::string peer_link_message(LinkSide by, ServerId linking, ServerId receiving, std::string_view linking_nonce,
+                              std::string_view receiving_nonce) {
+  return std::string("netsem peer link v1\nproof: ") +
+         (by == LinkSide::kLinking ? "linking server to receiving server" : "receiving server to linking server") +
+         "\nlinking server " + std::to_string(linking) + "\nreceiving server " + std::to_string(receiving) +
+         "\nlinking nonce " + std::string(linking_nonce) + "\nreceiving nonce " + std::string(receiving_nonce) + "\n";
 }
 
-namespace {
-
-// A peer hello followed by `word` and more (`PEER <id> <secret> REMOVED
-// ...`): nullopt when the line is no such line; else its sender,
-// checked as a hello is (check_peer_hello), and what follows the word.
-std::optional<std::pair<Result<ServerId>, std::string_view>> peer_line_with(
-    std::string_view line, std::string_view word, std::string_view remote_host, ServerId self,
-    const std::map<ServerId, std::string>& client_addresses, std::string_view secret) {
-  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  const std::size_t at = line.find(word);
-  if (line.substr(0, 5) != "PEER " || at == std::string_view::npos) return std::nullopt;
-  return std::make_pair(check_peer_hello(line.substr(0, at), remote_host, self, client_addresses, secret),
-                        line.substr(at + word.size()));
+std::string peer_link_proof(std::string_view secret, LinkSide by, ServerId linking, ServerId receiving,
+                            std::string_view linking_nonce, std::string_view receiving_nonce) {
+  return hmac_sha256_hex(secret, peer_link_message(by, linking, receiving, linking_nonce, receiving_nonce));
 }
 
-}  // namespace
+std::string peer_link_answer(ServerId receiving, std::string_view receiving_nonce, std::string_view proof) {
+  return "PEER " + std::to_string(receiving) + " LINK-ANSWER " + std::string(receiving_nonce) + " " +
+         std::string(proof) + "\n";
+}
+
+Result<std::string> verify_link_answer(std::string_view line, std::string_view secret, ServerId linking,
+                                       ServerId receiving, std::string_view linking_nonce) {
+  const auto peer = peer_line(line);
+  const std::vector<std::string_view> words = peer ? words_of(*peer) : std::vector<std::string_view>();
+  const auto id = words.size() == 5 ? parse_id(words[1]) : std::nullopt;
+  if (!id || words[2] != "LINK-ANSWER" || !is_lower_hex(words[3], kPeerNonceBytes) ||
+      !is_lower_hex(words[4], kPeerProofBytes)) {
+    return Status(StatusCode::kProtocol, "not PEER <id> LINK-ANSWER <64 hex digits> <64 hex digits>");
+  }
+  if (*id != receiving) {
+    return Status(StatusCode::kDenied,
+                  "it answered as server " + std::to_string(*id) + ", not server " + std::to_string(receiving));
+  }
+  if (words[3] == linking_nonce) {
+    return Status(StatusCode::kDenied, "it answered with this server's own nonce");
+  }
+  const std::string expected =
+      peer_link_proof(secret, LinkSide::kReceiving, linking, receiving, linking_nonce, words[3]);
+  if (!same_mac(secret, expected, words[4])) {
+    return Status(StatusCode::kDenied, "its proof does not match the cluster secret");
+  }
+  return std::string(words[3]);
+}
+
+std::string peer_link_proof_line(ServerId linking, std::string_view proof) {
+  return "PEER " + std::to_string(linking) + " LINK-PROOF " + std::string(proof) + "\n";
+}
+
+Status verify_link_proof(std::string_view line, std::string_view secret, ServerId linking, ServerId receiving,
+                         std::string_view linking_nonce, std::string_view receiving_nonce) {
+  const auto peer = peer_line(line);
+  const std::vector<std::string_view> words = peer ? words_of(*peer) : std::vector<std::string_view>();
+  const auto id = words.size() == 4 ? parse_id(words[1]) : std::nullopt;
+  if (!id || words[2] != "LINK-PROOF" || !is_lower_hex(words[3], kPeerProofBytes)) {
+    return Status(StatusCode::kProtocol, "not PEER <id> LINK-PROOF <64 hex digits>");
+  }
+  const std::string expected =
+      peer_link_proof(secret, LinkSide::kLinking, linking, receiving, linking_nonce, receiving_nonce);
+  if (*id != linking || !same_mac(secret, expected, words[3])) {
+    return Status(StatusCode::kDenied, "server " + std::to_string(linking) +
+                                           "'s proof does not match the cluster secret (its secret_file is not this "
+                                           "server's)");
+  }
+  return Status::ok();
+}
+
+std::string removal_notice_message(ServerId from, ServerId removed, std::uint64_t index) {
+  return "netsem peer removal notice v1\nfrom " + std::to_string(from) + "\nremoved " + std::to_string(removed) +
+         "\nindex " + std::to_string(index) + "\n";
+}
+
+std::string removal_notice_mac(std::string_view secret, ServerId from, ServerId removed, std::uint64_t index) {
+  return hmac_sha256_hex(secret, removal_notice_message(from, removed, index));
+}
+
+std::string peer_removal_notice(ServerId from, std::string_view secret, ServerId removed, std::uint64_t index) {
+  return "PEER " + std::to_string(from) + " REMOVED " + std::to_string(removed) + " " + std::to_string(index) + " " +
+         removal_notice_mac(secret, from, removed, index) + "\n";
+}
 
 std::optional<Result<RemovalNotice>> check_removal_notice(std::string_view line, std::string_view remote_host,
                                                           ServerId self,
                                                           const std::map<ServerId, std::string>& client_addresses,
                                                           std::string_view secret) {
-  auto said = peer_line_with(line, " REMOVED ", remote_host, self, client_addresses, secret);
-  if (!said) return std::nullopt;
-  const auto& [from, rest] = *said;
+  const auto peer = peer_line(line);
+  if (!peer) return std::nullopt;
+  const std::vector<std::string_view> words = words_of(*peer);
+  if (words.size() < 3) return std::nullopt;
+  if (words[2] != "REMOVED") {
+    // The form of a netsemd older than the MAC, "PEER <id> <secret> REMOVED
+    // <id> <index>": the secret in clear. Refused, its secret never compared.
+    if (words.size() != 6 || words[3] != "REMOVED") return std::nullopt;
+    return Result<RemovalNotice>(Status(
+        StatusCode::kDenied, "PEER " + logged_id(words[1]) +
+                                 " <secret> REMOVED: the removal notice of an older netsemd, which sends the cluster "
+                                 "secret in clear; ignored (upgrade the server that sent it)"));
+  }
+  const Result<ServerId> from = check_peer_sender(words[1], remote_host, self, client_addresses);
   if (!from) return Result<RemovalNotice>(from.status());
-  const std::size_t space = rest.find(' ');
   const auto number = [](std::string_view text) -> std::optional<std::uint64_t> {
     std::uint64_t n = 0;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-    if (ec != std::errc() || end != text.data() + text.size() || n == 0) return std::nullopt;
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size() || n == 0) return std::nullopt;
     return n;
   };
-  const auto removed = space == std::string_view::npos ? std::nullopt : number(rest.substr(0, space));
-  const auto index = space == std::string_view::npos ? std::nullopt : number(rest.substr(space + 1));
-  if (!removed || !index) {
-    return Result<RemovalNotice>(Status(StatusCode::kProtocol, "PEER ... REMOVED <id> <index> expected"));
+  const auto removed = words.size() == 6 ? number(words[3]) : std::nullopt;
+  const auto index = words.size() == 6 ? number(words[4]) : std::nullopt;
+  if (!removed || !index || !is_lower_hex(words[5], kPeerProofBytes)) {
+    return Result<RemovalNotice>(
+        Status(StatusCode::kProtocol, "PEER <id> REMOVED <id> <index> <64 lowercase hex digits> expected"));
+  }
+  if (!same_mac(secret, removal_notice_mac(secret, *from, *removed, *index), words[5])) {
+    return Result<RemovalNotice>(Status(StatusCode::kDenied, "PEER " + std::to_string(*from) +
+                                                                 " REMOVED: its MAC does not match the cluster "
+                                                                 "secret (or what it says was changed)"));
   }
   return Result<RemovalNotice>(RemovalNotice{.from = *from, .removed = *removed, .index = *index});
-}
-
-Result<std::string> new_secret_check_nonce() {
-  std::array<unsigned char, kSecretCheckNonceBytes> bytes{};
-  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) {
-    return Status(StatusCode::kInternal, "no random nonce for the secret check: RAND_bytes failed");
-  }
-  return to_hex(bytes.data(), bytes.size());
 }
 
 std::string peer_secret_challenge(ServerId leader, ServerId added, std::string_view nonce) {
@@ -160,16 +297,7 @@ std::string secret_check_message(ServerId leader, ServerId asked, ServerId answe
 
 std::string secret_check_proof(std::string_view secret, ServerId leader, ServerId asked, ServerId answering,
                                std::string_view nonce) {
-  const std::string message = secret_check_message(leader, asked, answering, nonce);
-  std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
-  unsigned int size = 0;
-  // HMAC() fails only for a digest OpenSSL lacks; SHA-256 it always has.
-  if (HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-           reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac.data(), &size) == nullptr ||
-      size != kSecretCheckProofBytes) {
-    return std::string();
-  }
-  return to_hex(mac.data(), size);
+  return hmac_sha256_hex(secret, secret_check_message(leader, asked, answering, nonce));
 }
 
 std::string peer_secret_proof(ServerId id, std::string_view proof) {
@@ -193,12 +321,8 @@ std::optional<Result<SecretChallenge>> check_secret_challenge(std::string_view l
     if (check == std::string_view::npos || after.substr(0, check).find(' ') != std::string_view::npos) {
       return std::nullopt;
     }
-    // The id is logged only as digits: the line is anyone's (audit27 2f:
-    // escape sequences and carriage returns reached the log).
-    const bool digits =
-        !id_text.empty() && id_text.size() <= 20 && id_text.find_first_not_of("0123456789") == std::string_view::npos;
     return Result<SecretChallenge>(
-        Status(StatusCode::kDenied, "PEER " + (digits ? std::string(id_text) : std::string("<not a number>")) +
+        Status(StatusCode::kDenied, "PEER " + logged_id(id_text) +
                                         " <secret> CHECK: the secret check of an older netsemd, which sends the "
                                         "cluster secret in clear; not answered (upgrade the server that sent it)"));
   }
@@ -211,7 +335,7 @@ std::optional<Result<SecretChallenge>> check_secret_challenge(std::string_view l
   const auto [end, ec] = std::from_chars(added_text.data(), added_text.data() + added_text.size(), added);
   const std::string_view nonce = gap == std::string_view::npos ? std::string_view() : fields.substr(gap + 1);
   if (gap == std::string_view::npos || ec != std::errc() || end != added_text.data() + added_text.size() ||
-      added == 0 || !is_lower_hex(nonce, kSecretCheckNonceBytes)) {
+      added == 0 || !is_lower_hex(nonce, kPeerNonceBytes)) {
     return Result<SecretChallenge>(
         Status(StatusCode::kProtocol, "PEER <id> CHALLENGE <id> <64 lowercase hex digits> expected"));
   }
@@ -229,12 +353,10 @@ Result<ServerId> verify_secret_proof(std::string_view line, std::string_view sec
   const auto [end, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
   const std::string_view given = word == std::string_view::npos ? std::string_view() : line.substr(word + kWord.size());
   if (!line.starts_with("PEER ") || id_text.empty() || ec != std::errc() || end != id_text.data() + id_text.size() ||
-      id == 0 || !is_lower_hex(given, kSecretCheckProofBytes)) {
+      id == 0 || !is_lower_hex(given, kPeerProofBytes)) {
     return Status(StatusCode::kProtocol, "not PEER <id> PROOF <64 lowercase hex digits>");
   }
-  const std::string expected = secret_check_proof(secret, leader, asked, id, nonce);
-  if (secret.empty() || expected.size() != given.size() ||
-      CRYPTO_memcmp(expected.data(), given.data(), given.size()) != 0) {
+  if (!same_mac(secret, secret_check_proof(secret, leader, asked, id, nonce), given)) {
     return Status(StatusCode::kDenied, "server " + std::to_string(id) + "'s proof does not match the cluster secret");
   }
   return id;
@@ -276,28 +398,27 @@ Result<std::optional<std::string>> PeerFrameDecoder::next() {
 constexpr std::chrono::milliseconds kConnectTimeout{1000};
 // A link that keeps failing is logged once in this long, not at every retry.
 constexpr std::chrono::seconds kWarnEvery{30};
-// A link closed by the leader sooner than this after its connect may be a
-// refusal of its PEER line (Link::why_ended).
+// A link closed by the leader sooner than this after its set-up may be a
+// refusal of this server's proof (Link::why_ended).
 constexpr std::chrono::milliseconds kRefusedWithin{1000};
 
 struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link> {
-  struct Chunk {
-    std::string bytes;
-    bool hello = false;
-  };
-
-  Link(asio::io_context& io, ServerId target, std::shared_ptr<PeerLinkStats> link_stats,
+  Link(asio::io_context& io, ServerId self_id, ServerId target, std::string cluster_secret, std::string fresh_nonce,
+       std::shared_ptr<PeerLinkStats> link_stats,
        std::shared_ptr<std::map<ServerId, std::chrono::steady_clock::time_point>> failures,
-       std::shared_ptr<std::map<ServerId, std::chrono::steady_clock::time_point>> warnings)
+       std::shared_ptr<std::map<ServerId, PeerLinkWarning>> warnings)
       : socket(io),
-        connect_timer(io),
+        timer(io),
+        from(self_id),
         to(target),
+        secret(std::move(cluster_secret)),
+        nonce(std::move(fresh_nonce)),
+        hello(peer_link_hello(self_id, target, nonce)),
         stats(std::move(link_stats)),
         failed_at(std::move(failures)),
         warned_at(std::move(warnings)) {}
 
-  void connect(const std::string& local_host, const std::string& host, const std::string& port, std::string hello) {
-    queue.push_front(Chunk{std::move(hello), true});
+  void connect(const std::string& local_host, const std::string& host, const std::string& port) {
     target_address = host + ":" + port;
     // Numeric addresses only ([cluster] refuses host names): Asio's
     // async_resolve would complete from a thread of its own, and netsemd's
@@ -331,22 +452,68 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
     // A leader cut off by a partition answers no SYN: the link fails after
     // kConnectTimeout rather than keep forwards queued behind the kernel's
     // SYN retries (about two minutes); forward() connects again later.
-    connect_timer.expires_after(kConnectTimeout);
-    connect_timer.async_wait([self = shared_from_this()](const asio::error_code& c) {
+    timer.expires_after(kConnectTimeout);
+    timer.async_wait([self = shared_from_this()](const asio::error_code& c) {
       if (!c && !self->dead && !self->connected) self->fail("no answer to the connect within 1 s");
     });
     socket.async_connect(endpoint, [self = shared_from_this()](const asio::error_code& c) {
       if (self->dead) return;
-      self->connect_timer.cancel();
+      self->timer.cancel();
       if (c) return self->fail("cannot connect: " + c.message());
       asio::error_code ignored;
       self->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
       self->connected = true;
       self->connected_at = std::chrono::steady_clock::now();
       ++self->stats->connects;
-      self->watch();
-      self->write_next();
+      self->set_up();
     });
+  }
+
+  // The hello, then the leader's answer, which must prove the secret
+  // before anything of this server's clients goes to it; all within
+  // kPeerLinkSetUpTimeout.
+  void set_up() {
+    timer.expires_after(kPeerLinkSetUpTimeout);
+    timer.async_wait([self = shared_from_this()](const asio::error_code& c) {
+      if (!c && !self->dead && !self->linked) {
+        self->fail("no answer to its hello within " + std::to_string(kPeerLinkSetUpTimeout.count() / 1000) +
+                   " s (it is no netsemd, or hangs)");
+      }
+    });
+    asio::async_write(socket, asio::buffer(hello),
+                      [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
+                        if (self->dead) return;
+                        if (ec) return self->fail(self->why_ended(ec));
+                        self->read_answer();
+                      });
+  }
+
+  void read_answer() {
+    asio::async_read_until(
+        socket, asio::dynamic_buffer(answer, kMaxPeerHelloBytes + 1), '\n',
+        [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
+          if (self->dead) return;
+          if (ec == asio::error::not_found) return self->fail("its answer to this server's hello is no PEER line");
+          if (ec) return self->fail(self->why_ended(ec));
+          const Result<std::string> theirs = verify_link_answer(std::string_view(self->answer).substr(0, n - 1),
+                                                                self->secret, self->from, self->to, self->nonce);
+          if (!theirs) {
+            return self->fail("its answer to this server's hello does not prove the cluster secret (" +
+                                  theirs.status().to_string() +
+                                  "): it holds another secret than this server (one of the two secret_files is "
+                                  "wrong), or it is not that server; nothing was sent to it",
+                              true);
+          }
+          self->timer.cancel();
+          self->linked = true;
+          self->linked_at = std::chrono::steady_clock::now();
+          ++self->stats->linked;
+          const std::string proof =
+              peer_link_proof(self->secret, LinkSide::kLinking, self->from, self->to, self->nonce, *theirs);
+          self->queue.push_front(Chunk{peer_link_proof_line(self->from, proof), true});
+          self->watch();
+          self->write_next();
+        });
   }
 
   void push(std::string frame, std::size_t max_bytes) {
@@ -356,7 +523,7 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
     }
     queued_bytes += frame.size();
     queue.push_back(Chunk{std::move(frame), false});
-    if (connected && !writing) write_next();
+    if (linked && !writing) write_next();
   }
 
   void write_next() {
@@ -370,7 +537,7 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
                         if (self->dead) return;
                         if (ec) return self->fail(self->why_ended(ec));
                         const Chunk& done = self->queue.front();
-                        if (!done.hello) {
+                        if (!done.proof) {
                           ++self->stats->frames;
                           self->queued_bytes -= done.bytes.size();
                         }
@@ -383,15 +550,15 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
   void shut() {
     if (dead) return;
     dead = true;
-    for (const Chunk& c : queue) stats->dropped += c.hello ? 0 : 1;
+    for (const Chunk& c : queue) stats->dropped += c.proof ? 0 : 1;
     queue.clear();
     queued_bytes = 0;
     asio::error_code ignored;
-    connect_timer.cancel();
+    timer.cancel();
     socket.close(ignored);
   }
-  // The leader never writes on a link: a read that ends is the leader
-  // closing it, at once when it refused the PEER line.
+  // Once set up, the leader never writes on a link: a read that ends is
+  // the leader closing it, at once when it refused this server's proof.
   void watch() {
     socket.async_read_some(asio::buffer(sink), [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
       if (self->dead) return;
@@ -400,33 +567,43 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
     });
   }
   // A link the leader closes ends in EOF, or in a reset when our frames were
-  // still unread. Nothing answers the PEER line: a refusal is a close right
-  // after it (the leader checks the line as it reads it), so only a link
-  // that ended within kRefusedWithin of its connect may have been refused.
-  // One that lived longer worked: its server stopped, restarted or closed
-  // it (a leader's death is no secret problem: newuser23 finding 7).
+  // still unread. Before its answer, the leader refused the hello (it checks
+  // it as it reads it), or runs a netsemd older than the link's set-up
+  // (which takes the hello for a wrong secret). After it, only a link that
+  // ended within kRefusedWithin of its set-up may have been refused (its
+  // proof); one that lived longer worked: its server stopped, restarted or
+  // closed it (a leader's death is no secret problem: newuser23 finding 7).
   std::string why_ended(const asio::error_code& ec) const {
     if (ec != asio::error::eof && ec != asio::error::connection_reset && ec != asio::error::broken_pipe) {
       return ec.message();
     }
-    const auto lived =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - connected_at);
+    const auto now = std::chrono::steady_clock::now();
+    if (!linked) {
+      const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - connected_at);
+      return "closed by that server (" + ec.message() + ", " + std::to_string(waited.count()) +
+             " ms after it connected) without answering this server's hello: it refused it (an address it does not "
+             "know for this server, or another id: see its log), it runs a netsemd older than the peer link's "
+             "challenge (which logs 'wrong secret': upgrade it), or it stopped";
+    }
+    const auto lived = std::chrono::duration_cast<std::chrono::milliseconds>(now - linked_at);
     if (lived < kRefusedWithin) {
       return "closed by that server (" + ec.message() + ", " + std::to_string(lived.count()) +
-             " ms after it connected: it refused this server's PEER line, a wrong secret or an address it does not "
-             "know for this server, or it stopped: see its log)";
+             " ms after its answer): it refused this server's proof of the cluster secret, or it stopped: see its "
+             "log";
     }
     return "closed by that server (" + ec.message() + ") after the link worked for " +
            std::to_string(lived.count() / 1000) + " s: it stopped, restarted or closed the link";
   }
-  void fail(std::string_view why) {
+  void fail(std::string_view why, bool unproven = false) {
     if (dead) return;
     ++stats->failures;
     const auto now = std::chrono::steady_clock::now();
     (*failed_at)[to] = now;
     const auto warned = warned_at->find(to);
-    if (warned == warned_at->end() || now - warned->second >= kWarnEvery) {
-      (*warned_at)[to] = now;
+    // An answer that does not prove the secret (an impostor, or another
+    // secret) is logged even when the link failed otherwise just before.
+    if (warned == warned_at->end() || now - warned->second.at >= kWarnEvery || warned->second.unproven != unproven) {
+      (*warned_at)[to] = PeerLinkWarning{.at = now, .unproven = unproven};
       spdlog::warn(
           "cluster: the peer link to server {} ({}) failed: {}; the requests this server forwards to it are sent "
           "again until a link works (logged once in {} s while it fails)",
@@ -435,18 +612,30 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
     shut();
   }
 
+  struct Chunk {
+    std::string bytes;
+    bool proof = false;  // the set-up's last line, not a frame
+  };
+
   asio::ip::tcp::socket socket;
-  asio::steady_timer connect_timer;
+  asio::steady_timer timer;  // the connect's, then the set-up's
+  ServerId from;             // this server
   ServerId to;
+  std::string secret;
+  std::string nonce;  // this server's, in its hello
+  std::string hello;
+  std::string answer;  // the leader's answer, as it is read
   std::shared_ptr<PeerLinkStats> stats;
   std::shared_ptr<std::map<ServerId, std::chrono::steady_clock::time_point>> failed_at;
-  std::shared_ptr<std::map<ServerId, std::chrono::steady_clock::time_point>> warned_at;
+  std::shared_ptr<std::map<ServerId, PeerLinkWarning>> warned_at;
   std::string target_address;  // host:port, for the log
   std::array<char, 64> sink{};
   std::deque<Chunk> queue;
-  std::size_t queued_bytes = 0;  // of the frames (not the hello)
+  std::size_t queued_bytes = 0;  // of the frames (not the proof)
   bool connected = false;
-  std::chrono::steady_clock::time_point connected_at;  // when connected
+  bool linked = false;  // the leader's answer proved the secret
+  std::chrono::steady_clock::time_point connected_at;
+  std::chrono::steady_clock::time_point linked_at;
   bool writing = false;
   bool dead = false;
 };
@@ -462,7 +651,7 @@ PeerLinkClient::PeerLinkClient(asio::io_context& io, ServerId self, std::string 
       max_queue_bytes_(max_queue_bytes),
       stats_(std::make_shared<PeerLinkStats>()),
       failed_at_(std::make_shared<std::map<ServerId, std::chrono::steady_clock::time_point>>()),
-      warned_at_(std::make_shared<std::map<ServerId, std::chrono::steady_clock::time_point>>()) {}
+      warned_at_(std::make_shared<std::map<ServerId, PeerLinkWarning>>()) {}
 
 PeerLinkClient::~PeerLinkClient() {
   close();
@@ -503,8 +692,14 @@ void PeerLinkClient::forward(ServerId leader_id, std::string entry) {
       ++stats_->dropped;
       return;
     }
-    link_ = std::make_shared<Link>(io_, leader_id, stats_, failed_at_, warned_at_);
-    link_->connect(local ? local->first : std::string(), where->first, where->second, peer_hello(self_, secret_));
+    Result<std::string> nonce = new_peer_nonce();
+    if (!nonce) {
+      ++stats_->dropped;
+      spdlog::warn("cluster: no peer link to server {}: {}", leader_id, nonce.status().to_string());
+      return;
+    }
+    link_ = std::make_shared<Link>(io_, self_, leader_id, secret_, std::move(*nonce), stats_, failed_at_, warned_at_);
+    link_->connect(local ? local->first : std::string(), where->first, where->second);
   }
   link_->push(frame_entry(entry), max_queue_bytes_);
 }
@@ -663,20 +858,92 @@ void ask_peer_line(asio::io_context& io, const std::string& local_host, const st
 // --- the leader's side ---
 
 PeerLinkReceiver::PeerLinkReceiver(asio::ip::tcp::socket socket, ServerId peer, EntryHandler on_entry,
-                                   CloseHandler on_close)
-    : socket_(std::move(socket)), peer_(peer), on_entry_(std::move(on_entry)), on_close_(std::move(on_close)) {}
+                                   CloseHandler on_close, LinkedHandler on_linked)
+    : socket_(std::move(socket)),
+      set_up_timer_(socket_.get_executor()),
+      peer_(peer),
+      on_entry_(std::move(on_entry)),
+      on_close_(std::move(on_close)),
+      on_linked_(std::move(on_linked)) {}
 
-std::shared_ptr<PeerLinkReceiver> PeerLinkReceiver::start(asio::ip::tcp::socket socket, ServerId peer,
+std::shared_ptr<PeerLinkReceiver> PeerLinkReceiver::start(asio::ip::tcp::socket socket, const LinkHello& hello,
+                                                          ServerId self, std::string_view secret,
                                                           std::string already_read, EntryHandler on_entry,
-                                                          CloseHandler on_close) {
-  auto receiver = std::make_shared<PeerLinkReceiver>(std::move(socket), peer, std::move(on_entry), std::move(on_close));
-  receiver->decoder_.feed(already_read);
+                                                          CloseHandler on_close, LinkedHandler on_linked) {
+  auto receiver = std::make_shared<PeerLinkReceiver>(std::move(socket), hello.from, std::move(on_entry),
+                                                     std::move(on_close), std::move(on_linked));
+  receiver->proof_line_ = std::move(already_read);
+  Result<std::string> nonce = new_peer_nonce();
+  if (nonce) {
+    const std::string ours = std::move(*nonce);
+    receiver->answer_ = peer_link_answer(
+        self, ours, peer_link_proof(secret, LinkSide::kReceiving, hello.from, self, hello.nonce, ours));
+    receiver->check_proof_ = [secret = std::string(secret), from = hello.from, self, theirs = hello.nonce,
+                              ours](std::string_view line) {
+      return verify_link_proof(line, secret, from, self, theirs, ours);
+    };
+  }
   // Not from inside start(): the caller's own state may not be ready for
-  // on_entry yet.
-  asio::post(receiver->socket_.get_executor(), [receiver] {
-    if (!receiver->closed_ && receiver->drain()) receiver->read();
+  // the handlers yet.
+  asio::post(receiver->socket_.get_executor(), [receiver, failed = nonce ? Status::ok() : nonce.status()] {
+    if (receiver->closed_) return;
+    if (!failed) return receiver->finish(failed);
+    receiver->answer();
   });
   return receiver;
+}
+
+void PeerLinkReceiver::answer() {
+  set_up_timer_.expires_after(kPeerLinkSetUpTimeout);
+  set_up_timer_.async_wait([self = shared_from_this()](const asio::error_code& c) {
+    if (c || self->closed_ || self->linked_) return;
+    self->finish(Status(StatusCode::kTimeout, "no proof of the cluster secret within " +
+                                                  std::to_string(kPeerLinkSetUpTimeout.count() / 1000) +
+                                                  " s of its hello"));
+  });
+  asio::async_write(socket_, asio::buffer(answer_),
+                    [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
+                      if (self->closed_) return;
+                      if (ec) return self->finish(Status(StatusCode::kIoError, "answering its hello: " + ec.message()));
+                      if (self->take_proof()) self->read_proof();
+                    });
+}
+
+void PeerLinkReceiver::read_proof() {
+  socket_.async_read_some(
+      asio::buffer(buffer_), [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
+        if (self->closed_) return;
+        if (ec == asio::error::eof || ec == asio::error::connection_reset) {
+          return self->finish(Status(StatusCode::kIoError,
+                                     "it closed the connection without proving the cluster secret (it holds another "
+                                     "secret and found this server's answer wrong, or it stopped: see its log)"));
+        }
+        if (ec) return self->finish(Status(StatusCode::kIoError, "reading its proof: " + ec.message()));
+        self->proof_line_.append(self->buffer_.data(), n);
+        if (self->take_proof()) self->read_proof();
+      });
+}
+
+bool PeerLinkReceiver::take_proof() {
+  const std::size_t newline = proof_line_.find('\n');
+  if (newline == std::string::npos) {
+    if (proof_line_.size() <= kMaxPeerHelloBytes) return true;
+    finish(Status(StatusCode::kProtocol,
+                  "a line over " + std::to_string(kMaxPeerHelloBytes) + " bytes where its proof was expected"));
+    return false;
+  }
+  if (Status proven = check_proof_(std::string_view(proof_line_).substr(0, newline)); !proven) {
+    finish(std::move(proven));
+    return false;
+  }
+  set_up_timer_.cancel();
+  linked_ = true;
+  decoder_.feed(std::string_view(proof_line_).substr(newline + 1));
+  proof_line_ = std::string();
+  if (on_linked_) on_linked_(peer_);
+  if (closed_) return false;
+  if (drain()) read();
+  return false;
 }
 
 void PeerLinkReceiver::read() {
@@ -708,6 +975,7 @@ void PeerLinkReceiver::finish(Status why) {
   if (closed_) return;
   closed_ = true;
   asio::error_code ignored;
+  set_up_timer_.cancel();
   socket_.close(ignored);
   if (on_close_) on_close_(peer_, std::move(why));
 }

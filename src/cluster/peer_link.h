@@ -1,19 +1,31 @@
 // The peer link: how a follower hands its hosted sessions' commands to the
 // leader over TCP (docs/replication.md "Forwarding to the leader" and "The
-// cluster node"). The follower connects to the leader's client address from
-// its own client host, sends one line `PEER <id> <secret>` (its server id
-// and the cluster secret), then entries (replication::encode_entry bytes,
-// NSRE), each framed by its length as a little-endian u32. Nothing comes
-// back: the follower learns what was applied from its own replica, and
-// sends again what was lost (ClusterNode's resends).
+// cluster node"). The follower (the linking server) connects to the
+// leader's (the receiving server's) client address from its own client
+// host and the two prove to each other that they hold the cluster secret,
+// without sending it (HMAC-SHA256 over both sides' fresh nonces):
+//   linking -> receiving   "PEER <F> LINK <L> <nonce F>"
+//   receiving -> linking   "PEER <L> LINK-ANSWER <nonce L> <proof of L>"
+//   linking -> receiving   "PEER <F> LINK-PROOF <proof of F>"
+// then entries (replication::encode_entry bytes, NSRE), each framed by its
+// length as a little-endian u32. Nothing else comes back: the follower
+// learns what was applied from its own replica, and sends again what was
+// lost (ClusterNode's resends). The follower sends nothing of its clients'
+// before the leader proved the secret, and the leader hands on nothing
+// before the follower did.
 //
 // API:
-//   peer_hello / check_peer_hello   the first line, made and checked (the
-//                                   leader's listener reads it as a client
-//                                   line, then hands the socket over)
+//   peer_link_hello /               the link's set-up, made and checked
+//   check_peer_hello,               (the leader's listener reads the hello
+//   peer_link_proof,                as a client line, then hands the socket
+//   peer_link_answer /              over to a PeerLinkReceiver, which
+//   verify_link_answer,             answers and checks the proof)
+//   peer_link_proof_line /
+//   verify_link_proof
 //   peer_removal_notice /           the leader's word to a server it
 //   check_removal_notice,           removed (a line alone on a connection
-//   send_peer_line                  of its own), made, checked and sent
+//   send_peer_line                  of its own, with an HMAC of what it
+//                                   says), made, checked and sent
 //   peer_secret_challenge /         the leader's question to a server it
 //   check_secret_challenge,         would add: does it hold the cluster
 //   secret_check_proof,             secret? (a challenge alone on a
@@ -25,7 +37,8 @@
 //                                   time, to the leader named, reconnected on
 //                                   demand; what cannot be sent is dropped
 //   PeerLinkReceiver                the leader's side of one accepted link:
-//                                   reads frames and hands each entry on
+//                                   its set-up, then reads frames and hands
+//                                   each entry on
 //
 // Thread safety: PeerLinkClient and PeerLinkReceiver are used on the thread
 // that runs their io_context (netsemd's event loop), which is also where
@@ -57,27 +70,100 @@ inline constexpr std::size_t kMaxPeerFrameBytes = std::size_t{16} << 20;
 // The longest hello line accepted, without its newline.
 inline constexpr std::size_t kMaxPeerHelloBytes = 512;
 
-// "PEER <id> <secret>\n".
-std::string peer_hello(ServerId id, std::string_view secret);
+// How long a link's set-up may take on either side, from the connect (the
+// linking server) or from the hello (the receiving server) to the last
+// line of the set-up; a link not set up by then is closed.
+inline constexpr std::chrono::milliseconds kPeerLinkSetUpTimeout{2000};
 
-// Checks a hello line (without its "\n"; a trailing "\r" is ignored) from a
-// connection whose remote address is `remote_host` (as
+// Size of a nonce and of a proof (HMAC-SHA256), in bytes (64 hex digits
+// each), for the link's set-up, the removal notice and the secret check.
+inline constexpr std::size_t kPeerNonceBytes = 32;
+inline constexpr std::size_t kPeerProofBytes = 32;
+
+// A fresh nonce from OpenSSL's CSPRNG (RAND_bytes), in lowercase hex;
+// kInternal when the generator fails.
+Result<std::string> new_peer_nonce();
+
+// "PEER <from> LINK <to> <nonce>\n": server `from`'s hello to server `to`,
+// with its fresh nonce.
+std::string peer_link_hello(ServerId from, ServerId to, std::string_view nonce);
+
+struct LinkHello {
+  ServerId from = 0;  // the linking server
+  ServerId to = 0;    // the server it means to reach (this one)
+  std::string nonce;  // its nonce (64 lowercase hex digits)
+};
+
+// Checks a hello line (without its "\n"; a trailing "\r" is ignored) from
+// a connection whose remote address is `remote_host` (as
 // asio::ip::address::to_string gives it): the word PEER, an id that is in
 // `client_addresses` (id -> "host:port") and not `self`, the remote address
-// equal to that server's configured host, and `secret` (compared in
-// constant time). The peer's id, or kDenied saying which check failed
-// (kProtocol for a line that is not a PEER line).
-Result<ServerId> check_peer_hello(std::string_view line, std::string_view remote_host, ServerId self,
-                                  const std::map<ServerId, std::string>& client_addresses, std::string_view secret);
+// equal to that server's configured host (kDenied otherwise, saying which
+// check failed), LINK, `self` as the server meant (kDenied), and a nonce
+// of 64 lowercase hex digits (kProtocol). The hello of a netsemd older than
+// the link's challenge, "PEER <id> <secret>", is refused (kDenied) without
+// its secret being looked at: it carries the secret in clear. kProtocol for
+// a line that is not a PEER line.
+Result<LinkHello> check_peer_hello(std::string_view line, std::string_view remote_host, ServerId self,
+                                   const std::map<ServerId, std::string>& client_addresses);
+
+// Which side of a link a proof is made by.
+enum class LinkSide { kLinking, kReceiving };
+
+// The message a link's proof is the HMAC of (exposed for the known-answer
+// test), domain-separated from the secret check's and the removal notice's
+// and by direction: "netsem peer link v1\nproof: <linking server to
+// receiving server | receiving server to linking server>\nlinking server
+// <F>\nreceiving server <L>\nlinking nonce <nonce F>\nreceiving nonce
+// <nonce L>\n".
+std::string peer_link_message(LinkSide by, ServerId linking, ServerId receiving, std::string_view linking_nonce,
+                              std::string_view receiving_nonce);
+
+// HMAC-SHA256(secret, peer_link_message(...)) in lowercase hex.
+std::string peer_link_proof(std::string_view secret, LinkSide by, ServerId linking, ServerId receiving,
+                            std::string_view linking_nonce, std::string_view receiving_nonce);
+
+// "PEER <receiving> LINK-ANSWER <receiving nonce> <proof>\n": the receiving
+// server's answer to a hello, with its own fresh nonce and its proof.
+std::string peer_link_answer(ServerId receiving, std::string_view receiving_nonce, std::string_view proof);
+
+// The answer `line` (without its newline) to the hello `linking` sent to
+// `receiving` with `linking_nonce`: the receiving server's nonce when the
+// line is from `receiving` and its proof holds (compared in constant time:
+// CRYPTO_memcmp); kDenied when it is another server's or its proof does
+// not match (another secret, or an impostor at that address); kProtocol
+// when the line is no "PEER <id> LINK-ANSWER <64 hex> <64 hex>".
+Result<std::string> verify_link_answer(std::string_view line, std::string_view secret, ServerId linking,
+                                       ServerId receiving, std::string_view linking_nonce);
+
+// "PEER <linking> LINK-PROOF <proof>\n": the linking server's proof, sent
+// once the receiving server's answer proved the secret.
+std::string peer_link_proof_line(ServerId linking, std::string_view proof);
+
+// The linking server's proof `line` (without its newline): OK when it is
+// from `linking` and its proof holds for both nonces (CRYPTO_memcmp);
+// kDenied when it does not match; kProtocol for another form.
+Status verify_link_proof(std::string_view line, std::string_view secret, ServerId linking, ServerId receiving,
+                         std::string_view linking_nonce, std::string_view receiving_nonce);
 
 // The leader's word to a server whose removal from the configuration just
-// committed: "PEER <id> <secret> REMOVED <removed-id> <index>\n" (<index>:
-// the leader's committed configuration's), alone on a connection of its own
-// to the removed server's client address. libraft 0.15 stops replicating to
-// a server the moment its leader proposes its removal, so the removed one
-// never applies that entry; this line is how it learns it and stops
-// (docs/replication.md, "Adding and removing servers").
-std::string peer_removal_notice(ServerId id, std::string_view secret, ServerId removed, std::uint64_t index);
+// committed: "PEER <from> REMOVED <removed-id> <index> <mac>\n" (<index>:
+// the leader's committed configuration's; <mac>: removal_notice_mac(), an
+// HMAC-SHA256 keyed by the cluster secret over what the line says), alone
+// on a connection of its own to the removed server's client address.
+// libraft 0.15 stops replicating to a server the moment its leader proposes
+// its removal, so the removed one never applies that entry; this line is
+// how it learns it and stops (docs/replication.md, "Adding and removing
+// servers"). A replay of it can only tell a server what was true at that
+// index: the server ignores it when a newer configuration holds it, and
+// stops on it only once no leader has spoken to it for an election timeout
+// (ClusterRuntime), as for a committed configuration without it.
+std::string peer_removal_notice(ServerId from, std::string_view secret, ServerId removed, std::uint64_t index);
+
+// "netsem peer removal notice v1\nfrom <from>\nremoved <removed>\nindex <index>\n".
+std::string removal_notice_message(ServerId from, ServerId removed, std::uint64_t index);
+// HMAC-SHA256(secret, removal_notice_message(...)) in lowercase hex.
+std::string removal_notice_mac(std::string_view secret, ServerId from, ServerId removed, std::uint64_t index);
 
 struct RemovalNotice {
   ServerId from = 0;        // the server that sent it (the leader then)
@@ -85,9 +171,12 @@ struct RemovalNotice {
   std::uint64_t index = 0;  // its configuration index
 };
 
-// nullopt when `line` is no removal notice (a hello, for check_peer_hello);
-// else the notice, or why it is refused: its "PEER <id> <secret>" checked
-// as check_peer_hello checks a hello, kProtocol for a malformed rest.
+// nullopt when `line` is no removal notice; else the notice, or why it is
+// refused: its sender checked as check_peer_hello checks a hello's
+// (kDenied), its MAC (kDenied when it does not match, compared in constant
+// time), kProtocol for a malformed rest, kDenied for the form of a netsemd
+// older than the MAC, "PEER <id> <secret> REMOVED <id> <index>" (its secret
+// is not looked at).
 std::optional<Result<RemovalNotice>> check_removal_notice(std::string_view line, std::string_view remote_host,
                                                           ServerId self,
                                                           const std::map<ServerId, std::string>& client_addresses,
@@ -114,14 +203,6 @@ std::optional<Result<RemovalNotice>> check_removal_notice(std::string_view line,
 // (docs/security.md says why that is enough). The 1.2 proposal's first
 // form, "PEER <id> <secret> CHECK <added-id>", sent the secret in clear: a
 // server of this build refuses to answer it.
-
-// Size of a challenge's nonce and of a proof, in bytes (64 hex digits each).
-inline constexpr std::size_t kSecretCheckNonceBytes = 32;
-inline constexpr std::size_t kSecretCheckProofBytes = 32;
-
-// A fresh nonce from OpenSSL's CSPRNG (RAND_bytes), in lowercase hex;
-// kInternal when the generator fails.
-Result<std::string> new_secret_check_nonce();
 
 // "PEER <leader> CHALLENGE <added> <nonce>\n".
 std::string peer_secret_challenge(ServerId leader, ServerId added, std::string_view nonce);
@@ -202,13 +283,23 @@ std::optional<std::pair<std::string, std::string>> split_host_port(std::string_v
 
 struct PeerLinkStats {
   std::uint64_t connects = 0;  // connections made (hello sent)
+  std::uint64_t linked = 0;    // links set up (the leader's proof held)
   std::uint64_t failures = 0;  // connections that failed or broke
   std::uint64_t frames = 0;    // entries written
   std::uint64_t dropped = 0;   // entries dropped (no link, unknown leader, queue full)
 };
 
+// When a link to a server last failed in the log, and whether its leader's
+// answer failed to prove the secret then (PeerLinkClient).
+struct PeerLinkWarning {
+  std::chrono::steady_clock::time_point at;
+  bool unproven = false;
+};
+
 // The follower's side: a Forwarder that writes to the leader's client
-// address. One link at a time: a forward to another leader closes the old
+// address, once the leader's answer to its hello proved the secret (an
+// impostor at that address gets the hello and nothing else). One link at a
+// time: a forward to another leader closes the old
 // link. A link is made when an entry is forwarded and none is open (not
 // sooner than `retry` after a failure to the same server: in between,
 // entries are dropped and ClusterNode sends them again). Entries wait in a
@@ -249,43 +340,66 @@ class PeerLinkClient final : public Forwarder {
   std::shared_ptr<Link> link_;
   // When a link to each server last failed (shared with the links' handlers).
   std::shared_ptr<std::map<ServerId, std::chrono::steady_clock::time_point>> failed_at_;
-  // When a failing link to each server was last logged (once in 30 s).
-  std::shared_ptr<std::map<ServerId, std::chrono::steady_clock::time_point>> warned_at_;
+  // When a failing link to each server was last logged (once in 30 s, or
+  // at once when it fails otherwise than it did then).
+  std::shared_ptr<std::map<ServerId, PeerLinkWarning>> warned_at_;
 };
 
-// The leader's side of one accepted link, after its hello line was checked:
-// reads frames from `socket` (beginning with `already_read`, the bytes the
-// listener read past the hello line) and calls `on_entry(peer, entry)` for
-// each (the server passes it to ClusterNode::accept_forwarded), then
-// `on_close(peer, why)` once when the link ends (the peer closed: kOk; a bad
-// frame: kProtocol; a socket error: kIoError) or close() is called. The
-// server's listener gives a plain descriptor with socket.assign().
+// The leader's side of one accepted link, after its hello line was checked
+// (check_peer_hello): answers it (peer_link_answer, with a fresh nonce and
+// this server's proof), reads the linking server's proof line
+// (verify_link_proof), beginning with `already_read` (the bytes the
+// listener read past the hello line), all within kPeerLinkSetUpTimeout;
+// then calls `on_linked(peer)` once, reads frames and calls
+// `on_entry(peer, entry)` for each (the server passes it to
+// ClusterNode::accept_forwarded). `on_close(peer, why)` runs once when the
+// link ends: before it was set up (kDenied: the proof did not match;
+// kProtocol: not a proof line; kTimeout: none in time; kIoError: closed or
+// a socket error; kInternal: no nonce), or after (the peer closed: kOk; a
+// bad frame: kProtocol; a socket error: kIoError), or close() was called.
+// The server's listener gives a plain descriptor with socket.assign().
 class PeerLinkReceiver : public std::enable_shared_from_this<PeerLinkReceiver> {
  public:
   using EntryHandler = std::function<void(ServerId peer, std::string entry)>;
   using CloseHandler = std::function<void(ServerId peer, Status why)>;
+  using LinkedHandler = std::function<void(ServerId peer)>;
 
-  static std::shared_ptr<PeerLinkReceiver> start(asio::ip::tcp::socket socket, ServerId peer, std::string already_read,
-                                                 EntryHandler on_entry, CloseHandler on_close);
+  static std::shared_ptr<PeerLinkReceiver> start(asio::ip::tcp::socket socket, const LinkHello& hello, ServerId self,
+                                                 std::string_view secret, std::string already_read,
+                                                 EntryHandler on_entry, CloseHandler on_close,
+                                                 LinkedHandler on_linked = {});
   // Ends the link; on_close runs with kCancelled if it had not run. Idempotent.
   void close();
   ServerId peer() const { return peer_; }
+  // Whether the set-up is done (the peer proved the secret).
+  bool linked() const { return linked_; }
   std::uint64_t entries() const { return entries_; }
 
-  PeerLinkReceiver(asio::ip::tcp::socket socket, ServerId peer, EntryHandler on_entry, CloseHandler on_close);
+  PeerLinkReceiver(asio::ip::tcp::socket socket, ServerId peer, EntryHandler on_entry, CloseHandler on_close,
+                   LinkedHandler on_linked);
 
  private:
+  void answer();
+  void read_proof();
+  bool take_proof();  // the proof line if it is whole in proof_line_; false once finished
   void read();
   bool drain();  // hands on the whole entries buffered; false after a bad frame
   void finish(Status why);
 
   asio::ip::tcp::socket socket_;
+  asio::steady_timer set_up_timer_;
   ServerId peer_;
   EntryHandler on_entry_;
   CloseHandler on_close_;
+  LinkedHandler on_linked_;
+  // The set-up: this server's answer line, and the proof line expected.
+  std::string answer_;
+  std::string proof_line_;  // bytes read of the peer's proof line
+  std::function<Status(std::string_view)> check_proof_;
   PeerFrameDecoder decoder_;
   std::array<char, 65536> buffer_{};
   std::uint64_t entries_ = 0;
+  bool linked_ = false;
   bool closed_ = false;
 };
 

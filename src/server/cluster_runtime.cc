@@ -476,7 +476,11 @@ void ClusterRuntime::tick() {
     // majority, go on; what it did not store it fetches from the leader).
     return fail(Status(StatusCode::kIoError, "raft: " + now.failure));
   }
-  if (now.removed_at != 0 && !removed_) {
+  if (told_removed_ && ignores_removal(*told_removed_, now)) told_removed_.reset();
+  // This server's removal: a committed configuration without it, or the
+  // leader's word (accept_peer).
+  const std::uint64_t removal = now.removed_at != 0 ? now.removed_at : told_removed_ ? told_removed_->index : 0;
+  if (removal != 0 && !removed_) {
     if (now.leader_heard_ms >= 0 && now.leader_heard_ms < election_timeout_ms_) {
       // A leader spoke to it within an election timeout: it is in that
       // leader's configuration, added back and catching up through its own
@@ -486,7 +490,11 @@ void ClusterRuntime::tick() {
     } else {
       // After the jobs already queued (the answer to the REMOVE that
       // removed this leader), not before them.
-      post([this, index = now.removed_at] { removed_from_cluster(index, ""); });
+      const std::string how = now.removed_at != 0
+                                  ? std::string()
+                                  : " (server " + std::to_string(told_removed_->from) +
+                                        " said so: a leader replicates nothing more to a server it removes)";
+      post([this, removal, how] { removed_from_cluster(removal, how); });
     }
   }
   if (now.role == raft::Role::kLeader) {
@@ -494,6 +502,19 @@ void ClusterRuntime::tick() {
     take_back_addresses(now);
   }
   arm_tick(next);
+}
+
+bool ClusterRuntime::ignores_removal(const cluster::RemovalNotice& told, const cluster::ClusterStatus& now) const {
+  const bool member = std::any_of(now.configuration.begin(), now.configuration.end(),
+                                  [this](const raft::ServerInfo& server) { return server.id == id_; });
+  // A server that joins and was never in a configuration, or one added
+  // back since (a newer configuration holds it), is not stopped.
+  if (!now.configuration.empty() && !(member && now.configuration_index > told.index)) return false;
+  spdlog::info("cluster: server {} says this server was removed at index {}; ignored: {}", told.from, told.index,
+               now.configuration.empty()
+                   ? "it is in no configuration yet"
+                   : "its configuration of index " + std::to_string(now.configuration_index) + " holds it");
+  return true;
 }
 
 void ClusterRuntime::removed_from_cluster(std::uint64_t index, const std::string& how) {
@@ -675,23 +696,18 @@ void ClusterRuntime::accept_peer(UniqueFd fd, const asio::ip::address& remote, s
     }
     const cluster::RemovalNotice& told = **notice;
     if (told.removed != id_ || stopped_ || !node_) return;
-    const cluster::ClusterStatus now = node_->status();
-    const bool member = std::any_of(now.configuration.begin(), now.configuration.end(),
-                                    [this](const raft::ServerInfo& server) { return server.id == id_; });
-    // A server that joins and was never in a configuration, or one added
-    // back since (a newer configuration holds it), is not stopped.
-    if (now.configuration.empty() || (member && now.configuration_index > told.index)) {
-      spdlog::info("cluster: server {} says this server was removed at index {}; ignored: {}", told.from, told.index,
-                   now.configuration.empty()
-                       ? "it is in no configuration yet"
-                       : "its configuration of index " + std::to_string(now.configuration_index) + " holds it");
-      return;
-    }
-    // In a turn of its own: the server stops, and this runs inside a session's read.
-    post([this, told] {
-      removed_from_cluster(told.index, " (server " + std::to_string(told.from) +
-                                           " said so: a leader replicates nothing more to a server it removes)");
-    });
+    if (ignores_removal(told, node_->status())) return;
+    // It stops once no leader has spoken to it for an election timeout
+    // (tick(), as for a committed configuration without it): a replay of an
+    // old notice to a server added back since, whose configuration is not
+    // yet the newer one, changes nothing while its leader talks to it.
+    // In a turn of its own: this runs inside a session's read.
+    spdlog::info(
+        "cluster: server {} says this server was removed at index {}; it stops once no leader has spoken to it for "
+        "an election timeout ({} ms)",
+        told.from, told.index, election_timeout_ms_);
+    told_removed_ = told;
+    post([this] { tick(); });
     return;
   }
   if (auto challenge = cluster::check_secret_challenge(line, host, id_, client_addresses_)) {
@@ -719,31 +735,34 @@ void ClusterRuntime::accept_peer(UniqueFd fd, const asio::ip::address& remote, s
     }
     return;  // fd closes
   }
-  auto peer = cluster::check_peer_hello(line, host, id_, client_addresses_, secret_);
-  if (!peer) {
-    spdlog::warn("cluster: refused a peer link from {}: {}", host, peer.status().to_string());
+  const Result<cluster::LinkHello> hello = cluster::check_peer_hello(line, host, id_, client_addresses_);
+  if (!hello) {
+    spdlog::warn("cluster: refused a peer link from {}: {}", host, hello.status().to_string());
+    return;  // fd closes
+  }
+  const cluster::ServerId peer = hello->from;
+  // Links not yet set up are few: a follower opens one at a time. A host
+  // that opens more (each is answered, and waits up to
+  // kPeerLinkSetUpTimeout for its proof) is refused beyond this.
+  constexpr std::size_t kMaxSettingUp = 16;
+  if (std::count_if(receivers_.begin(), receivers_.end(), [](const auto& r) { return !r->linked(); }) >=
+      static_cast<std::ptrdiff_t>(kMaxSettingUp)) {
+    spdlog::warn("cluster: refused a peer link from {} (server {}): {} links are being set up already", host, peer,
+                 kMaxSettingUp);
     return;  // fd closes
   }
   asio::ip::tcp::socket socket(io_);
   std::error_code error;
   socket.assign(address.is_v4() ? asio::ip::tcp::v4() : asio::ip::tcp::v6(), fd.get(), error);
   if (error) {
-    spdlog::warn("cluster: peer link from server {}: {}", *peer, error.message());
+    spdlog::warn("cluster: peer link from server {}: {}", peer, error.message());
     return;  // fd still owns the descriptor and closes it
   }
   (void)fd.release();  // the socket owns it now
-  spdlog::info("cluster: peer link from server {} ({})", *peer, host);
-  // A server keeps one link to its leader: an older link from it (one that
-  // died without a FIN, across a partition) is ended, not kept for ever.
-  std::vector<std::shared_ptr<cluster::PeerLinkReceiver>> older;
-  for (const auto& receiver : receivers_) {
-    if (receiver->peer() == *peer) older.push_back(receiver);
-  }
-  for (const auto& receiver : older) receiver->close();  // its on_close takes it out of receivers_
-  // Which receiver this is, for its close handler (set once it is made).
+  // Which receiver this is, for its handlers (set once it is made).
   auto slot = std::make_shared<const cluster::PeerLinkReceiver*>(nullptr);
   auto receiver = cluster::PeerLinkReceiver::start(
-      std::move(socket), *peer, std::move(rest),
+      std::move(socket), *hello, id_, secret_, std::move(rest),
       [this](cluster::ServerId from, std::string entry) {
         if (stopped_) return;
         if (auto status = node_->accept_forwarded(entry); !status) {
@@ -751,13 +770,29 @@ void ClusterRuntime::accept_peer(UniqueFd fd, const asio::ip::address& remote, s
         }
         if (callbacks_.end_turn) callbacks_.end_turn();
       },
-      [this, slot](cluster::ServerId from, const Status& why) {
-        if (why.code() != StatusCode::kCancelled) {
+      [this, slot, host](cluster::ServerId from, const Status& why) {
+        const auto self =
+            std::find_if(receivers_.begin(), receivers_.end(), [&slot](const auto& r) { return r.get() == *slot; });
+        const bool linked = self != receivers_.end() && (*self)->linked();
+        if (!linked && why.code() != StatusCode::kCancelled) {
+          spdlog::warn("cluster: refused a peer link from {} (server {}): {}", host, from, why.to_string());
+        } else if (why.code() != StatusCode::kCancelled) {
           spdlog::info("cluster: peer link from server {} ended: {}", from,
                        why ? std::string("closed") : why.to_string());
         }
         std::erase_if(receivers_,
                       [&slot](const std::shared_ptr<cluster::PeerLinkReceiver>& r) { return r.get() == *slot; });
+      },
+      [this, slot, host](cluster::ServerId from) {
+        spdlog::info("cluster: peer link from server {} ({})", from, host);
+        // A server keeps one link to its leader: an older link from it (one
+        // that died without a FIN, across a partition) is ended, not kept
+        // for ever; only once this one proved the secret.
+        std::vector<std::shared_ptr<cluster::PeerLinkReceiver>> older;
+        for (const auto& r : receivers_) {
+          if (r->peer() == from && r.get() != *slot && r->linked()) older.push_back(r);
+        }
+        for (const auto& r : older) r->close();  // its on_close takes it out of receivers_
       });
   *slot = receiver.get();
   receivers_.push_back(std::move(receiver));
@@ -991,7 +1026,7 @@ void ClusterRuntime::change_membership(MembershipChange change, std::function<vo
     const std::string address = change.client_address;
     // A fresh nonce: the server proves it holds the secret without either
     // side sending it (cluster::peer_secret_challenge).
-    Result<std::string> nonce = cluster::new_secret_check_nonce();
+    Result<std::string> nonce = cluster::new_peer_nonce();
     if (!nonce) return fail(nonce.status());
     cluster::ask_peer_line(
         io_, local ? local->first : std::string(), address, cluster::peer_secret_challenge(id_, id, *nonce),

@@ -144,10 +144,12 @@ class ClusterRuntime final : public CommandSink {
 
   // A connection whose first line (without its "\n") is `line`, from
   // `remote`, with `rest` read past it: a follower's peer link when
-  // check_peer_hello accepts it (its entries go to accept_forwarded); a
-  // leader's word that this server was removed (check_removal_notice: it
-  // stops, Callbacks::removed, unless it is in no configuration yet or a
-  // newer one holds it); else closed (logged).
+  // check_peer_hello accepts its hello and it proves the cluster secret
+  // (PeerLinkReceiver; its entries go to accept_forwarded); a leader's word
+  // that this server was removed (check_removal_notice: it stops,
+  // Callbacks::removed, once no leader spoke to it for an election timeout,
+  // unless it is in no configuration yet or a newer one holds it); a secret
+  // check (answered with a proof); else closed (logged).
   void accept_peer(UniqueFd fd, const asio::ip::address& remote, std::string_view line, std::string rest);
 
   // Whether `address` (IPv6 or IPv4-mapped) is the host of another
@@ -214,6 +216,10 @@ class ClusterRuntime final : public CommandSink {
   // This server was removed from the configuration at `index` (`how`: how
   // it learned it): logs it once and tells the server (Callbacks::removed).
   void removed_from_cluster(std::uint64_t index, const std::string& how);
+  // Whether the leader's word `told` is ignored, given the node's status
+  // `now` (logged): this server is in no configuration yet, or a newer one
+  // than the removal holds it (it was added back).
+  bool ignores_removal(const cluster::RemovalNotice& told, const cluster::ClusterStatus& now) const;
   // As leader, once the removal of `id` committed: tells that server so
   // (cluster::peer_removal_notice), as libraft 0.15 replicates nothing more
   // to it. Best effort: a server that does not get it goes on as a
@@ -297,6 +303,10 @@ class ClusterRuntime final : public CommandSink {
   bool stopped_ = false;
   bool failed_ = false;   // the loop replica refused an entry or a snapshot: nothing more is applied
   bool removed_ = false;  // removed_from_cluster() ran
+  // The leader's word that this server was removed (accept_peer): tick()
+  // stops the server once no leader has spoken to it for an election
+  // timeout, unless a newer configuration holds it.
+  std::optional<cluster::RemovalNotice> told_removed_;
 
   UniqueFd event_fd_;
   std::optional<asio::posix::stream_descriptor> watcher_;

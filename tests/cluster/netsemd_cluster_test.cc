@@ -37,6 +37,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -46,6 +47,7 @@
 #include <vector>
 
 #include "cli/cli_runner.h"
+#include "cluster/peer_link.h"
 #include "cluster_leader.h"
 #include "cluster_ports.h"
 #include "common/unique_fd.h"
@@ -715,28 +717,149 @@ TEST_F(NetsemdCluster, AFollowersReloadedLimitWarnsAndANewLeadersFileChangesTheC
   EXPECT_EQ(handed.rfind("b OK ", 0), 0u) << handed << "\n" << logs();
 }
 
-TEST_F(NetsemdCluster, APeerLineWithTheWrongSecretIsRefused) {
+// A connection from `from` (a numeric IPv4 address) to `to_port` on
+// `to_host`: invalid when it cannot be made.
+UniqueFd raw_connection(const std::string& from, const std::string& to_host, int to_port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return fd;
+  sockaddr_in local{};
+  local.sin_family = AF_INET;
+  ::inet_pton(AF_INET, from.c_str(), &local.sin_addr);
+  sockaddr_in remote{};
+  remote.sin_family = AF_INET;
+  remote.sin_port = htons(static_cast<std::uint16_t>(to_port));
+  ::inet_pton(AF_INET, to_host.c_str(), &remote.sin_addr);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&local), sizeof local) != 0 ||
+      ::connect(fd.get(), reinterpret_cast<sockaddr*>(&remote), sizeof remote) != 0) {
+    return UniqueFd();
+  }
+  return fd;
+}
+
+bool send_all(const UniqueFd& fd, std::string_view bytes) {
+  return ::send(fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
+}
+
+// What `fd` says until its first newline (included) or its close, within
+// `within`; `closed` tells whether it closed.
+std::string read_from(const UniqueFd& fd, std::chrono::milliseconds within, bool until_newline, bool* closed) {
+  std::string got;
+  *closed = false;
+  const auto deadline = std::chrono::steady_clock::now() + within;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd reading{fd.get(), POLLIN, 0};
+    if (::poll(&reading, 1, 20) != 1) continue;
+    char chunk[4096];
+    const ssize_t n = ::recv(fd.get(), chunk, sizeof chunk, 0);
+    if (n <= 0) {
+      *closed = true;
+      break;
+    }
+    got.append(chunk, static_cast<std::size_t>(n));
+    if (until_newline && got.find('\n') != std::string::npos) break;
+  }
+  return got;
+}
+
+// A connection from a follower's host that says PEER but does not prove the
+// cluster secret is refused, nothing it sends is handed on: the hello of an
+// older netsemd (the secret in clear: refused unread, unanswered), and a
+// hello of this build whose proof is forged. The leader's answer to that
+// hello proves the secret (the test holds it) and carries no secret.
+TEST_F(NetsemdCluster, APeerLinkThatDoesNotProveTheSecretIsRefused) {
+  const std::string secret = "a-cluster-secret-of-the-test-0123456789";
   const int lead = leader();
   ASSERT_GE(lead, 0) << logs();
-  // Another server's id with a wrong secret, from 127.0.0.1 (the test's
-  // address). Unless server 1 leads, that is another server's host: the
-  // link is refused for its secret and closed. Server 1 itself takes the
-  // line from its own host for a client's, as from anyone not a server.
-  const int from = lead == 0 ? 1 : 0;
-  auto forged = Client::connect(client_ports_[lead], host(lead).c_str());
-  ASSERT_TRUE(forged != nullptr);
-  const std::string hello = "PEER " + std::to_string(from + 1) + " not-the-secret-at-all-0000000000";
-  if (lead == 0) {
-    EXPECT_EQ(forged->request(hello, 5s).rfind("PEER ERR ", 0), 0u) << logs();
-  } else {
-    forged->send_line(hello);
-    EXPECT_TRUE(forged->wait_closed(5s));
-    EXPECT_TRUE(servers_[lead]->wait_for_log("wrong secret", 5s)) << logs();
+  const int from = (lead + 1) % kServers;
+  const auto f = static_cast<cluster::ServerId>(from + 1);
+  const auto l = static_cast<cluster::ServerId>(lead + 1);
+  bool closed = false;
+  {
+    const UniqueFd old = raw_connection(host(from), host(lead), client_ports_[lead]);
+    ASSERT_TRUE(old.valid());
+    ASSERT_TRUE(send_all(old, "PEER " + std::to_string(f) + " " + secret + "\n" + cluster::frame_entry("x")));
+    EXPECT_EQ(read_from(old, 5s, false, &closed), "");
+    EXPECT_TRUE(closed);
+    EXPECT_TRUE(servers_[lead]->wait_for_log(
+        "refused a peer link from " + host(from) + ": DENIED: PEER " + std::to_string(f) +
+            " <secret>: the peer link hello of an older netsemd, which sends the cluster secret in clear; refused",
+        5s))
+        << logs();
   }
-  // A client's connection is not mistaken for one.
-  auto client = connect(lead);
+  {
+    const UniqueFd forged = raw_connection(host(from), host(lead), client_ports_[lead]);
+    ASSERT_TRUE(forged.valid());
+    const std::string nonce = *cluster::new_peer_nonce();
+    ASSERT_TRUE(send_all(forged, cluster::peer_link_hello(f, l, nonce)));
+    const std::string answer = read_from(forged, 5s, true, &closed);
+    ASSERT_FALSE(answer.empty()) << logs();
+    EXPECT_EQ(answer.find(secret.substr(0, 16)), std::string::npos) << answer;
+    const Result<std::string> theirs =
+        cluster::verify_link_answer(answer.substr(0, answer.size() - 1), secret, f, l, nonce);
+    EXPECT_TRUE(theirs) << answer << ": " << theirs.status().to_string();
+    ASSERT_TRUE(send_all(forged, "PEER " + std::to_string(f) + " LINK-PROOF " + std::string(64, 'a') + "\n" +
+                                     cluster::frame_entry("x")));
+    EXPECT_EQ(read_from(forged, 5s, false, &closed), "");
+    EXPECT_TRUE(closed);
+    EXPECT_TRUE(servers_[lead]->wait_for_log("refused a peer link from " + host(from) + " (server " +
+                                                 std::to_string(f) + "): DENIED: server " + std::to_string(f) +
+                                                 "'s proof does not match the cluster secret",
+                                             5s))
+        << logs();
+  }
+  // A client's connection is not mistaken for one, and the real links work.
+  auto client = connect(from);
   ASSERT_TRUE(client != nullptr);
   EXPECT_EQ(client->request("p PING", 5s), "p PONG");
+  EXPECT_TRUE(grants(*client, "a1", "lock"));
+}
+
+// The leader's word to a server it removed carries a MAC, not the secret;
+// one with a wrong MAC is refused, and one that holds (as a replay of a
+// genuine notice would, reaching a server added back that is still
+// catching up through its own old removal) stops no server a leader still
+// talks to: it would stop once no leader spoke to it for an election
+// timeout.
+TEST_F(NetsemdCluster, ARemovalNoticeStopsNoServerALeaderStillTalksTo) {
+  const std::string secret = "a-cluster-secret-of-the-test-0123456789";
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int told = (lead + 1) % kServers;
+  const auto t = static_cast<cluster::ServerId>(told + 1);
+  const auto l = static_cast<cluster::ServerId>(lead + 1);
+  auto on_told = connect(told);
+  ASSERT_TRUE(on_told != nullptr);
+  const std::string status = on_told->request("s1 CLUSTER STATUS", 5s);
+  ASSERT_EQ(status.rfind("s1 OK ", 0), 0u) << status;
+  const std::uint64_t index = nlohmann::json::parse(status.substr(6)).at("commit_index").get<std::uint64_t>() + 1000;
+  bool closed = false;
+  {
+    const UniqueFd wrong = raw_connection(host(lead), host(told), client_ports_[told]);
+    ASSERT_TRUE(wrong.valid());
+    ASSERT_TRUE(send_all(wrong, cluster::peer_removal_notice(l, "another-secret-0123456789", t, index)));
+    EXPECT_EQ(read_from(wrong, 5s, false, &closed), "");
+    EXPECT_TRUE(servers_[told]->wait_for_log("refused a removal notice from " + host(lead) + ": DENIED: PEER " +
+                                                 std::to_string(l) + " REMOVED: its MAC does not match",
+                                             5s))
+        << logs();
+  }
+  {
+    const UniqueFd notice = raw_connection(host(lead), host(told), client_ports_[told]);
+    ASSERT_TRUE(notice.valid());
+    const std::string line = cluster::peer_removal_notice(l, secret, t, index);
+    EXPECT_EQ(line.find(secret.substr(0, 16)), std::string::npos);
+    ASSERT_TRUE(send_all(notice, line));
+    EXPECT_EQ(read_from(notice, 5s, false, &closed), "");
+    EXPECT_TRUE(servers_[told]->wait_for_log("server " + std::to_string(l) + " says this server was removed at index " +
+                                                 std::to_string(index) +
+                                                 "; it stops once no leader has spoken to it for an election timeout",
+                                             5s))
+        << logs();
+  }
+  // Four election timeouts later it runs, and grants.
+  EXPECT_FALSE(servers_[told]->wait_exit(2s).has_value()) << logs();
+  EXPECT_TRUE(grants(*on_told, "a1", "lock"));
+  EXPECT_EQ(servers_[told]->log().find("; stopping"), std::string::npos) << logs();
 }
 
 // A few sessions at most: a leader whose sessions are all taken must still
@@ -1573,6 +1696,94 @@ TEST_F(NetsemdClusterSlowHeartbeat, AFollowersClientIsAnsweredWithoutWaitingForT
   const std::string granted = on_follower->read_line(10s).value_or("(nothing)");
   EXPECT_EQ(granted.rfind("f1 OK ", 0), 0u) << granted << "\n" << logs();
   EXPECT_LT(std::chrono::steady_clock::now() - handed_at, 700ms) << "the grant waited for the heartbeat";
+}
+
+// Mutual and secret-free: the bytes a follower's peer link sends to its
+// leader's client address hold no secret, and an impostor there hears the
+// hello and nothing else. The leader is killed and a fake takes its client
+// port on 127.0.0.x before the follower notices (election timeout 3 s); the
+// follower's next forward goes to the fake, which answers with a forged
+// proof; the request is granted by the next leader all the same. (Before
+// the link's challenge, the fake heard `PEER <id> <secret>` and the request.)
+TEST_F(NetsemdClusterSlowHeartbeat, AFollowersPeerLinkPutsNoSecretOnTheWireAndGivesAnImpostorNothing) {
+  const std::string secret = "a-cluster-secret-of-the-test-0123456789";
+  const int lead = leader(15s);
+  ASSERT_GE(lead, 0) << logs();
+  const int follower = (lead + 1) % kServers;
+  auto client = connect(follower);
+  ASSERT_TRUE(client != nullptr);
+  ASSERT_TRUE(grants(*client, "warm", "lock"));  // its link to the leader works
+  ASSERT_EQ(client->request(req::release("rwarm", "lock"), 10s).rfind("rwarm OK", 0), 0u) << logs();
+  ASSERT_NO_FATAL_FAILURE(kill_server(lead));
+  const UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(listener.valid());
+  const int on = 1;
+  ::setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<std::uint16_t>(client_ports_[lead]));
+  ASSERT_EQ(::inet_pton(AF_INET, host(lead).c_str(), &address.sin_addr), 1);
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address), 0)
+      << std::strerror(errno);
+  ASSERT_EQ(::listen(listener.get(), 4), 0);
+  // Each connection's bytes, up to its close (or 3 s of it).
+  std::vector<std::string> heard;
+  std::mutex heard_lock;
+  std::atomic<bool> stop{false};
+  const std::string forged =
+      "PEER " + std::to_string(lead + 1) + " LINK-ANSWER " + std::string(64, 'b') + " " + std::string(64, 'a') + "\n";
+  std::thread fake([&] {
+    while (!stop) {
+      pollfd waiting{listener.get(), POLLIN, 0};
+      if (::poll(&waiting, 1, 50) != 1) continue;
+      const UniqueFd peer(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      if (!peer.valid()) continue;
+      std::string bytes;
+      bool answered = false;
+      const auto until = std::chrono::steady_clock::now() + 3s;
+      while (std::chrono::steady_clock::now() < until) {
+        pollfd reading{peer.get(), POLLIN, 0};
+        if (::poll(&reading, 1, 50) != 1) continue;
+        char chunk[4096];
+        const ssize_t n = ::recv(peer.get(), chunk, sizeof chunk, 0);
+        if (n <= 0) break;
+        bytes.append(chunk, static_cast<std::size_t>(n));
+        if (!answered && bytes.find('\n') != std::string::npos) {
+          answered = true;
+          (void)::send(peer.get(), forged.data(), forged.size(), MSG_NOSIGNAL);
+        }
+      }
+      const std::lock_guard<std::mutex> hold(heard_lock);
+      heard.push_back(std::move(bytes));
+    }
+  });
+  // Past the follower's retry delay after the link's break (200 ms).
+  std::this_thread::sleep_for(300ms);
+  client->send_line(req::acquire("a1", "lock", 1, 20000));
+  const auto heard_one = [&] {
+    const std::lock_guard<std::mutex> hold(heard_lock);
+    return !heard.empty();
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!heard_one() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  stop = true;
+  fake.join();
+  ASSERT_FALSE(heard.empty()) << "the follower never linked to the fake leader\n" << logs();
+  const std::string hello = "PEER " + std::to_string(follower + 1) + " LINK " + std::to_string(lead + 1) + " ";
+  for (const std::string& bytes : heard) {
+    std::printf("the fake leader heard: %s", bytes.c_str());
+    EXPECT_EQ(bytes.find(secret), std::string::npos) << "the secret went on the wire: " << bytes;
+    EXPECT_EQ(bytes.find(secret.substr(0, 16)), std::string::npos) << bytes;
+    // The hello alone: no proof, no request.
+    EXPECT_TRUE(std::regex_match(bytes, std::regex(hello + "[0-9a-f]{64}\n"))) << bytes;
+  }
+  EXPECT_TRUE(
+      servers_[follower]->wait_for_log("its answer to this server's hello does not prove the cluster secret", 5s))
+      << logs();
+  // The request is not lost: the next leader grants it.
+  const std::optional<std::string> granted = client->read_line(20s);
+  ASSERT_TRUE(granted.has_value()) << logs();
+  EXPECT_EQ(granted->rfind("a1 OK ", 0), 0u) << *granted << "\n" << logs();
 }
 
 class NetsemdClusterShortTimeout : public NetsemdCluster {

@@ -12,6 +12,7 @@
 
 #include <asio.hpp>
 #include <functional>
+#include <regex>
 #include <sstream>
 
 #include "cluster/cluster_harness.h"
@@ -27,75 +28,6 @@ using server::SessionId;
 
 constexpr char kClusterSecret[] = "cluster-secret-0123456789";
 constexpr char kResumeSecret[] = "00112233445566778899aabbccddeeff";
-
-TEST(PeerLink, TheHelloLineIsCheckedWhole) {
-  const std::map<ServerId, std::string> members = {{1, "127.0.0.1:5000"}, {2, "127.0.0.2:5000"}, {3, "127.0.0.3:5000"}};
-  struct Case {
-    std::string line;
-    std::string from;
-    StatusCode code;  // kOk: accepted as server 2
-  };
-  const Case cases[] = {
-      {"PEER 2 s3cret", "127.0.0.2", StatusCode::kOk},
-      {"PEER 2 s3cret\r", "127.0.0.2", StatusCode::kOk},
-      {"PEER 2 s3creT", "127.0.0.2", StatusCode::kDenied},    // wrong secret
-      {"PEER 2 s3cret ", "127.0.0.2", StatusCode::kDenied},   // wrong secret (a trailing space)
-      {"PEER 2 s3cre", "127.0.0.2", StatusCode::kDenied},     // shorter
-      {"PEER 2 s3cret", "127.0.0.3", StatusCode::kDenied},    // not from server 2's host
-      {"PEER 4 s3cret", "127.0.0.2", StatusCode::kDenied},    // not a member
-      {"PEER 1 s3cret", "127.0.0.1", StatusCode::kDenied},    // this server itself
-      {"PEER 0 s3cret", "127.0.0.2", StatusCode::kProtocol},  // no such id
-      {"PEER x s3cret", "127.0.0.2", StatusCode::kProtocol},  // not a number
-      {"PEER 2", "127.0.0.2", StatusCode::kProtocol},         // no secret
-      {"ACQUIRE t x", "127.0.0.2", StatusCode::kProtocol},    // a client's line
-      {"PEER 2 " + std::string(600, 's'), "127.0.0.2", StatusCode::kProtocol},
-  };
-  for (const Case& c : cases) {
-    auto id = check_peer_hello(c.line, c.from, 1, members, "s3cret");
-    EXPECT_EQ(id.status().code(), c.code) << c.line << " from " << c.from << ": " << id.status().to_string();
-    if (id) {
-      EXPECT_EQ(*id, 2u);
-    }
-  }
-  EXPECT_EQ(check_peer_hello("PEER 2 ", "127.0.0.2", 1, members, "").status().code(), StatusCode::kDenied);
-  EXPECT_EQ(peer_hello(2, "s3cret"), "PEER 2 s3cret\n");
-}
-
-// The leader's word to a server it removed: its PEER part is checked as a
-// hello is, the rest must be two numbers; a hello is no notice (nullopt),
-// and a notice is no hello (its secret would not match).
-TEST(PeerLink, ARemovalNoticeIsCheckedAsAHelloIsAndIsNoHello) {
-  const std::map<ServerId, std::string> members = {{1, "127.0.0.1:5000"}, {2, "127.0.0.2:5000"}, {3, "127.0.0.3:5000"}};
-  const std::string line = peer_removal_notice(2, "s3cret", 3, 57);
-  EXPECT_EQ(line, "PEER 2 s3cret REMOVED 3 57\n");
-  const std::string_view bare(line.data(), line.size() - 1);
-  auto notice = check_removal_notice(bare, "127.0.0.2", 3, members, "s3cret");
-  ASSERT_TRUE(notice.has_value());
-  ASSERT_TRUE(*notice) << notice->status().to_string();
-  EXPECT_EQ((*notice)->from, 2u);
-  EXPECT_EQ((*notice)->removed, 3u);
-  EXPECT_EQ((*notice)->index, 57u);
-  EXPECT_FALSE(check_peer_hello(bare, "127.0.0.2", 3, members, "s3cret"));
-  EXPECT_FALSE(check_removal_notice("PEER 2 s3cret", "127.0.0.2", 3, members, "s3cret").has_value());
-  EXPECT_FALSE(check_removal_notice("ACQUIRE t REMOVED 1", "127.0.0.2", 3, members, "s3cret").has_value());
-  struct Case {
-    std::string line;
-    std::string from;
-    StatusCode code;
-  };
-  const Case refused[] = {
-      {"PEER 2 wrong REMOVED 3 57", "127.0.0.2", StatusCode::kDenied},
-      {"PEER 2 s3cret REMOVED 3 57", "127.0.0.1", StatusCode::kDenied},  // not from server 2's host
-      {"PEER 2 s3cret REMOVED 3", "127.0.0.2", StatusCode::kProtocol},
-      {"PEER 2 s3cret REMOVED x 57", "127.0.0.2", StatusCode::kProtocol},
-      {"PEER 2 s3cret REMOVED 3 0", "127.0.0.2", StatusCode::kProtocol},
-  };
-  for (const Case& c : refused) {
-    auto checked = check_removal_notice(c.line, c.from, 3, members, "s3cret");
-    ASSERT_TRUE(checked.has_value()) << c.line;
-    EXPECT_EQ(checked->status().code(), c.code) << c.line << ": " << checked->status().to_string();
-  }
-}
 
 // The leader's secret check before an ADD: a challenge carrying a nonce,
 // answered by an HMAC proof; no secret on the wire either way.
@@ -114,8 +46,8 @@ TEST(PeerLink, ASecretCheckProofIsTheHmacOfItsDomainSeparatedMessage) {
   EXPECT_EQ(peer_secret_challenge(1, 4, kKatNonce), std::string("PEER 1 CHALLENGE 4 ") + kKatNonce + "\n");
   EXPECT_EQ(peer_secret_proof(4, "ab"), "PEER 4 PROOF ab\n");
   // Fresh nonces: 64 lowercase hex digits, never the same twice.
-  const Result<std::string> a = new_secret_check_nonce();
-  const Result<std::string> b = new_secret_check_nonce();
+  const Result<std::string> a = new_peer_nonce();
+  const Result<std::string> b = new_peer_nonce();
   ASSERT_TRUE(a && b);
   EXPECT_EQ(a->size(), 64u);
   EXPECT_EQ(a->find_first_not_of("0123456789abcdef"), std::string::npos) << *a;
@@ -210,7 +142,7 @@ TEST(PeerLink, AChallengeIsCheckedForItsSenderAndFormAndTheOldFormIsRefused) {
   EXPECT_EQ((*challenge)->nonce, kKatNonce);
   EXPECT_TRUE(check_secret_challenge(std::string(bare) + "\r", "127.0.0.2", 4, members).value());
   // Neither a hello nor a removal notice, and they are no challenge.
-  EXPECT_FALSE(check_peer_hello(bare, "127.0.0.2", 4, members, "s3cret"));
+  EXPECT_FALSE(check_peer_hello(bare, "127.0.0.2", 4, members));
   EXPECT_FALSE(check_removal_notice(bare, "127.0.0.2", 4, members, "s3cret").has_value());
   EXPECT_FALSE(check_secret_challenge("PEER 2 s3cret", "127.0.0.2", 4, members).has_value());
   EXPECT_FALSE(check_secret_challenge("PEER 2 s3cret REMOVED 4 7", "127.0.0.2", 4, members).has_value());
@@ -265,6 +197,269 @@ TEST(PeerLink, AChallengeIsCheckedForItsSenderAndFormAndTheOldFormIsRefused) {
     EXPECT_NE(said.find("PEER <not a number> <secret> CHECK"), std::string::npos) << said;
     EXPECT_EQ(said.find_first_of("\x1b\b\r"), std::string::npos) << said;
   }
+}
+
+// The link's set-up: a hello with the linking server's nonce, an answer
+// with the receiving server's nonce and proof, the linking server's proof.
+constexpr char kKatLinkingNonce[] = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+constexpr char kKatReceivingNonce[] = "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f";
+
+TEST(PeerLink, TheHelloIsCheckedWholeAndTheOldFormIsRefusedUnread) {
+  const std::map<ServerId, std::string> members = {{1, "127.0.0.1:5000"}, {2, "127.0.0.2:5000"}, {3, "127.0.0.3:5000"}};
+  const std::string nonce = kKatLinkingNonce;
+  EXPECT_EQ(peer_link_hello(2, 1, nonce), "PEER 2 LINK 1 " + nonce + "\n");
+  const Result<LinkHello> hello = check_peer_hello("PEER 2 LINK 1 " + nonce, "127.0.0.2", 1, members);
+  ASSERT_TRUE(hello) << hello.status().to_string();
+  EXPECT_EQ(hello->from, 2u);
+  EXPECT_EQ(hello->to, 1u);
+  EXPECT_EQ(hello->nonce, nonce);
+  EXPECT_TRUE(check_peer_hello("PEER 2 LINK 1 " + nonce + "\r", "127.0.0.2", 1, members));
+  struct Case {
+    std::string line;
+    std::string from;
+    StatusCode code;
+  };
+  std::string upper = nonce;
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  const Case refused[] = {
+      {"PEER 2 LINK 1 " + nonce, "127.0.0.3", StatusCode::kDenied},    // not from server 2's host
+      {"PEER 4 LINK 1 " + nonce, "127.0.0.2", StatusCode::kDenied},    // not a member
+      {"PEER 1 LINK 1 " + nonce, "127.0.0.1", StatusCode::kDenied},    // this server itself
+      {"PEER 2 LINK 3 " + nonce, "127.0.0.2", StatusCode::kDenied},    // meant for server 3
+      {"PEER 0 LINK 1 " + nonce, "127.0.0.2", StatusCode::kProtocol},  // no such id
+      {"PEER x LINK 1 " + nonce, "127.0.0.2", StatusCode::kProtocol},  // not a number
+      {"PEER 2 LINK 0 " + nonce, "127.0.0.2", StatusCode::kProtocol},  // no such id
+      {"PEER 2 LINK x " + nonce, "127.0.0.2", StatusCode::kProtocol},  // not a number
+      {"PEER 2 LINK 1", "127.0.0.2", StatusCode::kProtocol},           // no nonce
+      {"PEER 2 LINK 1 ", "127.0.0.2", StatusCode::kProtocol},          // an empty one
+      {"PEER 2 LINK 1 " + nonce.substr(2), "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 LINK 1 " + nonce + "00", "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 LINK 1 " + upper, "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 LINK 1 " + nonce + " x", "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 LINK  1 " + nonce, "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 LINK-PROOF " + nonce, "127.0.0.2", StatusCode::kProtocol},  // a set-up's line, not a hello
+      {"PEER 2 LINK-ANSWER " + nonce + " " + nonce, "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2", "127.0.0.2", StatusCode::kProtocol},
+      {"ACQUIRE t x", "127.0.0.2", StatusCode::kProtocol},  // a client's line
+      {"PEER 2 LINK 1 " + std::string(600, 'a'), "127.0.0.2", StatusCode::kProtocol},
+      // The hello of an older netsemd: the secret in clear, refused whatever
+      // it is, right or wrong, from wherever.
+      {"PEER 2 s3cret", "127.0.0.2", StatusCode::kDenied},
+      {"PEER 2 wrong", "127.0.0.2", StatusCode::kDenied},
+      {"PEER 2 s3cret", "127.0.0.9", StatusCode::kDenied},
+  };
+  for (const Case& c : refused) {
+    const Result<LinkHello> got = check_peer_hello(c.line, c.from, 1, members);
+    EXPECT_EQ(got.status().code(), c.code) << c.line << " from " << c.from << ": " << got.status().to_string();
+  }
+  const Result<LinkHello> old = check_peer_hello("PEER 2 s3cret", "127.0.0.2", 1, members);
+  EXPECT_NE(old.status().message().find("older netsemd, which sends the cluster secret in clear"), std::string::npos)
+      << old.status().to_string();
+  EXPECT_EQ(old.status().message().find("s3cret"), std::string::npos) << old.status().to_string();
+  // The claimed id of a refused line is logged as digits only (the line is anyone's).
+  for (const std::string id : {"\x1b[2J", "2\r", "22222222222222222222222"}) {
+    const Result<LinkHello> forged = check_peer_hello("PEER " + id + " s3cret", "127.0.0.2", 1, members);
+    EXPECT_EQ(forged.status().code(), StatusCode::kDenied);
+    EXPECT_EQ(forged.status().message().rfind("PEER <not a number> <secret>: ", 0), 0u) << forged.status().to_string();
+    const auto notice = check_removal_notice("PEER " + id + " s3cret REMOVED 1 2", "127.0.0.2", 1, members, "s3cret");
+    ASSERT_TRUE(notice.has_value());
+    EXPECT_EQ(notice->status().message().rfind("PEER <not a number> <secret> REMOVED: ", 0), 0u)
+        << notice->status().to_string();
+  }
+  // A hello is no removal notice and no secret check.
+  EXPECT_FALSE(check_removal_notice("PEER 2 LINK 1 " + nonce, "127.0.0.2", 1, members, "s3cret").has_value());
+  EXPECT_FALSE(check_secret_challenge("PEER 2 LINK 1 " + nonce, "127.0.0.2", 1, members).has_value());
+}
+
+// Known answers, computed outside netsem (Python's hmac, and `openssl dgst
+// -sha256 -hmac <secret>` over the message), for both directions.
+TEST(PeerLink, ALinksProofsAreHmacsOfTheirDomainSeparatedMessages) {
+  EXPECT_EQ(peer_link_message(LinkSide::kLinking, 2, 1, kKatLinkingNonce, kKatReceivingNonce),
+            std::string("netsem peer link v1\nproof: linking server to receiving server\nlinking server 2\nreceiving "
+                        "server 1\nlinking nonce ") +
+                kKatLinkingNonce + "\nreceiving nonce " + kKatReceivingNonce + "\n");
+  EXPECT_EQ(peer_link_message(LinkSide::kReceiving, 2, 1, kKatLinkingNonce, kKatReceivingNonce),
+            std::string("netsem peer link v1\nproof: receiving server to linking server\nlinking server 2\nreceiving "
+                        "server 1\nlinking nonce ") +
+                kKatLinkingNonce + "\nreceiving nonce " + kKatReceivingNonce + "\n");
+  EXPECT_EQ(peer_link_proof(kKatSecret, LinkSide::kLinking, 2, 1, kKatLinkingNonce, kKatReceivingNonce),
+            "e7c36a357c77a0032eb96820d6551a103299db461ecf95d0b06f25b28b216d9f");
+  EXPECT_EQ(peer_link_proof(kKatSecret, LinkSide::kReceiving, 2, 1, kKatLinkingNonce, kKatReceivingNonce),
+            "e09eb2dd1b13bd3c3583f183b6bdbcf7fd7e6bbab01f2c2db975a6ab55d08705");
+  EXPECT_EQ(peer_link_answer(1, kKatReceivingNonce, "ab"),
+            std::string("PEER 1 LINK-ANSWER ") + kKatReceivingNonce + " ab\n");
+  EXPECT_EQ(peer_link_proof_line(2, "ab"), "PEER 2 LINK-PROOF ab\n");
+  EXPECT_EQ(removal_notice_message(1, 3, 57), "netsem peer removal notice v1\nfrom 1\nremoved 3\nindex 57\n");
+  EXPECT_EQ(removal_notice_mac(kKatSecret, 1, 3, 57),
+            "d6cb5472b53024c1ab188f87264e3424d0b9aa6291740a9a60dbe71ca8ab9266");
+  // The three kinds of proof differ for the same secret and numbers.
+  EXPECT_NE(secret_check_proof(kKatSecret, 2, 1, 1, kKatLinkingNonce),
+            peer_link_proof(kKatSecret, LinkSide::kReceiving, 2, 1, kKatLinkingNonce, kKatLinkingNonce));
+}
+
+// The linking server takes the receiving server's answer only with the
+// proof made for its own fresh nonce, its id and the receiving server's, in
+// that direction; the receiving server takes the linking server's proof only
+// for both nonces of this set-up.
+TEST(PeerLink, ALinksProofsHoldOnlyForTheSecretTheNoncesAndTheIdsTheyWereMadeFor) {
+  const std::string nf = kKatLinkingNonce;
+  const std::string nl = kKatReceivingNonce;
+  std::string other_nf = nf;
+  other_nf.back() = '0';
+  std::string other_nl = nl;
+  other_nl.back() = '0';
+  const auto answer = [](std::string_view secret, ServerId receiving, ServerId named, std::string_view linking_nonce,
+                         std::string_view receiving_nonce, LinkSide by = LinkSide::kReceiving) {
+    std::string line = peer_link_answer(named, receiving_nonce,
+                                        peer_link_proof(secret, by, 2, receiving, linking_nonce, receiving_nonce));
+    line.pop_back();
+    return line;
+  };
+  const std::string right = answer(kKatSecret, 1, 1, nf, nl);
+  const Result<std::string> theirs = verify_link_answer(right, kKatSecret, 2, 1, nf);
+  ASSERT_TRUE(theirs) << theirs.status().to_string();
+  EXPECT_EQ(*theirs, nl);
+  EXPECT_TRUE(verify_link_answer(right + "\r", kKatSecret, 2, 1, nf));
+  std::string flipped = right;
+  flipped.back() = flipped.back() == '0' ? '1' : '0';
+  struct Case {
+    std::string what;
+    std::string line;
+    std::string nonce;  // the linking server's
+  };
+  const Case denied_answers[] = {
+      {"wrong secret", answer("another-secret-of-16+chars", 1, 1, nf, nl), nf},
+      {"an answer to another hello (replayed)", right, other_nf},
+      {"made for another receiving server", answer(kKatSecret, 3, 1, nf, nl), nf},
+      {"another server's", answer(kKatSecret, 3, 3, nf, nl), nf},
+      {"its id tampered with", "PEER 3" + right.substr(6), nf},
+      {"the linking direction's proof (reflected)", answer(kKatSecret, 1, 1, nf, nl, LinkSide::kLinking), nf},
+      {"this server's own nonce sent back", answer(kKatSecret, 1, 1, nf, nf), nf},
+      {"a bit of the proof flipped", flipped, nf},
+  };
+  for (const Case& c : denied_answers) {
+    const Result<std::string> got = verify_link_answer(c.line, kKatSecret, 2, 1, c.nonce);
+    EXPECT_EQ(got.status().code(), StatusCode::kDenied) << c.what << ": " << c.line;
+  }
+  EXPECT_EQ(verify_link_answer(right, "", 2, 1, nf).status().code(), StatusCode::kDenied);
+  const std::string proof = peer_link_proof(kKatSecret, LinkSide::kReceiving, 2, 1, nf, nl);
+  const std::string malformed_answers[] = {
+      "",
+      "PEER 1 LINK-ANSWER " + nl,
+      "PEER 1 LINK-ANSWER " + nl + " ",
+      "PEER 1 LINK-ANSWER " + nl + " " + proof + " x",
+      "PEER 1 LINK-ANSWER " + nl.substr(1) + " " + proof,
+      "PEER 1 LINK-ANSWER " + nl + " " + proof.substr(0, 63) + "G",
+      "PEER 1 LINK-PROOF " + proof,
+      "PEER 0 LINK-ANSWER " + nl + " " + proof,
+      "PEER x LINK-ANSWER " + nl + " " + proof,
+      "PEER 1  LINK-ANSWER " + nl + " " + proof,
+      "peer 1 LINK-ANSWER " + nl + " " + proof,
+      "PEER 1 " + std::string(600, 'a'),
+      "ERR PROTOCOL unknown command",  // a netsemd that takes it for a client's line
+  };
+  for (const std::string& line : malformed_answers) {
+    EXPECT_EQ(verify_link_answer(line, kKatSecret, 2, 1, nf).status().code(), StatusCode::kProtocol) << line;
+  }
+
+  const auto proof_line = [](std::string_view secret, ServerId named, ServerId linking, std::string_view linking_nonce,
+                             std::string_view receiving_nonce, LinkSide by = LinkSide::kLinking) {
+    std::string line =
+        peer_link_proof_line(named, peer_link_proof(secret, by, linking, 1, linking_nonce, receiving_nonce));
+    line.pop_back();
+    return line;
+  };
+  const std::string proven = proof_line(kKatSecret, 2, 2, nf, nl);
+  EXPECT_TRUE(verify_link_proof(proven, kKatSecret, 2, 1, nf, nl));
+  EXPECT_TRUE(verify_link_proof(proven + "\r", kKatSecret, 2, 1, nf, nl));
+  const std::pair<std::string, Status> denied_proofs[] = {
+      {"wrong secret",
+       verify_link_proof(proof_line("another-secret-of-16+chars", 2, 2, nf, nl), kKatSecret, 2, 1, nf, nl)},
+      {"a proof of an earlier set-up (replayed)", verify_link_proof(proven, kKatSecret, 2, 1, nf, other_nl)},
+      {"its linking nonce another", verify_link_proof(proven, kKatSecret, 2, 1, other_nf, nl)},
+      {"made by server 3", verify_link_proof(proof_line(kKatSecret, 3, 3, nf, nl), kKatSecret, 2, 1, nf, nl)},
+      {"server 3's, claimed by 2", verify_link_proof(proof_line(kKatSecret, 2, 3, nf, nl), kKatSecret, 2, 1, nf, nl)},
+      {"server 2's, claimed by 3", verify_link_proof("PEER 3" + proven.substr(6), kKatSecret, 2, 1, nf, nl)},
+      {"the receiving direction's proof (reflected)",
+       verify_link_proof(proof_line(kKatSecret, 2, 2, nf, nl, LinkSide::kReceiving), kKatSecret, 2, 1, nf, nl)},
+      {"no secret here", verify_link_proof(proven, "", 2, 1, nf, nl)},
+  };
+  for (const auto& [what, got] : denied_proofs) EXPECT_EQ(got.code(), StatusCode::kDenied) << what;
+  const std::string mac = peer_link_proof(kKatSecret, LinkSide::kLinking, 2, 1, nf, nl);
+  const std::string malformed_proofs[] = {
+      "",
+      "PEER 2 LINK-PROOF",
+      "PEER 2 LINK-PROOF " + mac.substr(1),
+      "PEER 2 LINK-PROOF " + mac + " x",
+      "PEER 2 PROOF " + mac,
+      "PEER 2 LINK-ANSWER " + nl + " " + mac,
+      "PEER 0 LINK-PROOF " + mac,
+      "PEER 2 s3cret",
+  };
+  for (const std::string& line : malformed_proofs) {
+    EXPECT_EQ(verify_link_proof(line, kKatSecret, 2, 1, nf, nl).code(), StatusCode::kProtocol) << line;
+  }
+}
+
+// The leader's word to a server it removed carries a MAC of what it says,
+// not the secret: changing any number breaks it; the old form with the
+// secret in clear is refused unread.
+TEST(PeerLink, ARemovalNoticeCarriesAMacOfWhatItSays) {
+  const std::map<ServerId, std::string> members = {{1, "127.0.0.1:5000"}, {2, "127.0.0.2:5000"}, {3, "127.0.0.3:5000"}};
+  const std::string line = peer_removal_notice(2, kKatSecret, 3, 57);
+  const std::string mac = removal_notice_mac(kKatSecret, 2, 3, 57);
+  EXPECT_EQ(line, "PEER 2 REMOVED 3 57 " + mac + "\n");
+  EXPECT_EQ(line.find(kKatSecret), std::string::npos);
+  const std::string bare = line.substr(0, line.size() - 1);
+  auto notice = check_removal_notice(bare, "127.0.0.2", 3, members, kKatSecret);
+  ASSERT_TRUE(notice.has_value());
+  ASSERT_TRUE(*notice) << notice->status().to_string();
+  EXPECT_EQ((*notice)->from, 2u);
+  EXPECT_EQ((*notice)->removed, 3u);
+  EXPECT_EQ((*notice)->index, 57u);
+  EXPECT_TRUE(check_removal_notice(bare + "\r", "127.0.0.2", 3, members, kKatSecret).value());
+  // Not a hello, not a secret check; and they are no notice.
+  EXPECT_FALSE(check_peer_hello(bare, "127.0.0.2", 3, members));
+  EXPECT_FALSE(check_secret_challenge(bare, "127.0.0.2", 3, members).has_value());
+  EXPECT_FALSE(check_removal_notice("PEER 2 s3cret", "127.0.0.2", 3, members, kKatSecret).has_value());
+  EXPECT_FALSE(check_removal_notice("ACQUIRE t REMOVED 1", "127.0.0.2", 3, members, kKatSecret).has_value());
+  EXPECT_FALSE(check_removal_notice("PEER 2", "127.0.0.2", 3, members, kKatSecret).has_value());
+  struct Case {
+    std::string what;
+    std::string line;
+    std::string from;
+    StatusCode code;
+  };
+  const std::string other_mac = removal_notice_mac(kKatSecret, 1, 3, 57);
+  const Case refused[] = {
+      {"another secret's", "PEER 2 REMOVED 3 57 " + removal_notice_mac("another-secret-of-16+chars", 2, 3, 57),
+       "127.0.0.2", StatusCode::kDenied},
+      {"its removed id changed", "PEER 2 REMOVED 1 57 " + mac, "127.0.0.2", StatusCode::kDenied},
+      {"its index changed", "PEER 2 REMOVED 3 58 " + mac, "127.0.0.2", StatusCode::kDenied},
+      {"server 2's, sent as server 1's", "PEER 1 REMOVED 3 57 " + mac, "127.0.0.1", StatusCode::kDenied},
+      {"server 1's, sent as server 2's", "PEER 2 REMOVED 3 57 " + other_mac, "127.0.0.2", StatusCode::kDenied},
+      {"not from server 2's host", bare, "127.0.0.1", StatusCode::kDenied},
+      {"from no member", "PEER 4 REMOVED 3 57 " + mac, "127.0.0.4", StatusCode::kDenied},
+      {"the old form, right secret", "PEER 2 " + std::string(kKatSecret) + " REMOVED 3 57", "127.0.0.2",
+       StatusCode::kDenied},
+      {"the old form, wrong secret", "PEER 2 wrong REMOVED 3 57", "127.0.0.2", StatusCode::kDenied},
+      {"no MAC", "PEER 2 REMOVED 3 57", "127.0.0.2", StatusCode::kProtocol},
+      {"a short MAC", "PEER 2 REMOVED 3 57 " + mac.substr(2), "127.0.0.2", StatusCode::kProtocol},
+      {"no index", "PEER 2 REMOVED 3 " + mac, "127.0.0.2", StatusCode::kProtocol},
+      {"a word for the id", "PEER 2 REMOVED x 57 " + mac, "127.0.0.2", StatusCode::kProtocol},
+      {"index 0", "PEER 2 REMOVED 3 0 " + mac, "127.0.0.2", StatusCode::kProtocol},
+      {"more after it", bare + " x", "127.0.0.2", StatusCode::kProtocol},
+  };
+  for (const Case& c : refused) {
+    auto checked = check_removal_notice(c.line, c.from, 3, members, kKatSecret);
+    ASSERT_TRUE(checked.has_value()) << c.what;
+    EXPECT_EQ(checked->status().code(), c.code) << c.what << ": " << checked->status().to_string();
+  }
+  const auto old =
+      check_removal_notice("PEER 2 " + std::string(kKatSecret) + " REMOVED 3 57", "127.0.0.2", 3, members, kKatSecret);
+  EXPECT_NE(old->status().message().find("in clear"), std::string::npos) << old->status().to_string();
+  EXPECT_EQ(old->status().message().find(kKatSecret), std::string::npos) << old->status().to_string();
+  EXPECT_EQ(check_removal_notice(bare, "127.0.0.2", 3, members, "").value().status().code(), StatusCode::kDenied);
 }
 
 // ask_peer_line over TCP: the line answered, a connection closed without a
@@ -355,8 +550,8 @@ TEST(PeerLink, FramesAreCutWhereverTheBytesSplit) {
 class PeerListener {
  public:
   PeerListener(asio::io_context& io, ServerId self, const std::map<ServerId, std::string>& members,
-               PeerLinkReceiver::EntryHandler on_entry)
-      : acceptor_(io), self_(self), members_(members), on_entry_(std::move(on_entry)) {
+               PeerLinkReceiver::EntryHandler on_entry, std::string secret = kClusterSecret)
+      : acceptor_(io), self_(self), members_(members), on_entry_(std::move(on_entry)), secret_(std::move(secret)) {
     const auto where = split_host_port(members.at(self));
     const asio::ip::tcp::endpoint endpoint(asio::ip::make_address(where->first),
                                            static_cast<std::uint16_t>(std::stoi(where->second)));
@@ -375,8 +570,11 @@ class PeerListener {
   void close_links() {
     for (auto& r : receivers_) r->close();
   }
-  int refused = 0;
-  int accepted = 0;
+  int refused = 0;   // hellos refused
+  int accepted = 0;  // links set up
+  Status last_refusal;
+  std::vector<Status> ended;  // why each link ended (but close())
+
   std::uint64_t entries() const {
     std::uint64_t n = 0;
     for (const auto& r : receivers_) n += r->entries();
@@ -400,15 +598,20 @@ class PeerListener {
             const std::string line = data.substr(0, n - 1);
             asio::error_code ignored;
             const std::string from = pending->socket.remote_endpoint(ignored).address().to_string();
-            auto peer = check_peer_hello(line, from, self_, members_, kClusterSecret);
-            if (!peer) {
+            const Result<LinkHello> hello = check_peer_hello(line, from, self_, members_);
+            if (!hello) {
               ++refused;
+              last_refusal = hello.status();
               pending->socket.close(ignored);
               return;
             }
-            ++accepted;
-            receivers_.push_back(
-                PeerLinkReceiver::start(std::move(pending->socket), *peer, data.substr(n), on_entry_, {}));
+            receivers_.push_back(PeerLinkReceiver::start(
+                std::move(pending->socket), *hello, self_, secret_, data.substr(n), on_entry_,
+                [this](ServerId, Status why) {
+                  if (why.code() == StatusCode::kCancelled) return;
+                  ended.push_back(why);
+                },
+                [this](ServerId) { ++accepted; }));
           });
       accept();
     });
@@ -418,36 +621,258 @@ class PeerListener {
   ServerId self_;
   std::map<ServerId, std::string> members_;
   PeerLinkReceiver::EntryHandler on_entry_;
+  std::string secret_;
   std::vector<std::shared_ptr<PeerLinkReceiver>> receivers_;
 };
 
-// A follower whose PEER line the leader refuses (here: a wrong secret)
-// says so in its own log, once, not at every retry: an operator who gave a
-// server the wrong secret file found nothing in that server's log before.
-TEST(PeerLink, ARefusedLinkIsLoggedOnTheFollowerOnce) {
+// A follower with another secret than its leader's finds the leader's
+// answer wrong and says so in its own log, once, not at every retry (an
+// operator who gave a server the wrong secret file found nothing in that
+// server's log before); it sends nothing but its hello, and the leader
+// hands nothing on.
+TEST(PeerLink, ALinkBetweenTwoSecretsIsRefusedAndLoggedOnTheFollowerOnce) {
   auto log = std::make_unique<::test_support::CapturedLog>();
   asio::io_context io;
   const std::uint16_t port = test_support::free_port_below_ephemeral();
   const std::map<ServerId, std::string> members = {{1, "127.0.0.1:" + std::to_string(port)},
                                                    {2, "127.0.0.2:" + std::to_string(port)}};
-  PeerListener leader(io, 1, members, [](ServerId, std::string) {});
+  int handed_on = 0;
+  PeerListener leader(io, 1, members, [&handed_on](ServerId, std::string) { ++handed_on; });
   PeerLinkClient follower(io, 2, "another-secret-0123456789", members, milliseconds(10));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (follower.stats().failures < 3 && std::chrono::steady_clock::now() < deadline) {
+  while ((follower.stats().failures < 3 || leader.ended.size() < 3) && std::chrono::steady_clock::now() < deadline) {
     follower.forward(1, "entry");
     io.restart();
     io.run_for(milliseconds(20));
   }
   const std::string text = log->text();
   log.reset();
-  EXPECT_GE(leader.refused, 3);
   EXPECT_GE(follower.stats().failures, 3u);
-  const std::string expected =
-      "the peer link to server 1 (127.0.0.1:" + std::to_string(port) + ") failed: closed by that server (";
-  const std::string hint = "ms after it connected: it refused this server's PEER line";
+  EXPECT_EQ(follower.stats().linked, 0u);
+  EXPECT_EQ(follower.stats().frames, 0u);
+  EXPECT_EQ(leader.accepted, 0);
+  EXPECT_EQ(handed_on, 0);
+  ASSERT_GE(leader.ended.size(), 3u);
+  EXPECT_EQ(leader.ended.front().code(), StatusCode::kIoError) << leader.ended.front().to_string();
+  EXPECT_NE(leader.ended.front().message().find("without proving the cluster secret"), std::string::npos)
+      << leader.ended.front().to_string();
+  const std::string expected = "the peer link to server 1 (127.0.0.1:" + std::to_string(port) +
+                               ") failed: its answer to this server's hello does not prove the cluster secret "
+                               "(DENIED: its proof does not match the cluster secret): it holds another secret";
   EXPECT_NE(text.find(expected), std::string::npos) << text;
-  EXPECT_NE(text.find(hint), std::string::npos) << text;
   EXPECT_EQ(text.find(expected), text.rfind(expected)) << "logged more than once:\n" << text;
+}
+
+// Mutual: an impostor at the leader's client address (a process that took
+// the port of a leader that stopped) hears the hello and nothing else,
+// whether it answers with a forged proof, with a genuine answer it recorded
+// from an earlier set-up, or not at all (the link gives up after
+// kPeerLinkSetUpTimeout).
+TEST(PeerLink, AnImpostorAtTheLeadersAddressHearsTheHelloAndNothingElse) {
+  auto log = std::make_unique<::test_support::CapturedLog>();
+  asio::io_context io;
+  const std::uint16_t port = test_support::free_port_below_ephemeral();
+  const std::map<ServerId, std::string> members = {{1, "127.0.0.1:" + std::to_string(port)},
+                                                   {2, "127.0.0.2:" + std::to_string(port)}};
+  // A genuine answer of server 1 to an earlier hello of server 2.
+  const std::string earlier_nonce = *new_peer_nonce();
+  const std::string our_nonce = *new_peer_nonce();
+  const std::string recorded = peer_link_answer(
+      1, our_nonce, peer_link_proof(kClusterSecret, LinkSide::kReceiving, 2, 1, earlier_nonce, our_nonce));
+  const std::string forged = peer_link_answer(1, our_nonce, std::string(64, 'a'));
+  // What an older netsemd does with this build's hello: it reads it as a
+  // wrong secret and closes the connection without a word.
+  const std::string older = "(close)";
+  for (const std::string& answer : {forged, recorded, std::string(), older}) {
+    asio::ip::tcp::acceptor impostor(io);
+    const asio::ip::tcp::endpoint at(asio::ip::make_address("127.0.0.1"), port);
+    impostor.open(at.protocol());
+    impostor.set_option(asio::socket_base::reuse_address(true));
+    impostor.bind(at);
+    impostor.listen();
+    asio::ip::tcp::socket heard_on(io);
+    std::string heard;
+    std::array<char, 4096> chunk{};
+    bool closed = false;
+    std::function<void()> listen = [&] {
+      heard_on.async_read_some(asio::buffer(chunk), [&](const asio::error_code& ec, std::size_t n) {
+        if (ec) {
+          closed = true;
+          return;
+        }
+        const bool first_line = heard.find('\n') == std::string::npos;
+        heard.append(chunk.data(), n);
+        if (first_line && heard.find('\n') != std::string::npos && answer == older) {
+          closed = true;
+          heard_on.close();
+          return;
+        }
+        if (first_line && heard.find('\n') != std::string::npos && !answer.empty()) {
+          asio::write(heard_on, asio::buffer(answer));
+        }
+        listen();
+      });
+    };
+    impostor.async_accept(heard_on, [&](const asio::error_code& ec) {
+      if (!ec) listen();
+    });
+    PeerLinkClient follower(io, 2, kClusterSecret, members, milliseconds(10));
+    follower.forward(1, "a request of a client");
+    const auto began = std::chrono::steady_clock::now();
+    while (!closed && std::chrono::steady_clock::now() - began < std::chrono::seconds(4)) {
+      io.restart();
+      io.run_for(milliseconds(20));
+    }
+    const auto took = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - began);
+    const std::string what = answer.empty()     ? "silent"
+                             : answer == forged ? "forged"
+                             : answer == older  ? "an older netsemd"
+                                                : "recorded";
+    if (answer == older) {
+      // The follower finds the link closed; give it the time to log so.
+      const auto until = std::chrono::steady_clock::now() + milliseconds(300);
+      while (follower.stats().failures == 0 && std::chrono::steady_clock::now() < until) {
+        io.restart();
+        io.run_for(milliseconds(10));
+      }
+    }
+    EXPECT_TRUE(closed) << what;
+    EXPECT_TRUE(std::regex_match(heard, std::regex("PEER 2 LINK 1 [0-9a-f]{64}\n"))) << what << ": " << heard;
+    EXPECT_EQ(heard.find(kClusterSecret), std::string::npos) << what;
+    EXPECT_EQ(follower.stats().linked, 0u) << what;
+    EXPECT_EQ(follower.stats().frames, 0u) << what;
+    EXPECT_EQ(follower.stats().failures, 1u) << what;
+    if (answer.empty()) {
+      EXPECT_GE(took.count(), kPeerLinkSetUpTimeout.count() - 50) << what;
+      EXPECT_LT(took.count(), kPeerLinkSetUpTimeout.count() + 1000) << what;
+    } else {
+      EXPECT_LT(took.count(), 1000) << what;
+    }
+    asio::error_code ignored;
+    heard_on.close(ignored);
+    impostor.close(ignored);
+    io.restart();
+    io.poll();
+  }
+  const std::string text = log->text();
+  log.reset();
+  EXPECT_NE(text.find("does not prove the cluster secret (DENIED: its proof does not match the cluster secret)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("no answer to its hello within 2 s"), std::string::npos) << text;
+  EXPECT_NE(text.find("without answering this server's hello: it refused it (an address it does not know for this "
+                      "server, or another id: see its log), it runs a netsemd older than the peer link's challenge"),
+            std::string::npos)
+      << text;
+}
+
+// The leader's side: a linking server that does not prove the secret (no
+// proof, a wrong one, frames instead of it) has nothing handed on, and the
+// set-up ends within kPeerLinkSetUpTimeout; the hello of an older netsemd
+// is refused before anything is answered.
+TEST(PeerLink, TheLeaderHandsNothingOnBeforeTheFollowersProof) {
+  asio::io_context io;
+  const std::uint16_t port = test_support::free_port_below_ephemeral();
+  const std::map<ServerId, std::string> members = {{1, "127.0.0.1:" + std::to_string(port)},
+                                                   {2, "127.0.0.2:" + std::to_string(port)}};
+  int handed_on = 0;
+  PeerListener leader(io, 1, members, [&handed_on](ServerId, std::string) { ++handed_on; });
+  const std::string frame = frame_entry("an entry");
+  const std::string nonce = *new_peer_nonce();
+  const std::string hello = peer_link_hello(2, 1, nonce);
+  struct Case {
+    std::string what;
+    std::function<std::string(std::string_view answer)> then;  // what the fake follower sends after the answer
+    StatusCode ended;
+  };
+  const auto proof_for = [&](std::string_view secret, std::string_view answer) {
+    const std::string theirs(answer.substr(answer.find("LINK-ANSWER ") + 12, 64));
+    return peer_link_proof_line(2, peer_link_proof(secret, LinkSide::kLinking, 2, 1, nonce, theirs));
+  };
+  const Case cases[] = {
+      {"no proof", [](std::string_view) { return std::string(); }, StatusCode::kTimeout},
+      {"frames at once (no line: it waits for one)", [&](std::string_view) { return frame; }, StatusCode::kTimeout},
+      {"a client's line", [](std::string_view) { return std::string("a ACQUIRE lock 1\n"); }, StatusCode::kProtocol},
+      {"a proof of another secret",
+       [&](std::string_view answer) { return proof_for("another-secret-0123456789", answer) + frame; },
+       StatusCode::kDenied},
+      {"the proof of another set-up",
+       [&](std::string_view) {
+         return peer_link_proof_line(
+                    2, peer_link_proof(kClusterSecret, LinkSide::kLinking, 2, 1, nonce, std::string(64, '0'))) +
+                frame;
+       },
+       StatusCode::kDenied},
+      {"the answer sent back", [&](std::string_view answer) { return std::string(answer) + frame; },
+       StatusCode::kProtocol},
+      {"the right proof", [&](std::string_view answer) { return proof_for(kClusterSecret, answer) + frame; },
+       StatusCode::kOk},
+  };
+  for (const Case& c : cases) {
+    leader.ended.clear();
+    const int before = handed_on;
+    asio::ip::tcp::socket raw(io);
+    raw.open(asio::ip::tcp::v4());
+    raw.bind(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.2"), 0));
+    raw.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    asio::write(raw, asio::buffer(hello));
+    std::string answer;
+    const auto began = std::chrono::steady_clock::now();
+    asio::async_read_until(raw, asio::dynamic_buffer(answer), '\n', [](const asio::error_code&, std::size_t) {});
+    while (answer.find('\n') == std::string::npos &&
+           std::chrono::steady_clock::now() - began < std::chrono::seconds(3)) {
+      io.restart();
+      io.run_for(milliseconds(10));
+    }
+    ASSERT_NE(answer.find('\n'), std::string::npos) << c.what;
+    EXPECT_TRUE(verify_link_answer(answer.substr(0, answer.find('\n')), kClusterSecret, 2, 1, nonce)) << answer;
+    const std::string then = c.then(answer);
+    if (!then.empty()) asio::write(raw, asio::buffer(then));
+    if (c.ended == StatusCode::kOk) {
+      while (handed_on == before && std::chrono::steady_clock::now() - began < std::chrono::seconds(3)) {
+        io.restart();
+        io.run_for(milliseconds(10));
+      }
+      EXPECT_EQ(handed_on, before + 1) << c.what;
+      EXPECT_TRUE(leader.ended.empty()) << c.what;
+      raw.close();
+      io.restart();
+      io.poll();
+      continue;
+    }
+    while (leader.ended.empty() && std::chrono::steady_clock::now() - began < std::chrono::seconds(4)) {
+      io.restart();
+      io.run_for(milliseconds(10));
+    }
+    const auto took = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - began);
+    ASSERT_EQ(leader.ended.size(), 1u) << c.what;
+    EXPECT_EQ(leader.ended.front().code(), c.ended) << c.what << ": " << leader.ended.front().to_string();
+    EXPECT_EQ(handed_on, before) << c.what;
+    EXPECT_LT(took.count(), kPeerLinkSetUpTimeout.count() + 1000) << c.what;
+    raw.close();
+    io.restart();
+    io.poll();
+  }
+  EXPECT_EQ(leader.accepted, 1);
+  // An older netsemd's hello, its entries right behind it: refused at once.
+  asio::ip::tcp::socket old(io);
+  old.open(asio::ip::tcp::v4());
+  old.bind(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.2"), 0));
+  old.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  asio::write(old, asio::buffer("PEER 2 " + std::string(kClusterSecret) + "\n" + frame));
+  const auto began = std::chrono::steady_clock::now();
+  while (leader.refused == 0 && std::chrono::steady_clock::now() - began < std::chrono::seconds(3)) {
+    io.restart();
+    io.run_for(milliseconds(10));
+  }
+  EXPECT_EQ(leader.refused, 1);
+  EXPECT_EQ(leader.last_refusal.code(), StatusCode::kDenied);
+  EXPECT_NE(leader.last_refusal.message().find("older netsemd"), std::string::npos) << leader.last_refusal.to_string();
+  std::array<char, 64> got{};
+  asio::error_code closed;
+  old.read_some(asio::buffer(got), closed);
+  EXPECT_TRUE(closed == asio::error::eof || closed == asio::error::connection_reset) << closed.message();
+  EXPECT_EQ(handed_on, 1);
 }
 
 // A link that worked and is then closed by its leader (it stopped) is not
