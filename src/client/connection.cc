@@ -1416,13 +1416,16 @@ Status Connection::serve(int fd) {
         end_ = End::kSilent;
         const auto silent_ms = std::chrono::duration_cast<milliseconds>(now - lease_from_).count();
         return Status(StatusCode::kUnavailable,
-                      renewing ? fmt::format("no answer from the server for {} ms since the session's RESUME was sent "
-                                             "(answered late, of a session timeout of {} ms, and nothing sent since "
-                                             "was answered): the lease on the session's permits ran out",
-                                             silent_ms, session_timeout_.count())
-                               : fmt::format("no answer from the server for {} ms, half its session timeout of {} "
-                                             "ms: the lease on the session's permits ran out",
-                                             silent_ms, session_timeout_.count()));
+                      renewing
+                          ? fmt::format("no answer from the server for {} ms since the session's RESUME was sent "
+                                        "(answered late, of a session timeout of {} ms, and nothing sent since "
+                                        "was answered): the lease on the session's permits ran out",
+                                        silent_ms, session_timeout_.count())
+                          : fmt::format("no answer from the server for {} ms, half its session timeout of {} "
+                                        "ms{}",
+                                        silent_ms, session_timeout_.count(),
+                                        // A sessionless connection holds no permits.
+                                        options_.sessionless ? "" : ": the lease on the session's permits ran out"));
       }
       wake_at = std::min(wake_at, lapse);
     }

@@ -1460,6 +1460,109 @@ TEST_F(CliServers, ARaiseOfTheFencesTheLeaderGaveUpOnIsNotDoneForCertainAndExits
   }
 }
 
+// A change whose answer never comes (note26 section 7 item 5: an ADD whose
+// new server needs longer than the lease to catch up; the leader reads
+// nothing of the connection meanwhile): libnetsem ends the connection at
+// half the session timeout (600 ms here, from LEASE), and the CLI follows
+// the change on a new connection to the leader the first CLUSTER STATUS
+// named, judging as after a TIMEOUT, while that leader shows the server as
+// a spare in the same term. The fake server never answers ADD or REMOVE;
+// its views, in order: the look before the change, then the follow-up's.
+TEST_F(CliServers, AClusterChangeWhoseAnswerNeverComesIsFollowedAtTheLeader) {
+  const std::string leads = cluster_view("leader", 2, 1, "1 voter,2 voter,3 voter");
+  const std::string spare = cluster_view("leader", 2, 1, "1 voter,2 voter,3 voter,9 spare");
+  const std::string add = "cluster add 9 127.0.0.9:7001 127.0.0.9:53559";
+  const struct {
+    std::string command;
+    std::vector<std::string> views;  // after the first look
+    int exit_code;
+    std::string out;
+    std::string err;  // after "no answer came from server 1 (no answer from the server for N ms"
+  } cases[] = {
+      {add,
+       {spare, spare, cluster_view("leader", 2, 1, "1 voter,2 voter,3 voter,9 voter")},
+       0,
+       "server 9 added: a voter\n",
+       ""},
+      {add,
+       {spare, leads},
+       75,
+       "",
+       "netsem: cluster add: not done: server 9 did not catch up with the log in time (is it running, with join = "
+       "on, and is 127.0.0.9:7001 reachable from the leader?); server 1 still leads, in the same term, and has "
+       "server 9 out of its configuration\n"},
+      {add,
+       {cluster_view("follower", 3, 2, "1 voter,2 voter,3 voter,9 spare")},
+       75,
+       "",
+       ", half its session timeout of 600 ms); the outcome is unknown; server 1 (follower, term 3) now has server "
+       "9 as a spare, which a new leader may still change: run netsem cluster status once one is elected\n"},
+      {"cluster add -t 1s 9 127.0.0.9:7001 127.0.0.9:53559",
+       {spare},
+       75,
+       "",
+       "netsem: cluster add: not done yet after 1 s: server 9 is still catching up (a spare, match index - of -); "
+       "server 1 goes on with the change: run netsem cluster status to see it end\n"},
+      {"cluster remove 3", {cluster_view("leader", 2, 1, "1 voter,2 voter")}, 0, "server 3 removed\n", ""},
+      {"cluster remove 3",
+       {leads},
+       75,
+       "",
+       ", half its session timeout of 600 ms); server 1 still leads, in the same term, and has server 3 as a voter, "
+       "and may still remove it; run netsem cluster status to see whether server 3 is a member\n"},
+  };
+  for (const auto& c : cases) {
+    std::mutex mutex;
+    std::string address;  // the fake's, named as the leader's client address: guarded by mutex
+    std::vector<std::string> views{leads};
+    views.insert(views.end(), c.views.begin(), c.views.end());
+    auto answer = fake_cluster(views, "");
+    std::set<int> held;  // the connections of a change: the server thread's
+    test_support::LineServer fake(
+        [&, answer](int connection, const std::vector<std::string>& f) mutable -> std::optional<std::string> {
+          if (f[1] == "LEASE") return "OK 600";
+          // As the leader: nothing more of the connection is read.
+          if (f[1] == "CLUSTER" && f.size() > 2 && (f[2] == "ADD" || f[2] == "REMOVE")) held.insert(connection);
+          if (held.contains(connection)) return std::nullopt;
+          std::string said = *answer(connection, f);
+          std::lock_guard lock(mutex);
+          if (const auto at = said.find("\"leader\":\"\""); at != std::string::npos) {
+            said.replace(at, 11, "\"leader\":\"" + address + "\"");
+          }
+          return said;
+        });
+    {
+      std::lock_guard lock(mutex);
+      address = fake.address();
+    }
+    std::vector<std::string> args{"--server", fake.address()};
+    std::istringstream words(c.command);
+    for (std::string word; words >> word;) args.push_back(word);
+    const Outcome outcome = Cli(args).finish();
+    EXPECT_EQ(outcome.exit_code, c.exit_code) << c.command << "\n" << outcome;
+    EXPECT_EQ(outcome.out, c.out) << c.command << "\n" << outcome;
+    if (c.err.empty() || c.err.starts_with("netsem: cluster add: not done")) {
+      EXPECT_EQ(outcome.err, c.err) << c.command << "\n" << outcome;
+    } else {
+      const std::string what = c.command.starts_with("cluster add") ? "cluster add" : "cluster remove";
+      EXPECT_TRUE(outcome.err.starts_with("netsem: " + what +
+                                          ": not done for certain: no answer came from server 1 (no answer from "
+                                          "the server for "))
+          << c.command << "\n"
+          << outcome;
+      EXPECT_TRUE(outcome.err.ends_with(c.err)) << c.command << "\n" << outcome;
+    }
+    // The change sent once, on the first connection; the looks after it on
+    // another (the first client also connects again meanwhile).
+    EXPECT_GE(fake.connections(), 2) << c.command;
+    int changes = 0;
+    for (const std::string& line : fake.lines()) {
+      changes += line.find(" CLUSTER ADD ") != std::string::npos || line.find(" CLUSTER REMOVE ") != std::string::npos;
+    }
+    EXPECT_EQ(changes, 1) << c.command;
+  }
+}
+
 // netsem out of file descriptors (a process at its limit: not an outage, no
 // fallback, e4de7a2) exits 71, EX_OSERR, which a script can tell from a
 // refusal (1), an outage (69) and a timeout (75); it exited 1. It says so
