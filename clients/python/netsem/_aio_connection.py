@@ -100,7 +100,8 @@ class Answer:
 class Call:
     """One request in flight; the connection completes ``future`` exactly once."""
 
-    __slots__ = ("tag", "session", "seq", "may_wait", "future", "sent_at", "answered", "items", "line")
+    __slots__ = ("tag", "session", "seq", "may_wait", "holds_line", "future", "sent_at", "readable_at", "answered",
+                 "items", "line")
 
     def __init__(
         self, tag: str, session: int, seq: int, may_wait: bool, future: asyncio.Future[Answer], sent_at: float,
@@ -111,8 +112,15 @@ class Call:
         self.session = session
         self.seq = seq  # its place in the session's send order
         self.may_wait = may_wait  # an ACQUIRE or WAIT that the server may queue
+        # A CLUSTER ADD, REMOVE or FENCES: the server reads nothing of the
+        # session behind it, PINGs included, until it answers it.
+        self.holds_line = proto.holds_the_line(line)
         self.future = future
         self.sent_at = sent_at
+        # Since when the server can read it (its request_timeout and silence
+        # count from then): its send, or the answer to a CLUSTER request sent
+        # before it (_resume.read_behind).
+        self.readable_at = sent_at
         self.answered = False  # some line answered it (QUEUED counts)
         self.items: list[proto.Reply] = []
 
@@ -846,10 +854,12 @@ class Connection:
         # Only the pings behind a queued request tell a long wait from a silent
         # server, so while one is unanswered they go at least every half
         # request_timeout (Lease.ping_at; libnetsem does the same).
-        oldest = unread[0].sent_at if unread else None
+        # Behind an unanswered CLUSTER request nothing is read: the lease
+        # bounds it instead (_resume.expiry_since).
+        oldest = _resume.expiry_since(unread, lease.session_timeout)
         if now >= lease.ping_at(self._last_sent, oldest):
             self._send_ping()
-            oldest = unread[0].sent_at
+            oldest = _resume.expiry_since(unread, lease.session_timeout)
         # A request unanswered for request_timeout, or half the lease gone with
         # no answer: the server may be unreachable while it holds our permits;
         # the other half is for stopping the work.
@@ -937,6 +947,7 @@ class Connection:
         self._read_upto = max(self._read_upto, call.seq)
         assert self._lease is not None
         self._lease.answered(call.sent_at)
+        _resume.read_behind(self._unread, call, time.monotonic())
         if reply.kind == "QUEUED":
             if self._options.queue_positions:
                 log.info("request %s is queued at position %s", call.tag, proto.printable(reply.text))
@@ -1366,7 +1377,8 @@ class Connection:
     def _write_again(self, call: Call, line: bytes, now: float) -> None:
         assert self._writer is not None
         self._seq += 1
-        call.seq, call.line, call.sent_at, call.answered = self._seq, line, now, False
+        call.seq, call.line, call.sent_at, call.readable_at, call.answered = self._seq, line, now, now, False
+        call.holds_line = proto.holds_the_line(line)
         self._pending[call.tag] = call
         self._unread.append(call)
         self._writer.write(line)

@@ -89,8 +89,8 @@ class LosablePermit(Protocol):
 class Call:
     """One request in flight. The I/O thread completes it exactly once."""
 
-    __slots__ = ("tag", "session", "line", "may_wait", "_done", "reply", "failure", "items", "answered", "sent_at",
-                 "seq", "undo", "_lock")
+    __slots__ = ("tag", "session", "line", "may_wait", "holds_line", "_done", "reply", "failure", "items",
+                 "answered", "sent_at", "readable_at", "seq", "undo", "_lock")
 
     def __init__(self, tag: str, session: int, line: bytes, may_wait: bool = False) -> None:
         self.tag = tag
@@ -99,6 +99,10 @@ class Call:
         # A request the server may queue, whose answer may come at any time
         # later: an ACQUIRE or WAIT with a timeout other than 0.
         self.may_wait = may_wait
+        # A CLUSTER ADD, REMOVE or FENCES: the server reads nothing of the
+        # session behind it, PINGs included, until it answers it
+        # (proto.holds_the_line).
+        self.holds_line = proto.holds_the_line(line)
         self._done = threading.Event()
         self._lock = threading.Lock()
         self.reply: proto.Reply | None = None  # final once done, unless failure
@@ -106,6 +110,10 @@ class Call:
         self.items: list[str] = []  # loop only until done: ITEM rows
         self.answered = False  # loop only: some line answered it (QUEUED counts)
         self.sent_at = 0.0  # loop only
+        # Loop only: since when the server can read it (its request_timeout
+        # and silence count from then): its send, or the answer to a
+        # CLUSTER request sent before it (_resume.read_behind).
+        self.readable_at = 0.0
         self.seq = 0  # loop only: its place in the session's send order
         # Set by a caller that gave up waiting (an exception, KeyboardInterrupt
         # included): the request that undoes a grant still to come, so that
@@ -1050,11 +1058,13 @@ class Connection:
                     or (self._unanswered[0].may_wait and self._unanswered[0].seq <= self._read_seq)
                 ):
                     self._unanswered.popleft()
-                oldest = self._unanswered[0].sent_at if self._unanswered else None
+                # Behind an unanswered CLUSTER request nothing is read: the
+                # lease bounds it instead (_resume.expiry_since).
+                oldest = _resume.expiry_since(self._unanswered, self._lease.session_timeout)
                 if now >= self._lease.ping_at(self._last_sent, oldest):
                     tag = self._tags.next()
                     self._put(Call(tag, session, proto.ping_request(tag)), now)
-                    oldest = self._unanswered[0].sent_at
+                    oldest = _resume.expiry_since(self._unanswered, self._lease.session_timeout)
                 why = self._lease.check(now, oldest)
                 if why is not None:
                     self._fell_silent = True
@@ -1110,7 +1120,7 @@ class Connection:
     def _put(self, call: Call, now: float) -> None:
         """Loop only: sends ``call`` (buffers its line) and tracks it."""
         self._out += call.line
-        call.sent_at = now
+        call.sent_at = call.readable_at = now
         self._sent_seq += 1
         call.seq = self._sent_seq
         self._unanswered.append(call)
@@ -1178,6 +1188,7 @@ class Connection:
         self._read_seq = max(self._read_seq, call.seq)
         # The server read it, so it cannot end the session before T after that.
         self._lease.answered(call.sent_at)
+        _resume.read_behind(self._unanswered, call, time.monotonic())
         if reply.kind == "QUEUED":
             if self._options.queue_positions:
                 log.info('"%s" is queued at position %s', proto.printable(call.line.decode("utf-8", "replace")),

@@ -44,6 +44,7 @@ MAX_LINE = 4096  # bytes, without the line end
 MAX_TAG = 32
 MAX_COUNT = 2**31 - 1
 MAX_PING_PAYLOAD = 4000  # bytes
+MAX_FENCE_RAISE = 2**53  # CLUSTER FENCES <n>: n is 1..2^53 (libnetsem's protocol::kMaxFenceRaise)
 # A timeout longer than this (about 100 years, libnetsem's kForeverAfter)
 # waits for ever.
 FOREVER_AFTER = 100 * 365 * 24 * 3600.0
@@ -345,6 +346,28 @@ def option_queued_request(tag: str, on: bool) -> bytes:
 def kick_request(tag: str, session_id: int) -> bytes:
     """``KICK <session-id>`` (1.1)."""
     return request(tag, "KICK", session_id)
+
+
+def check_fence_raise(by: int) -> None:
+    """InvalidArgument unless ``by`` is what CLUSTER FENCES takes: a whole
+    number of 1 to 2^53 (libnetsem's cluster_raise_fences, the same words)."""
+    if isinstance(by, bool) or not isinstance(by, int) or not 1 <= by <= MAX_FENCE_RAISE:
+        raise InvalidArgument(f"CLUSTER FENCES: the fences rise by 1..{MAX_FENCE_RAISE} (2^53)")
+
+
+def cluster_fences_request(tag: str, by: int) -> bytes:
+    """``CLUSTER FENCES <by>`` (proposed 1.2, admin; on a cluster's leader)."""
+    return request(tag, "CLUSTER", "FENCES", by)
+
+
+def holds_the_line(line: bytes) -> bool:
+    """Whether the server reads nothing more of the session before it answers
+    request ``line`` (docs/protocol.md, CLUSTER: "the session's later
+    requests wait for it"): CLUSTER ADD and REMOVE, which wait for a change
+    of the cluster's configuration, and CLUSTER FENCES, which waits for its
+    entry to commit. As libnetsem's holds_the_line."""
+    _, space, rest = line.partition(b" ")
+    return bool(space) and rest.startswith((b"CLUSTER ADD ", b"CLUSTER REMOVE ", b"CLUSTER FENCES "))
 
 
 # --- Answers ----------------------------------------------------------------
@@ -949,6 +972,23 @@ class Ended(Protocol):
 
     failure: NetsemError | None
     reply: Reply | None
+
+
+def cluster_error(ended: Ended, what: str) -> NetsemError | None:
+    """final_error of a CLUSTER request, with libnetsem's words for a server
+    that does not know CLUSTER (UNKNOWN_VERB: a ProtocolError)."""
+    reply = ended.reply
+    if ended.failure is None and reply is not None and reply.kind == "ERR" and reply.code == "UNKNOWN_VERB":
+        return ProtocolError(f"{what}: the server does not know CLUSTER (protocol 1.2)")
+    return final_error(ended, what)
+
+
+def parse_last_fence(reply: Reply, what: str) -> int:
+    """CLUSTER FENCES' ``OK <last fence>``; ProtocolError otherwise."""
+    value = _uint(reply.text) if reply.kind == "OK" else None
+    if value is None:
+        raise ProtocolError(f"{what}: unexpected answer {reply.kind} {printable(reply.text)}".rstrip())
+    return value
 
 
 def final_error(ended: Ended, what: str) -> NetsemError | None:

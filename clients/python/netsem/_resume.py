@@ -459,19 +459,53 @@ class Silence:
 
 
 def quiet_since(unanswered: Iterable[Any]) -> float | None:
-    """Rule 5 (docs/client.md, "Silence on an open connection"): when the
-    oldest request still unanswered that the server answers at once was sent
-    (``sent_at`` of the first of ``unanswered``, in send order, neither
-    ``answered`` nor ``may_wait``); None when there is none. An ACQUIRE or
+    """Rule 5 (docs/client.md, "Silence on an open connection"): since when
+    the oldest request still unanswered that the server answers at once could
+    be read (``readable_at`` of the first of ``unanswered``, in send order,
+    neither ``answered`` nor ``may_wait``: its send, or the answer to a
+    CLUSTER request before it); None when there is none. An ACQUIRE or
     WAIT the server may queue rightly waits with no answer, read or not:
     only the pings behind it tell a silent server, so it never starts a
     stall (with it, a queued ACQUIRE made both clients move a healthy
-    session T/6 after its send, the moment its first ping went). The first
-    64 are looked at, as libnetsem does."""
+    session T/6 after its send, the moment its first ping went). Nor does
+    anything behind an unanswered CLUSTER ADD, REMOVE or FENCES
+    (``holds_line``), which the server does not read before it answers that
+    one (seconds for an ADD): libnetsem's newuser25 finding, an ADD that
+    moved the session and lost its answer. The first 64 are looked at, as
+    libnetsem does."""
     for call in itertools.islice(unanswered, 64):
+        if not call.answered and call.holds_line:
+            return None
         if not call.answered and not call.may_wait:
-            return float(call.sent_at)
+            return float(call.readable_at)
     return None
+
+
+def expiry_since(unanswered: Iterable[Any], session_timeout: float) -> float | None:
+    """Since when request_timeout counts for the first of ``unanswered``
+    (its ``readable_at``); None when there is none, or when it is an
+    unanswered CLUSTER ADD, REMOVE or FENCES (``holds_line``) on a session
+    with a lease (``session_timeout`` > 0): the lease bounds it instead, T/2
+    with no answer (an ADD waits for the new server to catch up), as in
+    libnetsem (docs/client.md, "When is a request read")."""
+    for call in unanswered:
+        if call.holds_line and not call.answered and session_timeout > 0:
+            return None
+        return float(call.readable_at)
+    return None
+
+
+def read_behind(unanswered: Iterable[Any], answered: Any, now: float) -> None:
+    """``answered`` was a CLUSTER request the server read nothing behind
+    (``holds_line``) until it answered, just now: the requests sent after it
+    count their request_timeout and silence from ``now`` (``readable_at``),
+    not from their send, seconds ago for an ADD (they would have moved a
+    healthy session at once). Their lease still counts from their send."""
+    if not answered.holds_line:
+        return
+    for call in unanswered:
+        if call.seq > answered.seq and not call.answered:
+            call.readable_at = max(call.readable_at, now)
 
 
 class MovePace:

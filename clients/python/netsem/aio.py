@@ -707,6 +707,21 @@ class Client:
             raise InvalidArgument("KICK: session ids start at 1")
         await self._round_trip_v11(lambda tag: proto.kick_request(tag, session_id), "KICK", f"KICK {session_id}")
 
+    # --- proposed 1.2: a cluster's fences (CLUSTER FENCES, admin) ---
+
+    async def cluster_raise_fences(self, by: int) -> int:
+        """Raises a cluster's fences by ``by`` (1 .. 2**53) on its leader and
+        returns the new last fence, once committed; the same errors as the
+        blocking Client's cluster_raise_fences (Timeout: the leader lost its
+        leadership first, the outcome unknown)."""
+        proto.check_fence_raise(by)
+        what = f"CLUSTER FENCES {by}"
+        answer = await self._round_trip(
+            lambda tag: proto.cluster_fences_request(tag, by), what, may_wait=True, error_of=proto.cluster_error
+        )
+        assert answer.reply is not None
+        return proto.parse_last_fence(answer.reply, what)
+
     def _check_server_name(self, name: str, verb: str) -> None:
         _check_name(name)
         if _is_local_name(name):
@@ -824,20 +839,23 @@ class Client:
 
     # --- the server round trip ---
 
-    async def _round_trip(self, build: Callable[[str], bytes], what: str) -> Answer:
+    async def _round_trip(
+        self, build: Callable[[str], bytes], what: str, may_wait: bool = False,
+        error_of: Callable[[Answer, str], NetsemError | None] = proto.final_error,
+    ) -> Answer:
         """One request and its final answer; raises the refusal, Unavailable, or the
-        answer's error. Made between two sessions, it waits for the round of
+        answer's error (``error_of``). Made between two sessions, it waits for the round of
         connection attempts under way and is sent on the session it finds;
         Unavailable "no server reachable" when none was ever reached or that
-        round reached none."""
+        round reached none. ``may_wait``: a request the server may not answer at once."""
         await self._ready()
-        call = self._connection.send(build)
+        call = self._connection.send(build, may_wait=may_wait)
         if call is None:
             call = await self._send_made_between(_resume.made_between(what), lambda tag, _ms: build(tag))
             if call is None:
                 raise Unavailable("no server reachable")
         answer = await call.future
-        error = proto.final_error(answer, what)
+        error = error_of(answer, what)
         if error is not None:
             raise error
         return answer

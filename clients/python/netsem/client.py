@@ -505,15 +505,16 @@ class Client:
 
     # --- asking the server ---------------------------------------------------------
 
-    def _round_trip(self, build: Callable[[str], bytes], what: str) -> Call:
+    def _round_trip(self, build: Callable[[str], bytes], what: str, may_wait: bool = False) -> Call:
         """One request (``what``: 'GET "name"', 'LIST', ...) and its final
         answer. Made between two sessions, it waits for the round of
         connection attempts under way and is sent on the session it finds.
         Raises the servers' refusal (the one of the round that decided) or
         Unavailable when there is no session (none was ever reached, or that
-        round reached none), or when it ends before the answer."""
+        round reached none), or when it ends before the answer.
+        ``may_wait``: see Call.may_wait."""
         connection = self._io_caller()
-        call = connection.send(build)
+        call = connection.send(build, may_wait=may_wait)
         if call is None:
             call = self._send_made_between(connection, _resume.made_between(what), lambda tag, _ms: build(tag))
             if call is None:
@@ -995,6 +996,32 @@ class Client:
         if isinstance(session_id, bool) or not isinstance(session_id, int) or session_id < 1:
             raise InvalidArgument("KICK: session ids start at 1")
         self._ask_v11(lambda tag: proto.kick_request(tag, session_id), "KICK", f"KICK {session_id}")
+
+    # --- proposed 1.2: a cluster's fences (CLUSTER FENCES, admin) -------------------------
+
+    def cluster_raise_fences(self, by: int) -> int:
+        """Raises a cluster's fences by ``by`` (1 .. 2**53) and returns the new
+        last fence: every fence handed out after it, on any server, is above
+        it (what ends a restore from a backup copy, docs/replication.md). On
+        the leader only, once the raise is committed; as libnetsem's
+        cluster_raise_fences: InvalidArgument for a ``by`` out of range
+        (nothing sent) and from a single server ("not in a cluster"); Busy
+        from a follower (the message names the leader) or during an
+        election; Timeout when the leader lost its leadership before the
+        raise committed (the outcome is unknown: a new leader may commit it;
+        raising again is safe); LimitReached when the last fence would pass
+        2**62; Denied without the admin right; ProtocolError from a server
+        without CLUSTER. The server reads nothing more of the session until
+        it answers, so the session's lease (T/2), not request_timeout,
+        bounds the wait."""
+        proto.check_fence_raise(by)
+        what = f"CLUSTER FENCES {by}"
+        call = self._round_trip(lambda tag: proto.cluster_fences_request(tag, by), what, may_wait=True)
+        error = proto.cluster_error(call, what)
+        if error is not None:
+            raise error
+        assert call.reply is not None
+        return proto.parse_last_fence(call.reply, what)
 
     # --- 4D-style test-and-set flags on limit-1 names ------------------------------------
 
