@@ -290,14 +290,16 @@ std::string peer_secret_challenge(ServerId leader, ServerId added, std::string_v
   return "PEER " + std::to_string(leader) + " CHALLENGE " + std::to_string(added) + " " + std::string(nonce) + "\n";
 }
 
-std::string secret_check_message(ServerId leader, ServerId asked, ServerId answering, std::string_view nonce) {
-  return "netsem peer secret check v1\nproof: added server to leader\nleader " + std::to_string(leader) + "\nasked " +
-         std::to_string(asked) + "\nserver " + std::to_string(answering) + "\nnonce " + std::string(nonce) + "\n";
+std::string secret_check_message(ServerId leader, ServerId asked, ServerId answering, std::string_view nonce,
+                                 std::string_view address) {
+  return "netsem peer secret check v2\nproof: added server to leader\nleader " + std::to_string(leader) + "\nasked " +
+         std::to_string(asked) + "\nserver " + std::to_string(answering) + "\nnonce " + std::string(nonce) +
+         "\naddress " + std::string(address) + "\n";
 }
 
 std::string secret_check_proof(std::string_view secret, ServerId leader, ServerId asked, ServerId answering,
-                               std::string_view nonce) {
-  return hmac_sha256_hex(secret, secret_check_message(leader, asked, answering, nonce));
+                               std::string_view nonce, std::string_view address) {
+  return hmac_sha256_hex(secret, secret_check_message(leader, asked, answering, nonce, address));
 }
 
 std::string peer_secret_proof(ServerId id, std::string_view proof) {
@@ -343,7 +345,7 @@ std::optional<Result<SecretChallenge>> check_secret_challenge(std::string_view l
 }
 
 Result<ServerId> verify_secret_proof(std::string_view line, std::string_view secret, ServerId leader, ServerId asked,
-                                     std::string_view nonce) {
+                                     std::string_view nonce, std::string_view address) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   constexpr std::string_view kWord = " PROOF ";
   const std::size_t word = line.find(kWord);
@@ -356,7 +358,7 @@ Result<ServerId> verify_secret_proof(std::string_view line, std::string_view sec
       id == 0 || !is_lower_hex(given, kPeerProofBytes)) {
     return Status(StatusCode::kProtocol, "not PEER <id> PROOF <64 lowercase hex digits>");
   }
-  if (!same_mac(secret, secret_check_proof(secret, leader, asked, id, nonce), given)) {
+  if (!same_mac(secret, secret_check_proof(secret, leader, asked, id, nonce, address), given)) {
     return Status(StatusCode::kDenied, "server " + std::to_string(id) + "'s proof does not match the cluster secret");
   }
   return id;

@@ -193,8 +193,11 @@ std::optional<Result<RemovalNotice>> check_removal_notice(std::string_view line,
 //   "PEER <its id> PROOF <proof>\n"
 // where <proof> is secret_check_proof(): HMAC-SHA256 keyed by the cluster
 // secret over a domain-separated message binding the nonce, the leader's
-// id, the id asked for, the answering server's id and the direction. The
-// leader recomputes it and compares in constant time (verify_secret_proof).
+// id, the id asked for, the answering server's id, the client address (the
+// one the leader asked at; the answering server puts its own, from its
+// server.N line, so a proof relayed from another address does not hold:
+// audit27) and the direction. The leader recomputes it and compares in
+// constant time (verify_secret_proof).
 // A server with another secret, that would be added as a voter whose peer
 // links and removal notice every other server refuses, is so never added
 // (docs/replication.md, "Adding and removing servers"). The server checks
@@ -208,13 +211,14 @@ std::optional<Result<RemovalNotice>> check_removal_notice(std::string_view line,
 std::string peer_secret_challenge(ServerId leader, ServerId added, std::string_view nonce);
 
 // The message a proof is the HMAC of (exposed for the known-answer test):
-// "netsem peer secret check v1\nproof: added server to leader\nleader <leader>\n
-//  asked <asked>\nserver <answering>\nnonce <nonce>\n".
-std::string secret_check_message(ServerId leader, ServerId asked, ServerId answering, std::string_view nonce);
+// "netsem peer secret check v2\nproof: added server to leader\nleader <leader>\n
+//  asked <asked>\nserver <answering>\nnonce <nonce>\naddress <address>\n".
+std::string secret_check_message(ServerId leader, ServerId asked, ServerId answering, std::string_view nonce,
+                                 std::string_view address);
 
 // HMAC-SHA256(secret, secret_check_message(...)) in lowercase hex.
 std::string secret_check_proof(std::string_view secret, ServerId leader, ServerId asked, ServerId answering,
-                               std::string_view nonce);
+                               std::string_view nonce, std::string_view address);
 
 // "PEER <id> PROOF <proof>\n": server `id`'s answer to a challenge.
 std::string peer_secret_proof(ServerId id, std::string_view proof);
@@ -236,12 +240,13 @@ std::optional<Result<SecretChallenge>> check_secret_challenge(std::string_view l
                                                               const std::map<ServerId, std::string>& client_addresses);
 
 // The answer `line` (without its newline) to the challenge `leader` sent
-// with `nonce` for server `asked`: the answering server's id when its
-// proof holds for that id (compared in constant time: CRYPTO_memcmp);
-// kDenied when the proof does not match (another secret); kProtocol when
-// the line is no "PEER <id> PROOF <64 hex digits>".
+// with `nonce` for server `asked` at client `address`: the answering
+// server's id when its proof holds for that id (compared in constant time:
+// CRYPTO_memcmp); kDenied when the proof does not match (another secret, or
+// another client address in its own server.N line); kProtocol when the
+// line is no "PEER <id> PROOF <64 hex digits>".
 Result<ServerId> verify_secret_proof(std::string_view line, std::string_view secret, ServerId leader, ServerId asked,
-                                     std::string_view nonce);
+                                     std::string_view nonce, std::string_view address);
 
 // Sends `line` as send_peer_line does and reads one line back. `done` runs
 // once on `io`'s thread: the line (without its newline) when one came

@@ -718,9 +718,13 @@ void ClusterRuntime::accept_peer(UniqueFd fd, const asio::ip::address& remote, s
     const cluster::SecretChallenge& asked = **challenge;
     // The proof is all this server says: the leader, which holds the
     // secret, tells whether it matches; this server cannot, and need not
-    // (it changes nothing here).
+    // (it changes nothing here). It binds this server's own client address
+    // (its server.N line): a proof relayed to the leader from another
+    // address does not hold there (audit27).
+    const auto own = client_addresses_.find(id_);
+    const std::string own_address = own == client_addresses_.end() ? std::string() : own->second;
     const std::string answer = cluster::peer_secret_proof(
-        id_, cluster::secret_check_proof(secret_, asked.from, asked.added, id_, asked.nonce));
+        id_, cluster::secret_check_proof(secret_, asked.from, asked.added, id_, asked.nonce, own_address));
     if (::send(fd.get(), answer.data(), answer.size(), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
       spdlog::warn("cluster: answering server {}'s secret check: {}", asked.from, std::strerror(errno));
     } else if (asked.added != id_) {
@@ -933,9 +937,9 @@ Status ClusterRuntime::secret_check_refusal(const MembershipChange& change, std:
                       std::string(answer.status().message()) + "): start it (with join = on) and check that " +
                       change.client_address + " is its client address, reachable from the leader; nothing was changed");
   }
-  const Result<cluster::ServerId> proven = answer
-                                               ? cluster::verify_secret_proof(*answer, secret, leader, change.id, nonce)
-                                               : Result<cluster::ServerId>(answer.status());
+  const Result<cluster::ServerId> proven =
+      answer ? cluster::verify_secret_proof(*answer, secret, leader, change.id, nonce, change.client_address)
+             : Result<cluster::ServerId>(answer.status());
   if (proven && *proven == change.id) return Status::ok();
   if (proven) {
     return Status(StatusCode::kInvalidArgument,
@@ -948,7 +952,9 @@ Status ClusterRuntime::secret_check_refusal(const MembershipChange& change, std:
           "): it has no server.N line for this server, or it runs a netsemd older than the secret challenge (its "
           "log then says 'refused a peer link ... wrong secret'), or it is no netsemd";
   } else if (proven.status().code() == StatusCode::kDenied) {
-    why = "its proof does not match): its secret_file is not the cluster's";
+    why = "its proof does not match): its secret_file is not the cluster's, or its own server." +
+          std::to_string(change.id) + " line gives another client address than " + change.client_address +
+          " (the proof binds the address), or it runs a netsemd of another secret check";
   } else {
     why = "it answered '" + answer->substr(0, 80) + "', no proof): it is no netsemd of this version";
   }

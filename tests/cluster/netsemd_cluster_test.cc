@@ -2858,6 +2858,81 @@ TEST_F(NetsemdCluster, TheSecretCheckOfAnAddPutsNoSecretOnTheWire) {
   EXPECT_EQ(ids_of(client_addresses_of(status, "s1")), "1 2 3") << status;
 }
 
+// audit27 2c: a process on the leader's host relays the leader's challenge
+// to the real server 4 (from the leader's host, as the server checks) and
+// its proof back, at a client address of its own. The proof binds the
+// client address the server gives itself, so it does not hold for the
+// relay's: refused, nothing changed. (Before, server 4 was added with the
+// relay's address as its client address.)
+TEST_F(NetsemdCluster, AProofRelayedFromAnotherAddressDoesNotHold) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  ASSERT_NO_FATAL_FAILURE(start_fourth());
+  const UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(listener.valid());
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  ASSERT_EQ(::inet_pton(AF_INET, host(lead).c_str(), &address.sin_addr), 1);
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address), 0)
+      << std::strerror(errno);
+  socklen_t size = sizeof address;
+  ASSERT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address), &size), 0);
+  ASSERT_EQ(::listen(listener.get(), 4), 0);
+  const std::string relay = host(lead) + ":" + std::to_string(ntohs(address.sin_port));
+  // One line each way, within 5 s.
+  const auto read_line = [](int fd) {
+    std::string bytes;
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (bytes.find('\n') == std::string::npos && std::chrono::steady_clock::now() < until) {
+      pollfd reading{fd, POLLIN, 0};
+      if (::poll(&reading, 1, 50) != 1) continue;
+      char chunk[512];
+      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+      if (n <= 0) break;
+      bytes.append(chunk, static_cast<std::size_t>(n));
+    }
+    return bytes;
+  };
+  std::string relayed;
+  std::thread relaying([&] {
+    pollfd waiting{listener.get(), POLLIN, 0};
+    if (::poll(&waiting, 1, 10000) != 1) return;
+    const UniqueFd asker(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!asker.valid()) return;
+    const std::string challenge = read_line(asker.get());
+    const UniqueFd onward(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    ::inet_pton(AF_INET, host(lead).c_str(), &from.sin_addr);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(static_cast<std::uint16_t>(client_ports_[3]));
+    ::inet_pton(AF_INET, host(3).c_str(), &to.sin_addr);
+    if (::bind(onward.get(), reinterpret_cast<const sockaddr*>(&from), sizeof from) != 0 ||
+        ::connect(onward.get(), reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
+      return;
+    }
+    (void)::send(onward.get(), challenge.data(), challenge.size(), MSG_NOSIGNAL);
+    relayed = read_line(onward.get());
+    (void)::send(asker.get(), relayed.data(), relayed.size(), MSG_NOSIGNAL);
+    std::this_thread::sleep_for(200ms);
+  });
+  auto admin = connect(lead);
+  ASSERT_TRUE(admin != nullptr);
+  const std::string answer = admin->request("c1 CLUSTER ADD 4 " + raft_address(3) + " " + relay, 30s);
+  relaying.join();
+  std::printf("CLUSTER ADD through a relay at %s: \"%s\"; the relay passed on: %s", relay.c_str(), answer.c_str(),
+              relayed.c_str());
+  EXPECT_TRUE(relayed.starts_with("PEER 4 PROOF ")) << "the relay got no proof: the test proves nothing\n" << logs();
+  EXPECT_EQ(answer.rfind("c1 ERR BAD_ARG server 4 at " + relay + " did not confirm the cluster secret", 0), 0u)
+      << answer << "\n"
+      << logs();
+  EXPECT_NE(answer.find("gives another client address than " + relay), std::string::npos) << answer;
+  const std::string status = admin->request("s1 CLUSTER STATUS", 5s);
+  EXPECT_EQ(members_of(status, "s1").size(), 3u) << status;
+  EXPECT_EQ(ids_of(client_addresses_of(status, "s1")), "1 2 3") << status;
+}
+
 // KICK of a session hosted by another server. Protocol KICK goes through
 // the log and works from any server. The HTTP API's kick ends sessions its
 // own server hosts; for one another server hosts it answers 421 ELSEWHERE

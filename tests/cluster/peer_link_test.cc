@@ -33,16 +33,17 @@ constexpr char kResumeSecret[] = "00112233445566778899aabbccddeeff";
 // answered by an HMAC proof; no secret on the wire either way.
 constexpr char kKatSecret[] = "a-cluster-secret-of-the-test-0123456789";
 constexpr char kKatNonce[] = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+constexpr char kKatAddress[] = "127.0.0.4:7000";
 
 // Known answer: computed outside netsem (Python's hmac, and
 // `openssl dgst -sha256 -hmac <secret>` over the message), so a change of
 // the message, the key or the MAC breaks it (and interoperation with it).
 TEST(PeerLink, ASecretCheckProofIsTheHmacOfItsDomainSeparatedMessage) {
-  EXPECT_EQ(secret_check_message(1, 4, 4, kKatNonce),
-            "netsem peer secret check v1\nproof: added server to leader\nleader 1\nasked 4\nserver 4\nnonce "
-            "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n");
-  EXPECT_EQ(secret_check_proof(kKatSecret, 1, 4, 4, kKatNonce),
-            "311d28f67bd6dad9637e2019f96be6f93e92e96938129ccdd74fce12bc8147a8");
+  EXPECT_EQ(secret_check_message(1, 4, 4, kKatNonce, kKatAddress),
+            "netsem peer secret check v2\nproof: added server to leader\nleader 1\nasked 4\nserver 4\nnonce "
+            "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\naddress 127.0.0.4:7000\n");
+  EXPECT_EQ(secret_check_proof(kKatSecret, 1, 4, 4, kKatNonce, kKatAddress),
+            "a694f181ba87cd00bdc91dabe9d4e1076258e06f9b826413e3ccc165ff1aa6ca");
   EXPECT_EQ(peer_secret_challenge(1, 4, kKatNonce), std::string("PEER 1 CHALLENGE 4 ") + kKatNonce + "\n");
   EXPECT_EQ(peer_secret_proof(4, "ab"), "PEER 4 PROOF ab\n");
   // Fresh nonces: 64 lowercase hex digits, never the same twice.
@@ -56,19 +57,20 @@ TEST(PeerLink, ASecretCheckProofIsTheHmacOfItsDomainSeparatedMessage) {
 
 TEST(PeerLink, AProofHoldsOnlyForTheSecretTheNonceAndTheIdsItWasMadeFor) {
   const auto answer = [](std::string_view secret, ServerId leader, ServerId asked, ServerId answering,
-                         std::string_view nonce) {
-    std::string line = peer_secret_proof(answering, secret_check_proof(secret, leader, asked, answering, nonce));
+                         std::string_view nonce, std::string_view address = kKatAddress) {
+    std::string line =
+        peer_secret_proof(answering, secret_check_proof(secret, leader, asked, answering, nonce, address));
     line.pop_back();
     return line;
   };
   const std::string right = answer(kKatSecret, 1, 4, 4, kKatNonce);
-  const Result<ServerId> proven = verify_secret_proof(right, kKatSecret, 1, 4, kKatNonce);
+  const Result<ServerId> proven = verify_secret_proof(right, kKatSecret, 1, 4, kKatNonce, kKatAddress);
   ASSERT_TRUE(proven) << proven.status().to_string();
   EXPECT_EQ(*proven, 4u);
-  EXPECT_TRUE(verify_secret_proof(right + "\r", kKatSecret, 1, 4, kKatNonce));
+  EXPECT_TRUE(verify_secret_proof(right + "\r", kKatSecret, 1, 4, kKatNonce, kKatAddress));
   // Another server's own proof names it: the caller tells "server 5, not 4".
   const Result<ServerId> other =
-      verify_secret_proof(answer(kKatSecret, 1, 4, 5, kKatNonce), kKatSecret, 1, 4, kKatNonce);
+      verify_secret_proof(answer(kKatSecret, 1, 4, 5, kKatNonce), kKatSecret, 1, 4, kKatNonce, kKatAddress);
   ASSERT_TRUE(other);
   EXPECT_EQ(*other, 5u);
 
@@ -90,16 +92,18 @@ TEST(PeerLink, AProofHoldsOnlyForTheSecretTheNonceAndTheIdsItWasMadeFor) {
       {"made for another leader", answer(kKatSecret, 2, 4, 4, kKatNonce), 1, 4, kKatNonce},
       {"made for another asked id", answer(kKatSecret, 1, 5, 4, kKatNonce), 1, 4, kKatNonce},
       {"its id tampered with", tampered_id, 1, 4, kKatNonce},
+      {"made at another client address (relayed)", answer(kKatSecret, 1, 4, 4, kKatNonce, "127.0.0.2:7001"), 1, 4,
+       kKatNonce},
       {"a bit of the proof flipped", flipped, 1, 4, kKatNonce},
   };
   for (const Case& c : denied) {
-    const Result<ServerId> got = verify_secret_proof(c.line, kKatSecret, c.leader, c.asked, c.nonce);
+    const Result<ServerId> got = verify_secret_proof(c.line, kKatSecret, c.leader, c.asked, c.nonce, kKatAddress);
     EXPECT_EQ(got.status().code(), StatusCode::kDenied) << c.what << ": " << c.line;
   }
   // No secret on this side proves nothing.
-  EXPECT_EQ(verify_secret_proof(right, "", 1, 4, kKatNonce).status().code(), StatusCode::kDenied);
+  EXPECT_EQ(verify_secret_proof(right, "", 1, 4, kKatNonce, kKatAddress).status().code(), StatusCode::kDenied);
 
-  const std::string proof = secret_check_proof(kKatSecret, 1, 4, 4, kKatNonce);
+  const std::string proof = secret_check_proof(kKatSecret, 1, 4, 4, kKatNonce, kKatAddress);
   std::string upper = proof;
   for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   const std::string malformed[] = {
@@ -122,7 +126,8 @@ TEST(PeerLink, AProofHoldsOnlyForTheSecretTheNonceAndTheIdsItWasMadeFor) {
       "PEER 99999999999999999999999 PROOF " + proof,
   };
   for (const std::string& line : malformed) {
-    EXPECT_EQ(verify_secret_proof(line, kKatSecret, 1, 4, kKatNonce).status().code(), StatusCode::kProtocol)
+    EXPECT_EQ(verify_secret_proof(line, kKatSecret, 1, 4, kKatNonce, kKatAddress).status().code(),
+              StatusCode::kProtocol)
         << "'" << line << "'";
   }
 }
@@ -293,7 +298,7 @@ TEST(PeerLink, ALinksProofsAreHmacsOfTheirDomainSeparatedMessages) {
   EXPECT_EQ(removal_notice_mac(kKatSecret, 1, 3, 57),
             "d6cb5472b53024c1ab188f87264e3424d0b9aa6291740a9a60dbe71ca8ab9266");
   // The three kinds of proof differ for the same secret and numbers.
-  EXPECT_NE(secret_check_proof(kKatSecret, 2, 1, 1, kKatLinkingNonce),
+  EXPECT_NE(secret_check_proof(kKatSecret, 2, 1, 1, kKatLinkingNonce, kKatAddress),
             peer_link_proof(kKatSecret, LinkSide::kReceiving, 2, 1, kKatLinkingNonce, kKatLinkingNonce));
 }
 
