@@ -307,9 +307,26 @@ class Permit:
         try:
             warnings.warn(f"unreleased netsem permit of {state.name!r} given back by the garbage collector",
                           ResourceWarning, stacklevel=2)
+            # The collector runs whenever an allocation triggers it: maybe on
+            # a thread inside this permit's lock (the I/O thread marking it
+            # lost), which release() would wait for for ever. Then a thread
+            # of its own gives it back, once the lock is free.
+            if not state.lock.acquire(blocking=False):
+                threading.Thread(target=_release_collected, args=(state,), name="netsem-collected-permit",
+                                 daemon=True).start()
+                return
+            state.lock.release()
             state.release(wait=False)
         except Exception:  # NetsemError, or the interpreter shutting down
             pass
+
+
+def _release_collected(state: _PermitState) -> None:
+    """Permit.__del__'s release when the permit's lock was taken."""
+    try:
+        state.release(wait=False)
+    except Exception:  # NetsemError (lost meanwhile), or the interpreter shutting down
+        pass
 
 
 class _NoLocal:

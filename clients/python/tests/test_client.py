@@ -339,6 +339,51 @@ def test_garbage_collected_permit_goes_back_with_a_warning(netsemd, clients) -> 
     assert client.try_acquire("one") is not None
 
 
+def test_a_permit_collected_while_its_loss_is_marked_does_not_deadlock_the_io_thread() -> None:
+    """A Permit caught in a reference cycle is given back by its finalizer
+    whenever the collector runs: on the I/O thread too, in the middle of
+    marking that very permit lost (its session ended), inside the permit's
+    own lock. Its release waited for that lock, held by its own thread: the
+    I/O thread hung for good, and so did close() (found by
+    test_cluster_fences at a cluster's teardown). Now the finalizer leaves
+    the release to a thread of its own when the lock is taken, which gives
+    the permit back (drops its host-wide mark) once the loss is marked."""
+    from netsem.client import Permit, _PermitState
+
+    class Connection:  # what a remote permit's release uses
+        def unregister_permit(self, state: object) -> None:
+            pass
+
+        def send(self, build: Callable[[str], bytes], session: int = 0) -> object:
+            return object()
+
+        def on_io_thread(self) -> bool:
+            return True
+
+    unmarked: list[object] = []
+    holder: list[Permit] = []
+
+    class Marks:  # the host-wide table of holders
+        def mark_lost(self, mark: object) -> None:
+            holder.clear()  # the last reference goes: the finalizer runs here, inside the permit's lock
+
+        def unmark(self, mark: object) -> None:
+            unmarked.append(mark)
+
+    state = _PermitState("db", 1)
+    state.connection, state.session, state.fence = Connection(), 1, 5  # type: ignore[assignment]
+    state.marks, state.mark = Marks(), object()
+    mark = state.mark
+    holder.append(Permit(state))
+    marking = threading.Thread(target=state.mark_lost, args=(Unavailable("the session ended"), None), daemon=True)
+    with pytest.warns(ResourceWarning, match="unreleased netsem permit"):
+        marking.start()
+        marking.join(5)
+    assert not marking.is_alive(), "deadlocked: the finalizer's release waited for its own thread's lock"
+    assert wait_until(lambda: unmarked == [mark], 5), unmarked
+    assert state.released and state.loss is not None
+
+
 def test_calls_after_close_raise_unavailable(netsemd, local_dir) -> None:
     client = Client(options=ClientOptions(servers=[netsemd.address], local_dir=local_dir))
     permit = client.acquire("one")
