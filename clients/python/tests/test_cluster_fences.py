@@ -25,7 +25,7 @@ import pytest
 from aio_support import release
 from cluster_support import Cluster
 from conftest import client_factory
-from fake_server import FakeServer, Peer
+from fake_server import RESUMABLE_42, FakeServer, Peer
 
 from netsem import FallbackPolicy
 from netsem.errors import Busy, Denied, InvalidArgument, LimitReached, ProtocolError, Timeout, Unavailable
@@ -123,16 +123,19 @@ def _stopped(pid: int, within: float = 5.0) -> bool:
 # --- against a fake server: bounds, answers and the lease ---
 
 
-def _serve(answer: str, delay: float = 0.0) -> Callable[[Peer], None]:
-    """A 1.1 server with a session timeout of 3 s that answers CLUSTER FENCES
-    with ``answer`` after ``delay`` seconds, reading nothing of the session
-    meanwhile (as netsemd), and the rest as netsemd 1.1 does."""
+def _serve(answer: str, delay: float = 0.0, resumable: bool = False) -> Callable[[Peer], None]:
+    """A 1.1 server with a session timeout of 3 s (``resumable``: a 1.2 one of
+    12 s whose session 42 is resumable, as fake_server.RESUMABLE_42) that answers
+    CLUSTER FENCES with ``answer`` after ``delay`` seconds, reading nothing of
+    the session meanwhile (as netsemd), and the rest as netsemd does."""
 
     def script(peer: Peer) -> None:
-        if not peer.handshake(session_timeout_ms=3000):
+        if not resumable and not peer.handshake(session_timeout_ms=3000):
             return
         answers = {"OPTION": "OK", "RESUMABLE": "ERR UNKNOWN_VERB RESUMABLE",
                    "LEADER": "ERR UNKNOWN_VERB LEADER", "LEASE": "ERR UNKNOWN_VERB LEASE"}
+        if resumable:  # T = 12 s: T/6 2 s, T/2 6 s
+            answers.update(RESUMABLE_42, LEASE="OK 12000", STATS='OK {"session_timeout_ms":12000}')
         while (line := peer.read_line(timeout=30)) is not None:
             tag, _, rest = line.partition(" ")
             if rest.startswith("CLUSTER FENCES "):
@@ -208,3 +211,20 @@ def test_the_wait_is_bounded_by_the_lease_not_request_timeout(either) -> None:
         with pytest.raises(Unavailable, match="half its session timeout of 3000 ms"):
             client.cluster_raise_fences(7)
         assert 1.2 < time.monotonic() - started < 2.4
+
+
+def test_a_raise_longer_than_a_sixth_of_the_session_timeout_does_not_move_the_session(either) -> None:
+    """Rule 5 moves a session off a server that leaves a request unanswered
+    for T/6, to another configured server: not behind a CLUSTER request,
+    whose answer the pings wait for (libnetsem's newuser25 finding: an ADD
+    that took 5 s moved the session and lost its answer). A (T = 12 s,
+    resumable) answers the raise after 5 s: past the first ping behind it
+    (T/6, 2 s) and T/6 after that, and past request_timeout (1 s), within
+    T/2; B, a listener, is never tried."""
+    with (FakeServer(_serve("OK 4242", delay=5.0, resumable=True)) as a, FakeServer(lambda peer: None) as b):
+        client = either([a.address, b.address], request_timeout=1.0)
+        assert client.stats().server == a.address
+        assert client.cluster_raise_fences(7) == 4242
+        assert client.ping("after") == "after"
+        assert b.connections() == 0 and client.stats().resumes == 0, (b.connections(), client.stats())
+        assert client.stats().connection_losses == 0, client.stats()
