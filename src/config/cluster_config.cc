@@ -242,8 +242,9 @@ const std::vector<ClusterKeySpec>& cluster_keys() {
       {.name = "data_dir", .default_text = "`<data_dir>/raft`", .help = "libraft's log, metadata and snapshots"},
       {.name = "secret_file",
        .default_text = "(required with more than one server)",
-       .help = "the peer links' shared secret: one line of 16 to 256 visible ASCII characters (`openssl rand -hex "
-               "32`), in a file only its owner may read or write (mode 600; refused otherwise, as a tokens_file)"},
+       .help = "the peer links' shared secret (proven by HMAC-SHA256, never sent): one line of 16 to 256 visible "
+               "ASCII characters (`openssl rand -hex 32`), in a file only its owner may read or write (mode 600; "
+               "refused otherwise, as a tokens_file)"},
       {.name = "join",
        .default_text = "`off`",
        .help = "`on`: a server to be added at run time. Its pristine data directory is not bootstrapped with the "
@@ -276,7 +277,9 @@ const std::vector<ClusterKeySpec>& cluster_keys() {
        .help = "networks, in the form of allowed_networks, whose connections this server's Raft port accepts besides "
                "those from the host of a server it knows (its configuration's, its `server.<id>` lines'; and "
                "127.0.0.1 when one is on loopback): for a server whose connections leave from another address than "
-               "its Raft address's host (a multi-homed host, NAT). The Raft port closes any other connection "
+               "its Raft address's host (a multi-homed host, NAT). A connection from these networks may claim any "
+               "server's id in its handshake; one from a server's host only that server's. The Raft port closes any "
+               "other connection "
                "(libraft's transport authenticates nobody; docs/security.md \"A cluster's ports\")"},
   };
   return keys;
