@@ -82,7 +82,8 @@ ClusterRuntime::ClusterRuntime(asio::io_context& io, const ServerConfig& config)
       secret_(config.cluster.secret),
       replica_(TableLimits{config.max_semaphores, config.max_pending_per_session}),
       tick_timer_(io),
-      drain_timer_(io) {
+      drain_timer_(io),
+      refusal_timer_(io) {
   for (const ClusterMember& member : config.cluster.servers) configured_[member.id] = member.client_address;
   client_addresses_ = configured_;
 }
@@ -636,6 +637,64 @@ void ClusterRuntime::arm_tick(std::int64_t at_ms) {
   });
 }
 
+void ClusterRuntime::log_refusal(const std::string& host, Refused kind, std::string message) {
+  if (stopped_) {  // no timer would write what is held back
+    spdlog::warn("cluster: {}", message);
+    return;
+  }
+  const auto now = std::chrono::steady_clock::now();
+  auto [it, first] = refusal_logs_.try_emplace({host, kind});
+  RefusalLog& log = it->second;
+  if (first) {
+    spdlog::warn("cluster: {}", message);
+    log.window_end = now + kRefusalLogWindow;
+  } else {
+    ++log.held;
+    log.last = std::move(message);
+  }
+  if (!refusal_timer_armed_) flush_refusals(now, false);
+}
+
+void ClusterRuntime::flush_refusals(std::chrono::steady_clock::time_point now, bool all) {
+  std::optional<std::chrono::steady_clock::time_point> next;
+  for (auto it = refusal_logs_.begin(); it != refusal_logs_.end();) {
+    RefusalLog& log = it->second;
+    if (!all && now < log.window_end) {
+      next = next ? std::min(*next, log.window_end) : log.window_end;
+      ++it;
+      continue;
+    }
+    if (log.held == 0) {  // a quiet window: the next is logged at once
+      it = refusal_logs_.erase(it);
+      continue;
+    }
+    const std::string& from = it->first.first;
+    if (log.held == 1) {
+      spdlog::warn("cluster: {} (logged late: at most one such line per {} s from {})", log.last,
+                   kRefusalLogWindow.count(), from);
+    } else {
+      spdlog::warn("cluster: {} (and {} more from {} in the last {} s)", log.last, log.held - 1, from,
+                   kRefusalLogWindow.count());
+    }
+    // The next window holds back every refusal of the kind until its end:
+    // a flood writes one line per window.
+    log.held = 0;
+    log.last.clear();
+    log.window_end = now + kRefusalLogWindow;
+    next = next ? std::min(*next, log.window_end) : log.window_end;
+    ++it;
+  }
+  refusal_timer_armed_ = false;
+  if (all || stopped_ || !next) return;
+  refusal_timer_armed_ = true;
+  refusal_timer_.expires_at(*next);
+  refusal_timer_.async_wait([this](const std::error_code& error) {
+    if (error || stopped_) return;
+    refusal_timer_armed_ = false;
+    flush_refusals(std::chrono::steady_clock::now(), false);
+  });
+}
+
 void ClusterRuntime::submit(replication::Command command) {
   if (stopped_) return;
   if (auto status = node_->submit(std::move(command)); !status) {
@@ -691,7 +750,8 @@ void ClusterRuntime::accept_peer(UniqueFd fd, const asio::ip::address& remote, s
   const std::string host = address.to_string();
   if (auto notice = cluster::check_removal_notice(line, host, id_, client_addresses_, secret_)) {
     if (!*notice) {
-      spdlog::warn("cluster: refused a removal notice from {}: {}", host, notice->status().to_string());
+      log_refusal(host, Refused::kRemovalNotice,
+                  fmt::format("refused a removal notice from {}: {}", host, notice->status().to_string()));
       return;  // fd closes
     }
     const cluster::RemovalNotice& told = **notice;
@@ -712,7 +772,8 @@ void ClusterRuntime::accept_peer(UniqueFd fd, const asio::ip::address& remote, s
   }
   if (auto challenge = cluster::check_secret_challenge(line, host, id_, client_addresses_)) {
     if (!*challenge) {
-      spdlog::warn("cluster: refused a secret check from {}: {}", host, challenge->status().to_string());
+      log_refusal(host, Refused::kSecretCheck,
+                  fmt::format("refused a secret check from {}: {}", host, challenge->status().to_string()));
       return;  // fd closes without a word: the leader refuses the ADD
     }
     const cluster::SecretChallenge& asked = **challenge;
@@ -741,7 +802,8 @@ void ClusterRuntime::accept_peer(UniqueFd fd, const asio::ip::address& remote, s
   }
   const Result<cluster::LinkHello> hello = cluster::check_peer_hello(line, host, id_, client_addresses_);
   if (!hello) {
-    spdlog::warn("cluster: refused a peer link from {}: {}", host, hello.status().to_string());
+    log_refusal(host, Refused::kLinkHello,
+                fmt::format("refused a peer link from {}: {}", host, hello.status().to_string()));
     return;  // fd closes
   }
   const cluster::ServerId peer = hello->from;
@@ -751,8 +813,9 @@ void ClusterRuntime::accept_peer(UniqueFd fd, const asio::ip::address& remote, s
   constexpr std::size_t kMaxSettingUp = 16;
   if (std::count_if(receivers_.begin(), receivers_.end(), [](const auto& r) { return !r->linked(); }) >=
       static_cast<std::ptrdiff_t>(kMaxSettingUp)) {
-    spdlog::warn("cluster: refused a peer link from {} (server {}): {} links are being set up already", host, peer,
-                 kMaxSettingUp);
+    log_refusal(host, Refused::kLinkSetUp,
+                fmt::format("refused a peer link from {} (server {}): {} links are being set up already", host, peer,
+                            kMaxSettingUp));
     return;  // fd closes
   }
   asio::ip::tcp::socket socket(io_);
@@ -779,7 +842,8 @@ void ClusterRuntime::accept_peer(UniqueFd fd, const asio::ip::address& remote, s
             std::find_if(receivers_.begin(), receivers_.end(), [&slot](const auto& r) { return r.get() == *slot; });
         const bool linked = self != receivers_.end() && (*self)->linked();
         if (!linked && why.code() != StatusCode::kCancelled) {
-          spdlog::warn("cluster: refused a peer link from {} (server {}): {}", host, from, why.to_string());
+          log_refusal(host, Refused::kLinkProof,
+                      fmt::format("refused a peer link from {} (server {}): {}", host, from, why.to_string()));
         } else if (why.code() != StatusCode::kCancelled) {
           spdlog::info("cluster: peer link from server {} ended: {}", from,
                        why ? std::string("closed") : why.to_string());
@@ -1159,6 +1223,8 @@ void ClusterRuntime::stop() {
   std::error_code ignored;
   tick_timer_.cancel();
   drain_timer_.cancel();
+  refusal_timer_.cancel();
+  flush_refusals(std::chrono::steady_clock::now(), true);
   if (watcher_) {
     watcher_->cancel(ignored);
     watcher_->close(ignored);

@@ -236,6 +236,27 @@ class ClusterRuntime final : public CommandSink {
   Status leads_now(const cluster::ClusterStatus& now) const;
   void arm_tick(std::int64_t at_ms);
 
+  // What a refusal of a peer line on the client port refused (a key of
+  // refusal_logs_, with the source's host).
+  enum class Refused { kRemovalNotice, kSecretCheck, kLinkHello, kLinkSetUp, kLinkProof };
+  // Logs `message` (a refusal of a line a member's host sent, which it may
+  // send at will) as a warning: the first of its kind from `host` at once;
+  // those that follow within kRefusalLogWindow are counted and the last of
+  // them logged at the window's end with the count ("... (and N more from H
+  // in the last 10 s)", refusal_timer_), so a flood writes one line per
+  // window, and none goes unsaid. A kind quiet for a whole window is logged
+  // at once again.
+  void log_refusal(const std::string& host, Refused kind, std::string message);
+  // Writes the counts of the windows over at `now` (all of them when `all`,
+  // at stop) and arms refusal_timer_ for the next.
+  void flush_refusals(std::chrono::steady_clock::time_point now, bool all);
+  static constexpr std::chrono::seconds kRefusalLogWindow{10};
+  struct RefusalLog {
+    std::chrono::steady_clock::time_point window_end;
+    std::uint64_t held = 0;  // refusals in this window not yet logged
+    std::string last;        // the last of them
+  };
+
   // The members' client addresses: the configuration's `server.N` lines,
   // each replaced by the replicated member's (SetMember) when there is one;
   // what the peer links connect to and check hellos against.
@@ -328,6 +349,11 @@ class ClusterRuntime final : public CommandSink {
 
   asio::steady_timer tick_timer_;
   asio::steady_timer drain_timer_;
+  asio::steady_timer refusal_timer_;  // flush_refusals
+  // log_refusal's windows by source host and kind: few, as only a member's
+  // host's lines reach accept_peer; a window quiet to its end is dropped.
+  std::map<std::pair<std::string, Refused>, RefusalLog> refusal_logs_;
+  bool refusal_timer_armed_ = false;
   bool draining_ = false;  // stop_when_drained() was called
   std::optional<std::int64_t> tick_armed_ms_;
   // Declared before the node: the node's Forwarder outlives it.
