@@ -24,8 +24,11 @@
 // - a hang-up: hang_up() closes every open connection, at the next step
 //   (after what send() queued is written), from the test or the Answer;
 // - a listener of the test's own (its backlog, connections left queued in
-//   the kernel): Options::listener and Options::accept_at_most; a
-//   connection the test accepted itself: Options::adopt.
+//   the kernel, another loopback address or a port a server let go):
+//   Options::listener and Options::accept_at_most; a connection the test
+//   accepted itself: Options::adopt;
+// - what a connection sent besides whole lines (a binary frame, a line
+//   never ended): bytes(n), everything it sent, as it came.
 //
 // Thread safety: the public members from any thread; the Answer and
 // Options::step run on the server thread.
@@ -122,6 +125,11 @@ class LineServer {
     for (const auto& some : lines_) all.insert(all.end(), some.begin(), some.end());
     return all;
   }
+  // Every byte connection `n` sent so far, lines and all.
+  std::string bytes(int n) const {
+    std::lock_guard lock(mutex_);
+    return n >= 0 && n < static_cast<int>(bytes_.size()) ? bytes_[static_cast<std::size_t>(n)] : std::string();
+  }
   // Whether connection `n` sent a request of `verb`.
   bool saw(int n, std::string_view verb) const {
     for (const std::string& line : lines(n)) {
@@ -170,6 +178,7 @@ class LineServer {
     std::lock_guard lock(mutex_);
     open_.push_back({fd, static_cast<int>(lines_.size()), {}});
     lines_.emplace_back();
+    bytes_.emplace_back();
     closed_.push_back(false);
   }
   void close_open(std::size_t i) {
@@ -227,6 +236,10 @@ class LineServer {
     if (got <= 0) return close_open(i);
     Open& open = open_[i];
     open.input.append(chunk, static_cast<std::size_t>(got));
+    {
+      std::lock_guard lock(mutex_);
+      bytes_[static_cast<std::size_t>(open.n)].append(chunk, static_cast<std::size_t>(got));
+    }
     for (std::size_t end; (end = open.input.find('\n')) != std::string::npos;) {
       const std::string line = open.input.substr(0, end);
       open.input.erase(0, end + 1);
@@ -251,6 +264,7 @@ class LineServer {
   std::vector<Open> open_;  // the server thread's
   mutable std::mutex mutex_;
   std::vector<std::vector<std::string>> lines_;        // guarded by mutex_
+  std::vector<std::string> bytes_;                     // guarded by mutex_
   std::vector<bool> closed_;                           // guarded by mutex_
   std::vector<std::pair<int, std::string>> outgoing_;  // guarded by mutex_
   bool hang_up_ = false;                               // guarded by mutex_
