@@ -736,68 +736,48 @@ Result<asio::ip::tcp::endpoint> open_from_own_host(asio::ip::tcp::socket& socket
   return endpoint;
 }
 
-struct LineSender : std::enable_shared_from_this<LineSender> {
-  LineSender(asio::io_context& io, std::string text, std::function<void(Status)> callback)
-      : socket(io), timer(io), line(std::move(text)), done(std::move(callback)) {}
-
-  void finish(Status why) {
-    if (!done) return;
-    asio::error_code ignored;
-    timer.cancel();
-    socket.close(ignored);
-    auto callback = std::move(done);
-    done = nullptr;
-    callback(std::move(why));
-  }
-
-  asio::ip::tcp::socket socket;
-  asio::steady_timer timer;
-  std::string line;
-  std::function<void(Status)> done;
-};
-
-}  // namespace
-
-void send_peer_line(asio::io_context& io, const std::string& local_host, const std::string& address, std::string line,
-                    std::function<void(Status)> done) {
-  auto sender = std::make_shared<LineSender>(io, std::move(line), std::move(done));
-  const auto fail = [sender, address](const std::string& why) {
-    asio::post(sender->socket.get_executor(),
-               [sender, why = "to " + address + ": " + why] { sender->finish(Status(StatusCode::kIoError, why)); });
-  };
-  const Result<asio::ip::tcp::endpoint> opened = open_from_own_host(sender->socket, local_host, address);
-  if (!opened) return fail(opened.status().message());
-  const asio::ip::tcp::endpoint endpoint = *opened;
-  sender->timer.expires_after(kConnectTimeout);
-  sender->timer.async_wait([sender](const asio::error_code& c) {
-    if (!c) sender->finish(Status(StatusCode::kIoError, "no answer to the connect within 1 s"));
-  });
-  sender->socket.async_connect(endpoint, [sender](const asio::error_code& c) {
-    if (!sender->done) return;
-    if (c) return sender->finish(Status(StatusCode::kIoError, "cannot connect: " + c.message()));
-    asio::async_write(sender->socket, asio::buffer(sender->line), [sender](const asio::error_code& w, std::size_t) {
-      sender->finish(w ? Status(StatusCode::kIoError, "cannot write: " + w.message()) : Status::ok());
-    });
-  });
-}
-
-namespace {
-
 // How long ask_peer_line waits for the answer once connected.
 constexpr std::chrono::milliseconds kAnswerTimeout{2000};
 
-struct LineAsker : std::enable_shared_from_this<LineAsker> {
-  LineAsker(asio::io_context& io, std::string text, std::function<void(Result<std::string>)> callback)
-      : socket(io), timer(io), line(std::move(text)), done(std::move(callback)) {}
+// One line sent alone on a connection of its own and, when `wants_answer`,
+// one line read back: send_peer_line's and ask_peer_line's exchange.
+// Failures to connect are kUnavailable, later ones kIoError.
+struct LineExchange : std::enable_shared_from_this<LineExchange> {
+  LineExchange(asio::io_context& io, std::string text, bool answer_wanted,
+               std::function<void(Result<std::string>)> callback)
+      : socket(io), timer(io), line(std::move(text)), wants_answer(answer_wanted), done(std::move(callback)) {}
 
-  void finish(Result<std::string> outcome) {
-    if (!done) return;
-    asio::error_code ignored;
-    timer.cancel();
-    socket.close(ignored);
-    auto callback = std::move(done);
-    done = nullptr;
-    callback(std::move(outcome));
+  void start(const std::string& local_host, const std::string& address) {
+    auto self = shared_from_this();
+    const Result<asio::ip::tcp::endpoint> opened = open_from_own_host(socket, local_host, address);
+    if (!opened) {
+      return asio::post(socket.get_executor(), [self, why = opened.status().message()] {
+        self->finish(Status(StatusCode::kUnavailable, why));
+      });
+    }
+    timer.expires_after(kConnectTimeout);
+    timer.async_wait([self](const asio::error_code& c) {
+      if (c || self->connected) return;  // the answer's wait replaced it
+      self->finish(Status(StatusCode::kUnavailable, "no answer to the connect within 1 s"));
+    });
+    socket.async_connect(*opened, [self](const asio::error_code& c) {
+      if (!self->done) return;
+      if (c) return self->finish(Status(StatusCode::kUnavailable, "cannot connect: " + c.message()));
+      self->connected = true;
+      self->timer.cancel();
+      if (self->wants_answer) {
+        self->timer.expires_after(kAnswerTimeout);
+        self->timer.async_wait([self](const asio::error_code& t) {
+          if (!t) self->finish(Status(StatusCode::kIoError, "no answer within 2 s"));
+        });
+      }
+      asio::async_write(self->socket, asio::buffer(self->line), [self](const asio::error_code& w, std::size_t) {
+        if (!self->done) return;
+        if (w) return self->finish(Status(StatusCode::kIoError, "cannot write: " + w.message()));
+        if (!self->wants_answer) return self->finish(std::string());
+        self->read();
+      });
+    });
   }
 
   void read() {
@@ -816,45 +796,41 @@ struct LineAsker : std::enable_shared_from_this<LineAsker> {
         });
   }
 
+  void finish(Result<std::string> outcome) {
+    if (!done) return;
+    asio::error_code ignored;
+    timer.cancel();
+    socket.close(ignored);
+    auto callback = std::move(done);
+    done = nullptr;
+    callback(std::move(outcome));
+  }
+
   asio::ip::tcp::socket socket;
   asio::steady_timer timer;
   std::string line;
   std::string answer;
+  const bool wants_answer;
   std::function<void(Result<std::string>)> done;
   bool connected = false;
 };
 
 }  // namespace
 
+void send_peer_line(asio::io_context& io, const std::string& local_host, const std::string& address, std::string line,
+                    std::function<void(Status)> done) {
+  std::make_shared<LineExchange>(
+      io, std::move(line), false,
+      [address, done = std::move(done)](Result<std::string> sent) {
+        done(sent ? Status::ok()
+                  : Status(StatusCode::kIoError, "to " + address + ": " + std::string(sent.status().message())));
+      })
+      ->start(local_host, address);
+}
+
 void ask_peer_line(asio::io_context& io, const std::string& local_host, const std::string& address, std::string line,
                    std::function<void(Result<std::string>)> done) {
-  auto asker = std::make_shared<LineAsker>(io, std::move(line), std::move(done));
-  const auto fail = [asker](const std::string& why) {
-    asio::post(asker->socket.get_executor(), [asker, why] { asker->finish(Status(StatusCode::kUnavailable, why)); });
-  };
-  const Result<asio::ip::tcp::endpoint> opened = open_from_own_host(asker->socket, local_host, address);
-  if (!opened) return fail(opened.status().message());
-  const asio::ip::tcp::endpoint endpoint = *opened;
-  asker->timer.expires_after(kConnectTimeout);
-  asker->timer.async_wait([asker](const asio::error_code& c) {
-    if (c || asker->connected) return;  // the answer's wait replaced it
-    asker->finish(Status(StatusCode::kUnavailable, "no answer to the connect within 1 s"));
-  });
-  asker->socket.async_connect(endpoint, [asker](const asio::error_code& c) {
-    if (!asker->done) return;
-    if (c) return asker->finish(Status(StatusCode::kUnavailable, "cannot connect: " + c.message()));
-    asker->connected = true;
-    asker->timer.cancel();
-    asker->timer.expires_after(kAnswerTimeout);
-    asker->timer.async_wait([asker](const asio::error_code& t) {
-      if (!t) asker->finish(Status(StatusCode::kIoError, "no answer within 2 s"));
-    });
-    asio::async_write(asker->socket, asio::buffer(asker->line), [asker](const asio::error_code& w, std::size_t) {
-      if (!asker->done) return;
-      if (w) return asker->finish(Status(StatusCode::kIoError, "cannot write: " + w.message()));
-      asker->read();
-    });
-  });
+  std::make_shared<LineExchange>(io, std::move(line), true, std::move(done))->start(local_host, address);
 }
 
 // --- the leader's side ---

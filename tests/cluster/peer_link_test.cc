@@ -195,9 +195,9 @@ TEST(PeerLink, AChallengeIsCheckedForItsSenderAndFormAndTheOldFormIsRefused) {
   EXPECT_NE(old->status().message().find("PEER 2 <secret> CHECK"), std::string::npos) << old->status().to_string();
   // Its claimed id goes to the log only as digits (audit27 2f: escape
   // sequences and a carriage return reached the log).
-  for (const std::string line : {"PEER \x1b[2J\x1b[1;31mFAKE\b\b s CHECK 2", "PEER 1\rFORGED:info s CHECK 2"}) {
-    const auto forged = check_secret_challenge(line, "127.0.0.2", 4, members);
-    ASSERT_TRUE(forged.has_value()) << line;
+  for (const std::string forged_line : {"PEER \x1b[2J\x1b[1;31mFAKE\b\b s CHECK 2", "PEER 1\rFORGED:info s CHECK 2"}) {
+    const auto forged = check_secret_challenge(forged_line, "127.0.0.2", 4, members);
+    ASSERT_TRUE(forged.has_value()) << forged_line;
     const std::string said(forged->status().message());
     EXPECT_NE(said.find("PEER <not a number> <secret> CHECK"), std::string::npos) << said;
     EXPECT_EQ(said.find_first_of("\x1b\b\r"), std::string::npos) << said;
@@ -467,6 +467,15 @@ TEST(PeerLink, ARemovalNoticeCarriesAMacOfWhatItSays) {
   EXPECT_EQ(check_removal_notice(bare, "127.0.0.2", 3, members, "").value().status().code(), StatusCode::kDenied);
 }
 
+// Runs `io` until `done()` holds, 5 s at most.
+void run_until(asio::io_context& io, const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    io.restart();
+    io.run_for(milliseconds(20));
+  }
+}
+
 // ask_peer_line over TCP: the line answered, a connection closed without a
 // word (kIoError: what a server with another secret does), nothing
 // listening (kUnavailable).
@@ -490,11 +499,7 @@ TEST(PeerLink, AskPeerLineTellsAnAnswerASilentCloseAndNoServerApart) {
     });
     ask_peer_line(io, "127.0.0.1", address, peer_secret_challenge(1, 4, kKatNonce),
                   [&](Result<std::string> outcome) { got = std::move(outcome); });
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (!got && std::chrono::steady_clock::now() < deadline) {
-      io.restart();
-      io.run_for(milliseconds(20));
-    }
+    run_until(io, [&] { return got.has_value(); });
     EXPECT_EQ(heard, std::string("PEER 1 CHALLENGE 4 ") + kKatNonce + "\n");
     return got;
   };
@@ -511,13 +516,43 @@ TEST(PeerLink, AskPeerLineTellsAnAnswerASilentCloseAndNoServerApart) {
   std::optional<Result<std::string>> none;
   ask_peer_line(io, "127.0.0.1", address, peer_secret_challenge(1, 4, kKatNonce),
                 [&](Result<std::string> outcome) { none = std::move(outcome); });
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (!none && std::chrono::steady_clock::now() < deadline) {
-    io.restart();
-    io.run_for(milliseconds(20));
-  }
+  run_until(io, [&] { return none.has_value(); });
   ASSERT_TRUE(none.has_value());
   EXPECT_EQ(none->status().code(), StatusCode::kUnavailable) << none->status().to_string();
+}
+
+// send_peer_line over TCP: the line arrives whole and alone, and OK; with
+// nothing listening, kIoError naming the address (the removal notice's
+// warning shows it).
+TEST(PeerLink, SendPeerLineWritesItsLineOrSaysWhereItCouldNot) {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.4"), 0));
+  const std::string address = "127.0.0.4:" + std::to_string(acceptor.local_endpoint().port());
+  asio::ip::tcp::socket peer(io);
+  std::string heard;
+  bool read = false;
+  asio::streambuf buffer;
+  acceptor.async_accept(peer, [&](const asio::error_code& accepted) {
+    ASSERT_FALSE(accepted) << accepted.message();
+    asio::async_read(peer, buffer, [&](const asio::error_code&, std::size_t) {  // until the sender closes
+      heard.assign(asio::buffers_begin(buffer.data()), asio::buffers_end(buffer.data()));
+      read = true;
+    });
+  });
+  std::optional<Status> sent;
+  send_peer_line(io, "127.0.0.1", address, "PEER 1 REMOVED 4 9 ab\n", [&](Status s) { sent = s; });
+  run_until(io, [&] { return sent.has_value() && read; });
+  ASSERT_TRUE(sent.has_value());
+  EXPECT_TRUE(*sent) << sent->to_string();
+  EXPECT_EQ(heard, "PEER 1 REMOVED 4 9 ab\n");
+
+  acceptor.close();
+  std::optional<Status> refused;
+  send_peer_line(io, "127.0.0.1", address, "PEER 1 REMOVED 4 9 ab\n", [&](Status s) { refused = s; });
+  run_until(io, [&] { return refused.has_value(); });
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(refused->code(), StatusCode::kIoError) << refused->to_string();
+  EXPECT_EQ(refused->message().rfind("to " + address + ": cannot connect: ", 0), 0u) << refused->to_string();
 }
 
 TEST(PeerLink, FramesAreCutWhereverTheBytesSplit) {
