@@ -1356,7 +1356,9 @@ TEST_F(NetsemdCluster, AMemberWithNoLeaderKnownIsNotReady) {
   }
   const int alone = (lead + 1) % kServers;
   for (int i = 0; i < kServers; ++i) {
-    if (i != alone) ASSERT_NO_FATAL_FAILURE(kill_server(i));
+    if (i != alone) {
+      ASSERT_NO_FATAL_FAILURE(kill_server(i));
+    }
   }
   const std::string body = becomes(alone, 503).body;
   EXPECT_NE(body.find("\"status\":\"unready\""), std::string::npos) << body;
@@ -1716,22 +1718,13 @@ TEST_F(NetsemdClusterSlowHeartbeat, AFollowersPeerLinkPutsNoSecretOnTheWireAndGi
   ASSERT_TRUE(grants(*client, "warm", "lock"));  // its link to the leader works
   ASSERT_EQ(client->request(req::release("rwarm", "lock"), 10s).rfind("rwarm OK", 0), 0u) << logs();
   ASSERT_NO_FATAL_FAILURE(kill_server(lead));
-  const UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  ASSERT_TRUE(listener.valid());
-  const int on = 1;
-  ::setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<std::uint16_t>(client_ports_[lead]));
-  ASSERT_EQ(::inet_pton(AF_INET, host(lead).c_str(), &address.sin_addr), 1);
-  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address), 0)
-      << std::strerror(errno);
-  ASSERT_EQ(::listen(listener.get(), 4), 0);
-  // The fake leader answers the hello with a forged answer and keeps what it heard.
-  test_support::LineServer fake({.listener = listener.get()}, [&](int, const test_support::LineServer::Fields&) {
-    return std::optional<std::string>(std::to_string(lead + 1) + " LINK-ANSWER " + std::string(64, 'b') + " " +
-                                      std::string(64, 'a'));
-  });
+  // The fake leader, at its client address, answers the hello with a forged
+  // answer and keeps what it heard.
+  test_support::LineServer fake({.host = host(lead), .port = static_cast<std::uint16_t>(client_ports_[lead])},
+                                [&](int, const test_support::LineServer::Fields&) {
+                                  return std::optional<std::string>(std::to_string(lead + 1) + " LINK-ANSWER " +
+                                                                    std::string(64, 'b') + " " + std::string(64, 'a'));
+                                });
   // Past the follower's retry delay after the link's break (200 ms).
   std::this_thread::sleep_for(300ms);
   client->send_line(req::acquire("a1", "lock", 1, 20000));
@@ -2106,7 +2099,9 @@ TEST_F(NetsemdCluster, ClusterCommandsOnAServerWithNoLeaderAnswerAtOnceAndSaySo)
   ASSERT_GE(lead, 0) << logs();
   const int alone = (lead + 1) % kServers;
   for (int i = 0; i < kServers; ++i) {
-    if (i != alone) ASSERT_NO_FATAL_FAILURE(kill_server(i));
+    if (i != alone) {
+      ASSERT_NO_FATAL_FAILURE(kill_server(i));
+    }
   }
   // Once its election timeout has passed, it names no leader.
   auto raw = connect(alone);
@@ -2779,21 +2774,12 @@ TEST_F(NetsemdCluster, TheSecretCheckOfAnAddPutsNoSecretOnTheWire) {
   const std::string secret = "a-cluster-secret-of-the-test-0123456789";
   const int lead = leader();
   ASSERT_GE(lead, 0) << logs();
-  const UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  ASSERT_TRUE(listener.valid());
-  const int on = 1;
-  ::setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<std::uint16_t>(client_ports_[3]));
-  ASSERT_EQ(::inet_pton(AF_INET, host(3).c_str(), &address.sin_addr), 1);
-  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address), 0)
-      << std::strerror(errno);
-  ASSERT_EQ(::listen(listener.get(), 4), 0);
-  // The fake answers the challenge with a forged proof and keeps what it heard.
-  test_support::LineServer fake({.listener = listener.get()}, [](int, const test_support::LineServer::Fields&) {
-    return std::optional<std::string>("4 PROOF " + std::string(64, 'a'));
-  });
+  // The fake, at the fourth's client address, answers the challenge with a
+  // forged proof and keeps what it heard.
+  test_support::LineServer fake({.host = host(3), .port = static_cast<std::uint16_t>(client_ports_[3])},
+                                [](int, const test_support::LineServer::Fields&) {
+                                  return std::optional<std::string>("4 PROOF " + std::string(64, 'a'));
+                                });
   auto admin = connect(lead);
   ASSERT_TRUE(admin != nullptr);
   const std::string answer = admin->request(add_fourth("c1"), 30s);
@@ -2831,66 +2817,65 @@ TEST_F(NetsemdCluster, AProofRelayedFromAnotherAddressDoesNotHold) {
   const int lead = leader();
   ASSERT_GE(lead, 0) << logs();
   ASSERT_NO_FATAL_FAILURE(start_fourth());
-  const UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  ASSERT_TRUE(listener.valid());
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  ASSERT_EQ(::inet_pton(AF_INET, host(lead).c_str(), &address.sin_addr), 1);
-  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address), 0)
-      << std::strerror(errno);
-  socklen_t size = sizeof address;
-  ASSERT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address), &size), 0);
-  ASSERT_EQ(::listen(listener.get(), 4), 0);
-  const std::string relay = host(lead) + ":" + std::to_string(ntohs(address.sin_port));
-  // One line each way, within 5 s.
-  const auto read_line = [](int fd) {
-    std::string bytes;
-    const auto until = std::chrono::steady_clock::now() + 5s;
-    while (bytes.find('\n') == std::string::npos && std::chrono::steady_clock::now() < until) {
-      pollfd reading{fd, POLLIN, 0};
-      if (::poll(&reading, 1, 50) != 1) continue;
-      char chunk[512];
-      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-      if (n <= 0) break;
-      bytes.append(chunk, static_cast<std::size_t>(n));
-    }
-    return bytes;
-  };
-  std::string relayed;
-  std::thread relaying([&] {
-    pollfd waiting{listener.get(), POLLIN, 0};
-    if (::poll(&waiting, 1, 10000) != 1) return;
-    const UniqueFd asker(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (!asker.valid()) return;
-    const std::string challenge = read_line(asker.get());
-    const UniqueFd onward(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in from{};
-    from.sin_family = AF_INET;
-    ::inet_pton(AF_INET, host(lead).c_str(), &from.sin_addr);
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_port = htons(static_cast<std::uint16_t>(client_ports_[3]));
-    ::inet_pton(AF_INET, host(3).c_str(), &to.sin_addr);
-    if (::bind(onward.get(), reinterpret_cast<const sockaddr*>(&from), sizeof from) != 0 ||
-        ::connect(onward.get(), reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
-      return;
-    }
-    (void)::send(onward.get(), challenge.data(), challenge.size(), MSG_NOSIGNAL);
-    relayed = read_line(onward.get());
-    (void)::send(asker.get(), relayed.data(), relayed.size(), MSG_NOSIGNAL);
-    std::this_thread::sleep_for(200ms);
-  });
+  // The relay, on the leader's host: each line it hears goes to server 4's
+  // client address from the leader's host, and server 4's answer comes back.
+  std::mutex relayed_lock;
+  std::string relayed;  // guarded by relayed_lock
+  test_support::LineServer relay(
+      {.host = host(lead)}, [&](int, const test_support::LineServer::Fields& fields) -> std::optional<std::string> {
+        std::string line;
+        for (const std::string& field : fields) line += (line.empty() ? "" : " ") + field;
+        const UniqueFd onward(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_in from{};
+        from.sin_family = AF_INET;
+        ::inet_pton(AF_INET, host(lead).c_str(), &from.sin_addr);
+        sockaddr_in to{};
+        to.sin_family = AF_INET;
+        to.sin_port = htons(static_cast<std::uint16_t>(client_ports_[3]));
+        ::inet_pton(AF_INET, host(3).c_str(), &to.sin_addr);
+        if (::bind(onward.get(), reinterpret_cast<const sockaddr*>(&from), sizeof from) != 0 ||
+            ::connect(onward.get(), reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
+          return std::nullopt;
+        }
+        line += "\n";
+        (void)::send(onward.get(), line.data(), line.size(), MSG_NOSIGNAL);
+        std::string answer;
+        char chunk[512];
+        for (const auto until = std::chrono::steady_clock::now() + 5s;
+             answer.find('\n') == std::string::npos && std::chrono::steady_clock::now() < until;) {
+          pollfd reading{onward.get(), POLLIN, 0};
+          if (::poll(&reading, 1, 50) != 1) continue;
+          const ssize_t n = ::recv(onward.get(), chunk, sizeof chunk, 0);
+          if (n <= 0) break;
+          answer.append(chunk, static_cast<std::size_t>(n));
+        }
+        {
+          const std::lock_guard<std::mutex> hold(relayed_lock);
+          relayed = answer;
+        }
+        // Its answer without its first field ("PEER"), which the server puts back.
+        const std::size_t space = answer.find(' ');
+        const std::size_t end = answer.find('\n');
+        if (space == std::string::npos || end == std::string::npos) return std::nullopt;
+        return answer.substr(space + 1, end - space - 1);
+      });
+  ASSERT_NE(relay.port(), 0);
   auto admin = connect(lead);
   ASSERT_TRUE(admin != nullptr);
-  const std::string answer = admin->request("c1 CLUSTER ADD 4 " + raft_address(3) + " " + relay, 30s);
-  relaying.join();
-  std::printf("CLUSTER ADD through a relay at %s: \"%s\"; the relay passed on: %s", relay.c_str(), answer.c_str(),
-              relayed.c_str());
-  EXPECT_TRUE(relayed.starts_with("PEER 4 PROOF ")) << "the relay got no proof: the test proves nothing\n" << logs();
-  EXPECT_EQ(answer.rfind("c1 ERR BAD_ARG server 4 at " + relay + " did not confirm the cluster secret", 0), 0u)
+  const std::string answer = admin->request("c1 CLUSTER ADD 4 " + raft_address(3) + " " + relay.address(), 30s);
+  const std::string relayed_answer = [&] {
+    const std::lock_guard<std::mutex> hold(relayed_lock);
+    return relayed;
+  }();
+  std::printf("CLUSTER ADD through a relay at %s: \"%s\"; the relay passed on: %s", relay.address().c_str(),
+              answer.c_str(), relayed_answer.c_str());
+  EXPECT_TRUE(relayed_answer.starts_with("PEER 4 PROOF ")) << "the relay got no proof: the test proves nothing\n"
+                                                           << logs();
+  EXPECT_EQ(answer.rfind("c1 ERR BAD_ARG server 4 at " + relay.address() + " did not confirm the cluster secret", 0),
+            0u)
       << answer << "\n"
       << logs();
-  EXPECT_NE(answer.find("gives another client address than " + relay), std::string::npos) << answer;
+  EXPECT_NE(answer.find("gives another client address than " + relay.address()), std::string::npos) << answer;
   bool seen = false;
   const std::string status = first_three_status(*admin, seen);
   EXPECT_TRUE(seen) << status;

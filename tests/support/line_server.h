@@ -23,10 +23,11 @@
 //   Options::step, which the server thread runs at every step;
 // - a hang-up: hang_up() closes every open connection, at the next step
 //   (after what send() queued is written), from the test or the Answer;
+// - another loopback address, or a port a server let go (a fake in a
+//   killed server's place): Options::host and Options::port;
 // - a listener of the test's own (its backlog, connections left queued in
-//   the kernel, another loopback address or a port a server let go):
-//   Options::listener and Options::accept_at_most; a connection the test
-//   accepted itself: Options::adopt;
+//   the kernel): Options::listener and Options::accept_at_most; a
+//   connection the test accepted itself: Options::adopt;
 // - what a connection sent besides whole lines (a binary frame, a line
 //   never ended): bytes(n), everything it sent, as it came.
 //
@@ -59,8 +60,11 @@ class LineServer {
   using Answer = std::function<std::optional<std::string>(int connection, const Fields& fields)>;
   struct Options {
     // The test's listening socket (it stays the test's to close); -1: one
-    // of the server's own on 127.0.0.1, its port chosen by the kernel.
+    // of the server's own on `host`:`port` (SO_REUSEADDR; port 0: the
+    // kernel's choice).
     int listener = -1;
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 0;
     // How many connections it accepts; the later ones stay in the
     // listener's queue. -1: all.
     int accept_at_most = -1;
@@ -76,12 +80,14 @@ class LineServer {
     listener_ = options_.listener;
     if (listener_ < 0 && options_.adopt < 0) {
       own_listener_ = listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      const int on = 1;
+      if (listener_ >= 0) ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
       sockaddr_in address{};
       address.sin_family = AF_INET;
-      address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      address.sin_port = htons(options_.port);
       socklen_t size = sizeof address;
-      if (listener_ < 0 || ::bind(listener_, reinterpret_cast<sockaddr*>(&address), size) != 0 ||
-          ::listen(listener_, 16) != 0) {
+      if (listener_ < 0 || ::inet_pton(AF_INET, options_.host.c_str(), &address.sin_addr) != 1 ||
+          ::bind(listener_, reinterpret_cast<sockaddr*>(&address), size) != 0 || ::listen(listener_, 16) != 0) {
         return;  // port() is 0
       }
     }
@@ -106,7 +112,7 @@ class LineServer {
 
   // The port it listens on; 0 when it could not listen.
   std::uint16_t port() const { return port_; }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string address() const { return options_.host + ":" + std::to_string(port_); }
   // How many connections it accepted (or adopted).
   int connections() const {
     std::lock_guard lock(mutex_);
