@@ -643,46 +643,34 @@ void ClusterRuntime::log_refusal(const std::string& host, Refused kind, std::str
     return;
   }
   const auto now = std::chrono::steady_clock::now();
-  auto [it, first] = refusal_logs_.try_emplace({host, kind});
-  RefusalLog& log = it->second;
-  if (first) {
+  RefusalLog& log = refusal_logs_[{host, kind}];
+  const LogRateLimit::Admission admission = log.limit.admit(now);
+  if (admission.suppressed_before != 0) report_refusals(host, log, admission.suppressed_before);
+  if (admission.write) {
     spdlog::warn("cluster: {}", message);
-    log.window_end = now + kRefusalLogWindow;
   } else {
-    ++log.held;
     log.last = std::move(message);
   }
   if (!refusal_timer_armed_) flush_refusals(now, false);
 }
 
+void ClusterRuntime::report_refusals(const std::string& from, RefusalLog& log, std::uint64_t count) {
+  if (count == 1) {
+    spdlog::warn("cluster: {} (logged late: at most one such line per {} s from {})", log.last,
+                 kRefusalLogWindow.count(), from);
+  } else {
+    spdlog::warn("cluster: {} (and {} more from {} in the last {} s)", log.last, count - 1, from,
+                 kRefusalLogWindow.count());
+  }
+  log.last.clear();
+}
+
 void ClusterRuntime::flush_refusals(std::chrono::steady_clock::time_point now, bool all) {
   std::optional<std::chrono::steady_clock::time_point> next;
-  for (auto it = refusal_logs_.begin(); it != refusal_logs_.end();) {
-    RefusalLog& log = it->second;
-    if (!all && now < log.window_end) {
-      next = next ? std::min(*next, log.window_end) : log.window_end;
-      ++it;
-      continue;
-    }
-    if (log.held == 0) {  // a quiet window: the next is logged at once
-      it = refusal_logs_.erase(it);
-      continue;
-    }
-    const std::string& from = it->first.first;
-    if (log.held == 1) {
-      spdlog::warn("cluster: {} (logged late: at most one such line per {} s from {})", log.last,
-                   kRefusalLogWindow.count(), from);
-    } else {
-      spdlog::warn("cluster: {} (and {} more from {} in the last {} s)", log.last, log.held - 1, from,
-                   kRefusalLogWindow.count());
-    }
-    // The next window holds back every refusal of the kind until its end:
-    // a flood writes one line per window.
-    log.held = 0;
-    log.last.clear();
-    log.window_end = now + kRefusalLogWindow;
-    next = next ? std::min(*next, log.window_end) : log.window_end;
-    ++it;
+  for (auto& [key, log] : refusal_logs_) {
+    const std::uint64_t count = all ? log.limit.take_all_suppressed() : log.limit.take_suppressed(now);
+    if (count != 0) report_refusals(key.first, log, count);
+    if (const auto due = log.limit.report_due()) next = next ? std::min(*next, *due) : *due;
   }
   refusal_timer_armed_ = false;
   if (all || stopped_ || !next) return;

@@ -54,6 +54,7 @@
 #include "cluster/cluster_node.h"
 #include "cluster/log_clock.h"
 #include "cluster/peer_link.h"
+#include "common/log.h"
 #include "common/unique_fd.h"
 #include "config/config.h"
 #include "core/command_sink.h"
@@ -240,21 +241,22 @@ class ClusterRuntime final : public CommandSink {
   // refusal_logs_, with the source's host).
   enum class Refused { kRemovalNotice, kSecretCheck, kLinkHello, kLinkSetUp, kLinkProof };
   // Logs `message` (a refusal of a line a member's host sent, which it may
-  // send at will) as a warning: the first of its kind from `host` at once;
-  // those that follow within kRefusalLogWindow are counted and the last of
-  // them logged at the window's end with the count ("... (and N more from H
-  // in the last 10 s)", refusal_timer_), so a flood writes one line per
-  // window, and none goes unsaid. A kind quiet for a whole window is logged
-  // at once again.
+  // send at will) as a warning through a LogRateLimit of its kind from
+  // `host` (one line per kRefusalLogWindow): the first at once; those it
+  // suppresses are counted and the last of them logged once the window is
+  // over, with the count ("... (and N more from H in the last 10 s)",
+  // refusal_timer_), so that none goes unsaid.
   void log_refusal(const std::string& host, Refused kind, std::string message);
   // Writes the counts of the windows over at `now` (all of them when `all`,
   // at stop) and arms refusal_timer_ for the next.
   void flush_refusals(std::chrono::steady_clock::time_point now, bool all);
+  struct RefusalLog;
+  // Writes `count` refusals `log` suppressed from `from`, with its last.
+  void report_refusals(const std::string& from, RefusalLog& log, std::uint64_t count);
   static constexpr std::chrono::seconds kRefusalLogWindow{10};
   struct RefusalLog {
-    std::chrono::steady_clock::time_point window_end;
-    std::uint64_t held = 0;  // refusals in this window not yet logged
-    std::string last;        // the last of them
+    LogRateLimit limit{1, kRefusalLogWindow};
+    std::string last;  // the last refusal it suppressed
   };
 
   // The members' client addresses: the configuration's `server.N` lines,
@@ -351,7 +353,7 @@ class ClusterRuntime final : public CommandSink {
   asio::steady_timer drain_timer_;
   asio::steady_timer refusal_timer_;  // flush_refusals
   // log_refusal's windows by source host and kind: few, as only a member's
-  // host's lines reach accept_peer; a window quiet to its end is dropped.
+  // host's lines reach accept_peer.
   std::map<std::pair<std::string, Refused>, RefusalLog> refusal_logs_;
   bool refusal_timer_armed_ = false;
   bool draining_ = false;  // stop_when_drained() was called
