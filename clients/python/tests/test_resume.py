@@ -55,6 +55,20 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         made.close()
 
 
+@pytest.fixture
+def long_lease_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """As ``cluster``, with a lease (T/2) of 4 s instead of 1.5: for tests
+    that kill the leader and need the session to outlive the election. The
+    election takes 0.5 to 1 s on a quiet machine, but a split vote under a
+    loaded CI run took 1.67 s, longer than the 1.5 s lease, and the client
+    then rightly declared its session lost."""
+    made = Cluster(tmp_path / "cluster", semaphores="one = 1", session_timeout_ms=8000)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
 class Losses:
     def __init__(self) -> None:
         self.seen: list[tuple[NetsemError, float]] = []
@@ -336,11 +350,13 @@ def test_a_wait_answered_before_mines_end_is_kept_for_that_answer() -> None:
     assert settled.keep == ["w9"] and not settled.fail
 
 
-def test_a_queued_wait_is_granted_after_the_leader_is_killed_in_a_cluster(cluster, either, clients) -> None:
+def test_a_queued_wait_is_granted_after_the_leader_is_killed_in_a_cluster(long_lease_cluster, either,
+                                                                         clients) -> None:
     """newuser25 §9, both clients: a WAIT queued at the leader when the
     leader is killed -9 is still queued in the resumed session (MINE lists
     its tag), so it keeps waiting there, and a POST made after the resume
     grants it, once. Before, it failed "outcome unknown" at each failover."""
+    cluster = long_lease_cluster
     lead = cluster.leader()
     assert lead >= 0, cluster.logs()
     survivor = (lead + 1) % 3
