@@ -208,9 +208,11 @@ class NetsemdCluster : public ::testing::Test {
   // A server's disk fails while it runs (below).
   void disk_fails(int bad, int good);
 
-  // Server i's /readyz, polled until its status is `status` (at most 10 s;
-  // a failure of the test if it never is): the last response.
-  test_support::HttpResponse readyz_becomes(int i, int status) const {
+  // Server i's /readyz once it answers `status` with a body that holds
+  // `body_has` ("" for any), asked every 100 ms for at most 10 s (a server
+  // still starting answers 503 with {"status":"starting"}); a failure of
+  // the test and the last response if it never does.
+  test_support::HttpResponse readyz_becomes(int i, int status, std::string_view body_has = {}) const {
     const auto readyz = [this, i] {
       const std::uint16_t port = test_support::http_port_from_log(servers_[i]->log());
       test_support::HttpConnection connection(port, host(i).c_str());
@@ -222,7 +224,7 @@ class NetsemdCluster : public ::testing::Test {
     test_support::HttpResponse last;
     while (std::chrono::steady_clock::now() < deadline) {
       last = readyz();
-      if (last.status == status) return last;
+      if (last.status == status && last.body.find(body_has) != std::string::npos) return last;
       std::this_thread::sleep_for(100ms);
     }
     ADD_FAILURE() << "server " << i + 1 << " /readyz: " << last.status << " " << last.body << "\n" << logs();
@@ -1934,7 +1936,7 @@ TEST_F(NetsemdCluster, ARemovedFollowerIsToldAndExits0AndAServerWaitingToJoinDoe
   ASSERT_NO_FATAL_FAILURE(start_fourth());
   // Waiting to join, it is not ready, and says so (it said "no leader
   // known", as a member cut off from the others).
-  const std::string waiting = readyz_becomes(3, 503).body;
+  const std::string waiting = readyz_becomes(3, 503, "waiting to be added").body;
   EXPECT_NE(waiting.find("\"reason\":\"waiting to be added: this server (id 4) is in no configuration yet"),
             std::string::npos)
       << waiting;
