@@ -59,7 +59,14 @@
 #                   POST of a created semaphore, which the single server
 #                   journals and syncs, where it journals none of
 #                   contended's grants) on netsemsync and the cluster, and
-#                   cluster_vs_single_durable=N at the end of the ratios
+#                   cluster_vs_single_durable=N at the end of the ratios.
+#                   After each repetition, netsem-commit-floor measures the
+#                   disk's floor under a commit on the cluster's file system
+#                   (2 of 3 synced appends at once, as raft_uv writes them):
+#                   the report shows the ceiling it sets on contended (10
+#                   permits / that time), and the ratios line ends with
+#                   disk_ceiling_vs_single=P (that ceiling over the single
+#                   server's contended cycles/s)
 #
 # bench/plot.sh sources this file for its helpers (main runs only when this
 # file is executed).
@@ -74,6 +81,7 @@ apt_updated=0
 work=
 NETSEMD=
 BENCH=
+COMMIT_FLOOR=
 PYTHON=
 NETSEM_PID='' NETSEM_PORT='' NETSEM_TLS_PORT='' NETSEM_DIR='' netsem_generation=0
 FLOOR_PID='' FLOOR_PORT=''
@@ -117,10 +125,11 @@ install_and_build() {
   if [[ $do_build -eq 1 ]]; then
     log "building netsemd and netsem-bench (Release) in $build_dir"
     cmake -S "$repo" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release >&2
-    cmake --build "$build_dir" --target netsemd netsem-bench >&2
+    cmake --build "$build_dir" --target netsemd netsem-bench netsem-commit-floor >&2
   fi
   NETSEMD=$build_dir/src/server/netsemd
   BENCH=$build_dir/bench/netsem-bench
+  COMMIT_FLOOR=$build_dir/bench/netsem-commit-floor
   [[ -x $NETSEMD && -x $BENCH ]] || die "no netsemd or netsem-bench in $build_dir (build it, or drop --no-build)"
   if [[ -x /usr/bin/python3 ]]; then
     PYTHON=/usr/bin/python3
@@ -280,8 +289,25 @@ EOF
 # "Configuration") and `fsync = always`, each on a data directory of its own
 # under $work (on the disk that holds TMPDIR: a tmpfs would make fsync
 # free); waits for a leader and sets CLUSTER_PIDS, CLUSTER_PORTS (client
-# ports, index 0 = server 1) and CLUSTER_LEADER (0-based).
+# ports, index 0 = server 1) and CLUSTER_LEADER (0-based). The ports are
+# picked free but only bound by the servers later, so another process (a
+# test running beside compare_smoke_test) can take one in between: a start
+# that fails with "Address already in use" is tried again, on new ports, at
+# most three times in all.
 start_cluster() {
+  local try pid
+  for try in 1 2 3; do
+    try_start_cluster && return 0
+    grep -qs 'Address already in use' "$work"/cluster/log[123] && [[ $try -lt 3 ]] || exit 1
+    log "a port was taken before the cluster bound it: starting it again on new ports"
+    for pid in "${CLUSTER_PIDS[@]}"; do stop_pid "$pid"; done
+    CLUSTER_PIDS=()
+    rm -rf "$work/cluster"
+  done
+}
+
+# One try of start_cluster: 1 if a server did not start.
+try_start_cluster() {
   local i j n raft_ports=() dir=$work/cluster
   mkdir -p "$dir"
   for i in 0 1 2; do
@@ -324,7 +350,7 @@ EOF
   done
   for n in 1 2 3; do
     wait_for_log "${CLUSTER_PIDS[n - 1]}" "$dir/log$n" 'listening on 127\.0\.0\.[0-9]+:[0-9]+' \
-      "netsemd $n of the cluster" >/dev/null || exit 1
+      "netsemd $n of the cluster" >/dev/null || return 1
   done
   local line leader
   line=$(wait_for_log "${CLUSTER_PIDS[0]}" "$dir/log1" 'cluster: [a-z]+ in term [0-9]+, leader [1-9][0-9]*' \
@@ -498,6 +524,22 @@ run_etcd() {
   log "$(basename "$file" .json): $(grep -oE '"ops_per_s":[0-9.]+' "$file" | cut -d: -f2) ops/s$([[ $status -eq 0 ]] || echo ', with errors')"
 }
 
+# run_commit_floor FILE: the disk's floor under the cluster's commit
+# (bench/commit_floor.cc: 2 of 3 synced appends at once, as raft_uv writes
+# them) on the cluster's own file system, with contended's limit of 10; its
+# JSON kept in FILE. Skipped with a warning when the probe is not built.
+run_commit_floor() {
+  local file=$1
+  if [[ ! -x $COMMIT_FLOOR ]]; then
+    log "warning: no $COMMIT_FLOOR: the disk's ceiling is left out (build netsem-commit-floor)"
+    return 0
+  fi
+  "$COMMIT_FLOOR" --dir "$work/cluster" --rounds "$commit_floor_rounds" --limit 10 >"$file.part" ||
+    die "netsem-commit-floor failed"
+  mv "$file.part" "$file"
+  log "$(basename "$file" .json): the disk's ceiling $(grep -oE '"ceiling_cycles_per_s":[0-9.]+' "$file" | cut -d: -f2) cycles/s"
+}
+
 # Whether this netsem-bench has the Redis target yet.
 bench_has_redis() {
   "$BENCH" --target redis --help >/dev/null 2>&1
@@ -551,13 +593,13 @@ main() {
     esac
     shift "$option_words"
   done
-  local sessions names memory_seconds
+  local sessions names memory_seconds commit_floor_rounds
   if [[ $quick -eq 1 ]]; then
     : "${reps:=3}" "${seconds:=2}" "${warmup:=0.5}"
-    sessions=2000 names=100000 memory_seconds=10
+    sessions=2000 names=100000 memory_seconds=10 commit_floor_rounds=300
   else
     : "${reps:=5}" "${seconds:=5}" "${warmup:=1}"
-    sessions=10000 names=1000000 memory_seconds=30
+    sessions=10000 names=1000000 memory_seconds=30 commit_floor_rounds=1000
   fi
   check_common_options
   if [[ -n $out ]]; then
@@ -572,7 +614,7 @@ main() {
   setup_workspace
   local runs=${out:-$work/runs}
   mkdir -p "$runs"
-  rm -f "$runs"/rep[0-9]*-*.json "$runs"/once-*.json
+  rm -f "$runs"/rep[0-9]*-*.json "$runs"/once-*.json "$runs"/commitfloor-rep*.json
 
   local systems=(netsem floor)
   if ! command -v redis-server >/dev/null; then
@@ -634,6 +676,7 @@ main() {
         run_bench "$file" "$system" --scenario "$scenario" --seconds "$seconds" --warmup "$warmup" "${extra[@]}"
       done
     done
+    if [[ $cluster -eq 1 ]]; then run_commit_floor "$runs/$(printf 'commitfloor-rep%02d' "$rep").json"; fi
   done
 
   # netsemd alone: ace on the same server; the memory figures each on a

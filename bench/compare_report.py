@@ -39,7 +39,12 @@ prints, in markdown:
   0.3 and 20), and, when they ran the durable scenario (WAIT and POST of a
   created semaphore, which the single server journals and syncs where it
   journals nothing of contended's grants), cluster_vs_single_durable=N: the
-  cluster's durable cycles/s over the fsync-always single server's.
+  cluster's durable cycles/s over the fsync-always single server's. With
+  compare.sh --cluster's commitfloor-repNN.json files (netsem-commit-floor:
+  the disk's floor under a commit), a table of that floor and the ceiling
+  it sets on contended, and disk_ceiling_vs_single=P: that ceiling over the
+  fsync-always single server's contended cycles/s (what the cluster could
+  reach if nothing but the disk cost time).
 
 Usage: compare_report.py DIR_OR_FILE...   (standard library only)
 """
@@ -63,6 +68,8 @@ SYSTEM_LABEL = {"netsem": "netsemd", "netsemtls": "netsemd over TLS", "python": 
                 "redis": "Redis", "netsemsync": "netsemd, fsync always", "cluster": "3 netsemd (Raft), on the leader",
                 "etcd": "etcd recipe, 3 members"}
 FILE_NAME = re.compile(r"^(rep(\d+)|once)-[a-z0-9]+-([a-z0-9]+)\.json$")
+# netsem-commit-floor's JSON, one per repetition (compare.sh --cluster).
+COMMIT_FLOOR_NAME = re.compile(r"^commitfloor-rep(\d+)\.json$")
 
 
 def load(paths):
@@ -87,6 +94,20 @@ def load(paths):
             run["system"] = match.group(3)
         runs.append((rep, run))
     return runs
+
+
+def load_commit_floors(paths):
+    """Returns {rep: netsem-commit-floor's JSON} from the directories in `paths`."""
+    floors = {}
+    for path in paths:
+        if not os.path.isdir(path):
+            continue
+        for name in sorted(os.listdir(path)):
+            match = COMMIT_FLOOR_NAME.match(name)
+            if match:
+                with open(os.path.join(path, name), encoding="utf-8") as f:
+                    floors[int(match.group(1))] = json.load(f)
+    return floors
 
 
 def number(value, digits=0):
@@ -242,6 +263,28 @@ def main(argv):
             if reps:
                 values = [ratio(ours[r]["ops_per_s"], theirs[r]["ops_per_s"]) for r in reps]
                 paired.append((f"{scenario} throughput, 3 netsemd / {SYSTEM_LABEL[other]}", values))
+    # The disk's floor under a commit (bench/commit_floor.cc), measured on the
+    # cluster's file system after each repetition, and the ceiling it sets on
+    # contended: a permit turns at most once per commit.
+    floors = load_commit_floors(argv[1:])
+    if floors:
+        reps = sorted(floors)
+        first = floors[reps[0]]
+        print()
+        print(f"The disk's floor under a commit ({first['quorum']} of {first['replicas']} synced appends at once, "
+              f"{first['method']}, {first['rounds']} rounds; bench/commit_floor.cc), in each repetition:")
+        print()
+        print("| figure | median (min–max) | by repetition |")
+        print("|---|---:|---|")
+        rows = [(f"{first['quorum']} of {first['replicas']} appends durable, p50 (µs)",
+                 [floors[r]["quorum_append_us"]["p50"] for r in reps], 0),
+                (f"{first['quorum']} of {first['replicas']} appends durable, p99 (µs)",
+                 [floors[r]["quorum_append_us"]["p99"] for r in reps], 0),
+                ("one append alone, p50 (µs)", [floors[r]["lone_append_us"]["p50"] for r in reps], 0),
+                (f"contended's ceiling: {first['limit']} permits / the p50 above (cycles/s)",
+                 [floors[r]["ceiling_cycles_per_s"] for r in reps], 0)]
+        for label, values, digits in rows:
+            print(f"| {label} | {median_range(values, digits)} | {' '.join(number(v) for v in values)} |")
     if paired:
         print()
         print("| ratio in each repetition (same rep, back to back) | median (min–max) | by repetition |")
@@ -276,6 +319,9 @@ def main(argv):
         ]
     if ("durable", "cluster") in groups:
         figures += [("cluster_vs_single_durable", ratio(ops("durable", "cluster"), ops("durable", "netsemsync")))]
+    if floors:
+        ceiling = median_of([f["ceiling_cycles_per_s"] for f in floors.values()])
+        figures += [("disk_ceiling_vs_single", ratio(ceiling, ops("contended", "netsemsync")))]
     print()
     print("ratios: " + " ".join(f"{name}={'n/a' if value is None else f'{value:.2f}'}" for name, value in figures))
     return 0

@@ -3,7 +3,8 @@
 # against netsemd with OPTION queued off (compare.sh --queued off) is its own
 # row, paired with the floor's contended, and the ratios line ends with its
 # two figures; without such runs the line keeps the seven figures of issue 5.
-# Then the Python client's, TLS's and compare.sh --cluster's rows and ratios.
+# Then the Python client's, TLS's and compare.sh --cluster's rows and ratios,
+# and netsem-commit-floor's table.
 # Usage: compare_report_test.sh REPO
 set -euo pipefail
 repo=$1
@@ -89,4 +90,15 @@ durable_last=$(tail -n 1 <<<"$report")
 grep -qF '| durable | netsemd, fsync always | 1 | 3,000 | 1.0 | 30,000 |' <<<"$report" || fail "no durable row: $report"
 grep -qF '| durable | 3 netsemd (Raft), on the leader | 1 | 6,000 | 1.0 | 25,000 |' <<<"$report" || fail "no durable cluster row: $report"
 grep -qF '| durable throughput, 3 netsemd / netsemd, fsync always | 2.00 |' <<<"$report" || fail "no durable pairing: $report"
+# netsem-commit-floor's JSON (compare.sh --cluster, one per repetition): its
+# table, and the disk's ceiling over the single server's contended at the end.
+printf '{"ceiling_cycles_per_s":50000.0,"dir":"/x","limit":10,"lone_append_us":{"p50":150.0,"p90":190.0,"p99":400.0},' >"$dir/commitfloor-rep00.json"
+printf '"method":"O_DIRECT, Linux AIO with RWF_DSYNC","quorum":2,"quorum_append_us":{"p50":200.0,"p90":260.0,"p99":900.0},' >>"$dir/commitfloor-rep00.json"
+printf '"replicas":3,"rounds":1000}\n' >>"$dir/commitfloor-rep00.json"
+report=$(python3 "$repo/bench/compare_report.py" "$dir")
+floor_last=$(tail -n 1 <<<"$report")
+[[ $floor_last == "$durable_last disk_ceiling_vs_single=2.50" ]] || fail "with the commit floor: $floor_last"
+grep -qF '| 2 of 3 appends durable, p50 (µs) | 200 | 200 |' <<<"$report" || fail "no commit floor row: $report"
+grep -qF "| contended's ceiling: 10 permits / the p50 above (cycles/s) | 50,000 | 50,000 |" <<<"$report" ||
+  fail "no ceiling row: $report"
 echo "compare_report_test: ok"

@@ -6,9 +6,9 @@
 # Python client, and with --cluster against a netsemd with fsync always,
 # three netsemd on the replicated log and three etcd members), the report
 # is kept under --out, and the last line is the `ratios:` line of issue 5
-# with its seven figures, the two of --queued off, TLS's two and the
-# cluster's two. Says nothing of the figures' values: a benchmark is never a
-# timed test.
+# with its seven figures, the two of --queued off, TLS's two, the
+# cluster's three and the disk's ceiling (netsem-commit-floor). Says
+# nothing of the figures' values: a benchmark is never a timed test.
 # Usage: compare_smoke_test.sh REPO BUILD_DIR
 set -euo pipefail
 repo=$1
@@ -32,7 +32,8 @@ pattern="^ratios: contended_vs_floor$figure spread_vs_floor$figure cycle1_vs_flo
 pattern+=" contended_vs_redis$figure spread_vs_redis$figure cpu_vs_redis$figure"
 pattern+=" contended_qoff_vs_floor$figure cpu_qoff_vs_floor$figure"
 pattern+=" cycle1_tls_vs_plain$figure contended_tls_vs_plain$figure"
-pattern+=" cluster_vs_single$figure cluster_vs_etcd$figure cluster_vs_single_durable$figure\$"
+pattern+=" cluster_vs_single$figure cluster_vs_etcd$figure cluster_vs_single_durable$figure"
+pattern+=" disk_ceiling_vs_single$figure\$"
 [[ $last =~ $pattern ]] || fail "last line is not the ratios line: $last"
 for row in '| contended | netsemd |' '| contended, queued off | netsemd |' '| contended | floor |' '| contended | Redis |' '| ace | netsemd |' \
   '| sessions | netsemd |' '| names | netsemd |' '| cycle1 | Python client |' '| contended | Python client |' \
@@ -49,5 +50,6 @@ grep -qE '^\| contended \| 3 netsemd \(Raft\), on the leader \|.* \| 0 \|$' "$ou
 grep -qE '^\| contended \| etcd recipe, 3 members \|.* \| 0 \|$' "$out/stdout" || fail "errors with etcd"
 grep -qE '^\| durable \| 3 netsemd \(Raft\), on the leader \|.* \| 0 \|$' "$out/stdout" || fail "errors in durable on the cluster"
 grep -qE '^\| durable \| netsemd, fsync always \|.* \| 0 \|$' "$out/stdout" || fail "errors in durable on the single server"
+grep -qF "| contended's ceiling: 10 permits / the p50 above (cycles/s) |" "$out/stdout" || fail "no disk ceiling"
 [[ -s $out/report/table.md && -s $out/report/meta.txt ]] || fail "--out kept no table.md or meta.txt"
 echo "compare_smoke_test: $last"
