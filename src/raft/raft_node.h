@@ -101,9 +101,12 @@ struct RaftOptions {
   // id: multi-homed hosts, NAT. A handshake must come within
   // `handshake_timeout` (0: the longer of 5 s and election_timeout), and at
   // most `max_pending_handshakes_per_source` connections of one source and
-  // `max_pending_handshakes` in all wait for theirs. Any other connection is
-  // closed before libraft takes it; each source is logged once per reason
-  // (warning) and NodeStatus::connections_refused counts them by reason.
+  // `max_pending_handshakes` in all wait for theirs; at most 2 of a source
+  // claiming one id (16 of a source in all) are open with libraft
+  // (RaftPortOptions::max_open_per_claim). Any other connection is closed
+  // before libraft takes it; each is logged (a warning, rate-limited per
+  // source and reason) and NodeStatus::connections_refused counts them by
+  // reason.
   std::vector<ServerInfo> known_servers;
   std::chrono::milliseconds handshake_timeout{0};
   std::size_t max_pending_handshakes_per_source = 4;

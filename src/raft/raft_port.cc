@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <endian.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <uv.h>
@@ -17,14 +18,18 @@ extern "C" {
 #include <raft/uv.h>
 }
 
+#include <algorithm>
 #include <cassert>
 #include <charconv>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <set>
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include "common/log.h"
 
 namespace netsem::raft {
 
@@ -40,6 +45,8 @@ std::string_view port_refusal_name(PortRefusal reason) {
       return "timeout";
     case PortRefusal::kPending:
       return "pending";
+    case PortRefusal::kStreams:
+      return "streams";
   }
   return "unknown";
 }
@@ -55,6 +62,9 @@ constexpr std::uint64_t kHandshakeProtocol = 1;
 constexpr std::uint64_t kMaxAddressLength = 256;
 // The most (source, reason) pairs logged: the rest are only counted.
 constexpr std::size_t kMaxLogged = 1024;
+// One line per source and reason in this window; the rest are counted and
+// said once it is over, as the cluster's refusals of peer lines are.
+constexpr std::chrono::seconds kLogWindow{10};
 
 std::string ipv4_text(std::uint32_t host_order) {
   const in_addr in{htonl(host_order)};
@@ -66,6 +76,17 @@ std::string ipv4_text(std::uint32_t host_order) {
 void set_no_delay(uv_stream_t* stream) {
   // raft_uv_tcp's streams are uv_tcp_t; a failure leaves Nagle on (slower, not wrong).
   if (stream != nullptr && stream->type == UV_TCP) uv_tcp_nodelay(reinterpret_cast<uv_tcp_t*>(stream), 1);
+}
+
+// Keepalive probes after `idle` without a byte from the peer, `count` of
+// them `interval` apart; a failure leaves the stream without (as libraft had it).
+void set_keepalive(uv_tcp_t* tcp, const RaftPortOptions& o) {
+  if (uv_tcp_keepalive(tcp, 1, static_cast<unsigned>(o.keepalive_idle.count())) != 0) return;
+  uv_os_fd_t fd = -1;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(tcp), &fd) != 0) return;
+  const int interval = static_cast<int>(o.keepalive_interval.count());
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &o.keepalive_count, sizeof o.keepalive_count);
 }
 
 }  // namespace
@@ -84,6 +105,23 @@ struct RaftPort::Impl {
     std::size_t nread = 0;
     bool in_address = false;
     int open_handles = 0;
+  };
+
+  // A stream handed to libraft, for as long as it is among the loop's
+  // handles as libraft's (prune_handed): the same address, libraft's
+  // uvServer as its data, the same descriptor, not closing.
+  struct Handed {
+    uv_handle_t* stream = nullptr;
+    void* server = nullptr;
+    uv_os_fd_t fd = -1;
+    std::uint32_t source = 0;
+    std::uint64_t id = 0;
+    bool seen = false;
+  };
+  // The warnings of one source and reason.
+  struct RefusalLog {
+    LogRateLimit limit{1, kLogWindow};
+    std::string last;  // the last refusal it suppressed
   };
 
   raft_uv_transport* transport = nullptr;
@@ -105,7 +143,12 @@ struct RaftPort::Impl {
   std::size_t alive = 0;
   bool closing = false, inner_closed = false, close_reported = false;
   PortRefusals refused{};
-  std::set<std::pair<std::uint32_t, PortRefusal>> logged;
+  std::vector<Handed> handed;
+  std::map<std::pair<std::uint32_t, PortRefusal>, RefusalLog> logs;
+  // Says what `logs` suppressed once their window is over; open (counted in
+  // `alive`) from the first refusal suppressed to the close.
+  uv_timer_t log_timer{};
+  bool log_timer_open = false;
 
   static void on_connection(uv_stream_t* server, int status);
   static void on_alloc(uv_handle_t* handle, std::size_t suggested, uv_buf_t* buf);
@@ -115,6 +158,8 @@ struct RaftPort::Impl {
   static void on_refused_stream_closed(uv_handle_t* handle);
   static void on_listener_closed(uv_handle_t* handle);
   static void on_inner_closed(raft_uv_transport* transport);
+  static void on_log_timer(uv_timer_t* timer);
+  static void on_log_timer_closed(uv_handle_t* handle);
 
   int listen(raft_uv_accept_cb cb);
   void close(raft_uv_transport_close_cb cb);
@@ -124,6 +169,12 @@ struct RaftPort::Impl {
   void abort(Incoming* incoming);
   void forget_pending(Incoming* incoming);
   void handshake_read(Incoming* incoming);
+  // Drops from `handed` the streams libraft has closed since.
+  void prune_handed();
+  // Writes the refusals `logs` suppressed in windows over at `now` (all of
+  // them when `all`) and arms log_timer for the next.
+  void flush_logs(bool all);
+  void report(std::uint32_t source, RefusalLog& log, std::uint64_t count);
   // Reports the transport closed once it is, and ours too. Last thing its
   // caller does: the report can end the node, and the port with it.
   void maybe_closed();
@@ -277,15 +328,12 @@ void RaftPort::Impl::on_connection(uv_stream_t* server, int status) {
   std::string detail;
   if (self->options.admits_source && !self->options.admits_source(source)) {
     refusal = PortRefusal::kHost;
-    detail =
-        "not the host of a server of this node's configuration or file, nor in raft_allowed_networks (logged once "
-        "per source)";
+    detail = "not the host of a server of this node's configuration or file, nor in raft_allowed_networks";
   } else if (waiting >= self->options.max_pending_per_source || self->pending.size() >= self->options.max_pending) {
     refusal = PortRefusal::kPending;
     detail = "closed at once: " + std::to_string(waiting) + " connections from that host (at most " +
              std::to_string(self->options.max_pending_per_source) + ") and " + std::to_string(self->pending.size()) +
-             " in all (at most " + std::to_string(self->options.max_pending) +
-             ") wait for their handshake (logged once per source)";
+             " in all (at most " + std::to_string(self->options.max_pending) + ") wait for their handshake";
   }
   if (refusal) {
     self->refuse(*refusal, source, detail);
@@ -356,27 +404,76 @@ void RaftPort::Impl::handshake_read(Incoming* incoming) {
     refuse(PortRefusal::kId, incoming->source,
            "it said it was server " + std::to_string(id) +
                ", which is not a server of this node's configuration or file with its Raft address on that host, "
-               "and the host is not in raft_allowed_networks (logged once per source)");
+               "and the host is not in raft_allowed_networks");
+    abort(incoming);
+    return;
+  }
+  prune_handed();
+  std::size_t claiming = 0, from_source = 0;
+  for (const Handed& h : handed) {
+    if (h.source != incoming->source) continue;
+    ++from_source;
+    if (h.id == id) ++claiming;
+  }
+  if (claiming >= options.max_open_per_claim || from_source >= options.max_open_per_source) {
+    refuse(PortRefusal::kStreams, incoming->source,
+           "closed after its handshake: " + std::to_string(claiming) + " streams from that host claiming server " +
+               std::to_string(id) + " (at most " + std::to_string(options.max_open_per_claim) + ") and " +
+               std::to_string(from_source) + " from that host in all (at most " +
+               std::to_string(options.max_open_per_source) + ") are open with libraft");
     abort(incoming);
     return;
   }
   forget_pending(incoming);
-  uv_stream_t* stream = reinterpret_cast<uv_stream_t*>(incoming->tcp);
+  uv_tcp_t* tcp = incoming->tcp;
+  uv_stream_t* stream = reinterpret_cast<uv_stream_t*>(tcp);
   incoming->tcp = nullptr;  // libraft's now: it closes and frees it
   --incoming->open_handles;
   uv_timer_stop(&incoming->timer);
   uv_close(reinterpret_cast<uv_handle_t*>(&incoming->timer), on_incoming_handle_closed);
   set_no_delay(stream);
+  set_keepalive(tcp, options);
+  uv_os_fd_t fd = -1;
+  uv_fileno(reinterpret_cast<uv_handle_t*>(tcp), &fd);
   stream->data = nullptr;
   accept_cb(transport, id, incoming->address.data(), stream);
+  // libraft's uvServer is its data now; a stream it could not take it is
+  // closing already (uv_recv.c, uvRecvAcceptCb).
+  auto* handle = reinterpret_cast<uv_handle_t*>(stream);
+  if (!uv_is_closing(handle) && handle->data != nullptr) {
+    handed.push_back({handle, handle->data, fd, incoming->source, id, true});
+  }
+}
+
+void RaftPort::Impl::prune_handed() {
+  if (handed.empty()) return;
+  std::unordered_map<uv_handle_t*, Handed*> by_handle;
+  for (Handed& h : handed) {
+    h.seen = false;
+    by_handle[h.stream] = &h;
+  }
+  // A stream libraft closed is gone from the loop's handles once its close
+  // callback ran (it frees it there); one closing is not counted either. Its
+  // memory may hold a handle of another since: that one has other data or
+  // another descriptor.
+  auto visit = [](uv_handle_t* handle, void* arg) {
+    auto& handles = *static_cast<std::unordered_map<uv_handle_t*, Handed*>*>(arg);
+    const auto it = handles.find(handle);
+    if (it == handles.end() || handle->type != UV_TCP || uv_is_closing(handle)) return;
+    uv_os_fd_t fd = -1;
+    if (handle->data == it->second->server && uv_fileno(handle, &fd) == 0 && fd == it->second->fd) {
+      it->second->seen = true;
+    }
+  };
+  uv_walk(loop, visit, &by_handle);
+  std::erase_if(handed, [](const Handed& h) { return !h.seen; });
 }
 
 void RaftPort::Impl::on_timeout(uv_timer_t* timer) {
   Incoming* incoming = static_cast<Incoming*>(timer->data);
   Impl* self = incoming->port;
   self->refuse(PortRefusal::kTimeout, incoming->source,
-               "no handshake within " + std::to_string(self->options.handshake_timeout.count()) +
-                   " ms (logged once per source)");
+               "no handshake within " + std::to_string(self->options.handshake_timeout.count()) + " ms");
   self->abort(incoming);
 }
 
@@ -414,14 +511,75 @@ void RaftPort::Impl::on_refused_stream_closed(uv_handle_t* handle) {
 
 void RaftPort::Impl::refuse(PortRefusal reason, std::uint32_t source, const std::string& detail) {
   ++refused[static_cast<std::size_t>(reason)];
-  if (logged.size() >= kMaxLogged || !logged.insert({source, reason}).second) return;
-  spdlog::warn("raft: refused a connection to the Raft port from {}: {}", ipv4_text(source), detail);
+  const std::pair key{source, reason};
+  auto it = logs.find(key);
+  if (it == logs.end()) {
+    if (logs.size() >= kMaxLogged) return;  // counted only
+    it = logs.emplace(key, RefusalLog{}).first;
+  }
+  RefusalLog& log = it->second;
+  std::string line = "refused a connection to the Raft port from " + ipv4_text(source) + ": " + detail;
+  const LogRateLimit::Admission admission = log.limit.admit(LogRateLimit::Clock::now());
+  if (admission.suppressed_before != 0) report(source, log, admission.suppressed_before);
+  if (admission.write) {
+    spdlog::warn("raft: {}", line);
+    return;
+  }
+  log.last = std::move(line);
+  if (closing) return;  // close() says it
+  if (!log_timer_open) {
+    uv_timer_init(loop, &log_timer);
+    log_timer.data = this;
+    log_timer_open = true;
+    ++alive;
+  }
+  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&log_timer))) flush_logs(false);
+}
+
+void RaftPort::Impl::report(std::uint32_t source, RefusalLog& log, std::uint64_t count) {
+  if (count == 1) {
+    spdlog::warn("raft: {} (logged late: at most one such line per {} s from {})", log.last, kLogWindow.count(),
+                 ipv4_text(source));
+  } else {
+    spdlog::warn("raft: {} (and {} more from {} in the last {} s)", log.last, count - 1, ipv4_text(source),
+                 kLogWindow.count());
+  }
+  log.last.clear();
+}
+
+void RaftPort::Impl::flush_logs(bool all) {
+  const auto now = LogRateLimit::Clock::now();
+  std::optional<LogRateLimit::Clock::time_point> next;
+  for (auto& [key, log] : logs) {
+    const std::uint64_t count = all ? log.limit.take_all_suppressed() : log.limit.take_suppressed(now);
+    if (count != 0) report(key.first, log, count);
+    if (const auto due = log.limit.report_due()) next = next ? std::min(*next, *due) : *due;
+  }
+  if (all || !next || !log_timer_open) return;
+  const auto after = std::chrono::ceil<std::chrono::milliseconds>(*next - now);
+  uv_timer_start(&log_timer, on_log_timer, static_cast<std::uint64_t>(std::max<std::int64_t>(after.count(), 1)), 0);
+}
+
+void RaftPort::Impl::on_log_timer(uv_timer_t* timer) {
+  static_cast<Impl*>(timer->data)->flush_logs(false);
+}
+
+void RaftPort::Impl::on_log_timer_closed(uv_handle_t* handle) {
+  Impl* self = static_cast<Impl*>(handle->data);
+  --self->alive;
+  self->maybe_closed();
 }
 
 void RaftPort::Impl::close(raft_uv_transport_close_cb cb) {
   closing = true;
   close_cb = cb;
   while (!pending.empty()) abort(*pending.begin());
+  flush_logs(true);
+  if (log_timer_open) {
+    log_timer_open = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&log_timer), on_log_timer_closed);
+  }
+  handed.clear();
   if (listener_open) {
     listener_open = false;
     uv_close(reinterpret_cast<uv_handle_t*>(&listener), on_listener_closed);

@@ -11,9 +11,17 @@
 // waiting for their handshake (the excess is closed at once), reads the
 // handshake within handshake_timeout (closed after), checks that the claimed
 // id may come from that source (admits_claim), and only then hands the
-// stream to libraft's accept callback, as libraft's listener would. Every
-// refusal is counted by reason and logged once per source and reason
-// (warning). The transport's connect is wrapped too, and every stream either
+// stream to libraft's accept callback, as libraft's listener would, unless
+// that source has max_open_per_claim streams claiming that id (or
+// max_open_per_source in all) handed over and still open: libraft keeps
+// every stream it is given (a uvServer each, no limit), and closes one only
+// when its peer ends it or sends what is no message. The streams handed
+// over are found among the loop's handles (uv_walk) at each handshake, as
+// libraft closes and frees them itself; they get TCP keepalive, so that one
+// whose peer host is gone ends. Every refusal is counted by reason and
+// logged (warning) through a LogRateLimit per source and reason: the first
+// at once, the rest of each 10 s as one line with their count. The
+// transport's connect is wrapped too, and every stream either
 // side hands to libraft has TCP_NODELAY (raft_uv_tcp leaves Nagle's algorithm
 // on: a small message behind an unacknowledged one waited for the peer's
 // delayed ACK, about 40 ms: docs/benchmarks.md, "The cluster's second run").
@@ -47,9 +55,11 @@ enum class PortRefusal : std::size_t {
   kHandshake,  // its handshake is not libraft's (protocol, address length)
   kTimeout,    // no whole handshake within handshake_timeout
   kPending,    // too many of its source's (or in all) wait for their handshake
+  kStreams,    // its source has as many streams open with libraft for that id (or in all) as it may
 };
-inline constexpr std::size_t kPortRefusals = 5;
-// "host", "id", "handshake", "timeout", "pending" (the metric's reason label).
+inline constexpr std::size_t kPortRefusals = 6;
+// "host", "id", "handshake", "timeout", "pending", "streams" (the metric's
+// reason label).
 std::string_view port_refusal_name(PortRefusal reason);
 using PortRefusals = std::array<std::uint64_t, kPortRefusals>;
 
@@ -60,6 +70,20 @@ struct RaftPortOptions {
   std::chrono::milliseconds handshake_timeout{5000};
   std::size_t max_pending_per_source = 4;
   std::size_t max_pending = 32;
+  // Streams handed to libraft and still open: at most max_open_per_claim of
+  // one source claiming one id, max_open_per_source of one source in all. A
+  // peer has one connection to this server (libraft's uvClient); a second
+  // one while this side has not yet seen the first end (its host crashed
+  // and came back: keepalive ends the old one).
+  std::size_t max_open_per_claim = 2;
+  std::size_t max_open_per_source = 16;
+  // TCP keepalive on the streams handed over: libraft only reads them
+  // (its answers go on its own connection), so a stream whose peer host is
+  // gone would never end. It ends keepalive_idle + keepalive_count x
+  // keepalive_interval after the last byte from the peer (30 s).
+  std::chrono::seconds keepalive_idle{15};
+  std::chrono::seconds keepalive_interval{5};
+  int keepalive_count = 3;
   // Whether a connection from `source` (IPv4, host order) is read at all.
   std::function<bool(std::uint32_t source)> admits_source;
   // Whether a connection from `source` may speak as server `id`.

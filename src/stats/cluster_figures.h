@@ -57,7 +57,8 @@ struct ClusterFigures {
   // Connections to the Raft port refused since start, by reason ("host":
   // from no member's host nor raft_allowed_networks; "id": a claimed id that
   // may not come from its source; "handshake": not libraft's; "timeout": no
-  // handshake in time; "pending": too many waiting for theirs), every reason
+  // handshake in time; "pending": too many waiting for theirs; "streams":
+  // too many of its host open with libraft already), every reason
   // listed (raft::NodeStatus::connections_refused).
   std::vector<std::pair<std::string, std::uint64_t>> raft_connections_refused;
 };

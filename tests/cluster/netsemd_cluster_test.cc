@@ -3907,6 +3907,58 @@ TEST_F(NetsemdCluster, TheRaftPortRefusesAHandshakeClaimingAnotherServersId) {
   EXPECT_TRUE(grants(*client, "a1", "lock"));
 }
 
+// A valid handshake is no licence for any number of streams: libraft keeps
+// every stream handed to it, so at most 2 of one host claiming one id are
+// open with it (one is a member's own, a second one while the first's end
+// is not yet seen). Three more from a member's host claiming its id: the
+// first is kept, the third is closed at once after its handshake, logged
+// and counted ("streams"). The member stays connected: with the third
+// server killed, the leader's grants need its acknowledgements; and once
+// killed and started again (its old stream ends), its new one is taken.
+TEST_F(NetsemdCluster, TheRaftPortClosesStreamsBeyondTwoOfAHostClaimingOneId) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int member = (lead + 1) % kServers;
+  const int third = (lead + 2) % kServers;
+  const auto id = static_cast<std::uint64_t>(member + 1);
+  std::vector<UniqueFd> extra;
+  for (int i = 0; i < 3; ++i) {
+    extra.push_back(raft_handshake_from(host(member), host(lead), raft_ports_[lead], id));
+    ASSERT_TRUE(extra.back().valid()) << std::strerror(errno);
+  }
+  EXPECT_TRUE(closed_within(extra[2].get(), 2s)) << "a third extra stream claiming server " << id << " kept\n"
+                                                 << logs();
+  EXPECT_FALSE(closed_within(extra[0].get(), 1s)) << logs();
+
+  const std::string log = servers_[lead]->log();
+  EXPECT_EQ(count_of(log, "refused a connection to the Raft port from " + host(member) +
+                              ": closed after its handshake: 2 streams from that host claiming server " +
+                              std::to_string(id) + " (at most 2)"),
+            1u)
+      << log;
+  const std::string metrics = metrics_of(*servers_[lead], host(lead));
+  EXPECT_TRUE(
+      metrics.find("netsem_cluster_raft_connections_refused_total{reason=\"streams\"} 1\n") != std::string::npos ||
+      metrics.find("netsem_cluster_raft_connections_refused_total{reason=\"streams\"} 2\n") != std::string::npos)
+      << metrics;
+
+  // Grants need the member now: its stream to the leader was not pushed out.
+  kill_server(third);
+  {
+    auto client = connect(lead);
+    ASSERT_TRUE(client != nullptr);
+    EXPECT_TRUE(grants(*client, "a1", "lock"));
+    EXPECT_EQ(client->request(req::release("r1", "lock"), 10s).rfind("r1 OK", 0), 0u) << logs();
+  }
+  // Restarted, the member connects again while the extra streams stay open.
+  kill_server(member);
+  start(member);
+  auto client = connect(member);
+  ASSERT_TRUE(client != nullptr);
+  EXPECT_TRUE(grants(*client, "a2", "lock"));
+  EXPECT_FALSE(closed_within(extra[0].get(), 0ms)) << logs();
+}
+
 // raft_allowed_networks admits another source: a member whose connections
 // leave from another address. 127.0.0.9's connection is taken (libraft
 // keeps it open, waiting for messages) and nothing is refused.

@@ -234,7 +234,7 @@ ClusterFigures largest_cluster() {
   figures.term = figures.leader_id = figures.commit_index = figures.applied_index = big;
   figures.last_index = figures.lag = figures.members = figures.voters = big;
   for (std::uint64_t i = 0; i < kMaxFollowersInStats + 3; ++i) figures.followers.push_back({big - i, big, big});
-  for (const char* reason : {"host", "id", "handshake", "timeout", "pending"}) {
+  for (const char* reason : {"host", "id", "handshake", "timeout", "pending", "streams"}) {
     figures.raft_connections_refused.emplace_back(reason, big);
   }
   return figures;
