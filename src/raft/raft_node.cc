@@ -589,6 +589,14 @@ class RaftNode::Impl {
   // this node's failure, logged with libraft's cause and what to do; ends
   // the process when RaftOptions::exit_on_write_failure says so.
   void write_failed(int status, std::string_view what, std::string_view after);
+  // libraft turned the node unavailable with no failure recorded (a write
+  // refused at once on a follower, say for want of a descriptor: audit28
+  // F2). libraft 0.15 never leaves that state, so it is this node's failure
+  // as a failed write is; publish() notices it after every event.
+  void became_unavailable();
+  // Records `failure` as this node's, logged as critical, and ends the
+  // process when RaftOptions::exit_on_write_failure says so.
+  void fail_for_good(std::string failure);
   // The Raft port's checks (RaftOptions::known_servers, raft_port.h), on
   // the raft thread: whether a connection from `source` is read at all, and
   // whether it may speak as server `id`.
@@ -1372,14 +1380,51 @@ void RaftNode::Impl::recv_wrapped(raft_io* io, raft_message* message) {
   self->raft_recv_(io, message);
 }
 
+namespace {
+
+// raft_uv's message of its last I/O error, with the system's words for an
+// errno it gives only as a number ("write failed: -28" ends "(No space left
+// on device)"); "" when it said nothing.
+std::string io_error_words(const char* errmsg) {
+  std::string text = errmsg;
+  const auto colon = text.rfind(": -");
+  int code = 0;
+  if (colon != std::string::npos) {
+    const char* first = text.data() + colon + 3;
+    const char* last = text.data() + text.size();
+    const auto [end, ec] = std::from_chars(first, last, code);
+    if (ec == std::errc() && end == last && code > 0) text += std::string(" (") + std::strerror(code) + ")";
+  }
+  return text;
+}
+
+constexpr std::string_view kRestart =
+    "restart this server (on its data) once its disk takes writes again and it has file descriptors to spare";
+
+}  // namespace
+
 void RaftNode::Impl::write_failed(int status, std::string_view what, std::string_view after) {
   if (!failure_.empty()) return;
   // libraft 0.15's raft_strerror has no text for RAFT_NOSPACE ("unknown
   // error"): a full disk, or one that cannot preallocate a segment.
   const std::string why = status == RAFT_NOSPACE ? "no space left on its disk" : raft_strerror(status);
-  failure_ = std::string(what) + " in " + options_.data_dir + " could not be written (" + why +
-             (io_.errmsg[0] != '\0' ? std::string(": ") + io_.errmsg : std::string()) + "); " + std::string(after) +
-             ": restart this server (on its data) once its disk takes writes";
+  const std::string said = io_error_words(io_.errmsg);
+  fail_for_good(std::string(what) + " in " + options_.data_dir + " could not be written (" + why +
+                (said.empty() ? std::string() : ": " + said) + "); " + std::string(after) + ": " +
+                std::string(kRestart));
+}
+
+void RaftNode::Impl::became_unavailable() {
+  if (!failure_.empty()) return;
+  const std::string said = io_error_words(io_.errmsg);
+  fail_for_good(
+      "libraft turned this node unavailable (its last I/O error: " + (said.empty() ? std::string("none said") : said) +
+      "; data in " + options_.data_dir +
+      "); libraft 0.15 never leaves that state (it neither votes nor takes entries again): " + std::string(kRestart));
+}
+
+void RaftNode::Impl::fail_for_good(std::string failure) {
+  failure_ = std::move(failure);
   spdlog::critical("raft: {}", failure_);
   if (const int code = options_.exit_on_write_failure; code != 0) {
     // The log file may sit on the failing disk: stderr says it too.
@@ -1478,6 +1523,7 @@ void RaftNode::Impl::on_check(uv_check_t* handle) {
 }
 
 void RaftNode::Impl::publish() {
+  if (handles_open_ && !closing_ && raft_state(&raft_) == RAFT_UNAVAILABLE) became_unavailable();
   NodeStatus s;
   s.role = closing_ ? Role::kUnavailable : from_raft_state(raft_state(&raft_));
   s.term = raft_.current_term;

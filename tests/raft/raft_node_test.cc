@@ -465,6 +465,56 @@ TEST(RaftNodeSockets, ALeaderTellsItsFollowerOfACommitAtOnceWhenTheMachineWantsI
   EXPECT_EQ(machine[follower].entries(), machine[leader].entries());
 }
 
+// A follower whose write of the leader's entries is refused at once (raft_uv
+// failing synchronously: audit28 F2 saw it for want of a descriptor, at a
+// segment's roll) is turned unavailable by libraft 0.15, for good and
+// without a word. The node records that as its failure, critical, as it
+// does a failed write (netsemd then exits 3: RaftOptions::
+// exit_on_write_failure), instead of going on as a member that neither
+// votes nor stores. Before, its failure stayed empty.
+TEST(RaftNodeSockets, AFollowerThatLibraftTurnsUnavailableRecordsItsFailure) {
+  TwoServers two;
+  ASSERT_FALSE(two.dir.empty());
+  testing::LogMachine machine[2];
+  std::atomic<std::uint64_t> refusing{0};  // the id whose appends are refused, once
+  std::unique_ptr<RaftNode> nodes[2];
+  for (std::uint64_t id : {1u, 2u}) {
+    RaftOptions o = two.options(id);
+    o.refuse_append_for_test = [&refusing, id] {
+      std::uint64_t expected = id;
+      return refusing.compare_exchange_strong(expected, 0) ? RAFT_IOERR : 0;
+    };
+    auto node = RaftNode::start(o, machine[id - 1]);
+    ASSERT_TRUE(node) << node.status().to_string();
+    nodes[id - 1] = std::move(*node);
+  }
+  int leader = -1;
+  for (int i = 0; i < 500 && leader < 0; ++i) {
+    for (int n : {0, 1}) {
+      if (nodes[n]->status().role == Role::kLeader) leader = n;
+    }
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  ASSERT_GE(leader, 0) << "no leader";
+  const int follower = 1 - leader;
+  refusing = static_cast<std::uint64_t>(follower + 1);
+  nodes[leader]->propose("p:refused", [](Result<std::string>) {});
+  NodeStatus seen;
+  for (int i = 0; i < 250; ++i) {
+    seen = nodes[follower]->status();
+    if (!seen.failure.empty()) break;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  EXPECT_EQ(refusing.load(), 0u) << "the follower was sent no entry";
+  EXPECT_EQ(seen.role, Role::kUnavailable);
+  EXPECT_NE(seen.failure.find("libraft turned this node unavailable (its last I/O error: write refused at once"),
+            std::string::npos)
+      << seen.failure;
+  EXPECT_NE(seen.failure.find("restart this server (on its data)"), std::string::npos) << seen.failure;
+  EXPECT_TRUE(nodes[leader]->status().failure.empty()) << nodes[leader]->status().failure;
+  for (auto& node : nodes) node->stop();
+}
+
 TEST(RaftServers, ParseServersAndRoles) {
   auto servers = parse_servers("1@127.0.0.1:7001,2@127.0.0.2:7001");
   ASSERT_TRUE(servers) << servers.status().to_string();
