@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -139,7 +140,7 @@ Result<ServerId> check_peer_sender(std::string_view id_text, std::string_view re
 }  // namespace
 
 std::string peer_link_hello(ServerId from, ServerId to, std::string_view nonce) {
-  return "PEER " + std::to_string(from) + " LINK " + std::to_string(to) + " " + std::string(nonce) + "\n";
+  return "PEER " + std::to_string(from) + " LINK " + std::to_string(to) + " " + std::string(nonce) + " SEALED\n";
 }
 
 Result<LinkHello> check_peer_hello(std::string_view line, std::string_view remote_host, ServerId self,
@@ -158,9 +159,16 @@ Result<LinkHello> check_peer_hello(std::string_view line, std::string_view remot
   }
   const Result<ServerId> from = check_peer_sender(words[1], remote_host, self, client_addresses);
   if (!from) return from.status();
-  const auto to = words.size() == 5 ? parse_id(words[3]) : std::nullopt;
-  if (!to || !is_lower_hex(words[4], kPeerNonceBytes)) {
-    return Status(StatusCode::kProtocol, "PEER <id> LINK <id> <64 lowercase hex digits> expected");
+  const auto to = words.size() == 5 || words.size() == 6 ? parse_id(words[3]) : std::nullopt;
+  if (!to || !is_lower_hex(words[4], kPeerNonceBytes) || (words.size() == 6 && words[5] != "SEALED")) {
+    return Status(StatusCode::kProtocol, "PEER <id> LINK <id> <64 lowercase hex digits> SEALED expected");
+  }
+  if (words.size() == 5) {
+    // The hello of a netsemd older than the sealed frames: its frames would
+    // come in clear, and this server's would be taken for entries there.
+    return Status(StatusCode::kDenied, "PEER " + std::to_string(*from) +
+                                           " LINK without SEALED: the peer link hello of an older netsemd, whose "
+                                           "frames are not sealed; refused (upgrade the server that sent it)");
   }
   if (*to != self) {
     return Status(StatusCode::kDenied, "PEER " + std::to_string(*from) + ": a link meant for server " +
@@ -378,7 +386,7 @@ Result<std::optional<std::string>> PeerFrameDecoder::next() {
   std::uint32_t n = 0;
   for (int i = 3; i >= 0; --i)
     n = (n << 8) | static_cast<unsigned char>(buffer_[consumed_ + static_cast<std::size_t>(i)]);
-  if (n == 0 || n > kMaxPeerFrameBytes) {
+  if (n == 0 || n > max_) {
     return Status(StatusCode::kProtocol, "peer link: a frame of " + std::to_string(n) + " bytes");
   }
   if (available < 4 + std::size_t{n}) return std::optional<std::string>();
@@ -392,6 +400,137 @@ Result<std::optional<std::string>> PeerFrameDecoder::next() {
     consumed_ = 0;
   }
   return std::optional<std::string>(std::move(entry));
+}
+
+// --- the sealing of the frames ---
+
+std::string peer_link_key_message(LinkSide sender, ServerId linking, ServerId receiving, std::string_view linking_nonce,
+                                  std::string_view receiving_nonce) {
+  return std::string("netsem peer link key v1\nframes: ") +
+         (sender == LinkSide::kLinking ? "linking server to receiving server" : "receiving server to linking server") +
+         "\nlinking server " + std::to_string(linking) + "\nreceiving server " + std::to_string(receiving) +
+         "\nlinking nonce " + std::string(linking_nonce) + "\nreceiving nonce " + std::string(receiving_nonce) + "\n";
+}
+
+PeerLinkKey peer_link_key(std::string_view secret, LinkSide sender, ServerId linking, ServerId receiving,
+                          std::string_view linking_nonce, std::string_view receiving_nonce) {
+  PeerLinkKey key{};
+  const std::string message = peer_link_key_message(sender, linking, receiving, linking_nonce, receiving_nonce);
+  unsigned int size = 0;
+  if (secret.empty() ||
+      HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+           reinterpret_cast<const unsigned char*>(message.data()), message.size(), key.data(), &size) == nullptr ||
+      size != key.size()) {
+    key.fill(0);
+  }
+  return key;
+}
+
+namespace {
+
+constexpr std::size_t kGcmNonceBytes = 12;
+
+EVP_CIPHER_CTX* cipher_context(void* context) {
+  return static_cast<EVP_CIPHER_CTX*>(context);
+}
+
+// The frame's length field (u32, little-endian) for a body of `n` bytes.
+std::array<unsigned char, 4> length_field(std::size_t n) {
+  std::array<unsigned char, 4> field{};
+  for (std::size_t i = 0; i < 4; ++i) field[i] = static_cast<unsigned char>((n >> (8 * i)) & 0xff);
+  return field;
+}
+
+}  // namespace
+
+PeerFrameCipher::PeerFrameCipher(Mode mode, const PeerLinkKey& key) : mode_(mode) {
+  EVP_CIPHER_CTX* context = EVP_CIPHER_CTX_new();
+  context_ = context;
+  const bool keyed = std::any_of(key.begin(), key.end(), [](unsigned char b) { return b != 0; });
+  // The key is set once; each frame sets only its nonce (set_nonce).
+  const int ok = context == nullptr || !keyed ? 0
+                 : mode == Mode::kSeal ? EVP_EncryptInit_ex(context, EVP_aes_256_gcm(), nullptr, key.data(), nullptr)
+                                       : EVP_DecryptInit_ex(context, EVP_aes_256_gcm(), nullptr, key.data(), nullptr);
+  broken_ = ok != 1 || EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_GCM_SET_IVLEN, kGcmNonceBytes, nullptr) != 1;
+}
+
+PeerFrameCipher::~PeerFrameCipher() {
+  EVP_CIPHER_CTX_free(cipher_context(context_));
+}
+
+void PeerFrameCipher::set_nonce(std::uint64_t sequence) {
+  std::array<unsigned char, kGcmNonceBytes> nonce{};
+  for (std::size_t i = 0; i < 8; ++i) nonce[4 + i] = static_cast<unsigned char>((sequence >> (8 * (7 - i))) & 0xff);
+  EVP_CIPHER_CTX* context = cipher_context(context_);
+  const int ok = mode_ == Mode::kSeal ? EVP_EncryptInit_ex(context, nullptr, nullptr, nullptr, nonce.data())
+                                      : EVP_DecryptInit_ex(context, nullptr, nullptr, nullptr, nonce.data());
+  if (ok != 1) broken_ = true;
+}
+
+Result<std::string> PeerFrameCipher::seal(std::string_view entry) {
+  if (mode_ != Mode::kSeal || entry.empty() || entry.size() > kMaxPeerFrameBytes) {
+    return Status(StatusCode::kInternal, "peer link: no frame of " + std::to_string(entry.size()) + " bytes");
+  }
+  // The counter never wraps: a nonce would repeat under this key.
+  if (next_ == std::numeric_limits<std::uint64_t>::max()) broken_ = true;
+  if (!broken_) set_nonce(next_);
+  if (broken_) return Status(StatusCode::kInternal, "peer link: the frames cannot be sealed (OpenSSL)");
+  EVP_CIPHER_CTX* context = cipher_context(context_);
+  const std::size_t body = entry.size() + kPeerTagBytes;
+  const std::array<unsigned char, 4> field = length_field(body);
+  std::string frame(4 + body, '\0');
+  std::memcpy(frame.data(), field.data(), field.size());
+  auto* out = reinterpret_cast<unsigned char*>(frame.data() + 4);
+  int n = 0;
+  int last = 0;
+  const bool sealed = EVP_EncryptUpdate(context, nullptr, &n, field.data(), static_cast<int>(field.size())) == 1 &&
+                      EVP_EncryptUpdate(context, out, &n, reinterpret_cast<const unsigned char*>(entry.data()),
+                                        static_cast<int>(entry.size())) == 1 &&
+                      static_cast<std::size_t>(n) == entry.size() &&
+                      EVP_EncryptFinal_ex(context, out + n, &last) == 1 && last == 0 &&
+                      EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_GCM_GET_TAG, kPeerTagBytes, out + entry.size()) == 1;
+  if (!sealed) {
+    broken_ = true;
+    return Status(StatusCode::kInternal, "peer link: a frame could not be sealed (OpenSSL)");
+  }
+  ++next_;
+  return frame;
+}
+
+Result<std::string> PeerFrameCipher::open(std::string_view body) {
+  if (mode_ != Mode::kOpen || broken_) {
+    return Status(StatusCode::kInternal, "peer link: no more frames are opened on this link");
+  }
+  if (body.size() <= kPeerTagBytes || body.size() > kMaxSealedPeerFrameBytes) {
+    broken_ = true;
+    return Status(StatusCode::kProtocol, "peer link: a sealed frame of " + std::to_string(body.size()) + " bytes");
+  }
+  const std::uint64_t sequence = next_;
+  set_nonce(sequence);
+  EVP_CIPHER_CTX* context = cipher_context(context_);
+  const std::size_t size = body.size() - kPeerTagBytes;
+  const std::array<unsigned char, 4> field = length_field(body.size());
+  std::string entry(size, '\0');
+  std::array<unsigned char, kPeerTagBytes> tag{};
+  std::memcpy(tag.data(), body.data() + size, tag.size());
+  auto* out = reinterpret_cast<unsigned char*>(entry.data());
+  int n = 0;
+  int last = 0;
+  const bool opened = !broken_ &&
+                      EVP_DecryptUpdate(context, nullptr, &n, field.data(), static_cast<int>(field.size())) == 1 &&
+                      EVP_DecryptUpdate(context, out, &n, reinterpret_cast<const unsigned char*>(body.data()),
+                                        static_cast<int>(size)) == 1 &&
+                      static_cast<std::size_t>(n) == size &&
+                      EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_GCM_SET_TAG, kPeerTagBytes, tag.data()) == 1 &&
+                      EVP_DecryptFinal_ex(context, out + n, &last) == 1 && last == 0;
+  if (!opened) {
+    broken_ = true;
+    return Status(StatusCode::kDenied, "peer link: frame " + std::to_string(sequence) +
+                                           " does not open (altered, replayed, reordered or after a lost frame on "
+                                           "the way, or sealed under another key)");
+  }
+  ++next_;
+  return entry;
 }
 
 // --- the follower's side ---
@@ -512,19 +651,27 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
           ++self->stats->linked;
           const std::string proof =
               peer_link_proof(self->secret, LinkSide::kLinking, self->from, self->to, self->nonce, *theirs);
+          // Every frame from here on is sealed under this link's own key
+          // (PeerFrameCipher: the proof line, sent first, is the last line
+          // in clear).
+          self->sealer = std::make_unique<PeerFrameCipher>(
+              PeerFrameCipher::Mode::kSeal,
+              peer_link_key(self->secret, LinkSide::kLinking, self->from, self->to, self->nonce, *theirs));
           self->queue.push_front(Chunk{peer_link_proof_line(self->from, proof), true});
           self->watch();
           self->write_next();
         });
   }
 
-  void push(std::string frame, std::size_t max_bytes) {
-    if (queued_bytes + frame.size() > max_bytes) {
+  // Queues an entry (sealed as it is written: the key is known only once
+  // the leader answered).
+  void push(std::string entry, std::size_t max_bytes) {
+    if (queued_bytes + entry.size() > max_bytes) {
       ++stats->dropped;
       return;
     }
-    queued_bytes += frame.size();
-    queue.push_back(Chunk{std::move(frame), false});
+    queued_bytes += entry.size();
+    queue.push_back(Chunk{std::move(entry), false});
     if (linked && !writing) write_next();
   }
 
@@ -534,15 +681,20 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
       return;
     }
     writing = true;
+    Chunk& next = queue.front();
+    if (!next.proof && !next.sealed) {
+      // Sealed in the order written: the sequence numbers are the leader's.
+      Result<std::string> sealed = sealer->seal(next.bytes);
+      if (!sealed) return fail(sealed.status().message());
+      queued_bytes -= next.bytes.size();
+      next.bytes = std::move(*sealed);
+      next.sealed = true;
+    }
     asio::async_write(socket, asio::buffer(queue.front().bytes),
                       [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
                         if (self->dead) return;
                         if (ec) return self->fail(self->why_ended(ec));
-                        const Chunk& done = self->queue.front();
-                        if (!done.proof) {
-                          ++self->stats->frames;
-                          self->queued_bytes -= done.bytes.size();
-                        }
+                        if (!self->queue.front().proof) ++self->stats->frames;
                         self->queue.pop_front();
                         self->write_next();
                       });
@@ -585,16 +737,19 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
       return "closed by that server (" + ec.message() + ", " + std::to_string(waited.count()) +
              " ms after it connected) without answering this server's hello: it refused it (an address it does not "
              "know for this server, or another id: see its log), it runs a netsemd older than the peer link's "
-             "challenge (which logs 'wrong secret': upgrade it), or it stopped";
+             "challenge (which logs 'wrong secret': upgrade it) or than its sealed frames (which logs 'PEER <id> "
+             "LINK <id> <64 lowercase hex digits> expected'), or it stopped";
     }
     const auto lived = std::chrono::duration_cast<std::chrono::milliseconds>(now - linked_at);
     if (lived < kRefusedWithin) {
       return "closed by that server (" + ec.message() + ", " + std::to_string(lived.count()) +
-             " ms after its answer): it refused this server's proof of the cluster secret, or it stopped: see its "
-             "log";
+             " ms after its answer): it refused this server's proof of the cluster secret, or a frame that did not "
+             "open there (altered on the way), or it stopped: see its log";
     }
     return "closed by that server (" + ec.message() + ") after the link worked for " +
-           std::to_string(lived.count() / 1000) + " s: it stopped, restarted or closed the link";
+           std::to_string(lived.count() / 1000) +
+           " s: it stopped, restarted or closed the link (also when a frame did not open there: altered on the way, "
+           "see its log)";
   }
   void fail(std::string_view why, bool unproven = false) {
     if (dead) return;
@@ -615,8 +770,9 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
   }
 
   struct Chunk {
-    std::string bytes;
-    bool proof = false;  // the set-up's last line, not a frame
+    std::string bytes;    // an entry, until it is sealed as it is written
+    bool proof = false;   // the set-up's last line, not a frame
+    bool sealed = false;  // bytes is its sealed frame (being written)
   };
 
   asio::ip::tcp::socket socket;
@@ -633,7 +789,8 @@ struct PeerLinkClient::Link : std::enable_shared_from_this<PeerLinkClient::Link>
   std::string target_address;  // host:port, for the log
   std::array<char, 64> sink{};
   std::deque<Chunk> queue;
-  std::size_t queued_bytes = 0;  // of the frames (not the proof)
+  std::size_t queued_bytes = 0;             // of the entries not yet sealed
+  std::unique_ptr<PeerFrameCipher> sealer;  // once linked
   bool connected = false;
   bool linked = false;  // the leader's answer proved the secret
   std::chrono::steady_clock::time_point connected_at;
@@ -703,7 +860,7 @@ void PeerLinkClient::forward(ServerId leader_id, std::string entry) {
     link_ = std::make_shared<Link>(io_, self_, leader_id, secret_, std::move(*nonce), stats_, failed_at_, warned_at_);
     link_->connect(local ? local->first : std::string(), where->first, where->second);
   }
-  link_->push(frame_entry(entry), max_queue_bytes_);
+  link_->push(std::move(entry), max_queue_bytes_);
 }
 
 // --- one line alone ---
@@ -860,6 +1017,8 @@ std::shared_ptr<PeerLinkReceiver> PeerLinkReceiver::start(asio::ip::tcp::socket 
                               ours](std::string_view line) {
       return verify_link_proof(line, secret, from, self, theirs, ours);
     };
+    receiver->opener_ = std::make_unique<PeerFrameCipher>(
+        PeerFrameCipher::Mode::kOpen, peer_link_key(secret, LinkSide::kLinking, hello.from, self, hello.nonce, ours));
   }
   // Not from inside start(): the caller's own state may not be ready for
   // the handlers yet.
@@ -943,8 +1102,13 @@ bool PeerLinkReceiver::drain() {
       return false;
     }
     if (!next->has_value()) return true;
+    Result<std::string> entry = opener_->open(**next);
+    if (!entry) {
+      finish(entry.status());
+      return false;
+    }
     ++entries_;
-    if (on_entry_) on_entry_(peer_, std::move(**next));
+    if (on_entry_) on_entry_(peer_, std::move(*entry));
     if (closed_) return false;
   }
 }

@@ -4,11 +4,14 @@
 // leader's (the receiving server's) client address from its own client
 // host and the two prove to each other that they hold the cluster secret,
 // without sending it (HMAC-SHA256 over both sides' fresh nonces):
-//   linking -> receiving   "PEER <F> LINK <L> <nonce F>"
+//   linking -> receiving   "PEER <F> LINK <L> <nonce F> SEALED"
 //   receiving -> linking   "PEER <L> LINK-ANSWER <nonce L> <proof of L>"
 //   linking -> receiving   "PEER <F> LINK-PROOF <proof of F>"
-// then entries (replication::encode_entry bytes, NSRE), each framed by its
-// length as a little-endian u32. Nothing else comes back: the follower
+// then entries (replication::encode_entry bytes, NSRE), each sealed with
+// AES-256-GCM under a key of the link's own (PeerFrameCipher: a frame
+// altered, replayed, reordered or dropped on the way does not open, and
+// the leader closes the link) and framed by its length as a little-endian
+// u32. Nothing else comes back: the follower
 // learns what was applied from its own replica, and sends again what was
 // lost (ClusterNode's resends). The follower sends nothing of its clients'
 // before the leader proved the secret, and the leader hands on nothing
@@ -33,6 +36,8 @@
 //   verify_secret_proof,            nothing secret on the wire)
 //   ask_peer_line
 //   frame_entry / PeerFrameDecoder  the framing, with no I/O
+//   peer_link_key / PeerFrameCipher the sealing of the frames after the
+//                                   set-up, with no I/O
 //   PeerLinkClient                  a Forwarder over Asio: one link at a
 //                                   time, to the leader named, reconnected on
 //                                   demand; what cannot be sent is dropped
@@ -84,8 +89,9 @@ inline constexpr std::size_t kPeerProofBytes = 32;
 // kInternal when the generator fails.
 Result<std::string> new_peer_nonce();
 
-// "PEER <from> LINK <to> <nonce>\n": server `from`'s hello to server `to`,
-// with its fresh nonce.
+// "PEER <from> LINK <to> <nonce> SEALED\n": server `from`'s hello to server
+// `to`, with its fresh nonce; SEALED: the frames after the set-up are
+// sealed (PeerFrameCipher).
 std::string peer_link_hello(ServerId from, ServerId to, std::string_view nonce);
 
 struct LinkHello {
@@ -99,11 +105,14 @@ struct LinkHello {
 // asio::ip::address::to_string gives it): the word PEER, an id that is in
 // `client_addresses` (id -> "host:port") and not `self`, the remote address
 // equal to that server's configured host (kDenied otherwise, saying which
-// check failed), LINK, `self` as the server meant (kDenied), and a nonce
-// of 64 lowercase hex digits (kProtocol). The hello of a netsemd older than
-// the link's challenge, "PEER <id> <secret>", is refused (kDenied) without
-// its secret being looked at: it carries the secret in clear. kProtocol for
-// a line that is not a PEER line.
+// check failed), LINK, `self` as the server meant (kDenied), a nonce of
+// 64 lowercase hex digits and SEALED (kProtocol). The hello of a netsemd
+// older than the sealed frames, the same without SEALED, is refused
+// (kDenied: its frames would be in clear, and this server's would be taken
+// for entries there). The hello of a netsemd older than the link's
+// challenge, "PEER <id> <secret>", is refused (kDenied) without its secret
+// being looked at: it carries the secret in clear. kProtocol for a line
+// that is not a PEER line.
 Result<LinkHello> check_peer_hello(std::string_view line, std::string_view remote_host, ServerId self,
                                    const std::map<ServerId, std::string>& client_addresses);
 
@@ -271,16 +280,108 @@ std::string frame_entry(std::string_view entry);
 
 // Cuts a byte stream into entries. feed() what arrives; next() gives the
 // next whole entry, nullopt when more bytes are needed, or kProtocol for a
-// frame length of 0 or over kMaxPeerFrameBytes (the link must be closed).
+// frame length of 0 or over `max_frame_bytes` (the link must be closed):
+// kMaxPeerFrameBytes for entries, kMaxSealedPeerFrameBytes for a link's
+// sealed frames.
 class PeerFrameDecoder {
  public:
+  explicit PeerFrameDecoder(std::size_t max_frame_bytes = kMaxPeerFrameBytes) : max_(max_frame_bytes) {}
   void feed(std::string_view bytes) { buffer_.append(bytes); }
   Result<std::optional<std::string>> next();
   std::size_t buffered() const { return buffer_.size() - consumed_; }
 
  private:
+  std::size_t max_;
   std::string buffer_;
   std::size_t consumed_ = 0;
+};
+
+// --- the sealing of the frames after the set-up ---
+//
+// Once a link is set up, every frame on it is sealed: the bytes of a
+// forwarded entry carry session names, labels and the resume secrets of
+// OPENs and RESUMEs, and the link is plain TCP, so without it an on-path
+// attacker could read them, and alter, inject, replay or drop frames (the
+// set-up proves who is at each end, not what comes after it).
+//
+// Keys: one per direction and per link, peer_link_key(): HMAC-SHA256 keyed
+// by the cluster secret over peer_link_key_message(), which names the
+// direction, both servers and both set-up nonces, and is domain-separated
+// from the proofs (which go on the wire) by its first line. Both nonces are
+// fresh for every set-up (RAND_bytes, 32 bytes each; the receiving server's
+// is its own, so a follower that repeated its nonce still gets new keys),
+// so no two links share a key.
+//
+// Frame: "<n: u32 little-endian><ciphertext: n - 16 bytes><tag: 16 bytes>",
+// AES-256-GCM of the entry with the 4 length bytes as additional
+// authenticated data and a 96-bit nonce of 4 zero bytes then the frame's
+// sequence number (a u64, big-endian: 0 for the first frame of the link in
+// that direction, then 1, 2, ...), which both ends count and neither sends.
+// A nonce never repeats under a key: the counter only goes up within a link
+// (a link that would wrap it is closed; 2^64 frames are never reached), and
+// every link has keys of its own. So a replayed or reordered frame is
+// opened with another sequence number than it was sealed with, a dropped
+// frame moves every later one, an altered byte (length, ciphertext or tag)
+// breaks the tag: none opens, and the link is closed.
+//
+// Why AES-256-GCM: an AEAD (confidentiality and integrity in one pass, one
+// key), with hardware support (AES-NI, PCLMULQDQ) on the servers netsemd
+// runs on, in the OpenSSL that netsemd links for TLS already (EVP); its
+// one hazard, a repeated nonce, is ruled out by the counter above.
+
+inline constexpr std::size_t kPeerKeyBytes = 32;  // AES-256
+inline constexpr std::size_t kPeerTagBytes = 16;  // GCM's full tag
+// The largest sealed frame accepted (its length field): the largest entry
+// and its tag.
+inline constexpr std::size_t kMaxSealedPeerFrameBytes = kMaxPeerFrameBytes + kPeerTagBytes;
+
+using PeerLinkKey = std::array<unsigned char, kPeerKeyBytes>;
+
+// The message a link's key for the frames `sender` sends is the HMAC of
+// (exposed for the known-answer test): "netsem peer link key v1\nframes:
+// <linking server to receiving server | receiving server to linking
+// server>\nlinking server <F>\nreceiving server <L>\nlinking nonce <nonce
+// F>\nreceiving nonce <nonce L>\n".
+std::string peer_link_key_message(LinkSide sender, ServerId linking, ServerId receiving, std::string_view linking_nonce,
+                                  std::string_view receiving_nonce);
+
+// HMAC-SHA256(secret, peer_link_key_message(...)); all zero only when
+// OpenSSL fails (PeerFrameCipher then refuses to work).
+PeerLinkKey peer_link_key(std::string_view secret, LinkSide sender, ServerId linking, ServerId receiving,
+                          std::string_view linking_nonce, std::string_view receiving_nonce);
+
+// One direction of one link: seals the frames it sends, or opens those it
+// receives, counting their sequence numbers. Once open() failed it opens
+// nothing more (the link is to be closed).
+class PeerFrameCipher {
+ public:
+  enum class Mode { kSeal, kOpen };
+  PeerFrameCipher(Mode mode, const PeerLinkKey& key);
+  ~PeerFrameCipher();
+  PeerFrameCipher(const PeerFrameCipher&) = delete;
+  PeerFrameCipher& operator=(const PeerFrameCipher&) = delete;
+
+  // The sealed frame of `entry`, length field and all, with the next
+  // sequence number. REQUIRES: Mode kSeal, 1 <= entry.size() <=
+  // kMaxPeerFrameBytes. kInternal when OpenSSL fails or the counter would
+  // wrap (the link is to be closed).
+  Result<std::string> seal(std::string_view entry);
+  // The entry of a sealed frame's `body` (what a PeerFrameDecoder with the
+  // bound kMaxSealedPeerFrameBytes gives: the frame without its length
+  // field) for the next sequence number; kDenied when it does not open
+  // (altered, replayed, reordered, after a dropped frame, or sealed under
+  // another key), kProtocol when it is shorter than a tag and a byte.
+  // REQUIRES: Mode kOpen.
+  Result<std::string> open(std::string_view body);
+  // The sequence number of the next frame.
+  std::uint64_t sequence() const { return next_; }
+
+ private:
+  void set_nonce(std::uint64_t sequence);
+  Mode mode_;
+  void* context_ = nullptr;  // EVP_CIPHER_CTX, keyed once
+  std::uint64_t next_ = 0;
+  bool broken_ = false;
 };
 
 // host and port of "host:port" (the last ':'); nullopt when malformed.
@@ -355,13 +456,16 @@ class PeerLinkClient final : public Forwarder {
 // this server's proof), reads the linking server's proof line
 // (verify_link_proof), beginning with `already_read` (the bytes the
 // listener read past the hello line), all within kPeerLinkSetUpTimeout;
-// then calls `on_linked(peer)` once, reads frames and calls
+// then calls `on_linked(peer)` once, reads sealed frames, opens each
+// (PeerFrameCipher, the linking server's key) and calls
 // `on_entry(peer, entry)` for each (the server passes it to
 // ClusterNode::accept_forwarded). `on_close(peer, why)` runs once when the
 // link ends: before it was set up (kDenied: the proof did not match;
 // kProtocol: not a proof line; kTimeout: none in time; kIoError: closed or
 // a socket error; kInternal: no nonce), or after (the peer closed: kOk; a
-// bad frame: kProtocol; a socket error: kIoError), or close() was called.
+// frame length of 0 or over kMaxSealedPeerFrameBytes, or a frame shorter
+// than its tag: kProtocol; a frame that does not open: kDenied; a socket
+// error: kIoError), or close() was called.
 // The server's listener gives a plain descriptor with socket.assign().
 class PeerLinkReceiver : public std::enable_shared_from_this<PeerLinkReceiver> {
  public:
@@ -401,7 +505,10 @@ class PeerLinkReceiver : public std::enable_shared_from_this<PeerLinkReceiver> {
   std::string answer_;
   std::string proof_line_;  // bytes read of the peer's proof line
   std::function<Status(std::string_view)> check_proof_;
-  PeerFrameDecoder decoder_;
+  // Opens the linking server's frames (its direction's key, made with both
+  // nonces at the answer; used once its proof held).
+  std::unique_ptr<PeerFrameCipher> opener_;
+  PeerFrameDecoder decoder_{kMaxSealedPeerFrameBytes};
   std::array<char, 65536> buffer_{};
   std::uint64_t entries_ = 0;
   bool linked_ = false;

@@ -832,6 +832,13 @@ void ClusterRuntime::accept_peer(UniqueFd fd, const asio::ip::address& remote, s
         if (!linked && why.code() != StatusCode::kCancelled) {
           log_refusal(host, Refused::kLinkProof,
                       fmt::format("refused a peer link from {} (server {}): {}", host, from, why.to_string()));
+        } else if (why.code() == StatusCode::kDenied || why.code() == StatusCode::kProtocol) {
+          // A frame altered, replayed or lost on the way (or not a frame):
+          // the link is closed, the follower sets up another and sends again
+          // what it has no outcome for.
+          log_refusal(
+              host, Refused::kLinkFrame,
+              fmt::format("closed the peer link from {} (server {}): {}; it links again", host, from, why.to_string()));
         } else if (why.code() != StatusCode::kCancelled) {
           spdlog::info("cluster: peer link from server {} ended: {}", from,
                        why ? std::string("closed") : why.to_string());

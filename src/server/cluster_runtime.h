@@ -239,7 +239,9 @@ class ClusterRuntime final : public CommandSink {
 
   // What a refusal of a peer line on the client port refused (a key of
   // refusal_logs_, with the source's host).
-  enum class Refused { kRemovalNotice, kSecretCheck, kLinkHello, kLinkSetUp, kLinkProof };
+  // kLinkFrame: a set-up link closed for a frame that did not open (or a
+  // malformed one).
+  enum class Refused { kRemovalNotice, kSecretCheck, kLinkHello, kLinkSetUp, kLinkProof, kLinkFrame };
   // Logs `message` (a refusal of a line a member's host sent, which it may
   // send at will) as a warning through a LogRateLimit of its kind from
   // `host` (one line per kRefusalLogWindow): the first at once; those it

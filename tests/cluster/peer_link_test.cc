@@ -1,5 +1,6 @@
 // The peer link (src/cluster/peer_link.h): the hello line's checks, the
-// framing cut at every byte, and three ClusterNodes in one process whose
+// framing cut at every byte, the frames' seal (known answers; what does not
+// open), and three ClusterNodes in one process whose
 // followers forward over real TCP links (PeerLinkClient) to listeners on
 // 127.0.0.1-3 that check the hello line and hand the socket to a
 // PeerLinkReceiver feeding the leader node's accept_forwarded, as netsemd's
@@ -212,13 +213,13 @@ constexpr char kKatReceivingNonce[] = "202122232425262728292a2b2c2d2e2f303132333
 TEST(PeerLink, TheHelloIsCheckedWholeAndTheOldFormIsRefusedUnread) {
   const std::map<ServerId, std::string> members = {{1, "127.0.0.1:5000"}, {2, "127.0.0.2:5000"}, {3, "127.0.0.3:5000"}};
   const std::string nonce = kKatLinkingNonce;
-  EXPECT_EQ(peer_link_hello(2, 1, nonce), "PEER 2 LINK 1 " + nonce + "\n");
-  const Result<LinkHello> hello = check_peer_hello("PEER 2 LINK 1 " + nonce, "127.0.0.2", 1, members);
+  EXPECT_EQ(peer_link_hello(2, 1, nonce), "PEER 2 LINK 1 " + nonce + " SEALED\n");
+  const Result<LinkHello> hello = check_peer_hello("PEER 2 LINK 1 " + nonce + " SEALED", "127.0.0.2", 1, members);
   ASSERT_TRUE(hello) << hello.status().to_string();
   EXPECT_EQ(hello->from, 2u);
   EXPECT_EQ(hello->to, 1u);
   EXPECT_EQ(hello->nonce, nonce);
-  EXPECT_TRUE(check_peer_hello("PEER 2 LINK 1 " + nonce + "\r", "127.0.0.2", 1, members));
+  EXPECT_TRUE(check_peer_hello("PEER 2 LINK 1 " + nonce + " SEALED\r", "127.0.0.2", 1, members));
   struct Case {
     std::string line;
     std::string from;
@@ -227,21 +228,26 @@ TEST(PeerLink, TheHelloIsCheckedWholeAndTheOldFormIsRefusedUnread) {
   std::string upper = nonce;
   for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   const Case refused[] = {
-      {"PEER 2 LINK 1 " + nonce, "127.0.0.3", StatusCode::kDenied},    // not from server 2's host
-      {"PEER 4 LINK 1 " + nonce, "127.0.0.2", StatusCode::kDenied},    // not a member
-      {"PEER 1 LINK 1 " + nonce, "127.0.0.1", StatusCode::kDenied},    // this server itself
-      {"PEER 2 LINK 3 " + nonce, "127.0.0.2", StatusCode::kDenied},    // meant for server 3
-      {"PEER 0 LINK 1 " + nonce, "127.0.0.2", StatusCode::kProtocol},  // no such id
-      {"PEER x LINK 1 " + nonce, "127.0.0.2", StatusCode::kProtocol},  // not a number
-      {"PEER 2 LINK 0 " + nonce, "127.0.0.2", StatusCode::kProtocol},  // no such id
-      {"PEER 2 LINK x " + nonce, "127.0.0.2", StatusCode::kProtocol},  // not a number
-      {"PEER 2 LINK 1", "127.0.0.2", StatusCode::kProtocol},           // no nonce
-      {"PEER 2 LINK 1 ", "127.0.0.2", StatusCode::kProtocol},          // an empty one
-      {"PEER 2 LINK 1 " + nonce.substr(2), "127.0.0.2", StatusCode::kProtocol},
-      {"PEER 2 LINK 1 " + nonce + "00", "127.0.0.2", StatusCode::kProtocol},
-      {"PEER 2 LINK 1 " + upper, "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 LINK 1 " + nonce + " SEALED", "127.0.0.3", StatusCode::kDenied},    // not from server 2's host
+      {"PEER 4 LINK 1 " + nonce + " SEALED", "127.0.0.2", StatusCode::kDenied},    // not a member
+      {"PEER 1 LINK 1 " + nonce + " SEALED", "127.0.0.1", StatusCode::kDenied},    // this server itself
+      {"PEER 2 LINK 3 " + nonce + " SEALED", "127.0.0.2", StatusCode::kDenied},    // meant for server 3
+      {"PEER 0 LINK 1 " + nonce + " SEALED", "127.0.0.2", StatusCode::kProtocol},  // no such id
+      {"PEER x LINK 1 " + nonce + " SEALED", "127.0.0.2", StatusCode::kProtocol},  // not a number
+      {"PEER 2 LINK 0 " + nonce + " SEALED", "127.0.0.2", StatusCode::kProtocol},  // no such id
+      {"PEER 2 LINK x " + nonce + " SEALED", "127.0.0.2", StatusCode::kProtocol},  // not a number
+      {"PEER 2 LINK 1", "127.0.0.2", StatusCode::kProtocol},                       // no nonce
+      {"PEER 2 LINK 1 ", "127.0.0.2", StatusCode::kProtocol},                      // an empty one
+      {"PEER 2 LINK 1 " + nonce.substr(2) + " SEALED", "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 LINK 1 " + nonce + "00 SEALED", "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 LINK 1 " + upper + " SEALED", "127.0.0.2", StatusCode::kProtocol},
       {"PEER 2 LINK 1 " + nonce + " x", "127.0.0.2", StatusCode::kProtocol},
-      {"PEER 2 LINK  1 " + nonce, "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 LINK 1 " + nonce + " sealed", "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 LINK 1 " + nonce + " SEALED x", "127.0.0.2", StatusCode::kProtocol},
+      {"PEER 2 LINK 1 " + nonce + "  SEALED", "127.0.0.2", StatusCode::kProtocol},
+      // The hello of a netsemd older than the sealed frames.
+      {"PEER 2 LINK 1 " + nonce, "127.0.0.2", StatusCode::kDenied},
+      {"PEER 2 LINK  1 " + nonce + " SEALED", "127.0.0.2", StatusCode::kProtocol},
       {"PEER 2 LINK-PROOF " + nonce, "127.0.0.2", StatusCode::kProtocol},  // a set-up's line, not a hello
       {"PEER 2 LINK-ANSWER " + nonce + " " + nonce, "127.0.0.2", StatusCode::kProtocol},
       {"PEER 2", "127.0.0.2", StatusCode::kProtocol},
@@ -257,6 +263,9 @@ TEST(PeerLink, TheHelloIsCheckedWholeAndTheOldFormIsRefusedUnread) {
     const Result<LinkHello> got = check_peer_hello(c.line, c.from, 1, members);
     EXPECT_EQ(got.status().code(), c.code) << c.line << " from " << c.from << ": " << got.status().to_string();
   }
+  const Result<LinkHello> unsealed = check_peer_hello("PEER 2 LINK 1 " + nonce, "127.0.0.2", 1, members);
+  EXPECT_NE(unsealed.status().message().find("older netsemd, whose frames are not sealed"), std::string::npos)
+      << unsealed.status().to_string();
   const Result<LinkHello> old = check_peer_hello("PEER 2 s3cret", "127.0.0.2", 1, members);
   EXPECT_NE(old.status().message().find("older netsemd, which sends the cluster secret in clear"), std::string::npos)
       << old.status().to_string();
@@ -585,6 +594,146 @@ TEST(PeerLink, FramesAreCutWhereverTheBytesSplit) {
   EXPECT_EQ(huge.next().status().code(), StatusCode::kProtocol);
 }
 
+// What `result` holds, or `otherwise`.
+std::string text_or(const Result<std::string>& result, std::string otherwise) {
+  return result ? *result : otherwise;
+}
+
+std::string hex_of(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (const char c : bytes) {
+    out += kDigits[static_cast<unsigned char>(c) >> 4];
+    out += kDigits[static_cast<unsigned char>(c) & 0xf];
+  }
+  return out;
+}
+
+// Known answers, computed outside netsem (Python's hmac for the keys, the
+// `cryptography` package's AESGCM for the frames: nonce 4 zero bytes and
+// the sequence number big-endian, the length field as associated data), so
+// a change of the key's message, the nonce, the associated data or the
+// frame's layout breaks it.
+TEST(PeerLink, ALinksKeysAndSealedFramesMatchTheirKnownAnswers) {
+  EXPECT_EQ(peer_link_key_message(LinkSide::kLinking, 2, 1, kKatLinkingNonce, kKatReceivingNonce),
+            std::string("netsem peer link key v1\nframes: linking server to receiving server\nlinking server 2\n"
+                        "receiving server 1\nlinking nonce ") +
+                kKatLinkingNonce + "\nreceiving nonce " + kKatReceivingNonce + "\n");
+  const PeerLinkKey forward = peer_link_key(kKatSecret, LinkSide::kLinking, 2, 1, kKatLinkingNonce, kKatReceivingNonce);
+  const PeerLinkKey back = peer_link_key(kKatSecret, LinkSide::kReceiving, 2, 1, kKatLinkingNonce, kKatReceivingNonce);
+  const auto hex_key = [](const PeerLinkKey& key) {
+    return hex_of(std::string_view(reinterpret_cast<const char*>(key.data()), key.size()));
+  };
+  EXPECT_EQ(hex_key(forward), "f955d7188b84c6c436fc255d77ee922a86575548c3b4de0ede04efef96b57898");
+  EXPECT_EQ(hex_key(back), "b01650f005d4aaa02362d434137b4a3ac63b770bbe1c27ba261fccdb6f279fb9");
+  // A key is never a proof that went on the wire.
+  EXPECT_NE(hex_key(forward),
+            peer_link_proof(kKatSecret, LinkSide::kLinking, 2, 1, kKatLinkingNonce, kKatReceivingNonce));
+  PeerFrameCipher sealer(PeerFrameCipher::Mode::kSeal, forward);
+  const Result<std::string> first = sealer.seal("an entry");
+  const Result<std::string> second = sealer.seal("the next entry");
+  ASSERT_TRUE(first) << first.status().to_string();
+  ASSERT_TRUE(second) << second.status().to_string();
+  EXPECT_EQ(hex_of(*first), "1800000016c1a8723bd89e4c5fb30be2180348e636086674ab70fd7f");
+  EXPECT_EQ(hex_of(*second), "1e000000fd2d80dc4d084333313313f609e25faf76a1a769fc886fc11641e2bd361c");
+  EXPECT_EQ(sealer.sequence(), 2u);
+  PeerFrameCipher opener(PeerFrameCipher::Mode::kOpen, forward);
+  EXPECT_EQ(text_or(opener.open(std::string_view(*first).substr(4)), "(none)"), "an entry");
+  EXPECT_EQ(text_or(opener.open(std::string_view(*second).substr(4)), "(none)"), "the next entry");
+}
+
+// Every frame opens once, in order, under its own direction's key of its
+// own link: an altered byte anywhere (length field, ciphertext, tag), a
+// replay, a reorder, a frame after a lost one, a frame of another link or
+// of the other direction do not open, and once one did not, nothing more
+// does. The stream is cut by a decoder bounded by the sealed frame's size.
+TEST(PeerLink, ASealedFrameOpensOnlyOnceInItsPlaceUnderItsOwnKey) {
+  const std::string nf = *new_peer_nonce();
+  const std::string nl = *new_peer_nonce();
+  const PeerLinkKey key = peer_link_key(kClusterSecret, LinkSide::kLinking, 2, 1, nf, nl);
+  const std::vector<std::string> entries = {"e0 " + std::string(kResumeSecret), "e1", std::string(70000, 'x'), "e3"};
+  PeerFrameCipher sealer(PeerFrameCipher::Mode::kSeal, key);
+  std::vector<std::string> frames;  // the whole frames, length field and all
+  for (const std::string& e : entries) frames.push_back(*sealer.seal(e));
+  EXPECT_EQ(frames[0].find(kResumeSecret), std::string::npos);
+  EXPECT_EQ(frames[2].find(std::string(64, 'x')), std::string::npos);
+
+  // In order, through a decoder fed byte by byte: all open.
+  {
+    PeerFrameDecoder decoder(kMaxSealedPeerFrameBytes);
+    PeerFrameCipher opener(PeerFrameCipher::Mode::kOpen, key);
+    std::vector<std::string> got;
+    for (const std::string& f : frames) {
+      for (const char c : f) {
+        decoder.feed(std::string_view(&c, 1));
+        auto next = decoder.next();
+        ASSERT_TRUE(next) << next.status().to_string();
+        if (next->has_value()) got.push_back(text_or(opener.open(**next), "(did not open)"));
+      }
+    }
+    EXPECT_EQ(got, entries);
+  }
+  // `order` of frames (indexes), each opened in turn: what opened, then "!"
+  // for the first that did not and everything after it.
+  const auto open_in = [&](const std::vector<std::string>& stream, const PeerLinkKey& with) {
+    PeerFrameCipher opener(PeerFrameCipher::Mode::kOpen, with);
+    std::string outcome;
+    for (const std::string& f : stream) {
+      const Result<std::string> entry = opener.open(std::string_view(f).substr(4));
+      outcome += entry ? "o" : (entry.status().code() == StatusCode::kDenied ? "!" : "?");
+    }
+    return outcome;
+  };
+  EXPECT_EQ(open_in({frames[0], frames[1], frames[2], frames[3]}, key), "oooo");
+  EXPECT_EQ(open_in({frames[0], frames[1], frames[1], frames[2]}, key), "oo!?") << "replayed";
+  EXPECT_EQ(open_in({frames[0], frames[0]}, key), "o!") << "replayed at once";
+  EXPECT_EQ(open_in({frames[1], frames[0]}, key), "!?") << "reordered";
+  EXPECT_EQ(open_in({frames[0], frames[2], frames[3]}, key), "o!?") << "one lost";
+  EXPECT_EQ(open_in({frames[0]}, peer_link_key(kClusterSecret, LinkSide::kReceiving, 2, 1, nf, nl)), "!")
+      << "the other direction's key";
+  EXPECT_EQ(open_in({frames[0]}, peer_link_key(kClusterSecret, LinkSide::kLinking, 2, 1, nf, *new_peer_nonce())), "!")
+      << "another link's key";
+  EXPECT_EQ(open_in({frames[0]}, peer_link_key("another-secret-0123456789", LinkSide::kLinking, 2, 1, nf, nl)), "!")
+      << "another secret's key";
+  // One bit flipped in each byte of the second frame: its length field
+  // (checked as associated data, here the body is given whole), its
+  // ciphertext and its tag.
+  for (std::size_t at = 0; at < frames[1].size(); ++at) {
+    std::string altered = frames[1];
+    altered[at] = static_cast<char>(altered[at] ^ 0x01);
+    PeerFrameCipher opener(PeerFrameCipher::Mode::kOpen, key);
+    EXPECT_TRUE(opener.open(std::string_view(frames[0]).substr(4)));
+    if (at < 4) {
+      // The decoder cuts by the length field: an altered one gives the
+      // opener another body length than the one sealed.
+      PeerFrameDecoder decoder(kMaxSealedPeerFrameBytes);
+      decoder.feed(altered + frames[2]);
+      const auto next = decoder.next();
+      if (!next) continue;               // a length over the bound: refused already
+      if (!next->has_value()) continue;  // waits for bytes that never come right
+      EXPECT_FALSE(opener.open(**next)) << "length byte " << at;
+    } else {
+      EXPECT_EQ(opener.open(std::string_view(altered).substr(4)).status().code(), StatusCode::kDenied) << "byte " << at;
+    }
+  }
+  // Too short to hold a tag and a byte; over the bound.
+  PeerFrameCipher opener(PeerFrameCipher::Mode::kOpen, key);
+  EXPECT_EQ(opener.open(std::string(kPeerTagBytes, 'a')).status().code(), StatusCode::kProtocol);
+  PeerFrameDecoder bounded(kMaxSealedPeerFrameBytes);
+  const std::uint32_t over = static_cast<std::uint32_t>(kMaxSealedPeerFrameBytes + 1);
+  bounded.feed(std::string{static_cast<char>(over & 0xff), static_cast<char>((over >> 8) & 0xff),
+                           static_cast<char>((over >> 16) & 0xff), static_cast<char>(over >> 24)});
+  EXPECT_EQ(bounded.next().status().code(), StatusCode::kProtocol);
+  PeerFrameDecoder largest(kMaxSealedPeerFrameBytes);
+  const std::uint32_t most = static_cast<std::uint32_t>(kMaxSealedPeerFrameBytes);
+  largest.feed(std::string{static_cast<char>(most & 0xff), static_cast<char>((most >> 8) & 0xff),
+                           static_cast<char>((most >> 16) & 0xff), static_cast<char>(most >> 24)});
+  EXPECT_TRUE(largest.next()) << "the largest entry's sealed frame is within the bound";
+  // Nothing over the largest entry is sealed.
+  EXPECT_FALSE(sealer.seal(std::string(kMaxPeerFrameBytes + 1, 'a')));
+  EXPECT_FALSE(sealer.seal(""));
+}
+
 // What netsemd's client listener does with a PEER line, for node `self`:
 // accept, read the hello line, check it, hand the socket to a receiver.
 class PeerListener {
@@ -777,7 +926,7 @@ TEST(PeerLink, AnImpostorAtTheLeadersAddressHearsTheHelloAndNothingElse) {
       }
     }
     EXPECT_TRUE(closed) << what;
-    EXPECT_TRUE(std::regex_match(heard, std::regex("PEER 2 LINK 1 [0-9a-f]{64}\n"))) << what << ": " << heard;
+    EXPECT_TRUE(std::regex_match(heard, std::regex("PEER 2 LINK 1 [0-9a-f]{64} SEALED\n"))) << what << ": " << heard;
     EXPECT_EQ(heard.find(kClusterSecret), std::string::npos) << what;
     EXPECT_EQ(follower.stats().linked, 0u) << what;
     EXPECT_EQ(follower.stats().frames, 0u) << what;
@@ -808,8 +957,10 @@ TEST(PeerLink, AnImpostorAtTheLeadersAddressHearsTheHelloAndNothingElse) {
 
 // The leader's side: a linking server that does not prove the secret (no
 // proof, a wrong one, frames instead of it) has nothing handed on, and the
-// set-up ends within kPeerLinkSetUpTimeout; the hello of an older netsemd
-// is refused before anything is answered.
+// set-up ends within kPeerLinkSetUpTimeout; one that proves it but then
+// sends an entry in clear, or a sealed frame altered on the way, has that
+// frame refused and the link closed (kDenied); the hello of an older
+// netsemd is refused before anything is answered.
 TEST(PeerLink, TheLeaderHandsNothingOnBeforeTheFollowersProof) {
   asio::io_context io;
   const std::uint16_t port = test_support::free_port_below_ephemeral();
@@ -829,6 +980,16 @@ TEST(PeerLink, TheLeaderHandsNothingOnBeforeTheFollowersProof) {
     const std::string theirs(answer.substr(answer.find("LINK-ANSWER ") + 12, 64));
     return peer_link_proof_line(2, peer_link_proof(secret, LinkSide::kLinking, 2, 1, nonce, theirs));
   };
+  // The frame of "an entry" sealed as the first of this set-up, with one
+  // byte of it flipped when `flip` (its ciphertext's first).
+  const auto sealed_for = [&](std::string_view answer, bool flip = false) {
+    const std::string theirs(answer.substr(answer.find("LINK-ANSWER ") + 12, 64));
+    PeerFrameCipher sealer(PeerFrameCipher::Mode::kSeal,
+                           peer_link_key(kClusterSecret, LinkSide::kLinking, 2, 1, nonce, theirs));
+    std::string sealed = *sealer.seal("an entry");
+    if (flip) sealed[4] = static_cast<char>(sealed[4] ^ 0x80);
+    return sealed;
+  };
   const Case cases[] = {
       {"no proof", [](std::string_view) { return std::string(); }, StatusCode::kTimeout},
       {"frames at once (no line: it waits for one)", [&](std::string_view) { return frame; }, StatusCode::kTimeout},
@@ -845,7 +1006,16 @@ TEST(PeerLink, TheLeaderHandsNothingOnBeforeTheFollowersProof) {
        StatusCode::kDenied},
       {"the answer sent back", [&](std::string_view answer) { return std::string(answer) + frame; },
        StatusCode::kProtocol},
-      {"the right proof", [&](std::string_view answer) { return proof_for(kClusterSecret, answer) + frame; },
+      {"the right proof, then the entry in clear",
+       [&](std::string_view answer) { return proof_for(kClusterSecret, answer) + frame_entry(std::string(40, 'c')); },
+       StatusCode::kDenied},
+      {"the right proof, then a sealed frame altered on the way",
+       [&](std::string_view answer) { return proof_for(kClusterSecret, answer) + sealed_for(answer, true); },
+       StatusCode::kDenied},
+      {"the right proof, then a frame too short to be sealed",
+       [&](std::string_view answer) { return proof_for(kClusterSecret, answer) + frame; }, StatusCode::kProtocol},
+      {"the right proof",
+       [&](std::string_view answer) { return proof_for(kClusterSecret, answer) + sealed_for(answer); },
        StatusCode::kOk},
   };
   for (const Case& c : cases) {
@@ -893,7 +1063,7 @@ TEST(PeerLink, TheLeaderHandsNothingOnBeforeTheFollowersProof) {
     io.restart();
     io.poll();
   }
-  EXPECT_EQ(leader.accepted, 1);
+  EXPECT_EQ(leader.accepted, 4);  // the right proof's four
   // An older netsemd's hello, its entries right behind it: refused at once.
   asio::ip::tcp::socket old(io);
   old.open(asio::ip::tcp::v4());
@@ -949,6 +1119,269 @@ TEST(PeerLink, ALinkThatWorkedAndEndsIsNotCalledRefused) {
             std::string::npos)
       << text;
   EXPECT_EQ(text.find("PEER line"), std::string::npos) << text;
+}
+
+// A relay between followers and one server's peer listener, on the test's
+// io_context (an on-path attacker's place): it listens at `listen` and
+// connects on to `target` from the host the follower connected from (as the
+// listener checks it), passes the answers back untouched, and what the
+// followers send on after the set-up's two lines (hello and proof) frame by
+// frame, where it can flip a bit of the next frame's first body byte, or
+// send the next frame again right behind it. It records what the followers
+// sent, as a capture of the link would.
+class LinkRelay {
+ public:
+  LinkRelay(asio::io_context& io, const asio::ip::tcp::endpoint& listen, asio::ip::tcp::endpoint target)
+      : io_(io), acceptor_(io), target_(std::move(target)) {
+    acceptor_.open(listen.protocol());
+    acceptor_.set_option(asio::socket_base::reuse_address(true));
+    acceptor_.bind(listen);
+    acceptor_.listen();
+    address_ = listen.address().to_string() + ":" + std::to_string(listen.port());
+    accept();
+  }
+  ~LinkRelay() {
+    asio::error_code ignored;
+    acceptor_.close(ignored);
+    for (auto& p : pairs_) p->close();
+  }
+  const std::string& address() const { return address_; }
+
+  bool flip_next = false;    // flips a bit of the next frame (once)
+  bool replay_next = false;  // sends the next frame twice (once)
+  int flipped = 0;
+  int replayed = 0;
+  int connections = 0;
+  std::string captured;  // every byte the followers sent, all connections'
+
+ private:
+  struct Pair : std::enable_shared_from_this<Pair> {
+    Pair(LinkRelay& r, asio::ip::tcp::socket s) : relay(r), from(std::move(s)), to(r.io_) {}
+    void close() {
+      asio::error_code ignored;
+      from.close(ignored);
+      to.close(ignored);
+    }
+    // The followers' bytes, frames tampered with as the relay says.
+    std::string pass_on(std::string_view in) {
+      std::string out;
+      for (const char c : in) {
+        if (lines < 2) {
+          out += c;
+          lines += c == '\n';
+          continue;
+        }
+        if (body_left == 0) {  // a length field
+          if (header.empty()) {
+            flip_this = std::exchange(relay.flip_next, false);
+            copy_this = std::exchange(relay.replay_next, false);
+            first_byte = true;
+          }
+          header += c;
+          out += c;
+          if (copy_this) copy += c;
+          if (header.size() == 4) {
+            for (int i = 3; i >= 0; --i) body_left = (body_left << 8) | static_cast<unsigned char>(header[i]);
+            header.clear();
+          }
+          continue;
+        }
+        char b = c;
+        if (flip_this && first_byte) {
+          b = static_cast<char>(b ^ 0x01);
+          ++relay.flipped;
+          flip_this = false;
+        }
+        first_byte = false;
+        out += b;
+        if (copy_this) copy += c;
+        if (--body_left == 0 && copy_this) {
+          out += copy;
+          copy.clear();
+          copy_this = false;
+          ++relay.replayed;
+        }
+      }
+      return out;
+    }
+    void pump(asio::ip::tcp::socket& in, asio::ip::tcp::socket& out, std::array<char, 16384>& buffer, bool followers) {
+      in.async_read_some(asio::buffer(buffer), [self = shared_from_this(), &in, &out, &buffer, followers](
+                                                   const asio::error_code& ec, std::size_t n) {
+        if (ec) return self->close();
+        const std::string_view got(buffer.data(), n);
+        if (followers) self->relay.captured.append(got);
+        auto bytes = std::make_shared<std::string>(followers ? self->pass_on(got) : std::string(got));
+        asio::async_write(out, asio::buffer(*bytes),
+                          [self, bytes, &in, &out, &buffer, followers](const asio::error_code& w, std::size_t) {
+                            if (w) return self->close();
+                            self->pump(in, out, buffer, followers);
+                          });
+      });
+    }
+
+    LinkRelay& relay;
+    asio::ip::tcp::socket from;  // a follower's
+    asio::ip::tcp::socket to;    // to the listener
+    std::array<char, 16384> up{};
+    std::array<char, 16384> down{};
+    int lines = 0;
+    std::string header;
+    std::size_t body_left = 0;
+    bool flip_this = false;
+    bool copy_this = false;
+    bool first_byte = false;
+    std::string copy;
+  };
+
+  void accept() {
+    acceptor_.async_accept([this](const asio::error_code& ec, asio::ip::tcp::socket socket) {
+      if (ec) return;
+      ++connections;
+      auto pair = std::make_shared<Pair>(*this, std::move(socket));
+      pairs_.push_back(pair);
+      asio::error_code e;
+      const asio::ip::address source = pair->from.remote_endpoint(e).address();
+      pair->to.open(target_.protocol(), e);
+      pair->to.bind(asio::ip::tcp::endpoint(source, 0), e);
+      pair->to.async_connect(target_, [pair](const asio::error_code& c) {
+        if (c) return pair->close();
+        pair->pump(pair->from, pair->to, pair->up, true);
+        pair->pump(pair->to, pair->from, pair->down, false);
+      });
+      accept();
+    });
+  }
+
+  asio::io_context& io_;
+  asio::ip::tcp::acceptor acceptor_;
+  asio::ip::tcp::endpoint target_;
+  std::string address_;
+  std::vector<std::shared_ptr<Pair>> pairs_;
+};
+
+// An on-path attacker between a follower and its leader: a frame with one
+// bit flipped does not open, the leader closes the link (kDenied) and hands
+// nothing of it on; the follower sets up a new link and sends the command
+// again, which is granted, once. A frame sent again behind itself does not
+// open either: its command is applied once, and the link is closed and set
+// up again. What the relay saw holds no name, label or resume secret of
+// what went through it. (With the frames in clear, the flipped entry fails
+// its CRC without closing the link, the replay is applied twice, and the
+// capture holds all of it.)
+TEST(PeerLink, AFrameAlteredOrReplayedOnTheWayDoesNotOpenAndTheLinkIsSetUpAgain) {
+  TestCluster cluster;
+  asio::io_context io;
+  cluster.on_pump = [&io] {
+    io.restart();
+    io.poll();
+  };
+  const std::uint16_t port = test_support::free_port_below_ephemeral();
+  std::uint16_t relay_port = test_support::free_port_below_ephemeral();
+  while (relay_port == port) relay_port = test_support::free_port_below_ephemeral();
+  std::map<ServerId, std::string> members;
+  for (int i : {1, 2, 3})
+    members[static_cast<ServerId>(i)] = "127.0.0." + std::to_string(i) + ":" + std::to_string(port);
+  // Every link to server i goes through relays[i], at 127.0.1.i.
+  std::map<int, std::unique_ptr<LinkRelay>> relays;
+  for (int i : {1, 2, 3}) {
+    relays[i] = std::make_unique<LinkRelay>(
+        io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.1." + std::to_string(i)), relay_port),
+        asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0." + std::to_string(i)), port));
+  }
+  std::map<int, std::unique_ptr<PeerLinkClient>> clients;
+  std::map<int, std::unique_ptr<PeerListener>> listeners;
+  for (int i : {1, 2, 3}) {
+    std::map<ServerId, std::string> through_relays = members;
+    for (int j : {1, 2, 3}) {
+      if (j != i) through_relays[static_cast<ServerId>(j)] = relays[j]->address();
+    }
+    clients[i] = std::make_unique<PeerLinkClient>(io, static_cast<ServerId>(i), kClusterSecret, through_relays,
+                                                  milliseconds(50));
+    listeners[i] = std::make_unique<PeerListener>(io, static_cast<ServerId>(i), members,
+                                                  [&cluster, i](ServerId, std::string entry) {
+                                                    if (cluster.running(i))
+                                                      (void)cluster.node(i).accept_forwarded(entry);
+                                                  });
+    ASSERT_TRUE(cluster.start(i, [&](ClusterOptions& o) {
+      o.client_addresses = members;
+      o.forwarder = clients[i].get();
+    }));
+  }
+  const int leader = cluster.wait_leader();
+  ASSERT_NE(leader, 0);
+  const int follower = cluster.other_than(leader);
+  LinkRelay& relay = *relays[leader];
+  PeerListener& listener = *listeners[leader];
+  const OpenSession open{"a-label-to-hide", "10.0.0.2:1", "v1", static_cast<ServerId>(follower), 1, kResumeSecret};
+  ASSERT_TRUE(cluster.node(follower).submit(open));
+  ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(follower, open) != nullptr; }));
+  ASSERT_EQ(relay.connections, 1) << "the link does not go through the relay: the test proves nothing";
+  ASSERT_EQ(clients[follower]->stats().connects, 1u);
+  SessionRequest req;
+  req.session = cluster.result_of(follower, open)->answer.number;
+  req.origin = static_cast<ServerId>(follower);
+  req.seq = 1;
+  req.tag = "t";
+  req.name = "a-name-to-hide";
+
+  // One bit flipped.
+  relay.flip_next = true;
+  ASSERT_TRUE(cluster.node(follower).submit(req));
+  ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(follower, req) != nullptr; }));
+  EXPECT_EQ(relay.flipped, 1);
+  EXPECT_EQ(cluster.result_of(follower, req)->answer.type, Answer::Type::kGranted);
+  // Why the leader ended link `n` (0, 1, ...): "(open)" while it is not.
+  const auto why_ended = [&listener](std::size_t n) {
+    return n < listener.ended.size() ? listener.ended[n].to_string() : std::string("(open)");
+  };
+  EXPECT_EQ(why_ended(0).rfind("DENIED: peer link: frame ", 0), 0u) << why_ended(0);
+  EXPECT_NE(why_ended(0).find("does not open"), std::string::npos) << why_ended(0);
+  EXPECT_EQ(clients[follower]->stats().connects, 2u) << "set up again";
+  EXPECT_EQ(listener.accepted, 2);
+  EXPECT_EQ(cluster.count_of(leader, req), 1);
+
+  // A frame sent again behind itself.
+  SessionRequest next = req;
+  next.seq = 2;
+  next.tag = "u";
+  next.name = "another-name-to-hide";
+  relay.replay_next = true;
+  ASSERT_TRUE(cluster.node(follower).submit(next));
+  ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(follower, next) != nullptr; }));
+  cluster.pump_until([&] { return listener.ended.size() >= 2; }, milliseconds(2000));
+  EXPECT_EQ(relay.replayed, 1);
+  EXPECT_EQ(cluster.result_of(follower, next)->answer.type, Answer::Type::kGranted);
+  EXPECT_EQ(why_ended(1).rfind("DENIED: peer link: frame ", 0), 0u) << why_ended(1);
+  cluster.pump_until([] { return false; }, milliseconds(300));
+  EXPECT_EQ(cluster.count_of(leader, next), 1) << "the replay was applied";
+
+  // The next command goes over a third link, untouched.
+  SessionRequest last = req;
+  last.seq = 3;
+  last.tag = "v";
+  last.name = "a-third-name-to-hide";
+  ASSERT_TRUE(cluster.node(follower).submit(last));
+  ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(follower, last) != nullptr; }));
+  EXPECT_EQ(cluster.result_of(follower, last)->answer.type, Answer::Type::kGranted);
+  EXPECT_EQ(clients[follower]->stats().connects, 3u);
+  EXPECT_EQ(listener.accepted, 3);
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(i, last) != nullptr; })) << i;
+    for (const char* name : {"a-name-to-hide", "another-name-to-hide", "a-third-name-to-hide"}) {
+      EXPECT_EQ(cluster.server(i).replica->table().get(name).held, 1) << i << " " << name;
+    }
+  }
+
+  // What an eavesdropper on the link got: the set-up lines, nothing of what
+  // the clients sent.
+  EXPECT_NE(relay.captured.find("PEER " + std::to_string(follower) + " LINK-PROOF "), std::string::npos);
+  for (const char* hidden : {kResumeSecret, "a-label-to-hide", "a-name-to-hide", "another-name-to-hide",
+                             "a-third-name-to-hide", "10.0.0.2:1"}) {
+    EXPECT_EQ(relay.captured.find(hidden), std::string::npos) << hidden << " went through in clear";
+  }
+  clients.clear();
+  io.restart();
+  io.poll();
 }
 
 TEST(PeerLink, FollowersForwardOverTcpAndFollowANewLeader) {
