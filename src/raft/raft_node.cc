@@ -657,6 +657,8 @@ class RaftNode::Impl {
   stats::Histogram commit_us_, batch_commands_;
   std::uint64_t proposed_at_ns_ = 0;
   std::string failure_;
+  // Callbacks publish() runs once it stored the status (on_changed).
+  std::vector<std::function<void()>> after_publish_;
   std::string halted_at_;  // set once the machine halted (fsm_apply): what, where
   // raft_uv's own append; the appends in flight of every node of the
   // process, each with its node and libraft's callback (a request names
@@ -1585,6 +1587,11 @@ void RaftNode::Impl::publish() {
     last_term_ = term;
     if (options_.on_role_change) options_.on_role_change(role, term);
   }
+  // Changes that failed because the leadership was lost, told now that
+  // status() shows the loss (on_changed).
+  std::vector<std::function<void()>> told;
+  told.swap(after_publish_);
+  for (auto& tell : told) tell();
 }
 
 RaftNode::Impl::Change* RaftNode::Impl::new_change(ChangeCallback done) {
@@ -1637,8 +1644,18 @@ void RaftNode::Impl::on_changed(struct raft_change* req, int status) {
   const std::string why = status == RAFT_LEADERSHIPLOST
                               ? "the leader lost its leadership before the change committed"
                               : "libraft failed it after it was submitted (" + std::string(raft_strerror(status)) + ")";
-  change->done(Status(StatusCode::kCancelled,
-                      "raft configuration change: " + why + "; its outcome is unknown (see CLUSTER STATUS)"));
+  Status failed(StatusCode::kCancelled,
+                "raft configuration change: " + why + "; its outcome is unknown (see CLUSTER STATUS)");
+  // libraft fails the change while it steps down, its state still the
+  // leader's: told at once, the asker's next look at status() (netsem
+  // cluster add's CLUSTER STATUS on the same connection) would still show
+  // this node leading in the same term, and take the outcome for known
+  // (audit28 F1). So it is told after the next publish(), at the end of this
+  // loop iteration, when status() shows the step down; at once when closing.
+  Impl* impl = change->impl;
+  if (impl->closing_) return change->done(std::move(failed));
+  impl->after_publish_.push_back(
+      [done = std::move(change->done), failed = std::move(failed)]() mutable { done(std::move(failed)); });
 }
 
 void RaftNode::Impl::add_server(std::uint64_t id, std::string address, ChangeCallback done) {

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <csignal>
 #include <filesystem>
 #include <future>
 #include <set>
@@ -513,6 +514,62 @@ TEST(RaftNodeSockets, AFollowerThatLibraftTurnsUnavailableRecordsItsFailure) {
   EXPECT_NE(seen.failure.find("restart this server (on its data)"), std::string::npos) << seen.failure;
   EXPECT_TRUE(nodes[leader]->status().failure.empty()) << nodes[leader]->status().failure;
   for (auto& node : nodes) node->stop();
+}
+
+// A change that fails because its leader stepped down is told after
+// status() shows the step down (audit28 F1: `netsem cluster add` read
+// CLUSTER STATUS the instant its ADD was answered TIMEOUT, saw the same
+// leader in the same term, and said the outcome was known). Here the
+// leader's follower stops while a promotion waits for a server that never
+// catches up: the leader steps down within an election timeout and fails
+// the change; inside its callback status() no longer says leader. Before,
+// the callback came from inside libraft's step down, status() still the
+// leader's.
+TEST(RaftNodeSockets, AChangeFailedByALostLeadershipIsToldAfterStatusShowsIt) {
+  // The leader writes to its stopped follower's closed connection, as
+  // netsemd's does, which ignores SIGPIPE for that.
+  std::signal(SIGPIPE, SIG_IGN);
+  TwoServers two;
+  ASSERT_FALSE(two.dir.empty());
+  testing::LogMachine machine[2];
+  std::unique_ptr<RaftNode> nodes[2];
+  for (std::uint64_t id : {1u, 2u}) {
+    auto node = RaftNode::start(two.options(id), machine[id - 1]);
+    ASSERT_TRUE(node) << node.status().to_string();
+    nodes[id - 1] = std::move(*node);
+  }
+  int leader = -1;
+  for (int i = 0; i < 500 && leader < 0; ++i) {
+    for (int n : {0, 1}) {
+      if (nodes[n]->status().role == Role::kLeader) leader = n;
+    }
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  ASSERT_GE(leader, 0) << "no leader";
+  RaftNode& lead = *nodes[leader];
+  const std::string nowhere = "127.0.0.1:" + std::to_string(test_support::free_port_below_ephemeral());
+  std::promise<Status> added;
+  lead.add_server(3, nowhere, [&added](Status st) { added.set_value(std::move(st)); });
+  auto added_future = added.get_future();
+  ASSERT_EQ(added_future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  ASSERT_TRUE(added_future.get());
+
+  struct Told {
+    Status status;
+    Role role_then = Role::kLeader;
+  };
+  std::promise<Told> told;
+  lead.assign(3, ServerRole::kVoter, [&told, &lead](Status st) {
+    told.set_value({std::move(st), lead.status().role});
+  });
+  nodes[1 - leader]->stop();  // no majority: the leader steps down, the promotion fails
+  auto told_future = told.get_future();
+  ASSERT_EQ(told_future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  const Told got = told_future.get();
+  EXPECT_EQ(got.status.code(), StatusCode::kCancelled) << got.status.to_string();
+  EXPECT_NE(got.status.message().find("lost its leadership"), std::string::npos) << got.status.to_string();
+  EXPECT_NE(got.role_then, Role::kLeader) << "the change was told while status() still said leader";
+  lead.stop();
 }
 
 TEST(RaftServers, ParseServersAndRoles) {
