@@ -14,7 +14,9 @@ import os
 import re
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from conftest import Netsemd
 
@@ -123,3 +125,13 @@ class Cluster:
     def close(self) -> None:
         for server in self.servers:
             server.kill()
+
+
+def running_cluster(base: Path, **options: Any) -> Iterator[Cluster]:
+    """A Cluster (``options`` as Cluster's) for a pytest fixture to ``yield from``:
+    its servers are killed at the end, whatever the test did."""
+    made = Cluster(base, **options)
+    try:
+        yield made
+    finally:
+        made.close()

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from aio_support import release
-from cluster_support import Cluster
+from cluster_support import Cluster, running_cluster
 from conftest import client_factory
 from fake_server import RESUMABLE_42, FakeServer, Peer
 
@@ -40,14 +40,12 @@ def either(request: pytest.FixtureRequest, local_dir: Path) -> Iterator[Callable
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    made = Cluster(tmp_path / "cluster", semaphores="one = 1", session_timeout_ms=6000)
-    try:
-        yield made
-    finally:
-        made.close()
+    yield from running_cluster(tmp_path / "cluster", semaphores="one = 1", session_timeout_ms=6000)
 
 
-def test_a_raise_on_the_leader_puts_every_servers_next_grant_above_it(cluster, either) -> None:
+def _granted_on_the_leader(cluster: Cluster, either: Callable[..., Any]) -> tuple[int, Any, int]:
+    """The leader's index, a client of it, and the fence of a permit of "one"
+    it was granted (then released: no permit is left)."""
     lead = cluster.leader()
     assert lead >= 0, cluster.logs()
     client = either(cluster.addresses[lead])
@@ -55,6 +53,11 @@ def test_a_raise_on_the_leader_puts_every_servers_next_grant_above_it(cluster, e
     fence = permit.fence
     assert fence is not None
     release(client, permit)
+    return lead, client, fence
+
+
+def test_a_raise_on_the_leader_puts_every_servers_next_grant_above_it(cluster, either) -> None:
+    lead, client, fence = _granted_on_the_leader(cluster, either)
     last = client.cluster_raise_fences(1000)
     assert last == fence + 1000
     # A follower (its only server: the client stays there) refuses, naming the leader.
@@ -72,14 +75,7 @@ def test_a_raise_on_the_leader_puts_every_servers_next_grant_above_it(cluster, e
 
 
 def test_a_raise_whose_leader_lost_its_majority_times_out_and_can_be_repeated(cluster, either) -> None:
-    lead = cluster.leader()
-    assert lead >= 0, cluster.logs()
-    client = either(cluster.addresses[lead])
-    permit = client.acquire("one", timeout=5)
-    fence = permit.fence
-    assert fence is not None
-    release(client, permit)
-    del permit
+    lead, client, fence = _granted_on_the_leader(cluster, either)
     followers = [cluster.servers[(lead + 1) % 3], cluster.servers[(lead + 2) % 3]]
     for server in followers:
         server.process.send_signal(signal.SIGSTOP)
