@@ -195,6 +195,12 @@ Status ClusterNode::accept_forwarded(std::string_view bytes) {
   return Status::ok();
 }
 
+void ClusterNode::set_first_raise(std::uint64_t by, std::uint64_t nonce) {
+  first_raise_ = by;
+  options_.first_raise = by;
+  options_.first_raise_nonce = nonce;
+}
+
 void ClusterNode::applied(std::uint64_t index, const replication::Entry& entry) {
   loop_applied_ = std::max(loop_applied_, index);
   if (first_raise_ != 0) {

@@ -115,7 +115,7 @@ struct ClusterOptions {
   // netsemd --recover: this server alone forced as the configuration before
   // the node starts (raft::RaftOptions::recover; `bootstrap` ignored).
   bool recover = false;
-  std::function<Status()> before_recover;  // raft::RaftOptions::before_recover
+  std::function<Result<bool>(const raft::RecoverPlan&)> before_recover;  // raft::RaftOptions::before_recover
   // Not 0 (netsemd --recover --raise-fences N, and each start after it
   // until applied): the first entry of the first term this node leads in
   // this run is RaiseFences{first_raise, id, first_raise_nonce} followed by
@@ -235,6 +235,12 @@ class ClusterNode {
   // when this node does not lead (the follower sends again), kCorruption for
   // bytes decode_entry refuses.
   Status accept_forwarded(std::string_view entry);
+
+  // Replaces options.first_raise and first_raise_nonce (0: no raise), on
+  // the loop's thread before its first tick: a --recover that found the
+  // configuration forced already (its before_recover said false) owes only
+  // what the earlier one still owed.
+  void set_first_raise(std::uint64_t by, std::uint64_t nonce);
 
   // The loop applied `entry` (at log `index`) on its replica: the pending
   // commands it carries are done.

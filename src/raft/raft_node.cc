@@ -1015,10 +1015,12 @@ Status RaftNode::Impl::recover() {
                       "): it was removed, and its log may lag the cluster's; recover the server that was in it "
                       "last. Nothing was changed");
   }
-  if (o.before_recover) {
-    if (Status ready = o.before_recover(); !ready) return ready;
-  }
   const std::vector<ServerInfo> alone = {{o.id, o.address, ServerRole::kVoter}};
+  if (o.before_recover) {
+    const Result<bool> force = o.before_recover(RecoverPlan{*old, old_index, alone, last_index + 1, term + 1});
+    if (!force) return force.status();
+    if (!*force) return Status::ok();
+  }
   raft_configuration conf;
   raft_configuration_init(&conf);
   int rv = raft_configuration_add(&conf, o.id, o.address.c_str(), RAFT_VOTER);

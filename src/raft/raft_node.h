@@ -76,6 +76,15 @@ struct ServerInfo {
 // distinct, addresses host:port; kInvalidArgument saying what is wrong.
 Result<std::vector<ServerInfo>> parse_servers(std::string_view text);
 
+// What RaftOptions::recover is about to do, shown to its before_recover.
+struct RecoverPlan {
+  std::vector<ServerInfo> replaced;  // the latest stored configuration
+  std::uint64_t replaced_index = 0;  // its index
+  std::vector<ServerInfo> forced;    // this server alone, a voter
+  std::uint64_t index = 0;           // where the forced configuration goes
+  std::uint64_t term = 0;            // the term the node then starts in
+};
+
 // This node's state in Raft.
 enum class Role : std::uint8_t { kUnavailable, kFollower, kCandidate, kLeader };
 std::string_view role_name(Role role);
@@ -159,10 +168,12 @@ struct RaftOptions {
   // hold this server (a removed server is no survivor). The old
   // configuration and the new one are logged (warning) and kept in
   // NodeStatus::recovered_from. `before_recover`, when set, is called once
-  // the directory passed those checks, just before the new configuration
-  // is written; its error refuses the start with nothing written.
+  // the directory passed those checks, with what the force would do, just
+  // before the new configuration is written; its error refuses the start
+  // with nothing written, and false starts the node without forcing
+  // anything, as without `recover` (the caller found it forced already).
   bool recover = false;
-  std::function<Status()> before_recover;
+  std::function<Result<bool>(const RecoverPlan&)> before_recover;
   // When not 0: a write of the log, or of the term and vote (which
   // libraft 0.15 answers by turning the node unavailable for good), that
   // fails (a full or failing disk) ends the process at once with this

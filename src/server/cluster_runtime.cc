@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "replication/entry.h"
+#include "server/recover_files.h"
 
 namespace netsem::server {
 
@@ -31,47 +32,6 @@ namespace {
 
 // The longest the tick timer sleeps, whatever tick() said.
 constexpr std::int64_t kMaxTickSleepMs = 1000;
-
-// The fence raise a --recover owes (ClusterRuntime::kRaiseFile in the Raft
-// directory): "<by> <nonce>\n", written whole (a temporary file, synced,
-// renamed, the directory synced) before the new configuration is.
-Status write_raise_file(const std::filesystem::path& dir, std::uint64_t by, std::uint64_t nonce) {
-  const std::filesystem::path path = dir / ClusterRuntime::kRaiseFile;
-  const std::filesystem::path temporary = dir / (std::string(ClusterRuntime::kRaiseFile) + ".tmp");
-  const std::string text = std::to_string(by) + " " + std::to_string(nonce) + "\n";
-  const auto failed = [&](const char* what) {
-    return Status(StatusCode::kIoError,
-                  std::string("--recover: cannot ") + what + " " + path.string() + ": " + std::strerror(errno));
-  };
-  UniqueFd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd.valid()) return failed("write");
-  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) || ::fsync(fd.get()) != 0) {
-    return failed("write");
-  }
-  fd.reset();
-  if (::rename(temporary.c_str(), path.c_str()) != 0) return failed("write");
-  const UniqueFd directory(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!directory.valid() || ::fsync(directory.get()) != 0) return failed("sync the directory of");
-  return Status::ok();
-}
-
-// kRaiseFile's raise and nonce; nullopt when there is none (or it does
-// not parse: logged).
-std::optional<std::pair<std::uint64_t, std::uint64_t>> read_raise_file(const std::filesystem::path& dir) {
-  const std::filesystem::path path = dir / ClusterRuntime::kRaiseFile;
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::uint64_t by = 0;
-  std::uint64_t nonce = 0;
-  if (!(in >> by >> nonce) || by == 0 || by > replication::kMaxFenceRaise || nonce == 0) {
-    spdlog::error(
-        "cluster: {} does not hold a fence raise (\"<by> <nonce>\"): ignored; raise the fences with "
-        "`netsem cluster raise-fences N` if this server was recovered (netsemd --recover)",
-        path.string());
-    return std::nullopt;
-  }
-  return std::make_pair(by, nonce);
-}
 
 }  // namespace
 
@@ -139,8 +99,23 @@ Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& 
       runtime->recover_nonce_ = std::random_device()() | (std::uint64_t{std::random_device()()} << 32);
     }
     options.recover = true;
-    options.before_recover = [data_dir, raw = runtime.get()] {
-      return write_raise_file(data_dir, raw->recover_raise_, raw->recover_nonce_);
+    // The record of an earlier --recover (recover_files.h): no force
+    // again on the configuration it forced, a refusal once it changed.
+    options.before_recover = [data_dir, raw = runtime.get()](const raft::RecoverPlan& plan) -> Result<bool> {
+      auto found = read_record(data_dir);
+      if (!found) return found.status();
+      auto force = decide_recover(data_dir, *found, plan);
+      if (!force || !*force) {
+        raw->recover_repeated_ = force.has_value();
+        return force;
+      }
+      if (Status written = write_raise_file(data_dir, raw->recover_raise_, raw->recover_nonce_); !written) {
+        return written;
+      }
+      if (Status written = write_record(data_dir, record_of(plan, raw->id_, raw->recover_raise_)); !written) {
+        return written;
+      }
+      return true;
     };
   } else if (const auto owed = read_raise_file(data_dir)) {
     runtime->recover_raise_ = owed->first;
@@ -182,6 +157,21 @@ Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& 
   auto node = cluster::ClusterNode::start(std::move(options));
   if (!node) return node.status();
   runtime->node_ = std::move(*node);
+  if (runtime->recover_repeated_) {
+    // A --recover given again (recover_files.h): the raise the first one
+    // owes, if it is still owed, and no other.
+    const auto owed = read_raise_file(data_dir);
+    spdlog::warn(
+        "cluster: --recover: {} records that this server was recovered already, and its configuration is still the "
+        "one that recovery forced: nothing is forced again, and --raise-fences {} is ignored ({}). Remove --recover "
+        "from the command line",
+        (data_dir / kRecordFile).string(), runtime->recover_raise_,
+        owed ? fmt::format("the raise by {} that recovery owes is made", owed->first)
+             : std::string("the fences were raised then; `netsem cluster raise-fences N` raises them more"));
+    runtime->recover_raise_ = owed ? owed->first : 0;
+    runtime->recover_nonce_ = owed ? owed->second : 0;
+    runtime->node_->set_first_raise(runtime->recover_raise_, runtime->recover_nonce_);
+  }
   runtime->data_dir_ = data_dir.string();
   runtime->watch();
   // Of the stored configuration once there is one (the file's lines only

@@ -60,6 +60,7 @@
 #include "core/command_sink.h"
 #include "netsem/status.h"
 #include "replication/state_machine.h"
+#include "server/recover_files.h"
 
 namespace netsem::server {
 
@@ -107,7 +108,10 @@ class ClusterRuntime final : public CommandSink {
   // directory and removed once applied: a start that finds it there (one
   // that stopped before the raise) raises them in its first term too.
   static constexpr std::size_t kMaxQueuedBytes = std::size_t{256} << 20;
-  static constexpr const char* kRaiseFile = "netsem-recover-raise-fences";
+  // The record it leaves, kRecordFile, refuses a later --recover once the
+  // configuration changed, and makes it a no-op until then (recover_files.h).
+  static constexpr const char* kRaiseFile = server::kRaiseFile;
+  static constexpr const char* kRecordFile = server::kRecordFile;
   static Result<std::unique_ptr<ClusterRuntime>> start(asio::io_context& io, const ServerConfig& config,
                                                        bool repair = false,
                                                        std::size_t max_queued_bytes = kMaxQueuedBytes,
@@ -315,6 +319,9 @@ class ClusterRuntime final : public CommandSink {
   // nonce (0: none) and amount.
   std::uint64_t recover_nonce_ = 0;
   std::uint64_t recover_raise_ = 0;
+  // A --recover found the configuration forced already (its record): the
+  // start made no force.
+  bool recover_repeated_ = false;
   // The SetMembers of each id the loop replica applied (counted since start),
   // and take_back_addresses()'s proposals in taken_back_term_: id -> that
   // count then (a RemoveMember is proposed again after another SetMember).

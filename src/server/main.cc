@@ -41,7 +41,8 @@ constexpr const char* kExitCodeHelp =
     "    0  stopped cleanly (SIGTERM, SIGINT; or removed from its cluster's configuration), or --help, --version,\n"
     "       --check-config found no error\n"
     "    1  could not start: the port is taken, the data directory cannot be used or is damaged (see --repair);\n"
-    "       or --recover found no Raft log to recover, or one whose configuration does not hold this server\n"
+    "       or --recover found no Raft log to recover, one whose configuration does not hold this server, or one\n"
+    "       recovered before whose configuration changed since (docs/replication.md)\n"
     "    2  bad command line or configuration file\n"
     "    3  stopped: its copy of a cluster's replicated state could not follow the log\n";
 
@@ -190,11 +191,13 @@ int main(int argc, char** argv) try {
                "start even though the data directory is damaged: cut the journal at mid-journal damage, accept a "
                "journal shorter than the fences file proves, restart fences above the wall clock when the fences "
                "file is lost; logs what was lost and keeps the damaged journal beside it");
-  app.add_flag("--recover", recover,
-               "for the survivor of a cluster whose majority is lost for good (their disks gone): force a Raft "
-               "configuration of this server alone before it starts, so that it leads alone, and raise the fences by "
-               "--raise-fences N in its first entry; then add fresh servers with `netsem cluster add`. Never start the "
-               "lost servers on their old data (docs/replication.md, \"A majority lost for good\")");
+  app.add_flag(
+      "--recover", recover,
+      "for the survivor of a cluster whose majority is lost for good (their disks gone): force a Raft "
+      "configuration of this server alone before it starts, so that it leads alone, and raise the fences by "
+      "--raise-fences N in its first entry; then add fresh servers with `netsem cluster add`. Never start the "
+      "lost servers on their old data. Given again, it does nothing while the configuration is still the one it "
+      "forced, and is refused once servers were added (docs/replication.md, \"A majority lost for good\")");
   app.add_option("--raise-fences", raise_fences,
                  "with --recover, required: how much to raise the last fence by (1 .. 2^53), more than the fences "
                  "the lost servers may have handed out that this server never received");

@@ -1710,6 +1710,108 @@ TEST_F(NetsemdClusterPartitioned, ASurvivorRecoveredAloneLeadsKeepsItsStateAndGr
   EXPECT_GT(fence_of(fourth), fence_of(granted));
 }
 
+// A second --recover (left in a unit file, say). Server 1 recovered alone
+// (servers 2 and 3 lost) leaves its record, netsem-recovered, in the Raft
+// directory. Given --recover again at once, it forces nothing and raises
+// nothing more: the configuration is still the one recorded. Once server 4
+// was added, --recover is refused (exit 1, naming the record and what to
+// do), and the cluster of 1 and 4 is as it was: server 1 restarted without
+// it leads both again. The record removed by hand, --recover forces
+// server 1 alone again.
+TEST_F(NetsemdCluster, ASecondRecoverForcesNothingAndIsRefusedOnceServersWereAdded) {
+  ASSERT_GE(leader(), 0) << logs();
+  for (int i = 0; i < kServers; ++i) ASSERT_NO_FATAL_FAILURE(kill_server(i));
+  const auto raft_dir = data_dir(0) / "raft";
+  const auto record = raft_dir / "netsem-recovered";
+  const auto start_first = [&](const std::vector<std::string>& args, std::string* error) {
+    Netsemd::Options options;
+    options.raw_config = config(0);
+    options.port = client_ports_[0];
+    options.data_dir = data_dir(0);
+    options.extra_args = args;
+    servers_[0] = Netsemd::start(options, error);
+    return servers_[0] != nullptr;
+  };
+  const auto stop_first = [&] {
+    servers_[0]->send_signal(SIGTERM);
+    ASSERT_TRUE(servers_[0]->wait_exit(10s).has_value()) << logs();
+    servers_[0].reset();
+  };
+  const auto members = [&](int i) {
+    auto c = connect(i);
+    return c == nullptr ? std::map<std::uint64_t, nlohmann::json>{}
+                        : members_of(c->request("s CLUSTER STATUS", 5s), "s");
+  };
+  const std::vector<std::string> recover = {"--recover", "--raise-fences", "100"};
+  std::string error;
+  ASSERT_TRUE(start_first(recover, &error)) << error;
+  EXPECT_EQ(leader(), 0) << logs();
+  ASSERT_TRUE(servers_[0]->wait_for_log("fences raised by 100 after --recover", 5s)) << logs();
+  std::ifstream in(record);
+  const std::string recorded((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(recorded.find("\nforced 1@" + raft_address(0) + "\n"), std::string::npos) << recorded;
+  EXPECT_NE(recorded.find("\nreplaced 1@" + raft_address(0) + ",2@" + raft_address(1) + ",3@" + raft_address(2) + "\n"),
+            std::string::npos)
+      << recorded;
+  EXPECT_NE(recorded.find("\nraise-fences 100\n"), std::string::npos) << recorded;
+  std::uint64_t fence = 0;
+  {
+    auto c = connect(0);
+    ASSERT_TRUE(c != nullptr);
+    fence = fence_of(c->request(req::acquire("a1", "other", 1, 20000), 10s));
+    ASSERT_GT(fence, 100u) << logs();
+  }
+
+  // Again at once: a no-op.
+  ASSERT_NO_FATAL_FAILURE(stop_first());
+  ASSERT_TRUE(start_first(recover, &error)) << error;
+  EXPECT_EQ(leader(), 0) << logs();
+  EXPECT_TRUE(servers_[0]->wait_for_log("records that this server was recovered already", 5s)) << logs();
+  EXPECT_EQ(servers_[0]->log().find("forced a new configuration"), std::string::npos) << logs();
+  {
+    auto c = connect(0);
+    ASSERT_TRUE(c != nullptr);
+    const std::uint64_t next = fence_of(c->request(req::acquire("a2", "another", 1, 20000), 10s));
+    EXPECT_GT(next, fence);
+    EXPECT_LT(next, fence + 100) << "the fences were raised again\n" << logs();
+  }
+  EXPECT_EQ(members(0).size(), 1u) << logs();
+
+  // Server 4 added: refused, nothing changed.
+  ASSERT_NO_FATAL_FAILURE(start_fourth());
+  NetsemRun added;
+  ASSERT_TRUE(
+      cli_changes({"--server", client_address(0), "cluster", "add", "4", raft_address(3), client_address(3)}, &added))
+      << added << logs();
+  ASSERT_EQ(members(0).size(), 2u) << logs();
+  ASSERT_NO_FATAL_FAILURE(stop_first());
+  EXPECT_FALSE(start_first(recover, &error));
+  EXPECT_NE(error.find("(exit status 1)"), std::string::npos) << error;
+  EXPECT_NE(error.find("netsemd: cannot start: ALREADY_EXISTS: --recover: this Raft directory was recovered before (" +
+                       record.string() + ": at "),
+            std::string::npos)
+      << error;
+  EXPECT_NE(error.find("its configuration has changed since: it is now 1@" + raft_address(0) + ",4@" + raft_address(3)),
+            std::string::npos)
+      << error;
+  EXPECT_NE(error.find("remove " + record.string() + " by hand and run --recover again. Nothing was changed"),
+            std::string::npos)
+      << error;
+  ASSERT_TRUE(start_first({}, &error)) << error;
+  const auto both = members(leader() == 0 ? 0 : 3);
+  EXPECT_EQ(both.size(), 2u) << logs();
+  EXPECT_TRUE(both.contains(1) && both.contains(4)) << logs();
+
+  // The record removed by hand: recovered again (server 4 lost too).
+  ASSERT_NO_FATAL_FAILURE(kill_server(3));
+  ASSERT_NO_FATAL_FAILURE(stop_first());
+  ASSERT_TRUE(std::filesystem::remove(record));
+  ASSERT_TRUE(start_first(recover, &error)) << error;
+  EXPECT_TRUE(servers_[0]->wait_for_log("raft: --recover: forced a new configuration in ", 5s)) << logs();
+  EXPECT_EQ(members(0).size(), 1u) << logs();
+  EXPECT_TRUE(std::filesystem::exists(record));
+}
+
 class NetsemdClusterSlowHeartbeat : public NetsemdCluster {
  protected:
   void SetUp() override {
