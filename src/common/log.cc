@@ -158,8 +158,10 @@ Result<LogFormat> parse_log_format(std::string_view name) {
 
 Status init_logging(std::string_view level, LogFormat format) {
   // stderr, unbuffered by line, so that logs interleave correctly with a
-  // supervisor's capture even when the process is killed.
-  return init_logging(level, format, std::make_shared<spdlog::sinks::stderr_sink_st>(), stderr_is_journal());
+  // supervisor's capture even when the process is killed. The sink locks
+  // (_mt): the raft thread and libuv's thread pool log too, and the sink's
+  // formatter keeps state between lines.
+  return init_logging(level, format, std::make_shared<spdlog::sinks::stderr_sink_mt>(), stderr_is_journal());
 }
 
 Status init_logging(std::string_view level, LogFormat format, spdlog::sink_ptr sink, bool journal_priorities) {

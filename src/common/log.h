@@ -16,10 +16,12 @@
 // (a denied connection, an overflowing session) from flooding the log.
 //
 // Thread safety: init_logging once at start, before other threads log;
-// after that log_event may be called from any thread (spdlog's sink is
-// then the only shared state, and netsemd logs from its loop thread).
-// escape_for_log is a pure function. A LogRateLimit or RateLimitedLog is
-// used by one thread (netsemd's event loop).
+// after that log_event and spdlog's calls may be made from any thread
+// (spdlog's sink is then the only shared state, and init_logging's default
+// one locks: netsemd logs from its loop thread, its raft thread and
+// libuv's thread pool). escape_for_log is a pure function. A LogRateLimit
+// or RateLimitedLog is used by one thread at a time (netsemd's event loop,
+// or under its owner's lock).
 #pragma once
 
 #include <spdlog/spdlog.h>

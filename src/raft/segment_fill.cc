@@ -4,6 +4,8 @@
 // written with zeros.
 #include "raft/segment_fill.h"
 
+#include <spdlog/spdlog.h>
+
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -14,19 +16,30 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <utility>
+
+#include "common/log.h"
 
 namespace netsem::raft {
 namespace {
+
+// One warning of a segment refused for lack of space per directory and
+// window; the ones in between are counted in the next.
+constexpr std::chrono::seconds kNoSpaceLogWindow{10};
 
 struct Registry {
   std::mutex mu;
   std::map<std::string, int> directories;  // directory -> registrations
   std::atomic<int> count{0};               // registrations in all: 0 = the C library's call only
   std::atomic<unsigned long> filled{0};
+  std::atomic<unsigned long> no_space{0};
+  std::map<std::string, LogRateLimit> no_space_logs;  // guarded by mu
 };
 
 Registry& registry() {
@@ -42,19 +55,53 @@ std::string absolute_directory(const std::string& directory) {
   return text;
 }
 
-// Whether `fd` is a file directly in a registered directory.
-bool in_registered_directory(int fd) {
+// The directory and name of `fd`'s file (/proc/self/fd); nullopt when
+// unknown.
+std::optional<std::pair<std::string, std::string>> file_of(int fd) {
   std::array<char, 4096> target{};
   const std::string link = "/proc/self/fd/" + std::to_string(fd);
   const ssize_t n = ::readlink(link.c_str(), target.data(), target.size() - 1);
-  if (n <= 0) return false;
+  if (n <= 0) return std::nullopt;
   const std::string path(target.data(), static_cast<std::size_t>(n));
   const std::size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return false;
-  const std::string directory = slash == 0 ? "/" : path.substr(0, slash);
+  if (slash == std::string::npos) return std::nullopt;
+  return std::make_pair(slash == 0 ? std::string("/") : path.substr(0, slash), path.substr(slash + 1));
+}
+
+// Whether `fd` is a file directly in a registered directory.
+bool in_registered_directory(int fd) {
+  const auto file = file_of(fd);
+  if (!file) return false;
   Registry& r = registry();
   std::lock_guard lock(r.mu);
-  return r.directories.contains(directory);
+  return r.directories.contains(file->first);
+}
+
+// The C library's posix_fallocate said ENOSPC for `fd`: in a registered
+// directory, libraft could not prepare a segment (segment_fill.h). Called
+// on libuv's thread pool: counted, and logged (spdlog's sink is thread
+// safe, common/log.h) once per directory and window.
+void report_no_space(int fd, off_t len) {
+  const auto file = file_of(fd);
+  if (!file) return;
+  Registry& r = registry();
+  LogRateLimit::Admission admission;
+  {
+    std::lock_guard lock(r.mu);
+    if (!r.directories.contains(file->first)) return;
+    ++r.no_space;
+    admission =
+        r.no_space_logs.try_emplace(file->first, 1, kNoSpaceLogWindow).first->second.admit(LogRateLimit::Clock::now());
+  }
+  if (!admission.write) return;
+  spdlog::warn(
+      "raft: no space left in {} for the next segment of the Raft log ({}, {} bytes){}: libraft prepares it ahead and "
+      "tries again when the segment in use is full; if there is no space then either, that write fails and this "
+      "server stops (exit 3), taking no more entries. Free space on that disk",
+      file->first, file->second, static_cast<long long>(len),
+      admission.suppressed_before == 0
+          ? std::string()
+          : fmt::format(" ({} more times since the last such line)", admission.suppressed_before));
 }
 
 // Writes zeros over [0, len) of `fd` and makes them durable; 0 or an errno.
@@ -96,6 +143,10 @@ unsigned long ZeroFilledSegments::files_filled() {
   return registry().filled.load();
 }
 
+unsigned long ZeroFilledSegments::no_space() {
+  return registry().no_space.load();
+}
+
 bool ZeroFilledSegments::interposed() {
   return ::dlsym(RTLD_DEFAULT, "posix_fallocate") == reinterpret_cast<void*>(&::posix_fallocate);
 }
@@ -117,8 +168,10 @@ extern "C" int posix_fallocate(int fd, off_t offset, off_t len) {
   const bool fill = flags != -1 && (flags & O_DIRECT) == 0 && offset == 0 && len > 0 && ::fstat(fd, &st) == 0 &&
                     S_ISREG(st.st_mode) && st.st_size == 0 && ::fstatfs(fd, &fs) == 0 &&
                     static_cast<long>(fs.f_type) != kTmpfsMagic && netsem::raft::in_registered_directory(fd);
-  if (const int rv = real(fd, offset, len); rv != 0 || !fill) return rv;
-  if (const int rv = netsem::raft::write_zeros(fd, len, flags); rv != 0) return rv;
+  const int rv = real(fd, offset, len);
+  if (rv == ENOSPC && r.count.load() > 0) netsem::raft::report_no_space(fd, len);
+  if (rv != 0 || !fill) return rv;
+  if (const int written = netsem::raft::write_zeros(fd, len, flags); written != 0) return written;
   ++r.filled;
   return 0;
 }

@@ -31,6 +31,15 @@
 // there, and raft_uv writes through the thread pool anyway). The cost: each
 // segment's 8 MiB written once more, in the thread pool, while the segment
 // before it is in use.
+//
+// A full disk: libraft 0.15 prepares the next segment ahead and, when that
+// fails with no append waiting for it, says nothing (uv_prepare.c); it tries
+// again when the segment in use is full, and if that fails too the append
+// fails and netsemd stops (RaftOptions::exit_on_write_failure). The
+// allocation's ENOSPC in a registered directory (tmpfs too) is therefore
+// logged here (warning, naming the directory, at most once per directory in
+// 10 s with a count of the others) and counted (no_space(): the metric
+// netsem_cluster_segment_no_space_total).
 #pragma once
 
 #include <string>
@@ -49,6 +58,10 @@ class ZeroFilledSegments {
 
   // How many files this process has zero-filled so far (for tests).
   static unsigned long files_filled();
+  // How many allocations in a registered directory the C library refused
+  // with ENOSPC (libraft could not prepare a segment: a warning is logged,
+  // naming the directory, at most once per directory in 10 s), so far.
+  static unsigned long no_space();
   // Whether libraft.so's posix_fallocate is this file's (false when the
   // executable does not export it, or libraft is linked statically): the
   // fill does not happen then, and RaftNode warns.

@@ -23,6 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "raft/segment_fill.h"
 #include "replication/entry.h"
 #include "server/recover_files.h"
 
@@ -1185,6 +1186,7 @@ stats::ClusterFigures ClusterRuntime::cluster_figures() const {
   figures.commit_us = s.commit_us;
   figures.batch_commands = s.batch_commands;
   figures.commit_pushes = s.commit_pushes;
+  figures.segment_no_space = raft::ZeroFilledSegments::no_space();
   for (std::size_t i = 0; i < raft::kPortRefusals; ++i) {
     figures.raft_connections_refused.emplace_back(raft::port_refusal_name(static_cast<raft::PortRefusal>(i)),
                                                   s.raft_connections_refused[i]);

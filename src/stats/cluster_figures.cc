@@ -125,6 +125,12 @@ std::string cluster_prometheus(const ClusterFigures& figures) {
   for (const auto& [reason, count] : figures.raft_connections_refused) {
     sample(out, "raft_connections_refused_total", count, "{reason=\"" + reason + "\"}");
   }
+  header(out, "segment_no_space_total",
+         "Segments of the Raft log this server could not allocate ahead for lack of space on its disk, since start "
+         "(each logged, a warning): once the segment in use is full and space is still short, a write fails and "
+         "the server stops.",
+         "counter");
+  sample(out, "segment_no_space_total", figures.segment_no_space);
   return out;
 }
 

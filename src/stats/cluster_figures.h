@@ -61,6 +61,9 @@ struct ClusterFigures {
   // too many of its host open with libraft already), every reason
   // listed (raft::NodeStatus::connections_refused).
   std::vector<std::pair<std::string, std::uint64_t>> raft_connections_refused;
+  // The next segments of the Raft log that could not be allocated for lack
+  // of space since start (raft::ZeroFilledSegments::no_space).
+  std::uint64_t segment_no_space = 0;
 };
 
 // The most followers STATS lists in follower_lag (the line's bound).
@@ -79,7 +82,8 @@ std::string cluster_json(const ClusterFigures& figures);
 // histograms netsem_cluster_commit_seconds and netsem_cluster_batch_commands
 // (empty on a server that never led), and the counter
 // netsem_cluster_commit_pushes_total (0 on a server that never led), and
-// netsem_cluster_raft_connections_refused_total{reason="..."} per reason.
+// netsem_cluster_raft_connections_refused_total{reason="..."} per reason,
+// and netsem_cluster_segment_no_space_total.
 std::string cluster_prometheus(const ClusterFigures& figures);
 
 }  // namespace netsem::stats

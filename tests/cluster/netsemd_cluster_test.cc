@@ -3945,6 +3945,40 @@ std::size_t count_of(const std::string& log, const std::string& line) {
   return n;
 }
 
+// Server 3's Raft directory on a 12 MiB tmpfs: its first segment (8 MiB)
+// is allocated, the next one, which libraft 0.15 prepares ahead, is not
+// (ENOSPC), and libraft says nothing of it (audit27 1e). netsemd warns,
+// naming the directory and what it means, counts it in
+// netsem_cluster_segment_no_space_total, and goes on: the cluster grants.
+class NetsemdClusterTightDisk : public NetsemdClusterSmallDisk {
+ protected:
+  void SetUp() override {
+    mount_small("size=12m");
+    if (IsSkipped()) return;
+    NetsemdCluster::SetUp();
+  }
+};
+
+TEST_F(NetsemdClusterTightDisk, AServerThatCannotPrepareItsNextSegmentSaysSoAndCountsIt) {
+  EXPECT_TRUE(servers_[2]->wait_for_log(
+      "raft: no space left in " + (small_ / "raft").string() + " for the next segment of the Raft log (open-", 10s))
+      << logs();
+  EXPECT_TRUE(
+      servers_[2]->wait_for_log("this server stops (exit 3), taking no more entries. Free space on that disk", 1s))
+      << logs();
+  const std::string metrics = metrics_of(*servers_[2], host(2));
+  const std::string series = "\nnetsem_cluster_segment_no_space_total ";
+  const std::size_t at = metrics.find(series);
+  ASSERT_NE(at, std::string::npos) << metrics;
+  EXPECT_GE(std::stoull(metrics.substr(at + series.size())), 1u) << metrics;
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  auto client = connect(lead);
+  ASSERT_TRUE(client != nullptr);
+  ASSERT_NO_FATAL_FAILURE(grant_and_release(*client, 3));
+  EXPECT_FALSE(servers_[2]->wait_exit(0ms).has_value()) << logs();
+}
+
 // The Raft port accepts connections only from the servers' hosts: one from
 // 127.0.0.1-3 (or 127.0.0.1, the source of a connection between loopback
 // addresses) is the cluster's; one from 127.0.0.9 is closed at once, before

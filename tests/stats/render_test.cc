@@ -237,6 +237,7 @@ ClusterFigures largest_cluster() {
   for (const char* reason : {"host", "id", "handshake", "timeout", "pending", "streams"}) {
     figures.raft_connections_refused.emplace_back(reason, big);
   }
+  figures.segment_no_space = big;
   return figures;
 }
 
