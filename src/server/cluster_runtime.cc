@@ -628,7 +628,26 @@ void ClusterRuntime::arm_tick(std::int64_t at_ms) {
   });
 }
 
+std::string_view ClusterRuntime::refused_name(Refused kind) {
+  switch (kind) {
+    case Refused::kRemovalNotice:
+      return "removal_notice";
+    case Refused::kSecretCheck:
+      return "secret_check";
+    case Refused::kLinkHello:
+      return "link_hello";
+    case Refused::kLinkSetUp:
+      return "link_set_up";
+    case Refused::kLinkProof:
+      return "link_proof";
+    case Refused::kLinkFrame:
+      return "link_frame";
+  }
+  return "unknown";
+}
+
 void ClusterRuntime::log_refusal(const std::string& host, Refused kind, std::string message) {
+  ++refused_counts_[static_cast<std::size_t>(kind)];
   if (stopped_) {  // no timer would write what is held back
     spdlog::warn("cluster: {}", message);
     return;
@@ -1190,6 +1209,9 @@ stats::ClusterFigures ClusterRuntime::cluster_figures() const {
   for (std::size_t i = 0; i < raft::kPortRefusals; ++i) {
     figures.raft_connections_refused.emplace_back(raft::port_refusal_name(static_cast<raft::PortRefusal>(i)),
                                                   s.raft_connections_refused[i]);
+  }
+  for (std::size_t i = 0; i < kRefusedKinds; ++i) {
+    figures.peer_lines_refused.emplace_back(refused_name(static_cast<Refused>(i)), refused_counts_[i]);
   }
   return figures;
 }

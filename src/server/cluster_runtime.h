@@ -246,6 +246,9 @@ class ClusterRuntime final : public CommandSink {
   // kLinkFrame: a set-up link closed for a frame that did not open (or a
   // malformed one).
   enum class Refused { kRemovalNotice, kSecretCheck, kLinkHello, kLinkSetUp, kLinkProof, kLinkFrame };
+  static constexpr std::size_t kRefusedKinds = 6;
+  // Its label in netsem_cluster_peer_lines_refused_total{kind="..."}.
+  static std::string_view refused_name(Refused kind);
   // Logs `message` (a refusal of a line a member's host sent, which it may
   // send at will) as a warning through a LogRateLimit of its kind from
   // `host` (one line per kRefusalLogWindow): the first at once; those it
@@ -364,6 +367,8 @@ class ClusterRuntime final : public CommandSink {
   // log_refusal's windows by source host and kind: few, as only a member's
   // host's lines reach accept_peer.
   std::map<std::pair<std::string, Refused>, RefusalLog> refusal_logs_;
+  // Every refusal log_refusal was given since start, by kind (the figures).
+  std::array<std::uint64_t, kRefusedKinds> refused_counts_{};
   bool refusal_timer_armed_ = false;
   bool draining_ = false;  // stop_when_drained() was called
   std::optional<std::int64_t> tick_armed_ms_;

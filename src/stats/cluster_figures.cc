@@ -131,6 +131,15 @@ std::string cluster_prometheus(const ClusterFigures& figures) {
          "the server stops.",
          "counter");
   sample(out, "segment_no_space_total", figures.segment_no_space);
+  header(out, "peer_lines_refused_total",
+         "Peer lines on the client port refused since start, by kind: removal_notice, secret_check, link_hello "
+         "(a peer link's hello), link_set_up (too many links in set-up), link_proof (a link whose set-up failed), "
+         "link_frame (a set-up link closed for a frame that did not open: altered, replayed or dropped on the "
+         "way).",
+         "counter");
+  for (const auto& [kind, count] : figures.peer_lines_refused) {
+    sample(out, "peer_lines_refused_total", count, "{kind=\"" + kind + "\"}");
+  }
   return out;
 }
 

@@ -64,6 +64,12 @@ struct ClusterFigures {
   // The next segments of the Raft log that could not be allocated for lack
   // of space since start (raft::ZeroFilledSegments::no_space).
   std::uint64_t segment_no_space = 0;
+  // Peer lines and frames on the client port refused since start, by kind
+  // ("removal_notice", "secret_check", "link_hello": a hello;
+  // "link_set_up": too many links in set-up; "link_proof": a link whose
+  // set-up failed; "link_frame": a set-up link closed for a frame that did
+  // not open or a malformed one), every kind listed (ClusterRuntime).
+  std::vector<std::pair<std::string, std::uint64_t>> peer_lines_refused;
 };
 
 // The most followers STATS lists in follower_lag (the line's bound).
@@ -83,7 +89,8 @@ std::string cluster_json(const ClusterFigures& figures);
 // (empty on a server that never led), and the counter
 // netsem_cluster_commit_pushes_total (0 on a server that never led), and
 // netsem_cluster_raft_connections_refused_total{reason="..."} per reason,
-// and netsem_cluster_segment_no_space_total.
+// netsem_cluster_segment_no_space_total, and
+// netsem_cluster_peer_lines_refused_total{kind="..."} per kind.
 std::string cluster_prometheus(const ClusterFigures& figures);
 
 }  // namespace netsem::stats

@@ -817,10 +817,12 @@ TEST_F(NetsemdCluster, APeerLinkThatDoesNotProveTheSecretIsRefused) {
   EXPECT_TRUE(grants(*client, "a1", "lock"));
 }
 
+std::string metrics_of(const Netsemd& server, const std::string& host);
+
 // After the set-up every frame is sealed under the link's own key: a frame
 // that opens is handed on (here a sealed entry of garbage: its decode fails,
 // the link stays), one altered on the way does not open, and the leader
-// closes the link and logs it with the refusals; a follower's link of this
+// closes the link and logs and counts it with the refusals; a follower's link of this
 // build works on. (Before the frames were sealed, the altered frame was
 // taken for an entry, refused by its decode, and the link stayed open.)
 TEST_F(NetsemdCluster, AFrameThatDoesNotOpenClosesThePeerLink) {
@@ -858,6 +860,11 @@ TEST_F(NetsemdCluster, AFrameThatDoesNotOpenClosesThePeerLink) {
                                                "): DENIED: peer link: frame 1 does not open",
                                            5s))
       << logs();
+  const std::string metrics = metrics_of(*servers_[lead], host(lead));
+  EXPECT_NE(metrics.find("netsem_cluster_peer_lines_refused_total{kind=\"link_frame\"} 1\n"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("netsem_cluster_peer_lines_refused_total{kind=\"link_proof\"} 0\n"), std::string::npos)
+      << metrics;
   auto client = connect(from);
   ASSERT_TRUE(client != nullptr);
   EXPECT_TRUE(grants(*client, "a1", "lock"));
@@ -4261,6 +4268,12 @@ TEST_F(NetsemdCluster, RefusedPeerLinesAreLoggedOncePerSourceAndWindowWithACount
   EXPECT_EQ(told, static_cast<std::size_t>(kSent)) << log;
   EXPECT_LE(lines, 4u) << log;
   EXPECT_GE(count_of(log, more), 1u) << log;
+  // And every one is counted, at once.
+  const std::string metrics = metrics_of(*servers_[to], host(to));
+  EXPECT_NE(
+      metrics.find("netsem_cluster_peer_lines_refused_total{kind=\"secret_check\"} " + std::to_string(kSent) + "\n"),
+      std::string::npos)
+      << metrics;
   // The real links work.
   auto client = connect(from);
   ASSERT_TRUE(client != nullptr);

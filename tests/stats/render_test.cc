@@ -238,6 +238,9 @@ ClusterFigures largest_cluster() {
     figures.raft_connections_refused.emplace_back(reason, big);
   }
   figures.segment_no_space = big;
+  for (const char* kind : {"removal_notice", "secret_check", "link_hello", "link_set_up", "link_proof", "link_frame"}) {
+    figures.peer_lines_refused.emplace_back(kind, big);
+  }
   return figures;
 }
 
