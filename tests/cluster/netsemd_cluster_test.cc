@@ -2076,6 +2076,41 @@ TEST_F(NetsemdCluster, AServerAddedAtRunTimeCatchesUpAndOneRemovedLeavesTheClust
   ASSERT_TRUE(grants(*d, "d2", "lock"));
 }
 
+// A REMOVE whose remaining voters have no majority the leader hears from
+// is refused before anything changes (audit28 F3): with one follower
+// killed, removing the other would leave the leader and the dead one, which
+// cannot commit the change; the cluster stopped until the dead one came
+// back. ERR BUSY names the unreachable server; the cluster grants on; the
+// dead one can be removed, which leaves two live voters.
+TEST_F(NetsemdCluster, ARemoveThatWouldLeaveNoLiveMajorityIsRefused) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int dead = (lead + 1) % kServers;
+  const int live = (lead + 2) % kServers;
+  ASSERT_NO_FATAL_FAILURE(kill_server(dead));
+  auto admin = connect(lead);
+  ASSERT_TRUE(admin != nullptr);
+  // The leader counts a server unreachable once an election timeout passed
+  // without a word from it.
+  std::this_thread::sleep_for(1500ms);
+  const std::string refused = admin->request("r1 CLUSTER REMOVE " + std::to_string(live + 1), 10s);
+  EXPECT_EQ(refused.rfind("r1 ERR BUSY removing server " + std::to_string(live + 1) + " would leave 2 voters", 0), 0u)
+      << refused << "\n"
+      << logs();
+  EXPECT_NE(refused.find("unreachable: server " + std::to_string(dead + 1)), std::string::npos) << refused;
+  // The CLI says it and exits 1, as for every BUSY (docs/cli.md).
+  const NetsemRun cli =
+      run_netsem({"--server", client_address(lead), "cluster", "remove", std::to_string(live + 1)}, {}, 30s);
+  EXPECT_EQ(cli.exit_code, 1) << cli.err;
+  EXPECT_NE(cli.err.find("would leave 2 voters"), std::string::npos) << cli.err;
+  EXPECT_EQ(members_of(admin->request("s1 CLUSTER STATUS", 5s), "s1").size(), 3u);
+  ASSERT_TRUE(grants(*admin, "g1", "lock")) << logs();
+  ASSERT_EQ(admin->request(req::release("r2", "lock"), 10s).rfind("r2 OK", 0), 0u) << logs();
+  EXPECT_TRUE(changes("CLUSTER REMOVE " + std::to_string(dead + 1))) << logs();
+  EXPECT_EQ(members_of(admin->request("s2 CLUSTER STATUS", 5s), "s2").size(), 2u);
+  ASSERT_TRUE(grants(*admin, "g2", "lock")) << logs();
+}
+
 // A follower removed from the configuration learns it and stops (newuser23:
 // server 3 went on as a candidate for ever). libraft 0.15's leader
 // replicates nothing more to a server from the moment it proposes its
