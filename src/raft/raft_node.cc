@@ -715,24 +715,23 @@ void RaftNode::Impl::for_known_servers(F f) const {
   consider(options_.id, options_.address);
 }
 
-// A source is a known server's host, or 127.0.0.1 when one is on loopback:
-// the kernel's source of a connection between loopback addresses (libraft
-// does not bind its outgoing connections to its server's address).
+// A source is a known server's host (on loopback too: each server's
+// connections leave from its own Raft host, RaftPortOptions::source_host).
 bool RaftNode::Impl::admits_source(std::uint32_t source) const {
   bool known = false;
   for_known_servers([&](std::uint64_t, std::uint32_t host) {
-    if (host == source || (source == 0x7f000001 && (host >> 24) == 127)) known = true;
+    if (host == source) known = true;
   });
   return known || (options_.allow_peer && options_.allow_peer(source));
 }
 
-// The claimed id must be a known server's whose host is the source (or 127.0.0.1
-// for one on loopback); raft_allowed_networks may claim any.
+// The claimed id must be a known server's whose host is the source;
+// raft_allowed_networks may claim any.
 bool RaftNode::Impl::admits_claim(std::uint32_t source, std::uint64_t id) const {
   if (options_.allow_peer && options_.allow_peer(source)) return true;
   bool matches = false;
   for_known_servers([&](std::uint64_t server, std::uint32_t host) {
-    if (server == id && (host == source || (source == 0x7f000001 && (host >> 24) == 127))) matches = true;
+    if (server == id && host == source) matches = true;
   });
   return matches;
 }
@@ -795,6 +794,7 @@ Status RaftNode::Impl::open() {
                                  : std::max<std::chrono::milliseconds>(std::chrono::seconds(5), o.election_timeout);
     port.max_pending_per_source = o.max_pending_handshakes_per_source;
     port.max_pending = o.max_pending_handshakes;
+    port.source_host = o.address.substr(0, o.address.rfind(':'));
     port.admits_source = [this](std::uint32_t source) { return admits_source(source); };
     port.admits_claim = [this](std::uint32_t source, std::uint64_t id) { return admits_claim(source, id); };
     port_ = std::make_unique<RaftPort>(&transport_, &loop_, std::move(port));

@@ -101,11 +101,10 @@ struct RaftOptions {
   // raft_port.h) reads a connection only from the IPv4 host of a server this
   // node knows: of its latest configuration, of `bootstrap`, of
   // `known_servers` (the servers of its file, for a server that joins and
-  // has no configuration yet), itself; and from 127.0.0.1 when one of them is
-  // on loopback (the kernel's source of a connection between loopback
-  // addresses: libraft's outgoing connections are not bound to their
-  // server's address). The id its handshake claims must be such a server's
-  // whose host is the source (127.0.0.1: on loopback). `allow_peer`, when
+  // has no configuration yet), itself; the node's own connections to the
+  // others leave from `address`'s host (bound to it, when it is an address
+  // of this machine), on loopback too. The id its handshake claims must be
+  // such a server's whose host is the source. `allow_peer`, when
   // set, admits another source (an IPv4 address in host order), claiming any
   // id: multi-homed hosts, NAT. A handshake must come within
   // `handshake_timeout` (0: the longer of 5 s and election_timeout), and at

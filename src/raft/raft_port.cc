@@ -1,5 +1,5 @@
-// RaftPort (raft_port.h): the Raft port's listener and handshake reader, and
-// the shims on raft_uv_tcp's listen, connect and close. The transport calls
+// RaftPort (raft_port.h): the Raft port's listener and handshake reader, the
+// connect that binds its source, and the shims on raft_uv_tcp's init and close. The transport calls
 // its functions with nothing but itself (and a connect request), so each
 // port is found by its transport, and each connect's callback by its request.
 #include "raft/raft_port.h"
@@ -10,6 +10,7 @@
 #include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 // libraft's headers declare C functions without extern "C" of their own.
@@ -73,6 +74,22 @@ std::string ipv4_text(std::uint32_t host_order) {
   return text;
 }
 
+// "a.b.c.d:port" (port > 0); nullopt for anything else.
+std::optional<sockaddr_in> parse_address(std::string_view address) {
+  const std::size_t colon = address.rfind(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  unsigned port = 0;
+  const auto [end, ec] = std::from_chars(address.data() + colon + 1, address.data() + address.size(), port);
+  sockaddr_in in{};
+  in.sin_family = AF_INET;
+  if (ec != std::errc() || end != address.data() + address.size() || port == 0 || port > 65535 ||
+      ::inet_pton(AF_INET, std::string(address.substr(0, colon)).c_str(), &in.sin_addr) != 1) {
+    return std::nullopt;
+  }
+  in.sin_port = htons(static_cast<std::uint16_t>(port));
+  return in;
+}
+
 void set_no_delay(uv_stream_t* stream) {
   // raft_uv_tcp's streams are uv_tcp_t; a failure leaves Nagle on (slower, not wrong).
   if (stream != nullptr && stream->type == UV_TCP) uv_tcp_nodelay(reinterpret_cast<uv_tcp_t*>(stream), 1);
@@ -106,6 +123,18 @@ struct RaftPort::Impl {
     bool in_address = false;
     int open_handles = 0;
   };
+  // A connection to a peer being made for libraft (its connect request):
+  // the connect, then the handshake written. Deleted when libraft is told.
+  struct Outgoing {
+    Impl* port = nullptr;
+    raft_uv_connect* req = nullptr;
+    uv_tcp_t* tcp = nullptr;  // raft_malloc'd: libraft frees it with raft_free once it has it
+    uv_connect_t connect{};
+    uv_write_t write{};
+    std::vector<char> handshake;
+    int status = 0;  // what libraft is told when it ends before it is made
+    bool aborting = false;
+  };
 
   // A stream handed to libraft, for as long as it is among the loop's
   // handles as libraft's (prune_handed): the same address, libraft's
@@ -128,8 +157,12 @@ struct RaftPort::Impl {
   uv_loop_t* loop = nullptr;
   RaftPortOptions options;
   // The transport's own functions (raft_uv_tcp's).
-  int (*inner_connect)(raft_uv_transport*, raft_uv_connect*, raft_id, const char*, raft_uv_connect_cb) = nullptr;
+  int (*inner_init)(raft_uv_transport*, raft_id, const char*) = nullptr;
   void (*inner_close)(raft_uv_transport*, raft_uv_transport_close_cb) = nullptr;
+  // This server's id and Raft address, as libraft gave them to the
+  // transport's init: what its handshake says.
+  raft_id own_id = 0;
+  std::string own_address;
   raft_uv_accept_cb accept_cb = nullptr;  // libraft's (uv_recv.c)
   raft_uv_transport_close_cb close_cb = nullptr;
 
@@ -137,6 +170,8 @@ struct RaftPort::Impl {
   bool listener_open = false;
   std::optional<std::string> listen_failed;
   std::set<Incoming*> pending;
+  std::set<Outgoing*> outgoing;
+  bool unbound_logged = false;
   std::unordered_map<std::uint32_t, std::size_t> pending_from;
   // Handles of ours not yet closed: each Incoming alive, each refused stream
   // closing, the listener.
@@ -158,10 +193,17 @@ struct RaftPort::Impl {
   static void on_refused_stream_closed(uv_handle_t* handle);
   static void on_listener_closed(uv_handle_t* handle);
   static void on_inner_closed(raft_uv_transport* transport);
+  static void on_connected(uv_connect_t* connect, int status);
+  static void on_handshake_written(uv_write_t* write, int status);
+  static void on_outgoing_closed(uv_handle_t* handle);
   static void on_log_timer(uv_timer_t* timer);
   static void on_log_timer_closed(uv_handle_t* handle);
 
   int listen(raft_uv_accept_cb cb);
+  int connect(raft_uv_connect* req, const char* to, raft_uv_connect_cb cb);
+  // A socket bound to options.source_host (any port), or -1: unbound.
+  int bound_socket();
+  void abort(Outgoing* o);
   void close(raft_uv_transport_close_cb cb);
   // Counts and logs a refusal of a connection from `source`.
   void refuse(PortRefusal reason, std::uint32_t source, const std::string& detail);
@@ -182,11 +224,10 @@ struct RaftPort::Impl {
 
 namespace {
 
-// The ports by transport, and libraft's connect callbacks by request.
+// The ports by transport.
 struct Registry {
   std::mutex mu;
   std::unordered_map<raft_uv_transport*, RaftPort::Impl*> ports;
-  std::unordered_map<raft_uv_connect*, raft_uv_connect_cb> connecting;
 };
 Registry& registry() {
   static Registry r;
@@ -207,34 +248,15 @@ void port_close(raft_uv_transport* t, raft_uv_transport_close_cb cb) {
   port_of(t)->close(cb);
 }
 
-void port_connected(raft_uv_connect* req, uv_stream_t* stream, int status) {
-  raft_uv_connect_cb cb = nullptr;
-  {
-    Registry& r = registry();
-    std::lock_guard lock(r.mu);
-    auto it = r.connecting.find(req);
-    cb = it->second;
-    r.connecting.erase(it);
-  }
-  if (status == 0) set_no_delay(stream);
-  req->cb = cb;
-  cb(req, stream, status);
+int port_init(raft_uv_transport* t, raft_id id, const char* address) {
+  RaftPort::Impl* port = port_of(t);
+  port->own_id = id;
+  port->own_address = address;
+  return port->inner_init == nullptr ? 0 : port->inner_init(t, id, address);
 }
 
-int port_connect(raft_uv_transport* t, raft_uv_connect* req, raft_id id, const char* address, raft_uv_connect_cb cb) {
-  RaftPort::Impl* port = port_of(t);
-  {
-    Registry& r = registry();
-    std::lock_guard lock(r.mu);
-    r.connecting[req] = cb;
-  }
-  const int rv = port->inner_connect(t, req, id, address, port_connected);
-  if (rv != 0) {
-    Registry& r = registry();
-    std::lock_guard lock(r.mu);
-    r.connecting.erase(req);
-  }
-  return rv;
+int port_connect(raft_uv_transport* t, raft_uv_connect* req, raft_id, const char* address, raft_uv_connect_cb cb) {
+  return port_of(t)->connect(req, address, cb);
 }
 
 }  // namespace
@@ -244,13 +266,14 @@ RaftPort::RaftPort(raft_uv_transport* transport, uv_loop_s* loop, RaftPortOption
   impl_->transport = transport;
   impl_->loop = loop;
   impl_->options = std::move(options);
-  impl_->inner_connect = transport->connect;
+  impl_->inner_init = transport->init;
   impl_->inner_close = transport->close;
   {
     Registry& r = registry();
     std::lock_guard lock(r.mu);
     r.ports[transport] = impl_.get();
   }
+  transport->init = port_init;
   transport->listen = port_listen;
   transport->connect = port_connect;
   transport->close = port_close;
@@ -274,18 +297,12 @@ std::optional<std::string> RaftPort::listen_failure() const {
 int RaftPort::Impl::listen(raft_uv_accept_cb cb) {
   accept_cb = cb;
   const std::string& address = options.listen_address;
-  const std::size_t colon = address.rfind(':');
-  unsigned port = 0;
-  sockaddr_in in{};
-  in.sin_family = AF_INET;
-  const char* digits = address.c_str() + (colon == std::string::npos ? 0 : colon + 1);
-  const auto [end, ec] = std::from_chars(digits, address.c_str() + address.size(), port);
-  if (colon == std::string::npos || ec != std::errc() || port == 0 || port > 65535 ||
-      ::inet_pton(AF_INET, address.substr(0, colon).c_str(), &in.sin_addr) != 1) {
+  const std::optional<sockaddr_in> parsed = parse_address(address);
+  if (!parsed) {
     listen_failed = "'" + address + "' is not a.b.c.d:port";
     return RAFT_INVALID;
   }
-  in.sin_port = htons(static_cast<std::uint16_t>(port));
+  const sockaddr_in in = *parsed;
   if (int rv = uv_tcp_init(loop, &listener); rv != 0) {
     listen_failed = std::strerror(-rv);
     return RAFT_IOERR;
@@ -303,6 +320,124 @@ int RaftPort::Impl::listen(raft_uv_accept_cb cb) {
     return RAFT_IOERR;
   }
   return 0;
+}
+
+// libraft's connect (uv_tcp_connect.c, UvTcpConnect) with the socket bound
+// to this server's host first: the peer's Raft port matches the source of
+// a connection to the host of the id it claims, and a connection between
+// two loopback addresses would leave from 127.0.0.1 (libraft binds
+// nothing). Then the same: connect, write the handshake (protocol 1, this
+// server's id, the length of its address with its NUL padded to 8, the
+// address), and only then hand the stream to libraft; any failure before is
+// RAFT_NOCONNECTION (libraft tries again later), the transport's close
+// RAFT_CANCELED, as libraft's own connect says them.
+int RaftPort::Impl::connect(raft_uv_connect* req, const char* to, raft_uv_connect_cb cb) {
+  assert(!closing);
+  const std::optional<sockaddr_in> peer = parse_address(to);
+  if (!peer) return RAFT_NOCONNECTION;
+  auto* tcp = static_cast<uv_tcp_t*>(raft_malloc(sizeof(uv_tcp_t)));
+  if (tcp == nullptr) return RAFT_NOMEM;
+  uv_tcp_init(loop, tcp);
+  ++alive;
+  if (const int fd = bound_socket(); fd >= 0 && uv_tcp_open(tcp, fd) != 0) ::close(fd);
+  auto* o = new Outgoing;
+  o->port = this;
+  o->req = req;
+  o->tcp = tcp;
+  tcp->data = o;
+  o->connect.data = o;
+  o->write.data = o;
+  const std::size_t padded = (own_address.size() + 1 + 7) / 8 * 8;
+  o->handshake.assign(3 * sizeof(std::uint64_t) + padded, '\0');
+  const std::uint64_t preamble[3] = {htole64(kHandshakeProtocol), htole64(own_id), htole64(padded)};
+  std::memcpy(o->handshake.data(), preamble, sizeof preamble);
+  std::memcpy(o->handshake.data() + sizeof preamble, own_address.data(), own_address.size());
+  req->cb = cb;
+  if (uv_tcp_connect(&o->connect, tcp, reinterpret_cast<const sockaddr*>(&*peer), on_connected) != 0) {
+    delete o;
+    tcp->data = this;
+    uv_close(reinterpret_cast<uv_handle_t*>(tcp), on_refused_stream_closed);
+    return RAFT_NOCONNECTION;
+  }
+  outgoing.insert(o);
+  return 0;
+}
+
+int RaftPort::Impl::bound_socket() {
+  if (options.source_host.empty()) return -1;
+  sockaddr_in from{};
+  from.sin_family = AF_INET;
+  if (::inet_pton(AF_INET, options.source_host.c_str(), &from.sin_addr) != 1) return -1;
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  // The port is chosen at the connect, per destination, as without a bind.
+  const int on = 1;
+  ::setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &on, sizeof on);
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&from), sizeof from) == 0) return fd;
+  const int err = errno;
+  ::close(fd);
+  if (!unbound_logged) {
+    unbound_logged = true;
+    spdlog::warn(
+        "raft: connections to the other servers' Raft ports cannot leave from {} ({}): they leave from an address "
+        "the kernel chooses, which the other servers refuse unless it is in their raft_allowed_networks",
+        options.source_host, std::strerror(err));
+  }
+  return -1;
+}
+
+void RaftPort::Impl::on_connected(uv_connect_t* connect, int status) {
+  Outgoing* o = static_cast<Outgoing*>(connect->data);
+  if (o->aborting) return;  // its close says it
+  Impl* self = o->port;
+  if (status != 0) {
+    o->status = RAFT_NOCONNECTION;
+    self->abort(o);
+    return;
+  }
+  auto* stream = reinterpret_cast<uv_stream_t*>(o->tcp);
+  set_no_delay(stream);
+  const uv_buf_t buf = uv_buf_init(o->handshake.data(), static_cast<unsigned>(o->handshake.size()));
+  if (uv_write(&o->write, stream, &buf, 1, on_handshake_written) != 0) {
+    o->status = RAFT_NOCONNECTION;
+    self->abort(o);
+  }
+}
+
+void RaftPort::Impl::on_handshake_written(uv_write_t* write, int status) {
+  Outgoing* o = static_cast<Outgoing*>(write->data);
+  if (o->aborting) return;
+  Impl* self = o->port;
+  if (status != 0) {
+    o->status = RAFT_NOCONNECTION;
+    self->abort(o);
+    return;
+  }
+  self->outgoing.erase(o);
+  --self->alive;
+  raft_uv_connect* req = o->req;
+  auto* stream = reinterpret_cast<uv_stream_t*>(o->tcp);
+  delete o;
+  stream->data = nullptr;
+  req->cb(req, stream, 0);  // libraft's now: it closes and frees it
+}
+
+void RaftPort::Impl::abort(Outgoing* o) {
+  o->aborting = true;
+  uv_close(reinterpret_cast<uv_handle_t*>(o->tcp), on_outgoing_closed);
+}
+
+void RaftPort::Impl::on_outgoing_closed(uv_handle_t* handle) {
+  Outgoing* o = static_cast<Outgoing*>(handle->data);
+  Impl* self = o->port;
+  raft_free(o->tcp);
+  self->outgoing.erase(o);
+  raft_uv_connect* req = o->req;
+  const int status = o->status != 0 ? o->status : RAFT_CANCELED;
+  delete o;
+  --self->alive;
+  req->cb(req, nullptr, status);
+  self->maybe_closed();
 }
 
 void RaftPort::Impl::on_connection(uv_stream_t* server, int status) {
@@ -574,6 +709,11 @@ void RaftPort::Impl::close(raft_uv_transport_close_cb cb) {
   closing = true;
   close_cb = cb;
   while (!pending.empty()) abort(*pending.begin());
+  for (Outgoing* o : outgoing) {
+    if (o->aborting) continue;
+    o->status = RAFT_CANCELED;
+    abort(o);
+  }
   flush_logs(true);
   if (log_timer_open) {
     log_timer_open = false;
@@ -584,8 +724,8 @@ void RaftPort::Impl::close(raft_uv_transport_close_cb cb) {
     listener_open = false;
     uv_close(reinterpret_cast<uv_handle_t*>(&listener), on_listener_closed);
   }
-  // raft_uv_tcp's close: its listener never listened (closed at once), and
-  // its outgoing connections.
+  // raft_uv_tcp's close: its listener never listened, nor did it connect
+  // (closed at once).
   inner_close(transport, on_inner_closed);
 }
 

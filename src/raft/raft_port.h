@@ -21,12 +21,16 @@
 // whose peer host is gone ends. Every refusal is counted by reason and
 // logged (warning) through a LogRateLimit per source and reason: the first
 // at once, the rest of each 10 s as one line with their count. The
-// transport's connect is wrapped too, and every stream either
-// side hands to libraft has TCP_NODELAY (raft_uv_tcp leaves Nagle's algorithm
+// transport's connect is RaftPort's too: as libraft's (connect, then
+// write the handshake), but from a socket bound to this server's own host
+// (source_host), so that a peer sees the connection come from the host of
+// the id it claims, on loopback too (libraft binds nothing: between two
+// loopback addresses its connections left from 127.0.0.1). Every stream
+// either side hands to libraft has TCP_NODELAY (raft_uv_tcp leaves Nagle's algorithm
 // on: a small message behind an unacknowledged one waited for the peer's
 // delayed ACK, about 40 ms: docs/benchmarks.md, "The cluster's second run").
 // The transport's close closes the listener and the connections still in
-// their handshake before libraft's own close, and reports the transport
+// their handshake, either way, before libraft's own close, and reports the transport
 // closed only once all of them are.
 //
 // Everything but construction and destruction runs on the thread of the
@@ -84,6 +88,10 @@ struct RaftPortOptions {
   std::chrono::seconds keepalive_idle{15};
   std::chrono::seconds keepalive_interval{5};
   int keepalive_count = 3;
+  // The IPv4 host ("a.b.c.d") connections to the other servers leave from
+  // (the Raft address's); empty, or not an address of this machine (a
+  // translated one: then logged once): the kernel chooses.
+  std::string source_host;
   // Whether a connection from `source` (IPv4, host order) is read at all.
   std::function<bool(std::uint32_t source)> admits_source;
   // Whether a connection from `source` may speak as server `id`.

@@ -150,14 +150,21 @@ void PartitionProxy::run() {
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
       if (fds[1 + i].revents == 0) continue;
       for (;;) {
-        const int client = ::accept4(listeners_[i], nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        sockaddr_in source{};
+        socklen_t source_length = sizeof source;
+        const int client = ::accept4(listeners_[i], reinterpret_cast<sockaddr*>(&source), &source_length,
+                                     SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (client < 0) break;
         auto c = std::make_unique<Connection>();
         c->fd[0] = client;
         c->to = servers_[i].id;
         c->fd[1] = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         const sockaddr_in target = address_of(servers_[i].bind_ip, servers_[i].port);
-        if (c->fd[1] < 0 || ::connect(c->fd[1], reinterpret_cast<const sockaddr*>(&target), sizeof target) != 0) {
+        // From the sender's own address: the server checks the source of a
+        // connection against the host of the id it claims.
+        source.sin_port = 0;
+        if (c->fd[1] < 0 || ::bind(c->fd[1], reinterpret_cast<const sockaddr*>(&source), sizeof source) != 0 ||
+            ::connect(c->fd[1], reinterpret_cast<const sockaddr*>(&target), sizeof target) != 0) {
           continue;  // the sender sees its connection closed, as with the server down
         }
         const int flags = 1;

@@ -2,15 +2,17 @@
 // the failure tests. Each server listens on a bind address of its own
 // (RaftOptions::bind_address, 127.0.1.N) while its peers reach it at its
 // advertised address (127.0.0.N, the same port), where this proxy listens
-// and forwards. The first bytes of every connection a libraft server opens
-// are its handshake (libraft 0.15, uv_tcp_connect.c: protocol u64, the
-// sender's id u64, the address length u64, the address; little-endian), so
-// the proxy knows which server sent each connection and which one it goes
-// to. A cut link between two servers stops every byte between them, both
-// ways, without closing anything: packets that vanish, as when a cable is
-// pulled, not a reset that would tell either side at once. Healing lets
-// through what was held. Connections from anything else than a libraft
-// server (no handshake) are held as if cut.
+// and forwards, from the sender's own address (a server checks the source
+// of a connection against the host of the id it claims). The first bytes
+// of every connection a libraft server opens are its handshake (libraft
+// 0.15, uv_tcp_connect.c: protocol u64, the sender's id u64, the address
+// length u64, the address; little-endian), so the proxy knows which server
+// sent each connection and which one it goes to. A cut link between two
+// servers stops every byte between them, both ways, without closing
+// anything: packets that vanish, as when a cable is pulled, not a reset
+// that would tell either side at once. Healing lets through what was held.
+// Connections from anything else than a libraft server (no handshake) are
+// held as if cut.
 //
 // Thread safety: cut(), isolate(), heal() and connections() from any
 // thread; the destructor stops the proxy thread and closes every socket.

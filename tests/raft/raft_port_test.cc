@@ -5,7 +5,10 @@
 // keepalive; at most max_open_per_claim streams of a source claiming one id
 // and max_open_per_source of a source in all are open, and one closed makes
 // room again; refusals are logged through a LogRateLimit, the first at once
-// and the rest as one line with their count. The end-to-end cases (real
+// and the rest as one line with their count. Its connect binds the source
+// host and writes libraft's handshake before handing the stream over, falls
+// back to an unbound socket when the host is not this machine's, and a
+// close cancels a connect in flight. The end-to-end cases (real
 // netsemd processes) are in tests/cluster/netsemd_cluster_test.cc.
 #include "raft/raft_port.h"
 
@@ -53,8 +56,9 @@ class RaftPortTest : public ::testing::Test {
     ASSERT_NE(port_number_, 0);
   }
 
-  void open(std::size_t per_claim = 2, std::size_t per_source = 16) {
+  void open(std::size_t per_claim = 2, std::size_t per_source = 16, std::string source_host = "") {
     RaftPortOptions options;
+    options.source_host = std::move(source_host);
     options.listen_address = "127.0.0.1:" + std::to_string(port_number_);
     options.max_open_per_claim = per_claim;
     options.max_open_per_source = per_source;
@@ -145,6 +149,32 @@ class RaftPortTest : public ::testing::Test {
   std::vector<Fd> clients_;
 };
 
+// A listener of the test's on 127.0.0.1 (any port): its port.
+std::uint16_t listen_on_loopback(int* fd) {
+  *fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in at{};
+  at.sin_family = AF_INET;
+  at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof at;
+  if (::bind(*fd, reinterpret_cast<const sockaddr*>(&at), sizeof at) != 0 || ::listen(*fd, 8) != 0 ||
+      ::getsockname(*fd, reinterpret_cast<sockaddr*>(&at), &length) != 0) {
+    return 0;
+  }
+  return ntohs(at.sin_port);
+}
+
+struct Connected {
+  bool called = false;
+  uv_stream_t* stream = nullptr;
+  int status = -1;
+};
+void on_connected(raft_uv_connect* req, uv_stream_t* stream, int status) {
+  auto* c = static_cast<Connected*>(req->data);
+  c->called = true;
+  c->stream = stream;
+  c->status = status;
+}
+
 int socket_option(uv_stream_t* stream, int level, int name) {
   uv_os_fd_t fd = -1;
   EXPECT_EQ(uv_fileno(reinterpret_cast<uv_handle_t*>(stream), &fd), 0);
@@ -234,6 +264,100 @@ TEST_F(RaftPortTest, AtMostMaxOpenPerSourceStreamsOfASourceAreOpen) {
   handshake(4);
   ASSERT_TRUE(run_until([&] { return ids_.size() == 4; }));
   EXPECT_EQ(ids_[3], 4u);
+}
+
+// libraft's own connect binds nothing: between two loopback addresses its
+// connections left from 127.0.0.1. RaftPort's leaves from source_host and
+// writes the handshake libraft would (protocol 1, this server's id, its
+// address padded to 8 with its NUL), then hands the stream over.
+TEST_F(RaftPortTest, AConnectionLeavesFromTheSourceHostWithLibraftsHandshake) {
+  open(2, 16, "127.0.0.5");
+  ASSERT_EQ(transport_.init(&transport_, 7, "127.0.0.5:9001"), 0);
+  int listener = -1;
+  const std::uint16_t to = listen_on_loopback(&listener);
+  Fd listening(listener);
+  ASSERT_NE(to, 0);
+  Connected connected;
+  raft_uv_connect req{};
+  req.data = &connected;
+  const std::string address = "127.0.0.1:" + std::to_string(to);
+  ASSERT_EQ(transport_.connect(&transport_, &req, 2, address.c_str(), on_connected), 0);
+  ASSERT_TRUE(run_until([&] { return connected.called; }));
+  ASSERT_EQ(connected.status, 0);
+  ASSERT_NE(connected.stream, nullptr);
+  EXPECT_EQ(socket_option(connected.stream, IPPROTO_TCP, TCP_NODELAY), 1);
+
+  sockaddr_in from{};
+  socklen_t length = sizeof from;
+  Fd peer(::accept(listener, reinterpret_cast<sockaddr*>(&from), &length));
+  ASSERT_GE(peer.fd, 0);
+  EXPECT_EQ(ntohl(from.sin_addr.s_addr), 0x7f000005u);
+  std::uint64_t preamble[3] = {};
+  ASSERT_EQ(::recv(peer.fd, preamble, sizeof preamble, MSG_WAITALL), static_cast<ssize_t>(sizeof preamble));
+  EXPECT_EQ(preamble[0], 1u);
+  EXPECT_EQ(preamble[1], 7u);
+  EXPECT_EQ(preamble[2], 16u);  // "127.0.0.5:9001" and its NUL, padded to 8
+  char sent[16] = {};
+  ASSERT_EQ(::recv(peer.fd, sent, sizeof sent, MSG_WAITALL), static_cast<ssize_t>(sizeof sent));
+  EXPECT_EQ(std::string(sent, sizeof sent), std::string("127.0.0.5:9001\0\0", 16));
+  uv_close(reinterpret_cast<uv_handle_t*>(connected.stream), [](uv_handle_t* handle) { raft_free(handle); });
+}
+
+// A source host that is no address of this machine (a translated one): the
+// connection leaves from where the kernel chooses, said once.
+TEST_F(RaftPortTest, ASourceHostOfAnotherMachineLeavesTheChoiceToTheKernelAndSaysSoOnce) {
+  ::test_support::CapturedLog log;
+  open(2, 16, "192.0.2.1");
+  ASSERT_EQ(transport_.init(&transport_, 7, "192.0.2.1:9001"), 0);
+  int listener = -1;
+  const std::uint16_t to = listen_on_loopback(&listener);
+  Fd listening(listener);
+  const std::string address = "127.0.0.1:" + std::to_string(to);
+  for (int i = 0; i < 2; ++i) {
+    Connected connected;
+    raft_uv_connect req{};
+    req.data = &connected;
+    ASSERT_EQ(transport_.connect(&transport_, &req, 2, address.c_str(), on_connected), 0);
+    ASSERT_TRUE(run_until([&] { return connected.called; }));
+    ASSERT_EQ(connected.status, 0);
+    sockaddr_in from{};
+    socklen_t length = sizeof from;
+    Fd peer(::accept(listener, reinterpret_cast<sockaddr*>(&from), &length));
+    EXPECT_EQ(ntohl(from.sin_addr.s_addr), 0x7f000001u);
+    uv_close(reinterpret_cast<uv_handle_t*>(connected.stream), [](uv_handle_t* handle) { raft_free(handle); });
+  }
+  const std::string text = log.text();
+  EXPECT_EQ(text.find("warning raft: connections to the other servers' Raft ports cannot leave from 192.0.2.1 (Cannot "
+                      "assign requested address): they leave from an address the kernel chooses"),
+            0u)
+      << text;
+  EXPECT_EQ(text.find("cannot leave", text.find('\n')), std::string::npos) << text;
+}
+
+// The transport's close ends a connect still in flight: libraft is told
+// RAFT_CANCELED (and then the transport is closed), as with its own.
+TEST_F(RaftPortTest, TheCloseCancelsAConnectInFlight) {
+  open(2, 16, "127.0.0.5");
+  ASSERT_EQ(transport_.init(&transport_, 7, "127.0.0.5:9001"), 0);
+  Connected connected;
+  raft_uv_connect req{};
+  req.data = &connected;
+  int listener = -1;
+  const std::uint16_t to = listen_on_loopback(&listener);
+  Fd listening(listener);
+  const std::string address = "127.0.0.1:" + std::to_string(to);
+  // Closed before the loop ran: the connect has not completed.
+  ASSERT_EQ(transport_.connect(&transport_, &req, 2, address.c_str(), on_connected), 0);
+  EXPECT_FALSE(connected.called);
+  bool closed_transport = false;
+  transport_.data = &closed_transport;
+  transport_.close(&transport_, [](raft_uv_transport* t) { *static_cast<bool*>(t->data) = true; });
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_TRUE(connected.called);
+  EXPECT_EQ(connected.status, RAFT_CANCELED);
+  EXPECT_EQ(connected.stream, nullptr);
+  EXPECT_TRUE(closed_transport);
+  port_.reset();
 }
 
 }  // namespace
