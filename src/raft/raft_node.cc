@@ -7,7 +7,11 @@
 // results go back to the proposer through the raft_apply callback, which
 // libraft calls right after the FSM's apply of the same entry. The Raft
 // port's listener and the shims on libraft's TCP transport are RaftPort's
-// (raft_port.h); the node tells it which sources and ids it knows.
+// (raft_port.h); the node tells it which sources and ids it knows. Not the
+// node itself, and in files of their own: the data directory's checks and
+// the words of its load failures (data_dir_checks.h), libraft's errors as
+// Statuses (raft_status.h), servers and roles to and from libraft's
+// (servers.h).
 #include "raft/raft_node.h"
 
 #include <arpa/inet.h>
@@ -37,11 +41,9 @@ extern "C" {
 #include <cstring>
 #include <deque>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <new>
 #include <optional>
-#include <regex>
 #include <set>
 #include <string>
 #include <thread>
@@ -51,400 +53,15 @@ extern "C" {
 #include <vector>
 
 #include "common/dir_lock.h"
+#include "raft/data_dir_checks.h"
 #include "raft/entry_format.h"
 #include "raft/open_segments.h"
 #include "raft/raft_port.h"
+#include "raft/raft_status.h"
 #include "raft/segment_fill.h"
+#include "raft/servers.h"
 
 namespace netsem::raft {
-
-std::string_view server_role_name(ServerRole role) {
-  switch (role) {
-    case ServerRole::kVoter:
-      return "voter";
-    case ServerRole::kStandby:
-      return "standby";
-    case ServerRole::kSpare:
-      return "spare";
-  }
-  return "unknown";
-}
-
-Result<ServerRole> parse_server_role(std::string_view name) {
-  for (ServerRole role : {ServerRole::kVoter, ServerRole::kStandby, ServerRole::kSpare}) {
-    if (name == server_role_name(role)) return role;
-  }
-  return Status(StatusCode::kInvalidArgument,
-                "unknown role '" + std::string(name) + "' (expected voter, standby or spare)");
-}
-
-std::string_view role_name(Role role) {
-  switch (role) {
-    case Role::kUnavailable:
-      return "unavailable";
-    case Role::kFollower:
-      return "follower";
-    case Role::kCandidate:
-      return "candidate";
-    case Role::kLeader:
-      return "leader";
-  }
-  return "unknown";
-}
-
-namespace {
-
-Status check_address(std::string_view address) {
-  const std::size_t colon = address.rfind(':');
-  if (colon == std::string_view::npos || colon == 0) {
-    return Status(StatusCode::kInvalidArgument, "address '" + std::string(address) + "' is not host:port");
-  }
-  unsigned port = 0;
-  const std::string_view digits = address.substr(colon + 1);
-  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
-  if (ec != std::errc() || end != digits.data() + digits.size() || port == 0 || port > 65535) {
-    return Status(StatusCode::kInvalidArgument, "address '" + std::string(address) + "' has no valid port");
-  }
-  return Status::ok();
-}
-
-}  // namespace
-
-Result<std::vector<ServerInfo>> parse_servers(std::string_view text) {
-  std::vector<ServerInfo> servers;
-  while (!text.empty()) {
-    const std::size_t comma = text.find(',');
-    const std::string_view item = text.substr(0, comma);
-    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
-    const std::size_t at = item.find('@');
-    ServerInfo server;
-    if (at == std::string_view::npos) {
-      return Status(StatusCode::kInvalidArgument, "server '" + std::string(item) + "' is not id@host:port");
-    }
-    const auto [end, ec] = std::from_chars(item.data(), item.data() + at, server.id);
-    if (ec != std::errc() || end != item.data() + at || server.id == 0) {
-      return Status(StatusCode::kInvalidArgument, "server '" + std::string(item) + "' has no valid id (> 0)");
-    }
-    server.address = std::string(item.substr(at + 1));
-    if (Status s = check_address(server.address); !s) return s;
-    for (const ServerInfo& other : servers) {
-      if (other.id == server.id) {
-        return Status(StatusCode::kInvalidArgument, "server id " + std::to_string(server.id) + " given twice");
-      }
-      if (other.address == server.address) {
-        return Status(StatusCode::kInvalidArgument, "address " + server.address + " given twice");
-      }
-    }
-    servers.push_back(std::move(server));
-  }
-  if (servers.empty()) return Status(StatusCode::kInvalidArgument, "no servers given");
-  return servers;
-}
-
-namespace {
-
-int to_raft_role(ServerRole role) {
-  switch (role) {
-    case ServerRole::kVoter:
-      return RAFT_VOTER;
-    case ServerRole::kStandby:
-      return RAFT_STANDBY;
-    case ServerRole::kSpare:
-      return RAFT_SPARE;
-  }
-  return RAFT_SPARE;
-}
-
-ServerRole from_raft_role(int role) {
-  return role == RAFT_VOTER ? ServerRole::kVoter : role == RAFT_STANDBY ? ServerRole::kStandby : ServerRole::kSpare;
-}
-
-Role from_raft_state(int state) {
-  switch (state) {
-    case RAFT_FOLLOWER:
-      return Role::kFollower;
-    case RAFT_CANDIDATE:
-      return Role::kCandidate;
-    case RAFT_LEADER:
-      return Role::kLeader;
-    default:
-      return Role::kUnavailable;
-  }
-}
-
-StatusCode code_of(int rv) {
-  switch (rv) {
-    case RAFT_NOTFOUND:
-      return StatusCode::kNotFound;
-    case RAFT_CORRUPT:
-    case RAFT_MALFORMED:
-      return StatusCode::kCorruption;
-    case RAFT_INVALID:
-    case RAFT_BADID:
-    case RAFT_BADROLE:
-    case RAFT_DUPLICATEID:
-    case RAFT_DUPLICATEADDRESS:
-    case RAFT_NAMETOOLONG:
-      return StatusCode::kInvalidArgument;
-    case RAFT_NOTLEADER:
-    case RAFT_LEADERSHIPLOST:
-    case RAFT_NOCONNECTION:
-      return StatusCode::kUnavailable;
-    case RAFT_SHUTDOWN:
-      return StatusCode::kShutdown;
-    case RAFT_CANTCHANGE:
-    case RAFT_BUSY:
-      return StatusCode::kBusy;
-    case RAFT_TOOBIG:
-    case RAFT_TOOMANY:
-      return StatusCode::kLimit;
-    case RAFT_NOMEM:
-      return StatusCode::kInternal;
-    default:
-      return StatusCode::kIoError;
-  }
-}
-
-// A Status for libraft's error `rv`, with what it said (`detail`).
-Status stopped() {
-  return Status(StatusCode::kShutdown, "the raft node stopped");
-}
-
-Status raft_status(int rv, std::string_view what, std::string_view detail) {
-  std::string message(what);
-  message += ": ";
-  message += detail.empty() ? raft_strerror(rv) : detail;
-  return Status(code_of(rv), std::move(message));
-}
-
-// What an operator can do about damage in a data directory, said after
-// every refusal of one (docs/replication.md, "What is guaranteed in each
-// failure": a server restarted without its data).
-constexpr std::string_view kDamageAdvice =
-    "Damage on disk: refused and left as it is. Restore the directory from a copy, or move it aside and start this "
-    "server on an empty one while the other servers are up with their data (safest: remove it from the cluster, "
-    "`netsem cluster remove`, and add it back empty with `join = on` and `netsem cluster add`; docs/replication.md)";
-
-// Whether libraft's message names a file of the data directory: a closed
-// segment (FIRST-LAST, 16 digits each), an open one, a snapshot or a
-// metadata file.
-bool names_a_file(std::string_view detail) {
-  static const std::regex kFile("[0-9]{16}-[0-9]{16}|open-[0-9]+|snapshot-[0-9]+-[0-9]+-[0-9]+|metadata[12]");
-  return std::regex_search(detail.begin(), detail.end(), kFile);
-}
-
-// raft_init's or raft_start's failure (`what`) to load a data directory,
-// with what libraft does not say. When libraft names the file it stops at,
-// that stays the message: a log that does not start where it should ("first
-// index should have been", a segment "past last snapshot") has lost the
-// segment or snapshot before that file. libraft 0.15 names no file for a
-// short read or a snapshot that does not decompress ("short read: 0 bytes
-// instead of 32", "io: LZ4F_decompress ERROR_frameSize_wrong"), and calls
-// both I/O errors: it loads the newest snapshot (a `.meta` and its data
-// file) and the metadata files, so that failure names those. Either is
-// damage (kCorruption), refused like any other (segments are checked
-// before, open_segments.h; a log without metadata too,
-// check_metadata).
-Status load_failure(int rv, std::string_view what, const std::string& data_dir, std::string_view detail) {
-  Status status = raft_status(rv, std::string(what) + " (" + data_dir + ")", detail);
-  const bool undecodable = detail.find("short read") != std::string_view::npos ||
-                           detail.find("LZ4F") != std::string_view::npos ||
-                           detail.find("decode") != std::string_view::npos;
-  if (status.code() != StatusCode::kCorruption && !undecodable) return status;
-  std::string message(status.message());
-  if (names_a_file(detail)) {
-    if (detail.find("first index should have been") != std::string_view::npos ||
-        detail.find("past last snapshot") != std::string_view::npos) {
-      message += ": the log has a gap before that segment (a segment or snapshot before it is missing)";
-    }
-    return Status(StatusCode::kCorruption, message + ". " + std::string(kDamageAdvice));
-  }
-  // snapshot-TERM-INDEX-TIMESTAMP.meta: libraft loads the last in (term,
-  // index, timestamp) order (uvSnapshotCompare) of those whose data file
-  // is there too.
-  std::string newest;
-  std::array<unsigned long long, 3> newest_key{};
-  std::error_code ec;
-  for (std::filesystem::directory_iterator it(data_dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    std::array<unsigned long long, 3> key{};
-    if (std::sscanf(name.c_str(), "snapshot-%llu-%llu-%llu.meta", &key[0], &key[1], &key[2]) == 3 &&
-        (newest.empty() || key > newest_key) &&
-        std::filesystem::exists(it->path().parent_path() / name.substr(0, name.size() - 5), ec)) {
-      newest = name.substr(0, name.size() - 5);
-      newest_key = key;
-    }
-  }
-  message += ": a file libraft reads at start does not decode (it loads ";
-  message += newest.empty()
-                 ? std::string("metadata1 and metadata2")
-                 : "the newest snapshot, " + newest + " and " + newest + ".meta, and metadata1 and metadata2";
-  message += "; libraft does not say which). ";
-  message += kDamageAdvice;
-  return Status(StatusCode::kCorruption, std::move(message));
-}
-
-// One of libraft 0.15's two metadata files (uv_metadata.c): format,
-// version, term and vote, 8 bytes each, little-endian. libraft writes the
-// term and vote in place, 32 bytes at offset 0, odd versions to metadata1
-// and even ones to metadata2, one version more each time; it writes nothing
-// at start (only a new term or vote does), loads the file with the higher
-// version, takes one shorter than 32 bytes for a creation torn by a crash
-// (it deletes it and goes on without it) and refuses one longer.
-struct MetadataFile {
-  static constexpr std::uintmax_t kSize = 32;
-  std::string name;
-  bool exists = false;
-  std::uintmax_t size = 0;
-  std::uint64_t format = 0;   // when whole(): libraft's is 1
-  std::uint64_t version = 0;  // when whole()
-
-  bool whole() const { return exists && size == kSize; }
-  // What is wrong with it, when it is not whole.
-  std::string fault() const {
-    if (!exists) return name + " is missing";
-    if (size < kSize) return name + " is cut short (" + std::to_string(size) + " of 32 bytes)";
-    return name + " is " + std::to_string(size) + " bytes long (libraft writes 32)";
-  }
-};
-
-MetadataFile read_metadata(const std::string& data_dir, const char* name) {
-  MetadataFile file;
-  file.name = name;
-  const auto path = std::filesystem::path(data_dir) / name;
-  std::error_code ec;
-  file.size = std::filesystem::file_size(path, ec);
-  file.exists = !ec;
-  if (!file.whole()) return file;
-  std::array<unsigned char, MetadataFile::kSize> bytes{};
-  std::ifstream in(path, std::ios::binary);
-  if (!in.read(reinterpret_cast<char*>(bytes.data()), bytes.size())) return file;
-  for (int i = 7; i >= 0; --i) {
-    file.format = (file.format << 8) | bytes[i];
-    file.version = (file.version << 8) | bytes[8 + i];
-  }
-  return file;
-}
-
-// The data directory's term and vote, checked before libraft opens it for
-// what libraft 0.15 would not see (it is left as it is, and the start
-// fails):
-// - A log (a closed segment, a written open segment, a snapshot) with
-//   neither metadata file whole: libraft would take the directory for a
-//   pristine one. raft_bootstrap writes a first configuration and term 1
-//   over the log (or fails with a bare "I/O error" when the log's first
-//   segment is there), and a start without bootstrap keeps the log and
-//   forgets the vote. A pristine directory has neither; libraft writes the
-//   term (metadata1, version 1) before any segment, whether it bootstraps or
-//   joins.
-// - One file whole and the other missing or cut short when both must be
-//   there: libraft would load the one left, which may hold an older term and
-//   vote, and the server could vote twice in one term. metadata2 is first
-//   written at version 2, after version 1 was written whole (each write is
-//   synced before libraft goes on, and a failed one stops the node), so with
-//   metadata2 there metadata1 must be whole; and metadata1 at a version past
-//   1 means metadata2 was written whole before it. A file libraft
-//   overwrites never shrinks (the write is in place), so only a first write
-//   can be torn short: metadata1 when there is nothing else, metadata2 when
-//   metadata1 is at version 1. Those are what libraft itself recovers from,
-//   and they start (as metadata2 missing beside metadata1 at version 1 does:
-//   the node wrote its term and vote only once; deleted, it cannot be told
-//   from that).
-// - A file longer than 32 bytes, which libraft refuses in its own words.
-// - Both whole at versions that are not one apart, or with metadata1 at an
-//   even version or metadata2 at an odd one: every write (a term or a vote;
-//   a bootstrap writes term 1, a server added at run time its first term)
-//   is the loaded version plus one, to the file of its parity, over the
-//   older file, so whole files are at v and v+1. A version changed on disk
-//   makes libraft load the file with the higher one, which may hold the
-//   older term and vote (audit22: a follower forgot its vote). Another
-//   format or a version 0 libraft refuses naming the file.
-Status check_metadata(const std::string& data_dir) {
-  const MetadataFile one = read_metadata(data_dir, "metadata1");
-  const MetadataFile two = read_metadata(data_dir, "metadata2");
-  const std::string prefix = "raft data directory " + data_dir + ": ";
-  const std::string advice(kDamageAdvice);
-  if (one.whole() && two.whole()) {
-    if (one.format != 1 || two.format != 1 || one.version == 0 || two.version == 0) return Status::ok();
-    const bool parity = one.version % 2 == 1 && two.version % 2 == 0;
-    const std::uint64_t apart = one.version > two.version ? one.version - two.version : two.version - one.version;
-    if (parity && apart == 1) return Status::ok();
-    return Status(StatusCode::kCorruption,
-                  prefix + "metadata1 is at version " + std::to_string(one.version) + " and metadata2 at version " +
-                      std::to_string(two.version) +
-                      ": libraft writes odd versions to metadata1 and even ones to metadata2, one more each time, "
-                      "so whole files are one version apart. A version was changed: libraft would start on the "
-                      "file with the higher one, whose term and vote may be the older ones, and the server could "
-                      "vote twice in one term. " +
-                      advice);
-  }
-  for (const MetadataFile* file : {&one, &two}) {
-    if (file->exists && file->size > MetadataFile::kSize) {
-      return Status(StatusCode::kCorruption, prefix + file->fault() + ". " + advice);
-    }
-  }
-  static constexpr std::string_view kVoteTwice =
-      "libraft would start on the file left, whose term and vote may be older than the lost one's, and the server "
-      "could vote "
-      "twice in one term. ";
-  if (one.whole()) {
-    if (one.version <= 1) return Status::ok();  // metadata2 not written yet, or its first write torn
-    return Status(StatusCode::kCorruption,
-                  prefix + two.fault() + ", but metadata1 is at version " + std::to_string(one.version) +
-                      ": libraft writes the term and vote to metadata1 and metadata2 in turn, so metadata2 was "
-                      "written whole before metadata1 got a version past 1. " +
-                      std::string(kVoteTwice) + advice);
-  }
-  if (two.whole()) {
-    return Status(StatusCode::kCorruption,
-                  prefix + one.fault() + ", but metadata2 is at version " + std::to_string(two.version) +
-                      ": libraft writes metadata1 whole (version 1) before it first writes metadata2. " +
-                      std::string(kVoteTwice) + advice);
-  }
-  // Neither is whole.
-  static const std::regex kClosed("[0-9]+-[0-9]+");
-  std::string log;  // the first file that shows a log
-  std::size_t log_files = 0;
-  std::vector<std::string> names;
-  std::error_code ec;
-  for (std::filesystem::directory_iterator it(data_dir, ec), end; !ec && it != end; it.increment(ec)) {
-    names.push_back(it->path().filename().string());
-  }
-  std::sort(names.begin(), names.end());
-  for (const std::string& name : names) {
-    bool shows_log = std::regex_match(name, kClosed) || name.starts_with("snapshot-");
-    if (!shows_log && name.starts_with("open-")) {
-      // A preallocated open segment is zeros until its first write, which
-      // starts with the format's 8 bytes.
-      std::array<char, 8> format{};
-      std::ifstream in(std::filesystem::path(data_dir) / name, std::ios::binary);
-      shows_log = in.read(format.data(), format.size()) &&
-                  std::any_of(format.begin(), format.end(), [](char c) { return c != 0; });
-    }
-    if (!shows_log) continue;
-    if (log.empty()) log = name;
-    ++log_files;
-  }
-  if (!log.empty()) {
-    return Status(
-        StatusCode::kCorruption,
-        "raft data directory " + data_dir + " holds a log (" + log +
-            (log_files > 1 ? " and " + std::to_string(log_files - 1) + " more segment or snapshot files" : "") +
-            ") but not its term and vote: " + one.fault() + " and " + two.fault() +
-            ". A pristine directory has neither; libraft would take this one for pristine and the server "
-            "would forget its vote (and bootstrap over its log). " +
-            advice);
-  }
-  if (two.exists) {
-    return Status(StatusCode::kCorruption,
-                  prefix + one.fault() + ", but metadata2 is there (" + std::to_string(two.size) +
-                      " bytes): libraft writes metadata1 whole (version 1) before it first writes metadata2. " +
-                      std::string(kVoteTwice) + advice);
-  }
-  return Status::ok();  // pristine, or metadata1's first write torn
-}
-
-}  // namespace
 
 class RaftNode::Impl {
  public:
@@ -689,19 +306,6 @@ class RaftNode::Impl {
   NodeStatus status_;  // guarded by mu_
 };
 
-namespace {
-
-// The IPv4 host of "a.b.c.d:port", in host order; nullopt for anything else.
-std::optional<std::uint32_t> ipv4_host_of(std::string_view address) {
-  const std::size_t colon = address.rfind(':');
-  if (colon == std::string_view::npos) return std::nullopt;
-  in_addr in{};
-  if (::inet_pton(AF_INET, std::string(address.substr(0, colon)).c_str(), &in) != 1) return std::nullopt;
-  return ntohl(in.s_addr);
-}
-
-}  // namespace
-
 template <typename F>
 void RaftNode::Impl::for_known_servers(F f) const {
   auto consider = [&](std::uint64_t id, std::string_view address) {
@@ -899,51 +503,6 @@ Status RaftNode::Impl::open() {
   publish();
   return Status::ok();
 }
-
-namespace {
-
-// A configuration entry's servers (libraft 0.15's configurationEncode: a
-// format byte 1, the count as u64, then per server its id as u64, its
-// address NUL-terminated and its role as a byte; little-endian, unaligned);
-// nullopt when it does not decode.
-std::optional<std::vector<ServerInfo>> decode_configuration(const raft_buffer& buf) {
-  const auto* bytes = static_cast<const unsigned char*>(buf.base);
-  std::size_t at = 0;
-  const auto u64 = [&](std::uint64_t& value) {
-    if (buf.len - at < 8) return false;
-    value = 0;
-    for (int i = 7; i >= 0; --i) value = (value << 8) | bytes[at + i];
-    at += 8;
-    return true;
-  };
-  if (buf.len < 1 || bytes[0] != 1) return std::nullopt;
-  at = 1;
-  std::uint64_t n = 0;
-  if (!u64(n) || n > buf.len) return std::nullopt;
-  std::vector<ServerInfo> servers;
-  for (std::uint64_t i = 0; i < n; ++i) {
-    ServerInfo server;
-    if (!u64(server.id)) return std::nullopt;
-    const auto* end = static_cast<const unsigned char*>(std::memchr(bytes + at, 0, buf.len - at));
-    if (end == nullptr || end + 1 >= bytes + buf.len) return std::nullopt;
-    server.address.assign(reinterpret_cast<const char*>(bytes + at), end - (bytes + at));
-    at = static_cast<std::size_t>(end - bytes) + 1;
-    server.role = from_raft_role(bytes[at++]);
-    servers.push_back(std::move(server));
-  }
-  return servers;
-}
-
-std::string describe_servers(const std::vector<ServerInfo>& servers) {
-  std::string text;
-  for (const ServerInfo& server : servers) {
-    text += (text.empty() ? "" : ", ") + std::to_string(server.id) + "@" + server.address + " (" +
-            std::string(server_role_name(server.role)) + ")";
-  }
-  return text;
-}
-
-}  // namespace
 
 // raft_recover appends the new configuration after the last entry of the
 // stored log, at term 1 (libraft 0.15's uvRecover), and raft_start then
