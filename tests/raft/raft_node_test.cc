@@ -17,6 +17,7 @@
 #include <atomic>
 #include <csignal>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <set>
 #include <thread>
@@ -381,6 +382,31 @@ struct TwoServers {
     o.heartbeat_timeout = heartbeat;
     return o;
   }
+  // Starts node 1 and node 2 on `machines`, with options(id) changed by
+  // `adjust` if given.
+  template <typename Machine>
+  ::testing::AssertionResult start(std::unique_ptr<RaftNode> (&nodes)[2], Machine (&machines)[2],
+                                   const std::function<void(RaftOptions&)>& adjust = {}) const {
+    for (std::uint64_t id : {1u, 2u}) {
+      RaftOptions o = options(id);
+      if (adjust) adjust(o);
+      auto node = RaftNode::start(o, machines[id - 1]);
+      if (!node) return ::testing::AssertionFailure() << "node " << id << ": " << node.status().to_string();
+      nodes[id - 1] = std::move(*node);
+    }
+    return ::testing::AssertionSuccess();
+  }
+  // The index (0 or 1) of the node that leads, asked every 20 ms for at
+  // most 20 s; -1 if none does.
+  static int leader_of(const std::unique_ptr<RaftNode> (&nodes)[2]) {
+    for (int i = 0; i < 1000; ++i) {
+      for (int n : {0, 1}) {
+        if (nodes[n]->status().role == Role::kLeader) return n;
+      }
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    return -1;
+  }
   std::string dir;
   std::vector<unsigned> ports;
   std::vector<ServerInfo> servers;
@@ -427,18 +453,11 @@ TEST(RaftNodeSockets, ALeaderTellsItsFollowerOfACommitAtOnceWhenTheMachineWantsI
   ASSERT_FALSE(two.dir.empty());
   WantingMachine machine[2];
   std::unique_ptr<RaftNode> nodes[2];
-  for (std::uint64_t id : {1u, 2u}) {
-    auto node = RaftNode::start(two.options(id, milliseconds(2500), milliseconds(1200)), machine[id - 1]);
-    ASSERT_TRUE(node) << node.status().to_string();
-    nodes[id - 1] = std::move(*node);
-  }
-  int leader = -1;
-  for (int i = 0; i < 1000 && leader < 0; ++i) {
-    for (int n : {0, 1}) {
-      if (nodes[n]->status().role == Role::kLeader) leader = n;
-    }
-    std::this_thread::sleep_for(milliseconds(20));
-  }
+  ASSERT_TRUE(two.start(nodes, machine, [](RaftOptions& o) {
+    o.election_timeout = milliseconds(2500);
+    o.heartbeat_timeout = milliseconds(1200);
+  }));
+  const int leader = TwoServers::leader_of(nodes);
   ASSERT_GE(leader, 0) << "no leader";
   const int follower = 1 - leader;
   const auto propose_and_wait = [&](const std::string& command) {
@@ -479,23 +498,13 @@ TEST(RaftNodeSockets, AFollowerThatLibraftTurnsUnavailableRecordsItsFailure) {
   testing::LogMachine machine[2];
   std::atomic<std::uint64_t> refusing{0};  // the id whose appends are refused, once
   std::unique_ptr<RaftNode> nodes[2];
-  for (std::uint64_t id : {1u, 2u}) {
-    RaftOptions o = two.options(id);
-    o.refuse_append_for_test = [&refusing, id] {
+  ASSERT_TRUE(two.start(nodes, machine, [&refusing](RaftOptions& o) {
+    o.refuse_append_for_test = [&refusing, id = o.id] {
       std::uint64_t expected = id;
       return refusing.compare_exchange_strong(expected, 0) ? RAFT_IOERR : 0;
     };
-    auto node = RaftNode::start(o, machine[id - 1]);
-    ASSERT_TRUE(node) << node.status().to_string();
-    nodes[id - 1] = std::move(*node);
-  }
-  int leader = -1;
-  for (int i = 0; i < 500 && leader < 0; ++i) {
-    for (int n : {0, 1}) {
-      if (nodes[n]->status().role == Role::kLeader) leader = n;
-    }
-    std::this_thread::sleep_for(milliseconds(20));
-  }
+  }));
+  const int leader = TwoServers::leader_of(nodes);
   ASSERT_GE(leader, 0) << "no leader";
   const int follower = 1 - leader;
   refusing = static_cast<std::uint64_t>(follower + 1);
@@ -533,18 +542,8 @@ TEST(RaftNodeSockets, AChangeFailedByALostLeadershipIsToldAfterStatusShowsIt) {
   ASSERT_FALSE(two.dir.empty());
   testing::LogMachine machine[2];
   std::unique_ptr<RaftNode> nodes[2];
-  for (std::uint64_t id : {1u, 2u}) {
-    auto node = RaftNode::start(two.options(id), machine[id - 1]);
-    ASSERT_TRUE(node) << node.status().to_string();
-    nodes[id - 1] = std::move(*node);
-  }
-  int leader = -1;
-  for (int i = 0; i < 500 && leader < 0; ++i) {
-    for (int n : {0, 1}) {
-      if (nodes[n]->status().role == Role::kLeader) leader = n;
-    }
-    std::this_thread::sleep_for(milliseconds(20));
-  }
+  ASSERT_TRUE(two.start(nodes, machine));
+  const int leader = TwoServers::leader_of(nodes);
   ASSERT_GE(leader, 0) << "no leader";
   RaftNode& lead = *nodes[leader];
   const std::string nowhere = "127.0.0.1:" + std::to_string(test_support::free_port_below_ephemeral());
