@@ -275,11 +275,11 @@ const std::vector<ClusterKeySpec>& cluster_keys() {
       {.name = "raft_allowed_networks",
        .default_text = "(the servers' hosts)",
        .help = "networks, in the form of allowed_networks, whose connections this server's Raft port accepts besides "
-               "those from the host of a server it knows (its configuration's, its `server.<id>` lines'; and "
-               "127.0.0.1 when one is on loopback): for a server whose connections leave from another address than "
-               "its Raft address's host (a multi-homed host, NAT). A connection from these networks may claim any "
-               "server's id in its handshake; one from a server's host only that server's. The Raft port closes any "
-               "other connection "
+               "those from the host of a server it knows (its configuration's, its `server.<id>` lines'): for a "
+               "server whose connections leave from another address than its Raft address's host (NAT, a "
+               "container: a server binds its connections to its Raft address's host when that is an address of "
+               "its machine, else warns once). A connection from these networks may claim any server's id in its "
+               "handshake; one from a server's host only that server's. The Raft port closes any other connection "
                "(libraft's transport authenticates nobody; docs/security.md \"A cluster's ports\")"},
   };
   return keys;
