@@ -299,10 +299,11 @@ class PeerFrameDecoder {
 // --- the sealing of the frames after the set-up ---
 //
 // Once a link is set up, every frame on it is sealed: the bytes of a
-// forwarded entry carry session names, labels and the resume secrets of
-// OPENs and RESUMEs, and the link is plain TCP, so without it an on-path
-// attacker could read them, and alter, inject, replay or drop frames (the
-// set-up proves who is at each end, not what comes after it).
+// forwarded entry carry session names, labels and the digests of the
+// resume secrets of OPENs and RESUMEs (a guess can be checked against one),
+// and the link is plain TCP, so without it an on-path attacker could read
+// them, and alter, inject, replay or drop frames (the set-up proves who is
+// at each end, not what comes after it).
 //
 // Keys: one per direction and per link, peer_link_key(): HMAC-SHA256 keyed
 // by the cluster secret over peer_link_key_message(), which names the

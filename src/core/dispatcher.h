@@ -563,6 +563,9 @@ class Dispatcher {
   struct Resuming {
     SessionState* session = nullptr;
     replication::ServerId from_host = 0;
+    // The secret the client showed, in clear: the log has only its digest,
+    // and a RESUMABLE on the session answers this (session.log.secret).
+    std::string secret;
   };
   std::unordered_map<SessionId, Resuming> resuming_;
 };

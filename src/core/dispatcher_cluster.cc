@@ -85,8 +85,10 @@ void Dispatcher::open_in_log(SessionState& session) {
   open.dialect = session.dialect == protocol::Dialect::kAce ? kAceTag : dialect_name(session);
   open.origin = origin_;
   open.nonce = session.log.nonce;
-  open.secret = make_secret();
-  session.log.secret = open.secret;
+  // The secret stays here (and goes to the client on RESUMABLE); the log
+  // gets its digest only.
+  session.log.secret = make_secret();
+  open.secret_digest = replication::secret_digest(session.log.secret);
   opening_[session.log.nonce].session = &session;
   sink_->submit(std::move(open));
 }

@@ -134,8 +134,8 @@ void Dispatcher::resume(SessionState& session, std::string_view tag) {
 void Dispatcher::submit_resume(SessionState& session, SessionId id, std::string_view secret,
                                replication::ServerId from_host) {
   session.log.resuming = id;
-  resuming_[id] = Resuming{&session, from_host};
-  sink_->submit(replication::ResumeSession{id, origin_, std::string(secret), from_host});
+  resuming_[id] = Resuming{&session, from_host, std::string(secret)};
+  sink_->submit(replication::ResumeSession{id, origin_, replication::secret_digest(secret), from_host});
 }
 
 void Dispatcher::mine(SessionState& session, std::string_view tag) {
@@ -228,7 +228,13 @@ void Dispatcher::resumed_in_log(const replication::ResumeSession& resume, const 
   // (ClusterNode sends a command again when no apply came in time): its
   // answer is not the one awaited.
   if (found == resuming_.end() || found->second.from_host != resume.from_host) return;
+  // Nor is one for another secret: a RESUME whose connection ended may
+  // still be in the log when another connection here resumes the session;
+  // that one's answer must come from its own secret.
+  if (!replication::same_secret_digest(replication::secret_digest(found->second.secret), resume.secret_digest)) return;
   SessionState* const waiting = found->second.session;
+  // The client's secret in clear: the entry holds only its digest.
+  const std::string secret = std::move(found->second.secret);
   resuming_.erase(found);
   if (waiting == nullptr) {
     // Its connection ended meanwhile: the session stays in the log, hosted
@@ -246,7 +252,7 @@ void Dispatcher::resumed_in_log(const replication::ResumeSession& resume, const 
     // replica has now applied every entry before the probe): the RESUME
     // goes on as if the session had been known, once (a real ResumeSession
     // that finds another host answers BUSY below, never probes again).
-    return submit_resume(session, resume.session, resume.secret, answer.number);
+    return submit_resume(session, resume.session, secret, answer.number);
   }
   const std::string tag = session.log.tag;
   session.log.pending = false;
@@ -260,7 +266,7 @@ void Dispatcher::resumed_in_log(const replication::ResumeSession& resume, const 
       session.log.opened = true;
       session.log.closed = false;
       session.log.seq = answer.number;  // the new host counts on from the log's last seq
-      session.log.secret = resume.secret;
+      session.log.secret = secret;
       session.log.resumable = true;
       session.log.touched = now();
       if (const auto record = replica_->sessions().find(resume.session); record != replica_->sessions().end()) {

@@ -159,8 +159,9 @@ struct SessionState {
     std::string tag;
     std::string name;
     std::uint64_t pending_seq = 0;  // the pending SessionRequest's seq (0 before it has one)
-    // The resume secret its OpenSession carried (made here), or the one its
-    // RESUME showed: what RESUMABLE answers.
+    // The resume secret made here (its OpenSession carried only the
+    // digest), or the one its RESUME showed: what RESUMABLE answers. The
+    // log never holds it.
     std::string secret;
     // Proposed 1.2: RESUMABLE was answered, or the session came by RESUME.
     // The end of its connection (but QUIT or a kick) leaves the session in

@@ -4,6 +4,8 @@
 #include "replication/entry.h"
 
 #include <fmt/format.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 #include <algorithm>
 #include <charconv>
@@ -46,7 +48,7 @@ Status check(const OpenSession& c) {
   if (c.dialect.size() > kMaxDialectBytes) return invalid("open: the dialect is too long");
   if (c.origin == 0) return invalid("open: origin 0");
   if (c.origin == kResumeProbe) return invalid("open: origin is the resume probe's host");
-  if (!is_valid_secret(c.secret)) return invalid("open: invalid secret");
+  if (c.secret_digest.size() != kSecretDigestBytes) return invalid("open: the secret digest is not 32 bytes");
   return Status::ok();
 }
 
@@ -125,7 +127,7 @@ Status check(const ResumeSession& c) {
   if (c.session == 0) return invalid("resume: session 0");
   if (c.origin == 0) return invalid("resume: origin 0");
   if (c.origin == kResumeProbe) return invalid("resume: origin is the resume probe's host");
-  if (!is_valid_secret(c.secret)) return invalid("resume: invalid secret");
+  if (c.secret_digest.size() != kSecretDigestBytes) return invalid("resume: the secret digest is not 32 bytes");
   if (c.from_host == 0) return invalid("resume: from host 0");
   return Status::ok();
 }
@@ -154,7 +156,7 @@ void put(wire::Writer& w, const OpenSession& c) {
   w.str(c.dialect);
   w.u64(c.origin);
   w.u64(c.nonce);
-  w.str(c.secret);
+  w.raw(c.secret_digest);
 }
 void put(wire::Writer& w, const SessionRequest& c) {
   w.u64(c.session);
@@ -193,7 +195,7 @@ void put(wire::Writer& w, const Reconfigure& c) {
 void put(wire::Writer& w, const ResumeSession& c) {
   w.u64(c.session);
   w.u64(c.origin);
-  w.str(c.secret);
+  w.raw(c.secret_digest);
   w.u64(c.from_host);
 }
 void put(wire::Writer& w, const SetMember& c) {
@@ -223,8 +225,19 @@ void put_command(wire::Writer& w, const Command& command) {
   for (int i = 0; i < 4; ++i) w.bytes()[length_at + i] = static_cast<char>((length >> (8 * i)) & 0xff);
 }
 
-// Reads the fields of a command of `type`; false for an unknown type.
-bool get(wire::Reader& r, CommandType type, Command& out) {
+// A secret digest as an entry of `version` holds it: version 3's 32 raw
+// bytes, or version 2's secret in clear (u16 length, then [0-9a-f]), hashed
+// here. A version 2 secret that is not valid leaves the digest empty, which
+// check_command refuses.
+std::string get_secret_digest(wire::Reader& r, std::uint8_t version) {
+  if (version >= 3) return std::string(r.raw(kSecretDigestBytes));
+  const std::string_view secret = r.str(kMaxSecretBytes);
+  return r.ok() && is_valid_secret(secret) ? secret_digest(secret) : std::string();
+}
+
+// Reads the fields of a command of `type` in an entry of `version`; false
+// for an unknown type.
+bool get(wire::Reader& r, CommandType type, std::uint8_t version, Command& out) {
   switch (type) {
     case CommandType::kOpenSession: {
       OpenSession c;
@@ -233,7 +246,7 @@ bool get(wire::Reader& r, CommandType type, Command& out) {
       c.dialect = r.str(kMaxDialectBytes);
       c.origin = r.u64();
       c.nonce = r.u64();
-      c.secret = r.str(kMaxSecretBytes);
+      c.secret_digest = get_secret_digest(r, version);
       out = std::move(c);
       return true;
     }
@@ -297,7 +310,7 @@ bool get(wire::Reader& r, CommandType type, Command& out) {
       ResumeSession c;
       c.session = r.u64();
       c.origin = r.u64();
-      c.secret = r.str(kMaxSecretBytes);
+      c.secret_digest = get_secret_digest(r, version);
       c.from_host = r.u64();
       out = std::move(c);
       return true;
@@ -353,6 +366,18 @@ bool is_valid_secret(std::string_view secret) {
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
+std::string secret_digest(std::string_view secret) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(secret.data()), secret.size(), digest);
+  static_assert(SHA256_DIGEST_LENGTH == kSecretDigestBytes);
+  return std::string(reinterpret_cast<const char*>(digest), sizeof digest);
+}
+
+bool same_secret_digest(std::string_view a, std::string_view b) {
+  return a.size() == kSecretDigestBytes && b.size() == kSecretDigestBytes &&
+         CRYPTO_memcmp(a.data(), b.data(), kSecretDigestBytes) == 0;
+}
+
 bool is_valid_member_address(std::string_view address) {
   if (address.size() > kMaxPeerBytes) return false;
   const std::size_t colon = address.rfind(':');
@@ -404,7 +429,8 @@ std::string encode_command(const Command& command) {
 }
 
 Result<Entry> decode_entry(std::string_view bytes) {
-  auto body = wire::open_frame(bytes, kEntryMagic, kEntryVersion, "entry");
+  std::uint8_t version = 0;
+  auto body = wire::open_frame(bytes, kEntryMagic, kOldestEntryVersion, kEntryVersion, version, "entry");
   if (!body) return body.status();
   wire::Reader r(*body);
   Entry entry;
@@ -425,7 +451,7 @@ Result<Entry> decode_entry(std::string_view bytes) {
     wire::Reader fields(r.peek(length));
     r.skip(length);
     Command command;
-    if (!get(fields, type, command)) {
+    if (!get(fields, type, version, command)) {
       return Status(StatusCode::kCorruption,
                     fmt::format("entry: command {} of unknown type {}", i, static_cast<int>(type)));
     }

@@ -38,7 +38,12 @@ using server::SessionId;
 inline constexpr std::string_view kEntryMagic = "NSRE";
 // Version 2 added the session's host and sequence (origin, nonce, secret,
 // seq), ResumeSession and the members; version 1 bytes are refused.
-inline constexpr std::uint8_t kEntryVersion = 2;
+// Version 3 replaced the resume secret of OpenSession and ResumeSession by
+// its SHA-256 digest (the log, the snapshots and libraft's transport carry
+// no secret in clear). Version 2 bytes are still read: their secret is
+// hashed as they are decoded. Entries are written as version 3 only.
+inline constexpr std::uint8_t kEntryVersion = 3;
+inline constexpr std::uint8_t kOldestEntryVersion = 2;
 // Bounds of the strings an entry carries (a name's and a tag's are the
 // protocol's: protocol::kMaxNameBytes, protocol::kMaxTagBytes). A member's
 // client address is at most kMaxPeerBytes too.
@@ -48,6 +53,8 @@ inline constexpr std::size_t kMaxDialectBytes = 16;
 // of [0-9a-f], made by its first host from a random source.
 inline constexpr std::size_t kMinSecretBytes = 16;
 inline constexpr std::size_t kMaxSecretBytes = 64;
+// What the log holds of it: SHA-256(secret), 32 raw bytes (secret_digest).
+inline constexpr std::size_t kSecretDigestBytes = 32;
 
 // Servers are numbered 1 and up (the Raft ids); a command's `origin` is the
 // id of the server that proposes it for a session it hosts.
@@ -98,7 +105,9 @@ struct OpenSession {
   std::string dialect;      // "v1", "v1+tls", "ace" (shown by SESSIONS)
   ServerId origin = 0;      // >= 1: the proposing server, the session's host
   std::uint64_t nonce = 0;  // unique among the OpenSessions of one run of the origin
-  std::string secret;       // kMinSecretBytes .. kMaxSecretBytes of [0-9a-f]: what a RESUME must show
+  // secret_digest(the session's resume secret): what a RESUME's secret must
+  // hash to. The secret itself stays on the host (and with the client).
+  std::string secret_digest;
   friend bool operator==(const OpenSession&, const OpenSession&) = default;
 };
 
@@ -181,9 +190,9 @@ struct Reconfigure {
 // probe is applied there, its replica has every entry before it.
 struct ResumeSession {
   SessionId session = 0;
-  ServerId origin = 0;     // >= 1, never kResumeProbe
-  std::string secret;      // kMinSecretBytes .. kMaxSecretBytes of [0-9a-f]
-  ServerId from_host = 0;  // >= 1; kResumeProbe for a probe
+  ServerId origin = 0;        // >= 1, never kResumeProbe
+  std::string secret_digest;  // secret_digest(the secret the client showed)
+  ServerId from_host = 0;     // >= 1; kResumeProbe for a probe
   friend bool operator==(const ResumeSession&, const ResumeSession&) = default;
 };
 // No server has this id (a server's id is 1 .. 2^53, src/config; an
@@ -265,11 +274,17 @@ std::string encode_command(const Command& command);
 // does not check (magic, version, length, crc32), a command of an unknown
 // type, a field out of its bounds (a time outside 0 .. kMaxLogTimeMs among
 // them), or bytes left over.
-// encode_entry(decode_entry(b)) == b for every b it accepts.
+// encode_entry(decode_entry(b)) == b for every b of the current version it
+// accepts (a version 2 entry is re-encoded as version 3, its secrets hashed).
 Result<Entry> decode_entry(std::string_view bytes);
 
 // Whether `secret` is a valid resume secret (length and charset above).
 bool is_valid_secret(std::string_view secret);
+// SHA-256(secret): kSecretDigestBytes raw bytes.
+std::string secret_digest(std::string_view secret);
+// Whether the two digests are equal, compared in constant time
+// (CRYPTO_memcmp); false unless both are kSecretDigestBytes long.
+bool same_secret_digest(std::string_view a, std::string_view b);
 // Whether `address` is a valid member client address ("host:port": a
 // non-empty host, a port 1 .. 65535, at most kMaxPeerBytes, no space or
 // control character).

@@ -28,6 +28,7 @@ bool time_in_range(std::int64_t ns) {
 // The smallest encoding of a session, a semaphore, a holder and a waiter:
 // a count beyond what the bytes left could hold is refused before anything
 // is allocated for it.
+// (A version 2 session's secret is at least its u16 length.)
 constexpr std::size_t kMinSessionBytes = 8 + 3 * 2 + 2 * 8 + 2 * 8 + 2;
 constexpr std::size_t kMinMemberBytes = 8 + 2;
 constexpr std::size_t kMinSemaphoreBytes = 2 + 1 + 3 * 8 + 2 * 4;
@@ -52,7 +53,7 @@ std::string StateMachine::snapshot() const {
     w.i64(s.last_activity_ms);
     w.u64(s.host);
     w.u64(s.last_seq);
-    w.str(s.secret);
+    w.raw(s.secret_digest);
   }
   w.u32(static_cast<std::uint32_t>(members_.size()));
   for (const auto& [id, address] : members_) {
@@ -94,7 +95,8 @@ std::string StateMachine::snapshot() const {
 }
 
 Status StateMachine::restore(std::string_view bytes) {
-  auto body = wire::open_frame(bytes, kSnapshotMagic, kSnapshotVersion, "snapshot");
+  std::uint8_t version = 0;
+  auto body = wire::open_frame(bytes, kSnapshotMagic, kOldestSnapshotVersion, kSnapshotVersion, version, "snapshot");
   if (!body) return body.status();
   const auto corrupt = [](std::string_view why) {
     return Status(StatusCode::kCorruption, "snapshot: " + std::string(why));
@@ -123,7 +125,15 @@ Status StateMachine::restore(std::string_view bytes) {
     s.last_activity_ms = r.i64();
     s.host = r.u64();
     s.last_seq = r.u64();
-    s.secret = r.str(kMaxSecretBytes);
+    bool valid_secret = true;
+    if (version >= 3) {
+      s.secret_digest = r.raw(kSecretDigestBytes);
+    } else {
+      // Version 2 held the secret in clear: only its digest is kept.
+      const std::string_view secret = r.str(kMaxSecretBytes);
+      valid_secret = is_valid_secret(secret);
+      if (valid_secret) s.secret_digest = secret_digest(secret);
+    }
     if (!r.ok()) return corrupt("truncated session");
     if (s.id == 0 || s.id > last_session || (!image.sessions.empty() && s.id <= image.sessions.back())) {
       return corrupt(fmt::format("session {}: id out of order or above the last assigned", s.id));
@@ -135,7 +145,7 @@ Status StateMachine::restore(std::string_view bytes) {
       return corrupt(fmt::format("session {}: times out of range", s.id));
     }
     if (s.host == 0) return corrupt(fmt::format("session {}: host 0", s.id));
-    if (!is_valid_secret(s.secret)) return corrupt(fmt::format("session {}: invalid secret", s.id));
+    if (!valid_secret) return corrupt(fmt::format("session {}: invalid secret", s.id));
     image.sessions.push_back(s.id);
     activity.emplace(s.last_activity_ms, s.id);
     sessions.emplace(s.id, std::move(s));

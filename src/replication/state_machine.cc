@@ -98,7 +98,7 @@ void StateMachine::apply_command(const Command& command, CommandResult& result) 
     record.last_activity_ms = log_time_ms_;
     record.host = open->origin;
     record.last_seq = 0;
-    record.secret = open->secret;
+    record.secret_digest = open->secret_digest;
     activity_.emplace(log_time_ms_, id);
     answer = {Answer::Type::kOpened, id, ErrorCode::kNone, false};
   } else if (const auto* request = std::get_if<SessionRequest>(&command)) {
@@ -150,7 +150,7 @@ void StateMachine::apply_resume(const ResumeSession& resume, CommandResult& resu
     return;
   }
   SessionRecord& session = found->second;
-  if (!same_secret(session.secret, resume.secret)) {
+  if (!same_secret_digest(session.secret_digest, resume.secret_digest)) {
     answer = {Answer::Type::kError, 0, ErrorCode::kDenied, false};
     return;
   }

@@ -2,7 +2,7 @@
 // committed log entries (entry.h) in log order: the semaphore table
 // (server::SemaphoreTable: semaphores, holders, FIFO queues, created
 // semaphores, fences), the sessions (their labels, peers, dialects, last
-// activity, hosts, last seqs and resume secrets) and the cluster's members
+// activity, hosts, last seqs and resume secrets' digests) and the cluster's members
 // (id -> client address), with the log time and the session timeout. Replicas that
 // apply the same entries hold the same state and produce the same results,
 // byte for byte: nothing inside apply reads a clock (the entry carries the
@@ -41,8 +41,11 @@ namespace netsem::replication {
 
 inline constexpr std::string_view kSnapshotMagic = "NSRS";
 // Version 2 added the sessions' host, last seq and secret, and the members;
-// version 1 bytes are refused.
-inline constexpr std::uint8_t kSnapshotVersion = 2;
+// version 1 bytes are refused. Version 3 holds each session's secret digest
+// (secret_digest, 32 raw bytes) instead of its secret; version 2 bytes are
+// still restored, their secrets hashed. Snapshots are written as version 3.
+inline constexpr std::uint8_t kSnapshotVersion = 3;
+inline constexpr std::uint8_t kOldestSnapshotVersion = 2;
 
 // A replicated session.
 struct SessionRecord {
@@ -54,7 +57,7 @@ struct SessionRecord {
   std::int64_t last_activity_ms = 0;  // log time of its last request, touch, resume or TouchAll
   ServerId host = 0;                  // >= 1: the server that drives it (OpenSession's or ResumeSession's origin)
   std::uint64_t last_seq = 0;         // the seq of its last request applied (0: none yet)
-  std::string secret;                 // what a ResumeSession must show (is_valid_secret)
+  std::string secret_digest;          // what a ResumeSession's digest must equal (kSecretDigestBytes)
   friend bool operator==(const SessionRecord&, const SessionRecord&) = default;
 };
 

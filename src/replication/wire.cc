@@ -53,6 +53,12 @@ std::string end_frame(Writer& writer) {
 
 Result<std::string_view> open_frame(std::string_view bytes, std::string_view magic, std::uint8_t version,
                                     std::string_view what) {
+  std::uint8_t read = 0;
+  return open_frame(bytes, magic, version, version, read, what);
+}
+
+Result<std::string_view> open_frame(std::string_view bytes, std::string_view magic, std::uint8_t oldest,
+                                    std::uint8_t newest, std::uint8_t& version, std::string_view what) {
   const auto corrupt = [&](std::string_view why) {
     return Status(StatusCode::kCorruption, std::string(what) + ": " + std::string(why));
   };
@@ -61,10 +67,11 @@ Result<std::string_view> open_frame(std::string_view bytes, std::string_view mag
   Reader header(bytes.substr(4, 9));
   const std::uint8_t got = header.u8();
   const std::uint64_t length = header.u64();
-  if (got != version) return corrupt("unknown version " + std::to_string(got));
+  if (got < oldest || got > newest) return corrupt("unknown version " + std::to_string(got));
   if (length != bytes.size() - kFrameHeaderSize - kFrameTrailerSize) return corrupt("length does not match");
   Reader trailer(bytes.substr(bytes.size() - kFrameTrailerSize));
   if (trailer.u32() != crc_of(bytes.substr(0, bytes.size() - kFrameTrailerSize))) return corrupt("checksum mismatch");
+  version = got;
   return bytes.substr(kFrameHeaderSize, length);
 }
 

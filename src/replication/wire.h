@@ -27,6 +27,8 @@ class Writer {
   void i64(std::int64_t v) { fixed<8>(static_cast<std::uint64_t>(v)); }
   // REQUIRES: s.size() <= 65535 (every string of the formats is shorter).
   void str(std::string_view s);
+  // The bytes as they are, without a length (a field of fixed size).
+  void raw(std::string_view s) { out_.append(s); }
   std::string& bytes() { return out_; }
 
  private:
@@ -54,6 +56,12 @@ class Reader {
   std::int64_t i64() { return static_cast<std::int64_t>(fixed<8>()); }
   // At most `max` bytes (a longer one fails).
   std::string_view str(std::size_t max);
+  // The next `n` bytes (a field of fixed size; fails past the end).
+  std::string_view raw(std::size_t n) {
+    const std::string_view s = peek(n);
+    skip(n);
+    return ok_ ? s : std::string_view();
+  }
   // Skips `n` bytes (fails past the end).
   void skip(std::size_t n) {
     if (!ok_ || in_.size() - pos_ < n) {
@@ -95,5 +103,9 @@ std::string end_frame(Writer& writer);
 // checked; kCorruption naming what is wrong (`what`: "entry", "snapshot").
 Result<std::string_view> open_frame(std::string_view bytes, std::string_view magic, std::uint8_t version,
                                     std::string_view what);
+// The same for a format that still reads older versions: any version in
+// oldest .. newest is accepted, and `version` is set to the one read.
+Result<std::string_view> open_frame(std::string_view bytes, std::string_view magic, std::uint8_t oldest,
+                                    std::uint8_t newest, std::uint8_t& version, std::string_view what);
 
 }  // namespace netsem::replication::wire

@@ -35,7 +35,8 @@ constexpr char kSecret[] = "00112233445566778899aabbccddeeff";
 // An OpenSession proposed by server `origin`, with a nonce of its own.
 OpenSession open_command(int origin, const std::string& peer) {
   static std::uint64_t nonce = 0;
-  return OpenSession{"", peer, "v1", static_cast<replication::ServerId>(origin), ++nonce, kSecret};
+  return OpenSession{
+      "", peer, "v1", static_cast<replication::ServerId>(origin), ++nonce, replication::secret_digest(kSecret)};
 }
 
 // ACQUIRE by `session`'s host `origin`, its request number `seq`.

@@ -1470,6 +1470,50 @@ TEST_F(NetsemdCluster, AResumableSessionKeepsItsPermitAndItsQueueWhenItsServerIs
   EXPECT_EQ(holder2->request("m2 MINE", 10s), "m2 END 0");
 }
 
+// The log and the snapshots hold a session's resume secret as its SHA-256
+// digest only (entries and snapshots of version 3): after a RESUMABLE and a
+// RESUME on another server, the secret is in no file under any server's
+// raft/ directory, while its digest reaches each (so the files read are the
+// ones the entries went to). Before, the OpenSession and the ResumeSession
+// carried it in clear, to every server's disk and over libraft's transport.
+TEST_F(NetsemdCluster, AResumeSecretIsInNoFileOfTheRaftDirectories) {
+  const int lead = leader();
+  ASSERT_GE(lead, 0) << logs();
+  const int first = (lead + 1) % kServers;
+  auto old = connect(first);
+  ASSERT_TRUE(old != nullptr);
+  const auto [id, secret] = resumable_of(old->request("r RESUMABLE", 10s), "r");
+  ASSERT_FALSE(id.empty()) << logs();
+  ASSERT_TRUE(grants(*old, "a", "lock", 60000));
+  auto taker = connect(lead);
+  ASSERT_TRUE(taker != nullptr);
+  EXPECT_EQ(taker->request("x RESUME " + id + " " + secret, 10s), "x OK " + id + " 0") << logs();
+  // The RESUMABLE answer still gives the client its secret, on the new host too.
+  EXPECT_EQ(taker->request("r2 RESUMABLE", 10s), "r2 OK " + id + " " + secret);
+  EXPECT_EQ(taker->request(req::release("rel", "lock"), 10s), "rel OK 1") << logs();
+
+  const std::string digest = replication::secret_digest(secret);
+  // Whether any file under `dir` holds `needle`.
+  const auto in_some_file = [](const std::filesystem::path& dir, const std::string& needle) {
+    std::error_code ec;
+    for (const auto& file : std::filesystem::recursive_directory_iterator(dir, ec)) {
+      if (!file.is_regular_file()) continue;
+      std::ifstream in(file.path(), std::ios::binary);
+      const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (bytes.find(needle) != std::string::npos) return true;
+    }
+    return false;
+  };
+  for (int i = 0; i < kServers; ++i) {
+    const auto raft_dir = data_dir(i) / "raft";
+    ASSERT_TRUE(std::filesystem::is_directory(raft_dir)) << raft_dir;
+    // Every server appends the entries (the third may lag a little).
+    EXPECT_TRUE(test_support::eventually([&] { return in_some_file(raft_dir, digest); }, 10s, 200ms))
+        << "the digest never reached server " << i + 1 << "'s raft/ files";
+    EXPECT_FALSE(in_some_file(raft_dir, secret)) << "the resume secret in clear under " << raft_dir;
+  }
+}
+
 TEST_F(NetsemdCluster, AResumeTakesTheSessionFromItsOlderConnection) {
   const int lead = leader();
   ASSERT_GE(lead, 0) << logs();

@@ -1312,7 +1312,12 @@ TEST(PeerLink, AFrameAlteredOrReplayedOnTheWayDoesNotOpenAndTheLinkIsSetUpAgain)
   const int follower = cluster.other_than(leader);
   LinkRelay& relay = *relays[leader];
   PeerListener& listener = *listeners[leader];
-  const OpenSession open{"a-label-to-hide", "10.0.0.2:1", "v1", static_cast<ServerId>(follower), 1, kResumeSecret};
+  const OpenSession open{"a-label-to-hide",
+                         "10.0.0.2:1",
+                         "v1",
+                         static_cast<ServerId>(follower),
+                         1,
+                         replication::secret_digest(kResumeSecret)};
   ASSERT_TRUE(cluster.node(follower).submit(open));
   ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(follower, open) != nullptr; }));
   ASSERT_EQ(relay.connections, 1) << "the link does not go through the relay: the test proves nothing";
@@ -1375,8 +1380,10 @@ TEST(PeerLink, AFrameAlteredOrReplayedOnTheWayDoesNotOpenAndTheLinkIsSetUpAgain)
   // What an eavesdropper on the link got: the set-up lines, nothing of what
   // the clients sent.
   EXPECT_NE(relay.captured.find("PEER " + std::to_string(follower) + " LINK-PROOF "), std::string::npos);
-  for (const char* hidden : {kResumeSecret, "a-label-to-hide", "a-name-to-hide", "another-name-to-hide",
-                             "a-third-name-to-hide", "10.0.0.2:1"}) {
+  const std::string digest = replication::secret_digest(kResumeSecret);
+  for (const std::string_view hidden : {std::string_view(digest), std::string_view("a-label-to-hide"),
+                                        std::string_view("a-name-to-hide"), std::string_view("another-name-to-hide"),
+                                        std::string_view("a-third-name-to-hide"), std::string_view("10.0.0.2:1")}) {
     EXPECT_EQ(relay.captured.find(hidden), std::string::npos) << hidden << " went through in clear";
   }
   clients.clear();
@@ -1412,7 +1419,8 @@ TEST(PeerLink, FollowersForwardOverTcpAndFollowANewLeader) {
   const int leader = cluster.wait_leader();
   ASSERT_NE(leader, 0);
   const int follower = cluster.other_than(leader);
-  const OpenSession open{"", "10.0.0.2:1", "v1", static_cast<ServerId>(follower), 1, kResumeSecret};
+  const OpenSession open{
+      "", "10.0.0.2:1", "v1", static_cast<ServerId>(follower), 1, replication::secret_digest(kResumeSecret)};
   ASSERT_TRUE(cluster.node(follower).submit(open));
   ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(follower, open) != nullptr; }));
   const SessionId a = cluster.result_of(follower, open)->answer.number;

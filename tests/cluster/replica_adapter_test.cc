@@ -22,10 +22,12 @@ using replication::OpenSession;
 TEST(ReplicaAdapter, AppliesRestoresAndHandsEachToTheSinkInOrder) {
   std::vector<ReplicaEvent> events;
   ReplicaAdapter adapter({}, [&](ReplicaEvent e) { events.push_back(std::move(e)); });
-  const std::string first = replication::encode_entry(
-      Entry{100, {OpenSession{"", "10.0.0.1:1", "v1", 1, 1, "00112233445566778899aabbccddeeff"}}});
-  const std::string second = replication::encode_entry(
-      Entry{200, {OpenSession{"b", "10.0.0.1:2", "v1", 1, 2, "00112233445566778899aabbccddeeff"}}});
+  const std::string first = replication::encode_entry(Entry{
+      100,
+      {OpenSession{"", "10.0.0.1:1", "v1", 1, 1, replication::secret_digest("00112233445566778899aabbccddeeff")}}});
+  const std::string second = replication::encode_entry(Entry{
+      200,
+      {OpenSession{"b", "10.0.0.1:2", "v1", 1, 2, replication::secret_digest("00112233445566778899aabbccddeeff")}}});
   auto r1 = adapter.apply(1, first);
   ASSERT_TRUE(r1) << r1.status().to_string();
   auto results = replication::decode_results(*r1);
@@ -85,7 +87,7 @@ TEST(ReplicaAdapter, WantsTheCommitPushedWhenAnotherServersClientWaitsForTheEntr
     EXPECT_TRUE(result) << result.status().to_string();
     return adapter.take_commit_wanted();
   };
-  const std::string secret = "00112233445566778899aabbccddeeff";
+  const std::string secret = replication::secret_digest("00112233445566778899aabbccddeeff");
   // Session 1 on this server, session 2 on the other: the other's HELLO waits.
   EXPECT_FALSE(apply(OpenSession{"", "10.0.0.1:1", "v1", kSelf, 1, secret}));
   EXPECT_TRUE(apply(OpenSession{"", "10.0.0.2:1", "v1", kOther, 1, secret}));

@@ -112,6 +112,7 @@ class TestLog final : public CommandSink {
     const std::string bytes = replication::encode_entry(entry);
     ++index_;
     ++entries;
+    logged += bytes;
     for (const Member& member : members_) {
       if (member.paused) continue;  // a follower far behind: it will get a snapshot
       auto applied = member.replica->apply(index_, bytes);
@@ -136,6 +137,7 @@ class TestLog final : public CommandSink {
 
   std::int64_t time_ms = 1000;
   int entries = 0;
+  std::string logged;  // every entry's bytes, in order
 
  private:
   struct Member {
@@ -541,6 +543,44 @@ TEST(ClusterDispatcher, ASessionOnAnotherServerGetsItsCompletionsThereOnly) {
   EXPECT_EQ(b.read(), "* ERR KICKED kicked by session 1 (127.0.0.1:40001)\n");
   EXPECT_EQ(b.causes, std::vector<stats::EndCause>{stats::EndCause::kKicked});
   EXPECT_EQ(cluster.replicas[1]->sessions().size(), 2u);  // a and c
+}
+
+// The log carries a session's resume secret as its SHA-256 digest only:
+// RESUMABLE answers the secret made on the host, a RESUME on another server
+// with it takes the session over (the log compares digests), and RESUMABLE
+// there answers the same secret, which the new host took from the RESUME
+// line, not from the entry. No entry and no snapshot holds the secret.
+TEST(ClusterDispatcher, TheLogCarriesTheResumeSecretsDigestNotTheSecret) {
+  ClusterRun cluster(kThreeV1, {0, 1, 1}, 2);
+  ClusterSession& a = *cluster.sessions[0];  // on server 1
+  ClusterSession& b = *cluster.sessions[1];  // on server 2
+  a.send("r RESUMABLE");
+  cluster.settle();
+  const std::string answer = a.read();
+  ASSERT_EQ(answer.rfind("r OK 1 ", 0), 0u) << answer;
+  const std::string secret = answer.substr(7, answer.size() - 8);
+  ASSERT_EQ(secret.size(), 32u) << answer;
+  a.send(req::acquire("a1", "splunk"));
+  cluster.settle();
+  EXPECT_EQ(a.read(), "a1 OK 1\n");
+  const std::string wrong(32, secret[0] == '0' ? '1' : '0');
+  b.send("x RESUME 1 " + wrong);
+  cluster.settle();
+  EXPECT_EQ(b.read().rfind("x ERR DENIED", 0), 0u);
+  ClusterSession& c = *cluster.sessions[2];  // on server 2
+  c.send("x RESUME 1 " + secret);
+  cluster.settle();
+  EXPECT_EQ(c.read(), "x OK 1 0\n");
+  c.send("r2 RESUMABLE");
+  cluster.settle();
+  EXPECT_EQ(c.read(), "r2 OK 1 " + secret + "\n");
+  EXPECT_EQ(cluster.replicas[0]->sessions().at(1).host, 2u);
+  EXPECT_EQ(cluster.replicas[1]->sessions().at(1).secret_digest, replication::secret_digest(secret));
+
+  EXPECT_EQ(cluster.log.logged.find(secret), std::string::npos) << "the secret in clear in an entry";
+  EXPECT_EQ(cluster.log.logged.find(wrong), std::string::npos) << "a shown secret in clear in an entry";
+  EXPECT_NE(cluster.log.logged.find(replication::secret_digest(secret)), std::string::npos);
+  for (const auto& replica : cluster.replicas) EXPECT_EQ(replica->snapshot().find(secret), std::string::npos);
 }
 
 // A server far behind gets a snapshot instead of the entries it missed:

@@ -45,7 +45,8 @@ inline SessionRequest make_request(SessionId session, RequestVerb verb, std::str
 }
 inline OpenSession make_open(std::string label = {}, std::string peer = {}, std::string dialect = {},
                              ServerId origin = kHost, std::uint64_t nonce = 0, std::string secret = kSecret) {
-  return OpenSession{std::move(label), std::move(peer), std::move(dialect), origin, nonce, std::move(secret)};
+  // The log carries the secret's digest only.
+  return OpenSession{std::move(label), std::move(peer), std::move(dialect), origin, nonce, secret_digest(secret)};
 }
 inline CloseSession make_close(SessionId session, CloseCause cause, ServerId origin = kHost) {
   CloseSession c;
@@ -65,7 +66,7 @@ inline ResumeSession make_resume(SessionId session, ServerId origin, std::string
   ResumeSession r;
   r.session = session;
   r.origin = origin;
-  r.secret = std::move(secret);
+  r.secret_digest = secret_digest(secret);
   r.from_host = from_host;
   return r;
 }

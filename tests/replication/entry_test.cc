@@ -12,6 +12,7 @@
 #include "replication/entry.h"
 #include "replication/entry_generator.h"
 #include "replication/results.h"
+#include "replication/state_machine.h"
 #include "replication/wire.h"
 
 namespace netsem::replication {
@@ -102,11 +103,16 @@ TEST(Entry, CheckCommandRefusesWhatTheTableWouldAssertOn) {
   bad.emplace_back("peer", make_open("", std::string(kMaxPeerBytes + 1, 'p')));
   bad.emplace_back("dialect", make_open("", "", std::string(kMaxDialectBytes + 1, 'd')));
   bad.emplace_back("open origin 0", make_open("", "", "", 0));
-  bad.emplace_back("secret short", make_open("", "", "", 1, 0, std::string(kMinSecretBytes - 1, 'a')));
-  bad.emplace_back("secret long", make_open("", "", "", 1, 0, std::string(kMaxSecretBytes + 1, 'a')));
-  bad.emplace_back("secret upper case", make_open("", "", "", 1, 0, std::string(20, 'A')));
-  bad.emplace_back("secret not hex", make_open("", "", "", 1, 0, std::string(20, 'g')));
-  bad.emplace_back("secret empty", make_open("", "", "", 1, 0, ""));
+  // The log holds the secret's digest: 32 bytes, no more, no fewer.
+  const auto open_digest = [](std::string digest) {
+    OpenSession open = make_open();
+    open.secret_digest = std::move(digest);
+    return open;
+  };
+  bad.emplace_back("digest short", open_digest(std::string(kSecretDigestBytes - 1, 'a')));
+  bad.emplace_back("digest long", open_digest(std::string(kSecretDigestBytes + 1, 'a')));
+  bad.emplace_back("digest empty", open_digest(""));
+  bad.emplace_back("digest the secret", open_digest(kSecret.substr(0, 16)));
   auto r = req(RequestVerb::kAcquire);
   r.session = 0;
   bad.emplace_back("session 0", r);
@@ -153,8 +159,11 @@ TEST(Entry, CheckCommandRefusesWhatTheTableWouldAssertOn) {
   // No server is the probe's host (a server's id is 1 .. 2^53).
   bad.emplace_back("resume origin probe", make_resume(1, kResumeProbe));
   bad.emplace_back("open origin probe", make_open("", "", "", kResumeProbe));
-  bad.emplace_back("resume secret", make_resume(1, 1, "0123456789abcde"));
-  bad.emplace_back("resume secret charset", make_resume(1, 1, "0123456789abcdeX"));
+  ResumeSession resume = make_resume(1, 1);
+  resume.secret_digest.pop_back();
+  bad.emplace_back("resume digest short", resume);
+  resume.secret_digest = "";
+  bad.emplace_back("resume digest empty", resume);
   bad.emplace_back("member 0", SetMember{0, "h:1"});
   bad.emplace_back("member no port", SetMember{1, "host"});
   bad.emplace_back("member port 0", SetMember{1, "host:0"});
@@ -330,7 +339,7 @@ TEST(Formats, Version1BytesAreRefused) {
     w.bytes() += std::string(*body);
     return wire::end_frame(w);
   };
-  EXPECT_EQ(kEntryVersion, 2);
+  EXPECT_EQ(kEntryVersion, 3);
   EXPECT_EQ(kResultsVersion, 2);
   const std::string entry = reframed(encode_entry(every_command()), kEntryMagic, kEntryVersion);
   auto decoded = decode_entry(entry);
@@ -350,6 +359,124 @@ TEST(Formats, Version1BytesAreRefused) {
   auto decoded_results = decode_results(reframed(encode_results(results), kResultsMagic, kResultsVersion));
   ASSERT_FALSE(decoded_results);
   EXPECT_NE(decoded_results.status().message().find("unknown version 1"), std::string::npos);
+}
+
+// The bytes of a version 2 server: its OpenSession (type 1) and
+// ResumeSession (type 8) carry the secret in clear (a u16 length, then the
+// secret); the other commands are as version 3 has them (encode_command).
+std::string v2_command(std::uint8_t type, wire::Writer fields) {
+  wire::Writer w;
+  w.u8(type);
+  w.u32(static_cast<std::uint32_t>(fields.bytes().size()));
+  w.bytes() += fields.bytes();
+  return std::move(w.bytes());
+}
+std::string v2_open(std::string_view label, std::string_view peer, std::string_view dialect, ServerId origin,
+                    std::uint64_t nonce, std::string_view secret) {
+  wire::Writer f;
+  f.str(label);
+  f.str(peer);
+  f.str(dialect);
+  f.u64(origin);
+  f.u64(nonce);
+  f.str(secret);
+  return v2_command(1, std::move(f));
+}
+std::string v2_resume(SessionId session, ServerId origin, std::string_view secret, ServerId from_host) {
+  wire::Writer f;
+  f.u64(session);
+  f.u64(origin);
+  f.str(secret);
+  f.u64(from_host);
+  return v2_command(8, std::move(f));
+}
+std::string v2_entry(std::int64_t time_ms, const std::vector<std::string>& commands, std::uint8_t version = 2) {
+  wire::Writer w = wire::begin_frame(kEntryMagic, version);
+  w.i64(time_ms);
+  w.u32(static_cast<std::uint32_t>(commands.size()));
+  for (const std::string& command : commands) w.bytes() += command;
+  return wire::end_frame(w);
+}
+
+// Version 3 carries the secrets' SHA-256 digests, never a secret: a version
+// 2 entry (a log written before the upgrade) is still read, its secrets
+// hashed as it is decoded, and its sessions still resume with their secret;
+// it is written again as version 3. A version 2 secret that breaks the
+// rules (length, charset) is refused, as version 2 refused it; a version
+// after 3 is refused.
+TEST(Formats, Version2EntriesAreReadWithTheirSecretsHashed) {
+  // The digest is SHA-256 (`printf %s <secret> | sha256sum`).
+  const std::string digest = secret_digest("0123456789abcdef0123456789abcdef");
+  std::string hex;
+  for (const char c : digest) {
+    hex.push_back("0123456789abcdef"[static_cast<unsigned char>(c) >> 4]);
+    hex.push_back("0123456789abcdef"[static_cast<unsigned char>(c) & 0xf]);
+  }
+  EXPECT_EQ(hex, "3eb1bd439947eb762998e566ccc2e099c791118b2f40579cc4f7da2b5061b7f9");
+  const std::string v2 = v2_entry(100, {v2_open("build", "10.0.0.1:5000", "v1", 2, 7, kSecret),
+                                        encode_command(TouchAll{}), v2_resume(1, 3, kSecret, 2)});
+  ASSERT_NE(v2.find(kSecret), std::string::npos);
+  auto decoded = decode_entry(v2);
+  ASSERT_TRUE(decoded) << decoded.status().to_string();
+  const Entry expected{
+      100, {make_open("build", "10.0.0.1:5000", "v1", 2, 7, kSecret), TouchAll{}, make_resume(1, 3, kSecret, 2)}};
+  EXPECT_EQ(*decoded, expected);
+  const std::string v3 = encode_entry(*decoded);
+  EXPECT_EQ(static_cast<std::uint8_t>(v3[4]), 3);
+  EXPECT_EQ(v3.find(kSecret), std::string::npos) << "the secret in clear in a version 3 entry";
+  EXPECT_NE(v3.find(secret_digest(kSecret)), std::string::npos);
+  auto again = decode_entry(v3);
+  ASSERT_TRUE(again) << again.status().to_string();
+  EXPECT_EQ(*again, expected);
+
+  // A session opened by a version 2 entry resumes with its secret (a
+  // version 3 ResumeSession), and a version 2 ResumeSession still resumes
+  // one opened by version 3; a wrong secret is denied either way.
+  StateMachine sm;
+  ASSERT_TRUE(sm.apply(1, v2_entry(100, {v2_open("", "p", "v1", 2, 1, kSecret)})));
+  ASSERT_TRUE(sm.apply(2, encode_entry(Entry{100, {make_open("", "p", "v1", 2, 2, std::string(32, 'e'))}})));
+  const auto answer_of = [&sm](std::uint64_t index, const std::string& entry) {
+    auto applied = sm.apply(index, entry);
+    if (!applied) {
+      ADD_FAILURE() << applied.status().to_string();
+      return Answer::Type::kNoSession;
+    }
+    auto results = decode_results(*applied);
+    if (!results || results->commands.empty()) {
+      ADD_FAILURE() << "no results";
+      return Answer::Type::kNoSession;
+    }
+    return results->commands[0].answer.type;
+  };
+  EXPECT_EQ(answer_of(3, encode_entry(Entry{200, {make_resume(1, 3, std::string(32, 'e'), 2)}})), Answer::Type::kError);
+  EXPECT_EQ(answer_of(4, v2_entry(200, {v2_resume(2, 3, kSecret, 2)})), Answer::Type::kError);
+  EXPECT_EQ(answer_of(5, encode_entry(Entry{200, {make_resume(1, 3, kSecret, 2)}})), Answer::Type::kOk);
+  EXPECT_EQ(answer_of(6, v2_entry(200, {v2_resume(2, 3, std::string(32, 'e'), 2)})), Answer::Type::kOk);
+  EXPECT_EQ(sm.sessions().at(1).host, 3u);
+  EXPECT_EQ(sm.sessions().at(2).host, 3u);
+
+  // Version 2 secrets that break its rules, in either command.
+  for (const std::string& bad : {std::string(kMinSecretBytes - 1, 'a'), std::string(kMaxSecretBytes + 1, 'a'),
+                                 std::string(20, 'A'), std::string(20, 'g'), std::string()}) {
+    for (const std::string& command : {v2_open("", "", "", 1, 0, bad), v2_resume(1, 1, bad, 1)}) {
+      auto refused = decode_entry(v2_entry(0, {encode_command(TouchAll{}), command}));
+      ASSERT_FALSE(refused) << bad;
+      EXPECT_EQ(refused.status().code(), StatusCode::kCorruption);
+      EXPECT_NE(refused.status().message().find("command 1"), std::string::npos) << refused.status().message();
+    }
+  }
+  // Version 3 bytes read as version 2, and the other way round: refused.
+  EXPECT_FALSE(decode_entry(v2_entry(0, {v2_open("", "", "", 1, 0, kSecret)}, 3)));
+  const std::string v3_open = encode_entry(Entry{0, {make_open()}});
+  auto body = wire::open_frame(v3_open, kEntryMagic, kEntryVersion, "entry");
+  ASSERT_TRUE(body);
+  wire::Writer as_v2 = wire::begin_frame(kEntryMagic, 2);
+  as_v2.bytes() += std::string(*body);
+  EXPECT_FALSE(decode_entry(wire::end_frame(as_v2)));
+  // A version after this one.
+  auto later = decode_entry(v2_entry(0, {encode_command(TouchAll{})}, kEntryVersion + 1));
+  ASSERT_FALSE(later);
+  EXPECT_NE(later.status().message().find("unknown version 4"), std::string::npos) << later.status().message();
 }
 
 }  // namespace

@@ -33,6 +33,19 @@ using generated::make_touch;
 
 using Type = Answer::Type;
 
+// A version 2 snapshot's body from a version 3 one: each session's secret
+// digest (of `secret`) turned back into the secret in clear (u16 length,
+// then the secret), as version 2 held it.
+std::string as_version2(std::string body, const std::string& secret) {
+  const std::string digest = secret_digest(secret);
+  wire::Writer clear;
+  clear.str(secret);
+  for (std::size_t at = body.find(digest); at != std::string::npos; at = body.find(digest, at + clear.bytes().size())) {
+    body.replace(at, digest.size(), clear.bytes());
+  }
+  return body;
+}
+
 class Machine {
  public:
   // Applies one entry of `commands` at `time_ms`; returns its results. A
@@ -363,7 +376,8 @@ TEST(StateMachine, ResumeMovesTheHostAndAWrongSecretChangesNothing) {
   const SessionId a = m.apply(0, {make_open("", "peer", "v1", 1, 77, kSecret)}).commands[0].answer.number;
   EXPECT_EQ(m.take(10, a, "h", "x").answer.type, Type::kGranted);
   EXPECT_EQ(m.take(20, a, "h2", "y").answer.type, Type::kGranted);
-  EXPECT_EQ(m.sm.sessions().at(a).secret, kSecret);
+  // The record holds the secret's digest, not the secret.
+  EXPECT_EQ(m.sm.sessions().at(a).secret_digest, secret_digest(kSecret));
 
   // Wrong secrets: one character off, a prefix, another length.
   std::string off = kSecret;
@@ -505,12 +519,15 @@ TEST(StateMachine, RaiseFencesRaisesTheNextFencesOnEveryReplica) {
   EXPECT_EQ(high.take(0, c, "t", "x").answer, make_answer(Type::kGranted, kMaxRaisedFence + 1));
 }
 
-// Snapshots of version 1, and version 2 ones that break the new
-// invariants under a good checksum, are refused and change nothing.
+// Snapshots of version 1 (and of a version after this one), and version 2
+// or 3 ones that break the invariants under a good checksum, are refused
+// and change nothing. A good version 2 snapshot (the secrets in clear) is
+// restored with the secrets hashed: its sessions still resume with their
+// secret, and the next snapshot holds only the digest.
 TEST(StateMachine, SnapshotsOfVersion1OrWithoutAHostOrASecretAreRefused) {
   Machine source;
   source.apply(0, {SetMember{4, "127.0.0.4:53555"}});
-  source.open(0);
+  const SessionId opened = source.open(0);
   const std::string good = source.sm.snapshot();
   auto body = wire::open_frame(good, kSnapshotMagic, kSnapshotVersion, "snapshot");
   ASSERT_TRUE(body);
@@ -520,20 +537,50 @@ TEST(StateMachine, SnapshotsOfVersion1OrWithoutAHostOrASecretAreRefused) {
     return wire::end_frame(w);
   };
   ASSERT_TRUE(Machine().sm.restore(framed(*body, kSnapshotVersion)).is_ok());
+  EXPECT_EQ(good.find(kSecret), std::string::npos) << "the secret in clear in a snapshot";
+  const std::string digest = secret_digest(kSecret);
+  const std::size_t digest_at = std::string(*body).find(digest);
+  ASSERT_NE(digest_at, std::string::npos);
+
+  // Version 2: the same state, the secret in clear.
+  const std::string body2 = as_version2(std::string(*body), kSecret);
+  ASSERT_NE(body2, std::string(*body));
+  {
+    Machine old;
+    ASSERT_TRUE(old.sm.restore(framed(body2, 2)).is_ok());
+    old.index = source.index;
+    EXPECT_EQ(old.sm.sessions(), source.sm.sessions());
+    EXPECT_EQ(old.sm.snapshot(), good) << "a version 2 snapshot is written again as version 3";
+    const Observed before_wrong = observe(old.sm);
+    EXPECT_EQ(old.apply(10, {make_resume(opened, 2, std::string(kSecret.size(), '7'))}).commands[0].answer,
+              make_answer(Type::kError, 0, protocol::ErrorCode::kDenied));
+    EXPECT_EQ(observe(old.sm), before_wrong);
+    EXPECT_EQ(old.apply(10, {make_resume(opened, 2)}).commands[0].answer, make_answer(Type::kOk, 0));
+    EXPECT_EQ(old.sm.sessions().at(opened).host, 2u);
+  }
+
   Machine m;
   m.apply(0, {SetMember{1, "h:1"}});
   const std::string before = m.sm.snapshot();
   EXPECT_NE(m.sm.restore(framed(*body, 1)).message().find("unknown version 1"), std::string::npos);
+  EXPECT_NE(m.sm.restore(framed(*body, kSnapshotVersion + 1)).message().find("unknown version 4"), std::string::npos);
+  // A version 3 body read as version 2, and the other way round.
+  EXPECT_FALSE(m.sm.restore(framed(*body, 2)).is_ok());
+  EXPECT_FALSE(m.sm.restore(framed(body2, kSnapshotVersion)).is_ok());
 
-  // The session's host is the u64 16 bytes before its secret's length.
-  const std::size_t secret_at = std::string(*body).find(kSecret);
-  ASSERT_NE(secret_at, std::string::npos);
+  // The session's host is the u64 16 bytes before its digest (version 3),
+  // or before its secret's length (version 2).
   std::string no_host(*body);
-  no_host.replace(secret_at - 2 - 16, 8, std::string(8, '\0'));
+  no_host.replace(digest_at - 16, 8, std::string(8, '\0'));
   EXPECT_NE(m.sm.restore(framed(no_host, kSnapshotVersion)).message().find("host 0"), std::string::npos);
-  std::string bad_secret(*body);
+  const std::size_t secret_at = body2.find(kSecret);
+  ASSERT_NE(secret_at, std::string::npos);
+  std::string no_host2(body2);
+  no_host2.replace(secret_at - 2 - 16, 8, std::string(8, '\0'));
+  EXPECT_NE(m.sm.restore(framed(no_host2, 2)).message().find("host 0"), std::string::npos);
+  std::string bad_secret(body2);
   bad_secret[secret_at] = 'G';
-  EXPECT_NE(m.sm.restore(framed(bad_secret, kSnapshotVersion)).message().find("invalid secret"), std::string::npos);
+  EXPECT_NE(m.sm.restore(framed(bad_secret, 2)).message().find("invalid secret"), std::string::npos);
   const std::size_t address_at = std::string(*body).find("127.0.0.4:53555");
   ASSERT_NE(address_at, std::string::npos);
   std::string no_id(*body);
