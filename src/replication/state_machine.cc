@@ -2,7 +2,6 @@
 // snapshot.cc.
 #include "replication/state_machine.h"
 
-#include "common/text.h"
 
 #include <fmt/format.h>
 
