@@ -2,7 +2,6 @@
 // snapshot.cc.
 #include "replication/state_machine.h"
 
-
 #include <fmt/format.h>
 
 #include <algorithm>
