@@ -45,6 +45,7 @@ Result<std::unique_ptr<ClusterNode>> ClusterNode::start(ClusterOptions options) 
   raft_options.repair = node->options_.repair;
   raft_options.recover = node->options_.recover;
   raft_options.before_recover = node->options_.before_recover;
+  raft_options.min_term = node->options_.min_term;
   node->first_raise_ = node->options_.first_raise;
   raft_options.exit_on_write_failure = node->options_.exit_on_write_failure;
   raft_options.data_dir = node->options_.data_dir;

@@ -116,6 +116,7 @@ struct ClusterOptions {
   // the node starts (raft::RaftOptions::recover; `bootstrap` ignored).
   bool recover = false;
   std::function<Result<bool>(const raft::RecoverPlan&)> before_recover;  // raft::RaftOptions::before_recover
+  std::uint64_t min_term = 0;                                            // raft::RaftOptions::min_term
   // Not 0 (netsemd --recover --raise-fences N, and each start after it
   // until applied): the first entry of the first term this node leads in
   // this run is RaiseFences{first_raise, id, first_raise_nonce} followed by

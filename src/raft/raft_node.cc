@@ -75,6 +75,9 @@ class RaftNode::Impl {
   // RaftOptions::recover, from open() before raft_start: the latest stored
   // configuration replaced by this server alone (raft_recover).
   Status recover();
+  // RaftOptions::min_term, from open() before raft_start: the stored term
+  // raised to it when below (logged).
+  Status raise_term_to(std::uint64_t min_term);
   // After a failed open() and finish_loop(): when this open() bootstrapped
   // the directory, removes what the bootstrap and the start made, so that
   // the directory is pristine again; what is appended to open()'s reason.
@@ -481,6 +484,9 @@ Status RaftNode::Impl::open() {
       spdlog::info("raft: bootstrapped {} with {} servers", o.data_dir, o.bootstrap.size());
     }
   }
+  if (o.min_term > 0) {
+    if (Status raised = raise_term_to(o.min_term); !raised) return raised;
+  }
   if (int rv = raft_start(&raft_); rv != 0) {
     if (const auto why = port_->listen_failure()) {
       // Another process listens there (or the address is not this host's):
@@ -513,6 +519,49 @@ Status RaftNode::Impl::open() {
 // recover and the configuration it replaces: libraft would write a first
 // configuration into an empty directory as a bootstrap does, and says
 // nothing of the old one.
+namespace {
+
+// Frees what raft_io's load returned.
+void free_loaded(raft_snapshot* snapshot, raft_entry* entries, std::size_t n) {
+  if (snapshot != nullptr) {
+    raft_configuration_close(&snapshot->configuration);
+    for (unsigned i = 0; i < snapshot->n_bufs; ++i) raft_free(snapshot->bufs[i].base);
+    raft_free(snapshot->bufs);
+    raft_free(snapshot);
+  }
+  if (entries != nullptr) {
+    void* batch = nullptr;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (entries[i].batch != batch) raft_free(batch = entries[i].batch);
+    }
+    raft_free(entries);
+  }
+}
+
+}  // namespace
+
+Status RaftNode::Impl::raise_term_to(std::uint64_t min_term) {
+  raft_term term = 0;
+  raft_id vote = 0;
+  raft_snapshot* snapshot = nullptr;
+  raft_index start_index = 0;
+  raft_entry* entries = nullptr;
+  std::size_t n = 0;
+  if (int rv = io_.load(&io_, &term, &vote, &snapshot, &start_index, &entries, &n); rv != 0) {
+    return load_failure(rv, "raft load", options_.data_dir, io_.errmsg);
+  }
+  free_loaded(snapshot, entries, n);
+  if (term >= min_term) return Status::ok();
+  if (int rv = uv_set_term_(&io_, min_term); rv != 0) {
+    return load_failure(rv, "raft: set the term", options_.data_dir, io_.errmsg);
+  }
+  spdlog::warn(
+      "raft: the stored term was {}, below the {} a recovery of {} owes (its raise of the term did not "
+      "happen): raised to {}, so that this server does not lead in the lost leader's term",
+      term, min_term, options_.data_dir, min_term);
+  return Status::ok();
+}
+
 Status RaftNode::Impl::recover() {
   const RaftOptions& o = options_;
   raft_term term = 0;
@@ -541,19 +590,7 @@ Status RaftNode::Impl::recover() {
   }
   const std::uint64_t last_index = n > 0 ? start_index + n - 1 : snapshot != nullptr ? snapshot->index : 0;
   const bool had_snapshot = snapshot != nullptr;
-  if (snapshot != nullptr) {
-    raft_configuration_close(&snapshot->configuration);
-    for (unsigned i = 0; i < snapshot->n_bufs; ++i) raft_free(snapshot->bufs[i].base);
-    raft_free(snapshot->bufs);
-    raft_free(snapshot);
-  }
-  if (entries != nullptr) {
-    void* batch = nullptr;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (entries[i].batch != batch) raft_free(batch = entries[i].batch);
-    }
-    raft_free(entries);
-  }
+  free_loaded(snapshot, entries, n);
   if (!had_snapshot && n == 0) {
     return Status(StatusCode::kNotFound,
                   "--recover: the Raft data directory " + o.data_dir +

@@ -173,6 +173,13 @@ struct RaftOptions {
   // anything, as without `recover` (the caller found it forced already).
   bool recover = false;
   std::function<Result<bool>(const RecoverPlan&)> before_recover;
+  // When not 0: the term the node starts in at least, its stored term
+  // raised to it before it starts (logged). netsemd gives the term an
+  // earlier --recover recorded (server/recover_files.h), so that a start
+  // after a recovery whose raise of the term did not happen (the process
+  // died, or the write failed, between the forced configuration and the
+  // term) does not lead in the lost leader's term (review28).
+  std::uint64_t min_term = 0;
   // When not 0: a write of the log, or of the term and vote (which
   // libraft 0.15 answers by turning the node unavailable for good), that
   // fails (a full or failing disk) ends the process at once with this

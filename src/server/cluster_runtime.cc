@@ -132,6 +132,11 @@ Result<std::unique_ptr<ClusterRuntime>> ClusterRuntime::start(asio::io_context& 
   // on a failed WAL write (raft_node.h, exit_on_write_failure).
   options.exit_on_write_failure = 3;
   options.data_dir = data_dir.string();
+  // An earlier --recover's record: the node starts at least in the term it
+  // recorded, should its own raise of the term not have happened.
+  auto recorded = read_record(data_dir);
+  if (!recorded) return recorded.status();
+  if (*recorded) options.min_term = (*recorded)->term;
   // join = on: no first configuration; the leader adds this server.
   if (!config.cluster.join) {
     for (const ClusterMember& member : config.cluster.servers) {

@@ -1861,6 +1861,34 @@ TEST_F(NetsemdCluster, ASecondRecoverForcesNothingAndIsRefusedOnceServersWereAdd
   EXPECT_TRUE(servers_[0]->wait_for_log("raft: --recover: forced a new configuration in ", 5s)) << logs();
   EXPECT_EQ(members(0).size(), 1u) << logs();
   EXPECT_TRUE(std::filesystem::exists(record));
+
+  // A record whose term the stored one is below (the recovery's raise of the
+  // term did not happen: the process died, or the write failed, after the
+  // forced configuration; review28 reproduced it with ENOSPC): any start,
+  // with --recover again or without, raises the term to it before leading,
+  // so no entry of this leader shares a term with the lost leader's. Before,
+  // the start led in the stored term.
+  ASSERT_NO_FATAL_FAILURE(stop_first());
+  std::string text;
+  {
+    std::ifstream current(record);
+    text.assign(std::istreambuf_iterator<char>(current), std::istreambuf_iterator<char>());
+  }
+  const auto at = text.find("\nterm ");
+  ASSERT_NE(at, std::string::npos) << text;
+  text.replace(at, text.find('\n', at + 1) - at, "\nterm 1000");
+  {
+    std::ofstream rewritten(record, std::ios::trunc);
+    rewritten << text;
+  }
+  ASSERT_TRUE(start_first({}, &error)) << error;
+  EXPECT_TRUE(servers_[0]->wait_for_log("a recovery of " + raft_dir.string() + " owes", 5s)) << logs();
+  ASSERT_EQ(leader(), 0) << logs();
+  auto c = connect(0);
+  ASSERT_TRUE(c != nullptr);
+  const std::string status = c->request("s CLUSTER STATUS", 5s);
+  ASSERT_EQ(status.rfind("s OK {", 0), 0u) << status;
+  EXPECT_GE(nlohmann::json::parse(status.substr(5)).at("term").get<std::uint64_t>(), 1000u) << status;
 }
 
 class NetsemdClusterSlowHeartbeat : public NetsemdCluster {
