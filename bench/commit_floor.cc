@@ -11,8 +11,11 @@
 // writes its log: each of --replicas files is a zero-filled segment (as
 // netsemd's posix_fallocate fills new ones, src/raft/segment_fill.h), opened
 // with O_DIRECT, and every round submits one 4 KiB append to each at once
-// through Linux AIO with RWF_DSYNC (raft_uv's kernel AIO path), then times
-// how long until --quorum of them completed. It does the same with one file
+// through Linux AIO with RWF_DSYNC, then times how long until --quorum of
+// them completed. (raft_uv opens its segments with O_DSYNC and submits with
+// RWF_NOWAIT; a write with RWF_DSYNC is synced the same way. raft_uv keeps
+// one write in flight per server, of a whole batch; one block a round here
+// is the least a commit can write.) It does the same with one file
 // alone (a single server's synced append). Where O_DIRECT is refused (tmpfs)
 // it writes with pwrite and fdatasync from one thread per file instead.
 //
