@@ -510,6 +510,41 @@ Status RaftNode::Impl::open() {
   return Status::ok();
 }
 
+namespace {
+
+// What raft_io's load returned (LoadedLog::from), freed with it.
+struct LoadedLog {
+  raft_term term = 0;
+  raft_id vote = 0;
+  raft_snapshot* snapshot = nullptr;
+  raft_index start_index = 0;
+  raft_entry* entries = nullptr;
+  std::size_t n = 0;
+
+  LoadedLog() = default;
+  LoadedLog(const LoadedLog&) = delete;
+  LoadedLog& operator=(const LoadedLog&) = delete;
+  ~LoadedLog() {
+    if (snapshot != nullptr) {
+      raft_configuration_close(&snapshot->configuration);
+      for (unsigned i = 0; i < snapshot->n_bufs; ++i) raft_free(snapshot->bufs[i].base);
+      raft_free(snapshot->bufs);
+      raft_free(snapshot);
+    }
+    if (entries != nullptr) {
+      void* batch = nullptr;
+      for (std::size_t i = 0; i < n; ++i) {
+        if (entries[i].batch != batch) raft_free(batch = entries[i].batch);
+      }
+      raft_free(entries);
+    }
+  }
+  // raft_io's load into this; its error code (0 when loaded).
+  int from(raft_io& io) { return io.load(&io, &term, &vote, &snapshot, &start_index, &entries, &n); }
+};
+
+}  // namespace
+
 // raft_recover appends the new configuration after the last entry of the
 // stored log, at term 1 (libraft 0.15's uvRecover), and raft_start then
 // takes the latest configuration entry of the log: this server alone, a
@@ -519,38 +554,14 @@ Status RaftNode::Impl::open() {
 // recover and the configuration it replaces: libraft would write a first
 // configuration into an empty directory as a bootstrap does, and says
 // nothing of the old one.
-namespace {
-
-// Frees what raft_io's load returned.
-void free_loaded(raft_snapshot* snapshot, raft_entry* entries, std::size_t n) {
-  if (snapshot != nullptr) {
-    raft_configuration_close(&snapshot->configuration);
-    for (unsigned i = 0; i < snapshot->n_bufs; ++i) raft_free(snapshot->bufs[i].base);
-    raft_free(snapshot->bufs);
-    raft_free(snapshot);
-  }
-  if (entries != nullptr) {
-    void* batch = nullptr;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (entries[i].batch != batch) raft_free(batch = entries[i].batch);
-    }
-    raft_free(entries);
-  }
-}
-
-}  // namespace
 
 Status RaftNode::Impl::raise_term_to(std::uint64_t min_term) {
   raft_term term = 0;
-  raft_id vote = 0;
-  raft_snapshot* snapshot = nullptr;
-  raft_index start_index = 0;
-  raft_entry* entries = nullptr;
-  std::size_t n = 0;
-  if (int rv = io_.load(&io_, &term, &vote, &snapshot, &start_index, &entries, &n); rv != 0) {
-    return load_failure(rv, "raft load", options_.data_dir, io_.errmsg);
+  {
+    LoadedLog log;
+    if (int rv = log.from(io_); rv != 0) return load_failure(rv, "raft load", options_.data_dir, io_.errmsg);
+    term = log.term;
   }
-  free_loaded(snapshot, entries, n);
   if (term >= min_term) return Status::ok();
   if (int rv = uv_set_term_(&io_, min_term); rv != 0) {
     return load_failure(rv, "raft: set the term", options_.data_dir, io_.errmsg);
@@ -564,15 +575,13 @@ Status RaftNode::Impl::raise_term_to(std::uint64_t min_term) {
 
 Status RaftNode::Impl::recover() {
   const RaftOptions& o = options_;
-  raft_term term = 0;
-  raft_id vote = 0;
-  raft_snapshot* snapshot = nullptr;
-  raft_index start_index = 0;
-  raft_entry* entries = nullptr;
-  std::size_t n = 0;
-  if (int rv = io_.load(&io_, &term, &vote, &snapshot, &start_index, &entries, &n); rv != 0) {
-    return load_failure(rv, "raft recover", o.data_dir, io_.errmsg);
-  }
+  LoadedLog log;
+  if (int rv = log.from(io_); rv != 0) return load_failure(rv, "raft recover", o.data_dir, io_.errmsg);
+  const raft_term term = log.term;
+  const raft_entry* const entries = log.entries;
+  const raft_snapshot* const snapshot = log.snapshot;
+  const std::size_t n = log.n;
+  const raft_index start_index = log.start_index;
   std::optional<std::vector<ServerInfo>> old;
   std::uint64_t old_index = 0;
   for (std::size_t i = n; i-- > 0 && old_index == 0;) {
@@ -589,9 +598,7 @@ Status RaftNode::Impl::recover() {
     old_index = snapshot->configuration_index;
   }
   const std::uint64_t last_index = n > 0 ? start_index + n - 1 : snapshot != nullptr ? snapshot->index : 0;
-  const bool had_snapshot = snapshot != nullptr;
-  free_loaded(snapshot, entries, n);
-  if (!had_snapshot && n == 0) {
+  if (snapshot == nullptr && n == 0) {
     return Status(StatusCode::kNotFound,
                   "--recover: the Raft data directory " + o.data_dir +
                       " holds no log: there is nothing to recover. A new cluster starts without --recover (its "
