@@ -2752,18 +2752,19 @@ std::string ids_of(const std::map<std::uint64_t, std::string>& addresses) {
   return out;
 }
 
-// `admin`'s CLUSTER STATUS (tag s1) once its replicated client addresses are
-// the first three servers' (a new leader seeds them once elected, so maybe
-// not yet), or its last answer after 5 s; `seen` says whether they were.
-std::string first_three_status(Client& admin, bool& seen) {
+// Whether `admin`'s CLUSTER STATUS (tag s1) shows the first three servers,
+// nothing added: three members, and the replicated client addresses theirs
+// (a new leader seeds them once elected, so maybe not yet: asked for 5 s).
+::testing::AssertionResult still_the_first_three(Client& admin) {
   std::string status;
-  seen = test_support::eventually(
+  const bool seen = test_support::eventually(
       [&] {
         status = admin.request("s1 CLUSTER STATUS", 5s);
         return ids_of(client_addresses_of(status, "s1")) == "1 2 3";
       },
       5s, 50ms);
-  return status;
+  if (seen && members_of(status, "s1").size() == 3u) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << status;
 }
 
 // A CLUSTER ADD that libraft refuses (the Raft address is a member's):
@@ -3065,10 +3066,7 @@ TEST_F(NetsemdCluster, TheSecretCheckOfAnAddPutsNoSecretOnTheWire) {
   EXPECT_EQ(line.find(secret.substr(0, 16)), std::string::npos) << line;
   EXPECT_TRUE(std::regex_match(line, std::regex("PEER " + std::to_string(lead + 1) + " CHALLENGE 4 [0-9a-f]{64}\n")))
       << line;
-  bool seen = false;
-  const std::string status = first_three_status(*admin, seen);
-  EXPECT_TRUE(seen) << status;
-  EXPECT_EQ(members_of(status, "s1").size(), 3u) << status;
+  EXPECT_TRUE(still_the_first_three(*admin));
 }
 
 // audit27 2c: a process on the leader's host relays the leader's challenge
@@ -3089,30 +3087,10 @@ TEST_F(NetsemdCluster, AProofRelayedFromAnotherAddressDoesNotHold) {
       {.host = host(lead)}, [&](int, const test_support::LineServer::Fields& fields) -> std::optional<std::string> {
         std::string line;
         for (const std::string& field : fields) line += (line.empty() ? "" : " ") + field;
-        const UniqueFd onward(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        sockaddr_in from{};
-        from.sin_family = AF_INET;
-        ::inet_pton(AF_INET, host(lead).c_str(), &from.sin_addr);
-        sockaddr_in to{};
-        to.sin_family = AF_INET;
-        to.sin_port = htons(static_cast<std::uint16_t>(client_ports_[3]));
-        ::inet_pton(AF_INET, host(3).c_str(), &to.sin_addr);
-        if (::bind(onward.get(), reinterpret_cast<const sockaddr*>(&from), sizeof from) != 0 ||
-            ::connect(onward.get(), reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
-          return std::nullopt;
-        }
-        line += "\n";
-        (void)::send(onward.get(), line.data(), line.size(), MSG_NOSIGNAL);
-        std::string answer;
-        char chunk[512];
-        for (const auto until = std::chrono::steady_clock::now() + 5s;
-             answer.find('\n') == std::string::npos && std::chrono::steady_clock::now() < until;) {
-          pollfd reading{onward.get(), POLLIN, 0};
-          if (::poll(&reading, 1, 50) != 1) continue;
-          const ssize_t n = ::recv(onward.get(), chunk, sizeof chunk, 0);
-          if (n <= 0) break;
-          answer.append(chunk, static_cast<std::size_t>(n));
-        }
+        const UniqueFd onward = raw_connection(host(lead), host(3), client_ports_[3]);
+        if (!onward.valid() || !send_all(onward, line + "\n")) return std::nullopt;
+        bool closed = false;
+        const std::string answer = read_from(onward, 5s, true, &closed);
         {
           const std::lock_guard<std::mutex> hold(relayed_lock);
           relayed = answer;
@@ -3140,10 +3118,7 @@ TEST_F(NetsemdCluster, AProofRelayedFromAnotherAddressDoesNotHold) {
       << answer << "\n"
       << logs();
   EXPECT_NE(answer.find("gives another client address than " + relay.address()), std::string::npos) << answer;
-  bool seen = false;
-  const std::string status = first_three_status(*admin, seen);
-  EXPECT_TRUE(seen) << status;
-  EXPECT_EQ(members_of(status, "s1").size(), 3u) << status;
+  EXPECT_TRUE(still_the_first_three(*admin));
 }
 
 // KICK of a session hosted by another server. Protocol KICK goes through
