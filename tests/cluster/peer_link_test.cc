@@ -1259,6 +1259,37 @@ class LinkRelay {
   std::vector<std::shared_ptr<Pair>> pairs_;
 };
 
+// Three nodes of a TestCluster linked over TCP as netsemd links them: each
+// forwards through a PeerLinkClient (to the addresses `addresses_for(i)`
+// gives, `members` by default) and takes forwarded entries from a
+// PeerListener at its address in `members`.
+struct LinkedNodes {
+  std::map<int, std::unique_ptr<PeerLinkClient>> clients;
+  std::map<int, std::unique_ptr<PeerListener>> listeners;
+
+  ::testing::AssertionResult start(TestCluster& cluster, asio::io_context& io,
+                                   const std::map<ServerId, std::string>& members,
+                                   milliseconds retry = milliseconds(200),
+                                   const std::function<std::map<ServerId, std::string>(int)>& addresses_for = {}) {
+    for (int i : {1, 2, 3}) {
+      clients[i] = std::make_unique<PeerLinkClient>(io, static_cast<ServerId>(i), kClusterSecret,
+                                                    addresses_for ? addresses_for(i) : members, retry);
+      listeners[i] = std::make_unique<PeerListener>(io, static_cast<ServerId>(i), members,
+                                                    [&cluster, i](ServerId, std::string entry) {
+                                                      if (cluster.running(i))
+                                                        (void)cluster.node(i).accept_forwarded(entry);
+                                                    });
+      if (!cluster.start(i, [&](ClusterOptions& o) {
+            o.client_addresses = members;
+            o.forwarder = clients[i].get();
+          })) {
+        return ::testing::AssertionFailure() << "node " << i << " did not start";
+      }
+    }
+    return ::testing::AssertionSuccess();
+  }
+};
+
 // An on-path attacker between a follower and its leader: a frame with one
 // bit flipped does not open, the leader closes the link (kDenied) and hands
 // nothing of it on; the follower sets up a new link and sends the command
@@ -1288,30 +1319,19 @@ TEST(PeerLink, AFrameAlteredOrReplayedOnTheWayDoesNotOpenAndTheLinkIsSetUpAgain)
         io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.1." + std::to_string(i)), relay_port),
         asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0." + std::to_string(i)), port));
   }
-  std::map<int, std::unique_ptr<PeerLinkClient>> clients;
-  std::map<int, std::unique_ptr<PeerListener>> listeners;
-  for (int i : {1, 2, 3}) {
+  LinkedNodes linked;
+  ASSERT_TRUE(linked.start(cluster, io, members, milliseconds(50), [&](int i) {
     std::map<ServerId, std::string> through_relays = members;
     for (int j : {1, 2, 3}) {
       if (j != i) through_relays[static_cast<ServerId>(j)] = relays[j]->address();
     }
-    clients[i] = std::make_unique<PeerLinkClient>(io, static_cast<ServerId>(i), kClusterSecret, through_relays,
-                                                  milliseconds(50));
-    listeners[i] = std::make_unique<PeerListener>(io, static_cast<ServerId>(i), members,
-                                                  [&cluster, i](ServerId, std::string entry) {
-                                                    if (cluster.running(i))
-                                                      (void)cluster.node(i).accept_forwarded(entry);
-                                                  });
-    ASSERT_TRUE(cluster.start(i, [&](ClusterOptions& o) {
-      o.client_addresses = members;
-      o.forwarder = clients[i].get();
-    }));
-  }
+    return through_relays;
+  }));
   const int leader = cluster.wait_leader();
   ASSERT_NE(leader, 0);
   const int follower = cluster.other_than(leader);
   LinkRelay& relay = *relays[leader];
-  PeerListener& listener = *listeners[leader];
+  PeerListener& listener = *linked.listeners[leader];
   const OpenSession open{"a-label-to-hide",
                          "10.0.0.2:1",
                          "v1",
@@ -1321,7 +1341,7 @@ TEST(PeerLink, AFrameAlteredOrReplayedOnTheWayDoesNotOpenAndTheLinkIsSetUpAgain)
   ASSERT_TRUE(cluster.node(follower).submit(open));
   ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(follower, open) != nullptr; }));
   ASSERT_EQ(relay.connections, 1) << "the link does not go through the relay: the test proves nothing";
-  ASSERT_EQ(clients[follower]->stats().connects, 1u);
+  ASSERT_EQ(linked.clients[follower]->stats().connects, 1u);
   SessionRequest req;
   req.session = cluster.result_of(follower, open)->answer.number;
   req.origin = static_cast<ServerId>(follower);
@@ -1341,7 +1361,7 @@ TEST(PeerLink, AFrameAlteredOrReplayedOnTheWayDoesNotOpenAndTheLinkIsSetUpAgain)
   };
   EXPECT_EQ(why_ended(0).rfind("DENIED: peer link: frame ", 0), 0u) << why_ended(0);
   EXPECT_NE(why_ended(0).find("does not open"), std::string::npos) << why_ended(0);
-  EXPECT_EQ(clients[follower]->stats().connects, 2u) << "set up again";
+  EXPECT_EQ(linked.clients[follower]->stats().connects, 2u) << "set up again";
   EXPECT_EQ(listener.accepted, 2);
   EXPECT_EQ(cluster.count_of(leader, req), 1);
 
@@ -1368,7 +1388,7 @@ TEST(PeerLink, AFrameAlteredOrReplayedOnTheWayDoesNotOpenAndTheLinkIsSetUpAgain)
   ASSERT_TRUE(cluster.node(follower).submit(last));
   ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(follower, last) != nullptr; }));
   EXPECT_EQ(cluster.result_of(follower, last)->answer.type, Answer::Type::kGranted);
-  EXPECT_EQ(clients[follower]->stats().connects, 3u);
+  EXPECT_EQ(linked.clients[follower]->stats().connects, 3u);
   EXPECT_EQ(listener.accepted, 3);
   for (int i = 1; i <= 3; ++i) {
     ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(i, last) != nullptr; })) << i;
@@ -1386,7 +1406,7 @@ TEST(PeerLink, AFrameAlteredOrReplayedOnTheWayDoesNotOpenAndTheLinkIsSetUpAgain)
                                         std::string_view("a-third-name-to-hide"), std::string_view("10.0.0.2:1")}) {
     EXPECT_EQ(relay.captured.find(hidden), std::string::npos) << hidden << " went through in clear";
   }
-  clients.clear();
+  linked.clients.clear();
   io.restart();
   io.poll();
 }
@@ -1402,20 +1422,8 @@ TEST(PeerLink, FollowersForwardOverTcpAndFollowANewLeader) {
   std::map<ServerId, std::string> members;
   for (int i : {1, 2, 3})
     members[static_cast<ServerId>(i)] = "127.0.0." + std::to_string(i) + ":" + std::to_string(port);
-  std::map<int, std::unique_ptr<PeerLinkClient>> clients;
-  std::map<int, std::unique_ptr<PeerListener>> listeners;
-  for (int i : {1, 2, 3}) {
-    clients[i] = std::make_unique<PeerLinkClient>(io, static_cast<ServerId>(i), kClusterSecret, members);
-    listeners[i] = std::make_unique<PeerListener>(io, static_cast<ServerId>(i), members,
-                                                  [&cluster, i](ServerId, std::string entry) {
-                                                    if (cluster.running(i))
-                                                      (void)cluster.node(i).accept_forwarded(entry);
-                                                  });
-    ASSERT_TRUE(cluster.start(i, [&](ClusterOptions& o) {
-      o.client_addresses = members;
-      o.forwarder = clients[i].get();
-    }));
-  }
+  LinkedNodes linked;
+  ASSERT_TRUE(linked.start(cluster, io, members));
   const int leader = cluster.wait_leader();
   ASSERT_NE(leader, 0);
   const int follower = cluster.other_than(leader);
@@ -1433,11 +1441,11 @@ TEST(PeerLink, FollowersForwardOverTcpAndFollowANewLeader) {
   ASSERT_TRUE(cluster.node(follower).submit(req));
   ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(follower, req) != nullptr; }));
   EXPECT_EQ(cluster.result_of(follower, req)->answer.type, Answer::Type::kGranted);
-  EXPECT_EQ(clients[follower]->stats().connects, 1u);
-  EXPECT_EQ(clients[follower]->stats().frames, 2u);
-  EXPECT_EQ(clients[follower]->linked_to(), static_cast<ServerId>(leader));
-  EXPECT_EQ(listeners[leader]->accepted, 1);
-  EXPECT_EQ(listeners[leader]->entries(), 2u);
+  EXPECT_EQ(linked.clients[follower]->stats().connects, 1u);
+  EXPECT_EQ(linked.clients[follower]->stats().frames, 2u);
+  EXPECT_EQ(linked.clients[follower]->linked_to(), static_cast<ServerId>(leader));
+  EXPECT_EQ(linked.listeners[leader]->accepted, 1);
+  EXPECT_EQ(linked.listeners[leader]->entries(), 2u);
   EXPECT_EQ(cluster.node(leader).status().accepted, 2u);
 
   // A link with the wrong secret is refused, and what it sends is not applied.
@@ -1453,14 +1461,14 @@ TEST(PeerLink, FollowersForwardOverTcpAndFollowANewLeader) {
     const std::string bytes =
         "PEER " + std::to_string(follower) + " wrong-secret\n" + frame_entry(replication::encode_entry({0, {forged}}));
     asio::write(raw, asio::buffer(bytes));
-    ASSERT_TRUE(cluster.pump_until([&] { return listeners[leader]->refused == 1; }));
+    ASSERT_TRUE(cluster.pump_until([&] { return linked.listeners[leader]->refused == 1; }));
     cluster.pump_until([] { return false; }, milliseconds(300));
     EXPECT_EQ(cluster.result_of(follower, forged), nullptr);
   }
 
   // The leader goes: the follower's next command goes over a new link to the next one.
   cluster.stop(leader);
-  listeners.erase(leader);
+  linked.listeners.erase(leader);
   const int next = cluster.wait_leader();
   ASSERT_NE(next, 0);
   SessionRequest again = req;
@@ -1471,8 +1479,8 @@ TEST(PeerLink, FollowersForwardOverTcpAndFollowANewLeader) {
   ASSERT_TRUE(cluster.pump_until([&] { return cluster.result_of(follower, again) != nullptr; }));
   EXPECT_EQ(cluster.result_of(follower, again)->answer.type, Answer::Type::kGranted);
   if (next != follower) {
-    EXPECT_EQ(clients[follower]->linked_to(), static_cast<ServerId>(next));
-    EXPECT_EQ(clients[follower]->stats().connects, 2u);
+    EXPECT_EQ(linked.clients[follower]->linked_to(), static_cast<ServerId>(next));
+    EXPECT_EQ(linked.clients[follower]->stats().connects, 2u);
   }
   for (int i = 1; i <= 3; ++i) {
     if (cluster.running(i)) {
@@ -1480,7 +1488,7 @@ TEST(PeerLink, FollowersForwardOverTcpAndFollowANewLeader) {
       EXPECT_EQ(cluster.server(i).replica->table().get("y").held, 1) << i;
     }
   }
-  clients.clear();  // closing links with handlers in flight
+  linked.clients.clear();  // closing links with handlers in flight
   io.restart();
   io.poll();
 }
