@@ -120,7 +120,7 @@ std::string cluster_prometheus(const ClusterFigures& figures) {
          "Connections to this server's Raft port refused since start, by reason: host (from the host of no server "
          "it knows, nor from raft_allowed_networks), id (its handshake claimed a server whose host is not its "
          "source), handshake (not libraft's), timeout (no handshake in time), pending (too many waited for "
-         "theirs).",
+         "theirs), streams (too many of its host were open with libraft already).",
          "counter");
   for (const auto& [reason, count] : figures.raft_connections_refused) {
     sample(out, "raft_connections_refused_total", count, "{reason=\"" + reason + "\"}");
