@@ -482,4 +482,38 @@ ClusterStatus ClusterNode::status() const {
   return out;
 }
 
+bool reachable(std::int64_t ms, std::int64_t election_timeout_ms) {
+  return ms >= 0 && ms <= election_timeout_ms;
+}
+
+Status remove_keeps_a_live_majority(const ClusterStatus& now, std::uint64_t self, std::uint64_t id,
+                                    std::int64_t election_timeout_ms) {
+  std::size_t voters = 0;
+  std::size_t live = 0;
+  std::string unreachable;
+  for (const raft::ServerInfo& server : now.configuration) {
+    if (server.role != raft::ServerRole::kVoter || server.id == id) continue;
+    ++voters;
+    if (server.id == self) {
+      ++live;
+      continue;
+    }
+    const auto contact = std::find_if(now.last_contact_ms.begin(), now.last_contact_ms.end(),
+                                      [&server](const auto& seen) { return seen.first == server.id; });
+    const std::int64_t ms = contact == now.last_contact_ms.end() ? -1 : contact->second;
+    if (reachable(ms, election_timeout_ms)) {
+      ++live;
+    } else {
+      unreachable += (unreachable.empty() ? "" : ", ") + std::string("server ") + std::to_string(server.id) +
+                     (ms < 0 ? " (never heard from)" : " (last heard " + std::to_string(ms) + " ms ago)");
+    }
+  }
+  if (voters == 0 || live >= voters / 2 + 1) return Status::ok();
+  return Status(StatusCode::kUnavailable,
+                "removing server " + std::to_string(id) + " would leave " + std::to_string(voters) +
+                    " voters, of which this leader hears from " + std::to_string(live) + ", fewer than the " +
+                    std::to_string(voters / 2 + 1) + " the change needs to commit; unreachable: " + unreachable +
+                    ". Nothing was changed: start the unreachable servers again, or remove them first");
+}
+
 }  // namespace netsem::cluster

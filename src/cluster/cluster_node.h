@@ -336,4 +336,21 @@ class ClusterNode {
   ClusterStatus counters_;
 };
 
+// Whether a member last heard from `ms` milliseconds ago (-1: never in this
+// run) is reachable: heard within an election timeout. On the leader every
+// live voter and standby answers at each heartbeat.
+bool reachable(std::int64_t ms, std::int64_t election_timeout_ms);
+
+// Whether the leader `self`, whose status is `now`, may REMOVE server `id`:
+// ok when the voters left include a majority it can reach (itself
+// included); else kUnavailable (ERR BUSY) naming the unreachable ones.
+// libraft commits a configuration change under the new configuration, so a
+// removal without such a majority cannot commit, and the cluster stops
+// until an unreachable voter answers (its leader keeps the uncommitted
+// configuration and steps down; a server never sent it campaigns under the
+// old one and is refused, its log being shorter: audit28 F3). As etcd's
+// strict reconfiguration check, it is refused before anything changes.
+Status remove_keeps_a_live_majority(const ClusterStatus& now, std::uint64_t self, std::uint64_t id,
+                                    std::int64_t election_timeout_ms);
+
 }  // namespace netsem::cluster

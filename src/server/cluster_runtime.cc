@@ -965,7 +965,7 @@ std::string ClusterRuntime::cluster_status_json() const {
       if (other != server.id) continue;
       member["last_contact_ms"] = ms < 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(ms);
       if (s.role == raft::Role::kLeader && server.role != raft::ServerRole::kSpare) {
-        member["reachable"] = ms >= 0 && ms <= election_timeout_ms_;
+        member["reachable"] = cluster::reachable(ms, election_timeout_ms_);
       }
     }
     members.push_back(std::move(member));
@@ -1036,42 +1036,6 @@ Status ClusterRuntime::secret_check_refusal(const MembershipChange& change, std:
                 server + " did not confirm the cluster secret (" + why + "; nothing was changed");
 }
 
-// libraft commits a configuration change under the new configuration: a
-// REMOVE whose remaining voters have no majority this leader hears from
-// cannot commit, and the cluster stops until an unreachable one answers (its
-// leader keeps the uncommitted configuration and steps down; a server never
-// sent it campaigns under the old one and is refused, its log being
-// shorter: audit28 F3). As etcd's strict reconfiguration check, it is
-// refused before anything changes.
-Status ClusterRuntime::remove_keeps_a_live_majority(const cluster::ClusterStatus& now, std::uint64_t id) const {
-  std::size_t voters = 0;
-  std::size_t live = 0;
-  std::string unreachable;
-  for (const raft::ServerInfo& server : now.configuration) {
-    if (server.role != raft::ServerRole::kVoter || server.id == id) continue;
-    ++voters;
-    if (server.id == id_) {
-      ++live;
-      continue;
-    }
-    const auto contact = std::find_if(now.last_contact_ms.begin(), now.last_contact_ms.end(),
-                                      [&server](const auto& seen) { return seen.first == server.id; });
-    const std::int64_t ms = contact == now.last_contact_ms.end() ? -1 : contact->second;
-    if (ms >= 0 && ms <= election_timeout_ms_) {
-      ++live;
-    } else {
-      unreachable += (unreachable.empty() ? "" : ", ") + std::string("server ") + std::to_string(server.id) +
-                     (ms < 0 ? " (never heard from)" : " (last heard " + std::to_string(ms) + " ms ago)");
-    }
-  }
-  if (voters == 0 || live >= voters / 2 + 1) return Status::ok();
-  return Status(StatusCode::kUnavailable,
-                "removing server " + std::to_string(id) + " would leave " + std::to_string(voters) +
-                    " voters, of which this leader hears from " + std::to_string(live) + ", fewer than the " +
-                    std::to_string(voters / 2 + 1) + " the change needs to commit; unreachable: " + unreachable +
-                    ". Nothing was changed: start the unreachable servers again, or remove them first");
-}
-
 void ClusterRuntime::change_membership(MembershipChange change, std::function<void(Status)> done, bool secret_checked) {
   const auto fail = [this, &done](Status why) { post([done, why = std::move(why)] { done(why); }); };
   if (stopped_ || !node_) return fail(Status(StatusCode::kShutdown, "the server is stopping"));
@@ -1095,7 +1059,7 @@ void ClusterRuntime::change_membership(MembershipChange change, std::function<vo
   };
   if (!change.add) {
     if (!member) return fail(Status(StatusCode::kNotFound, "server " + std::to_string(id) + " is not a member"));
-    if (Status live = remove_keeps_a_live_majority(now, id); !live) {
+    if (Status live = cluster::remove_keeps_a_live_majority(now, id_, id, election_timeout_ms_); !live) {
       spdlog::warn("cluster: not removing server {}: {}", id, live.message());
       return fail(std::move(live));
     }

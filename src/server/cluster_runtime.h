@@ -239,10 +239,6 @@ class ClusterRuntime final : public CommandSink {
   // OK when `now` says this server leads; else why a leader's request
   // (CLUSTER ADD, REMOVE, FENCES) cannot be done here: no leader, or which one.
   Status leads_now(const cluster::ClusterStatus& now) const;
-  // ok when the voters left after removing `id` include a majority this
-  // leader heard from within an election timeout (itself included); else
-  // kUnavailable (ERR BUSY) naming the unreachable ones.
-  Status remove_keeps_a_live_majority(const cluster::ClusterStatus& now, std::uint64_t id) const;
   void arm_tick(std::int64_t at_ms);
 
   // What a refusal of a peer line on the client port refused (a key of

@@ -430,5 +430,41 @@ TEST(ClusterNode, SubmitTakesOnlyItsOwnOrigin) {
   EXPECT_EQ(cluster.node(leader).status().pending, 0u);
 }
 
+// The REMOVE check (audit28 F3) as the leader's status shows it: only the
+// voters left count (a spare or standby never does, the removed one never
+// does), the leader counts itself, and a voter is live when heard within an
+// election timeout. Refused: with 1 of {1, 2, 3} down, removing the other
+// follower, or the leader itself; allowed: removing the unreachable one, or
+// any one with all heard.
+TEST(RemoveCheck, CountsOnlyTheVotersLeftThatTheLeaderCanReach) {
+  ClusterStatus now;
+  now.configuration = {{1, "127.0.0.1:1", raft::ServerRole::kVoter},
+                       {2, "127.0.0.2:1", raft::ServerRole::kVoter},
+                       {3, "127.0.0.3:1", raft::ServerRole::kVoter},
+                       {4, "127.0.0.4:1", raft::ServerRole::kSpare},
+                       {5, "127.0.0.5:1", raft::ServerRole::kStandby}};
+  now.last_contact_ms = {{2, 1500}, {3, 40}, {4, -1}, {5, -1}};
+  constexpr std::int64_t kElection = 500;
+  EXPECT_TRUE(remove_keeps_a_live_majority(now, 1, 2, kElection));  // leaves 1 and 3, both live
+  EXPECT_TRUE(remove_keeps_a_live_majority(now, 1, 4, kElection));  // a spare: the voters stay 2 of 3 live
+  const Status follower = remove_keeps_a_live_majority(now, 1, 3, kElection);
+  EXPECT_EQ(follower.code(), StatusCode::kUnavailable);
+  EXPECT_NE(follower.message().find("removing server 3 would leave 2 voters, of which this leader hears from 1"),
+            std::string::npos)
+      << follower.to_string();
+  EXPECT_NE(follower.message().find("unreachable: server 2 (last heard 1500 ms ago)"), std::string::npos)
+      << follower.to_string();
+  const Status itself = remove_keeps_a_live_majority(now, 1, 1, kElection);  // leaves 2 (down) and 3
+  EXPECT_EQ(itself.code(), StatusCode::kUnavailable) << itself.to_string();
+  now.last_contact_ms = {{2, 20}, {3, -1}};
+  const Status never = remove_keeps_a_live_majority(now, 1, 2, kElection);
+  EXPECT_NE(never.message().find("server 3 (never heard from)"), std::string::npos) << never.to_string();
+  now.last_contact_ms = {{2, 20}, {3, 30}};
+  for (std::uint64_t id : {1, 2, 3}) EXPECT_TRUE(remove_keeps_a_live_majority(now, 1, id, kElection)) << id;
+  EXPECT_TRUE(reachable(kElection, kElection));
+  EXPECT_FALSE(reachable(kElection + 1, kElection));
+  EXPECT_FALSE(reachable(-1, kElection));
+}
+
 }  // namespace
 }  // namespace netsem::cluster::testing
