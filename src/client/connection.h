@@ -57,9 +57,7 @@
 // completed, re-sent or failed) and the session goes on, same number, same
 // permits. A silent RESUME attempt's connection
 // is kept for the next attempt to its server within that resume, as a
-// round's (rule 10). A refusal ends it as above. The
-// resume, the settling from MINE and the wait for the next round of attempts
-// (await_session) are in connection_resume.cc, the rest in connection.cc.
+// round's (rule 10). A refusal ends it as above.
 //
 // TLS (ClientOptions::tls): after the TCP connect, a TLS handshake bounded
 // by connect_timeout, then HELLO and everything else inside TLS. A
@@ -74,6 +72,20 @@
 // A session is numbered (session()): a Call and a remote permit belong to the
 // session that sent or granted them, and a request tied to an old session is
 // refused rather than sent to a new one that never heard of it.
+//
+// The files, by concern: connection.cc, the callers' side (start, stop,
+// send, wait, permits) and the session's request/answer path (serve,
+// dispatch, the socket's reads and writes); connection_rounds.cc, the I/O
+// thread's loop (run): the rounds of attempts, a session's beginning and
+// end, fallback, backoff and the lingering sockets; connection_attempt.cc,
+// one attempt on one server (connect, TLS handshake, session handshake);
+// connection_silent.cc, servers that accept and do not answer (rules 8 to
+// 10: sticky silence, the attempts kept open); connection_resume.cc, the
+// resume, the settling from MINE and await_session; endpoint.cc, Endpoint.
+// socket_errors.h says what a socket's error means, for those that read
+// one. A new member goes to the file of its concern; one that serve() or
+// dispatch() calls for every request stays in connection.cc with them (one
+// translation unit, so it can be inlined).
 //
 // Thread safety: every public method from any thread; the I/O thread's own
 // state is marked "loop only".
@@ -185,7 +197,7 @@ struct Call {
 std::chrono::steady_clock::time_point lease_stop_by(std::chrono::steady_clock::time_point lease_from,
                                                     std::chrono::milliseconds timeout);
 
-// Shared by connection.cc and connection_resume.cc. The milliseconds from now
+// Shared by the Connection's files. The milliseconds from now
 // until `deadline`, as poll() takes them: 0 once it has passed, at most a day.
 int millis_until(std::chrono::steady_clock::time_point deadline);
 // The message of `* ERR KICKED` to a connection whose session another took

@@ -6,8 +6,9 @@
 // to its server, rule 10), the settling of the broken connection's calls from MINE
 // (settle, against the counts of the answers read: count_held), and rule 9's
 // wait for the next round of connection attempts after a session that was
-// not resumed (await_session). connection.cc keeps the sockets, the
-// handshake, serve() and dispatch(); its run() decides when to resume.
+// not resumed (await_session). run() (connection_rounds.cc) decides when to
+// resume; connect_to and tls_handshake (connection_attempt.cc) open the new
+// connections, and serve() (connection.cc) goes on with the session.
 #include <fmt/format.h>
 #include <poll.h>
 #include <unistd.h>

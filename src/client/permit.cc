@@ -1,8 +1,8 @@
 // Permit and client::PermitState: giving permits back and reporting their
 // loss. A remote permit is released by a RELEASE round trip on the session
 // that granted it; a local one by its LocalSemaphores. The connection marks
-// remote permits lost when their session ends (connection.cc), and a permit
-// released first is never reported lost.
+// remote permits lost when their session ends (connection_rounds.cc), and a
+// permit released first is never reported lost.
 #include "netsem/permit.h"
 
 #include "client/client_log.h"
