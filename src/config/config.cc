@@ -364,9 +364,10 @@ std::vector<OptionSpec> make_server_options() {
        .type = "integer",
        .default_text = "10000",
        .bounds = "1..1000000",
-       .help = "Most open sessions. A further peer is told * ERR LIMIT and closed. Fewer when the descriptor limit "
-               "allows fewer: netsemd raises its soft RLIMIT_NOFILE to the hard limit at start and keeps descriptors "
-               "for its own files (see Descriptors).",
+       .help = "Most open sessions. A further peer is told * ERR LIMIT and closed, but for a few admin probes from "
+               "admin_networks (netsem cluster status, STATS: docs/operations.md, When the sessions are full). Fewer "
+               "when the descriptor limit allows fewer: netsemd raises its soft RLIMIT_NOFILE to the hard limit at "
+               "start and keeps descriptors for its own files (see Descriptors).",
        .min = 1,
        .max = 1000000,
        .apply = apply_integer<&C::max_connections>,

@@ -25,7 +25,9 @@
 #include "net/descriptors.h"
 #include "net/socket_options.h"
 #include "protocol/ace_codec.h"
+#include "protocol/fields.h"
 #include "protocol/names.h"
+#include "server/admin_probe.h"
 #include "server/forked_job.h"
 #include "server/session.h"
 #include "server/status_file.h"
@@ -67,13 +69,28 @@ constexpr std::string_view kPeerPrefix = "PEER ";
 // slot, when the refusals' room is full too): from then on it is refused
 // like every connection over the limit, counted with the refusals, or
 // closed at once when they have no room left, and counted in limited_total
-// (at that moment, where a connection refused at accept is counted at
+// and logged (at that moment, where a connection refused at accept is at
 // accept).
+//
+// An admin probe (made with an AdminHandler: a connection over the limit
+// from admin_networks, admin_probe.h) is read, within the same listening
+// time, to its first line: when classify_probe_line takes it and the admin
+// probes have room, the socket goes to the handler with everything read,
+// to be served as a session of those few verbs; anything else is refused
+// as above. A connection may be both (a member's host in admin_networks):
+// a PEER line is a peer link's, any other first line is judged as an
+// admin's.
 }  // namespace
 
 class Rejection : public std::enable_shared_from_this<Rejection> {
  public:
   using PeerHandler = std::function<void(UniqueFd fd, std::string line, std::string rest)>;
+  // An admin probe's: `has_room` asked when its first line is taken, then
+  // `begin` given the socket and every byte read from it.
+  struct AdminHandler {
+    std::function<bool()> has_room;
+    std::function<void(UniqueFd fd, std::string read)> begin;
+  };
 
   // A refusal, counted in `live`.
   Rejection(asio::ip::tcp::socket socket, std::string line, std::size_t& live)
@@ -82,16 +99,18 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
   }
   // A probe, counted in `probing` (the slots' count, or `rejecting` itself)
   // until it is one no more, then in `rejecting` while that is below
-  // `max_rejecting`; once it shows it is no peer link, it is a connection
-  // refused for the limit, counted in `limited_total` as those refused at
-  // once are.
-  Rejection(asio::ip::tcp::socket socket, std::string line, std::size_t& probing, PeerHandler peer,
-            std::size_t& rejecting, std::size_t max_rejecting, std::uint64_t& limited_total)
+  // `max_rejecting`; once it shows it is neither a peer link nor an admin
+  // probe, it is a connection refused for the limit: `refused` is called,
+  // which counts and logs it as those refused at once are. `peer`, `admin`:
+  // either may be empty, not both.
+  Rejection(asio::ip::tcp::socket socket, std::string line, std::size_t& probing, PeerHandler peer, AdminHandler admin,
+            std::size_t& rejecting, std::size_t max_rejecting, std::function<void()> refused)
       : Rejection(std::move(socket), std::move(line), probing) {
     peer_ = std::move(peer);
+    admin_ = std::move(admin);
     rejecting_ = &rejecting;
     max_rejecting_ = max_rejecting;
-    limited_total_ = &limited_total;
+    refused_ = std::move(refused);
   }
   ~Rejection() {
     if (live_ != nullptr) --*live_;
@@ -106,8 +125,8 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
     wait_readable();
   }
 
-  // Whether it is a probe still: it may yet be a peer link.
-  bool probing() const { return listening_ && peer_ && socket_.is_open(); }
+  // Whether it is a probe still: it may yet be a peer link or an admin's.
+  bool probing() const { return listening_ && (peer_ || admin_.begin) && socket_.is_open(); }
   // A probe gives its place to a newer one: what it sent so far is taken as
   // a client's first bytes, and it listens for the rest of its time.
   void give_way() {
@@ -122,7 +141,8 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
   // it is a refusal for the limit.
   bool stop_probing() {
     peer_ = nullptr;
-    ++*limited_total_;
+    admin_ = {};
+    refused_();
     --*live_;
     if (*rejecting_ < max_rejecting_) {
       live_ = rejecting_;
@@ -177,12 +197,13 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
       close();
       return;
     }
-    if (listening_ && peer_) {
+    if (probing()) {
       // Everything is kept while it may still be a peer's hello (at most
-      // kMaxPeerHelloBytes and one read more).
+      // kMaxPeerHelloBytes and one read more) or an admin's first line (at
+      // most kMaxLineBytes and one read more).
       first_bytes_.append(sink_.data(), n);
       const std::size_t known = std::min(first_bytes_.size(), kPeerPrefix.size());
-      if (first_bytes_.compare(0, known, kPeerPrefix, 0, known) == 0) {
+      if (peer_ && first_bytes_.compare(0, known, kPeerPrefix, 0, known) == 0) {
         const std::size_t newline = first_bytes_.find('\n');
         if (newline != std::string::npos || first_bytes_.size() > cluster::kMaxPeerHelloBytes + 1) {
           hand_over(std::min(newline, first_bytes_.size()));
@@ -190,6 +211,19 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
         }
         wait_readable();
         return;
+      }
+      if (admin_.begin && protocol::detect_dialect(first_bytes_) != protocol::Dialect::kAce) {
+        const std::size_t newline = first_bytes_.find('\n');
+        if (newline == std::string::npos && first_bytes_.size() <= protocol::kMaxLineBytes + 1) {
+          wait_readable();
+          return;
+        }
+        if (newline != std::string::npos &&
+            classify_probe_line(std::string_view(first_bytes_).substr(0, newline)) != ProbeLine::kRefused &&
+            admin_.has_room()) {
+          hand_to_admin();
+          return;
+        }
       }
       // A client's first bytes: the dialect decides below.
       if (!stop_probing()) return;
@@ -218,6 +252,20 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
     PeerHandler peer = std::move(peer_);
     peer(std::move(fd), std::move(line), std::move(rest));
   }
+  // An admin's first line: the socket and all that was read go to the
+  // admin handler.
+  void hand_to_admin() {
+    listening_ = false;
+    timer_.cancel();
+    std::string read = std::move(first_bytes_);
+    first_bytes_ = std::string();
+    std::error_code error;
+    UniqueFd fd(socket_.release(error));
+    if (error) return;  // the socket closes with the Rejection
+    AdminHandler admin = std::move(admin_);
+    peer_ = nullptr;
+    admin.begin(std::move(fd), std::move(read));
+  }
   // Ends the listening: the `*` line if `tell`, then the sending side shut
   // and input discarded until the drain time is up (a probe's in the
   // refusals' count, or none when they have no room).
@@ -242,10 +290,11 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
   const std::string line_;
   std::size_t* live_;                 // the count it is in; null once closed for want of room
   PeerHandler peer_;                  // while the first bytes may be a peer's hello
+  AdminHandler admin_;                // while they may be an admin probe's first line
   std::size_t* rejecting_ = nullptr;  // a probe's count once it is one no more
   std::size_t max_rejecting_ = 0;
-  std::uint64_t* limited_total_ = nullptr;  // a probe's, counted in when it is one no more
-  std::string first_bytes_;                 // at most the length of `acquire:` (of a hello while peer_)
+  std::function<void()> refused_;  // a probe's, called when it is one no more
+  std::string first_bytes_;        // at most the length of `acquire:` (of a hello, a line while probing)
   bool listening_ = true;
   std::uint32_t phase_ = 0;
   std::array<char, 512> sink_{};
@@ -618,24 +667,25 @@ Status Server::plan_connections() {
   // And, in a cluster, the peer links: at most one from each other member
   // (a newer link from a server ends its older one), plus one connection
   // per other member being read to its first line while the sessions are at
-  // their limit (probe_peer; more are read in the refusals' room, where
-  // they would be held while refused anyway): the links never take a
+  // their limit (probe_first_line; more are read in the refusals' room,
+  // where they would be held while refused anyway): the links never take a
   // session's descriptor.
   const std::size_t others = cluster_ && !config_.cluster.servers.empty() ? config_.cluster.servers.size() - 1 : 0;
   peer_probe_slots_ = others;
   const std::size_t kept_for_peers = 2 * others;
-  auto plan =
-      plan_descriptors(*nofile, *open_now, config_.max_connections, kept_for_http + kept_for_tls + kept_for_peers);
+  // And the admin probes' sessions (admin_probe.h), which are over the limit.
+  auto plan = plan_descriptors(*nofile, *open_now, config_.max_connections,
+                               kept_for_http + kept_for_tls + kept_for_peers + kAdminProbes);
   if (!plan) return plan.status();
   connection_limit_ = plan->sessions;
   max_rejecting_ = plan->rejecting;
   if (plan->limited) {
     spdlog::warn(
         "max_connections ({}) is above what the descriptor limit allows (RLIMIT_NOFILE {}, {} open, {} kept for "
-        "netsemd's own files, {} for HTTP connections, {} for peer links, {} for refusals): at most {} sessions; "
-        "raise the limit (ulimit -n, LimitNOFILE=) to serve more",
-        config_.max_connections, *nofile, *open_now, kOwnFilesReserve, kept_for_http, kept_for_peers, plan->rejecting,
-        plan->sessions);
+        "netsemd's own files, {} for HTTP connections, {} for peer links, {} for admin probes, {} for refusals): at "
+        "most {} sessions; raise the limit (ulimit -n, LimitNOFILE=) to serve more",
+        config_.max_connections, *nofile, *open_now, kOwnFilesReserve, kept_for_http, kept_for_peers, kAdminProbes,
+        plan->rejecting, plan->sessions);
   }
   return Status::ok();
 }
@@ -728,7 +778,16 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
     reject(std::move(socket), "* ERR DENIED address " + address.to_string() + " is not allowed\n");
     return;
   }
-  if (sessions_.size() >= connection_limit_) {
+  if (client_sessions() >= connection_limit_) {
+    const auto address_bytes = address.is_v6()
+                                   ? address.to_v6().to_bytes()
+                                   : asio::ip::make_address_v6(asio::ip::v4_mapped, address.to_v4()).to_bytes();
+    // An operator must see the server in the incident that filled it: a
+    // connection from admin_networks is read to its first line, in the
+    // refusals' room (where it would be held while refused anyway), and
+    // served as an admin probe when that asks for the status
+    // (admin_probe.h).
+    const bool admin = config_.admin_networks.allows(address_bytes);
     // A cluster member's peer link is no session and must not be refused for
     // the clients' limit (its server's clients would go unanswered): a
     // connection from a member's address is read to its first line, in one
@@ -736,32 +795,25 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
     // taken, the oldest gives way: a link sends its PEER line at once, so
     // only connections that say nothing (or not PEER) for longer than the
     // next few take to come are refused, never a link behind them.
-    if (cluster_ && peer_probe_slots_ > 0) {
-      const auto address_bytes = address.is_v6()
-                                     ? address.to_v6().to_bytes()
-                                     : asio::ip::make_address_v6(asio::ip::v4_mapped, address.to_v4()).to_bytes();
-      if (cluster_->is_peer_host(address_bytes)) {
-        // When the slots are taken, a newcomer is read in the refusals'
-        // room rather than push out a connection that may be a link whose
-        // PEER line is on its way; only when that room is full too does the
-        // oldest in a slot give way.
-        const bool room = probing_peers_ >= peer_probe_slots_ && rejecting_ < max_rejecting_;
-        if (!room && probing_peers_ >= peer_probe_slots_) oldest_probe_gives_way();
-        if (room || probing_peers_ < peer_probe_slots_) {
-          configure_session_socket(socket, config_.session_timeout_ms);
-          probe_peer(std::move(socket), address_bytes, peer, /*in_slot=*/!room);
-          return;
-        }
+    if (cluster_ && peer_probe_slots_ > 0 && cluster_->is_peer_host(address_bytes)) {
+      // When the slots are taken, a newcomer is read in the refusals'
+      // room rather than push out a connection that may be a link whose
+      // PEER line is on its way; only when that room is full too does the
+      // oldest in a slot give way.
+      const bool room = probing_peers_ >= peer_probe_slots_ && rejecting_ < max_rejecting_;
+      if (!room && probing_peers_ >= peer_probe_slots_) oldest_probe_gives_way();
+      if (room || probing_peers_ < peer_probe_slots_) {
+        configure_session_socket(socket, config_.session_timeout_ms);
+        probe_first_line(std::move(socket), address_bytes, peer, /*in_slot=*/!room, /*link=*/true, admin);
+        return;
       }
     }
-    ++counters_.limited_total;
-    if (connection_limit_ == config_.max_connections) {
-      peer_logs_.log(peer_logs_.refused, "refused connection from {}: max_connections ({}) reached", peer,
-                     config_.max_connections);
-    } else {
-      peer_logs_.log(peer_logs_.refused, "refused connection from {}: {} sessions, all the descriptor limit allows",
-                     peer, connection_limit_);
+    if (admin && rejecting_ < max_rejecting_) {
+      configure_session_socket(socket, config_.session_timeout_ms);
+      probe_first_line(std::move(socket), address_bytes, peer, /*in_slot=*/false, /*link=*/false, admin);
+      return;
     }
+    refused_for_the_limit(peer);
     reject(std::move(socket), std::string(kLimitLine));
     return;
   }
@@ -776,16 +828,27 @@ void Server::on_accept(asio::ip::tcp::socket socket) {
   begin_session(std::move(fd), address, peer, nullptr, {});
 }
 
-void Server::probe_peer(asio::ip::tcp::socket socket, const std::array<std::uint8_t, 16>& address,
-                        const std::string& peer, bool in_slot) {
+void Server::probe_first_line(asio::ip::tcp::socket socket, const std::array<std::uint8_t, 16>& address,
+                              const std::string& peer, bool in_slot, bool link, bool admin) {
+  Rejection::PeerHandler on_link;
+  if (link) {
+    on_link = [this, address, peer](UniqueFd fd, std::string line, std::string rest) {
+      spdlog::debug("connection from {} over max_connections: a peer link", peer);
+      hand_over_peer_link(std::move(fd), address, line, std::move(rest));
+      end_turn();
+    };
+  }
+  Rejection::AdminHandler on_admin;
+  if (admin) {
+    on_admin.has_room = [this] { return !stopping_ && admin_probes_.size() < kAdminProbes; };
+    on_admin.begin = [this, address, peer](UniqueFd fd, std::string read) {
+      begin_admin_probe(std::move(fd), address, peer, std::move(read));
+      end_turn();
+    };
+  }
   auto probe = std::make_shared<Rejection>(
-      std::move(socket), std::string(kLimitLine), in_slot ? probing_peers_ : rejecting_,
-      [this, address, peer](UniqueFd fd, std::string line, std::string rest) {
-        spdlog::debug("connection from {} over max_connections: a peer link", peer);
-        hand_over_peer_link(std::move(fd), address, line, std::move(rest));
-        end_turn();
-      },
-      rejecting_, max_rejecting_, counters_.limited_total);
+      std::move(socket), std::string(kLimitLine), in_slot ? probing_peers_ : rejecting_, std::move(on_link),
+      std::move(on_admin), rejecting_, max_rejecting_, [this, peer] { refused_for_the_limit(peer); });
   if (in_slot) {
     std::erase_if(probes_, [](const std::weak_ptr<Rejection>& old) {
       const auto alive = old.lock();
@@ -807,8 +870,7 @@ void Server::oldest_probe_gives_way() {
   }
 }
 
-void Server::begin_session(UniqueFd fd, const asio::ip::address& address, const std::string& peer, SslPtr ssl,
-                           std::string tls_subject) {
+std::shared_ptr<Session> Server::make_session(UniqueFd fd, const asio::ip::address& address, const std::string& peer) {
   ++counters_.connections_total;
   // The connection's key; on a single server the session's id too (on the
   // log the id comes with the OpenSession's apply).
@@ -819,9 +881,41 @@ void Server::begin_session(UniqueFd fd, const asio::ip::address& address, const 
                                  : asio::ip::make_address_v6(asio::ip::v4_mapped, address.to_v4()).to_bytes();
   auto session = std::make_shared<Session>(*this, *dispatcher_, peer_logs_, io_, *ready_, std::move(fd), key,
                                            cluster_ ? SessionId{0} : key, peer, address_bytes);
-  if (ssl) session->use_tls(std::move(ssl), std::move(tls_subject));
   sessions_.emplace(key, session);
+  return session;
+}
+
+void Server::begin_session(UniqueFd fd, const asio::ip::address& address, const std::string& peer, SslPtr ssl,
+                           std::string tls_subject) {
+  auto session = make_session(std::move(fd), address, peer);
+  if (ssl) session->use_tls(std::move(ssl), std::move(tls_subject));
   session->start();  // logs "session began"
+}
+
+void Server::begin_admin_probe(UniqueFd fd, const std::array<std::uint8_t, 16>& address, const std::string& peer,
+                               std::string read) {
+  if (stopping_) return;  // closed as it goes
+  peer_logs_.log(peer_logs_.refused, "connection from {} over max_connections ({}): served as an admin probe", peer,
+                 connection_limit_);
+  auto session = make_session(std::move(fd), asio::ip::address_v6(address), peer);
+  admin_probes_.push_back(session->key());
+  session->make_admin_probe(std::move(read), std::chrono::steady_clock::now() + kAdminProbeTime);
+  session->start();
+}
+
+void Server::refused_for_the_limit(const std::string& peer) {
+  ++counters_.limited_total;
+  if (connection_limit_ == config_.max_connections) {
+    peer_logs_.log(peer_logs_.refused, "refused connection from {}: max_connections ({}) reached", peer,
+                   config_.max_connections);
+  } else {
+    peer_logs_.log(peer_logs_.refused, "refused connection from {}: {} sessions, all the descriptor limit allows", peer,
+                   connection_limit_);
+  }
+}
+
+void Server::admin_probe_refused(const std::string& peer) {
+  refused_for_the_limit(peer);
 }
 
 Status Server::start_tls() {
@@ -867,7 +961,7 @@ void Server::on_tls_accept(TlsListener::Connection connection) {
     tls_->refuse(std::move(connection), "* ERR DENIED address " + address.to_string() + " is not allowed\n");
     return;
   }
-  if (sessions_.size() >= connection_limit_) {
+  if (client_sessions() >= connection_limit_) {
     ++counters_.limited_total;
     peer_logs_.log(peer_logs_.refused, "refused TLS connection from {}: {} sessions, the most allowed", peer,
                    connection_limit_);
@@ -1156,6 +1250,7 @@ void Server::release_held() {
 
 void Server::forget(SessionId key) {
   sessions_.erase(key);
+  std::erase(admin_probes_, key);
   // Stopping: the set's wait ends with the last session, so the loop runs out.
   if (stopping_ && sessions_.empty() && ready_) ready_->stop();
 }

@@ -114,6 +114,7 @@ class Server final : private JournalProgress, public SessionHost {
   }
   void hand_over_peer_link(UniqueFd fd, const std::array<std::uint8_t, 16>& address, std::string_view line,
                            std::string rest) override;
+  void admin_probe_refused(const std::string& peer) override;
   // The cluster's runtime when [cluster] is configured (else null).
   const ClusterRuntime* cluster() const { return cluster_.get(); }
   // While the sessions' unwritten answers exceed max_output_bytes, closes
@@ -173,12 +174,25 @@ class Server final : private JournalProgress, public SessionHost {
   void begin_session(UniqueFd fd, const asio::ip::address& address, const std::string& peer, SslPtr ssl,
                      std::string tls_subject);
   void reject(asio::ip::tcp::socket socket, std::string line);
-  // A connection from a cluster member's address while the sessions are at
-  // their limit: a peer link is handed over, anything else told LIMIT. In
-  // one of the slots kept for that (`in_slot`), or else in the refusals'
-  // room, where it would be held while refused anyway.
-  void probe_peer(asio::ip::tcp::socket socket, const std::array<std::uint8_t, 16>& address, const std::string& peer,
-                  bool in_slot);
+  // A connection while the sessions are at their limit, from a cluster
+  // member's address (`link`) or from admin_networks (`admin`), read to its
+  // first line: a peer link is handed over, an admin probe served
+  // (begin_admin_probe), anything else told LIMIT. In one of the slots kept
+  // for links (`in_slot`), or else in the refusals' room, where it would be
+  // held while refused anyway.
+  void probe_first_line(asio::ip::tcp::socket socket, const std::array<std::uint8_t, 16>& address,
+                        const std::string& peer, bool in_slot, bool link, bool admin);
+  // A session registered (counted in connections_total), not started.
+  std::shared_ptr<Session> make_session(UniqueFd fd, const asio::ip::address& address, const std::string& peer);
+  // An admin probe's session (admin_probe.h) over `fd`, beyond the limit,
+  // with `read`, what its first line came with.
+  void begin_admin_probe(UniqueFd fd, const std::array<std::uint8_t, 16>& address, const std::string& peer,
+                         std::string read);
+  // A connection refused for the limit: counted in limited_total, logged
+  // (rate-limited).
+  void refused_for_the_limit(const std::string& peer);
+  // The sessions that count against the limit: all but the admin probes'.
+  std::size_t client_sessions() const { return sessions_.size() - admin_probes_.size(); }
   // The oldest connection still being read in a slot as a possible peer
   // link is refused like any other over the limit, so that a newer one is
   // read (when the refusals' room is full too).
@@ -307,6 +321,9 @@ class Server final : private JournalProgress, public SessionHost {
   std::size_t probing_peers_ = 0;
   std::size_t peer_probe_slots_ = 0;
   std::deque<std::weak_ptr<Rejection>> probes_;
+  // The keys of the admin probes' sessions (at most kAdminProbes), until
+  // they are forgotten: beyond the limit (client_sessions()).
+  std::vector<SessionId> admin_probes_;
   UniqueFd spare_fd_;  // given up at EMFILE to refuse one peer
   ServerCounters counters_;
   std::chrono::steady_clock::time_point started_;

@@ -18,8 +18,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "cluster/peer_link.h"
+#include "server/admin_probe.h"
 
 namespace netsem::server {
 
@@ -67,6 +69,13 @@ void Session::use_tls(SslPtr ssl, std::string subject) {
   state_.dialect = protocol::Dialect::kV1;  // never ACE over TLS
 }
 
+void Session::make_admin_probe(std::string read, Clock::time_point deadline) {
+  admin_probe_ = true;
+  peer_candidate_ = false;  // its first line is no PEER line
+  probe_deadline_ = deadline;
+  probe_read_ = std::move(read);
+}
+
 void Session::start() {
   const int fd = fd_.get();
   const int flags = ::fcntl(fd, F_GETFL);
@@ -80,6 +89,9 @@ void Session::start() {
   dispatcher_.begin_session(state_);
   arm_idle_timer();
   update_interest();
+  if (admin_probe_) {
+    consume(std::exchange(probe_read_, std::string()));
+  }
   // Records the handshake read along with its last message: the set would
   // not report them (they left the socket).
   if (ssl_ && SSL_has_pending(ssl_.get()) == 1) {
@@ -242,6 +254,10 @@ ssize_t Session::write_some(const char* data, std::size_t size) {
 
 void Session::resume_input() {
   if (stage_ != Stage::kOpen || state_.input_held()) return;
+  if (probe_asked_) {
+    end(stats::EndCause::kQuit, "admin probe answered");
+    return;
+  }
   reads_paused_ = false;
   if (waited_for_log_) {
     waited_for_log_ = false;
@@ -332,7 +348,7 @@ void Session::consume(std::string_view data) {
 void Session::handle_v1(std::string_view data) {
   bool saw_request = false;
   std::string_view line;
-  while (stage_ == Stage::kOpen && !state_.quit && !state_.input_held()) {
+  while (stage_ == Stage::kOpen && !state_.quit && !state_.input_held() && !probe_asked_) {
     const auto framed = framer_.next_from(data, line);
     if (framed == protocol::LineFramer::Status::kNeedMore) break;
     mark_dirty();
@@ -346,12 +362,19 @@ void Session::handle_v1(std::string_view data) {
                                  "NUL byte in request line");
       break;
     }
+    if (admin_probe_ && !admit_probe_line(line)) break;
     // An empty line is not activity: a stream of newlines must not keep a
     // dead client's permits.
     saw_request = dispatcher_.handle_line(state_, line) || saw_request;
     // Checked per line: one read of `LIST` lines could otherwise produce
     // far more than the cap before the read is done.
     if (close_if_output_overflows()) return;
+  }
+  // An admin probe's ask is its last line: the session ends once it is
+  // answered (here, or in resume_input() when it waits for the log).
+  if (probe_asked_) {
+    if (stage_ == Stage::kOpen && !state_.input_held()) end(stats::EndCause::kQuit, "admin probe answered");
+    return;
   }
   // Behind a LIST that streams, the rest waits until its END; behind an
   // AUTH being checked, until its answer.
@@ -369,6 +392,25 @@ void Session::handle_ace(std::string_view data) {
     dispatcher_.handle_ace(state_, token, ace_.name());
     mark_dirty();
   }
+}
+
+bool Session::admit_probe_line(std::string_view line) {
+  switch (classify_probe_line(line)) {
+    case ProbeLine::kHandshake:
+      return true;
+    case ProbeLine::kAsk:
+      probe_asked_ = true;
+      return true;
+    case ProbeLine::kRefused:
+      break;
+  }
+  refuse_probe();
+  return false;
+}
+
+void Session::refuse_probe() {
+  host_.admin_probe_refused(state_.peer);
+  dispatcher_.end_with_error(state_, stats::EndCause::kClose, protocol::ErrorCode::kLimit, "too many connections");
 }
 
 bool Session::close_if_output_overflows() {
@@ -484,6 +526,14 @@ void Session::arm_heartbeat() {
 
 void Session::arm_idle_timer() {
   if (stage_ != Stage::kOpen) return;
+  if (admin_probe_) {
+    if (!timer_) timer_.emplace(io_);
+    timer_->expires_at(probe_deadline_);
+    timer_->async_wait([self = shared_from_this()](const std::error_code& error) {
+      if (!error) self->on_timer();
+    });
+    return;
+  }
   const auto timeout = dispatcher_.idle_timeout(state_);
   if (timeout == Clock::duration::zero()) {
     if (timer_) timer_->cancel();
@@ -504,7 +554,9 @@ void Session::on_timer() {
       close_now(stats::EndCause::kClose);  // already ended: not counted again
       break;
     case Stage::kOpen:
-      if (Dispatcher::wants_heartbeat(state_)) {
+      if (admin_probe_) {
+        refuse_probe();  // its time is up
+      } else if (Dispatcher::wants_heartbeat(state_)) {
         dispatcher_.ace_heartbeat(state_);
         mark_dirty();
         arm_heartbeat();

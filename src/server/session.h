@@ -81,6 +81,15 @@ class Session final : public std::enable_shared_from_this<Session>, private Sess
   // the client certificate's verified subject (or ""). REQUIRES: before
   // start().
   void use_tls(SslPtr ssl, std::string subject);
+  // Makes this the session of an admin probe (admin_probe.h), a connection
+  // over max_connections from admin_networks: only the lines
+  // classify_probe_line lets through reach the dispatcher, and the first
+  // that asks (CLUSTER STATUS, STATS) ends the session once answered. Any
+  // other line, or `deadline` passing first, ends it with the limit line
+  // (SessionHost::admin_probe_refused). `read`: what the server read of it
+  // (its first line and what came with it), handled at start(). REQUIRES:
+  // before start().
+  void make_admin_probe(std::string read, Clock::time_point deadline);
   // Starts reading. REQUIRES: called once, right after construction.
   void start();
   // The socket is ready (ReadySet events: EPOLLIN, EPOLLOUT, EPOLLHUP,
@@ -167,6 +176,11 @@ class Session final : public std::enable_shared_from_this<Session>, private Sess
   // it, or resume_input() after its END.
   void post_continue();
   void idle_deadline_check();
+  // An admin probe's line: whether it goes to the dispatcher (else the
+  // probe was refused).
+  bool admit_probe_line(std::string_view line);
+  // Ends an admin probe with the limit line.
+  void refuse_probe();
 
   SessionHost& host_;
   Dispatcher& dispatcher_;
@@ -206,7 +220,14 @@ class Session final : public std::enable_shared_from_this<Session>, private Sess
   // not count against the client (idle_deadline_check).
   bool waited_for_log_ = false;
 
-  std::optional<asio::steady_timer> timer_;  // idle timeout, ACE heartbeat or drain deadline
+  // An admin probe's (make_admin_probe): its deadline, whether a line that
+  // asks was handed on (no line after it is), what was read before start().
+  bool admin_probe_ = false;
+  bool probe_asked_ = false;
+  Clock::time_point probe_deadline_{};
+  std::string probe_read_;
+
+  std::optional<asio::steady_timer> timer_;  // idle timeout, ACE heartbeat, drain or probe deadline
 };
 
 }  // namespace netsem::server

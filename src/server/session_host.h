@@ -55,6 +55,9 @@ class SessionHost {
   // session has closed itself already (and been forgotten).
   virtual void hand_over_peer_link(UniqueFd /*fd*/, const std::array<std::uint8_t, 16>& /*address*/,
                                    std::string_view /*line*/, std::string /*rest*/) {}
+  // An admin probe's session (Session::make_admin_probe) was told the limit
+  // line: count it and log it as a refusal for the limit.
+  virtual void admin_probe_refused(const std::string& /*peer*/) {}
   // Applies the server-wide output cap, which may close any session.
   virtual void shed_output_if_over_cap() = 0;
 

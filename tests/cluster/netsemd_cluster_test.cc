@@ -1022,9 +1022,10 @@ TEST_F(NetsemdClusterFewConnections, ALeaderAtMaxConnectionsStillTakesARestarted
   const std::uint64_t limited = limited_total(*pool_.front());
   auto over = connect(lead_);
   ASSERT_TRUE(over != nullptr);
-  EXPECT_EQ(over->request("p PING", 5s), "* ERR LIMIT too many connections") << logs();
+  EXPECT_EQ(over->request(req::acquire("a", "lock"), 5s), "* ERR LIMIT too many connections") << logs();
   EXPECT_EQ(limited_total(*pool_.front()), limited + 1);
-  EXPECT_EQ(first_answer_from(host(other), lead_, "p PING"), "* ERR LIMIT too many connections") << logs();
+  EXPECT_EQ(first_answer_from(host(other), lead_, req::acquire("a", "lock")), "* ERR LIMIT too many connections")
+      << logs();
   EXPECT_EQ(limited_total(*pool_.front()), limited + 2);
   EXPECT_EQ(first_answer_from(host(other), lead_, ""), "* ERR LIMIT too many connections") << logs();
   EXPECT_EQ(limited_total(*pool_.front()), limited + 3);
@@ -1044,7 +1045,32 @@ TEST_F(NetsemdClusterFewConnections, ALeaderAtMaxConnectionsStillTakesARestarted
   for (const auto& session : pool_) EXPECT_EQ(session->request("p PING", 10s), "p PONG") << logs();
   auto still_over = connect(lead_);
   ASSERT_TRUE(still_over != nullptr);
-  EXPECT_EQ(still_over->request("p PING", 5s), "* ERR LIMIT too many connections") << logs();
+  EXPECT_EQ(still_over->request(req::acquire("a", "lock"), 5s), "* ERR LIMIT too many connections") << logs();
+}
+
+// An operator must see the cluster in the incident that filled it (note28
+// section 3): `netsem cluster status` against the full leader, from its
+// host (in admin_networks: loopback), is served as an admin probe beside
+// the sessions, and so is STATS; an ACQUIRE still gets the limit line, and
+// a silent connection from that host over the limit holds up neither.
+// Without admin probes the CLI was told LIMIT (exit 75).
+TEST_F(NetsemdClusterFewConnections, AnOperatorSeesTheClusterOfAFullLeader) {
+  ASSERT_NO_FATAL_FAILURE(fill_leader());
+  const std::uint64_t limited = limited_total(*pool_.front());
+  const UniqueFd silent = connect_from(host(lead_), lead_);
+  ASSERT_TRUE(silent.valid());
+  const NetsemRun shown = run_netsem({"--server", client_address(lead_), "cluster", "status"}, {}, 10s);
+  EXPECT_EQ(shown.exit_code, 0) << shown << logs();
+  EXPECT_NE(shown.out.find("server " + std::to_string(lead_ + 1) + " (leader, term "), std::string::npos) << shown;
+  const std::string stats = first_answer_from(host(lead_), lead_, "s STATS");
+  EXPECT_EQ(stats.rfind("s OK {", 0), 0u) << stats << "\n" << logs();
+  EXPECT_EQ(first_answer_from(host(lead_), lead_, req::acquire("a", "lock")), "* ERR LIMIT too many connections")
+      << logs();
+  EXPECT_EQ(first_line(silent), "* ERR LIMIT too many connections");
+  // The ACQUIRE and the silent connection; the leader is still full, and
+  // serves its sessions.
+  EXPECT_EQ(limited_total(*pool_.front()), limited + 2);
+  for (const auto& session : pool_) EXPECT_EQ(session->request("p PING", 10s), "p PONG") << logs();
 }
 
 // Idle connections from a member's host (a client there that connects to
@@ -1096,7 +1122,8 @@ TEST_F(NetsemdClusterFewConnections, IdleConnectionsFromAMembersHostDoNotHoldUpI
   EXPECT_LT(took, 3s) << logs();  // about 0.2-0.4 s (not answered in 15 s without the giving way)
   EXPECT_TRUE(servers_[lead_]->wait_for_log("over max_connections: a peer link", 1s)) << logs();
   // The flood's connections were refused as any over the limit.
-  EXPECT_EQ(first_answer_from(host(follower), lead_, "p PING"), "* ERR LIMIT too many connections") << logs();
+  EXPECT_EQ(first_answer_from(host(follower), lead_, req::acquire("a", "lock")), "* ERR LIMIT too many connections")
+      << logs();
 }
 
 // A peer link's connection to a full leader followed, before its PEER

@@ -311,18 +311,19 @@ TEST(ServerRobustness, MaxConnectionsRefusesTheNextPeerWithLimit) {
   EXPECT_TRUE(fourth->wait_closed(2s));
   EXPECT_TRUE(server->wait_for_log("max_connections (3) reached"));
 
-  // A slot freed is a slot for the next peer.
+  // A slot freed is a slot for the next peer (HELLO, a session's first
+  // request: an admin probe over the limit is refused it).
   clients.front().reset();
   const auto deadline = Clock::now() + 3s;
   std::string answer;
   do {
     auto next = Client::connect(server->port());
     ASSERT_TRUE(next);
-    answer = next->request(req::ping("p", "again"));
-    if (answer == "p PONG again") break;
+    answer = next->request(req::hello("h"));
+    if (answer.starts_with("h OK netsem ")) break;
     std::this_thread::sleep_for(50ms);
   } while (Clock::now() < deadline);
-  EXPECT_EQ(answer, "p PONG again");
+  EXPECT_TRUE(answer.starts_with("h OK netsem ")) << answer;
 }
 
 TEST(ServerRobustness, PeerOverMaxConnectionsIsToldWhyWhateverItSends) {
@@ -342,6 +343,81 @@ TEST(ServerRobustness, PeerOverMaxConnectionsIsToldWhyWhateverItSends) {
     EXPECT_EQ(rest, "");
   }
   EXPECT_EQ(holder->request(req::get("g", "x")), "g OK 1 1 0 0 absent");
+}
+
+// An operator must see a full server (note28 section 3): a connection over
+// max_connections from admin_networks (loopback by default) is read to its
+// first line and, when that is the handshake of `netsem cluster status` or
+// asks STATS, served as an admin probe beside the sessions: its read-only
+// lines answered, then closed once STATS (or CLUSTER STATUS) is. Anything
+// else gets the limit line as before, counted in limited_total; neither a
+// silent connection nor one that stalls after its PING keeps the next
+// probe out, and a stalled one is told LIMIT after kAdminProbeTime (2 s).
+TEST(ServerRobustness, AnAdminProbeOverMaxConnectionsIsAnsweredAndAnythingElseRefused) {
+  auto [server, holder] = start_full_server();
+  ASSERT_TRUE(server && holder);
+  auto silent = Client::connect(server->port());
+  ASSERT_TRUE(silent);
+  auto stalled = Client::connect(server->port());
+  ASSERT_TRUE(stalled);
+  EXPECT_EQ(stalled->request(req::ping("p", "stalled")), "p PONG stalled") << server->log();
+  const auto stalled_at = Clock::now();
+
+  // The lines `netsem cluster status` begins with, then STATS: answered,
+  // and nothing after it.
+  auto admin = Client::connect(server->port());
+  ASSERT_TRUE(admin);
+  admin->send(req::ping("p") + "\n" + req::option_queued("o", false) + "\n" + req::stats("s") + "\n" +
+              req::ping("late") + "\n");
+  EXPECT_EQ(admin->read_line().value_or("(none)"), "p PONG") << server->log();
+  EXPECT_EQ(admin->read_line().value_or("(none)"), "o OK");
+  const std::string stats = admin->read_line().value_or("(none)");
+  EXPECT_TRUE(stats.starts_with("s OK {\"sessions\":")) << stats;
+  std::string rest;
+  EXPECT_TRUE(admin->wait_closed(2s, &rest));
+  EXPECT_EQ(rest, "");
+  admin.reset();  // its slot is free once this end is closed too
+  // CLUSTER STATUS is answered too (a single server says it is none).
+  auto cluster = Client::connect(server->port());
+  ASSERT_TRUE(cluster);
+  EXPECT_EQ(cluster->request("c CLUSTER STATUS"),
+            "c ERR BAD_ARG this server is not in a cluster (no [cluster] section)");
+  EXPECT_TRUE(cluster->wait_closed(2s));
+  cluster.reset();
+
+  // A session's first request, or one after a PING: the limit line.
+  for (const std::string& lines :
+       {req::acquire("a", "x") + "\n", req::hello("h") + "\n", req::ping("p") + "\n" + req::acquire("a", "x") + "\n"}) {
+    auto refused = Client::connect(server->port());
+    ASSERT_TRUE(refused);
+    refused->send(lines);
+    std::string said;
+    EXPECT_TRUE(refused->wait_closed(3s, &said));
+    const std::string pong = lines.starts_with("p PING") ? "p PONG\n" : "";
+    EXPECT_EQ(said, pong + "* ERR LIMIT too many connections\n") << lines;
+  }
+  EXPECT_EQ(silent->read_line().value_or("(none)"), "* ERR LIMIT too many connections");
+  EXPECT_EQ(stalled->read_line().value_or("(none)"), "* ERR LIMIT too many connections");
+  EXPECT_GE(Clock::now() - stalled_at, 1900ms);
+  EXPECT_TRUE(stalled->wait_closed(2s));
+  // The silent and the stalled connections, and the three refused.
+  EXPECT_NE(holder->request(req::stats("s")).find("\"limited_total\":5,"), std::string::npos) << server->log();
+  EXPECT_TRUE(server->wait_for_log("served as an admin probe")) << server->log();
+  EXPECT_EQ(holder->request(req::ping("p", "holder")), "p PONG holder");
+}
+
+// Only from admin_networks: from anywhere else, STATS over the limit is
+// refused as any request.
+TEST(ServerRobustness, OverMaxConnectionsOnlyAdminNetworksAreProbed) {
+  auto server = start_server(with_server_options("max_connections = 1\nadmin_networks = 127.0.0.2\n"));
+  ASSERT_TRUE(server);
+  auto holder = Client::connect(server->port());
+  ASSERT_TRUE(holder);
+  EXPECT_EQ(holder->request(req::ping("p")), "p PONG");
+  auto refused = Client::connect(server->port());
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->request(req::stats("s")), "* ERR LIMIT too many connections");
+  EXPECT_TRUE(refused->wait_closed(2s));
 }
 
 TEST(ServerRobustness, FloodOfRefusedPeersIsBoundedAndShortLived) {
