@@ -26,7 +26,7 @@
 #include <arpa/inet.h>
 #include <fmt/format.h>
 
-#include "client/connection.h"
+#include "client/endpoint.h"
 #include "common/ini.h"
 #include "common/private_file.h"
 #include "common/text.h"

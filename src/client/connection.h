@@ -81,11 +81,12 @@
 // one attempt on one server (connect, TLS handshake, session handshake);
 // connection_silent.cc, servers that accept and do not answer (rules 8 to
 // 10: sticky silence, the attempts kept open); connection_resume.cc, the
-// resume, the settling from MINE and await_session; endpoint.cc, Endpoint.
-// socket_errors.h says what a socket's error means, for those that read
-// one. A new member goes to the file of its concern; one that serve() or
-// dispatch() calls for every request stays in connection.cc with them (one
-// translation unit, so it can be inlined).
+// resume, the settling from MINE and await_session. A Call and its Reply
+// (call.h) are what a caller waits on and the I/O thread completes; an
+// Endpoint (endpoint.h, endpoint.cc), a server's address. socket_errors.h
+// says what a socket's error means, for those that read one. A new member goes to the file of its concern; one that
+// serve() or dispatch() calls for every request stays in connection.cc with them (one translation unit, so it can be
+// inlined).
 //
 // Thread safety: every public method from any thread; the I/O thread's own
 // state is marked "loop only".
@@ -109,6 +110,8 @@
 #include <utility>
 #include <vector>
 
+#include "client/call.h"
+#include "client/endpoint.h"
 #include "client/local_semaphores.h"
 #include "client/permit_state.h"
 #include "client/resolver.h"
@@ -119,77 +122,6 @@
 
 namespace netsem::client {
 
-// A server address from ClientOptions::servers.
-struct Endpoint {
-  std::string host;
-  std::uint16_t port = 0;
-  std::string to_string() const;
-  // "host:port" or "[v6]:port", or either without ":port" for
-  // ClientOptions::kDefaultPort; kInvalidArgument otherwise.
-  static Result<Endpoint> parse(std::string_view text);
-};
-
-// `address` with ":<kDefaultPort>" added when it names no port ("host",
-// "[v6]"), else as it is: an address without a port means netsemd's default
-// port wherever one is taken (--server, NETSEM_SERVER, the config file).
-std::string with_default_port(std::string_view address);
-
-// The final answer to a request, or why there is none.
-struct Reply {
-  Status failure;       // kUnavailable or kShutdown: the session ended first
-  bool kicked = false;  // with `failure`: the session ended by an administrator's KICK
-  bool broken = false;  // with `failure`: the client ended it, the server broke the protocol
-  protocol::AnswerType type = protocol::AnswerType::kOk;
-  protocol::ErrorCode error = protocol::ErrorCode::kNone;
-  std::string rest;                // after the answer word (ERR: code and message)
-  std::string message;             // ERR: the human-readable part
-  std::vector<std::string> items;  // LIST: the `rest` of each ITEM line
-};
-
-// Whether the server reads nothing more of the session before it answers
-// request `line` (docs/protocol.md, CLUSTER: "the session's later requests
-// wait for it"): CLUSTER ADD and REMOVE, which wait for a change of the
-// cluster's configuration, seconds for an ADD, and CLUSTER FENCES, which
-// waits for its entry to commit.
-bool holds_the_line(std::string_view line);
-
-// One request in flight. The I/O thread completes it exactly once.
-struct Call {
-  Call(std::string tag_in, std::uint64_t session_in, std::string line_in, bool may_wait_in = false)
-      : tag(std::move(tag_in)),
-        session(session_in),
-        line(std::move(line_in)),
-        may_wait(may_wait_in),
-        holds_line(holds_the_line(line)) {}
-  const std::string tag;
-  const std::uint64_t session;
-  // The whole request line, "\n" included. Written by the I/O thread only,
-  // when a resumed session re-sends the request (a shorter timeout).
-  std::string line;
-  // A request the server may queue, whose answer may come at any time later:
-  // an ACQUIRE or WAIT with a timeout other than 0.
-  const bool may_wait;
-  // holds_the_line(line): the requests sent after it are not read, PINGs
-  // included, until it is answered.
-  const bool holds_line;
-
-  std::mutex mutex;
-  std::condition_variable cv;  // notified when done, and by cancel tokens
-  bool done = false;           // guarded by mutex
-  Reply reply;                 // guarded by mutex; final once done
-
-  // Loop only.
-  bool answered = false;  // some line answered it (QUEUED counts)
-  std::uint64_t seq = 0;  // its place in the session's send order
-  std::chrono::steady_clock::time_point sent_at;
-  // When the server could read it, which request_timeout and the T/6 of a
-  // silence count from: sent_at, or for a request sent behind an unanswered
-  // holds_line one, when that one was answered (the server read nothing
-  // before).
-  std::chrono::steady_clock::time_point readable_at;
-  std::vector<std::string> items;
-};
-
 // When the work under the permits of a lapsed lease must have stopped: 0.9 of
 // the session timeout `timeout` after `lease_from` (a server clock up to 10 %
 // slower than ours still measures less than the whole timeout by then), less
@@ -197,8 +129,8 @@ struct Call {
 std::chrono::steady_clock::time_point lease_stop_by(std::chrono::steady_clock::time_point lease_from,
                                                     std::chrono::milliseconds timeout);
 
-// Shared by the Connection's files. The milliseconds from now
-// until `deadline`, as poll() takes them: 0 once it has passed, at most a day.
+// Shared by the Connection's files. The milliseconds from now until
+// `deadline`, as poll() takes them: 0 once it has passed, at most a day.
 int millis_until(std::chrono::steady_clock::time_point deadline);
 // The message of `* ERR KICKED` to a connection whose session another took
 // with RESUME (docs/protocol.md).

@@ -1,10 +1,12 @@
-// Endpoint (connection.h): a server's address as ClientOptions::servers, the
-// --server flag and LEADER's answer give it, "host:port" or "[v6]:port",
-// with netsemd's default port where it names none.
+// Endpoint (endpoint.h): a server's address read from "host:port" or
+// "[v6]:port", netsemd's default port added where it names none, and
+// written back the same way.
+#include "client/endpoint.h"
+
 #include <cstdint>
 #include <string>
 
-#include "client/connection.h"
+#include "netsem/client_options.h"
 #include "protocol/fields.h"
 
 namespace netsem::client {
