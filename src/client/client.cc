@@ -1,11 +1,13 @@
-// Client: the public calls, each a request on the shared
-// Connection (connection.h) or, for `$` names and while no server can be
-// reached, a call on the host-wide LocalSemaphores (local_semaphores.h) as
-// the name's fallback policy says. A caller waits on its own Call, so a
-// blocked acquire never holds up another thread's call; a CancelToken
-// (cancel_token.cc) wakes that wait and turns it into a CANCEL on the wire. Client::Impl, the state
-// behind a Client, is declared in client_impl.h; the flag calls, built on
-// acquire, are in client_flags.cc.
+// Client: the calls on a semaphore's permits (acquire, post, wait, value and
+// their variants), each a request on the shared Connection (connection.h)
+// or, for `$` names and while no server can be reached, a call on the
+// host-wide LocalSemaphores (local_semaphores.h) as the name's fallback
+// policy says. A caller waits on its own Call, so a blocked acquire never
+// holds up another thread's call; a CancelToken (cancel_token.cc) wakes that
+// wait and turns it into a CANCEL on the wire. Client::Impl, the state behind
+// a Client, is declared in client_impl.h; the flag calls, built on acquire,
+// are in client_flags.cc, and the calls that never fall back (get, list,
+// create, remove, ping, the 1.1 listings, CLUSTER) in client_listings.cc.
 //
 // Fallback rules in one place: a server that answered but refused the session
 // (Connection::refusal) is not an outage, so nothing falls back while that
@@ -20,7 +22,7 @@
 // sent, and answer kUnavailable otherwise, and only for names listed in
 // [semaphores] (counter_fallback_limit); value and test_flag read the local
 // semaphore; get, list, create, remove and ping need the server, as do the
-// 1.1 listings and KICK (client_listings.cc): made between two sessions,
+// 1.1 listings and KICK (all in client_listings.cc): made between two sessions,
 // they too wait for the round under way (Impl::round_trip) and fail "no
 // server reachable" only when it reaches no server. A round that reached
 // only servers that accepted the connection and did not answer (silent,
@@ -125,26 +127,12 @@ Status check_take(std::string_view name, const AcquireOptions& options) {
   return {};
 }
 
-Status not_server_state(std::string_view name) {
-  return Status(StatusCode::kInvalidArgument, fmt::format("\"{}\" is host-local: it has no server state", name));
-}
-
 // A negative timeout only tries; one too long to add to a clock reading (over
 // about 100 years, milliseconds::max() included) waits for ever.
 std::optional<milliseconds> normalize(std::optional<milliseconds> timeout) {
   if (timeout && timeout->count() < 0) return milliseconds(0);
   if (timeout && *timeout > client::LocalSemaphores::kForeverAfter) return std::nullopt;
   return timeout;
-}
-
-// GET's answer or a LIST ITEM as the API returns it.
-SemaphoreInfo info_of(protocol::SemaphoreItem&& item) {
-  return SemaphoreInfo{.name = std::move(item.name),
-                       .value = item.value,
-                       .max = item.max,
-                       .holders = item.holders,
-                       .waiters = item.waiters,
-                       .kind = std::move(item.kind)};
 }
 
 // Registers `wake` to run when `token` fires, for the life of this object.
@@ -678,93 +666,6 @@ Result<std::int64_t> Client::value(std::string_view name) {
   Result<std::int64_t> limit = impl_->local_limit(name);
   if (!limit) return limit.status();
   return impl_->local->value(name, *limit);
-}
-
-Result<SemaphoreInfo> Client::get(std::string_view name) {
-  if (Status status = check_api_name(name); !status.is_ok()) return status;
-  if (is_local_name(name)) {
-    const std::int64_t limit = impl_->options.limit(name);
-    auto local = impl_->local->info(name, limit);
-    if (!local) return local.status();
-    return SemaphoreInfo{.name = std::string(name),
-                         .value = local->value,
-                         .max = limit,
-                         .holders = static_cast<std::uint64_t>(local->held),
-                         .waiters = static_cast<std::uint64_t>(local->waiting),
-                         .kind = "local"};
-  }
-  const std::string what = fmt::format("GET \"{}\"", name);
-  Result<client::Reply> reply =
-      impl_->round_trip(what, [&](std::string& line, std::string_view tag) { protocol::encode_get(line, tag, name); });
-  if (!reply) return reply.status();
-  if (Status status = status_of(*reply, what); !status.is_ok()) return status;
-  protocol::SemaphoreItem item;
-  if (!protocol::parse_get(reply->rest, item))
-    return Status(StatusCode::kInternal, what + ": bad answer " + reply->rest);
-  item.name = std::string(name);
-  return info_of(std::move(item));
-}
-
-Result<std::vector<SemaphoreInfo>> Client::list(std::string_view prefix) {
-  if (!prefix.empty()) {
-    if (is_local_name(prefix)) return not_server_state(prefix);
-    if (Status status = check_api_name(prefix); !status.is_ok()) return status;
-  }
-  Result<client::Reply> reply = impl_->round_trip("LIST", [&](std::string& line, std::string_view tag) {
-    protocol::encode_list(line, tag, prefix.empty() ? std::nullopt : std::optional<std::string_view>(prefix));
-  });
-  if (!reply) return reply.status();
-  if (Status status = status_of(*reply, "LIST"); !status.is_ok()) return status;
-  std::vector<SemaphoreInfo> infos;
-  infos.reserve(reply->items.size());
-  for (const std::string& line : reply->items) {
-    // A name this build refuses (one an older server stored before a rule
-    // tightened) is listed as it came, so that one such name does not hide
-    // the others.
-    protocol::SemaphoreItem item;
-    if (!protocol::parse_list_item(line, item)) return Status(StatusCode::kInternal, "LIST: bad ITEM " + line);
-    infos.push_back(info_of(std::move(item)));
-  }
-  return infos;
-}
-
-Status Client::create(std::string_view name, std::int64_t value, std::int64_t max, bool exclusive) {
-  if (Status status = check_api_name(name); !status.is_ok()) return status;
-  if (is_local_name(name)) return not_server_state(name);
-  if (value < 0 || max < 1 || value > max || max > protocol::kMaxCount) {
-    return Status(StatusCode::kInvalidArgument,
-                  fmt::format("CREATE needs 0 <= value <= max, 1 <= max <= {}", protocol::kMaxCount));
-  }
-  const std::string what = fmt::format("CREATE \"{}\"", name);
-  Result<client::Reply> reply = impl_->round_trip(what, [&](std::string& line, std::string_view tag) {
-    protocol::encode_create(line, tag, name, value, max, exclusive);
-  });
-  if (!reply) return reply.status();
-  return status_of(*reply, what);
-}
-
-Status Client::remove(std::string_view name) {
-  if (Status status = check_api_name(name); !status.is_ok()) return status;
-  if (is_local_name(name)) return not_server_state(name);
-  const std::string what = fmt::format("DELETE \"{}\"", name);
-  Result<client::Reply> reply = impl_->round_trip(
-      what, [&](std::string& line, std::string_view tag) { protocol::encode_delete(line, tag, name); });
-  if (!reply) return reply.status();
-  return status_of(*reply, what);
-}
-
-Result<std::string> Client::ping(std::string_view payload) {
-  // The payload travels raw in one field of a line.
-  if (!protocol::is_valid_ping_payload(payload)) {
-    return Status(StatusCode::kInvalidArgument, "a ping payload is at most 4000 bytes without spaces or line ends");
-  }
-  Result<client::Reply> reply = impl_->round_trip(
-      "PING", [&](std::string& line, std::string_view tag) { protocol::encode_ping(line, tag, payload); });
-  if (!reply) return reply.status();
-  if (reply->type != AnswerType::kPong) {
-    return Status(StatusCode::kInternal, fmt::format("PING: unexpected answer {}", reply->rest));
-  }
-  return std::move(reply->rest);
 }
 
 bool Client::connected() const {

@@ -2,9 +2,10 @@
 // that is its options, the shared Connection (connection.h), the host-wide
 // LocalSemaphores (local_semaphores.h), the grant counters and the flags this
 // process set, with the steps the public calls share: asking the server, and
-// falling back to the local semaphore. client.cc implements the semaphore
-// calls and these steps; client_flags.cc the flag calls. The few checks both
-// files make are declared here too.
+// falling back to the local semaphore. client.cc implements the permit
+// calls and these steps; client_flags.cc the flag calls; client_listings.cc
+// the calls that only ask the server. The few checks the files share are
+// declared here too.
 //
 // Thread safety: every Client call runs on its caller's thread. `options` is
 // read-only after Client::create(); Connection and LocalSemaphores are safe

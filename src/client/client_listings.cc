@@ -1,7 +1,9 @@
-// The calls of Client that only ask the server: STATS, the listings and
-// KICK of protocol 1.1 (holders, waiters, sessions, kick), and CLUSTER. None
-// falls back: they report on the server (made between two sessions, they
-// wait for the next round of connection attempts: Impl::round_trip). The
+// The calls of Client that only ask the server: GET, LIST, CREATE, DELETE
+// and PING, STATS, the listings and KICK of protocol 1.1 (holders, waiters,
+// sessions, kick), and CLUSTER (get of a `$` name reads this host's own
+// semaphore, which no server knows). None falls back: they report on the
+// server or change it (made between two sessions, they wait for the next
+// round of connection attempts: Impl::round_trip). The
 // 1.1 verbs check the version the server gave in its HELLO answer
 // (Connection::Counters) before sending, and read an UNKNOWN_VERB answer
 // the same way (the session may have moved to another server between the
@@ -9,6 +11,7 @@
 // library bug (kInternal).
 #include <fmt/format.h>
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,11 +19,15 @@
 #include "client/client_impl.h"
 #include "netsem/client.h"
 #include "protocol/answers.h"
+#include "protocol/fields.h"
 #include "protocol/requests.h"
 
 namespace netsem {
 
+using client::check_api_name;
+using client::is_local_name;
 using client::status_of;
+using protocol::AnswerType;
 using std::chrono::milliseconds;
 
 namespace {
@@ -65,6 +72,20 @@ Status check_server_name(std::string_view name, std::string_view verb) {
   return {};
 }
 
+Status not_server_state(std::string_view name) {
+  return Status(StatusCode::kInvalidArgument, fmt::format("\"{}\" is host-local: it has no server state", name));
+}
+
+// GET's answer or a LIST ITEM as the API returns it.
+SemaphoreInfo info_of(protocol::SemaphoreItem&& item) {
+  return SemaphoreInfo{.name = std::move(item.name),
+                       .value = item.value,
+                       .max = item.max,
+                       .holders = item.holders,
+                       .waiters = item.waiters,
+                       .kind = std::move(item.kind)};
+}
+
 // The ITEM rows of a listing's reply, each read by `parse` into T and
 // turned into the API's type by `convert`; kInternal for a row that does not
 // parse (a server bug: no half-read listing is returned).
@@ -81,6 +102,93 @@ Result<std::vector<Info>> rows_of(const client::Reply& reply, std::string_view w
 }
 
 }  // namespace
+
+Result<SemaphoreInfo> Client::get(std::string_view name) {
+  if (Status status = check_api_name(name); !status.is_ok()) return status;
+  if (is_local_name(name)) {
+    const std::int64_t limit = impl_->options.limit(name);
+    auto local = impl_->local->info(name, limit);
+    if (!local) return local.status();
+    return SemaphoreInfo{.name = std::string(name),
+                         .value = local->value,
+                         .max = limit,
+                         .holders = static_cast<std::uint64_t>(local->held),
+                         .waiters = static_cast<std::uint64_t>(local->waiting),
+                         .kind = "local"};
+  }
+  const std::string what = fmt::format("GET \"{}\"", name);
+  Result<client::Reply> reply =
+      impl_->round_trip(what, [&](std::string& line, std::string_view tag) { protocol::encode_get(line, tag, name); });
+  if (!reply) return reply.status();
+  if (Status status = status_of(*reply, what); !status.is_ok()) return status;
+  protocol::SemaphoreItem item;
+  if (!protocol::parse_get(reply->rest, item))
+    return Status(StatusCode::kInternal, what + ": bad answer " + reply->rest);
+  item.name = std::string(name);
+  return info_of(std::move(item));
+}
+
+Result<std::vector<SemaphoreInfo>> Client::list(std::string_view prefix) {
+  if (!prefix.empty()) {
+    if (is_local_name(prefix)) return not_server_state(prefix);
+    if (Status status = check_api_name(prefix); !status.is_ok()) return status;
+  }
+  Result<client::Reply> reply = impl_->round_trip("LIST", [&](std::string& line, std::string_view tag) {
+    protocol::encode_list(line, tag, prefix.empty() ? std::nullopt : std::optional<std::string_view>(prefix));
+  });
+  if (!reply) return reply.status();
+  if (Status status = status_of(*reply, "LIST"); !status.is_ok()) return status;
+  std::vector<SemaphoreInfo> infos;
+  infos.reserve(reply->items.size());
+  for (const std::string& line : reply->items) {
+    // A name this build refuses (one an older server stored before a rule
+    // tightened) is listed as it came, so that one such name does not hide
+    // the others.
+    protocol::SemaphoreItem item;
+    if (!protocol::parse_list_item(line, item)) return Status(StatusCode::kInternal, "LIST: bad ITEM " + line);
+    infos.push_back(info_of(std::move(item)));
+  }
+  return infos;
+}
+
+Status Client::create(std::string_view name, std::int64_t value, std::int64_t max, bool exclusive) {
+  if (Status status = check_api_name(name); !status.is_ok()) return status;
+  if (is_local_name(name)) return not_server_state(name);
+  if (value < 0 || max < 1 || value > max || max > protocol::kMaxCount) {
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("CREATE needs 0 <= value <= max, 1 <= max <= {}", protocol::kMaxCount));
+  }
+  const std::string what = fmt::format("CREATE \"{}\"", name);
+  Result<client::Reply> reply = impl_->round_trip(what, [&](std::string& line, std::string_view tag) {
+    protocol::encode_create(line, tag, name, value, max, exclusive);
+  });
+  if (!reply) return reply.status();
+  return status_of(*reply, what);
+}
+
+Status Client::remove(std::string_view name) {
+  if (Status status = check_api_name(name); !status.is_ok()) return status;
+  if (is_local_name(name)) return not_server_state(name);
+  const std::string what = fmt::format("DELETE \"{}\"", name);
+  Result<client::Reply> reply = impl_->round_trip(
+      what, [&](std::string& line, std::string_view tag) { protocol::encode_delete(line, tag, name); });
+  if (!reply) return reply.status();
+  return status_of(*reply, what);
+}
+
+Result<std::string> Client::ping(std::string_view payload) {
+  // The payload travels raw in one field of a line.
+  if (!protocol::is_valid_ping_payload(payload)) {
+    return Status(StatusCode::kInvalidArgument, "a ping payload is at most 4000 bytes without spaces or line ends");
+  }
+  Result<client::Reply> reply = impl_->round_trip(
+      "PING", [&](std::string& line, std::string_view tag) { protocol::encode_ping(line, tag, payload); });
+  if (!reply) return reply.status();
+  if (reply->type != AnswerType::kPong) {
+    return Status(StatusCode::kInternal, fmt::format("PING: unexpected answer {}", reply->rest));
+  }
+  return std::move(reply->rest);
+}
 
 Result<std::string> Client::server_stats() {
   Result<client::Reply> reply =
