@@ -5,10 +5,16 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -184,26 +190,66 @@ struct Listener::Callbacks {
   }
 };
 
+namespace {
+
+// How long the accepting thread waits before it tries again when accept()
+// found the process (or the system) out of descriptors or memory.
+constexpr int kShortageRetryMs = 100;
+
+bool is_shortage(int error) {
+  return error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Listener>> Listener::start(const std::string& address, std::uint16_t port, const Limits& limits,
                                                   Handler handler, Admit admit) {
   sockaddr_storage storage{};
+  socklen_t storage_size = 0;
   // A thread per connection (poll(), not select(): netsemd's descriptors
   // go past FD_SETSIZE): a handler waiting for a busy event loop holds up
-  // only its own connection, never /healthz on another one.
-  unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+  // only its own connection, never /healthz on another one. No listening
+  // socket: the listener's own thread accepts (accept_loop).
+  const unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
+                         MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
   auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
   auto* v6 = reinterpret_cast<sockaddr_in6*>(&storage);
   if (::inet_pton(AF_INET, address.c_str(), &v4->sin_addr) == 1) {
     v4->sin_family = AF_INET;
     v4->sin_port = htons(port);
+    storage_size = sizeof(sockaddr_in);
   } else if (::inet_pton(AF_INET6, address.c_str(), &v6->sin6_addr) == 1) {
     v6->sin6_family = AF_INET6;
     v6->sin6_port = htons(port);
-    flags |= MHD_USE_IPv6;
+    storage_size = sizeof(sockaddr_in6);
   } else {
     return Status(StatusCode::kInvalidArgument, "bad http_address '" + address + "'");
   }
+  const auto cannot_listen = [&](std::string_view why) {
+    return Status(StatusCode::kIoError,
+                  "cannot listen for HTTP on " + address + ":" + std::to_string(port) + ": " + std::string(why));
+  };
   std::unique_ptr<Listener> listener(new Listener());
+  // As MHD did: the address reusable at once after a restart, an IPv6
+  // address for IPv6 only.
+  listener->listen_fd_.reset(::socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!listener->listen_fd_.valid()) return cannot_listen(std::strerror(errno));
+  const int fd = listener->listen_fd_.get();
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (storage.ss_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&storage), storage_size) != 0 || ::listen(fd, SOMAXCONN) != 0) {
+    return cannot_listen(std::strerror(errno));
+  }
+  sockaddr_storage bound{};
+  socklen_t bound_size = sizeof bound;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bound_size) != 0) {
+    return cannot_listen(std::strerror(errno));
+  }
+  listener->port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                                      : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  listener->wake_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!listener->wake_fd_.valid()) return cannot_listen(std::strerror(errno));
   listener->handler_ = std::move(handler);
   listener->admit_ = std::move(admit);
   listener->limits_ = limits;
@@ -212,11 +258,10 @@ Result<std::unique_ptr<Listener>> Listener::start(const std::string& address, st
     last_message.clear();
   }
   listener->daemon_ =
-      MHD_start_daemon(flags, port, &Callbacks::accept, listener.get(), &Callbacks::request, listener.get(),
-                       MHD_OPTION_EXTERNAL_LOGGER, &log_message, nullptr,            //
-                       MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&storage),  //
-                       MHD_OPTION_THREAD_STACK_SIZE, limits.thread_stack_bytes,      //
-                       MHD_OPTION_CONNECTION_LIMIT, limits.connections * 2,          // a backstop: accept() counts
+      MHD_start_daemon(flags, 0, &Callbacks::accept, listener.get(), &Callbacks::request, listener.get(),
+                       MHD_OPTION_EXTERNAL_LOGGER, &log_message, nullptr,        //
+                       MHD_OPTION_THREAD_STACK_SIZE, limits.thread_stack_bytes,  //
+                       MHD_OPTION_CONNECTION_LIMIT, limits.connections * 2,      // a backstop: accept() counts
                        MHD_OPTION_NOTIFY_CONNECTION, &Callbacks::connection, listener.get(),  //
                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, limits.memory_per_connection,      //
                        MHD_OPTION_CONNECTION_TIMEOUT, limits.idle_timeout_s,                  //
@@ -226,12 +271,63 @@ Result<std::unique_ptr<Listener>> Listener::start(const std::string& address, st
                        MHD_OPTION_END);
   if (listener->daemon_ == nullptr) {
     std::lock_guard lock(last_message_mutex);
-    return Status(StatusCode::kIoError, "cannot listen for HTTP on " + address + ":" + std::to_string(port) +
-                                            (last_message.empty() ? "" : ": " + last_message));
+    return cannot_listen(last_message.empty() ? "libmicrohttpd did not start" : last_message);
   }
-  const MHD_DaemonInfo* info = MHD_get_daemon_info(listener->daemon_, MHD_DAEMON_INFO_BIND_PORT);
-  listener->port_ = info != nullptr ? info->port : port;
+  listener->accept_thread_ = std::thread([self = listener.get()] { self->accept_loop(); });
   return listener;
+}
+
+void Listener::accept_loop() {
+  pthread_setname_np(pthread_self(), "http-accept");
+  bool short_of_descriptors = false;
+  auto short_since = std::chrono::steady_clock::now();
+  const auto recovered = [&] {
+    if (!short_of_descriptors) return;
+    short_of_descriptors = false;
+    spdlog::info(
+        "http: accepting again after {} ms",
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - short_since).count());
+  };
+  for (;;) {
+    // Out of descriptors, accept() fails at once while a peer waits:
+    // only the wake descriptor is watched then, for the retry's time.
+    pollfd fds[2] = {{wake_fd_.get(), POLLIN, 0}, {listen_fd_.get(), POLLIN, 0}};
+    const int ready = ::poll(fds, short_of_descriptors ? 1 : 2, short_of_descriptors ? kShortageRetryMs : -1);
+    if (ready < 0 && errno != EINTR) {
+      spdlog::error("http: poll: {}", std::strerror(errno));
+      return;
+    }
+    if (fds[0].revents != 0) return;  // stop()
+    if (ready <= 0 && !short_of_descriptors) continue;
+    sockaddr_storage peer{};
+    socklen_t peer_size = sizeof peer;
+    const int client =
+        ::accept4(listen_fd_.get(), reinterpret_cast<sockaddr*>(&peer), &peer_size, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (client < 0) {
+      const int error = errno;
+      if (is_shortage(error)) {
+        if (!short_of_descriptors) {
+          spdlog::warn("http: cannot accept a connection: {}; trying again every {} ms", std::strerror(error),
+                       kShortageRetryMs);
+          short_since = std::chrono::steady_clock::now();
+        }
+        short_of_descriptors = true;
+      } else if (error == EAGAIN || error == EWOULDBLOCK) {
+        recovered();  // a descriptor is free, and nobody waits
+      } else if (error != EINTR) {
+        spdlog::debug("http: accept: {}", std::strerror(error));  // a peer gone before it was accepted
+      }
+      continue;
+    }
+    recovered();
+    const auto* address = reinterpret_cast<const sockaddr*>(&peer);
+    if (Callbacks::accept(this, address, peer_size) != MHD_YES) {
+      ::close(client);
+      continue;
+    }
+    // MHD closes the socket when it cannot take it.
+    (void)MHD_add_connection(daemon_, client, address, peer_size);
+  }
 }
 
 Listener::~Listener() {
@@ -239,6 +335,12 @@ Listener::~Listener() {
 }
 
 void Listener::stop() {
+  if (accept_thread_.joinable()) {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const ssize_t n = ::write(wake_fd_.get(), &one, sizeof one);
+    accept_thread_.join();
+  }
+  listen_fd_.reset();
   if (daemon_ == nullptr) return;
   MHD_stop_daemon(daemon_);
   daemon_ = nullptr;

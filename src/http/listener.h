@@ -17,7 +17,13 @@
 // by MHD: libmicrohttpd 0.9.75's own total limit, once reached after a
 // per-address refusal, could leave the listener accepting nothing after the
 // connections had gone (HttpHostile.ConnectionsBeyondTheLimits... saw it).
-// One thread accepts, so the counts are exact. The request
+// One thread accepts, so the counts are exact. That thread is the
+// listener's own, not MHD's (which is started without a listening socket
+// and given each connection): while the process is out of descriptors,
+// MHD 0.9.75 with no connection open retries accept() at once, a spin of
+// its thread for as long as a peer waits (40-96% of a core, measured);
+// this one tries again every 100 ms, and the peer is served once a
+// descriptor is free. The request
 // target is passed raw (MHD's unescaping is turned off: api::route decodes
 // names so that %2F stays inside one path segment); a request that
 // announces a body (Content-Length above 0, or Transfer-Encoding) is
@@ -35,8 +41,10 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "api/router.h"
+#include "common/unique_fd.h"
 #include "netsem/status.h"
 
 struct MHD_Daemon;
@@ -59,7 +67,7 @@ class Listener {
 
   // Listens on `address` (IPv4 or IPv6 text) and `port` (0: any free port).
   // kInvalidArgument for a bad address, kIoError when it cannot listen
-  // (the message says why, as MHD reported it).
+  // (the message says why).
   static Result<std::unique_ptr<Listener>> start(const std::string& address, std::uint16_t port, const Limits& limits,
                                                  Handler handler, Admit admit);
   // Stops (see stop()).
@@ -81,6 +89,10 @@ class Listener {
   Listener() = default;
 
   struct Callbacks;  // MHD's C callbacks, in listener.cc
+  // The accepting thread's loop: each connection the limits admit is given
+  // to MHD; out of descriptors, it waits 100 ms between tries. Ends when
+  // stop() writes wake_fd_.
+  void accept_loop();
   Handler handler_;
   Admit admit_;
   Limits limits_;
@@ -88,6 +100,9 @@ class Listener {
   std::size_t open_ = 0;                                              // guarded by count_mutex_
   std::map<std::array<std::uint8_t, 16>, unsigned> open_by_address_;  // guarded by count_mutex_
   MHD_Daemon* daemon_ = nullptr;
+  UniqueFd listen_fd_;
+  UniqueFd wake_fd_;  // an eventfd: stop() ends accept_loop through it
+  std::thread accept_thread_;
   std::uint16_t port_ = 0;
 };
 
