@@ -487,10 +487,11 @@ bool reachable(std::int64_t ms, std::int64_t election_timeout_ms) {
 }
 
 Status remove_keeps_a_live_majority(const ClusterStatus& now, std::uint64_t self, std::uint64_t id,
-                                    std::int64_t election_timeout_ms) {
+                                    std::int64_t election_timeout_ms, std::uint64_t max_behind) {
   std::size_t voters = 0;
   std::size_t live = 0;
   std::string unreachable;
+  std::string behind;
   for (const raft::ServerInfo& server : now.configuration) {
     if (server.role != raft::ServerRole::kVoter || server.id == id) continue;
     ++voters;
@@ -501,19 +502,40 @@ Status remove_keeps_a_live_majority(const ClusterStatus& now, std::uint64_t self
     const auto contact = std::find_if(now.last_contact_ms.begin(), now.last_contact_ms.end(),
                                       [&server](const auto& seen) { return seen.first == server.id; });
     const std::int64_t ms = contact == now.last_contact_ms.end() ? -1 : contact->second;
-    if (reachable(ms, election_timeout_ms)) {
-      ++live;
-    } else {
+    if (!reachable(ms, election_timeout_ms)) {
       unreachable += (unreachable.empty() ? "" : ", ") + std::string("server ") + std::to_string(server.id) +
                      (ms < 0 ? " (never heard from)" : " (last heard " + std::to_string(ms) + " ms ago)");
+      continue;
     }
+    const auto match = std::find_if(now.match_indexes.begin(), now.match_indexes.end(),
+                                    [&server](const auto& index) { return index.first == server.id; });
+    const std::uint64_t matched = match == now.match_indexes.end() ? 0 : match->second;
+    const std::uint64_t lag = now.commit_index > matched ? now.commit_index - matched : 0;
+    if (lag > max_behind) {
+      behind += (behind.empty() ? "" : ", ") + std::string("server ") + std::to_string(server.id) + " is " +
+                std::to_string(lag) + " entries behind (match index " + std::to_string(matched) + ")";
+      continue;
+    }
+    ++live;
   }
   if (voters == 0 || live >= voters / 2 + 1) return Status::ok();
-  return Status(StatusCode::kUnavailable,
-                "removing server " + std::to_string(id) + " would leave " + std::to_string(voters) +
-                    " voters, of which this leader hears from " + std::to_string(live) + ", fewer than the " +
-                    std::to_string(voters / 2 + 1) + " the change needs to commit; unreachable: " + unreachable +
-                    ". Nothing was changed: start the unreachable servers again, or remove them first");
+  std::string why;
+  std::string remedy;
+  if (!unreachable.empty()) {
+    why += "; unreachable: " + unreachable;
+    remedy = "start the unreachable servers again";
+  }
+  if (!behind.empty()) {
+    why += "; not caught up (more than " + std::to_string(max_behind) + " entries below the commit index " +
+           std::to_string(now.commit_index) + "): " + behind;
+    remedy += std::string(remedy.empty() ? "" : ", ") + "wait for the servers behind to catch up";
+  }
+  return Status(StatusCode::kUnavailable, "removing server " + std::to_string(id) + " would leave " +
+                                              std::to_string(voters) + " voters, of which " + std::to_string(live) +
+                                              " are live (heard from within an election timeout, and caught up), "
+                                              "fewer than the " +
+                                              std::to_string(voters / 2 + 1) + " the change needs to commit" + why +
+                                              ". Nothing was changed: " + remedy + ", or remove them first");
 }
 
 }  // namespace netsem::cluster

@@ -267,6 +267,8 @@ class ClusterNode {
 
   // For membership changes (add_server, assign, remove_server: any thread).
   raft::RaftNode& raft() { return *raft_; }
+  // The entries the log keeps behind a snapshot (ClusterOptions).
+  unsigned snapshot_trailing() const { return options_.snapshot_trailing; }
 
   // Stops RaftNode (its pending proposals fail; the sink is not called any
   // more once it returns). Idempotent.
@@ -342,15 +344,20 @@ class ClusterNode {
 bool reachable(std::int64_t ms, std::int64_t election_timeout_ms);
 
 // Whether the leader `self`, whose status is `now`, may REMOVE server `id`:
-// ok when the voters left include a majority it can reach (itself
-// included); else kUnavailable (ERR BUSY) naming the unreachable ones.
-// libraft commits a configuration change under the new configuration, so a
-// removal without such a majority cannot commit, and the cluster stops
-// until an unreachable voter answers (its leader keeps the uncommitted
-// configuration and steps down; a server never sent it campaigns under the
-// old one and is refused, its log being shorter: audit28 F3). As etcd's
-// strict reconfiguration check, it is refused before anything changes.
+// ok when the voters left include a majority that is live (itself
+// included); else kUnavailable (ERR BUSY) naming the others. A voter is
+// live when the leader can reach it and it has caught up: its match index
+// is at most `max_behind` entries below the leader's commit index (the
+// node's snapshot_trailing: further behind, it may need a snapshot before
+// it can take the change). libraft commits a configuration change under
+// the new configuration, so a removal without such a majority cannot
+// commit, and the cluster stops until an unreachable voter answers (its
+// leader keeps the uncommitted configuration and steps down; a server
+// never sent it campaigns under the old one and is refused, its log being
+// shorter: audit28 F3), or waits for a far-behind one to catch up. As
+// etcd's strict reconfiguration check, it is refused before anything
+// changes.
 Status remove_keeps_a_live_majority(const ClusterStatus& now, std::uint64_t self, std::uint64_t id,
-                                    std::int64_t election_timeout_ms);
+                                    std::int64_t election_timeout_ms, std::uint64_t max_behind);
 
 }  // namespace netsem::cluster

@@ -1059,7 +1059,9 @@ void ClusterRuntime::change_membership(MembershipChange change, std::function<vo
   };
   if (!change.add) {
     if (!member) return fail(Status(StatusCode::kNotFound, "server " + std::to_string(id) + " is not a member"));
-    if (Status live = cluster::remove_keeps_a_live_majority(now, id_, id, election_timeout_ms_); !live) {
+    if (Status live =
+            cluster::remove_keeps_a_live_majority(now, id_, id, election_timeout_ms_, node_->snapshot_trailing());
+        !live) {
       spdlog::warn("cluster: not removing server {}: {}", id, live.message());
       return fail(std::move(live));
     }
