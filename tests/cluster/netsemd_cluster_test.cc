@@ -1061,6 +1061,7 @@ TEST_F(NetsemdClusterFewConnections, AnOperatorSeesTheClusterOfAFullLeader) {
   ASSERT_TRUE(silent.valid());
   const NetsemRun shown = run_netsem({"--server", client_address(lead_), "cluster", "status"}, {}, 10s);
   EXPECT_EQ(shown.exit_code, 0) << shown << logs();
+  EXPECT_EQ(shown.err, "") << shown;
   EXPECT_NE(shown.out.find("server " + std::to_string(lead_ + 1) + " (leader, term "), std::string::npos) << shown;
   const std::string stats = first_answer_from(host(lead_), lead_, "s STATS");
   EXPECT_EQ(stats.rfind("s OK {", 0), 0u) << stats << "\n" << logs();
