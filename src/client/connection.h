@@ -77,11 +77,13 @@
 // send, wait, permits) and the session's request/answer path (serve,
 // dispatch, the socket's reads and writes); connection_rounds.cc, the I/O
 // thread's loop (run): the rounds of attempts, a session's beginning and
-// end, fallback, backoff and the lingering sockets; connection_attempt.cc,
-// one attempt on one server (connect, TLS handshake, session handshake);
+// end, fallback, backoff and the lingering sockets, and the callers' wait
+// for the next round (await_session); connection_attempt.cc, one attempt on
+// one server (connect, TLS handshake, session handshake);
 // connection_silent.cc, servers that accept and do not answer (rules 8 to
 // 10: sticky silence, the attempts kept open); connection_resume.cc, the
-// resume, the settling from MINE and await_session. A Call and its Reply
+// resume (RESUME and its handshake, LEADER); connection_settle.cc, what the
+// session holds and the settling of its calls from MINE. A Call and its Reply
 // (call.h) are what a caller waits on and the I/O thread completes; an
 // Endpoint (endpoint.h, endpoint.cc), a server's address. socket_errors.h
 // says what a socket's error means, for those that read one. A new member goes to the file of its concern; one that

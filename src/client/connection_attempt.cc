@@ -38,10 +38,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-}  // namespace
-
-namespace {
-
 // The session timeout from STATS' JSON; 0 when absent or not a number.
 std::int64_t session_timeout_from_stats(std::string_view json) {
   std::vector<protocol::StatsField> fields;

@@ -8,7 +8,9 @@
 // stop-by time when it lapsed); then the round's verdict (a refusal,
 // silence, or fallback: enter_fallback), the backoff between rounds (sleep),
 // and the sockets of lapsed leases, left open until their stop-by time
-// (lingering_).
+// (lingering_). The callers' side of the rounds is here too: a call made
+// between two sessions, or after a silent round, waits for what the next
+// round finds (await_session, woken by wake_waiters).
 #include <fmt/format.h>
 #include <poll.h>
 #include <unistd.h>
@@ -402,6 +404,64 @@ void Connection::leave_lingering() {
     for (const auto& [at, fd] : lingering_) ::close(fd);
   }
   lingering_.clear();
+}
+
+Connection::NextSession Connection::await_session(std::uint64_t after, std::optional<Clock::time_point> until,
+                                                  std::optional<Clock::time_point> silent_until,
+                                                  const std::function<bool()>& cancelled, std::uint64_t& session,
+                                                  Status& why) {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    if (stopping()) return NextSession::kStopped;
+    if (connected_ && session_ > after) {
+      session = session_;
+      return NextSession::kServed;
+    }
+    // A round that failed while session_ was `after` or later began after
+    // that session ended (rounds and sessions follow one another on the I/O
+    // thread), so it tried every server since. It decides only while it is
+    // the last round (no session began after it, which would have cleared
+    // refused_): its refusal is read here, with that decision, never later.
+    // A session that began and ended since was not this caller's: the round
+    // after it decides. A silent round decides nothing: its servers may hold
+    // permits and answer soon.
+    const bool silent = !connected_ && !silent_.is_ok();
+    if (!connected_ && first_round_done_ && failed_round_after_ >= after && failed_round_after_ == session_ &&
+        !silent) {
+      why = refused_;
+      return NextSession::kNoServer;
+    }
+    if (cancelled && cancelled()) return NextSession::kCancelled;
+    if (silent && silent_until && Clock::now() >= *silent_until) {
+      why = Status(StatusCode::kUnavailable,
+                   fmt::format("{} accepted the connection but {} not answered within {} ms: not an outage, so "
+                               "no fallback",
+                               silent_servers_, silent_servers_.starts_with("servers ") ? "have" : "has",
+                               options_.request_timeout.count()));
+      return NextSession::kSilent;
+    }
+    std::optional<Clock::time_point> wake = until;
+    if (silent && silent_until && (!wake || *silent_until < *wake)) wake = silent_until;
+    if (wake) {
+      if (first_round_cv_.wait_until(lock, *wake) == std::cv_status::timeout && until && Clock::now() >= *until) {
+        if (connected_ && session_ > after) continue;
+        why = connected_ || silent_.is_ok()
+                  ? Status()
+                  : Status(StatusCode::kUnavailable,
+                           fmt::format("{} accepted the connection but did not answer within {} ms: not an outage, "
+                                       "so no fallback",
+                                       silent_servers_, options_.connect_timeout.count()));
+        return NextSession::kTimedOut;
+      }
+    } else {
+      first_round_cv_.wait(lock);
+    }
+  }
+}
+
+void Connection::wake_waiters() {
+  std::lock_guard lock(mutex_);
+  first_round_cv_.notify_all();
 }
 
 }  // namespace netsem::client
