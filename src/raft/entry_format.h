@@ -1,7 +1,7 @@
 // The bytes RaftNode puts into libraft's log entries and snapshots around the
 // StateMachine's own bytes (docs/replication.md, "What a node stores"). Pure
-// functions, no I/O: raft_node.cc frames and unframes with them, the tests
-// and fuzzing feed them anything.
+// functions, no I/O: raft_node_proposals.cc frames and unframes with them,
+// the tests and fuzzing feed them anything.
 //
 // A batch entry (one libraft RAFT_COMMAND entry holding the commands proposed
 // together, in their proposal order), all integers little-endian:
