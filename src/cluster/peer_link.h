@@ -45,6 +45,11 @@
 //                                   its set-up, then reads frames and hands
 //                                   each entry on
 //
+// Defined in: peer_link.cc (the lines and the framing), peer_frame_cipher.cc
+// (the sealing), peer_link_client.cc (PeerLinkClient), peer_line_exchange.cc
+// (send_peer_line, ask_peer_line) and peer_link_receiver.cc
+// (PeerLinkReceiver); peer_connect.h holds what the connecting ones share.
+//
 // Thread safety: PeerLinkClient and PeerLinkReceiver are used on the thread
 // that runs their io_context (netsemd's event loop), which is also where
 // their callbacks run; the free functions are reentrant.
