@@ -220,8 +220,10 @@ class RaftNode::Impl {
   void write_failed(int status, std::string_view what, std::string_view after);
   // libraft turned the node unavailable with no failure recorded (a write
   // refused at once on a follower, say for want of a descriptor: audit28
-  // F2). libraft 0.15 never leaves that state, so it is this node's failure
-  // as a failed write is; publish() notices it after every event.
+  // F2; or out of memory, a log that conflicts). libraft 0.15 never leaves
+  // that state, so it is this node's failure as a failed write is;
+  // publish() notices it after every event. The failure says what libraft
+  // said (raft_errmsg), and the refused append only when there was one.
   void became_unavailable();
   // Records `failure` as this node's, logged as critical, and ends the
   // process when RaftOptions::exit_on_write_failure says so.
@@ -286,6 +288,11 @@ class RaftNode::Impl {
   stats::Histogram commit_us_, batch_commands_;
   std::uint64_t proposed_at_ns_ = 0;
   std::string failure_;
+  // Raft thread: what raft_uv said when it last refused an append at once
+  // (append_wrapped), with its errno in words; "" when none was refused.
+  // became_unavailable names it: libraft 0.15 turns a follower unavailable
+  // for that, and says nothing of it itself.
+  std::string append_refused_;
   // Callbacks publish() runs once it stored the status (on_changed).
   std::vector<std::function<void()>> after_publish_;
   std::string halted_at_;  // set once the machine halted (fsm_apply): what, where

@@ -104,6 +104,27 @@ void RaftNode::Impl::publish() {
   for (auto& tell : told) tell();
 }
 
+namespace {
+
+// raft_uv's message of its last I/O error (or libraft's, which carries
+// it), with the system's words for an errno it gives only as a number
+// ("write failed: -28" ends "(No space left on device)"); "" when it said
+// nothing.
+std::string io_error_words(const char* errmsg) {
+  std::string text = errmsg;
+  const auto colon = text.rfind(": -");
+  int code = 0;
+  if (colon != std::string::npos) {
+    const char* first = text.data() + colon + 3;
+    const char* last = text.data() + text.size();
+    const auto [end, ec] = std::from_chars(first, last, code);
+    if (ec == std::errc() && end == last && code > 0) text += std::string(" (") + std::strerror(code) + ")";
+  }
+  return text;
+}
+
+}  // namespace
+
 int RaftNode::Impl::append_wrapped(raft_io* io, raft_io_append* req, const raft_entry entries[], unsigned n,
                                    raft_io_append_cb cb) {
   // libraft's raft_init made io->data the raft, whose data is this node.
@@ -111,6 +132,7 @@ int RaftNode::Impl::append_wrapped(raft_io* io, raft_io_append* req, const raft_
   if (const auto& refuse = self->options_.refuse_append_for_test) {
     if (const int rv = refuse(); rv != 0) {
       std::snprintf(io->errmsg, sizeof io->errmsg, "%s", "write refused at once (RaftOptions::refuse_append_for_test)");
+      self->append_refused_ = io_error_words(io->errmsg);
       return rv;
     }
   }
@@ -120,8 +142,12 @@ int RaftNode::Impl::append_wrapped(raft_io* io, raft_io_append* req, const raft_
   }
   const int rv = self->uv_append_(io, req, entries, n, append_done);
   if (rv != 0) {
-    std::lock_guard lock(appends_mu_);
-    appends_.erase(req);  // no callback comes
+    {
+      std::lock_guard lock(appends_mu_);
+      appends_.erase(req);  // no callback comes
+    }
+    const std::string said = io_error_words(io->errmsg);
+    self->append_refused_ = said.empty() ? std::string(raft_strerror(rv)) : said;
   }
   return rv;
 }
@@ -186,22 +212,6 @@ void RaftNode::Impl::recv_wrapped(raft_io* io, raft_message* message) {
 
 namespace {
 
-// raft_uv's message of its last I/O error, with the system's words for an
-// errno it gives only as a number ("write failed: -28" ends "(No space left
-// on device)"); "" when it said nothing.
-std::string io_error_words(const char* errmsg) {
-  std::string text = errmsg;
-  const auto colon = text.rfind(": -");
-  int code = 0;
-  if (colon != std::string::npos) {
-    const char* first = text.data() + colon + 3;
-    const char* last = text.data() + text.size();
-    const auto [end, ec] = std::from_chars(first, last, code);
-    if (ec == std::errc() && end == last && code > 0) text += std::string(" (") + std::strerror(code) + ")";
-  }
-  return text;
-}
-
 constexpr std::string_view kRestart =
     "restart this server (on its data) once its disk takes writes again and it has file descriptors to spare";
 
@@ -220,11 +230,18 @@ void RaftNode::Impl::write_failed(int status, std::string_view what, std::string
 
 void RaftNode::Impl::became_unavailable() {
   if (!failure_.empty()) return;
-  const std::string said = io_error_words(io_.errmsg);
-  fail_for_good(
-      "libraft turned this node unavailable (its last I/O error: " + (said.empty() ? std::string("none said") : said) +
-      "; data in " + options_.data_dir +
-      "); libraft 0.15 never leaves that state (it neither votes nor takes entries again): " + std::string(kRestart));
+  // Not every way into that state is I/O (out of memory, a log that
+  // conflicts with a snapshot): libraft's own words (which carry raft_uv's
+  // for an I/O error, an errno as a number: said in words too), and an
+  // append raft_uv refused at once when libraft's words do not say it.
+  const std::string libraft = io_error_words(raft_errmsg(&raft_));
+  std::string why = libraft.empty() ? std::string("libraft gave no reason") : "libraft: " + libraft;
+  if (!append_refused_.empty() && libraft.find(append_refused_) == std::string::npos) {
+    why += "; an append of entries was refused at once: " + append_refused_;
+  }
+  fail_for_good("libraft turned this node unavailable (" + why + "; data in " + options_.data_dir +
+                "); libraft 0.15 never leaves that state (it neither votes nor takes entries again): " +
+                (append_refused_.empty() ? std::string("restart this server (on its data)") : std::string(kRestart)));
 }
 
 void RaftNode::Impl::fail_for_good(std::string failure) {

@@ -517,7 +517,10 @@ TEST(RaftNodeSockets, AFollowerThatLibraftTurnsUnavailableRecordsItsFailure) {
   }
   EXPECT_EQ(refusing.load(), 0u) << "the follower was sent no entry";
   EXPECT_EQ(seen.role, Role::kUnavailable);
-  EXPECT_NE(seen.failure.find("libraft turned this node unavailable (its last I/O error: write refused at once"),
+  // libraft's words, which carry raft_uv's (not "its last I/O error", as
+  // before, whatever the cause: review28).
+  EXPECT_NE(seen.failure.find("libraft turned this node unavailable (libraft: io: write refused at once "
+                              "(RaftOptions::refuse_append_for_test); data in "),
             std::string::npos)
       << seen.failure;
   EXPECT_NE(seen.failure.find("restart this server (on its data)"), std::string::npos) << seen.failure;
