@@ -153,8 +153,42 @@ void Netsemd::rewrite_config(const Options& options) {
   write_file(config_path_, render_config(options, data_dir_, port_));
 }
 
+namespace {
+
+// Whether every thread of `pid` is stopped: state T (or t) in each
+// /proc/PID/task/TID/stat, read after the command name's closing ')'.
+bool all_threads_stopped(pid_t pid) {
+  std::error_code error;
+  std::filesystem::directory_iterator tasks("/proc/" + std::to_string(pid) + "/task", error);
+  if (error) return false;
+  bool any = false;
+  for (const auto& task : tasks) {
+    std::ifstream in(task.path() / "stat");
+    std::string stat;
+    if (!std::getline(in, stat)) continue;  // a thread that ended meanwhile
+    const auto name_end = stat.rfind(')');
+    if (name_end == std::string::npos || name_end + 2 >= stat.size()) continue;
+    const char state = stat[name_end + 2];
+    if (state != 'T' && state != 't') return false;
+    any = true;
+  }
+  return any;
+}
+
+}  // namespace
+
 void Netsemd::send_signal(int signal) {
   ::kill(pid_, signal);
+  // kill() returns before the target stops: a thread of it running on the
+  // other core goes on until it next enters the kernel, and on a loaded
+  // machine may still, for a moment, acknowledge an entry. A test that
+  // freezes a server and then expects it silent must not race that
+  // (AServerCutOffFromTheMajorityAnswersNoPingOrRead got a PONG in CI).
+  if (signal != SIGSTOP) return;
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  while (!all_threads_stopped(pid_) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
 }
 
 std::optional<int> Netsemd::wait_exit(std::chrono::milliseconds timeout) {
