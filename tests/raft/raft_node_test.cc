@@ -159,7 +159,11 @@ TEST_F(RaftNodeTest, AHaltedMachineIsGivenNothingMoreAndNeverSnapshottedPastItsE
     ASSERT_TRUE(propose(**node, "p:one"));
     (*node)->propose("p:halt", count);
     for (int i = 0; i < 12; ++i) (*node)->propose("p:after", count);
-    for (int i = 0; i < 250 && (*node)->status().commit_index < (*node)->status().last_index; ++i) {
+    // Until all 13 are answered (they enter the log one batch at a time: a
+    // commit index that caught up with the last index may still leave some
+    // queued) and committed.
+    for (int i = 0; i < 250 && (answered.load() < 13 || (*node)->status().commit_index < (*node)->status().last_index);
+         ++i) {
       std::this_thread::sleep_for(milliseconds(20));
     }
     std::this_thread::sleep_for(milliseconds(100));  // time to apply and snapshot, were it allowed
