@@ -90,4 +90,13 @@ Result<DescriptorPlan> plan_descriptors(std::uint64_t nofile, std::size_t open_n
   return plan;
 }
 
+Status check_descriptor_floor() {
+  const auto nofile = current_nofile_limit();
+  if (!nofile) return nofile.status();
+  const auto open_now = count_open_descriptors();
+  if (!open_now) return open_now.status();
+  const auto plan = plan_descriptors(*nofile, *open_now, 1);
+  return plan ? Status::ok() : plan.status();
+}
+
 }  // namespace netsem::server

@@ -9,8 +9,9 @@
 // lets sessions and refusals share the rest: a peer beyond that is told
 // * ERR LIMIT as if max_connections were reached.
 //
-// API: raise_nofile_limit() once in main; count_open_descriptors() and
-// plan_descriptors() in Server::start. plan_descriptors is pure.
+// API: raise_nofile_limit() and check_descriptor_floor() once in main;
+// count_open_descriptors() and plan_descriptors() in Server::start.
+// plan_descriptors is pure.
 //
 // Thread safety: raise_nofile_limit and count_open_descriptors act on the
 // process; call them from the main thread before others start.
@@ -67,5 +68,12 @@ struct DescriptorPlan {
 // one refusal fit.
 Result<DescriptorPlan> plan_descriptors(std::uint64_t nofile, std::size_t open_now, std::size_t max_connections,
                                         std::size_t kept_for_http = 0);
+
+// Before the server opens anything: plan_descriptors for one session with
+// what is open now, so that a limit too low for the server's own files, one
+// session and one refusal is refused in words rather than as the EMFILE of
+// whichever file comes first. Status::ok() when it fits (Server::start
+// plans again once everything is open).
+Status check_descriptor_floor();
 
 }  // namespace netsem::server

@@ -328,6 +328,14 @@ int main(int argc, char** argv) try {
   } else {
     spdlog::info("descriptor limit (RLIMIT_NOFILE) {} (hard limit {})", limit->soft, limit->hard);
   }
+  // A limit too low for netsemd's own files, one session and one refusal is
+  // refused now, in the words of Server::start's plan, before anything opens
+  // (else whichever file came first failed with EMFILE: "cannot open
+  // .../run: Too many open files" in CI).
+  if (auto floor = netsem::server::check_descriptor_floor(); !floor) {
+    std::fprintf(stderr, "netsemd: cannot start: %s\n", floor.to_string().c_str());
+    return kExitStartFailed;
+  }
 
   // Writes to a peer that vanished, or past a file size limit (RLIMIT_FSIZE),
   // must be errors the server handles, not a fatal signal.
