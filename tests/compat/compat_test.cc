@@ -11,13 +11,18 @@
 // resume with their clear secrets, that new writes (version 3) and a restart
 // after them work; and that one byte flipped in a snapshot, a closed segment
 // or a journal is refused at start (exit 1, the file named), not rolled back.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -28,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/unique_fd.h"
 #include "netsemd_harness.h"
 #include "support/request_lines.h"
 
@@ -133,6 +139,16 @@ std::uint64_t fence_of_lock(Client& client) {
 class CompatCluster : public ::testing::Test {
  protected:
   void SetUp() override {
+    // The fixture's addresses are fixed (its Raft configuration names them):
+    // CTest's RESOURCE_LOCK keeps one run's cases apart, this file lock the
+    // runs of other build trees on the same machine (bounded: 2 minutes).
+    lock_ = UniqueFd(::open("/tmp/netsem-compat-127.0.29.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0666));
+    ASSERT_TRUE(lock_.valid()) << std::strerror(errno);
+    const auto deadline = std::chrono::steady_clock::now() + 120s;
+    while (::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "127.0.29.1-3 stayed taken by another test run";
+      std::this_thread::sleep_for(100ms);
+    }
     ASSERT_TRUE(extract("cluster-v2", dir_.path()));
     for (int i = 1; i <= kServers; ++i) {
       const fs::path secret = dir_.path() / ("secret." + std::to_string(i));
@@ -231,6 +247,7 @@ class CompatCluster : public ::testing::Test {
     return false;
   }
 
+  UniqueFd lock_;  // declared first: unlocked (closed) last, after the servers and their directory
   TempDir dir_;
   std::unique_ptr<Netsemd> servers_[kServers];
 };
