@@ -16,10 +16,12 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdarg>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <string_view>
+#include <thread>
 
 namespace netsem::http {
 
@@ -91,41 +93,49 @@ void Listener::limit_connections(unsigned n) {
   limits_.connections_per_address = std::min(limits_.connections_per_address, n);
 }
 
-struct Listener::Callbacks {
-  static MHD_Result accept(void* cls, const sockaddr* address, socklen_t) {
-    auto* self = static_cast<Listener*>(cls);
-    const auto peer = address_bytes(address);
-    if (!self->admit_(peer)) return MHD_NO;
-    std::lock_guard lock(self->count_mutex_);
-    if (self->open_ >= self->limits_.connections) return MHD_NO;
-    const auto found = self->open_by_address_.find(peer);
-    if (found != self->open_by_address_.end() && found->second >= self->limits_.connections_per_address) return MHD_NO;
-    return MHD_YES;
-  }
+bool Listener::take(int fd, const std::array<std::uint8_t, 16>& peer) {
+  std::lock_guard lock(count_mutex_);
+  // A descriptor of ours still on record was closed by MHD without a word
+  // (a connection it dropped before NOTIFY_STARTED): accept() could not
+  // have returned its number otherwise.
+  release_locked(fd);
+  if (held_.size() >= limits_.connections) return false;
+  const auto found = held_by_address_.find(peer);
+  if (found != held_by_address_.end() && found->second >= limits_.connections_per_address) return false;
+  held_.emplace(fd, peer);
+  ++held_by_address_[peer];
+  return true;
+}
 
-  // Counts open connections (accept() checks the counts); the peer's
-  // address is kept as the socket's context until it closes.
+void Listener::release_locked(int fd) {
+  const auto held = held_.find(fd);
+  if (held == held_.end()) return;
+  const auto found = held_by_address_.find(held->second);
+  if (found != held_by_address_.end() && --found->second == 0) held_by_address_.erase(found);
+  held_.erase(held);
+}
+
+void Listener::release(int fd) {
+  std::lock_guard lock(count_mutex_);
+  release_locked(fd);
+}
+
+struct Listener::Callbacks {
+  // The socket's context is its descriptor (plus one: nullptr is "none"),
+  // the key of its place in held_ from NOTIFY_STARTED until it closes.
   static void connection(void* cls, MHD_Connection* connection, void** socket_context,
                          MHD_ConnectionNotificationCode code) {
     auto* self = static_cast<Listener*>(cls);
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-      const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-      auto* peer = new std::array<std::uint8_t, 16>(address_bytes(info != nullptr ? info->client_addr : nullptr));
-      *socket_context = peer;
-      std::lock_guard lock(self->count_mutex_);
-      ++self->open_;
-      ++self->open_by_address_[*peer];
+      const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+      if (info == nullptr) return;
+      *socket_context = reinterpret_cast<void*>(static_cast<std::intptr_t>(info->connect_fd) + 1);
       return;
     }
-    auto* peer = static_cast<std::array<std::uint8_t, 16>*>(*socket_context);
-    if (peer == nullptr) return;
-    {
-      std::lock_guard lock(self->count_mutex_);
-      --self->open_;
-      const auto found = self->open_by_address_.find(*peer);
-      if (found != self->open_by_address_.end() && --found->second == 0) self->open_by_address_.erase(found);
-    }
-    delete peer;
+    // NOTIFY_CLOSED comes before MHD closes the descriptor, so no other
+    // connection has its number yet.
+    if (*socket_context == nullptr) return;
+    self->release(static_cast<int>(reinterpret_cast<std::intptr_t>(*socket_context) - 1));
     *socket_context = nullptr;
   }
 
@@ -232,7 +242,9 @@ Result<std::unique_ptr<Listener>> Listener::start(const std::string& address, st
   std::unique_ptr<Listener> listener(new Listener());
   // As MHD did: the address reusable at once after a restart, an IPv6
   // address for IPv6 only.
-  listener->listen_fd_.reset(::socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  // Non-blocking: poll may find it readable and accept4 nothing (a peer
+  // that reset in between).
+  listener->listen_fd_.reset(::socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!listener->listen_fd_.valid()) return cannot_listen(std::strerror(errno));
   const int fd = listener->listen_fd_.get();
   const int one = 1;
@@ -258,10 +270,10 @@ Result<std::unique_ptr<Listener>> Listener::start(const std::string& address, st
     last_message.clear();
   }
   listener->daemon_ =
-      MHD_start_daemon(flags, 0, &Callbacks::accept, listener.get(), &Callbacks::request, listener.get(),
-                       MHD_OPTION_EXTERNAL_LOGGER, &log_message, nullptr,        //
-                       MHD_OPTION_THREAD_STACK_SIZE, limits.thread_stack_bytes,  //
-                       MHD_OPTION_CONNECTION_LIMIT, limits.connections * 2,      // a backstop: accept() counts
+      MHD_start_daemon(flags, 0, nullptr, nullptr, &Callbacks::request, listener.get(),  // no accept policy: take()
+                       MHD_OPTION_EXTERNAL_LOGGER, &log_message, nullptr,                //
+                       MHD_OPTION_THREAD_STACK_SIZE, limits.thread_stack_bytes,          //
+                       MHD_OPTION_CONNECTION_LIMIT, limits.connections * 2,              // a backstop: take() counts
                        MHD_OPTION_NOTIFY_CONNECTION, &Callbacks::connection, listener.get(),  //
                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, limits.memory_per_connection,      //
                        MHD_OPTION_CONNECTION_TIMEOUT, limits.idle_timeout_s,                  //
@@ -288,17 +300,26 @@ void Listener::accept_loop() {
         "http: accepting again after {} ms",
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - short_since).count());
   };
+  bool poll_failing = false;
   for (;;) {
     // Out of descriptors, accept() fails at once while a peer waits:
     // only the wake descriptor is watched then, for the retry's time.
     pollfd fds[2] = {{wake_fd_.get(), POLLIN, 0}, {listen_fd_.get(), POLLIN, 0}};
     const int ready = ::poll(fds, short_of_descriptors ? 1 : 2, short_of_descriptors ? kShortageRetryMs : -1);
-    if (ready < 0 && errno != EINTR) {
-      spdlog::error("http: poll: {}", std::strerror(errno));
-      return;
+    if (ready < 0) {
+      const int error = errno;
+      if (error == EINTR) continue;
+      // Never the end of HTTP: once logged, tried again every 100 ms.
+      if (!poll_failing) {
+        spdlog::error("http: poll: {}; trying again every {} ms", std::strerror(error), kShortageRetryMs);
+      }
+      poll_failing = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(kShortageRetryMs));
+      continue;
     }
+    poll_failing = false;
     if (fds[0].revents != 0) return;  // stop()
-    if (ready <= 0 && !short_of_descriptors) continue;
+    if (ready == 0 && !short_of_descriptors) continue;
     sockaddr_storage peer{};
     socklen_t peer_size = sizeof peer;
     const int client =
@@ -321,12 +342,14 @@ void Listener::accept_loop() {
     }
     recovered();
     const auto* address = reinterpret_cast<const sockaddr*>(&peer);
-    if (Callbacks::accept(this, address, peer_size) != MHD_YES) {
+    const auto bytes = address_bytes(address);
+    // Counted before MHD has it (see listener.h).
+    if (!admit_(bytes) || !take(client, bytes)) {
       ::close(client);
       continue;
     }
     // MHD closes the socket when it cannot take it.
-    (void)MHD_add_connection(daemon_, client, address, peer_size);
+    if (MHD_add_connection(daemon_, client, address, peer_size) != MHD_YES) release(client);
   }
 }
 

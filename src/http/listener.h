@@ -17,7 +17,19 @@
 // by MHD: libmicrohttpd 0.9.75's own total limit, once reached after a
 // per-address refusal, could leave the listener accepting nothing after the
 // connections had gone (HttpHostile.ConnectionsBeyondTheLimits... saw it).
-// One thread accepts, so the counts are exact. That thread is the
+// The counts are exact because a connection is counted when it is
+// accepted, before MHD is given it, by the one thread that accepts: MHD's
+// own thread starts a connection later (a burst of connects was once
+// drained against counts that had not moved: 200 held from one address).
+// Each counted connection is kept by its descriptor until MHD's
+// NOTIFY_CLOSED for it (which comes before MHD closes the descriptor), or
+// MHD_add_connection refuses it. MHD 0.9.75 drops a connection before
+// NOTIFY_STARTED without a word only when it cannot allocate its memory
+// pool (or past its backstop, MHD_OPTION_CONNECTION_LIMIT at twice the
+// total, which exact counts never reach); such an entry is let go when
+// accept() returns its descriptor number again, since the kernel reuses
+// only a closed number. MHD's accept policy callback is not used (the
+// connection is counted by then). That thread is the
 // listener's own, not MHD's (which is started without a listening socket
 // and given each connection): while the process is out of descriptors,
 // MHD 0.9.75 with no connection open retries accept() at once, a spin of
@@ -93,12 +105,21 @@ class Listener {
   // to MHD; out of descriptors, it waits 100 ms between tries. Ends when
   // stop() writes wake_fd_.
   void accept_loop();
+  // Counts the connection on `fd` from `peer` if the limits leave room for
+  // it (false: they do not, and it is to be closed).
+  bool take(int fd, const std::array<std::uint8_t, 16>& peer);
+  // Uncounts the connection on `fd`, if counted; release_locked with
+  // count_mutex_ held.
+  void release(int fd);
+  void release_locked(int fd);
   Handler handler_;
   Admit admit_;
   Limits limits_;
   std::mutex count_mutex_;
-  std::size_t open_ = 0;                                              // guarded by count_mutex_
-  std::map<std::array<std::uint8_t, 16>, unsigned> open_by_address_;  // guarded by count_mutex_
+  // Every connection given to MHD and not yet closed, by descriptor, and
+  // how many of them each peer address holds; guarded by count_mutex_.
+  std::map<int, std::array<std::uint8_t, 16>> held_;
+  std::map<std::array<std::uint8_t, 16>, unsigned> held_by_address_;
   MHD_Daemon* daemon_ = nullptr;
   UniqueFd listen_fd_;
   UniqueFd wake_fd_;  // an eventfd: stop() ends accept_loop through it
