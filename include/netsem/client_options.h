@@ -108,14 +108,14 @@ struct ClientOptions {
   // where `ps` would show it.
   std::string token;
   // For administration: the connection says no HELLO and asks nothing that
-  // needs a session (no STATS, RESUMABLE or LEADER: only AUTH, LEASE and a
-  // PING that tells the server answers). A server of a cluster then answers
-  // CLUSTER STATUS from its own Raft state, and CLUSTER ADD or REMOVE, at
-  // once, even when it knows no leader (a removed or cut-off server), where
-  // HELLO opens the session in the log and waits for a leader (`netsem
-  // cluster` sets it; docs/protocol.md, "CLUSTER"). No resume, no move to the
-  // leader; a request that needs the log still opens the session there. Set
-  // in code only (no file or variable sets it).
+  // needs a session (no STATS, RESUMABLE or LEADER: only a LEASE first,
+  // which tells the server answers, then AUTH and OPTION). A server of a
+  // cluster then answers CLUSTER STATUS from its own Raft state, and
+  // CLUSTER ADD or REMOVE, at once, even when it knows no leader (a removed
+  // or cut-off server), where HELLO opens the session in the log and waits
+  // for a leader (`netsem cluster` sets it; docs/protocol.md, "CLUSTER"). No
+  // resume, no move to the leader; a request that needs the log still opens
+  // the session there. Set in code only (no file or variable sets it).
   bool sessionless = false;
 
   // The policy for `name`.

@@ -8,7 +8,7 @@
 // session: it writes what callers queued with send(), pings when the line
 // has been quiet for a sixth of the session timeout, and hands each answer
 // to the Call whose tag it carries. Sessionless (ClientOptions::sessionless,
-// for netsem cluster): a PING in HELLO's place, no STATS, RESUMABLE or
+// for netsem cluster): a LEASE in HELLO's place, no STATS, RESUMABLE or
 // LEADER, so that a cluster's server that knows no leader answers too.
 //
 // The lease: with a session timeout T, the server cannot end the session

@@ -171,10 +171,14 @@ int Connection::connect_to(const Endpoint& endpoint, std::optional<Clock::time_p
 }
 
 std::string Connection::encode_hello_and_auth(const std::string& hello_tag) {
-  // Sessionless (ClientOptions::sessionless): a PING in HELLO's place, which
-  // every server answers at once, a cluster's without its log.
+  // Sessionless (ClientOptions::sessionless): a LEASE in HELLO's place,
+  // which every server answers at once, a cluster's without its log: OK T
+  // from a 1.2 server, UNKNOWN_VERB from a 1.0 or 1.1 one. It is the one
+  // first line that opens an admin probe over max_connections (proposed
+  // 1.2, docs/protocol.md "Admin probes") that no 1.0 or 1.1 client sends
+  // first, so the handshake is its lead line (`hello_tag`).
   if (options_.sessionless) {
-    protocol::encode_ping(out_, hello_tag);
+    protocol::encode_lease(out_, hello_tag);
   } else {
     protocol::encode_hello(out_, hello_tag, label_);
   }
@@ -192,7 +196,8 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
     shake.begun = true;
     framer_ = protocol::LineFramer();
     shake.hello_tag = next_tag();
-    shake.lease_tag = next_tag();
+    // Sessionless, the LEASE is the lead line (encode_hello_and_auth).
+    shake.lease_tag = options_.sessionless ? shake.hello_tag : next_tag();
     shake.stats_tag = next_tag();
     out_.clear();
     shake.auth_tag = encode_hello_and_auth(shake.hello_tag);
@@ -202,10 +207,10 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
     // pipelined, so the handshake costs one round trip against every server;
     // STATS also tells a client without a token that the server requires one
     // (ERR AUTH), before the session begins.
-    protocol::encode_lease(out_, shake.lease_tag);
     if (options_.sessionless) {
       shake.stats_done = true;  // STATS needs the log in a cluster
     } else {
+      protocol::encode_lease(out_, shake.lease_tag);
       protocol::encode_stats(out_, shake.stats_tag);
     }
     // Pipelined with HELLO, and not waited for: a 1.0 server answers
@@ -250,7 +255,7 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
   // The first request waited for and still unanswered, in the order sent
   // (audit22: the words name it, not always HELLO).
   const auto unanswered = [&]() -> std::string_view {
-    if (!hello_done) return options_.sessionless ? "PING" : "HELLO";
+    if (!hello_done) return options_.sessionless ? "LEASE" : "HELLO";
     if (!auth_tag.empty() && !shake.auth_done) return "AUTH";
     if (!lease_done) return "LEASE";
     if (!stats_done) return "STATS";
@@ -299,9 +304,12 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
   };
   // From a server that told T through LEASE (1.2), LEADER is waited for too:
   // the move to the leader needs the answer. RESUMABLE is not (in a cluster
-  // it waits for a commit, which an election may delay).
+  // it waits for a commit, which an election may delay). AUTH is: with a
+  // session, STATS behind it is answered after it anyway; sessionless, the
+  // LEASE is answered before it, and a token refused must be told as such.
   const auto done = [&] {
-    return hello_done && lease_done && stats_done && (!lease_ms || *lease_ms <= 0 || leader_tag_.empty());
+    return hello_done && lease_done && stats_done && (auth_tag.empty() || shake.auth_done) &&
+           (!lease_ms || *lease_ms <= 0 || leader_tag_.empty());
   };
   while (!done()) {
     const int left = millis_until(deadline);
@@ -311,7 +319,7 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
       // round says so once.
       attempt_silent_ = true;
       attempt_failure_ =
-          silence(unanswered(), options_.connect_timeout, hello_done ? (options_.sessionless ? "PING" : "HELLO") : "");
+          silence(unanswered(), options_.connect_timeout, hello_done ? (options_.sessionless ? "LEASE" : "HELLO") : "");
       log_debug("server {} {}", endpoint.to_string(), attempt_failure_);
       return false;
     }
@@ -395,6 +403,10 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
       }
       if (answer.tag == lease_tag) {
         lease_done = true;
+        // Sessionless, the LEASE in HELLO's place: whatever it is answered
+        // (OK T, or a 1.0 or 1.1 server's UNKNOWN_VERB), the server answers.
+        // No session id, and the version unknown (1.0 assumed).
+        if (options_.sessionless) hello_done = true;
         std::uint64_t value = 0;
         if (answer.type == protocol::AnswerType::kOk && protocol::parse_uint(answer.rest, value) &&
             value <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
@@ -414,12 +426,6 @@ bool Connection::handshake(int fd, const Endpoint& endpoint, protocol::HelloAnsw
         // half of request_timeout, no lease after a silence).
         log_debug("server {} keeps its STATS from this session: {}", endpoint.to_string(), printable(line));
         stats_done = true;
-        continue;
-      }
-      if (options_.sessionless && answer.tag == hello_tag && answer.type == protocol::AnswerType::kPong) {
-        // The PING in HELLO's place: the server answers. No session id, and
-        // the version unknown (1.0 assumed).
-        hello_done = true;
         continue;
       }
       if (answer.type != protocol::AnswerType::kOk) {

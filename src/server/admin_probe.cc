@@ -1,16 +1,26 @@
-// classify_probe_line (admin_probe.h): the request parser decides what a
-// line asks, so a probe's line is judged as the dispatcher will read it.
+// classify_probe_line and opens_admin_probe (admin_probe.h): the request
+// parser decides what a line asks, so a probe's line is judged as the
+// dispatcher will read it.
 #include "server/admin_probe.h"
 
 #include "protocol/requests.h"
 
 namespace netsem::server {
 
-ProbeLine classify_probe_line(std::string_view line) {
+namespace {
+
+// The line parsed: kEmpty, kError or kRequest (then `request` is filled).
+protocol::ParseStatus parse_probe_line(std::string_view line, protocol::Request& request) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  protocol::Request request;
   protocol::ParseError error;
-  switch (protocol::parse_request(line, request, error)) {
+  return protocol::parse_request(line, request, error);
+}
+
+}  // namespace
+
+ProbeLine classify_probe_line(std::string_view line) {
+  protocol::Request request;
+  switch (parse_probe_line(line, request)) {
     case protocol::ParseStatus::kEmpty:
       return ProbeLine::kHandshake;
     case protocol::ParseStatus::kError:
@@ -33,6 +43,13 @@ ProbeLine classify_probe_line(std::string_view line) {
     default:
       return ProbeLine::kRefused;
   }
+}
+
+bool opens_admin_probe(std::string_view line) {
+  protocol::Request request;
+  if (parse_probe_line(line, request) != protocol::ParseStatus::kRequest) return false;
+  return request.verb == protocol::Verb::kLease ||
+         (request.verb == protocol::Verb::kCluster && request.cluster_action == protocol::ClusterAction::kStatus);
 }
 
 }  // namespace netsem::server

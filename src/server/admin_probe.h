@@ -2,10 +2,13 @@
 // admin_networks may still ask (docs/operations.md, "When the sessions are
 // full"), so that an operator sees the server, and its cluster, in the very
 // incident that filled it: `netsem cluster status`'s handshake and its
-// CLUSTER STATUS, and STATS. Everything else is refused as before, with the
-// limit line. Socket-free: the accept path (Server::on_accept) judges a
-// probe's first line by it, its session (Session::make_admin_probe) every
-// line after.
+// CLUSTER STATUS, and STATS. Proposed for 1.2 (docs/protocol.md, "Admin
+// probes"): only a first line no 1.0 or 1.1 client sends first (LEASE or
+// CLUSTER STATUS) opens a probe, so every 1.0 and 1.1 peer is refused
+// exactly as protocol-v1's Limits say. Everything else is refused as
+// before, with the limit line. Socket-free: the accept path
+// (Server::on_accept) judges a probe's first line by opens_admin_probe, its
+// session (Session::make_admin_probe) every line by classify_probe_line.
 //
 // Pure functions and constants: safe from any thread.
 #pragma once
@@ -27,7 +30,7 @@ inline constexpr std::chrono::milliseconds kAdminProbeTime{2000};
 
 // What a line of an admin probe is.
 enum class ProbeLine : std::uint8_t {
-  // PING, LEASE, OPTION, AUTH, QUIT (and an empty line): the handshake of a
+  // LEASE, AUTH, OPTION, PING, QUIT (and an empty line): the handshake of a
   // sessionless client (`netsem cluster`): answered, the probe reads on.
   kHandshake,
   // CLUSTER STATUS or STATS: answered, then the probe ends.
@@ -39,5 +42,11 @@ enum class ProbeLine : std::uint8_t {
 
 // `line`: one request line, without its "\n" (a "\r" before it is dropped).
 ProbeLine classify_probe_line(std::string_view line);
+
+// Whether a connection's first line opens an admin probe: LEASE (the
+// sessionless client's first) or CLUSTER STATUS, both proposed for 1.2, so
+// never a 1.0 or 1.1 client's first line. PING, AUTH, OPTION, QUIT and
+// STATS (all 1.0 or 1.1) are probe lines only after it. `line` as above.
+bool opens_admin_probe(std::string_view line);
 
 }  // namespace netsem::server

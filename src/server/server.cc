@@ -74,7 +74,7 @@ constexpr std::string_view kPeerPrefix = "PEER ";
 //
 // An admin probe (made with an AdminHandler: a connection over the limit
 // from admin_networks, admin_probe.h) is read, within the same listening
-// time, to its first line: when classify_probe_line takes it and the admin
+// time, to its first line: when opens_admin_probe takes it and the admin
 // probes have room, the socket goes to the handler with everything read,
 // to be served as a session of those few verbs; anything else is refused
 // as above. A connection may be both (a member's host in admin_networks):
@@ -218,8 +218,7 @@ class Rejection : public std::enable_shared_from_this<Rejection> {
           wait_readable();
           return;
         }
-        if (newline != std::string::npos &&
-            classify_probe_line(std::string_view(first_bytes_).substr(0, newline)) != ProbeLine::kRefused &&
+        if (newline != std::string::npos && opens_admin_probe(std::string_view(first_bytes_).substr(0, newline)) &&
             admin_.has_room()) {
           hand_to_admin();
           return;

@@ -1308,9 +1308,10 @@ TEST_F(CliServers, AFullServerSaysSoAndExitsTempfail) {
 
 // A fake cluster server's answers (test_support::LineServer), for the
 // outcomes of `netsem cluster add`, `remove` and `raise-fences` a single
-// netsemd cannot give (it answers BAD_ARG: no cluster): PING (the CLI's
-// cluster commands connect sessionless: a PING in HELLO's place), HELLO as
-// a 1.2 server, STATS with a session timeout of 0, each CLUSTER STATUS with
+// netsemd cannot give (it answers BAD_ARG: no cluster): LEASE as a 1.0 or
+// 1.1 server, ERR UNKNOWN_VERB (the CLI's cluster commands connect
+// sessionless: a LEASE in HELLO's place), PING, HELLO as a 1.2 server,
+// STATS with a session timeout of 0, each CLUSTER STATUS with
 // the next of `views` (the last one again once all were given), CLUSTER
 // ADD, REMOVE and FENCES with `change` ("TIMEOUT"), anything else ERR
 // UNKNOWN_VERB.
@@ -1457,6 +1458,10 @@ TEST_F(CliServers, ARaiseOfTheFencesTheLeaderGaveUpOnIsNotDoneForCertainAndExits
       if (request.starts_with("CLUSTER")) cluster.push_back(request);
     }
     EXPECT_EQ(cluster, (std::vector<std::string>{"CLUSTER STATUS", "CLUSTER FENCES 1000"})) << c.answer;
+    // Sessionless, LEASE leads (an admin probe's first line over a full
+    // server's max_connections), and its UNKNOWN_VERB is no refusal.
+    const std::vector<std::string> sent = requests(fake);
+    EXPECT_EQ(sent.empty() ? "(none)" : sent.front(), "LEASE") << c.answer;
   }
 }
 

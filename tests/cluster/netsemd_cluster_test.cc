@@ -1054,9 +1054,11 @@ TEST_F(NetsemdClusterFewConnections, ALeaderAtMaxConnectionsStillTakesARestarted
 // An operator must see the cluster in the incident that filled it (note28
 // section 3): `netsem cluster status` against the full leader, from its
 // host (in admin_networks: loopback), is served as an admin probe beside
-// the sessions, and so is STATS; an ACQUIRE still gets the limit line, and
-// a silent connection from that host over the limit holds up neither.
-// Without admin probes the CLI was told LIMIT (exit 75).
+// the sessions (its first line is LEASE), and so is STATS after a LEASE
+// (the leader has its log); STATS first, as a 1.0 client sends it, and an
+// ACQUIRE still get the limit line, and a silent connection from that host
+// over the limit holds up neither. Without admin probes the CLI was told
+// LIMIT (exit 75).
 TEST_F(NetsemdClusterFewConnections, AnOperatorSeesTheClusterOfAFullLeader) {
   ASSERT_NO_FATAL_FAILURE(fill_leader());
   const std::uint64_t limited = limited_total(*pool_.front());
@@ -1066,14 +1068,22 @@ TEST_F(NetsemdClusterFewConnections, AnOperatorSeesTheClusterOfAFullLeader) {
   EXPECT_EQ(shown.exit_code, 0) << shown << logs();
   EXPECT_EQ(shown.err, "") << shown;
   EXPECT_NE(shown.out.find("server " + std::to_string(lead_ + 1) + " (leader, term "), std::string::npos) << shown;
-  const std::string stats = first_answer_from(host(lead_), lead_, "s STATS");
-  EXPECT_EQ(stats.rfind("s OK {", 0), 0u) << stats << "\n" << logs();
+  {
+    const UniqueFd probe = connect_from(host(lead_), lead_);
+    ASSERT_TRUE(probe.valid());
+    const std::string sent = "l LEASE\ns STATS\n";
+    ASSERT_EQ(::send(probe.get(), sent.data(), sent.size(), MSG_NOSIGNAL), static_cast<ssize_t>(sent.size()));
+    EXPECT_EQ(first_line(probe), "l OK 30000") << logs();
+    const std::string stats = first_line(probe);
+    EXPECT_EQ(stats.rfind("s OK {", 0), 0u) << stats << "\n" << logs();
+  }
+  EXPECT_EQ(first_answer_from(host(lead_), lead_, "s STATS"), "* ERR LIMIT too many connections") << logs();
   EXPECT_EQ(first_answer_from(host(lead_), lead_, req::acquire("a", "lock")), "* ERR LIMIT too many connections")
       << logs();
   EXPECT_EQ(first_line(silent), "* ERR LIMIT too many connections");
-  // The ACQUIRE and the silent connection; the leader is still full, and
-  // serves its sessions.
-  EXPECT_EQ(limited_total(*pool_.front()), limited + 2);
+  // STATS first, the ACQUIRE and the silent connection; the leader is still
+  // full, and serves its sessions.
+  EXPECT_EQ(limited_total(*pool_.front()), limited + 3);
   for (const auto& session : pool_) EXPECT_EQ(session->request("p PING", 10s), "p PONG") << logs();
 }
 

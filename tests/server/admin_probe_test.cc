@@ -1,5 +1,6 @@
-// classify_probe_line (server/admin_probe.h): which lines an admin probe
-// over max_connections may send, table-driven. The probe itself, against
+// classify_probe_line and opens_admin_probe (server/admin_probe.h): which
+// lines an admin probe over max_connections may send, and which may open
+// one, table-driven. The probe itself, against
 // the real netsemd: server_robustness_test (AnAdminProbe...) and
 // cluster_netsemd_test (AnOperatorSeesTheClusterOfAFullLeader).
 #include "server/admin_probe.h"
@@ -16,7 +17,7 @@ TEST(AdminProbe, TakesTheStatusHandshakeAndItsAsksOnly) {
     std::string_view line;
     ProbeLine expected;
   } cases[] = {
-      // netsem cluster status: PING in HELLO's place, AUTH, LEASE, OPTION.
+      // netsem cluster status: LEASE in HELLO's place, AUTH, OPTION; PING.
       {"t1 PING", ProbeLine::kHandshake},
       {"t2 AUTH 0123456789abcdef", ProbeLine::kHandshake},
       {"t3 LEASE", ProbeLine::kHandshake},
@@ -40,6 +41,36 @@ TEST(AdminProbe, TakesTheStatusHandshakeAndItsAsksOnly) {
   };
   for (const auto& c : cases) {
     EXPECT_EQ(classify_probe_line(c.line), c.expected) << '"' << c.line << '"';
+  }
+}
+
+// Only a first line no 1.0 or 1.1 client sends first (both proposed 1.2):
+// every 1.0 or 1.1 peer over the limit reads the limit line, as
+// protocol-v1's Limits say.
+TEST(AdminProbe, OnlyLeaseOrClusterStatusOpensOne) {
+  const struct {
+    std::string_view line;
+    bool expected;
+  } cases[] = {
+      {"t1 LEASE", true},
+      {"t1 LEASE\r", true},
+      {"c CLUSTER STATUS", true},
+      // 1.0 and 1.1 lines, each a probe line after LEASE.
+      {"p PING", false},
+      {"a AUTH 0123456789abcdef", false},
+      {"o OPTION queued off", false},
+      {"q QUIT", false},
+      {"s STATS", false},
+      {"", false},
+      // Never a probe's.
+      {"h HELLO 1", false},
+      {"a ACQUIRE lock", false},
+      {"c CLUSTER REMOVE 2", false},
+      {"LEASE", false},
+      {"acquire:lock|", false},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(opens_admin_probe(c.line), c.expected) << '"' << c.line << '"';
   }
 }
 

@@ -347,12 +347,13 @@ TEST(ServerRobustness, PeerOverMaxConnectionsIsToldWhyWhateverItSends) {
 
 // An operator must see a full server (note28 section 3): a connection over
 // max_connections from admin_networks (loopback by default) is read to its
-// first line and, when that is the handshake of `netsem cluster status` or
-// asks STATS, served as an admin probe beside the sessions: its read-only
-// lines answered, then closed once STATS (or CLUSTER STATUS) is. Anything
-// else gets the limit line as before, counted in limited_total; neither a
-// silent connection nor one that stalls after its PING keeps the next
-// probe out, and a stalled one is told LIMIT after kAdminProbeTime (2 s).
+// first line and, when that is LEASE (`netsem cluster status`'s first) or
+// CLUSTER STATUS, served as an admin probe beside the sessions (proposed
+// 1.2): its read-only lines answered, then closed once STATS (or CLUSTER
+// STATUS) is. Anything else gets the limit line as before, counted in
+// limited_total; neither a silent connection nor one that stalls after its
+// LEASE keeps the next probe out, and a stalled one is told LIMIT after
+// kAdminProbeTime (2 s).
 TEST(ServerRobustness, AnAdminProbeOverMaxConnectionsIsAnsweredAndAnythingElseRefused) {
   auto [server, holder] = start_full_server();
   ASSERT_TRUE(server && holder);
@@ -360,17 +361,18 @@ TEST(ServerRobustness, AnAdminProbeOverMaxConnectionsIsAnsweredAndAnythingElseRe
   ASSERT_TRUE(silent);
   auto stalled = Client::connect(server->port());
   ASSERT_TRUE(stalled);
-  EXPECT_EQ(stalled->request(req::ping("p", "stalled")), "p PONG stalled") << server->log();
+  EXPECT_TRUE(stalled->request("l LEASE").starts_with("l OK ")) << server->log();
   const auto stalled_at = Clock::now();
 
-  // The lines `netsem cluster status` begins with, then STATS: answered,
-  // and nothing after it.
+  // The lines `netsem cluster status` begins with (LEASE first), a PING,
+  // then STATS: answered, and nothing after it.
   auto admin = Client::connect(server->port());
   ASSERT_TRUE(admin);
-  admin->send(req::ping("p") + "\n" + req::option_queued("o", false) + "\n" + req::stats("s") + "\n" +
+  admin->send("l LEASE\n" + req::option_queued("o", false) + "\n" + req::ping("p") + "\n" + req::stats("s") + "\n" +
               req::ping("late") + "\n");
-  EXPECT_EQ(admin->read_line().value_or("(none)"), "p PONG") << server->log();
+  EXPECT_TRUE(admin->read_line().value_or("(none)").starts_with("l OK ")) << server->log();
   EXPECT_EQ(admin->read_line().value_or("(none)"), "o OK");
+  EXPECT_EQ(admin->read_line().value_or("(none)"), "p PONG");
   const std::string stats = admin->read_line().value_or("(none)");
   EXPECT_TRUE(stats.starts_with("s OK {\"sessions\":")) << stats;
   std::string rest;
@@ -385,16 +387,19 @@ TEST(ServerRobustness, AnAdminProbeOverMaxConnectionsIsAnsweredAndAnythingElseRe
   EXPECT_TRUE(cluster->wait_closed(2s));
   cluster.reset();
 
-  // A session's first request, or one after a PING: the limit line.
+  // A session's first request, or one after a LEASE: the limit line.
   for (const std::string& lines :
-       {req::acquire("a", "x") + "\n", req::hello("h") + "\n", req::ping("p") + "\n" + req::acquire("a", "x") + "\n"}) {
+       {req::acquire("a", "x") + "\n", req::hello("h") + "\n", "l LEASE\n" + req::acquire("a", "x") + "\n"}) {
     auto refused = Client::connect(server->port());
     ASSERT_TRUE(refused);
     refused->send(lines);
     std::string said;
     EXPECT_TRUE(refused->wait_closed(3s, &said));
-    const std::string pong = lines.starts_with("p PING") ? "p PONG\n" : "";
-    EXPECT_EQ(said, pong + "* ERR LIMIT too many connections\n") << lines;
+    if (lines.starts_with("l LEASE")) {
+      EXPECT_TRUE(said.starts_with("l OK ")) << said;
+      said.erase(0, said.find('\n') + 1);
+    }
+    EXPECT_EQ(said, "* ERR LIMIT too many connections\n") << lines;
   }
   EXPECT_EQ(silent->read_line().value_or("(none)"), "* ERR LIMIT too many connections");
   EXPECT_EQ(stalled->read_line().value_or("(none)"), "* ERR LIMIT too many connections");
@@ -406,8 +411,28 @@ TEST(ServerRobustness, AnAdminProbeOverMaxConnectionsIsAnsweredAndAnythingElseRe
   EXPECT_EQ(holder->request(req::ping("p", "holder")), "p PONG holder");
 }
 
-// Only from admin_networks: from anywhere else, STATS over the limit is
-// refused as any request.
+// Protocol-v1's Limits, exact for every 1.0 and 1.1 peer: over
+// max_connections, even from admin_networks, a first line a 1.0 or 1.1
+// client may send (PING, AUTH, OPTION, QUIT, STATS, an empty line) is
+// answered with the limit line alone, and the connection closed. Only
+// LEASE and CLUSTER STATUS (proposed 1.2) open an admin probe.
+TEST(ServerRobustness, OverMaxConnectionsA1_0Or1_1FirstLineGetsTheLimitLineFromAdminNetworksToo) {
+  auto [server, holder] = start_full_server();
+  ASSERT_TRUE(server && holder);
+  for (const std::string& first : {req::ping("p"), std::string("a AUTH 0123456789abcdef"),
+                                   req::option_queued("o", false), req::quit("q"), req::stats("s"), std::string()}) {
+    auto refused = Client::connect(server->port());
+    ASSERT_TRUE(refused);
+    refused->send(first + "\n" + req::ping("p2") + "\n");
+    std::string said;
+    EXPECT_TRUE(refused->wait_closed(3s, &said)) << first;
+    EXPECT_EQ(said, "* ERR LIMIT too many connections\n") << '"' << first << '"';
+  }
+  EXPECT_NE(holder->request(req::stats("s")).find("\"limited_total\":6,"), std::string::npos) << server->log();
+}
+
+// Only from admin_networks: from anywhere else, even LEASE over the limit
+// is refused as any request.
 TEST(ServerRobustness, OverMaxConnectionsOnlyAdminNetworksAreProbed) {
   auto server = start_server(with_server_options("max_connections = 1\nadmin_networks = 127.0.0.2\n"));
   ASSERT_TRUE(server);
@@ -416,7 +441,7 @@ TEST(ServerRobustness, OverMaxConnectionsOnlyAdminNetworksAreProbed) {
   EXPECT_EQ(holder->request(req::ping("p")), "p PONG");
   auto refused = Client::connect(server->port());
   ASSERT_TRUE(refused);
-  EXPECT_EQ(refused->request(req::stats("s")), "* ERR LIMIT too many connections");
+  EXPECT_EQ(refused->request("l LEASE"), "* ERR LIMIT too many connections");
   EXPECT_TRUE(refused->wait_closed(2s));
 }
 
