@@ -30,4 +30,14 @@ void configure_session_socket(asio::ip::tcp::socket& socket, std::int64_t sessio
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &keepalive.count, sizeof keepalive.count);
 }
 
+std::string describe_peer(const asio::ip::tcp::endpoint& endpoint) {
+  const auto address = endpoint.address();
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).to_string() + ":" +
+           std::to_string(endpoint.port());
+  }
+  if (address.is_v6()) return "[" + address.to_string() + "]:" + std::to_string(endpoint.port());
+  return address.to_string() + ":" + std::to_string(endpoint.port());
+}
+
 }  // namespace netsem::server

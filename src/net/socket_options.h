@@ -3,13 +3,15 @@
 // found and its session ended, with its permits, even where the session
 // timeout does not look (a queued ACE client, which has nothing to send, or a
 // server run with session_timeout_ms = 0). keepalive_for() is the pure rule;
-// configure_session_socket() applies it to an accepted socket.
+// configure_session_socket() applies it to an accepted socket. And how a
+// peer's address is written in the log and the answers (describe_peer).
 //
 // Thread safety: loop only (the socket belongs to the loop).
 #pragma once
 
 #include <asio/ip/tcp.hpp>
 #include <cstdint>
+#include <string>
 
 namespace netsem::server {
 
@@ -34,5 +36,10 @@ KeepAlive keepalive_for(std::int64_t session_timeout_ms);
 // Sets SO_KEEPALIVE and the options above on `socket`. A failure only costs
 // the probes (the session works without them), so it is not reported.
 void configure_session_socket(asio::ip::tcp::socket& socket, std::int64_t session_timeout_ms);
+
+// ADDRESS:PORT, [ADDRESS]:PORT for IPv6. An IPv4 client of a dual-stack
+// socket is an IPv4 client (as the allow list takes it): 10.0.0.7:40112,
+// not [::ffff:10.0.0.7]:40112.
+std::string describe_peer(const asio::ip::tcp::endpoint& endpoint);
 
 }  // namespace netsem::server

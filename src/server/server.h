@@ -173,9 +173,6 @@ class Server final : private JournalProgress, public SessionHost {
   // a TLS one.
   void begin_session(UniqueFd fd, const asio::ip::address& address, const std::string& peer, SslPtr ssl,
                      std::string tls_subject);
-  // An endpoint as the logs name a peer: 10.0.0.7:40112, [::1]:40112 (an
-  // IPv4 client of a dual-stack socket as IPv4, as the allow list takes it).
-  static std::string describe_peer(const asio::ip::tcp::endpoint& endpoint);
   void reject(asio::ip::tcp::socket socket, std::string line);
   // A connection while the sessions are at their limit, from a cluster
   // member's address (`link`) or from admin_networks (`admin`), read to its

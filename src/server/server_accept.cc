@@ -35,18 +35,6 @@ constexpr std::string_view kLimitLine = "* ERR LIMIT too many connections\n";
 
 }  // namespace
 
-std::string Server::describe_peer(const asio::ip::tcp::endpoint& endpoint) {
-  const auto address = endpoint.address();
-  // An IPv4 client of a dual-stack socket is an IPv4 client (as the allow
-  // list takes it): 10.0.0.7:40112, not [::ffff:10.0.0.7]:40112.
-  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
-    return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).to_string() + ":" +
-           std::to_string(endpoint.port());
-  }
-  if (address.is_v6()) return "[" + address.to_string() + "]:" + std::to_string(endpoint.port());
-  return address.to_string() + ":" + std::to_string(endpoint.port());
-}
-
 // At EMFILE or ENFILE the pending peer cannot be accepted, and a level-
 // triggered accept would report it again at once. The spare descriptor is
 // given up for a moment to take the peer off the queue and tell it LIMIT

@@ -18,6 +18,7 @@
 
 #include "common/log.h"
 #include "net/descriptors.h"
+#include "net/socket_options.h"
 #include "protocol/names.h"
 #include "server/admin_probe.h"
 #include "server/session.h"

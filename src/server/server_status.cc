@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "net/socket_options.h"
 #include "server/forked_job.h"
 #include "server/status_file.h"
 

@@ -36,16 +36,6 @@ std::string openssl_reason(std::string_view fallback) {
   return reason != nullptr ? std::string(reason) : std::string(fallback);
 }
 
-std::string describe_remote(const asio::ip::tcp::endpoint& remote) {
-  const auto address = remote.address();
-  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
-    return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).to_string() + ":" +
-           std::to_string(remote.port());
-  }
-  if (address.is_v6()) return "[" + address.to_string() + "]:" + std::to_string(remote.port());
-  return address.to_string() + ":" + std::to_string(remote.port());
-}
-
 }  // namespace
 
 Result<std::shared_ptr<asio::ssl::context>> make_server_tls_context(const std::filesystem::path& cert,
@@ -169,7 +159,7 @@ class TlsListener::Handshake : public std::enable_shared_from_this<Handshake> {
     connection.ssl = std::move(ssl_);
     owner_.finished();
     if (error) {
-      owner_.note_failure(describe_remote(remote_), "cannot take its socket: " + error.message());
+      owner_.note_failure(describe_peer(remote_), "cannot take its socket: " + error.message());
       return;
     }
     owner_.deliver_(std::move(connection));
@@ -182,7 +172,7 @@ class TlsListener::Handshake : public std::enable_shared_from_this<Handshake> {
   // that overtakes the alert. A handshake that timed out is closed at once.
   void fail(const std::string& why, bool drain = true) {
     done_ = true;
-    owner_.note_failure(describe_remote(remote_), why);
+    owner_.note_failure(describe_peer(remote_), why);
     std::error_code ignored;
     if (!drain) {
       close();
@@ -304,7 +294,7 @@ Result<std::unique_ptr<TlsListener>> TlsListener::start(const std::string& addre
   if (!error) acceptor.listen(asio::socket_base::max_listen_connections, error);
   if (error) {
     return Status(StatusCode::kIoError,
-                  fmt::format("cannot listen for TLS on {}: {}", describe_remote(endpoint), error.message()));
+                  fmt::format("cannot listen for TLS on {}: {}", describe_peer(endpoint), error.message()));
   }
   listener->port_ = acceptor.local_endpoint().port();
   listener->accept_next();
@@ -391,7 +381,7 @@ void TlsListener::on_accept(asio::ip::tcp::socket socket) {
   ::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   SslPtr ssl(SSL_new(context()->native_handle()));
   if (!ssl || SSL_set_fd(ssl.get(), socket.native_handle()) != 1) {
-    note_failure(describe_remote(remote), openssl_reason("cannot make a TLS connection"));
+    note_failure(describe_peer(remote), openssl_reason("cannot make a TLS connection"));
     return;
   }
   ++in_flight_;

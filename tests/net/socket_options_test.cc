@@ -119,5 +119,15 @@ TEST(ServerKeepAlive, AcceptedSessionSocketsProbeTheirPeer) {
   }
 }
 
+// A peer as the log and the answers name it: an IPv4 client of a dual-stack
+// socket as IPv4 (as the allow list takes it), IPv6 in brackets.
+TEST(DescribePeer, WritesIpv4PlainMappedIpv4AsIpv4AndIpv6InBrackets) {
+  using asio::ip::make_address;
+  using asio::ip::tcp;
+  EXPECT_EQ(describe_peer(tcp::endpoint(make_address("10.0.0.7"), 40112)), "10.0.0.7:40112");
+  EXPECT_EQ(describe_peer(tcp::endpoint(make_address("::ffff:10.0.0.7"), 40112)), "10.0.0.7:40112");
+  EXPECT_EQ(describe_peer(tcp::endpoint(make_address("::1"), 53559)), "[::1]:53559");
+}
+
 }  // namespace
 }  // namespace netsem::server
