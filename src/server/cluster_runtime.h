@@ -34,6 +34,10 @@
 //
 // Thread safety: everything on the loop thread but the raft thread's sink
 // and wake, which only push under the mutex and write the eventfd.
+//
+// The member functions live in cluster_runtime.cc (the hot path) and
+// cluster_runtime_*.cc, one concern a file; cluster_runtime.cc's head
+// paragraph says which holds what.
 #pragma once
 
 #include <array>

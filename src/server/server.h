@@ -16,6 +16,9 @@
 // once.
 //
 // Thread safety: everything runs on the io_context's single thread.
+//
+// The member functions live in server.cc (the turn) and server_*.cc, one
+// concern a file; server.cc's head paragraph says which holds what.
 #pragma once
 
 #include <array>
