@@ -8,9 +8,9 @@
 #include <system_error>
 
 #include "cluster/peer_link.h"
+#include "core/admin_probe.h"
 #include "protocol/ace_codec.h"
 #include "protocol/fields.h"
-#include "server/admin_probe.h"
 
 namespace netsem::server {
 

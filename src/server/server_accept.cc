@@ -20,9 +20,9 @@
 #include <memory>
 #include <string>
 
+#include "core/admin_probe.h"
 #include "net/socket_options.h"
 #include "protocol/ace_codec.h"
-#include "server/admin_probe.h"
 #include "server/rejection.h"
 #include "server/session.h"
 

@@ -17,10 +17,10 @@
 #include <thread>
 
 #include "common/log.h"
+#include "core/admin_probe.h"
 #include "net/descriptors.h"
 #include "net/socket_options.h"
 #include "protocol/names.h"
-#include "server/admin_probe.h"
 #include "server/session.h"
 
 namespace netsem::server {

@@ -21,7 +21,7 @@
 #include <utility>
 
 #include "cluster/peer_link.h"
-#include "server/admin_probe.h"
+#include "core/admin_probe.h"
 
 namespace netsem::server {
 

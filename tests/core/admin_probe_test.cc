@@ -1,9 +1,9 @@
-// classify_probe_line and opens_admin_probe (server/admin_probe.h): which
+// classify_probe_line and opens_admin_probe (core/admin_probe.h): which
 // lines an admin probe over max_connections may send, and which may open
 // one, table-driven. The probe itself, against
 // the real netsemd: server_robustness_test (AnAdminProbe...) and
 // cluster_netsemd_test (AnOperatorSeesTheClusterOfAFullLeader).
-#include "server/admin_probe.h"
+#include "core/admin_probe.h"
 
 #include <gtest/gtest.h>
 

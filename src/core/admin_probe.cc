@@ -1,7 +1,7 @@
 // classify_probe_line and opens_admin_probe (admin_probe.h): the request
 // parser decides what a line asks, so a probe's line is judged as the
 // dispatcher will read it.
-#include "server/admin_probe.h"
+#include "core/admin_probe.h"
 
 #include "protocol/requests.h"
 
