@@ -61,6 +61,14 @@ void sample(std::string& out, std::string_view name, std::uint64_t value, const 
   out += '\n';
 }
 
+// A counter's series, one per value of `label`: NAME{LABEL="value"} count.
+void samples_by(std::string& out, std::string_view name, std::string_view label,
+                const std::vector<std::pair<std::string, std::uint64_t>>& counts) {
+  for (const auto& [value, count] : counts) {
+    sample(out, name, count, "{" + std::string(label) + "=\"" + value + "\"}");
+  }
+}
+
 // A histogram's series; `decimals` scales its values (6: microseconds as seconds).
 void histogram(std::string& out, std::string_view name, std::string_view help, const Histogram& h, int decimals) {
   header(out, name, help, "histogram");
@@ -122,9 +130,7 @@ std::string cluster_prometheus(const ClusterFigures& figures) {
          "source), handshake (not libraft's), timeout (no handshake in time), pending (too many waited for "
          "theirs), streams (too many of its host were open with libraft already).",
          "counter");
-  for (const auto& [reason, count] : figures.raft_connections_refused) {
-    sample(out, "raft_connections_refused_total", count, "{reason=\"" + reason + "\"}");
-  }
+  samples_by(out, "raft_connections_refused_total", "reason", figures.raft_connections_refused);
   header(out, "segment_no_space_total",
          "Segments of the Raft log this server could not allocate ahead for lack of space on its disk, since start "
          "(each logged, a warning): once the segment in use is full and space is still short, a write fails and "
@@ -137,9 +143,7 @@ std::string cluster_prometheus(const ClusterFigures& figures) {
          "link_frame (a set-up link closed for a frame that did not open: altered, replayed or dropped on the "
          "way).",
          "counter");
-  for (const auto& [kind, count] : figures.peer_lines_refused) {
-    sample(out, "peer_lines_refused_total", count, "{kind=\"" + kind + "\"}");
-  }
+  samples_by(out, "peer_lines_refused_total", "kind", figures.peer_lines_refused);
   return out;
 }
 
